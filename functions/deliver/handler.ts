@@ -1,0 +1,53 @@
+import type { ConversationState } from '../domain/conversation.ts';
+import { attemptError, buildDeliveryPayload, deliveryUrlFor, DELIVERY_URL_VARIABLES } from '../domain/delivery.ts';
+import { DeliveryPermanentError } from '../domain/errors.ts';
+import { withDeliveryAttempt } from '../domain/lifecycle.ts';
+import { logEvent, METRIC_NAMES, recordTime } from '../shared/events.ts';
+import { DEFAULT_DELIVERY_TIMEOUT_MS, postJson } from '../shared/http-delivery.ts';
+import { stageHandler } from '../shared/powertools.ts';
+
+export const USER_AGENT = 'revops-webhook-gateway/1.0';
+
+/**
+ * Deliver: one POST of the result to the URL configured for its type, carrying the stable delivery id.
+ * Success returns the record; failure throws DeliveryRetryableError or DeliveryPermanentError and the state
+ * machine's Retry/Catch decide what happens next.
+ */
+export const handler = stageHandler('Deliver', async (state: ConversationState): Promise<ConversationState> => {
+  const record = state.conversation;
+  const type = record.webhook_context.webhook_type ?? 'general';
+  const url = deliveryUrlFor(type, process.env);
+  const attemptNumber = record.execution.delivery_attempts.length + 1;
+  if (!url) {
+    logEvent('WEBHOOK_DELIVERY_FAILED', record, { attempt: attemptNumber, error: 'no delivery URL configured', final: true });
+    throw new DeliveryPermanentError(
+      JSON.stringify({ message: `no delivery URL configured for ${type}: set ${DELIVERY_URL_VARIABLES[type]}` }),
+    );
+  }
+  const payload = JSON.stringify(buildDeliveryPayload(record));
+  const { attempt } = await postJson(
+    url,
+    payload,
+    { 'user-agent': USER_AGENT, 'webhook-id': record.webhook_context.delivery_id },
+    attemptNumber,
+    Number(process.env.DELIVERY_TIMEOUT_MS ?? DEFAULT_DELIVERY_TIMEOUT_MS),
+  );
+  recordTime(METRIC_NAMES.deliveryResponseTime, attempt.duration_ms);
+  if (attempt.outcome === 'delivered') {
+    const delivered = withDeliveryAttempt(record, attempt, url, 'delivered');
+    logEvent('WEBHOOK_DELIVERY_SUCCESS', delivered, {
+      delivery_id: record.webhook_context.delivery_id,
+      status_code: attempt.status_code,
+      delivery_response_time_ms: attempt.duration_ms,
+    });
+    return { ...state, conversation: delivered };
+  }
+  logEvent('WEBHOOK_DELIVERY_FAILED', record, {
+    delivery_id: record.webhook_context.delivery_id,
+    status_code: attempt.status_code ?? null,
+    error: attempt.error,
+    retryable: attempt.outcome === 'retryable',
+    delivery_response_time_ms: attempt.duration_ms,
+  });
+  throw attemptError(attempt, url);
+});

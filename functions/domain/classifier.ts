@@ -1,0 +1,50 @@
+import type { WebhookType } from './conversation.ts';
+
+/**
+ * Decides which outbound webhook an answer goes to, and says why.
+ * An explicit `webhook_type` in the request wins. Otherwise keywords are scored: a hit in the query counts 2,
+ * a hit in the agent's answer counts 1; the highest score wins (ties in the order deal, lead, data);
+ * with no hit at all the answer is `general`.
+ */
+export const KEYWORDS: Record<Exclude<WebhookType, 'general'>, readonly string[]> = {
+  deal_analysis: ['deal', 'deals', 'pipeline', 'opportunity', 'opportunities', 'closing', 'close date', 'win rate', 'forecast', 'quota', 'booking', 'bookings'],
+  lead_analysis: ['lead', 'leads', 'prospect', 'prospects', 'mql', 'mqls', 'sql', 'sqls', 'lead score', 'inbound', 'nurture', 'conversion'],
+  data_analysis: ['data', 'metric', 'metrics', 'report', 'reports', 'trend', 'trends', 'dashboard', 'analytics', 'kpi', 'kpis', 'churn', 'average', 'breakdown'],
+};
+const ORDER = ['deal_analysis', 'lead_analysis', 'data_analysis'] as const;
+
+export interface Classification {
+  webhook_type: WebhookType;
+  reason: string;
+  scores: Record<WebhookType, number>;
+}
+
+function hits(text: string, words: readonly string[]): string[] {
+  const lower = ` ${text.toLowerCase().replace(/[^a-z0-9]+/g, ' ')} `;
+  return words.filter((w) => lower.includes(` ${w} `));
+}
+
+export function classify(query: string, answer: string, requested?: WebhookType | null): Classification {
+  const scores: Record<WebhookType, number> = { deal_analysis: 0, lead_analysis: 0, data_analysis: 0, general: 0 };
+  const evidence: Record<string, string[]> = {};
+  for (const type of ORDER) {
+    const inQuery = hits(query, KEYWORDS[type]);
+    const inAnswer = hits(answer, KEYWORDS[type]);
+    scores[type] = inQuery.length * 2 + inAnswer.length;
+    evidence[type] = [...inQuery.map((w) => `query:"${w}"`), ...inAnswer.map((w) => `answer:"${w}"`)];
+  }
+  if (requested) {
+    return { webhook_type: requested, reason: `the request asked for webhook_type ${requested}`, scores };
+  }
+  let best: WebhookType = 'general';
+  for (const type of ORDER) if (scores[type] > (best === 'general' ? 0 : scores[best])) best = type;
+  if (best === 'general') {
+    return { webhook_type: 'general', reason: 'no deal, lead or data keywords in the query or the answer', scores };
+  }
+  const others = ORDER.filter((t) => t !== best).map((t) => `${t} ${scores[t]}`).join(', ');
+  return {
+    webhook_type: best,
+    reason: `keywords ${evidence[best]!.join(', ')} scored ${best} ${scores[best]} (${others})`,
+    scores,
+  };
+}

@@ -1,0 +1,106 @@
+/**
+ * The conversation record: the seed's conversation unit extended with `webhook_context`.
+ * It travels through the workflow as `$.conversation` and is what the Export stage writes to S3.
+ * Every stage returns a new record; nothing here does I/O.
+ */
+export const WEBHOOK_TYPES = ['deal_analysis', 'data_analysis', 'lead_analysis', 'general'] as const;
+export type WebhookType = (typeof WEBHOOK_TYPES)[number];
+
+export type DeliveryStatus = 'pending' | 'delivered' | 'retrying' | 'failed' | 'not_attempted';
+export type ConversationStatus = 'in_progress' | 'completed' | 'failed';
+
+export interface ConversationTurn {
+  role: 'user' | 'assistant';
+  content: string;
+  timestamp: string;
+  /** The agent's full structured answer, on assistant turns. */
+  data?: unknown;
+}
+
+export interface DeliveryAttempt {
+  attempt: number;
+  at: string;
+  duration_ms: number;
+  /** HTTP status when the receiver answered. */
+  status_code?: number;
+  /** Short reason when the attempt failed (HTTP status text, network error, timeout). */
+  error?: string;
+  outcome: 'delivered' | 'retryable' | 'permanent';
+  /** Which mechanism ran it: the in-workflow Retry, the automatic schedule, or an operator redrive. */
+  via?: 'workflow' | 'schedule' | 'redrive';
+}
+
+export interface ExecutionError {
+  stage: string;
+  error: string;
+  message: string;
+  at: string;
+}
+
+export interface ConversationRecord {
+  conversation_id: string;
+  metadata: {
+    conversation_id: string;
+    channel: 'webhook';
+    source_system: string;
+    source_process: string;
+    /** The timestamp the source put in its request, if any. */
+    request_timestamp: string | null;
+    received_at: string;
+    request_id: string;
+    source_ip: string;
+    user_agent: string | null;
+    request_size_bytes: number;
+    /** The request's own `metadata` object, as sent. */
+    custom: Record<string, unknown>;
+  };
+  webhook_context: {
+    source_system: string;
+    source_process: string;
+    webhook_type: WebhookType | null;
+    /** The webhook_type the request asked for, if any (it wins over the classifier). */
+    requested_webhook_type: WebhookType | null;
+    classification_reason: string | null;
+    delivery_status: DeliveryStatus;
+    delivery_id: string;
+    delivery_target: string | null;
+  };
+  conversation: {
+    turns: ConversationTurn[];
+  };
+  execution: {
+    status: ConversationStatus;
+    started_at: string;
+    completed_at: string | null;
+    timings: {
+      agent_ms: number | null;
+      delivery_ms: number | null;
+      total_ms: number | null;
+    };
+    delivery_attempts: DeliveryAttempt[];
+    errors: ExecutionError[];
+    /** Names of the workflow executions that worked on this conversation (original and redeliveries). */
+    executions: string[];
+  };
+}
+
+/** The state document that flows between the workflow's states. */
+export interface ConversationState {
+  conversation: ConversationRecord;
+  /** Set by the Catch of InvokeManagerAgent. */
+  agent_error?: { Error: string; Cause?: string };
+  /** Set by the Catch of Deliver. */
+  delivery_error?: { Error: string; Cause?: string };
+}
+
+export function userQuery(record: ConversationRecord): string {
+  return record.conversation.turns.find((t) => t.role === 'user')?.content ?? '';
+}
+
+export function agentTurn(record: ConversationRecord): ConversationTurn | undefined {
+  return [...record.conversation.turns].reverse().find((t) => t.role === 'assistant');
+}
+
+export function elapsedMs(fromIso: string, to: Date): number {
+  return Math.max(0, to.getTime() - Date.parse(fromIso));
+}

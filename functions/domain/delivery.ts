@@ -1,0 +1,81 @@
+import type { ConversationRecord, DeliveryAttempt, WebhookType } from './conversation.ts';
+import { agentTurn, userQuery } from './conversation.ts';
+import { DeliveryPermanentError, DeliveryRetryableError } from './errors.ts';
+import { parseTaskError, type CaughtError } from './task-error.ts';
+
+/** Environment variable holding each type's outbound webhook URL (names kept from the seed). */
+export const DELIVERY_URL_VARIABLES: Record<WebhookType, string> = {
+  deal_analysis: 'DEAL_ANALYSIS_WEBHOOK_URL',
+  data_analysis: 'DATA_ANALYSIS_WEBHOOK_URL',
+  lead_analysis: 'LEAD_ANALYSIS_WEBHOOK_URL',
+  general: 'GENERAL_WEBHOOK_URL',
+};
+
+export function deliveryUrlFor(type: WebhookType, env: Record<string, string | undefined>): string | null {
+  const url = env[DELIVERY_URL_VARIABLES[type]]?.trim();
+  return url ? url : null;
+}
+
+/** The JSON document POSTed to the receiver. Identical on every attempt of one delivery. */
+export function buildDeliveryPayload(record: ConversationRecord) {
+  const answer = agentTurn(record);
+  return {
+    type: 'conversation.completed',
+    delivery_id: record.webhook_context.delivery_id,
+    conversation_id: record.conversation_id,
+    webhook_type: record.webhook_context.webhook_type,
+    source_system: record.webhook_context.source_system,
+    source_process: record.webhook_context.source_process,
+    query: userQuery(record),
+    response: answer?.data ?? { content: answer?.content ?? '' },
+    classification_reason: record.webhook_context.classification_reason,
+    metadata: record.metadata.custom,
+    created_at: record.metadata.received_at,
+  };
+}
+
+export type AttemptOutcome = DeliveryAttempt['outcome'];
+
+/** 2xx delivered; 408, 429 and 5xx retryable; every other status (other 4xx, 3xx: redirects are not followed) permanent. */
+export function outcomeForStatus(status: number): AttemptOutcome {
+  if (status >= 200 && status < 300) return 'delivered';
+  if (status === 408 || status === 429 || status >= 500) return 'retryable';
+  return 'permanent';
+}
+
+/** A failed attempt as the error the state machine's Retry/Catch matches. The message carries the attempt as JSON. */
+export function attemptError(attempt: DeliveryAttempt, target: string): DeliveryRetryableError | DeliveryPermanentError {
+  const text = JSON.stringify({ message: attempt.error ?? `HTTP ${attempt.status_code}`, attempt, target });
+  return attempt.outcome === 'permanent' ? new DeliveryPermanentError(text) : new DeliveryRetryableError(text);
+}
+
+/** The last attempt and its target, recovered from what Deliver's Catch stored (either engine). */
+export function failedAttemptFromCaught(
+  caught: CaughtError | undefined,
+  attemptNumber: number,
+  now: Date,
+): { attempt: DeliveryAttempt; target: string | null } {
+  const failure = parseTaskError(caught);
+  const attempt = failure.payload?.attempt as DeliveryAttempt | undefined;
+  const target = typeof failure.payload?.target === 'string' ? failure.payload.target : null;
+  if (attempt && typeof attempt.at === 'string') return { attempt, target };
+  return {
+    target,
+    attempt: {
+      attempt: attemptNumber,
+      at: now.toISOString(),
+      duration_ms: 0,
+      error: `${failure.error}: ${failure.message}`,
+      outcome: failure.error === 'DeliveryPermanentError' ? 'permanent' : 'retryable',
+    },
+  };
+}
+
+/** Parse a Retry-After header (seconds or HTTP date) into milliseconds from `now`. */
+export function retryAfterMs(header: string | null | undefined, now: Date): number | null {
+  if (!header) return null;
+  const trimmed = header.trim();
+  if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
+  const at = Date.parse(trimmed);
+  return Number.isNaN(at) ? null : Math.max(0, at - now.getTime());
+}

@@ -1,0 +1,120 @@
+import type { ConversationRecord } from './conversation.ts';
+import { agentTurn, userQuery } from './conversation.ts';
+import { conversationDatePath, isConversationId } from './conversation-id.ts';
+
+/** S3 layout (seed): conversation-history/YYYY/MM/DD/<conversation_id>/{conversation,metadata,summary,analysis}.json */
+export const EXPORT_PREFIX = 'conversation-history';
+export const EXPORT_VERSION = '1.0';
+export const EXPORT_FILES = ['conversation.json', 'metadata.json', 'summary.json', 'analysis.json'] as const;
+export type ExportFile = (typeof EXPORT_FILES)[number];
+
+export function exportFolder(conversationId: string): string {
+  if (!isConversationId(conversationId)) throw new Error(`refusing to export under an invalid conversation id: ${conversationId}`);
+  return `${EXPORT_PREFIX}/${conversationDatePath(conversationId)}/${conversationId}/`;
+}
+
+export function exportKey(conversationId: string, file: ExportFile): string {
+  return `${exportFolder(conversationId)}${file}`;
+}
+
+function exportMetadata(format: string, exportedAt: string) {
+  return { format, version: EXPORT_VERSION, channel: 'webhook' as const, exported_at: exportedAt };
+}
+
+/** 1. conversation.json: the whole record, format webhook_structured_json. */
+export function structuredJson(record: ConversationRecord, exportedAt: string) {
+  return {
+    export_metadata: exportMetadata('webhook_structured_json', exportedAt),
+    conversation: {
+      metadata: record.metadata,
+      webhook_context: record.webhook_context,
+      conversation: record.conversation,
+      execution: record.execution,
+    },
+  };
+}
+
+/** 2. metadata.json: metadata only, for monitoring and analytics. */
+export function metadataOnly(record: ConversationRecord, exportedAt: string) {
+  return {
+    export_metadata: exportMetadata('metadata_only', exportedAt),
+    metadata: {
+      ...record.metadata,
+      webhook_type: record.webhook_context.webhook_type,
+      delivery_status: record.webhook_context.delivery_status,
+      delivery_id: record.webhook_context.delivery_id,
+      status: record.execution.status,
+      turn_count: record.conversation.turns.length,
+      total_time_ms: record.execution.timings.total_ms,
+    },
+  };
+}
+
+/** 3. summary.json: one compact line for dashboards. */
+export function compactSummary(record: ConversationRecord) {
+  return {
+    conversation_id: record.conversation_id,
+    received_at: record.metadata.received_at,
+    source_system: record.metadata.source_system,
+    source_process: record.metadata.source_process,
+    webhook_type: record.webhook_context.webhook_type,
+    status: record.execution.status,
+    delivery_status: record.webhook_context.delivery_status,
+    delivery_attempts: record.execution.delivery_attempts.length,
+    total_time_ms: record.execution.timings.total_ms,
+    query_preview: userQuery(record).slice(0, 120),
+  };
+}
+
+/** 4. analysis.json: flat, one value per column, for analysis tools. */
+export function analysisFormat(record: ConversationRecord, exportedAt: string) {
+  const query = userQuery(record);
+  const answer = agentTurn(record)?.content ?? '';
+  const lastError = record.execution.errors.at(-1);
+  const lastAttempt = record.execution.delivery_attempts.at(-1);
+  return {
+    format: 'analysis',
+    version: EXPORT_VERSION,
+    channel: 'webhook',
+    exported_at: exportedAt,
+    conversation_id: record.conversation_id,
+    source_system: record.metadata.source_system,
+    source_process: record.metadata.source_process,
+    request_id: record.metadata.request_id,
+    received_at: record.metadata.received_at,
+    completed_at: record.execution.completed_at,
+    status: record.execution.status,
+    webhook_type: record.webhook_context.webhook_type,
+    classification_reason: record.webhook_context.classification_reason,
+    delivery_status: record.webhook_context.delivery_status,
+    delivery_id: record.webhook_context.delivery_id,
+    delivery_attempt_count: record.execution.delivery_attempts.length,
+    last_delivery_status_code: lastAttempt?.status_code ?? null,
+    agent_processing_time_ms: record.execution.timings.agent_ms,
+    delivery_response_time_ms: record.execution.timings.delivery_ms,
+    total_time_ms: record.execution.timings.total_ms,
+    request_size_bytes: record.metadata.request_size_bytes,
+    query,
+    query_length: query.length,
+    response: answer,
+    response_length: answer.length,
+    error_count: record.execution.errors.length,
+    last_error: lastError ? `${lastError.stage}: ${lastError.error}: ${lastError.message}` : null,
+  };
+}
+
+export interface ExportDocument {
+  key: string;
+  body: string;
+}
+
+/** The four objects to write, keyed deterministically so a re-run overwrites rather than duplicates. */
+export function exportDocuments(record: ConversationRecord, exportedAt: string): ExportDocument[] {
+  const id = record.conversation_id;
+  return [
+    { key: exportKey(id, 'conversation.json'), body: JSON.stringify(structuredJson(record, exportedAt), null, 2) },
+    { key: exportKey(id, 'metadata.json'), body: JSON.stringify(metadataOnly(record, exportedAt), null, 2) },
+    { key: exportKey(id, 'summary.json'), body: `${JSON.stringify(compactSummary(record))}\n` },
+    { key: exportKey(id, 'analysis.json'), body: JSON.stringify(analysisFormat(record, exportedAt), null, 2) },
+  ];
+}

@@ -1,0 +1,114 @@
+/**
+ * The one module that owns the gateway's edges, shared by the local HTTP server and the CDK API:
+ * - the execution input shape (the API Gateway request template and the local server build the same object);
+ * - the mapping from an execution's status and error name to the HTTP status and body.
+ */
+export interface ExecutionInput {
+  /** The raw request body exactly as received (a string, so signatures can be checked over it). */
+  body: string;
+  /** Allow-listed request headers, lowercase names. Never `authorization`. */
+  headers: Record<string, string>;
+  request_id: string;
+  source_ip: string;
+  /** When the gateway received the request, ISO 8601 UTC. */
+  received_at: string;
+}
+
+/** Headers copied into the execution input; every other header (Authorization, cookies, …) stays out. */
+export const FORWARDED_HEADERS = [
+  'content-type',
+  'user-agent',
+  'idempotency-key',
+  'webhook-id',
+  'webhook-timestamp',
+  'webhook-signature',
+  'x-request-id',
+] as const;
+
+/** Step Functions' input limit: 256 KiB for the whole execution input. */
+export const MAX_EXECUTION_INPUT_BYTES = 262_144;
+/** Bodies above this are refused with 413 before any execution starts. */
+export const MAX_BODY_BYTES = MAX_EXECUTION_INPUT_BYTES;
+
+export function pickForwardedHeaders(headers: Record<string, string | string[] | undefined>): Record<string, string> {
+  const picked: Record<string, string> = {};
+  for (const name of FORWARDED_HEADERS) {
+    const value = headers[name];
+    if (value !== undefined) picked[name] = Array.isArray(value) ? value.join(', ') : value;
+  }
+  return picked;
+}
+
+export type ErrorCode =
+  | 'VALIDATION_ERROR'
+  | 'INVALID_JSON'
+  | 'UNSUPPORTED_MEDIA_TYPE'
+  | 'PAYLOAD_TOO_LARGE'
+  | 'AGENT_ERROR'
+  | 'TIMEOUT'
+  | 'NOT_FOUND'
+  | 'METHOD_NOT_ALLOWED'
+  | 'INTERNAL_ERROR';
+
+export interface ErrorBody {
+  success: false;
+  error: { code: ErrorCode | string; message: string; [extra: string]: unknown };
+}
+
+export function errorBody(code: ErrorCode | string, message: string, extra: Record<string, unknown> = {}): ErrorBody {
+  return { success: false, error: { code, message, ...extra } };
+}
+
+/** The workflow's Fail error names and the HTTP status each becomes. Any other failure is a 500. */
+export const FAILURE_STATUS: Readonly<Record<string, number>> = {
+  ValidationError: 400,
+  AgentError: 502,
+};
+export const TIMED_OUT_STATUS = 504;
+
+export interface ExecutionOutcome {
+  status: 'SUCCEEDED' | 'FAILED' | 'TIMED_OUT' | 'ABORTED';
+  /** The execution output as JSON text (SUCCEEDED). */
+  output?: string;
+  error?: string;
+  /** The Fail state's cause: for ValidationError and AgentError, the public error body as JSON text. */
+  cause?: string;
+}
+
+export interface HttpResult {
+  statusCode: number;
+  body: unknown;
+}
+
+function publicBodyFromCause(cause: string | undefined): ErrorBody | null {
+  if (!cause) return null;
+  try {
+    const parsed = JSON.parse(cause) as unknown;
+    if (parsed && typeof parsed === 'object' && (parsed as ErrorBody).success === false && (parsed as ErrorBody).error) {
+      return parsed as ErrorBody;
+    }
+  } catch {
+    // not one of ours
+  }
+  return null;
+}
+
+export function httpResultForExecution(outcome: ExecutionOutcome): HttpResult {
+  switch (outcome.status) {
+    case 'SUCCEEDED':
+      return { statusCode: 200, body: outcome.output === undefined ? {} : JSON.parse(outcome.output) };
+    case 'TIMED_OUT':
+      return {
+        statusCode: TIMED_OUT_STATUS,
+        body: errorBody('TIMEOUT', 'The conversation did not finish in time; its record is exported when it completes'),
+      };
+    default: {
+      const statusCode = FAILURE_STATUS[outcome.error ?? ''] ?? 500;
+      const ours = statusCode === 500 ? null : publicBodyFromCause(outcome.cause);
+      return {
+        statusCode,
+        body: ours ?? errorBody('INTERNAL_ERROR', 'The conversation workflow failed', { workflow_error: outcome.error ?? 'Unknown' }),
+      };
+    }
+  }
+}

@@ -1,0 +1,181 @@
+import { classify } from './classifier.ts';
+import type { ConversationRecord, DeliveryAttempt, DeliveryStatus } from './conversation.ts';
+import { agentTurn, elapsedMs, userQuery } from './conversation.ts';
+import { buildConversationId } from './conversation-id.ts';
+import { errorBody, type ExecutionInput } from './gateway-contract.ts';
+import { parseWebhookRequest } from './request.ts';
+import type { TaskFailure } from './task-error.ts';
+
+/** Each workflow stage as a pure step over the conversation record. Handlers do the I/O around them. */
+
+export type ValidateResult =
+  | { valid: true; conversation: ConversationRecord }
+  | { valid: false; rejection: string; code: string };
+
+export interface IdSource {
+  suffix?: string;
+  deliveryId: string;
+}
+
+export function startConversation(input: ExecutionInput, ids: IdSource): ValidateResult {
+  const parsed = parseWebhookRequest(input.body);
+  if (!parsed.ok) {
+    const body = errorBody(parsed.code, parsed.message, { details: parsed.details });
+    return { valid: false, code: parsed.code, rejection: JSON.stringify(body) };
+  }
+  const req = parsed.request;
+  const receivedAt = new Date(input.received_at);
+  const conversationId = buildConversationId({
+    at: Number.isNaN(receivedAt.getTime()) ? new Date() : receivedAt,
+    sourceSystem: req.source_system,
+    sourceProcess: req.source_process,
+    suffix: ids.suffix,
+  });
+  const requested = req.webhook_type ?? null;
+  return {
+    valid: true,
+    conversation: {
+      conversation_id: conversationId,
+      metadata: {
+        conversation_id: conversationId,
+        channel: 'webhook',
+        source_system: req.source_system,
+        source_process: req.source_process,
+        request_timestamp: req.timestamp ?? null,
+        received_at: input.received_at,
+        request_id: input.request_id,
+        source_ip: input.source_ip,
+        user_agent: input.headers['user-agent'] ?? null,
+        request_size_bytes: Buffer.byteLength(input.body),
+        custom: req.metadata ?? {},
+      },
+      webhook_context: {
+        source_system: req.source_system,
+        source_process: req.source_process,
+        webhook_type: null,
+        requested_webhook_type: requested,
+        classification_reason: null,
+        delivery_status: 'pending',
+        delivery_id: ids.deliveryId,
+        delivery_target: null,
+      },
+      conversation: {
+        turns: [{ role: 'user', content: req.query, timestamp: req.timestamp ?? input.received_at }],
+      },
+      execution: {
+        status: 'in_progress',
+        started_at: input.received_at,
+        completed_at: null,
+        timings: { agent_ms: null, delivery_ms: null, total_ms: null },
+        delivery_attempts: [],
+        errors: [],
+        executions: [],
+      },
+    },
+  };
+}
+
+/** The text of an agent payload: a string, or the first of response/answer/content/body/message that is a string. */
+export function answerText(payload: unknown): string {
+  if (typeof payload === 'string') return payload;
+  if (payload && typeof payload === 'object') {
+    for (const key of ['response', 'answer', 'content', 'body', 'message', 'text']) {
+      const value = (payload as Record<string, unknown>)[key];
+      if (typeof value === 'string') return value;
+      if (value && typeof value === 'object') {
+        const nested = answerText(value);
+        if (nested) return nested;
+      }
+    }
+  }
+  return '';
+}
+
+export function withAgentAnswer(record: ConversationRecord, payload: unknown, agentMs: number, at: Date): ConversationRecord {
+  return {
+    ...record,
+    conversation: {
+      turns: [...record.conversation.turns, { role: 'assistant', content: answerText(payload), timestamp: at.toISOString(), data: payload }],
+    },
+    execution: { ...record.execution, timings: { ...record.execution.timings, agent_ms: agentMs } },
+  };
+}
+
+export function withFailure(record: ConversationRecord, stage: string, failure: TaskFailure, at: Date): ConversationRecord {
+  return {
+    ...record,
+    execution: {
+      ...record.execution,
+      errors: [...record.execution.errors, { stage, error: failure.error, message: failure.message, at: at.toISOString() }],
+    },
+  };
+}
+
+export function withClassification(record: ConversationRecord): ConversationRecord {
+  const result = classify(userQuery(record), agentTurn(record)?.content ?? '', record.webhook_context.requested_webhook_type);
+  return {
+    ...record,
+    webhook_context: { ...record.webhook_context, webhook_type: result.webhook_type, classification_reason: result.reason },
+  };
+}
+
+export function withDeliveryAttempt(
+  record: ConversationRecord,
+  attempt: DeliveryAttempt,
+  target: string | null,
+  status: DeliveryStatus,
+): ConversationRecord {
+  const known = record.execution.delivery_attempts.some((a) => a.at === attempt.at && a.attempt === attempt.attempt);
+  const attempts = known ? record.execution.delivery_attempts : [...record.execution.delivery_attempts, attempt];
+  return {
+    ...record,
+    webhook_context: { ...record.webhook_context, delivery_status: status, delivery_target: target ?? record.webhook_context.delivery_target },
+    execution: {
+      ...record.execution,
+      delivery_attempts: attempts,
+      timings: { ...record.execution.timings, delivery_ms: attempt.duration_ms },
+    },
+  };
+}
+
+/** Close the record: failed when the agent failed, otherwise completed (delivery status is reported separately). */
+export function completeConversation(record: ConversationRecord, agentFailed: boolean, executionName: string | null, now: Date): ConversationRecord {
+  const executions = executionName && !record.execution.executions.includes(executionName)
+    ? [...record.execution.executions, executionName]
+    : record.execution.executions;
+  return {
+    ...record,
+    execution: {
+      ...record.execution,
+      status: agentFailed ? 'failed' : 'completed',
+      completed_at: now.toISOString(),
+      executions,
+      timings: { ...record.execution.timings, total_ms: elapsedMs(record.execution.started_at, now) },
+    },
+  };
+}
+
+/** The 200 body (DESIGN §3). */
+export function successBody(record: ConversationRecord) {
+  const answer = agentTurn(record);
+  return {
+    success: true as const,
+    conversation_id: record.conversation_id,
+    response: answer?.data && typeof answer.data === 'object' ? answer.data : { content: answer?.content ?? '' },
+    tracking: {
+      conversation_id: record.conversation_id,
+      delivery_id: record.webhook_context.delivery_id,
+      webhook_type: record.webhook_context.webhook_type,
+      delivery_status: record.webhook_context.delivery_status,
+      processing_time_ms: record.execution.timings.total_ms,
+    },
+  };
+}
+
+/** The 502 body when the agent failed; the record was exported as failed. */
+export function agentFailureBody(record: ConversationRecord) {
+  const last = record.execution.errors.at(-1);
+  return errorBody('AGENT_ERROR', `The manager agent failed: ${last ? `${last.error}: ${last.message}` : 'unknown error'}`, {
+    conversation_id: record.conversation_id,
+  });
+}

@@ -1,0 +1,95 @@
+import * as v from 'valibot';
+import { WEBHOOK_TYPES } from './conversation.ts';
+
+/** The inbound webhook request (DESIGN §3). Unknown top-level fields are rejected, not silently dropped. */
+export const MAX_QUERY_LENGTH = 20_000;
+export const MAX_METADATA_BYTES = 16_384;
+const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+
+const systemName = (field: string) =>
+  v.pipe(
+    v.string(`${field} must be a string`),
+    v.minLength(1, `${field} is required`),
+    v.maxLength(64, `${field} must be at most 64 characters`),
+    v.regex(NAME_PATTERN, `${field} may contain only letters, digits, '_', '-' and '.', starting with a letter or digit`),
+  );
+
+function hasForbiddenKey(value: unknown, depth = 0): boolean {
+  if (depth > 20) return true;
+  if (Array.isArray(value)) return value.some((item) => hasForbiddenKey(item, depth + 1));
+  if (value === null || typeof value !== 'object') return false;
+  return Object.keys(value).some((key) => FORBIDDEN_KEYS.has(key) || hasForbiddenKey((value as Record<string, unknown>)[key], depth + 1));
+}
+
+export const WebhookRequestSchema = v.strictObject(
+  {
+    query: v.pipe(
+      v.string('query must be a string'),
+      v.trim(),
+      v.minLength(1, 'query is required and must not be blank'),
+      v.maxLength(MAX_QUERY_LENGTH, `query must be at most ${MAX_QUERY_LENGTH} characters`),
+    ),
+    source_system: systemName('source_system'),
+    source_process: systemName('source_process'),
+    timestamp: v.optional(
+      v.pipe(v.string('timestamp must be a string'), v.isoTimestamp('timestamp must be an ISO 8601 date-time with a time zone, e.g. 2025-08-13T10:30:45Z')),
+    ),
+    webhook_type: v.optional(v.picklist(WEBHOOK_TYPES, `webhook_type must be one of ${WEBHOOK_TYPES.join(', ')}`)),
+    metadata: v.optional(
+      v.pipe(
+        v.record(v.string(), v.unknown(), 'metadata must be an object'),
+        v.check((m) => !hasForbiddenKey(m), 'metadata must not contain the keys __proto__, constructor or prototype, nor nest deeper than 20 levels'),
+        v.check((m) => Buffer.byteLength(JSON.stringify(m)) <= MAX_METADATA_BYTES, `metadata must be at most ${MAX_METADATA_BYTES} bytes as JSON`),
+      ),
+    ),
+  },
+  'unknown field: allowed fields are query, source_system, source_process, timestamp, webhook_type, metadata',
+);
+
+export type WebhookRequest = v.InferOutput<typeof WebhookRequestSchema>;
+
+export interface FieldError {
+  field: string;
+  message: string;
+}
+
+export type RequestParseResult =
+  | { ok: true; request: WebhookRequest }
+  | { ok: false; code: 'INVALID_JSON' | 'VALIDATION_ERROR'; message: string; details: FieldError[] };
+
+/** Parse the raw body exactly as received. Pure: no I/O, no logging. */
+export function parseWebhookRequest(rawBody: string): RequestParseResult {
+  let json: unknown;
+  try {
+    json = JSON.parse(rawBody);
+  } catch (error) {
+    return {
+      ok: false,
+      code: 'INVALID_JSON',
+      message: `Request body is not valid JSON: ${(error as Error).message}`,
+      details: [],
+    };
+  }
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) {
+    return {
+      ok: false,
+      code: 'VALIDATION_ERROR',
+      message: 'Request body must be a JSON object',
+      details: [{ field: '(body)', message: `expected an object, got ${json === null ? 'null' : Array.isArray(json) ? 'an array' : typeof json}` }],
+    };
+  }
+  const result = v.safeParse(WebhookRequestSchema, json, { abortPipeEarly: true });
+  const forbidden = Object.keys(json).filter((key) => FORBIDDEN_KEYS.has(key));
+  if (result.success && forbidden.length === 0) return { ok: true, request: result.output };
+  const details = [
+    ...forbidden.map((key) => ({ field: key, message: `field '${key}' is not allowed` })),
+    ...(result.issues ?? []).map((issue) => ({ field: v.getDotPath(issue) ?? '(body)', message: issue.message })),
+  ];
+  return {
+    ok: false,
+    code: 'VALIDATION_ERROR',
+    message: `Request validation failed: ${details.map((d) => `${d.field}: ${d.message}`).join('; ')}`,
+    details,
+  };
+}

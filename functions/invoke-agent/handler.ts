@@ -1,0 +1,56 @@
+import { InvokeCommand } from '@aws-sdk/client-lambda';
+import type { ConversationState } from '../domain/conversation.ts';
+import { userQuery } from '../domain/conversation.ts';
+import { AgentInvocationError, AgentTimeoutError } from '../domain/errors.ts';
+import { withAgentAnswer } from '../domain/lifecycle.ts';
+import { lambda } from '../shared/clients/lambda.ts';
+import { logEvent, METRIC_NAMES, recordSize, recordTime } from '../shared/events.ts';
+import { stageHandler } from '../shared/powertools.ts';
+
+const DEFAULT_TIMEOUT_MS = 20_000;
+
+/** InvokeManagerAgent: one Invoke of MANAGER_AGENT_FUNCTION_NAME, timed; FunctionError and timeout become named errors. */
+export const handler = stageHandler('InvokeManagerAgent', async (state: ConversationState): Promise<ConversationState> => {
+  const record = state.conversation;
+  const functionName = process.env.MANAGER_AGENT_FUNCTION_NAME ?? 'revops-manager-agent-wrapper';
+  const timeoutMs = Number(process.env.MANAGER_AGENT_TIMEOUT_MS ?? DEFAULT_TIMEOUT_MS);
+  const request = {
+    query: userQuery(record),
+    conversation_id: record.conversation_id,
+    source_system: record.metadata.source_system,
+    source_process: record.metadata.source_process,
+    metadata: record.metadata.custom,
+  };
+  logEvent('WEBHOOK_MANAGER_AGENT_INVOKED', record, { function_name: functionName });
+  const started = performance.now();
+  let out;
+  try {
+    out = await lambda.send(new InvokeCommand({ FunctionName: functionName, Payload: JSON.stringify(request) }), {
+      abortSignal: AbortSignal.timeout(timeoutMs),
+    });
+  } catch (error) {
+    const e = error as Error;
+    if (e.name === 'AbortError' || e.name === 'TimeoutError') {
+      throw new AgentTimeoutError(`manager agent ${functionName} did not answer within ${timeoutMs} ms`);
+    }
+    throw error; // Lambda service errors: the state's Retry handles them
+  }
+  const agentMs = Math.round(performance.now() - started);
+  const text = out.Payload ? Buffer.from(out.Payload).toString('utf8') : '';
+  let payload: unknown = text;
+  try {
+    payload = text ? JSON.parse(text) : null;
+  } catch {
+    // a plain-text answer is still an answer
+  }
+  if (out.FunctionError) {
+    const p = (payload ?? {}) as { errorType?: string; errorMessage?: string };
+    throw new AgentInvocationError(`manager agent ${functionName} failed (${out.FunctionError}): ${p.errorType ?? 'Error'}: ${p.errorMessage ?? text.slice(0, 500)}`);
+  }
+  if (payload === null || payload === '') throw new AgentInvocationError(`manager agent ${functionName} returned an empty answer`);
+  recordTime(METRIC_NAMES.agentProcessingTime, agentMs);
+  recordSize(METRIC_NAMES.responseSize, Buffer.byteLength(text));
+  const updated = withAgentAnswer(record, payload, agentMs, new Date());
+  logEvent('WEBHOOK_MANAGER_AGENT_RESPONSE', updated, { agent_processing_time_ms: agentMs, response_size_bytes: Buffer.byteLength(text) });
+  return { ...state, conversation: updated };
+});

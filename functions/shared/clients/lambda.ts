@@ -1,0 +1,5 @@
+import { LambdaClient } from '@aws-sdk/client-lambda';
+import { tracer } from '../powertools.ts';
+
+/** Endpoint from AWS_ENDPOINT_URL_LAMBDA when set (SDK convention). Step Functions retries Lambda.* errors itself. */
+export const lambda = tracer.captureAWSv3Client(new LambdaClient({ maxAttempts: 2 }));

@@ -1,0 +1,64 @@
+import type { ConversationRecord } from '../domain/conversation.ts';
+import { logger, metrics, MetricUnit } from './powertools.ts';
+
+/** The nine lifecycle event types of the seed; one structured log line each. */
+export const EVENT_TYPES = [
+  'WEBHOOK_REQUEST_RECEIVED',
+  'WEBHOOK_MANAGER_AGENT_INVOKED',
+  'WEBHOOK_MANAGER_AGENT_RESPONSE',
+  'WEBHOOK_RESPONSE_CLASSIFIED',
+  'WEBHOOK_OUTBOUND_QUEUED',
+  'WEBHOOK_DELIVERY_SUCCESS',
+  'WEBHOOK_DELIVERY_FAILED',
+  'WEBHOOK_CONVERSATION_COMPLETED',
+  'WEBHOOK_CONVERSATION_EXPORTED',
+] as const;
+export type EventType = (typeof EVENT_TYPES)[number];
+
+const MESSAGES: Record<EventType, string> = {
+  WEBHOOK_REQUEST_RECEIVED: 'Incoming request validated',
+  WEBHOOK_MANAGER_AGENT_INVOKED: 'AI processing started',
+  WEBHOOK_MANAGER_AGENT_RESPONSE: 'AI processing completed',
+  WEBHOOK_RESPONSE_CLASSIFIED: 'Response type determined',
+  WEBHOOK_OUTBOUND_QUEUED: 'Delivery queued',
+  WEBHOOK_DELIVERY_SUCCESS: 'Successful delivery',
+  WEBHOOK_DELIVERY_FAILED: 'Failed delivery',
+  WEBHOOK_CONVERSATION_COMPLETED: 'Full conversation finished',
+  WEBHOOK_CONVERSATION_EXPORTED: 'S3 export completed',
+};
+
+/**
+ * One log line with the fields the seed's Logs Insights queries read:
+ * `event_type`, `conversation_id`, `webhook_metadata.{source_system,source_process,webhook_type}`.
+ */
+export function logEvent(type: EventType, record: ConversationRecord, fields: Record<string, unknown> = {}): void {
+  const line = {
+    event_type: type,
+    conversation_id: record.conversation_id,
+    webhook_metadata: {
+      source_system: record.webhook_context.source_system,
+      source_process: record.webhook_context.source_process,
+      webhook_type: record.webhook_context.webhook_type,
+    },
+    ...fields,
+  };
+  if (type === 'WEBHOOK_DELIVERY_FAILED') logger.warn(MESSAGES[type], line);
+  else logger.info(MESSAGES[type], line);
+}
+
+/** The five custom metrics (namespace RevOps/WebhookGateway). */
+export const METRIC_NAMES = {
+  requestSize: 'Webhook.request_size',
+  agentProcessingTime: 'Webhook.agent_processing_time',
+  responseSize: 'Webhook.response_size',
+  deliveryResponseTime: 'Webhook.delivery_response_time',
+  totalConversationTime: 'Webhook.total_conversation_time',
+} as const;
+
+export function recordSize(name: typeof METRIC_NAMES.requestSize | typeof METRIC_NAMES.responseSize, bytes: number): void {
+  metrics.addMetric(name, MetricUnit.Bytes, bytes);
+}
+
+export function recordTime(name: Exclude<(typeof METRIC_NAMES)[keyof typeof METRIC_NAMES], 'Webhook.request_size' | 'Webhook.response_size'>, ms: number): void {
+  metrics.addMetric(name, MetricUnit.Milliseconds, ms);
+}

@@ -1,0 +1,46 @@
+import { Logger } from '@aws-lambda-powertools/logger';
+import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
+import { Tracer } from '@aws-lambda-powertools/tracer';
+import type { Context } from 'aws-lambda';
+
+/**
+ * Created once per process and imported by every stage. Service name, namespace and log level come from the
+ * standard Powertools variables (POWERTOOLS_SERVICE_NAME, POWERTOOLS_METRICS_NAMESPACE, LOG_LEVEL).
+ */
+export const SERVICE_NAME = 'webhook-gateway';
+export const METRICS_NAMESPACE = 'RevOps/WebhookGateway';
+
+export const logger = new Logger({ serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? SERVICE_NAME });
+export const metrics = new Metrics({
+  namespace: process.env.POWERTOOLS_METRICS_NAMESPACE ?? METRICS_NAMESPACE,
+  serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? SERVICE_NAME,
+});
+export const tracer = new Tracer({ serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? SERVICE_NAME });
+export { MetricUnit };
+
+/**
+ * Wrap a stage function as a Lambda handler: a tracing subsegment named after the stage, the Lambda context on
+ * log lines when there is one, and the stage's metrics flushed (EMF) when it ends, whether it succeeded or threw.
+ * Nothing here is conversation state: concurrent invocations in one process (the local engine) stay apart.
+ */
+export function stageHandler<I, O>(stage: string, fn: (input: I) => Promise<O>) {
+  return async (event: I, context?: Context): Promise<O> => {
+    if (context?.awsRequestId) logger.addContext(context);
+    const parent = tracer.isTracingEnabled() ? tracer.getSegment() : undefined;
+    const segment = parent?.addNewSubsegment(`## ${stage}`);
+    if (segment) tracer.setSegment(segment);
+    try {
+      const result = await fn(event);
+      return result;
+    } catch (error) {
+      segment?.addError(error as Error);
+      throw error;
+    } finally {
+      if (metrics.hasStoredMetrics()) metrics.publishStoredMetrics();
+      if (segment && parent) {
+        segment.close();
+        tracer.setSegment(parent);
+      }
+    }
+  };
+}
