@@ -103,7 +103,9 @@ export function httpResultForExecution(outcome: ExecutionOutcome): HttpResult {
         body: errorBody('TIMEOUT', 'The conversation did not finish in time; its record is exported when it completes'),
       };
     default: {
-      const statusCode = FAILURE_STATUS[outcome.error ?? ''] ?? 500;
+      const name = outcome.error ?? '';
+      // Own keys only: an error named `constructor` or `toString` must not pick up an Object.prototype member.
+      const statusCode = Object.hasOwn(FAILURE_STATUS, name) ? (FAILURE_STATUS[name] ?? 500) : 500;
       const ours = statusCode === 500 ? null : publicBodyFromCause(outcome.cause);
       return {
         statusCode,

@@ -38,13 +38,21 @@ export const WebhookRequestSchema = v.strictObject(
     webhook_type: v.optional(v.picklist(WEBHOOK_TYPES, `webhook_type must be one of ${WEBHOOK_TYPES.join(', ')}`)),
     metadata: v.optional(
       v.pipe(
-        v.record(v.string(), v.unknown(), 'metadata must be an object'),
+        // Checked on the raw value: v.record silently drops __proto__/constructor/prototype keys and accepts arrays.
+        v.unknown(),
+        v.check((m) => m !== null && typeof m === 'object' && !Array.isArray(m), 'metadata must be an object'),
         v.check((m) => !hasForbiddenKey(m), 'metadata must not contain the keys __proto__, constructor or prototype, nor nest deeper than 20 levels'),
+        v.record(v.string(), v.unknown(), 'metadata must be an object'),
         v.check((m) => Buffer.byteLength(JSON.stringify(m)) <= MAX_METADATA_BYTES, `metadata must be at most ${MAX_METADATA_BYTES} bytes as JSON`),
       ),
     ),
   },
-  'unknown field: allowed fields are query, source_system, source_process, timestamp, webhook_type, metadata',
+  // valibot uses this one message for unknown keys, missing keys and a non-object input: tell them apart.
+  (issue) => {
+    if (issue.expected === 'never') return 'unknown field: allowed fields are query, source_system, source_process, timestamp, webhook_type, metadata';
+    const key = issue.path?.[0]?.key;
+    return issue.received === 'undefined' && typeof key === 'string' ? `${key} is required` : 'request body must be an object';
+  },
 );
 
 export type WebhookRequest = v.InferOutput<typeof WebhookRequestSchema>;

@@ -1,0 +1,150 @@
+import './polyfill.ts';
+import { readFileSync } from 'node:fs';
+import { StateMachine } from 'aws-local-stepfunctions';
+
+type RunResult = ReturnType<StateMachine['run']>;
+type EventLog = RunResult['eventLogs'] extends AsyncGenerator<infer E> ? E : never;
+type LocalHandler = NonNullable<NonNullable<NonNullable<Parameters<StateMachine['run']>[1]>['overrides']>['taskResourceLocalHandlers']>[string];
+
+/**
+ * Runs an ASL file with aws-local-stepfunctions: the same file CDK deploys, with local ARNs substituted and every
+ * Task state routed to the in-process handler registered for its Resource (a Lambda ARN or an SDK integration).
+ */
+export type TaskHandler = (input: unknown) => Promise<unknown>;
+
+export type ExecutionStatus = 'SUCCEEDED' | 'FAILED' | 'TIMED_OUT' | 'ABORTED';
+
+export interface HistoryEvent {
+  type: string;
+  timestamp: number;
+  state?: string;
+  state_type?: string;
+  input?: unknown;
+  output?: unknown;
+  error?: string;
+  cause?: unknown;
+  retry_attempt?: number;
+}
+
+export interface ExecutionRecord {
+  execution_name: string;
+  state_machine: string;
+  status: ExecutionStatus;
+  started_at: string;
+  stopped_at: string;
+  input: unknown;
+  output?: unknown;
+  error?: string;
+  cause?: string;
+  events: HistoryEvent[];
+}
+
+interface AslState {
+  Type: string;
+  Resource?: string;
+}
+
+/** Substitute `${Name}` placeholders like CDK's definitionSubstitutions; refuse to run with any left over. */
+export function loadDefinition(file: string, substitutions: Record<string, string>): { States: Record<string, AslState> } & Record<string, unknown> {
+  const text = readFileSync(file, 'utf8').replace(/\$\{([A-Za-z0-9_]+)\}/g, (whole, name: string) => substitutions[name] ?? whole);
+  const left = /\$\{[A-Za-z0-9_]+\}/.exec(text);
+  if (left) throw new Error(`${file}: no substitution for ${left[0]}`);
+  return JSON.parse(text);
+}
+
+function toHistoryEvent(event: EventLog): HistoryEvent {
+  const out: HistoryEvent = { type: event.type, timestamp: event.timestamp };
+  if ('state' in event && event.state) {
+    out.state = event.state.name;
+    out.state_type = event.state.type;
+    if (event.type === 'StateEntered') out.input = event.state.input;
+    if (event.type === 'StateExited') out.output = event.state.output;
+  }
+  if ('Error' in event) {
+    out.error = event.Error;
+    out.cause = event.Cause;
+  }
+  if (event.type === 'StateRetried') out.retry_attempt = event.retry.attempt;
+  if (event.type === 'ExecutionStarted') out.input = event.input;
+  if (event.type === 'ExecutionSucceeded') out.output = event.output;
+  return out;
+}
+
+export interface LocalWorkflowOptions {
+  name: string;
+  file: string;
+  substitutions: Record<string, string>;
+  /** Resource (ARN) → handler. Every Task state's Resource must have one. */
+  resources: Record<string, TaskHandler>;
+  /** Tests only: shorten Retry waits (ms) per state. */
+  retryIntervalOverrides?: Record<string, number | number[]>;
+}
+
+export class LocalWorkflow {
+  readonly name: string;
+  private readonly machine: StateMachine;
+  private readonly handlers: Record<string, LocalHandler>;
+  private readonly retryIntervalOverrides?: Record<string, number | number[]>;
+
+  constructor(options: LocalWorkflowOptions) {
+    this.name = options.name;
+    const definition = loadDefinition(options.file, options.substitutions);
+    this.handlers = {};
+    for (const [stateName, state] of Object.entries(definition.States)) {
+      if (state.Type !== 'Task') continue;
+      const handler = options.resources[state.Resource ?? ''];
+      if (!handler) throw new Error(`${options.file}: no local handler for ${stateName} (${state.Resource})`);
+      this.handlers[stateName] = handler as LocalHandler;
+    }
+    this.machine = new StateMachine(definition as never, { validationOptions: { checkArn: true, checkPaths: true } });
+    this.retryIntervalOverrides = options.retryIntervalOverrides;
+  }
+
+  /** Run one execution to its end. Never throws for a failed execution: the status says how it ended. */
+  async run(input: unknown, executionName: string): Promise<ExecutionRecord> {
+    const startedAt = new Date();
+    const execution = this.machine.run(input as never, {
+      overrides: { taskResourceLocalHandlers: this.handlers, retryIntervalOverrides: this.retryIntervalOverrides },
+      context: {
+        Execution: {
+          Id: `arn:aws:states:us-east-1:000000000000:express:${this.name}:${executionName}`,
+          Name: executionName,
+          Input: input as never,
+          StartTime: startedAt.toISOString(),
+        },
+        StateMachine: { Id: `arn:aws:states:us-east-1:000000000000:stateMachine:${this.name}`, Name: this.name },
+      },
+    });
+    const events: HistoryEvent[] = [];
+    const collecting = (async () => {
+      for await (const event of execution.eventLogs) events.push(toHistoryEvent(event));
+    })();
+    let status: ExecutionStatus = 'SUCCEEDED';
+    let output: unknown;
+    try {
+      output = await execution.result;
+    } catch {
+      status = 'FAILED';
+    }
+    await collecting;
+    const last = events.at(-1);
+    if (last?.type === 'ExecutionTimeout') status = 'TIMED_OUT';
+    if (last?.type === 'ExecutionAborted') status = 'ABORTED';
+    const record: ExecutionRecord = {
+      execution_name: executionName,
+      state_machine: this.name,
+      status,
+      started_at: startedAt.toISOString(),
+      stopped_at: new Date().toISOString(),
+      input,
+      events,
+    };
+    if (status === 'SUCCEEDED') record.output = output;
+    const failed = events.find((e) => e.type === 'ExecutionFailed');
+    if (failed) {
+      record.error = failed.error;
+      record.cause = typeof failed.cause === 'string' ? failed.cause : JSON.stringify(failed.cause);
+    }
+    return record;
+  }
+}

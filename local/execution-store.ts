@@ -1,0 +1,50 @@
+import path from 'node:path';
+import { isConversationId } from '../functions/domain/conversation-id.ts';
+import type { ExecutionRecord } from './engine.ts';
+import { listDir, readJson, writeJsonAtomic } from './json-files.ts';
+
+/**
+ * The local execution history: every execution's event log, saved under
+ * `<dataDir>/executions/<conversation_id>/<start>_<execution name>.json` — the local counterpart of the Express
+ * workflow's CloudWatch log group (level ALL, execution data included).
+ */
+export class ExecutionStore {
+  readonly dir: string;
+
+  constructor(dataDir: string) {
+    this.dir = path.join(dataDir, 'executions');
+  }
+
+  async save(conversationId: string, record: ExecutionRecord): Promise<string> {
+    if (!isConversationId(conversationId)) throw new Error(`not a conversation id: ${conversationId}`);
+    const stamp = record.started_at.replace(/[-:.]/g, '');
+    const file = path.join(this.dir, conversationId, `${stamp}_${record.execution_name}.json`);
+    await writeJsonAtomic(file, record);
+    return file;
+  }
+
+  /** Every execution of one conversation (the original and each redelivery), oldest first. */
+  async executions(conversationId: string): Promise<ExecutionRecord[]> {
+    if (!isConversationId(conversationId)) return [];
+    const folder = path.join(this.dir, conversationId);
+    const names = (await listDir(folder)).filter((n) => n.endsWith('.json')).sort();
+    const records = await Promise.all(names.map((n) => readJson<ExecutionRecord>(path.join(folder, n))));
+    return records.filter((r): r is ExecutionRecord => r !== null);
+  }
+
+  async conversationIds(): Promise<string[]> {
+    return (await listDir(this.dir)).filter(isConversationId);
+  }
+}
+
+/** The conversation id an execution worked on: from the first state output (or input) that carries the record. */
+export function conversationIdOf(record: ExecutionRecord): string | null {
+  const fromInput = (record.input as { conversation?: { conversation_id?: unknown } } | null)?.conversation?.conversation_id;
+  if (typeof fromInput === 'string') return fromInput;
+  for (const event of record.events) {
+    const output = event.output as { conversation?: { conversation_id?: unknown } } | undefined;
+    const id = output?.conversation?.conversation_id;
+    if (typeof id === 'string') return id;
+  }
+  return null;
+}

@@ -1,0 +1,25 @@
+import { appendFileSync, mkdirSync } from 'node:fs';
+import path from 'node:path';
+
+/**
+ * For `webhook-gateway start`: the handlers' structured log lines and EMF metric lines (JSON on stdout/stderr, as Lambda
+ * would send them to CloudWatch) go to `<dataDir>/logs/handlers.jsonl` so the console stays readable.
+ * Set LOCAL_LOG_TO_STDOUT=true to see them inline instead.
+ */
+export function divertHandlerLogs(dataDir: string): string {
+  const file = path.join(dataDir, 'logs', 'handlers.jsonl');
+  if (process.env.LOCAL_LOG_TO_STDOUT === 'true') return '(stdout)';
+  mkdirSync(path.dirname(file), { recursive: true });
+  for (const stream of [process.stdout, process.stderr]) {
+    const write = stream.write.bind(stream) as (chunk: unknown, ...rest: unknown[]) => boolean;
+    stream.write = ((chunk: unknown, ...rest: unknown[]) => {
+      const text = typeof chunk === 'string' ? chunk : Buffer.isBuffer(chunk) ? chunk.toString('utf8') : null;
+      if (text !== null && text.startsWith('{"') && (text.includes('"level":') || text.includes('"_aws":'))) {
+        appendFileSync(file, text.endsWith('\n') ? text : `${text}\n`);
+        return true;
+      }
+      return write(chunk, ...rest);
+    }) as typeof stream.write;
+  }
+  return file;
+}

@@ -1,0 +1,56 @@
+/**
+ * SAMPLE manager agent — a local stand-in for the RevOps manager agent Lambda, served on the Lambda Invoke REST
+ * path so the real LambdaClient code path runs. Its canned answers depend on the query so every webhook type can
+ * be reached. Point AWS_ENDPOINT_URL_LAMBDA at `sam local start-lambda` or at AWS to use the real agent.
+ *
+ * For trying failure paths by hand: a query containing `[sample:error]` answers with a FunctionError,
+ * `[sample:slow]` waits SAMPLE_AGENT_SLOW_MS (default 30 s) before answering.
+ */
+export interface AgentRequest {
+  query?: string;
+  conversation_id?: string;
+  source_system?: string;
+}
+
+export type SampleAnswer =
+  | { kind: 'answer'; payload: Record<string, unknown> }
+  | { kind: 'error'; payload: { errorType: string; errorMessage: string } }
+  | { kind: 'slow'; payload: Record<string, unknown> };
+
+const LABEL = 'sample-agent (local stand-in for the RevOps manager agent)';
+
+export function sampleAgentAnswer(request: AgentRequest): SampleAnswer {
+  const query = String(request.query ?? '');
+  const q = query.toLowerCase();
+  if (q.includes('[sample:error]')) {
+    return { kind: 'error', payload: { errorType: 'SampleAgentError', errorMessage: 'the sample agent was asked to fail' } };
+  }
+  const base = { agent: LABEL, sample: true, conversation_id: request.conversation_id ?? null };
+  let payload: Record<string, unknown>;
+  if (/\b(deal|deals|pipeline|opportunit)/.test(q)) {
+    payload = {
+      ...base,
+      response: 'Top deals closing this quarter: Acme Corp renewal ($120,000, 80%), Globex expansion ($95,000, 60%), Initech new logo ($70,000, 45%).',
+      deals: [
+        { name: 'Acme Corp renewal', amount: 120000, probability: 0.8, close_date: '2025-09-15' },
+        { name: 'Globex expansion', amount: 95000, probability: 0.6, close_date: '2025-09-22' },
+        { name: 'Initech new logo', amount: 70000, probability: 0.45, close_date: '2025-09-30' },
+      ],
+    };
+  } else if (/\b(lead|leads|prospect)/.test(q)) {
+    payload = {
+      ...base,
+      response: 'Lead analysis: 42 new leads this week; 12 scored above 80; top sources are webinars and referrals.',
+      leads: { new_this_week: 42, high_score: 12, top_sources: ['webinar', 'referral'] },
+    };
+  } else if (/\b(data|metric|metrics|report|trend|trends|kpi|churn)/.test(q)) {
+    payload = {
+      ...base,
+      response: 'Data analysis: monthly recurring revenue grew 4.2% month over month; churn held at 1.1%.',
+      metrics: { mrr_growth_pct: 4.2, churn_pct: 1.1 },
+    };
+  } else {
+    payload = { ...base, response: `General answer from the sample agent to: ${query.slice(0, 200)}` };
+  }
+  return { kind: q.includes('[sample:slow]') ? 'slow' : 'answer', payload };
+}

@@ -1,0 +1,39 @@
+import type { ConversationRecord } from '../../functions/domain/conversation.ts';
+import type { ExecutionInput } from '../../functions/domain/gateway-contract.ts';
+import { startConversation, type IdSource } from '../../functions/domain/lifecycle.ts';
+
+/** The seed's example request (DESIGN §3). */
+export const SEED_REQUEST = {
+  query: 'What are the top 5 deals closing this quarter?',
+  source_system: 'testing_system',
+  source_process: 'phase3_validation',
+  timestamp: '2025-08-13T10:30:45Z',
+} as const;
+
+export const RECEIVED_AT = '2025-08-13T10:30:45.000Z';
+export const DELIVERY_ID = 'delivery_0b6c1a7e-1111-4222-8333-444455556666';
+
+export function executionInput(body: unknown, overrides: Partial<ExecutionInput> = {}): ExecutionInput {
+  return {
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+    headers: { 'content-type': 'application/json', 'user-agent': 'vitest-agent/1.0' },
+    request_id: 'req-123',
+    source_ip: '203.0.113.7',
+    received_at: RECEIVED_AT,
+    ...overrides,
+  };
+}
+
+/** A fresh, validated record built through the real Validate step. Throws if the request is rejected. */
+export function startedRecord(
+  request: Record<string, unknown> = { ...SEED_REQUEST },
+  options: { input?: Partial<ExecutionInput>; ids?: Partial<IdSource> } = {},
+): ConversationRecord {
+  const result = startConversation(executionInput(request, options.input), {
+    suffix: 'abc123',
+    deliveryId: DELIVERY_ID,
+    ...options.ids,
+  });
+  if (!result.valid) throw new Error(`fixture request rejected: ${result.rejection}`);
+  return result.conversation;
+}
