@@ -101,6 +101,13 @@ export function agentTurn(record: ConversationRecord): ConversationTurn | undefi
   return [...record.conversation.turns].reverse().find((t) => t.role === 'assistant');
 }
 
+/** The agent's answer as the JSON object callers and receivers get: its structured payload, or `{content}` for text. */
+export function agentResponse(record: ConversationRecord): Record<string, unknown> {
+  const answer = agentTurn(record);
+  if (answer?.data && typeof answer.data === 'object' && !Array.isArray(answer.data)) return answer.data as Record<string, unknown>;
+  return { content: answer?.content ?? '' };
+}
+
 export function elapsedMs(fromIso: string, to: Date): number {
   return Math.max(0, to.getTime() - Date.parse(fromIso));
 }

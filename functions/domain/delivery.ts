@@ -1,5 +1,5 @@
 import type { ConversationRecord, DeliveryAttempt, WebhookType } from './conversation.ts';
-import { agentTurn, userQuery } from './conversation.ts';
+import { agentResponse, userQuery } from './conversation.ts';
 import { DeliveryPermanentError, DeliveryRetryableError } from './errors.ts';
 import { parseTaskError, type CaughtError } from './task-error.ts';
 
@@ -18,7 +18,6 @@ export function deliveryUrlFor(type: WebhookType, env: Record<string, string | u
 
 /** The JSON document POSTed to the receiver. Identical on every attempt of one delivery. */
 export function buildDeliveryPayload(record: ConversationRecord) {
-  const answer = agentTurn(record);
   return {
     type: 'conversation.completed',
     delivery_id: record.webhook_context.delivery_id,
@@ -27,7 +26,7 @@ export function buildDeliveryPayload(record: ConversationRecord) {
     source_system: record.webhook_context.source_system,
     source_process: record.webhook_context.source_process,
     query: userQuery(record),
-    response: answer?.data ?? { content: answer?.content ?? '' },
+    response: agentResponse(record),
     classification_reason: record.webhook_context.classification_reason,
     metadata: record.metadata.custom,
     created_at: record.metadata.received_at,
@@ -76,6 +75,8 @@ export function retryAfterMs(header: string | null | undefined, now: Date): numb
   if (!header) return null;
   const trimmed = header.trim();
   if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
+  // Otherwise only an HTTP-date (RFC 9110), e.g. "Wed, 21 Oct 2015 07:28:00 GMT".
+  if (!/^[A-Za-z]{3}, \d{2} [A-Za-z]{3} \d{4} \d{2}:\d{2}:\d{2} GMT$/.test(trimmed)) return null;
   const at = Date.parse(trimmed);
   return Number.isNaN(at) ? null : Math.max(0, at - now.getTime());
 }

@@ -114,3 +114,29 @@ export function httpResultForExecution(outcome: ExecutionOutcome): HttpResult {
     }
   }
 }
+
+/**
+ * Answers the gateway gives itself, when a request never becomes an execution (wrong route, method or media type,
+ * too large, throttled). The local server and the API Gateway (gateway and integration responses) both use these.
+ */
+export const GATEWAY_ERRORS = {
+  NOT_FOUND: { statusCode: 404, message: 'No such route: use POST /webhook or GET /health' },
+  METHOD_NOT_ALLOWED: { statusCode: 405, message: 'Method not allowed on this route' },
+  UNSUPPORTED_MEDIA_TYPE: { statusCode: 415, message: 'Content-Type must be application/json' },
+  PAYLOAD_TOO_LARGE: {
+    statusCode: 413,
+    message: `Request too large: the body and headers must fit in ${MAX_EXECUTION_INPUT_BYTES} bytes, the Step Functions input limit`,
+  },
+  THROTTLED: { statusCode: 429, message: 'Too many requests: retry later' },
+} as const satisfies Record<string, { statusCode: number; message: string }>;
+export type GatewayErrorCode = keyof typeof GATEWAY_ERRORS;
+
+export function gatewayErrorResult(code: GatewayErrorCode): HttpResult {
+  const { statusCode, message } = GATEWAY_ERRORS[code];
+  return { statusCode, body: errorBody(code, message) };
+}
+
+/** `GET /health` answers 200 with this body; it never starts an execution. */
+export function healthBody(extra: Record<string, unknown> = {}): { status: 'ok'; [key: string]: unknown } {
+  return { status: 'ok', ...extra };
+}

@@ -1,6 +1,6 @@
 import { classify } from './classifier.ts';
 import type { ConversationRecord, DeliveryAttempt, DeliveryStatus } from './conversation.ts';
-import { agentTurn, elapsedMs, userQuery } from './conversation.ts';
+import { agentResponse, agentTurn, elapsedMs, userQuery } from './conversation.ts';
 import { buildConversationId } from './conversation-id.ts';
 import { errorBody, type ExecutionInput } from './gateway-contract.ts';
 import { parseWebhookRequest } from './request.ts';
@@ -157,11 +157,10 @@ export function completeConversation(record: ConversationRecord, agentFailed: bo
 
 /** The 200 body (DESIGN §3). */
 export function successBody(record: ConversationRecord) {
-  const answer = agentTurn(record);
   return {
     success: true as const,
     conversation_id: record.conversation_id,
-    response: answer?.data && typeof answer.data === 'object' ? answer.data : { content: answer?.content ?? '' },
+    response: agentResponse(record),
     tracking: {
       conversation_id: record.conversation_id,
       delivery_id: record.webhook_context.delivery_id,

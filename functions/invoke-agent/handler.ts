@@ -33,7 +33,8 @@ export const handler = stageHandler('InvokeManagerAgent', async (state: Conversa
     if (e.name === 'AbortError' || e.name === 'TimeoutError') {
       throw new AgentTimeoutError(`manager agent ${functionName} did not answer within ${timeoutMs} ms`);
     }
-    throw error; // Lambda service errors: the state's Retry handles them
+    // The SDK already retried throttling and 5xx (maxAttempts); what is left is the agent's failure.
+    throw new AgentInvocationError(`invoking manager agent ${functionName} failed: ${e.name}: ${e.message}`);
   }
   const agentMs = Math.round(performance.now() - started);
   const text = out.Payload ? Buffer.from(out.Payload).toString('utf8') : '';

@@ -157,7 +157,7 @@ describe('retryAfterMs', () => {
     expect(retryAfterMs('Wed, 13 Aug 2025 10:00:00 GMT', NOW)).toBe(0);
   });
 
-  it.each([null, undefined, '', 'soon', 'in five minutes', 'NaN'])('is null for %j', (header) => {
+  it.each([null, undefined, '', 'soon', 'in five minutes', 'NaN', '1.5', '-1', '2025-08-13'])('is null for %j', (header) => {
     expect(retryAfterMs(header, NOW)).toBeNull();
   });
 });
@@ -214,9 +214,9 @@ describe('buildDeliveryPayload', () => {
     expect(buildDeliveryPayload(later).delivery_id).toBe(DELIVERY_ID);
   });
 
-  it('passes a plain-text answer through as is, and sends {content: ""} when there is no answer', () => {
+  it('wraps a plain-text answer as {content}, like the 200 body, and sends {content: ""} when there is no answer', () => {
     const record = withAgentAnswer(startedRecord(), 'Just text', 10, NOW);
-    expect(buildDeliveryPayload(record).response).toBe('Just text');
+    expect(buildDeliveryPayload(record).response).toEqual({ content: 'Just text' });
     const noAnswer = startedRecord();
     expect(buildDeliveryPayload(noAnswer).response).toEqual({ content: '' });
   });

@@ -1,0 +1,153 @@
+import type { Node } from 'constructs';
+import { RetentionDays } from 'aws-cdk-lib/aws-logs';
+import { WEBHOOK_TYPES, type WebhookType } from '../functions/domain/conversation.ts';
+
+/**
+ * Everything an operator can set for one deployment. Each field is a CDK context key of the same name
+ * (`cdk.json` → "context", or `npx cdk deploy -c key=value`); props passed to the stack win over context.
+ * The defaults below are the documented ones (docs/deploy.md has the same table).
+ */
+export interface GatewayConfig {
+  /** CloudFormation stack name. */
+  stackName: string;
+  /** API Gateway stage; part of the URL (`https://…/prod/webhook`). */
+  stageName: string;
+  /** Name, `name:alias` or full ARN of the manager agent Lambda. The Invoke stage may call exactly this. */
+  agentFunctionName: string;
+  /** How long the InvokeManagerAgent stage waits for the agent (MANAGER_AGENT_TIMEOUT_MS). */
+  agentTimeoutMs: number;
+  /**
+   * Outbound URL per webhook type. `ssm:/path/to/param` reads a String SSM parameter at deploy time instead.
+   * Empty: deliveries of that type go to the failed-delivery queue (a synth warning says so).
+   */
+  deliveryUrls: Record<WebhookType, string>;
+  /** Timeout of one delivery attempt (DELIVERY_TIMEOUT_MS). */
+  deliveryTimeoutMs: number;
+  /** Name of an existing bucket to export into; empty: the stack creates one. */
+  exportBucketName: string;
+  /** ENABLE_CONVERSATION_EXPORT. */
+  enableConversationExport: boolean;
+  /** Days after which exports move to S3 Standard-IA (new bucket only); 0: never. */
+  exportTransitionDays: number;
+  /** Days after which exports are deleted (new bucket only); 0: kept forever. */
+  exportExpirationDays: number;
+  /** Retention of every log group of the stack (functions, workflow, API access log); a CloudWatch value. */
+  logRetentionDays: number;
+  /** LOG_LEVEL of the functions (Powertools). */
+  logLevel: 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';
+  /** Stage-wide steady-state request rate (requests per second). */
+  throttlingRateLimit: number;
+  /** Stage-wide burst. */
+  throttlingBurstLimit: number;
+  /**
+   * Create the account-wide role API Gateway needs to write logs (AWS::ApiGateway::Account, one per account and
+   * region). Set false when the account already has one.
+   */
+  createApiGatewayCloudWatchRole: boolean;
+}
+
+/** Context keys of the four delivery URLs, in the order of WEBHOOK_TYPES. */
+export const DELIVERY_URL_CONTEXT_KEYS: Record<WebhookType, string> = {
+  deal_analysis: 'dealAnalysisWebhookUrl',
+  data_analysis: 'dataAnalysisWebhookUrl',
+  lead_analysis: 'leadAnalysisWebhookUrl',
+  general: 'generalWebhookUrl',
+};
+
+export const DEFAULT_CONFIG: GatewayConfig = {
+  stackName: 'WebhookConversationGateway',
+  stageName: 'prod',
+  agentFunctionName: 'revops-manager-agent-wrapper',
+  agentTimeoutMs: 20_000,
+  deliveryUrls: { deal_analysis: '', data_analysis: '', lead_analysis: '', general: '' },
+  deliveryTimeoutMs: 3_000,
+  exportBucketName: '',
+  enableConversationExport: true,
+  exportTransitionDays: 90,
+  exportExpirationDays: 0,
+  logRetentionDays: 30,
+  logLevel: 'INFO',
+  throttlingRateLimit: 50,
+  throttlingBurstLimit: 100,
+  createApiGatewayCloudWatchRole: true,
+};
+
+/** Service name and metrics namespace of the functions (the same as functions/shared/powertools.ts). */
+export const POWERTOOLS_SERVICE_NAME = 'webhook-gateway';
+export const POWERTOOLS_METRICS_NAMESPACE = 'RevOps/WebhookGateway';
+
+const VALID_RETENTION_DAYS = new Set(Object.values(RetentionDays).filter((v): v is number => typeof v === 'number'));
+const LOG_LEVELS = ['DEBUG', 'INFO', 'WARN', 'ERROR'] as const;
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+function text(key: string, value: unknown, fallback: string): string {
+  if (value === undefined || value === null) return fallback;
+  if (typeof value !== 'string') throw new ConfigError(`context ${key} must be a string`);
+  return value.trim();
+}
+
+function integer(key: string, value: unknown, fallback: number, min: number): number {
+  if (value === undefined || value === null || value === '') return fallback;
+  const n = typeof value === 'number' ? value : Number(value);
+  if (!Number.isInteger(n) || n < min) throw new ConfigError(`context ${key} must be an integer >= ${min}, got ${String(value)}`);
+  return n;
+}
+
+function flag(key: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined || value === null || value === '') return fallback;
+  if (value === true || value === 'true') return true;
+  if (value === false || value === 'false') return false;
+  throw new ConfigError(`context ${key} must be true or false, got ${String(value)}`);
+}
+
+/**
+ * Read the configuration: explicit overrides first, then CDK context, then DEFAULT_CONFIG. Values from
+ * `-c key=value` arrive as strings and are parsed here; anything invalid fails the synth with the key's name.
+ */
+export function resolveConfig(node: Node, overrides: Partial<GatewayConfig> = {}): GatewayConfig {
+  const get = (key: string): unknown => (key in overrides ? (overrides as Record<string, unknown>)[key] : node.tryGetContext(key));
+  const d = DEFAULT_CONFIG;
+  const deliveryUrls = { ...d.deliveryUrls };
+  for (const type of WEBHOOK_TYPES) {
+    const key = DELIVERY_URL_CONTEXT_KEYS[type];
+    deliveryUrls[type] = overrides.deliveryUrls?.[type] ?? text(key, node.tryGetContext(key), d.deliveryUrls[type]);
+  }
+  const logLevel = text('logLevel', get('logLevel'), d.logLevel).toUpperCase();
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) throw new ConfigError(`context logLevel must be one of ${LOG_LEVELS.join(', ')}`);
+  const config: GatewayConfig = {
+    stackName: text('stackName', get('stackName'), d.stackName) || d.stackName,
+    stageName: text('stageName', get('stageName'), d.stageName) || d.stageName,
+    agentFunctionName: text('agentFunctionName', get('agentFunctionName'), d.agentFunctionName) || d.agentFunctionName,
+    agentTimeoutMs: integer('agentTimeoutMs', get('agentTimeoutMs'), d.agentTimeoutMs, 1_000),
+    deliveryUrls,
+    deliveryTimeoutMs: integer('deliveryTimeoutMs', get('deliveryTimeoutMs'), d.deliveryTimeoutMs, 100),
+    exportBucketName: text('exportBucketName', get('exportBucketName'), d.exportBucketName),
+    enableConversationExport: flag('enableConversationExport', get('enableConversationExport'), d.enableConversationExport),
+    exportTransitionDays: integer('exportTransitionDays', get('exportTransitionDays'), d.exportTransitionDays, 0),
+    exportExpirationDays: integer('exportExpirationDays', get('exportExpirationDays'), d.exportExpirationDays, 0),
+    logRetentionDays: integer('logRetentionDays', get('logRetentionDays'), d.logRetentionDays, 1),
+    logLevel: logLevel as GatewayConfig['logLevel'],
+    throttlingRateLimit: integer('throttlingRateLimit', get('throttlingRateLimit'), d.throttlingRateLimit, 1),
+    throttlingBurstLimit: integer('throttlingBurstLimit', get('throttlingBurstLimit'), d.throttlingBurstLimit, 1),
+    createApiGatewayCloudWatchRole: flag('createApiGatewayCloudWatchRole', get('createApiGatewayCloudWatchRole'), d.createApiGatewayCloudWatchRole),
+  };
+  if (!VALID_RETENTION_DAYS.has(config.logRetentionDays)) {
+    throw new ConfigError(`context logRetentionDays must be a CloudWatch Logs retention (1, 3, 5, 7, 14, 30, 60, 90, …), got ${config.logRetentionDays}`);
+  }
+  if (config.exportTransitionDays > 0 && config.exportTransitionDays < 30) {
+    throw new ConfigError('context exportTransitionDays must be 0 (off) or at least 30 (S3 Standard-IA minimum)');
+  }
+  if (config.exportExpirationDays > 0 && config.exportTransitionDays > 0 && config.exportExpirationDays <= config.exportTransitionDays) {
+    throw new ConfigError('context exportExpirationDays must be greater than exportTransitionDays');
+  }
+  if (!/^[A-Za-z0-9_]+$/.test(config.stageName)) throw new ConfigError('context stageName may contain only letters, digits and _');
+  return config;
+}
+
+/** `ssm:/name` → the SSM parameter name; anything else → null (a literal URL). */
+export function ssmParameterName(value: string): string | null {
+  return value.startsWith('ssm:') ? value.slice('ssm:'.length) : null;
+}

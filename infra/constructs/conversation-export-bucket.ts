@@ -1,0 +1,62 @@
+import { Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
+import { BlockPublicAccess, Bucket, BucketEncryption, type IBucket, ObjectOwnership, StorageClass } from 'aws-cdk-lib/aws-s3';
+import { Construct } from 'constructs';
+import { EXPORT_PREFIX } from '../../functions/domain/export-formats.ts';
+
+export interface ConversationExportBucketProps {
+  /** Export into this existing bucket instead of creating one (its settings are left as they are). */
+  readonly existingBucketName?: string;
+  /** Days until exports move to Standard-IA; 0: never. */
+  readonly transitionDays: number;
+  /** Days until exports are deleted; 0: never. */
+  readonly expirationDays: number;
+}
+
+/**
+ * The S3 bucket the Export stage writes every conversation to (`conversation-history/YYYY/MM/DD/<id>/`): the
+ * system of record. Private, encrypted, TLS only, versioned (a re-run overwrites the same keys), retained when the
+ * stack is deleted.
+ */
+export class ConversationExportBucket extends Construct {
+  readonly bucket: IBucket;
+  /** False when the stack exports into an existing bucket. */
+  readonly created: boolean;
+
+  constructor(scope: Construct, id: string, props: ConversationExportBucketProps) {
+    super(scope, id);
+    if (props.existingBucketName) {
+      this.bucket = Bucket.fromBucketName(this, 'Bucket', props.existingBucketName);
+      this.created = false;
+      return;
+    }
+    const bucket = new Bucket(this, 'Bucket', {
+      blockPublicAccess: BlockPublicAccess.BLOCK_ALL,
+      encryption: BucketEncryption.S3_MANAGED,
+      enforceSSL: true,
+      minimumTLSVersion: 1.2,
+      objectOwnership: ObjectOwnership.BUCKET_OWNER_ENFORCED,
+      versioned: true,
+      removalPolicy: RemovalPolicy.RETAIN,
+      lifecycleRules: [
+        {
+          id: 'conversation-history',
+          prefix: `${EXPORT_PREFIX}/`,
+          transitions:
+            props.transitionDays > 0
+              ? [{ storageClass: StorageClass.INFREQUENT_ACCESS, transitionAfter: Duration.days(props.transitionDays) }]
+              : undefined,
+          expiration: props.expirationDays > 0 ? Duration.days(props.expirationDays) : undefined,
+          noncurrentVersionExpiration: Duration.days(30),
+          abortIncompleteMultipartUploadAfter: Duration.days(1),
+        },
+      ],
+    });
+    Validations.of(bucket).acknowledge({
+      id: 'AwsSolutions-S1',
+      reason:
+        'Only the Export function writes here and it logs every write (WEBHOOK_CONVERSATION_EXPORTED); reads are audited with CloudTrail data events where required, not with a second access-log bucket.',
+    });
+    this.bucket = bucket;
+    this.created = true;
+  }
+}

@@ -1,0 +1,94 @@
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadDefinition } from '../../local/engine.ts';
+import { STATEMACHINE_DIR } from '../../local/paths.ts';
+
+const FILE = path.join(STATEMACHINE_DIR, 'conversation.asl.json');
+const aslValidator = createRequire(import.meta.url)('asl-validator') as (
+  definition: unknown,
+  options?: { checkPaths?: boolean; checkArn?: boolean },
+) => { isValid: boolean; errorsText: (sep?: string) => string };
+
+const SUBSTITUTIONS = {
+  ValidateFunctionArn: 'arn:aws:lambda:us-east-1:123456789012:function:validate',
+  InvokeAgentFunctionArn: 'arn:aws:lambda:us-east-1:123456789012:function:invoke-agent',
+  ClassifyFunctionArn: 'arn:aws:lambda:us-east-1:123456789012:function:classify',
+  DeliverFunctionArn: 'arn:aws:lambda:us-east-1:123456789012:function:deliver',
+  ExportFunctionArn: 'arn:aws:lambda:us-east-1:123456789012:function:export',
+  FailedDeliveryQueueUrl: 'https://sqs.us-east-1.amazonaws.com/123456789012/failed-deliveries',
+};
+const definition = loadDefinition(FILE, SUBSTITUTIONS) as any;
+const LAMBDA_SERVICE_ERRORS = [
+  'Lambda.ServiceException',
+  'Lambda.AWSLambdaException',
+  'Lambda.SdkClientException',
+  'Lambda.ClientExecutionTimeoutException',
+  'Lambda.TooManyRequestsException',
+];
+
+describe('statemachine/conversation.asl.json', () => {
+  it('passes asl-validator (paths and ARNs checked)', () => {
+    const result = aslValidator(definition, { checkPaths: true, checkArn: true });
+    expect(result.errorsText('\n')).toBe('');
+    expect(result.isValid).toBe(true);
+  });
+
+  it('uses a ${...} placeholder for every ARN and queue URL, and nothing else is substituted', () => {
+    const raw = readFileSync(FILE, 'utf8');
+    const placeholders = [...raw.matchAll(/\$\{([A-Za-z0-9_]+)\}/g)].map((m) => m[1]);
+    expect(new Set(placeholders)).toEqual(new Set(Object.keys(SUBSTITUTIONS)));
+    expect(raw).not.toMatch(/arn:aws:lambda:/);
+    expect(() => loadDefinition(FILE, {})).toThrow(/no substitution for \$\{/);
+  });
+
+  it('runs Validate → InvokeManagerAgent → Classify → Deliver → Export → Succeed', () => {
+    const path: string[] = [];
+    let name: string | undefined = definition.StartAt;
+    while (name) {
+      path.push(name);
+      const state = definition.States[name];
+      name = state.Type === 'Choice' ? state.Default : state.Next;
+    }
+    expect(path).toEqual(['Validate', 'IsRequestValid', 'InvokeManagerAgent', 'Classify', 'Deliver', 'Export', 'Completed']);
+    expect(definition.States.Completed.Type).toBe('Succeed');
+  });
+
+  it('every Lambda task retries the recommended Lambda service errors (2 s, backoff 2)', () => {
+    const lambdaTasks = Object.entries<any>(definition.States).filter(([, s]) => s.Type === 'Task' && s.Resource.startsWith('arn:aws:lambda:'));
+    expect(lambdaTasks.map(([n]) => n).sort()).toEqual(['Classify', 'Deliver', 'Export', 'ExportFailedConversation', 'InvokeManagerAgent', 'Validate']);
+    for (const [, state] of lambdaTasks) {
+      const retrier = state.Retry.find((r: any) => r.ErrorEquals.includes('Lambda.ServiceException'));
+      expect(retrier.ErrorEquals).toEqual(LAMBDA_SERVICE_ERRORS);
+      expect(retrier).toMatchObject({ IntervalSeconds: 2, BackoffRate: 2 });
+    }
+  });
+
+  it('Deliver retries its retryable error with jitter, ≥ 3 times, and a worst case well under 29 s', () => {
+    const deliver = definition.States.Deliver;
+    const retrier = deliver.Retry.find((r: any) => r.ErrorEquals.includes('DeliveryRetryableError'));
+    expect(retrier).toMatchObject({ BackoffRate: 2, JitterStrategy: 'FULL' });
+    expect(retrier.MaxAttempts).toBeGreaterThanOrEqual(3);
+    let waits = 0;
+    for (let i = 0; i < retrier.MaxAttempts; i++) waits += Math.min(retrier.IntervalSeconds * retrier.BackoffRate ** i, retrier.MaxDelaySeconds);
+    const attemptTimeoutSeconds = 3; // DEFAULT_DELIVERY_TIMEOUT_MS
+    const worstCase = waits + (retrier.MaxAttempts + 1) * attemptTimeoutSeconds;
+    expect(worstCase).toBeLessThanOrEqual(20);
+    expect(deliver.Catch).toEqual([{ ErrorEquals: ['States.ALL'], ResultPath: '$.delivery_error', Next: 'QueueFailedDelivery' }]);
+    expect(definition.States.QueueFailedDelivery).toMatchObject({ Resource: 'arn:aws:states:::sqs:sendMessage', Next: 'Export' });
+  });
+
+  it('an agent failure is exported, then fails with AgentError; an invalid request fails with ValidationError', () => {
+    expect(definition.States.InvokeManagerAgent.Catch[0]).toMatchObject({ ErrorEquals: ['States.ALL'], Next: 'ExportFailedConversation' });
+    expect(definition.States.ExportFailedConversation.Next).toBe('AgentFailed');
+    expect(definition.States.AgentFailed).toMatchObject({ Type: 'Fail', Error: 'AgentError' });
+    expect(definition.States.IsRequestValid.Choices[0]).toMatchObject({ Variable: '$.valid', BooleanEquals: false, Next: 'RejectRequest' });
+    expect(definition.States.RejectRequest).toMatchObject({ Type: 'Fail', Error: 'ValidationError' });
+  });
+
+  it('the default per-attempt delivery timeout is the one the budget above assumes', async () => {
+    const { DEFAULT_DELIVERY_TIMEOUT_MS } = await import('../../functions/shared/http-delivery.ts');
+    expect(DEFAULT_DELIVERY_TIMEOUT_MS).toBe(3000);
+  });
+});

@@ -1,0 +1,116 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
+import { DELIVERY_URL_VARIABLES } from '../../functions/domain/delivery.ts';
+import { startGateway, type RunningGateway } from '../../local/gateway.ts';
+import { startAgent, startReceiver, type TestAgent, type TestReceiver } from './servers.ts';
+
+/** Retry waits shortened for tests only (the definition's real intervals stay in the file). */
+export const NO_WAIT = {
+  Validate: 0,
+  InvokeManagerAgent: 0,
+  Classify: 0,
+  Deliver: 0,
+  QueueFailedDelivery: 0,
+  Export: 0,
+  ExportFailedConversation: 0,
+};
+
+const GATEWAY_VARIABLES = [
+  'AWS_ENDPOINT_URL_S3',
+  'AWS_ENDPOINT_URL_LAMBDA',
+  'CONVERSATION_EXPORT_S3_BUCKET',
+  'ENABLE_CONVERSATION_EXPORT',
+  'MANAGER_AGENT_FUNCTION_NAME',
+  'MANAGER_AGENT_TIMEOUT_MS',
+  'DELIVERY_TIMEOUT_MS',
+  ...Object.values(DELIVERY_URL_VARIABLES),
+];
+
+export interface TestWorld {
+  gateway: RunningGateway;
+  agent: TestAgent;
+  receiver: TestReceiver;
+  dataDir: string;
+  s3: S3Client;
+  post(body: unknown, headers?: Record<string, string>): Promise<{ status: number; body: any; headers: Headers }>;
+  listKeys(prefix?: string): Promise<string[]>;
+  getJson(key: string): Promise<any>;
+  getText(key: string): Promise<string>;
+  close(): Promise<void>;
+}
+
+/**
+ * The whole local system on ephemeral ports: the gateway (engine + handlers + embedded s3rver), a real test agent
+ * on the Lambda Invoke path, and a real receiver for the four delivery URLs.
+ */
+export async function startWorld(env: Record<string, string> = {}): Promise<TestWorld> {
+  for (const name of GATEWAY_VARIABLES) delete process.env[name];
+  const agent = await startAgent();
+  const receiver = await startReceiver();
+  process.env.AWS_ENDPOINT_URL_LAMBDA = agent.url;
+  process.env.MANAGER_AGENT_FUNCTION_NAME = 'test-manager-agent';
+  process.env.CONVERSATION_EXPORT_S3_BUCKET = 'test-conversations';
+  process.env.MANAGER_AGENT_TIMEOUT_MS = '2000';
+  process.env.DELIVERY_TIMEOUT_MS = '1000';
+  for (const type of WEBHOOK_TYPES) process.env[DELIVERY_URL_VARIABLES[type]] = receiver.urlFor(type);
+  Object.assign(process.env, env);
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-test-'));
+  const gateway = await startGateway({ port: 0, s3Port: 0, dataDir, retryIntervalOverrides: NO_WAIT });
+  const s3 = new S3Client({ endpoint: gateway.s3Endpoint, forcePathStyle: true, region: 'us-east-1' });
+  const world: TestWorld = {
+    gateway,
+    agent,
+    receiver,
+    dataDir,
+    s3,
+    async post(body, headers = {}) {
+      const response = await fetch(`${gateway.url}/webhook`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...headers },
+        body: typeof body === 'string' ? body : JSON.stringify(body),
+      });
+      const text = await response.text();
+      let parsed: unknown = text;
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        // not JSON
+      }
+      return { status: response.status, body: parsed, headers: response.headers };
+    },
+    async listKeys(prefix = '') {
+      const out = await s3.send(new ListObjectsV2Command({ Bucket: gateway.bucket, Prefix: prefix }));
+      return (out.Contents ?? []).map((o) => o.Key!).sort();
+    },
+    async getText(key) {
+      const out = await s3.send(new GetObjectCommand({ Bucket: gateway.bucket, Key: key }));
+      return out.Body!.transformToString();
+    },
+    async getJson(key) {
+      return JSON.parse(await world.getText(key));
+    },
+    async close() {
+      await gateway.close();
+      await agent.close();
+      await receiver.close();
+      s3.destroy();
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+  return world;
+}
+
+export const SEED_REQUEST = {
+  query: 'What are the top 5 deals closing this quarter?',
+  source_system: 'testing_system',
+  source_process: 'phase3_validation',
+  timestamp: '2025-08-13T10:30:45Z',
+};
+
+export function folderOf(conversationId: string): string {
+  const m = /^webhook_(\d{4})(\d{2})(\d{2})_/.exec(conversationId)!;
+  return `conversation-history/${m[1]}/${m[2]}/${m[3]}/${conversationId}/`;
+}

@@ -1,0 +1,140 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+/** Real HTTP test peers on port 0: a programmable receiver of deliveries and a programmable manager agent. */
+
+export interface TestServer {
+  url: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+async function listen(handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<{ server: Server; port: number }> {
+  const server = createServer(handler);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { server, port: (server.address() as AddressInfo).port };
+}
+
+async function body(req: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function closer(server: Server) {
+  return () =>
+    new Promise<void>((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    });
+}
+
+export interface ReceivedRequest {
+  path: string;
+  headers: Record<string, string | string[] | undefined>;
+  body: Record<string, unknown>;
+  status: number;
+}
+
+export interface ReceiverReply {
+  status: number;
+  headers?: Record<string, string>;
+  body?: string;
+  delayMs?: number;
+}
+
+/** A receiver whose next answers are queued per test (`reply(500, 200)`); afterwards it answers 200. */
+export interface TestReceiver extends TestServer {
+  received: ReceivedRequest[];
+  reply(...answers: (number | ReceiverReply)[]): void;
+  urlFor(type: string): string;
+  reset(): void;
+}
+
+export async function startReceiver(): Promise<TestReceiver> {
+  const received: ReceivedRequest[] = [];
+  let queue: ReceiverReply[] = [];
+  const { server, port } = await listen(async (req, res) => {
+    const text = await body(req);
+    const answer = queue.shift() ?? { status: 200 };
+    let parsed: Record<string, unknown> = {};
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      parsed = { raw: text };
+    }
+    received.push({ path: req.url ?? '', headers: req.headers, body: parsed, status: answer.status });
+    if (answer.delayMs) await new Promise((r) => setTimeout(r, answer.delayMs));
+    res.writeHead(answer.status, { 'content-type': 'text/plain', ...answer.headers });
+    res.end(answer.body ?? (answer.status < 300 ? 'ok' : 'nope'));
+  });
+  const url = `http://127.0.0.1:${port}`;
+  return {
+    url,
+    port,
+    received,
+    reply: (...answers) => {
+      queue = answers.map((a) => (typeof a === 'number' ? { status: a } : a));
+    },
+    urlFor: (type) => `${url}/hooks/${type}`,
+    reset: () => {
+      received.length = 0;
+      queue = [];
+    },
+    close: closer(server),
+  };
+}
+
+export type AgentBehaviour = (request: Record<string, unknown>) => Promise<AgentReply> | AgentReply;
+export interface AgentReply {
+  payload: unknown;
+  functionError?: string;
+  delayMs?: number;
+  status?: number;
+  headers?: Record<string, string>;
+}
+
+/** A manager agent on the Lambda Invoke REST path; its behaviour is set per test. */
+export interface TestAgent extends TestServer {
+  invocations: { functionName: string; request: Record<string, unknown> }[];
+  behave(fn: AgentBehaviour): void;
+  reset(): void;
+}
+
+export const defaultAgent: AgentBehaviour = (request) => ({
+  payload: { response: `Answer to: ${String(request.query)}`, agent: 'test-agent' },
+});
+
+export async function startAgent(): Promise<TestAgent> {
+  const invocations: TestAgent['invocations'] = [];
+  let behaviour: AgentBehaviour = defaultAgent;
+  const { server, port } = await listen(async (req, res) => {
+    const match = /^\/2015-03-31\/functions\/([^/]+)\/invocations/.exec(req.url ?? '');
+    const request = JSON.parse((await body(req)) || '{}') as Record<string, unknown>;
+    if (!match) {
+      res.writeHead(404).end();
+      return;
+    }
+    invocations.push({ functionName: decodeURIComponent(match[1]!), request });
+    const reply = await behaviour(request);
+    if (reply.delayMs) await new Promise((r) => setTimeout(r, reply.delayMs));
+    if (res.destroyed) return;
+    const headers: Record<string, string> = { 'content-type': 'application/json', ...reply.headers };
+    if (reply.functionError) headers['x-amz-function-error'] = reply.functionError;
+    res.writeHead(reply.status ?? 200, headers);
+    res.end(JSON.stringify(reply.payload));
+  });
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    invocations,
+    behave: (fn) => {
+      behaviour = fn;
+    },
+    reset: () => {
+      invocations.length = 0;
+      behaviour = defaultAgent;
+    },
+    close: closer(server),
+  };
+}

@@ -1,0 +1,125 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { folderOf, SEED_REQUEST, startWorld, type TestWorld } from '../support/gateway.ts';
+
+let world: TestWorld;
+beforeAll(async () => {
+  world = await startWorld();
+});
+afterAll(async () => {
+  await world?.close();
+});
+beforeEach(() => world.receiver.reset());
+
+async function stateEvents(conversationId: string, state: string) {
+  const [execution] = await world.gateway.executions.executions(conversationId);
+  return execution!.events.filter((e) => e.state === state);
+}
+
+describe('Deliver: Retry on transient failures, Catch to the failed-delivery store', () => {
+  it('receiver 500 then 200 → retried and delivered once, with the same delivery id', async () => {
+    world.receiver.reply(500, 200);
+    const res = await world.post(SEED_REQUEST);
+    expect(res.status).toBe(200);
+    expect(res.body.tracking.delivery_status).toBe('delivered');
+    expect(world.receiver.received.map((r) => r.status)).toEqual([500, 200]);
+    const ids = new Set(world.receiver.received.map((r) => r.headers['webhook-id']));
+    expect([...ids]).toEqual([res.body.tracking.delivery_id]);
+    expect((await stateEvents(res.body.conversation_id, 'Deliver')).filter((e) => e.type === 'StateRetried')).toHaveLength(1);
+    const record = await world.getJson(`${folderOf(res.body.conversation_id)}conversation.json`);
+    expect(record.conversation.webhook_context.delivery_status).toBe('delivered');
+    expect(await world.gateway.failedDeliveries.get(res.body.conversation_id)).toBeNull();
+  });
+
+  it.each([408, 429, 503])('receiver %i is retried', async (status) => {
+    world.receiver.reply(status, 200);
+    const res = await world.post(SEED_REQUEST);
+    expect(res.body.tracking.delivery_status).toBe('delivered');
+    expect(world.receiver.received).toHaveLength(2);
+  });
+
+  it('receiver 400 → no retry, failed delivery stored as dead, export says failed, the caller still gets its answer', async () => {
+    world.receiver.reply(400);
+    const res = await world.post(SEED_REQUEST);
+    expect(res.status).toBe(200);
+    expect(res.body.success).toBe(true);
+    expect(res.body.tracking.delivery_status).toBe('failed');
+    expect(world.receiver.received).toHaveLength(1);
+    expect((await stateEvents(res.body.conversation_id, 'Deliver')).filter((e) => e.type === 'StateRetried')).toHaveLength(0);
+
+    const envelope = await world.gateway.failedDeliveries.get(res.body.conversation_id);
+    expect(envelope).toMatchObject({
+      conversation_id: res.body.conversation_id,
+      delivery_id: res.body.tracking.delivery_id,
+      webhook_type: 'deal_analysis',
+      target: world.receiver.urlFor('deal_analysis'),
+      state: 'dead',
+      next_due_at: null,
+    });
+    expect(envelope!.attempts).toHaveLength(1);
+    expect(envelope!.attempts[0]).toMatchObject({ status_code: 400, outcome: 'permanent' });
+    expect(envelope!.conversation.conversation.turns.map((t) => t.role)).toEqual(['user', 'assistant']);
+
+    const record = await world.getJson(`${folderOf(res.body.conversation_id)}conversation.json`);
+    expect(record.conversation.webhook_context).toMatchObject({ delivery_status: 'failed', delivery_target: world.receiver.urlFor('deal_analysis') });
+    expect(record.conversation.execution.status).toBe('completed');
+    expect(record.conversation.execution.delivery_attempts.at(-1)).toMatchObject({ status_code: 400, outcome: 'permanent' });
+    expect(record.conversation.execution.errors.at(-1)).toMatchObject({ stage: 'Deliver', error: 'DeliveryPermanentError' });
+  });
+
+  it('receiver always 503 → three retries, then stored as pending for the long schedule', async () => {
+    world.receiver.reply(503, 503, 503, 503, 503);
+    const res = await world.post(SEED_REQUEST);
+    expect(res.status).toBe(200);
+    expect(res.body.tracking.delivery_status).toBe('failed');
+    expect(world.receiver.received).toHaveLength(4);
+    const envelope = await world.gateway.failedDeliveries.get(res.body.conversation_id);
+    expect(envelope).toMatchObject({ state: 'pending' });
+    expect(Date.parse(envelope!.next_due_at!)).toBeGreaterThan(Date.now());
+  });
+
+  it('receiver unreachable → retried, stored, exported as failed with the network error', async () => {
+    const closed = await import('node:net').then(({ createServer }) => {
+      const s = createServer();
+      return new Promise<number>((resolve) => s.listen(0, '127.0.0.1', () => {
+        const port = (s.address() as { port: number }).port;
+        s.close(() => resolve(port));
+      }));
+    });
+    process.env.DEAL_ANALYSIS_WEBHOOK_URL = `http://127.0.0.1:${closed}/down`;
+    try {
+      const res = await world.post(SEED_REQUEST);
+      expect(res.status).toBe(200);
+      expect(res.body.tracking.delivery_status).toBe('failed');
+      expect((await stateEvents(res.body.conversation_id, 'Deliver')).filter((e) => e.type === 'StateRetried')).toHaveLength(3);
+      const envelope = await world.gateway.failedDeliveries.get(res.body.conversation_id);
+      expect(envelope).toMatchObject({ state: 'pending', target: `http://127.0.0.1:${closed}/down` });
+      expect(envelope!.last_error).toMatch(/network error: ECONNREFUSED/);
+      const record = await world.getJson(`${folderOf(res.body.conversation_id)}conversation.json`);
+      expect(record.conversation.webhook_context.delivery_status).toBe('failed');
+    } finally {
+      process.env.DEAL_ANALYSIS_WEBHOOK_URL = world.receiver.urlFor('deal_analysis');
+    }
+  });
+
+  it('receiver slower than DELIVERY_TIMEOUT_MS → the attempt times out and is retried', async () => {
+    world.receiver.reply({ status: 200, delayMs: 1500 }, 200);
+    const res = await world.post(SEED_REQUEST);
+    expect(res.body.tracking.delivery_status).toBe('delivered');
+    const failed = (await stateEvents(res.body.conversation_id, 'Deliver')).find((e) => e.type === 'StateFailed');
+    expect(String(failed?.cause)).toMatch(/timed out after 1000 ms/);
+  });
+
+  it('no URL configured for the type → permanent failure, stored, nothing lost', async () => {
+    delete process.env.GENERAL_WEBHOOK_URL;
+    try {
+      const res = await world.post({ ...SEED_REQUEST, query: 'Say hello' });
+      expect(res.status).toBe(200);
+      expect(res.body.tracking).toMatchObject({ webhook_type: 'general', delivery_status: 'failed' });
+      const envelope = await world.gateway.failedDeliveries.get(res.body.conversation_id);
+      expect(envelope).toMatchObject({ state: 'dead' });
+      expect(envelope!.last_error).toMatch(/GENERAL_WEBHOOK_URL/);
+    } finally {
+      process.env.GENERAL_WEBHOOK_URL = world.receiver.urlFor('general');
+    }
+  });
+});

@@ -1,0 +1,146 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EVENT_TYPES, METRIC_NAMES } from '../../functions/shared/events.ts';
+import { captureJsonLines } from '../support/log-capture.ts';
+import { folderOf, SEED_REQUEST, startWorld, type TestWorld } from '../support/gateway.ts';
+
+let world: TestWorld;
+beforeAll(async () => {
+  world = await startWorld();
+});
+afterAll(async () => {
+  await world?.close();
+});
+
+const CASES = [
+  { type: 'deal_analysis', query: 'What are the top 5 deals closing this quarter?' },
+  { type: 'data_analysis', query: 'Show me the churn metrics trend report for last month' },
+  { type: 'lead_analysis', query: 'Which inbound leads should sales call first?' },
+  { type: 'general', query: 'Say hello to the team' },
+] as const;
+
+describe('a conversation through the local engine, the real handlers, s3rver and a real receiver', () => {
+  it.each(CASES)('delivers a $type answer to its own webhook and exports it', async ({ type, query }) => {
+    world.receiver.reset();
+    const res = await world.post({ ...SEED_REQUEST, query });
+    expect(res.status).toBe(200);
+    expect(res.body.success).toBe(true);
+    const id = res.body.conversation_id as string;
+    expect(res.body.tracking).toMatchObject({ conversation_id: id, webhook_type: type, delivery_status: 'delivered' });
+    expect(res.body.tracking.delivery_id).toMatch(/^[0-9a-f-]{36}$/);
+    expect(typeof res.body.tracking.processing_time_ms).toBe('number');
+    expect(res.body.response.response).toBe(`Answer to: ${query}`);
+
+    expect(world.receiver.received).toHaveLength(1);
+    const delivery = world.receiver.received[0]!;
+    expect(delivery.path).toBe(`/hooks/${type}`);
+    expect(delivery.headers['webhook-id']).toBe(res.body.tracking.delivery_id);
+    expect(delivery.body).toMatchObject({ conversation_id: id, delivery_id: res.body.tracking.delivery_id, webhook_type: type, query });
+
+    const keys = await world.listKeys(folderOf(id));
+    expect(keys).toEqual(['analysis.json', 'conversation.json', 'metadata.json', 'summary.json'].map((f) => `${folderOf(id)}${f}`));
+  });
+
+  it('passes the query to the manager agent named by MANAGER_AGENT_FUNCTION_NAME', async () => {
+    world.agent.reset();
+    const res = await world.post(SEED_REQUEST);
+    expect(res.status).toBe(200);
+    expect(world.agent.invocations).toHaveLength(1);
+    expect(world.agent.invocations[0]).toMatchObject({
+      functionName: 'test-manager-agent',
+      request: { query: SEED_REQUEST.query, conversation_id: res.body.conversation_id, source_system: 'testing_system' },
+    });
+  });
+
+  it('an explicit webhook_type in the request wins over the classifier', async () => {
+    const res = await world.post({ ...SEED_REQUEST, webhook_type: 'lead_analysis' });
+    expect(res.body.tracking.webhook_type).toBe('lead_analysis');
+  });
+
+  it('writes the four export files with the seed layout and fields', async () => {
+    const res = await world.post({ ...SEED_REQUEST, metadata: { crm_account: 'acme' } });
+    const id = res.body.conversation_id as string;
+    expect(id).toMatch(/^webhook_\d{8}_\d{6}_testing_phase3valid_[a-z0-9]+$/);
+    const folder = folderOf(id);
+    const today = new Date().toISOString().slice(0, 10).replaceAll('-', '/');
+    expect(folder).toBe(`conversation-history/${today}/${id}/`);
+
+    const conversation = await world.getJson(`${folder}conversation.json`);
+    expect(conversation.export_metadata).toMatchObject({ format: 'webhook_structured_json', version: '1.0', channel: 'webhook' });
+    expect(conversation.conversation.webhook_context).toMatchObject({
+      source_system: 'testing_system',
+      source_process: 'phase3_validation',
+      webhook_type: 'deal_analysis',
+      delivery_status: 'delivered',
+      delivery_id: res.body.tracking.delivery_id,
+    });
+    expect(conversation.conversation.metadata).toMatchObject({ conversation_id: id, custom: { crm_account: 'acme' } });
+    expect(conversation.conversation.conversation.turns.map((t: { role: string }) => t.role)).toEqual(['user', 'assistant']);
+    expect(conversation.conversation.execution).toMatchObject({ status: 'completed' });
+    expect(conversation.conversation.execution.delivery_attempts).toHaveLength(1);
+    expect(conversation.conversation.execution.timings.total_ms).toBeGreaterThanOrEqual(0);
+
+    const metadata = await world.getJson(`${folder}metadata.json`);
+    expect(metadata.metadata).toMatchObject({ conversation_id: id, webhook_type: 'deal_analysis', delivery_status: 'delivered' });
+    expect(metadata.conversation).toBeUndefined();
+
+    const summary = await world.getText(`${folder}summary.json`);
+    expect(summary.trim().split('\n')).toHaveLength(1);
+    expect(JSON.parse(summary)).toMatchObject({ conversation_id: id, webhook_type: 'deal_analysis', delivery_status: 'delivered' });
+
+    const analysis = await world.getJson(`${folder}analysis.json`);
+    expect(analysis).toMatchObject({ conversation_id: id, webhook_type: 'deal_analysis', query: SEED_REQUEST.query, delivery_attempt_count: 1 });
+    for (const value of Object.values(analysis)) expect(typeof value === 'object' && value !== null).toBe(false);
+  });
+
+  it('emits the nine event types with the fields the seed queries read, and the five metrics', async () => {
+    const capture = captureJsonLines();
+    let ok: { body: any };
+    let failedDelivery: { body: any };
+    try {
+      ok = await world.post(SEED_REQUEST);
+      world.receiver.reply(400);
+      failedDelivery = await world.post(SEED_REQUEST);
+    } finally {
+      capture.restore();
+    }
+    const seen = new Set([...capture.events(ok.body.conversation_id), ...capture.events(failedDelivery.body.conversation_id)].map((e) => e.event_type));
+    expect([...seen].sort()).toEqual([...EVENT_TYPES].sort());
+    const completed = capture.events(ok.body.conversation_id).find((e) => e.event_type === 'WEBHOOK_CONVERSATION_COMPLETED')!;
+    expect(completed).toMatchObject({
+      conversation_id: ok.body.conversation_id,
+      delivery_status: 'delivered',
+      webhook_type: 'deal_analysis',
+      webhook_metadata: { source_system: 'testing_system', source_process: 'phase3_validation', webhook_type: 'deal_analysis' },
+    });
+    expect(typeof completed.total_time_ms).toBe('number');
+    const metricNames = new Set(capture.metrics().flatMap((m) => m._aws.CloudWatchMetrics.flatMap((d: any) => d.Metrics.map((x: any) => x.Name))));
+    expect([...metricNames].sort()).toEqual(Object.values(METRIC_NAMES).sort());
+    for (const m of capture.metrics()) expect(m._aws.CloudWatchMetrics[0].Namespace).toBe('RevOps/WebhookGateway');
+  });
+
+  it('saves the execution history, state by state, for conversations show', async () => {
+    const res = await world.post(SEED_REQUEST);
+    const executions = await world.gateway.executions.executions(res.body.conversation_id);
+    expect(executions).toHaveLength(1);
+    const entered = executions[0]!.events.filter((e) => e.type === 'StateEntered').map((e) => e.state);
+    expect(entered).toEqual(['Validate', 'IsRequestValid', 'InvokeManagerAgent', 'Classify', 'Deliver', 'Export', 'Completed']);
+  });
+
+  it('ENABLE_CONVERSATION_EXPORT=false still answers but writes nothing', async () => {
+    process.env.ENABLE_CONVERSATION_EXPORT = 'false';
+    try {
+      const res = await world.post(SEED_REQUEST);
+      expect(res.status).toBe(200);
+      expect(await world.listKeys(folderOf(res.body.conversation_id))).toEqual([]);
+    } finally {
+      delete process.env.ENABLE_CONVERSATION_EXPORT;
+    }
+  });
+
+  it('gives every conversation its own id under concurrency', async () => {
+    const results = await Promise.all(Array.from({ length: 25 }, () => world.post(SEED_REQUEST)));
+    expect(results.every((r) => r.status === 200)).toBe(true);
+    expect(new Set(results.map((r) => r.body.conversation_id)).size).toBe(25);
+    expect(new Set(results.map((r) => r.body.tracking.delivery_id)).size).toBe(25);
+  });
+});
