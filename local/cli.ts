@@ -15,11 +15,14 @@ export const USAGE = `Usage: webhook-gateway <command>
   start                                 run the gateway locally (PORT, default 3000)
   conversations list [--limit N] [--json]
   conversations show <conversation_id> [--json]
+  deliveries list [--state pending|dead|delivered|all] [--json]
+  deliveries redrive <conversation_id> [--url URL]
+  deliveries redrive --all [--since ISO] [--type T] [--dry-run] [--url URL]
   help
 
 Local state lives in LOCAL_DATA_DIR (default .data).`;
 
-class CliError extends Error {}
+import { CliError, deliveriesList, deliveriesRedrive } from './cli-deliveries.ts';
 
 function out(text: string): void {
   process.stdout.write(`${text}\n`);
@@ -34,6 +37,9 @@ async function start(): Promise<number> {
   try {
     gateway = await startGateway({
       ...options,
+      onRedelivery: (r) => {
+        if (r.status !== 'not_due') out(`${new Date().toISOString()}  redelivery  ${r.conversation_id}  ${r.status}${r.envelope?.state === 'pending' ? ` (next ${r.envelope.next_due_at})` : ''}`);
+      },
       onExecution: (summary) =>
         out(`${new Date().toISOString()}  ${summary.http_status}  ${summary.conversation_id ?? '(rejected)'}  ${summary.detail}  ${summary.duration_ms} ms`),
     });
@@ -132,6 +138,8 @@ export async function main(argv: string[]): Promise<number> {
     if (command === 'start') return await start();
     if (command === 'conversations' && sub === 'list') return await conversationsList(rest);
     if (command === 'conversations' && sub === 'show') return await conversationsShow(rest);
+    if (command === 'deliveries' && sub === 'list') return await deliveriesList(rest);
+    if (command === 'deliveries' && sub === 'redrive') return await deliveriesRedrive(rest);
     if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
       out(USAGE);
       return 0;

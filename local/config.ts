@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { DELIVERY_URL_VARIABLES } from '../functions/domain/delivery.ts';
 import { WEBHOOK_TYPES } from '../functions/domain/conversation.ts';
+import type { RedriveResult } from './redelivery.ts';
 
 /** Local runtime settings (DESIGN §6). Every one has an environment variable; explicit options win over both. */
 export interface GatewayOptions {
@@ -13,6 +14,10 @@ export interface GatewayOptions {
   s3Port: number;
   /** Tests only: shorten Retry waits (ms) per state name. */
   retryIntervalOverrides?: Record<string, number | number[]>;
+  /** How often the automatic redelivery schedule looks for due deliveries. Env REDELIVERY_POLL_MS, default 1000; 0 turns it off. */
+  redeliveryPollMs: number;
+  /** Called after every automatic redelivery attempt (the CLI prints a line). */
+  onRedelivery?: (result: RedriveResult) => void;
   /** Called after every POST /webhook (the CLI prints a line). */
   onExecution?: (summary: RequestSummary) => void;
 }
@@ -37,6 +42,8 @@ export function resolveOptions(options: Partial<GatewayOptions> = {}, env: NodeJ
     s3Port,
     retryIntervalOverrides: options.retryIntervalOverrides,
     onExecution: options.onExecution,
+    redeliveryPollMs: options.redeliveryPollMs ?? Number(env.REDELIVERY_POLL_MS ?? 1000),
+    onRedelivery: options.onRedelivery,
   };
 }
 

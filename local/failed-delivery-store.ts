@@ -3,6 +3,7 @@ import { isConversationId } from '../functions/domain/conversation-id.ts';
 import {
   envelopeFromQueuedMessage,
   isQueuedFailedDelivery,
+  parseSchedule,
   type FailedDeliveryEnvelope,
 } from '../functions/domain/failed-delivery.ts';
 import { listDir, readJson, writeJsonAtomic } from './json-files.ts';
@@ -27,7 +28,7 @@ export class LocalFailedDeliveryStore {
   async sendMessage(parameters: { QueueUrl?: string; MessageBody?: unknown }): Promise<{ MessageId: string }> {
     const body = typeof parameters.MessageBody === 'string' ? JSON.parse(parameters.MessageBody) : parameters.MessageBody;
     if (!isQueuedFailedDelivery(body)) throw new Error('QueueFailedDelivery: message body is not a failed delivery');
-    const envelope = envelopeFromQueuedMessage(body, new Date());
+    const envelope = envelopeFromQueuedMessage(body, new Date(), parseSchedule(process.env.REDELIVERY_SCHEDULE));
     await this.put(envelope);
     return { MessageId: envelope.delivery_id };
   }

@@ -15,9 +15,11 @@ import { startEmbeddedS3, type EmbeddedS3 } from './embedded-s3.ts';
 import { LocalWorkflow, type ExecutionRecord } from './engine.ts';
 import { applyDefaults, localEnvironmentDefaults, resolveOptions, type GatewayOptions } from './config.ts';
 import { conversationIdOf, ExecutionStore } from './execution-store.ts';
+import { isConversationId } from '../functions/domain/conversation-id.ts';
 import { LocalFailedDeliveryStore } from './failed-delivery-store.ts';
 import { BodyTooLargeError, readBody, sendJson } from './http.ts';
 import { DeliveryReceiver } from './receiver.ts';
+import { LocalRedelivery, type RedriveResult } from './redelivery.ts';
 import { sampleAgentAnswer } from './sample-agent.ts';
 import { STATEMACHINE_DIR } from './paths.ts';
 
@@ -33,6 +35,7 @@ export interface RunningGateway {
   bucket: string;
   agentFunctionName: string;
   failedDeliveries: LocalFailedDeliveryStore;
+  redelivery: LocalRedelivery;
   executions: ExecutionStore;
   receiver: DeliveryReceiver;
   /** Run one conversation exactly as POST /webhook does, without HTTP. */
@@ -116,27 +119,38 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   }
 
   const handlers = await loadHandlers();
+  const substitutions = {
+    ValidateFunctionArn: localFunctionArn('validate'),
+    InvokeAgentFunctionArn: localFunctionArn('invoke-agent'),
+    ClassifyFunctionArn: localFunctionArn('classify'),
+    DeliverFunctionArn: localFunctionArn('deliver'),
+    ExportFunctionArn: localFunctionArn('export'),
+    FailedDeliveryQueueUrl: LOCAL_FAILED_DELIVERY_QUEUE_URL,
+  };
+  const resources = {
+    [localFunctionArn('validate')]: handlers.validate,
+    [localFunctionArn('invoke-agent')]: handlers['invoke-agent'],
+    [localFunctionArn('classify')]: handlers.classify,
+    [localFunctionArn('deliver')]: handlers.deliver,
+    [localFunctionArn('export')]: handlers.export,
+    'arn:aws:states:::sqs:sendMessage': (params: unknown) => failedDeliveries.sendMessage(params as never),
+  };
   const workflow = new LocalWorkflow({
     name: 'conversation',
     file: path.join(STATEMACHINE_DIR, 'conversation.asl.json'),
-    substitutions: {
-      ValidateFunctionArn: localFunctionArn('validate'),
-      InvokeAgentFunctionArn: localFunctionArn('invoke-agent'),
-      ClassifyFunctionArn: localFunctionArn('classify'),
-      DeliverFunctionArn: localFunctionArn('deliver'),
-      ExportFunctionArn: localFunctionArn('export'),
-      FailedDeliveryQueueUrl: LOCAL_FAILED_DELIVERY_QUEUE_URL,
-    },
-    resources: {
-      [localFunctionArn('validate')]: handlers.validate,
-      [localFunctionArn('invoke-agent')]: handlers['invoke-agent'],
-      [localFunctionArn('classify')]: handlers.classify,
-      [localFunctionArn('deliver')]: handlers.deliver,
-      [localFunctionArn('export')]: handlers.export,
-      'arn:aws:states:::sqs:sendMessage': (params) => failedDeliveries.sendMessage(params as never),
-    },
+    substitutions,
+    resources,
     retryIntervalOverrides: options.retryIntervalOverrides,
   });
+  const redeliveryWorkflow = new LocalWorkflow({
+    name: 'redelivery',
+    file: path.join(STATEMACHINE_DIR, 'redelivery.asl.json'),
+    substitutions,
+    resources,
+    retryIntervalOverrides: options.retryIntervalOverrides,
+  });
+  const redelivery = new LocalRedelivery(failedDeliveries, redeliveryWorkflow, executions);
+  redelivery.start(options.redeliveryPollMs, options.onRedelivery);
 
   async function runConversation(input: ExecutionInput): Promise<ExecutionRecord> {
     const record = await workflow.run(input, input.request_id);
@@ -215,9 +229,27 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     sendJson(res, 200, answer.payload, extra);
   }
 
+  async function handleAdmin(pathname: string, method: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    req.resume();
+    const remote = req.socket.remoteAddress ?? '';
+    if (!['127.0.0.1', '::1', '::ffff:127.0.0.1'].includes(remote)) {
+      return sendJson(res, 403, errorBody('FORBIDDEN', 'operator endpoints answer on loopback only'));
+    }
+    if (pathname === '/local/deliveries' && method === 'GET') return sendJson(res, 200, await failedDeliveries.list());
+    const redrive = /^\/local\/deliveries\/([^/]+)\/redrive$/.exec(pathname);
+    if (redrive && method === 'POST') {
+      const id = decodeURIComponent(redrive[1]!);
+      if (!isConversationId(id)) return sendJson(res, 400, errorBody('VALIDATION_ERROR', `"${id}" is not a conversation id`));
+      const result: RedriveResult = await redelivery.attempt(id, 'redrive');
+      return sendJson(res, result.status === 'not_found' ? 404 : 200, result);
+    }
+    return sendJson(res, 404, errorBody('NOT_FOUND', `No route for ${method} ${pathname}`));
+  }
+
   route = async (req, res) => {
     const { pathname } = new URL(req.url ?? '/', 'http://local');
     const method = req.method ?? 'GET';
+    if (pathname.startsWith('/local/deliveries')) return handleAdmin(pathname, method, req, res);
     if (pathname === '/webhook') {
       if (method === 'POST') return handleWebhook(req, res);
       req.resume();
@@ -252,10 +284,12 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     bucket: process.env.CONVERSATION_EXPORT_S3_BUCKET!,
     agentFunctionName: process.env.MANAGER_AGENT_FUNCTION_NAME!,
     failedDeliveries,
+    redelivery,
     executions,
     receiver,
     runConversation,
     async close() {
+      await redelivery.stop();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await s3?.close();

@@ -18,8 +18,9 @@ export const handler = stageHandler('Deliver', async (state: ConversationState):
   const type = record.webhook_context.webhook_type ?? 'general';
   const url = deliveryUrlFor(type, process.env);
   const attemptNumber = record.execution.delivery_attempts.length + 1;
+  const via = state.redelivery?.via ?? 'workflow';
   if (!url) {
-    logEvent('WEBHOOK_DELIVERY_FAILED', record, { attempt: attemptNumber, error: 'no delivery URL configured', final: true });
+    logEvent('WEBHOOK_DELIVERY_FAILED', record, { attempt: attemptNumber, via, error: 'no delivery URL configured', final: true });
     throw new DeliveryPermanentError(
       JSON.stringify({ message: `no delivery URL configured for ${type}: set ${DELIVERY_URL_VARIABLES[type]}` }),
     );
@@ -32,11 +33,14 @@ export const handler = stageHandler('Deliver', async (state: ConversationState):
     attemptNumber,
     Number(process.env.DELIVERY_TIMEOUT_MS ?? DEFAULT_DELIVERY_TIMEOUT_MS),
   );
+  attempt.via = via;
   recordTime(METRIC_NAMES.deliveryResponseTime, attempt.duration_ms);
   if (attempt.outcome === 'delivered') {
     const delivered = withDeliveryAttempt(record, attempt, url, 'delivered');
     logEvent('WEBHOOK_DELIVERY_SUCCESS', delivered, {
       delivery_id: record.webhook_context.delivery_id,
+      attempt: attemptNumber,
+      via,
       status_code: attempt.status_code,
       delivery_response_time_ms: attempt.duration_ms,
     });
@@ -44,9 +48,14 @@ export const handler = stageHandler('Deliver', async (state: ConversationState):
   }
   logEvent('WEBHOOK_DELIVERY_FAILED', record, {
     delivery_id: record.webhook_context.delivery_id,
+    attempt: attemptNumber,
+    via,
     status_code: attempt.status_code ?? null,
     error: attempt.error,
     retryable: attempt.outcome === 'retryable',
+    // Final when no automatic attempt follows. Inside the conversation workflow a retryable failure never is:
+    // the state's Retry or, after it, the schedule tries again.
+    final: attempt.outcome === 'permanent' || state.redelivery?.status_if_failed === 'failed',
     delivery_response_time_ms: attempt.duration_ms,
   });
   throw attemptError(attempt, url);

@@ -26,6 +26,8 @@ export interface DeliveryAttempt {
   /** Short reason when the attempt failed (HTTP status text, network error, timeout). */
   error?: string;
   outcome: 'delivered' | 'retryable' | 'permanent';
+  /** The receiver's Retry-After (429/503), in ms, honoured by the schedule. */
+  retry_after_ms?: number;
   /** Which mechanism ran it: the in-workflow Retry, the automatic schedule, or an operator redrive. */
   via?: 'workflow' | 'schedule' | 'redrive';
 }
@@ -84,9 +86,17 @@ export interface ConversationRecord {
   };
 }
 
+/** Set by whoever starts a redelivery execution (the schedule or an operator's redrive). */
+export interface RedeliveryContext {
+  via: 'schedule' | 'redrive';
+  /** The delivery status to record if this attempt fails: `failed` when no automatic attempt follows. */
+  status_if_failed: 'retrying' | 'failed';
+}
+
 /** The state document that flows between the workflow's states. */
 export interface ConversationState {
   conversation: ConversationRecord;
+  redelivery?: RedeliveryContext;
   /** Set by the Catch of InvokeManagerAgent. */
   agent_error?: { Error: string; Cause?: string };
   /** Set by the Catch of Deliver. */

@@ -1,11 +1,12 @@
-import type { ConversationRecord, DeliveryAttempt } from './conversation.ts';
+import type { ConversationRecord, DeliveryAttempt, RedeliveryContext } from './conversation.ts';
 import { failedAttemptFromCaught } from './delivery.ts';
-import { withDeliveryAttempt } from './lifecycle.ts';
+import { completeConversation, withDeliveryAttempt } from './lifecycle.ts';
 import type { CaughtError } from './task-error.ts';
 
 /**
  * The failed-delivery envelope: everything needed to deliver and re-export a conversation's result without the
- * original request. One per conversation; every later attempt is appended to it.
+ * original request. One per conversation; every later attempt is appended to it. Pure state transitions only:
+ * the SQS adapter (AWS) and the file adapter (local) store it, the schedule and operators act on it.
  */
 export type EnvelopeState = 'pending' | 'dead' | 'delivered';
 
@@ -15,14 +16,19 @@ export interface FailedDeliveryEnvelope {
   delivery_id: string;
   webhook_type: string;
   target: string | null;
+  /** The latest conversation record (what the next redelivery delivers and re-exports). */
   conversation: ConversationRecord;
   attempts: DeliveryAttempt[];
-  /** pending: the schedule will try again at next_due_at; dead: no more automatic attempts; delivered: done. */
+  /** pending: the schedule tries again at next_due_at; dead: no more automatic attempts; delivered: done. */
   state: EnvelopeState;
   next_due_at: string | null;
+  /** How many slots of the schedule have been used. */
+  scheduled_attempts: number;
   created_at: string;
   updated_at: string;
   last_error: string | null;
+  /** Why the envelope is dead: a permanent answer, or the exhausted schedule. */
+  dead_reason?: 'permanent' | 'exhausted';
 }
 
 /** What the workflow's QueueFailedDelivery state sends (its MessageBody). */
@@ -30,19 +36,43 @@ export interface QueuedFailedDelivery {
   kind: 'failed_delivery';
   conversation: ConversationRecord;
   delivery_error: CaughtError;
+  /** The conversation workflow's execution name. */
+  execution_name?: string;
 }
 
 /**
- * Svix's schedule after the first (immediate) attempt: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
- * The in-workflow retries count as the immediate attempt.
+ * Svix's schedule after the first, immediate attempt: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
+ * The in-workflow attempts (with their own short Retry) stand for the immediate one.
  */
-export const DEFAULT_RETRY_SCHEDULE_MS = [5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000] as const;
+export const DEFAULT_RETRY_SCHEDULE_MS: readonly number[] = [5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000];
+
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 };
+
+/** Parse "5s,5m,30m,2h,5h,10h,10h" (units ms, s, m, h; a bare number is ms). */
+export function parseSchedule(text: string | undefined): readonly number[] {
+  if (text === undefined || text.trim() === '') return DEFAULT_RETRY_SCHEDULE_MS;
+  return text.split(',').map((part) => {
+    const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(part);
+    if (!m) throw new Error(`REDELIVERY_SCHEDULE: "${part.trim()}" is not a duration (use e.g. 5s, 5m, 2h)`);
+    return Math.round(Number(m[1]) * UNIT_MS[m[2] ?? 'ms']!);
+  });
+}
 
 export function isQueuedFailedDelivery(value: unknown): value is QueuedFailedDelivery {
   const v = value as QueuedFailedDelivery | null;
   return !!v && typeof v === 'object' && v.kind === 'failed_delivery' && !!v.conversation?.conversation_id && !!v.delivery_error;
 }
 
+export function isEnvelope(value: unknown): value is FailedDeliveryEnvelope {
+  const v = value as FailedDeliveryEnvelope | null;
+  return !!v && typeof v === 'object' && v.version === 1 && typeof v.conversation_id === 'string' && !!v.conversation;
+}
+
+function dueAt(now: Date, delayMs: number, attempt: DeliveryAttempt | undefined): string {
+  return new Date(now.getTime() + Math.max(delayMs, attempt?.retry_after_ms ?? 0)).toISOString();
+}
+
+/** The envelope for a delivery that just failed inside the conversation workflow. */
 export function envelopeFromQueuedMessage(
   message: QueuedFailedDelivery,
   now: Date,
@@ -50,9 +80,16 @@ export function envelopeFromQueuedMessage(
 ): FailedDeliveryEnvelope {
   const record = message.conversation;
   const { attempt, target } = failedAttemptFromCaught(message.delivery_error, record.execution.delivery_attempts.length + 1, now);
-  const conversation = withDeliveryAttempt(record, attempt, target, 'failed');
   const permanent = attempt.outcome === 'permanent';
   const firstDelay = schedule[0];
+  const dead = permanent || firstDelay === undefined;
+  // Closed now, a moment before the workflow's Export closes its own copy: a redelivery re-exports this record.
+  const conversation = completeConversation(
+    withDeliveryAttempt(record, attempt, target, dead ? 'failed' : 'retrying'),
+    false,
+    message.execution_name ?? null,
+    now,
+  );
   return {
     version: 1,
     conversation_id: record.conversation_id,
@@ -61,10 +98,64 @@ export function envelopeFromQueuedMessage(
     target,
     conversation,
     attempts: conversation.execution.delivery_attempts,
-    state: permanent || firstDelay === undefined ? 'dead' : 'pending',
-    next_due_at: permanent || firstDelay === undefined ? null : new Date(now.getTime() + firstDelay).toISOString(),
+    state: dead ? 'dead' : 'pending',
+    next_due_at: dead ? null : dueAt(now, firstDelay, attempt),
+    scheduled_attempts: 0,
     created_at: now.toISOString(),
     updated_at: now.toISOString(),
     last_error: attempt.error ?? null,
+    ...(dead ? { dead_reason: permanent ? ('permanent' as const) : ('exhausted' as const) } : {}),
   };
+}
+
+export function isDue(envelope: FailedDeliveryEnvelope, now: Date): boolean {
+  return envelope.state === 'pending' && envelope.next_due_at !== null && Date.parse(envelope.next_due_at) <= now.getTime();
+}
+
+/** The context a redelivery execution runs with: whether a failure now ends the automatic attempts. */
+export function redeliveryContext(
+  envelope: FailedDeliveryEnvelope,
+  via: RedeliveryContext['via'],
+  schedule: readonly number[] = DEFAULT_RETRY_SCHEDULE_MS,
+): RedeliveryContext {
+  const lastSlot = envelope.scheduled_attempts + 1 >= schedule.length;
+  const noMoreAutomatic = via === 'schedule' ? lastSlot : envelope.state === 'dead';
+  return { via, status_if_failed: noMoreAutomatic ? 'failed' : 'retrying' };
+}
+
+/**
+ * Fold a redelivery's result (the record its Export wrote) into the envelope.
+ * Delivered → delivered. A permanent answer → dead. A scheduled attempt that used the last slot → dead (exhausted);
+ * otherwise the next slot (or the receiver's Retry-After, if later). An operator's redrive that failed leaves the
+ * schedule as it was.
+ */
+export function applyRedelivery(
+  envelope: FailedDeliveryEnvelope,
+  record: ConversationRecord,
+  via: RedeliveryContext['via'],
+  now: Date,
+  schedule: readonly number[] = DEFAULT_RETRY_SCHEDULE_MS,
+): FailedDeliveryEnvelope {
+  const attempt = record.execution.delivery_attempts.at(-1);
+  const base: FailedDeliveryEnvelope = {
+    ...envelope,
+    conversation: record,
+    attempts: record.execution.delivery_attempts,
+    updated_at: now.toISOString(),
+    last_error: attempt?.outcome === 'delivered' ? envelope.last_error : (attempt?.error ?? envelope.last_error),
+  };
+  if (record.webhook_context.delivery_status === 'delivered') {
+    return { ...base, state: 'delivered', next_due_at: null };
+  }
+  const used = via === 'schedule' ? envelope.scheduled_attempts + 1 : envelope.scheduled_attempts;
+  if (attempt?.outcome === 'permanent') return { ...base, scheduled_attempts: used, state: 'dead', next_due_at: null, dead_reason: 'permanent' };
+  if (via === 'redrive') return { ...base, state: envelope.state, next_due_at: envelope.next_due_at };
+  const nextDelay = schedule[used];
+  if (nextDelay === undefined) return { ...base, scheduled_attempts: used, state: 'dead', next_due_at: null, dead_reason: 'exhausted' };
+  return { ...base, scheduled_attempts: used, state: 'pending', next_due_at: dueAt(now, nextDelay, attempt) };
+}
+
+/** `<conversation_id>-redelivery-<n>`: each redelivery's execution is named after its conversation. */
+export function redeliveryExecutionName(envelope: FailedDeliveryEnvelope, suffix: string): string {
+  return `${envelope.conversation_id}-redelivery-${envelope.attempts.length + 1}-${suffix}`.slice(0, 80);
 }

@@ -138,19 +138,26 @@ export function withDeliveryAttempt(
   };
 }
 
-/** Close the record: failed when the agent failed, otherwise completed (delivery status is reported separately). */
+/**
+ * Close the record: failed when the agent failed, otherwise completed (the delivery status is reported separately).
+ * Safe to re-run: a record that was already closed keeps its completion time and total (a redelivery re-exports it).
+ */
 export function completeConversation(record: ConversationRecord, agentFailed: boolean, executionName: string | null, now: Date): ConversationRecord {
   const executions = executionName && !record.execution.executions.includes(executionName)
     ? [...record.execution.executions, executionName]
     : record.execution.executions;
+  const closed = record.execution.completed_at !== null;
   return {
     ...record,
     execution: {
       ...record.execution,
       status: agentFailed ? 'failed' : 'completed',
-      completed_at: now.toISOString(),
+      completed_at: closed ? record.execution.completed_at : now.toISOString(),
       executions,
-      timings: { ...record.execution.timings, total_ms: elapsedMs(record.execution.started_at, now) },
+      timings: {
+        ...record.execution.timings,
+        total_ms: closed ? record.execution.timings.total_ms : elapsedMs(record.execution.started_at, now),
+      },
     },
   };
 }

@@ -30,18 +30,22 @@ export const handler = stageHandler('Export', async ({ state, execution_name }: 
   }
   if (state.delivery_error) {
     const { attempt, target } = failedAttemptFromCaught(state.delivery_error, record.execution.delivery_attempts.length + 1, now);
-    record = withDeliveryAttempt(record, attempt, target, 'failed');
+    const status = attempt.outcome === 'permanent' ? 'failed' : (state.redelivery?.status_if_failed ?? 'retrying');
+    record = withDeliveryAttempt(record, attempt, target, status);
     record = withFailure(record, 'Deliver', parseTaskError(state.delivery_error), now);
   }
   record = completeConversation(record, agentFailed, execution_name, now);
-  const totalMs = record.execution.timings.total_ms ?? 0;
-  recordTime(METRIC_NAMES.totalConversationTime, totalMs);
-  logEvent('WEBHOOK_CONVERSATION_COMPLETED', record, {
-    status: record.execution.status,
-    total_time_ms: totalMs,
-    delivery_status: record.webhook_context.delivery_status,
-    webhook_type: record.webhook_context.webhook_type,
-  });
+  if (!state.redelivery) {
+    // Once per conversation: a redelivery re-exports the record but does not complete the conversation again.
+    const totalMs = record.execution.timings.total_ms ?? 0;
+    recordTime(METRIC_NAMES.totalConversationTime, totalMs);
+    logEvent('WEBHOOK_CONVERSATION_COMPLETED', record, {
+      status: record.execution.status,
+      total_time_ms: totalMs,
+      delivery_status: record.webhook_context.delivery_status,
+      webhook_type: record.webhook_context.webhook_type,
+    });
+  }
 
   if (process.env.ENABLE_CONVERSATION_EXPORT !== 'false') {
     const bucket = process.env.CONVERSATION_EXPORT_S3_BUCKET;

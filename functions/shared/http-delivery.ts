@@ -7,7 +7,6 @@ export const MAX_RESPONSE_BYTES = 65_536;
 
 export interface PostResult {
   attempt: DeliveryAttempt;
-  retryAfterMs: number | null;
 }
 
 async function readCapped(response: Response): Promise<string> {
@@ -60,7 +59,9 @@ export async function postJson(
       outcome,
       ...(outcome === 'delivered' ? {} : { error: `HTTP ${response.status}${text ? `: ${text.slice(0, 200)}` : ''}` }),
     };
-    return { attempt, retryAfterMs: retryAfterMs(response.headers.get('retry-after'), new Date()) };
+    const retryAfter = outcome === 'retryable' ? retryAfterMs(response.headers.get('retry-after'), new Date()) : null;
+    if (retryAfter !== null) attempt.retry_after_ms = retryAfter;
+    return { attempt };
   } catch (error) {
     return {
       attempt: {
@@ -70,7 +71,6 @@ export async function postJson(
         error: networkReason(error, timeoutMs),
         outcome: 'retryable',
       },
-      retryAfterMs: null,
     };
   }
 }

@@ -52,12 +52,12 @@ describe('webhook-gateway start / conversations', () => {
       body: JSON.stringify(SEED_REQUEST),
     });
     expect(res.status).toBe(200);
-    const body = await res.json();
+    const body = (await res.json()) as any;
     expect(body.tracking).toMatchObject({ webhook_type: 'deal_analysis', delivery_status: 'delivered' });
     expect(Object.keys(body.tracking)).toEqual(expect.arrayContaining(['conversation_id', 'delivery_id', 'webhook_type', 'processing_time_ms']));
     expect(body.response.sample).toBe(true);
     conversationId = body.conversation_id;
-    const received = await (await fetch(`${gateway.url}/local/receiver/deal_analysis`)).json();
+    const received = (await (await fetch(`${gateway.url}/local/receiver/deal_analysis`)).json()) as any;
     expect(received.map((r: { body: { conversation_id: string } }) => r.body.conversation_id)).toContain(conversationId);
     const folder = path.join(dataDir, 's3', 'revops-conversations', 'conversation-history', ...conversationId.slice(8, 16).match(/^(\d{4})(\d{2})(\d{2})$/)!.slice(1), conversationId);
     const files = (await readdir(folder)).filter((f) => f.endsWith('._S3rver_object')).sort();
@@ -73,7 +73,7 @@ describe('webhook-gateway start / conversations', () => {
     };
     for (const [type, query] of Object.entries(queries)) {
       const res = await fetch(`${gateway.url}/webhook`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...SEED_REQUEST, query }) });
-      expect((await res.json()).tracking.webhook_type).toBe(type);
+      expect(((await res.json()) as any).tracking.webhook_type).toBe(type);
     }
   });
 

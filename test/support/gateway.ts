@@ -26,6 +26,8 @@ const GATEWAY_VARIABLES = [
   'MANAGER_AGENT_FUNCTION_NAME',
   'MANAGER_AGENT_TIMEOUT_MS',
   'DELIVERY_TIMEOUT_MS',
+  'REDELIVERY_SCHEDULE',
+  'REDELIVERY_POLL_MS',
   ...Object.values(DELIVERY_URL_VARIABLES),
 ];
 
@@ -55,6 +57,7 @@ export async function startWorld(env: Record<string, string> = {}): Promise<Test
   process.env.CONVERSATION_EXPORT_S3_BUCKET = 'test-conversations';
   process.env.MANAGER_AGENT_TIMEOUT_MS = '2000';
   process.env.DELIVERY_TIMEOUT_MS = '1000';
+  process.env.REDELIVERY_POLL_MS = '0'; // the automatic schedule is off unless a test turns it on
   for (const type of WEBHOOK_TYPES) process.env[DELIVERY_URL_VARIABLES[type]] = receiver.urlFor(type);
   Object.assign(process.env, env);
   const dataDir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-test-'));

@@ -66,18 +66,18 @@ describe('Deliver: Retry on transient failures, Catch to the failed-delivery sto
     expect(record.conversation.execution.errors.at(-1)).toMatchObject({ stage: 'Deliver', error: 'DeliveryPermanentError' });
   });
 
-  it('receiver always 503 → three retries, then stored as pending for the long schedule', async () => {
+  it('receiver always 503 → three retries, then stored as pending for the long schedule (status retrying)', async () => {
     world.receiver.reply(503, 503, 503, 503, 503);
     const res = await world.post(SEED_REQUEST);
     expect(res.status).toBe(200);
-    expect(res.body.tracking.delivery_status).toBe('failed');
+    expect(res.body.tracking.delivery_status).toBe('retrying');
     expect(world.receiver.received).toHaveLength(4);
     const envelope = await world.gateway.failedDeliveries.get(res.body.conversation_id);
     expect(envelope).toMatchObject({ state: 'pending' });
     expect(Date.parse(envelope!.next_due_at!)).toBeGreaterThan(Date.now());
   });
 
-  it('receiver unreachable → retried, stored, exported as failed with the network error', async () => {
+  it('receiver unreachable → retried, stored, exported as retrying with the network error', async () => {
     const closed = await import('node:net').then(({ createServer }) => {
       const s = createServer();
       return new Promise<number>((resolve) => s.listen(0, '127.0.0.1', () => {
@@ -89,13 +89,14 @@ describe('Deliver: Retry on transient failures, Catch to the failed-delivery sto
     try {
       const res = await world.post(SEED_REQUEST);
       expect(res.status).toBe(200);
-      expect(res.body.tracking.delivery_status).toBe('failed');
+      expect(res.body.tracking.delivery_status).toBe('retrying');
       expect((await stateEvents(res.body.conversation_id, 'Deliver')).filter((e) => e.type === 'StateRetried')).toHaveLength(3);
       const envelope = await world.gateway.failedDeliveries.get(res.body.conversation_id);
       expect(envelope).toMatchObject({ state: 'pending', target: `http://127.0.0.1:${closed}/down` });
       expect(envelope!.last_error).toMatch(/network error: ECONNREFUSED/);
       const record = await world.getJson(`${folderOf(res.body.conversation_id)}conversation.json`);
-      expect(record.conversation.webhook_context.delivery_status).toBe('failed');
+      expect(record.conversation.webhook_context.delivery_status).toBe('retrying');
+      expect(record.conversation.execution.delivery_attempts.at(-1)).toMatchObject({ outcome: 'retryable', via: 'workflow' });
     } finally {
       process.env.DEAL_ANALYSIS_WEBHOOK_URL = world.receiver.urlFor('deal_analysis');
     }

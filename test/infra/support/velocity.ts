@@ -55,7 +55,8 @@ function jsonPath(document: unknown, path: string): unknown {
   for (const key of path.slice(2).split('.')) {
     value = value && typeof value === 'object' ? (value as Record<string, unknown>)[key] : undefined;
   }
-  if (value === undefined || value === null) return null;
+  // API Gateway returns null for a missing path; `$!ref` renders it empty. velocityjs does that for undefined.
+  if (value === undefined || value === null) return undefined;
   return typeof value === 'object' ? JSON.stringify(value) : value;
 }
 

@@ -1,0 +1,143 @@
+import { Annotations, ArnFormat, Duration, Stack, Validations } from 'aws-cdk-lib';
+import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
+import type { RetentionDays } from 'aws-cdk-lib/aws-logs';
+import type { CfnBucket, IBucket } from 'aws-cdk-lib/aws-s3';
+import { StringParameter } from 'aws-cdk-lib/aws-ssm';
+import { Construct } from 'constructs';
+import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
+import { DELIVERY_URL_VARIABLES } from '../../functions/domain/delivery.ts';
+import { EXPORT_PREFIX } from '../../functions/domain/export-formats.ts';
+import { DELIVERY_URL_CONTEXT_KEYS, type GatewayConfig, ssmParameterName } from '../config.ts';
+import { StageFunction, timeoutAround } from './stage-function.ts';
+
+export interface ConversationFunctionsProps {
+  readonly config: GatewayConfig;
+  readonly exportBucket: IBucket;
+}
+
+/**
+ * The five stage functions of the conversation workflow, each with only the permissions and variables its stage
+ * needs: InvokeManagerAgent may invoke the agent (and nothing else), Export may put objects under
+ * conversation-history/ (and nothing else), Deliver gets the four outbound URLs.
+ */
+export class ConversationFunctions extends Construct {
+  readonly validate: StageFunction;
+  readonly invokeAgent: StageFunction;
+  readonly classify: StageFunction;
+  readonly deliver: StageFunction;
+  readonly export: StageFunction;
+
+  constructor(scope: Construct, id: string, props: ConversationFunctionsProps) {
+    super(scope, id);
+    const { config } = props;
+    const common = { logRetention: config.logRetentionDays as RetentionDays, logLevel: config.logLevel };
+
+    this.validate = new StageFunction(this, 'Validate', {
+      ...common,
+      stage: 'validate',
+      description: 'Validate: parse and check the webhook request, build the conversation id and record',
+      timeout: Duration.seconds(10),
+    });
+
+    this.invokeAgent = new StageFunction(this, 'InvokeAgent', {
+      ...common,
+      stage: 'invoke-agent',
+      description: 'InvokeManagerAgent: invoke the RevOps manager agent and time its answer',
+      timeout: timeoutAround(config.agentTimeoutMs),
+      environment: {
+        MANAGER_AGENT_FUNCTION_NAME: config.agentFunctionName,
+        MANAGER_AGENT_TIMEOUT_MS: String(config.agentTimeoutMs),
+      },
+    });
+    this.invokeAgent.addToRolePolicy(
+      new PolicyStatement({ actions: ['lambda:InvokeFunction'], resources: [agentFunctionArn(this, config.agentFunctionName)] }),
+    );
+
+    this.classify = new StageFunction(this, 'Classify', {
+      ...common,
+      stage: 'classify',
+      description: 'Classify: decide the webhook type of the answer and record why',
+      timeout: Duration.seconds(10),
+    });
+
+    this.deliver = new StageFunction(this, 'Deliver', {
+      ...common,
+      stage: 'deliver',
+      description: "Deliver: one signed POST of the result to its type's outbound webhook",
+      timeout: timeoutAround(config.deliveryTimeoutMs),
+      environment: {
+        ...this.deliveryUrlVariables(config),
+        DELIVERY_TIMEOUT_MS: String(config.deliveryTimeoutMs),
+      },
+    });
+
+    this.export = new StageFunction(this, 'Export', {
+      ...common,
+      stage: 'export',
+      description: 'Export: write the conversation record to S3 in four formats',
+      timeout: Duration.seconds(30),
+      environment: {
+        CONVERSATION_EXPORT_S3_BUCKET: props.exportBucket.bucketName,
+        ENABLE_CONVERSATION_EXPORT: String(config.enableConversationExport),
+      },
+    });
+    this.export.addToRolePolicy(
+      new PolicyStatement({ actions: ['s3:PutObject'], resources: [props.exportBucket.arnForObjects(`${EXPORT_PREFIX}/*`)] }),
+    );
+    if (this.export.role) {
+      Validations.of(this.export.role).acknowledge({
+        id: `AwsSolutions-IAM5[Resource::${exportObjectsFinding(props.exportBucket)}]`,
+        reason: `Export writes one folder per conversation with generated keys: s3:PutObject is limited to the ${EXPORT_PREFIX}/ prefix of the export bucket, the narrowest fixed scope.`,
+      });
+    }
+  }
+
+  /** In workflow order. */
+  get all(): StageFunction[] {
+    return [this.validate, this.invokeAgent, this.classify, this.deliver, this.export];
+  }
+
+  private deliveryUrlVariables(config: GatewayConfig): Record<string, string> {
+    const variables: Record<string, string> = {};
+    const missing: string[] = [];
+    for (const type of WEBHOOK_TYPES) {
+      const value = config.deliveryUrls[type];
+      const parameter = ssmParameterName(value);
+      if (parameter) {
+        // Resolved by CloudFormation at deploy time (a String parameter; change it, then redeploy).
+        variables[DELIVERY_URL_VARIABLES[type]] = StringParameter.valueForStringParameter(this, parameter);
+        continue;
+      }
+      if (!value) missing.push(DELIVERY_URL_CONTEXT_KEYS[type]);
+      else if (!value.startsWith('https://')) {
+        Annotations.of(this).addWarningV2(`webhook-gateway:insecure-delivery-url:${type}`, `The ${type} delivery URL is not https: ${value}`);
+      }
+      variables[DELIVERY_URL_VARIABLES[type]] = value;
+    }
+    if (missing.length > 0) {
+      Annotations.of(this).addWarningV2(
+        'webhook-gateway:missing-delivery-urls',
+        `No delivery URL set for context ${missing.join(', ')}: those deliveries go to the failed-delivery queue (see docs/deploy.md).`,
+      );
+    }
+    return variables;
+  }
+}
+
+/** How cdk-nag names the export prefix resource in its IAM5 finding. */
+function exportObjectsFinding(bucket: IBucket): string {
+  const cfn = bucket.node.defaultChild as CfnBucket | undefined;
+  const arn = cfn ? `<${Stack.of(bucket).getLogicalId(cfn)}.Arn>` : `arn:<AWS::Partition>:s3:::${bucket.bucketName}`;
+  return `${arn}/${EXPORT_PREFIX}/*`;
+}
+
+/** The agent as an IAM resource: a full ARN as given, else this account's and region's function (or alias). */
+export function agentFunctionArn(scope: Construct, nameOrArn: string): string {
+  if (nameOrArn.startsWith('arn:')) return nameOrArn;
+  return Stack.of(scope).formatArn({
+    service: 'lambda',
+    resource: 'function',
+    resourceName: nameOrArn,
+    arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+  });
+}

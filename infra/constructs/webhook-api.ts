@@ -1,0 +1,224 @@
+import { RemovalPolicy, Validations } from 'aws-cdk-lib';
+import {
+  AccessLogFormat,
+  AwsIntegration,
+  EndpointType,
+  type IntegrationResponse,
+  LogGroupLogDestination,
+  type MethodResponse,
+  MethodLoggingLevel,
+  MockIntegration,
+  Model,
+  PassthroughBehavior,
+  ResponseType,
+  RestApi,
+} from 'aws-cdk-lib/aws-apigateway';
+import { Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
+import { LogGroup, type RetentionDays } from 'aws-cdk-lib/aws-logs';
+import type { IStateMachine } from 'aws-cdk-lib/aws-stepfunctions';
+import { Construct } from 'constructs';
+import { httpResultForExecution } from '../../functions/domain/gateway-contract.ts';
+import {
+  GENERIC_GATEWAY_ERROR_TEMPLATE,
+  WEBHOOK_STATUS_CODES,
+  executionResultResponseTemplate,
+  gatewayErrorTemplate,
+  healthResponseTemplate,
+  startFailedResponseTemplate,
+  startSyncExecutionRequestTemplate,
+} from '../api-templates.ts';
+import { POWERTOOLS_SERVICE_NAME } from '../config.ts';
+
+export interface WebhookApiProps {
+  readonly stateMachine: IStateMachine;
+  readonly stageName: string;
+  readonly logRetention: RetentionDays;
+  readonly throttlingRateLimit: number;
+  readonly throttlingBurstLimit: number;
+  /** Create the account-wide API Gateway CloudWatch role (needed once per account and region for logging). */
+  readonly createCloudWatchRole: boolean;
+}
+
+const JSON_TYPE = 'application/json';
+
+/** One access-log line per request (JSON). `requestId` is also the name of the execution it started. */
+const ACCESS_LOG_FIELDS = {
+  requestId: '$context.requestId',
+  extendedRequestId: '$context.extendedRequestId',
+  ip: '$context.identity.sourceIp',
+  userAgent: '$context.identity.userAgent',
+  requestTime: '$context.requestTime',
+  httpMethod: '$context.httpMethod',
+  resourcePath: '$context.resourcePath',
+  status: '$context.status',
+  responseLength: '$context.responseLength',
+  responseLatency: '$context.responseLatency',
+  integrationStatus: '$context.integration.status',
+  integrationLatency: '$context.integration.latency',
+  integrationError: '$context.integration.error',
+  errorType: '$context.error.responseType',
+  errorMessage: '$context.error.message',
+  xrayTraceId: '$context.xrayTraceId',
+};
+
+/**
+ * The public REST API. `POST /webhook` starts the conversation workflow synchronously through a direct
+ * `states:StartSyncExecution` integration (no Lambda in between) and maps the finished execution to the HTTP
+ * contract; `GET /health` is answered by API Gateway alone. Only `application/json` bodies are accepted (415
+ * otherwise), oversized ones get 413, unknown routes 404 and other methods 405, all with the contract's error body.
+ */
+export class WebhookApi extends Construct {
+  readonly api: RestApi;
+  readonly accessLogGroup: LogGroup;
+  readonly startExecutionRole: Role;
+
+  constructor(scope: Construct, id: string, props: WebhookApiProps) {
+    super(scope, id);
+    this.accessLogGroup = new LogGroup(this, 'AccessLogs', { retention: props.logRetention });
+    this.api = new RestApi(this, 'RestApi', {
+      description: 'Webhook conversation gateway: POST /webhook runs one conversation workflow; GET /health',
+      endpointConfiguration: { types: [EndpointType.REGIONAL] },
+      cloudWatchRole: props.createCloudWatchRole,
+      cloudWatchRoleRemovalPolicy: RemovalPolicy.RETAIN,
+      deployOptions: {
+        stageName: props.stageName,
+        accessLogDestination: new LogGroupLogDestination(this.accessLogGroup),
+        accessLogFormat: AccessLogFormat.custom(JSON.stringify(ACCESS_LOG_FIELDS)),
+        loggingLevel: MethodLoggingLevel.ERROR,
+        dataTraceEnabled: false,
+        metricsEnabled: true,
+        tracingEnabled: true,
+        throttlingRateLimit: props.throttlingRateLimit,
+        throttlingBurstLimit: props.throttlingBurstLimit,
+      },
+    });
+
+    // The stack names its own outputs (ApiUrl, WebhookUrl, HealthUrl): drop RestApi's generated one.
+    this.api.node.tryRemoveChild('Endpoint');
+
+    this.startExecutionRole = new Role(this, 'StartExecutionRole', {
+      assumedBy: new ServicePrincipal('apigateway.amazonaws.com'),
+      description: 'Lets POST /webhook start the conversation workflow (StartSyncExecution only)',
+    });
+    props.stateMachine.grantStartSyncExecution(this.startExecutionRole);
+
+    const webhook = this.api.root.addResource('webhook');
+    webhook.addMethod('POST', this.startSyncExecution(props.stateMachine), {
+      methodResponses: WEBHOOK_STATUS_CODES.map(jsonMethodResponse),
+    });
+    webhook.addMethod('ANY', methodNotAllowed(), { methodResponses: [jsonMethodResponse(405)] });
+
+    const health = this.api.root.addResource('health');
+    health.addMethod(
+      'GET',
+      new MockIntegration({
+        passthroughBehavior: PassthroughBehavior.NEVER,
+        requestTemplates: { [JSON_TYPE]: '{"statusCode": 200}' },
+        integrationResponses: [{ statusCode: '200', responseTemplates: { [JSON_TYPE]: healthResponseTemplate(POWERTOOLS_SERVICE_NAME) } }],
+      }),
+      { methodResponses: [jsonMethodResponse(200)] },
+    );
+    health.addMethod('ANY', methodNotAllowed(), { methodResponses: [jsonMethodResponse(405)] });
+
+    this.addGatewayResponses();
+    this.acknowledgeFindings();
+  }
+
+  /** The webhook URL (`https://…/<stage>/webhook`). */
+  get webhookUrl(): string {
+    return this.api.urlForPath('/webhook');
+  }
+
+  get healthUrl(): string {
+    return this.api.urlForPath('/health');
+  }
+
+  private startSyncExecution(stateMachine: IStateMachine): AwsIntegration {
+    const responses: IntegrationResponse[] = [
+      // Every execution that ran (SUCCEEDED, FAILED, TIMED_OUT, ABORTED): Step Functions answers 200.
+      { statusCode: '200', responseTemplates: { [JSON_TYPE]: executionResultResponseTemplate() } },
+      // Step Functions refused to start one.
+      { statusCode: '500', selectionPattern: '[45]\\d{2}', responseTemplates: { [JSON_TYPE]: startFailedResponseTemplate() } },
+    ];
+    return new AwsIntegration({
+      service: 'states',
+      action: 'StartSyncExecution',
+      integrationHttpMethod: 'POST',
+      options: {
+        credentialsRole: this.startExecutionRole,
+        // Only application/json has a template: any other Content-Type is refused with 415.
+        passthroughBehavior: PassthroughBehavior.NEVER,
+        requestTemplates: { [JSON_TYPE]: startSyncExecutionRequestTemplate(stateMachine.stateMachineArn) },
+        integrationResponses: responses,
+      },
+    });
+  }
+
+  /** cdk-nag AwsSolutions findings this API accepts, each with its reason. */
+  private acknowledgeFindings(): void {
+    Validations.of(this.api).acknowledge(
+      {
+        id: 'AwsSolutions-APIG2',
+        reason:
+          'The request is validated by the Validate state against the contract schema so that errors carry the contract body (VALIDATION_ERROR with per-field details, INVALID_JSON); API Gateway refuses other media types (415) and oversized bodies (413) itself.',
+      },
+      {
+        id: 'AwsSolutions-APIG3',
+        reason:
+          'Stage throttling bounds abuse; a WAF web ACL is account-specific (managed rule sets, allow-lists of the source systems) and is associated by the operator, see docs/deploy.md.',
+      },
+      {
+        id: 'AwsSolutions-APIG4',
+        reason:
+          'A public webhook for external source systems, which cannot sign with SigV4 or hold Cognito tokens; their Standard Webhooks signature headers are forwarded in the execution input for verification. GET /health is public by design.',
+      },
+      {
+        id: 'AwsSolutions-COG4',
+        reason: 'No Cognito users call this API: the callers are machine-to-machine webhook senders (see AwsSolutions-APIG4).',
+      },
+    );
+    const cloudWatchRole = this.api.node.tryFindChild('CloudWatchRole');
+    if (cloudWatchRole) {
+      Validations.of(cloudWatchRole).acknowledge({
+        id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]',
+        reason:
+          'The account-wide role API Gateway uses to write its logs; AmazonAPIGatewayPushToCloudWatchLogs is the policy AWS documents for it and it is limited to CloudWatch Logs.',
+      });
+    }
+  }
+
+  private addGatewayResponses(): void {
+    const contractError = (id: string, type: ResponseType, code: Parameters<typeof gatewayErrorTemplate>[0]) => {
+      const { statusCode, template } = gatewayErrorTemplate(code);
+      this.api.addGatewayResponse(id, { type, statusCode: String(statusCode), templates: { [JSON_TYPE]: template } });
+    };
+    contractError('UnsupportedMediaType', ResponseType.UNSUPPORTED_MEDIA_TYPE, 'UNSUPPORTED_MEDIA_TYPE');
+    contractError('RequestTooLarge', ResponseType.REQUEST_TOO_LARGE, 'PAYLOAD_TOO_LARGE');
+    // A REST API answers an unknown route with 403 "Missing Authentication Token": say 404.
+    contractError('UnknownRoute', ResponseType.MISSING_AUTHENTICATION_TOKEN, 'NOT_FOUND');
+    contractError('Throttled', ResponseType.THROTTLED, 'THROTTLED');
+    // The REST API gives up after 29 s; the execution goes on and still exports its record.
+    const timedOut = httpResultForExecution({ status: 'TIMED_OUT' });
+    this.api.addGatewayResponse('IntegrationTimeout', {
+      type: ResponseType.INTEGRATION_TIMEOUT,
+      statusCode: String(timedOut.statusCode),
+      templates: { [JSON_TYPE]: JSON.stringify(timedOut.body) },
+    });
+    this.api.addGatewayResponse('Default4xx', { type: ResponseType.DEFAULT_4XX, templates: { [JSON_TYPE]: GENERIC_GATEWAY_ERROR_TEMPLATE } });
+    this.api.addGatewayResponse('Default5xx', { type: ResponseType.DEFAULT_5XX, templates: { [JSON_TYPE]: GENERIC_GATEWAY_ERROR_TEMPLATE } });
+  }
+}
+
+function jsonMethodResponse(status: number): MethodResponse {
+  return { statusCode: String(status), responseModels: { [JSON_TYPE]: Model.EMPTY_MODEL } };
+}
+
+/** Any other method on a known route: 405 with the contract's body, without touching the workflow. */
+function methodNotAllowed(): MockIntegration {
+  const { statusCode, template } = gatewayErrorTemplate('METHOD_NOT_ALLOWED');
+  return new MockIntegration({
+    passthroughBehavior: PassthroughBehavior.WHEN_NO_TEMPLATES,
+    requestTemplates: { [JSON_TYPE]: '{"statusCode": 200}' },
+    integrationResponses: [{ statusCode: String(statusCode), responseTemplates: { [JSON_TYPE]: template } }],
+  });
+}

@@ -1,0 +1,237 @@
+import { describe, expect, it } from 'vitest';
+import {
+  FORWARDED_HEADERS,
+  MAX_BODY_BYTES,
+  gatewayErrorResult,
+  healthBody,
+  httpResultForExecution,
+  pickForwardedHeaders,
+  type ExecutionInput,
+  type ExecutionOutcome,
+} from '../../functions/domain/gateway-contract.ts';
+import { startConversation } from '../../functions/domain/lifecycle.ts';
+import {
+  GENERIC_GATEWAY_ERROR_TEMPLATE,
+  executionResultResponseTemplate,
+  gatewayErrorTemplate,
+  healthResponseTemplate,
+  startFailedResponseTemplate,
+  startSyncExecutionRequestTemplate,
+} from '../../infra/api-templates.ts';
+import { escapeJavaScript, renderRequest, renderResponse, type RequestContext } from './support/velocity.ts';
+
+const ARN = 'arn:aws:states:eu-west-1:123456789012:stateMachine:Conversation';
+const requestTemplate = startSyncExecutionRequestTemplate(ARN);
+
+interface StartSyncExecutionRequest {
+  stateMachineArn: string;
+  name: string;
+  input: string;
+}
+
+function startRequest(request: RequestContext): { request: StartSyncExecutionRequest; input: ExecutionInput } {
+  const rendered = renderRequest(requestTemplate, request);
+  const parsed = JSON.parse(rendered.output) as StartSyncExecutionRequest;
+  return { request: parsed, input: JSON.parse(parsed.input) as ExecutionInput };
+}
+
+const lowercased = (headers: Record<string, string>) =>
+  Object.fromEntries(Object.entries(headers).map(([name, value]) => [name.toLowerCase(), value]));
+
+describe('the escapeJavaScript stand-in', () => {
+  it('follows Commons Lang: single quotes and slashes escaped, non-ASCII as \\uXXXX', () => {
+    expect(escapeJavaScript(`it's "x" \\ / é\n`)).toBe(`it\\'s \\"x\\" \\\\ \\/ \\u00E9\\n`);
+  });
+});
+
+describe('POST /webhook request template (StartSyncExecution)', () => {
+  it('forwards exactly the contract header allow-list, never authorization', () => {
+    const literal = /#set\(\$allowedHeaders = \[(.*)\]\)/.exec(requestTemplate)?.[1];
+    const names = JSON.parse(`[${literal ?? ''}]`) as string[];
+    expect(names).toEqual([...FORWARDED_HEADERS]);
+    expect(names).not.toContain('authorization');
+    expect(names).not.toContain('cookie');
+  });
+
+  it('starts the state machine with the request id as execution name', () => {
+    const { request } = startRequest({ body: '{}', requestId: 'a1b2c3d4-0000-4000-8000-000000000001' });
+    expect(request.stateMachineArn).toBe(ARN);
+    expect(request.name).toBe('a1b2c3d4-0000-4000-8000-000000000001');
+  });
+
+  const bodies: Record<string, string> = {
+    'a plain request': JSON.stringify({ query: 'What are the top 5 deals closing this quarter?', source_system: 'testing_system', source_process: 'phase3_validation' }),
+    'single and double quotes': `{"query":"it's a \\"quoted\\" 'thing'"}`,
+    'backslashes, including one before a quote': `{"query":"C:\\\\temp\\\\ and \\\\' and \\\\\\" end"}`,
+    'non-ASCII and emoji': '{"query":"Umsätze für Q3 — 季度 😀"}',
+    'control characters and slashes': '{"query":"line1\\nline2\\ttab </script> \\u0001"}',
+    'Velocity syntax in the text': '{"query":"$context.requestId #set($x = 1) ${x} ## not a comment"}',
+    'a body that is not JSON': "not json at all: ' \" \\ {",
+    'an empty body': '',
+    'pretty-printed JSON with raw newlines': '{\n  "query": "x",\n  "metadata": {"a": [1, 2]}\n}\n',
+  };
+  for (const [name, body] of Object.entries(bodies)) {
+    it(`carries the raw body as a string, unchanged: ${name}`, () => {
+      expect(startRequest({ body }).input.body).toBe(body);
+    });
+  }
+
+  it('builds the whole execution input of the contract', () => {
+    const at = Date.UTC(2025, 7, 13, 10, 30, 45, 123);
+    const headers = {
+      'Content-Type': 'application/json',
+      'User-Agent': `crm-sync/2.1 (it's "quoted")`,
+      'Webhook-Id': 'msg_2KWPBgLlAfxdpx2AI54pPJ85f4W',
+      'webhook-timestamp': '1723545045',
+      'Webhook-Signature': 'v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4=',
+      'X-Request-Id': 'caller-42',
+      'Idempotency-Key': 'idem-1',
+      Authorization: 'Bearer secret-token',
+      Cookie: 'session=abc',
+      'X-Api-Key': 'key',
+      Host: 'abc.execute-api.eu-west-1.amazonaws.com',
+    };
+    const { input } = startRequest({ body: '{"query":"x"}', headers, requestId: 'req-1', sourceIp: '198.51.100.23', receivedAtMs: at });
+    expect(input).toEqual({
+      body: '{"query":"x"}',
+      headers: pickForwardedHeaders(lowercased(headers)),
+      request_id: 'req-1',
+      source_ip: '198.51.100.23',
+      received_at: '2025-08-13T10:30:45.123Z',
+    } satisfies ExecutionInput);
+    expect(JSON.stringify(input)).not.toMatch(/secret-token|session=abc|authorization|cookie/i);
+  });
+
+  it('keeps the first of two spellings of one header', () => {
+    const { input } = startRequest({ body: '{}', headers: { 'User-Agent': 'first', 'user-agent': 'second' } });
+    expect(input.headers).toEqual({ 'user-agent': 'first' });
+  });
+
+  it('writes received_at as ISO 8601 UTC with milliseconds from the request time', () => {
+    const instants = [
+      Date.UTC(2025, 0, 1, 0, 0, 0, 0),
+      Date.UTC(2024, 1, 29, 23, 59, 59, 999),
+      Date.UTC(2025, 11, 31, 12, 5, 9, 7),
+      Date.UTC(2026, 5, 15, 8, 0, 0, 450),
+    ];
+    for (const ms of instants) {
+      expect(startRequest({ body: '{}', receivedAtMs: ms }).input.received_at).toBe(new Date(ms).toISOString());
+    }
+  });
+
+  it('does not send a body over the limit: the input is refused by Step Functions, which the response maps to 413', () => {
+    const body = JSON.stringify({ query: 'x'.repeat(MAX_BODY_BYTES) });
+    const rendered = renderRequest(requestTemplate, { body });
+    const request = JSON.parse(rendered.output) as StartSyncExecutionRequest;
+    expect(rendered.output.length).toBeLessThan(1_000);
+    expect(() => JSON.parse(request.input)).toThrow();
+    const refused = renderResponse(startFailedResponseTemplate(), {
+      __type: 'com.amazonaws.swf.service.v2.model#InvalidExecutionInput',
+      message: 'Invalid State Machine Execution Input',
+    });
+    expect({ statusCode: refused.status, body: JSON.parse(refused.output) }).toEqual(gatewayErrorResult('PAYLOAD_TOO_LARGE'));
+  });
+
+  it('sends a body exactly at the limit', () => {
+    const body = 'x'.repeat(MAX_BODY_BYTES);
+    expect(startRequest({ body }).input.body).toBe(body);
+  });
+});
+
+describe('POST /webhook response template (the finished execution → HTTP)', () => {
+  const template = executionResultResponseTemplate();
+  const render = (outcome: ExecutionOutcome) => {
+    const rendered = renderResponse(template, {
+      executionArn: 'arn:aws:states:eu-west-1:123456789012:express:Conversation:req-1:abc',
+      status: outcome.status,
+      ...(outcome.output === undefined ? {} : { output: outcome.output }),
+      ...(outcome.error === undefined ? {} : { error: outcome.error }),
+      ...(outcome.cause === undefined ? {} : { cause: outcome.cause }),
+    });
+    return { statusCode: rendered.status ?? 200, body: JSON.parse(rendered.output) as unknown };
+  };
+
+  const rejected = startConversation(
+    { body: '{"query":""}', headers: {}, request_id: 'r', source_ip: '127.0.0.1', received_at: '2025-08-13T10:30:45.000Z' },
+    { deliveryId: 'd' },
+  );
+  if (rejected.valid) throw new Error('expected the Validate stage to reject an empty query');
+
+  const outcomes: Record<string, ExecutionOutcome> = {
+    SUCCEEDED: {
+      status: 'SUCCEEDED',
+      output: JSON.stringify({ success: true, conversation_id: 'webhook_20250813_103045_testing_phase3valid_abc123', response: { content: "it's done" } }),
+    },
+    'FAILED with ValidationError (the Validate rejection)': { status: 'FAILED', error: 'ValidationError', cause: rejected.rejection },
+    'FAILED with AgentError': {
+      status: 'FAILED',
+      error: 'AgentError',
+      cause: JSON.stringify({ success: false, error: { code: 'AGENT_ERROR', message: "agent said 'no'", conversation_id: 'webhook_x' } }),
+    },
+    'FAILED with AgentError but a cause that is not ours': { status: 'FAILED', error: 'AgentError', cause: 'Lambda timed out' },
+    'FAILED with another error': { status: 'FAILED', error: 'States.Runtime', cause: 'An error occurred while executing the state' },
+    'FAILED with an error name containing a quote': { status: 'FAILED', error: `Custom'Error"x`, cause: '{}' },
+    TIMED_OUT: { status: 'TIMED_OUT' },
+    ABORTED: { status: 'ABORTED' },
+  };
+  for (const [name, outcome] of Object.entries(outcomes)) {
+    it(`maps ${name} exactly as the contract does`, () => {
+      expect(render(outcome)).toEqual(httpResultForExecution(outcome));
+    });
+  }
+
+  it('uses 400, 502 and 504 where the contract says', () => {
+    expect(render(outcomes['FAILED with ValidationError (the Validate rejection)'] as ExecutionOutcome).statusCode).toBe(400);
+    expect(render(outcomes['FAILED with AgentError'] as ExecutionOutcome).statusCode).toBe(502);
+    expect(render(outcomes.TIMED_OUT as ExecutionOutcome).statusCode).toBe(504);
+    expect(render(outcomes['FAILED with another error'] as ExecutionOutcome).statusCode).toBe(500);
+  });
+});
+
+describe('POST /webhook response template when Step Functions refuses to start', () => {
+  const render = (body: unknown) => {
+    const rendered = renderResponse(startFailedResponseTemplate(), body);
+    return { statusCode: rendered.status, body: JSON.parse(rendered.output) as unknown };
+  };
+
+  it('maps an input over the Step Functions limit to 413', () => {
+    expect(render({ __type: 'ValidationException', message: "1 validation error detected: Value at 'input' failed to satisfy constraint" })).toEqual(
+      gatewayErrorResult('PAYLOAD_TOO_LARGE'),
+    );
+  });
+
+  it('maps throttling to 429', () => {
+    expect(render({ __type: 'com.amazonaws.swf.service.v2.model#ThrottlingException', message: 'Rate exceeded' })).toEqual(
+      gatewayErrorResult('THROTTLED'),
+    );
+  });
+
+  it('maps anything else to 500 with the AWS error type', () => {
+    expect(render({ __type: 'AccessDeniedException', Message: 'not authorized' })).toEqual(
+      httpResultForExecution({ status: 'FAILED', error: 'AccessDeniedException' }),
+    );
+    expect(render({})).toEqual(httpResultForExecution({ status: 'FAILED' }));
+  });
+});
+
+describe('API Gateway answers without the workflow', () => {
+  it('GET /health returns the contract health body with the stage', () => {
+    const rendered = renderResponse(healthResponseTemplate('webhook-gateway'), {});
+    expect(JSON.parse(rendered.output)).toEqual(healthBody({ service: 'webhook-gateway', stage: 'prod' }));
+  });
+
+  it('gateway errors carry the contract status and body', () => {
+    for (const code of ['NOT_FOUND', 'METHOD_NOT_ALLOWED', 'UNSUPPORTED_MEDIA_TYPE', 'PAYLOAD_TOO_LARGE', 'THROTTLED'] as const) {
+      const { statusCode, template } = gatewayErrorTemplate(code);
+      expect({ statusCode, body: JSON.parse(template) }).toEqual(gatewayErrorResult(code));
+    }
+  });
+
+  it('other API Gateway errors keep the contract error shape', () => {
+    const filled = GENERIC_GATEWAY_ERROR_TEMPLATE.replace('$context.error.responseType', 'ACCESS_DENIED').replace(
+      '$context.error.messageString',
+      JSON.stringify('Forbidden'),
+    );
+    expect(JSON.parse(filled)).toEqual({ success: false, error: { code: 'ACCESS_DENIED', message: 'Forbidden' } });
+  });
+});
