@@ -1,5 +1,5 @@
-import { App, Validations } from 'aws-cdk-lib';
-import { AwsSolutionsChecks } from 'cdk-nag';
+import { App } from 'aws-cdk-lib';
+import { addAwsSolutionsChecks } from './checks.ts';
 import { resolveConfig } from './config.ts';
 import { WebhookGatewayStack } from './webhook-gateway-stack.ts';
 
@@ -14,5 +14,5 @@ const { stackName } = resolveConfig(app.node);
 new WebhookGatewayStack(app, stackName, {
   env: { account: process.env.CDK_DEFAULT_ACCOUNT, region: process.env.CDK_DEFAULT_REGION },
 });
-Validations.of(app).addPlugins(new AwsSolutionsChecks(app, { verbose: true, writeSuppressionsToCloudFormation: true }));
+addAwsSolutionsChecks(app);
 app.synth();

@@ -289,6 +289,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     receiver,
     runConversation,
     async close() {
+      if (!server.listening) return;
       await redelivery.stop();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));

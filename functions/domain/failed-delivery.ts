@@ -144,10 +144,10 @@ export function applyRedelivery(
     updated_at: now.toISOString(),
     last_error: attempt?.outcome === 'delivered' ? envelope.last_error : (attempt?.error ?? envelope.last_error),
   };
-  if (record.webhook_context.delivery_status === 'delivered') {
-    return { ...base, state: 'delivered', next_due_at: null };
-  }
   const used = via === 'schedule' ? envelope.scheduled_attempts + 1 : envelope.scheduled_attempts;
+  if (record.webhook_context.delivery_status === 'delivered') {
+    return { ...base, scheduled_attempts: used, state: 'delivered', next_due_at: null };
+  }
   if (attempt?.outcome === 'permanent') return { ...base, scheduled_attempts: used, state: 'dead', next_due_at: null, dead_reason: 'permanent' };
   if (via === 'redrive') return { ...base, state: envelope.state, next_due_at: envelope.next_due_at };
   const nextDelay = schedule[used];

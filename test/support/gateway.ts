@@ -96,7 +96,7 @@ export async function startWorld(env: Record<string, string> = {}): Promise<Test
       return JSON.parse(await world.getText(key));
     },
     async close() {
-      await gateway.close();
+      await world.gateway.close();
       await agent.close();
       await receiver.close();
       s3.destroy();

@@ -3,6 +3,8 @@ import path from 'node:path';
 import { App } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import type { CloudAssembly } from 'aws-cdk-lib/cx-api';
+import type { AwsSolutionsChecks } from 'cdk-nag';
+import { addAwsSolutionsChecks } from '../../../infra/checks.ts';
 import type { GatewayConfig } from '../../../infra/config.ts';
 import { PROJECT_ROOT } from '../../../infra/constructs/stage-function.ts';
 import { WebhookGatewayStack } from '../../../infra/webhook-gateway-stack.ts';
@@ -19,6 +21,8 @@ export interface Synthesized {
   template: Template;
   assembly: CloudAssembly;
   outdir: string;
+  /** The cdk-nag pack registered as infra/app.ts registers it (when asked for). */
+  checks: AwsSolutionsChecks | undefined;
   /** Remove the cloud assembly directory. */
   cleanup(): void;
 }
@@ -29,6 +33,8 @@ export interface SynthOptions {
   config?: Partial<GatewayConfig>;
   /** Bundle the functions with esbuild (slow: a few seconds). Off: the stack is checked without code. */
   bundle?: boolean;
+  /** Register cdk-nag's AwsSolutions checks as infra/app.ts does. */
+  checks?: boolean;
 }
 
 /**
@@ -50,9 +56,10 @@ export function synthesize(options: SynthOptions = {}): Synthesized {
     },
   });
   const stack = new WebhookGatewayStack(app, 'TestGateway', { config: options.config });
+  const checks = options.checks ? addAwsSolutionsChecks(app) : undefined;
   const assembly = app.synth();
   const template = Template.fromJSON(assembly.getStackByName(stack.stackName).template as Record<string, unknown>);
-  return { app, stack, template, assembly, outdir, cleanup: () => rmSync(outdir, { recursive: true, force: true }) };
+  return { app, stack, template, assembly, outdir, checks, cleanup: () => rmSync(outdir, { recursive: true, force: true }) };
 }
 
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };

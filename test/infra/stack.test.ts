@@ -1,0 +1,372 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { Match, type Template } from 'aws-cdk-lib/assertions';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FAILURE_STATUS, TIMED_OUT_STATUS } from '../../functions/domain/gateway-contract.ts';
+import { METRICS_NAMESPACE, SERVICE_NAME } from '../../functions/shared/powertools.ts';
+import {
+  WEBHOOK_STATUS_CODES,
+  executionResultResponseTemplate,
+  startFailedResponseTemplate,
+  startSyncExecutionRequestTemplate,
+} from '../../infra/api-templates.ts';
+import { DEFAULT_CONFIG } from '../../infra/config.ts';
+import { DEFINITION_FILE } from '../../infra/constructs/conversation-workflow.ts';
+import { STACK_OUTPUTS } from '../../infra/webhook-gateway-stack.ts';
+import {
+  type Json,
+  type Synthesized,
+  actionsOf,
+  allPolicyStatements,
+  cfnText,
+  logicalId,
+  resourcesOf,
+  synthesize,
+} from './support/synth.ts';
+
+// One synthesis for the whole file, with the functions really bundled by the local esbuild (no Docker).
+let synth: Synthesized;
+let template: Template;
+let resources: Record<string, { Type: string; Properties: Record<string, Json>; DeletionPolicy?: string }>;
+
+const URLS = {
+  dealAnalysisWebhookUrl: 'https://receiver.example.com/hooks/deal',
+  dataAnalysisWebhookUrl: 'https://receiver.example.com/hooks/data',
+  leadAnalysisWebhookUrl: 'https://receiver.example.com/hooks/lead',
+  generalWebhookUrl: 'https://receiver.example.com/hooks/general',
+};
+
+beforeAll(() => {
+  // Defaults from cdk.json, plus the four delivery URLs an operator sets.
+  synth = synthesize({ bundle: true, context: URLS });
+  template = synth.template;
+  resources = template.toJSON().Resources;
+});
+afterAll(() => synth?.cleanup());
+
+const props = (id: string) => (resources[id] as { Properties: Record<string, Json> }).Properties;
+
+const STAGE_FUNCTIONS = {
+  Validate: [],
+  InvokeAgent: ['MANAGER_AGENT_FUNCTION_NAME', 'MANAGER_AGENT_TIMEOUT_MS'],
+  Classify: [],
+  Deliver: ['DEAL_ANALYSIS_WEBHOOK_URL', 'DATA_ANALYSIS_WEBHOOK_URL', 'LEAD_ANALYSIS_WEBHOOK_URL', 'GENERAL_WEBHOOK_URL', 'DELIVERY_TIMEOUT_MS'],
+  Export: ['CONVERSATION_EXPORT_S3_BUCKET', 'ENABLE_CONVERSATION_EXPORT'],
+} as const;
+const fnId = (name: keyof typeof STAGE_FUNCTIONS) => logicalId(template, 'AWS::Lambda::Function', `Functions${name}`);
+const roleOf = (name: keyof typeof STAGE_FUNCTIONS) => String((props(fnId(name)).Role as { 'Fn::GetAtt': string[] })['Fn::GetAtt'][0]);
+const stateMachineId = () => logicalId(template, 'AWS::StepFunctions::StateMachine', 'Workflow');
+
+describe('API: POST /webhook → StartSyncExecution', () => {
+  const webhookPost = () => {
+    const methods = template.findResources('AWS::ApiGateway::Method', { Properties: { HttpMethod: 'POST' } });
+    expect(Object.keys(methods)).toHaveLength(1);
+    return Object.values(methods)[0].Properties as { Integration: Record<string, Json>; MethodResponses: { StatusCode: string }[]; AuthorizationType: string };
+  };
+
+  it('is a direct AWS integration with Step Functions (no Lambda), with its own role', () => {
+    const { Integration } = webhookPost();
+    expect(Integration.Type).toBe('AWS');
+    expect(Integration.IntegrationHttpMethod).toBe('POST');
+    expect(cfnText(Integration.Uri)).toMatch(/^arn:.*:apigateway:.*:states:action\/StartSyncExecution$/);
+    expect(cfnText(Integration.Credentials)).toBe(`{GetAtt:${logicalId(template, 'AWS::IAM::Role', 'ApiStartExecutionRole')}.Arn}`);
+    expect(Integration.PassthroughBehavior).toBe('NEVER');
+  });
+
+  it('uses the generated request template, for application/json only', () => {
+    const templates = webhookPost().Integration.RequestTemplates as Record<string, Json>;
+    expect(Object.keys(templates)).toEqual(['application/json']);
+    expect(cfnText(templates['application/json'])).toBe(startSyncExecutionRequestTemplate(`{Ref:${stateMachineId()}}`));
+  });
+
+  it('maps every finished execution (HTTP 200) and every refusal (4xx/5xx) with the generated response templates', () => {
+    const responses = webhookPost().Integration.IntegrationResponses as { StatusCode: string; SelectionPattern?: string; ResponseTemplates: Record<string, string> }[];
+    expect(responses).toEqual([
+      { StatusCode: '200', ResponseTemplates: { 'application/json': executionResultResponseTemplate() } },
+      { StatusCode: '500', SelectionPattern: '[45]\\d{2}', ResponseTemplates: { 'application/json': startFailedResponseTemplate() } },
+    ]);
+    const finished = responses[0]?.ResponseTemplates['application/json'] ?? '';
+    for (const [error, status] of Object.entries(FAILURE_STATUS)) {
+      expect(finished).toMatch(new RegExp(`\\$error == "${error}"\\)\\n#set\\(\\$context\\.responseOverride\\.status = ${status}\\)`));
+    }
+    expect(finished).toContain(`#elseif($status == "TIMED_OUT")\n#set($context.responseOverride.status = ${TIMED_OUT_STATUS})`);
+    expect(finished).toContain('#else\n#set($context.responseOverride.status = 500)');
+  });
+
+  it('declares every status it can answer', () => {
+    expect(webhookPost().MethodResponses.map((r) => Number(r.StatusCode))).toEqual([...WEBHOOK_STATUS_CODES]);
+    expect(WEBHOOK_STATUS_CODES).toEqual([200, 400, 413, 429, 500, 502, 504]);
+  });
+
+  it('answers other methods on /webhook and /health with a 405 mock', () => {
+    const anyMethods = template.findResources('AWS::ApiGateway::Method', { Properties: { HttpMethod: 'ANY' } });
+    expect(Object.keys(anyMethods)).toHaveLength(2);
+    for (const method of Object.values(anyMethods)) {
+      expect(method.Properties.Integration).toMatchObject({ Type: 'MOCK', IntegrationResponses: [{ StatusCode: '405' }] });
+    }
+  });
+});
+
+describe('API: GET /health, gateway responses, stage', () => {
+  it('answers GET /health with a mock: the workflow is not involved', () => {
+    template.hasResourceProperties('AWS::ApiGateway::Method', {
+      HttpMethod: 'GET',
+      Integration: { Type: 'MOCK', IntegrationResponses: [{ StatusCode: '200', ResponseTemplates: { 'application/json': Match.stringLikeRegexp('"status":"ok"') } }] },
+    });
+  });
+
+  it('gives the contract body for 415, 413, 404, 429 and 504 raised by API Gateway itself', () => {
+    const expected: Record<string, string> = {
+      UNSUPPORTED_MEDIA_TYPE: '415',
+      REQUEST_TOO_LARGE: '413',
+      MISSING_AUTHENTICATION_TOKEN: '404',
+      THROTTLED: '429',
+      INTEGRATION_TIMEOUT: '504',
+    };
+    for (const [type, status] of Object.entries(expected)) {
+      template.hasResourceProperties('AWS::ApiGateway::GatewayResponse', {
+        ResponseType: type,
+        StatusCode: status,
+        ResponseTemplates: { 'application/json': Match.stringLikeRegexp('^\\{"success":false,"error":\\{"code":') },
+      });
+    }
+    template.hasResourceProperties('AWS::ApiGateway::GatewayResponse', { ResponseType: 'DEFAULT_4XX' });
+    template.hasResourceProperties('AWS::ApiGateway::GatewayResponse', { ResponseType: 'DEFAULT_5XX' });
+  });
+
+  it('is a regional REST API whose stage logs access, traces and throttles', () => {
+    template.hasResourceProperties('AWS::ApiGateway::RestApi', { EndpointConfiguration: { Types: ['REGIONAL'] } });
+    const stage = Object.values(template.findResources('AWS::ApiGateway::Stage'))[0]?.Properties as Record<string, Json>;
+    expect(stage.StageName).toBe(DEFAULT_CONFIG.stageName);
+    expect(stage.TracingEnabled).toBe(true);
+    const access = stage.AccessLogSetting as { DestinationArn: Json; Format: string };
+    expect(cfnText(access.DestinationArn)).toContain(`{Ref:${logicalId(template, 'AWS::Logs::LogGroup', 'ApiAccessLogs')}}`);
+    expect(JSON.parse(access.Format)).toMatchObject({ requestId: '$context.requestId', status: '$context.status', integrationStatus: '$context.integration.status' });
+    expect(stage.MethodSettings).toEqual([
+      expect.objectContaining({
+        HttpMethod: '*',
+        ResourcePath: '/*',
+        LoggingLevel: 'ERROR',
+        DataTraceEnabled: false,
+        ThrottlingRateLimit: DEFAULT_CONFIG.throttlingRateLimit,
+        ThrottlingBurstLimit: DEFAULT_CONFIG.throttlingBurstLimit,
+      }),
+    ]);
+  });
+});
+
+describe('workflow', () => {
+  it('is an Express state machine loaded from statemachine/conversation.asl.json', () => {
+    const sm = props(stateMachineId());
+    expect(sm.StateMachineType).toBe('EXPRESS');
+    const key = String((sm.DefinitionS3Location as { Key: string }).Key);
+    const asset = readFileSync(path.join(synth.outdir, `asset.${key}`), 'utf8');
+    expect(asset).toBe(readFileSync(DEFINITION_FILE, 'utf8'));
+  });
+
+  it('substitutes every placeholder: no ${ is left in the deployed definition', () => {
+    const sm = props(stateMachineId());
+    const substitutions = sm.DefinitionSubstitutions as Record<string, Json>;
+    const definition = readFileSync(DEFINITION_FILE, 'utf8');
+    const placeholders = [...new Set([...definition.matchAll(/\$\{(\w+)\}/g)].map((m) => m[1]))].sort();
+    expect(Object.keys(substitutions).sort()).toEqual(placeholders);
+    const deployed = definition.replace(/\$\{(\w+)\}/g, (_, name: string) => cfnText(substitutions[name]));
+    expect(deployed).not.toContain('${');
+    expect(() => JSON.parse(deployed)).not.toThrow();
+  });
+
+  it('points each task at the right function and the queue', () => {
+    const substitutions = props(stateMachineId()).DefinitionSubstitutions as Record<string, Json>;
+    expect(substitutions).toEqual({
+      ValidateFunctionArn: { 'Fn::GetAtt': [fnId('Validate'), 'Arn'] },
+      InvokeAgentFunctionArn: { 'Fn::GetAtt': [fnId('InvokeAgent'), 'Arn'] },
+      ClassifyFunctionArn: { 'Fn::GetAtt': [fnId('Classify'), 'Arn'] },
+      DeliverFunctionArn: { 'Fn::GetAtt': [fnId('Deliver'), 'Arn'] },
+      ExportFunctionArn: { 'Fn::GetAtt': [fnId('Export'), 'Arn'] },
+      FailedDeliveryQueueUrl: { Ref: logicalId(template, 'AWS::SQS::Queue', 'FailedDeliveryQueue') },
+    });
+  });
+
+  it('logs ALL events with execution data to its own log group, and traces with X-Ray', () => {
+    const sm = props(stateMachineId());
+    expect(sm.LoggingConfiguration).toEqual({
+      Level: 'ALL',
+      IncludeExecutionData: true,
+      Destinations: [{ CloudWatchLogsLogGroup: { LogGroupArn: { 'Fn::GetAtt': [logicalId(template, 'AWS::Logs::LogGroup', 'WorkflowExecutionLogs'), 'Arn'] } } }],
+    });
+    expect(sm.TracingConfiguration).toEqual({ Enabled: true });
+  });
+});
+
+describe('functions', () => {
+  it('are the five stages, Node.js 22 on ARM64, traced, logging to their own log group', () => {
+    expect(Object.keys(template.findResources('AWS::Lambda::Function'))).toHaveLength(5);
+    for (const name of Object.keys(STAGE_FUNCTIONS) as (keyof typeof STAGE_FUNCTIONS)[]) {
+      const fn = props(fnId(name));
+      expect(fn.Runtime).toBe('nodejs22.x');
+      expect(fn.Architectures).toEqual(['arm64']);
+      expect(fn.Handler).toBe('index.handler');
+      expect(fn.TracingConfig).toEqual({ Mode: 'Active' });
+      expect(fn.LoggingConfig).toEqual({ LogGroup: { Ref: logicalId(template, 'AWS::Logs::LogGroup', `Functions${name}LogGroup`) } });
+    }
+  });
+
+  it('get the Powertools variables and only the variables of their stage', () => {
+    for (const [name, own] of Object.entries(STAGE_FUNCTIONS) as [keyof typeof STAGE_FUNCTIONS, readonly string[]][]) {
+      const variables = (props(fnId(name)).Environment as { Variables: Record<string, Json> }).Variables;
+      expect(Object.keys(variables).sort()).toEqual(['LOG_LEVEL', 'NODE_OPTIONS', 'POWERTOOLS_METRICS_NAMESPACE', 'POWERTOOLS_SERVICE_NAME', ...own].sort());
+      expect(variables).toMatchObject({
+        POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
+        POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
+        LOG_LEVEL: DEFAULT_CONFIG.logLevel,
+        NODE_OPTIONS: '--enable-source-maps',
+      });
+    }
+    const env = (name: keyof typeof STAGE_FUNCTIONS) => (props(fnId(name)).Environment as { Variables: Record<string, Json> }).Variables;
+    expect(env('InvokeAgent')).toMatchObject({ MANAGER_AGENT_FUNCTION_NAME: DEFAULT_CONFIG.agentFunctionName, MANAGER_AGENT_TIMEOUT_MS: '20000' });
+    expect(env('Export')).toMatchObject({
+      CONVERSATION_EXPORT_S3_BUCKET: { Ref: logicalId(template, 'AWS::S3::Bucket', 'Storage') },
+      ENABLE_CONVERSATION_EXPORT: 'true',
+    });
+    expect(env('Deliver')).toEqual(
+      expect.objectContaining({
+        DELIVERY_TIMEOUT_MS: '3000',
+        DEAL_ANALYSIS_WEBHOOK_URL: URLS.dealAnalysisWebhookUrl,
+        DATA_ANALYSIS_WEBHOOK_URL: URLS.dataAnalysisWebhookUrl,
+        LEAD_ANALYSIS_WEBHOOK_URL: URLS.leadAnalysisWebhookUrl,
+        GENERAL_WEBHOOK_URL: URLS.generalWebhookUrl,
+      }),
+    );
+  });
+
+  it('wait longer than what they wait for', () => {
+    expect(props(fnId('InvokeAgent')).Timeout).toBeGreaterThan(DEFAULT_CONFIG.agentTimeoutMs / 1000);
+    expect(props(fnId('Deliver')).Timeout).toBeGreaterThan(DEFAULT_CONFIG.deliveryTimeoutMs / 1000);
+  });
+
+  it('are bundled locally into minified ESM with source maps that load and export handler', () => {
+    const bundles = (Object.keys(STAGE_FUNCTIONS) as (keyof typeof STAGE_FUNCTIONS)[]).map((name) => {
+      const key = String((props(fnId(name)).Code as { S3Key: string }).S3Key).replace(/\.zip$/, '');
+      return path.join(synth.outdir, `asset.${key}`, 'index.mjs');
+    });
+    for (const bundle of bundles) {
+      expect(existsSync(bundle)).toBe(true);
+      expect(existsSync(`${bundle}.map`)).toBe(true);
+      expect(readFileSync(bundle, 'utf8').split('\n').length).toBeLessThan(50);
+    }
+    const check = `for (const f of ${JSON.stringify(bundles)}) { const m = await import(f); if (typeof m.handler !== 'function') throw new Error(f + ': no handler'); }`;
+    const run = spawnSync(process.execPath, ['--input-type=module', '-e', check], { encoding: 'utf8', env: { ...process.env, NODE_NO_WARNINGS: '1' } });
+    expect(run.stderr).toBe('');
+    expect(run.status).toBe(0);
+  });
+});
+
+describe('IAM: least privilege', () => {
+  it('has no wildcard action in any Allow statement of any policy', () => {
+    const statements = allPolicyStatements(template);
+    expect(statements.length).toBeGreaterThan(10);
+    const wildcardAllows = statements.filter((s) => s.statement.Effect === 'Allow' && actionsOf(s.statement).some((a) => a.includes('*')));
+    expect(wildcardAllows).toEqual([]);
+  });
+
+  it('uses wildcard actions only to deny insecure transport (enforceSSL)', () => {
+    for (const { statement } of allPolicyStatements(template).filter((s) => actionsOf(s.statement).some((a) => a.includes('*')))) {
+      expect(statement.Effect).toBe('Deny');
+      expect(JSON.stringify(statement.Condition)).toMatch(/aws:SecureTransport|s3:TlsVersion/);
+    }
+  });
+
+  const allowedBy = (action: string) =>
+    allPolicyStatements(template).filter((s) => s.statement.Effect === 'Allow' && actionsOf(s.statement).includes(action));
+
+  it('lets only the InvokeManagerAgent stage invoke the agent, and only the agent', () => {
+    const agent = allowedBy('lambda:InvokeFunction').filter((s) => s.roles.includes(roleOf('InvokeAgent')));
+    expect(agent).toHaveLength(1);
+    expect(resourcesOf(agent[0]!.statement).map((r) => cfnText(r))).toEqual([
+      `arn:{Ref:AWS::Partition}:lambda:{Ref:AWS::Region}:{Ref:AWS::AccountId}:function:${DEFAULT_CONFIG.agentFunctionName}`,
+    ]);
+  });
+
+  it('lets the state machine invoke exactly the five stage functions and send to the failed-delivery queue', () => {
+    const smRole = logicalId(template, 'AWS::IAM::Role', 'WorkflowStateMachineRole');
+    const invoke = allowedBy('lambda:InvokeFunction').filter((s) => s.roles.includes(smRole));
+    expect(invoke).toHaveLength(1);
+    expect(resourcesOf(invoke[0]!.statement).map((r) => cfnText(r)).sort()).toEqual(
+      (Object.keys(STAGE_FUNCTIONS) as (keyof typeof STAGE_FUNCTIONS)[]).map((n) => `{GetAtt:${fnId(n)}.Arn}`).sort(),
+    );
+    const send = allowedBy('sqs:SendMessage');
+    expect(send.map((s) => s.roles)).toEqual([[smRole]]);
+    expect(resourcesOf(send[0]!.statement).map((r) => cfnText(r))).toEqual([`{GetAtt:${logicalId(template, 'AWS::SQS::Queue', 'FailedDeliveryQueue')}.Arn}`]);
+    expect(allPolicyStatements(template).filter((s) => actionsOf(s.statement).some((a) => a.startsWith('sqs:')) && s.statement.Effect === 'Allow')).toHaveLength(1);
+  });
+
+  it('lets only the Export stage put objects, and only under conversation-history/', () => {
+    const s3Allows = allPolicyStatements(template).filter((s) => s.statement.Effect === 'Allow' && actionsOf(s.statement).some((a) => a.startsWith('s3:')));
+    expect(s3Allows).toHaveLength(1);
+    expect(s3Allows[0]!.roles).toEqual([roleOf('Export')]);
+    expect(actionsOf(s3Allows[0]!.statement)).toEqual(['s3:PutObject']);
+    expect(resourcesOf(s3Allows[0]!.statement).map((r) => cfnText(r))).toEqual([`{GetAtt:${logicalId(template, 'AWS::S3::Bucket', 'Storage')}.Arn}/conversation-history/*`]);
+  });
+
+  it('lets API Gateway start sync executions of this state machine only', () => {
+    const start = allowedBy('states:StartSyncExecution');
+    expect(start).toHaveLength(1);
+    expect(start[0]!.roles).toEqual([logicalId(template, 'AWS::IAM::Role', 'ApiStartExecutionRole')]);
+    expect(actionsOf(start[0]!.statement)).toEqual(['states:StartSyncExecution']);
+    expect(resourcesOf(start[0]!.statement)).toEqual([{ Ref: stateMachineId() }]);
+  });
+
+  it('gives the stage roles no managed policies: log writes to their own group only', () => {
+    for (const name of Object.keys(STAGE_FUNCTIONS) as (keyof typeof STAGE_FUNCTIONS)[]) {
+      expect(props(roleOf(name)).ManagedPolicyArns).toBeUndefined();
+      const logs = allPolicyStatements(template).filter((s) => s.roles.includes(roleOf(name)) && actionsOf(s.statement).some((a) => a.startsWith('logs:')));
+      expect(logs.map((s) => resourcesOf(s.statement).map((r) => cfnText(r)))).toEqual([
+        [`{GetAtt:${logicalId(template, 'AWS::Logs::LogGroup', `Functions${name}LogGroup`)}.Arn}`],
+      ]);
+    }
+  });
+});
+
+describe('storage, queues, logs, outputs', () => {
+  it('keeps the export bucket private, encrypted, TLS-only, versioned, retained, with a lifecycle rule', () => {
+    const id = logicalId(template, 'AWS::S3::Bucket', 'Storage');
+    expect(resources[id]?.DeletionPolicy).toBe('Retain');
+    expect(props(id)).toMatchObject({
+      PublicAccessBlockConfiguration: { BlockPublicAcls: true, BlockPublicPolicy: true, IgnorePublicAcls: true, RestrictPublicBuckets: true },
+      BucketEncryption: { ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }] },
+      VersioningConfiguration: { Status: 'Enabled' },
+      LifecycleConfiguration: {
+        Rules: [expect.objectContaining({ Prefix: 'conversation-history/', Status: 'Enabled', Transitions: [{ StorageClass: 'STANDARD_IA', TransitionInDays: 90 }] })],
+      },
+    });
+    expect((props(id).LifecycleConfiguration as { Rules: Record<string, Json>[] }).Rules[0]?.ExpirationInDays).toBeUndefined();
+    template.hasResourceProperties('AWS::S3::BucketPolicy', {
+      PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } })]) },
+    });
+  });
+
+  it('has a failed-delivery queue with its own dead-letter queue, both encrypted and TLS-only', () => {
+    const queue = logicalId(template, 'AWS::SQS::Queue', 'FailedDeliveryQueue');
+    const dlq = logicalId(template, 'AWS::SQS::Queue', 'FailedDeliveryDeadLetterQueue');
+    expect(props(queue)).toMatchObject({ SqsManagedSseEnabled: true, RedrivePolicy: { deadLetterTargetArn: { 'Fn::GetAtt': [dlq, 'Arn'] }, maxReceiveCount: 5 } });
+    expect(props(dlq)).toMatchObject({ SqsManagedSseEnabled: true });
+    for (const id of [queue, dlq]) {
+      template.hasResourceProperties('AWS::SQS::QueuePolicy', {
+        Queues: [{ Ref: id }],
+        PolicyDocument: { Statement: [Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } })] },
+      });
+    }
+  });
+
+  it('gives every log group the configured retention', () => {
+    const groups = Object.values(template.findResources('AWS::Logs::LogGroup'));
+    expect(groups).toHaveLength(7);
+    for (const group of groups) expect(group.Properties.RetentionInDays).toBe(DEFAULT_CONFIG.logRetentionDays);
+  });
+
+  it('outputs the API URLs, state machine, log groups, bucket and queues', () => {
+    expect(Object.keys(template.toJSON().Outputs).sort()).toEqual(Object.values(STACK_OUTPUTS).sort());
+    expect(cfnText(template.toJSON().Outputs[STACK_OUTPUTS.webhookUrl].Value)).toMatch(/^https:\/\/.*\/webhook$/);
+  });
+});
