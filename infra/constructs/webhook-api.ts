@@ -79,7 +79,7 @@ export class WebhookApi extends Construct {
       description: 'Webhook conversation gateway: POST /webhook runs one conversation workflow; GET /health',
       endpointConfiguration: { types: [EndpointType.REGIONAL] },
       cloudWatchRole: props.createCloudWatchRole,
-      cloudWatchRoleRemovalPolicy: RemovalPolicy.RETAIN,
+      cloudWatchRoleRemovalPolicy: props.createCloudWatchRole ? RemovalPolicy.RETAIN : undefined,
       deployOptions: {
         stageName: props.stageName,
         accessLogDestination: new LogGroupLogDestination(this.accessLogGroup),

@@ -15,6 +15,7 @@ import { DEFAULT_CONFIG } from '../../infra/config.ts';
 import { DEFINITION_FILE } from '../../infra/constructs/conversation-workflow.ts';
 import { STACK_OUTPUTS } from '../../infra/webhook-gateway-stack.ts';
 import {
+  DELIVERY_URL_CONTEXT,
   type Json,
   type Synthesized,
   actionsOf,
@@ -30,12 +31,7 @@ let synth: Synthesized;
 let template: Template;
 let resources: Record<string, { Type: string; Properties: Record<string, Json>; DeletionPolicy?: string }>;
 
-const URLS = {
-  dealAnalysisWebhookUrl: 'https://receiver.example.com/hooks/deal',
-  dataAnalysisWebhookUrl: 'https://receiver.example.com/hooks/data',
-  leadAnalysisWebhookUrl: 'https://receiver.example.com/hooks/lead',
-  generalWebhookUrl: 'https://receiver.example.com/hooks/general',
-};
+const URLS = DELIVERY_URL_CONTEXT;
 
 beforeAll(() => {
   // Defaults from cdk.json, plus the four delivery URLs an operator sets.

@@ -15,6 +15,14 @@ export function cdkJsonContext(): Record<string, unknown> {
   return cdkJson.context;
 }
 
+/** The four delivery URLs as an operator sets them (context keys of infra/config.ts). */
+export const DELIVERY_URL_CONTEXT = {
+  dealAnalysisWebhookUrl: 'https://receiver.example.com/hooks/deal',
+  dataAnalysisWebhookUrl: 'https://receiver.example.com/hooks/data',
+  leadAnalysisWebhookUrl: 'https://receiver.example.com/hooks/lead',
+  generalWebhookUrl: 'https://receiver.example.com/hooks/general',
+} as const;
+
 export interface Synthesized {
   app: App;
   stack: WebhookGatewayStack;
