@@ -18,10 +18,12 @@ import { conversationIdOf, ExecutionStore } from './execution-store.ts';
 import { isConversationId } from '../functions/domain/conversation-id.ts';
 import { LocalFailedDeliveryStore } from './failed-delivery-store.ts';
 import { BodyTooLargeError, readBody, sendJson } from './http.ts';
+import { localDeliverySecrets } from './delivery-secrets.ts';
 import { DeliveryReceiver } from './receiver.ts';
 import { LocalRedelivery, type RedriveResult } from './redelivery.ts';
 import { sampleAgentAnswer } from './sample-agent.ts';
 import { STATEMACHINE_DIR } from './paths.ts';
+import { handleConsole } from './console/index.ts';
 
 export const LOCAL_ACCOUNT = '000000000000';
 export const localFunctionArn = (stage: string) => `arn:aws:lambda:us-east-1:${LOCAL_ACCOUNT}:function:webhook-gateway-${stage}`;
@@ -113,6 +115,9 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
       delete defaults.AWS_SECRET_ACCESS_KEY;
     }
     applyDefaults(process.env, defaults);
+    if (!process.env.DELIVERY_SIGNING_SECRETS && !process.env.DELIVERY_SIGNING_SECRETS_ARN) {
+      process.env.DELIVERY_SIGNING_SECRETS = (await localDeliverySecrets(options.dataDir)).json;
+    }
   } catch (error) {
     server.close();
     throw error;
@@ -250,6 +255,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     const { pathname } = new URL(req.url ?? '/', 'http://local');
     const method = req.method ?? 'GET';
     if (pathname.startsWith('/local/deliveries')) return handleAdmin(pathname, method, req, res);
+    if (pathname === '/console' || pathname.startsWith('/console/')) return handleConsole(req, res, { executions, failedDeliveries, bucket: process.env.CONVERSATION_EXPORT_S3_BUCKET!, s3Endpoint: process.env.AWS_ENDPOINT_URL_S3! });
     if (pathname === '/webhook') {
       if (method === 'POST') return handleWebhook(req, res);
       req.resume();

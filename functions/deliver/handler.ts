@@ -1,5 +1,7 @@
 import type { ConversationState } from '../domain/conversation.ts';
-import { attemptError, buildDeliveryPayload, deliveryUrlFor, DELIVERY_URL_VARIABLES } from '../domain/delivery.ts';
+import { attemptError, buildDeliveryPayload, deliveryUrlFor, DELIVERY_URL_VARIABLES, unsafeDeliveryUrl } from '../domain/delivery.ts';
+import { signOutbound } from '../domain/signatures.ts';
+import { deliverySecret } from '../shared/secrets.ts';
 import { DeliveryPermanentError } from '../domain/errors.ts';
 import { withDeliveryAttempt } from '../domain/lifecycle.ts';
 import { logEvent, METRIC_NAMES, recordTime } from '../shared/events.ts';
@@ -25,11 +27,20 @@ export const handler = stageHandler('Deliver', async (state: ConversationState):
       JSON.stringify({ message: `no delivery URL configured for ${type}: set ${DELIVERY_URL_VARIABLES[type]}` }),
     );
   }
+  const unsafe = unsafeDeliveryUrl(url);
+  if (unsafe) {
+    logEvent('WEBHOOK_DELIVERY_FAILED', record, { attempt: attemptNumber, via, error: unsafe, final: true });
+    throw new DeliveryPermanentError(JSON.stringify({ message: `${DELIVERY_URL_VARIABLES[type]}: ${unsafe}` }));
+  }
   const payload = JSON.stringify(buildDeliveryPayload(record));
+  const deliveryId = record.webhook_context.delivery_id;
+  const secret = await deliverySecret(type);
+  // Standard Webhooks headers; webhook-id is the delivery id on every attempt, so receivers can deduplicate.
+  const signature = secret ? signOutbound(secret, deliveryId, new Date(), payload) : { 'webhook-id': deliveryId };
   const { attempt } = await postJson(
     url,
     payload,
-    { 'user-agent': USER_AGENT, 'webhook-id': record.webhook_context.delivery_id },
+    { 'user-agent': USER_AGENT, ...signature },
     attemptNumber,
     Number(process.env.DELIVERY_TIMEOUT_MS ?? DEFAULT_DELIVERY_TIMEOUT_MS),
   );

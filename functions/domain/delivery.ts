@@ -11,6 +11,25 @@ export const DELIVERY_URL_VARIABLES: Record<WebhookType, string> = {
   general: 'GENERAL_WEBHOOK_URL',
 };
 
+/**
+ * Delivery URLs come only from configuration, and must be HTTPS; plain HTTP is allowed to loopback only (the local
+ * receiver, tests). Returns why a URL is refused, or null when it may be used.
+ */
+export function unsafeDeliveryUrl(url: string): string | null {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return `"${url}" is not a URL`;
+  }
+  if (parsed.username || parsed.password) return 'delivery URLs must not carry credentials';
+  if (parsed.protocol === 'https:') return null;
+  const host = parsed.hostname.replace(/^\[|\]$/g, '');
+  const loopback = host === 'localhost' || host === '::1' || /^127(\.\d{1,3}){3}$/.test(host);
+  if (parsed.protocol === 'http:' && loopback) return null;
+  return `delivery URL must use https (plain http only to loopback): ${parsed.protocol}//${parsed.host}`;
+}
+
 export function deliveryUrlFor(type: WebhookType, env: Record<string, string | undefined>): string | null {
   const url = env[DELIVERY_URL_VARIABLES[type]]?.trim();
   return url ? url : null;

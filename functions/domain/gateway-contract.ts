@@ -48,6 +48,8 @@ export type ErrorCode =
   | 'TIMEOUT'
   | 'NOT_FOUND'
   | 'METHOD_NOT_ALLOWED'
+  | 'INVALID_SIGNATURE'
+  | 'RATE_LIMITED'
   | 'INTERNAL_ERROR';
 
 export interface ErrorBody {
@@ -62,6 +64,7 @@ export function errorBody(code: ErrorCode | string, message: string, extra: Reco
 /** The workflow's Fail error names and the HTTP status each becomes. Any other failure is a 500. */
 export const FAILURE_STATUS: Readonly<Record<string, number>> = {
   ValidationError: 400,
+  SignatureError: 401,
   AgentError: 502,
 };
 export const TIMED_OUT_STATUS = 504;

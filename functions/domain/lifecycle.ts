@@ -3,26 +3,40 @@ import type { ConversationRecord, DeliveryAttempt, DeliveryStatus } from './conv
 import { agentResponse, agentTurn, elapsedMs, userQuery } from './conversation.ts';
 import { buildConversationId } from './conversation-id.ts';
 import { errorBody, type ExecutionInput } from './gateway-contract.ts';
-import { parseWebhookRequest } from './request.ts';
+import { claimedSource, parseWebhookRequest } from './request.ts';
+import { OPEN_POLICY, verifyInbound, type InboundPolicy } from './signatures.ts';
 import type { TaskFailure } from './task-error.ts';
 
 /** Each workflow stage as a pure step over the conversation record. Handlers do the I/O around them. */
 
 export type ValidateResult =
-  | { valid: true; conversation: ConversationRecord }
-  | { valid: false; rejection: string; code: string };
+  | { valid: true; conversation: ConversationRecord; signed: boolean }
+  | { valid: false; rejection: string; code: string; error: 'ValidationError' | 'SignatureError' };
 
 export interface IdSource {
   suffix?: string;
   deliveryId: string;
 }
 
-export function startConversation(input: ExecutionInput, ids: IdSource): ValidateResult {
+/**
+ * Validate: check the signature of the source the body claims (before anything else is revealed about the
+ * request), then the request itself, then build the conversation record.
+ */
+export function startConversation(input: ExecutionInput, ids: IdSource, policy: InboundPolicy = OPEN_POLICY): ValidateResult {
+  const source = claimedSource(input.body);
+  if (source !== null) {
+    const trust = verifyInbound(input.body, input.headers, source, policy);
+    if (!trust.ok) {
+      const body = errorBody('INVALID_SIGNATURE', `Webhook signature rejected: ${trust.reason}`);
+      return { valid: false, code: 'INVALID_SIGNATURE', error: 'SignatureError', rejection: JSON.stringify(body) };
+    }
+  }
   const parsed = parseWebhookRequest(input.body);
   if (!parsed.ok) {
     const body = errorBody(parsed.code, parsed.message, { details: parsed.details });
-    return { valid: false, code: parsed.code, rejection: JSON.stringify(body) };
+    return { valid: false, code: parsed.code, error: 'ValidationError', rejection: JSON.stringify(body) };
   }
+  const signed = source !== null && Object.hasOwn(policy.secrets, source);
   const req = parsed.request;
   const receivedAt = new Date(input.received_at);
   const conversationId = buildConversationId({
@@ -34,6 +48,7 @@ export function startConversation(input: ExecutionInput, ids: IdSource): Validat
   const requested = req.webhook_type ?? null;
   return {
     valid: true,
+    signed,
     conversation: {
       conversation_id: conversationId,
       metadata: {

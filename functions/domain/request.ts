@@ -79,6 +79,21 @@ export function parseWebhookRequest(rawBody: string): RequestParseResult {
       details: [],
     };
   }
+  return validateWebhookJson(json);
+}
+
+/** The source_system a body claims, before validation (to pick its signing secret); null if it has none. */
+export function claimedSource(rawBody: string): string | null {
+  try {
+    const json = JSON.parse(rawBody) as { source_system?: unknown } | null;
+    return json && typeof json === 'object' && typeof json.source_system === 'string' ? json.source_system : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Validate an already parsed body. */
+export function validateWebhookJson(json: unknown): RequestParseResult {
   if (json === null || typeof json !== 'object' || Array.isArray(json)) {
     return {
       ok: false,

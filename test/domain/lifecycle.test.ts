@@ -29,6 +29,7 @@ describe('startConversation', () => {
     const result = startConversation(input, { suffix: 'abc123', deliveryId: DELIVERY_ID });
     expect(result).toEqual({
       valid: true,
+      signed: false,
       conversation: {
         conversation_id: SEED_ID,
         metadata: {

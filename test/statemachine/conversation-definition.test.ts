@@ -79,12 +79,17 @@ describe('statemachine/conversation.asl.json', () => {
     expect(definition.States.QueueFailedDelivery).toMatchObject({ Resource: 'arn:aws:states:::sqs:sendMessage', Next: 'Export' });
   });
 
-  it('an agent failure is exported, then fails with AgentError; an invalid request fails with ValidationError', () => {
+  it('an agent failure is exported, then fails with AgentError; an invalid request fails with ValidationError, a bad signature with SignatureError', () => {
     expect(definition.States.InvokeManagerAgent.Catch[0]).toMatchObject({ ErrorEquals: ['States.ALL'], Next: 'ExportFailedConversation' });
     expect(definition.States.ExportFailedConversation.Next).toBe('AgentFailed');
     expect(definition.States.AgentFailed).toMatchObject({ Type: 'Fail', Error: 'AgentError' });
-    expect(definition.States.IsRequestValid.Choices[0]).toMatchObject({ Variable: '$.valid', BooleanEquals: false, Next: 'RejectRequest' });
-    expect(definition.States.RejectRequest).toMatchObject({ Type: 'Fail', Error: 'ValidationError' });
+    expect(definition.States.IsRequestValid.Choices[0]).toMatchObject({
+      And: [{ Variable: '$.valid', BooleanEquals: false }, { Variable: '$.error', StringEquals: 'SignatureError' }],
+      Next: 'RejectSignature',
+    });
+    expect(definition.States.IsRequestValid.Choices[1]).toMatchObject({ Variable: '$.valid', BooleanEquals: false, Next: 'RejectRequest' });
+    expect(definition.States.RejectRequest).toMatchObject({ Type: 'Fail', Error: 'ValidationError', CausePath: '$.rejection' });
+    expect(definition.States.RejectSignature).toMatchObject({ Type: 'Fail', Error: 'SignatureError', CausePath: '$.rejection' });
   });
 
   it('the default per-attempt delivery timeout is the one the budget above assumes', async () => {

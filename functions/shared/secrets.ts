@@ -1,0 +1,43 @@
+import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { parseSecretsBySource, type InboundPolicy, type SecretsBySource } from '../domain/signatures.ts';
+import { tracer } from './powertools.ts';
+
+/**
+ * Signing secrets, from configuration:
+ * - `INBOUND_WEBHOOK_SECRETS_ARN` / `DELIVERY_SIGNING_SECRETS_ARN`: a Secrets Manager secret holding the JSON
+ *   (AWS; read once per 5 minutes per container, so a rotation takes effect without a deploy);
+ * - otherwise `INBOUND_WEBHOOK_SECRETS` / `DELIVERY_SIGNING_SECRETS`: the JSON itself (local).
+ * Inbound JSON: {"source_system": "whsec_…" | ["whsec_new…", "whsec_old…"]}; delivery JSON: {"deal_analysis": "whsec_…", …}.
+ */
+const CACHE_MS = 300_000;
+let client: SecretsManagerClient | null = null;
+const cache = new Map<string, { at: number; value: string }>();
+
+async function secretString(arn: string): Promise<string> {
+  const hit = cache.get(arn);
+  if (hit && Date.now() - hit.at < CACHE_MS) return hit.value;
+  client ??= tracer.captureAWSv3Client(new SecretsManagerClient({}));
+  const out = await client.send(new GetSecretValueCommand({ SecretId: arn }));
+  const value = out.SecretString ?? '';
+  cache.set(arn, { at: Date.now(), value });
+  return value;
+}
+
+async function configured(name: string): Promise<SecretsBySource> {
+  const arn = process.env[`${name}_ARN`];
+  const json = arn ? await secretString(arn) : process.env[name];
+  return parseSecretsBySource(json, name);
+}
+
+export async function inboundPolicy(): Promise<InboundPolicy> {
+  return {
+    secrets: await configured('INBOUND_WEBHOOK_SECRETS'),
+    requireSignature: process.env.REQUIRE_SIGNED_WEBHOOKS === 'true',
+  };
+}
+
+/** The secret that signs deliveries of one webhook type, or null when none is configured. */
+export async function deliverySecret(webhookType: string): Promise<string | null> {
+  const secrets = await configured('DELIVERY_SIGNING_SECRETS');
+  return Object.hasOwn(secrets, webhookType) ? secrets[webhookType]![0]! : null;
+}
