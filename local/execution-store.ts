@@ -19,7 +19,7 @@ export class ExecutionStore {
     if (!isConversationId(conversationId)) throw new Error(`not a conversation id: ${conversationId}`);
     const stamp = record.started_at.replace(/[-:.]/g, '');
     const file = path.join(this.dir, conversationId, `${stamp}_${record.execution_name}.json`);
-    await writeJsonAtomic(file, record);
+    await writeJsonAtomic(file, redactSignatures(record));
     return file;
   }
 
@@ -35,6 +35,12 @@ export class ExecutionStore {
   async conversationIds(): Promise<string[]> {
     return (await listDir(this.dir)).filter(isConversationId);
   }
+}
+
+/** The inbound `webhook-signature` is checked by Validate and has no use afterwards: it is not kept in the history. */
+export function redactSignatures(record: ExecutionRecord): ExecutionRecord {
+  const text = JSON.stringify(record).replace(/("webhook-signature":\s*")[^"]*(")/g, '$1[redacted]$2');
+  return JSON.parse(text) as ExecutionRecord;
 }
 
 /** The conversation id an execution worked on: from the first state output (or input) that carries the record. */

@@ -1,0 +1,157 @@
+import { readFile, readdir } from 'node:fs/promises';
+import path from 'node:path';
+import { Webhook } from 'standardwebhooks';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { signOutbound } from '../../functions/domain/signatures.ts';
+import { captureJsonLines } from '../support/log-capture.ts';
+import { folderOf, SEED_REQUEST, startWorld, type TestWorld } from '../support/gateway.ts';
+
+const secret = (seed: string) => `whsec_${Buffer.from(seed.padEnd(32, seed)).toString('base64')}`;
+const CURRENT = secret('current-secret');
+const PREVIOUS = secret('previous-secret');
+const DEAL_SECRET = secret('deal-delivery');
+
+let world: TestWorld;
+beforeAll(async () => {
+  world = await startWorld({
+    INBOUND_WEBHOOK_SECRETS: JSON.stringify({ testing_system: [CURRENT, PREVIOUS] }),
+    DELIVERY_SIGNING_SECRETS: JSON.stringify({ deal_analysis: DEAL_SECRET }),
+  });
+});
+afterAll(async () => {
+  await world?.close();
+});
+beforeEach(() => {
+  world.agent.reset();
+  world.receiver.reset();
+  delete process.env.REQUIRE_SIGNED_WEBHOOKS;
+});
+
+function signed(body: string, key = CURRENT, at = new Date(), id = `msg_${Math.random().toString(36).slice(2)}`) {
+  return signOutbound(key, id, at, body) as unknown as Record<string, string>;
+}
+
+describe('inbound Standard Webhooks verification over the raw body', () => {
+  const body = JSON.stringify(SEED_REQUEST);
+
+  it('a correctly signed request is accepted', async () => {
+    const res = await world.post(body, signed(body));
+    expect(res.status).toBe(200);
+  });
+
+  it('the previous secret still verifies during a rotation', async () => {
+    expect((await world.post(body, signed(body, PREVIOUS))).status).toBe(200);
+  });
+
+  it('several signatures in one header: any match is enough', async () => {
+    const headers = signed(body);
+    headers['webhook-signature'] = `v1,${Buffer.from('x'.repeat(32)).toString('base64')} ${headers['webhook-signature']}`;
+    expect((await world.post(body, headers)).status).toBe(200);
+  });
+
+  it('the raw bytes count: re-serialised JSON with the same meaning does not verify', async () => {
+    const headers = signed(body);
+    const spaced = JSON.stringify(SEED_REQUEST, null, 2);
+    const res = await world.post(spaced, headers);
+    expect(res.status).toBe(401);
+  });
+
+  const BAD: [string, () => Record<string, string>, RegExp][] = [
+    ['missing signature headers', () => ({}), /missing webhook-id, webhook-timestamp, webhook-signature headers/],
+    ['a wrong secret', () => signed(body, secret('attacker')), /no signature matches/],
+    ['a stale timestamp (10 minutes old)', () => signed(body, CURRENT, new Date(Date.now() - 600_000)), /outside the 5-minute tolerance/],
+    ['a timestamp from the future', () => signed(body, CURRENT, new Date(Date.now() + 600_000)), /outside the 5-minute tolerance/],
+    ['a signature for another body', () => signed(JSON.stringify({ ...SEED_REQUEST, query: 'other' })), /no signature matches/],
+  ];
+  it.each(BAD)('%s → 401 INVALID_SIGNATURE, no agent call, no export, a log line and a metric', async (_name, headers, reason) => {
+    const before = (await world.listKeys()).length;
+    const capture = captureJsonLines();
+    let res;
+    try {
+      res = await world.post(body, headers());
+    } finally {
+      capture.restore();
+    }
+    expect(res.status).toBe(401);
+    expect(res.body).toMatchObject({ success: false, error: { code: 'INVALID_SIGNATURE' } });
+    expect(res.body.error.message).toMatch(reason);
+    expect(world.agent.invocations).toHaveLength(0);
+    expect((await world.listKeys()).length).toBe(before);
+    expect(capture.lines.some((l) => l.event_type === 'WEBHOOK_REQUEST_REJECTED' && l.code === 'INVALID_SIGNATURE')).toBe(true);
+    expect(capture.metrics().some((m) => m['Webhook.signature_rejected'] === 1)).toBe(true);
+  });
+
+  it('a source without a secret may send unsigned requests unless REQUIRE_SIGNED_WEBHOOKS=true', async () => {
+    const other = JSON.stringify({ ...SEED_REQUEST, source_system: 'scheduler' });
+    expect((await world.post(other)).status).toBe(200);
+    process.env.REQUIRE_SIGNED_WEBHOOKS = 'true';
+    const res = await world.post(other);
+    expect(res.status).toBe(401);
+    expect(res.body.error.message).toMatch(/"scheduler" has no signing secret and unsigned requests are not allowed/);
+  });
+});
+
+describe('outbound signing', () => {
+  const UNSIGNED_SOURCE = { ...SEED_REQUEST, source_system: 'crm_integration' };
+  it('every delivery carries Standard Webhooks headers a receiver can verify; webhook-id is the delivery id', async () => {
+    world.receiver.reply(503, 200);
+    const res = await world.post(UNSIGNED_SOURCE);
+    expect(res.body.tracking.delivery_status).toBe('delivered');
+    expect(world.receiver.received).toHaveLength(2);
+    for (const delivery of world.receiver.received) {
+      expect(delivery.headers['webhook-id']).toBe(res.body.tracking.delivery_id);
+      const headers = {
+        'webhook-id': String(delivery.headers['webhook-id']),
+        'webhook-timestamp': String(delivery.headers['webhook-timestamp']),
+        'webhook-signature': String(delivery.headers['webhook-signature']),
+      };
+      expect(new Webhook(DEAL_SECRET).verify(JSON.stringify(delivery.body), headers)).toEqual(delivery.body);
+      expect(() => new Webhook(secret('someone-else')).verify(JSON.stringify(delivery.body), headers)).toThrow();
+    }
+  });
+
+  it('a type without a delivery secret is delivered unsigned, still with webhook-id', async () => {
+    const res = await world.post({ ...UNSIGNED_SOURCE, query: 'Say hello' });
+    expect(res.body.tracking.webhook_type).toBe('general');
+    expect(world.receiver.received[0]!.headers['webhook-id']).toBe(res.body.tracking.delivery_id);
+    expect(world.receiver.received[0]!.headers['webhook-signature']).toBeUndefined();
+  });
+
+  it('a plain-http delivery URL to anything but loopback is refused as a permanent failure', async () => {
+    process.env.DEAL_ANALYSIS_WEBHOOK_URL = 'http://crm.example.com/hooks/deals';
+    try {
+      const res = await world.post(UNSIGNED_SOURCE);
+      expect(res.body.tracking.delivery_status).toBe('failed');
+      const envelope = await world.gateway.failedDeliveries.get(res.body.conversation_id);
+      expect(envelope!.last_error).toMatch(/must use https/);
+    } finally {
+      process.env.DEAL_ANALYSIS_WEBHOOK_URL = world.receiver.urlFor('deal_analysis');
+    }
+  });
+});
+
+describe('secrets and signatures stay out of logs, exports and execution history', () => {
+  it('after signed requests and signed deliveries, no secret or signature is stored anywhere', async () => {
+    const body = JSON.stringify(SEED_REQUEST);
+    const headers = signed(body);
+    const capture = captureJsonLines();
+    let res;
+    try {
+      res = await world.post(body, headers);
+    } finally {
+      capture.restore();
+    }
+    expect(res.status).toBe(200);
+    const deliveredSignature = String(world.receiver.received.at(-1)!.headers['webhook-signature']);
+    const secrets = [CURRENT, PREVIOUS, DEAL_SECRET].flatMap((s) => [s, s.slice(6)]);
+    const signatures = [headers['webhook-signature']!.slice(3), deliveredSignature.slice(3)];
+    const logs = JSON.stringify(capture.lines);
+    const exports = await Promise.all((await world.listKeys(folderOf(res.body.conversation_id))).map((k) => world.getText(k)));
+    const historyDir = path.join(world.gateway.executions.dir, res.body.conversation_id);
+    const history = await Promise.all((await readdir(historyDir)).map((f) => readFile(path.join(historyDir, f), 'utf8')));
+    for (const [where, text] of [['logs', logs], ['exports', exports.join('\n')], ['history', history.join('\n')]] as const) {
+      for (const needle of [...secrets, ...signatures]) expect(text.includes(needle), `${where} contains ${needle.slice(0, 12)}…`).toBe(false);
+    }
+    expect(history.join('\n')).toContain('"webhook-signature": "[redacted]"');
+  });
+});
