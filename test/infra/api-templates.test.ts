@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
+  FAILURE_STATUS,
   FORWARDED_HEADERS,
   MAX_BODY_BYTES,
   gatewayErrorResult,
@@ -177,6 +178,14 @@ describe('POST /webhook response template (the finished execution → HTTP)', ()
   for (const [name, outcome] of Object.entries(outcomes)) {
     it(`maps ${name} exactly as the contract does`, () => {
       expect(render(outcome)).toEqual(httpResultForExecution(outcome));
+    });
+  }
+
+  for (const [error, status] of Object.entries(FAILURE_STATUS)) {
+    it(`maps FAILED with ${error} to ${status} with the Fail state's public body`, () => {
+      const outcome: ExecutionOutcome = { status: 'FAILED', error, cause: JSON.stringify({ success: false, error: { code: 'X', message: `${error}: it's "bad"` } }) };
+      expect(render(outcome)).toEqual(httpResultForExecution(outcome));
+      expect(render(outcome).statusCode).toBe(status);
     });
   }
 

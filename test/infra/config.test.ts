@@ -1,5 +1,6 @@
 import { App } from 'aws-cdk-lib';
 import type { Template } from 'aws-cdk-lib/assertions';
+import { AwsSolutionsChecks } from 'cdk-nag';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, DEFAULT_CONFIG, resolveConfig, ssmParameterName } from '../../infra/config.ts';
 import { type Json, type Synthesized, allPolicyStatements, actionsOf, cfnText, cdkJsonContext, logicalId, resourcesOf, synthesize } from './support/synth.ts';
@@ -124,5 +125,10 @@ describe('a stack configured through context', () => {
 
   it('does not create the account-wide API Gateway CloudWatch role when told not to', () => {
     expect(Object.keys(template.findResources('AWS::ApiGateway::Account'))).toEqual([]);
+  });
+
+  it('still passes cdk-nag AwsSolutions with every acknowledgment matching', () => {
+    const report = new AwsSolutionsChecks().validateScope(synth.stack);
+    expect(report.violations.map((v) => v.ruleName)).toEqual([]);
   });
 });

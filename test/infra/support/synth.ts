@@ -43,20 +43,29 @@ export interface SynthOptions {
   bundle?: boolean;
   /** Register cdk-nag's AwsSolutions checks as infra/app.ts does. */
   checks?: boolean;
+  /**
+   * Run CDK's built-in CloudFormation validation (schemas and rules, as `cdk synth` does). It costs over a second
+   * per process, so one test file runs it and the others skip it.
+   */
+  cfnValidation?: boolean;
 }
 
 /**
  * Synthesize the stack once, as the CLI would but without credentials or Docker: CDK_DOCKER points at a command
- * that always fails, so a bundling that fell back to Docker would fail the test. The assembly is written under
+ * that always fails, so a bundling that fell back to Docker would fail the test, and the AWS credential variables
+ * are removed. The assembly is written under
  * node_modules/.cache so that the bundles resolve the project's node_modules when a test imports them.
  */
 export function synthesize(options: SynthOptions = {}): Synthesized {
   process.env.CDK_DOCKER = '/bin/false';
+  // No credentials either (test/setup.ts sets fake ones for the other suites; this file's worker drops them).
+  for (const name of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_PROFILE']) delete process.env[name];
   const parent = path.join(PROJECT_ROOT, 'node_modules', '.cache', 'webhook-gateway-infra-test');
   mkdirSync(parent, { recursive: true });
   const outdir = mkdtempSync(path.join(parent, 'cdk.out-'));
   const app = new App({
     outdir,
+    builtinCloudFormationValidation: options.cfnValidation ?? false,
     context: {
       ...cdkJsonContext(),
       ...(options.bundle ? {} : { 'aws:cdk:bundling-stacks': [] }),

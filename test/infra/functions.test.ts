@@ -1,0 +1,118 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Template } from 'aws-cdk-lib/assertions';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { METRICS_NAMESPACE, SERVICE_NAME } from '../../functions/shared/powertools.ts';
+import { DEFAULT_CONFIG } from '../../infra/config.ts';
+import {
+  DELIVERY_URL_CONTEXT,
+  type Json,
+  type Synthesized,
+  actionsOf,
+  allPolicyStatements,
+  cfnText,
+  logicalId,
+  resourcesOf,
+  synthesize,
+} from './support/synth.ts';
+
+// One synthesis for the whole file, with the functions really bundled by the local esbuild: CDK_DOCKER points
+// at /bin/false, so a bundling that fell back to Docker would fail here.
+let synth: Synthesized;
+let template: Template;
+let resources: Record<string, { Type: string; Properties: Record<string, Json> }>;
+const URLS = DELIVERY_URL_CONTEXT;
+
+beforeAll(() => {
+  synth = synthesize({ bundle: true, context: URLS });
+  template = synth.template;
+  resources = template.toJSON().Resources;
+});
+afterAll(() => synth?.cleanup());
+
+const props = (id: string) => (resources[id] as { Properties: Record<string, Json> }).Properties;
+
+/** Each stage and the variables of its own (besides the common Powertools ones). */
+const STAGE_FUNCTIONS = {
+  Validate: [],
+  InvokeAgent: ['MANAGER_AGENT_FUNCTION_NAME', 'MANAGER_AGENT_TIMEOUT_MS'],
+  Classify: [],
+  Deliver: ['DEAL_ANALYSIS_WEBHOOK_URL', 'DATA_ANALYSIS_WEBHOOK_URL', 'LEAD_ANALYSIS_WEBHOOK_URL', 'GENERAL_WEBHOOK_URL', 'DELIVERY_TIMEOUT_MS'],
+  Export: ['CONVERSATION_EXPORT_S3_BUCKET', 'ENABLE_CONVERSATION_EXPORT'],
+} as const;
+const fnId = (name: keyof typeof STAGE_FUNCTIONS) => logicalId(template, 'AWS::Lambda::Function', `Functions${name}`);
+const roleOf = (name: keyof typeof STAGE_FUNCTIONS) => String((props(fnId(name)).Role as { 'Fn::GetAtt': string[] })['Fn::GetAtt'][0]);
+
+describe('stage functions', () => {
+  it('are the five stages, Node.js 22 on ARM64, traced, logging to their own log group', () => {
+    expect(Object.keys(template.findResources('AWS::Lambda::Function'))).toHaveLength(5);
+    for (const name of Object.keys(STAGE_FUNCTIONS) as (keyof typeof STAGE_FUNCTIONS)[]) {
+      const fn = props(fnId(name));
+      expect(fn.Runtime).toBe('nodejs22.x');
+      expect(fn.Architectures).toEqual(['arm64']);
+      expect(fn.Handler).toBe('index.handler');
+      expect(fn.TracingConfig).toEqual({ Mode: 'Active' });
+      expect(fn.LoggingConfig).toEqual({ LogGroup: { Ref: logicalId(template, 'AWS::Logs::LogGroup', `Functions${name}LogGroup`) } });
+    }
+  });
+
+  it('get the Powertools variables and only the variables of their stage', () => {
+    for (const [name, own] of Object.entries(STAGE_FUNCTIONS) as [keyof typeof STAGE_FUNCTIONS, readonly string[]][]) {
+      const variables = (props(fnId(name)).Environment as { Variables: Record<string, Json> }).Variables;
+      expect(Object.keys(variables).sort()).toEqual(['LOG_LEVEL', 'NODE_OPTIONS', 'POWERTOOLS_METRICS_NAMESPACE', 'POWERTOOLS_SERVICE_NAME', ...own].sort());
+      expect(variables).toMatchObject({
+        POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
+        POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
+        LOG_LEVEL: DEFAULT_CONFIG.logLevel,
+        NODE_OPTIONS: '--enable-source-maps',
+      });
+    }
+    const env = (name: keyof typeof STAGE_FUNCTIONS) => (props(fnId(name)).Environment as { Variables: Record<string, Json> }).Variables;
+    expect(env('InvokeAgent')).toMatchObject({ MANAGER_AGENT_FUNCTION_NAME: DEFAULT_CONFIG.agentFunctionName, MANAGER_AGENT_TIMEOUT_MS: '20000' });
+    expect(env('Export')).toMatchObject({
+      CONVERSATION_EXPORT_S3_BUCKET: { Ref: logicalId(template, 'AWS::S3::Bucket', 'Storage') },
+      ENABLE_CONVERSATION_EXPORT: 'true',
+    });
+    expect(env('Deliver')).toEqual(
+      expect.objectContaining({
+        DELIVERY_TIMEOUT_MS: '3000',
+        DEAL_ANALYSIS_WEBHOOK_URL: URLS.dealAnalysisWebhookUrl,
+        DATA_ANALYSIS_WEBHOOK_URL: URLS.dataAnalysisWebhookUrl,
+        LEAD_ANALYSIS_WEBHOOK_URL: URLS.leadAnalysisWebhookUrl,
+        GENERAL_WEBHOOK_URL: URLS.generalWebhookUrl,
+      }),
+    );
+  });
+
+  it('wait longer than what they wait for', () => {
+    expect(props(fnId('InvokeAgent')).Timeout).toBeGreaterThan(DEFAULT_CONFIG.agentTimeoutMs / 1000);
+    expect(props(fnId('Deliver')).Timeout).toBeGreaterThan(DEFAULT_CONFIG.deliveryTimeoutMs / 1000);
+  });
+
+  it('are bundled locally into minified ESM with source maps that load and export handler', () => {
+    const bundles = (Object.keys(STAGE_FUNCTIONS) as (keyof typeof STAGE_FUNCTIONS)[]).map((name) => {
+      const key = String((props(fnId(name)).Code as { S3Key: string }).S3Key).replace(/\.zip$/, '');
+      return path.join(synth.outdir, `asset.${key}`, 'index.mjs');
+    });
+    for (const bundle of bundles) {
+      expect(existsSync(bundle)).toBe(true);
+      expect(existsSync(`${bundle}.map`)).toBe(true);
+      expect(readFileSync(bundle, 'utf8').split('\n').length).toBeLessThan(50);
+    }
+    const check = `for (const f of ${JSON.stringify(bundles)}) { const m = await import(f); if (typeof m.handler !== 'function') throw new Error(f + ': no handler'); }`;
+    const run = spawnSync(process.execPath, ['--input-type=module', '-e', check], { encoding: 'utf8', env: { ...process.env, NODE_NO_WARNINGS: '1' } });
+    expect(run.stderr).toBe('');
+    expect(run.status).toBe(0);
+  });
+
+  it('gives the stage roles no managed policies: log writes to their own group only', () => {
+    for (const name of Object.keys(STAGE_FUNCTIONS) as (keyof typeof STAGE_FUNCTIONS)[]) {
+      expect(props(roleOf(name)).ManagedPolicyArns).toBeUndefined();
+      const logs = allPolicyStatements(template).filter((s) => s.roles.includes(roleOf(name)) && actionsOf(s.statement).some((a) => a.startsWith('logs:')));
+      expect(logs.map((s) => resourcesOf(s.statement).map((r) => cfnText(r)))).toEqual([
+        [`{GetAtt:${logicalId(template, 'AWS::Logs::LogGroup', `Functions${name}LogGroup`)}.Arn}`],
+      ]);
+    }
+  });
+});
