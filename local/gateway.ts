@@ -19,6 +19,8 @@ import { isConversationId } from '../functions/domain/conversation-id.ts';
 import { LocalFailedDeliveryStore } from './failed-delivery-store.ts';
 import { BodyTooLargeError, readBody, sendJson } from './http.ts';
 import { localDeliverySecrets } from './delivery-secrets.ts';
+import { parseRateLimits, RateLimiter } from './rate-limiter.ts';
+import { claimedSource } from '../functions/domain/request.ts';
 import { DeliveryReceiver } from './receiver.ts';
 import { LocalRedelivery, type RedriveResult } from './redelivery.ts';
 import { sampleAgentAnswer } from './sample-agent.ts';
@@ -115,6 +117,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
       delete defaults.AWS_SECRET_ACCESS_KEY;
     }
     applyDefaults(process.env, defaults);
+    if (!process.env.IDEMPOTENCY_TABLE_NAME) applyDefaults(process.env, { IDEMPOTENCY_DIR: path.join(options.dataDir, 'idempotency') });
     if (!process.env.DELIVERY_SIGNING_SECRETS && !process.env.DELIVERY_SIGNING_SECRETS_ARN) {
       process.env.DELIVERY_SIGNING_SECRETS = (await localDeliverySecrets(options.dataDir)).json;
     }
@@ -164,6 +167,8 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     return record;
   }
 
+  const limiter = new RateLimiter(parseRateLimits(process.env.RATE_LIMITS));
+
   async function handleWebhook(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const requestId = randomUUID();
     const headers = { 'x-request-id': requestId };
@@ -196,6 +201,14 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
       received_at: new Date().toISOString(),
     };
     if (Buffer.byteLength(JSON.stringify(input)) > MAX_EXECUTION_INPUT_BYTES) return tooLarge();
+    const source = claimedSource(input.body);
+    const limited = source === null ? ({ allowed: true } as const) : limiter.take(source);
+    if (!limited.allowed) {
+      return sendJson(res, 429, errorBody('RATE_LIMITED', `Too many requests from ${source}: ${limited.reason}; retry after ${limited.retryAfterSeconds} s`), {
+        ...headers,
+        'retry-after': String(limited.retryAfterSeconds),
+      });
+    }
     const started = performance.now();
     const record = await runConversation(input);
     const result = httpResultForExecution({

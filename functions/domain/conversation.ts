@@ -53,6 +53,8 @@ export interface ConversationRecord {
     source_ip: string;
     user_agent: string | null;
     request_size_bytes: number;
+    /** The Idempotency-Key (or inbound webhook-id) the request carried, if any. */
+    idempotency_key: string | null;
     /** The request's own `metadata` object, as sent. */
     custom: Record<string, unknown>;
   };

@@ -50,6 +50,7 @@ export type ErrorCode =
   | 'METHOD_NOT_ALLOWED'
   | 'INVALID_SIGNATURE'
   | 'RATE_LIMITED'
+  | 'IDEMPOTENCY_CONFLICT'
   | 'INTERNAL_ERROR';
 
 export interface ErrorBody {
@@ -65,6 +66,7 @@ export function errorBody(code: ErrorCode | string, message: string, extra: Reco
 export const FAILURE_STATUS: Readonly<Record<string, number>> = {
   ValidationError: 400,
   SignatureError: 401,
+  IdempotencyConflict: 409,
   AgentError: 502,
 };
 export const TIMED_OUT_STATUS = 504;

@@ -5,13 +5,41 @@ import { buildConversationId } from './conversation-id.ts';
 import { errorBody, type ExecutionInput } from './gateway-contract.ts';
 import { claimedSource, parseWebhookRequest } from './request.ts';
 import { OPEN_POLICY, verifyInbound, type InboundPolicy } from './signatures.ts';
+import { idempotencyKeyOf } from './idempotency.ts';
 import type { TaskFailure } from './task-error.ts';
 
 /** Each workflow stage as a pure step over the conversation record. Handlers do the I/O around them. */
 
+/**
+ * What Validate hands the workflow's IsRequestValid choice. Every shape carries `valid`, `duplicate` and `error`,
+ * so the Choice rules never test a path that is missing.
+ */
+export type RejectionError = 'ValidationError' | 'SignatureError' | 'IdempotencyConflict';
 export type ValidateResult =
-  | { valid: true; conversation: ConversationRecord; signed: boolean }
-  | { valid: false; rejection: string; code: string; error: 'ValidationError' | 'SignatureError' };
+  | { valid: true; duplicate: false; error: null; conversation: ConversationRecord; signed: boolean }
+  | { valid: true; duplicate: true; error: null; conversation_id: string; response: unknown }
+  | { valid: false; duplicate: false; error: RejectionError; code: string; rejection: string };
+
+export type Rejected = Extract<ValidateResult, { valid: false }>;
+export type Started = Extract<ValidateResult, { duplicate: false }>;
+
+export function rejection(error: RejectionError, code: string, message: string, extra: Record<string, unknown> = {}): Rejected {
+  return { valid: false, duplicate: false, error, code, rejection: JSON.stringify(errorBody(code, message, extra)) };
+}
+
+/** A retried request whose first conversation already answered: that answer, again. */
+export function replay(conversationId: string, storedResponse: string): ValidateResult {
+  return { valid: true, duplicate: true, error: null, conversation_id: conversationId, response: JSON.parse(storedResponse) };
+}
+
+export function stillRunning(conversationId: string): ValidateResult {
+  return rejection(
+    'IdempotencyConflict',
+    'IDEMPOTENCY_CONFLICT',
+    'A request with this Idempotency-Key is still being processed; retry in a few seconds to get its response',
+    { conversation_id: conversationId },
+  );
+}
 
 export interface IdSource {
   suffix?: string;
@@ -22,19 +50,19 @@ export interface IdSource {
  * Validate: check the signature of the source the body claims (before anything else is revealed about the
  * request), then the request itself, then build the conversation record.
  */
-export function startConversation(input: ExecutionInput, ids: IdSource, policy: InboundPolicy = OPEN_POLICY): ValidateResult {
+export function startConversation(input: ExecutionInput, ids: IdSource, policy: InboundPolicy = OPEN_POLICY): Started {
   const source = claimedSource(input.body);
   if (source !== null) {
     const trust = verifyInbound(input.body, input.headers, source, policy);
-    if (!trust.ok) {
-      const body = errorBody('INVALID_SIGNATURE', `Webhook signature rejected: ${trust.reason}`);
-      return { valid: false, code: 'INVALID_SIGNATURE', error: 'SignatureError', rejection: JSON.stringify(body) };
-    }
+    if (!trust.ok) return rejection('SignatureError', 'INVALID_SIGNATURE', `Webhook signature rejected: ${trust.reason}`);
   }
   const parsed = parseWebhookRequest(input.body);
-  if (!parsed.ok) {
-    const body = errorBody(parsed.code, parsed.message, { details: parsed.details });
-    return { valid: false, code: parsed.code, error: 'ValidationError', rejection: JSON.stringify(body) };
+  if (!parsed.ok) return rejection('ValidationError', parsed.code, parsed.message, { details: parsed.details });
+  const idempotency = idempotencyKeyOf(input.headers);
+  if ('error' in idempotency) {
+    return rejection('ValidationError', 'VALIDATION_ERROR', `Request validation failed: ${idempotency.error}`, {
+      details: [{ field: 'Idempotency-Key', message: idempotency.error }],
+    });
   }
   const signed = source !== null && Object.hasOwn(policy.secrets, source);
   const req = parsed.request;
@@ -48,6 +76,8 @@ export function startConversation(input: ExecutionInput, ids: IdSource, policy: 
   const requested = req.webhook_type ?? null;
   return {
     valid: true,
+    duplicate: false,
+    error: null,
     signed,
     conversation: {
       conversation_id: conversationId,
@@ -62,6 +92,7 @@ export function startConversation(input: ExecutionInput, ids: IdSource, policy: 
         source_ip: input.source_ip,
         user_agent: input.headers['user-agent'] ?? null,
         request_size_bytes: Buffer.byteLength(input.body),
+        idempotency_key: idempotency.key,
         custom: req.metadata ?? {},
       },
       webhook_context: {

@@ -5,7 +5,9 @@ import { ExportError } from '../domain/errors.ts';
 import { exportDocuments, exportFolder } from '../domain/export-formats.ts';
 import { agentFailureBody, completeConversation, successBody, withDeliveryAttempt, withFailure } from '../domain/lifecycle.ts';
 import { parseTaskError } from '../domain/task-error.ts';
+import { idempotencyPk } from '../domain/idempotency.ts';
 import { s3 } from '../shared/clients/s3.ts';
+import { idempotencyStore } from '../shared/idempotency-store.ts';
 import { logEvent, METRIC_NAMES, recordTime } from '../shared/events.ts';
 import { stageHandler } from '../shared/powertools.ts';
 
@@ -67,7 +69,13 @@ export const handler = stageHandler('Export', async ({ state, execution_name }: 
   }
 
   const next: ConversationState = { conversation: record };
-  return agentFailed
-    ? { ...next, failure_cause: JSON.stringify(agentFailureBody(record)) }
-    : { ...next, response: successBody(record) };
+  const response = agentFailed ? null : successBody(record);
+  const key = record.metadata.idempotency_key;
+  const store = key && !state.redelivery ? idempotencyStore() : null;
+  if (key && store) {
+    // A retry with the same key now gets this answer; after an agent failure the key is freed so a retry runs again.
+    const pk = idempotencyPk(record.metadata.source_system, key);
+    await (response ? store.complete(pk, response) : store.release(pk));
+  }
+  return response ? { ...next, response } : { ...next, failure_cause: JSON.stringify(agentFailureBody(record)) };
 });

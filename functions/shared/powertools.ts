@@ -23,14 +23,14 @@ export { MetricUnit };
  * log lines when there is one, and the stage's metrics flushed (EMF) when it ends, whether it succeeded or threw.
  * Nothing here is conversation state: concurrent invocations in one process (the local engine) stay apart.
  */
-export function stageHandler<I, O>(stage: string, fn: (input: I) => Promise<O>) {
+export function stageHandler<I, O>(stage: string, fn: (input: I, context?: Context) => Promise<O>) {
   return async (event: I, context?: Context): Promise<O> => {
     if (context?.awsRequestId) logger.addContext(context);
     const parent = tracer.isTracingEnabled() ? tracer.getSegment() : undefined;
     const segment = parent?.addNewSubsegment(`## ${stage}`);
     if (segment) tracer.setSegment(segment);
     try {
-      const result = await fn(event);
+      const result = await fn(event, context);
       return result;
     } catch (error) {
       segment?.addError(error as Error);

@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { ExecutionInput } from '../domain/gateway-contract.ts';
-import { startConversation, type ValidateResult } from '../domain/lifecycle.ts';
+import { idempotencyPk } from '../domain/idempotency.ts';
+import { replay, startConversation, stillRunning, type ValidateResult } from '../domain/lifecycle.ts';
+import { idempotencyStore } from '../shared/idempotency-store.ts';
 import { logEvent, METRIC_NAMES, recordSize } from '../shared/events.ts';
 import { logger, metrics, MetricUnit, stageHandler } from '../shared/powertools.ts';
 import { inboundPolicy } from '../shared/secrets.ts';
@@ -20,6 +22,21 @@ export const handler = stageHandler('Validate', async (input: ExecutionInput): P
     return result;
   }
   const record = result.conversation;
+  const key = record.metadata.idempotency_key;
+  const store = key ? idempotencyStore() : null;
+  if (key && store) {
+    const claim = await store.claim(idempotencyPk(record.metadata.source_system, key), record.conversation_id, new Date());
+    if (!claim.claimed) {
+      const { existing } = claim;
+      logger.info('Webhook request is a retry of an earlier one', {
+        event_type: 'WEBHOOK_REQUEST_REPLAYED',
+        conversation_id: existing.conversation_id,
+        request_id: input.request_id,
+        status: existing.status,
+      });
+      return existing.status === 'completed' && existing.response ? replay(existing.conversation_id, existing.response) : stillRunning(existing.conversation_id);
+    }
+  }
   recordSize(METRIC_NAMES.requestSize, record.metadata.request_size_bytes);
   logEvent('WEBHOOK_REQUEST_RECEIVED', record, {
     request_id: input.request_id,

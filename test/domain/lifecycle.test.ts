@@ -29,6 +29,8 @@ describe('startConversation', () => {
     const result = startConversation(input, { suffix: 'abc123', deliveryId: DELIVERY_ID });
     expect(result).toEqual({
       valid: true,
+      duplicate: false,
+      error: null,
       signed: false,
       conversation: {
         conversation_id: SEED_ID,
@@ -43,6 +45,7 @@ describe('startConversation', () => {
           source_ip: '203.0.113.7',
           user_agent: 'vitest-agent/1.0',
           request_size_bytes: Buffer.byteLength(input.body),
+          idempotency_key: null,
           custom: { crm_id: 'opp-1' },
         },
         webhook_context: {

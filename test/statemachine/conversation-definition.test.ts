@@ -83,11 +83,14 @@ describe('statemachine/conversation.asl.json', () => {
     expect(definition.States.InvokeManagerAgent.Catch[0]).toMatchObject({ ErrorEquals: ['States.ALL'], Next: 'ExportFailedConversation' });
     expect(definition.States.ExportFailedConversation.Next).toBe('AgentFailed');
     expect(definition.States.AgentFailed).toMatchObject({ Type: 'Fail', Error: 'AgentError' });
-    expect(definition.States.IsRequestValid.Choices[0]).toMatchObject({
-      And: [{ Variable: '$.valid', BooleanEquals: false }, { Variable: '$.error', StringEquals: 'SignatureError' }],
-      Next: 'RejectSignature',
-    });
-    expect(definition.States.IsRequestValid.Choices[1]).toMatchObject({ Variable: '$.valid', BooleanEquals: false, Next: 'RejectRequest' });
+    expect(definition.States.IsRequestValid.Choices).toEqual([
+      { Variable: '$.duplicate', BooleanEquals: true, Next: 'ReplayFirstResponse' },
+      { Variable: '$.error', StringEquals: 'SignatureError', Next: 'RejectSignature' },
+      { Variable: '$.error', StringEquals: 'IdempotencyConflict', Next: 'RejectConcurrentDuplicate' },
+      { Variable: '$.valid', BooleanEquals: false, Next: 'RejectRequest' },
+    ]);
+    expect(definition.States.ReplayFirstResponse).toMatchObject({ Type: 'Succeed', OutputPath: '$.response' });
+    expect(definition.States.RejectConcurrentDuplicate).toMatchObject({ Type: 'Fail', Error: 'IdempotencyConflict', CausePath: '$.rejection' });
     expect(definition.States.RejectRequest).toMatchObject({ Type: 'Fail', Error: 'ValidationError', CausePath: '$.rejection' });
     expect(definition.States.RejectSignature).toMatchObject({ Type: 'Fail', Error: 'SignatureError', CausePath: '$.rejection' });
   });

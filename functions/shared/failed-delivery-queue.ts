@@ -1,0 +1,215 @@
+import {
+  ChangeMessageVisibilityBatchCommand,
+  ChangeMessageVisibilityCommand,
+  DeleteMessageCommand,
+  ReceiveMessageCommand,
+  SendMessageCommand,
+  type Message,
+  type SQSClient,
+} from '@aws-sdk/client-sqs';
+import {
+  DEFAULT_RETRY_SCHEDULE_MS,
+  envelopeFromQueuedMessage,
+  isEnvelope,
+  isQueuedFailedDelivery,
+  type FailedDeliveryEnvelope,
+} from '../domain/failed-delivery.ts';
+
+/**
+ * The failed-delivery store's AWS adapter (the local one is local/failed-delivery-store.ts): one SQS message per
+ * conversation. The workflow's QueueFailedDelivery state sends `{kind: "failed_delivery", ...}`; the first receive
+ * converts it into an envelope, and every later change re-sends the envelope as a new message (Send, then Delete
+ * the old one, so a failure in between duplicates rather than loses). A message that is not yet due waits out its
+ * time invisible (ChangeMessageVisibility) or delayed (DelaySeconds). Dead envelopes move to the dead-letter queue,
+ * delivered ones are deleted. Bodies that are neither are left alone: the queue's redrive policy moves them to the
+ * dead-letter queue after maxReceiveCount receives.
+ */
+
+/** SQS's largest DelaySeconds. */
+export const MAX_DELAY_SECONDS = 900;
+/** Below SQS's 12 h visibility limit (counted from the receive), with a margin for the time spent since. */
+export const MAX_VISIBILITY_SECONDS = 12 * 3600 - 300;
+/** How long a received message stays invisible: one redelivery execution (its workflow times out at 60 s) and more. */
+export const REDELIVERY_VISIBILITY_SECONDS = 120;
+/**
+ * Receives after which a not-yet-due envelope is re-sent as a fresh message instead of hidden again, so that waiting
+ * never counts towards the queue's maxReceiveCount (5): a long Retry-After must not dead-letter a pending envelope.
+ */
+export const EXTEND_MAX_RECEIVES = 3;
+
+export interface QueuedEnvelope {
+  envelope: FailedDeliveryEnvelope;
+  /** The queue the message was received from. */
+  queueUrl: string;
+  messageId: string;
+  receiptHandle: string;
+  receiveCount: number;
+  sentAt: Date;
+  /** The body was the workflow's QueueFailedDelivery message, converted on this receive: no envelope is stored yet. */
+  converted: boolean;
+}
+
+export interface UnreadableMessage {
+  queueUrl: string;
+  messageId: string;
+  receiptHandle: string;
+  receiveCount: number;
+  reason: string;
+}
+
+export interface ReceivedBatch {
+  envelopes: QueuedEnvelope[];
+  unreadable: UnreadableMessage[];
+  /** Messages received (both kinds). */
+  count: number;
+}
+
+export interface ReceiveOptions {
+  queueUrl?: string;
+  max?: number;
+  waitSeconds?: number;
+  visibilitySeconds?: number;
+}
+
+/** A message body → its envelope (converting the workflow's message, dated when it was sent), or why not. */
+export function parseMessageBody(
+  body: string | undefined,
+  sentAt: Date,
+  schedule: readonly number[] = DEFAULT_RETRY_SCHEDULE_MS,
+): { envelope: FailedDeliveryEnvelope; converted: boolean } | { reason: string } {
+  let value: unknown;
+  try {
+    value = JSON.parse(body ?? '');
+  } catch {
+    return { reason: 'the body is not JSON' };
+  }
+  if (isEnvelope(value)) return { envelope: value, converted: false };
+  if (isQueuedFailedDelivery(value)) {
+    try {
+      return { envelope: envelopeFromQueuedMessage(value, sentAt, schedule), converted: true };
+    } catch (error) {
+      return { reason: `the failed delivery cannot be read: ${(error as Error).message}` };
+    }
+  }
+  return { reason: 'the body is neither a failed-delivery envelope nor a QueueFailedDelivery message' };
+}
+
+/** Seconds until the envelope is due (0 when due or not pending). */
+export function secondsUntilDue(envelope: FailedDeliveryEnvelope, now: Date): number {
+  if (envelope.state !== 'pending' || envelope.next_due_at === null) return 0;
+  return Math.max(0, Math.ceil((Date.parse(envelope.next_due_at) - now.getTime()) / 1000));
+}
+
+export type WaitPlan = { action: 'extend'; visibilitySeconds: number } | { action: 'resend'; delaySeconds: number };
+
+/**
+ * How a pending envelope that is not due yet waits: a message already holding this very envelope stays put, hidden
+ * until it is due (at most MAX_VISIBILITY_SECONDS at a time); a converted message (the queue still holds the
+ * workflow's message) or one received often already is replaced by a fresh, delayed message.
+ */
+export function planWait(item: Pick<QueuedEnvelope, 'envelope' | 'converted' | 'receiveCount'>, now: Date): WaitPlan {
+  const wait = secondsUntilDue(item.envelope, now);
+  if (item.converted || item.receiveCount >= EXTEND_MAX_RECEIVES) return { action: 'resend', delaySeconds: Math.min(MAX_DELAY_SECONDS, wait) };
+  return { action: 'extend', visibilitySeconds: Math.min(MAX_VISIBILITY_SECONDS, Math.max(1, wait)) };
+}
+
+export class SqsFailedDeliveryQueue {
+  constructor(
+    readonly client: SQSClient,
+    readonly queueUrl: string,
+    readonly deadLetterQueueUrl: string,
+    readonly schedule: readonly number[] = DEFAULT_RETRY_SCHEDULE_MS,
+  ) {}
+
+  /** One ReceiveMessage (up to 10), each body parsed; unreadable ones are reported, not touched. */
+  async receive(options: ReceiveOptions = {}, now = new Date()): Promise<ReceivedBatch> {
+    const queueUrl = options.queueUrl ?? this.queueUrl;
+    const result = await this.client.send(
+      new ReceiveMessageCommand({
+        QueueUrl: queueUrl,
+        MaxNumberOfMessages: options.max ?? 10,
+        WaitTimeSeconds: options.waitSeconds ?? 1,
+        VisibilityTimeout: options.visibilitySeconds ?? REDELIVERY_VISIBILITY_SECONDS,
+        MessageSystemAttributeNames: ['ApproximateReceiveCount', 'SentTimestamp'],
+      }),
+    );
+    const batch: ReceivedBatch = { envelopes: [], unreadable: [], count: 0 };
+    for (const message of result.Messages ?? []) {
+      if (!message.ReceiptHandle) continue;
+      batch.count += 1;
+      const read = readMessage(message, queueUrl, now, this.schedule);
+      if ('envelope' in read) batch.envelopes.push(read);
+      else batch.unreadable.push(read);
+    }
+    return batch;
+  }
+
+  /** Replace the message with one holding `envelope` in `targetUrl` (Send first, then Delete). */
+  async replace(item: QueuedEnvelope, envelope: FailedDeliveryEnvelope, targetUrl: string, delaySeconds = 0): Promise<void> {
+    await this.client.send(
+      new SendMessageCommand({
+        QueueUrl: targetUrl,
+        MessageBody: JSON.stringify(envelope),
+        ...(delaySeconds > 0 ? { DelaySeconds: Math.min(MAX_DELAY_SECONDS, delaySeconds) } : {}),
+      }),
+    );
+    await this.delete(item);
+  }
+
+  /** Back into the schedule: a fresh message, delayed towards its due time (at most 15 min; the rest is waited out on receive). */
+  resend(item: QueuedEnvelope, envelope: FailedDeliveryEnvelope, now = new Date()): Promise<void> {
+    return this.replace(item, envelope, this.queueUrl, Math.min(MAX_DELAY_SECONDS, secondsUntilDue(envelope, now)));
+  }
+
+  /** A pending envelope that is not due yet: hidden until it is, or re-sent (see planWait). */
+  async wait(item: QueuedEnvelope, now = new Date()): Promise<WaitPlan> {
+    const plan = planWait(item, now);
+    if (plan.action === 'resend') await this.resend(item, item.envelope, now);
+    else await this.hold(item, plan.visibilitySeconds);
+    return plan;
+  }
+
+  /** No more automatic attempts: to the dead-letter queue. */
+  deadLetter(item: QueuedEnvelope, envelope: FailedDeliveryEnvelope): Promise<void> {
+    return this.replace(item, envelope, this.deadLetterQueueUrl);
+  }
+
+  async delete(item: Pick<QueuedEnvelope, 'queueUrl' | 'receiptHandle'>): Promise<void> {
+    await this.client.send(new DeleteMessageCommand({ QueueUrl: item.queueUrl, ReceiptHandle: item.receiptHandle }));
+  }
+
+  async hold(item: Pick<QueuedEnvelope, 'queueUrl' | 'receiptHandle'>, seconds: number): Promise<void> {
+    await this.client.send(
+      new ChangeMessageVisibilityCommand({ QueueUrl: item.queueUrl, ReceiptHandle: item.receiptHandle, VisibilityTimeout: seconds }),
+    );
+  }
+
+  /** Make received messages visible again at once (after a peek). */
+  async release(items: Pick<QueuedEnvelope, 'queueUrl' | 'receiptHandle' | 'messageId'>[]): Promise<void> {
+    const byQueue = new Map<string, typeof items>();
+    for (const item of items) byQueue.set(item.queueUrl, [...(byQueue.get(item.queueUrl) ?? []), item]);
+    for (const [queueUrl, list] of byQueue) {
+      for (let i = 0; i < list.length; i += 10) {
+        await this.client.send(
+          new ChangeMessageVisibilityBatchCommand({
+            QueueUrl: queueUrl,
+            Entries: list.slice(i, i + 10).map((m, j) => ({ Id: String(i + j), ReceiptHandle: m.receiptHandle, VisibilityTimeout: 0 })),
+          }),
+        );
+      }
+    }
+  }
+}
+
+function readMessage(message: Message, queueUrl: string, now: Date, schedule: readonly number[]): QueuedEnvelope | UnreadableMessage {
+  const sent = Number(message.Attributes?.SentTimestamp);
+  const sentAt = Number.isFinite(sent) && sent > 0 ? new Date(sent) : now;
+  const base = {
+    queueUrl,
+    messageId: message.MessageId ?? '',
+    receiptHandle: message.ReceiptHandle!,
+    receiveCount: Number(message.Attributes?.ApproximateReceiveCount ?? 1) || 1,
+  };
+  const parsed = parseMessageBody(message.Body, sentAt, schedule);
+  return 'reason' in parsed ? { ...base, reason: parsed.reason } : { ...base, sentAt, ...parsed };
+}

@@ -1,0 +1,147 @@
+import { mkdir, open, readFile, rm } from 'node:fs/promises';
+import path from 'node:path';
+import {
+  ConditionalCheckFailedException,
+  DeleteItemCommand,
+  DynamoDBClient,
+  GetItemCommand,
+  PutItemCommand,
+  UpdateItemCommand,
+} from '@aws-sdk/client-dynamodb';
+import { expiresAt, isExpired, type IdempotencyRecord } from '../domain/idempotency.ts';
+import { tracer } from './powertools.ts';
+
+/**
+ * The idempotency store: one port, two adapters chosen by configuration.
+ * - IDEMPOTENCY_TABLE_NAME: DynamoDB, a conditional write claims a key (AWS);
+ * - IDEMPOTENCY_DIR: one file per key, created exclusively (`wx`) (local);
+ * - neither: idempotency is off.
+ */
+export type ClaimResult = { claimed: true } | { claimed: false; existing: IdempotencyRecord };
+
+export interface IdempotencyStore {
+  claim(pk: string, conversationId: string, now: Date): Promise<ClaimResult>;
+  complete(pk: string, response: unknown): Promise<void>;
+  release(pk: string): Promise<void>;
+}
+
+const ttl = () => Number(process.env.IDEMPOTENCY_TTL_SECONDS ?? 86_400);
+
+class DynamoIdempotencyStore implements IdempotencyStore {
+  private static client: DynamoDBClient | null = null;
+  constructor(private readonly table: string) {}
+
+  private get db(): DynamoDBClient {
+    DynamoIdempotencyStore.client ??= tracer.captureAWSv3Client(new DynamoDBClient({}));
+    return DynamoIdempotencyStore.client;
+  }
+
+  async claim(pk: string, conversationId: string, now: Date): Promise<ClaimResult> {
+    const nowS = Math.floor(now.getTime() / 1000);
+    try {
+      await this.db.send(new PutItemCommand({
+        TableName: this.table,
+        Item: {
+          pk: { S: pk },
+          status: { S: 'in_progress' },
+          conversation_id: { S: conversationId },
+          created_at: { S: now.toISOString() },
+          expires_at: { N: String(expiresAt(now, ttl())) },
+        },
+        ConditionExpression: 'attribute_not_exists(pk) OR expires_at <= :now',
+        ExpressionAttributeValues: { ':now': { N: String(nowS) } },
+      }));
+      return { claimed: true };
+    } catch (error) {
+      if (!(error instanceof ConditionalCheckFailedException)) throw error;
+    }
+    const out = await this.db.send(new GetItemCommand({ TableName: this.table, Key: { pk: { S: pk } }, ConsistentRead: true }));
+    const item = out.Item ?? {};
+    return {
+      claimed: false,
+      existing: {
+        pk,
+        status: item.status?.S === 'completed' ? 'completed' : 'in_progress',
+        conversation_id: item.conversation_id?.S ?? '',
+        response: item.response?.S,
+        created_at: item.created_at?.S ?? '',
+        expires_at: Number(item.expires_at?.N ?? 0),
+      },
+    };
+  }
+
+  async complete(pk: string, response: unknown): Promise<void> {
+    await this.db.send(new UpdateItemCommand({
+      TableName: this.table,
+      Key: { pk: { S: pk } },
+      UpdateExpression: 'SET #s = :completed, #r = :response',
+      ExpressionAttributeNames: { '#s': 'status', '#r': 'response' },
+      ExpressionAttributeValues: { ':completed': { S: 'completed' }, ':response': { S: JSON.stringify(response) } },
+    }));
+  }
+
+  async release(pk: string): Promise<void> {
+    await this.db.send(new DeleteItemCommand({ TableName: this.table, Key: { pk: { S: pk } } }));
+  }
+}
+
+class FileIdempotencyStore implements IdempotencyStore {
+  constructor(private readonly dir: string) {}
+
+  private file(pk: string): string {
+    if (!/^[0-9a-f]{64}$/.test(pk)) throw new Error('bad idempotency key hash');
+    return path.join(this.dir, `${pk}.json`);
+  }
+
+  private async read(pk: string): Promise<IdempotencyRecord | null> {
+    try {
+      return JSON.parse(await readFile(this.file(pk), 'utf8')) as IdempotencyRecord;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT' || error instanceof SyntaxError) return null;
+      throw error;
+    }
+  }
+
+  private async write(record: IdempotencyRecord, exclusive: boolean): Promise<boolean> {
+    await mkdir(this.dir, { recursive: true });
+    try {
+      const handle = await open(this.file(record.pk), exclusive ? 'wx' : 'w');
+      try {
+        await handle.writeFile(JSON.stringify(record));
+      } finally {
+        await handle.close();
+      }
+      return true;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+      throw error;
+    }
+  }
+
+  async claim(pk: string, conversationId: string, now: Date): Promise<ClaimResult> {
+    const record: IdempotencyRecord = { pk, status: 'in_progress', conversation_id: conversationId, created_at: now.toISOString(), expires_at: expiresAt(now, ttl()) };
+    for (let tries = 0; tries < 3; tries++) {
+      if (await this.write(record, true)) return { claimed: true };
+      const existing = await this.read(pk);
+      if (existing && !isExpired(existing, now)) return { claimed: false, existing };
+      await rm(this.file(pk), { force: true }); // expired (or half-written): free it and claim again
+    }
+    throw new Error('could not claim the idempotency key');
+  }
+
+  async complete(pk: string, response: unknown): Promise<void> {
+    const existing = await this.read(pk);
+    if (!existing) return;
+    await this.write({ ...existing, status: 'completed', response: JSON.stringify(response) }, false);
+  }
+
+  async release(pk: string): Promise<void> {
+    await rm(this.file(pk), { force: true });
+  }
+}
+
+export function idempotencyStore(): IdempotencyStore | null {
+  if (process.env.IDEMPOTENCY_TABLE_NAME) return new DynamoIdempotencyStore(process.env.IDEMPOTENCY_TABLE_NAME);
+  if (process.env.IDEMPOTENCY_DIR) return new FileIdempotencyStore(process.env.IDEMPOTENCY_DIR);
+  return null;
+}

@@ -1,0 +1,101 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { folderOf, SEED_REQUEST, startWorld, type TestWorld } from '../support/gateway.ts';
+
+let world: TestWorld;
+beforeAll(async () => {
+  world = await startWorld({ RATE_LIMITS: JSON.stringify({ limited_source: { rateLimit: 1, burstLimit: 2, quotaPerDay: 1000 } }) });
+});
+afterAll(async () => {
+  await world?.close();
+});
+beforeEach(() => {
+  world.agent.reset();
+  world.receiver.reset();
+});
+
+const key = () => `order-${Math.random().toString(36).slice(2)}`;
+
+describe('Idempotency-Key: a retried request gets the first answer, not a second conversation', () => {
+  it('the same key within 24 h returns the first response: same conversation id, one agent call, one delivery, one export', async () => {
+    const k = key();
+    const first = await world.post(SEED_REQUEST, { 'idempotency-key': k });
+    expect(first.status).toBe(200);
+    const objects = (await world.listKeys()).length;
+    const again = await world.post(SEED_REQUEST, { 'idempotency-key': k });
+    expect(again.status).toBe(200);
+    expect(again.body).toEqual(first.body);
+    expect(world.agent.invocations).toHaveLength(1);
+    expect(world.receiver.received).toHaveLength(1);
+    expect((await world.listKeys()).length).toBe(objects);
+    expect(await world.listKeys(folderOf(first.body.conversation_id))).toHaveLength(4);
+  });
+
+  it('the inbound webhook-id works as the key when there is no Idempotency-Key', async () => {
+    const id = `msg_${key()}`;
+    const first = await world.post(SEED_REQUEST, { 'webhook-id': id });
+    const again = await world.post(SEED_REQUEST, { 'webhook-id': id });
+    expect(again.body.conversation_id).toBe(first.body.conversation_id);
+    expect(world.agent.invocations).toHaveLength(1);
+  });
+
+  it('two concurrent duplicates produce one conversation (the other gets 409 or the same answer)', async () => {
+    world.agent.behave((req) => ({ delayMs: 200, payload: { response: `Answer to: ${String(req.query)}` } }));
+    const k = key();
+    const [a, b] = await Promise.all([world.post(SEED_REQUEST, { 'idempotency-key': k }), world.post(SEED_REQUEST, { 'idempotency-key': k })]);
+    expect(world.agent.invocations).toHaveLength(1);
+    expect(world.receiver.received).toHaveLength(1);
+    const statuses = [a.status, b.status].sort();
+    expect(statuses).toEqual([200, 409]);
+    const conflict = a.status === 409 ? a : b;
+    expect(conflict.body.error.code).toBe('IDEMPOTENCY_CONFLICT');
+    const winner = a.status === 200 ? a : b;
+    expect(conflict.body.error.conversation_id).toBe(winner.body.conversation_id);
+    const later = await world.post(SEED_REQUEST, { 'idempotency-key': k });
+    expect(later.body.conversation_id).toBe(winner.body.conversation_id);
+  });
+
+  it('keys are per source: the same key from another source is a new conversation', async () => {
+    const k = key();
+    const a = await world.post(SEED_REQUEST, { 'idempotency-key': k });
+    const b = await world.post({ ...SEED_REQUEST, source_system: 'other_system' }, { 'idempotency-key': k });
+    expect(b.body.conversation_id).not.toBe(a.body.conversation_id);
+    expect(world.agent.invocations).toHaveLength(2);
+  });
+
+  it('after an agent failure the key is freed, so the retry really runs again', async () => {
+    const k = key();
+    world.agent.behave(() => ({ functionError: 'Unhandled', payload: { errorType: 'Boom', errorMessage: 'down' } }));
+    expect((await world.post(SEED_REQUEST, { 'idempotency-key': k })).status).toBe(502);
+    world.agent.reset();
+    const retry = await world.post(SEED_REQUEST, { 'idempotency-key': k });
+    expect(retry.status).toBe(200);
+    expect(world.agent.invocations).toHaveLength(1);
+  });
+
+  it('an unusable key is a 400 naming the header', async () => {
+    const res = await world.post(SEED_REQUEST, { 'idempotency-key': 'x'.repeat(300) });
+    expect(res.status).toBe(400);
+    expect(res.body.error.details).toEqual([{ field: 'Idempotency-Key', message: expect.stringMatching(/1 to 255 visible ASCII/) }]);
+  });
+
+  it('without a key, identical requests are separate conversations', async () => {
+    const a = await world.post(SEED_REQUEST);
+    const b = await world.post(SEED_REQUEST);
+    expect(a.body.conversation_id).not.toBe(b.body.conversation_id);
+  });
+});
+
+describe('per-source rate limits (RATE_LIMITS, as the API Gateway usage plans)', () => {
+  it('past the burst → 429 RATE_LIMITED with Retry-After; other sources are not affected; no conversation runs', async () => {
+    const limited = { ...SEED_REQUEST, source_system: 'limited_source' };
+    const results = [];
+    for (let i = 0; i < 4; i++) results.push(await world.post(limited));
+    expect(results.slice(0, 2).map((r) => r.status)).toEqual([200, 200]);
+    const refused = results.find((r) => r.status === 429)!;
+    expect(refused).toBeDefined();
+    expect(refused.body).toMatchObject({ success: false, error: { code: 'RATE_LIMITED' } });
+    expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    expect(world.agent.invocations.length).toBeLessThanOrEqual(3);
+    expect((await world.post(SEED_REQUEST)).status).toBe(200);
+  });
+});
