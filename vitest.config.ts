@@ -7,5 +7,7 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 30_000,
     pool: 'forks',
+    // The default (cores - 1) is one worker on a 2-core machine; most files wait on HTTP and child processes.
+    maxWorkers: 3,
   },
 });
