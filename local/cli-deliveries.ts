@@ -20,15 +20,28 @@ export function age(fromIso: string, now = Date.now()): string {
   return `${Math.round(s / 86_400)}d`;
 }
 
-function parseSince(value: string | undefined): number | null {
+export function parseSince(value: string | undefined): number | null {
   if (value === undefined) return null;
   const t = Date.parse(value);
   if (Number.isNaN(t)) throw new CliError(`--since must be an ISO 8601 date-time, e.g. 2025-08-13T00:00:00Z; got "${value}"`);
   return t;
 }
 
+/** `--aws [--stack NAME] [--region R]`: act on a deployed stack (local/cli-deliveries-aws.ts). */
+const AWS_OPTIONS = { aws: { type: 'boolean' }, stack: { type: 'string' }, region: { type: 'string' } } as const;
+
+function awsRequested(values: { aws?: boolean; stack?: string; region?: string }): boolean {
+  if (!values.aws && (values.stack !== undefined || values.region !== undefined)) throw new CliError('--stack and --region go with --aws');
+  return values.aws === true;
+}
+
 export async function deliveriesList(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { json: { type: 'boolean' }, state: { type: 'string' } } });
+  const { values } = parseArgs({ args, options: { json: { type: 'boolean' }, state: { type: 'string' }, ...AWS_OPTIONS } });
+  if (awsRequested(values)) {
+    if (values.state !== undefined) throw new CliError('--state is for the local store; with --aws the list shows the dead-letter queue and counts the pending ones');
+    const { awsDeliveriesList, withAws } = await import('./cli-deliveries-aws.ts');
+    return withAws(values, (clients, stack) => awsDeliveriesList(clients, { stack, json: values.json ?? false }));
+  }
   const wanted = values.state ?? 'pending,dead';
   const states = wanted === 'all' ? ['pending', 'dead', 'delivered'] : wanted.split(',');
   for (const s of states) if (!['pending', 'dead', 'delivered'].includes(s)) throw new CliError(`--state takes pending, dead, delivered or all; got "${s}"`);
@@ -87,8 +100,24 @@ export async function deliveriesRedrive(args: string[]): Promise<number> {
       'dry-run': { type: 'boolean' },
       url: { type: 'string' },
       json: { type: 'boolean' },
+      ...AWS_OPTIONS,
     },
   });
+  if (awsRequested(values)) {
+    if (values.url !== undefined) throw new CliError('--url is for the local gateway; --aws redrives on the deployed stack');
+    const { awsDeliveriesRedrive, withAws } = await import('./cli-deliveries-aws.ts');
+    return withAws(values, (clients, stack) =>
+      awsDeliveriesRedrive(clients, {
+        stack,
+        ...(positionals[0] !== undefined ? { id: positionals[0] } : {}),
+        all: values.all ?? false,
+        ...(values.since !== undefined ? { since: values.since } : {}),
+        ...(values.type !== undefined ? { type: values.type } : {}),
+        dryRun: values['dry-run'] ?? false,
+        json: values.json ?? false,
+      }),
+    );
+  }
   const store = new LocalFailedDeliveryStore(resolveOptions().dataDir);
   const id = positionals[0];
   if (!id && !values.all) throw new CliError('deliveries redrive needs a conversation id, or --all [--since ISO] [--type T]');

@@ -250,8 +250,16 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   async function handleAdmin(pathname: string, method: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
     req.resume();
     const remote = req.socket.remoteAddress ?? '';
-    if (!['127.0.0.1', '::1', '::ffff:127.0.0.1'].includes(remote)) {
-      return sendJson(res, 403, errorBody('FORBIDDEN', 'operator endpoints answer on loopback only'));
+    const loopbackHost = /^(127\.0\.0\.1|localhost|\[::1\])(:\d+)?$/i;
+    const origin = req.headers.origin;
+    // Loopback callers only, addressed by a loopback name (no DNS rebinding), and no cross-site browser requests.
+    if (
+      !['127.0.0.1', '::1', '::ffff:127.0.0.1'].includes(remote) ||
+      !loopbackHost.test(req.headers.host ?? '') ||
+      (origin !== undefined && !/^http:\/\//.test(origin)) ||
+      (origin !== undefined && !loopbackHost.test(origin.replace(/^http:\/\//, '')))
+    ) {
+      return sendJson(res, 403, errorBody('FORBIDDEN', 'operator endpoints answer loopback callers only'));
     }
     if (pathname === '/local/deliveries' && method === 'GET') return sendJson(res, 200, await failedDeliveries.list());
     const redrive = /^\/local\/deliveries\/([^/]+)\/redrive$/.exec(pathname);

@@ -235,3 +235,24 @@ describe('webhook-gateway deliveries (CLI against the running gateway)', () => {
     expect(result.stdout).toMatch(/path: Deliver → Export → Redelivered/);
   });
 });
+
+describe('operator endpoints refuse what is not a local operator', () => {
+  it('a cross-site browser POST (foreign Origin) or a rebound Host name gets 403 and redrives nothing', async () => {
+    const body = await failedConversation(400);
+    const url = `${world.gateway.url}/local/deliveries/${body.conversation_id}/redrive`;
+    const crossSite = await fetch(url, { method: 'POST', headers: { origin: 'https://evil.example' } });
+    expect(crossSite.status).toBe(403);
+    const { request } = await import('node:http');
+    const rebound = await new Promise<number>((resolve, reject) => {
+      const req = request(url, { method: 'POST', headers: { host: 'evil.example:3000' } }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    expect(rebound).toBe(403);
+    expect(world.receiver.received).toHaveLength(0);
+    expect((await world.gateway.failedDeliveries.get(body.conversation_id))!.state).toBe('dead');
+  });
+});

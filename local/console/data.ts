@@ -1,0 +1,116 @@
+import { createHash } from 'node:crypto';
+import { stat } from 'node:fs/promises';
+import path from 'node:path';
+import type { ConversationRecord } from '../../functions/domain/conversation.ts';
+import { isConversationId } from '../../functions/domain/conversation-id.ts';
+import { EXPORT_FILES, exportKey, type ExportFile } from '../../functions/domain/export-formats.ts';
+import type { FailedDeliveryEnvelope } from '../../functions/domain/failed-delivery.ts';
+import { recordOf, summarize, type ConversationSummary } from '../conversations.ts';
+import type { ExecutionRecord } from '../engine.ts';
+import type { ExecutionStore } from '../execution-store.ts';
+import { readText, s3Client } from '../export-bucket.ts';
+import type { LocalFailedDeliveryStore } from '../failed-delivery-store.ts';
+
+/** What the running gateway hands the console: its stores and where its exports are. */
+export interface ConsoleContext {
+  executions: ExecutionStore;
+  failedDeliveries: LocalFailedDeliveryStore;
+  bucket: string;
+  s3Endpoint: string;
+}
+
+export interface ConsoleRow extends ConversationSummary {
+  agent_ms: number | null;
+  delivery_ms: number | null;
+  attempts: number;
+}
+
+/** Newest first by id (ids start with the UTC receive second), then by the exact receive time. */
+async function newestIds(ctx: ConsoleContext, limit: number): Promise<string[]> {
+  return (await ctx.executions.conversationIds()).sort().reverse().slice(0, limit);
+}
+
+export async function recentConversations(ctx: ConsoleContext, limit = 100): Promise<ConsoleRow[]> {
+  const rows: ConsoleRow[] = [];
+  for (const id of await newestIds(ctx, limit)) {
+    const executions = await ctx.executions.executions(id);
+    const summary = summarize(id, executions);
+    const record = latestRecord(executions);
+    if (!summary || !record) continue;
+    rows.push({
+      ...summary,
+      agent_ms: record.execution.timings.agent_ms,
+      delivery_ms: record.execution.timings.delivery_ms,
+      attempts: record.execution.delivery_attempts.length,
+    });
+  }
+  return rows.sort((a, b) => b.received_at.localeCompare(a.received_at) || b.conversation_id.localeCompare(a.conversation_id));
+}
+
+export function latestRecord(executions: ExecutionRecord[]): ConversationRecord | null {
+  return [...executions].reverse().map(recordOf).find((r) => r !== null) ?? null;
+}
+
+export async function openDeliveries(ctx: ConsoleContext): Promise<FailedDeliveryEnvelope[]> {
+  return (await ctx.failedDeliveries.list()).filter((e) => e.state !== 'delivered').reverse();
+}
+
+async function stamp(file: string): Promise<string> {
+  try {
+    const s = await stat(file, { bigint: true });
+    return `${s.ino}:${s.mtimeNs}:${s.size}`;
+  } catch {
+    return '-';
+  }
+}
+
+/**
+ * A cheap fingerprint of what a page shows, polled every second by the page: directory and file stamps only
+ * (a new execution file or a rewritten delivery envelope changes its directory's mtime), no JSON is read.
+ */
+export async function version(ctx: ConsoleContext, conversationId?: string): Promise<string> {
+  const parts: string[] = [];
+  if (conversationId && isConversationId(conversationId)) {
+    parts.push(await stamp(path.join(ctx.executions.dir, conversationId)));
+    parts.push(await stamp(path.join(ctx.failedDeliveries.dir, `${conversationId}.json`)));
+  } else {
+    parts.push(await stamp(ctx.executions.dir), await stamp(ctx.failedDeliveries.dir));
+    const ids = await newestIds(ctx, 100);
+    parts.push(...(await Promise.all(ids.map((id) => stamp(path.join(ctx.executions.dir, id))))));
+  }
+  return createHash('sha256').update(parts.join('|')).digest('hex').slice(0, 16);
+}
+
+export interface ExportDocumentView {
+  file: ExportFile;
+  key: string;
+  /** Pretty-printed JSON (or the raw text if it is not JSON); null when the object does not exist. */
+  text: string | null;
+  error?: string;
+}
+
+/** The four export documents of one conversation, read from the export bucket through S3. */
+export async function exportDocuments(ctx: ConsoleContext, conversationId: string): Promise<ExportDocumentView[]> {
+  const client = s3Client(ctx.s3Endpoint);
+  const bucket = { client, bucket: ctx.bucket, endpoint: ctx.s3Endpoint, via: 'running' as const, close: async () => {} };
+  try {
+    return await Promise.all(
+      EXPORT_FILES.map(async (file): Promise<ExportDocumentView> => {
+        const key = exportKey(conversationId, file);
+        try {
+          const text = await readText(bucket, key);
+          if (text === null) return { file, key, text: null };
+          try {
+            return { file, key, text: JSON.stringify(JSON.parse(text), null, 2) };
+          } catch {
+            return { file, key, text };
+          }
+        } catch (error) {
+          return { file, key, text: null, error: (error as Error).message };
+        }
+      }),
+    );
+  } finally {
+    client.destroy();
+  }
+}

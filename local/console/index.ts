@@ -1,0 +1,109 @@
+import { readFile } from 'node:fs/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { isConversationId } from '../../functions/domain/conversation-id.ts';
+import { exportDocuments, latestRecord, openDeliveries, recentConversations, version, type ConsoleContext } from './data.ts';
+import { conversationFragment, listFragment, notFoundFragment, page } from './pages.ts';
+
+export type { ConsoleContext } from './data.ts';
+
+/**
+ * The local web console, served by the running gateway under /console: recent conversations, each conversation's
+ * state-by-state timeline, export documents and delivery attempts, and a Redrive button (which POSTs to the
+ * existing /local/deliveries/<id>/redrive endpoint). Plain server-rendered HTML, one small script, no build step.
+ * Like the operator endpoints it answers on loopback only.
+ */
+const STATIC_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), 'static');
+const STATIC_FILES: Record<string, string> = {
+  'console.js': 'text/javascript; charset=utf-8',
+  'console.css': 'text/css; charset=utf-8',
+};
+const LIST_LIMIT = 100;
+const LOOPBACK_ADDRESSES = ['127.0.0.1', '::1', '::ffff:127.0.0.1'];
+/** Host names a loopback browser uses; anything else (a rebound DNS name) is refused. */
+const LOOPBACK_HOST = /^(127\.0\.0\.1|localhost|\[::1\])(:\d+)?$/i;
+
+const SECURITY_HEADERS = {
+  'content-security-policy':
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+  'x-content-type-options': 'nosniff',
+  'x-frame-options': 'DENY',
+  'referrer-policy': 'no-referrer',
+  'cache-control': 'no-store',
+};
+
+function send(req: IncomingMessage, res: ServerResponse, status: number, type: string, body: string, extra: Record<string, string> = {}): void {
+  res.writeHead(status, { ...SECURITY_HEADERS, 'content-type': type, 'content-length': Buffer.byteLength(body), ...extra });
+  res.end(req.method === 'HEAD' ? undefined : body);
+}
+
+const sendHtml = (req: IncomingMessage, res: ServerResponse, status: number, body: string) => send(req, res, status, 'text/html; charset=utf-8', body);
+const sendData = (req: IncomingMessage, res: ServerResponse, status: number, body: unknown) =>
+  send(req, res, status, 'application/json; charset=utf-8', JSON.stringify(body));
+
+export async function handleConsole(req: IncomingMessage, res: ServerResponse, ctx: ConsoleContext): Promise<void> {
+  req.resume();
+  const url = new URL(req.url ?? '/console', 'http://local');
+  const pathname = url.pathname;
+  if (!LOOPBACK_ADDRESSES.includes(req.socket.remoteAddress ?? '') || !LOOPBACK_HOST.test(req.headers.host ?? '')) {
+    return send(req, res, 403, 'text/plain; charset=utf-8', 'The console answers on loopback only (http://127.0.0.1:<port>/console).\n');
+  }
+  if (req.method !== 'GET' && req.method !== 'HEAD') {
+    return send(req, res, 405, 'text/plain; charset=utf-8', `${req.method} is not allowed on the console; use GET\n`, { allow: 'GET, HEAD' });
+  }
+  const fragment = url.searchParams.get('fragment') === '1';
+
+  if (pathname === '/console' || pathname === '/console/') {
+    const [v, rows, open] = await Promise.all([version(ctx), recentConversations(ctx, LIST_LIMIT), openDeliveries(ctx)]);
+    const body = listFragment(rows, open, LIST_LIMIT);
+    if (fragment) return sendHtml(req, res, 200, body.value);
+    return sendHtml(req, res, 200, page({ title: 'Conversations', version: v, versionSrc: '/console/api/version', fragmentSrc: '/console?fragment=1', body }));
+  }
+
+  const conversation = /^\/console\/conversations\/([^/]+)$/.exec(pathname);
+  if (conversation) {
+    const id = decodeURIComponent(conversation[1]!);
+    const shell = {
+      title: id,
+      versionSrc: `/console/api/version?id=${encodeURIComponent(id)}`,
+      fragmentSrc: `/console/conversations/${encodeURIComponent(id)}?fragment=1`,
+    };
+    const executions = isConversationId(id) ? await ctx.executions.executions(id) : [];
+    if (executions.length === 0) {
+      const body = notFoundFragment(isConversationId(id) ? `No conversation ${id} (yet).` : `"${id}" is not a conversation id.`);
+      return sendHtml(req, res, 404, fragment ? body.value : page({ ...shell, version: await version(ctx, id), body }));
+    }
+    const [v, envelope, documents] = await Promise.all([version(ctx, id), ctx.failedDeliveries.get(id), exportDocuments(ctx, id)]);
+    const body = conversationFragment({
+      id,
+      record: latestRecord(executions),
+      executions,
+      envelope,
+      documents,
+      bucket: ctx.bucket,
+      exportEnabled: process.env.ENABLE_CONVERSATION_EXPORT !== 'false',
+    });
+    return sendHtml(req, res, 200, fragment ? body.value : page({ ...shell, version: v, body }));
+  }
+
+  if (pathname === '/console/api/version') {
+    const id = url.searchParams.get('id') ?? undefined;
+    return sendData(req, res, 200, { version: await version(ctx, id) });
+  }
+  if (pathname === '/console/api/conversations') {
+    return sendData(req, res, 200, { conversations: await recentConversations(ctx, LIST_LIMIT), failed_deliveries: await openDeliveries(ctx) });
+  }
+
+  const asset = /^\/console\/static\/([a-z]+\.(?:js|css))$/.exec(pathname);
+  if (asset && STATIC_FILES[asset[1]!]) {
+    return send(req, res, 200, STATIC_FILES[asset[1]!]!, await readFile(path.join(STATIC_DIR, asset[1]!), 'utf8'));
+  }
+  return sendHtml(req, res, 404, page({
+    title: 'Not found',
+    version: '',
+    versionSrc: '',
+    fragmentSrc: '',
+    body: notFoundFragment(`Nothing at ${pathname}. The console lives at /console.`),
+  }));
+}

@@ -1,0 +1,152 @@
+import type { ConversationRecord } from '../../functions/domain/conversation.ts';
+import type { FailedDeliveryEnvelope } from '../../functions/domain/failed-delivery.ts';
+import type { ExecutionRecord } from '../engine.ts';
+import { timeline } from '../timeline.ts';
+import type { ConsoleRow, ExportDocumentView } from './data.ts';
+import { html, type SafeHtml } from './html.ts';
+import { stateClass, workflowSvg } from './workflow-svg.ts';
+
+/** Server-rendered pages of the local console. Every piece of data goes through `html` (escaped). */
+
+const token = (value: string | null | undefined) => String(value ?? 'none').toLowerCase().replace(/[^a-z0-9_]/g, '');
+const badge = (value: string | null | undefined) => html`<span class="badge b-${token(value)}">${value ?? '-'}</span>`;
+const ms = (value: number | null | undefined) => (value === null || value === undefined ? '-' : `${value} ms`);
+const link = (id: string) => html`<a href="/console/conversations/${encodeURIComponent(id)}">${id}</a>`;
+const preview = (text: string, max = 90) => {
+  const flat = text.replace(/\s+/g, ' ').trim();
+  return flat.length > max ? `${flat.slice(0, max)}…` : flat;
+};
+
+export interface PageShell {
+  title: string;
+  version: string;
+  versionSrc: string;
+  fragmentSrc: string;
+  body: SafeHtml;
+}
+
+export function page(shell: PageShell): string {
+  return html`<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${shell.title} · webhook-gateway console</title>
+<link rel="icon" href="data:,">
+<link rel="stylesheet" href="/console/static/console.css">
+<script src="/console/static/console.js" defer></script>
+</head>
+<body data-version="${shell.version}" data-version-src="${shell.versionSrc}" data-fragment-src="${shell.fragmentSrc}">
+<header class="top"><a class="home" href="/console">webhook-gateway · local console</a><span id="live" class="live" title="refreshes when conversations arrive">live</span></header>
+<div id="flash" role="status" aria-live="polite"></div>
+<main id="content">${shell.body}</main>
+</body>
+</html>
+`.value;
+}
+
+export function listFragment(rows: ConsoleRow[], open: FailedDeliveryEnvelope[], limit: number): SafeHtml {
+  const deliveries = open.length === 0 ? '' : html`<section id="failed-deliveries">
+  <h2>Failed deliveries <span class="count">${open.length}</span></h2>
+  <table><thead><tr><th>conversation</th><th>type</th><th>state</th><th>attempts</th><th>last error</th><th>next attempt</th></tr></thead>
+  <tbody>${open.map((e) => html`<tr data-id="${e.conversation_id}"><td>${link(e.conversation_id)}</td><td>${e.webhook_type}</td><td>${badge(e.state)}${e.dead_reason ? html` <small>${e.dead_reason}</small>` : ''}</td><td class="num">${e.attempts.length}</td><td class="err">${preview(e.last_error ?? '', 80)}</td><td>${e.next_due_at ?? '-'}</td></tr>`)}</tbody></table>
+</section>`;
+  const table = rows.length === 0
+    ? html`<p class="empty">No conversations yet. POST one to <code>/webhook</code>; it appears here within a second.</p>`
+    : html`<table id="conversations">
+  <thead><tr><th>received</th><th>conversation</th><th>source</th><th>type</th><th>status</th><th>delivery</th><th class="num">runs</th><th class="num">agent</th><th class="num">delivery</th><th class="num">total</th><th>query</th></tr></thead>
+  <tbody>${rows.map((r) => html`<tr data-id="${r.conversation_id}" data-status="${r.status}" data-delivery="${r.delivery_status}">
+    <td class="time">${r.received_at}</td><td>${link(r.conversation_id)}</td><td>${r.source_system}/${r.source_process}</td>
+    <td>${r.webhook_type ?? '-'}</td><td>${badge(r.status)}</td><td>${badge(r.delivery_status)}</td><td class="num">${r.executions}</td>
+    <td class="num">${ms(r.agent_ms)}</td><td class="num">${ms(r.delivery_ms)}</td><td class="num">${ms(r.total_time_ms)}</td><td class="query">${preview(r.query)}</td></tr>`)}</tbody>
+</table>`;
+  return html`${deliveries}<section>
+  <h1>Recent conversations <span class="count">${rows.length}</span></h1>
+  ${table}
+  ${rows.length >= limit ? html`<p class="more">Showing the newest ${limit}. <code>npx webhook-gateway conversations list --limit N</code> or <code>conversations search</code> reach the rest.</p>` : ''}
+</section>`;
+}
+
+function summary(id: string, record: ConversationRecord | null): SafeHtml {
+  if (!record) return html`<h1>${id}</h1><p class="empty">No conversation record in its executions yet.</p>`;
+  const ctx = record.webhook_context;
+  const user = record.conversation.turns.find((t) => t.role === 'user');
+  const answer = [...record.conversation.turns].reverse().find((t) => t.role === 'assistant');
+  return html`<h1 class="id">${id}</h1>
+<dl class="summary">
+  <dt>source</dt><dd>${record.metadata.source_system} / ${record.metadata.source_process}</dd>
+  <dt>received</dt><dd>${record.metadata.received_at}</dd>
+  <dt>status</dt><dd id="conversation-status">${badge(record.execution.status)}</dd>
+  <dt>type</dt><dd>${ctx.webhook_type ?? '-'} <small>${ctx.classification_reason ?? 'not classified'}</small></dd>
+  <dt>delivery</dt><dd id="delivery-status" data-status="${ctx.delivery_status}">${badge(ctx.delivery_status)} <small>${ctx.delivery_target ?? ''}</small></dd>
+  <dt>delivery id</dt><dd><code>${ctx.delivery_id}</code></dd>
+  <dt>timings</dt><dd>agent ${ms(record.execution.timings.agent_ms)} · delivery ${ms(record.execution.timings.delivery_ms)} · total ${ms(record.execution.timings.total_ms)}</dd>
+</dl>
+<h2>Query</h2><pre class="text">${user?.content ?? ''}</pre>
+<h2>Answer</h2><pre class="text">${answer?.content ?? '(no answer)'}</pre>
+${record.execution.errors.length === 0 ? '' : html`<h2>Errors</h2><ul class="errors">${record.execution.errors.map((e) => html`<li><code>${e.at}</code> ${e.stage}: <b>${e.error}</b> ${e.message}</li>`)}</ul>`}`;
+}
+
+function deliverySection(id: string, record: ConversationRecord | null, envelope: FailedDeliveryEnvelope | null): SafeHtml {
+  const attempts = record?.execution.delivery_attempts ?? [];
+  const redrivable = envelope !== null && envelope.state !== 'delivered';
+  const state = envelope === null
+    ? ''
+    : html`<p class="envelope">Failed-delivery store: ${badge(envelope.state)} ${envelope.state === 'pending' ? html`next automatic attempt <code>${envelope.next_due_at}</code>` : ''}${envelope.dead_reason ? html`dead-lettered (${envelope.dead_reason}): no more automatic attempts` : ''}</p>`;
+  return html`<section id="delivery">
+  <h2>Delivery attempts <span class="count">${attempts.length}</span></h2>
+  ${state}
+  ${redrivable ? html`<p><button type="button" id="redrive" data-id="${id}">Redrive</button> <small>delivers it now through statemachine/redelivery.asl.json</small></p>` : ''}
+  ${attempts.length === 0 ? html`<p class="empty">No delivery attempted.</p>` : html`<table id="attempts">
+  <thead><tr><th class="num">#</th><th>at</th><th>via</th><th>outcome</th><th class="num">HTTP</th><th class="num">duration</th><th>error</th></tr></thead>
+  <tbody>${attempts.map((a) => html`<tr class="o-${token(a.outcome)}"><td class="num">${a.attempt}</td><td class="time">${a.at}</td><td>${a.via ?? 'workflow'}</td><td>${badge(a.outcome)}</td><td class="num">${a.status_code ?? '-'}</td><td class="num">${ms(a.duration_ms)}</td><td class="err">${a.error ?? ''}</td></tr>`)}</tbody>
+  </table>`}
+</section>`;
+}
+
+function executionSection(execution: ExecutionRecord, index: number): SafeHtml {
+  const rows = timeline(execution);
+  const t0 = Date.parse(execution.started_at);
+  return html`<section class="execution" data-name="${execution.execution_name}" data-machine="${execution.state_machine}">
+  <h3>${execution.state_machine === 'redelivery' ? 'Redelivery' : 'Conversation'} execution <code>${execution.execution_name}</code> ${badge(execution.status)} <small>${execution.started_at}</small></h3>
+  ${execution.error ? html`<p class="err">${execution.error}: ${preview(execution.cause ?? '', 300)}</p>` : ''}
+  <div class="diagram">${workflowSvg(rows, `arrow-${index}`)}</div>
+  <table class="timeline">
+    <thead><tr><th>state</th><th class="num">start</th><th class="num">duration</th><th class="num">retries</th><th>result</th></tr></thead>
+    <tbody>${rows.map((r) => html`<tr class="${stateClass(r)}" data-state="${r.state}"><td>${r.state}</td><td class="num">+${Date.parse(r.started_at) - t0} ms</td><td class="num">${ms(r.duration_ms)}</td><td class="num">${r.retries}</td><td>${badge(r.status)} <span class="err">${r.error ?? ''}</span></td></tr>`)}</tbody>
+  </table>
+</section>`;
+}
+
+function exportsSection(bucket: string, documents: ExportDocumentView[], exportEnabled: boolean): SafeHtml {
+  return html`<section id="exports">
+  <h2>Export documents</h2>
+  ${exportEnabled ? '' : html`<p class="empty">ENABLE_CONVERSATION_EXPORT is false: nothing is exported.</p>`}
+  ${documents.map((d, i) => html`<details class="export" data-file="${d.file}" ${i === 0 ? html`open` : ''}>
+    <summary><b>${d.file}</b> <code>s3://${bucket}/${d.key}</code>${d.text === null ? html` <span class="badge b-missing">${d.error ? 'unreadable' : 'not exported'}</span>` : ''}</summary>
+    ${d.text === null ? html`<p class="err">${d.error ?? 'This document does not exist (yet).'}</p>` : html`<pre class="json">${d.text}</pre>`}
+  </details>`)}
+</section>`;
+}
+
+export function conversationFragment(input: {
+  id: string;
+  record: ConversationRecord | null;
+  executions: ExecutionRecord[];
+  envelope: FailedDeliveryEnvelope | null;
+  documents: ExportDocumentView[];
+  bucket: string;
+  exportEnabled: boolean;
+}): SafeHtml {
+  return html`<p class="crumbs"><a href="/console">← all conversations</a></p>
+${summary(input.id, input.record)}
+${deliverySection(input.id, input.record, input.envelope)}
+<section id="executions"><h2>Timeline <span class="count">${input.executions.length} execution${input.executions.length === 1 ? '' : 's'}</span></h2>
+${input.executions.map(executionSection)}
+</section>
+${exportsSection(input.bucket, input.documents, input.exportEnabled)}`;
+}
+
+export function notFoundFragment(message: string): SafeHtml {
+  return html`<p class="crumbs"><a href="/console">← all conversations</a></p><h1>Not found</h1><p class="empty">${message}</p>`;
+}
