@@ -35,7 +35,8 @@ export interface AwsClients {
 
 export function createAwsClients(region?: string): AwsClients {
   const config = region ? { region } : {};
-  return { cfn: new CloudFormationClient(config), sqs: new SQSClient(config), sfn: new SFNClient(config) };
+  // One StartSyncExecution attempt: a retry after a lost answer would deliver twice.
+  return { cfn: new CloudFormationClient(config), sqs: new SQSClient(config), sfn: new SFNClient({ ...config, maxAttempts: 1 }) };
 }
 
 export interface AwsStack {

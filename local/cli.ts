@@ -13,6 +13,8 @@ export const USAGE = `Usage: webhook-gateway <command>
   deliveries list [--state pending|dead|delivered|all] [--json]
   deliveries redrive <conversation_id> [--url URL]
   deliveries redrive --all [--since ISO] [--type T] [--dry-run] [--url URL]
+  deliveries list|redrive … --aws [--stack NAME] [--region R]
+                                        the same against a deployed stack (its dead-letter queue)
   sign --secret whsec_… (--data JSON | --file PATH) [--id ID] [--json]
                                         Standard Webhooks headers for one request (as curl -H arguments)
   help

@@ -68,8 +68,12 @@ export function isEnvelope(value: unknown): value is FailedDeliveryEnvelope {
   return !!v && typeof v === 'object' && v.version === 1 && typeof v.conversation_id === 'string' && !!v.conversation;
 }
 
+/** A receiver's Retry-After is honoured up to a day (well inside the queue's retention). */
+export const MAX_RETRY_AFTER_MS = 86_400_000;
+
 function dueAt(now: Date, delayMs: number, attempt: DeliveryAttempt | undefined): string {
-  return new Date(now.getTime() + Math.max(delayMs, attempt?.retry_after_ms ?? 0)).toISOString();
+  const retryAfter = Math.min(attempt?.retry_after_ms ?? 0, MAX_RETRY_AFTER_MS);
+  return new Date(now.getTime() + Math.max(delayMs, retryAfter)).toISOString();
 }
 
 /** The envelope for a delivery that just failed inside the conversation workflow. */

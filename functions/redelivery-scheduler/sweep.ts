@@ -1,12 +1,12 @@
 import type { SFNClient } from '@aws-sdk/client-sfn';
 import { isDue } from '../domain/failed-delivery.ts';
-import type { QueuedEnvelope, SqsFailedDeliveryQueue } from '../shared/failed-delivery-queue.ts';
+import { REDELIVERY_VISIBILITY_SECONDS, type QueuedEnvelope, type SqsFailedDeliveryQueue } from '../shared/failed-delivery-queue.ts';
 import { runRedelivery } from '../shared/redelivery-execution.ts';
 
 export interface SweepLog {
-  info(message: string, ...extra: object[]): void;
-  warn(message: string, ...extra: object[]): void;
-  error(message: string, ...extra: object[]): void;
+  info(message: string, ...extra: Record<string, unknown>[]): void;
+  warn(message: string, ...extra: Record<string, unknown>[]): void;
+  error(message: string, ...extra: Record<string, unknown>[]): void;
 }
 
 export interface SweepOptions {
@@ -104,11 +104,14 @@ export async function sweep(options: SweepOptions): Promise<SweepSummary> {
   }
 
   for (;;) {
-    if (options.remainingMs() < options.reserveMs) {
+    const remainingMs = options.remainingMs();
+    if (remainingMs < options.reserveMs) {
       summary.stopped_by_time_budget = true;
       break;
     }
-    const batch = await queue.receive({}, now());
+    // Hidden until this run is over, whatever happens to it: a message is never worked on twice in one run.
+    const visibilitySeconds = Math.max(REDELIVERY_VISIBILITY_SECONDS, Math.ceil(remainingMs / 1000) + 30);
+    const batch = await queue.receive({ visibilitySeconds }, now());
     if (batch.count === 0) break;
     summary.received += batch.count;
     summary.unreadable += batch.unreadable.length;

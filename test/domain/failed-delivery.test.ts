@@ -60,6 +60,11 @@ describe('envelopeFromQueuedMessage', () => {
     expect(envelope.next_due_at).toBe(new Date(NOW.getTime() + 60_000).toISOString());
   });
 
+  it('a Retry-After of a month is capped at a day', () => {
+    const envelope = envelopeFromQueuedMessage(queued(attempt('retryable', { retry_after_ms: 30 * 86_400_000 })), NOW);
+    expect(envelope.next_due_at).toBe(new Date(NOW.getTime() + 86_400_000).toISOString());
+  });
+
   it('reads the attempt from the AWS Lambda error shape too', () => {
     const message = queued(attempt('retryable'));
     const aws = { Error: message.delivery_error.Error, Cause: JSON.stringify({ errorType: message.delivery_error.Error, errorMessage: message.delivery_error.Cause, trace: [] }) };
