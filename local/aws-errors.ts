@@ -1,5 +1,8 @@
 import { CliError } from './cli-deliveries.ts';
 
+/** The stack `--aws` commands read when no --stack is given (infra's default stackName). */
+export const DEFAULT_STACK_NAME = 'WebhookConversationGateway';
+
 const NETWORK_CODES = new Set(['ENOTFOUND', 'EAI_AGAIN', 'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH']);
 const BAD_CREDENTIALS = new Set([
   'ExpiredToken', 'ExpiredTokenException', 'InvalidClientTokenId', 'UnrecognizedClientException', 'SignatureDoesNotMatch',

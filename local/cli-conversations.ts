@@ -11,6 +11,11 @@ import type { SearchHit } from './export-search.ts';
 import { LocalFailedDeliveryStore } from './failed-delivery-store.ts';
 import { formatTable } from './table.ts';
 import { formatTimeline } from './timeline.ts';
+import { DEFAULT_STACK_NAME, explainAwsError } from './aws-errors.ts';
+import type { ConversationRecord } from '../functions/domain/conversation.ts';
+import type { FailedDeliveryEnvelope } from '../functions/domain/failed-delivery.ts';
+import type { ExecutionRecord } from './engine.ts';
+import { idTimeMs } from './conversation-filters.ts';
 
 /** `webhook-gateway conversations list | show | search` (DESIGN §6), on the local data directory. */
 
@@ -22,7 +27,14 @@ function note(text: string): void {
   process.stderr.write(`${text}\n`);
 }
 
+const AWS_OPTIONS = {
+  aws: { type: 'boolean' },
+  stack: { type: 'string' },
+  region: { type: 'string' },
+} as const;
+
 const FILTER_OPTIONS = {
+  ...AWS_OPTIONS,
   source: { type: 'string' },
   type: { type: 'string' },
   status: { type: 'string' },
@@ -54,6 +66,7 @@ export async function conversationsList(args: string[]): Promise<number> {
   if (positionals.length > 0) throw new CliError(`conversations list takes no arguments, got "${positionals.join(' ')}" (to look for text use "conversations search <text>")`);
   const filter = filterOf(values);
   const limit = limitOf(values.limit, 50);
+  if (values.aws) return conversationsSearch(args, { listing: true });
   const store = new ExecutionStore(resolveOptions().dataDir);
   const summaries: ConversationSummary[] = [];
   for (const id of await store.conversationIds()) {
@@ -82,19 +95,60 @@ export async function conversationsList(args: string[]): Promise<number> {
 }
 
 export async function conversationsShow(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { json: { type: 'boolean' } } });
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { json: { type: 'boolean' }, ...AWS_OPTIONS } });
   const id = positionals[0];
   if (!id) throw new CliError('conversations show needs a conversation id, e.g. webhook_20250813_103045_testing_phase3valid_abc123');
   if (!isConversationId(id)) throw new CliError(`"${id}" is not a conversation id (expected webhook_<YYYYMMDD>_<HHMMSS>_<source>_<process>_<suffix>)`);
+  if (values.aws) return conversationsShowAws(id, values);
   const options = resolveOptions();
   const store = new ExecutionStore(options.dataDir);
   const executions = await store.executions(id);
   if (executions.length === 0) throw new CliError(`no conversation ${id} in ${store.dir} (run "webhook-gateway conversations list" to see the known ones)`);
   const record = [...executions].reverse().map(recordOf).find((r) => r !== null) ?? null;
   const envelope = await new LocalFailedDeliveryStore(options.dataDir).get(id);
-  if (values.json) {
+  printConversation(id, record, envelope, executions, values.json ?? false, `s3://${process.env.CONVERSATION_EXPORT_S3_BUCKET || 'revops-conversations'}/${exportFolder(id)}`);
+  return 0;
+}
+
+/** Show a conversation from the deployed stack: its export (S3) and its executions (the Express log groups). */
+async function conversationsShowAws(id: string, values: { json?: boolean; stack?: string; region?: string }): Promise<number> {
+  const aws = await import('./cli-conversations-aws.ts');
+  const { readText } = await import('./export-bucket.ts');
+  const stackName = values.stack ?? DEFAULT_STACK_NAME;
+  const clients = aws.createConversationAwsClients(values.region);
+  const stack = await aws.readConversationStack(clients, stackName, values.region);
+  const bucket = aws.awsExportBucket(clients, stack);
+  let record: ConversationRecord | null = null;
+  let executions: ExecutionRecord[] = [];
+  try {
+    const text = await readText(bucket, `${exportFolder(id)}conversation.json`);
+    if (text === null) throw new CliError(`no export for ${id} in ${aws.awsExportLocation(stack, id)}`);
+    record = (JSON.parse(text) as { conversation: ConversationRecord }).conversation as ConversationRecord;
+    note(`reading the execution history of ${id} from ${stack.logGroups.join(', ') || '(no log group outputs)'}…`);
+    executions = await aws.executionsFromLogs(clients.logs, stack.logGroups, id, idTimeMs(id) - 60_000);
+  } catch (error) {
+    throw explainAwsError(error, { stack: stackName, region: values.region });
+  }
+  printConversation(id, record, null, executions, values.json ?? false, aws.awsExportLocation(stack, id));
+  if (executions.length === 0 && !values.json) {
+    out('');
+    out(`No execution history for ${id} in ${stack.logGroups.join(', ')}: it may have aged out of the logs (their retention).`);
+    out('The export above is the system of record.');
+  }
+  return 0;
+}
+
+function printConversation(
+  id: string,
+  record: ConversationRecord | null,
+  envelope: FailedDeliveryEnvelope | null,
+  executions: ExecutionRecord[],
+  json: boolean,
+  exportsAt: string,
+): void {
+  if (json) {
     out(JSON.stringify({ conversation: record, failed_delivery: envelope, executions }, null, 2));
-    return 0;
+    return;
   }
   const oneLine = (text: string, max: number) => {
     const flat = text.replace(/\s+/g, ' ').trim();
@@ -117,13 +171,12 @@ export async function conversationsShow(args: string[]): Promise<number> {
       const next = envelope.state === 'pending' ? `next automatic attempt ${envelope.next_due_at}` : `dead-lettered (${envelope.dead_reason ?? 'no more automatic attempts'})`;
       out(`  redelivery ${envelope.state}: ${next}; redrive now with: webhook-gateway deliveries redrive ${id}`);
     }
-    out(`  exports    s3://${process.env.CONVERSATION_EXPORT_S3_BUCKET || 'revops-conversations'}/${exportFolder(id)}{${EXPORT_FILES.join(',')}}`);
+    out(`  exports    ${exportsAt}{${EXPORT_FILES.join(',')}}`);
   }
   for (const execution of executions) {
     out('');
     out(formatTimeline(execution));
   }
-  return 0;
 }
 
 /** Progress for long scans, on stderr: a rewritten line on a terminal, a few plain lines otherwise. */
@@ -141,31 +194,48 @@ function progress(total: number): (done: number) => void {
   };
 }
 
-export async function conversationsSearch(args: string[]): Promise<number> {
+export async function conversationsSearch(args: string[], mode: { listing?: boolean } = {}): Promise<number> {
   const { values, positionals } = parseArgs({ args, allowPositionals: true, options: FILTER_OPTIONS });
   const text = positionals.join(' ').trim();
-  if (!text) throw new CliError('conversations search needs the text to look for, e.g. conversations search "top 5 deals" [--source S] [--type T] [--status S] [--since ISO] [--json]');
+  if (!text && !mode.listing) throw new CliError('conversations search needs the text to look for, e.g. conversations search "top 5 deals" [--source S] [--type T] [--status S] [--since ISO] [--json]');
   const filter = filterOf(values);
-  const limit = limitOf(values.limit, Number.MAX_SAFE_INTEGER);
+  const limit = limitOf(values.limit, mode.listing ? 50 : Number.MAX_SAFE_INTEGER);
   const options = resolveOptions();
   // Loaded only here: the S3 client and s3rver take a while to import, and list/show never need them.
   const { ExportBucketError, listConversationKeys, mapLimit, openExportBucket, readText } = await import('./export-bucket.ts');
   const { searchExport } = await import('./export-search.ts');
   let bucket;
-  try {
-    bucket = await openExportBucket(options.dataDir);
-  } catch (error) {
-    if (error instanceof ExportBucketError) throw new CliError(error.message);
-    throw error;
+  let awsKeys: (() => Promise<string[]>) | null = null;
+  const stackName = values.stack ?? DEFAULT_STACK_NAME;
+  if (values.aws) {
+    const aws = await import('./cli-conversations-aws.ts');
+    const clients = aws.createConversationAwsClients(values.region);
+    const stack = await aws.readConversationStack(clients, stackName, values.region);
+    bucket = aws.awsExportBucket(clients, stack);
+    // A deployed bucket can hold years: scan day by day from --since (default: the last 7 days).
+    const since = filter.since ?? Date.now() - 7 * 86_400_000;
+    if (filter.since === null) note('(--aws scans the last 7 days of exports; use --since for more)');
+    const scanned = bucket;
+    awsKeys = () => aws.listKeysUnder(scanned, aws.dayPrefixes(since));
+  } else {
+    try {
+      bucket = await openExportBucket(options.dataDir);
+    } catch (error) {
+      if (error instanceof ExportBucketError) throw new CliError(error.message);
+      throw error;
+    }
   }
   const hits: SearchHit[] = [];
   let scanned = 0;
   try {
     if (bucket.via === 'temporary') note(`(the gateway's S3 is not running: reading ${path.join(options.dataDir, 's3')} through a temporary embedded S3)`);
-    const keys = (await listConversationKeys(bucket)).filter((k) => mayBeSince(k.split('/').at(-2) ?? '', filter));
+    const all = awsKeys ? await awsKeys().catch((error) => { throw explainAwsError(error, { stack: stackName, region: values.region }); }) : await listConversationKeys(bucket);
+    const keys = all.filter((k) => mayBeSince(k.split('/').at(-2) ?? '', filter));
     const report = progress(keys.length);
     await mapLimit(keys, 16, async (key) => {
-      const body = await readText(bucket, key);
+      const body = await readText(bucket, key).catch((error) => {
+        throw values.aws ? explainAwsError(error, { stack: stackName, region: values.region }) : error;
+      });
       report(++scanned);
       if (body === null) return;
       let doc: unknown;
@@ -187,7 +257,7 @@ export async function conversationsSearch(args: string[]): Promise<number> {
   hits.sort((a, b) => b.received_at.localeCompare(a.received_at) || b.conversation_id.localeCompare(a.conversation_id));
   const shown = hits.slice(0, limit);
   const where = bucket.via === 'empty' ? `(no export bucket under ${path.join(options.dataDir, 's3')})` : `s3://${bucket.bucket} at ${bucket.endpoint}`;
-  note(`${hits.length} of ${scanned} exported conversations match "${text}" in ${where}`);
+  note(mode.listing ? `${hits.length} exported conversations in ${where}` : `${hits.length} of ${scanned} exported conversations match "${text}" in ${where}`);
   if (values.json) {
     out(JSON.stringify(shown, null, 2));
     return 0;
@@ -196,10 +266,15 @@ export async function conversationsSearch(args: string[]): Promise<number> {
     out(`No exported conversation matches "${text}"${isEmptyFilter(filter) ? '' : ' with these filters'}.`);
     return 0;
   }
-  out(formatTable(
-    ['conversation_id', 'received_at', 'source', 'type', 'status', 'delivery', 'matched_in', 'snippet'],
-    shown.map((h) => [h.conversation_id, h.received_at, sourceOf(h), h.webhook_type, h.status, h.delivery_status, h.matched_in.join(','), h.snippet]),
-  ));
+  out(mode.listing
+    ? formatTable(
+      ['conversation_id', 'received_at', 'source', 'type', 'status', 'delivery', 'total_ms'],
+      shown.map((h) => [h.conversation_id, h.received_at, sourceOf(h), h.webhook_type, h.status, h.delivery_status, h.total_time_ms]),
+    )
+    : formatTable(
+      ['conversation_id', 'received_at', 'source', 'type', 'status', 'delivery', 'matched_in', 'snippet'],
+      shown.map((h) => [h.conversation_id, h.received_at, sourceOf(h), h.webhook_type, h.status, h.delivery_status, h.matched_in.join(','), h.snippet]),
+    ));
   if (hits.length > shown.length) out(`(${hits.length - shown.length} older not shown; use --limit)`);
   return 0;
 }

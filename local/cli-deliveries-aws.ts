@@ -6,7 +6,8 @@ import { parseSchedule, type FailedDeliveryEnvelope } from '../functions/domain/
 import { REDELIVERY_VISIBILITY_SECONDS, SqsFailedDeliveryQueue, type QueuedEnvelope, type UnreadableMessage } from '../functions/shared/failed-delivery-queue.ts';
 import { runRedelivery } from '../functions/shared/redelivery-execution.ts';
 import { age, CliError, parseSince } from './cli-deliveries.ts';
-import { explainAwsError } from './aws-errors.ts';
+import { DEFAULT_STACK_NAME, explainAwsError } from './aws-errors.ts';
+export { DEFAULT_STACK_NAME };
 import { formatTable } from './table.ts';
 
 /**
@@ -19,7 +20,6 @@ export const AWS_STACK_OUTPUTS = {
   failedDeliveryDeadLetterQueueUrl: 'FailedDeliveryDeadLetterQueueUrl',
   redeliveryStateMachineArn: 'RedeliveryStateMachineArn',
 } as const;
-export const DEFAULT_STACK_NAME = 'WebhookConversationGateway';
 /** Most dead-letter messages one command reads. */
 export const SCAN_LIMIT = 1000;
 /** A listing hides what it has read for this long at most (it makes them visible again when it is done). */

@@ -10,6 +10,8 @@ export const USAGE = `Usage: webhook-gateway <command>
   conversations list [--source S] [--type T] [--status S] [--since ISO] [--limit N] [--json]
   conversations show <conversation_id> [--json]
   conversations search <text> [--source S] [--type T] [--status S] [--since ISO] [--limit N] [--json]
+  conversations list|show|search … --aws [--stack NAME] [--region R]
+                                        the same from a deployed stack (export bucket, Express log groups)
   deliveries list [--state pending|dead|delivered|all] [--json]
   deliveries redrive <conversation_id> [--url URL]
   deliveries redrive --all [--since ISO] [--type T] [--dry-run] [--url URL]
