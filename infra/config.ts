@@ -1,6 +1,7 @@
 import type { Node } from 'constructs';
 import { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { WEBHOOK_TYPES, type WebhookType } from '../functions/domain/conversation.ts';
+import { parseSchedule } from '../functions/domain/failed-delivery.ts';
 
 /**
  * Everything an operator can set for one deployment. Each field is a CDK context key of the same name
@@ -44,6 +45,29 @@ export interface GatewayConfig {
    * region). Set false when the account already has one.
    */
   createApiGatewayCloudWatchRole: boolean;
+  /** REDELIVERY_SCHEDULE of the redelivery scheduler: the waits between automatic redeliveries. */
+  redeliverySchedule: string;
+  /** REQUIRE_SIGNED_WEBHOOKS of Validate: refuse (401) requests without a valid Standard Webhooks signature. */
+  requireSignedWebhooks: boolean;
+  /**
+   * Per-source API Gateway usage plans, one API key each. Empty: POST /webhook needs no API key and only the
+   * stage-wide throttling applies. Any entry: POST /webhook requires an API key (x-api-key).
+   */
+  sourceRateLimits: Record<string, SourceRateLimit>;
+  /** Threshold of the agent latency alarm: p99 of Webhook.agent_processing_time, in ms. */
+  agentP99AlarmMs: number;
+  /** Alarm notifications go to an SNS topic with this e-mail subscribed; empty: no topic, alarms only. */
+  alarmEmail: string;
+}
+
+/** One source system's usage plan. */
+export interface SourceRateLimit {
+  /** Steady-state requests per second for this source's API key. */
+  rateLimit: number;
+  /** Burst for this source's API key. */
+  burstLimit: number;
+  /** Requests per day (UTC); absent: no quota. */
+  quotaPerDay?: number;
 }
 
 /** Context keys of the four delivery URLs, in the order of WEBHOOK_TYPES. */
@@ -70,6 +94,11 @@ export const DEFAULT_CONFIG: GatewayConfig = {
   throttlingRateLimit: 50,
   throttlingBurstLimit: 100,
   createApiGatewayCloudWatchRole: true,
+  redeliverySchedule: '5s,5m,30m,2h,5h,10h,10h',
+  requireSignedWebhooks: false,
+  sourceRateLimits: {},
+  agentP99AlarmMs: 15_000,
+  alarmEmail: '',
 };
 
 /** Service name and metrics namespace of the functions (the same as functions/shared/powertools.ts). */
@@ -103,6 +132,39 @@ function flag(key: string, value: unknown, fallback: boolean): boolean {
   throw new ConfigError(`context ${key} must be true or false, got ${String(value)}`);
 }
 
+/** The same names the request accepts as source_system (functions/domain/request.ts). */
+const SOURCE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
+
+/** `{"source": {"rateLimit", "burstLimit", "quotaPerDay"?}}`, as an object (cdk.json) or JSON text (`-c`). */
+function sourceRateLimits(value: unknown, fallback: Record<string, SourceRateLimit>): Record<string, SourceRateLimit> {
+  const key = 'sourceRateLimits';
+  if (value === undefined || value === null || value === '') return fallback;
+  let parsed: unknown = value;
+  if (typeof value === 'string') {
+    try {
+      parsed = JSON.parse(value) as unknown;
+    } catch {
+      throw new ConfigError(`context ${key} must be a JSON object, got ${value}`);
+    }
+  }
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new ConfigError(`context ${key} must be an object of source systems`);
+  const out: Record<string, SourceRateLimit> = {};
+  for (const [source, limits] of Object.entries(parsed as Record<string, unknown>)) {
+    if (!SOURCE_NAME.test(source)) throw new ConfigError(`context ${key}: "${source}" is not a source_system name (letters, digits, _ - ., at most 64)`);
+    const l = (limits ?? {}) as Record<string, unknown>;
+    if (typeof l !== 'object' || Array.isArray(l)) throw new ConfigError(`context ${key}.${source} must be {rateLimit, burstLimit, quotaPerDay?}`);
+    const unknown = Object.keys(l).filter((k) => !['rateLimit', 'burstLimit', 'quotaPerDay'].includes(k));
+    if (unknown.length > 0) throw new ConfigError(`context ${key}.${source}: unknown field ${unknown.join(', ')}`);
+    const rateLimit = Number(l.rateLimit);
+    if (!(rateLimit > 0)) throw new ConfigError(`context ${key}.${source}.rateLimit must be a number > 0`);
+    const burstLimit = integer(`${key}.${source}.burstLimit`, l.burstLimit ?? 'missing', 0, 1);
+    const quotaPerDay = l.quotaPerDay === undefined ? undefined : integer(`${key}.${source}.quotaPerDay`, l.quotaPerDay ?? 'missing', 0, 1);
+    out[source] = { rateLimit, burstLimit, ...(quotaPerDay === undefined ? {} : { quotaPerDay }) };
+  }
+  return out;
+}
+
 /**
  * Read the configuration: explicit overrides first, then CDK context, then DEFAULT_CONFIG. Values from
  * `-c key=value` arrive as strings and are parsed here; anything invalid fails the synth with the key's name.
@@ -133,6 +195,11 @@ export function resolveConfig(node: Node, overrides: Partial<GatewayConfig> = {}
     throttlingRateLimit: integer('throttlingRateLimit', get('throttlingRateLimit'), d.throttlingRateLimit, 1),
     throttlingBurstLimit: integer('throttlingBurstLimit', get('throttlingBurstLimit'), d.throttlingBurstLimit, 1),
     createApiGatewayCloudWatchRole: flag('createApiGatewayCloudWatchRole', get('createApiGatewayCloudWatchRole'), d.createApiGatewayCloudWatchRole),
+    redeliverySchedule: text('redeliverySchedule', get('redeliverySchedule'), d.redeliverySchedule) || d.redeliverySchedule,
+    requireSignedWebhooks: flag('requireSignedWebhooks', get('requireSignedWebhooks'), d.requireSignedWebhooks),
+    sourceRateLimits: sourceRateLimits(get('sourceRateLimits'), d.sourceRateLimits),
+    agentP99AlarmMs: integer('agentP99AlarmMs', get('agentP99AlarmMs'), d.agentP99AlarmMs, 1),
+    alarmEmail: text('alarmEmail', get('alarmEmail'), d.alarmEmail),
   };
   if (!VALID_RETENTION_DAYS.has(config.logRetentionDays)) {
     throw new ConfigError(`context logRetentionDays must be a CloudWatch Logs retention (1, 3, 5, 7, 14, 30, 60, 90, …), got ${config.logRetentionDays}`);
@@ -143,6 +210,12 @@ export function resolveConfig(node: Node, overrides: Partial<GatewayConfig> = {}
   if (config.exportExpirationDays > 0 && config.exportTransitionDays > 0 && config.exportExpirationDays <= config.exportTransitionDays) {
     throw new ConfigError('context exportExpirationDays must be greater than exportTransitionDays');
   }
+  try {
+    parseSchedule(config.redeliverySchedule);
+  } catch (error) {
+    throw new ConfigError(`context redeliverySchedule: ${(error as Error).message}`);
+  }
+  if (config.alarmEmail && !EMAIL.test(config.alarmEmail)) throw new ConfigError(`context alarmEmail must be an e-mail address, got ${config.alarmEmail}`);
   if (!/^[A-Za-z0-9_]+$/.test(config.stageName)) throw new ConfigError('context stageName may contain only letters, digits and _');
   return config;
 }

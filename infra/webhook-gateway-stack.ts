@@ -1,4 +1,4 @@
-import { CfnOutput, Fn, Stack, type StackProps } from 'aws-cdk-lib';
+import { CfnOutput, Duration, Fn, Stack, type StackProps } from 'aws-cdk-lib';
 import type { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
 import { type GatewayConfig, resolveConfig } from './config.ts';
@@ -6,6 +6,14 @@ import { ConversationExportBucket } from './constructs/conversation-export-bucke
 import { ConversationFunctions } from './constructs/conversation-functions.ts';
 import { ConversationWorkflow } from './constructs/conversation-workflow.ts';
 import { FailedDeliveryQueue } from './constructs/failed-delivery-queue.ts';
+import { GatewayAlarms } from './constructs/gateway-alarms.ts';
+import { IdempotencyTable } from './constructs/idempotency-table.ts';
+import { OperationsDashboard } from './constructs/operations-dashboard.ts';
+import { REDELIVERY_SCHEDULER_TIMEOUT, RedeliveryScheduler } from './constructs/redelivery-scheduler.ts';
+import { RedeliveryWorkflow } from './constructs/redelivery-workflow.ts';
+import { SavedQueries } from './constructs/saved-queries.ts';
+import { SigningSecrets } from './constructs/signing-secrets.ts';
+import { SourceRateLimits } from './constructs/source-rate-limits.ts';
 import { WebhookApi } from './constructs/webhook-api.ts';
 
 /** Output keys of the stack (the command-line tool reads them with `--aws --stack NAME`). */
@@ -21,7 +29,21 @@ export const STACK_OUTPUTS = {
   exportBucket: 'ExportBucketName',
   failedDeliveryQueueUrl: 'FailedDeliveryQueueUrl',
   failedDeliveryDeadLetterQueueUrl: 'FailedDeliveryDeadLetterQueueUrl',
+  redeliveryStateMachineArn: 'RedeliveryStateMachineArn',
+  redeliveryExecutionLogGroup: 'RedeliveryExecutionLogGroupName',
+  redeliverySchedulerLogGroup: 'RedeliverySchedulerLogGroupName',
+  inboundWebhookSecretsArn: 'InboundWebhookSecretsArn',
+  deliverySigningSecretsArn: 'DeliverySigningSecretsArn',
+  idempotencyTable: 'IdempotencyTableName',
+  dashboard: 'DashboardName',
+  /** Only with context sourceRateLimits. */
+  sourceApiKeyIds: 'SourceApiKeyIds',
+  /** Only with context alarmEmail. */
+  alarmTopicArn: 'AlarmTopicArn',
 } as const;
+
+/** Outputs that exist only when their feature is configured. */
+export const OPTIONAL_STACK_OUTPUTS: readonly string[] = [STACK_OUTPUTS.sourceApiKeyIds, STACK_OUTPUTS.alarmTopicArn];
 
 export interface WebhookGatewayStackProps extends StackProps {
   /** Overrides of the CDK context values (see infra/config.ts for keys and defaults). */
@@ -29,16 +51,26 @@ export interface WebhookGatewayStackProps extends StackProps {
 }
 
 /**
- * The webhook conversation gateway: API → Express workflow → stage functions, with the export bucket and the
- * failed-delivery queue. One construct per concern; configuration from CDK context (or props).
+ * The webhook conversation gateway: API → Express conversation workflow → stage functions, with the export bucket,
+ * the failed-delivery queue and its redelivery schedule (scheduler → Express redelivery workflow), the signing
+ * secrets and idempotency table, per-source rate limits, and the dashboard, alarms and saved queries to run it.
+ * One construct per concern; configuration from CDK context (or props).
  */
 export class WebhookGatewayStack extends Stack {
   readonly config: GatewayConfig;
   readonly storage: ConversationExportBucket;
+  readonly secrets: SigningSecrets;
+  readonly idempotency: IdempotencyTable;
   readonly queues: FailedDeliveryQueue;
   readonly functions: ConversationFunctions;
   readonly workflow: ConversationWorkflow;
+  readonly redelivery: RedeliveryWorkflow;
+  readonly scheduler: RedeliveryScheduler;
   readonly api: WebhookApi;
+  readonly rateLimits: SourceRateLimits;
+  readonly alarms: GatewayAlarms;
+  readonly dashboard: OperationsDashboard;
+  readonly queries: SavedQueries;
 
   constructor(scope: Construct, id: string, props: WebhookGatewayStackProps = {}) {
     super(scope, id, {
@@ -54,12 +86,31 @@ export class WebhookGatewayStack extends Stack {
       transitionDays: config.exportTransitionDays,
       expirationDays: config.exportExpirationDays,
     });
-    this.queues = new FailedDeliveryQueue(this, 'FailedDelivery');
-    this.functions = new ConversationFunctions(this, 'Functions', { config, exportBucket: this.storage.bucket });
+    this.secrets = new SigningSecrets(this, 'SigningSecrets');
+    this.idempotency = new IdempotencyTable(this, 'Idempotency');
+    // By default a received message stays hidden for longer than a whole scheduler run (the scheduler itself asks
+    // for less per receive, still more than one redelivery execution).
+    this.queues = new FailedDeliveryQueue(this, 'FailedDelivery', { visibilityTimeout: REDELIVERY_SCHEDULER_TIMEOUT.plus(Duration.minutes(1)) });
+    this.functions = new ConversationFunctions(this, 'Functions', {
+      config,
+      exportBucket: this.storage.bucket,
+      inboundSecrets: this.secrets.inbound,
+      deliverySecrets: this.secrets.delivery,
+      idempotencyTable: this.idempotency.table,
+    });
     this.workflow = new ConversationWorkflow(this, 'Workflow', {
       functions: this.functions,
       failedDeliveryQueue: this.queues.queue,
       logRetention,
+    });
+    this.redelivery = new RedeliveryWorkflow(this, 'Redelivery', { functions: this.functions, logRetention });
+    this.scheduler = new RedeliveryScheduler(this, 'RedeliveryScheduler', {
+      failedDeliveryQueue: this.queues.queue,
+      deadLetterQueue: this.queues.deadLetterQueue,
+      redeliveryStateMachine: this.redelivery.stateMachine,
+      schedule: config.redeliverySchedule,
+      logRetention,
+      logLevel: config.logLevel,
     });
     this.api = new WebhookApi(this, 'Api', {
       stateMachine: this.workflow.stateMachine,
@@ -68,8 +119,33 @@ export class WebhookGatewayStack extends Stack {
       throttlingRateLimit: config.throttlingRateLimit,
       throttlingBurstLimit: config.throttlingBurstLimit,
       createCloudWatchRole: config.createApiGatewayCloudWatchRole,
+      apiKeyRequired: Object.keys(config.sourceRateLimits).length > 0,
     });
+    this.rateLimits = new SourceRateLimits(this, 'RateLimits', { api: this.api.api, limits: config.sourceRateLimits });
 
+    this.alarms = new GatewayAlarms(this, 'Alarms', {
+      conversationStateMachine: this.workflow.stateMachine,
+      conversationExecutionLog: this.workflow.logGroup,
+      redeliveryStateMachine: this.redelivery.stateMachine,
+      deadLetterQueue: this.queues.deadLetterQueue,
+      redeliveryScheduler: this.scheduler.function,
+      agentP99AlarmMs: config.agentP99AlarmMs,
+      alarmEmail: config.alarmEmail,
+    });
+    this.dashboard = new OperationsDashboard(this, 'Dashboard', {
+      conversationStateMachine: this.workflow.stateMachine,
+      redeliveryStateMachine: this.redelivery.stateMachine,
+      failedDeliveryQueue: this.queues.queue,
+      deadLetterQueue: this.queues.deadLetterQueue,
+      alarms: this.alarms.all,
+      agentP99AlarmMs: config.agentP99AlarmMs,
+    });
+    this.queries = new SavedQueries(this, 'Queries', { logGroups: this.functions.all.map((fn) => fn.stageLogGroup) });
+
+    this.addOutputs();
+  }
+
+  private addOutputs(): void {
     const output = (key: string, value: string, description: string) => new CfnOutput(this, key, { value, description });
     output(STACK_OUTPUTS.apiUrl, this.api.api.url, 'Base URL of the API stage');
     output(STACK_OUTPUTS.webhookUrl, this.api.webhookUrl, 'POST conversations here (Content-Type: application/json)');
@@ -84,7 +160,23 @@ export class WebhookGatewayStack extends Stack {
     );
     output(STACK_OUTPUTS.apiAccessLogGroup, this.api.accessLogGroup.logGroupName, 'API access log (requestId = execution name)');
     output(STACK_OUTPUTS.exportBucket, this.storage.bucket.bucketName, 'Conversation exports (conversation-history/YYYY/MM/DD/<id>/)');
-    output(STACK_OUTPUTS.failedDeliveryQueueUrl, this.queues.queue.queueUrl, 'Undelivered results waiting for a redrive');
-    output(STACK_OUTPUTS.failedDeliveryDeadLetterQueueUrl, this.queues.deadLetterQueue.queueUrl, 'Failed-delivery messages that kept failing');
+    output(STACK_OUTPUTS.failedDeliveryQueueUrl, this.queues.queue.queueUrl, 'Undelivered results waiting for a redelivery');
+    output(STACK_OUTPUTS.failedDeliveryDeadLetterQueueUrl, this.queues.deadLetterQueue.queueUrl, 'Failed deliveries given up on (alarm FailedDeliveryDeadLetters)');
+    output(STACK_OUTPUTS.redeliveryStateMachineArn, this.redelivery.stateMachine.stateMachineArn, 'Express redelivery workflow (Deliver → Export); not reachable from the API');
+    output(STACK_OUTPUTS.redeliveryExecutionLogGroup, this.redelivery.logGroup.logGroupName, 'Redelivery execution history (level ALL, with data)');
+    output(STACK_OUTPUTS.redeliverySchedulerLogGroup, this.scheduler.function.stageLogGroup.logGroupName, 'Redelivery scheduler log');
+    output(STACK_OUTPUTS.inboundWebhookSecretsArn, this.secrets.inbound.secretArn, 'Put {"<source_system>": "whsec_…"} here after deploy');
+    output(STACK_OUTPUTS.deliverySigningSecretsArn, this.secrets.delivery.secretArn, 'Put {"<webhook_type>": "whsec_…"} here after deploy');
+    output(STACK_OUTPUTS.idempotencyTable, this.idempotency.table.tableName, 'Idempotency keys of POST /webhook (TTL expires_at)');
+    output(STACK_OUTPUTS.dashboard, this.dashboard.dashboard.dashboardName, 'CloudWatch dashboard');
+    const keys = Object.entries(this.rateLimits.apiKeys);
+    if (keys.length > 0) {
+      output(
+        STACK_OUTPUTS.sourceApiKeyIds,
+        Fn.join(',', keys.map(([source, key]) => `${source}=${key.keyId}`)),
+        'source_system=API key id, comma-separated (values: aws apigateway get-api-key --api-key ID --include-value)',
+      );
+    }
+    if (this.alarms.topic) output(STACK_OUTPUTS.alarmTopicArn, this.alarms.topic.topicArn, 'SNS topic of the alarms');
   }
 }

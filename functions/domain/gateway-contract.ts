@@ -132,7 +132,7 @@ export const GATEWAY_ERRORS = {
     statusCode: 413,
     message: `Request too large: the body and headers must fit in ${MAX_EXECUTION_INPUT_BYTES} bytes, the Step Functions input limit`,
   },
-  THROTTLED: { statusCode: 429, message: 'Too many requests: retry later' },
+  RATE_LIMITED: { statusCode: 429, message: 'Too many requests from this source: retry after the time in Retry-After' },
 } as const satisfies Record<string, { statusCode: number; message: string }>;
 export type GatewayErrorCode = keyof typeof GATEWAY_ERRORS;
 

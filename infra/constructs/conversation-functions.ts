@@ -1,7 +1,9 @@
 import { Annotations, ArnFormat, Duration, Stack, Validations } from 'aws-cdk-lib';
+import type { ITable } from 'aws-cdk-lib/aws-dynamodb';
 import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import type { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { CfnBucket, IBucket } from 'aws-cdk-lib/aws-s3';
+import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { StringParameter } from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
 import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
@@ -13,12 +15,19 @@ import { StageFunction, timeoutAround } from './stage-function.ts';
 export interface ConversationFunctionsProps {
   readonly config: GatewayConfig;
   readonly exportBucket: IBucket;
+  /** `{"<source_system>": "whsec_…" | [new, old]}`: Validate verifies inbound signatures with it. */
+  readonly inboundSecrets: ISecret;
+  /** `{"<webhook_type>": "whsec_…"}`: Deliver signs deliveries with it. */
+  readonly deliverySecrets: ISecret;
+  /** Idempotency keys: Validate claims them, Export completes or releases them. */
+  readonly idempotencyTable: ITable;
 }
 
 /**
  * The five stage functions of the conversation workflow, each with only the permissions and variables its stage
- * needs: InvokeManagerAgent may invoke the agent (and nothing else), Export may put objects under
- * conversation-history/ (and nothing else), Deliver gets the four outbound URLs.
+ * needs: Validate may read the inbound signing secrets and claim idempotency keys, InvokeManagerAgent may invoke
+ * the agent, Deliver gets the four outbound URLs and may read the delivery signing secrets, Export may put objects
+ * under conversation-history/ and complete or release idempotency keys. Nothing else.
  */
 export class ConversationFunctions extends Construct {
   readonly validate: StageFunction;
@@ -37,7 +46,14 @@ export class ConversationFunctions extends Construct {
       stage: 'validate',
       description: 'Validate: parse and check the webhook request, build the conversation id and record',
       timeout: Duration.seconds(10),
+      environment: {
+        INBOUND_WEBHOOK_SECRETS_ARN: props.inboundSecrets.secretArn,
+        REQUIRE_SIGNED_WEBHOOKS: String(config.requireSignedWebhooks),
+        IDEMPOTENCY_TABLE_NAME: props.idempotencyTable.tableName,
+      },
     });
+    allow(this.validate, ['secretsmanager:GetSecretValue'], [props.inboundSecrets.secretArn]);
+    allow(this.validate, ['dynamodb:PutItem', 'dynamodb:GetItem'], [props.idempotencyTable.tableArn]);
 
     this.invokeAgent = new StageFunction(this, 'InvokeAgent', {
       ...common,
@@ -68,8 +84,10 @@ export class ConversationFunctions extends Construct {
       environment: {
         ...this.deliveryUrlVariables(config),
         DELIVERY_TIMEOUT_MS: String(config.deliveryTimeoutMs),
+        DELIVERY_SIGNING_SECRETS_ARN: props.deliverySecrets.secretArn,
       },
     });
+    allow(this.deliver, ['secretsmanager:GetSecretValue'], [props.deliverySecrets.secretArn]);
 
     this.export = new StageFunction(this, 'Export', {
       ...common,
@@ -79,8 +97,10 @@ export class ConversationFunctions extends Construct {
       environment: {
         CONVERSATION_EXPORT_S3_BUCKET: props.exportBucket.bucketName,
         ENABLE_CONVERSATION_EXPORT: String(config.enableConversationExport),
+        IDEMPOTENCY_TABLE_NAME: props.idempotencyTable.tableName,
       },
     });
+    allow(this.export, ['dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem'], [props.idempotencyTable.tableArn]);
     this.export.addToRolePolicy(
       new PolicyStatement({ actions: ['s3:PutObject'], resources: [props.exportBucket.arnForObjects(`${EXPORT_PREFIX}/*`)] }),
     );
@@ -122,6 +142,10 @@ export class ConversationFunctions extends Construct {
     }
     return variables;
   }
+}
+
+function allow(fn: StageFunction, actions: string[], resources: string[]): void {
+  fn.addToRolePolicy(new PolicyStatement({ actions, resources }));
 }
 
 /** How cdk-nag names the export prefix resource in its IAM5 finding. */

@@ -13,12 +13,19 @@ export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.
 /** The workflow's Lambda stages, each `functions/<stage>/handler.ts` exporting `handler`. */
 export const STAGES = ['validate', 'invoke-agent', 'classify', 'deliver', 'export'] as const;
 export type Stage = (typeof STAGES)[number];
+/** Functions outside the workflow, built the same way (`functions/<name>/handler.ts`). */
+export type HandlerDir = Stage | 'redelivery-scheduler';
 
 export interface StageFunctionProps {
-  readonly stage: Stage;
+  readonly stage: HandlerDir;
   readonly description: string;
   readonly timeout: Duration;
   readonly memorySize?: number;
+  /** Reserved concurrency (e.g. 1 for a function that must never run twice at once). */
+  readonly reservedConcurrentExecutions?: number;
+  /** Asynchronous invocations (schedules): retries and the age after which a queued event is dropped. */
+  readonly retryAttempts?: number;
+  readonly maxEventAge?: Duration;
   /** Stage-specific variables, added to the common Powertools ones. */
   readonly environment?: Record<string, string>;
   readonly logRetention: RetentionDays;
@@ -31,7 +38,7 @@ export interface StageFunctionProps {
  * retention, a role of its own (log writes only; callers add what the stage needs), and the Powertools settings.
  */
 export class StageFunction extends NodejsFunction {
-  readonly stage: Stage;
+  readonly stage: HandlerDir;
   readonly stageLogGroup: LogGroup;
 
   constructor(scope: Construct, id: string, props: StageFunctionProps) {
@@ -42,7 +49,9 @@ export class StageFunction extends NodejsFunction {
     });
     const role = new Role(scope, `${id}Role`, {
       assumedBy: new ServicePrincipal('lambda.amazonaws.com'),
-      description: `${props.stage} stage of the webhook conversation workflow`,
+      description: (STAGES as readonly string[]).includes(props.stage)
+        ? `${props.stage} stage of the webhook conversation workflow`
+        : `${props.stage} of the webhook conversation gateway`,
     });
     super(scope, id, {
       description: props.description,
@@ -54,6 +63,9 @@ export class StageFunction extends NodejsFunction {
       architecture: Architecture.ARM_64,
       memorySize: props.memorySize ?? 256,
       timeout: props.timeout,
+      reservedConcurrentExecutions: props.reservedConcurrentExecutions,
+      retryAttempts: props.retryAttempts,
+      maxEventAge: props.maxEventAge,
       tracing: Tracing.ACTIVE,
       logGroup,
       role,

@@ -37,7 +37,16 @@ export interface WebhookApiProps {
   readonly throttlingBurstLimit: number;
   /** Create the account-wide API Gateway CloudWatch role (needed once per account and region for logging). */
   readonly createCloudWatchRole: boolean;
+  /** POST /webhook requires an API key (x-api-key): set when per-source usage plans exist (source-rate-limits.ts). */
+  readonly apiKeyRequired: boolean;
 }
+
+/**
+ * Retry-After of the 429s API Gateway answers itself (gateway responses take constant headers only): a throttled
+ * request (stage or usage-plan rate) may retry after a second, when the token bucket has refilled; a source over its
+ * daily quota is told to come back in an hour (quotas reset at 00:00 UTC).
+ */
+export const RETRY_AFTER_SECONDS = { throttled: 1, quotaExceeded: 3600 } as const;
 
 const JSON_TYPE = 'application/json';
 
@@ -65,7 +74,8 @@ const ACCESS_LOG_FIELDS = {
  * The public REST API. `POST /webhook` starts the conversation workflow synchronously through a direct
  * `states:StartSyncExecution` integration (no Lambda in between) and maps the finished execution to the HTTP
  * contract; `GET /health` is answered by API Gateway alone. Only `application/json` bodies are accepted (415
- * otherwise), oversized ones get 413, unknown routes 404 and other methods 405, all with the contract's error body.
+ * otherwise), oversized ones get 413, unknown routes 404 and other methods 405, all with the contract's error body;
+ * throttled requests get 429 with a Retry-After. With per-source usage plans, POST /webhook requires an API key.
  */
 export class WebhookApi extends Construct {
   readonly api: RestApi;
@@ -105,6 +115,7 @@ export class WebhookApi extends Construct {
     const webhook = this.api.root.addResource('webhook');
     webhook.addMethod('POST', this.startSyncExecution(props.stateMachine), {
       methodResponses: WEBHOOK_STATUS_CODES.map(jsonMethodResponse),
+      apiKeyRequired: props.apiKeyRequired,
     });
     webhook.addMethod('ANY', methodNotAllowed(), { methodResponses: [jsonMethodResponse(405)] });
 
@@ -170,7 +181,7 @@ export class WebhookApi extends Construct {
       {
         id: 'AwsSolutions-APIG4',
         reason:
-          'A public webhook for external source systems, which cannot sign with SigV4 or hold Cognito tokens; their Standard Webhooks signature headers are forwarded in the execution input for verification. GET /health is public by design.',
+          'A public webhook for external source systems, which cannot sign with SigV4 or hold Cognito tokens: Validate verifies their Standard Webhooks signatures with per-source secrets (required with requireSignedWebhooks), and per-source API keys with usage plans apply when sourceRateLimits is set. GET /health is public by design.',
       },
       {
         id: 'AwsSolutions-COG4',
@@ -188,15 +199,22 @@ export class WebhookApi extends Construct {
   }
 
   private addGatewayResponses(): void {
-    const contractError = (id: string, type: ResponseType, code: Parameters<typeof gatewayErrorTemplate>[0]) => {
+    const contractError = (id: string, type: ResponseType, code: Parameters<typeof gatewayErrorTemplate>[0], retryAfter?: number) => {
       const { statusCode, template } = gatewayErrorTemplate(code);
-      this.api.addGatewayResponse(id, { type, statusCode: String(statusCode), templates: { [JSON_TYPE]: template } });
+      this.api.addGatewayResponse(id, {
+        type,
+        statusCode: String(statusCode),
+        templates: { [JSON_TYPE]: template },
+        responseHeaders: retryAfter === undefined ? undefined : { 'Retry-After': `'${retryAfter}'` },
+      });
     };
     contractError('UnsupportedMediaType', ResponseType.UNSUPPORTED_MEDIA_TYPE, 'UNSUPPORTED_MEDIA_TYPE');
     contractError('RequestTooLarge', ResponseType.REQUEST_TOO_LARGE, 'PAYLOAD_TOO_LARGE');
     // A REST API answers an unknown route with 403 "Missing Authentication Token": say 404.
     contractError('UnknownRoute', ResponseType.MISSING_AUTHENTICATION_TOKEN, 'NOT_FOUND');
-    contractError('Throttled', ResponseType.THROTTLED, 'THROTTLED');
+    contractError('Throttled', ResponseType.THROTTLED, 'RATE_LIMITED', RETRY_AFTER_SECONDS.throttled);
+    // A source over its usage plan's daily quota: the same contract body.
+    contractError('QuotaExceeded', ResponseType.QUOTA_EXCEEDED, 'RATE_LIMITED', RETRY_AFTER_SECONDS.quotaExceeded);
     // The REST API gives up after 29 s; the execution goes on and still exports its record.
     const timedOut = httpResultForExecution({ status: 'TIMED_OUT' });
     this.api.addGatewayResponse('IntegrationTimeout', {

@@ -211,7 +211,7 @@ describe('POST /webhook response template when Step Functions refuses to start',
 
   it('maps throttling to 429', () => {
     expect(render({ __type: 'com.amazonaws.swf.service.v2.model#ThrottlingException', message: 'Rate exceeded' })).toEqual(
-      gatewayErrorResult('THROTTLED'),
+      gatewayErrorResult('RATE_LIMITED'),
     );
   });
 
@@ -230,7 +230,7 @@ describe('API Gateway answers without the workflow', () => {
   });
 
   it('gateway errors carry the contract status and body', () => {
-    for (const code of ['NOT_FOUND', 'METHOD_NOT_ALLOWED', 'UNSUPPORTED_MEDIA_TYPE', 'PAYLOAD_TOO_LARGE', 'THROTTLED'] as const) {
+    for (const code of ['NOT_FOUND', 'METHOD_NOT_ALLOWED', 'UNSUPPORTED_MEDIA_TYPE', 'PAYLOAD_TOO_LARGE', 'RATE_LIMITED'] as const) {
       const { statusCode, template } = gatewayErrorTemplate(code);
       expect({ statusCode, body: JSON.parse(template) }).toEqual(gatewayErrorResult(code));
     }

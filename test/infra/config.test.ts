@@ -1,9 +1,21 @@
 import { App } from 'aws-cdk-lib';
-import type { Template } from 'aws-cdk-lib/assertions';
+import { Match, type Template } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, DEFAULT_CONFIG, resolveConfig, ssmParameterName } from '../../infra/config.ts';
-import { type Json, type Synthesized, allPolicyStatements, actionsOf, cfnText, cdkJsonContext, logicalId, resourcesOf, synthesize } from './support/synth.ts';
+import { STACK_OUTPUTS } from '../../infra/webhook-gateway-stack.ts';
+import {
+  type Json,
+  OPTIONAL_FEATURES_CONTEXT,
+  type Synthesized,
+  actionsOf,
+  allPolicyStatements,
+  cdkJsonContext,
+  cfnText,
+  logicalId,
+  resourcesOf,
+  synthesize,
+} from './support/synth.ts';
 
 describe('resolveConfig', () => {
   const resolve = (context: Record<string, unknown>, overrides = {}) => resolveConfig(new App({ context }).node, overrides);
@@ -50,6 +62,33 @@ describe('resolveConfig', () => {
     expect(() => resolve({ exportTransitionDays: 90, exportExpirationDays: 60 })).toThrow(/exportExpirationDays/);
   });
 
+  it('parses sourceRateLimits as an object (cdk.json) or JSON text (-c), and the other new keys', () => {
+    const limits = { testing_system: { rateLimit: 10, burstLimit: 20, quotaPerDay: 10_000 }, 'crm.sync-2': { rateLimit: 2.5, burstLimit: 5 } };
+    expect(resolve({ sourceRateLimits: limits }).sourceRateLimits).toEqual(limits);
+    expect(resolve({ sourceRateLimits: JSON.stringify(limits) }).sourceRateLimits).toEqual(limits);
+    expect(resolve({ sourceRateLimits: '{}' }).sourceRateLimits).toEqual({});
+    expect(resolve({ requireSignedWebhooks: 'true', agentP99AlarmMs: '9000', alarmEmail: ' ops@example.com ', redeliverySchedule: '1m,10m' })).toMatchObject({
+      requireSignedWebhooks: true,
+      agentP99AlarmMs: 9000,
+      alarmEmail: 'ops@example.com',
+      redeliverySchedule: '1m,10m',
+    });
+  });
+
+  it('refuses invalid rate limits, schedules and e-mail addresses with the key name', () => {
+    expect(() => resolve({ sourceRateLimits: 'not json' })).toThrow(/sourceRateLimits/);
+    expect(() => resolve({ sourceRateLimits: [] })).toThrow(/sourceRateLimits/);
+    expect(() => resolve({ sourceRateLimits: { 'bad name!': { rateLimit: 1, burstLimit: 1 } } })).toThrow(/bad name!/);
+    expect(() => resolve({ sourceRateLimits: { a: { rateLimit: 0, burstLimit: 1 } } })).toThrow(/a\.rateLimit/);
+    expect(() => resolve({ sourceRateLimits: { a: { rateLimit: 1 } } })).toThrow(/a\.burstLimit/);
+    expect(() => resolve({ sourceRateLimits: { a: { rateLimit: 1, burstLimit: 1, quotaPerDay: 0 } } })).toThrow(/a\.quotaPerDay/);
+    expect(() => resolve({ sourceRateLimits: { a: { rateLimit: 1, burstLimit: 1, perMonth: 5 } } })).toThrow(/perMonth/);
+    expect(() => resolve({ redeliverySchedule: '5s,soon' })).toThrow(/redeliverySchedule/);
+    expect(() => resolve({ alarmEmail: 'ops' })).toThrow(/alarmEmail/);
+    expect(() => resolve({ agentP99AlarmMs: 0 })).toThrow(/agentP99AlarmMs/);
+    expect(() => resolve({ requireSignedWebhooks: 'yes' })).toThrow(/requireSignedWebhooks/);
+  });
+
   it('reads ssm: delivery URLs as parameter names', () => {
     expect(ssmParameterName('ssm:/revops/webhooks/deal')).toBe('/revops/webhooks/deal');
     expect(ssmParameterName('https://x.example.com')).toBeNull();
@@ -76,6 +115,10 @@ beforeAll(() => {
       throttlingRateLimit: 5,
       throttlingBurstLimit: 10,
       createApiGatewayCloudWatchRole: false,
+      ...OPTIONAL_FEATURES_CONTEXT,
+      requireSignedWebhooks: 'true',
+      redeliverySchedule: '1m,10m',
+      agentP99AlarmMs: '9000',
     },
   });
   template = synth.template;
@@ -125,6 +168,56 @@ describe('a stack configured through context', () => {
 
   it('does not create the account-wide API Gateway CloudWatch role when told not to', () => {
     expect(Object.keys(template.findResources('AWS::ApiGateway::Account'))).toEqual([]);
+  });
+
+  it('requires an API key on POST /webhook, one key and usage plan per source system on the stage', () => {
+    const methods = Object.values(template.findResources('AWS::ApiGateway::Method')).map((m) => m.Properties);
+    expect(methods.filter((m) => m.ApiKeyRequired === true).map((m) => m.HttpMethod)).toEqual(['POST']);
+    const keys = template.findResources('AWS::ApiGateway::ApiKey');
+    expect(Object.values(keys).map((k) => k.Properties.Name).sort()).toEqual(['TestGateway-crm.sync-2', 'TestGateway-testing_system']);
+    for (const key of Object.values(keys)) expect(key.Properties.Value).toBeUndefined();
+    const plans = Object.values(template.findResources('AWS::ApiGateway::UsagePlan')).map((p) => p.Properties);
+    const stage = { Ref: logicalId(template, 'AWS::ApiGateway::Stage', 'ApiRestApiDeploymentStage') };
+    expect(plans).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({
+          UsagePlanName: 'TestGateway-testing_system',
+          Throttle: { RateLimit: 10, BurstLimit: 20 },
+          Quota: { Limit: 10_000, Period: 'DAY' },
+          ApiStages: [expect.objectContaining({ Stage: stage })],
+        }),
+        expect.objectContaining({ UsagePlanName: 'TestGateway-crm.sync-2', Throttle: { RateLimit: 2.5, BurstLimit: 5 }, ApiStages: [expect.objectContaining({ Stage: stage })] }),
+      ]),
+    );
+    expect(plans.filter((p) => p.Quota === undefined)).toHaveLength(1);
+    expect(Object.keys(template.findResources('AWS::ApiGateway::UsagePlanKey'))).toHaveLength(2);
+  });
+
+  it('outputs each source\'s API key id (never its value)', () => {
+    const keyId = (source: string) => logicalId(template, 'AWS::ApiGateway::ApiKey', `RateLimits${source.replace(/[^A-Za-z0-9]/g, '')}Key`);
+    expect(cfnText(template.toJSON().Outputs[STACK_OUTPUTS.sourceApiKeyIds].Value)).toBe(
+      `testing_system={Ref:${keyId('testing_system')}},crm.sync-2={Ref:${keyId('crm.sync-2')}}`,
+    );
+  });
+
+  it('requires signed webhooks and uses the configured redelivery schedule', () => {
+    expect(env('Validate').REQUIRE_SIGNED_WEBHOOKS).toBe('true');
+    const scheduler = template.toJSON().Resources[logicalId(template, 'AWS::Lambda::Function', 'RedeliverySchedulerFunction')];
+    expect(scheduler.Properties.Environment.Variables.REDELIVERY_SCHEDULE).toBe('1m,10m');
+  });
+
+  it('notifies an SNS topic (TLS only) with the e-mail subscribed, on alarm and on OK, and bounds agent p99 as configured', () => {
+    const topic = logicalId(template, 'AWS::SNS::Topic', 'AlarmsTopic');
+    template.hasResourceProperties('AWS::SNS::Subscription', { Protocol: 'email', Endpoint: OPTIONAL_FEATURES_CONTEXT.alarmEmail, TopicArn: { Ref: topic } });
+    template.hasResourceProperties('AWS::SNS::TopicPolicy', { PolicyDocument: { Statement: [Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } })] } });
+    const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm')).map((a) => a.Properties);
+    expect(alarms).toHaveLength(5);
+    for (const alarm of alarms) {
+      expect(alarm.AlarmActions).toEqual([{ Ref: topic }]);
+      expect(alarm.OKActions).toEqual([{ Ref: topic }]);
+    }
+    expect(alarms.find((a) => String(a.AlarmName).endsWith('-AgentLatencyP99'))?.Threshold).toBe(9000);
+    expect(template.toJSON().Outputs[STACK_OUTPUTS.alarmTopicArn].Value).toEqual({ Ref: topic });
   });
 
   it('still passes cdk-nag AwsSolutions with every acknowledgment matching', () => {

@@ -33,34 +33,41 @@ afterAll(() => synth?.cleanup());
 
 const props = (id: string) => (resources[id] as { Properties: Record<string, Json> }).Properties;
 
-/** Each stage and the variables of its own (besides the common Powertools ones). */
+/** Each function (logical id prefix) and the variables of its own (besides the common Powertools ones). */
 const STAGE_FUNCTIONS = {
-  Validate: [],
+  Validate: ['INBOUND_WEBHOOK_SECRETS_ARN', 'REQUIRE_SIGNED_WEBHOOKS', 'IDEMPOTENCY_TABLE_NAME'],
   InvokeAgent: ['MANAGER_AGENT_FUNCTION_NAME', 'MANAGER_AGENT_TIMEOUT_MS'],
   Classify: [],
-  Deliver: ['DEAL_ANALYSIS_WEBHOOK_URL', 'DATA_ANALYSIS_WEBHOOK_URL', 'LEAD_ANALYSIS_WEBHOOK_URL', 'GENERAL_WEBHOOK_URL', 'DELIVERY_TIMEOUT_MS'],
-  Export: ['CONVERSATION_EXPORT_S3_BUCKET', 'ENABLE_CONVERSATION_EXPORT'],
+  Deliver: ['DEAL_ANALYSIS_WEBHOOK_URL', 'DATA_ANALYSIS_WEBHOOK_URL', 'LEAD_ANALYSIS_WEBHOOK_URL', 'GENERAL_WEBHOOK_URL', 'DELIVERY_TIMEOUT_MS', 'DELIVERY_SIGNING_SECRETS_ARN'],
+  Export: ['CONVERSATION_EXPORT_S3_BUCKET', 'ENABLE_CONVERSATION_EXPORT', 'IDEMPOTENCY_TABLE_NAME'],
+  RedeliveryScheduler: ['FAILED_DELIVERY_QUEUE_URL', 'FAILED_DELIVERY_DLQ_URL', 'REDELIVERY_STATE_MACHINE_ARN', 'REDELIVERY_SCHEDULE'],
 } as const;
-const fnId = (name: keyof typeof STAGE_FUNCTIONS) => logicalId(template, 'AWS::Lambda::Function', `Functions${name}`);
-const roleOf = (name: keyof typeof STAGE_FUNCTIONS) => String((props(fnId(name)).Role as { 'Fn::GetAtt': string[] })['Fn::GetAtt'][0]);
+type FunctionKey = keyof typeof STAGE_FUNCTIONS;
+/** Where each one's resources are: the five stages under Functions/, the scheduler under RedeliveryScheduler/. */
+const prefixOf = (name: FunctionKey) => (name === 'RedeliveryScheduler' ? 'RedeliverySchedulerFunction' : `Functions${name}`);
+const fnId = (name: FunctionKey) => logicalId(template, 'AWS::Lambda::Function', prefixOf(name));
+const roleOf = (name: FunctionKey) => String((props(fnId(name)).Role as { 'Fn::GetAtt': string[] })['Fn::GetAtt'][0]);
+const names = Object.keys(STAGE_FUNCTIONS) as FunctionKey[];
+const env = (name: FunctionKey) => (props(fnId(name)).Environment as { Variables: Record<string, Json> }).Variables;
+const ref = (type: string, prefix: string) => ({ Ref: logicalId(template, type, prefix) });
 
 describe('stage functions', () => {
-  it('are the five stages, Node.js 22 on ARM64, traced, logging to their own log group', () => {
-    expect(Object.keys(template.findResources('AWS::Lambda::Function'))).toHaveLength(5);
-    for (const name of Object.keys(STAGE_FUNCTIONS) as (keyof typeof STAGE_FUNCTIONS)[]) {
+  it('are the five stages and the redelivery scheduler, Node.js 22 on ARM64, traced, logging to their own log group', () => {
+    expect(Object.keys(template.findResources('AWS::Lambda::Function'))).toHaveLength(names.length);
+    for (const name of names) {
       const fn = props(fnId(name));
       expect(fn.Runtime).toBe('nodejs22.x');
       expect(fn.Architectures).toEqual(['arm64']);
       expect(fn.Handler).toBe('index.handler');
       expect(fn.TracingConfig).toEqual({ Mode: 'Active' });
-      expect(fn.LoggingConfig).toEqual({ LogGroup: { Ref: logicalId(template, 'AWS::Logs::LogGroup', `Functions${name}LogGroup`) } });
+      expect(fn.LoggingConfig).toEqual({ LogGroup: ref('AWS::Logs::LogGroup', `${prefixOf(name)}LogGroup`) });
     }
   });
 
   it('get the Powertools variables and only the variables of their stage', () => {
-    for (const [name, own] of Object.entries(STAGE_FUNCTIONS) as [keyof typeof STAGE_FUNCTIONS, readonly string[]][]) {
-      const variables = (props(fnId(name)).Environment as { Variables: Record<string, Json> }).Variables;
-      expect(Object.keys(variables).sort()).toEqual(['LOG_LEVEL', 'NODE_OPTIONS', 'POWERTOOLS_METRICS_NAMESPACE', 'POWERTOOLS_SERVICE_NAME', ...own].sort());
+    for (const [name, own] of Object.entries(STAGE_FUNCTIONS) as [FunctionKey, readonly string[]][]) {
+      const variables = env(name);
+      expect(Object.keys(variables).sort(), name).toEqual(['LOG_LEVEL', 'NODE_OPTIONS', 'POWERTOOLS_METRICS_NAMESPACE', 'POWERTOOLS_SERVICE_NAME', ...own].sort());
       expect(variables).toMatchObject({
         POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
         POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
@@ -68,11 +75,16 @@ describe('stage functions', () => {
         NODE_OPTIONS: '--enable-source-maps',
       });
     }
-    const env = (name: keyof typeof STAGE_FUNCTIONS) => (props(fnId(name)).Environment as { Variables: Record<string, Json> }).Variables;
+    expect(env('Validate')).toMatchObject({
+      INBOUND_WEBHOOK_SECRETS_ARN: ref('AWS::SecretsManager::Secret', 'SigningSecretsInbound'),
+      REQUIRE_SIGNED_WEBHOOKS: 'false',
+      IDEMPOTENCY_TABLE_NAME: ref('AWS::DynamoDB::Table', 'Idempotency'),
+    });
     expect(env('InvokeAgent')).toMatchObject({ MANAGER_AGENT_FUNCTION_NAME: DEFAULT_CONFIG.agentFunctionName, MANAGER_AGENT_TIMEOUT_MS: '20000' });
     expect(env('Export')).toMatchObject({
-      CONVERSATION_EXPORT_S3_BUCKET: { Ref: logicalId(template, 'AWS::S3::Bucket', 'Storage') },
+      CONVERSATION_EXPORT_S3_BUCKET: ref('AWS::S3::Bucket', 'Storage'),
       ENABLE_CONVERSATION_EXPORT: 'true',
+      IDEMPOTENCY_TABLE_NAME: ref('AWS::DynamoDB::Table', 'Idempotency'),
     });
     expect(env('Deliver')).toEqual(
       expect.objectContaining({
@@ -81,8 +93,15 @@ describe('stage functions', () => {
         DATA_ANALYSIS_WEBHOOK_URL: URLS.dataAnalysisWebhookUrl,
         LEAD_ANALYSIS_WEBHOOK_URL: URLS.leadAnalysisWebhookUrl,
         GENERAL_WEBHOOK_URL: URLS.generalWebhookUrl,
+        DELIVERY_SIGNING_SECRETS_ARN: ref('AWS::SecretsManager::Secret', 'SigningSecretsDelivery'),
       }),
     );
+    expect(env('RedeliveryScheduler')).toMatchObject({
+      FAILED_DELIVERY_QUEUE_URL: ref('AWS::SQS::Queue', 'FailedDeliveryQueue'),
+      FAILED_DELIVERY_DLQ_URL: ref('AWS::SQS::Queue', 'FailedDeliveryDeadLetterQueue'),
+      REDELIVERY_STATE_MACHINE_ARN: ref('AWS::StepFunctions::StateMachine', 'RedeliveryStateMachine'),
+      REDELIVERY_SCHEDULE: DEFAULT_CONFIG.redeliverySchedule,
+    });
   });
 
   it('wait longer than what they wait for', () => {
@@ -91,7 +110,7 @@ describe('stage functions', () => {
   });
 
   it('are bundled locally into minified ESM with source maps that load and export handler', () => {
-    const bundles = (Object.keys(STAGE_FUNCTIONS) as (keyof typeof STAGE_FUNCTIONS)[]).map((name) => {
+    const bundles = names.map((name) => {
       const key = String((props(fnId(name)).Code as { S3Key: string }).S3Key).replace(/\.zip$/, '');
       return path.join(synth.outdir, `asset.${key}`, 'index.mjs');
     });
@@ -106,12 +125,12 @@ describe('stage functions', () => {
     expect(run.status).toBe(0);
   });
 
-  it('gives the stage roles no managed policies: log writes to their own group only', () => {
-    for (const name of Object.keys(STAGE_FUNCTIONS) as (keyof typeof STAGE_FUNCTIONS)[]) {
+  it('gives the function roles no managed policies: log writes to their own group only', () => {
+    for (const name of names) {
       expect(props(roleOf(name)).ManagedPolicyArns).toBeUndefined();
       const logs = allPolicyStatements(template).filter((s) => s.roles.includes(roleOf(name)) && actionsOf(s.statement).some((a) => a.startsWith('logs:')));
       expect(logs.map((s) => resourcesOf(s.statement).map((r) => cfnText(r)))).toEqual([
-        [`{GetAtt:${logicalId(template, 'AWS::Logs::LogGroup', `Functions${name}LogGroup`)}.Arn}`],
+        [`{GetAtt:${logicalId(template, 'AWS::Logs::LogGroup', `${prefixOf(name)}LogGroup`)}.Arn}`],
       ]);
     }
   });

@@ -2,7 +2,7 @@ import { Validations } from 'aws-cdk-lib';
 import type { AwsSolutionsChecks } from 'cdk-nag';
 import type { IConstruct } from 'constructs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DELIVERY_URL_CONTEXT, type Synthesized, synthesize } from './support/synth.ts';
+import { DELIVERY_URL_CONTEXT, OPTIONAL_FEATURES_CONTEXT, type Synthesized, synthesize } from './support/synth.ts';
 
 /** Every acknowledged cdk-nag finding of the stack, where it is acknowledged, and why. */
 function acknowledgments(root: IConstruct): { path: string; id: string; reason: string }[] {
@@ -37,10 +37,10 @@ function usedAcknowledgments(checks: AwsSolutionsChecks, root: IConstruct): Set<
 }
 
 // One synthesis, registered with cdk-nag exactly as infra/app.ts does (no bundling: the checks read the
-// construct tree and the template, not the code).
+// construct tree and the template, not the code), with every optional resource switched on.
 let synth: Synthesized;
 beforeAll(() => {
-  synth = synthesize({ checks: true, context: DELIVERY_URL_CONTEXT });
+  synth = synthesize({ checks: true, context: { ...DELIVERY_URL_CONTEXT, ...OPTIONAL_FEATURES_CONTEXT } });
 });
 afterAll(() => synth?.cleanup());
 
@@ -78,6 +78,7 @@ describe('cdk-nag AwsSolutions', () => {
         'AwsSolutions-IAM5[Resource::<ExportBucket.Arn>/conversation-history/*]',
         'AwsSolutions-L1',
         'AwsSolutions-S1',
+        'AwsSolutions-SMG4',
       ].sort(),
     );
   });

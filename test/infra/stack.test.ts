@@ -11,7 +11,7 @@ import {
 } from '../../infra/api-templates.ts';
 import { DEFAULT_CONFIG } from '../../infra/config.ts';
 import { DEFINITION_FILE } from '../../infra/constructs/conversation-workflow.ts';
-import { STACK_OUTPUTS } from '../../infra/webhook-gateway-stack.ts';
+import { OPTIONAL_STACK_OUTPUTS, STACK_OUTPUTS } from '../../infra/webhook-gateway-stack.ts';
 import {
   DELIVERY_URL_CONTEXT,
   type Json,
@@ -220,10 +220,13 @@ describe('IAM: least privilege', () => {
     expect(resourcesOf(invoke[0]!.statement).map((r) => cfnText(r)).sort()).toEqual(
       STAGES.map((n) => `{GetAtt:${fnId(n)}.Arn}`).sort(),
     );
-    const send = allowedBy('sqs:SendMessage');
-    expect(send.map((s) => s.roles)).toEqual([[smRole]]);
-    expect(resourcesOf(send[0]!.statement).map((r) => cfnText(r))).toEqual([`{GetAtt:${logicalId(template, 'AWS::SQS::Queue', 'FailedDeliveryQueue')}.Arn}`]);
-    expect(allPolicyStatements(template).filter((s) => actionsOf(s.statement).some((a) => a.startsWith('sqs:')) && s.statement.Effect === 'Allow')).toHaveLength(1);
+    const sqs = allPolicyStatements(template).filter((s) => s.roles.includes(smRole) && actionsOf(s.statement).some((a) => a.startsWith('sqs:')));
+    expect(sqs).toHaveLength(1);
+    expect(actionsOf(sqs[0]!.statement)).toEqual(['sqs:SendMessage']);
+    expect(resourcesOf(sqs[0]!.statement).map((r) => cfnText(r))).toEqual([`{GetAtt:${logicalId(template, 'AWS::SQS::Queue', 'FailedDeliveryQueue')}.Arn}`]);
+    // The only other role with SQS access is the redelivery scheduler's (test/infra/redelivery.test.ts).
+    const sqsRoles = allPolicyStatements(template).filter((s) => s.statement.Effect === 'Allow' && actionsOf(s.statement).some((a) => a.startsWith('sqs:')));
+    expect([...new Set(sqsRoles.flatMap((s) => s.roles))].sort()).toEqual([smRole, logicalId(template, 'AWS::IAM::Role', 'RedeliverySchedulerFunctionRole')].sort());
   });
 
   it('lets only the Export stage put objects, and only under conversation-history/', () => {
@@ -235,11 +238,15 @@ describe('IAM: least privilege', () => {
   });
 
   it('lets API Gateway start sync executions of this state machine only', () => {
-    const start = allowedBy('states:StartSyncExecution');
+    const apiRole = logicalId(template, 'AWS::IAM::Role', 'ApiStartExecutionRole');
+    const start = allPolicyStatements(template).filter((s) => s.roles.includes(apiRole));
     expect(start).toHaveLength(1);
-    expect(start[0]!.roles).toEqual([logicalId(template, 'AWS::IAM::Role', 'ApiStartExecutionRole')]);
     expect(actionsOf(start[0]!.statement)).toEqual(['states:StartSyncExecution']);
     expect(resourcesOf(start[0]!.statement)).toEqual([{ Ref: stateMachineId() }]);
+    // Besides the API, only the redelivery scheduler starts executions, and only of the redelivery workflow.
+    const others = allowedBy('states:StartSyncExecution').filter((s) => !s.roles.includes(apiRole));
+    expect(others.map((s) => s.roles)).toEqual([[logicalId(template, 'AWS::IAM::Role', 'RedeliverySchedulerFunctionRole')]]);
+    expect(resourcesOf(others[0]!.statement)).toEqual([{ Ref: logicalId(template, 'AWS::StepFunctions::StateMachine', 'RedeliveryStateMachine') }]);
   });
 });
 
@@ -276,7 +283,8 @@ describe('storage, queues, logs, outputs', () => {
 
   it('gives every log group the configured retention', () => {
     const groups = Object.values(template.findResources('AWS::Logs::LogGroup'));
-    expect(groups).toHaveLength(7);
+    // Two workflows, five stages, the redelivery scheduler, the API access log.
+    expect(groups).toHaveLength(9);
     for (const group of groups) expect(group.Properties.RetentionInDays).toBe(DEFAULT_CONFIG.logRetentionDays);
   });
 
@@ -285,8 +293,9 @@ describe('storage, queues, logs, outputs', () => {
     expect(report.pluginReports).toEqual([]);
   });
 
-  it('outputs the API URLs, state machine, log groups, bucket and queues', () => {
-    expect(Object.keys(template.toJSON().Outputs).sort()).toEqual(Object.values(STACK_OUTPUTS).sort());
+  it('outputs the API URLs, state machines, log groups, bucket, queues, secrets, table and dashboard', () => {
+    const always = Object.values(STACK_OUTPUTS).filter((key) => !OPTIONAL_STACK_OUTPUTS.includes(key));
+    expect(Object.keys(template.toJSON().Outputs).sort()).toEqual(always.sort());
     expect(cfnText(template.toJSON().Outputs[STACK_OUTPUTS.webhookUrl].Value)).toMatch(/^https:\/\/.*\/webhook$/);
   });
 });

@@ -23,6 +23,12 @@ export const DELIVERY_URL_CONTEXT = {
   generalWebhookUrl: 'https://receiver.example.com/hooks/general',
 } as const;
 
+/** The optional features switched on: per-source API keys and usage plans, the alarm topic with an e-mail. */
+export const OPTIONAL_FEATURES_CONTEXT = {
+  sourceRateLimits: { testing_system: { rateLimit: 10, burstLimit: 20, quotaPerDay: 10_000 }, 'crm.sync-2': { rateLimit: 2.5, burstLimit: 5 } },
+  alarmEmail: 'revops-oncall@example.com',
+} as const;
+
 export interface Synthesized {
   app: App;
   stack: WebhookGatewayStack;

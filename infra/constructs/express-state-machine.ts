@@ -1,0 +1,41 @@
+import { Validations } from 'aws-cdk-lib';
+import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
+import type { IFunction } from 'aws-cdk-lib/aws-lambda';
+import { LogGroup, type RetentionDays } from 'aws-cdk-lib/aws-logs';
+import { DefinitionBody, LogLevel, StateMachine, StateMachineType } from 'aws-cdk-lib/aws-stepfunctions';
+import type { Construct } from 'constructs';
+
+export interface ExpressStateMachineProps {
+  /** An ASL file of statemachine/, shared with the local engine. */
+  readonly definitionFile: string;
+  /** Placeholder → value for its ${…} placeholders. */
+  readonly substitutions: Record<string, string>;
+  /** The Lambdas its Task states name by plain ARN: the role may invoke exactly these. */
+  readonly invokes: IFunction[];
+  readonly logRetention: RetentionDays;
+}
+
+/**
+ * An Express state machine loaded from an ASL file, as both workflows of the gateway are built: Express history
+ * exists only in CloudWatch Logs, so every event is logged with its data (level ALL, includeExecutionData) to a
+ * log group of its own with a retention, and X-Ray traces each run. Creates `ExecutionLogs` and `StateMachine`
+ * in `scope`; callers add what else the role may do.
+ */
+export function expressStateMachine(scope: Construct, props: ExpressStateMachineProps): { stateMachine: StateMachine; logGroup: LogGroup } {
+  const logGroup = new LogGroup(scope, 'ExecutionLogs', { retention: props.logRetention });
+  const stateMachine = new StateMachine(scope, 'StateMachine', {
+    stateMachineType: StateMachineType.EXPRESS,
+    definitionBody: DefinitionBody.fromFile(props.definitionFile),
+    definitionSubstitutions: props.substitutions,
+    logs: { destination: logGroup, level: LogLevel.ALL, includeExecutionData: true },
+    tracingEnabled: true,
+  });
+  // The ASL uses plain function ARNs as Resource: exactly these, unqualified.
+  stateMachine.addToRolePolicy(new PolicyStatement({ actions: ['lambda:InvokeFunction'], resources: props.invokes.map((fn) => fn.functionArn) }));
+  Validations.of(stateMachine.role).acknowledge({
+    id: 'AwsSolutions-IAM5[Resource::*]',
+    reason:
+      'Only the statements Step Functions requires for logging to CloudWatch Logs (logs:*LogDelivery, PutResourcePolicy, Describe*) and for X-Ray tracing use "*": those APIs have no resource-level permissions.',
+  });
+  return { stateMachine, logGroup };
+}

@@ -1,0 +1,140 @@
+import { Stack } from 'aws-cdk-lib';
+import { Alarm, ComparisonOperator, type IMetric, MathExpression, TreatMissingData } from 'aws-cdk-lib/aws-cloudwatch';
+import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
+import type { IFunction } from 'aws-cdk-lib/aws-lambda';
+import { FilterPattern, type ILogGroup, MetricFilter } from 'aws-cdk-lib/aws-logs';
+import { Topic } from 'aws-cdk-lib/aws-sns';
+import { EmailSubscription } from 'aws-cdk-lib/aws-sns-subscriptions';
+import type { IQueue } from 'aws-cdk-lib/aws-sqs';
+import type { IStateMachine } from 'aws-cdk-lib/aws-stepfunctions';
+import { Construct } from 'constructs';
+import { POWERTOOLS_METRICS_NAMESPACE } from '../config.ts';
+import { CLIENT_ERRORS, CUSTOM_METRICS, METRIC_PERIOD, SERVER_FAILURES_METRIC, customMetric, serverFailurePattern } from '../metrics.ts';
+
+export interface GatewayAlarmsProps {
+  readonly conversationStateMachine: IStateMachine;
+  /** The conversation workflow's execution log (level ALL, with data): where failures are told apart. */
+  readonly conversationExecutionLog: ILogGroup;
+  readonly redeliveryStateMachine: IStateMachine;
+  readonly deadLetterQueue: IQueue;
+  readonly redeliveryScheduler: IFunction;
+  /** Threshold of the agent p99 alarm, ms (context agentP99AlarmMs). */
+  readonly agentP99AlarmMs: number;
+  /** Subscribe this address to an alarm topic; empty: no topic, the alarms have no action. */
+  readonly alarmEmail: string;
+}
+
+/**
+ * The alarms an operator is paged for, each "> 0" or over a bound within 5-minute periods, missing data = OK:
+ * - ConversationServerFailures: conversation executions that FAILED for a reason other than a client error (the
+ *   4xx errors of the contract: ValidationError, SignatureError, IdempotencyConflict are expected on a public
+ *   webhook and also count in ExecutionsFailed), plus those that TIMED_OUT. The failures are counted by a metric
+ *   filter on the execution log, by error name; timeouts come from Step Functions' ExecutionsTimedOut.
+ * - RedeliveryExecutionsFailed: redelivery executions that failed or timed out (a failed delivery is caught inside
+ *   the workflow, so a FAILED redelivery means the attempt could not be recorded).
+ * - FailedDeliveryDeadLetters: anything in the dead-letter queue (a delivery given up on, needs a decision).
+ * - AgentLatencyP99: p99 of Webhook.agent_processing_time over agentP99AlarmMs in 2 of 3 periods.
+ * - RedeliverySchedulerErrors: the scheduler itself failing (then nothing is redelivered).
+ * With alarmEmail, every alarm notifies an SNS topic (alarm and OK) with that address subscribed.
+ */
+export class GatewayAlarms extends Construct {
+  readonly conversationServerFailures: Alarm;
+  readonly redeliveryFailures: Alarm;
+  readonly deadLetters: Alarm;
+  readonly agentLatency: Alarm;
+  readonly schedulerErrors: Alarm;
+  readonly topic?: Topic;
+
+  constructor(scope: Construct, id: string, props: GatewayAlarmsProps) {
+    super(scope, id);
+    const prefix = Stack.of(this).stackName;
+
+    const serverFailures = new MetricFilter(this, 'ServerFailuresFilter', {
+      logGroup: props.conversationExecutionLog,
+      filterPattern: FilterPattern.literal(serverFailurePattern()),
+      metricNamespace: POWERTOOLS_METRICS_NAMESPACE,
+      metricName: SERVER_FAILURES_METRIC,
+      metricValue: '1',
+    });
+    this.conversationServerFailures = this.alarm(
+      'ConversationServerFailures',
+      new MathExpression({
+        expression: 'FILL(failed, 0) + FILL(timedOut, 0)',
+        usingMetrics: {
+          failed: serverFailures.metric({ statistic: 'Sum', period: METRIC_PERIOD }),
+          timedOut: props.conversationStateMachine.metricTimedOut({ statistic: 'Sum', period: METRIC_PERIOD }),
+        },
+        period: METRIC_PERIOD,
+        label: 'Conversation executions failed (not a client error) or timed out',
+      }),
+      0,
+      {
+        description: `${prefix}: conversation executions failed for a reason other than a client error (${CLIENT_ERRORS.join(', ')} are not counted) or timed out, in 5 minutes. Find them in the execution log (docs/deploy.md).`,
+      },
+    );
+
+    this.redeliveryFailures = this.alarm(
+      'RedeliveryExecutionsFailed',
+      new MathExpression({
+        expression: 'FILL(failed, 0) + FILL(timedOut, 0)',
+        usingMetrics: {
+          failed: props.redeliveryStateMachine.metricFailed({ statistic: 'Sum', period: METRIC_PERIOD }),
+          timedOut: props.redeliveryStateMachine.metricTimedOut({ statistic: 'Sum', period: METRIC_PERIOD }),
+        },
+        period: METRIC_PERIOD,
+        label: 'Redelivery executions failed or timed out',
+      }),
+      0,
+      { description: `${prefix}: redelivery executions failed or timed out in 5 minutes (the attempt may be missing from the export).` },
+    );
+
+    this.deadLetters = this.alarm(
+      'FailedDeliveryDeadLetters',
+      props.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period: METRIC_PERIOD }),
+      0,
+      { description: `${prefix}: failed deliveries in the dead-letter queue: no more automatic attempts. Inspect and redrive (docs/deploy.md).` },
+    );
+
+    this.agentLatency = this.alarm('AgentLatencyP99', customMetric(CUSTOM_METRICS.agentProcessingTime, 'p99'), props.agentP99AlarmMs, {
+      description: `${prefix}: p99 of the manager agent's processing time above ${props.agentP99AlarmMs} ms in 2 of the last 3 five-minute periods.`,
+      evaluationPeriods: 3,
+      datapointsToAlarm: 2,
+    });
+
+    this.schedulerErrors = this.alarm(
+      'RedeliverySchedulerErrors',
+      props.redeliveryScheduler.metricErrors({ statistic: 'Sum', period: METRIC_PERIOD }),
+      0,
+      { description: `${prefix}: the redelivery scheduler failed in 5 minutes: due deliveries are not being redelivered.` },
+    );
+
+    if (props.alarmEmail) {
+      // Not KMS-encrypted: CloudWatch alarms cannot publish to a topic under the AWS-managed SNS key, and the
+      // notifications carry alarm names, states and thresholds only, no conversation data.
+      const topic = new Topic(this, 'Topic', { displayName: `${prefix} alarms`, enforceSSL: true });
+      topic.addSubscription(new EmailSubscription(props.alarmEmail));
+      for (const alarm of this.all) {
+        alarm.addAlarmAction(new SnsAction(topic));
+        alarm.addOkAction(new SnsAction(topic));
+      }
+      this.topic = topic;
+    }
+  }
+
+  get all(): Alarm[] {
+    return [this.conversationServerFailures, this.redeliveryFailures, this.deadLetters, this.agentLatency, this.schedulerErrors];
+  }
+
+  private alarm(id: string, metric: IMetric, threshold: number, options: { description: string; evaluationPeriods?: number; datapointsToAlarm?: number }): Alarm {
+    return new Alarm(this, id, {
+      alarmName: `${Stack.of(this).stackName}-${id}`,
+      alarmDescription: options.description,
+      metric,
+      threshold,
+      comparisonOperator: ComparisonOperator.GREATER_THAN_THRESHOLD,
+      evaluationPeriods: options.evaluationPeriods ?? 1,
+      datapointsToAlarm: options.datapointsToAlarm,
+      treatMissingData: TreatMissingData.NOT_BREACHING,
+    });
+  }
+}

@@ -1,0 +1,81 @@
+import { Duration } from 'aws-cdk-lib';
+import { Rule, Schedule } from 'aws-cdk-lib/aws-events';
+import { LambdaFunction } from 'aws-cdk-lib/aws-events-targets';
+import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
+import type { RetentionDays } from 'aws-cdk-lib/aws-logs';
+import type { IQueue } from 'aws-cdk-lib/aws-sqs';
+import type { IStateMachine } from 'aws-cdk-lib/aws-stepfunctions';
+import { Construct } from 'constructs';
+import { StageFunction } from './stage-function.ts';
+
+/**
+ * The scheduler's Lambda timeout: the longest one sweep of the failed-delivery queue may take (it stops receiving
+ * when less than one batch's redeliveries would fit). The queue's default visibility timeout is longer
+ * (webhook-gateway-stack.ts), and the scheduler hides what it receives for longer than one redelivery execution
+ * can last; with a reserved concurrency of 1, no two sweeps run at once.
+ */
+export const REDELIVERY_SCHEDULER_TIMEOUT = Duration.minutes(5);
+/** How often the schedule looks for due deliveries. */
+export const REDELIVERY_SWEEP_RATE = Duration.minutes(1);
+
+export interface RedeliverySchedulerProps {
+  readonly failedDeliveryQueue: IQueue;
+  readonly deadLetterQueue: IQueue;
+  readonly redeliveryStateMachine: IStateMachine;
+  /** REDELIVERY_SCHEDULE, e.g. "5s,5m,30m,2h,5h,10h,10h". */
+  readonly schedule: string;
+  readonly logRetention: RetentionDays;
+  readonly logLevel: string;
+}
+
+/**
+ * The automatic redelivery schedule on AWS: `functions/redelivery-scheduler/handler.ts`, run every minute by an
+ * EventBridge rule, one run at a time (reserved concurrency 1; a run that is still going makes the next minute's
+ * event wait at most a minute, then it is dropped rather than piling up). Each run receives the failed-delivery
+ * envelopes, starts the redelivery workflow (StartSyncExecution) for those that are due, puts updated envelopes
+ * back on the queue and moves exhausted or permanently failed ones to the dead-letter queue. Nothing else.
+ */
+export class RedeliveryScheduler extends Construct {
+  readonly function: StageFunction;
+  readonly rule: Rule;
+
+  constructor(scope: Construct, id: string, props: RedeliverySchedulerProps) {
+    super(scope, id);
+    this.function = new StageFunction(this, 'Function', {
+      stage: 'redelivery-scheduler',
+      description: 'Redelivery schedule: start the redelivery workflow for each failed delivery that is due',
+      timeout: REDELIVERY_SCHEDULER_TIMEOUT,
+      reservedConcurrentExecutions: 1,
+      retryAttempts: 0,
+      maxEventAge: REDELIVERY_SWEEP_RATE,
+      logRetention: props.logRetention,
+      logLevel: props.logLevel,
+      environment: {
+        FAILED_DELIVERY_QUEUE_URL: props.failedDeliveryQueue.queueUrl,
+        FAILED_DELIVERY_DLQ_URL: props.deadLetterQueue.queueUrl,
+        REDELIVERY_STATE_MACHINE_ARN: props.redeliveryStateMachine.stateMachineArn,
+        REDELIVERY_SCHEDULE: props.schedule,
+      },
+    });
+    const fn = this.function;
+    fn.addToRolePolicy(
+      new PolicyStatement({
+        actions: ['sqs:ReceiveMessage', 'sqs:DeleteMessage', 'sqs:ChangeMessageVisibility', 'sqs:SendMessage', 'sqs:GetQueueAttributes'],
+        resources: [props.failedDeliveryQueue.queueArn],
+      }),
+    );
+    fn.addToRolePolicy(new PolicyStatement({ actions: ['sqs:SendMessage'], resources: [props.deadLetterQueue.queueArn] }));
+    fn.addToRolePolicy(new PolicyStatement({ actions: ['states:StartSyncExecution'], resources: [props.redeliveryStateMachine.stateMachineArn] }));
+    // Queues encrypted with a customer-managed key need the key too (the stack's own use SSE-SQS: no key policy).
+    for (const key of [props.failedDeliveryQueue.encryptionMasterKey, props.deadLetterQueue.encryptionMasterKey]) {
+      key?.grant(fn, 'kms:Decrypt', 'kms:GenerateDataKey');
+    }
+
+    this.rule = new Rule(this, 'Schedule', {
+      description: 'Every minute: redeliver the failed deliveries that are due',
+      schedule: Schedule.rate(REDELIVERY_SWEEP_RATE),
+      // A missed minute is made up by the next one: no EventBridge retries.
+      targets: [new LambdaFunction(fn, { retryAttempts: 0 })],
+    });
+  }
+}

@@ -1,0 +1,65 @@
+import { Duration } from 'aws-cdk-lib';
+import { Metric } from 'aws-cdk-lib/aws-cloudwatch';
+import { FAILURE_STATUS } from '../functions/domain/gateway-contract.ts';
+import { POWERTOOLS_METRICS_NAMESPACE, POWERTOOLS_SERVICE_NAME } from './config.ts';
+
+/**
+ * The five custom metrics the functions publish with Powertools Metrics (EMF; functions/shared/events.ts
+ * METRIC_NAMES, test/infra checks they are the same). Powertools adds the `service` dimension to every metric, so
+ * CloudWatch stores them under namespace RevOps/WebhookGateway with dimension service=webhook-gateway, and only
+ * a metric asked for with that dimension finds the data.
+ */
+export const CUSTOM_METRICS = {
+  requestSize: 'Webhook.request_size',
+  agentProcessingTime: 'Webhook.agent_processing_time',
+  responseSize: 'Webhook.response_size',
+  deliveryResponseTime: 'Webhook.delivery_response_time',
+  totalConversationTime: 'Webhook.total_conversation_time',
+} as const;
+
+/** Counted by Validate for every request refused with 401 INVALID_SIGNATURE (functions/validate/handler.ts). */
+export const SIGNATURE_REJECTED_METRIC = 'Webhook.signature_rejected';
+
+export const METRIC_PERIOD = Duration.minutes(5);
+
+/** One of the custom metrics, e.g. `customMetric(CUSTOM_METRICS.agentProcessingTime, 'p99')`. */
+export function customMetric(metricName: string, statistic: string, label?: string): Metric {
+  return new Metric({
+    namespace: POWERTOOLS_METRICS_NAMESPACE,
+    metricName,
+    dimensionsMap: { service: POWERTOOLS_SERVICE_NAME },
+    statistic,
+    period: METRIC_PERIOD,
+    label,
+  });
+}
+
+/**
+ * The Fail-state errors that are the caller's fault (the contract maps them to 4xx: ValidationError,
+ * SignatureError, IdempotencyConflict). They end the execution as FAILED like any other failure, so Step
+ * Functions' ExecutionsFailed counts them too.
+ */
+export const CLIENT_ERRORS: readonly string[] = Object.entries(FAILURE_STATUS)
+  .filter(([, status]) => status < 500)
+  .map(([error]) => error)
+  .sort();
+
+/** "ValidationError (400), SignatureError (401), …": the client errors with their HTTP status. */
+export function clientErrorsText(): string {
+  return CLIENT_ERRORS.map((error) => `${error} (${FAILURE_STATUS[error]})`).join(', ');
+}
+
+/** Metric (from the execution log) of conversation executions that failed for any reason but a client error. */
+export const SERVER_FAILURES_METRIC = 'ConversationServerFailures';
+
+/**
+ * CloudWatch Logs filter pattern for the execution log of the conversation workflow: an ExecutionFailed event
+ * whose error is not one of CLIENT_ERRORS.
+ */
+export function serverFailurePattern(): string {
+  const exclusions = CLIENT_ERRORS.map((error) => {
+    if (!/^[A-Za-z0-9_.]+$/.test(error)) throw new Error(`unexpected error name ${error}`);
+    return ` && $.details.error != "${error}"`;
+  }).join('');
+  return `{ $.type = "ExecutionFailed"${exclusions} }`;
+}

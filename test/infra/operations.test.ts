@@ -1,0 +1,189 @@
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Template } from 'aws-cdk-lib/assertions';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FAILURE_STATUS } from '../../functions/domain/gateway-contract.ts';
+import { METRIC_NAMES } from '../../functions/shared/events.ts';
+import { METRICS_NAMESPACE, SERVICE_NAME } from '../../functions/shared/powertools.ts';
+import { DEFAULT_CONFIG } from '../../infra/config.ts';
+import { SEED_QUERIES } from '../../infra/constructs/saved-queries.ts';
+import { PROJECT_ROOT } from '../../infra/constructs/stage-function.ts';
+import { CUSTOM_METRICS, SIGNATURE_REJECTED_METRIC } from '../../infra/metrics.ts';
+import { STACK_OUTPUTS } from '../../infra/webhook-gateway-stack.ts';
+import { DELIVERY_URL_CONTEXT, type Json, type Synthesized, cfnText, logicalId, synthesize } from './support/synth.ts';
+
+// Issue 6 with the defaults: dashboard, alarms (no topic), saved queries. The alarm topic and a changed agent bound
+// are in config.test.ts. One synthesis, no bundling.
+let synth: Synthesized;
+let template: Template;
+let resources: Record<string, { Type: string; Properties: Record<string, Json> }>;
+beforeAll(() => {
+  synth = synthesize({ context: DELIVERY_URL_CONTEXT });
+  template = synth.template;
+  resources = template.toJSON().Resources;
+});
+afterAll(() => synth?.cleanup());
+
+const props = (id: string) => (resources[id] as { Properties: Record<string, Json> }).Properties;
+const id = (type: string, prefix: string) => logicalId(template, type, prefix);
+const alarm = (name: string) => props(id('AWS::CloudWatch::Alarm', `Alarms${name}`));
+/** Every metric line of the dashboard's graphs: [namespace, name, dim, value, …, {options}]. */
+function dashboardMetrics(): Json[][] {
+  const body = JSON.parse(cfnText(Object.values(template.findResources('AWS::CloudWatch::Dashboard'))[0]!.Properties.DashboardBody)) as {
+    widgets: { properties: { metrics?: Json[][] } }[];
+  };
+  return body.widgets.flatMap((w) => w.properties.metrics ?? []);
+}
+const stat = (line: Json[]) => (line.at(-1) as { stat?: string }).stat;
+
+/** The seed's queries, copied from the original deployment guide ("CloudWatch Queries"), trailing spaces included. */
+const SEED = [
+  'fields @timestamp, conversation_id, webhook_metadata.source_system\n| filter event_type = "WEBHOOK_CONVERSATION_COMPLETED"\n| filter webhook_metadata.source_system = "your_system"\n| sort @timestamp desc',
+  'fields @timestamp, conversation_id, total_time_ms\n| filter event_type = "WEBHOOK_CONVERSATION_COMPLETED"\n| stats avg(total_time_ms), max(total_time_ms), min(total_time_ms) by bin(5m)',
+  'fields @timestamp, delivery_status, webhook_type\n| filter event_type = "WEBHOOK_CONVERSATION_COMPLETED"  \n| stats count() by delivery_status, webhook_type',
+];
+const SEED_GUIDE = '/work/shared/reference/phase3-deployment-guide.md';
+
+describe('dashboard', () => {
+  it('is one dashboard named after the stack, and an output', () => {
+    const dashboards = template.findResources('AWS::CloudWatch::Dashboard');
+    expect(Object.values(dashboards).map((d) => d.Properties.DashboardName)).toEqual([`${synth.stack.stackName}-operations`]);
+    expect(template.toJSON().Outputs[STACK_OUTPUTS.dashboard].Value).toEqual({ Ref: Object.keys(dashboards)[0] });
+  });
+
+  it('graphs the five custom metrics (and signature rejections), each with the service dimension Powertools adds', () => {
+    expect(Object.values(CUSTOM_METRICS).sort()).toEqual(Object.values(METRIC_NAMES).sort());
+    const custom = dashboardMetrics().filter((line) => line[0] === METRICS_NAMESPACE);
+    expect([...new Set(custom.map((line) => line[1]))].sort()).toEqual([...Object.values(METRIC_NAMES), SIGNATURE_REJECTED_METRIC].sort());
+    expect(readFileSync(path.join(PROJECT_ROOT, 'functions', 'validate', 'handler.ts'), 'utf8')).toContain(`'${SIGNATURE_REJECTED_METRIC}'`);
+    for (const line of custom) expect(line.slice(2, 4)).toEqual(['service', SERVICE_NAME]);
+  });
+
+  it('shows agent and delivery latency as p50 and p99', () => {
+    const custom = dashboardMetrics().filter((line) => line[0] === METRICS_NAMESPACE);
+    for (const name of [METRIC_NAMES.agentProcessingTime, METRIC_NAMES.deliveryResponseTime]) {
+      expect(custom.filter((line) => line[1] === name).map(stat).sort()).toEqual(['p50', 'p99']);
+    }
+  });
+
+  it('counts started, succeeded, failed and timed-out executions of both workflows', () => {
+    const states = dashboardMetrics().filter((line) => line[0] === 'AWS/States');
+    for (const sm of ['WorkflowStateMachine', 'RedeliveryStateMachine']) {
+      const ref = `{Ref:${id('AWS::StepFunctions::StateMachine', sm)}}`;
+      const names = states.filter((line) => line[3] === ref).map((line) => line[1]);
+      expect(names.sort(), sm).toEqual(['ExecutionsFailed', 'ExecutionsStarted', 'ExecutionsSucceeded', 'ExecutionsTimedOut']);
+    }
+  });
+
+  it('shows the depth of the failed-delivery queue and of its dead-letter queue', () => {
+    const sqs = dashboardMetrics().filter((line) => line[0] === 'AWS/SQS');
+    const queueName = (prefix: string) => `{GetAtt:${id('AWS::SQS::Queue', prefix)}.QueueName}`;
+    const of = (prefix: string) => sqs.filter((line) => line[3] === queueName(prefix)).map((line) => line[1]);
+    expect(of('FailedDeliveryQueue')).toEqual(
+      expect.arrayContaining(['ApproximateNumberOfMessagesVisible', 'ApproximateNumberOfMessagesNotVisible', 'ApproximateNumberOfMessagesDelayed']),
+    );
+    expect(of('FailedDeliveryDeadLetterQueue')).toEqual(['ApproximateNumberOfMessagesVisible']);
+  });
+});
+
+describe('alarms', () => {
+  it('are these five, named after the stack, OK when data is missing, with no action without alarmEmail', () => {
+    const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm')).map((a) => a.Properties);
+    expect(alarms.map((a) => a.AlarmName).sort()).toEqual(
+      ['AgentLatencyP99', 'ConversationServerFailures', 'FailedDeliveryDeadLetters', 'RedeliveryExecutionsFailed', 'RedeliverySchedulerErrors'].map(
+        (name) => `${synth.stack.stackName}-${name}`,
+      ),
+    );
+    for (const a of alarms) {
+      expect(a).toMatchObject({ ComparisonOperator: 'GreaterThanThreshold', TreatMissingData: 'notBreaching' });
+      expect(a.AlarmActions).toBeUndefined();
+    }
+    expect(Object.keys(template.findResources('AWS::SNS::Topic'))).toEqual([]);
+  });
+
+  it('fire on any message in the dead-letter queue', () => {
+    expect(alarm('FailedDeliveryDeadLetters')).toMatchObject({
+      Namespace: 'AWS/SQS',
+      MetricName: 'ApproximateNumberOfMessagesVisible',
+      Dimensions: [{ Name: 'QueueName', Value: { 'Fn::GetAtt': [id('AWS::SQS::Queue', 'FailedDeliveryDeadLetterQueue'), 'QueueName'] } }],
+      Statistic: 'Maximum',
+      Period: 300,
+      EvaluationPeriods: 1,
+      Threshold: 0,
+    });
+  });
+
+  it('fire when the agent p99 exceeds agentP99AlarmMs (15 s by default) in 2 of 3 five-minute periods', () => {
+    expect(alarm('AgentLatencyP99')).toMatchObject({
+      Namespace: METRICS_NAMESPACE,
+      MetricName: METRIC_NAMES.agentProcessingTime,
+      Dimensions: [{ Name: 'service', Value: SERVICE_NAME }],
+      ExtendedStatistic: 'p99',
+      Period: 300,
+      EvaluationPeriods: 3,
+      DatapointsToAlarm: 2,
+      Threshold: DEFAULT_CONFIG.agentP99AlarmMs,
+    });
+    expect(DEFAULT_CONFIG.agentP99AlarmMs).toBe(15_000);
+  });
+
+  it('count conversation failures except the contract\'s client errors, plus timeouts, over 5 minutes', () => {
+    const clientErrors = Object.entries(FAILURE_STATUS).filter(([, status]) => status < 500).map(([error]) => error);
+    expect(clientErrors).toEqual(expect.arrayContaining(['ValidationError', 'SignatureError']));
+    const filters = Object.values(template.findResources('AWS::Logs::MetricFilter')).map((f) => f.Properties);
+    expect(filters).toHaveLength(1);
+    expect(filters[0]).toMatchObject({
+      LogGroupName: { Ref: id('AWS::Logs::LogGroup', 'WorkflowExecutionLogs') },
+      MetricTransformations: [{ MetricNamespace: METRICS_NAMESPACE, MetricName: 'ConversationServerFailures', MetricValue: '1' }],
+    });
+    const pattern = String(filters[0]!.FilterPattern);
+    expect(pattern.startsWith('{ $.type = "ExecutionFailed"')).toBe(true);
+    for (const error of clientErrors) expect(pattern).toContain(`$.details.error != "${error}"`);
+    expect(pattern).not.toContain('AgentError');
+
+    const a = alarm('ConversationServerFailures');
+    expect(a).toMatchObject({ Threshold: 0, EvaluationPeriods: 1 });
+    const metrics = a.Metrics as { Id: string; Expression?: string; MetricStat?: { Metric: { MetricName: string; Namespace: string }; Period: number; Stat: string } }[];
+    expect(metrics.find((m) => m.Expression)?.Expression).toBe('FILL(failed, 0) + FILL(timedOut, 0)');
+    expect(metrics.filter((m) => m.MetricStat).map((m) => [m.MetricStat!.Metric.Namespace, m.MetricStat!.Metric.MetricName, m.MetricStat!.Stat, m.MetricStat!.Period])).toEqual([
+      [METRICS_NAMESPACE, 'ConversationServerFailures', 'Sum', 300],
+      ['AWS/States', 'ExecutionsTimedOut', 'Sum', 300],
+    ]);
+  });
+
+  it('fire on any failed or timed-out redelivery execution and on any scheduler error', () => {
+    const redelivery = alarm('RedeliveryExecutionsFailed').Metrics as { MetricStat?: { Metric: { MetricName: string; Dimensions: Json } } }[];
+    expect(redelivery.filter((m) => m.MetricStat).map((m) => m.MetricStat!.Metric)).toEqual([
+      expect.objectContaining({ MetricName: 'ExecutionsFailed', Dimensions: [{ Name: 'StateMachineArn', Value: { Ref: id('AWS::StepFunctions::StateMachine', 'Redelivery') } }] }),
+      expect.objectContaining({ MetricName: 'ExecutionsTimedOut' }),
+    ]);
+    expect(alarm('RedeliverySchedulerErrors')).toMatchObject({
+      Namespace: 'AWS/Lambda',
+      MetricName: 'Errors',
+      Dimensions: [{ Name: 'FunctionName', Value: { Ref: id('AWS::Lambda::Function', 'RedeliverySchedulerFunction') } }],
+      Threshold: 0,
+    });
+  });
+});
+
+describe('saved Logs Insights queries', () => {
+  const definitions = () => Object.values(template.findResources('AWS::Logs::QueryDefinition')).map((q) => q.Properties);
+
+  it('are the seed\'s three queries, verbatim ("your_system" left as the placeholder)', () => {
+    expect(definitions().map((q) => q.QueryString)).toEqual(SEED);
+    expect(Object.values(SEED_QUERIES)).toEqual(SEED);
+    expect(SEED[0]).toContain('"your_system"');
+    expect(definitions().map((q) => q.Name)).toEqual(Object.keys(SEED_QUERIES).map((title) => `${synth.stack.stackName}/${title}`));
+  });
+
+  it.skipIf(!existsSync(SEED_GUIDE))('match the original deployment guide itself', () => {
+    const section = readFileSync(SEED_GUIDE, 'utf8').split('### CloudWatch Queries')[1]!.split('\n### ')[0]!;
+    const blocks = [...section.matchAll(/```\n([\s\S]*?)\n```/g)].map((m) => m[1]);
+    expect(blocks).toEqual(SEED);
+  });
+
+  it('run over the five stage functions\' log groups, where the WEBHOOK_* lines land', () => {
+    const groups = ['Validate', 'InvokeAgent', 'Classify', 'Deliver', 'Export'].map((stage) => ({ Ref: id('AWS::Logs::LogGroup', `Functions${stage}LogGroup`) }));
+    for (const q of definitions()) expect(q.LogGroupNames).toEqual(groups);
+  });
+});
