@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { folderOf, SEED_REQUEST, startWorld, type TestWorld } from '../support/gateway.ts';
-import { runCli } from '../support/cli.ts';
+import { runMain } from '../support/cli.ts';
 
 /**
  * Failed deliveries locally: the store, the automatic schedule (shortened by REDELIVERY_SCHEDULE, never by
@@ -170,7 +170,7 @@ describe('operator redrive', () => {
 });
 
 describe('webhook-gateway deliveries (CLI against the running gateway)', () => {
-  const cli = (args: string[]) => runCli(args, { LOCAL_DATA_DIR: world.dataDir, GATEWAY_URL: world.gateway.url });
+  const cli = (args: string[]) => runMain(args, { LOCAL_DATA_DIR: world.dataDir, GATEWAY_URL: world.gateway.url });
 
   it('list shows conversation id, type, attempts, last error, age and state', async () => {
     const body = await failedConversation(410);
@@ -219,7 +219,7 @@ describe('webhook-gateway deliveries (CLI against the running gateway)', () => {
 
   it('redrive without a running gateway says how to start it', async () => {
     const body = await failedConversation(400);
-    const result = await runCli(['deliveries', 'redrive', body.conversation_id], { LOCAL_DATA_DIR: world.dataDir, GATEWAY_URL: 'http://127.0.0.1:9' });
+    const result = await runMain(['deliveries', 'redrive', body.conversation_id], { LOCAL_DATA_DIR: world.dataDir, GATEWAY_URL: 'http://127.0.0.1:9' });
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(/the local gateway is not running at http:\/\/127\.0\.0\.1:9: start it with "npm start"/);
   });

@@ -45,3 +45,31 @@ export function startCli(env: Record<string, string | undefined>): Promise<{ chi
     });
   });
 }
+
+/**
+ * `main(args)` in this process, with `env` set for the call and stdout/stderr captured: the same code as the bin
+ * without the cost of a new node process (test/cli/start-and-inspect.test.ts covers the bin itself).
+ */
+export async function runMain(args: string[], env: Record<string, string | undefined> = {}): Promise<CliResult> {
+  const { vi } = await import('vitest');
+  const { main } = await import('../../local/cli.ts');
+  let stdout = '';
+  let stderr = '';
+  const out = vi.spyOn(process.stdout, 'write').mockImplementation(((chunk: unknown) => ((stdout += String(chunk)), true)) as never);
+  const err = vi.spyOn(process.stderr, 'write').mockImplementation(((chunk: unknown) => ((stderr += String(chunk)), true)) as never);
+  const previous = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
+  for (const [k, v] of Object.entries(env)) {
+    if (v === undefined) delete process.env[k];
+    else process.env[k] = v;
+  }
+  try {
+    return { code: await main(args), stdout, stderr };
+  } finally {
+    out.mockRestore();
+    err.mockRestore();
+    for (const [k, v] of Object.entries(previous)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  }
+}

@@ -4,7 +4,7 @@ import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { signOutbound } from '../../functions/domain/signatures.ts';
 import { captureJsonLines } from '../support/log-capture.ts';
-import { runCli } from '../support/cli.ts';
+import { runMain } from '../support/cli.ts';
 import { folderOf, SEED_REQUEST, startWorld, type TestWorld } from '../support/gateway.ts';
 
 const secret = (seed: string) => `whsec_${Buffer.from(seed.padEnd(32, seed)).toString('base64')}`;
@@ -96,7 +96,7 @@ describe('webhook-gateway sign (what the README shows a sender)', () => {
   it('prints curl -H arguments that make the seed request pass, where unsigned it gets 401', async () => {
     const body = JSON.stringify(SEED_REQUEST);
     expect((await world.post(body)).status).toBe(401);
-    const signedBy = await runCli(['sign', '--secret', CURRENT, '--data', body]);
+    const signedBy = await runMain(['sign', '--secret', CURRENT, '--data', body]);
     expect(signedBy.code).toBe(0);
     const args = signedBy.stdout.trim().split(' ');
     expect(args.filter((a) => a === '-H')).toHaveLength(3);
@@ -106,9 +106,9 @@ describe('webhook-gateway sign (what the README shows a sender)', () => {
   });
 
   it('refuses to sign without a whsec_ secret or without exactly one body', async () => {
-    expect((await runCli(['sign', '--data', '{}'])).stderr).toMatch(/needs --secret/);
-    expect((await runCli(['sign', '--secret', 'nope', '--data', '{}'])).stderr).toMatch(/must start with whsec_/);
-    expect((await runCli(['sign', '--secret', CURRENT])).stderr).toMatch(/exactly one of --data JSON or --file PATH/);
+    expect((await runMain(['sign', '--data', '{}'])).stderr).toMatch(/needs --secret/);
+    expect((await runMain(['sign', '--secret', 'nope', '--data', '{}'])).stderr).toMatch(/must start with whsec_/);
+    expect((await runMain(['sign', '--secret', CURRENT])).stderr).toMatch(/exactly one of --data JSON or --file PATH/);
   });
 });
 
