@@ -3,13 +3,13 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { main } from '../../local/cli.ts';
 import { recordOf } from '../../local/conversations.ts';
-import { runCli, type CliResult } from '../support/cli.ts';
+import { runCli, runMain, type CliResult } from '../support/cli.ts';
 import { SEED_REQUEST, startWorld, type TestWorld } from '../support/gateway.ts';
 
 /**
  * `conversations list` filters and `conversations search` over the exported records against a running gateway (its
  * embedded S3), then with the gateway stopped (a temporary embedded S3 over the same files). The output formats,
- * errors and S3 discovery run through the real bin (runCli); the many filter combinations call the same `main` in
+ * errors run through the real bin (runCli); the many filter combinations call the same `main` in
  * process, which is much faster than a process each.
  */
 let world: TestWorld;
@@ -81,7 +81,7 @@ describe('conversations list filters', () => {
   });
 
   it('prints a table, says when filters leave nothing, and how many are hidden by --limit', async () => {
-    const table = await runCli(['conversations', 'list', '--source', 'crm_system', '--limit', '1'], env);
+    const table = await runMain(['conversations', 'list', '--source', 'crm_system', '--limit', '1'], env);
     expect(table.code).toBe(0);
     const lines = table.stdout.trim().split('\n');
     expect(lines[0]).toMatch(/^conversation_id\s+received_at\s+source\s+type\s+status\s+delivery\s+total_ms$/);
@@ -138,7 +138,7 @@ describe('conversations search (exported records, through S3)', () => {
 
   it('reads the running gateway\'s embedded S3 (LOCAL_S3_PORT) and prints a readable table', async () => {
     const port = new URL(world.gateway.s3Endpoint).port;
-    const result = await runCli(['conversations', 'search', 'acme'], { ...env, AWS_ENDPOINT_URL_S3: undefined, LOCAL_S3_PORT: port });
+    const result = await runMain(['conversations', 'search', 'acme'], { ...env, AWS_ENDPOINT_URL_S3: undefined, LOCAL_S3_PORT: port });
     expect(result.code, result.stderr).toBe(0);
     const lines = result.stdout.trim().split('\n');
     expect(lines[0]).toMatch(/^conversation_id\s+received_at\s+source\s+type\s+status\s+delivery\s+matched_in\s+snippet$/);
@@ -152,13 +152,13 @@ describe('conversations search (exported records, through S3)', () => {
   it('with the gateway stopped, reads the same files through a temporary embedded S3 (exports only, no history needed)', async () => {
     await world.gateway.close();
     await rm(path.join(world.dataDir, 'executions'), { recursive: true, force: true });
-    const result = await runCli(['conversations', 'search', 'leads', '--json'], env);
+    const result = await runMain(['conversations', 'search', 'leads', '--json'], env);
     expect(result.code, result.stderr).toBe(0);
     expect(idsOf(JSON.parse(result.stdout))).toEqual([ids.lead]);
     expect(result.stderr).toMatch(/reading .* through a temporary embedded S3/);
     expect(result.stderr).toMatch(/1 of 4 exported conversations match "leads" in s3:\/\/test-conversations at http:\/\/127\.0\.0\.1:\d+/);
     // A data directory without exports: nothing to read, and no S3 started or bucket created.
-    const empty = await runCli(['conversations', 'search', 'leads'], { ...env, LOCAL_DATA_DIR: path.join(world.dataDir, 'nothing-here') });
+    const empty = await runMain(['conversations', 'search', 'leads'], { ...env, LOCAL_DATA_DIR: path.join(world.dataDir, 'nothing-here') });
     expect(empty.code).toBe(0);
     expect(empty.stdout).toBe('No exported conversation matches "leads".\n');
     expect(empty.stderr).toMatch(/0 of 0 exported conversations .*no export bucket under/);
