@@ -102,8 +102,7 @@ export const DEFAULT_CONFIG: GatewayConfig = {
 };
 
 /** Service name and metrics namespace of the functions (the same as functions/shared/powertools.ts). */
-export const POWERTOOLS_SERVICE_NAME = 'webhook-gateway';
-export const POWERTOOLS_METRICS_NAMESPACE = 'RevOps/WebhookGateway';
+export { SERVICE_NAME as POWERTOOLS_SERVICE_NAME, METRICS_NAMESPACE as POWERTOOLS_METRICS_NAMESPACE } from '../functions/domain/observability.ts';
 
 const VALID_RETENTION_DAYS = new Set(Object.values(RetentionDays).filter((v): v is number => typeof v === 'number'));
 const LOG_LEVELS = ['DEBUG', 'INFO', 'WARN', 'ERROR'] as const;

@@ -1,24 +1,18 @@
+import { METRIC_NAMES } from '../functions/domain/observability.ts';
 import { Duration } from 'aws-cdk-lib';
 import { Metric } from 'aws-cdk-lib/aws-cloudwatch';
 import { FAILURE_STATUS } from '../functions/domain/gateway-contract.ts';
 import { POWERTOOLS_METRICS_NAMESPACE, POWERTOOLS_SERVICE_NAME } from './config.ts';
 
 /**
- * The five custom metrics the functions publish with Powertools Metrics (EMF; functions/shared/events.ts
- * METRIC_NAMES, test/infra checks they are the same). Powertools adds the `service` dimension to every metric, so
+ * The five custom metrics the functions publish with Powertools Metrics (EMF), named once in
+ * functions/domain/observability.ts for both sides. Powertools adds the `service` dimension to every metric, so
  * CloudWatch stores them under namespace RevOps/WebhookGateway with dimension service=webhook-gateway, and only
  * a metric asked for with that dimension finds the data.
  */
-export const CUSTOM_METRICS = {
-  requestSize: 'Webhook.request_size',
-  agentProcessingTime: 'Webhook.agent_processing_time',
-  responseSize: 'Webhook.response_size',
-  deliveryResponseTime: 'Webhook.delivery_response_time',
-  totalConversationTime: 'Webhook.total_conversation_time',
-} as const;
-
-/** Counted by Validate for every request refused with 401 INVALID_SIGNATURE (functions/validate/handler.ts). */
-export const SIGNATURE_REJECTED_METRIC = 'Webhook.signature_rejected';
+export { SIGNATURE_REJECTED_METRIC } from '../functions/domain/observability.ts';
+/** The five custom metrics, as the handlers emit them. */
+export const CUSTOM_METRICS = METRIC_NAMES;
 
 export const METRIC_PERIOD = Duration.minutes(5);
 

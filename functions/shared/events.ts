@@ -1,19 +1,8 @@
 import type { ConversationRecord } from '../domain/conversation.ts';
+import { METRIC_NAMES, type EventType } from '../domain/observability.ts';
 import { logger, metrics, MetricUnit } from './powertools.ts';
 
-/** The nine lifecycle event types of the seed; one structured log line each. */
-export const EVENT_TYPES = [
-  'WEBHOOK_REQUEST_RECEIVED',
-  'WEBHOOK_MANAGER_AGENT_INVOKED',
-  'WEBHOOK_MANAGER_AGENT_RESPONSE',
-  'WEBHOOK_RESPONSE_CLASSIFIED',
-  'WEBHOOK_OUTBOUND_QUEUED',
-  'WEBHOOK_DELIVERY_SUCCESS',
-  'WEBHOOK_DELIVERY_FAILED',
-  'WEBHOOK_CONVERSATION_COMPLETED',
-  'WEBHOOK_CONVERSATION_EXPORTED',
-] as const;
-export type EventType = (typeof EVENT_TYPES)[number];
+export { EVENT_TYPES, METRIC_NAMES, type EventType } from '../domain/observability.ts';
 
 const MESSAGES: Record<EventType, string> = {
   WEBHOOK_REQUEST_RECEIVED: 'Incoming request validated',
@@ -45,15 +34,6 @@ export function logEvent(type: EventType, record: ConversationRecord, fields: Re
   if (type === 'WEBHOOK_DELIVERY_FAILED') logger.warn(MESSAGES[type], line);
   else logger.info(MESSAGES[type], line);
 }
-
-/** The five custom metrics (namespace RevOps/WebhookGateway). */
-export const METRIC_NAMES = {
-  requestSize: 'Webhook.request_size',
-  agentProcessingTime: 'Webhook.agent_processing_time',
-  responseSize: 'Webhook.response_size',
-  deliveryResponseTime: 'Webhook.delivery_response_time',
-  totalConversationTime: 'Webhook.total_conversation_time',
-} as const;
 
 export function recordSize(name: typeof METRIC_NAMES.requestSize | typeof METRIC_NAMES.responseSize, bytes: number): void {
   metrics.addMetric(name, MetricUnit.Bytes, bytes);

@@ -7,8 +7,9 @@ import type { Context } from 'aws-lambda';
  * Created once per process and imported by every stage. Service name, namespace and log level come from the
  * standard Powertools variables (POWERTOOLS_SERVICE_NAME, POWERTOOLS_METRICS_NAMESPACE, LOG_LEVEL).
  */
-export const SERVICE_NAME = 'webhook-gateway';
-export const METRICS_NAMESPACE = 'RevOps/WebhookGateway';
+import { METRICS_NAMESPACE, SERVICE_NAME } from '../domain/observability.ts';
+
+export { METRICS_NAMESPACE, SERVICE_NAME };
 
 export const logger = new Logger({ serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? SERVICE_NAME });
 export const metrics = new Metrics({

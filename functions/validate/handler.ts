@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { ExecutionInput } from '../domain/gateway-contract.ts';
 import { idempotencyPk } from '../domain/idempotency.ts';
+import { SIGNATURE_REJECTED_METRIC } from '../domain/observability.ts';
 import { replay, startConversation, stillRunning, type ValidateResult } from '../domain/lifecycle.ts';
 import { idempotencyStore } from '../shared/idempotency-store.ts';
 import { logEvent, METRIC_NAMES, recordSize } from '../shared/events.ts';
@@ -18,7 +19,7 @@ export const handler = stageHandler('Validate', async (input: ExecutionInput): P
       request_id: input.request_id,
       reason: JSON.parse(result.rejection).error.message,
     });
-    if (result.error === 'SignatureError') metrics.addMetric('Webhook.signature_rejected', MetricUnit.Count, 1);
+    if (result.error === 'SignatureError') metrics.addMetric(SIGNATURE_REJECTED_METRIC, MetricUnit.Count, 1);
     return result;
   }
   const record = result.conversation;

@@ -1,0 +1,31 @@
+/**
+ * The names operators query: the seed's nine event types, the five custom metrics (plus the signature counter),
+ * the Powertools service name and metrics namespace. Pure constants, shared by the handlers (functions/shared)
+ * and the CDK dashboard, alarms and environment (infra/), so both always agree.
+ */
+export const SERVICE_NAME = 'webhook-gateway';
+export const METRICS_NAMESPACE = 'RevOps/WebhookGateway';
+
+export const EVENT_TYPES = [
+  'WEBHOOK_REQUEST_RECEIVED',
+  'WEBHOOK_MANAGER_AGENT_INVOKED',
+  'WEBHOOK_MANAGER_AGENT_RESPONSE',
+  'WEBHOOK_RESPONSE_CLASSIFIED',
+  'WEBHOOK_OUTBOUND_QUEUED',
+  'WEBHOOK_DELIVERY_SUCCESS',
+  'WEBHOOK_DELIVERY_FAILED',
+  'WEBHOOK_CONVERSATION_COMPLETED',
+  'WEBHOOK_CONVERSATION_EXPORTED',
+] as const;
+export type EventType = (typeof EVENT_TYPES)[number];
+
+export const METRIC_NAMES = {
+  requestSize: 'Webhook.request_size',
+  agentProcessingTime: 'Webhook.agent_processing_time',
+  responseSize: 'Webhook.response_size',
+  deliveryResponseTime: 'Webhook.delivery_response_time',
+  totalConversationTime: 'Webhook.total_conversation_time',
+} as const;
+
+/** Counted by Validate for every request refused with 401 INVALID_SIGNATURE. */
+export const SIGNATURE_REJECTED_METRIC = 'Webhook.signature_rejected';
