@@ -8,6 +8,12 @@ import { logEvent, METRIC_NAMES, recordSize, recordTime } from '../shared/events
 import { stageHandler } from '../shared/powertools.ts';
 
 const DEFAULT_TIMEOUT_MS = 20_000;
+/**
+ * The answer travels in the workflow's state (text and structured data) and Step Functions caps a state at 256 KB:
+ * a larger answer would fail the execution with States.DataLimitExceeded and lose the record. Refuse it here
+ * instead, so the conversation is exported as failed with the reason.
+ */
+export const MAX_AGENT_ANSWER_BYTES = 96 * 1024;
 
 /** InvokeManagerAgent: one Invoke of MANAGER_AGENT_FUNCTION_NAME, timed; FunctionError and timeout become named errors. */
 export const handler = stageHandler('InvokeManagerAgent', async (state: ConversationState): Promise<ConversationState> => {
@@ -38,6 +44,9 @@ export const handler = stageHandler('InvokeManagerAgent', async (state: Conversa
   }
   const agentMs = Math.round(performance.now() - started);
   const text = out.Payload ? Buffer.from(out.Payload).toString('utf8') : '';
+  if (!out.FunctionError && Buffer.byteLength(text) > MAX_AGENT_ANSWER_BYTES) {
+    throw new AgentInvocationError(`manager agent ${functionName} answered ${Buffer.byteLength(text)} bytes, more than the ${MAX_AGENT_ANSWER_BYTES} a conversation can carry`);
+  }
   let payload: unknown = text;
   try {
     payload = text ? JSON.parse(text) : null;

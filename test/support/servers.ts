@@ -92,6 +92,8 @@ export interface AgentReply {
   delayMs?: number;
   status?: number;
   headers?: Record<string, string>;
+  /** Drop the connection without answering (a network failure). */
+  hangUp?: boolean;
 }
 
 /** A manager agent on the Lambda Invoke REST path; its behaviour is set per test. */
@@ -118,6 +120,10 @@ export async function startAgent(): Promise<TestAgent> {
     invocations.push({ functionName: decodeURIComponent(match[1]!), request });
     const reply = await behaviour(request);
     if (reply.delayMs) await new Promise((r) => setTimeout(r, reply.delayMs));
+    if (reply.hangUp) {
+      req.socket.destroy();
+      return;
+    }
     if (res.destroyed) return;
     const headers: Record<string, string> = { 'content-type': 'application/json', ...reply.headers };
     if (reply.functionError) headers['x-amz-function-error'] = reply.functionError;

@@ -70,6 +70,23 @@ describe('InvokeManagerAgent failures → 502 AGENT_ERROR, conversation exported
     expect(res.body.error.message).toMatch(/empty answer/);
   });
 
+  it('an answer too large for the workflow state is refused, and the conversation exported as failed', async () => {
+    world.agent.behave(() => ({ payload: { response: 'x'.repeat(120_000) } }));
+    const res = await world.post(SEED_REQUEST);
+    expect(res.status).toBe(502);
+    expect(res.body.error.message).toMatch(/answered \d+ bytes, more than the 98304 a conversation can carry/);
+    await expectExportedAsFailed(res.body.error.conversation_id, 'AgentInvocationError');
+  });
+
+  it('the connection to the agent drops → 502 with the network reason, exported as failed', async () => {
+    world.agent.behave(() => ({ hangUp: true, payload: null }));
+    const res = await world.post(SEED_REQUEST);
+    expect(res.status).toBe(502);
+    // The SDK retries once; with this file's 300 ms agent timeout the retry may be cut short by the timeout.
+    expect(res.body.error.message).toMatch(/socket hang up|ECONNRESET|did not answer within 300 ms/i);
+    await expectExportedAsFailed(res.body.error.conversation_id, 'AgentInvocationError');
+  });
+
   it('a plain-text answer is still an answer', async () => {
     world.agent.behave(() => ({ payload: 'The pipeline looks healthy.' }));
     const res = await world.post(SEED_REQUEST);
