@@ -38,7 +38,12 @@ function out(text: string): void {
 async function start(): Promise<number> {
   const { startGateway } = await import('./gateway.ts');
   const { divertHandlerLogs } = await import('./log-sink.ts');
-  const options = resolveOptions();
+  let options;
+  try {
+    options = resolveOptions();
+  } catch (error) {
+    throw new CliError((error as Error).message);
+  }
   const logFile = divertHandlerLogs(options.dataDir);
   let gateway;
   try {
@@ -53,6 +58,7 @@ async function start(): Promise<number> {
   } catch (error) {
     const e = error as NodeJS.ErrnoException & { port?: number };
     if (e.code === 'EADDRINUSE') throw new CliError(`port ${e.port ?? ''} is already in use: stop the other process or set PORT / LOCAL_S3_PORT`);
+    if (e.code === undefined && error instanceof Error && error.constructor === Error) throw new CliError(error.message);
     throw error;
   }
   const rel = (p: string) => path.relative(process.cwd(), p) || '.';

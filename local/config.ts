@@ -1,5 +1,8 @@
 import path from 'node:path';
-import { DELIVERY_URL_VARIABLES } from '../functions/domain/delivery.ts';
+import { DELIVERY_URL_VARIABLES, unsafeDeliveryUrl } from '../functions/domain/delivery.ts';
+import { parseSchedule } from '../functions/domain/failed-delivery.ts';
+import { parseSecretsBySource } from '../functions/domain/signatures.ts';
+import { parseRateLimits } from './rate-limiter.ts';
 import { WEBHOOK_TYPES } from '../functions/domain/conversation.ts';
 import type { RedriveResult } from './redelivery.ts';
 
@@ -30,11 +33,14 @@ export interface RequestSummary {
 }
 
 export function resolveOptions(options: Partial<GatewayOptions> = {}, env: NodeJS.ProcessEnv = process.env): GatewayOptions {
-  const port = options.port ?? Number(env.PORT ?? 3000);
-  const s3Port = options.s3Port ?? Number(env.LOCAL_S3_PORT ?? 4569);
-  for (const [name, value] of [['PORT', port], ['LOCAL_S3_PORT', s3Port]] as const) {
-    if (!Number.isInteger(value) || value < 0 || value > 65535) throw new Error(`${name} must be a port number (0-65535), got "${value}"`);
-  }
+  const portOf = (name: string, fallback: number): number => {
+    const raw = env[name];
+    if (raw === undefined || raw === '') return fallback;
+    if (!/^\d+$/.test(raw) || Number(raw) > 65535) throw new Error(`${name} must be a port number (0-65535), got "${raw}"`);
+    return Number(raw);
+  };
+  const port = options.port ?? portOf('PORT', 3000);
+  const s3Port = options.s3Port ?? portOf('LOCAL_S3_PORT', 4569);
   return {
     port,
     host: options.host ?? env.HOST ?? '127.0.0.1',
@@ -42,9 +48,35 @@ export function resolveOptions(options: Partial<GatewayOptions> = {}, env: NodeJ
     s3Port,
     retryIntervalOverrides: options.retryIntervalOverrides,
     onExecution: options.onExecution,
-    redeliveryPollMs: options.redeliveryPollMs ?? Number(env.REDELIVERY_POLL_MS ?? 1000),
+    redeliveryPollMs: options.redeliveryPollMs ?? pollOf(env.REDELIVERY_POLL_MS),
     onRedelivery: options.onRedelivery,
   };
+}
+
+function pollOf(raw: string | undefined): number {
+  if (raw === undefined || raw === '') return 1000;
+  if (!/^\d+$/.test(raw)) throw new Error(`REDELIVERY_POLL_MS must be a whole number of milliseconds (0 turns the schedule off), got "${raw}"`);
+  return Number(raw);
+}
+
+/**
+ * Check every setting a handler or the gateway would only read later, so a typo stops `start` at once with its
+ * name instead of failing conversations one by one.
+ */
+export function checkEnvironment(env: NodeJS.ProcessEnv = process.env): void {
+  parseRateLimits(env.RATE_LIMITS);
+  parseSchedule(env.REDELIVERY_SCHEDULE);
+  parseSecretsBySource(env.INBOUND_WEBHOOK_SECRETS, 'INBOUND_WEBHOOK_SECRETS');
+  parseSecretsBySource(env.DELIVERY_SIGNING_SECRETS, 'DELIVERY_SIGNING_SECRETS');
+  for (const name of ['MANAGER_AGENT_TIMEOUT_MS', 'DELIVERY_TIMEOUT_MS', 'IDEMPOTENCY_TTL_SECONDS']) {
+    const raw = env[name];
+    if (raw !== undefined && raw !== '' && !/^[1-9]\d*$/.test(raw)) throw new Error(`${name} must be a positive whole number, got "${raw}"`);
+  }
+  for (const type of WEBHOOK_TYPES) {
+    const url = env[DELIVERY_URL_VARIABLES[type]];
+    const unsafe = url ? unsafeDeliveryUrl(url) : null;
+    if (unsafe) throw new Error(`${DELIVERY_URL_VARIABLES[type]}: ${unsafe}`);
+  }
 }
 
 export const DEFAULT_BUCKET = 'revops-conversations';

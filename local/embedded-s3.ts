@@ -1,4 +1,5 @@
 import { createRequire } from 'node:module';
+import { createServer } from 'node:net';
 import S3rver from 's3rver';
 
 /**
@@ -25,9 +26,20 @@ export interface EmbeddedS3 {
   close(): Promise<void>;
 }
 
+/** s3rver crashes the process on a busy port (an unhandled 'error' event): check first, and fail with EADDRINUSE. */
+function assertPortFree(host: string, port: number): Promise<void> {
+  if (port === 0) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', (error: NodeJS.ErrnoException) => reject(Object.assign(error, { port })));
+    probe.listen(port, host, () => probe.close(() => resolve()));
+  });
+}
+
 export async function startEmbeddedS3(options: { directory: string; port: number; bucket: string }): Promise<EmbeddedS3> {
   acceptAnyAccessKey();
   if (options.bucket.length < 3) throw new Error(`bucket name "${options.bucket}" is too short: S3 bucket names need 3 to 63 characters`);
+  await assertPortFree('127.0.0.1', options.port);
   const server = new S3rver({
     address: '127.0.0.1',
     port: options.port,

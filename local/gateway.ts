@@ -13,7 +13,7 @@ import {
 } from '../functions/domain/gateway-contract.ts';
 import { startEmbeddedS3, type EmbeddedS3 } from './embedded-s3.ts';
 import { LocalWorkflow, type ExecutionRecord } from './engine.ts';
-import { applyDefaults, localEnvironmentDefaults, resolveOptions, type GatewayOptions } from './config.ts';
+import { applyDefaults, checkEnvironment, localEnvironmentDefaults, resolveOptions, type GatewayOptions } from './config.ts';
 import { conversationIdOf, ExecutionStore } from './execution-store.ts';
 import { isConversationId } from '../functions/domain/conversation-id.ts';
 import { LocalFailedDeliveryStore } from './failed-delivery-store.ts';
@@ -88,6 +88,7 @@ function describe(body: unknown): string {
 /** Start the local gateway: HTTP server, embedded S3, sample agent, built-in receiver, the ASL on the local engine. */
 export async function startGateway(partial: Partial<GatewayOptions> = {}): Promise<RunningGateway> {
   const options = resolveOptions(partial);
+  checkEnvironment();
   await mkdir(options.dataDir, { recursive: true });
   const executions = new ExecutionStore(options.dataDir);
   const failedDeliveries = new LocalFailedDeliveryStore(options.dataDir);
