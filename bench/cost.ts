@@ -1,0 +1,266 @@
+/**
+ * 4. Cost per 1 M conversations on AWS (us-east-1), from the synthesized template (function memory and
+ * architecture, Express logging level and execution data, tracing, API stage settings, bucket settings) and from
+ * what one local conversation measurably produces (handler log and EMF bytes, S3 PUTs and their bytes, the
+ * payloads each state carries). Durations on AWS are modelled from the locally measured handler times plus stated
+ * I/O assumptions; every assumption is in the output.
+ */
+import type { OverheadResult } from './engine-overhead.ts';
+import type { RequestSizeName } from './support/requests.ts';
+
+/** List prices, us-east-1, as known to the author (not fetched: this machine has no internet access). */
+export const PRICES = {
+  as_of: '2025-01 (list prices as of the author\'s knowledge; re-check https://aws.amazon.com/pricing before relying on them)',
+  region: 'us-east-1',
+  lambda_request: 0.2 / 1e6,
+  lambda_gb_s_arm64: 0.0000133334,
+  lambda_gb_s_x86_64: 0.0000166667,
+  express_request: 1.0 / 1e6,
+  express_gb_s: 0.00001667, // first 1,000 GB-hours a month; 0.00000833 next 4,000; 0.00000456 beyond
+  api_rest_request: 3.5 / 1e6, // first 333 M requests a month
+  s3_put: 0.005 / 1000,
+  s3_storage_gb_month: 0.023,
+  logs_ingest_gb: 0.5, // CloudWatch Logs standard ingestion (also the first tier of vended logs)
+  logs_storage_gb_month: 0.03,
+  xray_trace_recorded: 5.0 / 1e6,
+  custom_metric_month: 0.3,
+  data_transfer_out_gb: 0.09,
+} as const;
+
+export const PRICE_TABLE: { item: string; price: string }[] = [
+  { item: 'Lambda requests', price: '$0.20 per 1 M' },
+  { item: 'Lambda duration, arm64', price: '$0.0000133334 per GB-s (x86_64: $0.0000166667)' },
+  { item: 'Step Functions Express requests', price: '$1.00 per 1 M' },
+  { item: 'Step Functions Express duration', price: '$0.00001667 per GB-s (first 1,000 GB-h/month), billed per 100 ms, 64 MB steps' },
+  { item: 'API Gateway REST API requests', price: '$3.50 per 1 M (first 333 M/month)' },
+  { item: 'S3 Standard PUT/COPY/POST/LIST', price: '$0.005 per 1,000' },
+  { item: 'S3 Standard storage', price: '$0.023 per GB-month (first 50 TB)' },
+  { item: 'CloudWatch Logs ingestion (standard; vended logs first tier)', price: '$0.50 per GB' },
+  { item: 'CloudWatch Logs storage', price: '$0.03 per GB-month (compressed)' },
+  { item: 'X-Ray traces recorded', price: '$5.00 per 1 M' },
+  { item: 'CloudWatch custom metrics', price: '$0.30 per metric-month (first 10,000)' },
+  { item: 'Data transfer out to the internet', price: '$0.09 per GB (first 10 TB/month)' },
+];
+
+export interface TemplateFacts {
+  source: 'synthesized' | 'fallback';
+  error?: string;
+  functions: { stage: string | null; memory_mb: number; architecture: string; tracing: string; log_format: string }[];
+  state_machines: { type: string; log_level: string; include_execution_data: boolean; tracing: boolean; conversation?: boolean }[];
+  api_stages: { tracing: boolean; access_log_format: string | null; method_settings: { logging_level: string; data_trace: boolean; throttling_rate_limit: number | null; throttling_burst_limit: number | null }[] }[];
+  buckets: { versioning: string; encryption: string; bucket_key: boolean; transitions: unknown[] }[];
+}
+
+/** What infra/ synthesized to when this bench was written; used only when synthesis fails. */
+export const FALLBACK_FACTS: TemplateFacts = {
+  source: 'fallback',
+  functions: ['validate', 'invoke-agent', 'classify', 'deliver', 'export'].map((stage) => ({ stage, memory_mb: 256, architecture: 'arm64', tracing: 'Active', log_format: 'Text' })),
+  state_machines: [{ type: 'EXPRESS', log_level: 'ALL', include_execution_data: true, tracing: true, conversation: true }],
+  api_stages: [{ tracing: true, access_log_format: null, method_settings: [{ logging_level: 'ERROR', data_trace: false, throttling_rate_limit: 50, throttling_burst_limit: 100 }] }],
+  buckets: [{ versioning: 'Enabled', encryption: 'AES256', bucket_key: false, transitions: [{ StorageClass: 'STANDARD_IA', TransitionInDays: 90 }] }],
+};
+
+/** I/O on AWS that a local run cannot measure. Scenario `instant` matches the bench's instant agent and receiver. */
+export interface IoAssumptions {
+  name: string;
+  agent_ms: number;
+  receiver_ms: number;
+  /** Network round trip from the Deliver function to the receiver (HTTPS, connection reused), beyond its own time. */
+  receiver_rtt_ms: number;
+  /** Lambda Invoke API round trip from the InvokeManagerAgent function to the agent, beyond the agent's own time. */
+  agent_invoke_overhead_ms: number;
+  /** The four PUTs run in parallel: one PUT's latency. */
+  s3_put_ms: number;
+  /** Step Functions → Lambda invoke latency per task state (counts toward the Express duration only). */
+  task_dispatch_ms: number;
+  /** Local CPU time × this = time on a 256 MB Lambda (a full vCPU comes at 1,769 MB). */
+  cpu_scale_at_256mb: number;
+  /** Share of conversations X-Ray records (default rule: 1 request/s reservoir + 5 %: at 1 M/month ≈ 0.4/s, nearly all). */
+  xray_sampled_share: number;
+}
+
+export const SCENARIOS: IoAssumptions[] = [
+  { name: 'instant agent and receiver (as benched)', agent_ms: 0, receiver_ms: 0, receiver_rtt_ms: 20, agent_invoke_overhead_ms: 15, s3_put_ms: 25, task_dispatch_ms: 15, cpu_scale_at_256mb: 1769 / 256, xray_sampled_share: 1 },
+  { name: 'typical: 3 s agent, 200 ms receiver', agent_ms: 3000, receiver_ms: 200, receiver_rtt_ms: 20, agent_invoke_overhead_ms: 15, s3_put_ms: 25, task_dispatch_ms: 15, cpu_scale_at_256mb: 1769 / 256, xray_sampled_share: 1 },
+];
+
+export interface CostLine {
+  item: string;
+  quantity_per_conversation: string;
+  usd_per_million: number;
+  share: number;
+}
+
+export interface CostResult {
+  size: RequestSizeName;
+  scenario: string;
+  lines: CostLine[];
+  total_usd_per_million: number;
+  biggest: string;
+  /** Bytes per conversation that each log source sends to CloudWatch Logs (estimates marked in the item names). */
+  log_bytes: Record<string, number>;
+  /** Modelled billed durations (ms) per stage and of the Express execution. */
+  durations_ms: Record<string, number>;
+  /** Changes to the stack or the code and what each would save per 1 M conversations (same model). */
+  alternatives: { change: string; usd_per_million_saved: number; total_after: number }[];
+}
+
+/** One Express log event's envelope (id, type, previous_event_id, timestamp, execution ARN, redrive_count): ~350 bytes. */
+const EXPRESS_EVENT_ENVELOPE_BYTES = 350;
+/** Express cuts execution data in log events at 248 KB (DESIGN §5). */
+const EXPRESS_PAYLOAD_CAP = 248 * 1024;
+/** Lambda platform lines per invocation in Text format: START, END, REPORT (with the X-Ray line when tracing). */
+const LAMBDA_PLATFORM_BYTES = 90 + 60 + 260;
+
+/** Typical values for the $context variables of the access-log format (lengths matter, not values). */
+const CONTEXT_SAMPLES: Record<string, string> = {
+  requestId: '3f0e2a4c-1b2d-4e5f-8a9b-0c1d2e3f4a5b',
+  extendedRequestId: 'AbCdEfGhIjKlMnO=',
+  'identity.sourceIp': '203.0.113.10',
+  'identity.userAgent': 'python-requests/2.32.3',
+  requestTime: '29/Nov/2026:12:32:13 +0000',
+  httpMethod: 'POST',
+  resourcePath: '/webhook',
+  status: '200',
+  responseLength: '1024',
+  responseLatency: '180',
+  'integration.status': '200',
+  'integration.latency': '175',
+  'integration.error': '-',
+  'error.responseType': '-',
+  'error.message': '-',
+  xrayTraceId: 'Root=1-67890abc-def0123456789abcdef0123',
+};
+
+export function accessLogLineBytes(format: string | null): number {
+  if (!format) return 650;
+  const line = format.replace(/\$context\.([A-Za-z.]+)/g, (_, name: string) => CONTEXT_SAMPLES[name] ?? 'x'.repeat(10));
+  return Buffer.byteLength(line) + 1;
+}
+
+/**
+ * Express execution-data logging (level ALL, includeExecutionData): AWS writes, per Lambda task state,
+ * TaskStateEntered (input), TaskScheduled (the same input as parameters), TaskStarted, TaskSucceeded (output) and
+ * TaskStateExited (output); per other state an Entered (input) and an Exited (output) event; plus ExecutionStarted
+ * (input) and ExecutionSucceeded (output). Each payload is a JSON string inside the event (escaped), cut at 248 KB.
+ */
+export function expressLogBytes(states: OverheadResult['per_conversation']['states'], executionInput: number, executionOutput: number): { bytes: number; events: number } {
+  const cap = (n: number) => Math.min(n, EXPRESS_PAYLOAD_CAP);
+  let bytes = cap(executionInput) + cap(executionOutput);
+  let events = 2;
+  for (const s of states) {
+    if (s.type === 'Task') {
+      bytes += 2 * cap(s.input_bytes) + 2 * cap(s.output_bytes);
+      events += 5;
+    } else {
+      bytes += cap(s.input_bytes) + cap(s.output_bytes);
+      events += 2;
+    }
+  }
+  return { bytes: bytes + events * EXPRESS_EVENT_ENVELOPE_BYTES, events };
+}
+
+export function costPerMillion(facts: TemplateFacts, measured: OverheadResult, io: IoAssumptions): CostResult {
+  const M = 1e6;
+  const pc = measured.per_conversation;
+  const lines: CostLine[] = [];
+  const add = (item: string, quantity: string, usdPerConversation: number) =>
+    lines.push({ item, quantity_per_conversation: quantity, usd_per_million: usdPerConversation * M, share: 0 });
+  const fnOf = (stage: string) => facts.functions.find((f) => f.stage === stage) ?? { memory_mb: 256, architecture: 'arm64', tracing: 'Active', log_format: 'Text' };
+
+  // Lambda: one invocation per Task state that ran (5 on the happy path), memory from the template. Each stage's
+  // locally measured median (instant peers, so nearly all of it is CPU; for Deliver it includes the loopback
+  // receiver, an upper bound) is scaled to a 256 MB function's CPU share, plus the I/O it waits for on AWS.
+  const cpu = (ms: number) => ms * io.cpu_scale_at_256mb;
+  const stageMs: Record<string, number> = {
+    validate: cpu(measured.stages.validate.median),
+    'invoke-agent': cpu(measured.stages.invoke_agent.median) + io.agent_ms + io.agent_invoke_overhead_ms,
+    classify: cpu(measured.stages.classify.median),
+    deliver: cpu(measured.stages.deliver.median) + io.receiver_rtt_ms + io.receiver_ms,
+    export: cpu(measured.stages.export.median) + io.s3_put_ms,
+  };
+  const billed: Record<string, number> = {};
+  let gbs = 0;
+  let lambdaUsd = 0;
+  for (const [stage, ms] of Object.entries(stageMs)) {
+    const f = fnOf(stage);
+    billed[stage] = Math.max(1, Math.ceil(ms));
+    const stageGbs = (f.memory_mb / 1024) * (billed[stage] / 1000);
+    gbs += stageGbs;
+    lambdaUsd += stageGbs * (f.architecture === 'arm64' ? PRICES.lambda_gb_s_arm64 : PRICES.lambda_gb_s_x86_64);
+  }
+  const invocations = pc.task_states;
+  add('Lambda requests', `${invocations} invocations`, invocations * PRICES.lambda_request);
+  add('Lambda duration', `${Object.values(billed).reduce((a, b) => a + b, 0)} ms billed, ${gbs.toFixed(4)} GB-s`, lambdaUsd);
+
+  // Step Functions Express: one request; duration = the tasks plus dispatch, in 100 ms steps at 64 MB.
+  const expressMs = Object.values(stageMs).reduce((a, b) => a + b, 0) + io.task_dispatch_ms * invocations;
+  const expressBilledS = Math.ceil(expressMs / 100) / 10;
+  billed.express = expressBilledS * 1000;
+  add('Step Functions Express requests', '1 execution', PRICES.express_request);
+  add('Step Functions Express duration', `${expressBilledS.toFixed(1)} s billed × 64 MB`, 0.0625 * expressBilledS * PRICES.express_gb_s);
+
+  add('API Gateway REST requests', '1 request', PRICES.api_rest_request);
+
+  // S3: the Export stage's PUTs (measured) and the bytes they keep (a month of Standard storage).
+  add('S3 PUT requests (export objects)', `${pc.s3_puts} PUTs`, pc.s3_puts * PRICES.s3_put);
+  add('S3 storage, per month kept', `${(pc.s3_put_bytes / 1024).toFixed(1)} KB`, (pc.s3_put_bytes / 1024 ** 3) * PRICES.s3_storage_gb_month);
+
+  // CloudWatch Logs ingestion.
+  const machine = facts.state_machines.find((m) => m.conversation) ?? facts.state_machines.find((m) => m.type === 'EXPRESS') ?? facts.state_machines[0];
+  const express = machine && machine.log_level === 'ALL'
+    ? expressLogBytes(pc.states, pc.execution_input_bytes, pc.execution_output_bytes)
+    : { bytes: 0, events: 0 };
+  if (machine && !machine.include_execution_data) express.bytes = express.events * EXPRESS_EVENT_ENVELOPE_BYTES;
+  const stage = facts.api_stages[0];
+  const logBytes: Record<string, number> = {
+    'Express execution history (estimate)': express.bytes,
+    'handler log lines (measured)': pc.handler_log_bytes,
+    'EMF metric lines (measured)': pc.emf_bytes,
+    'Lambda START/END/REPORT lines (estimate)': invocations * LAMBDA_PLATFORM_BYTES,
+    'API access log line (estimate from the format)': stage?.access_log_format !== undefined ? accessLogLineBytes(stage.access_log_format) : 0,
+  };
+  for (const [name, bytes] of Object.entries(logBytes)) {
+    add(`CloudWatch Logs ingestion: ${name}`, `${(bytes / 1024).toFixed(1)} KB`, (bytes / 1024 ** 3) * PRICES.logs_ingest_gb);
+  }
+  const totalLogBytes = Object.values(logBytes).reduce((a, b) => a + b, 0);
+  // Stored compressed (~6:1 for JSON), kept for the retention (30 days: ~1 month).
+  add('CloudWatch Logs storage, 30-day retention (~6:1 compression)', `${(totalLogBytes / 6 / 1024).toFixed(1)} KB`, (totalLogBytes / 6 / 1024 ** 3) * PRICES.logs_storage_gb_month);
+
+  const traced = facts.functions.some((f) => f.tracing === 'Active') || machine?.tracing || stage?.tracing;
+  if (traced) add('X-Ray traces recorded', `${io.xray_sampled_share} trace (sampled share)`, io.xray_sampled_share * PRICES.xray_trace_recorded);
+
+  // Data out: the HTTP answer to the caller and the delivery to the receiver (both leave AWS).
+  const outBytes = pc.answer_bytes + pc.delivery_payload_bytes;
+  add('Data transfer out (answer + delivery)', `${(outBytes / 1024).toFixed(1)} KB`, (outBytes / 1024 ** 3) * PRICES.data_transfer_out_gb);
+
+  const total = lines.reduce((a, l) => a + l.usd_per_million, 0);
+  for (const l of lines) {
+    l.share = Math.round((l.usd_per_million / total) * 1000) / 1000;
+    l.usd_per_million = Math.round(l.usd_per_million * 100) / 100;
+  }
+  const biggest = [...lines].sort((a, b) => b.usd_per_million - a.usd_per_million)[0]!;
+  const putsSaved = Math.max(0, pc.s3_puts - 1) * PRICES.s3_put * M;
+  const perGb = (bytes: number) => (bytes / 1024 ** 3) * PRICES.logs_ingest_gb * M;
+  const withoutData = express.events * EXPRESS_EVENT_ENVELOPE_BYTES;
+  const alternative = (change: string, saved: number) => ({
+    change,
+    usd_per_million_saved: Math.round(saved * 100) / 100,
+    total_after: Math.round((total - saved) * 100) / 100,
+  });
+  return {
+    size: measured.size,
+    scenario: io.name,
+    lines,
+    total_usd_per_million: Math.round(total * 100) / 100,
+    biggest: `${biggest.item} ($${biggest.usd_per_million.toFixed(2)}, ${(biggest.share * 100).toFixed(0)} %)`,
+    log_bytes: logBytes,
+    durations_ms: Object.fromEntries(Object.entries(billed).map(([k, v]) => [k, Math.round(v)])),
+    alternatives: [
+      alternative('Express logging without execution data (includeExecutionData: false, level ALL)', perGb(express.bytes - withoutData)),
+      alternative('Express logging at level ERROR (successful executions not logged; failures keep their data)', perGb(express.bytes)),
+      alternative(`one export object per conversation instead of ${pc.s3_puts} (${pc.s3_puts - 1} fewer PUTs)`, putsSaved),
+      alternative('X-Ray off (Tracing.DISABLED on functions, workflow and API stage)', traced ? io.xray_sampled_share * PRICES.xray_trace_recorded * M : 0),
+    ],
+  };
+}
