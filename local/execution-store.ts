@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { isConversationId } from '../functions/domain/conversation-id.ts';
 import type { ExecutionRecord } from './engine.ts';
-import { listDir, readJson, writeJsonAtomic } from './json-files.ts';
+import { listDir, readJson, writeTextAtomic } from './json-files.ts';
 
 /**
  * The local execution history: every execution's event log, saved under
@@ -15,11 +15,12 @@ export class ExecutionStore {
     this.dir = path.join(dataDir, 'executions');
   }
 
+  /** Serialized once, compact, with inbound signatures redacted. */
   async save(conversationId: string, record: ExecutionRecord): Promise<string> {
     if (!isConversationId(conversationId)) throw new Error(`not a conversation id: ${conversationId}`);
     const stamp = record.started_at.replace(/[-:.]/g, '');
     const file = path.join(this.dir, conversationId, `${stamp}_${record.execution_name}.json`);
-    await writeJsonAtomic(file, redactSignatures(record));
+    await writeTextAtomic(file, `${serializeHistory(record)}\n`);
     return file;
   }
 
@@ -38,9 +39,8 @@ export class ExecutionStore {
 }
 
 /** The inbound `webhook-signature` is checked by Validate and has no use afterwards: it is not kept in the history. */
-export function redactSignatures(record: ExecutionRecord): ExecutionRecord {
-  const text = JSON.stringify(record).replace(/("webhook-signature":\s*")[^"]*(")/g, '$1[redacted]$2');
-  return JSON.parse(text) as ExecutionRecord;
+export function serializeHistory(record: ExecutionRecord): string {
+  return JSON.stringify(record, (key, value: unknown) => (key === 'webhook-signature' ? '[redacted]' : value));
 }
 
 /** The conversation id an execution worked on: from the first state output (or input) that carries the record. */

@@ -161,6 +161,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   const redelivery = new LocalRedelivery(failedDeliveries, redeliveryWorkflow, executions);
   redelivery.start(options.redeliveryPollMs, options.onRedelivery);
 
+  /** The history is on disk before the caller gets its answer, so `conversations show` right after a curl finds it. */
   async function runConversation(input: ExecutionInput): Promise<ExecutionRecord> {
     const record = await workflow.run(input, input.request_id);
     const conversationId = conversationIdOf(record);

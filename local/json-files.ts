@@ -1,12 +1,16 @@
 import { mkdir, readFile, readdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
-/** Write a JSON file atomically (temp file + rename), so a crash never leaves half a document. */
-export async function writeJsonAtomic(file: string, value: unknown): Promise<void> {
+/** Write a file atomically (temp file + rename), so a crash never leaves half a document. */
+export async function writeTextAtomic(file: string, text: string): Promise<void> {
   await mkdir(path.dirname(file), { recursive: true });
   const tmp = `${file}.${process.pid}.${Date.now()}.${Math.random().toString(36).slice(2)}.tmp`;
-  await writeFile(tmp, `${JSON.stringify(value, null, 2)}\n`);
+  await writeFile(tmp, text);
   await rename(tmp, file);
+}
+
+export async function writeJsonAtomic(file: string, value: unknown): Promise<void> {
+  await writeTextAtomic(file, `${JSON.stringify(value, null, 2)}\n`);
 }
 
 export async function readJson<T>(file: string): Promise<T | null> {

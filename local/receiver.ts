@@ -9,6 +9,9 @@ export interface ReceivedDelivery {
   body: unknown;
 }
 
+/** Kept in memory for GET /local/receiver/<type>; everything stays in the .jsonl files. */
+export const RECEIVER_MEMORY = 1000;
+
 export class DeliveryReceiver {
   readonly received: ReceivedDelivery[] = [];
   private readonly dir: string;
@@ -30,6 +33,7 @@ export class DeliveryReceiver {
     }
     const delivery: ReceivedDelivery = { received_at: new Date().toISOString(), path_type: pathType, headers: kept, body };
     this.received.push(delivery);
+    if (this.received.length > RECEIVER_MEMORY) this.received.splice(0, this.received.length - RECEIVER_MEMORY);
     const safeType = pathType.replace(/[^a-z0-9_]/gi, '_').slice(0, 40) || 'unknown';
     await mkdir(this.dir, { recursive: true });
     await appendFile(path.join(this.dir, `${safeType}.jsonl`), `${JSON.stringify(delivery)}\n`);

@@ -1,13 +1,6 @@
 import { mkdir, open, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
-import {
-  ConditionalCheckFailedException,
-  DeleteItemCommand,
-  DynamoDBClient,
-  GetItemCommand,
-  PutItemCommand,
-  UpdateItemCommand,
-} from '@aws-sdk/client-dynamodb';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { expiresAt, isExpired, type IdempotencyRecord } from '../domain/idempotency.ts';
 import { tracer } from './powertools.ts';
 
@@ -27,19 +20,22 @@ export interface IdempotencyStore {
 
 const ttl = () => Number(process.env.IDEMPOTENCY_TTL_SECONDS ?? 86_400);
 
+/** The DynamoDB SDK is loaded on first use only: a stage without a key never pays its import (measured in bench/). */
+const dynamo = async () => {
+  const sdk = await import('@aws-sdk/client-dynamodb');
+  DynamoIdempotencyStore.client ??= tracer.captureAWSv3Client(new sdk.DynamoDBClient({}));
+  return { sdk, db: DynamoIdempotencyStore.client };
+};
+
 class DynamoIdempotencyStore implements IdempotencyStore {
-  private static client: DynamoDBClient | null = null;
+  static client: DynamoDBClient | null = null;
   constructor(private readonly table: string) {}
 
-  private get db(): DynamoDBClient {
-    DynamoIdempotencyStore.client ??= tracer.captureAWSv3Client(new DynamoDBClient({}));
-    return DynamoIdempotencyStore.client;
-  }
-
   async claim(pk: string, conversationId: string, now: Date): Promise<ClaimResult> {
+    const { sdk, db } = await dynamo();
     const nowS = Math.floor(now.getTime() / 1000);
     try {
-      await this.db.send(new PutItemCommand({
+      await db.send(new sdk.PutItemCommand({
         TableName: this.table,
         Item: {
           pk: { S: pk },
@@ -53,9 +49,9 @@ class DynamoIdempotencyStore implements IdempotencyStore {
       }));
       return { claimed: true };
     } catch (error) {
-      if (!(error instanceof ConditionalCheckFailedException)) throw error;
+      if ((error as Error).name !== 'ConditionalCheckFailedException') throw error;
     }
-    const out = await this.db.send(new GetItemCommand({ TableName: this.table, Key: { pk: { S: pk } }, ConsistentRead: true }));
+    const out = await db.send(new sdk.GetItemCommand({ TableName: this.table, Key: { pk: { S: pk } }, ConsistentRead: true }));
     const item = out.Item ?? {};
     return {
       claimed: false,
@@ -71,7 +67,8 @@ class DynamoIdempotencyStore implements IdempotencyStore {
   }
 
   async complete(pk: string, response: unknown): Promise<void> {
-    await this.db.send(new UpdateItemCommand({
+    const { sdk, db } = await dynamo();
+    await db.send(new sdk.UpdateItemCommand({
       TableName: this.table,
       Key: { pk: { S: pk } },
       UpdateExpression: 'SET #s = :completed, #r = :response',
@@ -81,7 +78,8 @@ class DynamoIdempotencyStore implements IdempotencyStore {
   }
 
   async release(pk: string): Promise<void> {
-    await this.db.send(new DeleteItemCommand({ TableName: this.table, Key: { pk: { S: pk } } }));
+    const { sdk, db } = await dynamo();
+    await db.send(new sdk.DeleteItemCommand({ TableName: this.table, Key: { pk: { S: pk } } }));
   }
 }
 

@@ -1,13 +1,13 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
-import { Tracer } from '@aws-lambda-powertools/tracer';
+import type { Tracer } from '@aws-lambda-powertools/tracer';
 import type { Context } from 'aws-lambda';
+import { METRICS_NAMESPACE, SERVICE_NAME } from '../domain/observability.ts';
 
 /**
  * Created once per process and imported by every stage. Service name, namespace and log level come from the
  * standard Powertools variables (POWERTOOLS_SERVICE_NAME, POWERTOOLS_METRICS_NAMESPACE, LOG_LEVEL).
  */
-import { METRICS_NAMESPACE, SERVICE_NAME } from '../domain/observability.ts';
 
 export { METRICS_NAMESPACE, SERVICE_NAME };
 
@@ -16,7 +16,23 @@ export const metrics = new Metrics({
   namespace: process.env.POWERTOOLS_METRICS_NAMESPACE ?? METRICS_NAMESPACE,
   serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? SERVICE_NAME,
 });
-export const tracer = new Tracer({ serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? SERVICE_NAME });
+
+/** What the stages use of the Tracer. */
+export type StageTracer = Pick<Tracer, 'captureAWSv3Client' | 'isTracingEnabled' | 'getSegment' | 'setSegment'>;
+
+/**
+ * Tracing off (POWERTOOLS_TRACE_ENABLED=false, as locally): the X-Ray SDK is not even loaded — it installs an async
+ * hook that slows every promise (measured in bench/). On Lambda tracing is on and this is the Powertools Tracer.
+ */
+const NO_TRACING: StageTracer = {
+  captureAWSv3Client: <T>(client: T) => client,
+  isTracingEnabled: () => false,
+  getSegment: () => undefined,
+  setSegment: () => undefined,
+};
+export const tracer: StageTracer = process.env.POWERTOOLS_TRACE_ENABLED === 'false'
+  ? NO_TRACING
+  : new (await import('@aws-lambda-powertools/tracer')).Tracer({ serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? SERVICE_NAME });
 export { MetricUnit };
 
 /**

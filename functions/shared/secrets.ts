@@ -1,4 +1,4 @@
-import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { parseSecretsBySource, type InboundPolicy, type SecretsBySource } from '../domain/signatures.ts';
 import { tracer } from './powertools.ts';
 
@@ -16,8 +16,10 @@ const cache = new Map<string, { at: number; value: string }>();
 async function secretString(arn: string): Promise<string> {
   const hit = cache.get(arn);
   if (hit && Date.now() - hit.at < CACHE_MS) return hit.value;
-  client ??= tracer.captureAWSv3Client(new SecretsManagerClient({}));
-  const out = await client.send(new GetSecretValueCommand({ SecretId: arn }));
+  // Loaded on first use only: configured from the environment, nothing in the cold start pays for it.
+  const sdk = await import('@aws-sdk/client-secrets-manager');
+  client ??= tracer.captureAWSv3Client(new sdk.SecretsManagerClient({}));
+  const out = await client.send(new sdk.GetSecretValueCommand({ SecretId: arn }));
   const value = out.SecretString ?? '';
   cache.set(arn, { at: Date.now(), value });
   return value;

@@ -120,9 +120,13 @@ describe('stage functions', () => {
       expect(readFileSync(bundle, 'utf8').split('\n').length).toBeLessThan(50);
     }
     const check = `for (const f of ${JSON.stringify(bundles)}) { const m = await import(f); if (typeof m.handler !== 'function') throw new Error(f + ': no handler'); }`;
-    const run = spawnSync(process.execPath, ['--input-type=module', '-e', check], { encoding: 'utf8', env: { ...process.env, NODE_NO_WARNINGS: '1' } });
-    expect(run.stderr).toBe('');
-    expect(run.status).toBe(0);
+    // Both ways the Powertools Tracer is set up: on (as on Lambda, the X-Ray SDK loaded) and off (as locally).
+    for (const tracing of ['true', 'false']) {
+      const env = { ...process.env, NODE_NO_WARNINGS: '1', POWERTOOLS_TRACE_ENABLED: tracing };
+      const run = spawnSync(process.execPath, ['--input-type=module', '-e', check], { encoding: 'utf8', env });
+      expect(run.stderr, `tracing ${tracing}`).toBe('');
+      expect(run.status).toBe(0);
+    }
   });
 
   it('gives the function roles no managed policies: log writes to their own group only', () => {

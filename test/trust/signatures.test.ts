@@ -173,6 +173,6 @@ describe('secrets and signatures stay out of logs, exports and execution history
     for (const [where, text] of [['logs', logs], ['exports', exports.join('\n')], ['history', history.join('\n')]] as const) {
       for (const needle of [...secrets, ...signatures]) expect(text.includes(needle), `${where} contains ${needle.slice(0, 12)}…`).toBe(false);
     }
-    expect(history.join('\n')).toContain('"webhook-signature": "[redacted]"');
+    expect(history.join('\n')).toContain('"webhook-signature":"[redacted]"');
   });
 });
