@@ -1,25 +1,10 @@
-import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
-import S3rver from 's3rver';
+import { Worker } from 'node:worker_threads';
 
 /**
- * s3rver only knows the access key `S3RVER`. A local emulator should accept whatever credentials the SDK found
- * (fake ones in tests, a developer's profile): unknown key ids map to s3rver's own account, and signatures are not
- * checked (allowMismatchedSignatures).
+ * s3rver: the real S3 wire protocol, objects stored as files under `directory`, run in a worker thread
+ * (local/embedded-s3-worker.mjs) so it does not take CPU from the gateway's event loop (bench/: about 20 % of it).
  */
-function acceptAnyAccessKey(): void {
-  const AWSAccount = createRequire(import.meta.url)('s3rver/lib/models/account.js') as {
-    registry: Map<string, unknown> & { acceptsAny?: boolean };
-    DUMMY_ACCOUNT: unknown;
-  };
-  const registry = AWSAccount.registry;
-  if (registry.acceptsAny) return;
-  const get = registry.get.bind(registry);
-  registry.get = (key: string) => get(key) ?? AWSAccount.DUMMY_ACCOUNT;
-  registry.acceptsAny = true;
-}
-
-/** s3rver: the real S3 wire protocol, objects stored as files under `directory`. */
 export interface EmbeddedS3 {
   endpoint: string;
   port: number;
@@ -37,24 +22,33 @@ function assertPortFree(host: string, port: number): Promise<void> {
 }
 
 export async function startEmbeddedS3(options: { directory: string; port: number; bucket: string }): Promise<EmbeddedS3> {
-  acceptAnyAccessKey();
   if (options.bucket.length < 3) throw new Error(`bucket name "${options.bucket}" is too short: S3 bucket names need 3 to 63 characters`);
   await assertPortFree('127.0.0.1', options.port);
-  const server = new S3rver({
-    address: '127.0.0.1',
-    port: options.port,
-    silent: true,
-    directory: options.directory,
-    allowMismatchedSignatures: true,
-    configureBuckets: [{ name: options.bucket }],
+  const worker = new Worker(new URL('./embedded-s3-worker.mjs', import.meta.url), { workerData: options });
+  const port = await new Promise<number>((resolve, reject) => {
+    worker.once('error', reject);
+    worker.once('message', (message: { type: string; port?: number; message?: string; code?: string }) => {
+      worker.off('error', reject);
+      if (message.type === 'ready') resolve(message.port!);
+      else reject(Object.assign(new Error(message.message ?? 'the embedded S3 did not start'), { code: message.code, port: options.port }));
+    });
+  }).catch(async (error: unknown) => {
+    await worker.terminate();
+    throw error;
   });
-  const { port } = await server.run();
+  worker.unref();
   return {
     endpoint: `http://127.0.0.1:${port}`,
     port,
     async close() {
-      server.httpServer?.closeAllConnections();
-      await server.close();
+      const closed = new Promise<void>((resolve) => {
+        worker.once('exit', () => resolve());
+        worker.on('message', (message: { type: string }) => {
+          if (message.type === 'closed') void worker.terminate();
+        });
+      });
+      worker.postMessage('close');
+      await closed;
     },
   };
 }
