@@ -5,14 +5,12 @@
  * Conversations run one at a time; (a) and (b) alternate so machine noise hits both alike.
  */
 import { randomUUID } from 'node:crypto';
-import path from 'node:path';
 import type { ExecutionInput } from '../functions/domain/gateway-contract.ts';
 import { pickForwardedHeaders } from '../functions/domain/gateway-contract.ts';
 import { WEBHOOK_TYPES } from '../functions/domain/conversation.ts';
 import { DELIVERY_URL_VARIABLES } from '../functions/domain/delivery.ts';
 import { LocalWorkflow } from '../local/engine.ts';
-import { localFunctionArn, LOCAL_FAILED_DELIVERY_QUEUE_URL } from '../local/gateway.ts';
-import { STATEMACHINE_DIR } from '../local/paths.ts';
+import { localWorkflow } from '../local/local-workflows.ts';
 import { sampleAgentAnswer } from '../local/sample-agent.ts';
 import { captureHandlerLogs } from './support/log-capture.ts';
 import { startInstantPeers } from './support/peers.ts';
@@ -145,27 +143,14 @@ async function loadStubbedHandlers(receiverUrl: string): Promise<{ handlers: Han
 
 function workflowFor(handlers: Handlers): LocalWorkflow {
   // Exactly as local/gateway.ts builds it (the same ARNs, the same file).
-  const substitutions = {
-    ValidateFunctionArn: localFunctionArn('validate'),
-    InvokeAgentFunctionArn: localFunctionArn('invoke-agent'),
-    ClassifyFunctionArn: localFunctionArn('classify'),
-    DeliverFunctionArn: localFunctionArn('deliver'),
-    ExportFunctionArn: localFunctionArn('export'),
-    FailedDeliveryQueueUrl: LOCAL_FAILED_DELIVERY_QUEUE_URL,
+  const stages = {
+    validate: handlers.validate,
+    'invoke-agent': handlers.invokeAgent,
+    classify: handlers.classify,
+    deliver: handlers.deliver,
+    export: handlers.export,
   };
-  return new LocalWorkflow({
-    name: 'conversation',
-    file: path.join(STATEMACHINE_DIR, 'conversation.asl.json'),
-    substitutions,
-    resources: {
-      [localFunctionArn('validate')]: handlers.validate,
-      [localFunctionArn('invoke-agent')]: handlers.invokeAgent,
-      [localFunctionArn('classify')]: handlers.classify,
-      [localFunctionArn('deliver')]: handlers.deliver,
-      [localFunctionArn('export')]: handlers.export,
-      'arn:aws:states:::sqs:sendMessage': async () => ({}),
-    },
-  });
+  return localWorkflow('conversation', stages, async () => ({}));
 }
 
 type StageTimer = (stage: keyof StageTimes, ms: number) => void;

@@ -1,3 +1,6 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { readBody, sendJson } from './http.ts';
+
 /**
  * SAMPLE manager agent — a local stand-in for the RevOps manager agent Lambda, served on the Lambda Invoke REST
  * path so the real LambdaClient code path runs. Its canned answers depend on the query so every webhook type can
@@ -53,4 +56,26 @@ export function sampleAgentAnswer(request: AgentRequest): SampleAnswer {
     payload = { ...base, response: `General answer from the sample agent to: ${query.slice(0, 200)}` };
   }
   return { kind: q.includes('[sample:slow]') ? 'slow' : 'answer', payload };
+}
+
+/** The Lambda Invoke REST call (`POST /2015-03-31/functions/{name}/invocations`), answered by the sample agent. */
+export async function handleSampleAgentInvoke(functionName: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const raw = (await readBody(req, 6 * 1024 * 1024)).toString('utf8');
+  const expected = process.env.MANAGER_AGENT_FUNCTION_NAME;
+  if (decodeURIComponent(functionName) !== expected) {
+    return sendJson(res, 404, { Type: 'User', message: `Function not found: ${functionName} (the sample agent answers as ${expected})` }, {
+      'x-amzn-errortype': 'ResourceNotFoundException',
+    });
+  }
+  let request: Record<string, unknown> = {};
+  try {
+    request = JSON.parse(raw || '{}');
+  } catch {
+    // the sample agent answers anything
+  }
+  const answer = sampleAgentAnswer(request);
+  if (answer.kind === 'slow') await new Promise((r) => setTimeout(r, Number(process.env.SAMPLE_AGENT_SLOW_MS ?? 30_000)));
+  const headers: Record<string, string> = { 'x-amz-executed-version': '$LATEST' };
+  if (answer.kind === 'error') headers['x-amz-function-error'] = 'Unhandled';
+  sendJson(res, 200, answer.payload, headers);
 }

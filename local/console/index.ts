@@ -1,3 +1,4 @@
+import { isLoopbackCaller } from '../loopback.ts';
 import { readFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
@@ -20,9 +21,6 @@ const STATIC_FILES: Record<string, string> = {
   'console.css': 'text/css; charset=utf-8',
 };
 const LIST_LIMIT = 100;
-const LOOPBACK_ADDRESSES = ['127.0.0.1', '::1', '::ffff:127.0.0.1'];
-/** Host names a loopback browser uses; anything else (a rebound DNS name) is refused. */
-const LOOPBACK_HOST = /^(127\.0\.0\.1|localhost|\[::1\])(:\d+)?$/i;
 
 const SECURITY_HEADERS = {
   'content-security-policy':
@@ -46,7 +44,7 @@ export async function handleConsole(req: IncomingMessage, res: ServerResponse, c
   req.resume();
   const url = new URL(req.url ?? '/console', 'http://local');
   const pathname = url.pathname;
-  if (!LOOPBACK_ADDRESSES.includes(req.socket.remoteAddress ?? '') || !LOOPBACK_HOST.test(req.headers.host ?? '')) {
+  if (!isLoopbackCaller(req)) {
     return send(req, res, 403, 'text/plain; charset=utf-8', 'The console answers on loopback only (http://127.0.0.1:<port>/console).\n');
   }
   if (req.method !== 'GET' && req.method !== 'HEAD') {

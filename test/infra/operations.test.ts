@@ -1,5 +1,4 @@
 import { existsSync, readFileSync } from 'node:fs';
-import path from 'node:path';
 import type { Template } from 'aws-cdk-lib/assertions';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FAILURE_STATUS } from '../../functions/domain/gateway-contract.ts';
@@ -7,7 +6,6 @@ import { METRIC_NAMES } from '../../functions/shared/events.ts';
 import { METRICS_NAMESPACE, SERVICE_NAME } from '../../functions/shared/powertools.ts';
 import { DEFAULT_CONFIG } from '../../infra/config.ts';
 import { SEED_QUERIES } from '../../infra/constructs/saved-queries.ts';
-import { PROJECT_ROOT } from '../../infra/constructs/stage-function.ts';
 import { CUSTOM_METRICS, SIGNATURE_REJECTED_METRIC } from '../../infra/metrics.ts';
 import { STACK_OUTPUTS } from '../../infra/webhook-gateway-stack.ts';
 import { DELIVERY_URL_CONTEXT, type Json, type Synthesized, cfnText, logicalId, synthesize } from './support/synth.ts';
