@@ -1,4 +1,5 @@
 import type { ConversationRecord } from '../functions/domain/conversation.ts';
+import type { FilterableConversation } from './conversation-filters.ts';
 import type { ExecutionRecord } from './engine.ts';
 
 /** The latest conversation record an execution produced (the last state output or input that carries one). */
@@ -14,14 +15,8 @@ export function recordOf(execution: ExecutionRecord): ConversationRecord | null 
   return null;
 }
 
-export interface ConversationSummary {
-  conversation_id: string;
-  received_at: string;
-  source_system: string;
-  source_process: string;
-  webhook_type: string | null;
-  status: string;
-  delivery_status: string;
+/** A row of `conversations list`: what the filters look at, and a little more. */
+export interface ConversationSummary extends FilterableConversation {
   total_time_ms: number | null;
   executions: number;
   query: string;
