@@ -25,10 +25,16 @@ async function secretString(arn: string): Promise<string> {
   return value;
 }
 
+const parsed = new Map<string, { json: string | undefined; secrets: SecretsBySource }>();
+
 async function configured(name: string): Promise<SecretsBySource> {
   const arn = process.env[`${name}_ARN`];
   const json = arn ? await secretString(arn) : process.env[name];
-  return parseSecretsBySource(json, name);
+  const hit = parsed.get(name);
+  if (hit && hit.json === json) return hit.secrets; // parsed once per value, not once per request
+  const secrets = parseSecretsBySource(json, name);
+  parsed.set(name, { json, secrets });
+  return secrets;
 }
 
 export async function inboundPolicy(): Promise<InboundPolicy> {
