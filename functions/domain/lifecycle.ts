@@ -1,12 +1,13 @@
 import { classify } from './classifier.ts';
-import type { ConversationRecord, DeliveryAttempt, DeliveryStatus } from './conversation.ts';
+import type { ConversationRecord, ConversationState, DeliveryAttempt, DeliveryStatus } from './conversation.ts';
 import { agentResponse, agentTurn, elapsedMs, userQuery } from './conversation.ts';
 import { buildConversationId } from './conversation-id.ts';
 import { errorBody, type ExecutionInput } from './gateway-contract.ts';
 import { claimedSource, parseWebhookRequest } from './request.ts';
 import { OPEN_POLICY, verifyInbound, type InboundPolicy } from './signatures.ts';
 import { idempotencyKeyOf } from './idempotency.ts';
-import type { TaskFailure } from './task-error.ts';
+import { parseTaskError, type TaskFailure } from './task-error.ts';
+import { failedAttemptFromCaught } from './delivery.ts';
 
 /** Each workflow stage as a pure step over the conversation record. Handlers do the I/O around them. */
 
@@ -206,6 +207,30 @@ export function completeConversation(record: ConversationRecord, agentFailed: bo
       },
     },
   };
+}
+
+/**
+ * Export's view of how the conversation ended: the agent's failure (nothing delivered), a failed delivery (the
+ * attempt the Catch stored, `retrying` while the schedule will try again, `failed` when it will not), or success.
+ */
+export function closeConversation(
+  state: ConversationState,
+  executionName: string | null,
+  now: Date,
+): { record: ConversationRecord; agentFailed: boolean } {
+  let record = state.conversation;
+  const agentFailed = state.agent_error !== undefined;
+  if (agentFailed) {
+    record = withFailure(record, 'InvokeManagerAgent', parseTaskError(state.agent_error), now);
+    record = { ...record, webhook_context: { ...record.webhook_context, delivery_status: 'not_attempted' } };
+  }
+  if (state.delivery_error) {
+    const { attempt, target } = failedAttemptFromCaught(state.delivery_error, record.execution.delivery_attempts.length + 1, now);
+    const status = attempt.outcome === 'permanent' ? 'failed' : (state.redelivery?.status_if_failed ?? 'retrying');
+    record = withDeliveryAttempt(record, attempt, target, status);
+    record = withFailure(record, 'Deliver', parseTaskError(state.delivery_error), now);
+  }
+  return { record: completeConversation(record, agentFailed, executionName, now), agentFailed };
 }
 
 /** The 200 body (DESIGN §3). */

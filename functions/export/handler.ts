@@ -1,10 +1,8 @@
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import type { ConversationState } from '../domain/conversation.ts';
-import { failedAttemptFromCaught } from '../domain/delivery.ts';
 import { ExportError } from '../domain/errors.ts';
 import { exportDocuments, exportFolder } from '../domain/export-formats.ts';
-import { agentFailureBody, completeConversation, successBody, withDeliveryAttempt, withFailure } from '../domain/lifecycle.ts';
-import { parseTaskError } from '../domain/task-error.ts';
+import { agentFailureBody, closeConversation, successBody } from '../domain/lifecycle.ts';
 import { idempotencyPk } from '../domain/idempotency.ts';
 import { s3 } from '../shared/clients/s3.ts';
 import { idempotencyStore } from '../shared/idempotency-store.ts';
@@ -24,19 +22,7 @@ export type ExportOutput = ConversationState & { response?: unknown; failure_cau
  */
 export const handler = stageHandler('Export', async ({ state, execution_name }: ExportInput): Promise<ExportOutput> => {
   const now = new Date();
-  let record = state.conversation;
-  const agentFailed = state.agent_error !== undefined;
-  if (agentFailed) {
-    record = withFailure(record, 'InvokeManagerAgent', parseTaskError(state.agent_error), now);
-    record = { ...record, webhook_context: { ...record.webhook_context, delivery_status: 'not_attempted' } };
-  }
-  if (state.delivery_error) {
-    const { attempt, target } = failedAttemptFromCaught(state.delivery_error, record.execution.delivery_attempts.length + 1, now);
-    const status = attempt.outcome === 'permanent' ? 'failed' : (state.redelivery?.status_if_failed ?? 'retrying');
-    record = withDeliveryAttempt(record, attempt, target, status);
-    record = withFailure(record, 'Deliver', parseTaskError(state.delivery_error), now);
-  }
-  record = completeConversation(record, agentFailed, execution_name, now);
+  const { record, agentFailed } = closeConversation(state, execution_name, now);
   if (!state.redelivery) {
     // Once per conversation: a redelivery re-exports the record but does not complete the conversation again.
     const totalMs = record.execution.timings.total_ms ?? 0;

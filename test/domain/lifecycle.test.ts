@@ -11,6 +11,7 @@ import {
   withClassification,
   withDeliveryAttempt,
   withFailure,
+  closeConversation,
 } from '../../functions/domain/lifecycle.ts';
 import { DELIVERY_ID, RECEIVED_AT, SEED_REQUEST, executionInput, startedRecord } from './fixtures.ts';
 
@@ -302,5 +303,41 @@ describe('agentFailureBody', () => {
 
   it('says unknown error when none was recorded', () => {
     expect(agentFailureBody(startedRecord()).error.message).toBe('The manager agent failed: unknown error');
+  });
+});
+
+describe('closeConversation (what Export records)', () => {
+  const at = new Date('2025-08-13T10:30:50Z');
+  const answered = () => withClassification(withAgentAnswer(startedRecord(), { response: 'deals' }, 5, at));
+
+  it('success: completed, delivery status as Deliver left it, execution named, total time set', () => {
+    const delivered = withDeliveryAttempt(answered(), { attempt: 1, at: at.toISOString(), duration_ms: 9, outcome: 'delivered', status_code: 200 }, 'https://x.example/h', 'delivered');
+    const { record, agentFailed } = closeConversation({ conversation: delivered }, 'exec-1', at);
+    expect(agentFailed).toBe(false);
+    expect(record.execution).toMatchObject({ status: 'completed', executions: ['exec-1'], errors: [] });
+    expect(record.webhook_context.delivery_status).toBe('delivered');
+    expect(record.execution.timings.total_ms).toBe(5000);
+  });
+
+  it('agent failure: failed, nothing delivered, the error recorded', () => {
+    const { record, agentFailed } = closeConversation({ conversation: startedRecord(), agent_error: { Error: 'AgentTimeoutError', Cause: 'did not answer' } }, 'exec-1', at);
+    expect(agentFailed).toBe(true);
+    expect(record.execution.status).toBe('failed');
+    expect(record.webhook_context.delivery_status).toBe('not_attempted');
+    expect(record.execution.errors).toEqual([expect.objectContaining({ stage: 'InvokeManagerAgent', error: 'AgentTimeoutError', message: 'did not answer' })]);
+  });
+
+  it.each([
+    ['DeliveryRetryableError', 'retryable', undefined, 'retrying'],
+    ['DeliveryRetryableError', 'retryable', { via: 'schedule', status_if_failed: 'failed' }, 'failed'],
+    ['DeliveryPermanentError', 'permanent', undefined, 'failed'],
+  ] as const)('failed delivery (%s, %s, %j) → %s, with the attempt and its target', (name, outcome, redelivery, status) => {
+    const attempt = { attempt: 1, at: at.toISOString(), duration_ms: 3, outcome, status_code: 503 } as const;
+    const Cause = JSON.stringify({ message: 'HTTP 503', attempt, target: 'https://x.example/h' });
+    const state = { conversation: answered(), delivery_error: { Error: name, Cause }, ...(redelivery ? { redelivery } : {}) };
+    const { record } = closeConversation(state, 'exec-1', at);
+    expect(record.webhook_context).toMatchObject({ delivery_status: status, delivery_target: 'https://x.example/h' });
+    expect(record.execution.delivery_attempts).toEqual([attempt]);
+    expect(record.execution.errors.at(-1)).toMatchObject({ stage: 'Deliver', error: name });
   });
 });
