@@ -6,6 +6,12 @@ import { createHash } from 'node:crypto';
  * response again: no second agent call, delivery or export.
  */
 export const DEFAULT_IDEMPOTENCY_TTL_SECONDS = 86_400;
+/**
+ * A claim that never completes (the execution failed or timed out after Validate) must not block the client's
+ * retries for a day: an in-progress key lapses after 5 minutes, well past the workflow's 60 s limit; completing it
+ * extends it to the full window.
+ */
+export const IN_PROGRESS_TTL_SECONDS = 300;
 const KEY_PATTERN = /^[\x21-\x7e]{1,255}$/;
 
 export interface IdempotencyRecord {

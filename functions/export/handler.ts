@@ -61,7 +61,7 @@ export const handler = stageHandler('Export', async ({ state, execution_name }: 
   if (key && store) {
     // A retry with the same key now gets this answer; after an agent failure the key is freed so a retry runs again.
     const pk = idempotencyPk(record.metadata.source_system, key);
-    await (response ? store.complete(pk, response) : store.release(pk));
+    await (response ? store.complete(pk, response, now) : store.release(pk));
   }
   return response ? { ...next, response } : { ...next, failure_cause: JSON.stringify(agentFailureBody(record)) };
 });

@@ -1,7 +1,7 @@
 import { mkdir, open, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { expiresAt, isExpired, type IdempotencyRecord } from '../domain/idempotency.ts';
+import { expiresAt, IN_PROGRESS_TTL_SECONDS, isExpired, type IdempotencyRecord } from '../domain/idempotency.ts';
 import { tracer } from './powertools.ts';
 
 /**
@@ -14,7 +14,7 @@ export type ClaimResult = { claimed: true } | { claimed: false; existing: Idempo
 
 export interface IdempotencyStore {
   claim(pk: string, conversationId: string, now: Date): Promise<ClaimResult>;
-  complete(pk: string, response: unknown): Promise<void>;
+  complete(pk: string, response: unknown, now: Date): Promise<void>;
   release(pk: string): Promise<void>;
 }
 
@@ -42,7 +42,7 @@ class DynamoIdempotencyStore implements IdempotencyStore {
           status: { S: 'in_progress' },
           conversation_id: { S: conversationId },
           created_at: { S: now.toISOString() },
-          expires_at: { N: String(expiresAt(now, ttl())) },
+          expires_at: { N: String(expiresAt(now, IN_PROGRESS_TTL_SECONDS)) },
         },
         ConditionExpression: 'attribute_not_exists(pk) OR expires_at <= :now',
         ExpressionAttributeValues: { ':now': { N: String(nowS) } },
@@ -66,14 +66,18 @@ class DynamoIdempotencyStore implements IdempotencyStore {
     };
   }
 
-  async complete(pk: string, response: unknown): Promise<void> {
+  async complete(pk: string, response: unknown, now: Date): Promise<void> {
     const { sdk, db } = await dynamo();
     await db.send(new sdk.UpdateItemCommand({
       TableName: this.table,
       Key: { pk: { S: pk } },
-      UpdateExpression: 'SET #s = :completed, #r = :response',
+      UpdateExpression: 'SET #s = :completed, #r = :response, expires_at = :expires',
       ExpressionAttributeNames: { '#s': 'status', '#r': 'response' },
-      ExpressionAttributeValues: { ':completed': { S: 'completed' }, ':response': { S: JSON.stringify(response) } },
+      ExpressionAttributeValues: {
+        ':completed': { S: 'completed' },
+        ':response': { S: JSON.stringify(response) },
+        ':expires': { N: String(expiresAt(now, ttl())) },
+      },
     }));
   }
 
@@ -117,7 +121,7 @@ class FileIdempotencyStore implements IdempotencyStore {
   }
 
   async claim(pk: string, conversationId: string, now: Date): Promise<ClaimResult> {
-    const record: IdempotencyRecord = { pk, status: 'in_progress', conversation_id: conversationId, created_at: now.toISOString(), expires_at: expiresAt(now, ttl()) };
+    const record: IdempotencyRecord = { pk, status: 'in_progress', conversation_id: conversationId, created_at: now.toISOString(), expires_at: expiresAt(now, IN_PROGRESS_TTL_SECONDS) };
     for (let tries = 0; tries < 3; tries++) {
       if (await this.write(record, true)) return { claimed: true };
       const existing = await this.read(pk);
@@ -127,10 +131,10 @@ class FileIdempotencyStore implements IdempotencyStore {
     throw new Error('could not claim the idempotency key');
   }
 
-  async complete(pk: string, response: unknown): Promise<void> {
+  async complete(pk: string, response: unknown, now: Date): Promise<void> {
     const existing = await this.read(pk);
     if (!existing) return;
-    await this.write({ ...existing, status: 'completed', response: JSON.stringify(response) }, false);
+    await this.write({ ...existing, status: 'completed', response: JSON.stringify(response), expires_at: expiresAt(now, ttl()) }, false);
   }
 
   async release(pk: string): Promise<void> {

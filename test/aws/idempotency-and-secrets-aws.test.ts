@@ -24,7 +24,7 @@ afterEach(() => {
 });
 
 describe('DynamoDB idempotency store (IDEMPOTENCY_TABLE_NAME)', () => {
-  it('claims a key with a conditional write that also takes over an expired one', async () => {
+  it('claims a key for 5 minutes with a conditional write that also takes over an expired one', async () => {
     dynamo.on(PutItemCommand).resolves({});
     expect(await idempotencyStore()!.claim(PK, 'webhook_x', NOW)).toEqual({ claimed: true });
     const input = dynamo.commandCalls(PutItemCommand)[0]!.args[0].input;
@@ -32,7 +32,7 @@ describe('DynamoDB idempotency store (IDEMPOTENCY_TABLE_NAME)', () => {
       TableName: 'idempotency',
       ConditionExpression: 'attribute_not_exists(pk) OR expires_at <= :now',
       ExpressionAttributeValues: { ':now': { N: String(NOW.getTime() / 1000) } },
-      Item: { pk: { S: PK }, status: { S: 'in_progress' }, conversation_id: { S: 'webhook_x' }, expires_at: { N: String(NOW.getTime() / 1000 + 86_400) } },
+      Item: { pk: { S: PK }, status: { S: 'in_progress' }, conversation_id: { S: 'webhook_x' }, expires_at: { N: String(NOW.getTime() / 1000 + 300) } },
     });
   });
 
@@ -52,13 +52,17 @@ describe('DynamoDB idempotency store (IDEMPOTENCY_TABLE_NAME)', () => {
     expect(dynamo.commandCalls(GetItemCommand)).toHaveLength(0);
   });
 
-  it('completes with the response, and releases by deleting the key', async () => {
+  it('completes with the response for the full 24 h, and releases by deleting the key', async () => {
     dynamo.on(UpdateItemCommand).resolves({});
     dynamo.on(DeleteItemCommand).resolves({});
-    await idempotencyStore()!.complete(PK, { success: true, conversation_id: 'webhook_x' });
+    await idempotencyStore()!.complete(PK, { success: true, conversation_id: 'webhook_x' }, NOW);
     expect(dynamo.commandCalls(UpdateItemCommand)[0]!.args[0].input).toMatchObject({
       Key: { pk: { S: PK } },
-      ExpressionAttributeValues: { ':completed': { S: 'completed' }, ':response': { S: '{"success":true,"conversation_id":"webhook_x"}' } },
+      ExpressionAttributeValues: {
+        ':completed': { S: 'completed' },
+        ':response': { S: '{"success":true,"conversation_id":"webhook_x"}' },
+        ':expires': { N: String(NOW.getTime() / 1000 + 86_400) },
+      },
     });
     await idempotencyStore()!.release(PK);
     expect(dynamo.commandCalls(DeleteItemCommand)[0]!.args[0].input).toEqual({ TableName: 'idempotency', Key: { pk: { S: PK } } });
@@ -90,5 +94,27 @@ describe('signing secrets from Secrets Manager (…_ARN)', () => {
     process.env.DELIVERY_SIGNING_SECRETS_ARN = 'arn:aws:secretsmanager:us-east-1:123456789012:secret:broken';
     secrets.on(GetSecretValueCommand, { SecretId: process.env.DELIVERY_SIGNING_SECRETS_ARN }).resolves({ SecretString: '{"general": "plain"}' });
     await expect(deliverySecret('general')).rejects.toThrow(/DELIVERY_SIGNING_SECRETS\.general\[0\]: secrets must be "whsec_"/);
+  });
+});
+
+describe('file idempotency store (IDEMPOTENCY_DIR, local)', () => {
+  it('an in-progress key that never completes lapses after 5 minutes; a completed one holds for 24 h', async () => {
+    const { mkdtemp, rm } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const dir = await mkdtemp(`${tmpdir()}/idempotency-`);
+    delete process.env.IDEMPOTENCY_TABLE_NAME;
+    process.env.IDEMPOTENCY_DIR = dir;
+    try {
+      const store = idempotencyStore()!;
+      expect(await store.claim(PK, 'webhook_first', NOW)).toEqual({ claimed: true });
+      expect(await store.claim(PK, 'webhook_second', new Date(NOW.getTime() + 299_000))).toMatchObject({ claimed: false, existing: { status: 'in_progress' } });
+      expect(await store.claim(PK, 'webhook_third', new Date(NOW.getTime() + 301_000))).toEqual({ claimed: true });
+      await store.complete(PK, { success: true }, new Date(NOW.getTime() + 302_000));
+      const later = new Date(NOW.getTime() + 302_000 + 86_000_000);
+      expect(await store.claim(PK, 'webhook_fourth', later)).toMatchObject({ claimed: false, existing: { status: 'completed', conversation_id: 'webhook_third' } });
+    } finally {
+      delete process.env.IDEMPOTENCY_DIR;
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
