@@ -70,6 +70,8 @@ async function start(): Promise<number> {
   out(`  agent   ${process.env.AWS_ENDPOINT_URL_LAMBDA} function ${gateway.agentFunctionName}` +
     (process.env.AWS_ENDPOINT_URL_LAMBDA === gateway.url ? '  (SAMPLE agent built into this server)' : ''));
   for (const type of WEBHOOK_TYPES) out(`  deliver ${type.padEnd(14)} → ${process.env[DELIVERY_URL_VARIABLES[type]]}`);
+  out(`  signing deliveries with the secrets in ${gateway.deliverySecretsFile ? rel(gateway.deliverySecretsFile) : 'DELIVERY_SIGNING_SECRETS'}` +
+    `   inbound signatures: ${process.env.INBOUND_WEBHOOK_SECRETS ? 'required for the sources in INBOUND_WEBHOOK_SECRETS' : 'none configured'}${process.env.REQUIRE_SIGNED_WEBHOOKS === 'true' ? ' (unsigned refused)' : ''}`);
   out(`  history ${rel(gateway.executions.dir)}   failed deliveries ${rel(gateway.failedDeliveries.dir)}   handler logs ${logFile.startsWith('(') ? logFile : rel(logFile)}`);
   out('');
   out(`Try:  curl -s -X POST ${gateway.url}/webhook -H 'Content-Type: application/json' \\`);

@@ -28,6 +28,8 @@ export interface RunningGateway {
   s3Endpoint: string;
   bucket: string;
   agentFunctionName: string;
+  /** Where the local delivery signing secrets were made, when they were not configured. */
+  deliverySecretsFile: string | null;
   failedDeliveries: LocalFailedDeliveryStore;
   redelivery: LocalRedelivery;
   executions: ExecutionStore;
@@ -70,6 +72,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   const url = `http://${options.host.includes(':') ? `[${options.host}]` : options.host}:${port}`;
 
   let s3: EmbeddedS3 | null = null;
+  let deliverySecretsFile: string | null = null;
   try {
     const userS3 = process.env.AWS_ENDPOINT_URL_S3;
     const bucket = process.env.CONVERSATION_EXPORT_S3_BUCKET || 'revops-conversations';
@@ -82,7 +85,9 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     applyDefaults(process.env, defaults);
     if (!process.env.IDEMPOTENCY_TABLE_NAME) applyDefaults(process.env, { IDEMPOTENCY_DIR: path.join(options.dataDir, 'idempotency') });
     if (!process.env.DELIVERY_SIGNING_SECRETS && !process.env.DELIVERY_SIGNING_SECRETS_ARN) {
-      process.env.DELIVERY_SIGNING_SECRETS = (await localDeliverySecrets(options.dataDir)).json;
+      const made = await localDeliverySecrets(options.dataDir);
+      process.env.DELIVERY_SIGNING_SECRETS = made.json;
+      deliverySecretsFile = made.file;
     }
   } catch (error) {
     server.close();
@@ -144,6 +149,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     s3Endpoint: process.env.AWS_ENDPOINT_URL_S3!,
     bucket: process.env.CONVERSATION_EXPORT_S3_BUCKET!,
     agentFunctionName: process.env.MANAGER_AGENT_FUNCTION_NAME!,
+    deliverySecretsFile,
     failedDeliveries,
     redelivery,
     executions,
