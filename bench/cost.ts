@@ -22,6 +22,7 @@ export const PRICES = {
   s3_storage_gb_month: 0.023,
   logs_ingest_gb: 0.5, // CloudWatch Logs standard ingestion (also the first tier of vended logs)
   logs_storage_gb_month: 0.03,
+  logs_data_protection_scanned_gb: 0.12, // CloudWatch Logs data protection (masking), per GB scanned at ingestion
   xray_trace_recorded: 5.0 / 1e6,
   custom_metric_month: 0.3,
   data_transfer_out_gb: 0.09,
@@ -37,6 +38,7 @@ export const PRICE_TABLE: { item: string; price: string }[] = [
   { item: 'S3 Standard storage', price: '$0.023 per GB-month (first 50 TB)' },
   { item: 'CloudWatch Logs ingestion (standard; vended logs first tier)', price: '$0.50 per GB' },
   { item: 'CloudWatch Logs storage', price: '$0.03 per GB-month (compressed)' },
+  { item: 'CloudWatch Logs data protection (masking)', price: '$0.12 per GB scanned' },
   { item: 'X-Ray traces recorded', price: '$5.00 per 1 M' },
   { item: 'CloudWatch custom metrics', price: '$0.30 per metric-month (first 10,000)' },
   { item: 'Data transfer out to the internet', price: '$0.09 per GB (first 10 TB/month)' },
@@ -49,6 +51,8 @@ export interface TemplateFacts {
   state_machines: { type: string; log_level: string; include_execution_data: boolean; tracing: boolean; conversation?: boolean }[];
   api_stages: { tracing: boolean; access_log_format: string | null; method_settings: { logging_level: string; data_trace: boolean; throttling_rate_limit: number | null; throttling_burst_limit: number | null }[] }[];
   buckets: { versioning: string; encryption: string; bucket_key: boolean; transitions: unknown[] }[];
+  /** data_protection: the log group masks signatures and secrets, so CloudWatch scans what it ingests. */
+  log_groups?: { retention_days: number | null; data_protection: boolean }[];
 }
 
 /** What infra/ synthesized to when this bench was written; used only when synthesis fails. */
@@ -58,6 +62,7 @@ export const FALLBACK_FACTS: TemplateFacts = {
   state_machines: [{ type: 'EXPRESS', log_level: 'ALL', include_execution_data: true, tracing: true, conversation: true }],
   api_stages: [{ tracing: true, access_log_format: null, method_settings: [{ logging_level: 'ERROR', data_trace: false, throttling_rate_limit: 50, throttling_burst_limit: 100 }] }],
   buckets: [{ versioning: 'Enabled', encryption: 'AES256', bucket_key: false, transitions: [{ StorageClass: 'STANDARD_IA', TransitionInDays: 90 }] }],
+  log_groups: [{ retention_days: 30, data_protection: true }],
 };
 
 /** I/O on AWS that a local run cannot measure. Scenario `instant` matches the bench's instant agent and receiver. */
@@ -226,6 +231,10 @@ export function costPerMillion(facts: TemplateFacts, measured: OverheadResult, i
   const totalLogBytes = Object.values(logBytes).reduce((a, b) => a + b, 0);
   // Stored compressed (~6:1 for JSON), kept for the retention (30 days: ~1 month).
   add('CloudWatch Logs storage, 30-day retention (~6:1 compression)', `${(totalLogBytes / 6 / 1024).toFixed(1)} KB`, (totalLogBytes / 6 / 1024 ** 3) * PRICES.logs_storage_gb_month);
+  // The secret-masking data protection policy scans every byte its log groups ingest (all of the gateway's).
+  const masking = facts.log_groups?.some((g) => g.data_protection) ?? false;
+  const maskingUsd = masking ? (totalLogBytes / 1024 ** 3) * PRICES.logs_data_protection_scanned_gb : 0;
+  if (masking) add('CloudWatch Logs data protection scan (signature masking)', `${(totalLogBytes / 1024).toFixed(1)} KB`, maskingUsd);
 
   const traced = facts.functions.some((f) => f.tracing === 'Active') || machine?.tracing || stage?.tracing;
   if (traced) add('X-Ray traces recorded', `${io.xray_sampled_share} trace (sampled share)`, io.xray_sampled_share * PRICES.xray_trace_recorded);
@@ -242,6 +251,8 @@ export function costPerMillion(facts: TemplateFacts, measured: OverheadResult, i
   const biggest = [...lines].sort((a, b) => b.usd_per_million - a.usd_per_million)[0]!;
   const putsSaved = Math.max(0, pc.s3_puts - 1) * PRICES.s3_put * M;
   const perGb = (bytes: number) => (bytes / 1024 ** 3) * PRICES.logs_ingest_gb * M;
+  // A logged byte costs its ingestion and, with the masking policy, its scan.
+  const perLoggedGb = (bytes: number) => perGb(bytes) * (masking ? 1 + PRICES.logs_data_protection_scanned_gb / PRICES.logs_ingest_gb : 1);
   const withoutData = express.events * EXPRESS_EVENT_ENVELOPE_BYTES;
   const alternative = (change: string, saved: number) => ({
     change,
@@ -257,8 +268,12 @@ export function costPerMillion(facts: TemplateFacts, measured: OverheadResult, i
     log_bytes: logBytes,
     durations_ms: Object.fromEntries(Object.entries(billed).map(([k, v]) => [k, Math.round(v)])),
     alternatives: [
-      alternative('Express logging without execution data (includeExecutionData: false, level ALL)', perGb(express.bytes - withoutData)),
-      alternative('Express logging at level ERROR (successful executions not logged; failures keep their data)', perGb(express.bytes)),
+      alternative(
+        'Express logging without execution data (includeExecutionData: false, level ALL)',
+        perLoggedGb(express.bytes - withoutData),
+      ),
+      alternative('Express logging at level ERROR (successful executions not logged; failures keep their data)', perLoggedGb(express.bytes)),
+      alternative('no secret-masking data protection policy (signatures then readable in the execution history)', maskingUsd * M),
       alternative(`one export object per conversation instead of ${pc.s3_puts} (${pc.s3_puts - 1} fewer PUTs)`, putsSaved),
       alternative('X-Ray off (Tracing.DISABLED on functions, workflow and API stage)', traced ? io.xray_sampled_share * PRICES.xray_trace_recorded * M : 0),
     ],

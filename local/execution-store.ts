@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { isConversationId } from '../functions/domain/conversation-id.ts';
+import { maskSecrets } from '../functions/domain/secret-masking.ts';
 import type { ExecutionRecord } from './engine.ts';
 import { listDir, readJson, writeTextAtomic } from './json-files.ts';
 
@@ -38,9 +39,13 @@ export class ExecutionStore {
   }
 }
 
-/** The inbound `webhook-signature` is checked by Validate and has no use afterwards: it is not kept in the history. */
+/**
+ * The inbound `webhook-signature` is checked by Validate and has no use afterwards: the header's value is not kept,
+ * and every signature- or secret-shaped text elsewhere is masked with the patterns the AWS log groups' data
+ * protection policy uses, so the local history shows what the AWS one does.
+ */
 export function serializeHistory(record: ExecutionRecord): string {
-  return JSON.stringify(record, (key, value: unknown) => (key === 'webhook-signature' ? '[redacted]' : value));
+  return maskSecrets(JSON.stringify(record, (key, value: unknown) => (key === 'webhook-signature' ? '[redacted]' : value)));
 }
 
 /** The conversation id an execution worked on: from the first state output (or input) that carries the record. */

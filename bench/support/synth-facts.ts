@@ -74,5 +74,9 @@ const buckets = ofType('AWS::S3::Bucket').map(([id, r]) => ({
   bucket_key: r.Properties?.BucketEncryption?.ServerSideEncryptionConfiguration?.[0]?.BucketKeyEnabled ?? false,
   transitions: (r.Properties?.LifecycleConfiguration?.Rules ?? []).flatMap((rule: Record<string, any>) => rule.Transitions ?? []),
 }));
-const logGroups = ofType('AWS::Logs::LogGroup').map(([id, r]) => ({ logical_id: id, retention_days: r.Properties?.RetentionInDays ?? null }));
+const logGroups = ofType('AWS::Logs::LogGroup').map(([id, r]) => ({
+  logical_id: id,
+  retention_days: r.Properties?.RetentionInDays ?? null,
+  data_protection: Boolean(r.Properties?.DataProtectionPolicy),
+}));
 process.stdout.write(`${JSON.stringify({ stack: stack.stackName, functions, state_machines: machines, api_stages: stages, buckets, log_groups: logGroups })}\n`);

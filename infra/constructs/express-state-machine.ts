@@ -4,6 +4,7 @@ import type { IFunction } from 'aws-cdk-lib/aws-lambda';
 import { LogGroup, type RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { DefinitionBody, LogLevel, StateMachine, StateMachineType } from 'aws-cdk-lib/aws-stepfunctions';
 import type { Construct } from 'constructs';
+import { secretMaskingPolicy } from './secret-masking-policy.ts';
 
 export interface ExpressStateMachineProps {
   /** An ASL file of statemachine/, shared with the local engine. */
@@ -18,11 +19,15 @@ export interface ExpressStateMachineProps {
 /**
  * An Express state machine loaded from an ASL file, as both workflows of the gateway are built: Express history
  * exists only in CloudWatch Logs, so every event is logged with its data (level ALL, includeExecutionData) to a
- * log group of its own with a retention, and X-Ray traces each run. Creates `ExecutionLogs` and `StateMachine`
+ * log group of its own with a retention, which masks webhook signatures and secrets (secretMaskingPolicy: the
+ * conversation's input carries the inbound `webhook-signature`), and X-Ray traces each run. Creates `ExecutionLogs` and `StateMachine`
  * in `scope`; callers add what else the role may do.
  */
 export function expressStateMachine(scope: Construct, props: ExpressStateMachineProps): { stateMachine: StateMachine; logGroup: LogGroup } {
-  const logGroup = new LogGroup(scope, 'ExecutionLogs', { retention: props.logRetention });
+  const logGroup = new LogGroup(scope, 'ExecutionLogs', {
+    retention: props.logRetention,
+    dataProtectionPolicy: secretMaskingPolicy(),
+  });
   const stateMachine = new StateMachine(scope, 'StateMachine', {
     stateMachineType: StateMachineType.EXPRESS,
     definitionBody: DefinitionBody.fromFile(props.definitionFile),

@@ -7,6 +7,7 @@ import { Charset, LogLevel as EsbuildLogLevel, NodejsFunction, OutputFormat } fr
 import { LogGroup, type RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
 import { POWERTOOLS_METRICS_NAMESPACE, POWERTOOLS_SERVICE_NAME } from '../config.ts';
+import { secretMaskingPolicy } from './secret-masking-policy.ts';
 
 export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -46,6 +47,7 @@ export class StageFunction extends NodejsFunction {
     const logGroup = new LogGroup(scope, `${id}LogGroup`, {
       retention: props.logRetention,
       removalPolicy: RemovalPolicy.RETAIN,
+      dataProtectionPolicy: secretMaskingPolicy(),
     });
     const role = new Role(scope, `${id}Role`, {
       assumedBy: new ServicePrincipal('lambda.amazonaws.com'),

@@ -28,6 +28,7 @@ import {
   startSyncExecutionRequestTemplate,
 } from '../api-templates.ts';
 import { POWERTOOLS_SERVICE_NAME } from '../config.ts';
+import { secretMaskingPolicy } from './secret-masking-policy.ts';
 
 export interface WebhookApiProps {
   readonly stateMachine: IStateMachine;
@@ -84,7 +85,10 @@ export class WebhookApi extends Construct {
 
   constructor(scope: Construct, id: string, props: WebhookApiProps) {
     super(scope, id);
-    this.accessLogGroup = new LogGroup(this, 'AccessLogs', { retention: props.logRetention });
+    this.accessLogGroup = new LogGroup(this, 'AccessLogs', {
+      retention: props.logRetention,
+      dataProtectionPolicy: secretMaskingPolicy(),
+    });
     this.api = new RestApi(this, 'RestApi', {
       description: 'Webhook conversation gateway: POST /webhook runs one conversation workflow; GET /health',
       endpointConfiguration: { types: [EndpointType.REGIONAL] },

@@ -1,6 +1,8 @@
 import type { Template } from 'aws-cdk-lib/assertions';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { gatewayErrorTemplate } from '../../infra/api-templates.ts';
+import { Webhook } from 'standardwebhooks';
+import { SECRET_PATTERNS, maskSecrets } from '../../functions/domain/secret-masking.ts';
+import { gatewayErrorTemplate, startSyncExecutionRequestTemplate } from '../../infra/api-templates.ts';
 import { EMPTY_SECRETS_JSON } from '../../infra/constructs/signing-secrets.ts';
 import { RETRY_AFTER_SECONDS } from '../../infra/constructs/webhook-api.ts';
 import { STACK_OUTPUTS } from '../../infra/webhook-gateway-stack.ts';
@@ -14,6 +16,7 @@ import {
   resourcesOf,
   synthesize,
 } from './support/synth.ts';
+import { renderRequest } from './support/velocity.ts';
 
 // Issue 5 with the defaults: signing secrets, the idempotency table, the 429s, and no API key (no sourceRateLimits).
 // The configured case (API keys, usage plans, requireSignedWebhooks) is in config.test.ts. One synthesis, no bundling.
@@ -128,5 +131,67 @@ describe('rate limits', () => {
       });
     }
     expect(JSON.parse(body.template)).toMatchObject({ success: false, error: { code: 'RATE_LIMITED' } });
+  });
+});
+
+describe('signatures in the logs', () => {
+  it('every log group masks Standard Webhooks signatures and secrets (data protection policy, audit + deidentify)', () => {
+    const groups = template.findResources('AWS::Logs::LogGroup');
+    expect(Object.keys(groups).length).toBeGreaterThanOrEqual(9);
+    for (const [name, group] of Object.entries(groups)) {
+      const policy = (group as { Properties: { DataProtectionPolicy?: Record<string, Json> } }).Properties.DataProtectionPolicy;
+      expect(policy, name).toBeDefined();
+      const configured = (policy!.Configuration as { CustomDataIdentifier: { Name: string; Regex: string }[] }).CustomDataIdentifier;
+      expect(configured.map((c) => ({ name: c.Name, regex: c.Regex }))).toEqual(SECRET_PATTERNS.map((p) => ({ ...p })));
+      const statements = policy!.Statement as { DataIdentifier: string[]; Operation: Record<string, unknown> }[];
+      const deidentify = statements.find((st) => 'Deidentify' in st.Operation);
+      expect(deidentify?.DataIdentifier.sort()).toEqual(SECRET_PATTERNS.map((p) => p.name).sort());
+      expect(deidentify?.Operation.Deidentify).toEqual({ MaskConfig: {} });
+      expect(statements.some((st) => 'Audit' in st.Operation)).toBe(true);
+    }
+  });
+
+  it('no role of the stack may unmask them', () => {
+    const unmask = allPolicyStatements(template).filter((s) => actionsOf(s.statement).some((a) => /^logs:(Unmask|\*)$/.test(a)));
+    expect(unmask).toEqual([]);
+  });
+
+  it('the execution input API Gateway builds, logged as Express logs it, is masked down to no trace of the signature', () => {
+    const secret = `whsec_${Buffer.from('inbound-secret-for-testing-sys!!').toString('base64')}`;
+    const body = JSON.stringify({ query: 'What are the top 5 deals closing this quarter?', source_system: 'testing_system', source_process: 'phase3_validation' });
+    const signer = new Webhook(secret);
+    // Two signatures (rotation), at least one with a `/` that escapeJavaScript turns into `\/`.
+    let id = 0;
+    let signature = '';
+    while (!signature.includes('/')) signature = signer.sign(`msg_${++id}`, new Date(), body);
+    const header = `${signature} ${new Webhook(`whsec_${Buffer.from('previous-secret-being-rotated!!!').toString('base64')}`).sign(`msg_${id}`, new Date(), body)}`;
+    const rendered = renderRequest(startSyncExecutionRequestTemplate('arn:aws:states:eu-west-1:123456789012:stateMachine:C'), {
+      body,
+      headers: { 'content-type': 'application/json', 'webhook-id': `msg_${id}`, 'webhook-timestamp': '1700000000', 'webhook-signature': header },
+    });
+    const input = (JSON.parse(rendered.output) as { input: string }).input;
+    expect((JSON.parse(input) as { headers: Record<string, string> }).headers['webhook-signature']).toBe(header);
+    // Step Functions may log the input string as sent or re-serialized; Validate's TaskScheduled nests it once more.
+    const events = [
+      { type: 'ExecutionStarted', details: { input, inputDetails: { truncated: false } } },
+      { type: 'ExecutionStarted', details: { input: JSON.stringify(JSON.parse(input)) } },
+      { type: 'TaskScheduled', details: { parameters: JSON.stringify({ FunctionName: 'validate', Payload: JSON.parse(input) }) } },
+      { type: 'TaskScheduled', details: { parameters: JSON.stringify({ FunctionName: 'validate', Payload: input }) } },
+    ];
+    // Compared with every backslash removed, so an escaped `/` cannot hide a piece of the signature.
+    const unescaped = (text: string) => text.replaceAll('\\', '');
+    for (const event of events) {
+      const raw = unescaped(JSON.stringify(event));
+      const logged = unescaped(maskSecrets(JSON.stringify(event)));
+      for (const sig of header.split(' ')) {
+        const b64 = sig.slice(3);
+        for (const piece of [b64.slice(0, 10), b64.slice(12, 22), b64.slice(-10)]) {
+          expect(raw, event.type).toContain(piece);
+          expect(logged, event.type).not.toContain(piece);
+        }
+      }
+      expect(logged).toContain('testing_system');
+      expect(logged).toContain(`msg_${id}`);
+    }
   });
 });
