@@ -10,7 +10,7 @@ import { POWERTOOLS_METRICS_NAMESPACE, POWERTOOLS_SERVICE_NAME } from './config.
  * CloudWatch stores them under namespace RevOps/WebhookGateway with dimension service=webhook-gateway, and only
  * a metric asked for with that dimension finds the data.
  */
-export { SIGNATURE_REJECTED_METRIC } from '../functions/domain/observability.ts';
+export { EXPORT_DEFERRED_METRIC, SIGNATURE_REJECTED_METRIC } from '../functions/domain/observability.ts';
 /** The five custom metrics, as the handlers emit them. */
 export const CUSTOM_METRICS = METRIC_NAMES;
 

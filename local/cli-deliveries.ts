@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { isConversationId } from '../functions/domain/conversation-id.ts';
-import type { FailedDeliveryEnvelope } from '../functions/domain/failed-delivery.ts';
+import { owedBy, type FailedDeliveryEnvelope } from '../functions/domain/failed-delivery.ts';
 import { resolveOptions } from './config.ts';
 import { LocalFailedDeliveryStore } from './failed-delivery-store.ts';
 import type { RedriveResult } from './redelivery.ts';
@@ -63,7 +63,7 @@ export async function deliveriesList(args: string[]): Promise<number> {
       e.attempts.length,
       (e.last_error ?? '').replace(/\s+/g, ' ').slice(0, 48),
       age(e.created_at),
-      e.state === 'dead' && e.dead_reason ? `dead (${e.dead_reason})` : e.state,
+      stateLabel(e),
       e.next_due_at ?? '-',
     ]),
   ));
@@ -128,7 +128,9 @@ export async function deliveriesRedrive(args: string[]): Promise<number> {
     const envelope = await store.get(id);
     if (!envelope) throw new CliError(`no failed delivery for ${id} (see "webhook-gateway deliveries list")`);
     if (envelope.state === 'delivered') {
-      out(`${id} was already delivered (${envelope.attempts.length} attempts): nothing to redrive.`);
+      out(owedBy(envelope) === 'export'
+        ? `${id} was already exported: nothing to redrive.`
+        : `${id} was already delivered (${envelope.attempts.length} attempts): nothing to redrive.`);
       return 0;
     }
     candidates = [envelope];
@@ -140,7 +142,7 @@ export async function deliveriesRedrive(args: string[]): Promise<number> {
   }
   if (values['dry-run']) {
     out(`dry run: would redrive ${candidates.length} deliver${candidates.length === 1 ? 'y' : 'ies'}; nothing was changed`);
-    for (const e of candidates) out(`  ${e.conversation_id}  ${e.webhook_type}  ${e.state}  ${e.attempts.length} attempts`);
+    for (const e of candidates) out(`  ${e.conversation_id}  ${e.webhook_type}  ${stateLabel(e)}  ${e.attempts.length} attempts`);
     return 0;
   }
   if (candidates.length === 0) {
@@ -155,9 +157,16 @@ export async function deliveriesRedrive(args: string[]): Promise<number> {
     results.push(result);
     counts[result.status] = (counts[result.status] ?? 0) + 1;
     const detail = result.status === 'failed' ? `: ${result.envelope?.last_error ?? ''}` : result.error ? `: ${result.error}` : '';
-    if (!values.json) out(`[${i + 1}/${candidates.length}] ${e.conversation_id} → ${result.status}${result.execution_name ? ` (execution ${result.execution_name})` : ''}${detail}`);
+    const shown = owedBy(e) === 'export' && result.status === 'delivered' ? 'exported' : result.status;
+    if (!values.json) out(`[${i + 1}/${candidates.length}] ${e.conversation_id} → ${shown}${result.execution_name ? ` (execution ${result.execution_name})` : ''}${detail}`);
   }
   if (values.json) out(JSON.stringify(results, null, 2));
   else out(`redrove ${candidates.length}: ${Object.entries(counts).map(([k, v]) => `${v} ${k.replace('_', ' ')}`).join(', ')}`);
   return (counts.failed ?? 0) + (counts.error ?? 0) > 0 ? 1 : 0;
+}
+
+/** The envelope's state as the list shows it: why it is dead, and `export only` when no delivery is owed. */
+export function stateLabel(e: FailedDeliveryEnvelope): string {
+  const state = e.state === 'dead' && e.dead_reason ? `dead (${e.dead_reason})` : e.state;
+  return owedBy(e) === 'export' ? `${state}, export only` : state;
 }

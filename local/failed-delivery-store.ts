@@ -1,11 +1,6 @@
 import path from 'node:path';
 import { isConversationId } from '../functions/domain/conversation-id.ts';
-import {
-  envelopeFromQueuedMessage,
-  isQueuedFailedDelivery,
-  parseSchedule,
-  type FailedDeliveryEnvelope,
-} from '../functions/domain/failed-delivery.ts';
+import { envelopeFromMessage, parseSchedule, type FailedDeliveryEnvelope } from '../functions/domain/failed-delivery.ts';
 import { listDir, readJson, writeJsonAtomic } from './json-files.ts';
 
 /**
@@ -24,11 +19,11 @@ export class LocalFailedDeliveryStore {
     return path.join(this.dir, `${conversationId}.json`);
   }
 
-  /** The local stand-in for `sqs:sendMessage` in QueueFailedDelivery: receives the resolved Parameters. */
+  /** The local stand-in for `sqs:sendMessage` in QueueFailedDelivery and QueueFailedExport: receives the resolved Parameters. */
   async sendMessage(parameters: { QueueUrl?: string; MessageBody?: unknown }): Promise<{ MessageId: string }> {
     const body = typeof parameters.MessageBody === 'string' ? JSON.parse(parameters.MessageBody) : parameters.MessageBody;
-    if (!isQueuedFailedDelivery(body)) throw new Error('QueueFailedDelivery: message body is not a failed delivery');
-    const envelope = envelopeFromQueuedMessage(body, new Date(), parseSchedule(process.env.REDELIVERY_SCHEDULE));
+    const envelope = envelopeFromMessage(body, new Date(), parseSchedule(process.env.REDELIVERY_SCHEDULE));
+    if (!envelope) throw new Error('sqs:sendMessage: the message body is neither a failed delivery nor a failed export');
     await this.put(envelope);
     return { MessageId: envelope.delivery_id };
   }

@@ -93,6 +93,8 @@ export interface RedeliveryContext {
   via: 'schedule' | 'redrive';
   /** The delivery status to record if this attempt fails: `failed` when no automatic attempt follows. */
   status_if_failed: 'retrying' | 'failed';
+  /** Nothing to deliver (already delivered, or the agent failed): only the export is owed. */
+  export_only?: boolean;
 }
 
 /** The state document that flows between the workflow's states. */
@@ -103,6 +105,8 @@ export interface ConversationState {
   agent_error?: { Error: string; Cause?: string };
   /** Set by the Catch of Deliver. */
   delivery_error?: { Error: string; Cause?: string };
+  /** Set by the Catch of Export: S3 stayed unwritable through the retries, the export is queued for later. */
+  export_error?: { Error: string; Cause?: string };
 }
 
 export function userQuery(record: ConversationRecord): string {

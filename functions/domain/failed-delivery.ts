@@ -1,14 +1,18 @@
 import type { ConversationRecord, DeliveryAttempt, RedeliveryContext } from './conversation.ts';
 import { failedAttemptFromCaught } from './delivery.ts';
 import { completeConversation, withDeliveryAttempt } from './lifecycle.ts';
-import type { CaughtError } from './task-error.ts';
+import { parseTaskError, type CaughtError } from './task-error.ts';
 
 /**
  * The failed-delivery envelope: everything needed to deliver and re-export a conversation's result without the
  * original request. One per conversation; every later attempt is appended to it. Pure state transitions only:
  * the SQS adapter (AWS) and the file adapter (local) store it, the schedule and operators act on it.
+ * An envelope may owe only the export (`owed: "export"`): the conversation ended (delivered, or the agent failed)
+ * but S3 could not be written; its redelivery skips Deliver and re-exports the closed record.
  */
+/** pending: the schedule tries again at next_due_at; dead: no more automatic attempts; delivered: nothing is owed any more. */
 export type EnvelopeState = 'pending' | 'dead' | 'delivered';
+export type Owed = 'delivery' | 'export';
 
 export interface FailedDeliveryEnvelope {
   version: 1;
@@ -19,8 +23,9 @@ export interface FailedDeliveryEnvelope {
   /** The latest conversation record (what the next redelivery delivers and re-exports). */
   conversation: ConversationRecord;
   attempts: DeliveryAttempt[];
-  /** pending: the schedule tries again at next_due_at; dead: no more automatic attempts; delivered: done. */
   state: EnvelopeState;
+  /** What the envelope still owes; absent means the delivery (and the export that follows it). */
+  owed?: Owed;
   next_due_at: string | null;
   /** How many slots of the schedule have been used. */
   scheduled_attempts: number;
@@ -58,6 +63,24 @@ export function parseSchedule(text: string | undefined): readonly number[] {
   });
 }
 
+/** What the workflow's QueueFailedExport state sends: the closed record that S3 would not take. */
+export interface QueuedFailedExport {
+  kind: 'failed_export';
+  conversation: ConversationRecord;
+  export_error: CaughtError;
+  execution_name?: string;
+}
+
+export function isQueuedFailedExport(value: unknown): value is QueuedFailedExport {
+  const v = value as QueuedFailedExport | null;
+  return !!v && typeof v === 'object' && v.kind === 'failed_export' && !!v.conversation?.conversation_id && !!v.export_error;
+}
+
+/** What an envelope owes (older envelopes have no `owed`: a delivery). */
+export function owedBy(envelope: Pick<FailedDeliveryEnvelope, 'owed'>): Owed {
+  return envelope.owed ?? 'delivery';
+}
+
 export function isQueuedFailedDelivery(value: unknown): value is QueuedFailedDelivery {
   const v = value as QueuedFailedDelivery | null;
   return !!v && typeof v === 'object' && v.kind === 'failed_delivery' && !!v.conversation?.conversation_id && !!v.delivery_error;
@@ -74,6 +97,21 @@ export const MAX_RETRY_AFTER_MS = 86_400_000;
 function dueAt(now: Date, delayMs: number, attempt: DeliveryAttempt | undefined): string {
   const retryAfter = Math.min(attempt?.retry_after_ms ?? 0, MAX_RETRY_AFTER_MS);
   return new Date(now.getTime() + Math.max(delayMs, retryAfter)).toISOString();
+}
+
+/** What every new envelope starts with: its conversation's identity and record, no scheduled attempt yet. */
+function newEnvelope(conversation: ConversationRecord, now: Date) {
+  return {
+    version: 1 as const,
+    conversation_id: conversation.conversation_id,
+    delivery_id: conversation.webhook_context.delivery_id,
+    webhook_type: conversation.webhook_context.webhook_type ?? 'general',
+    conversation,
+    attempts: conversation.execution.delivery_attempts,
+    scheduled_attempts: 0,
+    created_at: now.toISOString(),
+    updated_at: now.toISOString(),
+  };
 }
 
 /** The envelope for a delivery that just failed inside the conversation workflow. */
@@ -95,21 +133,40 @@ export function envelopeFromQueuedMessage(
     now,
   );
   return {
-    version: 1,
-    conversation_id: record.conversation_id,
-    delivery_id: record.webhook_context.delivery_id,
-    webhook_type: record.webhook_context.webhook_type ?? 'general',
+    ...newEnvelope(conversation, now),
     target,
-    conversation,
-    attempts: conversation.execution.delivery_attempts,
     state: dead ? 'dead' : 'pending',
     next_due_at: dead ? null : dueAt(now, firstDelay, attempt),
-    scheduled_attempts: 0,
-    created_at: now.toISOString(),
-    updated_at: now.toISOString(),
     last_error: attempt.error ?? null,
     ...(dead ? { dead_reason: permanent ? ('permanent' as const) : ('exhausted' as const) } : {}),
   };
+}
+
+/** The envelope for an export that S3 refused at the end of the conversation workflow: only the export is owed. */
+export function envelopeFromQueuedExport(
+  message: QueuedFailedExport,
+  now: Date,
+  schedule: readonly number[] = DEFAULT_RETRY_SCHEDULE_MS,
+): FailedDeliveryEnvelope {
+  const record = message.conversation;
+  const error = parseTaskError(message.export_error);
+  const firstDelay = schedule[0] ?? 0;
+  return {
+    ...newEnvelope(record, now),
+    target: record.webhook_context.delivery_target ?? null,
+    // An export is always worth retrying: it goes on until it is written (or an operator gives up).
+    state: 'pending',
+    owed: 'export',
+    next_due_at: new Date(now.getTime() + firstDelay).toISOString(),
+    last_error: `export: ${error.error}: ${error.message}`,
+  };
+}
+
+/** A queued message (either kind) → its envelope, or null when it is neither. */
+export function envelopeFromMessage(value: unknown, now: Date, schedule: readonly number[] = DEFAULT_RETRY_SCHEDULE_MS): FailedDeliveryEnvelope | null {
+  if (isQueuedFailedDelivery(value)) return envelopeFromQueuedMessage(value, now, schedule);
+  if (isQueuedFailedExport(value)) return envelopeFromQueuedExport(value, now, schedule);
+  return null;
 }
 
 export function isDue(envelope: FailedDeliveryEnvelope, now: Date): boolean {
@@ -124,7 +181,8 @@ export function redeliveryContext(
 ): RedeliveryContext {
   const lastSlot = envelope.scheduled_attempts + 1 >= schedule.length;
   const noMoreAutomatic = via === 'schedule' ? lastSlot : envelope.state === 'dead';
-  return { via, status_if_failed: noMoreAutomatic ? 'failed' : 'retrying' };
+  const context: RedeliveryContext = { via, status_if_failed: noMoreAutomatic ? 'failed' : 'retrying' };
+  return owedBy(envelope) === 'export' ? { ...context, export_only: true } : context;
 }
 
 /**
@@ -149,7 +207,8 @@ export function applyRedelivery(
     last_error: attempt?.outcome === 'delivered' ? envelope.last_error : (attempt?.error ?? envelope.last_error),
   };
   const used = via === 'schedule' ? envelope.scheduled_attempts + 1 : envelope.scheduled_attempts;
-  if (record.webhook_context.delivery_status === 'delivered') {
+  // The run succeeded, so its Export wrote the record: an envelope that owed only that is settled.
+  if (owedBy(envelope) === 'export' || record.webhook_context.delivery_status === 'delivered') {
     return { ...base, scheduled_attempts: used, state: 'delivered', next_due_at: null };
   }
   if (attempt?.outcome === 'permanent') return { ...base, scheduled_attempts: used, state: 'dead', next_due_at: null, dead_reason: 'permanent' };

@@ -187,7 +187,8 @@ export function withDeliveryAttempt(
 
 /**
  * Close the record: failed when the agent failed, otherwise completed (the delivery status is reported separately).
- * Safe to re-run: a record that was already closed keeps its completion time and total (a redelivery re-exports it).
+ * Safe to re-run: a record that was already closed keeps its status, completion time and total (a redelivery
+ * re-exports it).
  */
 export function completeConversation(record: ConversationRecord, agentFailed: boolean, executionName: string | null, now: Date): ConversationRecord {
   const executions = executionName && !record.execution.executions.includes(executionName)
@@ -198,7 +199,8 @@ export function completeConversation(record: ConversationRecord, agentFailed: bo
     ...record,
     execution: {
       ...record.execution,
-      status: agentFailed ? 'failed' : 'completed',
+      // A conversation whose agent failed stays failed when a redelivery re-exports it.
+      status: agentFailed || (closed && record.execution.status === 'failed') ? 'failed' : 'completed',
       completed_at: closed ? record.execution.completed_at : now.toISOString(),
       executions,
       timings: {

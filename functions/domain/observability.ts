@@ -27,5 +27,9 @@ export const METRIC_NAMES = {
   totalConversationTime: 'Webhook.total_conversation_time',
 } as const;
 
+/** Counted (and logged, as this event type) by Export when S3 refused a record and it was queued for later. */
+export const EXPORT_DEFERRED_METRIC = 'Webhook.export_deferred';
+export const EXPORT_DEFERRED_EVENT = 'WEBHOOK_CONVERSATION_EXPORT_DEFERRED';
+
 /** Counted by Validate for every request refused with 401 INVALID_SIGNATURE. */
 export const SIGNATURE_REJECTED_METRIC = 'Webhook.signature_rejected';

@@ -1,13 +1,15 @@
 import { PutObjectCommand } from '@aws-sdk/client-s3';
-import type { ConversationState } from '../domain/conversation.ts';
+import type { ConversationRecord, ConversationState } from '../domain/conversation.ts';
 import { ExportError } from '../domain/errors.ts';
 import { exportDocuments, exportFolder } from '../domain/export-formats.ts';
 import { agentFailureBody, closeConversation, successBody } from '../domain/lifecycle.ts';
 import { idempotencyPk } from '../domain/idempotency.ts';
+import { EXPORT_DEFERRED_EVENT, EXPORT_DEFERRED_METRIC } from '../domain/observability.ts';
+import { parseTaskError } from '../domain/task-error.ts';
 import { s3 } from '../shared/clients/s3.ts';
 import { idempotencyStore } from '../shared/idempotency-store.ts';
 import { logEvent, METRIC_NAMES, recordTime } from '../shared/events.ts';
-import { stageHandler } from '../shared/powertools.ts';
+import { logger, metrics, MetricUnit, stageHandler } from '../shared/powertools.ts';
 
 export interface ExportInput {
   state: ConversationState;
@@ -17,25 +19,19 @@ export interface ExportInput {
 export type ExportOutput = ConversationState & { response?: unknown; failure_cause?: string };
 
 /**
- * Export: close the record (agent failure, failed delivery or success), log the completion, and write the four
- * export formats to S3. The keys depend only on the conversation id, so a re-run overwrites the same objects.
+ * Export: close the record (agent failure, failed delivery or success), write the four export formats to S3, and
+ * log the completion. The keys depend only on the conversation id, so a re-run overwrites the same objects.
+ *
+ * When S3 stayed unwritable through the state's retries, its Catch runs this handler once more with
+ * `export_error` set: the record is closed and answered without S3, and the output keeps `export_error` so that
+ * QueueFailedExport can queue the closed record for a later export (the redelivery workflow's Export).
  */
 export const handler = stageHandler('Export', async ({ state, execution_name }: ExportInput): Promise<ExportOutput> => {
   const now = new Date();
   const { record, agentFailed } = closeConversation(state, execution_name, now);
-  if (!state.redelivery) {
-    // Once per conversation: a redelivery re-exports the record but does not complete the conversation again.
-    const totalMs = record.execution.timings.total_ms ?? 0;
-    recordTime(METRIC_NAMES.totalConversationTime, totalMs);
-    logEvent('WEBHOOK_CONVERSATION_COMPLETED', record, {
-      status: record.execution.status,
-      total_time_ms: totalMs,
-      delivery_status: record.webhook_context.delivery_status,
-      webhook_type: record.webhook_context.webhook_type,
-    });
-  }
+  const deferred = state.export_error;
 
-  if (process.env.ENABLE_CONVERSATION_EXPORT !== 'false') {
+  if (!deferred && process.env.ENABLE_CONVERSATION_EXPORT !== 'false') {
     const bucket = process.env.CONVERSATION_EXPORT_S3_BUCKET;
     if (!bucket) throw new ExportError('CONVERSATION_EXPORT_S3_BUCKET is not set');
     const documents = exportDocuments(record, now.toISOString());
@@ -48,13 +44,26 @@ export const handler = stageHandler('Export', async ({ state, execution_name }: 
     } catch (error) {
       throw new ExportError(`writing s3://${bucket}/${exportFolder(record.conversation_id)} failed: ${(error as Error).name}: ${(error as Error).message}`);
     }
+    logCompletion(state, record);
     logEvent('WEBHOOK_CONVERSATION_EXPORTED', record, {
       s3_location: `s3://${bucket}/${exportFolder(record.conversation_id)}`,
       files: documents.length,
     });
+  } else {
+    logCompletion(state, record);
+    if (deferred) {
+      const failure = parseTaskError(deferred);
+      logger.error('Conversation export failed; queued to be exported later', {
+        event_type: EXPORT_DEFERRED_EVENT,
+        conversation_id: record.conversation_id,
+        error: failure.error,
+        reason: failure.message,
+      });
+      metrics.addMetric(EXPORT_DEFERRED_METRIC, MetricUnit.Count, 1);
+    }
   }
 
-  const next: ConversationState = { conversation: record };
+  const next: ConversationState = deferred ? { conversation: record, export_error: deferred } : { conversation: record };
   const response = agentFailed ? null : successBody(record);
   const key = record.metadata.idempotency_key;
   const store = key && !state.redelivery ? idempotencyStore() : null;
@@ -65,3 +74,16 @@ export const handler = stageHandler('Export', async ({ state, execution_name }: 
   }
   return response ? { ...next, response } : { ...next, failure_cause: JSON.stringify(agentFailureBody(record)) };
 });
+
+/** Once per conversation, after its record is safe (exported, or queued to be): a redelivery does not complete it again. */
+function logCompletion(state: ConversationState, record: ConversationRecord): void {
+  if (state.redelivery) return;
+  const totalMs = record.execution.timings.total_ms ?? 0;
+  recordTime(METRIC_NAMES.totalConversationTime, totalMs);
+  logEvent('WEBHOOK_CONVERSATION_COMPLETED', record, {
+    status: record.execution.status,
+    total_time_ms: totalMs,
+    delivery_status: record.webhook_context.delivery_status,
+    webhook_type: record.webhook_context.webhook_type,
+  });
+}

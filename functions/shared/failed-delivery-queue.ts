@@ -7,17 +7,12 @@ import {
   type Message,
   type SQSClient,
 } from '@aws-sdk/client-sqs';
-import {
-  DEFAULT_RETRY_SCHEDULE_MS,
-  envelopeFromQueuedMessage,
-  isEnvelope,
-  isQueuedFailedDelivery,
-  type FailedDeliveryEnvelope,
-} from '../domain/failed-delivery.ts';
+import { DEFAULT_RETRY_SCHEDULE_MS, envelopeFromMessage, isEnvelope, type FailedDeliveryEnvelope } from '../domain/failed-delivery.ts';
 
 /**
  * The failed-delivery store's AWS adapter (the local one is local/failed-delivery-store.ts): one SQS message per
- * conversation. The workflow's QueueFailedDelivery state sends `{kind: "failed_delivery", ...}`; the first receive
+ * conversation. The workflow's QueueFailedDelivery state sends `{kind: "failed_delivery", ...}` (QueueFailedExport
+ * `{kind: "failed_export", ...}`); the first receive
  * converts it into an envelope, and every later change re-sends the envelope as a new message (Send, then Delete
  * the old one, so a failure in between duplicates rather than loses). A message that is not yet due waits out its
  * time invisible (ChangeMessageVisibility) or delayed (DelaySeconds). Dead envelopes move to the dead-letter queue,
@@ -45,7 +40,7 @@ export interface QueuedEnvelope {
   receiptHandle: string;
   receiveCount: number;
   sentAt: Date;
-  /** The body was the workflow's QueueFailedDelivery message, converted on this receive: no envelope is stored yet. */
+  /** The body was the workflow's QueueFailedDelivery/QueueFailedExport message, converted on this receive: no envelope is stored yet. */
   converted: boolean;
 }
 
@@ -84,14 +79,13 @@ export function parseMessageBody(
     return { reason: 'the body is not JSON' };
   }
   if (isEnvelope(value)) return { envelope: value, converted: false };
-  if (isQueuedFailedDelivery(value)) {
-    try {
-      return { envelope: envelopeFromQueuedMessage(value, sentAt, schedule), converted: true };
-    } catch (error) {
-      return { reason: `the failed delivery cannot be read: ${(error as Error).message}` };
-    }
+  try {
+    const envelope = envelopeFromMessage(value, sentAt, schedule);
+    if (envelope) return { envelope, converted: true };
+  } catch (error) {
+    return { reason: `the queued message cannot be read: ${(error as Error).message}` };
   }
-  return { reason: 'the body is neither a failed-delivery envelope nor a QueueFailedDelivery message' };
+  return { reason: 'the body is neither a failed-delivery envelope nor a QueueFailedDelivery or QueueFailedExport message' };
 }
 
 /** Seconds until the envelope is due (0 when due or not pending). */

@@ -9,7 +9,7 @@ import type { IQueue } from 'aws-cdk-lib/aws-sqs';
 import type { IStateMachine } from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import { POWERTOOLS_METRICS_NAMESPACE } from '../config.ts';
-import { CLIENT_ERRORS, CUSTOM_METRICS, METRIC_PERIOD, SERVER_FAILURES_METRIC, customMetric, serverFailurePattern } from '../metrics.ts';
+import { CLIENT_ERRORS, CUSTOM_METRICS, EXPORT_DEFERRED_METRIC, METRIC_PERIOD, SERVER_FAILURES_METRIC, customMetric, serverFailurePattern } from '../metrics.ts';
 
 export interface GatewayAlarmsProps {
   readonly conversationStateMachine: IStateMachine;
@@ -41,6 +41,7 @@ export class GatewayAlarms extends Construct {
   readonly conversationServerFailures: Alarm;
   readonly redeliveryFailures: Alarm;
   readonly deadLetters: Alarm;
+  readonly exportsDeferred: Alarm;
   readonly agentLatency: Alarm;
   readonly schedulerErrors: Alarm;
   readonly topic?: Topic;
@@ -95,6 +96,10 @@ export class GatewayAlarms extends Construct {
       { description: `${prefix}: failed deliveries in the dead-letter queue: no more automatic attempts. Inspect and redrive (docs/deploy.md).` },
     );
 
+    this.exportsDeferred = this.alarm('ExportsDeferred', customMetric(EXPORT_DEFERRED_METRIC, 'Sum'), 0, {
+      description: `${prefix}: S3 refused conversation exports in 5 minutes; they wait in the failed-delivery queue as export-only envelopes and the redelivery schedule writes them once S3 takes them (docs/deploy.md).`,
+    });
+
     this.agentLatency = this.alarm('AgentLatencyP99', customMetric(CUSTOM_METRICS.agentProcessingTime, 'p99'), props.agentP99AlarmMs, {
       description: `${prefix}: p99 of the manager agent's processing time above ${props.agentP99AlarmMs} ms in 2 of the last 3 five-minute periods.`,
       evaluationPeriods: 3,
@@ -122,7 +127,7 @@ export class GatewayAlarms extends Construct {
   }
 
   get all(): Alarm[] {
-    return [this.conversationServerFailures, this.redeliveryFailures, this.deadLetters, this.agentLatency, this.schedulerErrors];
+    return [this.conversationServerFailures, this.redeliveryFailures, this.deadLetters, this.exportsDeferred, this.agentLatency, this.schedulerErrors];
   }
 
   private alarm(id: string, metric: IMetric, threshold: number, options: { description: string; evaluationPeriods?: number; datapointsToAlarm?: number }): Alarm {

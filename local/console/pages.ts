@@ -49,7 +49,7 @@ export function listFragment(rows: ConsoleRow[], open: FailedDeliveryEnvelope[],
   const deliveries = open.length === 0 ? '' : html`<section id="failed-deliveries">
   <h2>Failed deliveries <span class="count">${open.length}</span></h2>
   <table><thead><tr><th>conversation</th><th>type</th><th>state</th><th>attempts</th><th>last error</th><th>next attempt</th></tr></thead>
-  <tbody>${open.map((e) => html`<tr data-id="${e.conversation_id}"><td>${link(e.conversation_id)}</td><td>${e.webhook_type}</td><td>${badge(e.state)}${e.dead_reason ? html` <small>${e.dead_reason}</small>` : ''}</td><td class="num">${e.attempts.length}</td><td class="err">${preview(e.last_error ?? '', 80)}</td><td>${e.next_due_at ?? '-'}</td></tr>`)}</tbody></table>
+  <tbody>${open.map((e) => html`<tr data-id="${e.conversation_id}"><td>${link(e.conversation_id)}</td><td>${e.webhook_type}</td><td>${badge(e.state)}${e.dead_reason ? html` <small>${e.dead_reason}</small>` : ''}${e.owed === 'export' ? html` <small>export only</small>` : ''}</td><td class="num">${e.attempts.length}</td><td class="err">${preview(e.last_error ?? '', 80)}</td><td>${e.next_due_at ?? '-'}</td></tr>`)}</tbody></table>
 </section>`;
   const table = rows.length === 0
     ? html`<p class="empty">No conversations yet. POST one to <code>/webhook</code>; it appears here within a second.</p>`
@@ -92,7 +92,7 @@ function deliverySection(id: string, record: ConversationRecord | null, envelope
   const redrivable = envelope !== null && envelope.state !== 'delivered';
   const state = envelope === null
     ? ''
-    : html`<p class="envelope">Failed-delivery store: ${badge(envelope.state)} ${envelope.state === 'pending' ? html`next automatic attempt <code>${envelope.next_due_at}</code>` : ''}${envelope.dead_reason ? html`dead-lettered (${envelope.dead_reason}): no more automatic attempts` : ''}</p>`;
+    : html`<p class="envelope">Failed-delivery store: ${badge(envelope.state)} ${envelope.owed === 'export' ? html`(owes only its export: S3 refused it) ` : ''}${envelope.state === 'pending' ? html`next automatic attempt <code>${envelope.next_due_at}</code>` : ''}${envelope.dead_reason ? html`dead-lettered (${envelope.dead_reason}): no more automatic attempts` : ''}</p>`;
   return html`<section id="delivery">
   <h2>Delivery attempts <span class="count">${attempts.length}</span></h2>
   ${state}

@@ -157,7 +157,7 @@ describe.skipIf(skipBrowser)('console in Chromium', () => {
     expect(await page.locator('section.execution').evaluateAll((ss) => ss.map((s) => s.getAttribute('data-machine')))).toEqual(['conversation', 'redelivery']);
     const redelivery = page.locator('section.execution[data-machine="redelivery"] svg g.state');
     expect(await redelivery.evaluateAll((gs) => gs.map((g) => `${g.getAttribute('data-state')}:${g.getAttribute('data-status')}`))).toEqual([
-      'Deliver:succeeded', 'Export:succeeded', 'Redelivered:succeeded',
+      'IsDeliveryOwed:succeeded', 'Deliver:succeeded', 'Export:succeeded', 'Redelivered:succeeded',
     ]);
     expect(await page.locator('#attempts tbody tr').count()).toBe(2);
     expect(await page.locator('#attempts tbody tr').nth(1).innerText()).toMatch(/^2\s+\S+\s+redrive\s+delivered\s+200/);

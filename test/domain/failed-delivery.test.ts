@@ -4,13 +4,16 @@ import { attemptError, failedAttemptFromCaught } from '../../functions/domain/de
 import {
   applyRedelivery,
   DEFAULT_RETRY_SCHEDULE_MS,
+  envelopeFromMessage,
+  envelopeFromQueuedExport,
   envelopeFromQueuedMessage,
   isDue,
+  owedBy,
   parseSchedule,
   redeliveryContext,
   redeliveryExecutionName,
 } from '../../functions/domain/failed-delivery.ts';
-import { withAgentAnswer, withClassification, withDeliveryAttempt } from '../../functions/domain/lifecycle.ts';
+import { completeConversation, withAgentAnswer, withClassification, withDeliveryAttempt } from '../../functions/domain/lifecycle.ts';
 import { startedRecord } from './fixtures.ts';
 
 const NOW = new Date('2025-08-13T10:31:00Z');
@@ -112,6 +115,53 @@ describe('applyRedelivery', () => {
     const dead = { ...env, state: 'dead' as const, next_due_at: null };
     expect(redeliveryContext(dead, 'redrive').status_if_failed).toBe('failed');
     expect(applyRedelivery(dead, after(dead, attempt('retryable'), 'failed'), 'redrive', later).state).toBe('dead');
+  });
+});
+
+describe('export-only envelopes (S3 refused the record at the end of the conversation)', () => {
+  const delivered = () =>
+    completeConversation(
+      withDeliveryAttempt(queued(attempt('retryable')).conversation, attempt('delivered', { status_code: 200, error: undefined }), TARGET, 'delivered'),
+      false,
+      'exec-1',
+      NOW,
+    );
+  const exportError = { Error: 'ExportError', Cause: 'writing s3://b/conversation-history/ failed: NoSuchBucket: gone' };
+  const queuedExport = () => ({ kind: 'failed_export' as const, conversation: delivered(), export_error: exportError, execution_name: 'exec-1' });
+
+  it('owe only the export, are pending from the first slot, and keep the closed record and its attempts as they are', () => {
+    const env = envelopeFromQueuedExport(queuedExport(), NOW);
+    expect(env).toMatchObject({
+      owed: 'export',
+      state: 'pending',
+      scheduled_attempts: 0,
+      next_due_at: new Date(NOW.getTime() + 5_000).toISOString(),
+      target: TARGET,
+      last_error: 'export: ExportError: writing s3://b/conversation-history/ failed: NoSuchBucket: gone',
+    });
+    expect(env.conversation).toEqual(delivered());
+    expect(env.attempts).toHaveLength(1);
+    expect(owedBy(env)).toBe('export');
+    expect(owedBy(envelopeFromQueuedMessage(queued(attempt('retryable')), NOW))).toBe('delivery');
+  });
+
+  it('run their redelivery export-only, and one that succeeded settles them (on the schedule or by redrive)', () => {
+    const env = envelopeFromQueuedExport(queuedExport(), NOW);
+    expect(redeliveryContext(env, 'schedule')).toEqual({ via: 'schedule', status_if_failed: 'retrying', export_only: true });
+    expect(redeliveryContext(env, 'redrive').export_only).toBe(true);
+    const failedAgent = { ...queuedExport(), conversation: completeConversation(startedRecord(), true, 'exec-1', NOW) };
+    const agentEnv = envelopeFromQueuedExport(failedAgent, NOW);
+    for (const [e, via] of [[env, 'schedule'], [env, 'redrive'], [agentEnv, 'schedule']] as const) {
+      expect(applyRedelivery(e, e.conversation, via, NOW)).toMatchObject({ state: 'delivered', next_due_at: null });
+    }
+  });
+
+  it('envelopeFromMessage reads either message kind and nothing else', () => {
+    expect(envelopeFromMessage(queuedExport(), NOW)?.owed).toBe('export');
+    expect(envelopeFromMessage(queued(attempt('retryable')), NOW)?.owed).toBeUndefined();
+    for (const other of [null, 'x', {}, { kind: 'failed_export', conversation: delivered() }, { ...queuedExport(), kind: 'other' }]) {
+      expect(envelopeFromMessage(other, NOW)).toBeNull();
+    }
   });
 });
 

@@ -239,6 +239,13 @@ describe('completeConversation', () => {
     expect(completeConversation(startedRecord(), true, 'exec-1', DONE_AT).execution.status).toBe('failed');
   });
 
+  it('a failed conversation stays failed when it is closed again (a re-export by a redelivery)', () => {
+    const failed = completeConversation(startedRecord(), true, 'exec-1', DONE_AT);
+    const again = completeConversation(failed, false, 'exec-1-redelivery', new Date(DONE_AT.getTime() + 60_000));
+    expect(again.execution).toMatchObject({ status: 'failed', completed_at: failed.execution.completed_at });
+    expect(completeConversation(completeConversation(startedRecord(), false, 'e', DONE_AT), false, 'r', DONE_AT).execution.status).toBe('completed');
+  });
+
   it('records each execution name once and accepts no name', () => {
     let r = completeConversation(startedRecord(), false, 'exec-1', DONE_AT);
     r = completeConversation(r, false, 'exec-1', DONE_AT);

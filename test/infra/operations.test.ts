@@ -84,10 +84,10 @@ describe('dashboard', () => {
 });
 
 describe('alarms', () => {
-  it('are these five, named after the stack, OK when data is missing, with no action without alarmEmail', () => {
+  it('are these six, named after the stack, OK when data is missing, with no action without alarmEmail', () => {
     const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm')).map((a) => a.Properties);
     expect(alarms.map((a) => a.AlarmName).sort()).toEqual(
-      ['AgentLatencyP99', 'ConversationServerFailures', 'FailedDeliveryDeadLetters', 'RedeliveryExecutionsFailed', 'RedeliverySchedulerErrors'].map(
+      ['AgentLatencyP99', 'ConversationServerFailures', 'ExportsDeferred', 'FailedDeliveryDeadLetters', 'RedeliveryExecutionsFailed', 'RedeliverySchedulerErrors'].map(
         (name) => `${synth.stack.stackName}-${name}`,
       ),
     );
@@ -96,6 +96,17 @@ describe('alarms', () => {
       expect(a.AlarmActions).toBeUndefined();
     }
     expect(Object.keys(template.findResources('AWS::SNS::Topic'))).toEqual([]);
+  });
+
+  it('fire on any export S3 refused (deferred to the redelivery schedule), with the service dimension', () => {
+    expect(alarm('ExportsDeferred')).toMatchObject({
+      Namespace: 'RevOps/WebhookGateway',
+      MetricName: 'Webhook.export_deferred',
+      Dimensions: [{ Name: 'service', Value: 'webhook-gateway' }],
+      Statistic: 'Sum',
+      Period: 300,
+      Threshold: 0,
+    });
   });
 
   it('fire on any message in the dead-letter queue', () => {

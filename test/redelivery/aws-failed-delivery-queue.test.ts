@@ -58,6 +58,15 @@ describe('receive', () => {
     expect(item.envelope.conversation.webhook_context.delivery_status).toBe('retrying');
   });
 
+  it("converts the workflow's QueueFailedExport message into an export-only envelope", async () => {
+    const sentAt = new Date(T0.getTime() - 30_000);
+    const record = workflowMessage().conversation;
+    const item = await receiveOne({ kind: 'failed_export', conversation: record, export_error: { Error: 'ExportError', Cause: 'S3 down' } }, { sentAt });
+    expect(item).toMatchObject({ converted: true, sentAt });
+    expect(item.envelope).toMatchObject({ owed: 'export', state: 'pending', last_error: 'export: ExportError: S3 down', conversation: record });
+    expect(item.envelope.next_due_at).toBe(new Date(sentAt.getTime() + 5_000).toISOString());
+  });
+
   it('reads a stored envelope as it is', async () => {
     const envelope = pendingEnvelope();
     const item = await receiveOne(envelope);

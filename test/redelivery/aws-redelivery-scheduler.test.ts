@@ -79,6 +79,19 @@ describe('a due envelope is redelivered once, through the redelivery workflow', 
     expect(logs.at(-1)).toMatchObject({ message: 'Redelivery sweep finished' });
   });
 
+  it("the workflow's QueueFailedExport message, due already: an export-only execution, then deleted", async () => {
+    const record = workflowMessage().conversation;
+    const message = sqsMessage({ kind: 'failed_export', conversation: record, export_error: { Error: 'ExportError', Cause: 'S3 down' } }, { sentAt: T0 });
+    queueHolds([message]);
+    sfnMock.on(StartSyncExecutionCommand).resolves(succeeded(record));
+    const summary = await run();
+    const call = sfnMock.commandCalls(StartSyncExecutionCommand)[0]!.args[0].input;
+    expect(JSON.parse(call.input!)).toEqual({ conversation: record, redelivery: { via: 'schedule', status_if_failed: 'retrying', export_only: true } });
+    expect(deleted()).toEqual([message.ReceiptHandle]);
+    expect(sent()).toEqual([]);
+    expect(summary).toMatchObject({ received: 1, redelivered: 1, delivered: 1 });
+  });
+
   it('a retryable failure → re-sent with the next slot (5 min), the old message deleted', async () => {
     const envelope = pendingEnvelope();
     const message = sqsMessage(envelope);

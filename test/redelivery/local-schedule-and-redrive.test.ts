@@ -60,7 +60,7 @@ describe('automatic redelivery on the schedule', () => {
 
     const executions = await world.gateway.executions.executions(body.conversation_id);
     expect(executions.map((e) => e.state_machine)).toEqual(['conversation', 'redelivery']);
-    expect(executions[1]!.events.filter((e) => e.type === 'StateEntered').map((e) => e.state)).toEqual(['Deliver', 'Export', 'Redelivered']);
+    expect(executions[1]!.events.filter((e) => e.type === 'StateEntered').map((e) => e.state)).toEqual(['IsDeliveryOwed', 'Deliver', 'Export', 'Redelivered']);
 
     // Nothing left to do: a second sweep does not deliver again.
     await world.gateway.redelivery.runDue();
@@ -232,7 +232,7 @@ describe('webhook-gateway deliveries (CLI against the running gateway)', () => {
     expect(result.stdout).toMatch(new RegExp(`execution ${body.conversation_id}-redelivery-2-\\w+ \\(redelivery\\) SUCCEEDED`));
     expect(result.stdout).toMatch(/attempt 1 .* permanent HTTP 400/);
     expect(result.stdout).toMatch(/attempt 2 .* delivered HTTP 200/);
-    expect(result.stdout).toMatch(/path: Deliver → Export → Redelivered/);
+    expect(result.stdout).toMatch(/path: IsDeliveryOwed → Deliver → Export → Redelivered/);
   });
 });
 

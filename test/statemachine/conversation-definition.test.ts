@@ -57,7 +57,7 @@ describe('statemachine/conversation.asl.json', () => {
 
   it('every Lambda task retries the recommended Lambda service errors (2 s, backoff 2)', () => {
     const lambdaTasks = Object.entries<any>(definition.States).filter(([, s]) => s.Type === 'Task' && s.Resource.startsWith('arn:aws:lambda:'));
-    expect(lambdaTasks.map(([n]) => n).sort()).toEqual(['Classify', 'Deliver', 'Export', 'ExportFailedConversation', 'InvokeManagerAgent', 'Validate']);
+    expect(lambdaTasks.map(([n]) => n).sort()).toEqual(['Classify', 'CloseWithoutExport', 'Deliver', 'Export', 'ExportFailedConversation', 'InvokeManagerAgent', 'Validate']);
     for (const [, state] of lambdaTasks) {
       const retrier = state.Retry.find((r: any) => r.ErrorEquals.includes('Lambda.ServiceException'));
       expect(retrier.ErrorEquals).toEqual(LAMBDA_SERVICE_ERRORS);
@@ -93,6 +93,33 @@ describe('statemachine/conversation.asl.json', () => {
     expect(definition.States.RejectConcurrentDuplicate).toMatchObject({ Type: 'Fail', Error: 'IdempotencyConflict', CausePath: '$.rejection' });
     expect(definition.States.RejectRequest).toMatchObject({ Type: 'Fail', Error: 'ValidationError', CausePath: '$.rejection' });
     expect(definition.States.RejectSignature).toMatchObject({ Type: 'Fail', Error: 'SignatureError', CausePath: '$.rejection' });
+  });
+
+  it('a failed export (either Export state) is answered without S3 and queued, unless a failed delivery already is', () => {
+    for (const name of ['Export', 'ExportFailedConversation']) {
+      expect(definition.States[name].Catch).toEqual([{ ErrorEquals: ['States.ALL'], ResultPath: '$.export_error', Next: 'CloseWithoutExport' }]);
+    }
+    expect(definition.States.CloseWithoutExport).toMatchObject({
+      Type: 'Task',
+      Resource: SUBSTITUTIONS.ExportFunctionArn,
+      Parameters: definition.States.Export.Parameters,
+      Next: 'IsRedeliveryQueued',
+    });
+    expect(definition.States.CloseWithoutExport.Catch).toBeUndefined();
+    const queued = definition.States.IsRedeliveryQueued;
+    expect(queued.Default).toBe('QueueFailedExport');
+    expect(queued.Choices[0].Next).toBe('AnswerWithoutExport');
+    expect(queued.Choices[0].Or.map((c: any) => c.StringEquals).sort()).toEqual(['failed', 'retrying']);
+    expect(definition.States.QueueFailedExport).toMatchObject({
+      Resource: 'arn:aws:states:::sqs:sendMessage',
+      Parameters: { QueueUrl: SUBSTITUTIONS.FailedDeliveryQueueUrl, MessageBody: { kind: 'failed_export', 'conversation.$': '$.conversation', 'export_error.$': '$.export_error' } },
+      ResultPath: null,
+      Next: 'AnswerWithoutExport',
+    });
+    expect(definition.States.AnswerWithoutExport).toMatchObject({
+      Choices: [{ Variable: '$.failure_cause', IsPresent: true, Next: 'AgentFailed' }],
+      Default: 'Completed',
+    });
   });
 
   it('the default per-attempt delivery timeout is the one the budget above assumes', async () => {

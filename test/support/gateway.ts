@@ -16,6 +16,8 @@ export const NO_WAIT = {
   QueueFailedDelivery: 0,
   Export: 0,
   ExportFailedConversation: 0,
+  CloseWithoutExport: 0,
+  QueueFailedExport: 0,
 };
 
 const GATEWAY_VARIABLES = [
