@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import type { ConversationRecord } from '../functions/domain/conversation.ts';
 import {
   applyRedelivery,
+  readRedeliveryOutput,
   isDue,
   parseSchedule,
   redeliveryContext,
@@ -71,7 +71,9 @@ export class LocalRedelivery {
       if (execution.status !== 'SUCCEEDED') {
         return { conversation_id: conversationId, status: 'error', execution_name: name, error: `${execution.error}: ${execution.cause ?? ''}` };
       }
-      const updated = applyRedelivery(envelope, execution.output as ConversationRecord, via, new Date(), schedule);
+      const read = readRedeliveryOutput(execution.output);
+      if (!read) return { conversation_id: conversationId, status: 'error', execution_name: name, error: 'SUCCEEDED without a conversation record as output' };
+      const updated = applyRedelivery(envelope, read.record, via, new Date(), schedule, read.exportError);
       await this.store.put(updated);
       return { conversation_id: conversationId, status: updated.state === 'delivered' ? 'delivered' : 'failed', execution_name: name, envelope: updated };
     });

@@ -185,8 +185,26 @@ export function redeliveryContext(
   return owedBy(envelope) === 'export' ? { ...context, export_only: true } : context;
 }
 
+function isRecord(value: unknown): value is ConversationRecord {
+  const v = value as ConversationRecord | null;
+  return !!v && typeof v === 'object' && typeof v.conversation_id === 'string' && !!v.webhook_context && Array.isArray(v.execution?.delivery_attempts);
+}
+
+/**
+ * What a SUCCEEDED redelivery execution returned: the record its Export wrote (state Redelivered), or, when S3
+ * refused it (state RedeliveredWithoutExport), `{conversation, export_error}`. Null for anything else.
+ */
+export function readRedeliveryOutput(output: unknown): { record: ConversationRecord; exportError?: CaughtError } | null {
+  if (isRecord(output)) return { record: output };
+  const o = output as { conversation?: unknown; export_error?: CaughtError } | null;
+  if (o && typeof o === 'object' && isRecord(o.conversation) && o.export_error) return { record: o.conversation, exportError: o.export_error };
+  return null;
+}
+
 /**
  * Fold a redelivery's result (the record its Export wrote) into the envelope.
+ * Delivered (or exported, for an envelope that owed only that) → delivered; but when S3 refused the record
+ * (`exportError`), the envelope stays pending, owing only the export.
  * Delivered → delivered. A permanent answer → dead. A scheduled attempt that used the last slot → dead (exhausted);
  * otherwise the next slot (or the receiver's Retry-After, if later). An operator's redrive that failed leaves the
  * schedule as it was.
@@ -197,6 +215,28 @@ export function applyRedelivery(
   via: RedeliveryContext['via'],
   now: Date,
   schedule: readonly number[] = DEFAULT_RETRY_SCHEDULE_MS,
+  exportError?: CaughtError,
+): FailedDeliveryEnvelope {
+  const next = applyAttempt(envelope, record, via, now, schedule);
+  if (!exportError || next.state !== 'delivered') return next;
+  // Nothing more to deliver, but S3 refused the record: the envelope goes on, owing only its export.
+  const error = parseTaskError(exportError);
+  const slot = schedule[Math.min(next.scheduled_attempts, schedule.length - 1)] ?? 0;
+  return {
+    ...next,
+    state: 'pending',
+    owed: 'export',
+    next_due_at: new Date(now.getTime() + slot).toISOString(),
+    last_error: `export: ${error.error}: ${error.message}`,
+  };
+}
+
+function applyAttempt(
+  envelope: FailedDeliveryEnvelope,
+  record: ConversationRecord,
+  via: RedeliveryContext['via'],
+  now: Date,
+  schedule: readonly number[],
 ): FailedDeliveryEnvelope {
   const attempt = record.execution.delivery_attempts.at(-1);
   const base: FailedDeliveryEnvelope = {

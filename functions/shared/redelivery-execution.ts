@@ -4,6 +4,7 @@ import type { ConversationRecord, RedeliveryContext } from '../domain/conversati
 import {
   applyRedelivery,
   DEFAULT_RETRY_SCHEDULE_MS,
+  readRedeliveryOutput,
   redeliveryContext,
   redeliveryExecutionName,
   type FailedDeliveryEnvelope,
@@ -17,15 +18,11 @@ export function randomSuffix(): string {
   return randomBytes(3).toString('hex');
 }
 
-function isRecord(value: unknown): value is ConversationRecord {
-  const v = value as ConversationRecord | null;
-  return !!v && typeof v === 'object' && typeof v.conversation_id === 'string' && !!v.webhook_context && Array.isArray(v.execution?.delivery_attempts);
-}
-
 /**
  * One redelivery of one envelope on AWS: a synchronous run of statemachine/redelivery.asl.json (Deliver → Export),
  * named after the conversation, the same input the local engine gets (local/redelivery.ts). On SUCCEEDED its output
- * is the updated record, folded into the envelope with applyRedelivery. A FAILED or TIMED_OUT run changes nothing.
+ * is the updated record (or, when S3 refused it, `{conversation, export_error}`), folded into the envelope with
+ * applyRedelivery. A FAILED or TIMED_OUT run changes nothing.
  * SDK errors (throttling, credentials, network) are thrown to the caller.
  */
 export async function runRedelivery(
@@ -48,13 +45,14 @@ export async function runRedelivery(
   if (status !== 'SUCCEEDED') {
     return { ok: false, execution_name: name, status, error: [status, result.error, result.cause].filter(Boolean).join(': ') };
   }
-  let record: unknown;
+  let output: unknown;
   try {
-    record = JSON.parse(result.output ?? '');
+    output = JSON.parse(result.output ?? '');
   } catch {
-    record = undefined;
+    output = undefined;
   }
-  if (!isRecord(record)) return { ok: false, execution_name: name, status, error: 'SUCCEEDED without a conversation record as output' };
-  const updated = applyRedelivery(envelope, record, via, (options.now ?? (() => new Date()))(), schedule);
-  return { ok: true, execution_name: name, record, updated };
+  const read = readRedeliveryOutput(output);
+  if (!read) return { ok: false, execution_name: name, status, error: 'SUCCEEDED without a conversation record as output' };
+  const updated = applyRedelivery(envelope, read.record, via, (options.now ?? (() => new Date()))(), schedule, read.exportError);
+  return { ok: true, execution_name: name, record: read.record, updated };
 }

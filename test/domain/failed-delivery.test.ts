@@ -10,6 +10,7 @@ import {
   isDue,
   owedBy,
   parseSchedule,
+  readRedeliveryOutput,
   redeliveryContext,
   redeliveryExecutionName,
 } from '../../functions/domain/failed-delivery.ts';
@@ -154,6 +155,30 @@ describe('export-only envelopes (S3 refused the record at the end of the convers
     for (const [e, via] of [[env, 'schedule'], [env, 'redrive'], [agentEnv, 'schedule']] as const) {
       expect(applyRedelivery(e, e.conversation, via, NOW)).toMatchObject({ state: 'delivered', next_due_at: null });
     }
+  });
+
+  it('a redelivery that delivered but could not export leaves the envelope pending, owing only the export', () => {
+    const env = envelopeFromQueuedMessage(queued(attempt('retryable')), NOW);
+    const record = withDeliveryAttempt(env.conversation, attempt('delivered', { attempt: 2, status_code: 200, error: undefined }), TARGET, 'delivered');
+    const next = applyRedelivery(env, record, 'schedule', NOW, DEFAULT_RETRY_SCHEDULE_MS, exportError);
+    expect(next).toMatchObject({
+      state: 'pending',
+      owed: 'export',
+      scheduled_attempts: 1,
+      next_due_at: new Date(NOW.getTime() + 300_000).toISOString(),
+      last_error: 'export: ExportError: writing s3://b/conversation-history/ failed: NoSuchBucket: gone',
+    });
+    expect(next.attempts).toHaveLength(2);
+    // Still owing the delivery: the export error changes nothing (the next redelivery re-exports anyway).
+    const failedAgain = withDeliveryAttempt(env.conversation, attempt('retryable', { attempt: 2 }), TARGET, 'retrying');
+    expect(applyRedelivery(env, failedAgain, 'schedule', NOW, DEFAULT_RETRY_SCHEDULE_MS, exportError)).toEqual(applyRedelivery(env, failedAgain, 'schedule', NOW));
+  });
+
+  it('readRedeliveryOutput takes the record, or the record with the export error, and nothing else', () => {
+    const record = delivered();
+    expect(readRedeliveryOutput(record)).toEqual({ record });
+    expect(readRedeliveryOutput({ conversation: record, export_error: exportError, response: {} })).toEqual({ record, exportError });
+    for (const other of [null, 'x', {}, { conversation: record }, { conversation: {}, export_error: exportError }]) expect(readRedeliveryOutput(other)).toBeNull();
   });
 
   it('envelopeFromMessage reads either message kind and nothing else', () => {

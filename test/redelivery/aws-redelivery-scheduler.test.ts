@@ -92,6 +92,20 @@ describe('a due envelope is redelivered once, through the redelivery workflow', 
     expect(summary).toMatchObject({ received: 1, redelivered: 1, delivered: 1 });
   });
 
+  it('delivered but S3 refused the re-export → re-sent owing only the export, at the next slot', async () => {
+    const envelope = pendingEnvelope();
+    const message = sqsMessage(envelope);
+    queueHolds([message]);
+    const output = { conversation: afterAttempt(envelope, 'delivered'), export_error: { Error: 'ExportError', Cause: 'S3 down' } };
+    sfnMock.on(StartSyncExecutionCommand).resolves({ status: 'SUCCEEDED', output: JSON.stringify(output) });
+    await run();
+    expect(deleted()).toEqual([message.ReceiptHandle]);
+    expect(sent()).toHaveLength(1);
+    expect(sent()[0]!.envelope).toMatchObject({ state: 'pending', owed: 'export', scheduled_attempts: 1, last_error: 'export: ExportError: S3 down' });
+    expect(sent()[0]!.envelope.next_due_at).toBe(new Date(NOW.getTime() + 300_000).toISOString());
+    expect(sent()[0]!.url).toBe(QUEUE_URL);
+  });
+
   it('a retryable failure → re-sent with the next slot (5 min), the old message deleted', async () => {
     const envelope = pendingEnvelope();
     const message = sqsMessage(envelope);

@@ -90,18 +90,25 @@ describe('S3 refuses the export at the end of a conversation', () => {
     expect((await cli(['deliveries', 'redrive', id])).stdout).toMatch(/already exported: nothing to redrive/);
   });
 
-  it('the schedule exports it when it is due; while S3 still refuses, the envelope stays pending', async () => {
+  it('the schedule exports it when it is due; while S3 still refuses, the envelope waits for its next slot', async () => {
     const { res } = await postWhileS3Refuses();
     const id = res.body.conversation_id as string;
-    const envelope = (await world.gateway.failedDeliveries.get(id))!;
-    await world.gateway.failedDeliveries.put({ ...envelope, next_due_at: new Date(Date.now() - 1).toISOString() });
+    const makeDue = async () => {
+      const envelope = (await world.gateway.failedDeliveries.get(id))!;
+      await world.gateway.failedDeliveries.put({ ...envelope, next_due_at: new Date(Date.now() - 1).toISOString() });
+    };
+    await makeDue();
 
     process.env.CONVERSATION_EXPORT_S3_BUCKET = 'bucket-that-does-not-exist';
     const refused = (await world.gateway.redelivery.runDue()).find((r) => r.conversation_id === id);
-    expect(refused).toMatchObject({ status: 'error' });
-    expect((await world.gateway.failedDeliveries.get(id))!).toMatchObject({ state: 'pending', owed: 'export' });
+    expect(refused).toMatchObject({ status: 'failed' });
+    expect(await statePath(id, 1)).toEqual(['IsDeliveryOwed', 'Export', 'CloseWithoutExport', 'RedeliveredWithoutExport']);
+    const waiting = (await world.gateway.failedDeliveries.get(id))!;
+    expect(waiting).toMatchObject({ state: 'pending', owed: 'export', scheduled_attempts: 1 });
+    expect(Date.parse(waiting.next_due_at!)).toBeGreaterThan(Date.now() + 3_000_000); // the second slot: 1 h
 
     process.env.CONVERSATION_EXPORT_S3_BUCKET = world.gateway.bucket;
+    await makeDue();
     const exported = (await world.gateway.redelivery.runDue()).find((r) => r.conversation_id === id);
     expect(exported).toMatchObject({ status: 'delivered' });
     expect(await world.listKeys(folderOf(id))).toHaveLength(4);
@@ -148,5 +155,31 @@ describe('S3 refuses the export at the end of a conversation', () => {
     expect((await world.gateway.redelivery.attempt(id, 'redrive')).status).toBe('delivered');
     expect(world.receiver.received).toHaveLength(1);
     expect((await world.getJson(`${folderOf(id)}conversation.json`)).conversation.webhook_context.delivery_status).toBe('delivered');
+  });
+
+  it('S3 refuses during a redelivery → delivered once, the envelope then owes only the export, and the next run writes it', async () => {
+    world.receiver.reply(503, 503, 503, 503);
+    const res = await world.post(SEED_REQUEST);
+    const id = res.body.conversation_id as string;
+    expect(res.body.tracking.delivery_status).toBe('retrying');
+    world.receiver.reset();
+
+    process.env.CONVERSATION_EXPORT_S3_BUCKET = 'bucket-that-does-not-exist';
+    const first = await world.gateway.redelivery.attempt(id, 'redrive');
+    process.env.CONVERSATION_EXPORT_S3_BUCKET = world.gateway.bucket;
+    expect(first.status).toBe('failed');
+    expect(await statePath(id, 1)).toEqual(['IsDeliveryOwed', 'Deliver', 'Export', 'CloseWithoutExport', 'RedeliveredWithoutExport']);
+    expect(world.receiver.received).toHaveLength(1);
+    const owing = (await world.gateway.failedDeliveries.get(id))!;
+    expect(owing).toMatchObject({ state: 'pending', owed: 'export' });
+    expect(owing.last_error).toMatch(/^export: ExportError: .*NoSuchBucket/);
+    expect(owing.conversation.webhook_context.delivery_status).toBe('delivered');
+
+    expect((await world.gateway.redelivery.attempt(id, 'redrive')).status).toBe('delivered');
+    expect(await statePath(id, 2)).toEqual(['IsDeliveryOwed', 'Export', 'Redelivered']);
+    expect(world.receiver.received).toHaveLength(1);
+    const exported = await world.getJson(`${folderOf(id)}conversation.json`);
+    expect(exported.conversation.webhook_context.delivery_status).toBe('delivered');
+    expect(exported.conversation.execution.delivery_attempts.map((a: { outcome: string }) => a.outcome)).toEqual(['retryable', 'delivered']);
   });
 });
