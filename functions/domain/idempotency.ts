@@ -18,6 +18,8 @@ export interface IdempotencyRecord {
   pk: string;
   status: 'in_progress' | 'completed';
   conversation_id: string;
+  /** What the first request asked (requestFingerprint); absent on records written before it was kept. */
+  request_fingerprint?: string;
   /** The first conversation's 200 body, as JSON text (completed only). */
   response?: string;
   created_at: string;
@@ -37,7 +39,7 @@ export function idempotencyKeyOf(headers: Record<string, string>): KeyResult {
 
 /** The stored key: a hash of source and key, so one source can never collide with (or probe) another's keys. */
 export function idempotencyPk(sourceSystem: string, key: string): string {
-  return createHash('sha256').update(`${sourceSystem}\n${key}`).digest('hex');
+  return createHash('sha256').update(JSON.stringify([sourceSystem, key])).digest('hex');
 }
 
 export function expiresAt(now: Date, ttlSeconds = DEFAULT_IDEMPOTENCY_TTL_SECONDS): number {
@@ -46,4 +48,33 @@ export function expiresAt(now: Date, ttlSeconds = DEFAULT_IDEMPOTENCY_TTL_SECOND
 
 export function isExpired(record: IdempotencyRecord, now: Date): boolean {
   return record.expires_at <= Math.floor(now.getTime() / 1000);
+}
+
+/** A JSON value with object keys sorted, so that key order does not change a fingerprint. */
+function canonical(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(canonical);
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(Object.keys(value).sort().map((k) => [k, canonical((value as Record<string, unknown>)[k])]));
+  }
+  return value;
+}
+
+/**
+ * What a request asks, for telling a retry from a different request under the same key: its query, process,
+ * requested type and metadata (key order ignored). The source's own `timestamp` is left out: clients often
+ * stamp each attempt anew.
+ */
+export function requestFingerprint(request: {
+  query: string;
+  source_process: string;
+  webhook_type: string | null;
+  metadata: Record<string, unknown>;
+}): string {
+  const { query, source_process, webhook_type, metadata } = request;
+  return createHash('sha256').update(JSON.stringify(canonical({ query, source_process, webhook_type, metadata }))).digest('hex');
+}
+
+/** The same key was first used for a different request (a fingerprint to compare, and it differs). */
+export function reusedForAnotherRequest(existing: Pick<IdempotencyRecord, 'request_fingerprint'>, fingerprint: string): boolean {
+  return existing.request_fingerprint !== undefined && existing.request_fingerprint !== fingerprint;
 }

@@ -42,6 +42,15 @@ export function stillRunning(conversationId: string): ValidateResult {
   );
 }
 
+export function keyReused(conversationId: string): ValidateResult {
+  return rejection(
+    'ValidationError',
+    'IDEMPOTENCY_KEY_REUSED',
+    'This Idempotency-Key (or webhook-id) was already used in the last 24 hours for a different request (its query, source_process, webhook_type or metadata differ): send a new request with a new key',
+    { conversation_id: conversationId },
+  );
+}
+
 export interface IdSource {
   suffix?: string;
   deliveryId: string;

@@ -13,7 +13,8 @@ import { tracer } from './powertools.ts';
 export type ClaimResult = { claimed: true } | { claimed: false; existing: IdempotencyRecord };
 
 export interface IdempotencyStore {
-  claim(pk: string, conversationId: string, now: Date): Promise<ClaimResult>;
+  /** `fingerprint`: what the request asks (requestFingerprint), kept so a reuse for another request is told apart. */
+  claim(pk: string, conversationId: string, now: Date, fingerprint?: string): Promise<ClaimResult>;
   complete(pk: string, response: unknown, now: Date): Promise<void>;
   release(pk: string): Promise<void>;
 }
@@ -31,7 +32,7 @@ class DynamoIdempotencyStore implements IdempotencyStore {
   static client: DynamoDBClient | null = null;
   constructor(private readonly table: string) {}
 
-  async claim(pk: string, conversationId: string, now: Date): Promise<ClaimResult> {
+  async claim(pk: string, conversationId: string, now: Date, fingerprint?: string): Promise<ClaimResult> {
     const { sdk, db } = await dynamo();
     const nowS = Math.floor(now.getTime() / 1000);
     try {
@@ -43,6 +44,7 @@ class DynamoIdempotencyStore implements IdempotencyStore {
           conversation_id: { S: conversationId },
           created_at: { S: now.toISOString() },
           expires_at: { N: String(expiresAt(now, IN_PROGRESS_TTL_SECONDS)) },
+          ...(fingerprint ? { request_fingerprint: { S: fingerprint } } : {}),
         },
         ConditionExpression: 'attribute_not_exists(pk) OR expires_at <= :now',
         ExpressionAttributeValues: { ':now': { N: String(nowS) } },
@@ -59,6 +61,7 @@ class DynamoIdempotencyStore implements IdempotencyStore {
         pk,
         status: item.status?.S === 'completed' ? 'completed' : 'in_progress',
         conversation_id: item.conversation_id?.S ?? '',
+        ...(item.request_fingerprint?.S ? { request_fingerprint: item.request_fingerprint.S } : {}),
         response: item.response?.S,
         created_at: item.created_at?.S ?? '',
         expires_at: Number(item.expires_at?.N ?? 0),
@@ -120,8 +123,15 @@ class FileIdempotencyStore implements IdempotencyStore {
     }
   }
 
-  async claim(pk: string, conversationId: string, now: Date): Promise<ClaimResult> {
-    const record: IdempotencyRecord = { pk, status: 'in_progress', conversation_id: conversationId, created_at: now.toISOString(), expires_at: expiresAt(now, IN_PROGRESS_TTL_SECONDS) };
+  async claim(pk: string, conversationId: string, now: Date, fingerprint?: string): Promise<ClaimResult> {
+    const record: IdempotencyRecord = {
+      pk,
+      status: 'in_progress',
+      conversation_id: conversationId,
+      ...(fingerprint ? { request_fingerprint: fingerprint } : {}),
+      created_at: now.toISOString(),
+      expires_at: expiresAt(now, IN_PROGRESS_TTL_SECONDS),
+    };
     for (let tries = 0; tries < 3; tries++) {
       if (await this.write(record, true)) return { claimed: true };
       const existing = await this.read(pk);

@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type { ExecutionInput } from '../domain/gateway-contract.ts';
-import { idempotencyPk } from '../domain/idempotency.ts';
+import { idempotencyPk, requestFingerprint, reusedForAnotherRequest } from '../domain/idempotency.ts';
+import { userQuery } from '../domain/conversation.ts';
 import { SIGNATURE_REJECTED_METRIC } from '../domain/observability.ts';
-import { replay, startConversation, stillRunning, type ValidateResult } from '../domain/lifecycle.ts';
+import { keyReused, replay, startConversation, stillRunning, type ValidateResult } from '../domain/lifecycle.ts';
 import { idempotencyStore } from '../shared/idempotency-store.ts';
 import { logEvent, METRIC_NAMES, recordSize } from '../shared/events.ts';
 import { logger, metrics, MetricUnit, stageHandler } from '../shared/powertools.ts';
@@ -26,9 +27,25 @@ export const handler = stageHandler('Validate', async (input: ExecutionInput): P
   const key = record.metadata.idempotency_key;
   const store = key ? idempotencyStore() : null;
   if (key && store) {
-    const claim = await store.claim(idempotencyPk(record.metadata.source_system, key), record.conversation_id, new Date());
+    const fingerprint = requestFingerprint({
+      query: userQuery(record),
+      source_process: record.metadata.source_process,
+      webhook_type: record.webhook_context.requested_webhook_type,
+      metadata: record.metadata.custom,
+    });
+    const claim = await store.claim(idempotencyPk(record.metadata.source_system, key), record.conversation_id, new Date(), fingerprint);
     if (!claim.claimed) {
       const { existing } = claim;
+      if (reusedForAnotherRequest(existing, fingerprint)) {
+        logger.warn('Webhook request rejected', {
+          event_type: 'WEBHOOK_REQUEST_REJECTED',
+          code: 'IDEMPOTENCY_KEY_REUSED',
+          request_id: input.request_id,
+          conversation_id: existing.conversation_id,
+          reason: 'the Idempotency-Key was first used for a different request',
+        });
+        return keyReused(existing.conversation_id);
+      }
       logger.info('Webhook request is a retry of an earlier one', {
         event_type: 'WEBHOOK_REQUEST_REPLAYED',
         conversation_id: existing.conversation_id,

@@ -46,6 +46,18 @@ describe('DynamoDB idempotency store (IDEMPOTENCY_TABLE_NAME)', () => {
     expect(dynamo.commandCalls(GetItemCommand)[0]!.args[0].input).toMatchObject({ ConsistentRead: true, Key: { pk: { S: PK } } });
   });
 
+  it("keeps the request's fingerprint with the claim and reads it back", async () => {
+    dynamo.on(PutItemCommand).resolves({});
+    await idempotencyStore()!.claim(PK, 'webhook_x', NOW, 'f'.repeat(64));
+    expect(dynamo.commandCalls(PutItemCommand)[0]!.args[0].input.Item).toMatchObject({ request_fingerprint: { S: 'f'.repeat(64) } });
+    dynamo.reset();
+    dynamo.on(PutItemCommand).rejects(new ConditionalCheckFailedException({ message: 'taken', $metadata: {} }));
+    dynamo.on(GetItemCommand).resolves({
+      Item: { pk: { S: PK }, status: { S: 'in_progress' }, conversation_id: { S: 'webhook_x' }, request_fingerprint: { S: 'f'.repeat(64) }, expires_at: { N: '1' } },
+    });
+    expect(await idempotencyStore()!.claim(PK, 'webhook_y', NOW, 'e'.repeat(64))).toMatchObject({ claimed: false, existing: { request_fingerprint: 'f'.repeat(64) } });
+  });
+
   it('any other DynamoDB error is not mistaken for a duplicate', async () => {
     dynamo.on(PutItemCommand).rejects(Object.assign(new Error('throttled'), { name: 'ProvisionedThroughputExceededException' }));
     await expect(idempotencyStore()!.claim(PK, 'webhook_x', NOW)).rejects.toThrow('throttled');

@@ -38,6 +38,37 @@ describe('Idempotency-Key: a retried request gets the first answer, not a second
     expect(world.agent.invocations).toHaveLength(1);
   });
 
+  it('a retry that re-stamps its timestamp or reorders its metadata is still the same request', async () => {
+    const k = key();
+    const first = await world.post({ ...SEED_REQUEST, metadata: { a: 1, b: { c: 2, d: 3 } } }, { 'idempotency-key': k });
+    const again = await world.post({ ...SEED_REQUEST, timestamp: '2025-08-13T10:31:50Z', metadata: { b: { d: 3, c: 2 }, a: 1 } }, { 'idempotency-key': k });
+    expect(again.status).toBe(200);
+    expect(again.body.conversation_id).toBe(first.body.conversation_id);
+    expect(world.agent.invocations).toHaveLength(1);
+  });
+
+  it.each([
+    ['query', { query: 'Which leads should we call first?' }],
+    ['source_process', { source_process: 'another_process' }],
+    ['metadata', { metadata: { account: 'ACME' } }],
+    ['webhook_type', { webhook_type: 'general' }],
+  ])('the same key for a different request (%s) → 400 IDEMPOTENCY_KEY_REUSED, nothing runs', async (_, change) => {
+    const k = key();
+    const first = await world.post(SEED_REQUEST, { 'idempotency-key': k });
+    const objects = (await world.listKeys()).length;
+    const other = await world.post({ ...SEED_REQUEST, ...change }, { 'idempotency-key': k });
+    expect(other.status).toBe(400);
+    expect(other.body).toMatchObject({
+      success: false,
+      error: { code: 'IDEMPOTENCY_KEY_REUSED', message: expect.stringMatching(/already used .* for a different request/), conversation_id: first.body.conversation_id },
+    });
+    expect(world.agent.invocations).toHaveLength(1);
+    expect(world.receiver.received).toHaveLength(1);
+    expect((await world.listKeys()).length).toBe(objects);
+    // The first request's retry still gets its answer.
+    expect((await world.post(SEED_REQUEST, { 'idempotency-key': k })).body).toEqual(first.body);
+  });
+
   it('two concurrent duplicates produce one conversation (the other gets 409 or the same answer)', async () => {
     world.agent.behave((req) => ({ delayMs: 200, payload: { response: `Answer to: ${String(req.query)}` } }));
     const k = key();
