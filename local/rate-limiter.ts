@@ -72,4 +72,16 @@ export class RateLimiter {
     bucket.usedToday += 1;
     return { allowed: true };
   }
+
+  /**
+   * Give back what an allowed request took: a request refused for its signature did not come from the source it
+   * names, so it must not spend that source's rate or quota (a sender that cannot sign cannot throttle it).
+   */
+  refund(source: string): void {
+    const limit = Object.hasOwn(this.limits, source) ? this.limits[source] : undefined;
+    const bucket = this.buckets.get(source);
+    if (!limit || !bucket) return;
+    bucket.tokens = Math.min(limit.burstLimit, bucket.tokens + 1);
+    bucket.usedToday = Math.max(0, bucket.usedToday - 1);
+  }
 }

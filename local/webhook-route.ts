@@ -73,6 +73,7 @@ export async function handleWebhook(req: IncomingMessage, res: ServerResponse, c
   }
   const started = performance.now();
   const record = await ctx.runConversation(input);
+  if (source !== null && limited.allowed && record.error === 'SignatureError') ctx.limiter.refund(source);
   const result = httpResultForExecution({
     status: record.status,
     output: record.output === undefined ? undefined : JSON.stringify(record.output),

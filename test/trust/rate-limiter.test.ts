@@ -22,6 +22,19 @@ describe('RateLimiter (token bucket + daily quota)', () => {
     expect(limiter.take('a').allowed).toBe(true);
   });
 
+  it('a refund gives back the token and the quota an allowed request took, never beyond the burst', () => {
+    const now = Date.parse('2025-08-13T10:00:00Z');
+    const limiter = new RateLimiter({ a: { rateLimit: 1, burstLimit: 2, quotaPerDay: 2 } }, () => now);
+    limiter.take('a');
+    limiter.take('a');
+    expect(limiter.take('a').allowed).toBe(false);
+    limiter.refund('a');
+    expect(limiter.take('a').allowed).toBe(true);
+    for (let i = 0; i < 5; i++) limiter.refund('a');
+    expect([1, 2, 3].map(() => limiter.take('a').allowed)).toEqual([true, true, false]);
+    limiter.refund('unknown');
+  });
+
   it('does not limit sources without a configured limit, including prototype names', () => {
     const limiter = new RateLimiter({ a: { rateLimit: 1, burstLimit: 1 } });
     for (let i = 0; i < 10; i++) expect(limiter.take('b').allowed).toBe(true);

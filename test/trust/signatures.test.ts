@@ -15,7 +15,8 @@ const DEAL_SECRET = secret('deal-delivery');
 let world: TestWorld;
 beforeAll(async () => {
   world = await startWorld({
-    INBOUND_WEBHOOK_SECRETS: JSON.stringify({ testing_system: [CURRENT, PREVIOUS] }),
+    INBOUND_WEBHOOK_SECRETS: JSON.stringify({ testing_system: [CURRENT, PREVIOUS], limited_signed: CURRENT }),
+    RATE_LIMITS: JSON.stringify({ limited_signed: { rateLimit: 0.001, burstLimit: 2 } }),
     DELIVERY_SIGNING_SECRETS: JSON.stringify({ deal_analysis: DEAL_SECRET }),
   });
 });
@@ -148,6 +149,21 @@ describe('outbound signing', () => {
     } finally {
       process.env.DEAL_ANALYSIS_WEBHOOK_URL = world.receiver.urlFor('deal_analysis');
     }
+  });
+});
+
+describe('rate limits count only requests the source really sent', () => {
+  it('unsigned or forged requests naming a signed source get 401 and do not spend its rate: the real source still gets through', async () => {
+    const body = JSON.stringify({ ...SEED_REQUEST, source_system: 'limited_signed' });
+    for (let i = 0; i < 5; i++) {
+      expect((await world.post(body)).status).toBe(401);
+      expect((await world.post(body, signed(body, secret('forged')))).status).toBe(401);
+    }
+    expect((await world.post(body, signed(body))).status).toBe(200);
+    expect((await world.post(body, signed(body))).status).toBe(200);
+    const third = await world.post(body, signed(body));
+    expect(third.status).toBe(429);
+    expect(third.headers.get('retry-after')).toMatch(/^\d+$/);
   });
 });
 
