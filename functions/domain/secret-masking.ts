@@ -9,7 +9,8 @@
  * The regexes are written in the subset CloudWatch accepts (at most 200 characters of `[A-Za-z0-9]`,
  * `_ # = @ / ; , -` and space, and `^ $ ? [ ] { } | \ * + .`: no groups), so the same text is a valid JavaScript
  * regex. Base64 `/` may arrive as `\/` or `\\\/` (API Gateway's escapeJavaScript, then JSON inside JSON), so the
- * character class admits backslashes.
+ * character class admits backslashes; a match never ends in one, so masking cannot eat the backslash of an escaped
+ * quote after an unpadded value and break the JSON of the log event.
  */
 export interface SecretPattern {
   /** A CloudWatch custom data identifier name: `[A-Za-z0-9_-]`, at most 128 characters. */
@@ -19,9 +20,9 @@ export interface SecretPattern {
 
 export const SECRET_PATTERNS: readonly SecretPattern[] = [
   // Standard Webhooks signatures: `v1,` + base64 HMAC-SHA256 (44 characters) or `v1a,` + base64 ed25519 (88).
-  { name: 'StandardWebhooksSignature', regex: 'v1a?,[A-Za-z0-9+/\\\\]{43,}=*' },
+  { name: 'StandardWebhooksSignature', regex: 'v1a?,[A-Za-z0-9+/\\\\]{42,}[A-Za-z0-9+/=]=*' },
   // Standard Webhooks secrets (`whsec_` + base64 of at least 12 bytes): never logged, masked should one ever be.
-  { name: 'StandardWebhooksSecret', regex: 'whsec_[A-Za-z0-9+/\\\\]{16,}=*' },
+  { name: 'StandardWebhooksSecret', regex: 'whsec_[A-Za-z0-9+/\\\\]{15,}[A-Za-z0-9+/=]=*' },
 ];
 
 /** What a match becomes in the local history (CloudWatch shows its own mask characters). */

@@ -52,6 +52,19 @@ describe('maskSecrets', () => {
     expect(maskSecrets(`${signature} ${other} v1a,${'A'.repeat(86)}==`)).toBe(`${MASK} ${MASK} ${MASK}`);
   });
 
+  it('never breaks the JSON it masks, at any depth, even for an unpadded value', () => {
+    for (const value of [signature, signature.replace(/=+$/, ''), `v1,${'a/'.repeat(30)}`, SECRET, SECRET.replace(/=+$/, '')]) {
+      let doc: unknown = { headers: { 'webhook-signature': value.replaceAll('/', '\\/') }, after: 'kept' };
+      for (let depth = 0; depth < 3; depth++) {
+        const masked = maskSecrets(JSON.stringify(doc));
+        expect(() => JSON.parse(masked), `${value} at depth ${depth}`).not.toThrow();
+        expect(masked).toContain(MASK);
+        expect(masked).toContain('kept');
+        doc = { details: { input: JSON.stringify(doc) } };
+      }
+    }
+  });
+
   it('masks whsec_ secrets', () => {
     expect(maskSecrets(`secret=${SECRET};`)).toBe(`secret=${MASK};`);
   });
