@@ -5,7 +5,7 @@ import { buildConversationId } from './conversation-id.ts';
 import { errorBody, type ExecutionInput } from './gateway-contract.ts';
 import { claimedSource, parseWebhookRequest } from './request.ts';
 import { OPEN_POLICY, verifyInbound, type InboundPolicy } from './signatures.ts';
-import { idempotencyKeyOf } from './idempotency.ts';
+import { idempotencyKeyOf, requestFingerprint, reusedForAnotherRequest, type IdempotencyRecord } from './idempotency.ts';
 import { parseTaskError, type TaskFailure } from './task-error.ts';
 import { failedAttemptFromCaught } from './delivery.ts';
 
@@ -49,6 +49,25 @@ export function keyReused(conversationId: string): ValidateResult {
     'This Idempotency-Key (or webhook-id) was already used in the last 24 hours for a different request (its query, source_process, webhook_type or metadata differ): send a new request with a new key',
     { conversation_id: conversationId },
   );
+}
+
+/**
+ * A request whose key is taken: a different request under the same key is refused; a retry gets the first answer,
+ * or 409 while the first conversation still runs.
+ */
+export function answerToDuplicate(existing: IdempotencyRecord, fingerprint: string): ValidateResult {
+  if (reusedForAnotherRequest(existing, fingerprint)) return keyReused(existing.conversation_id);
+  return existing.status === 'completed' && existing.response ? replay(existing.conversation_id, existing.response) : stillRunning(existing.conversation_id);
+}
+
+/** The fingerprint of what a conversation's request asked (see requestFingerprint). */
+export function fingerprintOf(record: ConversationRecord): string {
+  return requestFingerprint({
+    query: userQuery(record),
+    source_process: record.metadata.source_process,
+    webhook_type: record.webhook_context.requested_webhook_type,
+    metadata: record.metadata.custom,
+  });
 }
 
 export interface IdSource {

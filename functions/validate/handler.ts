@@ -1,9 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { ExecutionInput } from '../domain/gateway-contract.ts';
-import { idempotencyPk, requestFingerprint, reusedForAnotherRequest } from '../domain/idempotency.ts';
-import { userQuery } from '../domain/conversation.ts';
+import { idempotencyPk } from '../domain/idempotency.ts';
 import { SIGNATURE_REJECTED_METRIC } from '../domain/observability.ts';
-import { keyReused, replay, startConversation, stillRunning, type ValidateResult } from '../domain/lifecycle.ts';
+import { answerToDuplicate, fingerprintOf, startConversation, type ValidateResult } from '../domain/lifecycle.ts';
 import { idempotencyStore } from '../shared/idempotency-store.ts';
 import { logEvent, METRIC_NAMES, recordSize } from '../shared/events.ts';
 import { logger, metrics, MetricUnit, stageHandler } from '../shared/powertools.ts';
@@ -27,32 +26,18 @@ export const handler = stageHandler('Validate', async (input: ExecutionInput): P
   const key = record.metadata.idempotency_key;
   const store = key ? idempotencyStore() : null;
   if (key && store) {
-    const fingerprint = requestFingerprint({
-      query: userQuery(record),
-      source_process: record.metadata.source_process,
-      webhook_type: record.webhook_context.requested_webhook_type,
-      metadata: record.metadata.custom,
-    });
+    const fingerprint = fingerprintOf(record);
     const claim = await store.claim(idempotencyPk(record.metadata.source_system, key), record.conversation_id, new Date(), fingerprint);
     if (!claim.claimed) {
-      const { existing } = claim;
-      if (reusedForAnotherRequest(existing, fingerprint)) {
-        logger.warn('Webhook request rejected', {
-          event_type: 'WEBHOOK_REQUEST_REJECTED',
-          code: 'IDEMPOTENCY_KEY_REUSED',
-          request_id: input.request_id,
-          conversation_id: existing.conversation_id,
-          reason: 'the Idempotency-Key was first used for a different request',
-        });
-        return keyReused(existing.conversation_id);
-      }
-      logger.info('Webhook request is a retry of an earlier one', {
-        event_type: 'WEBHOOK_REQUEST_REPLAYED',
-        conversation_id: existing.conversation_id,
+      const answer = answerToDuplicate(claim.existing, fingerprint);
+      logger.info('Webhook request reuses an earlier Idempotency-Key', {
+        event_type: answer.valid ? 'WEBHOOK_REQUEST_REPLAYED' : 'WEBHOOK_REQUEST_REJECTED',
+        code: answer.valid ? null : answer.code,
+        conversation_id: claim.existing.conversation_id,
         request_id: input.request_id,
-        status: existing.status,
+        status: claim.existing.status,
       });
-      return existing.status === 'completed' && existing.response ? replay(existing.conversation_id, existing.response) : stillRunning(existing.conversation_id);
+      return answer;
     }
   }
   recordSize(METRIC_NAMES.requestSize, record.metadata.request_size_bytes);

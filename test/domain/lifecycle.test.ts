@@ -4,6 +4,8 @@ import { isConversationId } from '../../functions/domain/conversation-id.ts';
 import {
   agentFailureBody,
   answerText,
+  answerToDuplicate,
+  fingerprintOf,
   completeConversation,
   startConversation,
   successBody,
@@ -346,5 +348,33 @@ describe('closeConversation (what Export records)', () => {
     expect(record.webhook_context).toMatchObject({ delivery_status: status, delivery_target: 'https://x.example/h' });
     expect(record.execution.delivery_attempts).toEqual([attempt]);
     expect(record.execution.errors.at(-1)).toMatchObject({ stage: 'Deliver', error: name });
+  });
+});
+
+describe('answerToDuplicate (a request whose idempotency key is taken)', () => {
+  const record = startedRecord();
+  const fingerprint = fingerprintOf(record);
+  const taken = { pk: 'p', conversation_id: 'webhook_first', request_fingerprint: fingerprint, created_at: '', expires_at: 0 };
+
+  it('a retry of a finished conversation gets its stored answer', () => {
+    expect(answerToDuplicate({ ...taken, status: 'completed', response: '{"success":true,"conversation_id":"webhook_first"}' }, fingerprint)).toEqual({
+      valid: true, duplicate: true, error: null, conversation_id: 'webhook_first', response: { success: true, conversation_id: 'webhook_first' },
+    });
+  });
+
+  it('a retry while the first still runs gets 409 IDEMPOTENCY_CONFLICT', () => {
+    expect(answerToDuplicate({ ...taken, status: 'in_progress' }, fingerprint)).toMatchObject({ valid: false, error: 'IdempotencyConflict', code: 'IDEMPOTENCY_CONFLICT' });
+  });
+
+  it('another request under the same key is refused, running or finished; an old record without a fingerprint is trusted', () => {
+    const other = fingerprintOf({ ...record, metadata: { ...record.metadata, custom: { x: 1 } } });
+    expect(other).not.toBe(fingerprint);
+    for (const status of ['in_progress', 'completed'] as const) {
+      const answer = answerToDuplicate({ ...taken, status, response: '{}' }, other);
+      expect(answer).toMatchObject({ valid: false, error: 'ValidationError', code: 'IDEMPOTENCY_KEY_REUSED' });
+      expect(JSON.parse((answer as { rejection: string }).rejection).error.conversation_id).toBe('webhook_first');
+    }
+    const { request_fingerprint: _, ...old } = taken;
+    expect(answerToDuplicate({ ...old, status: 'completed', response: '{}' }, other)).toMatchObject({ valid: true, duplicate: true });
   });
 });
