@@ -13,7 +13,7 @@ import { formatTable } from './table.ts';
 import { formatTimeline } from './timeline.ts';
 import { DEFAULT_STACK_NAME, explainAwsError } from './aws-errors.ts';
 import type { ConversationRecord } from '../functions/domain/conversation.ts';
-import type { FailedDeliveryEnvelope } from '../functions/domain/failed-delivery.ts';
+import { owedBy, type FailedDeliveryEnvelope } from '../functions/domain/failed-delivery.ts';
 import type { ExecutionRecord } from './engine.ts';
 import { idTimeMs } from './conversation-filters.ts';
 
@@ -167,11 +167,12 @@ function printConversation(
       out(`  attempt ${a.attempt}  ${a.at}  ${a.via ?? 'workflow'}  ${a.outcome}${a.status_code ? ` HTTP ${a.status_code}` : ''}${a.error ? `  ${oneLine(a.error, 120)}` : ''}  ${a.duration_ms} ms`);
     }
     for (const e of record.execution.errors) out(`  error      ${e.at}  ${e.stage}: ${e.error}: ${oneLine(e.message, 140)}`);
+    const exportOwed = envelope !== null && envelope.state !== 'delivered' && owedBy(envelope) === 'export';
     if (envelope && envelope.state !== 'delivered') {
       const next = envelope.state === 'pending' ? `next automatic attempt ${envelope.next_due_at}` : `dead-lettered (${envelope.dead_reason ?? 'no more automatic attempts'})`;
-      out(`  redelivery ${envelope.state}: ${next}; redrive now with: webhook-gateway deliveries redrive ${id}`);
+      out(`  ${exportOwed ? 'export    ' : 'redelivery'} ${envelope.state}: ${next}; redrive now with: webhook-gateway deliveries redrive ${id}`);
     }
-    out(`  exports    ${exportsAt}{${EXPORT_FILES.join(',')}}`);
+    out(`  exports    ${exportsAt}{${EXPORT_FILES.join(',')}}${exportOwed ? `  (not written yet: ${envelope.last_error ?? 'S3 refused them'})` : ''}`);
   }
   for (const execution of executions) {
     out('');

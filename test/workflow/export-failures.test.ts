@@ -76,6 +76,10 @@ describe('S3 refuses the export at the end of a conversation', () => {
     const listed = await cli(['deliveries', 'list']);
     expect(listed.stdout).toMatch(new RegExp(`${id} .*export: ExportError.*pending, export only`));
 
+    const shown = await cli(['conversations', 'show', id]);
+    expect(shown.stdout).toMatch(/export {5}pending: next automatic attempt/);
+    expect(shown.stdout).toMatch(/exports {4}s3:.*\(not written yet: export: ExportError: .*NoSuchBucket/);
+
     // S3 is back: the operator's redrive exports the record and delivers nothing.
     const redriven = await cli(['deliveries', 'redrive', id]);
     expect(redriven.code).toBe(0);
@@ -88,6 +92,7 @@ describe('S3 refuses the export at the end of a conversation', () => {
     expect(exported.conversation.execution.delivery_attempts).toHaveLength(1);
     expect((await world.gateway.failedDeliveries.get(id))!.state).toBe('delivered');
     expect((await cli(['deliveries', 'redrive', id])).stdout).toMatch(/already exported: nothing to redrive/);
+    expect((await cli(['conversations', 'show', id])).stdout).not.toMatch(/not written yet/);
   });
 
   it('the schedule exports it when it is due; while S3 still refuses, the envelope waits for its next slot', async () => {
