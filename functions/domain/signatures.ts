@@ -60,6 +60,9 @@ export function verifyInbound(
   }
   const missing = SIGNATURE_HEADERS.filter((h) => !headers[h]);
   if (missing.length > 0) return { ok: false, reason: `missing ${missing.join(', ')} header${missing.length > 1 ? 's' : ''}` };
+  if (!/^\d{1,12}$/.test(headers['webhook-timestamp']!.trim())) {
+    return { ok: false, reason: 'webhook-timestamp must be the signing time in whole seconds since the Unix epoch' };
+  }
   const signed = Object.fromEntries(SIGNATURE_HEADERS.map((h) => [h, headers[h]!]));
   let reason = 'no signature matches';
   for (const secret of secrets) {

@@ -64,6 +64,8 @@ describe('inbound Standard Webhooks verification over the raw body', () => {
     ['a stale timestamp (10 minutes old)', () => signed(body, CURRENT, new Date(Date.now() - 600_000)), /outside the 5-minute tolerance/],
     ['a timestamp from the future', () => signed(body, CURRENT, new Date(Date.now() + 600_000)), /outside the 5-minute tolerance/],
     ['a signature for another body', () => signed(JSON.stringify({ ...SEED_REQUEST, query: 'other' })), /no signature matches/],
+    ['a timestamp that is not Unix seconds', () => ({ ...signed(body), 'webhook-timestamp': '2025-08-13T10:30:45Z' }), /whole seconds since the Unix epoch/],
+    ['a signature that is not v1,<base64>', () => ({ ...signed(body), 'webhook-signature': 'sha256=abc' }), /no signature matches/],
   ];
   it.each(BAD)('%s → 401 INVALID_SIGNATURE, no agent call, no export, a log line and a metric', async (_name, headers, reason) => {
     const before = (await world.listKeys()).length;
