@@ -14,6 +14,12 @@ const DEFAULT_TIMEOUT_MS = 20_000;
  * instead, so the conversation is exported as failed with the reason.
  */
 export const MAX_AGENT_ANSWER_BYTES = 96 * 1024;
+/**
+ * The whole state once the answer is in it (the answer is kept as text and as data, beside a query of up to
+ * 60 KB and 16 KB of metadata): at most this, leaving room under Step Functions' 256 KB for the classification,
+ * the delivery attempts and errors the later states add.
+ */
+export const MAX_STATE_BYTES_WITH_ANSWER = 232 * 1024;
 
 /** InvokeManagerAgent: one Invoke of MANAGER_AGENT_FUNCTION_NAME, timed; FunctionError and timeout become named errors. */
 export const handler = stageHandler('InvokeManagerAgent', async (state: ConversationState): Promise<ConversationState> => {
@@ -61,6 +67,12 @@ export const handler = stageHandler('InvokeManagerAgent', async (state: Conversa
   recordTime(METRIC_NAMES.agentProcessingTime, agentMs);
   recordSize(METRIC_NAMES.responseSize, Buffer.byteLength(text));
   const updated = withAgentAnswer(record, payload, agentMs, new Date());
+  const stateBytes = Buffer.byteLength(JSON.stringify({ ...state, conversation: updated }));
+  if (stateBytes > MAX_STATE_BYTES_WITH_ANSWER) {
+    throw new AgentInvocationError(
+      `manager agent ${functionName} answered ${Buffer.byteLength(text)} bytes, which makes this conversation ${stateBytes} bytes, more than the ${MAX_STATE_BYTES_WITH_ANSWER} a workflow state can carry`,
+    );
+  }
   logEvent('WEBHOOK_MANAGER_AGENT_RESPONSE', updated, { agent_processing_time_ms: agentMs, response_size_bytes: Buffer.byteLength(text) });
   return { ...state, conversation: updated };
 });

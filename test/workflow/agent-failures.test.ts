@@ -78,6 +78,17 @@ describe('InvokeManagerAgent failures → 502 AGENT_ERROR, conversation exported
     await expectExportedAsFailed(res.body.error.conversation_id, 'AgentInvocationError');
   });
 
+  it('an answer under the cap that, beside the largest query and metadata, would overflow the 256 KB state is refused too', async () => {
+    world.agent.behave(() => ({ payload: { response: 'y'.repeat(90_000) } }));
+    const largest = { ...SEED_REQUEST, query: '€'.repeat(20_000), metadata: { notes: 'm'.repeat(16_000) } };
+    const res = await world.post(largest);
+    expect(res.status).toBe(502);
+    expect(res.body.error.message).toMatch(/which makes this conversation \d+ bytes, more than the 237568 a workflow state can carry/);
+    await expectExportedAsFailed(res.body.error.conversation_id, 'AgentInvocationError');
+    // The same answer to the seed's short question fits.
+    expect((await world.post(SEED_REQUEST)).status).toBe(200);
+  });
+
   it('the connection to the agent drops → 502 with the network reason, exported as failed', async () => {
     world.agent.behave(() => ({ hangUp: true, payload: null }));
     const res = await world.post(SEED_REQUEST);
