@@ -31,6 +31,7 @@ export const handler = stageHandler('Export', async ({ state, execution_name }: 
   const { record, agentFailed } = closeConversation(state, execution_name, now);
   const deferred = state.export_error;
 
+  let written: { location: string; files: number } | null = null;
   if (!deferred && process.env.ENABLE_CONVERSATION_EXPORT !== 'false') {
     const bucket = process.env.CONVERSATION_EXPORT_S3_BUCKET;
     if (!bucket) throw new ExportError('CONVERSATION_EXPORT_S3_BUCKET is not set');
@@ -44,23 +45,20 @@ export const handler = stageHandler('Export', async ({ state, execution_name }: 
     } catch (error) {
       throw new ExportError(`writing s3://${bucket}/${exportFolder(record.conversation_id)} failed: ${(error as Error).name}: ${(error as Error).message}`);
     }
-    logCompletion(state, record);
-    logEvent('WEBHOOK_CONVERSATION_EXPORTED', record, {
-      s3_location: `s3://${bucket}/${exportFolder(record.conversation_id)}`,
-      files: documents.length,
+    written = { location: `s3://${bucket}/${exportFolder(record.conversation_id)}`, files: documents.length };
+  }
+  // Logged once the record is safe (written, or about to be queued): an ExportError retry does not log it twice.
+  logCompletion(state, record);
+  if (written) logEvent('WEBHOOK_CONVERSATION_EXPORTED', record, { s3_location: written.location, files: written.files });
+  if (deferred) {
+    const failure = parseTaskError(deferred);
+    logger.error('Conversation export failed; queued to be exported later', {
+      event_type: EXPORT_DEFERRED_EVENT,
+      conversation_id: record.conversation_id,
+      error: failure.error,
+      reason: failure.message,
     });
-  } else {
-    logCompletion(state, record);
-    if (deferred) {
-      const failure = parseTaskError(deferred);
-      logger.error('Conversation export failed; queued to be exported later', {
-        event_type: EXPORT_DEFERRED_EVENT,
-        conversation_id: record.conversation_id,
-        error: failure.error,
-        reason: failure.message,
-      });
-      metrics.addMetric(EXPORT_DEFERRED_METRIC, MetricUnit.Count, 1);
-    }
+    metrics.addMetric(EXPORT_DEFERRED_METRIC, MetricUnit.Count, 1);
   }
 
   const next: ConversationState = deferred ? { conversation: record, export_error: deferred } : { conversation: record };
