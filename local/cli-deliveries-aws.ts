@@ -2,7 +2,7 @@ import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-clo
 import { SFNClient } from '@aws-sdk/client-sfn';
 import { GetQueueAttributesCommand, SQSClient, type QueueAttributeName } from '@aws-sdk/client-sqs';
 import { isConversationId } from '../functions/domain/conversation-id.ts';
-import { parseSchedule, type FailedDeliveryEnvelope } from '../functions/domain/failed-delivery.ts';
+import { owedBy, parseSchedule, type FailedDeliveryEnvelope } from '../functions/domain/failed-delivery.ts';
 import { REDELIVERY_VISIBILITY_SECONDS, SqsFailedDeliveryQueue, type QueuedEnvelope, type UnreadableMessage } from '../functions/shared/failed-delivery-queue.ts';
 import { runRedelivery } from '../functions/shared/redelivery-execution.ts';
 import { age, CliError, parseSince } from './cli-deliveries.ts';
@@ -95,8 +95,8 @@ const stdout: Out = (line) => process.stdout.write(`${line}\n`);
 
 /** A dead-letter message whose envelope is not dead was moved there by the queue's redrive policy. */
 function dlqState(e: FailedDeliveryEnvelope): string {
-  if (e.state === 'dead') return e.dead_reason ? `dead (${e.dead_reason})` : 'dead';
-  return e.state === 'delivered' ? 'delivered' : 'dead (receive limit)';
+  const state = e.state === 'dead' ? (e.dead_reason ? `dead (${e.dead_reason})` : 'dead') : e.state === 'delivered' ? 'delivered' : 'dead (receive limit)';
+  return owedBy(e) === 'export' ? `${state}, export only` : state;
 }
 
 export async function awsDeliveriesList(clients: AwsClients, options: { stack: string; json?: boolean; limit?: number }, out: Out = stdout): Promise<number> {

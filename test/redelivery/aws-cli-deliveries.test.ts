@@ -61,16 +61,18 @@ describe('deliveries list --aws', () => {
   it("peeks at the dead-letter queue (then makes it visible again) and counts the schedule's queue", async () => {
     const a = sqsMessage(deadEnvelope('aaa111'));
     const b = sqsMessage(pendingEnvelope('bbb222'), { receiveCount: 6 });
-    deadLetters(a, b, sqsMessage('garbage'));
+    const c = sqsMessage(pendingEnvelope('ccc333', T0, { owed: 'export', last_error: 'export: ExportError: S3 down' }), { receiveCount: 6 });
+    deadLetters(a, b, c, sqsMessage('garbage'));
     expect(await awsDeliveriesList(clients(), { stack: STACK }, out)).toBe(0);
     const text = lines.join('\n');
     expect(text).toMatch(/conversation_id\s+type\s+attempts\s+last_error\s+age\s+state\s+next_due/);
     expect(text).toMatch(/webhook_\S+_aaa111\s+deal_analysis\s+1\s+HTTP 410 .*dead \(permanent\)/);
     expect(text).toMatch(/webhook_\S+_bbb222\s+deal_analysis\s+1\s+HTTP 503 .*dead \(receive limit\)/);
+    expect(text).toMatch(/webhook_\S+_ccc333\s+deal_analysis\s+1\s+export: ExportError: S3 down .*dead \(receive limit\), export only/);
     expect(text).toContain('1 unreadable message(s) in the dead-letter queue');
     expect(text).toContain('6 pending in the schedule (2 waiting, 3 in flight or hidden until due, 1 delayed)');
     expect(sqsMock.commandCalls(ReceiveMessageCommand)[0]!.args[0].input).toMatchObject({ QueueUrl: DLQ_URL, MaxNumberOfMessages: 10, VisibilityTimeout: 30 });
-    expect(released()).toHaveLength(3);
+    expect(released()).toHaveLength(4);
     expect(changes()).toEqual([]);
     expect(cfnMock.commandCalls(DescribeStacksCommand)[0]!.args[0].input).toEqual({ StackName: STACK });
   });
