@@ -1,14 +1,27 @@
 import type { ConversationState } from '../domain/conversation.ts';
-import { attemptError, buildDeliveryPayload, deliveryUrlFor, DELIVERY_URL_VARIABLES, unsafeDeliveryUrl } from '../domain/delivery.ts';
+import {
+  attemptBudget,
+  attemptError,
+  buildDeliveryPayload,
+  DEFAULT_RESPONSE_DEADLINE_MS,
+  deferralAfter,
+  MAX_RETRY_WAIT_MS,
+  deliveryUrlFor,
+  DELIVERY_URL_VARIABLES,
+  unsafeDeliveryUrl,
+} from '../domain/delivery.ts';
+import { DELIVERY_DEFERRED_EVENT } from '../domain/observability.ts';
 import { signOutbound } from '../domain/signatures.ts';
 import { deliverySecret } from '../shared/secrets.ts';
-import { DeliveryPermanentError } from '../domain/errors.ts';
+import { DeliveryDeferredError, DeliveryPermanentError } from '../domain/errors.ts';
 import { withDeliveryAttempt } from '../domain/lifecycle.ts';
 import { logEvent, METRIC_NAMES, recordTime } from '../shared/events.ts';
 import { DEFAULT_DELIVERY_TIMEOUT_MS, postJson } from '../shared/http-delivery.ts';
-import { stageHandler } from '../shared/powertools.ts';
+import { logger, stageHandler } from '../shared/powertools.ts';
 
 export const USER_AGENT = 'revops-webhook-gateway/1.0';
+
+const deadlineMs = () => Number(process.env.RESPONSE_DEADLINE_MS ?? DEFAULT_RESPONSE_DEADLINE_MS);
 
 /**
  * Deliver: one POST of the result to the URL configured for its type, carrying the stable delivery id.
@@ -32,6 +45,22 @@ export const handler = stageHandler('Deliver', async (state: ConversationState):
     logEvent('WEBHOOK_DELIVERY_FAILED', record, { attempt: attemptNumber, via, error: unsafe, final: true });
     throw new DeliveryPermanentError(JSON.stringify({ message: `${DELIVERY_URL_VARIABLES[type]}: ${unsafe}` }));
   }
+  let timeoutMs = Number(process.env.DELIVERY_TIMEOUT_MS ?? DEFAULT_DELIVERY_TIMEOUT_MS);
+  if (!state.redelivery) {
+    // Inside the conversation the caller is waiting: never start an attempt it cannot wait for.
+    const budget = attemptBudget(record.metadata.received_at, new Date(), deadlineMs(), timeoutMs);
+    if ('defer' in budget) {
+      logger.warn('Delivery deferred to the redelivery schedule', {
+        event_type: DELIVERY_DEFERRED_EVENT,
+        conversation_id: record.conversation_id,
+        delivery_id: record.webhook_context.delivery_id,
+        attempt: attemptNumber,
+        reason: budget.defer,
+      });
+      throw new DeliveryDeferredError(JSON.stringify({ message: budget.defer, target: url }));
+    }
+    timeoutMs = budget.timeoutMs;
+  }
   const payload = JSON.stringify(buildDeliveryPayload(record));
   const deliveryId = record.webhook_context.delivery_id;
   const secret = await deliverySecret(type);
@@ -42,7 +71,7 @@ export const handler = stageHandler('Deliver', async (state: ConversationState):
     payload,
     { 'user-agent': USER_AGENT, ...signature },
     attemptNumber,
-    Number(process.env.DELIVERY_TIMEOUT_MS ?? DEFAULT_DELIVERY_TIMEOUT_MS),
+    timeoutMs,
   );
   attempt.via = via;
   recordTime(METRIC_NAMES.deliveryResponseTime, attempt.duration_ms);
@@ -69,5 +98,10 @@ export const handler = stageHandler('Deliver', async (state: ConversationState):
     final: attempt.outcome === 'permanent' || state.redelivery?.status_if_failed === 'failed',
     delivery_response_time_ms: attempt.duration_ms,
   });
+  if (!state.redelivery && attempt.outcome === 'retryable') {
+    // Would the next try still fit in the caller's deadline after the longest Retry wait? If not, hand over now.
+    const next = attemptBudget(record.metadata.received_at, new Date(Date.now() + MAX_RETRY_WAIT_MS), deadlineMs(), timeoutMs);
+    if ('defer' in next) throw deferralAfter(attempt, url, next.defer);
+  }
   throw attemptError(attempt, url);
 });

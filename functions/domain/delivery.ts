@@ -1,6 +1,6 @@
 import type { ConversationRecord, DeliveryAttempt, WebhookType } from './conversation.ts';
 import { agentResponse, userQuery } from './conversation.ts';
-import { DeliveryPermanentError, DeliveryRetryableError } from './errors.ts';
+import { DeliveryDeferredError, DeliveryPermanentError, DeliveryRetryableError } from './errors.ts';
 import { parseTaskError, type CaughtError } from './task-error.ts';
 
 /** Environment variable holding each type's outbound webhook URL (names kept from the seed). */
@@ -65,6 +65,47 @@ export function outcomeForStatus(status: number): AttemptOutcome {
 export function attemptError(attempt: DeliveryAttempt, target: string): DeliveryRetryableError | DeliveryPermanentError {
   const text = JSON.stringify({ message: attempt.error ?? `HTTP ${attempt.status_code}`, attempt, target });
   return attempt.outcome === 'permanent' ? new DeliveryPermanentError(text) : new DeliveryRetryableError(text);
+}
+
+/**
+ * The caller waits for its answer (API Gateway gives up after 29 s): in-workflow delivery attempts stop this long
+ * after the request arrived, leaving time for Export; what is left goes to the redelivery schedule.
+ */
+export const DEFAULT_RESPONSE_DEADLINE_MS = 25_000;
+/** An attempt with less time than this is not worth starting. */
+export const MIN_ATTEMPT_MS = 500;
+
+/**
+ * How long the next in-workflow attempt may take: the configured per-attempt timeout, cut to what is left of the
+ * caller's deadline; or, with less than MIN_ATTEMPT_MS left, why no attempt is made now.
+ */
+export function attemptBudget(
+  receivedAt: string,
+  now: Date,
+  deadlineMs: number,
+  timeoutMs: number,
+): { timeoutMs: number } | { defer: string } {
+  const remaining = Date.parse(receivedAt) + deadlineMs - now.getTime();
+  if (!(remaining >= MIN_ATTEMPT_MS)) {
+    return { defer: `no time left for a delivery attempt within ${deadlineMs} ms of the request (the agent was slow): queued for the redelivery schedule` };
+  }
+  return { timeoutMs: Math.min(timeoutMs, Math.floor(remaining)) };
+}
+
+/** Deliver's Retry waits at most this long between attempts (MaxDelaySeconds of statemachine/conversation.asl.json). */
+export const MAX_RETRY_WAIT_MS = 4_000;
+
+/**
+ * Deliver's Catch holds a deferral made before any attempt of this execution (a slow agent): there is no attempt
+ * to record. A deferral after a failed attempt carries that attempt and is recorded like any failed attempt.
+ */
+export function isDeferral(caught: CaughtError | undefined): boolean {
+  return caught?.Error === 'DeliveryDeferredError' && !parseTaskError(caught).payload?.attempt;
+}
+
+/** After a retryable attempt, with no time left for another one (after the longest Retry wait) within the deadline. */
+export function deferralAfter(attempt: DeliveryAttempt, target: string, reason: string): DeliveryDeferredError {
+  return new DeliveryDeferredError(JSON.stringify({ message: `${attempt.error ?? `HTTP ${attempt.status_code}`}; ${reason}`, attempt, target }));
 }
 
 /** The last attempt and its target, recovered from what Deliver's Catch stored (either engine). */

@@ -16,6 +16,16 @@ export class DeliveryRetryableError extends NamedError {
   }
 }
 
+/**
+ * No delivery attempt was made: too little of the caller's response deadline is left (a slow agent). The workflow
+ * queues the delivery for the redelivery schedule instead, so the caller gets its answer in time.
+ */
+export class DeliveryDeferredError extends NamedError {
+  constructor(message: string) {
+    super('DeliveryDeferredError', message);
+  }
+}
+
 /** A delivery the receiver refused for good (other 4xx, redirects, no URL configured). */
 export class DeliveryPermanentError extends NamedError {
   constructor(message: string) {

@@ -1,5 +1,5 @@
 import type { ConversationRecord, DeliveryAttempt, RedeliveryContext } from './conversation.ts';
-import { failedAttemptFromCaught } from './delivery.ts';
+import { failedAttemptFromCaught, isDeferral } from './delivery.ts';
 import { completeConversation, withDeliveryAttempt } from './lifecycle.ts';
 import { parseTaskError, type CaughtError } from './task-error.ts';
 
@@ -121,6 +121,7 @@ export function envelopeFromQueuedMessage(
   schedule: readonly number[] = DEFAULT_RETRY_SCHEDULE_MS,
 ): FailedDeliveryEnvelope {
   const record = message.conversation;
+  if (isDeferral(message.delivery_error)) return envelopeForDeferral(message, now, schedule);
   const { attempt, target } = failedAttemptFromCaught(message.delivery_error, record.execution.delivery_attempts.length + 1, now);
   const permanent = attempt.outcome === 'permanent';
   const firstDelay = schedule[0];
@@ -139,6 +140,20 @@ export function envelopeFromQueuedMessage(
     next_due_at: dead ? null : dueAt(now, firstDelay, attempt),
     last_error: attempt.error ?? null,
     ...(dead ? { dead_reason: permanent ? ('permanent' as const) : ('exhausted' as const) } : {}),
+  };
+}
+
+/** No attempt was made (the caller's deadline): the envelope waits for the first slot with no attempt in it. */
+function envelopeForDeferral(message: QueuedFailedDelivery, now: Date, schedule: readonly number[]): FailedDeliveryEnvelope {
+  const failure = parseTaskError(message.delivery_error);
+  const waiting = { ...message.conversation, webhook_context: { ...message.conversation.webhook_context, delivery_status: 'retrying' as const } };
+  const conversation = completeConversation(waiting, false, message.execution_name ?? null, now);
+  return {
+    ...newEnvelope(conversation, now),
+    target: typeof failure.payload?.target === 'string' ? failure.payload.target : null,
+    state: 'pending',
+    next_due_at: new Date(now.getTime() + (schedule[0] ?? 0)).toISOString(),
+    last_error: `deferred: ${failure.message}`,
   };
 }
 

@@ -7,7 +7,7 @@ import { claimedSource, parseWebhookRequest } from './request.ts';
 import { OPEN_POLICY, verifyInbound, type InboundPolicy } from './signatures.ts';
 import { idempotencyKeyOf, requestFingerprint, reusedForAnotherRequest, type IdempotencyRecord } from './idempotency.ts';
 import { parseTaskError, type TaskFailure } from './task-error.ts';
-import { failedAttemptFromCaught } from './delivery.ts';
+import { failedAttemptFromCaught, isDeferral } from './delivery.ts';
 
 /** Each workflow stage as a pure step over the conversation record. Handlers do the I/O around them. */
 
@@ -254,7 +254,10 @@ export function closeConversation(
     record = withFailure(record, 'InvokeManagerAgent', parseTaskError(state.agent_error), now);
     record = { ...record, webhook_context: { ...record.webhook_context, delivery_status: 'not_attempted' } };
   }
-  if (state.delivery_error) {
+  if (state.delivery_error && isDeferral(state.delivery_error)) {
+    // No attempt was made (the caller's deadline): nothing to record but that the schedule will deliver it.
+    record = { ...record, webhook_context: { ...record.webhook_context, delivery_status: 'retrying' } };
+  } else if (state.delivery_error) {
     const { attempt, target } = failedAttemptFromCaught(state.delivery_error, record.execution.delivery_attempts.length + 1, now);
     const status = attempt.outcome === 'permanent' ? 'failed' : (state.redelivery?.status_if_failed ?? 'retrying');
     record = withDeliveryAttempt(record, attempt, target, status);

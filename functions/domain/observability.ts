@@ -30,6 +30,8 @@ export const METRIC_NAMES = {
 /** Counted (and logged, as this event type) by Export when S3 refused a record and it was queued for later. */
 export const EXPORT_DEFERRED_METRIC = 'Webhook.export_deferred';
 export const EXPORT_DEFERRED_EVENT = 'WEBHOOK_CONVERSATION_EXPORT_DEFERRED';
+/** Logged by Deliver when the caller's deadline leaves no time for an attempt and the schedule takes over. */
+export const DELIVERY_DEFERRED_EVENT = 'WEBHOOK_DELIVERY_DEFERRED';
 
 /** Counted by Validate for every request refused with 401 INVALID_SIGNATURE. */
 export const SIGNATURE_REJECTED_METRIC = 'Webhook.signature_rejected';

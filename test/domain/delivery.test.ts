@@ -2,7 +2,11 @@ import { describe, expect, it } from 'vitest';
 import type { DeliveryAttempt } from '../../functions/domain/conversation.ts';
 import {
   DELIVERY_URL_VARIABLES,
+  MIN_ATTEMPT_MS,
+  attemptBudget,
   attemptError,
+  deferralAfter,
+  isDeferral,
   buildDeliveryPayload,
   deliveryUrlFor,
   failedAttemptFromCaught,
@@ -219,5 +223,37 @@ describe('buildDeliveryPayload', () => {
     expect(buildDeliveryPayload(record).response).toEqual({ content: 'Just text' });
     const noAnswer = startedRecord();
     expect(buildDeliveryPayload(noAnswer).response).toEqual({ content: '' });
+  });
+});
+
+describe('attemptBudget (the caller waits for its answer)', () => {
+  const received = '2025-08-13T10:30:45.000Z';
+  const at = (ms: number) => new Date(Date.parse(received) + ms);
+
+  it('gives the full per-attempt timeout while there is time', () => {
+    expect(attemptBudget(received, at(1_000), 25_000, 3_000)).toEqual({ timeoutMs: 3_000 });
+  });
+
+  it('cuts the timeout to what is left of the deadline', () => {
+    expect(attemptBudget(received, at(23_500), 25_000, 3_000)).toEqual({ timeoutMs: 1_500 });
+    expect(attemptBudget(received, at(25_000 - MIN_ATTEMPT_MS), 25_000, 3_000)).toEqual({ timeoutMs: MIN_ATTEMPT_MS });
+  });
+
+  it('defers with less than MIN_ATTEMPT_MS left, past the deadline, or with an unreadable receive time', () => {
+    for (const [r, now] of [[received, at(25_000 - MIN_ATTEMPT_MS + 1)], [received, at(60_000)], ['not a date', at(0)]] as const) {
+      expect(attemptBudget(r, now, 25_000, 3_000)).toEqual({ defer: expect.stringMatching(/no time left for a delivery attempt within 25000 ms/) });
+    }
+  });
+
+  it('isDeferral: a deferral before any attempt; one after a failed attempt carries it and is recorded like a failure', () => {
+    expect(isDeferral({ Error: 'DeliveryDeferredError', Cause: JSON.stringify({ message: 'no time left' }) })).toBe(true);
+    expect(isDeferral({ Error: 'DeliveryRetryableError', Cause: '{}' })).toBe(false);
+    expect(isDeferral(undefined)).toBe(false);
+    const attempt: DeliveryAttempt = { attempt: 1, at: RECEIVED_AT, duration_ms: 1400, outcome: 'retryable', error: 'timed out after 1400 ms' };
+    const after = deferralAfter(attempt, 'https://x.example/h', 'no time left');
+    const caught = { Error: after.name, Cause: after.message };
+    expect(isDeferral(caught)).toBe(false);
+    expect(failedAttemptFromCaught(caught, 1, new Date())).toEqual({ attempt, target: 'https://x.example/h' });
+    expect(JSON.parse(after.message).message).toBe('timed out after 1400 ms; no time left');
   });
 });

@@ -77,6 +77,23 @@ describe('envelopeFromQueuedMessage', () => {
   });
 });
 
+describe('a deferred delivery (no attempt was made within the caller\'s deadline)', () => {
+  it('waits for the first slot with no attempt, its target known, and is delivered as attempt 1', () => {
+    const record = withClassification(withAgentAnswer(startedRecord(), { response: 'deals' }, 5, NOW));
+    const message = {
+      kind: 'failed_delivery' as const,
+      conversation: record,
+      delivery_error: { Error: 'DeliveryDeferredError', Cause: JSON.stringify({ message: 'no time left', target: TARGET }) },
+      execution_name: 'exec-1',
+    };
+    const env = envelopeFromQueuedMessage(message, NOW);
+    expect(env).toMatchObject({ state: 'pending', target: TARGET, attempts: [], last_error: 'deferred: no time left', next_due_at: new Date(NOW.getTime() + 5_000).toISOString() });
+    expect(env.conversation.webhook_context.delivery_status).toBe('retrying');
+    expect(env.conversation.execution.completed_at).not.toBeNull();
+    expect(redeliveryExecutionName(env, 'x')).toBe(`${env.conversation_id}-redelivery-1-x`);
+  });
+});
+
 describe('applyRedelivery', () => {
   const pending = () => envelopeFromQueuedMessage(queued(attempt('retryable')), NOW);
   const later = new Date(NOW.getTime() + 10_000);

@@ -328,6 +328,15 @@ describe('closeConversation (what Export records)', () => {
     expect(record.execution.timings.total_ms).toBe(5000);
   });
 
+  it('a deferred delivery (no attempt made, the caller could not wait): retrying, no attempt and no error recorded', () => {
+    const Cause = JSON.stringify({ message: 'no time left', target: 'https://x.example/h' });
+    const { record } = closeConversation({ conversation: answered(), delivery_error: { Error: 'DeliveryDeferredError', Cause } }, 'exec-1', at);
+    expect(record.webhook_context.delivery_status).toBe('retrying');
+    expect(record.execution.delivery_attempts).toEqual([]);
+    expect(record.execution.errors).toEqual([]);
+    expect(record.execution.status).toBe('completed');
+  });
+
   it('agent failure: failed, nothing delivered, the error recorded', () => {
     const { record, agentFailed } = closeConversation({ conversation: startedRecord(), agent_error: { Error: 'AgentTimeoutError', Cause: 'did not answer' } }, 'exec-1', at);
     expect(agentFailed).toBe(true);

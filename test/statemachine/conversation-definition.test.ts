@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { MAX_RETRY_WAIT_MS } from '../../functions/domain/delivery.ts';
 import { loadDefinition } from '../../local/engine.ts';
 import { STATEMACHINE_DIR } from '../../local/paths.ts';
 
@@ -75,6 +76,9 @@ describe('statemachine/conversation.asl.json', () => {
     const attemptTimeoutSeconds = 3; // DEFAULT_DELIVERY_TIMEOUT_MS
     const worstCase = waits + (retrier.MaxAttempts + 1) * attemptTimeoutSeconds;
     expect(worstCase).toBeLessThanOrEqual(20);
+    // Deliver stops retrying itself when the caller's deadline leaves no room for the longest wait (MAX_RETRY_WAIT_MS).
+    expect(retrier.MaxDelaySeconds * 1000).toBe(MAX_RETRY_WAIT_MS);
+    expect(retrier.ErrorEquals).not.toContain('DeliveryDeferredError');
     expect(deliver.Catch).toEqual([{ ErrorEquals: ['States.ALL'], ResultPath: '$.delivery_error', Next: 'QueueFailedDelivery' }]);
     expect(definition.States.QueueFailedDelivery).toMatchObject({ Resource: 'arn:aws:states:::sqs:sendMessage', Next: 'Export' });
   });
