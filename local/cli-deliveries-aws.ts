@@ -2,10 +2,10 @@ import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-clo
 import { SFNClient } from '@aws-sdk/client-sfn';
 import { GetQueueAttributesCommand, SQSClient, type QueueAttributeName } from '@aws-sdk/client-sqs';
 import { isConversationId } from '../functions/domain/conversation-id.ts';
-import { owedBy, parseSchedule, type FailedDeliveryEnvelope } from '../functions/domain/failed-delivery.ts';
+import { parseSchedule, type FailedDeliveryEnvelope } from '../functions/domain/failed-delivery.ts';
 import { REDELIVERY_VISIBILITY_SECONDS, SqsFailedDeliveryQueue, type QueuedEnvelope, type UnreadableMessage } from '../functions/shared/failed-delivery-queue.ts';
 import { runRedelivery } from '../functions/shared/redelivery-execution.ts';
-import { age, CliError, parseSince } from './cli-deliveries.ts';
+import { age, CliError, parseSince, stateLabel } from './cli-deliveries.ts';
 import { DEFAULT_STACK_NAME, explainAwsError } from './aws-errors.ts';
 export { DEFAULT_STACK_NAME };
 import { formatTable } from './table.ts';
@@ -95,8 +95,7 @@ const stdout: Out = (line) => process.stdout.write(`${line}\n`);
 
 /** A dead-letter message whose envelope is not dead was moved there by the queue's redrive policy. */
 function dlqState(e: FailedDeliveryEnvelope): string {
-  const state = e.state === 'dead' ? (e.dead_reason ? `dead (${e.dead_reason})` : 'dead') : e.state === 'delivered' ? 'delivered' : 'dead (receive limit)';
-  return owedBy(e) === 'export' ? `${state}, export only` : state;
+  return e.state === 'pending' ? stateLabel(e, 'dead (receive limit)') : stateLabel(e);
 }
 
 export async function awsDeliveriesList(clients: AwsClients, options: { stack: string; json?: boolean; limit?: number }, out: Out = stdout): Promise<number> {

@@ -165,8 +165,10 @@ export async function deliveriesRedrive(args: string[]): Promise<number> {
   return (counts.failed ?? 0) + (counts.error ?? 0) > 0 ? 1 : 0;
 }
 
-/** The envelope's state as the list shows it: why it is dead, and `export only` when no delivery is owed. */
-export function stateLabel(e: FailedDeliveryEnvelope): string {
-  const state = e.state === 'dead' && e.dead_reason ? `dead (${e.dead_reason})` : e.state;
+/**
+ * The envelope's state as the lists show it: why it is dead, and `export only` when no delivery is owed.
+ * `state` replaces the stored state (the dead-letter queue's view of an envelope the queue moved there).
+ */
+export function stateLabel(e: FailedDeliveryEnvelope, state = e.state === 'dead' && e.dead_reason ? `dead (${e.dead_reason})` : e.state): string {
   return owedBy(e) === 'export' ? `${state}, export only` : state;
 }

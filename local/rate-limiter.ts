@@ -48,8 +48,13 @@ export class RateLimiter {
     private readonly now: () => number = Date.now,
   ) {}
 
+  /** The configured limit of a source (own keys only: "constructor" and the like are not limits). */
+  private limitFor(source: string): SourceLimit | undefined {
+    return Object.hasOwn(this.limits, source) ? this.limits[source] : undefined;
+  }
+
   take(source: string): LimitDecision {
-    const limit = Object.hasOwn(this.limits, source) ? this.limits[source] : undefined;
+    const limit = this.limitFor(source);
     if (!limit) return { allowed: true };
     const now = this.now();
     const day = new Date(now).toISOString().slice(0, 10);
@@ -78,7 +83,7 @@ export class RateLimiter {
    * names, so it must not spend that source's rate or quota (a sender that cannot sign cannot throttle it).
    */
   refund(source: string): void {
-    const limit = Object.hasOwn(this.limits, source) ? this.limits[source] : undefined;
+    const limit = this.limitFor(source);
     const bucket = this.buckets.get(source);
     if (!limit || !bucket) return;
     bucket.tokens = Math.min(limit.burstLimit, bucket.tokens + 1);

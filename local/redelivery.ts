@@ -1,11 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import {
-  applyRedelivery,
-  readRedeliveryOutput,
   isDue,
   parseSchedule,
   redeliveryContext,
   redeliveryExecutionName,
+  settleRedelivery,
   type FailedDeliveryEnvelope,
 } from '../functions/domain/failed-delivery.ts';
 import type { LocalWorkflow } from './engine.ts';
@@ -71,9 +70,9 @@ export class LocalRedelivery {
       if (execution.status !== 'SUCCEEDED') {
         return { conversation_id: conversationId, status: 'error', execution_name: name, error: `${execution.error}: ${execution.cause ?? ''}` };
       }
-      const read = readRedeliveryOutput(execution.output);
-      if (!read) return { conversation_id: conversationId, status: 'error', execution_name: name, error: 'SUCCEEDED without a conversation record as output' };
-      const updated = applyRedelivery(envelope, read.record, via, new Date(), schedule, read.exportError);
+      const settled = settleRedelivery(envelope, execution.output, via, new Date(), schedule);
+      if (!settled.ok) return { conversation_id: conversationId, status: 'error', execution_name: name, error: settled.error };
+      const { updated } = settled;
       await this.store.put(updated);
       return { conversation_id: conversationId, status: updated.state === 'delivered' ? 'delivered' : 'failed', execution_name: name, envelope: updated };
     });

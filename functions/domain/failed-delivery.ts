@@ -1,7 +1,11 @@
 import type { ConversationRecord, DeliveryAttempt, RedeliveryContext } from './conversation.ts';
 import { failedAttemptFromCaught, isDeferral } from './delivery.ts';
-import { completeConversation, withDeliveryAttempt } from './lifecycle.ts';
+import { completeConversation, withDeliveryAttempt, withDeliveryStatus } from './lifecycle.ts';
 import { parseTaskError, type CaughtError } from './task-error.ts';
+
+/** pending: the schedule tries again at next_due_at; dead: no more automatic attempts; delivered: nothing is owed any more. */
+export type EnvelopeState = 'pending' | 'dead' | 'delivered';
+export type Owed = 'delivery' | 'export';
 
 /**
  * The failed-delivery envelope: everything needed to deliver and re-export a conversation's result without the
@@ -10,10 +14,6 @@ import { parseTaskError, type CaughtError } from './task-error.ts';
  * An envelope may owe only the export (`owed: "export"`): the conversation ended (delivered, or the agent failed)
  * but S3 could not be written; its redelivery skips Deliver and re-exports the closed record.
  */
-/** pending: the schedule tries again at next_due_at; dead: no more automatic attempts; delivered: nothing is owed any more. */
-export type EnvelopeState = 'pending' | 'dead' | 'delivered';
-export type Owed = 'delivery' | 'export';
-
 export interface FailedDeliveryEnvelope {
   version: 1;
   conversation_id: string;
@@ -99,6 +99,17 @@ function dueAt(now: Date, delayMs: number, attempt: DeliveryAttempt | undefined)
   return new Date(now.getTime() + Math.max(delayMs, retryAfter)).toISOString();
 }
 
+/** The envelope's last_error for an export S3 refused. */
+function exportErrorText(caught: CaughtError): string {
+  const error = parseTaskError(caught);
+  return `export: ${error.error}: ${error.message}`;
+}
+
+/** `delayMs` from now, as an envelope's next_due_at. */
+function dueIn(now: Date, delayMs: number): string {
+  return new Date(now.getTime() + delayMs).toISOString();
+}
+
 /** What every new envelope starts with: its conversation's identity and record, no scheduled attempt yet. */
 function newEnvelope(conversation: ConversationRecord, now: Date) {
   return {
@@ -146,13 +157,12 @@ export function envelopeFromQueuedMessage(
 /** No attempt was made (the caller's deadline): the envelope waits for the first slot with no attempt in it. */
 function envelopeForDeferral(message: QueuedFailedDelivery, now: Date, schedule: readonly number[]): FailedDeliveryEnvelope {
   const failure = parseTaskError(message.delivery_error);
-  const waiting = { ...message.conversation, webhook_context: { ...message.conversation.webhook_context, delivery_status: 'retrying' as const } };
-  const conversation = completeConversation(waiting, false, message.execution_name ?? null, now);
+  const conversation = completeConversation(withDeliveryStatus(message.conversation, 'retrying'), false, message.execution_name ?? null, now);
   return {
     ...newEnvelope(conversation, now),
     target: typeof failure.payload?.target === 'string' ? failure.payload.target : null,
     state: 'pending',
-    next_due_at: new Date(now.getTime() + (schedule[0] ?? 0)).toISOString(),
+    next_due_at: dueIn(now, schedule[0] ?? 0),
     last_error: `deferred: ${failure.message}`,
   };
 }
@@ -164,16 +174,14 @@ export function envelopeFromQueuedExport(
   schedule: readonly number[] = DEFAULT_RETRY_SCHEDULE_MS,
 ): FailedDeliveryEnvelope {
   const record = message.conversation;
-  const error = parseTaskError(message.export_error);
-  const firstDelay = schedule[0] ?? 0;
   return {
     ...newEnvelope(record, now),
     target: record.webhook_context.delivery_target ?? null,
     // An export is always worth retrying: it goes on until it is written (or an operator gives up).
     state: 'pending',
     owed: 'export',
-    next_due_at: new Date(now.getTime() + firstDelay).toISOString(),
-    last_error: `export: ${error.error}: ${error.message}`,
+    next_due_at: dueIn(now, schedule[0] ?? 0),
+    last_error: exportErrorText(message.export_error),
   };
 }
 
@@ -217,6 +225,22 @@ export function readRedeliveryOutput(output: unknown): { record: ConversationRec
 }
 
 /**
+ * A SUCCEEDED redelivery execution's output folded into its envelope (what both adapters store), or why the output
+ * cannot be used.
+ */
+export function settleRedelivery(
+  envelope: FailedDeliveryEnvelope,
+  output: unknown,
+  via: RedeliveryContext['via'],
+  now: Date,
+  schedule: readonly number[] = DEFAULT_RETRY_SCHEDULE_MS,
+): { ok: true; record: ConversationRecord; updated: FailedDeliveryEnvelope } | { ok: false; error: string } {
+  const read = readRedeliveryOutput(output);
+  if (!read) return { ok: false, error: 'SUCCEEDED without a conversation record as output' };
+  return { ok: true, record: read.record, updated: applyRedelivery(envelope, read.record, via, now, schedule, read.exportError) };
+}
+
+/**
  * Fold a redelivery's result (the record its Export wrote) into the envelope.
  * Delivered (or exported, for an envelope that owed only that) → delivered; but when S3 refused the record
  * (`exportError`), the envelope stays pending, owing only the export.
@@ -235,15 +259,8 @@ export function applyRedelivery(
   const next = applyAttempt(envelope, record, via, now, schedule);
   if (!exportError || next.state !== 'delivered') return next;
   // Nothing more to deliver, but S3 refused the record: the envelope goes on, owing only its export.
-  const error = parseTaskError(exportError);
   const slot = schedule[Math.min(next.scheduled_attempts, schedule.length - 1)] ?? 0;
-  return {
-    ...next,
-    state: 'pending',
-    owed: 'export',
-    next_due_at: new Date(now.getTime() + slot).toISOString(),
-    last_error: `export: ${error.error}: ${error.message}`,
-  };
+  return { ...next, state: 'pending', owed: 'export', next_due_at: dueIn(now, slot), last_error: exportErrorText(exportError) };
 }
 
 function applyAttempt(

@@ -194,6 +194,10 @@ export function withClassification(record: ConversationRecord): ConversationReco
   };
 }
 
+export function withDeliveryStatus(record: ConversationRecord, status: DeliveryStatus): ConversationRecord {
+  return { ...record, webhook_context: { ...record.webhook_context, delivery_status: status } };
+}
+
 export function withDeliveryAttempt(
   record: ConversationRecord,
   attempt: DeliveryAttempt,
@@ -252,11 +256,11 @@ export function closeConversation(
   const agentFailed = state.agent_error !== undefined;
   if (agentFailed) {
     record = withFailure(record, 'InvokeManagerAgent', parseTaskError(state.agent_error), now);
-    record = { ...record, webhook_context: { ...record.webhook_context, delivery_status: 'not_attempted' } };
+    record = withDeliveryStatus(record, 'not_attempted');
   }
   if (state.delivery_error && isDeferral(state.delivery_error)) {
     // No attempt was made (the caller's deadline): nothing to record but that the schedule will deliver it.
-    record = { ...record, webhook_context: { ...record.webhook_context, delivery_status: 'retrying' } };
+    record = withDeliveryStatus(record, 'retrying');
   } else if (state.delivery_error) {
     const { attempt, target } = failedAttemptFromCaught(state.delivery_error, record.execution.delivery_attempts.length + 1, now);
     const status = attempt.outcome === 'permanent' ? 'failed' : (state.redelivery?.status_if_failed ?? 'retrying');

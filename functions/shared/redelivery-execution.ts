@@ -2,11 +2,10 @@ import { randomBytes } from 'node:crypto';
 import { StartSyncExecutionCommand, type SFNClient } from '@aws-sdk/client-sfn';
 import type { ConversationRecord, RedeliveryContext } from '../domain/conversation.ts';
 import {
-  applyRedelivery,
   DEFAULT_RETRY_SCHEDULE_MS,
-  readRedeliveryOutput,
   redeliveryContext,
   redeliveryExecutionName,
+  settleRedelivery,
   type FailedDeliveryEnvelope,
 } from '../domain/failed-delivery.ts';
 
@@ -51,8 +50,7 @@ export async function runRedelivery(
   } catch {
     output = undefined;
   }
-  const read = readRedeliveryOutput(output);
-  if (!read) return { ok: false, execution_name: name, status, error: 'SUCCEEDED without a conversation record as output' };
-  const updated = applyRedelivery(envelope, read.record, via, (options.now ?? (() => new Date()))(), schedule, read.exportError);
-  return { ok: true, execution_name: name, record: read.record, updated };
+  const settled = settleRedelivery(envelope, output, via, (options.now ?? (() => new Date()))(), schedule);
+  if (!settled.ok) return { ok: false, execution_name: name, status, error: settled.error };
+  return { ok: true, execution_name: name, record: settled.record, updated: settled.updated };
 }
