@@ -5,12 +5,12 @@
  * `--enable-source-maps` (the functions run with NODE_OPTIONS=--enable-source-maps).
  */
 import { spawn } from 'node:child_process';
-import { builtinModules } from 'node:module';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { builtinModules } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { gzipSync } from 'node:zlib';
-import { build, type BuildOptions, type Metafile, type Plugin } from 'esbuild';
+import { type BuildOptions, build, type Metafile, type Plugin } from 'esbuild';
 import { PROJECT_ROOT, RESULTS_DIR } from './support/processes.ts';
 import { median, round } from './support/stats.ts';
 
@@ -18,7 +18,13 @@ export const STAGES = ['validate', 'invoke-agent', 'classify', 'deliver', 'expor
 export type Stage = (typeof STAGES)[number];
 
 /** Size targets of issue 7: the SDK-heavy stages get more room. */
-export const SIZE_TARGET_KB: Record<Stage, number> = { validate: 250, 'invoke-agent': 600, classify: 250, deliver: 250, export: 600 };
+export const SIZE_TARGET_KB: Record<Stage, number> = {
+  validate: 250,
+  'invoke-agent': 600,
+  classify: 250,
+  deliver: 250,
+  export: 600,
+};
 export const INIT_TARGET_MS = 80;
 
 export interface BundlingOptions {
@@ -92,9 +98,19 @@ export async function bundlingOptions(): Promise<BundlingOptions> {
   const sourcemap = pick('sourceMap', /sourceMap:\s*(true|false)/, (m) => m[1] === 'true', true);
   const sourcesContent = pick('sourcesContent', /sourcesContent:\s*(true|false)/, (m) => m[1] === 'true', false);
   const target = pick('target', /target:\s*'([^']+)'/, (m) => m[1]!, runtimeTarget);
-  const format = pick('format', /format:\s*OutputFormat\.(ESM|CJS)/, (m) => (m[1] === 'ESM' ? 'esm' : 'cjs') as 'esm' | 'cjs', 'esm');
+  const format = pick(
+    'format',
+    /format:\s*OutputFormat\.(ESM|CJS)/,
+    (m) => (m[1] === 'ESM' ? 'esm' : 'cjs') as 'esm' | 'cjs',
+    'esm',
+  );
   const mainFields = pick('mainFields', /mainFields:\s*\[([^\]]*)\]/, (m) => list(m[1]!), ['module', 'main']);
-  const banner = pick('banner', /banner:\s*"([^"]*)"/, (m) => m[1]!, "import { createRequire } from 'node:module';const require = createRequire(import.meta.url);");
+  const banner = pick(
+    'banner',
+    /banner:\s*"([^"]*)"/,
+    (m) => m[1]!,
+    "import { createRequire } from 'node:module';const require = createRequire(import.meta.url);",
+  );
   const external = pick('externalModules', /externalModules:\s*\[([^\]]*)\]/, (m) => list(m[1]!), ['@aws-sdk/*']);
   return {
     source: path.relative(PROJECT_ROOT, source),
@@ -150,14 +166,17 @@ function nodeRun(args: string[], env: NodeJS.ProcessEnv, cwd: string): Promise<s
     let err = '';
     child.stdout.on('data', (d) => (out += d));
     child.stderr.on('data', (d) => (err += d));
-    child.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`node exited with ${code}: ${err.slice(-2000)}`))));
+    child.on('close', (code) =>
+      code === 0 ? resolve(out) : reject(new Error(`node exited with ${code}: ${err.slice(-2000)}`)),
+    );
   });
 }
 
 /** import() the module(s) in a fresh process; returns [import ms, whole-process ms]. */
 async function coldInit(file: string | string[], sourceMaps: boolean, cwd = PROJECT_ROOT): Promise<[number, number]> {
   const specifiers = (Array.isArray(file) ? file : [pathToFileURL(file).href]).map((f) => JSON.stringify(f));
-  const script = `const t0 = performance.now(); for (const s of [${specifiers.join(',')}]) await import(s); const t1 = performance.now();` +
+  const script =
+    `const t0 = performance.now(); for (const s of [${specifiers.join(',')}]) await import(s); const t1 = performance.now();` +
     `process.stdout.write(JSON.stringify([t1 - t0, t1]));`;
   const env: NodeJS.ProcessEnv = {
     PATH: process.env.PATH,
@@ -171,11 +190,18 @@ async function coldInit(file: string | string[], sourceMaps: boolean, cwd = PROJ
     MANAGER_AGENT_FUNCTION_NAME: 'bench-agent',
     NODE_NO_WARNINGS: '1',
   };
-  const out = await nodeRun([...(sourceMaps ? ['--enable-source-maps'] : []), '--input-type=module', '-e', script], env, cwd);
+  const out = await nodeRun(
+    [...(sourceMaps ? ['--enable-source-maps'] : []), '--input-type=module', '-e', script],
+    env,
+    cwd,
+  );
   return JSON.parse(out) as [number, number];
 }
 
-export async function measureBundles(options: { runs: number }, log: (line: string) => void = () => undefined): Promise<{ options: BundlingOptions; bundles: BundleResult[] }> {
+export async function measureBundles(
+  options: { runs: number },
+  log: (line: string) => void = () => undefined,
+): Promise<{ options: BundlingOptions; bundles: BundleResult[] }> {
   const bundling = await bundlingOptions();
   const outRoot = path.join(RESULTS_DIR, 'bundles');
   await rm(outRoot, { recursive: true, force: true });
@@ -184,17 +210,32 @@ export async function measureBundles(options: { runs: number }, log: (line: stri
     const outdir = path.join(outRoot, stage);
     await mkdir(outdir, { recursive: true });
     const outfile = path.join(outdir, bundling.esbuild.format === 'esm' ? 'index.mjs' : 'index.js');
-    const result = await build({ ...bundling.esbuild, entryPoints: [path.join(PROJECT_ROOT, 'functions', stage, 'handler.ts')], outfile });
+    const result = await build({
+      ...bundling.esbuild,
+      entryPoints: [path.join(PROJECT_ROOT, 'functions', stage, 'handler.ts')],
+      outfile,
+    });
     await writeFile(path.join(outdir, 'meta.json'), JSON.stringify(result.metafile));
     const code = await readFile(outfile);
     const map = await readFile(`${outfile}.map`).catch(() => Buffer.alloc(0));
     const builtins = new Set(builtinModules);
     const externals = [
-      ...new Set(Object.values(result.metafile!.inputs).flatMap((i) => i.imports.filter((x) => x.external && !x.path.startsWith('node:') && !builtins.has(x.path)).map((x) => x.path))),
+      ...new Set(
+        Object.values(result.metafile!.inputs).flatMap((i) =>
+          i.imports
+            .filter((x) => x.external && !x.path.startsWith('node:') && !builtins.has(x.path))
+            .map((x) => x.path),
+        ),
+      ),
     ].sort();
     const stubbedFile = path.join(outdir, 'without-tracer', path.basename(outfile));
     await mkdir(path.dirname(stubbedFile), { recursive: true });
-    await build({ ...bundling.esbuild, entryPoints: [path.join(PROJECT_ROOT, 'functions', stage, 'handler.ts')], outfile: stubbedFile, plugins: [noTracer] });
+    await build({
+      ...bundling.esbuild,
+      entryPoints: [path.join(PROJECT_ROOT, 'functions', stage, 'handler.ts')],
+      outfile: stubbedFile,
+      plugins: [noTracer],
+    });
     const stubbedBytes = (await readFile(stubbedFile)).length;
     const stubbed: number[] = [];
     const externalsOnly: number[] = [];
@@ -202,7 +243,12 @@ export async function measureBundles(options: { runs: number }, log: (line: stri
     if (externals.length > 0) {
       sdkFile = path.join(outdir, 'sdk-bundled', path.basename(outfile));
       await mkdir(path.dirname(sdkFile), { recursive: true });
-      await build({ ...bundling.esbuild, external: [], entryPoints: [path.join(PROJECT_ROOT, 'functions', stage, 'handler.ts')], outfile: sdkFile });
+      await build({
+        ...bundling.esbuild,
+        external: [],
+        entryPoints: [path.join(PROJECT_ROOT, 'functions', stage, 'handler.ts')],
+        outfile: sdkFile,
+      });
     }
     const sdkBundled: number[] = [];
     const plain: number[] = [];
@@ -239,14 +285,19 @@ export async function measureBundles(options: { runs: number }, log: (line: stri
       externals,
       externals_import_ms_median: externalsOnly.length > 0 ? round(median(externalsOnly), 1) : null,
       without_tracer: { kb: round(stubbedBytes / 1024, 1), init_ms_median: round(median(stubbed), 1) },
-      sdk_bundled: sdkFile ? { kb: round((await readFile(sdkFile)).length / 1024, 1), init_ms_median: round(median(sdkBundled), 1) } : null,
+      sdk_bundled: sdkFile
+        ? { kb: round((await readFile(sdkFile)).length / 1024, 1), init_ms_median: round(median(sdkBundled), 1) }
+        : null,
     };
     bundles.push(bundle);
     log(
       `  bundle ${stage}: ${bundle.kb} KB (gzip ${bundle.gzip_kb} KB), init ${bundle.init_ms_median} ms (with source maps ${bundle.init_ms_with_source_maps_median} ms, ` +
         `SDK imports alone ${bundle.externals_import_ms_median ?? '-'} ms; without the Tracer ${bundle.without_tracer.kb} KB, ${bundle.without_tracer.init_ms_median} ms; ` +
         `SDK bundled ${bundle.sdk_bundled ? `${bundle.sdk_bundled.kb} KB, ${bundle.sdk_bundled.init_ms_median} ms` : '-'}); ` +
-        `top: ${bundle.top_inputs.slice(0, 3).map((t) => `${t.input} ${t.kb} KB`).join(', ')}`,
+        `top: ${bundle.top_inputs
+          .slice(0, 3)
+          .map((t) => `${t.input} ${t.kb} KB`)
+          .join(', ')}`,
     );
   }
   return { options: bundling, bundles };

@@ -10,7 +10,8 @@ import type { RequestSizeName } from './support/requests.ts';
 
 /** List prices, us-east-1, as known to the author (not fetched: this machine has no internet access). */
 export const PRICES = {
-  as_of: '2025-01 (list prices as of the author\'s knowledge; re-check https://aws.amazon.com/pricing before relying on them)',
+  as_of:
+    "2025-01 (list prices as of the author's knowledge; re-check https://aws.amazon.com/pricing before relying on them)",
   region: 'us-east-1',
   lambda_request: 0.2 / 1e6,
   lambda_gb_s_arm64: 0.0000133334,
@@ -32,7 +33,10 @@ export const PRICE_TABLE: { item: string; price: string }[] = [
   { item: 'Lambda requests', price: '$0.20 per 1 M' },
   { item: 'Lambda duration, arm64', price: '$0.0000133334 per GB-s (x86_64: $0.0000166667)' },
   { item: 'Step Functions Express requests', price: '$1.00 per 1 M' },
-  { item: 'Step Functions Express duration', price: '$0.00001667 per GB-s (first 1,000 GB-h/month), billed per 100 ms, 64 MB steps' },
+  {
+    item: 'Step Functions Express duration',
+    price: '$0.00001667 per GB-s (first 1,000 GB-h/month), billed per 100 ms, 64 MB steps',
+  },
   { item: 'API Gateway REST API requests', price: '$3.50 per 1 M (first 333 M/month)' },
   { item: 'S3 Standard PUT/COPY/POST/LIST', price: '$0.005 per 1,000' },
   { item: 'S3 Standard storage', price: '$0.023 per GB-month (first 50 TB)' },
@@ -48,8 +52,23 @@ export interface TemplateFacts {
   source: 'synthesized' | 'fallback';
   error?: string;
   functions: { stage: string | null; memory_mb: number; architecture: string; tracing: string; log_format: string }[];
-  state_machines: { type: string; log_level: string; include_execution_data: boolean; tracing: boolean; conversation?: boolean }[];
-  api_stages: { tracing: boolean; access_log_format: string | null; method_settings: { logging_level: string; data_trace: boolean; throttling_rate_limit: number | null; throttling_burst_limit: number | null }[] }[];
+  state_machines: {
+    type: string;
+    log_level: string;
+    include_execution_data: boolean;
+    tracing: boolean;
+    conversation?: boolean;
+  }[];
+  api_stages: {
+    tracing: boolean;
+    access_log_format: string | null;
+    method_settings: {
+      logging_level: string;
+      data_trace: boolean;
+      throttling_rate_limit: number | null;
+      throttling_burst_limit: number | null;
+    }[];
+  }[];
   buckets: { versioning: string; encryption: string; bucket_key: boolean; transitions: unknown[] }[];
   /** data_protection: the log group masks signatures and secrets, so CloudWatch scans what it ingests. */
   log_groups?: { retention_days: number | null; data_protection: boolean }[];
@@ -58,10 +77,33 @@ export interface TemplateFacts {
 /** What infra/ synthesized to when this bench was written; used only when synthesis fails. */
 export const FALLBACK_FACTS: TemplateFacts = {
   source: 'fallback',
-  functions: ['validate', 'invoke-agent', 'classify', 'deliver', 'export'].map((stage) => ({ stage, memory_mb: 256, architecture: 'arm64', tracing: 'Active', log_format: 'Text' })),
-  state_machines: [{ type: 'EXPRESS', log_level: 'ALL', include_execution_data: true, tracing: true, conversation: true }],
-  api_stages: [{ tracing: true, access_log_format: null, method_settings: [{ logging_level: 'ERROR', data_trace: false, throttling_rate_limit: 50, throttling_burst_limit: 100 }] }],
-  buckets: [{ versioning: 'Enabled', encryption: 'AES256', bucket_key: false, transitions: [{ StorageClass: 'STANDARD_IA', TransitionInDays: 90 }] }],
+  functions: ['validate', 'invoke-agent', 'classify', 'deliver', 'export'].map((stage) => ({
+    stage,
+    memory_mb: 256,
+    architecture: 'arm64',
+    tracing: 'Active',
+    log_format: 'Text',
+  })),
+  state_machines: [
+    { type: 'EXPRESS', log_level: 'ALL', include_execution_data: true, tracing: true, conversation: true },
+  ],
+  api_stages: [
+    {
+      tracing: true,
+      access_log_format: null,
+      method_settings: [
+        { logging_level: 'ERROR', data_trace: false, throttling_rate_limit: 50, throttling_burst_limit: 100 },
+      ],
+    },
+  ],
+  buckets: [
+    {
+      versioning: 'Enabled',
+      encryption: 'AES256',
+      bucket_key: false,
+      transitions: [{ StorageClass: 'STANDARD_IA', TransitionInDays: 90 }],
+    },
+  ],
   log_groups: [{ retention_days: 30, data_protection: true }],
 };
 
@@ -85,8 +127,28 @@ export interface IoAssumptions {
 }
 
 export const SCENARIOS: IoAssumptions[] = [
-  { name: 'instant agent and receiver (as benched)', agent_ms: 0, receiver_ms: 0, receiver_rtt_ms: 20, agent_invoke_overhead_ms: 15, s3_put_ms: 25, task_dispatch_ms: 15, cpu_scale_at_256mb: 1769 / 256, xray_sampled_share: 1 },
-  { name: 'typical: 3 s agent, 200 ms receiver', agent_ms: 3000, receiver_ms: 200, receiver_rtt_ms: 20, agent_invoke_overhead_ms: 15, s3_put_ms: 25, task_dispatch_ms: 15, cpu_scale_at_256mb: 1769 / 256, xray_sampled_share: 1 },
+  {
+    name: 'instant agent and receiver (as benched)',
+    agent_ms: 0,
+    receiver_ms: 0,
+    receiver_rtt_ms: 20,
+    agent_invoke_overhead_ms: 15,
+    s3_put_ms: 25,
+    task_dispatch_ms: 15,
+    cpu_scale_at_256mb: 1769 / 256,
+    xray_sampled_share: 1,
+  },
+  {
+    name: 'typical: 3 s agent, 200 ms receiver',
+    agent_ms: 3000,
+    receiver_ms: 200,
+    receiver_rtt_ms: 20,
+    agent_invoke_overhead_ms: 15,
+    s3_put_ms: 25,
+    task_dispatch_ms: 15,
+    cpu_scale_at_256mb: 1769 / 256,
+    xray_sampled_share: 1,
+  },
 ];
 
 export interface CostLine {
@@ -149,7 +211,11 @@ export function accessLogLineBytes(format: string | null): number {
  * TaskStateExited (output); per other state an Entered (input) and an Exited (output) event; plus ExecutionStarted
  * (input) and ExecutionSucceeded (output). Each payload is a JSON string inside the event (escaped), cut at 248 KB.
  */
-export function expressLogBytes(states: OverheadResult['per_conversation']['states'], executionInput: number, executionOutput: number): { bytes: number; events: number } {
+export function expressLogBytes(
+  states: OverheadResult['per_conversation']['states'],
+  executionInput: number,
+  executionOutput: number,
+): { bytes: number; events: number } {
   const cap = (n: number) => Math.min(n, EXPRESS_PAYLOAD_CAP);
   let bytes = cap(executionInput) + cap(executionOutput);
   let events = 2;
@@ -171,7 +237,13 @@ export function costPerMillion(facts: TemplateFacts, measured: OverheadResult, i
   const lines: CostLine[] = [];
   const add = (item: string, quantity: string, usdPerConversation: number) =>
     lines.push({ item, quantity_per_conversation: quantity, usd_per_million: usdPerConversation * M, share: 0 });
-  const fnOf = (stage: string) => facts.functions.find((f) => f.stage === stage) ?? { memory_mb: 256, architecture: 'arm64', tracing: 'Active', log_format: 'Text' };
+  const fnOf = (stage: string) =>
+    facts.functions.find((f) => f.stage === stage) ?? {
+      memory_mb: 256,
+      architecture: 'arm64',
+      tracing: 'Active',
+      log_format: 'Text',
+    };
 
   // Lambda: one invocation per Task state that ran (5 on the happy path), memory from the template. Each stage's
   // locally measured median (instant peers, so nearly all of it is CPU; for Deliver it includes the loopback
@@ -196,26 +268,42 @@ export function costPerMillion(facts: TemplateFacts, measured: OverheadResult, i
   }
   const invocations = pc.task_states;
   add('Lambda requests', `${invocations} invocations`, invocations * PRICES.lambda_request);
-  add('Lambda duration', `${Object.values(billed).reduce((a, b) => a + b, 0)} ms billed, ${gbs.toFixed(4)} GB-s`, lambdaUsd);
+  add(
+    'Lambda duration',
+    `${Object.values(billed).reduce((a, b) => a + b, 0)} ms billed, ${gbs.toFixed(4)} GB-s`,
+    lambdaUsd,
+  );
 
   // Step Functions Express: one request; duration = the tasks plus dispatch, in 100 ms steps at 64 MB.
   const expressMs = Object.values(stageMs).reduce((a, b) => a + b, 0) + io.task_dispatch_ms * invocations;
   const expressBilledS = Math.ceil(expressMs / 100) / 10;
   billed.express = expressBilledS * 1000;
   add('Step Functions Express requests', '1 execution', PRICES.express_request);
-  add('Step Functions Express duration', `${expressBilledS.toFixed(1)} s billed × 64 MB`, 0.0625 * expressBilledS * PRICES.express_gb_s);
+  add(
+    'Step Functions Express duration',
+    `${expressBilledS.toFixed(1)} s billed × 64 MB`,
+    0.0625 * expressBilledS * PRICES.express_gb_s,
+  );
 
   add('API Gateway REST requests', '1 request', PRICES.api_rest_request);
 
   // S3: the Export stage's PUTs (measured) and the bytes they keep (a month of Standard storage).
   add('S3 PUT requests (export objects)', `${pc.s3_puts} PUTs`, pc.s3_puts * PRICES.s3_put);
-  add('S3 storage, per month kept', `${(pc.s3_put_bytes / 1024).toFixed(1)} KB`, (pc.s3_put_bytes / 1024 ** 3) * PRICES.s3_storage_gb_month);
+  add(
+    'S3 storage, per month kept',
+    `${(pc.s3_put_bytes / 1024).toFixed(1)} KB`,
+    (pc.s3_put_bytes / 1024 ** 3) * PRICES.s3_storage_gb_month,
+  );
 
   // CloudWatch Logs ingestion.
-  const machine = facts.state_machines.find((m) => m.conversation) ?? facts.state_machines.find((m) => m.type === 'EXPRESS') ?? facts.state_machines[0];
-  const express = machine && machine.log_level === 'ALL'
-    ? expressLogBytes(pc.states, pc.execution_input_bytes, pc.execution_output_bytes)
-    : { bytes: 0, events: 0 };
+  const machine =
+    facts.state_machines.find((m) => m.conversation) ??
+    facts.state_machines.find((m) => m.type === 'EXPRESS') ??
+    facts.state_machines[0];
+  const express =
+    machine && machine.log_level === 'ALL'
+      ? expressLogBytes(pc.states, pc.execution_input_bytes, pc.execution_output_bytes)
+      : { bytes: 0, events: 0 };
   if (machine && !machine.include_execution_data) express.bytes = express.events * EXPRESS_EVENT_ENVELOPE_BYTES;
   const stage = facts.api_stages[0];
   const logBytes: Record<string, number> = {
@@ -223,25 +311,48 @@ export function costPerMillion(facts: TemplateFacts, measured: OverheadResult, i
     'handler log lines (measured)': pc.handler_log_bytes,
     'EMF metric lines (measured)': pc.emf_bytes,
     'Lambda START/END/REPORT lines (estimate)': invocations * LAMBDA_PLATFORM_BYTES,
-    'API access log line (estimate from the format)': stage?.access_log_format !== undefined ? accessLogLineBytes(stage.access_log_format) : 0,
+    'API access log line (estimate from the format)':
+      stage?.access_log_format !== undefined ? accessLogLineBytes(stage.access_log_format) : 0,
   };
   for (const [name, bytes] of Object.entries(logBytes)) {
-    add(`CloudWatch Logs ingestion: ${name}`, `${(bytes / 1024).toFixed(1)} KB`, (bytes / 1024 ** 3) * PRICES.logs_ingest_gb);
+    add(
+      `CloudWatch Logs ingestion: ${name}`,
+      `${(bytes / 1024).toFixed(1)} KB`,
+      (bytes / 1024 ** 3) * PRICES.logs_ingest_gb,
+    );
   }
   const totalLogBytes = Object.values(logBytes).reduce((a, b) => a + b, 0);
   // Stored compressed (~6:1 for JSON), kept for the retention (30 days: ~1 month).
-  add('CloudWatch Logs storage, 30-day retention (~6:1 compression)', `${(totalLogBytes / 6 / 1024).toFixed(1)} KB`, (totalLogBytes / 6 / 1024 ** 3) * PRICES.logs_storage_gb_month);
+  add(
+    'CloudWatch Logs storage, 30-day retention (~6:1 compression)',
+    `${(totalLogBytes / 6 / 1024).toFixed(1)} KB`,
+    (totalLogBytes / 6 / 1024 ** 3) * PRICES.logs_storage_gb_month,
+  );
   // The secret-masking data protection policy scans every byte its log groups ingest (all of the gateway's).
   const masking = facts.log_groups?.some((g) => g.data_protection) ?? false;
   const maskingUsd = masking ? (totalLogBytes / 1024 ** 3) * PRICES.logs_data_protection_scanned_gb : 0;
-  if (masking) add('CloudWatch Logs data protection scan (signature masking)', `${(totalLogBytes / 1024).toFixed(1)} KB`, maskingUsd);
+  if (masking)
+    add(
+      'CloudWatch Logs data protection scan (signature masking)',
+      `${(totalLogBytes / 1024).toFixed(1)} KB`,
+      maskingUsd,
+    );
 
   const traced = facts.functions.some((f) => f.tracing === 'Active') || machine?.tracing || stage?.tracing;
-  if (traced) add('X-Ray traces recorded', `${io.xray_sampled_share} trace (sampled share)`, io.xray_sampled_share * PRICES.xray_trace_recorded);
+  if (traced)
+    add(
+      'X-Ray traces recorded',
+      `${io.xray_sampled_share} trace (sampled share)`,
+      io.xray_sampled_share * PRICES.xray_trace_recorded,
+    );
 
   // Data out: the HTTP answer to the caller and the delivery to the receiver (both leave AWS).
   const outBytes = pc.answer_bytes + pc.delivery_payload_bytes;
-  add('Data transfer out (answer + delivery)', `${(outBytes / 1024).toFixed(1)} KB`, (outBytes / 1024 ** 3) * PRICES.data_transfer_out_gb);
+  add(
+    'Data transfer out (answer + delivery)',
+    `${(outBytes / 1024).toFixed(1)} KB`,
+    (outBytes / 1024 ** 3) * PRICES.data_transfer_out_gb,
+  );
 
   const total = lines.reduce((a, l) => a + l.usd_per_million, 0);
   for (const l of lines) {
@@ -252,7 +363,8 @@ export function costPerMillion(facts: TemplateFacts, measured: OverheadResult, i
   const putsSaved = Math.max(0, pc.s3_puts - 1) * PRICES.s3_put * M;
   const perGb = (bytes: number) => (bytes / 1024 ** 3) * PRICES.logs_ingest_gb * M;
   // A logged byte costs its ingestion and, with the masking policy, its scan.
-  const perLoggedGb = (bytes: number) => perGb(bytes) * (masking ? 1 + PRICES.logs_data_protection_scanned_gb / PRICES.logs_ingest_gb : 1);
+  const perLoggedGb = (bytes: number) =>
+    perGb(bytes) * (masking ? 1 + PRICES.logs_data_protection_scanned_gb / PRICES.logs_ingest_gb : 1);
   const withoutData = express.events * EXPRESS_EVENT_ENVELOPE_BYTES;
   const alternative = (change: string, saved: number) => ({
     change,
@@ -272,10 +384,22 @@ export function costPerMillion(facts: TemplateFacts, measured: OverheadResult, i
         'Express logging without execution data (includeExecutionData: false, level ALL)',
         perLoggedGb(express.bytes - withoutData),
       ),
-      alternative('Express logging at level ERROR (successful executions not logged; failures keep their data)', perLoggedGb(express.bytes)),
-      alternative('no secret-masking data protection policy (signatures then readable in the execution history)', maskingUsd * M),
-      alternative(`one export object per conversation instead of ${pc.s3_puts} (${pc.s3_puts - 1} fewer PUTs)`, putsSaved),
-      alternative('X-Ray off (Tracing.DISABLED on functions, workflow and API stage)', traced ? io.xray_sampled_share * PRICES.xray_trace_recorded * M : 0),
+      alternative(
+        'Express logging at level ERROR (successful executions not logged; failures keep their data)',
+        perLoggedGb(express.bytes),
+      ),
+      alternative(
+        'no secret-masking data protection policy (signatures then readable in the execution history)',
+        maskingUsd * M,
+      ),
+      alternative(
+        `one export object per conversation instead of ${pc.s3_puts} (${pc.s3_puts - 1} fewer PUTs)`,
+        putsSaved,
+      ),
+      alternative(
+        'X-Ray off (Tracing.DISABLED on functions, workflow and API stage)',
+        traced ? io.xray_sampled_share * PRICES.xray_trace_recorded * M : 0,
+      ),
     ],
   };
 }

@@ -5,17 +5,17 @@
  * Conversations run one at a time; (a) and (b) alternate so machine noise hits both alike.
  */
 import { randomUUID } from 'node:crypto';
-import type { ExecutionInput } from '../functions/domain/gateway-contract.ts';
-import { pickForwardedHeaders } from '../functions/domain/gateway-contract.ts';
 import { WEBHOOK_TYPES } from '../functions/domain/conversation.ts';
 import { DELIVERY_URL_VARIABLES } from '../functions/domain/delivery.ts';
+import type { ExecutionInput } from '../functions/domain/gateway-contract.ts';
+import { pickForwardedHeaders } from '../functions/domain/gateway-contract.ts';
 import { LocalWorkflow } from '../local/engine.ts';
 import { localWorkflow } from '../local/local-workflows.ts';
 import { sampleAgentAnswer } from '../local/sample-agent.ts';
 import { captureHandlerLogs } from './support/log-capture.ts';
 import { startInstantPeers } from './support/peers.ts';
 import { makeRequest, REQUEST_SIZES, type RequestSizeName } from './support/requests.ts';
-import { roundAll, summarize, type Summary } from './support/stats.ts';
+import { roundAll, type Summary, summarize } from './support/stats.ts';
 
 type Fn = (input: unknown) => Promise<unknown>;
 interface Handlers {
@@ -117,18 +117,28 @@ async function loadStubbedHandlers(receiverUrl: string): Promise<{ handlers: Han
   ]);
   // Instant agent: the Lambda client's send answers at once with the sample agent's payload (no HTTP).
   const encoder = new TextEncoder();
-  (lambdaClient.lambda as unknown as { send: (command: { input: { Payload?: string } }) => Promise<unknown> }).send = async (command) => {
-    const request = JSON.parse(String(command.input.Payload ?? '{}')) as Record<string, unknown>;
-    return { StatusCode: 200, Payload: encoder.encode(JSON.stringify(sampleAgentAnswer(request).payload)), $metadata: {} };
-  };
+  (lambdaClient.lambda as unknown as { send: (command: { input: { Payload?: string } }) => Promise<unknown> }).send =
+    async (command) => {
+      const request = JSON.parse(String(command.input.Payload ?? '{}')) as Record<string, unknown>;
+      return {
+        StatusCode: 200,
+        Payload: encoder.encode(JSON.stringify(sampleAgentAnswer(request).payload)),
+        $metadata: {},
+      };
+    };
   // In-memory S3: PUTs are counted and their bodies measured, nothing is kept.
   const s3Stats: S3Stats = { puts: 0, bytes: 0 };
-  (s3Client.s3 as unknown as { send: (command: { input: { Body?: string } }) => Promise<unknown> }).send = async (command) => {
+  (s3Client.s3 as unknown as { send: (command: { input: { Body?: string } }) => Promise<unknown> }).send = async (
+    command,
+  ) => {
     s3Stats.puts += 1;
     s3Stats.bytes += Buffer.byteLength(String(command.input.Body ?? ''));
     return { ETag: '"bench"', $metadata: {} };
   };
-  const wrap = (fn: (event: never) => Promise<unknown>): Fn => (input) => fn(input as never);
+  const wrap =
+    (fn: (event: never) => Promise<unknown>): Fn =>
+    (input) =>
+      fn(input as never);
   return {
     handlers: {
       validate: wrap(validate.handler),
@@ -156,7 +166,12 @@ function workflowFor(handlers: Handlers): LocalWorkflow {
 type StageTimer = (stage: keyof StageTimes, ms: number) => void;
 
 /** The happy path of conversation.asl.json written as plain code (Validate → … → Export → Completed). */
-async function runPlain(h: Handlers, input: ExecutionInput, executionName: string, timer?: StageTimer): Promise<unknown> {
+async function runPlain(
+  h: Handlers,
+  input: ExecutionInput,
+  executionName: string,
+  timer?: StageTimer,
+): Promise<unknown> {
   const timed = async (stage: keyof StageTimes, fn: Fn, value: unknown) => {
     const t0 = performance.now();
     const out = await fn(value);
@@ -168,7 +183,9 @@ async function runPlain(h: Handlers, input: ExecutionInput, executionName: strin
   const answered = await timed('invoke_agent', h.invokeAgent, validated);
   const classified = await timed('classify', h.classify, answered);
   const delivered = await timed('deliver', h.deliver, classified);
-  const exported = (await timed('export', h.export, { state: delivered, execution_name: executionName })) as { response: unknown };
+  const exported = (await timed('export', h.export, { state: delivered, execution_name: executionName })) as {
+    response: unknown;
+  };
   return exported.response;
 }
 
@@ -189,7 +206,13 @@ const embeddedBytes = (v: unknown) => (v === undefined ? 0 : Buffer.byteLength(J
 function statesOf(events: { type: string; state?: string; state_type?: string; input?: unknown; output?: unknown }[]) {
   const states: { name: string; type: string; input_bytes: number; output_bytes: number }[] = [];
   for (const e of events) {
-    if (e.type === 'StateEntered') states.push({ name: e.state ?? '?', type: e.state_type ?? '?', input_bytes: embeddedBytes(e.input), output_bytes: 0 });
+    if (e.type === 'StateEntered')
+      states.push({
+        name: e.state ?? '?',
+        type: e.state_type ?? '?',
+        input_bytes: embeddedBytes(e.input),
+        output_bytes: 0,
+      });
     if (e.type === 'StateExited') {
       const open = [...states].reverse().find((s) => s.name === e.state);
       if (open) open.output_bytes = embeddedBytes(e.output);
@@ -198,7 +221,10 @@ function statesOf(events: { type: string; state?: string; state_type?: string; i
   return states;
 }
 
-export async function measureEngineOverhead(options: OverheadOptions, log: (line: string) => void = () => undefined): Promise<OverheadResult[]> {
+export async function measureEngineOverhead(
+  options: OverheadOptions,
+  log: (line: string) => void = () => undefined,
+): Promise<OverheadResult[]> {
   const peers = await startInstantPeers();
   const capture = captureHandlerLogs();
   try {
@@ -216,7 +242,9 @@ export async function measureEngineOverhead(options: OverheadOptions, log: (line
       const probe = await workflow.run(executionInput(request.body), 'probe');
       const deliveryBytes = peers.counts.receiver_bytes - receivedBefore.receiver_bytes;
       if (probe.status !== 'SUCCEEDED') throw new Error(`engine run ${probe.status}: ${probe.error} ${probe.cause}`);
-      const taskEvents = probe.events.filter((e) => e.state_type === 'Task' && (e.type === 'StateEntered' || e.type === 'StateExited'));
+      const taskEvents = probe.events.filter(
+        (e) => e.state_type === 'Task' && (e.type === 'StateEntered' || e.type === 'StateExited'),
+      );
 
       for (let i = 0; i < warmup; i++) {
         await workflow.run(executionInput(request.body), `warm-${i}`);
@@ -225,7 +253,13 @@ export async function measureEngineOverhead(options: OverheadOptions, log: (line
       // Per-conversation logs and S3 bytes, from the plain chain.
       capture.reset();
       s3Stats.puts = s3Stats.bytes = 0;
-      const stageSamples: Record<keyof StageTimes, number[]> = { validate: [], invoke_agent: [], classify: [], deliver: [], export: [] };
+      const stageSamples: Record<keyof StageTimes, number[]> = {
+        validate: [],
+        invoke_agent: [],
+        classify: [],
+        deliver: [],
+        export: [],
+      };
       const timer: StageTimer = (stage, ms) => stageSamples[stage].push(ms);
       const engineMs: number[] = [];
       const plainMs: number[] = [];
@@ -262,7 +296,10 @@ export async function measureEngineOverhead(options: OverheadOptions, log: (line
               emf_lines: plainLogs.emf_lines + capture.counts.emf_lines - before.emf_lines,
               emf_bytes: plainLogs.emf_bytes + capture.counts.emf_bytes - before.emf_bytes,
             };
-            plainPuts = { puts: plainPuts.puts + s3Stats.puts - puts.puts, bytes: plainPuts.bytes + s3Stats.bytes - puts.bytes };
+            plainPuts = {
+              puts: plainPuts.puts + s3Stats.puts - puts.puts,
+              bytes: plainPuts.bytes + s3Stats.bytes - puts.bytes,
+            };
           }
         }
       }
@@ -297,7 +334,10 @@ export async function measureEngineOverhead(options: OverheadOptions, log: (line
           s3_puts: plainPuts.puts / n,
           s3_put_bytes: Math.round(plainPuts.bytes / n),
           engine_events: probe.events.length,
-          engine_event_payload_bytes: probe.events.reduce((sum, e) => sum + jsonBytes(e.input) + jsonBytes(e.output), 0),
+          engine_event_payload_bytes: probe.events.reduce(
+            (sum, e) => sum + jsonBytes(e.input) + jsonBytes(e.output),
+            0,
+          ),
           task_states: taskEvents.filter((e) => e.type === 'StateEntered').length,
           task_payload_bytes: taskEvents.reduce((sum, e) => sum + jsonBytes(e.input) + jsonBytes(e.output), 0),
           states: statesOf(probe.events),

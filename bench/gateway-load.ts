@@ -3,14 +3,14 @@
  * real embedded S3 and the handler-log diversion of `start`) in its own process, loaded by autocannon in a second
  * process (bench/load-client.ts), with an instant agent and receiver served from this (otherwise idle) process.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { WEBHOOK_TYPES } from '../functions/domain/conversation.ts';
 import { DELIVERY_URL_VARIABLES } from '../functions/domain/delivery.ts';
 import type { LoadFigures, LoadSpec } from './load-client.ts';
-import { startInstantPeers, startInstantS3, type InstantPeers } from './support/peers.ts';
+import { type InstantPeers, startInstantPeers, startInstantS3 } from './support/peers.ts';
 import { BENCH_DIR, cpuMsOf, PROJECT_ROOT, rssMbOf, runTs, waitForExit } from './support/processes.ts';
 import { makeRequest, REQUEST_SIZES, type RequestSizeName } from './support/requests.ts';
 
@@ -26,7 +26,13 @@ export interface LoadLevelResult extends LoadFigures {
    * CPU per successful conversation of every process of the test (ms): the gateway, the S3 process when S3 runs in
    * one, the instant peers (this process) and the load generator. On 2 cores the total is what bounds throughput.
    */
-  cpu_ms_per_conversation: { gateway: number | null; s3_process: number | null; peers: number; load_client: number; total: number | null };
+  cpu_ms_per_conversation: {
+    gateway: number | null;
+    s3_process: number | null;
+    peers: number;
+    load_client: number;
+    total: number | null;
+  };
   /** Cores busy with this test during the load (total CPU / load duration), out of the machine's cores. */
   cores_busy: number | null;
   /** Local state the gateway wrote per conversation at this level (execution history, s3rver files, handler log). */
@@ -67,10 +73,28 @@ interface RunningServer {
   output: () => string;
 }
 
-async function startServer(peers: InstantPeers | null, dataDir: string, nodeArgs: string[], extraEnv: Record<string, string>): Promise<RunningServer> {
+async function startServer(
+  peers: InstantPeers | null,
+  dataDir: string,
+  nodeArgs: string[],
+  extraEnv: Record<string, string>,
+): Promise<RunningServer> {
   const env: NodeJS.ProcessEnv = { ...process.env };
-  for (const name of ['AWS_ENDPOINT_URL_S3', 'AWS_ENDPOINT_URL_LAMBDA', 'AWS_PROFILE', 'LOCAL_LOG_TO_STDOUT', ...Object.values(DELIVERY_URL_VARIABLES)]) delete env[name];
-  Object.assign(env, { PORT: '0', LOCAL_S3_PORT: '0', HOST: '127.0.0.1', LOCAL_DATA_DIR: dataDir, AWS_EC2_METADATA_DISABLED: 'true' });
+  for (const name of [
+    'AWS_ENDPOINT_URL_S3',
+    'AWS_ENDPOINT_URL_LAMBDA',
+    'AWS_PROFILE',
+    'LOCAL_LOG_TO_STDOUT',
+    ...Object.values(DELIVERY_URL_VARIABLES),
+  ])
+    delete env[name];
+  Object.assign(env, {
+    PORT: '0',
+    LOCAL_S3_PORT: '0',
+    HOST: '127.0.0.1',
+    LOCAL_DATA_DIR: dataDir,
+    AWS_EC2_METADATA_DISABLED: 'true',
+  });
   if (peers) {
     env.AWS_ENDPOINT_URL_LAMBDA = peers.agentUrl;
     env.MANAGER_AGENT_FUNCTION_NAME = 'bench-agent';
@@ -125,7 +149,10 @@ async function duBytes(dir: string): Promise<number> {
   return total;
 }
 
-export async function runGatewayLoad(options: GatewayRunOptions, log: (line: string) => void = () => undefined): Promise<GatewayRunResult> {
+export async function runGatewayLoad(
+  options: GatewayRunOptions,
+  log: (line: string) => void = () => undefined,
+): Promise<GatewayRunResult> {
   const peers = options.builtInPeers ? null : await startInstantPeers();
   const dataDir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-bench-'));
   const bodies = new Map<RequestSizeName, { file: string; bytes: number }>();
@@ -143,10 +170,20 @@ export async function runGatewayLoad(options: GatewayRunOptions, log: (line: str
     extraEnv.AWS_ENDPOINT_URL_S3 = s3.endpoint;
     stopS3 = () => s3.close();
   } else if (options.s3 === 'separate-process') {
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(BENCH_DIR, 'support', 's3-server.ts'), path.join(dataDir, 'data', 's3'), 'revops-conversations'], {
-      cwd: PROJECT_ROOT,
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
+    const child = spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        path.join(BENCH_DIR, 'support', 's3-server.ts'),
+        path.join(dataDir, 'data', 's3'),
+        'revops-conversations',
+      ],
+      {
+        cwd: PROJECT_ROOT,
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
     extraEnv.AWS_ENDPOINT_URL_S3 = await new Promise<string>((resolve, reject) => {
       let out = '';
       child.stdout!.on('data', (d: Buffer) => {
@@ -174,10 +211,18 @@ export async function runGatewayLoad(options: GatewayRunOptions, log: (line: str
   const pid = server.child.pid!;
   const data = path.join(dataDir, 'data');
   const PARTS = ['executions', 's3', 'logs', 'receiver'] as const;
-  const usage = async () => Object.fromEntries(await Promise.all(PARTS.map(async (p) => [p, await duBytes(path.join(data, p))] as const)));
+  const usage = async () =>
+    Object.fromEntries(await Promise.all(PARTS.map(async (p) => [p, await duBytes(path.join(data, p))] as const)));
   const load = async (size: RequestSizeName, connections: number, seconds: number): Promise<LoadFigures> => {
-    const spec: LoadSpec = { url: `${server.url}/webhook`, bodyFile: bodies.get(size)!.file, connections, durationSeconds: seconds };
-    const out = await runTs(path.join(BENCH_DIR, 'load-client.ts'), [JSON.stringify(spec)], { timeoutMs: (seconds + 60) * 1000 });
+    const spec: LoadSpec = {
+      url: `${server.url}/webhook`,
+      bodyFile: bodies.get(size)!.file,
+      connections,
+      durationSeconds: seconds,
+    };
+    const out = await runTs(path.join(BENCH_DIR, 'load-client.ts'), [JSON.stringify(spec)], {
+      timeoutMs: (seconds + 60) * 1000,
+    });
     return JSON.parse(out.trim().split('\n').at(-1)!) as LoadFigures;
   };
   const levels: LoadLevelResult[] = [];
@@ -201,14 +246,16 @@ export async function runGatewayLoad(options: GatewayRunOptions, log: (line: str
       totalOk += figures.ok_2xx;
       const cpu = cpuBefore !== null && cpuAfter !== null ? cpuAfter - cpuBefore : null;
       const s3Cpu = s3CpuBefore !== null && s3CpuAfter !== null ? s3CpuAfter - s3CpuBefore : null;
-      const perConv = (ms: number | null) => (ms === null || figures.ok_2xx === 0 ? null : Math.round((ms / figures.ok_2xx) * 100) / 100);
+      const perConv = (ms: number | null) =>
+        ms === null || figures.ok_2xx === 0 ? null : Math.round((ms / figures.ok_2xx) * 100) / 100;
       const totalCpu = cpu === null ? null : cpu + (s3Cpu ?? 0) + peersCpu + figures.client_cpu_ms;
       const result: LoadLevelResult = {
         size: level.size,
         request_bytes: bodies.get(level.size)!.bytes,
         ...figures,
         // CPU is sampled around the whole client process (its start-up, with the gateway idle, included).
-        gateway_cpu_ms_per_conversation: cpu !== null && figures.ok_2xx > 0 ? Math.round((cpu / figures.ok_2xx) * 100) / 100 : null,
+        gateway_cpu_ms_per_conversation:
+          cpu !== null && figures.ok_2xx > 0 ? Math.round((cpu / figures.ok_2xx) * 100) / 100 : null,
         gateway_cpu_utilisation: cpu !== null ? Math.round((cpu / loadMs) * 100) / 100 : null,
         gateway_rss_mb: rssMbOf(pid),
         cpu_ms_per_conversation: {
@@ -220,7 +267,10 @@ export async function runGatewayLoad(options: GatewayRunOptions, log: (line: str
         },
         cores_busy: totalCpu === null ? null : Math.round((totalCpu / loadMs) * 100) / 100,
         local_bytes_per_conversation: Object.fromEntries(
-          PARTS.map((p) => [p, figures.ok_2xx > 0 ? Math.round(((after[p] ?? 0) - (before[p] ?? 0)) / figures.ok_2xx) : 0]),
+          PARTS.map((p) => [
+            p,
+            figures.ok_2xx > 0 ? Math.round(((after[p] ?? 0) - (before[p] ?? 0)) / figures.ok_2xx) : 0,
+          ]),
         ),
       };
       levels.push(result);
@@ -252,5 +302,11 @@ export async function runGatewayLoad(options: GatewayRunOptions, log: (line: str
     if (newest) profileFile = path.join(dir, newest.f);
   }
   await rm(dataDir, { recursive: true, force: true });
-  return { label: options.label, levels, data_bytes_per_conversation: perConversation, profile_file: profileFile, load_windows_us: levels.map((l) => l.window_us) };
+  return {
+    label: options.label,
+    levels,
+    data_bytes_per_conversation: perConversation,
+    profile_file: profileFile,
+    load_windows_us: levels.map((l) => l.window_us),
+  };
 }

@@ -6,14 +6,14 @@
  */
 import '../local/node-warnings.ts';
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
-import { cpus, loadavg, availableParallelism, tmpdir, totalmem } from 'node:os';
+import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import path from 'node:path';
 import { measureBundles } from './bundles.ts';
 import { costPerMillion, FALLBACK_FACTS, PRICE_TABLE, PRICES, SCENARIOS, type TemplateFacts } from './cost.ts';
 import { measureEngineOverhead } from './engine-overhead.ts';
-import { runGatewayLoad, type GatewayRunResult, type LoadLevelResult } from './gateway-load.ts';
-import { summarizeProfile } from './support/profile.ts';
+import { type GatewayRunResult, type LoadLevelResult, runGatewayLoad } from './gateway-load.ts';
 import { BENCH_DIR, PROJECT_ROOT, RESULTS_DIR, runTs } from './support/processes.ts';
+import { summarizeProfile } from './support/profile.ts';
 import type { RequestSizeName } from './support/requests.ts';
 import { formatTable, verdict } from './support/table.ts';
 
@@ -69,34 +69,70 @@ function bestLevel(levels: LoadLevelResult[]): LoadLevelResult | undefined {
 async function main(): Promise<void> {
   await mkdir(RESULTS_DIR, { recursive: true });
   const info = machine();
-  say(`webhook-gateway bench — ${info.date} — ${info.nproc} cores (${info.cpu_model}), node ${info.node}, load average ${info.loadavg_at_start.join(' ')}`);
+  say(
+    `webhook-gateway bench — ${info.date} — ${info.nproc} cores (${info.cpu_model}), node ${info.node}, load average ${info.loadavg_at_start.join(' ')}`,
+  );
 
   // 1. Engine overhead.
   say(`\n[1/5] engine overhead (LocalWorkflow vs plain chaining, in process) … ${elapsed()}`);
-  const overhead = await measureEngineOverhead({ sizes: SIZES, iterations: QUICK ? 200 : 1000, warmup: QUICK ? 50 : 200 }, say);
+  const overhead = await measureEngineOverhead(
+    { sizes: SIZES, iterations: QUICK ? 200 : 1000, warmup: QUICK ? 50 : 200 },
+    say,
+  );
 
   // 2. Gateway under load.
-  say(`\n[2/5] gateway under load (npm start server + autocannon in a second process, ${LOAD_SECONDS} s per level) … ${elapsed()}`);
+  say(
+    `\n[2/5] gateway under load (npm start server + autocannon in a second process, ${LOAD_SECONDS} s per level) … ${elapsed()}`,
+  );
   const levels = [
     ...CONCURRENCY.map((connections) => ({ size: '1KB' as const, connections })),
     ...SIZES.filter((s) => s !== '1KB').map((size) => ({ size, connections: SIZE_CONCURRENCY })),
   ];
-  const gateway = await runGatewayLoad({ label: 'npm-start', levels, durationSeconds: LOAD_SECONDS, warmupSeconds: 2 }, say);
-  say(`  comparison: the same s3rver in a process of its own (AWS_ENDPOINT_URL_S3), i.e. S3 off the gateway's thread …`);
-  const compareLevels = [{ size: '1KB' as const, connections: 8 }, { size: '1KB' as const, connections: 32 }];
-  const separateS3 = await runGatewayLoad({ label: 's3rver-own-process', levels: compareLevels, durationSeconds: LOAD_SECONDS, warmupSeconds: 1, s3: 'separate-process' }, say);
+  const gateway = await runGatewayLoad(
+    { label: 'npm-start', levels, durationSeconds: LOAD_SECONDS, warmupSeconds: 2 },
+    say,
+  );
+  say(
+    `  comparison: the same s3rver in a process of its own (AWS_ENDPOINT_URL_S3), i.e. S3 off the gateway's thread …`,
+  );
+  const compareLevels = [
+    { size: '1KB' as const, connections: 8 },
+    { size: '1KB' as const, connections: 32 },
+  ];
+  const separateS3 = await runGatewayLoad(
+    {
+      label: 's3rver-own-process',
+      levels: compareLevels,
+      durationSeconds: LOAD_SECONDS,
+      warmupSeconds: 1,
+      s3: 'separate-process',
+    },
+    say,
+  );
   say(`  comparison: an instant in-memory S3 instead of s3rver (what S3 costs the gateway at all) …`);
-  const instantS3 = await runGatewayLoad({ label: 'instant-S3', levels: compareLevels, durationSeconds: LOAD_SECONDS, warmupSeconds: 1, s3: 'instant' }, say);
+  const instantS3 = await runGatewayLoad(
+    { label: 'instant-S3', levels: compareLevels, durationSeconds: LOAD_SECONDS, warmupSeconds: 1, s3: 'instant' },
+    say,
+  );
   say(`  profile: node --cpu-prof on the gateway at 1KB c=32 …`);
   const profileDir = path.join(RESULTS_DIR, 'profiles');
   await rm(profileDir, { recursive: true, force: true });
   await mkdir(profileDir, { recursive: true });
   const profiled: GatewayRunResult = await runGatewayLoad(
-    { label: 'profiled', levels: [{ size: '1KB', connections: 32 }], durationSeconds: LOAD_SECONDS, warmupSeconds: 1, nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] },
+    {
+      label: 'profiled',
+      levels: [{ size: '1KB', connections: 32 }],
+      durationSeconds: LOAD_SECONDS,
+      warmupSeconds: 1,
+      nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profileDir}`],
+    },
     say,
   );
   const profile = profiled.profile_file
-    ? await summarizeProfile(profiled.profile_file, PROJECT_ROOT, new RegExp(`${PROJECT_ROOT}/(functions|local)/`), { top: 14, windows: profiled.load_windows_us })
+    ? await summarizeProfile(profiled.profile_file, PROJECT_ROOT, new RegExp(`${PROJECT_ROOT}/(functions|local)/`), {
+        top: 14,
+        windows: profiled.load_windows_us,
+      })
     : null;
   if (profile) profile.file = path.relative(PROJECT_ROOT, profile.file);
 
@@ -107,7 +143,8 @@ async function main(): Promise<void> {
   // 4. Cost.
   say(`\n[4/5] cost per 1 M conversations (template synthesized in a child process) … ${elapsed()}`);
   const facts = await templateFacts();
-  if (facts.source === 'fallback') say(`  (synthesis failed, using the facts known when the bench was written: ${facts.error?.split('\n')[0]})`);
+  if (facts.source === 'fallback')
+    say(`  (synthesis failed, using the facts known when the bench was written: ${facts.error?.split('\n')[0]})`);
   const costs = overhead.flatMap((o) => SCENARIOS.map((s) => costPerMillion(facts, o, s)));
 
   // 5. Scaling (assembled from the above).
@@ -131,26 +168,38 @@ async function main(): Promise<void> {
   };
   const scaling = {
     by_request_size: SIZES.map(sizeRow),
-    by_concurrency: gateway.levels.filter((l) => l.size === '1KB').map((l) => ({
-      connections: l.connections,
-      conversations_per_s: l.requests_per_s,
-      p50_ms: l.latency_ms.p50,
-      p99_ms: l.latency_ms.p99,
-      gateway_cpu_ms_per_conversation: l.gateway_cpu_ms_per_conversation,
-      all_processes_cpu_ms_per_conversation: l.cpu_ms_per_conversation.total,
-      cores_busy: l.cores_busy,
-    })),
+    by_concurrency: gateway.levels
+      .filter((l) => l.size === '1KB')
+      .map((l) => ({
+        connections: l.connections,
+        conversations_per_s: l.requests_per_s,
+        p50_ms: l.latency_ms.p50,
+        p99_ms: l.latency_ms.p99,
+        gateway_cpu_ms_per_conversation: l.gateway_cpu_ms_per_conversation,
+        all_processes_cpu_ms_per_conversation: l.cpu_ms_per_conversation.total,
+        cores_busy: l.cores_busy,
+      })),
   };
 
   const o1 = overhead.find((r) => r.size === '1KB')!;
-  const meeting = gateway.levels.filter((l) => l.size === '1KB' && l.requests_per_s >= TARGETS.gateway_conversations_per_s && l.latency_ms.p99 <= TARGETS.gateway_p99_ms);
+  const meeting = gateway.levels.filter(
+    (l) =>
+      l.size === '1KB' &&
+      l.requests_per_s >= TARGETS.gateway_conversations_per_s &&
+      l.latency_ms.p99 <= TARGETS.gateway_p99_ms,
+  );
   const best = bestLevel(gateway.levels.filter((l) => l.size === '1KB'))!;
   const result = {
     issue: 7,
-    machine: { ...info, loadavg_at_end: loadavg().map((v) => Math.round(v * 100) / 100), duration_s: Math.round((Date.now() - started) / 1000) },
+    machine: {
+      ...info,
+      loadavg_at_end: loadavg().map((v) => Math.round(v * 100) / 100),
+      duration_s: Math.round((Date.now() - started) / 1000),
+    },
     targets: TARGETS,
     engine_overhead: {
-      method: 'same five handlers, (a) LocalWorkflow on statemachine/conversation.asl.json, (b) chained in plain code; one conversation at a time, (a)/(b) alternating; instant in-process agent stub, in-memory S3 stub, instant loopback HTTP receiver',
+      method:
+        'same five handlers, (a) LocalWorkflow on statemachine/conversation.asl.json, (b) chained in plain code; one conversation at a time, (a)/(b) alternating; instant in-process agent stub, in-memory S3 stub, instant loopback HTTP receiver',
       results: overhead,
       target_met: o1.overhead_median_ms <= TARGETS.engine_overhead_median_ms,
     },
@@ -161,7 +210,11 @@ async function main(): Promise<void> {
       instant_s3: instantS3,
       profile,
       target_met: meeting.length > 0,
-      best_1kb_level: { connections: best.connections, conversations_per_s: best.requests_per_s, p99_ms: best.latency_ms.p99 },
+      best_1kb_level: {
+        connections: best.connections,
+        conversations_per_s: best.requests_per_s,
+        p99_ms: best.latency_ms.p99,
+      },
     },
     bundles,
     cost: { prices: PRICES, price_table: PRICE_TABLE, template: facts, scenarios: SCENARIOS, results: costs },
@@ -172,10 +225,32 @@ async function main(): Promise<void> {
   // Summary.
   say(`\n[5/5] summary (${elapsed()}; load average ${result.machine.loadavg_at_end.join(' ')})\n`);
   say('1. Engine overhead per conversation (ms)');
-  say(formatTable(
-    ['size', 'engine p50', 'engine p99', 'plain p50', 'plain p99', 'overhead p50', 'ratio p50', 'ratio p99', 'target ≤ 2 ms'],
-    overhead.map((o) => [o.size, o.engine.median, o.engine.p99, o.plain.median, o.plain.p99, o.overhead_median_ms, o.ratio_median, o.ratio_p99, verdict(o.overhead_median_ms <= TARGETS.engine_overhead_median_ms)]),
-  ));
+  say(
+    formatTable(
+      [
+        'size',
+        'engine p50',
+        'engine p99',
+        'plain p50',
+        'plain p99',
+        'overhead p50',
+        'ratio p50',
+        'ratio p99',
+        'target ≤ 2 ms',
+      ],
+      overhead.map((o) => [
+        o.size,
+        o.engine.median,
+        o.engine.p99,
+        o.plain.median,
+        o.plain.p99,
+        o.overhead_median_ms,
+        o.ratio_median,
+        o.ratio_p99,
+        verdict(o.overhead_median_ms <= TARGETS.engine_overhead_median_ms),
+      ]),
+    ),
+  );
   say('\n2. Gateway under load (npm start server; autocannon in a second process)');
   const loadRows = (run: GatewayRunResult) =>
     run.levels.map((l) => [
@@ -192,54 +267,153 @@ async function main(): Promise<void> {
       l.cpu_ms_per_conversation.total,
       l.cores_busy,
     ]);
-  say(formatTable(
-    ['server', 'size', 'conns', 'conv/s', 'p50 ms', 'p99 ms', 'errors', 'non-2xx', 'gw CPU ms', 'S3 proc ms', 'all CPU ms', 'cores busy'],
-    [...loadRows(gateway), ...loadRows(separateS3), ...loadRows(instantS3)],
-  ));
-  say(`   target ≥ ${TARGETS.gateway_conversations_per_s} conv/s at p99 ≤ ${TARGETS.gateway_p99_ms} ms (1 KB): ${verdict(meeting.length > 0)} — best ${best.requests_per_s} conv/s at c=${best.connections} (p99 ${best.latency_ms.p99} ms)`);
+  say(
+    formatTable(
+      [
+        'server',
+        'size',
+        'conns',
+        'conv/s',
+        'p50 ms',
+        'p99 ms',
+        'errors',
+        'non-2xx',
+        'gw CPU ms',
+        'S3 proc ms',
+        'all CPU ms',
+        'cores busy',
+      ],
+      [...loadRows(gateway), ...loadRows(separateS3), ...loadRows(instantS3)],
+    ),
+  );
+  say(
+    `   target ≥ ${TARGETS.gateway_conversations_per_s} conv/s at p99 ≤ ${TARGETS.gateway_p99_ms} ms (1 KB): ${verdict(meeting.length > 0)} — best ${best.requests_per_s} conv/s at c=${best.connections} (p99 ${best.latency_ms.p99} ms)`,
+  );
   if (profile) {
     say(`   gateway CPU profile (${profile.busy_ms} ms busy in the load window), by owner:`);
-    say(formatTable(['owner', 'ms', '% of busy'], profile.by_owner.slice(0, 10).map((o) => [`   ${o.owner}`, o.ms, o.share_of_busy])));
+    say(
+      formatTable(
+        ['owner', 'ms', '% of busy'],
+        profile.by_owner.slice(0, 10).map((o) => [`   ${o.owner}`, o.ms, o.share_of_busy]),
+      ),
+    );
   }
   say('\n3. Lambda bundles (esbuild, options of infra/constructs/stage-function.ts)');
-  say(formatTable(
-    ['stage', 'KB', 'target', 'size', 'init ms', '+maps ms', 'SDK ms', 'target', 'init', 'no-Tracer KB/ms', 'SDK-bundled KB/ms', 'largest inputs'],
-    bundles.bundles.map((b) => [
-      b.stage,
-      b.kb,
-      b.size_target_kb,
-      verdict(b.size_met),
-      b.init_ms_median,
-      b.init_ms_with_source_maps_median,
-      b.externals_import_ms_median,
-      b.init_target_ms,
-      verdict(b.init_met),
-      `${b.without_tracer.kb}/${b.without_tracer.init_ms_median}`,
-      b.sdk_bundled ? `${b.sdk_bundled.kb}/${b.sdk_bundled.init_ms_median}` : '-',
-      b.top_inputs.slice(0, 2).map((t) => `${t.input} ${t.kb}`).join(', '),
-    ]),
-  ));
-  say(`\n4. Cost per 1 M conversations, us-east-1 list prices as of ${PRICES.as_of.slice(0, 7)} (template: ${facts.source})`);
+  say(
+    formatTable(
+      [
+        'stage',
+        'KB',
+        'target',
+        'size',
+        'init ms',
+        '+maps ms',
+        'SDK ms',
+        'target',
+        'init',
+        'no-Tracer KB/ms',
+        'SDK-bundled KB/ms',
+        'largest inputs',
+      ],
+      bundles.bundles.map((b) => [
+        b.stage,
+        b.kb,
+        b.size_target_kb,
+        verdict(b.size_met),
+        b.init_ms_median,
+        b.init_ms_with_source_maps_median,
+        b.externals_import_ms_median,
+        b.init_target_ms,
+        verdict(b.init_met),
+        `${b.without_tracer.kb}/${b.without_tracer.init_ms_median}`,
+        b.sdk_bundled ? `${b.sdk_bundled.kb}/${b.sdk_bundled.init_ms_median}` : '-',
+        b.top_inputs
+          .slice(0, 2)
+          .map((t) => `${t.input} ${t.kb}`)
+          .join(', '),
+      ]),
+    ),
+  );
+  say(
+    `\n4. Cost per 1 M conversations, us-east-1 list prices as of ${PRICES.as_of.slice(0, 7)} (template: ${facts.source})`,
+  );
   const c1 = costs.find((c) => c.size === '1KB' && c.scenario === SCENARIOS[0]!.name)!;
-  say(formatTable(['line (1 KB request, instant agent)', 'per conversation', 'USD / 1 M', 'share'], [
-    ...[...c1.lines].sort((a, b) => b.usd_per_million - a.usd_per_million).map((l) => [l.item, l.quantity_per_conversation, l.usd_per_million.toFixed(2), `${(l.share * 100).toFixed(1)} %`]),
-    ['total', '', c1.total_usd_per_million.toFixed(2), '100 %'],
-  ]));
-  say(formatTable(['size', 'scenario', 'total USD / 1 M', 'biggest line'], costs.map((c) => [c.size, c.scenario, c.total_usd_per_million.toFixed(2), c.biggest])));
-  say(formatTable(['what would change (1 KB, instant agent)', 'saves USD / 1 M', 'total after'], c1.alternatives.map((a) => [a.change, a.usd_per_million_saved.toFixed(2), a.total_after.toFixed(2)])));
+  say(
+    formatTable(
+      ['line (1 KB request, instant agent)', 'per conversation', 'USD / 1 M', 'share'],
+      [
+        ...[...c1.lines]
+          .sort((a, b) => b.usd_per_million - a.usd_per_million)
+          .map((l) => [
+            l.item,
+            l.quantity_per_conversation,
+            l.usd_per_million.toFixed(2),
+            `${(l.share * 100).toFixed(1)} %`,
+          ]),
+        ['total', '', c1.total_usd_per_million.toFixed(2), '100 %'],
+      ],
+    ),
+  );
+  say(
+    formatTable(
+      ['size', 'scenario', 'total USD / 1 M', 'biggest line'],
+      costs.map((c) => [c.size, c.scenario, c.total_usd_per_million.toFixed(2), c.biggest]),
+    ),
+  );
+  say(
+    formatTable(
+      ['what would change (1 KB, instant agent)', 'saves USD / 1 M', 'total after'],
+      c1.alternatives.map((a) => [a.change, a.usd_per_million_saved.toFixed(2), a.total_after.toFixed(2)]),
+    ),
+  );
   say('\n5. Scaling with request size (gateway at c=8) and concurrency (1 KB)');
-  say(formatTable(
-    ['size', 'engine p50 ms', 'overhead ms', 'conv/s', 'p99 ms', 'CPU ms/conv', 'S3 bytes', 'Express log KB', 'USD / 1 M'],
-    scaling.by_request_size.map((r) => [r.size, r.engine_median_ms, r.engine_overhead_median_ms, r.gateway_conversations_per_s_c8, r.gateway_p99_ms_c8, r.gateway_cpu_ms_per_conversation, r.s3_put_bytes, r.express_log_kb_estimate, r.cost_usd_per_million.toFixed(2)]),
-  ));
-  say(formatTable(
-    ['conns', 'conv/s', 'p50 ms', 'p99 ms', 'gw CPU ms/conv', 'all CPU ms/conv', 'cores busy'],
-    scaling.by_concurrency.map((r) => [r.connections, r.conversations_per_s, r.p50_ms, r.p99_ms, r.gateway_cpu_ms_per_conversation, r.all_processes_cpu_ms_per_conversation, r.cores_busy]),
-  ));
-  say(`\nwrote ${path.relative(process.cwd(), path.join(RESULTS_DIR, 'latest.json'))} (and latest.txt, this output) in ${elapsed()}`);
+  say(
+    formatTable(
+      [
+        'size',
+        'engine p50 ms',
+        'overhead ms',
+        'conv/s',
+        'p99 ms',
+        'CPU ms/conv',
+        'S3 bytes',
+        'Express log KB',
+        'USD / 1 M',
+      ],
+      scaling.by_request_size.map((r) => [
+        r.size,
+        r.engine_median_ms,
+        r.engine_overhead_median_ms,
+        r.gateway_conversations_per_s_c8,
+        r.gateway_p99_ms_c8,
+        r.gateway_cpu_ms_per_conversation,
+        r.s3_put_bytes,
+        r.express_log_kb_estimate,
+        r.cost_usd_per_million.toFixed(2),
+      ]),
+    ),
+  );
+  say(
+    formatTable(
+      ['conns', 'conv/s', 'p50 ms', 'p99 ms', 'gw CPU ms/conv', 'all CPU ms/conv', 'cores busy'],
+      scaling.by_concurrency.map((r) => [
+        r.connections,
+        r.conversations_per_s,
+        r.p50_ms,
+        r.p99_ms,
+        r.gateway_cpu_ms_per_conversation,
+        r.all_processes_cpu_ms_per_conversation,
+        r.cores_busy,
+      ]),
+    ),
+  );
+  say(
+    `\nwrote ${path.relative(process.cwd(), path.join(RESULTS_DIR, 'latest.json'))} (and latest.txt, this output) in ${elapsed()}`,
+  );
   await writeFile(path.join(RESULTS_DIR, 'latest.txt'), `${transcript.join('\n')}\n`);
   // Keep only the newest profile.
-  for (const f of await readdir(profileDir)) if (profiled.profile_file && path.join(profileDir, f) !== profiled.profile_file) await rm(path.join(profileDir, f));
+  for (const f of await readdir(profileDir))
+    if (profiled.profile_file && path.join(profileDir, f) !== profiled.profile_file) await rm(path.join(profileDir, f));
 }
 
 await main();

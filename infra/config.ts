@@ -1,5 +1,5 @@
-import type { Node } from 'constructs';
 import { RetentionDays } from 'aws-cdk-lib/aws-logs';
+import type { Node } from 'constructs';
 import { WEBHOOK_TYPES, type WebhookType } from '../functions/domain/conversation.ts';
 import { parseSchedule } from '../functions/domain/failed-delivery.ts';
 
@@ -102,7 +102,10 @@ export const DEFAULT_CONFIG: GatewayConfig = {
 };
 
 /** Service name and metrics namespace of the functions (the same as functions/shared/powertools.ts). */
-export { SERVICE_NAME as POWERTOOLS_SERVICE_NAME, METRICS_NAMESPACE as POWERTOOLS_METRICS_NAMESPACE } from '../functions/domain/observability.ts';
+export {
+  METRICS_NAMESPACE as POWERTOOLS_METRICS_NAMESPACE,
+  SERVICE_NAME as POWERTOOLS_SERVICE_NAME,
+} from '../functions/domain/observability.ts';
 
 const VALID_RETENTION_DAYS = new Set(Object.values(RetentionDays).filter((v): v is number => typeof v === 'number'));
 const LOG_LEVELS = ['DEBUG', 'INFO', 'WARN', 'ERROR'] as const;
@@ -120,7 +123,8 @@ function text(key: string, value: unknown, fallback: string): string {
 function integer(key: string, value: unknown, fallback: number, min: number): number {
   if (value === undefined || value === null || value === '') return fallback;
   const n = typeof value === 'number' ? value : Number(value);
-  if (!Number.isInteger(n) || n < min) throw new ConfigError(`context ${key} must be an integer >= ${min}, got ${String(value)}`);
+  if (!Number.isInteger(n) || n < min)
+    throw new ConfigError(`context ${key} must be an integer >= ${min}, got ${String(value)}`);
   return n;
 }
 
@@ -147,18 +151,26 @@ function sourceRateLimits(value: unknown, fallback: Record<string, SourceRateLim
       throw new ConfigError(`context ${key} must be a JSON object, got ${value}`);
     }
   }
-  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new ConfigError(`context ${key} must be an object of source systems`);
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed))
+    throw new ConfigError(`context ${key} must be an object of source systems`);
   const out: Record<string, SourceRateLimit> = {};
   for (const [source, limits] of Object.entries(parsed as Record<string, unknown>)) {
-    if (!SOURCE_NAME.test(source)) throw new ConfigError(`context ${key}: "${source}" is not a source_system name (letters, digits, _ - ., at most 64)`);
+    if (!SOURCE_NAME.test(source))
+      throw new ConfigError(
+        `context ${key}: "${source}" is not a source_system name (letters, digits, _ - ., at most 64)`,
+      );
     const l = (limits ?? {}) as Record<string, unknown>;
-    if (typeof l !== 'object' || Array.isArray(l)) throw new ConfigError(`context ${key}.${source} must be {rateLimit, burstLimit, quotaPerDay?}`);
+    if (typeof l !== 'object' || Array.isArray(l))
+      throw new ConfigError(`context ${key}.${source} must be {rateLimit, burstLimit, quotaPerDay?}`);
     const unknown = Object.keys(l).filter((k) => !['rateLimit', 'burstLimit', 'quotaPerDay'].includes(k));
     if (unknown.length > 0) throw new ConfigError(`context ${key}.${source}: unknown field ${unknown.join(', ')}`);
     const rateLimit = Number(l.rateLimit);
     if (!(rateLimit > 0)) throw new ConfigError(`context ${key}.${source}.rateLimit must be a number > 0`);
     const burstLimit = integer(`${key}.${source}.burstLimit`, l.burstLimit ?? 'missing', 0, 1);
-    const quotaPerDay = l.quotaPerDay === undefined ? undefined : integer(`${key}.${source}.quotaPerDay`, l.quotaPerDay ?? 'missing', 0, 1);
+    const quotaPerDay =
+      l.quotaPerDay === undefined
+        ? undefined
+        : integer(`${key}.${source}.quotaPerDay`, l.quotaPerDay ?? 'missing', 0, 1);
     out[source] = { rateLimit, burstLimit, ...(quotaPerDay === undefined ? {} : { quotaPerDay }) };
   }
   return out;
@@ -169,7 +181,8 @@ function sourceRateLimits(value: unknown, fallback: Record<string, SourceRateLim
  * `-c key=value` arrive as strings and are parsed here; anything invalid fails the synth with the key's name.
  */
 export function resolveConfig(node: Node, overrides: Partial<GatewayConfig> = {}): GatewayConfig {
-  const get = (key: string): unknown => (key in overrides ? (overrides as Record<string, unknown>)[key] : node.tryGetContext(key));
+  const get = (key: string): unknown =>
+    key in overrides ? (overrides as Record<string, unknown>)[key] : node.tryGetContext(key);
   const d = DEFAULT_CONFIG;
   const deliveryUrls = { ...d.deliveryUrls };
   for (const type of WEBHOOK_TYPES) {
@@ -177,7 +190,8 @@ export function resolveConfig(node: Node, overrides: Partial<GatewayConfig> = {}
     deliveryUrls[type] = overrides.deliveryUrls?.[type] ?? text(key, node.tryGetContext(key), d.deliveryUrls[type]);
   }
   const logLevel = text('logLevel', get('logLevel'), d.logLevel).toUpperCase();
-  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) throw new ConfigError(`context logLevel must be one of ${LOG_LEVELS.join(', ')}`);
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel))
+    throw new ConfigError(`context logLevel must be one of ${LOG_LEVELS.join(', ')}`);
   const config: GatewayConfig = {
     stackName: text('stackName', get('stackName'), d.stackName) || d.stackName,
     stageName: text('stageName', get('stageName'), d.stageName) || d.stageName,
@@ -186,27 +200,42 @@ export function resolveConfig(node: Node, overrides: Partial<GatewayConfig> = {}
     deliveryUrls,
     deliveryTimeoutMs: integer('deliveryTimeoutMs', get('deliveryTimeoutMs'), d.deliveryTimeoutMs, 100),
     exportBucketName: text('exportBucketName', get('exportBucketName'), d.exportBucketName),
-    enableConversationExport: flag('enableConversationExport', get('enableConversationExport'), d.enableConversationExport),
+    enableConversationExport: flag(
+      'enableConversationExport',
+      get('enableConversationExport'),
+      d.enableConversationExport,
+    ),
     exportTransitionDays: integer('exportTransitionDays', get('exportTransitionDays'), d.exportTransitionDays, 0),
     exportExpirationDays: integer('exportExpirationDays', get('exportExpirationDays'), d.exportExpirationDays, 0),
     logRetentionDays: integer('logRetentionDays', get('logRetentionDays'), d.logRetentionDays, 1),
     logLevel: logLevel as GatewayConfig['logLevel'],
     throttlingRateLimit: integer('throttlingRateLimit', get('throttlingRateLimit'), d.throttlingRateLimit, 1),
     throttlingBurstLimit: integer('throttlingBurstLimit', get('throttlingBurstLimit'), d.throttlingBurstLimit, 1),
-    createApiGatewayCloudWatchRole: flag('createApiGatewayCloudWatchRole', get('createApiGatewayCloudWatchRole'), d.createApiGatewayCloudWatchRole),
-    redeliverySchedule: text('redeliverySchedule', get('redeliverySchedule'), d.redeliverySchedule) || d.redeliverySchedule,
+    createApiGatewayCloudWatchRole: flag(
+      'createApiGatewayCloudWatchRole',
+      get('createApiGatewayCloudWatchRole'),
+      d.createApiGatewayCloudWatchRole,
+    ),
+    redeliverySchedule:
+      text('redeliverySchedule', get('redeliverySchedule'), d.redeliverySchedule) || d.redeliverySchedule,
     requireSignedWebhooks: flag('requireSignedWebhooks', get('requireSignedWebhooks'), d.requireSignedWebhooks),
     sourceRateLimits: sourceRateLimits(get('sourceRateLimits'), d.sourceRateLimits),
     agentP99AlarmMs: integer('agentP99AlarmMs', get('agentP99AlarmMs'), d.agentP99AlarmMs, 1),
     alarmEmail: text('alarmEmail', get('alarmEmail'), d.alarmEmail),
   };
   if (!VALID_RETENTION_DAYS.has(config.logRetentionDays)) {
-    throw new ConfigError(`context logRetentionDays must be a CloudWatch Logs retention (1, 3, 5, 7, 14, 30, 60, 90, …), got ${config.logRetentionDays}`);
+    throw new ConfigError(
+      `context logRetentionDays must be a CloudWatch Logs retention (1, 3, 5, 7, 14, 30, 60, 90, …), got ${config.logRetentionDays}`,
+    );
   }
   if (config.exportTransitionDays > 0 && config.exportTransitionDays < 30) {
     throw new ConfigError('context exportTransitionDays must be 0 (off) or at least 30 (S3 Standard-IA minimum)');
   }
-  if (config.exportExpirationDays > 0 && config.exportTransitionDays > 0 && config.exportExpirationDays <= config.exportTransitionDays) {
+  if (
+    config.exportExpirationDays > 0 &&
+    config.exportTransitionDays > 0 &&
+    config.exportExpirationDays <= config.exportTransitionDays
+  ) {
     throw new ConfigError('context exportExpirationDays must be greater than exportTransitionDays');
   }
   try {
@@ -214,8 +243,10 @@ export function resolveConfig(node: Node, overrides: Partial<GatewayConfig> = {}
   } catch (error) {
     throw new ConfigError(`context redeliverySchedule: ${(error as Error).message}`);
   }
-  if (config.alarmEmail && !EMAIL.test(config.alarmEmail)) throw new ConfigError(`context alarmEmail must be an e-mail address, got ${config.alarmEmail}`);
-  if (!/^[A-Za-z0-9_]+$/.test(config.stageName)) throw new ConfigError('context stageName may contain only letters, digits and _');
+  if (config.alarmEmail && !EMAIL.test(config.alarmEmail))
+    throw new ConfigError(`context alarmEmail must be an e-mail address, got ${config.alarmEmail}`);
+  if (!/^[A-Za-z0-9_]+$/.test(config.stageName))
+    throw new ConfigError('context stageName may contain only letters, digits and _');
   return config;
 }
 

@@ -1,7 +1,7 @@
-import { METRIC_NAMES } from '../functions/domain/observability.ts';
 import { Duration } from 'aws-cdk-lib';
 import { Metric } from 'aws-cdk-lib/aws-cloudwatch';
 import { FAILURE_STATUS } from '../functions/domain/gateway-contract.ts';
+import { METRIC_NAMES } from '../functions/domain/observability.ts';
 import { POWERTOOLS_METRICS_NAMESPACE, POWERTOOLS_SERVICE_NAME } from './config.ts';
 
 /**

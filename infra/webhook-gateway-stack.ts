@@ -74,7 +74,8 @@ export class WebhookGatewayStack extends Stack {
 
   constructor(scope: Construct, id: string, props: WebhookGatewayStackProps = {}) {
     super(scope, id, {
-      description: 'Webhook conversation gateway: API Gateway → Express Step Functions workflow → Lambda stages, S3 export',
+      description:
+        'Webhook conversation gateway: API Gateway → Express Step Functions workflow → Lambda stages, S3 export',
       ...props,
     });
     const config = resolveConfig(this.node, props.config);
@@ -90,7 +91,9 @@ export class WebhookGatewayStack extends Stack {
     this.idempotency = new IdempotencyTable(this, 'Idempotency');
     // By default a received message stays hidden for longer than a whole scheduler run (the scheduler itself asks
     // for less per receive, still more than one redelivery execution).
-    this.queues = new FailedDeliveryQueue(this, 'FailedDelivery', { visibilityTimeout: REDELIVERY_SCHEDULER_TIMEOUT.plus(Duration.minutes(1)) });
+    this.queues = new FailedDeliveryQueue(this, 'FailedDelivery', {
+      visibilityTimeout: REDELIVERY_SCHEDULER_TIMEOUT.plus(Duration.minutes(1)),
+    });
     this.functions = new ConversationFunctions(this, 'Functions', {
       config,
       exportBucket: this.storage.bucket,
@@ -146,34 +149,85 @@ export class WebhookGatewayStack extends Stack {
   }
 
   private addOutputs(): void {
-    const output = (key: string, value: string, description: string) => new CfnOutput(this, key, { value, description });
+    const output = (key: string, value: string, description: string) =>
+      new CfnOutput(this, key, { value, description });
     output(STACK_OUTPUTS.apiUrl, this.api.api.url, 'Base URL of the API stage');
     output(STACK_OUTPUTS.webhookUrl, this.api.webhookUrl, 'POST conversations here (Content-Type: application/json)');
     output(STACK_OUTPUTS.healthUrl, this.api.healthUrl, 'GET for a liveness check (does not run the workflow)');
     output(STACK_OUTPUTS.apiId, this.api.api.restApiId, 'REST API id');
     output(STACK_OUTPUTS.stateMachineArn, this.workflow.stateMachine.stateMachineArn, 'Express conversation workflow');
-    output(STACK_OUTPUTS.executionLogGroup, this.workflow.logGroup.logGroupName, 'Execution history (level ALL, with data)');
+    output(
+      STACK_OUTPUTS.executionLogGroup,
+      this.workflow.logGroup.logGroupName,
+      'Execution history (level ALL, with data)',
+    );
     output(
       STACK_OUTPUTS.functionLogGroups,
-      Fn.join(',', this.functions.all.map((fn) => fn.stageLogGroup.logGroupName)),
+      Fn.join(
+        ',',
+        this.functions.all.map((fn) => fn.stageLogGroup.logGroupName),
+      ),
       'Stage function log groups (validate, invoke-agent, classify, deliver, export), comma-separated',
     );
-    output(STACK_OUTPUTS.apiAccessLogGroup, this.api.accessLogGroup.logGroupName, 'API access log (requestId = execution name)');
-    output(STACK_OUTPUTS.exportBucket, this.storage.bucket.bucketName, 'Conversation exports (conversation-history/YYYY/MM/DD/<id>/)');
-    output(STACK_OUTPUTS.failedDeliveryQueueUrl, this.queues.queue.queueUrl, 'Undelivered results waiting for a redelivery');
-    output(STACK_OUTPUTS.failedDeliveryDeadLetterQueueUrl, this.queues.deadLetterQueue.queueUrl, 'Failed deliveries given up on (alarm FailedDeliveryDeadLetters)');
-    output(STACK_OUTPUTS.redeliveryStateMachineArn, this.redelivery.stateMachine.stateMachineArn, 'Express redelivery workflow (Deliver → Export); not reachable from the API');
-    output(STACK_OUTPUTS.redeliveryExecutionLogGroup, this.redelivery.logGroup.logGroupName, 'Redelivery execution history (level ALL, with data)');
-    output(STACK_OUTPUTS.redeliverySchedulerLogGroup, this.scheduler.function.stageLogGroup.logGroupName, 'Redelivery scheduler log');
-    output(STACK_OUTPUTS.inboundWebhookSecretsArn, this.secrets.inbound.secretArn, 'Put {"<source_system>": "whsec_…"} here after deploy');
-    output(STACK_OUTPUTS.deliverySigningSecretsArn, this.secrets.delivery.secretArn, 'Put {"<webhook_type>": "whsec_…"} here after deploy');
-    output(STACK_OUTPUTS.idempotencyTable, this.idempotency.table.tableName, 'Idempotency keys of POST /webhook (TTL expires_at)');
+    output(
+      STACK_OUTPUTS.apiAccessLogGroup,
+      this.api.accessLogGroup.logGroupName,
+      'API access log (requestId = execution name)',
+    );
+    output(
+      STACK_OUTPUTS.exportBucket,
+      this.storage.bucket.bucketName,
+      'Conversation exports (conversation-history/YYYY/MM/DD/<id>/)',
+    );
+    output(
+      STACK_OUTPUTS.failedDeliveryQueueUrl,
+      this.queues.queue.queueUrl,
+      'Undelivered results waiting for a redelivery',
+    );
+    output(
+      STACK_OUTPUTS.failedDeliveryDeadLetterQueueUrl,
+      this.queues.deadLetterQueue.queueUrl,
+      'Failed deliveries given up on (alarm FailedDeliveryDeadLetters)',
+    );
+    output(
+      STACK_OUTPUTS.redeliveryStateMachineArn,
+      this.redelivery.stateMachine.stateMachineArn,
+      'Express redelivery workflow (Deliver → Export); not reachable from the API',
+    );
+    output(
+      STACK_OUTPUTS.redeliveryExecutionLogGroup,
+      this.redelivery.logGroup.logGroupName,
+      'Redelivery execution history (level ALL, with data)',
+    );
+    output(
+      STACK_OUTPUTS.redeliverySchedulerLogGroup,
+      this.scheduler.function.stageLogGroup.logGroupName,
+      'Redelivery scheduler log',
+    );
+    output(
+      STACK_OUTPUTS.inboundWebhookSecretsArn,
+      this.secrets.inbound.secretArn,
+      'Put {"<source_system>": "whsec_…"} here after deploy',
+    );
+    output(
+      STACK_OUTPUTS.deliverySigningSecretsArn,
+      this.secrets.delivery.secretArn,
+      'Put {"<webhook_type>": "whsec_…"} here after deploy',
+    );
+    output(
+      STACK_OUTPUTS.idempotencyTable,
+      this.idempotency.table.tableName,
+      'Idempotency keys of POST /webhook (TTL expires_at)',
+    );
     output(STACK_OUTPUTS.dashboard, this.dashboard.dashboard.dashboardName, 'CloudWatch dashboard');
     const keys = Object.entries(this.rateLimits.apiKeys);
     if (keys.length > 0) {
       output(
         STACK_OUTPUTS.sourceApiKeyIds,
-        Fn.join(',', keys.map(([source, key]) => `${source}=${key.keyId}`)),
+        Fn.join(
+          ',',
+          keys.map(([source, key]) => `${source}=${key.keyId}`),
+        ),
         'source_system=API key id, comma-separated (values: aws apigateway get-api-key --api-key ID --include-value)',
       );
     }

@@ -3,10 +3,23 @@ import { CliError } from './cli-deliveries.ts';
 /** The stack `--aws` commands read when no --stack is given (infra's default stackName). */
 export const DEFAULT_STACK_NAME = 'WebhookConversationGateway';
 
-const NETWORK_CODES = new Set(['ENOTFOUND', 'EAI_AGAIN', 'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH']);
+const NETWORK_CODES = new Set([
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+]);
 const BAD_CREDENTIALS = new Set([
-  'ExpiredToken', 'ExpiredTokenException', 'InvalidClientTokenId', 'UnrecognizedClientException', 'SignatureDoesNotMatch',
-  'InvalidSignatureException', 'IncompleteSignature',
+  'ExpiredToken',
+  'ExpiredTokenException',
+  'InvalidClientTokenId',
+  'UnrecognizedClientException',
+  'SignatureDoesNotMatch',
+  'InvalidSignatureException',
+  'IncompleteSignature',
 ]);
 
 /**
@@ -21,17 +34,25 @@ export function explainAwsError(error: unknown, where: { stack: string; region?:
   const code = e.code ?? e.cause?.code ?? e.errno;
   const region = where.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'the configured region';
   if (name === 'CredentialsProviderError' || /could not load credentials/i.test(message)) {
-    return new CliError('no AWS credentials: set AWS_PROFILE (run "aws sso login" first if it uses SSO) or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY');
+    return new CliError(
+      'no AWS credentials: set AWS_PROFILE (run "aws sso login" first if it uses SSO) or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY',
+    );
   }
   if (/region is missing/i.test(message)) return new CliError('no AWS region: pass --region R or set AWS_REGION');
   if (name === 'ValidationError' && /does not exist/i.test(message)) {
-    return new CliError(`stack "${where.stack}" does not exist in ${region}: pass --stack NAME (and --region R) of a deployed webhook gateway`);
+    return new CliError(
+      `stack "${where.stack}" does not exist in ${region}: pass --stack NAME (and --region R) of a deployed webhook gateway`,
+    );
   }
-  if (BAD_CREDENTIALS.has(name)) return new CliError(`AWS rejected the credentials (${name}): refresh them and try again`);
+  if (BAD_CREDENTIALS.has(name))
+    return new CliError(`AWS rejected the credentials (${name}): refresh them and try again`);
   if (/AccessDenied/.test(name) || /not authorized/i.test(message)) return new CliError(`access denied: ${message}`);
-  if (/NonExistentQueue|QueueDoesNotExist/.test(name)) return new CliError(`a queue of stack "${where.stack}" does not exist: ${message}`);
+  if (/NonExistentQueue|QueueDoesNotExist/.test(name))
+    return new CliError(`a queue of stack "${where.stack}" does not exist: ${message}`);
   if ((code && NETWORK_CODES.has(code)) || name === 'TimeoutError' || name === 'RequestTimeout') {
-    return new CliError(`cannot reach AWS in ${region} (${code ?? name}): check the network, proxy settings and --region`);
+    return new CliError(
+      `cannot reach AWS in ${region} (${code ?? name}): check the network, proxy settings and --region`,
+    );
   }
   return new CliError(`AWS error (${name}): ${message}`);
 }

@@ -2,9 +2,9 @@ import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-clo
 import { CloudWatchLogsClient, GetQueryResultsCommand, StartQueryCommand } from '@aws-sdk/client-cloudwatch-logs';
 import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { EXPORT_PREFIX, exportFolder } from '../functions/domain/export-formats.ts';
-import type { ExecutionRecord, ExecutionStatus, HistoryEvent } from './engine.ts';
-import { CliError } from './cli-deliveries.ts';
 import { explainAwsError } from './aws-errors.ts';
+import { CliError } from './cli-deliveries.ts';
+import type { ExecutionRecord, ExecutionStatus, HistoryEvent } from './engine.ts';
 import type { ExportBucket } from './export-bucket.ts';
 
 /**
@@ -35,12 +35,19 @@ export interface ConversationStack {
   logGroups: string[];
 }
 
-export async function readConversationStack(clients: ConversationAwsClients, name: string, region?: string): Promise<ConversationStack> {
+export async function readConversationStack(
+  clients: ConversationAwsClients,
+  name: string,
+  region?: string,
+): Promise<ConversationStack> {
   try {
     const result = await clients.cfn.send(new DescribeStacksCommand({ StackName: name }));
     const outputs = new Map((result.Stacks?.[0]?.Outputs ?? []).map((o) => [o.OutputKey, o.OutputValue]));
     const bucket = outputs.get(CONVERSATION_STACK_OUTPUTS.bucket);
-    if (!bucket) throw new CliError(`stack "${name}" has no ${CONVERSATION_STACK_OUTPUTS.bucket} output: is it a webhook gateway stack?`);
+    if (!bucket)
+      throw new CliError(
+        `stack "${name}" has no ${CONVERSATION_STACK_OUTPUTS.bucket} output: is it a webhook gateway stack?`,
+      );
     const logGroups = [CONVERSATION_STACK_OUTPUTS.executionLogGroup, CONVERSATION_STACK_OUTPUTS.redeliveryLogGroup]
       .map((key) => outputs.get(key))
       .filter((g): g is string => !!g);
@@ -52,7 +59,13 @@ export async function readConversationStack(clients: ConversationAwsClients, nam
 
 /** The deployed export bucket, read like the local one (search and list reuse the same code). */
 export function awsExportBucket(clients: ConversationAwsClients, stack: ConversationStack): ExportBucket {
-  return { client: clients.s3, bucket: stack.bucket, endpoint: `s3://${stack.bucket}`, via: 'running', close: async () => {} };
+  return {
+    client: clients.s3,
+    bucket: stack.bucket,
+    endpoint: `s3://${stack.bucket}`,
+    via: 'running',
+    close: async () => {},
+  };
 }
 
 /** Day prefixes from `sinceMs` to today (UTC): conversation-history/YYYY/MM/DD/. */
@@ -74,7 +87,9 @@ export function executionFromLogEvents(arn: string, events: Record<string, unkno
   let error: string | undefined;
   let cause: string | undefined;
   let scheduledInState = 0;
-  const sorted = [...events].sort((a, b) => Number(a.event_timestamp ?? 0) - Number(b.event_timestamp ?? 0) || Number(a.id ?? 0) - Number(b.id ?? 0));
+  const sorted = [...events].sort(
+    (a, b) => Number(a.event_timestamp ?? 0) - Number(b.event_timestamp ?? 0) || Number(a.id ?? 0) - Number(b.id ?? 0),
+  );
   for (const event of sorted) {
     const type = String(event.type ?? '');
     const details = (event.details ?? {}) as Record<string, unknown>;
@@ -113,20 +128,29 @@ export function executionFromLogEvents(arn: string, events: Record<string, unkno
   };
 }
 
-async function insights(logs: CloudWatchLogsClient, logGroupNames: string[], queryString: string, fromMs: number, pollMs: number): Promise<Record<string, string>[]> {
-  const { queryId } = await logs.send(new StartQueryCommand({
-    logGroupNames,
-    startTime: Math.floor(fromMs / 1000),
-    endTime: Math.ceil(Date.now() / 1000),
-    queryString,
-    limit: 10_000,
-  }));
+async function insights(
+  logs: CloudWatchLogsClient,
+  logGroupNames: string[],
+  queryString: string,
+  fromMs: number,
+  pollMs: number,
+): Promise<Record<string, string>[]> {
+  const { queryId } = await logs.send(
+    new StartQueryCommand({
+      logGroupNames,
+      startTime: Math.floor(fromMs / 1000),
+      endTime: Math.ceil(Date.now() / 1000),
+      queryString,
+      limit: 10_000,
+    }),
+  );
   for (let i = 0; i < 600; i++) {
     const result = await logs.send(new GetQueryResultsCommand({ queryId }));
     if (result.status === 'Complete') {
       return (result.results ?? []).map((row) => Object.fromEntries(row.map((f) => [f.field ?? '', f.value ?? ''])));
     }
-    if (result.status && !['Running', 'Scheduled'].includes(result.status)) throw new CliError(`the Logs Insights query ended ${result.status}`);
+    if (result.status && !['Running', 'Scheduled'].includes(result.status))
+      throw new CliError(`the Logs Insights query ended ${result.status}`);
     await new Promise((r) => setTimeout(r, pollMs));
   }
   throw new CliError('the Logs Insights query did not finish in time');
@@ -141,11 +165,23 @@ export async function executionsFromLogs(
   pollMs = 1000,
 ): Promise<ExecutionRecord[]> {
   if (logGroups.length === 0) return [];
-  const found = await insights(logs, logGroups, `filter @message like "${conversationId}" | stats count() by execution_arn`, fromMs, pollMs);
+  const found = await insights(
+    logs,
+    logGroups,
+    `filter @message like "${conversationId}" | stats count() by execution_arn`,
+    fromMs,
+    pollMs,
+  );
   const arns = found.map((r) => r.execution_arn).filter((a): a is string => !!a && /^arn:aws[\w-]*:states:/.test(a));
   if (arns.length === 0) return [];
   const list = arns.map((a) => `"${a}"`).join(', ');
-  const rows = await insights(logs, logGroups, `fields @message | filter execution_arn in [${list}] | sort @timestamp asc | limit 10000`, fromMs, pollMs);
+  const rows = await insights(
+    logs,
+    logGroups,
+    `fields @message | filter execution_arn in [${list}] | sort @timestamp asc | limit 10000`,
+    fromMs,
+    pollMs,
+  );
   const byArn = new Map<string, Record<string, unknown>[]>();
   for (const row of rows) {
     try {
@@ -156,7 +192,9 @@ export async function executionsFromLogs(
       // not an execution event
     }
   }
-  return [...byArn.entries()].map(([arn, events]) => executionFromLogEvents(arn, events)).sort((a, b) => a.started_at.localeCompare(b.started_at));
+  return [...byArn.entries()]
+    .map(([arn, events]) => executionFromLogEvents(arn, events))
+    .sort((a, b) => a.started_at.localeCompare(b.started_at));
 }
 
 /** conversation.json keys under the given day prefixes (all pages). */
@@ -165,7 +203,9 @@ export async function listKeysUnder(bucket: ExportBucket, prefixes: string[]): P
   for (const prefix of prefixes) {
     let token: string | undefined;
     do {
-      const page = await bucket.client.send(new ListObjectsV2Command({ Bucket: bucket.bucket, Prefix: prefix, ContinuationToken: token }));
+      const page = await bucket.client.send(
+        new ListObjectsV2Command({ Bucket: bucket.bucket, Prefix: prefix, ContinuationToken: token }),
+      );
       for (const o of page.Contents ?? []) if (o.Key?.endsWith('/conversation.json')) keys.push(o.Key);
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token);

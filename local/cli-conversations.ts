@@ -1,21 +1,29 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import type { ConversationRecord } from '../functions/domain/conversation.ts';
 import { isConversationId } from '../functions/domain/conversation-id.ts';
-import { exportFolder, EXPORT_FILES } from '../functions/domain/export-formats.ts';
+import { EXPORT_FILES, exportFolder } from '../functions/domain/export-formats.ts';
+import { type FailedDeliveryEnvelope, owedBy } from '../functions/domain/failed-delivery.ts';
+import { DEFAULT_STACK_NAME, explainAwsError } from './aws-errors.ts';
 import { CliError } from './cli-deliveries.ts';
 import { resolveOptions } from './config.ts';
-import { FilterError, isEmptyFilter, matchesFilter, mayBeSince, parseFilter, type ConversationFilter, type FilterFlags } from './conversation-filters.ts';
-import { recordOf, summarize, type ConversationSummary } from './conversations.ts';
+import {
+  type ConversationFilter,
+  FilterError,
+  type FilterFlags,
+  idTimeMs,
+  isEmptyFilter,
+  matchesFilter,
+  mayBeSince,
+  parseFilter,
+} from './conversation-filters.ts';
+import { type ConversationSummary, recordOf, summarize } from './conversations.ts';
+import type { ExecutionRecord } from './engine.ts';
 import { ExecutionStore } from './execution-store.ts';
 import type { SearchHit } from './export-search.ts';
 import { LocalFailedDeliveryStore } from './failed-delivery-store.ts';
 import { formatTable } from './table.ts';
 import { formatTimeline } from './timeline.ts';
-import { DEFAULT_STACK_NAME, explainAwsError } from './aws-errors.ts';
-import type { ConversationRecord } from '../functions/domain/conversation.ts';
-import { owedBy, type FailedDeliveryEnvelope } from '../functions/domain/failed-delivery.ts';
-import type { ExecutionRecord } from './engine.ts';
-import { idTimeMs } from './conversation-filters.ts';
 
 /** `webhook-gateway conversations list | show | search` (DESIGN §6), on the local data directory. */
 
@@ -55,7 +63,8 @@ function filterOf(values: FilterFlags): ConversationFilter {
 function limitOf(value: string | undefined, fallback: number): number {
   if (value === undefined) return fallback;
   const limit = Number(value);
-  if (!/^\d+$/.test(value) || !Number.isInteger(limit) || limit < 1) throw new CliError(`--limit must be a positive whole number, got "${value}"`);
+  if (!/^\d+$/.test(value) || !Number.isInteger(limit) || limit < 1)
+    throw new CliError(`--limit must be a positive whole number, got "${value}"`);
   return limit;
 }
 
@@ -63,7 +72,10 @@ const sourceOf = (c: { source_system: string; source_process: string }) => `${c.
 
 export async function conversationsList(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args, allowPositionals: true, options: FILTER_OPTIONS });
-  if (positionals.length > 0) throw new CliError(`conversations list takes no arguments, got "${positionals.join(' ')}" (to look for text use "conversations search <text>")`);
+  if (positionals.length > 0)
+    throw new CliError(
+      `conversations list takes no arguments, got "${positionals.join(' ')}" (to look for text use "conversations search <text>")`,
+    );
   const filter = filterOf(values);
   const limit = limitOf(values.limit, 50);
   if (values.aws) return conversationsSearch(args, { listing: true });
@@ -74,44 +86,85 @@ export async function conversationsList(args: string[]): Promise<number> {
     const summary = summarize(id, await store.executions(id));
     if (summary && matchesFilter(summary, filter)) summaries.push(summary);
   }
-  summaries.sort((a, b) => b.received_at.localeCompare(a.received_at) || b.conversation_id.localeCompare(a.conversation_id));
+  summaries.sort(
+    (a, b) => b.received_at.localeCompare(a.received_at) || b.conversation_id.localeCompare(a.conversation_id),
+  );
   const shown = summaries.slice(0, limit);
   if (values.json) {
     out(JSON.stringify(shown, null, 2));
     return 0;
   }
   if (shown.length === 0) {
-    out(isEmptyFilter(filter)
-      ? `No conversations yet in ${store.dir}. Start the gateway (npm start) and POST to /webhook.`
-      : `No conversations match these filters in ${store.dir}.`);
+    out(
+      isEmptyFilter(filter)
+        ? `No conversations yet in ${store.dir}. Start the gateway (npm start) and POST to /webhook.`
+        : `No conversations match these filters in ${store.dir}.`,
+    );
     return 0;
   }
-  out(formatTable(
-    ['conversation_id', 'received_at', 'source', 'type', 'status', 'delivery', 'total_ms'],
-    shown.map((s) => [s.conversation_id, s.received_at, sourceOf(s), s.webhook_type, s.status, s.delivery_status, s.total_time_ms]),
-  ));
+  out(
+    formatTable(
+      ['conversation_id', 'received_at', 'source', 'type', 'status', 'delivery', 'total_ms'],
+      shown.map((s) => [
+        s.conversation_id,
+        s.received_at,
+        sourceOf(s),
+        s.webhook_type,
+        s.status,
+        s.delivery_status,
+        s.total_time_ms,
+      ]),
+    ),
+  );
   if (summaries.length > shown.length) out(`(${summaries.length - shown.length} older not shown; use --limit)`);
   return 0;
 }
 
 export async function conversationsShow(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { json: { type: 'boolean' }, ...AWS_OPTIONS } });
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { json: { type: 'boolean' }, ...AWS_OPTIONS },
+  });
   const id = positionals[0];
-  if (!id) throw new CliError('conversations show needs a conversation id, e.g. webhook_20250813_103045_testing_phase3valid_abc123');
-  if (!isConversationId(id)) throw new CliError(`"${id}" is not a conversation id (expected webhook_<YYYYMMDD>_<HHMMSS>_<source>_<process>_<suffix>)`);
+  if (!id)
+    throw new CliError(
+      'conversations show needs a conversation id, e.g. webhook_20250813_103045_testing_phase3valid_abc123',
+    );
+  if (!isConversationId(id))
+    throw new CliError(
+      `"${id}" is not a conversation id (expected webhook_<YYYYMMDD>_<HHMMSS>_<source>_<process>_<suffix>)`,
+    );
   if (values.aws) return conversationsShowAws(id, values);
   const options = resolveOptions();
   const store = new ExecutionStore(options.dataDir);
   const executions = await store.executions(id);
-  if (executions.length === 0) throw new CliError(`no conversation ${id} in ${store.dir} (run "webhook-gateway conversations list" to see the known ones)`);
-  const record = [...executions].reverse().map(recordOf).find((r) => r !== null) ?? null;
+  if (executions.length === 0)
+    throw new CliError(
+      `no conversation ${id} in ${store.dir} (run "webhook-gateway conversations list" to see the known ones)`,
+    );
+  const record =
+    [...executions]
+      .reverse()
+      .map(recordOf)
+      .find((r) => r !== null) ?? null;
   const envelope = await new LocalFailedDeliveryStore(options.dataDir).get(id);
-  printConversation(id, record, envelope, executions, values.json ?? false, `s3://${process.env.CONVERSATION_EXPORT_S3_BUCKET || 'revops-conversations'}/${exportFolder(id)}`);
+  printConversation(
+    id,
+    record,
+    envelope,
+    executions,
+    values.json ?? false,
+    `s3://${process.env.CONVERSATION_EXPORT_S3_BUCKET || 'revops-conversations'}/${exportFolder(id)}`,
+  );
   return 0;
 }
 
 /** Show a conversation from the deployed stack: its export (S3) and its executions (the Express log groups). */
-async function conversationsShowAws(id: string, values: { json?: boolean; stack?: string; region?: string }): Promise<number> {
+async function conversationsShowAws(
+  id: string,
+  values: { json?: boolean; stack?: string; region?: string },
+): Promise<number> {
   const aws = await import('./cli-conversations-aws.ts');
   const { readText } = await import('./export-bucket.ts');
   const stackName = values.stack ?? DEFAULT_STACK_NAME;
@@ -132,7 +185,9 @@ async function conversationsShowAws(id: string, values: { json?: boolean; stack?
   printConversation(id, record, null, executions, values.json ?? false, aws.awsExportLocation(stack, id));
   if (executions.length === 0 && !values.json) {
     out('');
-    out(`No execution history for ${id} in ${stack.logGroups.join(', ')}: it may have aged out of the logs (their retention).`);
+    out(
+      `No execution history for ${id} in ${stack.logGroups.join(', ')}: it may have aged out of the logs (their retention).`,
+    );
     out('The export above is the system of record.');
   }
   return 0;
@@ -158,21 +213,35 @@ function printConversation(
     const ctx = record.webhook_context;
     const answer = [...record.conversation.turns].reverse().find((t) => t.role === 'assistant');
     out(`conversation ${id}`);
-    out(`  source     ${record.metadata.source_system} / ${record.metadata.source_process}   received ${record.metadata.received_at}`);
+    out(
+      `  source     ${record.metadata.source_system} / ${record.metadata.source_process}   received ${record.metadata.received_at}`,
+    );
     out(`  query      ${oneLine(record.conversation.turns[0]?.content ?? '', 160)}`);
     if (answer) out(`  answer     ${oneLine(answer.content, 160)}`);
     out(`  type       ${ctx.webhook_type ?? '-'}   (${ctx.classification_reason ?? 'not classified'})`);
-    out(`  status     ${record.execution.status}   delivery ${ctx.delivery_status}   delivery_id ${ctx.delivery_id}   total ${record.execution.timings.total_ms ?? '-'} ms`);
+    out(
+      `  status     ${record.execution.status}   delivery ${ctx.delivery_status}   delivery_id ${ctx.delivery_id}   total ${record.execution.timings.total_ms ?? '-'} ms`,
+    );
     for (const a of record.execution.delivery_attempts) {
-      out(`  attempt ${a.attempt}  ${a.at}  ${a.via ?? 'workflow'}  ${a.outcome}${a.status_code ? ` HTTP ${a.status_code}` : ''}${a.error ? `  ${oneLine(a.error, 120)}` : ''}  ${a.duration_ms} ms`);
+      out(
+        `  attempt ${a.attempt}  ${a.at}  ${a.via ?? 'workflow'}  ${a.outcome}${a.status_code ? ` HTTP ${a.status_code}` : ''}${a.error ? `  ${oneLine(a.error, 120)}` : ''}  ${a.duration_ms} ms`,
+      );
     }
-    for (const e of record.execution.errors) out(`  error      ${e.at}  ${e.stage}: ${e.error}: ${oneLine(e.message, 140)}`);
+    for (const e of record.execution.errors)
+      out(`  error      ${e.at}  ${e.stage}: ${e.error}: ${oneLine(e.message, 140)}`);
     const exportOwed = envelope !== null && envelope.state !== 'delivered' && owedBy(envelope) === 'export';
     if (envelope && envelope.state !== 'delivered') {
-      const next = envelope.state === 'pending' ? `next automatic attempt ${envelope.next_due_at}` : `dead-lettered (${envelope.dead_reason ?? 'no more automatic attempts'})`;
-      out(`  ${exportOwed ? 'export    ' : 'redelivery'} ${envelope.state}: ${next}; redrive now with: webhook-gateway deliveries redrive ${id}`);
+      const next =
+        envelope.state === 'pending'
+          ? `next automatic attempt ${envelope.next_due_at}`
+          : `dead-lettered (${envelope.dead_reason ?? 'no more automatic attempts'})`;
+      out(
+        `  ${exportOwed ? 'export    ' : 'redelivery'} ${envelope.state}: ${next}; redrive now with: webhook-gateway deliveries redrive ${id}`,
+      );
     }
-    out(`  exports    ${exportsAt}{${EXPORT_FILES.join(',')}}${exportOwed ? `  (not written yet: ${envelope.last_error ?? 'S3 refused them'})` : ''}`);
+    out(
+      `  exports    ${exportsAt}{${EXPORT_FILES.join(',')}}${exportOwed ? `  (not written yet: ${envelope.last_error ?? 'S3 refused them'})` : ''}`,
+    );
   }
   for (const execution of executions) {
     out('');
@@ -198,12 +267,17 @@ function progress(total: number): (done: number) => void {
 export async function conversationsSearch(args: string[], mode: { listing?: boolean } = {}): Promise<number> {
   const { values, positionals } = parseArgs({ args, allowPositionals: true, options: FILTER_OPTIONS });
   const text = positionals.join(' ').trim();
-  if (!text && !mode.listing) throw new CliError('conversations search needs the text to look for, e.g. conversations search "top 5 deals" [--source S] [--type T] [--status S] [--since ISO] [--json]');
+  if (!text && !mode.listing)
+    throw new CliError(
+      'conversations search needs the text to look for, e.g. conversations search "top 5 deals" [--source S] [--type T] [--status S] [--since ISO] [--json]',
+    );
   const filter = filterOf(values);
   const limit = limitOf(values.limit, mode.listing ? 50 : Number.MAX_SAFE_INTEGER);
   const options = resolveOptions();
   // Loaded only here: the S3 client and s3rver take a while to import, and list/show never need them.
-  const { ExportBucketError, listConversationKeys, mapLimit, openExportBucket, readText } = await import('./export-bucket.ts');
+  const { ExportBucketError, listConversationKeys, mapLimit, openExportBucket, readText } = await import(
+    './export-bucket.ts'
+  );
   const { searchExport } = await import('./export-search.ts');
   let bucket;
   let awsKeys: (() => Promise<string[]>) | null = null;
@@ -229,8 +303,15 @@ export async function conversationsSearch(args: string[], mode: { listing?: bool
   const hits: SearchHit[] = [];
   let scanned = 0;
   try {
-    if (bucket.via === 'temporary') note(`(the gateway's S3 is not running: reading ${path.join(options.dataDir, 's3')} through a temporary embedded S3)`);
-    const all = awsKeys ? await awsKeys().catch((error) => { throw explainAwsError(error, { stack: stackName, region: values.region }); }) : await listConversationKeys(bucket);
+    if (bucket.via === 'temporary')
+      note(
+        `(the gateway's S3 is not running: reading ${path.join(options.dataDir, 's3')} through a temporary embedded S3)`,
+      );
+    const all = awsKeys
+      ? await awsKeys().catch((error) => {
+          throw explainAwsError(error, { stack: stackName, region: values.region });
+        })
+      : await listConversationKeys(bucket);
     const keys = all.filter((k) => mayBeSince(k.split('/').at(-2) ?? '', filter));
     const report = progress(keys.length);
     await mapLimit(keys, 16, async (key) => {
@@ -257,8 +338,15 @@ export async function conversationsSearch(args: string[], mode: { listing?: bool
   }
   hits.sort((a, b) => b.received_at.localeCompare(a.received_at) || b.conversation_id.localeCompare(a.conversation_id));
   const shown = hits.slice(0, limit);
-  const where = bucket.via === 'empty' ? `(no export bucket under ${path.join(options.dataDir, 's3')})` : `s3://${bucket.bucket} at ${bucket.endpoint}`;
-  note(mode.listing ? `${hits.length} exported conversations in ${where}` : `${hits.length} of ${scanned} exported conversations match "${text}" in ${where}`);
+  const where =
+    bucket.via === 'empty'
+      ? `(no export bucket under ${path.join(options.dataDir, 's3')})`
+      : `s3://${bucket.bucket} at ${bucket.endpoint}`;
+  note(
+    mode.listing
+      ? `${hits.length} exported conversations in ${where}`
+      : `${hits.length} of ${scanned} exported conversations match "${text}" in ${where}`,
+  );
   if (values.json) {
     out(JSON.stringify(shown, null, 2));
     return 0;
@@ -267,15 +355,34 @@ export async function conversationsSearch(args: string[], mode: { listing?: bool
     out(`No exported conversation matches "${text}"${isEmptyFilter(filter) ? '' : ' with these filters'}.`);
     return 0;
   }
-  out(mode.listing
-    ? formatTable(
-      ['conversation_id', 'received_at', 'source', 'type', 'status', 'delivery', 'total_ms'],
-      shown.map((h) => [h.conversation_id, h.received_at, sourceOf(h), h.webhook_type, h.status, h.delivery_status, h.total_time_ms]),
-    )
-    : formatTable(
-      ['conversation_id', 'received_at', 'source', 'type', 'status', 'delivery', 'matched_in', 'snippet'],
-      shown.map((h) => [h.conversation_id, h.received_at, sourceOf(h), h.webhook_type, h.status, h.delivery_status, h.matched_in.join(','), h.snippet]),
-    ));
+  out(
+    mode.listing
+      ? formatTable(
+          ['conversation_id', 'received_at', 'source', 'type', 'status', 'delivery', 'total_ms'],
+          shown.map((h) => [
+            h.conversation_id,
+            h.received_at,
+            sourceOf(h),
+            h.webhook_type,
+            h.status,
+            h.delivery_status,
+            h.total_time_ms,
+          ]),
+        )
+      : formatTable(
+          ['conversation_id', 'received_at', 'source', 'type', 'status', 'delivery', 'matched_in', 'snippet'],
+          shown.map((h) => [
+            h.conversation_id,
+            h.received_at,
+            sourceOf(h),
+            h.webhook_type,
+            h.status,
+            h.delivery_status,
+            h.matched_in.join(','),
+            h.snippet,
+          ]),
+        ),
+  );
   if (hits.length > shown.length) out(`(${hits.length - shown.length} older not shown; use --limit)`);
   return 0;
 }

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { isConversationId } from '../functions/domain/conversation-id.ts';
-import { owedBy, type FailedDeliveryEnvelope } from '../functions/domain/failed-delivery.ts';
+import { type FailedDeliveryEnvelope, owedBy } from '../functions/domain/failed-delivery.ts';
 import { resolveOptions } from './config.ts';
 import { LocalFailedDeliveryStore } from './failed-delivery-store.ts';
 import type { RedriveResult } from './redelivery.ts';
@@ -23,7 +23,8 @@ export function age(fromIso: string, now = Date.now()): string {
 export function parseSince(value: string | undefined): number | null {
   if (value === undefined) return null;
   const t = Date.parse(value);
-  if (Number.isNaN(t)) throw new CliError(`--since must be an ISO 8601 date-time, e.g. 2025-08-13T00:00:00Z; got "${value}"`);
+  if (Number.isNaN(t))
+    throw new CliError(`--since must be an ISO 8601 date-time, e.g. 2025-08-13T00:00:00Z; got "${value}"`);
   return t;
 }
 
@@ -31,22 +32,33 @@ export function parseSince(value: string | undefined): number | null {
 const AWS_OPTIONS = { aws: { type: 'boolean' }, stack: { type: 'string' }, region: { type: 'string' } } as const;
 
 function awsRequested(values: { aws?: boolean; stack?: string; region?: string }): boolean {
-  if (!values.aws && (values.stack !== undefined || values.region !== undefined)) throw new CliError('--stack and --region go with --aws');
+  if (!values.aws && (values.stack !== undefined || values.region !== undefined))
+    throw new CliError('--stack and --region go with --aws');
   return values.aws === true;
 }
 
 export async function deliveriesList(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { json: { type: 'boolean' }, state: { type: 'string' }, ...AWS_OPTIONS } });
+  const { values } = parseArgs({
+    args,
+    options: { json: { type: 'boolean' }, state: { type: 'string' }, ...AWS_OPTIONS },
+  });
   if (awsRequested(values)) {
-    if (values.state !== undefined) throw new CliError('--state is for the local store; with --aws the list shows the dead-letter queue and counts the pending ones');
+    if (values.state !== undefined)
+      throw new CliError(
+        '--state is for the local store; with --aws the list shows the dead-letter queue and counts the pending ones',
+      );
     const { awsDeliveriesList, withAws } = await import('./cli-deliveries-aws.ts');
     return withAws(values, (clients, stack) => awsDeliveriesList(clients, { stack, json: values.json ?? false }));
   }
   const wanted = values.state ?? 'pending,dead';
   const states = wanted === 'all' ? ['pending', 'dead', 'delivered'] : wanted.split(',');
-  for (const s of states) if (!['pending', 'dead', 'delivered'].includes(s)) throw new CliError(`--state takes pending, dead, delivered or all; got "${s}"`);
+  for (const s of states)
+    if (!['pending', 'dead', 'delivered'].includes(s))
+      throw new CliError(`--state takes pending, dead, delivered or all; got "${s}"`);
   const store = new LocalFailedDeliveryStore(resolveOptions().dataDir);
-  const envelopes = (await store.list()).filter((e) => states.includes(e.state)).sort((a, b) => b.created_at.localeCompare(a.created_at));
+  const envelopes = (await store.list())
+    .filter((e) => states.includes(e.state))
+    .sort((a, b) => b.created_at.localeCompare(a.created_at));
   if (values.json) {
     out(JSON.stringify(envelopes, null, 2));
     return 0;
@@ -55,18 +67,20 @@ export async function deliveriesList(args: string[]): Promise<number> {
     out(`No ${states.join(' or ')} deliveries in ${store.dir}.`);
     return 0;
   }
-  out(formatTable(
-    ['conversation_id', 'type', 'attempts', 'last_error', 'age', 'state', 'next_due'],
-    envelopes.map((e) => [
-      e.conversation_id,
-      e.webhook_type,
-      e.attempts.length,
-      (e.last_error ?? '').replace(/\s+/g, ' ').slice(0, 48),
-      age(e.created_at),
-      stateLabel(e),
-      e.next_due_at ?? '-',
-    ]),
-  ));
+  out(
+    formatTable(
+      ['conversation_id', 'type', 'attempts', 'last_error', 'age', 'state', 'next_due'],
+      envelopes.map((e) => [
+        e.conversation_id,
+        e.webhook_type,
+        e.attempts.length,
+        (e.last_error ?? '').replace(/\s+/g, ' ').slice(0, 48),
+        age(e.created_at),
+        stateLabel(e),
+        e.next_due_at ?? '-',
+      ]),
+    ),
+  );
   return 0;
 }
 
@@ -79,7 +93,9 @@ async function redriveOne(url: string, id: string): Promise<RedriveResult> {
   try {
     response = await fetch(`${url}/local/deliveries/${encodeURIComponent(id)}/redrive`, { method: 'POST' });
   } catch {
-    throw new CliError(`the local gateway is not running at ${url}: start it with "npm start" (a redrive runs the redelivery workflow inside it), or pass --url`);
+    throw new CliError(
+      `the local gateway is not running at ${url}: start it with "npm start" (a redrive runs the redelivery workflow inside it), or pass --url`,
+    );
   }
   const body = (await response.json()) as RedriveResult | { error?: { message?: string } };
   if (response.status >= 400 && response.status !== 404) {
@@ -104,7 +120,8 @@ export async function deliveriesRedrive(args: string[]): Promise<number> {
     },
   });
   if (awsRequested(values)) {
-    if (values.url !== undefined) throw new CliError('--url is for the local gateway; --aws redrives on the deployed stack');
+    if (values.url !== undefined)
+      throw new CliError('--url is for the local gateway; --aws redrives on the deployed stack');
     const { awsDeliveriesRedrive, withAws } = await import('./cli-deliveries-aws.ts');
     return withAws(values, (clients, stack) =>
       awsDeliveriesRedrive(clients, {
@@ -120,7 +137,8 @@ export async function deliveriesRedrive(args: string[]): Promise<number> {
   }
   const store = new LocalFailedDeliveryStore(resolveOptions().dataDir);
   const id = positionals[0];
-  if (!id && !values.all) throw new CliError('deliveries redrive needs a conversation id, or --all [--since ISO] [--type T]');
+  if (!id && !values.all)
+    throw new CliError('deliveries redrive needs a conversation id, or --all [--since ISO] [--type T]');
   if (id && values.all) throw new CliError('give either a conversation id or --all, not both');
   let candidates: FailedDeliveryEnvelope[];
   if (id) {
@@ -128,21 +146,29 @@ export async function deliveriesRedrive(args: string[]): Promise<number> {
     const envelope = await store.get(id);
     if (!envelope) throw new CliError(`no failed delivery for ${id} (see "webhook-gateway deliveries list")`);
     if (envelope.state === 'delivered') {
-      out(owedBy(envelope) === 'export'
-        ? `${id} was already exported: nothing to redrive.`
-        : `${id} was already delivered (${envelope.attempts.length} attempts): nothing to redrive.`);
+      out(
+        owedBy(envelope) === 'export'
+          ? `${id} was already exported: nothing to redrive.`
+          : `${id} was already delivered (${envelope.attempts.length} attempts): nothing to redrive.`,
+      );
       return 0;
     }
     candidates = [envelope];
   } else {
     const since = parseSince(values.since);
     candidates = (await store.list()).filter(
-      (e) => e.state !== 'delivered' && (since === null || Date.parse(e.created_at) >= since) && (!values.type || e.webhook_type === values.type),
+      (e) =>
+        e.state !== 'delivered' &&
+        (since === null || Date.parse(e.created_at) >= since) &&
+        (!values.type || e.webhook_type === values.type),
     );
   }
   if (values['dry-run']) {
-    out(`dry run: would redrive ${candidates.length} deliver${candidates.length === 1 ? 'y' : 'ies'}; nothing was changed`);
-    for (const e of candidates) out(`  ${e.conversation_id}  ${e.webhook_type}  ${stateLabel(e)}  ${e.attempts.length} attempts`);
+    out(
+      `dry run: would redrive ${candidates.length} deliver${candidates.length === 1 ? 'y' : 'ies'}; nothing was changed`,
+    );
+    for (const e of candidates)
+      out(`  ${e.conversation_id}  ${e.webhook_type}  ${stateLabel(e)}  ${e.attempts.length} attempts`);
     return 0;
   }
   if (candidates.length === 0) {
@@ -156,12 +182,21 @@ export async function deliveriesRedrive(args: string[]): Promise<number> {
     const result = await redriveOne(url, e.conversation_id);
     results.push(result);
     counts[result.status] = (counts[result.status] ?? 0) + 1;
-    const detail = result.status === 'failed' ? `: ${result.envelope?.last_error ?? ''}` : result.error ? `: ${result.error}` : '';
+    const detail =
+      result.status === 'failed' ? `: ${result.envelope?.last_error ?? ''}` : result.error ? `: ${result.error}` : '';
     const shown = owedBy(e) === 'export' && result.status === 'delivered' ? 'exported' : result.status;
-    if (!values.json) out(`[${i + 1}/${candidates.length}] ${e.conversation_id} → ${shown}${result.execution_name ? ` (execution ${result.execution_name})` : ''}${detail}`);
+    if (!values.json)
+      out(
+        `[${i + 1}/${candidates.length}] ${e.conversation_id} → ${shown}${result.execution_name ? ` (execution ${result.execution_name})` : ''}${detail}`,
+      );
   }
   if (values.json) out(JSON.stringify(results, null, 2));
-  else out(`redrove ${candidates.length}: ${Object.entries(counts).map(([k, v]) => `${v} ${k.replace('_', ' ')}`).join(', ')}`);
+  else
+    out(
+      `redrove ${candidates.length}: ${Object.entries(counts)
+        .map(([k, v]) => `${v} ${k.replace('_', ' ')}`)
+        .join(', ')}`,
+    );
   return (counts.failed ?? 0) + (counts.error ?? 0) > 0 ? 1 : 0;
 }
 
@@ -169,6 +204,9 @@ export async function deliveriesRedrive(args: string[]): Promise<number> {
  * The envelope's state as the lists show it: why it is dead, and `export only` when no delivery is owed.
  * `state` replaces the stored state (the dead-letter queue's view of an envelope the queue moved there).
  */
-export function stateLabel(e: FailedDeliveryEnvelope, state = e.state === 'dead' && e.dead_reason ? `dead (${e.dead_reason})` : e.state): string {
+export function stateLabel(
+  e: FailedDeliveryEnvelope,
+  state = e.state === 'dead' && e.dead_reason ? `dead (${e.dead_reason})` : e.state,
+): string {
   return owedBy(e) === 'export' ? `${state}, export only` : state;
 }

@@ -11,12 +11,19 @@ import { CliError } from './cli-deliveries.ts';
 export async function sign(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
-    options: { secret: { type: 'string' }, data: { type: 'string' }, file: { type: 'string' }, id: { type: 'string' }, json: { type: 'boolean' } },
+    options: {
+      secret: { type: 'string' },
+      data: { type: 'string' },
+      file: { type: 'string' },
+      id: { type: 'string' },
+      json: { type: 'boolean' },
+    },
   });
   const secret = values.secret ?? process.env.WEBHOOK_SECRET;
   if (!secret) throw new CliError('sign needs --secret whsec_… (or WEBHOOK_SECRET)');
   if (!/^whsec_/.test(secret)) throw new CliError('the secret must start with whsec_');
-  if ((values.data === undefined) === (values.file === undefined)) throw new CliError('sign needs exactly one of --data JSON or --file PATH (the exact body you will send)');
+  if ((values.data === undefined) === (values.file === undefined))
+    throw new CliError('sign needs exactly one of --data JSON or --file PATH (the exact body you will send)');
   const body = values.data ?? (await readFile(values.file!, 'utf8'));
   let headers;
   try {
@@ -27,7 +34,9 @@ export async function sign(args: string[]): Promise<number> {
   process.stdout.write(
     values.json
       ? `${JSON.stringify(headers, null, 2)}\n`
-      : `${Object.entries(headers).map(([name, value]) => `-H ${name}:${value}`).join(' ')}\n`,
+      : `${Object.entries(headers)
+          .map(([name, value]) => `-H ${name}:${value}`)
+          .join(' ')}\n`,
   );
   return 0;
 }

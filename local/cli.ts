@@ -1,8 +1,8 @@
 import path from 'node:path';
-import { DELIVERY_URL_VARIABLES } from '../functions/domain/delivery.ts';
 import { WEBHOOK_TYPES } from '../functions/domain/conversation.ts';
-import { resolveOptions } from './config.ts';
+import { DELIVERY_URL_VARIABLES } from '../functions/domain/delivery.ts';
 import { conversationsList, conversationsSearch, conversationsShow } from './cli-conversations.ts';
+import { resolveOptions } from './config.ts';
 
 export const USAGE = `Usage: webhook-gateway <command>
 
@@ -50,32 +50,51 @@ async function start(): Promise<number> {
     gateway = await startGateway({
       ...options,
       onRedelivery: (r) => {
-        if (r.status !== 'not_due') out(`${new Date().toISOString()}  redelivery  ${r.conversation_id}  ${r.status}${r.envelope?.state === 'pending' ? ` (next ${r.envelope.next_due_at})` : ''}`);
+        if (r.status !== 'not_due')
+          out(
+            `${new Date().toISOString()}  redelivery  ${r.conversation_id}  ${r.status}${r.envelope?.state === 'pending' ? ` (next ${r.envelope.next_due_at})` : ''}`,
+          );
       },
       onExecution: (summary) =>
-        out(`${new Date().toISOString()}  ${summary.http_status}  ${summary.conversation_id ?? '(rejected)'}  ${summary.detail}  ${summary.duration_ms} ms`),
+        out(
+          `${new Date().toISOString()}  ${summary.http_status}  ${summary.conversation_id ?? '(rejected)'}  ${summary.detail}  ${summary.duration_ms} ms`,
+        ),
     });
   } catch (error) {
     const e = error as NodeJS.ErrnoException & { port?: number };
-    if (e.code === 'EADDRINUSE') throw new CliError(`port ${e.port ?? ''} is already in use: stop the other process or set PORT / LOCAL_S3_PORT`);
-    if (e.code === undefined && error instanceof Error && error.constructor === Error) throw new CliError(error.message);
+    if (e.code === 'EADDRINUSE')
+      throw new CliError(`port ${e.port ?? ''} is already in use: stop the other process or set PORT / LOCAL_S3_PORT`);
+    if (e.code === undefined && error instanceof Error && error.constructor === Error)
+      throw new CliError(error.message);
     throw error;
   }
   const rel = (p: string) => path.relative(process.cwd(), p) || '.';
   out(`webhook-gateway (local) listening on ${gateway.url}`);
-  out(`  POST ${gateway.url}/webhook   one conversation = one run of statemachine/conversation.asl.json (aws-local-stepfunctions)`);
+  out(
+    `  POST ${gateway.url}/webhook   one conversation = one run of statemachine/conversation.asl.json (aws-local-stepfunctions)`,
+  );
   out(`  GET  ${gateway.url}/health`);
   out(`  console ${gateway.url}/console   recent conversations, timelines, exports, redrive (loopback only)`);
-  out(`  S3      ${gateway.s3Endpoint}  bucket ${gateway.bucket}  (files under ${rel(path.join(options.dataDir, 's3'))})`);
-  out(`  agent   ${process.env.AWS_ENDPOINT_URL_LAMBDA} function ${gateway.agentFunctionName}` +
-    (process.env.AWS_ENDPOINT_URL_LAMBDA === gateway.url ? '  (SAMPLE agent built into this server)' : ''));
+  out(
+    `  S3      ${gateway.s3Endpoint}  bucket ${gateway.bucket}  (files under ${rel(path.join(options.dataDir, 's3'))})`,
+  );
+  out(
+    `  agent   ${process.env.AWS_ENDPOINT_URL_LAMBDA} function ${gateway.agentFunctionName}` +
+      (process.env.AWS_ENDPOINT_URL_LAMBDA === gateway.url ? '  (SAMPLE agent built into this server)' : ''),
+  );
   for (const type of WEBHOOK_TYPES) out(`  deliver ${type.padEnd(14)} → ${process.env[DELIVERY_URL_VARIABLES[type]]}`);
-  out(`  signing deliveries with the secrets in ${gateway.deliverySecretsFile ? rel(gateway.deliverySecretsFile) : 'DELIVERY_SIGNING_SECRETS'}` +
-    `   inbound signatures: ${process.env.INBOUND_WEBHOOK_SECRETS ? 'required for the sources in INBOUND_WEBHOOK_SECRETS' : 'none configured'}${process.env.REQUIRE_SIGNED_WEBHOOKS === 'true' ? ' (unsigned refused)' : ''}`);
-  out(`  history ${rel(gateway.executions.dir)}   failed deliveries ${rel(gateway.failedDeliveries.dir)}   handler logs ${logFile.startsWith('(') ? logFile : rel(logFile)}`);
+  out(
+    `  signing deliveries with the secrets in ${gateway.deliverySecretsFile ? rel(gateway.deliverySecretsFile) : 'DELIVERY_SIGNING_SECRETS'}` +
+      `   inbound signatures: ${process.env.INBOUND_WEBHOOK_SECRETS ? 'required for the sources in INBOUND_WEBHOOK_SECRETS' : 'none configured'}${process.env.REQUIRE_SIGNED_WEBHOOKS === 'true' ? ' (unsigned refused)' : ''}`,
+  );
+  out(
+    `  history ${rel(gateway.executions.dir)}   failed deliveries ${rel(gateway.failedDeliveries.dir)}   handler logs ${logFile.startsWith('(') ? logFile : rel(logFile)}`,
+  );
   out('');
   out(`Try:  curl -s -X POST ${gateway.url}/webhook -H 'Content-Type: application/json' \\`);
-  out(`        -d '{"query":"What are the top 5 deals closing this quarter?","source_system":"testing_system","source_process":"phase3_validation"}'`);
+  out(
+    `        -d '{"query":"What are the top 5 deals closing this quarter?","source_system":"testing_system","source_process":"phase3_validation"}'`,
+  );
   out('Then: npx webhook-gateway conversations list   ·   Ctrl-C stops everything.');
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
@@ -105,9 +124,8 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   } catch (error) {
     const e = error as Error & { code?: string };
-    const message = error instanceof CliError || e.code?.startsWith('ERR_PARSE_ARGS_')
-      ? e.message
-      : `${e.name}: ${e.message}`;
+    const message =
+      error instanceof CliError || e.code?.startsWith('ERR_PARSE_ARGS_') ? e.message : `${e.name}: ${e.message}`;
     process.stderr.write(`webhook-gateway: ${message}\n`);
     return 1;
   }

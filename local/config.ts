@@ -1,9 +1,9 @@
 import path from 'node:path';
+import { WEBHOOK_TYPES } from '../functions/domain/conversation.ts';
 import { DELIVERY_URL_VARIABLES, unsafeDeliveryUrl } from '../functions/domain/delivery.ts';
 import { parseSchedule } from '../functions/domain/failed-delivery.ts';
 import { parseSecretsBySource } from '../functions/domain/signatures.ts';
 import { parseRateLimits } from './rate-limiter.ts';
-import { WEBHOOK_TYPES } from '../functions/domain/conversation.ts';
 import type { RedriveResult } from './redelivery.ts';
 
 /** Local runtime settings (DESIGN §6). Every one has an environment variable; explicit options win over both. */
@@ -32,11 +32,15 @@ export interface RequestSummary {
   duration_ms: number;
 }
 
-export function resolveOptions(options: Partial<GatewayOptions> = {}, env: NodeJS.ProcessEnv = process.env): GatewayOptions {
+export function resolveOptions(
+  options: Partial<GatewayOptions> = {},
+  env: NodeJS.ProcessEnv = process.env,
+): GatewayOptions {
   const portOf = (name: string, fallback: number): number => {
     const raw = env[name];
     if (raw === undefined || raw === '') return fallback;
-    if (!/^\d+$/.test(raw) || Number(raw) > 65535) throw new Error(`${name} must be a port number (0-65535), got "${raw}"`);
+    if (!/^\d+$/.test(raw) || Number(raw) > 65535)
+      throw new Error(`${name} must be a port number (0-65535), got "${raw}"`);
     return Number(raw);
   };
   const port = options.port ?? portOf('PORT', 3000);
@@ -55,7 +59,10 @@ export function resolveOptions(options: Partial<GatewayOptions> = {}, env: NodeJ
 
 function pollOf(raw: string | undefined): number {
   if (raw === undefined || raw === '') return 1000;
-  if (!/^\d+$/.test(raw)) throw new Error(`REDELIVERY_POLL_MS must be a whole number of milliseconds (0 turns the schedule off), got "${raw}"`);
+  if (!/^\d+$/.test(raw))
+    throw new Error(
+      `REDELIVERY_POLL_MS must be a whole number of milliseconds (0 turns the schedule off), got "${raw}"`,
+    );
   return Number(raw);
 }
 
@@ -70,7 +77,8 @@ export function checkEnvironment(env: NodeJS.ProcessEnv = process.env): void {
   parseSecretsBySource(env.DELIVERY_SIGNING_SECRETS, 'DELIVERY_SIGNING_SECRETS');
   for (const name of ['MANAGER_AGENT_TIMEOUT_MS', 'DELIVERY_TIMEOUT_MS', 'IDEMPOTENCY_TTL_SECONDS']) {
     const raw = env[name];
-    if (raw !== undefined && raw !== '' && !/^[1-9]\d*$/.test(raw)) throw new Error(`${name} must be a positive whole number, got "${raw}"`);
+    if (raw !== undefined && raw !== '' && !/^[1-9]\d*$/.test(raw))
+      throw new Error(`${name} must be a positive whole number, got "${raw}"`);
   }
   for (const type of WEBHOOK_TYPES) {
     const url = env[DELIVERY_URL_VARIABLES[type]];

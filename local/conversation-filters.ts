@@ -35,7 +35,10 @@ export class FilterError extends Error {}
 
 function list(value: string | undefined): string[] {
   if (value === undefined) return [];
-  return value.split(',').map((v) => v.trim().toLowerCase()).filter((v) => v !== '');
+  return value
+    .split(',')
+    .map((v) => v.trim().toLowerCase())
+    .filter((v) => v !== '');
 }
 
 export interface FilterFlags {
@@ -48,20 +51,25 @@ export interface FilterFlags {
 export function parseFilter(flags: FilterFlags): ConversationFilter {
   const types = list(flags.type);
   for (const t of types) {
-    if (!TYPE_VALUES.includes(t)) throw new FilterError(`--type takes ${TYPE_VALUES.join(', ')} (or a comma-separated list); got "${t}"`);
+    if (!TYPE_VALUES.includes(t))
+      throw new FilterError(`--type takes ${TYPE_VALUES.join(', ')} (or a comma-separated list); got "${t}"`);
   }
   const statuses = list(flags.status);
   for (const s of statuses) {
-    if (!STATUS_VALUES.includes(s)) throw new FilterError(`--status takes ${STATUS_VALUES.join(', ')} (or a comma-separated list); got "${s}"`);
+    if (!STATUS_VALUES.includes(s))
+      throw new FilterError(`--status takes ${STATUS_VALUES.join(', ')} (or a comma-separated list); got "${s}"`);
   }
-  if (flags.source !== undefined && list(flags.source).length === 0) throw new FilterError('--source needs a source system (or system/process)');
+  if (flags.source !== undefined && list(flags.source).length === 0)
+    throw new FilterError('--source needs a source system (or system/process)');
   let since: number | null = null;
   if (flags.since !== undefined) {
     // An ISO 8601 date or date-time; a date-time without a zone would silently use the local one, so require it.
     const ok = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2}))?$/i.test(flags.since);
     since = ok ? Date.parse(flags.since) : Number.NaN;
     if (Number.isNaN(since)) {
-      throw new FilterError(`--since must be an ISO 8601 date or date-time with a zone, e.g. 2025-08-13 or 2025-08-13T00:00:00Z; got "${flags.since}"`);
+      throw new FilterError(
+        `--since must be an ISO 8601 date or date-time with a zone, e.g. 2025-08-13 or 2025-08-13T00:00:00Z; got "${flags.since}"`,
+      );
     }
   }
   return { sources: list(flags.source), types, statuses, since };
@@ -78,7 +86,8 @@ export function matchesFilter(row: FilterableConversation, filter: ConversationF
     if (!filter.sources.some((s) => s === system || s === full)) return false;
   }
   if (filter.types.length > 0 && !filter.types.includes(row.webhook_type ?? 'none')) return false;
-  if (filter.statuses.length > 0 && !filter.statuses.some((s) => s === row.status || s === row.delivery_status)) return false;
+  if (filter.statuses.length > 0 && !filter.statuses.some((s) => s === row.status || s === row.delivery_status))
+    return false;
   if (filter.since !== null && !(Date.parse(row.received_at) >= filter.since)) return false;
   return true;
 }

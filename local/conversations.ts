@@ -7,7 +7,9 @@ export function recordOf(execution: ExecutionRecord): ConversationRecord | null 
   for (let i = execution.events.length - 1; i >= 0; i--) {
     const event = execution.events[i]!;
     for (const data of [event.output, event.input]) {
-      const candidate = (data as { conversation?: ConversationRecord; state?: { conversation?: ConversationRecord } } | undefined);
+      const candidate = data as
+        | { conversation?: ConversationRecord; state?: { conversation?: ConversationRecord } }
+        | undefined;
       const record = candidate?.conversation ?? candidate?.state?.conversation;
       if (record?.conversation_id) return record;
     }
@@ -24,7 +26,11 @@ export interface ConversationSummary extends FilterableConversation {
 
 export function summarize(conversationId: string, executions: ExecutionRecord[]): ConversationSummary | null {
   const latest = executions.at(-1);
-  const record = [...executions].reverse().map(recordOf).find((r) => r !== null) ?? null;
+  const record =
+    [...executions]
+      .reverse()
+      .map(recordOf)
+      .find((r) => r !== null) ?? null;
   if (!latest || !record) return null;
   return {
     conversation_id: conversationId,
@@ -32,7 +38,10 @@ export function summarize(conversationId: string, executions: ExecutionRecord[])
     source_system: record.metadata.source_system,
     source_process: record.metadata.source_process,
     webhook_type: record.webhook_context.webhook_type,
-    status: latest.status === 'SUCCEEDED' || latest.status === 'FAILED' ? record.execution.status : latest.status.toLowerCase(),
+    status:
+      latest.status === 'SUCCEEDED' || latest.status === 'FAILED'
+        ? record.execution.status
+        : latest.status.toLowerCase(),
     delivery_status: record.webhook_context.delivery_status,
     total_time_ms: record.execution.timings.total_ms,
     executions: executions.length,

@@ -21,8 +21,13 @@ function assertPortFree(host: string, port: number): Promise<void> {
   });
 }
 
-export async function startEmbeddedS3(options: { directory: string; port: number; bucket: string }): Promise<EmbeddedS3> {
-  if (options.bucket.length < 3) throw new Error(`bucket name "${options.bucket}" is too short: S3 bucket names need 3 to 63 characters`);
+export async function startEmbeddedS3(options: {
+  directory: string;
+  port: number;
+  bucket: string;
+}): Promise<EmbeddedS3> {
+  if (options.bucket.length < 3)
+    throw new Error(`bucket name "${options.bucket}" is too short: S3 bucket names need 3 to 63 characters`);
   await assertPortFree('127.0.0.1', options.port);
   const worker = new Worker(new URL('./embedded-s3-worker.mjs', import.meta.url), { workerData: options });
   const port = await new Promise<number>((resolve, reject) => {
@@ -30,7 +35,13 @@ export async function startEmbeddedS3(options: { directory: string; port: number
     worker.once('message', (message: { type: string; port?: number; message?: string; code?: string }) => {
       worker.off('error', reject);
       if (message.type === 'ready') resolve(message.port!);
-      else reject(Object.assign(new Error(message.message ?? 'the embedded S3 did not start'), { code: message.code, port: options.port }));
+      else
+        reject(
+          Object.assign(new Error(message.message ?? 'the embedded S3 did not start'), {
+            code: message.code,
+            port: options.port,
+          }),
+        );
     });
   }).catch(async (error: unknown) => {
     await worker.terminate();

@@ -4,7 +4,9 @@ import { StateMachine } from 'aws-local-stepfunctions';
 
 type RunResult = ReturnType<StateMachine['run']>;
 type EventLog = RunResult['eventLogs'] extends AsyncGenerator<infer E> ? E : never;
-type LocalHandler = NonNullable<NonNullable<NonNullable<Parameters<StateMachine['run']>[1]>['overrides']>['taskResourceLocalHandlers']>[string];
+type LocalHandler = NonNullable<
+  NonNullable<NonNullable<Parameters<StateMachine['run']>[1]>['overrides']>['taskResourceLocalHandlers']
+>[string];
 
 /**
  * Runs an ASL file with aws-local-stepfunctions: the same file CDK deploys, with local ARNs substituted and every
@@ -45,8 +47,14 @@ interface AslState {
 }
 
 /** Substitute `${Name}` placeholders like CDK's definitionSubstitutions; refuse to run with any left over. */
-export function loadDefinition(file: string, substitutions: Record<string, string>): { States: Record<string, AslState> } & Record<string, unknown> {
-  const text = readFileSync(file, 'utf8').replace(/\$\{([A-Za-z0-9_]+)\}/g, (whole, name: string) => substitutions[name] ?? whole);
+export function loadDefinition(
+  file: string,
+  substitutions: Record<string, string>,
+): { States: Record<string, AslState> } & Record<string, unknown> {
+  const text = readFileSync(file, 'utf8').replace(
+    /\$\{([A-Za-z0-9_]+)\}/g,
+    (whole, name: string) => substitutions[name] ?? whole,
+  );
   const left = /\$\{[A-Za-z0-9_]+\}/.exec(text);
   if (left) throw new Error(`${file}: no substitution for ${left[0]}`);
   return JSON.parse(text);

@@ -45,12 +45,15 @@ export class ExecutionStore {
  * protection policy uses, so the local history shows what the AWS one does.
  */
 export function serializeHistory(record: ExecutionRecord): string {
-  return maskSecrets(JSON.stringify(record, (key, value: unknown) => (key === 'webhook-signature' ? '[redacted]' : value)));
+  return maskSecrets(
+    JSON.stringify(record, (key, value: unknown) => (key === 'webhook-signature' ? '[redacted]' : value)),
+  );
 }
 
 /** The conversation id an execution worked on: from the first state output (or input) that carries the record. */
 export function conversationIdOf(record: ExecutionRecord): string | null {
-  const fromInput = (record.input as { conversation?: { conversation_id?: unknown } } | null)?.conversation?.conversation_id;
+  const fromInput = (record.input as { conversation?: { conversation_id?: unknown } } | null)?.conversation
+    ?.conversation_id;
   if (typeof fromInput === 'string') return fromInput;
   for (const event of record.events) {
     const output = event.output as { conversation?: { conversation_id?: unknown } } | undefined;

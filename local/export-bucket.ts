@@ -4,7 +4,7 @@ import path from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { EXPORT_PREFIX } from '../functions/domain/export-formats.ts';
 import { DEFAULT_BUCKET } from './config.ts';
-import { startEmbeddedS3, type EmbeddedS3 } from './embedded-s3.ts';
+import { type EmbeddedS3, startEmbeddedS3 } from './embedded-s3.ts';
 
 /**
  * The export bucket, read through the S3 protocol as any client would: the running gateway's embedded S3
@@ -23,8 +23,15 @@ export interface ExportBucket {
 export class ExportBucketError extends Error {}
 
 export function s3Client(endpoint: string, env: NodeJS.ProcessEnv = process.env): S3Client {
-  const credentials = env.AWS_ACCESS_KEY_ID || env.AWS_PROFILE ? undefined : { accessKeyId: 'local', secretAccessKey: 'local' };
-  return new S3Client({ endpoint, forcePathStyle: true, region: env.AWS_REGION || 'us-east-1', credentials, maxAttempts: 2 });
+  const credentials =
+    env.AWS_ACCESS_KEY_ID || env.AWS_PROFILE ? undefined : { accessKeyId: 'local', secretAccessKey: 'local' };
+  return new S3Client({
+    endpoint,
+    forcePathStyle: true,
+    region: env.AWS_REGION || 'us-east-1',
+    credentials,
+    maxAttempts: 2,
+  });
 }
 
 /** Whether something accepts TCP connections at the endpoint's host and port. */
@@ -43,17 +50,20 @@ export function answers(endpoint: string, timeoutMs = 1000): Promise<boolean> {
   });
 }
 
-const isLoopback = (endpoint: string) => ['127.0.0.1', 'localhost', '[::1]', '::1'].includes(new URL(endpoint).hostname);
+const isLoopback = (endpoint: string) =>
+  ['127.0.0.1', 'localhost', '[::1]', '::1'].includes(new URL(endpoint).hostname);
 
 export async function openExportBucket(dataDir: string, env: NodeJS.ProcessEnv = process.env): Promise<ExportBucket> {
   const bucket = env.CONVERSATION_EXPORT_S3_BUCKET || DEFAULT_BUCKET;
   const endpoint = (env.AWS_ENDPOINT_URL_S3 || `http://127.0.0.1:${env.LOCAL_S3_PORT || 4569}`).replace(/\/$/, '');
-  if (!/^https?:\/\//.test(endpoint)) throw new ExportBucketError(`AWS_ENDPOINT_URL_S3 must be an http(s) URL, got "${endpoint}"`);
+  if (!/^https?:\/\//.test(endpoint))
+    throw new ExportBucketError(`AWS_ENDPOINT_URL_S3 must be an http(s) URL, got "${endpoint}"`);
   if (await answers(endpoint)) {
     const client = s3Client(endpoint, env);
     return { client, bucket, endpoint, via: 'running', close: async () => client.destroy() };
   }
-  if (!isLoopback(endpoint)) throw new ExportBucketError(`nothing answers at ${endpoint} (AWS_ENDPOINT_URL_S3): is that S3 endpoint up?`);
+  if (!isLoopback(endpoint))
+    throw new ExportBucketError(`nothing answers at ${endpoint} (AWS_ENDPOINT_URL_S3): is that S3 endpoint up?`);
   const directory = path.join(dataDir, 's3');
   if (!existsSync(path.join(directory, bucket))) {
     const client = s3Client(endpoint, env);
@@ -63,7 +73,9 @@ export async function openExportBucket(dataDir: string, env: NodeJS.ProcessEnv =
   try {
     s3 = await startEmbeddedS3({ directory, port: 0, bucket });
   } catch (error) {
-    throw new ExportBucketError(`could not start a temporary embedded S3 over ${directory}: ${(error as Error).message}`);
+    throw new ExportBucketError(
+      `could not start a temporary embedded S3 over ${directory}: ${(error as Error).message}`,
+    );
   }
   const client = s3Client(s3.endpoint, env);
   return {
@@ -80,7 +92,10 @@ export async function openExportBucket(dataDir: string, env: NodeJS.ProcessEnv =
 
 function explain(error: unknown, what: string, b: ExportBucket): ExportBucketError {
   const e = error as Error & { name?: string; $metadata?: { httpStatusCode?: number } };
-  if (e.name === 'NoSuchBucket') return new ExportBucketError(`the bucket ${b.bucket} does not exist at ${b.endpoint} (CONVERSATION_EXPORT_S3_BUCKET)`);
+  if (e.name === 'NoSuchBucket')
+    return new ExportBucketError(
+      `the bucket ${b.bucket} does not exist at ${b.endpoint} (CONVERSATION_EXPORT_S3_BUCKET)`,
+    );
   return new ExportBucketError(`could not ${what} at ${b.endpoint}: ${e.name ?? 'Error'}: ${e.message}`);
 }
 
@@ -92,7 +107,9 @@ export async function listConversationKeys(b: ExportBucket): Promise<string[]> {
   do {
     let page;
     try {
-      page = await b.client.send(new ListObjectsV2Command({ Bucket: b.bucket, Prefix: `${EXPORT_PREFIX}/`, ContinuationToken: token }));
+      page = await b.client.send(
+        new ListObjectsV2Command({ Bucket: b.bucket, Prefix: `${EXPORT_PREFIX}/`, ContinuationToken: token }),
+      );
     } catch (error) {
       throw explain(error, `list s3://${b.bucket}/${EXPORT_PREFIX}/`, b);
     }
@@ -116,7 +133,11 @@ export async function readText(b: ExportBucket, key: string): Promise<string | n
 }
 
 /** Map with at most `limit` calls in flight; results keep the input order. */
-export async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
+export async function mapLimit<T, R>(
+  items: T[],
+  limit: number,
+  fn: (item: T, index: number) => Promise<R>,
+): Promise<R[]> {
   const results = new Array<R>(items.length);
   let next = 0;
   const worker = async () => {

@@ -26,7 +26,10 @@ export function snippetAround(text: string, index: number, length: number, width
 }
 
 /** The row fields of an exported conversation.json, or null when the document is not one. */
-export function rowOfExport(doc: unknown, key: string): (Omit<SearchHit, 'matched_in' | 'snippet'> & { answer: string }) | null {
+export function rowOfExport(
+  doc: unknown,
+  key: string,
+): (Omit<SearchHit, 'matched_in' | 'snippet'> & { answer: string }) | null {
   const c = (doc as StructuredExport | null)?.conversation;
   if (!c?.metadata?.conversation_id || !c.webhook_context || !c.execution) return null;
   const turns = c.conversation?.turns ?? [];

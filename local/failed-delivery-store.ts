@@ -1,6 +1,10 @@
 import path from 'node:path';
 import { isConversationId } from '../functions/domain/conversation-id.ts';
-import { envelopeFromMessage, parseSchedule, type FailedDeliveryEnvelope } from '../functions/domain/failed-delivery.ts';
+import {
+  envelopeFromMessage,
+  type FailedDeliveryEnvelope,
+  parseSchedule,
+} from '../functions/domain/failed-delivery.ts';
 import { listDir, readJson, writeJsonAtomic } from './json-files.ts';
 
 /**
@@ -21,9 +25,11 @@ export class LocalFailedDeliveryStore {
 
   /** The local stand-in for `sqs:sendMessage` in QueueFailedDelivery and QueueFailedExport: receives the resolved Parameters. */
   async sendMessage(parameters: { QueueUrl?: string; MessageBody?: unknown }): Promise<{ MessageId: string }> {
-    const body = typeof parameters.MessageBody === 'string' ? JSON.parse(parameters.MessageBody) : parameters.MessageBody;
+    const body =
+      typeof parameters.MessageBody === 'string' ? JSON.parse(parameters.MessageBody) : parameters.MessageBody;
     const envelope = envelopeFromMessage(body, new Date(), parseSchedule(process.env.REDELIVERY_SCHEDULE));
-    if (!envelope) throw new Error('sqs:sendMessage: the message body is neither a failed delivery nor a failed export');
+    if (!envelope)
+      throw new Error('sqs:sendMessage: the message body is neither a failed delivery nor a failed export');
     await this.put(envelope);
     return { MessageId: envelope.delivery_id };
   }
@@ -39,6 +45,8 @@ export class LocalFailedDeliveryStore {
   async list(): Promise<FailedDeliveryEnvelope[]> {
     const names = (await listDir(this.dir)).filter((n) => n.endsWith('.json'));
     const envelopes = await Promise.all(names.map((n) => readJson<FailedDeliveryEnvelope>(path.join(this.dir, n))));
-    return envelopes.filter((e): e is FailedDeliveryEnvelope => e !== null).sort((a, b) => a.created_at.localeCompare(b.created_at));
+    return envelopes
+      .filter((e): e is FailedDeliveryEnvelope => e !== null)
+      .sort((a, b) => a.created_at.localeCompare(b.created_at));
   }
 }

@@ -2,11 +2,17 @@ import { mkdir } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { errorBody, healthBody, type ExecutionInput } from '../functions/domain/gateway-contract.ts';
-import { applyDefaults, checkEnvironment, localEnvironmentDefaults, resolveOptions, type GatewayOptions } from './config.ts';
+import { type ExecutionInput, errorBody, healthBody } from '../functions/domain/gateway-contract.ts';
+import {
+  applyDefaults,
+  checkEnvironment,
+  type GatewayOptions,
+  localEnvironmentDefaults,
+  resolveOptions,
+} from './config.ts';
 import { handleConsole } from './console/index.ts';
 import { localDeliverySecrets } from './delivery-secrets.ts';
-import { startEmbeddedS3, type EmbeddedS3 } from './embedded-s3.ts';
+import { type EmbeddedS3, startEmbeddedS3 } from './embedded-s3.ts';
 import type { ExecutionRecord } from './engine.ts';
 import { conversationIdOf, ExecutionStore } from './execution-store.ts';
 import { LocalFailedDeliveryStore } from './failed-delivery-store.ts';
@@ -76,14 +82,16 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   try {
     const userS3 = process.env.AWS_ENDPOINT_URL_S3;
     const bucket = process.env.CONVERSATION_EXPORT_S3_BUCKET || 'revops-conversations';
-    if (!userS3) s3 = await startEmbeddedS3({ directory: path.join(options.dataDir, 's3'), port: options.s3Port, bucket });
+    if (!userS3)
+      s3 = await startEmbeddedS3({ directory: path.join(options.dataDir, 's3'), port: options.s3Port, bucket });
     const defaults = localEnvironmentDefaults(url, s3?.endpoint ?? null);
     if (process.env.AWS_PROFILE) {
       delete defaults.AWS_ACCESS_KEY_ID;
       delete defaults.AWS_SECRET_ACCESS_KEY;
     }
     applyDefaults(process.env, defaults);
-    if (!process.env.IDEMPOTENCY_TABLE_NAME) applyDefaults(process.env, { IDEMPOTENCY_DIR: path.join(options.dataDir, 'idempotency') });
+    if (!process.env.IDEMPOTENCY_TABLE_NAME)
+      applyDefaults(process.env, { IDEMPOTENCY_DIR: path.join(options.dataDir, 'idempotency') });
     if (!process.env.DELIVERY_SIGNING_SECRETS && !process.env.DELIVERY_SIGNING_SECRETS_ARN) {
       const made = await localDeliverySecrets(options.dataDir);
       process.env.DELIVERY_SIGNING_SECRETS = made.json;
@@ -114,18 +122,34 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   route = async (req, res) => {
     const { pathname } = new URL(req.url ?? '/', 'http://local');
     const method = req.method ?? 'GET';
-    if (pathname.startsWith('/local/deliveries')) return handleOperatorRoute(pathname, req, res, { failedDeliveries, redelivery });
-    if (pathname === '/console' || pathname.startsWith('/console/')) return handleConsole(req, res, { executions, failedDeliveries, bucket: process.env.CONVERSATION_EXPORT_S3_BUCKET!, s3Endpoint: process.env.AWS_ENDPOINT_URL_S3! });
+    if (pathname.startsWith('/local/deliveries'))
+      return handleOperatorRoute(pathname, req, res, { failedDeliveries, redelivery });
+    if (pathname === '/console' || pathname.startsWith('/console/'))
+      return handleConsole(req, res, {
+        executions,
+        failedDeliveries,
+        bucket: process.env.CONVERSATION_EXPORT_S3_BUCKET!,
+        s3Endpoint: process.env.AWS_ENDPOINT_URL_S3!,
+      });
     if (pathname === '/webhook') {
-      if (method === 'POST') return handleWebhook(req, res, { runConversation, limiter, onExecution: options.onExecution });
+      if (method === 'POST')
+        return handleWebhook(req, res, { runConversation, limiter, onExecution: options.onExecution });
       req.resume();
-      return sendJson(res, 405, errorBody('METHOD_NOT_ALLOWED', `${method} is not allowed on /webhook; use POST`), { allow: 'POST' });
+      return sendJson(res, 405, errorBody('METHOD_NOT_ALLOWED', `${method} is not allowed on /webhook; use POST`), {
+        allow: 'POST',
+      });
     }
     if (pathname === '/health') {
       if (method !== 'GET' && method !== 'HEAD') {
-        return sendJson(res, 405, errorBody('METHOD_NOT_ALLOWED', `${method} is not allowed on /health; use GET`), { allow: 'GET' });
+        return sendJson(res, 405, errorBody('METHOD_NOT_ALLOWED', `${method} is not allowed on /health; use GET`), {
+          allow: 'GET',
+        });
       }
-      return sendJson(res, 200, healthBody({ service: 'webhook-gateway', engine: 'aws-local-stepfunctions', time: new Date().toISOString() }));
+      return sendJson(
+        res,
+        200,
+        healthBody({ service: 'webhook-gateway', engine: 'aws-local-stepfunctions', time: new Date().toISOString() }),
+      );
     }
     const invoke = /^\/2015-03-31\/functions\/([^/]+)\/invocations$/.exec(pathname);
     if (invoke && method === 'POST') return handleSampleAgentInvoke(invoke[1]!, req, res);
@@ -139,7 +163,11 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
       if (method === 'GET') return sendJson(res, 200, receiver.byType(receiverPath[1]!));
     }
     req.resume();
-    return sendJson(res, 404, errorBody('NOT_FOUND', `No route for ${method} ${pathname}. Try POST /webhook or GET /health.`));
+    return sendJson(
+      res,
+      404,
+      errorBody('NOT_FOUND', `No route for ${method} ${pathname}. Try POST /webhook or GET /health.`),
+    );
   };
 
   return {

@@ -8,7 +8,8 @@ import { STATEMACHINE_DIR } from './paths.ts';
  * failed-delivery store.
  */
 export const LOCAL_ACCOUNT = '000000000000';
-export const localFunctionArn = (stage: string) => `arn:aws:lambda:us-east-1:${LOCAL_ACCOUNT}:function:webhook-gateway-${stage}`;
+export const localFunctionArn = (stage: string) =>
+  `arn:aws:lambda:us-east-1:${LOCAL_ACCOUNT}:function:webhook-gateway-${stage}`;
 export const LOCAL_FAILED_DELIVERY_QUEUE_URL = 'local://failed-deliveries';
 
 export type Stage = 'validate' | 'invoke-agent' | 'classify' | 'deliver' | 'export';
@@ -23,7 +24,10 @@ export async function loadStageHandlers(): Promise<StageHandlers> {
     import('../functions/deliver/handler.ts'),
     import('../functions/export/handler.ts'),
   ]);
-  const wrap = (fn: (event: never) => Promise<unknown>): TaskHandler => (input) => fn(input as never);
+  const wrap =
+    (fn: (event: never) => Promise<unknown>): TaskHandler =>
+    (input) =>
+      fn(input as never);
   return {
     validate: wrap(validate.handler),
     'invoke-agent': wrap(invokeAgent.handler),

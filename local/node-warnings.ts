@@ -6,4 +6,5 @@ process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
   if (type === 'NodeVersionSupportWarning' || String(warning).includes('NodeVersionSupportWarning')) return;
   emitWarning(warning, ...rest);
 }) as typeof process.emitWarning;
+
 export {};

@@ -15,12 +15,15 @@ export async function handleOperatorRoute(
 ): Promise<void> {
   req.resume();
   const method = req.method ?? 'GET';
-  if (!isLoopbackCaller(req)) return sendJson(res, 403, errorBody('FORBIDDEN', 'operator endpoints answer loopback callers only'));
-  if (pathname === '/local/deliveries' && method === 'GET') return sendJson(res, 200, await ctx.failedDeliveries.list());
+  if (!isLoopbackCaller(req))
+    return sendJson(res, 403, errorBody('FORBIDDEN', 'operator endpoints answer loopback callers only'));
+  if (pathname === '/local/deliveries' && method === 'GET')
+    return sendJson(res, 200, await ctx.failedDeliveries.list());
   const redrive = /^\/local\/deliveries\/([^/]+)\/redrive$/.exec(pathname);
   if (redrive && method === 'POST') {
     const id = decodeURIComponent(redrive[1]!);
-    if (!isConversationId(id)) return sendJson(res, 400, errorBody('VALIDATION_ERROR', `"${id}" is not a conversation id`));
+    if (!isConversationId(id))
+      return sendJson(res, 400, errorBody('VALIDATION_ERROR', `"${id}" is not a conversation id`));
     const result: RedriveResult = await ctx.redelivery.attempt(id, 'redrive');
     return sendJson(res, result.status === 'not_found' ? 404 : 200, result);
   }

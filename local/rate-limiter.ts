@@ -18,15 +18,20 @@ export function parseRateLimits(json: string | undefined): Record<string, Source
   try {
     parsed = JSON.parse(json);
   } catch {
-    throw new Error('RATE_LIMITS must be JSON: {"source_system": {"rateLimit": 10, "burstLimit": 20, "quotaPerDay": 10000}}');
+    throw new Error(
+      'RATE_LIMITS must be JSON: {"source_system": {"rateLimit": 10, "burstLimit": 20, "quotaPerDay": 10000}}',
+    );
   }
-  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('RATE_LIMITS must be a JSON object');
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed))
+    throw new Error('RATE_LIMITS must be a JSON object');
   const out: Record<string, SourceLimit> = {};
   for (const [source, value] of Object.entries(parsed as Record<string, Partial<SourceLimit>>)) {
     const { rateLimit, burstLimit, quotaPerDay } = value ?? {};
     const positive = (n: unknown) => typeof n === 'number' && Number.isFinite(n) && n > 0;
     if (!positive(rateLimit) || !positive(burstLimit) || (quotaPerDay !== undefined && !positive(quotaPerDay))) {
-      throw new Error(`RATE_LIMITS.${source}: rateLimit and burstLimit must be positive numbers, quotaPerDay a positive number if given`);
+      throw new Error(
+        `RATE_LIMITS.${source}: rateLimit and burstLimit must be positive numbers, quotaPerDay a positive number if given`,
+      );
     }
     out[source] = { rateLimit: rateLimit!, burstLimit: burstLimit!, ...(quotaPerDay ? { quotaPerDay } : {}) };
   }
@@ -68,10 +73,18 @@ export class RateLimiter {
     this.buckets.set(source, bucket);
     if (limit.quotaPerDay !== undefined && bucket.usedToday >= limit.quotaPerDay) {
       const midnight = Date.parse(`${day}T00:00:00Z`) + 86_400_000;
-      return { allowed: false, retryAfterSeconds: Math.ceil((midnight - now) / 1000), reason: `daily quota of ${limit.quotaPerDay} requests used` };
+      return {
+        allowed: false,
+        retryAfterSeconds: Math.ceil((midnight - now) / 1000),
+        reason: `daily quota of ${limit.quotaPerDay} requests used`,
+      };
     }
     if (bucket.tokens < 1) {
-      return { allowed: false, retryAfterSeconds: Math.max(1, Math.ceil((1 - bucket.tokens) / limit.rateLimit)), reason: `more than ${limit.rateLimit} requests/s (burst ${limit.burstLimit})` };
+      return {
+        allowed: false,
+        retryAfterSeconds: Math.max(1, Math.ceil((1 - bucket.tokens) / limit.rateLimit)),
+        reason: `more than ${limit.rateLimit} requests/s (burst ${limit.burstLimit})`,
+      };
     }
     bucket.tokens -= 1;
     bucket.usedToday += 1;

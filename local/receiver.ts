@@ -20,7 +20,11 @@ export class DeliveryReceiver {
     this.dir = path.join(dataDir, 'receiver');
   }
 
-  async record(pathType: string, headers: Record<string, string | string[] | undefined>, rawBody: string): Promise<ReceivedDelivery> {
+  async record(
+    pathType: string,
+    headers: Record<string, string | string[] | undefined>,
+    rawBody: string,
+  ): Promise<ReceivedDelivery> {
     let body: unknown = rawBody;
     try {
       body = JSON.parse(rawBody);
@@ -31,7 +35,12 @@ export class DeliveryReceiver {
     for (const [name, value] of Object.entries(headers)) {
       if (name.startsWith('webhook-') || name === 'content-type' || name === 'user-agent') kept[name] = String(value);
     }
-    const delivery: ReceivedDelivery = { received_at: new Date().toISOString(), path_type: pathType, headers: kept, body };
+    const delivery: ReceivedDelivery = {
+      received_at: new Date().toISOString(),
+      path_type: pathType,
+      headers: kept,
+      body,
+    };
     this.received.push(delivery);
     if (this.received.length > RECEIVER_MEMORY) this.received.splice(0, this.received.length - RECEIVER_MEMORY);
     const safeType = pathType.replace(/[^a-z0-9_]/gi, '_').slice(0, 40) || 'unknown';

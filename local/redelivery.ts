@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import {
+  type FailedDeliveryEnvelope,
   isDue,
   parseSchedule,
   redeliveryContext,
   redeliveryExecutionName,
   settleRedelivery,
-  type FailedDeliveryEnvelope,
 } from '../functions/domain/failed-delivery.ts';
 import type { LocalWorkflow } from './engine.ts';
 import type { ExecutionStore } from './execution-store.ts';
@@ -58,8 +58,10 @@ export class LocalRedelivery {
     return this.locked(conversationId, async () => {
       const envelope = await this.store.get(conversationId);
       if (!envelope) return { conversation_id: conversationId, status: 'not_found' };
-      if (envelope.state === 'delivered') return { conversation_id: conversationId, status: 'already_delivered', envelope };
-      if (via === 'schedule' && !isDue(envelope, new Date())) return { conversation_id: conversationId, status: 'not_due', envelope };
+      if (envelope.state === 'delivered')
+        return { conversation_id: conversationId, status: 'already_delivered', envelope };
+      if (via === 'schedule' && !isDue(envelope, new Date()))
+        return { conversation_id: conversationId, status: 'not_due', envelope };
       const schedule = this.schedule();
       const name = redeliveryExecutionName(envelope, randomBytes(3).toString('hex'));
       const execution = await this.workflow.run(
@@ -68,13 +70,24 @@ export class LocalRedelivery {
       );
       await this.executions.save(conversationId, execution);
       if (execution.status !== 'SUCCEEDED') {
-        return { conversation_id: conversationId, status: 'error', execution_name: name, error: `${execution.error}: ${execution.cause ?? ''}` };
+        return {
+          conversation_id: conversationId,
+          status: 'error',
+          execution_name: name,
+          error: `${execution.error}: ${execution.cause ?? ''}`,
+        };
       }
       const settled = settleRedelivery(envelope, execution.output, via, new Date(), schedule);
-      if (!settled.ok) return { conversation_id: conversationId, status: 'error', execution_name: name, error: settled.error };
+      if (!settled.ok)
+        return { conversation_id: conversationId, status: 'error', execution_name: name, error: settled.error };
       const { updated } = settled;
       await this.store.put(updated);
-      return { conversation_id: conversationId, status: updated.state === 'delivered' ? 'delivered' : 'failed', execution_name: name, envelope: updated };
+      return {
+        conversation_id: conversationId,
+        status: updated.state === 'delivered' ? 'delivered' : 'failed',
+        execution_name: name,
+        envelope: updated,
+      };
     });
   }
 

@@ -26,14 +26,18 @@ export function sampleAgentAnswer(request: AgentRequest): SampleAnswer {
   const query = String(request.query ?? '');
   const q = query.toLowerCase();
   if (q.includes('[sample:error]')) {
-    return { kind: 'error', payload: { errorType: 'SampleAgentError', errorMessage: 'the sample agent was asked to fail' } };
+    return {
+      kind: 'error',
+      payload: { errorType: 'SampleAgentError', errorMessage: 'the sample agent was asked to fail' },
+    };
   }
   const base = { agent: LABEL, sample: true, conversation_id: request.conversation_id ?? null };
   let payload: Record<string, unknown>;
   if (/\b(deal|deals|pipeline|opportunit)/.test(q)) {
     payload = {
       ...base,
-      response: 'Top deals closing this quarter: Acme Corp renewal ($120,000, 80%), Globex expansion ($95,000, 60%), Initech new logo ($70,000, 45%).',
+      response:
+        'Top deals closing this quarter: Acme Corp renewal ($120,000, 80%), Globex expansion ($95,000, 60%), Initech new logo ($70,000, 45%).',
       deals: [
         { name: 'Acme Corp renewal', amount: 120000, probability: 0.8, close_date: '2025-09-15' },
         { name: 'Globex expansion', amount: 95000, probability: 0.6, close_date: '2025-09-22' },
@@ -59,13 +63,22 @@ export function sampleAgentAnswer(request: AgentRequest): SampleAnswer {
 }
 
 /** The Lambda Invoke REST call (`POST /2015-03-31/functions/{name}/invocations`), answered by the sample agent. */
-export async function handleSampleAgentInvoke(functionName: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+export async function handleSampleAgentInvoke(
+  functionName: string,
+  req: IncomingMessage,
+  res: ServerResponse,
+): Promise<void> {
   const raw = (await readBody(req, 6 * 1024 * 1024)).toString('utf8');
   const expected = process.env.MANAGER_AGENT_FUNCTION_NAME;
   if (decodeURIComponent(functionName) !== expected) {
-    return sendJson(res, 404, { Type: 'User', message: `Function not found: ${functionName} (the sample agent answers as ${expected})` }, {
-      'x-amzn-errortype': 'ResourceNotFoundException',
-    });
+    return sendJson(
+      res,
+      404,
+      { Type: 'User', message: `Function not found: ${functionName} (the sample agent answers as ${expected})` },
+      {
+        'x-amzn-errortype': 'ResourceNotFoundException',
+      },
+    );
   }
   let request: Record<string, unknown> = {};
   try {
@@ -74,7 +87,8 @@ export async function handleSampleAgentInvoke(functionName: string, req: Incomin
     // the sample agent answers anything
   }
   const answer = sampleAgentAnswer(request);
-  if (answer.kind === 'slow') await new Promise((r) => setTimeout(r, Number(process.env.SAMPLE_AGENT_SLOW_MS ?? 30_000)));
+  if (answer.kind === 'slow')
+    await new Promise((r) => setTimeout(r, Number(process.env.SAMPLE_AGENT_SLOW_MS ?? 30_000)));
   const headers: Record<string, string> = { 'x-amz-executed-version': '$LATEST' };
   if (answer.kind === 'error') headers['x-amz-function-error'] = 'Unhandled';
   sendJson(res, 200, answer.payload, headers);

@@ -34,7 +34,15 @@ export function timeline(record: ExecutionRecord): TimelineRow[] {
   for (const event of record.events) {
     switch (event.type) {
       case 'StateEntered':
-        current = { state: event.state ?? '?', started_at: new Date(event.timestamp).toISOString(), duration_ms: null, retries: 0, status: 'running', error: null, enteredAt: event.timestamp };
+        current = {
+          state: event.state ?? '?',
+          started_at: new Date(event.timestamp).toISOString(),
+          duration_ms: null,
+          retries: 0,
+          status: 'running',
+          error: null,
+          enteredAt: event.timestamp,
+        };
         rows.push(current);
         break;
       case 'StateRetried':
@@ -69,7 +77,9 @@ export function formatTimeline(record: ExecutionRecord): string {
     const offset = `+${Date.parse(row.started_at) - t0} ms`;
     const duration = row.duration_ms === null ? '-' : `${row.duration_ms} ms`;
     const result = row.error ? `${row.status}: ${row.error.slice(0, 160)}` : row.status;
-    lines.push(`  ${row.state.padEnd(26)} ${offset.padEnd(12)} ${duration.padStart(9)} ${String(row.retries).padStart(7)}  ${result}`);
+    lines.push(
+      `  ${row.state.padEnd(26)} ${offset.padEnd(12)} ${duration.padStart(9)} ${String(row.retries).padStart(7)}  ${result}`,
+    );
   }
   lines.push(`  path: ${rows.map((r) => r.state).join(' → ')}`);
   return lines.join('\n');

@@ -1,12 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import {
+  type ExecutionInput,
   errorBody,
   httpResultForExecution,
   MAX_BODY_BYTES,
   MAX_EXECUTION_INPUT_BYTES,
   pickForwardedHeaders,
-  type ExecutionInput,
 } from '../functions/domain/gateway-contract.ts';
 import { claimedSource } from '../functions/domain/request.ts';
 import type { RequestSummary } from './config.ts';
@@ -26,24 +26,44 @@ export interface WebhookRouteContext {
 }
 
 function describe(body: unknown): string {
-  const b = body as { tracking?: { webhook_type?: string; delivery_status?: string }; error?: { code?: string; message?: string } };
+  const b = body as {
+    tracking?: { webhook_type?: string; delivery_status?: string };
+    error?: { code?: string; message?: string };
+  };
   if (b.tracking) return `${b.tracking.webhook_type} ${b.tracking.delivery_status}`;
   return `${b.error?.code ?? 'error'}: ${String(b.error?.message ?? '').slice(0, 120)}`;
 }
 
-export async function handleWebhook(req: IncomingMessage, res: ServerResponse, ctx: WebhookRouteContext): Promise<void> {
+export async function handleWebhook(
+  req: IncomingMessage,
+  res: ServerResponse,
+  ctx: WebhookRouteContext,
+): Promise<void> {
   const requestId = randomUUID();
   const headers = { 'x-request-id': requestId };
   const contentType = String(req.headers['content-type'] ?? '');
   if (!/^application\/json\s*(;|$)/i.test(contentType)) {
     req.resume();
-    return sendJson(res, 415, errorBody('UNSUPPORTED_MEDIA_TYPE', `Content-Type must be application/json, got "${contentType || 'none'}"`), headers);
+    return sendJson(
+      res,
+      415,
+      errorBody('UNSUPPORTED_MEDIA_TYPE', `Content-Type must be application/json, got "${contentType || 'none'}"`),
+      headers,
+    );
   }
   const tooLarge = () =>
-    sendJson(res, 413, errorBody('PAYLOAD_TOO_LARGE', `Request body must be at most ${MAX_BODY_BYTES} bytes (the Step Functions input limit)`), {
-      ...headers,
-      connection: 'close',
-    });
+    sendJson(
+      res,
+      413,
+      errorBody(
+        'PAYLOAD_TOO_LARGE',
+        `Request body must be at most ${MAX_BODY_BYTES} bytes (the Step Functions input limit)`,
+      ),
+      {
+        ...headers,
+        connection: 'close',
+      },
+    );
   if (Number(req.headers['content-length'] ?? 0) > MAX_BODY_BYTES) {
     req.resume();
     return tooLarge();
@@ -66,10 +86,18 @@ export async function handleWebhook(req: IncomingMessage, res: ServerResponse, c
   const source = claimedSource(input.body);
   const limited = source === null ? ({ allowed: true } as const) : ctx.limiter.take(source);
   if (!limited.allowed) {
-    return sendJson(res, 429, errorBody('RATE_LIMITED', `Too many requests from ${source}: ${limited.reason}; retry after ${limited.retryAfterSeconds} s`), {
-      ...headers,
-      'retry-after': String(limited.retryAfterSeconds),
-    });
+    return sendJson(
+      res,
+      429,
+      errorBody(
+        'RATE_LIMITED',
+        `Too many requests from ${source}: ${limited.reason}; retry after ${limited.retryAfterSeconds} s`,
+      ),
+      {
+        ...headers,
+        'retry-after': String(limited.retryAfterSeconds),
+      },
+    );
   }
   const started = performance.now();
   const record = await ctx.runConversation(input);

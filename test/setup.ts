@@ -1,4 +1,5 @@
 import '../local/node-warnings.ts';
+
 // Tests never reach real AWS: fake credentials and a fixed region; endpoints are set per test to local servers.
 process.env.AWS_ACCESS_KEY_ID = 'test';
 process.env.AWS_SECRET_ACCESS_KEY = 'test';

@@ -10,8 +10,14 @@ export const ASYNC_HOOKS_GROUP = 'async_hooks destroy tracking (cls-hooked, load
 
 const GROUPS: [label: string, roots: string[]][] = [
   [ASYNC_HOOKS_GROUP, ['cls-hooked']],
-  ['AWS SDK v3 clients (S3, Lambda)', ['@aws-sdk/client-s3', '@aws-sdk/client-lambda', '@aws-sdk/client-sqs', '@aws-sdk/client-sfn']],
-  ['Powertools (logger, metrics, tracer + X-Ray SDK)', ['@aws-lambda-powertools/logger', '@aws-lambda-powertools/metrics', '@aws-lambda-powertools/tracer']],
+  [
+    'AWS SDK v3 clients (S3, Lambda)',
+    ['@aws-sdk/client-s3', '@aws-sdk/client-lambda', '@aws-sdk/client-sqs', '@aws-sdk/client-sfn'],
+  ],
+  [
+    'Powertools (logger, metrics, tracer + X-Ray SDK)',
+    ['@aws-lambda-powertools/logger', '@aws-lambda-powertools/metrics', '@aws-lambda-powertools/tracer'],
+  ],
   ['embedded S3 (s3rver + koa, winston, fs-extra)', ['s3rver']],
   ['local engine (aws-local-stepfunctions)', ['aws-local-stepfunctions']],
   ['valibot', ['valibot']],
@@ -23,7 +29,9 @@ interface LockPackage {
 }
 
 export function dependencyGroups(projectRoot: string): Map<string, string> {
-  const lock = JSON.parse(readFileSync(path.join(projectRoot, 'package-lock.json'), 'utf8')) as { packages: Record<string, LockPackage> };
+  const lock = JSON.parse(readFileSync(path.join(projectRoot, 'package-lock.json'), 'utf8')) as {
+    packages: Record<string, LockPackage>;
+  };
   const depsOf = new Map<string, string[]>();
   for (const [key, pkg] of Object.entries(lock.packages)) {
     const i = key.lastIndexOf('node_modules/');

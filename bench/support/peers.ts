@@ -23,7 +23,9 @@ function drain(req: IncomingMessage): Promise<Buffer> {
   });
 }
 
-async function listen(handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<{ server: Server; url: string }> {
+async function listen(
+  handler: (req: IncomingMessage, res: ServerResponse) => void,
+): Promise<{ server: Server; url: string }> {
   const server = createServer(handler);
   server.keepAliveTimeout = 30_000;
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -40,26 +42,36 @@ function closer(server: Server): Promise<void> {
 export async function startInstantPeers(): Promise<InstantPeers> {
   const counts = { agent: 0, receiver: 0, receiver_bytes: 0 };
   const agent = await listen((req, res) => {
-    drain(req).then((raw) => {
-      counts.agent += 1;
-      let request: Record<string, unknown> = {};
-      try {
-        request = JSON.parse(raw.toString('utf8') || '{}');
-      } catch {
-        // answer anyway
-      }
-      const body = JSON.stringify(sampleAgentAnswer(request).payload);
-      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-amz-executed-version': '$LATEST' });
-      res.end(body);
-    }, () => res.destroy());
+    drain(req).then(
+      (raw) => {
+        counts.agent += 1;
+        let request: Record<string, unknown> = {};
+        try {
+          request = JSON.parse(raw.toString('utf8') || '{}');
+        } catch {
+          // answer anyway
+        }
+        const body = JSON.stringify(sampleAgentAnswer(request).payload);
+        res.writeHead(200, {
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(body),
+          'x-amz-executed-version': '$LATEST',
+        });
+        res.end(body);
+      },
+      () => res.destroy(),
+    );
   });
   const receiver = await listen((req, res) => {
-    drain(req).then((body) => {
-      counts.receiver += 1;
-      counts.receiver_bytes += body.length;
-      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': 2 });
-      res.end('ok');
-    }, () => res.destroy());
+    drain(req).then(
+      (body) => {
+        counts.receiver += 1;
+        counts.receiver_bytes += body.length;
+        res.writeHead(200, { 'content-type': 'text/plain', 'content-length': 2 });
+        res.end('ok');
+      },
+      () => res.destroy(),
+    );
   });
   return {
     agentUrl: agent.url,
@@ -84,14 +96,17 @@ export interface InstantS3 {
 export async function startInstantS3(): Promise<InstantS3> {
   const counts = { puts: 0, bytes: 0 };
   const { server, url } = await listen((req, res) => {
-    drain(req).then((body) => {
-      if (req.method === 'PUT') {
-        counts.puts += 1;
-        counts.bytes += body.length;
-      }
-      res.writeHead(200, { etag: '"00000000000000000000000000000000"', 'content-length': 0 });
-      res.end();
-    }, () => res.destroy());
+    drain(req).then(
+      (body) => {
+        if (req.method === 'PUT') {
+          counts.puts += 1;
+          counts.bytes += body.length;
+        }
+        res.writeHead(200, { etag: '"00000000000000000000000000000000"', 'content-length': 0 });
+        res.end();
+      },
+      () => res.destroy(),
+    );
   });
   return { endpoint: url, counts, close: () => closer(server) };
 }

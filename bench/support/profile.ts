@@ -58,7 +58,8 @@ function ownerOf(url: string, functionName: string, root: string, groups: Map<st
 function shortWhere(url: string, line: number, root: string): string {
   const clean = url.replace(/^file:\/\//, '');
   const nm = clean.lastIndexOf('/node_modules/');
-  const rel = nm >= 0 ? clean.slice(nm + '/node_modules/'.length) : clean.startsWith(root) ? path.relative(root, clean) : clean;
+  const rel =
+    nm >= 0 ? clean.slice(nm + '/node_modules/'.length) : clean.startsWith(root) ? path.relative(root, clean) : clean;
   return rel ? `${rel}:${line + 1}` : '(native)';
 }
 
@@ -88,7 +89,12 @@ export async function summarizeProfile(
     while (cur !== undefined) {
       const n = byId.get(cur)!;
       // Promise init/destroy hooks run inside whatever created the promise: charge them to the hook.
-      if (n.callFrame.url === 'node:internal/async_hooks' && /promiseInitHook|destroyTracking|emitHook|emitInit|emitBefore|emitAfter|emitDestroy/.test(n.callFrame.functionName)) {
+      if (
+        n.callFrame.url === 'node:internal/async_hooks' &&
+        /promiseInitHook|destroyTracking|emitHook|emitInit|emitBefore|emitAfter|emitDestroy/.test(
+          n.callFrame.functionName,
+        )
+      ) {
         found = ASYNC_HOOKS_GROUP;
         break;
       }

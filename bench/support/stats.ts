@@ -30,7 +30,10 @@ export function summarize(values: readonly number[]): Summary {
 }
 
 export function median(values: readonly number[]): number {
-  return percentileSorted([...values].sort((a, b) => a - b), 50);
+  return percentileSorted(
+    [...values].sort((a, b) => a - b),
+    50,
+  );
 }
 
 /** Round for reports: 3 significant decimals below 10, 2 below 100, 1 above. */

@@ -14,7 +14,9 @@ type Resource = { Type: string; Properties?: Record<string, any> };
 const outdir = process.argv[2];
 if (!outdir) throw new Error('usage: synth-facts.ts <outdir>');
 process.env.CDK_DOCKER = '/bin/false';
-const cdkJson = JSON.parse(readFileSync(path.join(PROJECT_ROOT, 'cdk.json'), 'utf8')) as { context: Record<string, unknown> };
+const cdkJson = JSON.parse(readFileSync(path.join(PROJECT_ROOT, 'cdk.json'), 'utf8')) as {
+  context: Record<string, unknown>;
+};
 const app = new App({ outdir, context: { ...cdkJson.context, 'aws:cdk:bundling-stacks': [] } });
 const stack = new WebhookGatewayStack(app, 'BenchGateway', { env: { region: 'us-east-1' } });
 const assembly = app.synth();
@@ -70,13 +72,19 @@ const stages = ofType('AWS::ApiGateway::Stage').map(([id, r]) => ({
 const buckets = ofType('AWS::S3::Bucket').map(([id, r]) => ({
   logical_id: id,
   versioning: r.Properties?.VersioningConfiguration?.Status ?? 'Disabled',
-  encryption: r.Properties?.BucketEncryption?.ServerSideEncryptionConfiguration?.[0]?.ServerSideEncryptionByDefault?.SSEAlgorithm ?? 'AES256',
+  encryption:
+    r.Properties?.BucketEncryption?.ServerSideEncryptionConfiguration?.[0]?.ServerSideEncryptionByDefault
+      ?.SSEAlgorithm ?? 'AES256',
   bucket_key: r.Properties?.BucketEncryption?.ServerSideEncryptionConfiguration?.[0]?.BucketKeyEnabled ?? false,
-  transitions: (r.Properties?.LifecycleConfiguration?.Rules ?? []).flatMap((rule: Record<string, any>) => rule.Transitions ?? []),
+  transitions: (r.Properties?.LifecycleConfiguration?.Rules ?? []).flatMap(
+    (rule: Record<string, any>) => rule.Transitions ?? [],
+  ),
 }));
 const logGroups = ofType('AWS::Logs::LogGroup').map(([id, r]) => ({
   logical_id: id,
   retention_days: r.Properties?.RetentionInDays ?? null,
   data_protection: Boolean(r.Properties?.DataProtectionPolicy),
 }));
-process.stdout.write(`${JSON.stringify({ stack: stack.stackName, functions, state_machines: machines, api_stages: stages, buckets, log_groups: logGroups })}\n`);
+process.stdout.write(
+  `${JSON.stringify({ stack: stack.stackName, functions, state_machines: machines, api_stages: stages, buckets, log_groups: logGroups })}\n`,
+);

@@ -4,20 +4,20 @@ import {
   attemptError,
   buildDeliveryPayload,
   DEFAULT_RESPONSE_DEADLINE_MS,
-  deferralAfter,
-  MAX_RETRY_WAIT_MS,
-  deliveryUrlFor,
   DELIVERY_URL_VARIABLES,
+  deferralAfter,
+  deliveryUrlFor,
+  MAX_RETRY_WAIT_MS,
   unsafeDeliveryUrl,
 } from '../domain/delivery.ts';
-import { DELIVERY_DEFERRED_EVENT } from '../domain/observability.ts';
-import { signOutbound } from '../domain/signatures.ts';
-import { deliverySecret } from '../shared/secrets.ts';
 import { DeliveryDeferredError, DeliveryPermanentError } from '../domain/errors.ts';
 import { withDeliveryAttempt } from '../domain/lifecycle.ts';
+import { DELIVERY_DEFERRED_EVENT } from '../domain/observability.ts';
+import { signOutbound } from '../domain/signatures.ts';
 import { logEvent, METRIC_NAMES, recordTime } from '../shared/events.ts';
 import { DEFAULT_DELIVERY_TIMEOUT_MS, postJson } from '../shared/http-delivery.ts';
 import { logger, stageHandler } from '../shared/powertools.ts';
+import { deliverySecret } from '../shared/secrets.ts';
 
 export const USER_AGENT = 'revops-webhook-gateway/1.0';
 
@@ -35,7 +35,12 @@ export const handler = stageHandler('Deliver', async (state: ConversationState):
   const attemptNumber = record.execution.delivery_attempts.length + 1;
   const via = state.redelivery?.via ?? 'workflow';
   if (!url) {
-    logEvent('WEBHOOK_DELIVERY_FAILED', record, { attempt: attemptNumber, via, error: 'no delivery URL configured', final: true });
+    logEvent('WEBHOOK_DELIVERY_FAILED', record, {
+      attempt: attemptNumber,
+      via,
+      error: 'no delivery URL configured',
+      final: true,
+    });
     throw new DeliveryPermanentError(
       JSON.stringify({ message: `no delivery URL configured for ${type}: set ${DELIVERY_URL_VARIABLES[type]}` }),
     );
@@ -100,7 +105,12 @@ export const handler = stageHandler('Deliver', async (state: ConversationState):
   });
   if (!state.redelivery && attempt.outcome === 'retryable') {
     // Would the next try still fit in the caller's deadline after the longest Retry wait? If not, hand over now.
-    const next = attemptBudget(record.metadata.received_at, new Date(Date.now() + MAX_RETRY_WAIT_MS), deadlineMs(), timeoutMs);
+    const next = attemptBudget(
+      record.metadata.received_at,
+      new Date(Date.now() + MAX_RETRY_WAIT_MS),
+      deadlineMs(),
+      timeoutMs,
+    );
     if ('defer' in next) throw deferralAfter(attempt, url, next.defer);
   }
   throw attemptError(attempt, url);

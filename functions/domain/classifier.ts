@@ -7,9 +7,50 @@ import type { WebhookType } from './conversation.ts';
  * with no hit at all the answer is `general`.
  */
 export const KEYWORDS: Record<Exclude<WebhookType, 'general'>, readonly string[]> = {
-  deal_analysis: ['deal', 'deals', 'pipeline', 'opportunity', 'opportunities', 'closing', 'close date', 'win rate', 'forecast', 'quota', 'booking', 'bookings'],
-  lead_analysis: ['lead', 'leads', 'prospect', 'prospects', 'mql', 'mqls', 'sql', 'sqls', 'lead score', 'inbound', 'nurture', 'conversion'],
-  data_analysis: ['data', 'metric', 'metrics', 'report', 'reports', 'trend', 'trends', 'dashboard', 'analytics', 'kpi', 'kpis', 'churn', 'average', 'breakdown'],
+  deal_analysis: [
+    'deal',
+    'deals',
+    'pipeline',
+    'opportunity',
+    'opportunities',
+    'closing',
+    'close date',
+    'win rate',
+    'forecast',
+    'quota',
+    'booking',
+    'bookings',
+  ],
+  lead_analysis: [
+    'lead',
+    'leads',
+    'prospect',
+    'prospects',
+    'mql',
+    'mqls',
+    'sql',
+    'sqls',
+    'lead score',
+    'inbound',
+    'nurture',
+    'conversion',
+  ],
+  data_analysis: [
+    'data',
+    'metric',
+    'metrics',
+    'report',
+    'reports',
+    'trend',
+    'trends',
+    'dashboard',
+    'analytics',
+    'kpi',
+    'kpis',
+    'churn',
+    'average',
+    'breakdown',
+  ],
 };
 const ORDER = ['deal_analysis', 'lead_analysis', 'data_analysis'] as const;
 
@@ -41,7 +82,9 @@ export function classify(query: string, answer: string, requested?: WebhookType 
   if (best === 'general') {
     return { webhook_type: 'general', reason: 'no deal, lead or data keywords in the query or the answer', scores };
   }
-  const others = ORDER.filter((t) => t !== best).map((t) => `${t} ${scores[t]}`).join(', ');
+  const others = ORDER.filter((t) => t !== best)
+    .map((t) => `${t} ${scores[t]}`)
+    .join(', ');
   return {
     webhook_type: best,
     reason: `keywords ${evidence[best]!.join(', ')} scored ${best} ${scores[best]} (${others})`,

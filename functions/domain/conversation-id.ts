@@ -15,7 +15,10 @@ const ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789';
 
 /** Lowercase, drop everything outside [a-z0-9], cut to `max`; never empty. */
 export function idPart(value: string, max: number): string {
-  const cleaned = value.toLowerCase().replace(/[^a-z0-9]/g, '').slice(0, max);
+  const cleaned = value
+    .toLowerCase()
+    .replace(/[^a-z0-9]/g, '')
+    .slice(0, max);
   return cleaned === '' ? 'x' : cleaned;
 }
 

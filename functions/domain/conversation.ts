@@ -120,7 +120,8 @@ export function agentTurn(record: ConversationRecord): ConversationTurn | undefi
 /** The agent's answer as the JSON object callers and receivers get: its structured payload, or `{content}` for text. */
 export function agentResponse(record: ConversationRecord): Record<string, unknown> {
   const answer = agentTurn(record);
-  if (answer?.data && typeof answer.data === 'object' && !Array.isArray(answer.data)) return answer.data as Record<string, unknown>;
+  if (answer?.data && typeof answer.data === 'object' && !Array.isArray(answer.data))
+    return answer.data as Record<string, unknown>;
   return { content: answer?.content ?? '' };
 }
 

@@ -1,7 +1,7 @@
 import type { ConversationRecord, DeliveryAttempt, WebhookType } from './conversation.ts';
 import { agentResponse, userQuery } from './conversation.ts';
 import { DeliveryDeferredError, DeliveryPermanentError, DeliveryRetryableError } from './errors.ts';
-import { parseTaskError, type CaughtError } from './task-error.ts';
+import { type CaughtError, parseTaskError } from './task-error.ts';
 
 /** Environment variable holding each type's outbound webhook URL (names kept from the seed). */
 export const DELIVERY_URL_VARIABLES: Record<WebhookType, string> = {
@@ -62,7 +62,10 @@ export function outcomeForStatus(status: number): AttemptOutcome {
 }
 
 /** A failed attempt as the error the state machine's Retry/Catch matches. The message carries the attempt as JSON. */
-export function attemptError(attempt: DeliveryAttempt, target: string): DeliveryRetryableError | DeliveryPermanentError {
+export function attemptError(
+  attempt: DeliveryAttempt,
+  target: string,
+): DeliveryRetryableError | DeliveryPermanentError {
   const text = JSON.stringify({ message: attempt.error ?? `HTTP ${attempt.status_code}`, attempt, target });
   return attempt.outcome === 'permanent' ? new DeliveryPermanentError(text) : new DeliveryRetryableError(text);
 }
@@ -87,7 +90,9 @@ export function attemptBudget(
 ): { timeoutMs: number } | { defer: string } {
   const remaining = Date.parse(receivedAt) + deadlineMs - now.getTime();
   if (!(remaining >= MIN_ATTEMPT_MS)) {
-    return { defer: `no time left for a delivery attempt within ${deadlineMs} ms of the request (the agent was slow): queued for the redelivery schedule` };
+    return {
+      defer: `no time left for a delivery attempt within ${deadlineMs} ms of the request (the agent was slow): queued for the redelivery schedule`,
+    };
   }
   return { timeoutMs: Math.min(timeoutMs, Math.floor(remaining)) };
 }
@@ -105,7 +110,9 @@ export function isDeferral(caught: CaughtError | undefined): boolean {
 
 /** After a retryable attempt, with no time left for another one (after the longest Retry wait) within the deadline. */
 export function deferralAfter(attempt: DeliveryAttempt, target: string, reason: string): DeliveryDeferredError {
-  return new DeliveryDeferredError(JSON.stringify({ message: `${attempt.error ?? `HTTP ${attempt.status_code}`}; ${reason}`, attempt, target }));
+  return new DeliveryDeferredError(
+    JSON.stringify({ message: `${attempt.error ?? `HTTP ${attempt.status_code}`}; ${reason}`, attempt, target }),
+  );
 }
 
 /** The last attempt and its target, recovered from what Deliver's Catch stored (either engine). */

@@ -9,7 +9,8 @@ export const EXPORT_FILES = ['conversation.json', 'metadata.json', 'summary.json
 export type ExportFile = (typeof EXPORT_FILES)[number];
 
 export function exportFolder(conversationId: string): string {
-  if (!isConversationId(conversationId)) throw new Error(`refusing to export under an invalid conversation id: ${conversationId}`);
+  if (!isConversationId(conversationId))
+    throw new Error(`refusing to export under an invalid conversation id: ${conversationId}`);
   return `${EXPORT_PREFIX}/${conversationDatePath(conversationId)}/${conversationId}/`;
 }
 

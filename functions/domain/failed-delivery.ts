@@ -1,7 +1,7 @@
 import type { ConversationRecord, DeliveryAttempt, RedeliveryContext } from './conversation.ts';
 import { failedAttemptFromCaught, isDeferral } from './delivery.ts';
 import { completeConversation, withDeliveryAttempt, withDeliveryStatus } from './lifecycle.ts';
-import { parseTaskError, type CaughtError } from './task-error.ts';
+import { type CaughtError, parseTaskError } from './task-error.ts';
 
 /** pending: the schedule tries again at next_due_at; dead: no more automatic attempts; delivered: nothing is owed any more. */
 export type EnvelopeState = 'pending' | 'dead' | 'delivered';
@@ -49,7 +49,9 @@ export interface QueuedFailedDelivery {
  * Svix's schedule after the first, immediate attempt: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
  * The in-workflow attempts (with their own short Retry) stand for the immediate one.
  */
-export const DEFAULT_RETRY_SCHEDULE_MS: readonly number[] = [5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000];
+export const DEFAULT_RETRY_SCHEDULE_MS: readonly number[] = [
+  5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000,
+];
 
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 };
 
@@ -73,7 +75,9 @@ export interface QueuedFailedExport {
 
 export function isQueuedFailedExport(value: unknown): value is QueuedFailedExport {
   const v = value as QueuedFailedExport | null;
-  return !!v && typeof v === 'object' && v.kind === 'failed_export' && !!v.conversation?.conversation_id && !!v.export_error;
+  return (
+    !!v && typeof v === 'object' && v.kind === 'failed_export' && !!v.conversation?.conversation_id && !!v.export_error
+  );
 }
 
 /** What an envelope owes (older envelopes have no `owed`: a delivery). */
@@ -83,7 +87,13 @@ export function owedBy(envelope: Pick<FailedDeliveryEnvelope, 'owed'>): Owed {
 
 export function isQueuedFailedDelivery(value: unknown): value is QueuedFailedDelivery {
   const v = value as QueuedFailedDelivery | null;
-  return !!v && typeof v === 'object' && v.kind === 'failed_delivery' && !!v.conversation?.conversation_id && !!v.delivery_error;
+  return (
+    !!v &&
+    typeof v === 'object' &&
+    v.kind === 'failed_delivery' &&
+    !!v.conversation?.conversation_id &&
+    !!v.delivery_error
+  );
 }
 
 export function isEnvelope(value: unknown): value is FailedDeliveryEnvelope {
@@ -133,7 +143,11 @@ export function envelopeFromQueuedMessage(
 ): FailedDeliveryEnvelope {
   const record = message.conversation;
   if (isDeferral(message.delivery_error)) return envelopeForDeferral(message, now, schedule);
-  const { attempt, target } = failedAttemptFromCaught(message.delivery_error, record.execution.delivery_attempts.length + 1, now);
+  const { attempt, target } = failedAttemptFromCaught(
+    message.delivery_error,
+    record.execution.delivery_attempts.length + 1,
+    now,
+  );
   const permanent = attempt.outcome === 'permanent';
   const firstDelay = schedule[0];
   const dead = permanent || firstDelay === undefined;
@@ -155,9 +169,18 @@ export function envelopeFromQueuedMessage(
 }
 
 /** No attempt was made (the caller's deadline): the envelope waits for the first slot with no attempt in it. */
-function envelopeForDeferral(message: QueuedFailedDelivery, now: Date, schedule: readonly number[]): FailedDeliveryEnvelope {
+function envelopeForDeferral(
+  message: QueuedFailedDelivery,
+  now: Date,
+  schedule: readonly number[],
+): FailedDeliveryEnvelope {
   const failure = parseTaskError(message.delivery_error);
-  const conversation = completeConversation(withDeliveryStatus(message.conversation, 'retrying'), false, message.execution_name ?? null, now);
+  const conversation = completeConversation(
+    withDeliveryStatus(message.conversation, 'retrying'),
+    false,
+    message.execution_name ?? null,
+    now,
+  );
   return {
     ...newEnvelope(conversation, now),
     target: typeof failure.payload?.target === 'string' ? failure.payload.target : null,
@@ -186,14 +209,20 @@ export function envelopeFromQueuedExport(
 }
 
 /** A queued message (either kind) → its envelope, or null when it is neither. */
-export function envelopeFromMessage(value: unknown, now: Date, schedule: readonly number[] = DEFAULT_RETRY_SCHEDULE_MS): FailedDeliveryEnvelope | null {
+export function envelopeFromMessage(
+  value: unknown,
+  now: Date,
+  schedule: readonly number[] = DEFAULT_RETRY_SCHEDULE_MS,
+): FailedDeliveryEnvelope | null {
   if (isQueuedFailedDelivery(value)) return envelopeFromQueuedMessage(value, now, schedule);
   if (isQueuedFailedExport(value)) return envelopeFromQueuedExport(value, now, schedule);
   return null;
 }
 
 export function isDue(envelope: FailedDeliveryEnvelope, now: Date): boolean {
-  return envelope.state === 'pending' && envelope.next_due_at !== null && Date.parse(envelope.next_due_at) <= now.getTime();
+  return (
+    envelope.state === 'pending' && envelope.next_due_at !== null && Date.parse(envelope.next_due_at) <= now.getTime()
+  );
 }
 
 /** The context a redelivery execution runs with: whether a failure now ends the automatic attempts. */
@@ -210,17 +239,26 @@ export function redeliveryContext(
 
 function isRecord(value: unknown): value is ConversationRecord {
   const v = value as ConversationRecord | null;
-  return !!v && typeof v === 'object' && typeof v.conversation_id === 'string' && !!v.webhook_context && Array.isArray(v.execution?.delivery_attempts);
+  return (
+    !!v &&
+    typeof v === 'object' &&
+    typeof v.conversation_id === 'string' &&
+    !!v.webhook_context &&
+    Array.isArray(v.execution?.delivery_attempts)
+  );
 }
 
 /**
  * What a SUCCEEDED redelivery execution returned: the record its Export wrote (state Redelivered), or, when S3
  * refused it (state RedeliveredWithoutExport), `{conversation, export_error}`. Null for anything else.
  */
-export function readRedeliveryOutput(output: unknown): { record: ConversationRecord; exportError?: CaughtError } | null {
+export function readRedeliveryOutput(
+  output: unknown,
+): { record: ConversationRecord; exportError?: CaughtError } | null {
   if (isRecord(output)) return { record: output };
   const o = output as { conversation?: unknown; export_error?: CaughtError } | null;
-  if (o && typeof o === 'object' && isRecord(o.conversation) && o.export_error) return { record: o.conversation, exportError: o.export_error };
+  if (o && typeof o === 'object' && isRecord(o.conversation) && o.export_error)
+    return { record: o.conversation, exportError: o.export_error };
   return null;
 }
 
@@ -237,7 +275,11 @@ export function settleRedelivery(
 ): { ok: true; record: ConversationRecord; updated: FailedDeliveryEnvelope } | { ok: false; error: string } {
   const read = readRedeliveryOutput(output);
   if (!read) return { ok: false, error: 'SUCCEEDED without a conversation record as output' };
-  return { ok: true, record: read.record, updated: applyRedelivery(envelope, read.record, via, now, schedule, read.exportError) };
+  return {
+    ok: true,
+    record: read.record,
+    updated: applyRedelivery(envelope, read.record, via, now, schedule, read.exportError),
+  };
 }
 
 /**
@@ -260,7 +302,13 @@ export function applyRedelivery(
   if (!exportError || next.state !== 'delivered') return next;
   // Nothing more to deliver, but S3 refused the record: the envelope goes on, owing only its export.
   const slot = schedule[Math.min(next.scheduled_attempts, schedule.length - 1)] ?? 0;
-  return { ...next, state: 'pending', owed: 'export', next_due_at: dueIn(now, slot), last_error: exportErrorText(exportError) };
+  return {
+    ...next,
+    state: 'pending',
+    owed: 'export',
+    next_due_at: dueIn(now, slot),
+    last_error: exportErrorText(exportError),
+  };
 }
 
 function applyAttempt(
@@ -283,10 +331,12 @@ function applyAttempt(
   if (owedBy(envelope) === 'export' || record.webhook_context.delivery_status === 'delivered') {
     return { ...base, scheduled_attempts: used, state: 'delivered', next_due_at: null };
   }
-  if (attempt?.outcome === 'permanent') return { ...base, scheduled_attempts: used, state: 'dead', next_due_at: null, dead_reason: 'permanent' };
+  if (attempt?.outcome === 'permanent')
+    return { ...base, scheduled_attempts: used, state: 'dead', next_due_at: null, dead_reason: 'permanent' };
   if (via === 'redrive') return { ...base, state: envelope.state, next_due_at: envelope.next_due_at };
   const nextDelay = schedule[used];
-  if (nextDelay === undefined) return { ...base, scheduled_attempts: used, state: 'dead', next_due_at: null, dead_reason: 'exhausted' };
+  if (nextDelay === undefined)
+    return { ...base, scheduled_attempts: used, state: 'dead', next_due_at: null, dead_reason: 'exhausted' };
   return { ...base, scheduled_attempts: used, state: 'pending', next_due_at: dueAt(now, nextDelay, attempt) };
 }
 

@@ -89,7 +89,12 @@ function publicBodyFromCause(cause: string | undefined): ErrorBody | null {
   if (!cause) return null;
   try {
     const parsed = JSON.parse(cause) as unknown;
-    if (parsed && typeof parsed === 'object' && (parsed as ErrorBody).success === false && (parsed as ErrorBody).error) {
+    if (
+      parsed &&
+      typeof parsed === 'object' &&
+      (parsed as ErrorBody).success === false &&
+      (parsed as ErrorBody).error
+    ) {
       return parsed as ErrorBody;
     }
   } catch {
@@ -114,7 +119,11 @@ export function httpResultForExecution(outcome: ExecutionOutcome): HttpResult {
       const ours = statusCode === 500 ? null : publicBodyFromCause(outcome.cause);
       return {
         statusCode,
-        body: ours ?? errorBody('INTERNAL_ERROR', 'The conversation workflow failed', { workflow_error: outcome.error ?? 'Unknown' }),
+        body:
+          ours ??
+          errorBody('INTERNAL_ERROR', 'The conversation workflow failed', {
+            workflow_error: outcome.error ?? 'Unknown',
+          }),
       };
     }
   }

@@ -33,13 +33,16 @@ export function idempotencyKeyOf(headers: Record<string, string>): KeyResult {
   const raw = headers['idempotency-key'] ?? headers['webhook-id'];
   if (raw === undefined) return { key: null };
   const key = raw.trim();
-  if (!KEY_PATTERN.test(key)) return { error: 'Idempotency-Key (or webhook-id) must be 1 to 255 visible ASCII characters' };
+  if (!KEY_PATTERN.test(key))
+    return { error: 'Idempotency-Key (or webhook-id) must be 1 to 255 visible ASCII characters' };
   return { key };
 }
 
 /** The stored key: a hash of source and key, so one source can never collide with (or probe) another's keys. */
 export function idempotencyPk(sourceSystem: string, key: string): string {
-  return createHash('sha256').update(JSON.stringify([sourceSystem, key])).digest('hex');
+  return createHash('sha256')
+    .update(JSON.stringify([sourceSystem, key]))
+    .digest('hex');
 }
 
 export function expiresAt(now: Date, ttlSeconds = DEFAULT_IDEMPOTENCY_TTL_SECONDS): number {
@@ -54,7 +57,11 @@ export function isExpired(record: IdempotencyRecord, now: Date): boolean {
 function canonical(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(canonical);
   if (value && typeof value === 'object') {
-    return Object.fromEntries(Object.keys(value).sort().map((k) => [k, canonical((value as Record<string, unknown>)[k])]));
+    return Object.fromEntries(
+      Object.keys(value)
+        .sort()
+        .map((k) => [k, canonical((value as Record<string, unknown>)[k])]),
+    );
   }
   return value;
 }
@@ -71,10 +78,15 @@ export function requestFingerprint(request: {
   metadata: Record<string, unknown>;
 }): string {
   const { query, source_process, webhook_type, metadata } = request;
-  return createHash('sha256').update(JSON.stringify(canonical({ query, source_process, webhook_type, metadata }))).digest('hex');
+  return createHash('sha256')
+    .update(JSON.stringify(canonical({ query, source_process, webhook_type, metadata })))
+    .digest('hex');
 }
 
 /** The same key was first used for a different request (a fingerprint to compare, and it differs). */
-export function reusedForAnotherRequest(existing: Pick<IdempotencyRecord, 'request_fingerprint'>, fingerprint: string): boolean {
+export function reusedForAnotherRequest(
+  existing: Pick<IdempotencyRecord, 'request_fingerprint'>,
+  fingerprint: string,
+): boolean {
   return existing.request_fingerprint !== undefined && existing.request_fingerprint !== fingerprint;
 }

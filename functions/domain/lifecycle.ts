@@ -2,12 +2,17 @@ import { classify } from './classifier.ts';
 import type { ConversationRecord, ConversationState, DeliveryAttempt, DeliveryStatus } from './conversation.ts';
 import { agentResponse, agentTurn, elapsedMs, userQuery } from './conversation.ts';
 import { buildConversationId } from './conversation-id.ts';
-import { errorBody, type ExecutionInput } from './gateway-contract.ts';
-import { claimedSource, parseWebhookRequest } from './request.ts';
-import { OPEN_POLICY, verifyInbound, type InboundPolicy } from './signatures.ts';
-import { idempotencyKeyOf, requestFingerprint, reusedForAnotherRequest, type IdempotencyRecord } from './idempotency.ts';
-import { parseTaskError, type TaskFailure } from './task-error.ts';
 import { failedAttemptFromCaught, isDeferral } from './delivery.ts';
+import { type ExecutionInput, errorBody } from './gateway-contract.ts';
+import {
+  type IdempotencyRecord,
+  idempotencyKeyOf,
+  requestFingerprint,
+  reusedForAnotherRequest,
+} from './idempotency.ts';
+import { claimedSource, parseWebhookRequest } from './request.ts';
+import { type InboundPolicy, OPEN_POLICY, verifyInbound } from './signatures.ts';
+import { parseTaskError, type TaskFailure } from './task-error.ts';
 
 /** Each workflow stage as a pure step over the conversation record. Handlers do the I/O around them. */
 
@@ -24,13 +29,24 @@ export type ValidateResult =
 export type Rejected = Extract<ValidateResult, { valid: false }>;
 export type Started = Extract<ValidateResult, { duplicate: false }>;
 
-export function rejection(error: RejectionError, code: string, message: string, extra: Record<string, unknown> = {}): Rejected {
+export function rejection(
+  error: RejectionError,
+  code: string,
+  message: string,
+  extra: Record<string, unknown> = {},
+): Rejected {
   return { valid: false, duplicate: false, error, code, rejection: JSON.stringify(errorBody(code, message, extra)) };
 }
 
 /** A retried request whose first conversation already answered: that answer, again. */
 export function replay(conversationId: string, storedResponse: string): ValidateResult {
-  return { valid: true, duplicate: true, error: null, conversation_id: conversationId, response: JSON.parse(storedResponse) };
+  return {
+    valid: true,
+    duplicate: true,
+    error: null,
+    conversation_id: conversationId,
+    response: JSON.parse(storedResponse),
+  };
 }
 
 export function stillRunning(conversationId: string): ValidateResult {
@@ -57,7 +73,9 @@ export function keyReused(conversationId: string): ValidateResult {
  */
 export function answerToDuplicate(existing: IdempotencyRecord, fingerprint: string): ValidateResult {
   if (reusedForAnotherRequest(existing, fingerprint)) return keyReused(existing.conversation_id);
-  return existing.status === 'completed' && existing.response ? replay(existing.conversation_id, existing.response) : stillRunning(existing.conversation_id);
+  return existing.status === 'completed' && existing.response
+    ? replay(existing.conversation_id, existing.response)
+    : stillRunning(existing.conversation_id);
 }
 
 /** The fingerprint of what a conversation's request asked (see requestFingerprint). */
@@ -83,7 +101,8 @@ export function startConversation(input: ExecutionInput, ids: IdSource, policy: 
   const source = claimedSource(input.body);
   if (source !== null) {
     const trust = verifyInbound(input.body, input.headers, source, policy);
-    if (!trust.ok) return rejection('SignatureError', 'INVALID_SIGNATURE', `Webhook signature rejected: ${trust.reason}`);
+    if (!trust.ok)
+      return rejection('SignatureError', 'INVALID_SIGNATURE', `Webhook signature rejected: ${trust.reason}`);
   }
   const parsed = parseWebhookRequest(input.body);
   if (!parsed.ok) return rejection('ValidationError', parsed.code, parsed.message, { details: parsed.details });
@@ -166,31 +185,55 @@ export function answerText(payload: unknown): string {
   return '';
 }
 
-export function withAgentAnswer(record: ConversationRecord, payload: unknown, agentMs: number, at: Date): ConversationRecord {
+export function withAgentAnswer(
+  record: ConversationRecord,
+  payload: unknown,
+  agentMs: number,
+  at: Date,
+): ConversationRecord {
   return {
     ...record,
     conversation: {
-      turns: [...record.conversation.turns, { role: 'assistant', content: answerText(payload), timestamp: at.toISOString(), data: payload }],
+      turns: [
+        ...record.conversation.turns,
+        { role: 'assistant', content: answerText(payload), timestamp: at.toISOString(), data: payload },
+      ],
     },
     execution: { ...record.execution, timings: { ...record.execution.timings, agent_ms: agentMs } },
   };
 }
 
-export function withFailure(record: ConversationRecord, stage: string, failure: TaskFailure, at: Date): ConversationRecord {
+export function withFailure(
+  record: ConversationRecord,
+  stage: string,
+  failure: TaskFailure,
+  at: Date,
+): ConversationRecord {
   return {
     ...record,
     execution: {
       ...record.execution,
-      errors: [...record.execution.errors, { stage, error: failure.error, message: failure.message, at: at.toISOString() }],
+      errors: [
+        ...record.execution.errors,
+        { stage, error: failure.error, message: failure.message, at: at.toISOString() },
+      ],
     },
   };
 }
 
 export function withClassification(record: ConversationRecord): ConversationRecord {
-  const result = classify(userQuery(record), agentTurn(record)?.content ?? '', record.webhook_context.requested_webhook_type);
+  const result = classify(
+    userQuery(record),
+    agentTurn(record)?.content ?? '',
+    record.webhook_context.requested_webhook_type,
+  );
   return {
     ...record,
-    webhook_context: { ...record.webhook_context, webhook_type: result.webhook_type, classification_reason: result.reason },
+    webhook_context: {
+      ...record.webhook_context,
+      webhook_type: result.webhook_type,
+      classification_reason: result.reason,
+    },
   };
 }
 
@@ -208,7 +251,11 @@ export function withDeliveryAttempt(
   const attempts = known ? record.execution.delivery_attempts : [...record.execution.delivery_attempts, attempt];
   return {
     ...record,
-    webhook_context: { ...record.webhook_context, delivery_status: status, delivery_target: target ?? record.webhook_context.delivery_target },
+    webhook_context: {
+      ...record.webhook_context,
+      delivery_status: status,
+      delivery_target: target ?? record.webhook_context.delivery_target,
+    },
     execution: {
       ...record.execution,
       delivery_attempts: attempts,
@@ -222,10 +269,16 @@ export function withDeliveryAttempt(
  * Safe to re-run: a record that was already closed keeps its status, completion time and total (a redelivery
  * re-exports it).
  */
-export function completeConversation(record: ConversationRecord, agentFailed: boolean, executionName: string | null, now: Date): ConversationRecord {
-  const executions = executionName && !record.execution.executions.includes(executionName)
-    ? [...record.execution.executions, executionName]
-    : record.execution.executions;
+export function completeConversation(
+  record: ConversationRecord,
+  agentFailed: boolean,
+  executionName: string | null,
+  now: Date,
+): ConversationRecord {
+  const executions =
+    executionName && !record.execution.executions.includes(executionName)
+      ? [...record.execution.executions, executionName]
+      : record.execution.executions;
   const closed = record.execution.completed_at !== null;
   return {
     ...record,
@@ -262,7 +315,11 @@ export function closeConversation(
     // No attempt was made (the caller's deadline): nothing to record but that the schedule will deliver it.
     record = withDeliveryStatus(record, 'retrying');
   } else if (state.delivery_error) {
-    const { attempt, target } = failedAttemptFromCaught(state.delivery_error, record.execution.delivery_attempts.length + 1, now);
+    const { attempt, target } = failedAttemptFromCaught(
+      state.delivery_error,
+      record.execution.delivery_attempts.length + 1,
+      now,
+    );
     const status = attempt.outcome === 'permanent' ? 'failed' : (state.redelivery?.status_if_failed ?? 'retrying');
     record = withDeliveryAttempt(record, attempt, target, status);
     record = withFailure(record, 'Deliver', parseTaskError(state.delivery_error), now);
@@ -289,7 +346,11 @@ export function successBody(record: ConversationRecord) {
 /** The 502 body when the agent failed; the record was exported as failed. */
 export function agentFailureBody(record: ConversationRecord) {
   const last = record.execution.errors.at(-1);
-  return errorBody('AGENT_ERROR', `The manager agent failed: ${last ? `${last.error}: ${last.message}` : 'unknown error'}`, {
-    conversation_id: record.conversation_id,
-  });
+  return errorBody(
+    'AGENT_ERROR',
+    `The manager agent failed: ${last ? `${last.error}: ${last.message}` : 'unknown error'}`,
+    {
+      conversation_id: record.conversation_id,
+    },
+  );
 }

@@ -12,14 +12,19 @@ const systemName = (field: string) =>
     v.string(`${field} must be a string`),
     v.minLength(1, `${field} is required`),
     v.maxLength(64, `${field} must be at most 64 characters`),
-    v.regex(NAME_PATTERN, `${field} may contain only letters, digits, '_', '-' and '.', starting with a letter or digit`),
+    v.regex(
+      NAME_PATTERN,
+      `${field} may contain only letters, digits, '_', '-' and '.', starting with a letter or digit`,
+    ),
   );
 
 function hasForbiddenKey(value: unknown, depth = 0): boolean {
   if (depth > 20) return true;
   if (Array.isArray(value)) return value.some((item) => hasForbiddenKey(item, depth + 1));
   if (value === null || typeof value !== 'object') return false;
-  return Object.keys(value).some((key) => FORBIDDEN_KEYS.has(key) || hasForbiddenKey((value as Record<string, unknown>)[key], depth + 1));
+  return Object.keys(value).some(
+    (key) => FORBIDDEN_KEYS.has(key) || hasForbiddenKey((value as Record<string, unknown>)[key], depth + 1),
+  );
 }
 
 export const WebhookRequestSchema = v.strictObject(
@@ -33,7 +38,10 @@ export const WebhookRequestSchema = v.strictObject(
     source_system: systemName('source_system'),
     source_process: systemName('source_process'),
     timestamp: v.optional(
-      v.pipe(v.string('timestamp must be a string'), v.isoTimestamp('timestamp must be an ISO 8601 date-time with a time zone, e.g. 2025-08-13T10:30:45Z')),
+      v.pipe(
+        v.string('timestamp must be a string'),
+        v.isoTimestamp('timestamp must be an ISO 8601 date-time with a time zone, e.g. 2025-08-13T10:30:45Z'),
+      ),
     ),
     webhook_type: v.optional(v.picklist(WEBHOOK_TYPES, `webhook_type must be one of ${WEBHOOK_TYPES.join(', ')}`)),
     metadata: v.optional(
@@ -41,17 +49,26 @@ export const WebhookRequestSchema = v.strictObject(
         // Checked on the raw value: v.record silently drops __proto__/constructor/prototype keys and accepts arrays.
         v.unknown(),
         v.check((m) => m !== null && typeof m === 'object' && !Array.isArray(m), 'metadata must be an object'),
-        v.check((m) => !hasForbiddenKey(m), 'metadata must not contain the keys __proto__, constructor or prototype, nor nest deeper than 20 levels'),
+        v.check(
+          (m) => !hasForbiddenKey(m),
+          'metadata must not contain the keys __proto__, constructor or prototype, nor nest deeper than 20 levels',
+        ),
         v.record(v.string(), v.unknown(), 'metadata must be an object'),
-        v.check((m) => Buffer.byteLength(JSON.stringify(m)) <= MAX_METADATA_BYTES, `metadata must be at most ${MAX_METADATA_BYTES} bytes as JSON`),
+        v.check(
+          (m) => Buffer.byteLength(JSON.stringify(m)) <= MAX_METADATA_BYTES,
+          `metadata must be at most ${MAX_METADATA_BYTES} bytes as JSON`,
+        ),
       ),
     ),
   },
   // valibot uses this one message for unknown keys, missing keys and a non-object input: tell them apart.
   (issue) => {
-    if (issue.expected === 'never') return 'unknown field: allowed fields are query, source_system, source_process, timestamp, webhook_type, metadata';
+    if (issue.expected === 'never')
+      return 'unknown field: allowed fields are query, source_system, source_process, timestamp, webhook_type, metadata';
     const key = issue.path?.[0]?.key;
-    return issue.received === 'undefined' && typeof key === 'string' ? `${key} is required` : 'request body must be an object';
+    return issue.received === 'undefined' && typeof key === 'string'
+      ? `${key} is required`
+      : 'request body must be an object';
   },
 );
 
@@ -99,7 +116,12 @@ export function validateWebhookJson(json: unknown): RequestParseResult {
       ok: false,
       code: 'VALIDATION_ERROR',
       message: 'Request body must be a JSON object',
-      details: [{ field: '(body)', message: `expected an object, got ${json === null ? 'null' : Array.isArray(json) ? 'an array' : typeof json}` }],
+      details: [
+        {
+          field: '(body)',
+          message: `expected an object, got ${json === null ? 'null' : Array.isArray(json) ? 'an array' : typeof json}`,
+        },
+      ],
     };
   }
   const result = v.safeParse(WebhookRequestSchema, json, { abortPipeEarly: true });

@@ -40,7 +40,8 @@ export function parseSecretsBySource(json: string | undefined, name: string): Se
   const out: SecretsBySource = {};
   for (const [source, value] of Object.entries(parsed)) {
     const list = Array.isArray(value) ? value : [value];
-    if (list.length === 0 || list.length > 2) throw new Error(`${name}.${source}: give one secret, or two during a rotation`);
+    if (list.length === 0 || list.length > 2)
+      throw new Error(`${name}.${source}: give one secret, or two during a rotation`);
     out[source] = list.map((s, i) => checkSecret(s, `${name}.${source}[${i}]`));
   }
   return out;
@@ -55,11 +56,15 @@ export function verifyInbound(
   const secrets = Object.hasOwn(policy.secrets, sourceSystem) ? policy.secrets[sourceSystem]! : [];
   if (secrets.length === 0) {
     return policy.requireSignature
-      ? { ok: false, reason: `source_system "${sourceSystem}" has no signing secret and unsigned requests are not allowed` }
+      ? {
+          ok: false,
+          reason: `source_system "${sourceSystem}" has no signing secret and unsigned requests are not allowed`,
+        }
       : { ok: true, signed: false };
   }
   const missing = SIGNATURE_HEADERS.filter((h) => !headers[h]);
-  if (missing.length > 0) return { ok: false, reason: `missing ${missing.join(', ')} header${missing.length > 1 ? 's' : ''}` };
+  if (missing.length > 0)
+    return { ok: false, reason: `missing ${missing.join(', ')} header${missing.length > 1 ? 's' : ''}` };
   if (!/^\d{1,12}$/.test(headers['webhook-timestamp']!.trim())) {
     return { ok: false, reason: 'webhook-timestamp must be the signing time in whole seconds since the Unix epoch' };
   }
@@ -72,7 +77,8 @@ export function verifyInbound(
     } catch (error) {
       if (!(error instanceof WebhookVerificationError)) throw error;
       const message = (error as Error).message;
-      if (/timestamp/i.test(message)) return { ok: false, reason: 'webhook-timestamp is outside the 5-minute tolerance' };
+      if (/timestamp/i.test(message))
+        return { ok: false, reason: 'webhook-timestamp is outside the 5-minute tolerance' };
       if (/header/i.test(message)) reason = message;
     }
   }

@@ -33,7 +33,11 @@ export function parseTaskError(caught: CaughtError | undefined): TaskFailure {
   if (isObject(outer) && typeof outer.errorMessage === 'string') message = outer.errorMessage;
   const inner = tryJson(message);
   if (isObject(inner)) {
-    return { error: caught.Error, message: typeof inner.message === 'string' ? inner.message : message, payload: inner };
+    return {
+      error: caught.Error,
+      message: typeof inner.message === 'string' ? inner.message : message,
+      payload: inner,
+    };
   }
   return { error: caught.Error, message: message || caught.Error, payload: null };
 }

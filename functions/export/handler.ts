@@ -2,14 +2,14 @@ import { PutObjectCommand } from '@aws-sdk/client-s3';
 import type { ConversationRecord, ConversationState } from '../domain/conversation.ts';
 import { ExportError } from '../domain/errors.ts';
 import { exportDocuments, exportFolder } from '../domain/export-formats.ts';
-import { agentFailureBody, closeConversation, successBody } from '../domain/lifecycle.ts';
 import { idempotencyPk } from '../domain/idempotency.ts';
+import { agentFailureBody, closeConversation, successBody } from '../domain/lifecycle.ts';
 import { EXPORT_DEFERRED_EVENT, EXPORT_DEFERRED_METRIC } from '../domain/observability.ts';
 import { parseTaskError } from '../domain/task-error.ts';
 import { s3 } from '../shared/clients/s3.ts';
-import { idempotencyStore } from '../shared/idempotency-store.ts';
 import { logEvent, METRIC_NAMES, recordTime } from '../shared/events.ts';
-import { logger, metrics, MetricUnit, stageHandler } from '../shared/powertools.ts';
+import { idempotencyStore } from '../shared/idempotency-store.ts';
+import { logger, MetricUnit, metrics, stageHandler } from '../shared/powertools.ts';
 
 export interface ExportInput {
   state: ConversationState;
@@ -39,17 +39,22 @@ export const handler = stageHandler('Export', async ({ state, execution_name }: 
     try {
       await Promise.all(
         documents.map((doc) =>
-          s3.send(new PutObjectCommand({ Bucket: bucket, Key: doc.key, Body: doc.body, ContentType: 'application/json' })),
+          s3.send(
+            new PutObjectCommand({ Bucket: bucket, Key: doc.key, Body: doc.body, ContentType: 'application/json' }),
+          ),
         ),
       );
     } catch (error) {
-      throw new ExportError(`writing s3://${bucket}/${exportFolder(record.conversation_id)} failed: ${(error as Error).name}: ${(error as Error).message}`);
+      throw new ExportError(
+        `writing s3://${bucket}/${exportFolder(record.conversation_id)} failed: ${(error as Error).name}: ${(error as Error).message}`,
+      );
     }
     written = { location: `s3://${bucket}/${exportFolder(record.conversation_id)}`, files: documents.length };
   }
   // Logged once the record is safe (written, or about to be queued): an ExportError retry does not log it twice.
   logCompletion(state, record);
-  if (written) logEvent('WEBHOOK_CONVERSATION_EXPORTED', record, { s3_location: written.location, files: written.files });
+  if (written)
+    logEvent('WEBHOOK_CONVERSATION_EXPORTED', record, { s3_location: written.location, files: written.files });
   if (deferred) {
     const failure = parseTaskError(deferred);
     logger.error('Conversation export failed; queued to be exported later', {
@@ -61,7 +66,9 @@ export const handler = stageHandler('Export', async ({ state, execution_name }: 
     metrics.addMetric(EXPORT_DEFERRED_METRIC, MetricUnit.Count, 1);
   }
 
-  const next: ConversationState = deferred ? { conversation: record, export_error: deferred } : { conversation: record };
+  const next: ConversationState = deferred
+    ? { conversation: record, export_error: deferred }
+    : { conversation: record };
   const response = agentFailed ? null : successBody(record);
   const key = record.metadata.idempotency_key;
   const store = key && !state.redelivery ? idempotencyStore() : null;

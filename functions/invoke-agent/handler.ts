@@ -22,57 +22,68 @@ export const MAX_AGENT_ANSWER_BYTES = 96 * 1024;
 export const MAX_STATE_BYTES_WITH_ANSWER = 232 * 1024;
 
 /** InvokeManagerAgent: one Invoke of MANAGER_AGENT_FUNCTION_NAME, timed; FunctionError and timeout become named errors. */
-export const handler = stageHandler('InvokeManagerAgent', async (state: ConversationState): Promise<ConversationState> => {
-  const record = state.conversation;
-  const functionName = process.env.MANAGER_AGENT_FUNCTION_NAME ?? 'revops-manager-agent-wrapper';
-  const timeoutMs = Number(process.env.MANAGER_AGENT_TIMEOUT_MS ?? DEFAULT_TIMEOUT_MS);
-  const request = {
-    query: userQuery(record),
-    conversation_id: record.conversation_id,
-    source_system: record.metadata.source_system,
-    source_process: record.metadata.source_process,
-    metadata: record.metadata.custom,
-  };
-  logEvent('WEBHOOK_MANAGER_AGENT_INVOKED', record, { function_name: functionName });
-  const started = performance.now();
-  let out;
-  try {
-    out = await lambda.send(new InvokeCommand({ FunctionName: functionName, Payload: JSON.stringify(request) }), {
-      abortSignal: AbortSignal.timeout(timeoutMs),
-    });
-  } catch (error) {
-    const e = error as Error;
-    if (e.name === 'AbortError' || e.name === 'TimeoutError') {
-      throw new AgentTimeoutError(`manager agent ${functionName} did not answer within ${timeoutMs} ms`);
+export const handler = stageHandler(
+  'InvokeManagerAgent',
+  async (state: ConversationState): Promise<ConversationState> => {
+    const record = state.conversation;
+    const functionName = process.env.MANAGER_AGENT_FUNCTION_NAME ?? 'revops-manager-agent-wrapper';
+    const timeoutMs = Number(process.env.MANAGER_AGENT_TIMEOUT_MS ?? DEFAULT_TIMEOUT_MS);
+    const request = {
+      query: userQuery(record),
+      conversation_id: record.conversation_id,
+      source_system: record.metadata.source_system,
+      source_process: record.metadata.source_process,
+      metadata: record.metadata.custom,
+    };
+    logEvent('WEBHOOK_MANAGER_AGENT_INVOKED', record, { function_name: functionName });
+    const started = performance.now();
+    let out;
+    try {
+      out = await lambda.send(new InvokeCommand({ FunctionName: functionName, Payload: JSON.stringify(request) }), {
+        abortSignal: AbortSignal.timeout(timeoutMs),
+      });
+    } catch (error) {
+      const e = error as Error;
+      if (e.name === 'AbortError' || e.name === 'TimeoutError') {
+        throw new AgentTimeoutError(`manager agent ${functionName} did not answer within ${timeoutMs} ms`);
+      }
+      // The SDK already retried throttling and 5xx (maxAttempts); what is left is the agent's failure.
+      throw new AgentInvocationError(`invoking manager agent ${functionName} failed: ${e.name}: ${e.message}`);
     }
-    // The SDK already retried throttling and 5xx (maxAttempts); what is left is the agent's failure.
-    throw new AgentInvocationError(`invoking manager agent ${functionName} failed: ${e.name}: ${e.message}`);
-  }
-  const agentMs = Math.round(performance.now() - started);
-  const text = out.Payload ? Buffer.from(out.Payload).toString('utf8') : '';
-  if (!out.FunctionError && Buffer.byteLength(text) > MAX_AGENT_ANSWER_BYTES) {
-    throw new AgentInvocationError(`manager agent ${functionName} answered ${Buffer.byteLength(text)} bytes, more than the ${MAX_AGENT_ANSWER_BYTES} a conversation can carry`);
-  }
-  let payload: unknown = text;
-  try {
-    payload = text ? JSON.parse(text) : null;
-  } catch {
-    // a plain-text answer is still an answer
-  }
-  if (out.FunctionError) {
-    const p = (payload ?? {}) as { errorType?: string; errorMessage?: string };
-    throw new AgentInvocationError(`manager agent ${functionName} failed (${out.FunctionError}): ${p.errorType ?? 'Error'}: ${p.errorMessage ?? text.slice(0, 500)}`);
-  }
-  if (payload === null || payload === '') throw new AgentInvocationError(`manager agent ${functionName} returned an empty answer`);
-  recordTime(METRIC_NAMES.agentProcessingTime, agentMs);
-  recordSize(METRIC_NAMES.responseSize, Buffer.byteLength(text));
-  const updated = withAgentAnswer(record, payload, agentMs, new Date());
-  const stateBytes = Buffer.byteLength(JSON.stringify({ ...state, conversation: updated }));
-  if (stateBytes > MAX_STATE_BYTES_WITH_ANSWER) {
-    throw new AgentInvocationError(
-      `manager agent ${functionName} answered ${Buffer.byteLength(text)} bytes, which makes this conversation ${stateBytes} bytes, more than the ${MAX_STATE_BYTES_WITH_ANSWER} a workflow state can carry`,
-    );
-  }
-  logEvent('WEBHOOK_MANAGER_AGENT_RESPONSE', updated, { agent_processing_time_ms: agentMs, response_size_bytes: Buffer.byteLength(text) });
-  return { ...state, conversation: updated };
-});
+    const agentMs = Math.round(performance.now() - started);
+    const text = out.Payload ? Buffer.from(out.Payload).toString('utf8') : '';
+    if (!out.FunctionError && Buffer.byteLength(text) > MAX_AGENT_ANSWER_BYTES) {
+      throw new AgentInvocationError(
+        `manager agent ${functionName} answered ${Buffer.byteLength(text)} bytes, more than the ${MAX_AGENT_ANSWER_BYTES} a conversation can carry`,
+      );
+    }
+    let payload: unknown = text;
+    try {
+      payload = text ? JSON.parse(text) : null;
+    } catch {
+      // a plain-text answer is still an answer
+    }
+    if (out.FunctionError) {
+      const p = (payload ?? {}) as { errorType?: string; errorMessage?: string };
+      throw new AgentInvocationError(
+        `manager agent ${functionName} failed (${out.FunctionError}): ${p.errorType ?? 'Error'}: ${p.errorMessage ?? text.slice(0, 500)}`,
+      );
+    }
+    if (payload === null || payload === '')
+      throw new AgentInvocationError(`manager agent ${functionName} returned an empty answer`);
+    recordTime(METRIC_NAMES.agentProcessingTime, agentMs);
+    recordSize(METRIC_NAMES.responseSize, Buffer.byteLength(text));
+    const updated = withAgentAnswer(record, payload, agentMs, new Date());
+    const stateBytes = Buffer.byteLength(JSON.stringify({ ...state, conversation: updated }));
+    if (stateBytes > MAX_STATE_BYTES_WITH_ANSWER) {
+      throw new AgentInvocationError(
+        `manager agent ${functionName} answered ${Buffer.byteLength(text)} bytes, which makes this conversation ${stateBytes} bytes, more than the ${MAX_STATE_BYTES_WITH_ANSWER} a workflow state can carry`,
+      );
+    }
+    logEvent('WEBHOOK_MANAGER_AGENT_RESPONSE', updated, {
+      agent_processing_time_ms: agentMs,
+      response_size_bytes: Buffer.byteLength(text),
+    });
+    return { ...state, conversation: updated };
+  },
+);

@@ -4,7 +4,7 @@ import { sfn } from '../shared/clients/sfn.ts';
 import { sqs } from '../shared/clients/sqs.ts';
 import { SqsFailedDeliveryQueue } from '../shared/failed-delivery-queue.ts';
 import { logger, stageHandler } from '../shared/powertools.ts';
-import { sweep, type SweepSummary } from './sweep.ts';
+import { type SweepSummary, sweep } from './sweep.ts';
 
 /** The redelivery workflow times out at 60 s; a batch received with less than that left could be cut off. */
 export const DEFAULT_RESERVE_MS = 75_000;
@@ -21,20 +21,25 @@ function required(name: string): string {
  * The automatic redelivery schedule on AWS, started every minute by an EventBridge rule: redeliver the due
  * envelopes of the failed-delivery queue through the redelivery workflow (see sweep.ts).
  */
-export const handler = stageHandler('RedeliveryScheduler', async (_event: unknown, context?: Context): Promise<SweepSummary> => {
-  const queue = new SqsFailedDeliveryQueue(
-    sqs,
-    required('FAILED_DELIVERY_QUEUE_URL'),
-    required('FAILED_DELIVERY_DLQ_URL'),
-    parseSchedule(process.env.REDELIVERY_SCHEDULE),
-  );
-  const deadline = Date.now() + Number(process.env.REDELIVERY_SCHEDULER_BUDGET_MS || DEFAULT_BUDGET_MS);
-  return sweep({
-    queue,
-    sfn,
-    stateMachineArn: required('REDELIVERY_STATE_MACHINE_ARN'),
-    remainingMs: context?.getRemainingTimeInMillis ? () => context.getRemainingTimeInMillis() : () => deadline - Date.now(),
-    reserveMs: Number(process.env.REDELIVERY_SCHEDULER_RESERVE_MS || DEFAULT_RESERVE_MS),
-    log: logger,
-  });
-});
+export const handler = stageHandler(
+  'RedeliveryScheduler',
+  async (_event: unknown, context?: Context): Promise<SweepSummary> => {
+    const queue = new SqsFailedDeliveryQueue(
+      sqs,
+      required('FAILED_DELIVERY_QUEUE_URL'),
+      required('FAILED_DELIVERY_DLQ_URL'),
+      parseSchedule(process.env.REDELIVERY_SCHEDULE),
+    );
+    const deadline = Date.now() + Number(process.env.REDELIVERY_SCHEDULER_BUDGET_MS || DEFAULT_BUDGET_MS);
+    return sweep({
+      queue,
+      sfn,
+      stateMachineArn: required('REDELIVERY_STATE_MACHINE_ARN'),
+      remainingMs: context?.getRemainingTimeInMillis
+        ? () => context.getRemainingTimeInMillis()
+        : () => deadline - Date.now(),
+      reserveMs: Number(process.env.REDELIVERY_SCHEDULER_RESERVE_MS || DEFAULT_RESERVE_MS),
+      log: logger,
+    });
+  },
+);

@@ -1,6 +1,10 @@
 import type { SFNClient } from '@aws-sdk/client-sfn';
 import { isDue } from '../domain/failed-delivery.ts';
-import { REDELIVERY_VISIBILITY_SECONDS, type QueuedEnvelope, type SqsFailedDeliveryQueue } from '../shared/failed-delivery-queue.ts';
+import {
+  type QueuedEnvelope,
+  REDELIVERY_VISIBILITY_SECONDS,
+  type SqsFailedDeliveryQueue,
+} from '../shared/failed-delivery-queue.ts';
 import { runRedelivery } from '../shared/redelivery-execution.ts';
 
 export interface SweepLog {
@@ -36,7 +40,14 @@ export interface SweepSummary {
   stopped_by_time_budget: boolean;
 }
 
-type Outcome = 'delivered' | 'dead_lettered' | 'rescheduled' | 'waiting' | 'failed_executions' | 'errors' | 'duplicates';
+type Outcome =
+  | 'delivered'
+  | 'dead_lettered'
+  | 'rescheduled'
+  | 'waiting'
+  | 'failed_executions'
+  | 'errors'
+  | 'duplicates';
 
 /**
  * One run of the automatic schedule on AWS (the counterpart of LocalRedelivery.runDue): receive batches from the
@@ -49,8 +60,17 @@ export async function sweep(options: SweepOptions): Promise<SweepSummary> {
   const { queue, log } = options;
   const now = options.now ?? (() => new Date());
   const summary: SweepSummary = {
-    received: 0, redelivered: 0, delivered: 0, dead_lettered: 0, rescheduled: 0, waiting: 0,
-    failed_executions: 0, errors: 0, unreadable: 0, duplicates: 0, stopped_by_time_budget: false,
+    received: 0,
+    redelivered: 0,
+    delivered: 0,
+    dead_lettered: 0,
+    rescheduled: 0,
+    waiting: 0,
+    failed_executions: 0,
+    errors: 0,
+    unreadable: 0,
+    duplicates: 0,
+    stopped_by_time_budget: false,
   };
   const seen = new Set<string>();
 
@@ -67,7 +87,11 @@ export async function sweep(options: SweepOptions): Promise<SweepSummary> {
     }
     if (envelope.state === 'dead') {
       await queue.deadLetter(item, envelope);
-      log.info('Failed delivery dead-lettered', { conversation_id: id, dead_reason: envelope.dead_reason, attempts: envelope.attempts.length });
+      log.info('Failed delivery dead-lettered', {
+        conversation_id: id,
+        dead_reason: envelope.dead_reason,
+        attempts: envelope.attempts.length,
+      });
       return 'dead_lettered';
     }
     if (!isDue(envelope, now())) {
@@ -82,12 +106,19 @@ export async function sweep(options: SweepOptions): Promise<SweepSummary> {
     });
     if (!run.ok) {
       log.warn('Redelivery execution did not succeed; the message comes back after its visibility timeout', {
-        conversation_id: id, execution_name: run.execution_name, error: run.error,
+        conversation_id: id,
+        execution_name: run.execution_name,
+        error: run.error,
       });
       return 'failed_executions';
     }
     const updated = run.updated;
-    const fields = { conversation_id: id, execution_name: run.execution_name, state: updated.state, attempts: updated.attempts.length };
+    const fields = {
+      conversation_id: id,
+      execution_name: run.execution_name,
+      state: updated.state,
+      attempts: updated.attempts.length,
+    };
     if (updated.state === 'delivered') {
       await queue.delete(item);
       log.info('Redelivered', fields);
@@ -95,11 +126,19 @@ export async function sweep(options: SweepOptions): Promise<SweepSummary> {
     }
     if (updated.state === 'dead') {
       await queue.deadLetter(item, updated);
-      log.info('Redelivery failed; no more automatic attempts', { ...fields, dead_reason: updated.dead_reason, last_error: updated.last_error });
+      log.info('Redelivery failed; no more automatic attempts', {
+        ...fields,
+        dead_reason: updated.dead_reason,
+        last_error: updated.last_error,
+      });
       return 'dead_lettered';
     }
     await queue.resend(item, updated, now());
-    log.info('Redelivery failed; rescheduled', { ...fields, next_due_at: updated.next_due_at, last_error: updated.last_error });
+    log.info('Redelivery failed; rescheduled', {
+      ...fields,
+      next_due_at: updated.next_due_at,
+      last_error: updated.last_error,
+    });
     return 'rescheduled';
   }
 
@@ -117,14 +156,18 @@ export async function sweep(options: SweepOptions): Promise<SweepSummary> {
     summary.unreadable += batch.unreadable.length;
     for (const m of batch.unreadable) {
       log.warn('Unreadable failed-delivery message left in the queue (its redrive policy dead-letters it)', {
-        message_id: m.messageId, receive_count: m.receiveCount, reason: m.reason,
+        message_id: m.messageId,
+        receive_count: m.receiveCount,
+        reason: m.reason,
       });
     }
     const outcomes = await Promise.all(
       batch.envelopes.map((item) =>
         handle(item).catch((error: Error): Outcome => {
           log.error('Failed-delivery message not processed; it comes back after its visibility timeout', {
-            conversation_id: item.envelope.conversation_id, message_id: item.messageId, error: `${error.name}: ${error.message}`,
+            conversation_id: item.envelope.conversation_id,
+            message_id: item.messageId,
+            error: `${error.name}: ${error.message}`,
           });
           return 'errors';
         }),

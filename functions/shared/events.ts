@@ -1,8 +1,8 @@
 import type { ConversationRecord } from '../domain/conversation.ts';
-import { METRIC_NAMES, type EventType } from '../domain/observability.ts';
-import { logger, metrics, MetricUnit } from './powertools.ts';
+import { type EventType, METRIC_NAMES } from '../domain/observability.ts';
+import { logger, MetricUnit, metrics } from './powertools.ts';
 
-export { EVENT_TYPES, METRIC_NAMES, type EventType } from '../domain/observability.ts';
+export { EVENT_TYPES, type EventType, METRIC_NAMES } from '../domain/observability.ts';
 
 const MESSAGES: Record<EventType, string> = {
   WEBHOOK_REQUEST_RECEIVED: 'Incoming request validated',
@@ -35,10 +35,16 @@ export function logEvent(type: EventType, record: ConversationRecord, fields: Re
   else logger.info(MESSAGES[type], line);
 }
 
-export function recordSize(name: typeof METRIC_NAMES.requestSize | typeof METRIC_NAMES.responseSize, bytes: number): void {
+export function recordSize(
+  name: typeof METRIC_NAMES.requestSize | typeof METRIC_NAMES.responseSize,
+  bytes: number,
+): void {
   metrics.addMetric(name, MetricUnit.Bytes, bytes);
 }
 
-export function recordTime(name: Exclude<(typeof METRIC_NAMES)[keyof typeof METRIC_NAMES], 'Webhook.request_size' | 'Webhook.response_size'>, ms: number): void {
+export function recordTime(
+  name: Exclude<(typeof METRIC_NAMES)[keyof typeof METRIC_NAMES], 'Webhook.request_size' | 'Webhook.response_size'>,
+  ms: number,
+): void {
   metrics.addMetric(name, MetricUnit.Milliseconds, ms);
 }

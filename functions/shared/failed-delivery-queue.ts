@@ -2,12 +2,17 @@ import {
   ChangeMessageVisibilityBatchCommand,
   ChangeMessageVisibilityCommand,
   DeleteMessageCommand,
+  type Message,
   ReceiveMessageCommand,
   SendMessageCommand,
-  type Message,
   type SQSClient,
 } from '@aws-sdk/client-sqs';
-import { DEFAULT_RETRY_SCHEDULE_MS, envelopeFromMessage, isEnvelope, type FailedDeliveryEnvelope } from '../domain/failed-delivery.ts';
+import {
+  DEFAULT_RETRY_SCHEDULE_MS,
+  envelopeFromMessage,
+  type FailedDeliveryEnvelope,
+  isEnvelope,
+} from '../domain/failed-delivery.ts';
 
 /**
  * The failed-delivery store's AWS adapter (the local one is local/failed-delivery-store.ts): one SQS message per
@@ -85,7 +90,9 @@ export function parseMessageBody(
   } catch (error) {
     return { reason: `the queued message cannot be read: ${(error as Error).message}` };
   }
-  return { reason: 'the body is neither a failed-delivery envelope nor a QueueFailedDelivery or QueueFailedExport message' };
+  return {
+    reason: 'the body is neither a failed-delivery envelope nor a QueueFailedDelivery or QueueFailedExport message',
+  };
 }
 
 /** Seconds until the envelope is due (0 when due or not pending). */
@@ -103,7 +110,8 @@ export type WaitPlan = { action: 'extend'; visibilitySeconds: number } | { actio
  */
 export function planWait(item: Pick<QueuedEnvelope, 'envelope' | 'converted' | 'receiveCount'>, now: Date): WaitPlan {
   const wait = secondsUntilDue(item.envelope, now);
-  if (item.converted || item.receiveCount >= EXTEND_MAX_RECEIVES) return { action: 'resend', delaySeconds: Math.min(MAX_DELAY_SECONDS, wait) };
+  if (item.converted || item.receiveCount >= EXTEND_MAX_RECEIVES)
+    return { action: 'resend', delaySeconds: Math.min(MAX_DELAY_SECONDS, wait) };
   return { action: 'extend', visibilitySeconds: Math.min(MAX_VISIBILITY_SECONDS, Math.max(1, wait)) };
 }
 
@@ -139,7 +147,12 @@ export class SqsFailedDeliveryQueue {
   }
 
   /** Replace the message with one holding `envelope` in `targetUrl` (Send first, then Delete). */
-  async replace(item: QueuedEnvelope, envelope: FailedDeliveryEnvelope, targetUrl: string, delaySeconds = 0): Promise<void> {
+  async replace(
+    item: QueuedEnvelope,
+    envelope: FailedDeliveryEnvelope,
+    targetUrl: string,
+    delaySeconds = 0,
+  ): Promise<void> {
     await this.client.send(
       new SendMessageCommand({
         QueueUrl: targetUrl,
@@ -174,7 +187,11 @@ export class SqsFailedDeliveryQueue {
 
   async hold(item: Pick<QueuedEnvelope, 'queueUrl' | 'receiptHandle'>, seconds: number): Promise<void> {
     await this.client.send(
-      new ChangeMessageVisibilityCommand({ QueueUrl: item.queueUrl, ReceiptHandle: item.receiptHandle, VisibilityTimeout: seconds }),
+      new ChangeMessageVisibilityCommand({
+        QueueUrl: item.queueUrl,
+        ReceiptHandle: item.receiptHandle,
+        VisibilityTimeout: seconds,
+      }),
     );
   }
 
@@ -187,7 +204,9 @@ export class SqsFailedDeliveryQueue {
         await this.client.send(
           new ChangeMessageVisibilityBatchCommand({
             QueueUrl: queueUrl,
-            Entries: list.slice(i, i + 10).map((m, j) => ({ Id: String(i + j), ReceiptHandle: m.receiptHandle, VisibilityTimeout: 0 })),
+            Entries: list
+              .slice(i, i + 10)
+              .map((m, j) => ({ Id: String(i + j), ReceiptHandle: m.receiptHandle, VisibilityTimeout: 0 })),
           }),
         );
       }
@@ -195,7 +214,12 @@ export class SqsFailedDeliveryQueue {
   }
 }
 
-function readMessage(message: Message, queueUrl: string, now: Date, schedule: readonly number[]): QueuedEnvelope | UnreadableMessage {
+function readMessage(
+  message: Message,
+  queueUrl: string,
+  now: Date,
+  schedule: readonly number[],
+): QueuedEnvelope | UnreadableMessage {
   const sent = Number(message.Attributes?.SentTimestamp);
   const sentAt = Number.isFinite(sent) && sent > 0 ? new Date(sent) : now;
   const base = {

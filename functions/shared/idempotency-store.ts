@@ -1,7 +1,7 @@
 import { mkdir, open, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { expiresAt, IN_PROGRESS_TTL_SECONDS, isExpired, type IdempotencyRecord } from '../domain/idempotency.ts';
+import { expiresAt, type IdempotencyRecord, IN_PROGRESS_TTL_SECONDS, isExpired } from '../domain/idempotency.ts';
 import { tracer } from './powertools.ts';
 
 /**
@@ -36,24 +36,28 @@ class DynamoIdempotencyStore implements IdempotencyStore {
     const { sdk, db } = await dynamo();
     const nowS = Math.floor(now.getTime() / 1000);
     try {
-      await db.send(new sdk.PutItemCommand({
-        TableName: this.table,
-        Item: {
-          pk: { S: pk },
-          status: { S: 'in_progress' },
-          conversation_id: { S: conversationId },
-          created_at: { S: now.toISOString() },
-          expires_at: { N: String(expiresAt(now, IN_PROGRESS_TTL_SECONDS)) },
-          ...(fingerprint ? { request_fingerprint: { S: fingerprint } } : {}),
-        },
-        ConditionExpression: 'attribute_not_exists(pk) OR expires_at <= :now',
-        ExpressionAttributeValues: { ':now': { N: String(nowS) } },
-      }));
+      await db.send(
+        new sdk.PutItemCommand({
+          TableName: this.table,
+          Item: {
+            pk: { S: pk },
+            status: { S: 'in_progress' },
+            conversation_id: { S: conversationId },
+            created_at: { S: now.toISOString() },
+            expires_at: { N: String(expiresAt(now, IN_PROGRESS_TTL_SECONDS)) },
+            ...(fingerprint ? { request_fingerprint: { S: fingerprint } } : {}),
+          },
+          ConditionExpression: 'attribute_not_exists(pk) OR expires_at <= :now',
+          ExpressionAttributeValues: { ':now': { N: String(nowS) } },
+        }),
+      );
       return { claimed: true };
     } catch (error) {
       if ((error as Error).name !== 'ConditionalCheckFailedException') throw error;
     }
-    const out = await db.send(new sdk.GetItemCommand({ TableName: this.table, Key: { pk: { S: pk } }, ConsistentRead: true }));
+    const out = await db.send(
+      new sdk.GetItemCommand({ TableName: this.table, Key: { pk: { S: pk } }, ConsistentRead: true }),
+    );
     const item = out.Item ?? {};
     return {
       claimed: false,
@@ -71,17 +75,19 @@ class DynamoIdempotencyStore implements IdempotencyStore {
 
   async complete(pk: string, response: unknown, now: Date): Promise<void> {
     const { sdk, db } = await dynamo();
-    await db.send(new sdk.UpdateItemCommand({
-      TableName: this.table,
-      Key: { pk: { S: pk } },
-      UpdateExpression: 'SET #s = :completed, #r = :response, expires_at = :expires',
-      ExpressionAttributeNames: { '#s': 'status', '#r': 'response' },
-      ExpressionAttributeValues: {
-        ':completed': { S: 'completed' },
-        ':response': { S: JSON.stringify(response) },
-        ':expires': { N: String(expiresAt(now, ttl())) },
-      },
-    }));
+    await db.send(
+      new sdk.UpdateItemCommand({
+        TableName: this.table,
+        Key: { pk: { S: pk } },
+        UpdateExpression: 'SET #s = :completed, #r = :response, expires_at = :expires',
+        ExpressionAttributeNames: { '#s': 'status', '#r': 'response' },
+        ExpressionAttributeValues: {
+          ':completed': { S: 'completed' },
+          ':response': { S: JSON.stringify(response) },
+          ':expires': { N: String(expiresAt(now, ttl())) },
+        },
+      }),
+    );
   }
 
   async release(pk: string): Promise<void> {
@@ -144,7 +150,10 @@ class FileIdempotencyStore implements IdempotencyStore {
   async complete(pk: string, response: unknown, now: Date): Promise<void> {
     const existing = await this.read(pk);
     if (!existing) return;
-    await this.write({ ...existing, status: 'completed', response: JSON.stringify(response), expires_at: expiresAt(now, ttl()) }, false);
+    await this.write(
+      { ...existing, status: 'completed', response: JSON.stringify(response), expires_at: expiresAt(now, ttl()) },
+      false,
+    );
   }
 
   async release(pk: string): Promise<void> {

@@ -30,9 +30,12 @@ const NO_TRACING: StageTracer = {
   getSegment: () => undefined,
   setSegment: () => undefined,
 };
-export const tracer: StageTracer = process.env.POWERTOOLS_TRACE_ENABLED === 'false'
-  ? NO_TRACING
-  : new (await import('@aws-lambda-powertools/tracer')).Tracer({ serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? SERVICE_NAME });
+export const tracer: StageTracer =
+  process.env.POWERTOOLS_TRACE_ENABLED === 'false'
+    ? NO_TRACING
+    : new (await import('@aws-lambda-powertools/tracer')).Tracer({
+        serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? SERVICE_NAME,
+      });
 export { MetricUnit };
 
 /**

@@ -1,12 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import { StartSyncExecutionCommand, type SFNClient } from '@aws-sdk/client-sfn';
+import { type SFNClient, StartSyncExecutionCommand } from '@aws-sdk/client-sfn';
 import type { ConversationRecord, RedeliveryContext } from '../domain/conversation.ts';
 import {
   DEFAULT_RETRY_SCHEDULE_MS,
+  type FailedDeliveryEnvelope,
   redeliveryContext,
   redeliveryExecutionName,
   settleRedelivery,
-  type FailedDeliveryEnvelope,
 } from '../domain/failed-delivery.ts';
 
 export type RedeliveryRun =
@@ -37,12 +37,20 @@ export async function runRedelivery(
     new StartSyncExecutionCommand({
       stateMachineArn,
       name,
-      input: JSON.stringify({ conversation: envelope.conversation, redelivery: redeliveryContext(envelope, via, schedule) }),
+      input: JSON.stringify({
+        conversation: envelope.conversation,
+        redelivery: redeliveryContext(envelope, via, schedule),
+      }),
     }),
   );
   const status = result.status ?? 'UNKNOWN';
   if (status !== 'SUCCEEDED') {
-    return { ok: false, execution_name: name, status, error: [status, result.error, result.cause].filter(Boolean).join(': ') };
+    return {
+      ok: false,
+      execution_name: name,
+      status,
+      error: [status, result.error, result.cause].filter(Boolean).join(': '),
+    };
   }
   let output: unknown;
   try {

@@ -1,5 +1,5 @@
 import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { parseSecretsBySource, type InboundPolicy, type SecretsBySource } from '../domain/signatures.ts';
+import { type InboundPolicy, parseSecretsBySource, type SecretsBySource } from '../domain/signatures.ts';
 import { tracer } from './powertools.ts';
 
 /**

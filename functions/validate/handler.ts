@@ -1,11 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import type { ExecutionInput } from '../domain/gateway-contract.ts';
 import { idempotencyPk } from '../domain/idempotency.ts';
-import { SIGNATURE_REJECTED_METRIC } from '../domain/observability.ts';
 import { answerToDuplicate, fingerprintOf, startConversation, type ValidateResult } from '../domain/lifecycle.ts';
-import { idempotencyStore } from '../shared/idempotency-store.ts';
+import { SIGNATURE_REJECTED_METRIC } from '../domain/observability.ts';
 import { logEvent, METRIC_NAMES, recordSize } from '../shared/events.ts';
-import { logger, metrics, MetricUnit, stageHandler } from '../shared/powertools.ts';
+import { idempotencyStore } from '../shared/idempotency-store.ts';
+import { logger, MetricUnit, metrics, stageHandler } from '../shared/powertools.ts';
 import { inboundPolicy } from '../shared/secrets.ts';
 
 /** Validate: raw request → conversation record, or a rejection the workflow turns into a ValidationError. */
@@ -27,7 +27,12 @@ export const handler = stageHandler('Validate', async (input: ExecutionInput): P
   const store = key ? idempotencyStore() : null;
   if (key && store) {
     const fingerprint = fingerprintOf(record);
-    const claim = await store.claim(idempotencyPk(record.metadata.source_system, key), record.conversation_id, new Date(), fingerprint);
+    const claim = await store.claim(
+      idempotencyPk(record.metadata.source_system, key),
+      record.conversation_id,
+      new Date(),
+      fingerprint,
+    );
     if (!claim.claimed) {
       const answer = answerToDuplicate(claim.existing, fingerprint);
       logger.info('Webhook request reuses an earlier Idempotency-Key', {

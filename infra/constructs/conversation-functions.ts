@@ -66,7 +66,10 @@ export class ConversationFunctions extends Construct {
       },
     });
     this.invokeAgent.addToRolePolicy(
-      new PolicyStatement({ actions: ['lambda:InvokeFunction'], resources: [agentFunctionArn(this, config.agentFunctionName)] }),
+      new PolicyStatement({
+        actions: ['lambda:InvokeFunction'],
+        resources: [agentFunctionArn(this, config.agentFunctionName)],
+      }),
     );
 
     this.classify = new StageFunction(this, 'Classify', {
@@ -100,9 +103,16 @@ export class ConversationFunctions extends Construct {
         IDEMPOTENCY_TABLE_NAME: props.idempotencyTable.tableName,
       },
     });
-    allow(this.export, ['dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem'], [props.idempotencyTable.tableArn]);
+    allow(
+      this.export,
+      ['dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem'],
+      [props.idempotencyTable.tableArn],
+    );
     this.export.addToRolePolicy(
-      new PolicyStatement({ actions: ['s3:PutObject'], resources: [props.exportBucket.arnForObjects(`${EXPORT_PREFIX}/*`)] }),
+      new PolicyStatement({
+        actions: ['s3:PutObject'],
+        resources: [props.exportBucket.arnForObjects(`${EXPORT_PREFIX}/*`)],
+      }),
     );
     if (this.export.role) {
       Validations.of(this.export.role).acknowledge({
@@ -130,7 +140,10 @@ export class ConversationFunctions extends Construct {
       }
       if (!value) missing.push(DELIVERY_URL_CONTEXT_KEYS[type]);
       else if (!value.startsWith('https://')) {
-        Annotations.of(this).addWarningV2(`webhook-gateway:insecure-delivery-url:${type}`, `The ${type} delivery URL is not https: ${value}`);
+        Annotations.of(this).addWarningV2(
+          `webhook-gateway:insecure-delivery-url:${type}`,
+          `The ${type} delivery URL is not https: ${value}`,
+        );
       }
       variables[DELIVERY_URL_VARIABLES[type]] = value;
     }

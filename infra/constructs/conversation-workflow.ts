@@ -46,7 +46,9 @@ export class ConversationWorkflow extends Construct {
       invokes: fns.all,
       logRetention: props.logRetention,
     });
-    stateMachine.addToRolePolicy(new PolicyStatement({ actions: ['sqs:SendMessage'], resources: [props.failedDeliveryQueue.queueArn] }));
+    stateMachine.addToRolePolicy(
+      new PolicyStatement({ actions: ['sqs:SendMessage'], resources: [props.failedDeliveryQueue.queueArn] }),
+    );
     this.stateMachine = stateMachine;
     this.logGroup = logGroup;
   }

@@ -23,7 +23,10 @@ export interface ExpressStateMachineProps {
  * conversation's input carries the inbound `webhook-signature`), and X-Ray traces each run. Creates `ExecutionLogs` and `StateMachine`
  * in `scope`; callers add what else the role may do.
  */
-export function expressStateMachine(scope: Construct, props: ExpressStateMachineProps): { stateMachine: StateMachine; logGroup: LogGroup } {
+export function expressStateMachine(
+  scope: Construct,
+  props: ExpressStateMachineProps,
+): { stateMachine: StateMachine; logGroup: LogGroup } {
   const logGroup = new LogGroup(scope, 'ExecutionLogs', {
     retention: props.logRetention,
     dataProtectionPolicy: secretMaskingPolicy(),
@@ -36,7 +39,9 @@ export function expressStateMachine(scope: Construct, props: ExpressStateMachine
     tracingEnabled: true,
   });
   // The ASL uses plain function ARNs as Resource: exactly these, unqualified.
-  stateMachine.addToRolePolicy(new PolicyStatement({ actions: ['lambda:InvokeFunction'], resources: props.invokes.map((fn) => fn.functionArn) }));
+  stateMachine.addToRolePolicy(
+    new PolicyStatement({ actions: ['lambda:InvokeFunction'], resources: props.invokes.map((fn) => fn.functionArn) }),
+  );
   Validations.of(stateMachine.role).acknowledge({
     id: 'AwsSolutions-IAM5[Resource::*]',
     reason:

@@ -9,7 +9,15 @@ import type { IQueue } from 'aws-cdk-lib/aws-sqs';
 import type { IStateMachine } from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import { POWERTOOLS_METRICS_NAMESPACE } from '../config.ts';
-import { CLIENT_ERRORS, CUSTOM_METRICS, EXPORT_DEFERRED_METRIC, METRIC_PERIOD, SERVER_FAILURES_METRIC, customMetric, serverFailurePattern } from '../metrics.ts';
+import {
+  CLIENT_ERRORS,
+  CUSTOM_METRICS,
+  customMetric,
+  EXPORT_DEFERRED_METRIC,
+  METRIC_PERIOD,
+  SERVER_FAILURES_METRIC,
+  serverFailurePattern,
+} from '../metrics.ts';
 
 export interface GatewayAlarmsProps {
   readonly conversationStateMachine: IStateMachine;
@@ -86,31 +94,42 @@ export class GatewayAlarms extends Construct {
         label: 'Redelivery executions failed or timed out',
       }),
       0,
-      { description: `${prefix}: redelivery executions failed or timed out in 5 minutes (the attempt may be missing from the export).` },
+      {
+        description: `${prefix}: redelivery executions failed or timed out in 5 minutes (the attempt may be missing from the export).`,
+      },
     );
 
     this.deadLetters = this.alarm(
       'FailedDeliveryDeadLetters',
       props.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period: METRIC_PERIOD }),
       0,
-      { description: `${prefix}: failed deliveries in the dead-letter queue: no more automatic attempts. Inspect and redrive (docs/deploy.md).` },
+      {
+        description: `${prefix}: failed deliveries in the dead-letter queue: no more automatic attempts. Inspect and redrive (docs/deploy.md).`,
+      },
     );
 
     this.exportsDeferred = this.alarm('ExportsDeferred', customMetric(EXPORT_DEFERRED_METRIC, 'Sum'), 0, {
       description: `${prefix}: S3 refused conversation exports in 5 minutes; they wait in the failed-delivery queue as export-only envelopes and the redelivery schedule writes them once S3 takes them (docs/deploy.md).`,
     });
 
-    this.agentLatency = this.alarm('AgentLatencyP99', customMetric(CUSTOM_METRICS.agentProcessingTime, 'p99'), props.agentP99AlarmMs, {
-      description: `${prefix}: p99 of the manager agent's processing time above ${props.agentP99AlarmMs} ms in 2 of the last 3 five-minute periods.`,
-      evaluationPeriods: 3,
-      datapointsToAlarm: 2,
-    });
+    this.agentLatency = this.alarm(
+      'AgentLatencyP99',
+      customMetric(CUSTOM_METRICS.agentProcessingTime, 'p99'),
+      props.agentP99AlarmMs,
+      {
+        description: `${prefix}: p99 of the manager agent's processing time above ${props.agentP99AlarmMs} ms in 2 of the last 3 five-minute periods.`,
+        evaluationPeriods: 3,
+        datapointsToAlarm: 2,
+      },
+    );
 
     this.schedulerErrors = this.alarm(
       'RedeliverySchedulerErrors',
       props.redeliveryScheduler.metricErrors({ statistic: 'Sum', period: METRIC_PERIOD }),
       0,
-      { description: `${prefix}: the redelivery scheduler failed in 5 minutes: due deliveries are not being redelivered.` },
+      {
+        description: `${prefix}: the redelivery scheduler failed in 5 minutes: due deliveries are not being redelivered.`,
+      },
     );
 
     if (props.alarmEmail) {
@@ -127,10 +146,22 @@ export class GatewayAlarms extends Construct {
   }
 
   get all(): Alarm[] {
-    return [this.conversationServerFailures, this.redeliveryFailures, this.deadLetters, this.exportsDeferred, this.agentLatency, this.schedulerErrors];
+    return [
+      this.conversationServerFailures,
+      this.redeliveryFailures,
+      this.deadLetters,
+      this.exportsDeferred,
+      this.agentLatency,
+      this.schedulerErrors,
+    ];
   }
 
-  private alarm(id: string, metric: IMetric, threshold: number, options: { description: string; evaluationPeriods?: number; datapointsToAlarm?: number }): Alarm {
+  private alarm(
+    id: string,
+    metric: IMetric,
+    threshold: number,
+    options: { description: string; evaluationPeriods?: number; datapointsToAlarm?: number },
+  ): Alarm {
     return new Alarm(this, id, {
       alarmName: `${Stack.of(this).stackName}-${id}`,
       alarmDescription: options.description,

@@ -12,7 +12,13 @@ import {
 import type { IQueue } from 'aws-cdk-lib/aws-sqs';
 import type { IStateMachine } from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
-import { CUSTOM_METRICS, METRIC_PERIOD, SIGNATURE_REJECTED_METRIC, clientErrorsText, customMetric } from '../metrics.ts';
+import {
+  CUSTOM_METRICS,
+  clientErrorsText,
+  customMetric,
+  METRIC_PERIOD,
+  SIGNATURE_REJECTED_METRIC,
+} from '../metrics.ts';
 
 export interface OperationsDashboardProps {
   readonly conversationStateMachine: IStateMachine;
@@ -49,8 +55,12 @@ export class OperationsDashboard extends Construct {
       customMetric(metricName, 'p50', 'p50'),
       customMetric(metricName, 'p99', 'p99'),
     ];
-    const graph = (title: string, left: IMetric[], width: number, options: Partial<ConstructorParameters<typeof GraphWidget>[0]> = {}) =>
-      new GraphWidget({ title, left, width, height: HEIGHT, period: METRIC_PERIOD, ...options });
+    const graph = (
+      title: string,
+      left: IMetric[],
+      width: number,
+      options: Partial<ConstructorParameters<typeof GraphWidget>[0]> = {},
+    ) => new GraphWidget({ title, left, width, height: HEIGHT, period: METRIC_PERIOD, ...options });
     const queue = props.failedDeliveryQueue;
     const maximum = { statistic: 'Maximum', period: METRIC_PERIOD };
 
@@ -74,11 +84,24 @@ export class OperationsDashboard extends Construct {
           graph('Redelivery executions', executions(props.redeliveryStateMachine), WIDTH / 2),
         ],
         [
-          graph('Agent latency (Webhook.agent_processing_time, ms)', percentiles(CUSTOM_METRICS.agentProcessingTime), WIDTH / 3, {
-            leftAnnotations: [{ value: props.agentP99AlarmMs, label: 'p99 alarm', color: Color.RED }],
-          }),
-          graph('Delivery latency (Webhook.delivery_response_time, ms)', percentiles(CUSTOM_METRICS.deliveryResponseTime), WIDTH / 3),
-          graph('Conversation time (Webhook.total_conversation_time, ms)', percentiles(CUSTOM_METRICS.totalConversationTime), WIDTH / 3),
+          graph(
+            'Agent latency (Webhook.agent_processing_time, ms)',
+            percentiles(CUSTOM_METRICS.agentProcessingTime),
+            WIDTH / 3,
+            {
+              leftAnnotations: [{ value: props.agentP99AlarmMs, label: 'p99 alarm', color: Color.RED }],
+            },
+          ),
+          graph(
+            'Delivery latency (Webhook.delivery_response_time, ms)',
+            percentiles(CUSTOM_METRICS.deliveryResponseTime),
+            WIDTH / 3,
+          ),
+          graph(
+            'Conversation time (Webhook.total_conversation_time, ms)',
+            percentiles(CUSTOM_METRICS.totalConversationTime),
+            WIDTH / 3,
+          ),
         ],
         [
           graph(
@@ -91,7 +114,11 @@ export class OperationsDashboard extends Construct {
             ],
             WIDTH / 4,
           ),
-          graph('Requests refused for their signature (401)', [customMetric(SIGNATURE_REJECTED_METRIC, 'Sum', 'Signature rejected')], WIDTH / 4),
+          graph(
+            'Requests refused for their signature (401)',
+            [customMetric(SIGNATURE_REJECTED_METRIC, 'Sum', 'Signature rejected')],
+            WIDTH / 4,
+          ),
           graph(
             'Failed-delivery queue depth',
             [
@@ -109,7 +136,17 @@ export class OperationsDashboard extends Construct {
             WIDTH / 4,
             { right: [queue.metricApproximateAgeOfOldestMessage({ ...maximum, label: 'Age of oldest message (s)' })] },
           ),
-          graph('Dead-letter queue depth', [props.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ ...maximum, label: 'Dead letters', color: Color.RED })], WIDTH / 4),
+          graph(
+            'Dead-letter queue depth',
+            [
+              props.deadLetterQueue.metricApproximateNumberOfMessagesVisible({
+                ...maximum,
+                label: 'Dead letters',
+                color: Color.RED,
+              }),
+            ],
+            WIDTH / 4,
+          ),
         ],
       ],
     });

@@ -60,12 +60,25 @@ export class RedeliveryScheduler extends Construct {
     const fn = this.function;
     fn.addToRolePolicy(
       new PolicyStatement({
-        actions: ['sqs:ReceiveMessage', 'sqs:DeleteMessage', 'sqs:ChangeMessageVisibility', 'sqs:SendMessage', 'sqs:GetQueueAttributes'],
+        actions: [
+          'sqs:ReceiveMessage',
+          'sqs:DeleteMessage',
+          'sqs:ChangeMessageVisibility',
+          'sqs:SendMessage',
+          'sqs:GetQueueAttributes',
+        ],
         resources: [props.failedDeliveryQueue.queueArn],
       }),
     );
-    fn.addToRolePolicy(new PolicyStatement({ actions: ['sqs:SendMessage'], resources: [props.deadLetterQueue.queueArn] }));
-    fn.addToRolePolicy(new PolicyStatement({ actions: ['states:StartSyncExecution'], resources: [props.redeliveryStateMachine.stateMachineArn] }));
+    fn.addToRolePolicy(
+      new PolicyStatement({ actions: ['sqs:SendMessage'], resources: [props.deadLetterQueue.queueArn] }),
+    );
+    fn.addToRolePolicy(
+      new PolicyStatement({
+        actions: ['states:StartSyncExecution'],
+        resources: [props.redeliveryStateMachine.stateMachineArn],
+      }),
+    );
     // Queues encrypted with a customer-managed key need the key too (the stack's own use SSE-SQS: no key policy).
     for (const key of [props.failedDeliveryQueue.encryptionMasterKey, props.deadLetterQueue.encryptionMasterKey]) {
       key?.grant(fn, 'kms:Decrypt', 'kms:GenerateDataKey');

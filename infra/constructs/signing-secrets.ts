@@ -21,8 +21,14 @@ export class SigningSecrets extends Construct {
 
   constructor(scope: Construct, id: string) {
     super(scope, id);
-    this.inbound = this.secret('Inbound', 'Inbound webhook signing secrets: {"<source_system>": "whsec_…" or ["whsec_new…", "whsec_old…"]}');
-    this.delivery = this.secret('Delivery', 'Outbound delivery signing secrets: {"<webhook_type>": "whsec_…"} (deal_analysis, data_analysis, lead_analysis, general)');
+    this.inbound = this.secret(
+      'Inbound',
+      'Inbound webhook signing secrets: {"<source_system>": "whsec_…" or ["whsec_new…", "whsec_old…"]}',
+    );
+    this.delivery = this.secret(
+      'Delivery',
+      'Outbound delivery signing secrets: {"<webhook_type>": "whsec_…"} (deal_analysis, data_analysis, lead_analysis, general)',
+    );
   }
 
   private secret(id: string, description: string): Secret {

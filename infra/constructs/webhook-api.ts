@@ -5,8 +5,8 @@ import {
   EndpointType,
   type IntegrationResponse,
   LogGroupLogDestination,
-  type MethodResponse,
   MethodLoggingLevel,
+  type MethodResponse,
   MockIntegration,
   Model,
   PassthroughBehavior,
@@ -19,13 +19,13 @@ import type { IStateMachine } from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import { httpResultForExecution } from '../../functions/domain/gateway-contract.ts';
 import {
-  GENERIC_GATEWAY_ERROR_TEMPLATE,
-  WEBHOOK_STATUS_CODES,
   executionResultResponseTemplate,
+  GENERIC_GATEWAY_ERROR_TEMPLATE,
   gatewayErrorTemplate,
   healthResponseTemplate,
   startFailedResponseTemplate,
   startSyncExecutionRequestTemplate,
+  WEBHOOK_STATUS_CODES,
 } from '../api-templates.ts';
 import { POWERTOOLS_SERVICE_NAME } from '../config.ts';
 import { secretMaskingPolicy } from './secret-masking-policy.ts';
@@ -129,7 +129,9 @@ export class WebhookApi extends Construct {
       new MockIntegration({
         passthroughBehavior: PassthroughBehavior.NEVER,
         requestTemplates: { [JSON_TYPE]: '{"statusCode": 200}' },
-        integrationResponses: [{ statusCode: '200', responseTemplates: { [JSON_TYPE]: healthResponseTemplate(POWERTOOLS_SERVICE_NAME) } }],
+        integrationResponses: [
+          { statusCode: '200', responseTemplates: { [JSON_TYPE]: healthResponseTemplate(POWERTOOLS_SERVICE_NAME) } },
+        ],
       }),
       { methodResponses: [jsonMethodResponse(200)] },
     );
@@ -153,7 +155,11 @@ export class WebhookApi extends Construct {
       // Every execution that ran (SUCCEEDED, FAILED, TIMED_OUT, ABORTED): Step Functions answers 200.
       { statusCode: '200', responseTemplates: { [JSON_TYPE]: executionResultResponseTemplate() } },
       // Step Functions refused to start one.
-      { statusCode: '500', selectionPattern: '[45]\\d{2}', responseTemplates: { [JSON_TYPE]: startFailedResponseTemplate() } },
+      {
+        statusCode: '500',
+        selectionPattern: '[45]\\d{2}',
+        responseTemplates: { [JSON_TYPE]: startFailedResponseTemplate() },
+      },
     ];
     return new AwsIntegration({
       service: 'states',
@@ -189,7 +195,8 @@ export class WebhookApi extends Construct {
       },
       {
         id: 'AwsSolutions-COG4',
-        reason: 'No Cognito users call this API: the callers are machine-to-machine webhook senders (see AwsSolutions-APIG4).',
+        reason:
+          'No Cognito users call this API: the callers are machine-to-machine webhook senders (see AwsSolutions-APIG4).',
       },
     );
     const cloudWatchRole = this.api.node.tryFindChild('CloudWatchRole');
@@ -203,7 +210,12 @@ export class WebhookApi extends Construct {
   }
 
   private addGatewayResponses(): void {
-    const contractError = (id: string, type: ResponseType, code: Parameters<typeof gatewayErrorTemplate>[0], retryAfter?: number) => {
+    const contractError = (
+      id: string,
+      type: ResponseType,
+      code: Parameters<typeof gatewayErrorTemplate>[0],
+      retryAfter?: number,
+    ) => {
       const { statusCode, template } = gatewayErrorTemplate(code);
       this.api.addGatewayResponse(id, {
         type,
@@ -226,8 +238,14 @@ export class WebhookApi extends Construct {
       statusCode: String(timedOut.statusCode),
       templates: { [JSON_TYPE]: JSON.stringify(timedOut.body) },
     });
-    this.api.addGatewayResponse('Default4xx', { type: ResponseType.DEFAULT_4XX, templates: { [JSON_TYPE]: GENERIC_GATEWAY_ERROR_TEMPLATE } });
-    this.api.addGatewayResponse('Default5xx', { type: ResponseType.DEFAULT_5XX, templates: { [JSON_TYPE]: GENERIC_GATEWAY_ERROR_TEMPLATE } });
+    this.api.addGatewayResponse('Default4xx', {
+      type: ResponseType.DEFAULT_4XX,
+      templates: { [JSON_TYPE]: GENERIC_GATEWAY_ERROR_TEMPLATE },
+    });
+    this.api.addGatewayResponse('Default5xx', {
+      type: ResponseType.DEFAULT_5XX,
+      templates: { [JSON_TYPE]: GENERIC_GATEWAY_ERROR_TEMPLATE },
+    });
   }
 }
 

@@ -3,9 +3,9 @@ import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { ConversationRecord } from '../../functions/domain/conversation.ts';
 import { isConversationId } from '../../functions/domain/conversation-id.ts';
-import { EXPORT_FILES, exportKey, type ExportFile } from '../../functions/domain/export-formats.ts';
+import { EXPORT_FILES, type ExportFile, exportKey } from '../../functions/domain/export-formats.ts';
 import type { FailedDeliveryEnvelope } from '../../functions/domain/failed-delivery.ts';
-import { recordOf, summarize, type ConversationSummary } from '../conversations.ts';
+import { type ConversationSummary, recordOf, summarize } from '../conversations.ts';
 import type { ExecutionRecord } from '../engine.ts';
 import type { ExecutionStore } from '../execution-store.ts';
 import { readText, s3Client } from '../export-bucket.ts';
@@ -44,11 +44,18 @@ export async function recentConversations(ctx: ConsoleContext, limit = 100): Pro
       attempts: record.execution.delivery_attempts.length,
     });
   }
-  return rows.sort((a, b) => b.received_at.localeCompare(a.received_at) || b.conversation_id.localeCompare(a.conversation_id));
+  return rows.sort(
+    (a, b) => b.received_at.localeCompare(a.received_at) || b.conversation_id.localeCompare(a.conversation_id),
+  );
 }
 
 export function latestRecord(executions: ExecutionRecord[]): ConversationRecord | null {
-  return [...executions].reverse().map(recordOf).find((r) => r !== null) ?? null;
+  return (
+    [...executions]
+      .reverse()
+      .map(recordOf)
+      .find((r) => r !== null) ?? null
+  );
 }
 
 export async function openDeliveries(ctx: ConsoleContext): Promise<FailedDeliveryEnvelope[]> {
@@ -92,7 +99,13 @@ export interface ExportDocumentView {
 /** The four export documents of one conversation, read from the export bucket through S3. */
 export async function exportDocuments(ctx: ConsoleContext, conversationId: string): Promise<ExportDocumentView[]> {
   const client = s3Client(ctx.s3Endpoint);
-  const bucket = { client, bucket: ctx.bucket, endpoint: ctx.s3Endpoint, via: 'running' as const, close: async () => {} };
+  const bucket = {
+    client,
+    bucket: ctx.bucket,
+    endpoint: ctx.s3Endpoint,
+    via: 'running' as const,
+    close: async () => {},
+  };
   try {
     return await Promise.all(
       EXPORT_FILES.map(async (file): Promise<ExportDocumentView> => {

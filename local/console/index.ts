@@ -1,10 +1,17 @@
-import { isLoopbackCaller } from '../loopback.ts';
 import { readFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isConversationId } from '../../functions/domain/conversation-id.ts';
-import { exportDocuments, latestRecord, openDeliveries, recentConversations, version, type ConsoleContext } from './data.ts';
+import { isLoopbackCaller } from '../loopback.ts';
+import {
+  type ConsoleContext,
+  exportDocuments,
+  latestRecord,
+  openDeliveries,
+  recentConversations,
+  version,
+} from './data.ts';
 import { conversationFragment, listFragment, notFoundFragment, page } from './pages.ts';
 
 export type { ConsoleContext } from './data.ts';
@@ -31,12 +38,25 @@ const SECURITY_HEADERS = {
   'cache-control': 'no-store',
 };
 
-function send(req: IncomingMessage, res: ServerResponse, status: number, type: string, body: string, extra: Record<string, string> = {}): void {
-  res.writeHead(status, { ...SECURITY_HEADERS, 'content-type': type, 'content-length': Buffer.byteLength(body), ...extra });
+function send(
+  req: IncomingMessage,
+  res: ServerResponse,
+  status: number,
+  type: string,
+  body: string,
+  extra: Record<string, string> = {},
+): void {
+  res.writeHead(status, {
+    ...SECURITY_HEADERS,
+    'content-type': type,
+    'content-length': Buffer.byteLength(body),
+    ...extra,
+  });
   res.end(req.method === 'HEAD' ? undefined : body);
 }
 
-const sendHtml = (req: IncomingMessage, res: ServerResponse, status: number, body: string) => send(req, res, status, 'text/html; charset=utf-8', body);
+const sendHtml = (req: IncomingMessage, res: ServerResponse, status: number, body: string) =>
+  send(req, res, status, 'text/html; charset=utf-8', body);
 const sendData = (req: IncomingMessage, res: ServerResponse, status: number, body: unknown) =>
   send(req, res, status, 'application/json; charset=utf-8', JSON.stringify(body));
 
@@ -45,18 +65,41 @@ export async function handleConsole(req: IncomingMessage, res: ServerResponse, c
   const url = new URL(req.url ?? '/console', 'http://local');
   const pathname = url.pathname;
   if (!isLoopbackCaller(req)) {
-    return send(req, res, 403, 'text/plain; charset=utf-8', 'The console answers on loopback only (http://127.0.0.1:<port>/console).\n');
+    return send(
+      req,
+      res,
+      403,
+      'text/plain; charset=utf-8',
+      'The console answers on loopback only (http://127.0.0.1:<port>/console).\n',
+    );
   }
   if (req.method !== 'GET' && req.method !== 'HEAD') {
-    return send(req, res, 405, 'text/plain; charset=utf-8', `${req.method} is not allowed on the console; use GET\n`, { allow: 'GET, HEAD' });
+    return send(req, res, 405, 'text/plain; charset=utf-8', `${req.method} is not allowed on the console; use GET\n`, {
+      allow: 'GET, HEAD',
+    });
   }
   const fragment = url.searchParams.get('fragment') === '1';
 
   if (pathname === '/console' || pathname === '/console/') {
-    const [v, rows, open] = await Promise.all([version(ctx), recentConversations(ctx, LIST_LIMIT), openDeliveries(ctx)]);
+    const [v, rows, open] = await Promise.all([
+      version(ctx),
+      recentConversations(ctx, LIST_LIMIT),
+      openDeliveries(ctx),
+    ]);
     const body = listFragment(rows, open, LIST_LIMIT);
     if (fragment) return sendHtml(req, res, 200, body.value);
-    return sendHtml(req, res, 200, page({ title: 'Conversations', version: v, versionSrc: '/console/api/version', fragmentSrc: '/console?fragment=1', body }));
+    return sendHtml(
+      req,
+      res,
+      200,
+      page({
+        title: 'Conversations',
+        version: v,
+        versionSrc: '/console/api/version',
+        fragmentSrc: '/console?fragment=1',
+        body,
+      }),
+    );
   }
 
   const conversation = /^\/console\/conversations\/([^/]+)$/.exec(pathname);
@@ -69,10 +112,16 @@ export async function handleConsole(req: IncomingMessage, res: ServerResponse, c
     };
     const executions = isConversationId(id) ? await ctx.executions.executions(id) : [];
     if (executions.length === 0) {
-      const body = notFoundFragment(isConversationId(id) ? `No conversation ${id} (yet).` : `"${id}" is not a conversation id.`);
+      const body = notFoundFragment(
+        isConversationId(id) ? `No conversation ${id} (yet).` : `"${id}" is not a conversation id.`,
+      );
       return sendHtml(req, res, 404, fragment ? body.value : page({ ...shell, version: await version(ctx, id), body }));
     }
-    const [v, envelope, documents] = await Promise.all([version(ctx, id), ctx.failedDeliveries.get(id), exportDocuments(ctx, id)]);
+    const [v, envelope, documents] = await Promise.all([
+      version(ctx, id),
+      ctx.failedDeliveries.get(id),
+      exportDocuments(ctx, id),
+    ]);
     const body = conversationFragment({
       id,
       record: latestRecord(executions),
@@ -90,18 +139,26 @@ export async function handleConsole(req: IncomingMessage, res: ServerResponse, c
     return sendData(req, res, 200, { version: await version(ctx, id) });
   }
   if (pathname === '/console/api/conversations') {
-    return sendData(req, res, 200, { conversations: await recentConversations(ctx, LIST_LIMIT), failed_deliveries: await openDeliveries(ctx) });
+    return sendData(req, res, 200, {
+      conversations: await recentConversations(ctx, LIST_LIMIT),
+      failed_deliveries: await openDeliveries(ctx),
+    });
   }
 
   const asset = /^\/console\/static\/([a-z]+\.(?:js|css))$/.exec(pathname);
   if (asset && STATIC_FILES[asset[1]!]) {
     return send(req, res, 200, STATIC_FILES[asset[1]!]!, await readFile(path.join(STATIC_DIR, asset[1]!), 'utf8'));
   }
-  return sendHtml(req, res, 404, page({
-    title: 'Not found',
-    version: '',
-    versionSrc: '',
-    fragmentSrc: '',
-    body: notFoundFragment(`Nothing at ${pathname}. The console lives at /console.`),
-  }));
+  return sendHtml(
+    req,
+    res,
+    404,
+    page({
+      title: 'Not found',
+      version: '',
+      versionSrc: '',
+      fragmentSrc: '',
+      body: notFoundFragment(`Nothing at ${pathname}. The console lives at /console.`),
+    }),
+  );
 }

@@ -8,7 +8,10 @@ import { stateClass, workflowSvg } from './workflow-svg.ts';
 
 /** Server-rendered pages of the local console. Every piece of data goes through `html` (escaped). */
 
-const token = (value: string | null | undefined) => String(value ?? 'none').toLowerCase().replace(/[^a-z0-9_]/g, '');
+const token = (value: string | null | undefined) =>
+  String(value ?? 'none')
+    .toLowerCase()
+    .replace(/[^a-z0-9_]/g, '');
 const badge = (value: string | null | undefined) => html`<span class="badge b-${token(value)}">${value ?? '-'}</span>`;
 const ms = (value: number | null | undefined) => (value === null || value === undefined ? '-' : `${value} ms`);
 const link = (id: string) => html`<a href="/console/conversations/${encodeURIComponent(id)}">${id}</a>`;
@@ -46,19 +49,25 @@ export function page(shell: PageShell): string {
 }
 
 export function listFragment(rows: ConsoleRow[], open: FailedDeliveryEnvelope[], limit: number): SafeHtml {
-  const deliveries = open.length === 0 ? '' : html`<section id="failed-deliveries">
+  const deliveries =
+    open.length === 0
+      ? ''
+      : html`<section id="failed-deliveries">
   <h2>Failed deliveries <span class="count">${open.length}</span></h2>
   <table><thead><tr><th>conversation</th><th>type</th><th>state</th><th>attempts</th><th>last error</th><th>next attempt</th></tr></thead>
   <tbody>${open.map((e) => html`<tr data-id="${e.conversation_id}"><td>${link(e.conversation_id)}</td><td>${e.webhook_type}</td><td>${badge(e.state)}${e.dead_reason ? html` <small>${e.dead_reason}</small>` : ''}${e.owed === 'export' ? html` <small>export only</small>` : ''}</td><td class="num">${e.attempts.length}</td><td class="err">${preview(e.last_error ?? '', 80)}</td><td>${e.next_due_at ?? '-'}</td></tr>`)}</tbody></table>
 </section>`;
-  const table = rows.length === 0
-    ? html`<p class="empty">No conversations yet. POST one to <code>/webhook</code>; it appears here within a second.</p>`
-    : html`<table id="conversations">
+  const table =
+    rows.length === 0
+      ? html`<p class="empty">No conversations yet. POST one to <code>/webhook</code>; it appears here within a second.</p>`
+      : html`<table id="conversations">
   <thead><tr><th>received</th><th>conversation</th><th>source</th><th>type</th><th>status</th><th>delivery</th><th class="num">runs</th><th class="num">agent</th><th class="num">delivery</th><th class="num">total</th><th>query</th></tr></thead>
-  <tbody>${rows.map((r) => html`<tr data-id="${r.conversation_id}" data-status="${r.status}" data-delivery="${r.delivery_status}">
+  <tbody>${rows.map(
+    (r) => html`<tr data-id="${r.conversation_id}" data-status="${r.status}" data-delivery="${r.delivery_status}">
     <td class="time">${r.received_at}</td><td>${link(r.conversation_id)}</td><td>${r.source_system}/${r.source_process}</td>
     <td>${r.webhook_type ?? '-'}</td><td>${badge(r.status)}</td><td>${badge(r.delivery_status)}</td><td class="num">${r.executions}</td>
-    <td class="num">${ms(r.agent_ms)}</td><td class="num">${ms(r.delivery_ms)}</td><td class="num">${ms(r.total_time_ms)}</td><td class="query">${preview(r.query)}</td></tr>`)}</tbody>
+    <td class="num">${ms(r.agent_ms)}</td><td class="num">${ms(r.delivery_ms)}</td><td class="num">${ms(r.total_time_ms)}</td><td class="query">${preview(r.query)}</td></tr>`,
+  )}</tbody>
 </table>`;
   return html`${deliveries}<section>
   <h1>Recent conversations <span class="count">${rows.length}</span></h1>
@@ -87,20 +96,29 @@ function summary(id: string, record: ConversationRecord | null): SafeHtml {
 ${record.execution.errors.length === 0 ? '' : html`<h2>Errors</h2><ul class="errors">${record.execution.errors.map((e) => html`<li><code>${e.at}</code> ${e.stage}: <b>${e.error}</b> ${e.message}</li>`)}</ul>`}`;
 }
 
-function deliverySection(id: string, record: ConversationRecord | null, envelope: FailedDeliveryEnvelope | null): SafeHtml {
+function deliverySection(
+  id: string,
+  record: ConversationRecord | null,
+  envelope: FailedDeliveryEnvelope | null,
+): SafeHtml {
   const attempts = record?.execution.delivery_attempts ?? [];
   const redrivable = envelope !== null && envelope.state !== 'delivered';
-  const state = envelope === null
-    ? ''
-    : html`<p class="envelope">Failed-delivery store: ${badge(envelope.state)} ${envelope.owed === 'export' ? html`(owes only its export: S3 refused it) ` : ''}${envelope.state === 'pending' ? html`next automatic attempt <code>${envelope.next_due_at}</code>` : ''}${envelope.dead_reason ? html`dead-lettered (${envelope.dead_reason}): no more automatic attempts` : ''}</p>`;
+  const state =
+    envelope === null
+      ? ''
+      : html`<p class="envelope">Failed-delivery store: ${badge(envelope.state)} ${envelope.owed === 'export' ? html`(owes only its export: S3 refused it) ` : ''}${envelope.state === 'pending' ? html`next automatic attempt <code>${envelope.next_due_at}</code>` : ''}${envelope.dead_reason ? html`dead-lettered (${envelope.dead_reason}): no more automatic attempts` : ''}</p>`;
   return html`<section id="delivery">
   <h2>Delivery attempts <span class="count">${attempts.length}</span></h2>
   ${state}
   ${redrivable ? html`<p><button type="button" id="redrive" data-id="${id}">Redrive</button> <small>delivers it now through statemachine/redelivery.asl.json</small></p>` : ''}
-  ${attempts.length === 0 ? html`<p class="empty">No delivery attempted.</p>` : html`<table id="attempts">
+  ${
+    attempts.length === 0
+      ? html`<p class="empty">No delivery attempted.</p>`
+      : html`<table id="attempts">
   <thead><tr><th class="num">#</th><th>at</th><th>via</th><th>outcome</th><th class="num">HTTP</th><th class="num">duration</th><th>error</th></tr></thead>
   <tbody>${attempts.map((a) => html`<tr class="o-${token(a.outcome)}"><td class="num">${a.attempt}</td><td class="time">${a.at}</td><td>${a.via ?? 'workflow'}</td><td>${badge(a.outcome)}</td><td class="num">${a.status_code ?? '-'}</td><td class="num">${ms(a.duration_ms)}</td><td class="err">${a.error ?? ''}</td></tr>`)}</tbody>
-  </table>`}
+  </table>`
+  }
 </section>`;
 }
 
@@ -122,10 +140,12 @@ function exportsSection(bucket: string, documents: ExportDocumentView[], exportE
   return html`<section id="exports">
   <h2>Export documents</h2>
   ${exportEnabled ? '' : html`<p class="empty">ENABLE_CONVERSATION_EXPORT is false: nothing is exported.</p>`}
-  ${documents.map((d, i) => html`<details class="export" data-file="${d.file}" ${i === 0 ? html`open` : ''}>
+  ${documents.map(
+    (d, i) => html`<details class="export" data-file="${d.file}" ${i === 0 ? html`open` : ''}>
     <summary><b>${d.file}</b> <code>s3://${bucket}/${d.key}</code>${d.text === null ? html` <span class="badge b-missing">${d.error ? 'unreadable' : 'not exported'}</span>` : ''}</summary>
     ${d.text === null ? html`<p class="err">${d.error ?? 'This document does not exist (yet).'}</p>` : html`<pre class="json">${d.text}</pre>`}
-  </details>`)}
+  </details>`,
+  )}
 </section>`;
 }
 

@@ -13,7 +13,9 @@ const widthOf = (name: string) => Math.max(100, Math.round(name.length * 7.4) + 
 
 export function stateClass(row: TimelineRow): string {
   const failed = row.status === 'failed' || row.status === 'caught';
-  return ['state', `s-${row.status}`, failed ? 'failed' : '', row.retries > 0 ? 'retried' : ''].filter(Boolean).join(' ');
+  return ['state', `s-${row.status}`, failed ? 'failed' : '', row.retries > 0 ? 'retried' : '']
+    .filter(Boolean)
+    .join(' ');
 }
 
 function label(row: TimelineRow): string {
@@ -36,7 +38,9 @@ export function workflowSvg(rows: TimelineRow[], markerId: string): SafeHtml {
   rows.forEach((row, i) => {
     const w = widthOf(row.state);
     if (i > 0) {
-      boxes.push(html`<line class="arrow" x1="${x - GAP + 2}" y1="${PAD + HEIGHT / 2}" x2="${x - 4}" y2="${PAD + HEIGHT / 2}" marker-end="url(#${markerId})"/>`);
+      boxes.push(
+        html`<line class="arrow" x1="${x - GAP + 2}" y1="${PAD + HEIGHT / 2}" x2="${x - 4}" y2="${PAD + HEIGHT / 2}" marker-end="url(#${markerId})"/>`,
+      );
     }
     boxes.push(html`<g class="${stateClass(row)}" data-state="${row.state}" data-status="${row.status}" data-retries="${row.retries}">
       <title>${tooltip(row)}</title>

@@ -5,8 +5,8 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { structuredJson } from '../../functions/domain/export-formats.ts';
 import { completeConversation, withAgentAnswer, withClassification } from '../../functions/domain/lifecycle.ts';
-import { dayPrefixes, executionFromLogEvents } from '../../local/cli-conversations-aws.ts';
 import { main } from '../../local/cli.ts';
+import { dayPrefixes, executionFromLogEvents } from '../../local/cli-conversations-aws.ts';
 import { startedRecord } from '../domain/fixtures.ts';
 
 /** `conversations list | search | show --aws` against a mocked deployed stack (never real AWS). */
@@ -17,7 +17,14 @@ const logs = mockClient(CloudWatchLogsClient);
 const ID = 'webhook_20250813_103045_testing_phase3valid_abc123';
 const FOLDER = `conversation-history/2025/08/13/${ID}/`;
 const ARN = `arn:aws:states:us-east-1:123456789012:express:ConversationWorkflow:req-1:0a1b`;
-const record = completeConversation(withClassification(withAgentAnswer(startedRecord(), { response: 'Top deals: Acme' }, 40, new Date('2025-08-13T10:30:46Z'))), false, 'req-1', new Date('2025-08-13T10:30:47Z'));
+const record = completeConversation(
+  withClassification(
+    withAgentAnswer(startedRecord(), { response: 'Top deals: Acme' }, 40, new Date('2025-08-13T10:30:46Z')),
+  ),
+  false,
+  'req-1',
+  new Date('2025-08-13T10:30:47Z'),
+);
 
 /** The part of an SDK stream the CLI reads. */
 function body(text: string) {
@@ -25,7 +32,13 @@ function body(text: string) {
 }
 
 function logEvent(id: number, type: string, ms: number, details: Record<string, unknown> = {}) {
-  return JSON.stringify({ id: String(id), type, details, event_timestamp: String(Date.parse('2025-08-13T10:30:45Z') + ms), execution_arn: ARN });
+  return JSON.stringify({
+    id: String(id),
+    type,
+    details,
+    event_timestamp: String(Date.parse('2025-08-13T10:30:45Z') + ms),
+    execution_arn: ARN,
+  });
 }
 
 let stdout: string;
@@ -39,20 +52,27 @@ beforeEach(() => {
   vi.spyOn(process.stdout, 'write').mockImplementation(((c: string) => ((stdout += c), true)) as never);
   vi.spyOn(process.stderr, 'write').mockImplementation(((c: string) => ((stderr += c), true)) as never);
   cfn.on(DescribeStacksCommand).resolves({
-    Stacks: [{
-      StackName: 'WebhookConversationGateway',
-      CreationTime: new Date(),
-      StackStatus: 'CREATE_COMPLETE',
-      Outputs: [
-        { OutputKey: 'ExportBucketName', OutputValue: 'prod-exports' },
-        { OutputKey: 'ExecutionLogGroupName', OutputValue: '/aws/vendedlogs/states/conversation' },
-      ],
-    }],
+    Stacks: [
+      {
+        StackName: 'WebhookConversationGateway',
+        CreationTime: new Date(),
+        StackStatus: 'CREATE_COMPLETE',
+        Outputs: [
+          { OutputKey: 'ExportBucketName', OutputValue: 'prod-exports' },
+          { OutputKey: 'ExecutionLogGroupName', OutputValue: '/aws/vendedlogs/states/conversation' },
+        ],
+      },
+    ],
   });
   s3.on(ListObjectsV2Command).callsFake((input: { Prefix: string }) => ({
-    Contents: input.Prefix === 'conversation-history/2025/08/13/' ? [{ Key: `${FOLDER}conversation.json` }, { Key: `${FOLDER}summary.json` }] : [],
+    Contents:
+      input.Prefix === 'conversation-history/2025/08/13/'
+        ? [{ Key: `${FOLDER}conversation.json` }, { Key: `${FOLDER}summary.json` }]
+        : [],
   }));
-  s3.on(GetObjectCommand, { Key: `${FOLDER}conversation.json` }).callsFake(() => ({ Body: body(JSON.stringify(structuredJson(record, '2025-08-13T10:30:47Z'))) }));
+  s3.on(GetObjectCommand, { Key: `${FOLDER}conversation.json` }).callsFake(() => ({
+    Body: body(JSON.stringify(structuredJson(record, '2025-08-13T10:30:47Z'))),
+  }));
 });
 afterEach(() => vi.restoreAllMocks());
 
@@ -75,7 +95,15 @@ describe('conversations --aws', () => {
 
   it('show prints the exported record and the timeline folded from the Express log group', async () => {
     logs.on(StartQueryCommand).resolvesOnce({ queryId: 'q1' }).resolvesOnce({ queryId: 'q2' });
-    logs.on(GetQueryResultsCommand, { queryId: 'q1' }).resolves({ status: 'Complete', results: [[{ field: 'execution_arn', value: ARN }, { field: 'count()', value: '9' }]] });
+    logs.on(GetQueryResultsCommand, { queryId: 'q1' }).resolves({
+      status: 'Complete',
+      results: [
+        [
+          { field: 'execution_arn', value: ARN },
+          { field: 'count()', value: '9' },
+        ],
+      ],
+    });
     const events = [
       logEvent(1, 'ExecutionStarted', 0),
       logEvent(2, 'TaskStateEntered', 1, { name: 'Validate' }),
@@ -88,7 +116,9 @@ describe('conversations --aws', () => {
       logEvent(9, 'TaskStateExited', 1040, { name: 'Deliver' }),
       logEvent(10, 'ExecutionSucceeded', 1100),
     ];
-    logs.on(GetQueryResultsCommand, { queryId: 'q2' }).resolves({ status: 'Complete', results: events.map((m) => [{ field: '@message', value: m }]) });
+    logs
+      .on(GetQueryResultsCommand, { queryId: 'q2' })
+      .resolves({ status: 'Complete', results: events.map((m) => [{ field: '@message', value: m }]) });
     expect(await main(['conversations', 'show', ID, '--aws'])).toBe(0);
     expect(stdout).toContain(`conversation ${ID}`);
     expect(stdout).toContain(`s3://prod-exports/${FOLDER}`);
@@ -109,7 +139,9 @@ describe('conversations --aws', () => {
   });
 
   it('an unknown stack or missing export is one clear line', async () => {
-    cfn.on(DescribeStacksCommand).rejects(Object.assign(new Error('Stack with id Nope does not exist'), { name: 'ValidationError' }));
+    cfn
+      .on(DescribeStacksCommand)
+      .rejects(Object.assign(new Error('Stack with id Nope does not exist'), { name: 'ValidationError' }));
     expect(await main(['conversations', 'list', '--aws', '--stack', 'Nope'])).toBe(1);
     expect(stderr).toMatch(/^webhook-gateway: stack "Nope" does not exist/);
     expect(stderr.trim().split('\n')).toHaveLength(1);
@@ -119,7 +151,9 @@ describe('conversations --aws', () => {
 describe('helpers', () => {
   it('dayPrefixes covers every UTC day from since to now', () => {
     expect(dayPrefixes(Date.parse('2025-08-12T23:00:00Z'), Date.parse('2025-08-14T01:00:00Z'))).toEqual([
-      'conversation-history/2025/08/12/', 'conversation-history/2025/08/13/', 'conversation-history/2025/08/14/',
+      'conversation-history/2025/08/12/',
+      'conversation-history/2025/08/13/',
+      'conversation-history/2025/08/14/',
     ]);
   });
 
@@ -129,6 +163,12 @@ describe('helpers', () => {
       JSON.parse(logEvent(2, 'FailStateEntered', 5, { name: 'AgentFailed' })),
       JSON.parse(logEvent(3, 'ExecutionFailed', 6, { error: 'AgentError', cause: '{"success":false}' })),
     ]);
-    expect(record).toMatchObject({ status: 'FAILED', error: 'AgentError', cause: '{"success":false}', execution_name: 'req-1', state_machine: 'ConversationWorkflow' });
+    expect(record).toMatchObject({
+      status: 'FAILED',
+      error: 'AgentError',
+      cause: '{"success":false}',
+      execution_name: 'req-1',
+      state_machine: 'ConversationWorkflow',
+    });
   });
 });

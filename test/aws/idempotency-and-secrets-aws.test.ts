@@ -1,4 +1,11 @@
-import { ConditionalCheckFailedException, DeleteItemCommand, DynamoDBClient, GetItemCommand, PutItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import {
+  ConditionalCheckFailedException,
+  DeleteItemCommand,
+  DynamoDBClient,
+  GetItemCommand,
+  PutItemCommand,
+  UpdateItemCommand,
+} from '@aws-sdk/client-dynamodb';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -32,34 +39,69 @@ describe('DynamoDB idempotency store (IDEMPOTENCY_TABLE_NAME)', () => {
       TableName: 'idempotency',
       ConditionExpression: 'attribute_not_exists(pk) OR expires_at <= :now',
       ExpressionAttributeValues: { ':now': { N: String(NOW.getTime() / 1000) } },
-      Item: { pk: { S: PK }, status: { S: 'in_progress' }, conversation_id: { S: 'webhook_x' }, expires_at: { N: String(NOW.getTime() / 1000 + 300) } },
+      Item: {
+        pk: { S: PK },
+        status: { S: 'in_progress' },
+        conversation_id: { S: 'webhook_x' },
+        expires_at: { N: String(NOW.getTime() / 1000 + 300) },
+      },
     });
   });
 
   it('a taken key returns the first conversation, read consistently', async () => {
     dynamo.on(PutItemCommand).rejects(new ConditionalCheckFailedException({ message: 'taken', $metadata: {} }));
     dynamo.on(GetItemCommand).resolves({
-      Item: { pk: { S: PK }, status: { S: 'completed' }, conversation_id: { S: 'webhook_first' }, response: { S: '{"success":true}' }, created_at: { S: NOW.toISOString() }, expires_at: { N: '1' } },
+      Item: {
+        pk: { S: PK },
+        status: { S: 'completed' },
+        conversation_id: { S: 'webhook_first' },
+        response: { S: '{"success":true}' },
+        created_at: { S: NOW.toISOString() },
+        expires_at: { N: '1' },
+      },
     });
     const result = await idempotencyStore()!.claim(PK, 'webhook_second', NOW);
-    expect(result).toEqual({ claimed: false, existing: expect.objectContaining({ status: 'completed', conversation_id: 'webhook_first', response: '{"success":true}' }) });
-    expect(dynamo.commandCalls(GetItemCommand)[0]!.args[0].input).toMatchObject({ ConsistentRead: true, Key: { pk: { S: PK } } });
+    expect(result).toEqual({
+      claimed: false,
+      existing: expect.objectContaining({
+        status: 'completed',
+        conversation_id: 'webhook_first',
+        response: '{"success":true}',
+      }),
+    });
+    expect(dynamo.commandCalls(GetItemCommand)[0]!.args[0].input).toMatchObject({
+      ConsistentRead: true,
+      Key: { pk: { S: PK } },
+    });
   });
 
   it("keeps the request's fingerprint with the claim and reads it back", async () => {
     dynamo.on(PutItemCommand).resolves({});
     await idempotencyStore()!.claim(PK, 'webhook_x', NOW, 'f'.repeat(64));
-    expect(dynamo.commandCalls(PutItemCommand)[0]!.args[0].input.Item).toMatchObject({ request_fingerprint: { S: 'f'.repeat(64) } });
+    expect(dynamo.commandCalls(PutItemCommand)[0]!.args[0].input.Item).toMatchObject({
+      request_fingerprint: { S: 'f'.repeat(64) },
+    });
     dynamo.reset();
     dynamo.on(PutItemCommand).rejects(new ConditionalCheckFailedException({ message: 'taken', $metadata: {} }));
     dynamo.on(GetItemCommand).resolves({
-      Item: { pk: { S: PK }, status: { S: 'in_progress' }, conversation_id: { S: 'webhook_x' }, request_fingerprint: { S: 'f'.repeat(64) }, expires_at: { N: '1' } },
+      Item: {
+        pk: { S: PK },
+        status: { S: 'in_progress' },
+        conversation_id: { S: 'webhook_x' },
+        request_fingerprint: { S: 'f'.repeat(64) },
+        expires_at: { N: '1' },
+      },
     });
-    expect(await idempotencyStore()!.claim(PK, 'webhook_y', NOW, 'e'.repeat(64))).toMatchObject({ claimed: false, existing: { request_fingerprint: 'f'.repeat(64) } });
+    expect(await idempotencyStore()!.claim(PK, 'webhook_y', NOW, 'e'.repeat(64))).toMatchObject({
+      claimed: false,
+      existing: { request_fingerprint: 'f'.repeat(64) },
+    });
   });
 
   it('any other DynamoDB error is not mistaken for a duplicate', async () => {
-    dynamo.on(PutItemCommand).rejects(Object.assign(new Error('throttled'), { name: 'ProvisionedThroughputExceededException' }));
+    dynamo
+      .on(PutItemCommand)
+      .rejects(Object.assign(new Error('throttled'), { name: 'ProvisionedThroughputExceededException' }));
     await expect(idempotencyStore()!.claim(PK, 'webhook_x', NOW)).rejects.toThrow('throttled');
     expect(dynamo.commandCalls(GetItemCommand)).toHaveLength(0);
   });
@@ -77,7 +119,10 @@ describe('DynamoDB idempotency store (IDEMPOTENCY_TABLE_NAME)', () => {
       },
     });
     await idempotencyStore()!.release(PK);
-    expect(dynamo.commandCalls(DeleteItemCommand)[0]!.args[0].input).toEqual({ TableName: 'idempotency', Key: { pk: { S: PK } } });
+    expect(dynamo.commandCalls(DeleteItemCommand)[0]!.args[0].input).toEqual({
+      TableName: 'idempotency',
+      Key: { pk: { S: PK } },
+    });
   });
 
   it('neither IDEMPOTENCY_TABLE_NAME nor IDEMPOTENCY_DIR: idempotency is off', () => {
@@ -95,7 +140,9 @@ describe('signing secrets from Secrets Manager (…_ARN)', () => {
     expect((await inboundPolicy()).secrets).toEqual({ testing_system: [CURRENT] });
     expect((await inboundPolicy()).secrets).toEqual({ testing_system: [CURRENT] });
     expect(secrets.commandCalls(GetSecretValueCommand)).toHaveLength(1);
-    expect(secrets.commandCalls(GetSecretValueCommand)[0]!.args[0].input).toEqual({ SecretId: process.env.INBOUND_WEBHOOK_SECRETS_ARN });
+    expect(secrets.commandCalls(GetSecretValueCommand)[0]!.args[0].input).toEqual({
+      SecretId: process.env.INBOUND_WEBHOOK_SECRETS_ARN,
+    });
   });
 
   it('the delivery secret of a type, or none; a malformed secret is an error naming it', async () => {
@@ -104,8 +151,12 @@ describe('signing secrets from Secrets Manager (…_ARN)', () => {
     expect(await deliverySecret('deal_analysis')).toBe(CURRENT);
     expect(await deliverySecret('general')).toBeNull();
     process.env.DELIVERY_SIGNING_SECRETS_ARN = 'arn:aws:secretsmanager:us-east-1:123456789012:secret:broken';
-    secrets.on(GetSecretValueCommand, { SecretId: process.env.DELIVERY_SIGNING_SECRETS_ARN }).resolves({ SecretString: '{"general": "plain"}' });
-    await expect(deliverySecret('general')).rejects.toThrow(/DELIVERY_SIGNING_SECRETS\.general\[0\]: secrets must be "whsec_"/);
+    secrets
+      .on(GetSecretValueCommand, { SecretId: process.env.DELIVERY_SIGNING_SECRETS_ARN })
+      .resolves({ SecretString: '{"general": "plain"}' });
+    await expect(deliverySecret('general')).rejects.toThrow(
+      /DELIVERY_SIGNING_SECRETS\.general\[0\]: secrets must be "whsec_"/,
+    );
   });
 });
 
@@ -119,11 +170,17 @@ describe('file idempotency store (IDEMPOTENCY_DIR, local)', () => {
     try {
       const store = idempotencyStore()!;
       expect(await store.claim(PK, 'webhook_first', NOW)).toEqual({ claimed: true });
-      expect(await store.claim(PK, 'webhook_second', new Date(NOW.getTime() + 299_000))).toMatchObject({ claimed: false, existing: { status: 'in_progress' } });
+      expect(await store.claim(PK, 'webhook_second', new Date(NOW.getTime() + 299_000))).toMatchObject({
+        claimed: false,
+        existing: { status: 'in_progress' },
+      });
       expect(await store.claim(PK, 'webhook_third', new Date(NOW.getTime() + 301_000))).toEqual({ claimed: true });
       await store.complete(PK, { success: true }, new Date(NOW.getTime() + 302_000));
       const later = new Date(NOW.getTime() + 302_000 + 86_000_000);
-      expect(await store.claim(PK, 'webhook_fourth', later)).toMatchObject({ claimed: false, existing: { status: 'completed', conversation_id: 'webhook_third' } });
+      expect(await store.claim(PK, 'webhook_fourth', later)).toMatchObject({
+        claimed: false,
+        existing: { status: 'completed', conversation_id: 'webhook_third' },
+      });
     } finally {
       delete process.env.IDEMPOTENCY_DIR;
       await rm(dir, { recursive: true, force: true });

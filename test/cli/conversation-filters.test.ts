@@ -16,7 +16,12 @@ const row = {
 describe('conversation filters', () => {
   it('parses comma lists case-insensitively and matches conversation or delivery status', () => {
     const f = parseFilter({ source: 'CRM_System, other/x', type: 'deal_analysis,general', status: 'retrying' });
-    expect(f).toEqual({ sources: ['crm_system', 'other/x'], types: ['deal_analysis', 'general'], statuses: ['retrying'], since: null });
+    expect(f).toEqual({
+      sources: ['crm_system', 'other/x'],
+      types: ['deal_analysis', 'general'],
+      statuses: ['retrying'],
+      since: null,
+    });
     expect(matchesFilter(row, f)).toBe(true);
     expect(matchesFilter(row, parseFilter({ status: 'completed' }))).toBe(true);
     expect(matchesFilter(row, parseFilter({ status: 'failed' }))).toBe(false);
@@ -49,7 +54,12 @@ describe('search matching', () => {
   const doc = {
     export_metadata: { format: 'webhook_structured_json' },
     conversation: {
-      metadata: { conversation_id: row.conversation_id, received_at: row.received_at, source_system: 'crm_system', source_process: 'nightly_sync' },
+      metadata: {
+        conversation_id: row.conversation_id,
+        received_at: row.received_at,
+        source_system: 'crm_system',
+        source_process: 'nightly_sync',
+      },
       webhook_context: { webhook_type: 'deal_analysis', delivery_status: 'delivered' },
       conversation: {
         turns: [
@@ -62,7 +72,11 @@ describe('search matching', () => {
   };
 
   it('looks in the query, the answer (text and structured data), the id and the source', () => {
-    expect(searchExport(doc, 'k', 'DEALS')).toMatchObject({ matched_in: ['query', 'answer'], snippet: 'Which deals close this quarter?', total_time_ms: 42 });
+    expect(searchExport(doc, 'k', 'DEALS')).toMatchObject({
+      matched_in: ['query', 'answer'],
+      snippet: 'Which deals close this quarter?',
+      total_time_ms: 42,
+    });
     expect(searchExport(doc, 'k', 'initech')?.matched_in).toEqual(['answer']);
     expect(searchExport(doc, 'k', 'ABC123')?.matched_in).toEqual(['conversation_id']);
     expect(searchExport(doc, 'k', 'crm_system/nightly')?.matched_in).toEqual(['source']);

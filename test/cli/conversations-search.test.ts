@@ -3,7 +3,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { main } from '../../local/cli.ts';
 import { recordOf } from '../../local/conversations.ts';
-import { runCli, runMain, type CliResult } from '../support/cli.ts';
+import { type CliResult, runCli, runMain } from '../support/cli.ts';
 import { SEED_REQUEST, startWorld, type TestWorld } from '../support/gateway.ts';
 
 /**
@@ -17,7 +17,9 @@ let env: Record<string, string | undefined>;
 const ids: Record<'deal' | 'data' | 'lead' | 'general', string> = { deal: '', data: '', lead: '', general: '' };
 let secondReceivedAt = '';
 
-async function send(body: Record<string, unknown>): Promise<{ conversation_id: string; tracking: { delivery_status: string } }> {
+async function send(
+  body: Record<string, unknown>,
+): Promise<{ conversation_id: string; tracking: { delivery_status: string } }> {
   const res = await world.post({ ...SEED_REQUEST, timestamp: undefined, ...body });
   expect(res.status).toBe(200);
   return res.body;
@@ -26,15 +28,34 @@ async function send(body: Record<string, unknown>): Promise<{ conversation_id: s
 beforeAll(async () => {
   world = await startWorld();
   env = { LOCAL_DATA_DIR: world.dataDir };
-  ids.deal = (await send({ query: 'Which deals close this quarter?', source_system: 'crm_system', source_process: 'nightly_sync', webhook_type: 'deal_analysis' })).conversation_id;
-  const data = await send({ query: 'Show the CHURN metrics report', source_system: 'scheduler', source_process: 'weekly_report', webhook_type: 'data_analysis' });
+  ids.deal = (
+    await send({
+      query: 'Which deals close this quarter?',
+      source_system: 'crm_system',
+      source_process: 'nightly_sync',
+      webhook_type: 'deal_analysis',
+    })
+  ).conversation_id;
+  const data = await send({
+    query: 'Show the CHURN metrics report',
+    source_system: 'scheduler',
+    source_process: 'weekly_report',
+    webhook_type: 'data_analysis',
+  });
   ids.data = data.conversation_id;
   secondReceivedAt = recordOf((await world.gateway.executions.executions(ids.data))[0]!)!.metadata.received_at;
   world.receiver.reply(400);
-  const lead = await send({ query: 'How many new leads came in from the Acme webinar?', source_system: 'crm_system', source_process: 'lead_import', webhook_type: 'lead_analysis' });
+  const lead = await send({
+    query: 'How many new leads came in from the Acme webinar?',
+    source_system: 'crm_system',
+    source_process: 'lead_import',
+    webhook_type: 'lead_analysis',
+  });
   expect(lead.tracking.delivery_status).toBe('failed');
   ids.lead = lead.conversation_id;
-  ids.general = (await send({ query: 'Hello there', source_system: 'chat_bot', source_process: 'greeting', webhook_type: 'general' })).conversation_id;
+  ids.general = (
+    await send({ query: 'Hello there', source_system: 'chat_bot', source_process: 'greeting', webhook_type: 'general' })
+  ).conversation_id;
 });
 afterAll(async () => {
   await world?.close();
@@ -44,8 +65,12 @@ afterAll(async () => {
 async function inProcess(args: string[]): Promise<CliResult> {
   let stdout = '';
   let stderr = '';
-  const out = vi.spyOn(process.stdout, 'write').mockImplementation(((chunk: unknown) => ((stdout += String(chunk)), true)) as never);
-  const err = vi.spyOn(process.stderr, 'write').mockImplementation(((chunk: unknown) => ((stderr += String(chunk)), true)) as never);
+  const out = vi
+    .spyOn(process.stdout, 'write')
+    .mockImplementation(((chunk: unknown) => ((stdout += String(chunk)), true)) as never);
+  const err = vi
+    .spyOn(process.stderr, 'write')
+    .mockImplementation(((chunk: unknown) => ((stderr += String(chunk)), true)) as never);
   const previous = process.env.LOCAL_DATA_DIR;
   process.env.LOCAL_DATA_DIR = env.LOCAL_DATA_DIR;
   try {
@@ -62,7 +87,12 @@ const json = async (args: string[]) => {
   const result = await inProcess(args);
   expect(result.stderr).not.toMatch(/^\s+at /m);
   expect(result.code, result.stderr).toBe(0);
-  return JSON.parse(result.stdout) as { conversation_id: string; matched_in?: string[]; snippet?: string; delivery_status: string }[];
+  return JSON.parse(result.stdout) as {
+    conversation_id: string;
+    matched_in?: string[];
+    snippet?: string;
+    delivery_status: string;
+  }[];
 };
 const idsOf = (rows: { conversation_id: string }[]) => rows.map((r) => r.conversation_id);
 
@@ -70,14 +100,27 @@ describe('conversations list filters', () => {
   it('filters by source (system or system/process), type, status and since, newest first', async () => {
     const cases: [string[], string[]][] = [
       [[], [ids.general, ids.lead, ids.data, ids.deal]],
-      [['--source', 'CRM_SYSTEM'], [ids.lead, ids.deal]],
+      [
+        ['--source', 'CRM_SYSTEM'],
+        [ids.lead, ids.deal],
+      ],
       [['--source', 'crm_system/nightly_sync'], [ids.deal]],
-      [['--type', 'data_analysis,general'], [ids.general, ids.data]],
+      [
+        ['--type', 'data_analysis,general'],
+        [ids.general, ids.data],
+      ],
       [['--status', 'failed'], [ids.lead]],
-      [['--since', secondReceivedAt], [ids.general, ids.lead, ids.data]],
-      [['--limit', '2'], [ids.general, ids.lead]],
+      [
+        ['--since', secondReceivedAt],
+        [ids.general, ids.lead, ids.data],
+      ],
+      [
+        ['--limit', '2'],
+        [ids.general, ids.lead],
+      ],
     ];
-    for (const [flags, expected] of cases) expect(idsOf(await json(['conversations', 'list', ...flags, '--json'])), flags.join(' ')).toEqual(expected);
+    for (const [flags, expected] of cases)
+      expect(idsOf(await json(['conversations', 'list', ...flags, '--json'])), flags.join(' ')).toEqual(expected);
   });
 
   it('prints a table, says when filters leave nothing, and how many are hidden by --limit', async () => {
@@ -85,7 +128,9 @@ describe('conversations list filters', () => {
     expect(table.code).toBe(0);
     const lines = table.stdout.trim().split('\n');
     expect(lines[0]).toMatch(/^conversation_id\s+received_at\s+source\s+type\s+status\s+delivery\s+total_ms$/);
-    expect(lines[2]).toMatch(new RegExp(`^${ids.lead}\\s+\\S+\\s+crm_system/lead_import\\s+lead_analysis\\s+completed\\s+failed\\s+\\d+$`));
+    expect(lines[2]).toMatch(
+      new RegExp(`^${ids.lead}\\s+\\S+\\s+crm_system/lead_import\\s+lead_analysis\\s+completed\\s+failed\\s+\\d+$`),
+    );
     expect(lines.at(-1)).toBe('(1 older not shown; use --limit)');
     const none = await inProcess(['conversations', 'list', '--type', 'none']);
     expect(none.stdout).toMatch(/^No conversations match these filters/);
@@ -93,8 +138,14 @@ describe('conversations list filters', () => {
 
   it('bad flags get one clear line and exit 1, never a stack trace', async () => {
     const cases: [string[], RegExp][] = [
-      [['list', '--type', 'deals'], /^webhook-gateway: --type takes deal_analysis, data_analysis, lead_analysis, general, none .*got "deals"\n$/],
-      [['search', 'x', '--since', '2025-08-13T10:00:00'], /^webhook-gateway: --since must be an ISO 8601 date or date-time with a zone.*got "2025-08-13T10:00:00"\n$/],
+      [
+        ['list', '--type', 'deals'],
+        /^webhook-gateway: --type takes deal_analysis, data_analysis, lead_analysis, general, none .*got "deals"\n$/,
+      ],
+      [
+        ['search', 'x', '--since', '2025-08-13T10:00:00'],
+        /^webhook-gateway: --since must be an ISO 8601 date or date-time with a zone.*got "2025-08-13T10:00:00"\n$/,
+      ],
       [['list', '--limit'], /^webhook-gateway: Option '--limit <value>' argument missing\n$/],
       [['search', 'x', '--sauce', 'y'], /^webhook-gateway: Unknown option '--sauce'/],
       [['list', 'crm'], /^webhook-gateway: conversations list takes no arguments.*conversations search/],
@@ -104,7 +155,9 @@ describe('conversations list filters', () => {
     const checked: [CliResult, [string[], RegExp]][] = [];
     for (const c of cases) checked.push([await inProcess(['conversations', ...c[0]]), c]);
     const viaBin = [cases[0]!, cases[3]!];
-    (await Promise.all(viaBin.map(([args]) => runCli(['conversations', ...args], env)))).forEach((r, i) => checked.push([r, viaBin[i]!]));
+    (await Promise.all(viaBin.map(([args]) => runCli(['conversations', ...args], env)))).forEach((r, i) =>
+      checked.push([r, viaBin[i]!]),
+    );
     for (const [result, [args, message]] of checked) {
       expect(result.code, `${args.join(' ')}: ${result.stderr}`).toBe(1);
       expect(result.stderr, args.join(' ')).toMatch(message);
@@ -123,9 +176,23 @@ describe('conversations search (exported records, through S3)', () => {
     const byId = await json(['conversations', 'search', suffix.toUpperCase(), '--json']);
     const crmLeads = await json(['conversations', 'search', 'crm', '--type', 'lead_analysis', '--json']);
     const failed = await json(['conversations', 'search', 'answer', '--status', 'failed', '--json']);
-    const since = await json(['conversations', 'search', 'answer', '--source', 'crm_system', '--since', secondReceivedAt, '--json']);
+    const since = await json([
+      'conversations',
+      'search',
+      'answer',
+      '--source',
+      'crm_system',
+      '--since',
+      secondReceivedAt,
+      '--json',
+    ]);
     expect(idsOf(churn)).toEqual([ids.data]);
-    expect(churn[0]).toMatchObject({ matched_in: ['query', 'answer'], webhook_type: 'data_analysis', source_system: 'scheduler', status: 'completed' });
+    expect(churn[0]).toMatchObject({
+      matched_in: ['query', 'answer'],
+      webhook_type: 'data_analysis',
+      source_system: 'scheduler',
+      status: 'completed',
+    });
     expect(churn[0]!.snippet).toContain('Show the CHURN metrics report');
     // Every answer of the test agent starts "Answer to:": all four, newest first.
     expect(idsOf(answers)).toEqual([ids.general, ids.lead, ids.data, ids.deal]);
@@ -136,15 +203,27 @@ describe('conversations search (exported records, through S3)', () => {
     expect(idsOf(since)).toEqual([ids.lead]);
   });
 
-  it('reads the running gateway\'s embedded S3 (LOCAL_S3_PORT) and prints a readable table', async () => {
+  it("reads the running gateway's embedded S3 (LOCAL_S3_PORT) and prints a readable table", async () => {
     const port = new URL(world.gateway.s3Endpoint).port;
-    const result = await runMain(['conversations', 'search', 'acme'], { ...env, AWS_ENDPOINT_URL_S3: undefined, LOCAL_S3_PORT: port });
+    const result = await runMain(['conversations', 'search', 'acme'], {
+      ...env,
+      AWS_ENDPOINT_URL_S3: undefined,
+      LOCAL_S3_PORT: port,
+    });
     expect(result.code, result.stderr).toBe(0);
     const lines = result.stdout.trim().split('\n');
-    expect(lines[0]).toMatch(/^conversation_id\s+received_at\s+source\s+type\s+status\s+delivery\s+matched_in\s+snippet$/);
-    expect(lines[2]).toMatch(new RegExp(`^${ids.lead}\\s.*crm_system/lead_import\\s+lead_analysis\\s+completed\\s+failed\\s+query,answer\\s+.*Acme webinar`));
+    expect(lines[0]).toMatch(
+      /^conversation_id\s+received_at\s+source\s+type\s+status\s+delivery\s+matched_in\s+snippet$/,
+    );
+    expect(lines[2]).toMatch(
+      new RegExp(
+        `^${ids.lead}\\s.*crm_system/lead_import\\s+lead_analysis\\s+completed\\s+failed\\s+query,answer\\s+.*Acme webinar`,
+      ),
+    );
     expect(lines).toHaveLength(3);
-    expect(result.stderr).toBe(`1 of 4 exported conversations match "acme" in s3://test-conversations at http://127.0.0.1:${port}\n`);
+    expect(result.stderr).toBe(
+      `1 of 4 exported conversations match "acme" in s3://test-conversations at http://127.0.0.1:${port}\n`,
+    );
     const none = await inProcess(['conversations', 'search', 'zebra']);
     expect(none.stdout).toBe('No exported conversation matches "zebra".\n');
   });
@@ -156,9 +235,14 @@ describe('conversations search (exported records, through S3)', () => {
     expect(result.code, result.stderr).toBe(0);
     expect(idsOf(JSON.parse(result.stdout))).toEqual([ids.lead]);
     expect(result.stderr).toMatch(/reading .* through a temporary embedded S3/);
-    expect(result.stderr).toMatch(/1 of 4 exported conversations match "leads" in s3:\/\/test-conversations at http:\/\/127\.0\.0\.1:\d+/);
+    expect(result.stderr).toMatch(
+      /1 of 4 exported conversations match "leads" in s3:\/\/test-conversations at http:\/\/127\.0\.0\.1:\d+/,
+    );
     // A data directory without exports: nothing to read, and no S3 started or bucket created.
-    const empty = await runMain(['conversations', 'search', 'leads'], { ...env, LOCAL_DATA_DIR: path.join(world.dataDir, 'nothing-here') });
+    const empty = await runMain(['conversations', 'search', 'leads'], {
+      ...env,
+      LOCAL_DATA_DIR: path.join(world.dataDir, 'nothing-here'),
+    });
     expect(empty.code).toBe(0);
     expect(empty.stdout).toBe('No exported conversation matches "leads".\n');
     expect(empty.stderr).toMatch(/0 of 0 exported conversations .*no export bucket under/);

@@ -56,14 +56,33 @@ describe('webhook-gateway start / conversations', () => {
     expect(res.status).toBe(200);
     const body = (await res.json()) as any;
     expect(body.tracking).toMatchObject({ webhook_type: 'deal_analysis', delivery_status: 'delivered' });
-    expect(Object.keys(body.tracking)).toEqual(expect.arrayContaining(['conversation_id', 'delivery_id', 'webhook_type', 'processing_time_ms']));
+    expect(Object.keys(body.tracking)).toEqual(
+      expect.arrayContaining(['conversation_id', 'delivery_id', 'webhook_type', 'processing_time_ms']),
+    );
     expect(body.response.sample).toBe(true);
     conversationId = body.conversation_id;
     const received = (await (await fetch(`${gateway.url}/local/receiver/deal_analysis`)).json()) as any;
-    expect(received.map((r: { body: { conversation_id: string } }) => r.body.conversation_id)).toContain(conversationId);
-    const folder = path.join(dataDir, 's3', 'revops-conversations', 'conversation-history', ...conversationId.slice(8, 16).match(/^(\d{4})(\d{2})(\d{2})$/)!.slice(1), conversationId);
+    expect(received.map((r: { body: { conversation_id: string } }) => r.body.conversation_id)).toContain(
+      conversationId,
+    );
+    const folder = path.join(
+      dataDir,
+      's3',
+      'revops-conversations',
+      'conversation-history',
+      ...conversationId
+        .slice(8, 16)
+        .match(/^(\d{4})(\d{2})(\d{2})$/)!
+        .slice(1),
+      conversationId,
+    );
     const files = (await readdir(folder)).filter((f) => f.endsWith('._S3rver_object')).sort();
-    expect(files).toEqual(['analysis.json._S3rver_object', 'conversation.json._S3rver_object', 'metadata.json._S3rver_object', 'summary.json._S3rver_object']);
+    expect(files).toEqual([
+      'analysis.json._S3rver_object',
+      'conversation.json._S3rver_object',
+      'metadata.json._S3rver_object',
+      'summary.json._S3rver_object',
+    ]);
   });
 
   it('the sample agent reaches all four types', async () => {
@@ -74,7 +93,11 @@ describe('webhook-gateway start / conversations', () => {
       general: 'Hello there',
     };
     for (const [type, query] of Object.entries(queries)) {
-      const res = await fetch(`${gateway.url}/webhook`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...SEED_REQUEST, query }) });
+      const res = await fetch(`${gateway.url}/webhook`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ ...SEED_REQUEST, query }),
+      });
       expect(((await res.json()) as any).tracking.webhook_type).toBe(type);
     }
   });
@@ -83,7 +106,9 @@ describe('webhook-gateway start / conversations', () => {
     const result = await runCli(['conversations', 'show', conversationId], { LOCAL_DATA_DIR: dataDir });
     expect(result.code).toBe(0);
     expect(result.stdout).toContain(`conversation ${conversationId}`);
-    expect(result.stdout).toMatch(/path: Validate → IsRequestValid → InvokeManagerAgent → Classify → Deliver → Export → Completed/);
+    expect(result.stdout).toMatch(
+      /path: Validate → IsRequestValid → InvokeManagerAgent → Classify → Deliver → Export → Completed/,
+    );
     for (const state of ['Validate', 'InvokeManagerAgent', 'Classify', 'Deliver', 'Export']) {
       expect(result.stdout).toMatch(new RegExp(`\\n  ${state}\\s+\\+\\d+ ms\\s+\\d+ ms\\s+0  succeeded`));
     }
@@ -98,13 +123,23 @@ describe('webhook-gateway start / conversations', () => {
     expect(lines).toHaveLength(2 + 5);
     expect(lines.at(-1)).toContain(conversationId);
     const json = JSON.parse((await runCli(['conversations', 'list', '--json'], { LOCAL_DATA_DIR: dataDir })).stdout);
-    expect(json.map((c: { webhook_type: string }) => c.webhook_type)).toEqual(['general', 'data_analysis', 'lead_analysis', 'deal_analysis', 'deal_analysis']);
+    expect(json.map((c: { webhook_type: string }) => c.webhook_type)).toEqual([
+      'general',
+      'data_analysis',
+      'lead_analysis',
+      'deal_analysis',
+      'deal_analysis',
+    ]);
   });
 
   it('unknown or malformed ids and unknown commands get one clear line, no stack trace', async () => {
-    const unknown = await runCli(['conversations', 'show', 'webhook_20250813_103045_testing_phase3valid_zzzzzz'], { LOCAL_DATA_DIR: dataDir });
+    const unknown = await runCli(['conversations', 'show', 'webhook_20250813_103045_testing_phase3valid_zzzzzz'], {
+      LOCAL_DATA_DIR: dataDir,
+    });
     expect(unknown.code).toBe(1);
-    expect(unknown.stderr).toMatch(/^webhook-gateway: no conversation webhook_20250813_103045_testing_phase3valid_zzzzzz/);
+    expect(unknown.stderr).toMatch(
+      /^webhook-gateway: no conversation webhook_20250813_103045_testing_phase3valid_zzzzzz/,
+    );
     expect(unknown.stderr).not.toMatch(/\n\s+at /);
     const malformed = await runCli(['conversations', 'show', '../../etc/passwd'], { LOCAL_DATA_DIR: dataDir });
     expect(malformed.code).toBe(1);

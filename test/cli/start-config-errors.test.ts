@@ -1,5 +1,5 @@
-import { createServer } from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -19,7 +19,10 @@ describe('start refuses bad configuration before it listens', () => {
   it.each([
     [{ PORT: 'abc' }, /PORT must be a port number \(0-65535\), got "abc"/],
     [{ LOCAL_S3_PORT: '70000' }, /LOCAL_S3_PORT must be a port number/],
-    [{ RATE_LIMITS: '{"crm": {"rateLimit": -1, "burstLimit": 2}}' }, /RATE_LIMITS\.crm: rateLimit and burstLimit must be positive/],
+    [
+      { RATE_LIMITS: '{"crm": {"rateLimit": -1, "burstLimit": 2}}' },
+      /RATE_LIMITS\.crm: rateLimit and burstLimit must be positive/,
+    ],
     [{ REDELIVERY_SCHEDULE: '5s,later' }, /REDELIVERY_SCHEDULE: "later" is not a duration/],
     [{ INBOUND_WEBHOOK_SECRETS: '{"crm": "secret"}' }, /INBOUND_WEBHOOK_SECRETS\.crm\[0\]: secrets must be "whsec_"/],
     [{ GENERAL_WEBHOOK_URL: 'http://crm.example.com/hook' }, /GENERAL_WEBHOOK_URL: delivery URL must use https/],
@@ -36,16 +39,28 @@ describe('start refuses bad configuration before it listens', () => {
     await new Promise<void>((r) => busy.listen(0, '127.0.0.1', r));
     const port = (busy.address() as { port: number }).port;
     try {
-      const result = await runCli(['start'], { PORT: '0', LOCAL_S3_PORT: String(port), LOCAL_DATA_DIR: dataDir, AWS_ENDPOINT_URL_S3: undefined });
+      const result = await runCli(['start'], {
+        PORT: '0',
+        LOCAL_S3_PORT: String(port),
+        LOCAL_DATA_DIR: dataDir,
+        AWS_ENDPOINT_URL_S3: undefined,
+      });
       expect(result.code).toBe(1);
-      expect(result.stderr).toBe(`webhook-gateway: port ${port} is already in use: stop the other process or set PORT / LOCAL_S3_PORT\n`);
+      expect(result.stderr).toBe(
+        `webhook-gateway: port ${port} is already in use: stop the other process or set PORT / LOCAL_S3_PORT\n`,
+      );
     } finally {
       busy.close();
     }
   });
 
   it('a bad setting through the real command: one line, exit 1', async () => {
-    const result = await runCli(['start'], { PORT: '0', LOCAL_S3_PORT: '0', LOCAL_DATA_DIR: dataDir, RATE_LIMITS: 'nope' });
+    const result = await runCli(['start'], {
+      PORT: '0',
+      LOCAL_S3_PORT: '0',
+      LOCAL_DATA_DIR: dataDir,
+      RATE_LIMITS: 'nope',
+    });
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(/^webhook-gateway: RATE_LIMITS must be JSON/);
     expect(result.stderr.trim().split('\n')).toHaveLength(1);

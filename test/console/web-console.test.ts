@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { type BrowserContext, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SEED_REQUEST, startWorld, type TestWorld } from '../support/gateway.ts';
 
@@ -15,7 +15,9 @@ const CHROMIUM = '/usr/bin/chromium';
 const haveChromium = existsSync(CHROMIUM);
 const skipBrowser = !haveChromium && !process.env.CI;
 if (skipBrowser) {
-  console.warn(`web console browser test SKIPPED: ${CHROMIUM} is missing (install it: apt-get install -y chromium). CI installs it and runs this test.`);
+  console.warn(
+    `web console browser test SKIPPED: ${CHROMIUM} is missing (install it: apt-get install -y chromium). CI installs it and runs this test.`,
+  );
 }
 
 let world: TestWorld;
@@ -24,10 +26,19 @@ const XSS_QUERY = 'Which deals <img src=x onerror="window.__xss=1"> <script>wind
 
 beforeAll(async () => {
   world = await startWorld();
-  ids.deal = (await world.post({ ...SEED_REQUEST, source_system: 'crm_system', source_process: 'nightly_sync' })).body.conversation_id;
-  ids.data = (await world.post({ ...SEED_REQUEST, query: 'Show the churn report', webhook_type: 'data_analysis' })).body.conversation_id;
+  ids.deal = (
+    await world.post({ ...SEED_REQUEST, source_system: 'crm_system', source_process: 'nightly_sync' })
+  ).body.conversation_id;
+  ids.data = (
+    await world.post({ ...SEED_REQUEST, query: 'Show the churn report', webhook_type: 'data_analysis' })
+  ).body.conversation_id;
   world.receiver.reply(400);
-  const failed = await world.post({ ...SEED_REQUEST, query: XSS_QUERY, source_system: 'crm_system', source_process: 'deal_push' });
+  const failed = await world.post({
+    ...SEED_REQUEST,
+    query: XSS_QUERY,
+    source_system: 'crm_system',
+    source_process: 'deal_push',
+  });
   expect(failed.body.tracking.delivery_status).toBe('failed');
   ids.failed = failed.body.conversation_id;
   world.receiver.reset();
@@ -36,7 +47,11 @@ afterAll(async () => {
   await world?.close();
 });
 
-function rawGet(url: string, headers: Record<string, string> = {}, method = 'GET'): Promise<{ status: number; body: string; headers: Record<string, unknown> }> {
+function rawGet(
+  url: string,
+  headers: Record<string, string> = {},
+  method = 'GET',
+): Promise<{ status: number; body: string; headers: Record<string, unknown> }> {
   return new Promise((resolve, reject) => {
     const req = request(url, { method, headers }, (res) => {
       let body = '';
@@ -73,12 +88,21 @@ describe.skipIf(skipBrowser)('console in Chromium', () => {
   let page: Page;
 
   beforeAll(async () => {
-    if (!haveChromium) throw new Error(`${CHROMIUM} is missing: CI must install Chromium (apt-get install -y chromium) before npm test`);
+    if (!haveChromium)
+      throw new Error(`${CHROMIUM} is missing: CI must install Chromium (apt-get install -y chromium) before npm test`);
     userDataDir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-chromium-'));
     context = await chromium.launchPersistentContext(userDataDir, {
       executablePath: CHROMIUM,
       headless: true,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
       timeout: 15_000,
     });
     page = context.pages()[0] ?? (await context.newPage());
@@ -95,16 +119,31 @@ describe.skipIf(skipBrowser)('console in Chromium', () => {
     page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
     await page.goto(`${world.gateway.url}/console`);
     const rows = page.locator('#conversations tbody tr');
-    await expect.poll(() => rows.evaluateAll((trs) => trs.map((tr) => tr.getAttribute('data-id')))).toEqual([ids.failed, ids.data, ids.deal]);
+    await expect
+      .poll(() => rows.evaluateAll((trs) => trs.map((tr) => tr.getAttribute('data-id'))))
+      .toEqual([ids.failed, ids.data, ids.deal]);
     const failedRow = page.locator(`#conversations tr[data-id="${ids.failed}"]`);
     expect(await failedRow.locator('td').allInnerTexts()).toEqual([
-      expect.stringMatching(/^\d{4}-\d{2}-\d{2}T/), ids.failed, 'crm_system/deal_push', 'deal_analysis', 'completed', 'failed', '1',
-      expect.stringMatching(/^\d+ ms$/), expect.stringMatching(/^\d+ ms$/), expect.stringMatching(/^\d+ ms$/), expect.stringContaining('<img src=x'),
+      expect.stringMatching(/^\d{4}-\d{2}-\d{2}T/),
+      ids.failed,
+      'crm_system/deal_push',
+      'deal_analysis',
+      'completed',
+      'failed',
+      '1',
+      expect.stringMatching(/^\d+ ms$/),
+      expect.stringMatching(/^\d+ ms$/),
+      expect.stringMatching(/^\d+ ms$/),
+      expect.stringContaining('<img src=x'),
     ]);
-    expect(await page.locator(`#failed-deliveries tr[data-id="${ids.failed}"]`).innerText()).toMatch(/dead\s+permanent/);
+    expect(await page.locator(`#failed-deliveries tr[data-id="${ids.failed}"]`).innerText()).toMatch(
+      /dead\s+permanent/,
+    );
 
     // Live: a conversation that arrives while the page is open shows up without a reload.
-    ids.live = (await world.post({ ...SEED_REQUEST, query: 'How many new leads came in?', webhook_type: 'lead_analysis' })).body.conversation_id;
+    ids.live = (
+      await world.post({ ...SEED_REQUEST, query: 'How many new leads came in?', webhook_type: 'lead_analysis' })
+    ).body.conversation_id;
     await page.locator(`#conversations tr[data-id="${ids.live}"]`).waitFor({ timeout: 5_000 });
     expect(await rows.first().getAttribute('data-id')).toBe(ids.live);
     expect(await page.evaluate(() => (globalThis as { __xss?: number }).__xss)).toBeUndefined();
@@ -120,17 +159,39 @@ describe.skipIf(skipBrowser)('console in Chromium', () => {
 
     const execution = page.locator('section.execution');
     expect(await execution.count()).toBe(1);
-    const states = await execution.locator('svg.workflow g.state').evaluateAll((gs) =>
-      gs.map((g) => `${g.getAttribute('data-state')}:${g.getAttribute('data-status')}${g.classList.contains('failed') ? ':marked' : ''}`),
-    );
+    const states = await execution
+      .locator('svg.workflow g.state')
+      .evaluateAll((gs) =>
+        gs.map(
+          (g) =>
+            `${g.getAttribute('data-state')}:${g.getAttribute('data-status')}${g.classList.contains('failed') ? ':marked' : ''}`,
+        ),
+      );
     expect(states).toEqual([
-      'Validate:succeeded', 'IsRequestValid:succeeded', 'InvokeManagerAgent:succeeded', 'Classify:succeeded',
-      'Deliver:caught:marked', 'QueueFailedDelivery:succeeded', 'Export:succeeded', 'Completed:succeeded',
+      'Validate:succeeded',
+      'IsRequestValid:succeeded',
+      'InvokeManagerAgent:succeeded',
+      'Classify:succeeded',
+      'Deliver:caught:marked',
+      'QueueFailedDelivery:succeeded',
+      'Export:succeeded',
+      'Completed:succeeded',
     ]);
     const deliverBox = execution.locator('svg g.state[data-state="Deliver"]');
-    expect(await deliverBox.locator('title').textContent()).toMatch(/failed, caught .*DeliveryPermanentError: HTTP 400/);
-    expect(await deliverBox.locator('rect').evaluate((r) => (globalThis as unknown as { getComputedStyle(e: unknown): { stroke: string } }).getComputedStyle(r).stroke)).toBe('rgb(198, 40, 40)');
-    expect(await execution.locator('table.timeline tr[data-state="Deliver"]').innerText()).toMatch(/caught\s+DeliveryPermanentError: HTTP 400/);
+    expect(await deliverBox.locator('title').textContent()).toMatch(
+      /failed, caught .*DeliveryPermanentError: HTTP 400/,
+    );
+    expect(
+      await deliverBox
+        .locator('rect')
+        .evaluate(
+          (r) =>
+            (globalThis as unknown as { getComputedStyle(e: unknown): { stroke: string } }).getComputedStyle(r).stroke,
+        ),
+    ).toBe('rgb(198, 40, 40)');
+    expect(await execution.locator('table.timeline tr[data-state="Deliver"]').innerText()).toMatch(
+      /caught\s+DeliveryPermanentError: HTTP 400/,
+    );
 
     const files = await page.locator('details.export').evaluateAll((ds) => ds.map((d) => d.getAttribute('data-file')!));
     expect(files).toEqual(['conversation.json', 'metadata.json', 'summary.json', 'analysis.json']);
@@ -139,11 +200,15 @@ describe.skipIf(skipBrowser)('console in Chromium', () => {
       expect(JSON.parse(text!), file).toBeTypeOf('object');
       expect(text, file).toContain(ids.failed);
     }
-    const exported = JSON.parse((await page.locator('details.export[data-file="conversation.json"] pre.json').textContent())!);
+    const exported = JSON.parse(
+      (await page.locator('details.export[data-file="conversation.json"] pre.json').textContent())!,
+    );
     expect(exported.conversation.webhook_context.delivery_status).toBe('failed');
     expect(exported.conversation.conversation.turns[0].content).toBe(XSS_QUERY);
 
-    expect(await page.locator('#attempts tbody tr').allInnerTexts()).toEqual([expect.stringMatching(/^1\s+\S+\s+workflow\s+permanent\s+400\s+\d+ ms\s+HTTP 400: nope$/)]);
+    expect(await page.locator('#attempts tbody tr').allInnerTexts()).toEqual([
+      expect.stringMatching(/^1\s+\S+\s+workflow\s+permanent\s+400\s+\d+ ms\s+HTTP 400: nope$/),
+    ]);
     expect(await page.locator('#delivery-status').getAttribute('data-status')).toBe('failed');
   });
 
@@ -151,18 +216,26 @@ describe.skipIf(skipBrowser)('console in Chromium', () => {
     world.receiver.reset();
     await page.locator('button#redrive').click();
     await page.locator('#delivery-status[data-status="delivered"]').waitFor({ timeout: 10_000 });
-    expect(await page.locator('#flash').innerText()).toMatch(new RegExp(`Redrive of ${ids.failed}: delivered \\(execution ${ids.failed}-redelivery-2-`));
+    expect(await page.locator('#flash').innerText()).toMatch(
+      new RegExp(`Redrive of ${ids.failed}: delivered \\(execution ${ids.failed}-redelivery-2-`),
+    );
     expect(world.receiver.received.map((r) => r.body.conversation_id)).toEqual([ids.failed]);
 
-    expect(await page.locator('section.execution').evaluateAll((ss) => ss.map((s) => s.getAttribute('data-machine')))).toEqual(['conversation', 'redelivery']);
+    expect(
+      await page.locator('section.execution').evaluateAll((ss) => ss.map((s) => s.getAttribute('data-machine'))),
+    ).toEqual(['conversation', 'redelivery']);
     const redelivery = page.locator('section.execution[data-machine="redelivery"] svg g.state');
-    expect(await redelivery.evaluateAll((gs) => gs.map((g) => `${g.getAttribute('data-state')}:${g.getAttribute('data-status')}`))).toEqual([
-      'IsDeliveryOwed:succeeded', 'Deliver:succeeded', 'Export:succeeded', 'Redelivered:succeeded',
-    ]);
+    expect(
+      await redelivery.evaluateAll((gs) =>
+        gs.map((g) => `${g.getAttribute('data-state')}:${g.getAttribute('data-status')}`),
+      ),
+    ).toEqual(['IsDeliveryOwed:succeeded', 'Deliver:succeeded', 'Export:succeeded', 'Redelivered:succeeded']);
     expect(await page.locator('#attempts tbody tr').count()).toBe(2);
     expect(await page.locator('#attempts tbody tr').nth(1).innerText()).toMatch(/^2\s+\S+\s+redrive\s+delivered\s+200/);
     expect(await page.locator('button#redrive').count()).toBe(0);
-    const exported = JSON.parse((await page.locator('details.export[data-file="conversation.json"] pre.json').textContent())!);
+    const exported = JSON.parse(
+      (await page.locator('details.export[data-file="conversation.json"] pre.json').textContent())!,
+    );
     expect(exported.conversation.webhook_context.delivery_status).toBe('delivered');
   });
 });

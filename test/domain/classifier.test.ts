@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { KEYWORDS, classify } from '../../functions/domain/classifier.ts';
+import { classify, KEYWORDS } from '../../functions/domain/classifier.ts';
 import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
 
 describe('classify: from the query', () => {
@@ -39,7 +39,10 @@ describe('classify: from the query', () => {
 
 describe('classify: scoring', () => {
   it('counts keywords found only in the answer', () => {
-    const result = classify('Can you help me with this?', 'Your pipeline has 12 opportunities and the forecast looks good.');
+    const result = classify(
+      'Can you help me with this?',
+      'Your pipeline has 12 opportunities and the forecast looks good.',
+    );
     expect(result.webhook_type).toBe('deal_analysis');
     expect(result.scores.deal_analysis).toBe(3);
     expect(result.reason).toContain('answer:"pipeline"');

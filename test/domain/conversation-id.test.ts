@@ -1,14 +1,14 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import {
-  CONVERSATION_ID_PATTERN,
-  PROCESS_PART_LENGTH,
-  SOURCE_PART_LENGTH,
-  SUFFIX_LENGTH,
   buildConversationId,
+  CONVERSATION_ID_PATTERN,
   conversationDatePath,
   idPart,
   isConversationId,
+  PROCESS_PART_LENGTH,
   randomSuffix,
+  SOURCE_PART_LENGTH,
+  SUFFIX_LENGTH,
 } from '../../functions/domain/conversation-id.ts';
 
 const SEED_AT = new Date('2025-08-13T10:30:45Z');
@@ -21,12 +21,22 @@ function parts(id: string): string[] {
 describe('buildConversationId', () => {
   it('reproduces the seed example exactly', () => {
     expect(
-      buildConversationId({ at: SEED_AT, sourceSystem: 'testing_system', sourceProcess: 'phase3_validation', suffix: 'abc123' }),
+      buildConversationId({
+        at: SEED_AT,
+        sourceSystem: 'testing_system',
+        sourceProcess: 'phase3_validation',
+        suffix: 'abc123',
+      }),
     ).toBe('webhook_20250813_103045_testing_phase3valid_abc123');
   });
 
   it('cuts the source to 7 and the process to 11 characters after dropping non-alphanumerics', () => {
-    const id = buildConversationId({ at: SEED_AT, sourceSystem: 'crm_integration', sourceProcess: 'nightly-batch.sync.v2', suffix: 's' });
+    const id = buildConversationId({
+      at: SEED_AT,
+      sourceSystem: 'crm_integration',
+      sourceProcess: 'nightly-batch.sync.v2',
+      suffix: 's',
+    });
     const [, , , source, process] = parts(id);
     expect(source).toBe('crminte');
     expect(source).toHaveLength(SOURCE_PART_LENGTH);
@@ -47,7 +57,9 @@ describe('buildConversationId', () => {
     ['offset crossing midnight forwards', '2025-08-13T22:00:00-04:00', 'webhook_20250814_020000_'],
     ['milliseconds are dropped', '2025-08-13T10:30:45.999Z', 'webhook_20250813_103045_'],
   ])('uses UTC date and time regardless of the input offset (%s)', (_label, iso, prefix) => {
-    expect(buildConversationId({ at: new Date(iso), sourceSystem: 'a', sourceProcess: 'b', suffix: 'c' }).startsWith(prefix)).toBe(true);
+    expect(
+      buildConversationId({ at: new Date(iso), sourceSystem: 'a', sourceProcess: 'b', suffix: 'c' }).startsWith(prefix),
+    ).toBe(true);
   });
 
   describe('under a non-UTC process time zone', () => {
@@ -60,9 +72,14 @@ describe('buildConversationId', () => {
     it('still formats in UTC', () => {
       process.env.TZ = 'Asia/Kolkata';
       expect(new Date(0).getHours()).toBe(5); // the zone is in effect
-      expect(buildConversationId({ at: SEED_AT, sourceSystem: 'testing_system', sourceProcess: 'phase3_validation', suffix: 'abc123' })).toBe(
-        'webhook_20250813_103045_testing_phase3valid_abc123',
-      );
+      expect(
+        buildConversationId({
+          at: SEED_AT,
+          sourceSystem: 'testing_system',
+          sourceProcess: 'phase3_validation',
+          suffix: 'abc123',
+        }),
+      ).toBe('webhook_20250813_103045_testing_phase3valid_abc123');
     });
   });
 
@@ -119,7 +136,9 @@ describe('buildConversationId', () => {
   it('generates 100,000 unique ids for the same second, source and process', () => {
     const seen = new Set<string>();
     for (let i = 0; i < 100_000; i++) {
-      seen.add(buildConversationId({ at: SEED_AT, sourceSystem: 'testing_system', sourceProcess: 'phase3_validation' }));
+      seen.add(
+        buildConversationId({ at: SEED_AT, sourceSystem: 'testing_system', sourceProcess: 'phase3_validation' }),
+      );
     }
     expect(seen.size).toBe(100_000);
     for (const id of [...seen].slice(0, 1000)) expect(id).toMatch(CONVERSATION_ID_PATTERN);
@@ -193,11 +212,18 @@ describe('conversationDatePath', () => {
   });
 
   it('follows the UTC date of a built id', () => {
-    const id = buildConversationId({ at: new Date('2025-01-01T01:00:00+03:00'), sourceSystem: 'a', sourceProcess: 'b' });
+    const id = buildConversationId({
+      at: new Date('2025-01-01T01:00:00+03:00'),
+      sourceSystem: 'a',
+      sourceProcess: 'b',
+    });
     expect(conversationDatePath(id)).toBe('2024/12/31');
   });
 
-  it.each(['', 'not-an-id', 'webhook_2025_103045_a_b_c', '../webhook_20250813_103045_a_b_c'])('throws for %j', (value) => {
-    expect(() => conversationDatePath(value)).toThrow(/not a conversation id/);
-  });
+  it.each(['', 'not-an-id', 'webhook_2025_103045_a_b_c', '../webhook_20250813_103045_a_b_c'])(
+    'throws for %j',
+    (value) => {
+      expect(() => conversationDatePath(value)).toThrow(/not a conversation id/);
+    },
+  );
 });

@@ -1,15 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import type { DeliveryAttempt } from '../../functions/domain/conversation.ts';
 import {
-  DELIVERY_URL_VARIABLES,
-  MIN_ATTEMPT_MS,
   attemptBudget,
   attemptError,
-  deferralAfter,
-  isDeferral,
   buildDeliveryPayload,
+  DELIVERY_URL_VARIABLES,
+  deferralAfter,
   deliveryUrlFor,
   failedAttemptFromCaught,
+  isDeferral,
+  MIN_ATTEMPT_MS,
   outcomeForStatus,
   retryAfterMs,
 } from '../../functions/domain/delivery.ts';
@@ -21,12 +21,24 @@ const NOW = new Date('2025-08-13T10:31:00.000Z');
 const TARGET = 'https://hooks.example.com/deals';
 
 function attempt(overrides: Partial<DeliveryAttempt> = {}): DeliveryAttempt {
-  return { attempt: 1, at: '2025-08-13T10:30:50.000Z', duration_ms: 120, status_code: 503, error: 'HTTP 503', outcome: 'retryable', ...overrides };
+  return {
+    attempt: 1,
+    at: '2025-08-13T10:30:50.000Z',
+    duration_ms: 120,
+    status_code: 503,
+    error: 'HTTP 503',
+    outcome: 'retryable',
+    ...overrides,
+  };
 }
 
 /** What AWS puts in a Catch's Cause for a Node Lambda error. */
 function awsCause(error: Error): string {
-  return JSON.stringify({ errorType: error.name, errorMessage: error.message, trace: [`${error.name}: ${error.message}`, '    at handler (/var/task/index.mjs:1:1)'] });
+  return JSON.stringify({
+    errorType: error.name,
+    errorMessage: error.message,
+    trace: [`${error.name}: ${error.message}`, '    at handler (/var/task/index.mjs:1:1)'],
+  });
 }
 
 describe('outcomeForStatus', () => {
@@ -38,9 +50,12 @@ describe('outcomeForStatus', () => {
     expect(outcomeForStatus(status)).toBe('retryable');
   });
 
-  it.each([400, 401, 403, 404, 405, 409, 410, 413, 422, 301, 302, 303, 307, 308, 100, 199])('%i is permanent', (status) => {
-    expect(outcomeForStatus(status)).toBe('permanent');
-  });
+  it.each([400, 401, 403, 404, 405, 409, 410, 413, 422, 301, 302, 303, 307, 308, 100, 199])(
+    '%i is permanent',
+    (status) => {
+      expect(outcomeForStatus(status)).toBe('permanent');
+    },
+  );
 });
 
 describe('attemptError', () => {
@@ -87,11 +102,14 @@ describe('failedAttemptFromCaught', () => {
   it.each([
     ['retryable', attempt()],
     ['permanent', attempt({ status_code: 401, error: 'HTTP 401', outcome: 'permanent' })],
-  ] as const)('recovers a %s attempt from the AWS Lambda shape (Cause = {errorType, errorMessage, trace})', (_label, a) => {
-    const error = attemptError(a, TARGET);
-    const result = failedAttemptFromCaught({ Error: error.name, Cause: awsCause(error) }, 9, NOW);
-    expect(result).toEqual({ attempt: a, target: TARGET });
-  });
+  ] as const)(
+    'recovers a %s attempt from the AWS Lambda shape (Cause = {errorType, errorMessage, trace})',
+    (_label, a) => {
+      const error = attemptError(a, TARGET);
+      const result = failedAttemptFromCaught({ Error: error.name, Cause: awsCause(error) }, 9, NOW);
+      expect(result).toEqual({ attempt: a, target: TARGET });
+    },
+  );
 
   it('gives the same result for both engine shapes', () => {
     const error = attemptError(attempt({ attempt: 3 }), TARGET);
@@ -101,7 +119,11 @@ describe('failedAttemptFromCaught', () => {
   });
 
   it('synthesises an attempt from a plain-text cause (e.g. a Lambda timeout)', () => {
-    const result = failedAttemptFromCaught({ Error: 'States.Timeout', Cause: 'Task timed out after 10.00 seconds' }, 4, NOW);
+    const result = failedAttemptFromCaught(
+      { Error: 'States.Timeout', Cause: 'Task timed out after 10.00 seconds' },
+      4,
+      NOW,
+    );
     expect(result).toEqual({
       target: null,
       attempt: {
@@ -140,7 +162,13 @@ describe('failedAttemptFromCaught', () => {
     });
     expect(failedAttemptFromCaught(undefined, 1, NOW)).toEqual({
       target: null,
-      attempt: { attempt: 1, at: NOW.toISOString(), duration_ms: 0, error: 'Unknown: unknown error', outcome: 'retryable' },
+      attempt: {
+        attempt: 1,
+        at: NOW.toISOString(),
+        duration_ms: 0,
+        error: 'Unknown: unknown error',
+        outcome: 'retryable',
+      },
     });
   });
 });
@@ -161,9 +189,12 @@ describe('retryAfterMs', () => {
     expect(retryAfterMs('Wed, 13 Aug 2025 10:00:00 GMT', NOW)).toBe(0);
   });
 
-  it.each([null, undefined, '', 'soon', 'in five minutes', 'NaN', '1.5', '-1', '2025-08-13'])('is null for %j', (header) => {
-    expect(retryAfterMs(header, NOW)).toBeNull();
-  });
+  it.each([null, undefined, '', 'soon', 'in five minutes', 'NaN', '1.5', '-1', '2025-08-13'])(
+    'is null for %j',
+    (header) => {
+      expect(retryAfterMs(header, NOW)).toBeNull();
+    },
+  );
 });
 
 describe('deliveryUrlFor', () => {
@@ -186,7 +217,12 @@ describe('buildDeliveryPayload', () => {
   const answered = () =>
     withClassification(
       withAgentAnswer(
-        startedRecord({ query: 'What are the top 5 deals closing this quarter?', source_system: 'testing_system', source_process: 'phase3_validation', metadata: { crm: 'x' } }),
+        startedRecord({
+          query: 'What are the top 5 deals closing this quarter?',
+          source_system: 'testing_system',
+          source_process: 'phase3_validation',
+          metadata: { crm: 'x' },
+        }),
         { response: 'Three deals close this quarter.', deals: [{ id: 1 }] },
         1500,
         new Date('2025-08-13T10:30:47Z'),
@@ -212,7 +248,10 @@ describe('buildDeliveryPayload', () => {
   it('is identical on every attempt of one delivery (same delivery_id, same bytes)', () => {
     const record = answered();
     const first = JSON.stringify(buildDeliveryPayload(record));
-    const later = { ...record, execution: { ...record.execution, delivery_attempts: [attempt(), attempt({ attempt: 2 })] } };
+    const later = {
+      ...record,
+      execution: { ...record.execution, delivery_attempts: [attempt(), attempt({ attempt: 2 })] },
+    };
     expect(JSON.stringify(buildDeliveryPayload(later))).toBe(first);
     expect(JSON.stringify(buildDeliveryPayload(answered()))).toBe(first);
     expect(buildDeliveryPayload(later).delivery_id).toBe(DELIVERY_ID);
@@ -240,16 +279,30 @@ describe('attemptBudget (the caller waits for its answer)', () => {
   });
 
   it('defers with less than MIN_ATTEMPT_MS left, past the deadline, or with an unreadable receive time', () => {
-    for (const [r, now] of [[received, at(25_000 - MIN_ATTEMPT_MS + 1)], [received, at(60_000)], ['not a date', at(0)]] as const) {
-      expect(attemptBudget(r, now, 25_000, 3_000)).toEqual({ defer: expect.stringMatching(/no time left for a delivery attempt within 25000 ms/) });
+    for (const [r, now] of [
+      [received, at(25_000 - MIN_ATTEMPT_MS + 1)],
+      [received, at(60_000)],
+      ['not a date', at(0)],
+    ] as const) {
+      expect(attemptBudget(r, now, 25_000, 3_000)).toEqual({
+        defer: expect.stringMatching(/no time left for a delivery attempt within 25000 ms/),
+      });
     }
   });
 
   it('isDeferral: a deferral before any attempt; one after a failed attempt carries it and is recorded like a failure', () => {
-    expect(isDeferral({ Error: 'DeliveryDeferredError', Cause: JSON.stringify({ message: 'no time left' }) })).toBe(true);
+    expect(isDeferral({ Error: 'DeliveryDeferredError', Cause: JSON.stringify({ message: 'no time left' }) })).toBe(
+      true,
+    );
     expect(isDeferral({ Error: 'DeliveryRetryableError', Cause: '{}' })).toBe(false);
     expect(isDeferral(undefined)).toBe(false);
-    const attempt: DeliveryAttempt = { attempt: 1, at: RECEIVED_AT, duration_ms: 1400, outcome: 'retryable', error: 'timed out after 1400 ms' };
+    const attempt: DeliveryAttempt = {
+      attempt: 1,
+      at: RECEIVED_AT,
+      duration_ms: 1400,
+      outcome: 'retryable',
+      error: 'timed out after 1400 ms',
+    };
     const after = deferralAfter(attempt, 'https://x.example/h', 'no time left');
     const caught = { Error: after.name, Cause: after.message };
     expect(isDeferral(caught)).toBe(false);

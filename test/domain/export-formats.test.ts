@@ -1,18 +1,24 @@
 import { describe, expect, it } from 'vitest';
 import type { ConversationRecord } from '../../functions/domain/conversation.ts';
 import {
+  analysisFormat,
+  compactSummary,
   EXPORT_FILES,
   EXPORT_PREFIX,
   EXPORT_VERSION,
-  analysisFormat,
-  compactSummary,
   exportDocuments,
   exportFolder,
   exportKey,
   metadataOnly,
   structuredJson,
 } from '../../functions/domain/export-formats.ts';
-import { completeConversation, withAgentAnswer, withClassification, withDeliveryAttempt, withFailure } from '../../functions/domain/lifecycle.ts';
+import {
+  completeConversation,
+  withAgentAnswer,
+  withClassification,
+  withDeliveryAttempt,
+  withFailure,
+} from '../../functions/domain/lifecycle.ts';
 import { DELIVERY_ID, RECEIVED_AT, SEED_REQUEST, startedRecord } from './fixtures.ts';
 
 const ID = 'webhook_20250813_103045_testing_phase3valid_abc123';
@@ -25,7 +31,14 @@ function finishedRecord(): ConversationRecord {
   r = withClassification(r);
   r = withDeliveryAttempt(
     r,
-    { attempt: 1, at: '2025-08-13T10:30:47.100Z', duration_ms: 230, status_code: 200, outcome: 'delivered', via: 'workflow' },
+    {
+      attempt: 1,
+      at: '2025-08-13T10:30:47.100Z',
+      duration_ms: 230,
+      status_code: 200,
+      outcome: 'delivered',
+      via: 'workflow',
+    },
     'https://hooks.example.com/deals',
     'delivered',
   );
@@ -34,7 +47,10 @@ function finishedRecord(): ConversationRecord {
 
 function documentsByName(record: ConversationRecord) {
   const docs = exportDocuments(record, EXPORTED_AT);
-  return Object.fromEntries(docs.map((d) => [d.key.slice(d.key.lastIndexOf('/') + 1), d])) as Record<(typeof EXPORT_FILES)[number], { key: string; body: string }>;
+  return Object.fromEntries(docs.map((d) => [d.key.slice(d.key.lastIndexOf('/') + 1), d])) as Record<
+    (typeof EXPORT_FILES)[number],
+    { key: string; body: string }
+  >;
 }
 
 describe('export keys', () => {
@@ -81,7 +97,9 @@ describe('export keys', () => {
 
   it('exportDocuments refuses a record whose id was tampered with', () => {
     const r = finishedRecord();
-    expect(() => exportDocuments({ ...r, conversation_id: `${r.conversation_id}/../../x` }, EXPORTED_AT)).toThrow(/invalid conversation id/);
+    expect(() => exportDocuments({ ...r, conversation_id: `${r.conversation_id}/../../x` }, EXPORTED_AT)).toThrow(
+      /invalid conversation id/,
+    );
   });
 });
 
@@ -89,7 +107,12 @@ describe('conversation.json (webhook_structured_json)', () => {
   it('has the seed’s export_metadata and the four record sections', () => {
     const record = finishedRecord();
     const doc = JSON.parse(documentsByName(record)['conversation.json'].body);
-    expect(doc.export_metadata).toEqual({ format: 'webhook_structured_json', version: '1.0', channel: 'webhook', exported_at: EXPORTED_AT });
+    expect(doc.export_metadata).toEqual({
+      format: 'webhook_structured_json',
+      version: '1.0',
+      channel: 'webhook',
+      exported_at: EXPORTED_AT,
+    });
     expect(EXPORT_VERSION).toBe('1.0');
     expect(Object.keys(doc.conversation)).toEqual(['metadata', 'webhook_context', 'conversation', 'execution']);
     expect(doc.conversation.metadata).toEqual(record.metadata);
@@ -121,7 +144,12 @@ describe('metadata.json', () => {
   it('is metadata only, with the outcome fields', () => {
     const record = finishedRecord();
     const doc = JSON.parse(documentsByName(record)['metadata.json'].body);
-    expect(doc.export_metadata).toEqual({ format: 'metadata_only', version: '1.0', channel: 'webhook', exported_at: EXPORTED_AT });
+    expect(doc.export_metadata).toEqual({
+      format: 'metadata_only',
+      version: '1.0',
+      channel: 'webhook',
+      exported_at: EXPORTED_AT,
+    });
     expect(Object.keys(doc)).toEqual(['export_metadata', 'metadata']);
     expect(doc.metadata).toEqual({
       ...record.metadata,
@@ -203,7 +231,12 @@ describe('analysis.json', () => {
 
   it('summarises the last error of a failed conversation', () => {
     let r = startedRecord();
-    r = withFailure(r, 'InvokeManagerAgent', { error: 'AgentTimeoutError', message: 'no answer in 20000 ms', payload: null }, new Date('2025-08-13T10:31:05Z'));
+    r = withFailure(
+      r,
+      'InvokeManagerAgent',
+      { error: 'AgentTimeoutError', message: 'no answer in 20000 ms', payload: null },
+      new Date('2025-08-13T10:31:05Z'),
+    );
     r = completeConversation(r, true, 'exec-1', new Date('2025-08-13T10:31:05Z'));
     const doc = analysisFormat(r, EXPORTED_AT);
     expect(doc).toMatchObject({

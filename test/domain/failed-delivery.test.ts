@@ -14,25 +14,45 @@ import {
   redeliveryContext,
   redeliveryExecutionName,
 } from '../../functions/domain/failed-delivery.ts';
-import { completeConversation, withAgentAnswer, withClassification, withDeliveryAttempt } from '../../functions/domain/lifecycle.ts';
+import {
+  completeConversation,
+  withAgentAnswer,
+  withClassification,
+  withDeliveryAttempt,
+} from '../../functions/domain/lifecycle.ts';
 import { startedRecord } from './fixtures.ts';
 
 const NOW = new Date('2025-08-13T10:31:00Z');
 const TARGET = 'https://crm.example.com/hooks/deals';
 
 function attempt(outcome: DeliveryAttempt['outcome'], extra: Partial<DeliveryAttempt> = {}): DeliveryAttempt {
-  return { attempt: 1, at: NOW.toISOString(), duration_ms: 12, outcome, status_code: outcome === 'permanent' ? 410 : 503, error: 'HTTP x', ...extra };
+  return {
+    attempt: 1,
+    at: NOW.toISOString(),
+    duration_ms: 12,
+    outcome,
+    status_code: outcome === 'permanent' ? 410 : 503,
+    error: 'HTTP x',
+    ...extra,
+  };
 }
 
 function queued(a: DeliveryAttempt) {
   const record = withClassification(withAgentAnswer(startedRecord(), { response: 'deals' }, 5, NOW));
   const error = attemptError(a, TARGET);
-  return { kind: 'failed_delivery' as const, conversation: record, delivery_error: { Error: error.name, Cause: error.message }, execution_name: 'exec-1' };
+  return {
+    kind: 'failed_delivery' as const,
+    conversation: record,
+    delivery_error: { Error: error.name, Cause: error.message },
+    execution_name: 'exec-1',
+  };
 }
 
 describe('the Svix schedule', () => {
   it('defaults to 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h', () => {
-    expect(DEFAULT_RETRY_SCHEDULE_MS).toEqual([5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000]);
+    expect(DEFAULT_RETRY_SCHEDULE_MS).toEqual([
+      5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000,
+    ]);
     expect(parseSchedule(undefined)).toBe(DEFAULT_RETRY_SCHEDULE_MS);
     expect(parseSchedule('5s,5m,30m,2h,5h,10h,10h')).toEqual(DEFAULT_RETRY_SCHEDULE_MS);
   });
@@ -46,10 +66,20 @@ describe('the Svix schedule', () => {
 describe('envelopeFromQueuedMessage', () => {
   it('a retryable failure waits for the first slot, with the record closed and the attempt appended', () => {
     const envelope = envelopeFromQueuedMessage(queued(attempt('retryable')), NOW);
-    expect(envelope).toMatchObject({ state: 'pending', scheduled_attempts: 0, target: TARGET, webhook_type: 'deal_analysis', delivery_id: expect.any(String) });
+    expect(envelope).toMatchObject({
+      state: 'pending',
+      scheduled_attempts: 0,
+      target: TARGET,
+      webhook_type: 'deal_analysis',
+      delivery_id: expect.any(String),
+    });
     expect(envelope.next_due_at).toBe(new Date(NOW.getTime() + 5_000).toISOString());
     expect(envelope.conversation.webhook_context.delivery_status).toBe('retrying');
-    expect(envelope.conversation.execution).toMatchObject({ status: 'completed', completed_at: NOW.toISOString(), executions: ['exec-1'] });
+    expect(envelope.conversation.execution).toMatchObject({
+      status: 'completed',
+      completed_at: NOW.toISOString(),
+      executions: ['exec-1'],
+    });
     expect(envelope.attempts).toHaveLength(1);
   });
 
@@ -71,23 +101,39 @@ describe('envelopeFromQueuedMessage', () => {
 
   it('reads the attempt from the AWS Lambda error shape too', () => {
     const message = queued(attempt('retryable'));
-    const aws = { Error: message.delivery_error.Error, Cause: JSON.stringify({ errorType: message.delivery_error.Error, errorMessage: message.delivery_error.Cause, trace: [] }) };
+    const aws = {
+      Error: message.delivery_error.Error,
+      Cause: JSON.stringify({
+        errorType: message.delivery_error.Error,
+        errorMessage: message.delivery_error.Cause,
+        trace: [],
+      }),
+    };
     expect(failedAttemptFromCaught(aws, 1, NOW).target).toBe(TARGET);
     expect(envelopeFromQueuedMessage({ ...message, delivery_error: aws }, NOW).state).toBe('pending');
   });
 });
 
-describe('a deferred delivery (no attempt was made within the caller\'s deadline)', () => {
+describe("a deferred delivery (no attempt was made within the caller's deadline)", () => {
   it('waits for the first slot with no attempt, its target known, and is delivered as attempt 1', () => {
     const record = withClassification(withAgentAnswer(startedRecord(), { response: 'deals' }, 5, NOW));
     const message = {
       kind: 'failed_delivery' as const,
       conversation: record,
-      delivery_error: { Error: 'DeliveryDeferredError', Cause: JSON.stringify({ message: 'no time left', target: TARGET }) },
+      delivery_error: {
+        Error: 'DeliveryDeferredError',
+        Cause: JSON.stringify({ message: 'no time left', target: TARGET }),
+      },
       execution_name: 'exec-1',
     };
     const env = envelopeFromQueuedMessage(message, NOW);
-    expect(env).toMatchObject({ state: 'pending', target: TARGET, attempts: [], last_error: 'deferred: no time left', next_due_at: new Date(NOW.getTime() + 5_000).toISOString() });
+    expect(env).toMatchObject({
+      state: 'pending',
+      target: TARGET,
+      attempts: [],
+      last_error: 'deferred: no time left',
+      next_due_at: new Date(NOW.getTime() + 5_000).toISOString(),
+    });
     expect(env.conversation.webhook_context.delivery_status).toBe('retrying');
     expect(env.conversation.execution.completed_at).not.toBeNull();
     expect(redeliveryExecutionName(env, 'x')).toBe(`${env.conversation_id}-redelivery-1-x`);
@@ -102,7 +148,12 @@ describe('applyRedelivery', () => {
 
   it('delivered → delivered, slot counted', () => {
     const env = pending();
-    const next = applyRedelivery(env, after(env, attempt('delivered', { status_code: 200, error: undefined }), 'delivered'), 'schedule', later);
+    const next = applyRedelivery(
+      env,
+      after(env, attempt('delivered', { status_code: 200, error: undefined }), 'delivered'),
+      'schedule',
+      later,
+    );
     expect(next).toMatchObject({ state: 'delivered', next_due_at: null, scheduled_attempts: 1 });
     expect(next.attempts).toHaveLength(2);
   });
@@ -110,7 +161,11 @@ describe('applyRedelivery', () => {
   it('retryable on the schedule → the next slot', () => {
     const env = pending();
     const next = applyRedelivery(env, after(env, attempt('retryable'), 'retrying'), 'schedule', later);
-    expect(next).toMatchObject({ state: 'pending', scheduled_attempts: 1, next_due_at: new Date(later.getTime() + 300_000).toISOString() });
+    expect(next).toMatchObject({
+      state: 'pending',
+      scheduled_attempts: 1,
+      next_due_at: new Date(later.getTime() + 300_000).toISOString(),
+    });
   });
 
   it('the last slot failing → dead (exhausted)', () => {
@@ -122,7 +177,10 @@ describe('applyRedelivery', () => {
 
   it('a permanent answer → dead, whatever the slot', () => {
     const env = pending();
-    expect(applyRedelivery(env, after(env, attempt('permanent'), 'failed'), 'schedule', later)).toMatchObject({ state: 'dead', dead_reason: 'permanent' });
+    expect(applyRedelivery(env, after(env, attempt('permanent'), 'failed'), 'schedule', later)).toMatchObject({
+      state: 'dead',
+      dead_reason: 'permanent',
+    });
   });
 
   it('a failed operator redrive leaves the schedule as it was', () => {
@@ -139,13 +197,26 @@ describe('applyRedelivery', () => {
 describe('export-only envelopes (S3 refused the record at the end of the conversation)', () => {
   const delivered = () =>
     completeConversation(
-      withDeliveryAttempt(queued(attempt('retryable')).conversation, attempt('delivered', { status_code: 200, error: undefined }), TARGET, 'delivered'),
+      withDeliveryAttempt(
+        queued(attempt('retryable')).conversation,
+        attempt('delivered', { status_code: 200, error: undefined }),
+        TARGET,
+        'delivered',
+      ),
       false,
       'exec-1',
       NOW,
     );
-  const exportError = { Error: 'ExportError', Cause: 'writing s3://b/conversation-history/ failed: NoSuchBucket: gone' };
-  const queuedExport = () => ({ kind: 'failed_export' as const, conversation: delivered(), export_error: exportError, execution_name: 'exec-1' });
+  const exportError = {
+    Error: 'ExportError',
+    Cause: 'writing s3://b/conversation-history/ failed: NoSuchBucket: gone',
+  };
+  const queuedExport = () => ({
+    kind: 'failed_export' as const,
+    conversation: delivered(),
+    export_error: exportError,
+    execution_name: 'exec-1',
+  });
 
   it('owe only the export, are pending from the first slot, and keep the closed record and its attempts as they are', () => {
     const env = envelopeFromQueuedExport(queuedExport(), NOW);
@@ -165,18 +236,31 @@ describe('export-only envelopes (S3 refused the record at the end of the convers
 
   it('run their redelivery export-only, and one that succeeded settles them (on the schedule or by redrive)', () => {
     const env = envelopeFromQueuedExport(queuedExport(), NOW);
-    expect(redeliveryContext(env, 'schedule')).toEqual({ via: 'schedule', status_if_failed: 'retrying', export_only: true });
+    expect(redeliveryContext(env, 'schedule')).toEqual({
+      via: 'schedule',
+      status_if_failed: 'retrying',
+      export_only: true,
+    });
     expect(redeliveryContext(env, 'redrive').export_only).toBe(true);
     const failedAgent = { ...queuedExport(), conversation: completeConversation(startedRecord(), true, 'exec-1', NOW) };
     const agentEnv = envelopeFromQueuedExport(failedAgent, NOW);
-    for (const [e, via] of [[env, 'schedule'], [env, 'redrive'], [agentEnv, 'schedule']] as const) {
+    for (const [e, via] of [
+      [env, 'schedule'],
+      [env, 'redrive'],
+      [agentEnv, 'schedule'],
+    ] as const) {
       expect(applyRedelivery(e, e.conversation, via, NOW)).toMatchObject({ state: 'delivered', next_due_at: null });
     }
   });
 
   it('a redelivery that delivered but could not export leaves the envelope pending, owing only the export', () => {
     const env = envelopeFromQueuedMessage(queued(attempt('retryable')), NOW);
-    const record = withDeliveryAttempt(env.conversation, attempt('delivered', { attempt: 2, status_code: 200, error: undefined }), TARGET, 'delivered');
+    const record = withDeliveryAttempt(
+      env.conversation,
+      attempt('delivered', { attempt: 2, status_code: 200, error: undefined }),
+      TARGET,
+      'delivered',
+    );
     const next = applyRedelivery(env, record, 'schedule', NOW, DEFAULT_RETRY_SCHEDULE_MS, exportError);
     expect(next).toMatchObject({
       state: 'pending',
@@ -188,20 +272,32 @@ describe('export-only envelopes (S3 refused the record at the end of the convers
     expect(next.attempts).toHaveLength(2);
     // Still owing the delivery: the export error changes nothing (the next redelivery re-exports anyway).
     const failedAgain = withDeliveryAttempt(env.conversation, attempt('retryable', { attempt: 2 }), TARGET, 'retrying');
-    expect(applyRedelivery(env, failedAgain, 'schedule', NOW, DEFAULT_RETRY_SCHEDULE_MS, exportError)).toEqual(applyRedelivery(env, failedAgain, 'schedule', NOW));
+    expect(applyRedelivery(env, failedAgain, 'schedule', NOW, DEFAULT_RETRY_SCHEDULE_MS, exportError)).toEqual(
+      applyRedelivery(env, failedAgain, 'schedule', NOW),
+    );
   });
 
   it('readRedeliveryOutput takes the record, or the record with the export error, and nothing else', () => {
     const record = delivered();
     expect(readRedeliveryOutput(record)).toEqual({ record });
-    expect(readRedeliveryOutput({ conversation: record, export_error: exportError, response: {} })).toEqual({ record, exportError });
-    for (const other of [null, 'x', {}, { conversation: record }, { conversation: {}, export_error: exportError }]) expect(readRedeliveryOutput(other)).toBeNull();
+    expect(readRedeliveryOutput({ conversation: record, export_error: exportError, response: {} })).toEqual({
+      record,
+      exportError,
+    });
+    for (const other of [null, 'x', {}, { conversation: record }, { conversation: {}, export_error: exportError }])
+      expect(readRedeliveryOutput(other)).toBeNull();
   });
 
   it('envelopeFromMessage reads either message kind and nothing else', () => {
     expect(envelopeFromMessage(queuedExport(), NOW)?.owed).toBe('export');
     expect(envelopeFromMessage(queued(attempt('retryable')), NOW)?.owed).toBeUndefined();
-    for (const other of [null, 'x', {}, { kind: 'failed_export', conversation: delivered() }, { ...queuedExport(), kind: 'other' }]) {
+    for (const other of [
+      null,
+      'x',
+      {},
+      { kind: 'failed_export', conversation: delivered() },
+      { ...queuedExport(), kind: 'other' },
+    ]) {
       expect(envelopeFromMessage(other, NOW)).toBeNull();
     }
   });

@@ -1,6 +1,6 @@
 import type { ConversationRecord } from '../../functions/domain/conversation.ts';
 import type { ExecutionInput } from '../../functions/domain/gateway-contract.ts';
-import { startConversation, type IdSource } from '../../functions/domain/lifecycle.ts';
+import { type IdSource, startConversation } from '../../functions/domain/lifecycle.ts';
 
 /** The seed's example request (DESIGN §3). */
 export const SEED_REQUEST = {

@@ -1,15 +1,22 @@
 import { describe, expect, it } from 'vitest';
 import {
+  errorBody,
   FAILURE_STATUS,
   FORWARDED_HEADERS,
+  httpResultForExecution,
   MAX_BODY_BYTES,
   MAX_EXECUTION_INPUT_BYTES,
-  TIMED_OUT_STATUS,
-  errorBody,
-  httpResultForExecution,
   pickForwardedHeaders,
+  TIMED_OUT_STATUS,
 } from '../../functions/domain/gateway-contract.ts';
-import { agentFailureBody, completeConversation, startConversation, successBody, withAgentAnswer, withFailure } from '../../functions/domain/lifecycle.ts';
+import {
+  agentFailureBody,
+  completeConversation,
+  startConversation,
+  successBody,
+  withAgentAnswer,
+  withFailure,
+} from '../../functions/domain/lifecycle.ts';
 import { executionInput, startedRecord } from './fixtures.ts';
 
 describe('pickForwardedHeaders', () => {
@@ -44,12 +51,19 @@ describe('pickForwardedHeaders', () => {
   it('never forwards authorization or cookie, whatever else is sent', () => {
     expect(FORWARDED_HEADERS).not.toContain('authorization');
     expect(FORWARDED_HEADERS).not.toContain('cookie');
-    const picked = pickForwardedHeaders({ authorization: 'Bearer x', cookie: 'a=b', Authorization: 'Bearer y', Cookie: 'c=d' });
+    const picked = pickForwardedHeaders({
+      authorization: 'Bearer x',
+      cookie: 'a=b',
+      Authorization: 'Bearer y',
+      Cookie: 'c=d',
+    });
     expect(picked).toEqual({});
   });
 
   it('joins repeated headers and skips undefined ones', () => {
-    expect(pickForwardedHeaders({ 'x-request-id': ['a', 'b'], 'user-agent': undefined })).toEqual({ 'x-request-id': 'a, b' });
+    expect(pickForwardedHeaders({ 'x-request-id': ['a', 'b'], 'user-agent': undefined })).toEqual({
+      'x-request-id': 'a, b',
+    });
   });
 
   it('keeps an empty-string value', () => {
@@ -79,7 +93,10 @@ describe('httpResultForExecution', () => {
     r = withAgentAnswer(r, { response: 'ok' }, 5, new Date('2025-08-13T10:30:46Z'));
     r = completeConversation(r, false, 'e', new Date('2025-08-13T10:30:46Z'));
     const body = successBody(r);
-    expect(httpResultForExecution({ status: 'SUCCEEDED', output: JSON.stringify(body) })).toEqual({ statusCode: 200, body });
+    expect(httpResultForExecution({ status: 'SUCCEEDED', output: JSON.stringify(body) })).toEqual({
+      statusCode: 200,
+      body,
+    });
   });
 
   it('SUCCEEDED without output → 200 with an empty object', () => {
@@ -87,12 +104,17 @@ describe('httpResultForExecution', () => {
   });
 
   it('FAILED ValidationError → 400 with the body from the cause', () => {
-    const rejected = startConversation(executionInput({ query: '', source_system: 'a', source_process: 'b' }), { deliveryId: 'd' });
+    const rejected = startConversation(executionInput({ query: '', source_system: 'a', source_process: 'b' }), {
+      deliveryId: 'd',
+    });
     if (rejected.valid) throw new Error('expected a rejection');
     const result = httpResultForExecution({ status: 'FAILED', error: 'ValidationError', cause: rejected.rejection });
     expect(result.statusCode).toBe(400);
     expect(result.body).toEqual(JSON.parse(rejected.rejection));
-    expect(result.body).toMatchObject({ success: false, error: { code: 'VALIDATION_ERROR', details: [{ field: 'query' }] } });
+    expect(result.body).toMatchObject({
+      success: false,
+      error: { code: 'VALIDATION_ERROR', details: [{ field: 'query' }] },
+    });
   });
 
   it('FAILED ValidationError for malformed JSON → 400 INVALID_JSON', () => {
@@ -105,7 +127,12 @@ describe('httpResultForExecution', () => {
 
   it('FAILED AgentError → 502 with the body from the cause (conversation id included)', () => {
     let r = startedRecord();
-    r = withFailure(r, 'InvokeManagerAgent', { error: 'AgentInvocationError', message: 'Unhandled', payload: null }, new Date());
+    r = withFailure(
+      r,
+      'InvokeManagerAgent',
+      { error: 'AgentInvocationError', message: 'Unhandled', payload: null },
+      new Date(),
+    );
     const body = agentFailureBody(r);
     const result = httpResultForExecution({ status: 'FAILED', error: 'AgentError', cause: JSON.stringify(body) });
     expect(result).toEqual({ statusCode: 502, body });
@@ -115,10 +142,16 @@ describe('httpResultForExecution', () => {
   it.each(['States.Runtime', 'ExportError', 'States.TaskFailed', 'Lambda.ServiceException', ''])(
     'FAILED with %j → 500 INTERNAL_ERROR naming the workflow error',
     (error) => {
-      const result = httpResultForExecution({ status: 'FAILED', error, cause: JSON.stringify(errorBody('VALIDATION_ERROR', 'x')) });
+      const result = httpResultForExecution({
+        status: 'FAILED',
+        error,
+        cause: JSON.stringify(errorBody('VALIDATION_ERROR', 'x')),
+      });
       expect(result.statusCode).toBe(500);
       // a 500 never leaks a cause, even one shaped like a public body
-      expect(result.body).toEqual(errorBody('INTERNAL_ERROR', 'The conversation workflow failed', { workflow_error: error }));
+      expect(result.body).toEqual(
+        errorBody('INTERNAL_ERROR', 'The conversation workflow failed', { workflow_error: error }),
+      );
     },
   );
 

@@ -1,11 +1,23 @@
 import { describe, expect, it } from 'vitest';
-import { idempotencyKeyOf, idempotencyPk, requestFingerprint, reusedForAnotherRequest } from '../../functions/domain/idempotency.ts';
+import {
+  idempotencyKeyOf,
+  idempotencyPk,
+  requestFingerprint,
+  reusedForAnotherRequest,
+} from '../../functions/domain/idempotency.ts';
 
-const REQUEST = { query: 'What are the top 5 deals?', source_process: 'p', webhook_type: null, metadata: { a: 1, b: [1, { x: 1, y: 2 }] } };
+const REQUEST = {
+  query: 'What are the top 5 deals?',
+  source_process: 'p',
+  webhook_type: null,
+  metadata: { a: 1, b: [1, { x: 1, y: 2 }] },
+};
 
 describe('requestFingerprint', () => {
   it('ignores key order at every depth', () => {
-    expect(requestFingerprint({ ...REQUEST, metadata: { b: [1, { y: 2, x: 1 }], a: 1 } })).toBe(requestFingerprint(REQUEST));
+    expect(requestFingerprint({ ...REQUEST, metadata: { b: [1, { y: 2, x: 1 }], a: 1 } })).toBe(
+      requestFingerprint(REQUEST),
+    );
   });
 
   it.each([
@@ -21,7 +33,9 @@ describe('requestFingerprint', () => {
   it('a reuse is only told apart when the first claim kept a fingerprint', () => {
     const f = requestFingerprint(REQUEST);
     expect(reusedForAnotherRequest({ request_fingerprint: f }, f)).toBe(false);
-    expect(reusedForAnotherRequest({ request_fingerprint: f }, requestFingerprint({ ...REQUEST, query: 'x' }))).toBe(true);
+    expect(reusedForAnotherRequest({ request_fingerprint: f }, requestFingerprint({ ...REQUEST, query: 'x' }))).toBe(
+      true,
+    );
     expect(reusedForAnotherRequest({}, f)).toBe(false);
   });
 });
@@ -31,7 +45,8 @@ describe('idempotency keys', () => {
     expect(idempotencyKeyOf({ 'idempotency-key': ' k1 ', 'webhook-id': 'msg_1' })).toEqual({ key: 'k1' });
     expect(idempotencyKeyOf({ 'webhook-id': 'msg_1' })).toEqual({ key: 'msg_1' });
     expect(idempotencyKeyOf({})).toEqual({ key: null });
-    for (const bad of ['', 'a b', 'é', 'x'.repeat(256)]) expect(idempotencyKeyOf({ 'idempotency-key': bad })).toHaveProperty('error');
+    for (const bad of ['', 'a b', 'é', 'x'.repeat(256)])
+      expect(idempotencyKeyOf({ 'idempotency-key': bad })).toHaveProperty('error');
   });
 
   it('are stored per source, hashed', () => {

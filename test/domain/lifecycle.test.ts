@@ -5,24 +5,32 @@ import {
   agentFailureBody,
   answerText,
   answerToDuplicate,
-  fingerprintOf,
+  closeConversation,
   completeConversation,
+  fingerprintOf,
   startConversation,
   successBody,
   withAgentAnswer,
   withClassification,
   withDeliveryAttempt,
   withFailure,
-  closeConversation,
 } from '../../functions/domain/lifecycle.ts';
-import { DELIVERY_ID, RECEIVED_AT, SEED_REQUEST, executionInput, startedRecord } from './fixtures.ts';
+import { DELIVERY_ID, executionInput, RECEIVED_AT, SEED_REQUEST, startedRecord } from './fixtures.ts';
 
 const SEED_ID = 'webhook_20250813_103045_testing_phase3valid_abc123';
 const AGENT_AT = new Date('2025-08-13T10:30:47.000Z');
 const DONE_AT = new Date('2025-08-13T10:30:47.500Z');
 
 function deliveredAttempt(overrides: Partial<DeliveryAttempt> = {}): DeliveryAttempt {
-  return { attempt: 1, at: '2025-08-13T10:30:47.100Z', duration_ms: 230, status_code: 200, outcome: 'delivered', via: 'workflow', ...overrides };
+  return {
+    attempt: 1,
+    at: '2025-08-13T10:30:47.100Z',
+    duration_ms: 230,
+    status_code: 200,
+    outcome: 'delivered',
+    via: 'workflow',
+    ...overrides,
+  };
 }
 
 describe('startConversation', () => {
@@ -76,7 +84,10 @@ describe('startConversation', () => {
   });
 
   it('defaults what the minimal request leaves out', () => {
-    const r = startedRecord({ query: '  hi  ', source_system: 'crm', source_process: 'sync' }, { input: { headers: {} } });
+    const r = startedRecord(
+      { query: '  hi  ', source_system: 'crm', source_process: 'sync' },
+      { input: { headers: {} } },
+    );
     expect(r.metadata.request_timestamp).toBeNull();
     expect(r.metadata.user_agent).toBeNull();
     expect(r.metadata.custom).toEqual({});
@@ -84,7 +95,9 @@ describe('startConversation', () => {
   });
 
   it('records the requested webhook_type', () => {
-    expect(startedRecord({ ...SEED_REQUEST, webhook_type: 'lead_analysis' }).webhook_context.requested_webhook_type).toBe('lead_analysis');
+    expect(
+      startedRecord({ ...SEED_REQUEST, webhook_type: 'lead_analysis' }).webhook_context.requested_webhook_type,
+    ).toBe('lead_analysis');
   });
 
   it('measures the request size in bytes', () => {
@@ -95,7 +108,10 @@ describe('startConversation', () => {
   });
 
   it('takes the id’s time from received_at, not from the request timestamp', () => {
-    const r = startedRecord({ ...SEED_REQUEST, timestamp: '2020-01-01T00:00:00Z' }, { input: { received_at: '2025-08-13T12:30:45+02:00' } });
+    const r = startedRecord(
+      { ...SEED_REQUEST, timestamp: '2020-01-01T00:00:00Z' },
+      { input: { received_at: '2025-08-13T12:30:45+02:00' } },
+    );
     expect(r.conversation_id).toBe(SEED_ID);
   });
 
@@ -114,7 +130,10 @@ describe('startConversation', () => {
   });
 
   it('rejects an invalid request with a VALIDATION_ERROR body carrying the details', () => {
-    const result = startConversation(executionInput({ query: ' ', source_system: '../x', source_process: 'p', extra: 1 }), { deliveryId: 'd' });
+    const result = startConversation(
+      executionInput({ query: ' ', source_system: '../x', source_process: 'p', extra: 1 }),
+      { deliveryId: 'd' },
+    );
     expect(result.valid).toBe(false);
     if (result.valid) return;
     expect(result.code).toBe('VALIDATION_ERROR');
@@ -122,7 +141,11 @@ describe('startConversation', () => {
     expect(body.success).toBe(false);
     expect(body.error.code).toBe('VALIDATION_ERROR');
     expect(body.error.message).toMatch(/^Request validation failed/);
-    expect(body.error.details.map((d: { field: string }) => d.field).sort()).toEqual(['extra', 'query', 'source_system']);
+    expect(body.error.details.map((d: { field: string }) => d.field).sort()).toEqual([
+      'extra',
+      'query',
+      'source_system',
+    ]);
   });
 
   it('rejects malformed JSON with INVALID_JSON', () => {
@@ -130,7 +153,10 @@ describe('startConversation', () => {
     expect(result.valid).toBe(false);
     if (result.valid) return;
     expect(result.code).toBe('INVALID_JSON');
-    expect(JSON.parse(result.rejection)).toMatchObject({ success: false, error: { code: 'INVALID_JSON', details: [] } });
+    expect(JSON.parse(result.rejection)).toMatchObject({
+      success: false,
+      error: { code: 'INVALID_JSON', details: [] },
+    });
   });
 });
 
@@ -161,7 +187,12 @@ describe('withAgentAnswer', () => {
     const after = withAgentAnswer(before, payload, 1800, AGENT_AT);
     expect(after.conversation.turns).toEqual([
       before.conversation.turns[0],
-      { role: 'assistant', content: 'Three deals close this quarter.', timestamp: AGENT_AT.toISOString(), data: payload },
+      {
+        role: 'assistant',
+        content: 'Three deals close this quarter.',
+        timestamp: AGENT_AT.toISOString(),
+        data: payload,
+      },
     ]);
     expect(after.execution.timings).toEqual({ agent_ms: 1800, delivery_ms: null, total_ms: null });
     expect(before).toEqual(snapshot);
@@ -176,13 +207,17 @@ describe('withClassification', () => {
   });
 
   it('uses the agent’s answer', () => {
-    const r = withClassification(withAgentAnswer(startedRecord({ ...SEED_REQUEST, query: 'Anything new?' }), 'Your MQLs doubled.', 1, AGENT_AT));
+    const r = withClassification(
+      withAgentAnswer(startedRecord({ ...SEED_REQUEST, query: 'Anything new?' }), 'Your MQLs doubled.', 1, AGENT_AT),
+    );
     expect(r.webhook_context.webhook_type).toBe('lead_analysis');
     expect(r.webhook_context.classification_reason).toContain('answer:"mqls"');
   });
 
   it('lets the requested type win', () => {
-    const r = withClassification(withAgentAnswer(startedRecord({ ...SEED_REQUEST, webhook_type: 'general' }), 'deals', 1, AGENT_AT));
+    const r = withClassification(
+      withAgentAnswer(startedRecord({ ...SEED_REQUEST, webhook_type: 'general' }), 'deals', 1, AGENT_AT),
+    );
     expect(r.webhook_context.webhook_type).toBe('general');
     expect(r.webhook_context.classification_reason).toBe('the request asked for webhook_type general');
   });
@@ -204,8 +239,18 @@ describe('withDeliveryAttempt', () => {
 
   it('accumulates attempts in order and keeps the target when a later call has none', () => {
     let r = startedRecord();
-    r = withDeliveryAttempt(r, deliveredAttempt({ attempt: 1, at: '2025-08-13T10:30:47.100Z', status_code: 503, outcome: 'retryable' }), 'https://t', 'retrying');
-    r = withDeliveryAttempt(r, deliveredAttempt({ attempt: 2, at: '2025-08-13T10:30:48.100Z', duration_ms: 99 }), null, 'delivered');
+    r = withDeliveryAttempt(
+      r,
+      deliveredAttempt({ attempt: 1, at: '2025-08-13T10:30:47.100Z', status_code: 503, outcome: 'retryable' }),
+      'https://t',
+      'retrying',
+    );
+    r = withDeliveryAttempt(
+      r,
+      deliveredAttempt({ attempt: 2, at: '2025-08-13T10:30:48.100Z', duration_ms: 99 }),
+      null,
+      'delivered',
+    );
     expect(r.execution.delivery_attempts.map((a) => a.attempt)).toEqual([1, 2]);
     expect(r.webhook_context.delivery_target).toBe('https://t');
     expect(r.webhook_context.delivery_status).toBe('delivered');
@@ -223,8 +268,15 @@ describe('withDeliveryAttempt', () => {
 
 describe('withFailure', () => {
   it('appends an error entry', () => {
-    const r = withFailure(startedRecord(), 'InvokeManagerAgent', { error: 'AgentTimeoutError', message: 'late', payload: null }, AGENT_AT);
-    expect(r.execution.errors).toEqual([{ stage: 'InvokeManagerAgent', error: 'AgentTimeoutError', message: 'late', at: AGENT_AT.toISOString() }]);
+    const r = withFailure(
+      startedRecord(),
+      'InvokeManagerAgent',
+      { error: 'AgentTimeoutError', message: 'late', payload: null },
+      AGENT_AT,
+    );
+    expect(r.execution.errors).toEqual([
+      { stage: 'InvokeManagerAgent', error: 'AgentTimeoutError', message: 'late', at: AGENT_AT.toISOString() },
+    ]);
   });
 });
 
@@ -245,7 +297,10 @@ describe('completeConversation', () => {
     const failed = completeConversation(startedRecord(), true, 'exec-1', DONE_AT);
     const again = completeConversation(failed, false, 'exec-1-redelivery', new Date(DONE_AT.getTime() + 60_000));
     expect(again.execution).toMatchObject({ status: 'failed', completed_at: failed.execution.completed_at });
-    expect(completeConversation(completeConversation(startedRecord(), false, 'e', DONE_AT), false, 'r', DONE_AT).execution.status).toBe('completed');
+    expect(
+      completeConversation(completeConversation(startedRecord(), false, 'e', DONE_AT), false, 'r', DONE_AT).execution
+        .status,
+    ).toBe('completed');
   });
 
   it('records each execution name once and accepts no name', () => {
@@ -257,7 +312,9 @@ describe('completeConversation', () => {
   });
 
   it('never reports a negative total time', () => {
-    expect(completeConversation(startedRecord(), false, null, new Date('2025-08-13T10:00:00Z')).execution.timings.total_ms).toBe(0);
+    expect(
+      completeConversation(startedRecord(), false, null, new Date('2025-08-13T10:00:00Z')).execution.timings.total_ms,
+    ).toBe(0);
   });
 });
 
@@ -303,10 +360,19 @@ describe('successBody', () => {
 
 describe('agentFailureBody', () => {
   it('is AGENT_ERROR with the last error and the conversation id', () => {
-    const r = withFailure(startedRecord(), 'InvokeManagerAgent', { error: 'AgentInvocationError', message: 'Unhandled', payload: null }, AGENT_AT);
+    const r = withFailure(
+      startedRecord(),
+      'InvokeManagerAgent',
+      { error: 'AgentInvocationError', message: 'Unhandled', payload: null },
+      AGENT_AT,
+    );
     expect(agentFailureBody(r)).toEqual({
       success: false,
-      error: { code: 'AGENT_ERROR', message: 'The manager agent failed: AgentInvocationError: Unhandled', conversation_id: SEED_ID },
+      error: {
+        code: 'AGENT_ERROR',
+        message: 'The manager agent failed: AgentInvocationError: Unhandled',
+        conversation_id: SEED_ID,
+      },
     });
   });
 
@@ -320,7 +386,12 @@ describe('closeConversation (what Export records)', () => {
   const answered = () => withClassification(withAgentAnswer(startedRecord(), { response: 'deals' }, 5, at));
 
   it('success: completed, delivery status as Deliver left it, execution named, total time set', () => {
-    const delivered = withDeliveryAttempt(answered(), { attempt: 1, at: at.toISOString(), duration_ms: 9, outcome: 'delivered', status_code: 200 }, 'https://x.example/h', 'delivered');
+    const delivered = withDeliveryAttempt(
+      answered(),
+      { attempt: 1, at: at.toISOString(), duration_ms: 9, outcome: 'delivered', status_code: 200 },
+      'https://x.example/h',
+      'delivered',
+    );
     const { record, agentFailed } = closeConversation({ conversation: delivered }, 'exec-1', at);
     expect(agentFailed).toBe(false);
     expect(record.execution).toMatchObject({ status: 'completed', executions: ['exec-1'], errors: [] });
@@ -330,7 +401,11 @@ describe('closeConversation (what Export records)', () => {
 
   it('a deferred delivery (no attempt made, the caller could not wait): retrying, no attempt and no error recorded', () => {
     const Cause = JSON.stringify({ message: 'no time left', target: 'https://x.example/h' });
-    const { record } = closeConversation({ conversation: answered(), delivery_error: { Error: 'DeliveryDeferredError', Cause } }, 'exec-1', at);
+    const { record } = closeConversation(
+      { conversation: answered(), delivery_error: { Error: 'DeliveryDeferredError', Cause } },
+      'exec-1',
+      at,
+    );
     expect(record.webhook_context.delivery_status).toBe('retrying');
     expect(record.execution.delivery_attempts).toEqual([]);
     expect(record.execution.errors).toEqual([]);
@@ -338,41 +413,73 @@ describe('closeConversation (what Export records)', () => {
   });
 
   it('agent failure: failed, nothing delivered, the error recorded', () => {
-    const { record, agentFailed } = closeConversation({ conversation: startedRecord(), agent_error: { Error: 'AgentTimeoutError', Cause: 'did not answer' } }, 'exec-1', at);
+    const { record, agentFailed } = closeConversation(
+      { conversation: startedRecord(), agent_error: { Error: 'AgentTimeoutError', Cause: 'did not answer' } },
+      'exec-1',
+      at,
+    );
     expect(agentFailed).toBe(true);
     expect(record.execution.status).toBe('failed');
     expect(record.webhook_context.delivery_status).toBe('not_attempted');
-    expect(record.execution.errors).toEqual([expect.objectContaining({ stage: 'InvokeManagerAgent', error: 'AgentTimeoutError', message: 'did not answer' })]);
+    expect(record.execution.errors).toEqual([
+      expect.objectContaining({ stage: 'InvokeManagerAgent', error: 'AgentTimeoutError', message: 'did not answer' }),
+    ]);
   });
 
   it.each([
     ['DeliveryRetryableError', 'retryable', undefined, 'retrying'],
     ['DeliveryRetryableError', 'retryable', { via: 'schedule', status_if_failed: 'failed' }, 'failed'],
     ['DeliveryPermanentError', 'permanent', undefined, 'failed'],
-  ] as const)('failed delivery (%s, %s, %j) → %s, with the attempt and its target', (name, outcome, redelivery, status) => {
-    const attempt = { attempt: 1, at: at.toISOString(), duration_ms: 3, outcome, status_code: 503 } as const;
-    const Cause = JSON.stringify({ message: 'HTTP 503', attempt, target: 'https://x.example/h' });
-    const state = { conversation: answered(), delivery_error: { Error: name, Cause }, ...(redelivery ? { redelivery } : {}) };
-    const { record } = closeConversation(state, 'exec-1', at);
-    expect(record.webhook_context).toMatchObject({ delivery_status: status, delivery_target: 'https://x.example/h' });
-    expect(record.execution.delivery_attempts).toEqual([attempt]);
-    expect(record.execution.errors.at(-1)).toMatchObject({ stage: 'Deliver', error: name });
-  });
+  ] as const)(
+    'failed delivery (%s, %s, %j) → %s, with the attempt and its target',
+    (name, outcome, redelivery, status) => {
+      const attempt = { attempt: 1, at: at.toISOString(), duration_ms: 3, outcome, status_code: 503 } as const;
+      const Cause = JSON.stringify({ message: 'HTTP 503', attempt, target: 'https://x.example/h' });
+      const state = {
+        conversation: answered(),
+        delivery_error: { Error: name, Cause },
+        ...(redelivery ? { redelivery } : {}),
+      };
+      const { record } = closeConversation(state, 'exec-1', at);
+      expect(record.webhook_context).toMatchObject({ delivery_status: status, delivery_target: 'https://x.example/h' });
+      expect(record.execution.delivery_attempts).toEqual([attempt]);
+      expect(record.execution.errors.at(-1)).toMatchObject({ stage: 'Deliver', error: name });
+    },
+  );
 });
 
 describe('answerToDuplicate (a request whose idempotency key is taken)', () => {
   const record = startedRecord();
   const fingerprint = fingerprintOf(record);
-  const taken = { pk: 'p', conversation_id: 'webhook_first', request_fingerprint: fingerprint, created_at: '', expires_at: 0 };
+  const taken = {
+    pk: 'p',
+    conversation_id: 'webhook_first',
+    request_fingerprint: fingerprint,
+    created_at: '',
+    expires_at: 0,
+  };
 
   it('a retry of a finished conversation gets its stored answer', () => {
-    expect(answerToDuplicate({ ...taken, status: 'completed', response: '{"success":true,"conversation_id":"webhook_first"}' }, fingerprint)).toEqual({
-      valid: true, duplicate: true, error: null, conversation_id: 'webhook_first', response: { success: true, conversation_id: 'webhook_first' },
+    expect(
+      answerToDuplicate(
+        { ...taken, status: 'completed', response: '{"success":true,"conversation_id":"webhook_first"}' },
+        fingerprint,
+      ),
+    ).toEqual({
+      valid: true,
+      duplicate: true,
+      error: null,
+      conversation_id: 'webhook_first',
+      response: { success: true, conversation_id: 'webhook_first' },
     });
   });
 
   it('a retry while the first still runs gets 409 IDEMPOTENCY_CONFLICT', () => {
-    expect(answerToDuplicate({ ...taken, status: 'in_progress' }, fingerprint)).toMatchObject({ valid: false, error: 'IdempotencyConflict', code: 'IDEMPOTENCY_CONFLICT' });
+    expect(answerToDuplicate({ ...taken, status: 'in_progress' }, fingerprint)).toMatchObject({
+      valid: false,
+      error: 'IdempotencyConflict',
+      code: 'IDEMPOTENCY_CONFLICT',
+    });
   });
 
   it('another request under the same key is refused, running or finished; an old record without a fingerprint is trusted', () => {
@@ -384,6 +491,9 @@ describe('answerToDuplicate (a request whose idempotency key is taken)', () => {
       expect(JSON.parse((answer as { rejection: string }).rejection).error.conversation_id).toBe('webhook_first');
     }
     const { request_fingerprint: _, ...old } = taken;
-    expect(answerToDuplicate({ ...old, status: 'completed', response: '{}' }, other)).toMatchObject({ valid: true, duplicate: true });
+    expect(answerToDuplicate({ ...old, status: 'completed', response: '{}' }, other)).toMatchObject({
+      valid: true,
+      duplicate: true,
+    });
   });
 });

@@ -1,6 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
-import { MAX_METADATA_BYTES, MAX_QUERY_LENGTH, parseWebhookRequest, type RequestParseResult } from '../../functions/domain/request.ts';
+import {
+  MAX_METADATA_BYTES,
+  MAX_QUERY_LENGTH,
+  parseWebhookRequest,
+  type RequestParseResult,
+} from '../../functions/domain/request.ts';
 import { SEED_REQUEST } from './fixtures.ts';
 
 const MINIMAL = { query: 'How many deals?', source_system: 'crm', source_process: 'sync' };
@@ -43,7 +48,11 @@ describe('parseWebhookRequest: valid requests', () => {
   });
 
   it('accepts the seed request with every optional field', () => {
-    const full = { ...SEED_REQUEST, webhook_type: 'deal_analysis', metadata: { crm_id: 42, tags: ['a', 'b'], nested: { ok: true } } };
+    const full = {
+      ...SEED_REQUEST,
+      webhook_type: 'deal_analysis',
+      metadata: { crm_id: 42, tags: ['a', 'b'], nested: { ok: true } },
+    };
     expect(ok(parse(full))).toEqual(full);
   });
 
@@ -51,12 +60,14 @@ describe('parseWebhookRequest: valid requests', () => {
     expect(ok(parse({ ...MINIMAL, webhook_type: type })).webhook_type).toBe(type);
   });
 
-  it.each(['2025-08-13T10:30:45Z', '2025-08-13T10:30:45.123Z', '2025-08-13T12:30:45+02:00', '2025-08-13T10:30:45-0700'])(
-    'accepts timestamp %s',
-    (timestamp) => {
-      expect(ok(parse({ ...MINIMAL, timestamp })).timestamp).toBe(timestamp);
-    },
-  );
+  it.each([
+    '2025-08-13T10:30:45Z',
+    '2025-08-13T10:30:45.123Z',
+    '2025-08-13T12:30:45+02:00',
+    '2025-08-13T10:30:45-0700',
+  ])('accepts timestamp %s', (timestamp) => {
+    expect(ok(parse({ ...MINIMAL, timestamp })).timestamp).toBe(timestamp);
+  });
 
   it('accepts names with letters, digits, underscore, dash and dot', () => {
     const r = ok(parse({ ...MINIMAL, source_system: 'CRM_v2.prod-eu', source_process: '3rd.party_sync' }));
@@ -80,7 +91,9 @@ describe('parseWebhookRequest: query', () => {
   });
 
   it.each(['', '   ', '\n\t  \r\n'])('rejects a blank query %j', (query) => {
-    expect(details({ ...MINIMAL, query })).toEqual([{ field: 'query', message: 'query is required and must not be blank' }]);
+    expect(details({ ...MINIMAL, query })).toEqual([
+      { field: 'query', message: 'query is required and must not be blank' },
+    ]);
   });
 
   it('rejects a missing query with a per-field detail that says it is required', () => {
@@ -129,28 +142,40 @@ describe.each(['source_system', 'source_process'] as const)('parseWebhookRequest
 
   it('accepts 64 characters and rejects 65', () => {
     expect(ok(parse({ ...MINIMAL, [field]: 'a'.repeat(64) }))[field]).toHaveLength(64);
-    expect(details({ ...MINIMAL, [field]: 'a'.repeat(65) })).toEqual([{ field, message: `${field} must be at most 64 characters` }]);
+    expect(details({ ...MINIMAL, [field]: 'a'.repeat(65) })).toEqual([
+      { field, message: `${field} must be at most 64 characters` },
+    ]);
   });
 
-  it.each(['../etc', 'a/b', '%2F', '_leading', '.hidden', 'has space', 'ünïcode', 'semi;colon', 'a\nb'])('rejects %j', (value) => {
-    const d = details({ ...MINIMAL, [field]: value });
-    expect(d).toHaveLength(1);
-    expect(d[0]!.field).toBe(field);
-    expect(d[0]!.message).toMatch(/may contain only letters, digits/);
-  });
+  it.each(['../etc', 'a/b', '%2F', '_leading', '.hidden', 'has space', 'ünïcode', 'semi;colon', 'a\nb'])(
+    'rejects %j',
+    (value) => {
+      const d = details({ ...MINIMAL, [field]: value });
+      expect(d).toHaveLength(1);
+      expect(d[0]!.field).toBe(field);
+      expect(d[0]!.message).toMatch(/may contain only letters, digits/);
+    },
+  );
 });
 
 describe('parseWebhookRequest: timestamp and webhook_type', () => {
-  it.each(['yesterday', '2025-08-13', '2025-08-13T10:30:45', '13/08/2025 10:30', '2025-13-01T00:00:00Z', '2025-08-13T25:00:00Z', ''])(
-    'rejects timestamp %j',
-    (timestamp) => {
-      const d = details({ ...MINIMAL, timestamp });
-      expect(d).toEqual([{ field: 'timestamp', message: expect.stringMatching(/ISO 8601/) }]);
-    },
-  );
+  it.each([
+    'yesterday',
+    '2025-08-13',
+    '2025-08-13T10:30:45',
+    '13/08/2025 10:30',
+    '2025-13-01T00:00:00Z',
+    '2025-08-13T25:00:00Z',
+    '',
+  ])('rejects timestamp %j', (timestamp) => {
+    const d = details({ ...MINIMAL, timestamp });
+    expect(d).toEqual([{ field: 'timestamp', message: expect.stringMatching(/ISO 8601/) }]);
+  });
 
   it('rejects a numeric timestamp', () => {
-    expect(details({ ...MINIMAL, timestamp: 1723545045 })).toEqual([{ field: 'timestamp', message: 'timestamp must be a string' }]);
+    expect(details({ ...MINIMAL, timestamp: 1723545045 })).toEqual([
+      { field: 'timestamp', message: 'timestamp must be a string' },
+    ]);
   });
 
   it.each(['DEAL_ANALYSIS', 'deal', 'unknown', '', 3, null])('rejects webhook_type %j', (webhook_type) => {
@@ -162,12 +187,15 @@ describe('parseWebhookRequest: timestamp and webhook_type', () => {
 });
 
 describe('parseWebhookRequest: metadata', () => {
-  it.each([['a string', 'x'], ['a number', 1], ['null', null], ['an array', []], ['a non-empty array', ['a', 'b']]])(
-    'rejects metadata that is %s',
-    (_label, metadata) => {
-      expect(details({ ...MINIMAL, metadata })).toEqual([{ field: 'metadata', message: 'metadata must be an object' }]);
-    },
-  );
+  it.each([
+    ['a string', 'x'],
+    ['a number', 1],
+    ['null', null],
+    ['an array', []],
+    ['a non-empty array', ['a', 'b']],
+  ])('rejects metadata that is %s', (_label, metadata) => {
+    expect(details({ ...MINIMAL, metadata })).toEqual([{ field: 'metadata', message: 'metadata must be an object' }]);
+  });
 
   it('keeps metadata values as sent', () => {
     const metadata = { n: 1, s: 'x', list: [1, { a: null }], deep: { deeper: { deepest: 'ok' } } };
@@ -267,7 +295,14 @@ describe('parseWebhookRequest: body shape', () => {
 
   it('reports every bad field at once, each with its own detail', () => {
     const result = failed(
-      parse({ query: 5, source_system: '', source_process: 'x/y', timestamp: 'yesterday', webhook_type: 'foo', metadata: [] }),
+      parse({
+        query: 5,
+        source_system: '',
+        source_process: 'x/y',
+        timestamp: 'yesterday',
+        webhook_type: 'foo',
+        metadata: [],
+      }),
     );
     expect(result.code).toBe('VALIDATION_ERROR');
     expect(result.details.map((d) => d.field).sort()).toEqual(

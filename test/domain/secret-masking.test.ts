@@ -1,6 +1,11 @@
 import { Webhook } from 'standardwebhooks';
 import { describe, expect, it } from 'vitest';
-import { CLOUDWATCH_REGEX_CHARACTERS, MASK, SECRET_PATTERNS, maskSecrets } from '../../functions/domain/secret-masking.ts';
+import {
+  CLOUDWATCH_REGEX_CHARACTERS,
+  MASK,
+  maskSecrets,
+  SECRET_PATTERNS,
+} from '../../functions/domain/secret-masking.ts';
 
 const SECRET = `whsec_${Buffer.from('a-secret-of-thirty-two-bytes-ok!').toString('base64')}`;
 
@@ -48,12 +53,22 @@ describe('maskSecrets', () => {
   }
 
   it('masks each of several signatures in one header and keeps the spaces between them', () => {
-    const other = new Webhook(`whsec_${Buffer.from('another-secret-of-32-bytes-long!').toString('base64')}`).sign('msg_1', new Date(0), '{}');
+    const other = new Webhook(`whsec_${Buffer.from('another-secret-of-32-bytes-long!').toString('base64')}`).sign(
+      'msg_1',
+      new Date(0),
+      '{}',
+    );
     expect(maskSecrets(`${signature} ${other} v1a,${'A'.repeat(86)}==`)).toBe(`${MASK} ${MASK} ${MASK}`);
   });
 
   it('never breaks the JSON it masks, at any depth, even for an unpadded value', () => {
-    for (const value of [signature, signature.replace(/=+$/, ''), `v1,${'a/'.repeat(30)}`, SECRET, SECRET.replace(/=+$/, '')]) {
+    for (const value of [
+      signature,
+      signature.replace(/=+$/, ''),
+      `v1,${'a/'.repeat(30)}`,
+      SECRET,
+      SECRET.replace(/=+$/, ''),
+    ]) {
       let doc: unknown = { headers: { 'webhook-signature': value.replaceAll('/', '\\/') }, after: 'kept' };
       for (let depth = 0; depth < 3; depth++) {
         const masked = maskSecrets(JSON.stringify(doc));

@@ -2,7 +2,11 @@ import { describe, expect, it } from 'vitest';
 import { parseTaskError } from '../../functions/domain/task-error.ts';
 
 function awsCause(errorType: string, errorMessage: string): string {
-  return JSON.stringify({ errorType, errorMessage, trace: [`${errorType}: ${errorMessage}`, '    at Runtime.handler (file:///var/task/index.mjs:1:1)'] });
+  return JSON.stringify({
+    errorType,
+    errorMessage,
+    trace: [`${errorType}: ${errorMessage}`, '    at Runtime.handler (file:///var/task/index.mjs:1:1)'],
+  });
 }
 
 describe('parseTaskError', () => {
@@ -19,7 +23,12 @@ describe('parseTaskError', () => {
   });
 
   it('AWS: the errorMessage inside the JSON cause is the message', () => {
-    expect(parseTaskError({ Error: 'AgentInvocationError', Cause: awsCause('AgentInvocationError', 'agent returned FunctionError Unhandled') })).toEqual({
+    expect(
+      parseTaskError({
+        Error: 'AgentInvocationError',
+        Cause: awsCause('AgentInvocationError', 'agent returned FunctionError Unhandled'),
+      }),
+    ).toEqual({
       error: 'AgentInvocationError',
       message: 'agent returned FunctionError Unhandled',
       payload: null,
@@ -49,8 +58,16 @@ describe('parseTaskError', () => {
   });
 
   it('falls back to the error name for a missing or empty cause', () => {
-    expect(parseTaskError({ Error: 'States.Timeout' })).toEqual({ error: 'States.Timeout', message: 'States.Timeout', payload: null });
-    expect(parseTaskError({ Error: 'States.Timeout', Cause: '' })).toEqual({ error: 'States.Timeout', message: 'States.Timeout', payload: null });
+    expect(parseTaskError({ Error: 'States.Timeout' })).toEqual({
+      error: 'States.Timeout',
+      message: 'States.Timeout',
+      payload: null,
+    });
+    expect(parseTaskError({ Error: 'States.Timeout', Cause: '' })).toEqual({
+      error: 'States.Timeout',
+      message: 'States.Timeout',
+      payload: null,
+    });
   });
 
   it.each([

@@ -88,10 +88,14 @@ describe('HTTP contract of the local gateway (DESIGN §3)', () => {
 
   it('a 413 is answered even when the client sends the body without Content-Length (chunked)', async () => {
     const status = await new Promise<number>((resolve, reject) => {
-      const req = httpRequest(`${world.gateway.url}/webhook`, { method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
-        res.resume();
-        resolve(res.statusCode ?? 0);
-      });
+      const req = httpRequest(
+        `${world.gateway.url}/webhook`,
+        { method: 'POST', headers: { 'content-type': 'application/json' } },
+        (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        },
+      );
       req.on('error', reject);
       for (let i = 0; i < 40; i++) req.write('x'.repeat(10_000));
       req.end();
@@ -100,7 +104,11 @@ describe('HTTP contract of the local gateway (DESIGN §3)', () => {
   });
 
   it('wrong content type → 415 UNSUPPORTED_MEDIA_TYPE', async () => {
-    const res = await fetch(`${world.gateway.url}/webhook`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: JSON.stringify(SEED_REQUEST) });
+    const res = await fetch(`${world.gateway.url}/webhook`, {
+      method: 'POST',
+      headers: { 'content-type': 'text/plain' },
+      body: JSON.stringify(SEED_REQUEST),
+    });
     expect(res.status).toBe(415);
     expect(await res.json()).toMatchObject({ success: false, error: { code: 'UNSUPPORTED_MEDIA_TYPE' } });
   });

@@ -1,25 +1,25 @@
 import { describe, expect, it } from 'vitest';
 import {
+  type ExecutionInput,
+  type ExecutionOutcome,
   FAILURE_STATUS,
   FORWARDED_HEADERS,
-  MAX_BODY_BYTES,
   gatewayErrorResult,
   healthBody,
   httpResultForExecution,
+  MAX_BODY_BYTES,
   pickForwardedHeaders,
-  type ExecutionInput,
-  type ExecutionOutcome,
 } from '../../functions/domain/gateway-contract.ts';
 import { startConversation } from '../../functions/domain/lifecycle.ts';
 import {
-  GENERIC_GATEWAY_ERROR_TEMPLATE,
   executionResultResponseTemplate,
+  GENERIC_GATEWAY_ERROR_TEMPLATE,
   gatewayErrorTemplate,
   healthResponseTemplate,
   startFailedResponseTemplate,
   startSyncExecutionRequestTemplate,
 } from '../../infra/api-templates.ts';
-import { escapeJavaScript, renderRequest, renderResponse, type RequestContext } from './support/velocity.ts';
+import { escapeJavaScript, type RequestContext, renderRequest, renderResponse } from './support/velocity.ts';
 
 const ARN = 'arn:aws:states:eu-west-1:123456789012:stateMachine:Conversation';
 const requestTemplate = startSyncExecutionRequestTemplate(ARN);
@@ -61,13 +61,17 @@ describe('POST /webhook request template (StartSyncExecution)', () => {
   });
 
   const bodies: Record<string, string> = {
-    'a plain request': JSON.stringify({ query: 'What are the top 5 deals closing this quarter?', source_system: 'testing_system', source_process: 'phase3_validation' }),
+    'a plain request': JSON.stringify({
+      query: 'What are the top 5 deals closing this quarter?',
+      source_system: 'testing_system',
+      source_process: 'phase3_validation',
+    }),
     'single and double quotes': `{"query":"it's a \\"quoted\\" 'thing'"}`,
     'backslashes, including one before a quote': `{"query":"C:\\\\temp\\\\ and \\\\' and \\\\\\" end"}`,
     'non-ASCII and emoji': '{"query":"Umsätze für Q3 — 季度 😀"}',
     'control characters and slashes': '{"query":"line1\\nline2\\ttab </script> \\u0001"}',
     'Velocity syntax in the text': '{"query":"$context.requestId #set($x = 1) ${x} ## not a comment"}',
-    'a body that is not JSON': "not json at all: ' \" \\ {",
+    'a body that is not JSON': 'not json at all: \' " \\ {',
     'an empty body': '',
     'pretty-printed JSON with raw newlines': '{\n  "query": "x",\n  "metadata": {"a": [1, 2]}\n}\n',
   };
@@ -92,7 +96,13 @@ describe('POST /webhook request template (StartSyncExecution)', () => {
       'X-Api-Key': 'key',
       Host: 'abc.execute-api.eu-west-1.amazonaws.com',
     };
-    const { input } = startRequest({ body: '{"query":"x"}', headers, requestId: 'req-1', sourceIp: '198.51.100.23', receivedAtMs: at });
+    const { input } = startRequest({
+      body: '{"query":"x"}',
+      headers,
+      requestId: 'req-1',
+      sourceIp: '198.51.100.23',
+      receivedAtMs: at,
+    });
     expect(input).toEqual({
       body: '{"query":"x"}',
       headers: pickForwardedHeaders(lowercased(headers)),
@@ -130,7 +140,9 @@ describe('POST /webhook request template (StartSyncExecution)', () => {
       __type: 'com.amazonaws.swf.service.v2.model#InvalidExecutionInput',
       message: 'Invalid State Machine Execution Input',
     });
-    expect({ statusCode: refused.status, body: JSON.parse(refused.output) }).toEqual(gatewayErrorResult('PAYLOAD_TOO_LARGE'));
+    expect({ statusCode: refused.status, body: JSON.parse(refused.output) }).toEqual(
+      gatewayErrorResult('PAYLOAD_TOO_LARGE'),
+    );
   });
 
   it('sends a body exactly at the limit', () => {
@@ -153,7 +165,13 @@ describe('POST /webhook response template (the finished execution → HTTP)', ()
   };
 
   const rejected = startConversation(
-    { body: '{"query":""}', headers: {}, request_id: 'r', source_ip: '127.0.0.1', received_at: '2025-08-13T10:30:45.000Z' },
+    {
+      body: '{"query":""}',
+      headers: {},
+      request_id: 'r',
+      source_ip: '127.0.0.1',
+      received_at: '2025-08-13T10:30:45.000Z',
+    },
     { deliveryId: 'd' },
   );
   if (rejected.valid) throw new Error('expected the Validate stage to reject an empty query');
@@ -161,16 +179,35 @@ describe('POST /webhook response template (the finished execution → HTTP)', ()
   const outcomes: Record<string, ExecutionOutcome> = {
     SUCCEEDED: {
       status: 'SUCCEEDED',
-      output: JSON.stringify({ success: true, conversation_id: 'webhook_20250813_103045_testing_phase3valid_abc123', response: { content: "it's done" } }),
+      output: JSON.stringify({
+        success: true,
+        conversation_id: 'webhook_20250813_103045_testing_phase3valid_abc123',
+        response: { content: "it's done" },
+      }),
     },
-    'FAILED with ValidationError (the Validate rejection)': { status: 'FAILED', error: 'ValidationError', cause: rejected.rejection },
+    'FAILED with ValidationError (the Validate rejection)': {
+      status: 'FAILED',
+      error: 'ValidationError',
+      cause: rejected.rejection,
+    },
     'FAILED with AgentError': {
       status: 'FAILED',
       error: 'AgentError',
-      cause: JSON.stringify({ success: false, error: { code: 'AGENT_ERROR', message: "agent said 'no'", conversation_id: 'webhook_x' } }),
+      cause: JSON.stringify({
+        success: false,
+        error: { code: 'AGENT_ERROR', message: "agent said 'no'", conversation_id: 'webhook_x' },
+      }),
     },
-    'FAILED with AgentError but a cause that is not ours': { status: 'FAILED', error: 'AgentError', cause: 'Lambda timed out' },
-    'FAILED with another error': { status: 'FAILED', error: 'States.Runtime', cause: 'An error occurred while executing the state' },
+    'FAILED with AgentError but a cause that is not ours': {
+      status: 'FAILED',
+      error: 'AgentError',
+      cause: 'Lambda timed out',
+    },
+    'FAILED with another error': {
+      status: 'FAILED',
+      error: 'States.Runtime',
+      cause: 'An error occurred while executing the state',
+    },
     'FAILED with an error name containing a quote': { status: 'FAILED', error: `Custom'Error"x`, cause: '{}' },
     TIMED_OUT: { status: 'TIMED_OUT' },
     ABORTED: { status: 'ABORTED' },
@@ -183,14 +220,20 @@ describe('POST /webhook response template (the finished execution → HTTP)', ()
 
   for (const [error, status] of Object.entries(FAILURE_STATUS)) {
     it(`maps FAILED with ${error} to ${status} with the Fail state's public body`, () => {
-      const outcome: ExecutionOutcome = { status: 'FAILED', error, cause: JSON.stringify({ success: false, error: { code: 'X', message: `${error}: it's "bad"` } }) };
+      const outcome: ExecutionOutcome = {
+        status: 'FAILED',
+        error,
+        cause: JSON.stringify({ success: false, error: { code: 'X', message: `${error}: it's "bad"` } }),
+      };
       expect(render(outcome)).toEqual(httpResultForExecution(outcome));
       expect(render(outcome).statusCode).toBe(status);
     });
   }
 
   it('uses 400, 502 and 504 where the contract says', () => {
-    expect(render(outcomes['FAILED with ValidationError (the Validate rejection)'] as ExecutionOutcome).statusCode).toBe(400);
+    expect(
+      render(outcomes['FAILED with ValidationError (the Validate rejection)'] as ExecutionOutcome).statusCode,
+    ).toBe(400);
     expect(render(outcomes['FAILED with AgentError'] as ExecutionOutcome).statusCode).toBe(502);
     expect(render(outcomes.TIMED_OUT as ExecutionOutcome).statusCode).toBe(504);
     expect(render(outcomes['FAILED with another error'] as ExecutionOutcome).statusCode).toBe(500);
@@ -204,15 +247,18 @@ describe('POST /webhook response template when Step Functions refuses to start',
   };
 
   it('maps an input over the Step Functions limit to 413', () => {
-    expect(render({ __type: 'ValidationException', message: "1 validation error detected: Value at 'input' failed to satisfy constraint" })).toEqual(
-      gatewayErrorResult('PAYLOAD_TOO_LARGE'),
-    );
+    expect(
+      render({
+        __type: 'ValidationException',
+        message: "1 validation error detected: Value at 'input' failed to satisfy constraint",
+      }),
+    ).toEqual(gatewayErrorResult('PAYLOAD_TOO_LARGE'));
   });
 
   it('maps throttling to 429', () => {
-    expect(render({ __type: 'com.amazonaws.swf.service.v2.model#ThrottlingException', message: 'Rate exceeded' })).toEqual(
-      gatewayErrorResult('RATE_LIMITED'),
-    );
+    expect(
+      render({ __type: 'com.amazonaws.swf.service.v2.model#ThrottlingException', message: 'Rate exceeded' }),
+    ).toEqual(gatewayErrorResult('RATE_LIMITED'));
   });
 
   it('maps anything else to 500 with the AWS error type', () => {
@@ -230,7 +276,13 @@ describe('API Gateway answers without the workflow', () => {
   });
 
   it('gateway errors carry the contract status and body', () => {
-    for (const code of ['NOT_FOUND', 'METHOD_NOT_ALLOWED', 'UNSUPPORTED_MEDIA_TYPE', 'PAYLOAD_TOO_LARGE', 'RATE_LIMITED'] as const) {
+    for (const code of [
+      'NOT_FOUND',
+      'METHOD_NOT_ALLOWED',
+      'UNSUPPORTED_MEDIA_TYPE',
+      'PAYLOAD_TOO_LARGE',
+      'RATE_LIMITED',
+    ] as const) {
       const { statusCode, template } = gatewayErrorTemplate(code);
       expect({ statusCode, body: JSON.parse(template) }).toEqual(gatewayErrorResult(code));
     }

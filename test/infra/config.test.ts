@@ -5,20 +5,21 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, DEFAULT_CONFIG, resolveConfig, ssmParameterName } from '../../infra/config.ts';
 import { STACK_OUTPUTS } from '../../infra/webhook-gateway-stack.ts';
 import {
-  type Json,
-  OPTIONAL_FEATURES_CONTEXT,
-  type Synthesized,
   actionsOf,
   allPolicyStatements,
   cdkJsonContext,
   cfnText,
+  type Json,
   logicalId,
+  OPTIONAL_FEATURES_CONTEXT,
   resourcesOf,
+  type Synthesized,
   synthesize,
 } from './support/synth.ts';
 
 describe('resolveConfig', () => {
-  const resolve = (context: Record<string, unknown>, overrides = {}) => resolveConfig(new App({ context }).node, overrides);
+  const resolve = (context: Record<string, unknown>, overrides = {}) =>
+    resolveConfig(new App({ context }).node, overrides);
 
   it('falls back to the documented defaults', () => {
     expect(resolve({})).toEqual(DEFAULT_CONFIG);
@@ -63,11 +64,21 @@ describe('resolveConfig', () => {
   });
 
   it('parses sourceRateLimits as an object (cdk.json) or JSON text (-c), and the other new keys', () => {
-    const limits = { testing_system: { rateLimit: 10, burstLimit: 20, quotaPerDay: 10_000 }, 'crm.sync-2': { rateLimit: 2.5, burstLimit: 5 } };
+    const limits = {
+      testing_system: { rateLimit: 10, burstLimit: 20, quotaPerDay: 10_000 },
+      'crm.sync-2': { rateLimit: 2.5, burstLimit: 5 },
+    };
     expect(resolve({ sourceRateLimits: limits }).sourceRateLimits).toEqual(limits);
     expect(resolve({ sourceRateLimits: JSON.stringify(limits) }).sourceRateLimits).toEqual(limits);
     expect(resolve({ sourceRateLimits: '{}' }).sourceRateLimits).toEqual({});
-    expect(resolve({ requireSignedWebhooks: 'true', agentP99AlarmMs: '9000', alarmEmail: ' ops@example.com ', redeliverySchedule: '1m,10m' })).toMatchObject({
+    expect(
+      resolve({
+        requireSignedWebhooks: 'true',
+        agentP99AlarmMs: '9000',
+        alarmEmail: ' ops@example.com ',
+        redeliverySchedule: '1m,10m',
+      }),
+    ).toMatchObject({
       requireSignedWebhooks: true,
       agentP99AlarmMs: 9000,
       alarmEmail: 'ops@example.com',
@@ -81,8 +92,12 @@ describe('resolveConfig', () => {
     expect(() => resolve({ sourceRateLimits: { 'bad name!': { rateLimit: 1, burstLimit: 1 } } })).toThrow(/bad name!/);
     expect(() => resolve({ sourceRateLimits: { a: { rateLimit: 0, burstLimit: 1 } } })).toThrow(/a\.rateLimit/);
     expect(() => resolve({ sourceRateLimits: { a: { rateLimit: 1 } } })).toThrow(/a\.burstLimit/);
-    expect(() => resolve({ sourceRateLimits: { a: { rateLimit: 1, burstLimit: 1, quotaPerDay: 0 } } })).toThrow(/a\.quotaPerDay/);
-    expect(() => resolve({ sourceRateLimits: { a: { rateLimit: 1, burstLimit: 1, perMonth: 5 } } })).toThrow(/perMonth/);
+    expect(() => resolve({ sourceRateLimits: { a: { rateLimit: 1, burstLimit: 1, quotaPerDay: 0 } } })).toThrow(
+      /a\.quotaPerDay/,
+    );
+    expect(() => resolve({ sourceRateLimits: { a: { rateLimit: 1, burstLimit: 1, perMonth: 5 } } })).toThrow(
+      /perMonth/,
+    );
     expect(() => resolve({ redeliverySchedule: '5s,soon' })).toThrow(/redeliverySchedule/);
     expect(() => resolve({ alarmEmail: 'ops' })).toThrow(/alarmEmail/);
     expect(() => resolve({ agentP99AlarmMs: 0 })).toThrow(/agentP99AlarmMs/);
@@ -127,12 +142,17 @@ afterAll(() => synth?.cleanup());
 
 describe('a stack configured through context', () => {
   const env = (name: string) =>
-    (template.toJSON().Resources[logicalId(template, 'AWS::Lambda::Function', `Functions${name}`)].Properties.Environment as { Variables: Record<string, Json> })
-      .Variables;
+    (
+      template.toJSON().Resources[logicalId(template, 'AWS::Lambda::Function', `Functions${name}`)].Properties
+        .Environment as { Variables: Record<string, Json> }
+    ).Variables;
 
   it('exports into the existing bucket: no bucket is created, PutObject stays on its prefix', () => {
     expect(Object.keys(template.findResources('AWS::S3::Bucket'))).toEqual([]);
-    expect(env('Export')).toMatchObject({ CONVERSATION_EXPORT_S3_BUCKET: 'existing-conversation-archive', ENABLE_CONVERSATION_EXPORT: 'false' });
+    expect(env('Export')).toMatchObject({
+      CONVERSATION_EXPORT_S3_BUCKET: 'existing-conversation-archive',
+      ENABLE_CONVERSATION_EXPORT: 'false',
+    });
     const s3 = allPolicyStatements(template).filter((s) => actionsOf(s.statement).some((a) => a.startsWith('s3:')));
     expect(s3.map((s) => resourcesOf(s.statement).map((r) => cfnText(r)))).toEqual([
       ['arn:{Ref:AWS::Partition}:s3:::existing-conversation-archive/conversation-history/*'],
@@ -145,9 +165,13 @@ describe('a stack configured through context', () => {
       MANAGER_AGENT_TIMEOUT_MS: '12000',
     });
     const invoke = allPolicyStatements(template).filter(
-      (s) => actionsOf(s.statement).includes('lambda:InvokeFunction') && s.roles.some((r) => r.startsWith('FunctionsInvokeAgentRole')),
+      (s) =>
+        actionsOf(s.statement).includes('lambda:InvokeFunction') &&
+        s.roles.some((r) => r.startsWith('FunctionsInvokeAgentRole')),
     );
-    expect(invoke.map((s) => s.statement.Resource)).toEqual(['arn:aws:lambda:eu-west-1:111122223333:function:manager-agent:live']);
+    expect(invoke.map((s) => s.statement.Resource)).toEqual([
+      'arn:aws:lambda:eu-west-1:111122223333:function:manager-agent:live',
+    ]);
   });
 
   it('reads an ssm: delivery URL from SSM at deploy time', () => {
@@ -160,10 +184,21 @@ describe('a stack configured through context', () => {
   it('applies the stage name, throttling, log level and log retention', () => {
     template.hasResourceProperties('AWS::ApiGateway::Stage', {
       StageName: 'v2',
-      MethodSettings: [{ HttpMethod: '*', ResourcePath: '/*', ThrottlingRateLimit: 5, ThrottlingBurstLimit: 10, LoggingLevel: 'ERROR', DataTraceEnabled: false, MetricsEnabled: true }],
+      MethodSettings: [
+        {
+          HttpMethod: '*',
+          ResourcePath: '/*',
+          ThrottlingRateLimit: 5,
+          ThrottlingBurstLimit: 10,
+          LoggingLevel: 'ERROR',
+          DataTraceEnabled: false,
+          MetricsEnabled: true,
+        },
+      ],
     });
     expect(env('Validate').LOG_LEVEL).toBe('WARN');
-    for (const group of Object.values(template.findResources('AWS::Logs::LogGroup'))) expect(group.Properties.RetentionInDays).toBe(90);
+    for (const group of Object.values(template.findResources('AWS::Logs::LogGroup')))
+      expect(group.Properties.RetentionInDays).toBe(90);
   });
 
   it('does not create the account-wide API Gateway CloudWatch role when told not to', () => {
@@ -174,7 +209,11 @@ describe('a stack configured through context', () => {
     const methods = Object.values(template.findResources('AWS::ApiGateway::Method')).map((m) => m.Properties);
     expect(methods.filter((m) => m.ApiKeyRequired === true).map((m) => m.HttpMethod)).toEqual(['POST']);
     const keys = template.findResources('AWS::ApiGateway::ApiKey');
-    expect(Object.values(keys).map((k) => k.Properties.Name).sort()).toEqual(['TestGateway-crm.sync-2', 'TestGateway-testing_system']);
+    expect(
+      Object.values(keys)
+        .map((k) => k.Properties.Name)
+        .sort(),
+    ).toEqual(['TestGateway-crm.sync-2', 'TestGateway-testing_system']);
     for (const key of Object.values(keys)) expect(key.Properties.Value).toBeUndefined();
     const plans = Object.values(template.findResources('AWS::ApiGateway::UsagePlan')).map((p) => p.Properties);
     const stage = { Ref: logicalId(template, 'AWS::ApiGateway::Stage', 'ApiRestApiDeploymentStage') };
@@ -186,15 +225,20 @@ describe('a stack configured through context', () => {
           Quota: { Limit: 10_000, Period: 'DAY' },
           ApiStages: [expect.objectContaining({ Stage: stage })],
         }),
-        expect.objectContaining({ UsagePlanName: 'TestGateway-crm.sync-2', Throttle: { RateLimit: 2.5, BurstLimit: 5 }, ApiStages: [expect.objectContaining({ Stage: stage })] }),
+        expect.objectContaining({
+          UsagePlanName: 'TestGateway-crm.sync-2',
+          Throttle: { RateLimit: 2.5, BurstLimit: 5 },
+          ApiStages: [expect.objectContaining({ Stage: stage })],
+        }),
       ]),
     );
     expect(plans.filter((p) => p.Quota === undefined)).toHaveLength(1);
     expect(Object.keys(template.findResources('AWS::ApiGateway::UsagePlanKey'))).toHaveLength(2);
   });
 
-  it('outputs each source\'s API key id (never its value)', () => {
-    const keyId = (source: string) => logicalId(template, 'AWS::ApiGateway::ApiKey', `RateLimits${source.replace(/[^A-Za-z0-9]/g, '')}Key`);
+  it("outputs each source's API key id (never its value)", () => {
+    const keyId = (source: string) =>
+      logicalId(template, 'AWS::ApiGateway::ApiKey', `RateLimits${source.replace(/[^A-Za-z0-9]/g, '')}Key`);
     expect(cfnText(template.toJSON().Outputs[STACK_OUTPUTS.sourceApiKeyIds].Value)).toBe(
       `testing_system={Ref:${keyId('testing_system')}},crm.sync-2={Ref:${keyId('crm.sync-2')}}`,
     );
@@ -202,14 +246,23 @@ describe('a stack configured through context', () => {
 
   it('requires signed webhooks and uses the configured redelivery schedule', () => {
     expect(env('Validate').REQUIRE_SIGNED_WEBHOOKS).toBe('true');
-    const scheduler = template.toJSON().Resources[logicalId(template, 'AWS::Lambda::Function', 'RedeliverySchedulerFunction')];
+    const scheduler =
+      template.toJSON().Resources[logicalId(template, 'AWS::Lambda::Function', 'RedeliverySchedulerFunction')];
     expect(scheduler.Properties.Environment.Variables.REDELIVERY_SCHEDULE).toBe('1m,10m');
   });
 
   it('notifies an SNS topic (TLS only) with the e-mail subscribed, on alarm and on OK, and bounds agent p99 as configured', () => {
     const topic = logicalId(template, 'AWS::SNS::Topic', 'AlarmsTopic');
-    template.hasResourceProperties('AWS::SNS::Subscription', { Protocol: 'email', Endpoint: OPTIONAL_FEATURES_CONTEXT.alarmEmail, TopicArn: { Ref: topic } });
-    template.hasResourceProperties('AWS::SNS::TopicPolicy', { PolicyDocument: { Statement: [Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } })] } });
+    template.hasResourceProperties('AWS::SNS::Subscription', {
+      Protocol: 'email',
+      Endpoint: OPTIONAL_FEATURES_CONTEXT.alarmEmail,
+      TopicArn: { Ref: topic },
+    });
+    template.hasResourceProperties('AWS::SNS::TopicPolicy', {
+      PolicyDocument: {
+        Statement: [Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } })],
+      },
+    });
     const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm')).map((a) => a.Properties);
     expect(alarms).toHaveLength(6);
     for (const alarm of alarms) {

@@ -6,14 +6,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { METRICS_NAMESPACE, SERVICE_NAME } from '../../functions/shared/powertools.ts';
 import { DEFAULT_CONFIG } from '../../infra/config.ts';
 import {
-  DELIVERY_URL_CONTEXT,
-  type Json,
-  type Synthesized,
   actionsOf,
   allPolicyStatements,
   cfnText,
+  DELIVERY_URL_CONTEXT,
+  type Json,
   logicalId,
   resourcesOf,
+  type Synthesized,
   synthesize,
 } from './support/synth.ts';
 
@@ -38,13 +38,26 @@ const STAGE_FUNCTIONS = {
   Validate: ['INBOUND_WEBHOOK_SECRETS_ARN', 'REQUIRE_SIGNED_WEBHOOKS', 'IDEMPOTENCY_TABLE_NAME'],
   InvokeAgent: ['MANAGER_AGENT_FUNCTION_NAME', 'MANAGER_AGENT_TIMEOUT_MS'],
   Classify: [],
-  Deliver: ['DEAL_ANALYSIS_WEBHOOK_URL', 'DATA_ANALYSIS_WEBHOOK_URL', 'LEAD_ANALYSIS_WEBHOOK_URL', 'GENERAL_WEBHOOK_URL', 'DELIVERY_TIMEOUT_MS', 'DELIVERY_SIGNING_SECRETS_ARN'],
+  Deliver: [
+    'DEAL_ANALYSIS_WEBHOOK_URL',
+    'DATA_ANALYSIS_WEBHOOK_URL',
+    'LEAD_ANALYSIS_WEBHOOK_URL',
+    'GENERAL_WEBHOOK_URL',
+    'DELIVERY_TIMEOUT_MS',
+    'DELIVERY_SIGNING_SECRETS_ARN',
+  ],
   Export: ['CONVERSATION_EXPORT_S3_BUCKET', 'ENABLE_CONVERSATION_EXPORT', 'IDEMPOTENCY_TABLE_NAME'],
-  RedeliveryScheduler: ['FAILED_DELIVERY_QUEUE_URL', 'FAILED_DELIVERY_DLQ_URL', 'REDELIVERY_STATE_MACHINE_ARN', 'REDELIVERY_SCHEDULE'],
+  RedeliveryScheduler: [
+    'FAILED_DELIVERY_QUEUE_URL',
+    'FAILED_DELIVERY_DLQ_URL',
+    'REDELIVERY_STATE_MACHINE_ARN',
+    'REDELIVERY_SCHEDULE',
+  ],
 } as const;
 type FunctionKey = keyof typeof STAGE_FUNCTIONS;
 /** Where each one's resources are: the five stages under Functions/, the scheduler under RedeliveryScheduler/. */
-const prefixOf = (name: FunctionKey) => (name === 'RedeliveryScheduler' ? 'RedeliverySchedulerFunction' : `Functions${name}`);
+const prefixOf = (name: FunctionKey) =>
+  name === 'RedeliveryScheduler' ? 'RedeliverySchedulerFunction' : `Functions${name}`;
 const fnId = (name: FunctionKey) => logicalId(template, 'AWS::Lambda::Function', prefixOf(name));
 const roleOf = (name: FunctionKey) => String((props(fnId(name)).Role as { 'Fn::GetAtt': string[] })['Fn::GetAtt'][0]);
 const names = Object.keys(STAGE_FUNCTIONS) as FunctionKey[];
@@ -67,7 +80,9 @@ describe('stage functions', () => {
   it('get the Powertools variables and only the variables of their stage', () => {
     for (const [name, own] of Object.entries(STAGE_FUNCTIONS) as [FunctionKey, readonly string[]][]) {
       const variables = env(name);
-      expect(Object.keys(variables).sort(), name).toEqual(['LOG_LEVEL', 'NODE_OPTIONS', 'POWERTOOLS_METRICS_NAMESPACE', 'POWERTOOLS_SERVICE_NAME', ...own].sort());
+      expect(Object.keys(variables).sort(), name).toEqual(
+        ['LOG_LEVEL', 'NODE_OPTIONS', 'POWERTOOLS_METRICS_NAMESPACE', 'POWERTOOLS_SERVICE_NAME', ...own].sort(),
+      );
       expect(variables).toMatchObject({
         POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
         POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
@@ -80,7 +95,10 @@ describe('stage functions', () => {
       REQUIRE_SIGNED_WEBHOOKS: 'false',
       IDEMPOTENCY_TABLE_NAME: ref('AWS::DynamoDB::Table', 'Idempotency'),
     });
-    expect(env('InvokeAgent')).toMatchObject({ MANAGER_AGENT_FUNCTION_NAME: DEFAULT_CONFIG.agentFunctionName, MANAGER_AGENT_TIMEOUT_MS: '20000' });
+    expect(env('InvokeAgent')).toMatchObject({
+      MANAGER_AGENT_FUNCTION_NAME: DEFAULT_CONFIG.agentFunctionName,
+      MANAGER_AGENT_TIMEOUT_MS: '20000',
+    });
     expect(env('Export')).toMatchObject({
       CONVERSATION_EXPORT_S3_BUCKET: ref('AWS::S3::Bucket', 'Storage'),
       ENABLE_CONVERSATION_EXPORT: 'true',
@@ -132,7 +150,9 @@ describe('stage functions', () => {
   it('gives the function roles no managed policies: log writes to their own group only', () => {
     for (const name of names) {
       expect(props(roleOf(name)).ManagedPolicyArns).toBeUndefined();
-      const logs = allPolicyStatements(template).filter((s) => s.roles.includes(roleOf(name)) && actionsOf(s.statement).some((a) => a.startsWith('logs:')));
+      const logs = allPolicyStatements(template).filter(
+        (s) => s.roles.includes(roleOf(name)) && actionsOf(s.statement).some((a) => a.startsWith('logs:')),
+      );
       expect(logs.map((s) => resourcesOf(s.statement).map((r) => cfnText(r)))).toEqual([
         [`{GetAtt:${logicalId(template, 'AWS::Logs::LogGroup', `${prefixOf(name)}LogGroup`)}.Arn}`],
       ]);

@@ -1,19 +1,19 @@
 import type { Template } from 'aws-cdk-lib/assertions';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Webhook } from 'standardwebhooks';
-import { SECRET_PATTERNS, maskSecrets } from '../../functions/domain/secret-masking.ts';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { maskSecrets, SECRET_PATTERNS } from '../../functions/domain/secret-masking.ts';
 import { gatewayErrorTemplate, startSyncExecutionRequestTemplate } from '../../infra/api-templates.ts';
 import { EMPTY_SECRETS_JSON } from '../../infra/constructs/signing-secrets.ts';
 import { RETRY_AFTER_SECONDS } from '../../infra/constructs/webhook-api.ts';
 import { STACK_OUTPUTS } from '../../infra/webhook-gateway-stack.ts';
 import {
-  DELIVERY_URL_CONTEXT,
-  type Json,
-  type Synthesized,
   actionsOf,
   allPolicyStatements,
+  DELIVERY_URL_CONTEXT,
+  type Json,
   logicalId,
   resourcesOf,
+  type Synthesized,
   synthesize,
 } from './support/synth.ts';
 import { renderRequest } from './support/velocity.ts';
@@ -39,11 +39,15 @@ const inbound = () => id('AWS::SecretsManager::Secret', 'SigningSecretsInbound')
 const delivery = () => id('AWS::SecretsManager::Secret', 'SigningSecretsDelivery');
 const table = () => id('AWS::DynamoDB::Table', 'Idempotency');
 const allowing = (prefix: string) =>
-  allPolicyStatements(template).filter((s) => s.statement.Effect === 'Allow' && actionsOf(s.statement).some((a) => a.startsWith(prefix)));
+  allPolicyStatements(template).filter(
+    (s) => s.statement.Effect === 'Allow' && actionsOf(s.statement).some((a) => a.startsWith(prefix)),
+  );
 
 describe('signing secrets', () => {
   it('are two stack-created secrets holding the empty map until the operator fills them in, kept on delete', () => {
-    expect(Object.keys(template.findResources('AWS::SecretsManager::Secret')).sort()).toEqual([delivery(), inbound()].sort());
+    expect(Object.keys(template.findResources('AWS::SecretsManager::Secret')).sort()).toEqual(
+      [delivery(), inbound()].sort(),
+    );
     for (const secret of [inbound(), delivery()]) {
       expect(props(secret).SecretString).toBe(EMPTY_SECRETS_JSON);
       expect(JSON.parse(EMPTY_SECRETS_JSON)).toEqual({});
@@ -53,12 +57,19 @@ describe('signing secrets', () => {
   });
 
   it('are named to Validate (inbound) and Deliver (delivery), with REQUIRE_SIGNED_WEBHOOKS off by default', () => {
-    expect(env('Validate')).toMatchObject({ INBOUND_WEBHOOK_SECRETS_ARN: { Ref: inbound() }, REQUIRE_SIGNED_WEBHOOKS: 'false' });
+    expect(env('Validate')).toMatchObject({
+      INBOUND_WEBHOOK_SECRETS_ARN: { Ref: inbound() },
+      REQUIRE_SIGNED_WEBHOOKS: 'false',
+    });
     expect(env('Deliver')).toMatchObject({ DELIVERY_SIGNING_SECRETS_ARN: { Ref: delivery() } });
   });
 
   it('may be read (GetSecretValue only) by Validate and Deliver, each its own secret only', () => {
-    const reads = allowing('secretsmanager:').map((s) => ({ roles: s.roles, actions: actionsOf(s.statement), resources: resourcesOf(s.statement) }));
+    const reads = allowing('secretsmanager:').map((s) => ({
+      roles: s.roles,
+      actions: actionsOf(s.statement),
+      resources: resourcesOf(s.statement),
+    }));
     expect(reads).toEqual(
       expect.arrayContaining([
         { roles: [roleOf('Validate')], actions: ['secretsmanager:GetSecretValue'], resources: [{ Ref: inbound() }] },
@@ -94,12 +105,20 @@ describe('idempotency table', () => {
   });
 
   it('lets Validate claim (PutItem, GetItem) and Export complete or release (PutItem, UpdateItem, DeleteItem), on that table only', () => {
-    const grants = allowing('dynamodb:').map((s) => ({ roles: s.roles, actions: actionsOf(s.statement).sort(), resources: resourcesOf(s.statement) }));
+    const grants = allowing('dynamodb:').map((s) => ({
+      roles: s.roles,
+      actions: actionsOf(s.statement).sort(),
+      resources: resourcesOf(s.statement),
+    }));
     const arn = [{ 'Fn::GetAtt': [table(), 'Arn'] }];
     expect(grants).toEqual(
       expect.arrayContaining([
         { roles: [roleOf('Validate')], actions: ['dynamodb:GetItem', 'dynamodb:PutItem'], resources: arn },
-        { roles: [roleOf('Export')], actions: ['dynamodb:DeleteItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'], resources: arn },
+        {
+          roles: [roleOf('Export')],
+          actions: ['dynamodb:DeleteItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'],
+          resources: arn,
+        },
       ]),
     );
     expect(grants).toHaveLength(2);
@@ -108,7 +127,9 @@ describe('idempotency table', () => {
 
 describe('rate limits', () => {
   it('require no API key and create no usage plan when no sourceRateLimits are configured', () => {
-    const post = Object.values(template.findResources('AWS::ApiGateway::Method', { Properties: { HttpMethod: 'POST' } }))[0];
+    const post = Object.values(
+      template.findResources('AWS::ApiGateway::Method', { Properties: { HttpMethod: 'POST' } }),
+    )[0];
     expect(post?.Properties.ApiKeyRequired).toBe(false);
     for (const type of ['AWS::ApiGateway::ApiKey', 'AWS::ApiGateway::UsagePlan', 'AWS::ApiGateway::UsagePlanKey']) {
       expect(Object.keys(template.findResources(type)), type).toEqual([]);
@@ -139,9 +160,11 @@ describe('signatures in the logs', () => {
     const groups = template.findResources('AWS::Logs::LogGroup');
     expect(Object.keys(groups).length).toBeGreaterThanOrEqual(9);
     for (const [name, group] of Object.entries(groups)) {
-      const policy = (group as { Properties: { DataProtectionPolicy?: Record<string, Json> } }).Properties.DataProtectionPolicy;
+      const policy = (group as { Properties: { DataProtectionPolicy?: Record<string, Json> } }).Properties
+        .DataProtectionPolicy;
       expect(policy, name).toBeDefined();
-      const configured = (policy!.Configuration as { CustomDataIdentifier: { Name: string; Regex: string }[] }).CustomDataIdentifier;
+      const configured = (policy!.Configuration as { CustomDataIdentifier: { Name: string; Regex: string }[] })
+        .CustomDataIdentifier;
       expect(configured.map((c) => ({ name: c.Name, regex: c.Regex }))).toEqual(SECRET_PATTERNS.map((p) => ({ ...p })));
       const statements = policy!.Statement as { DataIdentifier: string[]; Operation: Record<string, unknown> }[];
       const deidentify = statements.find((st) => 'Deidentify' in st.Operation);
@@ -152,30 +175,47 @@ describe('signatures in the logs', () => {
   });
 
   it('no role of the stack may unmask them', () => {
-    const unmask = allPolicyStatements(template).filter((s) => actionsOf(s.statement).some((a) => /^logs:(Unmask|\*)$/.test(a)));
+    const unmask = allPolicyStatements(template).filter((s) =>
+      actionsOf(s.statement).some((a) => /^logs:(Unmask|\*)$/.test(a)),
+    );
     expect(unmask).toEqual([]);
   });
 
   it('the execution input API Gateway builds, logged as Express logs it, is masked down to no trace of the signature', () => {
     const secret = `whsec_${Buffer.from('inbound-secret-for-testing-sys!!').toString('base64')}`;
-    const body = JSON.stringify({ query: 'What are the top 5 deals closing this quarter?', source_system: 'testing_system', source_process: 'phase3_validation' });
+    const body = JSON.stringify({
+      query: 'What are the top 5 deals closing this quarter?',
+      source_system: 'testing_system',
+      source_process: 'phase3_validation',
+    });
     const signer = new Webhook(secret);
     // Two signatures (rotation), at least one with a `/` that escapeJavaScript turns into `\/`.
     let id = 0;
     let signature = '';
     while (!signature.includes('/')) signature = signer.sign(`msg_${++id}`, new Date(), body);
     const header = `${signature} ${new Webhook(`whsec_${Buffer.from('previous-secret-being-rotated!!!').toString('base64')}`).sign(`msg_${id}`, new Date(), body)}`;
-    const rendered = renderRequest(startSyncExecutionRequestTemplate('arn:aws:states:eu-west-1:123456789012:stateMachine:C'), {
-      body,
-      headers: { 'content-type': 'application/json', 'webhook-id': `msg_${id}`, 'webhook-timestamp': '1700000000', 'webhook-signature': header },
-    });
+    const rendered = renderRequest(
+      startSyncExecutionRequestTemplate('arn:aws:states:eu-west-1:123456789012:stateMachine:C'),
+      {
+        body,
+        headers: {
+          'content-type': 'application/json',
+          'webhook-id': `msg_${id}`,
+          'webhook-timestamp': '1700000000',
+          'webhook-signature': header,
+        },
+      },
+    );
     const input = (JSON.parse(rendered.output) as { input: string }).input;
     expect((JSON.parse(input) as { headers: Record<string, string> }).headers['webhook-signature']).toBe(header);
     // Step Functions may log the input string as sent or re-serialized; Validate's TaskScheduled nests it once more.
     const events = [
       { type: 'ExecutionStarted', details: { input, inputDetails: { truncated: false } } },
       { type: 'ExecutionStarted', details: { input: JSON.stringify(JSON.parse(input)) } },
-      { type: 'TaskScheduled', details: { parameters: JSON.stringify({ FunctionName: 'validate', Payload: JSON.parse(input) }) } },
+      {
+        type: 'TaskScheduled',
+        details: { parameters: JSON.stringify({ FunctionName: 'validate', Payload: JSON.parse(input) }) },
+      },
       { type: 'TaskScheduled', details: { parameters: JSON.stringify({ FunctionName: 'validate', Payload: input }) } },
     ];
     // Compared with every backslash removed, so an escaped `/` cannot hide a piece of the signature.

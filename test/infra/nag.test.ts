@@ -47,7 +47,11 @@ afterAll(() => synth?.cleanup());
 describe('cdk-nag AwsSolutions', () => {
   it('reports no unacknowledged finding, error or warning', () => {
     const report = synth.checks!.validateScope(synth.stack);
-    expect(report.violations.map((v) => `${v.severity} ${v.ruleName}: ${v.violatingResources.map((r) => r.constructPath).join(', ')}`)).toEqual([]);
+    expect(
+      report.violations.map(
+        (v) => `${v.severity} ${v.ruleName}: ${v.violatingResources.map((r) => r.constructPath).join(', ')}`,
+      ),
+    ).toEqual([]);
     expect(report.success).toBe(true);
   });
 
@@ -66,7 +70,11 @@ describe('cdk-nag AwsSolutions', () => {
   });
 
   it('acknowledges only these rules (a new one needs a review here)', () => {
-    const ids = [...new Set(acknowledgments(synth.stack).map((a) => a.id.replace(/<StorageBucket[0-9A-F]{8}\.Arn>/, '<ExportBucket.Arn>')))].sort();
+    const ids = [
+      ...new Set(
+        acknowledgments(synth.stack).map((a) => a.id.replace(/<StorageBucket[0-9A-F]{8}\.Arn>/, '<ExportBucket.Arn>')),
+      ),
+    ].sort();
     expect(ids).toEqual(
       [
         'AwsSolutions-APIG2',
@@ -90,7 +98,10 @@ describe('cdk-nag AwsSolutions', () => {
   });
 
   it('writes the acknowledgments and their reasons into the template metadata (cdk_nag)', () => {
-    const resources = synth.template.toJSON().Resources as Record<string, { Metadata?: { cdk_nag?: { rules_to_suppress: { id: string; reason: string }[] } } }>;
+    const resources = synth.template.toJSON().Resources as Record<
+      string,
+      { Metadata?: { cdk_nag?: { rules_to_suppress: { id: string; reason: string }[] } } }
+    >;
     const written = Object.values(resources).flatMap((r) => r.Metadata?.cdk_nag?.rules_to_suppress ?? []);
     expect(written.length).toBeGreaterThan(0);
     for (const rule of written) expect(rule.reason.length).toBeGreaterThanOrEqual(60);

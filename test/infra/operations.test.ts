@@ -8,7 +8,7 @@ import { DEFAULT_CONFIG } from '../../infra/config.ts';
 import { SEED_QUERIES } from '../../infra/constructs/saved-queries.ts';
 import { CUSTOM_METRICS, SIGNATURE_REJECTED_METRIC } from '../../infra/metrics.ts';
 import { STACK_OUTPUTS } from '../../infra/webhook-gateway-stack.ts';
-import { DELIVERY_URL_CONTEXT, type Json, type Synthesized, cfnText, logicalId, synthesize } from './support/synth.ts';
+import { cfnText, DELIVERY_URL_CONTEXT, type Json, logicalId, type Synthesized, synthesize } from './support/synth.ts';
 
 // Issue 6 with the defaults: dashboard, alarms (no topic), saved queries. The alarm topic and a changed agent bound
 // are in config.test.ts. One synthesis, no bundling.
@@ -27,7 +27,9 @@ const id = (type: string, prefix: string) => logicalId(template, type, prefix);
 const alarm = (name: string) => props(id('AWS::CloudWatch::Alarm', `Alarms${name}`));
 /** Every metric line of the dashboard's graphs: [namespace, name, dim, value, …, {options}]. */
 function dashboardMetrics(): Json[][] {
-  const body = JSON.parse(cfnText(Object.values(template.findResources('AWS::CloudWatch::Dashboard'))[0]!.Properties.DashboardBody)) as {
+  const body = JSON.parse(
+    cfnText(Object.values(template.findResources('AWS::CloudWatch::Dashboard'))[0]!.Properties.DashboardBody),
+  ) as {
     widgets: { properties: { metrics?: Json[][] } }[];
   };
   return body.widgets.flatMap((w) => w.properties.metrics ?? []);
@@ -45,21 +47,30 @@ const SEED_GUIDE = '/work/shared/reference/phase3-deployment-guide.md';
 describe('dashboard', () => {
   it('is one dashboard named after the stack, and an output', () => {
     const dashboards = template.findResources('AWS::CloudWatch::Dashboard');
-    expect(Object.values(dashboards).map((d) => d.Properties.DashboardName)).toEqual([`${synth.stack.stackName}-operations`]);
+    expect(Object.values(dashboards).map((d) => d.Properties.DashboardName)).toEqual([
+      `${synth.stack.stackName}-operations`,
+    ]);
     expect(template.toJSON().Outputs[STACK_OUTPUTS.dashboard].Value).toEqual({ Ref: Object.keys(dashboards)[0] });
   });
 
   it('graphs the five custom metrics (and signature rejections), each with the service dimension Powertools adds', () => {
     expect(Object.values(CUSTOM_METRICS).sort()).toEqual(Object.values(METRIC_NAMES).sort());
     const custom = dashboardMetrics().filter((line) => line[0] === METRICS_NAMESPACE);
-    expect([...new Set(custom.map((line) => line[1]))].sort()).toEqual([...Object.values(METRIC_NAMES), SIGNATURE_REJECTED_METRIC].sort());
+    expect([...new Set(custom.map((line) => line[1]))].sort()).toEqual(
+      [...Object.values(METRIC_NAMES), SIGNATURE_REJECTED_METRIC].sort(),
+    );
     for (const line of custom) expect(line.slice(2, 4)).toEqual(['service', SERVICE_NAME]);
   });
 
   it('shows agent and delivery latency as p50 and p99', () => {
     const custom = dashboardMetrics().filter((line) => line[0] === METRICS_NAMESPACE);
     for (const name of [METRIC_NAMES.agentProcessingTime, METRIC_NAMES.deliveryResponseTime]) {
-      expect(custom.filter((line) => line[1] === name).map(stat).sort()).toEqual(['p50', 'p99']);
+      expect(
+        custom
+          .filter((line) => line[1] === name)
+          .map(stat)
+          .sort(),
+      ).toEqual(['p50', 'p99']);
     }
   });
 
@@ -68,7 +79,12 @@ describe('dashboard', () => {
     for (const sm of ['WorkflowStateMachine', 'RedeliveryStateMachine']) {
       const ref = `{Ref:${id('AWS::StepFunctions::StateMachine', sm)}}`;
       const names = states.filter((line) => line[3] === ref).map((line) => line[1]);
-      expect(names.sort(), sm).toEqual(['ExecutionsFailed', 'ExecutionsStarted', 'ExecutionsSucceeded', 'ExecutionsTimedOut']);
+      expect(names.sort(), sm).toEqual([
+        'ExecutionsFailed',
+        'ExecutionsStarted',
+        'ExecutionsSucceeded',
+        'ExecutionsTimedOut',
+      ]);
     }
   });
 
@@ -77,7 +93,11 @@ describe('dashboard', () => {
     const queueName = (prefix: string) => `{GetAtt:${id('AWS::SQS::Queue', prefix)}.QueueName}`;
     const of = (prefix: string) => sqs.filter((line) => line[3] === queueName(prefix)).map((line) => line[1]);
     expect(of('FailedDeliveryQueue')).toEqual(
-      expect.arrayContaining(['ApproximateNumberOfMessagesVisible', 'ApproximateNumberOfMessagesNotVisible', 'ApproximateNumberOfMessagesDelayed']),
+      expect.arrayContaining([
+        'ApproximateNumberOfMessagesVisible',
+        'ApproximateNumberOfMessagesNotVisible',
+        'ApproximateNumberOfMessagesDelayed',
+      ]),
     );
     expect(of('FailedDeliveryDeadLetterQueue')).toEqual(['ApproximateNumberOfMessagesVisible']);
   });
@@ -87,9 +107,14 @@ describe('alarms', () => {
   it('are these six, named after the stack, OK when data is missing, with no action without alarmEmail', () => {
     const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm')).map((a) => a.Properties);
     expect(alarms.map((a) => a.AlarmName).sort()).toEqual(
-      ['AgentLatencyP99', 'ConversationServerFailures', 'ExportsDeferred', 'FailedDeliveryDeadLetters', 'RedeliveryExecutionsFailed', 'RedeliverySchedulerErrors'].map(
-        (name) => `${synth.stack.stackName}-${name}`,
-      ),
+      [
+        'AgentLatencyP99',
+        'ConversationServerFailures',
+        'ExportsDeferred',
+        'FailedDeliveryDeadLetters',
+        'RedeliveryExecutionsFailed',
+        'RedeliverySchedulerErrors',
+      ].map((name) => `${synth.stack.stackName}-${name}`),
     );
     for (const a of alarms) {
       expect(a).toMatchObject({ ComparisonOperator: 'GreaterThanThreshold', TreatMissingData: 'notBreaching' });
@@ -113,7 +138,12 @@ describe('alarms', () => {
     expect(alarm('FailedDeliveryDeadLetters')).toMatchObject({
       Namespace: 'AWS/SQS',
       MetricName: 'ApproximateNumberOfMessagesVisible',
-      Dimensions: [{ Name: 'QueueName', Value: { 'Fn::GetAtt': [id('AWS::SQS::Queue', 'FailedDeliveryDeadLetterQueue'), 'QueueName'] } }],
+      Dimensions: [
+        {
+          Name: 'QueueName',
+          Value: { 'Fn::GetAtt': [id('AWS::SQS::Queue', 'FailedDeliveryDeadLetterQueue'), 'QueueName'] },
+        },
+      ],
       Statistic: 'Maximum',
       Period: 300,
       EvaluationPeriods: 1,
@@ -135,14 +165,18 @@ describe('alarms', () => {
     expect(DEFAULT_CONFIG.agentP99AlarmMs).toBe(15_000);
   });
 
-  it('count conversation failures except the contract\'s client errors, plus timeouts, over 5 minutes', () => {
-    const clientErrors = Object.entries(FAILURE_STATUS).filter(([, status]) => status < 500).map(([error]) => error);
+  it("count conversation failures except the contract's client errors, plus timeouts, over 5 minutes", () => {
+    const clientErrors = Object.entries(FAILURE_STATUS)
+      .filter(([, status]) => status < 500)
+      .map(([error]) => error);
     expect(clientErrors).toEqual(expect.arrayContaining(['ValidationError', 'SignatureError']));
     const filters = Object.values(template.findResources('AWS::Logs::MetricFilter')).map((f) => f.Properties);
     expect(filters).toHaveLength(1);
     expect(filters[0]).toMatchObject({
       LogGroupName: { Ref: id('AWS::Logs::LogGroup', 'WorkflowExecutionLogs') },
-      MetricTransformations: [{ MetricNamespace: METRICS_NAMESPACE, MetricName: 'ConversationServerFailures', MetricValue: '1' }],
+      MetricTransformations: [
+        { MetricNamespace: METRICS_NAMESPACE, MetricName: 'ConversationServerFailures', MetricValue: '1' },
+      ],
     });
     const pattern = String(filters[0]!.FilterPattern);
     expect(pattern.startsWith('{ $.type = "ExecutionFailed"')).toBe(true);
@@ -151,37 +185,60 @@ describe('alarms', () => {
 
     const a = alarm('ConversationServerFailures');
     expect(a).toMatchObject({ Threshold: 0, EvaluationPeriods: 1 });
-    const metrics = a.Metrics as { Id: string; Expression?: string; MetricStat?: { Metric: { MetricName: string; Namespace: string }; Period: number; Stat: string } }[];
+    const metrics = a.Metrics as {
+      Id: string;
+      Expression?: string;
+      MetricStat?: { Metric: { MetricName: string; Namespace: string }; Period: number; Stat: string };
+    }[];
     expect(metrics.find((m) => m.Expression)?.Expression).toBe('FILL(failed, 0) + FILL(timedOut, 0)');
-    expect(metrics.filter((m) => m.MetricStat).map((m) => [m.MetricStat!.Metric.Namespace, m.MetricStat!.Metric.MetricName, m.MetricStat!.Stat, m.MetricStat!.Period])).toEqual([
+    expect(
+      metrics
+        .filter((m) => m.MetricStat)
+        .map((m) => [
+          m.MetricStat!.Metric.Namespace,
+          m.MetricStat!.Metric.MetricName,
+          m.MetricStat!.Stat,
+          m.MetricStat!.Period,
+        ]),
+    ).toEqual([
       [METRICS_NAMESPACE, 'ConversationServerFailures', 'Sum', 300],
       ['AWS/States', 'ExecutionsTimedOut', 'Sum', 300],
     ]);
   });
 
   it('fire on any failed or timed-out redelivery execution and on any scheduler error', () => {
-    const redelivery = alarm('RedeliveryExecutionsFailed').Metrics as { MetricStat?: { Metric: { MetricName: string; Dimensions: Json } } }[];
+    const redelivery = alarm('RedeliveryExecutionsFailed').Metrics as {
+      MetricStat?: { Metric: { MetricName: string; Dimensions: Json } };
+    }[];
     expect(redelivery.filter((m) => m.MetricStat).map((m) => m.MetricStat!.Metric)).toEqual([
-      expect.objectContaining({ MetricName: 'ExecutionsFailed', Dimensions: [{ Name: 'StateMachineArn', Value: { Ref: id('AWS::StepFunctions::StateMachine', 'Redelivery') } }] }),
+      expect.objectContaining({
+        MetricName: 'ExecutionsFailed',
+        Dimensions: [{ Name: 'StateMachineArn', Value: { Ref: id('AWS::StepFunctions::StateMachine', 'Redelivery') } }],
+      }),
       expect.objectContaining({ MetricName: 'ExecutionsTimedOut' }),
     ]);
     expect(alarm('RedeliverySchedulerErrors')).toMatchObject({
       Namespace: 'AWS/Lambda',
       MetricName: 'Errors',
-      Dimensions: [{ Name: 'FunctionName', Value: { Ref: id('AWS::Lambda::Function', 'RedeliverySchedulerFunction') } }],
+      Dimensions: [
+        { Name: 'FunctionName', Value: { Ref: id('AWS::Lambda::Function', 'RedeliverySchedulerFunction') } },
+      ],
       Threshold: 0,
     });
   });
 });
 
 describe('saved Logs Insights queries', () => {
-  const definitions = () => Object.values(template.findResources('AWS::Logs::QueryDefinition')).map((q) => q.Properties);
+  const definitions = () =>
+    Object.values(template.findResources('AWS::Logs::QueryDefinition')).map((q) => q.Properties);
 
   it('are the seed\'s three queries, verbatim ("your_system" left as the placeholder)', () => {
     expect(definitions().map((q) => q.QueryString)).toEqual(SEED);
     expect(Object.values(SEED_QUERIES)).toEqual(SEED);
     expect(SEED[0]).toContain('"your_system"');
-    expect(definitions().map((q) => q.Name)).toEqual(Object.keys(SEED_QUERIES).map((title) => `${synth.stack.stackName}/${title}`));
+    expect(definitions().map((q) => q.Name)).toEqual(
+      Object.keys(SEED_QUERIES).map((title) => `${synth.stack.stackName}/${title}`),
+    );
   });
 
   it.skipIf(!existsSync(SEED_GUIDE))('match the original deployment guide itself', () => {
@@ -190,8 +247,10 @@ describe('saved Logs Insights queries', () => {
     expect(blocks).toEqual(SEED);
   });
 
-  it('run over the five stage functions\' log groups, where the WEBHOOK_* lines land', () => {
-    const groups = ['Validate', 'InvokeAgent', 'Classify', 'Deliver', 'Export'].map((stage) => ({ Ref: id('AWS::Logs::LogGroup', `Functions${stage}LogGroup`) }));
+  it("run over the five stage functions' log groups, where the WEBHOOK_* lines land", () => {
+    const groups = ['Validate', 'InvokeAgent', 'Classify', 'Deliver', 'Export'].map((stage) => ({
+      Ref: id('AWS::Logs::LogGroup', `Functions${stage}LogGroup`),
+    }));
     for (const q of definitions()) expect(q.LogGroupNames).toEqual(groups);
   });
 });

@@ -2,22 +2,22 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Template } from 'aws-cdk-lib/assertions';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { REDELIVERY_VISIBILITY_SECONDS } from '../../functions/shared/failed-delivery-queue.ts';
 import { DEFAULT_CONFIG } from '../../infra/config.ts';
 import { REDELIVERY_SCHEDULER_TIMEOUT } from '../../infra/constructs/redelivery-scheduler.ts';
 import { REDELIVERY_DEFINITION_FILE } from '../../infra/constructs/redelivery-workflow.ts';
 import { PROJECT_ROOT } from '../../infra/constructs/stage-function.ts';
 import { STACK_OUTPUTS } from '../../infra/webhook-gateway-stack.ts';
-import { REDELIVERY_VISIBILITY_SECONDS } from '../../functions/shared/failed-delivery-queue.ts';
 import { AWS_STACK_OUTPUTS } from '../../local/cli-deliveries-aws.ts';
 import {
-  DELIVERY_URL_CONTEXT,
-  type Json,
-  type Synthesized,
   actionsOf,
   allPolicyStatements,
   cfnText,
+  DELIVERY_URL_CONTEXT,
+  type Json,
   logicalId,
   resourcesOf,
+  type Synthesized,
   synthesize,
 } from './support/synth.ts';
 
@@ -52,13 +52,15 @@ describe('redelivery workflow', () => {
     const sm = props(redeliveryId());
     expect(sm.StateMachineType).toBe('EXPRESS');
     const key = String((sm.DefinitionS3Location as { Key: string }).Key);
-    expect(readFileSync(path.join(synth.outdir, `asset.${key}`), 'utf8')).toBe(readFileSync(REDELIVERY_DEFINITION_FILE, 'utf8'));
+    expect(readFileSync(path.join(synth.outdir, `asset.${key}`), 'utf8')).toBe(
+      readFileSync(REDELIVERY_DEFINITION_FILE, 'utf8'),
+    );
   });
 
   it('runs the same Deliver and Export Lambdas as the conversation workflow, every placeholder substituted', () => {
     const substitutions = props(redeliveryId()).DefinitionSubstitutions as Record<string, Json>;
     expect(substitutions).toEqual({ DeliverFunctionArn: fnArn('Deliver'), ExportFunctionArn: fnArn('Export') });
-    expect((props(conversationId()).DefinitionSubstitutions as Record<string, Json>)).toMatchObject(substitutions);
+    expect(props(conversationId()).DefinitionSubstitutions as Record<string, Json>).toMatchObject(substitutions);
     const definition = readFileSync(REDELIVERY_DEFINITION_FILE, 'utf8');
     const deployed = definition.replace(/\$\{(\w+)\}/g, (_, name: string) => cfnText(substitutions[name]));
     expect(deployed).not.toContain('${');
@@ -79,14 +81,18 @@ describe('redelivery workflow', () => {
 
   it('may invoke Deliver and Export, and nothing else', () => {
     const role = String((props(redeliveryId()).RoleArn as { 'Fn::GetAtt': string[] })['Fn::GetAtt'][0]);
-    const own = ownStatements(role).filter((s) => !actionsOf(s.statement).some((a) => a.endsWith('LogDelivery') || a.startsWith('logs:')));
+    const own = ownStatements(role).filter(
+      (s) => !actionsOf(s.statement).some((a) => a.endsWith('LogDelivery') || a.startsWith('logs:')),
+    );
     expect(own.map((s) => actionsOf(s.statement))).toEqual([['lambda:InvokeFunction']]);
     expect(resourcesOf(own[0]!.statement)).toEqual([fnArn('Deliver'), fnArn('Export')]);
   });
 
   it('is not reachable from the API: only the scheduler may start it', () => {
     const starters = allPolicyStatements(template).filter(
-      (s) => actionsOf(s.statement).some((a) => a.startsWith('states:Start')) && JSON.stringify(s.statement.Resource).includes(redeliveryId()),
+      (s) =>
+        actionsOf(s.statement).some((a) => a.startsWith('states:Start')) &&
+        JSON.stringify(s.statement.Resource).includes(redeliveryId()),
     );
     expect(starters.map((s) => s.roles)).toEqual([[schedulerRole()]]);
     const api = Object.entries(resources).filter(([, r]) => r.Type.startsWith('AWS::ApiGateway::'));
@@ -103,12 +109,23 @@ describe('redelivery workflow', () => {
 describe('redelivery scheduler', () => {
   it('is functions/redelivery-scheduler/handler.ts, one run at a time, with a 5-minute timeout', () => {
     const fn = props(schedulerId());
-    expect(fn).toMatchObject({ Handler: 'index.handler', Runtime: 'nodejs22.x', Timeout: 300, ReservedConcurrentExecutions: 1, TracingConfig: { Mode: 'Active' } });
+    expect(fn).toMatchObject({
+      Handler: 'index.handler',
+      Runtime: 'nodejs22.x',
+      Timeout: 300,
+      ReservedConcurrentExecutions: 1,
+      TracingConfig: { Mode: 'Active' },
+    });
     expect(REDELIVERY_SCHEDULER_TIMEOUT.toSeconds()).toBe(300);
     const handler = readFileSync(path.join(PROJECT_ROOT, 'functions', 'redelivery-scheduler', 'handler.ts'), 'utf8');
     expect(handler).toMatch(/export const handler\b/);
     // Every variable the stack sets is one the handler reads.
-    for (const name of ['FAILED_DELIVERY_QUEUE_URL', 'FAILED_DELIVERY_DLQ_URL', 'REDELIVERY_STATE_MACHINE_ARN', 'REDELIVERY_SCHEDULE']) {
+    for (const name of [
+      'FAILED_DELIVERY_QUEUE_URL',
+      'FAILED_DELIVERY_DLQ_URL',
+      'REDELIVERY_STATE_MACHINE_ARN',
+      'REDELIVERY_SCHEDULE',
+    ]) {
       expect(handler).toContain(name);
     }
   });
@@ -144,10 +161,19 @@ describe('redelivery scheduler', () => {
   });
 
   it('may work the failed-delivery queue, dead-letter, and start the redelivery workflow: nothing else', () => {
-    const own = ownStatements(schedulerRole()).map((s) => ({ actions: actionsOf(s.statement).sort(), resources: resourcesOf(s.statement) }));
+    const own = ownStatements(schedulerRole()).map((s) => ({
+      actions: actionsOf(s.statement).sort(),
+      resources: resourcesOf(s.statement),
+    }));
     expect(own).toEqual([
       {
-        actions: ['sqs:ChangeMessageVisibility', 'sqs:DeleteMessage', 'sqs:GetQueueAttributes', 'sqs:ReceiveMessage', 'sqs:SendMessage'],
+        actions: [
+          'sqs:ChangeMessageVisibility',
+          'sqs:DeleteMessage',
+          'sqs:GetQueueAttributes',
+          'sqs:ReceiveMessage',
+          'sqs:SendMessage',
+        ],
         resources: [{ 'Fn::GetAtt': [queueId(), 'Arn'] }],
       },
       { actions: ['sqs:SendMessage'], resources: [{ 'Fn::GetAtt': [dlqId(), 'Arn'] }] },
@@ -170,6 +196,9 @@ describe('failed-delivery queues', () => {
   });
 
   it('dead-letter a message the scheduler keeps failing on after 5 receives', () => {
-    expect(props(queueId()).RedrivePolicy).toEqual({ deadLetterTargetArn: { 'Fn::GetAtt': [dlqId(), 'Arn'] }, maxReceiveCount: 5 });
+    expect(props(queueId()).RedrivePolicy).toEqual({
+      deadLetterTargetArn: { 'Fn::GetAtt': [dlqId(), 'Arn'] },
+      maxReceiveCount: 5,
+    });
   });
 });

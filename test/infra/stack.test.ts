@@ -4,23 +4,23 @@ import { Match, type Template } from 'aws-cdk-lib/assertions';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FAILURE_STATUS, TIMED_OUT_STATUS } from '../../functions/domain/gateway-contract.ts';
 import {
-  WEBHOOK_STATUS_CODES,
   executionResultResponseTemplate,
   startFailedResponseTemplate,
   startSyncExecutionRequestTemplate,
+  WEBHOOK_STATUS_CODES,
 } from '../../infra/api-templates.ts';
 import { DEFAULT_CONFIG } from '../../infra/config.ts';
 import { DEFINITION_FILE } from '../../infra/constructs/conversation-workflow.ts';
 import { OPTIONAL_STACK_OUTPUTS, STACK_OUTPUTS } from '../../infra/webhook-gateway-stack.ts';
 import {
-  DELIVERY_URL_CONTEXT,
-  type Json,
-  type Synthesized,
   actionsOf,
   allPolicyStatements,
   cfnText,
+  DELIVERY_URL_CONTEXT,
+  type Json,
   logicalId,
   resourcesOf,
+  type Synthesized,
   synthesize,
 } from './support/synth.ts';
 
@@ -43,14 +43,19 @@ const props = (id: string) => (resources[id] as { Properties: Record<string, Jso
 
 const STAGES = ['Validate', 'InvokeAgent', 'Classify', 'Deliver', 'Export'] as const;
 const fnId = (name: (typeof STAGES)[number]) => logicalId(template, 'AWS::Lambda::Function', `Functions${name}`);
-const roleOf = (name: (typeof STAGES)[number]) => String((props(fnId(name)).Role as { 'Fn::GetAtt': string[] })['Fn::GetAtt'][0]);
+const roleOf = (name: (typeof STAGES)[number]) =>
+  String((props(fnId(name)).Role as { 'Fn::GetAtt': string[] })['Fn::GetAtt'][0]);
 const stateMachineId = () => logicalId(template, 'AWS::StepFunctions::StateMachine', 'Workflow');
 
 describe('API: POST /webhook → StartSyncExecution', () => {
   const webhookPost = () => {
     const methods = template.findResources('AWS::ApiGateway::Method', { Properties: { HttpMethod: 'POST' } });
     expect(Object.keys(methods)).toHaveLength(1);
-    return Object.values(methods)[0]?.Properties as { Integration: Record<string, Json>; MethodResponses: { StatusCode: string }[]; AuthorizationType: string };
+    return Object.values(methods)[0]?.Properties as {
+      Integration: Record<string, Json>;
+      MethodResponses: { StatusCode: string }[];
+      AuthorizationType: string;
+    };
   };
 
   it('is a direct AWS integration with Step Functions (no Lambda), with its own role', () => {
@@ -58,7 +63,9 @@ describe('API: POST /webhook → StartSyncExecution', () => {
     expect(Integration.Type).toBe('AWS');
     expect(Integration.IntegrationHttpMethod).toBe('POST');
     expect(cfnText(Integration.Uri)).toMatch(/^arn:.*:apigateway:.*:states:action\/StartSyncExecution$/);
-    expect(cfnText(Integration.Credentials)).toBe(`{GetAtt:${logicalId(template, 'AWS::IAM::Role', 'ApiStartExecutionRole')}.Arn}`);
+    expect(cfnText(Integration.Credentials)).toBe(
+      `{GetAtt:${logicalId(template, 'AWS::IAM::Role', 'ApiStartExecutionRole')}.Arn}`,
+    );
     expect(Integration.PassthroughBehavior).toBe('NEVER');
   });
 
@@ -69,29 +76,46 @@ describe('API: POST /webhook → StartSyncExecution', () => {
   });
 
   it('maps every finished execution (HTTP 200) and every refusal (4xx/5xx) with the generated response templates', () => {
-    const responses = webhookPost().Integration.IntegrationResponses as { StatusCode: string; SelectionPattern?: string; ResponseTemplates: Record<string, string> }[];
+    const responses = webhookPost().Integration.IntegrationResponses as {
+      StatusCode: string;
+      SelectionPattern?: string;
+      ResponseTemplates: Record<string, string>;
+    }[];
     expect(responses).toEqual([
       { StatusCode: '200', ResponseTemplates: { 'application/json': executionResultResponseTemplate() } },
-      { StatusCode: '500', SelectionPattern: '[45]\\d{2}', ResponseTemplates: { 'application/json': startFailedResponseTemplate() } },
+      {
+        StatusCode: '500',
+        SelectionPattern: '[45]\\d{2}',
+        ResponseTemplates: { 'application/json': startFailedResponseTemplate() },
+      },
     ]);
     const finished = responses[0]?.ResponseTemplates['application/json'] ?? '';
     for (const [error, status] of Object.entries(FAILURE_STATUS)) {
-      expect(finished).toMatch(new RegExp(`\\$error == "${error}"\\)\\n#set\\(\\$context\\.responseOverride\\.status = ${status}\\)`));
+      expect(finished).toMatch(
+        new RegExp(`\\$error == "${error}"\\)\\n#set\\(\\$context\\.responseOverride\\.status = ${status}\\)`),
+      );
     }
-    expect(finished).toContain(`#elseif($status == "TIMED_OUT")\n#set($context.responseOverride.status = ${TIMED_OUT_STATUS})`);
+    expect(finished).toContain(
+      `#elseif($status == "TIMED_OUT")\n#set($context.responseOverride.status = ${TIMED_OUT_STATUS})`,
+    );
     expect(finished).toContain('#else\n#set($context.responseOverride.status = 500)');
   });
 
   it('declares every status it can answer', () => {
     expect(webhookPost().MethodResponses.map((r) => Number(r.StatusCode))).toEqual([...WEBHOOK_STATUS_CODES]);
-    expect(WEBHOOK_STATUS_CODES).toEqual(expect.arrayContaining([200, ...Object.values(FAILURE_STATUS), 413, 429, 500, TIMED_OUT_STATUS]));
+    expect(WEBHOOK_STATUS_CODES).toEqual(
+      expect.arrayContaining([200, ...Object.values(FAILURE_STATUS), 413, 429, 500, TIMED_OUT_STATUS]),
+    );
   });
 
   it('answers other methods on /webhook and /health with a 405 mock', () => {
     const anyMethods = template.findResources('AWS::ApiGateway::Method', { Properties: { HttpMethod: 'ANY' } });
     expect(Object.keys(anyMethods)).toHaveLength(2);
     for (const method of Object.values(anyMethods)) {
-      expect(method.Properties.Integration).toMatchObject({ Type: 'MOCK', IntegrationResponses: [{ StatusCode: '405' }] });
+      expect(method.Properties.Integration).toMatchObject({
+        Type: 'MOCK',
+        IntegrationResponses: [{ StatusCode: '405' }],
+      });
     }
   });
 });
@@ -100,7 +124,12 @@ describe('API: GET /health, gateway responses, stage', () => {
   it('answers GET /health with a mock: the workflow is not involved', () => {
     template.hasResourceProperties('AWS::ApiGateway::Method', {
       HttpMethod: 'GET',
-      Integration: { Type: 'MOCK', IntegrationResponses: [{ StatusCode: '200', ResponseTemplates: { 'application/json': Match.stringLikeRegexp('"status":"ok"') } }] },
+      Integration: {
+        Type: 'MOCK',
+        IntegrationResponses: [
+          { StatusCode: '200', ResponseTemplates: { 'application/json': Match.stringLikeRegexp('"status":"ok"') } },
+        ],
+      },
     });
   });
 
@@ -125,12 +154,21 @@ describe('API: GET /health, gateway responses, stage', () => {
 
   it('is a regional REST API whose stage logs access, traces and throttles', () => {
     template.hasResourceProperties('AWS::ApiGateway::RestApi', { EndpointConfiguration: { Types: ['REGIONAL'] } });
-    const stage = Object.values(template.findResources('AWS::ApiGateway::Stage'))[0]?.Properties as Record<string, Json>;
+    const stage = Object.values(template.findResources('AWS::ApiGateway::Stage'))[0]?.Properties as Record<
+      string,
+      Json
+    >;
     expect(stage.StageName).toBe(DEFAULT_CONFIG.stageName);
     expect(stage.TracingEnabled).toBe(true);
     const access = stage.AccessLogSetting as { DestinationArn: Json; Format: string };
-    expect(cfnText(access.DestinationArn)).toContain(`{Ref:${logicalId(template, 'AWS::Logs::LogGroup', 'ApiAccessLogs')}}`);
-    expect(JSON.parse(access.Format)).toMatchObject({ requestId: '$context.requestId', status: '$context.status', integrationStatus: '$context.integration.status' });
+    expect(cfnText(access.DestinationArn)).toContain(
+      `{Ref:${logicalId(template, 'AWS::Logs::LogGroup', 'ApiAccessLogs')}}`,
+    );
+    expect(JSON.parse(access.Format)).toMatchObject({
+      requestId: '$context.requestId',
+      status: '$context.status',
+      integrationStatus: '$context.integration.status',
+    });
     expect(stage.MethodSettings).toEqual([
       expect.objectContaining({
         HttpMethod: '*',
@@ -181,7 +219,13 @@ describe('workflow', () => {
     expect(sm.LoggingConfiguration).toEqual({
       Level: 'ALL',
       IncludeExecutionData: true,
-      Destinations: [{ CloudWatchLogsLogGroup: { LogGroupArn: { 'Fn::GetAtt': [logicalId(template, 'AWS::Logs::LogGroup', 'WorkflowExecutionLogs'), 'Arn'] } } }],
+      Destinations: [
+        {
+          CloudWatchLogsLogGroup: {
+            LogGroupArn: { 'Fn::GetAtt': [logicalId(template, 'AWS::Logs::LogGroup', 'WorkflowExecutionLogs'), 'Arn'] },
+          },
+        },
+      ],
     });
     expect(sm.TracingConfiguration).toEqual({ Enabled: true });
   });
@@ -191,19 +235,25 @@ describe('IAM: least privilege', () => {
   it('has no wildcard action in any Allow statement of any policy', () => {
     const statements = allPolicyStatements(template);
     expect(statements.length).toBeGreaterThan(10);
-    const wildcardAllows = statements.filter((s) => s.statement.Effect === 'Allow' && actionsOf(s.statement).some((a) => a.includes('*')));
+    const wildcardAllows = statements.filter(
+      (s) => s.statement.Effect === 'Allow' && actionsOf(s.statement).some((a) => a.includes('*')),
+    );
     expect(wildcardAllows).toEqual([]);
   });
 
   it('uses wildcard actions only to deny insecure transport (enforceSSL)', () => {
-    for (const { statement } of allPolicyStatements(template).filter((s) => actionsOf(s.statement).some((a) => a.includes('*')))) {
+    for (const { statement } of allPolicyStatements(template).filter((s) =>
+      actionsOf(s.statement).some((a) => a.includes('*')),
+    )) {
       expect(statement.Effect).toBe('Deny');
       expect(JSON.stringify(statement.Condition)).toMatch(/aws:SecureTransport|s3:TlsVersion/);
     }
   });
 
   const allowedBy = (action: string) =>
-    allPolicyStatements(template).filter((s) => s.statement.Effect === 'Allow' && actionsOf(s.statement).includes(action));
+    allPolicyStatements(template).filter(
+      (s) => s.statement.Effect === 'Allow' && actionsOf(s.statement).includes(action),
+    );
 
   it('lets only the InvokeManagerAgent stage invoke the agent, and only the agent', () => {
     const agent = allowedBy('lambda:InvokeFunction').filter((s) => s.roles.includes(roleOf('InvokeAgent')));
@@ -217,24 +267,38 @@ describe('IAM: least privilege', () => {
     const smRole = logicalId(template, 'AWS::IAM::Role', 'WorkflowStateMachineRole');
     const invoke = allowedBy('lambda:InvokeFunction').filter((s) => s.roles.includes(smRole));
     expect(invoke).toHaveLength(1);
-    expect(resourcesOf(invoke[0]!.statement).map((r) => cfnText(r)).sort()).toEqual(
-      STAGES.map((n) => `{GetAtt:${fnId(n)}.Arn}`).sort(),
+    expect(
+      resourcesOf(invoke[0]!.statement)
+        .map((r) => cfnText(r))
+        .sort(),
+    ).toEqual(STAGES.map((n) => `{GetAtt:${fnId(n)}.Arn}`).sort());
+    const sqs = allPolicyStatements(template).filter(
+      (s) => s.roles.includes(smRole) && actionsOf(s.statement).some((a) => a.startsWith('sqs:')),
     );
-    const sqs = allPolicyStatements(template).filter((s) => s.roles.includes(smRole) && actionsOf(s.statement).some((a) => a.startsWith('sqs:')));
     expect(sqs).toHaveLength(1);
     expect(actionsOf(sqs[0]!.statement)).toEqual(['sqs:SendMessage']);
-    expect(resourcesOf(sqs[0]!.statement).map((r) => cfnText(r))).toEqual([`{GetAtt:${logicalId(template, 'AWS::SQS::Queue', 'FailedDeliveryQueue')}.Arn}`]);
+    expect(resourcesOf(sqs[0]!.statement).map((r) => cfnText(r))).toEqual([
+      `{GetAtt:${logicalId(template, 'AWS::SQS::Queue', 'FailedDeliveryQueue')}.Arn}`,
+    ]);
     // The only other role with SQS access is the redelivery scheduler's (test/infra/redelivery.test.ts).
-    const sqsRoles = allPolicyStatements(template).filter((s) => s.statement.Effect === 'Allow' && actionsOf(s.statement).some((a) => a.startsWith('sqs:')));
-    expect([...new Set(sqsRoles.flatMap((s) => s.roles))].sort()).toEqual([smRole, logicalId(template, 'AWS::IAM::Role', 'RedeliverySchedulerFunctionRole')].sort());
+    const sqsRoles = allPolicyStatements(template).filter(
+      (s) => s.statement.Effect === 'Allow' && actionsOf(s.statement).some((a) => a.startsWith('sqs:')),
+    );
+    expect([...new Set(sqsRoles.flatMap((s) => s.roles))].sort()).toEqual(
+      [smRole, logicalId(template, 'AWS::IAM::Role', 'RedeliverySchedulerFunctionRole')].sort(),
+    );
   });
 
   it('lets only the Export stage put objects, and only under conversation-history/', () => {
-    const s3Allows = allPolicyStatements(template).filter((s) => s.statement.Effect === 'Allow' && actionsOf(s.statement).some((a) => a.startsWith('s3:')));
+    const s3Allows = allPolicyStatements(template).filter(
+      (s) => s.statement.Effect === 'Allow' && actionsOf(s.statement).some((a) => a.startsWith('s3:')),
+    );
     expect(s3Allows).toHaveLength(1);
     expect(s3Allows[0]!.roles).toEqual([roleOf('Export')]);
     expect(actionsOf(s3Allows[0]!.statement)).toEqual(['s3:PutObject']);
-    expect(resourcesOf(s3Allows[0]!.statement).map((r) => cfnText(r))).toEqual([`{GetAtt:${logicalId(template, 'AWS::S3::Bucket', 'Storage')}.Arn}/conversation-history/*`]);
+    expect(resourcesOf(s3Allows[0]!.statement).map((r) => cfnText(r))).toEqual([
+      `{GetAtt:${logicalId(template, 'AWS::S3::Bucket', 'Storage')}.Arn}/conversation-history/*`,
+    ]);
   });
 
   it('lets API Gateway start sync executions of this state machine only', () => {
@@ -245,8 +309,12 @@ describe('IAM: least privilege', () => {
     expect(resourcesOf(start[0]!.statement)).toEqual([{ Ref: stateMachineId() }]);
     // Besides the API, only the redelivery scheduler starts executions, and only of the redelivery workflow.
     const others = allowedBy('states:StartSyncExecution').filter((s) => !s.roles.includes(apiRole));
-    expect(others.map((s) => s.roles)).toEqual([[logicalId(template, 'AWS::IAM::Role', 'RedeliverySchedulerFunctionRole')]]);
-    expect(resourcesOf(others[0]!.statement)).toEqual([{ Ref: logicalId(template, 'AWS::StepFunctions::StateMachine', 'RedeliveryStateMachine') }]);
+    expect(others.map((s) => s.roles)).toEqual([
+      [logicalId(template, 'AWS::IAM::Role', 'RedeliverySchedulerFunctionRole')],
+    ]);
+    expect(resourcesOf(others[0]!.statement)).toEqual([
+      { Ref: logicalId(template, 'AWS::StepFunctions::StateMachine', 'RedeliveryStateMachine') },
+    ]);
   });
 });
 
@@ -255,28 +323,52 @@ describe('storage, queues, logs, outputs', () => {
     const id = logicalId(template, 'AWS::S3::Bucket', 'Storage');
     expect(resources[id]?.DeletionPolicy).toBe('Retain');
     expect(props(id)).toMatchObject({
-      PublicAccessBlockConfiguration: { BlockPublicAcls: true, BlockPublicPolicy: true, IgnorePublicAcls: true, RestrictPublicBuckets: true },
-      BucketEncryption: { ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }] },
+      PublicAccessBlockConfiguration: {
+        BlockPublicAcls: true,
+        BlockPublicPolicy: true,
+        IgnorePublicAcls: true,
+        RestrictPublicBuckets: true,
+      },
+      BucketEncryption: {
+        ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }],
+      },
       VersioningConfiguration: { Status: 'Enabled' },
       LifecycleConfiguration: {
-        Rules: [expect.objectContaining({ Prefix: 'conversation-history/', Status: 'Enabled', Transitions: [{ StorageClass: 'STANDARD_IA', TransitionInDays: 90 }] })],
+        Rules: [
+          expect.objectContaining({
+            Prefix: 'conversation-history/',
+            Status: 'Enabled',
+            Transitions: [{ StorageClass: 'STANDARD_IA', TransitionInDays: 90 }],
+          }),
+        ],
       },
     });
-    expect((props(id).LifecycleConfiguration as { Rules: Record<string, Json>[] }).Rules[0]?.ExpirationInDays).toBeUndefined();
+    expect(
+      (props(id).LifecycleConfiguration as { Rules: Record<string, Json>[] }).Rules[0]?.ExpirationInDays,
+    ).toBeUndefined();
     template.hasResourceProperties('AWS::S3::BucketPolicy', {
-      PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } })]) },
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } }),
+        ]),
+      },
     });
   });
 
   it('has a failed-delivery queue with its own dead-letter queue, both encrypted and TLS-only', () => {
     const queue = logicalId(template, 'AWS::SQS::Queue', 'FailedDeliveryQueue');
     const dlq = logicalId(template, 'AWS::SQS::Queue', 'FailedDeliveryDeadLetterQueue');
-    expect(props(queue)).toMatchObject({ SqsManagedSseEnabled: true, RedrivePolicy: { deadLetterTargetArn: { 'Fn::GetAtt': [dlq, 'Arn'] }, maxReceiveCount: 5 } });
+    expect(props(queue)).toMatchObject({
+      SqsManagedSseEnabled: true,
+      RedrivePolicy: { deadLetterTargetArn: { 'Fn::GetAtt': [dlq, 'Arn'] }, maxReceiveCount: 5 },
+    });
     expect(props(dlq)).toMatchObject({ SqsManagedSseEnabled: true });
     for (const id of [queue, dlq]) {
       template.hasResourceProperties('AWS::SQS::QueuePolicy', {
         Queues: [{ Ref: id }],
-        PolicyDocument: { Statement: [Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } })] },
+        PolicyDocument: {
+          Statement: [Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } })],
+        },
       });
     }
   });
@@ -288,8 +380,10 @@ describe('storage, queues, logs, outputs', () => {
     for (const group of groups) expect(group.Properties.RetentionInDays).toBe(DEFAULT_CONFIG.logRetentionDays);
   });
 
-  it('passes CDK\'s built-in CloudFormation validation (schemas and rules) with no finding', () => {
-    const report = JSON.parse(readFileSync(path.join(synth.outdir, 'validation-report.json'), 'utf8')) as { pluginReports: unknown[] };
+  it("passes CDK's built-in CloudFormation validation (schemas and rules) with no finding", () => {
+    const report = JSON.parse(readFileSync(path.join(synth.outdir, 'validation-report.json'), 'utf8')) as {
+      pluginReports: unknown[];
+    };
     expect(report.pluginReports).toEqual([]);
   });
 

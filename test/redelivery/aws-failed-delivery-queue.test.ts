@@ -10,11 +10,11 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
 import {
   MAX_VISIBILITY_SECONDS,
+  type QueuedEnvelope,
   REDELIVERY_VISIBILITY_SECONDS,
   SqsFailedDeliveryQueue,
-  type QueuedEnvelope,
 } from '../../functions/shared/failed-delivery-queue.ts';
-import { deadEnvelope, DLQ_URL, pendingEnvelope, QUEUE_URL, sqsMessage, T0, workflowMessage } from './aws-fixtures.ts';
+import { DLQ_URL, deadEnvelope, pendingEnvelope, QUEUE_URL, sqsMessage, T0, workflowMessage } from './aws-fixtures.ts';
 
 /** The failed-delivery store's SQS adapter, against aws-sdk-client-mock (no SQS emulator speaks the JSON protocol). */
 const sqsMock = mockClient(SQSClient);
@@ -53,7 +53,13 @@ describe('receive', () => {
     const sentAt = new Date(T0.getTime() - 30_000);
     const item = await receiveOne(workflowMessage(), { sentAt, receiveCount: 2 });
     expect(item).toMatchObject({ converted: true, receiveCount: 2, queueUrl: QUEUE_URL, sentAt });
-    expect(item.envelope).toMatchObject({ version: 1, state: 'pending', scheduled_attempts: 0, webhook_type: 'deal_analysis', created_at: sentAt.toISOString() });
+    expect(item.envelope).toMatchObject({
+      version: 1,
+      state: 'pending',
+      scheduled_attempts: 0,
+      webhook_type: 'deal_analysis',
+      created_at: sentAt.toISOString(),
+    });
     expect(item.envelope.next_due_at).toBe(new Date(sentAt.getTime() + 5_000).toISOString());
     expect(item.envelope.conversation.webhook_context.delivery_status).toBe('retrying');
   });
@@ -61,9 +67,17 @@ describe('receive', () => {
   it("converts the workflow's QueueFailedExport message into an export-only envelope", async () => {
     const sentAt = new Date(T0.getTime() - 30_000);
     const record = workflowMessage().conversation;
-    const item = await receiveOne({ kind: 'failed_export', conversation: record, export_error: { Error: 'ExportError', Cause: 'S3 down' } }, { sentAt });
+    const item = await receiveOne(
+      { kind: 'failed_export', conversation: record, export_error: { Error: 'ExportError', Cause: 'S3 down' } },
+      { sentAt },
+    );
     expect(item).toMatchObject({ converted: true, sentAt });
-    expect(item.envelope).toMatchObject({ owed: 'export', state: 'pending', last_error: 'export: ExportError: S3 down', conversation: record });
+    expect(item.envelope).toMatchObject({
+      owed: 'export',
+      state: 'pending',
+      last_error: 'export: ExportError: S3 down',
+      conversation: record,
+    });
     expect(item.envelope.next_due_at).toBe(new Date(sentAt.getTime() + 5_000).toISOString());
   });
 
@@ -76,7 +90,11 @@ describe('receive', () => {
 
   it('reports poison messages and leaves them alone (the redrive policy dead-letters them)', async () => {
     sqsMock.on(ReceiveMessageCommand).resolvesOnce({
-      Messages: [sqsMessage('not json {', { receiveCount: 4 }), sqsMessage({ hello: 'world' }), sqsMessage(workflowMessage())],
+      Messages: [
+        sqsMessage('not json {', { receiveCount: 4 }),
+        sqsMessage({ hello: 'world' }),
+        sqsMessage(workflowMessage()),
+      ],
     });
     const batch = await queue.receive();
     expect(batch.count).toBe(3);
@@ -99,9 +117,17 @@ describe('storing the next state', () => {
     const sends = sqsMock.commandCalls(SendMessageCommand).map((c) => c.args[0].input);
     expect(sends[0]).toEqual({ QueueUrl: QUEUE_URL, MessageBody: JSON.stringify(soon), DelaySeconds: 300 });
     expect(sends[1]).toMatchObject({ QueueUrl: QUEUE_URL, DelaySeconds: 900 });
-    expect(sqsMock.commandCalls(DeleteMessageCommand)[0]!.args[0].input).toEqual({ QueueUrl: QUEUE_URL, ReceiptHandle: item.receiptHandle });
+    expect(sqsMock.commandCalls(DeleteMessageCommand)[0]!.args[0].input).toEqual({
+      QueueUrl: QUEUE_URL,
+      ReceiptHandle: item.receiptHandle,
+    });
     const order = sqsMock.calls().map((c) => c.args[0].constructor.name);
-    expect(order.slice(1)).toEqual(['SendMessageCommand', 'DeleteMessageCommand', 'SendMessageCommand', 'DeleteMessageCommand']);
+    expect(order.slice(1)).toEqual([
+      'SendMessageCommand',
+      'DeleteMessageCommand',
+      'SendMessageCommand',
+      'DeleteMessageCommand',
+    ]);
   });
 
   it('a due envelope is re-sent without a delay', async () => {
@@ -121,8 +147,14 @@ describe('storing the next state', () => {
     const item = await receiveOne(pendingEnvelope());
     const dead = deadEnvelope();
     await queue.deadLetter(item, dead);
-    expect(sqsMock.commandCalls(SendMessageCommand)[0]!.args[0].input).toEqual({ QueueUrl: DLQ_URL, MessageBody: JSON.stringify(dead) });
-    expect(sqsMock.commandCalls(DeleteMessageCommand)[0]!.args[0].input).toEqual({ QueueUrl: QUEUE_URL, ReceiptHandle: item.receiptHandle });
+    expect(sqsMock.commandCalls(SendMessageCommand)[0]!.args[0].input).toEqual({
+      QueueUrl: DLQ_URL,
+      MessageBody: JSON.stringify(dead),
+    });
+    expect(sqsMock.commandCalls(DeleteMessageCommand)[0]!.args[0].input).toEqual({
+      QueueUrl: QUEUE_URL,
+      ReceiptHandle: item.receiptHandle,
+    });
   });
 
   it('a delivered envelope is deleted', async () => {
@@ -159,16 +191,28 @@ describe('waiting for the due time', () => {
   });
 
   it('a message received often already is re-sent fresh, so waiting never reaches maxReceiveCount', async () => {
-    const item = await receiveOne(pendingEnvelope(undefined, T0, { next_due_at: later(3_600_000).toISOString() }), { receiveCount: 3 });
+    const item = await receiveOne(pendingEnvelope(undefined, T0, { next_due_at: later(3_600_000).toISOString() }), {
+      receiveCount: 3,
+    });
     expect(await queue.wait(item, T0)).toEqual({ action: 'resend', delaySeconds: 900 });
     expect(sqsMock.commandCalls(ChangeMessageVisibilityCommand)).toHaveLength(0);
   });
 
   it('release makes peeked messages visible again, ten per call', async () => {
-    const items = Array.from({ length: 12 }, (_, i) => ({ queueUrl: DLQ_URL, receiptHandle: `rh${i}`, messageId: `m${i}` }));
+    const items = Array.from({ length: 12 }, (_, i) => ({
+      queueUrl: DLQ_URL,
+      receiptHandle: `rh${i}`,
+      messageId: `m${i}`,
+    }));
     await queue.release(items);
     const calls = sqsMock.commandCalls(ChangeMessageVisibilityBatchCommand).map((c) => c.args[0].input);
     expect(calls.map((c) => c.Entries!.length)).toEqual([10, 2]);
-    expect(calls[1]).toEqual({ QueueUrl: DLQ_URL, Entries: [{ Id: '10', ReceiptHandle: 'rh10', VisibilityTimeout: 0 }, { Id: '11', ReceiptHandle: 'rh11', VisibilityTimeout: 0 }] });
+    expect(calls[1]).toEqual({
+      QueueUrl: DLQ_URL,
+      Entries: [
+        { Id: '10', ReceiptHandle: 'rh10', VisibilityTimeout: 0 },
+        { Id: '11', ReceiptHandle: 'rh11', VisibilityTimeout: 0 },
+      ],
+    });
   });
 });

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { folderOf, SEED_REQUEST, startWorld, type TestWorld } from '../support/gateway.ts';
 import { runMain } from '../support/cli.ts';
+import { folderOf, SEED_REQUEST, startWorld, type TestWorld } from '../support/gateway.ts';
 
 /**
  * Failed deliveries locally: the store, the automatic schedule (shortened by REDELIVERY_SCHEDULE, never by
@@ -53,14 +53,22 @@ describe('automatic redelivery on the schedule', () => {
     const record = await world.getJson(`${folderOf(body.conversation_id)}conversation.json`);
     expect(record.conversation.webhook_context.delivery_status).toBe('delivered');
     const attempts = record.conversation.execution.delivery_attempts;
-    expect(attempts.map((a: { outcome: string; via: string }) => `${a.via}:${a.outcome}`)).toEqual(['workflow:retryable', 'schedule:delivered']);
+    expect(attempts.map((a: { outcome: string; via: string }) => `${a.via}:${a.outcome}`)).toEqual([
+      'workflow:retryable',
+      'schedule:delivered',
+    ]);
     expect(attempts.map((a: { attempt: number }) => a.attempt)).toEqual([1, 2]);
     expect(record.conversation.execution.executions).toHaveLength(2);
     expect(record.conversation.execution.executions[1]).toMatch(new RegExp(`^${body.conversation_id}-redelivery-2-`));
 
     const executions = await world.gateway.executions.executions(body.conversation_id);
     expect(executions.map((e) => e.state_machine)).toEqual(['conversation', 'redelivery']);
-    expect(executions[1]!.events.filter((e) => e.type === 'StateEntered').map((e) => e.state)).toEqual(['IsDeliveryOwed', 'Deliver', 'Export', 'Redelivered']);
+    expect(executions[1]!.events.filter((e) => e.type === 'StateEntered').map((e) => e.state)).toEqual([
+      'IsDeliveryOwed',
+      'Deliver',
+      'Export',
+      'Redelivered',
+    ]);
 
     // Nothing left to do: a second sweep does not deliver again.
     await world.gateway.redelivery.runDue();
@@ -72,7 +80,10 @@ describe('automatic redelivery on the schedule', () => {
     const body = await failedConversation(503, 503, 503, 503);
     world.gateway.redelivery.start(25);
     try {
-      await vi.waitFor(async () => expect((await world.gateway.failedDeliveries.get(body.conversation_id))!.state).toBe('delivered'), { timeout: 5000, interval: 20 });
+      await vi.waitFor(
+        async () => expect((await world.gateway.failedDeliveries.get(body.conversation_id))!.state).toBe('delivered'),
+        { timeout: 5000, interval: 20 },
+      );
     } finally {
       await world.gateway.redelivery.stop();
     }
@@ -94,7 +105,12 @@ describe('automatic redelivery on the schedule', () => {
     await makeDue(body.conversation_id);
     await world.gateway.redelivery.runDue();
     envelope = (await world.gateway.failedDeliveries.get(body.conversation_id))!;
-    expect(envelope).toMatchObject({ state: 'dead', dead_reason: 'exhausted', next_due_at: null, scheduled_attempts: 2 });
+    expect(envelope).toMatchObject({
+      state: 'dead',
+      dead_reason: 'exhausted',
+      next_due_at: null,
+      scheduled_attempts: 2,
+    });
     expect(envelope.attempts).toHaveLength(3);
     record = await world.getJson(`${folderOf(body.conversation_id)}conversation.json`);
     expect(record.conversation.webhook_context.delivery_status).toBe('failed');
@@ -112,21 +128,27 @@ describe('automatic redelivery on the schedule', () => {
     expect(wait).toBeLessThanOrEqual(7_200_000);
   });
 
-  it.each([410, 400])('a %i answer dead-letters at once, with no automatic attempts, but a manual redrive still works', async (status) => {
-    const body = await failedConversation(status);
-    expect(body.tracking.delivery_status).toBe('failed');
-    const envelope = (await world.gateway.failedDeliveries.get(body.conversation_id))!;
-    expect(envelope).toMatchObject({ state: 'dead', dead_reason: 'permanent', next_due_at: null });
-    await world.gateway.redelivery.runDue();
-    expect(world.receiver.received).toHaveLength(0);
+  it.each([410, 400])(
+    'a %i answer dead-letters at once, with no automatic attempts, but a manual redrive still works',
+    async (status) => {
+      const body = await failedConversation(status);
+      expect(body.tracking.delivery_status).toBe('failed');
+      const envelope = (await world.gateway.failedDeliveries.get(body.conversation_id))!;
+      expect(envelope).toMatchObject({ state: 'dead', dead_reason: 'permanent', next_due_at: null });
+      await world.gateway.redelivery.runDue();
+      expect(world.receiver.received).toHaveLength(0);
 
-    const result = await world.gateway.redelivery.attempt(body.conversation_id, 'redrive');
-    expect(result.status).toBe('delivered');
-    expect(world.receiver.received).toHaveLength(1);
-    const record = await world.getJson(`${folderOf(body.conversation_id)}conversation.json`);
-    expect(record.conversation.webhook_context.delivery_status).toBe('delivered');
-    expect(record.conversation.execution.delivery_attempts.at(-1)).toMatchObject({ via: 'redrive', outcome: 'delivered' });
-  });
+      const result = await world.gateway.redelivery.attempt(body.conversation_id, 'redrive');
+      expect(result.status).toBe('delivered');
+      expect(world.receiver.received).toHaveLength(1);
+      const record = await world.getJson(`${folderOf(body.conversation_id)}conversation.json`);
+      expect(record.conversation.webhook_context.delivery_status).toBe('delivered');
+      expect(record.conversation.execution.delivery_attempts.at(-1)).toMatchObject({
+        via: 'redrive',
+        outcome: 'delivered',
+      });
+    },
+  );
 });
 
 describe('operator redrive', () => {
@@ -145,7 +167,9 @@ describe('operator redrive', () => {
     const results = await Promise.all([
       world.gateway.redelivery.attempt(body.conversation_id, 'redrive'),
       world.gateway.redelivery.attempt(body.conversation_id, 'redrive'),
-      fetch(`${world.gateway.url}/local/deliveries/${body.conversation_id}/redrive`, { method: 'POST' }).then((r) => r.json() as Promise<{ status: string }>),
+      fetch(`${world.gateway.url}/local/deliveries/${body.conversation_id}/redrive`, { method: 'POST' }).then(
+        (r) => r.json() as Promise<{ status: string }>,
+      ),
     ]);
     expect(results.map((r) => r.status).sort()).toEqual(['already_delivered', 'already_delivered', 'delivered']);
     expect(world.receiver.received).toHaveLength(1);
@@ -163,7 +187,10 @@ describe('operator redrive', () => {
   });
 
   it('an unknown conversation id answers not found', async () => {
-    const res = await fetch(`${world.gateway.url}/local/deliveries/webhook_20250813_103045_testing_phase3valid_nothere/redrive`, { method: 'POST' });
+    const res = await fetch(
+      `${world.gateway.url}/local/deliveries/webhook_20250813_103045_testing_phase3valid_nothere/redrive`,
+      { method: 'POST' },
+    );
     expect(res.status).toBe(404);
     expect(((await res.json()) as { status: string }).status).toBe('not_found');
   });
@@ -176,7 +203,9 @@ describe('webhook-gateway deliveries (CLI against the running gateway)', () => {
     const body = await failedConversation(410);
     const result = await cli(['deliveries', 'list']);
     expect(result.code).toBe(0);
-    expect(result.stdout.split('\n')[0]).toMatch(/^conversation_id\s+type\s+attempts\s+last_error\s+age\s+state\s+next_due$/);
+    expect(result.stdout.split('\n')[0]).toMatch(
+      /^conversation_id\s+type\s+attempts\s+last_error\s+age\s+state\s+next_due$/,
+    );
     const line = result.stdout.split('\n').find((l) => l.startsWith(body.conversation_id))!;
     expect(line).toMatch(/deal_analysis\s+1\s+HTTP 410: nope\s+\d+s\s+dead \(permanent\)/);
   });
@@ -219,9 +248,14 @@ describe('webhook-gateway deliveries (CLI against the running gateway)', () => {
 
   it('redrive without a running gateway says how to start it', async () => {
     const body = await failedConversation(400);
-    const result = await runMain(['deliveries', 'redrive', body.conversation_id], { LOCAL_DATA_DIR: world.dataDir, GATEWAY_URL: 'http://127.0.0.1:9' });
+    const result = await runMain(['deliveries', 'redrive', body.conversation_id], {
+      LOCAL_DATA_DIR: world.dataDir,
+      GATEWAY_URL: 'http://127.0.0.1:9',
+    });
     expect(result.code).toBe(1);
-    expect(result.stderr).toMatch(/the local gateway is not running at http:\/\/127\.0\.0\.1:9: start it with "npm start"/);
+    expect(result.stderr).toMatch(
+      /the local gateway is not running at http:\/\/127\.0\.0\.1:9: start it with "npm start"/,
+    );
   });
 
   it('conversations show lists the original execution and each redelivery', async () => {
@@ -229,7 +263,9 @@ describe('webhook-gateway deliveries (CLI against the running gateway)', () => {
     await world.gateway.redelivery.attempt(body.conversation_id, 'redrive');
     const result = await cli(['conversations', 'show', body.conversation_id]);
     expect(result.stdout).toMatch(/execution \S+ \(conversation\) SUCCEEDED/);
-    expect(result.stdout).toMatch(new RegExp(`execution ${body.conversation_id}-redelivery-2-\\w+ \\(redelivery\\) SUCCEEDED`));
+    expect(result.stdout).toMatch(
+      new RegExp(`execution ${body.conversation_id}-redelivery-2-\\w+ \\(redelivery\\) SUCCEEDED`),
+    );
     expect(result.stdout).toMatch(/attempt 1 .* permanent HTTP 400/);
     expect(result.stdout).toMatch(/attempt 2 .* delivered HTTP 200/);
     expect(result.stdout).toMatch(/path: IsDeliveryOwed → Deliver → Export → Redelivered/);

@@ -52,13 +52,31 @@ describe('statemachine/conversation.asl.json', () => {
       const state = definition.States[name];
       name = state.Type === 'Choice' ? state.Default : state.Next;
     }
-    expect(path).toEqual(['Validate', 'IsRequestValid', 'InvokeManagerAgent', 'Classify', 'Deliver', 'Export', 'Completed']);
+    expect(path).toEqual([
+      'Validate',
+      'IsRequestValid',
+      'InvokeManagerAgent',
+      'Classify',
+      'Deliver',
+      'Export',
+      'Completed',
+    ]);
     expect(definition.States.Completed.Type).toBe('Succeed');
   });
 
   it('every Lambda task retries the recommended Lambda service errors (2 s, backoff 2)', () => {
-    const lambdaTasks = Object.entries<any>(definition.States).filter(([, s]) => s.Type === 'Task' && s.Resource.startsWith('arn:aws:lambda:'));
-    expect(lambdaTasks.map(([n]) => n).sort()).toEqual(['Classify', 'CloseWithoutExport', 'Deliver', 'Export', 'ExportFailedConversation', 'InvokeManagerAgent', 'Validate']);
+    const lambdaTasks = Object.entries<any>(definition.States).filter(
+      ([, s]) => s.Type === 'Task' && s.Resource.startsWith('arn:aws:lambda:'),
+    );
+    expect(lambdaTasks.map(([n]) => n).sort()).toEqual([
+      'Classify',
+      'CloseWithoutExport',
+      'Deliver',
+      'Export',
+      'ExportFailedConversation',
+      'InvokeManagerAgent',
+      'Validate',
+    ]);
     for (const [, state] of lambdaTasks) {
       const retrier = state.Retry.find((r: any) => r.ErrorEquals.includes('Lambda.ServiceException'));
       expect(retrier.ErrorEquals).toEqual(LAMBDA_SERVICE_ERRORS);
@@ -72,19 +90,28 @@ describe('statemachine/conversation.asl.json', () => {
     expect(retrier).toMatchObject({ BackoffRate: 2, JitterStrategy: 'FULL' });
     expect(retrier.MaxAttempts).toBeGreaterThanOrEqual(3);
     let waits = 0;
-    for (let i = 0; i < retrier.MaxAttempts; i++) waits += Math.min(retrier.IntervalSeconds * retrier.BackoffRate ** i, retrier.MaxDelaySeconds);
+    for (let i = 0; i < retrier.MaxAttempts; i++)
+      waits += Math.min(retrier.IntervalSeconds * retrier.BackoffRate ** i, retrier.MaxDelaySeconds);
     const attemptTimeoutSeconds = 3; // DEFAULT_DELIVERY_TIMEOUT_MS
     const worstCase = waits + (retrier.MaxAttempts + 1) * attemptTimeoutSeconds;
     expect(worstCase).toBeLessThanOrEqual(20);
     // Deliver stops retrying itself when the caller's deadline leaves no room for the longest wait (MAX_RETRY_WAIT_MS).
     expect(retrier.MaxDelaySeconds * 1000).toBe(MAX_RETRY_WAIT_MS);
     expect(retrier.ErrorEquals).not.toContain('DeliveryDeferredError');
-    expect(deliver.Catch).toEqual([{ ErrorEquals: ['States.ALL'], ResultPath: '$.delivery_error', Next: 'QueueFailedDelivery' }]);
-    expect(definition.States.QueueFailedDelivery).toMatchObject({ Resource: 'arn:aws:states:::sqs:sendMessage', Next: 'Export' });
+    expect(deliver.Catch).toEqual([
+      { ErrorEquals: ['States.ALL'], ResultPath: '$.delivery_error', Next: 'QueueFailedDelivery' },
+    ]);
+    expect(definition.States.QueueFailedDelivery).toMatchObject({
+      Resource: 'arn:aws:states:::sqs:sendMessage',
+      Next: 'Export',
+    });
   });
 
   it('an agent failure is exported, then fails with AgentError; an invalid request fails with ValidationError, a bad signature with SignatureError', () => {
-    expect(definition.States.InvokeManagerAgent.Catch[0]).toMatchObject({ ErrorEquals: ['States.ALL'], Next: 'ExportFailedConversation' });
+    expect(definition.States.InvokeManagerAgent.Catch[0]).toMatchObject({
+      ErrorEquals: ['States.ALL'],
+      Next: 'ExportFailedConversation',
+    });
     expect(definition.States.ExportFailedConversation.Next).toBe('AgentFailed');
     expect(definition.States.AgentFailed).toMatchObject({ Type: 'Fail', Error: 'AgentError' });
     expect(definition.States.IsRequestValid.Choices).toEqual([
@@ -94,14 +121,28 @@ describe('statemachine/conversation.asl.json', () => {
       { Variable: '$.valid', BooleanEquals: false, Next: 'RejectRequest' },
     ]);
     expect(definition.States.ReplayFirstResponse).toMatchObject({ Type: 'Succeed', OutputPath: '$.response' });
-    expect(definition.States.RejectConcurrentDuplicate).toMatchObject({ Type: 'Fail', Error: 'IdempotencyConflict', CausePath: '$.rejection' });
-    expect(definition.States.RejectRequest).toMatchObject({ Type: 'Fail', Error: 'ValidationError', CausePath: '$.rejection' });
-    expect(definition.States.RejectSignature).toMatchObject({ Type: 'Fail', Error: 'SignatureError', CausePath: '$.rejection' });
+    expect(definition.States.RejectConcurrentDuplicate).toMatchObject({
+      Type: 'Fail',
+      Error: 'IdempotencyConflict',
+      CausePath: '$.rejection',
+    });
+    expect(definition.States.RejectRequest).toMatchObject({
+      Type: 'Fail',
+      Error: 'ValidationError',
+      CausePath: '$.rejection',
+    });
+    expect(definition.States.RejectSignature).toMatchObject({
+      Type: 'Fail',
+      Error: 'SignatureError',
+      CausePath: '$.rejection',
+    });
   });
 
   it('a failed export (either Export state) is answered without S3 and queued, unless a failed delivery already is', () => {
     for (const name of ['Export', 'ExportFailedConversation']) {
-      expect(definition.States[name].Catch).toEqual([{ ErrorEquals: ['States.ALL'], ResultPath: '$.export_error', Next: 'CloseWithoutExport' }]);
+      expect(definition.States[name].Catch).toEqual([
+        { ErrorEquals: ['States.ALL'], ResultPath: '$.export_error', Next: 'CloseWithoutExport' },
+      ]);
     }
     expect(definition.States.CloseWithoutExport).toMatchObject({
       Type: 'Task',
@@ -116,7 +157,10 @@ describe('statemachine/conversation.asl.json', () => {
     expect(queued.Choices[0].Or.map((c: any) => c.StringEquals).sort()).toEqual(['failed', 'retrying']);
     expect(definition.States.QueueFailedExport).toMatchObject({
       Resource: 'arn:aws:states:::sqs:sendMessage',
-      Parameters: { QueueUrl: SUBSTITUTIONS.FailedDeliveryQueueUrl, MessageBody: { kind: 'failed_export', 'conversation.$': '$.conversation', 'export_error.$': '$.export_error' } },
+      Parameters: {
+        QueueUrl: SUBSTITUTIONS.FailedDeliveryQueueUrl,
+        MessageBody: { kind: 'failed_export', 'conversation.$': '$.conversation', 'export_error.$': '$.export_error' },
+      },
       ResultPath: null,
       Next: 'AnswerWithoutExport',
     });

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
 import { PROJECT_ROOT } from '../../local/paths.ts';
 
@@ -13,7 +13,10 @@ export interface CliResult {
 /** Run the real `webhook-gateway` command (as `npx webhook-gateway` would) and collect its output. */
 export function runCli(args: string[], env: Record<string, string | undefined> = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [BIN, ...args], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
@@ -24,9 +27,14 @@ export function runCli(args: string[], env: Record<string, string | undefined> =
 }
 
 /** Start `webhook-gateway start` and wait until it prints its URL. */
-export function startCli(env: Record<string, string | undefined>): Promise<{ child: ChildProcess; url: string; output: () => string }> {
+export function startCli(
+  env: Record<string, string | undefined>,
+): Promise<{ child: ChildProcess; url: string; output: () => string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, 'start'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [BIN, 'start'], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let output = '';
     const timer = setTimeout(() => reject(new Error(`gateway did not start:\n${output}`)), 20_000);
     const onData = (d: Buffer) => {
@@ -55,8 +63,12 @@ export async function runMain(args: string[], env: Record<string, string | undef
   const { main } = await import('../../local/cli.ts');
   let stdout = '';
   let stderr = '';
-  const out = vi.spyOn(process.stdout, 'write').mockImplementation(((chunk: unknown) => ((stdout += String(chunk)), true)) as never);
-  const err = vi.spyOn(process.stderr, 'write').mockImplementation(((chunk: unknown) => ((stderr += String(chunk)), true)) as never);
+  const out = vi
+    .spyOn(process.stdout, 'write')
+    .mockImplementation(((chunk: unknown) => ((stdout += String(chunk)), true)) as never);
+  const err = vi
+    .spyOn(process.stderr, 'write')
+    .mockImplementation(((chunk: unknown) => ((stderr += String(chunk)), true)) as never);
   const previous = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
   for (const [k, v] of Object.entries(env)) {
     if (v === undefined) delete process.env[k];

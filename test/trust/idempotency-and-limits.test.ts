@@ -3,7 +3,9 @@ import { folderOf, SEED_REQUEST, startWorld, type TestWorld } from '../support/g
 
 let world: TestWorld;
 beforeAll(async () => {
-  world = await startWorld({ RATE_LIMITS: JSON.stringify({ limited_source: { rateLimit: 1, burstLimit: 2, quotaPerDay: 1000 } }) });
+  world = await startWorld({
+    RATE_LIMITS: JSON.stringify({ limited_source: { rateLimit: 1, burstLimit: 2, quotaPerDay: 1000 } }),
+  });
 });
 afterAll(async () => {
   await world?.close();
@@ -40,8 +42,14 @@ describe('Idempotency-Key: a retried request gets the first answer, not a second
 
   it('a retry that re-stamps its timestamp or reorders its metadata is still the same request', async () => {
     const k = key();
-    const first = await world.post({ ...SEED_REQUEST, metadata: { a: 1, b: { c: 2, d: 3 } } }, { 'idempotency-key': k });
-    const again = await world.post({ ...SEED_REQUEST, timestamp: '2025-08-13T10:31:50Z', metadata: { b: { d: 3, c: 2 }, a: 1 } }, { 'idempotency-key': k });
+    const first = await world.post(
+      { ...SEED_REQUEST, metadata: { a: 1, b: { c: 2, d: 3 } } },
+      { 'idempotency-key': k },
+    );
+    const again = await world.post(
+      { ...SEED_REQUEST, timestamp: '2025-08-13T10:31:50Z', metadata: { b: { d: 3, c: 2 }, a: 1 } },
+      { 'idempotency-key': k },
+    );
     expect(again.status).toBe(200);
     expect(again.body.conversation_id).toBe(first.body.conversation_id);
     expect(world.agent.invocations).toHaveLength(1);
@@ -60,7 +68,11 @@ describe('Idempotency-Key: a retried request gets the first answer, not a second
     expect(other.status).toBe(400);
     expect(other.body).toMatchObject({
       success: false,
-      error: { code: 'IDEMPOTENCY_KEY_REUSED', message: expect.stringMatching(/already used .* for a different request/), conversation_id: first.body.conversation_id },
+      error: {
+        code: 'IDEMPOTENCY_KEY_REUSED',
+        message: expect.stringMatching(/already used .* for a different request/),
+        conversation_id: first.body.conversation_id,
+      },
     });
     expect(world.agent.invocations).toHaveLength(1);
     expect(world.receiver.received).toHaveLength(1);
@@ -72,7 +84,10 @@ describe('Idempotency-Key: a retried request gets the first answer, not a second
   it('two concurrent duplicates produce one conversation (the other gets 409 or the same answer)', async () => {
     world.agent.behave((req) => ({ delayMs: 200, payload: { response: `Answer to: ${String(req.query)}` } }));
     const k = key();
-    const [a, b] = await Promise.all([world.post(SEED_REQUEST, { 'idempotency-key': k }), world.post(SEED_REQUEST, { 'idempotency-key': k })]);
+    const [a, b] = await Promise.all([
+      world.post(SEED_REQUEST, { 'idempotency-key': k }),
+      world.post(SEED_REQUEST, { 'idempotency-key': k }),
+    ]);
     expect(world.agent.invocations).toHaveLength(1);
     expect(world.receiver.received).toHaveLength(1);
     const statuses = [a.status, b.status].sort();
@@ -106,7 +121,9 @@ describe('Idempotency-Key: a retried request gets the first answer, not a second
   it('an unusable key is a 400 naming the header', async () => {
     const res = await world.post(SEED_REQUEST, { 'idempotency-key': 'x'.repeat(300) });
     expect(res.status).toBe(400);
-    expect(res.body.error.details).toEqual([{ field: 'Idempotency-Key', message: expect.stringMatching(/1 to 255 visible ASCII/) }]);
+    expect(res.body.error.details).toEqual([
+      { field: 'Idempotency-Key', message: expect.stringMatching(/1 to 255 visible ASCII/) },
+    ]);
   });
 
   it('without a key, identical requests are separate conversations', async () => {

@@ -17,7 +17,11 @@ describe('RateLimiter (token bucket + daily quota)', () => {
     const limiter = new RateLimiter({ a: { rateLimit: 100, burstLimit: 100, quotaPerDay: 2 } }, () => now);
     limiter.take('a');
     limiter.take('a');
-    expect(limiter.take('a')).toMatchObject({ allowed: false, retryAfterSeconds: 60, reason: 'daily quota of 2 requests used' });
+    expect(limiter.take('a')).toMatchObject({
+      allowed: false,
+      retryAfterSeconds: 60,
+      reason: 'daily quota of 2 requests used',
+    });
     now += 61_000;
     expect(limiter.take('a').allowed).toBe(true);
   });
@@ -43,7 +47,9 @@ describe('RateLimiter (token bucket + daily quota)', () => {
 
   it('parses and checks the configuration', () => {
     expect(parseRateLimits(undefined)).toEqual({});
-    expect(parseRateLimits('{"a":{"rateLimit":1,"burstLimit":2,"quotaPerDay":3}}')).toEqual({ a: { rateLimit: 1, burstLimit: 2, quotaPerDay: 3 } });
+    expect(parseRateLimits('{"a":{"rateLimit":1,"burstLimit":2,"quotaPerDay":3}}')).toEqual({
+      a: { rateLimit: 1, burstLimit: 2, quotaPerDay: 3 },
+    });
     expect(() => parseRateLimits('{"a":{"rateLimit":0,"burstLimit":2}}')).toThrow(/RATE_LIMITS.a/);
     expect(() => parseRateLimits('nope')).toThrow(/must be JSON/);
   });

@@ -1,11 +1,11 @@
-import { readFile, readdir } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { signOutbound } from '../../functions/domain/signatures.ts';
-import { captureJsonLines } from '../support/log-capture.ts';
 import { runMain } from '../support/cli.ts';
 import { folderOf, SEED_REQUEST, startWorld, type TestWorld } from '../support/gateway.ts';
+import { captureJsonLines } from '../support/log-capture.ts';
 
 const secret = (seed: string) => `whsec_${Buffer.from(seed.padEnd(32, seed)).toString('base64')}`;
 const CURRENT = secret('current-secret');
@@ -47,7 +47,8 @@ describe('inbound Standard Webhooks verification over the raw body', () => {
 
   it('several signatures in one header: any match is enough', async () => {
     const headers = signed(body);
-    headers['webhook-signature'] = `v1,${Buffer.from('x'.repeat(32)).toString('base64')} ${headers['webhook-signature']}`;
+    headers['webhook-signature'] =
+      `v1,${Buffer.from('x'.repeat(32)).toString('base64')} ${headers['webhook-signature']}`;
     expect((await world.post(body, headers)).status).toBe(200);
   });
 
@@ -61,29 +62,54 @@ describe('inbound Standard Webhooks verification over the raw body', () => {
   const BAD: [string, () => Record<string, string>, RegExp][] = [
     ['missing signature headers', () => ({}), /missing webhook-id, webhook-timestamp, webhook-signature headers/],
     ['a wrong secret', () => signed(body, secret('attacker')), /no signature matches/],
-    ['a stale timestamp (10 minutes old)', () => signed(body, CURRENT, new Date(Date.now() - 600_000)), /outside the 5-minute tolerance/],
-    ['a timestamp from the future', () => signed(body, CURRENT, new Date(Date.now() + 600_000)), /outside the 5-minute tolerance/],
-    ['a signature for another body', () => signed(JSON.stringify({ ...SEED_REQUEST, query: 'other' })), /no signature matches/],
-    ['a timestamp that is not Unix seconds', () => ({ ...signed(body), 'webhook-timestamp': '2025-08-13T10:30:45Z' }), /whole seconds since the Unix epoch/],
-    ['a signature that is not v1,<base64>', () => ({ ...signed(body), 'webhook-signature': 'sha256=abc' }), /no signature matches/],
+    [
+      'a stale timestamp (10 minutes old)',
+      () => signed(body, CURRENT, new Date(Date.now() - 600_000)),
+      /outside the 5-minute tolerance/,
+    ],
+    [
+      'a timestamp from the future',
+      () => signed(body, CURRENT, new Date(Date.now() + 600_000)),
+      /outside the 5-minute tolerance/,
+    ],
+    [
+      'a signature for another body',
+      () => signed(JSON.stringify({ ...SEED_REQUEST, query: 'other' })),
+      /no signature matches/,
+    ],
+    [
+      'a timestamp that is not Unix seconds',
+      () => ({ ...signed(body), 'webhook-timestamp': '2025-08-13T10:30:45Z' }),
+      /whole seconds since the Unix epoch/,
+    ],
+    [
+      'a signature that is not v1,<base64>',
+      () => ({ ...signed(body), 'webhook-signature': 'sha256=abc' }),
+      /no signature matches/,
+    ],
   ];
-  it.each(BAD)('%s → 401 INVALID_SIGNATURE, no agent call, no export, a log line and a metric', async (_name, headers, reason) => {
-    const before = (await world.listKeys()).length;
-    const capture = captureJsonLines();
-    let res;
-    try {
-      res = await world.post(body, headers());
-    } finally {
-      capture.restore();
-    }
-    expect(res.status).toBe(401);
-    expect(res.body).toMatchObject({ success: false, error: { code: 'INVALID_SIGNATURE' } });
-    expect(res.body.error.message).toMatch(reason);
-    expect(world.agent.invocations).toHaveLength(0);
-    expect((await world.listKeys()).length).toBe(before);
-    expect(capture.lines.some((l) => l.event_type === 'WEBHOOK_REQUEST_REJECTED' && l.code === 'INVALID_SIGNATURE')).toBe(true);
-    expect(capture.metrics().some((m) => m['Webhook.signature_rejected'] === 1)).toBe(true);
-  });
+  it.each(BAD)(
+    '%s → 401 INVALID_SIGNATURE, no agent call, no export, a log line and a metric',
+    async (_name, headers, reason) => {
+      const before = (await world.listKeys()).length;
+      const capture = captureJsonLines();
+      let res;
+      try {
+        res = await world.post(body, headers());
+      } finally {
+        capture.restore();
+      }
+      expect(res.status).toBe(401);
+      expect(res.body).toMatchObject({ success: false, error: { code: 'INVALID_SIGNATURE' } });
+      expect(res.body.error.message).toMatch(reason);
+      expect(world.agent.invocations).toHaveLength(0);
+      expect((await world.listKeys()).length).toBe(before);
+      expect(
+        capture.lines.some((l) => l.event_type === 'WEBHOOK_REQUEST_REJECTED' && l.code === 'INVALID_SIGNATURE'),
+      ).toBe(true);
+      expect(capture.metrics().some((m) => m['Webhook.signature_rejected'] === 1)).toBe(true);
+    },
+  );
 
   it('a source without a secret may send unsigned requests unless REQUIRE_SIGNED_WEBHOOKS=true', async () => {
     const other = JSON.stringify({ ...SEED_REQUEST, source_system: 'scheduler' });
@@ -103,7 +129,9 @@ describe('webhook-gateway sign (what the README shows a sender)', () => {
     expect(signedBy.code).toBe(0);
     const args = signedBy.stdout.trim().split(' ');
     expect(args.filter((a) => a === '-H')).toHaveLength(3);
-    const headers = Object.fromEntries(args.filter((a) => a !== '-H').map((h) => [h.slice(0, h.indexOf(':')), h.slice(h.indexOf(':') + 1)]));
+    const headers = Object.fromEntries(
+      args.filter((a) => a !== '-H').map((h) => [h.slice(0, h.indexOf(':')), h.slice(h.indexOf(':') + 1)]),
+    );
     expect(Object.keys(headers)).toEqual(['webhook-id', 'webhook-timestamp', 'webhook-signature']);
     expect((await world.post(body, headers)).status).toBe(200);
   });
@@ -185,11 +213,20 @@ describe('secrets and signatures stay out of logs, exports and execution history
     const secrets = [CURRENT, PREVIOUS, DEAL_SECRET].flatMap((s) => [s, s.slice(6)]);
     const signatures = [headers['webhook-signature']!.slice(3), deliveredSignature.slice(3)];
     const logs = JSON.stringify(capture.lines);
-    const exports = await Promise.all((await world.listKeys(folderOf(res.body.conversation_id))).map((k) => world.getText(k)));
+    const exports = await Promise.all(
+      (await world.listKeys(folderOf(res.body.conversation_id))).map((k) => world.getText(k)),
+    );
     const historyDir = path.join(world.gateway.executions.dir, res.body.conversation_id);
-    const history = await Promise.all((await readdir(historyDir)).map((f) => readFile(path.join(historyDir, f), 'utf8')));
-    for (const [where, text] of [['logs', logs], ['exports', exports.join('\n')], ['history', history.join('\n')]] as const) {
-      for (const needle of [...secrets, ...signatures]) expect(text.includes(needle), `${where} contains ${needle.slice(0, 12)}…`).toBe(false);
+    const history = await Promise.all(
+      (await readdir(historyDir)).map((f) => readFile(path.join(historyDir, f), 'utf8')),
+    );
+    for (const [where, text] of [
+      ['logs', logs],
+      ['exports', exports.join('\n')],
+      ['history', history.join('\n')],
+    ] as const) {
+      for (const needle of [...secrets, ...signatures])
+        expect(text.includes(needle), `${where} contains ${needle.slice(0, 12)}…`).toBe(false);
     }
     expect(history.join('\n')).toContain('"webhook-signature":"[redacted]"');
   });

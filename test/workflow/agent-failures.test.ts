@@ -17,14 +17,20 @@ async function expectExportedAsFailed(conversationId: string, error: string | Re
   const record = await world.getJson(`${folderOf(conversationId)}conversation.json`);
   expect(record.conversation.execution.status).toBe('failed');
   expect(record.conversation.webhook_context.delivery_status).toBe('not_attempted');
-  expect(record.conversation.execution.errors[0]).toMatchObject({ stage: 'InvokeManagerAgent', error: typeof error === 'string' ? error : expect.stringMatching(error) });
+  expect(record.conversation.execution.errors[0]).toMatchObject({
+    stage: 'InvokeManagerAgent',
+    error: typeof error === 'string' ? error : expect.stringMatching(error),
+  });
   const summary = JSON.parse(await world.getText(`${folderOf(conversationId)}summary.json`));
   expect(summary.status).toBe('failed');
 }
 
 describe('InvokeManagerAgent failures → 502 AGENT_ERROR, conversation exported as failed, nothing delivered', () => {
   it('FunctionError from the agent', async () => {
-    world.agent.behave(() => ({ functionError: 'Unhandled', payload: { errorType: 'KeyError', errorMessage: "'opportunities'" } }));
+    world.agent.behave(() => ({
+      functionError: 'Unhandled',
+      payload: { errorType: 'KeyError', errorMessage: "'opportunities'" },
+    }));
     const res = await world.post(SEED_REQUEST);
     expect(res.status).toBe(502);
     expect(res.body.success).toBe(false);
@@ -37,7 +43,11 @@ describe('InvokeManagerAgent failures → 502 AGENT_ERROR, conversation exported
     const [execution] = await world.gateway.executions.executions(id);
     expect(execution).toMatchObject({ status: 'FAILED', error: 'AgentError' });
     expect(execution!.events.filter((e) => e.type === 'StateEntered').map((e) => e.state)).toEqual([
-      'Validate', 'IsRequestValid', 'InvokeManagerAgent', 'ExportFailedConversation', 'AgentFailed',
+      'Validate',
+      'IsRequestValid',
+      'InvokeManagerAgent',
+      'ExportFailedConversation',
+      'AgentFailed',
     ]);
   });
 
@@ -83,7 +93,9 @@ describe('InvokeManagerAgent failures → 502 AGENT_ERROR, conversation exported
     const largest = { ...SEED_REQUEST, query: '€'.repeat(20_000), metadata: { notes: 'm'.repeat(16_000) } };
     const res = await world.post(largest);
     expect(res.status).toBe(502);
-    expect(res.body.error.message).toMatch(/which makes this conversation \d+ bytes, more than the 237568 a workflow state can carry/);
+    expect(res.body.error.message).toMatch(
+      /which makes this conversation \d+ bytes, more than the 237568 a workflow state can carry/,
+    );
     await expectExportedAsFailed(res.body.error.conversation_id, 'AgentInvocationError');
     // The same answer to the seed's short question fits.
     expect((await world.post(SEED_REQUEST)).status).toBe(200);

@@ -24,7 +24,9 @@ describe('Deliver: Retry on transient failures, Catch to the failed-delivery sto
     expect(world.receiver.received.map((r) => r.status)).toEqual([500, 200]);
     const ids = new Set(world.receiver.received.map((r) => r.headers['webhook-id']));
     expect([...ids]).toEqual([res.body.tracking.delivery_id]);
-    expect((await stateEvents(res.body.conversation_id, 'Deliver')).filter((e) => e.type === 'StateRetried')).toHaveLength(1);
+    expect(
+      (await stateEvents(res.body.conversation_id, 'Deliver')).filter((e) => e.type === 'StateRetried'),
+    ).toHaveLength(1);
     const record = await world.getJson(`${folderOf(res.body.conversation_id)}conversation.json`);
     expect(record.conversation.webhook_context.delivery_status).toBe('delivered');
     expect(await world.gateway.failedDeliveries.get(res.body.conversation_id)).toBeNull();
@@ -44,7 +46,9 @@ describe('Deliver: Retry on transient failures, Catch to the failed-delivery sto
     expect(res.body.success).toBe(true);
     expect(res.body.tracking.delivery_status).toBe('failed');
     expect(world.receiver.received).toHaveLength(1);
-    expect((await stateEvents(res.body.conversation_id, 'Deliver')).filter((e) => e.type === 'StateRetried')).toHaveLength(0);
+    expect(
+      (await stateEvents(res.body.conversation_id, 'Deliver')).filter((e) => e.type === 'StateRetried'),
+    ).toHaveLength(0);
 
     const envelope = await world.gateway.failedDeliveries.get(res.body.conversation_id);
     expect(envelope).toMatchObject({
@@ -60,10 +64,19 @@ describe('Deliver: Retry on transient failures, Catch to the failed-delivery sto
     expect(envelope!.conversation.conversation.turns.map((t) => t.role)).toEqual(['user', 'assistant']);
 
     const record = await world.getJson(`${folderOf(res.body.conversation_id)}conversation.json`);
-    expect(record.conversation.webhook_context).toMatchObject({ delivery_status: 'failed', delivery_target: world.receiver.urlFor('deal_analysis') });
+    expect(record.conversation.webhook_context).toMatchObject({
+      delivery_status: 'failed',
+      delivery_target: world.receiver.urlFor('deal_analysis'),
+    });
     expect(record.conversation.execution.status).toBe('completed');
-    expect(record.conversation.execution.delivery_attempts.at(-1)).toMatchObject({ status_code: 400, outcome: 'permanent' });
-    expect(record.conversation.execution.errors.at(-1)).toMatchObject({ stage: 'Deliver', error: 'DeliveryPermanentError' });
+    expect(record.conversation.execution.delivery_attempts.at(-1)).toMatchObject({
+      status_code: 400,
+      outcome: 'permanent',
+    });
+    expect(record.conversation.execution.errors.at(-1)).toMatchObject({
+      stage: 'Deliver',
+      error: 'DeliveryPermanentError',
+    });
   });
 
   it('receiver always 503 → three retries, then stored as pending for the long schedule (status retrying)', async () => {
@@ -80,23 +93,30 @@ describe('Deliver: Retry on transient failures, Catch to the failed-delivery sto
   it('receiver unreachable → retried, stored, exported as retrying with the network error', async () => {
     const closed = await import('node:net').then(({ createServer }) => {
       const s = createServer();
-      return new Promise<number>((resolve) => s.listen(0, '127.0.0.1', () => {
-        const port = (s.address() as { port: number }).port;
-        s.close(() => resolve(port));
-      }));
+      return new Promise<number>((resolve) =>
+        s.listen(0, '127.0.0.1', () => {
+          const port = (s.address() as { port: number }).port;
+          s.close(() => resolve(port));
+        }),
+      );
     });
     process.env.DEAL_ANALYSIS_WEBHOOK_URL = `http://127.0.0.1:${closed}/down`;
     try {
       const res = await world.post(SEED_REQUEST);
       expect(res.status).toBe(200);
       expect(res.body.tracking.delivery_status).toBe('retrying');
-      expect((await stateEvents(res.body.conversation_id, 'Deliver')).filter((e) => e.type === 'StateRetried')).toHaveLength(3);
+      expect(
+        (await stateEvents(res.body.conversation_id, 'Deliver')).filter((e) => e.type === 'StateRetried'),
+      ).toHaveLength(3);
       const envelope = await world.gateway.failedDeliveries.get(res.body.conversation_id);
       expect(envelope).toMatchObject({ state: 'pending', target: `http://127.0.0.1:${closed}/down` });
       expect(envelope!.last_error).toMatch(/network error: ECONNREFUSED/);
       const record = await world.getJson(`${folderOf(res.body.conversation_id)}conversation.json`);
       expect(record.conversation.webhook_context.delivery_status).toBe('retrying');
-      expect(record.conversation.execution.delivery_attempts.at(-1)).toMatchObject({ outcome: 'retryable', via: 'workflow' });
+      expect(record.conversation.execution.delivery_attempts.at(-1)).toMatchObject({
+        outcome: 'retryable',
+        via: 'workflow',
+      });
     } finally {
       process.env.DEAL_ANALYSIS_WEBHOOK_URL = world.receiver.urlFor('deal_analysis');
     }
@@ -134,7 +154,11 @@ describe('Deliver: Retry on transient failures, Catch to the failed-delivery sto
       const id = res.body.conversation_id as string;
       expect((await stateEvents(id, 'Deliver')).filter((e) => e.type === 'StateRetried')).toHaveLength(0);
       const envelope = (await world.gateway.failedDeliveries.get(id))!;
-      expect(envelope).toMatchObject({ state: 'pending', attempts: [], target: world.receiver.urlFor('deal_analysis') });
+      expect(envelope).toMatchObject({
+        state: 'pending',
+        attempts: [],
+        target: world.receiver.urlFor('deal_analysis'),
+      });
       expect(envelope.last_error).toMatch(/^deferred: no time left for a delivery attempt within 800 ms/);
       const exported = await world.getJson(`${folderOf(id)}conversation.json`);
       expect(exported.conversation.webhook_context.delivery_status).toBe('retrying');
@@ -143,12 +167,16 @@ describe('Deliver: Retry on transient failures, Catch to the failed-delivery sto
       expect((await world.gateway.redelivery.attempt(id, 'redrive')).status).toBe('delivered');
       expect(world.receiver.received).toHaveLength(1);
       const after = await world.getJson(`${folderOf(id)}conversation.json`);
-      expect(after.conversation.execution.delivery_attempts).toMatchObject([{ attempt: 1, outcome: 'delivered', via: 'redrive' }]);
+      expect(after.conversation.execution.delivery_attempts).toMatchObject([
+        { attempt: 1, outcome: 'delivered', via: 'redrive' },
+      ]);
     });
 
     it("a slow receiver: the attempt's timeout is cut to the time left, and what remains goes to the schedule", async () => {
       world.receiver.reply({ status: 200, delayMs: 3000 });
-      const res = await withEnv({ RESPONSE_DEADLINE_MS: '1500', DELIVERY_TIMEOUT_MS: '5000' }, () => world.post(SEED_REQUEST));
+      const res = await withEnv({ RESPONSE_DEADLINE_MS: '1500', DELIVERY_TIMEOUT_MS: '5000' }, () =>
+        world.post(SEED_REQUEST),
+      );
       expect(res.status).toBe(200);
       expect(res.body.tracking.delivery_status).toBe('retrying');
       const envelope = (await world.gateway.failedDeliveries.get(res.body.conversation_id))!;

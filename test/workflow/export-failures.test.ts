@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { EXPORT_DEFERRED_EVENT, EXPORT_DEFERRED_METRIC } from '../../functions/domain/observability.ts';
 import { runMain } from '../support/cli.ts';
-import { captureJsonLines } from '../support/log-capture.ts';
 import { folderOf, SEED_REQUEST, startWorld, type TestWorld } from '../support/gateway.ts';
+import { captureJsonLines } from '../support/log-capture.ts';
 
 /**
  * S3 refuses the export (here: the bucket does not exist) through Export's retries. The conversation still ends
@@ -50,12 +50,28 @@ describe('S3 refuses the export at the end of a conversation', () => {
     expect(await world.listKeys(folderOf(id))).toEqual([]);
 
     expect(await statePath(id)).toEqual([
-      'Validate', 'IsRequestValid', 'InvokeManagerAgent', 'Classify', 'Deliver', 'Export',
-      'CloseWithoutExport', 'IsRedeliveryQueued', 'QueueFailedExport', 'AnswerWithoutExport', 'Completed',
+      'Validate',
+      'IsRequestValid',
+      'InvokeManagerAgent',
+      'Classify',
+      'Deliver',
+      'Export',
+      'CloseWithoutExport',
+      'IsRedeliveryQueued',
+      'QueueFailedExport',
+      'AnswerWithoutExport',
+      'Completed',
     ]);
     const envelope = (await world.gateway.failedDeliveries.get(id))!;
-    expect(envelope).toMatchObject({ owed: 'export', state: 'pending', conversation_id: id, delivery_id: res.body.tracking.delivery_id });
-    expect(envelope.last_error).toMatch(/^export: ExportError: writing s3:\/\/bucket-that-does-not-exist\/.*NoSuchBucket/);
+    expect(envelope).toMatchObject({
+      owed: 'export',
+      state: 'pending',
+      conversation_id: id,
+      delivery_id: res.body.tracking.delivery_id,
+    });
+    expect(envelope.last_error).toMatch(
+      /^export: ExportError: writing s3:\/\/bucket-that-does-not-exist\/.*NoSuchBucket/,
+    );
     expect(envelope.conversation.execution).toMatchObject({ status: 'completed' });
     expect(envelope.conversation.execution.completed_at).not.toBeNull();
     expect(envelope.conversation.webhook_context.delivery_status).toBe('delivered');
@@ -107,7 +123,12 @@ describe('S3 refuses the export at the end of a conversation', () => {
     process.env.CONVERSATION_EXPORT_S3_BUCKET = 'bucket-that-does-not-exist';
     const refused = (await world.gateway.redelivery.runDue()).find((r) => r.conversation_id === id);
     expect(refused).toMatchObject({ status: 'failed' });
-    expect(await statePath(id, 1)).toEqual(['IsDeliveryOwed', 'Export', 'CloseWithoutExport', 'RedeliveredWithoutExport']);
+    expect(await statePath(id, 1)).toEqual([
+      'IsDeliveryOwed',
+      'Export',
+      'CloseWithoutExport',
+      'RedeliveredWithoutExport',
+    ]);
     const waiting = (await world.gateway.failedDeliveries.get(id))!;
     expect(waiting).toMatchObject({ state: 'pending', owed: 'export', scheduled_attempts: 1 });
     expect(Date.parse(waiting.next_due_at!)).toBeGreaterThan(Date.now() + 3_000_000); // the second slot: 1 h
@@ -121,14 +142,24 @@ describe('S3 refuses the export at the end of a conversation', () => {
   });
 
   it('agent failure → still 502 AGENT_ERROR, the failed record queued for export', async () => {
-    world.agent.behave(() => ({ functionError: 'Unhandled', payload: { errorType: 'KeyError', errorMessage: "'opportunities'" } }));
+    world.agent.behave(() => ({
+      functionError: 'Unhandled',
+      payload: { errorType: 'KeyError', errorMessage: "'opportunities'" },
+    }));
     const { res } = await postWhileS3Refuses();
     expect(res.status).toBe(502);
     expect(res.body.error.code).toBe('AGENT_ERROR');
     const id = res.body.error.conversation_id as string;
     expect(await statePath(id)).toEqual([
-      'Validate', 'IsRequestValid', 'InvokeManagerAgent', 'ExportFailedConversation',
-      'CloseWithoutExport', 'IsRedeliveryQueued', 'QueueFailedExport', 'AnswerWithoutExport', 'AgentFailed',
+      'Validate',
+      'IsRequestValid',
+      'InvokeManagerAgent',
+      'ExportFailedConversation',
+      'CloseWithoutExport',
+      'IsRedeliveryQueued',
+      'QueueFailedExport',
+      'AnswerWithoutExport',
+      'AgentFailed',
     ]);
     const envelope = (await world.gateway.failedDeliveries.get(id))!;
     expect(envelope).toMatchObject({ owed: 'export', state: 'pending' });
@@ -149,8 +180,17 @@ describe('S3 refuses the export at the end of a conversation', () => {
     expect(res.body.tracking.delivery_status).toBe('retrying');
     const id = res.body.conversation_id as string;
     expect(await statePath(id)).toEqual([
-      'Validate', 'IsRequestValid', 'InvokeManagerAgent', 'Classify', 'Deliver', 'QueueFailedDelivery', 'Export',
-      'CloseWithoutExport', 'IsRedeliveryQueued', 'AnswerWithoutExport', 'Completed',
+      'Validate',
+      'IsRequestValid',
+      'InvokeManagerAgent',
+      'Classify',
+      'Deliver',
+      'QueueFailedDelivery',
+      'Export',
+      'CloseWithoutExport',
+      'IsRedeliveryQueued',
+      'AnswerWithoutExport',
+      'Completed',
     ]);
     const envelope = (await world.gateway.failedDeliveries.get(id))!;
     expect(envelope.owed).toBeUndefined();
@@ -159,7 +199,9 @@ describe('S3 refuses the export at the end of a conversation', () => {
     world.receiver.reset();
     expect((await world.gateway.redelivery.attempt(id, 'redrive')).status).toBe('delivered');
     expect(world.receiver.received).toHaveLength(1);
-    expect((await world.getJson(`${folderOf(id)}conversation.json`)).conversation.webhook_context.delivery_status).toBe('delivered');
+    expect((await world.getJson(`${folderOf(id)}conversation.json`)).conversation.webhook_context.delivery_status).toBe(
+      'delivered',
+    );
   });
 
   it('S3 refuses during a redelivery → delivered once, the envelope then owes only the export, and the next run writes it', async () => {
@@ -173,7 +215,13 @@ describe('S3 refuses the export at the end of a conversation', () => {
     const first = await world.gateway.redelivery.attempt(id, 'redrive');
     process.env.CONVERSATION_EXPORT_S3_BUCKET = world.gateway.bucket;
     expect(first.status).toBe('failed');
-    expect(await statePath(id, 1)).toEqual(['IsDeliveryOwed', 'Deliver', 'Export', 'CloseWithoutExport', 'RedeliveredWithoutExport']);
+    expect(await statePath(id, 1)).toEqual([
+      'IsDeliveryOwed',
+      'Deliver',
+      'Export',
+      'CloseWithoutExport',
+      'RedeliveredWithoutExport',
+    ]);
     expect(world.receiver.received).toHaveLength(1);
     const owing = (await world.gateway.failedDeliveries.get(id))!;
     expect(owing).toMatchObject({ state: 'pending', owed: 'export' });
@@ -185,6 +233,9 @@ describe('S3 refuses the export at the end of a conversation', () => {
     expect(world.receiver.received).toHaveLength(1);
     const exported = await world.getJson(`${folderOf(id)}conversation.json`);
     expect(exported.conversation.webhook_context.delivery_status).toBe('delivered');
-    expect(exported.conversation.execution.delivery_attempts.map((a: { outcome: string }) => a.outcome)).toEqual(['retryable', 'delivered']);
+    expect(exported.conversation.execution.delivery_attempts.map((a: { outcome: string }) => a.outcome)).toEqual([
+      'retryable',
+      'delivered',
+    ]);
   });
 });

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EVENT_TYPES, METRIC_NAMES } from '../../functions/shared/events.ts';
-import { captureJsonLines } from '../support/log-capture.ts';
 import { folderOf, SEED_REQUEST, startWorld, type TestWorld } from '../support/gateway.ts';
+import { captureJsonLines } from '../support/log-capture.ts';
 
 let world: TestWorld;
 beforeAll(async () => {
@@ -34,10 +34,17 @@ describe('a conversation through the local engine, the real handlers, s3rver and
     const delivery = world.receiver.received[0]!;
     expect(delivery.path).toBe(`/hooks/${type}`);
     expect(delivery.headers['webhook-id']).toBe(res.body.tracking.delivery_id);
-    expect(delivery.body).toMatchObject({ conversation_id: id, delivery_id: res.body.tracking.delivery_id, webhook_type: type, query });
+    expect(delivery.body).toMatchObject({
+      conversation_id: id,
+      delivery_id: res.body.tracking.delivery_id,
+      webhook_type: type,
+      query,
+    });
 
     const keys = await world.listKeys(folderOf(id));
-    expect(keys).toEqual(['analysis.json', 'conversation.json', 'metadata.json', 'summary.json'].map((f) => `${folderOf(id)}${f}`));
+    expect(keys).toEqual(
+      ['analysis.json', 'conversation.json', 'metadata.json', 'summary.json'].map((f) => `${folderOf(id)}${f}`),
+    );
   });
 
   it('passes the query to the manager agent named by MANAGER_AGENT_FUNCTION_NAME', async () => {
@@ -47,7 +54,11 @@ describe('a conversation through the local engine, the real handlers, s3rver and
     expect(world.agent.invocations).toHaveLength(1);
     expect(world.agent.invocations[0]).toMatchObject({
       functionName: 'test-manager-agent',
-      request: { query: SEED_REQUEST.query, conversation_id: res.body.conversation_id, source_system: 'testing_system' },
+      request: {
+        query: SEED_REQUEST.query,
+        conversation_id: res.body.conversation_id,
+        source_system: 'testing_system',
+      },
     });
   });
 
@@ -65,7 +76,11 @@ describe('a conversation through the local engine, the real handlers, s3rver and
     expect(folder).toBe(`conversation-history/${today}/${id}/`);
 
     const conversation = await world.getJson(`${folder}conversation.json`);
-    expect(conversation.export_metadata).toMatchObject({ format: 'webhook_structured_json', version: '1.0', channel: 'webhook' });
+    expect(conversation.export_metadata).toMatchObject({
+      format: 'webhook_structured_json',
+      version: '1.0',
+      channel: 'webhook',
+    });
     expect(conversation.conversation.webhook_context).toMatchObject({
       source_system: 'testing_system',
       source_process: 'phase3_validation',
@@ -74,21 +89,37 @@ describe('a conversation through the local engine, the real handlers, s3rver and
       delivery_id: res.body.tracking.delivery_id,
     });
     expect(conversation.conversation.metadata).toMatchObject({ conversation_id: id, custom: { crm_account: 'acme' } });
-    expect(conversation.conversation.conversation.turns.map((t: { role: string }) => t.role)).toEqual(['user', 'assistant']);
+    expect(conversation.conversation.conversation.turns.map((t: { role: string }) => t.role)).toEqual([
+      'user',
+      'assistant',
+    ]);
     expect(conversation.conversation.execution).toMatchObject({ status: 'completed' });
     expect(conversation.conversation.execution.delivery_attempts).toHaveLength(1);
     expect(conversation.conversation.execution.timings.total_ms).toBeGreaterThanOrEqual(0);
 
     const metadata = await world.getJson(`${folder}metadata.json`);
-    expect(metadata.metadata).toMatchObject({ conversation_id: id, webhook_type: 'deal_analysis', delivery_status: 'delivered' });
+    expect(metadata.metadata).toMatchObject({
+      conversation_id: id,
+      webhook_type: 'deal_analysis',
+      delivery_status: 'delivered',
+    });
     expect(metadata.conversation).toBeUndefined();
 
     const summary = await world.getText(`${folder}summary.json`);
     expect(summary.trim().split('\n')).toHaveLength(1);
-    expect(JSON.parse(summary)).toMatchObject({ conversation_id: id, webhook_type: 'deal_analysis', delivery_status: 'delivered' });
+    expect(JSON.parse(summary)).toMatchObject({
+      conversation_id: id,
+      webhook_type: 'deal_analysis',
+      delivery_status: 'delivered',
+    });
 
     const analysis = await world.getJson(`${folder}analysis.json`);
-    expect(analysis).toMatchObject({ conversation_id: id, webhook_type: 'deal_analysis', query: SEED_REQUEST.query, delivery_attempt_count: 1 });
+    expect(analysis).toMatchObject({
+      conversation_id: id,
+      webhook_type: 'deal_analysis',
+      query: SEED_REQUEST.query,
+      delivery_attempt_count: 1,
+    });
     for (const value of Object.values(analysis)) expect(typeof value === 'object' && value !== null).toBe(false);
   });
 
@@ -103,17 +134,29 @@ describe('a conversation through the local engine, the real handlers, s3rver and
     } finally {
       capture.restore();
     }
-    const seen = new Set([...capture.events(ok.body.conversation_id), ...capture.events(failedDelivery.body.conversation_id)].map((e) => e.event_type));
+    const seen = new Set(
+      [...capture.events(ok.body.conversation_id), ...capture.events(failedDelivery.body.conversation_id)].map(
+        (e) => e.event_type,
+      ),
+    );
     expect([...seen].sort()).toEqual([...EVENT_TYPES].sort());
-    const completed = capture.events(ok.body.conversation_id).find((e) => e.event_type === 'WEBHOOK_CONVERSATION_COMPLETED')!;
+    const completed = capture
+      .events(ok.body.conversation_id)
+      .find((e) => e.event_type === 'WEBHOOK_CONVERSATION_COMPLETED')!;
     expect(completed).toMatchObject({
       conversation_id: ok.body.conversation_id,
       delivery_status: 'delivered',
       webhook_type: 'deal_analysis',
-      webhook_metadata: { source_system: 'testing_system', source_process: 'phase3_validation', webhook_type: 'deal_analysis' },
+      webhook_metadata: {
+        source_system: 'testing_system',
+        source_process: 'phase3_validation',
+        webhook_type: 'deal_analysis',
+      },
     });
     expect(typeof completed.total_time_ms).toBe('number');
-    const metricNames = new Set(capture.metrics().flatMap((m) => m._aws.CloudWatchMetrics.flatMap((d: any) => d.Metrics.map((x: any) => x.Name))));
+    const metricNames = new Set(
+      capture.metrics().flatMap((m) => m._aws.CloudWatchMetrics.flatMap((d: any) => d.Metrics.map((x: any) => x.Name))),
+    );
     expect([...metricNames].sort()).toEqual(Object.values(METRIC_NAMES).sort());
     for (const m of capture.metrics()) expect(m._aws.CloudWatchMetrics[0].Namespace).toBe('RevOps/WebhookGateway');
   });
@@ -123,7 +166,15 @@ describe('a conversation through the local engine, the real handlers, s3rver and
     const executions = await world.gateway.executions.executions(res.body.conversation_id);
     expect(executions).toHaveLength(1);
     const entered = executions[0]!.events.filter((e) => e.type === 'StateEntered').map((e) => e.state);
-    expect(entered).toEqual(['Validate', 'IsRequestValid', 'InvokeManagerAgent', 'Classify', 'Deliver', 'Export', 'Completed']);
+    expect(entered).toEqual([
+      'Validate',
+      'IsRequestValid',
+      'InvokeManagerAgent',
+      'Classify',
+      'Deliver',
+      'Export',
+      'Completed',
+    ]);
   });
 
   it('ENABLE_CONVERSATION_EXPORT=false still answers but writes nothing', async () => {

@@ -23,7 +23,9 @@
       if (!response.ok && response.status !== 404) throw new Error(`HTTP ${response.status}`);
       const text = await response.text();
       const open = new Set([...content.querySelectorAll('details[open][data-file]')].map((d) => d.dataset.file));
-      const closed = new Set([...content.querySelectorAll('details:not([open])[data-file]')].map((d) => d.dataset.file));
+      const closed = new Set(
+        [...content.querySelectorAll('details:not([open])[data-file]')].map((d) => d.dataset.file),
+      );
       content.innerHTML = text;
       for (const d of content.querySelectorAll('details[data-file]')) {
         if (open.has(d.dataset.file)) d.open = true;
@@ -65,8 +67,16 @@
       const response = await fetch(`/local/deliveries/${encodeURIComponent(id)}/redrive`, { method: 'POST' });
       const result = await response.json();
       const status = result.status || (result.error && result.error.code) || `HTTP ${response.status}`;
-      const detail = result.status === 'failed' ? ` — ${(result.envelope && result.envelope.last_error) || ''}` : result.error ? ` — ${result.error.message || result.error}` : '';
-      say(`Redrive of ${id}: ${status}${result.execution_name ? ` (execution ${result.execution_name})` : ''}${detail}`, status === 'delivered' || status === 'already_delivered' ? 'ok' : 'bad');
+      const detail =
+        result.status === 'failed'
+          ? ` — ${(result.envelope && result.envelope.last_error) || ''}`
+          : result.error
+            ? ` — ${result.error.message || result.error}`
+            : '';
+      say(
+        `Redrive of ${id}: ${status}${result.execution_name ? ` (execution ${result.execution_name})` : ''}${detail}`,
+        status === 'delivered' || status === 'already_delivered' ? 'ok' : 'bad',
+      );
     } catch (error) {
       say(`Redrive of ${id} failed: ${error.message}`, 'bad');
     }

@@ -11,7 +11,9 @@ import { WebhookGatewayStack } from '../../../infra/webhook-gateway-stack.ts';
 
 /** The context `npx cdk synth` uses (cdk.json), so tests synthesize what the CLI synthesizes. */
 export function cdkJsonContext(): Record<string, unknown> {
-  const cdkJson = JSON.parse(readFileSync(path.join(PROJECT_ROOT, 'cdk.json'), 'utf8')) as { context: Record<string, unknown> };
+  const cdkJson = JSON.parse(readFileSync(path.join(PROJECT_ROOT, 'cdk.json'), 'utf8')) as {
+    context: Record<string, unknown>;
+  };
   return cdkJson.context;
 }
 
@@ -25,7 +27,10 @@ export const DELIVERY_URL_CONTEXT = {
 
 /** The optional features switched on: per-source API keys and usage plans, the alarm topic with an e-mail. */
 export const OPTIONAL_FEATURES_CONTEXT = {
-  sourceRateLimits: { testing_system: { rateLimit: 10, burstLimit: 20, quotaPerDay: 10_000 }, 'crm.sync-2': { rateLimit: 2.5, burstLimit: 5 } },
+  sourceRateLimits: {
+    testing_system: { rateLimit: 10, burstLimit: 20, quotaPerDay: 10_000 },
+    'crm.sync-2': { rateLimit: 2.5, burstLimit: 5 },
+  },
   alarmEmail: 'revops-oncall@example.com',
 } as const;
 
@@ -65,7 +70,8 @@ export interface SynthOptions {
 export function synthesize(options: SynthOptions = {}): Synthesized {
   process.env.CDK_DOCKER = '/bin/false';
   // No credentials either (test/setup.ts sets fake ones for the other suites; this file's worker drops them).
-  for (const name of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_PROFILE']) delete process.env[name];
+  for (const name of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_PROFILE'])
+    delete process.env[name];
   const parent = path.join(PROJECT_ROOT, 'node_modules', '.cache', 'webhook-gateway-infra-test');
   mkdirSync(parent, { recursive: true });
   const outdir = mkdtempSync(path.join(parent, 'cdk.out-'));
@@ -82,7 +88,15 @@ export function synthesize(options: SynthOptions = {}): Synthesized {
   const checks = options.checks ? addAwsSolutionsChecks(app) : undefined;
   const assembly = app.synth();
   const template = Template.fromJSON(assembly.getStackByName(stack.stackName).template as Record<string, unknown>);
-  return { app, stack, template, assembly, outdir, checks, cleanup: () => rmSync(outdir, { recursive: true, force: true }) };
+  return {
+    app,
+    stack,
+    template,
+    assembly,
+    outdir,
+    checks,
+    cleanup: () => rmSync(outdir, { recursive: true, force: true }),
+  };
 }
 
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
@@ -133,15 +147,20 @@ export function allPolicyStatements(template: Template): PolicyStatementAt[] {
   for (const [id, resource] of Object.entries(resources)) {
     const props = resource.Properties ?? {};
     const documents: Json[] = [];
-    if (['AWS::IAM::Policy', 'AWS::IAM::ManagedPolicy', 'AWS::S3::BucketPolicy', 'AWS::SQS::QueuePolicy'].includes(resource.Type)) {
+    if (
+      ['AWS::IAM::Policy', 'AWS::IAM::ManagedPolicy', 'AWS::S3::BucketPolicy', 'AWS::SQS::QueuePolicy'].includes(
+        resource.Type,
+      )
+    ) {
       documents.push(props.PolicyDocument ?? null);
     }
     if (resource.Type === 'AWS::IAM::Role') {
-      for (const inline of (props.Policies as Json[] | undefined) ?? []) documents.push((inline as Record<string, Json>).PolicyDocument ?? null);
+      for (const inline of (props.Policies as Json[] | undefined) ?? [])
+        documents.push((inline as Record<string, Json>).PolicyDocument ?? null);
     }
     const roles = ((props.Roles as Json[] | undefined) ?? []).map((r) => String((r as { Ref: string }).Ref));
     for (const document of documents) {
-      for (const statement of ((document as { Statement?: Statement[] } | null)?.Statement ?? [])) {
+      for (const statement of (document as { Statement?: Statement[] } | null)?.Statement ?? []) {
         out.push({ holder: id, holderType: resource.Type, roles, statement });
       }
     }
@@ -152,6 +171,7 @@ export function allPolicyStatements(template: Template): PolicyStatementAt[] {
 /** Logical id of the only resource of `type` whose id starts with `prefix`. */
 export function logicalId(template: Template, type: string, prefix: string): string {
   const ids = Object.keys(template.findResources(type)).filter((id) => id.startsWith(prefix));
-  if (ids.length !== 1) throw new Error(`expected one ${type} starting with ${prefix}, found ${ids.join(', ') || 'none'}`);
+  if (ids.length !== 1)
+    throw new Error(`expected one ${type} starting with ${prefix}, found ${ids.join(', ') || 'none'}`);
   return ids[0] as string;
 }

@@ -31,7 +31,8 @@ export function escapeJavaScript(value: unknown): string {
 const javaMethods = [
   {
     uid: 'java-string-length',
-    match: ({ property, context }: { property: string; context: unknown }) => property === 'length' && typeof context === 'string',
+    match: ({ property, context }: { property: string; context: unknown }) =>
+      property === 'length' && typeof context === 'string',
     resolve: ({ context }: { context: string }) => context.length,
   },
   {
@@ -43,7 +44,8 @@ const javaMethods = [
   },
   {
     uid: 'java-replace-all',
-    match: ({ property, context }: { property: string; context: unknown }) => property === 'replaceAll' && typeof context === 'string',
+    match: ({ property, context }: { property: string; context: unknown }) =>
+      property === 'replaceAll' && typeof context === 'string',
     resolve: ({ context, params }: { context: string; params: unknown[] }) =>
       context.replace(new RegExp(String(params[0]), 'g'), () => String(params[1])),
   },
@@ -114,6 +116,10 @@ export function renderRequest(template: string, request: RequestContext): Render
 /** Render an integration response template for one integration (Step Functions) response body. */
 export function renderResponse(template: string, integrationResponse: unknown): Rendered {
   const text = JSON.stringify(integrationResponse);
-  const input = { body: text, params: () => ({ header: {}, path: {}, querystring: {} }), path: (p: string) => jsonPath(integrationResponse, p) };
+  const input = {
+    body: text,
+    params: () => ({ header: {}, path: {}, querystring: {} }),
+    path: (p: string) => jsonPath(integrationResponse, p),
+  };
   return renderWith(template, input, { body: text });
 }
