@@ -9,7 +9,7 @@ import { WEBHOOK_TYPES } from '../functions/domain/conversation.ts';
 import { DELIVERY_URL_VARIABLES } from '../functions/domain/delivery.ts';
 import type { ExecutionInput } from '../functions/domain/gateway-contract.ts';
 import { pickForwardedHeaders } from '../functions/domain/gateway-contract.ts';
-import { LocalWorkflow } from '../local/engine.ts';
+import type { LocalWorkflow } from '../local/engine.ts';
 import { localWorkflow } from '../local/local-workflows.ts';
 import { sampleAgentAnswer } from '../local/sample-agent.ts';
 import { captureHandlerLogs } from './support/log-capture.ts';

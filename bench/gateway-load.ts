@@ -4,6 +4,7 @@
  * process (bench/load-client.ts), with an instant agent and receiver served from this (otherwise idle) process.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import type { Dirent } from 'node:fs';
 import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -135,7 +136,7 @@ async function startServer(
 
 async function duBytes(dir: string): Promise<number> {
   let total = 0;
-  let entries;
+  let entries: Dirent[];
   try {
     entries = await readdir(dir, { withFileTypes: true });
   } catch {

@@ -20,6 +20,7 @@ import {
 import { type ConversationSummary, recordOf, summarize } from './conversations.ts';
 import type { ExecutionRecord } from './engine.ts';
 import { ExecutionStore } from './execution-store.ts';
+import type { ExportBucket } from './export-bucket.ts';
 import type { SearchHit } from './export-search.ts';
 import { LocalFailedDeliveryStore } from './failed-delivery-store.ts';
 import { formatTable } from './table.ts';
@@ -279,7 +280,7 @@ export async function conversationsSearch(args: string[], mode: { listing?: bool
     './export-bucket.ts'
   );
   const { searchExport } = await import('./export-search.ts');
-  let bucket;
+  let bucket: ExportBucket;
   let awsKeys: (() => Promise<string[]>) | null = null;
   const stackName = values.stack ?? DEFAULT_STACK_NAME;
   if (values.aws) {

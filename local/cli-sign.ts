@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { signOutbound } from '../functions/domain/signatures.ts';
+import { type SignedHeaders, signOutbound } from '../functions/domain/signatures.ts';
 import { CliError } from './cli-deliveries.ts';
 
 /**
@@ -25,7 +25,7 @@ export async function sign(args: string[]): Promise<number> {
   if ((values.data === undefined) === (values.file === undefined))
     throw new CliError('sign needs exactly one of --data JSON or --file PATH (the exact body you will send)');
   const body = values.data ?? (await readFile(values.file!, 'utf8'));
-  let headers;
+  let headers: SignedHeaders;
   try {
     headers = signOutbound(secret, values.id ?? `msg_${randomUUID()}`, new Date(), body);
   } catch (error) {

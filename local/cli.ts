@@ -2,7 +2,8 @@ import path from 'node:path';
 import { WEBHOOK_TYPES } from '../functions/domain/conversation.ts';
 import { DELIVERY_URL_VARIABLES } from '../functions/domain/delivery.ts';
 import { conversationsList, conversationsSearch, conversationsShow } from './cli-conversations.ts';
-import { resolveOptions } from './config.ts';
+import { type GatewayOptions, resolveOptions } from './config.ts';
+import type { RunningGateway } from './gateway.ts';
 
 export const USAGE = `Usage: webhook-gateway <command>
 
@@ -38,14 +39,14 @@ function out(text: string): void {
 async function start(): Promise<number> {
   const { startGateway } = await import('./gateway.ts');
   const { divertHandlerLogs } = await import('./log-sink.ts');
-  let options;
+  let options: GatewayOptions;
   try {
     options = resolveOptions();
   } catch (error) {
     throw new CliError((error as Error).message);
   }
   const logFile = divertHandlerLogs(options.dataDir);
-  let gateway;
+  let gateway: RunningGateway;
   try {
     gateway = await startGateway({
       ...options,

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { connect } from 'node:net';
 import path from 'node:path';
-import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, ListObjectsV2Command, type ListObjectsV2CommandOutput, S3Client } from '@aws-sdk/client-s3';
 import { EXPORT_PREFIX } from '../functions/domain/export-formats.ts';
 import { DEFAULT_BUCKET } from './config.ts';
 import { type EmbeddedS3, startEmbeddedS3 } from './embedded-s3.ts';
@@ -105,7 +105,7 @@ export async function listConversationKeys(b: ExportBucket): Promise<string[]> {
   const keys: string[] = [];
   let token: string | undefined;
   do {
-    let page;
+    let page: ListObjectsV2CommandOutput;
     try {
       page = await b.client.send(
         new ListObjectsV2Command({ Bucket: b.bucket, Prefix: `${EXPORT_PREFIX}/`, ContinuationToken: token }),

@@ -14,7 +14,7 @@ export function divertHandlerLogs(dataDir: string): string {
     const write = stream.write.bind(stream) as (chunk: unknown, ...rest: unknown[]) => boolean;
     stream.write = ((chunk: unknown, ...rest: unknown[]) => {
       const text = typeof chunk === 'string' ? chunk : Buffer.isBuffer(chunk) ? chunk.toString('utf8') : null;
-      if (text !== null && text.startsWith('{"') && (text.includes('"level":') || text.includes('"_aws":'))) {
+      if (text?.startsWith('{"') && (text.includes('"level":') || text.includes('"_aws":'))) {
         appendFileSync(file, text.endsWith('\n') ? text : `${text}\n`);
         return true;
       }

@@ -110,7 +110,9 @@ export class LocalRedelivery {
     if (pollMs <= 0 || this.timer) return;
     this.timer = setInterval(() => {
       this.runDue()
-        .then((results) => results.forEach((r) => onResult?.(r)))
+        .then((results) => {
+          for (const r of results) onResult?.(r);
+        })
         .catch((error: Error) => console.error(`webhook-gateway: redelivery sweep failed: ${error.message}`));
     }, pollMs);
     this.timer.unref();

@@ -25,7 +25,7 @@ export function captureHandlerLogs(keepSamples = 0): LogCapture {
     const write = original.bind(stream) as (chunk: unknown, ...rest: unknown[]) => boolean;
     stream.write = ((chunk: unknown, ...rest: unknown[]) => {
       const text = typeof chunk === 'string' ? chunk : Buffer.isBuffer(chunk) ? chunk.toString('utf8') : null;
-      if (text !== null && text.startsWith('{"')) {
+      if (text?.startsWith('{"')) {
         const isEmf = text.startsWith('{"_aws"');
         const isLog = text.includes('"level":');
         if (isEmf || isLog) {

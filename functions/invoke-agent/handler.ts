@@ -1,4 +1,4 @@
-import { InvokeCommand } from '@aws-sdk/client-lambda';
+import { InvokeCommand, type InvokeCommandOutput } from '@aws-sdk/client-lambda';
 import type { ConversationState } from '../domain/conversation.ts';
 import { userQuery } from '../domain/conversation.ts';
 import { AgentInvocationError, AgentTimeoutError } from '../domain/errors.ts';
@@ -37,7 +37,7 @@ export const handler = stageHandler(
     };
     logEvent('WEBHOOK_MANAGER_AGENT_INVOKED', record, { function_name: functionName });
     const started = performance.now();
-    let out;
+    let out: InvokeCommandOutput;
     try {
       out = await lambda.send(new InvokeCommand({ FunctionName: functionName, Payload: JSON.stringify(request) }), {
         abortSignal: AbortSignal.timeout(timeoutMs),

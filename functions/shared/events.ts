@@ -1,5 +1,5 @@
 import type { ConversationRecord } from '../domain/conversation.ts';
-import { type EventType, METRIC_NAMES } from '../domain/observability.ts';
+import type { EventType, METRIC_NAMES } from '../domain/observability.ts';
 import { logger, MetricUnit, metrics } from './powertools.ts';
 
 export { EVENT_TYPES, type EventType, METRIC_NAMES } from '../domain/observability.ts';

@@ -49,8 +49,14 @@ beforeEach(() => {
   logs.reset();
   stdout = '';
   stderr = '';
-  vi.spyOn(process.stdout, 'write').mockImplementation(((c: string) => ((stdout += c), true)) as never);
-  vi.spyOn(process.stderr, 'write').mockImplementation(((c: string) => ((stderr += c), true)) as never);
+  vi.spyOn(process.stdout, 'write').mockImplementation(((c: string) => {
+    stdout += c;
+    return true;
+  }) as never);
+  vi.spyOn(process.stderr, 'write').mockImplementation(((c: string) => {
+    stderr += c;
+    return true;
+  }) as never);
   cfn.on(DescribeStacksCommand).resolves({
     Stacks: [
       {
@@ -123,7 +129,7 @@ describe('conversations --aws', () => {
     expect(stdout).toContain(`conversation ${ID}`);
     expect(stdout).toContain(`s3://prod-exports/${FOLDER}`);
     expect(stdout).toMatch(/execution req-1 \(ConversationWorkflow\) SUCCEEDED/);
-    expect(stdout).toMatch(/Deliver\s+\+11 ms\s+1029 ms\s+1  succeeded/);
+    expect(stdout).toMatch(/Deliver\s+\+11 ms\s+1029 ms\s+1 {2}succeeded/);
     expect(stdout).toMatch(/path: Validate → Deliver/);
     const first = logs.commandCalls(StartQueryCommand)[0]!.args[0].input;
     expect(first.queryString).toContain(`filter @message like "${ID}"`);

@@ -65,12 +65,14 @@ afterAll(async () => {
 async function inProcess(args: string[]): Promise<CliResult> {
   let stdout = '';
   let stderr = '';
-  const out = vi
-    .spyOn(process.stdout, 'write')
-    .mockImplementation(((chunk: unknown) => ((stdout += String(chunk)), true)) as never);
-  const err = vi
-    .spyOn(process.stderr, 'write')
-    .mockImplementation(((chunk: unknown) => ((stderr += String(chunk)), true)) as never);
+  const out = vi.spyOn(process.stdout, 'write').mockImplementation(((chunk: unknown) => {
+    stdout += String(chunk);
+    return true;
+  }) as never);
+  const err = vi.spyOn(process.stderr, 'write').mockImplementation(((chunk: unknown) => {
+    stderr += String(chunk);
+    return true;
+  }) as never);
   const previous = process.env.LOCAL_DATA_DIR;
   process.env.LOCAL_DATA_DIR = env.LOCAL_DATA_DIR;
   try {
@@ -155,9 +157,8 @@ describe('conversations list filters', () => {
     const checked: [CliResult, [string[], RegExp]][] = [];
     for (const c of cases) checked.push([await inProcess(['conversations', ...c[0]]), c]);
     const viaBin = [cases[0]!, cases[3]!];
-    (await Promise.all(viaBin.map(([args]) => runCli(['conversations', ...args], env)))).forEach((r, i) =>
-      checked.push([r, viaBin[i]!]),
-    );
+    const results = await Promise.all(viaBin.map(([args]) => runCli(['conversations', ...args], env)));
+    for (const [i, r] of results.entries()) checked.push([r, viaBin[i]!]);
     for (const [result, [args, message]] of checked) {
       expect(result.code, `${args.join(' ')}: ${result.stderr}`).toBe(1);
       expect(result.stderr, args.join(' ')).toMatch(message);

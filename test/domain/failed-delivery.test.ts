@@ -143,14 +143,17 @@ describe("a deferred delivery (no attempt was made within the caller's deadline)
 describe('applyRedelivery', () => {
   const pending = () => envelopeFromQueuedMessage(queued(attempt('retryable')), NOW);
   const later = new Date(NOW.getTime() + 10_000);
-  const after = (env: ReturnType<typeof pending>, a: DeliveryAttempt, status: 'delivered' | 'retrying' | 'failed') =>
-    withDeliveryAttempt(env.conversation, { ...a, attempt: env.attempts.length + 1 }, TARGET, status);
+  const afterAttempt = (
+    env: ReturnType<typeof pending>,
+    a: DeliveryAttempt,
+    status: 'delivered' | 'retrying' | 'failed',
+  ) => withDeliveryAttempt(env.conversation, { ...a, attempt: env.attempts.length + 1 }, TARGET, status);
 
   it('delivered → delivered, slot counted', () => {
     const env = pending();
     const next = applyRedelivery(
       env,
-      after(env, attempt('delivered', { status_code: 200, error: undefined }), 'delivered'),
+      afterAttempt(env, attempt('delivered', { status_code: 200, error: undefined }), 'delivered'),
       'schedule',
       later,
     );
@@ -160,7 +163,7 @@ describe('applyRedelivery', () => {
 
   it('retryable on the schedule → the next slot', () => {
     const env = pending();
-    const next = applyRedelivery(env, after(env, attempt('retryable'), 'retrying'), 'schedule', later);
+    const next = applyRedelivery(env, afterAttempt(env, attempt('retryable'), 'retrying'), 'schedule', later);
     expect(next).toMatchObject({
       state: 'pending',
       scheduled_attempts: 1,
@@ -171,13 +174,13 @@ describe('applyRedelivery', () => {
   it('the last slot failing → dead (exhausted)', () => {
     const env = { ...pending(), scheduled_attempts: DEFAULT_RETRY_SCHEDULE_MS.length - 1 };
     expect(redeliveryContext(env, 'schedule')).toEqual({ via: 'schedule', status_if_failed: 'failed' });
-    const next = applyRedelivery(env, after(env, attempt('retryable'), 'failed'), 'schedule', later);
+    const next = applyRedelivery(env, afterAttempt(env, attempt('retryable'), 'failed'), 'schedule', later);
     expect(next).toMatchObject({ state: 'dead', dead_reason: 'exhausted', next_due_at: null });
   });
 
   it('a permanent answer → dead, whatever the slot', () => {
     const env = pending();
-    expect(applyRedelivery(env, after(env, attempt('permanent'), 'failed'), 'schedule', later)).toMatchObject({
+    expect(applyRedelivery(env, afterAttempt(env, attempt('permanent'), 'failed'), 'schedule', later)).toMatchObject({
       state: 'dead',
       dead_reason: 'permanent',
     });
@@ -186,11 +189,13 @@ describe('applyRedelivery', () => {
   it('a failed operator redrive leaves the schedule as it was', () => {
     const env = pending();
     expect(redeliveryContext(env, 'redrive')).toEqual({ via: 'redrive', status_if_failed: 'retrying' });
-    const next = applyRedelivery(env, after(env, attempt('retryable'), 'retrying'), 'redrive', later);
+    const next = applyRedelivery(env, afterAttempt(env, attempt('retryable'), 'retrying'), 'redrive', later);
     expect(next).toMatchObject({ state: 'pending', scheduled_attempts: 0, next_due_at: env.next_due_at });
     const dead = { ...env, state: 'dead' as const, next_due_at: null };
     expect(redeliveryContext(dead, 'redrive').status_if_failed).toBe('failed');
-    expect(applyRedelivery(dead, after(dead, attempt('retryable'), 'failed'), 'redrive', later).state).toBe('dead');
+    expect(applyRedelivery(dead, afterAttempt(dead, attempt('retryable'), 'failed'), 'redrive', later).state).toBe(
+      'dead',
+    );
   });
 });
 

@@ -63,12 +63,14 @@ export async function runMain(args: string[], env: Record<string, string | undef
   const { main } = await import('../../local/cli.ts');
   let stdout = '';
   let stderr = '';
-  const out = vi
-    .spyOn(process.stdout, 'write')
-    .mockImplementation(((chunk: unknown) => ((stdout += String(chunk)), true)) as never);
-  const err = vi
-    .spyOn(process.stderr, 'write')
-    .mockImplementation(((chunk: unknown) => ((stderr += String(chunk)), true)) as never);
+  const out = vi.spyOn(process.stdout, 'write').mockImplementation(((chunk: unknown) => {
+    stdout += String(chunk);
+    return true;
+  }) as never);
+  const err = vi.spyOn(process.stderr, 'write').mockImplementation(((chunk: unknown) => {
+    stderr += String(chunk);
+    return true;
+  }) as never);
   const previous = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
   for (const [k, v] of Object.entries(env)) {
     if (v === undefined) delete process.env[k];

@@ -14,8 +14,14 @@ export function captureJsonLines() {
       }
     }
   };
-  const out = vi.spyOn(process.stdout, 'write').mockImplementation(((chunk: unknown) => (grab(chunk), true)) as never);
-  const err = vi.spyOn(process.stderr, 'write').mockImplementation(((chunk: unknown) => (grab(chunk), true)) as never);
+  const out = vi.spyOn(process.stdout, 'write').mockImplementation(((chunk: unknown) => {
+    grab(chunk);
+    return true;
+  }) as never);
+  const err = vi.spyOn(process.stderr, 'write').mockImplementation(((chunk: unknown) => {
+    grab(chunk);
+    return true;
+  }) as never);
   return {
     lines,
     events: (conversationId?: string) =>

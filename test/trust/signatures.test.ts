@@ -93,7 +93,7 @@ describe('inbound Standard Webhooks verification over the raw body', () => {
     async (_name, headers, reason) => {
       const before = (await world.listKeys()).length;
       const capture = captureJsonLines();
-      let res;
+      let res: Awaited<ReturnType<TestWorld['post']>>;
       try {
         res = await world.post(body, headers());
       } finally {
@@ -202,7 +202,7 @@ describe('secrets and signatures stay out of logs, exports and execution history
     const body = JSON.stringify(SEED_REQUEST);
     const headers = signed(body);
     const capture = captureJsonLines();
-    let res;
+    let res: Awaited<ReturnType<TestWorld['post']>>;
     try {
       res = await world.post(body, headers);
     } finally {

@@ -2,6 +2,7 @@
 // The server renders (and escapes) all HTML; this script only swaps in fresh server-rendered fragments and never
 // builds markup from data itself (messages go through textContent).
 (() => {
+  // biome-ignore lint/suspicious/noRedundantUseStrict: loaded as a classic <script>, not a module
   'use strict';
   const body = document.body;
   const content = document.getElementById('content');
@@ -66,10 +67,10 @@
     try {
       const response = await fetch(`/local/deliveries/${encodeURIComponent(id)}/redrive`, { method: 'POST' });
       const result = await response.json();
-      const status = result.status || (result.error && result.error.code) || `HTTP ${response.status}`;
+      const status = result.status || result.error?.code || `HTTP ${response.status}`;
       const detail =
         result.status === 'failed'
-          ? ` — ${(result.envelope && result.envelope.last_error) || ''}`
+          ? ` — ${result.envelope?.last_error || ''}`
           : result.error
             ? ` — ${result.error.message || result.error}`
             : '';
