@@ -9,9 +9,9 @@ import { WEBHOOK_TYPES } from '../functions/domain/conversation.ts';
 import { DELIVERY_URL_VARIABLES } from '../functions/domain/delivery.ts';
 import type { ExecutionInput } from '../functions/domain/gateway-contract.ts';
 import { pickForwardedHeaders } from '../functions/domain/gateway-contract.ts';
-import type { LocalWorkflow } from '../local/engine.ts';
-import { localWorkflow } from '../local/local-workflows.ts';
-import { sampleAgentAnswer } from '../local/sample-agent.ts';
+import type { LocalWorkflow } from '../local/engine/engine.ts';
+import { localWorkflow } from '../local/engine/workflows.ts';
+import { sampleAgentAnswer } from '../local/server/sample-agent.ts';
 import { captureHandlerLogs } from './support/log-capture.ts';
 import { startInstantPeers } from './support/peers.ts';
 import { makeRequest, REQUEST_SIZES, type RequestSizeName } from './support/requests.ts';
@@ -152,7 +152,7 @@ async function loadStubbedHandlers(receiverUrl: string): Promise<{ handlers: Han
 }
 
 function workflowFor(handlers: Handlers): LocalWorkflow {
-  // Exactly as local/gateway.ts builds it (the same ARNs, the same file).
+  // Exactly as local/server/gateway.ts builds it (the same ARNs, the same file).
   const stages = {
     validate: handlers.validate,
     'invoke-agent': handlers.invokeAgent,

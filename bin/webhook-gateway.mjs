@@ -4,5 +4,5 @@ import { register } from 'tsx/esm/api';
 
 register();
 await import('../local/node-warnings.ts');
-const { main } = await import('../local/cli.ts');
+const { main } = await import('../local/cli/main.ts');
 process.exitCode = await main(process.argv.slice(2));

@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { sampleAgentAnswer } from '../../local/sample-agent.ts';
+import { sampleAgentAnswer } from '../../local/server/sample-agent.ts';
 
 /**
  * Instant peers on 127.0.0.1, port 0: a manager agent on the Lambda Invoke REST path (it answers at once with the

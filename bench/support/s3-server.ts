@@ -1,10 +1,10 @@
 /**
  * `node --import tsx bench/support/s3-server.ts <directory> <bucket>`: the gateway's own embedded S3
- * (local/embedded-s3.ts, s3rver) started in a process of its own. Prints its endpoint, runs until SIGINT/SIGTERM.
+ * (local/store/embedded-s3.ts, s3rver) started in a process of its own. Prints its endpoint, runs until SIGINT/SIGTERM.
  * The bench points AWS_ENDPOINT_URL_S3 at it to measure what moving S3 off the gateway's thread would give.
  */
 import '../../local/node-warnings.ts';
-import { startEmbeddedS3 } from '../../local/embedded-s3.ts';
+import { startEmbeddedS3 } from '../../local/store/embedded-s3.ts';
 
 const [directory, bucket] = process.argv.slice(2);
 if (!directory || !bucket) throw new Error('usage: s3-server.ts <directory> <bucket>');

@@ -15,7 +15,7 @@ import {
 } from '../domain/failed-delivery.ts';
 
 /**
- * The failed-delivery store's AWS adapter (the local one is local/failed-delivery-store.ts): one SQS message per
+ * The failed-delivery store's AWS adapter (the local one is local/store/failed-delivery-store.ts): one SQS message per
  * conversation. The workflow's QueueFailedDelivery state sends `{kind: "failed_delivery", ...}` (QueueFailedExport
  * `{kind: "failed_export", ...}`); the first receive
  * converts it into an envelope, and every later change re-sends the envelope as a new message (Send, then Delete

@@ -5,11 +5,11 @@ import type { ConversationRecord } from '../../functions/domain/conversation.ts'
 import { isConversationId } from '../../functions/domain/conversation-id.ts';
 import { EXPORT_FILES, type ExportFile, exportKey } from '../../functions/domain/export-formats.ts';
 import type { FailedDeliveryEnvelope } from '../../functions/domain/failed-delivery.ts';
-import { type ConversationSummary, recordOf, summarize } from '../conversations.ts';
-import type { ExecutionRecord } from '../engine.ts';
-import type { ExecutionStore } from '../execution-store.ts';
-import { readText, s3Client } from '../export-bucket.ts';
-import type { LocalFailedDeliveryStore } from '../failed-delivery-store.ts';
+import type { ExecutionRecord } from '../engine/engine.ts';
+import { type ConversationSummary, recordOf, summarize } from '../history/conversations.ts';
+import type { ExecutionStore } from '../store/execution-store.ts';
+import { readText, s3Client } from '../store/export-bucket.ts';
+import type { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
 
 /** What the running gateway hands the console: its stores and where its exports are. */
 export interface ConsoleContext {

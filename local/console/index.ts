@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isConversationId } from '../../functions/domain/conversation-id.ts';
-import { isLoopbackCaller } from '../loopback.ts';
+import { isLoopbackCaller } from '../server/loopback.ts';
 import {
   type ConsoleContext,
   exportDocuments,

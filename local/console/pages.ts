@@ -1,7 +1,7 @@
 import type { ConversationRecord } from '../../functions/domain/conversation.ts';
 import type { FailedDeliveryEnvelope } from '../../functions/domain/failed-delivery.ts';
-import type { ExecutionRecord } from '../engine.ts';
-import { timeline } from '../timeline.ts';
+import type { ExecutionRecord } from '../engine/engine.ts';
+import { timeline } from '../history/timeline.ts';
 import type { ConsoleRow, ExportDocumentView } from './data.ts';
 import { html, type SafeHtml } from './html.ts';
 import { stateClass, workflowSvg } from './workflow-svg.ts';

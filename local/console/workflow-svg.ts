@@ -1,4 +1,4 @@
-import type { TimelineRow } from '../timeline.ts';
+import type { TimelineRow } from '../history/timeline.ts';
 import { html, type SafeHtml } from './html.ts';
 
 /**

@@ -8,7 +8,7 @@ import { REDELIVERY_SCHEDULER_TIMEOUT } from '../../infra/constructs/redelivery-
 import { REDELIVERY_DEFINITION_FILE } from '../../infra/constructs/redelivery-workflow.ts';
 import { PROJECT_ROOT } from '../../infra/constructs/stage-function.ts';
 import { STACK_OUTPUTS } from '../../infra/webhook-gateway-stack.ts';
-import { AWS_STACK_OUTPUTS } from '../../local/cli-deliveries-aws.ts';
+import { AWS_STACK_OUTPUTS } from '../../local/cli/aws/stack.ts';
 import {
   actionsOf,
   allPolicyStatements,

@@ -3,7 +3,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { MAX_RETRY_WAIT_MS } from '../../functions/domain/delivery.ts';
-import { loadDefinition } from '../../local/engine.ts';
+import { loadDefinition } from '../../local/engine/engine.ts';
 import { STATEMACHINE_DIR } from '../../local/paths.ts';
 
 const FILE = path.join(STATEMACHINE_DIR, 'conversation.asl.json');

@@ -56,11 +56,11 @@ export function startCli(
 
 /**
  * `main(args)` in this process, with `env` set for the call and stdout/stderr captured: the same code as the bin
- * without the cost of a new node process (test/cli/start-and-inspect.test.ts covers the bin itself).
+ * without the cost of a new node process (test/local/cli/start-and-inspect.test.ts covers the bin itself).
  */
 export async function runMain(args: string[], env: Record<string, string | undefined> = {}): Promise<CliResult> {
   const { vi } = await import('vitest');
-  const { main } = await import('../../local/cli.ts');
+  const { main } = await import('../../local/cli/main.ts');
   let stdout = '';
   let stderr = '';
   const out = vi.spyOn(process.stdout, 'write').mockImplementation(((chunk: unknown) => {

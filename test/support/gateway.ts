@@ -4,7 +4,7 @@ import path from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
 import { DELIVERY_URL_VARIABLES } from '../../functions/domain/delivery.ts';
-import { type RunningGateway, startGateway } from '../../local/gateway.ts';
+import { type RunningGateway, startGateway } from '../../local/server/gateway.ts';
 import { startAgent, startReceiver, type TestAgent, type TestReceiver } from './servers.ts';
 
 /** Retry waits shortened for tests only (the definition's real intervals stay in the file). */

@@ -1,0 +1,195 @@
+import { type CloudWatchLogsClient, GetQueryResultsCommand, StartQueryCommand } from '@aws-sdk/client-cloudwatch-logs';
+import { ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { EXPORT_PREFIX, exportFolder } from '../../../functions/domain/export-formats.ts';
+import type { ExecutionRecord, ExecutionStatus, HistoryEvent } from '../../engine/engine.ts';
+import type { ExportBucket } from '../../store/export-bucket.ts';
+import { CliError } from '../shared.ts';
+import { explainAwsError } from './errors.ts';
+import { type AwsClients, readStack, requireOutput } from './stack.ts';
+
+/**
+ * `conversations list | show | search --aws`: the same commands against a deployed stack. Records come from the
+ * export bucket (the system of record); a conversation's history comes from the Express workflows' log groups
+ * (level ALL, execution data included) through Logs Insights, folded into the same timeline as locally.
+ */
+export interface ConversationStack {
+  name: string;
+  bucket: string;
+  logGroups: string[];
+}
+
+export async function readConversationStack(
+  clients: AwsClients,
+  name: string,
+  region?: string,
+): Promise<ConversationStack> {
+  try {
+    const stack = await readStack(clients, name);
+    const { executionLogGroup, redeliveryLogGroup } = stack.outputs;
+    const logGroups = [executionLogGroup, redeliveryLogGroup].filter((g): g is string => g !== null);
+    return { name, bucket: requireOutput(stack, 'exportBucket'), logGroups };
+  } catch (error) {
+    throw explainAwsError(error, { stack: name, region });
+  }
+}
+
+/** The deployed export bucket, read like the local one (search and list reuse the same code). */
+export function awsExportBucket(clients: AwsClients, stack: ConversationStack): ExportBucket {
+  return {
+    client: clients.s3,
+    bucket: stack.bucket,
+    endpoint: `s3://${stack.bucket}`,
+    via: 'running',
+    close: async () => {},
+  };
+}
+
+/** Day prefixes from `sinceMs` to today (UTC): conversation-history/YYYY/MM/DD/. */
+export function dayPrefixes(sinceMs: number, now = Date.now()): string[] {
+  const prefixes: string[] = [];
+  const day = new Date(sinceMs);
+  day.setUTCHours(0, 0, 0, 0);
+  for (let t = day.getTime(); t <= now; t += 86_400_000) {
+    prefixes.push(`${EXPORT_PREFIX}/${new Date(t).toISOString().slice(0, 10).replaceAll('-', '/')}/`);
+  }
+  return prefixes;
+}
+
+/** Fold the Express log group's events of one execution into the local history shape. */
+export function executionFromLogEvents(arn: string, events: Record<string, unknown>[]): ExecutionRecord {
+  const parts = arn.split(':');
+  const history: HistoryEvent[] = [];
+  let status: ExecutionStatus = 'ABORTED';
+  let error: string | undefined;
+  let cause: string | undefined;
+  let scheduledInState = 0;
+  const sorted = [...events].sort(
+    (a, b) => Number(a.event_timestamp ?? 0) - Number(b.event_timestamp ?? 0) || Number(a.id ?? 0) - Number(b.id ?? 0),
+  );
+  for (const event of sorted) {
+    const type = String(event.type ?? '');
+    const details = (event.details ?? {}) as Record<string, unknown>;
+    const timestamp = Number(event.event_timestamp ?? 0);
+    if (type.endsWith('StateEntered')) {
+      scheduledInState = 0;
+      history.push({ type: 'StateEntered', timestamp, state: String(details.name ?? '?') });
+    } else if (type.endsWith('StateExited')) {
+      history.push({ type: 'StateExited', timestamp, state: String(details.name ?? '?') });
+    } else if (type === 'LambdaFunctionScheduled' || type === 'TaskScheduled') {
+      if (++scheduledInState > 1) history.push({ type: 'StateRetried', timestamp });
+    } else if (/^(LambdaFunction|Task)(Failed|TimedOut|StartFailed|SubmitFailed)$/.test(type)) {
+      history.push({ type: 'StateFailed', timestamp, error: String(details.error ?? type), cause: details.cause });
+    } else if (type === 'ExecutionSucceeded') {
+      status = 'SUCCEEDED';
+    } else if (type === 'ExecutionFailed') {
+      status = 'FAILED';
+      error = String(details.error ?? '');
+      cause = typeof details.cause === 'string' ? details.cause : undefined;
+    } else if (type === 'ExecutionTimedOut') {
+      status = 'TIMED_OUT';
+    }
+  }
+  const started = Number(sorted[0]?.event_timestamp ?? 0);
+  const stopped = Number(sorted.at(-1)?.event_timestamp ?? started);
+  return {
+    execution_name: parts[7] ?? arn,
+    state_machine: parts[6] ?? 'unknown',
+    status,
+    started_at: new Date(started).toISOString(),
+    stopped_at: new Date(stopped).toISOString(),
+    input: null,
+    events: history,
+    ...(error ? { error } : {}),
+    ...(cause ? { cause } : {}),
+  };
+}
+
+async function insights(
+  logs: CloudWatchLogsClient,
+  logGroupNames: string[],
+  queryString: string,
+  fromMs: number,
+  pollMs: number,
+): Promise<Record<string, string>[]> {
+  const { queryId } = await logs.send(
+    new StartQueryCommand({
+      logGroupNames,
+      startTime: Math.floor(fromMs / 1000),
+      endTime: Math.ceil(Date.now() / 1000),
+      queryString,
+      limit: 10_000,
+    }),
+  );
+  for (let i = 0; i < 600; i++) {
+    const result = await logs.send(new GetQueryResultsCommand({ queryId }));
+    if (result.status === 'Complete') {
+      return (result.results ?? []).map((row) => Object.fromEntries(row.map((f) => [f.field ?? '', f.value ?? ''])));
+    }
+    if (result.status && !['Running', 'Scheduled'].includes(result.status))
+      throw new CliError(`the Logs Insights query ended ${result.status}`);
+    await new Promise((r) => setTimeout(r, pollMs));
+  }
+  throw new CliError('the Logs Insights query did not finish in time');
+}
+
+/** Every execution (original and redeliveries) whose logged data mentions the conversation, oldest first. */
+export async function executionsFromLogs(
+  logs: CloudWatchLogsClient,
+  logGroups: string[],
+  conversationId: string,
+  fromMs: number,
+  pollMs = 1000,
+): Promise<ExecutionRecord[]> {
+  if (logGroups.length === 0) return [];
+  const found = await insights(
+    logs,
+    logGroups,
+    `filter @message like "${conversationId}" | stats count() by execution_arn`,
+    fromMs,
+    pollMs,
+  );
+  const arns = found.map((r) => r.execution_arn).filter((a): a is string => !!a && /^arn:aws[\w-]*:states:/.test(a));
+  if (arns.length === 0) return [];
+  const list = arns.map((a) => `"${a}"`).join(', ');
+  const rows = await insights(
+    logs,
+    logGroups,
+    `fields @message | filter execution_arn in [${list}] | sort @timestamp asc | limit 10000`,
+    fromMs,
+    pollMs,
+  );
+  const byArn = new Map<string, Record<string, unknown>[]>();
+  for (const row of rows) {
+    try {
+      const event = JSON.parse(row['@message'] ?? '') as Record<string, unknown>;
+      const arn = String(event.execution_arn ?? '');
+      byArn.set(arn, [...(byArn.get(arn) ?? []), event]);
+    } catch {
+      // not an execution event
+    }
+  }
+  return [...byArn.entries()]
+    .map(([arn, events]) => executionFromLogEvents(arn, events))
+    .sort((a, b) => a.started_at.localeCompare(b.started_at));
+}
+
+/** conversation.json keys under the given day prefixes (all pages). */
+export async function listKeysUnder(bucket: ExportBucket, prefixes: string[]): Promise<string[]> {
+  const keys: string[] = [];
+  for (const prefix of prefixes) {
+    let token: string | undefined;
+    do {
+      const page = await bucket.client.send(
+        new ListObjectsV2Command({ Bucket: bucket.bucket, Prefix: prefix, ContinuationToken: token }),
+      );
+      for (const o of page.Contents ?? []) if (o.Key?.endsWith('/conversation.json')) keys.push(o.Key);
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+  }
+  return keys;
+}
+
+/** Where a conversation's exports live in the deployed bucket. */
+export function awsExportLocation(stack: ConversationStack, conversationId: string): string {
+  return `s3://${stack.bucket}/${exportFolder(conversationId)}`;
+}

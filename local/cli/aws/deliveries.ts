@@ -1,0 +1,318 @@
+/**
+ * `deliveries list|redrive --aws`: the same commands against a deployed stack. On AWS the automatic schedule lives in
+ * the failed-delivery queue (the scheduler Lambda works it); what an operator acts on is its dead-letter queue.
+ * Queue URLs and the redelivery state machine come from the stack's outputs (local/cli/aws/stack.ts).
+ */
+import { GetQueueAttributesCommand, type QueueAttributeName } from '@aws-sdk/client-sqs';
+import { isConversationId } from '../../../functions/domain/conversation-id.ts';
+import { type FailedDeliveryEnvelope, parseSchedule } from '../../../functions/domain/failed-delivery.ts';
+import {
+  type QueuedEnvelope,
+  REDELIVERY_VISIBILITY_SECONDS,
+  SqsFailedDeliveryQueue,
+  type UnreadableMessage,
+} from '../../../functions/shared/failed-delivery-queue.ts';
+import { runRedelivery } from '../../../functions/shared/redelivery-execution.ts';
+import { age, CliError, parseSince, stateLabel } from '../shared.ts';
+import { formatTable } from '../table.ts';
+import { explainAwsError } from './errors.ts';
+import { AWS_STACK_OUTPUTS, type AwsClients, readStack, requireOutput } from './stack.ts';
+
+/** Most dead-letter messages one command reads. */
+export const SCAN_LIMIT = 1000;
+/** A listing hides what it has read for this long at most (it makes them visible again when it is done). */
+const PEEK_HOLD_SECONDS = 30;
+/** A redrive holds its candidates while it works through them one by one. */
+const REDRIVE_HOLD_SECONDS = 900;
+
+interface DeliveryStack {
+  name: string;
+  queueUrl: string;
+  deadLetterQueueUrl: string;
+  redeliveryStateMachineArn: string | null;
+}
+
+async function readDeliveryStack(clients: AwsClients, name: string): Promise<DeliveryStack> {
+  const stack = await readStack(clients, name);
+  return {
+    name,
+    queueUrl: requireOutput(stack, 'failedDeliveryQueueUrl'),
+    deadLetterQueueUrl: requireOutput(stack, 'failedDeliveryDeadLetterQueueUrl'),
+    redeliveryStateMachineArn: stack.outputs.redeliveryStateMachineArn,
+  };
+}
+
+function queueFor(clients: AwsClients, stack: DeliveryStack): SqsFailedDeliveryQueue {
+  return new SqsFailedDeliveryQueue(
+    clients.sqs,
+    stack.queueUrl,
+    stack.deadLetterQueueUrl,
+    parseSchedule(process.env.REDELIVERY_SCHEDULE),
+  );
+}
+
+interface Scan {
+  items: QueuedEnvelope[];
+  unreadable: UnreadableMessage[];
+  truncated: boolean;
+}
+
+/** Read the dead-letter queue, each message once, holding what was read invisible for `holdSeconds`. */
+export async function scanDeadLetters(
+  queue: SqsFailedDeliveryQueue,
+  holdSeconds: number,
+  limit = SCAN_LIMIT,
+): Promise<Scan> {
+  const scan: Scan = { items: [], unreadable: [], truncated: false };
+  const seen = new Set<string>();
+  for (;;) {
+    if (seen.size >= limit) {
+      scan.truncated = true;
+      return scan;
+    }
+    const batch = await queue.receive({
+      queueUrl: queue.deadLetterQueueUrl,
+      visibilitySeconds: holdSeconds,
+      waitSeconds: 1,
+    });
+    const fresh = [...batch.envelopes, ...batch.unreadable].filter((m) => !seen.has(m.messageId));
+    if (fresh.length === 0) return scan;
+    for (const m of fresh) seen.add(m.messageId);
+    scan.items.push(...batch.envelopes.filter((m) => fresh.includes(m)));
+    scan.unreadable.push(...batch.unreadable.filter((m) => fresh.includes(m)));
+  }
+}
+
+type Out = (line: string) => void;
+const stdout: Out = (line) => process.stdout.write(`${line}\n`);
+
+/** A dead-letter message whose envelope is not dead was moved there by the queue's redrive policy. */
+function dlqState(e: FailedDeliveryEnvelope): string {
+  return e.state === 'pending' ? stateLabel(e, 'dead (receive limit)') : stateLabel(e);
+}
+
+export async function awsDeliveriesList(
+  clients: AwsClients,
+  options: { stack: string; json?: boolean; limit?: number },
+  out: Out = stdout,
+): Promise<number> {
+  const stack = await readDeliveryStack(clients, options.stack);
+  const queue = queueFor(clients, stack);
+  const scan = await scanDeadLetters(queue, PEEK_HOLD_SECONDS, options.limit);
+  await queue.release([...scan.items, ...scan.unreadable]);
+  const attributes = await clients.sqs.send(
+    new GetQueueAttributesCommand({
+      QueueUrl: stack.queueUrl,
+      AttributeNames: [
+        'ApproximateNumberOfMessages',
+        'ApproximateNumberOfMessagesNotVisible',
+        'ApproximateNumberOfMessagesDelayed',
+      ],
+    }),
+  );
+  const count = (k: QueueAttributeName) => Number(attributes.Attributes?.[k] ?? 0);
+  const pending = {
+    visible: count('ApproximateNumberOfMessages'),
+    not_visible: count('ApproximateNumberOfMessagesNotVisible'),
+    delayed: count('ApproximateNumberOfMessagesDelayed'),
+  };
+  const total = pending.visible + pending.not_visible + pending.delayed;
+  const envelopes = scan.items.map((m) => m.envelope).sort((a, b) => b.created_at.localeCompare(a.created_at));
+  if (options.json) {
+    out(
+      JSON.stringify(
+        {
+          stack: stack.name,
+          dead_letter: envelopes,
+          unreadable: scan.unreadable.length,
+          truncated: scan.truncated,
+          pending: { total, ...pending },
+        },
+        null,
+        2,
+      ),
+    );
+    return 0;
+  }
+  if (envelopes.length === 0) out(`No dead-lettered deliveries in stack ${stack.name}.`);
+  else {
+    out(
+      formatTable(
+        ['conversation_id', 'type', 'attempts', 'last_error', 'age', 'state', 'next_due'],
+        envelopes.map((e) => [
+          e.conversation_id,
+          e.webhook_type,
+          e.attempts.length,
+          (e.last_error ?? '').replace(/\s+/g, ' ').slice(0, 48),
+          age(e.created_at),
+          dlqState(e),
+          '-',
+        ]),
+      ),
+    );
+  }
+  if (scan.truncated) out(`(stopped after ${options.limit ?? SCAN_LIMIT} messages; there are more)`);
+  if (scan.unreadable.length > 0)
+    out(
+      `${scan.unreadable.length} unreadable message(s) in the dead-letter queue (not failed deliveries): see ${stack.deadLetterQueueUrl}`,
+    );
+  out(
+    `${total} pending in the schedule (${pending.visible} waiting, ${pending.not_visible} in flight or hidden until due, ${pending.delayed} delayed): the scheduler redelivers them`,
+  );
+  return 0;
+}
+
+export interface AwsRedriveOptions {
+  stack: string;
+  id?: string;
+  all?: boolean;
+  since?: string;
+  type?: string;
+  dryRun?: boolean;
+  json?: boolean;
+  limit?: number;
+}
+
+export interface AwsRedriveResult {
+  conversation_id: string;
+  status: 'delivered' | 'failed' | 'already_delivered' | 'skipped' | 'error';
+  execution_name?: string;
+  envelope?: FailedDeliveryEnvelope;
+  error?: string;
+}
+
+/** Taken from the dead-letter queue, an envelope is dead whatever it says: a failed redrive exports `failed`. */
+function asDeadLettered(e: FailedDeliveryEnvelope): FailedDeliveryEnvelope {
+  return e.state === 'pending'
+    ? { ...e, state: 'dead', next_due_at: null, dead_reason: e.dead_reason ?? 'exhausted' }
+    : e;
+}
+
+/** The newest message of each conversation first, then its older copies (at-least-once duplicates). */
+function byConversation(items: QueuedEnvelope[]): QueuedEnvelope[][] {
+  const groups = new Map<string, QueuedEnvelope[]>();
+  for (const item of items)
+    groups.set(item.envelope.conversation_id, [...(groups.get(item.envelope.conversation_id) ?? []), item]);
+  return [...groups.values()].map((g) => g.sort((a, b) => b.envelope.updated_at.localeCompare(a.envelope.updated_at)));
+}
+
+async function redriveGroup(
+  clients: AwsClients,
+  stack: DeliveryStack,
+  queue: SqsFailedDeliveryQueue,
+  group: QueuedEnvelope[],
+): Promise<AwsRedriveResult> {
+  const [primary, ...stale] = group as [QueuedEnvelope, ...QueuedEnvelope[]];
+  const id = primary.envelope.conversation_id;
+  const dropStale = () => Promise.all(stale.map((m) => queue.delete(m)));
+  if (primary.envelope.state === 'delivered') {
+    await Promise.all([queue.delete(primary), dropStale()]);
+    return { conversation_id: id, status: 'already_delivered' };
+  }
+  try {
+    await queue.hold(primary, REDELIVERY_VISIBILITY_SECONDS);
+  } catch {
+    await queue.release(stale).catch(() => undefined);
+    return { conversation_id: id, status: 'skipped', error: 'taken by another redrive meanwhile' };
+  }
+  const run = await runRedelivery(
+    clients.sfn,
+    stack.redeliveryStateMachineArn!,
+    asDeadLettered(primary.envelope),
+    'redrive',
+    { schedule: queue.schedule },
+  );
+  if (!run.ok) {
+    await queue.release(group);
+    return { conversation_id: id, status: 'error', execution_name: run.execution_name, error: run.error };
+  }
+  if (run.updated.state === 'delivered') await queue.delete(primary);
+  else await queue.replace(primary, run.updated, stack.deadLetterQueueUrl);
+  await dropStale();
+  return {
+    conversation_id: id,
+    status: run.updated.state === 'delivered' ? 'delivered' : 'failed',
+    execution_name: run.execution_name,
+    envelope: run.updated,
+  };
+}
+
+export async function awsDeliveriesRedrive(
+  clients: AwsClients,
+  options: AwsRedriveOptions,
+  out: Out = stdout,
+): Promise<number> {
+  const { id } = options;
+  if (!id && !options.all)
+    throw new CliError('deliveries redrive needs a conversation id, or --all [--since ISO] [--type T]');
+  if (id && options.all) throw new CliError('give either a conversation id or --all, not both');
+  if (id && !isConversationId(id)) throw new CliError(`"${id}" is not a conversation id`);
+  const since = parseSince(options.since);
+  const stack = await readDeliveryStack(clients, options.stack);
+  if (!options.dryRun && !stack.redeliveryStateMachineArn) {
+    throw new CliError(
+      `stack "${stack.name}" has no ${AWS_STACK_OUTPUTS.redeliveryStateMachineArn} output: deploy the current version to redrive`,
+    );
+  }
+  const queue = queueFor(clients, stack);
+  const scan = await scanDeadLetters(queue, options.dryRun ? PEEK_HOLD_SECONDS : REDRIVE_HOLD_SECONDS, options.limit);
+  const wanted = (e: FailedDeliveryEnvelope) =>
+    id
+      ? e.conversation_id === id
+      : (since === null || Date.parse(e.created_at) >= since) && (!options.type || e.webhook_type === options.type);
+  const matching = scan.items.filter((m) => wanted(m.envelope));
+  await queue.release([...scan.items.filter((m) => !matching.includes(m)), ...scan.unreadable]);
+  const groups = byConversation(matching);
+  if (id && groups.length === 0) {
+    throw new CliError(
+      `${id} is not in the dead-letter queue of stack ${stack.name}: it may be pending in the schedule (see "deliveries list --aws") or already delivered`,
+    );
+  }
+  if (scan.truncated)
+    out(`(read the first ${options.limit ?? SCAN_LIMIT} dead-letter messages only; run again for the rest)`);
+  if (options.dryRun) {
+    await queue.release(matching);
+    out(
+      `dry run: would redrive ${groups.length} deliver${groups.length === 1 ? 'y' : 'ies'} from stack ${stack.name}; nothing was changed`,
+    );
+    for (const [m] of groups)
+      out(
+        `  ${m!.envelope.conversation_id}  ${m!.envelope.webhook_type}  ${dlqState(m!.envelope)}  ${m!.envelope.attempts.length} attempts`,
+      );
+    return 0;
+  }
+  if (groups.length === 0) {
+    out('nothing to redrive');
+    return 0;
+  }
+  const counts: Record<string, number> = {};
+  const results: AwsRedriveResult[] = [];
+  for (const [i, group] of groups.entries()) {
+    let result: AwsRedriveResult;
+    try {
+      result = await redriveGroup(clients, stack, queue, group);
+    } catch (error) {
+      result = {
+        conversation_id: group[0]!.envelope.conversation_id,
+        status: 'error',
+        error: explainAwsError(error, { stack: stack.name }).message,
+      };
+    }
+    results.push(result);
+    counts[result.status] = (counts[result.status] ?? 0) + 1;
+    const detail =
+      result.status === 'failed' ? `: ${result.envelope?.last_error ?? ''}` : result.error ? `: ${result.error}` : '';
+    if (!options.json)
+      out(
+        `[${i + 1}/${groups.length}] ${result.conversation_id} → ${result.status.replace('_', ' ')}${result.execution_name ? ` (execution ${result.execution_name})` : ''}${detail}`,
+      );
+  }
+  if (options.json) out(JSON.stringify(results, null, 2));
+  else
+    out(
+      `redrove ${groups.length}: ${Object.entries(counts)
+        .map(([k, v]) => `${v} ${k.replace('_', ' ')}`)
+        .join(', ')}`,
+    );
+  return (counts.failed ?? 0) + (counts.error ?? 0) > 0 ? 1 : 0;
+}

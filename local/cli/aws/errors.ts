@@ -1,0 +1,55 @@
+import { CliError } from '../shared.ts';
+
+const NETWORK_CODES = new Set([
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+]);
+const BAD_CREDENTIALS = new Set([
+  'ExpiredToken',
+  'ExpiredTokenException',
+  'InvalidClientTokenId',
+  'UnrecognizedClientException',
+  'SignatureDoesNotMatch',
+  'InvalidSignatureException',
+  'IncompleteSignature',
+]);
+
+/**
+ * An AWS SDK error as one clear line for the command line (`--aws`): missing or rejected credentials, no region,
+ * an unknown stack, an unreachable service. Never a stack trace.
+ */
+export function explainAwsError(error: unknown, where: { stack: string; region?: string | undefined }): CliError {
+  if (error instanceof CliError) return error;
+  const e = (error ?? {}) as Error & { code?: string; errno?: string; cause?: { code?: string } };
+  const name = e.name ?? 'Error';
+  const message = e.message ?? String(error);
+  const code = e.code ?? e.cause?.code ?? e.errno;
+  const region = where.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'the configured region';
+  if (name === 'CredentialsProviderError' || /could not load credentials/i.test(message)) {
+    return new CliError(
+      'no AWS credentials: set AWS_PROFILE (run "aws sso login" first if it uses SSO) or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY',
+    );
+  }
+  if (/region is missing/i.test(message)) return new CliError('no AWS region: pass --region R or set AWS_REGION');
+  if (name === 'ValidationError' && /does not exist/i.test(message)) {
+    return new CliError(
+      `stack "${where.stack}" does not exist in ${region}: pass --stack NAME (and --region R) of a deployed webhook gateway`,
+    );
+  }
+  if (BAD_CREDENTIALS.has(name))
+    return new CliError(`AWS rejected the credentials (${name}): refresh them and try again`);
+  if (/AccessDenied/.test(name) || /not authorized/i.test(message)) return new CliError(`access denied: ${message}`);
+  if (/NonExistentQueue|QueueDoesNotExist/.test(name))
+    return new CliError(`a queue of stack "${where.stack}" does not exist: ${message}`);
+  if ((code && NETWORK_CODES.has(code)) || name === 'TimeoutError' || name === 'RequestTimeout') {
+    return new CliError(
+      `cannot reach AWS in ${region} (${code ?? name}): check the network, proxy settings and --region`,
+    );
+  }
+  return new CliError(`AWS error (${name}): ${message}`);
+}

@@ -1,0 +1,89 @@
+/**
+ * The deployed stack the `--aws` commands act on: its SDK clients and its CloudFormation outputs (the names infra
+ * declares in STACK_OUTPUTS), read once per command.
+ */
+import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
+import { CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
+import { S3Client } from '@aws-sdk/client-s3';
+import { SFNClient } from '@aws-sdk/client-sfn';
+import { SQSClient } from '@aws-sdk/client-sqs';
+import { CliError, DEFAULT_STACK_NAME } from '../shared.ts';
+import { explainAwsError } from './errors.ts';
+
+/** The stack outputs the commands read, by what they are. */
+export const AWS_STACK_OUTPUTS = {
+  failedDeliveryQueueUrl: 'FailedDeliveryQueueUrl',
+  failedDeliveryDeadLetterQueueUrl: 'FailedDeliveryDeadLetterQueueUrl',
+  redeliveryStateMachineArn: 'RedeliveryStateMachineArn',
+  exportBucket: 'ExportBucketName',
+  executionLogGroup: 'ExecutionLogGroupName',
+  redeliveryLogGroup: 'RedeliveryExecutionLogGroupName',
+} as const;
+
+export type StackOutput = keyof typeof AWS_STACK_OUTPUTS;
+
+export interface AwsClients {
+  cfn: CloudFormationClient;
+  sqs: SQSClient;
+  sfn: SFNClient;
+  s3: S3Client;
+  logs: CloudWatchLogsClient;
+}
+
+export function createAwsClients(region?: string): AwsClients {
+  const config = region ? { region } : {};
+  return {
+    cfn: new CloudFormationClient(config),
+    sqs: new SQSClient(config),
+    // One StartSyncExecution attempt: a retry after a lost answer would deliver twice.
+    sfn: new SFNClient({ ...config, maxAttempts: 1 }),
+    s3: new S3Client(config),
+    logs: new CloudWatchLogsClient(config),
+  };
+}
+
+export function destroyAwsClients(clients: AwsClients): void {
+  for (const client of Object.values(clients)) client.destroy();
+}
+
+/** A deployed stack's name and outputs (null where the stack does not declare one). */
+export interface AwsStack {
+  name: string;
+  outputs: Record<StackOutput, string | null>;
+}
+
+/** Read the stack's outputs (SDK errors are the caller's to explain: see withAws). */
+export async function readStack(clients: Pick<AwsClients, 'cfn'>, name: string): Promise<AwsStack> {
+  const result = await clients.cfn.send(new DescribeStacksCommand({ StackName: name }));
+  const declared = new Map((result.Stacks?.[0]?.Outputs ?? []).map((o) => [o.OutputKey, o.OutputValue]));
+  const outputs = Object.fromEntries(
+    Object.entries(AWS_STACK_OUTPUTS).map(([what, key]) => [what, declared.get(key) || null]),
+  ) as AwsStack['outputs'];
+  return { name, outputs };
+}
+
+/** An output the command cannot work without. */
+export function requireOutput(stack: AwsStack, what: StackOutput): string {
+  const value = stack.outputs[what];
+  if (!value)
+    throw new CliError(
+      `stack "${stack.name}" has no ${AWS_STACK_OUTPUTS[what]} output: is it a webhook gateway stack, deployed from this version?`,
+    );
+  return value;
+}
+
+/** Run one `--aws` command with fresh clients: clear one-line errors, clients closed afterwards. */
+export async function withAws<T>(
+  options: { stack?: string; region?: string },
+  fn: (clients: AwsClients, stack: string) => Promise<T>,
+): Promise<T> {
+  const stack = options.stack ?? DEFAULT_STACK_NAME;
+  const clients = createAwsClients(options.region);
+  try {
+    return await fn(clients, stack);
+  } catch (error) {
+    throw explainAwsError(error, { stack, region: options.region });
+  } finally {
+    destroyAwsClients(clients);
+  }
+}

@@ -1,0 +1,377 @@
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import type { ConversationRecord } from '../../functions/domain/conversation.ts';
+import { isConversationId } from '../../functions/domain/conversation-id.ts';
+import { EXPORT_FILES, exportFolder } from '../../functions/domain/export-formats.ts';
+import { type FailedDeliveryEnvelope, owedBy } from '../../functions/domain/failed-delivery.ts';
+import type { ExecutionRecord } from '../engine/engine.ts';
+import {
+  type ConversationFilter,
+  FilterError,
+  type FilterFlags,
+  idTimeMs,
+  isEmptyFilter,
+  matchesFilter,
+  mayBeSince,
+  parseFilter,
+} from '../history/conversation-filters.ts';
+import { type ConversationSummary, recordOf, summarize } from '../history/conversations.ts';
+import type { SearchHit } from '../history/export-search.ts';
+import { formatTimeline } from '../history/timeline.ts';
+import { resolveOptions } from '../server/config.ts';
+import { ExecutionStore } from '../store/execution-store.ts';
+import type { ExportBucket } from '../store/export-bucket.ts';
+import { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
+import { explainAwsError } from './aws/errors.ts';
+import { AWS_OPTIONS, CliError, DEFAULT_STACK_NAME, note, out } from './shared.ts';
+import { formatTable } from './table.ts';
+
+/** `webhook-gateway conversations list | show | search` (DESIGN §6), on the local data directory. */
+
+const FILTER_OPTIONS = {
+  ...AWS_OPTIONS,
+  source: { type: 'string' },
+  type: { type: 'string' },
+  status: { type: 'string' },
+  since: { type: 'string' },
+  limit: { type: 'string' },
+  json: { type: 'boolean' },
+} as const;
+
+function filterOf(values: FilterFlags): ConversationFilter {
+  try {
+    return parseFilter(values);
+  } catch (error) {
+    if (error instanceof FilterError) throw new CliError(error.message);
+    throw error;
+  }
+}
+
+function limitOf(value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  const limit = Number(value);
+  if (!/^\d+$/.test(value) || !Number.isInteger(limit) || limit < 1)
+    throw new CliError(`--limit must be a positive whole number, got "${value}"`);
+  return limit;
+}
+
+const sourceOf = (c: { source_system: string; source_process: string }) => `${c.source_system}/${c.source_process}`;
+
+export async function conversationsList(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: FILTER_OPTIONS });
+  if (positionals.length > 0)
+    throw new CliError(
+      `conversations list takes no arguments, got "${positionals.join(' ')}" (to look for text use "conversations search <text>")`,
+    );
+  const filter = filterOf(values);
+  const limit = limitOf(values.limit, 50);
+  if (values.aws) return conversationsSearch(args, { listing: true });
+  const store = new ExecutionStore(resolveOptions().dataDir);
+  const summaries: ConversationSummary[] = [];
+  for (const id of await store.conversationIds()) {
+    if (!mayBeSince(id, filter)) continue;
+    const summary = summarize(id, await store.executions(id));
+    if (summary && matchesFilter(summary, filter)) summaries.push(summary);
+  }
+  summaries.sort(
+    (a, b) => b.received_at.localeCompare(a.received_at) || b.conversation_id.localeCompare(a.conversation_id),
+  );
+  const shown = summaries.slice(0, limit);
+  if (values.json) {
+    out(JSON.stringify(shown, null, 2));
+    return 0;
+  }
+  if (shown.length === 0) {
+    out(
+      isEmptyFilter(filter)
+        ? `No conversations yet in ${store.dir}. Start the gateway (npm start) and POST to /webhook.`
+        : `No conversations match these filters in ${store.dir}.`,
+    );
+    return 0;
+  }
+  out(
+    formatTable(
+      ['conversation_id', 'received_at', 'source', 'type', 'status', 'delivery', 'total_ms'],
+      shown.map((s) => [
+        s.conversation_id,
+        s.received_at,
+        sourceOf(s),
+        s.webhook_type,
+        s.status,
+        s.delivery_status,
+        s.total_time_ms,
+      ]),
+    ),
+  );
+  if (summaries.length > shown.length) out(`(${summaries.length - shown.length} older not shown; use --limit)`);
+  return 0;
+}
+
+export async function conversationsShow(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { json: { type: 'boolean' }, ...AWS_OPTIONS },
+  });
+  const id = positionals[0];
+  if (!id)
+    throw new CliError(
+      'conversations show needs a conversation id, e.g. webhook_20250813_103045_testing_phase3valid_abc123',
+    );
+  if (!isConversationId(id))
+    throw new CliError(
+      `"${id}" is not a conversation id (expected webhook_<YYYYMMDD>_<HHMMSS>_<source>_<process>_<suffix>)`,
+    );
+  if (values.aws) return conversationsShowAws(id, values);
+  const options = resolveOptions();
+  const store = new ExecutionStore(options.dataDir);
+  const executions = await store.executions(id);
+  if (executions.length === 0)
+    throw new CliError(
+      `no conversation ${id} in ${store.dir} (run "webhook-gateway conversations list" to see the known ones)`,
+    );
+  const record =
+    [...executions]
+      .reverse()
+      .map(recordOf)
+      .find((r) => r !== null) ?? null;
+  const envelope = await new LocalFailedDeliveryStore(options.dataDir).get(id);
+  printConversation(
+    id,
+    record,
+    envelope,
+    executions,
+    values.json ?? false,
+    `s3://${process.env.CONVERSATION_EXPORT_S3_BUCKET || 'revops-conversations'}/${exportFolder(id)}`,
+  );
+  return 0;
+}
+
+/** Show a conversation from the deployed stack: its export (S3) and its executions (the Express log groups). */
+async function conversationsShowAws(
+  id: string,
+  values: { json?: boolean; stack?: string; region?: string },
+): Promise<number> {
+  const aws = await import('./aws/conversations.ts');
+  const { createAwsClients } = await import('./aws/stack.ts');
+  const { readText } = await import('../store/export-bucket.ts');
+  const stackName = values.stack ?? DEFAULT_STACK_NAME;
+  const clients = createAwsClients(values.region);
+  const stack = await aws.readConversationStack(clients, stackName, values.region);
+  const bucket = aws.awsExportBucket(clients, stack);
+  let record: ConversationRecord | null = null;
+  let executions: ExecutionRecord[] = [];
+  try {
+    const text = await readText(bucket, `${exportFolder(id)}conversation.json`);
+    if (text === null) throw new CliError(`no export for ${id} in ${aws.awsExportLocation(stack, id)}`);
+    record = (JSON.parse(text) as { conversation: ConversationRecord }).conversation as ConversationRecord;
+    note(`reading the execution history of ${id} from ${stack.logGroups.join(', ') || '(no log group outputs)'}…`);
+    executions = await aws.executionsFromLogs(clients.logs, stack.logGroups, id, idTimeMs(id) - 60_000);
+  } catch (error) {
+    throw explainAwsError(error, { stack: stackName, region: values.region });
+  }
+  printConversation(id, record, null, executions, values.json ?? false, aws.awsExportLocation(stack, id));
+  if (executions.length === 0 && !values.json) {
+    out('');
+    out(
+      `No execution history for ${id} in ${stack.logGroups.join(', ')}: it may have aged out of the logs (their retention).`,
+    );
+    out('The export above is the system of record.');
+  }
+  return 0;
+}
+
+function printConversation(
+  id: string,
+  record: ConversationRecord | null,
+  envelope: FailedDeliveryEnvelope | null,
+  executions: ExecutionRecord[],
+  json: boolean,
+  exportsAt: string,
+): void {
+  if (json) {
+    out(JSON.stringify({ conversation: record, failed_delivery: envelope, executions }, null, 2));
+    return;
+  }
+  const oneLine = (text: string, max: number) => {
+    const flat = text.replace(/\s+/g, ' ').trim();
+    return flat.length > max ? `${flat.slice(0, max)}…` : flat;
+  };
+  if (record) {
+    const ctx = record.webhook_context;
+    const answer = [...record.conversation.turns].reverse().find((t) => t.role === 'assistant');
+    out(`conversation ${id}`);
+    out(
+      `  source     ${record.metadata.source_system} / ${record.metadata.source_process}   received ${record.metadata.received_at}`,
+    );
+    out(`  query      ${oneLine(record.conversation.turns[0]?.content ?? '', 160)}`);
+    if (answer) out(`  answer     ${oneLine(answer.content, 160)}`);
+    out(`  type       ${ctx.webhook_type ?? '-'}   (${ctx.classification_reason ?? 'not classified'})`);
+    out(
+      `  status     ${record.execution.status}   delivery ${ctx.delivery_status}   delivery_id ${ctx.delivery_id}   total ${record.execution.timings.total_ms ?? '-'} ms`,
+    );
+    for (const a of record.execution.delivery_attempts) {
+      out(
+        `  attempt ${a.attempt}  ${a.at}  ${a.via ?? 'workflow'}  ${a.outcome}${a.status_code ? ` HTTP ${a.status_code}` : ''}${a.error ? `  ${oneLine(a.error, 120)}` : ''}  ${a.duration_ms} ms`,
+      );
+    }
+    for (const e of record.execution.errors)
+      out(`  error      ${e.at}  ${e.stage}: ${e.error}: ${oneLine(e.message, 140)}`);
+    const exportOwed = envelope !== null && envelope.state !== 'delivered' && owedBy(envelope) === 'export';
+    if (envelope && envelope.state !== 'delivered') {
+      const next =
+        envelope.state === 'pending'
+          ? `next automatic attempt ${envelope.next_due_at}`
+          : `dead-lettered (${envelope.dead_reason ?? 'no more automatic attempts'})`;
+      out(
+        `  ${exportOwed ? 'export    ' : 'redelivery'} ${envelope.state}: ${next}; redrive now with: webhook-gateway deliveries redrive ${id}`,
+      );
+    }
+    out(
+      `  exports    ${exportsAt}{${EXPORT_FILES.join(',')}}${exportOwed ? `  (not written yet: ${envelope.last_error ?? 'S3 refused them'})` : ''}`,
+    );
+  }
+  for (const execution of executions) {
+    out('');
+    out(formatTimeline(execution));
+  }
+}
+
+/** Progress for long scans, on stderr: a rewritten line on a terminal, a few plain lines otherwise. */
+function progress(total: number): (done: number) => void {
+  if (total < 200) return () => {};
+  const tty = process.stderr.isTTY;
+  let last = 0;
+  return (done) => {
+    const now = Date.now();
+    if (done < total && now - last < (tty ? 100 : 2000)) return;
+    last = now;
+    const text = `searching ${done}/${total} exported conversations…`;
+    if (tty) process.stderr.write(`\r${text}${done === total ? '\n' : ''}`);
+    else note(text);
+  };
+}
+
+export async function conversationsSearch(args: string[], mode: { listing?: boolean } = {}): Promise<number> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: FILTER_OPTIONS });
+  const text = positionals.join(' ').trim();
+  if (!text && !mode.listing)
+    throw new CliError(
+      'conversations search needs the text to look for, e.g. conversations search "top 5 deals" [--source S] [--type T] [--status S] [--since ISO] [--json]',
+    );
+  const filter = filterOf(values);
+  const limit = limitOf(values.limit, mode.listing ? 50 : Number.MAX_SAFE_INTEGER);
+  const options = resolveOptions();
+  // Loaded only here: the S3 client and s3rver take a while to import, and list/show never need them.
+  const { ExportBucketError, listConversationKeys, mapLimit, openExportBucket, readText } = await import(
+    '../store/export-bucket.ts'
+  );
+  const { searchExport } = await import('../history/export-search.ts');
+  let bucket: ExportBucket;
+  let awsKeys: (() => Promise<string[]>) | null = null;
+  const stackName = values.stack ?? DEFAULT_STACK_NAME;
+  if (values.aws) {
+    const aws = await import('./aws/conversations.ts');
+    const { createAwsClients } = await import('./aws/stack.ts');
+    const clients = createAwsClients(values.region);
+    const stack = await aws.readConversationStack(clients, stackName, values.region);
+    bucket = aws.awsExportBucket(clients, stack);
+    // A deployed bucket can hold years: scan day by day from --since (default: the last 7 days).
+    const since = filter.since ?? Date.now() - 7 * 86_400_000;
+    if (filter.since === null) note('(--aws scans the last 7 days of exports; use --since for more)');
+    const scanned = bucket;
+    awsKeys = () => aws.listKeysUnder(scanned, aws.dayPrefixes(since));
+  } else {
+    try {
+      bucket = await openExportBucket(options.dataDir);
+    } catch (error) {
+      if (error instanceof ExportBucketError) throw new CliError(error.message);
+      throw error;
+    }
+  }
+  const hits: SearchHit[] = [];
+  let scanned = 0;
+  try {
+    if (bucket.via === 'temporary')
+      note(
+        `(the gateway's S3 is not running: reading ${path.join(options.dataDir, 's3')} through a temporary embedded S3)`,
+      );
+    const all = awsKeys
+      ? await awsKeys().catch((error) => {
+          throw explainAwsError(error, { stack: stackName, region: values.region });
+        })
+      : await listConversationKeys(bucket);
+    const keys = all.filter((k) => mayBeSince(k.split('/').at(-2) ?? '', filter));
+    const report = progress(keys.length);
+    await mapLimit(keys, 16, async (key) => {
+      const body = await readText(bucket, key).catch((error) => {
+        throw values.aws ? explainAwsError(error, { stack: stackName, region: values.region }) : error;
+      });
+      report(++scanned);
+      if (body === null) return;
+      let doc: unknown;
+      try {
+        doc = JSON.parse(body);
+      } catch {
+        note(`skipping s3://${bucket.bucket}/${key}: not JSON`);
+        return;
+      }
+      const hit = searchExport(doc, key, text);
+      if (hit && matchesFilter(hit, filter)) hits.push(hit);
+    });
+  } catch (error) {
+    if (error instanceof ExportBucketError) throw new CliError(error.message);
+    throw error;
+  } finally {
+    await bucket.close();
+  }
+  hits.sort((a, b) => b.received_at.localeCompare(a.received_at) || b.conversation_id.localeCompare(a.conversation_id));
+  const shown = hits.slice(0, limit);
+  const where =
+    bucket.via === 'empty'
+      ? `(no export bucket under ${path.join(options.dataDir, 's3')})`
+      : `s3://${bucket.bucket} at ${bucket.endpoint}`;
+  note(
+    mode.listing
+      ? `${hits.length} exported conversations in ${where}`
+      : `${hits.length} of ${scanned} exported conversations match "${text}" in ${where}`,
+  );
+  if (values.json) {
+    out(JSON.stringify(shown, null, 2));
+    return 0;
+  }
+  if (shown.length === 0) {
+    out(`No exported conversation matches "${text}"${isEmptyFilter(filter) ? '' : ' with these filters'}.`);
+    return 0;
+  }
+  out(
+    mode.listing
+      ? formatTable(
+          ['conversation_id', 'received_at', 'source', 'type', 'status', 'delivery', 'total_ms'],
+          shown.map((h) => [
+            h.conversation_id,
+            h.received_at,
+            sourceOf(h),
+            h.webhook_type,
+            h.status,
+            h.delivery_status,
+            h.total_time_ms,
+          ]),
+        )
+      : formatTable(
+          ['conversation_id', 'received_at', 'source', 'type', 'status', 'delivery', 'matched_in', 'snippet'],
+          shown.map((h) => [
+            h.conversation_id,
+            h.received_at,
+            sourceOf(h),
+            h.webhook_type,
+            h.status,
+            h.delivery_status,
+            h.matched_in.join(','),
+            h.snippet,
+          ]),
+        ),
+  );
+  if (hits.length > shown.length) out(`(${hits.length - shown.length} older not shown; use --limit)`);
+  return 0;
+}

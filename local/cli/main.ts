@@ -1,0 +1,129 @@
+import path from 'node:path';
+import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
+import { DELIVERY_URL_VARIABLES } from '../../functions/domain/delivery.ts';
+import { type GatewayOptions, resolveOptions } from '../server/config.ts';
+import type { RunningGateway } from '../server/gateway.ts';
+import { conversationsList, conversationsSearch, conversationsShow } from './conversations.ts';
+import { deliveriesList, deliveriesRedrive } from './deliveries.ts';
+import { CliError, out } from './shared.ts';
+import { sign } from './sign.ts';
+
+export const USAGE = `Usage: webhook-gateway <command>
+
+  start                                 run the gateway locally (PORT, default 3000)
+  conversations list [--source S] [--type T] [--status S] [--since ISO] [--limit N] [--json]
+  conversations show <conversation_id> [--json]
+  conversations search <text> [--source S] [--type T] [--status S] [--since ISO] [--limit N] [--json]
+  conversations list|show|search … --aws [--stack NAME] [--region R]
+                                        the same from a deployed stack (export bucket, Express log groups)
+  deliveries list [--state pending|dead|delivered|all] [--json]
+  deliveries redrive <conversation_id> [--url URL]
+  deliveries redrive --all [--since ISO] [--type T] [--dry-run] [--url URL]
+  deliveries list|redrive … --aws [--stack NAME] [--region R]
+                                        the same against a deployed stack (its dead-letter queue)
+  sign --secret whsec_… (--data JSON | --file PATH) [--id ID] [--json]
+                                        Standard Webhooks headers for one request (as curl -H arguments)
+  help
+
+Filters take one value or a comma-separated list: --source system or system/process, --type deal_analysis,
+data_analysis, lead_analysis, general or none, --status completed, failed, delivered, retrying, ... (conversation or
+delivery status). search reads the exported conversation.json records through S3 (the running gateway's embedded
+S3, or a temporary one over LOCAL_DATA_DIR/s3). The running gateway also serves a web console at /console.
+
+Local state lives in LOCAL_DATA_DIR (default .data).`;
+
+async function start(): Promise<number> {
+  const { startGateway } = await import('../server/gateway.ts');
+  const { divertHandlerLogs } = await import('../server/log-sink.ts');
+  let options: GatewayOptions;
+  try {
+    options = resolveOptions();
+  } catch (error) {
+    throw new CliError((error as Error).message);
+  }
+  const logFile = divertHandlerLogs(options.dataDir);
+  let gateway: RunningGateway;
+  try {
+    gateway = await startGateway({
+      ...options,
+      onRedelivery: (r) => {
+        if (r.status !== 'not_due')
+          out(
+            `${new Date().toISOString()}  redelivery  ${r.conversation_id}  ${r.status}${r.envelope?.state === 'pending' ? ` (next ${r.envelope.next_due_at})` : ''}`,
+          );
+      },
+      onExecution: (summary) =>
+        out(
+          `${new Date().toISOString()}  ${summary.http_status}  ${summary.conversation_id ?? '(rejected)'}  ${summary.detail}  ${summary.duration_ms} ms`,
+        ),
+    });
+  } catch (error) {
+    const e = error as NodeJS.ErrnoException & { port?: number };
+    if (e.code === 'EADDRINUSE')
+      throw new CliError(`port ${e.port ?? ''} is already in use: stop the other process or set PORT / LOCAL_S3_PORT`);
+    if (e.code === undefined && error instanceof Error && error.constructor === Error)
+      throw new CliError(error.message);
+    throw error;
+  }
+  const rel = (p: string) => path.relative(process.cwd(), p) || '.';
+  out(`webhook-gateway (local) listening on ${gateway.url}`);
+  out(
+    `  POST ${gateway.url}/webhook   one conversation = one run of statemachine/conversation.asl.json (aws-local-stepfunctions)`,
+  );
+  out(`  GET  ${gateway.url}/health`);
+  out(`  console ${gateway.url}/console   recent conversations, timelines, exports, redrive (loopback only)`);
+  out(
+    `  S3      ${gateway.s3Endpoint}  bucket ${gateway.bucket}  (files under ${rel(path.join(options.dataDir, 's3'))})`,
+  );
+  out(
+    `  agent   ${process.env.AWS_ENDPOINT_URL_LAMBDA} function ${gateway.agentFunctionName}` +
+      (process.env.AWS_ENDPOINT_URL_LAMBDA === gateway.url ? '  (SAMPLE agent built into this server)' : ''),
+  );
+  for (const type of WEBHOOK_TYPES) out(`  deliver ${type.padEnd(14)} → ${process.env[DELIVERY_URL_VARIABLES[type]]}`);
+  out(
+    `  signing deliveries with the secrets in ${gateway.deliverySecretsFile ? rel(gateway.deliverySecretsFile) : 'DELIVERY_SIGNING_SECRETS'}` +
+      `   inbound signatures: ${process.env.INBOUND_WEBHOOK_SECRETS ? 'required for the sources in INBOUND_WEBHOOK_SECRETS' : 'none configured'}${process.env.REQUIRE_SIGNED_WEBHOOKS === 'true' ? ' (unsigned refused)' : ''}`,
+  );
+  out(
+    `  history ${rel(gateway.executions.dir)}   failed deliveries ${rel(gateway.failedDeliveries.dir)}   handler logs ${logFile.startsWith('(') ? logFile : rel(logFile)}`,
+  );
+  out('');
+  out(`Try:  curl -s -X POST ${gateway.url}/webhook -H 'Content-Type: application/json' \\`);
+  out(
+    `        -d '{"query":"What are the top 5 deals closing this quarter?","source_system":"testing_system","source_process":"phase3_validation"}'`,
+  );
+  out('Then: npx webhook-gateway conversations list   ·   Ctrl-C stops everything.');
+  await new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+  out('stopping…');
+  await gateway.close();
+  return 0;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, sub, ...rest] = argv;
+  try {
+    if (command === 'start') return await start();
+    if (command === 'conversations' && sub === 'list') return await conversationsList(rest);
+    if (command === 'conversations' && sub === 'show') return await conversationsShow(rest);
+    if (command === 'conversations' && sub === 'search') return await conversationsSearch(rest);
+    if (command === 'deliveries' && sub === 'list') return await deliveriesList(rest);
+    if (command === 'deliveries' && sub === 'redrive') return await deliveriesRedrive(rest);
+    if (command === 'sign') return await sign(argv.slice(1));
+    if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
+      out(USAGE);
+      return 0;
+    }
+    process.stderr.write(`webhook-gateway: unknown command "${argv.join(' ')}"\n\n${USAGE}\n`);
+    return 2;
+  } catch (error) {
+    const e = error as Error & { code?: string };
+    const message =
+      error instanceof CliError || e.code?.startsWith('ERR_PARSE_ARGS_') ? e.message : `${e.name}: ${e.message}`;
+    process.stderr.write(`webhook-gateway: ${message}\n`);
+    return 1;
+  }
+}

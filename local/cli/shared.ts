@@ -1,0 +1,64 @@
+/**
+ * What every `webhook-gateway` command shares: its one error type, its output streams, the `--aws` flags and the
+ * small formatting helpers of the lists.
+ */
+import { type FailedDeliveryEnvelope, owedBy } from '../../functions/domain/failed-delivery.ts';
+
+/** An error the command line prints as one line (`webhook-gateway: …`), exit code 1, never a stack trace. */
+export class CliError extends Error {}
+
+/** A line of the command's result (stdout). */
+export function out(text: string): void {
+  process.stdout.write(`${text}\n`);
+}
+
+/** A progress or hint line (stderr), so `--json` output stays clean. */
+export function note(text: string): void {
+  process.stderr.write(`${text}\n`);
+}
+
+/** The stack `--aws` commands read when no --stack is given (infra's default stackName). */
+export const DEFAULT_STACK_NAME = 'WebhookConversationGateway';
+
+/** `--aws [--stack NAME] [--region R]`: act on a deployed stack (local/cli/aws/). */
+export const AWS_OPTIONS = {
+  aws: { type: 'boolean' },
+  stack: { type: 'string' },
+  region: { type: 'string' },
+} as const;
+
+/** Whether `--aws` was given; `--stack` or `--region` without it is a mistake, not something to ignore. */
+export function awsRequested(values: { aws?: boolean; stack?: string; region?: string }): boolean {
+  if (!values.aws && (values.stack !== undefined || values.region !== undefined))
+    throw new CliError('--stack and --region go with --aws');
+  return values.aws === true;
+}
+
+/** How long ago, in one short unit: `45s`, `12m`, `5h`, `3d`. */
+export function age(fromIso: string, now = Date.now()): string {
+  const s = Math.max(0, Math.round((now - Date.parse(fromIso)) / 1000));
+  if (s < 120) return `${s}s`;
+  if (s < 7200) return `${Math.round(s / 60)}m`;
+  if (s < 172_800) return `${Math.round(s / 3600)}h`;
+  return `${Math.round(s / 86_400)}d`;
+}
+
+/** `--since ISO` as epoch milliseconds, or null when not given. */
+export function parseSince(value: string | undefined): number | null {
+  if (value === undefined) return null;
+  const t = Date.parse(value);
+  if (Number.isNaN(t))
+    throw new CliError(`--since must be an ISO 8601 date-time, e.g. 2025-08-13T00:00:00Z; got "${value}"`);
+  return t;
+}
+
+/**
+ * The envelope's state as the lists show it: why it is dead, and `export only` when no delivery is owed.
+ * `state` replaces the stored state (the dead-letter queue's view of an envelope the queue moved there).
+ */
+export function stateLabel(
+  e: FailedDeliveryEnvelope,
+  state = e.state === 'dead' && e.dead_reason ? `dead (${e.dead_reason})` : e.state,
+): string {
+  return owedBy(e) === 'export' ? `${state}, export only` : state;
+}

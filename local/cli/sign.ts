@@ -1,0 +1,42 @@
+import { randomUUID } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import { type SignedHeaders, signOutbound } from '../../functions/domain/signatures.ts';
+import { CliError } from './shared.ts';
+
+/**
+ * `webhook-gateway sign --secret whsec_… (--data JSON | --file body.json) [--id ID] [--json]`: the Standard Webhooks
+ * headers a sender puts on one request, as curl arguments (or JSON). The body must then be sent byte for byte.
+ */
+export async function sign(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      secret: { type: 'string' },
+      data: { type: 'string' },
+      file: { type: 'string' },
+      id: { type: 'string' },
+      json: { type: 'boolean' },
+    },
+  });
+  const secret = values.secret ?? process.env.WEBHOOK_SECRET;
+  if (!secret) throw new CliError('sign needs --secret whsec_… (or WEBHOOK_SECRET)');
+  if (!/^whsec_/.test(secret)) throw new CliError('the secret must start with whsec_');
+  if ((values.data === undefined) === (values.file === undefined))
+    throw new CliError('sign needs exactly one of --data JSON or --file PATH (the exact body you will send)');
+  const body = values.data ?? (await readFile(values.file!, 'utf8'));
+  let headers: SignedHeaders;
+  try {
+    headers = signOutbound(secret, values.id ?? `msg_${randomUUID()}`, new Date(), body);
+  } catch (error) {
+    throw new CliError(`could not sign: ${(error as Error).message}`);
+  }
+  process.stdout.write(
+    values.json
+      ? `${JSON.stringify(headers, null, 2)}\n`
+      : `${Object.entries(headers)
+          .map(([name, value]) => `-H ${name}:${value}`)
+          .join(' ')}\n`,
+  );
+  return 0;
+}

@@ -1,0 +1,106 @@
+import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
+
+/**
+ * The filters shared by `conversations list`, `conversations search` and the console: source, type, status and
+ * a lower bound on the receive time. Each flag takes one value or a comma-separated list (any of them matches).
+ */
+export interface ConversationFilter {
+  /** `system` or `system/process`, lowercased. */
+  sources: string[];
+  types: string[];
+  /** Conversation statuses and delivery statuses alike (`failed` matches either). */
+  statuses: string[];
+  /** Epoch ms; conversations received before it are left out. */
+  since: number | null;
+}
+
+/** What a filter looks at: a row of `conversations list`, a search hit, a console row. */
+export interface FilterableConversation {
+  conversation_id: string;
+  received_at: string;
+  source_system: string;
+  source_process: string;
+  webhook_type: string | null;
+  status: string;
+  delivery_status: string;
+}
+
+export const CONVERSATION_STATUSES = ['completed', 'failed', 'in_progress', 'timed_out', 'aborted'] as const;
+export const DELIVERY_STATUSES = ['delivered', 'retrying', 'pending', 'not_attempted', 'failed'] as const;
+const STATUS_VALUES = [...new Set<string>([...CONVERSATION_STATUSES, ...DELIVERY_STATUSES])];
+const TYPE_VALUES = [...WEBHOOK_TYPES, 'none'];
+
+/** A bad flag value; the CLI prints its message as one line. */
+export class FilterError extends Error {}
+
+function list(value: string | undefined): string[] {
+  if (value === undefined) return [];
+  return value
+    .split(',')
+    .map((v) => v.trim().toLowerCase())
+    .filter((v) => v !== '');
+}
+
+export interface FilterFlags {
+  source?: string;
+  type?: string;
+  status?: string;
+  since?: string;
+}
+
+export function parseFilter(flags: FilterFlags): ConversationFilter {
+  const types = list(flags.type);
+  for (const t of types) {
+    if (!TYPE_VALUES.includes(t))
+      throw new FilterError(`--type takes ${TYPE_VALUES.join(', ')} (or a comma-separated list); got "${t}"`);
+  }
+  const statuses = list(flags.status);
+  for (const s of statuses) {
+    if (!STATUS_VALUES.includes(s))
+      throw new FilterError(`--status takes ${STATUS_VALUES.join(', ')} (or a comma-separated list); got "${s}"`);
+  }
+  if (flags.source !== undefined && list(flags.source).length === 0)
+    throw new FilterError('--source needs a source system (or system/process)');
+  let since: number | null = null;
+  if (flags.since !== undefined) {
+    // An ISO 8601 date or date-time; a date-time without a zone would silently use the local one, so require it.
+    const ok = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2}))?$/i.test(flags.since);
+    since = ok ? Date.parse(flags.since) : Number.NaN;
+    if (Number.isNaN(since)) {
+      throw new FilterError(
+        `--since must be an ISO 8601 date or date-time with a zone, e.g. 2025-08-13 or 2025-08-13T00:00:00Z; got "${flags.since}"`,
+      );
+    }
+  }
+  return { sources: list(flags.source), types, statuses, since };
+}
+
+export function isEmptyFilter(filter: ConversationFilter): boolean {
+  return filter.sources.length + filter.types.length + filter.statuses.length === 0 && filter.since === null;
+}
+
+export function matchesFilter(row: FilterableConversation, filter: ConversationFilter): boolean {
+  if (filter.sources.length > 0) {
+    const system = row.source_system.toLowerCase();
+    const full = `${system}/${row.source_process.toLowerCase()}`;
+    if (!filter.sources.some((s) => s === system || s === full)) return false;
+  }
+  if (filter.types.length > 0 && !filter.types.includes(row.webhook_type ?? 'none')) return false;
+  if (filter.statuses.length > 0 && !filter.statuses.some((s) => s === row.status || s === row.delivery_status))
+    return false;
+  if (filter.since !== null && !(Date.parse(row.received_at) >= filter.since)) return false;
+  return true;
+}
+
+/** The receive time a conversation id carries (to the second, UTC), or NaN. */
+export function idTimeMs(conversationId: string): number {
+  const m = /^webhook_(\d{4})(\d{2})(\d{2})_(\d{2})(\d{2})(\d{2})_/.exec(conversationId);
+  return m ? Date.UTC(+m[1]!, +m[2]! - 1, +m[3]!, +m[4]!, +m[5]!, +m[6]!) : Number.NaN;
+}
+
+/** False only when the id proves the conversation was received before `since` (cheap pruning before any read). */
+export function mayBeSince(conversationId: string, filter: ConversationFilter): boolean {
+  if (filter.since === null) return true;
+  const t = idTimeMs(conversationId);
+  return Number.isNaN(t) || t + 1000 > filter.since;
+}

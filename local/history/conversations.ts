@@ -1,0 +1,50 @@
+import type { ConversationRecord } from '../../functions/domain/conversation.ts';
+import type { ExecutionRecord } from '../engine/engine.ts';
+import type { FilterableConversation } from './conversation-filters.ts';
+
+/** The latest conversation record an execution produced (the last state output or input that carries one). */
+export function recordOf(execution: ExecutionRecord): ConversationRecord | null {
+  for (let i = execution.events.length - 1; i >= 0; i--) {
+    const event = execution.events[i]!;
+    for (const data of [event.output, event.input]) {
+      const candidate = data as
+        | { conversation?: ConversationRecord; state?: { conversation?: ConversationRecord } }
+        | undefined;
+      const record = candidate?.conversation ?? candidate?.state?.conversation;
+      if (record?.conversation_id) return record;
+    }
+  }
+  return null;
+}
+
+/** A row of `conversations list`: what the filters look at, and a little more. */
+export interface ConversationSummary extends FilterableConversation {
+  total_time_ms: number | null;
+  executions: number;
+  query: string;
+}
+
+export function summarize(conversationId: string, executions: ExecutionRecord[]): ConversationSummary | null {
+  const latest = executions.at(-1);
+  const record =
+    [...executions]
+      .reverse()
+      .map(recordOf)
+      .find((r) => r !== null) ?? null;
+  if (!latest || !record) return null;
+  return {
+    conversation_id: conversationId,
+    received_at: record.metadata.received_at,
+    source_system: record.metadata.source_system,
+    source_process: record.metadata.source_process,
+    webhook_type: record.webhook_context.webhook_type,
+    status:
+      latest.status === 'SUCCEEDED' || latest.status === 'FAILED'
+        ? record.execution.status
+        : latest.status.toLowerCase(),
+    delivery_status: record.webhook_context.delivery_status,
+    total_time_ms: record.execution.timings.total_ms,
+    executions: executions.length,
+    query: record.conversation.turns.find((t) => t.role === 'user')?.content ?? '',
+  };
+}

@@ -1,0 +1,194 @@
+import { mkdir } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { type ExecutionInput, errorBody, healthBody } from '../../functions/domain/gateway-contract.ts';
+import { handleConsole } from '../console/index.ts';
+import type { ExecutionRecord } from '../engine/engine.ts';
+import { LocalRedelivery } from '../engine/redelivery.ts';
+import { loadStageHandlers, localWorkflow } from '../engine/workflows.ts';
+import { localDeliverySecrets } from '../store/delivery-secrets.ts';
+import { type EmbeddedS3, startEmbeddedS3 } from '../store/embedded-s3.ts';
+import { conversationIdOf, ExecutionStore } from '../store/execution-store.ts';
+import { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
+import {
+  applyDefaults,
+  checkEnvironment,
+  type GatewayOptions,
+  localEnvironmentDefaults,
+  resolveOptions,
+} from './config.ts';
+import { readBody, sendJson } from './http.ts';
+import { handleOperatorRoute } from './operator-routes.ts';
+import { parseRateLimits, RateLimiter } from './rate-limiter.ts';
+import { DeliveryReceiver } from './receiver.ts';
+import { handleSampleAgentInvoke } from './sample-agent.ts';
+import { handleWebhook } from './webhook-route.ts';
+
+export { LOCAL_FAILED_DELIVERY_QUEUE_URL, localFunctionArn } from '../engine/workflows.ts';
+
+export interface RunningGateway {
+  url: string;
+  port: number;
+  options: GatewayOptions;
+  s3Endpoint: string;
+  bucket: string;
+  agentFunctionName: string;
+  /** Where the local delivery signing secrets were made, when they were not configured. */
+  deliverySecretsFile: string | null;
+  failedDeliveries: LocalFailedDeliveryStore;
+  redelivery: LocalRedelivery;
+  executions: ExecutionStore;
+  receiver: DeliveryReceiver;
+  /** Run one conversation exactly as POST /webhook does, without HTTP. */
+  runConversation(input: ExecutionInput): Promise<ExecutionRecord>;
+  close(): Promise<void>;
+}
+
+function listen(server: Server, port: number, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve((server.address() as AddressInfo).port);
+    });
+  });
+}
+
+/** Start the local gateway: HTTP server, embedded S3, sample agent, built-in receiver, the ASL on the local engine. */
+export async function startGateway(partial: Partial<GatewayOptions> = {}): Promise<RunningGateway> {
+  const options = resolveOptions(partial);
+  checkEnvironment();
+  await mkdir(options.dataDir, { recursive: true });
+  const executions = new ExecutionStore(options.dataDir);
+  const failedDeliveries = new LocalFailedDeliveryStore(options.dataDir);
+  const receiver = new DeliveryReceiver(options.dataDir);
+
+  let route: (req: IncomingMessage, res: ServerResponse) => Promise<void> = async (_req, res) =>
+    sendJson(res, 503, errorBody('STARTING', 'the gateway is starting'));
+  const server = createServer((req, res) => {
+    route(req, res).catch((error: Error) => {
+      console.error(`webhook-gateway: ${req.method} ${req.url} failed: ${error.stack ?? error.message}`);
+      if (!res.headersSent) sendJson(res, 500, errorBody('INTERNAL_ERROR', 'internal error in the local gateway'));
+      else res.end();
+    });
+  });
+  server.keepAliveTimeout = 5_000;
+  const port = await listen(server, options.port, options.host);
+  const url = `http://${options.host.includes(':') ? `[${options.host}]` : options.host}:${port}`;
+
+  let s3: EmbeddedS3 | null = null;
+  let deliverySecretsFile: string | null = null;
+  try {
+    const userS3 = process.env.AWS_ENDPOINT_URL_S3;
+    const bucket = process.env.CONVERSATION_EXPORT_S3_BUCKET || 'revops-conversations';
+    if (!userS3)
+      s3 = await startEmbeddedS3({ directory: path.join(options.dataDir, 's3'), port: options.s3Port, bucket });
+    const defaults = localEnvironmentDefaults(url, s3?.endpoint ?? null);
+    if (process.env.AWS_PROFILE) {
+      delete defaults.AWS_ACCESS_KEY_ID;
+      delete defaults.AWS_SECRET_ACCESS_KEY;
+    }
+    applyDefaults(process.env, defaults);
+    if (!process.env.IDEMPOTENCY_TABLE_NAME)
+      applyDefaults(process.env, { IDEMPOTENCY_DIR: path.join(options.dataDir, 'idempotency') });
+    if (!process.env.DELIVERY_SIGNING_SECRETS && !process.env.DELIVERY_SIGNING_SECRETS_ARN) {
+      const made = await localDeliverySecrets(options.dataDir);
+      process.env.DELIVERY_SIGNING_SECRETS = made.json;
+      deliverySecretsFile = made.file;
+    }
+  } catch (error) {
+    server.close();
+    throw error;
+  }
+
+  const handlers = await loadStageHandlers();
+  const sendFailedDelivery = (params: unknown) => failedDeliveries.sendMessage(params as never);
+  const workflow = localWorkflow('conversation', handlers, sendFailedDelivery, options.retryIntervalOverrides);
+  const redeliveryWorkflow = localWorkflow('redelivery', handlers, sendFailedDelivery, options.retryIntervalOverrides);
+  const redelivery = new LocalRedelivery(failedDeliveries, redeliveryWorkflow, executions);
+  redelivery.start(options.redeliveryPollMs, options.onRedelivery);
+
+  /** The history is on disk before the caller gets its answer, so `conversations show` right after a curl finds it. */
+  async function runConversation(input: ExecutionInput): Promise<ExecutionRecord> {
+    const record = await workflow.run(input, input.request_id);
+    const conversationId = conversationIdOf(record);
+    if (conversationId) await executions.save(conversationId, record);
+    return record;
+  }
+
+  const limiter = new RateLimiter(parseRateLimits(process.env.RATE_LIMITS));
+
+  route = async (req, res) => {
+    const { pathname } = new URL(req.url ?? '/', 'http://local');
+    const method = req.method ?? 'GET';
+    if (pathname.startsWith('/local/deliveries'))
+      return handleOperatorRoute(pathname, req, res, { failedDeliveries, redelivery });
+    if (pathname === '/console' || pathname.startsWith('/console/'))
+      return handleConsole(req, res, {
+        executions,
+        failedDeliveries,
+        bucket: process.env.CONVERSATION_EXPORT_S3_BUCKET!,
+        s3Endpoint: process.env.AWS_ENDPOINT_URL_S3!,
+      });
+    if (pathname === '/webhook') {
+      if (method === 'POST')
+        return handleWebhook(req, res, { runConversation, limiter, onExecution: options.onExecution });
+      req.resume();
+      return sendJson(res, 405, errorBody('METHOD_NOT_ALLOWED', `${method} is not allowed on /webhook; use POST`), {
+        allow: 'POST',
+      });
+    }
+    if (pathname === '/health') {
+      if (method !== 'GET' && method !== 'HEAD') {
+        return sendJson(res, 405, errorBody('METHOD_NOT_ALLOWED', `${method} is not allowed on /health; use GET`), {
+          allow: 'GET',
+        });
+      }
+      return sendJson(
+        res,
+        200,
+        healthBody({ service: 'webhook-gateway', engine: 'aws-local-stepfunctions', time: new Date().toISOString() }),
+      );
+    }
+    const invoke = /^\/2015-03-31\/functions\/([^/]+)\/invocations$/.exec(pathname);
+    if (invoke && method === 'POST') return handleSampleAgentInvoke(invoke[1]!, req, res);
+    const receiverPath = /^\/local\/receiver\/([A-Za-z0-9_-]+)$/.exec(pathname);
+    if (receiverPath) {
+      if (method === 'POST') {
+        const raw = (await readBody(req, 1024 * 1024)).toString('utf8');
+        await receiver.record(receiverPath[1]!, req.headers, raw);
+        return sendJson(res, 200, { received: true });
+      }
+      if (method === 'GET') return sendJson(res, 200, receiver.byType(receiverPath[1]!));
+    }
+    req.resume();
+    return sendJson(
+      res,
+      404,
+      errorBody('NOT_FOUND', `No route for ${method} ${pathname}. Try POST /webhook or GET /health.`),
+    );
+  };
+
+  return {
+    url,
+    port,
+    options,
+    s3Endpoint: process.env.AWS_ENDPOINT_URL_S3!,
+    bucket: process.env.CONVERSATION_EXPORT_S3_BUCKET!,
+    agentFunctionName: process.env.MANAGER_AGENT_FUNCTION_NAME!,
+    deliverySecretsFile,
+    failedDeliveries,
+    redelivery,
+    executions,
+    receiver,
+    runConversation,
+    async close() {
+      if (!server.listening) return;
+      await redelivery.stop();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await s3?.close();
+    },
+  };
+}

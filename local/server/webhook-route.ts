@@ -1,0 +1,118 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import {
+  type ExecutionInput,
+  errorBody,
+  httpResultForExecution,
+  MAX_BODY_BYTES,
+  MAX_EXECUTION_INPUT_BYTES,
+  pickForwardedHeaders,
+} from '../../functions/domain/gateway-contract.ts';
+import { claimedSource } from '../../functions/domain/request.ts';
+import type { ExecutionRecord } from '../engine/engine.ts';
+import { conversationIdOf } from '../store/execution-store.ts';
+import type { RequestSummary } from './config.ts';
+import { BodyTooLargeError, readBody, sendJson } from './http.ts';
+import type { RateLimiter } from './rate-limiter.ts';
+
+/**
+ * POST /webhook, as the API Gateway integration does it: refuse what never becomes an execution (media type, size,
+ * rate), build the execution input (gateway-contract.ts), run the conversation, map its status and error to HTTP.
+ */
+export interface WebhookRouteContext {
+  runConversation(input: ExecutionInput): Promise<ExecutionRecord>;
+  limiter: RateLimiter;
+  onExecution?: (summary: RequestSummary) => void;
+}
+
+function describe(body: unknown): string {
+  const b = body as {
+    tracking?: { webhook_type?: string; delivery_status?: string };
+    error?: { code?: string; message?: string };
+  };
+  if (b.tracking) return `${b.tracking.webhook_type} ${b.tracking.delivery_status}`;
+  return `${b.error?.code ?? 'error'}: ${String(b.error?.message ?? '').slice(0, 120)}`;
+}
+
+export async function handleWebhook(
+  req: IncomingMessage,
+  res: ServerResponse,
+  ctx: WebhookRouteContext,
+): Promise<void> {
+  const requestId = randomUUID();
+  const headers = { 'x-request-id': requestId };
+  const contentType = String(req.headers['content-type'] ?? '');
+  if (!/^application\/json\s*(;|$)/i.test(contentType)) {
+    req.resume();
+    return sendJson(
+      res,
+      415,
+      errorBody('UNSUPPORTED_MEDIA_TYPE', `Content-Type must be application/json, got "${contentType || 'none'}"`),
+      headers,
+    );
+  }
+  const tooLarge = () =>
+    sendJson(
+      res,
+      413,
+      errorBody(
+        'PAYLOAD_TOO_LARGE',
+        `Request body must be at most ${MAX_BODY_BYTES} bytes (the Step Functions input limit)`,
+      ),
+      {
+        ...headers,
+        connection: 'close',
+      },
+    );
+  if (Number(req.headers['content-length'] ?? 0) > MAX_BODY_BYTES) {
+    req.resume();
+    return tooLarge();
+  }
+  let raw: Buffer;
+  try {
+    raw = await readBody(req, MAX_BODY_BYTES);
+  } catch (error) {
+    if (error instanceof BodyTooLargeError) return tooLarge();
+    throw error;
+  }
+  const input: ExecutionInput = {
+    body: raw.toString('utf8'),
+    headers: pickForwardedHeaders(req.headers),
+    request_id: requestId,
+    source_ip: req.socket.remoteAddress ?? 'unknown',
+    received_at: new Date().toISOString(),
+  };
+  if (Buffer.byteLength(JSON.stringify(input)) > MAX_EXECUTION_INPUT_BYTES) return tooLarge();
+  const source = claimedSource(input.body);
+  const limited = source === null ? ({ allowed: true } as const) : ctx.limiter.take(source);
+  if (!limited.allowed) {
+    return sendJson(
+      res,
+      429,
+      errorBody(
+        'RATE_LIMITED',
+        `Too many requests from ${source}: ${limited.reason}; retry after ${limited.retryAfterSeconds} s`,
+      ),
+      {
+        ...headers,
+        'retry-after': String(limited.retryAfterSeconds),
+      },
+    );
+  }
+  const started = performance.now();
+  const record = await ctx.runConversation(input);
+  if (source !== null && limited.allowed && record.error === 'SignatureError') ctx.limiter.refund(source);
+  const result = httpResultForExecution({
+    status: record.status,
+    output: record.output === undefined ? undefined : JSON.stringify(record.output),
+    error: record.error,
+    cause: record.cause,
+  });
+  sendJson(res, result.statusCode, result.body, headers);
+  ctx.onExecution?.({
+    http_status: result.statusCode,
+    conversation_id: conversationIdOf(record),
+    detail: describe(result.body),
+    duration_ms: Math.round(performance.now() - started),
+  });
+}

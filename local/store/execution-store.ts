@@ -1,0 +1,64 @@
+import path from 'node:path';
+import { isConversationId } from '../../functions/domain/conversation-id.ts';
+import { maskSecrets } from '../../functions/domain/secret-masking.ts';
+import type { ExecutionRecord } from '../engine/engine.ts';
+import { listDir, readJson, writeTextAtomic } from './json-files.ts';
+
+/**
+ * The local execution history: every execution's event log, saved under
+ * `<dataDir>/executions/<conversation_id>/<start>_<execution name>.json` — the local counterpart of the Express
+ * workflow's CloudWatch log group (level ALL, execution data included).
+ */
+export class ExecutionStore {
+  readonly dir: string;
+
+  constructor(dataDir: string) {
+    this.dir = path.join(dataDir, 'executions');
+  }
+
+  /** Serialized once, compact, with inbound signatures redacted. */
+  async save(conversationId: string, record: ExecutionRecord): Promise<string> {
+    if (!isConversationId(conversationId)) throw new Error(`not a conversation id: ${conversationId}`);
+    const stamp = record.started_at.replace(/[-:.]/g, '');
+    const file = path.join(this.dir, conversationId, `${stamp}_${record.execution_name}.json`);
+    await writeTextAtomic(file, `${serializeHistory(record)}\n`);
+    return file;
+  }
+
+  /** Every execution of one conversation (the original and each redelivery), oldest first. */
+  async executions(conversationId: string): Promise<ExecutionRecord[]> {
+    if (!isConversationId(conversationId)) return [];
+    const folder = path.join(this.dir, conversationId);
+    const names = (await listDir(folder)).filter((n) => n.endsWith('.json')).sort();
+    const records = await Promise.all(names.map((n) => readJson<ExecutionRecord>(path.join(folder, n))));
+    return records.filter((r): r is ExecutionRecord => r !== null);
+  }
+
+  async conversationIds(): Promise<string[]> {
+    return (await listDir(this.dir)).filter(isConversationId);
+  }
+}
+
+/**
+ * The inbound `webhook-signature` is checked by Validate and has no use afterwards: the header's value is not kept,
+ * and every signature- or secret-shaped text elsewhere is masked with the patterns the AWS log groups' data
+ * protection policy uses, so the local history shows what the AWS one does.
+ */
+export function serializeHistory(record: ExecutionRecord): string {
+  return maskSecrets(
+    JSON.stringify(record, (key, value: unknown) => (key === 'webhook-signature' ? '[redacted]' : value)),
+  );
+}
+
+/** The conversation id an execution worked on: from the first state output (or input) that carries the record. */
+export function conversationIdOf(record: ExecutionRecord): string | null {
+  const fromInput = (record.input as { conversation?: { conversation_id?: unknown } } | null)?.conversation
+    ?.conversation_id;
+  if (typeof fromInput === 'string') return fromInput;
+  for (const event of record.events) {
+    const output = event.output as { conversation?: { conversation_id?: unknown } } | undefined;
+    const id = output?.conversation?.conversation_id;
+    if (typeof id === 'string') return id;
+  }
+  return null;
+}

@@ -1,0 +1,312 @@
+import { describe, expect, it } from 'vitest';
+import type { DeliveryAttempt } from '../../../functions/domain/conversation.ts';
+import {
+  attemptBudget,
+  attemptError,
+  buildDeliveryPayload,
+  DELIVERY_URL_VARIABLES,
+  deferralAfter,
+  deliveryUrlFor,
+  failedAttemptFromCaught,
+  isDeferral,
+  MIN_ATTEMPT_MS,
+  outcomeForStatus,
+  retryAfterMs,
+} from '../../../functions/domain/delivery.ts';
+import { DeliveryPermanentError, DeliveryRetryableError } from '../../../functions/domain/errors.ts';
+import { withAgentAnswer, withClassification } from '../../../functions/domain/lifecycle.ts';
+import { DELIVERY_ID, RECEIVED_AT, startedRecord } from '../../support/fixtures.ts';
+
+const NOW = new Date('2025-08-13T10:31:00.000Z');
+const TARGET = 'https://hooks.example.com/deals';
+
+function attempt(overrides: Partial<DeliveryAttempt> = {}): DeliveryAttempt {
+  return {
+    attempt: 1,
+    at: '2025-08-13T10:30:50.000Z',
+    duration_ms: 120,
+    status_code: 503,
+    error: 'HTTP 503',
+    outcome: 'retryable',
+    ...overrides,
+  };
+}
+
+/** What AWS puts in a Catch's Cause for a Node Lambda error. */
+function awsCause(error: Error): string {
+  return JSON.stringify({
+    errorType: error.name,
+    errorMessage: error.message,
+    trace: [`${error.name}: ${error.message}`, '    at handler (/var/task/index.mjs:1:1)'],
+  });
+}
+
+describe('outcomeForStatus', () => {
+  it.each([200, 201, 202, 204, 299])('%i is delivered', (status) => {
+    expect(outcomeForStatus(status)).toBe('delivered');
+  });
+
+  it.each([408, 429, 500, 502, 503, 504, 599])('%i is retryable', (status) => {
+    expect(outcomeForStatus(status)).toBe('retryable');
+  });
+
+  it.each([400, 401, 403, 404, 405, 409, 410, 413, 422, 301, 302, 303, 307, 308, 100, 199])(
+    '%i is permanent',
+    (status) => {
+      expect(outcomeForStatus(status)).toBe('permanent');
+    },
+  );
+});
+
+describe('attemptError', () => {
+  it('is a DeliveryRetryableError for a retryable attempt, carrying the attempt as JSON', () => {
+    const a = attempt();
+    const error = attemptError(a, TARGET);
+    expect(error).toBeInstanceOf(DeliveryRetryableError);
+    expect(error).toBeInstanceOf(Error);
+    expect(error.name).toBe('DeliveryRetryableError');
+    expect(JSON.parse(error.message)).toEqual({ message: 'HTTP 503', attempt: a, target: TARGET });
+  });
+
+  it('is a DeliveryPermanentError for a permanent attempt', () => {
+    const a = attempt({ status_code: 404, error: 'HTTP 404: no such hook', outcome: 'permanent' });
+    const error = attemptError(a, TARGET);
+    expect(error).toBeInstanceOf(DeliveryPermanentError);
+    expect(error.name).toBe('DeliveryPermanentError');
+    expect(JSON.parse(error.message).message).toBe('HTTP 404: no such hook');
+  });
+
+  it('falls back to the HTTP status when the attempt has no error text', () => {
+    const { error: _none, ...noText } = attempt({ status_code: 500 });
+    expect(JSON.parse(attemptError(noText, TARGET).message).message).toBe('HTTP 500');
+  });
+
+  it('treats a network failure (no status) as retryable', () => {
+    const { status_code: _none, ...network } = attempt({ error: 'network error: ECONNREFUSED' });
+    const error = attemptError(network, TARGET);
+    expect(error.name).toBe('DeliveryRetryableError');
+    expect(JSON.parse(error.message).message).toBe('network error: ECONNREFUSED');
+  });
+});
+
+describe('failedAttemptFromCaught', () => {
+  it.each([
+    ['retryable', attempt()],
+    ['permanent', attempt({ status_code: 410, error: 'HTTP 410', outcome: 'permanent' })],
+  ] as const)('recovers a %s attempt from the local engine shape (Cause = the error message)', (_label, a) => {
+    const error = attemptError(a, TARGET);
+    const result = failedAttemptFromCaught({ Error: error.name, Cause: error.message }, 9, NOW);
+    expect(result).toEqual({ attempt: a, target: TARGET });
+  });
+
+  it.each([
+    ['retryable', attempt()],
+    ['permanent', attempt({ status_code: 401, error: 'HTTP 401', outcome: 'permanent' })],
+  ] as const)(
+    'recovers a %s attempt from the AWS Lambda shape (Cause = {errorType, errorMessage, trace})',
+    (_label, a) => {
+      const error = attemptError(a, TARGET);
+      const result = failedAttemptFromCaught({ Error: error.name, Cause: awsCause(error) }, 9, NOW);
+      expect(result).toEqual({ attempt: a, target: TARGET });
+    },
+  );
+
+  it('gives the same result for both engine shapes', () => {
+    const error = attemptError(attempt({ attempt: 3 }), TARGET);
+    expect(failedAttemptFromCaught({ Error: error.name, Cause: awsCause(error) }, 1, NOW)).toEqual(
+      failedAttemptFromCaught({ Error: error.name, Cause: error.message }, 1, NOW),
+    );
+  });
+
+  it('synthesises an attempt from a plain-text cause (e.g. a Lambda timeout)', () => {
+    const result = failedAttemptFromCaught(
+      { Error: 'States.Timeout', Cause: 'Task timed out after 10.00 seconds' },
+      4,
+      NOW,
+    );
+    expect(result).toEqual({
+      target: null,
+      attempt: {
+        attempt: 4,
+        at: NOW.toISOString(),
+        duration_ms: 0,
+        error: 'States.Timeout: Task timed out after 10.00 seconds',
+        outcome: 'retryable',
+      },
+    });
+  });
+
+  it('synthesises an attempt from an AWS cause whose message is not JSON', () => {
+    const cause = awsCause(new DeliveryPermanentError('no URL configured for deal_analysis'));
+    const result = failedAttemptFromCaught({ Error: 'DeliveryPermanentError', Cause: cause }, 2, NOW);
+    expect(result.target).toBeNull();
+    expect(result.attempt).toMatchObject({
+      attempt: 2,
+      at: NOW.toISOString(),
+      outcome: 'permanent',
+      error: 'DeliveryPermanentError: no URL configured for deal_analysis',
+    });
+  });
+
+  it('keeps the target even when the attempt in the payload is unusable', () => {
+    const cause = JSON.stringify({ message: 'boom', attempt: 'not an attempt', target: TARGET });
+    const result = failedAttemptFromCaught({ Error: 'DeliveryRetryableError', Cause: cause }, 5, NOW);
+    expect(result.target).toBe(TARGET);
+    expect(result.attempt).toMatchObject({ attempt: 5, outcome: 'retryable', error: 'DeliveryRetryableError: boom' });
+  });
+
+  it('handles a missing Cause and a missing caught error', () => {
+    expect(failedAttemptFromCaught({ Error: 'States.TaskFailed' }, 1, NOW).attempt).toMatchObject({
+      error: 'States.TaskFailed: States.TaskFailed',
+      outcome: 'retryable',
+    });
+    expect(failedAttemptFromCaught(undefined, 1, NOW)).toEqual({
+      target: null,
+      attempt: {
+        attempt: 1,
+        at: NOW.toISOString(),
+        duration_ms: 0,
+        error: 'Unknown: unknown error',
+        outcome: 'retryable',
+      },
+    });
+  });
+});
+
+describe('retryAfterMs', () => {
+  it('reads delay-seconds', () => {
+    expect(retryAfterMs('120', NOW)).toBe(120_000);
+    expect(retryAfterMs(' 5 ', NOW)).toBe(5_000);
+    expect(retryAfterMs('0', NOW)).toBe(0);
+  });
+
+  it('reads an HTTP-date relative to now', () => {
+    expect(retryAfterMs('Wed, 13 Aug 2025 10:31:30 GMT', NOW)).toBe(30_000);
+    expect(retryAfterMs(new Date(NOW.getTime() + 90_000).toUTCString(), NOW)).toBe(90_000);
+  });
+
+  it('never returns a negative delay for a date in the past', () => {
+    expect(retryAfterMs('Wed, 13 Aug 2025 10:00:00 GMT', NOW)).toBe(0);
+  });
+
+  it.each([null, undefined, '', 'soon', 'in five minutes', 'NaN', '1.5', '-1', '2025-08-13'])(
+    'is null for %j',
+    (header) => {
+      expect(retryAfterMs(header, NOW)).toBeNull();
+    },
+  );
+});
+
+describe('deliveryUrlFor', () => {
+  it('maps each type to its seed environment variable', () => {
+    expect(DELIVERY_URL_VARIABLES).toEqual({
+      deal_analysis: 'DEAL_ANALYSIS_WEBHOOK_URL',
+      data_analysis: 'DATA_ANALYSIS_WEBHOOK_URL',
+      lead_analysis: 'LEAD_ANALYSIS_WEBHOOK_URL',
+      general: 'GENERAL_WEBHOOK_URL',
+    });
+    const env = { DEAL_ANALYSIS_WEBHOOK_URL: ' https://d.example/ ', GENERAL_WEBHOOK_URL: 'https://g.example/' };
+    expect(deliveryUrlFor('deal_analysis', env)).toBe('https://d.example/');
+    expect(deliveryUrlFor('general', env)).toBe('https://g.example/');
+    expect(deliveryUrlFor('lead_analysis', env)).toBeNull();
+    expect(deliveryUrlFor('data_analysis', { DATA_ANALYSIS_WEBHOOK_URL: '   ' })).toBeNull();
+  });
+});
+
+describe('buildDeliveryPayload', () => {
+  const answered = () =>
+    withClassification(
+      withAgentAnswer(
+        startedRecord({
+          query: 'What are the top 5 deals closing this quarter?',
+          source_system: 'testing_system',
+          source_process: 'phase3_validation',
+          metadata: { crm: 'x' },
+        }),
+        { response: 'Three deals close this quarter.', deals: [{ id: 1 }] },
+        1500,
+        new Date('2025-08-13T10:30:47Z'),
+      ),
+    );
+
+  it('describes the conversation', () => {
+    expect(buildDeliveryPayload(answered())).toEqual({
+      type: 'conversation.completed',
+      delivery_id: DELIVERY_ID,
+      conversation_id: 'webhook_20250813_103045_testing_phase3valid_abc123',
+      webhook_type: 'deal_analysis',
+      source_system: 'testing_system',
+      source_process: 'phase3_validation',
+      query: 'What are the top 5 deals closing this quarter?',
+      response: { response: 'Three deals close this quarter.', deals: [{ id: 1 }] },
+      classification_reason: expect.stringContaining('query:"deals"'),
+      metadata: { crm: 'x' },
+      created_at: RECEIVED_AT,
+    });
+  });
+
+  it('is identical on every attempt of one delivery (same delivery_id, same bytes)', () => {
+    const record = answered();
+    const first = JSON.stringify(buildDeliveryPayload(record));
+    const later = {
+      ...record,
+      execution: { ...record.execution, delivery_attempts: [attempt(), attempt({ attempt: 2 })] },
+    };
+    expect(JSON.stringify(buildDeliveryPayload(later))).toBe(first);
+    expect(JSON.stringify(buildDeliveryPayload(answered()))).toBe(first);
+    expect(buildDeliveryPayload(later).delivery_id).toBe(DELIVERY_ID);
+  });
+
+  it('wraps a plain-text answer as {content}, like the 200 body, and sends {content: ""} when there is no answer', () => {
+    const record = withAgentAnswer(startedRecord(), 'Just text', 10, NOW);
+    expect(buildDeliveryPayload(record).response).toEqual({ content: 'Just text' });
+    const noAnswer = startedRecord();
+    expect(buildDeliveryPayload(noAnswer).response).toEqual({ content: '' });
+  });
+});
+
+describe('attemptBudget (the caller waits for its answer)', () => {
+  const received = '2025-08-13T10:30:45.000Z';
+  const at = (ms: number) => new Date(Date.parse(received) + ms);
+
+  it('gives the full per-attempt timeout while there is time', () => {
+    expect(attemptBudget(received, at(1_000), 25_000, 3_000)).toEqual({ timeoutMs: 3_000 });
+  });
+
+  it('cuts the timeout to what is left of the deadline', () => {
+    expect(attemptBudget(received, at(23_500), 25_000, 3_000)).toEqual({ timeoutMs: 1_500 });
+    expect(attemptBudget(received, at(25_000 - MIN_ATTEMPT_MS), 25_000, 3_000)).toEqual({ timeoutMs: MIN_ATTEMPT_MS });
+  });
+
+  it('defers with less than MIN_ATTEMPT_MS left, past the deadline, or with an unreadable receive time', () => {
+    for (const [r, now] of [
+      [received, at(25_000 - MIN_ATTEMPT_MS + 1)],
+      [received, at(60_000)],
+      ['not a date', at(0)],
+    ] as const) {
+      expect(attemptBudget(r, now, 25_000, 3_000)).toEqual({
+        defer: expect.stringMatching(/no time left for a delivery attempt within 25000 ms/),
+      });
+    }
+  });
+
+  it('isDeferral: a deferral before any attempt; one after a failed attempt carries it and is recorded like a failure', () => {
+    expect(isDeferral({ Error: 'DeliveryDeferredError', Cause: JSON.stringify({ message: 'no time left' }) })).toBe(
+      true,
+    );
+    expect(isDeferral({ Error: 'DeliveryRetryableError', Cause: '{}' })).toBe(false);
+    expect(isDeferral(undefined)).toBe(false);
+    const attempt: DeliveryAttempt = {
+      attempt: 1,
+      at: RECEIVED_AT,
+      duration_ms: 1400,
+      outcome: 'retryable',
+      error: 'timed out after 1400 ms',
+    };
+    const after = deferralAfter(attempt, 'https://x.example/h', 'no time left');
+    const caught = { Error: after.name, Cause: after.message };
+    expect(isDeferral(caught)).toBe(false);
+    expect(failedAttemptFromCaught(caught, 1, new Date())).toEqual({ attempt, target: 'https://x.example/h' });
+    expect(JSON.parse(after.message).message).toBe('timed out after 1400 ms; no time left');
+  });
+});

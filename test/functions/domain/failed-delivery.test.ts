@@ -1,0 +1,325 @@
+import { describe, expect, it } from 'vitest';
+import type { DeliveryAttempt } from '../../../functions/domain/conversation.ts';
+import { attemptError, failedAttemptFromCaught } from '../../../functions/domain/delivery.ts';
+import {
+  applyRedelivery,
+  DEFAULT_RETRY_SCHEDULE_MS,
+  envelopeFromMessage,
+  envelopeFromQueuedExport,
+  envelopeFromQueuedMessage,
+  isDue,
+  owedBy,
+  parseSchedule,
+  readRedeliveryOutput,
+  redeliveryContext,
+  redeliveryExecutionName,
+} from '../../../functions/domain/failed-delivery.ts';
+import {
+  completeConversation,
+  withAgentAnswer,
+  withClassification,
+  withDeliveryAttempt,
+} from '../../../functions/domain/lifecycle.ts';
+import { startedRecord } from '../../support/fixtures.ts';
+
+const NOW = new Date('2025-08-13T10:31:00Z');
+const TARGET = 'https://crm.example.com/hooks/deals';
+
+function attempt(outcome: DeliveryAttempt['outcome'], extra: Partial<DeliveryAttempt> = {}): DeliveryAttempt {
+  return {
+    attempt: 1,
+    at: NOW.toISOString(),
+    duration_ms: 12,
+    outcome,
+    status_code: outcome === 'permanent' ? 410 : 503,
+    error: 'HTTP x',
+    ...extra,
+  };
+}
+
+function queued(a: DeliveryAttempt) {
+  const record = withClassification(withAgentAnswer(startedRecord(), { response: 'deals' }, 5, NOW));
+  const error = attemptError(a, TARGET);
+  return {
+    kind: 'failed_delivery' as const,
+    conversation: record,
+    delivery_error: { Error: error.name, Cause: error.message },
+    execution_name: 'exec-1',
+  };
+}
+
+describe('the Svix schedule', () => {
+  it('defaults to 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h', () => {
+    expect(DEFAULT_RETRY_SCHEDULE_MS).toEqual([
+      5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000,
+    ]);
+    expect(parseSchedule(undefined)).toBe(DEFAULT_RETRY_SCHEDULE_MS);
+    expect(parseSchedule('5s,5m,30m,2h,5h,10h,10h')).toEqual(DEFAULT_RETRY_SCHEDULE_MS);
+  });
+
+  it('parses bare milliseconds and rejects nonsense with the offending part', () => {
+    expect(parseSchedule('0, 250, 1.5s')).toEqual([0, 250, 1500]);
+    expect(() => parseSchedule('5s,soon')).toThrow(/"soon" is not a duration/);
+  });
+});
+
+describe('envelopeFromQueuedMessage', () => {
+  it('a retryable failure waits for the first slot, with the record closed and the attempt appended', () => {
+    const envelope = envelopeFromQueuedMessage(queued(attempt('retryable')), NOW);
+    expect(envelope).toMatchObject({
+      state: 'pending',
+      scheduled_attempts: 0,
+      target: TARGET,
+      webhook_type: 'deal_analysis',
+      delivery_id: expect.any(String),
+    });
+    expect(envelope.next_due_at).toBe(new Date(NOW.getTime() + 5_000).toISOString());
+    expect(envelope.conversation.webhook_context.delivery_status).toBe('retrying');
+    expect(envelope.conversation.execution).toMatchObject({
+      status: 'completed',
+      completed_at: NOW.toISOString(),
+      executions: ['exec-1'],
+    });
+    expect(envelope.attempts).toHaveLength(1);
+  });
+
+  it('a permanent failure is dead at once', () => {
+    const envelope = envelopeFromQueuedMessage(queued(attempt('permanent')), NOW);
+    expect(envelope).toMatchObject({ state: 'dead', dead_reason: 'permanent', next_due_at: null });
+    expect(envelope.conversation.webhook_context.delivery_status).toBe('failed');
+  });
+
+  it('Retry-After later than the slot wins', () => {
+    const envelope = envelopeFromQueuedMessage(queued(attempt('retryable', { retry_after_ms: 60_000 })), NOW);
+    expect(envelope.next_due_at).toBe(new Date(NOW.getTime() + 60_000).toISOString());
+  });
+
+  it('a Retry-After of a month is capped at a day', () => {
+    const envelope = envelopeFromQueuedMessage(queued(attempt('retryable', { retry_after_ms: 30 * 86_400_000 })), NOW);
+    expect(envelope.next_due_at).toBe(new Date(NOW.getTime() + 86_400_000).toISOString());
+  });
+
+  it('reads the attempt from the AWS Lambda error shape too', () => {
+    const message = queued(attempt('retryable'));
+    const aws = {
+      Error: message.delivery_error.Error,
+      Cause: JSON.stringify({
+        errorType: message.delivery_error.Error,
+        errorMessage: message.delivery_error.Cause,
+        trace: [],
+      }),
+    };
+    expect(failedAttemptFromCaught(aws, 1, NOW).target).toBe(TARGET);
+    expect(envelopeFromQueuedMessage({ ...message, delivery_error: aws }, NOW).state).toBe('pending');
+  });
+});
+
+describe("a deferred delivery (no attempt was made within the caller's deadline)", () => {
+  it('waits for the first slot with no attempt, its target known, and is delivered as attempt 1', () => {
+    const record = withClassification(withAgentAnswer(startedRecord(), { response: 'deals' }, 5, NOW));
+    const message = {
+      kind: 'failed_delivery' as const,
+      conversation: record,
+      delivery_error: {
+        Error: 'DeliveryDeferredError',
+        Cause: JSON.stringify({ message: 'no time left', target: TARGET }),
+      },
+      execution_name: 'exec-1',
+    };
+    const env = envelopeFromQueuedMessage(message, NOW);
+    expect(env).toMatchObject({
+      state: 'pending',
+      target: TARGET,
+      attempts: [],
+      last_error: 'deferred: no time left',
+      next_due_at: new Date(NOW.getTime() + 5_000).toISOString(),
+    });
+    expect(env.conversation.webhook_context.delivery_status).toBe('retrying');
+    expect(env.conversation.execution.completed_at).not.toBeNull();
+    expect(redeliveryExecutionName(env, 'x')).toBe(`${env.conversation_id}-redelivery-1-x`);
+  });
+});
+
+describe('applyRedelivery', () => {
+  const pending = () => envelopeFromQueuedMessage(queued(attempt('retryable')), NOW);
+  const later = new Date(NOW.getTime() + 10_000);
+  const afterAttempt = (
+    env: ReturnType<typeof pending>,
+    a: DeliveryAttempt,
+    status: 'delivered' | 'retrying' | 'failed',
+  ) => withDeliveryAttempt(env.conversation, { ...a, attempt: env.attempts.length + 1 }, TARGET, status);
+
+  it('delivered → delivered, slot counted', () => {
+    const env = pending();
+    const next = applyRedelivery(
+      env,
+      afterAttempt(env, attempt('delivered', { status_code: 200, error: undefined }), 'delivered'),
+      'schedule',
+      later,
+    );
+    expect(next).toMatchObject({ state: 'delivered', next_due_at: null, scheduled_attempts: 1 });
+    expect(next.attempts).toHaveLength(2);
+  });
+
+  it('retryable on the schedule → the next slot', () => {
+    const env = pending();
+    const next = applyRedelivery(env, afterAttempt(env, attempt('retryable'), 'retrying'), 'schedule', later);
+    expect(next).toMatchObject({
+      state: 'pending',
+      scheduled_attempts: 1,
+      next_due_at: new Date(later.getTime() + 300_000).toISOString(),
+    });
+  });
+
+  it('the last slot failing → dead (exhausted)', () => {
+    const env = { ...pending(), scheduled_attempts: DEFAULT_RETRY_SCHEDULE_MS.length - 1 };
+    expect(redeliveryContext(env, 'schedule')).toEqual({ via: 'schedule', status_if_failed: 'failed' });
+    const next = applyRedelivery(env, afterAttempt(env, attempt('retryable'), 'failed'), 'schedule', later);
+    expect(next).toMatchObject({ state: 'dead', dead_reason: 'exhausted', next_due_at: null });
+  });
+
+  it('a permanent answer → dead, whatever the slot', () => {
+    const env = pending();
+    expect(applyRedelivery(env, afterAttempt(env, attempt('permanent'), 'failed'), 'schedule', later)).toMatchObject({
+      state: 'dead',
+      dead_reason: 'permanent',
+    });
+  });
+
+  it('a failed operator redrive leaves the schedule as it was', () => {
+    const env = pending();
+    expect(redeliveryContext(env, 'redrive')).toEqual({ via: 'redrive', status_if_failed: 'retrying' });
+    const next = applyRedelivery(env, afterAttempt(env, attempt('retryable'), 'retrying'), 'redrive', later);
+    expect(next).toMatchObject({ state: 'pending', scheduled_attempts: 0, next_due_at: env.next_due_at });
+    const dead = { ...env, state: 'dead' as const, next_due_at: null };
+    expect(redeliveryContext(dead, 'redrive').status_if_failed).toBe('failed');
+    expect(applyRedelivery(dead, afterAttempt(dead, attempt('retryable'), 'failed'), 'redrive', later).state).toBe(
+      'dead',
+    );
+  });
+});
+
+describe('export-only envelopes (S3 refused the record at the end of the conversation)', () => {
+  const delivered = () =>
+    completeConversation(
+      withDeliveryAttempt(
+        queued(attempt('retryable')).conversation,
+        attempt('delivered', { status_code: 200, error: undefined }),
+        TARGET,
+        'delivered',
+      ),
+      false,
+      'exec-1',
+      NOW,
+    );
+  const exportError = {
+    Error: 'ExportError',
+    Cause: 'writing s3://b/conversation-history/ failed: NoSuchBucket: gone',
+  };
+  const queuedExport = () => ({
+    kind: 'failed_export' as const,
+    conversation: delivered(),
+    export_error: exportError,
+    execution_name: 'exec-1',
+  });
+
+  it('owe only the export, are pending from the first slot, and keep the closed record and its attempts as they are', () => {
+    const env = envelopeFromQueuedExport(queuedExport(), NOW);
+    expect(env).toMatchObject({
+      owed: 'export',
+      state: 'pending',
+      scheduled_attempts: 0,
+      next_due_at: new Date(NOW.getTime() + 5_000).toISOString(),
+      target: TARGET,
+      last_error: 'export: ExportError: writing s3://b/conversation-history/ failed: NoSuchBucket: gone',
+    });
+    expect(env.conversation).toEqual(delivered());
+    expect(env.attempts).toHaveLength(1);
+    expect(owedBy(env)).toBe('export');
+    expect(owedBy(envelopeFromQueuedMessage(queued(attempt('retryable')), NOW))).toBe('delivery');
+  });
+
+  it('run their redelivery export-only, and one that succeeded settles them (on the schedule or by redrive)', () => {
+    const env = envelopeFromQueuedExport(queuedExport(), NOW);
+    expect(redeliveryContext(env, 'schedule')).toEqual({
+      via: 'schedule',
+      status_if_failed: 'retrying',
+      export_only: true,
+    });
+    expect(redeliveryContext(env, 'redrive').export_only).toBe(true);
+    const failedAgent = { ...queuedExport(), conversation: completeConversation(startedRecord(), true, 'exec-1', NOW) };
+    const agentEnv = envelopeFromQueuedExport(failedAgent, NOW);
+    for (const [e, via] of [
+      [env, 'schedule'],
+      [env, 'redrive'],
+      [agentEnv, 'schedule'],
+    ] as const) {
+      expect(applyRedelivery(e, e.conversation, via, NOW)).toMatchObject({ state: 'delivered', next_due_at: null });
+    }
+  });
+
+  it('a redelivery that delivered but could not export leaves the envelope pending, owing only the export', () => {
+    const env = envelopeFromQueuedMessage(queued(attempt('retryable')), NOW);
+    const record = withDeliveryAttempt(
+      env.conversation,
+      attempt('delivered', { attempt: 2, status_code: 200, error: undefined }),
+      TARGET,
+      'delivered',
+    );
+    const next = applyRedelivery(env, record, 'schedule', NOW, DEFAULT_RETRY_SCHEDULE_MS, exportError);
+    expect(next).toMatchObject({
+      state: 'pending',
+      owed: 'export',
+      scheduled_attempts: 1,
+      next_due_at: new Date(NOW.getTime() + 300_000).toISOString(),
+      last_error: 'export: ExportError: writing s3://b/conversation-history/ failed: NoSuchBucket: gone',
+    });
+    expect(next.attempts).toHaveLength(2);
+    // Still owing the delivery: the export error changes nothing (the next redelivery re-exports anyway).
+    const failedAgain = withDeliveryAttempt(env.conversation, attempt('retryable', { attempt: 2 }), TARGET, 'retrying');
+    expect(applyRedelivery(env, failedAgain, 'schedule', NOW, DEFAULT_RETRY_SCHEDULE_MS, exportError)).toEqual(
+      applyRedelivery(env, failedAgain, 'schedule', NOW),
+    );
+  });
+
+  it('readRedeliveryOutput takes the record, or the record with the export error, and nothing else', () => {
+    const record = delivered();
+    expect(readRedeliveryOutput(record)).toEqual({ record });
+    expect(readRedeliveryOutput({ conversation: record, export_error: exportError, response: {} })).toEqual({
+      record,
+      exportError,
+    });
+    for (const other of [null, 'x', {}, { conversation: record }, { conversation: {}, export_error: exportError }])
+      expect(readRedeliveryOutput(other)).toBeNull();
+  });
+
+  it('envelopeFromMessage reads either message kind and nothing else', () => {
+    expect(envelopeFromMessage(queuedExport(), NOW)?.owed).toBe('export');
+    expect(envelopeFromMessage(queued(attempt('retryable')), NOW)?.owed).toBeUndefined();
+    for (const other of [
+      null,
+      'x',
+      {},
+      { kind: 'failed_export', conversation: delivered() },
+      { ...queuedExport(), kind: 'other' },
+    ]) {
+      expect(envelopeFromMessage(other, NOW)).toBeNull();
+    }
+  });
+});
+
+describe('isDue and execution names', () => {
+  it('only pending envelopes whose time has come are due', () => {
+    const env = envelopeFromQueuedMessage(queued(attempt('retryable')), NOW);
+    expect(isDue(env, NOW)).toBe(false);
+    expect(isDue(env, new Date(NOW.getTime() + 5_000))).toBe(true);
+    expect(isDue({ ...env, state: 'dead' }, new Date(NOW.getTime() + 5_000))).toBe(false);
+  });
+
+  it('names a redelivery after its conversation and attempt, within the 80-character limit', () => {
+    const env = envelopeFromQueuedMessage(queued(attempt('retryable')), NOW);
+    const name = redeliveryExecutionName(env, 'a1b2c3');
+    expect(name).toBe(`${env.conversation_id}-redelivery-2-a1b2c3`);
+    expect(name.length).toBeLessThanOrEqual(80);
+  });
+});

@@ -1,0 +1,499 @@
+import { describe, expect, it } from 'vitest';
+import type { DeliveryAttempt } from '../../../functions/domain/conversation.ts';
+import { isConversationId } from '../../../functions/domain/conversation-id.ts';
+import {
+  agentFailureBody,
+  answerText,
+  answerToDuplicate,
+  closeConversation,
+  completeConversation,
+  fingerprintOf,
+  startConversation,
+  successBody,
+  withAgentAnswer,
+  withClassification,
+  withDeliveryAttempt,
+  withFailure,
+} from '../../../functions/domain/lifecycle.ts';
+import { DELIVERY_ID, executionInput, RECEIVED_AT, SEED_REQUEST, startedRecord } from '../../support/fixtures.ts';
+
+const SEED_ID = 'webhook_20250813_103045_testing_phase3valid_abc123';
+const AGENT_AT = new Date('2025-08-13T10:30:47.000Z');
+const DONE_AT = new Date('2025-08-13T10:30:47.500Z');
+
+function deliveredAttempt(overrides: Partial<DeliveryAttempt> = {}): DeliveryAttempt {
+  return {
+    attempt: 1,
+    at: '2025-08-13T10:30:47.100Z',
+    duration_ms: 230,
+    status_code: 200,
+    outcome: 'delivered',
+    via: 'workflow',
+    ...overrides,
+  };
+}
+
+describe('startConversation', () => {
+  it('builds the initial record from a valid request', () => {
+    const request = { ...SEED_REQUEST, metadata: { crm_id: 'opp-1' } };
+    const input = executionInput(request);
+    const result = startConversation(input, { suffix: 'abc123', deliveryId: DELIVERY_ID });
+    expect(result).toEqual({
+      valid: true,
+      duplicate: false,
+      error: null,
+      signed: false,
+      conversation: {
+        conversation_id: SEED_ID,
+        metadata: {
+          conversation_id: SEED_ID,
+          channel: 'webhook',
+          source_system: 'testing_system',
+          source_process: 'phase3_validation',
+          request_timestamp: '2025-08-13T10:30:45Z',
+          received_at: RECEIVED_AT,
+          request_id: 'req-123',
+          source_ip: '203.0.113.7',
+          user_agent: 'vitest-agent/1.0',
+          request_size_bytes: Buffer.byteLength(input.body),
+          idempotency_key: null,
+          custom: { crm_id: 'opp-1' },
+        },
+        webhook_context: {
+          source_system: 'testing_system',
+          source_process: 'phase3_validation',
+          webhook_type: null,
+          requested_webhook_type: null,
+          classification_reason: null,
+          delivery_status: 'pending',
+          delivery_id: DELIVERY_ID,
+          delivery_target: null,
+        },
+        conversation: { turns: [{ role: 'user', content: SEED_REQUEST.query, timestamp: '2025-08-13T10:30:45Z' }] },
+        execution: {
+          status: 'in_progress',
+          started_at: RECEIVED_AT,
+          completed_at: null,
+          timings: { agent_ms: null, delivery_ms: null, total_ms: null },
+          delivery_attempts: [],
+          errors: [],
+          executions: [],
+        },
+      },
+    });
+  });
+
+  it('defaults what the minimal request leaves out', () => {
+    const r = startedRecord(
+      { query: '  hi  ', source_system: 'crm', source_process: 'sync' },
+      { input: { headers: {} } },
+    );
+    expect(r.metadata.request_timestamp).toBeNull();
+    expect(r.metadata.user_agent).toBeNull();
+    expect(r.metadata.custom).toEqual({});
+    expect(r.conversation.turns).toEqual([{ role: 'user', content: 'hi', timestamp: RECEIVED_AT }]);
+  });
+
+  it('records the requested webhook_type', () => {
+    expect(
+      startedRecord({ ...SEED_REQUEST, webhook_type: 'lead_analysis' }).webhook_context.requested_webhook_type,
+    ).toBe('lead_analysis');
+  });
+
+  it('measures the request size in bytes', () => {
+    const r = startedRecord({ ...SEED_REQUEST, query: 'Wie läuft’s? 🙂' });
+    const body = JSON.stringify({ ...SEED_REQUEST, query: 'Wie läuft’s? 🙂' });
+    expect(r.metadata.request_size_bytes).toBe(Buffer.byteLength(body));
+    expect(r.metadata.request_size_bytes).toBeGreaterThan(body.length);
+  });
+
+  it('takes the id’s time from received_at, not from the request timestamp', () => {
+    const r = startedRecord(
+      { ...SEED_REQUEST, timestamp: '2020-01-01T00:00:00Z' },
+      { input: { received_at: '2025-08-13T12:30:45+02:00' } },
+    );
+    expect(r.conversation_id).toBe(SEED_ID);
+  });
+
+  it('generates a random id suffix when none is given', () => {
+    const a = startConversation(executionInput(SEED_REQUEST), { deliveryId: 'd1' });
+    const b = startConversation(executionInput(SEED_REQUEST), { deliveryId: 'd2' });
+    if (!a.valid || !b.valid) throw new Error('expected valid');
+    expect(isConversationId(a.conversation.conversation_id)).toBe(true);
+    expect(a.conversation.conversation_id).toMatch(/^webhook_20250813_103045_testing_phase3valid_[a-z0-9]{10}$/);
+    expect(a.conversation.conversation_id).not.toBe(b.conversation.conversation_id);
+  });
+
+  it('still builds a valid id when received_at is unusable', () => {
+    const r = startedRecord(undefined, { input: { received_at: 'garbage' } });
+    expect(isConversationId(r.conversation_id)).toBe(true);
+  });
+
+  it('rejects an invalid request with a VALIDATION_ERROR body carrying the details', () => {
+    const result = startConversation(
+      executionInput({ query: ' ', source_system: '../x', source_process: 'p', extra: 1 }),
+      { deliveryId: 'd' },
+    );
+    expect(result.valid).toBe(false);
+    if (result.valid) return;
+    expect(result.code).toBe('VALIDATION_ERROR');
+    const body = JSON.parse(result.rejection);
+    expect(body.success).toBe(false);
+    expect(body.error.code).toBe('VALIDATION_ERROR');
+    expect(body.error.message).toMatch(/^Request validation failed/);
+    expect(body.error.details.map((d: { field: string }) => d.field).sort()).toEqual([
+      'extra',
+      'query',
+      'source_system',
+    ]);
+  });
+
+  it('rejects malformed JSON with INVALID_JSON', () => {
+    const result = startConversation(executionInput('{"query": "truncated'), { deliveryId: 'd' });
+    expect(result.valid).toBe(false);
+    if (result.valid) return;
+    expect(result.code).toBe('INVALID_JSON');
+    expect(JSON.parse(result.rejection)).toMatchObject({
+      success: false,
+      error: { code: 'INVALID_JSON', details: [] },
+    });
+  });
+});
+
+describe('answerText', () => {
+  it.each([
+    ['a string', 'plain', 'plain'],
+    ['response', { response: 'r', answer: 'a' }, 'r'],
+    ['answer', { answer: 'a', content: 'c' }, 'a'],
+    ['content', { content: 'c' }, 'c'],
+    ['body', { body: 'b' }, 'b'],
+    ['message', { message: 'm' }, 'm'],
+    ['text', { text: 't' }, 't'],
+    ['nested', { response: { data: 1, answer: { text: 'deep' } } }, 'deep'],
+    ['an empty nested object falls through', { response: {}, message: 'm' }, 'm'],
+    ['no text', { score: 1 }, ''],
+    ['null', null, ''],
+    ['a number', 42, ''],
+  ])('%s', (_label, payload, expected) => {
+    expect(answerText(payload)).toBe(expected);
+  });
+});
+
+describe('withAgentAnswer', () => {
+  it('appends the assistant turn with the full payload and records agent_ms, without mutating the input', () => {
+    const before = startedRecord();
+    const snapshot = structuredClone(before);
+    const payload = { response: 'Three deals close this quarter.', deals: [1, 2, 3] };
+    const after = withAgentAnswer(before, payload, 1800, AGENT_AT);
+    expect(after.conversation.turns).toEqual([
+      before.conversation.turns[0],
+      {
+        role: 'assistant',
+        content: 'Three deals close this quarter.',
+        timestamp: AGENT_AT.toISOString(),
+        data: payload,
+      },
+    ]);
+    expect(after.execution.timings).toEqual({ agent_ms: 1800, delivery_ms: null, total_ms: null });
+    expect(before).toEqual(snapshot);
+  });
+});
+
+describe('withClassification', () => {
+  it('classifies from the query', () => {
+    const r = withClassification(withAgentAnswer(startedRecord(), 'Sure.', 1, AGENT_AT));
+    expect(r.webhook_context.webhook_type).toBe('deal_analysis');
+    expect(r.webhook_context.classification_reason).toContain('query:"deals"');
+  });
+
+  it('uses the agent’s answer', () => {
+    const r = withClassification(
+      withAgentAnswer(startedRecord({ ...SEED_REQUEST, query: 'Anything new?' }), 'Your MQLs doubled.', 1, AGENT_AT),
+    );
+    expect(r.webhook_context.webhook_type).toBe('lead_analysis');
+    expect(r.webhook_context.classification_reason).toContain('answer:"mqls"');
+  });
+
+  it('lets the requested type win', () => {
+    const r = withClassification(
+      withAgentAnswer(startedRecord({ ...SEED_REQUEST, webhook_type: 'general' }), 'deals', 1, AGENT_AT),
+    );
+    expect(r.webhook_context.webhook_type).toBe('general');
+    expect(r.webhook_context.classification_reason).toBe('the request asked for webhook_type general');
+  });
+
+  it('falls back to general', () => {
+    const r = withClassification(startedRecord({ ...SEED_REQUEST, query: 'Hello there' }));
+    expect(r.webhook_context.webhook_type).toBe('general');
+  });
+});
+
+describe('withDeliveryAttempt', () => {
+  it('appends the attempt, sets status, target and delivery_ms', () => {
+    const r = withDeliveryAttempt(startedRecord(), deliveredAttempt(), 'https://hooks.example.com/deals', 'delivered');
+    expect(r.execution.delivery_attempts).toEqual([deliveredAttempt()]);
+    expect(r.webhook_context.delivery_status).toBe('delivered');
+    expect(r.webhook_context.delivery_target).toBe('https://hooks.example.com/deals');
+    expect(r.execution.timings.delivery_ms).toBe(230);
+  });
+
+  it('accumulates attempts in order and keeps the target when a later call has none', () => {
+    let r = startedRecord();
+    r = withDeliveryAttempt(
+      r,
+      deliveredAttempt({ attempt: 1, at: '2025-08-13T10:30:47.100Z', status_code: 503, outcome: 'retryable' }),
+      'https://t',
+      'retrying',
+    );
+    r = withDeliveryAttempt(
+      r,
+      deliveredAttempt({ attempt: 2, at: '2025-08-13T10:30:48.100Z', duration_ms: 99 }),
+      null,
+      'delivered',
+    );
+    expect(r.execution.delivery_attempts.map((a) => a.attempt)).toEqual([1, 2]);
+    expect(r.webhook_context.delivery_target).toBe('https://t');
+    expect(r.webhook_context.delivery_status).toBe('delivered');
+    expect(r.execution.timings.delivery_ms).toBe(99);
+  });
+
+  it('does not record the same attempt twice (re-run safe)', () => {
+    const a = deliveredAttempt({ outcome: 'permanent', status_code: 404 });
+    const once = withDeliveryAttempt(startedRecord(), a, 'https://t', 'failed');
+    const twice = withDeliveryAttempt(once, { ...a }, 'https://t', 'failed');
+    expect(twice.execution.delivery_attempts).toHaveLength(1);
+    expect(twice).toEqual(once);
+  });
+});
+
+describe('withFailure', () => {
+  it('appends an error entry', () => {
+    const r = withFailure(
+      startedRecord(),
+      'InvokeManagerAgent',
+      { error: 'AgentTimeoutError', message: 'late', payload: null },
+      AGENT_AT,
+    );
+    expect(r.execution.errors).toEqual([
+      { stage: 'InvokeManagerAgent', error: 'AgentTimeoutError', message: 'late', at: AGENT_AT.toISOString() },
+    ]);
+  });
+});
+
+describe('completeConversation', () => {
+  it('completes with total time and the execution name', () => {
+    const r = completeConversation(startedRecord(), false, 'exec-1', DONE_AT);
+    expect(r.execution.status).toBe('completed');
+    expect(r.execution.completed_at).toBe(DONE_AT.toISOString());
+    expect(r.execution.timings.total_ms).toBe(2500);
+    expect(r.execution.executions).toEqual(['exec-1']);
+  });
+
+  it('fails when the agent failed', () => {
+    expect(completeConversation(startedRecord(), true, 'exec-1', DONE_AT).execution.status).toBe('failed');
+  });
+
+  it('a failed conversation stays failed when it is closed again (a re-export by a redelivery)', () => {
+    const failed = completeConversation(startedRecord(), true, 'exec-1', DONE_AT);
+    const again = completeConversation(failed, false, 'exec-1-redelivery', new Date(DONE_AT.getTime() + 60_000));
+    expect(again.execution).toMatchObject({ status: 'failed', completed_at: failed.execution.completed_at });
+    expect(
+      completeConversation(completeConversation(startedRecord(), false, 'e', DONE_AT), false, 'r', DONE_AT).execution
+        .status,
+    ).toBe('completed');
+  });
+
+  it('records each execution name once and accepts no name', () => {
+    let r = completeConversation(startedRecord(), false, 'exec-1', DONE_AT);
+    r = completeConversation(r, false, 'exec-1', DONE_AT);
+    r = completeConversation(r, false, null, DONE_AT);
+    r = completeConversation(r, false, 'redrive-1', DONE_AT);
+    expect(r.execution.executions).toEqual(['exec-1', 'redrive-1']);
+  });
+
+  it('never reports a negative total time', () => {
+    expect(
+      completeConversation(startedRecord(), false, null, new Date('2025-08-13T10:00:00Z')).execution.timings.total_ms,
+    ).toBe(0);
+  });
+});
+
+describe('successBody', () => {
+  function finished(payload: unknown, requested?: string) {
+    let r = startedRecord(requested ? { ...SEED_REQUEST, webhook_type: requested } : { ...SEED_REQUEST });
+    r = withAgentAnswer(r, payload, 1800, AGENT_AT);
+    r = withClassification(r);
+    r = withDeliveryAttempt(r, deliveredAttempt(), 'https://t', 'delivered');
+    return completeConversation(r, false, 'exec-1', DONE_AT);
+  }
+
+  it('has success, the conversation id, the agent response and tracking', () => {
+    const payload = { response: 'Three deals close this quarter.', deals: [] };
+    expect(successBody(finished(payload))).toEqual({
+      success: true,
+      conversation_id: SEED_ID,
+      response: payload,
+      tracking: {
+        conversation_id: SEED_ID,
+        delivery_id: DELIVERY_ID,
+        webhook_type: 'deal_analysis',
+        delivery_status: 'delivered',
+        processing_time_ms: 2500,
+      },
+    });
+  });
+
+  it('wraps a plain-text answer as {content}', () => {
+    expect(successBody(finished('plain answer')).response).toEqual({ content: 'plain answer' });
+  });
+
+  it('reports the requested type in tracking', () => {
+    expect(successBody(finished('x', 'data_analysis')).tracking.webhook_type).toBe('data_analysis');
+  });
+
+  it('reports a failed delivery', () => {
+    let r = withAgentAnswer(startedRecord(), 'x', 1, AGENT_AT);
+    r = withDeliveryAttempt(r, deliveredAttempt({ status_code: 410, outcome: 'permanent' }), 'https://t', 'failed');
+    expect(successBody(completeConversation(r, false, null, DONE_AT)).tracking.delivery_status).toBe('failed');
+  });
+});
+
+describe('agentFailureBody', () => {
+  it('is AGENT_ERROR with the last error and the conversation id', () => {
+    const r = withFailure(
+      startedRecord(),
+      'InvokeManagerAgent',
+      { error: 'AgentInvocationError', message: 'Unhandled', payload: null },
+      AGENT_AT,
+    );
+    expect(agentFailureBody(r)).toEqual({
+      success: false,
+      error: {
+        code: 'AGENT_ERROR',
+        message: 'The manager agent failed: AgentInvocationError: Unhandled',
+        conversation_id: SEED_ID,
+      },
+    });
+  });
+
+  it('says unknown error when none was recorded', () => {
+    expect(agentFailureBody(startedRecord()).error.message).toBe('The manager agent failed: unknown error');
+  });
+});
+
+describe('closeConversation (what Export records)', () => {
+  const at = new Date('2025-08-13T10:30:50Z');
+  const answered = () => withClassification(withAgentAnswer(startedRecord(), { response: 'deals' }, 5, at));
+
+  it('success: completed, delivery status as Deliver left it, execution named, total time set', () => {
+    const delivered = withDeliveryAttempt(
+      answered(),
+      { attempt: 1, at: at.toISOString(), duration_ms: 9, outcome: 'delivered', status_code: 200 },
+      'https://x.example/h',
+      'delivered',
+    );
+    const { record, agentFailed } = closeConversation({ conversation: delivered }, 'exec-1', at);
+    expect(agentFailed).toBe(false);
+    expect(record.execution).toMatchObject({ status: 'completed', executions: ['exec-1'], errors: [] });
+    expect(record.webhook_context.delivery_status).toBe('delivered');
+    expect(record.execution.timings.total_ms).toBe(5000);
+  });
+
+  it('a deferred delivery (no attempt made, the caller could not wait): retrying, no attempt and no error recorded', () => {
+    const Cause = JSON.stringify({ message: 'no time left', target: 'https://x.example/h' });
+    const { record } = closeConversation(
+      { conversation: answered(), delivery_error: { Error: 'DeliveryDeferredError', Cause } },
+      'exec-1',
+      at,
+    );
+    expect(record.webhook_context.delivery_status).toBe('retrying');
+    expect(record.execution.delivery_attempts).toEqual([]);
+    expect(record.execution.errors).toEqual([]);
+    expect(record.execution.status).toBe('completed');
+  });
+
+  it('agent failure: failed, nothing delivered, the error recorded', () => {
+    const { record, agentFailed } = closeConversation(
+      { conversation: startedRecord(), agent_error: { Error: 'AgentTimeoutError', Cause: 'did not answer' } },
+      'exec-1',
+      at,
+    );
+    expect(agentFailed).toBe(true);
+    expect(record.execution.status).toBe('failed');
+    expect(record.webhook_context.delivery_status).toBe('not_attempted');
+    expect(record.execution.errors).toEqual([
+      expect.objectContaining({ stage: 'InvokeManagerAgent', error: 'AgentTimeoutError', message: 'did not answer' }),
+    ]);
+  });
+
+  it.each([
+    ['DeliveryRetryableError', 'retryable', undefined, 'retrying'],
+    ['DeliveryRetryableError', 'retryable', { via: 'schedule', status_if_failed: 'failed' }, 'failed'],
+    ['DeliveryPermanentError', 'permanent', undefined, 'failed'],
+  ] as const)(
+    'failed delivery (%s, %s, %j) → %s, with the attempt and its target',
+    (name, outcome, redelivery, status) => {
+      const attempt = { attempt: 1, at: at.toISOString(), duration_ms: 3, outcome, status_code: 503 } as const;
+      const Cause = JSON.stringify({ message: 'HTTP 503', attempt, target: 'https://x.example/h' });
+      const state = {
+        conversation: answered(),
+        delivery_error: { Error: name, Cause },
+        ...(redelivery ? { redelivery } : {}),
+      };
+      const { record } = closeConversation(state, 'exec-1', at);
+      expect(record.webhook_context).toMatchObject({ delivery_status: status, delivery_target: 'https://x.example/h' });
+      expect(record.execution.delivery_attempts).toEqual([attempt]);
+      expect(record.execution.errors.at(-1)).toMatchObject({ stage: 'Deliver', error: name });
+    },
+  );
+});
+
+describe('answerToDuplicate (a request whose idempotency key is taken)', () => {
+  const record = startedRecord();
+  const fingerprint = fingerprintOf(record);
+  const taken = {
+    pk: 'p',
+    conversation_id: 'webhook_first',
+    request_fingerprint: fingerprint,
+    created_at: '',
+    expires_at: 0,
+  };
+
+  it('a retry of a finished conversation gets its stored answer', () => {
+    expect(
+      answerToDuplicate(
+        { ...taken, status: 'completed', response: '{"success":true,"conversation_id":"webhook_first"}' },
+        fingerprint,
+      ),
+    ).toEqual({
+      valid: true,
+      duplicate: true,
+      error: null,
+      conversation_id: 'webhook_first',
+      response: { success: true, conversation_id: 'webhook_first' },
+    });
+  });
+
+  it('a retry while the first still runs gets 409 IDEMPOTENCY_CONFLICT', () => {
+    expect(answerToDuplicate({ ...taken, status: 'in_progress' }, fingerprint)).toMatchObject({
+      valid: false,
+      error: 'IdempotencyConflict',
+      code: 'IDEMPOTENCY_CONFLICT',
+    });
+  });
+
+  it('another request under the same key is refused, running or finished; an old record without a fingerprint is trusted', () => {
+    const other = fingerprintOf({ ...record, metadata: { ...record.metadata, custom: { x: 1 } } });
+    expect(other).not.toBe(fingerprint);
+    for (const status of ['in_progress', 'completed'] as const) {
+      const answer = answerToDuplicate({ ...taken, status, response: '{}' }, other);
+      expect(answer).toMatchObject({ valid: false, error: 'ValidationError', code: 'IDEMPOTENCY_KEY_REUSED' });
+      expect(JSON.parse((answer as { rejection: string }).rejection).error.conversation_id).toBe('webhook_first');
+    }
+    const { request_fingerprint: _, ...old } = taken;
+    expect(answerToDuplicate({ ...old, status: 'completed', response: '{}' }, other)).toMatchObject({
+      valid: true,
+      duplicate: true,
+    });
+  });
+});

@@ -1,0 +1,322 @@
+import { describe, expect, it } from 'vitest';
+import { WEBHOOK_TYPES } from '../../../functions/domain/conversation.ts';
+import {
+  MAX_METADATA_BYTES,
+  MAX_QUERY_LENGTH,
+  parseWebhookRequest,
+  type RequestParseResult,
+} from '../../../functions/domain/request.ts';
+import { SEED_REQUEST } from '../../support/fixtures.ts';
+
+const MINIMAL = { query: 'How many deals?', source_system: 'crm', source_process: 'sync' };
+
+function ok(result: RequestParseResult) {
+  if (!result.ok) throw new Error(`expected ok, got ${result.code}: ${result.message}`);
+  return result.request;
+}
+
+function failed(result: RequestParseResult) {
+  if (result.ok) throw new Error(`expected a failure, got ${JSON.stringify(result.request)}`);
+  return result;
+}
+
+function parse(body: unknown) {
+  return parseWebhookRequest(JSON.stringify(body));
+}
+
+/** The details of a VALIDATION_ERROR, checked to carry a field and a message each. */
+function details(body: unknown) {
+  const result = failed(typeof body === 'string' ? parseWebhookRequest(body) : parse(body));
+  expect(result.code).toBe('VALIDATION_ERROR');
+  expect(result.details.length).toBeGreaterThan(0);
+  for (const d of result.details) {
+    expect(typeof d.field).toBe('string');
+    expect(d.field).not.toBe('');
+    expect(typeof d.message).toBe('string');
+    expect(d.message).not.toBe('');
+  }
+  return result.details;
+}
+
+function fields(body: unknown): string[] {
+  return details(body).map((d) => d.field);
+}
+
+describe('parseWebhookRequest: valid requests', () => {
+  it('accepts the minimal request', () => {
+    expect(ok(parse(MINIMAL))).toEqual(MINIMAL);
+  });
+
+  it('accepts the seed request with every optional field', () => {
+    const full = {
+      ...SEED_REQUEST,
+      webhook_type: 'deal_analysis',
+      metadata: { crm_id: 42, tags: ['a', 'b'], nested: { ok: true } },
+    };
+    expect(ok(parse(full))).toEqual(full);
+  });
+
+  it.each(WEBHOOK_TYPES)('accepts webhook_type %s', (type) => {
+    expect(ok(parse({ ...MINIMAL, webhook_type: type })).webhook_type).toBe(type);
+  });
+
+  it.each([
+    '2025-08-13T10:30:45Z',
+    '2025-08-13T10:30:45.123Z',
+    '2025-08-13T12:30:45+02:00',
+    '2025-08-13T10:30:45-0700',
+  ])('accepts timestamp %s', (timestamp) => {
+    expect(ok(parse({ ...MINIMAL, timestamp })).timestamp).toBe(timestamp);
+  });
+
+  it('accepts names with letters, digits, underscore, dash and dot', () => {
+    const r = ok(parse({ ...MINIMAL, source_system: 'CRM_v2.prod-eu', source_process: '3rd.party_sync' }));
+    expect(r.source_system).toBe('CRM_v2.prod-eu');
+    expect(r.source_process).toBe('3rd.party_sync');
+  });
+
+  it('accepts an empty metadata object', () => {
+    expect(ok(parse({ ...MINIMAL, metadata: {} })).metadata).toEqual({});
+  });
+
+  it('does not add absent optional fields', () => {
+    const r = ok(parse(MINIMAL));
+    expect(Object.keys(r).sort()).toEqual(['query', 'source_process', 'source_system']);
+  });
+});
+
+describe('parseWebhookRequest: query', () => {
+  it('trims the query', () => {
+    expect(ok(parse({ ...MINIMAL, query: '  \n\t What are my deals?  \n' })).query).toBe('What are my deals?');
+  });
+
+  it.each(['', '   ', '\n\t  \r\n'])('rejects a blank query %j', (query) => {
+    expect(details({ ...MINIMAL, query })).toEqual([
+      { field: 'query', message: 'query is required and must not be blank' },
+    ]);
+  });
+
+  it('rejects a missing query with a per-field detail that says it is required', () => {
+    const { query: _omitted, ...rest } = MINIMAL;
+    const d = details(rest);
+    expect(d).toHaveLength(1);
+    expect(d[0]!.field).toBe('query');
+    expect(d[0]!.message).toMatch(/required/);
+    expect(d[0]!.message).not.toMatch(/unknown field/);
+  });
+
+  it.each([42, null, true, ['q'], { text: 'q' }])('rejects a non-string query %j', (query) => {
+    expect(details({ ...MINIMAL, query })).toEqual([{ field: 'query', message: 'query must be a string' }]);
+  });
+
+  it(`accepts a query of exactly ${MAX_QUERY_LENGTH} characters and rejects one more`, () => {
+    expect(ok(parse({ ...MINIMAL, query: 'q'.repeat(MAX_QUERY_LENGTH) })).query).toHaveLength(MAX_QUERY_LENGTH);
+    expect(details({ ...MINIMAL, query: 'q'.repeat(MAX_QUERY_LENGTH + 1) })).toEqual([
+      { field: 'query', message: `query must be at most ${MAX_QUERY_LENGTH} characters` },
+    ]);
+  });
+
+  it('measures the length after trimming', () => {
+    const query = `   ${'q'.repeat(MAX_QUERY_LENGTH)}   `;
+    expect(ok(parse({ ...MINIMAL, query })).query).toHaveLength(MAX_QUERY_LENGTH);
+  });
+});
+
+describe.each(['source_system', 'source_process'] as const)('parseWebhookRequest: %s', (field) => {
+  it('is required', () => {
+    const body: Record<string, unknown> = { ...MINIMAL };
+    delete body[field];
+    const d = details(body);
+    expect(d).toHaveLength(1);
+    expect(d[0]!.field).toBe(field);
+    expect(d[0]!.message).toMatch(new RegExp(`${field} is required`));
+  });
+
+  it('rejects an empty string', () => {
+    expect(details({ ...MINIMAL, [field]: '' })).toEqual([{ field, message: `${field} is required` }]);
+  });
+
+  it('rejects a non-string', () => {
+    expect(details({ ...MINIMAL, [field]: 7 })).toEqual([{ field, message: `${field} must be a string` }]);
+  });
+
+  it('accepts 64 characters and rejects 65', () => {
+    expect(ok(parse({ ...MINIMAL, [field]: 'a'.repeat(64) }))[field]).toHaveLength(64);
+    expect(details({ ...MINIMAL, [field]: 'a'.repeat(65) })).toEqual([
+      { field, message: `${field} must be at most 64 characters` },
+    ]);
+  });
+
+  it.each(['../etc', 'a/b', '%2F', '_leading', '.hidden', 'has space', 'ünïcode', 'semi;colon', 'a\nb'])(
+    'rejects %j',
+    (value) => {
+      const d = details({ ...MINIMAL, [field]: value });
+      expect(d).toHaveLength(1);
+      expect(d[0]!.field).toBe(field);
+      expect(d[0]!.message).toMatch(/may contain only letters, digits/);
+    },
+  );
+});
+
+describe('parseWebhookRequest: timestamp and webhook_type', () => {
+  it.each([
+    'yesterday',
+    '2025-08-13',
+    '2025-08-13T10:30:45',
+    '13/08/2025 10:30',
+    '2025-13-01T00:00:00Z',
+    '2025-08-13T25:00:00Z',
+    '',
+  ])('rejects timestamp %j', (timestamp) => {
+    const d = details({ ...MINIMAL, timestamp });
+    expect(d).toEqual([{ field: 'timestamp', message: expect.stringMatching(/ISO 8601/) }]);
+  });
+
+  it('rejects a numeric timestamp', () => {
+    expect(details({ ...MINIMAL, timestamp: 1723545045 })).toEqual([
+      { field: 'timestamp', message: 'timestamp must be a string' },
+    ]);
+  });
+
+  it.each(['DEAL_ANALYSIS', 'deal', 'unknown', '', 3, null])('rejects webhook_type %j', (webhook_type) => {
+    const d = details({ ...MINIMAL, webhook_type });
+    expect(d).toHaveLength(1);
+    expect(d[0]!.field).toBe('webhook_type');
+    for (const type of WEBHOOK_TYPES) expect(d[0]!.message).toContain(type);
+  });
+});
+
+describe('parseWebhookRequest: metadata', () => {
+  it.each([
+    ['a string', 'x'],
+    ['a number', 1],
+    ['null', null],
+    ['an array', []],
+    ['a non-empty array', ['a', 'b']],
+  ])('rejects metadata that is %s', (_label, metadata) => {
+    expect(details({ ...MINIMAL, metadata })).toEqual([{ field: 'metadata', message: 'metadata must be an object' }]);
+  });
+
+  it('keeps metadata values as sent', () => {
+    const metadata = { n: 1, s: 'x', list: [1, { a: null }], deep: { deeper: { deepest: 'ok' } } };
+    expect(ok(parse({ ...MINIMAL, metadata })).metadata).toEqual(metadata);
+  });
+
+  it(`accepts metadata of exactly ${MAX_METADATA_BYTES} bytes as JSON and rejects one byte more`, () => {
+    const overhead = Buffer.byteLength(JSON.stringify({ k: '' }));
+    const exact = { k: 'v'.repeat(MAX_METADATA_BYTES - overhead) };
+    expect(Buffer.byteLength(JSON.stringify(exact))).toBe(MAX_METADATA_BYTES);
+    expect(ok(parse({ ...MINIMAL, metadata: exact })).metadata).toEqual(exact);
+    const over = { k: 'v'.repeat(MAX_METADATA_BYTES - overhead + 1) };
+    expect(details({ ...MINIMAL, metadata: over })).toEqual([
+      { field: 'metadata', message: `metadata must be at most ${MAX_METADATA_BYTES} bytes as JSON` },
+    ]);
+  });
+
+  it('counts bytes, not characters', () => {
+    const overhead = Buffer.byteLength(JSON.stringify({ k: '' }));
+    const chars = Math.floor((MAX_METADATA_BYTES - overhead) / 2) + 1; // 'é' is two bytes in UTF-8
+    expect(fields({ ...MINIMAL, metadata: { k: 'é'.repeat(chars) } })).toEqual(['metadata']);
+  });
+
+  it('rejects nesting deeper than 20 levels', () => {
+    let deep: Record<string, unknown> = { leaf: 1 };
+    for (let i = 0; i < 25; i++) deep = { d: deep };
+    const d = details({ ...MINIMAL, metadata: deep });
+    expect(d).toEqual([{ field: 'metadata', message: expect.stringMatching(/deeper than 20/) }]);
+  });
+
+  // JSON.parse makes "__proto__" an own key; object literals would not, so these bodies are raw JSON text.
+  it.each([
+    ['__proto__ at the top of metadata', '{"__proto__":{"polluted":true}}'],
+    ['constructor at the top of metadata', '{"constructor":{"prototype":{"polluted":true}}}'],
+    ['prototype at the top of metadata', '{"prototype":1}'],
+    ['__proto__ nested in metadata', '{"a":{"b":{"__proto__":{"polluted":true}}}}'],
+    ['constructor nested in metadata', '{"a":{"constructor":"x"}}'],
+    ['__proto__ inside an array in metadata', '{"list":[{"__proto__":{"polluted":true}}]}'],
+  ])('rejects %s', (_label, metadataJson) => {
+    const body = `{"query":"q","source_system":"a","source_process":"b","metadata":${metadataJson}}`;
+    const d = details(body);
+    expect(d).toEqual([{ field: 'metadata', message: expect.stringMatching(/__proto__, constructor or prototype/) }]);
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+});
+
+describe('parseWebhookRequest: body shape', () => {
+  it.each([
+    ['an array', '[]', 'an array'],
+    ['an array of requests', JSON.stringify([MINIMAL]), 'an array'],
+    ['null', 'null', 'null'],
+    ['a string', '"hello"', 'string'],
+    ['a number', '42', 'number'],
+    ['a boolean', 'true', 'boolean'],
+  ])('rejects %s as the body', (_label, raw, got) => {
+    const result = failed(parseWebhookRequest(raw));
+    expect(result.code).toBe('VALIDATION_ERROR');
+    expect(result.message).toBe('Request body must be a JSON object');
+    expect(result.details).toEqual([{ field: '(body)', message: `expected an object, got ${got}` }]);
+  });
+
+  it.each([
+    ['empty', ''],
+    ['whitespace', '   '],
+    ['truncated object', '{"query": "What are the top deals'],
+    ['truncated after a comma', '{"query":"q",'],
+    ['single quotes', "{'query': 'q'}"],
+    ['trailing comma', '{"query":"q","source_system":"a","source_process":"b",}'],
+    ['bare word', 'undefined'],
+    ['form encoding', 'query=q&source_system=a'],
+    ['two documents', '{}{}'],
+  ])('returns INVALID_JSON for %s', (_label, raw) => {
+    const result = failed(parseWebhookRequest(raw));
+    expect(result.code).toBe('INVALID_JSON');
+    expect(result.message).toMatch(/^Request body is not valid JSON: /);
+    expect(result.details).toEqual([]);
+  });
+
+  it('rejects unknown fields by name', () => {
+    const d = details({ ...MINIMAL, priority: 'high' });
+    expect(d).toEqual([{ field: 'priority', message: expect.stringMatching(/^unknown field/) }]);
+    expect(d[0]!.message).toContain('query, source_system, source_process, timestamp, webhook_type, metadata');
+  });
+
+  it('rejects a misspelled field rather than dropping it', () => {
+    expect(fields({ ...MINIMAL, webhooktype: 'deal_analysis' })).toEqual(['webhooktype']);
+  });
+
+  it.each(['__proto__', 'constructor', 'prototype'])('rejects a top-level %s key', (key) => {
+    const raw = `{"query":"q","source_system":"a","source_process":"b","${key}":{"polluted":true}}`;
+    const result = failed(parseWebhookRequest(raw));
+    expect(result.code).toBe('VALIDATION_ERROR');
+    expect(result.details).toContainEqual({ field: key, message: `field '${key}' is not allowed` });
+    expect(result.details.every((d) => d.field === key)).toBe(true);
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+
+  it('reports every bad field at once, each with its own detail', () => {
+    const result = failed(
+      parse({
+        query: 5,
+        source_system: '',
+        source_process: 'x/y',
+        timestamp: 'yesterday',
+        webhook_type: 'foo',
+        metadata: [],
+      }),
+    );
+    expect(result.code).toBe('VALIDATION_ERROR');
+    expect(result.details.map((d) => d.field).sort()).toEqual(
+      ['metadata', 'query', 'source_process', 'source_system', 'timestamp', 'webhook_type'].sort(),
+    );
+    for (const d of result.details) expect(result.message).toContain(`${d.field}: ${d.message}`);
+  });
+
+  it('reports each missing required field for an empty object', () => {
+    const d = details({});
+    expect(d.map((x) => x.field)).toEqual(['query', 'source_system', 'source_process']);
+    for (const x of d) {
+      expect(x.message).toMatch(/required/);
+      expect(x.message).not.toMatch(/unknown field/);
+    }
+  });
+});

@@ -1,0 +1,180 @@
+import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
+import { CloudWatchLogsClient, GetQueryResultsCommand, StartQueryCommand } from '@aws-sdk/client-cloudwatch-logs';
+import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { mockClient } from 'aws-sdk-client-mock';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { structuredJson } from '../../../../functions/domain/export-formats.ts';
+import { completeConversation, withAgentAnswer, withClassification } from '../../../../functions/domain/lifecycle.ts';
+import { dayPrefixes, executionFromLogEvents } from '../../../../local/cli/aws/conversations.ts';
+import { main } from '../../../../local/cli/main.ts';
+import { startedRecord } from '../../../support/fixtures.ts';
+
+/** `conversations list | search | show --aws` against a mocked deployed stack (never real AWS). */
+const cfn = mockClient(CloudFormationClient);
+const s3 = mockClient(S3Client);
+const logs = mockClient(CloudWatchLogsClient);
+
+const ID = 'webhook_20250813_103045_testing_phase3valid_abc123';
+const FOLDER = `conversation-history/2025/08/13/${ID}/`;
+const ARN = `arn:aws:states:us-east-1:123456789012:express:ConversationWorkflow:req-1:0a1b`;
+const record = completeConversation(
+  withClassification(
+    withAgentAnswer(startedRecord(), { response: 'Top deals: Acme' }, 40, new Date('2025-08-13T10:30:46Z')),
+  ),
+  false,
+  'req-1',
+  new Date('2025-08-13T10:30:47Z'),
+);
+
+/** The part of an SDK stream the CLI reads. */
+function body(text: string) {
+  return { transformToString: async () => text } as never;
+}
+
+function logEvent(id: number, type: string, ms: number, details: Record<string, unknown> = {}) {
+  return JSON.stringify({
+    id: String(id),
+    type,
+    details,
+    event_timestamp: String(Date.parse('2025-08-13T10:30:45Z') + ms),
+    execution_arn: ARN,
+  });
+}
+
+let stdout: string;
+let stderr: string;
+beforeEach(() => {
+  cfn.reset();
+  s3.reset();
+  logs.reset();
+  stdout = '';
+  stderr = '';
+  vi.spyOn(process.stdout, 'write').mockImplementation(((c: string) => {
+    stdout += c;
+    return true;
+  }) as never);
+  vi.spyOn(process.stderr, 'write').mockImplementation(((c: string) => {
+    stderr += c;
+    return true;
+  }) as never);
+  cfn.on(DescribeStacksCommand).resolves({
+    Stacks: [
+      {
+        StackName: 'WebhookConversationGateway',
+        CreationTime: new Date(),
+        StackStatus: 'CREATE_COMPLETE',
+        Outputs: [
+          { OutputKey: 'ExportBucketName', OutputValue: 'prod-exports' },
+          { OutputKey: 'ExecutionLogGroupName', OutputValue: '/aws/vendedlogs/states/conversation' },
+        ],
+      },
+    ],
+  });
+  s3.on(ListObjectsV2Command).callsFake((input: { Prefix: string }) => ({
+    Contents:
+      input.Prefix === 'conversation-history/2025/08/13/'
+        ? [{ Key: `${FOLDER}conversation.json` }, { Key: `${FOLDER}summary.json` }]
+        : [],
+  }));
+  s3.on(GetObjectCommand, { Key: `${FOLDER}conversation.json` }).callsFake(() => ({
+    Body: body(JSON.stringify(structuredJson(record, '2025-08-13T10:30:47Z'))),
+  }));
+});
+afterEach(() => vi.restoreAllMocks());
+
+describe('conversations --aws', () => {
+  it('search reads the deployed bucket day by day from --since and matches the text', async () => {
+    expect(await main(['conversations', 'search', 'acme', '--aws', '--since', '2025-08-12'])).toBe(0);
+    expect(stdout).toContain(ID);
+    expect(stdout).toMatch(/answer/);
+    const prefixes = s3.commandCalls(ListObjectsV2Command).map((c) => c.args[0].input.Prefix);
+    expect(prefixes[0]).toBe('conversation-history/2025/08/12/');
+    expect(prefixes).toContain('conversation-history/2025/08/13/');
+    expect(s3.commandCalls(ListObjectsV2Command).every((c) => c.args[0].input.Bucket === 'prod-exports')).toBe(true);
+  });
+
+  it('list without --since scans the last 7 days and says so', async () => {
+    expect(await main(['conversations', 'list', '--aws'])).toBe(0);
+    expect(stderr).toMatch(/scans the last 7 days/);
+    expect(s3.commandCalls(ListObjectsV2Command)).toHaveLength(8);
+  });
+
+  it('show prints the exported record and the timeline folded from the Express log group', async () => {
+    logs.on(StartQueryCommand).resolvesOnce({ queryId: 'q1' }).resolvesOnce({ queryId: 'q2' });
+    logs.on(GetQueryResultsCommand, { queryId: 'q1' }).resolves({
+      status: 'Complete',
+      results: [
+        [
+          { field: 'execution_arn', value: ARN },
+          { field: 'count()', value: '9' },
+        ],
+      ],
+    });
+    const events = [
+      logEvent(1, 'ExecutionStarted', 0),
+      logEvent(2, 'TaskStateEntered', 1, { name: 'Validate' }),
+      logEvent(3, 'LambdaFunctionScheduled', 2),
+      logEvent(4, 'TaskStateExited', 10, { name: 'Validate' }),
+      logEvent(5, 'TaskStateEntered', 11, { name: 'Deliver' }),
+      logEvent(6, 'LambdaFunctionScheduled', 12),
+      logEvent(7, 'LambdaFunctionFailed', 20, { error: 'DeliveryRetryableError', cause: '{"message":"HTTP 503"}' }),
+      logEvent(8, 'LambdaFunctionScheduled', 1020),
+      logEvent(9, 'TaskStateExited', 1040, { name: 'Deliver' }),
+      logEvent(10, 'ExecutionSucceeded', 1100),
+    ];
+    logs
+      .on(GetQueryResultsCommand, { queryId: 'q2' })
+      .resolves({ status: 'Complete', results: events.map((m) => [{ field: '@message', value: m }]) });
+    expect(await main(['conversations', 'show', ID, '--aws'])).toBe(0);
+    expect(stdout).toContain(`conversation ${ID}`);
+    expect(stdout).toContain(`s3://prod-exports/${FOLDER}`);
+    expect(stdout).toMatch(/execution req-1 \(ConversationWorkflow\) SUCCEEDED/);
+    expect(stdout).toMatch(/Deliver\s+\+11 ms\s+1029 ms\s+1 {2}succeeded/);
+    expect(stdout).toMatch(/path: Validate → Deliver/);
+    const first = logs.commandCalls(StartQueryCommand)[0]!.args[0].input;
+    expect(first.queryString).toContain(`filter @message like "${ID}"`);
+    expect(first.logGroupNames).toEqual(['/aws/vendedlogs/states/conversation']);
+  });
+
+  it('show says so when the history has aged out of the logs', async () => {
+    logs.on(StartQueryCommand).resolves({ queryId: 'q1' });
+    logs.on(GetQueryResultsCommand).resolves({ status: 'Complete', results: [] });
+    expect(await main(['conversations', 'show', ID, '--aws'])).toBe(0);
+    expect(stdout).toMatch(/No execution history for .* it may have aged out of the logs/);
+    expect(stdout).toMatch(/The export above is the system of record/);
+  });
+
+  it('an unknown stack or missing export is one clear line', async () => {
+    cfn
+      .on(DescribeStacksCommand)
+      .rejects(Object.assign(new Error('Stack with id Nope does not exist'), { name: 'ValidationError' }));
+    expect(await main(['conversations', 'list', '--aws', '--stack', 'Nope'])).toBe(1);
+    expect(stderr).toMatch(/^webhook-gateway: stack "Nope" does not exist/);
+    expect(stderr.trim().split('\n')).toHaveLength(1);
+  });
+});
+
+describe('helpers', () => {
+  it('dayPrefixes covers every UTC day from since to now', () => {
+    expect(dayPrefixes(Date.parse('2025-08-12T23:00:00Z'), Date.parse('2025-08-14T01:00:00Z'))).toEqual([
+      'conversation-history/2025/08/12/',
+      'conversation-history/2025/08/13/',
+      'conversation-history/2025/08/14/',
+    ]);
+  });
+
+  it('executionFromLogEvents reads status, error and cause of a failed execution', () => {
+    const record = executionFromLogEvents(ARN, [
+      JSON.parse(logEvent(1, 'ExecutionStarted', 0)),
+      JSON.parse(logEvent(2, 'FailStateEntered', 5, { name: 'AgentFailed' })),
+      JSON.parse(logEvent(3, 'ExecutionFailed', 6, { error: 'AgentError', cause: '{"success":false}' })),
+    ]);
+    expect(record).toMatchObject({
+      status: 'FAILED',
+      error: 'AgentError',
+      cause: '{"success":false}',
+      execution_name: 'req-1',
+      state_machine: 'ConversationWorkflow',
+    });
+  });
+});

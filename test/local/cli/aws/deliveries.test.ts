@@ -1,0 +1,341 @@
+import { readFileSync } from 'node:fs';
+import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
+import { SFNClient, StartSyncExecutionCommand } from '@aws-sdk/client-sfn';
+import {
+  ChangeMessageVisibilityBatchCommand,
+  DeleteMessageCommand,
+  GetQueueAttributesCommand,
+  type Message,
+  ReceiveMessageCommand,
+  SendMessageCommand,
+  SQSClient,
+} from '@aws-sdk/client-sqs';
+import { mockClient } from 'aws-sdk-client-mock';
+import { beforeEach, describe, expect, it, vi } from 'vitest';
+import type { FailedDeliveryEnvelope } from '../../../../functions/domain/failed-delivery.ts';
+import { awsDeliveriesList, awsDeliveriesRedrive } from '../../../../local/cli/aws/deliveries.ts';
+import { AWS_STACK_OUTPUTS, createAwsClients, withAws } from '../../../../local/cli/aws/stack.ts';
+import { deliveriesList, deliveriesRedrive } from '../../../../local/cli/deliveries.ts';
+import { main } from '../../../../local/cli/main.ts';
+import { PROJECT_ROOT } from '../../../../local/paths.ts';
+import {
+  afterAttempt,
+  DLQ_URL,
+  deadEnvelope,
+  pendingEnvelope,
+  QUEUE_URL,
+  STATE_MACHINE_ARN,
+  sqsMessage,
+  succeeded,
+  T0,
+} from '../../../support/aws-fixtures.ts';
+
+/**
+ * `deliveries list|redrive --aws`, called as functions with mocked AWS clients (never real AWS): the dead-letter
+ * queue is what an operator sees and redrives; the schedule's queue is only counted.
+ */
+const cfnMock = mockClient(CloudFormationClient);
+const sqsMock = mockClient(SQSClient);
+const sfnMock = mockClient(SFNClient);
+const STACK = 'WebhookConversationGateway';
+let lines: string[];
+const out = (line: string) => lines.push(line);
+const clients = () => createAwsClients('us-east-1');
+
+function stackWith(outputs: Record<string, string>) {
+  cfnMock.on(DescribeStacksCommand).resolves({
+    Stacks: [
+      {
+        StackName: STACK,
+        CreationTime: T0,
+        StackStatus: 'CREATE_COMPLETE',
+        Outputs: Object.entries(outputs).map(([OutputKey, OutputValue]) => ({ OutputKey, OutputValue })),
+      },
+    ],
+  });
+}
+
+/** The dead-letter queue holds these messages: each receive returns them again until they are held (as SQS would, roughly). */
+function deadLetters(...messages: Message[]) {
+  const receive = sqsMock.on(ReceiveMessageCommand, { QueueUrl: DLQ_URL });
+  for (let i = 0; i < messages.length; i += 10) receive.resolvesOnce({ Messages: messages.slice(i, i + 10) });
+  receive.resolves({});
+}
+
+beforeEach(() => {
+  cfnMock.reset();
+  sqsMock.reset();
+  sfnMock.reset();
+  lines = [];
+  stackWith({
+    FailedDeliveryQueueUrl: QUEUE_URL,
+    FailedDeliveryDeadLetterQueueUrl: DLQ_URL,
+    RedeliveryStateMachineArn: STATE_MACHINE_ARN,
+  });
+  sqsMock.on(GetQueueAttributesCommand).resolves({
+    Attributes: {
+      ApproximateNumberOfMessages: '2',
+      ApproximateNumberOfMessagesNotVisible: '3',
+      ApproximateNumberOfMessagesDelayed: '1',
+    },
+  });
+  sqsMock.on(SendMessageCommand).resolves({ MessageId: 'new' });
+});
+
+const changes = () =>
+  sqsMock.calls().filter((c) => c.args[0] instanceof SendMessageCommand || c.args[0] instanceof DeleteMessageCommand);
+const released = () =>
+  sqsMock
+    .commandCalls(ChangeMessageVisibilityBatchCommand)
+    .flatMap((c) => c.args[0].input.Entries!.map((e) => e.ReceiptHandle));
+
+describe('deliveries list --aws', () => {
+  it("peeks at the dead-letter queue (then makes it visible again) and counts the schedule's queue", async () => {
+    const a = sqsMessage(deadEnvelope('aaa111'));
+    const b = sqsMessage(pendingEnvelope('bbb222'), { receiveCount: 6 });
+    const c = sqsMessage(
+      pendingEnvelope('ccc333', T0, { owed: 'export', last_error: 'export: ExportError: S3 down' }),
+      { receiveCount: 6 },
+    );
+    deadLetters(a, b, c, sqsMessage('garbage'));
+    expect(await awsDeliveriesList(clients(), { stack: STACK }, out)).toBe(0);
+    const text = lines.join('\n');
+    expect(text).toMatch(/conversation_id\s+type\s+attempts\s+last_error\s+age\s+state\s+next_due/);
+    expect(text).toMatch(/webhook_\S+_aaa111\s+deal_analysis\s+1\s+HTTP 410 .*dead \(permanent\)/);
+    expect(text).toMatch(/webhook_\S+_bbb222\s+deal_analysis\s+1\s+HTTP 503 .*dead \(receive limit\)/);
+    expect(text).toMatch(
+      /webhook_\S+_ccc333\s+deal_analysis\s+1\s+export: ExportError: S3 down .*dead \(receive limit\), export only/,
+    );
+    expect(text).toContain('1 unreadable message(s) in the dead-letter queue');
+    expect(text).toContain('6 pending in the schedule (2 waiting, 3 in flight or hidden until due, 1 delayed)');
+    expect(sqsMock.commandCalls(ReceiveMessageCommand)[0]!.args[0].input).toMatchObject({
+      QueueUrl: DLQ_URL,
+      MaxNumberOfMessages: 10,
+      VisibilityTimeout: 30,
+    });
+    expect(released()).toHaveLength(4);
+    expect(changes()).toEqual([]);
+    expect(cfnMock.commandCalls(DescribeStacksCommand)[0]!.args[0].input).toEqual({ StackName: STACK });
+  });
+
+  it('an empty dead-letter queue says so', async () => {
+    deadLetters();
+    await awsDeliveriesList(clients(), { stack: STACK }, out);
+    expect(lines[0]).toBe(`No dead-lettered deliveries in stack ${STACK}.`);
+  });
+
+  it('--json gives the envelopes and the counts', async () => {
+    deadLetters(sqsMessage(deadEnvelope()));
+    await awsDeliveriesList(clients(), { stack: STACK, json: true }, out);
+    const json = JSON.parse(lines.join('\n'));
+    expect(json).toMatchObject({
+      stack: STACK,
+      unreadable: 0,
+      truncated: false,
+      pending: { total: 6, visible: 2, not_visible: 3, delayed: 1 },
+    });
+    expect(json.dead_letter).toHaveLength(1);
+  });
+
+  it('reads each message once, and stops at the limit', async () => {
+    const messages = Array.from({ length: 12 }, (_, i) => sqsMessage(deadEnvelope(`c${i}`)));
+    deadLetters(...messages);
+    await awsDeliveriesList(clients(), { stack: STACK, json: true, limit: 10 }, out);
+    expect(JSON.parse(lines.join('\n'))).toMatchObject({ truncated: true, dead_letter: { length: 10 } });
+  });
+});
+
+describe('deliveries redrive --aws', () => {
+  const startCalls = () => sfnMock.commandCalls(StartSyncExecutionCommand).map((c) => c.args[0].input);
+
+  it('<id>: runs the redelivery workflow with via redrive; delivered → deleted from the dead-letter queue', async () => {
+    const target = deadEnvelope('aaa111');
+    const other = sqsMessage(deadEnvelope('bbb222'));
+    const message = sqsMessage(target);
+    deadLetters(other, message);
+    sfnMock.on(StartSyncExecutionCommand).resolves(succeeded(afterAttempt(target, 'delivered')));
+    expect(await awsDeliveriesRedrive(clients(), { stack: STACK, id: target.conversation_id }, out)).toBe(0);
+    expect(startCalls()).toHaveLength(1);
+    expect(startCalls()[0]).toMatchObject({
+      stateMachineArn: STATE_MACHINE_ARN,
+      name: expect.stringMatching(new RegExp(`^${target.conversation_id}-redelivery-2-[0-9a-f]{6}$`)),
+    });
+    expect(JSON.parse(startCalls()[0]!.input!).redelivery).toEqual({ via: 'redrive', status_if_failed: 'failed' });
+    expect(sqsMock.commandCalls(DeleteMessageCommand).map((c) => c.args[0].input)).toEqual([
+      { QueueUrl: DLQ_URL, ReceiptHandle: message.ReceiptHandle },
+    ]);
+    expect(sqsMock.commandCalls(SendMessageCommand)).toHaveLength(0);
+    expect(released()).toEqual([other.ReceiptHandle]);
+    expect(lines[0]).toMatch(
+      new RegExp(
+        `^\\[1/1\\] ${target.conversation_id} → delivered \\(execution ${target.conversation_id}-redelivery-2-`,
+      ),
+    );
+    expect(lines.at(-1)).toBe('redrove 1: 1 delivered');
+  });
+
+  it('--all --since --type: the matching ones, with progress and a summary; a failure goes back to the dead-letter queue', async () => {
+    const old = deadEnvelope('old111', new Date('2025-08-01T00:00:00Z'));
+    const ok = deadEnvelope('aaa111');
+    const ko = pendingEnvelope('bbb222');
+    const otherType = { ...deadEnvelope('ccc333'), webhook_type: 'lead_analysis' };
+    const koMessage = sqsMessage(ko);
+    deadLetters(sqsMessage(old), sqsMessage(ok), koMessage, sqsMessage(otherType));
+    sfnMock
+      .on(StartSyncExecutionCommand)
+      .resolvesOnce(succeeded(afterAttempt(ok, 'delivered')))
+      .resolvesOnce(succeeded(afterAttempt(ko, 'retryable')));
+    const code = await awsDeliveriesRedrive(
+      clients(),
+      { stack: STACK, all: true, since: '2025-08-13T00:00:00Z', type: 'deal_analysis' },
+      out,
+    );
+    expect(code).toBe(1);
+    expect(startCalls().map((c) => JSON.parse(c.input!).conversation.conversation_id)).toEqual([
+      ok.conversation_id,
+      ko.conversation_id,
+    ]);
+    // A pending envelope found in the dead-letter queue is treated as dead: its failed redrive exports `failed`.
+    expect(JSON.parse(startCalls()[1]!.input!).redelivery.status_if_failed).toBe('failed');
+    const back = sqsMock.commandCalls(SendMessageCommand).map((c) => c.args[0].input);
+    expect(back).toHaveLength(1);
+    expect(back[0]!.QueueUrl).toBe(DLQ_URL);
+    expect(JSON.parse(back[0]!.MessageBody!) as FailedDeliveryEnvelope).toMatchObject({
+      conversation_id: ko.conversation_id,
+      state: 'dead',
+      attempts: { length: 2 },
+    });
+    expect(sqsMock.commandCalls(DeleteMessageCommand).map((c) => c.args[0].input.ReceiptHandle)).toContain(
+      koMessage.ReceiptHandle,
+    );
+    expect(lines).toEqual([
+      expect.stringMatching(/^\[1\/2\] \S+_aaa111 → delivered/),
+      expect.stringMatching(/^\[2\/2\] \S+_bbb222 → failed \(execution .*\): HTTP 503$/),
+      'redrove 2: 1 delivered, 1 failed',
+    ]);
+  });
+
+  it('--dry-run lists what would be redriven and changes nothing', async () => {
+    deadLetters(sqsMessage(deadEnvelope('aaa111')), sqsMessage(deadEnvelope('bbb222')));
+    expect(await awsDeliveriesRedrive(clients(), { stack: STACK, all: true, dryRun: true }, out)).toBe(0);
+    expect(lines[0]).toBe(`dry run: would redrive 2 deliveries from stack ${STACK}; nothing was changed`);
+    expect(lines.slice(1)).toEqual([
+      expect.stringMatching(/_aaa111 {2}deal_analysis {2}dead \(permanent\) {2}1 attempts$/),
+      expect.stringMatching(/_bbb222/),
+    ]);
+    expect(startCalls()).toEqual([]);
+    expect(changes()).toEqual([]);
+    expect(released()).toHaveLength(2);
+  });
+
+  it('an id that is not in the dead-letter queue: a clear message', async () => {
+    const other = sqsMessage(deadEnvelope('bbb222'));
+    deadLetters(other);
+    const id = deadEnvelope('aaa111').conversation_id;
+    await expect(awsDeliveriesRedrive(clients(), { stack: STACK, id }, out)).rejects.toThrow(
+      `${id} is not in the dead-letter queue of stack ${STACK}: it may be pending in the schedule (see "deliveries list --aws") or already delivered`,
+    );
+    expect(released()).toEqual([other.ReceiptHandle]);
+    expect(startCalls()).toEqual([]);
+  });
+
+  it('a FAILED execution changes nothing and makes the message visible again', async () => {
+    const envelope = deadEnvelope();
+    const message = sqsMessage(envelope);
+    deadLetters(message);
+    sfnMock.on(StartSyncExecutionCommand).resolves({ status: 'FAILED', error: 'States.Timeout' });
+    expect(await awsDeliveriesRedrive(clients(), { stack: STACK, id: envelope.conversation_id }, out)).toBe(1);
+    expect(changes()).toEqual([]);
+    expect(released()).toEqual([message.ReceiptHandle]);
+    expect(lines[0]).toMatch(/→ error \(execution .*\): FAILED: States.Timeout$/);
+  });
+
+  it('older copies of one conversation: redriven once, the copies removed', async () => {
+    const envelope = deadEnvelope();
+    const older = sqsMessage(envelope);
+    const newer = sqsMessage({ ...envelope, updated_at: new Date(T0.getTime() + 1000).toISOString() });
+    deadLetters(older, newer);
+    sfnMock.on(StartSyncExecutionCommand).resolves(succeeded(afterAttempt(envelope, 'delivered')));
+    await awsDeliveriesRedrive(clients(), { stack: STACK, all: true }, out);
+    expect(startCalls()).toHaveLength(1);
+    expect(
+      sqsMock
+        .commandCalls(DeleteMessageCommand)
+        .map((c) => c.args[0].input.ReceiptHandle)
+        .sort(),
+    ).toEqual([newer.ReceiptHandle, older.ReceiptHandle].sort());
+  });
+
+  it('needs the redelivery state machine output, except for a dry run', async () => {
+    stackWith({ FailedDeliveryQueueUrl: QUEUE_URL, FailedDeliveryDeadLetterQueueUrl: DLQ_URL });
+    await expect(awsDeliveriesRedrive(clients(), { stack: STACK, all: true }, out)).rejects.toThrow(
+      `stack "${STACK}" has no RedeliveryStateMachineArn output`,
+    );
+    deadLetters();
+    await expect(awsDeliveriesRedrive(clients(), { stack: STACK, all: true, dryRun: true }, out)).resolves.toBe(0);
+  });
+});
+
+describe('the command line around --aws', () => {
+  it('reads the output keys the stack declares', () => {
+    const infra = ['infra/config.ts', 'infra/webhook-gateway-stack.ts']
+      .map((f) => readFileSync(`${PROJECT_ROOT}/${f}`, 'utf8'))
+      .join('\n');
+    expect(infra).toContain(`'${AWS_STACK_OUTPUTS.failedDeliveryQueueUrl}'`);
+    expect(infra).toContain(`'${AWS_STACK_OUTPUTS.failedDeliveryDeadLetterQueueUrl}'`);
+    expect(infra).toContain(`'${AWS_STACK_OUTPUTS.redeliveryStateMachineArn}'`);
+  });
+
+  it('clear one-line errors: missing credentials, unknown stack, unreachable service', async () => {
+    const failWith = (error: Error) =>
+      withAws({ stack: 'Nope', region: 'eu-west-1' }, async (c, stack) => {
+        cfnMock.on(DescribeStacksCommand).rejects(error);
+        return awsDeliveriesList(c, { stack }, out);
+      });
+    await expect(
+      failWith(
+        Object.assign(new Error('Could not load credentials from any providers'), { name: 'CredentialsProviderError' }),
+      ),
+    ).rejects.toThrow(/^no AWS credentials: set AWS_PROFILE/);
+    await expect(
+      failWith(Object.assign(new Error('Stack with id Nope does not exist'), { name: 'ValidationError' })),
+    ).rejects.toThrow('stack "Nope" does not exist in eu-west-1: pass --stack NAME (and --region R)');
+    await expect(
+      failWith(
+        Object.assign(new Error('getaddrinfo ENOTFOUND cloudformation.eu-west-1.amazonaws.com'), { code: 'ENOTFOUND' }),
+      ),
+    ).rejects.toThrow('cannot reach AWS in eu-west-1 (ENOTFOUND)');
+  });
+
+  it('webhook-gateway deliveries list --aws --stack Nope: one line on stderr, exit code 1', async () => {
+    cfnMock
+      .on(DescribeStacksCommand)
+      .rejects(Object.assign(new Error('Stack with id Nope does not exist'), { name: 'ValidationError' }));
+    const stderr = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      expect(await main(['deliveries', 'list', '--aws', '--stack', 'Nope', '--region', 'eu-west-1'])).toBe(1);
+      expect(stderr.mock.calls.map((c) => String(c[0]))).toEqual([
+        'webhook-gateway: stack "Nope" does not exist in eu-west-1: pass --stack NAME (and --region R) of a deployed webhook gateway\n',
+      ]);
+    } finally {
+      stderr.mockRestore();
+    }
+  });
+
+  it('branches to the AWS implementation only with --aws, and rejects options that do not go together', async () => {
+    deadLetters();
+    const stdout = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
+    try {
+      expect(await deliveriesRedrive(['--all', '--dry-run', '--aws', '--region', 'us-east-1'])).toBe(0);
+      expect(stdout.mock.calls.map((c) => String(c[0]))[0]).toMatch(`would redrive 0 deliveries from stack ${STACK}`);
+    } finally {
+      stdout.mockRestore();
+    }
+    await expect(deliveriesList(['--stack', 'X'])).rejects.toThrow('--stack and --region go with --aws');
+    await expect(deliveriesList(['--aws', '--state', 'dead'])).rejects.toThrow(/--state is for the local store/);
+    await expect(deliveriesRedrive(['x', '--aws', '--url', 'http://127.0.0.1:1'])).rejects.toThrow(
+      /--url is for the local gateway/,
+    );
+    await expect(deliveriesRedrive(['--aws'])).rejects.toThrow('deliveries redrive needs a conversation id, or --all');
+  });
+});

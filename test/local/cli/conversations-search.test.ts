@@ -1,0 +1,251 @@
+import { rm } from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { main } from '../../../local/cli/main.ts';
+import { recordOf } from '../../../local/history/conversations.ts';
+import { type CliResult, runCli, runMain } from '../../support/cli.ts';
+import { SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
+
+/**
+ * `conversations list` filters and `conversations search` over the exported records against a running gateway (its
+ * embedded S3), then with the gateway stopped (a temporary embedded S3 over the same files). The output formats,
+ * errors run through the real bin (runCli); the many filter combinations call the same `main` in
+ * process, which is much faster than a process each.
+ */
+let world: TestWorld;
+let env: Record<string, string | undefined>;
+const ids: Record<'deal' | 'data' | 'lead' | 'general', string> = { deal: '', data: '', lead: '', general: '' };
+let secondReceivedAt = '';
+
+async function send(
+  body: Record<string, unknown>,
+): Promise<{ conversation_id: string; tracking: { delivery_status: string } }> {
+  const res = await world.post({ ...SEED_REQUEST, timestamp: undefined, ...body });
+  expect(res.status).toBe(200);
+  return res.body;
+}
+
+beforeAll(async () => {
+  world = await startWorld();
+  env = { LOCAL_DATA_DIR: world.dataDir };
+  ids.deal = (
+    await send({
+      query: 'Which deals close this quarter?',
+      source_system: 'crm_system',
+      source_process: 'nightly_sync',
+      webhook_type: 'deal_analysis',
+    })
+  ).conversation_id;
+  const data = await send({
+    query: 'Show the CHURN metrics report',
+    source_system: 'scheduler',
+    source_process: 'weekly_report',
+    webhook_type: 'data_analysis',
+  });
+  ids.data = data.conversation_id;
+  secondReceivedAt = recordOf((await world.gateway.executions.executions(ids.data))[0]!)!.metadata.received_at;
+  world.receiver.reply(400);
+  const lead = await send({
+    query: 'How many new leads came in from the Acme webinar?',
+    source_system: 'crm_system',
+    source_process: 'lead_import',
+    webhook_type: 'lead_analysis',
+  });
+  expect(lead.tracking.delivery_status).toBe('failed');
+  ids.lead = lead.conversation_id;
+  ids.general = (
+    await send({ query: 'Hello there', source_system: 'chat_bot', source_process: 'greeting', webhook_type: 'general' })
+  ).conversation_id;
+});
+afterAll(async () => {
+  await world?.close();
+});
+
+/** `main(args)` in this process, with LOCAL_DATA_DIR set and its stdout/stderr captured. */
+async function inProcess(args: string[]): Promise<CliResult> {
+  let stdout = '';
+  let stderr = '';
+  const out = vi.spyOn(process.stdout, 'write').mockImplementation(((chunk: unknown) => {
+    stdout += String(chunk);
+    return true;
+  }) as never);
+  const err = vi.spyOn(process.stderr, 'write').mockImplementation(((chunk: unknown) => {
+    stderr += String(chunk);
+    return true;
+  }) as never);
+  const previous = process.env.LOCAL_DATA_DIR;
+  process.env.LOCAL_DATA_DIR = env.LOCAL_DATA_DIR;
+  try {
+    return { code: await main(args), stdout, stderr };
+  } finally {
+    out.mockRestore();
+    err.mockRestore();
+    if (previous === undefined) delete process.env.LOCAL_DATA_DIR;
+    else process.env.LOCAL_DATA_DIR = previous;
+  }
+}
+
+const json = async (args: string[]) => {
+  const result = await inProcess(args);
+  expect(result.stderr).not.toMatch(/^\s+at /m);
+  expect(result.code, result.stderr).toBe(0);
+  return JSON.parse(result.stdout) as {
+    conversation_id: string;
+    matched_in?: string[];
+    snippet?: string;
+    delivery_status: string;
+  }[];
+};
+const idsOf = (rows: { conversation_id: string }[]) => rows.map((r) => r.conversation_id);
+
+describe('conversations list filters', () => {
+  it('filters by source (system or system/process), type, status and since, newest first', async () => {
+    const cases: [string[], string[]][] = [
+      [[], [ids.general, ids.lead, ids.data, ids.deal]],
+      [
+        ['--source', 'CRM_SYSTEM'],
+        [ids.lead, ids.deal],
+      ],
+      [['--source', 'crm_system/nightly_sync'], [ids.deal]],
+      [
+        ['--type', 'data_analysis,general'],
+        [ids.general, ids.data],
+      ],
+      [['--status', 'failed'], [ids.lead]],
+      [
+        ['--since', secondReceivedAt],
+        [ids.general, ids.lead, ids.data],
+      ],
+      [
+        ['--limit', '2'],
+        [ids.general, ids.lead],
+      ],
+    ];
+    for (const [flags, expected] of cases)
+      expect(idsOf(await json(['conversations', 'list', ...flags, '--json'])), flags.join(' ')).toEqual(expected);
+  });
+
+  it('prints a table, says when filters leave nothing, and how many are hidden by --limit', async () => {
+    const table = await runMain(['conversations', 'list', '--source', 'crm_system', '--limit', '1'], env);
+    expect(table.code).toBe(0);
+    const lines = table.stdout.trim().split('\n');
+    expect(lines[0]).toMatch(/^conversation_id\s+received_at\s+source\s+type\s+status\s+delivery\s+total_ms$/);
+    expect(lines[2]).toMatch(
+      new RegExp(`^${ids.lead}\\s+\\S+\\s+crm_system/lead_import\\s+lead_analysis\\s+completed\\s+failed\\s+\\d+$`),
+    );
+    expect(lines.at(-1)).toBe('(1 older not shown; use --limit)');
+    const none = await inProcess(['conversations', 'list', '--type', 'none']);
+    expect(none.stdout).toMatch(/^No conversations match these filters/);
+  });
+
+  it('bad flags get one clear line and exit 1, never a stack trace', async () => {
+    const cases: [string[], RegExp][] = [
+      [
+        ['list', '--type', 'deals'],
+        /^webhook-gateway: --type takes deal_analysis, data_analysis, lead_analysis, general, none .*got "deals"\n$/,
+      ],
+      [
+        ['search', 'x', '--since', '2025-08-13T10:00:00'],
+        /^webhook-gateway: --since must be an ISO 8601 date or date-time with a zone.*got "2025-08-13T10:00:00"\n$/,
+      ],
+      [['list', '--limit'], /^webhook-gateway: Option '--limit <value>' argument missing\n$/],
+      [['search', 'x', '--sauce', 'y'], /^webhook-gateway: Unknown option '--sauce'/],
+      [['list', 'crm'], /^webhook-gateway: conversations list takes no arguments.*conversations search/],
+      [['search'], /^webhook-gateway: conversations search needs the text to look for/],
+    ];
+    // All of them through main; two also through the real bin (the process's exit code and stderr).
+    const checked: [CliResult, [string[], RegExp]][] = [];
+    for (const c of cases) checked.push([await inProcess(['conversations', ...c[0]]), c]);
+    const viaBin = [cases[0]!, cases[3]!];
+    const results = await Promise.all(viaBin.map(([args]) => runCli(['conversations', ...args], env)));
+    for (const [i, r] of results.entries()) checked.push([r, viaBin[i]!]);
+    for (const [result, [args, message]] of checked) {
+      expect(result.code, `${args.join(' ')}: ${result.stderr}`).toBe(1);
+      expect(result.stderr, args.join(' ')).toMatch(message);
+      expect(result.stderr.split('\n')).toHaveLength(2);
+      expect(result.stdout).toBe('');
+    }
+  });
+});
+
+describe('conversations search (exported records, through S3)', () => {
+  it('matches the query, the answer, the id and the source, case-insensitively, with the filters', async () => {
+    const suffix = ids.lead.split('_').at(-1)!;
+    const churn = await json(['conversations', 'search', 'churn', '--json']);
+    const answers = await json(['conversations', 'search', 'ANSWER TO', '--json']);
+    const source = await json(['conversations', 'search', 'nightly_SYNC', '--json']);
+    const byId = await json(['conversations', 'search', suffix.toUpperCase(), '--json']);
+    const crmLeads = await json(['conversations', 'search', 'crm', '--type', 'lead_analysis', '--json']);
+    const failed = await json(['conversations', 'search', 'answer', '--status', 'failed', '--json']);
+    const since = await json([
+      'conversations',
+      'search',
+      'answer',
+      '--source',
+      'crm_system',
+      '--since',
+      secondReceivedAt,
+      '--json',
+    ]);
+    expect(idsOf(churn)).toEqual([ids.data]);
+    expect(churn[0]).toMatchObject({
+      matched_in: ['query', 'answer'],
+      webhook_type: 'data_analysis',
+      source_system: 'scheduler',
+      status: 'completed',
+    });
+    expect(churn[0]!.snippet).toContain('Show the CHURN metrics report');
+    // Every answer of the test agent starts "Answer to:": all four, newest first.
+    expect(idsOf(answers)).toEqual([ids.general, ids.lead, ids.data, ids.deal]);
+    expect(source).toEqual([expect.objectContaining({ conversation_id: ids.deal, matched_in: ['source'] })]);
+    expect(byId).toEqual([expect.objectContaining({ conversation_id: ids.lead, matched_in: ['conversation_id'] })]);
+    expect(idsOf(crmLeads)).toEqual([ids.lead]);
+    expect(idsOf(failed)).toEqual([ids.lead]);
+    expect(idsOf(since)).toEqual([ids.lead]);
+  });
+
+  it("reads the running gateway's embedded S3 (LOCAL_S3_PORT) and prints a readable table", async () => {
+    const port = new URL(world.gateway.s3Endpoint).port;
+    const result = await runMain(['conversations', 'search', 'acme'], {
+      ...env,
+      AWS_ENDPOINT_URL_S3: undefined,
+      LOCAL_S3_PORT: port,
+    });
+    expect(result.code, result.stderr).toBe(0);
+    const lines = result.stdout.trim().split('\n');
+    expect(lines[0]).toMatch(
+      /^conversation_id\s+received_at\s+source\s+type\s+status\s+delivery\s+matched_in\s+snippet$/,
+    );
+    expect(lines[2]).toMatch(
+      new RegExp(
+        `^${ids.lead}\\s.*crm_system/lead_import\\s+lead_analysis\\s+completed\\s+failed\\s+query,answer\\s+.*Acme webinar`,
+      ),
+    );
+    expect(lines).toHaveLength(3);
+    expect(result.stderr).toBe(
+      `1 of 4 exported conversations match "acme" in s3://test-conversations at http://127.0.0.1:${port}\n`,
+    );
+    const none = await inProcess(['conversations', 'search', 'zebra']);
+    expect(none.stdout).toBe('No exported conversation matches "zebra".\n');
+  });
+
+  it('with the gateway stopped, reads the same files through a temporary embedded S3 (exports only, no history needed)', async () => {
+    await world.gateway.close();
+    await rm(path.join(world.dataDir, 'executions'), { recursive: true, force: true });
+    const result = await runMain(['conversations', 'search', 'leads', '--json'], env);
+    expect(result.code, result.stderr).toBe(0);
+    expect(idsOf(JSON.parse(result.stdout))).toEqual([ids.lead]);
+    expect(result.stderr).toMatch(/reading .* through a temporary embedded S3/);
+    expect(result.stderr).toMatch(
+      /1 of 4 exported conversations match "leads" in s3:\/\/test-conversations at http:\/\/127\.0\.0\.1:\d+/,
+    );
+    // A data directory without exports: nothing to read, and no S3 started or bucket created.
+    const empty = await runMain(['conversations', 'search', 'leads'], {
+      ...env,
+      LOCAL_DATA_DIR: path.join(world.dataDir, 'nothing-here'),
+    });
+    expect(empty.code).toBe(0);
+    expect(empty.stdout).toBe('No exported conversation matches "leads".\n');
+    expect(empty.stderr).toMatch(/0 of 0 exported conversations .*no export bucket under/);
+  });
+});

@@ -1,0 +1,158 @@
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli, startCli } from '../../support/cli.ts';
+import { SEED_REQUEST } from '../../support/gateway.ts';
+
+/** What a new user does: `npm start` (the bin), the seed's curl, then the CLI to inspect the conversation. */
+let dataDir: string;
+let gateway: Awaited<ReturnType<typeof startCli>>;
+const cleanEnv = {
+  PORT: '0',
+  LOCAL_S3_PORT: '0',
+  AWS_ENDPOINT_URL_S3: undefined,
+  AWS_ENDPOINT_URL_LAMBDA: undefined,
+  MANAGER_AGENT_FUNCTION_NAME: undefined,
+  CONVERSATION_EXPORT_S3_BUCKET: undefined,
+  DEAL_ANALYSIS_WEBHOOK_URL: undefined,
+  DATA_ANALYSIS_WEBHOOK_URL: undefined,
+  LEAD_ANALYSIS_WEBHOOK_URL: undefined,
+  GENERAL_WEBHOOK_URL: undefined,
+};
+
+beforeAll(async () => {
+  dataDir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-cli-'));
+  gateway = await startCli({ ...cleanEnv, LOCAL_DATA_DIR: dataDir });
+});
+afterAll(async () => {
+  if (gateway && gateway.child.exitCode === null) {
+    const exited = new Promise((r) => gateway.child.once('exit', r));
+    gateway.child.kill('SIGINT');
+    await exited;
+  }
+  await rm(dataDir, { recursive: true, force: true });
+});
+
+describe('webhook-gateway start / conversations', () => {
+  let conversationId: string;
+
+  it('prints what runs where', () => {
+    const out = gateway.output();
+    expect(out).toMatch(/POST http:\/\/127\.0\.0\.1:\d+\/webhook/);
+    expect(out).toMatch(/SAMPLE agent/);
+    expect(out).toMatch(/bucket revops-conversations/);
+    expect(out).toMatch(/deliver deal_analysis\s+→ http:\/\/127\.0\.0\.1:\d+\/local\/receiver\/deal_analysis/);
+    expect(out).toMatch(/signing deliveries with the secrets in \S*delivery-signing-secrets\.json/);
+    expect(out).toMatch(/console http:\/\/127\.0\.0\.1:\d+\/console/);
+  });
+
+  it('answers the seed curl with 200 and tracking, delivering to the built-in receiver', async () => {
+    const res = await fetch(`${gateway.url}/webhook`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(SEED_REQUEST),
+    });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as any;
+    expect(body.tracking).toMatchObject({ webhook_type: 'deal_analysis', delivery_status: 'delivered' });
+    expect(Object.keys(body.tracking)).toEqual(
+      expect.arrayContaining(['conversation_id', 'delivery_id', 'webhook_type', 'processing_time_ms']),
+    );
+    expect(body.response.sample).toBe(true);
+    conversationId = body.conversation_id;
+    const received = (await (await fetch(`${gateway.url}/local/receiver/deal_analysis`)).json()) as any;
+    expect(received.map((r: { body: { conversation_id: string } }) => r.body.conversation_id)).toContain(
+      conversationId,
+    );
+    const folder = path.join(
+      dataDir,
+      's3',
+      'revops-conversations',
+      'conversation-history',
+      ...conversationId
+        .slice(8, 16)
+        .match(/^(\d{4})(\d{2})(\d{2})$/)!
+        .slice(1),
+      conversationId,
+    );
+    const files = (await readdir(folder)).filter((f) => f.endsWith('._S3rver_object')).sort();
+    expect(files).toEqual([
+      'analysis.json._S3rver_object',
+      'conversation.json._S3rver_object',
+      'metadata.json._S3rver_object',
+      'summary.json._S3rver_object',
+    ]);
+  });
+
+  it('the sample agent reaches all four types', async () => {
+    const queries = {
+      deal_analysis: 'Which deals are in the pipeline?',
+      lead_analysis: 'How many new leads came in?',
+      data_analysis: 'Show the churn metrics report',
+      general: 'Hello there',
+    };
+    for (const [type, query] of Object.entries(queries)) {
+      const res = await fetch(`${gateway.url}/webhook`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ ...SEED_REQUEST, query }),
+      });
+      expect(((await res.json()) as any).tracking.webhook_type).toBe(type);
+    }
+  });
+
+  it('conversations show <id> prints the state-by-state timeline with timings', async () => {
+    const result = await runCli(['conversations', 'show', conversationId], { LOCAL_DATA_DIR: dataDir });
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain(`conversation ${conversationId}`);
+    expect(result.stdout).toMatch(
+      /path: Validate → IsRequestValid → InvokeManagerAgent → Classify → Deliver → Export → Completed/,
+    );
+    for (const state of ['Validate', 'InvokeManagerAgent', 'Classify', 'Deliver', 'Export']) {
+      expect(result.stdout).toMatch(new RegExp(`\\n  ${state}\\s+\\+\\d+ ms\\s+\\d+ ms\\s+0  succeeded`));
+    }
+    expect(result.stdout).toContain(`s3://revops-conversations/conversation-history/`);
+  });
+
+  it('conversations list shows the newest first', async () => {
+    const result = await runCli(['conversations', 'list'], { LOCAL_DATA_DIR: dataDir });
+    expect(result.code).toBe(0);
+    const lines = result.stdout.trim().split('\n');
+    expect(lines[0]).toMatch(/^conversation_id\s+received_at\s+source\s+type\s+status\s+delivery\s+total_ms$/);
+    expect(lines).toHaveLength(2 + 5);
+    expect(lines.at(-1)).toContain(conversationId);
+    const json = JSON.parse((await runCli(['conversations', 'list', '--json'], { LOCAL_DATA_DIR: dataDir })).stdout);
+    expect(json.map((c: { webhook_type: string }) => c.webhook_type)).toEqual([
+      'general',
+      'data_analysis',
+      'lead_analysis',
+      'deal_analysis',
+      'deal_analysis',
+    ]);
+  });
+
+  it('unknown or malformed ids and unknown commands get one clear line, no stack trace', async () => {
+    const unknown = await runCli(['conversations', 'show', 'webhook_20250813_103045_testing_phase3valid_zzzzzz'], {
+      LOCAL_DATA_DIR: dataDir,
+    });
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toMatch(
+      /^webhook-gateway: no conversation webhook_20250813_103045_testing_phase3valid_zzzzzz/,
+    );
+    expect(unknown.stderr).not.toMatch(/\n\s+at /);
+    const malformed = await runCli(['conversations', 'show', '../../etc/passwd'], { LOCAL_DATA_DIR: dataDir });
+    expect(malformed.code).toBe(1);
+    expect(malformed.stderr).toMatch(/is not a conversation id/);
+    const bad = await runCli(['frobnicate']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/unknown command/);
+  });
+
+  it('Ctrl-C stops the gateway and its embedded S3', async () => {
+    const exited = new Promise<number | null>((r) => gateway.child.once('exit', r));
+    gateway.child.kill('SIGINT');
+    expect(await exited).toBe(0);
+    await expect(fetch(`${gateway.url}/health`)).rejects.toThrow();
+  });
+});

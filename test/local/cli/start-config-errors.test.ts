@@ -1,0 +1,68 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { checkEnvironment, resolveOptions } from '../../../local/server/config.ts';
+import { runCli } from '../../support/cli.ts';
+
+/** `webhook-gateway start` with a bad setting or a busy port: one clear line, exit 1, nothing left running. */
+let dataDir: string;
+beforeAll(async () => {
+  dataDir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-config-'));
+});
+afterAll(async () => {
+  await rm(dataDir, { recursive: true, force: true });
+});
+
+describe('start refuses bad configuration before it listens', () => {
+  it.each([
+    [{ PORT: 'abc' }, /PORT must be a port number \(0-65535\), got "abc"/],
+    [{ LOCAL_S3_PORT: '70000' }, /LOCAL_S3_PORT must be a port number/],
+    [
+      { RATE_LIMITS: '{"crm": {"rateLimit": -1, "burstLimit": 2}}' },
+      /RATE_LIMITS\.crm: rateLimit and burstLimit must be positive/,
+    ],
+    [{ REDELIVERY_SCHEDULE: '5s,later' }, /REDELIVERY_SCHEDULE: "later" is not a duration/],
+    [{ INBOUND_WEBHOOK_SECRETS: '{"crm": "secret"}' }, /INBOUND_WEBHOOK_SECRETS\.crm\[0\]: secrets must be "whsec_"/],
+    [{ GENERAL_WEBHOOK_URL: 'http://crm.example.com/hook' }, /GENERAL_WEBHOOK_URL: delivery URL must use https/],
+    [{ DELIVERY_TIMEOUT_MS: '3s' }, /DELIVERY_TIMEOUT_MS must be a positive whole number, got "3s"/],
+  ])('%j', (env, message) => {
+    expect(() => {
+      resolveOptions({}, env);
+      checkEnvironment(env);
+    }).toThrow(message);
+  });
+
+  it('a busy embedded-S3 port: one line naming the port, exit 1 (no crash, no stack trace)', async () => {
+    const busy = createServer();
+    await new Promise<void>((r) => busy.listen(0, '127.0.0.1', r));
+    const port = (busy.address() as { port: number }).port;
+    try {
+      const result = await runCli(['start'], {
+        PORT: '0',
+        LOCAL_S3_PORT: String(port),
+        LOCAL_DATA_DIR: dataDir,
+        AWS_ENDPOINT_URL_S3: undefined,
+      });
+      expect(result.code).toBe(1);
+      expect(result.stderr).toBe(
+        `webhook-gateway: port ${port} is already in use: stop the other process or set PORT / LOCAL_S3_PORT\n`,
+      );
+    } finally {
+      busy.close();
+    }
+  });
+
+  it('a bad setting through the real command: one line, exit 1', async () => {
+    const result = await runCli(['start'], {
+      PORT: '0',
+      LOCAL_S3_PORT: '0',
+      LOCAL_DATA_DIR: dataDir,
+      RATE_LIMITS: 'nope',
+    });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/^webhook-gateway: RATE_LIMITS must be JSON/);
+    expect(result.stderr.trim().split('\n')).toHaveLength(1);
+  });
+});

@@ -1,0 +1,241 @@
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
+
+/**
+ * The local web console (/console on the running gateway) in a real browser: Debian's Chromium driven by
+ * playwright-core. It skips only on a developer machine without /usr/bin/chromium; in CI (CI set) it must run.
+ */
+const CHROMIUM = '/usr/bin/chromium';
+const haveChromium = existsSync(CHROMIUM);
+const skipBrowser = !haveChromium && !process.env.CI;
+if (skipBrowser) {
+  console.warn(
+    `web console browser test SKIPPED: ${CHROMIUM} is missing (install it: apt-get install -y chromium). CI installs it and runs this test.`,
+  );
+}
+
+let world: TestWorld;
+const ids = { deal: '', data: '', failed: '', live: '' };
+const XSS_QUERY = 'Which deals <img src=x onerror="window.__xss=1"> <script>window.__xss=2</script> close?';
+
+beforeAll(async () => {
+  world = await startWorld();
+  ids.deal = (
+    await world.post({ ...SEED_REQUEST, source_system: 'crm_system', source_process: 'nightly_sync' })
+  ).body.conversation_id;
+  ids.data = (
+    await world.post({ ...SEED_REQUEST, query: 'Show the churn report', webhook_type: 'data_analysis' })
+  ).body.conversation_id;
+  world.receiver.reply(400);
+  const failed = await world.post({
+    ...SEED_REQUEST,
+    query: XSS_QUERY,
+    source_system: 'crm_system',
+    source_process: 'deal_push',
+  });
+  expect(failed.body.tracking.delivery_status).toBe('failed');
+  ids.failed = failed.body.conversation_id;
+  world.receiver.reset();
+});
+afterAll(async () => {
+  await world?.close();
+});
+
+function rawGet(
+  url: string,
+  headers: Record<string, string> = {},
+  method = 'GET',
+): Promise<{ status: number; body: string; headers: Record<string, unknown> }> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method, headers }, (res) => {
+      let body = '';
+      res.on('data', (d) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe('console over HTTP', () => {
+  it('serves escaped, script-free-of-data HTML with a strict CSP, on loopback hosts only', async () => {
+    const page = await rawGet(`${world.gateway.url}/console/conversations/${ids.failed}`);
+    expect(page.status).toBe(200);
+    expect(page.headers['content-security-policy']).toMatch(/script-src 'self'/);
+    expect(page.body).toContain('Which deals &lt;img src=x onerror=&quot;window.__xss=1&quot;&gt; &lt;script&gt;');
+    expect(page.body).not.toContain('<img src=x');
+    expect(page.body).not.toMatch(/<script>window/);
+    // A rebound DNS name reaching the loopback listener is refused; so are writes to the console itself.
+    expect((await rawGet(`${world.gateway.url}/console`, { host: 'attacker.example:3000' })).status).toBe(403);
+    expect((await rawGet(`${world.gateway.url}/console`, {}, 'POST')).status).toBe(405);
+    const missing = await rawGet(`${world.gateway.url}/console/conversations/${encodeURIComponent('<b>nope</b>')}`);
+    expect(missing.status).toBe(404);
+    expect(missing.body).toContain('&quot;&lt;b&gt;nope&lt;/b&gt;&quot; is not a conversation id');
+    const version = JSON.parse((await rawGet(`${world.gateway.url}/console/api/version?id=${ids.failed}`)).body);
+    expect(version.version).toMatch(/^[0-9a-f]{16}$/);
+  });
+});
+
+describe.skipIf(skipBrowser)('console in Chromium', () => {
+  let userDataDir: string;
+  let context: BrowserContext;
+  let page: Page;
+
+  beforeAll(async () => {
+    if (!haveChromium)
+      throw new Error(`${CHROMIUM} is missing: CI must install Chromium (apt-get install -y chromium) before npm test`);
+    userDataDir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-chromium-'));
+    context = await chromium.launchPersistentContext(userDataDir, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
+      timeout: 15_000,
+    });
+    page = context.pages()[0] ?? (await context.newPage());
+    page.setDefaultTimeout(5_000);
+  });
+  afterAll(async () => {
+    await context?.close();
+    if (userDataDir) await rm(userDataDir, { recursive: true, force: true });
+  });
+
+  it('lists the conversations with status, type, source and timings, and shows new ones as they arrive', async () => {
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+    await page.goto(`${world.gateway.url}/console`);
+    const rows = page.locator('#conversations tbody tr');
+    await expect
+      .poll(() => rows.evaluateAll((trs) => trs.map((tr) => tr.getAttribute('data-id'))))
+      .toEqual([ids.failed, ids.data, ids.deal]);
+    const failedRow = page.locator(`#conversations tr[data-id="${ids.failed}"]`);
+    expect(await failedRow.locator('td').allInnerTexts()).toEqual([
+      expect.stringMatching(/^\d{4}-\d{2}-\d{2}T/),
+      ids.failed,
+      'crm_system/deal_push',
+      'deal_analysis',
+      'completed',
+      'failed',
+      '1',
+      expect.stringMatching(/^\d+ ms$/),
+      expect.stringMatching(/^\d+ ms$/),
+      expect.stringMatching(/^\d+ ms$/),
+      expect.stringContaining('<img src=x'),
+    ]);
+    expect(await page.locator(`#failed-deliveries tr[data-id="${ids.failed}"]`).innerText()).toMatch(
+      /dead\s+permanent/,
+    );
+
+    // Live: a conversation that arrives while the page is open shows up without a reload.
+    ids.live = (
+      await world.post({ ...SEED_REQUEST, query: 'How many new leads came in?', webhook_type: 'lead_analysis' })
+    ).body.conversation_id;
+    await page.locator(`#conversations tr[data-id="${ids.live}"]`).waitFor({ timeout: 5_000 });
+    expect(await rows.first().getAttribute('data-id')).toBe(ids.live);
+    expect(await page.evaluate(() => (globalThis as { __xss?: number }).__xss)).toBeUndefined();
+    expect(errors).toEqual([]);
+  });
+
+  it('a conversation page: timeline with the failed Deliver marked, the four export documents, the attempts', async () => {
+    await page.locator(`#conversations a[href$="${ids.failed}"]`).click();
+    await page.waitForURL(`**/console/conversations/${ids.failed}`);
+    expect(await page.locator('h1.id').innerText()).toBe(ids.failed);
+    expect(await page.locator('pre.text').first().innerText()).toBe(XSS_QUERY);
+    expect(await page.evaluate(() => (globalThis as { __xss?: number }).__xss)).toBeUndefined();
+
+    const execution = page.locator('section.execution');
+    expect(await execution.count()).toBe(1);
+    const states = await execution
+      .locator('svg.workflow g.state')
+      .evaluateAll((gs) =>
+        gs.map(
+          (g) =>
+            `${g.getAttribute('data-state')}:${g.getAttribute('data-status')}${g.classList.contains('failed') ? ':marked' : ''}`,
+        ),
+      );
+    expect(states).toEqual([
+      'Validate:succeeded',
+      'IsRequestValid:succeeded',
+      'InvokeManagerAgent:succeeded',
+      'Classify:succeeded',
+      'Deliver:caught:marked',
+      'QueueFailedDelivery:succeeded',
+      'Export:succeeded',
+      'Completed:succeeded',
+    ]);
+    const deliverBox = execution.locator('svg g.state[data-state="Deliver"]');
+    expect(await deliverBox.locator('title').textContent()).toMatch(
+      /failed, caught .*DeliveryPermanentError: HTTP 400/,
+    );
+    expect(
+      await deliverBox
+        .locator('rect')
+        .evaluate(
+          (r) =>
+            (globalThis as unknown as { getComputedStyle(e: unknown): { stroke: string } }).getComputedStyle(r).stroke,
+        ),
+    ).toBe('rgb(198, 40, 40)');
+    expect(await execution.locator('table.timeline tr[data-state="Deliver"]').innerText()).toMatch(
+      /caught\s+DeliveryPermanentError: HTTP 400/,
+    );
+
+    const files = await page.locator('details.export').evaluateAll((ds) => ds.map((d) => d.getAttribute('data-file')!));
+    expect(files).toEqual(['conversation.json', 'metadata.json', 'summary.json', 'analysis.json']);
+    for (const file of files) {
+      const text = await page.locator(`details.export[data-file="${file}"] pre.json`).textContent();
+      expect(JSON.parse(text!), file).toBeTypeOf('object');
+      expect(text, file).toContain(ids.failed);
+    }
+    const exported = JSON.parse(
+      (await page.locator('details.export[data-file="conversation.json"] pre.json').textContent())!,
+    );
+    expect(exported.conversation.webhook_context.delivery_status).toBe('failed');
+    expect(exported.conversation.conversation.turns[0].content).toBe(XSS_QUERY);
+
+    expect(await page.locator('#attempts tbody tr').allInnerTexts()).toEqual([
+      expect.stringMatching(/^1\s+\S+\s+workflow\s+permanent\s+400\s+\d+ ms\s+HTTP 400: nope$/),
+    ]);
+    expect(await page.locator('#delivery-status').getAttribute('data-status')).toBe('failed');
+  });
+
+  it('Redrive delivers it: the receiver gets it and the page shows delivered, with the redelivery execution', async () => {
+    world.receiver.reset();
+    await page.locator('button#redrive').click();
+    await page.locator('#delivery-status[data-status="delivered"]').waitFor({ timeout: 10_000 });
+    expect(await page.locator('#flash').innerText()).toMatch(
+      new RegExp(`Redrive of ${ids.failed}: delivered \\(execution ${ids.failed}-redelivery-2-`),
+    );
+    expect(world.receiver.received.map((r) => r.body.conversation_id)).toEqual([ids.failed]);
+
+    expect(
+      await page.locator('section.execution').evaluateAll((ss) => ss.map((s) => s.getAttribute('data-machine'))),
+    ).toEqual(['conversation', 'redelivery']);
+    const redelivery = page.locator('section.execution[data-machine="redelivery"] svg g.state');
+    expect(
+      await redelivery.evaluateAll((gs) =>
+        gs.map((g) => `${g.getAttribute('data-state')}:${g.getAttribute('data-status')}`),
+      ),
+    ).toEqual(['IsDeliveryOwed:succeeded', 'Deliver:succeeded', 'Export:succeeded', 'Redelivered:succeeded']);
+    expect(await page.locator('#attempts tbody tr').count()).toBe(2);
+    expect(await page.locator('#attempts tbody tr').nth(1).innerText()).toMatch(/^2\s+\S+\s+redrive\s+delivered\s+200/);
+    expect(await page.locator('button#redrive').count()).toBe(0);
+    const exported = JSON.parse(
+      (await page.locator('details.export[data-file="conversation.json"] pre.json').textContent())!,
+    );
+    expect(exported.conversation.webhook_context.delivery_status).toBe('delivered');
+  });
+});

@@ -1,0 +1,294 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { runMain } from '../../support/cli.ts';
+import { folderOf, SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
+
+/**
+ * Failed deliveries locally: the store, the automatic schedule (shortened by REDELIVERY_SCHEDULE, never by
+ * sleeping a fixed time) and operator redrives, each redelivery an execution of statemachine/redelivery.asl.json.
+ */
+let world: TestWorld;
+beforeAll(async () => {
+  world = await startWorld({ REDELIVERY_SCHEDULE: '1h,1h,1h' });
+});
+afterAll(async () => {
+  await world?.close();
+});
+beforeEach(() => {
+  world.receiver.reset();
+  process.env.REDELIVERY_SCHEDULE = '1h,1h,1h';
+});
+
+async function failedConversation(...replies: (number | { status: number; headers?: Record<string, string> })[]) {
+  world.receiver.reply(...replies);
+  const res = await world.post(SEED_REQUEST);
+  expect(res.status).toBe(200);
+  world.receiver.reset();
+  return res.body as { conversation_id: string; tracking: { delivery_id: string; delivery_status: string } };
+}
+
+/** Make one envelope due now, as the clock would after its wait. */
+async function makeDue(id: string) {
+  const envelope = (await world.gateway.failedDeliveries.get(id))!;
+  await world.gateway.failedDeliveries.put({ ...envelope, next_due_at: new Date(Date.now() - 1).toISOString() });
+}
+
+describe('automatic redelivery on the schedule', () => {
+  it('receiver down → stored with attempts; receiver back → the schedule delivers it once, with the same delivery id', async () => {
+    const body = await failedConversation(503, 503, 503, 503);
+    expect(body.tracking.delivery_status).toBe('retrying');
+    const stored = (await world.gateway.failedDeliveries.get(body.conversation_id))!;
+    expect(stored).toMatchObject({ state: 'pending', scheduled_attempts: 0, delivery_id: body.tracking.delivery_id });
+    expect(Date.parse(stored.next_due_at!) - Date.now()).toBeGreaterThan(3_500_000);
+
+    expect((await world.gateway.redelivery.runDue()).map((r) => r.conversation_id)).not.toContain(body.conversation_id);
+    await makeDue(body.conversation_id);
+    const results = await world.gateway.redelivery.runDue();
+    expect(results.find((r) => r.conversation_id === body.conversation_id)?.status).toBe('delivered');
+    expect(world.receiver.received).toHaveLength(1);
+    expect(world.receiver.received[0]!.headers['webhook-id']).toBe(body.tracking.delivery_id);
+    expect(world.receiver.received[0]!.body.delivery_id).toBe(body.tracking.delivery_id);
+
+    const envelope = (await world.gateway.failedDeliveries.get(body.conversation_id))!;
+    expect(envelope).toMatchObject({ state: 'delivered', next_due_at: null, scheduled_attempts: 1 });
+    const record = await world.getJson(`${folderOf(body.conversation_id)}conversation.json`);
+    expect(record.conversation.webhook_context.delivery_status).toBe('delivered');
+    const attempts = record.conversation.execution.delivery_attempts;
+    expect(attempts.map((a: { outcome: string; via: string }) => `${a.via}:${a.outcome}`)).toEqual([
+      'workflow:retryable',
+      'schedule:delivered',
+    ]);
+    expect(attempts.map((a: { attempt: number }) => a.attempt)).toEqual([1, 2]);
+    expect(record.conversation.execution.executions).toHaveLength(2);
+    expect(record.conversation.execution.executions[1]).toMatch(new RegExp(`^${body.conversation_id}-redelivery-2-`));
+
+    const executions = await world.gateway.executions.executions(body.conversation_id);
+    expect(executions.map((e) => e.state_machine)).toEqual(['conversation', 'redelivery']);
+    expect(executions[1]!.events.filter((e) => e.type === 'StateEntered').map((e) => e.state)).toEqual([
+      'IsDeliveryOwed',
+      'Deliver',
+      'Export',
+      'Redelivered',
+    ]);
+
+    // Nothing left to do: a second sweep does not deliver again.
+    await world.gateway.redelivery.runDue();
+    expect(world.receiver.received).toHaveLength(1);
+  });
+
+  it('the poller runs the schedule by itself when REDELIVERY_POLL_MS is set', async () => {
+    process.env.REDELIVERY_SCHEDULE = '50ms';
+    const body = await failedConversation(503, 503, 503, 503);
+    world.gateway.redelivery.start(25);
+    try {
+      await vi.waitFor(
+        async () => expect((await world.gateway.failedDeliveries.get(body.conversation_id))!.state).toBe('delivered'),
+        { timeout: 5000, interval: 20 },
+      );
+    } finally {
+      await world.gateway.redelivery.stop();
+    }
+    expect(world.receiver.received.filter((r) => r.body.conversation_id === body.conversation_id)).toHaveLength(1);
+  });
+
+  it('a failed scheduled attempt moves to the next slot; the last slot failing dead-letters it (exhausted)', async () => {
+    process.env.REDELIVERY_SCHEDULE = '1h,2h';
+    const body = await failedConversation(500, 500, 500, 500);
+    world.receiver.reply(500, 500);
+    await makeDue(body.conversation_id);
+    await world.gateway.redelivery.runDue();
+    let envelope = (await world.gateway.failedDeliveries.get(body.conversation_id))!;
+    expect(envelope).toMatchObject({ state: 'pending', scheduled_attempts: 1 });
+    expect(Date.parse(envelope.next_due_at!) - Date.now()).toBeGreaterThan(7_000_000);
+    let record = await world.getJson(`${folderOf(body.conversation_id)}conversation.json`);
+    expect(record.conversation.webhook_context.delivery_status).toBe('retrying');
+
+    await makeDue(body.conversation_id);
+    await world.gateway.redelivery.runDue();
+    envelope = (await world.gateway.failedDeliveries.get(body.conversation_id))!;
+    expect(envelope).toMatchObject({
+      state: 'dead',
+      dead_reason: 'exhausted',
+      next_due_at: null,
+      scheduled_attempts: 2,
+    });
+    expect(envelope.attempts).toHaveLength(3);
+    record = await world.getJson(`${folderOf(body.conversation_id)}conversation.json`);
+    expect(record.conversation.webhook_context.delivery_status).toBe('failed');
+    expect(record.conversation.execution.delivery_attempts).toHaveLength(3);
+  });
+
+  it('Retry-After on 429/503 is honoured when it asks for more than the schedule', async () => {
+    process.env.REDELIVERY_SCHEDULE = '1s';
+    const retryAfter = { status: 503, headers: { 'retry-after': '7200' } };
+    const body = await failedConversation(retryAfter, retryAfter, retryAfter, retryAfter);
+    const envelope = (await world.gateway.failedDeliveries.get(body.conversation_id))!;
+    expect(envelope.attempts.at(-1)).toMatchObject({ status_code: 503, retry_after_ms: 7_200_000 });
+    const wait = Date.parse(envelope.next_due_at!) - Date.now();
+    expect(wait).toBeGreaterThan(7_100_000);
+    expect(wait).toBeLessThanOrEqual(7_200_000);
+  });
+
+  it.each([410, 400])(
+    'a %i answer dead-letters at once, with no automatic attempts, but a manual redrive still works',
+    async (status) => {
+      const body = await failedConversation(status);
+      expect(body.tracking.delivery_status).toBe('failed');
+      const envelope = (await world.gateway.failedDeliveries.get(body.conversation_id))!;
+      expect(envelope).toMatchObject({ state: 'dead', dead_reason: 'permanent', next_due_at: null });
+      await world.gateway.redelivery.runDue();
+      expect(world.receiver.received).toHaveLength(0);
+
+      const result = await world.gateway.redelivery.attempt(body.conversation_id, 'redrive');
+      expect(result.status).toBe('delivered');
+      expect(world.receiver.received).toHaveLength(1);
+      const record = await world.getJson(`${folderOf(body.conversation_id)}conversation.json`);
+      expect(record.conversation.webhook_context.delivery_status).toBe('delivered');
+      expect(record.conversation.execution.delivery_attempts.at(-1)).toMatchObject({
+        via: 'redrive',
+        outcome: 'delivered',
+      });
+    },
+  );
+});
+
+describe('operator redrive', () => {
+  it('redriving an already delivered conversation is a no-op', async () => {
+    const body = await failedConversation(400);
+    await world.gateway.redelivery.attempt(body.conversation_id, 'redrive');
+    world.receiver.reset();
+    const again = await world.gateway.redelivery.attempt(body.conversation_id, 'redrive');
+    expect(again.status).toBe('already_delivered');
+    expect(world.receiver.received).toHaveLength(0);
+  });
+
+  it('two concurrent redrives of one conversation deliver once', async () => {
+    const body = await failedConversation(400);
+    world.receiver.reply({ status: 200, delayMs: 100 });
+    const results = await Promise.all([
+      world.gateway.redelivery.attempt(body.conversation_id, 'redrive'),
+      world.gateway.redelivery.attempt(body.conversation_id, 'redrive'),
+      fetch(`${world.gateway.url}/local/deliveries/${body.conversation_id}/redrive`, { method: 'POST' }).then(
+        (r) => r.json() as Promise<{ status: string }>,
+      ),
+    ]);
+    expect(results.map((r) => r.status).sort()).toEqual(['already_delivered', 'already_delivered', 'delivered']);
+    expect(world.receiver.received).toHaveLength(1);
+  });
+
+  it('a redrive that fails again keeps it dead and records the attempt', async () => {
+    const body = await failedConversation(400);
+    world.receiver.reply(500);
+    const result = await world.gateway.redelivery.attempt(body.conversation_id, 'redrive');
+    expect(result.status).toBe('failed');
+    expect(result.envelope).toMatchObject({ state: 'dead' });
+    expect(result.envelope!.attempts).toHaveLength(2);
+    const record = await world.getJson(`${folderOf(body.conversation_id)}conversation.json`);
+    expect(record.conversation.webhook_context.delivery_status).toBe('failed');
+  });
+
+  it('an unknown conversation id answers not found', async () => {
+    const res = await fetch(
+      `${world.gateway.url}/local/deliveries/webhook_20250813_103045_testing_phase3valid_nothere/redrive`,
+      { method: 'POST' },
+    );
+    expect(res.status).toBe(404);
+    expect(((await res.json()) as { status: string }).status).toBe('not_found');
+  });
+});
+
+describe('webhook-gateway deliveries (CLI against the running gateway)', () => {
+  const cli = (args: string[]) => runMain(args, { LOCAL_DATA_DIR: world.dataDir, GATEWAY_URL: world.gateway.url });
+
+  it('list shows conversation id, type, attempts, last error, age and state', async () => {
+    const body = await failedConversation(410);
+    const result = await cli(['deliveries', 'list']);
+    expect(result.code).toBe(0);
+    expect(result.stdout.split('\n')[0]).toMatch(
+      /^conversation_id\s+type\s+attempts\s+last_error\s+age\s+state\s+next_due$/,
+    );
+    const line = result.stdout.split('\n').find((l) => l.startsWith(body.conversation_id))!;
+    expect(line).toMatch(/deal_analysis\s+1\s+HTTP 410: nope\s+\d+s\s+dead \(permanent\)/);
+  });
+
+  it('redrive --all --since only takes what failed since then; --dry-run changes nothing', async () => {
+    const old = await failedConversation(400);
+    const since = new Date(Date.now() + 5).toISOString();
+    await new Promise((r) => setTimeout(r, 10));
+    const recent = await failedConversation(400);
+
+    const dry = await cli(['deliveries', 'redrive', '--all', '--since', since, '--dry-run']);
+    expect(dry.code).toBe(0);
+    expect(dry.stdout).toMatch(/dry run: would redrive 1 delivery/);
+    expect(dry.stdout).toContain(recent.conversation_id);
+    expect(world.receiver.received).toHaveLength(0);
+    expect((await world.gateway.failedDeliveries.get(recent.conversation_id))!.state).toBe('dead');
+
+    const run = await cli(['deliveries', 'redrive', '--all', '--since', since]);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain(`[1/1] ${recent.conversation_id} → delivered`);
+    expect(run.stdout).toMatch(/redrove 1: 1 delivered/);
+    expect((await world.gateway.failedDeliveries.get(old.conversation_id))!.state).toBe('dead');
+    expect((await world.gateway.failedDeliveries.get(recent.conversation_id))!.state).toBe('delivered');
+  });
+
+  it('redrive <id> delivers one; again says already delivered; bad input gets a clear error', async () => {
+    const body = await failedConversation(400);
+    const first = await cli(['deliveries', 'redrive', body.conversation_id]);
+    expect(first.code).toBe(0);
+    expect(first.stdout).toMatch(/→ delivered/);
+    const second = await cli(['deliveries', 'redrive', body.conversation_id]);
+    expect(second.stdout).toMatch(/already delivered/);
+    const bad = await cli(['deliveries', 'redrive', 'not-an-id']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/is not a conversation id/);
+    const since = await cli(['deliveries', 'redrive', '--all', '--since', 'last tuesday']);
+    expect(since.code).toBe(1);
+    expect(since.stderr).toMatch(/--since must be an ISO 8601 date-time/);
+  });
+
+  it('redrive without a running gateway says how to start it', async () => {
+    const body = await failedConversation(400);
+    const result = await runMain(['deliveries', 'redrive', body.conversation_id], {
+      LOCAL_DATA_DIR: world.dataDir,
+      GATEWAY_URL: 'http://127.0.0.1:9',
+    });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(
+      /the local gateway is not running at http:\/\/127\.0\.0\.1:9: start it with "npm start"/,
+    );
+  });
+
+  it('conversations show lists the original execution and each redelivery', async () => {
+    const body = await failedConversation(400);
+    await world.gateway.redelivery.attempt(body.conversation_id, 'redrive');
+    const result = await cli(['conversations', 'show', body.conversation_id]);
+    expect(result.stdout).toMatch(/execution \S+ \(conversation\) SUCCEEDED/);
+    expect(result.stdout).toMatch(
+      new RegExp(`execution ${body.conversation_id}-redelivery-2-\\w+ \\(redelivery\\) SUCCEEDED`),
+    );
+    expect(result.stdout).toMatch(/attempt 1 .* permanent HTTP 400/);
+    expect(result.stdout).toMatch(/attempt 2 .* delivered HTTP 200/);
+    expect(result.stdout).toMatch(/path: IsDeliveryOwed → Deliver → Export → Redelivered/);
+  });
+});
+
+describe('operator endpoints refuse what is not a local operator', () => {
+  it('a cross-site browser POST (foreign Origin) or a rebound Host name gets 403 and redrives nothing', async () => {
+    const body = await failedConversation(400);
+    const url = `${world.gateway.url}/local/deliveries/${body.conversation_id}/redrive`;
+    const crossSite = await fetch(url, { method: 'POST', headers: { origin: 'https://evil.example' } });
+    expect(crossSite.status).toBe(403);
+    const { request } = await import('node:http');
+    const rebound = await new Promise<number>((resolve, reject) => {
+      const req = request(url, { method: 'POST', headers: { host: 'evil.example:3000' } }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    expect(rebound).toBe(403);
+    expect(world.receiver.received).toHaveLength(0);
+    expect((await world.gateway.failedDeliveries.get(body.conversation_id))!.state).toBe('dead');
+  });
+});
