@@ -1,7 +1,6 @@
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { main } from '../../../local/cli/main.ts';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recordOf } from '../../../local/history/conversations.ts';
 import { type CliResult, runCli, runMain } from '../../support/cli.ts';
 import { SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
@@ -62,28 +61,7 @@ afterAll(async () => {
 });
 
 /** `main(args)` in this process, with LOCAL_DATA_DIR set and its stdout/stderr captured. */
-async function inProcess(args: string[]): Promise<CliResult> {
-  let stdout = '';
-  let stderr = '';
-  const out = vi.spyOn(process.stdout, 'write').mockImplementation(((chunk: unknown) => {
-    stdout += String(chunk);
-    return true;
-  }) as never);
-  const err = vi.spyOn(process.stderr, 'write').mockImplementation(((chunk: unknown) => {
-    stderr += String(chunk);
-    return true;
-  }) as never);
-  const previous = process.env.LOCAL_DATA_DIR;
-  process.env.LOCAL_DATA_DIR = env.LOCAL_DATA_DIR;
-  try {
-    return { code: await main(args), stdout, stderr };
-  } finally {
-    out.mockRestore();
-    err.mockRestore();
-    if (previous === undefined) delete process.env.LOCAL_DATA_DIR;
-    else process.env.LOCAL_DATA_DIR = previous;
-  }
-}
+const inProcess = (args: string[]) => runMain(args, { LOCAL_DATA_DIR: env.LOCAL_DATA_DIR });
 
 const json = async (args: string[]) => {
   const result = await inProcess(args);
