@@ -5,7 +5,7 @@ import { stageHandler } from '../shared/powertools.ts';
 
 /** Classify: pick webhook_type (the request's own wins) and record why; the delivery is then queued. */
 export const handler = stageHandler('Classify', async (state: ConversationState): Promise<ConversationState> => {
-  const record = withClassification(state.conversation);
+  const record = withClassification(state.conversation, new Date());
   logEvent('WEBHOOK_RESPONSE_CLASSIFIED', record, {
     classification_reason: record.webhook_context.classification_reason,
   });

@@ -65,6 +65,8 @@ export interface ConversationRecord {
     /** The webhook_type the request asked for, if any (it wins over the classifier). */
     requested_webhook_type: WebhookType | null;
     classification_reason: string | null;
+    /** When Classify chose the type (absent on records classified before it was recorded). */
+    classified_at?: string;
     delivery_status: DeliveryStatus;
     delivery_id: string;
     delivery_target: string | null;

@@ -1,6 +1,8 @@
+import type { AnalysisColumnName } from './analytics-table.ts';
 import type { ConversationRecord } from './conversation.ts';
 import { agentTurn, userQuery } from './conversation.ts';
 import { conversationDatePath, isConversationId } from './conversation-id.ts';
+import { attemptEnd, type ExportOrigin, lifecycleEvents } from './lifecycle-events.ts';
 
 /** S3 layout (seed): conversation-history/YYYY/MM/DD/<conversation_id>/{conversation,metadata,summary,analysis}.json */
 export const EXPORT_PREFIX = 'conversation-history';
@@ -22,15 +24,21 @@ function exportMetadata(format: string, exportedAt: string) {
   return { format, version: EXPORT_VERSION, channel: 'webhook' as const, exported_at: exportedAt };
 }
 
-/** 1. conversation.json: the whole record, format webhook_structured_json. */
-export function structuredJson(record: ConversationRecord, exportedAt: string) {
+/** Who writes the export when nobody says: the conversation workflow's Export state. */
+export const DEFAULT_ORIGIN: ExportOrigin = { state: 'Export', executionName: null };
+
+/**
+ * 1. conversation.json: the whole record, format webhook_structured_json, with the lifecycle's events
+ * (`execution.events`, derived from the record: see lifecycle-events.ts).
+ */
+export function structuredJson(record: ConversationRecord, exportedAt: string, origin: ExportOrigin = DEFAULT_ORIGIN) {
   return {
     export_metadata: exportMetadata('webhook_structured_json', exportedAt),
     conversation: {
       metadata: record.metadata,
       webhook_context: record.webhook_context,
       conversation: record.conversation,
-      execution: record.execution,
+      execution: { ...record.execution, events: lifecycleEvents(record, exportedAt, origin) },
     },
   };
 }
@@ -67,12 +75,19 @@ export function compactSummary(record: ConversationRecord) {
   };
 }
 
-/** 4. analysis.json: flat, one value per column, for analysis tools. */
-export function analysisFormat(record: ConversationRecord, exportedAt: string) {
+/**
+ * 4. analysis.json: one flat JSON object on one line, one value per column: the row of the `conversations` table
+ * (the columns of analytics-table.ts, in that order).
+ */
+export function analysisFormat(
+  record: ConversationRecord,
+  exportedAt: string,
+): Record<AnalysisColumnName, string | number | null> {
   const query = userQuery(record);
   const answer = agentTurn(record)?.content ?? '';
   const lastError = record.execution.errors.at(-1);
   const lastAttempt = record.execution.delivery_attempts.at(-1);
+  const delivered = record.execution.delivery_attempts.find((a) => a.outcome === 'delivered');
   return {
     format: 'analysis',
     version: EXPORT_VERSION,
@@ -91,6 +106,7 @@ export function analysisFormat(record: ConversationRecord, exportedAt: string) {
     delivery_id: record.webhook_context.delivery_id,
     delivery_attempt_count: record.execution.delivery_attempts.length,
     last_delivery_status_code: lastAttempt?.status_code ?? null,
+    delivered_at: delivered ? attemptEnd(delivered) : null,
     agent_processing_time_ms: record.execution.timings.agent_ms,
     delivery_response_time_ms: record.execution.timings.delivery_ms,
     total_time_ms: record.execution.timings.total_ms,
@@ -109,13 +125,24 @@ export interface ExportDocument {
   body: string;
 }
 
-/** The four objects to write, keyed deterministically so a re-run overwrites rather than duplicates. */
-export function exportDocuments(record: ConversationRecord, exportedAt: string): ExportDocument[] {
+/**
+ * The four objects to write, keyed deterministically so a re-run overwrites rather than duplicates.
+ * conversation.json and metadata.json are pretty-printed for people; summary.json and analysis.json are one line
+ * each (JSON Lines), which is what Athena's JSON reader and other line-oriented tools take.
+ */
+export function exportDocuments(
+  record: ConversationRecord,
+  exportedAt: string,
+  origin: ExportOrigin = DEFAULT_ORIGIN,
+): ExportDocument[] {
   const id = record.conversation_id;
   return [
-    { key: exportKey(id, 'conversation.json'), body: JSON.stringify(structuredJson(record, exportedAt), null, 2) },
+    {
+      key: exportKey(id, 'conversation.json'),
+      body: JSON.stringify(structuredJson(record, exportedAt, origin), null, 2),
+    },
     { key: exportKey(id, 'metadata.json'), body: JSON.stringify(metadataOnly(record, exportedAt), null, 2) },
     { key: exportKey(id, 'summary.json'), body: `${JSON.stringify(compactSummary(record))}\n` },
-    { key: exportKey(id, 'analysis.json'), body: JSON.stringify(analysisFormat(record, exportedAt), null, 2) },
+    { key: exportKey(id, 'analysis.json'), body: `${JSON.stringify(analysisFormat(record, exportedAt))}\n` },
   ];
 }

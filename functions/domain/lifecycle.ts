@@ -221,7 +221,8 @@ export function withFailure(
   };
 }
 
-export function withClassification(record: ConversationRecord): ConversationRecord {
+/** Classify: the type and why; `at` (when the record was classified) dates the lifecycle's CLASSIFIED event. */
+export function withClassification(record: ConversationRecord, at?: Date): ConversationRecord {
   const result = classify(
     userQuery(record),
     agentTurn(record)?.content ?? '',
@@ -233,6 +234,7 @@ export function withClassification(record: ConversationRecord): ConversationReco
       ...record.webhook_context,
       webhook_type: result.webhook_type,
       classification_reason: result.reason,
+      ...(at ? { classified_at: at.toISOString() } : {}),
     },
   };
 }

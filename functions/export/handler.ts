@@ -35,7 +35,12 @@ export const handler = stageHandler('Export', async ({ state, execution_name }: 
   if (!deferred && process.env.ENABLE_CONVERSATION_EXPORT !== 'false') {
     const bucket = process.env.CONVERSATION_EXPORT_S3_BUCKET;
     if (!bucket) throw new ExportError('CONVERSATION_EXPORT_S3_BUCKET is not set');
-    const documents = exportDocuments(record, now.toISOString());
+    // The state this run is: the conversation workflow's ExportFailedConversation after an agent failure, else an Export.
+    const origin = {
+      state: agentFailed && !state.redelivery ? 'ExportFailedConversation' : 'Export',
+      executionName: execution_name,
+    };
+    const documents = exportDocuments(record, now.toISOString(), origin);
     try {
       await Promise.all(
         documents.map((doc) =>

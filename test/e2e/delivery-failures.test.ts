@@ -170,6 +170,14 @@ describe('Deliver: Retry on transient failures, Catch to the failed-delivery sto
       expect(after.conversation.execution.delivery_attempts).toMatchObject([
         { attempt: 1, outcome: 'delivered', via: 'redrive' },
       ]);
+      // The redrive's delivery comes after the completion, and the redelivery workflow's Export wrote this document.
+      expect(after.conversation.execution.events.map((e: { type: string }) => e.type).slice(4)).toEqual([
+        'WEBHOOK_OUTBOUND_QUEUED',
+        'WEBHOOK_CONVERSATION_COMPLETED',
+        'WEBHOOK_DELIVERY_SUCCESS',
+        'WEBHOOK_CONVERSATION_EXPORTED',
+      ]);
+      expect(after.conversation.execution.events.at(-1).execution).toMatch(new RegExp(`^${id}-redelivery-`));
     });
 
     it("a slow receiver: the attempt's timeout is cut to the time left, and what remains goes to the schedule", async () => {

@@ -121,6 +121,24 @@ describe('a conversation through the local engine, the real handlers, s3rver and
       delivery_attempt_count: 1,
     });
     for (const value of Object.values(analysis)) expect(typeof value === 'object' && value !== null).toBe(false);
+    expect((await world.getText(`${folder}analysis.json`)).trimEnd().split('\n')).toHaveLength(1);
+
+    // The lifecycle, in order, each event with the state that logged it and a time inside the conversation.
+    const events = conversation.conversation.execution.events as { type: string; state: string; at: string }[];
+    expect(events.map((e) => `${e.type} ${e.state}`)).toEqual([
+      'WEBHOOK_REQUEST_RECEIVED Validate',
+      'WEBHOOK_MANAGER_AGENT_INVOKED InvokeManagerAgent',
+      'WEBHOOK_MANAGER_AGENT_RESPONSE InvokeManagerAgent',
+      'WEBHOOK_RESPONSE_CLASSIFIED Classify',
+      'WEBHOOK_OUTBOUND_QUEUED Classify',
+      'WEBHOOK_DELIVERY_SUCCESS Deliver',
+      'WEBHOOK_CONVERSATION_COMPLETED Export',
+      'WEBHOOK_CONVERSATION_EXPORTED Export',
+    ]);
+    const times = events.map((e) => Date.parse(e.at));
+    expect(times).toEqual([...times].sort((a, b) => a - b));
+    expect(times[0]).toBe(Date.parse(conversation.conversation.metadata.received_at));
+    expect(times.at(-1)).toBe(Date.parse(conversation.export_metadata.exported_at));
   });
 
   it('emits the nine event types with the fields the seed queries read, and the five metrics', async () => {

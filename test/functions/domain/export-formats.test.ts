@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { ANALYSIS_COLUMNS } from '../../../functions/domain/analytics-table.ts';
 import type { ConversationRecord } from '../../../functions/domain/conversation.ts';
 import {
   analysisFormat,
@@ -19,6 +20,7 @@ import {
   withDeliveryAttempt,
   withFailure,
 } from '../../../functions/domain/lifecycle.ts';
+import { EVENT_TYPES } from '../../../functions/domain/observability.ts';
 import { DELIVERY_ID, RECEIVED_AT, SEED_REQUEST, startedRecord } from '../../support/fixtures.ts';
 
 const ID = 'webhook_20250813_103045_testing_phase3valid_abc123';
@@ -117,7 +119,9 @@ describe('conversation.json (webhook_structured_json)', () => {
     expect(Object.keys(doc.conversation)).toEqual(['metadata', 'webhook_context', 'conversation', 'execution']);
     expect(doc.conversation.metadata).toEqual(record.metadata);
     expect(doc.conversation.conversation).toEqual(record.conversation);
-    expect(doc.conversation.execution).toEqual(record.execution);
+    const { events, ...execution } = doc.conversation.execution;
+    expect(execution).toEqual(record.execution);
+    expect(events.length).toBeGreaterThan(0);
   });
 
   it('carries the webhook_context the seed names', () => {
@@ -128,6 +132,20 @@ describe('conversation.json (webhook_structured_json)', () => {
       webhook_type: 'deal_analysis',
       delivery_status: 'delivered',
       delivery_id: DELIVERY_ID,
+    });
+  });
+
+  it('lists the lifecycle events in execution.events, ending with the export that wrote it', () => {
+    const doc = structuredJson(finishedRecord(), EXPORTED_AT, { state: 'Export', executionName: 'exec-1' });
+    // The seed's event types in their own order, less the failure this conversation did not have.
+    expect(doc.conversation.execution.events.map((e) => e.type)).toEqual(
+      EVENT_TYPES.filter((t) => t !== 'WEBHOOK_DELIVERY_FAILED'),
+    );
+    expect(doc.conversation.execution.events.at(-1)).toEqual({
+      type: 'WEBHOOK_CONVERSATION_EXPORTED',
+      at: EXPORTED_AT,
+      state: 'Export',
+      execution: 'exec-1',
     });
   });
 
@@ -195,6 +213,33 @@ describe('summary.json', () => {
 });
 
 describe('analysis.json', () => {
+  it("is one JSON object on one line (what Athena's JSON reader takes), even when the texts have newlines", () => {
+    let r = startedRecord({ ...SEED_REQUEST, query: 'line one\nline two\r\n\u2028end' });
+    r = withAgentAnswer(r, 'answer\nwith\nlines', 5, new Date('2025-08-13T10:30:47Z'));
+    const body = documentsByName(completeConversation(r, false, 'x', new Date('2025-08-13T10:30:48Z')))['analysis.json']
+      .body;
+    expect(body.endsWith('\n')).toBe(true);
+    expect(body.slice(0, -1)).not.toMatch(/[\n\r]/);
+    expect(JSON.parse(body)).toMatchObject({
+      query: 'line one\nline two\r\n\u2028end',
+      response: 'answer\nwith\nlines',
+    });
+  });
+
+  it('has exactly the documented columns of the conversations table, in their order', () => {
+    expect(Object.keys(analysisFormat(finishedRecord(), EXPORTED_AT))).toEqual(ANALYSIS_COLUMNS.map((c) => c.name));
+    const doc = analysisFormat(finishedRecord(), EXPORTED_AT);
+    for (const column of ANALYSIS_COLUMNS) {
+      const value = doc[column.name];
+      if (value !== null) expect(typeof value, column.name).toBe(column.type === 'bigint' ? 'number' : 'string');
+    }
+  });
+
+  it('dates the delivery: delivered_at is when the successful attempt ended, null until then', () => {
+    expect(analysisFormat(finishedRecord(), EXPORTED_AT).delivered_at).toBe('2025-08-13T10:30:47.330Z');
+    expect(analysisFormat(startedRecord(), EXPORTED_AT).delivered_at).toBeNull();
+  });
+
   it('is flat: every value is a scalar or null', () => {
     const doc = JSON.parse(documentsByName(finishedRecord())['analysis.json'].body) as Record<string, unknown>;
     for (const [key, value] of Object.entries(doc)) {
