@@ -17,7 +17,7 @@ import { median, round } from './support/stats.ts';
 export const STAGES = ['validate', 'invoke-agent', 'classify', 'deliver', 'export'] as const;
 export type Stage = (typeof STAGES)[number];
 
-/** Size targets of issue 7: the SDK-heavy stages get more room. */
+/** Size targets (docs/performance.md): the SDK-heavy stages get more room. */
 export const SIZE_TARGET_KB: Record<Stage, number> = {
   validate: 250,
   'invoke-agent': 600,

@@ -174,7 +174,7 @@ export interface CostResult {
 
 /** One Express log event's envelope (id, type, previous_event_id, timestamp, execution ARN, redrive_count): ~350 bytes. */
 const EXPRESS_EVENT_ENVELOPE_BYTES = 350;
-/** Express cuts execution data in log events at 248 KB (DESIGN §5). */
+/** Express cuts execution data in log events at 248 KB (docs/performance.md, cost model). */
 const EXPRESS_PAYLOAD_CAP = 248 * 1024;
 /** Lambda platform lines per invocation in Text format: START, END, REPORT (with the X-Ray line when tracing). */
 const LAMBDA_PLATFORM_BYTES = 90 + 60 + 260;

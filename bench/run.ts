@@ -1,5 +1,5 @@
 /**
- * `npm run bench`: the performance figures of issue 7, in one run, written to bench/results/latest.json with a
+ * `npm run bench`: the performance figures of docs/performance.md, in one run, written to bench/results/latest.json with a
  * summary table on stdout. Sections: 1 engine overhead, 2 gateway throughput/latency (+ CPU profile),
  * 3 Lambda bundles, 4 cost per 1 M conversations, 5 scaling with request size and concurrency.
  * Everything listens on 127.0.0.1 port 0. Takes about 3-4 minutes on 2 cores. docs/performance.md explains it.

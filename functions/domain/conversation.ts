@@ -1,5 +1,5 @@
 /**
- * The conversation record: the seed's conversation unit extended with `webhook_context`.
+ * The conversation record (docs/contract.md#exports-s3): metadata, turns and execution, with `webhook_context`.
  * It travels through the workflow as `$.conversation` and is what the Export stage writes to S3.
  * Every stage returns a new record; nothing here does I/O.
  */

@@ -3,7 +3,7 @@ import { agentResponse, userQuery } from './conversation.ts';
 import { DeliveryDeferredError, DeliveryPermanentError, DeliveryRetryableError } from './errors.ts';
 import { type CaughtError, parseTaskError } from './task-error.ts';
 
-/** Environment variable holding each type's outbound webhook URL (names kept from the seed). */
+/** Environment variable holding each type's outbound webhook URL (docs/configuration.md). */
 export const DELIVERY_URL_VARIABLES: Record<WebhookType, string> = {
   deal_analysis: 'DEAL_ANALYSIS_WEBHOOK_URL',
   data_analysis: 'DATA_ANALYSIS_WEBHOOK_URL',

@@ -4,7 +4,7 @@ import { agentTurn, userQuery } from './conversation.ts';
 import { conversationDatePath, isConversationId } from './conversation-id.ts';
 import { attemptEnd, type ExportOrigin, lifecycleEvents } from './lifecycle-events.ts';
 
-/** S3 layout (seed): conversation-history/YYYY/MM/DD/<conversation_id>/{conversation,metadata,summary,analysis}.json */
+/** S3 layout (docs/contract.md#exports-s3): conversation-history/YYYY/MM/DD/<conversation_id>/{conversation,metadata,summary,analysis}.json */
 export const EXPORT_PREFIX = 'conversation-history';
 export const EXPORT_VERSION = '1.0';
 export const EXPORT_FILES = ['conversation.json', 'metadata.json', 'summary.json', 'analysis.json'] as const;

@@ -329,7 +329,7 @@ export function closeConversation(
   return { record: completeConversation(record, agentFailed, executionName, now), agentFailed };
 }
 
-/** The 200 body (DESIGN §3). */
+/** The 200 body (docs/contract.md#post-webhook). */
 export function successBody(record: ConversationRecord) {
   return {
     success: true as const,

@@ -1,5 +1,5 @@
 /**
- * The names operators query: the seed's nine event types, the five custom metrics (plus the signature counter),
+ * The names operators query (docs/contract.md#logs, #metrics): the conversation's event types, the five custom metrics (plus the signature counter),
  * the Powertools service name and metrics namespace. Pure constants, shared by the handlers (functions/shared)
  * and the CDK dashboard, alarms and environment (infra/), so both always agree.
  */

@@ -1,7 +1,7 @@
+/** The inbound webhook request (docs/contract.md#post-webhook). Unknown top-level fields are rejected, not silently dropped. */
 import * as v from 'valibot';
 import { WEBHOOK_TYPES } from './conversation.ts';
 
-/** The inbound webhook request (DESIGN §3). Unknown top-level fields are rejected, not silently dropped. */
 export const MAX_QUERY_LENGTH = 20_000;
 export const MAX_METADATA_BYTES = 16_384;
 const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;

@@ -17,7 +17,7 @@ const MESSAGES: Record<EventType, string> = {
 };
 
 /**
- * One log line with the fields the seed's Logs Insights queries read:
+ * One log line with the fields the saved Logs Insights queries read (docs/contract.md#logs):
  * `event_type`, `conversation_id`, `webhook_metadata.{source_system,source_process,webhook_type}`.
  */
 export function logEvent(type: EventType, record: ConversationRecord, fields: Record<string, unknown> = {}): void {

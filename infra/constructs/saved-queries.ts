@@ -4,7 +4,7 @@ import { Construct } from 'constructs';
 
 /**
  * The three CloudWatch Logs Insights queries of the original deployment guide ("CloudWatch Queries"), verbatim:
- * they run unchanged on the WEBHOOK_* lines the functions log (DESIGN §4). "your_system" is the placeholder the
+ * they run unchanged on the WEBHOOK_* lines the functions log (docs/contract.md#logs). "your_system" is the placeholder the
  * operator replaces with a source system before running the first one.
  */
 export const SEED_QUERIES = {
@@ -32,7 +32,7 @@ export interface SavedQueriesProps {
 }
 
 /**
- * The seed's queries saved as Logs Insights query definitions (CloudWatch → Logs Insights → Saved queries, in the
+ * The guide's queries saved as Logs Insights query definitions (docs/deploy.md#monitoring) (CloudWatch → Logs Insights → Saved queries, in the
  * folder named after the stack), preselecting the stage functions' log groups.
  */
 export class SavedQueries extends Construct {

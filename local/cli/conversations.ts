@@ -1,3 +1,4 @@
+/** `webhook-gateway conversations list | show | search` (docs/operations.md), on the local data directory. */
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { ConversationRecord } from '../../functions/domain/conversation.ts';
@@ -25,8 +26,6 @@ import { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
 import { explainAwsError } from './aws/errors.ts';
 import { AWS_OPTIONS, CliError, DEFAULT_STACK_NAME, note, out } from './shared.ts';
 import { formatTable } from './table.ts';
-
-/** `webhook-gateway conversations list | show | search` (DESIGN §6), on the local data directory. */
 
 const FILTER_OPTIONS = {
   ...AWS_OPTIONS,

@@ -6,7 +6,7 @@ import { parseSecretsBySource } from '../../functions/domain/signatures.ts';
 import type { RedriveResult } from '../engine/redelivery.ts';
 import { parseRateLimits } from './rate-limiter.ts';
 
-/** Local runtime settings (DESIGN §6). Every one has an environment variable; explicit options win over both. */
+/** Local runtime settings (docs/configuration.md). Every one has an environment variable; explicit options win over both. */
 export interface GatewayOptions {
   /** HTTP port; 0 picks a free one (tests). Env PORT, default 3000. */
   port: number;

@@ -97,7 +97,7 @@ describe('InvokeManagerAgent failures → 502 AGENT_ERROR, conversation exported
       /which makes this conversation \d+ bytes, more than the 237568 a workflow state can carry/,
     );
     await expectExportedAsFailed(res.body.error.conversation_id, 'AgentInvocationError');
-    // The same answer to the seed's short question fits.
+    // The same answer to the example's short question fits.
     expect((await world.post(SEED_REQUEST)).status).toBe(200);
   });
 

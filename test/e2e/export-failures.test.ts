@@ -23,7 +23,7 @@ beforeEach(() => {
   process.env.CONVERSATION_EXPORT_S3_BUCKET = world.gateway.bucket;
 });
 
-/** POST the seed request while the export bucket is missing, capturing the handlers' log lines. */
+/** POST the example request while the export bucket is missing, capturing the handlers' log lines. */
 async function postWhileS3Refuses(headers: Record<string, string> = {}) {
   process.env.CONVERSATION_EXPORT_S3_BUCKET = 'bucket-that-does-not-exist';
   const capture = captureJsonLines();

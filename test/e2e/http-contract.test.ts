@@ -14,7 +14,7 @@ async function bucketSize() {
   return (await world.listKeys()).length;
 }
 
-describe('HTTP contract of the local gateway (DESIGN §3)', () => {
+describe('HTTP contract of the local gateway (docs/contract.md)', () => {
   it('GET /health → 200 {status: ok} without running a conversation', async () => {
     const before = world.agent.invocations.length;
     const res = await fetch(`${world.gateway.url}/health`);

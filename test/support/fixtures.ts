@@ -2,7 +2,7 @@ import type { ConversationRecord } from '../../functions/domain/conversation.ts'
 import type { ExecutionInput } from '../../functions/domain/gateway-contract.ts';
 import { type IdSource, startConversation } from '../../functions/domain/lifecycle.ts';
 
-/** The seed's example request (DESIGN §3). */
+/** The README's example request (docs/contract.md#post-webhook). */
 export const SEED_REQUEST = {
   query: 'What are the top 5 deals closing this quarter?',
   source_system: 'testing_system',

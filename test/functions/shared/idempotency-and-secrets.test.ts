@@ -12,7 +12,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { idempotencyStore } from '../../../functions/shared/idempotency-store.ts';
 import { deliverySecret, inboundPolicy } from '../../../functions/shared/secrets.ts';
 
-/** The AWS adapters of issue 5, against mocked DynamoDB and Secrets Manager (never real AWS). */
+/** The AWS adapters of the idempotency store and the secrets, against mocked DynamoDB and Secrets Manager (never real AWS). */
 const dynamo = mockClient(DynamoDBClient);
 const secrets = mockClient(SecretsManagerClient);
 const NOW = new Date('2025-08-13T10:30:45Z');

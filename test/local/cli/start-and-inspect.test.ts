@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli, startCli } from '../../support/cli.ts';
 import { SEED_REQUEST } from '../../support/gateway.ts';
 
-/** What a new user does: `npm start` (the bin), the seed's curl, then the CLI to inspect the conversation. */
+/** What a new user does: `npm start` (the bin), the README's curl, then the CLI to inspect the conversation. */
 let dataDir: string;
 let gateway: Awaited<ReturnType<typeof startCli>>;
 const cleanEnv = {
