@@ -1,7 +1,9 @@
 import { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { Node } from 'constructs';
+import { maxSyncAgentTimeoutMs } from '../functions/domain/budget.ts';
 import { WEBHOOK_TYPES, type WebhookType } from '../functions/domain/conversation.ts';
 import { parseSchedule } from '../functions/domain/failed-delivery.ts';
+import { STACK_NAME } from './template-checks/name-limits.ts';
 
 /**
  * Everything an operator can set for one deployment. Each field is a CDK context key of the same name
@@ -41,10 +43,29 @@ export interface GatewayConfig {
   /** Stage-wide burst. */
   throttlingBurstLimit: number;
   /**
-   * Create the account-wide role API Gateway needs to write logs (AWS::ApiGateway::Account, one per account and
-   * region). Set false when the account already has one.
+   * Access log and execution log (ERROR) of the API stage. API Gateway writes them with the account-wide role of
+   * its account settings, which a new account does not have: a stage with logging fails to deploy there. Off by
+   * default; on when the account has the role, or with createApiGatewayCloudWatchRole.
+   */
+  apiLogging: boolean;
+  /**
+   * Create that account-wide role (AWS::ApiGateway::Account: one per account and region, so it replaces whatever
+   * role another stack set). Only when asked for; it turns apiLogging on.
    */
   createApiGatewayCloudWatchRole: boolean;
+  /**
+   * How long API Gateway waits for the conversation (the integration timeout, ms): the synchronous budget every
+   * timeout of the workflow fits in (functions/domain/budget.ts). 29,000 by default, the REST API maximum unless
+   * the account's quota for Regional APIs was raised.
+   */
+  apiIntegrationTimeoutMs: number;
+  /**
+   * Deploy without a delivery URL for some webhook types (say, a stack that only exports): their deliveries go
+   * straight to the failed-delivery queue. Without this flag such a deploy is refused before any resource is made.
+   */
+  allowMissingDeliveryUrls: boolean;
+  /** Reserved concurrency of the redelivery scheduler; 0 (the default): none, it uses the account's pool. */
+  redeliverySchedulerConcurrency: number;
   /** REDELIVERY_SCHEDULE of the redelivery scheduler: the waits between automatic redeliveries. */
   redeliverySchedule: string;
   /** REQUIRE_SIGNED_WEBHOOKS of Validate: refuse (401) requests without a valid Standard Webhooks signature. */
@@ -93,7 +114,11 @@ export const DEFAULT_CONFIG: GatewayConfig = {
   logLevel: 'INFO',
   throttlingRateLimit: 50,
   throttlingBurstLimit: 100,
-  createApiGatewayCloudWatchRole: true,
+  apiLogging: false,
+  createApiGatewayCloudWatchRole: false,
+  apiIntegrationTimeoutMs: 29_000,
+  allowMissingDeliveryUrls: false,
+  redeliverySchedulerConcurrency: 0,
   redeliverySchedule: '5s,5m,30m,2h,5h,10h,10h',
   requireSignedWebhooks: false,
   sourceRateLimits: {},
@@ -106,6 +131,9 @@ export {
   METRICS_NAMESPACE as POWERTOOLS_METRICS_NAMESPACE,
   SERVICE_NAME as POWERTOOLS_SERVICE_NAME,
 } from '../functions/domain/observability.ts';
+
+/** The shortest integration timeout with room for every reserve of the synchronous budget and a 1 s agent. */
+const MIN_INTEGRATION_TIMEOUT_MS = 9_000;
 
 const VALID_RETENTION_DAYS = new Set(Object.values(RetentionDays).filter((v): v is number => typeof v === 'number'));
 const LOG_LEVELS = ['DEBUG', 'INFO', 'WARN', 'ERROR'] as const;
@@ -211,10 +239,28 @@ export function resolveConfig(node: Node, overrides: Partial<GatewayConfig> = {}
     logLevel: logLevel as GatewayConfig['logLevel'],
     throttlingRateLimit: integer('throttlingRateLimit', get('throttlingRateLimit'), d.throttlingRateLimit, 1),
     throttlingBurstLimit: integer('throttlingBurstLimit', get('throttlingBurstLimit'), d.throttlingBurstLimit, 1),
+    apiLogging: flag('apiLogging', get('apiLogging'), d.apiLogging),
     createApiGatewayCloudWatchRole: flag(
       'createApiGatewayCloudWatchRole',
       get('createApiGatewayCloudWatchRole'),
       d.createApiGatewayCloudWatchRole,
+    ),
+    apiIntegrationTimeoutMs: integer(
+      'apiIntegrationTimeoutMs',
+      get('apiIntegrationTimeoutMs'),
+      d.apiIntegrationTimeoutMs,
+      MIN_INTEGRATION_TIMEOUT_MS,
+    ),
+    allowMissingDeliveryUrls: flag(
+      'allowMissingDeliveryUrls',
+      get('allowMissingDeliveryUrls'),
+      d.allowMissingDeliveryUrls,
+    ),
+    redeliverySchedulerConcurrency: integer(
+      'redeliverySchedulerConcurrency',
+      get('redeliverySchedulerConcurrency'),
+      d.redeliverySchedulerConcurrency,
+      0,
     ),
     redeliverySchedule:
       text('redeliverySchedule', get('redeliverySchedule'), d.redeliverySchedule) || d.redeliverySchedule,
@@ -247,7 +293,25 @@ export function resolveConfig(node: Node, overrides: Partial<GatewayConfig> = {}
     throw new ConfigError(`context alarmEmail must be an e-mail address, got ${config.alarmEmail}`);
   if (!/^[A-Za-z0-9_]+$/.test(config.stageName))
     throw new ConfigError('context stageName may contain only letters, digits and _');
+  if (!STACK_NAME.test(config.stackName)) {
+    throw new ConfigError(
+      `context stackName must be 1-128 letters, digits and hyphens, starting with a letter (CloudFormation), got ${config.stackName}`,
+    );
+  }
+  if (config.createApiGatewayCloudWatchRole) config.apiLogging = true;
+  const maxAgentMs = maxSyncAgentTimeoutMs(config.apiIntegrationTimeoutMs);
+  if (config.agentTimeoutMs > maxAgentMs) {
+    throw new ConfigError(
+      `context agentTimeoutMs (${config.agentTimeoutMs}) does not fit in apiIntegrationTimeoutMs (${config.apiIntegrationTimeoutMs}): ` +
+        `a synchronous caller could get API Gateway's own 504. Use at most ${maxAgentMs}, or raise apiIntegrationTimeoutMs (docs/deploy.md, "Timeouts")`,
+    );
+  }
   return config;
+}
+
+/** Context keys of the webhook types without a delivery URL (neither a URL nor an `ssm:` parameter). */
+export function missingDeliveryUrlKeys(config: GatewayConfig): string[] {
+  return WEBHOOK_TYPES.filter((type) => !config.deliveryUrls[type]).map((type) => DELIVERY_URL_CONTEXT_KEYS[type]);
 }
 
 /** `ssm:/name` → the SSM parameter name; anything else → null (a literal URL). */

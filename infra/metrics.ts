@@ -1,14 +1,16 @@
-import { Duration } from 'aws-cdk-lib';
+import { Duration, Stack } from 'aws-cdk-lib';
 import { Metric } from 'aws-cdk-lib/aws-cloudwatch';
+import type { IConstruct } from 'constructs';
 import { FAILURE_STATUS } from '../functions/domain/gateway-contract.ts';
-import { METRIC_NAMES } from '../functions/domain/observability.ts';
+import { METRIC_NAMES, STACK_DIMENSION } from '../functions/domain/observability.ts';
 import { POWERTOOLS_METRICS_NAMESPACE, POWERTOOLS_SERVICE_NAME } from './config.ts';
 
 /**
  * The five custom metrics the functions publish with Powertools Metrics (EMF), named once in
- * functions/domain/observability.ts for both sides. Powertools adds the `service` dimension to every metric, so
- * CloudWatch stores them under namespace RevOps/WebhookGateway with dimension service=webhook-gateway, and only
- * a metric asked for with that dimension finds the data.
+ * functions/domain/observability.ts for both sides. Powertools adds the `service` dimension to every metric and
+ * the functions add `stack` (their stack's name), so CloudWatch stores them under namespace RevOps/WebhookGateway
+ * with dimensions service=webhook-gateway and stack=<stack>, and only a metric asked for with both finds the data:
+ * two stacks in one account and region never read each other's metrics.
  */
 export { EXPORT_DEFERRED_METRIC, SIGNATURE_REJECTED_METRIC } from '../functions/domain/observability.ts';
 /** The five custom metrics, as the handlers emit them. */
@@ -16,12 +18,12 @@ export const CUSTOM_METRICS = METRIC_NAMES;
 
 export const METRIC_PERIOD = Duration.minutes(5);
 
-/** One of the custom metrics, e.g. `customMetric(CUSTOM_METRICS.agentProcessingTime, 'p99')`. */
-export function customMetric(metricName: string, statistic: string, label?: string): Metric {
+/** One of the custom metrics of `scope`'s stack, e.g. `customMetric(this, CUSTOM_METRICS.agentProcessingTime, 'p99')`. */
+export function customMetric(scope: IConstruct, metricName: string, statistic: string, label?: string): Metric {
   return new Metric({
     namespace: POWERTOOLS_METRICS_NAMESPACE,
     metricName,
-    dimensionsMap: { service: POWERTOOLS_SERVICE_NAME },
+    dimensionsMap: { service: POWERTOOLS_SERVICE_NAME, [STACK_DIMENSION]: Stack.of(scope).stackName },
     statistic,
     period: METRIC_PERIOD,
     label,
@@ -41,6 +43,14 @@ export const CLIENT_ERRORS: readonly string[] = Object.entries(FAILURE_STATUS)
 /** "ValidationError (400), SignatureError (401), …": the client errors with their HTTP status. */
 export function clientErrorsText(): string {
   return CLIENT_ERRORS.map((error) => `${error} (${FAILURE_STATUS[error]})`).join(', ');
+}
+
+/**
+ * Namespace of the metrics the stack derives from log events with metric filters (`RevOps/WebhookGateway/<stack>`):
+ * a filter can take dimensions only from fields of the event, so the stack is part of the namespace.
+ */
+export function logMetricsNamespace(scope: IConstruct): string {
+  return `${POWERTOOLS_METRICS_NAMESPACE}/${Stack.of(scope).stackName}`;
 }
 
 /** Metric (from the execution log) of conversation executions that failed for any reason but a client error. */

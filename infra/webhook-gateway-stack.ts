@@ -1,10 +1,11 @@
 import { CfnOutput, Duration, Fn, Stack, type StackProps } from 'aws-cdk-lib';
 import type { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
-import { type GatewayConfig, resolveConfig } from './config.ts';
+import { type GatewayConfig, missingDeliveryUrlKeys, resolveConfig } from './config.ts';
 import { ConversationExportBucket } from './constructs/conversation-export-bucket.ts';
 import { ConversationFunctions } from './constructs/conversation-functions.ts';
 import { ConversationWorkflow } from './constructs/conversation-workflow.ts';
+import { DeliveryUrlGuard } from './constructs/delivery-url-guard.ts';
 import { FailedDeliveryQueue } from './constructs/failed-delivery-queue.ts';
 import { GatewayAlarms } from './constructs/gateway-alarms.ts';
 import { IdempotencyTable } from './constructs/idempotency-table.ts';
@@ -43,7 +44,11 @@ export const STACK_OUTPUTS = {
 } as const;
 
 /** Outputs that exist only when their feature is configured. */
-export const OPTIONAL_STACK_OUTPUTS: readonly string[] = [STACK_OUTPUTS.sourceApiKeyIds, STACK_OUTPUTS.alarmTopicArn];
+export const OPTIONAL_STACK_OUTPUTS: readonly string[] = [
+  STACK_OUTPUTS.sourceApiKeyIds,
+  STACK_OUTPUTS.alarmTopicArn,
+  STACK_OUTPUTS.apiAccessLogGroup,
+];
 
 export interface WebhookGatewayStackProps extends StackProps {
   /** Overrides of the CDK context values (see infra/config.ts for keys and defaults). */
@@ -87,6 +92,10 @@ export class WebhookGatewayStack extends Stack {
       transitionDays: config.exportTransitionDays,
       expirationDays: config.exportExpirationDays,
     });
+    new DeliveryUrlGuard(this, 'DeliveryUrlGuard', {
+      missing: missingDeliveryUrlKeys(config),
+      allowed: config.allowMissingDeliveryUrls,
+    });
     this.secrets = new SigningSecrets(this, 'SigningSecrets');
     this.idempotency = new IdempotencyTable(this, 'Idempotency');
     // By default a received message stays hidden for longer than a whole scheduler run (the scheduler itself asks
@@ -114,6 +123,7 @@ export class WebhookGatewayStack extends Stack {
       schedule: config.redeliverySchedule,
       logRetention,
       logLevel: config.logLevel,
+      reservedConcurrency: config.redeliverySchedulerConcurrency,
     });
     this.api = new WebhookApi(this, 'Api', {
       stateMachine: this.workflow.stateMachine,
@@ -121,7 +131,10 @@ export class WebhookGatewayStack extends Stack {
       logRetention,
       throttlingRateLimit: config.throttlingRateLimit,
       throttlingBurstLimit: config.throttlingBurstLimit,
+      restApiName: this.stackName,
+      logging: config.apiLogging,
       createCloudWatchRole: config.createApiGatewayCloudWatchRole,
+      integrationTimeout: Duration.millis(config.apiIntegrationTimeoutMs),
       apiKeyRequired: Object.keys(config.sourceRateLimits).length > 0,
     });
     this.rateLimits = new SourceRateLimits(this, 'RateLimits', { api: this.api.api, limits: config.sourceRateLimits });
@@ -169,11 +182,13 @@ export class WebhookGatewayStack extends Stack {
       ),
       'Stage function log groups (validate, invoke-agent, classify, deliver, export), comma-separated',
     );
-    output(
-      STACK_OUTPUTS.apiAccessLogGroup,
-      this.api.accessLogGroup.logGroupName,
-      'API access log (requestId = execution name)',
-    );
+    if (this.api.accessLogGroup) {
+      output(
+        STACK_OUTPUTS.apiAccessLogGroup,
+        this.api.accessLogGroup.logGroupName,
+        'API access log (requestId = execution name)',
+      );
+    }
     output(
       STACK_OUTPUTS.exportBucket,
       this.storage.bucket.bucketName,

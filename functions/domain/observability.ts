@@ -5,6 +5,13 @@
  */
 export const SERVICE_NAME = 'webhook-gateway';
 export const METRICS_NAMESPACE = 'RevOps/WebhookGateway';
+/**
+ * Every custom metric carries the stack it comes from as a dimension (beside Powertools' `service`), so two stacks
+ * in one account and region never mix their metrics, or their alarms. The functions read the stack's name from
+ * this variable; without it (locally) the dimension is left out.
+ */
+export const STACK_DIMENSION = 'stack';
+export const STACK_NAME_VARIABLE = 'GATEWAY_STACK_NAME';
 
 export const EVENT_TYPES = [
   'WEBHOOK_REQUEST_RECEIVED',

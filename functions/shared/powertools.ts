@@ -2,7 +2,7 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { Tracer } from '@aws-lambda-powertools/tracer';
 import type { Context } from 'aws-lambda';
-import { METRICS_NAMESPACE, SERVICE_NAME } from '../domain/observability.ts';
+import { METRICS_NAMESPACE, SERVICE_NAME, STACK_DIMENSION, STACK_NAME_VARIABLE } from '../domain/observability.ts';
 
 /**
  * Created once per process and imported by every stage. Service name, namespace and log level come from the
@@ -12,9 +12,11 @@ import { METRICS_NAMESPACE, SERVICE_NAME } from '../domain/observability.ts';
 export { METRICS_NAMESPACE, SERVICE_NAME };
 
 export const logger = new Logger({ serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? SERVICE_NAME });
+const stackName = process.env[STACK_NAME_VARIABLE];
 export const metrics = new Metrics({
   namespace: process.env.POWERTOOLS_METRICS_NAMESPACE ?? METRICS_NAMESPACE,
   serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? SERVICE_NAME,
+  ...(stackName ? { defaultDimensions: { [STACK_DIMENSION]: stackName } } : {}),
 });
 
 /** What the stages use of the Tracer. */

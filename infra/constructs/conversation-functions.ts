@@ -9,7 +9,7 @@ import { Construct } from 'constructs';
 import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
 import { DELIVERY_URL_VARIABLES } from '../../functions/domain/delivery.ts';
 import { EXPORT_PREFIX } from '../../functions/domain/export-formats.ts';
-import { DELIVERY_URL_CONTEXT_KEYS, type GatewayConfig, ssmParameterName } from '../config.ts';
+import { type GatewayConfig, ssmParameterName } from '../config.ts';
 import { StageFunction, timeoutAround } from './stage-function.ts';
 
 export interface ConversationFunctionsProps {
@@ -129,7 +129,6 @@ export class ConversationFunctions extends Construct {
 
   private deliveryUrlVariables(config: GatewayConfig): Record<string, string> {
     const variables: Record<string, string> = {};
-    const missing: string[] = [];
     for (const type of WEBHOOK_TYPES) {
       const value = config.deliveryUrls[type];
       const parameter = ssmParameterName(value);
@@ -138,20 +137,13 @@ export class ConversationFunctions extends Construct {
         variables[DELIVERY_URL_VARIABLES[type]] = StringParameter.valueForStringParameter(this, parameter);
         continue;
       }
-      if (!value) missing.push(DELIVERY_URL_CONTEXT_KEYS[type]);
-      else if (!value.startsWith('https://')) {
+      if (value && !value.startsWith('https://')) {
         Annotations.of(this).addWarningV2(
           `webhook-gateway:insecure-delivery-url:${type}`,
           `The ${type} delivery URL is not https: ${value}`,
         );
       }
       variables[DELIVERY_URL_VARIABLES[type]] = value;
-    }
-    if (missing.length > 0) {
-      Annotations.of(this).addWarningV2(
-        'webhook-gateway:missing-delivery-urls',
-        `No delivery URL set for context ${missing.join(', ')}: those deliveries go to the failed-delivery queue (see docs/deploy.md).`,
-      );
     }
     return variables;
   }

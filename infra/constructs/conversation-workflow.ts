@@ -41,6 +41,7 @@ export class ConversationWorkflow extends Construct {
       FailedDeliveryQueueUrl: props.failedDeliveryQueue.queueUrl,
     };
     const { stateMachine, logGroup } = expressStateMachine(this, {
+      name: 'conversation',
       definitionFile: DEFINITION_FILE,
       substitutions: this.substitutions,
       invokes: fns.all,

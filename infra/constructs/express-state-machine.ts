@@ -1,12 +1,16 @@
-import { Validations } from 'aws-cdk-lib';
+import { readFileSync } from 'node:fs';
+import { RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
 import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import type { IFunction } from 'aws-cdk-lib/aws-lambda';
 import { LogGroup, type RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { DefinitionBody, LogLevel, StateMachine, StateMachineType } from 'aws-cdk-lib/aws-stepfunctions';
 import type { Construct } from 'constructs';
+import { VENDED_LOGS_PREFIX } from '../template-checks/name-limits.ts';
 import { secretMaskingPolicy } from './secret-masking-policy.ts';
 
 export interface ExpressStateMachineProps {
+  /** Short name of the workflow (`conversation`, `redelivery`): its log group is `/aws/vendedlogs/states/<stack>-<name>`. */
+  readonly name: string;
   /** An ASL file of statemachine/, shared with the local engine. */
   readonly definitionFile: string;
   /** Placeholder → value for its ${…} placeholders. */
@@ -27,13 +31,20 @@ export function expressStateMachine(
   scope: Construct,
   props: ExpressStateMachineProps,
 ): { stateMachine: StateMachine; logGroup: LogGroup } {
+  // Under /aws/vendedlogs/: CloudWatch Logs' one resource policy for log deliveries (5,120 characters) covers
+  // the whole prefix with one entry, instead of one ARN per log group (infra/template-checks/name-limits.ts). The
+  // name is fixed, so the group goes with the stack: a kept one would make a later deploy of the stack fail.
   const logGroup = new LogGroup(scope, 'ExecutionLogs', {
+    logGroupName: `${VENDED_LOGS_PREFIX}${Stack.of(scope).stackName}-${props.name}`,
     retention: props.logRetention,
+    removalPolicy: RemovalPolicy.DESTROY,
     dataProtectionPolicy: secretMaskingPolicy(),
   });
   const stateMachine = new StateMachine(scope, 'StateMachine', {
     stateMachineType: StateMachineType.EXPRESS,
-    definitionBody: DefinitionBody.fromFile(props.definitionFile),
+    // Inline (DefinitionString), not an S3 asset: the template shows, and the template checks validate, the
+    // definition Step Functions receives.
+    definitionBody: DefinitionBody.fromString(readFileSync(props.definitionFile, 'utf8')),
     definitionSubstitutions: props.substitutions,
     logs: { destination: logGroup, level: LogLevel.ALL, includeExecutionData: true },
     tracingEnabled: true,

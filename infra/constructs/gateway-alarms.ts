@@ -8,12 +8,12 @@ import { EmailSubscription } from 'aws-cdk-lib/aws-sns-subscriptions';
 import type { IQueue } from 'aws-cdk-lib/aws-sqs';
 import type { IStateMachine } from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
-import { POWERTOOLS_METRICS_NAMESPACE } from '../config.ts';
 import {
   CLIENT_ERRORS,
   CUSTOM_METRICS,
   customMetric,
   EXPORT_DEFERRED_METRIC,
+  logMetricsNamespace,
   METRIC_PERIOD,
   SERVER_FAILURES_METRIC,
   serverFailurePattern,
@@ -61,7 +61,8 @@ export class GatewayAlarms extends Construct {
     const serverFailures = new MetricFilter(this, 'ServerFailuresFilter', {
       logGroup: props.conversationExecutionLog,
       filterPattern: FilterPattern.literal(serverFailurePattern()),
-      metricNamespace: POWERTOOLS_METRICS_NAMESPACE,
+      // A metric filter's dimensions can only come from the log event: the stack goes in the namespace instead.
+      metricNamespace: logMetricsNamespace(this),
       metricName: SERVER_FAILURES_METRIC,
       metricValue: '1',
     });
@@ -108,13 +109,13 @@ export class GatewayAlarms extends Construct {
       },
     );
 
-    this.exportsDeferred = this.alarm('ExportsDeferred', customMetric(EXPORT_DEFERRED_METRIC, 'Sum'), 0, {
+    this.exportsDeferred = this.alarm('ExportsDeferred', customMetric(this, EXPORT_DEFERRED_METRIC, 'Sum'), 0, {
       description: `${prefix}: S3 refused conversation exports in 5 minutes; they wait in the failed-delivery queue as export-only envelopes and the redelivery schedule writes them once S3 takes them (docs/deploy.md).`,
     });
 
     this.agentLatency = this.alarm(
       'AgentLatencyP99',
-      customMetric(CUSTOM_METRICS.agentProcessingTime, 'p99'),
+      customMetric(this, CUSTOM_METRICS.agentProcessingTime, 'p99'),
       props.agentP99AlarmMs,
       {
         description: `${prefix}: p99 of the manager agent's processing time above ${props.agentP99AlarmMs} ms in 2 of the last 3 five-minute periods.`,
@@ -135,7 +136,11 @@ export class GatewayAlarms extends Construct {
     if (props.alarmEmail) {
       // Not KMS-encrypted: CloudWatch alarms cannot publish to a topic under the AWS-managed SNS key, and the
       // notifications carry alarm names, states and thresholds only, no conversation data.
-      const topic = new Topic(this, 'Topic', { displayName: `${prefix} alarms`, enforceSSL: true });
+      const topic = new Topic(this, 'Topic', {
+        // SNS display names are at most 100 characters; a stack name may have 128.
+        displayName: `${prefix.slice(0, 100 - ' alarms'.length)} alarms`,
+        enforceSSL: true,
+      });
       topic.addSubscription(new EmailSubscription(props.alarmEmail));
       for (const alarm of this.all) {
         alarm.addAlarmAction(new SnsAction(topic));

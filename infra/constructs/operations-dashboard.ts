@@ -52,8 +52,8 @@ export class OperationsDashboard extends Construct {
       sm.metricTimedOut({ ...sum, label: 'Timed out', color: Color.ORANGE }),
     ];
     const percentiles = (metricName: string): IMetric[] => [
-      customMetric(metricName, 'p50', 'p50'),
-      customMetric(metricName, 'p99', 'p99'),
+      customMetric(this, metricName, 'p50', 'p50'),
+      customMetric(this, metricName, 'p99', 'p99'),
     ];
     const graph = (
       title: string,
@@ -107,16 +107,16 @@ export class OperationsDashboard extends Construct {
           graph(
             'Request and response size (bytes)',
             [
-              customMetric(CUSTOM_METRICS.requestSize, 'Average', 'Request size (avg)'),
-              customMetric(CUSTOM_METRICS.requestSize, 'Maximum', 'Request size (max)'),
-              customMetric(CUSTOM_METRICS.responseSize, 'Average', 'Response size (avg)'),
-              customMetric(CUSTOM_METRICS.responseSize, 'Maximum', 'Response size (max)'),
+              customMetric(this, CUSTOM_METRICS.requestSize, 'Average', 'Request size (avg)'),
+              customMetric(this, CUSTOM_METRICS.requestSize, 'Maximum', 'Request size (max)'),
+              customMetric(this, CUSTOM_METRICS.responseSize, 'Average', 'Response size (avg)'),
+              customMetric(this, CUSTOM_METRICS.responseSize, 'Maximum', 'Response size (max)'),
             ],
             WIDTH / 4,
           ),
           graph(
             'Requests refused for their signature (401)',
-            [customMetric(SIGNATURE_REJECTED_METRIC, 'Sum', 'Signature rejected')],
+            [customMetric(this, SIGNATURE_REJECTED_METRIC, 'Sum', 'Signature rejected')],
             WIDTH / 4,
           ),
           graph(

@@ -12,7 +12,7 @@ import { StageFunction } from './stage-function.ts';
  * The scheduler's Lambda timeout: the longest one sweep of the failed-delivery queue may take (it stops receiving
  * when less than one batch's redeliveries would fit). The queue's default visibility timeout is longer
  * (webhook-gateway-stack.ts), and the scheduler hides what it receives for longer than one redelivery execution
- * can last; with a reserved concurrency of 1, no two sweeps run at once.
+ * can last, so two sweeps that overlap never work on the same envelope.
  */
 export const REDELIVERY_SCHEDULER_TIMEOUT = Duration.minutes(5);
 /** How often the schedule looks for due deliveries. */
@@ -26,12 +26,16 @@ export interface RedeliverySchedulerProps {
   readonly schedule: string;
   readonly logRetention: RetentionDays;
   readonly logLevel: string;
+  /** Reserved concurrency (context redeliverySchedulerConcurrency); 0 or absent: none. */
+  readonly reservedConcurrency?: number;
 }
 
 /**
  * The automatic redelivery schedule on AWS: `functions/redelivery-scheduler/handler.ts`, run every minute by an
- * EventBridge rule, one run at a time (reserved concurrency 1; a run that is still going makes the next minute's
- * event wait at most a minute, then it is dropped rather than piling up). Each run receives the failed-delivery
+ * EventBridge rule (an event that cannot run within a minute is dropped rather than piling up). Runs may overlap:
+ * a received envelope stays hidden from the others. No reserved concurrency unless asked for (Lambda keeps 100 of
+ * an account's executions unreserved, and a new account may have a quota of 10: reserving any fails the deploy
+ * there). Each run receives the failed-delivery
  * envelopes, starts the redelivery workflow (StartSyncExecution) for those that are due, puts updated envelopes
  * back on the queue and moves exhausted or permanently failed ones to the dead-letter queue. Nothing else.
  */
@@ -45,7 +49,7 @@ export class RedeliveryScheduler extends Construct {
       stage: 'redelivery-scheduler',
       description: 'Redelivery schedule: start the redelivery workflow for each failed delivery that is due',
       timeout: REDELIVERY_SCHEDULER_TIMEOUT,
-      reservedConcurrentExecutions: 1,
+      reservedConcurrentExecutions: props.reservedConcurrency || undefined,
       retryAttempts: 0,
       maxEventAge: REDELIVERY_SWEEP_RATE,
       logRetention: props.logRetention,

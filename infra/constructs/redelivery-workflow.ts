@@ -30,6 +30,7 @@ export class RedeliveryWorkflow extends Construct {
     const { deliver, export: exportFn } = props.functions;
     this.substitutions = { DeliverFunctionArn: deliver.functionArn, ExportFunctionArn: exportFn.functionArn };
     const { stateMachine, logGroup } = expressStateMachine(this, {
+      name: 'redelivery',
       definitionFile: REDELIVERY_DEFINITION_FILE,
       substitutions: this.substitutions,
       invokes: [deliver, exportFn],

@@ -1,4 +1,4 @@
-import { RemovalPolicy, Validations } from 'aws-cdk-lib';
+import { type Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
 import {
   AccessLogFormat,
   AwsIntegration,
@@ -36,8 +36,17 @@ export interface WebhookApiProps {
   readonly logRetention: RetentionDays;
   readonly throttlingRateLimit: number;
   readonly throttlingBurstLimit: number;
-  /** Create the account-wide API Gateway CloudWatch role (needed once per account and region for logging). */
+  /** The REST API's name (the console lists APIs by name). */
+  readonly restApiName: string;
+  /**
+   * Access log and ERROR execution log of the stage. Both need the account-wide CloudWatch role of API Gateway's
+   * account settings: without it (a new account) a stage with logging fails to deploy.
+   */
+  readonly logging: boolean;
+  /** Create that account-wide role (AWS::ApiGateway::Account: it replaces any role the account had). */
   readonly createCloudWatchRole: boolean;
+  /** How long POST /webhook waits for the execution (TimeoutInMillis of the integration). */
+  readonly integrationTimeout: Duration;
   /** POST /webhook requires an API key (x-api-key): set when per-source usage plans exist (source-rate-limits.ts). */
   readonly apiKeyRequired: boolean;
 }
@@ -80,25 +89,30 @@ const ACCESS_LOG_FIELDS = {
  */
 export class WebhookApi extends Construct {
   readonly api: RestApi;
-  readonly accessLogGroup: LogGroup;
+  /** The access log (requestId = execution name); only with logging. */
+  readonly accessLogGroup?: LogGroup;
   readonly startExecutionRole: Role;
 
   constructor(scope: Construct, id: string, props: WebhookApiProps) {
     super(scope, id);
-    this.accessLogGroup = new LogGroup(this, 'AccessLogs', {
-      retention: props.logRetention,
-      dataProtectionPolicy: secretMaskingPolicy(),
-    });
+    this.accessLogGroup = props.logging
+      ? new LogGroup(this, 'AccessLogs', { retention: props.logRetention, dataProtectionPolicy: secretMaskingPolicy() })
+      : undefined;
     this.api = new RestApi(this, 'RestApi', {
+      restApiName: props.restApiName,
       description: 'Webhook conversation gateway: POST /webhook runs one conversation workflow; GET /health',
       endpointConfiguration: { types: [EndpointType.REGIONAL] },
       cloudWatchRole: props.createCloudWatchRole,
       cloudWatchRoleRemovalPolicy: props.createCloudWatchRole ? RemovalPolicy.RETAIN : undefined,
       deployOptions: {
         stageName: props.stageName,
-        accessLogDestination: new LogGroupLogDestination(this.accessLogGroup),
-        accessLogFormat: AccessLogFormat.custom(JSON.stringify(ACCESS_LOG_FIELDS)),
-        loggingLevel: MethodLoggingLevel.ERROR,
+        ...(this.accessLogGroup
+          ? {
+              accessLogDestination: new LogGroupLogDestination(this.accessLogGroup),
+              accessLogFormat: AccessLogFormat.custom(JSON.stringify(ACCESS_LOG_FIELDS)),
+              loggingLevel: MethodLoggingLevel.ERROR,
+            }
+          : { loggingLevel: MethodLoggingLevel.OFF }),
         dataTraceEnabled: false,
         metricsEnabled: true,
         tracingEnabled: true,
@@ -117,7 +131,7 @@ export class WebhookApi extends Construct {
     props.stateMachine.grantStartSyncExecution(this.startExecutionRole);
 
     const webhook = this.api.root.addResource('webhook');
-    webhook.addMethod('POST', this.startSyncExecution(props.stateMachine), {
+    webhook.addMethod('POST', this.startSyncExecution(props.stateMachine, props.integrationTimeout), {
       methodResponses: WEBHOOK_STATUS_CODES.map(jsonMethodResponse),
       apiKeyRequired: props.apiKeyRequired,
     });
@@ -138,7 +152,7 @@ export class WebhookApi extends Construct {
     health.addMethod('ANY', methodNotAllowed(), { methodResponses: [jsonMethodResponse(405)] });
 
     this.addGatewayResponses();
-    this.acknowledgeFindings();
+    this.acknowledgeFindings(props.logging);
   }
 
   /** The webhook URL (`https://…/<stage>/webhook`). */
@@ -150,7 +164,7 @@ export class WebhookApi extends Construct {
     return this.api.urlForPath('/health');
   }
 
-  private startSyncExecution(stateMachine: IStateMachine): AwsIntegration {
+  private startSyncExecution(stateMachine: IStateMachine, integrationTimeout: Duration): AwsIntegration {
     const responses: IntegrationResponse[] = [
       // Every execution that ran (SUCCEEDED, FAILED, TIMED_OUT, ABORTED): Step Functions answers 200.
       { statusCode: '200', responseTemplates: { [JSON_TYPE]: executionResultResponseTemplate() } },
@@ -167,6 +181,7 @@ export class WebhookApi extends Construct {
       integrationHttpMethod: 'POST',
       options: {
         credentialsRole: this.startExecutionRole,
+        timeout: integrationTimeout,
         // Only application/json has a template: any other Content-Type is refused with 415.
         passthroughBehavior: PassthroughBehavior.NEVER,
         requestTemplates: { [JSON_TYPE]: startSyncExecutionRequestTemplate(stateMachine.stateMachineArn) },
@@ -176,7 +191,20 @@ export class WebhookApi extends Construct {
   }
 
   /** cdk-nag AwsSolutions findings this API accepts, each with its reason. */
-  private acknowledgeFindings(): void {
+  private acknowledgeFindings(logging: boolean): void {
+    if (!logging) {
+      Validations.of(this.api).acknowledge(
+        {
+          id: 'AwsSolutions-APIG1',
+          reason:
+            'Access logging needs the account-wide API Gateway CloudWatch role, which a new account lacks (the deploy would fail): on with context apiLogging (or createApiGatewayCloudWatchRole). Every request is also an execution in the Express execution log.',
+        },
+        {
+          id: 'AwsSolutions-APIG6',
+          reason: 'Execution logging needs the same account-wide role as access logging: on with context apiLogging.',
+        },
+      );
+    }
     Validations.of(this.api).acknowledge(
       {
         id: 'AwsSolutions-APIG2',

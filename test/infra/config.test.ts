@@ -61,6 +61,36 @@ describe('resolveConfig', () => {
     expect(() => resolve({ stageName: 'prod/v1' })).toThrow(/stageName/);
     expect(() => resolve({ exportTransitionDays: 10 })).toThrow(/exportTransitionDays/);
     expect(() => resolve({ exportTransitionDays: 90, exportExpirationDays: 60 })).toThrow(/exportExpirationDays/);
+    expect(() => resolve({ stackName: 'my_stack' })).toThrow(/stackName must be 1-128 letters, digits and hyphens/);
+    expect(() => resolve({ apiIntegrationTimeoutMs: 5000 })).toThrow(
+      /apiIntegrationTimeoutMs must be an integer >= 9000/,
+    );
+    expect(() => resolve({ redeliverySchedulerConcurrency: -1 })).toThrow(/redeliverySchedulerConcurrency/);
+  });
+
+  it('refuses an agent timeout that does not fit in the API integration timeout, naming both settings', () => {
+    // 29 s - 1 s margin - 3 s after the deliveries - 1 s Classify - 3 s of throttling retries = 21 s.
+    expect(resolve({ agentTimeoutMs: 21_000 }).agentTimeoutMs).toBe(21_000);
+    expect(() => resolve({ agentTimeoutMs: 22_000 })).toThrow(
+      /agentTimeoutMs \(22000\) does not fit in apiIntegrationTimeoutMs \(29000\).*Use at most 21000, or raise apiIntegrationTimeoutMs/,
+    );
+    // A Regional REST API whose integration timeout quota was raised: 60 s leaves the agent 52 s.
+    expect(resolve({ apiIntegrationTimeoutMs: '60000', agentTimeoutMs: '52000' })).toMatchObject({
+      apiIntegrationTimeoutMs: 60_000,
+      agentTimeoutMs: 52_000,
+    });
+  });
+
+  it('turns API logging on when it is asked to create the account role, and parses the deploy-safety keys', () => {
+    expect(resolve({ createApiGatewayCloudWatchRole: 'true' })).toMatchObject({
+      apiLogging: true,
+      createApiGatewayCloudWatchRole: true,
+    });
+    expect(resolve({ apiLogging: 'true' })).toMatchObject({ apiLogging: true, createApiGatewayCloudWatchRole: false });
+    expect(resolve({ allowMissingDeliveryUrls: 'true', redeliverySchedulerConcurrency: '1' })).toMatchObject({
+      allowMissingDeliveryUrls: true,
+      redeliverySchedulerConcurrency: 1,
+    });
   });
 
   it('parses sourceRateLimits as an object (cdk.json) or JSON text (-c), and the other new keys', () => {
@@ -129,8 +159,9 @@ beforeAll(() => {
       logLevel: 'WARN',
       throttlingRateLimit: 5,
       throttlingBurstLimit: 10,
-      createApiGatewayCloudWatchRole: false,
       ...OPTIONAL_FEATURES_CONTEXT,
+      apiLogging: 'true',
+      createApiGatewayCloudWatchRole: false,
       requireSignedWebhooks: 'true',
       redeliverySchedule: '1m,10m',
       agentP99AlarmMs: '9000',
@@ -199,6 +230,22 @@ describe('a stack configured through context', () => {
     expect(env('Validate').LOG_LEVEL).toBe('WARN');
     for (const group of Object.values(template.findResources('AWS::Logs::LogGroup')))
       expect(group.Properties.RetentionInDays).toBe(90);
+  });
+
+  it('logs access (JSON, requestId = execution name) with apiLogging, using the account role already there', () => {
+    const stage = Object.values(template.findResources('AWS::ApiGateway::Stage'))[0]?.Properties as Record<
+      string,
+      Json
+    >;
+    const access = stage.AccessLogSetting as { DestinationArn: Json; Format: string };
+    expect(cfnText(access.DestinationArn)).toContain(
+      `{Ref:${logicalId(template, 'AWS::Logs::LogGroup', 'ApiAccessLogs')}}`,
+    );
+    expect(JSON.parse(access.Format)).toMatchObject({
+      requestId: '$context.requestId',
+      status: '$context.status',
+      integrationStatus: '$context.integration.status',
+    });
   });
 
   it('does not create the account-wide API Gateway CloudWatch role when told not to', () => {

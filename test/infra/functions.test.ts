@@ -3,6 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Template } from 'aws-cdk-lib/assertions';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { STACK_NAME_VARIABLE } from '../../functions/domain/observability.ts';
 import { METRICS_NAMESPACE, SERVICE_NAME } from '../../functions/shared/powertools.ts';
 import { DEFAULT_CONFIG } from '../../infra/config.ts';
 import {
@@ -81,9 +82,17 @@ describe('stage functions', () => {
     for (const [name, own] of Object.entries(STAGE_FUNCTIONS) as [FunctionKey, readonly string[]][]) {
       const variables = env(name);
       expect(Object.keys(variables).sort(), name).toEqual(
-        ['LOG_LEVEL', 'NODE_OPTIONS', 'POWERTOOLS_METRICS_NAMESPACE', 'POWERTOOLS_SERVICE_NAME', ...own].sort(),
+        [
+          'LOG_LEVEL',
+          'NODE_OPTIONS',
+          'POWERTOOLS_METRICS_NAMESPACE',
+          'POWERTOOLS_SERVICE_NAME',
+          STACK_NAME_VARIABLE,
+          ...own,
+        ].sort(),
       );
       expect(variables).toMatchObject({
+        [STACK_NAME_VARIABLE]: synth.stack.stackName,
         POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
         POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
         LOG_LEVEL: DEFAULT_CONFIG.logLevel,

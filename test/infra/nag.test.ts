@@ -107,3 +107,18 @@ describe('cdk-nag AwsSolutions', () => {
     for (const rule of written) expect(rule.reason.length).toBeGreaterThanOrEqual(60);
   });
 });
+
+describe('cdk-nag AwsSolutions on the default stack (no API logging: a new account has no API Gateway role)', () => {
+  let defaults: Synthesized;
+  beforeAll(() => {
+    defaults = synthesize({ checks: true, context: DELIVERY_URL_CONTEXT });
+  });
+  afterAll(() => defaults?.cleanup());
+
+  it('reports no unacknowledged finding, and says why access and execution logging are off', () => {
+    const report = defaults.checks!.validateScope(defaults.stack);
+    expect(report.violations.map((v) => v.ruleName)).toEqual([]);
+    const used = usedAcknowledgments(defaults.checks!, defaults.stack);
+    expect([...used]).toEqual(expect.arrayContaining(['AwsSolutions-APIG1', 'AwsSolutions-APIG6']));
+  });
+});

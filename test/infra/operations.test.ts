@@ -53,13 +53,14 @@ describe('dashboard', () => {
     expect(template.toJSON().Outputs[STACK_OUTPUTS.dashboard].Value).toEqual({ Ref: Object.keys(dashboards)[0] });
   });
 
-  it('graphs the five custom metrics (and signature rejections), each with the service dimension Powertools adds', () => {
+  it('graphs the five custom metrics (and signature rejections), each with the service and stack dimensions', () => {
     expect(Object.values(CUSTOM_METRICS).sort()).toEqual(Object.values(METRIC_NAMES).sort());
     const custom = dashboardMetrics().filter((line) => line[0] === METRICS_NAMESPACE);
     expect([...new Set(custom.map((line) => line[1]))].sort()).toEqual(
       [...Object.values(METRIC_NAMES), SIGNATURE_REJECTED_METRIC].sort(),
     );
-    for (const line of custom) expect(line.slice(2, 4)).toEqual(['service', SERVICE_NAME]);
+    for (const line of custom)
+      expect(line.slice(2, 6)).toEqual(['service', SERVICE_NAME, 'stack', synth.stack.stackName]);
   });
 
   it('shows agent and delivery latency as p50 and p99', () => {
@@ -123,11 +124,14 @@ describe('alarms', () => {
     expect(Object.keys(template.findResources('AWS::SNS::Topic'))).toEqual([]);
   });
 
-  it('fire on any export S3 refused (deferred to the redelivery schedule), with the service dimension', () => {
+  it('fire on any export S3 refused (deferred to the redelivery schedule), with the service and stack dimensions', () => {
     expect(alarm('ExportsDeferred')).toMatchObject({
       Namespace: 'RevOps/WebhookGateway',
       MetricName: 'Webhook.export_deferred',
-      Dimensions: [{ Name: 'service', Value: 'webhook-gateway' }],
+      Dimensions: [
+        { Name: 'service', Value: 'webhook-gateway' },
+        { Name: 'stack', Value: synth.stack.stackName },
+      ],
       Statistic: 'Sum',
       Period: 300,
       Threshold: 0,
@@ -155,7 +159,10 @@ describe('alarms', () => {
     expect(alarm('AgentLatencyP99')).toMatchObject({
       Namespace: METRICS_NAMESPACE,
       MetricName: METRIC_NAMES.agentProcessingTime,
-      Dimensions: [{ Name: 'service', Value: SERVICE_NAME }],
+      Dimensions: [
+        { Name: 'service', Value: SERVICE_NAME },
+        { Name: 'stack', Value: synth.stack.stackName },
+      ],
       ExtendedStatistic: 'p99',
       Period: 300,
       EvaluationPeriods: 3,
@@ -175,7 +182,12 @@ describe('alarms', () => {
     expect(filters[0]).toMatchObject({
       LogGroupName: { Ref: id('AWS::Logs::LogGroup', 'WorkflowExecutionLogs') },
       MetricTransformations: [
-        { MetricNamespace: METRICS_NAMESPACE, MetricName: 'ConversationServerFailures', MetricValue: '1' },
+        {
+          // A filter's dimensions come from the log event only: the stack is in the namespace.
+          MetricNamespace: `${METRICS_NAMESPACE}/${synth.stack.stackName}`,
+          MetricName: 'ConversationServerFailures',
+          MetricValue: '1',
+        },
       ],
     });
     const pattern = String(filters[0]!.FilterPattern);
@@ -201,7 +213,7 @@ describe('alarms', () => {
           m.MetricStat!.Period,
         ]),
     ).toEqual([
-      [METRICS_NAMESPACE, 'ConversationServerFailures', 'Sum', 300],
+      [`${METRICS_NAMESPACE}/${synth.stack.stackName}`, 'ConversationServerFailures', 'Sum', 300],
       ['AWS/States', 'ExecutionsTimedOut', 'Sum', 300],
     ]);
   });

@@ -152,28 +152,26 @@ describe('API: GET /health, gateway responses, stage', () => {
     template.hasResourceProperties('AWS::ApiGateway::GatewayResponse', { ResponseType: 'DEFAULT_5XX' });
   });
 
-  it('is a regional REST API whose stage logs access, traces and throttles', () => {
-    template.hasResourceProperties('AWS::ApiGateway::RestApi', { EndpointConfiguration: { Types: ['REGIONAL'] } });
+  it('is a regional REST API named after the stack whose stage traces and throttles, without logging by default', () => {
+    template.hasResourceProperties('AWS::ApiGateway::RestApi', {
+      Name: synth.stack.stackName,
+      EndpointConfiguration: { Types: ['REGIONAL'] },
+    });
     const stage = Object.values(template.findResources('AWS::ApiGateway::Stage'))[0]?.Properties as Record<
       string,
       Json
     >;
     expect(stage.StageName).toBe(DEFAULT_CONFIG.stageName);
     expect(stage.TracingEnabled).toBe(true);
-    const access = stage.AccessLogSetting as { DestinationArn: Json; Format: string };
-    expect(cfnText(access.DestinationArn)).toContain(
-      `{Ref:${logicalId(template, 'AWS::Logs::LogGroup', 'ApiAccessLogs')}}`,
-    );
-    expect(JSON.parse(access.Format)).toMatchObject({
-      requestId: '$context.requestId',
-      status: '$context.status',
-      integrationStatus: '$context.integration.status',
-    });
+    // API Gateway logs with the account-wide role of its account settings, which a new account does not have:
+    // with logging on, the first deploy there fails. On with apiLogging (see config.test.ts).
+    expect(stage.AccessLogSetting).toBeUndefined();
+    expect(Object.keys(template.findResources('AWS::ApiGateway::Account'))).toEqual([]);
     expect(stage.MethodSettings).toEqual([
       expect.objectContaining({
         HttpMethod: '*',
         ResourcePath: '/*',
-        LoggingLevel: 'ERROR',
+        LoggingLevel: 'OFF',
         DataTraceEnabled: false,
         ThrottlingRateLimit: DEFAULT_CONFIG.throttlingRateLimit,
         ThrottlingBurstLimit: DEFAULT_CONFIG.throttlingBurstLimit,
@@ -186,9 +184,8 @@ describe('workflow', () => {
   it('is an Express state machine loaded from statemachine/conversation.asl.json', () => {
     const sm = props(stateMachineId());
     expect(sm.StateMachineType).toBe('EXPRESS');
-    const key = String((sm.DefinitionS3Location as { Key: string }).Key);
-    const asset = readFileSync(path.join(synth.outdir, `asset.${key}`), 'utf8');
-    expect(asset).toBe(readFileSync(DEFINITION_FILE, 'utf8'));
+    // Inline, so the template shows the definition Step Functions receives.
+    expect(sm.DefinitionString).toBe(readFileSync(DEFINITION_FILE, 'utf8'));
   });
 
   it('substitutes every placeholder: no ${ is left in the deployed definition', () => {
@@ -375,8 +372,8 @@ describe('storage, queues, logs, outputs', () => {
 
   it('gives every log group the configured retention', () => {
     const groups = Object.values(template.findResources('AWS::Logs::LogGroup'));
-    // Two workflows, five stages, the redelivery scheduler, the API access log.
-    expect(groups).toHaveLength(9);
+    // Two workflows, five stages, the redelivery scheduler (the API access log only with apiLogging).
+    expect(groups).toHaveLength(8);
     for (const group of groups) expect(group.Properties.RetentionInDays).toBe(DEFAULT_CONFIG.logRetentionDays);
   });
 
@@ -385,6 +382,20 @@ describe('storage, queues, logs, outputs', () => {
       pluginReports: unknown[];
     };
     expect(report.pluginReports).toEqual([]);
+  });
+
+  it('has no delivery-URL guard once every URL is set (test/infra/app.test.ts shows the guard)', () => {
+    const json = template.toJSON() as { Rules?: Record<string, unknown>; Parameters?: Record<string, unknown> };
+    expect(json.Rules?.DeliveryUrlsConfigured).toBeUndefined();
+    expect(json.Parameters?.MissingDeliveryUrlsAllowed).toBeUndefined();
+    const allowed = synthesize({ context: { allowMissingDeliveryUrls: true } });
+    try {
+      expect(
+        (allowed.template.toJSON() as { Rules?: Record<string, unknown> }).Rules?.DeliveryUrlsConfigured,
+      ).toBeUndefined();
+    } finally {
+      allowed.cleanup();
+    }
   });
 
   it('outputs the API URLs, state machines, log groups, bucket, queues, secrets, table and dashboard', () => {

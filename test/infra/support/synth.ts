@@ -25,8 +25,12 @@ export const DELIVERY_URL_CONTEXT = {
   generalWebhookUrl: 'https://receiver.example.com/hooks/general',
 } as const;
 
-/** The optional features switched on: per-source API keys and usage plans, the alarm topic with an e-mail. */
+/**
+ * The optional features switched on: per-source API keys and usage plans, the alarm topic with an e-mail, API
+ * logging with the account-wide API Gateway CloudWatch role.
+ */
 export const OPTIONAL_FEATURES_CONTEXT = {
+  createApiGatewayCloudWatchRole: true,
   sourceRateLimits: {
     testing_system: { rateLimit: 10, burstLimit: 20, quotaPerDay: 10_000 },
     'crm.sync-2': { rateLimit: 2.5, burstLimit: 5 },
@@ -59,6 +63,8 @@ export interface SynthOptions {
    * per process, so one test file runs it and the others skip it.
    */
   cfnValidation?: boolean;
+  /** The stack's name (its construct id, as infra/app.ts names it); TestGateway by default. */
+  stackName?: string;
 }
 
 /**
@@ -84,7 +90,7 @@ export function synthesize(options: SynthOptions = {}): Synthesized {
       ...options.context,
     },
   });
-  const stack = new WebhookGatewayStack(app, 'TestGateway', { config: options.config });
+  const stack = new WebhookGatewayStack(app, options.stackName ?? 'TestGateway', { config: options.config });
   const checks = options.checks ? addAwsSolutionsChecks(app) : undefined;
   const assembly = app.synth();
   const template = Template.fromJSON(assembly.getStackByName(stack.stackName).template as Record<string, unknown>);

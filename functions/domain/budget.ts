@@ -1,0 +1,80 @@
+/**
+ * How long a conversation may take, decided once by Validate and carried in the workflow state as `budget`, so the
+ * same state machine can run with other budgets (an asynchronous start may give the agent minutes) without another
+ * definition. docs/deploy.md ("Timeouts") draws the timeline.
+ *
+ * A synchronous caller waits at most the response timeout (on AWS, the API Gateway integration timeout, 29 s by
+ * default). Counted from the moment the request arrived:
+ *
+ *   0 ── Validate ── InvokeManagerAgent (≤ agent_seconds) ── Classify ── Deliver (attempts end by deliver_by)
+ *        ── Export (S3 work ends by answer_by − FALLBACK) ── [S3 refused: close, queue] ── answer_by ── timeout
+ *
+ * Each reserve below is the time the states after a point need at most, so that a slow agent, a slow receiver or a
+ * slow or refusing S3 still ends in the workflow's own answer (and an exported or queued record) before the caller
+ * gives up, never in the gateway's own 504.
+ */
+export interface Budget {
+  /** Whole seconds InvokeManagerAgent may wait for the agent (its TimeoutSecondsPath), at least 1. */
+  agent_seconds: number;
+  /** No in-workflow delivery attempt may end after this (ISO 8601); null: no caller is waiting. */
+  deliver_by: string | null;
+  /** The workflow's answer must be ready by this (ISO 8601); null: no caller is waiting. */
+  answer_by: string | null;
+}
+
+export interface BudgetSettings {
+  /** How long the caller waits for the answer, ms (API Gateway's integration timeout; RESPONSE_TIMEOUT_MS). */
+  responseTimeoutMs: number;
+  /** The longest the agent may take, ms (MANAGER_AGENT_TIMEOUT_MS); rounded down to whole seconds, at least 1 s. */
+  agentTimeoutMs: number;
+}
+
+export const DEFAULT_RESPONSE_TIMEOUT_MS = 29_000;
+export const DEFAULT_AGENT_TIMEOUT_MS = 20_000;
+
+/** The reserves of the synchronous timeline, ms. */
+export const SYNC_RESERVES = {
+  /** API Gateway starting the execution and mapping its result, and clock skew between it and Lambda. */
+  margin: 1_000,
+  /** After the last delivery attempt: Export, and when S3 refuses, closing and queueing the record. */
+  tail: 3_000,
+  /** Of the tail, what the S3-refused path needs (the Export Lambda again, then one SQS send and its retry). */
+  fallback: 2_000,
+  /** Classify, between the agent's answer and the first delivery attempt. */
+  classify: 1_000,
+  /**
+   * InvokeManagerAgent's Retry: a throttled agent (Lambda.TooManyRequestsException, answered at once) is tried again
+   * after at most 1 s, then 2 s (MaxDelaySeconds of statemachine/conversation.asl.json).
+   */
+  agentRetryWaits: 3_000,
+} as const;
+
+/** The largest agent timeout a synchronous call can honour with this response timeout, ms (whole seconds). */
+export function maxSyncAgentTimeoutMs(responseTimeoutMs: number): number {
+  const r = SYNC_RESERVES;
+  return Math.floor((responseTimeoutMs - r.margin - r.tail - r.classify - r.agentRetryWaits) / 1000) * 1000;
+}
+
+/** The budget of a synchronous conversation whose request arrived at `receivedAt`, decided at `now`. */
+export function syncBudget(settings: BudgetSettings, receivedAt: string, now: Date): Budget {
+  const r = SYNC_RESERVES;
+  const arrived = Date.parse(receivedAt);
+  const start = Number.isNaN(arrived) ? now.getTime() : arrived;
+  const answerBy = start + settings.responseTimeoutMs - r.margin;
+  const deliverBy = answerBy - r.tail;
+  const agentEndsBy = deliverBy - r.classify - r.agentRetryWaits;
+  const configured = Math.max(1, Math.floor(settings.agentTimeoutMs / 1000));
+  const left = Math.floor((agentEndsBy - now.getTime()) / 1000);
+  return {
+    agent_seconds: Math.max(1, Math.min(configured, left)),
+    deliver_by: new Date(deliverBy).toISOString(),
+    answer_by: new Date(answerBy).toISOString(),
+  };
+}
+
+/** Milliseconds left until `deadline` (an ISO time from the budget); Infinity when there is none. */
+export function msLeft(deadline: string | null | undefined, now: Date): number {
+  if (!deadline) return Number.POSITIVE_INFINITY;
+  const at = Date.parse(deadline);
+  return Number.isNaN(at) ? Number.POSITIVE_INFINITY : at - now.getTime();
+}

@@ -1,0 +1,69 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PROJECT_ROOT } from '../../infra/constructs/stage-function.ts';
+import { cdkJsonContext } from './support/synth.ts';
+
+const run = promisify(execFile);
+
+/**
+ * infra/app.ts run as `npx cdk synth` runs it (the CLI passes cdk.json's context and the output directory in the
+ * environment, and the account and region of the credentials when it has any), without bundling the functions.
+ */
+async function synthApp(context: Record<string, unknown>): Promise<{ template: any; stderr: string; dir: string }> {
+  const dir = mkdtempSync(path.join(PROJECT_ROOT, 'node_modules', '.cache', 'app-synth-'));
+  const { stderr } = await run(process.execPath, ['--import', 'tsx', path.join(PROJECT_ROOT, 'infra', 'app.ts')], {
+    cwd: PROJECT_ROOT,
+    env: {
+      ...process.env,
+      CDK_OUTDIR: dir,
+      CDK_CONTEXT_JSON: JSON.stringify({ ...cdkJsonContext(), 'aws:cdk:bundling-stacks': [], ...context }),
+      // What the CLI sets from the credentials during `cdk deploy`.
+      CDK_DEFAULT_ACCOUNT: '111122223333',
+      CDK_DEFAULT_REGION: 'eu-west-3',
+      CDK_DOCKER: '/bin/false',
+    },
+  });
+  const template = JSON.parse(readFileSync(path.join(dir, 'WebhookConversationGateway.template.json'), 'utf8'));
+  return { template, stderr, dir };
+}
+
+describe('npx cdk synth (infra/app.ts) as a new user runs it', () => {
+  // cdk.json as shipped: no delivery URL yet. (With the URLs set there is no rule: test/infra/stack.test.ts.)
+  let fresh: Awaited<ReturnType<typeof synthApp>>;
+  beforeAll(async () => {
+    fresh = await synthApp({});
+  }, 120_000);
+  afterAll(() => {
+    if (fresh) rmSync(fresh.dir, { recursive: true, force: true });
+  });
+
+  it('synthesizes the fresh clone (cdk.json as shipped) with cdk-nag and the template checks passing', () => {
+    expect(fresh.template.Resources).toBeDefined();
+    expect(fresh.stderr).not.toMatch(/Validation failed|\[Error at/);
+  });
+
+  it('is region- and account-agnostic even when the CLI knows both: every ARN uses the pseudo parameters', () => {
+    const text = JSON.stringify(fresh.template);
+    expect(text).not.toContain('eu-west-3');
+    expect(text).not.toContain('111122223333');
+    expect(text).toContain('AWS::Region');
+  });
+
+  it('guards a deploy without delivery URLs: a CloudFormation rule that fails before anything is created', () => {
+    const rule = fresh.template.Rules?.DeliveryUrlsConfigured;
+    expect(rule.Assertions).toHaveLength(1);
+    const [assertion] = rule.Assertions;
+    expect(assertion.Assert).toEqual({ 'Fn::Equals': [{ Ref: 'MissingDeliveryUrlsAllowed' }, 'yes'] });
+    expect(assertion.AssertDescription).toMatch(
+      /^No delivery URL is set for context dealAnalysisWebhookUrl, dataAnalysisWebhookUrl, leadAnalysisWebhookUrl, generalWebhookUrl: .*allowMissingDeliveryUrls=true/,
+    );
+    expect(fresh.template.Parameters.MissingDeliveryUrlsAllowed).toMatchObject({
+      Default: 'no',
+      AllowedValues: ['yes', 'no'],
+    });
+    expect(fresh.stderr).toMatch(/cdk deploy will be refused: No delivery URL is set/);
+  });
+});
