@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { WEBHOOK_TYPES } from '../functions/domain/conversation.ts';
 import { DELIVERY_URL_VARIABLES } from '../functions/domain/delivery.ts';
+import { DEFAULTS } from '../functions/shared/settings.ts';
 import type { LoadFigures, LoadSpec } from './load-client.ts';
 import { type InstantPeers, startInstantPeers, startInstantS3 } from './support/peers.ts';
 import { BENCH_DIR, cpuMsOf, PROJECT_ROOT, rssMbOf, runTs, waitForExit } from './support/processes.ts';
@@ -178,7 +179,7 @@ export async function runGatewayLoad(
         'tsx',
         path.join(BENCH_DIR, 'support', 's3-server.ts'),
         path.join(dataDir, 'data', 's3'),
-        'revops-conversations',
+        DEFAULTS.exportBucket,
       ],
       {
         cwd: PROJECT_ROOT,
@@ -194,7 +195,7 @@ export async function runGatewayLoad(
       });
       child.once('exit', (code) => reject(new Error(`the S3 process exited with ${code}`)));
     });
-    extraEnv.CONVERSATION_EXPORT_S3_BUCKET = 'revops-conversations';
+    extraEnv.CONVERSATION_EXPORT_S3_BUCKET = DEFAULTS.exportBucket;
     s3Pid = child.pid ?? null;
     stopS3 = async () => {
       child.kill('SIGTERM');

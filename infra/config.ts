@@ -3,12 +3,14 @@ import type { Node } from 'constructs';
 import { maxSyncAgentTimeoutMs } from '../functions/domain/budget.ts';
 import { WEBHOOK_TYPES, type WebhookType } from '../functions/domain/conversation.ts';
 import { parseSchedule } from '../functions/domain/failed-delivery.ts';
+import { DEFAULTS } from '../functions/shared/settings.ts';
 import { STACK_NAME } from './template-checks/name-limits.ts';
 
 /**
  * Everything an operator can set for one deployment. Each field is a CDK context key of the same name
  * (`cdk.json` → "context", or `npx cdk deploy -c key=value`); props passed to the stack win over context.
- * The defaults below are the documented ones (docs/deploy.md has the same table).
+ * The defaults below are the documented ones (docs/deploy.md has the same table); those the functions share come
+ * from functions/shared/settings.ts.
  */
 export interface GatewayConfig {
   /** CloudFormation stack name. */
@@ -100,12 +102,12 @@ export const DELIVERY_URL_CONTEXT_KEYS: Record<WebhookType, string> = {
 };
 
 export const DEFAULT_CONFIG: GatewayConfig = {
-  stackName: 'WebhookConversationGateway',
+  stackName: DEFAULTS.stackName,
   stageName: 'prod',
-  agentFunctionName: 'revops-manager-agent-wrapper',
-  agentTimeoutMs: 20_000,
+  agentFunctionName: DEFAULTS.agentFunctionName,
+  agentTimeoutMs: DEFAULTS.agentTimeoutMs,
   deliveryUrls: { deal_analysis: '', data_analysis: '', lead_analysis: '', general: '' },
-  deliveryTimeoutMs: 3_000,
+  deliveryTimeoutMs: DEFAULTS.deliveryTimeoutMs,
   exportBucketName: '',
   enableConversationExport: true,
   exportTransitionDays: 90,
@@ -119,7 +121,7 @@ export const DEFAULT_CONFIG: GatewayConfig = {
   apiIntegrationTimeoutMs: 29_000,
   allowMissingDeliveryUrls: false,
   redeliverySchedulerConcurrency: 0,
-  redeliverySchedule: '5s,5m,30m,2h,5h,10h,10h',
+  redeliverySchedule: DEFAULTS.redeliverySchedule,
   requireSignedWebhooks: false,
   sourceRateLimits: {},
   agentP99AlarmMs: 15_000,

@@ -3,10 +3,8 @@ import {
   attemptBudget,
   attemptError,
   buildDeliveryPayload,
-  DEFAULT_RESPONSE_DEADLINE_MS,
   DELIVERY_URL_VARIABLES,
   deferralAfter,
-  deliveryUrlFor,
   MAX_RETRY_WAIT_MS,
   unsafeDeliveryUrl,
 } from '../domain/delivery.ts';
@@ -15,13 +13,12 @@ import { withDeliveryAttempt } from '../domain/lifecycle.ts';
 import { DELIVERY_DEFERRED_EVENT } from '../domain/observability.ts';
 import { signOutbound } from '../domain/signatures.ts';
 import { logEvent, METRIC_NAMES, recordTime } from '../shared/events.ts';
-import { DEFAULT_DELIVERY_TIMEOUT_MS, postJson } from '../shared/http-delivery.ts';
+import { postJson } from '../shared/http-delivery.ts';
 import { logger, stageHandler } from '../shared/powertools.ts';
 import { deliverySecret } from '../shared/secrets.ts';
+import { settings } from '../shared/settings.ts';
 
 export const USER_AGENT = 'revops-webhook-gateway/1.0';
-
-const deadlineMs = () => Number(process.env.RESPONSE_DEADLINE_MS ?? DEFAULT_RESPONSE_DEADLINE_MS);
 
 /**
  * Deliver: one POST of the result to the URL configured for its type, carrying the stable delivery id.
@@ -31,7 +28,8 @@ const deadlineMs = () => Number(process.env.RESPONSE_DEADLINE_MS ?? DEFAULT_RESP
 export const handler = stageHandler('Deliver', async (state: ConversationState): Promise<ConversationState> => {
   const record = state.conversation;
   const type = record.webhook_context.webhook_type ?? 'general';
-  const url = deliveryUrlFor(type, process.env);
+  const config = settings();
+  const url = config.deliveryUrls[type];
   const attemptNumber = record.execution.delivery_attempts.length + 1;
   const via = state.redelivery?.via ?? 'workflow';
   if (!url) {
@@ -50,10 +48,10 @@ export const handler = stageHandler('Deliver', async (state: ConversationState):
     logEvent('WEBHOOK_DELIVERY_FAILED', record, { attempt: attemptNumber, via, error: unsafe, final: true });
     throw new DeliveryPermanentError(JSON.stringify({ message: `${DELIVERY_URL_VARIABLES[type]}: ${unsafe}` }));
   }
-  let timeoutMs = Number(process.env.DELIVERY_TIMEOUT_MS ?? DEFAULT_DELIVERY_TIMEOUT_MS);
+  let timeoutMs = config.deliveryTimeoutMs;
   if (!state.redelivery) {
     // Inside the conversation the caller is waiting: never start an attempt it cannot wait for.
-    const budget = attemptBudget(record.metadata.received_at, new Date(), deadlineMs(), timeoutMs);
+    const budget = attemptBudget(record.metadata.received_at, new Date(), config.responseDeadlineMs, timeoutMs);
     if ('defer' in budget) {
       logger.warn('Delivery deferred to the redelivery schedule', {
         event_type: DELIVERY_DEFERRED_EVENT,
@@ -108,7 +106,7 @@ export const handler = stageHandler('Deliver', async (state: ConversationState):
     const next = attemptBudget(
       record.metadata.received_at,
       new Date(Date.now() + MAX_RETRY_WAIT_MS),
-      deadlineMs(),
+      config.responseDeadlineMs,
       timeoutMs,
     );
     if ('defer' in next) throw deferralAfter(attempt, url, next.defer);

@@ -30,11 +30,6 @@ export function unsafeDeliveryUrl(url: string): string | null {
   return `delivery URL must use https (plain http only to loopback): ${parsed.protocol}//${parsed.host}`;
 }
 
-export function deliveryUrlFor(type: WebhookType, env: Record<string, string | undefined>): string | null {
-  const url = env[DELIVERY_URL_VARIABLES[type]]?.trim();
-  return url ? url : null;
-}
-
 /** The JSON document POSTed to the receiver. Identical on every attempt of one delivery. */
 export function buildDeliveryPayload(record: ConversationRecord) {
   return {
@@ -70,11 +65,6 @@ export function attemptError(
   return attempt.outcome === 'permanent' ? new DeliveryPermanentError(text) : new DeliveryRetryableError(text);
 }
 
-/**
- * The caller waits for its answer (API Gateway gives up after 29 s): in-workflow delivery attempts stop this long
- * after the request arrived, leaving time for Export; what is left goes to the redelivery schedule.
- */
-export const DEFAULT_RESPONSE_DEADLINE_MS = 25_000;
 /** An attempt with less time than this is not worth starting. */
 export const MIN_ATTEMPT_MS = 500;
 

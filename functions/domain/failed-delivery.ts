@@ -46,9 +46,10 @@ export interface QueuedFailedDelivery {
 }
 
 /**
- * Svix's schedule after the first, immediate attempt: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
+ * Svix's schedule after the first, immediate attempt: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (REDELIVERY_SCHEDULE).
  * The in-workflow attempts (with their own short Retry) stand for the immediate one.
  */
+export const DEFAULT_REDELIVERY_SCHEDULE = '5s,5m,30m,2h,5h,10h,10h';
 export const DEFAULT_RETRY_SCHEDULE_MS: readonly number[] = [
   5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000,
 ];

@@ -10,6 +10,7 @@ import { s3 } from '../shared/clients/s3.ts';
 import { logEvent, METRIC_NAMES, recordTime } from '../shared/events.ts';
 import { idempotencyStore } from '../shared/idempotency-store.ts';
 import { logger, MetricUnit, metrics, stageHandler } from '../shared/powertools.ts';
+import { settings } from '../shared/settings.ts';
 
 export interface ExportInput {
   state: ConversationState;
@@ -32,8 +33,8 @@ export const handler = stageHandler('Export', async ({ state, execution_name }: 
   const deferred = state.export_error;
 
   let written: { location: string; files: number } | null = null;
-  if (!deferred && process.env.ENABLE_CONVERSATION_EXPORT !== 'false') {
-    const bucket = process.env.CONVERSATION_EXPORT_S3_BUCKET;
+  const { exportEnabled, exportBucket: bucket } = settings();
+  if (!deferred && exportEnabled) {
     if (!bucket) throw new ExportError('CONVERSATION_EXPORT_S3_BUCKET is not set');
     // The state this run is: the conversation workflow's ExportFailedConversation after an agent failure, else an Export.
     const origin = {

@@ -6,8 +6,8 @@ import { withAgentAnswer } from '../domain/lifecycle.ts';
 import { lambda } from '../shared/clients/lambda.ts';
 import { logEvent, METRIC_NAMES, recordSize, recordTime } from '../shared/events.ts';
 import { stageHandler } from '../shared/powertools.ts';
+import { settings } from '../shared/settings.ts';
 
-const DEFAULT_TIMEOUT_MS = 20_000;
 /**
  * The answer travels in the workflow's state (text and structured data) and Step Functions caps a state at 256 KB:
  * a larger answer would fail the execution with States.DataLimitExceeded and lose the record. Refuse it here
@@ -26,8 +26,7 @@ export const handler = stageHandler(
   'InvokeManagerAgent',
   async (state: ConversationState): Promise<ConversationState> => {
     const record = state.conversation;
-    const functionName = process.env.MANAGER_AGENT_FUNCTION_NAME ?? 'revops-manager-agent-wrapper';
-    const timeoutMs = Number(process.env.MANAGER_AGENT_TIMEOUT_MS ?? DEFAULT_TIMEOUT_MS);
+    const { agentFunctionName: functionName, agentTimeoutMs: timeoutMs } = settings();
     const request = {
       query: userQuery(record),
       conversation_id: record.conversation_id,

@@ -1,7 +1,6 @@
 import type { DeliveryAttempt } from '../domain/conversation.ts';
 import { outcomeForStatus, retryAfterMs } from '../domain/delivery.ts';
 
-export const DEFAULT_DELIVERY_TIMEOUT_MS = 3_000;
 /** At most this much of a receiver's answer is read (and kept, trimmed, for the attempt record). */
 export const MAX_RESPONSE_BYTES = 65_536;
 
@@ -37,7 +36,7 @@ export async function postJson(
   body: string,
   headers: Record<string, string>,
   attemptNumber: number,
-  timeoutMs = DEFAULT_DELIVERY_TIMEOUT_MS,
+  timeoutMs: number,
 ): Promise<PostResult> {
   const at = new Date();
   const started = performance.now();

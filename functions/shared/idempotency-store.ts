@@ -3,6 +3,7 @@ import path from 'node:path';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { expiresAt, type IdempotencyRecord, IN_PROGRESS_TTL_SECONDS, isExpired } from '../domain/idempotency.ts';
 import { tracer } from './powertools.ts';
+import { settings } from './settings.ts';
 
 /**
  * The idempotency store: one port, two adapters chosen by configuration.
@@ -19,7 +20,7 @@ export interface IdempotencyStore {
   release(pk: string): Promise<void>;
 }
 
-const ttl = () => Number(process.env.IDEMPOTENCY_TTL_SECONDS ?? 86_400);
+const ttl = () => settings().idempotencyTtlSeconds;
 
 /** The DynamoDB SDK is loaded on first use only: a stage without a key never pays its import (measured in bench/). */
 const dynamo = async () => {
@@ -162,7 +163,8 @@ class FileIdempotencyStore implements IdempotencyStore {
 }
 
 export function idempotencyStore(): IdempotencyStore | null {
-  if (process.env.IDEMPOTENCY_TABLE_NAME) return new DynamoIdempotencyStore(process.env.IDEMPOTENCY_TABLE_NAME);
-  if (process.env.IDEMPOTENCY_DIR) return new FileIdempotencyStore(process.env.IDEMPOTENCY_DIR);
+  const { idempotencyTableName, idempotencyDir } = settings();
+  if (idempotencyTableName) return new DynamoIdempotencyStore(idempotencyTableName);
+  if (idempotencyDir) return new FileIdempotencyStore(idempotencyDir);
   return null;
 }

@@ -1,6 +1,7 @@
 import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { type InboundPolicy, parseSecretsBySource, type SecretsBySource } from '../domain/signatures.ts';
 import { tracer } from './powertools.ts';
+import { settings } from './settings.ts';
 
 /**
  * Signing secrets, from configuration:
@@ -40,7 +41,7 @@ async function configured(name: string): Promise<SecretsBySource> {
 export async function inboundPolicy(): Promise<InboundPolicy> {
   return {
     secrets: await configured('INBOUND_WEBHOOK_SECRETS'),
-    requireSignature: process.env.REQUIRE_SIGNED_WEBHOOKS === 'true',
+    requireSignature: settings().requireSignedWebhooks,
   };
 }
 

@@ -5,6 +5,7 @@ import type { ConversationRecord } from '../../functions/domain/conversation.ts'
 import { isConversationId } from '../../functions/domain/conversation-id.ts';
 import { EXPORT_FILES, exportFolder } from '../../functions/domain/export-formats.ts';
 import { type FailedDeliveryEnvelope, owedBy } from '../../functions/domain/failed-delivery.ts';
+import { DEFAULTS, settings } from '../../functions/shared/settings.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
 import {
   type ConversationFilter,
@@ -141,7 +142,7 @@ export async function conversationsShow(args: string[]): Promise<number> {
     envelope,
     executions,
     values.json ?? false,
-    `s3://${process.env.CONVERSATION_EXPORT_S3_BUCKET || 'revops-conversations'}/${exportFolder(id)}`,
+    `s3://${settings().exportBucket ?? DEFAULTS.exportBucket}/${exportFolder(id)}`,
   );
   return 0;
 }

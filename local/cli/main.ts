@@ -1,6 +1,5 @@
 import path from 'node:path';
 import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
-import { DELIVERY_URL_VARIABLES } from '../../functions/domain/delivery.ts';
 import { type GatewayOptions, resolveOptions } from '../server/config.ts';
 import type { RunningGateway } from '../server/gateway.ts';
 import { conversationsList, conversationsSearch, conversationsShow } from './conversations.ts';
@@ -76,13 +75,13 @@ async function start(): Promise<number> {
     `  S3      ${gateway.s3Endpoint}  bucket ${gateway.bucket}  (files under ${rel(path.join(options.dataDir, 's3'))})`,
   );
   out(
-    `  agent   ${process.env.AWS_ENDPOINT_URL_LAMBDA} function ${gateway.agentFunctionName}` +
-      (process.env.AWS_ENDPOINT_URL_LAMBDA === gateway.url ? '  (SAMPLE agent built into this server)' : ''),
+    `  agent   ${gateway.agentEndpoint} function ${gateway.agentFunctionName}` +
+      (gateway.agentEndpoint === gateway.url ? '  (SAMPLE agent built into this server)' : ''),
   );
-  for (const type of WEBHOOK_TYPES) out(`  deliver ${type.padEnd(14)} → ${process.env[DELIVERY_URL_VARIABLES[type]]}`);
+  for (const type of WEBHOOK_TYPES) out(`  deliver ${type.padEnd(14)} → ${gateway.settings.deliveryUrls[type]}`);
   out(
     `  signing deliveries with the secrets in ${gateway.deliverySecretsFile ? rel(gateway.deliverySecretsFile) : 'DELIVERY_SIGNING_SECRETS'}` +
-      `   inbound signatures: ${process.env.INBOUND_WEBHOOK_SECRETS ? 'required for the sources in INBOUND_WEBHOOK_SECRETS' : 'none configured'}${process.env.REQUIRE_SIGNED_WEBHOOKS === 'true' ? ' (unsigned refused)' : ''}`,
+      `   inbound signatures: ${process.env.INBOUND_WEBHOOK_SECRETS ? 'required for the sources in INBOUND_WEBHOOK_SECRETS' : 'none configured'}${gateway.settings.requireSignedWebhooks ? ' (unsigned refused)' : ''}`,
   );
   out(
     `  history ${rel(gateway.executions.dir)}   failed deliveries ${rel(gateway.failedDeliveries.dir)}   handler logs ${logFile.startsWith('(') ? logFile : rel(logFile)}`,

@@ -3,6 +3,7 @@
  * small formatting helpers of the lists.
  */
 import { type FailedDeliveryEnvelope, owedBy } from '../../functions/domain/failed-delivery.ts';
+import { DEFAULTS } from '../../functions/shared/settings.ts';
 
 /** An error the command line prints as one line (`webhook-gateway: …`), exit code 1, never a stack trace. */
 export class CliError extends Error {}
@@ -18,7 +19,7 @@ export function note(text: string): void {
 }
 
 /** The stack `--aws` commands read when no --stack is given (infra's default stackName). */
-export const DEFAULT_STACK_NAME = 'WebhookConversationGateway';
+export const DEFAULT_STACK_NAME = DEFAULTS.stackName;
 
 /** `--aws [--stack NAME] [--region R]`: act on a deployed stack (local/cli/aws/). */
 export const AWS_OPTIONS = {

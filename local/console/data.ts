@@ -17,6 +17,8 @@ export interface ConsoleContext {
   failedDeliveries: LocalFailedDeliveryStore;
   bucket: string;
   s3Endpoint: string;
+  /** ENABLE_CONVERSATION_EXPORT: the page says exports are off instead of looking for them. */
+  exportEnabled: boolean;
 }
 
 export interface ConsoleRow extends ConversationSummary {

@@ -129,7 +129,7 @@ export async function handleConsole(req: IncomingMessage, res: ServerResponse, c
       envelope,
       documents,
       bucket: ctx.bucket,
-      exportEnabled: process.env.ENABLE_CONVERSATION_EXPORT !== 'false',
+      exportEnabled: ctx.exportEnabled,
     });
     return sendHtml(req, res, 200, fragment ? body.value : page({ ...shell, version: v, body }));
   }

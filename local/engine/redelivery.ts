@@ -2,11 +2,11 @@ import { randomBytes } from 'node:crypto';
 import {
   type FailedDeliveryEnvelope,
   isDue,
-  parseSchedule,
   redeliveryContext,
   redeliveryExecutionName,
   settleRedelivery,
 } from '../../functions/domain/failed-delivery.ts';
+import { settings } from '../../functions/shared/settings.ts';
 import type { ExecutionStore } from '../store/execution-store.ts';
 import type { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
 import type { LocalWorkflow } from './engine.ts';
@@ -38,7 +38,7 @@ export class LocalRedelivery {
   ) {}
 
   private schedule(): readonly number[] {
-    return parseSchedule(process.env.REDELIVERY_SCHEDULE);
+    return settings().redeliverySchedule;
   }
 
   private async locked<T>(id: string, fn: () => Promise<T>): Promise<T> {

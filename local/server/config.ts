@@ -1,8 +1,9 @@
 import path from 'node:path';
+import * as v from 'valibot';
 import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
 import { DELIVERY_URL_VARIABLES, unsafeDeliveryUrl } from '../../functions/domain/delivery.ts';
-import { parseSchedule } from '../../functions/domain/failed-delivery.ts';
 import { parseSecretsBySource } from '../../functions/domain/signatures.ts';
+import { DEFAULTS, readEnv, type Settings, settings } from '../../functions/shared/settings.ts';
 import type { RedriveResult } from '../engine/redelivery.ts';
 import { parseRateLimits } from './rate-limiter.ts';
 
@@ -32,63 +33,62 @@ export interface RequestSummary {
   duration_ms: number;
 }
 
+const portNumber = v.pipe(
+  v.string(),
+  v.regex(/^\d+$/, 'must be a port number (0-65535)'),
+  v.transform(Number),
+  v.maxValue(65535, 'must be a port number (0-65535)'),
+);
+
+/** The local runtime's own variables (the handlers' are in functions/shared/settings.ts). */
+const LocalEnv = v.object({
+  PORT: v.optional(portNumber, '3000'),
+  HOST: v.optional(v.string(), '127.0.0.1'),
+  LOCAL_DATA_DIR: v.optional(v.string(), '.data'),
+  LOCAL_S3_PORT: v.optional(portNumber, '4569'),
+  REDELIVERY_POLL_MS: v.optional(
+    v.pipe(
+      v.string(),
+      v.regex(/^\d+$/, 'must be a whole number of milliseconds (0 turns the schedule off)'),
+      v.transform(Number),
+    ),
+    '1000',
+  ),
+});
+
 export function resolveOptions(
   options: Partial<GatewayOptions> = {},
   env: NodeJS.ProcessEnv = process.env,
 ): GatewayOptions {
-  const portOf = (name: string, fallback: number): number => {
-    const raw = env[name];
-    if (raw === undefined || raw === '') return fallback;
-    if (!/^\d+$/.test(raw) || Number(raw) > 65535)
-      throw new Error(`${name} must be a port number (0-65535), got "${raw}"`);
-    return Number(raw);
-  };
-  const port = options.port ?? portOf('PORT', 3000);
-  const s3Port = options.s3Port ?? portOf('LOCAL_S3_PORT', 4569);
+  const local = readEnv(LocalEnv, env);
   return {
-    port,
-    host: options.host ?? env.HOST ?? '127.0.0.1',
-    dataDir: path.resolve(options.dataDir ?? env.LOCAL_DATA_DIR ?? '.data'),
-    s3Port,
+    port: options.port ?? local.PORT,
+    host: options.host ?? local.HOST,
+    dataDir: path.resolve(options.dataDir ?? local.LOCAL_DATA_DIR),
+    s3Port: options.s3Port ?? local.LOCAL_S3_PORT,
     retryIntervalOverrides: options.retryIntervalOverrides,
     onExecution: options.onExecution,
-    redeliveryPollMs: options.redeliveryPollMs ?? pollOf(env.REDELIVERY_POLL_MS),
+    redeliveryPollMs: options.redeliveryPollMs ?? local.REDELIVERY_POLL_MS,
     onRedelivery: options.onRedelivery,
   };
-}
-
-function pollOf(raw: string | undefined): number {
-  if (raw === undefined || raw === '') return 1000;
-  if (!/^\d+$/.test(raw))
-    throw new Error(
-      `REDELIVERY_POLL_MS must be a whole number of milliseconds (0 turns the schedule off), got "${raw}"`,
-    );
-  return Number(raw);
 }
 
 /**
  * Check every setting a handler or the gateway would only read later, so a typo stops `start` at once with its
  * name instead of failing conversations one by one.
  */
-export function checkEnvironment(env: NodeJS.ProcessEnv = process.env): void {
+export function checkEnvironment(env: NodeJS.ProcessEnv = process.env): Settings {
   parseRateLimits(env.RATE_LIMITS);
-  parseSchedule(env.REDELIVERY_SCHEDULE);
+  const checked = settings(env);
   parseSecretsBySource(env.INBOUND_WEBHOOK_SECRETS, 'INBOUND_WEBHOOK_SECRETS');
   parseSecretsBySource(env.DELIVERY_SIGNING_SECRETS, 'DELIVERY_SIGNING_SECRETS');
-  for (const name of ['MANAGER_AGENT_TIMEOUT_MS', 'DELIVERY_TIMEOUT_MS', 'IDEMPOTENCY_TTL_SECONDS']) {
-    const raw = env[name];
-    if (raw !== undefined && raw !== '' && !/^[1-9]\d*$/.test(raw))
-      throw new Error(`${name} must be a positive whole number, got "${raw}"`);
-  }
   for (const type of WEBHOOK_TYPES) {
-    const url = env[DELIVERY_URL_VARIABLES[type]];
+    const url = checked.deliveryUrls[type];
     const unsafe = url ? unsafeDeliveryUrl(url) : null;
     if (unsafe) throw new Error(`${DELIVERY_URL_VARIABLES[type]}: ${unsafe}`);
   }
+  return checked;
 }
-
-export const DEFAULT_BUCKET = 'revops-conversations';
-export const DEFAULT_AGENT_FUNCTION = 'revops-manager-agent-wrapper';
 
 /**
  * The environment the handlers read, with local defaults filled in where the user set nothing. Handlers never ask
@@ -100,9 +100,9 @@ export function localEnvironmentDefaults(gatewayUrl: string, s3Endpoint: string 
     AWS_ACCESS_KEY_ID: 'local',
     AWS_SECRET_ACCESS_KEY: 'local',
     AWS_ENDPOINT_URL_LAMBDA: gatewayUrl,
-    CONVERSATION_EXPORT_S3_BUCKET: DEFAULT_BUCKET,
+    CONVERSATION_EXPORT_S3_BUCKET: DEFAULTS.exportBucket,
     ENABLE_CONVERSATION_EXPORT: 'true',
-    MANAGER_AGENT_FUNCTION_NAME: DEFAULT_AGENT_FUNCTION,
+    MANAGER_AGENT_FUNCTION_NAME: DEFAULTS.agentFunctionName,
     LOG_LEVEL: 'INFO',
     POWERTOOLS_SERVICE_NAME: 'webhook-gateway',
     POWERTOOLS_METRICS_NAMESPACE: 'RevOps/WebhookGateway',
@@ -114,14 +114,9 @@ export function localEnvironmentDefaults(gatewayUrl: string, s3Endpoint: string 
   return defaults;
 }
 
-/** Fill in what is unset; never overwrite what the user chose. Returns the names that were filled. */
-export function applyDefaults(env: NodeJS.ProcessEnv, defaults: Record<string, string>): string[] {
-  const filled: string[] = [];
-  for (const [name, value] of Object.entries(defaults)) {
-    if (env[name] === undefined || env[name] === '') {
-      env[name] = value;
-      filled.push(name);
-    }
-  }
-  return filled;
+/** Each default's variable as the user set it, or the default where the user set nothing. */
+export function withDefaults(env: NodeJS.ProcessEnv, defaults: Record<string, string>): Record<string, string> {
+  const chosen: Record<string, string> = {};
+  for (const [name, value] of Object.entries(defaults)) chosen[name] = env[name] || value;
+  return chosen;
 }

@@ -3,6 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { type ExecutionInput, errorBody, healthBody } from '../../functions/domain/gateway-contract.ts';
+import { DEFAULTS, type Settings, settings } from '../../functions/shared/settings.ts';
 import { handleConsole } from '../console/index.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
 import { LocalRedelivery } from '../engine/redelivery.ts';
@@ -12,11 +13,11 @@ import { type EmbeddedS3, startEmbeddedS3 } from '../store/embedded-s3.ts';
 import { conversationIdOf, ExecutionStore } from '../store/execution-store.ts';
 import { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
 import {
-  applyDefaults,
   checkEnvironment,
   type GatewayOptions,
   localEnvironmentDefaults,
   resolveOptions,
+  withDefaults,
 } from './config.ts';
 import { readBody, sendJson } from './http.ts';
 import { handleOperatorRoute } from './operator-routes.ts';
@@ -31,9 +32,13 @@ export interface RunningGateway {
   url: string;
   port: number;
   options: GatewayOptions;
+  /** The handlers' settings as this gateway runs them: what the user set, local defaults for the rest. */
+  settings: Settings;
   s3Endpoint: string;
   bucket: string;
   agentFunctionName: string;
+  /** Where the handlers invoke the agent (this server's sample agent unless AWS_ENDPOINT_URL_LAMBDA was set). */
+  agentEndpoint: string;
   /** Where the local delivery signing secrets were made, when they were not configured. */
   deliverySecretsFile: string | null;
   failedDeliveries: LocalFailedDeliveryStore;
@@ -58,7 +63,7 @@ function listen(server: Server, port: number, host: string): Promise<number> {
 /** Start the local gateway: HTTP server, embedded S3, sample agent, built-in receiver, the ASL on the local engine. */
 export async function startGateway(partial: Partial<GatewayOptions> = {}): Promise<RunningGateway> {
   const options = resolveOptions(partial);
-  checkEnvironment();
+  const userSettings = checkEnvironment();
   await mkdir(options.dataDir, { recursive: true });
   const executions = new ExecutionStore(options.dataDir);
   const failedDeliveries = new LocalFailedDeliveryStore(options.dataDir);
@@ -79,28 +84,34 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
 
   let s3: EmbeddedS3 | null = null;
   let deliverySecretsFile: string | null = null;
+  // The handlers read their settings from the environment, as on Lambda: what the user did not set gets its local
+  // default there. The gateway keeps the same values in `handlerEnv` and never reads them back from process.env.
+  let handlerEnv: Record<string, string>;
   try {
-    const userS3 = process.env.AWS_ENDPOINT_URL_S3;
-    const bucket = process.env.CONVERSATION_EXPORT_S3_BUCKET || 'revops-conversations';
-    if (!userS3)
+    if (!process.env.AWS_ENDPOINT_URL_S3) {
+      const bucket = userSettings.exportBucket ?? DEFAULTS.exportBucket;
       s3 = await startEmbeddedS3({ directory: path.join(options.dataDir, 's3'), port: options.s3Port, bucket });
+    }
     const defaults = localEnvironmentDefaults(url, s3?.endpoint ?? null);
     if (process.env.AWS_PROFILE) {
       delete defaults.AWS_ACCESS_KEY_ID;
       delete defaults.AWS_SECRET_ACCESS_KEY;
     }
-    applyDefaults(process.env, defaults);
-    if (!process.env.IDEMPOTENCY_TABLE_NAME)
-      applyDefaults(process.env, { IDEMPOTENCY_DIR: path.join(options.dataDir, 'idempotency') });
+    if (!userSettings.idempotencyTableName) defaults.IDEMPOTENCY_DIR = path.join(options.dataDir, 'idempotency');
     if (!process.env.DELIVERY_SIGNING_SECRETS && !process.env.DELIVERY_SIGNING_SECRETS_ARN) {
       const made = await localDeliverySecrets(options.dataDir);
-      process.env.DELIVERY_SIGNING_SECRETS = made.json;
+      defaults.DELIVERY_SIGNING_SECRETS = made.json;
       deliverySecretsFile = made.file;
     }
+    handlerEnv = withDefaults(process.env, defaults);
+    Object.assign(process.env, handlerEnv);
   } catch (error) {
     server.close();
     throw error;
   }
+  const config = settings(handlerEnv);
+  const s3Endpoint = handlerEnv.AWS_ENDPOINT_URL_S3!;
+  const bucket = config.exportBucket!;
 
   const handlers = await loadStageHandlers();
   const sendFailedDelivery = (params: unknown) => failedDeliveries.sendMessage(params as never);
@@ -128,8 +139,9 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
       return handleConsole(req, res, {
         executions,
         failedDeliveries,
-        bucket: process.env.CONVERSATION_EXPORT_S3_BUCKET!,
-        s3Endpoint: process.env.AWS_ENDPOINT_URL_S3!,
+        bucket,
+        s3Endpoint,
+        exportEnabled: config.exportEnabled,
       });
     if (pathname === '/webhook') {
       if (method === 'POST')
@@ -152,7 +164,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
       );
     }
     const invoke = /^\/2015-03-31\/functions\/([^/]+)\/invocations$/.exec(pathname);
-    if (invoke && method === 'POST') return handleSampleAgentInvoke(invoke[1]!, req, res);
+    if (invoke && method === 'POST') return handleSampleAgentInvoke(invoke[1]!, config.agentFunctionName, req, res);
     const receiverPath = /^\/local\/receiver\/([A-Za-z0-9_-]+)$/.exec(pathname);
     if (receiverPath) {
       if (method === 'POST') {
@@ -174,9 +186,11 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     url,
     port,
     options,
-    s3Endpoint: process.env.AWS_ENDPOINT_URL_S3!,
-    bucket: process.env.CONVERSATION_EXPORT_S3_BUCKET!,
-    agentFunctionName: process.env.MANAGER_AGENT_FUNCTION_NAME!,
+    settings: config,
+    s3Endpoint,
+    bucket,
+    agentFunctionName: config.agentFunctionName,
+    agentEndpoint: handlerEnv.AWS_ENDPOINT_URL_LAMBDA!,
     deliverySecretsFile,
     failedDeliveries,
     redelivery,

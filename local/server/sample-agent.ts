@@ -65,11 +65,11 @@ export function sampleAgentAnswer(request: AgentRequest): SampleAnswer {
 /** The Lambda Invoke REST call (`POST /2015-03-31/functions/{name}/invocations`), answered by the sample agent. */
 export async function handleSampleAgentInvoke(
   functionName: string,
+  expected: string,
   req: IncomingMessage,
   res: ServerResponse,
 ): Promise<void> {
   const raw = (await readBody(req, 6 * 1024 * 1024)).toString('utf8');
-  const expected = process.env.MANAGER_AGENT_FUNCTION_NAME;
   if (decodeURIComponent(functionName) !== expected) {
     return sendJson(
       res,

@@ -3,7 +3,8 @@ import { connect } from 'node:net';
 import path from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command, type ListObjectsV2CommandOutput, S3Client } from '@aws-sdk/client-s3';
 import { EXPORT_PREFIX } from '../../functions/domain/export-formats.ts';
-import { DEFAULT_BUCKET } from '../server/config.ts';
+import { DEFAULTS, settings } from '../../functions/shared/settings.ts';
+import { resolveOptions } from '../server/config.ts';
 import { type EmbeddedS3, startEmbeddedS3 } from './embedded-s3.ts';
 
 /**
@@ -54,8 +55,8 @@ const isLoopback = (endpoint: string) =>
   ['127.0.0.1', 'localhost', '[::1]', '::1'].includes(new URL(endpoint).hostname);
 
 export async function openExportBucket(dataDir: string, env: NodeJS.ProcessEnv = process.env): Promise<ExportBucket> {
-  const bucket = env.CONVERSATION_EXPORT_S3_BUCKET || DEFAULT_BUCKET;
-  const endpoint = (env.AWS_ENDPOINT_URL_S3 || `http://127.0.0.1:${env.LOCAL_S3_PORT || 4569}`).replace(/\/$/, '');
+  const bucket = settings(env).exportBucket ?? DEFAULTS.exportBucket;
+  const endpoint = (env.AWS_ENDPOINT_URL_S3 || `http://127.0.0.1:${resolveOptions({}, env).s3Port}`).replace(/\/$/, '');
   if (!/^https?:\/\//.test(endpoint))
     throw new ExportBucketError(`AWS_ENDPOINT_URL_S3 must be an http(s) URL, got "${endpoint}"`);
   if (await answers(endpoint)) {

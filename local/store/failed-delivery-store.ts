@@ -1,10 +1,7 @@
 import path from 'node:path';
 import { isConversationId } from '../../functions/domain/conversation-id.ts';
-import {
-  envelopeFromMessage,
-  type FailedDeliveryEnvelope,
-  parseSchedule,
-} from '../../functions/domain/failed-delivery.ts';
+import { envelopeFromMessage, type FailedDeliveryEnvelope } from '../../functions/domain/failed-delivery.ts';
+import { settings } from '../../functions/shared/settings.ts';
 import { listDir, readJson, writeJsonAtomic } from './json-files.ts';
 
 /**
@@ -27,7 +24,7 @@ export class LocalFailedDeliveryStore {
   async sendMessage(parameters: { QueueUrl?: string; MessageBody?: unknown }): Promise<{ MessageId: string }> {
     const body =
       typeof parameters.MessageBody === 'string' ? JSON.parse(parameters.MessageBody) : parameters.MessageBody;
-    const envelope = envelopeFromMessage(body, new Date(), parseSchedule(process.env.REDELIVERY_SCHEDULE));
+    const envelope = envelopeFromMessage(body, new Date(), settings().redeliverySchedule);
     if (!envelope)
       throw new Error('sqs:sendMessage: the message body is neither a failed delivery nor a failed export');
     await this.put(envelope);

@@ -92,7 +92,7 @@ describe('statemachine/conversation.asl.json', () => {
     let waits = 0;
     for (let i = 0; i < retrier.MaxAttempts; i++)
       waits += Math.min(retrier.IntervalSeconds * retrier.BackoffRate ** i, retrier.MaxDelaySeconds);
-    const attemptTimeoutSeconds = 3; // DEFAULT_DELIVERY_TIMEOUT_MS
+    const attemptTimeoutSeconds = 3; // DEFAULTS.deliveryTimeoutMs
     const worstCase = waits + (retrier.MaxAttempts + 1) * attemptTimeoutSeconds;
     expect(worstCase).toBeLessThanOrEqual(20);
     // Deliver stops retrying itself when the caller's deadline leaves no room for the longest wait (MAX_RETRY_WAIT_MS).
@@ -171,7 +171,7 @@ describe('statemachine/conversation.asl.json', () => {
   });
 
   it('the default per-attempt delivery timeout is the one the budget above assumes', async () => {
-    const { DEFAULT_DELIVERY_TIMEOUT_MS } = await import('../../functions/shared/http-delivery.ts');
-    expect(DEFAULT_DELIVERY_TIMEOUT_MS).toBe(3000);
+    const { DEFAULTS } = await import('../../functions/shared/settings.ts');
+    expect(DEFAULTS.deliveryTimeoutMs).toBe(3000);
   });
 });

@@ -5,7 +5,7 @@
  */
 import { GetQueueAttributesCommand, type QueueAttributeName } from '@aws-sdk/client-sqs';
 import { isConversationId } from '../../../functions/domain/conversation-id.ts';
-import { type FailedDeliveryEnvelope, parseSchedule } from '../../../functions/domain/failed-delivery.ts';
+import type { FailedDeliveryEnvelope } from '../../../functions/domain/failed-delivery.ts';
 import {
   type QueuedEnvelope,
   REDELIVERY_VISIBILITY_SECONDS,
@@ -13,6 +13,7 @@ import {
   type UnreadableMessage,
 } from '../../../functions/shared/failed-delivery-queue.ts';
 import { runRedelivery } from '../../../functions/shared/redelivery-execution.ts';
+import { settings } from '../../../functions/shared/settings.ts';
 import { age, CliError, parseSince, stateLabel } from '../shared.ts';
 import { formatTable } from '../table.ts';
 import { explainAwsError } from './errors.ts';
@@ -47,7 +48,7 @@ function queueFor(clients: AwsClients, stack: DeliveryStack): SqsFailedDeliveryQ
     clients.sqs,
     stack.queueUrl,
     stack.deadLetterQueueUrl,
-    parseSchedule(process.env.REDELIVERY_SCHEDULE),
+    settings().redeliverySchedule,
   );
 }
 

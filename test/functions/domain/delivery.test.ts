@@ -4,9 +4,7 @@ import {
   attemptBudget,
   attemptError,
   buildDeliveryPayload,
-  DELIVERY_URL_VARIABLES,
   deferralAfter,
-  deliveryUrlFor,
   failedAttemptFromCaught,
   isDeferral,
   MIN_ATTEMPT_MS,
@@ -195,22 +193,6 @@ describe('retryAfterMs', () => {
       expect(retryAfterMs(header, NOW)).toBeNull();
     },
   );
-});
-
-describe('deliveryUrlFor', () => {
-  it('maps each type to its seed environment variable', () => {
-    expect(DELIVERY_URL_VARIABLES).toEqual({
-      deal_analysis: 'DEAL_ANALYSIS_WEBHOOK_URL',
-      data_analysis: 'DATA_ANALYSIS_WEBHOOK_URL',
-      lead_analysis: 'LEAD_ANALYSIS_WEBHOOK_URL',
-      general: 'GENERAL_WEBHOOK_URL',
-    });
-    const env = { DEAL_ANALYSIS_WEBHOOK_URL: ' https://d.example/ ', GENERAL_WEBHOOK_URL: 'https://g.example/' };
-    expect(deliveryUrlFor('deal_analysis', env)).toBe('https://d.example/');
-    expect(deliveryUrlFor('general', env)).toBe('https://g.example/');
-    expect(deliveryUrlFor('lead_analysis', env)).toBeNull();
-    expect(deliveryUrlFor('data_analysis', { DATA_ANALYSIS_WEBHOOK_URL: '   ' })).toBeNull();
-  });
 });
 
 describe('buildDeliveryPayload', () => {

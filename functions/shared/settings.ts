@@ -1,0 +1,143 @@
+/**
+ * The gateway's settings: every environment variable the handlers read, its default and its rule, defined once
+ * (docs/configuration.md). The handlers read them per invocation (`settings()`), the local runtime checks them before
+ * it starts, and the CDK app takes its defaults from `DEFAULTS`, so a name or a default never differs between them.
+ * A bad value is refused with the variable's name (SettingsError).
+ */
+import * as v from 'valibot';
+import { WEBHOOK_TYPES, type WebhookType } from '../domain/conversation.ts';
+import { DELIVERY_URL_VARIABLES } from '../domain/delivery.ts';
+import { DEFAULT_REDELIVERY_SCHEDULE, parseSchedule } from '../domain/failed-delivery.ts';
+
+export const DEFAULTS = {
+  /** CONVERSATION_EXPORT_S3_BUCKET (locally; on AWS the stack names its bucket). */
+  exportBucket: 'revops-conversations',
+  agentFunctionName: 'revops-manager-agent-wrapper',
+  agentTimeoutMs: 20_000,
+  deliveryTimeoutMs: 3_000,
+  /**
+   * The caller waits for its answer (API Gateway gives up after 29 s): in-workflow delivery attempts stop this long
+   * after the request arrived, leaving time for Export; what is left goes to the redelivery schedule.
+   */
+  responseDeadlineMs: 25_000,
+  redeliverySchedule: DEFAULT_REDELIVERY_SCHEDULE,
+  idempotencyTtlSeconds: 86_400,
+  /** The CloudFormation stack (CDK) and the stack `--aws` commands read when no --stack is given. */
+  stackName: 'WebhookConversationGateway',
+} as const;
+
+export class SettingsError extends Error {
+  override name = 'SettingsError';
+}
+
+type Env = Record<string, string | undefined>;
+
+/** A positive whole number given as text (milliseconds, seconds, a port above 0). */
+export const positiveInteger = v.pipe(
+  v.string(),
+  v.regex(/^[1-9]\d*$/, 'must be a positive whole number'),
+  v.transform(Number),
+);
+/** `true` or `false`, any case. */
+export const flag = v.pipe(
+  v.string(),
+  v.transform((s) => s.toLowerCase()),
+  v.picklist(['true', 'false'], 'must be true or false'),
+  v.transform((s) => s === 'true'),
+);
+const schedule = v.pipe(
+  v.string(),
+  v.rawTransform(({ dataset, addIssue, NEVER }) => {
+    try {
+      return parseSchedule(dataset.value);
+    } catch (error) {
+      addIssue({ message: (error as Error).message });
+      return NEVER;
+    }
+  }),
+);
+
+/**
+ * Read the variables `schema` names from `env`: unset and empty ones take their default, a bad one throws a
+ * SettingsError naming it. Each entry of the schema is an environment variable.
+ */
+export function readEnv<const TEntries extends v.ObjectEntries>(
+  schema: v.ObjectSchema<TEntries, undefined>,
+  env: Env = process.env,
+): v.InferOutput<v.ObjectSchema<TEntries, undefined>> {
+  const picked: Record<string, string> = {};
+  for (const name of Object.keys(schema.entries)) {
+    const value = env[name]?.trim();
+    if (value) picked[name] = value;
+  }
+  const result = v.safeParse(schema, picked);
+  if (result.success) return result.output;
+  const issue = result.issues[0];
+  const name = String(issue.path?.[0]?.key ?? '');
+  const value = picked[name];
+  if (value === undefined) throw new SettingsError(`${name} is not set`);
+  // A message that already names the variable (parseSchedule's) is complete as it is.
+  throw new SettingsError(issue.message.startsWith(name) ? issue.message : `${name} ${issue.message}, got "${value}"`);
+}
+
+const HandlerEnv = v.object({
+  CONVERSATION_EXPORT_S3_BUCKET: v.optional(v.string()),
+  ENABLE_CONVERSATION_EXPORT: v.optional(flag, 'true'),
+  MANAGER_AGENT_FUNCTION_NAME: v.optional(v.string(), DEFAULTS.agentFunctionName),
+  MANAGER_AGENT_TIMEOUT_MS: v.optional(positiveInteger, String(DEFAULTS.agentTimeoutMs)),
+  DEAL_ANALYSIS_WEBHOOK_URL: v.optional(v.string()),
+  DATA_ANALYSIS_WEBHOOK_URL: v.optional(v.string()),
+  LEAD_ANALYSIS_WEBHOOK_URL: v.optional(v.string()),
+  GENERAL_WEBHOOK_URL: v.optional(v.string()),
+  DELIVERY_TIMEOUT_MS: v.optional(positiveInteger, String(DEFAULTS.deliveryTimeoutMs)),
+  RESPONSE_DEADLINE_MS: v.optional(positiveInteger, String(DEFAULTS.responseDeadlineMs)),
+  REDELIVERY_SCHEDULE: v.optional(schedule, DEFAULTS.redeliverySchedule),
+  REQUIRE_SIGNED_WEBHOOKS: v.optional(flag, 'false'),
+  IDEMPOTENCY_TTL_SECONDS: v.optional(positiveInteger, String(DEFAULTS.idempotencyTtlSeconds)),
+  IDEMPOTENCY_TABLE_NAME: v.optional(v.string()),
+  IDEMPOTENCY_DIR: v.optional(v.string()),
+  S3_FORCE_PATH_STYLE: v.optional(flag, 'false'),
+});
+
+export interface Settings {
+  /** No default for the handlers: on AWS the stack names its bucket; locally the runtime sets DEFAULTS.exportBucket. */
+  exportBucket: string | undefined;
+  exportEnabled: boolean;
+  agentFunctionName: string;
+  agentTimeoutMs: number;
+  /** Each type's outbound webhook URL; null: not configured (its deliveries go to the failed-delivery store). */
+  deliveryUrls: Record<WebhookType, string | null>;
+  deliveryTimeoutMs: number;
+  responseDeadlineMs: number;
+  redeliverySchedule: readonly number[];
+  requireSignedWebhooks: boolean;
+  idempotencyTtlSeconds: number;
+  /** Where idempotency keys are kept: a DynamoDB table (AWS) or a folder (local); neither: not kept. */
+  idempotencyTableName: string | undefined;
+  idempotencyDir: string | undefined;
+  s3ForcePathStyle: boolean;
+}
+
+/** The handlers' settings from `env` (the process environment by default). Cheap: read it per invocation. */
+export function settings(env: Env = process.env): Settings {
+  const e = readEnv(HandlerEnv, env);
+  const deliveryUrls = {} as Record<WebhookType, string | null>;
+  const urls = e as Record<string, unknown>;
+  for (const type of WEBHOOK_TYPES)
+    deliveryUrls[type] = (urls[DELIVERY_URL_VARIABLES[type]] as string | undefined) ?? null;
+  return {
+    exportBucket: e.CONVERSATION_EXPORT_S3_BUCKET,
+    exportEnabled: e.ENABLE_CONVERSATION_EXPORT,
+    agentFunctionName: e.MANAGER_AGENT_FUNCTION_NAME,
+    agentTimeoutMs: e.MANAGER_AGENT_TIMEOUT_MS,
+    deliveryUrls,
+    deliveryTimeoutMs: e.DELIVERY_TIMEOUT_MS,
+    responseDeadlineMs: e.RESPONSE_DEADLINE_MS,
+    redeliverySchedule: e.REDELIVERY_SCHEDULE,
+    requireSignedWebhooks: e.REQUIRE_SIGNED_WEBHOOKS,
+    idempotencyTtlSeconds: e.IDEMPOTENCY_TTL_SECONDS,
+    idempotencyTableName: e.IDEMPOTENCY_TABLE_NAME,
+    idempotencyDir: e.IDEMPOTENCY_DIR,
+    s3ForcePathStyle: e.S3_FORCE_PATH_STYLE,
+  };
+}

@@ -1,0 +1,71 @@
+import { describe, expect, it } from 'vitest';
+import { DELIVERY_URL_VARIABLES } from '../../../functions/domain/delivery.ts';
+import { DEFAULT_RETRY_SCHEDULE_MS } from '../../../functions/domain/failed-delivery.ts';
+import { DEFAULTS, SettingsError, settings } from '../../../functions/shared/settings.ts';
+
+describe('settings', () => {
+  it('gives every documented default when nothing is set', () => {
+    expect(settings({})).toEqual({
+      exportBucket: undefined,
+      exportEnabled: true,
+      agentFunctionName: 'revops-manager-agent-wrapper',
+      agentTimeoutMs: 20_000,
+      deliveryUrls: { deal_analysis: null, data_analysis: null, lead_analysis: null, general: null },
+      deliveryTimeoutMs: 3_000,
+      responseDeadlineMs: 25_000,
+      redeliverySchedule: DEFAULT_RETRY_SCHEDULE_MS,
+      requireSignedWebhooks: false,
+      idempotencyTtlSeconds: 86_400,
+      idempotencyTableName: undefined,
+      idempotencyDir: undefined,
+      s3ForcePathStyle: false,
+    });
+    expect(DEFAULTS.exportBucket).toBe('revops-conversations');
+    expect(DEFAULTS.stackName).toBe('WebhookConversationGateway');
+  });
+
+  it('reads each variable, and an empty one counts as unset', () => {
+    const read = settings({
+      CONVERSATION_EXPORT_S3_BUCKET: 'exports',
+      ENABLE_CONVERSATION_EXPORT: 'FALSE',
+      MANAGER_AGENT_TIMEOUT_MS: '1500',
+      RESPONSE_DEADLINE_MS: '',
+      REDELIVERY_SCHEDULE: '1s,2m',
+      REQUIRE_SIGNED_WEBHOOKS: 'true',
+    });
+    expect(read).toMatchObject({
+      exportBucket: 'exports',
+      exportEnabled: false,
+      agentTimeoutMs: 1500,
+      responseDeadlineMs: 25_000,
+      redeliverySchedule: [1000, 120_000],
+      requireSignedWebhooks: true,
+    });
+  });
+
+  it('maps each type to its seed environment variable', () => {
+    expect(DELIVERY_URL_VARIABLES).toEqual({
+      deal_analysis: 'DEAL_ANALYSIS_WEBHOOK_URL',
+      data_analysis: 'DATA_ANALYSIS_WEBHOOK_URL',
+      lead_analysis: 'LEAD_ANALYSIS_WEBHOOK_URL',
+      general: 'GENERAL_WEBHOOK_URL',
+    });
+    const env = { DEAL_ANALYSIS_WEBHOOK_URL: ' https://d.example/ ', GENERAL_WEBHOOK_URL: 'https://g.example/' };
+    expect(settings(env).deliveryUrls).toMatchObject({
+      deal_analysis: 'https://d.example/',
+      general: 'https://g.example/',
+      lead_analysis: null,
+    });
+    expect(settings({ DATA_ANALYSIS_WEBHOOK_URL: '   ' }).deliveryUrls.data_analysis).toBeNull();
+  });
+
+  it.each([
+    ['MANAGER_AGENT_TIMEOUT_MS', '20s', 'MANAGER_AGENT_TIMEOUT_MS must be a positive whole number, got "20s"'],
+    ['DELIVERY_TIMEOUT_MS', '0', 'DELIVERY_TIMEOUT_MS must be a positive whole number, got "0"'],
+    ['ENABLE_CONVERSATION_EXPORT', 'no', 'ENABLE_CONVERSATION_EXPORT must be true or false, got "no"'],
+    ['REDELIVERY_SCHEDULE', '5s,soon', 'REDELIVERY_SCHEDULE: "soon" is not a duration'],
+  ])('refuses a bad %s with its name', (name, value, message) => {
+    expect(() => settings({ [name]: value })).toThrow(SettingsError);
+    expect(() => settings({ [name]: value })).toThrow(message);
+  });
+});
