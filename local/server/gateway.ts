@@ -3,6 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { type ExecutionInput, errorBody, healthBody } from '../../functions/domain/gateway-contract.ts';
+import { injectClientSettings } from '../../functions/shared/clients/injected-settings.ts';
 import { DEFAULTS, type Settings, settings } from '../../functions/shared/settings.ts';
 import { handleConsole } from '../console/index.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
@@ -12,6 +13,7 @@ import { localDeliverySecrets } from '../store/delivery-secrets.ts';
 import { type EmbeddedS3, startEmbeddedS3 } from '../store/embedded-s3.ts';
 import { conversationIdOf, ExecutionStore } from '../store/execution-store.ts';
 import { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
+import { IN_PROCESS_S3_CLIENT_SETTINGS } from '../store/in-process-s3-transport.ts';
 import {
   checkEnvironment,
   type GatewayOptions,
@@ -91,6 +93,8 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     if (!process.env.AWS_ENDPOINT_URL_S3) {
       const bucket = userSettings.exportBucket ?? DEFAULTS.exportBucket;
       s3 = await startEmbeddedS3({ directory: path.join(options.dataDir, 's3'), port: options.s3Port, bucket });
+      // The handlers' S3 client reaches the embedded S3 in this process: no sockets (the same store, the same rules).
+      injectClientSettings('s3', IN_PROCESS_S3_CLIENT_SETTINGS);
     }
     const defaults = localEnvironmentDefaults(url, s3?.endpoint ?? null);
     if (process.env.AWS_PROFILE) {

@@ -1,24 +1,21 @@
-import { createServer } from 'node:net';
-import { Worker } from 'node:worker_threads';
+import { inProcessS3 } from './in-process-s3-transport.ts';
+import { ObjectStore } from './object-store.ts';
+import { isValidBucketName, S3Api } from './s3-api.ts';
+import { serveS3Api } from './s3-http-server.ts';
+import { migrateS3rverLayout } from './s3rver-migration.ts';
 
 /**
- * s3rver: the real S3 wire protocol, objects stored as files under `directory`, run in a worker thread
- * (local/store/embedded-s3-worker.mjs) so it does not take CPU from the gateway's event loop (bench/: about 20 % of it).
+ * The embedded S3: the export bucket as files under `directory` (layout: local/store/object-store.ts), served two
+ * ways with the same rules: an S3 HTTP endpoint on 127.0.0.1 (the AWS CLI, SDKs, `conversations search`, the
+ * console) and the in-process transport (local/store/in-process-s3-transport.ts) that the gateway gives the
+ * handlers' S3 client, so Export's PUTs skip the sockets. Data written by s3rver (before) is moved into this layout
+ * at the first start.
  */
 export interface EmbeddedS3 {
   endpoint: string;
   port: number;
+  store: ObjectStore;
   close(): Promise<void>;
-}
-
-/** s3rver crashes the process on a busy port (an unhandled 'error' event): check first, and fail with EADDRINUSE. */
-function assertPortFree(host: string, port: number): Promise<void> {
-  if (port === 0) return Promise.resolve();
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', (error: NodeJS.ErrnoException) => reject(Object.assign(error, { port })));
-    probe.listen(port, host, () => probe.close(() => resolve()));
-  });
 }
 
 export async function startEmbeddedS3(options: {
@@ -26,40 +23,25 @@ export async function startEmbeddedS3(options: {
   port: number;
   bucket: string;
 }): Promise<EmbeddedS3> {
-  if (options.bucket.length < 3)
-    throw new Error(`bucket name "${options.bucket}" is too short: S3 bucket names need 3 to 63 characters`);
-  await assertPortFree('127.0.0.1', options.port);
-  const worker = new Worker(new URL('./embedded-s3-worker.mjs', import.meta.url), { workerData: options });
-  const port = await new Promise<number>((resolve, reject) => {
-    worker.once('error', reject);
-    worker.once('message', (message: { type: string; port?: number; message?: string; code?: string }) => {
-      worker.off('error', reject);
-      if (message.type === 'ready') resolve(message.port!);
-      else
-        reject(
-          Object.assign(new Error(message.message ?? 'the embedded S3 did not start'), {
-            code: message.code,
-            port: options.port,
-          }),
-        );
-    });
-  }).catch(async (error: unknown) => {
-    await worker.terminate();
-    throw error;
-  });
-  worker.unref();
+  if (!isValidBucketName(options.bucket)) {
+    throw new Error(
+      `bucket name "${options.bucket}" is not valid: S3 bucket names are 3 to 63 lower-case letters, digits, dots and hyphens`,
+    );
+  }
+  const store = new ObjectStore(options.directory);
+  await store.open();
+  await migrateS3rverLayout(store);
+  await store.createBucket(options.bucket);
+  const api = new S3Api(store);
+  const http = await serveS3Api(api, { host: '127.0.0.1', port: options.port });
+  inProcessS3.attach(api);
   return {
-    endpoint: `http://127.0.0.1:${port}`,
-    port,
+    endpoint: `http://127.0.0.1:${http.port}`,
+    port: http.port,
+    store,
     async close() {
-      const closed = new Promise<void>((resolve) => {
-        worker.once('exit', () => resolve());
-        worker.on('message', (message: { type: string }) => {
-          if (message.type === 'closed') void worker.terminate();
-        });
-      });
-      worker.postMessage('close');
-      await closed;
+      inProcessS3.detach(api);
+      await http.close();
     },
   };
 }

@@ -9,7 +9,7 @@ import { type EmbeddedS3, startEmbeddedS3 } from './embedded-s3.ts';
 
 /**
  * The export bucket, read through the S3 protocol as any client would: the running gateway's embedded S3
- * (LOCAL_S3_PORT or AWS_ENDPOINT_URL_S3), or — when nothing answers there — a temporary embedded s3rver over the
+ * (LOCAL_S3_PORT or AWS_ENDPOINT_URL_S3), or — when nothing answers there — a temporary embedded S3 over the
  * same `<LOCAL_DATA_DIR>/s3` directory, stopped again by close().
  */
 export interface ExportBucket {

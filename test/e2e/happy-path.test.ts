@@ -1,5 +1,6 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { EVENT_TYPES, METRIC_NAMES } from '../../functions/shared/events.ts';
+import { inProcessS3 } from '../../local/store/in-process-s3-transport.ts';
 import { folderOf, SEED_REQUEST, startWorld, type TestWorld } from '../support/gateway.ts';
 import { captureJsonLines } from '../support/log-capture.ts';
 
@@ -18,7 +19,7 @@ const CASES = [
   { type: 'general', query: 'Say hello to the team' },
 ] as const;
 
-describe('a conversation through the local engine, the real handlers, s3rver and a real receiver', () => {
+describe('a conversation through the local engine, the real handlers, the embedded S3 and a real receiver', () => {
   it.each(CASES)('delivers a $type answer to its own webhook and exports it', async ({ type, query }) => {
     world.receiver.reset();
     const res = await world.post({ ...SEED_REQUEST, query });
@@ -45,6 +46,24 @@ describe('a conversation through the local engine, the real handlers, s3rver and
     expect(keys).toEqual(
       ['analysis.json', 'conversation.json', 'metadata.json', 'summary.json'].map((f) => `${folderOf(id)}${f}`),
     );
+  });
+
+  it("Export writes through the in-process transport; the embedded S3's HTTP endpoint serves the same objects", async () => {
+    const handle = vi.spyOn(inProcessS3, 'handle');
+    try {
+      const res = await world.post(SEED_REQUEST);
+      const id = res.body.conversation_id as string;
+      const puts = handle.mock.calls.map(([request]) => `${request.method} ${decodeURIComponent(request.path)}`);
+      expect(puts.sort()).toEqual(
+        ['analysis.json', 'conversation.json', 'metadata.json', 'summary.json'].map(
+          (f) => `PUT /${world.gateway.bucket}/${folderOf(id)}${f}`,
+        ),
+      );
+      const summary = await world.getJson(`${folderOf(id)}summary.json`); // world.s3: the SDK over HTTP
+      expect(summary).toMatchObject({ conversation_id: id, delivery_status: 'delivered' });
+    } finally {
+      handle.mockRestore();
+    }
   });
 
   it('passes the query to the manager agent named by MANAGER_AGENT_FUNCTION_NAME', async () => {

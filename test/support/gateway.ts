@@ -54,7 +54,7 @@ export interface TestWorld {
 }
 
 /**
- * The whole local system on ephemeral ports: the gateway (engine + handlers + embedded s3rver), a real test agent
+ * The whole local system on ephemeral ports: the gateway (engine + handlers + embedded S3), a real test agent
  * on the Lambda Invoke path, and a real receiver for the four delivery URLs.
  */
 export async function startWorld(env: Record<string, string> = {}): Promise<TestWorld> {

@@ -1,6 +1,12 @@
 import { S3Client } from '@aws-sdk/client-s3';
 import { tracer } from '../powertools.ts';
 import { settings } from '../settings.ts';
+import { injectedSettings } from './injected-settings.ts';
 
-/** Endpoint from AWS_ENDPOINT_URL_S3 when set (SDK convention); path-style addressing when S3_FORCE_PATH_STYLE=true. */
-export const s3 = tracer.captureAWSv3Client(new S3Client({ forcePathStyle: settings().s3ForcePathStyle }));
+/**
+ * Endpoint from AWS_ENDPOINT_URL_S3 when set (SDK convention); path-style addressing when S3_FORCE_PATH_STYLE=true.
+ * The middleware stack is resolved once per command type (cacheMiddleware) instead of on every send.
+ */
+export const s3 = tracer.captureAWSv3Client(
+  new S3Client({ forcePathStyle: settings().s3ForcePathStyle, cacheMiddleware: true, ...injectedSettings('s3') }),
+);

@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -76,13 +76,11 @@ describe('webhook-gateway start / conversations', () => {
         .slice(1),
       conversationId,
     );
-    const files = (await readdir(folder)).filter((f) => f.endsWith('._S3rver_object')).sort();
-    expect(files).toEqual([
-      'analysis.json._S3rver_object',
-      'conversation.json._S3rver_object',
-      'metadata.json._S3rver_object',
-      'summary.json._S3rver_object',
-    ]);
+    // Each export is a plain file under its key (the embedded S3's metadata sits beside it in `.`-files).
+    const files = (await readdir(folder)).filter((f) => !f.startsWith('.')).sort();
+    expect(files).toEqual(['analysis.json', 'conversation.json', 'metadata.json', 'summary.json']);
+    const summary = JSON.parse(await readFile(path.join(folder, 'summary.json'), 'utf8'));
+    expect(summary.conversation_id).toBe(conversationId);
   });
 
   it('the sample agent reaches all four types', async () => {

@@ -1,0 +1,828 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { type BigIntStats, createReadStream } from 'node:fs';
+import {
+  type FileHandle,
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  rmdir,
+  stat,
+  unlink,
+  writeFile,
+} from 'node:fs/promises';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import type { ChecksumAlgorithm } from './s3-checksums.ts';
+import { invalidArgument, noSuchBucket, noSuchUpload, S3Error } from './s3-errors.ts';
+
+/**
+ * The embedded S3's objects as plain files under one directory (LOCAL_DATA_DIR/s3):
+ *
+ *   <root>/<bucket>/                         a bucket
+ *   <root>/<bucket>/<a>/<b>/<c>              the object with key `a/b/c`: exactly its bytes
+ *   <root>/<bucket>/<a>/<b>/.<c>.meta.json   what S3 keeps beside them: size, ETag, time, content type, metadata,
+ *                                            checksum (and the inode of the bytes it describes)
+ *   <root>/.multipart/<upload id>/           a multipart upload in progress: upload.json, then <n> and .<n>.meta.json
+ *   <root>/.tmp/                             files being written; each is renamed into place when complete
+ *   <root>/.layout.json                      this layout's version (an s3rver directory is migrated once)
+ *
+ * A key's segments between slashes are directories and, for the last one, the file; each is named as written,
+ * except `%`, control characters, `\ : * ? " < > |`, a leading `.` and a trailing `.` or space, written `%XX`, and
+ * an empty segment, written `%`. So `.`-names are never objects, and a key cannot be both an object and the folder
+ * of other keys (`a` and `a/b`): S3 allows that, this store refuses the second write with 409 KeyConflict.
+ *
+ * A write replaces the metadata, then the bytes, each with a rename, one writer per key at a time: a reader never
+ * sees half of either. Each metadata file names the inode of its bytes; should a crash fall between the two renames,
+ * readers see that they do not match and describe the bytes from the file itself. Nothing is cached between calls
+ * beyond which directories exist, so another process may read the same directory.
+ */
+const MULTIPART_DIR = '.multipart';
+const TEMP_DIR = '.tmp';
+/** Bodies up to this size are kept in memory on their way to the file; beyond, received into a temporary file. */
+export const IN_MEMORY_BODY_LIMIT = 16 * 1024 * 1024;
+/** Objects up to this size are read whole by a GET. */
+const READ_WHOLE = 256 * 1024;
+/** File name bytes most file systems allow. */
+const NAME_MAX = 255;
+export const MIN_PART_SIZE = 5 * 1024 * 1024;
+const DEFAULT_CONTENT_TYPE = 'binary/octet-stream';
+/** The standard headers S3 keeps with an object and returns on GET/HEAD (ObjectInfo.headers). */
+export const STORED_HEADERS = [
+  'cache-control',
+  'content-disposition',
+  'content-encoding',
+  'content-language',
+  'expires',
+];
+
+export interface ObjectInfo {
+  size: number;
+  /** Hex MD5 of the bytes, or S3's `<hex>-<parts>` after a multipart upload; without the quotes. */
+  etag: string;
+  /** ISO 8601, milliseconds. */
+  modified: string;
+  contentType: string;
+  /** Cache-Control, Content-Disposition, Content-Encoding, Content-Language, Expires (lower-case names). */
+  headers?: Record<string, string>;
+  /** User metadata (x-amz-meta-<name>), names lower-case without the prefix. */
+  metadata?: Record<string, string>;
+  checksum?: { algorithm: ChecksumAlgorithm; value: string };
+  parts?: number;
+}
+
+/** What describes an object apart from its bytes (given at upload, kept by a copy unless replaced). */
+export type ObjectAttributes = Pick<ObjectInfo, 'contentType' | 'headers' | 'metadata'>;
+
+/** A received body: in memory, or in a temporary file of the store (consumed by the write). */
+export type Body = Buffer | { file: string; size: number };
+
+export interface StoredObject {
+  info: ObjectInfo;
+  /** The bytes `start..end` (inclusive), or all: from memory when small, else streamed from the open file. */
+  body(start?: number, end?: number): Buffer | Readable;
+  /** Call when the body is not read (HEAD, 304, errors). */
+  close(): Promise<void>;
+}
+
+export interface ListOptions {
+  prefix: string;
+  delimiter: string;
+  /** Only keys (and common prefixes) after this one: StartAfter, a continuation token's key, or a v1 marker. */
+  after: string;
+  maxKeys: number;
+}
+
+export interface ListPage {
+  objects: { key: string; info: ObjectInfo }[];
+  prefixes: string[];
+  truncated: boolean;
+  /** The last key or common prefix of the page: where the next page starts. */
+  last?: string;
+}
+
+export interface UploadInfo {
+  bucket: string;
+  key: string;
+  initiated: string;
+  attributes: ObjectAttributes;
+  checksumAlgorithm?: ChecksumAlgorithm;
+}
+
+export interface PartInfo {
+  partNumber: number;
+  size: number;
+  etag: string;
+  modified: string;
+  checksum?: { algorithm: ChecksumAlgorithm; value: string };
+}
+
+/** Checked under the key's write lock against what is stored now (If-Match, If-None-Match). */
+export type WriteCondition = (current: ObjectInfo | null) => void;
+
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what file names must not hold raw
+const UNSAFE_IN_NAMES = /[%\\:*?"<>|\u0000-\u001f\u007f]/g;
+const hex2 = (c: string) => `%${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`;
+
+export function encodeSegment(segment: string): string {
+  if (segment === '') return '%';
+  let name = segment.replace(UNSAFE_IN_NAMES, hex2);
+  if (name.startsWith('.')) name = `%2E${name.slice(1)}`;
+  if (name.endsWith('.') || name.endsWith(' ')) name = name.slice(0, -1) + hex2(name.at(-1)!);
+  return name;
+}
+
+export function decodeSegment(name: string): string {
+  return name === '%'
+    ? ''
+    : name.replace(/%([0-9A-F]{2})/g, (_, h: string) => String.fromCharCode(Number.parseInt(h, 16)));
+}
+
+/** S3's key order: UTF-8 bytes, i.e. code points (UTF-16 units differ only around surrogates). */
+export function compareKeys(a: string, b: string): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const x = a.charCodeAt(i);
+    const y = b.charCodeAt(i);
+    if (x !== y) {
+      if (x >= 0xd800 && y >= 0xd800 && x <= 0xdfff !== y <= 0xdfff) return x <= 0xdfff ? 1 : -1;
+      return x - y;
+    }
+  }
+  return a.length - b.length;
+}
+
+const errorCode = (error: unknown) => (error as NodeJS.ErrnoException).code ?? '';
+const isMissing = (error: unknown) => ['ENOENT', 'ENOTDIR'].includes(errorCode(error));
+const metaName = (name: string) => `.${name}.meta.json`;
+
+const keyConflict = (key: string) =>
+  new S3Error(
+    'KeyConflict',
+    409,
+    `The embedded S3 keeps keys as file paths: "${key}" cannot be stored beside a key that is its folder or lies in it ("a" and "a/b"). S3 allows both; this local store does not.`,
+    { Key: key },
+  );
+
+interface Location {
+  dir: string;
+  data: string;
+  meta: string;
+}
+
+interface Entry {
+  segment: string;
+  dir: boolean;
+  path: string;
+  /** The segment as it sorts among its siblings: a directory holds keys that continue with `/`. */
+  order: string;
+}
+
+type Source = Buffer | (Readable | { file: string; start: number; end: number })[];
+
+export class ObjectStore {
+  private readonly knownDirs = new Set<string>();
+  private readonly knownBuckets = new Set<string>();
+  private readonly writing = new Map<string, Promise<unknown>>();
+  private tempCounter = 0;
+
+  constructor(readonly root: string) {}
+
+  /** Create the directories; drop temporary files an interrupted process left behind (older than an hour). */
+  async open(): Promise<void> {
+    await mkdir(path.join(this.root, TEMP_DIR), { recursive: true });
+    const cutoff = Date.now() - 3_600_000;
+    for (const name of await readdir(path.join(this.root, TEMP_DIR))) {
+      const file = path.join(this.root, TEMP_DIR, name);
+      const s = await stat(file).catch(() => null);
+      if (s && s.mtimeMs < cutoff) await rm(file, { force: true });
+    }
+  }
+
+  tempPath(): string {
+    return path.join(this.root, TEMP_DIR, `${process.pid}-${++this.tempCounter}-${randomBytes(3).toString('hex')}`);
+  }
+
+  // Buckets
+
+  private bucketDir(bucket: string): string {
+    return path.join(this.root, bucket);
+  }
+
+  async bucketCreated(bucket: string): Promise<Date | null> {
+    const s = await stat(this.bucketDir(bucket)).catch(() => null);
+    if (!s?.isDirectory()) {
+      this.knownBuckets.delete(bucket);
+      return null;
+    }
+    this.knownBuckets.add(bucket);
+    return s.birthtime.getTime() > 0 ? s.birthtime : s.mtime;
+  }
+
+  async assertBucket(bucket: string): Promise<void> {
+    if (this.knownBuckets.has(bucket)) return;
+    if (!(await this.bucketCreated(bucket))) throw noSuchBucket(bucket);
+  }
+
+  /** false when it already existed. */
+  async createBucket(bucket: string): Promise<boolean> {
+    try {
+      await mkdir(this.bucketDir(bucket));
+      this.knownBuckets.add(bucket);
+      return true;
+    } catch (error) {
+      if (errorCode(error) === 'EEXIST') return false;
+      throw error;
+    }
+  }
+
+  async listBuckets(): Promise<{ name: string; created: Date }[]> {
+    const out: { name: string; created: Date }[] = [];
+    for (const entry of await readdir(this.root, { withFileTypes: true })) {
+      if (!entry.isDirectory() || entry.name.startsWith('.')) continue;
+      const created = await this.bucketCreated(entry.name);
+      if (created) out.push({ name: entry.name, created });
+    }
+    return out.sort((a, b) => compareKeys(a.name, b.name));
+  }
+
+  async deleteBucket(bucket: string): Promise<void> {
+    await this.assertBucket(bucket);
+    if (await this.holdsObjects(this.bucketDir(bucket))) {
+      throw new S3Error('BucketNotEmpty', 409, 'The bucket you tried to delete is not empty', { BucketName: bucket });
+    }
+    for (const upload of await this.listUploads(bucket))
+      await rm(this.uploadDir(upload.id), { recursive: true, force: true });
+    this.knownBuckets.delete(bucket);
+    for (const dir of this.knownDirs) if (dir.startsWith(this.bucketDir(bucket) + path.sep)) this.knownDirs.delete(dir);
+    await rm(this.bucketDir(bucket), { recursive: true, force: true });
+  }
+
+  // Objects
+
+  private locate(bucket: string, key: string): Location {
+    const names = key.split('/').map(encodeSegment);
+    for (const name of names) {
+      if (Buffer.byteLength(metaName(name)) > NAME_MAX) {
+        throw new S3Error(
+          'KeyTooLongError',
+          400,
+          `Your key is too long: the embedded S3 keeps each part of a key between slashes as a file name of at most ${NAME_MAX - 11} bytes`,
+        );
+      }
+    }
+    return locationOf(path.join(this.bucketDir(bucket), ...names));
+  }
+
+  /** The file holding a key's bytes (whether or not it exists). */
+  dataFile(bucket: string, key: string): string {
+    return this.locate(bucket, key).data;
+  }
+
+  /** Store an object; `condition` is checked against the current one first, under the key's write lock. */
+  async put(
+    bucket: string,
+    key: string,
+    info: ObjectInfo,
+    body: Body,
+    condition?: WriteCondition,
+  ): Promise<ObjectInfo> {
+    await this.assertBucket(bucket);
+    const at = this.locate(bucket, key);
+    try {
+      await this.exclusive(at.data, async () => {
+        if (condition) condition(await this.infoOf(at));
+        await this.write(
+          at,
+          info,
+          Buffer.isBuffer(body) ? body : [{ file: body.file, start: 0, end: body.size - 1 }],
+          key,
+          bucket,
+        );
+      });
+    } finally {
+      if (!Buffer.isBuffer(body)) await rm(body.file, { force: true });
+    }
+    return info;
+  }
+
+  /** The object, or null when there is none. `headOnly`: its body will not be read. */
+  async get(bucket: string, key: string, headOnly = false): Promise<StoredObject | null> {
+    return this.read(this.locate(bucket, key), headOnly);
+  }
+
+  async delete(bucket: string, key: string): Promise<void> {
+    const at = this.locate(bucket, key);
+    await this.exclusive(at.data, async () => {
+      try {
+        await unlink(at.data);
+      } catch (error) {
+        const code = errorCode(error);
+        const folder = code === 'EISDIR' || (code === 'EPERM' && (await stat(at.data)).isDirectory());
+        if (code === 'ENOTDIR' || folder) return; // under an object, or a folder of other keys: no such object
+        if (code !== 'ENOENT') throw error;
+      }
+      await rm(at.meta, { force: true }); // with the bytes gone (or never there), their metadata goes too
+    });
+    await this.pruneEmptyDirs(at.dir, this.bucketDir(bucket));
+  }
+
+  /** A copy of an object opened with get(), with its own time and, when given, new attributes. */
+  async copy(source: StoredObject, bucket: string, key: string, attributes?: ObjectAttributes): Promise<ObjectInfo> {
+    await this.assertBucket(bucket);
+    const at = this.locate(bucket, key);
+    const info: ObjectInfo = { ...source.info, ...(attributes ?? {}), modified: new Date().toISOString() };
+    await this.exclusive(at.data, async () => {
+      const body = source.body();
+      await this.write(at, info, Buffer.isBuffer(body) ? body : [body], key, bucket);
+    });
+    return info;
+  }
+
+  /**
+   * One page of keys in S3's order, with common prefixes rolled up: the walk enters only the directories that can
+   * hold the page, so a page costs what it returns. `withInfo: false` leaves out the metadata (file paths only).
+   */
+  async list(bucket: string, options: ListOptions): Promise<ListPage>;
+  async list(bucket: string, options: ListOptions, withInfo: false): Promise<{ key: string; file: string }[]>;
+  async list(
+    bucket: string,
+    options: ListOptions,
+    withInfo = true,
+  ): Promise<ListPage | { key: string; file: string }[]> {
+    const { prefix, delimiter, after, maxKeys } = options;
+    const found: ({ key: string; file: string } | { prefix: string })[] = [];
+    let truncated = false;
+    let lastPrefix: string | null = null;
+    /** Add an item; true when the page was already full (the listing is truncated and stops). */
+    const add = (item: { key: string; file: string } | { prefix: string }) => {
+      if (found.length >= maxKeys) {
+        truncated = true;
+        return true;
+      }
+      found.push(item);
+      return false;
+    };
+    /** A key or folder holding the delimiter after the prefix lists as its common prefix, once. */
+    const rollUp = (keyOrFolder: string): 'none' | 'skip' | 'stop' => {
+      const at = delimiter ? keyOrFolder.indexOf(delimiter, prefix.length) : -1;
+      if (at < 0) return 'none';
+      const common = keyOrFolder.slice(0, at + delimiter.length);
+      if (common === lastPrefix || (after && compareKeys(common, after) <= 0)) return 'skip';
+      lastPrefix = common;
+      return add({ prefix: common }) ? 'stop' : 'skip';
+    };
+    const visit = async (dir: string, base: string): Promise<boolean> => {
+      for (const entry of await this.entries(dir)) {
+        if (entry.dir) {
+          const folder = `${base}${entry.segment}/`;
+          if (!folder.startsWith(prefix) && !prefix.startsWith(folder)) {
+            if (compareKeys(folder, prefix) > 0) return true;
+            continue;
+          }
+          if (after && compareKeys(folder, after) < 0 && !after.startsWith(folder)) continue;
+          if (delimiter && folder.startsWith(prefix) && folder.includes(delimiter, prefix.length)) {
+            // Every key below rolls up into the same common prefix: listed once, if the folder holds an object.
+            if ((await this.holdsObjects(entry.path)) && rollUp(folder) === 'stop') return true;
+            continue;
+          }
+          if (await visit(entry.path, folder)) return true;
+        } else {
+          const key = base + entry.segment;
+          if (!key.startsWith(prefix)) {
+            if (compareKeys(key, prefix) > 0) return true;
+            continue;
+          }
+          if (after && compareKeys(key, after) <= 0) continue;
+          const rolled = rollUp(key);
+          if (rolled === 'stop') return true;
+          if (rolled === 'skip') continue;
+          if (add({ key, file: entry.path })) return true;
+        }
+      }
+      return false;
+    };
+
+    await this.assertBucket(bucket);
+    if (maxKeys > 0) {
+      const known = prefix.slice(0, prefix.lastIndexOf('/') + 1);
+      const start = known
+        ? path.join(this.bucketDir(bucket), ...known.slice(0, -1).split('/').map(encodeSegment))
+        : this.bucketDir(bucket);
+      await visit(start, known);
+    }
+    if (!withInfo) return found.filter((f) => 'key' in f);
+
+    const infos = await mapConcurrently(found, 32, async (item) =>
+      'key' in item ? this.infoOf(locationOf(item.file)) : null,
+    );
+    const page: ListPage = { objects: [], prefixes: [], truncated };
+    found.forEach((item, i) => {
+      if ('prefix' in item) page.prefixes.push(item.prefix);
+      else if (infos[i]) page.objects.push({ key: item.key, info: infos[i]! }); // null: deleted meanwhile
+    });
+    const lastItem = found.at(-1);
+    if (lastItem) page.last = 'key' in lastItem ? lastItem.key : lastItem.prefix;
+    return page;
+  }
+
+  // Multipart uploads
+
+  private uploadDir(uploadId: string): string {
+    if (!/^[0-9a-f]{32}$/.test(uploadId)) throw noSuchUpload(uploadId);
+    return path.join(this.root, MULTIPART_DIR, uploadId);
+  }
+
+  private partLocation(uploadId: string, partNumber: number): Location {
+    return locationOf(path.join(this.uploadDir(uploadId), String(partNumber)));
+  }
+
+  async createUpload(upload: Omit<UploadInfo, 'initiated'>): Promise<string> {
+    await this.assertBucket(upload.bucket);
+    this.locate(upload.bucket, upload.key); // KeyTooLongError now rather than at the end
+    const uploadId = randomBytes(16).toString('hex');
+    const dir = this.uploadDir(uploadId);
+    await mkdir(dir, { recursive: true });
+    await writeFile(path.join(dir, 'upload.json'), JSON.stringify({ ...upload, initiated: new Date().toISOString() }));
+    return uploadId;
+  }
+
+  async getUpload(uploadId: string): Promise<UploadInfo> {
+    try {
+      return JSON.parse(await readFile(path.join(this.uploadDir(uploadId), 'upload.json'), 'utf8')) as UploadInfo;
+    } catch (error) {
+      if (isMissing(error) || error instanceof SyntaxError) throw noSuchUpload(uploadId);
+      throw error;
+    }
+  }
+
+  async putPart(uploadId: string, part: PartInfo, body: Body): Promise<void> {
+    try {
+      await this.getUpload(uploadId);
+      const info: ObjectInfo = {
+        size: part.size,
+        etag: part.etag,
+        modified: part.modified,
+        contentType: DEFAULT_CONTENT_TYPE,
+        ...(part.checksum ? { checksum: part.checksum } : {}),
+      };
+      const at = this.partLocation(uploadId, part.partNumber);
+      await this.exclusive(at.data, () =>
+        this.write(at, info, Buffer.isBuffer(body) ? body : [{ file: body.file, start: 0, end: body.size - 1 }]),
+      );
+    } finally {
+      if (!Buffer.isBuffer(body)) await rm(body.file, { force: true });
+    }
+  }
+
+  async listParts(uploadId: string): Promise<PartInfo[]> {
+    await this.getUpload(uploadId);
+    const numbers = (await readdir(this.uploadDir(uploadId))).filter((name) => /^\d+$/.test(name)).map(Number);
+    const parts: PartInfo[] = [];
+    for (const partNumber of numbers.sort((a, b) => a - b)) {
+      const part = await this.read(this.partLocation(uploadId, partNumber), true);
+      await part?.close();
+      if (part)
+        parts.push({
+          partNumber,
+          size: part.info.size,
+          etag: part.info.etag,
+          modified: part.info.modified,
+          ...(part.info.checksum ? { checksum: part.info.checksum } : {}),
+        });
+    }
+    return parts;
+  }
+
+  async listUploads(bucket: string): Promise<(UploadInfo & { id: string })[]> {
+    const names = await readdir(path.join(this.root, MULTIPART_DIR)).catch(() => [] as string[]);
+    const uploads = await Promise.all(
+      names.map(async (id) => ({ id, ...(await this.getUpload(id).catch(() => null)) })),
+    );
+    return (uploads.filter((u) => u.bucket === bucket) as (UploadInfo & { id: string })[]).sort(
+      (a, b) => compareKeys(a.key, b.key) || a.initiated.localeCompare(b.initiated),
+    );
+  }
+
+  /** Assemble the listed parts (ascending, each but the last ≥ 5 MiB, ETags as uploaded) into the object. */
+  async completeUpload(
+    uploadId: string,
+    requested: { partNumber: number; etag: string }[],
+    condition?: WriteCondition,
+  ): Promise<{ upload: UploadInfo; info: ObjectInfo }> {
+    const upload = await this.getUpload(uploadId);
+    await this.assertBucket(upload.bucket);
+    if (requested.length === 0) throw new S3Error('MalformedXML', 400, 'You must specify at least one part');
+    const stored = new Map((await this.listParts(uploadId)).map((p) => [p.partNumber, p]));
+    const ranges: { file: string; start: number; end: number }[] = [];
+    const md5s: Buffer[] = [];
+    let size = 0;
+    let previous = 0;
+    for (const [i, want] of requested.entries()) {
+      if (want.partNumber <= previous)
+        throw new S3Error(
+          'InvalidPartOrder',
+          400,
+          'The list of parts was not in ascending order. The parts list must be specified in order by part number.',
+        );
+      previous = want.partNumber;
+      const part = stored.get(want.partNumber);
+      if (!part || part.etag !== want.etag.replace(/"/g, '')) {
+        throw new S3Error(
+          'InvalidPart',
+          400,
+          "One or more of the specified parts could not be found. The part may not have been uploaded, or the specified entity tag may not match the part's entity tag.",
+          { UploadId: uploadId, PartNumber: String(want.partNumber), ETag: want.etag },
+        );
+      }
+      if (i < requested.length - 1 && part.size < MIN_PART_SIZE) {
+        throw new S3Error(
+          'EntityTooSmall',
+          400,
+          'Your proposed upload is smaller than the minimum allowed object size.',
+          {
+            ProposedSize: String(part.size),
+            MinSizeAllowed: String(MIN_PART_SIZE),
+            PartNumber: String(part.partNumber),
+            ETag: part.etag,
+          },
+        );
+      }
+      ranges.push({ file: this.partLocation(uploadId, part.partNumber).data, start: 0, end: part.size - 1 });
+      md5s.push(Buffer.from(part.etag, 'hex'));
+      size += part.size;
+    }
+    const info: ObjectInfo = {
+      ...upload.attributes,
+      size,
+      etag: `${createHash('md5').update(Buffer.concat(md5s)).digest('hex')}-${requested.length}`,
+      modified: new Date().toISOString(),
+      parts: requested.length,
+    };
+    const at = this.locate(upload.bucket, upload.key);
+    await this.exclusive(at.data, async () => {
+      if (condition) condition(await this.infoOf(at));
+      await this.write(at, info, ranges, upload.key, upload.bucket);
+    });
+    await rm(this.uploadDir(uploadId), { recursive: true, force: true });
+    return { upload, info };
+  }
+
+  async abortUpload(uploadId: string): Promise<void> {
+    await this.getUpload(uploadId);
+    await rm(this.uploadDir(uploadId), { recursive: true, force: true });
+  }
+
+  // Files
+
+  /** One write (or delete) of a key at a time in this process, so metadata and bytes always pair up. */
+  private async exclusive<T>(file: string, fn: () => Promise<T>): Promise<T> {
+    const before = this.writing.get(file);
+    const run = before ? before.catch(() => undefined).then(fn) : fn();
+    this.writing.set(file, run);
+    try {
+      return await run;
+    } finally {
+      if (this.writing.get(file) === run) this.writing.delete(file);
+    }
+  }
+
+  /** What S3 knows of an object without opening its bytes (listings, write conditions); null when there is none. */
+  private async infoOf(at: Location): Promise<ObjectInfo | null> {
+    const [s, metaText] = await Promise.all([
+      stat(at.data, { bigint: true }).catch((error: unknown) => {
+        if (isMissing(error)) return null;
+        throw error;
+      }),
+      readFile(at.meta, 'utf8').catch(() => null),
+    ]);
+    if (!s || s.isDirectory()) return null;
+    return storedInfo(metaText, s) ?? describe(createReadStream(at.data), s);
+  }
+
+  /** Bytes to a temporary file, metadata (with their inode) to another, then both renamed into place. */
+  private async write(at: Location, info: ObjectInfo, source: Source, key?: string, bucket?: string): Promise<void> {
+    const tempData = this.tempPath();
+    const tempMeta = `${tempData}.meta`;
+    try {
+      const ino = await writeBytes(tempData, source);
+      await writeFile(tempMeta, JSON.stringify({ ...info, ino }));
+      await this.ensureDir(at.dir, key, bucket);
+      await this.placeFile(tempMeta, at.meta, at.dir, key, bucket);
+      try {
+        await rename(tempData, at.data);
+      } catch (error) {
+        if (!['EISDIR', 'ENOTEMPTY', 'EEXIST', 'EPERM'].includes(errorCode(error))) throw error;
+        await rm(at.meta, { force: true });
+        throw key ? keyConflict(key) : error; // a folder of other keys has this name
+      }
+    } catch (error) {
+      await rm(tempData, { force: true });
+      await rm(tempMeta, { force: true });
+      throw error;
+    }
+  }
+
+  private async ensureDir(dir: string, key?: string, bucket?: string): Promise<void> {
+    if (this.knownDirs.has(dir)) return;
+    if (bucket) await this.assertBucket(bucket); // the bucket itself is never created by a write
+    try {
+      await mkdir(dir, { recursive: true });
+    } catch (error) {
+      if (key && ['EEXIST', 'ENOTDIR'].includes(errorCode(error))) throw keyConflict(key); // an object is in the way
+      throw error;
+    }
+    if (this.knownDirs.size > 10_000) this.knownDirs.clear();
+    this.knownDirs.add(dir);
+  }
+
+  /** Rename into a key's directory; a concurrent delete may have removed it in between: create it again. */
+  private async placeFile(temp: string, target: string, dir: string, key?: string, bucket?: string): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await rename(temp, target);
+        return;
+      } catch (error) {
+        if (errorCode(error) !== 'ENOENT' || attempt >= 3) throw error;
+        this.knownDirs.delete(dir);
+        if (bucket) this.knownBuckets.delete(bucket);
+        await this.ensureDir(dir, key, bucket);
+      }
+    }
+  }
+
+  private async pruneEmptyDirs(dir: string, stopAt: string): Promise<void> {
+    while (dir.length > stopAt.length && dir.startsWith(stopAt)) {
+      try {
+        await rmdir(dir);
+      } catch {
+        return; // not empty (or already gone)
+      }
+      this.knownDirs.delete(dir);
+      dir = path.dirname(dir);
+    }
+  }
+
+  /** Open an object: its bytes (read whole when small) and their metadata, or a description made from the bytes. */
+  private async read(at: Location, headOnly: boolean): Promise<StoredObject | null> {
+    let handle: FileHandle;
+    try {
+      handle = await open(at.data, 'r');
+    } catch (error) {
+      if (isMissing(error)) return null;
+      throw error;
+    }
+    try {
+      const [s, metaText] = await Promise.all([
+        handle.stat({ bigint: true }),
+        readFile(at.meta, 'utf8').catch(() => null),
+      ]);
+      if (s.isDirectory()) {
+        await handle.close();
+        return null; // a folder of other keys
+      }
+      const size = Number(s.size);
+      const info =
+        storedInfo(metaText, s) ?? (await describe(handle.createReadStream({ start: 0, autoClose: false }), s));
+      if (!headOnly && size <= READ_WHOLE) {
+        const bytes = Buffer.alloc(size);
+        let read = 0;
+        while (read < size) {
+          const { bytesRead } = await handle.read(bytes, read, size - read, read);
+          if (bytesRead === 0) break;
+          read += bytesRead;
+        }
+        await handle.close();
+        const whole = bytes.subarray(0, read);
+        return {
+          info,
+          body: (start = 0, end = info.size - 1) => whole.subarray(start, end + 1),
+          close: async () => undefined,
+        };
+      }
+      let handleOpen = true;
+      return {
+        info,
+        body(start = 0, end = info.size - 1) {
+          handleOpen = false; // the stream closes it
+          return handle.createReadStream({ start, end });
+        },
+        async close() {
+          if (handleOpen) {
+            handleOpen = false;
+            await handle.close();
+          }
+        },
+      };
+    } catch (error) {
+      await handle.close().catch(() => undefined);
+      throw error;
+    }
+  }
+
+  /** A directory's objects and folders in key order (our `.`-files left out). */
+  private async entries(dir: string): Promise<Entry[]> {
+    let dirents: import('node:fs').Dirent[];
+    try {
+      dirents = await readdir(dir, { withFileTypes: true });
+    } catch (error) {
+      if (isMissing(error)) return [];
+      throw error;
+    }
+    const entries: Entry[] = [];
+    for (const d of dirents) {
+      if (d.name.startsWith('.')) continue;
+      const segment = decodeSegment(d.name);
+      if (d.isDirectory()) entries.push({ segment, dir: true, path: path.join(dir, d.name), order: `${segment}/` });
+      else if (d.isFile()) entries.push({ segment, dir: false, path: path.join(dir, d.name), order: segment });
+    }
+    return entries.sort((a, b) => compareKeys(a.order, b.order));
+  }
+
+  private async holdsObjects(dir: string): Promise<boolean> {
+    const entries = await this.entries(dir);
+    if (entries.some((e) => !e.dir)) return true;
+    for (const e of entries) if (await this.holdsObjects(e.path)) return true;
+    return false;
+  }
+}
+
+/** Write the bytes and return the file's inode (what its metadata will name). */
+async function writeBytes(file: string, source: Source): Promise<string> {
+  const handle = await open(file, 'w');
+  try {
+    if (Buffer.isBuffer(source)) {
+      if (source.length > 0) await handle.write(source, 0, source.length, 0);
+    } else {
+      let position = 0;
+      for (const part of source) {
+        const stream =
+          'file' in part
+            ? part.end >= part.start
+              ? createReadStream(part.file, { start: part.start, end: part.end })
+              : null
+            : part;
+        if (!stream) continue;
+        for await (const chunk of stream) {
+          const data = chunk as Buffer;
+          await handle.write(data, 0, data.length, position);
+          position += data.length;
+        }
+      }
+    }
+    return String((await handle.stat({ bigint: true })).ino);
+  } finally {
+    await handle.close();
+  }
+}
+
+/** The stored description of an object's bytes, when it names them (same inode, same size); else null. */
+function storedInfo(metaText: string | null, s: BigIntStats): ObjectInfo | null {
+  if (!metaText) return null;
+  try {
+    const { ino, ...info } = JSON.parse(metaText) as ObjectInfo & { ino?: string };
+    return ino === String(s.ino) && info.size === Number(s.size) ? info : null;
+  } catch {
+    return null; // unreadable: the bytes are described from the file
+  }
+}
+
+/** Bytes without metadata (written by hand, or a crash between the two renames): their MD5, size and time. */
+async function describe(bytes: Readable, s: BigIntStats): Promise<ObjectInfo> {
+  const hash = createHash('md5');
+  for await (const chunk of bytes) hash.update(chunk as Buffer);
+  return {
+    size: Number(s.size),
+    etag: hash.digest('hex'),
+    modified: new Date(Number(s.mtimeMs)).toISOString(),
+    contentType: DEFAULT_CONTENT_TYPE,
+  };
+}
+
+/** Where an object's metadata is, from the file of its bytes. */
+function locationOf(data: string): Location {
+  const dir = path.dirname(data);
+  return { dir, data, meta: path.join(dir, metaName(path.basename(data))) };
+}
+
+export function assertPartNumber(value: string | null): number {
+  const n = Number(value);
+  if (!value || !/^\d+$/.test(value) || n < 1 || n > 10_000)
+    throw invalidArgument('Part number must be an integer between 1 and 10000, inclusive', 'partNumber', value ?? '');
+  return n;
+}
+
+async function mapConcurrently<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await fn(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}

@@ -1,0 +1,726 @@
+import type { Readable } from 'node:stream';
+import {
+  assertPartNumber,
+  type ObjectAttributes,
+  type ObjectInfo,
+  type ObjectStore,
+  STORED_HEADERS,
+  type StoredObject,
+  type WriteCondition,
+} from './object-store.ts';
+import { type ChecksumAlgorithm, checksumHeader, parseChecksumAlgorithm } from './s3-checksums.ts';
+import {
+  invalidArgument,
+  malformedXml,
+  noSuchBucket,
+  noSuchKey,
+  notImplemented,
+  preconditionFailed,
+  S3Error,
+} from './s3-errors.ts';
+import {
+  type ReceivedBody,
+  type RequestBody,
+  type RequestHeaders,
+  receiveBody,
+  receiveDocument,
+} from './s3-request-body.ts';
+import { childrenNamed, childText, element, parseXml, xmlDocument } from './s3-xml.ts';
+
+/**
+ * The S3 REST API subset the AWS SDKs and the AWS CLI use, over an ObjectStore: buckets (list, create, head,
+ * delete, location), ListObjectsV2 and ListObjects (prefix, delimiter, StartAfter, continuation tokens, markers,
+ * MaxKeys, EncodingType=url), Get (Range, conditions, response-* overrides) / Head / Put (plain or aws-chunked,
+ * checksums) / Copy / Delete / DeleteObjects, and multipart uploads. Path-style requests (`/bucket/key`); the
+ * HTTP server maps `<bucket>.localhost` hosts onto them. Signatures are not checked: any credentials work, as they
+ * did with the emulator this replaces. What is not implemented answers 501 NotImplemented.
+ *
+ * One instance serves both doors of the embedded S3: the HTTP endpoint and the in-process transport the local
+ * gateway gives its S3 client, so both see the same objects with the same rules.
+ */
+export interface S3Request {
+  method: string;
+  /** The path as sent, still percent-encoded: `/`, `/bucket`, `/bucket/key`. */
+  path: string;
+  query: URLSearchParams;
+  /** Lower-case names. */
+  headers: RequestHeaders;
+  body: RequestBody;
+}
+
+export interface S3Response {
+  status: number;
+  headers: Record<string, string>;
+  body?: Buffer | Readable;
+}
+
+const OWNER = {
+  ID: '75aa57f09aa0c8caeab4f8c24e99d10f8e7faeebf76c078efc7c6caea54ba06a',
+  DisplayName: 'webhook-gateway',
+};
+const ownerXml = `<Owner>${element('ID', OWNER.ID)}${element('DisplayName', OWNER.DisplayName)}</Owner>`;
+const RESPONSE_OVERRIDES = [
+  'content-type',
+  'content-language',
+  'expires',
+  'cache-control',
+  'content-disposition',
+  'content-encoding',
+];
+/** Sub-resources the subset does not implement: refused rather than mistaken for a listing or an object. */
+const UNSUPPORTED = [
+  'acl',
+  'policy',
+  'policyStatus',
+  'cors',
+  'lifecycle',
+  'website',
+  'encryption',
+  'logging',
+  'notification',
+  'replication',
+  'requestPayment',
+  'accelerate',
+  'analytics',
+  'inventory',
+  'metrics',
+  'intelligent-tiering',
+  'object-lock',
+  'ownershipControls',
+  'publicAccessBlock',
+  'versions',
+  'retention',
+  'legal-hold',
+  'torrent',
+  'restore',
+  'select',
+  'attributes',
+  'session',
+];
+const MAX_KEY_BYTES = 1024;
+
+export function isValidBucketName(name: string): boolean {
+  return /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(name) && !name.includes('..') && !/^\d+\.\d+\.\d+\.\d+$/.test(name);
+}
+
+/** EncodingType=url as S3 applies it (the AWS CLI decodes with unquote_plus, the SDKs leave it to the caller). */
+const urlEncode = (value: string) => encodeURIComponent(value);
+
+const etagOf = (info: ObjectInfo) => `"${info.etag}"`;
+const httpDate = (iso: string) => new Date(iso).toUTCString();
+
+/** Non-ASCII metadata values go out as RFC 2047 words, as S3 sends them (HTTP header values are Latin-1). */
+const headerValue = (value: string) =>
+  /^[\x20-\x7e\t]*$/.test(value) ? value : `=?UTF-8?B?${Buffer.from(value).toString('base64')}?=`;
+
+function attributesFrom(headers: RequestHeaders): ObjectAttributes {
+  const stored: Record<string, string> = {};
+  for (const name of STORED_HEADERS) {
+    let value = headers[name];
+    if (name === 'content-encoding' && value)
+      value = value
+        .split(',')
+        .map((e) => e.trim())
+        .filter((e) => e && e !== 'aws-chunked')
+        .join(', ');
+    if (value) stored[name] = value;
+  }
+  const metadata: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers))
+    if (name.startsWith('x-amz-meta-') && value !== undefined) metadata[name.slice(11)] = value;
+  return {
+    contentType: headers['content-type'] || 'binary/octet-stream',
+    ...(Object.keys(stored).length ? { headers: stored } : {}),
+    ...(Object.keys(metadata).length ? { metadata } : {}),
+  };
+}
+
+function objectHeaders(info: ObjectInfo, checksumMode: boolean): Record<string, string> {
+  const headers: Record<string, string> = {
+    'content-type': info.contentType,
+    etag: etagOf(info),
+    'last-modified': httpDate(info.modified),
+    'accept-ranges': 'bytes',
+    ...info.headers,
+  };
+  for (const [name, value] of Object.entries(info.metadata ?? {})) headers[`x-amz-meta-${name}`] = headerValue(value);
+  if (checksumMode && info.checksum) {
+    headers[checksumHeader(info.checksum.algorithm)] = info.checksum.value;
+    headers['x-amz-checksum-type'] = 'FULL_OBJECT';
+  }
+  return headers;
+}
+
+const etagMatches = (list: string, etag: string) =>
+  list.split(',').some((t) => t.trim() === '*' || t.trim().replace(/^W\//, '').replace(/"/g, '') === etag);
+
+/** If-Match, If-None-Match, If-(Un)Modified-Since (or their x-amz-copy-source-if-* forms) in S3's order. */
+function checkConditions(info: ObjectInfo, headers: RequestHeaders, prefix = ''): 'ok' | 'not-modified' {
+  const get = (name: string) => headers[`${prefix}${name}`];
+  const modified = Math.floor(Date.parse(info.modified) / 1000) * 1000;
+  const ifMatch = get('if-match');
+  const ifUnmodified = get('if-unmodified-since');
+  if (ifMatch !== undefined) {
+    if (!etagMatches(ifMatch, info.etag)) throw preconditionFailed(prefix ? 'x-amz-copy-source-If-Match' : 'If-Match');
+  } else if (
+    ifUnmodified !== undefined &&
+    !Number.isNaN(Date.parse(ifUnmodified)) &&
+    modified > Date.parse(ifUnmodified)
+  ) {
+    throw preconditionFailed(prefix ? 'x-amz-copy-source-If-Unmodified-Since' : 'If-Unmodified-Since');
+  }
+  const ifNoneMatch = get('if-none-match');
+  const ifModified = get('if-modified-since');
+  const notModified =
+    ifNoneMatch !== undefined
+      ? etagMatches(ifNoneMatch, info.etag)
+      : ifModified !== undefined && !Number.isNaN(Date.parse(ifModified)) && modified <= Date.parse(ifModified);
+  if (!notModified) return 'ok';
+  if (prefix)
+    throw preconditionFailed(
+      ifNoneMatch !== undefined ? 'x-amz-copy-source-If-None-Match' : 'x-amz-copy-source-If-Modified-Since',
+    );
+  return 'not-modified';
+}
+
+/** `bytes=a-b`, `bytes=a-`, `bytes=-n` → an inclusive range; null: serve the whole object (absent or ignorable). */
+function parseRange(header: string | undefined, size: number): { start: number; end: number } | null {
+  const m = header ? /^bytes=(\d*)-(\d*)$/.exec(header.trim()) : null;
+  if (!m || (m[1] === '' && m[2] === '')) return null;
+  let start: number;
+  let end: number;
+  if (m[1] === '') {
+    const suffix = Number(m[2]);
+    if (suffix === 0) throw invalidRange(header!, size);
+    start = Math.max(0, size - suffix);
+    end = size - 1;
+  } else {
+    start = Number(m[1]);
+    end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
+    if (m[2] !== '' && Number(m[2]) < start) return null;
+  }
+  if (start >= size) throw invalidRange(header!, size);
+  return { start, end };
+}
+
+const invalidRange = (requested: string, size: number) =>
+  new S3Error('InvalidRange', 416, 'The requested range is not satisfiable', {
+    RangeRequested: requested,
+    ActualObjectSize: String(size),
+  });
+
+function parseMaxKeys(value: string | null, name = 'max-keys'): number {
+  if (value === null || value === '') return 1000;
+  if (!/^\d+$/.test(value))
+    throw invalidArgument(`Provided ${name} not an integer or within integer range`, name, value);
+  return Math.min(Number(value), 1000);
+}
+
+const encodeToken = (key: string) => Buffer.from(key, 'utf8').toString('base64');
+function decodeToken(token: string): string {
+  const key = Buffer.from(token, 'base64').toString('utf8');
+  if (encodeToken(key) !== token)
+    throw invalidArgument('The continuation token provided is incorrect', 'continuation-token', token);
+  return key;
+}
+
+let requestCounter = 0;
+
+export class S3Api {
+  constructor(readonly store: ObjectStore) {}
+
+  async handle(request: S3Request): Promise<S3Response> {
+    const requestId = (++requestCounter).toString(16).toUpperCase().padStart(16, '0');
+    let response: S3Response;
+    try {
+      response = await this.route(request);
+    } catch (error) {
+      const e =
+        error instanceof S3Error
+          ? error
+          : new S3Error('InternalError', 500, `We encountered an internal error: ${(error as Error).message}`);
+      if (!(error instanceof S3Error))
+        process.stderr.write(`embedded S3: ${request.method} ${request.path}: ${(error as Error).stack}\n`);
+      const fields = Object.entries(e.fields)
+        .map(([k, v]) => element(k, v))
+        .join('');
+      response =
+        request.method === 'HEAD'
+          ? { status: e.status, headers: { 'x-amz-error-code': e.code } }
+          : {
+              status: e.status,
+              headers: { 'content-type': 'application/xml' },
+              body: xmlDocument(
+                'Error',
+                `${element('Code', e.code)}${element('Message', e.message)}${fields}${element('RequestId', requestId)}`,
+                false,
+              ),
+            };
+    }
+    response.headers['x-amz-request-id'] = requestId;
+    response.headers['x-amz-id-2'] = requestId;
+    return response;
+  }
+
+  private async route(request: S3Request): Promise<S3Response> {
+    const { method, query } = request;
+    const slash = request.path.indexOf('/', 1);
+    let bucket: string;
+    let key: string;
+    try {
+      bucket = decodeURIComponent(request.path.slice(1, slash < 0 ? undefined : slash));
+      key = slash < 0 ? '' : decodeURIComponent(request.path.slice(slash + 1));
+    } catch {
+      throw new S3Error('InvalidURI', 400, "Couldn't parse the specified URI.", { URI: request.path });
+    }
+    const unsupported = UNSUPPORTED.find((name) => query.has(name));
+    if (!bucket) {
+      if (method === 'GET') return this.listBuckets();
+      throw new S3Error('MethodNotAllowed', 405, 'The specified method is not allowed against this resource.');
+    }
+    if (!isValidBucketName(bucket)) {
+      if (method === 'PUT' && !key)
+        throw new S3Error('InvalidBucketName', 400, 'The specified bucket is not valid.', { BucketName: bucket });
+      throw noSuchBucket(bucket);
+    }
+    if (unsupported) throw notImplemented(`?${unsupported}`);
+    if (!key) return this.bucketRequest(request, bucket);
+    if (Buffer.byteLength(key) > MAX_KEY_BYTES) throw new S3Error('KeyTooLongError', 400, 'Your key is too long');
+    return this.objectRequest(request, bucket, key);
+  }
+
+  // Service and buckets
+
+  private async listBuckets(): Promise<S3Response> {
+    const buckets = (await this.store.listBuckets())
+      .map((b) => `<Bucket>${element('Name', b.name)}${element('CreationDate', b.created.toISOString())}</Bucket>`)
+      .join('');
+    return xmlResponse('ListAllMyBucketsResult', `${ownerXml}<Buckets>${buckets}</Buckets>`);
+  }
+
+  private async bucketRequest(request: S3Request, bucket: string): Promise<S3Response> {
+    const { method, query } = request;
+    if (method === 'PUT') {
+      if (query.has('tagging') || query.has('versioning'))
+        throw notImplemented(query.has('tagging') ? '?tagging' : '?versioning');
+      await this.store.createBucket(bucket); // an existing one of ours: 200, as S3 answers in us-east-1
+      return { status: 200, headers: { location: `/${bucket}` } };
+    }
+    await this.store.assertBucket(bucket);
+    switch (method) {
+      case 'HEAD':
+        return { status: 200, headers: { 'x-amz-bucket-region': 'us-east-1' } };
+      case 'DELETE':
+        if (query.has('tagging')) throw notImplemented('?tagging');
+        await this.store.deleteBucket(bucket);
+        return { status: 204, headers: {} };
+      case 'POST':
+        if (query.has('delete')) return this.deleteObjects(request, bucket);
+        break;
+      case 'GET':
+        if (query.has('location')) return xmlResponse('LocationConstraint', '');
+        if (query.has('versioning')) return xmlResponse('VersioningConfiguration', '');
+        if (query.has('tagging'))
+          throw new S3Error('NoSuchTagSet', 404, 'The TagSet does not exist', { BucketName: bucket });
+        if (query.has('uploads')) return this.listUploads(bucket, query);
+        return this.listObjects(bucket, query);
+    }
+    throw new S3Error('MethodNotAllowed', 405, 'The specified method is not allowed against this resource.');
+  }
+
+  private async listObjects(bucket: string, query: URLSearchParams): Promise<S3Response> {
+    const v2 = query.get('list-type') === '2';
+    if (query.has('list-type') && !v2)
+      throw invalidArgument('Invalid List Type specified in Request', 'list-type', query.get('list-type')!);
+    const encodingType = query.get('encoding-type');
+    if (encodingType !== null && encodingType.toLowerCase() !== 'url')
+      throw invalidArgument('Invalid Encoding Method specified in Request', 'encoding-type', encodingType);
+    const encode = encodingType ? urlEncode : (v: string) => v;
+    const prefix = query.get('prefix') ?? '';
+    const delimiter = query.get('delimiter') ?? '';
+    const maxKeys = parseMaxKeys(query.get('max-keys'));
+    const token = query.get('continuation-token');
+    const startAfter = query.get('start-after') ?? '';
+    const marker = query.get('marker') ?? '';
+    const after = v2 ? (token !== null ? decodeToken(token) : startAfter) : marker;
+    const page = await this.store.list(bucket, { prefix, delimiter, after, maxKeys });
+
+    const owner = !v2 || query.get('fetch-owner') === 'true' ? ownerXml : '';
+    const contents = page.objects
+      .map(
+        ({ key, info }) =>
+          `<Contents>${element('Key', encode(key))}${element('LastModified', info.modified)}${element('ETag', etagOf(info))}${info.checksum ? element('ChecksumAlgorithm', info.checksum.algorithm) + element('ChecksumType', 'FULL_OBJECT') : ''}${element('Size', info.size)}${owner}${element('StorageClass', 'STANDARD')}</Contents>`,
+      )
+      .join('');
+    const prefixes = page.prefixes
+      .map((p) => `<CommonPrefixes>${element('Prefix', encode(p))}</CommonPrefixes>`)
+      .join('');
+    const common = `${element('Name', bucket)}${element('Prefix', encode(prefix))}`;
+    const tail = `${element('MaxKeys', maxKeys)}${delimiter ? element('Delimiter', encode(delimiter)) : ''}${element('IsTruncated', page.truncated)}${encodingType ? element('EncodingType', 'url') : ''}`;
+    if (v2) {
+      const next =
+        page.truncated && page.last !== undefined ? element('NextContinuationToken', encodeToken(page.last)) : '';
+      const keyCount = element('KeyCount', page.objects.length + page.prefixes.length);
+      return xmlResponse(
+        'ListBucketResult',
+        `${common}${tail}${keyCount}${element('ContinuationToken', token ?? undefined)}${next}${startAfter ? element('StartAfter', encode(startAfter)) : ''}${contents}${prefixes}`,
+      );
+    }
+    const nextMarker =
+      page.truncated && delimiter && page.last !== undefined ? element('NextMarker', encode(page.last)) : '';
+    return xmlResponse(
+      'ListBucketResult',
+      `${common}${element('Marker', encode(marker))}${nextMarker}${tail}${contents}${prefixes}`,
+    );
+  }
+
+  private async deleteObjects(request: S3Request, bucket: string): Promise<S3Response> {
+    const document = parseXml(await receiveDocument(request.body, request.headers, () => this.store.tempPath()));
+    if (document.name !== 'Delete') throw malformedXml();
+    const objects = childrenNamed(document, 'Object');
+    if (objects.length === 0 || objects.length > 1000) throw malformedXml();
+    const quiet = childText(document, 'Quiet')?.trim() === 'true';
+    let out = '';
+    for (const object of objects) {
+      const key = childText(object, 'Key');
+      if (key === undefined) throw malformedXml();
+      try {
+        if (Buffer.byteLength(key) > MAX_KEY_BYTES) throw new S3Error('KeyTooLongError', 400, 'Your key is too long');
+        await this.store.delete(bucket, key);
+        if (!quiet) out += `<Deleted>${element('Key', key)}</Deleted>`;
+      } catch (error) {
+        const e = error instanceof S3Error ? error : new S3Error('InternalError', 500, (error as Error).message);
+        out += `<Error>${element('Key', key)}${element('Code', e.code)}${element('Message', e.message)}</Error>`;
+      }
+    }
+    return xmlResponse('DeleteResult', out);
+  }
+
+  private async listUploads(bucket: string, query: URLSearchParams): Promise<S3Response> {
+    const prefix = query.get('prefix') ?? '';
+    const maxUploads = parseMaxKeys(query.get('max-uploads'), 'max-uploads');
+    const all = (await this.store.listUploads(bucket)).filter((u) => u.key.startsWith(prefix));
+    const uploads = all.slice(0, maxUploads);
+    const items = uploads
+      .map(
+        (u) =>
+          `<Upload>${element('Key', u.key)}${element('UploadId', u.id)}<Initiator>${element('ID', OWNER.ID)}${element('DisplayName', OWNER.DisplayName)}</Initiator>${ownerXml}${element('StorageClass', 'STANDARD')}${element('Initiated', u.initiated)}</Upload>`,
+      )
+      .join('');
+    return xmlResponse(
+      'ListMultipartUploadsResult',
+      `${element('Bucket', bucket)}${element('KeyMarker', '')}${element('UploadIdMarker', '')}${element('Prefix', prefix)}${element('MaxUploads', maxUploads)}${element('IsTruncated', all.length > uploads.length)}${items}`,
+    );
+  }
+
+  // Objects
+
+  private async objectRequest(request: S3Request, bucket: string, key: string): Promise<S3Response> {
+    const { method, query } = request;
+    if (query.has('tagging')) {
+      if (method !== 'GET') throw notImplemented('?tagging');
+      const object = await this.getObject(bucket, key, true);
+      await object.close();
+      return xmlResponse('Tagging', '<TagSet></TagSet>');
+    }
+    switch (method) {
+      case 'GET':
+        if (query.has('uploadId')) return this.listParts(bucket, key, query);
+        return this.read(request, bucket, key);
+      case 'HEAD':
+        return this.read(request, bucket, key);
+      case 'PUT':
+        if (query.has('uploadId') || query.has('partNumber')) return this.uploadPart(request, bucket, key);
+        if (request.headers['x-amz-copy-source'] !== undefined) return this.copyObject(request, bucket, key);
+        return this.putObject(request, bucket, key);
+      case 'DELETE':
+        if (query.has('uploadId')) {
+          await this.store.abortUpload(
+            this.uploadOf(query, bucket, key, await this.store.getUpload(query.get('uploadId')!)),
+          );
+          return { status: 204, headers: {} };
+        }
+        await this.store.assertBucket(bucket);
+        await this.store.delete(bucket, key);
+        return { status: 204, headers: {} };
+      case 'POST':
+        if (query.has('uploads')) return this.createUpload(request, bucket, key);
+        if (query.has('uploadId')) return this.completeUpload(request, bucket, key);
+        throw notImplemented('POST on an object');
+    }
+    throw new S3Error('MethodNotAllowed', 405, 'The specified method is not allowed against this resource.');
+  }
+
+  private async getObject(bucket: string, key: string, headOnly: boolean): Promise<StoredObject> {
+    const object = await this.store.get(bucket, key, headOnly);
+    if (object) return object;
+    await this.store.assertBucket(bucket);
+    throw noSuchKey(key);
+  }
+
+  private async read(request: S3Request, bucket: string, key: string): Promise<S3Response> {
+    const { headers, query } = request;
+    const head = request.method === 'HEAD';
+    const object = await this.getObject(bucket, key, head);
+    const { info } = object;
+    let servingBody = false;
+    try {
+      const partNumber = query.get('partNumber');
+      if (partNumber !== null && (assertPartNumber(partNumber) !== 1 || info.parts))
+        throw notImplemented('partNumber on a multipart object');
+      if (checkConditions(info, headers) === 'not-modified') {
+        return { status: 304, headers: { etag: etagOf(info), 'last-modified': httpDate(info.modified) } };
+      }
+      const range = parseRange(headers.range, info.size);
+      const out = objectHeaders(info, !range && headers['x-amz-checksum-mode']?.toUpperCase() === 'ENABLED');
+      for (const name of RESPONSE_OVERRIDES) {
+        const value = query.get(`response-${name}`);
+        if (value !== null) out[name] = value;
+      }
+      const start = range?.start ?? 0;
+      const end = range?.end ?? info.size - 1;
+      out['content-length'] = String(Math.max(0, end - start + 1));
+      if (range) out['content-range'] = `bytes ${start}-${end}/${info.size}`;
+      const status = range ? 206 : 200;
+      if (head) return { status, headers: out };
+      servingBody = true;
+      return { status, headers: out, body: info.size === 0 ? Buffer.alloc(0) : object.body(start, end) };
+    } finally {
+      if (!servingBody || info.size === 0) await object.close();
+    }
+  }
+
+  private receive(request: S3Request): Promise<ReceivedBody> {
+    return receiveBody(request.body, request.headers, () => this.store.tempPath());
+  }
+
+  private async putObject(request: S3Request, bucket: string, key: string): Promise<S3Response> {
+    const { headers } = request;
+    await this.store.assertBucket(bucket);
+    const condition = writeCondition(key, headers);
+    const received = await this.receive(request);
+    const info: ObjectInfo = {
+      size: received.size,
+      etag: received.md5,
+      modified: new Date().toISOString(),
+      ...attributesFrom(headers),
+      ...(received.checksum ? { checksum: received.checksum } : {}),
+    };
+    await this.store.put(bucket, key, info, received.body, condition);
+    return { status: 200, headers: { etag: etagOf(info), ...checksumResponse(received.checksum) } };
+  }
+
+  private async openCopySource(
+    headers: RequestHeaders,
+  ): Promise<{ bucket: string; key: string; object: StoredObject }> {
+    const raw = headers['x-amz-copy-source'] ?? '';
+    let bucket: string;
+    let key: string;
+    try {
+      const [pathPart, versionPart] = raw.replace(/^\//, '').split('?');
+      if (versionPart && !/^versionId=null$/.test(versionPart))
+        throw new S3Error('NoSuchVersion', 404, 'The specified version does not exist.');
+      const slash = pathPart!.indexOf('/');
+      bucket = decodeURIComponent(pathPart!.slice(0, slash));
+      key = decodeURIComponent(pathPart!.slice(slash + 1));
+      if (slash <= 0 || !key) throw new Error('no key');
+    } catch (error) {
+      if (error instanceof S3Error) throw error;
+      throw invalidArgument(
+        'Copy Source must mention the source bucket and key: sourcebucket/sourcekey',
+        'x-amz-copy-source',
+        raw,
+      );
+    }
+    if (!isValidBucketName(bucket)) throw noSuchBucket(bucket);
+    const object = await this.getObject(bucket, key, false);
+    try {
+      if (checkConditions(object.info, headers, 'x-amz-copy-source-') !== 'ok')
+        throw preconditionFailed('x-amz-copy-source-If-None-Match');
+    } catch (error) {
+      await object.close();
+      throw error;
+    }
+    return { bucket, key, object };
+  }
+
+  private async copyObject(request: S3Request, bucket: string, key: string): Promise<S3Response> {
+    const { headers } = request;
+    await this.store.assertBucket(bucket);
+    const source = await this.openCopySource(headers);
+    const directive = (headers['x-amz-metadata-directive'] ?? 'COPY').toUpperCase();
+    try {
+      if (directive !== 'COPY' && directive !== 'REPLACE')
+        throw invalidArgument('Unknown metadata directive.', 'x-amz-metadata-directive', directive);
+      if (source.bucket === bucket && source.key === key && directive === 'COPY') {
+        throw new S3Error(
+          'InvalidRequest',
+          400,
+          "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
+        );
+      }
+      const info = await this.store.copy(
+        source.object,
+        bucket,
+        key,
+        directive === 'REPLACE' ? attributesFrom(headers) : undefined,
+      );
+      const checksum = info.checksum ? element(`Checksum${info.checksum.algorithm}`, info.checksum.value) : '';
+      return xmlResponse(
+        'CopyObjectResult',
+        `${element('LastModified', info.modified)}${element('ETag', etagOf(info))}${checksum}`,
+      );
+    } finally {
+      await source.object.close();
+    }
+  }
+
+  // Multipart uploads
+
+  private uploadOf(
+    query: URLSearchParams,
+    bucket: string,
+    key: string,
+    upload: { bucket: string; key: string },
+  ): string {
+    const uploadId = query.get('uploadId')!;
+    if (upload.bucket !== bucket || upload.key !== key)
+      throw new S3Error('NoSuchUpload', 404, 'The specified upload does not exist.', { UploadId: uploadId });
+    return uploadId;
+  }
+
+  private async createUpload(request: S3Request, bucket: string, key: string): Promise<S3Response> {
+    const algorithm = parseChecksumAlgorithm(request.headers['x-amz-checksum-algorithm']);
+    const uploadId = await this.store.createUpload({
+      bucket,
+      key,
+      attributes: attributesFrom(request.headers),
+      ...(algorithm ? { checksumAlgorithm: algorithm } : {}),
+    });
+    const response = xmlResponse(
+      'InitiateMultipartUploadResult',
+      `${element('Bucket', bucket)}${element('Key', key)}${element('UploadId', uploadId)}`,
+    );
+    if (algorithm) response.headers['x-amz-checksum-algorithm'] = algorithm;
+    return response;
+  }
+
+  private async uploadPart(request: S3Request, bucket: string, key: string): Promise<S3Response> {
+    const { query, headers } = request;
+    const partNumber = assertPartNumber(query.get('partNumber'));
+    const uploadId = this.uploadOf(query, bucket, key, await this.store.getUpload(query.get('uploadId') ?? ''));
+    if (headers['x-amz-copy-source'] === undefined) {
+      const received = await this.receive(request);
+      await this.store.putPart(
+        uploadId,
+        {
+          partNumber,
+          size: received.size,
+          etag: received.md5,
+          modified: new Date().toISOString(),
+          ...(received.checksum ? { checksum: received.checksum } : {}),
+        },
+        received.body,
+      );
+      return { status: 200, headers: { etag: `"${received.md5}"`, ...checksumResponse(received.checksum) } };
+    }
+    const source = await this.openCopySource(headers);
+    let received: ReceivedBody;
+    try {
+      const rangeHeader = headers['x-amz-copy-source-range'];
+      const range = rangeHeader ? /^bytes=(\d+)-(\d+)$/.exec(rangeHeader) : null;
+      if (
+        rangeHeader &&
+        (!range || Number(range[2]) < Number(range[1]) || Number(range[2]) >= source.object.info.size)
+      ) {
+        throw invalidArgument(
+          'The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy',
+          'x-amz-copy-source-range',
+          rangeHeader,
+        );
+      }
+      const body = source.object.body(
+        range ? Number(range[1]) : 0,
+        range ? Number(range[2]) : source.object.info.size - 1,
+      );
+      received = await receiveBody(body, {}, () => this.store.tempPath());
+    } finally {
+      await source.object.close();
+    }
+    const modified = new Date().toISOString();
+    await this.store.putPart(
+      uploadId,
+      { partNumber, size: received.size, etag: received.md5, modified },
+      received.body,
+    );
+    return xmlResponse('CopyPartResult', `${element('LastModified', modified)}${element('ETag', `"${received.md5}"`)}`);
+  }
+
+  private async completeUpload(request: S3Request, bucket: string, key: string): Promise<S3Response> {
+    const uploadId = this.uploadOf(
+      request.query,
+      bucket,
+      key,
+      await this.store.getUpload(request.query.get('uploadId')!),
+    );
+    const document = parseXml(await receiveDocument(request.body, request.headers, () => this.store.tempPath()));
+    if (document.name !== 'CompleteMultipartUpload') throw malformedXml();
+    const parts = childrenNamed(document, 'Part').map((part) => {
+      const number = childText(part, 'PartNumber')?.trim() ?? '';
+      const etag = childText(part, 'ETag');
+      if (!/^\d+$/.test(number) || etag === undefined) throw malformedXml();
+      return { partNumber: Number(number), etag: etag.trim() };
+    });
+    const { info } = await this.store.completeUpload(uploadId, parts, writeCondition(key, request.headers));
+    const location = `http://${request.headers.host ?? 'localhost'}/${encodeURIComponent(bucket)}/${key.split('/').map(encodeURIComponent).join('/')}`;
+    return xmlResponse(
+      'CompleteMultipartUploadResult',
+      `${element('Location', location)}${element('Bucket', bucket)}${element('Key', key)}${element('ETag', etagOf(info))}`,
+    );
+  }
+
+  private async listParts(bucket: string, key: string, query: URLSearchParams): Promise<S3Response> {
+    const uploadId = this.uploadOf(query, bucket, key, await this.store.getUpload(query.get('uploadId')!));
+    const marker = Number(query.get('part-number-marker') ?? 0) || 0;
+    const maxParts = parseMaxKeys(query.get('max-parts'), 'max-parts');
+    const all = (await this.store.listParts(uploadId)).filter((p) => p.partNumber > marker);
+    const parts = all.slice(0, maxParts);
+    const truncated = all.length > parts.length;
+    const items = parts
+      .map(
+        (p) =>
+          `<Part>${element('PartNumber', p.partNumber)}${element('LastModified', p.modified)}${element('ETag', `"${p.etag}"`)}${p.checksum ? element(`Checksum${p.checksum.algorithm}`, p.checksum.value) : ''}${element('Size', p.size)}</Part>`,
+      )
+      .join('');
+    const next = truncated ? element('NextPartNumberMarker', parts.at(-1)!.partNumber) : '';
+    return xmlResponse(
+      'ListPartsResult',
+      `${element('Bucket', bucket)}${element('Key', key)}${element('UploadId', uploadId)}${element('PartNumberMarker', marker)}${next}${element('MaxParts', maxParts)}${element('IsTruncated', truncated)}${items}`,
+    );
+  }
+}
+
+/** If-None-Match: * (create only) and If-Match: <etag> (replace only that version) on a write, as S3 checks them. */
+function writeCondition(key: string, headers: RequestHeaders): WriteCondition | undefined {
+  const ifNoneMatch = headers['if-none-match'];
+  const ifMatch = headers['if-match'];
+  if (ifNoneMatch === undefined && ifMatch === undefined) return undefined;
+  if (ifNoneMatch !== undefined && ifNoneMatch.trim() !== '*') throw notImplemented('If-None-Match other than *');
+  return (current) => {
+    if (ifNoneMatch !== undefined && current) throw preconditionFailed('If-None-Match');
+    if (ifMatch !== undefined) {
+      if (!current) throw noSuchKey(key);
+      if (!etagMatches(ifMatch, current.etag)) throw preconditionFailed('If-Match');
+    }
+  };
+}
+
+function checksumResponse(
+  checksum: { algorithm: ChecksumAlgorithm; value: string } | undefined,
+): Record<string, string> {
+  return checksum ? { [checksumHeader(checksum.algorithm)]: checksum.value } : {};
+}
+
+function xmlResponse(root: string, inner: string): S3Response {
+  return { status: 200, headers: { 'content-type': 'application/xml' }, body: xmlDocument(root, inner) };
+}

@@ -1,0 +1,85 @@
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { pipeline } from 'node:stream/promises';
+import type { S3Api, S3Response } from './s3-api.ts';
+
+/**
+ * The embedded S3's HTTP endpoint (what `aws --endpoint-url`, the SDKs and the CLI's own commands talk to): the
+ * S3Api behind a plain Node HTTP server. Path-style requests, and virtual-hosted ones for `<bucket>.localhost`.
+ */
+export interface S3HttpServer {
+  server: Server;
+  port: number;
+  close(): Promise<void>;
+}
+
+/** `/key` on host `<bucket>.localhost` is `/<bucket>/key`; anything else is already path-style. */
+export function pathStyle(host: string | undefined, path: string): string {
+  const hostname = (host ?? '').replace(/:\d+$/, '').toLowerCase();
+  return hostname.endsWith('.localhost') ? `/${hostname.slice(0, -'.localhost'.length)}${path}` : path;
+}
+
+export function flatHeaders(headers: IncomingHttpHeaders | Record<string, string>): Record<string, string | undefined> {
+  const out: Record<string, string | undefined> = {};
+  for (const [name, value] of Object.entries(headers))
+    out[name.toLowerCase()] = Array.isArray(value) ? value.join(',') : value;
+  return out;
+}
+
+function send(response: S3Response, res: import('node:http').ServerResponse, head: boolean): Promise<void> | void {
+  const { body } = response;
+  if (Buffer.isBuffer(body) && response.headers['content-length'] === undefined)
+    response.headers['content-length'] = String(body.length);
+  res.writeHead(response.status, response.headers);
+  if (!body || head) {
+    if (body && !Buffer.isBuffer(body)) body.destroy();
+    res.end();
+  } else if (Buffer.isBuffer(body)) {
+    res.end(body);
+  } else {
+    return pipeline(body, res).catch(() => {
+      res.destroy();
+    });
+  }
+}
+
+export function serveS3Api(api: S3Api, options: { host: string; port: number }): Promise<S3HttpServer> {
+  const server = createServer((req, res) => {
+    const target = req.url ?? '/';
+    const q = target.indexOf('?');
+    let path = q < 0 ? target : target.slice(0, q);
+    if (!path.startsWith('/')) {
+      try {
+        path = new URL(path).pathname; // absolute-form target
+      } catch {
+        path = '/';
+      }
+    }
+    api
+      .handle({
+        method: req.method ?? 'GET',
+        path: pathStyle(req.headers.host, path),
+        query: new URLSearchParams(q < 0 ? '' : target.slice(q + 1)),
+        headers: flatHeaders(req.headers),
+        body: req,
+      })
+      .then((response) => send(response, res, req.method === 'HEAD'))
+      .catch(() => res.destroy());
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', (error: NodeJS.ErrnoException) => reject(Object.assign(error, { port: options.port })));
+    server.listen(options.port, options.host, () => {
+      server.removeAllListeners('error');
+      server.on('error', () => undefined);
+      resolve({
+        server,
+        port: (server.address() as AddressInfo).port,
+        close: () =>
+          new Promise<void>((done) => {
+            server.closeAllConnections();
+            server.close(() => done());
+          }),
+      });
+    });
+  });
+}

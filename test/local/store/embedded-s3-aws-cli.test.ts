@@ -1,0 +1,146 @@
+import { execFile } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type EmbeddedS3, startEmbeddedS3 } from '../../../local/store/embedded-s3.ts';
+import { inProcessS3 } from '../../../local/store/in-process-s3-transport.ts';
+
+/**
+ * The real AWS CLI against the embedded S3 (`--endpoint-url`), as the docs tell users to read their exports:
+ * paged `s3 ls --recursive`, `s3api list-objects` (v1 markers) and `list-objects-v2` with a delimiter, a multipart
+ * `s3 cp` of a file over 8 MB and back, `s3 rm --recursive`. It needs Debian's awscli (`apt-get install -y awscli`):
+ * skipped with a note on a developer machine without it; CI installs it (.ci/run) and runs this test.
+ */
+const AWS = ['/usr/bin/aws', ...(process.env.PATH ?? '').split(path.delimiter).map((d) => path.join(d, 'aws'))].find(
+  (p) => existsSync(p),
+);
+const skipCli = !AWS && !process.env.CI;
+if (skipCli) {
+  console.warn(
+    'embedded S3 AWS CLI test SKIPPED: no `aws` command (install it: apt-get install -y awscli). CI installs it and runs this test.',
+  );
+}
+
+const BUCKET = 'cli-bucket';
+const KEYS = Array.from(
+  { length: 23 },
+  (_, i) => `exports/2026/${String(i).padStart(2, '0')}/conversation.json`,
+).concat(['exports/a b+c.json', 'exports/ünï.json']);
+let dir: string;
+let s3: EmbeddedS3;
+let sdk: S3Client;
+
+async function aws(...args: string[]): Promise<string> {
+  if (!AWS) throw new Error('the AWS CLI is missing: CI must install it (apt-get install -y awscli) before npm test');
+  const { stdout } = await promisify(execFile)(AWS, ['--endpoint-url', s3.endpoint, ...args], {
+    env: {
+      PATH: process.env.PATH,
+      HOME: dir,
+      AWS_ACCESS_KEY_ID: 'local',
+      AWS_SECRET_ACCESS_KEY: 'local',
+      AWS_DEFAULT_REGION: 'us-east-1',
+      AWS_CONFIG_FILE: path.join(dir, 'no-config'),
+      AWS_SHARED_CREDENTIALS_FILE: path.join(dir, 'no-credentials'),
+      AWS_EC2_METADATA_DISABLED: 'true',
+      AWS_PAGER: '',
+    },
+    maxBuffer: 64 * 1024 * 1024,
+    encoding: 'buffer',
+  });
+  return stdout.toString('utf8');
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'embedded-s3-cli-'));
+  s3 = await startEmbeddedS3({ directory: path.join(dir, 's3'), port: 0, bucket: BUCKET });
+  sdk = new S3Client({
+    region: 'us-east-1',
+    endpoint: s3.endpoint,
+    forcePathStyle: true,
+    credentials: { accessKeyId: 'l', secretAccessKey: 'l' },
+    requestHandler: inProcessS3,
+  });
+  for (const key of KEYS)
+    await sdk.send(
+      new PutObjectCommand({
+        Bucket: BUCKET,
+        Key: key,
+        Body: `{"key":${JSON.stringify(key)}}`,
+        ContentType: 'application/json',
+      }),
+    );
+});
+afterAll(async () => {
+  sdk?.destroy();
+  await s3?.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+// Each `aws` run starts a Python interpreter (about a second, far more on a busy machine): generous time per test.
+describe.skipIf(skipCli)('the AWS CLI against the embedded S3', { timeout: 180_000 }, () => {
+  it('aws s3 ls --recursive pages through every key (7 per page)', async () => {
+    const out = await aws('s3', 'ls', '--recursive', `s3://${BUCKET}/`, '--page-size', '7');
+    const keys = out
+      .trim()
+      .split('\n')
+      .map((line) => line.replace(/^\S+ \S+ +\d+ /, ''));
+    expect(keys.sort()).toEqual([...KEYS].sort());
+  });
+
+  it('s3api list-objects (v1 markers) and list-objects-v2 with a delimiter, 3 per page', async () => {
+    const v1 = JSON.parse(
+      await aws('s3api', 'list-objects', '--bucket', BUCKET, '--page-size', '3', '--output', 'json'),
+    );
+    expect(v1.Contents.map((o: { Key: string }) => o.Key).sort()).toEqual([...KEYS].sort());
+    const v2 = JSON.parse(
+      await aws(
+        's3api',
+        'list-objects-v2',
+        '--bucket',
+        BUCKET,
+        '--prefix',
+        'exports/2026/',
+        '--delimiter',
+        '/',
+        '--page-size',
+        '3',
+        '--output',
+        'json',
+      ),
+    );
+    expect(v2.CommonPrefixes.map((p: { Prefix: string }) => p.Prefix)).toEqual(
+      Array.from({ length: 23 }, (_, i) => `exports/2026/${String(i).padStart(2, '0')}/`),
+    );
+  });
+
+  it('aws s3 cp reads an export', async () => {
+    expect(JSON.parse(await aws('s3', 'cp', `s3://${BUCKET}/exports/a b+c.json`, '-'))).toEqual({
+      key: 'exports/a b+c.json',
+    });
+  });
+
+  it('a 9 MB aws s3 cp goes multipart and comes back byte for byte', async () => {
+    const big = randomBytes(9 * 1024 * 1024);
+    await writeFile(path.join(dir, 'big.bin'), big);
+    await aws('s3', 'cp', path.join(dir, 'big.bin'), `s3://${BUCKET}/uploads/big.bin`, '--only-show-errors');
+    const head = JSON.parse(
+      await aws('s3api', 'head-object', '--bucket', BUCKET, '--key', 'uploads/big.bin', '--output', 'json'),
+    );
+    expect(head.ETag).toMatch(/-2"$/); // assembled from two parts (8 MiB + 1 MiB)
+    await aws('s3', 'cp', `s3://${BUCKET}/uploads/big.bin`, path.join(dir, 'back.bin'), '--only-show-errors');
+    const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+    expect(sha(await readFile(path.join(dir, 'back.bin')))).toBe(sha(big));
+    const viaSdk = await sdk.send(new GetObjectCommand({ Bucket: BUCKET, Key: 'uploads/big.bin' }));
+    expect(sha(Buffer.from(await viaSdk.Body!.transformToByteArray()))).toBe(sha(big));
+  });
+
+  it('aws s3 rm --recursive empties the prefix', async () => {
+    await aws('s3', 'rm', '--recursive', `s3://${BUCKET}/exports/`, '--only-show-errors');
+    expect((await aws('s3', 'ls', '--recursive', `s3://${BUCKET}/exports/`).catch(() => '')).trim()).toBe('');
+  });
+});

@@ -1,0 +1,491 @@
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import {
+  CompleteMultipartUploadCommand,
+  CopyObjectCommand,
+  CreateBucketCommand,
+  CreateMultipartUploadCommand,
+  DeleteBucketCommand,
+  DeleteObjectCommand,
+  DeleteObjectsCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  ListBucketsCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  UploadPartCommand,
+} from '@aws-sdk/client-s3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type EmbeddedS3, startEmbeddedS3 } from '../../../local/store/embedded-s3.ts';
+import { inProcessS3 } from '../../../local/store/in-process-s3-transport.ts';
+
+/**
+ * The embedded S3 through the AWS SDK, both ways in: over HTTP (what the CLI, `conversations search` and other
+ * processes use) and through the in-process transport (what the gateway's handlers use). Same store, same rules.
+ */
+const BUCKET = 'embedded-test';
+let dir: string;
+let s3: EmbeddedS3;
+let overHttp: S3Client;
+let inProcess: S3Client;
+
+const md5 = (data: string | Buffer) => createHash('md5').update(data).digest('hex');
+const clientFor = (endpoint: string, extra: object = {}) =>
+  new S3Client({
+    region: 'us-east-1',
+    endpoint,
+    forcePathStyle: true,
+    credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+    ...extra,
+  });
+
+async function text(client: S3Client, key: string, extra: object = {}) {
+  const out = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key, ...extra }));
+  return { out, body: await out.Body!.transformToString() };
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'embedded-s3-'));
+  s3 = await startEmbeddedS3({ directory: dir, port: 0, bucket: BUCKET });
+  overHttp = clientFor(s3.endpoint);
+  inProcess = clientFor(s3.endpoint, { requestHandler: inProcessS3 });
+});
+afterAll(async () => {
+  overHttp?.destroy();
+  inProcess?.destroy();
+  await s3?.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('one store behind both doors', () => {
+  it('what the in-process transport writes, HTTP reads (and the other way round), with the same ETag and metadata', async () => {
+    await inProcess.send(
+      new PutObjectCommand({
+        Bucket: BUCKET,
+        Key: 'both/in.json',
+        Body: '{"via":"in-process"}',
+        ContentType: 'application/json',
+        Metadata: { source: 'handler' },
+      }),
+    );
+    await overHttp.send(
+      new PutObjectCommand({
+        Bucket: BUCKET,
+        Key: 'both/http.json',
+        Body: '{"via":"http"}',
+        ContentType: 'application/json',
+      }),
+    );
+
+    const viaHttp = await text(overHttp, 'both/in.json');
+    expect(viaHttp.body).toBe('{"via":"in-process"}');
+    expect(viaHttp.out).toMatchObject({
+      ContentType: 'application/json',
+      Metadata: { source: 'handler' },
+      ETag: `"${md5('{"via":"in-process"}')}"`,
+    });
+    expect((await text(inProcess, 'both/http.json')).body).toBe('{"via":"http"}');
+
+    const listed = async (c: S3Client) =>
+      (await c.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: 'both/' }))).Contents?.map((o) => [
+        o.Key,
+        o.ETag,
+        o.Size,
+      ]);
+    expect(await listed(overHttp)).toEqual(await listed(inProcess));
+    expect(await listed(overHttp)).toHaveLength(2);
+
+    await inProcess.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: 'both/http.json' }));
+    await expect(overHttp.send(new HeadObjectCommand({ Bucket: BUCKET, Key: 'both/http.json' }))).rejects.toMatchObject(
+      { name: 'NotFound' },
+    );
+  });
+
+  it('keeps each object as a plain file holding exactly its bytes, under its key', async () => {
+    await inProcess.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'plain/2026/analysis.json', Body: '{"a":1}\n' }));
+    expect(await readFile(path.join(dir, BUCKET, 'plain', '2026', 'analysis.json'), 'utf8')).toBe('{"a":1}\n');
+    expect(s3.store.dataFile(BUCKET, 'plain/2026/analysis.json')).toBe(
+      path.join(dir, BUCKET, 'plain', '2026', 'analysis.json'),
+    );
+  });
+
+  it('answers NoSuchKey / NoSuchBucket / NotFound as S3 does', async () => {
+    for (const c of [overHttp, inProcess]) {
+      await expect(c.send(new GetObjectCommand({ Bucket: BUCKET, Key: 'missing' }))).rejects.toMatchObject({
+        name: 'NoSuchKey',
+        $metadata: { httpStatusCode: 404 },
+      });
+      await expect(c.send(new GetObjectCommand({ Bucket: 'missing-bucket', Key: 'x' }))).rejects.toMatchObject({
+        name: 'NoSuchBucket',
+      });
+      await expect(
+        c.send(new PutObjectCommand({ Bucket: 'missing-bucket', Key: 'x', Body: 'x' })),
+      ).rejects.toMatchObject({ name: 'NoSuchBucket' });
+      await expect(c.send(new HeadObjectCommand({ Bucket: BUCKET, Key: 'missing' }))).rejects.toMatchObject({
+        name: 'NotFound',
+        $metadata: { httpStatusCode: 404 },
+      });
+    }
+  });
+});
+
+describe('uploads', () => {
+  it('a stream body arrives aws-chunked with its CRC32 in the trailer, and is stored whole', async () => {
+    const chunks = [Buffer.alloc(70_000, 'a'), Buffer.alloc(10, 'b')];
+    await overHttp.send(
+      new PutObjectCommand({ Bucket: BUCKET, Key: 'stream/one', Body: Readable.from(chunks), ContentLength: 70_010 }),
+    );
+    const { out, body } = await text(overHttp, 'stream/one', { ChecksumMode: 'ENABLED' });
+    expect(body).toBe('a'.repeat(70_000) + 'b'.repeat(10));
+    expect(out.ChecksumCRC32).toBeTruthy(); // returned, and checked by the SDK while reading
+  });
+
+  it.each(['CRC32C', 'CRC64NVME', 'SHA1', 'SHA256'] as const)('checks and keeps a %s checksum', async (algorithm) => {
+    await inProcess.send(
+      new PutObjectCommand({
+        Bucket: BUCKET,
+        Key: `sum/${algorithm}`,
+        Body: 'checksummed body',
+        ChecksumAlgorithm: algorithm,
+      }),
+    );
+    const head = await overHttp.send(
+      new HeadObjectCommand({ Bucket: BUCKET, Key: `sum/${algorithm}`, ChecksumMode: 'ENABLED' }),
+    );
+    expect(head[`Checksum${algorithm}`]).toBeTruthy();
+  });
+
+  it('refuses a body that does not match its checksum or Content-MD5 (400 BadDigest) and stores nothing', async () => {
+    const put = (headers: Record<string, string>) =>
+      fetch(`${s3.endpoint}/${BUCKET}/sum/bad`, { method: 'PUT', headers, body: 'hello' });
+    const wrongCrc = await put({ 'x-amz-checksum-crc32': 'AAAAAA==' });
+    expect(wrongCrc.status).toBe(400);
+    expect(await wrongCrc.text()).toMatch(/<Code>BadDigest<\/Code>.*CRC32/);
+    const wrongMd5 = await put({ 'content-md5': Buffer.from(md5('other'), 'hex').toString('base64') });
+    expect(wrongMd5.status).toBe(400);
+    await expect(overHttp.send(new HeadObjectCommand({ Bucket: BUCKET, Key: 'sum/bad' }))).rejects.toMatchObject({
+      name: 'NotFound',
+    });
+  });
+
+  it('a truncated aws-chunked body is refused, not stored', async () => {
+    const res = await fetch(`${s3.endpoint}/${BUCKET}/chunked/short`, {
+      method: 'PUT',
+      headers: {
+        'content-encoding': 'aws-chunked',
+        'x-amz-content-sha256': 'STREAMING-UNSIGNED-PAYLOAD-TRAILER',
+        'x-amz-decoded-content-length': '10',
+      },
+      body: '5\r\nhello\r\n',
+    });
+    expect(res.status).toBe(400);
+    expect(await res.text()).toMatch(/IncompleteBody/);
+    await expect(overHttp.send(new HeadObjectCommand({ Bucket: BUCKET, Key: 'chunked/short' }))).rejects.toMatchObject({
+      name: 'NotFound',
+    });
+  });
+
+  it('multipart: parts of ≥ 5 MiB assemble into one object with the multipart ETag; a small middle part is refused', async () => {
+    const key = 'multi/big.bin';
+    const first = Buffer.alloc(5 * 1024 * 1024, 7);
+    const { UploadId } = await overHttp.send(
+      new CreateMultipartUploadCommand({ Bucket: BUCKET, Key: key, ContentType: 'application/x-test' }),
+    );
+    const p1 = await overHttp.send(
+      new UploadPartCommand({ Bucket: BUCKET, Key: key, UploadId, PartNumber: 1, Body: first }),
+    );
+    const p2 = await overHttp.send(
+      new UploadPartCommand({ Bucket: BUCKET, Key: key, UploadId, PartNumber: 2, Body: 'tail' }),
+    );
+    const done = await overHttp.send(
+      new CompleteMultipartUploadCommand({
+        Bucket: BUCKET,
+        Key: key,
+        UploadId,
+        MultipartUpload: {
+          Parts: [
+            { PartNumber: 1, ETag: p1.ETag },
+            { PartNumber: 2, ETag: p2.ETag },
+          ],
+        },
+      }),
+    );
+    const expected = md5(Buffer.concat([Buffer.from(md5(first), 'hex'), Buffer.from(md5('tail'), 'hex')]));
+    expect(done.ETag).toBe(`"${expected}-2"`);
+    const got = await overHttp.send(new GetObjectCommand({ Bucket: BUCKET, Key: key, Range: 'bytes=5242878-5242883' }));
+    expect(got.ContentRange).toBe('bytes 5242878-5242883/5242884');
+    expect(Buffer.from(await got.Body!.transformToByteArray())).toEqual(Buffer.from([7, 7, ...Buffer.from('tail')]));
+    expect(got.ContentType).toBe('application/x-test');
+
+    const small = await overHttp.send(new CreateMultipartUploadCommand({ Bucket: BUCKET, Key: 'multi/small' }));
+    const s1 = await overHttp.send(
+      new UploadPartCommand({
+        Bucket: BUCKET,
+        Key: 'multi/small',
+        UploadId: small.UploadId,
+        PartNumber: 1,
+        Body: 'tiny',
+      }),
+    );
+    const s2 = await overHttp.send(
+      new UploadPartCommand({
+        Bucket: BUCKET,
+        Key: 'multi/small',
+        UploadId: small.UploadId,
+        PartNumber: 2,
+        Body: 'tiny',
+      }),
+    );
+    await expect(
+      overHttp.send(
+        new CompleteMultipartUploadCommand({
+          Bucket: BUCKET,
+          Key: 'multi/small',
+          UploadId: small.UploadId,
+          MultipartUpload: {
+            Parts: [
+              { PartNumber: 1, ETag: s1.ETag },
+              { PartNumber: 2, ETag: s2.ETag },
+            ],
+          },
+        }),
+      ),
+    ).rejects.toMatchObject({ name: 'EntityTooSmall' });
+  });
+
+  it('a key cannot be both an object and the folder of other keys: 409 KeyConflict, the first one kept', async () => {
+    await inProcess.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'conflict/a', Body: 'object a' }));
+    await expect(
+      inProcess.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'conflict/a/b', Body: 'x' })),
+    ).rejects.toMatchObject({ name: 'KeyConflict', $metadata: { httpStatusCode: 409 } });
+    await inProcess.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'conflict/c/d', Body: 'object c/d' }));
+    await expect(
+      overHttp.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'conflict/c', Body: 'x' })),
+    ).rejects.toMatchObject({ name: 'KeyConflict' });
+    expect((await text(overHttp, 'conflict/a')).body).toBe('object a');
+    expect((await text(overHttp, 'conflict/c/d')).body).toBe('object c/d');
+    await expect(overHttp.send(new HeadObjectCommand({ Bucket: BUCKET, Key: 'conflict/c' }))).rejects.toMatchObject({
+      name: 'NotFound',
+    });
+  });
+
+  it('a key segment too long for a file name is 400 KeyTooLongError', async () => {
+    await expect(
+      inProcess.send(new PutObjectCommand({ Bucket: BUCKET, Key: `long/${'x'.repeat(250)}`, Body: 'x' })),
+    ).rejects.toMatchObject({ name: 'KeyTooLongError' });
+  });
+});
+
+describe('reads, conditions, copies, deletes', () => {
+  beforeAll(async () => {
+    await inProcess.send(
+      new PutObjectCommand({ Bucket: BUCKET, Key: 'read/doc.txt', Body: '0123456789', ContentType: 'text/plain' }),
+    );
+  });
+
+  it('Range gives 206 with Content-Range; a range past the end is 416 InvalidRange', async () => {
+    const { out, body } = await text(overHttp, 'read/doc.txt', { Range: 'bytes=-3' });
+    expect([body, out.ContentRange, out.$metadata.httpStatusCode]).toEqual(['789', 'bytes 7-9/10', 206]);
+    await expect(
+      overHttp.send(new GetObjectCommand({ Bucket: BUCKET, Key: 'read/doc.txt', Range: 'bytes=10-' })),
+    ).rejects.toMatchObject({ name: 'InvalidRange', $metadata: { httpStatusCode: 416 } });
+  });
+
+  it('If-None-Match gives 304, If-Match with another ETag 412; a conditional create of an existing key is 412', async () => {
+    const etag = `"${md5('0123456789')}"`;
+    const notModified = await fetch(`${s3.endpoint}/${BUCKET}/read/doc.txt`, { headers: { 'if-none-match': etag } });
+    expect(notModified.status).toBe(304);
+    await expect(
+      overHttp.send(new GetObjectCommand({ Bucket: BUCKET, Key: 'read/doc.txt', IfMatch: '"other"' })),
+    ).rejects.toMatchObject({ $metadata: { httpStatusCode: 412 } });
+    await expect(
+      inProcess.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'read/doc.txt', Body: 'replaced', IfNoneMatch: '*' })),
+    ).rejects.toMatchObject({ name: 'PreconditionFailed' });
+    await inProcess.send(
+      new PutObjectCommand({ Bucket: BUCKET, Key: 'read/created-once', Body: 'first', IfNoneMatch: '*' }),
+    );
+    expect((await text(overHttp, 'read/doc.txt')).body).toBe('0123456789');
+  });
+
+  it('CopyObject keeps or replaces the metadata; copying onto itself unchanged is 400 InvalidRequest', async () => {
+    await overHttp.send(
+      new CopyObjectCommand({ Bucket: BUCKET, Key: 'read/copy.txt', CopySource: `${BUCKET}/read/doc.txt` }),
+    );
+    expect((await text(inProcess, 'read/copy.txt')).out.ContentType).toBe('text/plain');
+    await overHttp.send(
+      new CopyObjectCommand({
+        Bucket: BUCKET,
+        Key: 'read/copy.txt',
+        CopySource: `${BUCKET}/read/copy.txt`,
+        MetadataDirective: 'REPLACE',
+        ContentType: 'text/csv',
+      }),
+    );
+    const copied = await text(inProcess, 'read/copy.txt');
+    expect([copied.body, copied.out.ContentType]).toEqual(['0123456789', 'text/csv']);
+    await expect(
+      overHttp.send(
+        new CopyObjectCommand({ Bucket: BUCKET, Key: 'read/copy.txt', CopySource: `${BUCKET}/read/copy.txt` }),
+      ),
+    ).rejects.toMatchObject({ name: 'InvalidRequest' });
+  });
+
+  it('DeleteObjects reports each key; a malformed document is 400 MalformedXML', async () => {
+    const out = await overHttp.send(
+      new DeleteObjectsCommand({
+        Bucket: BUCKET,
+        Delete: { Objects: [{ Key: 'read/copy.txt' }, { Key: 'read/never-there' }] },
+      }),
+    );
+    expect(out.Deleted?.map((d) => d.Key).sort()).toEqual(['read/copy.txt', 'read/never-there']);
+    const bad = await fetch(`${s3.endpoint}/${BUCKET}?delete`, {
+      method: 'POST',
+      body: '<Delete><Object><Key>x</Key></Delete>',
+    });
+    expect(bad.status).toBe(400);
+    expect(await bad.text()).toMatch(/MalformedXML/);
+    const entity = await fetch(`${s3.endpoint}/${BUCKET}?delete`, {
+      method: 'POST',
+      body: '<!DOCTYPE d [<!ENTITY e "x">]><Delete><Object><Key>&e;</Key></Object></Delete>',
+    });
+    expect(entity.status).toBe(400);
+  });
+
+  it('serves <bucket>.localhost virtual-hosted requests; refuses what it does not implement with 501', async () => {
+    const body = await new Promise<string>((resolve, reject) => {
+      const url = new URL(s3.endpoint);
+      request(
+        {
+          host: url.hostname,
+          port: url.port,
+          path: '/read/doc.txt',
+          headers: { host: `${BUCKET}.localhost:${url.port}` },
+        },
+        (res) => {
+          let data = '';
+          res.on('data', (d) => (data += d));
+          res.on('end', () => resolve(data));
+        },
+      )
+        .on('error', reject)
+        .end();
+    });
+    expect(body).toBe('0123456789');
+    const acl = await fetch(`${s3.endpoint}/${BUCKET}?acl`);
+    expect(acl.status).toBe(501);
+    expect(await acl.text()).toMatch(/NotImplemented/);
+  });
+
+  it('buckets: list, create (bad names refused), head, delete only when empty', async () => {
+    await overHttp.send(new CreateBucketCommand({ Bucket: 'second-bucket' }));
+    expect((await overHttp.send(new ListBucketsCommand({}))).Buckets?.map((b) => b.Name)).toEqual([
+      BUCKET,
+      'second-bucket',
+    ]);
+    await expect(overHttp.send(new CreateBucketCommand({ Bucket: 'Bad_Name' }))).rejects.toMatchObject({
+      name: 'InvalidBucketName',
+    });
+    await overHttp.send(new HeadBucketCommand({ Bucket: 'second-bucket' }));
+    await overHttp.send(new PutObjectCommand({ Bucket: 'second-bucket', Key: 'k', Body: 'x' }));
+    await expect(overHttp.send(new DeleteBucketCommand({ Bucket: 'second-bucket' }))).rejects.toMatchObject({
+      name: 'BucketNotEmpty',
+    });
+    await overHttp.send(new DeleteObjectCommand({ Bucket: 'second-bucket', Key: 'k' }));
+    await overHttp.send(new DeleteBucketCommand({ Bucket: 'second-bucket' }));
+    await expect(overHttp.send(new HeadBucketCommand({ Bucket: 'second-bucket' }))).rejects.toMatchObject({
+      $metadata: { httpStatusCode: 404 },
+    });
+  });
+});
+
+describe('on disk across restarts', () => {
+  it('a restarted embedded S3 serves what the previous one stored', async () => {
+    const restartDir = await mkdtemp(path.join(tmpdir(), 'embedded-s3-restart-'));
+    try {
+      const first = await startEmbeddedS3({ directory: restartDir, port: 0, bucket: BUCKET });
+      const c1 = clientFor(first.endpoint);
+      await c1.send(
+        new PutObjectCommand({
+          Bucket: BUCKET,
+          Key: 'kept/one.json',
+          Body: '{"n":1}',
+          ContentType: 'application/json',
+          Metadata: { a: 'b' },
+        }),
+      );
+      c1.destroy();
+      await first.close();
+
+      const second = await startEmbeddedS3({ directory: restartDir, port: 0, bucket: BUCKET });
+      const c2 = clientFor(second.endpoint);
+      const got = await c2.send(new GetObjectCommand({ Bucket: BUCKET, Key: 'kept/one.json' }));
+      expect(await got.Body!.transformToString()).toBe('{"n":1}');
+      expect(got).toMatchObject({ ContentType: 'application/json', Metadata: { a: 'b' }, ETag: `"${md5('{"n":1}')}"` });
+      c2.destroy();
+      await second.close();
+    } finally {
+      await rm(restartDir, { recursive: true, force: true });
+    }
+  });
+
+  it('after a crash between the two renames of a write, the bytes are described from the file itself', async () => {
+    await inProcess.send(
+      new PutObjectCommand({ Bucket: BUCKET, Key: 'crash/x.json', Body: 'old bytes', ContentType: 'application/json' }),
+    );
+    // The metadata of the old bytes stays; new bytes took the file's place (another inode).
+    const file = s3.store.dataFile(BUCKET, 'crash/x.json');
+    await writeFile(`${file}.new`, 'new bytes!');
+    await rename(`${file}.new`, file);
+    const { out, body } = await text(overHttp, 'crash/x.json');
+    expect([body, out.ETag, out.ContentLength]).toEqual(['new bytes!', `"${md5('new bytes!')}"`, 10]);
+    const listed = await overHttp.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: 'crash/' }));
+    expect(listed.Contents?.map((o) => [o.Key, o.ETag, o.Size])).toEqual([
+      ['crash/x.json', `"${md5('new bytes!')}"`, 10],
+    ]);
+  });
+
+  it('data written by s3rver is moved into this layout once, keeping type, metadata and ETag', async () => {
+    const oldDir = await mkdtemp(path.join(tmpdir(), 'embedded-s3-s3rver-'));
+    try {
+      const folder = path.join(oldDir, BUCKET, 'conversation-history', '2026', '11', '29', 'webhook_x');
+      await mkdir(folder, { recursive: true });
+      const base = path.join(folder, 'conversation.json');
+      await writeFile(`${base}._S3rver_object`, '{"old":true}');
+      await writeFile(
+        `${base}._S3rver_metadata.json`,
+        JSON.stringify({ 'content-type': 'application/json', 'x-amz-meta-origin': 's3rver' }),
+      );
+      await writeFile(`${base}._S3rver_object.md5`, md5('{"old":true}'));
+
+      const migrated = await startEmbeddedS3({ directory: oldDir, port: 0, bucket: BUCKET });
+      const c = clientFor(migrated.endpoint);
+      const key = 'conversation-history/2026/11/29/webhook_x/conversation.json';
+      const got = await c.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
+      expect(await got.Body!.transformToString()).toBe('{"old":true}');
+      expect(got).toMatchObject({
+        ContentType: 'application/json',
+        Metadata: { origin: 's3rver' },
+        ETag: `"${md5('{"old":true}')}"`,
+      });
+      expect((await readdir(folder)).filter((f) => !f.startsWith('.'))).toEqual(['conversation.json']);
+      expect(JSON.parse(await readFile(path.join(oldDir, '.layout.json'), 'utf8'))).toMatchObject({
+        version: 1,
+        moved_from_s3rver: 1,
+      });
+      c.destroy();
+      await migrated.close();
+      const before = (await stat(base)).mtimeMs;
+      const again = await startEmbeddedS3({ directory: oldDir, port: 0, bucket: BUCKET });
+      await again.close();
+      expect((await stat(base)).mtimeMs).toBe(before);
+    } finally {
+      await rm(oldDir, { recursive: true, force: true });
+    }
+  });
+});
