@@ -3,6 +3,7 @@ import type { ConversationRecord, ConversationState, DeliveryAttempt, DeliverySt
 import { agentResponse, agentTurn, elapsedMs, userQuery } from './conversation.ts';
 import { buildConversationId } from './conversation-id.ts';
 import { failedAttemptFromCaught, isDeferral } from './delivery.ts';
+import { deliveryIdFor } from './delivery-id.ts';
 import { type ExecutionInput, errorBody } from './gateway-contract.ts';
 import {
   type IdempotencyRecord,
@@ -12,6 +13,7 @@ import {
 } from './idempotency.ts';
 import { claimedSource, parseWebhookRequest } from './request.ts';
 import { type InboundPolicy, OPEN_POLICY, verifyInbound } from './signatures.ts';
+import { canonicalSource } from './source-identity.ts';
 import { parseTaskError, type TaskFailure } from './task-error.ts';
 
 /** Each workflow stage as a pure step over the conversation record. Handlers do the I/O around them. */
@@ -88,16 +90,20 @@ export function fingerprintOf(record: ConversationRecord): string {
   });
 }
 
+/** Tests only: a fixed suffix for the conversation id (otherwise random). */
 export interface IdSource {
   suffix?: string;
-  deliveryId: string;
 }
 
 /**
  * Validate: check the signature of the source the body claims (before anything else is revealed about the
  * request), then the request itself, then build the conversation record.
  */
-export function startConversation(input: ExecutionInput, ids: IdSource, policy: InboundPolicy = OPEN_POLICY): Started {
+export function startConversation(
+  input: ExecutionInput,
+  ids: IdSource = {},
+  policy: InboundPolicy = OPEN_POLICY,
+): Started {
   const source = claimedSource(input.body);
   if (source !== null) {
     const trust = verifyInbound(input.body, input.headers, source, policy);
@@ -114,14 +120,28 @@ export function startConversation(input: ExecutionInput, ids: IdSource, policy: 
   }
   const signed = source !== null && Object.hasOwn(policy.secrets, source);
   const req = parsed.request;
+  const sourceSystem = canonicalSource(req.source_system);
+  const sourceProcess = canonicalSource(req.source_process);
   const receivedAt = new Date(input.received_at);
   const conversationId = buildConversationId({
     at: Number.isNaN(receivedAt.getTime()) ? new Date() : receivedAt,
-    sourceSystem: req.source_system,
-    sourceProcess: req.source_process,
+    sourceSystem,
+    sourceProcess,
     suffix: ids.suffix,
   });
   const requested = req.webhook_type ?? null;
+  const custom = req.metadata ?? {};
+  const deliveryId = deliveryIdFor({
+    conversationId,
+    sourceSystem,
+    idempotencyKey: idempotency.key,
+    fingerprint: requestFingerprint({
+      query: req.query,
+      source_process: sourceProcess,
+      webhook_type: requested,
+      metadata: custom,
+    }),
+  });
   return {
     valid: true,
     duplicate: false,
@@ -132,8 +152,8 @@ export function startConversation(input: ExecutionInput, ids: IdSource, policy: 
       metadata: {
         conversation_id: conversationId,
         channel: 'webhook',
-        source_system: req.source_system,
-        source_process: req.source_process,
+        source_system: sourceSystem,
+        source_process: sourceProcess,
         request_timestamp: req.timestamp ?? null,
         received_at: input.received_at,
         request_id: input.request_id,
@@ -141,16 +161,16 @@ export function startConversation(input: ExecutionInput, ids: IdSource, policy: 
         user_agent: input.headers['user-agent'] ?? null,
         request_size_bytes: Buffer.byteLength(input.body),
         idempotency_key: idempotency.key,
-        custom: req.metadata ?? {},
+        custom,
       },
       webhook_context: {
-        source_system: req.source_system,
-        source_process: req.source_process,
+        source_system: sourceSystem,
+        source_process: sourceProcess,
         webhook_type: null,
         requested_webhook_type: requested,
         classification_reason: null,
         delivery_status: 'pending',
-        delivery_id: ids.deliveryId,
+        delivery_id: deliveryId,
         delivery_target: null,
       },
       conversation: {

@@ -1,19 +1,19 @@
 /** The inbound webhook request (docs/contract.md#post-webhook). Unknown top-level fields are rejected, not silently dropped. */
 import * as v from 'valibot';
 import { WEBHOOK_TYPES } from './conversation.ts';
+import { canonicalSource, MAX_SOURCE_NAME_LENGTH, SOURCE_NAME_PATTERN } from './source-identity.ts';
 
 export const MAX_QUERY_LENGTH = 20_000;
 export const MAX_METADATA_BYTES = 16_384;
-const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
 
 const systemName = (field: string) =>
   v.pipe(
     v.string(`${field} must be a string`),
     v.minLength(1, `${field} is required`),
-    v.maxLength(64, `${field} must be at most 64 characters`),
+    v.maxLength(MAX_SOURCE_NAME_LENGTH, `${field} must be at most ${MAX_SOURCE_NAME_LENGTH} characters`),
     v.regex(
-      NAME_PATTERN,
+      SOURCE_NAME_PATTERN,
       `${field} may contain only letters, digits, '_', '-' and '.', starting with a letter or digit`,
     ),
   );
@@ -99,11 +99,16 @@ export function parseWebhookRequest(rawBody: string): RequestParseResult {
   return validateWebhookJson(json);
 }
 
-/** The source_system a body claims, before validation (to pick its signing secret); null if it has none. */
+/**
+ * The source_system a body claims, before validation (to pick its signing secret and rate limit), in canonical
+ * form; null if it has none.
+ */
 export function claimedSource(rawBody: string): string | null {
   try {
     const json = JSON.parse(rawBody) as { source_system?: unknown } | null;
-    return json && typeof json === 'object' && typeof json.source_system === 'string' ? json.source_system : null;
+    return json && typeof json === 'object' && typeof json.source_system === 'string'
+      ? canonicalSource(json.source_system)
+      : null;
   } catch {
     return null;
   }

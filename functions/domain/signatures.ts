@@ -1,4 +1,5 @@
 import { Webhook, WebhookVerificationError } from 'standardwebhooks';
+import { bySource } from './source-identity.ts';
 
 /**
  * Standard Webhooks both ways (https://www.standardwebhooks.com): `webhook-id`, `webhook-timestamp`,
@@ -8,7 +9,7 @@ import { Webhook, WebhookVerificationError } from 'standardwebhooks';
 export type SecretsBySource = Record<string, string[]>;
 
 export interface InboundPolicy {
-  /** source_system → its active secrets (two during a rotation). */
+  /** Canonical source_system (source-identity.ts) → its active secrets (two during a rotation). */
   secrets: SecretsBySource;
   /** Whether a source without a configured secret must still sign (REQUIRE_SIGNED_WEBHOOKS). */
   requireSignature: boolean;
@@ -47,6 +48,15 @@ export function parseSecretsBySource(json: string | undefined, name: string): Se
   return out;
 }
 
+/**
+ * INBOUND_WEBHOOK_SECRETS: the secrets by source system, keyed by the canonical source name; two spellings of one
+ * source are refused.
+ */
+export function parseInboundSecrets(json: string | undefined, name = 'INBOUND_WEBHOOK_SECRETS'): SecretsBySource {
+  return bySource(parseSecretsBySource(json, name), name);
+}
+
+/** `sourceSystem`: the canonical name the body claims (claimedSource). */
 export function verifyInbound(
   rawBody: string,
   headers: Record<string, string>,

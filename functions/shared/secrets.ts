@@ -1,5 +1,10 @@
 import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { type InboundPolicy, parseSecretsBySource, type SecretsBySource } from '../domain/signatures.ts';
+import {
+  type InboundPolicy,
+  parseInboundSecrets,
+  parseSecretsBySource,
+  type SecretsBySource,
+} from '../domain/signatures.ts';
 import { tracer } from './powertools.ts';
 import { settings } from './settings.ts';
 
@@ -28,12 +33,13 @@ async function secretString(arn: string): Promise<string> {
 
 const parsed = new Map<string, { json: string | undefined; secrets: SecretsBySource }>();
 
-async function configured(name: string): Promise<SecretsBySource> {
+async function configured(name: 'INBOUND_WEBHOOK_SECRETS' | 'DELIVERY_SIGNING_SECRETS'): Promise<SecretsBySource> {
   const arn = process.env[`${name}_ARN`];
   const json = arn ? await secretString(arn) : process.env[name];
   const hit = parsed.get(name);
   if (hit && hit.json === json) return hit.secrets; // parsed once per value, not once per request
-  const secrets = parseSecretsBySource(json, name);
+  const secrets =
+    name === 'INBOUND_WEBHOOK_SECRETS' ? parseInboundSecrets(json, name) : parseSecretsBySource(json, name);
   parsed.set(name, { json, secrets });
   return secrets;
 }

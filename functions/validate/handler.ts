@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import type { ExecutionInput } from '../domain/gateway-contract.ts';
 import { idempotencyPk } from '../domain/idempotency.ts';
 import { answerToDuplicate, fingerprintOf, startConversation, type ValidateResult } from '../domain/lifecycle.ts';
@@ -10,7 +9,7 @@ import { inboundPolicy } from '../shared/secrets.ts';
 
 /** Validate: raw request → conversation record, or a rejection the workflow turns into a ValidationError. */
 export const handler = stageHandler('Validate', async (input: ExecutionInput): Promise<ValidateResult> => {
-  const result = startConversation(input, { deliveryId: randomUUID() }, await inboundPolicy());
+  const result = startConversation(input, {}, await inboundPolicy());
   if (!result.valid) {
     // The reason, never the signature or the body: those stay out of the logs.
     logger.warn('Webhook request rejected', {

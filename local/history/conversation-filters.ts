@@ -1,11 +1,12 @@
 import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
+import { canonicalSource } from '../../functions/domain/source-identity.ts';
 
 /**
  * The filters shared by `conversations list`, `conversations search` and the console: source, type, status and
  * a lower bound on the receive time. Each flag takes one value or a comma-separated list (any of them matches).
  */
 export interface ConversationFilter {
-  /** `system` or `system/process`, lowercased. */
+  /** `system` or `system/process`, each part in canonical form (source-identity.ts). */
   sources: string[];
   types: string[];
   /** Conversation statuses and delivery statuses alike (`failed` matches either). */
@@ -72,7 +73,8 @@ export function parseFilter(flags: FilterFlags): ConversationFilter {
       );
     }
   }
-  return { sources: list(flags.source), types, statuses, since };
+  const sources = list(flags.source).map((s) => s.split('/').map(canonicalSource).join('/'));
+  return { sources, types, statuses, since };
 }
 
 export function isEmptyFilter(filter: ConversationFilter): boolean {
@@ -81,8 +83,8 @@ export function isEmptyFilter(filter: ConversationFilter): boolean {
 
 export function matchesFilter(row: FilterableConversation, filter: ConversationFilter): boolean {
   if (filter.sources.length > 0) {
-    const system = row.source_system.toLowerCase();
-    const full = `${system}/${row.source_process.toLowerCase()}`;
+    const system = canonicalSource(row.source_system);
+    const full = `${system}/${canonicalSource(row.source_process)}`;
     if (!filter.sources.some((s) => s === system || s === full)) return false;
   }
   if (filter.types.length > 0 && !filter.types.includes(row.webhook_type ?? 'none')) return false;

@@ -2,7 +2,7 @@ import path from 'node:path';
 import * as v from 'valibot';
 import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
 import { DELIVERY_URL_VARIABLES, unsafeDeliveryUrl } from '../../functions/domain/delivery.ts';
-import { parseSecretsBySource } from '../../functions/domain/signatures.ts';
+import { parseInboundSecrets, parseSecretsBySource } from '../../functions/domain/signatures.ts';
 import { DEFAULTS, readEnv, type Settings, settings } from '../../functions/shared/settings.ts';
 import type { RedriveResult } from '../engine/redelivery.ts';
 import { parseRateLimits } from './rate-limiter.ts';
@@ -80,7 +80,7 @@ export function resolveOptions(
 export function checkEnvironment(env: NodeJS.ProcessEnv = process.env): Settings {
   parseRateLimits(env.RATE_LIMITS);
   const checked = settings(env);
-  parseSecretsBySource(env.INBOUND_WEBHOOK_SECRETS, 'INBOUND_WEBHOOK_SECRETS');
+  parseInboundSecrets(env.INBOUND_WEBHOOK_SECRETS);
   parseSecretsBySource(env.DELIVERY_SIGNING_SECRETS, 'DELIVERY_SIGNING_SECRETS');
   for (const type of WEBHOOK_TYPES) {
     const url = checked.deliveryUrls[type];

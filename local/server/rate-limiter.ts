@@ -1,8 +1,12 @@
+import { bySource } from '../../functions/domain/source-identity.ts';
+
 /**
  * Per-source rate limits, the local counterpart of the API Gateway usage plans (rate, burst, daily quota).
  * Configuration, shared with the CDK context `sourceRateLimits`, in RATE_LIMITS:
  *   {"testing_system": {"rateLimit": 10, "burstLimit": 20, "quotaPerDay": 10000}}
  * A source without an entry is not limited. Token bucket: `burstLimit` tokens, refilled at `rateLimit` per second.
+ * Sources are counted by their canonical name (functions/domain/source-identity.ts): `TESTING_SYSTEM` and
+ * `Testing.System` spend `testing_system`'s budget.
  */
 export interface SourceLimit {
   rateLimit: number;
@@ -35,7 +39,7 @@ export function parseRateLimits(json: string | undefined): Record<string, Source
     }
     out[source] = { rateLimit: rateLimit!, burstLimit: burstLimit!, ...(quotaPerDay ? { quotaPerDay } : {}) };
   }
-  return out;
+  return bySource(out, 'RATE_LIMITS');
 }
 
 interface Bucket {
@@ -58,6 +62,7 @@ export class RateLimiter {
     return Object.hasOwn(this.limits, source) ? this.limits[source] : undefined;
   }
 
+  /** `source`: the canonical name the body claims (claimedSource). */
   take(source: string): LimitDecision {
     const limit = this.limitFor(source);
     if (!limit) return { allowed: true };

@@ -164,16 +164,13 @@ describe('POST /webhook response template (the finished execution → HTTP)', ()
     return { statusCode: rendered.status ?? 200, body: JSON.parse(rendered.output) as unknown };
   };
 
-  const rejected = startConversation(
-    {
-      body: '{"query":""}',
-      headers: {},
-      request_id: 'r',
-      source_ip: '127.0.0.1',
-      received_at: '2025-08-13T10:30:45.000Z',
-    },
-    { deliveryId: 'd' },
-  );
+  const rejected = startConversation({
+    body: '{"query":""}',
+    headers: {},
+    request_id: 'r',
+    source_ip: '127.0.0.1',
+    received_at: '2025-08-13T10:30:45.000Z',
+  });
   if (rejected.valid) throw new Error('expected the Validate stage to reject an empty query');
 
   const outcomes: Record<string, ExecutionOutcome> = {

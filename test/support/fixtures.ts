@@ -27,13 +27,12 @@ export function executionInput(body: unknown, overrides: Partial<ExecutionInput>
 /** A fresh, validated record built through the real Validate step. Throws if the request is rejected. */
 export function startedRecord(
   request: Record<string, unknown> = { ...SEED_REQUEST },
-  options: { input?: Partial<ExecutionInput>; ids?: Partial<IdSource> } = {},
+  options: { input?: Partial<ExecutionInput>; ids?: Partial<IdSource> & { deliveryId?: string } } = {},
 ): ConversationRecord {
-  const result = startConversation(executionInput(request, options.input), {
-    suffix: 'abc123',
-    deliveryId: DELIVERY_ID,
-    ...options.ids,
-  });
+  const { deliveryId = DELIVERY_ID, ...ids } = options.ids ?? {};
+  const result = startConversation(executionInput(request, options.input), { suffix: 'abc123', ...ids });
   if (!result.valid) throw new Error(`fixture request rejected: ${result.rejection}`);
-  return result.conversation;
+  // A fixed delivery id, so that fixtures compare equal (the derived one is tested in delivery-id.test.ts).
+  const record = result.conversation;
+  return { ...record, webhook_context: { ...record.webhook_context, delivery_id: deliveryId } };
 }

@@ -104,9 +104,7 @@ describe('httpResultForExecution', () => {
   });
 
   it('FAILED ValidationError → 400 with the body from the cause', () => {
-    const rejected = startConversation(executionInput({ query: '', source_system: 'a', source_process: 'b' }), {
-      deliveryId: 'd',
-    });
+    const rejected = startConversation(executionInput({ query: '', source_system: 'a', source_process: 'b' }));
     if (rejected.valid) throw new Error('expected a rejection');
     const result = httpResultForExecution({ status: 'FAILED', error: 'ValidationError', cause: rejected.rejection });
     expect(result.statusCode).toBe(400);
@@ -118,7 +116,7 @@ describe('httpResultForExecution', () => {
   });
 
   it('FAILED ValidationError for malformed JSON → 400 INVALID_JSON', () => {
-    const rejected = startConversation(executionInput('{"query":'), { deliveryId: 'd' });
+    const rejected = startConversation(executionInput('{"query":'));
     if (rejected.valid) throw new Error('expected a rejection');
     const result = httpResultForExecution({ status: 'FAILED', error: 'ValidationError', cause: rejected.rejection });
     expect(result.statusCode).toBe(400);

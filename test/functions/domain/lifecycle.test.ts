@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { DeliveryAttempt } from '../../../functions/domain/conversation.ts';
 import { isConversationId } from '../../../functions/domain/conversation-id.ts';
+import { deliveryIdFor } from '../../../functions/domain/delivery-id.ts';
 import {
   agentFailureBody,
   answerText,
@@ -37,7 +38,7 @@ describe('startConversation', () => {
   it('builds the initial record from a valid request', () => {
     const request = { ...SEED_REQUEST, metadata: { crm_id: 'opp-1' } };
     const input = executionInput(request);
-    const result = startConversation(input, { suffix: 'abc123', deliveryId: DELIVERY_ID });
+    const result = startConversation(input, { suffix: 'abc123' });
     expect(result).toEqual({
       valid: true,
       duplicate: false,
@@ -66,7 +67,12 @@ describe('startConversation', () => {
           requested_webhook_type: null,
           classification_reason: null,
           delivery_status: 'pending',
-          delivery_id: DELIVERY_ID,
+          delivery_id: deliveryIdFor({
+            conversationId: SEED_ID,
+            sourceSystem: 'testing_system',
+            idempotencyKey: null,
+            fingerprint: '',
+          }),
           delivery_target: null,
         },
         conversation: { turns: [{ role: 'user', content: SEED_REQUEST.query, timestamp: '2025-08-13T10:30:45Z' }] },
@@ -116,8 +122,8 @@ describe('startConversation', () => {
   });
 
   it('generates a random id suffix when none is given', () => {
-    const a = startConversation(executionInput(SEED_REQUEST), { deliveryId: 'd1' });
-    const b = startConversation(executionInput(SEED_REQUEST), { deliveryId: 'd2' });
+    const a = startConversation(executionInput(SEED_REQUEST));
+    const b = startConversation(executionInput(SEED_REQUEST));
     if (!a.valid || !b.valid) throw new Error('expected valid');
     expect(isConversationId(a.conversation.conversation_id)).toBe(true);
     expect(a.conversation.conversation_id).toMatch(/^webhook_20250813_103045_testing_phase3valid_[a-z0-9]{10}$/);
@@ -132,7 +138,6 @@ describe('startConversation', () => {
   it('rejects an invalid request with a VALIDATION_ERROR body carrying the details', () => {
     const result = startConversation(
       executionInput({ query: ' ', source_system: '../x', source_process: 'p', extra: 1 }),
-      { deliveryId: 'd' },
     );
     expect(result.valid).toBe(false);
     if (result.valid) return;
@@ -149,7 +154,7 @@ describe('startConversation', () => {
   });
 
   it('rejects malformed JSON with INVALID_JSON', () => {
-    const result = startConversation(executionInput('{"query": "truncated'), { deliveryId: 'd' });
+    const result = startConversation(executionInput('{"query": "truncated'));
     expect(result.valid).toBe(false);
     if (result.valid) return;
     expect(result.code).toBe('INVALID_JSON');

@@ -1,0 +1,37 @@
+/**
+ * One identity per source system (and per source process): the name as sent, lowercased, with every run of
+ * `.`, `-` and `_` read as one `_`. `Testing.System`, `TESTING_SYSTEM` and `testing-system` are all the source
+ * `testing_system`: the record, the conversation id, the idempotency key, the signing secret it must sign with, its
+ * rate limit and the list filters all use this one form, so a change of case or separator cannot pass for another
+ * source (docs/security.md, "One identity per source").
+ */
+export const SOURCE_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+export const MAX_SOURCE_NAME_LENGTH = 64;
+
+export function canonicalSource(name: string): string {
+  return name.toLowerCase().replace(/[._-]+/g, '_');
+}
+
+/**
+ * A configuration object keyed by source system (signing secrets, rate limits) with its keys in canonical form.
+ * A key that is not a source name, or two keys that name one source (`Crm.Sync` and `crm_sync`), are refused: the
+ * operator meant one of them, and picking either silently would apply the other's secret or limit.
+ */
+export function bySource<T>(entries: Record<string, T>, setting: string): Record<string, T> {
+  const out: Record<string, T> = {};
+  const spelled: Record<string, string> = {};
+  for (const [name, value] of Object.entries(entries)) {
+    if (!SOURCE_NAME_PATTERN.test(name) || name.length > MAX_SOURCE_NAME_LENGTH)
+      throw new Error(
+        `${setting}: "${name}" is not a source_system name (letters, digits, _ - ., starting with a letter or digit, at most ${MAX_SOURCE_NAME_LENGTH})`,
+      );
+    const id = canonicalSource(name);
+    if (Object.hasOwn(spelled, id))
+      throw new Error(
+        `${setting}: "${spelled[id]}" and "${name}" name the same source (${id}): source names ignore case and read . and - as _`,
+      );
+    spelled[id] = name;
+    out[id] = value;
+  }
+  return out;
+}

@@ -1,0 +1,53 @@
+import { describe, expect, it } from 'vitest';
+import { claimedSource } from '../../../functions/domain/request.ts';
+import { parseInboundSecrets, verifyInbound } from '../../../functions/domain/signatures.ts';
+import { bySource, canonicalSource } from '../../../functions/domain/source-identity.ts';
+import { parseRateLimits } from '../../../local/server/rate-limiter.ts';
+
+const SECRET = `whsec_${Buffer.from('s'.repeat(32)).toString('base64')}`;
+
+describe('canonicalSource: one identity per source name', () => {
+  it('ignores case and reads every run of . - _ as one _', () => {
+    for (const spelling of ['testing_system', 'TESTING_SYSTEM', 'Testing.System', 'testing-system', 'Testing.-_System'])
+      expect(canonicalSource(spelling)).toBe('testing_system');
+    expect(canonicalSource('crm2')).toBe('crm2');
+    expect(canonicalSource('testingsystem')).not.toBe('testing_system');
+  });
+
+  it('is what a body claims before validation', () => {
+    expect(claimedSource('{"source_system":"SIGNED.Sys"}')).toBe('signed_sys');
+    expect(claimedSource('{"source_system":1}')).toBeNull();
+    expect(claimedSource('not json')).toBeNull();
+  });
+});
+
+describe('configuration keyed by source is read in canonical form', () => {
+  it('keys are normalised; two spellings of one source are refused, naming both', () => {
+    expect(bySource({ 'Signed.Sys': 1, other: 2 }, 'X')).toEqual({ signed_sys: 1, other: 2 });
+    expect(() => bySource({ crm_sync: 1, 'CRM.Sync': 2 }, 'RATE_LIMITS')).toThrow(
+      /RATE_LIMITS: "crm_sync" and "CRM.Sync" name the same source \(crm_sync\)/,
+    );
+    expect(() => bySource({ 'has space': 1 }, 'X')).toThrow(/"has space" is not a source_system name/);
+  });
+
+  it('INBOUND_WEBHOOK_SECRETS and RATE_LIMITS go through it', () => {
+    expect(parseInboundSecrets(JSON.stringify({ 'Signed.Sys': SECRET }))).toEqual({ signed_sys: [SECRET] });
+    expect(() => parseInboundSecrets(JSON.stringify({ a_b: SECRET, 'A-B': SECRET }))).toThrow(/same source/);
+    expect(Object.keys(parseRateLimits(JSON.stringify({ Testing_System: { rateLimit: 1, burstLimit: 1 } })))).toEqual([
+      'testing_system',
+    ]);
+    expect(() =>
+      parseRateLimits(JSON.stringify({ a_b: { rateLimit: 1, burstLimit: 1 }, 'A.B': { rateLimit: 1, burstLimit: 1 } })),
+    ).toThrow(/same source/);
+  });
+
+  it('a secret configured under any spelling must be used by every spelling of the source', () => {
+    const policy = { secrets: parseInboundSecrets(JSON.stringify({ SIGNED_SYS: SECRET })), requireSignature: false };
+    const body = '{"source_system":"Signed.Sys"}';
+    const claimed = claimedSource(body)!;
+    expect(verifyInbound(body, {}, claimed, policy)).toMatchObject({
+      ok: false,
+      reason: expect.stringMatching(/missing/),
+    });
+  });
+});
