@@ -7,7 +7,11 @@ export const WEBHOOK_TYPES = ['deal_analysis', 'data_analysis', 'lead_analysis',
 export type WebhookType = (typeof WEBHOOK_TYPES)[number];
 
 export type DeliveryStatus = 'pending' | 'delivered' | 'retrying' | 'failed' | 'not_attempted';
-export type ConversationStatus = 'in_progress' | 'completed' | 'failed';
+/**
+ * `interrupted`: the local gateway stopped (crash, kill) before the conversation ended; it was closed with what was
+ * known when the gateway restarted (docs/operations.md, "After a crash").
+ */
+export type ConversationStatus = 'in_progress' | 'completed' | 'failed' | 'interrupted';
 
 export interface ConversationTurn {
   role: 'user' | 'assistant';

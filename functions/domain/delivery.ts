@@ -98,6 +98,18 @@ export function isDeferral(caught: CaughtError | undefined): boolean {
   return caught?.Error === 'DeliveryDeferredError' && !parseTaskError(caught).payload?.attempt;
 }
 
+/**
+ * What a conversation interrupted before its delivery ended hands the failed-delivery store (local recovery): a
+ * deferral with no attempt of its own — the attempts known are already in the record — so the redelivery schedule
+ * delivers it under the same delivery id.
+ */
+export function interruptedDelivery(target: string | null, reason: string): CaughtError {
+  return {
+    Error: 'DeliveryDeferredError',
+    Cause: JSON.stringify({ message: `${reason}: handed to the redelivery schedule`, target }),
+  };
+}
+
 /** After a retryable attempt, with no time left for another one (after the longest Retry wait) within the deadline. */
 export function deferralAfter(attempt: DeliveryAttempt, target: string, reason: string): DeliveryDeferredError {
   return new DeliveryDeferredError(

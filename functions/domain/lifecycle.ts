@@ -302,12 +302,18 @@ export function completeConversation(
       ? [...record.execution.executions, executionName]
       : record.execution.executions;
   const closed = record.execution.completed_at !== null;
+  const { status } = record.execution;
   return {
     ...record,
     execution: {
       ...record.execution,
-      // A conversation whose agent failed stays failed when a redelivery re-exports it.
-      status: agentFailed || (closed && record.execution.status === 'failed') ? 'failed' : 'completed',
+      // A conversation whose agent failed stays failed when a redelivery re-exports it; an interrupted one stays so.
+      status:
+        agentFailed || (closed && status === 'failed')
+          ? 'failed'
+          : status === 'interrupted'
+            ? 'interrupted'
+            : 'completed',
       completed_at: closed ? record.execution.completed_at : now.toISOString(),
       executions,
       timings: {
@@ -326,13 +332,13 @@ export function closeConversation(
   state: ConversationState,
   executionName: string | null,
   now: Date,
-): { record: ConversationRecord; agentFailed: boolean } {
+): { record: ConversationRecord; agentFailed: boolean; answered: boolean } {
   let record = state.conversation;
   const agentFailed = state.agent_error !== undefined;
-  if (agentFailed) {
-    record = withFailure(record, 'InvokeManagerAgent', parseTaskError(state.agent_error), now);
-    record = withDeliveryStatus(record, 'not_attempted');
-  }
+  if (agentFailed) record = withFailure(record, 'InvokeManagerAgent', parseTaskError(state.agent_error), now);
+  // No answer to deliver: the agent failed, or the conversation was interrupted before it answered.
+  const answered = !agentFailed && agentTurn(record) !== undefined;
+  if (!answered) record = withDeliveryStatus(record, 'not_attempted');
   if (state.delivery_error && isDeferral(state.delivery_error)) {
     // No attempt was made (the caller's deadline): nothing to record but that the schedule will deliver it.
     record = withDeliveryStatus(record, 'retrying');
@@ -346,8 +352,42 @@ export function closeConversation(
     record = withDeliveryAttempt(record, attempt, target, status);
     record = withFailure(record, 'Deliver', parseTaskError(state.delivery_error), now);
   }
-  return { record: completeConversation(record, agentFailed, executionName, now), agentFailed };
+  return { record: completeConversation(record, agentFailed, executionName, now), agentFailed, answered };
 }
+
+/**
+ * The local gateway stopped (crash, kill) while the conversation ran, in or after `stage`: record that, and every
+ * delivery attempt known to have been made, so it is closed as `interrupted` with what is known when the gateway
+ * restarts (local/engine/recovery.ts).
+ */
+export function withInterruption(
+  record: ConversationRecord,
+  stage: string,
+  at: Date,
+  attempts: DeliveryAttempt[] = [],
+): ConversationRecord {
+  const known = new Set(record.execution.delivery_attempts.map((a) => a.attempt));
+  const interrupted = withFailure(
+    record,
+    stage,
+    {
+      error: INTERRUPTED_ERROR,
+      message: `the local gateway stopped (crash or kill) during ${stage}; the conversation was closed when it restarted`,
+      payload: null,
+    },
+    at,
+  );
+  return {
+    ...interrupted,
+    execution: {
+      ...interrupted.execution,
+      status: 'interrupted',
+      delivery_attempts: [...record.execution.delivery_attempts, ...attempts.filter((a) => !known.has(a.attempt))],
+    },
+  };
+}
+
+export const INTERRUPTED_ERROR = 'GatewayInterrupted';
 
 /** The 200 body (docs/contract.md#post-webhook). */
 export function successBody(record: ConversationRecord) {
@@ -365,9 +405,16 @@ export function successBody(record: ConversationRecord) {
   };
 }
 
-/** The 502 body when the agent failed; the record was exported as failed. */
+/**
+ * The 502 body when the agent failed (the record was exported as failed), or the cause recorded for a conversation
+ * interrupted before the agent answered.
+ */
 export function agentFailureBody(record: ConversationRecord) {
   const last = record.execution.errors.at(-1);
+  if (record.execution.status === 'interrupted')
+    return errorBody('INTERRUPTED', `The conversation was interrupted before the agent answered: ${last?.message}`, {
+      conversation_id: record.conversation_id,
+    });
   return errorBody(
     'AGENT_ERROR',
     `The manager agent failed: ${last ? `${last.error}: ${last.message}` : 'unknown error'}`,

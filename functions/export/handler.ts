@@ -29,7 +29,7 @@ export type ExportOutput = ConversationState & { response?: unknown; failure_cau
  */
 export const handler = stageHandler('Export', async ({ state, execution_name }: ExportInput): Promise<ExportOutput> => {
   const now = new Date();
-  const { record, agentFailed } = closeConversation(state, execution_name, now);
+  const { record, answered } = closeConversation(state, execution_name, now);
   const deferred = state.export_error;
 
   let written: { location: string; files: number } | null = null;
@@ -75,7 +75,7 @@ export const handler = stageHandler('Export', async ({ state, execution_name }: 
   const next: ConversationState = deferred
     ? { conversation: record, export_error: deferred }
     : { conversation: record };
-  const response = agentFailed ? null : successBody(record);
+  const response = answered ? successBody(record) : null;
   const key = record.metadata.idempotency_key;
   const store = key && !state.redelivery ? idempotencyStore() : null;
   if (key && store) {

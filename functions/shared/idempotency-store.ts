@@ -18,6 +18,12 @@ export interface IdempotencyStore {
   claim(pk: string, conversationId: string, now: Date, fingerprint?: string): Promise<ClaimResult>;
   complete(pk: string, response: unknown, now: Date): Promise<void>;
   release(pk: string): Promise<void>;
+  /**
+   * Free a key only while it is still in progress (a completed one keeps its answer). After a restart of the local
+   * gateway no execution of the old process runs any more, so its in-progress claims are freed at once instead of
+   * lapsing after IN_PROGRESS_TTL_SECONDS. Returns whether a claim was freed.
+   */
+  releaseInProgress(pk: string): Promise<boolean>;
 }
 
 const ttl = () => settings().idempotencyTtlSeconds;
@@ -95,6 +101,25 @@ class DynamoIdempotencyStore implements IdempotencyStore {
     const { sdk, db } = await dynamo();
     await db.send(new sdk.DeleteItemCommand({ TableName: this.table, Key: { pk: { S: pk } } }));
   }
+
+  async releaseInProgress(pk: string): Promise<boolean> {
+    const { sdk, db } = await dynamo();
+    try {
+      await db.send(
+        new sdk.DeleteItemCommand({
+          TableName: this.table,
+          Key: { pk: { S: pk } },
+          ConditionExpression: '#s = :in_progress',
+          ExpressionAttributeNames: { '#s': 'status' },
+          ExpressionAttributeValues: { ':in_progress': { S: 'in_progress' } },
+        }),
+      );
+      return true;
+    } catch (error) {
+      if ((error as Error).name === 'ConditionalCheckFailedException') return false;
+      throw error;
+    }
+  }
 }
 
 class FileIdempotencyStore implements IdempotencyStore {
@@ -159,6 +184,13 @@ class FileIdempotencyStore implements IdempotencyStore {
 
   async release(pk: string): Promise<void> {
     await rm(this.file(pk), { force: true });
+  }
+
+  async releaseInProgress(pk: string): Promise<boolean> {
+    const existing = await this.read(pk);
+    if (existing?.status !== 'in_progress') return false;
+    await this.release(pk);
+    return true;
   }
 }
 

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
+import type { RecoveredExecution } from '../engine/recovery.ts';
 import { type GatewayOptions, resolveOptions } from '../server/config.ts';
 import type { RunningGateway } from '../server/gateway.ts';
 import { conversationsList, conversationsSearch, conversationsShow } from './conversations.ts';
@@ -51,6 +52,10 @@ async function start(): Promise<number> {
             `${new Date().toISOString()}  redelivery  ${r.conversation_id}  ${r.status}${r.envelope?.state === 'pending' ? ` (next ${r.envelope.next_due_at})` : ''}`,
           );
       },
+      onRecovery: (recovered) => {
+        for (const r of recovered) out(`${new Date().toISOString()}  recovered  ${recoveryLine(r)}`);
+        if (recovered.length > 0) out(`${recovered.length} executions cut by the last stop were recovered (journal)`);
+      },
       onExecution: (summary) =>
         out(
           `${new Date().toISOString()}  ${summary.http_status}  ${summary.conversation_id ?? '(rejected)'}  ${summary.detail}  ${summary.duration_ms} ms`,
@@ -97,9 +102,21 @@ async function start(): Promise<number> {
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
   });
-  out('stopping…');
+  out('stopping: the conversations in flight finish first (Ctrl-C again stops at once; the next start recovers them)…');
+  const now = () => {
+    out('stopped at once');
+    process.exit(130);
+  };
+  process.once('SIGINT', now);
+  process.once('SIGTERM', now);
   await gateway.close();
   return 0;
+}
+
+function recoveryLine(r: RecoveredExecution): string {
+  if (r.outcome === 'not_accepted')
+    return `(request ${r.execution_name})  not accepted: cut before it was validated, nothing ran${r.key_freed ? '; its Idempotency-Key is free again' : ''}`;
+  return `${r.conversation_id}  ${r.outcome === 'interrupted' ? 'closed as interrupted' : 'finished'}: ${r.status}, delivery ${r.delivery_status}`;
 }
 
 export async function main(argv: string[]): Promise<number> {

@@ -44,13 +44,53 @@ export interface ExecutionRecord {
 interface AslState {
   Type: string;
   Resource?: string;
+  Parameters?: unknown;
+  Next?: string;
+  Default?: string;
+  Choices?: { Next?: string }[];
+  Catch?: { Next?: string }[];
+}
+
+type Definition = { StartAt: string; States: Record<string, AslState> } & Record<string, unknown>;
+
+/**
+ * Sees every Task state of one execution as it runs: `enter` before the handler is called (with the task's input
+ * when it is not simply the state's input, i.e. the state has Parameters), then `exit` with its result or `fail`
+ * with its error. The execution journal (journal.ts) writes these down before each side effect happens.
+ */
+export interface TaskObserver {
+  enter(state: string, parameters: unknown): void | Promise<void>;
+  exit(state: string, output: unknown): void | Promise<void>;
+  fail(state: string, error: unknown): void;
+}
+
+export interface RunOptions {
+  observer?: TaskObserver;
+  /** Start at this state instead of StartAt (recovery resumes an interrupted execution there). */
+  startAt?: string;
+}
+
+/** The states reachable from `start` (through Next, Default, Choices and Catch): the definition as run from there. */
+export function definitionFrom(definition: Definition, start: string): Definition {
+  const reachable = new Set<string>();
+  const visit = (name: string | undefined) => {
+    if (!name || reachable.has(name) || !definition.States[name]) return;
+    reachable.add(name);
+    const state = definition.States[name]!;
+    for (const next of [state.Next, state.Default, ...(state.Choices ?? []).map((c) => c.Next)]) visit(next);
+    for (const c of state.Catch ?? []) visit(c.Next);
+  };
+  visit(start);
+  if (!reachable.has(start)) throw new Error(`no state ${start}`);
+  return {
+    ...definition,
+    StartAt: start,
+    States: Object.fromEntries(Object.entries(definition.States).filter(([name]) => reachable.has(name))),
+  };
 }
 
 /** Substitute `${Name}` placeholders like CDK's definitionSubstitutions; refuse to run with any left over. */
-export function loadDefinition(
-  file: string,
-  substitutions: Record<string, string>,
-): { States: Record<string, AslState> } & Record<string, unknown> {
+export function loadDefinition(file: string, substitutions: Record<string, string>): Definition {
   const text = readFileSync(file, 'utf8').replace(
     /\$\{([A-Za-z0-9_]+)\}/g,
     (whole, name: string) => substitutions[name] ?? whole,
@@ -90,29 +130,65 @@ export interface LocalWorkflowOptions {
 
 export class LocalWorkflow {
   readonly name: string;
-  private readonly machine: StateMachine;
+  private readonly definition: Definition;
+  private readonly machines = new Map<string, StateMachine>();
   private readonly handlers: Record<string, LocalHandler>;
   private readonly retryIntervalOverrides?: Record<string, number | number[]>;
 
   constructor(options: LocalWorkflowOptions) {
     this.name = options.name;
-    const definition = loadDefinition(options.file, options.substitutions);
+    this.definition = loadDefinition(options.file, options.substitutions);
     this.handlers = {};
-    for (const [stateName, state] of Object.entries(definition.States)) {
+    for (const [stateName, state] of Object.entries(this.definition.States)) {
       if (state.Type !== 'Task') continue;
       const handler = options.resources[state.Resource ?? ''];
       if (!handler) throw new Error(`${options.file}: no local handler for ${stateName} (${state.Resource})`);
       this.handlers[stateName] = handler as LocalHandler;
     }
-    this.machine = new StateMachine(definition as never, { validationOptions: { checkArn: true, checkPaths: true } });
+    this.machine(this.definition.StartAt);
     this.retryIntervalOverrides = options.retryIntervalOverrides;
   }
 
+  private machine(startAt: string): StateMachine {
+    let machine = this.machines.get(startAt);
+    if (!machine) {
+      const definition =
+        startAt === this.definition.StartAt ? this.definition : definitionFrom(this.definition, startAt);
+      machine = new StateMachine(definition as never, { validationOptions: { checkArn: true, checkPaths: true } });
+      this.machines.set(startAt, machine);
+    }
+    return machine;
+  }
+
+  /** Each Task handler of one execution, wrapped so that the observer sees it enter and exit. */
+  private observed(observer: TaskObserver): Record<string, LocalHandler> {
+    return Object.fromEntries(
+      Object.entries(this.handlers).map(([state, handler]) => {
+        const parameterized = this.definition.States[state]?.Parameters !== undefined;
+        const run = handler as unknown as TaskHandler;
+        const wrapped: TaskHandler = async (input) => {
+          await observer.enter(state, parameterized ? input : undefined);
+          let output: unknown;
+          try {
+            output = await run(input);
+          } catch (error) {
+            observer.fail(state, error);
+            throw error;
+          }
+          await observer.exit(state, output);
+          return output;
+        };
+        return [state, wrapped as unknown as LocalHandler];
+      }),
+    );
+  }
+
   /** Run one execution to its end. Never throws for a failed execution: the status says how it ended. */
-  async run(input: unknown, executionName: string): Promise<ExecutionRecord> {
+  async run(input: unknown, executionName: string, options: RunOptions = {}): Promise<ExecutionRecord> {
     const startedAt = new Date();
-    const execution = this.machine.run(input as never, {
-      overrides: { taskResourceLocalHandlers: this.handlers, retryIntervalOverrides: this.retryIntervalOverrides },
+    const handlers = options.observer ? this.observed(options.observer) : this.handlers;
+    const execution = this.machine(options.startAt ?? this.definition.StartAt).run(input as never, {
+      overrides: { taskResourceLocalHandlers: handlers, retryIntervalOverrides: this.retryIntervalOverrides },
       context: {
         Execution: {
           Id: `arn:aws:states:us-east-1:000000000000:express:${this.name}:${executionName}`,

@@ -3,7 +3,9 @@ import * as v from 'valibot';
 import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
 import { DELIVERY_URL_VARIABLES, unsafeDeliveryUrl } from '../../functions/domain/delivery.ts';
 import { parseInboundSecrets, parseSecretsBySource } from '../../functions/domain/signatures.ts';
-import { DEFAULTS, readEnv, type Settings, settings } from '../../functions/shared/settings.ts';
+import { DEFAULTS, flag, readEnv, type Settings, settings } from '../../functions/shared/settings.ts';
+import type { HoldListener } from '../engine/journal.ts';
+import type { RecoveredExecution } from '../engine/recovery.ts';
 import type { RedriveResult } from '../engine/redelivery.ts';
 import { parseRateLimits } from './rate-limiter.ts';
 
@@ -24,6 +26,13 @@ export interface GatewayOptions {
   onRedelivery?: (result: RedriveResult) => void;
   /** Called after every POST /webhook (the CLI prints a line). */
   onExecution?: (summary: RequestSummary) => void;
+  /** Called once at start with what crash recovery finished (the CLI prints a line per conversation). */
+  onRecovery?: (recovered: RecoveredExecution[]) => void;
+  /**
+   * Tests only: honour `[hold:before:<State>]` / `[hold:after:<State>]` markers in a request body, holding that
+   * execution there until the process is killed (the chaos test). Env LOCAL_TEST_HOLDS=true (docs/development.md).
+   */
+  onTestHold?: HoldListener;
 }
 
 export interface RequestSummary {
@@ -54,6 +63,8 @@ const LocalEnv = v.object({
     ),
     '1000',
   ),
+  /** Tests only: honour `[hold:…]` markers (GatewayOptions.onTestHold). */
+  LOCAL_TEST_HOLDS: v.optional(flag, 'false'),
 });
 
 export function resolveOptions(
@@ -70,6 +81,12 @@ export function resolveOptions(
     onExecution: options.onExecution,
     redeliveryPollMs: options.redeliveryPollMs ?? local.REDELIVERY_POLL_MS,
     onRedelivery: options.onRedelivery,
+    onRecovery: options.onRecovery,
+    onTestHold:
+      options.onTestHold ??
+      (local.LOCAL_TEST_HOLDS
+        ? (point, execution) => process.stderr.write(`webhook-gateway: test hold: ${execution} at ${point}\n`)
+        : undefined),
   };
 }
 

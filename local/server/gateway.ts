@@ -4,9 +4,12 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { type ExecutionInput, errorBody, healthBody } from '../../functions/domain/gateway-contract.ts';
 import { injectClientSettings } from '../../functions/shared/clients/injected-settings.ts';
+import { idempotencyStore } from '../../functions/shared/idempotency-store.ts';
 import { DEFAULTS, type Settings, settings } from '../../functions/shared/settings.ts';
 import { handleConsole } from '../console/index.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
+import { ExecutionJournal } from '../engine/journal.ts';
+import { type RecoveredExecution, recoverInterrupted } from '../engine/recovery.ts';
 import { LocalRedelivery } from '../engine/redelivery.ts';
 import { loadStageHandlers, localWorkflow } from '../engine/workflows.ts';
 import { localDeliverySecrets } from '../store/delivery-secrets.ts';
@@ -47,8 +50,11 @@ export interface RunningGateway {
   redelivery: LocalRedelivery;
   executions: ExecutionStore;
   receiver: DeliveryReceiver;
+  /** What crash recovery finished at start (executions a previous process left interrupted). */
+  recovered: RecoveredExecution[];
   /** Run one conversation exactly as POST /webhook does, without HTTP. */
   runConversation(input: ExecutionInput): Promise<ExecutionRecord>;
+  /** Stop taking requests, let the conversations in flight finish, then stop everything. */
   close(): Promise<void>;
 }
 
@@ -71,8 +77,10 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   const failedDeliveries = new LocalFailedDeliveryStore(options.dataDir);
   const receiver = new DeliveryReceiver(options.dataDir);
 
-  let route: (req: IncomingMessage, res: ServerResponse) => Promise<void> = async (_req, res) =>
-    sendJson(res, 503, errorBody('STARTING', 'the gateway is starting'));
+  let route: (req: IncomingMessage, res: ServerResponse) => Promise<void> = async (req, res) => {
+    req.resume();
+    sendJson(res, 503, errorBody('STARTING', 'the gateway is starting'), { 'retry-after': '1' });
+  };
   const server = createServer((req, res) => {
     route(req, res).catch((error: Error) => {
       console.error(`webhook-gateway: ${req.method} ${req.url} failed: ${error.stack ?? error.message}`);
@@ -117,19 +125,43 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   const s3Endpoint = handlerEnv.AWS_ENDPOINT_URL_S3!;
   const bucket = config.exportBucket!;
 
+  let journal: ExecutionJournal;
+  let recovered: RecoveredExecution[];
   const handlers = await loadStageHandlers();
   const sendFailedDelivery = (params: unknown) => failedDeliveries.sendMessage(params as never);
   const workflow = localWorkflow('conversation', handlers, sendFailedDelivery, options.retryIntervalOverrides);
   const redeliveryWorkflow = localWorkflow('redelivery', handlers, sendFailedDelivery, options.retryIntervalOverrides);
   const redelivery = new LocalRedelivery(failedDeliveries, redeliveryWorkflow, executions);
+  try {
+    // What a crash of the previous process left in flight ends now, before any request (or redelivery) is taken.
+    journal = await ExecutionJournal.open(path.join(options.dataDir, 'journal'), { holds: options.onTestHold });
+    recovered = await recoverInterrupted({ journal, workflow, executions, idempotency: idempotencyStore() });
+  } catch (error) {
+    server.close();
+    await s3?.close();
+    throw error;
+  }
+  options.onRecovery?.(recovered);
   redelivery.start(options.redeliveryPollMs, options.onRedelivery);
 
-  /** The history is on disk before the caller gets its answer, so `conversations show` right after a curl finds it. */
+  const inFlight = new Set<Promise<unknown>>();
+  /**
+   * Journaled step by step (journal.ts), so that a crash loses nothing; the history is on disk before the caller gets
+   * its answer, so `conversations show` right after a curl finds it.
+   */
   async function runConversation(input: ExecutionInput): Promise<ExecutionRecord> {
-    const record = await workflow.run(input, input.request_id);
-    const conversationId = conversationIdOf(record);
-    if (conversationId) await executions.save(conversationId, record);
-    return record;
+    const run = journal.begin(input.request_id, input);
+    const running = workflow.run(input, input.request_id, { observer: run });
+    inFlight.add(running);
+    try {
+      const record = await running;
+      const conversationId = conversationIdOf(record);
+      if (conversationId) await executions.save(conversationId, record);
+      run.end();
+      return record;
+    } finally {
+      inFlight.delete(running);
+    }
   }
 
   const limiter = new RateLimiter(parseRateLimits(process.env.RATE_LIMITS));
@@ -200,12 +232,16 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     redelivery,
     executions,
     receiver,
+    recovered,
     runConversation,
     async close() {
       if (!server.listening) return;
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       await redelivery.stop();
+      await Promise.allSettled([...inFlight]);
       server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await closed;
+      journal.close();
       await s3?.close();
     },
   };

@@ -125,6 +125,20 @@ describe('DynamoDB idempotency store (IDEMPOTENCY_TABLE_NAME)', () => {
     });
   });
 
+  it('releaseInProgress deletes only an in-progress claim (a condition on status), never a completed answer', async () => {
+    dynamo
+      .on(DeleteItemCommand)
+      .resolvesOnce({})
+      .rejectsOnce(new ConditionalCheckFailedException({ message: 'completed', $metadata: {} }));
+    expect(await idempotencyStore()!.releaseInProgress(PK)).toBe(true);
+    expect(await idempotencyStore()!.releaseInProgress(PK)).toBe(false);
+    expect(dynamo.commandCalls(DeleteItemCommand)[0]!.args[0].input).toMatchObject({
+      Key: { pk: { S: PK } },
+      ConditionExpression: '#s = :in_progress',
+      ExpressionAttributeValues: { ':in_progress': { S: 'in_progress' } },
+    });
+  });
+
   it('neither IDEMPOTENCY_TABLE_NAME nor IDEMPOTENCY_DIR: idempotency is off', () => {
     delete process.env.IDEMPOTENCY_TABLE_NAME;
     expect(idempotencyStore()).toBeNull();
@@ -181,6 +195,13 @@ describe('file idempotency store (IDEMPOTENCY_DIR, local)', () => {
         claimed: false,
         existing: { status: 'completed', conversation_id: 'webhook_third' },
       });
+      // After a restart: a completed key keeps its answer, an in-progress one is freed at once.
+      expect(await store.releaseInProgress(PK)).toBe(false);
+      expect(await store.claim(PK, 'webhook_fourth', later)).toMatchObject({ claimed: false });
+      const other = 'b'.repeat(64);
+      await store.claim(other, 'webhook_cut_off', NOW);
+      expect(await store.releaseInProgress(other)).toBe(true);
+      expect(await store.claim(other, 'webhook_retry', NOW)).toEqual({ claimed: true });
     } finally {
       delete process.env.IDEMPOTENCY_DIR;
       await rm(dir, { recursive: true, force: true });

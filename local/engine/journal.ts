@@ -1,0 +1,204 @@
+import { closeSync, openSync, unlinkSync, writeSync } from 'node:fs';
+import { mkdir, readdir, readFile, unlink } from 'node:fs/promises';
+import path from 'node:path';
+import type { TaskObserver } from './engine.ts';
+
+/**
+ * The execution journal: a write-ahead log of the local conversation workflow, so that a crash (kill -9, power cut
+ * of the process) loses no accepted request. Before each Task state runs (the agent call, the delivery, the
+ * queueing, the export), a line says so; after it, a line carries its result. On the next start, recovery.ts reads
+ * the executions that never ended and finishes each one.
+ *
+ * Cheap on the hot path: one line per step appended with a single write(2) to a file descriptor kept open — no
+ * fsync: what reached the kernel survives the process being killed (not the machine losing power). Lines go to a
+ * segment file under `<dataDir>/journal/`; a segment is deleted once every execution written to it has ended, so a
+ * gateway at rest keeps no journal at all.
+ */
+export type JournalKind = 'begin' | 'resume' | 'in' | 'out' | 'err' | 'end';
+
+export interface JournalEntry {
+  /** Execution name. */
+  e: string;
+  /** Epoch ms. */
+  t: number;
+  k: JournalKind;
+  /** State name (in, out, err; resume: the state it resumed at). */
+  s?: string;
+  /** begin: the execution input; in: the task's parameters (when it has any); out: its result; err: {Error, Cause}. */
+  d?: unknown;
+}
+
+/** Tests only (LOCAL_TEST_HOLDS, docs/development.md): called when an execution stops at a `[hold:…]` marker. */
+export type HoldListener = (point: string, execution: string) => void;
+
+export const MAX_SEGMENT_BYTES = 64 * 1024 * 1024;
+
+interface Segment {
+  file: string;
+  fd: number;
+  bytes: number;
+  /** Executions begun in this segment that have not ended. */
+  open: number;
+}
+
+/** One execution's view of the journal: the engine's TaskObserver, and `end` once its history is saved. */
+export interface JournaledRun extends TaskObserver {
+  end(): void;
+}
+
+const redactSignature = (key: string, value: unknown) => (key === 'webhook-signature' ? '[redacted]' : value);
+
+/** Error → what a Catch would hold: `{Error, Cause}` (the local engine's shape). */
+function caught(error: unknown): { Error: string; Cause: string } {
+  const e = error as { name?: unknown; message?: unknown };
+  return { Error: typeof e?.name === 'string' ? e.name : 'Error', Cause: String(e?.message ?? error) };
+}
+
+export class ExecutionJournal {
+  private current: Segment | null = null;
+  private readonly segments = new Set<Segment>();
+  private closed = false;
+
+  private constructor(
+    readonly dir: string,
+    /** Segment files left by earlier processes (recovery reads them, then forgets them). */
+    readonly leftoverFiles: string[],
+    private readonly holds: HoldListener | null,
+    private readonly maxSegmentBytes: number,
+  ) {}
+
+  static async open(
+    dir: string,
+    options: { holds?: HoldListener; maxSegmentBytes?: number } = {},
+  ): Promise<ExecutionJournal> {
+    await mkdir(dir, { recursive: true });
+    const leftovers = (await readdir(dir))
+      .filter((n) => n.endsWith('.jsonl'))
+      .sort()
+      .map((n) => path.join(dir, n));
+    return new ExecutionJournal(dir, leftovers, options.holds ?? null, options.maxSegmentBytes ?? MAX_SEGMENT_BYTES);
+  }
+
+  /** The executions of the leftover segments that never ended, each with its entries in order. */
+  async interrupted(): Promise<Map<string, JournalEntry[]>> {
+    const byExecution = new Map<string, JournalEntry[]>();
+    for (const file of this.leftoverFiles) {
+      for (const line of (await readFile(file, 'utf8')).split('\n')) {
+        let entry: JournalEntry;
+        try {
+          entry = JSON.parse(line) as JournalEntry;
+        } catch {
+          continue; // empty, or the last line cut by the crash: that step had not reached the kernel
+        }
+        if (typeof entry?.e !== 'string') continue;
+        const entries = byExecution.get(entry.e) ?? [];
+        entries.push(entry);
+        byExecution.set(entry.e, entries);
+      }
+    }
+    for (const [name, entries] of byExecution) if (entries.some((e) => e.k === 'end')) byExecution.delete(name);
+    return byExecution;
+  }
+
+  /** Once every leftover execution is settled (recovery wrote their `end`), their segments go. */
+  async forgetLeftovers(): Promise<void> {
+    for (const file of this.leftoverFiles.splice(0)) await unlink(file).catch(() => undefined);
+  }
+
+  /** Start journaling a new execution. */
+  begin(execution: string, input: unknown): JournaledRun {
+    const body = (input as { body?: unknown } | null)?.body;
+    const markers = this.holds && typeof body === 'string' && body.includes('[hold:') ? body : null;
+    return this.run(execution, { e: execution, t: Date.now(), k: 'begin', d: input }, markers);
+  }
+
+  /** Journal the resumed part of an interrupted execution (recovery), under its own name. */
+  resume(execution: string, startAt: string): JournaledRun {
+    return this.run(execution, { e: execution, t: Date.now(), k: 'resume', s: startAt }, null);
+  }
+
+  private run(execution: string, first: JournalEntry, markers: string | null): JournaledRun {
+    const segment = this.segment();
+    segment.open += 1;
+    this.write(segment, JSON.stringify(first, redactSignature));
+    let ended = false;
+    const line = (k: JournalKind, s: string, d?: unknown) =>
+      this.write(
+        segment,
+        JSON.stringify(
+          d === undefined ? { e: execution, t: Date.now(), k, s } : { e: execution, t: Date.now(), k, s, d },
+        ),
+      );
+    const hold = (point: string): Promise<void> | undefined => {
+      if (!markers?.includes(`[hold:${point}]`)) return undefined;
+      this.holds?.(point, execution);
+      return new Promise<void>(() => {}); // held until the process is killed (tests only)
+    };
+    return {
+      enter: (state, parameters) => {
+        line('in', state, parameters);
+        return hold(`before:${state}`);
+      },
+      exit: async (state, output) => {
+        await hold(`after:${state}`);
+        line('out', state, output);
+      },
+      fail: (state, error) => line('err', state, caught(error)),
+      end: () => {
+        if (ended) return;
+        ended = true;
+        this.write(segment, JSON.stringify({ e: execution, t: Date.now(), k: 'end' }));
+        segment.open -= 1;
+        if (segment !== this.current) this.retire(segment);
+      },
+    };
+  }
+
+  private segment(): Segment {
+    if (this.current && this.current.bytes < this.maxSegmentBytes) return this.current;
+    if (this.current) {
+      const full = this.current;
+      this.current = null;
+      this.retire(full);
+    }
+    const file = path.join(this.dir, `${String(Date.now()).padStart(15, '0')}-${process.pid}.jsonl`);
+    this.current = { file, fd: openSync(file, 'a', 0o600), bytes: 0, open: 0 };
+    this.segments.add(this.current);
+    return this.current;
+  }
+
+  /** A segment no longer written to: deleted when its last execution has ended. */
+  private retire(segment: Segment): void {
+    if (segment.open > 0 || segment.fd < 0) return;
+    closeSync(segment.fd);
+    segment.fd = -1;
+    this.segments.delete(segment);
+    unlinkSync(segment.file);
+  }
+
+  private write(segment: Segment, text: string): void {
+    if (this.closed || segment.fd < 0) return;
+    const bytes = Buffer.from(`${text}\n`);
+    let written = 0;
+    while (written < bytes.length) written += writeSync(segment.fd, bytes, written);
+    segment.bytes += bytes.length;
+  }
+
+  /**
+   * Stop journaling. The current segment is deleted when nothing is left open in it; otherwise it stays for the
+   * next start to recover.
+   */
+  close(): void {
+    if (this.closed) return;
+    this.current = null;
+    for (const segment of this.segments) {
+      if (segment.open === 0) this.retire(segment);
+      else {
+        closeSync(segment.fd);
+        segment.fd = -1;
+      }
+    }
+    this.segments.clear();
+    this.closed = true;
+  }
+}

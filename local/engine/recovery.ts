@@ -1,0 +1,282 @@
+import type { ConversationRecord, ConversationState, DeliveryAttempt } from '../../functions/domain/conversation.ts';
+import { failedAttemptFromCaught, interruptedDelivery, isDeferral } from '../../functions/domain/delivery.ts';
+import type { ExecutionInput } from '../../functions/domain/gateway-contract.ts';
+import { idempotencyKeyOf, idempotencyPk } from '../../functions/domain/idempotency.ts';
+import {
+  INTERRUPTED_ERROR,
+  type ValidateResult,
+  withClassification,
+  withFailure,
+  withInterruption,
+} from '../../functions/domain/lifecycle.ts';
+import { claimedSource } from '../../functions/domain/request.ts';
+import { type CaughtError, parseTaskError } from '../../functions/domain/task-error.ts';
+import type { IdempotencyStore } from '../../functions/shared/idempotency-store.ts';
+import { recordOf } from '../history/conversations.ts';
+import type { ExecutionStore } from '../store/execution-store.ts';
+import type { ExecutionRecord, HistoryEvent, LocalWorkflow } from './engine.ts';
+import type { ExecutionJournal, JournalEntry } from './journal.ts';
+
+/**
+ * Crash recovery of the local conversation workflow (docs/operations.md, "After a crash"). Every execution the
+ * journal shows begun and not ended is finished when the gateway starts, before it takes requests:
+ *
+ * - cut before Validate answered: nothing was accepted (no conversation id, no agent call); a claim it may have made
+ *   on its Idempotency-Key is freed, so the client's retry runs at once;
+ * - past its last side effect (delivered, or queued to the failed-delivery store, or the agent failed), or in the
+ *   middle of the export: the workflow resumes there — the same ASL, from that state — and the conversation ends as
+ *   it would have (the export and its steps are idempotent: same keys, same envelope);
+ * - cut while the agent or the receiver was being called (or between them): the conversation is closed as
+ *   `interrupted` with what is known — the agent's answer, the delivery attempts made — and exported; its key
+ *   settles at once (the answer kept for a retry when there is one, freed otherwise); an answer not known to be
+ *   delivered goes to the failed-delivery store under the same delivery id, for the redelivery schedule.
+ *
+ * The resumed part is journaled too, so a crash during recovery is recovered at the next start.
+ */
+export type RecoveryPlan =
+  | { kind: 'ended' }
+  | { kind: 'unaccepted'; input: ExecutionInput | null }
+  | { kind: 'resume'; startAt: string; state: unknown; interrupted: boolean; conversationId: string; stage: string };
+
+const TASK_KINDS = new Set(['in', 'out', 'err']);
+
+function lastOf(entries: JournalEntry[], kind: JournalEntry['k'], state: string): JournalEntry | undefined {
+  return entries.findLast((e) => e.k === kind && e.s === state);
+}
+
+/** The Deliver attempts an execution made: each failed one, and the one the crash cut (its outcome unknown). */
+function deliveryAttempts(entries: JournalEntry[]): {
+  attempts: DeliveryAttempt[];
+  target: string | null;
+  cut: number | null;
+} {
+  const attempts: DeliveryAttempt[] = [];
+  let target: string | null = null;
+  let cut: number | null = null;
+  let n = 0;
+  for (const entry of entries) {
+    if (entry.s !== 'Deliver') continue;
+    if (entry.k === 'in') {
+      n += 1;
+      cut = n;
+    } else {
+      cut = null;
+      if (entry.k === 'err' && !isDeferral(entry.d as CaughtError)) {
+        const failed = failedAttemptFromCaught(entry.d as CaughtError, n, new Date(entry.t));
+        attempts.push(failed.attempt);
+        target = failed.target ?? target;
+      }
+    }
+  }
+  if (cut !== null) {
+    const at = entries.findLast((e) => e.s === 'Deliver' && e.k === 'in')!.t;
+    attempts.push({
+      attempt: cut,
+      at: new Date(at).toISOString(),
+      duration_ms: 0,
+      outcome: 'retryable',
+      error: 'interrupted: the local gateway stopped during this attempt (its outcome is unknown)',
+      via: 'workflow',
+    });
+  }
+  return { attempts, target, cut };
+}
+
+/** What to do with one interrupted execution, from its journal entries alone. Pure. */
+export function planRecovery(entries: JournalEntry[], now: Date): RecoveryPlan {
+  if (entries.some((e) => e.k === 'end')) return { kind: 'ended' };
+  const validated = lastOf(entries, 'out', 'Validate')?.d as ValidateResult | undefined;
+  if (!validated) {
+    const begin = entries.find((e) => e.k === 'begin');
+    return { kind: 'unaccepted', input: (begin?.d as ExecutionInput | undefined) ?? null };
+  }
+  // Validate's own answer (a rejection, a replayed duplicate) has nothing after it but Choice, Succeed or Fail.
+  if (!validated.valid || validated.duplicate) return { kind: 'ended' };
+  const conversationId = validated.conversation.conversation_id;
+  const stage = entries.findLast((e) => TASK_KINDS.has(e.k))?.s ?? 'Validate';
+  const resume = (startAt: string, state: unknown, interrupted = false): RecoveryPlan => ({
+    kind: 'resume',
+    startAt,
+    state,
+    interrupted,
+    conversationId,
+    stage,
+  });
+  const taskState = (state: string) => (lastOf(entries, 'in', state)?.d as { state?: unknown } | undefined)?.state;
+
+  // From the end of the workflow backwards: the furthest step reached decides.
+  const closed = lastOf(entries, 'out', 'CloseWithoutExport');
+  if (closed) {
+    if (lastOf(entries, 'out', 'QueueFailedExport')) return resume('AnswerWithoutExport', closed.d);
+    return resume(lastOf(entries, 'in', 'QueueFailedExport') ? 'QueueFailedExport' : 'IsRedeliveryQueued', closed.d);
+  }
+  if (lastOf(entries, 'in', 'CloseWithoutExport')) return resume('CloseWithoutExport', taskState('CloseWithoutExport'));
+  for (const [task, next] of [
+    ['ExportFailedConversation', 'AgentFailed'],
+    ['Export', 'Completed'],
+  ] as const) {
+    const out = lastOf(entries, 'out', task);
+    if (out) return resume(next, out.d);
+    if (lastOf(entries, 'in', task)) return resume(task, taskState(task));
+  }
+  const queued = (lastOf(entries, 'in', 'QueueFailedDelivery')?.d as { MessageBody?: Partial<ConversationState> })
+    ?.MessageBody;
+  if (queued?.conversation) {
+    const state = { conversation: queued.conversation, delivery_error: queued.delivery_error };
+    return resume(lastOf(entries, 'out', 'QueueFailedDelivery') ? 'Export' : 'QueueFailedDelivery', state);
+  }
+  const delivered = lastOf(entries, 'out', 'Deliver');
+  if (delivered) return resume('Export', delivered.d);
+
+  // Cut while the agent or the receiver was called, or between them: close it as interrupted.
+  const answered = (lastOf(entries, 'out', 'Classify') ?? lastOf(entries, 'out', 'InvokeManagerAgent'))?.d as
+    | ConversationState
+    | undefined;
+  if (answered?.conversation) {
+    const classified = answered.conversation.webhook_context.webhook_type
+      ? answered.conversation
+      : withClassification(answered.conversation);
+    const { attempts, target, cut } = deliveryAttempts(entries);
+    const record = withInterruption(classified, stage, now, attempts);
+    const reason =
+      cut === null
+        ? `the local gateway stopped (crash or kill) before the delivery was made`
+        : `the local gateway stopped (crash or kill) during delivery attempt ${cut}: the receiver may have it already, under the same webhook-id`;
+    return resume(
+      'QueueFailedDelivery',
+      { conversation: record, delivery_error: interruptedDelivery(target, reason) },
+      true,
+    );
+  }
+  let record: ConversationRecord = validated.conversation;
+  const agentError = entries.findLast((e) => e.s === 'InvokeManagerAgent');
+  if (agentError?.k === 'err')
+    record = withFailure(
+      record,
+      'InvokeManagerAgent',
+      parseTaskError(agentError.d as CaughtError),
+      new Date(agentError.t),
+    );
+  return resume('ExportFailedConversation', { conversation: withInterruption(record, stage, now) }, true);
+}
+
+/**
+ * The interrupted execution's history, as `conversations show` reads it: what the journal saw, the state the crash
+ * cut marked failed, then the resumed run.
+ */
+export function recoveredHistory(
+  name: string,
+  entries: JournalEntry[],
+  resumed: ExecutionRecord,
+  startAt: string,
+  now: Date,
+): ExecutionRecord {
+  const begin = entries.find((e) => e.k === 'begin');
+  const events: HistoryEvent[] = [];
+  if (begin) events.push({ type: 'ExecutionStarted', timestamp: begin.t, input: begin.d });
+  let previous: JournalEntry | undefined;
+  for (const entry of entries) {
+    if (!TASK_KINDS.has(entry.k)) continue;
+    if (entry.k === 'in' && previous?.k === 'err' && previous.s === entry.s)
+      events.push({ type: 'StateRetried', timestamp: entry.t, state: entry.s });
+    else if (entry.k === 'in')
+      events.push({ type: 'StateEntered', timestamp: entry.t, state: entry.s, input: entry.d });
+    else if (entry.k === 'out')
+      events.push({ type: 'StateExited', timestamp: entry.t, state: entry.s, output: entry.d });
+    else {
+      const error = entry.d as CaughtError;
+      events.push({ type: 'StateFailed', timestamp: entry.t, state: entry.s, error: error.Error, cause: error.Cause });
+    }
+    previous = entry;
+  }
+  if (previous?.k === 'in') {
+    events.push({
+      type: 'StateFailed',
+      timestamp: previous.t,
+      state: previous.s,
+      error: INTERRUPTED_ERROR,
+      cause: 'the local gateway stopped (crash or kill) during this state',
+    });
+  }
+  events.push({ type: 'ExecutionResumed', timestamp: now.getTime(), state: startAt });
+  events.push(...resumed.events.filter((e) => e.type !== 'ExecutionStarted'));
+  return {
+    ...resumed,
+    execution_name: name,
+    started_at: new Date(begin?.t ?? now.getTime()).toISOString(),
+    input: begin?.d ?? resumed.input,
+    events,
+  };
+}
+
+export interface RecoveredExecution {
+  execution_name: string;
+  conversation_id: string | null;
+  /** resumed: ended as it would have; interrupted: closed with what was known; not_accepted: cut before Validate. */
+  outcome: 'resumed' | 'interrupted' | 'not_accepted';
+  /** The conversation's status and delivery status once recovered (none when not accepted). */
+  status: string | null;
+  delivery_status: string | null;
+  /** not_accepted: whether an in-progress claim on its Idempotency-Key was freed. */
+  key_freed?: boolean;
+}
+
+export interface RecoveryContext {
+  journal: ExecutionJournal;
+  workflow: LocalWorkflow;
+  executions: ExecutionStore;
+  idempotency: IdempotencyStore | null;
+  now?: () => Date;
+}
+
+/** How many interrupted conversations are finished at once. */
+const PARALLEL = 8;
+
+/** Finish every execution the journal shows interrupted; then forget the old journal. */
+export async function recoverInterrupted(ctx: RecoveryContext): Promise<RecoveredExecution[]> {
+  const now = ctx.now ?? (() => new Date());
+  const queue = [...(await ctx.journal.interrupted())];
+  const recovered: RecoveredExecution[] = [];
+  const unaccepted: [string, ExecutionInput | null][] = [];
+  const worker = async () => {
+    for (let next = queue.shift(); next; next = queue.shift()) {
+      const [name, entries] = next;
+      const plan = planRecovery(entries, now());
+      if (plan.kind === 'unaccepted') unaccepted.push([name, plan.input]);
+      if (plan.kind !== 'resume') continue;
+      const run = ctx.journal.resume(name, plan.startAt);
+      const resumed = await ctx.workflow.run(plan.state, name, { startAt: plan.startAt, observer: run });
+      const history = recoveredHistory(name, entries, resumed, plan.startAt, now());
+      await ctx.executions.save(plan.conversationId, history);
+      run.end();
+      const record = recordOf(history);
+      recovered.push({
+        execution_name: name,
+        conversation_id: plan.conversationId,
+        outcome: plan.interrupted ? 'interrupted' : 'resumed',
+        status: record?.execution.status ?? null,
+        delivery_status: record?.webhook_context.delivery_status ?? null,
+      });
+    }
+  };
+  await Promise.all(Array.from({ length: PARALLEL }, worker));
+  // After every resumed conversation settled its own key: a claim still in progress belongs to no live execution.
+  for (const [name, input] of unaccepted) {
+    const source = input ? claimedSource(input.body) : null;
+    const key = input ? idempotencyKeyOf(input.headers) : null;
+    const freed =
+      ctx.idempotency && source && key && 'key' in key && key.key
+        ? await ctx.idempotency.releaseInProgress(idempotencyPk(source, key.key))
+        : false;
+    recovered.push({
+      execution_name: name,
+      conversation_id: null,
+      outcome: 'not_accepted',
+      status: null,
+      delivery_status: null,
+      key_freed: freed,
+    });
+  }
+  await ctx.journal.forgetLeftovers();
+  return recovered;
+}

@@ -1,0 +1,285 @@
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { idempotencyPk } from '../../../functions/domain/idempotency.ts';
+import { idempotencyStore } from '../../../functions/shared/idempotency-store.ts';
+import { ExecutionJournal, type JournalEntry } from '../../../local/engine/journal.ts';
+import { planRecovery, type RecoveryPlan, recoverInterrupted } from '../../../local/engine/recovery.ts';
+import { loadStageHandlers, localWorkflow } from '../../../local/engine/workflows.ts';
+import { folderOf, NO_WAIT, SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
+
+/**
+ * Every crash point of the conversation workflow: the journal of a real run, cut after each of its lines (what a
+ * kill -9 at that moment leaves), must plan the right recovery — and that recovery, run for real against the
+ * gateway's S3, idempotency and failed-delivery stores, must leave the conversation exported, its key settled, and
+ * an answer not known to be delivered in the failed-delivery store under the same delivery id.
+ */
+let world: TestWorld;
+beforeAll(async () => {
+  world = await startWorld({ REDELIVERY_SCHEDULE: '1h' });
+});
+afterAll(async () => {
+  await world?.close();
+});
+beforeEach(() => {
+  world.receiver.reset();
+  world.agent.reset();
+});
+
+async function journalOf(requestId: string): Promise<JournalEntry[]> {
+  const dir = path.join(world.dataDir, 'journal');
+  const entries: JournalEntry[] = [];
+  for (const name of (await readdir(dir)).sort()) {
+    for (const line of (await readFile(path.join(dir, name), 'utf8')).split('\n').filter(Boolean))
+      entries.push(JSON.parse(line) as JournalEntry);
+  }
+  return entries.filter((e) => e.e === requestId);
+}
+
+/** One real conversation and its journal, from `begin` to `end`. */
+async function journaledRun(headers: Record<string, string>, body: unknown = SEED_REQUEST) {
+  const res = await world.post(body, headers);
+  const entries = await journalOf(res.headers.get('x-request-id')!);
+  expect(entries[0]!.k).toBe('begin');
+  expect(entries.at(-1)!.k).toBe('end');
+  return { res, entries: entries.slice(0, -1) };
+}
+
+const point = (entry: JournalEntry) => `${entry.k}:${entry.s ?? ''}`;
+
+/** Recover one cut journal for real, in a journal directory of its own. */
+async function recover(entries: JournalEntry[]) {
+  const dir = await mkdtemp(path.join(tmpdir(), 'journal-'));
+  try {
+    await writeFile(path.join(dir, '000000000000001-1.jsonl'), `${entries.map((e) => JSON.stringify(e)).join('\n')}\n`);
+    const journal = await ExecutionJournal.open(dir);
+    const send = (params: unknown) => world.gateway.failedDeliveries.sendMessage(params as never);
+    const workflow = localWorkflow('conversation', await loadStageHandlers(), send, NO_WAIT);
+    const recovered = await recoverInterrupted({
+      journal,
+      workflow,
+      executions: world.gateway.executions,
+      idempotency: idempotencyStore(),
+    });
+    journal.close();
+    expect(await readdir(dir)).toEqual([]); // nothing left to recover
+    return recovered;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function keyStatus(key: string): Promise<string | null> {
+  const file = path.join(world.dataDir, 'idempotency', `${idempotencyPk('testing_system', key)}.json`);
+  try {
+    return (JSON.parse(await readFile(file, 'utf8')) as { status: string }).status;
+  } catch {
+    return null;
+  }
+}
+
+function expectPlan(plan: RecoveryPlan, expected: Partial<Extract<RecoveryPlan, { kind: 'resume' }>> | string) {
+  if (typeof expected === 'string') expect(plan.kind).toBe(expected);
+  else expect(plan).toMatchObject({ kind: 'resume', ...expected });
+}
+
+describe('a delivered conversation, cut after each journal line', () => {
+  it('plans: not accepted → interrupted without answer → interrupted with answer → resumed', async () => {
+    const { entries } = await journaledRun({ 'idempotency-key': 'plan-1' });
+    expect(entries.map(point)).toEqual([
+      'begin:',
+      'in:Validate',
+      'out:Validate',
+      'in:InvokeManagerAgent',
+      'out:InvokeManagerAgent',
+      'in:Classify',
+      'out:Classify',
+      'in:Deliver',
+      'out:Deliver',
+      'in:Export',
+      'out:Export',
+    ]);
+    const expected = [
+      'unaccepted',
+      'unaccepted',
+      { startAt: 'ExportFailedConversation', interrupted: true, stage: 'Validate' },
+      { startAt: 'ExportFailedConversation', interrupted: true, stage: 'InvokeManagerAgent' },
+      { startAt: 'QueueFailedDelivery', interrupted: true, stage: 'InvokeManagerAgent' },
+      { startAt: 'QueueFailedDelivery', interrupted: true, stage: 'Classify' },
+      { startAt: 'QueueFailedDelivery', interrupted: true, stage: 'Classify' },
+      { startAt: 'QueueFailedDelivery', interrupted: true, stage: 'Deliver' },
+      { startAt: 'Export', interrupted: false },
+      { startAt: 'Export', interrupted: false },
+      { startAt: 'Completed', interrupted: false },
+    ];
+    const now = new Date();
+    for (let i = 0; i < entries.length; i++) expectPlan(planRecovery(entries.slice(0, i + 1), now), expected[i]!);
+    expect(planRecovery([...entries, { e: entries[0]!.e, t: 0, k: 'end' }], now).kind).toBe('ended');
+  });
+
+  it('recovered at every cut: exported, key settled at once, an undelivered answer queued under its delivery id', async () => {
+    const key = 'recover-1';
+    const { res, entries } = await journaledRun({ 'idempotency-key': key });
+    const id = res.body.conversation_id as string;
+    const deliveryId = res.body.tracking.delivery_id as string;
+    const store = idempotencyStore()!;
+    const pk = idempotencyPk('testing_system', key);
+    for (let i = 0; i < entries.length; i++) {
+      const cut = entries.slice(0, i + 1);
+      const label = point(cut.at(-1)!);
+      const plan = planRecovery(cut, new Date());
+      // The stores as the crash left them: no envelope yet; the key claimed from Validate's answer until Export
+      // settles it (then it is completed with the answer).
+      await rm(path.join(world.gateway.failedDeliveries.dir, `${id}.json`), { force: true });
+      await store.release(pk);
+      if (plan.kind === 'resume') await store.claim(pk, id, new Date());
+      if (label === 'out:Export') await store.complete(pk, res.body, new Date());
+      const [recovered] = await recover(cut);
+      if (plan.kind === 'unaccepted') {
+        expect(recovered, label).toMatchObject({ outcome: 'not_accepted', conversation_id: null });
+        expect(await keyStatus(key), label).not.toBe('in_progress');
+        continue;
+      }
+      const exported = await world.getJson(`${folderOf(id)}conversation.json`);
+      const record = exported.conversation;
+      expect(recovered, label).toMatchObject({ conversation_id: id, status: record.execution.status });
+      expect(record.webhook_context.delivery_id, label).toBe(deliveryId);
+      expect(await keyStatus(key), label).not.toBe('in_progress');
+      if (plan.kind === 'resume' && plan.interrupted) {
+        expect(record.execution.status, label).toBe('interrupted');
+        expect(record.execution.errors.at(-1), label).toMatchObject({ error: 'GatewayInterrupted' });
+        const answered = plan.startAt === 'QueueFailedDelivery';
+        expect(await keyStatus(key), label).toBe(answered ? 'completed' : null);
+        expect(record.webhook_context.delivery_status, label).toBe(answered ? 'retrying' : 'not_attempted');
+        if (answered) {
+          const envelope = await world.gateway.failedDeliveries.get(id);
+          expect(envelope, label).toMatchObject({ state: 'pending', delivery_id: deliveryId });
+        }
+        if (label === 'in:Deliver')
+          expect(record.execution.delivery_attempts.at(-1)).toMatchObject({
+            error: expect.stringMatching(/^interrupted/),
+          });
+      } else {
+        expect(record.execution.status, label).toBe('completed');
+        expect(record.webhook_context.delivery_status, label).toBe('delivered');
+        expect(await keyStatus(key), label).toBe('completed');
+      }
+    }
+    // Nothing was called again: recovery never calls the agent or the receiver.
+    expect(world.agent.invocations).toHaveLength(1);
+    expect(world.receiver.received).toHaveLength(1);
+  });
+
+  it('the recovered execution’s history shows what ran, the state the crash cut, and what recovery did', async () => {
+    const { res, entries } = await journaledRun({});
+    const id = res.body.conversation_id as string;
+    const cut = entries.slice(0, entries.findIndex((e) => point(e) === 'in:Deliver') + 1);
+    await recover(cut);
+    const executions = await world.gateway.executions.executions(id);
+    const recovered = executions.find((e) => e.events.some((ev) => ev.type === 'ExecutionResumed'))!;
+    expect(recovered.execution_name).toBe(entries[0]!.e);
+    const states = recovered.events.filter((e) => e.type === 'StateEntered').map((e) => e.state);
+    expect(states).toEqual([
+      'Validate',
+      'InvokeManagerAgent',
+      'Classify',
+      'Deliver',
+      'QueueFailedDelivery',
+      'Export',
+      'Completed',
+    ]);
+    expect(recovered.events.find((e) => e.type === 'StateFailed')).toMatchObject({
+      state: 'Deliver',
+      error: 'GatewayInterrupted',
+    });
+    expect(recovered.status).toBe('SUCCEEDED');
+  });
+});
+
+describe('the other endings, cut after each journal line', () => {
+  it('a failed delivery: past QueueFailedDelivery it resumes; the envelope keeps its first attempts', async () => {
+    world.receiver.reply(400);
+    const { entries } = await journaledRun({});
+    const points = entries.map(point);
+    expect(points).toContain('out:QueueFailedDelivery');
+    const now = new Date();
+    const plans = entries.map((_, i) => planRecovery(entries.slice(0, i + 1), now));
+    expect(plans[points.indexOf('err:Deliver')]).toMatchObject({ startAt: 'QueueFailedDelivery', interrupted: true });
+    expect(plans[points.indexOf('in:QueueFailedDelivery')]).toMatchObject({
+      startAt: 'QueueFailedDelivery',
+      interrupted: false,
+    });
+    expect(plans[points.indexOf('out:QueueFailedDelivery')]).toMatchObject({ startAt: 'Export', interrupted: false });
+    const cut = planRecovery(entries.slice(0, points.indexOf('err:Deliver') + 1), now);
+    if (cut.kind !== 'resume') throw new Error('expected a resume');
+    const record = (cut.state as { conversation: { execution: { delivery_attempts: unknown[] } } }).conversation;
+    expect(record.execution.delivery_attempts).toEqual([
+      expect.objectContaining({ status_code: 400, outcome: 'permanent' }),
+    ]);
+  });
+
+  it('an agent failure: past the agent’s error it resumes at ExportFailedConversation and frees the key', async () => {
+    world.agent.behave(() => ({ functionError: 'Unhandled', payload: { errorType: 'Boom', errorMessage: 'down' } }));
+    const { entries } = await journaledRun({ 'idempotency-key': 'agent-down' });
+    const points = entries.map(point);
+    expect(points.slice(-2)).toEqual(['in:ExportFailedConversation', 'out:ExportFailedConversation']);
+    const now = new Date();
+    expect(planRecovery(entries.slice(0, -1), now)).toMatchObject({
+      startAt: 'ExportFailedConversation',
+      interrupted: false,
+    });
+    expect(planRecovery(entries, now)).toMatchObject({ startAt: 'AgentFailed', interrupted: false });
+    const [recovered] = await recover(entries.slice(0, -1));
+    expect(recovered).toMatchObject({ outcome: 'resumed', status: 'failed', delivery_status: 'not_attempted' });
+    expect(await keyStatus('agent-down')).toBeNull();
+  });
+
+  it('S3 refusing the export: each step of CloseWithoutExport → QueueFailedExport resumes where it was', async () => {
+    process.env.CONVERSATION_EXPORT_S3_BUCKET = 'bucket-that-does-not-exist';
+    let run: Awaited<ReturnType<typeof journaledRun>>;
+    try {
+      run = await journaledRun({});
+    } finally {
+      process.env.CONVERSATION_EXPORT_S3_BUCKET = world.gateway.bucket;
+    }
+    const { entries } = run;
+    const points = entries.map(point);
+    expect(points.slice(-4)).toEqual([
+      'in:CloseWithoutExport',
+      'out:CloseWithoutExport',
+      'in:QueueFailedExport',
+      'out:QueueFailedExport',
+    ]);
+    const now = new Date();
+    const plan = (n: number) => planRecovery(entries.slice(0, entries.length - n), now);
+    expect(plan(0)).toMatchObject({ startAt: 'AnswerWithoutExport' });
+    expect(plan(1)).toMatchObject({ startAt: 'QueueFailedExport' });
+    expect(plan(2)).toMatchObject({ startAt: 'IsRedeliveryQueued' });
+    expect(plan(3)).toMatchObject({ startAt: 'CloseWithoutExport' });
+    expect(plan(4)).toMatchObject({ startAt: 'Export' }); // an ExportError between retries: export again
+  });
+});
+
+describe('a crash during recovery', () => {
+  it('is recovered at the next start from where the resumed run got to', async () => {
+    const { entries } = await journaledRun({});
+    const name = entries[0]!.e;
+    const cut = entries.slice(0, entries.findIndex((e) => point(e) === 'out:Classify') + 1);
+    const first = planRecovery(cut, new Date());
+    expect(first).toMatchObject({ startAt: 'QueueFailedDelivery', interrupted: true });
+    if (first.kind !== 'resume') return;
+    const queuedBody = { kind: 'failed_delivery', ...(first.state as object), execution_name: name };
+    const resumed: JournalEntry[] = [
+      { e: name, t: Date.now(), k: 'resume', s: 'QueueFailedDelivery' },
+      { e: name, t: Date.now(), k: 'in', s: 'QueueFailedDelivery', d: { QueueUrl: 'q', MessageBody: queuedBody } },
+      { e: name, t: Date.now(), k: 'out', s: 'QueueFailedDelivery', d: {} },
+      { e: name, t: Date.now(), k: 'in', s: 'Export', d: { state: first.state, execution_name: name } },
+    ];
+    expect(planRecovery([...cut, ...resumed], new Date())).toMatchObject({
+      startAt: 'Export',
+      state: first.state,
+      interrupted: false,
+    });
+  });
+});
