@@ -38,7 +38,7 @@ export const handler = stageHandler('Export', async ({ state, execution_name }: 
     if (!bucket) throw new ExportError('CONVERSATION_EXPORT_S3_BUCKET is not set');
     // The state this run is: the conversation workflow's ExportFailedConversation after an agent failure, else an Export.
     const origin = {
-      state: agentFailed && !state.redelivery ? 'ExportFailedConversation' : 'Export',
+      state: !answered && !state.redelivery ? 'ExportFailedConversation' : 'Export',
       executionName: execution_name,
     };
     const documents = exportDocuments(record, now.toISOString(), origin);

@@ -26,7 +26,14 @@ export interface FilterableConversation {
   delivery_status: string;
 }
 
-export const CONVERSATION_STATUSES = ['completed', 'failed', 'interrupted', 'in_progress', 'timed_out', 'aborted'] as const;
+export const CONVERSATION_STATUSES = [
+  'completed',
+  'failed',
+  'interrupted',
+  'in_progress',
+  'timed_out',
+  'aborted',
+] as const;
 export const DELIVERY_STATUSES = ['delivered', 'retrying', 'pending', 'not_attempted', 'failed'] as const;
 const STATUS_VALUES = [...new Set<string>([...CONVERSATION_STATUSES, ...DELIVERY_STATUSES])];
 const TYPE_VALUES = [...WEBHOOK_TYPES, 'none'];
