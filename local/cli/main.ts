@@ -52,9 +52,10 @@ async function start(): Promise<number> {
             `${new Date().toISOString()}  redelivery  ${r.conversation_id}  ${r.status}${r.envelope?.state === 'pending' ? ` (next ${r.envelope.next_due_at})` : ''}`,
           );
       },
-      onRecovery: (recovered) => {
+      onRecovery: (recovered, ms) => {
         for (const r of recovered) out(`${new Date().toISOString()}  recovered  ${recoveryLine(r)}`);
-        if (recovered.length > 0) out(`${recovered.length} executions cut by the last stop were recovered (journal)`);
+        if (recovered.length > 0)
+          out(`${recovered.length} executions cut by the last stop were recovered from the journal in ${ms} ms`);
       },
       onExecution: (summary) =>
         out(

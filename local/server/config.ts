@@ -27,7 +27,7 @@ export interface GatewayOptions {
   /** Called after every POST /webhook (the CLI prints a line). */
   onExecution?: (summary: RequestSummary) => void;
   /** Called once at start with what crash recovery finished (the CLI prints a line per conversation). */
-  onRecovery?: (recovered: RecoveredExecution[]) => void;
+  onRecovery?: (recovered: RecoveredExecution[], durationMs: number) => void;
   /**
    * Tests only: honour `[hold:before:<State>]` / `[hold:after:<State>]` markers in a request body, holding that
    * execution there until the process is killed (the chaos test). Env LOCAL_TEST_HOLDS=true (docs/development.md).

@@ -127,6 +127,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
 
   let journal: ExecutionJournal;
   let recovered: RecoveredExecution[];
+  let recoveryMs: number;
   const handlers = await loadStageHandlers();
   const sendFailedDelivery = (params: unknown) => failedDeliveries.sendMessage(params as never);
   const workflow = localWorkflow('conversation', handlers, sendFailedDelivery, options.retryIntervalOverrides);
@@ -135,13 +136,15 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   try {
     // What a crash of the previous process left in flight ends now, before any request (or redelivery) is taken.
     journal = await ExecutionJournal.open(path.join(options.dataDir, 'journal'), { holds: options.onTestHold });
+    const started = performance.now();
     recovered = await recoverInterrupted({ journal, workflow, executions, idempotency: idempotencyStore() });
+    recoveryMs = Math.round(performance.now() - started);
   } catch (error) {
     server.close();
     await s3?.close();
     throw error;
   }
-  options.onRecovery?.(recovered);
+  options.onRecovery?.(recovered, recoveryMs);
   redelivery.start(options.redeliveryPollMs, options.onRedelivery);
 
   const inFlight = new Set<Promise<unknown>>();

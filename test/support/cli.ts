@@ -29,6 +29,7 @@ export function runCli(args: string[], env: Record<string, string | undefined> =
 /** Start `webhook-gateway start` and wait until it prints its URL. */
 export function startCli(
   env: Record<string, string | undefined>,
+  timeoutMs = 20_000,
 ): Promise<{ child: ChildProcess; url: string; output: () => string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [BIN, 'start'], {
@@ -36,7 +37,7 @@ export function startCli(
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let output = '';
-    const timer = setTimeout(() => reject(new Error(`gateway did not start:\n${output}`)), 20_000);
+    const timer = setTimeout(() => reject(new Error(`gateway did not start:\n${output}`)), timeoutMs);
     const onData = (d: Buffer) => {
       output += d.toString();
       const m = /listening on (http:\/\/\S+)/.exec(output);

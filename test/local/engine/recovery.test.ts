@@ -4,6 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { idempotencyPk } from '../../../functions/domain/idempotency.ts';
 import { idempotencyStore } from '../../../functions/shared/idempotency-store.ts';
+import type { LocalWorkflow } from '../../../local/engine/engine.ts';
 import { ExecutionJournal, type JournalEntry } from '../../../local/engine/journal.ts';
 import { planRecovery, type RecoveryPlan, recoverInterrupted } from '../../../local/engine/recovery.ts';
 import { loadStageHandlers, localWorkflow } from '../../../local/engine/workflows.ts';
@@ -16,8 +17,11 @@ import { folderOf, NO_WAIT, SEED_REQUEST, startWorld, type TestWorld } from '../
  * an answer not known to be delivered in the failed-delivery store under the same delivery id.
  */
 let world: TestWorld;
+let workflow: LocalWorkflow;
 beforeAll(async () => {
   world = await startWorld({ REDELIVERY_SCHEDULE: '1h' });
+  const send = (params: unknown) => world.gateway.failedDeliveries.sendMessage(params as never);
+  workflow = localWorkflow('conversation', await loadStageHandlers(), send, NO_WAIT);
 });
 afterAll(async () => {
   await world?.close();
@@ -54,8 +58,6 @@ async function recover(entries: JournalEntry[]) {
   try {
     await writeFile(path.join(dir, '000000000000001-1.jsonl'), `${entries.map((e) => JSON.stringify(e)).join('\n')}\n`);
     const journal = await ExecutionJournal.open(dir);
-    const send = (params: unknown) => world.gateway.failedDeliveries.sendMessage(params as never);
-    const workflow = localWorkflow('conversation', await loadStageHandlers(), send, NO_WAIT);
     const recovered = await recoverInterrupted({
       journal,
       workflow,
