@@ -3,8 +3,12 @@ import { failedAttemptFromCaught, isDeferral } from './delivery.ts';
 import { completeConversation, withDeliveryAttempt, withDeliveryStatus } from './lifecycle.ts';
 import { type CaughtError, parseTaskError } from './task-error.ts';
 
-/** pending: the schedule tries again at next_due_at; dead: no more automatic attempts; delivered: nothing is owed any more. */
-export type EnvelopeState = 'pending' | 'dead' | 'delivered';
+/**
+ * pending: the schedule tries again at next_due_at; dead: no more automatic attempts (an operator may redrive);
+ * settled: nothing is owed any more (delivered, or exported for an envelope that owed only its export). Envelopes
+ * written before the name changed say `delivered` for settled: readEnvelope() reads them as settled.
+ */
+export type EnvelopeState = 'pending' | 'dead' | 'settled';
 export type Owed = 'delivery' | 'export';
 
 /**
@@ -97,9 +101,12 @@ export function isQueuedFailedDelivery(value: unknown): value is QueuedFailedDel
   );
 }
 
-export function isEnvelope(value: unknown): value is FailedDeliveryEnvelope {
-  const v = value as FailedDeliveryEnvelope | null;
-  return !!v && typeof v === 'object' && v.version === 1 && typeof v.conversation_id === 'string' && !!v.conversation;
+/** A stored envelope (a file, a queue message), or null when `value` is not one; the old `delivered` reads as settled. */
+export function readEnvelope(value: unknown): FailedDeliveryEnvelope | null {
+  const v = value as (Omit<FailedDeliveryEnvelope, 'state'> & { state: EnvelopeState | 'delivered' }) | null;
+  if (!v || typeof v !== 'object' || v.version !== 1 || typeof v.conversation_id !== 'string' || !v.conversation)
+    return null;
+  return v.state === 'delivered' ? { ...v, state: 'settled' } : (v as FailedDeliveryEnvelope);
 }
 
 /** A receiver's Retry-After is honoured up to a day (well inside the queue's retention). */
@@ -285,9 +292,9 @@ export function settleRedelivery(
 
 /**
  * Fold a redelivery's result (the record its Export wrote) into the envelope.
- * Delivered (or exported, for an envelope that owed only that) → delivered; but when S3 refused the record
+ * Delivered (or exported, for an envelope that owed only that) → settled; but when S3 refused the record
  * (`exportError`), the envelope stays pending, owing only the export.
- * Delivered → delivered. A permanent answer → dead. A scheduled attempt that used the last slot → dead (exhausted);
+ * A permanent answer → dead. A scheduled attempt that used the last slot → dead (exhausted);
  * otherwise the next slot (or the receiver's Retry-After, if later). An operator's redrive that failed leaves the
  * schedule as it was.
  */
@@ -300,7 +307,7 @@ export function applyRedelivery(
   exportError?: CaughtError,
 ): FailedDeliveryEnvelope {
   const next = applyAttempt(envelope, record, via, now, schedule);
-  if (!exportError || next.state !== 'delivered') return next;
+  if (!exportError || next.state !== 'settled') return next;
   // Nothing more to deliver, but S3 refused the record: the envelope goes on, owing only its export.
   const slot = schedule[Math.min(next.scheduled_attempts, schedule.length - 1)] ?? 0;
   return {
@@ -330,7 +337,7 @@ function applyAttempt(
   const used = via === 'schedule' ? envelope.scheduled_attempts + 1 : envelope.scheduled_attempts;
   // The run succeeded, so its Export wrote the record: an envelope that owed only that is settled.
   if (owedBy(envelope) === 'export' || record.webhook_context.delivery_status === 'delivered') {
-    return { ...base, scheduled_attempts: used, state: 'delivered', next_due_at: null };
+    return { ...base, scheduled_attempts: used, state: 'settled', next_due_at: null };
   }
   if (attempt?.outcome === 'permanent')
     return { ...base, scheduled_attempts: used, state: 'dead', next_due_at: null, dead_reason: 'permanent' };

@@ -2,10 +2,11 @@ import type { Context } from 'aws-lambda';
 import * as v from 'valibot';
 import { sfn } from '../shared/clients/sfn.ts';
 import { sqs } from '../shared/clients/sqs.ts';
-import { SqsFailedDeliveryQueue } from '../shared/failed-delivery-queue.ts';
+import { REDELIVERY_VISIBILITY_SECONDS, SqsFailedDeliveryQueue } from '../shared/failed-delivery-queue.ts';
 import { logger, stageHandler } from '../shared/powertools.ts';
+import { runSchedule, type ScheduleSummary } from '../shared/redelivery.ts';
+import { stepFunctionsRedeliver } from '../shared/redelivery-execution.ts';
 import { positiveInteger, readEnv, settings } from '../shared/settings.ts';
-import { type SweepSummary, sweep } from './sweep.ts';
 
 /** The redelivery workflow times out at 60 s; a batch received with less than that left could be cut off. */
 export const DEFAULT_RESERVE_MS = 75_000;
@@ -23,11 +24,11 @@ const SchedulerEnv = v.object({
 
 /**
  * The automatic redelivery schedule on AWS, started every minute by an EventBridge rule: redeliver the due
- * envelopes of the failed-delivery queue through the redelivery workflow (see sweep.ts).
+ * envelopes of the failed-delivery queue through the redelivery workflow (runSchedule, functions/shared/redelivery.ts).
  */
 export const handler = stageHandler(
   'RedeliveryScheduler',
-  async (_event: unknown, context?: Context): Promise<SweepSummary> => {
+  async (_event: unknown, context?: Context): Promise<ScheduleSummary> => {
     const env = readEnv(SchedulerEnv);
     const queue = new SqsFailedDeliveryQueue(
       sqs,
@@ -36,15 +37,17 @@ export const handler = stageHandler(
       settings().redeliverySchedule,
     );
     const deadline = Date.now() + env.REDELIVERY_SCHEDULER_BUDGET_MS;
-    return sweep({
+    return runSchedule(
       queue,
-      sfn,
-      stateMachineArn: env.REDELIVERY_STATE_MACHINE_ARN,
-      remainingMs: context?.getRemainingTimeInMillis
-        ? () => context.getRemainingTimeInMillis()
-        : () => deadline - Date.now(),
-      reserveMs: env.REDELIVERY_SCHEDULER_RESERVE_MS,
-      log: logger,
-    });
+      stepFunctionsRedeliver(sfn, env.REDELIVERY_STATE_MACHINE_ARN, { schedule: queue.schedule }),
+      {
+        remainingMs: context?.getRemainingTimeInMillis
+          ? () => context.getRemainingTimeInMillis()
+          : () => deadline - Date.now(),
+        reserveMs: env.REDELIVERY_SCHEDULER_RESERVE_MS,
+        minHoldSeconds: REDELIVERY_VISIBILITY_SECONDS,
+        log: logger,
+      },
+    );
   },
 );

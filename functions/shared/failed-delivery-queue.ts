@@ -1,3 +1,14 @@
+/**
+ * The failed-delivery store's AWS adapter (the port is functions/shared/redelivery.ts; the local adapter
+ * local/store/failed-delivery-store.ts): one SQS message per
+ * conversation. The workflow's QueueFailedDelivery state sends `{kind: "failed_delivery", ...}` (QueueFailedExport
+ * `{kind: "failed_export", ...}`); the first receive
+ * converts it into an envelope, and every later change re-sends the envelope as a new message (Send, then Delete
+ * the old one, so a failure in between duplicates rather than loses). A message that is not yet due waits out its
+ * time invisible (ChangeMessageVisibility) or delayed (DelaySeconds). Dead envelopes move to the dead-letter queue,
+ * delivered ones are deleted. Bodies that are neither are left alone: the queue's redrive policy moves them to the
+ * dead-letter queue after maxReceiveCount receives.
+ */
 import {
   ChangeMessageVisibilityBatchCommand,
   ChangeMessageVisibilityCommand,
@@ -11,19 +22,9 @@ import {
   DEFAULT_RETRY_SCHEDULE_MS,
   envelopeFromMessage,
   type FailedDeliveryEnvelope,
-  isEnvelope,
+  readEnvelope,
 } from '../domain/failed-delivery.ts';
-
-/**
- * The failed-delivery store's AWS adapter (the local one is local/store/failed-delivery-store.ts): one SQS message per
- * conversation. The workflow's QueueFailedDelivery state sends `{kind: "failed_delivery", ...}` (QueueFailedExport
- * `{kind: "failed_export", ...}`); the first receive
- * converts it into an envelope, and every later change re-sends the envelope as a new message (Send, then Delete
- * the old one, so a failure in between duplicates rather than loses). A message that is not yet due waits out its
- * time invisible (ChangeMessageVisibility) or delayed (DelaySeconds). Dead envelopes move to the dead-letter queue,
- * delivered ones are deleted. Bodies that are neither are left alone: the queue's redrive policy moves them to the
- * dead-letter queue after maxReceiveCount receives.
- */
+import type { FailedDeliveryStore, TakenBatch } from './redelivery.ts';
 
 /** SQS's largest DelaySeconds. */
 export const MAX_DELAY_SECONDS = 900;
@@ -83,7 +84,8 @@ export function parseMessageBody(
   } catch {
     return { reason: 'the body is not JSON' };
   }
-  if (isEnvelope(value)) return { envelope: value, converted: false };
+  const stored = readEnvelope(value);
+  if (stored) return { envelope: stored, converted: false };
   try {
     const envelope = envelopeFromMessage(value, sentAt, schedule);
     if (envelope) return { envelope, converted: true };
@@ -115,7 +117,7 @@ export function planWait(item: Pick<QueuedEnvelope, 'envelope' | 'converted' | '
   return { action: 'extend', visibilitySeconds: Math.min(MAX_VISIBILITY_SECONDS, Math.max(1, wait)) };
 }
 
-export class SqsFailedDeliveryQueue {
+export class SqsFailedDeliveryQueue implements FailedDeliveryStore<QueuedEnvelope> {
   constructor(
     readonly client: SQSClient,
     readonly queueUrl: string,
@@ -145,6 +147,22 @@ export class SqsFailedDeliveryQueue {
     }
     return batch;
   }
+
+  /** The schedule's next batch: received messages stay invisible for `holdSeconds`. */
+  async take(options: { holdSeconds: number; now: Date }): Promise<TakenBatch<QueuedEnvelope>> {
+    const batch = await this.receive({ visibilitySeconds: options.holdSeconds }, options.now);
+    return { items: batch.envelopes, unreadable: batch.unreadable, count: batch.count };
+  }
+
+  /** Settled: deleted; dead: to the dead-letter queue; pending: back into the schedule, delayed towards its due time. */
+  store(item: QueuedEnvelope, updated: FailedDeliveryEnvelope, now = new Date()): Promise<void> {
+    if (updated.state === 'settled') return this.delete(item);
+    if (updated.state === 'dead') return this.deadLetter(item, updated);
+    return this.resend(item, updated, now);
+  }
+
+  /** Left as it is: the message comes back when its visibility timeout ends. */
+  async leave(_item: QueuedEnvelope): Promise<void> {}
 
   /** Replace the message with one holding `envelope` in `targetUrl` (Send first, then Delete). */
   async replace(

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { type SFNClient, StartSyncExecutionCommand } from '@aws-sdk/client-sfn';
-import type { ConversationRecord, RedeliveryContext } from '../domain/conversation.ts';
+import type { RedeliveryContext } from '../domain/conversation.ts';
 import {
   DEFAULT_RETRY_SCHEDULE_MS,
   type FailedDeliveryEnvelope,
@@ -8,13 +8,21 @@ import {
   redeliveryExecutionName,
   settleRedelivery,
 } from '../domain/failed-delivery.ts';
-
-export type RedeliveryRun =
-  | { ok: true; execution_name: string; record: ConversationRecord; updated: FailedDeliveryEnvelope }
-  | { ok: false; execution_name: string; status: string; error: string };
+import type { Redeliver, RedeliveryRun } from './redelivery.ts';
 
 export function randomSuffix(): string {
   return randomBytes(3).toString('hex');
+}
+
+/** The Redeliver port on AWS: each redelivery a synchronous run of the redelivery state machine. */
+export function stepFunctionsRedeliver(
+  client: SFNClient,
+  stateMachineArn: string,
+  options: { schedule?: readonly number[]; now?: () => Date; suffix?: () => string } = {},
+): Redeliver {
+  const { suffix, ...rest } = options;
+  return (envelope, via) =>
+    runRedelivery(client, stateMachineArn, envelope, via, { ...rest, ...(suffix ? { suffix: suffix() } : {}) });
 }
 
 /**

@@ -217,8 +217,8 @@ function printConversation(
     }
     for (const e of record.execution.errors)
       out(`  error      ${e.at}  ${e.stage}: ${e.error}: ${oneLine(e.message, 140)}`);
-    const exportOwed = envelope !== null && envelope.state !== 'delivered' && owedBy(envelope) === 'export';
-    if (envelope && envelope.state !== 'delivered') {
+    const exportOwed = envelope !== null && envelope.state !== 'settled' && owedBy(envelope) === 'export';
+    if (envelope && envelope.state !== 'settled') {
       const next =
         envelope.state === 'pending'
           ? `next automatic attempt ${envelope.next_due_at}`

@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import { isConversationId } from '../../functions/domain/conversation-id.ts';
 import { type FailedDeliveryEnvelope, owedBy } from '../../functions/domain/failed-delivery.ts';
-import type { RedriveResult } from '../engine/redelivery.ts';
+import type { RedeliveryResult } from '../../functions/shared/redelivery.ts';
 import { resolveOptions } from '../server/config.ts';
 import { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
 import { AWS_OPTIONS, age, awsRequested, CliError, out, parseSince, stateLabel } from './shared.ts';
@@ -22,10 +22,13 @@ export async function deliveriesList(args: string[]): Promise<number> {
     return withAws(values, (clients, stack) => awsDeliveriesList(clients, { stack, json: values.json ?? false }));
   }
   const wanted = values.state ?? 'pending,dead';
-  const states = wanted === 'all' ? ['pending', 'dead', 'delivered'] : wanted.split(',');
+  // `delivered` is the name settled envelopes had before; it still selects them.
+  const states = (wanted === 'all' ? 'pending,dead,settled' : wanted)
+    .split(',')
+    .map((s) => (s === 'delivered' ? 'settled' : s));
   for (const s of states)
-    if (!['pending', 'dead', 'delivered'].includes(s))
-      throw new CliError(`--state takes pending, dead, delivered or all; got "${s}"`);
+    if (!['pending', 'dead', 'settled'].includes(s))
+      throw new CliError(`--state takes pending, dead, settled or all; got "${s}"`);
   const store = new LocalFailedDeliveryStore(resolveOptions().dataDir);
   const envelopes = (await store.list())
     .filter((e) => states.includes(e.state))
@@ -59,7 +62,7 @@ function gatewayUrl(explicit: string | undefined): string {
   return (explicit ?? process.env.GATEWAY_URL ?? `http://127.0.0.1:${process.env.PORT ?? 3000}`).replace(/\/$/, '');
 }
 
-async function redriveOne(url: string, id: string): Promise<RedriveResult> {
+async function redriveOne(url: string, id: string): Promise<RedeliveryResult> {
   let response: Response;
   try {
     response = await fetch(`${url}/local/deliveries/${encodeURIComponent(id)}/redrive`, { method: 'POST' });
@@ -68,12 +71,12 @@ async function redriveOne(url: string, id: string): Promise<RedriveResult> {
       `the local gateway is not running at ${url}: start it with "npm start" (a redrive runs the redelivery workflow inside it), or pass --url`,
     );
   }
-  const body = (await response.json()) as RedriveResult | { error?: { message?: string } };
+  const body = (await response.json()) as RedeliveryResult | { error?: { message?: string } };
   if (response.status >= 400 && response.status !== 404) {
     const error = (body as { error?: { message?: string } }).error;
     throw new CliError(`the gateway refused the redrive of ${id}: ${error?.message ?? response.status}`);
   }
-  return body as RedriveResult;
+  return body as RedeliveryResult;
 }
 
 export async function deliveriesRedrive(args: string[]): Promise<number> {
@@ -117,7 +120,7 @@ export async function deliveriesRedrive(args: string[]): Promise<number> {
     if (!isConversationId(id)) throw new CliError(`"${id}" is not a conversation id`);
     const envelope = await store.get(id);
     if (!envelope) throw new CliError(`no failed delivery for ${id} (see "webhook-gateway deliveries list")`);
-    if (envelope.state === 'delivered') {
+    if (envelope.state === 'settled') {
       out(
         owedBy(envelope) === 'export'
           ? `${id} was already exported: nothing to redrive.`
@@ -130,7 +133,7 @@ export async function deliveriesRedrive(args: string[]): Promise<number> {
     const since = parseSince(values.since);
     candidates = (await store.list()).filter(
       (e) =>
-        e.state !== 'delivered' &&
+        e.state !== 'settled' &&
         (since === null || Date.parse(e.created_at) >= since) &&
         (!values.type || e.webhook_type === values.type),
     );
@@ -149,7 +152,7 @@ export async function deliveriesRedrive(args: string[]): Promise<number> {
   }
   const url = gatewayUrl(values.url);
   const counts: Record<string, number> = {};
-  const results: RedriveResult[] = [];
+  const results: RedeliveryResult[] = [];
   for (const [i, e] of candidates.entries()) {
     const result = await redriveOne(url, e.conversation_id);
     results.push(result);

@@ -16,7 +16,7 @@ export const USAGE = `Usage: webhook-gateway <command>
   conversations search <text> [--source S] [--type T] [--status S] [--since ISO] [--limit N] [--json]
   conversations list|show|search … --aws [--stack NAME] [--region R]
                                         the same from a deployed stack (export bucket, Express log groups)
-  deliveries list [--state pending|dead|delivered|all] [--json]
+  deliveries list [--state pending|dead|settled|all] [--json]
   deliveries redrive <conversation_id> [--url URL]
   deliveries redrive --all [--since ISO] [--type T] [--dry-run] [--url URL]
   deliveries list|redrive … --aws [--stack NAME] [--region R]
@@ -46,12 +46,10 @@ async function start(): Promise<number> {
   try {
     gateway = await startGateway({
       ...options,
-      onRedelivery: (r) => {
-        if (r.status !== 'not_due')
-          out(
-            `${new Date().toISOString()}  redelivery  ${r.conversation_id}  ${r.status}${r.envelope?.state === 'pending' ? ` (next ${r.envelope.next_due_at})` : ''}`,
-          );
-      },
+      onRedelivery: (r) =>
+        out(
+          `${new Date().toISOString()}  redelivery  ${r.conversation_id}  ${r.status}${r.envelope?.state === 'pending' ? ` (next ${r.envelope.next_due_at})` : ''}`,
+        ),
       onRecovery: (recovered, ms) => {
         for (const r of recovered) out(`${new Date().toISOString()}  recovered  ${recoveryLine(r)}`);
         if (recovered.length > 0)

@@ -61,7 +61,7 @@ export function latestRecord(executions: ExecutionRecord[]): ConversationRecord 
 }
 
 export async function openDeliveries(ctx: ConsoleContext): Promise<FailedDeliveryEnvelope[]> {
-  return (await ctx.failedDeliveries.list()).filter((e) => e.state !== 'delivered').reverse();
+  return (await ctx.failedDeliveries.list()).filter((e) => e.state !== 'settled').reverse();
 }
 
 async function stamp(file: string): Promise<string> {

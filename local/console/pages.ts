@@ -102,7 +102,7 @@ function deliverySection(
   envelope: FailedDeliveryEnvelope | null,
 ): SafeHtml {
   const attempts = record?.execution.delivery_attempts ?? [];
-  const redrivable = envelope !== null && envelope.state !== 'delivered';
+  const redrivable = envelope !== null && envelope.state !== 'settled';
   const state =
     envelope === null
       ? ''

@@ -1,104 +1,104 @@
+/**
+ * Local redelivery: the automatic schedule (a poller inside the running gateway) and operator redrives, both over
+ * the failed-delivery port (functions/shared/redelivery.ts) with the local file store, each redelivery a run of
+ * statemachine/redelivery.asl.json on the local engine. The store holds one conversation for one worker at a time,
+ * so two redrives of one conversation deliver once.
+ */
 import { randomBytes } from 'node:crypto';
 import {
-  type FailedDeliveryEnvelope,
-  isDue,
   redeliveryContext,
   redeliveryExecutionName,
   settleRedelivery,
 } from '../../functions/domain/failed-delivery.ts';
-import { settings } from '../../functions/shared/settings.ts';
+import {
+  type Redeliver,
+  type RedeliveryResult,
+  redeliverHeld,
+  runSchedule,
+  type ScheduleLog,
+} from '../../functions/shared/redelivery.ts';
 import type { ExecutionStore } from '../store/execution-store.ts';
 import type { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
 import type { LocalWorkflow } from './engine.ts';
 
-export type RedriveStatus = 'delivered' | 'failed' | 'already_delivered' | 'not_found' | 'not_due' | 'error';
+export type { RedeliveryResult as RedriveResult } from '../../functions/shared/redelivery.ts';
 
-export interface RedriveResult {
-  conversation_id: string;
-  status: RedriveStatus;
-  execution_name?: string;
-  envelope?: FailedDeliveryEnvelope;
-  error?: string;
+/** The schedule's lines are for AWS's log groups; locally each result is reported (onResult), errors printed. */
+const LOCAL_LOG: ScheduleLog = {
+  info: () => {},
+  warn: () => {},
+  error: (message, ...extra) =>
+    console.error(`webhook-gateway: ${message} ${JSON.stringify(Object.assign({}, ...extra))}`),
+};
+
+/** The Redeliver port on the local engine; every run's history is saved beside the conversation's. */
+function localRedeliver(
+  store: LocalFailedDeliveryStore,
+  workflow: LocalWorkflow,
+  executions: ExecutionStore,
+): Redeliver {
+  return async (envelope, via) => {
+    const schedule = store.schedule;
+    const name = redeliveryExecutionName(envelope, randomBytes(3).toString('hex'));
+    const execution = await workflow.run(
+      { conversation: envelope.conversation, redelivery: redeliveryContext(envelope, via, schedule) },
+      name,
+    );
+    await executions.save(envelope.conversation_id, execution);
+    if (execution.status !== 'SUCCEEDED')
+      return {
+        ok: false,
+        execution_name: name,
+        status: execution.status,
+        error: `${execution.error}: ${execution.cause ?? ''}`,
+      };
+    const settled = settleRedelivery(envelope, execution.output, via, new Date(), schedule);
+    if (!settled.ok) return { ok: false, execution_name: name, status: execution.status, error: settled.error };
+    return { ok: true, execution_name: name, record: settled.record, updated: settled.updated };
+  };
 }
 
-/**
- * Local redelivery: the automatic schedule (a poller inside the running gateway) and operator redrives both run
- * statemachine/redelivery.asl.json on the local engine, one conversation at a time (a per-conversation lock), so
- * two redrives of one conversation deliver once.
- */
 export class LocalRedelivery {
-  private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly redeliver: Redeliver;
   private timer: NodeJS.Timeout | null = null;
-  private sweeping: Promise<RedriveResult[]> | null = null;
+  private sweeping: Promise<RedeliveryResult[]> | null = null;
+  private readonly redrives = new Set<Promise<unknown>>();
 
   constructor(
     private readonly store: LocalFailedDeliveryStore,
-    private readonly workflow: LocalWorkflow,
-    private readonly executions: ExecutionStore,
-  ) {}
-
-  private schedule(): readonly number[] {
-    return settings().redeliverySchedule;
+    workflow: LocalWorkflow,
+    executions: ExecutionStore,
+  ) {
+    this.redeliver = localRedeliver(store, workflow, executions);
   }
 
-  private async locked<T>(id: string, fn: () => Promise<T>): Promise<T> {
-    const previous = this.locks.get(id) ?? Promise.resolve();
-    const run = previous.then(fn, fn);
-    const tail = run.catch(() => undefined);
-    this.locks.set(id, tail);
-    try {
-      return await run;
-    } finally {
-      if (this.locks.get(id) === tail) this.locks.delete(id);
-    }
-  }
-
-  /** One redelivery attempt of one conversation (`via` schedule only runs when it is due). */
-  attempt(conversationId: string, via: 'schedule' | 'redrive'): Promise<RedriveResult> {
-    return this.locked(conversationId, async () => {
-      const envelope = await this.store.get(conversationId);
-      if (!envelope) return { conversation_id: conversationId, status: 'not_found' };
-      if (envelope.state === 'delivered')
-        return { conversation_id: conversationId, status: 'already_delivered', envelope };
-      if (via === 'schedule' && !isDue(envelope, new Date()))
-        return { conversation_id: conversationId, status: 'not_due', envelope };
-      const schedule = this.schedule();
-      const name = redeliveryExecutionName(envelope, randomBytes(3).toString('hex'));
-      const execution = await this.workflow.run(
-        { conversation: envelope.conversation, redelivery: redeliveryContext(envelope, via, schedule) },
-        name,
-      );
-      await this.executions.save(conversationId, execution);
-      if (execution.status !== 'SUCCEEDED') {
-        return {
-          conversation_id: conversationId,
-          status: 'error',
-          execution_name: name,
-          error: `${execution.error}: ${execution.cause ?? ''}`,
-        };
+  /** An operator's redrive of one conversation, due or not, pending or dead. */
+  redrive(conversationId: string): Promise<RedeliveryResult> {
+    const run = (async (): Promise<RedeliveryResult> => {
+      const item = await this.store.hold(conversationId);
+      if (!item) return { conversation_id: conversationId, status: 'not_found' };
+      if (item.envelope.state === 'settled') {
+        await this.store.leave(item);
+        return { conversation_id: conversationId, status: 'already_delivered', envelope: item.envelope };
       }
-      const settled = settleRedelivery(envelope, execution.output, via, new Date(), schedule);
-      if (!settled.ok)
-        return { conversation_id: conversationId, status: 'error', execution_name: name, error: settled.error };
-      const { updated } = settled;
-      await this.store.put(updated);
-      return {
-        conversation_id: conversationId,
-        status: updated.state === 'delivered' ? 'delivered' : 'failed',
-        execution_name: name,
-        envelope: updated,
-      };
-    });
+      return redeliverHeld(this.store, item, this.redeliver, 'redrive', () => new Date());
+    })();
+    this.redrives.add(run);
+    return run.finally(() => this.redrives.delete(run));
   }
 
-  /** Redeliver every pending envelope that is due. Sweeps never overlap. */
-  runDue(): Promise<RedriveResult[]> {
+  /** One run of the schedule: every pending envelope that is due, redelivered once. Runs never overlap. */
+  runDue(): Promise<RedeliveryResult[]> {
     if (this.sweeping) return this.sweeping;
     this.sweeping = (async () => {
-      const now = new Date();
-      const due = (await this.store.list()).filter((e) => isDue(e, now));
-      const results: RedriveResult[] = [];
-      for (const envelope of due) results.push(await this.attempt(envelope.conversation_id, 'schedule'));
+      const results: RedeliveryResult[] = [];
+      await runSchedule(this.store, this.redeliver, {
+        remainingMs: () => Number.POSITIVE_INFINITY,
+        reserveMs: 0,
+        minHoldSeconds: 0,
+        log: LOCAL_LOG,
+        onResult: (result) => results.push(result),
+      });
       return results;
     })().finally(() => {
       this.sweeping = null;
@@ -106,7 +106,7 @@ export class LocalRedelivery {
     return this.sweeping;
   }
 
-  start(pollMs: number, onResult?: (result: RedriveResult) => void): void {
+  start(pollMs: number, onResult?: (result: RedeliveryResult) => void): void {
     if (pollMs <= 0 || this.timer) return;
     this.timer = setInterval(() => {
       this.runDue()
@@ -122,6 +122,6 @@ export class LocalRedelivery {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     await this.sweeping;
-    await Promise.all([...this.locks.values()]);
+    await Promise.allSettled([...this.redrives]);
   }
 }

@@ -3,10 +3,10 @@ import * as v from 'valibot';
 import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
 import { DELIVERY_URL_VARIABLES, unsafeDeliveryUrl } from '../../functions/domain/delivery.ts';
 import { parseInboundSecrets, parseSecretsBySource } from '../../functions/domain/signatures.ts';
+import type { RedeliveryResult } from '../../functions/shared/redelivery.ts';
 import { DEFAULTS, flag, readEnv, type Settings, settings } from '../../functions/shared/settings.ts';
 import type { HoldListener } from '../engine/journal.ts';
 import type { RecoveredExecution } from '../engine/recovery.ts';
-import type { RedriveResult } from '../engine/redelivery.ts';
 import { parseRateLimits } from './rate-limiter.ts';
 
 /** Local runtime settings (docs/configuration.md). Every one has an environment variable; explicit options win over both. */
@@ -23,7 +23,7 @@ export interface GatewayOptions {
   /** How often the automatic redelivery schedule looks for due deliveries. Env REDELIVERY_POLL_MS, default 1000; 0 turns it off. */
   redeliveryPollMs: number;
   /** Called after every automatic redelivery attempt (the CLI prints a line). */
-  onRedelivery?: (result: RedriveResult) => void;
+  onRedelivery?: (result: RedeliveryResult) => void;
   /** Called after every POST /webhook (the CLI prints a line). */
   onExecution?: (summary: RequestSummary) => void;
   /** Called once at start with what crash recovery finished (the CLI prints a line per conversation). */

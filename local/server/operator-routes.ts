@@ -1,7 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isConversationId } from '../../functions/domain/conversation-id.ts';
 import { errorBody } from '../../functions/domain/gateway-contract.ts';
-import type { LocalRedelivery, RedriveResult } from '../engine/redelivery.ts';
+import type { RedeliveryResult } from '../../functions/shared/redelivery.ts';
+import type { LocalRedelivery } from '../engine/redelivery.ts';
 import type { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
 import { sendJson } from './http.ts';
 import { isLoopbackCaller } from './loopback.ts';
@@ -24,7 +25,7 @@ export async function handleOperatorRoute(
     const id = decodeURIComponent(redrive[1]!);
     if (!isConversationId(id))
       return sendJson(res, 400, errorBody('VALIDATION_ERROR', `"${id}" is not a conversation id`));
-    const result: RedriveResult = await ctx.redelivery.attempt(id, 'redrive');
+    const result: RedeliveryResult = await ctx.redelivery.redrive(id);
     return sendJson(res, result.status === 'not_found' ? 404 : 200, result);
   }
   return sendJson(res, 404, errorBody('NOT_FOUND', `No route for ${method} ${pathname}`));

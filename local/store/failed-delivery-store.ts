@@ -1,18 +1,35 @@
+/**
+ * The failed-delivery store's local adapter (the port is functions/shared/redelivery.ts; on AWS it is the SQS
+ * queue): one JSON file per conversation under `<dataDir>/failed-deliveries/`, durable across restarts of the
+ * gateway. Settled and dead envelopes stay as files (`deliveries list --state all` shows them). A worker (the
+ * schedule, a redrive) holds an envelope in memory until it stores it or lets it go; a second worker asking for the
+ * same conversation waits for it.
+ */
 import path from 'node:path';
 import { isConversationId } from '../../functions/domain/conversation-id.ts';
-import { envelopeFromMessage, type FailedDeliveryEnvelope } from '../../functions/domain/failed-delivery.ts';
+import {
+  envelopeFromMessage,
+  type FailedDeliveryEnvelope,
+  readEnvelope,
+} from '../../functions/domain/failed-delivery.ts';
+import type { FailedDeliveryStore, HeldEnvelope, TakenBatch } from '../../functions/shared/redelivery.ts';
 import { settings } from '../../functions/shared/settings.ts';
 import { listDir, readJson, writeJsonAtomic } from './json-files.ts';
 
-/**
- * The failed-delivery store's local adapter: one JSON file per conversation under `<dataDir>/failed-deliveries/`.
- * Durable across restarts of the gateway. (On AWS the same port is the SQS queue.)
- */
-export class LocalFailedDeliveryStore {
+/** As many envelopes as one SQS receive returns: the schedule redelivers one batch at a time. */
+const BATCH = 10;
+
+export class LocalFailedDeliveryStore implements FailedDeliveryStore {
   readonly dir: string;
+  /** Conversation id → resolves when its holder lets it go. */
+  private readonly holds = new Map<string, { released: Promise<void>; release: () => void }>();
 
   constructor(dataDir: string) {
     this.dir = path.join(dataDir, 'failed-deliveries');
+  }
+
+  get schedule(): readonly number[] {
+    return settings().redeliverySchedule;
   }
 
   private file(conversationId: string): string {
@@ -24,7 +41,7 @@ export class LocalFailedDeliveryStore {
   async sendMessage(parameters: { QueueUrl?: string; MessageBody?: unknown }): Promise<{ MessageId: string }> {
     const body =
       typeof parameters.MessageBody === 'string' ? JSON.parse(parameters.MessageBody) : parameters.MessageBody;
-    const envelope = envelopeFromMessage(body, new Date(), settings().redeliverySchedule);
+    const envelope = envelopeFromMessage(body, new Date(), this.schedule);
     if (!envelope)
       throw new Error('sqs:sendMessage: the message body is neither a failed delivery nor a failed export');
     await this.put(envelope);
@@ -36,14 +53,70 @@ export class LocalFailedDeliveryStore {
   }
 
   async get(conversationId: string): Promise<FailedDeliveryEnvelope | null> {
-    return readJson<FailedDeliveryEnvelope>(this.file(conversationId));
+    return readEnvelope(await readJson(this.file(conversationId)));
   }
 
   async list(): Promise<FailedDeliveryEnvelope[]> {
     const names = (await listDir(this.dir)).filter((n) => n.endsWith('.json'));
-    const envelopes = await Promise.all(names.map((n) => readJson<FailedDeliveryEnvelope>(path.join(this.dir, n))));
-    return envelopes
+    const read = await Promise.all(names.map(async (n) => readEnvelope(await readJson(path.join(this.dir, n)))));
+    return read
       .filter((e): e is FailedDeliveryEnvelope => e !== null)
       .sort((a, b) => a.created_at.localeCompare(b.created_at));
+  }
+
+  private claim(conversationId: string): void {
+    let release = () => {};
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    this.holds.set(conversationId, { released, release });
+  }
+
+  private release(conversationId: string): void {
+    this.holds.get(conversationId)?.release();
+    this.holds.delete(conversationId);
+  }
+
+  /** Hold one conversation's envelope (waiting while another worker holds it), or null when there is none. */
+  async hold(conversationId: string): Promise<HeldEnvelope | null> {
+    while (this.holds.has(conversationId)) await this.holds.get(conversationId)!.released;
+    this.claim(conversationId);
+    try {
+      const envelope = await this.get(conversationId);
+      if (envelope) return { envelope };
+    } catch (error) {
+      this.release(conversationId);
+      throw error;
+    }
+    this.release(conversationId);
+    return null;
+  }
+
+  /** Pending envelopes no one holds and this run has not seen yet, oldest first. */
+  async take(options: { seen: ReadonlySet<string> }): Promise<TakenBatch<HeldEnvelope>> {
+    const pending = (await this.list()).filter(
+      (e) => e.state === 'pending' && !options.seen.has(e.conversation_id) && !this.holds.has(e.conversation_id),
+    );
+    const items = pending.slice(0, BATCH).map((envelope) => {
+      this.claim(envelope.conversation_id);
+      return { envelope };
+    });
+    return { items, unreadable: [], count: items.length };
+  }
+
+  async store(item: HeldEnvelope, updated: FailedDeliveryEnvelope): Promise<void> {
+    try {
+      await this.put(updated);
+    } finally {
+      this.release(item.envelope.conversation_id);
+    }
+  }
+
+  async wait(item: HeldEnvelope): Promise<void> {
+    this.release(item.envelope.conversation_id);
+  }
+
+  async leave(item: HeldEnvelope): Promise<void> {
+    this.release(item.envelope.conversation_id);
   }
 }

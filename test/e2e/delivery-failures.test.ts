@@ -164,7 +164,7 @@ describe('Deliver: Retry on transient failures, Catch to the failed-delivery sto
       expect(exported.conversation.webhook_context.delivery_status).toBe('retrying');
       expect(exported.conversation.execution.delivery_attempts).toEqual([]);
 
-      expect((await world.gateway.redelivery.attempt(id, 'redrive')).status).toBe('delivered');
+      expect((await world.gateway.redelivery.redrive(id)).status).toBe('delivered');
       expect(world.receiver.received).toHaveLength(1);
       const after = await world.getJson(`${folderOf(id)}conversation.json`);
       expect(after.conversation.execution.delivery_attempts).toMatchObject([

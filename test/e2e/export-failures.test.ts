@@ -106,7 +106,7 @@ describe('S3 refuses the export at the end of a conversation', () => {
     const exported = await world.getJson(`${folderOf(id)}conversation.json`);
     expect(exported.conversation.webhook_context.delivery_status).toBe('delivered');
     expect(exported.conversation.execution.delivery_attempts).toHaveLength(1);
-    expect((await world.gateway.failedDeliveries.get(id))!.state).toBe('delivered');
+    expect((await world.gateway.failedDeliveries.get(id))!.state).toBe('settled');
     expect((await cli(['deliveries', 'redrive', id])).stdout).toMatch(/already exported: nothing to redrive/);
     expect((await cli(['conversations', 'show', id])).stdout).not.toMatch(/not written yet/);
   });
@@ -167,7 +167,7 @@ describe('S3 refuses the export at the end of a conversation', () => {
     expect(envelope.conversation.webhook_context.delivery_status).toBe('not_attempted');
 
     world.agent.reset();
-    expect((await world.gateway.redelivery.attempt(id, 'redrive')).status).toBe('delivered');
+    expect((await world.gateway.redelivery.redrive(id)).status).toBe('delivered');
     const summary = await world.getJson(`${folderOf(id)}summary.json`);
     expect(summary.status).toBe('failed');
     expect(world.receiver.received).toHaveLength(0);
@@ -197,7 +197,7 @@ describe('S3 refuses the export at the end of a conversation', () => {
     expect(envelope.state).toBe('pending');
 
     world.receiver.reset();
-    expect((await world.gateway.redelivery.attempt(id, 'redrive')).status).toBe('delivered');
+    expect((await world.gateway.redelivery.redrive(id)).status).toBe('delivered');
     expect(world.receiver.received).toHaveLength(1);
     expect((await world.getJson(`${folderOf(id)}conversation.json`)).conversation.webhook_context.delivery_status).toBe(
       'delivered',
@@ -212,7 +212,7 @@ describe('S3 refuses the export at the end of a conversation', () => {
     world.receiver.reset();
 
     process.env.CONVERSATION_EXPORT_S3_BUCKET = 'bucket-that-does-not-exist';
-    const first = await world.gateway.redelivery.attempt(id, 'redrive');
+    const first = await world.gateway.redelivery.redrive(id);
     process.env.CONVERSATION_EXPORT_S3_BUCKET = world.gateway.bucket;
     expect(first.status).toBe('failed');
     expect(await statePath(id, 1)).toEqual([
@@ -228,7 +228,7 @@ describe('S3 refuses the export at the end of a conversation', () => {
     expect(owing.last_error).toMatch(/^export: ExportError: .*NoSuchBucket/);
     expect(owing.conversation.webhook_context.delivery_status).toBe('delivered');
 
-    expect((await world.gateway.redelivery.attempt(id, 'redrive')).status).toBe('delivered');
+    expect((await world.gateway.redelivery.redrive(id)).status).toBe('delivered');
     expect(await statePath(id, 2)).toEqual(['IsDeliveryOwed', 'Export', 'Redelivered']);
     expect(world.receiver.received).toHaveLength(1);
     const exported = await world.getJson(`${folderOf(id)}conversation.json`);

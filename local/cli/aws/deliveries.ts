@@ -12,7 +12,8 @@ import {
   SqsFailedDeliveryQueue,
   type UnreadableMessage,
 } from '../../../functions/shared/failed-delivery-queue.ts';
-import { runRedelivery } from '../../../functions/shared/redelivery-execution.ts';
+import { type RedeliveryResult, redeliverHeld } from '../../../functions/shared/redelivery.ts';
+import { stepFunctionsRedeliver } from '../../../functions/shared/redelivery-execution.ts';
 import { settings } from '../../../functions/shared/settings.ts';
 import { age, CliError, parseSince, stateLabel } from '../shared.ts';
 import { formatTable } from '../table.ts';
@@ -174,14 +175,6 @@ export interface AwsRedriveOptions {
   limit?: number;
 }
 
-export interface AwsRedriveResult {
-  conversation_id: string;
-  status: 'delivered' | 'failed' | 'already_delivered' | 'skipped' | 'error';
-  execution_name?: string;
-  envelope?: FailedDeliveryEnvelope;
-  error?: string;
-}
-
 /** Taken from the dead-letter queue, an envelope is dead whatever it says: a failed redrive exports `failed`. */
 function asDeadLettered(e: FailedDeliveryEnvelope): FailedDeliveryEnvelope {
   return e.state === 'pending'
@@ -202,11 +195,11 @@ async function redriveGroup(
   stack: DeliveryStack,
   queue: SqsFailedDeliveryQueue,
   group: QueuedEnvelope[],
-): Promise<AwsRedriveResult> {
+): Promise<RedeliveryResult> {
   const [primary, ...stale] = group as [QueuedEnvelope, ...QueuedEnvelope[]];
   const id = primary.envelope.conversation_id;
   const dropStale = () => Promise.all(stale.map((m) => queue.delete(m)));
-  if (primary.envelope.state === 'delivered') {
+  if (primary.envelope.state === 'settled') {
     await Promise.all([queue.delete(primary), dropStale()]);
     return { conversation_id: id, status: 'already_delivered' };
   }
@@ -216,26 +209,17 @@ async function redriveGroup(
     await queue.release(stale).catch(() => undefined);
     return { conversation_id: id, status: 'skipped', error: 'taken by another redrive meanwhile' };
   }
-  const run = await runRedelivery(
-    clients.sfn,
-    stack.redeliveryStateMachineArn!,
-    asDeadLettered(primary.envelope),
-    'redrive',
-    { schedule: queue.schedule },
-  );
-  if (!run.ok) {
-    await queue.release(group);
-    return { conversation_id: id, status: 'error', execution_name: run.execution_name, error: run.error };
-  }
-  if (run.updated.state === 'delivered') await queue.delete(primary);
-  else await queue.replace(primary, run.updated, stack.deadLetterQueueUrl);
-  await dropStale();
-  return {
-    conversation_id: id,
-    status: run.updated.state === 'delivered' ? 'delivered' : 'failed',
-    execution_name: run.execution_name,
-    envelope: run.updated,
+  // The dead-letter queue as the store: settled → deleted, otherwise back into it with the new attempt.
+  const deadLetters = {
+    store: (item: QueuedEnvelope, updated: FailedDeliveryEnvelope) =>
+      updated.state === 'settled' ? queue.delete(item) : queue.replace(item, updated, stack.deadLetterQueueUrl),
+    leave: () => queue.release(group),
   };
+  const redeliver = stepFunctionsRedeliver(clients.sfn, stack.redeliveryStateMachineArn!, { schedule: queue.schedule });
+  const held = { ...primary, envelope: asDeadLettered(primary.envelope) };
+  const result = await redeliverHeld(deadLetters, held, redeliver, 'redrive', () => new Date());
+  if (result.status !== 'error') await dropStale();
+  return result;
 }
 
 export async function awsDeliveriesRedrive(
@@ -287,9 +271,9 @@ export async function awsDeliveriesRedrive(
     return 0;
   }
   const counts: Record<string, number> = {};
-  const results: AwsRedriveResult[] = [];
+  const results: RedeliveryResult[] = [];
   for (const [i, group] of groups.entries()) {
-    let result: AwsRedriveResult;
+    let result: RedeliveryResult;
     try {
       result = await redriveGroup(clients, stack, queue, group);
     } catch (error) {

@@ -10,6 +10,7 @@ import {
   isDue,
   owedBy,
   parseSchedule,
+  readEnvelope,
   readRedeliveryOutput,
   redeliveryContext,
   redeliveryExecutionName,
@@ -149,7 +150,7 @@ describe('applyRedelivery', () => {
     status: 'delivered' | 'retrying' | 'failed',
   ) => withDeliveryAttempt(env.conversation, { ...a, attempt: env.attempts.length + 1 }, TARGET, status);
 
-  it('delivered → delivered, slot counted', () => {
+  it('delivered → settled, slot counted', () => {
     const env = pending();
     const next = applyRedelivery(
       env,
@@ -157,7 +158,7 @@ describe('applyRedelivery', () => {
       'schedule',
       later,
     );
-    expect(next).toMatchObject({ state: 'delivered', next_due_at: null, scheduled_attempts: 1 });
+    expect(next).toMatchObject({ state: 'settled', next_due_at: null, scheduled_attempts: 1 });
     expect(next.attempts).toHaveLength(2);
   });
 
@@ -254,7 +255,7 @@ describe('export-only envelopes (S3 refused the record at the end of the convers
       [env, 'redrive'],
       [agentEnv, 'schedule'],
     ] as const) {
-      expect(applyRedelivery(e, e.conversation, via, NOW)).toMatchObject({ state: 'delivered', next_due_at: null });
+      expect(applyRedelivery(e, e.conversation, via, NOW)).toMatchObject({ state: 'settled', next_due_at: null });
     }
   });
 
@@ -321,5 +322,16 @@ describe('isDue and execution names', () => {
     const name = redeliveryExecutionName(env, 'a1b2c3');
     expect(name).toBe(`${env.conversation_id}-redelivery-2-a1b2c3`);
     expect(name.length).toBeLessThanOrEqual(80);
+  });
+});
+
+describe('readEnvelope', () => {
+  it('reads a stored envelope, and the state envelopes written before the rename called delivered as settled', () => {
+    const env = envelopeFromQueuedMessage(queued(attempt('retryable')), NOW);
+    expect(readEnvelope(JSON.parse(JSON.stringify(env)))).toEqual(env);
+    const old = { ...env, state: 'delivered', next_due_at: null };
+    expect(readEnvelope(old)).toEqual({ ...env, state: 'settled', next_due_at: null });
+    for (const other of [null, 'x', {}, { ...env, version: 2 }, { ...env, conversation: undefined }])
+      expect(readEnvelope(other)).toBeNull();
   });
 });

@@ -12,8 +12,12 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DEFAULT_RETRY_SCHEDULE_MS, type FailedDeliveryEnvelope } from '../../../functions/domain/failed-delivery.ts';
 import { handler } from '../../../functions/redelivery-scheduler/handler.ts';
-import { type SweepOptions, sweep } from '../../../functions/redelivery-scheduler/sweep.ts';
-import { SqsFailedDeliveryQueue } from '../../../functions/shared/failed-delivery-queue.ts';
+import {
+  REDELIVERY_VISIBILITY_SECONDS,
+  SqsFailedDeliveryQueue,
+} from '../../../functions/shared/failed-delivery-queue.ts';
+import { runSchedule, type ScheduleOptions } from '../../../functions/shared/redelivery.ts';
+import { stepFunctionsRedeliver } from '../../../functions/shared/redelivery-execution.ts';
 import {
   afterAttempt,
   DLQ_URL,
@@ -41,7 +45,7 @@ const log = Object.fromEntries(
     level,
     (message: string, ...extra: Record<string, unknown>[]) => logs.push({ level, message, extra }),
   ]),
-) as unknown as SweepOptions['log'];
+) as unknown as ScheduleOptions['log'];
 
 beforeEach(() => {
   sqsMock.reset();
@@ -57,16 +61,20 @@ function queueHolds(...batches: Message[][]) {
   receive.resolves({});
 }
 
-function run(overrides: Partial<SweepOptions> = {}, schedule: readonly number[] = DEFAULT_RETRY_SCHEDULE_MS) {
-  return sweep({
-    queue: new SqsFailedDeliveryQueue(new SQSClient({}), QUEUE_URL, DLQ_URL, schedule),
-    sfn: new SFNClient({}),
-    stateMachineArn: STATE_MACHINE_ARN,
+function run(overrides: Partial<ScheduleOptions> = {}, schedule: readonly number[] = DEFAULT_RETRY_SCHEDULE_MS) {
+  const queue = new SqsFailedDeliveryQueue(new SQSClient({}), QUEUE_URL, DLQ_URL, schedule);
+  const now = overrides.now ?? (() => NOW);
+  const redeliver = stepFunctionsRedeliver(new SFNClient({}), STATE_MACHINE_ARN, {
+    schedule,
+    now,
+    suffix: () => 'a1b2c3',
+  });
+  return runSchedule(queue, redeliver, {
     remainingMs: () => 300_000,
     reserveMs: 75_000,
+    minHoldSeconds: REDELIVERY_VISIBILITY_SECONDS,
     log,
-    now: () => NOW,
-    suffix: () => 'a1b2c3',
+    now,
     ...overrides,
   });
 }

@@ -49,7 +49,7 @@ describe('automatic redelivery on the schedule', () => {
     expect(world.receiver.received[0]!.body.delivery_id).toBe(body.tracking.delivery_id);
 
     const envelope = (await world.gateway.failedDeliveries.get(body.conversation_id))!;
-    expect(envelope).toMatchObject({ state: 'delivered', next_due_at: null, scheduled_attempts: 1 });
+    expect(envelope).toMatchObject({ state: 'settled', next_due_at: null, scheduled_attempts: 1 });
     const record = await world.getJson(`${folderOf(body.conversation_id)}conversation.json`);
     expect(record.conversation.webhook_context.delivery_status).toBe('delivered');
     const attempts = record.conversation.execution.delivery_attempts;
@@ -81,7 +81,7 @@ describe('automatic redelivery on the schedule', () => {
     world.gateway.redelivery.start(25);
     try {
       await vi.waitFor(
-        async () => expect((await world.gateway.failedDeliveries.get(body.conversation_id))!.state).toBe('delivered'),
+        async () => expect((await world.gateway.failedDeliveries.get(body.conversation_id))!.state).toBe('settled'),
         { timeout: 5000, interval: 20 },
       );
     } finally {
@@ -138,7 +138,7 @@ describe('automatic redelivery on the schedule', () => {
       await world.gateway.redelivery.runDue();
       expect(world.receiver.received).toHaveLength(0);
 
-      const result = await world.gateway.redelivery.attempt(body.conversation_id, 'redrive');
+      const result = await world.gateway.redelivery.redrive(body.conversation_id);
       expect(result.status).toBe('delivered');
       expect(world.receiver.received).toHaveLength(1);
       const record = await world.getJson(`${folderOf(body.conversation_id)}conversation.json`);
@@ -154,9 +154,9 @@ describe('automatic redelivery on the schedule', () => {
 describe('operator redrive', () => {
   it('redriving an already delivered conversation is a no-op', async () => {
     const body = await failedConversation(400);
-    await world.gateway.redelivery.attempt(body.conversation_id, 'redrive');
+    await world.gateway.redelivery.redrive(body.conversation_id);
     world.receiver.reset();
-    const again = await world.gateway.redelivery.attempt(body.conversation_id, 'redrive');
+    const again = await world.gateway.redelivery.redrive(body.conversation_id);
     expect(again.status).toBe('already_delivered');
     expect(world.receiver.received).toHaveLength(0);
   });
@@ -165,8 +165,8 @@ describe('operator redrive', () => {
     const body = await failedConversation(400);
     world.receiver.reply({ status: 200, delayMs: 100 });
     const results = await Promise.all([
-      world.gateway.redelivery.attempt(body.conversation_id, 'redrive'),
-      world.gateway.redelivery.attempt(body.conversation_id, 'redrive'),
+      world.gateway.redelivery.redrive(body.conversation_id),
+      world.gateway.redelivery.redrive(body.conversation_id),
       fetch(`${world.gateway.url}/local/deliveries/${body.conversation_id}/redrive`, { method: 'POST' }).then(
         (r) => r.json() as Promise<{ status: string }>,
       ),
@@ -178,7 +178,7 @@ describe('operator redrive', () => {
   it('a redrive that fails again keeps it dead and records the attempt', async () => {
     const body = await failedConversation(400);
     world.receiver.reply(500);
-    const result = await world.gateway.redelivery.attempt(body.conversation_id, 'redrive');
+    const result = await world.gateway.redelivery.redrive(body.conversation_id);
     expect(result.status).toBe('failed');
     expect(result.envelope).toMatchObject({ state: 'dead' });
     expect(result.envelope!.attempts).toHaveLength(2);
@@ -228,7 +228,7 @@ describe('webhook-gateway deliveries (CLI against the running gateway)', () => {
     expect(run.stdout).toContain(`[1/1] ${recent.conversation_id} → delivered`);
     expect(run.stdout).toMatch(/redrove 1: 1 delivered/);
     expect((await world.gateway.failedDeliveries.get(old.conversation_id))!.state).toBe('dead');
-    expect((await world.gateway.failedDeliveries.get(recent.conversation_id))!.state).toBe('delivered');
+    expect((await world.gateway.failedDeliveries.get(recent.conversation_id))!.state).toBe('settled');
   });
 
   it('redrive <id> delivers one; again says already delivered; bad input gets a clear error', async () => {
@@ -260,7 +260,7 @@ describe('webhook-gateway deliveries (CLI against the running gateway)', () => {
 
   it('conversations show lists the original execution and each redelivery', async () => {
     const body = await failedConversation(400);
-    await world.gateway.redelivery.attempt(body.conversation_id, 'redrive');
+    await world.gateway.redelivery.redrive(body.conversation_id);
     const result = await cli(['conversations', 'show', body.conversation_id]);
     expect(result.stdout).toMatch(/execution \S+ \(conversation\) SUCCEEDED/);
     expect(result.stdout).toMatch(

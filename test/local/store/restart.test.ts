@@ -27,7 +27,7 @@ describe('the local failed-delivery store is durable', () => {
     expect((await restarted.failedDeliveries.list()).map((e) => e.conversation_id)).toContain(id);
 
     world.receiver.reset();
-    const result = await restarted.redelivery.attempt(id, 'redrive');
+    const result = await restarted.redelivery.redrive(id);
     expect(result.status).toBe('delivered');
     expect(world.receiver.received).toHaveLength(1);
     const record = await world.getJson(`${folderOf(id)}conversation.json`);

@@ -1,0 +1,255 @@
+/**
+ * The failed-delivery port, and the two things done through it, written once for both adapters: the automatic
+ * schedule (runSchedule) and the redelivery of one held envelope (redeliverHeld, which operator redrives use too).
+ * Adapters: SqsFailedDeliveryQueue (functions/shared/failed-delivery-queue.ts, AWS) and LocalFailedDeliveryStore
+ * (local/store/failed-delivery-store.ts, JSON files). How one redelivery runs is the other port, `Redeliver`: a
+ * StartSyncExecution of the redelivery workflow on AWS (redelivery-execution.ts), the local engine locally.
+ */
+import type { ConversationRecord, RedeliveryContext } from '../domain/conversation.ts';
+import { type FailedDeliveryEnvelope, isDue } from '../domain/failed-delivery.ts';
+
+/** An envelope a worker holds: no one else works on it until it is stored, waits or is left. */
+export interface HeldEnvelope {
+  readonly envelope: FailedDeliveryEnvelope;
+}
+
+/** Something the store holds that is not an envelope (an unreadable queue message). */
+export interface UnreadableItem {
+  messageId: string;
+  receiveCount: number;
+  reason: string;
+}
+
+export interface TakenBatch<H extends HeldEnvelope> {
+  items: H[];
+  unreadable: UnreadableItem[];
+  /** Everything taken, both kinds; 0: nothing more for this run. */
+  count: number;
+}
+
+export interface FailedDeliveryStore<H extends HeldEnvelope = HeldEnvelope> {
+  /** The waits between automatic attempts (REDELIVERY_SCHEDULE). */
+  readonly schedule: readonly number[];
+  /**
+   * The next envelopes for the schedule, each held for the caller for `holdSeconds` at least. `seen`: the
+   * conversations this run already handled, which an adapter without visibility timeouts must not return again.
+   */
+  take(options: { holdSeconds: number; now: Date; seen: ReadonlySet<string> }): Promise<TakenBatch<H>>;
+  /** Keep the envelope's new state and let it go: settled needs nothing more, dead waits for an operator. */
+  store(item: H, updated: FailedDeliveryEnvelope, now: Date): Promise<void>;
+  /** A pending envelope that is not due yet: back until it is. */
+  wait(item: H, now: Date): Promise<unknown>;
+  /** Not handled now (the redelivery run failed): it comes back later, unchanged. */
+  leave(item: H): Promise<void>;
+}
+
+/** What one redelivery run gave: the envelope updated by its result, or why the run did not succeed. */
+export type RedeliveryRun =
+  | { ok: true; execution_name: string; record: ConversationRecord; updated: FailedDeliveryEnvelope }
+  | { ok: false; execution_name: string; status: string; error: string };
+
+/** One redelivery of one envelope through the redelivery workflow. */
+export type Redeliver = (envelope: FailedDeliveryEnvelope, via: RedeliveryContext['via']) => Promise<RedeliveryRun>;
+
+export interface RedeliveryResult {
+  conversation_id: string;
+  /** skipped: another worker took it meanwhile. */
+  status: 'delivered' | 'failed' | 'already_delivered' | 'not_found' | 'skipped' | 'error';
+  execution_name?: string;
+  envelope?: FailedDeliveryEnvelope;
+  error?: string;
+}
+
+/**
+ * Redeliver a held envelope once and store the result (settled, dead, or pending with its next slot). A run that
+ * did not succeed changes nothing: the envelope is left to come back.
+ */
+export async function redeliverHeld<H extends HeldEnvelope>(
+  store: Pick<FailedDeliveryStore<H>, 'store' | 'leave'>,
+  item: H,
+  redeliver: Redeliver,
+  via: RedeliveryContext['via'],
+  now: () => Date,
+): Promise<RedeliveryResult> {
+  const id = item.envelope.conversation_id;
+  const run = await redeliver(item.envelope, via);
+  if (!run.ok) {
+    await store.leave(item);
+    return { conversation_id: id, status: 'error', execution_name: run.execution_name, error: run.error };
+  }
+  await store.store(item, run.updated, now());
+  return {
+    conversation_id: id,
+    status: run.updated.state === 'settled' ? 'delivered' : 'failed',
+    execution_name: run.execution_name,
+    envelope: run.updated,
+  };
+}
+
+export interface ScheduleLog {
+  info(message: string, ...extra: Record<string, unknown>[]): void;
+  warn(message: string, ...extra: Record<string, unknown>[]): void;
+  error(message: string, ...extra: Record<string, unknown>[]): void;
+}
+
+export interface ScheduleOptions {
+  /** Milliseconds left before the run must stop (a Lambda's getRemainingTimeInMillis). */
+  remainingMs: () => number;
+  /** Stop taking when less than this is left: one batch's redeliveries must finish in it. */
+  reserveMs: number;
+  /** How long a taken envelope stays held at least (SQS: its visibility timeout). */
+  minHoldSeconds: number;
+  log: ScheduleLog;
+  now?: () => Date;
+  /** Told of every redelivery this run made. */
+  onResult?: (result: RedeliveryResult) => void;
+}
+
+export interface ScheduleSummary {
+  received: number;
+  redelivered: number;
+  delivered: number;
+  dead_lettered: number;
+  rescheduled: number;
+  waiting: number;
+  failed_executions: number;
+  errors: number;
+  unreadable: number;
+  duplicates: number;
+  stopped_by_time_budget: boolean;
+}
+
+type Outcome =
+  | 'delivered'
+  | 'dead_lettered'
+  | 'rescheduled'
+  | 'waiting'
+  | 'failed_executions'
+  | 'errors'
+  | 'duplicates';
+
+/**
+ * One run of the automatic schedule: take batches from the store until it has nothing more or the time budget is
+ * spent; redeliver each due envelope once and store the result (settled, dead, or pending with its next wait); let
+ * the others wait until they are due. A taken envelope is held, so two overlapping runs never redeliver the same
+ * envelope at once; a run that fails leaves its envelope to come back.
+ */
+export async function runSchedule<H extends HeldEnvelope>(
+  store: FailedDeliveryStore<H>,
+  redeliver: Redeliver,
+  options: ScheduleOptions,
+): Promise<ScheduleSummary> {
+  const { log } = options;
+  const now = options.now ?? (() => new Date());
+  const summary: ScheduleSummary = {
+    received: 0,
+    redelivered: 0,
+    delivered: 0,
+    dead_lettered: 0,
+    rescheduled: 0,
+    waiting: 0,
+    failed_executions: 0,
+    errors: 0,
+    unreadable: 0,
+    duplicates: 0,
+    stopped_by_time_budget: false,
+  };
+  const seen = new Set<string>();
+
+  async function handle(item: H): Promise<Outcome> {
+    const { envelope } = item;
+    const id = envelope.conversation_id;
+    // A second message for a conversation handled in this run (an at-least-once duplicate, or one re-sent due at
+    // once) waits for the next run.
+    if (seen.has(id)) return 'duplicates';
+    seen.add(id);
+    if (envelope.state === 'settled') {
+      await store.store(item, envelope, now());
+      return 'delivered';
+    }
+    if (envelope.state === 'dead') {
+      await store.store(item, envelope, now());
+      log.info('Failed delivery dead-lettered', {
+        conversation_id: id,
+        dead_reason: envelope.dead_reason,
+        attempts: envelope.attempts.length,
+      });
+      return 'dead_lettered';
+    }
+    if (!isDue(envelope, now())) {
+      await store.wait(item, now());
+      return 'waiting';
+    }
+    summary.redelivered += 1;
+    const result = await redeliverHeld(store, item, redeliver, 'schedule', now);
+    options.onResult?.(result);
+    if (result.status === 'error') {
+      log.warn('Redelivery execution did not succeed; the envelope comes back later', {
+        conversation_id: id,
+        execution_name: result.execution_name,
+        error: result.error,
+      });
+      return 'failed_executions';
+    }
+    const updated = result.envelope!;
+    const fields = {
+      conversation_id: id,
+      execution_name: result.execution_name,
+      state: updated.state,
+      attempts: updated.attempts.length,
+    };
+    if (updated.state === 'settled') {
+      log.info('Redelivered', fields);
+      return 'delivered';
+    }
+    if (updated.state === 'dead') {
+      log.info('Redelivery failed; no more automatic attempts', {
+        ...fields,
+        dead_reason: updated.dead_reason,
+        last_error: updated.last_error,
+      });
+      return 'dead_lettered';
+    }
+    log.info('Redelivery failed; rescheduled', {
+      ...fields,
+      next_due_at: updated.next_due_at,
+      last_error: updated.last_error,
+    });
+    return 'rescheduled';
+  }
+
+  for (;;) {
+    const remainingMs = options.remainingMs();
+    if (remainingMs < options.reserveMs) {
+      summary.stopped_by_time_budget = true;
+      break;
+    }
+    // Held until this run is over, whatever happens to it: an envelope is never worked on twice in one run.
+    const holdSeconds = Math.max(options.minHoldSeconds, Math.ceil(remainingMs / 1000) + 30);
+    const batch = await store.take({ holdSeconds, now: now(), seen });
+    if (batch.count === 0) break;
+    summary.received += batch.count;
+    summary.unreadable += batch.unreadable.length;
+    for (const m of batch.unreadable) {
+      log.warn('Unreadable failed-delivery message left in the queue (its redrive policy dead-letters it)', {
+        message_id: m.messageId,
+        receive_count: m.receiveCount,
+        reason: m.reason,
+      });
+    }
+    const outcomes = await Promise.all(
+      batch.items.map((item) =>
+        handle(item).catch((error: Error): Outcome => {
+          log.error('Failed-delivery envelope not processed; it comes back later', {
+            conversation_id: item.envelope.conversation_id,
+            error: `${error.name}: ${error.message}`,
+          });
+          return 'errors';
+        }),
+      ),
+    );
+    for (const outcome of outcomes) summary[outcome] += 1;
+  }
+  log.info('Redelivery sweep finished', { summary });
+  return summary;
+}
