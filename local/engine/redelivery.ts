@@ -21,8 +21,6 @@ import type { ExecutionStore } from '../store/execution-store.ts';
 import type { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
 import type { LocalWorkflow } from './engine.ts';
 
-export type { RedeliveryResult as RedriveResult } from '../../functions/shared/redelivery.ts';
-
 /** The schedule's lines are for AWS's log groups; locally each result is reported (onResult), errors printed. */
 const LOCAL_LOG: ScheduleLog = {
   info: () => {},
