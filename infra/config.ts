@@ -81,6 +81,10 @@ export interface GatewayConfig {
   agentP99AlarmMs: number;
   /** Alarm notifications go to an SNS topic with this e-mail subscribed; empty: no topic, alarms only. */
   alarmEmail: string;
+  /** Athena cancels a query of the analytics workgroup that would scan more than this many GB (10 GB ≈ $0.05). */
+  analyticsScanLimitGb: number;
+  /** Days Athena's query results are kept in the analytics results bucket. */
+  analyticsResultsExpirationDays: number;
 }
 
 /** One source system's usage plan. */
@@ -126,6 +130,8 @@ export const DEFAULT_CONFIG: GatewayConfig = {
   sourceRateLimits: {},
   agentP99AlarmMs: 15_000,
   alarmEmail: '',
+  analyticsScanLimitGb: 10,
+  analyticsResultsExpirationDays: 30,
 };
 
 /** Service name and metrics namespace of the functions (the same as functions/shared/powertools.ts). */
@@ -270,6 +276,13 @@ export function resolveConfig(node: Node, overrides: Partial<GatewayConfig> = {}
     sourceRateLimits: sourceRateLimits(get('sourceRateLimits'), d.sourceRateLimits),
     agentP99AlarmMs: integer('agentP99AlarmMs', get('agentP99AlarmMs'), d.agentP99AlarmMs, 1),
     alarmEmail: text('alarmEmail', get('alarmEmail'), d.alarmEmail),
+    analyticsScanLimitGb: integer('analyticsScanLimitGb', get('analyticsScanLimitGb'), d.analyticsScanLimitGb, 1),
+    analyticsResultsExpirationDays: integer(
+      'analyticsResultsExpirationDays',
+      get('analyticsResultsExpirationDays'),
+      d.analyticsResultsExpirationDays,
+      1,
+    ),
   };
   if (!VALID_RETENTION_DAYS.has(config.logRetentionDays)) {
     throw new ConfigError(

@@ -2,6 +2,7 @@ import { CfnOutput, Duration, Fn, Stack, type StackProps } from 'aws-cdk-lib';
 import type { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
 import { type GatewayConfig, missingDeliveryUrlKeys, resolveConfig } from './config.ts';
+import { analyticsDatabaseName, ConversationAnalytics } from './constructs/conversation-analytics.ts';
 import { ConversationExportBucket } from './constructs/conversation-export-bucket.ts';
 import { ConversationFunctions } from './constructs/conversation-functions.ts';
 import { ConversationWorkflow } from './constructs/conversation-workflow.ts';
@@ -37,6 +38,9 @@ export const STACK_OUTPUTS = {
   deliverySigningSecretsArn: 'DeliverySigningSecretsArn',
   idempotencyTable: 'IdempotencyTableName',
   dashboard: 'DashboardName',
+  analyticsDatabase: 'AnalyticsDatabaseName',
+  analyticsWorkGroup: 'AnalyticsWorkGroupName',
+  analyticsQueryPolicyArn: 'AnalyticsQueryPolicyArn',
   /** Only with context sourceRateLimits. */
   sourceApiKeyIds: 'SourceApiKeyIds',
   /** Only with context alarmEmail. */
@@ -49,6 +53,9 @@ export const OPTIONAL_STACK_OUTPUTS: readonly string[] = [
   STACK_OUTPUTS.alarmTopicArn,
   STACK_OUTPUTS.apiAccessLogGroup,
 ];
+
+/** The first export day the Athena table projects (exports older than it are not queried). */
+export const ANALYTICS_FIRST_DAY = '2025/01/01';
 
 export interface WebhookGatewayStackProps extends StackProps {
   /** Overrides of the CDK context values (see infra/config.ts for keys and defaults). */
@@ -76,6 +83,7 @@ export class WebhookGatewayStack extends Stack {
   readonly alarms: GatewayAlarms;
   readonly dashboard: OperationsDashboard;
   readonly queries: SavedQueries;
+  readonly analytics: ConversationAnalytics;
 
   constructor(scope: Construct, id: string, props: WebhookGatewayStackProps = {}) {
     super(scope, id, {
@@ -157,6 +165,14 @@ export class WebhookGatewayStack extends Stack {
       agentP99AlarmMs: config.agentP99AlarmMs,
     });
     this.queries = new SavedQueries(this, 'Queries', { logGroups: this.functions.all.map((fn) => fn.stageLogGroup) });
+    this.analytics = new ConversationAnalytics(this, 'Analytics', {
+      exportBucket: this.storage.bucket,
+      databaseName: analyticsDatabaseName(this.stackName),
+      workGroupName: `${this.stackName}-analytics`,
+      bytesScannedCutoffPerQuery: config.analyticsScanLimitGb * 1024 ** 3,
+      resultsExpirationDays: config.analyticsResultsExpirationDays,
+      firstDay: ANALYTICS_FIRST_DAY,
+    });
 
     this.addOutputs();
   }
@@ -235,6 +251,17 @@ export class WebhookGatewayStack extends Stack {
       'Idempotency keys of POST /webhook (TTL expires_at)',
     );
     output(STACK_OUTPUTS.dashboard, this.dashboard.dashboard.dashboardName, 'CloudWatch dashboard');
+    output(
+      STACK_OUTPUTS.analyticsDatabase,
+      this.analytics.database.ref,
+      'Glue database of the conversations view (SQL over every export)',
+    );
+    output(STACK_OUTPUTS.analyticsWorkGroup, this.analytics.workGroup.ref, 'Athena workgroup with the named queries');
+    output(
+      STACK_OUTPUTS.analyticsQueryPolicyArn,
+      this.analytics.queryPolicy.managedPolicyArn,
+      'Attach to the roles that run the named queries',
+    );
     const keys = Object.entries(this.rateLimits.apiKeys);
     if (keys.length > 0) {
       output(

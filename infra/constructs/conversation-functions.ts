@@ -2,7 +2,7 @@ import { Annotations, ArnFormat, Duration, Stack, Validations } from 'aws-cdk-li
 import type { ITable } from 'aws-cdk-lib/aws-dynamodb';
 import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import type { RetentionDays } from 'aws-cdk-lib/aws-logs';
-import type { CfnBucket, IBucket } from 'aws-cdk-lib/aws-s3';
+import type { IBucket } from 'aws-cdk-lib/aws-s3';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { StringParameter } from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
@@ -10,6 +10,7 @@ import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
 import { DELIVERY_URL_VARIABLES } from '../../functions/domain/delivery.ts';
 import { EXPORT_PREFIX } from '../../functions/domain/export-formats.ts';
 import { type GatewayConfig, ssmParameterName } from '../config.ts';
+import { bucketObjectsFinding } from '../nag-findings.ts';
 import { StageFunction, timeoutAround } from './stage-function.ts';
 
 export interface ConversationFunctionsProps {
@@ -116,7 +117,7 @@ export class ConversationFunctions extends Construct {
     );
     if (this.export.role) {
       Validations.of(this.export.role).acknowledge({
-        id: `AwsSolutions-IAM5[Resource::${exportObjectsFinding(props.exportBucket)}]`,
+        id: `AwsSolutions-IAM5[Resource::${bucketObjectsFinding(props.exportBucket, `${EXPORT_PREFIX}/*`)}]`,
         reason: `Export writes one folder per conversation with generated keys: s3:PutObject is limited to the ${EXPORT_PREFIX}/ prefix of the export bucket, the narrowest fixed scope.`,
       });
     }
@@ -151,13 +152,6 @@ export class ConversationFunctions extends Construct {
 
 function allow(fn: StageFunction, actions: string[], resources: string[]): void {
   fn.addToRolePolicy(new PolicyStatement({ actions, resources }));
-}
-
-/** How cdk-nag names the export prefix resource in its IAM5 finding. */
-function exportObjectsFinding(bucket: IBucket): string {
-  const cfn = bucket.node.defaultChild as CfnBucket | undefined;
-  const arn = cfn ? `<${Stack.of(bucket).getLogicalId(cfn)}.Arn>` : `arn:<AWS::Partition>:s3:::${bucket.bucketName}`;
-  return `${arn}/${EXPORT_PREFIX}/*`;
 }
 
 /** The agent as an IAM resource: a full ARN as given, else this account's and region's function (or alias). */

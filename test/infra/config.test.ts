@@ -178,16 +178,26 @@ describe('a stack configured through context', () => {
         .Environment as { Variables: Record<string, Json> }
     ).Variables;
 
-  it('exports into the existing bucket: no bucket is created, PutObject stays on its prefix', () => {
-    expect(Object.keys(template.findResources('AWS::S3::Bucket'))).toEqual([]);
+  it('exports into the existing bucket: no export bucket is created, PutObject stays on its prefix', () => {
+    // The only bucket is Athena's results bucket.
+    expect(Object.keys(template.findResources('AWS::S3::Bucket'))).toEqual([
+      expect.stringMatching(/^AnalyticsResultsBucket/),
+    ]);
     expect(env('Export')).toMatchObject({
       CONVERSATION_EXPORT_S3_BUCKET: 'existing-conversation-archive',
       ENABLE_CONVERSATION_EXPORT: 'false',
     });
-    const s3 = allPolicyStatements(template).filter((s) => actionsOf(s.statement).some((a) => a.startsWith('s3:')));
+    const s3 = allPolicyStatements(template).filter(
+      (s) => s.roles.length > 0 && actionsOf(s.statement).some((a) => a.startsWith('s3:')),
+    );
     expect(s3.map((s) => resourcesOf(s.statement).map((r) => cfnText(r)))).toEqual([
       ['arn:{Ref:AWS::Partition}:s3:::existing-conversation-archive/conversation-history/*'],
     ]);
+    // Athena's query policy reads the same prefix of the existing bucket.
+    const reads = allPolicyStatements(template).filter((s) => actionsOf(s.statement).includes('s3:GetObject'));
+    expect(reads.flatMap((s) => resourcesOf(s.statement).map((r) => cfnText(r)))).toContain(
+      'arn:{Ref:AWS::Partition}:s3:::existing-conversation-archive/conversation-history/*',
+    );
   });
 
   it('invokes the agent given by ARN (an alias), and only it', () => {

@@ -72,7 +72,11 @@ describe('cdk-nag AwsSolutions', () => {
   it('acknowledges only these rules (a new one needs a review here)', () => {
     const ids = [
       ...new Set(
-        acknowledgments(synth.stack).map((a) => a.id.replace(/<StorageBucket[0-9A-F]{8}\.Arn>/, '<ExportBucket.Arn>')),
+        acknowledgments(synth.stack).map((a) =>
+          a.id
+            .replace(/<StorageBucket[0-9A-F]{8}\.Arn>/, '<ExportBucket.Arn>')
+            .replace(/<AnalyticsResultsBucket[0-9A-F]{8}\.Arn>/, '<ResultsBucket.Arn>'),
+        ),
       ),
     ].sort();
     expect(ids).toEqual(
@@ -84,6 +88,7 @@ describe('cdk-nag AwsSolutions', () => {
         'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]',
         'AwsSolutions-IAM5[Resource::*]',
         'AwsSolutions-IAM5[Resource::<ExportBucket.Arn>/conversation-history/*]',
+        'AwsSolutions-IAM5[Resource::<ResultsBucket.Arn>/results/*]',
         'AwsSolutions-L1',
         'AwsSolutions-S1',
         'AwsSolutions-SMG4',

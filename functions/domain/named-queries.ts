@@ -1,0 +1,185 @@
+import { CONVERSATIONS_TABLE } from './analytics-table.ts';
+
+/**
+ * The saved SQL queries over the `conversations` table: the original deployment guide's three Logs Insights
+ * questions, full-text search, and the console's charts. The same text is an Athena named query in the deployed
+ * workgroup and runs locally on DuckDB (`webhook-gateway conversations query --named <id>`), so it keeps to the SQL
+ * both engines share: plain SELECT / WHERE / GROUP BY / ORDER BY / LIMIT, string literals, `?` parameters, and the
+ * functions in SHARED_FUNCTIONS (DuckDB gets `approx_percentile` as a macro).
+ *
+ * Every query takes `since` first: its date limits the day folders Athena reads (the partition column `day`), and the
+ * full timestamp limits the rows. Times are ISO 8601 UTC strings, so they compare and bin as text in both engines.
+ */
+export interface QueryParam {
+  name: 'since' | 'source_system' | 'text';
+  description: string;
+}
+
+export interface NamedQuery {
+  /** The name on the command line (`--named`). */
+  id: string;
+  /** The Athena named query's name. */
+  title: string;
+  description: string;
+  /** One entry per `?` in `sql`, in order (a parameter may appear more than once). */
+  params: QueryParam[];
+  sql: string;
+}
+
+/** Functions the named queries may call: each exists, with the same meaning, in Athena (Trino) and DuckDB. */
+export const SHARED_FUNCTIONS = [
+  'count',
+  'avg',
+  'min',
+  'max',
+  'sum',
+  'round',
+  'coalesce',
+  'lower',
+  'strpos',
+  'substr',
+  'concat',
+  'replace',
+  'approx_percentile',
+] as const;
+
+const SINCE: QueryParam = {
+  name: 'since',
+  description: 'ISO 8601 date or date-time (UTC); rows received at or after it',
+};
+const SOURCE: QueryParam = { name: 'source_system', description: 'the source_system to list' };
+const TEXT: QueryParam = {
+  name: 'text',
+  description: 'text to find, case-insensitively, in the question or the answer',
+};
+
+/** The date-range condition every query starts with: the folders to read, then the rows. */
+const SINCE_CONDITION = `day >= replace(substr(?, 1, 10), '-', '/') AND received_at >= ?`;
+
+/** `2026-11-29T12:37:13.503Z` → `2026-11-29T12:35:00Z`: the 5-minute bin (Logs Insights' `bin(5m)`), as text. */
+const BIN_5M = `concat(substr(completed_at, 1, 15), CASE WHEN substr(completed_at, 16, 1) < '5' THEN '0' ELSE '5' END, ':00Z')`;
+
+export const NAMED_QUERIES: readonly NamedQuery[] = [
+  {
+    id: 'conversations-by-source',
+    title: 'Find All Conversations for a Source System',
+    description:
+      "Every conversation of one source system, newest first (the deployment guide's first Logs Insights query).",
+    params: [SINCE, SINCE, SOURCE],
+    sql: `SELECT received_at, conversation_id, source_system, source_process, webhook_type, status, delivery_status, total_time_ms
+FROM ${CONVERSATIONS_TABLE}
+WHERE ${SINCE_CONDITION}
+  AND source_system = ?
+ORDER BY received_at DESC, conversation_id DESC`,
+  },
+  {
+    id: 'processing-time-5m',
+    title: 'Track Processing Performance',
+    description:
+      "Count, average, maximum and minimum end-to-end time per 5 minutes of completion (the guide's second query).",
+    params: [SINCE, SINCE],
+    sql: `SELECT ${BIN_5M} AS bin_5m,
+  count(*) AS conversations,
+  round(avg(total_time_ms)) AS avg_total_time_ms,
+  max(total_time_ms) AS max_total_time_ms,
+  min(total_time_ms) AS min_total_time_ms
+FROM ${CONVERSATIONS_TABLE}
+WHERE ${SINCE_CONDITION}
+GROUP BY 1
+ORDER BY 1`,
+  },
+  {
+    id: 'delivery-success',
+    title: 'Monitor Delivery Success Rates',
+    description: "Conversations per delivery status and webhook type (the guide's third query).",
+    params: [SINCE, SINCE],
+    sql: `SELECT delivery_status, coalesce(webhook_type, 'none') AS webhook_type, count(*) AS conversations
+FROM ${CONVERSATIONS_TABLE}
+WHERE ${SINCE_CONDITION}
+GROUP BY 1, 2
+ORDER BY 1, 2`,
+  },
+  {
+    id: 'search',
+    title: 'Search Questions and Answers',
+    description: 'Conversations whose question or answer contains the text (case-insensitive), newest first.',
+    params: [SINCE, SINCE, TEXT, TEXT],
+    sql: `SELECT received_at, conversation_id, source_system, source_process, webhook_type, status, delivery_status, query, response
+FROM ${CONVERSATIONS_TABLE}
+WHERE ${SINCE_CONDITION}
+  AND (strpos(lower(query), lower(?)) > 0 OR strpos(lower(response), lower(?)) > 0)
+ORDER BY received_at DESC, conversation_id DESC
+LIMIT 200`,
+  },
+  {
+    id: 'hourly-by-type',
+    title: 'Conversations per Hour by Type',
+    description: "Conversations received per hour and webhook type (the console's first chart).",
+    params: [SINCE, SINCE],
+    sql: `SELECT concat(substr(received_at, 1, 13), ':00:00Z') AS hour, coalesce(webhook_type, 'none') AS webhook_type, count(*) AS conversations
+FROM ${CONVERSATIONS_TABLE}
+WHERE ${SINCE_CONDITION}
+GROUP BY 1, 2
+ORDER BY 1, 2`,
+  },
+  {
+    id: 'latency-percentiles',
+    title: 'Agent and Total Time Percentiles',
+    description: "p50, p90 and p99 of the agent's time and of the end-to-end time (the console's latency chart).",
+    params: [SINCE, SINCE],
+    sql: `SELECT count(*) AS conversations,
+  approx_percentile(agent_processing_time_ms, 0.5) AS agent_p50_ms,
+  approx_percentile(agent_processing_time_ms, 0.9) AS agent_p90_ms,
+  approx_percentile(agent_processing_time_ms, 0.99) AS agent_p99_ms,
+  approx_percentile(total_time_ms, 0.5) AS total_p50_ms,
+  approx_percentile(total_time_ms, 0.9) AS total_p90_ms,
+  approx_percentile(total_time_ms, 0.99) AS total_p99_ms
+FROM ${CONVERSATIONS_TABLE}
+WHERE ${SINCE_CONDITION}`,
+  },
+];
+
+export function namedQuery(id: string): NamedQuery | undefined {
+  return NAMED_QUERIES.find((q) => q.id === id);
+}
+
+/** A parameter value that cannot be used; the CLI prints the message. */
+export class QueryParamError extends Error {}
+
+const ISO_DATE_OR_TIME = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2}))?$/i;
+
+/**
+ * `since` as the exported timestamps spell it (`2026-11-28T00:00:00.000Z`), so that text comparison is time order:
+ * an ISO date (midnight UTC) or a date-time with its zone.
+ */
+export function normalizeSince(value: string): string {
+  const ms = ISO_DATE_OR_TIME.test(value) ? Date.parse(value) : Number.NaN;
+  if (Number.isNaN(ms))
+    throw new QueryParamError(
+      `since must be an ISO 8601 date or date-time with a zone, e.g. 2026-11-28 or 2026-11-28T12:00:00Z; got "${value}"`,
+    );
+  return new Date(ms).toISOString();
+}
+
+/**
+ * The positional values of a named query from named ones. `since` defaults to `defaultSince`; the others are required.
+ */
+export function bindNamedQuery(
+  query: NamedQuery,
+  values: Partial<Record<QueryParam['name'], string>>,
+  defaultSince: Date,
+): string[] {
+  const known = new Set(query.params.map((p) => p.name));
+  for (const name of Object.keys(values)) {
+    if (!known.has(name as QueryParam['name'])) {
+      throw new QueryParamError(`${query.id} takes ${[...known].join(', ')}; got an unknown parameter "${name}"`);
+    }
+  }
+  return query.params.map((param) => {
+    const value = values[param.name];
+    if (param.name === 'since') return normalizeSince(value ?? defaultSince.toISOString());
+    if (value === undefined || value.trim() === '')
+      throw new QueryParamError(`${query.id} needs ${param.name} (${param.description}): --param ${param.name}=…`);
+    return value;
+  });
+}

@@ -1,0 +1,260 @@
+import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+import type { DuckDBConnection, DuckDBInstance, DuckDBValue } from '@duckdb/node-api';
+import {
+  ANALYSIS_COLUMNS,
+  CONVERSATIONS_COLUMNS,
+  CONVERSATIONS_TABLE,
+  ENGINE_TYPES,
+} from '../../functions/domain/analytics-table.ts';
+import type { AnalysisObject, AnalysisSource } from './sources.ts';
+
+/**
+ * The `conversations` table on this machine: DuckDB, in memory, filled from the exported analysis.json documents,
+ * with the same columns as the Athena view (functions/domain/analytics-table.ts). The rows are kept between runs in
+ * `<LOCAL_DATA_DIR>/analytics/conversations.parquet` with each object's version, so a run reads only the exports that
+ * are new or changed since the last one. Once loaded, the database is locked down: the SQL it runs cannot read or
+ * write files, load extensions or reach the network.
+ */
+export interface QueryColumn {
+  name: string;
+  type: string;
+}
+
+export interface QueryResult {
+  columns: QueryColumn[];
+  rows: Record<string, unknown>[];
+}
+
+export interface RefreshReport {
+  /** Rows in the table. */
+  rows: number;
+  /** Documents read in this run (new or changed). */
+  read: number;
+  /** Documents that could not be used, and why (a document being written is retried on the next run). */
+  skipped: { key: string; reason: string }[];
+  /** Why the cache could not be written, if it could not (the run still works, from memory). */
+  cacheError?: string;
+}
+
+export interface AnalyticsEngine {
+  readonly report: RefreshReport;
+  query(sql: string, params?: readonly string[]): Promise<QueryResult>;
+  close(): void;
+}
+
+/** A query the engine refused or that failed (bad SQL, a locked-down operation); the CLI prints the message. */
+export class QueryError extends Error {}
+
+const CACHE_TABLE = '_conversation_cache';
+const KEY = '_key';
+const VERSION = '_version';
+export const CACHE_FILE = 'conversations.parquet';
+
+const ddlColumns = () =>
+  [
+    ...CONVERSATIONS_COLUMNS.map((c) => `${c.name} ${ENGINE_TYPES[c.type].duckdb}`),
+    `${KEY} VARCHAR`,
+    `${VERSION} VARCHAR`,
+  ].join(', ');
+
+/** `conversation-history/2026/11/29/<id>/analysis.json` → `2026/11/29` (the Athena partition value). */
+export function dayOfKey(key: string): string | null {
+  return /^conversation-history\/(\d{4}\/\d{2}\/\d{2})\//.exec(key)?.[1] ?? null;
+}
+
+type Row = (string | number | null)[];
+
+/** One analysis.json document as a row of the cache table, or why it cannot be one. */
+export function rowOfDocument(text: string, object: AnalysisObject): Row | string {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch {
+    return 'not JSON (being written?)';
+  }
+  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) return 'not a JSON object';
+  const values = doc as Record<string, unknown>;
+  if (values.format !== 'analysis') return 'not an analysis document (format is not "analysis")';
+  const day = dayOfKey(object.key);
+  if (!day) return 'not under conversation-history/YYYY/MM/DD/';
+  const cells: Row = ANALYSIS_COLUMNS.map((column) => {
+    const value = values[column.name];
+    if (value === null || value === undefined) return null;
+    if (column.type === 'bigint') return typeof value === 'number' && Number.isInteger(value) ? value : null;
+    return typeof value === 'string' ? value : JSON.stringify(value);
+  });
+  return [...cells, day, object.key, object.version];
+}
+
+async function loadCache(connection: DuckDBConnection, file: string | null): Promise<void> {
+  await connection.run(`CREATE TABLE ${CACHE_TABLE} (${ddlColumns()})`);
+  if (!file || !existsSync(file)) return;
+  try {
+    await connection.run(
+      `INSERT INTO ${CACHE_TABLE} BY NAME SELECT * FROM read_parquet('${file.replaceAll("'", "''")}')`,
+    );
+  } catch {
+    // Unreadable, or written by a version with other columns: start over (the documents are the system of record).
+    await connection.run(`DELETE FROM ${CACHE_TABLE}`);
+  }
+}
+
+async function appendRows(
+  connection: DuckDBConnection,
+  table: string,
+  rows: Row[],
+  types: ('string' | 'bigint')[],
+): Promise<void> {
+  if (rows.length === 0) return;
+  const appender = await connection.createAppender(table);
+  for (const row of rows) {
+    row.forEach((cell, i) => {
+      if (cell === null) appender.appendNull();
+      else if (types[i] === 'bigint') appender.appendBigInt(BigInt(cell));
+      else appender.appendVarchar(String(cell));
+    });
+    appender.endRow();
+  }
+  appender.closeSync();
+}
+
+const CACHE_TYPES = [...CONVERSATIONS_COLUMNS.map((c) => c.type), 'string', 'string'] as ('string' | 'bigint')[];
+
+/** Bring the cache table up to date with the source; returns what changed. */
+async function refresh(
+  connection: DuckDBConnection,
+  source: AnalysisSource,
+): Promise<{ read: number; changed: boolean; skipped: RefreshReport['skipped'] }> {
+  const listed = await source.list();
+  // The comparison runs in DuckDB: the listing goes in as a table, what is new, changed or gone comes out.
+  await connection.run('CREATE TEMP TABLE _listed (k VARCHAR, v VARCHAR)');
+  await appendRows(
+    connection,
+    '_listed',
+    listed.map((o) => [o.key, o.version]),
+    ['string', 'string'],
+  );
+  await connection.run(
+    `CREATE TEMP TABLE _stale AS SELECT l.k, l.v FROM _listed l LEFT JOIN ${CACHE_TABLE} c ON c.${KEY} = l.k WHERE c.${VERSION} IS DISTINCT FROM l.v`,
+  );
+  const stale = await connection.runAndReadAll('SELECT k, v FROM _stale');
+  const staleObjects: AnalysisObject[] = stale.getRows().map((r) => ({ key: String(r[0]), version: String(r[1]) }));
+  const deleted = await connection.runAndReadAll(
+    `DELETE FROM ${CACHE_TABLE} WHERE ${KEY} IN (SELECT k FROM _stale) OR ${KEY} NOT IN (SELECT k FROM _listed)`,
+  );
+  await connection.run('DROP TABLE _listed');
+  await connection.run('DROP TABLE _stale');
+  const removed = Number(deleted.getRows()[0]?.[0] ?? 0);
+  if (staleObjects.length === 0 && removed === 0) return { read: 0, changed: false, skipped: [] };
+
+  const skipped: RefreshReport['skipped'] = [];
+  const rows: Row[] = [];
+  const texts = await source.read(staleObjects);
+  staleObjects.forEach((object, i) => {
+    const text = texts[i];
+    if (text === null || text === undefined) return; // deleted since the listing
+    const row = rowOfDocument(text, object);
+    if (typeof row === 'string') skipped.push({ key: object.key, reason: row });
+    else rows.push(row);
+  });
+  await appendRows(connection, CACHE_TABLE, rows, CACHE_TYPES);
+  return { read: staleObjects.length, changed: true, skipped };
+}
+
+async function saveCache(connection: DuckDBConnection, file: string): Promise<void> {
+  await mkdir(path.dirname(file), { recursive: true });
+  const temporary = `${file}.${process.pid}.${randomUUID().slice(0, 8)}.tmp`;
+  try {
+    await connection.run(`COPY ${CACHE_TABLE} TO '${temporary.replaceAll("'", "''")}' (FORMAT parquet)`);
+    await rename(temporary, file);
+  } finally {
+    await rm(temporary, { force: true });
+  }
+}
+
+/** DuckDB spellings of the Athena (Trino) functions the named queries use. */
+const MACROS = ['CREATE MACRO approx_percentile(x, p) AS quantile_disc(x, p)'];
+
+function jsValue(value: DuckDBValue | unknown): unknown {
+  if (typeof value === 'bigint') return Number.isSafeInteger(Number(value)) ? Number(value) : value.toString();
+  if (value instanceof Date) return value.toISOString();
+  if (Array.isArray(value)) return value.map(jsValue);
+  if (value && typeof value === 'object' && value.constructor === Object) {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, jsValue(v)]));
+  }
+  return value;
+}
+
+/**
+ * Open the engine: load the cache, read what is new from `source`, save the cache, lock the database down.
+ * `cacheDir` null keeps nothing between runs.
+ */
+export async function openAnalytics(options: {
+  source: AnalysisSource;
+  cacheDir: string | null;
+}): Promise<AnalyticsEngine> {
+  const { DuckDBInstance } = await import('@duckdb/node-api');
+  const instance: DuckDBInstance = await DuckDBInstance.create(':memory:', { threads: '2' });
+  const connection = await instance.connect();
+  const close = () => {
+    connection.closeSync();
+    instance.closeSync();
+  };
+  try {
+    const file = options.cacheDir ? path.join(options.cacheDir, CACHE_FILE) : null;
+    await loadCache(connection, file);
+    const { read, changed, skipped } = await refresh(connection, options.source);
+    const report: RefreshReport = { rows: 0, read, skipped };
+    if (changed && file) {
+      try {
+        await saveCache(connection, file);
+      } catch (error) {
+        report.cacheError = `could not write ${file}: ${(error as Error).message}`;
+      }
+    }
+    const count = await connection.runAndReadAll(`SELECT count(*) FROM ${CACHE_TABLE}`);
+    report.rows = Number(count.getRows()[0]?.[0] ?? 0);
+    await connection.run(
+      `CREATE VIEW ${CONVERSATIONS_TABLE} AS SELECT ${CONVERSATIONS_COLUMNS.map((c) => c.name).join(', ')} FROM ${CACHE_TABLE}`,
+    );
+    for (const macro of MACROS) await connection.run(macro);
+    await connection.run("SET TimeZone = 'UTC'");
+    await connection.run('SET autoinstall_known_extensions = false');
+    await connection.run('SET autoload_known_extensions = false');
+    await connection.run('SET enable_external_access = false');
+    await connection.run('SET lock_configuration = true');
+    return {
+      report,
+      async query(sql, params = []) {
+        try {
+          const prepared = await connection.prepare(sql);
+          if (prepared.parameterCount !== params.length) {
+            throw new QueryError(
+              `the query has ${prepared.parameterCount} parameter(s) (?) but ${params.length} value(s) were given`,
+            );
+          }
+          for (const [i, value] of params.entries()) prepared.bindVarchar(i + 1, value);
+          const reader = await prepared.runAndReadAll();
+          const names = reader.columnNames();
+          const types = reader.columnTypes().map(String);
+          return {
+            columns: names.map((name, i) => ({ name, type: types[i]! })),
+            rows: reader
+              .getRowObjectsJS()
+              .map((row) => Object.fromEntries(Object.entries(row).map(([k, v]) => [k, jsValue(v)]))),
+          };
+        } catch (error) {
+          if (error instanceof QueryError) throw error;
+          throw new QueryError((error as Error).message);
+        }
+      },
+      close,
+    };
+  } catch (error) {
+    close();
+    throw error;
+  }
+}

@@ -1,0 +1,87 @@
+import path from 'node:path';
+import { ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { EXPORT_PREFIX } from '../../functions/domain/export-formats.ts';
+import { type ExportBucket, mapLimit, openExportBucket, readText } from '../store/export-bucket.ts';
+import { listStoredObjects, readStoredObject, type StoredObject } from '../store/stored-objects.ts';
+
+/**
+ * Where the local SQL engine finds the exported `analysis.json` documents: a listing with a version per object (so an
+ * unchanged export is not read again) and the objects' text. Two adapters: the embedded store's directory (the
+ * default: read from disk, no HTTP), and any S3 endpoint (AWS_ENDPOINT_URL_S3 pointing at another S3).
+ */
+export interface AnalysisObject {
+  key: string;
+  version: string;
+}
+
+export interface AnalysisSource {
+  /** Where the exports are, for messages. */
+  readonly location: string;
+  list(): Promise<AnalysisObject[]>;
+  /** The objects' texts, in the order asked; null for one that is gone. */
+  read(objects: AnalysisObject[]): Promise<(string | null)[]>;
+  close(): Promise<void>;
+}
+
+export const ANALYSIS_FILE = 'analysis.json';
+
+/** The embedded store's files under `<dataDir>/s3`. */
+export function storeDirectorySource(dataDir: string, bucket: string): AnalysisSource {
+  const directory = path.join(dataDir, 's3');
+  let files = new Map<string, StoredObject>();
+  return {
+    location: `s3://${bucket} (files under ${path.join(directory, bucket)})`,
+    async list() {
+      const objects = listStoredObjects(directory, bucket, `${EXPORT_PREFIX}/`, ANALYSIS_FILE);
+      files = new Map(objects.map((o) => [o.key, o]));
+      return objects.map(({ key, version }) => ({ key, version }));
+    },
+    async read(objects) {
+      return objects.map((o) => {
+        const stored = files.get(o.key);
+        return stored ? readStoredObject(stored) : null;
+      });
+    },
+    async close() {},
+  };
+}
+
+/** Any S3 endpoint: one listing of conversation-history/ (every page), one GET per new or changed object. */
+export function s3Source(bucket: ExportBucket): AnalysisSource {
+  return {
+    location: `s3://${bucket.bucket} at ${bucket.endpoint}`,
+    async list() {
+      if (bucket.via === 'empty') return [];
+      const objects: AnalysisObject[] = [];
+      let token: string | undefined;
+      do {
+        const page = await bucket.client.send(
+          new ListObjectsV2Command({ Bucket: bucket.bucket, Prefix: `${EXPORT_PREFIX}/`, ContinuationToken: token }),
+        );
+        for (const o of page.Contents ?? []) {
+          if (o.Key?.endsWith(`/${ANALYSIS_FILE}`))
+            objects.push({ key: o.Key, version: `${o.ETag ?? ''}:${o.LastModified?.getTime() ?? ''}` });
+        }
+        token = page.IsTruncated ? page.NextContinuationToken : undefined;
+      } while (token);
+      return objects;
+    },
+    read(objects) {
+      return mapLimit(objects, 16, (o) => readText(bucket, o.key));
+    },
+    close: () => bucket.close(),
+  };
+}
+
+/**
+ * The source for a command run on this machine: the embedded store's directory, unless AWS_ENDPOINT_URL_S3 names
+ * another S3, which is then read through the S3 protocol.
+ */
+export async function openAnalysisSource(
+  dataDir: string,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<AnalysisSource> {
+  const bucket = env.CONVERSATION_EXPORT_S3_BUCKET || 'revops-conversations';
+  if (!env.AWS_ENDPOINT_URL_S3) return storeDirectorySource(dataDir, bucket);
+  return s3Source(await openExportBucket(dataDir, env));
+}

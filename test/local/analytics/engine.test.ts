@@ -1,0 +1,226 @@
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { analysisFormat } from '../../../functions/domain/export-formats.ts';
+import { completeConversation, withAgentAnswer, withClassification } from '../../../functions/domain/lifecycle.ts';
+import { CACHE_FILE, dayOfKey, openAnalytics, QueryError } from '../../../local/analytics/engine.ts';
+import { type AnalysisSource, s3Source, storeDirectorySource } from '../../../local/analytics/sources.ts';
+import { type EmbeddedS3, startEmbeddedS3 } from '../../../local/store/embedded-s3.ts';
+import { s3Client } from '../../../local/store/export-bucket.ts';
+import { startedRecord } from '../../support/fixtures.ts';
+
+/** An analysis.json document as Export writes it, for a conversation received at `at`. */
+function document(at: string, suffix: string, query = 'What are the top 5 deals closing this quarter?') {
+  let r = startedRecord(
+    { query, source_system: 'crm', source_process: 'sync' },
+    { input: { received_at: at }, ids: { suffix } },
+  );
+  r = withClassification(withAgentAnswer(r, 'Acme renewal', 20, new Date(Date.parse(at) + 20)));
+  r = completeConversation(r, false, 'x', new Date(Date.parse(at) + 50));
+  const key = `conversation-history/${at.slice(0, 10).replaceAll('-', '/')}/${r.conversation_id}/analysis.json`;
+  return { key, text: `${JSON.stringify(analysisFormat(r, at))}\n` };
+}
+
+/** A source whose objects a test changes between runs; it counts what the engine reads. */
+function memorySource() {
+  const objects = new Map<string, { text: string; version: number }>();
+  let reads = 0;
+  const source: AnalysisSource = {
+    location: 'memory',
+    list: async () => [...objects].map(([key, o]) => ({ key, version: String(o.version) })),
+    read: async (asked) => {
+      reads += asked.length;
+      return asked.map((a) => objects.get(a.key)?.text ?? null);
+    },
+    close: async () => {},
+  };
+  return {
+    source,
+    put(key: string, text: string) {
+      objects.set(key, { text, version: (objects.get(key)?.version ?? 0) + 1 });
+    },
+    delete: (key: string) => objects.delete(key),
+    reads: () => reads,
+  };
+}
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'analytics-engine-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function count(source: AnalysisSource, cacheDir: string | null) {
+  const engine = await openAnalytics({ source, cacheDir });
+  try {
+    const { rows } = await engine.query('SELECT count(*) AS n FROM conversations');
+    return { n: rows[0]!.n, report: engine.report };
+  } finally {
+    engine.close();
+  }
+}
+
+describe('the local conversations table and its cache', () => {
+  it('reads each export once: later runs read only what is new or rewritten, and drop what is gone', async () => {
+    const cacheDir = path.join(dir, 'cache-1');
+    const m = memorySource();
+    const a = document('2026-11-29T10:00:00.000Z', 'aaa');
+    const b = document('2026-11-29T11:00:00.000Z', 'bbb');
+    m.put(a.key, a.text);
+    m.put(b.key, b.text);
+    expect(await count(m.source, cacheDir)).toMatchObject({ n: 2, report: { rows: 2, read: 2, skipped: [] } });
+    expect(await count(m.source, cacheDir)).toMatchObject({ n: 2, report: { read: 0 } });
+    expect(m.reads()).toBe(2);
+
+    const c = document('2026-11-30T09:00:00.000Z', 'ccc');
+    m.put(c.key, c.text);
+    m.put(a.key, a.text.replace('"delivery_status":"pending"', '"delivery_status":"delivered"'));
+    m.delete(b.key);
+    expect(await count(m.source, cacheDir)).toMatchObject({ n: 2, report: { read: 2 } });
+    const engine = await openAnalytics({ source: m.source, cacheDir });
+    const { rows } = await engine.query('SELECT conversation_id, day FROM conversations ORDER BY 1');
+    engine.close();
+    expect(rows).toEqual([
+      { conversation_id: expect.stringContaining('_aaa'), day: '2026/11/29' },
+      { conversation_id: expect.stringContaining('_ccc'), day: '2026/11/30' },
+    ]);
+  });
+
+  it('skips a document that is not an analysis row (and reads it again next time, in case it was being written)', async () => {
+    const m = memorySource();
+    const good = document('2026-11-29T10:00:00.000Z', 'ok1');
+    m.put(good.key, good.text);
+    m.put('conversation-history/2026/11/29/webhook_x/analysis.json', '{"format":"analy');
+    m.put('conversation-history/2026/11/29/webhook_y/analysis.json', '{"format":"summary"}');
+    m.put('conversation-history/2026/11/29/webhook_z/analysis.json', '[1,2]');
+    const first = await count(m.source, path.join(dir, 'cache-2'));
+    expect(first.n).toBe(1);
+    expect(first.report.skipped.map((s) => s.reason).sort()).toEqual([
+      'not JSON (being written?)',
+      'not a JSON object',
+      'not an analysis document (format is not "analysis")',
+    ]);
+    expect((await count(m.source, path.join(dir, 'cache-2'))).report.read).toBe(3);
+  });
+
+  it('types every column as the Athena table does: text as text, counts and times as integers, wrong types as null', async () => {
+    const m = memorySource();
+    const d = document('2026-11-29T10:00:00.000Z', 'typ');
+    const doc = JSON.parse(d.text);
+    m.put(d.key, JSON.stringify({ ...doc, total_time_ms: '50', query_length: 1.5, last_error: { nested: true } }));
+    const engine = await openAnalytics({ source: m.source, cacheDir: null });
+    const { rows, columns } = await engine.query(
+      'SELECT total_time_ms, query_length, last_error, agent_processing_time_ms FROM conversations',
+    );
+    engine.close();
+    expect(rows).toEqual([
+      { total_time_ms: null, query_length: null, last_error: '{"nested":true}', agent_processing_time_ms: 20 },
+    ]);
+    expect(columns.map((c) => c.type)).toEqual(['BIGINT', 'BIGINT', 'VARCHAR', 'BIGINT']);
+  });
+
+  it('starts over from the documents when the cache file is not a cache it can read', async () => {
+    const cacheDir = path.join(dir, 'cache-3');
+    await mkdir(cacheDir, { recursive: true });
+    await writeFile(path.join(cacheDir, CACHE_FILE), 'not parquet');
+    const m = memorySource();
+    const d = document('2026-11-29T10:00:00.000Z', 'cor');
+    m.put(d.key, d.text);
+    expect(await count(m.source, cacheDir)).toMatchObject({ n: 1, report: { read: 1 } });
+    expect(await count(m.source, cacheDir)).toMatchObject({ n: 1, report: { read: 0 } });
+  });
+
+  it('still answers when the cache cannot be written, and says why', async () => {
+    // A cache directory under a file: no one, not even root, can create it.
+    const file = path.join(dir, 'a-file');
+    await writeFile(file, '');
+    const cacheDir = path.join(file, 'cache');
+    const m = memorySource();
+    const d = document('2026-11-29T10:00:00.000Z', 'ro1');
+    m.put(d.key, d.text);
+    const result = await count(m.source, cacheDir);
+    expect(result.n).toBe(1);
+    expect(result.report.cacheError).toMatch(/could not write/);
+  });
+
+  it('takes the partition from the key', () => {
+    expect(dayOfKey('conversation-history/2026/11/29/webhook_x/analysis.json')).toBe('2026/11/29');
+    expect(dayOfKey('other/2026/11/29/analysis.json')).toBeNull();
+  });
+});
+
+describe('what the SQL may do', () => {
+  it('reads the table, and nothing else: no files, no extensions, no settings, one statement at a time', async () => {
+    const engine = await openAnalytics({ source: memorySource().source, cacheDir: null });
+    try {
+      expect((await engine.query('SELECT count(*) AS n FROM conversations')).rows).toEqual([{ n: 0 }]);
+      for (const sql of [
+        "COPY (SELECT 1) TO '/tmp/x.csv'",
+        "SELECT * FROM read_csv('/etc/passwd')",
+        "SELECT * FROM read_text('/etc/hostname')",
+        'SET enable_external_access = true',
+        'INSTALL httpfs',
+        "ATTACH '/tmp/other.db'",
+      ]) {
+        await expect(engine.query(sql), sql).rejects.toThrow(QueryError);
+      }
+      await expect(engine.query('SELECT 1; SELECT 2')).rejects.toThrow(/multiple statements/);
+      await expect(engine.query('SELECT nonsense FROM conversations')).rejects.toThrow(/nonsense/);
+      await expect(engine.query('SELECT ? AS x', [])).rejects.toThrow(/1 parameter\(s\) \(\?\) but 0 value/);
+    } finally {
+      engine.close();
+    }
+  });
+});
+
+describe('the two sources agree', () => {
+  let s3: EmbeddedS3;
+  let client: S3Client;
+  const dataDir = () => path.join(dir, 'data');
+  beforeAll(async () => {
+    s3 = await startEmbeddedS3({ directory: path.join(dataDir(), 's3'), port: 0, bucket: 'analytics-test' });
+    client = s3Client(s3.endpoint, {});
+  });
+  afterAll(async () => {
+    client?.destroy();
+    await s3?.close();
+  });
+
+  it("the embedded store's directory and the S3 protocol give the same rows", async () => {
+    for (const [i, at] of [
+      '2026-11-29T10:00:00.000Z',
+      '2026-11-29T10:00:01.000Z',
+      '2026-11-30T00:00:00.000Z',
+    ].entries()) {
+      const d = document(at, `src${i}`);
+      await client.send(new PutObjectCommand({ Bucket: 'analytics-test', Key: d.key, Body: d.text }));
+      await client.send(
+        new PutObjectCommand({
+          Bucket: 'analytics-test',
+          Key: d.key.replace('analysis.json', 'summary.json'),
+          Body: '{}',
+        }),
+      );
+    }
+    const bucket = {
+      client,
+      bucket: 'analytics-test',
+      endpoint: s3.endpoint,
+      via: 'running' as const,
+      close: async () => {},
+    };
+    const sql = 'SELECT conversation_id, day, received_at, total_time_ms FROM conversations ORDER BY 1';
+    const results = [];
+    for (const source of [storeDirectorySource(dataDir(), 'analytics-test'), s3Source(bucket)]) {
+      const engine = await openAnalytics({ source, cacheDir: null });
+      results.push((await engine.query(sql)).rows);
+      engine.close();
+    }
+    expect(results[0]).toHaveLength(3);
+    expect(results[1]).toEqual(results[0]);
+  });
+});
