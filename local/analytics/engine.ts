@@ -9,7 +9,7 @@ import {
   CONVERSATIONS_TABLE,
   ENGINE_TYPES,
 } from '../../functions/domain/analytics-table.ts';
-import type { AnalysisObject, AnalysisSource } from './sources.ts';
+import { type AnalysisObject, type AnalysisSource, openAnalysisSource } from './sources.ts';
 
 /**
  * The `conversations` table on this machine: DuckDB, in memory, filled from the exported analysis.json documents,
@@ -248,7 +248,9 @@ export async function openAnalytics(options: {
           };
         } catch (error) {
           if (error instanceof QueryError) throw error;
-          throw new QueryError((error as Error).message);
+          // DuckDB's message spans lines (the reason, candidates, the SQL and a caret under the spot): one line here.
+          const lines = (error as Error).message.split('\n').filter((l) => l.trim() && !/^\s*\^\s*$/.test(l));
+          throw new QueryError(lines.map((l) => l.trim()).join(' · '));
         }
       },
       close,
@@ -256,5 +258,19 @@ export async function openAnalytics(options: {
   } catch (error) {
     close();
     throw error;
+  }
+}
+
+/** The engine over this machine's exports (LOCAL_DATA_DIR), its cache in `<LOCAL_DATA_DIR>/analytics/`. */
+export async function openLocalAnalytics(
+  dataDir: string,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<AnalyticsEngine & { location: string }> {
+  const source = await openAnalysisSource(dataDir, env);
+  try {
+    const engine = await openAnalytics({ source, cacheDir: path.join(dataDir, 'analytics') });
+    return Object.assign(engine, { location: source.location });
+  } finally {
+    await source.close();
   }
 }

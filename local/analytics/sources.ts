@@ -1,8 +1,9 @@
 import path from 'node:path';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { EXPORT_PREFIX } from '../../functions/domain/export-formats.ts';
+import { DEFAULTS, settings } from '../../functions/shared/settings.ts';
 import { type ExportBucket, mapLimit, openExportBucket, readText } from '../store/export-bucket.ts';
-import { listStoredObjects, readStoredObject, type StoredObject } from '../store/stored-objects.ts';
+import { listStoredObjects, readStoredObject, type StoredObjectFile } from '../store/stored-objects.ts';
 
 /**
  * Where the local SQL engine finds the exported `analysis.json` documents: a listing with a version per object (so an
@@ -28,11 +29,11 @@ export const ANALYSIS_FILE = 'analysis.json';
 /** The embedded store's files under `<dataDir>/s3`. */
 export function storeDirectorySource(dataDir: string, bucket: string): AnalysisSource {
   const directory = path.join(dataDir, 's3');
-  let files = new Map<string, StoredObject>();
+  let files = new Map<string, StoredObjectFile>();
   return {
     location: `s3://${bucket} (files under ${path.join(directory, bucket)})`,
     async list() {
-      const objects = listStoredObjects(directory, bucket, `${EXPORT_PREFIX}/`, ANALYSIS_FILE);
+      const objects = await listStoredObjects(directory, bucket, `${EXPORT_PREFIX}/`, ANALYSIS_FILE);
       files = new Map(objects.map((o) => [o.key, o]));
       return objects.map(({ key, version }) => ({ key, version }));
     },
@@ -81,7 +82,7 @@ export async function openAnalysisSource(
   dataDir: string,
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<AnalysisSource> {
-  const bucket = env.CONVERSATION_EXPORT_S3_BUCKET || 'revops-conversations';
+  const bucket = settings(env).exportBucket ?? DEFAULTS.exportBucket;
   if (!env.AWS_ENDPOINT_URL_S3) return storeDirectorySource(dataDir, bucket);
   return s3Source(await openExportBucket(dataDir, env));
 }

@@ -1,5 +1,4 @@
 /** `webhook-gateway conversations list | show | search` (docs/operations.md), on the local data directory. */
-import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { ConversationRecord } from '../../functions/domain/conversation.ts';
 import { isConversationId } from '../../functions/domain/conversation-id.ts';
@@ -18,11 +17,9 @@ import {
   parseFilter,
 } from '../history/conversation-filters.ts';
 import { type ConversationSummary, recordOf, summarize } from '../history/conversations.ts';
-import type { SearchHit } from '../history/export-search.ts';
 import { formatTimeline } from '../history/timeline.ts';
 import { resolveOptions } from '../server/config.ts';
 import { ExecutionStore } from '../store/execution-store.ts';
-import type { ExportBucket } from '../store/export-bucket.ts';
 import { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
 import { explainAwsError } from './aws/errors.ts';
 import { AWS_OPTIONS, CliError, DEFAULT_STACK_NAME, note, out } from './shared.ts';
@@ -237,21 +234,6 @@ function printConversation(
   }
 }
 
-/** Progress for long scans, on stderr: a rewritten line on a terminal, a few plain lines otherwise. */
-function progress(total: number): (done: number) => void {
-  if (total < 200) return () => {};
-  const tty = process.stderr.isTTY;
-  let last = 0;
-  return (done) => {
-    const now = Date.now();
-    if (done < total && now - last < (tty ? 100 : 2000)) return;
-    last = now;
-    const text = `searching ${done}/${total} exported conversations…`;
-    if (tty) process.stderr.write(`\r${text}${done === total ? '\n' : ''}`);
-    else note(text);
-  };
-}
-
 export async function conversationsSearch(args: string[], mode: { listing?: boolean } = {}): Promise<number> {
   const { values, positionals } = parseArgs({ args, allowPositionals: true, options: FILTER_OPTIONS });
   const text = positionals.join(' ').trim();
@@ -260,81 +242,37 @@ export async function conversationsSearch(args: string[], mode: { listing?: bool
       'conversations search needs the text to look for, e.g. conversations search "top 5 deals" [--source S] [--type T] [--status S] [--since ISO] [--json]',
     );
   const filter = filterOf(values);
-  const limit = limitOf(values.limit, mode.listing ? 50 : Number.MAX_SAFE_INTEGER);
-  const options = resolveOptions();
-  // Loaded only here: the S3 client and s3rver take a while to import, and list/show never need them.
-  const { ExportBucketError, listConversationKeys, mapLimit, openExportBucket, readText } = await import(
-    '../store/export-bucket.ts'
-  );
-  const { searchExport } = await import('../history/export-search.ts');
-  let bucket: ExportBucket;
-  let awsKeys: (() => Promise<string[]>) | null = null;
-  const stackName = values.stack ?? DEFAULT_STACK_NAME;
+  const limit = values.limit === undefined && !mode.listing ? null : limitOf(values.limit, 50);
+  const { hitOfRow, searchSql } = await import('../history/export-search.ts');
+  let rows: Record<string, unknown>[];
+  let where: string;
+  let of = '';
   if (values.aws) {
-    const aws = await import('./aws/conversations.ts');
-    const { createAwsClients } = await import('./aws/stack.ts');
-    const clients = createAwsClients(values.region);
-    const stack = await aws.readConversationStack(clients, stackName, values.region);
-    bucket = aws.awsExportBucket(clients, stack);
-    // A deployed bucket can hold years: scan day by day from --since (default: the last 7 days).
+    // A deployed bucket can hold years: Athena reads the day folders from --since (default: the last 7 days).
     const since = filter.since ?? Date.now() - 7 * 86_400_000;
-    if (filter.since === null) note('(--aws scans the last 7 days of exports; use --since for more)');
-    const scanned = bucket;
-    awsKeys = () => aws.listKeysUnder(scanned, aws.dayPrefixes(since));
+    const { megabytes, queryOnAthena } = await import('./aws/query.ts');
+    const run = await queryOnAthena(values, searchSql({ text, filter: { ...filter, since }, limit }));
+    if (filter.since === null) note('(--aws searches the last 7 days of exports; use --since for more)');
+    rows = run.rows;
+    where = `the ${values.stack ?? DEFAULT_STACK_NAME} stack's exports (Athena: ${megabytes(run.scannedBytes)} scanned)`;
   } else {
+    const { openLocalEngine } = await import('./query.ts');
+    const engine = await openLocalEngine();
     try {
-      bucket = await openExportBucket(options.dataDir);
-    } catch (error) {
-      if (error instanceof ExportBucketError) throw new CliError(error.message);
-      throw error;
+      const query = searchSql({ text, filter, limit });
+      rows = (await engine.query(query.sql, query.params)).rows;
+      where = engine.location;
+      of = ` of ${engine.report.rows}`;
+    } finally {
+      engine.close();
     }
   }
-  const hits: SearchHit[] = [];
-  let scanned = 0;
-  try {
-    if (bucket.via === 'temporary')
-      note(
-        `(the gateway's S3 is not running: reading ${path.join(options.dataDir, 's3')} through a temporary embedded S3)`,
-      );
-    const all = awsKeys
-      ? await awsKeys().catch((error) => {
-          throw explainAwsError(error, { stack: stackName, region: values.region });
-        })
-      : await listConversationKeys(bucket);
-    const keys = all.filter((k) => mayBeSince(k.split('/').at(-2) ?? '', filter));
-    const report = progress(keys.length);
-    await mapLimit(keys, 16, async (key) => {
-      const body = await readText(bucket, key).catch((error) => {
-        throw values.aws ? explainAwsError(error, { stack: stackName, region: values.region }) : error;
-      });
-      report(++scanned);
-      if (body === null) return;
-      let doc: unknown;
-      try {
-        doc = JSON.parse(body);
-      } catch {
-        note(`skipping s3://${bucket.bucket}/${key}: not JSON`);
-        return;
-      }
-      const hit = searchExport(doc, key, text);
-      if (hit && matchesFilter(hit, filter)) hits.push(hit);
-    });
-  } catch (error) {
-    if (error instanceof ExportBucketError) throw new CliError(error.message);
-    throw error;
-  } finally {
-    await bucket.close();
-  }
-  hits.sort((a, b) => b.received_at.localeCompare(a.received_at) || b.conversation_id.localeCompare(a.conversation_id));
-  const shown = hits.slice(0, limit);
-  const where =
-    bucket.via === 'empty'
-      ? `(no export bucket under ${path.join(options.dataDir, 's3')})`
-      : `s3://${bucket.bucket} at ${bucket.endpoint}`;
+  const matches = Number(rows[0]?.matches ?? 0);
+  const shown = rows.map((r) => hitOfRow(r, text));
   note(
     mode.listing
-      ? `${hits.length} exported conversations in ${where}`
-      : `${hits.length} of ${scanned} exported conversations match "${text}" in ${where}`,
+      ? `${matches} exported conversations in ${where}`
+      : `${matches}${of} exported conversations match "${text}" in ${where}`,
   );
   if (values.json) {
     out(JSON.stringify(shown, null, 2));
@@ -372,6 +310,6 @@ export async function conversationsSearch(args: string[], mode: { listing?: bool
           ]),
         ),
   );
-  if (hits.length > shown.length) out(`(${hits.length - shown.length} older not shown; use --limit)`);
+  if (matches > shown.length) out(`(${matches - shown.length} older not shown; use --limit)`);
   return 0;
 }

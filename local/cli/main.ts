@@ -5,6 +5,7 @@ import { type GatewayOptions, resolveOptions } from '../server/config.ts';
 import type { RunningGateway } from '../server/gateway.ts';
 import { conversationsList, conversationsSearch, conversationsShow } from './conversations.ts';
 import { deliveriesList, deliveriesRedrive } from './deliveries.ts';
+import { conversationsQuery } from './query.ts';
 import { CliError, out } from './shared.ts';
 import { sign } from './sign.ts';
 
@@ -14,8 +15,12 @@ export const USAGE = `Usage: webhook-gateway <command>
   conversations list [--source S] [--type T] [--status S] [--since ISO] [--limit N] [--json]
   conversations show <conversation_id> [--json]
   conversations search <text> [--source S] [--type T] [--status S] [--since ISO] [--limit N] [--json]
-  conversations list|show|search … --aws [--stack NAME] [--region R]
-                                        the same from a deployed stack (export bucket, Express log groups)
+  conversations query "SELECT …" [--json | --csv]
+  conversations query --named NAME [--param name=value]… [--json | --csv]
+                                        SQL over every exported conversation (table conversations; without
+                                        SQL it lists the columns and the named queries)
+  conversations list|show|search|query … --aws [--stack NAME] [--region R]
+                                        the same on a deployed stack (Athena, export bucket, Express log groups)
   deliveries list [--state pending|dead|settled|all] [--json]
   deliveries redrive <conversation_id> [--url URL]
   deliveries redrive --all [--since ISO] [--type T] [--dry-run] [--url URL]
@@ -27,8 +32,8 @@ export const USAGE = `Usage: webhook-gateway <command>
 
 Filters take one value or a comma-separated list: --source system or system/process, --type deal_analysis,
 data_analysis, lead_analysis, general or none, --status completed, failed, delivered, retrying, ... (conversation or
-delivery status). search reads the exported conversation.json records through S3 (the running gateway's embedded
-S3, or a temporary one over LOCAL_DATA_DIR/s3). The running gateway also serves a web console at /console.
+delivery status). search and query run SQL on the exported analysis.json records: DuckDB over LOCAL_DATA_DIR (or
+the S3 of AWS_ENDPOINT_URL_S3) here, Athena with --aws. The running gateway also serves a web console at /console.
 
 Local state lives in LOCAL_DATA_DIR (default .data).`;
 
@@ -125,6 +130,7 @@ export async function main(argv: string[]): Promise<number> {
     if (command === 'conversations' && sub === 'list') return await conversationsList(rest);
     if (command === 'conversations' && sub === 'show') return await conversationsShow(rest);
     if (command === 'conversations' && sub === 'search') return await conversationsSearch(rest);
+    if (command === 'conversations' && sub === 'query') return await conversationsQuery(rest);
     if (command === 'deliveries' && sub === 'list') return await deliveriesList(rest);
     if (command === 'deliveries' && sub === 'redrive') return await deliveriesRedrive(rest);
     if (command === 'sign') return await sign(argv.slice(1));

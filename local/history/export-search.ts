@@ -1,8 +1,16 @@
-import type { ConversationRecord } from '../../functions/domain/conversation.ts';
-import type { FilterableConversation } from './conversation-filters.ts';
+import { CONVERSATIONS_TABLE } from '../../functions/domain/analytics-table.ts';
+import { isConversationId } from '../../functions/domain/conversation-id.ts';
+import { exportKey } from '../../functions/domain/export-formats.ts';
+import type { ConversationFilter, FilterableConversation } from './conversation-filters.ts';
 
-/** One exported conversation that matched `conversations search`. */
+/**
+ * `conversations search` (and `conversations list --aws`) as one SQL query over the `conversations` table: the text,
+ * case-insensitively, in the question, the answer, the conversation id or `source_system/source_process`, with the
+ * list filters. The same SQL runs on DuckDB locally and on Athena with --aws (only `?` values in WHERE, shared
+ * functions), so both answer alike; the matched fields and the snippet are worked out here from the returned row.
+ */
 export interface SearchHit extends FilterableConversation {
+  /** Where the exported conversation.json is. */
   key: string;
   total_time_ms: number | null;
   /** Which fields contained the text: query, answer, conversation_id, source. */
@@ -12,10 +20,13 @@ export interface SearchHit extends FilterableConversation {
   query: string;
 }
 
-type StructuredExport = {
-  export_metadata?: { format?: string };
-  conversation?: Pick<ConversationRecord, 'metadata' | 'webhook_context' | 'conversation' | 'execution'>;
-};
+export interface SearchRequest {
+  /** Empty: every conversation that passes the filters (a listing). */
+  text: string;
+  filter: ConversationFilter;
+  /** Rows to return; null: all. */
+  limit: number | null;
+}
 
 const oneLine = (text: string) => text.replace(/\s+/g, ' ');
 
@@ -25,55 +36,85 @@ export function snippetAround(text: string, index: number, length: number, width
   return `${start > 0 ? '…' : ''}${oneLine(text.slice(start, end))}${end < text.length ? '…' : ''}`;
 }
 
-/** The row fields of an exported conversation.json, or null when the document is not one. */
-export function rowOfExport(
-  doc: unknown,
-  key: string,
-): (Omit<SearchHit, 'matched_in' | 'snippet'> & { answer: string }) | null {
-  const c = (doc as StructuredExport | null)?.conversation;
-  if (!c?.metadata?.conversation_id || !c.webhook_context || !c.execution) return null;
-  const turns = c.conversation?.turns ?? [];
-  const answerTurn = [...turns].reverse().find((t) => t.role === 'assistant');
-  let answer = answerTurn?.content ?? '';
-  if (answerTurn?.data !== undefined) answer += `\n${JSON.stringify(answerTurn.data)}`;
-  return {
-    key,
-    conversation_id: c.metadata.conversation_id,
-    received_at: c.metadata.received_at,
-    source_system: c.metadata.source_system,
-    source_process: c.metadata.source_process,
-    webhook_type: c.webhook_context.webhook_type,
-    status: c.execution.status,
-    delivery_status: c.webhook_context.delivery_status,
-    total_time_ms: c.execution.timings?.total_ms ?? null,
-    query: turns.find((t) => t.role === 'user')?.content ?? '',
-    answer,
-  };
+const marks = (values: string[]) => values.map(() => '?').join(', ');
+
+/** The search as SQL with `?` values, newest first, with the number of all matches on every row (`matches`). */
+export function searchSql(request: SearchRequest): { sql: string; params: string[] } {
+  const conditions: string[] = [];
+  const params: string[] = [];
+  const { filter } = request;
+  if (filter.since !== null) {
+    const since = new Date(filter.since).toISOString();
+    conditions.push(`day >= replace(substr(?, 1, 10), '-', '/') AND received_at >= ?`);
+    params.push(since, since);
+  }
+  if (request.text) {
+    const needle = request.text.toLowerCase();
+    conditions.push(
+      "(strpos(lower(query), ?) > 0 OR strpos(lower(response), ?) > 0 OR strpos(lower(conversation_id), ?) > 0 OR strpos(lower(concat(source_system, '/', source_process)), ?) > 0)",
+    );
+    params.push(needle, needle, needle, needle);
+  }
+  if (filter.sources.length > 0) {
+    conditions.push(
+      `(lower(source_system) IN (${marks(filter.sources)}) OR lower(concat(source_system, '/', source_process)) IN (${marks(filter.sources)}))`,
+    );
+    params.push(...filter.sources, ...filter.sources);
+  }
+  if (filter.types.length > 0) {
+    conditions.push(`coalesce(webhook_type, 'none') IN (${marks(filter.types)})`);
+    params.push(...filter.types);
+  }
+  if (filter.statuses.length > 0) {
+    conditions.push(`(status IN (${marks(filter.statuses)}) OR delivery_status IN (${marks(filter.statuses)}))`);
+    params.push(...filter.statuses, ...filter.statuses);
+  }
+  const sql = [
+    'SELECT conversation_id, received_at, source_system, source_process, webhook_type, status, delivery_status,',
+    '  total_time_ms, query, response, count(*) OVER () AS matches',
+    `FROM ${CONVERSATIONS_TABLE}`,
+    ...(conditions.length > 0 ? [`WHERE ${conditions.join('\n  AND ')}`] : []),
+    'ORDER BY received_at DESC, conversation_id DESC',
+    ...(request.limit !== null ? [`LIMIT ${Math.floor(request.limit)}`] : []),
+  ].join('\n');
+  return { sql, params };
 }
 
-/**
- * Case-insensitive match of `text` in the query, the answer, the conversation id and `source_system/source_process`
- * of one exported conversation.json. Null when it does not match (or is not a conversation export).
- */
-export function searchExport(doc: unknown, key: string, text: string): SearchHit | null {
-  const row = rowOfExport(doc, key);
-  if (!row) return null;
-  const needle = text.toLowerCase();
+const text = (value: unknown) => (typeof value === 'string' ? value : '');
+
+/** A row of searchSql's result as a hit: where the text is, and the words around its first place. */
+export function hitOfRow(row: Record<string, unknown>, searched: string): SearchHit {
+  const id = text(row.conversation_id);
+  const source = `${text(row.source_system)}/${text(row.source_process)}`;
   const fields: [string, string][] = [
-    ['query', row.query],
-    ['answer', row.answer],
-    ['conversation_id', row.conversation_id],
-    ['source', `${row.source_system}/${row.source_process}`],
+    ['query', text(row.query)],
+    ['answer', text(row.response)],
+    ['conversation_id', id],
+    ['source', source],
   ];
+  const needle = searched.toLowerCase();
   const matched_in: string[] = [];
   let snippet = '';
-  for (const [name, value] of fields) {
-    const at = value.toLowerCase().indexOf(needle);
-    if (at < 0) continue;
-    matched_in.push(name);
-    if (!snippet) snippet = snippetAround(value, at, needle.length);
+  if (needle) {
+    for (const [name, value] of fields) {
+      const at = value.toLowerCase().indexOf(needle);
+      if (at < 0) continue;
+      matched_in.push(name);
+      if (!snippet) snippet = snippetAround(value, at, needle.length);
+    }
   }
-  if (matched_in.length === 0) return null;
-  const { answer: _answer, ...hit } = row;
-  return { ...hit, matched_in, snippet };
+  return {
+    key: isConversationId(id) ? exportKey(id, 'conversation.json') : '',
+    conversation_id: id,
+    received_at: text(row.received_at),
+    source_system: text(row.source_system),
+    source_process: text(row.source_process),
+    webhook_type: typeof row.webhook_type === 'string' ? row.webhook_type : null,
+    status: text(row.status),
+    delivery_status: text(row.delivery_status),
+    total_time_ms: typeof row.total_time_ms === 'number' ? row.total_time_ms : null,
+    query: text(row.query),
+    matched_in,
+    snippet,
+  };
 }

@@ -1,8 +1,7 @@
 import { existsSync } from 'node:fs';
 import { connect } from 'node:net';
 import path from 'node:path';
-import { GetObjectCommand, ListObjectsV2Command, type ListObjectsV2CommandOutput, S3Client } from '@aws-sdk/client-s3';
-import { EXPORT_PREFIX } from '../../functions/domain/export-formats.ts';
+import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { DEFAULTS, settings } from '../../functions/shared/settings.ts';
 import { resolveOptions } from '../server/config.ts';
 import { type EmbeddedS3, startEmbeddedS3 } from './embedded-s3.ts';
@@ -98,26 +97,6 @@ function explain(error: unknown, what: string, b: ExportBucket): ExportBucketErr
       `the bucket ${b.bucket} does not exist at ${b.endpoint} (CONVERSATION_EXPORT_S3_BUCKET)`,
     );
   return new ExportBucketError(`could not ${what} at ${b.endpoint}: ${e.name ?? 'Error'}: ${e.message}`);
-}
-
-/** Every `conversation.json` key under conversation-history/ (all pages). */
-export async function listConversationKeys(b: ExportBucket): Promise<string[]> {
-  if (b.via === 'empty') return [];
-  const keys: string[] = [];
-  let token: string | undefined;
-  do {
-    let page: ListObjectsV2CommandOutput;
-    try {
-      page = await b.client.send(
-        new ListObjectsV2Command({ Bucket: b.bucket, Prefix: `${EXPORT_PREFIX}/`, ContinuationToken: token }),
-      );
-    } catch (error) {
-      throw explain(error, `list s3://${b.bucket}/${EXPORT_PREFIX}/`, b);
-    }
-    for (const o of page.Contents ?? []) if (o.Key?.endsWith('/conversation.json')) keys.push(o.Key);
-    token = page.IsTruncated ? page.NextContinuationToken : undefined;
-  } while (token);
-  return keys;
 }
 
 /** One object's text, or null when it does not exist. */

@@ -95,3 +95,17 @@ export function sqsMessage(
 export function succeeded(record: ConversationRecord) {
   return { status: 'SUCCEEDED' as const, output: JSON.stringify(record), executionArn: `${STATE_MACHINE_ARN}:x` };
 }
+
+/** DescribeStacks' answer for a deployed stack with these outputs (what the `--aws` commands read). */
+export function describedStack(outputs: Record<string, string>, StackName = 'WebhookConversationGateway') {
+  return {
+    Stacks: [
+      {
+        StackName,
+        CreationTime: new Date(),
+        StackStatus: 'CREATE_COMPLETE' as const,
+        Outputs: Object.entries(outputs).map(([OutputKey, OutputValue]) => ({ OutputKey, OutputValue })),
+      },
+    ],
+  };
+}

@@ -1,6 +1,5 @@
 import { type CloudWatchLogsClient, GetQueryResultsCommand, StartQueryCommand } from '@aws-sdk/client-cloudwatch-logs';
-import { ListObjectsV2Command } from '@aws-sdk/client-s3';
-import { EXPORT_PREFIX, exportFolder } from '../../../functions/domain/export-formats.ts';
+import { exportFolder } from '../../../functions/domain/export-formats.ts';
 import type { ExecutionRecord, ExecutionStatus, HistoryEvent } from '../../engine/engine.ts';
 import type { ExportBucket } from '../../store/export-bucket.ts';
 import { CliError } from '../shared.ts';
@@ -42,17 +41,6 @@ export function awsExportBucket(clients: AwsClients, stack: ConversationStack): 
     via: 'running',
     close: async () => {},
   };
-}
-
-/** Day prefixes from `sinceMs` to today (UTC): conversation-history/YYYY/MM/DD/. */
-export function dayPrefixes(sinceMs: number, now = Date.now()): string[] {
-  const prefixes: string[] = [];
-  const day = new Date(sinceMs);
-  day.setUTCHours(0, 0, 0, 0);
-  for (let t = day.getTime(); t <= now; t += 86_400_000) {
-    prefixes.push(`${EXPORT_PREFIX}/${new Date(t).toISOString().slice(0, 10).replaceAll('-', '/')}/`);
-  }
-  return prefixes;
 }
 
 /** Fold the Express log group's events of one execution into the local history shape. */
@@ -171,22 +159,6 @@ export async function executionsFromLogs(
   return [...byArn.entries()]
     .map(([arn, events]) => executionFromLogEvents(arn, events))
     .sort((a, b) => a.started_at.localeCompare(b.started_at));
-}
-
-/** conversation.json keys under the given day prefixes (all pages). */
-export async function listKeysUnder(bucket: ExportBucket, prefixes: string[]): Promise<string[]> {
-  const keys: string[] = [];
-  for (const prefix of prefixes) {
-    let token: string | undefined;
-    do {
-      const page = await bucket.client.send(
-        new ListObjectsV2Command({ Bucket: bucket.bucket, Prefix: prefix, ContinuationToken: token }),
-      );
-      for (const o of page.Contents ?? []) if (o.Key?.endsWith('/conversation.json')) keys.push(o.Key);
-      token = page.IsTruncated ? page.NextContinuationToken : undefined;
-    } while (token);
-  }
-  return keys;
 }
 
 /** Where a conversation's exports live in the deployed bucket. */

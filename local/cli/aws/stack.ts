@@ -18,6 +18,8 @@ export const AWS_STACK_OUTPUTS = {
   exportBucket: 'ExportBucketName',
   executionLogGroup: 'ExecutionLogGroupName',
   redeliveryLogGroup: 'RedeliveryExecutionLogGroupName',
+  analyticsDatabase: 'AnalyticsDatabaseName',
+  analyticsWorkGroup: 'AnalyticsWorkGroupName',
 } as const;
 
 export type StackOutput = keyof typeof AWS_STACK_OUTPUTS;

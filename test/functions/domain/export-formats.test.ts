@@ -1,5 +1,7 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ANALYSIS_COLUMNS } from '../../../functions/domain/analytics-table.ts';
+import { ANALYSIS_COLUMNS, CONVERSATIONS_COLUMNS } from '../../../functions/domain/analytics-table.ts';
 import type { ConversationRecord } from '../../../functions/domain/conversation.ts';
 import {
   analysisFormat,
@@ -21,6 +23,7 @@ import {
   withFailure,
 } from '../../../functions/domain/lifecycle.ts';
 import { EVENT_TYPES } from '../../../functions/domain/observability.ts';
+import { PROJECT_ROOT } from '../../../local/paths.ts';
 import { DELIVERY_ID, RECEIVED_AT, SEED_REQUEST, startedRecord } from '../../support/fixtures.ts';
 
 const ID = 'webhook_20250813_103045_testing_phase3valid_abc123';
@@ -233,6 +236,13 @@ describe('analysis.json', () => {
       const value = doc[column.name];
       if (value !== null) expect(typeof value, column.name).toBe(column.type === 'bigint' ? 'number' : 'string');
     }
+  });
+
+  it('is documented column by column in docs/contract.md, in order, with its types', () => {
+    const doc = readFileSync(path.join(PROJECT_ROOT, 'docs', 'contract.md'), 'utf8');
+    const section = doc.slice(doc.indexOf('### The `conversations` table'));
+    const documented = [...section.matchAll(/^\| `([a-z_]+)` \| (string|bigint) \|/gm)].map((m) => [m[1], m[2]]);
+    expect(documented).toEqual(CONVERSATIONS_COLUMNS.map((c) => [c.name, c.type]));
   });
 
   it('dates the delivery: delivered_at is when the successful attempt ended, null until then', () => {

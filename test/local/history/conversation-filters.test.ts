@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import { SHARED_FUNCTIONS } from '../../../functions/domain/named-queries.ts';
 import { FilterError, matchesFilter, mayBeSince, parseFilter } from '../../../local/history/conversation-filters.ts';
-import { searchExport, snippetAround } from '../../../local/history/export-search.ts';
+import { hitOfRow, searchSql, snippetAround } from '../../../local/history/export-search.ts';
 
 /** The pure parts behind `conversations list/search` filters and matching (the CLI tests run the real bin). */
 const row = {
@@ -50,38 +51,54 @@ describe('conversation filters', () => {
   });
 });
 
-describe('search matching', () => {
-  const doc = {
-    export_metadata: { format: 'webhook_structured_json' },
-    conversation: {
-      metadata: {
-        conversation_id: row.conversation_id,
-        received_at: row.received_at,
-        source_system: 'crm_system',
-        source_process: 'nightly_sync',
-      },
-      webhook_context: { webhook_type: 'deal_analysis', delivery_status: 'delivered' },
-      conversation: {
-        turns: [
-          { role: 'user', content: 'Which deals close this quarter?' },
-          { role: 'assistant', content: 'Acme renewal and Globex.', data: { deals: [{ name: 'Initech new logo' }] } },
-        ],
-      },
-      execution: { status: 'completed', timings: { total_ms: 42 } },
-    },
+describe('search as SQL', () => {
+  const hitRow = {
+    ...row,
+    total_time_ms: 42,
+    query: 'Which deals close this quarter?',
+    response: 'Acme renewal and Globex.',
+    matches: 1,
   };
 
-  it('looks in the query, the answer (text and structured data), the id and the source', () => {
-    expect(searchExport(doc, 'k', 'DEALS')).toMatchObject({
-      matched_in: ['query', 'answer'],
+  it('says where the text was: the query, the answer, the id, the source, with the words around the first', () => {
+    expect(hitOfRow(hitRow, 'DEALS')).toMatchObject({
+      key: `conversation-history/2025/08/13/${row.conversation_id}/conversation.json`,
+      matched_in: ['query'],
       snippet: 'Which deals close this quarter?',
       total_time_ms: 42,
     });
-    expect(searchExport(doc, 'k', 'initech')?.matched_in).toEqual(['answer']);
-    expect(searchExport(doc, 'k', 'ABC123')?.matched_in).toEqual(['conversation_id']);
-    expect(searchExport(doc, 'k', 'crm_system/nightly')?.matched_in).toEqual(['source']);
-    expect(searchExport(doc, 'k', 'zebra')).toBeNull();
-    expect(searchExport({ format: 'analysis' }, 'k', 'deals')).toBeNull();
+    expect(hitOfRow(hitRow, 'globex').matched_in).toEqual(['answer']);
+    expect(hitOfRow(hitRow, 'ABC123').matched_in).toEqual(['conversation_id']);
+    expect(hitOfRow(hitRow, 'crm_system/nightly').matched_in).toEqual(['source']);
+    expect(hitOfRow(hitRow, '')).toMatchObject({ matched_in: [], snippet: '' });
+  });
+
+  it('puts every value in a ? of the WHERE clause, lowercased where it is compared with lower(...)', () => {
+    const filter = parseFilter({ source: 'CRM,crm/sync', type: 'none,general', status: 'failed', since: '2025-08-13' });
+    const { sql, params } = searchSql({ text: 'Deals', filter, limit: 5 });
+    expect(sql.split('?').length - 1).toBe(params.length);
+    expect(params).toEqual([
+      '2025-08-13T00:00:00.000Z',
+      '2025-08-13T00:00:00.000Z',
+      'deals',
+      'deals',
+      'deals',
+      'deals',
+      'crm',
+      'crm/sync',
+      'crm',
+      'crm/sync',
+      'none',
+      'general',
+      'failed',
+      'failed',
+    ]);
+    expect(sql.slice(0, sql.indexOf('WHERE'))).not.toContain('?');
+    expect(sql.slice(sql.indexOf('ORDER BY'))).toBe('ORDER BY received_at DESC, conversation_id DESC\nLIMIT 5');
+    const called = [...sql.matchAll(/\b([a-z_]+)\s*\(/gi)].map((m) => m[1]!.toLowerCase());
+    for (const f of called.filter((f) => !['and', 'or', 'in', 'over'].includes(f)))
+      expect(SHARED_FUNCTIONS).toContain(f);
+    expect(searchSql({ text: '', filter: parseFilter({}), limit: null }).sql).not.toMatch(/WHERE|LIMIT/);
   });
 
   it('snippets are one line around the match', () => {

@@ -35,31 +35,31 @@ describe('listStoredObjects', () => {
     await put('conversation-history/2026/11/29/webhook_a/summary.json', '{}\n');
     await put('conversation-history/2026/11/30/webhook_b/analysis.json', '{"b":2}\n');
     await put('elsewhere/analysis.json', '{}');
-    const listed = listStoredObjects(dir, BUCKET, 'conversation-history/', 'analysis.json');
+    const listed = await listStoredObjects(dir, BUCKET, 'conversation-history/', 'analysis.json');
     expect(listed.map((o) => o.key).sort()).toEqual([
       'conversation-history/2026/11/29/webhook_a/analysis.json',
       'conversation-history/2026/11/30/webhook_b/analysis.json',
     ]);
     const a = listed.find((o) => o.key.includes('webhook_a'))!;
     expect(readStoredObject(a)).toBe('{"a":1}\n');
-    expect(listStoredObjects(dir, BUCKET, 'conversation-history/').map((o) => o.key)).toHaveLength(3);
+    expect((await listStoredObjects(dir, BUCKET, 'conversation-history/')).map((o) => o.key)).toHaveLength(3);
   });
 
   it('gives a rewritten object a new version, and forgets a deleted one', async () => {
     const key = 'conversation-history/2026/12/01/webhook_c/analysis.json';
     await put(key, '{"v":1}\n');
-    const before = listStoredObjects(dir, BUCKET, 'conversation-history/2026/12/')[0]!;
+    const [before] = await listStoredObjects(dir, BUCKET, 'conversation-history/2026/12/');
     await put(key, '{"v":22}\n');
-    const after = listStoredObjects(dir, BUCKET, 'conversation-history/2026/12/')[0]!;
-    expect(after.version).not.toBe(before.version);
-    expect(readStoredObject(after)).toBe('{"v":22}\n');
+    const [after] = await listStoredObjects(dir, BUCKET, 'conversation-history/2026/12/');
+    expect(after!.version).not.toBe(before!.version);
+    expect(readStoredObject(after!)).toBe('{"v":22}\n');
     await client.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: key }));
-    expect(listStoredObjects(dir, BUCKET, 'conversation-history/2026/12/')).toEqual([]);
-    expect(readStoredObject(after)).toBeNull();
+    expect(await listStoredObjects(dir, BUCKET, 'conversation-history/2026/12/')).toEqual([]);
+    expect(readStoredObject(after!)).toBeNull();
   });
 
-  it('lists nothing for a bucket or prefix that does not exist', () => {
-    expect(listStoredObjects(dir, 'no-such-bucket', 'conversation-history/')).toEqual([]);
-    expect(listStoredObjects(dir, BUCKET, 'conversation-history/1999/')).toEqual([]);
+  it('lists nothing for a bucket or prefix that does not exist', async () => {
+    expect(await listStoredObjects(dir, 'no-such-bucket', 'conversation-history/')).toEqual([]);
+    expect(await listStoredObjects(dir, BUCKET, 'conversation-history/1999/')).toEqual([]);
   });
 });

@@ -1,20 +1,29 @@
+import {
+  AthenaClient,
+  GetQueryResultsCommand as GetAthenaResultsCommand,
+  GetQueryExecutionCommand,
+  StartQueryExecutionCommand,
+} from '@aws-sdk/client-athena';
 import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
 import { CloudWatchLogsClient, GetQueryResultsCommand, StartQueryCommand } from '@aws-sdk/client-cloudwatch-logs';
-import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { structuredJson } from '../../../../functions/domain/export-formats.ts';
 import { completeConversation, withAgentAnswer, withClassification } from '../../../../functions/domain/lifecycle.ts';
-import { dayPrefixes, executionFromLogEvents } from '../../../../local/cli/aws/conversations.ts';
+import { executionFromLogEvents } from '../../../../local/cli/aws/conversations.ts';
 import { main } from '../../../../local/cli/main.ts';
+import { describedStack } from '../../../support/aws-fixtures.ts';
 import { startedRecord } from '../../../support/fixtures.ts';
 
 /** `conversations list | search | show --aws` against a mocked deployed stack (never real AWS). */
 const cfn = mockClient(CloudFormationClient);
 const s3 = mockClient(S3Client);
 const logs = mockClient(CloudWatchLogsClient);
+const athena = mockClient(AthenaClient);
 
 const ID = 'webhook_20250813_103045_testing_phase3valid_abc123';
+const SEED_QUERY = 'What are the top 5 deals closing this quarter?';
 const FOLDER = `conversation-history/2025/08/13/${ID}/`;
 const ARN = `arn:aws:states:us-east-1:123456789012:express:ConversationWorkflow:req-1:0a1b`;
 const record = completeConversation(
@@ -47,6 +56,7 @@ beforeEach(() => {
   cfn.reset();
   s3.reset();
   logs.reset();
+  athena.reset();
   stdout = '';
   stderr = '';
   vi.spyOn(process.stdout, 'write').mockImplementation(((c: string) => {
@@ -57,25 +67,68 @@ beforeEach(() => {
     stderr += c;
     return true;
   }) as never);
-  cfn.on(DescribeStacksCommand).resolves({
-    Stacks: [
-      {
-        StackName: 'WebhookConversationGateway',
-        CreationTime: new Date(),
-        StackStatus: 'CREATE_COMPLETE',
-        Outputs: [
-          { OutputKey: 'ExportBucketName', OutputValue: 'prod-exports' },
-          { OutputKey: 'ExecutionLogGroupName', OutputValue: '/aws/vendedlogs/states/conversation' },
-        ],
-      },
-    ],
+  cfn.on(DescribeStacksCommand).resolves(
+    describedStack({
+      ExportBucketName: 'prod-exports',
+      ExecutionLogGroupName: '/aws/vendedlogs/states/conversation',
+      AnalyticsWorkGroupName: 'WebhookConversationGateway-analytics',
+      AnalyticsDatabaseName: 'webhook_conversation_gateway',
+    }),
+  );
+  // Athena answers the search with the record's row (the columns searchSql selects), in one page.
+  const columns = [
+    'conversation_id',
+    'received_at',
+    'source_system',
+    'source_process',
+    'webhook_type',
+    'status',
+    'delivery_status',
+    'total_time_ms',
+    'query',
+    'response',
+    'matches',
+  ];
+  const types = [
+    'varchar',
+    'varchar',
+    'varchar',
+    'varchar',
+    'varchar',
+    'varchar',
+    'varchar',
+    'bigint',
+    'varchar',
+    'varchar',
+    'bigint',
+  ];
+  const values = [
+    ID,
+    record.metadata.received_at,
+    'testing_system',
+    'phase3_validation',
+    'deal_analysis',
+    'completed',
+    'pending',
+    '2000',
+    SEED_QUERY,
+    'Top deals: Acme',
+    '1',
+  ];
+  athena.on(StartQueryExecutionCommand).resolves({ QueryExecutionId: 'q-1' });
+  athena.on(GetQueryExecutionCommand).resolves({
+    QueryExecution: {
+      Status: { State: 'SUCCEEDED' },
+      StatementType: 'DML',
+      Statistics: { DataScannedInBytes: 2_345_678 },
+    },
   });
-  s3.on(ListObjectsV2Command).callsFake((input: { Prefix: string }) => ({
-    Contents:
-      input.Prefix === 'conversation-history/2025/08/13/'
-        ? [{ Key: `${FOLDER}conversation.json` }, { Key: `${FOLDER}summary.json` }]
-        : [],
-  }));
+  athena.on(GetAthenaResultsCommand).resolves({
+    ResultSet: {
+      ResultSetMetadata: { ColumnInfo: columns.map((Name, i) => ({ Name, Type: types[i]!, Label: Name })) },
+      Rows: [{ Data: columns.map((c) => ({ VarCharValue: c })) }, { Data: values.map((v) => ({ VarCharValue: v })) }],
+    },
+  });
   s3.on(GetObjectCommand, { Key: `${FOLDER}conversation.json` }).callsFake(() => ({
     Body: body(JSON.stringify(structuredJson(record, '2025-08-13T10:30:47Z'))),
   }));
@@ -83,20 +136,45 @@ beforeEach(() => {
 afterEach(() => vi.restoreAllMocks());
 
 describe('conversations --aws', () => {
-  it('search reads the deployed bucket day by day from --since and matches the text', async () => {
-    expect(await main(['conversations', 'search', 'acme', '--aws', '--since', '2025-08-12'])).toBe(0);
-    expect(stdout).toContain(ID);
-    expect(stdout).toMatch(/answer/);
-    const prefixes = s3.commandCalls(ListObjectsV2Command).map((c) => c.args[0].input.Prefix);
-    expect(prefixes[0]).toBe('conversation-history/2025/08/12/');
-    expect(prefixes).toContain('conversation-history/2025/08/13/');
-    expect(s3.commandCalls(ListObjectsV2Command).every((c) => c.args[0].input.Bucket === 'prod-exports')).toBe(true);
+  it("search runs one Athena query in the stack's workgroup and database, from --since, and prints the hits", async () => {
+    expect(await main(['conversations', 'search', 'ACME', '--aws', '--since', '2025-08-12'])).toBe(0);
+    expect(stdout).toMatch(
+      new RegExp(
+        `^${ID}\\s.*testing_system/phase3_validation\\s+deal_analysis\\s+completed\\s+pending\\s+answer\\s+Top deals: Acme`,
+        'm',
+      ),
+    );
+    const [start] = athena.commandCalls(StartQueryExecutionCommand).map((c) => c.args[0].input);
+    expect(start).toMatchObject({
+      WorkGroup: 'WebhookConversationGateway-analytics',
+      QueryExecutionContext: { Catalog: 'AwsDataCatalog', Database: 'webhook_conversation_gateway' },
+    });
+    expect(start!.QueryString).toMatch(/FROM conversations\nWHERE day >= replace\(substr\(\?, 1, 10\), '-', '\/'\)/);
+    // String values as SQL literals, the text lowercased, the since date as the exports spell times.
+    expect(start!.ExecutionParameters).toEqual([
+      "'2025-08-12T00:00:00.000Z'",
+      "'2025-08-12T00:00:00.000Z'",
+      "'acme'",
+      "'acme'",
+      "'acme'",
+      "'acme'",
+    ]);
+    expect(stderr).toMatch(
+      /1 exported conversations match "ACME" in the WebhookConversationGateway stack's exports \(Athena: 2\.35 MB scanned\)/,
+    );
+    expect(s3.commandCalls(GetObjectCommand)).toHaveLength(0);
   });
 
-  it('list without --since scans the last 7 days and says so', async () => {
-    expect(await main(['conversations', 'list', '--aws'])).toBe(0);
-    expect(stderr).toMatch(/scans the last 7 days/);
-    expect(s3.commandCalls(ListObjectsV2Command)).toHaveLength(8);
+  it('list without --since searches the last 7 days and says so', async () => {
+    const before = Date.now();
+    expect(await main(['conversations', 'list', '--aws', '--json'])).toBe(0);
+    expect(stderr).toMatch(/searches the last 7 days/);
+    const [start] = athena.commandCalls(StartQueryExecutionCommand).map((c) => c.args[0].input);
+    const since = Date.parse(start!.ExecutionParameters![0]!.slice(1, -1));
+    expect(since).toBeGreaterThanOrEqual(before - 7 * 86_400_000 - 1000);
+    expect(since).toBeLessThanOrEqual(Date.now() - 7 * 86_400_000 + 1000);
+    expect(start!.QueryString).not.toContain('strpos');
+    expect(JSON.parse(stdout)).toEqual([expect.objectContaining({ conversation_id: ID, total_time_ms: 2000 })]);
   });
 
   it('show prints the exported record and the timeline folded from the Express log group', async () => {
@@ -155,14 +233,6 @@ describe('conversations --aws', () => {
 });
 
 describe('helpers', () => {
-  it('dayPrefixes covers every UTC day from since to now', () => {
-    expect(dayPrefixes(Date.parse('2025-08-12T23:00:00Z'), Date.parse('2025-08-14T01:00:00Z'))).toEqual([
-      'conversation-history/2025/08/12/',
-      'conversation-history/2025/08/13/',
-      'conversation-history/2025/08/14/',
-    ]);
-  });
-
   it('executionFromLogEvents reads status, error and cause of a failed execution', () => {
     const record = executionFromLogEvents(ARN, [
       JSON.parse(logEvent(1, 'ExecutionStarted', 0)),

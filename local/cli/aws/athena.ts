@@ -1,0 +1,130 @@
+import {
+  type AthenaClient,
+  GetQueryExecutionCommand,
+  GetQueryResultsCommand,
+  type QueryExecution,
+  StartQueryExecutionCommand,
+  StopQueryExecutionCommand,
+} from '@aws-sdk/client-athena';
+import type { QueryResult } from '../../analytics/engine.ts';
+import { CliError } from '../shared.ts';
+
+/**
+ * `conversations query --aws` and `conversations search --aws`: the same SQL on Athena, in the stack's workgroup
+ * (results bucket, encryption and scan limit enforced there) and database. Waits for the query, reporting its state
+ * and the bytes scanned, then reads every page of the result; values come back typed as the DuckDB engine's do.
+ */
+export interface AthenaTarget {
+  workGroup: string;
+  database: string;
+}
+
+export interface AthenaProgress {
+  state: string;
+  elapsedMs: number;
+  scannedBytes: number;
+}
+
+export interface AthenaRun extends QueryResult {
+  queryExecutionId: string;
+  scannedBytes: number;
+  elapsedMs: number;
+}
+
+/** A query Athena refused, failed or cancelled; the message is Athena's reason. */
+export class AthenaQueryError extends CliError {}
+
+/** `?` values as Athena's ExecutionParameters want them: SQL literals, strings quoted. */
+export function athenaLiteral(value: string): string {
+  return `'${value.replaceAll("'", "''")}'`;
+}
+
+const NUMERIC = new Set(['tinyint', 'smallint', 'integer', 'int', 'bigint', 'double', 'real', 'float', 'decimal']);
+
+function typed(value: string | undefined, type: string): unknown {
+  if (value === undefined) return null;
+  const base = type.toLowerCase().replace(/\(.*$/, '');
+  if (NUMERIC.has(base)) {
+    const n = Number(value);
+    return Number.isFinite(n) && (base !== 'bigint' || Number.isSafeInteger(n)) ? n : value;
+  }
+  if (base === 'boolean') return value === 'true';
+  return value;
+}
+
+async function results(client: AthenaClient, id: string, statementType: string | undefined): Promise<QueryResult> {
+  const rows: Record<string, unknown>[] = [];
+  let columns: QueryResult['columns'] = [];
+  let token: string | undefined;
+  let first = true;
+  do {
+    const page = await client.send(
+      new GetQueryResultsCommand({ QueryExecutionId: id, NextToken: token, MaxResults: 1000 }),
+    );
+    if (first)
+      columns = (page.ResultSet?.ResultSetMetadata?.ColumnInfo ?? []).map((c) => ({
+        name: c.Name ?? '',
+        type: c.Type ?? 'varchar',
+      }));
+    let pageRows = page.ResultSet?.Rows ?? [];
+    // A SELECT's first row repeats the column names.
+    if (first && statementType === 'DML') pageRows = pageRows.slice(1);
+    for (const row of pageRows) {
+      const data = row.Data ?? [];
+      rows.push(Object.fromEntries(columns.map((c, i) => [c.name, typed(data[i]?.VarCharValue, c.type)])));
+    }
+    first = false;
+    token = page.NextToken;
+  } while (token);
+  return { columns, rows };
+}
+
+const TERMINAL = new Set(['SUCCEEDED', 'FAILED', 'CANCELLED']);
+
+export async function runAthenaQuery(
+  client: AthenaClient,
+  target: AthenaTarget,
+  query: { sql: string; params?: readonly string[] },
+  options: { onProgress?: (p: AthenaProgress) => void; pollMs?: number; signal?: AbortSignal; now?: () => number } = {},
+): Promise<AthenaRun> {
+  const now = options.now ?? Date.now;
+  const started = now();
+  const { QueryExecutionId: id } = await client.send(
+    new StartQueryExecutionCommand({
+      QueryString: query.sql,
+      WorkGroup: target.workGroup,
+      QueryExecutionContext: { Catalog: 'AwsDataCatalog', Database: target.database },
+      ...(query.params && query.params.length > 0 ? { ExecutionParameters: query.params.map(athenaLiteral) } : {}),
+    }),
+  );
+  if (!id) throw new AthenaQueryError('Athena started no query (no QueryExecutionId)');
+  const stop = () => void client.send(new StopQueryExecutionCommand({ QueryExecutionId: id })).catch(() => {});
+  options.signal?.addEventListener('abort', stop, { once: true });
+  try {
+    let execution: QueryExecution | undefined;
+    for (;;) {
+      execution = (await client.send(new GetQueryExecutionCommand({ QueryExecutionId: id }))).QueryExecution;
+      const state = execution?.Status?.State ?? 'UNKNOWN';
+      const scannedBytes = execution?.Statistics?.DataScannedInBytes ?? 0;
+      options.onProgress?.({ state, elapsedMs: now() - started, scannedBytes });
+      if (TERMINAL.has(state)) break;
+      if (options.signal?.aborted) throw new AthenaQueryError(`stopped query ${id}`);
+      await new Promise((resolve) => setTimeout(resolve, options.pollMs ?? 1000));
+    }
+    const state = execution?.Status?.State;
+    if (state !== 'SUCCEEDED') {
+      const reason =
+        execution?.Status?.StateChangeReason ?? execution?.Status?.AthenaError?.ErrorMessage ?? 'no reason given';
+      throw new AthenaQueryError(`Athena query ${id} ${state}: ${reason}`);
+    }
+    const result = await results(client, id, execution?.StatementType);
+    return {
+      ...result,
+      queryExecutionId: id,
+      scannedBytes: execution?.Statistics?.DataScannedInBytes ?? 0,
+      elapsedMs: now() - started,
+    };
+  } finally {
+    options.signal?.removeEventListener('abort', stop);
+  }
+}

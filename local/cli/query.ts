@@ -1,0 +1,158 @@
+/** `webhook-gateway conversations query`: SQL over every exported conversation, on DuckDB here or Athena (--aws). */
+import { parseArgs } from 'node:util';
+import { CONVERSATIONS_COLUMNS, CONVERSATIONS_TABLE } from '../../functions/domain/analytics-table.ts';
+import {
+  bindNamedQuery,
+  NAMED_QUERIES,
+  namedQuery,
+  type QueryParam,
+  QueryParamError,
+} from '../../functions/domain/named-queries.ts';
+import type { QueryResult, RefreshReport } from '../analytics/engine.ts';
+import { resolveOptions } from '../server/config.ts';
+import { AWS_OPTIONS, awsRequested, CliError, note, out } from './shared.ts';
+import { formatTable } from './table.ts';
+
+const OPTIONS = {
+  ...AWS_OPTIONS,
+  named: { type: 'string' },
+  param: { type: 'string', multiple: true },
+  json: { type: 'boolean' },
+  csv: { type: 'boolean' },
+} as const;
+
+/** How far back a named query looks when no `--param since=` is given. */
+export const DEFAULT_SINCE_DAYS = 7;
+
+const WIDE = 60;
+
+function cell(value: unknown): string | number | null {
+  if (value === null || value === undefined) return null;
+  if (typeof value === 'number') return value;
+  const text = (typeof value === 'string' ? value : JSON.stringify(value)).replace(/\s+/g, ' ');
+  return text.length > WIDE ? `${text.slice(0, WIDE - 1)}…` : text;
+}
+
+function csvField(value: unknown): string {
+  if (value === null || value === undefined) return '';
+  const text = typeof value === 'string' ? value : typeof value === 'number' ? String(value) : JSON.stringify(value);
+  return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+}
+
+/** A result as a padded table (long texts cut to one line), JSON (one object per row) or CSV (RFC 4180). */
+export function formatResult(result: QueryResult, format: 'table' | 'json' | 'csv'): string {
+  const names = result.columns.map((c) => c.name);
+  if (format === 'json') return JSON.stringify(result.rows, null, 2);
+  if (format === 'csv') {
+    return [names, ...result.rows.map((r) => names.map((n) => r[n]))]
+      .map((r) => r.map(csvField).join(','))
+      .join('\r\n');
+  }
+  return formatTable(
+    names,
+    result.rows.map((r) => names.map((n) => cell(r[n]))),
+  );
+}
+
+function parseParams(values: string[] | undefined): Partial<Record<QueryParam['name'], string>> {
+  const params: Record<string, string> = {};
+  for (const entry of values ?? []) {
+    const at = entry.indexOf('=');
+    if (at <= 0) throw new CliError(`--param takes name=value, got "${entry}"`);
+    params[entry.slice(0, at)] = entry.slice(at + 1);
+  }
+  return params;
+}
+
+/** What `conversations query` with nothing to run prints: the table, its columns, the named queries. */
+function describeTable(): string {
+  const width = Math.max(...CONVERSATIONS_COLUMNS.map((c) => c.name.length));
+  return [
+    `Table ${CONVERSATIONS_TABLE} (one row per exported conversation; the same on DuckDB here and on Athena with --aws):`,
+    ...CONVERSATIONS_COLUMNS.map((c) => `  ${c.name.padEnd(width)}  ${c.type.padEnd(6)}  ${c.description}`),
+    '',
+    'Named queries (--named <name> [--param name=value]…; since defaults to 7 days ago):',
+    ...NAMED_QUERIES.map(
+      (q) => `  ${q.id.padEnd(24)} ${q.description} [${[...new Set(q.params.map((p) => p.name))].join(', ')}]`,
+    ),
+    '',
+    `Example: webhook-gateway conversations query "SELECT webhook_type, count(*) AS n FROM ${CONVERSATIONS_TABLE} GROUP BY 1" --json`,
+  ].join('\n');
+}
+
+export async function conversationsQuery(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: OPTIONS });
+  const aws = awsRequested(values);
+  if (values.json && values.csv) throw new CliError('--json and --csv: choose one');
+  const format = values.json ? 'json' : values.csv ? 'csv' : 'table';
+  let sql = positionals.join(' ').trim();
+  let params: string[] = [];
+  if (values.named !== undefined) {
+    if (sql) throw new CliError('give either SQL or --named <name>, not both');
+    const query = namedQuery(values.named);
+    if (!query)
+      throw new CliError(`no named query "${values.named}"; there are: ${NAMED_QUERIES.map((q) => q.id).join(', ')}`);
+    try {
+      params = bindNamedQuery(query, parseParams(values.param), new Date(Date.now() - DEFAULT_SINCE_DAYS * 86_400_000));
+    } catch (error) {
+      if (error instanceof QueryParamError) throw new CliError(error.message);
+      throw error;
+    }
+    sql = query.sql;
+  } else if (values.param !== undefined) {
+    throw new CliError('--param goes with --named');
+  }
+  if (!sql) {
+    out(describeTable());
+    return 0;
+  }
+  const result = aws ? await onAthena(values, sql, params) : await onDuckDb(sql, params);
+  if (format !== 'table' || result.rows.length > 0) out(formatResult(result, format));
+  else out('(no rows)');
+  return 0;
+}
+
+/** The engine over this machine's exports, with what reading them found said on stderr. */
+export async function openLocalEngine() {
+  const { openLocalAnalytics } = await import('../analytics/engine.ts');
+  const { ExportBucketError } = await import('../store/export-bucket.ts');
+  const engine = await openLocalAnalytics(resolveOptions().dataDir).catch((error) => {
+    throw error instanceof ExportBucketError ? new CliError(error.message) : error;
+  });
+  reportRefresh(engine.report);
+  return engine;
+}
+
+async function onDuckDb(sql: string, params: string[]): Promise<QueryResult> {
+  const { QueryError } = await import('../analytics/engine.ts');
+  const engine = await openLocalEngine();
+  try {
+    const result = await engine.query(sql, params).catch((error) => {
+      throw error instanceof QueryError ? new CliError(`query failed: ${error.message}`) : error;
+    });
+    note(`${result.rows.length} row(s) · ${engine.report.rows} exported conversation(s) in ${engine.location}`);
+    return result;
+  } finally {
+    engine.close();
+  }
+}
+
+async function onAthena(
+  options: { stack?: string; region?: string },
+  sql: string,
+  params: string[],
+): Promise<QueryResult> {
+  const { megabytes, queryOnAthena } = await import('./aws/query.ts');
+  const run = await queryOnAthena(options, { sql, params });
+  note(`${run.rows.length} row(s) · ${megabytes(run.scannedBytes)} scanned · Athena query ${run.queryExecutionId}`);
+  return run;
+}
+
+/** What reading the exports found worth saying: documents it could not use, a cache it could not keep. */
+function reportRefresh(report: RefreshReport): void {
+  if (report.skipped.length > 0) {
+    const first = report.skipped[0]!;
+    note(`skipped ${report.skipped.length} export(s) that are not analysis rows, e.g. ${first.key}: ${first.reason}`);
+  }
+  if (report.cacheError) note(`(no cache kept: ${report.cacheError})`);
+}

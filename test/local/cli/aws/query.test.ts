@@ -1,0 +1,204 @@
+import {
+  AthenaClient,
+  GetQueryExecutionCommand,
+  GetQueryResultsCommand,
+  type QueryExecutionState,
+  StartQueryExecutionCommand,
+  StopQueryExecutionCommand,
+} from '@aws-sdk/client-athena';
+import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
+import { mockClient } from 'aws-sdk-client-mock';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { namedQuery } from '../../../../functions/domain/named-queries.ts';
+import { AthenaQueryError, athenaLiteral, runAthenaQuery } from '../../../../local/cli/aws/athena.ts';
+import { describedStack } from '../../../support/aws-fixtures.ts';
+import { runMain } from '../../../support/cli.ts';
+
+/** `conversations query --aws`: the same SQL on Athena (mocked: never real AWS). */
+const athena = mockClient(AthenaClient);
+const cfn = mockClient(CloudFormationClient);
+const TARGET = { workGroup: 'Gw-analytics', database: 'gw' };
+
+function execution(State: QueryExecutionState, scanned = 0, StatementType = 'DML', reason?: string) {
+  return {
+    QueryExecution: {
+      Status: { State, ...(reason ? { StateChangeReason: reason } : {}) },
+      StatementType,
+      Statistics: { DataScannedInBytes: scanned },
+    },
+  } as never;
+}
+
+const page = (columns: [string, string][], rows: (string | undefined)[][], header: boolean, NextToken?: string) => ({
+  ResultSet: {
+    ResultSetMetadata: { ColumnInfo: columns.map(([Name, Type]) => ({ Name, Type })) },
+    Rows: [
+      ...(header ? [{ Data: columns.map(([n]) => ({ VarCharValue: n })) }] : []),
+      ...rows.map((r) => ({ Data: r.map((v) => (v === undefined ? {} : { VarCharValue: v })) })),
+    ],
+  },
+  NextToken,
+});
+
+beforeEach(() => {
+  athena.reset();
+  cfn.reset();
+  cfn.on(DescribeStacksCommand).resolves(
+    describedStack({
+      AnalyticsWorkGroupName: 'WebhookConversationGateway-analytics',
+      AnalyticsDatabaseName: 'webhook_conversation_gateway',
+    }),
+  );
+});
+afterEach(() => athena.reset());
+
+describe('runAthenaQuery', () => {
+  it('starts the query in the workgroup and database, reports each state with the bytes scanned, reads every page', async () => {
+    athena.on(StartQueryExecutionCommand).resolves({ QueryExecutionId: 'q-1' });
+    athena
+      .on(GetQueryExecutionCommand)
+      .resolvesOnce(execution('QUEUED'))
+      .resolvesOnce(execution('RUNNING', 1_000_000))
+      .resolves(execution('SUCCEEDED', 2_000_000));
+    const columns: [string, string][] = [
+      ['webhook_type', 'varchar'],
+      ['n', 'bigint'],
+      ['share', 'double'],
+    ];
+    athena
+      .on(GetQueryResultsCommand, { QueryExecutionId: 'q-1', NextToken: undefined })
+      .resolves(page(columns, [['deal_analysis', '3', '0.75']], true, 'next'))
+      .on(GetQueryResultsCommand, { QueryExecutionId: 'q-1', NextToken: 'next' })
+      .resolves(page(columns, [[undefined, '1', '0.25']], false));
+    const seen: string[] = [];
+    let clock = 0;
+    const run = await runAthenaQuery(
+      new AthenaClient({}),
+      TARGET,
+      { sql: 'SELECT …', params: ["it's"] },
+      { pollMs: 0, now: () => (clock += 100), onProgress: (p) => seen.push(`${p.state} ${p.scannedBytes}`) },
+    );
+    expect(athena.commandCalls(StartQueryExecutionCommand)[0]!.args[0].input).toEqual({
+      QueryString: 'SELECT …',
+      WorkGroup: 'Gw-analytics',
+      QueryExecutionContext: { Catalog: 'AwsDataCatalog', Database: 'gw' },
+      ExecutionParameters: ["'it''s'"],
+    });
+    expect(seen).toEqual(['QUEUED 0', 'RUNNING 1000000', 'SUCCEEDED 2000000']);
+    expect(run.rows).toEqual([
+      { webhook_type: 'deal_analysis', n: 3, share: 0.75 },
+      { webhook_type: null, n: 1, share: 0.25 },
+    ]);
+    expect(run).toMatchObject({
+      queryExecutionId: 'q-1',
+      scannedBytes: 2_000_000,
+      columns: [
+        { name: 'webhook_type', type: 'varchar' },
+        { name: 'n', type: 'bigint' },
+        { name: 'share', type: 'double' },
+      ],
+    });
+  });
+
+  it('keeps the first row of a statement that is not a SELECT (it has no header row)', async () => {
+    athena.on(StartQueryExecutionCommand).resolves({ QueryExecutionId: 'q-2' });
+    athena.on(GetQueryExecutionCommand).resolves(execution('SUCCEEDED', 0, 'UTILITY'));
+    athena.on(GetQueryResultsCommand).resolves(page([['tab_name', 'string']], [['conversations']], false));
+    const run = await runAthenaQuery(new AthenaClient({}), TARGET, { sql: 'SHOW TABLES' }, { pollMs: 0 });
+    expect(run.rows).toEqual([{ tab_name: 'conversations' }]);
+    expect(athena.commandCalls(StartQueryExecutionCommand)[0]!.args[0].input.ExecutionParameters).toBeUndefined();
+  });
+
+  it("a failed or cancelled query is an error with Athena's reason", async () => {
+    athena.on(StartQueryExecutionCommand).resolves({ QueryExecutionId: 'q-3' });
+    athena
+      .on(GetQueryExecutionCommand)
+      .resolves(execution('FAILED', 0, 'DML', "COLUMN_NOT_FOUND: line 1:8: Column 'nope' cannot be resolved"));
+    await expect(runAthenaQuery(new AthenaClient({}), TARGET, { sql: 'SELECT nope' }, { pollMs: 0 })).rejects.toThrow(
+      new AthenaQueryError("Athena query q-3 FAILED: COLUMN_NOT_FOUND: line 1:8: Column 'nope' cannot be resolved"),
+    );
+  });
+
+  it('stops the query in Athena when the caller gives up (Ctrl-C)', async () => {
+    athena.on(StartQueryExecutionCommand).resolves({ QueryExecutionId: 'q-4' });
+    const abort = new AbortController();
+    athena.on(GetQueryExecutionCommand).callsFake(() => {
+      abort.abort();
+      return execution('RUNNING');
+    });
+    athena.on(StopQueryExecutionCommand).resolves({});
+    await expect(
+      runAthenaQuery(new AthenaClient({}), TARGET, { sql: 'SELECT 1' }, { pollMs: 0, signal: abort.signal }),
+    ).rejects.toThrow(/stopped query q-4/);
+    expect(athena.commandCalls(StopQueryExecutionCommand)[0]!.args[0].input).toEqual({ QueryExecutionId: 'q-4' });
+  });
+
+  it('quotes values as SQL string literals', () => {
+    expect(athenaLiteral("O'Brien")).toBe("'O''Brien'");
+    expect(athenaLiteral('2026-11-28T00:00:00.000Z')).toBe("'2026-11-28T00:00:00.000Z'");
+  });
+});
+
+describe('conversations query --aws', () => {
+  beforeEach(() => {
+    athena.on(StartQueryExecutionCommand).resolves({ QueryExecutionId: 'q-9' });
+    athena.on(GetQueryExecutionCommand).resolves(execution('SUCCEEDED', 12_345_678));
+    athena.on(GetQueryResultsCommand).resolves(
+      page(
+        [
+          ['webhook_type', 'varchar'],
+          ['n', 'bigint'],
+        ],
+        [
+          ['deal_analysis', '2'],
+          ['general', '1'],
+        ],
+        true,
+      ),
+    );
+  });
+
+  it("runs the SQL unchanged in the stack's workgroup and prints the rows as the local engine does", async () => {
+    const sql = 'SELECT webhook_type, count(*) AS n FROM conversations GROUP BY 1';
+    const result = await runMain(['conversations', 'query', sql, '--aws', '--json']);
+    expect(result.code, result.stderr).toBe(0);
+    expect(JSON.parse(result.stdout)).toEqual([
+      { webhook_type: 'deal_analysis', n: 2 },
+      { webhook_type: 'general', n: 1 },
+    ]);
+    expect(athena.commandCalls(StartQueryExecutionCommand)[0]!.args[0].input).toMatchObject({
+      QueryString: sql,
+      WorkGroup: 'WebhookConversationGateway-analytics',
+      QueryExecutionContext: { Database: 'webhook_conversation_gateway' },
+    });
+    expect(result.stderr).toMatch(/athena: SUCCEEDED \d+\.\d s, 12 MB scanned/);
+    expect(result.stderr).toMatch(/2 row\(s\) · 12 MB scanned · Athena query q-9/);
+  });
+
+  it('runs a named query with its parameters as literals', async () => {
+    const result = await runMain([
+      'conversations',
+      'query',
+      '--named',
+      'delivery-success',
+      '--param',
+      'since=2026-11-01',
+      '--aws',
+    ]);
+    expect(result.code, result.stderr).toBe(0);
+    const input = athena.commandCalls(StartQueryExecutionCommand)[0]!.args[0].input;
+    expect(input.QueryString).toBe(namedQuery('delivery-success')!.sql);
+    expect(input.ExecutionParameters).toEqual(["'2026-11-01T00:00:00.000Z'", "'2026-11-01T00:00:00.000Z'"]);
+    expect(result.stdout).toMatch(/^webhook_type\s+n\n-+\s+-+\ndeal_analysis\s+2\ngeneral\s+1\n$/);
+  });
+
+  it('a stack deployed before the analytics resources says what is missing, in one line', async () => {
+    cfn.on(DescribeStacksCommand).resolves(describedStack({}, 'Old'));
+    const result = await runMain(['conversations', 'query', 'SELECT 1', '--aws', '--stack', 'Old']);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toBe(
+      'webhook-gateway: stack "Old" has no AnalyticsWorkGroupName output: is it a webhook gateway stack, deployed from this version?\n',
+    );
+    expect(athena.commandCalls(StartQueryExecutionCommand)).toHaveLength(0);
+  });
+});

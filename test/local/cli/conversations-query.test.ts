@@ -1,0 +1,155 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CONVERSATIONS_COLUMNS } from '../../../functions/domain/analytics-table.ts';
+import { NAMED_QUERIES } from '../../../functions/domain/named-queries.ts';
+import { runCli, runMain } from '../../support/cli.ts';
+import { SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
+
+/**
+ * `webhook-gateway conversations query` on this machine: DuckDB over the exports of a running gateway, as a new user
+ * runs it after sending a mix of questions (the classifier picks each type).
+ */
+let world: TestWorld;
+let env: Record<string, string | undefined>;
+const types: Record<string, number> = {};
+const sent: { id: string; type: string; status: string }[] = [];
+
+const QUESTIONS = [
+  'What are the top 5 deals closing this quarter?',
+  'Which deals in the pipeline slipped this month?',
+  'How many new leads came in from the Acme webinar?',
+  'Show the churn metrics report for last week',
+  'Hello there',
+];
+
+beforeAll(async () => {
+  world = await startWorld();
+  // As a user's shell runs the CLI: LOCAL_DATA_DIR set, no S3 endpoint (the gateway set one in this process).
+  env = { LOCAL_DATA_DIR: world.dataDir, AWS_ENDPOINT_URL_S3: undefined };
+  for (const [i, query] of QUESTIONS.entries()) {
+    if (i === 2) world.receiver.reply(400);
+    const res = await world.post({ ...SEED_REQUEST, query, source_system: i < 3 ? 'crm' : 'scheduler' });
+    expect(res.status).toBe(200);
+    const type = res.body.tracking.webhook_type as string;
+    types[type] = (types[type] ?? 0) + 1;
+    sent.push({ id: res.body.conversation_id, type, status: res.body.tracking.delivery_status });
+  }
+  expect(Object.keys(types).sort()).toEqual(['data_analysis', 'deal_analysis', 'general', 'lead_analysis']);
+});
+afterAll(async () => {
+  await world?.close();
+});
+
+const query = (args: string[]) => runMain(['conversations', 'query', ...args], env);
+
+describe('conversations query (DuckDB over the local exports)', () => {
+  it('counts the conversations per type, through the real command, as JSON', async () => {
+    const result = await runCli(
+      [
+        'conversations',
+        'query',
+        'SELECT webhook_type, count(*) AS n FROM conversations GROUP BY 1 ORDER BY 1',
+        '--json',
+      ],
+      env,
+    );
+    expect(result.code, result.stderr).toBe(0);
+    expect(JSON.parse(result.stdout)).toEqual(
+      Object.entries(types)
+        .sort()
+        .map(([webhook_type, n]) => ({ webhook_type, n })),
+    );
+    expect(result.stderr).toMatch(
+      /^4 row\(s\) · 5 exported conversation\(s\) in s3:\/\/test-conversations \(files under /,
+    );
+  });
+
+  it("answers the guide's three questions with the named queries", async () => {
+    const bySource = await query(['--named', 'conversations-by-source', '--param', 'source_system=crm', '--json']);
+    expect(bySource.code, bySource.stderr).toBe(0);
+    expect(JSON.parse(bySource.stdout).map((r: { conversation_id: string }) => r.conversation_id)).toEqual(
+      sent
+        .slice(0, 3)
+        .map((s) => s.id)
+        .reverse(),
+    );
+
+    const perf = JSON.parse((await query(['--named', 'processing-time-5m', '--json'])).stdout);
+    expect(perf.reduce((n: number, r: { conversations: number }) => n + r.conversations, 0)).toBe(5);
+    for (const bin of perf) {
+      expect(bin.bin_5m).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d[05]:00Z$/);
+      expect(bin.min_total_time_ms).toBeLessThanOrEqual(bin.avg_total_time_ms);
+      expect(bin.avg_total_time_ms).toBeLessThanOrEqual(bin.max_total_time_ms);
+    }
+
+    const delivery = JSON.parse((await query(['--named', 'delivery-success', '--json'])).stdout);
+    const expected: Record<string, number> = {};
+    for (const s of sent) expected[`${s.status} ${s.type}`] = (expected[`${s.status} ${s.type}`] ?? 0) + 1;
+    expect(
+      Object.fromEntries(delivery.map((r: any) => [`${r.delivery_status} ${r.webhook_type}`, r.conversations])),
+    ).toEqual(expected);
+  });
+
+  it('prints a table by default and CSV on request; long texts stay on one line in the table', async () => {
+    const table = await query(['--named', 'search', '--param', 'text=ACME']);
+    expect(table.code, table.stderr).toBe(0);
+    const lines = table.stdout.trim().split('\n');
+    expect(lines[0]).toMatch(/^received_at\s+conversation_id\s+source_system.*\s+query\s+response$/);
+    expect(lines).toHaveLength(3);
+    expect(lines[2]).toContain(sent[2]!.id);
+    expect(lines[2]!.length).toBeLessThan(400);
+
+    const csv = await query(['SELECT conversation_id, query FROM conversations ORDER BY received_at LIMIT 2', '--csv']);
+    expect(csv.stdout.split('\r\n')).toEqual([
+      'conversation_id,query',
+      `${sent[0]!.id},${QUESTIONS[0]}`,
+      `${sent[1]!.id},${QUESTIONS[1]}\n`,
+    ]);
+    const none = await query(['SELECT * FROM conversations WHERE 1 = 0']);
+    expect(none.stdout).toBe('(no rows)\n');
+  });
+
+  it('without SQL describes the table and the named queries', async () => {
+    const result = await query([]);
+    expect(result.code).toBe(0);
+    for (const c of CONVERSATIONS_COLUMNS)
+      expect(result.stdout).toMatch(new RegExp(`^  ${c.name}\\s+${c.type}\\s`, 'm'));
+    for (const q of NAMED_QUERIES) expect(result.stdout).toContain(`  ${q.id}`);
+  });
+
+  it('a mistake is one clear line and exit 1, never a stack trace, and the SQL cannot touch files', async () => {
+    const cases: [string[], RegExp][] = [
+      [['SELECT nope FROM conversations'], /^webhook-gateway: query failed: .*nope/],
+      [["COPY conversations TO '/tmp/out.csv'"], /^webhook-gateway: query failed: .*(disabled|Permission)/],
+      [['--named', 'nope'], /^webhook-gateway: no named query "nope"; there are: conversations-by-source, /],
+      [['--named', 'search'], /^webhook-gateway: search needs text/],
+      [['--named', 'search', '--param', 'text'], /^webhook-gateway: --param takes name=value, got "text"/],
+      [['--named', 'delivery-success', '--param', 'since=last week'], /^webhook-gateway: since must be an ISO 8601/],
+      [['--named', 'delivery-success', 'SELECT 1'], /^webhook-gateway: give either SQL or --named/],
+      [['SELECT 1', '--param', 'x=1'], /^webhook-gateway: --param goes with --named/],
+      [['SELECT 1', '--json', '--csv'], /^webhook-gateway: --json and --csv: choose one/],
+      [['SELECT 1', '--stack', 'X'], /^webhook-gateway: --stack and --region go with --aws/],
+    ];
+    for (const [args, message] of cases) {
+      const result = await query(args);
+      expect(result.code, args.join(' ')).toBe(1);
+      expect(result.stderr, args.join(' ')).toMatch(message);
+      expect(result.stderr.trim().split('\n').at(-1)).toMatch(/^webhook-gateway: /);
+      expect(result.stdout).toBe('');
+    }
+  });
+
+  it('sees a redelivery: the re-exported row replaces the old one', async () => {
+    const failed = sent[2]!;
+    expect(failed.status).toBe('failed');
+    expect((await world.gateway.redelivery.redrive(failed.id)).status).toBe('delivered');
+    const rows = JSON.parse(
+      (
+        await query([
+          `SELECT delivery_status, delivery_attempt_count FROM conversations WHERE conversation_id = '${failed.id}'`,
+          '--json',
+        ])
+      ).stdout,
+    );
+    expect(rows).toEqual([{ delivery_status: 'delivered', delivery_attempt_count: 2 }]);
+  });
+});
