@@ -241,7 +241,10 @@ describe('analysis.json', () => {
   it('is documented column by column in docs/contract.md, in order, with its types', () => {
     const doc = readFileSync(path.join(PROJECT_ROOT, 'docs', 'contract.md'), 'utf8');
     const section = doc.slice(doc.indexOf('### The `conversations` table'));
-    const documented = [...section.matchAll(/^\| `([a-z_]+)` \| (string|bigint) \|/gm)].map((m) => [m[1], m[2]]);
+    const documented = [...section.matchAll(/^\|\s*`([a-z_]+)`\s*\|\s*(string|bigint)\s*\|/gm)].map((m) => [
+      m[1],
+      m[2],
+    ]);
     expect(documented).toEqual(CONVERSATIONS_COLUMNS.map((c) => [c.name, c.type]));
   });
 
