@@ -5,7 +5,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import type { Dirent } from 'node:fs';
-import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { WEBHOOK_TYPES } from '../functions/domain/conversation.ts';
@@ -16,8 +16,14 @@ import { type InstantPeers, startInstantPeers, startInstantS3 } from './support/
 import { BENCH_DIR, cpuMsOf, PROJECT_ROOT, rssMbOf, runTs, waitForExit } from './support/processes.ts';
 import { makeRequest, REQUEST_SIZES, type RequestSizeName } from './support/requests.ts';
 
-export interface LoadLevelResult extends LoadFigures {
+export interface LoadLevelResult extends Omit<LoadFigures, 'conversation_ids'> {
   size: RequestSizeName;
+  /** 2xx answers whose conversation was exported (the handlers logged WEBHOOK_CONVERSATION_EXPORTED for it). */
+  conversations_ok: number;
+  /** … per second of load: the throughput figure. A 2xx whose export failed does not count. */
+  conversations_per_s: number;
+  /** 2xx answers whose export failed (deferred to the redelivery schedule). */
+  export_failed: number;
   request_bytes: number;
   /** CPU the gateway process used per successful conversation (user + system). */
   gateway_cpu_ms_per_conversation: number | null;
@@ -37,7 +43,7 @@ export interface LoadLevelResult extends LoadFigures {
   };
   /** Cores busy with this test during the load (total CPU / load duration), out of the machine's cores. */
   cores_busy: number | null;
-  /** Local state the gateway wrote per conversation at this level (execution history, s3rver files, handler log). */
+  /** Local state the gateway wrote per conversation at this level (execution history, S3 files, handler log). */
   local_bytes_per_conversation: Record<string, number>;
 }
 
@@ -62,8 +68,9 @@ export interface GatewayRunOptions {
   builtInPeers?: boolean;
   extraEnv?: Record<string, string>;
   /**
-   * Where S3 runs: `embedded` (npm start: s3rver inside the gateway process), `separate-process` (the same s3rver in
-   * a process of its own, AWS_ENDPOINT_URL_S3 pointing at it) or `instant` (an in-memory PUT sink in this process).
+   * Where S3 runs: `embedded` (npm start: the embedded S3 in the gateway process, reached in-process by the handlers),
+   * `separate-process` (the same embedded S3 in a process of its own, reached over HTTP through AWS_ENDPOINT_URL_S3:
+   * the design before the in-process transport) or `instant` (an in-memory PUT sink in this process).
    */
   s3?: 'embedded' | 'separate-process' | 'instant';
 }
@@ -146,7 +153,7 @@ async function duBytes(dir: string): Promise<number> {
   for (const e of entries) {
     const p = path.join(dir, e.name);
     if (e.isDirectory()) total += await duBytes(p);
-    else total += (await stat(p)).size;
+    else total += (await stat(p).catch(() => null))?.size ?? 0; // a temporary file may be renamed meanwhile
   }
   return total;
 }
@@ -167,6 +174,7 @@ export async function runGatewayLoad(
   const extraEnv = { ...options.extraEnv };
   let stopS3: () => Promise<void> = async () => undefined;
   let s3Pid: number | null = null;
+  let assertS3Alive = () => undefined;
   if (options.s3 === 'instant') {
     const s3 = await startInstantS3();
     extraEnv.AWS_ENDPOINT_URL_S3 = s3.endpoint;
@@ -193,10 +201,16 @@ export async function runGatewayLoad(
         const m = /endpoint (\S+)/.exec(out);
         if (m) resolve(m[1]!);
       });
-      child.once('exit', (code) => reject(new Error(`the S3 process exited with ${code}`)));
+      child.once('exit', (code) => reject(new Error(`the S3 process exited with ${code} before it listened`)));
     });
     extraEnv.CONVERSATION_EXPORT_S3_BUCKET = DEFAULTS.exportBucket;
     s3Pid = child.pid ?? null;
+    // A dead S3 process would leave the gateway deferring every export: the measurement would be of something else.
+    assertS3Alive = () => {
+      if (child.exitCode !== null || child.signalCode !== null) {
+        throw new Error(`the S3 process exited (${child.exitCode ?? child.signalCode}) during the measurement`);
+      }
+    };
     stopS3 = async () => {
       child.kill('SIGTERM');
       await waitForExit(child, 10_000);
@@ -227,23 +241,45 @@ export async function runGatewayLoad(
     });
     return JSON.parse(out.trim().split('\n').at(-1)!) as LoadFigures;
   };
+  // What the handlers logged: which conversations were exported (read on from where the last level stopped).
+  const handlerLog = path.join(data, 'logs', 'handlers.jsonl');
+  let logOffset = 0;
+  const exportedSinceLastLevel = async (): Promise<Set<string>> => {
+    const text = await readFile(handlerLog, 'utf8').catch(() => '');
+    const exported = new Set<string>();
+    for (const line of text.slice(logOffset).split('\n')) {
+      if (!line.includes('"WEBHOOK_CONVERSATION_EXPORTED"')) continue;
+      const id = (JSON.parse(line) as { conversation_id?: string }).conversation_id;
+      if (id) exported.add(id);
+    }
+    logOffset = text.length;
+    return exported;
+  };
   const levels: LoadLevelResult[] = [];
   let totalOk = 0;
   try {
     if (options.warmupSeconds > 0) totalOk += (await load(options.levels[0]!.size, 8, options.warmupSeconds)).ok_2xx;
+    await exportedSinceLastLevel();
     for (const level of options.levels) {
       const before = await usage();
       const cpuBefore = cpuMsOf(pid);
       const s3CpuBefore = s3Pid !== null ? cpuMsOf(s3Pid) : null;
       const peersCpuBefore = process.cpuUsage();
-      const figures = await load(level.size, level.connections, options.durationSeconds);
+      const { conversation_ids: answered, ...figures } = await load(
+        level.size,
+        level.connections,
+        options.durationSeconds,
+      );
       const cpuAfter = cpuMsOf(pid);
+      assertS3Alive();
       const s3CpuAfter = s3Pid !== null ? cpuMsOf(s3Pid) : null;
       const peersUsage = process.cpuUsage(peersCpuBefore);
       const peersCpu = (peersUsage.user + peersUsage.system) / 1000;
       // Files are written when each conversation ends: a short settle before measuring them.
       await new Promise((r) => setTimeout(r, 300));
       const after = await usage();
+      const exported = await exportedSinceLastLevel();
+      const conversationsOk = answered.filter((id) => exported.has(id)).length;
       const loadMs = (figures.window_us[1] - figures.window_us[0]) / 1000;
       totalOk += figures.ok_2xx;
       const cpu = cpuBefore !== null && cpuAfter !== null ? cpuAfter - cpuBefore : null;
@@ -255,6 +291,9 @@ export async function runGatewayLoad(
         size: level.size,
         request_bytes: bodies.get(level.size)!.bytes,
         ...figures,
+        conversations_ok: conversationsOk,
+        conversations_per_s: Math.round((conversationsOk / figures.duration_s) * 10) / 10,
+        export_failed: answered.length - conversationsOk,
         // CPU is sampled around the whole client process (its start-up, with the gateway idle, included).
         gateway_cpu_ms_per_conversation:
           cpu !== null && figures.ok_2xx > 0 ? Math.round((cpu / figures.ok_2xx) * 100) / 100 : null,
@@ -277,8 +316,8 @@ export async function runGatewayLoad(
       };
       levels.push(result);
       log(
-        `  ${options.label} ${level.size} c=${level.connections}: ${figures.requests_per_s} conv/s, p50 ${figures.latency_ms.p50} ms, p99 ${figures.latency_ms.p99} ms, ` +
-          `errors ${figures.errors + figures.timeouts}, non-2xx ${figures.non_2xx}, CPU ms/conv gateway ${result.cpu_ms_per_conversation.gateway}` +
+        `  ${options.label} ${level.size} c=${level.connections}: ${result.conversations_per_s} conv/s, p50 ${figures.latency_ms.p50} ms, p99 ${figures.latency_ms.p99} ms, ` +
+          `errors ${figures.errors + figures.timeouts}, non-2xx ${figures.non_2xx}, export failed ${result.export_failed}, CPU ms/conv gateway ${result.cpu_ms_per_conversation.gateway}` +
           `${s3Pid !== null ? ` + S3 ${result.cpu_ms_per_conversation.s3_process}` : ''} + peers ${result.cpu_ms_per_conversation.peers} + autocannon ${result.cpu_ms_per_conversation.load_client}` +
           ` = ${result.cpu_ms_per_conversation.total} (${result.cores_busy} cores busy)`,
       );

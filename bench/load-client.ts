@@ -1,6 +1,8 @@
 /**
  * The load generator, run as its own process (`node --import tsx bench/load-client.ts '<json>'`) so that it does
- * not share a core's event loop with the gateway. Prints one JSON line with autocannon's figures.
+ * not share a core's event loop with the gateway. Prints one JSON line with autocannon's figures and the
+ * conversation id of every 2xx answer (the orchestrator checks each one's export: an answer whose export failed is
+ * not a successful conversation).
  */
 import { readFileSync } from 'node:fs';
 import autocannon from 'autocannon';
@@ -27,17 +29,28 @@ export interface LoadFigures {
   window_us: [number, number];
   /** CPU this load-generator process used during the load (user + system, ms). */
   client_cpu_ms: number;
+  /** The conversation_id of each 2xx answer. */
+  conversation_ids: string[];
 }
 
 const spec = JSON.parse(process.argv[2] ?? '{}') as LoadSpec;
 const body = readFileSync(spec.bodyFile, 'utf8');
 const cpuBefore = process.cpuUsage();
 const startedUs = Number(process.hrtime.bigint() / 1000n);
+const conversationIds: string[] = [];
 const result = await autocannon({
   url: spec.url,
-  method: 'POST',
-  headers: { 'content-type': 'application/json' },
-  body,
+  requests: [
+    {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body,
+      onResponse: (status, text) => {
+        const id = status >= 200 && status < 300 ? /"conversation_id":"([^"]+)"/.exec(text)?.[1] : undefined;
+        if (id) conversationIds.push(id);
+      },
+    },
+  ],
   connections: spec.connections,
   pipelining: 1,
   duration: spec.durationSeconds,
@@ -67,5 +80,6 @@ const figures: LoadFigures = {
   status_codes: statusCodes,
   window_us: [startedUs, finishedUs],
   client_cpu_ms: Math.round((cpuUsed.user + cpuUsed.system) / 1000),
+  conversation_ids: conversationIds,
 };
 process.stdout.write(`${JSON.stringify(figures)}\n`);

@@ -3,7 +3,8 @@ import path from 'node:path';
 
 /**
  * Which of the project's own dependencies brings each installed package in, from package-lock.json: the profile
- * then says "embedded S3 (s3rver)" for time spent in koa, graceful-fs or winston, and "AWS SDK v3" for @smithy/*.
+ * then says "Powertools" for time spent in the X-Ray SDK, and "AWS SDK v3" for @smithy/*. Our own files (the
+ * embedded S3 is local/store/) are charged by path.
  * A package reachable from several is charged to the first group below that reaches it.
  */
 export const ASYNC_HOOKS_GROUP = 'async_hooks destroy tracking (cls-hooked, loaded with the X-Ray SDK by the Tracer)';
@@ -18,7 +19,6 @@ const GROUPS: [label: string, roots: string[]][] = [
     'Powertools (logger, metrics, tracer + X-Ray SDK)',
     ['@aws-lambda-powertools/logger', '@aws-lambda-powertools/metrics', '@aws-lambda-powertools/tracer'],
   ],
-  ['embedded S3 (s3rver + koa, winston, fs-extra)', ['s3rver']],
   ['local engine (aws-local-stepfunctions)', ['aws-local-stepfunctions']],
   ['valibot', ['valibot']],
   ['tsx (TypeScript loader)', ['tsx']],

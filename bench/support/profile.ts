@@ -6,7 +6,7 @@ import { ASYNC_HOOKS_GROUP, dependencyGroups } from './dependency-groups.ts';
  * Reads a V8 .cpuprofile (node --cpu-prof) and says where the time went:
  * - by owner: each sample is charged to the nearest frame on its stack that is a package (node_modules/<pkg>) or
  *   one of our files (functions/…, local/…), so time spent inside Node internals (fs, http, streams, JSON) on
- *   behalf of s3rver or our execution store lands on them;
+ *   behalf of the embedded S3 or our execution store lands on them;
  * - top functions by self time;
  * - inclusive time of chosen functions of ours (everything they did synchronously).
  */

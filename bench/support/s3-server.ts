@@ -1,7 +1,8 @@
 /**
  * `node --import tsx bench/support/s3-server.ts <directory> <bucket>`: the gateway's own embedded S3
- * (local/store/embedded-s3.ts, s3rver) started in a process of its own. Prints its endpoint, runs until SIGINT/SIGTERM.
- * The bench points AWS_ENDPOINT_URL_S3 at it to measure what moving S3 off the gateway's thread would give.
+ * (local/store/embedded-s3.ts) started in a process of its own. Prints its endpoint; its HTTP server keeps the process
+ * alive until SIGINT/SIGTERM. The bench points AWS_ENDPOINT_URL_S3 at it: the handlers' S3 client then talks HTTP to
+ * another process (the design before the in-process transport), which the bench compares with `npm start`.
  */
 import '../../local/node-warnings.ts';
 import { startEmbeddedS3 } from '../../local/store/embedded-s3.ts';

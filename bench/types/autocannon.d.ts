@@ -9,6 +9,13 @@ declare module 'autocannon' {
     pipelining?: number;
     duration?: number;
     timeout?: number;
+    /** Called with every response; autocannon then keeps each response's body. */
+    requests?: {
+      method?: string;
+      headers?: Record<string, string>;
+      body?: string;
+      onResponse?: (status: number, body: string) => void;
+    }[];
   }
   interface Histogram {
     average: number;

@@ -1,4 +1,4 @@
-import { appendFileSync, mkdirSync } from 'node:fs';
+import { mkdirSync, openSync, writeSync } from 'node:fs';
 import path from 'node:path';
 
 /**
@@ -10,12 +10,15 @@ export function divertHandlerLogs(dataDir: string): string {
   const file = path.join(dataDir, 'logs', 'handlers.jsonl');
   if (process.env.LOCAL_LOG_TO_STDOUT === 'true') return '(stdout)';
   mkdirSync(path.dirname(file), { recursive: true });
+  // Opened once and appended to line by line (synchronously: a line is in the file before the next state runs),
+  // rather than opened and closed again for every line.
+  const fd = openSync(file, 'a');
   for (const stream of [process.stdout, process.stderr]) {
     const write = stream.write.bind(stream) as (chunk: unknown, ...rest: unknown[]) => boolean;
     stream.write = ((chunk: unknown, ...rest: unknown[]) => {
       const text = typeof chunk === 'string' ? chunk : Buffer.isBuffer(chunk) ? chunk.toString('utf8') : null;
       if (text?.startsWith('{"') && (text.includes('"level":') || text.includes('"_aws":'))) {
-        appendFileSync(file, text.endsWith('\n') ? text : `${text}\n`);
+        writeSync(fd, text.endsWith('\n') ? text : `${text}\n`);
         return true;
       }
       return write(chunk, ...rest);

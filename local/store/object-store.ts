@@ -1,20 +1,9 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { type BigIntStats, createReadStream } from 'node:fs';
-import {
-  type FileHandle,
-  mkdir,
-  open,
-  readdir,
-  readFile,
-  rename,
-  rm,
-  rmdir,
-  stat,
-  unlink,
-  writeFile,
-} from 'node:fs/promises';
+import fs, { type BigIntStats, createReadStream } from 'node:fs';
+import { type FileHandle, mkdir, open, readdir, readFile, rm, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
+import { promisify } from 'node:util';
 import type { ChecksumAlgorithm } from './s3-checksums.ts';
 import { invalidArgument, noSuchBucket, noSuchUpload, S3Error } from './s3-errors.ts';
 
@@ -608,11 +597,11 @@ export class ObjectStore {
     const tempMeta = `${tempData}.meta`;
     try {
       const ino = await writeBytes(tempData, source);
-      await writeFile(tempMeta, JSON.stringify({ ...info, ino }));
+      await files.writeFile(tempMeta, JSON.stringify({ ...info, ino }));
       await this.ensureDir(at.dir, key, bucket);
       await this.placeFile(tempMeta, at.meta, at.dir, key, bucket);
       try {
-        await rename(tempData, at.data);
+        await files.rename(tempData, at.data);
       } catch (error) {
         if (!['EISDIR', 'ENOTEMPTY', 'EEXIST', 'EPERM'].includes(errorCode(error))) throw error;
         await rm(at.meta, { force: true });
@@ -629,7 +618,7 @@ export class ObjectStore {
     if (this.knownDirs.has(dir)) return;
     if (bucket) await this.assertBucket(bucket); // the bucket itself is never created by a write
     try {
-      await mkdir(dir, { recursive: true });
+      await files.mkdir(dir, { recursive: true });
     } catch (error) {
       if (key && ['EEXIST', 'ENOTDIR'].includes(errorCode(error))) throw keyConflict(key); // an object is in the way
       throw error;
@@ -642,7 +631,7 @@ export class ObjectStore {
   private async placeFile(temp: string, target: string, dir: string, key?: string, bucket?: string): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       try {
-        await rename(temp, target);
+        await files.rename(temp, target);
         return;
       } catch (error) {
         if (errorCode(error) !== 'ENOENT' || attempt >= 3) throw error;
@@ -750,31 +739,51 @@ export class ObjectStore {
 }
 
 /** Write the bytes and return the file's inode (what its metadata will name). */
+/**
+ * The write path's file calls: Node's callback API, promisified. Per object written (bytes, metadata, two renames)
+ * they cost the event loop about a third less than fs.promises, whose FileHandle and promise machinery weigh more
+ * than the system calls themselves for files of a few KB; synchronous calls would cost less still on an idle disk,
+ * but stall the event loop whenever the disk is busy (measured; docs/performance.md).
+ */
+const files = {
+  open: promisify(fs.open),
+  write: promisify(fs.write) as (
+    fd: number,
+    data: Uint8Array,
+    offset: number,
+    length: number,
+    position: number,
+  ) => Promise<unknown>,
+  fstat: promisify(fs.fstat) as (fd: number, options: { bigint: true }) => Promise<BigIntStats>,
+  close: promisify(fs.close),
+  writeFile: promisify(fs.writeFile) as (file: string, data: string) => Promise<void>,
+  mkdir: promisify(fs.mkdir),
+  rename: promisify(fs.rename),
+};
+
+/** Write the bytes and return the file's inode (what its metadata will name). */
 async function writeBytes(file: string, source: Source): Promise<string> {
-  const handle = await open(file, 'w');
+  const fd = await files.open(file, 'w');
   try {
-    if (Buffer.isBuffer(source)) {
-      if (source.length > 0) await handle.write(source, 0, source.length, 0);
-    } else {
-      let position = 0;
-      for (const part of source) {
-        const stream =
-          'file' in part
-            ? part.end >= part.start
-              ? createReadStream(part.file, { start: part.start, end: part.end })
-              : null
-            : part;
-        if (!stream) continue;
-        for await (const chunk of stream) {
-          const data = chunk as Buffer;
-          await handle.write(data, 0, data.length, position);
-          position += data.length;
-        }
+    let position = 0;
+    for (const part of Buffer.isBuffer(source) ? [source] : source) {
+      if (Buffer.isBuffer(part)) {
+        if (part.length > 0) await files.write(fd, part, 0, part.length, position);
+        position += part.length;
+        continue;
+      }
+      if ('file' in part && part.end < part.start) continue;
+      for await (const chunk of 'file' in part
+        ? fs.createReadStream(part.file, { start: part.start, end: part.end })
+        : part) {
+        const data = chunk as Buffer;
+        await files.write(fd, data, 0, data.length, position);
+        position += data.length;
       }
     }
-    return String((await handle.stat({ bigint: true })).ino);
+    return String((await files.fstat(fd, { bigint: true })).ino);
   } finally {
-    await handle.close();
+    await files.close(fd);
   }
 }
 
