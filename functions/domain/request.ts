@@ -83,6 +83,19 @@ export type RequestParseResult =
   | { ok: true; request: WebhookRequest }
   | { ok: false; code: 'INVALID_JSON' | 'VALIDATION_ERROR'; message: string; details: FieldError[] };
 
+/**
+ * JSON.parse's reason, without the piece of the body V8 quotes in it (`Unexpected token 'a', "abc…" is not valid
+ * JSON`): an answer or a log line never carries the sender's bytes back (a newline would forge a log line, a NUL or a
+ * UTF-16 body would write binary). The offending character is named by its code point unless it is printable ASCII.
+ */
+export function jsonSyntaxError(message: string): string {
+  const token = /^Unexpected token '([\s\S]+?)', "/.exec(message)?.[1];
+  if (token === undefined) return message; // V8's other reasons give a position, never the text
+  const code = token.codePointAt(0)!;
+  const shown = code >= 0x21 && code <= 0x7e ? `'${token}'` : `U+${code.toString(16).toUpperCase().padStart(4, '0')}`;
+  return `unexpected character ${shown}${code === 0xfeff ? ' (a byte order mark: send UTF-8 without one)' : ''}`;
+}
+
 /** Parse the raw body exactly as received. Pure: no I/O, no logging. */
 export function parseWebhookRequest(rawBody: string): RequestParseResult {
   let json: unknown;
@@ -92,7 +105,7 @@ export function parseWebhookRequest(rawBody: string): RequestParseResult {
     return {
       ok: false,
       code: 'INVALID_JSON',
-      message: `Request body is not valid JSON: ${(error as Error).message}`,
+      message: `Request body is not valid JSON: ${jsonSyntaxError((error as Error).message)}`,
       details: [],
     };
   }

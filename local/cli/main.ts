@@ -6,7 +6,7 @@ import type { RunningGateway } from '../server/gateway.ts';
 import { conversationsList, conversationsSearch, conversationsShow } from './conversations.ts';
 import { deliveriesList, deliveriesRedrive } from './deliveries.ts';
 import { conversationsQuery } from './query.ts';
-import { CliError, out } from './shared.ts';
+import { CliError, eventLine, out } from './shared.ts';
 import { sign } from './sign.ts';
 
 export const USAGE = `Usage: webhook-gateway <command>
@@ -51,18 +51,32 @@ async function start(): Promise<number> {
   try {
     gateway = await startGateway({
       ...options,
-      onRedelivery: (r) =>
+      onRedelivery: (r) => {
+        const next = r.envelope?.state === 'pending' ? ` (next ${r.envelope.next_due_at})` : '';
+        out(eventLine(new Date().toISOString(), 'redelivery', r.conversation_id, `${r.status}${next}`));
+      },
+      onSweep: (swept) =>
         out(
-          `${new Date().toISOString()}  redelivery  ${r.conversation_id}  ${r.status}${r.envelope?.state === 'pending' ? ` (next ${r.envelope.next_due_at})` : ''}`,
+          eventLine(
+            new Date().toISOString(),
+            'retention',
+            `older than LOCAL_HISTORY_DAYS=${options.historyDays}: ${swept.histories} conversation histories, ${swept.envelopes} settled envelopes, ${swept.logFiles} log files removed; ${swept.keys} expired idempotency keys`,
+          ),
         ),
       onRecovery: (recovered, ms) => {
-        for (const r of recovered) out(`${new Date().toISOString()}  recovered  ${recoveryLine(r)}`);
+        for (const r of recovered) out(eventLine(new Date().toISOString(), 'recovered', ...recoveryFields(r)));
         if (recovered.length > 0)
           out(`${recovered.length} executions cut by the last stop were recovered from the journal in ${ms} ms`);
       },
       onExecution: (summary) =>
         out(
-          `${new Date().toISOString()}  ${summary.http_status}  ${summary.conversation_id ?? '(rejected)'}  ${summary.detail}  ${summary.duration_ms} ms`,
+          eventLine(
+            new Date().toISOString(),
+            summary.http_status,
+            summary.conversation_id ?? '(rejected)',
+            summary.detail,
+            `${summary.duration_ms} ms`,
+          ),
         ),
     });
   } catch (error) {
@@ -117,10 +131,14 @@ async function start(): Promise<number> {
   return 0;
 }
 
-function recoveryLine(r: RecoveredExecution): string {
+function recoveryFields(r: RecoveredExecution): string[] {
   if (r.outcome === 'not_accepted')
-    return `(request ${r.execution_name})  not accepted: cut before it was validated, nothing ran${r.key_freed ? '; its Idempotency-Key is free again' : ''}`;
-  return `${r.conversation_id}  ${r.outcome === 'interrupted' ? 'closed as interrupted' : 'finished'}: ${r.status}, delivery ${r.delivery_status}`;
+    return [
+      `(request ${r.execution_name})`,
+      `not accepted: cut before it was validated, nothing ran${r.key_freed ? '; its Idempotency-Key is free again' : ''}`,
+    ];
+  const how = r.outcome === 'interrupted' ? 'closed as interrupted' : 'finished';
+  return [r.conversation_id ?? '', `${how}: ${r.status}, delivery ${r.delivery_status}`];
 }
 
 export async function main(argv: string[]): Promise<number> {

@@ -107,6 +107,8 @@ export class LocalRedelivery {
   start(pollMs: number, onResult?: (result: RedeliveryResult) => void): void {
     if (pollMs <= 0 || this.timer) return;
     this.timer = setInterval(() => {
+      // A sweep still running reports its results once, when it ends: a tick does not wait on it again.
+      if (this.sweeping) return;
       this.runDue()
         .then((results) => {
           for (const r of results) onResult?.(r);

@@ -7,6 +7,7 @@ import type { RedeliveryResult } from '../../functions/shared/redelivery.ts';
 import { DEFAULTS, flag, readEnv, type Settings, settings } from '../../functions/shared/settings.ts';
 import type { HoldListener } from '../engine/journal.ts';
 import type { RecoveredExecution } from '../engine/recovery.ts';
+import { DEFAULT_HISTORY_DAYS, type SweepResult } from '../store/retention.ts';
 import { parseRateLimits } from './rate-limiter.ts';
 
 /** Local runtime settings (docs/configuration.md). Every one has an environment variable; explicit options win over both. */
@@ -26,6 +27,10 @@ export interface GatewayOptions {
   onRedelivery?: (result: RedeliveryResult) => void;
   /** Called after every POST /webhook (the CLI prints a line). */
   onExecution?: (summary: RequestSummary) => void;
+  /** Days of local history kept (store/retention.ts). Env LOCAL_HISTORY_DAYS, default 30; 0 keeps everything. */
+  historyDays: number;
+  /** Called after each retention sweep that removed something (the CLI prints a line). */
+  onSweep?: (result: SweepResult) => void;
   /** Called once at start with what crash recovery finished (the CLI prints a line per conversation). */
   onRecovery?: (recovered: RecoveredExecution[], durationMs: number) => void;
   /**
@@ -63,6 +68,10 @@ const LocalEnv = v.object({
     ),
     '1000',
   ),
+  LOCAL_HISTORY_DAYS: v.optional(
+    v.pipe(v.string(), v.regex(/^\d+$/, 'must be a whole number of days (0 keeps everything)'), v.transform(Number)),
+    String(DEFAULT_HISTORY_DAYS),
+  ),
   /** Tests only: honour `[hold:…]` markers (GatewayOptions.onTestHold). */
   LOCAL_TEST_HOLDS: v.optional(flag, 'false'),
 });
@@ -82,6 +91,8 @@ export function resolveOptions(
     redeliveryPollMs: options.redeliveryPollMs ?? local.REDELIVERY_POLL_MS,
     onRedelivery: options.onRedelivery,
     onRecovery: options.onRecovery,
+    historyDays: options.historyDays ?? local.LOCAL_HISTORY_DAYS,
+    onSweep: options.onSweep,
     onTestHold:
       options.onTestHold ??
       (local.LOCAL_TEST_HOLDS

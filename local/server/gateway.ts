@@ -17,6 +17,7 @@ import { type EmbeddedS3, startEmbeddedS3 } from '../store/embedded-s3.ts';
 import { conversationIdOf, ExecutionStore } from '../store/execution-store.ts';
 import { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
 import { IN_PROCESS_S3_CLIENT_SETTINGS } from '../store/in-process-s3-transport.ts';
+import { sweepLocalHistory } from '../store/retention.ts';
 import {
   checkEnvironment,
   type GatewayOptions,
@@ -68,11 +69,15 @@ function listen(server: Server, port: number, host: string): Promise<number> {
   });
 }
 
+/** How often the running gateway sweeps its local history (store/retention.ts); it also sweeps at start. */
+const SWEEP_EVERY_MS = 3_600_000;
+
 /** Start the local gateway: HTTP server, embedded S3, sample agent, built-in receiver, the ASL on the local engine. */
 export async function startGateway(partial: Partial<GatewayOptions> = {}): Promise<RunningGateway> {
   const options = resolveOptions(partial);
   const userSettings = checkEnvironment();
-  await mkdir(options.dataDir, { recursive: true });
+  // Local state holds requests, answers and secrets: a new data folder is its owner's alone.
+  await mkdir(options.dataDir, { recursive: true, mode: 0o700 });
   const executions = new ExecutionStore(options.dataDir);
   const failedDeliveries = new LocalFailedDeliveryStore(options.dataDir);
   const receiver = new DeliveryReceiver(options.dataDir);
@@ -114,6 +119,10 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
       const made = await localDeliverySecrets(options.dataDir);
       defaults.DELIVERY_SIGNING_SECRETS = made.json;
       deliverySecretsFile = made.file;
+      if (made.fixedMode)
+        console.warn(
+          `webhook-gateway: ${made.file} was readable by others (mode ${made.fixedMode}); it is now 0600 (owner only)`,
+        );
     }
     handlerEnv = withDefaults(process.env, defaults);
     Object.assign(process.env, handlerEnv);
@@ -146,6 +155,20 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   }
   options.onRecovery?.(recovered, recoveryMs);
   redelivery.start(options.redeliveryPollMs, options.onRedelivery);
+  const retention = { dataDir: options.dataDir, idempotencyDir: config.idempotencyDir ?? null };
+  const sweep = async () => {
+    try {
+      const swept = await sweepLocalHistory(retention, options.historyDays, new Date());
+      if (swept.histories + swept.envelopes + swept.keys + swept.logFiles > 0) options.onSweep?.(swept);
+    } catch (error) {
+      console.error(`webhook-gateway: the local history sweep failed: ${(error as Error).message}`);
+    }
+  };
+  let sweeping = sweep();
+  const sweepTimer = setInterval(() => {
+    sweeping = sweeping.then(sweep);
+  }, SWEEP_EVERY_MS);
+  sweepTimer.unref();
 
   const inFlight = new Set<Promise<unknown>>();
   /**
@@ -240,7 +263,9 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     async close() {
       if (!server.listening) return;
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      clearInterval(sweepTimer);
       await redelivery.stop();
+      await sweeping;
       await Promise.allSettled([...inFlight]);
       server.closeAllConnections();
       await closed;

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { chmod, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
 import { readJson, writeJsonAtomic } from './json-files.ts';
@@ -6,14 +7,26 @@ import { readJson, writeJsonAtomic } from './json-files.ts';
 /**
  * Local deliveries are signed like AWS ones. When DELIVERY_SIGNING_SECRETS is not set, one `whsec_` secret per
  * webhook type is made on first start and kept in `<dataDir>/delivery-signing-secrets.json`, so a receiver can
- * verify across restarts.
+ * verify across restarts. The file is its owner's alone (0600): made so, and put back so if it was found readable by
+ * others (`fixed` says so, for the start banner).
  */
-export async function localDeliverySecrets(dataDir: string): Promise<{ json: string; file: string }> {
+export const SECRET_FILE_MODE = 0o600;
+
+export async function localDeliverySecrets(
+  dataDir: string,
+): Promise<{ json: string; file: string; fixedMode: string | null }> {
   const file = path.join(dataDir, 'delivery-signing-secrets.json');
   let secrets = await readJson<Record<string, string>>(file);
+  let fixedMode: string | null = null;
   if (!secrets) {
     secrets = Object.fromEntries(WEBHOOK_TYPES.map((t) => [t, `whsec_${randomBytes(24).toString('base64')}`]));
-    await writeJsonAtomic(file, secrets);
+    await writeJsonAtomic(file, secrets, SECRET_FILE_MODE);
+  } else {
+    const mode = (await stat(file)).mode & 0o777;
+    if ((mode & 0o077) !== 0) {
+      await chmod(file, SECRET_FILE_MODE);
+      fixedMode = mode.toString(8).padStart(4, '0');
+    }
   }
-  return { json: JSON.stringify(secrets), file };
+  return { json: JSON.stringify(secrets), file, fixedMode };
 }

@@ -1,7 +1,7 @@
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { runCli, startCli } from '../../support/cli.ts';
 import { SEED_REQUEST } from '../../support/gateway.ts';
 
@@ -145,6 +145,35 @@ describe('webhook-gateway start / conversations', () => {
     const bad = await runCli(['frobnicate']);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/unknown command/);
+  });
+
+  it('the operator log is one line per request, whatever bytes the request carries', async () => {
+    const before = gateway.output().split('\n').length;
+    const forged = `x\n${new Date().toISOString()}  200  webhook_20250101_000000_forged_line_x  deal_analysis delivered  1 ms`;
+    const bodies: (string | Buffer)[] = [
+      forged, // not JSON, with a line of its own inside
+      Buffer.from(`\ufeff${JSON.stringify({ query: 'q', source_system: 's', source_process: 'p' })}`, 'utf16le'), // NULs
+      `\u2028nul\u0000`,
+    ];
+    for (const body of bodies) {
+      const res = await fetch(`${gateway.url}/webhook`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body,
+      });
+      expect(res.status).toBe(400);
+      expect(((await res.json()) as { error: { message: string } }).error.message).not.toContain('forged');
+    }
+    await vi.waitFor(() => expect(gateway.output().split('\n').length - before).toBeGreaterThanOrEqual(3));
+    const lines = gateway
+      .output()
+      .split('\n')
+      .slice(before - 1, -1);
+    expect(lines).toHaveLength(3);
+    for (const line of lines) expect(line).toMatch(/^\S+ {2}400 {2}\(rejected\) {2}INVALID_JSON: /);
+    expect(gateway.output()).not.toContain('\u0000');
+    expect(gateway.output()).not.toContain('\u2028');
+    expect(gateway.output()).not.toMatch(/^\S+ {2}200 {2}webhook_20250101_000000_forged/m);
   });
 
   it('Ctrl-C stops the gateway and its embedded S3', async () => {

@@ -90,6 +90,24 @@ describe('automatic redelivery on the schedule', () => {
     expect(world.receiver.received.filter((r) => r.body.conversation_id === body.conversation_id)).toHaveLength(1);
   });
 
+  it('a sweep slower than the poll interval reports each redelivery once (no repeated operator lines)', async () => {
+    process.env.REDELIVERY_SCHEDULE = '10ms';
+    const body = await failedConversation(503, 503, 503, 503);
+    world.receiver.reply({ status: 200, delayMs: 300 }); // the sweep lasts 15 poll ticks
+    const reported: string[] = [];
+    world.gateway.redelivery.start(20, (r) => reported.push(`${r.conversation_id} ${r.status}`));
+    try {
+      await vi.waitFor(
+        async () => expect((await world.gateway.failedDeliveries.get(body.conversation_id))!.state).toBe('settled'),
+        { timeout: 5000, interval: 20 },
+      );
+      await new Promise((r) => setTimeout(r, 100)); // a few more ticks: nothing more to report
+    } finally {
+      await world.gateway.redelivery.stop();
+    }
+    expect(reported).toEqual([`${body.conversation_id} delivered`]);
+  });
+
   it('a failed scheduled attempt moves to the next slot; the last slot failing dead-letters it (exhausted)', async () => {
     process.env.REDELIVERY_SCHEDULE = '1h,2h';
     const body = await failedConversation(500, 500, 500, 500);

@@ -1,0 +1,140 @@
+import { createReadStream, readFileSync, unlinkSync } from 'node:fs';
+import { rename, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import { isConversationId } from '../../functions/domain/conversation-id.ts';
+import { type FailedDeliveryEnvelope, readEnvelope } from '../../functions/domain/failed-delivery.ts';
+import type { IdempotencyRecord } from '../../functions/domain/idempotency.ts';
+import { idTimeMs } from '../history/conversation-filters.ts';
+import { listDir, readJson } from './json-files.ts';
+
+/**
+ * Local history retention (LOCAL_HISTORY_DAYS, default 30; 0 keeps everything; docs/operations.md, "Local history
+ * retention"). The running gateway sweeps at start and every hour:
+ * - each conversation's execution history (`executions/<id>/`) once the conversation is older than that, unless its
+ *   delivery is still owed (a pending or dead envelope: an operator may still want to see and redrive it);
+ * - failed-delivery envelopes settled (nothing owed any more) longer ago than that;
+ * - idempotency keys past their expiry (24 h: they answer nothing any more);
+ * - the handlers' log and the built-in receiver's files: each is moved aside to `<name>.<first day>.jsonl` once its
+ *   first line is a day old (the writers go on in a fresh file, nothing is lost), and the moved files go when their
+ *   last line is older than the retention.
+ * The exports in the bucket are the archive and are never swept (on AWS the bucket's lifecycle rules apply).
+ */
+export interface RetentionPaths {
+  dataDir: string;
+  idempotencyDir: string | null;
+}
+
+export interface SweepResult {
+  histories: number;
+  envelopes: number;
+  keys: number;
+  logFiles: number;
+}
+
+export const DEFAULT_HISTORY_DAYS = 30;
+const DAY_MS = 86_400_000;
+
+const isMissing = (error: unknown) => (error as NodeJS.ErrnoException).code === 'ENOENT';
+
+async function firstLineTime(file: string): Promise<number | null> {
+  const stream = createReadStream(file, { start: 0, end: 65_535, encoding: 'utf8' });
+  let text = '';
+  try {
+    for await (const chunk of stream) {
+      text += chunk;
+      if (text.includes('\n')) break;
+    }
+  } catch (error) {
+    if (isMissing(error)) return null;
+    throw error;
+  } finally {
+    stream.destroy();
+  }
+  try {
+    const line = JSON.parse(text.slice(0, text.indexOf('\n'))) as {
+      timestamp?: unknown;
+      received_at?: unknown;
+      _aws?: { Timestamp?: unknown };
+    };
+    const at = line.timestamp ?? line.received_at ?? line._aws?.Timestamp;
+    const ms = typeof at === 'number' ? at : Date.parse(String(at));
+    return Number.isNaN(ms) ? null : ms;
+  } catch {
+    return null; // empty or not JSON: the file's age decides below
+  }
+}
+
+/** Move an append-only .jsonl aside once its first line is a day old; drop the moved ones past the cutoff. */
+async function rotateJsonl(file: string, now: number, cutoff: number): Promise<number> {
+  const dir = path.dirname(file);
+  const base = path.basename(file, '.jsonl');
+  let removed = 0;
+  try {
+    const first = (await firstLineTime(file)) ?? (await stat(file)).mtimeMs;
+    if (now - first >= DAY_MS) {
+      const day = new Date(first).toISOString().slice(0, 10);
+      await rename(file, path.join(dir, `${base}.${day}.${now}.jsonl`));
+    }
+  } catch (error) {
+    if (!isMissing(error)) throw error;
+  }
+  const moved = new RegExp(`^${base.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.\\d{4}-\\d{2}-\\d{2}\\.\\d+\\.jsonl$`);
+  for (const name of (await listDir(dir)).filter((n) => moved.test(n))) {
+    const rotated = path.join(dir, name);
+    if ((await stat(rotated)).mtimeMs < cutoff) {
+      await rm(rotated, { force: true });
+      removed += 1;
+    }
+  }
+  return removed;
+}
+
+function expiredKeyRemoved(file: string, now: number): boolean {
+  try {
+    const record = JSON.parse(readFileSync(file, 'utf8')) as IdempotencyRecord;
+    if (!(record.expires_at * 1000 <= now)) return false;
+    unlinkSync(file);
+    return true;
+  } catch {
+    return false; // being written, or already gone
+  }
+}
+
+export async function sweepLocalHistory(paths: RetentionPaths, days: number, now: Date): Promise<SweepResult> {
+  const result: SweepResult = { histories: 0, envelopes: 0, keys: 0, logFiles: 0 };
+  const t = now.getTime();
+  if (days > 0) {
+    const cutoff = t - days * DAY_MS;
+    const envelopesDir = path.join(paths.dataDir, 'failed-deliveries');
+    const executionsDir = path.join(paths.dataDir, 'executions');
+    for (const id of (await listDir(executionsDir)).filter(isConversationId)) {
+      if (!(idTimeMs(id) < cutoff)) continue;
+      const envelope = readEnvelope(await readJson<unknown>(path.join(envelopesDir, `${id}.json`)).catch(() => null));
+      if (envelope && envelope.state !== 'settled') continue;
+      await rm(path.join(executionsDir, id), { recursive: true, force: true });
+      result.histories += 1;
+    }
+    for (const name of (await listDir(envelopesDir)).filter((n) => n.endsWith('.json'))) {
+      const file = path.join(envelopesDir, name);
+      const envelope: FailedDeliveryEnvelope | null = readEnvelope(await readJson<unknown>(file).catch(() => null));
+      if (envelope?.state === 'settled' && Date.parse(envelope.updated_at) < cutoff) {
+        await rm(file, { force: true });
+        result.envelopes += 1;
+      }
+    }
+    const logs = [path.join(paths.dataDir, 'logs', 'handlers.jsonl')];
+    const receiverDir = path.join(paths.dataDir, 'receiver');
+    for (const name of await listDir(receiverDir))
+      if (/^[A-Za-z0-9_]+\.jsonl$/.test(name)) logs.push(path.join(receiverDir, name));
+    for (const file of logs) result.logFiles += await rotateJsonl(file, t, cutoff);
+  }
+  if (paths.idempotencyDir) {
+    for (const name of (await listDir(paths.idempotencyDir)).filter((n) => /^[0-9a-f]{64}\.json$/.test(n))) {
+      // Read and delete in one synchronous step: no claim of this process can slip in between and be deleted.
+      if (expiredKeyRemoved(path.join(paths.idempotencyDir, name), t)) result.keys += 1;
+      await nextTurn();
+    }
+  }
+  return result;
+}

@@ -1,0 +1,85 @@
+import { mkdir, mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { sweepLocalHistory } from '../../../local/store/retention.ts';
+
+/** LOCAL_HISTORY_DAYS: what the sweep removes and what it keeps, at an injected time. */
+const NOW = new Date('2026-03-31T12:00:00Z');
+const DAY = 86_400_000;
+const OLD_ID = 'webhook_20260201_100000_testing_phase3valid_old0000001';
+const OWED_ID = 'webhook_20260201_100000_testing_phase3valid_owed000001';
+const NEW_ID = 'webhook_20260330_100000_testing_phase3valid_new0000001';
+
+let dataDir: string;
+beforeEach(async () => {
+  dataDir = await mkdtemp(path.join(tmpdir(), 'retention-'));
+});
+afterEach(async () => {
+  await rm(dataDir, { recursive: true, force: true });
+});
+
+async function put(relative: string, content: unknown, mtime?: Date) {
+  const file = path.join(dataDir, relative);
+  await mkdir(path.dirname(file), { recursive: true });
+  await writeFile(file, typeof content === 'string' ? content : JSON.stringify(content));
+  if (mtime) await utimes(file, mtime, mtime);
+}
+
+const ls = async (relative: string) => (await readdir(path.join(dataDir, relative))).sort();
+const envelope = (id: string, state: string, updatedAt: string) => ({
+  version: 1,
+  conversation_id: id,
+  conversation: { conversation_id: id },
+  state,
+  updated_at: updatedAt,
+});
+
+describe('the local history sweep', () => {
+  it('removes histories, delivered envelopes and expired keys past the retention; keeps what is recent or owed', async () => {
+    for (const id of [OLD_ID, OWED_ID, NEW_ID]) await put(`executions/${id}/x_run.json`, {});
+    await put(`failed-deliveries/${OWED_ID}.json`, envelope(OWED_ID, 'dead', '2026-02-02T00:00:00Z'));
+    await put(`failed-deliveries/${OLD_ID}.json`, envelope(OLD_ID, 'delivered', '2026-02-02T00:00:00Z'));
+    await put(`failed-deliveries/${NEW_ID}.json`, envelope(NEW_ID, 'settled', '2026-03-30T10:00:00Z'));
+    const key = (c: string) => `idempotency/${c.repeat(64)}.json`;
+    await put(key('a'), { status: 'completed', expires_at: NOW.getTime() / 1000 - 1 });
+    await put(key('b'), { status: 'in_progress', expires_at: NOW.getTime() / 1000 + 60 });
+
+    const swept = await sweepLocalHistory({ dataDir, idempotencyDir: path.join(dataDir, 'idempotency') }, 30, NOW);
+    expect(swept).toEqual({ histories: 1, envelopes: 1, keys: 1, logFiles: 0 });
+    expect(await ls('executions')).toEqual([OWED_ID, NEW_ID].sort());
+    expect(await ls('failed-deliveries')).toEqual([`${OWED_ID}.json`, `${NEW_ID}.json`].sort());
+    expect(await ls('idempotency')).toEqual([`${'b'.repeat(64)}.json`]);
+  });
+
+  it('moves a log aside once its first line is a day old, and drops moved logs past the retention', async () => {
+    const line = (at: string) => `${JSON.stringify({ level: 'INFO', timestamp: at })}\n`;
+    await put('logs/handlers.jsonl', line('2026-03-30T09:00:00Z') + line('2026-03-31T11:00:00Z'));
+    await put('receiver/deal_analysis.jsonl', `${JSON.stringify({ received_at: '2026-03-31T11:00:00Z' })}\n`);
+    await put(
+      'logs/handlers.2026-01-01.1767312000000.jsonl',
+      line('2026-01-01T00:00:00Z'),
+      new Date(NOW.getTime() - 60 * DAY),
+    );
+    await put(
+      'logs/handlers.2026-03-20.1774051200000.jsonl',
+      line('2026-03-20T00:00:00Z'),
+      new Date(NOW.getTime() - 10 * DAY),
+    );
+
+    const swept = await sweepLocalHistory({ dataDir, idempotencyDir: null }, 30, NOW);
+    expect(swept.logFiles).toBe(1);
+    expect(await ls('logs')).toEqual([
+      'handlers.2026-03-20.1774051200000.jsonl',
+      `handlers.2026-03-30.${NOW.getTime()}.jsonl`,
+    ]);
+    expect(await ls('receiver')).toEqual(['deal_analysis.jsonl']); // its first line is an hour old
+  });
+
+  it('LOCAL_HISTORY_DAYS=0 keeps every history (expired keys still go)', async () => {
+    await put(`executions/${OLD_ID}/x_run.json`, {});
+    const swept = await sweepLocalHistory({ dataDir, idempotencyDir: null }, 0, NOW);
+    expect(swept.histories).toBe(0);
+    expect(await ls('executions')).toEqual([OLD_ID]);
+  });
+});
