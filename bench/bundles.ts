@@ -14,13 +14,12 @@ import { type BuildOptions, build, type Metafile, type Plugin } from 'esbuild';
 import { PROJECT_ROOT, RESULTS_DIR } from './support/processes.ts';
 import { median, round } from './support/stats.ts';
 
-export const STAGES = ['validate', 'invoke-agent', 'classify', 'deliver', 'export'] as const;
+export const STAGES = ['validate', 'classify', 'deliver', 'export'] as const;
 export type Stage = (typeof STAGES)[number];
 
 /** Size targets (docs/performance.md): the SDK-heavy stages get more room. */
 export const SIZE_TARGET_KB: Record<Stage, number> = {
   validate: 250,
-  'invoke-agent': 600,
   classify: 250,
   deliver: 250,
   export: 600,

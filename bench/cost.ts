@@ -77,7 +77,7 @@ export interface TemplateFacts {
 /** What infra/ synthesized to when this bench was written; used only when synthesis fails. */
 export const FALLBACK_FACTS: TemplateFacts = {
   source: 'fallback',
-  functions: ['validate', 'invoke-agent', 'classify', 'deliver', 'export'].map((stage) => ({
+  functions: ['validate', 'classify', 'deliver', 'export'].map((stage) => ({
     stage,
     memory_mb: 256,
     architecture: 'arm64',
@@ -245,13 +245,13 @@ export function costPerMillion(facts: TemplateFacts, measured: OverheadResult, i
       log_format: 'Text',
     };
 
-  // Lambda: one invocation per Task state that ran (5 on the happy path), memory from the template. Each stage's
+  // Lambda: one invocation of each stage function (4 on the happy path: the agent is invoked by the state machine
+  // itself, so no function of ours waits for it; its own bill is the agent's owner's), memory from the template. Each stage's
   // locally measured median (instant peers, so nearly all of it is CPU; for Deliver it includes the loopback
   // receiver, an upper bound) is scaled to a 256 MB function's CPU share, plus the I/O it waits for on AWS.
   const cpu = (ms: number) => ms * io.cpu_scale_at_256mb;
   const stageMs: Record<string, number> = {
     validate: cpu(measured.stages.validate.median),
-    'invoke-agent': cpu(measured.stages.invoke_agent.median) + io.agent_ms + io.agent_invoke_overhead_ms,
     classify: cpu(measured.stages.classify.median),
     deliver: cpu(measured.stages.deliver.median) + io.receiver_rtt_ms + io.receiver_ms,
     export: cpu(measured.stages.export.median) + io.s3_put_ms,
@@ -266,7 +266,9 @@ export function costPerMillion(facts: TemplateFacts, measured: OverheadResult, i
     gbs += stageGbs;
     lambdaUsd += stageGbs * (f.architecture === 'arm64' ? PRICES.lambda_gb_s_arm64 : PRICES.lambda_gb_s_x86_64);
   }
-  const invocations = pc.task_states;
+  const invocations = Object.keys(stageMs).length;
+  // The execution waits for the agent (InvokeManagerAgent): Express duration, not Lambda duration.
+  const agentWaitMs = io.agent_ms + io.agent_invoke_overhead_ms;
   add('Lambda requests', `${invocations} invocations`, invocations * PRICES.lambda_request);
   add(
     'Lambda duration',
@@ -275,7 +277,8 @@ export function costPerMillion(facts: TemplateFacts, measured: OverheadResult, i
   );
 
   // Step Functions Express: one request; duration = the tasks plus dispatch, in 100 ms steps at 64 MB.
-  const expressMs = Object.values(stageMs).reduce((a, b) => a + b, 0) + io.task_dispatch_ms * invocations;
+  const expressMs =
+    Object.values(stageMs).reduce((a, b) => a + b, 0) + agentWaitMs + io.task_dispatch_ms * (invocations + 1);
   const expressBilledS = Math.ceil(expressMs / 100) / 10;
   billed.express = expressBilledS * 1000;
   add('Step Functions Express requests', '1 execution', PRICES.express_request);

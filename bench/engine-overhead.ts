@@ -106,26 +106,19 @@ interface S3Stats {
 async function loadStubbedHandlers(receiverUrl: string): Promise<{ handlers: Handlers; s3Stats: S3Stats }> {
   Object.assign(process.env, SERVICE_ENV);
   for (const type of WEBHOOK_TYPES) process.env[DELIVERY_URL_VARIABLES[type]] = `${receiverUrl}/hooks/${type}`;
-  const [validate, invokeAgent, classify, deliver, exportStage, lambdaClient, s3Client] = await Promise.all([
+  const [validate, classify, deliver, exportStage, s3Client] = await Promise.all([
     import('../functions/validate/handler.ts'),
-    import('../functions/invoke-agent/handler.ts'),
     import('../functions/classify/handler.ts'),
     import('../functions/deliver/handler.ts'),
     import('../functions/export/handler.ts'),
-    import('../functions/shared/clients/lambda.ts'),
     import('../functions/shared/clients/s3.ts'),
   ]);
-  // Instant agent: the Lambda client's send answers at once with the sample agent's payload (no HTTP).
-  const encoder = new TextEncoder();
-  (lambdaClient.lambda as unknown as { send: (command: { input: { Payload?: string } }) => Promise<unknown> }).send =
-    async (command) => {
-      const request = JSON.parse(String(command.input.Payload ?? '{}')) as Record<string, unknown>;
-      return {
-        StatusCode: 200,
-        Payload: encoder.encode(JSON.stringify(sampleAgentAnswer(request).payload)),
-        $metadata: {},
-      };
-    };
+  // Instant agent: InvokeManagerAgent (Step Functions' Lambda integration) answers at once with the sample agent's
+  // payload, in the integration's shape (no HTTP).
+  const invokeAgent: Fn = async (params) => {
+    const request = (params as { Payload?: Record<string, unknown> }).Payload ?? {};
+    return { StatusCode: 200, ExecutedVersion: '$LATEST', Payload: sampleAgentAnswer(request).payload };
+  };
   // In-memory S3: PUTs are counted and their bodies measured, nothing is kept.
   const s3Stats: S3Stats = { puts: 0, bytes: 0 };
   (s3Client.s3 as unknown as { send: (command: { input: { Body?: string } }) => Promise<unknown> }).send = async (
@@ -142,7 +135,7 @@ async function loadStubbedHandlers(receiverUrl: string): Promise<{ handlers: Han
   return {
     handlers: {
       validate: wrap(validate.handler),
-      invokeAgent: wrap(invokeAgent.handler),
+      invokeAgent,
       classify: wrap(classify.handler),
       deliver: wrap(deliver.handler),
       export: wrap(exportStage.handler),
@@ -155,12 +148,11 @@ function workflowFor(handlers: Handlers): LocalWorkflow {
   // Exactly as local/server/gateway.ts builds it (the same ARNs, the same file).
   const stages = {
     validate: handlers.validate,
-    'invoke-agent': handlers.invokeAgent,
     classify: handlers.classify,
     deliver: handlers.deliver,
     export: handlers.export,
   };
-  return localWorkflow('conversation', stages, async () => ({}));
+  return localWorkflow('conversation', stages, async () => ({}), undefined, handlers.invokeAgent);
 }
 
 type StageTimer = (stage: keyof StageTimes, ms: number) => void;
@@ -180,8 +172,15 @@ async function runPlain(
   };
   const validated = (await timed('validate', h.validate, input)) as { valid: boolean };
   if (!validated.valid) throw new Error('bench request rejected');
-  const answered = await timed('invoke_agent', h.invokeAgent, validated);
-  const classified = await timed('classify', h.classify, answered);
+  const invokedAt = new Date().toISOString();
+  const state = validated as unknown as { conversation: Record<string, unknown> };
+  const agent = (await timed('invoke_agent', h.invokeAgent, { Payload: { query: 'bench' } })) as { Payload: unknown };
+  // What InvokeManagerAgent's ResultSelector and ResultPath make of the answer, then Classify's Parameters.
+  const answered = {
+    ...state,
+    conversation: { ...state.conversation, pending_answer: { answer: agent.Payload, invoked_at: invokedAt } },
+  };
+  const classified = await timed('classify', h.classify, { state: answered, answered_at: new Date().toISOString() });
   const delivered = await timed('deliver', h.deliver, classified);
   const exported = (await timed('export', h.export, { state: delivered, execution_name: executionName })) as {
     response: unknown;

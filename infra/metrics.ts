@@ -54,6 +54,9 @@ export function logMetricsNamespace(scope: IConstruct): string {
 }
 
 /** Metric (from the execution log) of conversation executions that failed for any reason but a client error. */
+/** Metric (from the Export function's log) of records logged whole because S3 and the queue both refused them. */
+export const RECORDS_ONLY_IN_LOGS_METRIC = 'RecordsOnlyInLogs';
+
 export const SERVER_FAILURES_METRIC = 'ConversationServerFailures';
 
 /**

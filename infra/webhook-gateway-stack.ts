@@ -122,6 +122,7 @@ export class WebhookGatewayStack extends Stack {
       functions: this.functions,
       failedDeliveryQueue: this.queues.queue,
       logRetention,
+      agentFunctionName: config.agentFunctionName,
     });
     this.redelivery = new RedeliveryWorkflow(this, 'Redelivery', { functions: this.functions, logRetention });
     this.scheduler = new RedeliveryScheduler(this, 'RedeliveryScheduler', {
@@ -151,6 +152,7 @@ export class WebhookGatewayStack extends Stack {
       conversationStateMachine: this.workflow.stateMachine,
       conversationExecutionLog: this.workflow.logGroup,
       redeliveryStateMachine: this.redelivery.stateMachine,
+      exportFunctionLog: this.functions.export.stageLogGroup,
       deadLetterQueue: this.queues.deadLetterQueue,
       redeliveryScheduler: this.scheduler.function,
       agentP99AlarmMs: config.agentP99AlarmMs,
@@ -196,7 +198,7 @@ export class WebhookGatewayStack extends Stack {
         ',',
         this.functions.all.map((fn) => fn.stageLogGroup.logGroupName),
       ),
-      'Stage function log groups (validate, invoke-agent, classify, deliver, export), comma-separated',
+      'Stage function log groups (validate, classify, deliver, export), comma-separated',
     );
     if (this.api.accessLogGroup) {
       output(

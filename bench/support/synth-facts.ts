@@ -27,7 +27,6 @@ const ofType = (type: string) => resources.filter(([, r]) => r.Type === type);
 const stageOf: Record<string, string> = {};
 for (const [stage, fn] of Object.entries({
   validate: stack.functions.validate,
-  'invoke-agent': stack.functions.invokeAgent,
   classify: stack.functions.classify,
   deliver: stack.functions.deliver,
   export: stack.functions.export,

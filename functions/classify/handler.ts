@@ -1,14 +1,46 @@
+import { answerProblem } from '../domain/agent-contract.ts';
 import type { ConversationState } from '../domain/conversation.ts';
-import { withClassification } from '../domain/lifecycle.ts';
-import { logEvent } from '../shared/events.ts';
+import { AgentAnswerRejected } from '../domain/errors.ts';
+import { withClassification, withPendingAnswer } from '../domain/lifecycle.ts';
+import { logEvent, METRIC_NAMES, recordSize, recordTime } from '../shared/events.ts';
 import { stageHandler } from '../shared/powertools.ts';
 
-/** Classify: pick webhook_type (the request's own wins) and record why; the delivery is then queued. */
-export const handler = stageHandler('Classify', async (state: ConversationState): Promise<ConversationState> => {
-  const record = withClassification(state.conversation, new Date());
-  logEvent('WEBHOOK_RESPONSE_CLASSIFIED', record, {
-    classification_reason: record.webhook_context.classification_reason,
-  });
-  logEvent('WEBHOOK_OUTBOUND_QUEUED', record, { delivery_id: record.webhook_context.delivery_id });
-  return { ...state, conversation: record };
-});
+export interface ClassifyInput {
+  state: ConversationState;
+  /** When the workflow entered Classify (`$$.State.EnteredTime`): the moment the agent's answer arrived. */
+  answered_at: string;
+}
+
+/**
+ * Classify: record the agent's pending answer as the assistant turn (the agent's time: from InvokeManagerAgent's
+ * entry to `answered_at`), refuse an answer the conversation cannot carry (AgentAnswerRejected: exported as failed),
+ * then pick webhook_type (the request's own wins) and record why; the delivery is then queued.
+ */
+export const handler = stageHandler(
+  'Classify',
+  async ({ state, answered_at }: ClassifyInput): Promise<ConversationState> => {
+    const now = new Date();
+    const parsed = new Date(answered_at);
+    const answeredAt = Number.isNaN(parsed.getTime()) ? now : parsed;
+    const pending = state.conversation.pending_answer;
+    let record = withPendingAnswer(state.conversation, answeredAt);
+    if (pending) {
+      const problem = answerProblem(pending.answer, record, state);
+      if (problem) throw new AgentAnswerRejected(problem);
+      const agentMs = record.execution.timings.agent_ms ?? 0;
+      const size = Buffer.byteLength(JSON.stringify(pending.answer));
+      recordTime(METRIC_NAMES.agentProcessingTime, agentMs);
+      recordSize(METRIC_NAMES.responseSize, size);
+      logEvent('WEBHOOK_MANAGER_AGENT_RESPONSE', record, {
+        agent_processing_time_ms: agentMs,
+        response_size_bytes: size,
+      });
+    }
+    record = withClassification(record, now);
+    logEvent('WEBHOOK_RESPONSE_CLASSIFIED', record, {
+      classification_reason: record.webhook_context.classification_reason,
+    });
+    logEvent('WEBHOOK_OUTBOUND_QUEUED', record, { delivery_id: record.webhook_context.delivery_id });
+    return { ...state, conversation: record };
+  },
+);

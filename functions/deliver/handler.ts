@@ -9,7 +9,7 @@ import {
   unsafeDeliveryUrl,
 } from '../domain/delivery.ts';
 import { DeliveryDeferredError, DeliveryPermanentError } from '../domain/errors.ts';
-import { withDeliveryAttempt } from '../domain/lifecycle.ts';
+import { settleAnswer, withDeliveryAttempt } from '../domain/lifecycle.ts';
 import { DELIVERY_DEFERRED_EVENT } from '../domain/observability.ts';
 import { signOutbound } from '../domain/signatures.ts';
 import { logEvent, METRIC_NAMES, recordTime } from '../shared/events.ts';
@@ -23,10 +23,12 @@ export const USER_AGENT = 'revops-webhook-gateway/1.0';
 /**
  * Deliver: one POST of the result to the URL configured for its type, carrying the stable delivery id.
  * Success returns the record; failure throws DeliveryRetryableError or DeliveryPermanentError and the state
- * machine's Retry/Catch decide what happens next.
+ * machine's Retry/Catch decide what happens next. A record whose answer is still pending (Classify failed) is
+ * first recorded and classified here, as Classify would have.
  */
 export const handler = stageHandler('Deliver', async (state: ConversationState): Promise<ConversationState> => {
-  const record = state.conversation;
+  const record = settleAnswer(state.conversation, new Date());
+  const deliverBy = state.budget?.deliver_by ?? null;
   const type = record.webhook_context.webhook_type ?? 'general';
   const config = settings();
   const url = config.deliveryUrls[type];
@@ -49,9 +51,9 @@ export const handler = stageHandler('Deliver', async (state: ConversationState):
     throw new DeliveryPermanentError(JSON.stringify({ message: `${DELIVERY_URL_VARIABLES[type]}: ${unsafe}` }));
   }
   let timeoutMs = config.deliveryTimeoutMs;
-  if (!state.redelivery) {
-    // Inside the conversation the caller is waiting: never start an attempt it cannot wait for.
-    const budget = attemptBudget(record.metadata.received_at, new Date(), config.responseDeadlineMs, timeoutMs);
+  if (deliverBy) {
+    // The caller is waiting: never start an attempt it cannot wait for.
+    const budget = attemptBudget(deliverBy, new Date(), timeoutMs);
     if ('defer' in budget) {
       logger.warn('Delivery deferred to the redelivery schedule', {
         event_type: DELIVERY_DEFERRED_EVENT,
@@ -101,14 +103,9 @@ export const handler = stageHandler('Deliver', async (state: ConversationState):
     final: attempt.outcome === 'permanent' || state.redelivery?.status_if_failed === 'failed',
     delivery_response_time_ms: attempt.duration_ms,
   });
-  if (!state.redelivery && attempt.outcome === 'retryable') {
+  if (deliverBy && attempt.outcome === 'retryable') {
     // Would the next try still fit in the caller's deadline after the longest Retry wait? If not, hand over now.
-    const next = attemptBudget(
-      record.metadata.received_at,
-      new Date(Date.now() + MAX_RETRY_WAIT_MS),
-      config.responseDeadlineMs,
-      timeoutMs,
-    );
+    const next = attemptBudget(deliverBy, new Date(Date.now() + MAX_RETRY_WAIT_MS), timeoutMs);
     if ('defer' in next) throw deferralAfter(attempt, url, next.defer);
   }
   throw attemptError(attempt, url);

@@ -29,9 +29,6 @@ export interface BudgetSettings {
   agentTimeoutMs: number;
 }
 
-export const DEFAULT_RESPONSE_TIMEOUT_MS = 29_000;
-export const DEFAULT_AGENT_TIMEOUT_MS = 20_000;
-
 /** The reserves of the synchronous timeline, ms. */
 export const SYNC_RESERVES = {
   /** API Gateway starting the execution and mapping its result, and clock skew between it and Lambda. */

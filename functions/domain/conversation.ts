@@ -1,3 +1,6 @@
+import type { Budget } from './budget.ts';
+import type { CaughtError } from './task-error.ts';
+
 /**
  * The conversation record (docs/contract.md#exports-s3): metadata, turns and execution, with `webhook_context`.
  * It travels through the workflow as `$.conversation` and is what the Export stage writes to S3.
@@ -92,6 +95,19 @@ export interface ConversationRecord {
     /** Names of the workflow executions that worked on this conversation (original and redeliveries). */
     executions: string[];
   };
+  /**
+   * The agent's answer as InvokeManagerAgent received it, until a stage records it as the assistant turn
+   * (withPendingAnswer): the workflow's state holds it once, and inside the record, so that whatever carries the
+   * record (a failed-delivery envelope too) carries the answer. Never exported.
+   */
+  pending_answer?: PendingAnswer;
+}
+
+export interface PendingAnswer {
+  /** The agent's payload (its Lambda response, parsed). */
+  answer: unknown;
+  /** When InvokeManagerAgent was entered (ISO 8601). */
+  invoked_at: string;
 }
 
 /** Set by whoever starts a redelivery execution (the schedule or an operator's redrive). */
@@ -107,12 +123,20 @@ export interface RedeliveryContext {
 export interface ConversationState {
   conversation: ConversationRecord;
   redelivery?: RedeliveryContext;
-  /** Set by the Catch of InvokeManagerAgent. */
-  agent_error?: { Error: string; Cause?: string };
+  /** Set by Validate for the conversation workflow: the timeouts and deadlines of the later states. */
+  budget?: Budget;
+  /** Set by the Catch of InvokeManagerAgent, or of Classify when it refused the answer. */
+  agent_error?: CaughtError;
+  /** Set by the Catch of Classify (any other failure): Deliver and Export record and classify the answer instead. */
+  classify_error?: CaughtError;
   /** Set by the Catch of Deliver. */
-  delivery_error?: { Error: string; Cause?: string };
+  delivery_error?: CaughtError;
+  /** Set by the Catch of QueueFailedDelivery: the failed-delivery queue refused the envelope. */
+  delivery_queue_error?: CaughtError;
+  /** Set by the Catch of QueueFailedExport: the queue refused the export-only envelope too (RecordOnlyInLogs). */
+  export_queue_error?: CaughtError;
   /** Set by the Catch of Export: S3 stayed unwritable through the retries, the export is queued for later. */
-  export_error?: { Error: string; Cause?: string };
+  export_error?: CaughtError;
 }
 
 export function userQuery(record: ConversationRecord): string {

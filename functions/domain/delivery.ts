@@ -1,3 +1,4 @@
+import { msLeft } from './budget.ts';
 import type { ConversationRecord, DeliveryAttempt, WebhookType } from './conversation.ts';
 import { agentResponse, userQuery } from './conversation.ts';
 import { DeliveryDeferredError, DeliveryPermanentError, DeliveryRetryableError } from './errors.ts';
@@ -69,19 +70,19 @@ export function attemptError(
 export const MIN_ATTEMPT_MS = 500;
 
 /**
- * How long the next in-workflow attempt may take: the configured per-attempt timeout, cut to what is left of the
- * caller's deadline; or, with less than MIN_ATTEMPT_MS left, why no attempt is made now.
+ * How long the next in-workflow attempt may take: the configured per-attempt timeout, cut to what is left until
+ * `deliverBy` (the budget's deliver_by: the caller is waiting; null when nobody is); or, with less than
+ * MIN_ATTEMPT_MS left, why no attempt is made now (what is left goes to the redelivery schedule).
  */
 export function attemptBudget(
-  receivedAt: string,
+  deliverBy: string | null,
   now: Date,
-  deadlineMs: number,
   timeoutMs: number,
 ): { timeoutMs: number } | { defer: string } {
-  const remaining = Date.parse(receivedAt) + deadlineMs - now.getTime();
+  const remaining = msLeft(deliverBy, now);
   if (!(remaining >= MIN_ATTEMPT_MS)) {
     return {
-      defer: `no time left for a delivery attempt within ${deadlineMs} ms of the request (the agent was slow): queued for the redelivery schedule`,
+      defer: `no time left for a delivery attempt before ${deliverBy}, when the caller's answer is due (the agent was slow): queued for the redelivery schedule`,
     };
   }
   return { timeoutMs: Math.min(timeoutMs, Math.floor(remaining)) };

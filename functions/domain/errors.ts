@@ -33,17 +33,13 @@ export class DeliveryPermanentError extends NamedError {
   }
 }
 
-/** The manager agent answered with a FunctionError or an unusable payload. */
-export class AgentInvocationError extends NamedError {
+/**
+ * The manager agent answered what the conversation cannot carry (empty, over the contract's cap, or too large for
+ * the workflow state): Classify refuses it and the conversation is exported as failed (docs/contract.md).
+ */
+export class AgentAnswerRejected extends NamedError {
   constructor(message: string) {
-    super('AgentInvocationError', message);
-  }
-}
-
-/** The manager agent did not answer within MANAGER_AGENT_TIMEOUT_MS. */
-export class AgentTimeoutError extends NamedError {
-  constructor(message: string) {
-    super('AgentTimeoutError', message);
+    super('AgentAnswerRejected', message);
   }
 }
 
@@ -51,5 +47,15 @@ export class AgentTimeoutError extends NamedError {
 export class ExportError extends NamedError {
   constructor(message: string) {
     super('ExportError', message);
+  }
+}
+
+/**
+ * The export cannot be written before the caller's answer is due ($.budget.answer_by): not retried, the workflow
+ * closes the conversation without S3 and queues the record instead.
+ */
+export class ExportDeadlineError extends NamedError {
+  constructor(message: string) {
+    super('ExportDeadlineError', message);
   }
 }

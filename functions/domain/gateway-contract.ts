@@ -68,6 +68,7 @@ export const FAILURE_STATUS: Readonly<Record<string, number>> = {
   SignatureError: 401,
   IdempotencyConflict: 409,
   AgentError: 502,
+  AgentTimeout: 504,
 };
 export const TIMED_OUT_STATUS = 504;
 

@@ -1,3 +1,4 @@
+import type { Budget } from './budget.ts';
 import { classify } from './classifier.ts';
 import type { ConversationRecord, ConversationState, DeliveryAttempt, DeliveryStatus } from './conversation.ts';
 import { agentResponse, agentTurn, elapsedMs, userQuery } from './conversation.ts';
@@ -24,7 +25,15 @@ import { parseTaskError, type TaskFailure } from './task-error.ts';
  */
 export type RejectionError = 'ValidationError' | 'SignatureError' | 'IdempotencyConflict';
 export type ValidateResult =
-  | { valid: true; duplicate: false; error: null; conversation: ConversationRecord; signed: boolean }
+  | {
+      valid: true;
+      duplicate: false;
+      error: null;
+      conversation: ConversationRecord;
+      signed: boolean;
+      /** Added by Validate (functions/domain/budget.ts). */
+      budget?: Budget;
+    }
   | { valid: true; duplicate: true; error: null; conversation_id: string; response: unknown }
   | { valid: false; duplicate: false; error: RejectionError; code: string; rejection: string };
 
@@ -223,6 +232,28 @@ export function withAgentAnswer(
   };
 }
 
+/**
+ * The pending answer (InvokeManagerAgent's result, kept on the record) recorded as the assistant turn, with the
+ * agent's time from the moment the agent state was entered to `answeredAt`. A record without one is returned as is.
+ */
+export function withPendingAnswer(record: ConversationRecord, answeredAt: Date): ConversationRecord {
+  const { pending_answer: pending, ...rest } = record;
+  if (!pending) return record;
+  const invoked = Date.parse(pending.invoked_at);
+  const agentMs = Number.isNaN(invoked) ? 0 : Math.max(0, answeredAt.getTime() - invoked);
+  return withAgentAnswer(rest, pending.answer, agentMs, answeredAt);
+}
+
+/**
+ * What Classify does, for a stage that runs after it failed: the pending answer recorded, and the record
+ * classified if it is not yet. A record that already went through Classify is returned as is.
+ */
+export function settleAnswer(record: ConversationRecord, now: Date): ConversationRecord {
+  if (!record.pending_answer) return record;
+  const answered = withPendingAnswer(record, now);
+  return answered.webhook_context.webhook_type === null ? withClassification(answered, now) : answered;
+}
+
 export function withFailure(
   record: ConversationRecord,
   stage: string,
@@ -333,9 +364,16 @@ export function closeConversation(
   executionName: string | null,
   now: Date,
 ): { record: ConversationRecord; agentFailed: boolean; answered: boolean } {
-  let record = state.conversation;
   const agentFailed = state.agent_error !== undefined;
-  if (agentFailed) record = withFailure(record, 'InvokeManagerAgent', parseTaskError(state.agent_error), now);
+  let record: ConversationRecord;
+  if (agentFailed) {
+    // An answer refused by Classify is not kept: the conversation failed.
+    const { pending_answer: _, ...unanswered } = state.conversation;
+    record = withFailure(unanswered, 'InvokeManagerAgent', parseTaskError(state.agent_error), now);
+  } else {
+    record = settleAnswer(state.conversation, now);
+  }
+  if (state.classify_error) record = withFailure(record, 'Classify', parseTaskError(state.classify_error), now);
   // No answer to deliver: the agent failed, or the conversation was interrupted before it answered.
   const answered = !agentFailed && agentTurn(record) !== undefined;
   if (!answered) record = withDeliveryStatus(record, 'not_attempted');
@@ -351,6 +389,11 @@ export function closeConversation(
     const status = attempt.outcome === 'permanent' ? 'failed' : (state.redelivery?.status_if_failed ?? 'retrying');
     record = withDeliveryAttempt(record, attempt, target, status);
     record = withFailure(record, 'Deliver', parseTaskError(state.delivery_error), now);
+  }
+  if (state.delivery_error && state.delivery_queue_error) {
+    // The failed-delivery queue refused the envelope: no automatic attempt follows (deliveries redrive --all can).
+    record = withDeliveryStatus(record, 'failed');
+    record = withFailure(record, 'QueueFailedDelivery', parseTaskError(state.delivery_queue_error), now);
   }
   return { record: completeConversation(record, agentFailed, executionName, now), agentFailed, answered };
 }
@@ -406,20 +449,37 @@ export function successBody(record: ConversationRecord) {
 }
 
 /**
- * The 502 body when the agent failed (the record was exported as failed), or the cause recorded for a conversation
- * interrupted before the agent answered.
+ * How the workflow fails when the agent did: `AgentTimeout` (504 TIMEOUT) when InvokeManagerAgent ran out of its
+ * budget (`agentSeconds`), else `AgentError` (502 AGENT_ERROR); the body names the conversation, which was exported
+ * as failed. The error name and the body are the AgentFailed state's ErrorPath and CausePath. A conversation the local
+ * gateway interrupted before the agent answered (local/engine/recovery.ts) gets an INTERRUPTED body.
  */
-export function agentFailureBody(record: ConversationRecord) {
-  const last = record.execution.errors.at(-1);
-  if (record.execution.status === 'interrupted')
-    return errorBody('INTERRUPTED', `The conversation was interrupted before the agent answered: ${last?.message}`, {
-      conversation_id: record.conversation_id,
-    });
-  return errorBody(
-    'AGENT_ERROR',
-    `The manager agent failed: ${last ? `${last.error}: ${last.message}` : 'unknown error'}`,
-    {
-      conversation_id: record.conversation_id,
-    },
-  );
+export function agentFailure(
+  record: ConversationRecord,
+  agentSeconds?: number,
+): { failure_error: 'AgentError' | 'AgentTimeout'; failure_cause: string } {
+  const extra = { conversation_id: record.conversation_id };
+  if (record.execution.status === 'interrupted') {
+    const message = `The conversation was interrupted before the agent answered: ${record.execution.errors.at(-1)?.message}`;
+    return { failure_error: 'AgentError', failure_cause: JSON.stringify(errorBody('INTERRUPTED', message, extra)) };
+  }
+  const last = record.execution.errors.findLast((e) => e.stage === 'InvokeManagerAgent');
+  if (last?.error === 'States.Timeout') {
+    const within = agentSeconds ? ` within ${agentSeconds} s` : ' in time';
+    return {
+      failure_error: 'AgentTimeout',
+      failure_cause: JSON.stringify(
+        errorBody(
+          'TIMEOUT',
+          `The manager agent did not answer${within}; the conversation was recorded as failed`,
+          extra,
+        ),
+      ),
+    };
+  }
+  const reason = last ? `${last.error}: ${last.message}` : 'unknown error';
+  return {
+    failure_error: 'AgentError',
+    failure_cause: JSON.stringify(errorBody('AGENT_ERROR', `The manager agent failed: ${reason}`, extra)),
+  };
 }

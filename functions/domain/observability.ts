@@ -37,6 +37,11 @@ export const METRIC_NAMES = {
 /** Counted (and logged, as this event type) by Export when S3 refused a record and it was queued for later. */
 export const EXPORT_DEFERRED_METRIC = 'Webhook.export_deferred';
 export const EXPORT_DEFERRED_EVENT = 'WEBHOOK_CONVERSATION_EXPORT_DEFERRED';
+/**
+ * Logged by Export (state RecordOnlyInLogs) with the whole record when S3 and the failed-delivery queue both refused
+ * it: the log line is then the only copy. A metric filter counts these (alarm RecordsOnlyInLogs).
+ */
+export const RECORD_UNSAVED_EVENT = 'WEBHOOK_CONVERSATION_UNSAVED';
 /** Logged by Deliver when the caller's deadline leaves no time for an attempt and the schedule takes over. */
 export const DELIVERY_DEFERRED_EVENT = 'WEBHOOK_DELIVERY_DEFERRED';
 

@@ -1,10 +1,11 @@
 import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { msLeft, SYNC_RESERVES } from '../domain/budget.ts';
 import type { ConversationRecord, ConversationState } from '../domain/conversation.ts';
-import { ExportError } from '../domain/errors.ts';
+import { ExportDeadlineError, ExportError } from '../domain/errors.ts';
 import { exportDocuments, exportFolder } from '../domain/export-formats.ts';
 import { idempotencyPk } from '../domain/idempotency.ts';
-import { agentFailureBody, closeConversation, successBody } from '../domain/lifecycle.ts';
-import { EXPORT_DEFERRED_EVENT, EXPORT_DEFERRED_METRIC } from '../domain/observability.ts';
+import { agentFailure, closeConversation, successBody } from '../domain/lifecycle.ts';
+import { EXPORT_DEFERRED_EVENT, EXPORT_DEFERRED_METRIC, RECORD_UNSAVED_EVENT } from '../domain/observability.ts';
 import { parseTaskError } from '../domain/task-error.ts';
 import { s3 } from '../shared/clients/s3.ts';
 import { logEvent, METRIC_NAMES, recordTime } from '../shared/events.ts';
@@ -17,17 +18,35 @@ export interface ExportInput {
   execution_name: string;
 }
 
-export type ExportOutput = ConversationState & { response?: unknown; failure_cause?: string };
+/**
+ * The closed record (the execution history's last word on it), `export_error` when S3 refused it, and the caller's
+ * answer: the response, or the agent's failure as the AgentFailed state's error and cause. The answer is then in the
+ * state three times (the turn's text and data, the response): Classify refused any answer that would not fit so.
+ */
+export type ExportOutput = Partial<ConversationState> & {
+  response?: unknown;
+  failure_error?: string;
+  failure_cause?: string;
+};
+
+/** Leave at least this much for an S3 attempt, and this long for the state's Retry wait (1 s) before another. */
+const MIN_EXPORT_MS = 300;
+const EXPORT_RETRY_WAIT_MS = 1_000;
 
 /**
  * Export: close the record (agent failure, failed delivery or success), write the four export formats to S3, and
- * log the completion. The keys depend only on the conversation id, so a re-run overwrites the same objects.
+ * log the completion. The keys depend only on the conversation id, so a re-run overwrites the same objects. With a
+ * caller waiting ($.budget.answer_by), S3 gets only the time that leaves the S3-refused path its reserve: an export
+ * that cannot be done by then fails with ExportDeadlineError (not retried) instead of making the caller wait.
  *
  * When S3 stayed unwritable through the state's retries, its Catch runs this handler once more with
  * `export_error` set: the record is closed and answered without S3, and the output keeps `export_error` so that
- * QueueFailedExport can queue the closed record for a later export (the redelivery workflow's Export).
+ * QueueFailedExport can queue the closed record for a later export (the redelivery workflow's Export). When the
+ * queue refused that too (`export_queue_error`, state RecordOnlyInLogs), the whole record is logged as one
+ * WEBHOOK_CONVERSATION_UNSAVED event: the log is then where it is kept.
  */
 export const handler = stageHandler('Export', async ({ state, execution_name }: ExportInput): Promise<ExportOutput> => {
+  if (state.export_queue_error) return logUnsaved(state);
   const now = new Date();
   const { record, answered } = closeConversation(state, execution_name, now);
   const deferred = state.export_error;
@@ -42,18 +61,27 @@ export const handler = stageHandler('Export', async ({ state, execution_name }: 
       executionName: execution_name,
     };
     const documents = exportDocuments(record, now.toISOString(), origin);
+    const answerBy = state.budget?.answer_by ?? null;
+    const timeLeft = () => msLeft(answerBy, new Date()) - SYNC_RESERVES.fallback;
+    const where = `s3://${bucket}/${exportFolder(record.conversation_id)}`;
+    if (timeLeft() < MIN_EXPORT_MS) {
+      throw new ExportDeadlineError(`no time left to write ${where} before the caller's answer is due (${answerBy})`);
+    }
+    const budget = Number.isFinite(timeLeft()) ? { abortSignal: AbortSignal.timeout(timeLeft()) } : undefined;
     try {
       await Promise.all(
         documents.map((doc) =>
           s3.send(
             new PutObjectCommand({ Bucket: bucket, Key: doc.key, Body: doc.body, ContentType: 'application/json' }),
+            budget,
           ),
         ),
       );
     } catch (error) {
-      throw new ExportError(
-        `writing s3://${bucket}/${exportFolder(record.conversation_id)} failed: ${(error as Error).name}: ${(error as Error).message}`,
-      );
+      const reason = `writing ${where} failed: ${(error as Error).name}: ${(error as Error).message}`;
+      // A retry must still fit before the answer is due; if it cannot, go to the S3-refused path at once.
+      if (timeLeft() < EXPORT_RETRY_WAIT_MS + MIN_EXPORT_MS) throw new ExportDeadlineError(reason);
+      throw new ExportError(reason);
     }
     written = { location: `s3://${bucket}/${exportFolder(record.conversation_id)}`, files: documents.length };
   }
@@ -72,9 +100,6 @@ export const handler = stageHandler('Export', async ({ state, execution_name }: 
     metrics.addMetric(EXPORT_DEFERRED_METRIC, MetricUnit.Count, 1);
   }
 
-  const next: ConversationState = deferred
-    ? { conversation: record, export_error: deferred }
-    : { conversation: record };
   const response = answered ? successBody(record) : null;
   const key = record.metadata.idempotency_key;
   const store = key && !state.redelivery ? idempotencyStore() : null;
@@ -83,8 +108,22 @@ export const handler = stageHandler('Export', async ({ state, execution_name }: 
     const pk = idempotencyPk(record.metadata.source_system, key);
     await (response ? store.complete(pk, response, now) : store.release(pk));
   }
-  return response ? { ...next, response } : { ...next, failure_cause: JSON.stringify(agentFailureBody(record)) };
+  const answer = response ? { response } : agentFailure(record, state.budget?.agent_seconds);
+  return deferred ? { conversation: record, export_error: deferred, ...answer } : { conversation: record, ...answer };
 });
+
+/** RecordOnlyInLogs: neither S3 nor the queue took the record; it is logged whole, once, at ERROR. */
+function logUnsaved(state: ConversationState): ExportOutput {
+  const record = state.conversation;
+  logger.error('Conversation record kept only in this log: S3 and the failed-delivery queue both refused it', {
+    event_type: RECORD_UNSAVED_EVENT,
+    conversation_id: record.conversation_id,
+    export_error: parseTaskError(state.export_error).message,
+    queue_error: parseTaskError(state.export_queue_error).message,
+    record,
+  });
+  return {};
+}
 
 /** Once per conversation, after its record is safe (exported, or queued to be): a redelivery does not complete it again. */
 function logCompletion(state: ConversationState, record: ConversationRecord): void {

@@ -16,10 +16,10 @@ export const DEFAULTS = {
   agentTimeoutMs: 20_000,
   deliveryTimeoutMs: 3_000,
   /**
-   * The caller waits for its answer (API Gateway gives up after 29 s): in-workflow delivery attempts stop this long
-   * after the request arrived, leaving time for Export; what is left goes to the redelivery schedule.
+   * How long the caller waits for its answer (on AWS, API Gateway's integration timeout): Validate's budget keeps
+   * every later state inside it (functions/domain/budget.ts).
    */
-  responseDeadlineMs: 25_000,
+  responseTimeoutMs: 29_000,
   redeliverySchedule: DEFAULT_REDELIVERY_SCHEDULE,
   idempotencyTtlSeconds: 86_400,
   /** The CloudFormation stack (CDK) and the stack `--aws` commands read when no --stack is given. */
@@ -90,7 +90,7 @@ const HandlerEnv = v.object({
   LEAD_ANALYSIS_WEBHOOK_URL: v.optional(v.string()),
   GENERAL_WEBHOOK_URL: v.optional(v.string()),
   DELIVERY_TIMEOUT_MS: v.optional(positiveInteger, String(DEFAULTS.deliveryTimeoutMs)),
-  RESPONSE_DEADLINE_MS: v.optional(positiveInteger, String(DEFAULTS.responseDeadlineMs)),
+  RESPONSE_TIMEOUT_MS: v.optional(positiveInteger, String(DEFAULTS.responseTimeoutMs)),
   REDELIVERY_SCHEDULE: v.optional(schedule, DEFAULTS.redeliverySchedule),
   REQUIRE_SIGNED_WEBHOOKS: v.optional(flag, 'false'),
   IDEMPOTENCY_TTL_SECONDS: v.optional(positiveInteger, String(DEFAULTS.idempotencyTtlSeconds)),
@@ -108,7 +108,7 @@ export interface Settings {
   /** Each type's outbound webhook URL; null: not configured (its deliveries go to the failed-delivery store). */
   deliveryUrls: Record<WebhookType, string | null>;
   deliveryTimeoutMs: number;
-  responseDeadlineMs: number;
+  responseTimeoutMs: number;
   redeliverySchedule: readonly number[];
   requireSignedWebhooks: boolean;
   idempotencyTtlSeconds: number;
@@ -132,7 +132,7 @@ export function settings(env: Env = process.env): Settings {
     agentTimeoutMs: e.MANAGER_AGENT_TIMEOUT_MS,
     deliveryUrls,
     deliveryTimeoutMs: e.DELIVERY_TIMEOUT_MS,
-    responseDeadlineMs: e.RESPONSE_DEADLINE_MS,
+    responseTimeoutMs: e.RESPONSE_TIMEOUT_MS,
     redeliverySchedule: e.REDELIVERY_SCHEDULE,
     requireSignedWebhooks: e.REQUIRE_SIGNED_WEBHOOKS,
     idempotencyTtlSeconds: e.IDEMPOTENCY_TTL_SECONDS,

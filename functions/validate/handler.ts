@@ -1,3 +1,4 @@
+import { syncBudget } from '../domain/budget.ts';
 import type { ExecutionInput } from '../domain/gateway-contract.ts';
 import { idempotencyPk } from '../domain/idempotency.ts';
 import { answerToDuplicate, fingerprintOf, startConversation, type ValidateResult } from '../domain/lifecycle.ts';
@@ -6,6 +7,7 @@ import { logEvent, METRIC_NAMES, recordSize } from '../shared/events.ts';
 import { idempotencyStore } from '../shared/idempotency-store.ts';
 import { logger, MetricUnit, metrics, stageHandler } from '../shared/powertools.ts';
 import { inboundPolicy } from '../shared/secrets.ts';
+import { settings } from '../shared/settings.ts';
 
 /** Validate: raw request → conversation record, or a rejection the workflow turns into a ValidationError. */
 export const handler = stageHandler('Validate', async (input: ExecutionInput): Promise<ValidateResult> => {
@@ -50,5 +52,12 @@ export const handler = stageHandler('Validate', async (input: ExecutionInput): P
     request_size_bytes: record.metadata.request_size_bytes,
     signed: result.signed,
   });
-  return result;
+  const config = settings();
+  const budget = syncBudget(config, input.received_at, new Date());
+  // The workflow invokes the agent next (InvokeManagerAgent, a Step Functions task: no Lambda of ours logs there).
+  logEvent('WEBHOOK_MANAGER_AGENT_INVOKED', record, {
+    function_name: config.agentFunctionName,
+    agent_timeout_seconds: budget.agent_seconds,
+  });
+  return { ...result, budget };
 });

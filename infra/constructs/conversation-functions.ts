@@ -25,14 +25,13 @@ export interface ConversationFunctionsProps {
 }
 
 /**
- * The five stage functions of the conversation workflow, each with only the permissions and variables its stage
- * needs: Validate may read the inbound signing secrets and claim idempotency keys, InvokeManagerAgent may invoke
- * the agent, Deliver gets the four outbound URLs and may read the delivery signing secrets, Export may put objects
- * under conversation-history/ and complete or release idempotency keys. Nothing else.
+ * The four stage functions of the conversation workflow, each with only the permissions and variables its stage
+ * needs: Validate may read the inbound signing secrets and claim idempotency keys, Deliver gets the four outbound
+ * URLs and may read the delivery signing secrets, Export may put objects under conversation-history/ and complete or
+ * release idempotency keys. Nothing else. The agent is invoked by the state machine itself (conversation-workflow.ts).
  */
 export class ConversationFunctions extends Construct {
   readonly validate: StageFunction;
-  readonly invokeAgent: StageFunction;
   readonly classify: StageFunction;
   readonly deliver: StageFunction;
   readonly export: StageFunction;
@@ -51,27 +50,14 @@ export class ConversationFunctions extends Construct {
         INBOUND_WEBHOOK_SECRETS_ARN: props.inboundSecrets.secretArn,
         REQUIRE_SIGNED_WEBHOOKS: String(config.requireSignedWebhooks),
         IDEMPOTENCY_TABLE_NAME: props.idempotencyTable.tableName,
+        // The budget (functions/domain/budget.ts) and the WEBHOOK_MANAGER_AGENT_INVOKED line.
+        RESPONSE_TIMEOUT_MS: String(config.apiIntegrationTimeoutMs),
+        MANAGER_AGENT_TIMEOUT_MS: String(config.agentTimeoutMs),
+        MANAGER_AGENT_FUNCTION_NAME: config.agentFunctionName,
       },
     });
     allow(this.validate, ['secretsmanager:GetSecretValue'], [props.inboundSecrets.secretArn]);
     allow(this.validate, ['dynamodb:PutItem', 'dynamodb:GetItem'], [props.idempotencyTable.tableArn]);
-
-    this.invokeAgent = new StageFunction(this, 'InvokeAgent', {
-      ...common,
-      stage: 'invoke-agent',
-      description: 'InvokeManagerAgent: invoke the RevOps manager agent and time its answer',
-      timeout: timeoutAround(config.agentTimeoutMs),
-      environment: {
-        MANAGER_AGENT_FUNCTION_NAME: config.agentFunctionName,
-        MANAGER_AGENT_TIMEOUT_MS: String(config.agentTimeoutMs),
-      },
-    });
-    this.invokeAgent.addToRolePolicy(
-      new PolicyStatement({
-        actions: ['lambda:InvokeFunction'],
-        resources: [agentFunctionArn(this, config.agentFunctionName)],
-      }),
-    );
 
     this.classify = new StageFunction(this, 'Classify', {
       ...common,
@@ -125,7 +111,7 @@ export class ConversationFunctions extends Construct {
 
   /** In workflow order. */
   get all(): StageFunction[] {
-    return [this.validate, this.invokeAgent, this.classify, this.deliver, this.export];
+    return [this.validate, this.classify, this.deliver, this.export];
   }
 
   private deliveryUrlVariables(config: GatewayConfig): Record<string, string> {

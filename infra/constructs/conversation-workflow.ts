@@ -4,7 +4,7 @@ import type { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { IQueue } from 'aws-cdk-lib/aws-sqs';
 import type { StateMachine } from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
-import type { ConversationFunctions } from './conversation-functions.ts';
+import { agentFunctionArn, type ConversationFunctions } from './conversation-functions.ts';
 import { expressStateMachine } from './express-state-machine.ts';
 import { PROJECT_ROOT } from './stage-function.ts';
 
@@ -15,12 +15,15 @@ export interface ConversationWorkflowProps {
   readonly functions: ConversationFunctions;
   readonly failedDeliveryQueue: IQueue;
   readonly logRetention: RetentionDays;
+  /** The manager agent: a name, `name:alias` or ARN (context agentFunctionName). */
+  readonly agentFunctionName: string;
 }
 
 /**
  * The Express "conversation" state machine, loaded from statemachine/conversation.asl.json with the real ARNs
  * substituted for its ${…} placeholders, logged (level ALL, with data) and traced like every workflow of the stack
- * (express-state-machine.ts). Its role may invoke the five stage functions and send to the failed-delivery
+ * (express-state-machine.ts). Its role may invoke the four stage functions and the manager agent (which its
+ * InvokeManagerAgent state calls itself, through the optimized Lambda integration) and send to the failed-delivery
  * queue, nothing else. POST /webhook starts it.
  */
 export class ConversationWorkflow extends Construct {
@@ -32,9 +35,10 @@ export class ConversationWorkflow extends Construct {
   constructor(scope: Construct, id: string, props: ConversationWorkflowProps) {
     super(scope, id);
     const fns = props.functions;
+    const agentArn = agentFunctionArn(this, props.agentFunctionName);
     this.substitutions = {
       ValidateFunctionArn: fns.validate.functionArn,
-      InvokeAgentFunctionArn: fns.invokeAgent.functionArn,
+      AgentFunctionArn: agentArn,
       ClassifyFunctionArn: fns.classify.functionArn,
       DeliverFunctionArn: fns.deliver.functionArn,
       ExportFunctionArn: fns.export.functionArn,
@@ -50,6 +54,7 @@ export class ConversationWorkflow extends Construct {
     stateMachine.addToRolePolicy(
       new PolicyStatement({ actions: ['sqs:SendMessage'], resources: [props.failedDeliveryQueue.queueArn] }),
     );
+    stateMachine.addToRolePolicy(new PolicyStatement({ actions: ['lambda:InvokeFunction'], resources: [agentArn] }));
     this.stateMachine = stateMachine;
     this.logGroup = logGroup;
   }

@@ -8,6 +8,7 @@ import { EmailSubscription } from 'aws-cdk-lib/aws-sns-subscriptions';
 import type { IQueue } from 'aws-cdk-lib/aws-sqs';
 import type { IStateMachine } from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
+import { RECORD_UNSAVED_EVENT } from '../../functions/domain/observability.ts';
 import {
   CLIENT_ERRORS,
   CUSTOM_METRICS,
@@ -15,6 +16,7 @@ import {
   EXPORT_DEFERRED_METRIC,
   logMetricsNamespace,
   METRIC_PERIOD,
+  RECORDS_ONLY_IN_LOGS_METRIC,
   SERVER_FAILURES_METRIC,
   serverFailurePattern,
 } from '../metrics.ts';
@@ -24,6 +26,8 @@ export interface GatewayAlarmsProps {
   /** The conversation workflow's execution log (level ALL, with data): where failures are told apart. */
   readonly conversationExecutionLog: ILogGroup;
   readonly redeliveryStateMachine: IStateMachine;
+  /** The Export function's log group: where a record S3 and the queue both refused is logged whole. */
+  readonly exportFunctionLog: ILogGroup;
   readonly deadLetterQueue: IQueue;
   readonly redeliveryScheduler: IFunction;
   /** Threshold of the agent p99 alarm, ms (context agentP99AlarmMs). */
@@ -50,6 +54,7 @@ export class GatewayAlarms extends Construct {
   readonly redeliveryFailures: Alarm;
   readonly deadLetters: Alarm;
   readonly exportsDeferred: Alarm;
+  readonly recordsOnlyInLogs: Alarm;
   readonly agentLatency: Alarm;
   readonly schedulerErrors: Alarm;
   readonly topic?: Topic;
@@ -113,6 +118,24 @@ export class GatewayAlarms extends Construct {
       description: `${prefix}: S3 refused conversation exports in 5 minutes; they wait in the failed-delivery queue as export-only envelopes and the redelivery schedule writes them once S3 takes them (docs/deploy.md).`,
     });
 
+    // One WEBHOOK_CONVERSATION_UNSAVED line per record that S3 and the failed-delivery queue both refused: the line
+    // is its only copy until an operator exports it (docs/operations.md).
+    const unsaved = new MetricFilter(this, 'RecordsOnlyInLogsFilter', {
+      logGroup: props.exportFunctionLog,
+      filterPattern: FilterPattern.stringValue('$.event_type', '=', RECORD_UNSAVED_EVENT),
+      metricNamespace: logMetricsNamespace(this),
+      metricName: RECORDS_ONLY_IN_LOGS_METRIC,
+      metricValue: '1',
+    });
+    this.recordsOnlyInLogs = this.alarm(
+      'RecordsOnlyInLogs',
+      unsaved.metric({ statistic: 'Sum', period: METRIC_PERIOD }),
+      0,
+      {
+        description: `${prefix}: conversation records that neither S3 nor the failed-delivery queue took in 5 minutes; each is logged whole as a ${RECORD_UNSAVED_EVENT} line of the Export function's log (docs/operations.md).`,
+      },
+    );
+
     this.agentLatency = this.alarm(
       'AgentLatencyP99',
       customMetric(this, CUSTOM_METRICS.agentProcessingTime, 'p99'),
@@ -156,6 +179,7 @@ export class GatewayAlarms extends Construct {
       this.redeliveryFailures,
       this.deadLetters,
       this.exportsDeferred,
+      this.recordsOnlyInLogs,
       this.agentLatency,
       this.schedulerErrors,
     ];

@@ -13,7 +13,7 @@ import { secretMaskingPolicy } from './secret-masking-policy.ts';
 export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 /** The workflow's Lambda stages, each `functions/<stage>/handler.ts` exporting `handler`. */
-export const STAGES = ['validate', 'invoke-agent', 'classify', 'deliver', 'export'] as const;
+export const STAGES = ['validate', 'classify', 'deliver', 'export'] as const;
 export type Stage = (typeof STAGES)[number];
 /** Functions outside the workflow, built the same way (`functions/<name>/handler.ts`). */
 export type HandlerDir = Stage | 'redelivery-scheduler';

@@ -19,11 +19,24 @@ type AslValidator = (
 
 const REGION = 'us-east-1';
 const ACCOUNT = '123456789012';
+const PSEUDO: Record<string, string> = {
+  'AWS::Partition': 'aws',
+  'AWS::Region': REGION,
+  'AWS::AccountId': ACCOUNT,
+  'AWS::URLSuffix': 'amazonaws.com',
+};
 
 /** What CloudFormation will substitute for `value` (an intrinsic on a resource of the template), as an example. */
 function deployedValue(value: Json, resources: Record<string, { Type?: string }>): string | null {
   if (typeof value === 'string') return value;
   if (!value || typeof value !== 'object' || Array.isArray(value)) return null;
+  const join = (value as { 'Fn::Join'?: Json })['Fn::Join'];
+  if (Array.isArray(join) && typeof join[0] === 'string' && Array.isArray(join[1])) {
+    const parts = join[1].map((part) => deployedValue(part, resources));
+    return parts.every((part) => part !== null) ? parts.join(join[0]) : null;
+  }
+  const pseudo = (value as { Ref?: Json }).Ref;
+  if (typeof pseudo === 'string' && pseudo in PSEUDO) return PSEUDO[pseudo] as string;
   const getAtt = (value as { 'Fn::GetAtt'?: Json })['Fn::GetAtt'];
   const ref = (value as { Ref?: Json }).Ref;
   const target = Array.isArray(getAtt) ? String(getAtt[0]) : typeof ref === 'string' ? ref : null;

@@ -11,8 +11,9 @@ type LocalHandler = NonNullable<
 /**
  * Runs an ASL file with aws-local-stepfunctions: the same file CDK deploys, with local ARNs substituted and every
  * Task state routed to the in-process handler registered for its Resource (a Lambda ARN or an SDK integration).
+ * The handler gets the state's effective input and the state's timeout, if it has one.
  */
-export type TaskHandler = (input: unknown) => Promise<unknown>;
+export type TaskHandler = (input: unknown, task?: { timeoutMs?: number }) => Promise<unknown>;
 
 export type ExecutionStatus = 'SUCCEEDED' | 'FAILED' | 'TIMED_OUT' | 'ABORTED';
 
@@ -44,7 +45,9 @@ export interface ExecutionRecord {
 interface AslState {
   Type: string;
   Resource?: string;
-  Parameters?: unknown;
+  Parameters?: Record<string, unknown>;
+  TimeoutSeconds?: number;
+  TimeoutSecondsPath?: string;
   Next?: string;
   Default?: string;
   Choices?: { Next?: string }[];
@@ -87,6 +90,84 @@ export function definitionFrom(definition: Definition, start: string): Definitio
     StartAt: start,
     States: Object.fromEntries(Object.entries(definition.States).filter(([name]) => reachable.has(name))),
   };
+}
+
+/** `$$.State` of the context object, kept up to date by the engine shim below. */
+interface StateContext {
+  Name?: string;
+  EnteredTime?: string;
+  RetryCount?: number;
+}
+
+/**
+ * Where the engine shim carries a Task's TimeoutSecondsPath value into its effective input (and out again before
+ * the handler sees it). See `resolveTimeoutsLikeAws`.
+ */
+const TIMEOUT_PARAMETER = 'local_engine_timeout_seconds';
+
+/**
+ * aws-local-stepfunctions 3.0.0 resolves a Task's TimeoutSecondsPath against the state's effective input (after
+ * Parameters), Step Functions against the state's input (the Parameters of `arn:aws:states:::lambda:invoke` hold
+ * only FunctionName and Payload, so the budget is not there). The shim copies the path's value into Parameters
+ * under TIMEOUT_PARAMETER and points TimeoutSecondsPath at it: the value is taken from the state's input, as on
+ * AWS, and the handler wrapper removes the copy again.
+ */
+function resolveTimeoutsLikeAws(states: Record<string, AslState>): void {
+  for (const state of Object.values(states)) {
+    if (state.Type !== 'Task' || !state.TimeoutSecondsPath || !state.Parameters) continue;
+    state.Parameters = { ...state.Parameters, [`${TIMEOUT_PARAMETER}.$`]: state.TimeoutSecondsPath };
+    state.TimeoutSecondsPath = `$.${TIMEOUT_PARAMETER}`;
+  }
+}
+
+/**
+ * aws-local-stepfunctions 3.0.0 leaves `$$.State` (Name, EnteredTime, RetryCount) out of the context object. The
+ * shim fills it in as the engine enters and retries each state, through the execution's event logger (the one
+ * place the engine announces a state synchronously, before its Parameters are evaluated). On AWS EnteredTime is
+ * the first entry, kept across retries: so here.
+ */
+function trackStateContext(machine: StateMachine): void {
+  type Logger = {
+    dispatchStateEnteredEvent: (name: string, ...rest: unknown[]) => void;
+    dispatchStateRetriedEvent: (...args: unknown[]) => void;
+  };
+  type Execute = (
+    input: unknown,
+    options: { eventLogger: Logger; runOptions?: { context?: { State?: StateContext } } },
+    cleanup: unknown,
+  ) => unknown;
+  const target = machine as unknown as { execute: Execute };
+  const execute = target.execute.bind(machine);
+  if (typeof execute !== 'function') throw new Error('aws-local-stepfunctions changed: StateMachine.execute is gone');
+  target.execute = (input, options, cleanup) => {
+    const logger = options.eventLogger;
+    const state = options.runOptions?.context?.State;
+    if (!state || typeof logger?.dispatchStateEnteredEvent !== 'function') {
+      throw new Error('aws-local-stepfunctions changed: cannot track $$.State');
+    }
+    const entered = logger.dispatchStateEnteredEvent.bind(logger);
+    logger.dispatchStateEnteredEvent = (name, ...rest) => {
+      Object.assign(state, { Name: name, EnteredTime: new Date().toISOString(), RetryCount: 0 });
+      entered(name, ...rest);
+    };
+    const retried = logger.dispatchStateRetriedEvent.bind(logger);
+    logger.dispatchStateRetriedEvent = (...args) => {
+      state.RetryCount = (state.RetryCount ?? 0) + 1;
+      retried(...args);
+    };
+    return execute(input, options, cleanup);
+  };
+}
+
+/** The handler as the engine calls it: the shim's timeout copy taken out of the input, the timeout passed on. */
+function taskHandler(handler: TaskHandler, state: AslState): LocalHandler {
+  return ((input: unknown) => {
+    if (state.TimeoutSecondsPath && input && typeof input === 'object' && TIMEOUT_PARAMETER in input) {
+      const { [TIMEOUT_PARAMETER]: seconds, ...rest } = input as Record<string, unknown>;
+      return handler(rest, { timeoutMs: Number(seconds) * 1000 });
+    }
+    return handler(input, state.TimeoutSeconds ? { timeoutMs: state.TimeoutSeconds * 1000 } : {});
+  }) as LocalHandler;
 }
 
 /** Substitute `${Name}` placeholders like CDK's definitionSubstitutions; refuse to run with any left over. */
@@ -138,12 +219,13 @@ export class LocalWorkflow {
   constructor(options: LocalWorkflowOptions) {
     this.name = options.name;
     this.definition = loadDefinition(options.file, options.substitutions);
+    resolveTimeoutsLikeAws(this.definition.States);
     this.handlers = {};
     for (const [stateName, state] of Object.entries(this.definition.States)) {
       if (state.Type !== 'Task') continue;
       const handler = options.resources[state.Resource ?? ''];
       if (!handler) throw new Error(`${options.file}: no local handler for ${stateName} (${state.Resource})`);
-      this.handlers[stateName] = handler as LocalHandler;
+      this.handlers[stateName] = taskHandler(handler, state);
     }
     this.machine(this.definition.StartAt);
     this.retryIntervalOverrides = options.retryIntervalOverrides;
@@ -155,6 +237,7 @@ export class LocalWorkflow {
       const definition =
         startAt === this.definition.StartAt ? this.definition : definitionFrom(this.definition, startAt);
       machine = new StateMachine(definition as never, { validationOptions: { checkArn: true, checkPaths: true } });
+      trackStateContext(machine);
       this.machines.set(startAt, machine);
     }
     return machine;
@@ -197,7 +280,9 @@ export class LocalWorkflow {
           StartTime: startedAt.toISOString(),
         },
         StateMachine: { Id: `arn:aws:states:us-east-1:000000000000:stateMachine:${this.name}`, Name: this.name },
-      },
+        // Filled in state by state (trackStateContext).
+        State: {},
+      } as never,
     });
     const events: HistoryEvent[] = [];
     const collecting = (async () => {

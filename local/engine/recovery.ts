@@ -4,6 +4,7 @@ import type { ExecutionInput } from '../../functions/domain/gateway-contract.ts'
 import { idempotencyKeyOf, idempotencyPk } from '../../functions/domain/idempotency.ts';
 import {
   INTERRUPTED_ERROR,
+  settleAnswer,
   type ValidateResult,
   withClassification,
   withFailure,
@@ -82,6 +83,12 @@ function deliveryAttempts(entries: JournalEntry[]): {
   return { attempts, target, cut };
 }
 
+function withoutBudget(state: unknown): unknown {
+  if (!state || typeof state !== 'object' || !('budget' in state)) return state;
+  const { budget: _, ...rest } = state as Record<string, unknown>;
+  return rest;
+}
+
 /** What to do with one interrupted execution, from its journal entries alone. Pure. */
 export function planRecovery(entries: JournalEntry[], now: Date): RecoveryPlan {
   if (entries.some((e) => e.k === 'end')) return { kind: 'ended' };
@@ -94,10 +101,11 @@ export function planRecovery(entries: JournalEntry[], now: Date): RecoveryPlan {
   if (!validated.valid || validated.duplicate) return { kind: 'ended' };
   const conversationId = validated.conversation.conversation_id;
   const stage = entries.findLast((e) => TASK_KINDS.has(e.k))?.s ?? 'Validate';
+  // A resumed run has no caller waiting: its state keeps no budget (the deadlines have passed).
   const resume = (startAt: string, state: unknown, interrupted = false): RecoveryPlan => ({
     kind: 'resume',
     startAt,
-    state,
+    state: withoutBudget(state),
     interrupted,
     conversationId,
     stage,
@@ -129,13 +137,27 @@ export function planRecovery(entries: JournalEntry[], now: Date): RecoveryPlan {
   if (delivered) return resume('Export', delivered.d);
 
   // Cut while the agent or the receiver was called, or between them: close it as interrupted.
-  const answered = (lastOf(entries, 'out', 'Classify') ?? lastOf(entries, 'out', 'InvokeManagerAgent'))?.d as
-    | ConversationState
-    | undefined;
-  if (answered?.conversation) {
-    const classified = answered.conversation.webhook_context.webhook_type
-      ? answered.conversation
-      : withClassification(answered.conversation);
+  const answered = lastOf(entries, 'out', 'Classify')?.d as ConversationState | undefined;
+  // InvokeManagerAgent's own result is the Lambda integration's output: its answer, not yet on the record.
+  const agentOut = lastOf(entries, 'out', 'InvokeManagerAgent');
+  const answeredRecord =
+    answered?.conversation ??
+    (agentOut
+      ? settleAnswer(
+          {
+            ...validated.conversation,
+            pending_answer: {
+              answer: (agentOut.d as { Payload?: unknown } | undefined)?.Payload ?? null,
+              invoked_at: new Date(lastOf(entries, 'in', 'InvokeManagerAgent')?.t ?? agentOut.t).toISOString(),
+            },
+          },
+          new Date(agentOut.t),
+        )
+      : undefined);
+  if (answeredRecord) {
+    const classified = answeredRecord.webhook_context.webhook_type
+      ? answeredRecord
+      : withClassification(answeredRecord, now);
     const { attempts, target, cut } = deliveryAttempts(entries);
     const record = withInterruption(classified, stage, now, attempts);
     const reason =

@@ -1,25 +1,26 @@
 import path from 'node:path';
 import { STATEMACHINE_DIR } from '../paths.ts';
 import { LocalWorkflow, type TaskHandler } from './engine.ts';
+import { invokeLambdaTask } from './lambda-invoke.ts';
 
 /**
  * The two workflows on the local engine, wired as CDK wires them on AWS: the same ASL files, local ARNs in place
- * of the real ones, each Lambda ARN routed to the same handler module, and the SQS integration to the local
- * failed-delivery store.
+ * of the real ones, each Lambda ARN routed to the same handler module, the optimized Lambda integration to a real
+ * Lambda Invoke of the manager agent (lambda-invoke.ts: the gateway's sample agent unless AWS_ENDPOINT_URL_LAMBDA
+ * says otherwise), and the SQS integration to the local failed-delivery store.
  */
 export const LOCAL_ACCOUNT = '000000000000';
 export const localFunctionArn = (stage: string) =>
   `arn:aws:lambda:us-east-1:${LOCAL_ACCOUNT}:function:webhook-gateway-${stage}`;
 export const LOCAL_FAILED_DELIVERY_QUEUE_URL = 'local://failed-deliveries';
 
-export type Stage = 'validate' | 'invoke-agent' | 'classify' | 'deliver' | 'export';
+export type Stage = 'validate' | 'classify' | 'deliver' | 'export';
 export type StageHandlers = Record<Stage, TaskHandler>;
 
 /** Import the five handlers. Call it only after the environment is set: their SDK clients read their endpoints then. */
 export async function loadStageHandlers(): Promise<StageHandlers> {
-  const [validate, invokeAgent, classify, deliver, exportStage] = await Promise.all([
+  const [validate, classify, deliver, exportStage] = await Promise.all([
     import('../../functions/validate/handler.ts'),
-    import('../../functions/invoke-agent/handler.ts'),
     import('../../functions/classify/handler.ts'),
     import('../../functions/deliver/handler.ts'),
     import('../../functions/export/handler.ts'),
@@ -30,34 +31,48 @@ export async function loadStageHandlers(): Promise<StageHandlers> {
       fn(input as never);
   return {
     validate: wrap(validate.handler),
-    'invoke-agent': wrap(invokeAgent.handler),
     classify: wrap(classify.handler),
     deliver: wrap(deliver.handler),
     export: wrap(exportStage.handler),
   };
 }
 
-export const LOCAL_SUBSTITUTIONS = {
+/**
+ * The definitions' placeholders, locally. The agent is the function MANAGER_AGENT_FUNCTION_NAME names (the gateway
+ * sets its default before it builds the workflows).
+ */
+export const localSubstitutions = (env: NodeJS.ProcessEnv = process.env) => ({
   ValidateFunctionArn: localFunctionArn('validate'),
-  InvokeAgentFunctionArn: localFunctionArn('invoke-agent'),
+  AgentFunctionArn: requiredAgentName(env),
   ClassifyFunctionArn: localFunctionArn('classify'),
   DeliverFunctionArn: localFunctionArn('deliver'),
   ExportFunctionArn: localFunctionArn('export'),
   FailedDeliveryQueueUrl: LOCAL_FAILED_DELIVERY_QUEUE_URL,
-};
+});
+
+function requiredAgentName(env: NodeJS.ProcessEnv): string {
+  const name = env.MANAGER_AGENT_FUNCTION_NAME;
+  if (!name) throw new Error('MANAGER_AGENT_FUNCTION_NAME is not set: the local workflow cannot name its agent');
+  return name;
+}
 
 export function localWorkflow(
   name: 'conversation' | 'redelivery',
   handlers: StageHandlers,
   sendFailedDelivery: TaskHandler,
   retryIntervalOverrides?: Record<string, number | number[]>,
+  /** The optimized Lambda integration (the agent); bench only replaces it with an in-process stub. */
+  invokeLambda: TaskHandler = (input, task) => invokeLambdaTask(input, task?.timeoutMs),
 ): LocalWorkflow {
-  const resources: Record<string, TaskHandler> = { 'arn:aws:states:::sqs:sendMessage': sendFailedDelivery };
+  const resources: Record<string, TaskHandler> = {
+    'arn:aws:states:::sqs:sendMessage': sendFailedDelivery,
+    'arn:aws:states:::lambda:invoke': invokeLambda,
+  };
   for (const [stage, handler] of Object.entries(handlers)) resources[localFunctionArn(stage)] = handler;
   return new LocalWorkflow({
     name,
     file: path.join(STATEMACHINE_DIR, `${name}.asl.json`),
-    substitutions: LOCAL_SUBSTITUTIONS,
+    substitutions: localSubstitutions(),
     resources,
     retryIntervalOverrides,
   });

@@ -7,6 +7,7 @@ import type { RedeliveryResult } from '../../functions/shared/redelivery.ts';
 import { DEFAULTS, flag, readEnv, type Settings, settings } from '../../functions/shared/settings.ts';
 import type { HoldListener } from '../engine/journal.ts';
 import type { RecoveredExecution } from '../engine/recovery.ts';
+import type { StageHandlers } from '../engine/workflows.ts';
 import { DEFAULT_HISTORY_DAYS, type SweepResult } from '../store/retention.ts';
 import { parseRateLimits } from './rate-limiter.ts';
 
@@ -21,6 +22,8 @@ export interface GatewayOptions {
   s3Port: number;
   /** Tests only: shorten Retry waits (ms) per state name. */
   retryIntervalOverrides?: Record<string, number | number[]>;
+  /** Tests only: replace a stage's handler (to inject a Lambda that fails). */
+  stageOverrides?: Partial<StageHandlers>;
   /** How often the automatic redelivery schedule looks for due deliveries. Env REDELIVERY_POLL_MS, default 1000; 0 turns it off. */
   redeliveryPollMs: number;
   /** Called after every automatic redelivery attempt (the CLI prints a line). */
@@ -87,6 +90,7 @@ export function resolveOptions(
     dataDir: path.resolve(options.dataDir ?? local.LOCAL_DATA_DIR),
     s3Port: options.s3Port ?? local.LOCAL_S3_PORT,
     retryIntervalOverrides: options.retryIntervalOverrides,
+    stageOverrides: options.stageOverrides,
     onExecution: options.onExecution,
     redeliveryPollMs: options.redeliveryPollMs ?? local.REDELIVERY_POLL_MS,
     onRedelivery: options.onRedelivery,

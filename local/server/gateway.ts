@@ -137,7 +137,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   let journal: ExecutionJournal;
   let recovered: RecoveredExecution[];
   let recoveryMs: number;
-  const handlers = await loadStageHandlers();
+  const handlers = { ...(await loadStageHandlers()), ...options.stageOverrides };
   const sendFailedDelivery = (params: unknown) => failedDeliveries.sendMessage(params as never);
   const workflow = localWorkflow('conversation', handlers, sendFailedDelivery, options.retryIntervalOverrides);
   const redeliveryWorkflow = localWorkflow('redelivery', handlers, sendFailedDelivery, options.retryIntervalOverrides);

@@ -3,7 +3,8 @@ import { folderOf, SEED_REQUEST, startWorld, type TestWorld } from '../support/g
 
 let world: TestWorld;
 beforeAll(async () => {
-  world = await startWorld({ MANAGER_AGENT_TIMEOUT_MS: '300' });
+  // Step Functions timeouts are whole seconds: the agent gets 1 s here.
+  world = await startWorld({ MANAGER_AGENT_TIMEOUT_MS: '1000' });
 });
 afterAll(async () => {
   await world?.close();
@@ -23,10 +24,11 @@ async function expectExportedAsFailed(conversationId: string, error: string | Re
   });
   const summary = JSON.parse(await world.getText(`${folderOf(conversationId)}summary.json`));
   expect(summary.status).toBe('failed');
+  return record;
 }
 
-describe('InvokeManagerAgent failures → 502 AGENT_ERROR, conversation exported as failed, nothing delivered', () => {
-  it('FunctionError from the agent', async () => {
+describe('InvokeManagerAgent (the state machine invokes the agent) failures: conversation exported as failed, nothing delivered', () => {
+  it('FunctionError from the agent → 502 AGENT_ERROR with its errorType and message', async () => {
     world.agent.behave(() => ({
       functionError: 'Unhandled',
       payload: { errorType: 'KeyError', errorMessage: "'opportunities'" },
@@ -35,10 +37,11 @@ describe('InvokeManagerAgent failures → 502 AGENT_ERROR, conversation exported
     expect(res.status).toBe(502);
     expect(res.body.success).toBe(false);
     expect(res.body.error.code).toBe('AGENT_ERROR');
-    expect(res.body.error.message).toMatch(/KeyError: 'opportunities'/);
+    // Step Functions names the failure after the function's errorType, the cause is its error payload.
+    expect(res.body.error.message).toBe("The manager agent failed: KeyError: 'opportunities'");
     const id = res.body.error.conversation_id as string;
     expect(id).toMatch(/^webhook_\d{8}_\d{6}_testing_phase3valid_/);
-    await expectExportedAsFailed(id, 'AgentInvocationError');
+    await expectExportedAsFailed(id, 'KeyError');
     expect(world.receiver.received).toHaveLength(0);
     const [execution] = await world.gateway.executions.executions(id);
     expect(execution).toMatchObject({ status: 'FAILED', error: 'AgentError' });
@@ -51,17 +54,40 @@ describe('InvokeManagerAgent failures → 502 AGENT_ERROR, conversation exported
     ]);
   });
 
-  it('agent slower than MANAGER_AGENT_TIMEOUT_MS', async () => {
-    world.agent.behave(() => ({ delayMs: 1500, payload: { response: 'too late' } }));
-    const started = Date.now();
+  it('a crash without an errorType is Lambda.Unknown, as Step Functions reports it', async () => {
+    world.agent.behave(() => ({
+      functionError: 'Unhandled',
+      payload: { errorMessage: 'Task timed out after 3.00 seconds' },
+    }));
     const res = await world.post(SEED_REQUEST);
-    expect(Date.now() - started).toBeLessThan(1400);
     expect(res.status).toBe(502);
-    expect(res.body.error.message).toMatch(/did not answer within 300 ms/);
-    await expectExportedAsFailed(res.body.error.conversation_id, 'AgentTimeoutError');
+    expect(res.body.error.message).toMatch(
+      /^The manager agent failed: Lambda.Unknown: The cause could not be determined because Lambda did not return an error type/,
+    );
+    await expectExportedAsFailed(res.body.error.conversation_id, 'Lambda.Unknown');
   });
 
-  it('agent function not found (the Lambda service answers 404)', async () => {
+  it('agent slower than its budget → 504 TIMEOUT with the conversation id, in about the budget', async () => {
+    world.agent.behave(() => ({ delayMs: 2_500, payload: { response: 'too late' } }));
+    const started = Date.now();
+    const res = await world.post(SEED_REQUEST);
+    // InvokeManagerAgent's TimeoutSecondsPath ($.budget.agent_seconds = 1): the workflow answers itself.
+    expect(Date.now() - started).toBeLessThan(2_200);
+    expect(res.status).toBe(504);
+    expect(res.body.error).toMatchObject({
+      code: 'TIMEOUT',
+      message: 'The manager agent did not answer within 1 s; the conversation was recorded as failed',
+    });
+    const id = res.body.error.conversation_id as string;
+    await expectExportedAsFailed(id, 'States.Timeout');
+    const [execution] = await world.gateway.executions.executions(id);
+    expect(execution).toMatchObject({ status: 'FAILED', error: 'AgentTimeout' });
+    expect(execution!.input).toBeDefined();
+    const validated = execution!.events.find((e) => e.type === 'StateExited' && e.state === 'Validate');
+    expect((validated!.output as { budget: { agent_seconds: number } }).budget.agent_seconds).toBe(1);
+  });
+
+  it('agent function not found (the Lambda service answers 404) → Lambda.ResourceNotFoundException', async () => {
     world.agent.behave(() => ({
       status: 404,
       headers: { 'x-amzn-errortype': 'ResourceNotFoundException' },
@@ -69,45 +95,78 @@ describe('InvokeManagerAgent failures → 502 AGENT_ERROR, conversation exported
     }));
     const res = await world.post(SEED_REQUEST);
     expect(res.status).toBe(502);
-    expect(res.body.error.message).toMatch(/ResourceNotFoundException: Function not found/);
-    await expectExportedAsFailed(res.body.error.conversation_id, 'AgentInvocationError');
+    expect(res.body.error.message).toMatch(
+      /^The manager agent failed: Lambda.ResourceNotFoundException: Function not found: test-manager-agent \(Service: AWSLambda; Status Code: 404; Error Code: ResourceNotFoundException/,
+    );
+    await expectExportedAsFailed(res.body.error.conversation_id, 'Lambda.ResourceNotFoundException');
+  });
+
+  it('a throttled agent (429: it did not run) is invoked again, and its answer used', async () => {
+    let calls = 0;
+    world.agent.behave(() => {
+      calls += 1;
+      return calls === 1
+        ? {
+            status: 429,
+            headers: { 'x-amzn-errortype': 'TooManyRequestsException' },
+            payload: { message: 'Rate Exceeded.' },
+          }
+        : { payload: { response: 'second time lucky' } };
+    });
+    const res = await world.post(SEED_REQUEST);
+    expect(res.status).toBe(200);
+    expect(res.body.response).toEqual({ response: 'second time lucky' });
+    expect(calls).toBe(2);
   });
 
   it('an empty answer is an agent error, not an empty delivery', async () => {
     world.agent.behave(() => ({ payload: null }));
     const res = await world.post(SEED_REQUEST);
     expect(res.status).toBe(502);
-    expect(res.body.error.message).toMatch(/empty answer/);
+    expect(res.body.error.message).toBe(
+      'The manager agent failed: AgentAnswerRejected: the manager agent returned an empty answer',
+    );
+    await expectExportedAsFailed(res.body.error.conversation_id, 'AgentAnswerRejected');
   });
 
-  it('an answer too large for the workflow state is refused, and the conversation exported as failed', async () => {
-    world.agent.behave(() => ({ payload: { response: 'x'.repeat(120_000) } }));
+  it('an answer over the 64 KB of the agent contract is refused, and the conversation exported as failed', async () => {
+    world.agent.behave(() => ({ payload: { response: 'x'.repeat(70_000) } }));
     const res = await world.post(SEED_REQUEST);
     expect(res.status).toBe(502);
-    expect(res.body.error.message).toMatch(/answered \d+ bytes, more than the 98304 a conversation can carry/);
-    await expectExportedAsFailed(res.body.error.conversation_id, 'AgentInvocationError');
+    expect(res.body.error.message).toMatch(/answered \d+ bytes, more than the 65536 a conversation can carry/);
+    const record = await expectExportedAsFailed(res.body.error.conversation_id, 'AgentAnswerRejected');
+    // The refused answer is not kept, and nothing of it travels further.
+    expect(JSON.stringify(record)).not.toContain('xxxxxxxxxx');
   });
 
   it('an answer under the cap that, beside the largest query and metadata, would overflow the 256 KB state is refused too', async () => {
-    world.agent.behave(() => ({ payload: { response: 'y'.repeat(90_000) } }));
+    world.agent.behave(() => ({ payload: { response: 'y'.repeat(60_000) } }));
     const largest = { ...SEED_REQUEST, query: '€'.repeat(20_000), metadata: { notes: 'm'.repeat(16_000) } };
     const res = await world.post(largest);
     expect(res.status).toBe(502);
     expect(res.body.error.message).toMatch(
-      /which makes this conversation \d+ bytes, more than the 237568 a workflow state can carry/,
+      /which makes this conversation \d+ bytes, more than the 245760 a workflow state can carry/,
     );
-    await expectExportedAsFailed(res.body.error.conversation_id, 'AgentInvocationError');
+    await expectExportedAsFailed(res.body.error.conversation_id, 'AgentAnswerRejected');
     // The same answer to the example's short question fits.
     expect((await world.post(SEED_REQUEST)).status).toBe(200);
   });
 
-  it('the connection to the agent drops → 502 with the network reason, exported as failed', async () => {
+  it('an answer over 256 KB fails the execution with States.DataLimitExceeded, which no Catch handles (as on AWS) → 500', async () => {
+    world.agent.behave(() => ({ payload: { response: 'z'.repeat(300_000) } }));
+    const res = await world.post(SEED_REQUEST);
+    expect(res.status).toBe(500);
+    expect(res.body.error).toMatchObject({ code: 'INTERNAL_ERROR', workflow_error: 'States.DataLimitExceeded' });
+  });
+
+  it('the connection to the agent drops → 502 Lambda.SdkClientException with the network reason', async () => {
     world.agent.behave(() => ({ hangUp: true, payload: null }));
     const res = await world.post(SEED_REQUEST);
     expect(res.status).toBe(502);
-    // The SDK retries once; with this file's 300 ms agent timeout the retry may be cut short by the timeout.
-    expect(res.body.error.message).toMatch(/socket hang up|ECONNRESET|did not answer within 300 ms/i);
-    await expectExportedAsFailed(res.body.error.conversation_id, /^Agent(Invocation|Timeout)Error$/);
+    expect(res.body.error.message).toMatch(
+      /^The manager agent failed: Lambda.SdkClientException: .*(socket hang up|ECONNRESET)/i,
+    );
+    await expectExportedAsFailed(res.body.error.conversation_id, 'Lambda.SdkClientException');
   });
 
   it('a plain-text answer is still an answer', async () => {

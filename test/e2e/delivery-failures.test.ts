@@ -130,7 +130,9 @@ describe('Deliver: Retry on transient failures, Catch to the failed-delivery sto
     expect(String(failed?.cause)).toMatch(/timed out after 1000 ms/);
   });
 
-  describe('the caller waits (RESPONSE_DEADLINE_MS): in-workflow attempts never outlast its deadline', () => {
+  // RESPONSE_TIMEOUT_MS is how long the caller waits; Validate's budget ends deliveries 4 s before it
+  // (1 s margin, 3 s for Export and its fallback: functions/domain/budget.ts), so 4800 → deliveries end at 800 ms.
+  describe('the caller waits (RESPONSE_TIMEOUT_MS): in-workflow attempts never outlast the budget', () => {
     const withEnv = async <T>(env: Record<string, string>, fn: () => Promise<T>): Promise<T> => {
       const before = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
       Object.assign(process.env, env);
@@ -147,7 +149,7 @@ describe('Deliver: Retry on transient failures, Catch to the failed-delivery sto
 
     it('a slow agent leaves no time: no attempt, the answer comes back with retrying, and the schedule delivers it as attempt 1', async () => {
       world.agent.behave(() => ({ delayMs: 700, payload: { response: 'Top deals closing this quarter: Acme.' } }));
-      const res = await withEnv({ RESPONSE_DEADLINE_MS: '800' }, () => world.post(SEED_REQUEST));
+      const res = await withEnv({ RESPONSE_TIMEOUT_MS: '4800' }, () => world.post(SEED_REQUEST));
       expect(res.status).toBe(200);
       expect(res.body.tracking.delivery_status).toBe('retrying');
       expect(world.receiver.received).toHaveLength(0);
@@ -159,7 +161,9 @@ describe('Deliver: Retry on transient failures, Catch to the failed-delivery sto
         attempts: [],
         target: world.receiver.urlFor('deal_analysis'),
       });
-      expect(envelope.last_error).toMatch(/^deferred: no time left for a delivery attempt within 800 ms/);
+      expect(envelope.last_error).toMatch(
+        /^deferred: no time left for a delivery attempt before \S+Z, when the caller's answer is due/,
+      );
       const exported = await world.getJson(`${folderOf(id)}conversation.json`);
       expect(exported.conversation.webhook_context.delivery_status).toBe('retrying');
       expect(exported.conversation.execution.delivery_attempts).toEqual([]);
@@ -182,7 +186,7 @@ describe('Deliver: Retry on transient failures, Catch to the failed-delivery sto
 
     it("a slow receiver: the attempt's timeout is cut to the time left, and what remains goes to the schedule", async () => {
       world.receiver.reply({ status: 200, delayMs: 3000 });
-      const res = await withEnv({ RESPONSE_DEADLINE_MS: '1500', DELIVERY_TIMEOUT_MS: '5000' }, () =>
+      const res = await withEnv({ RESPONSE_TIMEOUT_MS: '5500', DELIVERY_TIMEOUT_MS: '5000' }, () =>
         world.post(SEED_REQUEST),
       );
       expect(res.status).toBe(200);

@@ -201,18 +201,22 @@ describe('a stack configured through context', () => {
   });
 
   it('invokes the agent given by ARN (an alias), and only it', () => {
-    expect(env('InvokeAgent')).toMatchObject({
+    expect(env('Validate')).toMatchObject({
       MANAGER_AGENT_FUNCTION_NAME: 'arn:aws:lambda:eu-west-1:111122223333:function:manager-agent:live',
       MANAGER_AGENT_TIMEOUT_MS: '12000',
     });
+    const machine = Object.values(template.findResources('AWS::StepFunctions::StateMachine')).find(
+      (m) => m.Properties.DefinitionSubstitutions.AgentFunctionArn,
+    );
+    expect(machine!.Properties.DefinitionSubstitutions.AgentFunctionArn).toBe(
+      'arn:aws:lambda:eu-west-1:111122223333:function:manager-agent:live',
+    );
     const invoke = allPolicyStatements(template).filter(
       (s) =>
         actionsOf(s.statement).includes('lambda:InvokeFunction') &&
-        s.roles.some((r) => r.startsWith('FunctionsInvokeAgentRole')),
+        resourcesOf(s.statement).some((r) => cfnText(r).includes('manager-agent')),
     );
-    expect(invoke.map((s) => s.statement.Resource)).toEqual([
-      'arn:aws:lambda:eu-west-1:111122223333:function:manager-agent:live',
-    ]);
+    expect(invoke.map((s) => s.roles)).toEqual([[logicalId(template, 'AWS::IAM::Role', 'WorkflowStateMachineRole')]]);
   });
 
   it('reads an ssm: delivery URL from SSM at deploy time', () => {
@@ -321,7 +325,7 @@ describe('a stack configured through context', () => {
       },
     });
     const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm')).map((a) => a.Properties);
-    expect(alarms).toHaveLength(6);
+    expect(alarms).toHaveLength(7);
     for (const alarm of alarms) {
       expect(alarm.AlarmActions).toEqual([{ Ref: topic }]);
       expect(alarm.OKActions).toEqual([{ Ref: topic }]);

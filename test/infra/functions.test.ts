@@ -36,8 +36,14 @@ const props = (id: string) => (resources[id] as { Properties: Record<string, Jso
 
 /** Each function (logical id prefix) and the variables of its own (besides the common Powertools ones). */
 const STAGE_FUNCTIONS = {
-  Validate: ['INBOUND_WEBHOOK_SECRETS_ARN', 'REQUIRE_SIGNED_WEBHOOKS', 'IDEMPOTENCY_TABLE_NAME'],
-  InvokeAgent: ['MANAGER_AGENT_FUNCTION_NAME', 'MANAGER_AGENT_TIMEOUT_MS'],
+  Validate: [
+    'INBOUND_WEBHOOK_SECRETS_ARN',
+    'REQUIRE_SIGNED_WEBHOOKS',
+    'IDEMPOTENCY_TABLE_NAME',
+    'RESPONSE_TIMEOUT_MS',
+    'MANAGER_AGENT_TIMEOUT_MS',
+    'MANAGER_AGENT_FUNCTION_NAME',
+  ],
   Classify: [],
   Deliver: [
     'DEAL_ANALYSIS_WEBHOOK_URL',
@@ -66,7 +72,7 @@ const env = (name: FunctionKey) => (props(fnId(name)).Environment as { Variables
 const ref = (type: string, prefix: string) => ({ Ref: logicalId(template, type, prefix) });
 
 describe('stage functions', () => {
-  it('are the five stages and the redelivery scheduler, Node.js 22 on ARM64, traced, logging to their own log group', () => {
+  it('are the four stages and the redelivery scheduler (no Lambda waits for the agent), Node.js 22 on ARM64, traced, logging to their own log group', () => {
     expect(Object.keys(template.findResources('AWS::Lambda::Function'))).toHaveLength(names.length);
     for (const name of names) {
       const fn = props(fnId(name));
@@ -104,9 +110,11 @@ describe('stage functions', () => {
       REQUIRE_SIGNED_WEBHOOKS: 'false',
       IDEMPOTENCY_TABLE_NAME: ref('AWS::DynamoDB::Table', 'Idempotency'),
     });
-    expect(env('InvokeAgent')).toMatchObject({
+    // Validate decides the budget (functions/domain/budget.ts) from the integration and agent timeouts.
+    expect(env('Validate')).toMatchObject({
       MANAGER_AGENT_FUNCTION_NAME: DEFAULT_CONFIG.agentFunctionName,
       MANAGER_AGENT_TIMEOUT_MS: '20000',
+      RESPONSE_TIMEOUT_MS: '29000',
     });
     expect(env('Export')).toMatchObject({
       CONVERSATION_EXPORT_S3_BUCKET: ref('AWS::S3::Bucket', 'Storage'),
@@ -132,7 +140,6 @@ describe('stage functions', () => {
   });
 
   it('wait longer than what they wait for', () => {
-    expect(props(fnId('InvokeAgent')).Timeout).toBeGreaterThan(DEFAULT_CONFIG.agentTimeoutMs / 1000);
     expect(props(fnId('Deliver')).Timeout).toBeGreaterThan(DEFAULT_CONFIG.deliveryTimeoutMs / 1000);
   });
 

@@ -158,8 +158,8 @@ describe('rate limits', () => {
 describe('signatures in the logs', () => {
   it('every log group masks Standard Webhooks signatures and secrets (data protection policy, audit + deidentify)', () => {
     const groups = template.findResources('AWS::Logs::LogGroup');
-    // Six functions and two workflows (the API access log only with apiLogging: see test/infra/config.test.ts).
-    expect(Object.keys(groups).length).toBeGreaterThanOrEqual(8);
+    // Five functions and two workflows (the API access log only with apiLogging: see test/infra/config.test.ts).
+    expect(Object.keys(groups).length).toBeGreaterThanOrEqual(7);
     for (const [name, group] of Object.entries(groups)) {
       const policy = (group as { Properties: { DataProtectionPolicy?: Record<string, Json> } }).Properties
         .DataProtectionPolicy;

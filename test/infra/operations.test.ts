@@ -105,7 +105,7 @@ describe('dashboard', () => {
 });
 
 describe('alarms', () => {
-  it('are these six, named after the stack, OK when data is missing, with no action without alarmEmail', () => {
+  it('are these seven, named after the stack, OK when data is missing, with no action without alarmEmail', () => {
     const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm')).map((a) => a.Properties);
     expect(alarms.map((a) => a.AlarmName).sort()).toEqual(
       [
@@ -115,7 +115,10 @@ describe('alarms', () => {
         'FailedDeliveryDeadLetters',
         'RedeliveryExecutionsFailed',
         'RedeliverySchedulerErrors',
-      ].map((name) => `${synth.stack.stackName}-${name}`),
+        'RecordsOnlyInLogs',
+      ]
+        .sort()
+        .map((name) => `${synth.stack.stackName}-${name}`),
     );
     for (const a of alarms) {
       expect(a).toMatchObject({ ComparisonOperator: 'GreaterThanThreshold', TreatMissingData: 'notBreaching' });
@@ -172,12 +175,33 @@ describe('alarms', () => {
     expect(DEFAULT_CONFIG.agentP99AlarmMs).toBe(15_000);
   });
 
+  it('fire on any record S3 and the failed-delivery queue both refused (logged whole by the Export function)', () => {
+    const filters = Object.values(template.findResources('AWS::Logs::MetricFilter'))
+      .map((f) => f.Properties)
+      .filter((f) => f.MetricTransformations[0].MetricName === 'RecordsOnlyInLogs');
+    expect(filters).toEqual([
+      expect.objectContaining({
+        LogGroupName: { Ref: id('AWS::Logs::LogGroup', 'FunctionsExportLogGroup') },
+        FilterPattern: '{ $.event_type = "WEBHOOK_CONVERSATION_UNSAVED" }',
+      }),
+    ]);
+    expect(alarm('RecordsOnlyInLogs')).toMatchObject({
+      Namespace: `${METRICS_NAMESPACE}/${synth.stack.stackName}`,
+      MetricName: 'RecordsOnlyInLogs',
+      Statistic: 'Sum',
+      Period: 300,
+      Threshold: 0,
+    });
+  });
+
   it("count conversation failures except the contract's client errors, plus timeouts, over 5 minutes", () => {
     const clientErrors = Object.entries(FAILURE_STATUS)
       .filter(([, status]) => status < 500)
       .map(([error]) => error);
     expect(clientErrors).toEqual(expect.arrayContaining(['ValidationError', 'SignatureError']));
-    const filters = Object.values(template.findResources('AWS::Logs::MetricFilter')).map((f) => f.Properties);
+    const filters = Object.values(template.findResources('AWS::Logs::MetricFilter'))
+      .map((f) => f.Properties)
+      .filter((f) => f.MetricTransformations[0].MetricName === 'ConversationServerFailures');
     expect(filters).toHaveLength(1);
     expect(filters[0]).toMatchObject({
       LogGroupName: { Ref: id('AWS::Logs::LogGroup', 'WorkflowExecutionLogs') },
@@ -259,8 +283,8 @@ describe('saved Logs Insights queries', () => {
     expect(blocks).toEqual(SEED);
   });
 
-  it("run over the five stage functions' log groups, where the WEBHOOK_* lines land", () => {
-    const groups = ['Validate', 'InvokeAgent', 'Classify', 'Deliver', 'Export'].map((stage) => ({
+  it("run over the four stage functions' log groups, where the WEBHOOK_* lines land", () => {
+    const groups = ['Validate', 'Classify', 'Deliver', 'Export'].map((stage) => ({
       Ref: id('AWS::Logs::LogGroup', `Functions${stage}LogGroup`),
     }));
     for (const q of definitions()) expect(q.LogGroupNames).toEqual(groups);

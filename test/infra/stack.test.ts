@@ -41,7 +41,7 @@ afterAll(() => synth?.cleanup());
 
 const props = (id: string) => (resources[id] as { Properties: Record<string, Json> }).Properties;
 
-const STAGES = ['Validate', 'InvokeAgent', 'Classify', 'Deliver', 'Export'] as const;
+const STAGES = ['Validate', 'Classify', 'Deliver', 'Export'] as const;
 const fnId = (name: (typeof STAGES)[number]) => logicalId(template, 'AWS::Lambda::Function', `Functions${name}`);
 const roleOf = (name: (typeof STAGES)[number]) =>
   String((props(fnId(name)).Role as { 'Fn::GetAtt': string[] })['Fn::GetAtt'][0]);
@@ -203,7 +203,21 @@ describe('workflow', () => {
     const substitutions = props(stateMachineId()).DefinitionSubstitutions as Record<string, Json>;
     expect(substitutions).toEqual({
       ValidateFunctionArn: { 'Fn::GetAtt': [fnId('Validate'), 'Arn'] },
-      InvokeAgentFunctionArn: { 'Fn::GetAtt': [fnId('InvokeAgent'), 'Arn'] },
+      // The agent, region- and account-agnostic: InvokeManagerAgent's FunctionName (lambda:invoke).
+      AgentFunctionArn: {
+        'Fn::Join': [
+          '',
+          [
+            'arn:',
+            { Ref: 'AWS::Partition' },
+            ':lambda:',
+            { Ref: 'AWS::Region' },
+            ':',
+            { Ref: 'AWS::AccountId' },
+            `:function:${DEFAULT_CONFIG.agentFunctionName}`,
+          ],
+        ],
+      },
       ClassifyFunctionArn: { 'Fn::GetAtt': [fnId('Classify'), 'Arn'] },
       DeliverFunctionArn: { 'Fn::GetAtt': [fnId('Deliver'), 'Arn'] },
       ExportFunctionArn: { 'Fn::GetAtt': [fnId('Export'), 'Arn'] },
@@ -252,23 +266,25 @@ describe('IAM: least privilege', () => {
       (s) => s.statement.Effect === 'Allow' && actionsOf(s.statement).includes(action),
     );
 
-  it('lets only the InvokeManagerAgent stage invoke the agent, and only the agent', () => {
-    const agent = allowedBy('lambda:InvokeFunction').filter((s) => s.roles.includes(roleOf('InvokeAgent')));
-    expect(agent).toHaveLength(1);
-    expect(resourcesOf(agent[0]!.statement).map((r) => cfnText(r))).toEqual([
-      `arn:{Ref:AWS::Partition}:lambda:{Ref:AWS::Region}:{Ref:AWS::AccountId}:function:${DEFAULT_CONFIG.agentFunctionName}`,
-    ]);
-  });
-
-  it('lets the state machine invoke exactly the five stage functions and send to the failed-delivery queue', () => {
+  it('lets the state machine invoke exactly the four stage functions and the agent, and send to the failed-delivery queue', () => {
     const smRole = logicalId(template, 'AWS::IAM::Role', 'WorkflowStateMachineRole');
     const invoke = allowedBy('lambda:InvokeFunction').filter((s) => s.roles.includes(smRole));
-    expect(invoke).toHaveLength(1);
     expect(
-      resourcesOf(invoke[0]!.statement)
+      invoke
+        .flatMap((s) => resourcesOf(s.statement))
         .map((r) => cfnText(r))
         .sort(),
-    ).toEqual(STAGES.map((n) => `{GetAtt:${fnId(n)}.Arn}`).sort());
+    ).toEqual(
+      [
+        ...STAGES.map((n) => `{GetAtt:${fnId(n)}.Arn}`),
+        `arn:{Ref:AWS::Partition}:lambda:{Ref:AWS::Region}:{Ref:AWS::AccountId}:function:${DEFAULT_CONFIG.agentFunctionName}`,
+      ].sort(),
+    );
+    // No other role may invoke the agent: no Lambda of ours waits for it.
+    const others = allowedBy('lambda:InvokeFunction').filter((s) => !s.roles.includes(smRole));
+    expect(others.flatMap((s) => resourcesOf(s.statement)).map((r) => cfnText(r))).not.toContain(
+      expect.stringContaining(DEFAULT_CONFIG.agentFunctionName),
+    );
     const sqs = allPolicyStatements(template).filter(
       (s) => s.roles.includes(smRole) && actionsOf(s.statement).some((a) => a.startsWith('sqs:')),
     );
@@ -376,8 +392,8 @@ describe('storage, queues, logs, outputs', () => {
 
   it('gives every log group the configured retention', () => {
     const groups = Object.values(template.findResources('AWS::Logs::LogGroup'));
-    // Two workflows, five stages, the redelivery scheduler (the API access log only with apiLogging).
-    expect(groups).toHaveLength(8);
+    // Two workflows, four stages, the redelivery scheduler (the API access log only with apiLogging).
+    expect(groups).toHaveLength(7);
     for (const group of groups) expect(group.Properties.RetentionInDays).toBe(DEFAULT_CONFIG.logRetentionDays);
   });
 

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { SYNC_RESERVES } from '../../functions/domain/budget.ts';
 import { MAX_RETRY_WAIT_MS } from '../../functions/domain/delivery.ts';
 import { loadDefinition } from '../../local/engine/engine.ts';
 import { STATEMACHINE_DIR } from '../../local/paths.ts';
@@ -14,7 +15,7 @@ const aslValidator = createRequire(import.meta.url)('asl-validator') as (
 
 const SUBSTITUTIONS = {
   ValidateFunctionArn: 'arn:aws:lambda:us-east-1:123456789012:function:validate',
-  InvokeAgentFunctionArn: 'arn:aws:lambda:us-east-1:123456789012:function:invoke-agent',
+  AgentFunctionArn: 'arn:aws:lambda:us-east-1:123456789012:function:revops-manager-agent-wrapper',
   ClassifyFunctionArn: 'arn:aws:lambda:us-east-1:123456789012:function:classify',
   DeliverFunctionArn: 'arn:aws:lambda:us-east-1:123456789012:function:deliver',
   ExportFunctionArn: 'arn:aws:lambda:us-east-1:123456789012:function:export',
@@ -64,7 +65,15 @@ describe('statemachine/conversation.asl.json', () => {
     expect(definition.States.Completed.Type).toBe('Succeed');
   });
 
-  it('every Lambda task retries the recommended Lambda service errors (2 s, backoff 2)', () => {
+  /** Worst-case waits of a retrier, in seconds (each wait capped by MaxDelaySeconds). */
+  const retryWaits = (r: any) => {
+    let waits = 0;
+    for (let n = 0; n < r.MaxAttempts; n++)
+      waits += Math.min(r.IntervalSeconds * r.BackoffRate ** n, r.MaxDelaySeconds ?? Infinity);
+    return waits;
+  };
+
+  it('every Lambda task retries the Lambda service refusals briefly (1 s, then 2 s at most, full jitter)', () => {
     const lambdaTasks = Object.entries<any>(definition.States).filter(
       ([, s]) => s.Type === 'Task' && s.Resource.startsWith('arn:aws:lambda:'),
     );
@@ -74,14 +83,97 @@ describe('statemachine/conversation.asl.json', () => {
       'Deliver',
       'Export',
       'ExportFailedConversation',
-      'InvokeManagerAgent',
+      'RecordOnlyInLogs',
       'Validate',
     ]);
-    for (const [, state] of lambdaTasks) {
+    for (const [name, state] of lambdaTasks) {
       const retrier = state.Retry.find((r: any) => r.ErrorEquals.includes('Lambda.ServiceException'));
-      expect(retrier.ErrorEquals).toEqual(LAMBDA_SERVICE_ERRORS);
-      expect(retrier).toMatchObject({ IntervalSeconds: 2, BackoffRate: 2 });
+      expect(retrier.ErrorEquals, name).toEqual(LAMBDA_SERVICE_ERRORS);
+      expect(retrier, name).toMatchObject({
+        IntervalSeconds: 1,
+        MaxAttempts: 2,
+        MaxDelaySeconds: 2,
+        JitterStrategy: 'FULL',
+      });
     }
+  });
+
+  it('the state machine invokes the agent itself, for the budget Validate decided, and keeps only the answer', () => {
+    const agent = definition.States.InvokeManagerAgent;
+    expect(agent).toMatchObject({
+      Type: 'Task',
+      Resource: 'arn:aws:states:::lambda:invoke',
+      TimeoutSecondsPath: '$.budget.agent_seconds',
+      // The Invoke response is reduced to the parsed payload and the state's entry time, kept on the record.
+      ResultSelector: { 'answer.$': '$.Payload', 'invoked_at.$': '$$.State.EnteredTime' },
+      ResultPath: '$.conversation.pending_answer',
+      Next: 'Classify',
+    });
+    expect(agent.Parameters.FunctionName).toBe(SUBSTITUTIONS.AgentFunctionArn);
+    // The agent contract's request (docs/contract.md): the question and who asked it.
+    expect(Object.keys(agent.Parameters.Payload).sort()).toEqual(
+      ['conversation_id.$', 'metadata.$', 'query.$', 'source_process.$', 'source_system.$'].sort(),
+    );
+    // Only a throttled agent (it did not run) is invoked again; a timeout never is.
+    expect(agent.Retry).toEqual([
+      expect.objectContaining({ ErrorEquals: ['Lambda.TooManyRequestsException'], MaxAttempts: 2, MaxDelaySeconds: 2 }),
+    ]);
+    expect(agent.Catch).toEqual([
+      { ErrorEquals: ['States.ALL'], ResultPath: '$.agent_error', Next: 'ExportFailedConversation' },
+    ]);
+    // Classify records the answer with the time it arrived.
+    expect(definition.States.Classify.Parameters).toEqual({ 'state.$': '$', 'answered_at.$': '$$.State.EnteredTime' });
+  });
+
+  it('the budget reserves are the definition numbers: agent retries and the S3-refused path fit their reserves', () => {
+    expect(retryWaits(definition.States.InvokeManagerAgent.Retry[0]) * 1000).toBe(SYNC_RESERVES.agentRetryWaits);
+    // After Export gives up (answer_by - fallback): CloseWithoutExport, QueueFailedExport with one 1 s retry wait.
+    const queueRetry = definition.States.QueueFailedExport.Retry[0];
+    expect(retryWaits(queueRetry) * 1000).toBeLessThan(SYNC_RESERVES.fallback);
+    // Export retries S3 once, 1 s later (the handler only asks for it when the retry still fits).
+    expect(definition.States.Export.Retry.find((r: any) => r.ErrorEquals.includes('ExportError'))).toMatchObject({
+      IntervalSeconds: 1,
+      MaxAttempts: 1,
+    });
+    // The workflow's own TimeoutSeconds is the Express limit: a backstop for any budget, sync or async.
+    expect(definition.TimeoutSeconds).toBe(300);
+  });
+
+  it('no answer is lost: every Task after the agent answered has a Catch for every error, ending in an export or a queue', () => {
+    const afterAgent = [
+      'Classify',
+      'Deliver',
+      'QueueFailedDelivery',
+      'Export',
+      'CloseWithoutExport',
+      'QueueFailedExport',
+      'RecordOnlyInLogs',
+    ];
+    for (const name of afterAgent) {
+      const state = definition.States[name];
+      expect(
+        state.Catch?.some((c: any) => c.ErrorEquals.includes('States.ALL')),
+        name,
+      ).toBe(true);
+    }
+    expect(definition.States.Classify.Catch).toEqual([
+      { ErrorEquals: ['AgentAnswerRejected'], ResultPath: '$.agent_error', Next: 'ExportFailedConversation' },
+      { ErrorEquals: ['States.ALL'], ResultPath: '$.classify_error', Next: 'Deliver' },
+    ]);
+    expect(definition.States.QueueFailedDelivery.Catch).toEqual([
+      { ErrorEquals: ['States.ALL'], ResultPath: '$.delivery_queue_error', Next: 'Export' },
+    ]);
+    expect(definition.States.CloseWithoutExport.Catch).toEqual([
+      { ErrorEquals: ['States.ALL'], ResultPath: '$.close_error', Next: 'QueueFailedExport' },
+    ]);
+    expect(definition.States.QueueFailedExport.Catch).toEqual([
+      { ErrorEquals: ['States.ALL'], ResultPath: '$.export_queue_error', Next: 'RecordOnlyInLogs' },
+    ]);
+    expect(definition.States.RecordOnlyInLogs).toMatchObject({
+      Resource: SUBSTITUTIONS.ExportFunctionArn,
+      ResultPath: null,
+      Next: 'AnswerWithoutExport',
+    });
   });
 
   it('Deliver retries its retryable error with jitter, ≥ 3 times, and a worst case well under 29 s', () => {
@@ -107,13 +199,11 @@ describe('statemachine/conversation.asl.json', () => {
     });
   });
 
-  it('an agent failure is exported, then fails with AgentError; an invalid request fails with ValidationError, a bad signature with SignatureError', () => {
-    expect(definition.States.InvokeManagerAgent.Catch[0]).toMatchObject({
-      ErrorEquals: ['States.ALL'],
-      Next: 'ExportFailedConversation',
-    });
+  it('an agent failure is exported, then fails with AgentError or AgentTimeout; an invalid request fails with ValidationError, a bad signature with SignatureError', () => {
     expect(definition.States.ExportFailedConversation.Next).toBe('AgentFailed');
-    expect(definition.States.AgentFailed).toMatchObject({ Type: 'Fail', Error: 'AgentError' });
+    expect(definition.States.AgentFailed).toEqual(
+      expect.objectContaining({ Type: 'Fail', ErrorPath: '$.failure_error', CausePath: '$.failure_cause' }),
+    );
     expect(definition.States.IsRequestValid.Choices).toEqual([
       { Variable: '$.duplicate', BooleanEquals: true, Next: 'ReplayFirstResponse' },
       { Variable: '$.error', StringEquals: 'SignatureError', Next: 'RejectSignature' },
@@ -138,7 +228,7 @@ describe('statemachine/conversation.asl.json', () => {
     });
   });
 
-  it('a failed export (either Export state) is answered without S3 and queued, unless a failed delivery already is', () => {
+  it('a failed export (either Export state) is answered without S3 and queued, unless a queued failed delivery already carries it', () => {
     for (const name of ['Export', 'ExportFailedConversation']) {
       expect(definition.States[name].Catch).toEqual([
         { ErrorEquals: ['States.ALL'], ResultPath: '$.export_error', Next: 'CloseWithoutExport' },
@@ -150,11 +240,15 @@ describe('statemachine/conversation.asl.json', () => {
       Parameters: definition.States.Export.Parameters,
       Next: 'IsRedeliveryQueued',
     });
-    expect(definition.States.CloseWithoutExport.Catch).toBeUndefined();
     const queued = definition.States.IsRedeliveryQueued;
     expect(queued.Default).toBe('QueueFailedExport');
-    expect(queued.Choices[0].Next).toBe('AnswerWithoutExport');
-    expect(queued.Choices[0].Or.map((c: any) => c.StringEquals).sort()).toEqual(['failed', 'retrying']);
+    expect(queued.Choices[0]).toEqual({
+      Variable: '$.delivery_queue_error',
+      IsPresent: true,
+      Next: 'QueueFailedExport',
+    });
+    expect(queued.Choices[1].Next).toBe('AnswerWithoutExport');
+    expect(queued.Choices[1].Or.map((c: any) => c.StringEquals).sort()).toEqual(['failed', 'retrying']);
     expect(definition.States.QueueFailedExport).toMatchObject({
       Resource: 'arn:aws:states:::sqs:sendMessage',
       Parameters: {
@@ -165,8 +259,11 @@ describe('statemachine/conversation.asl.json', () => {
       Next: 'AnswerWithoutExport',
     });
     expect(definition.States.AnswerWithoutExport).toMatchObject({
-      Choices: [{ Variable: '$.failure_cause', IsPresent: true, Next: 'AgentFailed' }],
-      Default: 'Completed',
+      Choices: [
+        { Variable: '$.failure_cause', IsPresent: true, Next: 'AgentFailed' },
+        { Variable: '$.response', IsPresent: true, Next: 'Completed' },
+      ],
+      Default: 'ConversationUnanswered',
     });
   });
 

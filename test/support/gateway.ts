@@ -4,6 +4,7 @@ import path from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
 import { DELIVERY_URL_VARIABLES } from '../../functions/domain/delivery.ts';
+import type { GatewayOptions } from '../../local/server/config.ts';
 import { type RunningGateway, startGateway } from '../../local/server/gateway.ts';
 import { startAgent, startReceiver, type TestAgent, type TestReceiver } from './servers.ts';
 
@@ -18,6 +19,7 @@ export const NO_WAIT = {
   ExportFailedConversation: 0,
   CloseWithoutExport: 0,
   QueueFailedExport: 0,
+  RecordOnlyInLogs: 0,
 };
 
 const GATEWAY_VARIABLES = [
@@ -28,7 +30,7 @@ const GATEWAY_VARIABLES = [
   'MANAGER_AGENT_FUNCTION_NAME',
   'MANAGER_AGENT_TIMEOUT_MS',
   'DELIVERY_TIMEOUT_MS',
-  'RESPONSE_DEADLINE_MS',
+  'RESPONSE_TIMEOUT_MS',
   'REDELIVERY_SCHEDULE',
   'DELIVERY_SIGNING_SECRETS',
   'INBOUND_WEBHOOK_SECRETS',
@@ -57,7 +59,10 @@ export interface TestWorld {
  * The whole local system on ephemeral ports: the gateway (engine + handlers + embedded S3), a real test agent
  * on the Lambda Invoke path, and a real receiver for the four delivery URLs.
  */
-export async function startWorld(env: Record<string, string> = {}): Promise<TestWorld> {
+export async function startWorld(
+  env: Record<string, string> = {},
+  options: { stageOverrides?: GatewayOptions['stageOverrides'] } = {},
+): Promise<TestWorld> {
   for (const name of GATEWAY_VARIABLES) delete process.env[name];
   const agent = await startAgent();
   const receiver = await startReceiver();
@@ -70,7 +75,13 @@ export async function startWorld(env: Record<string, string> = {}): Promise<Test
   for (const type of WEBHOOK_TYPES) process.env[DELIVERY_URL_VARIABLES[type]] = receiver.urlFor(type);
   Object.assign(process.env, env);
   const dataDir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-test-'));
-  const gateway = await startGateway({ port: 0, s3Port: 0, dataDir, retryIntervalOverrides: NO_WAIT });
+  const gateway = await startGateway({
+    port: 0,
+    s3Port: 0,
+    dataDir,
+    retryIntervalOverrides: NO_WAIT,
+    stageOverrides: options.stageOverrides,
+  });
   const s3 = new S3Client({ endpoint: gateway.s3Endpoint, forcePathStyle: true, region: 'us-east-1' });
   const world: TestWorld = {
     gateway,

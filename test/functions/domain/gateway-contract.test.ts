@@ -10,7 +10,7 @@ import {
   TIMED_OUT_STATUS,
 } from '../../../functions/domain/gateway-contract.ts';
 import {
-  agentFailureBody,
+  agentFailure,
   completeConversation,
   startConversation,
   successBody,
@@ -131,10 +131,38 @@ describe('httpResultForExecution', () => {
       { error: 'AgentInvocationError', message: 'Unhandled', payload: null },
       new Date(),
     );
-    const body = agentFailureBody(r);
-    const result = httpResultForExecution({ status: 'FAILED', error: 'AgentError', cause: JSON.stringify(body) });
-    expect(result).toEqual({ statusCode: 502, body });
+    const failure = agentFailure(r);
+    const result = httpResultForExecution({
+      status: 'FAILED',
+      error: failure.failure_error,
+      cause: failure.failure_cause,
+    });
+    expect(result).toEqual({ statusCode: 502, body: JSON.parse(failure.failure_cause) });
     expect(result.body).toMatchObject({ error: { code: 'AGENT_ERROR', conversation_id: r.conversation_id } });
+  });
+
+  it('FAILED AgentTimeout → 504 TIMEOUT with the conversation id (the agent ran out of its budget)', () => {
+    const r = withFailure(
+      startedRecord(),
+      'InvokeManagerAgent',
+      { error: 'States.Timeout', message: 'States.Timeout', payload: null },
+      new Date(),
+    );
+    const failure = agentFailure(r, 20);
+    expect(failure.failure_error).toBe('AgentTimeout');
+    const result = httpResultForExecution({
+      status: 'FAILED',
+      error: failure.failure_error,
+      cause: failure.failure_cause,
+    });
+    expect(result.statusCode).toBe(504);
+    expect(result.body).toMatchObject({
+      error: {
+        code: 'TIMEOUT',
+        message: 'The manager agent did not answer within 20 s; the conversation was recorded as failed',
+        conversation_id: r.conversation_id,
+      },
+    });
   });
 
   it.each(['States.Runtime', 'ExportError', 'States.TaskFailed', 'Lambda.ServiceException', ''])(

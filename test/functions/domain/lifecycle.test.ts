@@ -3,18 +3,20 @@ import type { DeliveryAttempt } from '../../../functions/domain/conversation.ts'
 import { isConversationId } from '../../../functions/domain/conversation-id.ts';
 import { deliveryIdFor } from '../../../functions/domain/delivery-id.ts';
 import {
-  agentFailureBody,
+  agentFailure,
   answerText,
   answerToDuplicate,
   closeConversation,
   completeConversation,
   fingerprintOf,
+  settleAnswer,
   startConversation,
   successBody,
   withAgentAnswer,
   withClassification,
   withDeliveryAttempt,
   withFailure,
+  withPendingAnswer,
 } from '../../../functions/domain/lifecycle.ts';
 import { DELIVERY_ID, executionInput, RECEIVED_AT, SEED_REQUEST, startedRecord } from '../../support/fixtures.ts';
 
@@ -363,26 +365,115 @@ describe('successBody', () => {
   });
 });
 
-describe('agentFailureBody', () => {
-  it('is AGENT_ERROR with the last error and the conversation id', () => {
+describe("agentFailure (the AgentFailed state's error and cause)", () => {
+  it('is AgentError with an AGENT_ERROR body naming the last agent error and the conversation', () => {
     const r = withFailure(
       startedRecord(),
       'InvokeManagerAgent',
-      { error: 'AgentInvocationError', message: 'Unhandled', payload: null },
+      { error: 'KeyError', message: "'opportunities'", payload: null },
       AGENT_AT,
     );
-    expect(agentFailureBody(r)).toEqual({
+    const failure = agentFailure(r, 20);
+    expect(failure.failure_error).toBe('AgentError');
+    expect(JSON.parse(failure.failure_cause)).toEqual({
       success: false,
       error: {
         code: 'AGENT_ERROR',
-        message: 'The manager agent failed: AgentInvocationError: Unhandled',
+        message: "The manager agent failed: KeyError: 'opportunities'",
         conversation_id: SEED_ID,
       },
     });
   });
 
+  it('is AgentTimeout with a TIMEOUT body when the agent ran out of its budget', () => {
+    const r = withFailure(
+      startedRecord(),
+      'InvokeManagerAgent',
+      { error: 'States.Timeout', message: '', payload: null },
+      AGENT_AT,
+    );
+    expect(agentFailure(r, 17)).toEqual({
+      failure_error: 'AgentTimeout',
+      failure_cause: JSON.stringify({
+        success: false,
+        error: {
+          code: 'TIMEOUT',
+          message: 'The manager agent did not answer within 17 s; the conversation was recorded as failed',
+          conversation_id: SEED_ID,
+        },
+      }),
+    });
+  });
+
   it('says unknown error when none was recorded', () => {
-    expect(agentFailureBody(startedRecord()).error.message).toBe('The manager agent failed: unknown error');
+    expect(JSON.parse(agentFailure(startedRecord()).failure_cause).error.message).toBe(
+      'The manager agent failed: unknown error',
+    );
+  });
+});
+
+describe('the pending answer (InvokeManagerAgent keeps it on the record; Classify, else Deliver or Export, records it)', () => {
+  const invokedAt = '2025-08-13T10:30:45.500Z';
+  const pending = () => ({
+    ...startedRecord(),
+    pending_answer: { answer: { response: 'Top deals: Acme' }, invoked_at: invokedAt },
+  });
+
+  it("withPendingAnswer records it as the assistant turn, timed from the agent state's entry, and drops it", () => {
+    const r = withPendingAnswer(pending(), AGENT_AT);
+    expect(r.pending_answer).toBeUndefined();
+    expect(r.conversation.turns.at(-1)).toEqual({
+      role: 'assistant',
+      content: 'Top deals: Acme',
+      timestamp: AGENT_AT.toISOString(),
+      data: { response: 'Top deals: Acme' },
+    });
+    expect(r.execution.timings.agent_ms).toBe(1_500);
+    expect(withPendingAnswer(startedRecord(), AGENT_AT)).toEqual(startedRecord());
+  });
+
+  it('settleAnswer also classifies when Classify did not (it failed), and leaves a settled record alone', () => {
+    const settled = settleAnswer(pending(), AGENT_AT);
+    expect(settled.webhook_context.webhook_type).toBe('deal_analysis');
+    expect(settled.pending_answer).toBeUndefined();
+    expect(settleAnswer(settled, DONE_AT)).toBe(settled);
+  });
+
+  it('closeConversation records a pending answer and a Classify failure; drops the answer when the agent failed', () => {
+    const classifyError = { Error: 'Lambda.Unknown', Cause: 'The cause could not be determined' };
+    const { record } = closeConversation({ conversation: pending(), classify_error: classifyError }, 'exec-1', DONE_AT);
+    expect(record.conversation.turns).toHaveLength(2);
+    expect(record.execution.errors).toEqual([expect.objectContaining({ stage: 'Classify', error: 'Lambda.Unknown' })]);
+    expect(record.execution.status).toBe('completed');
+    const refused = closeConversation(
+      { conversation: pending(), agent_error: { Error: 'AgentAnswerRejected', Cause: 'too large' } },
+      'exec-1',
+      DONE_AT,
+    ).record;
+    expect(refused.pending_answer).toBeUndefined();
+    expect(refused.conversation.turns).toHaveLength(1);
+    expect(refused.execution.status).toBe('failed');
+  });
+
+  it('closeConversation: a failed delivery the queue refused is failed (no automatic attempt follows), both errors kept', () => {
+    const attempt = {
+      attempt: 1,
+      at: DONE_AT.toISOString(),
+      duration_ms: 3,
+      outcome: 'retryable',
+      status_code: 503,
+    } as const;
+    const { record } = closeConversation(
+      {
+        conversation: settleAnswer(pending(), AGENT_AT),
+        delivery_error: { Error: 'DeliveryRetryableError', Cause: JSON.stringify({ message: 'HTTP 503', attempt }) },
+        delivery_queue_error: { Error: 'SQS.SqsException', Cause: 'Service Unavailable' },
+      },
+      'exec-1',
+      DONE_AT,
+    );
+    expect(record.webhook_context.delivery_status).toBe('failed');
+    expect(record.execution.errors.map((e) => e.stage)).toEqual(['Deliver', 'QueueFailedDelivery']);
   });
 });
 
@@ -419,7 +510,7 @@ describe('closeConversation (what Export records)', () => {
 
   it('agent failure: failed, nothing delivered, the error recorded', () => {
     const { record, agentFailed } = closeConversation(
-      { conversation: startedRecord(), agent_error: { Error: 'AgentTimeoutError', Cause: 'did not answer' } },
+      { conversation: startedRecord(), agent_error: { Error: 'States.Timeout', Cause: 'did not answer' } },
       'exec-1',
       at,
     );
@@ -427,7 +518,7 @@ describe('closeConversation (what Export records)', () => {
     expect(record.execution.status).toBe('failed');
     expect(record.webhook_context.delivery_status).toBe('not_attempted');
     expect(record.execution.errors).toEqual([
-      expect.objectContaining({ stage: 'InvokeManagerAgent', error: 'AgentTimeoutError', message: 'did not answer' }),
+      expect.objectContaining({ stage: 'InvokeManagerAgent', error: 'States.Timeout', message: 'did not answer' }),
     ]);
   });
 

@@ -12,7 +12,7 @@ describe('settings', () => {
       agentTimeoutMs: 20_000,
       deliveryUrls: { deal_analysis: null, data_analysis: null, lead_analysis: null, general: null },
       deliveryTimeoutMs: 3_000,
-      responseDeadlineMs: 25_000,
+      responseTimeoutMs: 29_000,
       redeliverySchedule: DEFAULT_RETRY_SCHEDULE_MS,
       requireSignedWebhooks: false,
       idempotencyTtlSeconds: 86_400,
@@ -29,7 +29,7 @@ describe('settings', () => {
       CONVERSATION_EXPORT_S3_BUCKET: 'exports',
       ENABLE_CONVERSATION_EXPORT: 'FALSE',
       MANAGER_AGENT_TIMEOUT_MS: '1500',
-      RESPONSE_DEADLINE_MS: '',
+      RESPONSE_TIMEOUT_MS: '',
       REDELIVERY_SCHEDULE: '1s,2m',
       REQUIRE_SIGNED_WEBHOOKS: 'true',
     });
@@ -37,7 +37,7 @@ describe('settings', () => {
       exportBucket: 'exports',
       exportEnabled: false,
       agentTimeoutMs: 1500,
-      responseDeadlineMs: 25_000,
+      responseTimeoutMs: 29_000,
       redeliverySchedule: [1000, 120_000],
       requireSignedWebhooks: true,
     });

@@ -1,0 +1,33 @@
+import { agentResponse, type ConversationRecord, type ConversationState } from './conversation.ts';
+
+/**
+ * What the manager agent may answer (docs/contract.md, "The manager agent"). Step Functions carries the answer in
+ * the workflow's state, capped at 256 KB, and a state over the cap fails the execution with
+ * States.DataLimitExceeded, which no Catch handles. So the gateway refuses, with 502 AGENT_ERROR and the conversation
+ * exported as failed, an answer that is empty, over MAX_AGENT_ANSWER_BYTES, or that would take the state over
+ * MAX_STATE_BYTES. The record holds the answer twice (the text of the assistant turn and its data) and the caller's
+ * response once more, beside the question (up to 60 KB) and its metadata (16 KB): the state limit is checked on all
+ * of that, and leaves 16 KB of the 256 for the delivery attempts and errors the later states add.
+ */
+export const MAX_AGENT_ANSWER_BYTES = 64 * 1024;
+export const MAX_STATE_BYTES = 240 * 1024;
+
+const bytes = (value: unknown): number => Buffer.byteLength(JSON.stringify(value) ?? '');
+
+/**
+ * Why the conversation cannot carry `answer` (null when it can). `settled` is the record with the answer recorded
+ * as its assistant turn, `state` the workflow state that will carry it.
+ */
+export function answerProblem(answer: unknown, settled: ConversationRecord, state: ConversationState): string | null {
+  if (answer === null || answer === undefined || answer === '') return 'the manager agent returned an empty answer';
+  const answerBytes = bytes(answer);
+  if (answerBytes > MAX_AGENT_ANSWER_BYTES) {
+    return `the manager agent answered ${answerBytes} bytes, more than the ${MAX_AGENT_ANSWER_BYTES} a conversation can carry`;
+  }
+  const { pending_answer: _, ...record } = settled;
+  const stateBytes = bytes({ ...state, conversation: record }) + bytes(agentResponse(record));
+  if (stateBytes > MAX_STATE_BYTES) {
+    return `the manager agent answered ${answerBytes} bytes, which makes this conversation ${stateBytes} bytes, more than the ${MAX_STATE_BYTES} a workflow state can carry`;
+  }
+  return null;
+}

@@ -1,0 +1,130 @@
+import { InvokeCommand, type InvokeCommandOutput, LambdaClient } from '@aws-sdk/client-lambda';
+
+/**
+ * The local engine's side of Step Functions' optimized Lambda integration (`arn:aws:states:::lambda:invoke`): a real
+ * Lambda Invoke over HTTP (the SDK, so AWS_ENDPOINT_URL_LAMBDA decides where: the gateway's sample agent, `sam
+ * local start-lambda`, or AWS), answered in the shape Step Functions gives a Task, with the errors it raises, as the
+ * Step Functions developer guide documents them ("Invoke an AWS Lambda function with Step Functions", "Handle
+ * Lambda service exceptions", "Handling errors in Step Functions workflows"):
+ *
+ * - success: `{ExecutedVersion, Payload (parsed JSON), SdkHttpMetadata: {AllHttpHeaders, HttpHeaders,
+ *   HttpStatusCode}, SdkResponseMetadata: {RequestId}, StatusCode}`;
+ * - the function failed: Error = its `errorType`, Cause = the error payload as the function returned it; without
+ *   an `errorType` (a crash, a function timeout): `Lambda.Unknown` and "The cause could not be determined…";
+ * - the Lambda service refused (throttled, not found, 5xx): `Lambda.<ExceptionName>`; a network failure:
+ *   `Lambda.SdkClientException`;
+ * - an output over 256 KB: `States.DataLimitExceeded`, which no Catch or Retry can handle (a terminal error).
+ *
+ * The state's TimeoutSeconds(Path) is enforced by the engine (States.Timeout); `timeoutMs` only stops the HTTP
+ * request once the engine has given up on it, as Step Functions abandons its call.
+ */
+export interface LambdaInvokeParameters {
+  FunctionName: string;
+  Payload?: unknown;
+  Qualifier?: string;
+  InvocationType?: 'RequestResponse' | 'Event' | 'DryRun';
+  ClientContext?: string;
+}
+
+/** Step Functions' limit for a task's output (and any state's input or output). */
+export const PAYLOAD_LIMIT_BYTES = 262_144;
+
+/** An error as the engine reports it: `name` is the Error a Catch or Retry matches, `message` the Cause. */
+export class TaskFailure extends Error {
+  /** Read by aws-local-stepfunctions: false makes the error terminal, as States.DataLimitExceeded is on AWS. */
+  readonly isCatchable: boolean;
+  readonly isRetryable: boolean;
+  constructor(error: string, cause: string, terminal = false) {
+    super(cause);
+    this.name = error;
+    this.isCatchable = !terminal;
+    this.isRetryable = !terminal;
+  }
+}
+
+let client: LambdaClient | undefined;
+/** One client per process, created on first use (after the gateway has set the endpoint). No SDK retries: Retry is the state's. */
+function lambda(): LambdaClient {
+  client ??= new LambdaClient({ maxAttempts: 1 });
+  return client;
+}
+
+function parsePayload(text: string): unknown {
+  if (text === '') return null;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+/** What Step Functions reports for an SDK or network error of the Invoke call. */
+function serviceFailure(error: Error & { $metadata?: { httpStatusCode?: number; requestId?: string } }): TaskFailure {
+  const status = error.$metadata?.httpStatusCode;
+  if (status === undefined)
+    return new TaskFailure('Lambda.SdkClientException', `Unable to execute HTTP request: ${error.message}`);
+  const requestId = error.$metadata?.requestId ?? 'unknown';
+  return new TaskFailure(
+    `Lambda.${error.name}`,
+    `${error.message} (Service: AWSLambda; Status Code: ${status}; Error Code: ${error.name}; Request ID: ${requestId}; Proxy: null)`,
+  );
+}
+
+/** The Task handler for `arn:aws:states:::lambda:invoke` (see the module comment). */
+export async function invokeLambdaTask(input: unknown, timeoutMs?: number): Promise<unknown> {
+  const params = input as LambdaInvokeParameters;
+  let headers: Record<string, string> = {};
+  const command = new InvokeCommand({
+    FunctionName: params.FunctionName,
+    Qualifier: params.Qualifier,
+    InvocationType: params.InvocationType,
+    ClientContext: params.ClientContext,
+    Payload: params.Payload === undefined ? undefined : Buffer.from(JSON.stringify(params.Payload)),
+  });
+  command.middlewareStack.add(
+    (next) => async (args) => {
+      const result = await next(args);
+      headers = ((result.response as { headers?: Record<string, string> }).headers ?? {}) as Record<string, string>;
+      return result;
+    },
+    { step: 'deserialize', name: 'captureInvokeHeaders' },
+  );
+  let out: InvokeCommandOutput;
+  try {
+    // A little after the engine's own timeout, so the engine reports States.Timeout first.
+    out = await lambda().send(command, timeoutMs ? { abortSignal: AbortSignal.timeout(timeoutMs + 250) } : undefined);
+  } catch (error) {
+    throw serviceFailure(error as Error);
+  }
+  const text = out.Payload ? Buffer.from(out.Payload).toString('utf8') : '';
+  if (out.FunctionError) {
+    const payload = parsePayload(text) as { errorType?: unknown } | null;
+    if (payload && typeof payload === 'object' && typeof payload.errorType === 'string')
+      throw new TaskFailure(payload.errorType, text);
+    throw new TaskFailure(
+      'Lambda.Unknown',
+      `The cause could not be determined because Lambda did not return an error type. Returned payload: ${text}`,
+    );
+  }
+  const requestId = out.$metadata.requestId ?? headers['x-amzn-requestid'] ?? '';
+  const result = {
+    ExecutedVersion: out.ExecutedVersion ?? '$LATEST',
+    Payload: parsePayload(text),
+    SdkHttpMetadata: {
+      AllHttpHeaders: Object.fromEntries(Object.entries(headers).map(([k, v]) => [k, [v]])),
+      HttpHeaders: headers,
+      HttpStatusCode: out.StatusCode ?? 200,
+    },
+    SdkResponseMetadata: { RequestId: requestId },
+    StatusCode: out.StatusCode ?? 200,
+  };
+  const bytes = Buffer.byteLength(JSON.stringify(result));
+  if (bytes > PAYLOAD_LIMIT_BYTES) {
+    throw new TaskFailure(
+      'States.DataLimitExceeded',
+      `The state/task 'lambda' returned a result with a size exceeding the maximum number of bytes service limit (${bytes} > ${PAYLOAD_LIMIT_BYTES}).`,
+      true,
+    );
+  }
+  return result;
+}

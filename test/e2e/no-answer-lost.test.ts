@@ -1,0 +1,171 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { RECORD_UNSAVED_EVENT } from '../../functions/domain/observability.ts';
+import { folderOf, SEED_REQUEST, startWorld, type TestWorld } from '../support/gateway.ts';
+import { captureJsonLines } from '../support/log-capture.ts';
+
+/**
+ * Once the agent has answered, no fault of a later stage loses the answer: one test per fault — the failed-delivery
+ * queue (SQS) down, S3 down, both, Classify failing — each showing what the caller gets and where the record is.
+ */
+let world: TestWorld;
+let classifyFails = false;
+beforeAll(async () => {
+  const { handler: classify } = await import('../../functions/classify/handler.ts');
+  world = await startWorld(
+    {},
+    {
+      // A Classify Lambda that crashes (as Step Functions reports an unhandled error: its errorType).
+      stageOverrides: {
+        classify: async (input) => {
+          if (!classifyFails) return classify(input as never);
+          throw Object.assign(new Error('Runtime exited with error: signal: killed'), { name: 'Runtime.ExitError' });
+        },
+      },
+    },
+  );
+});
+afterAll(async () => {
+  await world?.close();
+});
+
+const realSend = () => world.gateway.failedDeliveries.sendMessage.bind(world.gateway.failedDeliveries);
+let send: ReturnType<typeof realSend>;
+beforeEach(() => {
+  world.receiver.reset();
+  world.agent.reset();
+  classifyFails = false;
+  process.env.CONVERSATION_EXPORT_S3_BUCKET = world.gateway.bucket;
+  send ??= realSend();
+  world.gateway.failedDeliveries.sendMessage = send;
+});
+
+/** The failed-delivery queue refuses every message (SQS down; locally, the store the SQS task is routed to). */
+function queueDown(): void {
+  world.gateway.failedDeliveries.sendMessage = async () => {
+    throw Object.assign(new Error('Service Unavailable'), { name: 'SQS.SqsException' });
+  };
+}
+const s3Down = () => {
+  process.env.CONVERSATION_EXPORT_S3_BUCKET = 'bucket-that-does-not-exist';
+};
+
+async function statePath(conversationId: string) {
+  const [execution] = await world.gateway.executions.executions(conversationId);
+  return execution!.events.filter((e) => e.type === 'StateEntered').map((e) => e.state);
+}
+
+const ANSWER = { response: 'Top deals closing this quarter: Acme Corp renewal ($120,000, 80%).' };
+
+describe('no answer lost after the agent answered', () => {
+  it('SQS down (the receiver refused, the queue too): 200 with the answer, the record exported with the delivery failed', async () => {
+    world.agent.behave(() => ({ payload: ANSWER }));
+    world.receiver.reply(410);
+    queueDown();
+    const res = await world.post(SEED_REQUEST);
+    expect(res.status).toBe(200);
+    expect(res.body.response).toEqual(ANSWER);
+    expect(res.body.tracking.delivery_status).toBe('failed');
+    const id = res.body.conversation_id as string;
+    expect(await statePath(id)).toEqual([
+      'Validate',
+      'IsRequestValid',
+      'InvokeManagerAgent',
+      'Classify',
+      'Deliver',
+      'QueueFailedDelivery',
+      'Export',
+      'Completed',
+    ]);
+    const record = (await world.getJson(`${folderOf(id)}conversation.json`)).conversation;
+    expect(record.conversation.turns.at(-1).data).toEqual(ANSWER);
+    expect(record.webhook_context.delivery_status).toBe('failed');
+    expect(record.execution.errors.map((e: { stage: string }) => e.stage)).toEqual(['Deliver', 'QueueFailedDelivery']);
+    expect(record.execution.errors.at(-1).message).toMatch(/Service Unavailable/);
+  });
+
+  it('S3 down: 200 with the answer, the closed record queued as an export-only envelope', async () => {
+    world.agent.behave(() => ({ payload: ANSWER }));
+    s3Down();
+    const res = await world.post(SEED_REQUEST);
+    expect(res.status).toBe(200);
+    expect(res.body.response).toEqual(ANSWER);
+    const id = res.body.conversation_id as string;
+    expect(await world.listKeys(folderOf(id))).toEqual([]);
+    const envelope = (await world.gateway.failedDeliveries.get(id))!;
+    expect(envelope).toMatchObject({ owed: 'export', state: 'pending' });
+    expect(envelope.conversation.conversation.turns.at(-1)!.data).toEqual(ANSWER);
+  });
+
+  it('S3 and SQS both down: 200 with the answer and conversation_id; the whole record logged once as WEBHOOK_CONVERSATION_UNSAVED', async () => {
+    world.agent.behave(() => ({ payload: ANSWER }));
+    s3Down();
+    queueDown();
+    const capture = captureJsonLines();
+    let res: Awaited<ReturnType<TestWorld['post']>>;
+    try {
+      res = await world.post(SEED_REQUEST);
+    } finally {
+      capture.restore();
+    }
+    expect(res.status).toBe(200);
+    expect(res.body.response).toEqual(ANSWER);
+    const id = res.body.conversation_id as string;
+    expect(id).toMatch(/^webhook_/);
+    expect((await statePath(id)).slice(-6)).toEqual([
+      'CloseWithoutExport',
+      'IsRedeliveryQueued',
+      'QueueFailedExport',
+      'RecordOnlyInLogs',
+      'AnswerWithoutExport',
+      'Completed',
+    ]);
+    const unsaved = capture.events(id).filter((l) => l.event_type === RECORD_UNSAVED_EVENT);
+    expect(unsaved).toHaveLength(1);
+    expect(unsaved[0]).toMatchObject({ level: 'ERROR', queue_error: expect.stringMatching(/Service Unavailable/) });
+    // The line holds the closed record whole: enough to export it by hand.
+    expect(unsaved[0]!.record).toMatchObject({
+      conversation_id: id,
+      execution: { status: 'completed' },
+      webhook_context: { delivery_status: 'delivered' },
+    });
+    expect(unsaved[0]!.record.conversation.turns.at(-1).data).toEqual(ANSWER);
+    expect(await world.listKeys(folderOf(id))).toEqual([]);
+    expect(await world.gateway.failedDeliveries.get(id)).toBeNull();
+  });
+
+  it('Classify failing: 200 with the answer, classified and delivered by Deliver, exported with the Classify error', async () => {
+    world.agent.behave(() => ({ payload: ANSWER }));
+    classifyFails = true;
+    const res = await world.post(SEED_REQUEST);
+    expect(res.status).toBe(200);
+    expect(res.body.response).toEqual(ANSWER);
+    expect(res.body.tracking).toMatchObject({ webhook_type: 'deal_analysis', delivery_status: 'delivered' });
+    expect(world.receiver.received).toHaveLength(1);
+    const id = res.body.conversation_id as string;
+    const record = (await world.getJson(`${folderOf(id)}conversation.json`)).conversation;
+    expect(record.conversation.turns.at(-1).data).toEqual(ANSWER);
+    expect(record.execution.timings.agent_ms).toBeGreaterThanOrEqual(0);
+    expect(record.execution.errors).toEqual([
+      expect.objectContaining({
+        stage: 'Classify',
+        error: 'Runtime.ExitError',
+        message: expect.stringMatching(/signal: killed/),
+      }),
+    ]);
+    expect(record).not.toHaveProperty('pending_answer');
+  });
+
+  it('Classify failing and the receiver down: the queued envelope still carries the answer, and its redelivery delivers it', async () => {
+    world.agent.behave(() => ({ payload: ANSWER }));
+    classifyFails = true;
+    world.receiver.reply(503, 503, 503, 503);
+    const res = await world.post(SEED_REQUEST);
+    expect(res.status).toBe(200);
+    expect(res.body.tracking.delivery_status).toBe('retrying');
+    const id = res.body.conversation_id as string;
+    world.receiver.reset();
+    expect((await world.gateway.redelivery.redrive(id)).status).toBe('delivered');
+    expect(world.receiver.received).toHaveLength(1);
+    expect((world.receiver.received[0]!.body as { response: unknown }).response).toEqual(ANSWER);
+  });
+});

@@ -1,0 +1,57 @@
+import { describe, expect, it } from 'vitest';
+import { maxSyncAgentTimeoutMs, msLeft, SYNC_RESERVES, syncBudget } from '../../../functions/domain/budget.ts';
+
+const RECEIVED = '2026-11-29T12:00:00.000Z';
+const at = (ms: number) => new Date(Date.parse(RECEIVED) + ms);
+const iso = (ms: number) => at(ms).toISOString();
+
+describe("the synchronous budget (Validate decides it; every later timeout fits inside the caller's wait)", () => {
+  it('with the defaults (29 s integration timeout, 20 s agent): agent 20 s, deliveries end at 25 s, answer by 28 s', () => {
+    expect(syncBudget({ responseTimeoutMs: 29_000, agentTimeoutMs: 20_000 }, RECEIVED, at(300))).toEqual({
+      agent_seconds: 20,
+      deliver_by: iso(25_000),
+      answer_by: iso(28_000),
+    });
+  });
+
+  it("adds up below the integration timeout: margin, the tail after deliveries, Classify and the agent's retries", () => {
+    const r = SYNC_RESERVES;
+    // Worst case of the agent phase: Validate's time, agent_seconds, and the throttling retry waits.
+    const validated = 900;
+    const budget = syncBudget({ responseTimeoutMs: 29_000, agentTimeoutMs: 20_000 }, RECEIVED, at(validated));
+    const agentEndsBy = validated + budget.agent_seconds * 1000 + r.agentRetryWaits;
+    expect(agentEndsBy + r.classify).toBeLessThanOrEqual(Date.parse(budget.deliver_by!) - Date.parse(RECEIVED));
+    expect(Date.parse(budget.answer_by!) - Date.parse(budget.deliver_by!)).toBe(r.tail);
+    expect(Date.parse(budget.answer_by!) - Date.parse(RECEIVED)).toBe(29_000 - r.margin);
+    expect(r.fallback).toBeLessThan(r.tail);
+  });
+
+  it("gives a slow Validate's time back from the agent, never less than 1 s", () => {
+    const settings = { responseTimeoutMs: 29_000, agentTimeoutMs: 20_000 };
+    expect(syncBudget(settings, RECEIVED, at(4_200)).agent_seconds).toBe(16);
+    expect(syncBudget(settings, RECEIVED, at(40_000)).agent_seconds).toBe(1);
+  });
+
+  it('never gives the agent more than its own timeout, in whole seconds (Step Functions TimeoutSeconds)', () => {
+    expect(syncBudget({ responseTimeoutMs: 60_000, agentTimeoutMs: 45_500 }, RECEIVED, at(0)).agent_seconds).toBe(45);
+    expect(syncBudget({ responseTimeoutMs: 60_000, agentTimeoutMs: 300 }, RECEIVED, at(0)).agent_seconds).toBe(1);
+  });
+
+  it('counts from now when the receive time is unreadable', () => {
+    const now = at(0);
+    expect(syncBudget({ responseTimeoutMs: 29_000, agentTimeoutMs: 20_000 }, 'garbage', now).answer_by).toBe(
+      iso(28_000),
+    );
+  });
+
+  it('maxSyncAgentTimeoutMs: the longest agent timeout a synchronous call honours (config refuses more)', () => {
+    expect(maxSyncAgentTimeoutMs(29_000)).toBe(21_000);
+    expect(maxSyncAgentTimeoutMs(60_000)).toBe(52_000);
+  });
+
+  it('msLeft: time to a deadline; none (null or unreadable) is Infinity', () => {
+    expect(msLeft(iso(5_000), at(1_000))).toBe(4_000);
+    expect(msLeft(null, at(0))).toBe(Number.POSITIVE_INFINITY);
+    expect(msLeft('soon', at(0))).toBe(Number.POSITIVE_INFINITY);
+  });
+});
