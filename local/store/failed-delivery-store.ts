@@ -7,6 +7,7 @@
  */
 import path from 'node:path';
 import { isConversationId } from '../../functions/domain/conversation-id.ts';
+import { NamedError } from '../../functions/domain/errors.ts';
 import {
   envelopeFromMessage,
   type FailedDeliveryEnvelope,
@@ -15,6 +16,9 @@ import {
 import type { FailedDeliveryStore, HeldEnvelope, TakenBatch } from '../../functions/shared/redelivery.ts';
 import { settings } from '../../functions/shared/settings.ts';
 import { listDir, readJson, writeJsonAtomic } from './json-files.ts';
+
+/** The error name Step Functions' sqs:sendMessage integration reports when SQS refuses a message. */
+export const SQS_REFUSED = 'SQS.AmazonSQSException';
 
 /** As many envelopes as one SQS receive returns: the schedule redelivers one batch at a time. */
 const BATCH = 10;
@@ -44,7 +48,16 @@ export class LocalFailedDeliveryStore implements FailedDeliveryStore {
     const envelope = envelopeFromMessage(body, new Date(), this.schedule);
     if (!envelope)
       throw new Error('sqs:sendMessage: the message body is neither a failed delivery nor a failed export');
-    await this.put(envelope);
+    try {
+      await this.put(envelope);
+    } catch (error) {
+      // Fail as the SQS integration does when the queue refuses a message, so the workflow's Retry and Catch treat
+      // a full or unwritable disk exactly as they treat SQS being down on AWS.
+      throw new NamedError(
+        SQS_REFUSED,
+        `the local failed-delivery store (${this.dir}) could not store the message: ${(error as Error).message}`,
+      );
+    }
     return { MessageId: envelope.delivery_id };
   }
 
