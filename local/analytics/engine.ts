@@ -261,12 +261,16 @@ export async function openAnalytics(options: {
   }
 }
 
-/** The engine over this machine's exports (LOCAL_DATA_DIR), its cache in `<LOCAL_DATA_DIR>/analytics/`. */
+/**
+ * The engine over this machine's exports (LOCAL_DATA_DIR), its cache in `<LOCAL_DATA_DIR>/analytics/`; the source
+ * is the one the environment names (openAnalysisSource) unless given.
+ */
 export async function openLocalAnalytics(
   dataDir: string,
   env: NodeJS.ProcessEnv = process.env,
+  given?: AnalysisSource,
 ): Promise<AnalyticsEngine & { location: string }> {
-  const source = await openAnalysisSource(dataDir, env);
+  const source = given ?? (await openAnalysisSource(dataDir, env));
   try {
     const engine = await openAnalytics({ source, cacheDir: path.join(dataDir, 'analytics') });
     return Object.assign(engine, { location: source.location });

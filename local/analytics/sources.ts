@@ -2,7 +2,7 @@ import path from 'node:path';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { EXPORT_PREFIX } from '../../functions/domain/export-formats.ts';
 import { DEFAULTS, settings } from '../../functions/shared/settings.ts';
-import { type ExportBucket, mapLimit, openExportBucket, readText } from '../store/export-bucket.ts';
+import { type ExportBucket, mapLimit, openExportBucket, readText, s3Client } from '../store/export-bucket.ts';
 import { listStoredObjects, readStoredObject, type StoredObjectFile } from '../store/stored-objects.ts';
 
 /**
@@ -72,6 +72,25 @@ export function s3Source(bucket: ExportBucket): AnalysisSource {
     },
     close: () => bucket.close(),
   };
+}
+
+/** The exports of a gateway running in this process: its embedded store's files, or the S3 endpoint it exports to. */
+export function gatewayAnalysisSource(options: {
+  dataDir: string;
+  bucket: string;
+  embedded: boolean;
+  endpoint: string;
+  env: NodeJS.ProcessEnv;
+}): AnalysisSource {
+  if (options.embedded) return storeDirectorySource(options.dataDir, options.bucket);
+  const client = s3Client(options.endpoint, options.env);
+  return s3Source({
+    client,
+    bucket: options.bucket,
+    endpoint: options.endpoint,
+    via: 'running',
+    close: async () => client.destroy(),
+  });
 }
 
 /**

@@ -5,6 +5,7 @@ import type { ConversationRecord } from '../../functions/domain/conversation.ts'
 import { isConversationId } from '../../functions/domain/conversation-id.ts';
 import { EXPORT_FILES, type ExportFile, exportKey } from '../../functions/domain/export-formats.ts';
 import type { FailedDeliveryEnvelope } from '../../functions/domain/failed-delivery.ts';
+import type { AnalyticsEngine } from '../analytics/engine.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
 import { type ConversationSummary, recordOf, summarize } from '../history/conversations.ts';
 import type { ExecutionStore } from '../store/execution-store.ts';
@@ -19,6 +20,10 @@ export interface ConsoleContext {
   s3Endpoint: string;
   /** ENABLE_CONVERSATION_EXPORT: the page says exports are off instead of looking for them. */
   exportEnabled: boolean;
+  /** The SQL engine over the exports (opened per page view, closed by the page). */
+  analytics: () => Promise<AnalyticsEngine>;
+  /** The clock of the Analytics page's "last 24 hours". */
+  now?: () => Date;
 }
 
 export interface ConsoleRow extends ConversationSummary {

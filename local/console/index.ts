@@ -60,6 +60,16 @@ const sendHtml = (req: IncomingMessage, res: ServerResponse, status: number, bod
 const sendData = (req: IncomingMessage, res: ServerResponse, status: number, body: unknown) =>
   send(req, res, status, 'application/json; charset=utf-8', JSON.stringify(body));
 
+/** A page that refreshes when any conversation arrives (the list version): the whole page, or its fragment. */
+function sendPage(
+  req: IncomingMessage,
+  res: ServerResponse,
+  fragment: boolean,
+  shell: Omit<Parameters<typeof page>[0], 'versionSrc'>,
+): void {
+  sendHtml(req, res, 200, fragment ? shell.body.value : page({ ...shell, versionSrc: '/console/api/version' }));
+}
+
 export async function handleConsole(req: IncomingMessage, res: ServerResponse, ctx: ConsoleContext): Promise<void> {
   req.resume();
   const url = new URL(req.url ?? '/console', 'http://local');
@@ -87,19 +97,24 @@ export async function handleConsole(req: IncomingMessage, res: ServerResponse, c
       openDeliveries(ctx),
     ]);
     const body = listFragment(rows, open, LIST_LIMIT);
-    if (fragment) return sendHtml(req, res, 200, body.value);
-    return sendHtml(
-      req,
-      res,
-      200,
-      page({
-        title: 'Conversations',
-        version: v,
-        versionSrc: '/console/api/version',
-        fragmentSrc: '/console?fragment=1',
-        body,
-      }),
-    );
+    return sendPage(req, res, fragment, {
+      title: 'Conversations',
+      version: v,
+      fragmentSrc: '/console?fragment=1',
+      body,
+    });
+  }
+
+  if (pathname === '/console/analytics') {
+    const { analyticsFragment, analyticsView } = await import('./analytics.ts');
+    const [v, view] = await Promise.all([version(ctx), analyticsView(ctx.analytics, ctx.now?.() ?? new Date())]);
+    const body = analyticsFragment(view);
+    return sendPage(req, res, fragment, {
+      title: 'Analytics',
+      version: v,
+      fragmentSrc: '/console/analytics?fragment=1',
+      body,
+    });
   }
 
   const conversation = /^\/console\/conversations\/([^/]+)$/.exec(pathname);

@@ -133,6 +133,19 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   const config = settings(handlerEnv);
   const s3Endpoint = handlerEnv.AWS_ENDPOINT_URL_S3!;
   const bucket = config.exportBucket!;
+  /** The SQL engine over this gateway's exports, for the console's Analytics page (DuckDB is loaded on first use). */
+  const openAnalyticsEngine = async () => {
+    const { openLocalAnalytics } = await import('../analytics/engine.ts');
+    const { gatewayAnalysisSource } = await import('../analytics/sources.ts');
+    const source = gatewayAnalysisSource({
+      dataDir: options.dataDir,
+      bucket,
+      embedded: s3 !== null,
+      endpoint: s3Endpoint,
+      env: handlerEnv,
+    });
+    return openLocalAnalytics(options.dataDir, handlerEnv, source);
+  };
 
   let journal: ExecutionJournal;
   let recovered: RecoveredExecution[];
@@ -204,6 +217,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
         bucket,
         s3Endpoint,
         exportEnabled: config.exportEnabled,
+        analytics: openAnalyticsEngine,
       });
     if (pathname === '/webhook') {
       if (method === 'POST')

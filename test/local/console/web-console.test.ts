@@ -1,19 +1,9 @@
-import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { request } from 'node:http';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Browser, CHROMIUM, launchBrowser, rawGet, skipBrowser } from '../../support/browser.ts';
 import { SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
 
-/**
- * The local web console (/console on the running gateway) in a real browser: Debian's Chromium driven by
- * playwright-core. It skips only on a developer machine without /usr/bin/chromium; in CI (CI set) it must run.
- */
-const CHROMIUM = '/usr/bin/chromium';
-const haveChromium = existsSync(CHROMIUM);
-const skipBrowser = !haveChromium && !process.env.CI;
+/** The local web console (/console on the running gateway) in a real browser (test/support/browser.ts). */
 if (skipBrowser) {
   console.warn(
     `web console browser test SKIPPED: ${CHROMIUM} is missing (install it: apt-get install -y chromium). CI installs it and runs this test.`,
@@ -47,22 +37,6 @@ afterAll(async () => {
   await world?.close();
 });
 
-function rawGet(
-  url: string,
-  headers: Record<string, string> = {},
-  method = 'GET',
-): Promise<{ status: number; body: string; headers: Record<string, unknown> }> {
-  return new Promise((resolve, reject) => {
-    const req = request(url, { method, headers }, (res) => {
-      let body = '';
-      res.on('data', (d) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
-
 describe('console over HTTP', () => {
   it('serves escaped, script-free-of-data HTML with a strict CSP, on loopback hosts only', async () => {
     const page = await rawGet(`${world.gateway.url}/console/conversations/${ids.failed}`);
@@ -83,34 +57,16 @@ describe('console over HTTP', () => {
 });
 
 describe.skipIf(skipBrowser)('console in Chromium', () => {
-  let userDataDir: string;
-  let context: BrowserContext;
+  let browser: Browser;
   let page: Page;
 
   beforeAll(async () => {
-    if (!haveChromium)
-      throw new Error(`${CHROMIUM} is missing: CI must install Chromium (apt-get install -y chromium) before npm test`);
-    userDataDir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-chromium-'));
-    context = await chromium.launchPersistentContext(userDataDir, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-      timeout: 15_000,
-    });
-    page = context.pages()[0] ?? (await context.newPage());
+    browser = await launchBrowser();
+    page = browser.page;
     page.setDefaultTimeout(5_000);
   });
   afterAll(async () => {
-    await context?.close();
-    if (userDataDir) await rm(userDataDir, { recursive: true, force: true });
+    await browser?.close();
   });
 
   it('lists the conversations with status, type, source and timings, and shows new ones as they arrive', async () => {
