@@ -3,6 +3,7 @@ import type { Node } from 'constructs';
 import { maxSyncAgentTimeoutMs } from '../functions/domain/budget.ts';
 import { WEBHOOK_TYPES, type WebhookType } from '../functions/domain/conversation.ts';
 import { parseSchedule } from '../functions/domain/failed-delivery.ts';
+import { bySource } from '../functions/domain/source-identity.ts';
 import { DEFAULTS } from '../functions/shared/settings.ts';
 import { STACK_NAME } from './template-checks/name-limits.ts';
 
@@ -175,7 +176,10 @@ function flag(key: string, value: unknown, fallback: boolean): boolean {
 const SOURCE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
 
-/** `{"source": {"rateLimit", "burstLimit", "quotaPerDay"?}}`, as an object (cdk.json) or JSON text (`-c`). */
+/**
+ * `{"source": {"rateLimit", "burstLimit", "quotaPerDay"?}}`, as an object (cdk.json) or JSON text (`-c`); sources
+ * keyed by their canonical name (functions/domain/source-identity.ts).
+ */
 function sourceRateLimits(value: unknown, fallback: Record<string, SourceRateLimit>): Record<string, SourceRateLimit> {
   const key = 'sourceRateLimits';
   if (value === undefined || value === null || value === '') return fallback;
@@ -209,7 +213,12 @@ function sourceRateLimits(value: unknown, fallback: Record<string, SourceRateLim
         : integer(`${key}.${source}.quotaPerDay`, l.quotaPerDay ?? 'missing', 0, 1);
     out[source] = { rateLimit, burstLimit, ...(quotaPerDay === undefined ? {} : { quotaPerDay }) };
   }
-  return out;
+  // One API key and usage plan per source, named by its canonical name: `Crm.Sync` and `crm_sync` cannot be two.
+  try {
+    return bySource(out, `context ${key}`);
+  } catch (error) {
+    throw new ConfigError((error as Error).message);
+  }
 }
 
 /**

@@ -98,8 +98,10 @@ describe('resolveConfig', () => {
       testing_system: { rateLimit: 10, burstLimit: 20, quotaPerDay: 10_000 },
       'crm.sync-2': { rateLimit: 2.5, burstLimit: 5 },
     };
-    expect(resolve({ sourceRateLimits: limits }).sourceRateLimits).toEqual(limits);
-    expect(resolve({ sourceRateLimits: JSON.stringify(limits) }).sourceRateLimits).toEqual(limits);
+    // Keyed by the canonical source name (one identity per source).
+    const canonical = { testing_system: limits.testing_system, crm_sync_2: limits['crm.sync-2'] };
+    expect(resolve({ sourceRateLimits: limits }).sourceRateLimits).toEqual(canonical);
+    expect(resolve({ sourceRateLimits: JSON.stringify(limits) }).sourceRateLimits).toEqual(canonical);
     expect(resolve({ sourceRateLimits: '{}' }).sourceRateLimits).toEqual({});
     expect(
       resolve({
@@ -120,6 +122,15 @@ describe('resolveConfig', () => {
     expect(() => resolve({ sourceRateLimits: 'not json' })).toThrow(/sourceRateLimits/);
     expect(() => resolve({ sourceRateLimits: [] })).toThrow(/sourceRateLimits/);
     expect(() => resolve({ sourceRateLimits: { 'bad name!': { rateLimit: 1, burstLimit: 1 } } })).toThrow(/bad name!/);
+    // One identity per source: the keys are read in canonical form, two spellings of one source refused.
+    expect(resolve({ sourceRateLimits: { 'Crm.Sync': { rateLimit: 1, burstLimit: 1 } } }).sourceRateLimits).toEqual({
+      crm_sync: { rateLimit: 1, burstLimit: 1 },
+    });
+    expect(() =>
+      resolve({
+        sourceRateLimits: { crm_sync: { rateLimit: 1, burstLimit: 1 }, 'CRM-Sync': { rateLimit: 9, burstLimit: 9 } },
+      }),
+    ).toThrow(/"crm_sync" and "CRM-Sync" name the same source/);
     expect(() => resolve({ sourceRateLimits: { a: { rateLimit: 0, burstLimit: 1 } } })).toThrow(/a\.rateLimit/);
     expect(() => resolve({ sourceRateLimits: { a: { rateLimit: 1 } } })).toThrow(/a\.burstLimit/);
     expect(() => resolve({ sourceRateLimits: { a: { rateLimit: 1, burstLimit: 1, quotaPerDay: 0 } } })).toThrow(
@@ -274,7 +285,7 @@ describe('a stack configured through context', () => {
       Object.values(keys)
         .map((k) => k.Properties.Name)
         .sort(),
-    ).toEqual(['TestGateway-crm.sync-2', 'TestGateway-testing_system']);
+    ).toEqual(['TestGateway-crm_sync_2', 'TestGateway-testing_system']);
     for (const key of Object.values(keys)) expect(key.Properties.Value).toBeUndefined();
     const plans = Object.values(template.findResources('AWS::ApiGateway::UsagePlan')).map((p) => p.Properties);
     const stage = { Ref: logicalId(template, 'AWS::ApiGateway::Stage', 'ApiRestApiDeploymentStage') };
@@ -287,7 +298,7 @@ describe('a stack configured through context', () => {
           ApiStages: [expect.objectContaining({ Stage: stage })],
         }),
         expect.objectContaining({
-          UsagePlanName: 'TestGateway-crm.sync-2',
+          UsagePlanName: 'TestGateway-crm_sync_2',
           Throttle: { RateLimit: 2.5, BurstLimit: 5 },
           ApiStages: [expect.objectContaining({ Stage: stage })],
         }),
@@ -301,7 +312,7 @@ describe('a stack configured through context', () => {
     const keyId = (source: string) =>
       logicalId(template, 'AWS::ApiGateway::ApiKey', `RateLimits${source.replace(/[^A-Za-z0-9]/g, '')}Key`);
     expect(cfnText(template.toJSON().Outputs[STACK_OUTPUTS.sourceApiKeyIds].Value)).toBe(
-      `testing_system={Ref:${keyId('testing_system')}},crm.sync-2={Ref:${keyId('crm.sync-2')}}`,
+      `testing_system={Ref:${keyId('testing_system')}},crm_sync_2={Ref:${keyId('crm_sync_2')}}`,
     );
   });
 
