@@ -1,3 +1,8 @@
+/**
+ * The API Gateway mapping templates (VTL), generated from functions/domain/gateway-contract.ts so that the
+ * execution input shape and the status mapping live in one place. test/infra/api-templates.test.ts renders
+ * them with a Velocity engine against the contract's own functions.
+ */
 import {
   FAILURE_STATUS,
   FORWARDED_HEADERS,
@@ -9,12 +14,6 @@ import {
   MAX_BODY_BYTES,
   TIMED_OUT_STATUS,
 } from '../functions/domain/gateway-contract.ts';
-
-/**
- * The API Gateway mapping templates (VTL), generated from functions/domain/gateway-contract.ts so that the
- * execution input shape and the status mapping live in one place. test/infra/api-templates.test.ts renders
- * them with a Velocity engine against the contract's own functions.
- */
 
 /** `$util.escapeJavaScript(x)` writes `\'`, which is not valid JSON: turn it back into `'` (the documented fix). */
 const jsonEscaped = (ref: string): string => `$util.escapeJavaScript(${ref}).replaceAll("\\\\'","'")`;

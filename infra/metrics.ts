@@ -1,10 +1,3 @@
-import { Duration, Stack } from 'aws-cdk-lib';
-import { Metric } from 'aws-cdk-lib/aws-cloudwatch';
-import type { IConstruct } from 'constructs';
-import { FAILURE_STATUS } from '../functions/domain/gateway-contract.ts';
-import { METRIC_NAMES, STACK_DIMENSION } from '../functions/domain/observability.ts';
-import { POWERTOOLS_METRICS_NAMESPACE, POWERTOOLS_SERVICE_NAME } from './config.ts';
-
 /**
  * The five custom metrics the functions publish with Powertools Metrics (EMF), named once in
  * functions/domain/observability.ts for both sides. Powertools adds the `service` dimension to every metric and
@@ -12,6 +5,13 @@ import { POWERTOOLS_METRICS_NAMESPACE, POWERTOOLS_SERVICE_NAME } from './config.
  * with dimensions service=webhook-gateway and stack=<stack>, and only a metric asked for with both finds the data:
  * two stacks in one account and region never read each other's metrics.
  */
+import { Duration, Stack } from 'aws-cdk-lib';
+import { Metric } from 'aws-cdk-lib/aws-cloudwatch';
+import type { IConstruct } from 'constructs';
+import { FAILURE_STATUS } from '../functions/domain/gateway-contract.ts';
+import { METRIC_NAMES, STACK_DIMENSION } from '../functions/domain/observability.ts';
+import { POWERTOOLS_METRICS_NAMESPACE, POWERTOOLS_SERVICE_NAME } from './config.ts';
+
 export { EXPORT_DEFERRED_METRIC, SIGNATURE_REJECTED_METRIC } from '../functions/domain/observability.ts';
 /** The five custom metrics, as the handlers emit them. */
 export const CUSTOM_METRICS = METRIC_NAMES;

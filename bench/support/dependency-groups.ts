@@ -1,12 +1,12 @@
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
-
 /**
  * Which of the project's own dependencies brings each installed package in, from package-lock.json: the profile
  * then says "Powertools" for time spent in the X-Ray SDK, and "AWS SDK v3" for @smithy/*. Our own files (the
  * embedded S3 is local/store/) are charged by path.
  * A package reachable from several is charged to the first group below that reaches it.
  */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+
 export const ASYNC_HOOKS_GROUP = 'async_hooks destroy tracking (cls-hooked, loaded with the X-Ray SDK by the Tracer)';
 
 const GROUPS: [label: string, roots: string[]][] = [

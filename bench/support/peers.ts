@@ -1,12 +1,12 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { sampleAgentAnswer } from '../../local/server/sample-agent.ts';
-
 /**
  * Instant peers on 127.0.0.1, port 0: a manager agent on the Lambda Invoke REST path (it answers at once with the
  * sample agent's canned answer, so the classifier sees realistic text) and a delivery receiver that answers 200.
  * They only count requests: no logging, no storage.
  */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { sampleAgentAnswer } from '../../local/server/sample-agent.ts';
+
 export interface InstantPeers {
   agentUrl: string;
   receiverUrl: string;

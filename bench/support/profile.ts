@@ -1,7 +1,3 @@
-import { readFile } from 'node:fs/promises';
-import path from 'node:path';
-import { ASYNC_HOOKS_GROUP, dependencyGroups } from './dependency-groups.ts';
-
 /**
  * Reads a V8 .cpuprofile (node --cpu-prof) and says where the time went:
  * - by owner: each sample is charged to the nearest frame on its stack that is a package (node_modules/<pkg>) or
@@ -10,6 +6,10 @@ import { ASYNC_HOOKS_GROUP, dependencyGroups } from './dependency-groups.ts';
  * - top functions by self time;
  * - inclusive time of chosen functions of ours (everything they did synchronously).
  */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { ASYNC_HOOKS_GROUP, dependencyGroups } from './dependency-groups.ts';
+
 interface ProfileNode {
   id: number;
   callFrame: { functionName: string; url: string; lineNumber: number };

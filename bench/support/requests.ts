@@ -1,5 +1,3 @@
-import { MAX_METADATA_BYTES, MAX_QUERY_LENGTH } from '../../functions/domain/request.ts';
-
 /**
  * Request bodies of an exact byte size that the Validate stage accepts.
  *
@@ -10,6 +8,8 @@ import { MAX_METADATA_BYTES, MAX_QUERY_LENGTH } from '../../functions/domain/req
  * execution input, Validate's input, the Express log events that carry it) while the record after Validate
  * stays at ~76 KB.
  */
+import { MAX_METADATA_BYTES, MAX_QUERY_LENGTH } from '../../functions/domain/request.ts';
+
 export const REQUEST_SIZES = { '1KB': 1024, '64KB': 65_536, '250KB': 256_000 } as const;
 export type RequestSizeName = keyof typeof REQUEST_SIZES;
 

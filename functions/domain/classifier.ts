@@ -1,11 +1,11 @@
-import type { WebhookType } from './conversation.ts';
-
 /**
  * Decides which outbound webhook an answer goes to, and says why.
  * An explicit `webhook_type` in the request wins. Otherwise keywords are scored: a hit in the query counts 2,
  * a hit in the agent's answer counts 1; the highest score wins (ties in the order deal, lead, data);
  * with no hit at all the answer is `general`.
  */
+import type { WebhookType } from './conversation.ts';
+
 export const KEYWORDS: Record<Exclude<WebhookType, 'general'>, readonly string[]> = {
   deal_analysis: [
     'deal',

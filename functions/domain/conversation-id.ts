@@ -1,11 +1,11 @@
-import { randomBytes } from 'node:crypto';
-
 /**
  * Conversation ids: `webhook_<YYYYMMDD>_<HHMMSS>_<source>_<process>_<suffix>` in UTC.
  * Every part is lowercase `[a-z0-9]`, so an id is always a safe S3 path segment.
  * Example: 2025-08-13T10:30:45Z, `testing_system`, `phase3_validation`, suffix `abc123`
  * → `webhook_20250813_103045_testing_phase3valid_abc123`.
  */
+import { randomBytes } from 'node:crypto';
+
 export const SOURCE_PART_LENGTH = 7;
 export const PROCESS_PART_LENGTH = 11;
 export const SUFFIX_LENGTH = 10;

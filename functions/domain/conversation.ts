@@ -139,11 +139,13 @@ export interface ConversationState {
   export_error?: CaughtError;
 }
 
-export function userQuery(record: ConversationRecord): string {
+/** The question: the user's turn. */
+export function userQuery(record: Pick<ConversationRecord, 'conversation'>): string {
   return record.conversation.turns.find((t) => t.role === 'user')?.content ?? '';
 }
 
-export function agentTurn(record: ConversationRecord): ConversationTurn | undefined {
+/** The agent's latest answer, if there is one yet. */
+export function agentTurn(record: Pick<ConversationRecord, 'conversation'>): ConversationTurn | undefined {
   return [...record.conversation.turns].reverse().find((t) => t.role === 'assistant');
 }
 

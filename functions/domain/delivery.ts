@@ -1,5 +1,5 @@
 import { msLeft } from './budget.ts';
-import type { ConversationRecord, DeliveryAttempt, WebhookType } from './conversation.ts';
+import type { ConversationRecord, DeliveryAttempt, RedeliveryContext, WebhookType } from './conversation.ts';
 import { agentResponse, userQuery } from './conversation.ts';
 import { DeliveryDeferredError, DeliveryPermanentError, DeliveryRetryableError } from './errors.ts';
 import { type CaughtError, parseTaskError } from './task-error.ts';
@@ -116,6 +116,78 @@ export function deferralAfter(attempt: DeliveryAttempt, target: string, reason: 
   return new DeliveryDeferredError(
     JSON.stringify({ message: `${attempt.error ?? `HTTP ${attempt.status_code}`}; ${reason}`, attempt, target }),
   );
+}
+
+/** What Deliver reads of the settings (functions/shared/settings.ts). */
+export interface DeliverySettings {
+  deliveryUrls: Record<WebhookType, string | null>;
+  deliveryTimeoutMs: number;
+}
+
+/**
+ * What Deliver does with a record: refuse (no URL, or one that may not be used: a permanent failure, no attempt),
+ * defer (the caller waits until `deliverBy` and too little of that is left for an attempt: the schedule takes it),
+ * or attempt `url` within `timeoutMs` (cut to what is left before `deliverBy`). A redelivery has no `deliverBy`.
+ */
+export type DeliveryPlan =
+  | { action: 'refuse'; reason: string; error: DeliveryPermanentError }
+  | { action: 'defer'; reason: string; error: DeliveryDeferredError }
+  | { action: 'attempt'; url: string; timeoutMs: number };
+
+export function planDelivery(
+  record: ConversationRecord,
+  deliverBy: string | null,
+  config: DeliverySettings,
+  now: Date,
+): DeliveryPlan {
+  const type = record.webhook_context.webhook_type ?? 'general';
+  const variable = DELIVERY_URL_VARIABLES[type];
+  const url = config.deliveryUrls[type];
+  if (!url) {
+    const message = `no delivery URL configured for ${type}: set ${variable}`;
+    return {
+      action: 'refuse',
+      reason: 'no delivery URL configured',
+      error: new DeliveryPermanentError(JSON.stringify({ message })),
+    };
+  }
+  const unsafe = unsafeDeliveryUrl(url);
+  if (unsafe)
+    return {
+      action: 'refuse',
+      reason: unsafe,
+      error: new DeliveryPermanentError(JSON.stringify({ message: `${variable}: ${unsafe}` })),
+    };
+  if (!deliverBy) return { action: 'attempt', url, timeoutMs: config.deliveryTimeoutMs };
+  // The caller is waiting: never start an attempt it cannot wait for.
+  const budget = attemptBudget(deliverBy, now, config.deliveryTimeoutMs);
+  if ('defer' in budget)
+    return {
+      action: 'defer',
+      reason: budget.defer,
+      error: new DeliveryDeferredError(JSON.stringify({ message: budget.defer, target: url })),
+    };
+  return { action: 'attempt', url, timeoutMs: budget.timeoutMs };
+}
+
+/**
+ * A failed attempt → the error for the state machine's Retry/Catch, and whether it is final (no automatic attempt
+ * follows: a permanent answer, or the redelivery's last slot). While the caller waits a retryable failure is never
+ * final, but when the next try would not fit before `deliverBy` after the longest Retry wait, it is handed to the
+ * schedule now (a deferral carrying the attempt).
+ */
+export function failedAttemptOutcome(
+  attempt: DeliveryAttempt,
+  url: string,
+  context: { deliverBy: string | null; redelivery?: RedeliveryContext | undefined; timeoutMs: number },
+  now: Date,
+): { error: DeliveryRetryableError | DeliveryPermanentError | DeliveryDeferredError; final: boolean } {
+  const final = attempt.outcome === 'permanent' || context.redelivery?.status_if_failed === 'failed';
+  if (context.deliverBy && attempt.outcome === 'retryable') {
+    const next = attemptBudget(context.deliverBy, new Date(now.getTime() + MAX_RETRY_WAIT_MS), context.timeoutMs);
+    if ('defer' in next) return { error: deferralAfter(attempt, url, next.defer), final };
+  }
+  return { error: attemptError(attempt, url), final };
 }
 
 /** The last attempt and its target, recovered from what Deliver's Catch stored (either engine). */

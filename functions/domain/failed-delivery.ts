@@ -78,7 +78,7 @@ export interface QueuedFailedExport {
   execution_name?: string;
 }
 
-export function isQueuedFailedExport(value: unknown): value is QueuedFailedExport {
+function isQueuedFailedExport(value: unknown): value is QueuedFailedExport {
   const v = value as QueuedFailedExport | null;
   return (
     !!v && typeof v === 'object' && v.kind === 'failed_export' && !!v.conversation?.conversation_id && !!v.export_error
@@ -90,7 +90,7 @@ export function owedBy(envelope: Pick<FailedDeliveryEnvelope, 'owed'>): Owed {
   return envelope.owed ?? 'delivery';
 }
 
-export function isQueuedFailedDelivery(value: unknown): value is QueuedFailedDelivery {
+function isQueuedFailedDelivery(value: unknown): value is QueuedFailedDelivery {
   const v = value as QueuedFailedDelivery | null;
   return (
     !!v &&
@@ -110,7 +110,7 @@ export function readEnvelope(value: unknown): FailedDeliveryEnvelope | null {
 }
 
 /** A receiver's Retry-After is honoured up to a day (well inside the queue's retention). */
-export const MAX_RETRY_AFTER_MS = 86_400_000;
+const MAX_RETRY_AFTER_MS = 86_400_000;
 
 function dueAt(now: Date, delayMs: number, attempt: DeliveryAttempt | undefined): string {
   const retryAfter = Math.min(attempt?.retry_after_ms ?? 0, MAX_RETRY_AFTER_MS);

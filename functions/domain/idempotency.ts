@@ -1,10 +1,10 @@
-import { createHash } from 'node:crypto';
-
 /**
  * Idempotent retries: a request carrying an `Idempotency-Key` header (or, failing that, the inbound Standard
  * Webhooks `webhook-id`) that was seen from the same source within the window gets the first conversation's
  * response again: no second agent call, delivery or export.
  */
+import { createHash } from 'node:crypto';
+
 export const DEFAULT_IDEMPOTENCY_TTL_SECONDS = 86_400;
 /**
  * A claim that never completes (the execution failed or timed out after Validate) must not block the client's

@@ -40,7 +40,7 @@ export type ValidateResult =
 export type Rejected = Extract<ValidateResult, { valid: false }>;
 export type Started = Extract<ValidateResult, { duplicate: false }>;
 
-export function rejection(
+function rejection(
   error: RejectionError,
   code: string,
   message: string,
@@ -50,7 +50,7 @@ export function rejection(
 }
 
 /** A retried request whose first conversation already answered: that answer, again. */
-export function replay(conversationId: string, storedResponse: string): ValidateResult {
+function replay(conversationId: string, storedResponse: string): ValidateResult {
   return {
     valid: true,
     duplicate: true,
@@ -60,7 +60,7 @@ export function replay(conversationId: string, storedResponse: string): Validate
   };
 }
 
-export function stillRunning(conversationId: string): ValidateResult {
+function stillRunning(conversationId: string): ValidateResult {
   return rejection(
     'IdempotencyConflict',
     'IDEMPOTENCY_CONFLICT',
@@ -69,7 +69,7 @@ export function stillRunning(conversationId: string): ValidateResult {
   );
 }
 
-export function keyReused(conversationId: string): ValidateResult {
+function keyReused(conversationId: string): ValidateResult {
   return rejection(
     'ValidationError',
     'IDEMPOTENCY_KEY_REUSED',

@@ -128,7 +128,7 @@ export function claimedSource(rawBody: string): string | null {
 }
 
 /** Validate an already parsed body. */
-export function validateWebhookJson(json: unknown): RequestParseResult {
+function validateWebhookJson(json: unknown): RequestParseResult {
   if (json === null || typeof json !== 'object' || Array.isArray(json)) {
     return {
       ok: false,

@@ -1,11 +1,11 @@
-import { Webhook, WebhookVerificationError } from 'standardwebhooks';
-import { bySource } from './source-identity.ts';
-
 /**
  * Standard Webhooks both ways (https://www.standardwebhooks.com): `webhook-id`, `webhook-timestamp`,
  * `webhook-signature` = space-separated `v1,<base64 HMAC-SHA256 of "id.timestamp.body">`, `whsec_` secrets,
  * 5-minute tolerance. Verification runs over the raw body exactly as received.
  */
+import { Webhook, WebhookVerificationError } from 'standardwebhooks';
+import { bySource } from './source-identity.ts';
+
 export type SecretsBySource = Record<string, string[]>;
 
 export interface InboundPolicy {

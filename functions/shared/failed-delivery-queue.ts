@@ -27,7 +27,7 @@ import {
 import type { FailedDeliveryStore, TakenBatch } from './redelivery.ts';
 
 /** SQS's largest DelaySeconds. */
-export const MAX_DELAY_SECONDS = 900;
+const MAX_DELAY_SECONDS = 900;
 /** Below SQS's 12 h visibility limit (counted from the receive), with a margin for the time spent since. */
 export const MAX_VISIBILITY_SECONDS = 12 * 3600 - 300;
 /** How long a received message stays invisible: one redelivery execution (its workflow times out at 60 s) and more. */
@@ -36,7 +36,7 @@ export const REDELIVERY_VISIBILITY_SECONDS = 120;
  * Receives after which a not-yet-due envelope is re-sent as a fresh message instead of hidden again, so that waiting
  * never counts towards the queue's maxReceiveCount (5): a long Retry-After must not dead-letter a pending envelope.
  */
-export const EXTEND_MAX_RECEIVES = 3;
+const EXTEND_MAX_RECEIVES = 3;
 
 export interface QueuedEnvelope {
   envelope: FailedDeliveryEnvelope;
@@ -73,7 +73,7 @@ export interface ReceiveOptions {
 }
 
 /** A message body → its envelope (converting the workflow's message, dated when it was sent), or why not. */
-export function parseMessageBody(
+function parseMessageBody(
   body: string | undefined,
   sentAt: Date,
   schedule: readonly number[] = DEFAULT_RETRY_SCHEDULE_MS,
@@ -98,7 +98,7 @@ export function parseMessageBody(
 }
 
 /** Seconds until the envelope is due (0 when due or not pending). */
-export function secondsUntilDue(envelope: FailedDeliveryEnvelope, now: Date): number {
+function secondsUntilDue(envelope: FailedDeliveryEnvelope, now: Date): number {
   if (envelope.state !== 'pending' || envelope.next_due_at === null) return 0;
   return Math.max(0, Math.ceil((Date.parse(envelope.next_due_at) - now.getTime()) / 1000));
 }
@@ -110,7 +110,7 @@ export type WaitPlan = { action: 'extend'; visibilitySeconds: number } | { actio
  * until it is due (at most MAX_VISIBILITY_SECONDS at a time); a converted message (the queue still holds the
  * workflow's message) or one received often already is replaced by a fresh, delayed message.
  */
-export function planWait(item: Pick<QueuedEnvelope, 'envelope' | 'converted' | 'receiveCount'>, now: Date): WaitPlan {
+function planWait(item: Pick<QueuedEnvelope, 'envelope' | 'converted' | 'receiveCount'>, now: Date): WaitPlan {
   const wait = secondsUntilDue(item.envelope, now);
   if (item.converted || item.receiveCount >= EXTEND_MAX_RECEIVES)
     return { action: 'resend', delaySeconds: Math.min(MAX_DELAY_SECONDS, wait) };

@@ -2,7 +2,7 @@ import type { DeliveryAttempt } from '../domain/conversation.ts';
 import { outcomeForStatus, retryAfterMs } from '../domain/delivery.ts';
 
 /** At most this much of a receiver's answer is read (and kept, trimmed, for the attempt record). */
-export const MAX_RESPONSE_BYTES = 65_536;
+const MAX_RESPONSE_BYTES = 65_536;
 
 export interface PostResult {
   attempt: DeliveryAttempt;

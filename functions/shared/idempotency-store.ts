@@ -1,3 +1,9 @@
+/**
+ * The idempotency store: one port, two adapters chosen by configuration.
+ * - IDEMPOTENCY_TABLE_NAME: DynamoDB, a conditional write claims a key (AWS);
+ * - IDEMPOTENCY_DIR: one file per key, created exclusively (`wx`) (local);
+ * - neither: idempotency is off.
+ */
 import { mkdir, open, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
@@ -5,12 +11,6 @@ import { expiresAt, type IdempotencyRecord, IN_PROGRESS_TTL_SECONDS, isExpired }
 import { tracer } from './powertools.ts';
 import { settings } from './settings.ts';
 
-/**
- * The idempotency store: one port, two adapters chosen by configuration.
- * - IDEMPOTENCY_TABLE_NAME: DynamoDB, a conditional write claims a key (AWS);
- * - IDEMPOTENCY_DIR: one file per key, created exclusively (`wx`) (local);
- * - neither: idempotency is off.
- */
 export type ClaimResult = { claimed: true } | { claimed: false; existing: IdempotencyRecord };
 
 export interface IdempotencyStore {

@@ -1,13 +1,12 @@
+/**
+ * Created once per process and imported by every stage. Service name, namespace and log level come from the
+ * standard Powertools variables (POWERTOOLS_SERVICE_NAME, POWERTOOLS_METRICS_NAMESPACE, LOG_LEVEL).
+ */
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { Tracer } from '@aws-lambda-powertools/tracer';
 import type { Context } from 'aws-lambda';
 import { METRICS_NAMESPACE, SERVICE_NAME, STACK_DIMENSION, STACK_NAME_VARIABLE } from '../domain/observability.ts';
-
-/**
- * Created once per process and imported by every stage. Service name, namespace and log level come from the
- * standard Powertools variables (POWERTOOLS_SERVICE_NAME, POWERTOOLS_METRICS_NAMESPACE, LOG_LEVEL).
- */
 
 export { METRICS_NAMESPACE, SERVICE_NAME };
 

@@ -10,7 +10,7 @@ import {
 } from '../domain/failed-delivery.ts';
 import type { Redeliver, RedeliveryRun } from './redelivery.ts';
 
-export function randomSuffix(): string {
+function randomSuffix(): string {
   return randomBytes(3).toString('hex');
 }
 
@@ -32,7 +32,7 @@ export function stepFunctionsRedeliver(
  * applyRedelivery. A FAILED or TIMED_OUT run changes nothing.
  * SDK errors (throttling, credentials, network) are thrown to the caller.
  */
-export async function runRedelivery(
+async function runRedelivery(
   client: SFNClient,
   stateMachineArn: string,
   envelope: FailedDeliveryEnvelope,

@@ -1,3 +1,10 @@
+/**
+ * Signing secrets, from configuration:
+ * - `INBOUND_WEBHOOK_SECRETS_ARN` / `DELIVERY_SIGNING_SECRETS_ARN`: a Secrets Manager secret holding the JSON
+ *   (AWS; read once per 5 minutes per container, so a rotation takes effect without a deploy);
+ * - otherwise `INBOUND_WEBHOOK_SECRETS` / `DELIVERY_SIGNING_SECRETS`: the JSON itself (local).
+ * Inbound JSON: {"source_system": "whsec_…" | ["whsec_new…", "whsec_old…"]}; delivery JSON: {"deal_analysis": "whsec_…", …}.
+ */
 import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import {
   type InboundPolicy,
@@ -8,13 +15,6 @@ import {
 import { tracer } from './powertools.ts';
 import { settings } from './settings.ts';
 
-/**
- * Signing secrets, from configuration:
- * - `INBOUND_WEBHOOK_SECRETS_ARN` / `DELIVERY_SIGNING_SECRETS_ARN`: a Secrets Manager secret holding the JSON
- *   (AWS; read once per 5 minutes per container, so a rotation takes effect without a deploy);
- * - otherwise `INBOUND_WEBHOOK_SECRETS` / `DELIVERY_SIGNING_SECRETS`: the JSON itself (local).
- * Inbound JSON: {"source_system": "whsec_…" | ["whsec_new…", "whsec_old…"]}; delivery JSON: {"deal_analysis": "whsec_…", …}.
- */
 const CACHE_MS = 300_000;
 let client: SecretsManagerClient | null = null;
 const cache = new Map<string, { at: number; value: string }>();

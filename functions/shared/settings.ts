@@ -8,6 +8,7 @@ import * as v from 'valibot';
 import { WEBHOOK_TYPES, type WebhookType } from '../domain/conversation.ts';
 import { DELIVERY_URL_VARIABLES } from '../domain/delivery.ts';
 import { DEFAULT_REDELIVERY_SCHEDULE, parseSchedule } from '../domain/failed-delivery.ts';
+import { DEFAULT_IDEMPOTENCY_TTL_SECONDS } from '../domain/idempotency.ts';
 
 export const DEFAULTS = {
   /** CONVERSATION_EXPORT_S3_BUCKET (locally; on AWS the stack names its bucket). */
@@ -21,7 +22,7 @@ export const DEFAULTS = {
    */
   responseTimeoutMs: 29_000,
   redeliverySchedule: DEFAULT_REDELIVERY_SCHEDULE,
-  idempotencyTtlSeconds: 86_400,
+  idempotencyTtlSeconds: DEFAULT_IDEMPOTENCY_TTL_SECONDS,
   /** The CloudFormation stack (CDK) and the stack `--aws` commands read when no --stack is given. */
   stackName: 'WebhookConversationGateway',
 } as const;

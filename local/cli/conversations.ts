@@ -1,6 +1,6 @@
 /** `webhook-gateway conversations list | show | search` (docs/operations.md), on the local data directory. */
 import { parseArgs } from 'node:util';
-import type { ConversationRecord } from '../../functions/domain/conversation.ts';
+import { agentTurn, type ConversationRecord, userQuery } from '../../functions/domain/conversation.ts';
 import { isConversationId } from '../../functions/domain/conversation-id.ts';
 import { EXPORT_FILES, exportFolder } from '../../functions/domain/export-formats.ts';
 import { type FailedDeliveryEnvelope, owedBy } from '../../functions/domain/failed-delivery.ts';
@@ -196,12 +196,12 @@ function printConversation(
   };
   if (record) {
     const ctx = record.webhook_context;
-    const answer = [...record.conversation.turns].reverse().find((t) => t.role === 'assistant');
+    const answer = agentTurn(record);
     out(`conversation ${id}`);
     out(
       `  source     ${record.metadata.source_system} / ${record.metadata.source_process}   received ${record.metadata.received_at}`,
     );
-    out(`  query      ${oneLine(record.conversation.turns[0]?.content ?? '', 160)}`);
+    out(`  query      ${oneLine(userQuery(record), 160)}`);
     if (answer) out(`  answer     ${oneLine(answer.content, 160)}`);
     out(`  type       ${ctx.webhook_type ?? '-'}   (${ctx.classification_reason ?? 'not classified'})`);
     out(

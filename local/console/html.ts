@@ -12,7 +12,7 @@ export class SafeHtml {
 
 const ENTITIES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
 
-export function escapeHtml(value: unknown): string {
+function escapeHtml(value: unknown): string {
   return String(value).replace(/[&<>"']/g, (c) => ENTITIES[c]!);
 }
 
@@ -29,9 +29,4 @@ export function html(strings: TemplateStringsArray, ...values: unknown[]): SafeH
     out += render(value) + strings[i + 1]!;
   });
   return new SafeHtml(out);
-}
-
-/** Trusted markup only (built here from constants, never from data). */
-export function raw(markup: string): SafeHtml {
-  return new SafeHtml(markup);
 }

@@ -1,9 +1,16 @@
+/**
+ * The local web console, served by the running gateway under /console: recent conversations, each conversation's
+ * state-by-state timeline, export documents and delivery attempts, and a Redrive button (which POSTs to the
+ * existing /local/deliveries/<id>/redrive endpoint). Plain server-rendered HTML, one small script, no build step.
+ * Like the operator endpoints it answers on loopback only.
+ */
 import { readFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isConversationId } from '../../functions/domain/conversation-id.ts';
 import { isLoopbackCaller } from '../server/loopback.ts';
+import { type Refuse, type RouteHandler, router } from '../server/router.ts';
 import {
   type ConsoleContext,
   exportDocuments,
@@ -16,12 +23,6 @@ import { conversationFragment, listFragment, notFoundFragment, page } from './pa
 
 export type { ConsoleContext } from './data.ts';
 
-/**
- * The local web console, served by the running gateway under /console: recent conversations, each conversation's
- * state-by-state timeline, export documents and delivery attempts, and a Redrive button (which POSTs to the
- * existing /local/deliveries/<id>/redrive endpoint). Plain server-rendered HTML, one small script, no build step.
- * Like the operator endpoints it answers on loopback only.
- */
 const STATIC_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), 'static');
 const STATIC_FILES: Record<string, string> = {
   'console.js': 'text/javascript; charset=utf-8',
@@ -70,100 +71,10 @@ function sendPage(
   sendHtml(req, res, 200, fragment ? shell.body.value : page({ ...shell, versionSrc: '/console/api/version' }));
 }
 
-export async function handleConsole(req: IncomingMessage, res: ServerResponse, ctx: ConsoleContext): Promise<void> {
-  req.resume();
-  const url = new URL(req.url ?? '/console', 'http://local');
-  const pathname = url.pathname;
-  if (!isLoopbackCaller(req)) {
-    return send(
-      req,
-      res,
-      403,
-      'text/plain; charset=utf-8',
-      'The console answers on loopback only (http://127.0.0.1:<port>/console).\n',
-    );
-  }
-  if (req.method !== 'GET' && req.method !== 'HEAD') {
-    return send(req, res, 405, 'text/plain; charset=utf-8', `${req.method} is not allowed on the console; use GET\n`, {
-      allow: 'GET, HEAD',
-    });
-  }
-  const fragment = url.searchParams.get('fragment') === '1';
-
-  if (pathname === '/console' || pathname === '/console/') {
-    const [v, rows, open] = await Promise.all([
-      version(ctx),
-      recentConversations(ctx, LIST_LIMIT),
-      openDeliveries(ctx),
-    ]);
-    const body = listFragment(rows, open, LIST_LIMIT);
-    return sendPage(req, res, fragment, {
-      title: 'Conversations',
-      version: v,
-      fragmentSrc: '/console?fragment=1',
-      body,
-    });
-  }
-
-  if (pathname === '/console/analytics') {
-    const { analyticsFragment, analyticsView } = await import('./analytics.ts');
-    const [v, view] = await Promise.all([version(ctx), analyticsView(ctx.analytics, ctx.now?.() ?? new Date())]);
-    const body = analyticsFragment(view);
-    return sendPage(req, res, fragment, {
-      title: 'Analytics',
-      version: v,
-      fragmentSrc: '/console/analytics?fragment=1',
-      body,
-    });
-  }
-
-  const conversation = /^\/console\/conversations\/([^/]+)$/.exec(pathname);
-  if (conversation) {
-    const id = decodeURIComponent(conversation[1]!);
-    const shell = {
-      title: id,
-      versionSrc: `/console/api/version?id=${encodeURIComponent(id)}`,
-      fragmentSrc: `/console/conversations/${encodeURIComponent(id)}?fragment=1`,
-    };
-    const executions = isConversationId(id) ? await ctx.executions.executions(id) : [];
-    if (executions.length === 0) {
-      const body = notFoundFragment(
-        isConversationId(id) ? `No conversation ${id} (yet).` : `"${id}" is not a conversation id.`,
-      );
-      return sendHtml(req, res, 404, fragment ? body.value : page({ ...shell, version: await version(ctx, id), body }));
-    }
-    const [v, envelope, documents] = await Promise.all([
-      version(ctx, id),
-      ctx.failedDeliveries.get(id),
-      exportDocuments(ctx, id),
-    ]);
-    const body = conversationFragment({
-      id,
-      record: latestRecord(executions),
-      executions,
-      envelope,
-      documents,
-      bucket: ctx.bucket,
-      exportEnabled: ctx.exportEnabled,
-    });
-    return sendHtml(req, res, 200, fragment ? body.value : page({ ...shell, version: v, body }));
-  }
-
-  if (pathname === '/console/api/version') {
-    const id = url.searchParams.get('id') ?? undefined;
-    return sendData(req, res, 200, { version: await version(ctx, id) });
-  }
-  if (pathname === '/console/api/conversations') {
-    return sendData(req, res, 200, {
-      conversations: await recentConversations(ctx, LIST_LIMIT),
-      failed_deliveries: await openDeliveries(ctx),
-    });
-  }
-
-  const asset = /^\/console\/static\/([a-z]+\.(?:js|css))$/.exec(pathname);
-  if (asset && STATIC_FILES[asset[1]!]) {
-    return send(req, res, 200, STATIC_FILES[asset[1]!]!, await readFile(path.join(STATIC_DIR, asset[1]!), 'utf8'));
-  }
+/** 404: the console's own page; 405: a line of text. */
+const refuse: Refuse = (req, res, status, message, headers) => {
+  const pathname = new URL(req.url ?? '/console', 'http://local').pathname;
+  if (status === 405) return send(req, res, 405, 'text/plain; charset=utf-8', `${message}\n`, headers);
   return sendHtml(
     req,
     res,
@@ -176,4 +87,136 @@ export async function handleConsole(req: IncomingMessage, res: ServerResponse, c
       body: notFoundFragment(`Nothing at ${pathname}. The console lives at /console.`),
     }),
   );
+};
+
+const isFragment = (req: IncomingMessage) =>
+  new URL(req.url ?? '/console', 'http://local').searchParams.get('fragment') === '1';
+
+function consolePages(ctx: ConsoleContext) {
+  return router(
+    [
+      {
+        path: /^\/console\/?$/,
+        methods: {
+          GET: async (req, res) => {
+            const [v, rows, open] = await Promise.all([
+              version(ctx),
+              recentConversations(ctx, LIST_LIMIT),
+              openDeliveries(ctx),
+            ]);
+            const body = listFragment(rows, open, LIST_LIMIT);
+            sendPage(req, res, isFragment(req), {
+              title: 'Conversations',
+              version: v,
+              fragmentSrc: '/console?fragment=1',
+              body,
+            });
+          },
+        },
+      },
+      {
+        path: /^\/console\/analytics$/,
+        methods: {
+          GET: async (req, res) => {
+            const { analyticsFragment, analyticsView } = await import('./analytics.ts');
+            const [v, view] = await Promise.all([
+              version(ctx),
+              analyticsView(ctx.analytics, ctx.now?.() ?? new Date()),
+            ]);
+            sendPage(req, res, isFragment(req), {
+              title: 'Analytics',
+              version: v,
+              fragmentSrc: '/console/analytics?fragment=1',
+              body: analyticsFragment(view),
+            });
+          },
+        },
+      },
+      {
+        path: /^\/console\/conversations\/([^/]+)$/,
+        methods: { GET: (req, res, match) => conversationPage(ctx, req, res, decodeURIComponent(match[1]!)) },
+      },
+      {
+        path: /^\/console\/api\/version$/,
+        methods: {
+          GET: async (req, res) => {
+            const id = new URL(req.url ?? '', 'http://local').searchParams.get('id') ?? undefined;
+            sendData(req, res, 200, { version: await version(ctx, id) });
+          },
+        },
+      },
+      {
+        path: /^\/console\/api\/conversations$/,
+        methods: {
+          GET: async (req, res) =>
+            sendData(req, res, 200, {
+              conversations: await recentConversations(ctx, LIST_LIMIT),
+              failed_deliveries: await openDeliveries(ctx),
+            }),
+        },
+      },
+      {
+        path: /^\/console\/static\/(console\.(?:js|css))$/,
+        methods: {
+          GET: async (req, res, match) =>
+            send(req, res, 200, STATIC_FILES[match[1]!]!, await readFile(path.join(STATIC_DIR, match[1]!), 'utf8')),
+        },
+      },
+    ],
+    { refuse },
+  );
+}
+
+async function conversationPage(
+  ctx: ConsoleContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+  id: string,
+): Promise<void> {
+  const fragment = isFragment(req);
+  const shell = {
+    title: id,
+    versionSrc: `/console/api/version?id=${encodeURIComponent(id)}`,
+    fragmentSrc: `/console/conversations/${encodeURIComponent(id)}?fragment=1`,
+  };
+  const executions = isConversationId(id) ? await ctx.executions.executions(id) : [];
+  if (executions.length === 0) {
+    const body = notFoundFragment(
+      isConversationId(id) ? `No conversation ${id} (yet).` : `"${id}" is not a conversation id.`,
+    );
+    return sendHtml(req, res, 404, fragment ? body.value : page({ ...shell, version: await version(ctx, id), body }));
+  }
+  const [v, envelope, documents] = await Promise.all([
+    version(ctx, id),
+    ctx.failedDeliveries.get(id),
+    exportDocuments(ctx, id),
+  ]);
+  const body = conversationFragment({
+    id,
+    record: latestRecord(executions),
+    executions,
+    envelope,
+    documents,
+    bucket: ctx.bucket,
+    exportEnabled: ctx.exportEnabled,
+  });
+  return sendHtml(req, res, 200, fragment ? body.value : page({ ...shell, version: v, body }));
+}
+
+/** The console under /console, for a loopback caller only. */
+export function consoleRoutes(ctx: ConsoleContext): RouteHandler {
+  const routes = consolePages(ctx);
+  return async (req, res) => {
+    req.resume();
+    if (!isLoopbackCaller(req)) {
+      return send(
+        req,
+        res,
+        403,
+        'text/plain; charset=utf-8',
+        'The console answers on loopback only (http://127.0.0.1:<port>/console).\n',
+      );
+    }
+    return routes(req, res);
+  };
 }

@@ -1,12 +1,11 @@
-import type { ConversationRecord } from '../../functions/domain/conversation.ts';
+/** Server-rendered pages of the local console. Every piece of data goes through `html` (escaped). */
+import { agentTurn, type ConversationRecord, userQuery } from '../../functions/domain/conversation.ts';
 import type { FailedDeliveryEnvelope } from '../../functions/domain/failed-delivery.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
 import { timeline } from '../history/timeline.ts';
 import type { ConsoleRow, ExportDocumentView } from './data.ts';
 import { html, type SafeHtml } from './html.ts';
 import { stateClass, workflowSvg } from './workflow-svg.ts';
-
-/** Server-rendered pages of the local console. Every piece of data goes through `html` (escaped). */
 
 const token = (value: string | null | undefined) =>
   String(value ?? 'none')
@@ -79,8 +78,7 @@ export function listFragment(rows: ConsoleRow[], open: FailedDeliveryEnvelope[],
 function summary(id: string, record: ConversationRecord | null): SafeHtml {
   if (!record) return html`<h1>${id}</h1><p class="empty">No conversation record in its executions yet.</p>`;
   const ctx = record.webhook_context;
-  const user = record.conversation.turns.find((t) => t.role === 'user');
-  const answer = [...record.conversation.turns].reverse().find((t) => t.role === 'assistant');
+  const answer = agentTurn(record);
   return html`<h1 class="id">${id}</h1>
 <dl class="summary">
   <dt>source</dt><dd>${record.metadata.source_system} / ${record.metadata.source_process}</dd>
@@ -91,7 +89,7 @@ function summary(id: string, record: ConversationRecord | null): SafeHtml {
   <dt>delivery id</dt><dd><code>${ctx.delivery_id}</code></dd>
   <dt>timings</dt><dd>agent ${ms(record.execution.timings.agent_ms)} · delivery ${ms(record.execution.timings.delivery_ms)} · total ${ms(record.execution.timings.total_ms)}</dd>
 </dl>
-<h2>Query</h2><pre class="text">${user?.content ?? ''}</pre>
+<h2>Query</h2><pre class="text">${userQuery(record)}</pre>
 <h2>Answer</h2><pre class="text">${answer?.content ?? '(no answer)'}</pre>
 ${record.execution.errors.length === 0 ? '' : html`<h2>Errors</h2><ul class="errors">${record.execution.errors.map((e) => html`<li><code>${e.at}</code> ${e.stage}: <b>${e.error}</b> ${e.message}</li>`)}</ul>`}`;
 }

@@ -1,10 +1,10 @@
-import type { TimelineRow } from '../history/timeline.ts';
-import { html, type SafeHtml } from './html.ts';
-
 /**
  * One execution drawn as its states: a box per state entered, in order, joined by arrows. Failed (or failed and
  * caught) states are red and marked ✗, retried ones carry ↻n; the full error is in the box's tooltip.
  */
+import type { TimelineRow } from '../history/timeline.ts';
+import { html, type SafeHtml } from './html.ts';
+
 const HEIGHT = 64;
 const GAP = 30;
 const PAD = 8;

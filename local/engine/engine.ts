@@ -74,7 +74,7 @@ export interface RunOptions {
 }
 
 /** The states reachable from `start` (through Next, Default, Choices and Catch): the definition as run from there. */
-export function definitionFrom(definition: Definition, start: string): Definition {
+function definitionFrom(definition: Definition, start: string): Definition {
   const reachable = new Set<string>();
   const visit = (name: string | undefined) => {
     if (!name || reachable.has(name) || !definition.States[name]) return;

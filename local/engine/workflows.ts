@@ -1,14 +1,14 @@
-import path from 'node:path';
-import { STATEMACHINE_DIR } from '../paths.ts';
-import { LocalWorkflow, type TaskHandler } from './engine.ts';
-import { invokeLambdaTask } from './lambda-invoke.ts';
-
 /**
  * The two workflows on the local engine, wired as CDK wires them on AWS: the same ASL files, local ARNs in place
  * of the real ones, each Lambda ARN routed to the same handler module, the optimized Lambda integration to a real
  * Lambda Invoke of the manager agent (lambda-invoke.ts: the gateway's sample agent unless AWS_ENDPOINT_URL_LAMBDA
  * says otherwise), and the SQS integration to the local failed-delivery store.
  */
+import path from 'node:path';
+import { STATEMACHINE_DIR } from '../paths.ts';
+import { LocalWorkflow, type TaskHandler } from './engine.ts';
+import { invokeLambdaTask } from './lambda-invoke.ts';
+
 export const LOCAL_ACCOUNT = '000000000000';
 export const localFunctionArn = (stage: string) =>
   `arn:aws:lambda:us-east-1:${LOCAL_ACCOUNT}:function:webhook-gateway-${stage}`;

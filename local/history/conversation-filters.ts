@@ -1,10 +1,10 @@
-import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
-import { canonicalSource } from '../../functions/domain/source-identity.ts';
-
 /**
  * The filters shared by `conversations list`, `conversations search` and the console: source, type, status and
  * a lower bound on the receive time. Each flag takes one value or a comma-separated list (any of them matches).
  */
+import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
+import { canonicalSource } from '../../functions/domain/source-identity.ts';
+
 export interface ConversationFilter {
   /** `system` or `system/process`, each part in canonical form (source-identity.ts). */
   sources: string[];
@@ -26,15 +26,8 @@ export interface FilterableConversation {
   delivery_status: string;
 }
 
-export const CONVERSATION_STATUSES = [
-  'completed',
-  'failed',
-  'interrupted',
-  'in_progress',
-  'timed_out',
-  'aborted',
-] as const;
-export const DELIVERY_STATUSES = ['delivered', 'retrying', 'pending', 'not_attempted', 'failed'] as const;
+const CONVERSATION_STATUSES = ['completed', 'failed', 'interrupted', 'in_progress', 'timed_out', 'aborted'] as const;
+const DELIVERY_STATUSES = ['delivered', 'retrying', 'pending', 'not_attempted', 'failed'] as const;
 const STATUS_VALUES = [...new Set<string>([...CONVERSATION_STATUSES, ...DELIVERY_STATUSES])];
 const TYPE_VALUES = [...WEBHOOK_TYPES, 'none'];
 

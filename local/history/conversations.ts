@@ -1,4 +1,4 @@
-import type { ConversationRecord } from '../../functions/domain/conversation.ts';
+import { type ConversationRecord, userQuery } from '../../functions/domain/conversation.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
 import type { FilterableConversation } from './conversation-filters.ts';
 
@@ -45,6 +45,6 @@ export function summarize(conversationId: string, executions: ExecutionRecord[])
     delivery_status: record.webhook_context.delivery_status,
     total_time_ms: record.execution.timings.total_ms,
     executions: executions.length,
-    query: record.conversation.turns.find((t) => t.role === 'user')?.content ?? '',
+    query: userQuery(record),
   };
 }

@@ -6,7 +6,7 @@ import { type ExecutionInput, errorBody, healthBody } from '../../functions/doma
 import { injectClientSettings } from '../../functions/shared/clients/injected-settings.ts';
 import { idempotencyStore } from '../../functions/shared/idempotency-store.ts';
 import { DEFAULTS, type Settings, settings } from '../../functions/shared/settings.ts';
-import { handleConsole } from '../console/index.ts';
+import { consoleRoutes } from '../console/index.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
 import { ExecutionJournal } from '../engine/journal.ts';
 import { type RecoveredExecution, recoverInterrupted } from '../engine/recovery.ts';
@@ -26,13 +26,12 @@ import {
   withDefaults,
 } from './config.ts';
 import { readBody, sendJson } from './http.ts';
-import { handleOperatorRoute } from './operator-routes.ts';
+import { operatorRoutes } from './operator-routes.ts';
 import { parseRateLimits, RateLimiter } from './rate-limiter.ts';
 import { DeliveryReceiver } from './receiver.ts';
+import { router } from './router.ts';
 import { handleSampleAgentInvoke } from './sample-agent.ts';
 import { handleWebhook } from './webhook-route.ts';
-
-export { LOCAL_FAILED_DELIVERY_QUEUE_URL, localFunctionArn } from '../engine/workflows.ts';
 
 export interface RunningGateway {
   url: string;
@@ -205,58 +204,56 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
 
   const limiter = new RateLimiter(parseRateLimits(process.env.RATE_LIMITS));
 
-  route = async (req, res) => {
-    const { pathname } = new URL(req.url ?? '/', 'http://local');
-    const method = req.method ?? 'GET';
-    if (pathname.startsWith('/local/deliveries'))
-      return handleOperatorRoute(pathname, req, res, { failedDeliveries, redelivery });
-    if (pathname === '/console' || pathname.startsWith('/console/'))
-      return handleConsole(req, res, {
-        executions,
-        failedDeliveries,
-        bucket,
-        s3Endpoint,
-        exportEnabled: config.exportEnabled,
-        analytics: openAnalyticsEngine,
-      });
-    if (pathname === '/webhook') {
-      if (method === 'POST')
-        return handleWebhook(req, res, { runConversation, limiter, onExecution: options.onExecution });
-      req.resume();
-      return sendJson(res, 405, errorBody('METHOD_NOT_ALLOWED', `${method} is not allowed on /webhook; use POST`), {
-        allow: 'POST',
-      });
-    }
-    if (pathname === '/health') {
-      if (method !== 'GET' && method !== 'HEAD') {
-        return sendJson(res, 405, errorBody('METHOD_NOT_ALLOWED', `${method} is not allowed on /health; use GET`), {
-          allow: 'GET',
-        });
-      }
-      return sendJson(
-        res,
-        200,
-        healthBody({ service: 'webhook-gateway', engine: 'aws-local-stepfunctions', time: new Date().toISOString() }),
-      );
-    }
-    const invoke = /^\/2015-03-31\/functions\/([^/]+)\/invocations$/.exec(pathname);
-    if (invoke && method === 'POST') return handleSampleAgentInvoke(invoke[1]!, config.agentFunctionName, req, res);
-    const receiverPath = /^\/local\/receiver\/([A-Za-z0-9_-]+)$/.exec(pathname);
-    if (receiverPath) {
-      if (method === 'POST') {
-        const raw = (await readBody(req, 1024 * 1024)).toString('utf8');
-        await receiver.record(receiverPath[1]!, req.headers, raw);
-        return sendJson(res, 200, { received: true });
-      }
-      if (method === 'GET') return sendJson(res, 200, receiver.byType(receiverPath[1]!));
-    }
-    req.resume();
-    return sendJson(
-      res,
-      404,
-      errorBody('NOT_FOUND', `No route for ${method} ${pathname}. Try POST /webhook or GET /health.`),
-    );
-  };
+  const webhookContext = { runConversation, limiter, onExecution: options.onExecution };
+  const operator = operatorRoutes({ failedDeliveries, redelivery });
+  route = router(
+    [
+      { path: /^\/webhook$/, methods: { POST: (req, res) => handleWebhook(req, res, webhookContext) } },
+      {
+        path: /^\/health$/,
+        methods: {
+          GET: async (_req, res) =>
+            sendJson(
+              res,
+              200,
+              healthBody({
+                service: 'webhook-gateway',
+                engine: 'aws-local-stepfunctions',
+                time: new Date().toISOString(),
+              }),
+            ),
+        },
+      },
+      {
+        path: /^\/2015-03-31\/functions\/([^/]+)\/invocations$/,
+        methods: { POST: (req, res, m) => handleSampleAgentInvoke(m[1]!, config.agentFunctionName, req, res) },
+      },
+      {
+        path: /^\/local\/receiver\/([A-Za-z0-9_-]+)$/,
+        methods: {
+          POST: async (req, res, m) => {
+            const raw = (await readBody(req, 1024 * 1024)).toString('utf8');
+            await receiver.record(m[1]!, req.headers, raw);
+            sendJson(res, 200, { received: true });
+          },
+          GET: async (_req, res, m) => sendJson(res, 200, receiver.byType(m[1]!)),
+        },
+      },
+      { path: /^\/local\/deliveries(\/.*)?$/, mount: operator },
+      {
+        path: /^\/console(\/.*)?$/,
+        mount: consoleRoutes({
+          executions,
+          failedDeliveries,
+          bucket,
+          s3Endpoint,
+          exportEnabled: config.exportEnabled,
+          analytics: openAnalyticsEngine,
+        }),
+      },
+    ],
+    { notFoundHint: 'Try POST /webhook or GET /health.' },
+  );
 
   return {
     url,

@@ -1,5 +1,3 @@
-import { bySource } from '../../functions/domain/source-identity.ts';
-
 /**
  * Per-source rate limits, the local counterpart of the API Gateway usage plans (rate, burst, daily quota).
  * Configuration, shared with the CDK context `sourceRateLimits`, in RATE_LIMITS:
@@ -8,6 +6,8 @@ import { bySource } from '../../functions/domain/source-identity.ts';
  * Sources are counted by their canonical name (functions/domain/source-identity.ts): `TESTING_SYSTEM` and
  * `Testing.System` spend `testing_system`'s budget.
  */
+import { bySource } from '../../functions/domain/source-identity.ts';
+
 export interface SourceLimit {
   rateLimit: number;
   burstLimit: number;

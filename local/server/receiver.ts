@@ -10,7 +10,7 @@ export interface ReceivedDelivery {
 }
 
 /** Kept in memory for GET /local/receiver/<type>; everything stays in the .jsonl files. */
-export const RECEIVER_MEMORY = 1000;
+const RECEIVER_MEMORY = 1000;
 
 export class DeliveryReceiver {
   readonly received: ReceivedDelivery[] = [];

@@ -44,7 +44,7 @@ export class ExecutionStore {
  * and every signature- or secret-shaped text elsewhere is masked with the patterns the AWS log groups' data
  * protection policy uses, so the local history shows what the AWS one does.
  */
-export function serializeHistory(record: ExecutionRecord): string {
+function serializeHistory(record: ExecutionRecord): string {
   return maskSecrets(
     JSON.stringify(record, (key, value: unknown) => (key === 'webhook-signature' ? '[redacted]' : value)),
   );

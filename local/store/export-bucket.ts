@@ -35,7 +35,7 @@ export function s3Client(endpoint: string, env: NodeJS.ProcessEnv = process.env)
 }
 
 /** Whether something accepts TCP connections at the endpoint's host and port. */
-export function answers(endpoint: string, timeoutMs = 1000): Promise<boolean> {
+function answers(endpoint: string, timeoutMs = 1000): Promise<boolean> {
   const url = new URL(endpoint);
   const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
   return new Promise((resolve) => {

@@ -13,10 +13,10 @@ import { startedRecord } from './fixtures.ts';
 export const QUEUE_URL = 'https://sqs.us-east-1.amazonaws.com/123456789012/failed-deliveries';
 export const DLQ_URL = 'https://sqs.us-east-1.amazonaws.com/123456789012/failed-deliveries-dlq';
 export const STATE_MACHINE_ARN = 'arn:aws:states:us-east-1:123456789012:stateMachine:Redelivery';
-export const TARGET = 'https://crm.example.com/hooks/deals';
+const TARGET = 'https://crm.example.com/hooks/deals';
 export const T0 = new Date('2025-08-13T10:31:00Z');
 
-export function attempt(outcome: DeliveryAttempt['outcome'], extra: Partial<DeliveryAttempt> = {}): DeliveryAttempt {
+function attempt(outcome: DeliveryAttempt['outcome'], extra: Partial<DeliveryAttempt> = {}): DeliveryAttempt {
   return {
     attempt: 1,
     at: T0.toISOString(),

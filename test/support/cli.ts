@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
 import { PROJECT_ROOT } from '../../local/paths.ts';
 
-export const BIN = path.join(PROJECT_ROOT, 'bin', 'webhook-gateway.mjs');
+const BIN = path.join(PROJECT_ROOT, 'bin', 'webhook-gateway.mjs');
 
 export interface CliResult {
   code: number | null;

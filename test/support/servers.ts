@@ -105,7 +105,7 @@ export interface TestAgent extends TestServer {
   reset(): void;
 }
 
-export const defaultAgent: AgentBehaviour = (request) => ({
+const defaultAgent: AgentBehaviour = (request) => ({
   payload: { response: `Answer to: ${String(request.query)}`, agent: 'test-agent' },
 });
 

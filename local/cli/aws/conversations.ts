@@ -1,3 +1,8 @@
+/**
+ * `conversations list | show | search --aws`: the same commands against a deployed stack. Records come from the
+ * export bucket (the system of record); a conversation's history comes from the Express workflows' log groups
+ * (level ALL, execution data included) through Logs Insights, folded into the same timeline as locally.
+ */
 import { type CloudWatchLogsClient, GetQueryResultsCommand, StartQueryCommand } from '@aws-sdk/client-cloudwatch-logs';
 import { exportFolder } from '../../../functions/domain/export-formats.ts';
 import type { ExecutionRecord, ExecutionStatus, HistoryEvent } from '../../engine/engine.ts';
@@ -6,11 +11,6 @@ import { CliError } from '../shared.ts';
 import { explainAwsError } from './errors.ts';
 import { type AwsClients, readStack, requireOutput } from './stack.ts';
 
-/**
- * `conversations list | show | search --aws`: the same commands against a deployed stack. Records come from the
- * export bucket (the system of record); a conversation's history comes from the Express workflows' log groups
- * (level ALL, execution data included) through Logs Insights, folded into the same timeline as locally.
- */
 export interface ConversationStack {
   name: string;
   bucket: string;

@@ -21,7 +21,7 @@ import { explainAwsError } from './errors.ts';
 import { AWS_STACK_OUTPUTS, type AwsClients, readStack, requireOutput } from './stack.ts';
 
 /** Most dead-letter messages one command reads. */
-export const SCAN_LIMIT = 1000;
+const SCAN_LIMIT = 1000;
 /** A listing hides what it has read for this long at most (it makes them visible again when it is done). */
 const PEEK_HOLD_SECONDS = 30;
 /** A redrive holds its candidates while it works through them one by one. */
@@ -60,11 +60,7 @@ interface Scan {
 }
 
 /** Read the dead-letter queue, each message once, holding what was read invisible for `holdSeconds`. */
-export async function scanDeadLetters(
-  queue: SqsFailedDeliveryQueue,
-  holdSeconds: number,
-  limit = SCAN_LIMIT,
-): Promise<Scan> {
+async function scanDeadLetters(queue: SqsFailedDeliveryQueue, holdSeconds: number, limit = SCAN_LIMIT): Promise<Scan> {
   const scan: Scan = { items: [], unreadable: [], truncated: false };
   const seen = new Set<string>();
   for (;;) {

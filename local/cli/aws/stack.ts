@@ -44,7 +44,7 @@ export function createAwsClients(region?: string): AwsClients {
   };
 }
 
-export function destroyAwsClients(clients: AwsClients): void {
+function destroyAwsClients(clients: AwsClients): void {
   for (const client of Object.values(clients)) client.destroy();
 }
 

@@ -6,12 +6,18 @@ import {
   buildDeliveryPayload,
   deferralAfter,
   failedAttemptFromCaught,
+  failedAttemptOutcome,
   isDeferral,
   MIN_ATTEMPT_MS,
   outcomeForStatus,
+  planDelivery,
   retryAfterMs,
 } from '../../../functions/domain/delivery.ts';
-import { DeliveryPermanentError, DeliveryRetryableError } from '../../../functions/domain/errors.ts';
+import {
+  DeliveryDeferredError,
+  DeliveryPermanentError,
+  DeliveryRetryableError,
+} from '../../../functions/domain/errors.ts';
 import { withAgentAnswer, withClassification } from '../../../functions/domain/lifecycle.ts';
 import { DELIVERY_ID, RECEIVED_AT, startedRecord } from '../../support/fixtures.ts';
 
@@ -288,5 +294,87 @@ describe("attemptBudget (the caller waits for its answer until the budget's deli
     expect(isDeferral(caught)).toBe(false);
     expect(failedAttemptFromCaught(caught, 1, new Date())).toEqual({ attempt, target: 'https://x.example/h' });
     expect(JSON.parse(after.message).message).toBe('timed out after 1400 ms; no time left');
+  });
+});
+
+describe('planDelivery (what Deliver does with a record)', () => {
+  const record = () => withClassification(withAgentAnswer(startedRecord(), { response: 'top deals' }, 40, NOW));
+  const urls = { deal_analysis: TARGET, data_analysis: null, lead_analysis: null, general: null };
+  const config = { deliveryUrls: urls, deliveryTimeoutMs: 3_000 };
+  const deliverBy = '2025-08-13T10:31:10.000Z';
+  const before = (ms: number) => new Date(Date.parse(deliverBy) - ms);
+
+  it("attempts the type's URL within the per-attempt timeout", () => {
+    expect(planDelivery(record(), deliverBy, config, before(9_000))).toEqual({
+      action: 'attempt',
+      url: TARGET,
+      timeoutMs: 3_000,
+    });
+  });
+
+  it('cuts the attempt to what is left before the caller needs its answer, and defers when too little is left', () => {
+    expect(planDelivery(record(), deliverBy, config, before(1_000))).toMatchObject({ timeoutMs: 1_000 });
+    const deferred = planDelivery(record(), deliverBy, config, before(200));
+    expect(deferred).toMatchObject({ action: 'defer' });
+    expect((deferred as { error: Error }).error).toBeInstanceOf(DeliveryDeferredError);
+    expect(JSON.parse((deferred as { error: Error }).error.message)).toMatchObject({ target: TARGET });
+  });
+
+  it('gives a redelivery (no caller waiting) the whole timeout, whatever the time', () => {
+    expect(planDelivery(record(), null, config, before(-3_600_000))).toEqual({
+      action: 'attempt',
+      url: TARGET,
+      timeoutMs: 3_000,
+    });
+  });
+
+  it('refuses, as a permanent failure, a type without a URL or with one that may not be used', () => {
+    const none = planDelivery(record(), deliverBy, { ...config, deliveryUrls: { ...urls, deal_analysis: null } }, NOW);
+    expect(none).toMatchObject({ action: 'refuse', reason: 'no delivery URL configured' });
+    expect((none as { error: Error }).error).toBeInstanceOf(DeliveryPermanentError);
+    expect((none as { error: Error }).error.message).toContain('set DEAL_ANALYSIS_WEBHOOK_URL');
+    const plain = { ...urls, deal_analysis: 'http://crm.example.com/hook' };
+    const unsafe = planDelivery(record(), deliverBy, { ...config, deliveryUrls: plain }, NOW);
+    expect(unsafe).toMatchObject({ action: 'refuse', reason: expect.stringMatching(/must use https/) });
+    expect((unsafe as { error: Error }).error.message).toContain(
+      'DEAL_ANALYSIS_WEBHOOK_URL: delivery URL must use https',
+    );
+  });
+});
+
+describe('failedAttemptOutcome (what a failed attempt leads to)', () => {
+  const deliverBy = '2025-08-13T10:31:10.000Z';
+  const before = (ms: number) => new Date(Date.parse(deliverBy) - ms);
+  const waiting = { deliverBy, timeoutMs: 3_000 };
+
+  it('a retryable failure while the caller waits: retried by the state, never final', () => {
+    const out = failedAttemptOutcome(attempt(), TARGET, waiting, before(9_000));
+    expect(out.final).toBe(false);
+    expect(out.error).toBeInstanceOf(DeliveryRetryableError);
+  });
+
+  it('a retryable failure with no time for another try: handed to the schedule with its attempt', () => {
+    const out = failedAttemptOutcome(attempt(), TARGET, waiting, before(4_000));
+    expect(out.error).toBeInstanceOf(DeliveryDeferredError);
+    expect(JSON.parse(out.error.message)).toMatchObject({ attempt: { status_code: 503 }, target: TARGET });
+  });
+
+  it('a permanent answer is final; on a redelivery, so is the last slot', () => {
+    const permanent = attempt({ status_code: 410, error: 'HTTP 410', outcome: 'permanent' });
+    expect(failedAttemptOutcome(permanent, TARGET, waiting, before(9_000))).toMatchObject({
+      final: true,
+      error: expect.any(DeliveryPermanentError),
+    });
+    const last = {
+      deliverBy: null,
+      timeoutMs: 3_000,
+      redelivery: { via: 'schedule' as const, status_if_failed: 'failed' as const },
+    };
+    expect(failedAttemptOutcome(attempt(), TARGET, last, NOW)).toMatchObject({
+      final: true,
+      error: expect.any(DeliveryRetryableError),
+    });
+    const more = { ...last, redelivery: { via: 'schedule' as const, status_if_failed: 'retrying' as const } };
+    expect(failedAttemptOutcome(attempt(), TARGET, more, NOW).final).toBe(false);
   });
 });

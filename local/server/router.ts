@@ -1,0 +1,58 @@
+/**
+ * The one router of the local server (the gateway's routes, the operator endpoints, the console): a path matched
+ * with a wrong method is 405 with an Allow header, an unknown path 404, the same way everywhere. Each surface says
+ * how it writes those answers (JSON error bodies for the API, HTML or text for the console).
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { errorBody } from '../../functions/domain/gateway-contract.ts';
+import { sendJson } from './http.ts';
+
+export type RouteHandler = (req: IncomingMessage, res: ServerResponse, match: RegExpExecArray) => Promise<void>;
+
+export type Route =
+  | {
+      path: RegExp;
+      /** By HTTP method; a GET handler answers HEAD too. */
+      methods: Partial<Record<string, RouteHandler>>;
+    }
+  /** Every method: a surface with routes of its own (the operator endpoints, the console). */
+  | { path: RegExp; mount: RouteHandler };
+
+/** How a surface answers a request no route takes: 404 (no such path) or 405 (a known path, another method). */
+export type Refuse = (
+  req: IncomingMessage,
+  res: ServerResponse,
+  status: 404 | 405,
+  message: string,
+  headers: Record<string, string>,
+) => void | Promise<void>;
+
+/** The API's refusals: the contract's error body (NOT_FOUND, METHOD_NOT_ALLOWED). */
+const refuseJson: Refuse = (req, res, status, message, headers) => {
+  req.resume();
+  sendJson(res, status, errorBody(status === 404 ? 'NOT_FOUND' : 'METHOD_NOT_ALLOWED', message), headers);
+};
+
+export function router(
+  routes: Route[],
+  options: { refuse?: Refuse; notFoundHint?: string } = {},
+): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
+  const refuse = options.refuse ?? refuseJson;
+  return async (req, res) => {
+    const { pathname } = new URL(req.url ?? '/', 'http://local');
+    const method = req.method ?? 'GET';
+    for (const route of routes) {
+      const match = route.path.exec(pathname);
+      if (!match) continue;
+      if ('mount' in route) return route.mount(req, res, match);
+      const handler = route.methods[method] ?? (method === 'HEAD' ? route.methods.GET : undefined);
+      if (handler) return handler(req, res, match);
+      const allow = Object.keys(route.methods)
+        .flatMap((m) => (m === 'GET' ? ['GET', 'HEAD'] : [m]))
+        .join(', ');
+      return refuse(req, res, 405, `${method} is not allowed on ${pathname}; use ${allow}`, { allow });
+    }
+    const hint = options.notFoundHint ? ` ${options.notFoundHint}` : '';
+    return refuse(req, res, 404, `No route for ${method} ${pathname}.${hint}`, {});
+  };
+}
