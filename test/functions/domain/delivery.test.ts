@@ -302,10 +302,10 @@ describe('planDelivery (what Deliver does with a record)', () => {
   const urls = { deal_analysis: TARGET, data_analysis: null, lead_analysis: null, general: null };
   const config = { deliveryUrls: urls, deliveryTimeoutMs: 3_000 };
   const deliverBy = '2025-08-13T10:31:10.000Z';
-  const before = (ms: number) => new Date(Date.parse(deliverBy) - ms);
+  const msBeforeDue = (ms: number) => new Date(Date.parse(deliverBy) - ms);
 
   it("attempts the type's URL within the per-attempt timeout", () => {
-    expect(planDelivery(record(), deliverBy, config, before(9_000))).toEqual({
+    expect(planDelivery(record(), deliverBy, config, msBeforeDue(9_000))).toEqual({
       action: 'attempt',
       url: TARGET,
       timeoutMs: 3_000,
@@ -313,15 +313,15 @@ describe('planDelivery (what Deliver does with a record)', () => {
   });
 
   it('cuts the attempt to what is left before the caller needs its answer, and defers when too little is left', () => {
-    expect(planDelivery(record(), deliverBy, config, before(1_000))).toMatchObject({ timeoutMs: 1_000 });
-    const deferred = planDelivery(record(), deliverBy, config, before(200));
+    expect(planDelivery(record(), deliverBy, config, msBeforeDue(1_000))).toMatchObject({ timeoutMs: 1_000 });
+    const deferred = planDelivery(record(), deliverBy, config, msBeforeDue(200));
     expect(deferred).toMatchObject({ action: 'defer' });
     expect((deferred as { error: Error }).error).toBeInstanceOf(DeliveryDeferredError);
     expect(JSON.parse((deferred as { error: Error }).error.message)).toMatchObject({ target: TARGET });
   });
 
   it('gives a redelivery (no caller waiting) the whole timeout, whatever the time', () => {
-    expect(planDelivery(record(), null, config, before(-3_600_000))).toEqual({
+    expect(planDelivery(record(), null, config, msBeforeDue(-3_600_000))).toEqual({
       action: 'attempt',
       url: TARGET,
       timeoutMs: 3_000,
@@ -344,24 +344,24 @@ describe('planDelivery (what Deliver does with a record)', () => {
 
 describe('failedAttemptOutcome (what a failed attempt leads to)', () => {
   const deliverBy = '2025-08-13T10:31:10.000Z';
-  const before = (ms: number) => new Date(Date.parse(deliverBy) - ms);
+  const msBeforeDue = (ms: number) => new Date(Date.parse(deliverBy) - ms);
   const waiting = { deliverBy, timeoutMs: 3_000 };
 
   it('a retryable failure while the caller waits: retried by the state, never final', () => {
-    const out = failedAttemptOutcome(attempt(), TARGET, waiting, before(9_000));
+    const out = failedAttemptOutcome(attempt(), TARGET, waiting, msBeforeDue(9_000));
     expect(out.final).toBe(false);
     expect(out.error).toBeInstanceOf(DeliveryRetryableError);
   });
 
   it('a retryable failure with no time for another try: handed to the schedule with its attempt', () => {
-    const out = failedAttemptOutcome(attempt(), TARGET, waiting, before(4_000));
+    const out = failedAttemptOutcome(attempt(), TARGET, waiting, msBeforeDue(4_000));
     expect(out.error).toBeInstanceOf(DeliveryDeferredError);
     expect(JSON.parse(out.error.message)).toMatchObject({ attempt: { status_code: 503 }, target: TARGET });
   });
 
   it('a permanent answer is final; on a redelivery, so is the last slot', () => {
     const permanent = attempt({ status_code: 410, error: 'HTTP 410', outcome: 'permanent' });
-    expect(failedAttemptOutcome(permanent, TARGET, waiting, before(9_000))).toMatchObject({
+    expect(failedAttemptOutcome(permanent, TARGET, waiting, msBeforeDue(9_000))).toMatchObject({
       final: true,
       error: expect.any(DeliveryPermanentError),
     });
