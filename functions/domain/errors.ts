@@ -2,7 +2,7 @@
  * Errors whose `name` the state machine matches in Retry/Catch (`ErrorEquals`), in both engines:
  * AWS reports a Node Lambda's `errorType` (the error's name); the local engine matches `error.name`.
  */
-class NamedError extends Error {
+export class NamedError extends Error {
   constructor(name: string, message: string) {
     super(message);
     this.name = name;
