@@ -3,6 +3,7 @@ import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
 import type { RecoveredExecution } from '../engine/recovery.ts';
 import { type GatewayOptions, resolveOptions } from '../server/config.ts';
 import type { RunningGateway } from '../server/gateway.ts';
+import { DataDirInUseError } from '../store/data-dir-lock.ts';
 import { conversationsList, conversationsSearch, conversationsShow } from './conversations.ts';
 import { deliveriesList, deliveriesRedrive } from './deliveries.ts';
 import { conversationsQuery } from './query.ts';
@@ -81,6 +82,7 @@ async function start(): Promise<number> {
     });
   } catch (error) {
     const e = error as NodeJS.ErrnoException & { port?: number };
+    if (error instanceof DataDirInUseError) throw new CliError(error.message);
     if (e.code === 'EADDRINUSE')
       throw new CliError(`port ${e.port ?? ''} is already in use: stop the other process or set PORT / LOCAL_S3_PORT`);
     if (e.code === undefined && error instanceof Error && error.constructor === Error)

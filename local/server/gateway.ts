@@ -12,6 +12,7 @@ import { ExecutionJournal } from '../engine/journal.ts';
 import { type RecoveredExecution, recoverInterrupted } from '../engine/recovery.ts';
 import { LocalRedelivery } from '../engine/redelivery.ts';
 import { loadStageHandlers, localWorkflow } from '../engine/workflows.ts';
+import { lockDataDir } from '../store/data-dir-lock.ts';
 import { localDeliverySecrets } from '../store/delivery-secrets.ts';
 import { type EmbeddedS3, startEmbeddedS3 } from '../store/embedded-s3.ts';
 import { conversationIdOf, ExecutionStore } from '../store/execution-store.ts';
@@ -77,6 +78,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   const userSettings = checkEnvironment();
   // Local state holds requests, answers and secrets: a new data folder is its owner's alone.
   await mkdir(options.dataDir, { recursive: true, mode: 0o700 });
+  const dataDirLock = await lockDataDir(options.dataDir);
   const executions = new ExecutionStore(options.dataDir);
   const failedDeliveries = new LocalFailedDeliveryStore(options.dataDir);
   const receiver = new DeliveryReceiver(options.dataDir);
@@ -93,7 +95,10 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     });
   });
   server.keepAliveTimeout = 5_000;
-  const port = await listen(server, options.port, options.host);
+  const port = await listen(server, options.port, options.host).catch(async (error: Error) => {
+    await dataDirLock.release();
+    throw error;
+  });
   const url = `http://${options.host.includes(':') ? `[${options.host}]` : options.host}:${port}`;
 
   let s3: EmbeddedS3 | null = null;
@@ -127,6 +132,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     Object.assign(process.env, handlerEnv);
   } catch (error) {
     server.close();
+    await dataDirLock.release();
     throw error;
   }
   const config = settings(handlerEnv);
@@ -163,6 +169,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   } catch (error) {
     server.close();
     await s3?.close();
+    await dataDirLock.release();
     throw error;
   }
   options.onRecovery?.(recovered, recoveryMs);
@@ -282,6 +289,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
       await closed;
       journal.close();
       await s3?.close();
+      await dataDirLock.release();
     },
   };
 }
