@@ -78,6 +78,8 @@ export interface GatewayConfig {
    * stage-wide throttling applies. Any entry: POST /webhook requires an API key (x-api-key).
    */
   sourceRateLimits: Record<string, SourceRateLimit>;
+  /** Failed delivery attempts to one webhook type's receiver in 5 minutes that fire its DeliveryFailures-<type> alarm. */
+  deliveryFailureAlarmCount: number;
   /** Threshold of the agent latency alarm: p99 of Webhook.agent_processing_time, in ms. */
   agentP99AlarmMs: number;
   /** Alarm notifications go to an SNS topic with this e-mail subscribed; empty: no topic, alarms only. */
@@ -129,6 +131,7 @@ export const DEFAULT_CONFIG: GatewayConfig = {
   redeliverySchedule: DEFAULTS.redeliverySchedule,
   requireSignedWebhooks: false,
   sourceRateLimits: {},
+  deliveryFailureAlarmCount: 5,
   agentP99AlarmMs: 15_000,
   alarmEmail: '',
   analyticsScanLimitGb: 10,
@@ -283,6 +286,12 @@ export function resolveConfig(node: Node, overrides: Partial<GatewayConfig> = {}
       text('redeliverySchedule', get('redeliverySchedule'), d.redeliverySchedule) || d.redeliverySchedule,
     requireSignedWebhooks: flag('requireSignedWebhooks', get('requireSignedWebhooks'), d.requireSignedWebhooks),
     sourceRateLimits: sourceRateLimits(get('sourceRateLimits'), d.sourceRateLimits),
+    deliveryFailureAlarmCount: integer(
+      'deliveryFailureAlarmCount',
+      get('deliveryFailureAlarmCount'),
+      d.deliveryFailureAlarmCount,
+      1,
+    ),
     agentP99AlarmMs: integer('agentP99AlarmMs', get('agentP99AlarmMs'), d.agentP99AlarmMs, 1),
     alarmEmail: text('alarmEmail', get('alarmEmail'), d.alarmEmail),
     analyticsScanLimitGb: integer('analyticsScanLimitGb', get('analyticsScanLimitGb'), d.analyticsScanLimitGb, 1),

@@ -9,7 +9,7 @@ import { Duration, Stack } from 'aws-cdk-lib';
 import { Metric } from 'aws-cdk-lib/aws-cloudwatch';
 import type { IConstruct } from 'constructs';
 import { FAILURE_STATUS } from '../functions/domain/gateway-contract.ts';
-import { METRIC_NAMES, STACK_DIMENSION } from '../functions/domain/observability.ts';
+import { METRIC_NAMES, STACK_DIMENSION, WEBHOOK_TYPE_DIMENSION } from '../functions/domain/observability.ts';
 import { POWERTOOLS_METRICS_NAMESPACE, POWERTOOLS_SERVICE_NAME } from './config.ts';
 
 export { EXPORT_DEFERRED_METRIC, SIGNATURE_REJECTED_METRIC } from '../functions/domain/observability.ts';
@@ -24,6 +24,28 @@ export function customMetric(scope: IConstruct, metricName: string, statistic: s
     namespace: POWERTOOLS_METRICS_NAMESPACE,
     metricName,
     dimensionsMap: { service: POWERTOOLS_SERVICE_NAME, [STACK_DIMENSION]: Stack.of(scope).stackName },
+    statistic,
+    period: METRIC_PERIOD,
+    label,
+  });
+}
+
+/** A per-webhook-type delivery metric (dimensions service, stack, webhook_type): functions/shared/events.ts. */
+export function deliveryMetric(
+  scope: IConstruct,
+  metricName: string,
+  webhookType: string,
+  statistic: string,
+  label?: string,
+): Metric {
+  return new Metric({
+    namespace: POWERTOOLS_METRICS_NAMESPACE,
+    metricName,
+    dimensionsMap: {
+      service: POWERTOOLS_SERVICE_NAME,
+      [STACK_DIMENSION]: Stack.of(scope).stackName,
+      [WEBHOOK_TYPE_DIMENSION]: webhookType,
+    },
     statistic,
     period: METRIC_PERIOD,
     label,

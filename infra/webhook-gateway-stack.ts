@@ -156,6 +156,7 @@ export class WebhookGatewayStack extends Stack {
       deadLetterQueue: this.queues.deadLetterQueue,
       redeliveryScheduler: this.scheduler.function,
       agentP99AlarmMs: config.agentP99AlarmMs,
+      deliveryFailureAlarmCount: config.deliveryFailureAlarmCount,
       alarmEmail: config.alarmEmail,
     });
     this.dashboard = new OperationsDashboard(this, 'Dashboard', {

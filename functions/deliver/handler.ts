@@ -3,7 +3,7 @@ import { buildDeliveryPayload, failedAttemptOutcome, planDelivery } from '../dom
 import { settleAnswer, withDeliveryAttempt } from '../domain/lifecycle.ts';
 import { DELIVERY_DEFERRED_EVENT } from '../domain/observability.ts';
 import { signOutbound } from '../domain/signatures.ts';
-import { logEvent, METRIC_NAMES, recordTime } from '../shared/events.ts';
+import { logEvent, METRIC_NAMES, recordDeliveryAttempt, recordTime } from '../shared/events.ts';
 import { postJson } from '../shared/http-delivery.ts';
 import { logger, stageHandler } from '../shared/powertools.ts';
 import { deliverySecret } from '../shared/secrets.ts';
@@ -49,6 +49,7 @@ export const handler = stageHandler('Deliver', async (state: ConversationState):
   const { attempt } = await postJson(url, payload, headers, attemptNumber, timeoutMs);
   attempt.via = via;
   recordTime(METRIC_NAMES.deliveryResponseTime, attempt.duration_ms);
+  recordDeliveryAttempt(type, attempt.outcome === 'delivered', attempt.duration_ms);
   if (attempt.outcome === 'delivered') {
     const delivered = withDeliveryAttempt(record, attempt, url, 'delivered');
     logEvent('WEBHOOK_DELIVERY_SUCCESS', delivered, {

@@ -13,6 +13,17 @@ export const METRICS_NAMESPACE = 'RevOps/WebhookGateway';
 export const STACK_DIMENSION = 'stack';
 export const STACK_NAME_VARIABLE = 'GATEWAY_STACK_NAME';
 
+/**
+ * Per webhook type: each delivery attempt counts in one of these and its time in DELIVERY_TIME_BY_TYPE_METRIC, with
+ * the dimension `webhook_type` (beside service and stack), so each receiver has its own graphs and alarm.
+ */
+export const WEBHOOK_TYPE_DIMENSION = 'webhook_type';
+export const DELIVERY_ATTEMPT_METRICS = {
+  delivered: 'Webhook.delivery_succeeded',
+  failed: 'Webhook.delivery_failed',
+} as const;
+export const DELIVERY_TIME_BY_TYPE_METRIC = 'Webhook.delivery_time_by_type';
+
 export const EVENT_TYPES = [
   'WEBHOOK_REQUEST_RECEIVED',
   'WEBHOOK_MANAGER_AGENT_INVOKED',

@@ -1,5 +1,11 @@
 import type { ConversationRecord } from '../domain/conversation.ts';
-import type { EventType, METRIC_NAMES } from '../domain/observability.ts';
+import {
+  DELIVERY_ATTEMPT_METRICS,
+  DELIVERY_TIME_BY_TYPE_METRIC,
+  type EventType,
+  type METRIC_NAMES,
+  WEBHOOK_TYPE_DIMENSION,
+} from '../domain/observability.ts';
 import { logger, MetricUnit, metrics } from './powertools.ts';
 
 export { EVENT_TYPES, type EventType, METRIC_NAMES } from '../domain/observability.ts';
@@ -47,4 +53,18 @@ export function recordTime(
   ms: number,
 ): void {
   metrics.addMetric(name, MetricUnit.Milliseconds, ms);
+}
+
+/**
+ * One delivery attempt to `webhookType`'s receiver, as metrics with the `webhook_type` dimension: its outcome
+ * (Webhook.delivery_succeeded or Webhook.delivery_failed, a count) and its time. A separate EMF line: the stage's
+ * other metrics keep their dimensions.
+ */
+export function recordDeliveryAttempt(webhookType: string, delivered: boolean, ms: number): void {
+  const single = metrics.singleMetric();
+  single.addDimension(WEBHOOK_TYPE_DIMENSION, webhookType);
+  single.addMetric(DELIVERY_ATTEMPT_METRICS[delivered ? 'delivered' : 'failed'], MetricUnit.Count, 1);
+  const timed = metrics.singleMetric();
+  timed.addDimension(WEBHOOK_TYPE_DIMENSION, webhookType);
+  timed.addMetric(DELIVERY_TIME_BY_TYPE_METRIC, MetricUnit.Milliseconds, ms);
 }

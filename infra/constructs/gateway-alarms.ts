@@ -8,11 +8,13 @@ import { EmailSubscription } from 'aws-cdk-lib/aws-sns-subscriptions';
 import type { IQueue } from 'aws-cdk-lib/aws-sqs';
 import type { IStateMachine } from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
-import { RECORD_UNSAVED_EVENT } from '../../functions/domain/observability.ts';
+import { WEBHOOK_TYPES, type WebhookType } from '../../functions/domain/conversation.ts';
+import { DELIVERY_ATTEMPT_METRICS, RECORD_UNSAVED_EVENT } from '../../functions/domain/observability.ts';
 import {
   CLIENT_ERRORS,
   CUSTOM_METRICS,
   customMetric,
+  deliveryMetric,
   EXPORT_DEFERRED_METRIC,
   logMetricsNamespace,
   METRIC_PERIOD,
@@ -30,6 +32,8 @@ export interface GatewayAlarmsProps {
   readonly exportFunctionLog: ILogGroup;
   readonly deadLetterQueue: IQueue;
   readonly redeliveryScheduler: IFunction;
+  /** Failed delivery attempts to one webhook type's receiver in 5 minutes that fire its alarm (context deliveryFailureAlarmCount). */
+  readonly deliveryFailureAlarmCount: number;
   /** Threshold of the agent p99 alarm, ms (context agentP99AlarmMs). */
   readonly agentP99AlarmMs: number;
   /** Subscribe this address to an alarm topic; empty: no topic, the alarms have no action. */
@@ -55,6 +59,8 @@ export class GatewayAlarms extends Construct {
   readonly deadLetters: Alarm;
   readonly exportsDeferred: Alarm;
   readonly recordsOnlyInLogs: Alarm;
+  /** One per webhook type: its receiver failing. */
+  readonly deliveryFailures: Record<WebhookType, Alarm>;
   readonly agentLatency: Alarm;
   readonly schedulerErrors: Alarm;
   readonly topic?: Topic;
@@ -136,6 +142,22 @@ export class GatewayAlarms extends Construct {
       },
     );
 
+    // Per receiver: failed delivery attempts of one webhook type (a transient failure retried at once counts too, so
+    // a single blip stays under the bound).
+    this.deliveryFailures = Object.fromEntries(
+      WEBHOOK_TYPES.map((type) => [
+        type,
+        this.alarm(
+          `DeliveryFailures-${type}`,
+          deliveryMetric(this, DELIVERY_ATTEMPT_METRICS.failed, type, 'Sum'),
+          props.deliveryFailureAlarmCount - 1,
+          {
+            description: `${prefix}: ${props.deliveryFailureAlarmCount} or more failed delivery attempts to the ${type} receiver in 5 minutes (Webhook.delivery_failed, webhook_type=${type}); see its last errors with deliveries list (docs/operations.md).`,
+          },
+        ),
+      ]),
+    ) as Record<WebhookType, Alarm>;
+
     this.agentLatency = this.alarm(
       'AgentLatencyP99',
       customMetric(this, CUSTOM_METRICS.agentProcessingTime, 'p99'),
@@ -180,6 +202,7 @@ export class GatewayAlarms extends Construct {
       this.deadLetters,
       this.exportsDeferred,
       this.recordsOnlyInLogs,
+      ...Object.values(this.deliveryFailures),
       this.agentLatency,
       this.schedulerErrors,
     ];

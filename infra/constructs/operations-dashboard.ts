@@ -12,10 +12,13 @@ import {
 import type { IQueue } from 'aws-cdk-lib/aws-sqs';
 import type { IStateMachine } from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
+import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
+import { DELIVERY_ATTEMPT_METRICS, DELIVERY_TIME_BY_TYPE_METRIC } from '../../functions/domain/observability.ts';
 import {
   CUSTOM_METRICS,
   clientErrorsText,
   customMetric,
+  deliveryMetric,
   METRIC_PERIOD,
   SIGNATURE_REJECTED_METRIC,
 } from '../metrics.ts';
@@ -101,6 +104,21 @@ export class OperationsDashboard extends Construct {
             'Conversation time (Webhook.total_conversation_time, ms)',
             percentiles(CUSTOM_METRICS.totalConversationTime),
             WIDTH / 3,
+          ),
+        ],
+        [
+          graph(
+            'Delivery attempts by webhook type (failed: solid)',
+            WEBHOOK_TYPES.flatMap((type) => [
+              deliveryMetric(this, DELIVERY_ATTEMPT_METRICS.failed, type, 'Sum', `${type} failed`),
+              deliveryMetric(this, DELIVERY_ATTEMPT_METRICS.delivered, type, 'Sum', `${type} delivered`),
+            ]),
+            WIDTH / 2,
+          ),
+          graph(
+            'Delivery time by webhook type (p99, ms)',
+            WEBHOOK_TYPES.map((type) => deliveryMetric(this, DELIVERY_TIME_BY_TYPE_METRIC, type, 'p99', type)),
+            WIDTH / 2,
           ),
         ],
         [

@@ -194,8 +194,18 @@ describe('a conversation through the local engine, the real handlers, the embedd
     const metricNames = new Set(
       capture.metrics().flatMap((m) => m._aws.CloudWatchMetrics.flatMap((d: any) => d.Metrics.map((x: any) => x.Name))),
     );
-    expect([...metricNames].sort()).toEqual(Object.values(METRIC_NAMES).sort());
+    // (An attempt of another conversation running meanwhile may add Webhook.delivery_failed.)
+    metricNames.delete('Webhook.delivery_failed');
+    expect([...metricNames].sort()).toEqual(
+      [...Object.values(METRIC_NAMES), 'Webhook.delivery_succeeded', 'Webhook.delivery_time_by_type'].sort(),
+    );
     for (const m of capture.metrics()) expect(m._aws.CloudWatchMetrics[0].Namespace).toBe('RevOps/WebhookGateway');
+    // The delivery's own metrics carry its webhook type as a dimension (one graph and alarm per receiver).
+    const succeeded = capture.metrics().find((m) => m['Webhook.delivery_succeeded'] === 1);
+    expect(succeeded).toMatchObject({ webhook_type: 'deal_analysis' });
+    expect(succeeded!._aws.CloudWatchMetrics[0].Dimensions[0]).toEqual(
+      expect.arrayContaining(['service', 'webhook_type']),
+    );
   });
 
   it('saves the execution history, state by state, for conversations show', async () => {

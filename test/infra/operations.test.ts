@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import type { Template } from 'aws-cdk-lib/assertions';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
 import { FAILURE_STATUS } from '../../functions/domain/gateway-contract.ts';
 import { METRIC_NAMES } from '../../functions/shared/events.ts';
 import { METRICS_NAMESPACE, SERVICE_NAME } from '../../functions/shared/powertools.ts';
@@ -57,10 +58,19 @@ describe('dashboard', () => {
     expect(Object.values(CUSTOM_METRICS).sort()).toEqual(Object.values(METRIC_NAMES).sort());
     const custom = dashboardMetrics().filter((line) => line[0] === METRICS_NAMESPACE);
     expect([...new Set(custom.map((line) => line[1]))].sort()).toEqual(
-      [...Object.values(METRIC_NAMES), SIGNATURE_REJECTED_METRIC].sort(),
+      [
+        ...Object.values(METRIC_NAMES),
+        SIGNATURE_REJECTED_METRIC,
+        'Webhook.delivery_failed',
+        'Webhook.delivery_succeeded',
+        'Webhook.delivery_time_by_type',
+      ].sort(),
     );
     for (const line of custom)
       expect(line.slice(2, 6)).toEqual(['service', SERVICE_NAME, 'stack', synth.stack.stackName]);
+    // The delivery metrics per webhook type: one line per type, with its dimension.
+    const perType = custom.filter((line) => line[1] === 'Webhook.delivery_failed');
+    expect(perType.map((line) => line.slice(6, 8))).toEqual(WEBHOOK_TYPES.map((type) => ['webhook_type', type]));
   });
 
   it('shows agent and delivery latency as p50 and p99', () => {
@@ -105,7 +115,7 @@ describe('dashboard', () => {
 });
 
 describe('alarms', () => {
-  it('are these seven, named after the stack, OK when data is missing, with no action without alarmEmail', () => {
+  it('are these eleven, named after the stack, OK when data is missing, with no action without alarmEmail', () => {
     const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm')).map((a) => a.Properties);
     expect(alarms.map((a) => a.AlarmName).sort()).toEqual(
       [
@@ -116,6 +126,10 @@ describe('alarms', () => {
         'RedeliveryExecutionsFailed',
         'RedeliverySchedulerErrors',
         'RecordsOnlyInLogs',
+        'DeliveryFailures-deal_analysis',
+        'DeliveryFailures-data_analysis',
+        'DeliveryFailures-lead_analysis',
+        'DeliveryFailures-general',
       ]
         .sort()
         .map((name) => `${synth.stack.stackName}-${name}`),
@@ -173,6 +187,25 @@ describe('alarms', () => {
       Threshold: DEFAULT_CONFIG.agentP99AlarmMs,
     });
     expect(DEFAULT_CONFIG.agentP99AlarmMs).toBe(15_000);
+  });
+
+  it('fire per webhook type when its receiver fails deliveryFailureAlarmCount (5) attempts in 5 minutes', () => {
+    const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm')).map((a) => a.Properties);
+    for (const type of WEBHOOK_TYPES) {
+      expect(alarms.find((a) => a.AlarmName === `${synth.stack.stackName}-DeliveryFailures-${type}`)).toMatchObject({
+        Namespace: METRICS_NAMESPACE,
+        MetricName: 'Webhook.delivery_failed',
+        Dimensions: [
+          { Name: 'service', Value: SERVICE_NAME },
+          { Name: 'stack', Value: synth.stack.stackName },
+          { Name: 'webhook_type', Value: type },
+        ],
+        Statistic: 'Sum',
+        Period: 300,
+        ComparisonOperator: 'GreaterThanThreshold',
+        Threshold: DEFAULT_CONFIG.deliveryFailureAlarmCount - 1,
+      });
+    }
   });
 
   it('fire on any record S3 and the failed-delivery queue both refused (logged whole by the Export function)', () => {
