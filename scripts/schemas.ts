@@ -1,0 +1,170 @@
+/**
+ * `npm run schemas`: writes the published contract, generated from the valibot schemas
+ * (functions/domain/request.ts, functions/domain/contract-schemas.ts) with @valibot/to-json-schema:
+ * docs/openapi.json (OpenAPI 3.1: POST /webhook, GET /health, their error bodies, and the outbound delivery as a
+ * webhook) and docs/schemas/*.schema.json (JSON Schema 2020-12: the request, the delivery payload, the four export
+ * files). test/scripts/schemas.test.ts fails when the committed files differ from what this writes.
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { toJsonSchema } from '@valibot/to-json-schema';
+import type { GenericSchema } from 'valibot';
+import {
+  DeliveryPayloadSchema,
+  ErrorBodySchema,
+  EXPORT_SCHEMAS,
+  HealthBodySchema,
+  SuccessBodySchema,
+} from '../functions/domain/contract-schemas.ts';
+import { WebhookRequestSchema } from '../functions/domain/request.ts';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+/** A JSON Schema 2020-12 of `schema`; what JSON Schema cannot say (checks in code) is left to the description. */
+function jsonSchema(schema: GenericSchema, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  const { $schema, ...rest } = toJsonSchema(schema, { target: 'draft-2020-12', errorMode: 'ignore' }) as Record<
+    string,
+    unknown
+  >;
+  return { $schema, ...extra, ...rest };
+}
+
+const REQUEST_DESCRIPTION =
+  'One question for the manager agent (docs/contract.md#post-webhook). Also checked in code: `query` is trimmed ' +
+  'before its length is checked; `metadata` is at most 16 KB as JSON, nests at most 20 levels and has no ' +
+  '__proto__, constructor or prototype keys.';
+
+const ERROR_STATUSES: Record<string, string> = {
+  '400': 'INVALID_JSON, VALIDATION_ERROR (error.details lists each field) or IDEMPOTENCY_KEY_REUSED',
+  '401': 'INVALID_SIGNATURE: the source signs and the Standard Webhooks signature is missing, stale or wrong',
+  '403': 'INVALID_API_KEY (AWS, with per-source rate limits): a missing or wrong x-api-key',
+  '409': 'IDEMPOTENCY_CONFLICT: the same Idempotency-Key is still being processed; retry shortly',
+  '413': 'PAYLOAD_TOO_LARGE: the body exceeds 256 KB',
+  '415': 'UNSUPPORTED_MEDIA_TYPE: Content-Type is not application/json',
+  '429': 'RATE_LIMITED: the source exceeded its rate, burst or daily quota; Retry-After says when to come back',
+  '502': 'AGENT_ERROR: the manager agent failed; error.conversation_id names the conversation, exported as failed',
+  '503': 'STARTING (local only): the gateway is still starting',
+  '504': 'TIMEOUT: the manager agent did not answer within its budget',
+};
+
+function openApi(): Record<string, unknown> {
+  const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
+  const json = (name: string) => ({ content: { 'application/json': { schema: ref(name) } } });
+  const header = (description: string) => ({ schema: { type: 'string' }, description });
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: 'Webhook conversation gateway',
+      version: '1.0',
+      description:
+        'Each POST /webhook becomes one conversation: validated, answered by the manager agent, classified, ' +
+        'delivered to the outbound webhook of its type, and exported to S3 (docs/contract.md).',
+    },
+    paths: {
+      '/webhook': {
+        post: {
+          operationId: 'sendConversation',
+          parameters: [
+            {
+              name: 'Idempotency-Key',
+              in: 'header',
+              ...header('A retry with the same key within 24 h gets the first answer again'),
+            },
+            { name: 'webhook-id', in: 'header', ...header('Standard Webhooks message id (signed sources)') },
+            {
+              name: 'webhook-timestamp',
+              in: 'header',
+              ...header('Standard Webhooks timestamp, Unix seconds (signed sources)'),
+            },
+            {
+              name: 'webhook-signature',
+              in: 'header',
+              ...header('v1,<base64 HMAC-SHA256> (signed sources; docs/security.md)'),
+            },
+            { name: 'x-api-key', in: 'header', ...header('AWS, when per-source rate limits are configured') },
+          ],
+          requestBody: { required: true, ...json('WebhookRequest') },
+          responses: {
+            '200': {
+              description: "The agent answered; the delivery is the gateway's job (tracking.delivery_status)",
+              ...json('ConversationAnswer'),
+            },
+            ...Object.fromEntries(
+              Object.entries(ERROR_STATUSES).map(([status, description]) => [
+                status,
+                { description, ...json('Error') },
+              ]),
+            ),
+          },
+        },
+      },
+      '/health': {
+        get: {
+          operationId: 'health',
+          responses: { '200': { description: 'The gateway is up; no workflow is started', ...json('Health') } },
+        },
+      },
+    },
+    webhooks: {
+      conversationCompleted: {
+        post: {
+          description:
+            'What the gateway POSTs to the outbound webhook of each type, signed with Standard Webhooks when the ' +
+            'type has a secret. 2xx acknowledges; 408, 429 and 5xx are retried; any other status is permanent.',
+          parameters: [
+            {
+              name: 'webhook-id',
+              in: 'header',
+              required: true,
+              ...header('The delivery_id: the same on every attempt'),
+            },
+            { name: 'webhook-timestamp', in: 'header', ...header('Unix seconds (signed types)') },
+            { name: 'webhook-signature', in: 'header', ...header('v1,<base64 HMAC-SHA256> (signed types)') },
+          ],
+          requestBody: { required: true, ...json('Delivery') },
+          responses: { '200': { description: 'Delivered' } },
+        },
+      },
+    },
+    components: {
+      schemas: {
+        WebhookRequest: componentSchema(WebhookRequestSchema, { description: REQUEST_DESCRIPTION }),
+        ConversationAnswer: componentSchema(SuccessBodySchema),
+        Error: componentSchema(ErrorBodySchema),
+        Health: componentSchema(HealthBodySchema),
+        Delivery: componentSchema(DeliveryPayloadSchema),
+      },
+    },
+  };
+}
+
+function componentSchema(schema: GenericSchema, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  const { $schema: _, ...rest } = jsonSchema(schema, extra);
+  return rest;
+}
+
+/** Every generated file, by its path under the repository, as the text written. */
+export function contractFiles(): Record<string, string> {
+  const files: Record<string, unknown> = {
+    'docs/openapi.json': openApi(),
+    'docs/schemas/webhook-request.schema.json': jsonSchema(WebhookRequestSchema, {
+      title: 'POST /webhook request',
+      description: REQUEST_DESCRIPTION,
+    }),
+    'docs/schemas/delivery.schema.json': jsonSchema(DeliveryPayloadSchema),
+  };
+  for (const [file, schema] of Object.entries(EXPORT_SCHEMAS)) {
+    const name = file.replace(/\.json$/, '.schema.json');
+    files[`docs/schemas/${name}`] = jsonSchema(schema);
+  }
+  return Object.fromEntries(Object.entries(files).map(([p, doc]) => [p, `${JSON.stringify(doc, null, 2)}\n`]));
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  for (const [file, text] of Object.entries(contractFiles())) {
+    await mkdir(path.dirname(path.join(ROOT, file)), { recursive: true });
+    await writeFile(path.join(ROOT, file), text);
+    process.stdout.write(`wrote ${file}\n`);
+  }
+}
