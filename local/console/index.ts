@@ -74,7 +74,7 @@ function sendPage(
 /** 404: the console's own page; 405: a line of text. */
 const refuse: Refuse = (req, res, status, message, headers) => {
   const pathname = new URL(req.url ?? '/console', 'http://local').pathname;
-  if (status === 405) return send(req, res, 405, 'text/plain; charset=utf-8', `${message}\n`, headers);
+  if (status !== 404) return send(req, res, status, 'text/plain; charset=utf-8', `${message}\n`, headers);
   return sendHtml(
     req,
     res,

@@ -30,6 +30,10 @@ export interface GatewayOptions {
   onRedelivery?: (result: RedeliveryResult) => void;
   /** Called after every POST /webhook (the CLI prints a line). */
   onExecution?: (summary: RequestSummary) => void;
+  /** How long a client may take to send its headers (408 after): HEADERS_TIMEOUT_MS; tests shorten it. */
+  headersTimeoutMs: number;
+  /** How long a client may take to send its whole request, body included (408 after): REQUEST_TIMEOUT_MS. */
+  requestTimeoutMs: number;
   /** Days of local history kept (store/retention.ts). Env LOCAL_HISTORY_DAYS, default 30; 0 keeps everything. */
   historyDays: number;
   /** Called after each retention sweep that removed something (the CLI prints a line). */
@@ -79,6 +83,10 @@ const LocalEnv = v.object({
   LOCAL_TEST_HOLDS: v.optional(flag, 'false'),
 });
 
+/** Slow clients (slowloris) are cut off: the headers within 10 s, the whole request within 30 s (docs/security.md). */
+export const HEADERS_TIMEOUT_MS = 10_000;
+export const REQUEST_TIMEOUT_MS = 30_000;
+
 export function resolveOptions(
   options: Partial<GatewayOptions> = {},
   env: NodeJS.ProcessEnv = process.env,
@@ -96,6 +104,8 @@ export function resolveOptions(
     onRedelivery: options.onRedelivery,
     onRecovery: options.onRecovery,
     historyDays: options.historyDays ?? local.LOCAL_HISTORY_DAYS,
+    headersTimeoutMs: options.headersTimeoutMs ?? HEADERS_TIMEOUT_MS,
+    requestTimeoutMs: options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS,
     onSweep: options.onSweep,
     onTestHold:
       options.onTestHold ??

@@ -27,10 +27,11 @@ import {
   withDefaults,
 } from './config.ts';
 import { readBody, sendJson } from './http.ts';
+import { isLoopbackAddress, loopbackOnly } from './loopback.ts';
 import { operatorRoutes } from './operator-routes.ts';
 import { parseRateLimits, RateLimiter } from './rate-limiter.ts';
 import { DeliveryReceiver } from './receiver.ts';
-import { router } from './router.ts';
+import { type RouteHandler, router } from './router.ts';
 import { handleSampleAgentInvoke } from './sample-agent.ts';
 import { handleWebhook } from './webhook-route.ts';
 
@@ -87,19 +88,31 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     req.resume();
     sendJson(res, 503, errorBody('STARTING', 'the gateway is starting'), { 'retry-after': '1' });
   };
-  const server = createServer((req, res) => {
-    route(req, res).catch((error: Error) => {
-      console.error(`webhook-gateway: ${req.method} ${req.url} failed: ${error.stack ?? error.message}`);
-      if (!res.headersSent) sendJson(res, 500, errorBody('INTERNAL_ERROR', 'internal error in the local gateway'));
-      else res.end();
-    });
-  });
+  // Slow clients are cut off (408): the headers within headersTimeoutMs, the whole request within requestTimeoutMs.
+  const server = createServer(
+    {
+      headersTimeout: options.headersTimeoutMs,
+      requestTimeout: options.requestTimeoutMs,
+      connectionsCheckingInterval: Math.min(1_000, Math.ceil(options.headersTimeoutMs / 3)),
+    },
+    (req, res) => {
+      route(req, res).catch((error: Error) => {
+        console.error(
+          `webhook-gateway: ${req.method} ${JSON.stringify(req.url)} failed: ${error.stack ?? error.message}`,
+        );
+        if (!res.headersSent) sendJson(res, 500, errorBody('INTERNAL_ERROR', 'internal error in the local gateway'));
+        else res.end();
+      });
+    },
+  );
   server.keepAliveTimeout = 5_000;
   const port = await listen(server, options.port, options.host).catch(async (error: Error) => {
     await dataDirLock.release();
     throw error;
   });
-  const url = `http://${options.host.includes(':') ? `[${options.host}]` : options.host}:${port}`;
+  // Bound to every interface, the gateway still reaches itself (sample agent, receiver) and is shown on loopback.
+  const reachable = options.host === '0.0.0.0' ? '127.0.0.1' : options.host === '::' ? '::1' : options.host;
+  const url = `http://${reachable.includes(':') ? `[${reachable}]` : reachable}:${port}`;
 
   let s3: EmbeddedS3 | null = null;
   let deliverySecretsFile: string | null = null;
@@ -213,13 +226,17 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
 
   const webhookContext = { runConversation, limiter, onExecution: options.onExecution };
   const operator = operatorRoutes({ failedDeliveries, redelivery });
+  // On a loopback-only listener every legitimate caller is on this machine and names it so: a rebound DNS name is a
+  // page on another origin (DNS rebinding), refused even on the public routes. The helper routes (sample agent,
+  // receiver) and the operator surfaces answer the local operator only, however the gateway is bound.
+  const publicRoute = isLoopbackAddress(options.host) ? loopbackOnly : (handler: RouteHandler) => handler;
   route = router(
     [
-      { path: /^\/webhook$/, methods: { POST: (req, res) => handleWebhook(req, res, webhookContext) } },
+      { path: /^\/webhook$/, methods: { POST: publicRoute((req, res) => handleWebhook(req, res, webhookContext)) } },
       {
         path: /^\/health$/,
         methods: {
-          GET: async (_req, res) =>
+          GET: publicRoute(async (_req, res) =>
             sendJson(
               res,
               200,
@@ -229,21 +246,24 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
                 time: new Date().toISOString(),
               }),
             ),
+          ),
         },
       },
       {
         path: /^\/2015-03-31\/functions\/([^/]+)\/invocations$/,
-        methods: { POST: (req, res, m) => handleSampleAgentInvoke(m[1]!, config.agentFunctionName, req, res) },
+        methods: {
+          POST: loopbackOnly((req, res, m) => handleSampleAgentInvoke(m[1]!, config.agentFunctionName, req, res)),
+        },
       },
       {
         path: /^\/local\/receiver\/([A-Za-z0-9_-]+)$/,
         methods: {
-          POST: async (req, res, m) => {
+          POST: loopbackOnly(async (req, res, m) => {
             const raw = (await readBody(req, 1024 * 1024)).toString('utf8');
             await receiver.record(m[1]!, req.headers, raw);
             sendJson(res, 200, { received: true });
-          },
-          GET: async (_req, res, m) => sendJson(res, 200, receiver.byType(m[1]!)),
+          }),
+          GET: loopbackOnly(async (_req, res, m) => sendJson(res, 200, receiver.byType(m[1]!))),
         },
       },
       { path: /^\/local\/deliveries(\/.*)?$/, mount: operator },

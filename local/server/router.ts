@@ -1,7 +1,8 @@
 /**
  * The one router of the local server (the gateway's routes, the operator endpoints, the console): a path matched
- * with a wrong method is 405 with an Allow header, an unknown path 404, the same way everywhere. Each surface says
- * how it writes those answers (JSON error bodies for the API, HTML or text for the console).
+ * with a wrong method is 405 with an Allow header, an unknown path 404, a request target that is not a path or has
+ * malformed percent-encoding 400, the same way everywhere. Each surface says how it writes those answers (JSON error
+ * bodies for the API, HTML or text for the console).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { errorBody } from '../../functions/domain/gateway-contract.ts';
@@ -18,11 +19,14 @@ export type Route =
   /** Every method: a surface with routes of its own (the operator endpoints, the console). */
   | { path: RegExp; mount: RouteHandler };
 
-/** How a surface answers a request no route takes: 404 (no such path) or 405 (a known path, another method). */
+/**
+ * How a surface answers a request no route takes: 400 (not a path), 404 (no such path) or 405 (a known path, another
+ * method).
+ */
 export type Refuse = (
   req: IncomingMessage,
   res: ServerResponse,
-  status: 404 | 405,
+  status: 400 | 404 | 405,
   message: string,
   headers: Record<string, string>,
 ) => void | Promise<void>;
@@ -30,8 +34,35 @@ export type Refuse = (
 /** The API's refusals: the contract's error body (NOT_FOUND, METHOD_NOT_ALLOWED). */
 const refuseJson: Refuse = (req, res, status, message, headers) => {
   req.resume();
-  sendJson(res, status, errorBody(status === 404 ? 'NOT_FOUND' : 'METHOD_NOT_ALLOWED', message), headers);
+  const code = status === 400 ? 'BAD_REQUEST' : status === 404 ? 'NOT_FOUND' : 'METHOD_NOT_ALLOWED';
+  sendJson(res, status, errorBody(code, message), headers);
 };
+
+/** An absolute path of RFC 3986's path characters (`[` and `]` belong to a host, never to a path). */
+const ABSOLUTE_PATH = /^\/[A-Za-z0-9\-._~!$&'()*+,;=:@/%]*$/;
+
+/**
+ * The path of a request target — origin-form (`/webhook?x=1`), or absolute-form (`http://host/webhook`, as a proxy
+ * sends it) — or null when it is neither (`//[`, `*`). A path whose percent-encoding does not decode is null too,
+ * so no route ever meets one (each path parameter then decodes safely).
+ */
+export function requestPath(target: string): string | null {
+  let path = target.split(/[?#]/, 1)[0]!;
+  if (/^https?:\/\//i.test(path)) {
+    try {
+      path = new URL(target).pathname;
+    } catch {
+      return null;
+    }
+  }
+  if (!ABSOLUTE_PATH.test(path)) return null;
+  try {
+    decodeURIComponent(path);
+  } catch {
+    return null;
+  }
+  return path;
+}
 
 export function router(
   routes: Route[],
@@ -39,7 +70,9 @@ export function router(
 ): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
   const refuse = options.refuse ?? refuseJson;
   return async (req, res) => {
-    const { pathname } = new URL(req.url ?? '/', 'http://local');
+    const pathname = requestPath(req.url ?? '/');
+    if (pathname === null)
+      return refuse(req, res, 400, 'The request target is not a path, or its percent-encoding is malformed', {});
     const method = req.method ?? 'GET';
     for (const route of routes) {
       const match = route.path.exec(pathname);

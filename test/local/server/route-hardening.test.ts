@@ -1,0 +1,171 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { request } from 'node:http';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startGateway } from '../../../local/server/gateway.ts';
+import { startWorld, type TestWorld } from '../../support/gateway.ts';
+
+/**
+ * Hostile clients against the local server's own surfaces: a rebound DNS name (a page on another origin reaching the
+ * loopback listener), a cross-site browser request, malformed URLs, and clients that never finish their request.
+ */
+let world: TestWorld;
+beforeAll(async () => {
+  world = await startWorld();
+});
+afterAll(async () => {
+  await world?.close();
+});
+
+const REBOUND = 'attacker.example:3000';
+const ID = 'webhook_20250813_103045_testing_phase3valid_abc123';
+
+function send(
+  target: string,
+  options: { method?: string; headers?: Record<string, string>; body?: string; base?: string } = {},
+): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const base = new URL(options.base ?? world.gateway.url);
+    const req = request(
+      {
+        host: base.hostname,
+        port: base.port,
+        path: target,
+        method: options.method ?? 'GET',
+        headers: options.headers,
+        agent: false, // one connection per request: a refused request's connection is not reused
+      },
+      (res) => {
+        let body = '';
+        res.on('data', (d) => (body += d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      },
+    );
+    req.on('error', reject);
+    req.end(options.body);
+  });
+}
+
+/** Bytes on a raw connection (a request line Node's client would not send); resolves with what came back. */
+function raw(text: string, base = world.gateway.url, waitMs = 5_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const url = new URL(base);
+    const socket = connect(Number(url.port), url.hostname, () => socket.write(text));
+    let got = '';
+    socket.on('data', (d) => (got += d));
+    socket.on('end', () => resolve(got));
+    socket.on('close', () => resolve(got));
+    socket.on('error', reject);
+    setTimeout(() => {
+      socket.destroy();
+      resolve(got);
+    }, waitMs);
+  });
+}
+
+const OPERATOR_AND_HELPER_ROUTES: [string, string][] = [
+  ['GET', '/console'],
+  ['GET', '/local/deliveries'],
+  ['POST', `/local/deliveries/${ID}/redrive`],
+  ['GET', '/local/receiver/deal_analysis'],
+  ['POST', '/local/receiver/deal_analysis'],
+  ['POST', '/2015-03-31/functions/test-manager-agent/invocations'],
+];
+
+describe('every operator and helper route answers the local operator only', () => {
+  it.each(OPERATOR_AND_HELPER_ROUTES)('%s %s with a rebound Host name → 403', async (method, target) => {
+    const res = await send(target, {
+      method,
+      headers: { host: REBOUND, 'content-type': 'application/json' },
+      body: '{}',
+    });
+    expect(res.status).toBe(403);
+  });
+
+  it.each(OPERATOR_AND_HELPER_ROUTES.filter(([m]) => m === 'POST'))(
+    '%s %s from a page on another origin → 403',
+    async (method, target) => {
+      const res = await send(target, {
+        method,
+        headers: { origin: 'https://attacker.example', 'content-type': 'application/json' },
+        body: '{}',
+      });
+      expect(res.status).toBe(403);
+    },
+  );
+
+  it('a rebound page can neither read the built-in receiver’s deliveries nor write its files', async () => {
+    await send('/local/receiver/deal_analysis', {
+      method: 'POST',
+      headers: { host: REBOUND, 'content-type': 'application/json' },
+      body: '{"forged":"by a rebound page"}',
+    });
+    const file = path.join(world.dataDir, 'receiver', 'deal_analysis.jsonl');
+    expect(await readFile(file, 'utf8').catch(() => '')).not.toContain('forged');
+    const read = await send('/local/receiver/deal_analysis', { headers: { host: REBOUND } });
+    expect(read.status).toBe(403);
+  });
+
+  it('on a loopback-bound gateway, POST /webhook and GET /health refuse a rebound Host name too', async () => {
+    expect((await send('/health', { headers: { host: REBOUND } })).status).toBe(403);
+    const res = await send('/webhook', {
+      method: 'POST',
+      headers: { host: REBOUND, 'content-type': 'application/json' },
+      body: JSON.stringify({ query: 'q', source_system: 's', source_process: 'p' }),
+    });
+    expect(res.status).toBe(403);
+    expect(world.agent.invocations).toHaveLength(0);
+    expect((await send('/health', { headers: { host: 'localhost' } })).status).toBe(200);
+  });
+});
+
+describe('malformed URLs answer 400, never 500', () => {
+  it.each([
+    ['GET', '/console/conversations/%E0%A4%A'],
+    ['POST', '/local/deliveries/%E0%A4%A/redrive'],
+    ['POST', '/2015-03-31/functions/%E0%A4%A/invocations'],
+    ['GET', '/local/receiver/%E0%A4%A'],
+    ['GET', '/webhook%'],
+  ])('%s %s → 400', async (method, target) => {
+    const res = await send(target, { method, headers: { 'content-type': 'application/json' }, body: '{}' });
+    expect(res.status).toBe(400);
+  });
+
+  it('a request target that is not a path (//[) → 400', async () => {
+    const answer = await raw('GET //[ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n');
+    expect(answer).toMatch(/^HTTP\/1\.1 400 /);
+  });
+});
+
+describe('slow clients are cut off', () => {
+  it('headers not finished in time → 408 and the connection closed; a body not finished in time → 408', async () => {
+    const dataDir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-slow-'));
+    const gateway = await startGateway({ port: 0, s3Port: 0, dataDir, headersTimeoutMs: 300, requestTimeoutMs: 600 });
+    try {
+      const started = Date.now();
+      const slowHeaders = await raw('POST /webhook HTTP/1.1\r\nHost: 127.0.0.1\r\n', gateway.url);
+      expect(slowHeaders).toMatch(/^HTTP\/1\.1 408 /);
+      expect(Date.now() - started).toBeLessThan(4_000);
+      const slowBody = await raw(
+        'POST /webhook HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"qu',
+        gateway.url,
+      );
+      expect(slowBody).toMatch(/^HTTP\/1\.1 408 /);
+      // A request received in time may take longer than that to answer (the workflow runs): no 408 then.
+      world.agent.behave(() => ({ payload: { response: 'slow answer' }, delayMs: 900 }));
+      const slowAnswer = await send('/webhook', {
+        base: gateway.url,
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ query: 'q', source_system: 's', source_process: 'p' }),
+      });
+      expect(slowAnswer.status).toBe(200);
+    } finally {
+      world.agent.reset();
+      await gateway.close();
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+});
