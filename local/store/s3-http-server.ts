@@ -1,4 +1,4 @@
-import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pipeline } from 'node:stream/promises';
 import type { S3Api, S3Response } from './s3-api.ts';
@@ -12,6 +12,24 @@ export interface S3HttpServer {
   port: number;
   close(): Promise<void>;
 }
+
+/** Host names of a loopback client (and virtual-hosted `<bucket>.localhost`): a rebound DNS name is refused. */
+const LOOPBACK_HOST = /^(127\.0\.0\.1|localhost|[a-z0-9][a-z0-9.-]*\.localhost|\[::1\])(:\d+)?$/i;
+
+/**
+ * The exports are the conversations: only a local client may read or change them. Like the gateway's operator
+ * routes: addressed by a loopback name (no DNS rebinding), and when a browser says where it comes from, from a
+ * loopback page (no cross-site form posting to ?delete).
+ */
+function isLoopbackRequest(req: IncomingMessage): boolean {
+  if (!LOOPBACK_HOST.test(req.headers.host ?? '')) return false;
+  const origin = req.headers.origin;
+  return origin === undefined || /^http:\/\/(127\.0\.0\.1|localhost|\[::1\])(:\d+)?$/i.test(origin);
+}
+
+const ACCESS_DENIED = Buffer.from(
+  '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code><Message>The embedded S3 answers local clients only (Host 127.0.0.1, localhost or <bucket>.localhost).</Message></Error>',
+);
 
 /** `/key` on host `<bucket>.localhost` is `/<bucket>/key`; anything else is already path-style. */
 export function pathStyle(host: string | undefined, path: string): string {
@@ -45,6 +63,12 @@ function send(response: S3Response, res: import('node:http').ServerResponse, hea
 
 export function serveS3Api(api: S3Api, options: { host: string; port: number }): Promise<S3HttpServer> {
   const server = createServer((req, res) => {
+    if (!isLoopbackRequest(req)) {
+      req.resume();
+      res.writeHead(403, { 'content-type': 'application/xml', 'content-length': ACCESS_DENIED.length });
+      res.end(ACCESS_DENIED);
+      return;
+    }
     const target = req.url ?? '/';
     const q = target.indexOf('?');
     let path = q < 0 ? target : target.slice(0, q);

@@ -382,6 +382,23 @@ describe('reads, conditions, copies, deletes', () => {
     expect(await acl.text()).toMatch(/NotImplemented/);
   });
 
+  it('answers local clients only: a foreign Host (DNS rebinding) or a cross-site Origin gets 403', async () => {
+    const url = new URL(s3.endpoint);
+    const status = (headers: Record<string, string>, method = 'GET') =>
+      new Promise<number>((resolve, reject) => {
+        request({ host: url.hostname, port: url.port, method, path: `/${BUCKET}/read/doc.txt`, headers }, (res) => {
+          res.resume();
+          resolve(res.statusCode!);
+        })
+          .on('error', reject)
+          .end();
+      });
+    expect(await status({ host: `attacker.example:${url.port}` })).toBe(403);
+    expect(await status({ host: `127.0.0.1:${url.port}`, origin: 'https://attacker.example' }, 'DELETE')).toBe(403);
+    expect(await status({ host: `localhost:${url.port}` })).toBe(200);
+    expect((await text(overHttp, 'read/doc.txt')).body).toBe('0123456789');
+  });
+
   it('buckets: list, create (bad names refused), head, delete only when empty', async () => {
     await overHttp.send(new CreateBucketCommand({ Bucket: 'second-bucket' }));
     expect((await overHttp.send(new ListBucketsCommand({}))).Buckets?.map((b) => b.Name)).toEqual([
