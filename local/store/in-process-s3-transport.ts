@@ -37,7 +37,7 @@ export class InProcessS3Transport {
   async handle(
     request: SdkHttpRequest,
     options?: { abortSignal?: { aborted: boolean } },
-  ): Promise<{ response: { statusCode: number; headers: Record<string, string>; body: Readable } }> {
+  ): Promise<{ response: { statusCode: number; headers: Record<string, string>; body: Readable | Buffer } }> {
     const api = this.running.at(-1);
     if (!api)
       throw Object.assign(new Error('the embedded S3 of this process is not running'), {
@@ -50,29 +50,26 @@ export class InProcessS3Transport {
       if (Array.isArray(value)) for (const v of value) query.append(name, v);
       else query.append(name, value ?? '');
     }
-    const { body } = request;
+    const sent = request.body;
     const response = await api.handle({
       method: request.method,
       path: pathStyle(request.hostname, request.path),
       query,
       headers: flatHeaders(request.headers),
       body:
-        body === undefined || body === null
+        sent === undefined || sent === null
           ? EMPTY
-          : typeof body === 'string'
-            ? Buffer.from(body)
-            : body instanceof Uint8Array
-              ? Buffer.from(body.buffer, body.byteOffset, body.byteLength)
-              : (body as AsyncIterable<Uint8Array>),
+          : typeof sent === 'string'
+            ? Buffer.from(sent)
+            : sent instanceof Uint8Array
+              ? Buffer.from(sent.buffer, sent.byteOffset, sent.byteLength)
+              : (sent as AsyncIterable<Uint8Array>),
     });
     const out = response.body ?? EMPTY;
-    return {
-      response: {
-        statusCode: response.status,
-        headers: response.headers,
-        body: Buffer.isBuffer(out) ? Readable.from([out], { objectMode: false }) : out,
-      },
-    };
+    // A GET's body may be streamed to the caller (GetObject's Body): a Readable, as from a socket. Other answers are
+    // parsed whole: the SDK takes their bytes as they are.
+    const body = Buffer.isBuffer(out) && request.method === 'GET' ? Readable.from([out], { objectMode: false }) : out;
+    return { response: { statusCode: response.status, headers: response.headers, body } };
   }
 
   updateHttpClientConfig(): void {}
