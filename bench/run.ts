@@ -1,13 +1,15 @@
 /**
  * `npm run bench`: the performance figures of docs/performance.md, in one run, written to bench/results/latest.json with a
  * summary table on stdout. Sections: 1 engine overhead, 2 gateway throughput/latency (+ CPU profile),
- * 3 Lambda bundles, 4 cost per 1 M conversations, 5 scaling with request size and concurrency.
+ * 3 Lambda bundles, 4 cost per 1 M conversations, 5 scaling with request size and concurrency, 6 SQL over the
+ * exports (search and the named queries at 10,000 conversations; Athena bytes for 1 M).
  * Everything listens on 127.0.0.1 port 0. Takes about 3-4 minutes on 2 cores. docs/performance.md explains it.
  */
 import '../local/node-warnings.ts';
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import path from 'node:path';
+import { ANALYTICS_TARGET_MS, measureAnalytics } from './analytics.ts';
 import { measureBundles } from './bundles.ts';
 import { costPerMillion, FALLBACK_FACTS, PRICE_TABLE, PRICES, SCENARIOS, type TemplateFacts } from './cost.ts';
 import { measureEngineOverhead } from './engine-overhead.ts';
@@ -29,6 +31,8 @@ const TARGETS = {
   gateway_p99_ms: 50,
   gateway_connections: 4,
 };
+/** Conversations the SQL section exports, then searches and queries (the issue's 10,000). */
+const ANALYTICS_CONVERSATIONS = QUICK ? 2_000 : 10_000;
 /** Export files the listing section stores and lists (≥ 10,000: ten pages and more). */
 const LISTING_OBJECTS = QUICK ? 2_000 : 12_000;
 
@@ -78,7 +82,7 @@ async function main(): Promise<void> {
   );
 
   // 1. Engine overhead.
-  say(`\n[1/5] engine overhead (LocalWorkflow vs plain chaining, in process) … ${elapsed()}`);
+  say(`\n[1/6] engine overhead (LocalWorkflow vs plain chaining, in process) … ${elapsed()}`);
   const overhead = await measureEngineOverhead(
     { sizes: SIZES, iterations: QUICK ? 200 : 1000, warmup: QUICK ? 50 : 200 },
     say,
@@ -86,7 +90,7 @@ async function main(): Promise<void> {
 
   // 2. Gateway under load.
   say(
-    `\n[2/5] gateway under load (npm start server + autocannon in a second process, ${LOAD_SECONDS} s per level) … ${elapsed()}`,
+    `\n[2/6] gateway under load (npm start server + autocannon in a second process, ${LOAD_SECONDS} s per level) … ${elapsed()}`,
   );
   const levels = [
     ...CONCURRENCY.map((connections) => ({ size: '1KB' as const, connections })),
@@ -143,15 +147,21 @@ async function main(): Promise<void> {
   if (profile) profile.file = path.relative(PROJECT_ROOT, profile.file);
 
   // 3. Bundles.
-  say(`\n[3/5] Lambda bundles (esbuild as NodejsFunction runs it; cold init in fresh node processes) … ${elapsed()}`);
+  say(`\n[3/6] Lambda bundles (esbuild as NodejsFunction runs it; cold init in fresh node processes) … ${elapsed()}`);
   const bundles = await measureBundles({ runs: QUICK ? 3 : 7 }, say);
 
   // 4. Cost.
-  say(`\n[4/5] cost per 1 M conversations (template synthesized in a child process) … ${elapsed()}`);
+  say(`\n[4/6] cost per 1 M conversations (template synthesized in a child process) … ${elapsed()}`);
   const facts = await templateFacts();
   if (facts.source === 'fallback')
     say(`  (synthesis failed, using the facts known when the bench was written: ${facts.error?.split('\n')[0]})`);
   const costs = overhead.flatMap((o) => SCENARIOS.map((s) => costPerMillion(facts, o, s)));
+
+  // SQL over the exports.
+  say(
+    `\n[5/6] SQL over the exports (${ANALYTICS_CONVERSATIONS.toLocaleString('en')} conversations on DuckDB; Athena bytes for 1 M) … ${elapsed()}`,
+  );
+  const analytics = await measureAnalytics(ANALYTICS_CONVERSATIONS, say);
 
   // 5. Scaling (assembled from the above).
   const sizeRow = (size: RequestSizeName) => {
@@ -244,11 +254,12 @@ async function main(): Promise<void> {
     bundles,
     cost: { prices: PRICES, price_table: PRICE_TABLE, template: facts, scenarios: SCENARIOS, results: costs },
     scaling,
+    analytics,
   };
   await writeFile(path.join(RESULTS_DIR, 'latest.json'), `${JSON.stringify(result, null, 2)}\n`);
 
   // Summary.
-  say(`\n[5/5] summary (${elapsed()}; load average ${result.machine.loadavg_at_end.join(' ')})\n`);
+  say(`\n[6/6] summary (${elapsed()}; load average ${result.machine.loadavg_at_end.join(' ')})\n`);
   say('1. Engine overhead per conversation (ms)');
   say(
     formatTable(
@@ -439,6 +450,31 @@ async function main(): Promise<void> {
         r.all_processes_cpu_ms_per_conversation,
         r.cores_busy,
       ]),
+    ),
+  );
+  say(
+    `\n6. SQL over the exports: ${analytics.conversations.toLocaleString('en')} conversations, ${analytics.bytes_per_conversation.total} bytes of exports each; in process, open (refresh from the exports) + query`,
+  );
+  say(
+    formatTable(
+      ['query', 'rows', 'first ms', 'then p50 ms', 'then max ms', `target < ${ANALYTICS_TARGET_MS} ms`],
+      analytics.queries.map((q) => [
+        q.name,
+        q.rows,
+        q.first_ms,
+        Math.round(q.warm.median),
+        Math.round(q.warm.max),
+        verdict(q.target_met),
+      ]),
+    ),
+  );
+  say(
+    `   the real command: ${analytics.cli_wall_ms.command} ${analytics.cli_wall_ms.ms} ms (webhook-gateway help: ${analytics.cli_wall_ms.help_ms} ms)`,
+  );
+  say(
+    formatTable(
+      ['Athena, 1 M conversations', 'window', 'days read', 'GB scanned', 'USD'],
+      analytics.athena_estimate.per_query.map((q) => [q.name, q.window, q.days_read, q.gb_scanned, q.usd.toFixed(4)]),
     ),
   );
   say(

@@ -89,16 +89,21 @@ export function rowOfDocument(text: string, object: AnalysisObject): Row | strin
   return [...cells, day, object.key, object.version];
 }
 
-async function loadCache(connection: DuckDBConnection, file: string | null): Promise<void> {
-  await connection.run(`CREATE TABLE ${CACHE_TABLE} (${ddlColumns()})`);
-  if (!file || !existsSync(file)) return;
+const sqlText = (text: string) => `'${text.replaceAll("'", "''")}'`;
+
+/**
+ * The cache file, when it is one this version wrote (same columns, in order): a Parquet file the queries read in
+ * place (only the columns they name). Anything else is dropped: the documents are the system of record.
+ */
+async function usableCache(connection: DuckDBConnection, file: string | null): Promise<string | null> {
+  if (!file || !existsSync(file)) return null;
+  const expected = [...CONVERSATIONS_COLUMNS.map((c) => c.name), KEY, VERSION];
   try {
-    await connection.run(
-      `INSERT INTO ${CACHE_TABLE} BY NAME SELECT * FROM read_parquet('${file.replaceAll("'", "''")}')`,
-    );
+    const reader = await connection.runAndReadAll(`DESCRIBE SELECT * FROM read_parquet(${sqlText(file)})`);
+    const names = reader.getRows().map((r) => String(r[0]));
+    return names.join(',') === expected.join(',') ? file : null;
   } catch {
-    // Unreadable, or written by a version with other columns: start over (the documents are the system of record).
-    await connection.run(`DELETE FROM ${CACHE_TABLE}`);
+    return null;
   }
 }
 
@@ -123,11 +128,16 @@ async function appendRows(
 
 const CACHE_TYPES = [...CONVERSATIONS_COLUMNS.map((c) => c.type), 'string', 'string'] as ('string' | 'bigint')[];
 
-/** Bring the cache table up to date with the source; returns what changed. */
+/**
+ * Bring the rows up to date with the source: list it, compare each object's version with the cached one, read only
+ * what is new or rewritten. The result is the table CACHE_TABLE (kept rows of the cache file plus the fresh ones),
+ * or nothing when the cache file is already current.
+ */
 async function refresh(
   connection: DuckDBConnection,
   source: AnalysisSource,
-): Promise<{ read: number; changed: boolean; skipped: RefreshReport['skipped'] }> {
+  cache: string | null,
+): Promise<{ read: number; changed: boolean; built: boolean; skipped: RefreshReport['skipped'] }> {
   const listed = await source.list();
   // The comparison runs in DuckDB: the listing goes in as a table, what is new, changed or gone comes out.
   await connection.run('CREATE TEMP TABLE _listed (k VARCHAR, v VARCHAR)');
@@ -137,18 +147,21 @@ async function refresh(
     listed.map((o) => [o.key, o.version]),
     ['string', 'string'],
   );
-  await connection.run(
-    `CREATE TEMP TABLE _stale AS SELECT l.k, l.v FROM _listed l LEFT JOIN ${CACHE_TABLE} c ON c.${KEY} = l.k WHERE c.${VERSION} IS DISTINCT FROM l.v`,
+  const cached = cache
+    ? `(SELECT ${KEY}, ${VERSION} FROM read_parquet(${sqlText(cache)}))`
+    : `(SELECT NULL::VARCHAR AS ${KEY}, NULL::VARCHAR AS ${VERSION} WHERE false)`;
+  const stale = await connection.runAndReadAll(
+    `SELECT l.k, l.v FROM _listed l LEFT JOIN ${cached} c ON c.${KEY} = l.k WHERE c.${VERSION} IS DISTINCT FROM l.v`,
   );
-  const stale = await connection.runAndReadAll('SELECT k, v FROM _stale');
   const staleObjects: AnalysisObject[] = stale.getRows().map((r) => ({ key: String(r[0]), version: String(r[1]) }));
-  const deleted = await connection.runAndReadAll(
-    `DELETE FROM ${CACHE_TABLE} WHERE ${KEY} IN (SELECT k FROM _stale) OR ${KEY} NOT IN (SELECT k FROM _listed)`,
+  const gone = await connection.runAndReadAll(
+    `SELECT count(*) FROM ${cached} c WHERE c.${KEY} NOT IN (SELECT k FROM _listed)`,
   );
-  await connection.run('DROP TABLE _listed');
-  await connection.run('DROP TABLE _stale');
-  const removed = Number(deleted.getRows()[0]?.[0] ?? 0);
-  if (staleObjects.length === 0 && removed === 0) return { read: 0, changed: false, skipped: [] };
+  const changed = staleObjects.length > 0 || Number(gone.getRows()[0]?.[0] ?? 0) > 0;
+  if (!changed && cache) {
+    await connection.run('DROP TABLE _listed');
+    return { read: 0, changed: false, built: false, skipped: [] };
+  }
 
   const skipped: RefreshReport['skipped'] = [];
   const rows: Row[] = [];
@@ -160,8 +173,15 @@ async function refresh(
     if (typeof row === 'string') skipped.push({ key: object.key, reason: row });
     else rows.push(row);
   });
+  await connection.run(`CREATE TABLE ${CACHE_TABLE} (${ddlColumns()})`);
+  if (cache) {
+    await connection.run(
+      `INSERT INTO ${CACHE_TABLE} SELECT * FROM read_parquet(${sqlText(cache)}) c WHERE c.${KEY} IN (SELECT k FROM _listed l WHERE l.v = c.${VERSION})`,
+    );
+  }
   await appendRows(connection, CACHE_TABLE, rows, CACHE_TYPES);
-  return { read: staleObjects.length, changed: true, skipped };
+  await connection.run('DROP TABLE _listed');
+  return { read: staleObjects.length, changed, built: true, skipped };
 }
 
 async function saveCache(connection: DuckDBConnection, file: string): Promise<void> {
@@ -205,21 +225,28 @@ export async function openAnalytics(options: {
   };
   try {
     const file = options.cacheDir ? path.join(options.cacheDir, CACHE_FILE) : null;
-    await loadCache(connection, file);
-    const { read, changed, skipped } = await refresh(connection, options.source);
+    const cache = await usableCache(connection, file);
+    const { read, changed, built, skipped } = await refresh(connection, options.source, cache);
     const report: RefreshReport = { rows: 0, read, skipped };
+    // Queries read the cache file in place when it is current; otherwise the table just built (and saved for next time).
+    let rowsFrom = built ? CACHE_TABLE : `read_parquet(${sqlText(cache!)})`;
+    let readable: string | null = built ? null : cache;
     if (changed && file) {
       try {
         await saveCache(connection, file);
+        await connection.run(`DROP TABLE ${CACHE_TABLE}`);
+        rowsFrom = `read_parquet(${sqlText(file)})`;
+        readable = file;
       } catch (error) {
         report.cacheError = `could not write ${file}: ${(error as Error).message}`;
       }
     }
-    const count = await connection.runAndReadAll(`SELECT count(*) FROM ${CACHE_TABLE}`);
+    const count = await connection.runAndReadAll(`SELECT count(*) FROM ${rowsFrom}`);
     report.rows = Number(count.getRows()[0]?.[0] ?? 0);
     await connection.run(
-      `CREATE VIEW ${CONVERSATIONS_TABLE} AS SELECT ${CONVERSATIONS_COLUMNS.map((c) => c.name).join(', ')} FROM ${CACHE_TABLE}`,
+      `CREATE VIEW ${CONVERSATIONS_TABLE} AS SELECT ${CONVERSATIONS_COLUMNS.map((c) => c.name).join(', ')} FROM ${rowsFrom}`,
     );
+    if (readable) await connection.run(`SET allowed_paths = [${sqlText(readable)}]`);
     for (const macro of MACROS) await connection.run(macro);
     await connection.run("SET TimeZone = 'UTC'");
     await connection.run('SET autoinstall_known_extensions = false');

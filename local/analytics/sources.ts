@@ -33,7 +33,8 @@ export function storeDirectorySource(dataDir: string, bucket: string): AnalysisS
   return {
     location: `s3://${bucket} (files under ${path.join(directory, bucket)})`,
     async list() {
-      const objects = await listStoredObjects(directory, bucket, `${EXPORT_PREFIX}/`, ANALYSIS_FILE);
+      // conversation-history/YYYY/MM/DD/<conversation_id>/analysis.json: four folders below the prefix.
+      const objects = await listStoredObjects(directory, bucket, `${EXPORT_PREFIX}/`, ANALYSIS_FILE, 4);
       files = new Map(objects.map((o) => [o.key, o]));
       return objects.map(({ key, version }) => ({ key, version }));
     },

@@ -1,12 +1,15 @@
-import { readFileSync, statSync } from 'node:fs';
-import { ObjectStore } from './object-store.ts';
+import { type Dirent, readdirSync, readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { decodeSegment, encodeSegment, ObjectStore } from './object-store.ts';
 import { migrateS3rverLayout } from './s3rver-migration.ts';
 
 /**
  * The embedded S3's objects read straight from its directory, without HTTP: for readers that scan thousands of
- * objects on every run (the local SQL engine), where one GET per object would take seconds. The listing is the
- * store's own (object-store.ts: each object a plain file holding exactly its bytes, written by rename), so this stays
- * true to its layout; test/local/store/stored-objects.test.ts checks it against objects PUT through S3.
+ * objects on every run (the local SQL engine), where one GET per object would take seconds. It relies on the store's
+ * layout (object-store.ts: each object a plain file holding exactly its bytes at its key's path, segments named with
+ * encodeSegment, rewritten by rename; `.`-names are the store's own), and walks only what it needs in no particular
+ * order, which costs a tenth of a full S3-ordered listing. test/local/store/stored-objects.test.ts checks it against
+ * objects PUT through S3.
  */
 export interface StoredObjectFile {
   key: string;
@@ -17,34 +20,60 @@ export interface StoredObjectFile {
 }
 
 /**
- * Every object of `bucket` under `prefix` whose key's last segment is `name`, when given. `directory` is the store's
- * root (`<LOCAL_DATA_DIR>/s3`); a directory still in s3rver's layout (the embedded S3 before this one) is moved into
- * the store's first, as the gateway does when it starts. An absent bucket lists nothing.
+ * Every object of `bucket` under `prefix` (a folder prefix ending in `/`, or '') whose key's last segment is `name`,
+ * when given. With `depth` too, only the objects exactly that many folders below the prefix are wanted
+ * (`conversation-history/` + YYYY/MM/DD/<id>/ is 4): the last folders are not read, their `name` file is looked up.
+ * `directory` is the store's root (`<LOCAL_DATA_DIR>/s3`); a directory still in s3rver's layout (the embedded S3
+ * before this one) is moved into the store's first, as the gateway does when it starts. An absent bucket or prefix
+ * lists nothing.
  */
 export async function listStoredObjects(
   directory: string,
   bucket: string,
   prefix: string,
   name?: string,
+  depth?: number,
 ): Promise<StoredObjectFile[]> {
   const store = new ObjectStore(directory);
   if ((await store.bucketCreated(bucket)) === null) return [];
   await migrateS3rverLayout(store);
-  const listed = await store.list(
-    bucket,
-    { prefix, delimiter: '', after: '', maxKeys: Number.MAX_SAFE_INTEGER },
-    false,
-  );
+  const wanted = name === undefined ? null : encodeSegment(name);
   const out: StoredObjectFile[] = [];
-  for (const { key, file } of listed) {
-    if (name !== undefined && key.slice(key.lastIndexOf('/') + 1) !== name) continue;
+  const add = (file: string, key: string) => {
     try {
-      const s = statSync(file, { bigint: true });
-      out.push({ key, version: `${s.ino}:${s.mtimeNs}:${s.size}`, file });
+      const s = statSync(file);
+      if (s.isFile()) out.push({ key, version: `${s.ino}:${s.mtimeMs}:${s.size}`, file });
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error; // deleted meanwhile
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT' && code !== 'ENOTDIR') throw error; // gone meanwhile, or not there
     }
-  }
+  };
+  const walk = (dir: string, keyPrefix: string, level: number) => {
+    if (wanted !== null && depth !== undefined && level === depth) {
+      add(path.join(dir, wanted), `${keyPrefix}${name}`);
+      return;
+    }
+    let entries: Dirent[];
+    try {
+      entries = readdirSync(dir, { withFileTypes: true });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT' || (error as NodeJS.ErrnoException).code === 'ENOTDIR')
+        return;
+      throw error;
+    }
+    for (const entry of entries) {
+      if (entry.name.startsWith('.')) continue; // the store's metadata, temporary and multipart files
+      const file = path.join(dir, entry.name);
+      if (entry.isDirectory()) {
+        walk(file, `${keyPrefix}${decodeSegment(entry.name)}/`, level + 1);
+        continue;
+      }
+      if (entry.isFile() && (wanted === null || entry.name === wanted) && depth === undefined)
+        add(file, `${keyPrefix}${decodeSegment(entry.name)}`);
+    }
+  };
+  const folders = prefix.split('/').filter(Boolean);
+  walk(path.join(directory, bucket, ...folders.map(encodeSegment)), folders.map((f) => `${f}/`).join(''), 0);
   return out;
 }
 

@@ -45,6 +45,19 @@ describe('listStoredObjects', () => {
     expect((await listStoredObjects(dir, BUCKET, 'conversation-history/')).map((o) => o.key)).toHaveLength(3);
   });
 
+  it('with a depth, looks the name up in the folders that deep only (the same objects, read faster)', async () => {
+    await put('conversation-history/2026/11/29/webhook_a/deeper/analysis.json', '{}');
+    await put('conversation-history/2026/11/analysis.json', '{}');
+    const byDepth = await listStoredObjects(dir, BUCKET, 'conversation-history/', 'analysis.json', 4);
+    expect(byDepth.map((o) => o.key).sort()).toEqual([
+      'conversation-history/2026/11/29/webhook_a/analysis.json',
+      'conversation-history/2026/11/30/webhook_b/analysis.json',
+    ]);
+    const all = await listStoredObjects(dir, BUCKET, 'conversation-history/', 'analysis.json');
+    expect(all).toHaveLength(4);
+    expect(byDepth).toEqual(all.filter((o) => o.key.split('/').length === 6));
+  });
+
   it('gives a rewritten object a new version, and forgets a deleted one', async () => {
     const key = 'conversation-history/2026/12/01/webhook_c/analysis.json';
     await put(key, '{"v":1}\n');
