@@ -69,6 +69,44 @@ export function syncBudget(settings: BudgetSettings, receivedAt: string, now: Da
   };
 }
 
+/**
+ * An asynchronous conversation (`Prefer: respond-async`) has no caller waiting: its agent may take up to
+ * ASYNC_AGENT_TIMEOUT_MS, and only the Express limit (the workflow's TimeoutSeconds, 300 s, counted from the start of
+ * its run) bounds the rest. Counted from that start, the states after the agent need at most these (ms):
+ */
+export const EXPRESS_LIMIT_MS = 300_000;
+export const ASYNC_RESERVES = {
+  /** Starting the run and its Validate (which only unwraps the accepted conversation). */
+  margin: 1_000,
+  /** InvokeManagerAgent's Retry of a throttled agent, as in SYNC_RESERVES. */
+  agentRetryWaits: 3_000,
+  classify: 1_000,
+  /** Deliver: the first attempt and 3 retries (full-jitter waits of at most 1, 2 and 4 s); × DELIVERY_TIMEOUT_MS. */
+  deliveryAttempts: 4,
+  deliveryRetryWaits: 7_000,
+  /** Export and its retry, or the S3-refused path (close, queue). */
+  tail: 5_000,
+} as const;
+
+/** The largest agent timeout an asynchronous conversation can honour inside the Express limit, ms (whole seconds). */
+export function maxAsyncAgentTimeoutMs(deliveryTimeoutMs: number): number {
+  const r = ASYNC_RESERVES;
+  const after = r.agentRetryWaits + r.classify + r.deliveryAttempts * deliveryTimeoutMs + r.deliveryRetryWaits + r.tail;
+  return Math.floor((EXPRESS_LIMIT_MS - r.margin - after) / 1000) * 1000;
+}
+
+export interface AsyncBudgetSettings {
+  /** ASYNC_AGENT_TIMEOUT_MS. */
+  asyncAgentTimeoutMs: number;
+  deliveryTimeoutMs: number;
+}
+
+/** The budget of an asynchronous conversation: no deadlines (no caller waits), the agent's longer timeout. */
+export function asyncBudget(settings: AsyncBudgetSettings): Budget {
+  const allowed = Math.min(settings.asyncAgentTimeoutMs, maxAsyncAgentTimeoutMs(settings.deliveryTimeoutMs));
+  return { agent_seconds: Math.max(1, Math.floor(allowed / 1000)), deliver_by: null, answer_by: null };
+}
+
 /** Milliseconds left until `deadline` (an ISO time from the budget); Infinity when there is none. */
 export function msLeft(deadline: string | null | undefined, now: Date): number {
   if (!deadline) return Number.POSITIVE_INFINITY;

@@ -9,6 +9,10 @@ import type { CaughtError } from './task-error.ts';
 export const WEBHOOK_TYPES = ['deal_analysis', 'data_analysis', 'lead_analysis', 'general'] as const;
 export type WebhookType = (typeof WEBHOOK_TYPES)[number];
 
+export type ResponseMode = 'sync' | 'async';
+/** The accept workflow's state that starts an accepted conversation's run (statemachine/accept.asl.json). */
+export const NOT_STARTED_STAGE = 'StartConversation';
+
 export type DeliveryStatus = 'pending' | 'delivered' | 'retrying' | 'failed' | 'not_attempted';
 /**
  * `interrupted`: the local gateway stopped (crash, kill) before the conversation ended; it was closed with what was
@@ -64,6 +68,11 @@ export interface ConversationRecord {
     idempotency_key: string | null;
     /** The request's own `metadata` object, as sent. */
     custom: Record<string, unknown>;
+    /**
+     * `async`: started with `Prefer: respond-async` (answered 202; its status is kept for GET /conversations/{id});
+     * `sync` (or absent, on records from before it was kept): the caller waited for the answer.
+     */
+    response_mode?: ResponseMode;
   };
   webhook_context: {
     source_system: string;
@@ -125,6 +134,11 @@ export interface ConversationState {
   redelivery?: RedeliveryContext;
   /** Set by Validate for the conversation workflow: the timeouts and deadlines of the later states. */
   budget?: Budget;
+  /**
+   * Set by the Catch of the accept workflow's StartConversation: the accepted conversation's run could not be
+   * started. Exported as failed like an agent failure.
+   */
+  start_error?: CaughtError;
   /** Set by the Catch of InvokeManagerAgent, or of Classify when it refused the answer. */
   agent_error?: CaughtError;
   /** Set by the Catch of Classify (any other failure): Deliver and Export record and classify the answer instead. */

@@ -51,6 +51,7 @@ export type ErrorCode =
   | 'INVALID_SIGNATURE'
   | 'RATE_LIMITED'
   | 'IDEMPOTENCY_CONFLICT'
+  | 'NOT_STARTED'
   | 'INTERNAL_ERROR';
 
 export interface ErrorBody {
@@ -69,6 +70,8 @@ export const FAILURE_STATUS: Readonly<Record<string, number>> = {
   IdempotencyConflict: 409,
   AgentError: 502,
   AgentTimeout: 504,
+  /** An accepted asynchronous conversation whose run could not be started (statemachine/accept.asl.json). */
+  ConversationNotStarted: 503,
 };
 export const TIMED_OUT_STATUS = 504;
 
@@ -84,6 +87,53 @@ export interface ExecutionOutcome {
 export interface HttpResult {
   statusCode: number;
   body: unknown;
+  /** Response headers beyond Content-Type (lowercase names). */
+  headers?: Record<string, string>;
+}
+
+/**
+ * `Prefer: respond-async` (RFC 7240): the caller asks for 202 Accepted and a status URL instead of waiting for the
+ * answer. Preferences are comma-separated tokens, case-insensitive, each maybe with `=value` or `;parameters`;
+ * several Prefer headers count as one list. API Gateway's request template reads the header with the same rule
+ * (infra/api-templates.ts).
+ */
+export const RESPOND_ASYNC = 'respond-async';
+export function prefersRespondAsync(prefer: string | string[] | undefined): boolean {
+  if (prefer === undefined) return false;
+  const list = Array.isArray(prefer) ? prefer.join(',') : prefer;
+  return list.split(',').some((preference) => preference.split(/[;=]/)[0]!.trim().toLowerCase() === RESPOND_ASYNC);
+}
+
+/**
+ * What an asynchronous start's workflow answers (the accept workflow's Accepted state, or a retry of it replayed):
+ * the conversation it started. The gateway turns it into the 202 below.
+ */
+export interface AcceptedOutput {
+  accepted: { conversation_id: string; source_system: string };
+}
+
+export function isAcceptedOutput(output: unknown): output is AcceptedOutput {
+  const accepted = (output as Partial<AcceptedOutput> | null)?.accepted;
+  return typeof accepted?.conversation_id === 'string' && typeof accepted.source_system === 'string';
+}
+
+/** Where a conversation's status is read: `GET /conversations/{id}?source_system=…` (docs/contract.md). */
+export const STATUS_ROUTE_PREFIX = '/conversations/';
+export function statusPath(conversationId: string, sourceSystem: string): string {
+  return `${STATUS_ROUTE_PREFIX}${conversationId}?source_system=${encodeURIComponent(sourceSystem)}`;
+}
+
+/**
+ * The 202 of an asynchronous start: the conversation id, where to read its status (`baseUrl`: the API's base, as
+ * the caller reached it), `Preference-Applied` and `Location` (the same URL).
+ */
+export function acceptedResult({ accepted }: AcceptedOutput, baseUrl: string): HttpResult {
+  const statusUrl = `${baseUrl}${statusPath(accepted.conversation_id, accepted.source_system)}`;
+  return {
+    statusCode: 202,
+    body: { success: true, conversation_id: accepted.conversation_id, status_url: statusUrl },
+    headers: { 'preference-applied': RESPOND_ASYNC, location: statusUrl },
+  };
 }
 
 function publicBodyFromCause(cause: string | undefined): ErrorBody | null {
@@ -104,10 +154,13 @@ function publicBodyFromCause(cause: string | undefined): ErrorBody | null {
   return null;
 }
 
-export function httpResultForExecution(outcome: ExecutionOutcome): HttpResult {
+/** `baseUrl`: the API's base as the caller reached it, for the 202 of an asynchronous start (acceptedResult). */
+export function httpResultForExecution(outcome: ExecutionOutcome, baseUrl = ''): HttpResult {
   switch (outcome.status) {
-    case 'SUCCEEDED':
-      return { statusCode: 200, body: outcome.output === undefined ? {} : JSON.parse(outcome.output) };
+    case 'SUCCEEDED': {
+      const output = outcome.output === undefined ? {} : JSON.parse(outcome.output);
+      return isAcceptedOutput(output) ? acceptedResult(output, baseUrl) : { statusCode: 200, body: output };
+    }
     case 'TIMED_OUT':
       return {
         statusCode: TIMED_OUT_STATUS,

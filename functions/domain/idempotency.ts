@@ -20,6 +20,8 @@ export interface IdempotencyRecord {
   conversation_id: string;
   /** What the first request asked (requestFingerprint); absent on records written before it was kept. */
   request_fingerprint?: string;
+  /** `async`: the first request asked for `Prefer: respond-async` (a retry that asks the same gets the same 202). */
+  response_mode?: 'async';
   /** The first conversation's 200 body, as JSON text (completed only). */
   response?: string;
   created_at: string;

@@ -1,5 +1,5 @@
 import type { ConversationRecord, DeliveryAttempt } from './conversation.ts';
-import { agentTurn } from './conversation.ts';
+import { agentTurn, NOT_STARTED_STAGE } from './conversation.ts';
 import type { EventType } from './observability.ts';
 
 /**
@@ -116,7 +116,11 @@ export function lifecycleEvents(
     events.push({
       type: 'WEBHOOK_CONVERSATION_COMPLETED',
       at: execution.completed_at,
-      state: agentError ? 'ExportFailedConversation' : 'Export',
+      state: execution.errors.some((e) => e.stage === NOT_STARTED_STAGE)
+        ? 'ExportNotStarted'
+        : agentError
+          ? 'ExportFailedConversation'
+          : 'Export',
       status: execution.status,
       total_time_ms: execution.timings.total_ms,
     });

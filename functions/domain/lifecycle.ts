@@ -1,11 +1,21 @@
 import type { Budget } from './budget.ts';
 import { classify } from './classifier.ts';
-import type { ConversationRecord, ConversationState, DeliveryAttempt, DeliveryStatus } from './conversation.ts';
-import { agentResponse, agentTurn, elapsedMs, userQuery } from './conversation.ts';
+import {
+  agentResponse,
+  agentTurn,
+  type ConversationRecord,
+  type ConversationState,
+  type DeliveryAttempt,
+  type DeliveryStatus,
+  elapsedMs,
+  NOT_STARTED_STAGE,
+  type ResponseMode,
+  userQuery,
+} from './conversation.ts';
 import { buildConversationId } from './conversation-id.ts';
 import { failedAttemptFromCaught, isDeferral } from './delivery.ts';
 import { deliveryIdFor } from './delivery-id.ts';
-import { type ExecutionInput, errorBody } from './gateway-contract.ts';
+import { type AcceptedOutput, type ExecutionInput, errorBody } from './gateway-contract.ts';
 import {
   type IdempotencyRecord,
   idempotencyKeyOf,
@@ -78,12 +88,30 @@ function keyReused(conversationId: string): ValidateResult {
   );
 }
 
+/** What an asynchronous start answers (the gateway makes it a 202 with the status URL). */
+export function acceptedOutput(conversationId: string, sourceSystem: string): AcceptedOutput {
+  return { accepted: { conversation_id: conversationId, source_system: sourceSystem } };
+}
+
 /**
  * A request whose key is taken: a different request under the same key is refused; a retry gets the first answer,
- * or 409 while the first conversation still runs.
+ * or 409 while the first conversation still runs. A retry of an asynchronous start that asks again for an
+ * asynchronous answer gets the same 202 (the same conversation id and status URL), whether it still runs or not.
  */
-export function answerToDuplicate(existing: IdempotencyRecord, fingerprint: string): ValidateResult {
+export function answerToDuplicate(
+  existing: IdempotencyRecord,
+  fingerprint: string,
+  request: { mode: ResponseMode; sourceSystem: string } = { mode: 'sync', sourceSystem: '' },
+): ValidateResult {
   if (reusedForAnotherRequest(existing, fingerprint)) return keyReused(existing.conversation_id);
+  if (request.mode === 'async' && existing.response_mode === 'async')
+    return {
+      valid: true,
+      duplicate: true,
+      error: null,
+      conversation_id: existing.conversation_id,
+      response: acceptedOutput(existing.conversation_id, request.sourceSystem),
+    };
   return existing.status === 'completed' && existing.response
     ? replay(existing.conversation_id, existing.response)
     : stillRunning(existing.conversation_id);
@@ -112,6 +140,7 @@ export function startConversation(
   input: ExecutionInput,
   ids: IdSource = {},
   policy: InboundPolicy = OPEN_POLICY,
+  mode: ResponseMode = 'sync',
 ): Started {
   const source = claimedSource(input.body);
   if (source !== null) {
@@ -171,6 +200,7 @@ export function startConversation(
         request_size_bytes: Buffer.byteLength(input.body),
         idempotency_key: idempotency.key,
         custom,
+        response_mode: mode,
       },
       webhook_context: {
         source_system: sourceSystem,
@@ -364,12 +394,14 @@ export function closeConversation(
   executionName: string | null,
   now: Date,
 ): { record: ConversationRecord; agentFailed: boolean; answered: boolean } {
-  const agentFailed = state.agent_error !== undefined;
+  const agentFailed = state.agent_error !== undefined || state.start_error !== undefined;
   let record: ConversationRecord;
   if (agentFailed) {
     // An answer refused by Classify is not kept: the conversation failed.
     const { pending_answer: _, ...unanswered } = state.conversation;
-    record = withFailure(unanswered, 'InvokeManagerAgent', parseTaskError(state.agent_error), now);
+    record = state.start_error
+      ? withFailure(unanswered, NOT_STARTED_STAGE, parseTaskError(state.start_error), now)
+      : withFailure(unanswered, 'InvokeManagerAgent', parseTaskError(state.agent_error), now);
   } else {
     record = settleAnswer(state.conversation, now);
   }
@@ -457,11 +489,19 @@ export function successBody(record: ConversationRecord) {
 export function agentFailure(
   record: ConversationRecord,
   agentSeconds?: number,
-): { failure_error: 'AgentError' | 'AgentTimeout'; failure_cause: string } {
+): { failure_error: 'AgentError' | 'AgentTimeout' | 'ConversationNotStarted'; failure_cause: string } {
   const extra = { conversation_id: record.conversation_id };
   if (record.execution.status === 'interrupted') {
     const message = `The conversation was interrupted before the agent answered: ${record.execution.errors.at(-1)?.message}`;
     return { failure_error: 'AgentError', failure_cause: JSON.stringify(errorBody('INTERRUPTED', message, extra)) };
+  }
+  const notStarted = record.execution.errors.findLast((e) => e.stage === NOT_STARTED_STAGE);
+  if (notStarted) {
+    const message = `The conversation was accepted but could not be started (${notStarted.error}: ${notStarted.message}); it was recorded as failed: send it again`;
+    return {
+      failure_error: 'ConversationNotStarted',
+      failure_cause: JSON.stringify(errorBody('NOT_STARTED', message, extra)),
+    };
   }
   const last = record.execution.errors.findLast((e) => e.stage === 'InvokeManagerAgent');
   if (last?.error === 'States.Timeout') {

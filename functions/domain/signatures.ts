@@ -82,7 +82,9 @@ export function verifyInbound(
   let reason = 'no signature matches';
   for (const secret of secrets) {
     try {
-      new Webhook(secret).verify(rawBody, signed);
+      // Verify only: the library would JSON.parse the payload after a match (a signed body that is not JSON is the
+      // contract's 400 INVALID_JSON, and a status GET signs its request target, not JSON).
+      new Webhook(secret).verify(rawBody, signed, { jsonParse: false });
       return { ok: true, signed: true };
     } catch (error) {
       if (!(error instanceof WebhookVerificationError)) throw error;

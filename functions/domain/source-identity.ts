@@ -35,3 +35,25 @@ export function bySource<T>(entries: Record<string, T>, setting: string): Record
   }
   return out;
 }
+
+/**
+ * SOURCE_API_KEY_IDS (AWS: the stack sets it from its per-source API keys): `{"<API key id>": "<source_system>"}`,
+ * the source each API key belongs to, in canonical form. A request that sends a key may act only as its source.
+ */
+export function parseApiKeySources(json: string | undefined, name = 'SOURCE_API_KEY_IDS'): Record<string, string> {
+  if (!json?.trim()) return {};
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(json);
+  } catch {
+    throw new Error(`${name} must be a JSON object of API key id → source_system`);
+  }
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error(`${name} must be a JSON object`);
+  const out: Record<string, string> = {};
+  for (const [keyId, source] of Object.entries(parsed)) {
+    if (typeof source !== 'string' || !SOURCE_NAME_PATTERN.test(source) || source.length > MAX_SOURCE_NAME_LENGTH)
+      throw new Error(`${name}.${keyId}: "${String(source)}" is not a source_system name`);
+    out[keyId] = canonicalSource(source);
+  }
+  return out;
+}

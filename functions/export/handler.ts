@@ -8,6 +8,7 @@ import { agentFailure, closeConversation, successBody } from '../domain/lifecycl
 import { EXPORT_DEFERRED_EVENT, EXPORT_DEFERRED_METRIC, RECORD_UNSAVED_EVENT } from '../domain/observability.ts';
 import { parseTaskError } from '../domain/task-error.ts';
 import { s3 } from '../shared/clients/s3.ts';
+import { conversationStatusStore } from '../shared/conversation-status-store.ts';
 import { logEvent, METRIC_NAMES, recordTime } from '../shared/events.ts';
 import { idempotencyStore } from '../shared/idempotency-store.ts';
 import { logger, MetricUnit, metrics, stageHandler } from '../shared/powertools.ts';
@@ -57,7 +58,11 @@ export const handler = stageHandler('Export', async ({ state, execution_name }: 
     if (!bucket) throw new ExportError('CONVERSATION_EXPORT_S3_BUCKET is not set');
     // The state this run is: the conversation workflow's ExportFailedConversation after an agent failure, else an Export.
     const origin = {
-      state: !answered && !state.redelivery ? 'ExportFailedConversation' : 'Export',
+      state: state.start_error
+        ? 'ExportNotStarted'
+        : !answered && !state.redelivery
+          ? 'ExportFailedConversation'
+          : 'Export',
       executionName: execution_name,
     };
     const documents = exportDocuments(record, now.toISOString(), origin);
@@ -109,8 +114,28 @@ export const handler = stageHandler('Export', async ({ state, execution_name }: 
     await (response ? store.complete(pk, response, now) : store.release(pk));
   }
   const answer = response ? { response } : agentFailure(record, state.budget?.agent_seconds);
+  if (record.metadata.response_mode === 'async') await finishStatus(record, answer, now);
   return deferred ? { conversation: record, export_error: deferred, ...answer } : { conversation: record, ...answer };
 });
+
+/**
+ * An asynchronous conversation's status record now says how it ended, with the body a synchronous caller would have
+ * had (GET /conversations/{id}). Only the first end counts: a redelivery's re-export leaves it as it was, but it does
+ * complete a status a failed write left `running`.
+ */
+async function finishStatus(
+  record: ConversationRecord,
+  answer: { response: unknown } | { failure_cause: string },
+  now: Date,
+): Promise<void> {
+  const statuses = conversationStatusStore();
+  if (!statuses) return;
+  await statuses.finish(record.conversation_id, {
+    status: 'response' in answer ? 'completed' : 'failed',
+    body: 'response' in answer ? JSON.stringify(answer.response) : answer.failure_cause,
+    completed_at: record.execution.completed_at ?? now.toISOString(),
+  });
+}
 
 /** RecordOnlyInLogs: neither S3 nor the queue took the record; it is logged whole, once, at ERROR. */
 function logUnsaved(state: ConversationState): ExportOutput {

@@ -14,8 +14,17 @@ import { settings } from './settings.ts';
 export type ClaimResult = { claimed: true } | { claimed: false; existing: IdempotencyRecord };
 
 export interface IdempotencyStore {
-  /** `fingerprint`: what the request asks (requestFingerprint), kept so a reuse for another request is told apart. */
-  claim(pk: string, conversationId: string, now: Date, fingerprint?: string): Promise<ClaimResult>;
+  /**
+   * `fingerprint`: what the request asks (requestFingerprint), kept so a reuse for another request is told apart;
+   * `responseMode`: `async` when the request asked for `Prefer: respond-async`.
+   */
+  claim(
+    pk: string,
+    conversationId: string,
+    now: Date,
+    fingerprint?: string,
+    responseMode?: 'async',
+  ): Promise<ClaimResult>;
   complete(pk: string, response: unknown, now: Date): Promise<void>;
   release(pk: string): Promise<void>;
   /**
@@ -39,7 +48,13 @@ class DynamoIdempotencyStore implements IdempotencyStore {
   static client: DynamoDBClient | null = null;
   constructor(private readonly table: string) {}
 
-  async claim(pk: string, conversationId: string, now: Date, fingerprint?: string): Promise<ClaimResult> {
+  async claim(
+    pk: string,
+    conversationId: string,
+    now: Date,
+    fingerprint?: string,
+    responseMode?: 'async',
+  ): Promise<ClaimResult> {
     const { sdk, db } = await dynamo();
     const nowS = Math.floor(now.getTime() / 1000);
     try {
@@ -53,6 +68,7 @@ class DynamoIdempotencyStore implements IdempotencyStore {
             created_at: { S: now.toISOString() },
             expires_at: { N: String(expiresAt(now, IN_PROGRESS_TTL_SECONDS)) },
             ...(fingerprint ? { request_fingerprint: { S: fingerprint } } : {}),
+            ...(responseMode ? { response_mode: { S: responseMode } } : {}),
           },
           ConditionExpression: 'attribute_not_exists(pk) OR expires_at <= :now',
           ExpressionAttributeValues: { ':now': { N: String(nowS) } },
@@ -73,6 +89,7 @@ class DynamoIdempotencyStore implements IdempotencyStore {
         status: item.status?.S === 'completed' ? 'completed' : 'in_progress',
         conversation_id: item.conversation_id?.S ?? '',
         ...(item.request_fingerprint?.S ? { request_fingerprint: item.request_fingerprint.S } : {}),
+        ...(item.response_mode?.S === 'async' ? { response_mode: 'async' as const } : {}),
         response: item.response?.S,
         created_at: item.created_at?.S ?? '',
         expires_at: Number(item.expires_at?.N ?? 0),
@@ -155,12 +172,19 @@ class FileIdempotencyStore implements IdempotencyStore {
     }
   }
 
-  async claim(pk: string, conversationId: string, now: Date, fingerprint?: string): Promise<ClaimResult> {
+  async claim(
+    pk: string,
+    conversationId: string,
+    now: Date,
+    fingerprint?: string,
+    responseMode?: 'async',
+  ): Promise<ClaimResult> {
     const record: IdempotencyRecord = {
       pk,
       status: 'in_progress',
       conversation_id: conversationId,
       ...(fingerprint ? { request_fingerprint: fingerprint } : {}),
+      ...(responseMode ? { response_mode: responseMode } : {}),
       created_at: now.toISOString(),
       expires_at: expiresAt(now, IN_PROGRESS_TTL_SECONDS),
     };

@@ -9,12 +9,18 @@ import { WEBHOOK_TYPES, type WebhookType } from '../domain/conversation.ts';
 import { DELIVERY_URL_VARIABLES } from '../domain/delivery.ts';
 import { DEFAULT_REDELIVERY_SCHEDULE, parseSchedule } from '../domain/failed-delivery.ts';
 import { DEFAULT_IDEMPOTENCY_TTL_SECONDS } from '../domain/idempotency.ts';
+import { parseApiKeySources } from '../domain/source-identity.ts';
 
 export const DEFAULTS = {
   /** CONVERSATION_EXPORT_S3_BUCKET (locally; on AWS the stack names its bucket). */
   exportBucket: 'revops-conversations',
   agentFunctionName: 'revops-manager-agent-wrapper',
   agentTimeoutMs: 20_000,
+  /**
+   * The agent's timeout in an asynchronous conversation (`Prefer: respond-async`): no caller waits, so it may be
+   * longer, up to what the Express limit leaves (functions/domain/budget.ts, maxAsyncAgentTimeoutMs).
+   */
+  asyncAgentTimeoutMs: 120_000,
   deliveryTimeoutMs: 3_000,
   /**
    * How long the caller waits for its answer (on AWS, API Gateway's integration timeout): Validate's budget keeps
@@ -86,6 +92,7 @@ const HandlerEnv = v.object({
   ENABLE_CONVERSATION_EXPORT: v.optional(flag, 'true'),
   MANAGER_AGENT_FUNCTION_NAME: v.optional(v.string(), DEFAULTS.agentFunctionName),
   MANAGER_AGENT_TIMEOUT_MS: v.optional(positiveInteger, String(DEFAULTS.agentTimeoutMs)),
+  ASYNC_AGENT_TIMEOUT_MS: v.optional(positiveInteger, String(DEFAULTS.asyncAgentTimeoutMs)),
   DEAL_ANALYSIS_WEBHOOK_URL: v.optional(v.string()),
   DATA_ANALYSIS_WEBHOOK_URL: v.optional(v.string()),
   LEAD_ANALYSIS_WEBHOOK_URL: v.optional(v.string()),
@@ -97,6 +104,9 @@ const HandlerEnv = v.object({
   IDEMPOTENCY_TTL_SECONDS: v.optional(positiveInteger, String(DEFAULTS.idempotencyTtlSeconds)),
   IDEMPOTENCY_TABLE_NAME: v.optional(v.string()),
   IDEMPOTENCY_DIR: v.optional(v.string()),
+  STATUS_TABLE_NAME: v.optional(v.string()),
+  STATUS_DIR: v.optional(v.string()),
+  SOURCE_API_KEY_IDS: v.optional(v.string()),
   S3_FORCE_PATH_STYLE: v.optional(flag, 'false'),
 });
 
@@ -106,6 +116,7 @@ export interface Settings {
   exportEnabled: boolean;
   agentFunctionName: string;
   agentTimeoutMs: number;
+  asyncAgentTimeoutMs: number;
   /** Each type's outbound webhook URL; null: not configured (its deliveries go to the failed-delivery store). */
   deliveryUrls: Record<WebhookType, string | null>;
   deliveryTimeoutMs: number;
@@ -116,6 +127,11 @@ export interface Settings {
   /** Where idempotency keys are kept: a DynamoDB table (AWS) or a folder (local); neither: not kept. */
   idempotencyTableName: string | undefined;
   idempotencyDir: string | undefined;
+  /** Where the status of asynchronous conversations is kept: a DynamoDB table (AWS) or a folder (local). */
+  statusTableName: string | undefined;
+  statusDir: string | undefined;
+  /** API key id → its source_system, canonical (AWS, with per-source API keys; empty otherwise). */
+  apiKeySources: Record<string, string>;
   s3ForcePathStyle: boolean;
 }
 
@@ -131,6 +147,7 @@ export function settings(env: Env = process.env): Settings {
     exportEnabled: e.ENABLE_CONVERSATION_EXPORT,
     agentFunctionName: e.MANAGER_AGENT_FUNCTION_NAME,
     agentTimeoutMs: e.MANAGER_AGENT_TIMEOUT_MS,
+    asyncAgentTimeoutMs: e.ASYNC_AGENT_TIMEOUT_MS,
     deliveryUrls,
     deliveryTimeoutMs: e.DELIVERY_TIMEOUT_MS,
     responseTimeoutMs: e.RESPONSE_TIMEOUT_MS,
@@ -139,6 +156,9 @@ export function settings(env: Env = process.env): Settings {
     idempotencyTtlSeconds: e.IDEMPOTENCY_TTL_SECONDS,
     idempotencyTableName: e.IDEMPOTENCY_TABLE_NAME,
     idempotencyDir: e.IDEMPOTENCY_DIR,
+    statusTableName: e.STATUS_TABLE_NAME,
+    statusDir: e.STATUS_DIR,
+    apiKeySources: parseApiKeySources(e.SOURCE_API_KEY_IDS),
     s3ForcePathStyle: e.S3_FORCE_PATH_STYLE,
   };
 }

@@ -27,7 +27,7 @@ export const USAGE = `Usage: webhook-gateway <command>
   deliveries redrive --all [--since ISO] [--type T] [--dry-run] [--url URL]
   deliveries list|redrive … --aws [--stack NAME] [--region R]
                                         the same against a deployed stack (its dead-letter queue)
-  sign --secret whsec_… (--data JSON | --file PATH) [--id ID] [--json]
+  sign --secret whsec_… (--data JSON | --file PATH | --status CONVERSATION_ID) [--id ID] [--json]
                                         Standard Webhooks headers for one request (as curl -H arguments)
   help
 
@@ -61,7 +61,7 @@ async function start(): Promise<number> {
           eventLine(
             new Date().toISOString(),
             'retention',
-            `older than LOCAL_HISTORY_DAYS=${options.historyDays}: ${swept.histories} conversation histories, ${swept.envelopes} settled envelopes, ${swept.logFiles} log files removed; ${swept.keys} expired idempotency keys`,
+            `older than LOCAL_HISTORY_DAYS=${options.historyDays}: ${swept.histories} conversation histories, ${swept.envelopes} settled envelopes, ${swept.logFiles} log files removed; ${swept.keys} expired idempotency keys, ${swept.statuses} expired statuses`,
           ),
         ),
       onRecovery: (recovered, ms) => {

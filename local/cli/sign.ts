@@ -1,12 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
+import { statusSigningPayload } from '../../functions/domain/conversation-status.ts';
 import { type SignedHeaders, signOutbound } from '../../functions/domain/signatures.ts';
 import { CliError } from './shared.ts';
 
 /**
- * `webhook-gateway sign --secret whsec_… (--data JSON | --file body.json) [--id ID] [--json]`: the Standard Webhooks
- * headers a sender puts on one request, as curl arguments (or JSON). The body must then be sent byte for byte.
+ * `webhook-gateway sign --secret whsec_… (--data JSON | --file body.json | --status CONVERSATION_ID) [--id ID]
+ * [--json]`: the Standard Webhooks headers a sender puts on one request, as curl arguments (or JSON). The body must
+ * then be sent byte for byte; `--status` signs `GET /conversations/<id>` (docs/security.md, "Reading a status").
  */
 export async function sign(args: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -15,6 +17,7 @@ export async function sign(args: string[]): Promise<number> {
       secret: { type: 'string' },
       data: { type: 'string' },
       file: { type: 'string' },
+      status: { type: 'string' },
       id: { type: 'string' },
       json: { type: 'boolean' },
     },
@@ -22,9 +25,15 @@ export async function sign(args: string[]): Promise<number> {
   const secret = values.secret ?? process.env.WEBHOOK_SECRET;
   if (!secret) throw new CliError('sign needs --secret whsec_… (or WEBHOOK_SECRET)');
   if (!/^whsec_/.test(secret)) throw new CliError('the secret must start with whsec_');
-  if ((values.data === undefined) === (values.file === undefined))
-    throw new CliError('sign needs exactly one of --data JSON or --file PATH (the exact body you will send)');
-  const body = values.data ?? (await readFile(values.file!, 'utf8'));
+  const given = [values.data, values.file, values.status].filter((v) => v !== undefined).length;
+  if (given !== 1)
+    throw new CliError(
+      'sign needs exactly one of --data JSON or --file PATH (the exact body you will send), or --status CONVERSATION_ID',
+    );
+  const body =
+    values.status !== undefined
+      ? statusSigningPayload(values.status)
+      : (values.data ?? (await readFile(values.file!, 'utf8')));
   let headers: SignedHeaders;
   try {
     headers = signOutbound(secret, values.id ?? `msg_${randomUUID()}`, new Date(), body);

@@ -120,11 +120,18 @@ function deliverySection(
 </section>`;
 }
 
+/** Each workflow's executions, as the conversation page titles them. */
+const EXECUTION_TITLES: Record<string, string> = {
+  conversation: 'Conversation',
+  accept: 'Accept (Prefer: respond-async)',
+  redelivery: 'Redelivery',
+};
+
 function executionSection(execution: ExecutionRecord, index: number): SafeHtml {
   const rows = timeline(execution);
   const t0 = Date.parse(execution.started_at);
   return html`<section class="execution" data-name="${execution.execution_name}" data-machine="${execution.state_machine}">
-  <h3>${execution.state_machine === 'redelivery' ? 'Redelivery' : 'Conversation'} execution <code>${execution.execution_name}</code> ${badge(execution.status)} <small>${execution.started_at}</small></h3>
+  <h3>${EXECUTION_TITLES[execution.state_machine] ?? 'Conversation'} execution <code>${execution.execution_name}</code> ${badge(execution.status)} <small>${execution.started_at}</small></h3>
   ${execution.error ? html`<p class="err">${execution.error}: ${preview(execution.cause ?? '', 300)}</p>` : ''}
   <div class="diagram">${workflowSvg(rows, `arrow-${index}`)}</div>
   <table class="timeline">

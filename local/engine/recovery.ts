@@ -32,6 +32,10 @@ import type { ExecutionJournal, JournalEntry } from './journal.ts';
  *   settles at once (the answer kept for a retry when there is one, freed otherwise); an answer not known to be
  *   delivered goes to the failed-delivery store under the same delivery id, for the redelivery schedule.
  *
+ * An asynchronous conversation is two executions: the accept workflow's (ended once it started the run; cut
+ * before, it ends as a conversation cut before its agent: exported as interrupted, its status `failed`, its key
+ * freed) and the run's, named after the conversation, whose input carries what Validate accepted (recovered as above).
+ *
  * The resumed part is journaled too, so a crash during recovery is recovered at the next start.
  */
 export type RecoveryPlan =
@@ -89,10 +93,33 @@ function withoutBudget(state: unknown): unknown {
   return rest;
 }
 
-/** What to do with one interrupted execution, from its journal entries alone. Pure. */
-export function planRecovery(entries: JournalEntry[], now: Date): RecoveryPlan {
+/**
+ * An execution of the accept workflow (statemachine/accept.asl.json: its Validate is given `{accept: …}`) that was
+ * cut while it started the accepted conversation's run: the run's name (the conversation id) when it is unknown
+ * whether the run began, else null.
+ */
+export function uncertainStart(entries: JournalEntry[]): string | null {
+  if (!lastOf(entries, 'in', ACCEPT_START_STATE) || lastOf(entries, 'out', ACCEPT_START_STATE)) return null;
+  return (
+    (lastOf(entries, 'out', 'Validate')?.d as { conversation?: { conversation_id?: string } } | undefined)?.conversation
+      ?.conversation_id ?? null
+  );
+}
+
+const ACCEPT_START_STATE = 'StartConversation';
+
+/**
+ * What to do with one interrupted execution, from its journal entries alone. Pure. `runBegun`: for an accept
+ * execution cut while it started its run (uncertainStart), whether that run's journal shows it begun.
+ */
+export function planRecovery(entries: JournalEntry[], now: Date, runBegun = false): RecoveryPlan {
   if (entries.some((e) => e.k === 'end')) return { kind: 'ended' };
-  const validated = lastOf(entries, 'out', 'Validate')?.d as ValidateResult | undefined;
+  // The run of an accepted conversation was validated when it was accepted: its input carries that result.
+  const accepted = (entries.find((e) => e.k === 'begin')?.d as { accepted?: ValidateResult } | undefined)?.accepted;
+  const validated = (lastOf(entries, 'out', 'Validate')?.d as ValidateResult | undefined) ?? accepted;
+  // An accept execution that started its run has nothing more to do: the run is journaled (and recovered) itself.
+  // One cut before it did ends as a conversation cut before its agent (below): exported as interrupted.
+  if (lastOf(entries, 'out', ACCEPT_START_STATE) || (uncertainStart(entries) && runBegun)) return { kind: 'ended' };
   if (!validated) {
     const begin = entries.find((e) => e.k === 'begin');
     return { kind: 'unaccepted', input: (begin?.d as ExecutionInput | undefined) ?? null };
@@ -257,20 +284,26 @@ const PARALLEL = 8;
 /** Finish every execution the journal shows interrupted; then forget the old journal. */
 export async function recoverInterrupted(ctx: RecoveryContext): Promise<RecoveredExecution[]> {
   const now = ctx.now ?? (() => new Date());
-  const queue = [...(await ctx.journal.interrupted())];
+  const interrupted = await ctx.journal.interrupted();
+  const queue = [...interrupted];
   const recovered: RecoveredExecution[] = [];
   const unaccepted: [string, ExecutionInput | null][] = [];
   const worker = async () => {
     for (let next = queue.shift(); next; next = queue.shift()) {
       const [name, entries] = next;
-      const plan = planRecovery(entries, now());
+      const run = uncertainStart(entries);
+      // The run is named after its conversation: cut too (then recovered on its own), or ended and saved.
+      const runBegun =
+        run !== null &&
+        (interrupted.has(run) || (await ctx.executions.executions(run)).some((e) => e.execution_name === run));
+      const plan = planRecovery(entries, now(), runBegun);
       if (plan.kind === 'unaccepted') unaccepted.push([name, plan.input]);
       if (plan.kind !== 'resume') continue;
-      const run = ctx.journal.resume(name, plan.startAt);
-      const resumed = await ctx.workflow.run(plan.state, name, { startAt: plan.startAt, observer: run });
+      const journaled = ctx.journal.resume(name, plan.startAt);
+      const resumed = await ctx.workflow.run(plan.state, name, { startAt: plan.startAt, observer: journaled });
       const history = recoveredHistory(name, entries, resumed, plan.startAt, now());
       await ctx.executions.save(plan.conversationId, history);
-      run.end();
+      journaled.end();
       const record = recordOf(history);
       recovered.push({
         execution_name: name,

@@ -1,8 +1,9 @@
 /**
- * The two workflows on the local engine, wired as CDK wires them on AWS: the same ASL files, local ARNs in place
+ * The three workflows on the local engine, wired as CDK wires them on AWS: the same ASL files, local ARNs in place
  * of the real ones, each Lambda ARN routed to the same handler module, the optimized Lambda integration to a real
  * Lambda Invoke of the manager agent (lambda-invoke.ts: the gateway's sample agent unless AWS_ENDPOINT_URL_LAMBDA
- * says otherwise), and the SQS integration to the local failed-delivery store.
+ * says otherwise), the SQS integration to the local failed-delivery store, and the accept workflow's StartExecution
+ * to the gateway, which runs the conversation workflow without anyone waiting for it.
  */
 import path from 'node:path';
 import { STATEMACHINE_DIR } from '../paths.ts';
@@ -13,6 +14,10 @@ export const LOCAL_ACCOUNT = '000000000000';
 export const localFunctionArn = (stage: string) =>
   `arn:aws:lambda:us-east-1:${LOCAL_ACCOUNT}:function:webhook-gateway-${stage}`;
 export const LOCAL_FAILED_DELIVERY_QUEUE_URL = 'local://failed-deliveries';
+export const localStateMachineArn = (name: WorkflowName) =>
+  `arn:aws:states:us-east-1:${LOCAL_ACCOUNT}:stateMachine:${name}`;
+
+export type WorkflowName = 'conversation' | 'redelivery' | 'accept';
 
 export type Stage = 'validate' | 'classify' | 'deliver' | 'export';
 export type StageHandlers = Record<Stage, TaskHandler>;
@@ -48,6 +53,7 @@ export const localSubstitutions = (env: NodeJS.ProcessEnv = process.env) => ({
   DeliverFunctionArn: localFunctionArn('deliver'),
   ExportFunctionArn: localFunctionArn('export'),
   FailedDeliveryQueueUrl: LOCAL_FAILED_DELIVERY_QUEUE_URL,
+  ConversationStateMachineArn: localStateMachineArn('conversation'),
 });
 
 function requiredAgentName(env: NodeJS.ProcessEnv): string {
@@ -57,16 +63,21 @@ function requiredAgentName(env: NodeJS.ProcessEnv): string {
 }
 
 export function localWorkflow(
-  name: 'conversation' | 'redelivery',
+  name: WorkflowName,
   handlers: StageHandlers,
   sendFailedDelivery: TaskHandler,
   retryIntervalOverrides?: Record<string, number | number[]>,
   /** The optimized Lambda integration (the agent); bench only replaces it with an in-process stub. */
   invokeLambda: TaskHandler = (input, task) => invokeLambdaTask(input, task?.timeoutMs),
+  /** The accept workflow's `states:startExecution` (the gateway starts the run); refused where nobody wired it. */
+  startExecution: TaskHandler = async () => {
+    throw new Error('StartExecution is not wired in this local workflow');
+  },
 ): LocalWorkflow {
   const resources: Record<string, TaskHandler> = {
     'arn:aws:states:::sqs:sendMessage': sendFailedDelivery,
     'arn:aws:states:::lambda:invoke': invokeLambda,
+    'arn:aws:states:::states:startExecution': startExecution,
   };
   for (const [stage, handler] of Object.entries(handlers)) resources[localFunctionArn(stage)] = handler;
   return new LocalWorkflow({

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import * as v from 'valibot';
+import { maxAsyncAgentTimeoutMs } from '../../functions/domain/budget.ts';
 import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
 import { DELIVERY_URL_VARIABLES, unsafeDeliveryUrl } from '../../functions/domain/delivery.ts';
 import { parseInboundSecrets, parseSecretsBySource } from '../../functions/domain/signatures.ts';
@@ -122,6 +123,11 @@ export function resolveOptions(
 export function checkEnvironment(env: NodeJS.ProcessEnv = process.env): Settings {
   parseRateLimits(env.RATE_LIMITS);
   const checked = settings(env);
+  const asyncMax = maxAsyncAgentTimeoutMs(checked.deliveryTimeoutMs);
+  if (checked.asyncAgentTimeoutMs > asyncMax)
+    throw new Error(
+      `ASYNC_AGENT_TIMEOUT_MS (${checked.asyncAgentTimeoutMs}) does not fit in the 5-minute Express limit with DELIVERY_TIMEOUT_MS ${checked.deliveryTimeoutMs}: at most ${asyncMax}`,
+    );
   parseInboundSecrets(env.INBOUND_WEBHOOK_SECRETS);
   parseSecretsBySource(env.DELIVERY_SIGNING_SECRETS, 'DELIVERY_SIGNING_SECRETS');
   for (const type of WEBHOOK_TYPES) {

@@ -2,12 +2,17 @@ import { mkdir } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { type ExecutionInput, errorBody, healthBody } from '../../functions/domain/gateway-contract.ts';
+import {
+  type ExecutionInput,
+  errorBody,
+  healthBody,
+  STATUS_ROUTE_PREFIX,
+} from '../../functions/domain/gateway-contract.ts';
 import { injectClientSettings } from '../../functions/shared/clients/injected-settings.ts';
 import { idempotencyStore } from '../../functions/shared/idempotency-store.ts';
 import { DEFAULTS, type Settings, settings } from '../../functions/shared/settings.ts';
 import { consoleRoutes } from '../console/index.ts';
-import type { ExecutionRecord } from '../engine/engine.ts';
+import type { ExecutionRecord, LocalWorkflow } from '../engine/engine.ts';
 import { ExecutionJournal } from '../engine/journal.ts';
 import { type RecoveredExecution, recoverInterrupted } from '../engine/recovery.ts';
 import { LocalRedelivery } from '../engine/redelivery.ts';
@@ -33,7 +38,15 @@ import { parseRateLimits, RateLimiter } from './rate-limiter.ts';
 import { DeliveryReceiver } from './receiver.ts';
 import { type RouteHandler, router } from './router.ts';
 import { handleSampleAgentInvoke } from './sample-agent.ts';
+import { handleConversationStatus } from './status-route.ts';
 import { handleWebhook } from './webhook-route.ts';
+
+/** What the accept workflow's StartConversation state passes to `states:startExecution`. */
+interface StartExecutionParameters {
+  StateMachineArn: string;
+  Name: string;
+  Input: unknown;
+}
 
 export interface RunningGateway {
   url: string;
@@ -56,6 +69,10 @@ export interface RunningGateway {
   recovered: RecoveredExecution[];
   /** Run one conversation exactly as POST /webhook does, without HTTP. */
   runConversation(input: ExecutionInput): Promise<ExecutionRecord>;
+  /** Accept one as POST /webhook with `Prefer: respond-async` does: its run goes on after this settles. */
+  acceptConversation(input: ExecutionInput): Promise<ExecutionRecord>;
+  /** Settles once no execution is in flight (the runs of accepted conversations included). */
+  idle(): Promise<void>;
   /** Stop taking requests, let the conversations in flight finish, then stop everything. */
   close(): Promise<void>;
 }
@@ -132,6 +149,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
       delete defaults.AWS_SECRET_ACCESS_KEY;
     }
     if (!userSettings.idempotencyTableName) defaults.IDEMPOTENCY_DIR = path.join(options.dataDir, 'idempotency');
+    if (!userSettings.statusTableName) defaults.STATUS_DIR = path.join(options.dataDir, 'status');
     if (!process.env.DELIVERY_SIGNING_SECRETS && !process.env.DELIVERY_SIGNING_SECRETS_ARN) {
       const made = await localDeliverySecrets(options.dataDir);
       defaults.DELIVERY_SIGNING_SECRETS = made.json;
@@ -172,6 +190,14 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   const sendFailedDelivery = (params: unknown) => failedDeliveries.sendMessage(params as never);
   const workflow = localWorkflow('conversation', handlers, sendFailedDelivery, options.retryIntervalOverrides);
   const redeliveryWorkflow = localWorkflow('redelivery', handlers, sendFailedDelivery, options.retryIntervalOverrides);
+  const acceptWorkflow = localWorkflow(
+    'accept',
+    handlers,
+    sendFailedDelivery,
+    options.retryIntervalOverrides,
+    undefined,
+    async (params) => startRun(params as StartExecutionParameters),
+  );
   const redelivery = new LocalRedelivery(failedDeliveries, redeliveryWorkflow, executions);
   try {
     // What a crash of the previous process left in flight ends now, before any request (or redelivery) is taken.
@@ -187,11 +213,16 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   }
   options.onRecovery?.(recovered, recoveryMs);
   redelivery.start(options.redeliveryPollMs, options.onRedelivery);
-  const retention = { dataDir: options.dataDir, idempotencyDir: config.idempotencyDir ?? null };
+  const retention = {
+    dataDir: options.dataDir,
+    idempotencyDir: config.idempotencyDir ?? null,
+    statusDir: config.statusDir ?? null,
+  };
   const sweep = async () => {
     try {
       const swept = await sweepLocalHistory(retention, options.historyDays, new Date());
-      if (swept.histories + swept.envelopes + swept.keys + swept.logFiles > 0) options.onSweep?.(swept);
+      if (swept.histories + swept.envelopes + swept.keys + swept.statuses + swept.logFiles > 0)
+        options.onSweep?.(swept);
     } catch (error) {
       console.error(`webhook-gateway: the local history sweep failed: ${(error as Error).message}`);
     }
@@ -204,27 +235,47 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
 
   const inFlight = new Set<Promise<unknown>>();
   /**
-   * Journaled step by step (journal.ts), so that a crash loses nothing; the history is on disk before the caller gets
-   * its answer, so `conversations show` right after a curl finds it.
+   * One execution, journaled step by step (journal.ts: the journal's first line is written before this returns), so
+   * that a crash loses nothing; its history is on disk before the promise settles, so `conversations show` right
+   * after a curl finds it.
    */
-  async function runConversation(input: ExecutionInput): Promise<ExecutionRecord> {
-    const run = journal.begin(input.request_id, input);
-    const running = workflow.run(input, input.request_id, { observer: run });
-    inFlight.add(running);
-    try {
-      const record = await running;
+  function execute(target: LocalWorkflow, input: unknown, name: string): Promise<ExecutionRecord> {
+    const run = journal.begin(name, input);
+    const running = target.run(input, name, { observer: run }).then(async (record) => {
       const conversationId = conversationIdOf(record);
       if (conversationId) await executions.save(conversationId, record);
       run.end();
       return record;
-    } finally {
-      inFlight.delete(running);
-    }
+    });
+    inFlight.add(running);
+    running.then(
+      () => inFlight.delete(running),
+      () => inFlight.delete(running),
+    );
+    return running;
+  }
+  const runConversation = (input: ExecutionInput) => execute(workflow, input, input.request_id);
+  const acceptConversation = (input: ExecutionInput) => execute(acceptWorkflow, input, input.request_id);
+  /**
+   * The accept workflow's StartExecution of the conversation workflow: the run is journaled and under way when this
+   * returns, and nobody waits for it (the caller already has its 202; close() lets it finish).
+   */
+  function startRun(params: StartExecutionParameters) {
+    execute(workflow, params.Input, params.Name).catch((error: Error) =>
+      console.error(`webhook-gateway: conversation ${params.Name} failed: ${error.stack ?? error.message}`),
+    );
+    return { ExecutionArn: `${params.StateMachineArn}:${params.Name}`, StartDate: new Date().toISOString() };
   }
 
   const limiter = new RateLimiter(parseRateLimits(process.env.RATE_LIMITS));
 
-  const webhookContext = { runConversation, limiter, onExecution: options.onExecution };
+  const webhookContext = {
+    runConversation,
+    acceptConversation,
+    limiter,
+    baseUrl: url,
+    onExecution: options.onExecution,
+  };
   const operator = operatorRoutes({ failedDeliveries, redelivery });
   // On a loopback-only listener every legitimate caller is on this machine and names it so: a rebound DNS name is a
   // page on another origin (DNS rebinding), refused even on the public routes. The helper routes (sample agent,
@@ -233,6 +284,10 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   route = router(
     [
       { path: /^\/webhook$/, methods: { POST: publicRoute((req, res) => handleWebhook(req, res, webhookContext)) } },
+      {
+        path: new RegExp(`^${STATUS_ROUTE_PREFIX}([^/]+)$`),
+        methods: { GET: (req, res, m) => handleConversationStatus(req, res, m[1]!, limiter) },
+      },
       {
         path: /^\/health$/,
         methods: {
@@ -298,6 +353,10 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     receiver,
     recovered,
     runConversation,
+    acceptConversation,
+    async idle() {
+      while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
+    },
     async close() {
       if (!server.listening) return;
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));

@@ -7,6 +7,7 @@ import {
   MAX_BODY_BYTES,
   MAX_EXECUTION_INPUT_BYTES,
   pickForwardedHeaders,
+  prefersRespondAsync,
 } from '../../functions/domain/gateway-contract.ts';
 import { claimedSource } from '../../functions/domain/request.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
@@ -17,10 +18,14 @@ import type { RateLimiter } from './rate-limiter.ts';
 
 /**
  * POST /webhook, as the API Gateway integration does it: refuse what never becomes an execution (media type, size,
- * rate), build the execution input (gateway-contract.ts), run the conversation, map its status and error to HTTP.
+ * rate), build the execution input (gateway-contract.ts), run the conversation — or, with `Prefer: respond-async`,
+ * the accept workflow, which starts it without waiting — and map its status and error to HTTP.
  */
 export interface WebhookRouteContext {
   runConversation(input: ExecutionInput): Promise<ExecutionRecord>;
+  acceptConversation(input: ExecutionInput): Promise<ExecutionRecord>;
+  /** The gateway's own base URL (the 202's status URL starts with it; never the request's Host). */
+  baseUrl: string;
   limiter: RateLimiter;
   onExecution?: (summary: RequestSummary) => void;
 }
@@ -31,6 +36,7 @@ function describe(body: unknown): string {
     error?: { code?: string; message?: string };
   };
   if (b.tracking) return `${b.tracking.webhook_type} ${b.tracking.delivery_status}`;
+  if ((body as { status_url?: string }).status_url) return 'accepted: running without the caller';
   return `${b.error?.code ?? 'error'}: ${String(b.error?.message ?? '').slice(0, 120)}`;
 }
 
@@ -100,15 +106,18 @@ export async function handleWebhook(
     );
   }
   const started = performance.now();
-  const record = await ctx.runConversation(input);
+  const record = await (prefersRespondAsync(req.headers.prefer) ? ctx.acceptConversation : ctx.runConversation)(input);
   if (source !== null && limited.allowed && record.error === 'SignatureError') ctx.limiter.refund(source);
-  const result = httpResultForExecution({
-    status: record.status,
-    output: record.output === undefined ? undefined : JSON.stringify(record.output),
-    error: record.error,
-    cause: record.cause,
-  });
-  sendJson(res, result.statusCode, result.body, headers);
+  const result = httpResultForExecution(
+    {
+      status: record.status,
+      output: record.output === undefined ? undefined : JSON.stringify(record.output),
+      error: record.error,
+      cause: record.cause,
+    },
+    ctx.baseUrl,
+  );
+  sendJson(res, result.statusCode, result.body, { ...headers, ...result.headers });
   ctx.onExecution?.({
     http_status: result.statusCode,
     conversation_id: conversationIdOf(record),

@@ -14,7 +14,8 @@ import { listDir, readJson } from './json-files.ts';
  * - each conversation's execution history (`executions/<id>/`) once the conversation is older than that, unless its
  *   delivery is still owed (a pending or dead envelope: an operator may still want to see and redrive it);
  * - failed-delivery envelopes settled (nothing owed any more) longer ago than that;
- * - idempotency keys past their expiry (24 h: they answer nothing any more);
+ * - idempotency keys past their expiry (24 h: they answer nothing any more), and the status records of asynchronous
+ *   conversations past theirs (7 days: GET /conversations/{id} answers 404 for them anyway);
  * - the handlers' log and the built-in receiver's files: each is moved aside to `<name>.<first day>.jsonl` once its
  *   first line is a day old (the writers go on in a fresh file, nothing is lost), and the moved files go when their
  *   last line is older than the retention.
@@ -23,12 +24,14 @@ import { listDir, readJson } from './json-files.ts';
 export interface RetentionPaths {
   dataDir: string;
   idempotencyDir: string | null;
+  statusDir?: string | null;
 }
 
 export interface SweepResult {
   histories: number;
   envelopes: number;
   keys: number;
+  statuses: number;
   logFiles: number;
 }
 
@@ -90,9 +93,10 @@ async function rotateJsonl(file: string, now: number, cutoff: number): Promise<n
   return removed;
 }
 
-function expiredKeyRemoved(file: string, now: number): boolean {
+/** An idempotency key or a status record (both carry `expires_at`, epoch seconds) removed if it expired. */
+function expiredRecordRemoved(file: string, now: number): boolean {
   try {
-    const record = JSON.parse(readFileSync(file, 'utf8')) as IdempotencyRecord;
+    const record = JSON.parse(readFileSync(file, 'utf8')) as Pick<IdempotencyRecord, 'expires_at'>;
     if (!(record.expires_at * 1000 <= now)) return false;
     unlinkSync(file);
     return true;
@@ -102,7 +106,7 @@ function expiredKeyRemoved(file: string, now: number): boolean {
 }
 
 export async function sweepLocalHistory(paths: RetentionPaths, days: number, now: Date): Promise<SweepResult> {
-  const result: SweepResult = { histories: 0, envelopes: 0, keys: 0, logFiles: 0 };
+  const result: SweepResult = { histories: 0, envelopes: 0, keys: 0, statuses: 0, logFiles: 0 };
   const t = now.getTime();
   if (days > 0) {
     const cutoff = t - days * DAY_MS;
@@ -132,7 +136,13 @@ export async function sweepLocalHistory(paths: RetentionPaths, days: number, now
   if (paths.idempotencyDir) {
     for (const name of (await listDir(paths.idempotencyDir)).filter((n) => /^[0-9a-f]{64}\.json$/.test(n))) {
       // Read and delete in one synchronous step: no claim of this process can slip in between and be deleted.
-      if (expiredKeyRemoved(path.join(paths.idempotencyDir, name), t)) result.keys += 1;
+      if (expiredRecordRemoved(path.join(paths.idempotencyDir, name), t)) result.keys += 1;
+      await nextTurn();
+    }
+  }
+  if (paths.statusDir) {
+    for (const name of (await listDir(paths.statusDir)).filter((n) => isConversationId(n.replace(/\.json$/, '')))) {
+      if (expiredRecordRemoved(path.join(paths.statusDir, name), t)) result.statuses += 1;
       await nextTurn();
     }
   }

@@ -41,6 +41,13 @@ describe('inbound Standard Webhooks verification over the raw body', () => {
     expect(res.status).toBe(200);
   });
 
+  it('a correctly signed body that is not JSON is the contract’s 400 INVALID_JSON, not a server error', async () => {
+    const broken = '{"query": "What are the top 5 deals", "source_system": "testing_system",';
+    const res = await world.post(broken, signed(broken));
+    expect(res.status).toBe(400);
+    expect(res.body.error.code).toBe('INVALID_JSON');
+  });
+
   it('the previous secret still verifies during a rotation', async () => {
     expect((await world.post(body, signed(body, PREVIOUS))).status).toBe(200);
   });

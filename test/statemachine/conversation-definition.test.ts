@@ -1,17 +1,13 @@
 import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { SYNC_RESERVES } from '../../functions/domain/budget.ts';
 import { MAX_RETRY_WAIT_MS } from '../../functions/domain/delivery.ts';
 import { loadDefinition } from '../../local/engine/engine.ts';
 import { STATEMACHINE_DIR } from '../../local/paths.ts';
+import { aslValidator } from '../support/asl-validator.ts';
 
 const FILE = path.join(STATEMACHINE_DIR, 'conversation.asl.json');
-const aslValidator = createRequire(import.meta.url)('asl-validator') as (
-  definition: unknown,
-  options?: { checkPaths?: boolean; checkArn?: boolean },
-) => { isValid: boolean; errorsText: (sep?: string) => string };
 
 const SUBSTITUTIONS = {
   ValidateFunctionArn: 'arn:aws:lambda:us-east-1:123456789012:function:validate',

@@ -1,5 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { maxSyncAgentTimeoutMs, msLeft, SYNC_RESERVES, syncBudget } from '../../../functions/domain/budget.ts';
+import {
+  ASYNC_RESERVES,
+  asyncBudget,
+  EXPRESS_LIMIT_MS,
+  maxAsyncAgentTimeoutMs,
+  maxSyncAgentTimeoutMs,
+  msLeft,
+  SYNC_RESERVES,
+  syncBudget,
+} from '../../../functions/domain/budget.ts';
 
 const RECEIVED = '2026-11-29T12:00:00.000Z';
 const at = (ms: number) => new Date(Date.parse(RECEIVED) + ms);
@@ -53,5 +62,27 @@ describe("the synchronous budget (Validate decides it; every later timeout fits 
     expect(msLeft(iso(5_000), at(1_000))).toBe(4_000);
     expect(msLeft(null, at(0))).toBe(Number.POSITIVE_INFINITY);
     expect(msLeft('soon', at(0))).toBe(Number.POSITIVE_INFINITY);
+  });
+});
+
+describe('the asynchronous budget (no caller waits: only the Express limit bounds the run)', () => {
+  it('gives the agent ASYNC_AGENT_TIMEOUT_MS and sets no deadlines', () => {
+    expect(asyncBudget({ asyncAgentTimeoutMs: 120_000, deliveryTimeoutMs: 3_000 })).toEqual({
+      agent_seconds: 120,
+      deliver_by: null,
+      answer_by: null,
+    });
+  });
+
+  it('keeps the agent, Classify, every delivery retry and the export inside the 300 s Express limit', () => {
+    const r = ASYNC_RESERVES;
+    const max = maxAsyncAgentTimeoutMs(3_000);
+    expect(max).toBe(271_000);
+    const worstCase =
+      r.margin + max + r.agentRetryWaits + r.classify + r.deliveryAttempts * 3_000 + r.deliveryRetryWaits + r.tail;
+    expect(worstCase).toBeLessThanOrEqual(EXPRESS_LIMIT_MS);
+    // A longer setting is cut to what fits; slower receivers leave the agent less.
+    expect(asyncBudget({ asyncAgentTimeoutMs: 600_000, deliveryTimeoutMs: 3_000 }).agent_seconds).toBe(271);
+    expect(maxAsyncAgentTimeoutMs(10_000)).toBe(243_000);
   });
 });

@@ -7,6 +7,7 @@ import {
   MAX_BODY_BYTES,
   MAX_EXECUTION_INPUT_BYTES,
   pickForwardedHeaders,
+  prefersRespondAsync,
   TIMED_OUT_STATUS,
 } from '../../../functions/domain/gateway-contract.ts';
 import {
@@ -215,5 +216,47 @@ describe('httpResultForExecution', () => {
     const result = httpResultForExecution({ status: 'TIMED_OUT' });
     expect(result.statusCode).toBe(504);
     expect(result.body).toMatchObject({ success: false, error: { code: 'TIMEOUT', message: expect.any(String) } });
+  });
+});
+
+describe('Prefer: respond-async (RFC 7240) and the 202', () => {
+  it.each([
+    ['respond-async', true],
+    ['Respond-Async', true],
+    ['wait=10, respond-async', true],
+    ['respond-async; foo=bar', true],
+    [['return=minimal', 'respond-async'], true],
+    ['return=minimal', false],
+    ['respond-asynchronously', false],
+    ['x-respond-async', false],
+    [undefined, false],
+  ])('%j → %s', (prefer, expected) => {
+    expect(prefersRespondAsync(prefer as string | string[] | undefined)).toBe(expected);
+  });
+
+  it('an accepted output becomes 202 with the status URL, Location and Preference-Applied', () => {
+    const output = JSON.stringify({
+      accepted: { conversation_id: 'webhook_20261129_123213_a_b_c', source_system: 'a' },
+    });
+    expect(httpResultForExecution({ status: 'SUCCEEDED', output }, 'https://api.example/prod')).toEqual({
+      statusCode: 202,
+      body: {
+        success: true,
+        conversation_id: 'webhook_20261129_123213_a_b_c',
+        status_url: 'https://api.example/prod/conversations/webhook_20261129_123213_a_b_c?source_system=a',
+      },
+      headers: {
+        'preference-applied': 'respond-async',
+        location: 'https://api.example/prod/conversations/webhook_20261129_123213_a_b_c?source_system=a',
+      },
+    });
+  });
+
+  it('a start that failed (ConversationNotStarted) is 503 with its body', () => {
+    const cause = JSON.stringify(errorBody('NOT_STARTED', 'could not be started', { conversation_id: 'x' }));
+    expect(httpResultForExecution({ status: 'FAILED', error: 'ConversationNotStarted', cause })).toEqual({
+      statusCode: 503,
+      body: JSON.parse(cause),
+    });
   });
 });

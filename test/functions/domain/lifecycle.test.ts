@@ -61,6 +61,7 @@ describe('startConversation', () => {
           request_size_bytes: Buffer.byteLength(input.body),
           idempotency_key: null,
           custom: { crm_id: 'opp-1' },
+          response_mode: 'sync',
         },
         webhook_context: {
           source_system: 'testing_system',
@@ -591,5 +592,27 @@ describe('answerToDuplicate (a request whose idempotency key is taken)', () => {
       valid: true,
       duplicate: true,
     });
+  });
+  it('an asynchronous retry of an asynchronous start gets the same 202 (running or not); of a synchronous one, its answer or 409', () => {
+    const async = { mode: 'async' as const, sourceSystem: 'testing_system' };
+    const accepted = { accepted: { conversation_id: 'webhook_first', source_system: 'testing_system' } };
+    for (const status of ['in_progress', 'completed'] as const)
+      expect(answerToDuplicate({ ...taken, status, response_mode: 'async' }, fingerprint, async)).toEqual({
+        valid: true,
+        duplicate: true,
+        error: null,
+        conversation_id: 'webhook_first',
+        response: accepted,
+      });
+    expect(answerToDuplicate({ ...taken, status: 'in_progress' }, fingerprint, async)).toMatchObject({
+      code: 'IDEMPOTENCY_CONFLICT',
+    });
+    // A synchronous retry of an asynchronous start: it cannot wait for a running one (409), gets a finished one's answer.
+    expect(answerToDuplicate({ ...taken, status: 'in_progress', response_mode: 'async' }, fingerprint)).toMatchObject({
+      code: 'IDEMPOTENCY_CONFLICT',
+    });
+    expect(
+      answerToDuplicate({ ...taken, status: 'completed', response_mode: 'async', response: '{"a":1}' }, fingerprint),
+    ).toMatchObject({ duplicate: true, response: { a: 1 } });
   });
 });

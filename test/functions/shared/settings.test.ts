@@ -10,6 +10,7 @@ describe('settings', () => {
       exportEnabled: true,
       agentFunctionName: 'revops-manager-agent-wrapper',
       agentTimeoutMs: 20_000,
+      asyncAgentTimeoutMs: 120_000,
       deliveryUrls: { deal_analysis: null, data_analysis: null, lead_analysis: null, general: null },
       deliveryTimeoutMs: 3_000,
       responseTimeoutMs: 29_000,
@@ -18,10 +19,21 @@ describe('settings', () => {
       idempotencyTtlSeconds: 86_400,
       idempotencyTableName: undefined,
       idempotencyDir: undefined,
+      statusTableName: undefined,
+      statusDir: undefined,
+      apiKeySources: {},
       s3ForcePathStyle: false,
     });
     expect(DEFAULTS.exportBucket).toBe('revops-conversations');
     expect(DEFAULTS.stackName).toBe('WebhookConversationGateway');
+  });
+
+  it('SOURCE_API_KEY_IDS: each API key id → its source, canonical; anything else is refused with the name', () => {
+    expect(settings({ SOURCE_API_KEY_IDS: '{"a1b2c3": "Testing.System"}' }).apiKeySources).toEqual({
+      a1b2c3: 'testing_system',
+    });
+    expect(() => settings({ SOURCE_API_KEY_IDS: '{"k": "../x"}' })).toThrow(/SOURCE_API_KEY_IDS\.k/);
+    expect(() => settings({ SOURCE_API_KEY_IDS: '[1]' })).toThrow(/SOURCE_API_KEY_IDS must be a JSON object/);
   });
 
   it('reads each variable, and an empty one counts as unset', () => {

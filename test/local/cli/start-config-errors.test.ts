@@ -27,6 +27,7 @@ describe('start refuses bad configuration before it listens', () => {
     [{ INBOUND_WEBHOOK_SECRETS: '{"crm": "secret"}' }, /INBOUND_WEBHOOK_SECRETS\.crm\[0\]: secrets must be "whsec_"/],
     [{ GENERAL_WEBHOOK_URL: 'http://crm.example.com/hook' }, /GENERAL_WEBHOOK_URL: delivery URL must use https/],
     [{ DELIVERY_TIMEOUT_MS: '3s' }, /DELIVERY_TIMEOUT_MS must be a positive whole number, got "3s"/],
+    [{ ASYNC_AGENT_TIMEOUT_MS: '300000' }, /ASYNC_AGENT_TIMEOUT_MS \(300000\) does not fit .* at most 271000/],
     [
       { LOCAL_HISTORY_DAYS: '30d' },
       /LOCAL_HISTORY_DAYS must be a whole number of days \(0 keeps everything\), got "30d"/,

@@ -285,3 +285,64 @@ describe('a crash during recovery', () => {
     });
   });
 });
+
+describe('an asynchronous conversation: the accept execution and the run, each cut after each line', () => {
+  async function asyncRun(key: string) {
+    const res = await world.post(SEED_REQUEST, { prefer: 'respond-async', 'idempotency-key': key });
+    expect(res.status).toBe(202);
+    await world.gateway.idle();
+    const id = res.body.conversation_id as string;
+    const accept = (await journalOf(res.headers.get('x-request-id')!)).slice(0, -1);
+    const run = (await journalOf(id)).slice(0, -1);
+    return { id, accept, run };
+  }
+
+  it('plans: the accept ends once it started the run (cut before: interrupted); the run resumes like a synchronous one', async () => {
+    const { accept, run } = await asyncRun('async-plan');
+    expect(accept.map(point)).toEqual([
+      'begin:',
+      'in:Validate',
+      'out:Validate',
+      'in:StartConversation',
+      'out:StartConversation',
+    ]);
+    const now = new Date();
+    const acceptPlans = accept.map((_, i) => planRecovery(accept.slice(0, i + 1), now));
+    expect(acceptPlans.map((p) => (p.kind === 'resume' ? p.startAt : p.kind))).toEqual([
+      'unaccepted',
+      'unaccepted',
+      'ExportFailedConversation',
+      'ExportFailedConversation',
+      'ended',
+    ]);
+    // Cut while starting the run: ended if the run's journal shows it began.
+    expect(planRecovery(accept.slice(0, 4), now, true).kind).toBe('ended');
+    // The run: validated when accepted, so even a cut before its Validate answered is a conversation to close.
+    expect(run[0]!.d).toHaveProperty('accepted');
+    expect(planRecovery(run.slice(0, 1), now)).toMatchObject({
+      startAt: 'ExportFailedConversation',
+      interrupted: true,
+    });
+    expect(planRecovery(run, now)).toMatchObject({ startAt: 'Completed' });
+  });
+
+  it('an accept cut before its run began: exported as interrupted, its status failed, its key freed', async () => {
+    const key = 'async-cut';
+    const { id, accept } = await asyncRun(key);
+    const cut = accept.slice(0, accept.findIndex((e) => point(e) === 'in:StartConversation') + 1);
+    // The stores as that crash left them: the key claimed and the status running (no run began).
+    await idempotencyStore()!.release(idempotencyPk('testing_system', key));
+    await idempotencyStore()!.claim(idempotencyPk('testing_system', key), id, new Date(), undefined, 'async');
+    const statusFile = path.join(world.dataDir, 'status', `${id}.json`);
+    const status = JSON.parse(await readFile(statusFile, 'utf8'));
+    await writeFile(statusFile, JSON.stringify({ ...status, status: 'running', body: undefined }));
+    await rm(path.join(world.dataDir, 'executions', id), { recursive: true, force: true });
+    const [recovered] = await recover(cut);
+    expect(recovered).toMatchObject({ conversation_id: id, outcome: 'interrupted', status: 'interrupted' });
+    expect(await keyStatus(key)).toBeNull();
+    const after = JSON.parse(await readFile(statusFile, 'utf8'));
+    expect(after.status).toBe('failed');
+    expect(JSON.parse(after.body).error.code).toBe('INTERRUPTED');
+    expect((await world.getJson(`${folderOf(id)}conversation.json`)).conversation.execution.status).toBe('interrupted');
+  });
+});

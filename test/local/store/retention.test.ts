@@ -44,9 +44,16 @@ describe('the local history sweep', () => {
     const key = (c: string) => `idempotency/${c.repeat(64)}.json`;
     await put(key('a'), { status: 'completed', expires_at: NOW.getTime() / 1000 - 1 });
     await put(key('b'), { status: 'in_progress', expires_at: NOW.getTime() / 1000 + 60 });
+    await put(`status/${OLD_ID}.json`, { status: 'completed', expires_at: NOW.getTime() / 1000 - 1 });
+    await put(`status/${NEW_ID}.json`, { status: 'running', expires_at: NOW.getTime() / 1000 + 60 });
 
-    const swept = await sweepLocalHistory({ dataDir, idempotencyDir: path.join(dataDir, 'idempotency') }, 30, NOW);
-    expect(swept).toEqual({ histories: 1, envelopes: 1, keys: 1, logFiles: 0 });
+    const swept = await sweepLocalHistory(
+      { dataDir, idempotencyDir: path.join(dataDir, 'idempotency'), statusDir: path.join(dataDir, 'status') },
+      30,
+      NOW,
+    );
+    expect(swept).toEqual({ histories: 1, envelopes: 1, keys: 1, statuses: 1, logFiles: 0 });
+    expect(await ls('status')).toEqual([`${NEW_ID}.json`]);
     expect(await ls('executions')).toEqual([OWED_ID, NEW_ID].sort());
     expect(await ls('failed-deliveries')).toEqual([`${OWED_ID}.json`, `${NEW_ID}.json`].sort());
     expect(await ls('idempotency')).toEqual([`${'b'.repeat(64)}.json`]);

@@ -1,0 +1,63 @@
+import { authorizeStatusRequest, type StatusRequest, statusResult } from '../domain/conversation-status.ts';
+import type { HttpResult } from '../domain/gateway-contract.ts';
+import { conversationStatusStore } from '../shared/conversation-status-store.ts';
+import { logger, stageHandler } from '../shared/powertools.ts';
+import { inboundPolicy } from '../shared/secrets.ts';
+import { settings } from '../shared/settings.ts';
+
+/**
+ * What the status route is given: the parts of API Gateway's Lambda proxy event it reads (the local server builds
+ * the same object for its own GET /conversations/{id}).
+ */
+export interface StatusHttpEvent {
+  pathParameters: { conversation_id?: string } | null;
+  queryStringParameters: Record<string, string | undefined> | null;
+  headers: Record<string, string | undefined> | null;
+  requestContext?: { identity?: { apiKeyId?: string | null } };
+}
+
+export interface StatusHttpResponse {
+  statusCode: number;
+  headers: Record<string, string>;
+  body: string;
+}
+
+/**
+ * GET /conversations/{id}?source_system=…: the status of a conversation started with `Prefer: respond-async`
+ * (docs/contract.md#get-conversationsid). The source proves itself as for a POST (its signature over the request
+ * target, its API key on AWS) before anything is read, and reads only its own conversations.
+ */
+export const handler = stageHandler(
+  'ConversationStatus',
+  async (event: StatusHttpEvent): Promise<StatusHttpResponse> => {
+    const headers: Record<string, string> = {};
+    for (const [name, value] of Object.entries(event.headers ?? {}))
+      if (value !== undefined) headers[name.toLowerCase()] = value;
+    const request: StatusRequest = {
+      conversation_id: event.pathParameters?.conversation_id ?? '',
+      source_system: event.queryStringParameters?.source_system ?? null,
+      headers,
+      api_key_id: event.requestContext?.identity?.apiKeyId ?? null,
+    };
+    const authorized = authorizeStatusRequest(request, await inboundPolicy(), settings().apiKeySources);
+    if (!authorized.ok) {
+      logger.warn('Conversation status request refused', {
+        event_type: 'WEBHOOK_STATUS_REJECTED',
+        conversation_id: request.conversation_id.slice(0, 80),
+        code: (authorized.result.body as { error: { code: string } }).error.code,
+      });
+      return http(authorized.result);
+    }
+    const store = conversationStatusStore();
+    const record = store ? await store.get(request.conversation_id) : null;
+    return http(statusResult(record, request.conversation_id, authorized.source, new Date()));
+  },
+);
+
+function http(result: HttpResult): StatusHttpResponse {
+  return {
+    statusCode: result.statusCode,
+    headers: { 'content-type': 'application/json', ...result.headers },
+    body: JSON.stringify(result.body),
+  };
+}

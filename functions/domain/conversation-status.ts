@@ -1,0 +1,154 @@
+import { isConversationId } from './conversation-id.ts';
+import { errorBody, type HttpResult, STATUS_ROUTE_PREFIX } from './gateway-contract.ts';
+import { type InboundPolicy, verifyInbound } from './signatures.ts';
+import { canonicalSource, MAX_SOURCE_NAME_LENGTH, SOURCE_NAME_PATTERN } from './source-identity.ts';
+
+/**
+ * The status of a conversation started with `Prefer: respond-async` (docs/contract.md#get-conversationsid): one small
+ * record per conversation, written when it is accepted (`running`) and once more when it ends (`completed` or
+ * `failed`, with the body a synchronous call would have returned), kept STATUS_TTL_SECONDS. `GET
+ * /conversations/{id}` reads it. Pure: the store is functions/shared/conversation-status-store.ts.
+ */
+export type ConversationStatus = 'running' | 'completed' | 'failed';
+
+export interface ConversationStatusRecord {
+  conversation_id: string;
+  /** Canonical source_system: only this source may read the record. */
+  source_system: string;
+  status: ConversationStatus;
+  accepted_at: string;
+  completed_at?: string;
+  /** The body a synchronous call would have returned (JSON text), once the conversation ended. */
+  body?: string;
+  /** Epoch seconds; the DynamoDB TTL attribute. */
+  expires_at: number;
+}
+
+/** Status records are kept 7 days: long after any poller gave up; the export is the record for good. */
+export const STATUS_TTL_SECONDS = 7 * 86_400;
+/** Seconds a poller is asked to wait (Retry-After) while the conversation runs. */
+export const STATUS_POLL_SECONDS = 2;
+
+export function runningStatus(conversationId: string, sourceSystem: string, now: Date): ConversationStatusRecord {
+  return {
+    conversation_id: conversationId,
+    source_system: sourceSystem,
+    status: 'running',
+    accepted_at: now.toISOString(),
+    expires_at: Math.floor(now.getTime() / 1000) + STATUS_TTL_SECONDS,
+  };
+}
+
+/** The end of a conversation as its status record keeps it: completed with its 200 body, or failed with its error. */
+export interface StatusOutcome {
+  status: 'completed' | 'failed';
+  body: string;
+  completed_at: string;
+}
+
+/**
+ * What a GET of the status proves and asks: the conversation id (from the path), the source it claims
+ * (`?source_system=`), its Standard Webhooks headers, and on AWS the id of the API key it sent.
+ */
+export interface StatusRequest {
+  conversation_id: string;
+  source_system: string | null;
+  headers: Record<string, string>;
+  /** `$context.identity.apiKeyId` on AWS; null without an API key. */
+  api_key_id: string | null;
+}
+
+/**
+ * What a source signs to read a status: a GET has no body, so the Standard Webhooks signature is computed over the
+ * request target in its place — `id.timestamp.GET /conversations/<id>` — which binds it to this conversation (the
+ * query string and any stage prefix of the URL are not part of it).
+ */
+export function statusSigningPayload(conversationId: string): string {
+  return `GET ${STATUS_ROUTE_PREFIX}${conversationId}`;
+}
+
+const notFound = (conversationId: string): HttpResult => ({
+  statusCode: 404,
+  body: errorBody(
+    'NOT_FOUND',
+    `No asynchronous conversation ${conversationId} of this source_system (statuses are kept ${STATUS_TTL_SECONDS / 86_400} days; the export keeps the record)`,
+  ),
+});
+
+export type StatusAuthorization = { ok: true; source: string } | { ok: false; result: HttpResult };
+
+/**
+ * Decide whether a GET may read statuses of the source it claims, before anything is read: the source is named
+ * and well formed, the API key it sent (on AWS) is that source's own, and it signed the request target as it signs
+ * a POST (a source with a secret must; every source must with REQUIRE_SIGNED_WEBHOOKS). `apiKeySources`: API key id
+ * → canonical source (SOURCE_API_KEY_IDS; empty locally).
+ */
+export function authorizeStatusRequest(
+  request: StatusRequest,
+  policy: InboundPolicy,
+  apiKeySources: Record<string, string> = {},
+): StatusAuthorization {
+  if (!isConversationId(request.conversation_id)) return { ok: false, result: notFound(request.conversation_id) };
+  const claimed = request.source_system;
+  if (!claimed || claimed.length > MAX_SOURCE_NAME_LENGTH || !SOURCE_NAME_PATTERN.test(claimed)) {
+    const message = claimed
+      ? 'source_system must be a source name: letters, digits, _ - ., at most 64 characters'
+      : 'source_system is required: the source that started the conversation';
+    return {
+      ok: false,
+      result: {
+        statusCode: 400,
+        body: errorBody('VALIDATION_ERROR', `Request validation failed: source_system: ${message}`, {
+          details: [{ field: 'source_system', message }],
+        }),
+      },
+    };
+  }
+  const source = canonicalSource(claimed);
+  if (request.api_key_id !== null && Object.hasOwn(apiKeySources, request.api_key_id)) {
+    const bound = apiKeySources[request.api_key_id];
+    if (bound !== source)
+      return {
+        ok: false,
+        result: {
+          statusCode: 403,
+          body: errorBody('SOURCE_MISMATCH', `This API key belongs to another source_system than ${source}`),
+        },
+      };
+  }
+  const trust = verifyInbound(statusSigningPayload(request.conversation_id), request.headers, source, policy);
+  if (!trust.ok)
+    return {
+      ok: false,
+      result: { statusCode: 401, body: errorBody('INVALID_SIGNATURE', `Webhook signature rejected: ${trust.reason}`) },
+    };
+  return { ok: true, source };
+}
+
+/**
+ * The answer to an authorised GET: 404 when there is no such record or it is another source's (the same answer, so
+ * a source learns nothing of others' conversations); otherwise 200 with `status` and, once ended, the body a
+ * synchronous call would have returned. A running conversation asks the poller to come back (Retry-After).
+ */
+export function statusResult(
+  record: ConversationStatusRecord | null,
+  conversationId: string,
+  source: string,
+  now: Date,
+): HttpResult {
+  const noStore = { 'cache-control': 'no-store' };
+  if (!record || record.source_system !== source || record.expires_at <= Math.floor(now.getTime() / 1000))
+    return { ...notFound(conversationId), headers: noStore };
+  if (record.status === 'running' || record.body === undefined)
+    return {
+      statusCode: 200,
+      body: { success: true, conversation_id: conversationId, status: 'running', accepted_at: record.accepted_at },
+      headers: { ...noStore, 'retry-after': String(STATUS_POLL_SECONDS) },
+    };
+  const answer = JSON.parse(record.body) as Record<string, unknown>;
+  return {
+    statusCode: 200,
+    body: { ...answer, conversation_id: conversationId, status: record.status, completed_at: record.completed_at },
+    headers: noStore,
+  };
+}

@@ -1,0 +1,146 @@
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { isConversationId } from '../domain/conversation-id.ts';
+import type { ConversationStatusRecord, StatusOutcome } from '../domain/conversation-status.ts';
+import { tracer } from './powertools.ts';
+import { settings } from './settings.ts';
+
+/**
+ * The status store of asynchronous conversations (functions/domain/conversation-status.ts): one port, two adapters
+ * chosen by configuration.
+ * - STATUS_TABLE_NAME: DynamoDB, one item per conversation (`conversation_id`), TTL on `expires_at` (AWS);
+ * - STATUS_DIR: one JSON file per conversation (local);
+ * - neither: no asynchronous conversations (an accept refuses to start without a store).
+ */
+export interface ConversationStatusStore {
+  /** The conversation was accepted: its record says `running`. */
+  accept(record: ConversationStatusRecord): Promise<void>;
+  /**
+   * The conversation ended: record how, once. Only a `running` record changes (a redelivery re-exporting the
+   * conversation leaves the first answer as it was); returns whether it did.
+   */
+  finish(conversationId: string, outcome: StatusOutcome): Promise<boolean>;
+  get(conversationId: string): Promise<ConversationStatusRecord | null>;
+}
+
+/** Loaded on first use: a stage that never touches a status record never pays for the SDK's import. */
+const dynamo = async () => {
+  const sdk = await import('@aws-sdk/client-dynamodb');
+  DynamoStatusStore.client ??= tracer.captureAWSv3Client(new sdk.DynamoDBClient({}));
+  return { sdk, db: DynamoStatusStore.client };
+};
+
+class DynamoStatusStore implements ConversationStatusStore {
+  static client: DynamoDBClient | null = null;
+  constructor(private readonly table: string) {}
+
+  async accept(record: ConversationStatusRecord): Promise<void> {
+    const { sdk, db } = await dynamo();
+    await db.send(
+      new sdk.PutItemCommand({
+        TableName: this.table,
+        Item: {
+          conversation_id: { S: record.conversation_id },
+          source_system: { S: record.source_system },
+          status: { S: record.status },
+          accepted_at: { S: record.accepted_at },
+          expires_at: { N: String(record.expires_at) },
+        },
+      }),
+    );
+  }
+
+  async finish(conversationId: string, outcome: StatusOutcome): Promise<boolean> {
+    const { sdk, db } = await dynamo();
+    try {
+      await db.send(
+        new sdk.UpdateItemCommand({
+          TableName: this.table,
+          Key: { conversation_id: { S: conversationId } },
+          UpdateExpression: 'SET #s = :status, #b = :body, completed_at = :at',
+          ConditionExpression: '#s = :running',
+          ExpressionAttributeNames: { '#s': 'status', '#b': 'body' },
+          ExpressionAttributeValues: {
+            ':status': { S: outcome.status },
+            ':body': { S: outcome.body },
+            ':at': { S: outcome.completed_at },
+            ':running': { S: 'running' },
+          },
+        }),
+      );
+      return true;
+    } catch (error) {
+      if ((error as Error).name === 'ConditionalCheckFailedException') return false;
+      throw error;
+    }
+  }
+
+  async get(conversationId: string): Promise<ConversationStatusRecord | null> {
+    const { sdk, db } = await dynamo();
+    const out = await db.send(
+      new sdk.GetItemCommand({
+        TableName: this.table,
+        Key: { conversation_id: { S: conversationId } },
+        ConsistentRead: true,
+      }),
+    );
+    const item = out.Item;
+    if (!item) return null;
+    const status = item.status?.S;
+    return {
+      conversation_id: conversationId,
+      source_system: item.source_system?.S ?? '',
+      status: status === 'completed' || status === 'failed' ? status : 'running',
+      accepted_at: item.accepted_at?.S ?? '',
+      ...(item.completed_at?.S ? { completed_at: item.completed_at.S } : {}),
+      ...(item.body?.S ? { body: item.body.S } : {}),
+      expires_at: Number(item.expires_at?.N ?? 0),
+    };
+  }
+}
+
+class FileStatusStore implements ConversationStatusStore {
+  constructor(private readonly dir: string) {}
+
+  private file(conversationId: string): string {
+    if (!isConversationId(conversationId)) throw new Error(`not a conversation id: ${conversationId}`);
+    return path.join(this.dir, `${conversationId}.json`);
+  }
+
+  /** Written whole to a temporary file, then renamed over: a reader never sees half a record. */
+  private async write(record: ConversationStatusRecord): Promise<void> {
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    const file = this.file(record.conversation_id);
+    const temporary = `${file}.${process.pid}.tmp`;
+    await writeFile(temporary, JSON.stringify(record), { mode: 0o600 });
+    await rename(temporary, file);
+  }
+
+  async accept(record: ConversationStatusRecord): Promise<void> {
+    await this.write(record);
+  }
+
+  async finish(conversationId: string, outcome: StatusOutcome): Promise<boolean> {
+    const record = await this.get(conversationId);
+    if (record?.status !== 'running') return false;
+    await this.write({ ...record, ...outcome });
+    return true;
+  }
+
+  async get(conversationId: string): Promise<ConversationStatusRecord | null> {
+    try {
+      return JSON.parse(await readFile(this.file(conversationId), 'utf8')) as ConversationStatusRecord;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT' || error instanceof SyntaxError) return null;
+      throw error;
+    }
+  }
+}
+
+export function conversationStatusStore(): ConversationStatusStore | null {
+  const { statusTableName, statusDir } = settings();
+  if (statusTableName) return new DynamoStatusStore(statusTableName);
+  if (statusDir) return new FileStatusStore(statusDir);
+  return null;
+}

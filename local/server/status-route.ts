@@ -1,0 +1,56 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { StatusHttpEvent } from '../../functions/conversation-status/handler.ts';
+import { canonicalSource } from '../../functions/domain/source-identity.ts';
+import { sendJson } from './http.ts';
+import type { RateLimiter } from './rate-limiter.ts';
+
+/**
+ * GET /conversations/{id}, as API Gateway does it: the same status Lambda handler (functions/conversation-status/),
+ * given the proxy event's fields it reads; the source's rate limit counts the request as a usage plan does (a 401
+ * gives its token back, as for POST /webhook).
+ */
+export async function handleConversationStatus(
+  req: IncomingMessage,
+  res: ServerResponse,
+  conversationId: string,
+  limiter: RateLimiter,
+): Promise<void> {
+  req.resume();
+  const query = new URL(req.url ?? '/', 'http://local').searchParams;
+  const claimed = query.get('source_system');
+  const source = claimed ? canonicalSource(claimed) : null;
+  const limited = source === null ? ({ allowed: true } as const) : limiter.take(source);
+  if (!limited.allowed) {
+    return sendJson(
+      res,
+      429,
+      {
+        success: false,
+        error: { code: 'RATE_LIMITED', message: `Too many requests from ${source}: ${limited.reason}` },
+      },
+      { 'retry-after': String(limited.retryAfterSeconds) },
+    );
+  }
+  const event: StatusHttpEvent = {
+    pathParameters: { conversation_id: decoded(conversationId) },
+    queryStringParameters: Object.fromEntries(query),
+    headers: Object.fromEntries(
+      Object.entries(req.headers).map(([name, value]) => [name, Array.isArray(value) ? value.join(', ') : value]),
+    ),
+    requestContext: { identity: { apiKeyId: null } },
+  };
+  const { handler } = await import('../../functions/conversation-status/handler.ts');
+  const response = await handler(event);
+  if (source !== null && response.statusCode === 401) limiter.refund(source);
+  res.writeHead(response.statusCode, { ...response.headers, 'content-length': Buffer.byteLength(response.body) });
+  res.end(response.body);
+}
+
+/** The path segment as API Gateway passes a path parameter: percent-decoded (left as sent when it is not valid). */
+function decoded(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
+}

@@ -1,0 +1,111 @@
+import { describe, expect, it } from 'vitest';
+import {
+  authorizeStatusRequest,
+  runningStatus,
+  STATUS_TTL_SECONDS,
+  type StatusRequest,
+  statusResult,
+  statusSigningPayload,
+} from '../../../functions/domain/conversation-status.ts';
+import { OPEN_POLICY, signOutbound } from '../../../functions/domain/signatures.ts';
+
+const ID = 'webhook_20261129_123213_testing_phase3valid_a0ci3ntgci';
+const SECRET = `whsec_${Buffer.from('a-secret-of-thirty-two-bytes!!!!').toString('base64')}`;
+const NOW = new Date('2026-11-29T12:35:00Z');
+const request = (overrides: Partial<StatusRequest> = {}): StatusRequest => ({
+  conversation_id: ID,
+  source_system: 'testing_system',
+  headers: {},
+  api_key_id: null,
+  ...overrides,
+});
+
+describe('who may read a status', () => {
+  it('an unsigned source (no secret) names itself, in any spelling: its canonical form', () => {
+    expect(authorizeStatusRequest(request({ source_system: 'Testing.System' }), OPEN_POLICY)).toEqual({
+      ok: true,
+      source: 'testing_system',
+    });
+  });
+
+  it('no source named → 400; a malformed one → 400; an id that cannot exist → 404', () => {
+    const missing = authorizeStatusRequest(request({ source_system: null }), OPEN_POLICY);
+    expect(missing).toMatchObject({ ok: false, result: { statusCode: 400 } });
+    expect(authorizeStatusRequest(request({ source_system: '../etc' }), OPEN_POLICY)).toMatchObject({
+      result: { statusCode: 400 },
+    });
+    expect(authorizeStatusRequest(request({ conversation_id: '../../x' }), OPEN_POLICY)).toMatchObject({
+      result: { statusCode: 404, body: { error: { code: 'NOT_FOUND' } } },
+    });
+  });
+
+  it('a source with a secret signs `GET /conversations/<id>`: a signature over anything else is refused', () => {
+    const policy = { secrets: { testing_system: [SECRET] }, requireSignature: false };
+    const sign = (payload: string) => signOutbound(SECRET, 'msg_1', new Date(), payload) as never;
+    expect(authorizeStatusRequest(request(), policy)).toMatchObject({ result: { statusCode: 401 } });
+    expect(authorizeStatusRequest(request({ headers: sign(statusSigningPayload(ID)) }), policy)).toEqual({
+      ok: true,
+      source: 'testing_system',
+    });
+    expect(authorizeStatusRequest(request({ headers: sign('') }), policy)).toMatchObject({
+      result: { statusCode: 401 },
+    });
+    expect(
+      authorizeStatusRequest(request({ headers: sign(statusSigningPayload(`${ID.slice(0, -1)}x`)) }), policy),
+    ).toMatchObject({ result: { statusCode: 401 } });
+  });
+
+  it('REQUIRE_SIGNED_WEBHOOKS: a source without a secret cannot read at all', () => {
+    expect(authorizeStatusRequest(request(), { secrets: {}, requireSignature: true })).toMatchObject({
+      result: { statusCode: 401 },
+    });
+  });
+
+  it("an API key (AWS) may read only as its own source: another's → 403 SOURCE_MISMATCH", () => {
+    const keys = { k1: 'testing_system', k2: 'other_system' };
+    expect(authorizeStatusRequest(request({ api_key_id: 'k1' }), OPEN_POLICY, keys)).toMatchObject({ ok: true });
+    expect(authorizeStatusRequest(request({ api_key_id: 'k2' }), OPEN_POLICY, keys)).toMatchObject({
+      result: { statusCode: 403, body: { error: { code: 'SOURCE_MISMATCH' } } },
+    });
+  });
+});
+
+describe('what a status answers', () => {
+  const running = runningStatus(ID, 'testing_system', new Date('2026-11-29T12:32:14Z'));
+
+  it('running: 200, status running, come back in 2 s, never cached', () => {
+    expect(statusResult(running, ID, 'testing_system', NOW)).toEqual({
+      statusCode: 200,
+      body: { success: true, conversation_id: ID, status: 'running', accepted_at: '2026-11-29T12:32:14.000Z' },
+      headers: { 'cache-control': 'no-store', 'retry-after': '2' },
+    });
+  });
+
+  it('completed: the synchronous 200 body with status; failed: the error body with status', () => {
+    const body = {
+      success: true,
+      conversation_id: ID,
+      response: { content: 'hi' },
+      tracking: { webhook_type: 'general' },
+    };
+    const done = { ...running, status: 'completed' as const, body: JSON.stringify(body), completed_at: 'T' };
+    expect(statusResult(done, ID, 'testing_system', NOW).body).toEqual({
+      ...body,
+      status: 'completed',
+      completed_at: 'T',
+    });
+    const error = { success: false, error: { code: 'TIMEOUT', message: 'm', conversation_id: ID } };
+    const failed = { ...running, status: 'failed' as const, body: JSON.stringify(error), completed_at: 'T' };
+    expect(statusResult(failed, ID, 'testing_system', NOW).body).toMatchObject({ ...error, status: 'failed' });
+  });
+
+  it("another source's record, no record and an expired one all answer the same 404", () => {
+    const other = statusResult(running, ID, 'other_system', NOW);
+    const none = statusResult(null, ID, 'testing_system', NOW);
+    const later = new Date(NOW.getTime() + (STATUS_TTL_SECONDS + 60) * 1000);
+    const expired = statusResult(running, ID, 'testing_system', later);
+    expect(other).toEqual(none);
+    expect(expired).toEqual(none);
+    expect(none.statusCode).toBe(404);
+  });
+});
