@@ -12,7 +12,8 @@ import { listDir, readJson } from './json-files.ts';
  * Local history retention (LOCAL_HISTORY_DAYS, default 30; 0 keeps everything; docs/operations.md, "Local history
  * retention"). The running gateway sweeps at start and every hour:
  * - each conversation's execution history (`executions/<id>/`) once the conversation is older than that, unless its
- *   delivery is still owed (a pending or dead envelope: an operator may still want to see and redrive it);
+ *   delivery is still owed (a pending or dead envelope: an operator may still want to see and redrive it; an
+ *   envelope the sweep cannot read counts as owed);
  * - failed-delivery envelopes settled (nothing owed any more) longer ago than that;
  * - idempotency keys past their expiry (24 h: they answer nothing any more), and the status records of asynchronous
  *   conversations past theirs (7 days: GET /conversations/{id} answers 404 for them anyway);
@@ -105,6 +106,21 @@ function expiredRecordRemoved(file: string, now: number): boolean {
   }
 }
 
+/**
+ * Whether a conversation's delivery (or export) may still be owed: its envelope is pending or dead, or exists but
+ * cannot be read as one (being repaired, written by a newer version): only a missing or settled envelope lets its
+ * history go.
+ */
+async function deliveryMayBeOwed(envelopeFile: string): Promise<boolean> {
+  let stored: unknown;
+  try {
+    stored = await readJson<unknown>(envelopeFile);
+  } catch {
+    return true;
+  }
+  return stored !== null && readEnvelope(stored)?.state !== 'settled';
+}
+
 export async function sweepLocalHistory(paths: RetentionPaths, days: number, now: Date): Promise<SweepResult> {
   const result: SweepResult = { histories: 0, envelopes: 0, keys: 0, statuses: 0, logFiles: 0 };
   const t = now.getTime();
@@ -114,8 +130,7 @@ export async function sweepLocalHistory(paths: RetentionPaths, days: number, now
     const executionsDir = path.join(paths.dataDir, 'executions');
     for (const id of (await listDir(executionsDir)).filter(isConversationId)) {
       if (!(idTimeMs(id) < cutoff)) continue;
-      const envelope = readEnvelope(await readJson<unknown>(path.join(envelopesDir, `${id}.json`)).catch(() => null));
-      if (envelope && envelope.state !== 'settled') continue;
+      if (await deliveryMayBeOwed(path.join(envelopesDir, `${id}.json`))) continue;
       await rm(path.join(executionsDir, id), { recursive: true, force: true });
       result.histories += 1;
     }

@@ -83,6 +83,26 @@ describe('the local history sweep', () => {
     expect(await ls('receiver')).toEqual(['deal_analysis.jsonl']); // its first line is an hour old
   });
 
+  it('never removes the history or envelope of a conversation whose delivery or export is still owed', async () => {
+    const PENDING_ID = 'webhook_20260201_100000_testing_phase3valid_pend000001';
+    const EXPORT_ID = 'webhook_20260201_100000_testing_phase3valid_expo000001';
+    const UNREADABLE_ID = 'webhook_20260201_100000_testing_phase3valid_unre000001';
+    const FOREIGN_ID = 'webhook_20260201_100000_testing_phase3valid_fore000001';
+    const owed = [PENDING_ID, EXPORT_ID, UNREADABLE_ID, FOREIGN_ID].sort();
+    for (const id of [...owed, OLD_ID]) await put(`executions/${id}/x_run.json`, {});
+    const old = '2026-02-02T00:00:00Z';
+    await put(`failed-deliveries/${PENDING_ID}.json`, envelope(PENDING_ID, 'pending', old));
+    await put(`failed-deliveries/${EXPORT_ID}.json`, { ...envelope(EXPORT_ID, 'pending', old), owed: 'export' });
+    await put(`failed-deliveries/${UNREADABLE_ID}.json`, '{"version":1,"state":"sett');
+    await put(`failed-deliveries/${FOREIGN_ID}.json`, { ...envelope(FOREIGN_ID, 'settled', old), version: 2 });
+    await put(`failed-deliveries/${OLD_ID}.json`, envelope(OLD_ID, 'settled', old));
+
+    const swept = await sweepLocalHistory({ dataDir, idempotencyDir: null }, 30, NOW);
+    expect(swept).toMatchObject({ histories: 1, envelopes: 1 });
+    expect(await ls('executions')).toEqual(owed);
+    expect(await ls('failed-deliveries')).toEqual(owed.map((id) => `${id}.json`));
+  });
+
   it('LOCAL_HISTORY_DAYS=0 keeps every history (expired keys still go)', async () => {
     await put(`executions/${OLD_ID}/x_run.json`, {});
     const swept = await sweepLocalHistory({ dataDir, idempotencyDir: null }, 0, NOW);
