@@ -72,6 +72,14 @@ export interface TemplateFacts {
   buckets: { versioning: string; encryption: string; bucket_key: boolean; transitions: unknown[] }[];
   /** data_protection: the log group masks signatures and secrets, so CloudWatch scans what it ingests. */
   log_groups?: { retention_days: number | null; data_protection: boolean }[];
+  /** X-Ray sampling rules the stack creates (none: X-Ray's default rule, 1 request/s and 5 % of the rest). */
+  sampling_rules?: {
+    service_type: string;
+    service_name: string;
+    priority: number;
+    reservoir_size: number;
+    fixed_rate: number;
+  }[];
 }
 
 /** What infra/ synthesized to when this bench was written; used only when synthesis fails. */
@@ -107,14 +115,15 @@ export const FALLBACK_FACTS: TemplateFacts = {
   log_groups: [{ retention_days: 30, data_protection: true }],
 };
 
-/** I/O on AWS that a local run cannot measure. Scenario `instant` matches the bench's instant agent and receiver. */
+/** I/O on AWS that a local run cannot measure; every scenario differs only in the agent's latency. */
 export interface IoAssumptions {
   name: string;
+  /** The agent's own time (InvokeManagerAgent waits for it; no Lambda of ours does). */
   agent_ms: number;
   receiver_ms: number;
   /** Network round trip from the Deliver function to the receiver (HTTPS, connection reused), beyond its own time. */
   receiver_rtt_ms: number;
-  /** Lambda Invoke API round trip from the InvokeManagerAgent function to the agent, beyond the agent's own time. */
+  /** Lambda Invoke API round trip from Step Functions to the agent, beyond the agent's own time. */
   agent_invoke_overhead_ms: number;
   /** The four PUTs run in parallel: one PUT's latency. */
   s3_put_ms: number;
@@ -122,34 +131,43 @@ export interface IoAssumptions {
   task_dispatch_ms: number;
   /** Local CPU time × this = time on a 256 MB Lambda (a full vCPU comes at 1,769 MB). */
   cpu_scale_at_256mb: number;
-  /** Share of conversations X-Ray records (default rule: 1 request/s reservoir + 5 %: at 1 M/month ≈ 0.4/s, nearly all). */
-  xray_sampled_share: number;
+  /** Conversations a month, evenly spread: with the sampling rules, how many X-Ray records. */
+  conversations_per_month: number;
 }
 
-export const SCENARIOS: IoAssumptions[] = [
-  {
-    name: 'instant agent and receiver (as benched)',
-    agent_ms: 0,
-    receiver_ms: 0,
-    receiver_rtt_ms: 20,
-    agent_invoke_overhead_ms: 15,
-    s3_put_ms: 25,
-    task_dispatch_ms: 15,
-    cpu_scale_at_256mb: 1769 / 256,
-    xray_sampled_share: 1,
-  },
-  {
-    name: 'typical: 3 s agent, 200 ms receiver',
-    agent_ms: 3000,
-    receiver_ms: 200,
-    receiver_rtt_ms: 20,
-    agent_invoke_overhead_ms: 15,
-    s3_put_ms: 25,
-    task_dispatch_ms: 15,
-    cpu_scale_at_256mb: 1769 / 256,
-    xray_sampled_share: 1,
-  },
-];
+/** The agent latencies the cost is given for (ms); the receiver answers in 200 ms in each. */
+export const AGENT_LATENCIES_MS = [0, 2_500, 10_000] as const;
+
+const scenario = (agentMs: number): IoAssumptions => ({
+  name: `agent ${agentMs / 1000} s, receiver 200 ms`,
+  agent_ms: agentMs,
+  receiver_ms: 200,
+  receiver_rtt_ms: 20,
+  agent_invoke_overhead_ms: 15,
+  s3_put_ms: 25,
+  task_dispatch_ms: 15,
+  cpu_scale_at_256mb: 1769 / 256,
+  conversations_per_month: 1e6,
+});
+export const SCENARIOS: IoAssumptions[] = AGENT_LATENCIES_MS.map(scenario);
+
+/** X-Ray's default rule where the stack has none for its API stage: 1 request a second, then 5 %. */
+const DEFAULT_SAMPLING = { reservoir_size: 1, fixed_rate: 0.05 };
+
+/**
+ * Share of conversations X-Ray records. The trace starts at the API stage (its sampling decision travels with the
+ * request to the state machine and the functions), so the rule for `AWS::ApiGateway::Stage` (or `*`) with the lowest
+ * priority number applies: each second its reservoir first, then the fixed rate of the rest.
+ */
+export function sampledShare(facts: TemplateFacts, conversationsPerMonth: number): number {
+  const rule =
+    [...(facts.sampling_rules ?? [])]
+      .filter((r) => r.service_type === 'AWS::ApiGateway::Stage' || r.service_type === '*')
+      .sort((a, b) => a.priority - b.priority)[0] ?? DEFAULT_SAMPLING;
+  const perSecond = conversationsPerMonth / (30 * 86_400);
+  const reserved = Math.min(perSecond, rule.reservoir_size);
+  return (reserved + rule.fixed_rate * (perSecond - reserved)) / perSecond;
+}
 
 export interface CostLine {
   item: string;
@@ -166,16 +184,16 @@ export interface CostResult {
   biggest: string;
   /** Bytes per conversation that each log source sends to CloudWatch Logs (estimates marked in the item names). */
   log_bytes: Record<string, number>;
+  /** Every byte the conversation sends to CloudWatch Logs. */
+  log_bytes_total: number;
   /** Modelled billed durations (ms) per stage and of the Express execution. */
   durations_ms: Record<string, number>;
   /** Changes to the stack or the code and what each would save per 1 M conversations (same model). */
   alternatives: { change: string; usd_per_million_saved: number; total_after: number }[];
 }
 
-/** One Express log event's envelope (id, type, previous_event_id, timestamp, execution ARN, redrive_count): ~350 bytes. */
-const EXPRESS_EVENT_ENVELOPE_BYTES = 350;
-/** Express cuts execution data in log events at 248 KB (docs/performance.md, cost model). */
-const EXPRESS_PAYLOAD_CAP = 248 * 1024;
+/** The log line of the Express execution history: the events of the local run rendered as Express logs them. */
+export const EXPRESS_LOG_ITEM = 'Express execution history (measured)';
 /** Lambda platform lines per invocation in Text format: START, END, REPORT (with the X-Ray line when tracing). */
 const LAMBDA_PLATFORM_BYTES = 90 + 60 + 260;
 
@@ -200,35 +218,9 @@ const CONTEXT_SAMPLES: Record<string, string> = {
 };
 
 export function accessLogLineBytes(format: string | null): number {
-  if (!format) return 650;
+  if (!format) return 0;
   const line = format.replace(/\$context\.([A-Za-z.]+)/g, (_, name: string) => CONTEXT_SAMPLES[name] ?? 'x'.repeat(10));
   return Buffer.byteLength(line) + 1;
-}
-
-/**
- * Express execution-data logging (level ALL, includeExecutionData): AWS writes, per Lambda task state,
- * TaskStateEntered (input), TaskScheduled (the same input as parameters), TaskStarted, TaskSucceeded (output) and
- * TaskStateExited (output); per other state an Entered (input) and an Exited (output) event; plus ExecutionStarted
- * (input) and ExecutionSucceeded (output). Each payload is a JSON string inside the event (escaped), cut at 248 KB.
- */
-export function expressLogBytes(
-  states: OverheadResult['per_conversation']['states'],
-  executionInput: number,
-  executionOutput: number,
-): { bytes: number; events: number } {
-  const cap = (n: number) => Math.min(n, EXPRESS_PAYLOAD_CAP);
-  let bytes = cap(executionInput) + cap(executionOutput);
-  let events = 2;
-  for (const s of states) {
-    if (s.type === 'Task') {
-      bytes += 2 * cap(s.input_bytes) + 2 * cap(s.output_bytes);
-      events += 5;
-    } else {
-      bytes += cap(s.input_bytes) + cap(s.output_bytes);
-      events += 2;
-    }
-  }
-  return { bytes: bytes + events * EXPRESS_EVENT_ENVELOPE_BYTES, events };
 }
 
 export function costPerMillion(facts: TemplateFacts, measured: OverheadResult, io: IoAssumptions): CostResult {
@@ -303,24 +295,31 @@ export function costPerMillion(facts: TemplateFacts, measured: OverheadResult, i
     facts.state_machines.find((m) => m.conversation) ??
     facts.state_machines.find((m) => m.type === 'EXPRESS') ??
     facts.state_machines[0];
-  const express =
-    machine && machine.log_level === 'ALL'
-      ? expressLogBytes(pc.states, pc.execution_input_bytes, pc.execution_output_bytes)
-      : { bytes: 0, events: 0 };
-  if (machine && !machine.include_execution_data) express.bytes = express.events * EXPRESS_EVENT_ENVELOPE_BYTES;
+  // Measured: the events the local engine's run of the same ASL becomes in the Express log (level ALL).
+  const logged = pc.express_log;
+  const express = {
+    events: machine && machine.log_level === 'ALL' ? logged.events : 0,
+    bytes:
+      machine && machine.log_level === 'ALL'
+        ? machine.include_execution_data
+          ? logged.bytes
+          : logged.bytes_without_data
+        : 0,
+  };
   const stage = facts.api_stages[0];
   const logBytes: Record<string, number> = {
-    'Express execution history (estimate)': express.bytes,
+    [EXPRESS_LOG_ITEM]: express.bytes,
     'handler log lines (measured)': pc.handler_log_bytes,
     'EMF metric lines (measured)': pc.emf_bytes,
     'Lambda START/END/REPORT lines (estimate)': invocations * LAMBDA_PLATFORM_BYTES,
-    'API access log line (estimate from the format)':
-      stage?.access_log_format !== undefined ? accessLogLineBytes(stage.access_log_format) : 0,
+    'API access log line (estimate from the format)': accessLogLineBytes(stage?.access_log_format ?? null),
   };
   for (const [name, bytes] of Object.entries(logBytes)) {
     add(
       `CloudWatch Logs ingestion: ${name}`,
-      `${(bytes / 1024).toFixed(1)} KB`,
+      name === EXPRESS_LOG_ITEM
+        ? `${(bytes / 1024).toFixed(1)} KB in ${express.events} events${machine?.include_execution_data ? ' with data' : ', no data'}`
+        : `${(bytes / 1024).toFixed(1)} KB`,
       (bytes / 1024 ** 3) * PRICES.logs_ingest_gb,
     );
   }
@@ -342,11 +341,12 @@ export function costPerMillion(facts: TemplateFacts, measured: OverheadResult, i
     );
 
   const traced = facts.functions.some((f) => f.tracing === 'Active') || machine?.tracing || stage?.tracing;
+  const sampled = traced ? sampledShare(facts, io.conversations_per_month) : 0;
   if (traced)
     add(
       'X-Ray traces recorded',
-      `${io.xray_sampled_share} trace (sampled share)`,
-      io.xray_sampled_share * PRICES.xray_trace_recorded,
+      `${(sampled * 100).toFixed(1)} % of conversations (sampling rule, ${(io.conversations_per_month / 1e6).toFixed(0)} M/month)`,
+      sampled * PRICES.xray_trace_recorded,
     );
 
   // Data out: the HTTP answer to the caller and the delivery to the receiver (both leave AWS).
@@ -368,7 +368,7 @@ export function costPerMillion(facts: TemplateFacts, measured: OverheadResult, i
   // A logged byte costs its ingestion and, with the masking policy, its scan.
   const perLoggedGb = (bytes: number) =>
     perGb(bytes) * (masking ? 1 + PRICES.logs_data_protection_scanned_gb / PRICES.logs_ingest_gb : 1);
-  const withoutData = express.events * EXPRESS_EVENT_ENVELOPE_BYTES;
+  const withoutData = machine?.include_execution_data ? logged.bytes_without_data : express.bytes;
   const alternative = (change: string, saved: number) => ({
     change,
     usd_per_million_saved: Math.round(saved * 100) / 100,
@@ -381,6 +381,7 @@ export function costPerMillion(facts: TemplateFacts, measured: OverheadResult, i
     total_usd_per_million: Math.round(total * 100) / 100,
     biggest: `${biggest.item} ($${biggest.usd_per_million.toFixed(2)}, ${(biggest.share * 100).toFixed(0)} %)`,
     log_bytes: logBytes,
+    log_bytes_total: totalLogBytes,
     durations_ms: Object.fromEntries(Object.entries(billed).map(([k, v]) => [k, Math.round(v)])),
     alternatives: [
       alternative(
@@ -401,7 +402,7 @@ export function costPerMillion(facts: TemplateFacts, measured: OverheadResult, i
       ),
       alternative(
         'X-Ray off (Tracing.DISABLED on functions, workflow and API stage)',
-        traced ? io.xray_sampled_share * PRICES.xray_trace_recorded * M : 0,
+        sampled * PRICES.xray_trace_recorded * M,
       ),
     ],
   };

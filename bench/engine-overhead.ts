@@ -5,6 +5,8 @@
  * Conversations run one at a time; (a) and (b) alternate so machine noise hits both alike.
  */
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { WEBHOOK_TYPES } from '../functions/domain/conversation.ts';
 import { DELIVERY_URL_VARIABLES } from '../functions/domain/delivery.ts';
 import type { ExecutionInput } from '../functions/domain/gateway-contract.ts';
@@ -12,8 +14,10 @@ import { pickForwardedHeaders } from '../functions/domain/gateway-contract.ts';
 import type { LocalWorkflow } from '../local/engine/engine.ts';
 import { localWorkflow } from '../local/engine/workflows.ts';
 import { sampleAgentAnswer } from '../local/server/sample-agent.ts';
+import { logBytes, renderExpressLog, taskRecorder } from './support/express-log.ts';
 import { captureHandlerLogs } from './support/log-capture.ts';
 import { startInstantPeers } from './support/peers.ts';
+import { PROJECT_ROOT } from './support/processes.ts';
 import { makeRequest, REQUEST_SIZES, type RequestSizeName } from './support/requests.ts';
 import { roundAll, type Summary, summarize } from './support/stats.ts';
 
@@ -66,6 +70,11 @@ export interface OverheadResult {
     task_payload_bytes: number;
     /** Every state the execution entered, with its input and output as they would sit in a log event (escaped JSON). */
     states: { name: string; type: string; input_bytes: number; output_bytes: number }[];
+    /**
+     * The Express log events of that execution at level ALL (bench/support/express-log.ts): their count and bytes
+     * with the execution data (includeExecutionData: true) and without it.
+     */
+    express_log: { events: number; bytes: number; bytes_without_data: number };
     /** Bytes of the POST to the receiver and of the HTTP answer's body (the execution output). */
     delivery_payload_bytes: number;
     answer_bytes: number;
@@ -114,10 +123,31 @@ async function loadStubbedHandlers(receiverUrl: string): Promise<{ handlers: Han
     import('../functions/shared/clients/s3.ts'),
   ]);
   // Instant agent: InvokeManagerAgent (Step Functions' Lambda integration) answers at once with the sample agent's
-  // payload, in the integration's shape (no HTTP).
+  // payload, in the integration's shape with the headers a Lambda Invoke answers with (local/engine/lambda-invoke.ts).
   const invokeAgent: Fn = async (params) => {
     const request = (params as { Payload?: Record<string, unknown> }).Payload ?? {};
-    return { StatusCode: 200, ExecutedVersion: '$LATEST', Payload: sampleAgentAnswer(request).payload };
+    const payload = sampleAgentAnswer(request).payload;
+    const headers = {
+      Connection: 'keep-alive',
+      'Content-Length': String(Buffer.byteLength(JSON.stringify(payload))),
+      'Content-Type': 'application/json',
+      Date: 'Tue, 01 Dec 2026 12:00:00 GMT',
+      'X-Amz-Executed-Version': '$LATEST',
+      'x-amzn-Remapped-Content-Length': '0',
+      'x-amzn-RequestId': '3f0e2a4c-1b2d-4e5f-8a9b-0c1d2e3f4a5b',
+      'X-Amzn-Trace-Id': 'root=1-67890abc-def0123456789abcdef0123;parent=1a2b3c4d5e6f7a8b;sampled=0',
+    };
+    return {
+      ExecutedVersion: '$LATEST',
+      Payload: payload,
+      SdkHttpMetadata: {
+        AllHttpHeaders: Object.fromEntries(Object.entries(headers).map(([k, v]) => [k, [v]])),
+        HttpHeaders: headers,
+        HttpStatusCode: 200,
+      },
+      SdkResponseMetadata: { RequestId: headers['x-amzn-RequestId'] },
+      StatusCode: 200,
+    };
   };
   // In-memory S3: PUTs are counted and their bodies measured, nothing is kept.
   const s3Stats: S3Stats = { puts: 0, bytes: 0 };
@@ -220,6 +250,18 @@ function statesOf(events: { type: string; state?: string; state_type?: string; i
   return states;
 }
 
+const CONVERSATION_ASL = path.join(PROJECT_ROOT, 'statemachine', 'conversation.asl.json');
+
+function expressLog(run: Awaited<ReturnType<LocalWorkflow['run']>>, calls: ReturnType<typeof taskRecorder>['calls']) {
+  const { States } = JSON.parse(readFileSync(CONVERSATION_ASL, 'utf8')) as { States: Record<string, { Type: string }> };
+  const withData = renderExpressLog(States, run, calls, true);
+  return {
+    events: withData.length,
+    bytes: logBytes(withData),
+    bytes_without_data: logBytes(renderExpressLog(States, run, calls, false)),
+  };
+}
+
 export async function measureEngineOverhead(
   options: OverheadOptions,
   log: (line: string) => void = () => undefined,
@@ -238,7 +280,8 @@ export async function measureEngineOverhead(
 
       // Sanity + one execution's shape (events and payload sizes) for the cost model.
       const receivedBefore = { ...peers.counts };
-      const probe = await workflow.run(executionInput(request.body), 'probe');
+      const recorder = taskRecorder();
+      const probe = await workflow.run(executionInput(request.body), 'probe', { observer: recorder.observer });
       const deliveryBytes = peers.counts.receiver_bytes - receivedBefore.receiver_bytes;
       if (probe.status !== 'SUCCEEDED') throw new Error(`engine run ${probe.status}: ${probe.error} ${probe.cause}`);
       const taskEvents = probe.events.filter(
@@ -340,6 +383,7 @@ export async function measureEngineOverhead(
           task_states: taskEvents.filter((e) => e.type === 'StateEntered').length,
           task_payload_bytes: taskEvents.reduce((sum, e) => sum + jsonBytes(e.input) + jsonBytes(e.output), 0),
           states: statesOf(probe.events),
+          express_log: expressLog(probe, recorder.calls),
           delivery_payload_bytes: deliveryBytes,
           answer_bytes: jsonBytes(probe.output),
           execution_input_bytes: embeddedBytes(probe.input),

@@ -1,26 +1,34 @@
 /**
  * `npm run bench`: the performance figures of docs/performance.md, in one run, written to bench/results/latest.json with a
- * summary table on stdout. Sections: 1 engine overhead, 2 gateway throughput/latency (+ CPU profile),
+ * summary table on stdout. `npm run bench -- cost` runs only the cost model (bench/results/cost.json),
+ * `npm run bench -- bundles` only the bundles and their cold init. Sections: 1 engine overhead, 2 gateway throughput/latency (+ CPU profile),
  * 3 Lambda bundles, 4 cost per 1 M conversations, 5 scaling with request size and concurrency, 6 SQL over the
  * exports (search and the named queries at 10,000 conversations; Athena bytes for 1 M).
  * Everything listens on 127.0.0.1 port 0. Takes about 3-4 minutes on 2 cores. docs/performance.md explains it.
  */
 import '../local/node-warnings.ts';
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
-import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from 'node:os';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
 import path from 'node:path';
 import { ANALYTICS_TARGET_MS, measureAnalytics } from './analytics.ts';
 import { measureBundles } from './bundles.ts';
-import { costPerMillion, FALLBACK_FACTS, PRICE_TABLE, PRICES, SCENARIOS, type TemplateFacts } from './cost.ts';
+import { EXPRESS_LOG_ITEM, SCENARIOS } from './cost.ts';
+import { costSection } from './cost-report.ts';
 import { measureEngineOverhead } from './engine-overhead.ts';
 import { type GatewayRunResult, type LoadLevelResult, runGatewayLoad } from './gateway-load.ts';
 import { measureS3Listing } from './s3-listing.ts';
-import { BENCH_DIR, PROJECT_ROOT, RESULTS_DIR, runTs } from './support/processes.ts';
+import { PROJECT_ROOT, RESULTS_DIR } from './support/processes.ts';
 import { summarizeProfile } from './support/profile.ts';
 import type { RequestSizeName } from './support/requests.ts';
 import { formatTable, verdict } from './support/table.ts';
 
 const QUICK = process.argv.includes('--quick');
+/** Sections named on the command line (`npm run bench -- cost`): only those run. None: the whole bench. */
+const SECTIONS = ['cost', 'bundles'] as const;
+const selected = process.argv.slice(2).filter((a) => !a.startsWith('--'));
+for (const name of selected)
+  if (!(SECTIONS as readonly string[]).includes(name))
+    throw new Error(`unknown bench section ${name}: choose from ${SECTIONS.join(', ')} (or none for all)`);
 const LOAD_SECONDS = QUICK ? 2 : 5;
 const CONCURRENCY = [1, 4, 8, 32];
 const SIZES: RequestSizeName[] = ['1KB', '64KB', '250KB'];
@@ -54,20 +62,6 @@ function machine() {
     platform: `${process.platform} ${process.arch}`,
     loadavg_at_start: loadavg().map((v) => Math.round(v * 100) / 100),
   };
-}
-
-async function templateFacts(): Promise<TemplateFacts> {
-  const outdir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-bench-synth-'));
-  try {
-    const out = await runTs(path.join(BENCH_DIR, 'support', 'synth-facts.ts'), [outdir], { timeoutMs: 120_000 });
-    const line = out.split('\n').find((l) => l.startsWith('{"stack"'));
-    if (!line) throw new Error(`no facts in the output:\n${out.slice(0, 2000)}`);
-    return { source: 'synthesized', ...(JSON.parse(line) as Omit<TemplateFacts, 'source'>) };
-  } catch (error) {
-    return { ...FALLBACK_FACTS, error: (error as Error).message.split('\n').slice(0, 6).join('\n') };
-  } finally {
-    await rm(outdir, { recursive: true, force: true });
-  }
 }
 
 function bestLevel(levels: LoadLevelResult[]): LoadLevelResult | undefined {
@@ -152,10 +146,8 @@ async function main(): Promise<void> {
 
   // 4. Cost.
   say(`\n[4/6] cost per 1 M conversations (template synthesized in a child process) … ${elapsed()}`);
-  const facts = await templateFacts();
-  if (facts.source === 'fallback')
-    say(`  (synthesis failed, using the facts known when the bench was written: ${facts.error?.split('\n')[0]})`);
-  const costs = overhead.flatMap((o) => SCENARIOS.map((s) => costPerMillion(facts, o, s)));
+  const cost = await costSection(overhead, say);
+  const costs = cost.results;
 
   // SQL over the exports.
   say(
@@ -178,7 +170,7 @@ async function main(): Promise<void> {
       gateway_p99_ms_c8: g.latency_ms.p99,
       gateway_cpu_ms_per_conversation: g.gateway_cpu_ms_per_conversation,
       s3_put_bytes: o.per_conversation.s3_put_bytes,
-      express_log_kb_estimate: Math.round(c.log_bytes['Express execution history (estimate)']! / 102.4) / 10,
+      express_log_kb_estimate: Math.round(c.log_bytes[EXPRESS_LOG_ITEM]! / 102.4) / 10,
       cost_usd_per_million: c.total_usd_per_million,
     };
   };
@@ -252,7 +244,7 @@ async function main(): Promise<void> {
       },
     },
     bundles,
-    cost: { prices: PRICES, price_table: PRICE_TABLE, template: facts, scenarios: SCENARIOS, results: costs },
+    cost,
     scaling,
     analytics,
   };
@@ -380,36 +372,11 @@ async function main(): Promise<void> {
     ),
   );
   say(
-    `\n4. Cost per 1 M conversations, us-east-1 list prices as of ${PRICES.as_of.slice(0, 7)} (template: ${facts.source})`,
-  );
-  const c1 = costs.find((c) => c.size === '1KB' && c.scenario === SCENARIOS[0]!.name)!;
-  say(
-    formatTable(
-      ['line (1 KB request, instant agent)', 'per conversation', 'USD / 1 M', 'share'],
-      [
-        ...[...c1.lines]
-          .sort((a, b) => b.usd_per_million - a.usd_per_million)
-          .map((l) => [
-            l.item,
-            l.quantity_per_conversation,
-            l.usd_per_million.toFixed(2),
-            `${(l.share * 100).toFixed(1)} %`,
-          ]),
-        ['total', '', c1.total_usd_per_million.toFixed(2), '100 %'],
-      ],
-    ),
-  );
-  say(
-    formatTable(
-      ['size', 'scenario', 'total USD / 1 M', 'biggest line'],
-      costs.map((c) => [c.size, c.scenario, c.total_usd_per_million.toFixed(2), c.biggest]),
-    ),
-  );
-  say(
-    formatTable(
-      ['what would change (1 KB, instant agent)', 'saves USD / 1 M', 'total after'],
-      c1.alternatives.map((a) => [a.change, a.usd_per_million_saved.toFixed(2), a.total_after.toFixed(2)]),
-    ),
+    `\n4. Cost per 1 M conversations (1 KB; agent 0 / 2.5 / 10 s): ${Object.values(cost.file.per_million_usd)
+      .map((v) => `$${v.toFixed(2)}`)
+      .join(
+        ' / ',
+      )}; ${cost.file.log_kb_per_conversation} KB of logs per conversation (tables above, bench/results/cost.json)`,
   );
   say('\n5. Scaling with request size (gateway at c=8) and concurrency (1 KB)');
   say(
@@ -486,4 +453,31 @@ async function main(): Promise<void> {
     if (profiled.profile_file && path.join(profileDir, f) !== profiled.profile_file) await rm(path.join(profileDir, f));
 }
 
-await main();
+/** Only the sections named on the command line, each written to its own file. */
+async function runSelected(): Promise<void> {
+  const info = machine();
+  say(
+    `webhook-gateway bench (${selected.join(', ')}) — ${info.date} — ${info.nproc} cores (${info.cpu_model}), node ${info.node}, load average ${info.loadavg_at_start.join(' ')}`,
+  );
+  await mkdir(RESULTS_DIR, { recursive: true });
+  const out: Record<string, unknown> = { machine: info };
+  if (selected.includes('bundles')) {
+    say(`\n[bundles] esbuild as NodejsFunction runs it; cold init in fresh node processes … ${elapsed()}`);
+    out.bundles = await measureBundles({ runs: QUICK ? 3 : 7 }, say);
+  }
+  if (selected.includes('cost')) {
+    say(`\n[cost] handler times, logs and the execution's events (1 KB, in process) … ${elapsed()}`);
+    const overhead = await measureEngineOverhead({ sizes: ['1KB'], iterations: 200, warmup: 50 }, say);
+    out.cost = await costSection(overhead, say);
+  }
+  const end = loadavg().map((v) => Math.round(v * 100) / 100);
+  say(
+    `\ndone in ${elapsed()}; load average ${info.loadavg_at_start.join(' ')} at the start, ${end.join(' ')} at the end`,
+  );
+  await writeFile(
+    path.join(RESULTS_DIR, `latest-${selected.join('-')}.json`),
+    `${JSON.stringify({ ...out, loadavg_at_end: end }, null, 2)}\n`,
+  );
+}
+
+await (selected.length > 0 ? runSelected() : main());

@@ -1,6 +1,7 @@
 /**
- * `node --import tsx bench/support/synth-facts.ts <outdir>`: synthesizes the CDK app's stack (context from cdk.json,
- * no bundling, no credentials) and prints, as one JSON line, the facts the cost model reads from the template.
+ * `node --import tsx bench/support/synth-facts.ts <outdir> [context JSON]`: synthesizes the CDK app's stack (context
+ * from cdk.json, then the given context, e.g. `{"observabilityProfile":"lean"}`; no bundling, no credentials) and
+ * prints, as one JSON line, the facts the cost model reads from the template.
  * Run as a child process so that an unfinished infra/ cannot take the bench down.
  */
 import { readFileSync } from 'node:fs';
@@ -12,12 +13,13 @@ import { PROJECT_ROOT } from './processes.ts';
 type Resource = { Type: string; Properties?: Record<string, any> };
 
 const outdir = process.argv[2];
-if (!outdir) throw new Error('usage: synth-facts.ts <outdir>');
+if (!outdir) throw new Error('usage: synth-facts.ts <outdir> [context JSON]');
+const extraContext = JSON.parse(process.argv[3] ?? '{}') as Record<string, unknown>;
 process.env.CDK_DOCKER = '/bin/false';
 const cdkJson = JSON.parse(readFileSync(path.join(PROJECT_ROOT, 'cdk.json'), 'utf8')) as {
   context: Record<string, unknown>;
 };
-const app = new App({ outdir, context: { ...cdkJson.context, 'aws:cdk:bundling-stacks': [] } });
+const app = new App({ outdir, context: { ...cdkJson.context, ...extraContext, 'aws:cdk:bundling-stacks': [] } });
 const stack = new WebhookGatewayStack(app, 'BenchGateway', { env: { region: 'us-east-1' } });
 const assembly = app.synth();
 const template = assembly.getStackByName(stack.stackName).template as { Resources: Record<string, Resource> };
@@ -84,6 +86,17 @@ const logGroups = ofType('AWS::Logs::LogGroup').map(([id, r]) => ({
   retention_days: r.Properties?.RetentionInDays ?? null,
   data_protection: Boolean(r.Properties?.DataProtectionPolicy),
 }));
+const samplingRules = ofType('AWS::XRay::SamplingRule').map(([id, r]) => {
+  const rule = r.Properties?.SamplingRule ?? {};
+  return {
+    logical_id: id,
+    service_type: rule.ServiceType ?? '*',
+    service_name: typeof rule.ServiceName === 'string' ? rule.ServiceName : JSON.stringify(rule.ServiceName),
+    priority: Number(rule.Priority ?? 10_000),
+    reservoir_size: Number(rule.ReservoirSize ?? 0),
+    fixed_rate: Number(rule.FixedRate ?? 0),
+  };
+});
 process.stdout.write(
-  `${JSON.stringify({ stack: stack.stackName, functions, state_machines: machines, api_stages: stages, buckets, log_groups: logGroups })}\n`,
+  `${JSON.stringify({ stack: stack.stackName, functions, state_machines: machines, api_stages: stages, buckets, log_groups: logGroups, sampling_rules: samplingRules })}\n`,
 );
