@@ -42,7 +42,7 @@ function allowListLiteral(): string {
 
 /**
  * POST /webhook → states:StartSyncExecution. The execution input (ExecutionInput) is
- * `{body, headers, request_id, source_ip, received_at}` and travels as the JSON *string* `input`, so every value
+ * `{body, headers, request_id, source_ip, api_key_id, received_at}` and travels as the JSON *string* `input`, so every value
  * is escaped twice: once as a string inside the input document, once more inside the `input` string.
  * A body longer than MAX_BODY_BYTES characters is not sent at all: the request carries an input that is not JSON,
  * Step Functions refuses it (InvalidExecutionInput) and the error response maps that to 413.
@@ -88,6 +88,8 @@ export function startSyncExecutionRequestTemplate(stateMachineArn: string): stri
       '\\"headers\\":{#foreach($pair in $headerPairs)$pair#if($foreach.hasNext),#{end}#{end}},' +
       '\\"request_id\\":\\"$context.requestId\\",' +
       '\\"source_ip\\":\\"$context.identity.sourceIp\\",' +
+      // An API key id is [a-z0-9]: nothing to escape. Empty when the method needs no key.
+      '\\"api_key_id\\":\\"$!context.identity.apiKeyId\\",' +
       '\\"received_at\\":\\"$receivedAt\\"' +
       '}"}',
     '#end',

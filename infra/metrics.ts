@@ -54,7 +54,7 @@ export function deliveryMetric(
 
 /**
  * The Fail-state errors that are the caller's fault (the contract maps them to 4xx: ValidationError,
- * SignatureError, IdempotencyConflict). They end the execution as FAILED like any other failure, so Step
+ * SignatureError, SourceMismatch, IdempotencyConflict). They end the execution as FAILED like any other failure, so Step
  * Functions' ExecutionsFailed counts them too.
  */
 export const CLIENT_ERRORS: readonly string[] = Object.entries(FAILURE_STATUS)

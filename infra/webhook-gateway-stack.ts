@@ -147,6 +147,9 @@ export class WebhookGatewayStack extends Stack {
       apiKeyRequired: Object.keys(config.sourceRateLimits).length > 0,
     });
     this.rateLimits = new SourceRateLimits(this, 'RateLimits', { api: this.api.api, limits: config.sourceRateLimits });
+    // Each key may only act as its own source (Validate refuses another with 403 SOURCE_MISMATCH).
+    const apiKeyIds = this.rateLimits.sourceApiKeyIds;
+    if (apiKeyIds) this.functions.validate.addEnvironment('SOURCE_API_KEY_IDS', apiKeyIds);
 
     this.alarms = new GatewayAlarms(this, 'Alarms', {
       conversationStateMachine: this.workflow.stateMachine,

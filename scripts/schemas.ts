@@ -38,7 +38,9 @@ const REQUEST_DESCRIPTION =
 const ERROR_STATUSES: Record<string, string> = {
   '400': 'INVALID_JSON, VALIDATION_ERROR (error.details lists each field) or IDEMPOTENCY_KEY_REUSED',
   '401': 'INVALID_SIGNATURE: the source signs and the Standard Webhooks signature is missing, stale or wrong',
-  '403': 'INVALID_API_KEY (AWS, with per-source rate limits): a missing or wrong x-api-key',
+  '403':
+    'INVALID_API_KEY (with per-source API keys): a missing or wrong x-api-key; SOURCE_MISMATCH: the key is not the ' +
+    "source_system's own (a key acts only as its source)",
   '409': 'IDEMPOTENCY_CONFLICT: the same Idempotency-Key is still being processed; retry shortly',
   '413': 'PAYLOAD_TOO_LARGE: the body exceeds 256 KB',
   '415': 'UNSUPPORTED_MEDIA_TYPE: Content-Type is not application/json',
@@ -82,7 +84,11 @@ function openApi(): Record<string, unknown> {
               in: 'header',
               ...header('v1,<base64 HMAC-SHA256> (signed sources; docs/security.md)'),
             },
-            { name: 'x-api-key', in: 'header', ...header('AWS, when per-source rate limits are configured') },
+            {
+              name: 'x-api-key',
+              in: 'header',
+              ...header("Required with per-source API keys (docs/security.md#api-keys): the source_system's own key"),
+            },
           ],
           requestBody: { required: true, ...json('WebhookRequest') },
           responses: {

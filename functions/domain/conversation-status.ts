@@ -1,7 +1,7 @@
 import { isConversationId } from './conversation-id.ts';
 import { errorBody, type HttpResult, STATUS_ROUTE_PREFIX } from './gateway-contract.ts';
 import { type InboundPolicy, verifyInbound } from './signatures.ts';
-import { canonicalSource, MAX_SOURCE_NAME_LENGTH, SOURCE_NAME_PATTERN } from './source-identity.ts';
+import { apiKeyMismatch, canonicalSource, MAX_SOURCE_NAME_LENGTH, SOURCE_NAME_PATTERN } from './source-identity.ts';
 
 /**
  * The status of a conversation started with `Prefer: respond-async` (docs/contract.md#get-conversationsid): one small
@@ -48,13 +48,13 @@ export interface StatusOutcome {
 
 /**
  * What a GET of the status proves and asks: the conversation id (from the path), the source it claims
- * (`?source_system=`), its Standard Webhooks headers, and on AWS the id of the API key it sent.
+ * (`?source_system=`), its Standard Webhooks headers, and the id of the API key it sent (if any).
  */
 export interface StatusRequest {
   conversation_id: string;
   source_system: string | null;
   headers: Record<string, string>;
-  /** `$context.identity.apiKeyId` on AWS; null without an API key. */
+  /** `$context.identity.apiKeyId` on AWS, the matched `x-api-key`'s id locally (API_KEYS); null without one. */
   api_key_id: string | null;
 }
 
@@ -81,7 +81,7 @@ export type StatusAuthorization = { ok: true; source: string } | { ok: false; re
  * Decide whether a GET may read statuses of the source it claims, before anything is read: the source is named
  * and well formed, the API key it sent (on AWS) is that source's own, and it signed the request target as it signs
  * a POST (a source with a secret must; every source must with REQUIRE_SIGNED_WEBHOOKS). `apiKeySources`: API key id
- * → canonical source (SOURCE_API_KEY_IDS; empty locally).
+ * → canonical source (SOURCE_API_KEY_IDS; see apiKeyMismatch).
  */
 export function authorizeStatusRequest(
   request: StatusRequest,
@@ -105,17 +105,9 @@ export function authorizeStatusRequest(
     };
   }
   const source = canonicalSource(claimed);
-  if (request.api_key_id !== null && Object.hasOwn(apiKeySources, request.api_key_id)) {
-    const bound = apiKeySources[request.api_key_id];
-    if (bound !== source)
-      return {
-        ok: false,
-        result: {
-          statusCode: 403,
-          body: errorBody('SOURCE_MISMATCH', `This API key belongs to another source_system than ${source}`),
-        },
-      };
-  }
+  const keyRefused = apiKeyMismatch(request.api_key_id, source, apiKeySources);
+  if (keyRefused !== null)
+    return { ok: false, result: { statusCode: 403, body: errorBody('SOURCE_MISMATCH', keyRefused) } };
   const trust = verifyInbound(statusSigningPayload(request.conversation_id), request.headers, source, policy);
   if (!trust.ok)
     return {

@@ -12,6 +12,12 @@ export interface ExecutionInput {
   source_ip: string;
   /** When the gateway received the request, ISO 8601 UTC. */
   received_at: string;
+  /**
+   * The id of the API key the request was accepted with (API Gateway's `$context.identity.apiKeyId`; locally the
+   * id the gateway gives the x-api-key it matched); empty or absent when no keys are in use. Validate refuses a
+   * request whose key belongs to another source than the one it names (403 SOURCE_MISMATCH).
+   */
+  api_key_id?: string;
 }
 
 /** Headers copied into the execution input; every other header (Authorization, cookies, …) stays out. */
@@ -68,6 +74,7 @@ export const FAILURE_STATUS: Readonly<Record<string, number>> = {
   ValidationError: 400,
   SignatureError: 401,
   IdempotencyConflict: 409,
+  SourceMismatch: 403,
   AgentError: 502,
   AgentTimeout: 504,
   /** An accepted asynchronous conversation whose run could not be started (statemachine/accept.asl.json). */
@@ -195,6 +202,7 @@ export const GATEWAY_ERRORS = {
     statusCode: 413,
     message: `Request too large: the body and headers must fit in ${MAX_EXECUTION_INPUT_BYTES} bytes, the Step Functions input limit`,
   },
+  INVALID_API_KEY: { statusCode: 403, message: 'Forbidden: a missing or unknown x-api-key' },
   RATE_LIMITED: { statusCode: 429, message: 'Too many requests from this source: retry after the time in Retry-After' },
 } as const satisfies Record<string, { statusCode: number; message: string }>;
 export type GatewayErrorCode = keyof typeof GATEWAY_ERRORS;

@@ -24,7 +24,7 @@ import {
 } from './idempotency.ts';
 import { claimedSource, parseWebhookRequest } from './request.ts';
 import { type InboundPolicy, OPEN_POLICY, verifyInbound } from './signatures.ts';
-import { canonicalSource } from './source-identity.ts';
+import { apiKeyMismatch, canonicalSource } from './source-identity.ts';
 import { parseTaskError, type TaskFailure } from './task-error.ts';
 
 /** Each workflow stage as a pure step over the conversation record. Handlers do the I/O around them. */
@@ -33,7 +33,7 @@ import { parseTaskError, type TaskFailure } from './task-error.ts';
  * What Validate hands the workflow's IsRequestValid choice. Every shape carries `valid`, `duplicate` and `error`,
  * so the Choice rules never test a path that is missing.
  */
-export type RejectionError = 'ValidationError' | 'SignatureError' | 'IdempotencyConflict';
+export type RejectionError = 'ValidationError' | 'SignatureError' | 'IdempotencyConflict' | 'SourceMismatch';
 export type ValidateResult =
   | {
       valid: true;
@@ -133,16 +133,20 @@ export interface IdSource {
 }
 
 /**
- * Validate: check the signature of the source the body claims (before anything else is revealed about the
- * request), then the request itself, then build the conversation record.
+ * Validate: check that the API key (if any) is the claimed source's own and the signature of the source the body
+ * claims (before anything else is revealed about the request), then the request itself, then build the
+ * conversation record. `apiKeySources`: SOURCE_API_KEY_IDS (API key id → canonical source).
  */
 export function startConversation(
   input: ExecutionInput,
   ids: IdSource = {},
   policy: InboundPolicy = OPEN_POLICY,
   mode: ResponseMode = 'sync',
+  apiKeySources: Readonly<Record<string, string>> = {},
 ): Started {
   const source = claimedSource(input.body);
+  const keyRefused = source === null ? null : apiKeyMismatch(input.api_key_id, source, apiKeySources);
+  if (keyRefused !== null) return rejection('SourceMismatch', 'SOURCE_MISMATCH', keyRefused);
   if (source !== null) {
     const trust = verifyInbound(input.body, input.headers, source, policy);
     if (!trust.ok)

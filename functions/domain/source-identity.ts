@@ -57,3 +57,23 @@ export function parseApiKeySources(json: string | undefined, name = 'SOURCE_API_
   }
   return out;
 }
+
+/**
+ * Whether a request that names `source` may use the API key it came with (`apiKeyId`: API Gateway's
+ * `$context.identity.apiKeyId`, locally the id of the matched `x-api-key`), for POST /webhook and GET
+ * /conversations/{id} alike. `apiKeySources` is SOURCE_API_KEY_IDS parsed (canonical sources). Null: allowed — no
+ * key, no keys configured, or the key is the source's own. Otherwise the message of a 403 SOURCE_MISMATCH: the key
+ * belongs to another source, or to none (a key no configured source owns acts as no source).
+ */
+export function apiKeyMismatch(
+  apiKeyId: string | null | undefined,
+  source: string,
+  apiKeySources: Readonly<Record<string, string>>,
+): string | null {
+  if (!apiKeyId || Object.keys(apiKeySources).length === 0) return null;
+  const owner = Object.hasOwn(apiKeySources, apiKeyId) ? apiKeySources[apiKeyId] : undefined;
+  if (owner === canonicalSource(source)) return null;
+  return owner === undefined
+    ? 'This API key belongs to no configured source_system: it may not act as any source'
+    : `This API key belongs to source system ${owner}: it may only act as that source`;
+}

@@ -130,7 +130,7 @@ export interface Settings {
   /** Where the status of asynchronous conversations is kept: a DynamoDB table (AWS) or a folder (local). */
   statusTableName: string | undefined;
   statusDir: string | undefined;
-  /** API key id → its source_system, canonical (AWS, with per-source API keys; empty otherwise). */
+  /** API key id → its source_system, canonical (SOURCE_API_KEY_IDS; empty when no API keys are in use). */
   apiKeySources: Record<string, string>;
   s3ForcePathStyle: boolean;
 }

@@ -20,11 +20,12 @@ import { settings } from '../shared/settings.ts';
 export type ValidateInput = ExecutionInput | { accept: ExecutionInput } | { accepted: Accepted };
 type Accepted = Extract<ValidateResult, { valid: true; duplicate: false }>;
 
-/** Validate: raw request → conversation record, or a rejection the workflow turns into a ValidationError. */
+/** Validate: raw request → conversation record, or a rejection the workflow turns into its Fail state (4xx). */
 export const handler = stageHandler('Validate', async (event: ValidateInput): Promise<ValidateResult> => {
   if ('accepted' in event) return runAccepted(event.accepted);
   const [input, mode]: [ExecutionInput, ResponseMode] = 'accept' in event ? [event.accept, 'async'] : [event, 'sync'];
-  const result = startConversation(input, {}, await inboundPolicy(), mode);
+  const config = settings();
+  const result = startConversation(input, {}, await inboundPolicy(), mode, config.apiKeySources);
   if (!result.valid) {
     // The reason, never the signature or the body: those stay out of the logs.
     logger.warn('Webhook request rejected', {
@@ -56,7 +57,6 @@ export const handler = stageHandler('Validate', async (event: ValidateInput): Pr
       return answer;
     }
   }
-  const config = settings();
   let budget: Budget;
   if (mode === 'async') {
     budget = asyncBudget(config);

@@ -43,7 +43,7 @@ export interface GatewayAlarmsProps {
 /**
  * The alarms an operator is paged for, each "> 0" or over a bound within 5-minute periods, missing data = OK:
  * - ConversationServerFailures: conversation executions that FAILED for a reason other than a client error (the
- *   4xx errors of the contract: ValidationError, SignatureError, IdempotencyConflict are expected on a public
+ *   4xx errors of the contract: ValidationError, SignatureError, SourceMismatch, IdempotencyConflict are expected on a public
  *   webhook and also count in ExecutionsFailed), plus those that TIMED_OUT. The failures are counted by a metric
  *   filter on the execution log, by error name; timeouts come from Step Functions' ExecutionsTimedOut.
  * - RedeliveryExecutionsFailed: redelivery executions that failed or timed out (a failed delivery is caught inside

@@ -256,6 +256,8 @@ export class WebhookApi extends Construct {
     contractError('RequestTooLarge', ResponseType.REQUEST_TOO_LARGE, 'PAYLOAD_TOO_LARGE');
     // A REST API answers an unknown route with 403 "Missing Authentication Token": say 404.
     contractError('UnknownRoute', ResponseType.MISSING_AUTHENTICATION_TOKEN, 'NOT_FOUND');
+    // With per-source API keys: a missing or unknown x-api-key, in the contract's words (as the local gateway says).
+    contractError('InvalidApiKey', ResponseType.INVALID_API_KEY, 'INVALID_API_KEY');
     contractError('Throttled', ResponseType.THROTTLED, 'RATE_LIMITED', RETRY_AFTER_SECONDS.throttled);
     // A source over its usage plan's daily quota: the same contract body.
     contractError('QuotaExceeded', ResponseType.QUOTA_EXCEEDED, 'RATE_LIMITED', RETRY_AFTER_SECONDS.quotaExceeded);

@@ -10,6 +10,7 @@ import type { HoldListener } from '../engine/journal.ts';
 import type { RecoveredExecution } from '../engine/recovery.ts';
 import type { StageHandlers } from '../engine/workflows.ts';
 import { DEFAULT_HISTORY_DAYS, type SweepResult } from '../store/retention.ts';
+import { parseApiKeys } from './api-keys.ts';
 import { parseRateLimits } from './rate-limiter.ts';
 
 /** Local runtime settings (docs/configuration.md). Every one has an environment variable; explicit options win over both. */
@@ -122,6 +123,7 @@ export function resolveOptions(
  */
 export function checkEnvironment(env: NodeJS.ProcessEnv = process.env): Settings {
   parseRateLimits(env.RATE_LIMITS);
+  parseApiKeys(env.API_KEYS);
   const checked = settings(env);
   const asyncMax = maxAsyncAgentTimeoutMs(checked.deliveryTimeoutMs);
   if (checked.asyncAgentTimeoutMs > asyncMax)

@@ -24,6 +24,7 @@ import { conversationIdOf, ExecutionStore } from '../store/execution-store.ts';
 import { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
 import { IN_PROCESS_S3_CLIENT_SETTINGS } from '../store/in-process-s3-transport.ts';
 import { sweepLocalHistory } from '../store/retention.ts';
+import { parseApiKeys } from './api-keys.ts';
 import {
   checkEnvironment,
   type GatewayOptions,
@@ -94,6 +95,7 @@ const SWEEP_EVERY_MS = 3_600_000;
 export async function startGateway(partial: Partial<GatewayOptions> = {}): Promise<RunningGateway> {
   const options = resolveOptions(partial);
   const userSettings = checkEnvironment();
+  const apiKeys = parseApiKeys(process.env.API_KEYS);
   // Local state holds requests, answers and secrets: a new data folder is its owner's alone.
   await mkdir(options.dataDir, { recursive: true, mode: 0o700 });
   const dataDirLock = await lockDataDir(options.dataDir);
@@ -160,6 +162,8 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
         );
     }
     handlerEnv = withDefaults(process.env, defaults);
+    // With local API keys the handlers learn each key's source from them (ids only), whatever else was set.
+    if (apiKeys.required) handlerEnv.SOURCE_API_KEY_IDS = apiKeys.sourceApiKeyIds;
     Object.assign(process.env, handlerEnv);
   } catch (error) {
     server.close();
@@ -273,6 +277,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     runConversation,
     acceptConversation,
     limiter,
+    apiKeys,
     baseUrl: url,
     onExecution: options.onExecution,
   };
@@ -286,7 +291,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
       { path: /^\/webhook$/, methods: { POST: publicRoute((req, res) => handleWebhook(req, res, webhookContext)) } },
       {
         path: new RegExp(`^${STATUS_ROUTE_PREFIX}([^/]+)$`),
-        methods: { GET: (req, res, m) => handleConversationStatus(req, res, m[1]!, limiter) },
+        methods: { GET: (req, res, m) => handleConversationStatus(req, res, m[1]!, limiter, apiKeys) },
       },
       {
         path: /^\/health$/,

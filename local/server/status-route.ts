@@ -1,24 +1,33 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { StatusHttpEvent } from '../../functions/conversation-status/handler.ts';
+import { gatewayErrorResult } from '../../functions/domain/gateway-contract.ts';
 import { canonicalSource } from '../../functions/domain/source-identity.ts';
+import { type LocalApiKeys, requestApiKey } from './api-keys.ts';
 import { sendJson } from './http.ts';
 import type { RateLimiter } from './rate-limiter.ts';
 
 /**
  * GET /conversations/{id}, as API Gateway does it: the same status Lambda handler (functions/conversation-status/),
- * given the proxy event's fields it reads; the source's rate limit counts the request as a usage plan does (a 401
- * gives its token back, as for POST /webhook).
+ * given the proxy event's fields it reads (with API_KEYS, the id of the request's key: the handler refuses another
+ * source's); the source's rate limit counts the request as a usage plan does (the key's source when keys are in
+ * use; a 401 gives its token back, as for POST /webhook).
  */
 export async function handleConversationStatus(
   req: IncomingMessage,
   res: ServerResponse,
   conversationId: string,
   limiter: RateLimiter,
+  apiKeys?: LocalApiKeys,
 ): Promise<void> {
   req.resume();
+  const apiKey = requestApiKey(apiKeys, req);
+  if (apiKey === null) {
+    const refused = gatewayErrorResult('INVALID_API_KEY');
+    return sendJson(res, refused.statusCode, refused.body);
+  }
   const query = new URL(req.url ?? '/', 'http://local').searchParams;
   const claimed = query.get('source_system');
-  const source = claimed ? canonicalSource(claimed) : null;
+  const source = apiKey.source ?? (claimed ? canonicalSource(claimed) : null);
   const limited = source === null ? ({ allowed: true } as const) : limiter.take(source);
   if (!limited.allowed) {
     return sendJson(
@@ -37,7 +46,7 @@ export async function handleConversationStatus(
     headers: Object.fromEntries(
       Object.entries(req.headers).map(([name, value]) => [name, Array.isArray(value) ? value.join(', ') : value]),
     ),
-    requestContext: { identity: { apiKeyId: null } },
+    requestContext: { identity: { apiKeyId: apiKey.id ?? null } },
   };
   const { handler } = await import('../../functions/conversation-status/handler.ts');
   const response = await handler(event);

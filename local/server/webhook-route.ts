@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import {
   type ExecutionInput,
   errorBody,
+  gatewayErrorResult,
   httpResultForExecution,
   MAX_BODY_BYTES,
   MAX_EXECUTION_INPUT_BYTES,
@@ -12,6 +13,7 @@ import {
 import { claimedSource } from '../../functions/domain/request.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
 import { conversationIdOf } from '../store/execution-store.ts';
+import { type LocalApiKeys, requestApiKey } from './api-keys.ts';
 import type { RequestSummary } from './config.ts';
 import { BodyTooLargeError, readBody, sendJson } from './http.ts';
 import type { RateLimiter } from './rate-limiter.ts';
@@ -27,6 +29,8 @@ export interface WebhookRouteContext {
   /** The gateway's own base URL (the 202's status URL starts with it; never the request's Host). */
   baseUrl: string;
   limiter: RateLimiter;
+  /** Per-source API keys (API_KEYS); none configured: no key needed (api-keys.ts). */
+  apiKeys?: LocalApiKeys;
   onExecution?: (summary: RequestSummary) => void;
 }
 
@@ -47,6 +51,13 @@ export async function handleWebhook(
 ): Promise<void> {
   const requestId = randomUUID();
   const headers = { 'x-request-id': requestId };
+  // API Gateway checks the API key first; with keys, the key's source is the one whose rate limit counts.
+  const apiKey = requestApiKey(ctx.apiKeys, req);
+  if (apiKey === null) {
+    req.resume();
+    const refused = gatewayErrorResult('INVALID_API_KEY');
+    return sendJson(res, refused.statusCode, refused.body, headers);
+  }
   const contentType = String(req.headers['content-type'] ?? '');
   if (!/^application\/json\s*(;|$)/i.test(contentType)) {
     req.resume();
@@ -87,9 +98,10 @@ export async function handleWebhook(
     request_id: requestId,
     source_ip: req.socket.remoteAddress ?? 'unknown',
     received_at: new Date().toISOString(),
+    ...(apiKey.id ? { api_key_id: apiKey.id } : {}),
   };
   if (Buffer.byteLength(JSON.stringify(input)) > MAX_EXECUTION_INPUT_BYTES) return tooLarge();
-  const source = claimedSource(input.body);
+  const source = apiKey.source ?? claimedSource(input.body);
   const limited = source === null ? ({ allowed: true } as const) : ctx.limiter.take(source);
   if (!limited.allowed) {
     return sendJson(

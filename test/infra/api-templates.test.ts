@@ -108,9 +108,15 @@ describe('POST /webhook request template (StartSyncExecution)', () => {
       headers: pickForwardedHeaders(lowercased(headers)),
       request_id: 'req-1',
       source_ip: '198.51.100.23',
+      api_key_id: '',
       received_at: '2025-08-13T10:30:45.123Z',
     } satisfies ExecutionInput);
     expect(JSON.stringify(input)).not.toMatch(/secret-token|session=abc|authorization|cookie/i);
+  });
+
+  it('carries the id of the API key API Gateway accepted (never the key), for Validate to bind it to its source', () => {
+    expect(startRequest({ body: '{}', apiKeyId: 'a1b2c3d4e5' }).input.api_key_id).toBe('a1b2c3d4e5');
+    expect(startRequest({ body: '{}', headers: { 'X-Api-Key': 'the-secret-key-value' } }).input.api_key_id).toBe('');
   });
 
   it('keeps the first of two spellings of one header', () => {

@@ -2,6 +2,7 @@ import { App } from 'aws-cdk-lib';
 import { Match, type Template } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseApiKeySources } from '../../functions/domain/source-identity.ts';
 import { ConfigError, DEFAULT_CONFIG, resolveConfig, ssmParameterName } from '../../infra/config.ts';
 import { STACK_OUTPUTS } from '../../infra/webhook-gateway-stack.ts';
 import {
@@ -287,6 +288,12 @@ describe('a stack configured through context', () => {
         .sort(),
     ).toEqual(['TestGateway-crm_sync_2', 'TestGateway-testing_system']);
     for (const key of Object.values(keys)) expect(key.Properties.Value).toBeUndefined();
+    // Validate knows which source each key (by id) belongs to: SOURCE_API_KEY_IDS, read by the handlers' own parser
+    // with each key's id (a Ref) standing for the key's logical id.
+    const keyIds = parseApiKeySources(cfnText(env('Validate').SOURCE_API_KEY_IDS).replace(/\{Ref:(\w+)\}/g, '$1'));
+    expect(
+      Object.fromEntries(Object.entries(keyIds).map(([id, source]) => [keys[id]?.Properties.Name, source])),
+    ).toEqual({ 'TestGateway-crm_sync_2': 'crm_sync_2', 'TestGateway-testing_system': 'testing_system' });
     const plans = Object.values(template.findResources('AWS::ApiGateway::UsagePlan')).map((p) => p.Properties);
     const stage = { Ref: logicalId(template, 'AWS::ApiGateway::Stage', 'ApiRestApiDeploymentStage') };
     expect(plans).toEqual(

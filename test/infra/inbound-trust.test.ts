@@ -135,6 +135,17 @@ describe('rate limits', () => {
       expect(Object.keys(template.findResources(type)), type).toEqual([]);
     }
     expect(template.toJSON().Outputs[STACK_OUTPUTS.sourceApiKeyIds]).toBeUndefined();
+    expect(env('Validate').SOURCE_API_KEY_IDS).toBeUndefined();
+  });
+
+  it('answer a missing or unknown x-api-key with the contract body the local gateway gives (403 INVALID_API_KEY)', () => {
+    const body = gatewayErrorTemplate('INVALID_API_KEY');
+    template.hasResourceProperties('AWS::ApiGateway::GatewayResponse', {
+      ResponseType: 'INVALID_API_KEY',
+      StatusCode: '403',
+      ResponseTemplates: { 'application/json': body.template },
+    });
+    expect(JSON.parse(body.template)).toMatchObject({ success: false, error: { code: 'INVALID_API_KEY' } });
   });
 
   it('answer 429 with the contract body and a Retry-After header, throttled or over quota', () => {

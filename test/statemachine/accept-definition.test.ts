@@ -30,8 +30,11 @@ describe('statemachine/accept.asl.json', () => {
     expect(accept.States.Validate.Parameters).toEqual({ 'accept.$': '$' });
     expect(accept.States.Validate.Retry).toEqual(conversation.States.Validate.Retry);
     expect(accept.States.IsRequestValid.Choices).toEqual(conversation.States.IsRequestValid.Choices);
-    for (const refusal of ['RejectRequest', 'RejectSignature', 'RejectConcurrentDuplicate'])
-      expect(accept.States[refusal]).toEqual(conversation.States[refusal]);
+    const refusals = (accept.States.IsRequestValid.Choices as { Next: string }[])
+      .map((choice) => choice.Next)
+      .filter((next) => next !== 'ReplayFirstResponse');
+    expect(refusals).toEqual(['RejectSignature', 'RejectConcurrentDuplicate', 'RejectSourceMismatch', 'RejectRequest']);
+    for (const refusal of refusals) expect(accept.States[refusal]).toEqual(conversation.States[refusal]);
     expect(accept.States.ReplayFirstResponse.OutputPath).toBe('$.response');
   });
 

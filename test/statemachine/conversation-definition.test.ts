@@ -204,6 +204,7 @@ describe('statemachine/conversation.asl.json', () => {
       { Variable: '$.duplicate', BooleanEquals: true, Next: 'ReplayFirstResponse' },
       { Variable: '$.error', StringEquals: 'SignatureError', Next: 'RejectSignature' },
       { Variable: '$.error', StringEquals: 'IdempotencyConflict', Next: 'RejectConcurrentDuplicate' },
+      { Variable: '$.error', StringEquals: 'SourceMismatch', Next: 'RejectSourceMismatch' },
       { Variable: '$.valid', BooleanEquals: false, Next: 'RejectRequest' },
     ]);
     expect(definition.States.ReplayFirstResponse).toMatchObject({ Type: 'Succeed', OutputPath: '$.response' });
@@ -215,6 +216,11 @@ describe('statemachine/conversation.asl.json', () => {
     expect(definition.States.RejectRequest).toMatchObject({
       Type: 'Fail',
       Error: 'ValidationError',
+      CausePath: '$.rejection',
+    });
+    expect(definition.States.RejectSourceMismatch).toMatchObject({
+      Type: 'Fail',
+      Error: 'SourceMismatch',
       CausePath: '$.rejection',
     });
     expect(definition.States.RejectSignature).toMatchObject({

@@ -61,12 +61,13 @@ describe('who may read a status', () => {
     });
   });
 
-  it("an API key (AWS) may read only as its own source: another's → 403 SOURCE_MISMATCH", () => {
+  it("an API key may read only as its own source: another's, or one no source owns → 403 SOURCE_MISMATCH", () => {
     const keys = { k1: 'testing_system', k2: 'other_system' };
     expect(authorizeStatusRequest(request({ api_key_id: 'k1' }), OPEN_POLICY, keys)).toMatchObject({ ok: true });
-    expect(authorizeStatusRequest(request({ api_key_id: 'k2' }), OPEN_POLICY, keys)).toMatchObject({
-      result: { statusCode: 403, body: { error: { code: 'SOURCE_MISMATCH' } } },
-    });
+    for (const id of ['k2', 'k3'])
+      expect(authorizeStatusRequest(request({ api_key_id: id }), OPEN_POLICY, keys)).toMatchObject({
+        result: { statusCode: 403, body: { error: { code: 'SOURCE_MISMATCH' } } },
+      });
   });
 });
 

@@ -616,3 +616,39 @@ describe('answerToDuplicate (a request whose idempotency key is taken)', () => {
     ).toMatchObject({ duplicate: true, response: { a: 1 } });
   });
 });
+
+describe('an API key bound to its source (SOURCE_API_KEY_IDS: key id → canonical source)', () => {
+  const keys = { k1: 'testing_system', k2: 'crm_sync_2' };
+  const start = (
+    body: object,
+    apiKeyId: string,
+    mode: 'sync' | 'async' = 'sync',
+    known: Record<string, string> = keys,
+  ) => startConversation(executionInput(body, { api_key_id: apiKeyId }), {}, undefined, mode, known);
+
+  it('lets a key post as its own source, however the body spells it', () => {
+    expect(start(SEED_REQUEST, 'k1').valid).toBe(true);
+    expect(start({ ...SEED_REQUEST, source_system: 'CRM.Sync-2' }, 'k2').valid).toBe(true);
+    expect(start(SEED_REQUEST, 'k1', 'async').valid).toBe(true);
+  });
+
+  it('refuses, 403 SOURCE_MISMATCH, another source’s key or a key no source owns, in both modes, before the signature', () => {
+    // Unsigned: were the signature checked first, this would be 401 INVALID_SIGNATURE.
+    const signedOnly = { secrets: {}, requireSignature: true };
+    for (const [id, message] of [
+      ['k2', /belongs to source system crm_sync_2: it may only act as that source/],
+      ['unknown-key', /belongs to no configured source_system/],
+    ] as const) {
+      for (const mode of ['sync', 'async'] as const) {
+        const result = startConversation(executionInput(SEED_REQUEST, { api_key_id: id }), {}, signedOnly, mode, keys);
+        expect(result).toMatchObject({ valid: false, error: 'SourceMismatch', code: 'SOURCE_MISMATCH' });
+        expect(JSON.parse((result as { rejection: string }).rejection).error.message).toMatch(message);
+      }
+    }
+  });
+
+  it('checks nothing when no keys are configured or the request came without one', () => {
+    expect(start(SEED_REQUEST, 'k2', 'sync', {}).valid).toBe(true);
+    expect(start(SEED_REQUEST, '').valid).toBe(true);
+  });
+});

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { claimedSource } from '../../../functions/domain/request.ts';
 import { parseInboundSecrets, verifyInbound } from '../../../functions/domain/signatures.ts';
-import { bySource, canonicalSource } from '../../../functions/domain/source-identity.ts';
+import { apiKeyMismatch, bySource, canonicalSource } from '../../../functions/domain/source-identity.ts';
 import { parseRateLimits } from '../../../local/server/rate-limiter.ts';
 
 const SECRET = `whsec_${Buffer.from('s'.repeat(32)).toString('base64')}`;
@@ -49,5 +49,30 @@ describe('configuration keyed by source is read in canonical form', () => {
       ok: false,
       reason: expect.stringMatching(/missing/),
     });
+  });
+});
+
+describe('apiKeyMismatch: an API key acts only as its own source (POST /webhook and GET /conversations/{id})', () => {
+  const keys = { abc123: 'testing_system', def456: 'crm_sync' };
+
+  it('allows the key of the named source, in any spelling of it', () => {
+    expect(apiKeyMismatch('abc123', 'testing_system', keys)).toBeNull();
+    expect(apiKeyMismatch('def456', 'CRM.Sync', keys)).toBeNull();
+  });
+
+  it("refuses another source's key, naming the key's source", () => {
+    expect(apiKeyMismatch('def456', 'testing_system', keys)).toBe(
+      'This API key belongs to source system crm_sync: it may only act as that source',
+    );
+  });
+
+  it('refuses a key no configured source owns (e.g. one added to the usage plan by hand)', () => {
+    expect(apiKeyMismatch('zzz999', 'testing_system', keys)).toMatch(/belongs to no configured source_system/);
+    expect(apiKeyMismatch('constructor', 'testing_system', keys)).toMatch(/no configured source_system/);
+  });
+
+  it('checks nothing without a key or without configured keys', () => {
+    for (const id of [null, undefined, '']) expect(apiKeyMismatch(id, 'testing_system', keys)).toBeNull();
+    expect(apiKeyMismatch('abc123', 'crm_sync', {})).toBeNull();
   });
 });

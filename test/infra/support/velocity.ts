@@ -67,6 +67,8 @@ export interface RequestContext {
   headers?: Record<string, string>;
   requestId?: string;
   sourceIp?: string;
+  /** $context.identity.apiKeyId: the id of the API key API Gateway accepted (empty without one). */
+  apiKeyId?: string;
   /** Epoch milliseconds of the request. */
   receivedAtMs?: number;
   stage?: string;
@@ -93,7 +95,7 @@ function renderWith(template: string, input: Record<string, unknown>, request: R
     requestId: request.requestId ?? 'c0ffee00-1234-4abc-8def-0123456789ab',
     requestTime: clfTime(at),
     requestTimeEpoch: at,
-    identity: { sourceIp: request.sourceIp ?? '203.0.113.7' },
+    identity: { sourceIp: request.sourceIp ?? '203.0.113.7', apiKeyId: request.apiKeyId ?? '' },
     stage: request.stage ?? 'prod',
     responseOverride: {} as { status?: number },
   };
