@@ -9,7 +9,6 @@ import {
   STATUS_ROUTE_PREFIX,
 } from '../../functions/domain/gateway-contract.ts';
 import { injectClientSettings } from '../../functions/shared/clients/injected-settings.ts';
-import { idempotencyStore } from '../../functions/shared/idempotency-store.ts';
 import { DEFAULTS, type Settings, settings } from '../../functions/shared/settings.ts';
 import { consoleRoutes } from '../console/index.ts';
 import type { ExecutionRecord, LocalWorkflow } from '../engine/engine.ts';
@@ -207,6 +206,10 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     // What a crash of the previous process left in flight ends now, before any request (or redelivery) is taken.
     journal = await ExecutionJournal.open(path.join(options.dataDir, 'journal'), { holds: options.onTestHold });
     const started = performance.now();
+    // Loaded only now, like the stage handlers: its module imports the Powertools set-up, which reads
+    // POWERTOOLS_TRACE_ENABLED once, at import — before the local defaults were set it would load the X-Ray SDK,
+    // whose async hook slows every promise of the process (docs/performance.md §2).
+    const { idempotencyStore } = await import('../../functions/shared/idempotency-store.ts');
     recovered = await recoverInterrupted({ journal, workflow, executions, idempotency: idempotencyStore() });
     recoveryMs = Math.round(performance.now() - started);
   } catch (error) {

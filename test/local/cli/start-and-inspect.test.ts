@@ -2,8 +2,11 @@ import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { PROJECT_ROOT } from '../../../local/paths.ts';
 import { runCli, startCli } from '../../support/cli.ts';
 import { SEED_REQUEST } from '../../support/gateway.ts';
+
+const TRACING_SDK_REPORT = path.join(PROJECT_ROOT, 'test', 'support', 'report-tracing-sdk.cjs');
 
 /** What a new user does: `npm start` (the bin), the README's curl, then the CLI to inspect the conversation. */
 let dataDir: string;
@@ -19,11 +22,16 @@ const cleanEnv = {
   DATA_ANALYSIS_WEBHOOK_URL: undefined,
   LEAD_ANALYSIS_WEBHOOK_URL: undefined,
   GENERAL_WEBHOOK_URL: undefined,
+  POWERTOOLS_TRACE_ENABLED: undefined, // test/setup.ts sets it; a new user's shell does not
 };
 
 beforeAll(async () => {
   dataDir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-cli-'));
-  gateway = await startCli({ ...cleanEnv, LOCAL_DATA_DIR: dataDir });
+  gateway = await startCli({
+    ...cleanEnv,
+    LOCAL_DATA_DIR: dataDir,
+    NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --require ${TRACING_SDK_REPORT}`,
+  });
 });
 afterAll(async () => {
   if (gateway && gateway.child.exitCode === null) {
@@ -181,5 +189,10 @@ describe('webhook-gateway start / conversations', () => {
     gateway.child.kill('SIGINT');
     expect(await exited).toBe(0);
     await expect(fetch(`${gateway.url}/health`)).rejects.toThrow();
+  });
+
+  it('never loads the X-Ray SDK: tracing is off locally, and its async hook would slow every promise', () => {
+    // Reported by test/support/report-tracing-sdk.cjs when the process exited (the previous test stopped it).
+    expect(gateway.output()).toContain('[tracing SDK not loaded]');
   });
 });
