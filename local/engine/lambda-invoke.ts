@@ -43,9 +43,12 @@ export class TaskFailure extends Error {
 }
 
 let client: LambdaClient | undefined;
-/** One client per process, created on first use (after the gateway has set the endpoint). No SDK retries: Retry is the state's. */
+/**
+ * One client per process, created on first use (after the gateway has set the endpoint). No SDK retries: Retry is the
+ * state's. Its middleware stack is resolved once, not on every invoke (cacheMiddleware).
+ */
 function lambda(): LambdaClient {
-  client ??= new LambdaClient({ maxAttempts: 1 });
+  client ??= new LambdaClient({ maxAttempts: 1, cacheMiddleware: true });
   return client;
 }
 
