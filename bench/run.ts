@@ -350,6 +350,7 @@ async function main(): Promise<void> {
         'init',
         'no-Tracer KB/ms',
         'SDK-bundled KB/ms',
+        'before: SDK external KB/ms',
         'largest inputs',
       ],
       bundles.bundles.map((b) => [
@@ -364,6 +365,7 @@ async function main(): Promise<void> {
         verdict(b.init_met),
         `${b.without_tracer.kb}/${b.without_tracer.init_ms_median}`,
         b.sdk_bundled ? `${b.sdk_bundled.kb}/${b.sdk_bundled.init_ms_median}` : '-',
+        `${b.sdk_external.kb}/${b.sdk_external.init_ms_median}`,
         b.top_inputs
           .slice(0, 2)
           .map((t) => `${t.input} ${t.kb}`)
