@@ -14,11 +14,14 @@ export interface ClassifyInput {
 /**
  * Classify: record the agent's pending answer as the assistant turn (the agent's time: from InvokeManagerAgent's
  * entry to `answered_at`), refuse an answer the conversation cannot carry (AgentAnswerRejected: exported as failed),
- * then pick webhook_type (the request's own wins) and record why; the delivery is then queued.
+ * then pick webhook_type (the request's own wins) and record why; the delivery is then queued. The state it returns
+ * no longer carries the thread history Validate gave the agent.
  */
 export const handler = stageHandler(
   'Classify',
-  async ({ state, answered_at }: ClassifyInput): Promise<ConversationState> => {
+  async ({ state: given, answered_at }: ClassifyInput): Promise<ConversationState> => {
+    // The thread's earlier turns were for the agent: the later states carry only the record's thread_id and turn.
+    const { thread: _, ...state } = given;
     const now = new Date();
     const parsed = new Date(answered_at);
     const answeredAt = Number.isNaN(parsed.getTime()) ? now : parsed;

@@ -58,6 +58,12 @@ export const ANALYSIS_COLUMNS = [
   { name: 'response_length', type: 'bigint', description: 'characters in response' },
   { name: 'error_count', type: 'bigint', description: 'errors recorded (agent failure, failed deliveries)' },
   { name: 'last_error', type: 'string', description: '"<state>: <error>: <message>" of the last error, or null' },
+  { name: 'thread_id', type: 'string', description: "the request's thread_id; null outside a thread" },
+  {
+    name: 'thread_turn',
+    type: 'bigint',
+    description: "the conversation's turn in its thread (1 for the first); null outside a thread",
+  },
 ] as const satisfies readonly AnalysisColumn[];
 
 export type AnalysisColumnName = (typeof ANALYSIS_COLUMNS)[number]['name'];

@@ -113,6 +113,8 @@ const recordMetadata = v.object({
   request_size_bytes: v.pipe(v.number(), v.integer()),
   idempotency_key: v.nullable(v.string()),
   custom: object,
+  thread_id: v.optional(v.nullable(v.string())),
+  thread_turn: v.optional(v.nullable(v.pipe(v.number(), v.integer(), v.minValue(1)))),
 });
 
 const deliveryAttempt = v.object({

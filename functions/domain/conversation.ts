@@ -73,6 +73,10 @@ export interface ConversationRecord {
      * `sync` (or absent, on records from before it was kept): the caller waited for the answer.
      */
     response_mode?: ResponseMode;
+    /** The request's thread_id (docs/contract.md#threads); null or absent: not in a thread. */
+    thread_id?: string | null;
+    /** This conversation's turn in its thread (1 for the first), set when it started; null outside a thread. */
+    thread_turn?: number | null;
   };
   webhook_context: {
     source_system: string;
@@ -134,6 +138,8 @@ export interface ConversationState {
   redelivery?: RedeliveryContext;
   /** Set by Validate for the conversation workflow: the timeouts and deadlines of the later states. */
   budget?: Budget;
+  /** Set by Validate: the thread InvokeManagerAgent gives the agent (functions/domain/thread.ts); Classify drops it. */
+  thread?: unknown;
   /**
    * Set by the Catch of the accept workflow's StartConversation: the accepted conversation's run could not be
    * started. Exported as failed like an agent failure.

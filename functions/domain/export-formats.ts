@@ -117,6 +117,8 @@ export function analysisFormat(
     response_length: answer.length,
     error_count: record.execution.errors.length,
     last_error: lastError ? `${lastError.stage}: ${lastError.error}: ${lastError.message}` : null,
+    thread_id: record.metadata.thread_id ?? null,
+    thread_turn: record.metadata.thread_turn ?? null,
   };
 }
 

@@ -78,10 +78,13 @@ export function requestFingerprint(request: {
   source_process: string;
   webhook_type: string | null;
   metadata: Record<string, unknown>;
+  thread_id?: string | null;
 }): string {
-  const { query, source_process, webhook_type, metadata } = request;
+  const { query, source_process, webhook_type, metadata, thread_id } = request;
+  // thread_id only when sent: the fingerprints of requests without one stay what they were.
+  const fields = { query, source_process, webhook_type, metadata, ...(thread_id ? { thread_id } : {}) };
   return createHash('sha256')
-    .update(JSON.stringify(canonical({ query, source_process, webhook_type, metadata })))
+    .update(JSON.stringify(canonical(fields)))
     .digest('hex');
 }
 

@@ -26,6 +26,7 @@ import { claimedSource, parseWebhookRequest } from './request.ts';
 import { type InboundPolicy, OPEN_POLICY, verifyInbound } from './signatures.ts';
 import { apiKeyMismatch, canonicalSource } from './source-identity.ts';
 import { parseTaskError, type TaskFailure } from './task-error.ts';
+import type { AgentThread } from './thread.ts';
 
 /** Each workflow stage as a pure step over the conversation record. Handlers do the I/O around them. */
 
@@ -43,6 +44,11 @@ export type ValidateResult =
       signed: boolean;
       /** Added by Validate (functions/domain/budget.ts). */
       budget?: Budget;
+      /**
+       * Added by Validate before the agent is invoked: what InvokeManagerAgent gives the agent as `thread` (null
+       * outside a thread). Classify drops it: only the record's thread_id and thread_turn stay.
+       */
+      thread?: AgentThread | null;
     }
   | { valid: true; duplicate: true; error: null; conversation_id: string; response: unknown }
   | { valid: false; duplicate: false; error: RejectionError; code: string; rejection: string };
@@ -124,6 +130,7 @@ export function fingerprintOf(record: ConversationRecord): string {
     source_process: record.metadata.source_process,
     webhook_type: record.webhook_context.requested_webhook_type,
     metadata: record.metadata.custom,
+    thread_id: record.metadata.thread_id,
   });
 }
 
@@ -182,6 +189,7 @@ export function startConversation(
       source_process: sourceProcess,
       webhook_type: requested,
       metadata: custom,
+      thread_id: req.thread_id,
     }),
   });
   return {
@@ -205,6 +213,8 @@ export function startConversation(
         idempotency_key: idempotency.key,
         custom,
         response_mode: mode,
+        thread_id: req.thread_id ?? null,
+        thread_turn: null,
       },
       webhook_context: {
         source_system: sourceSystem,

@@ -53,6 +53,11 @@ export const EXPORT_DEFERRED_EVENT = 'WEBHOOK_CONVERSATION_EXPORT_DEFERRED';
  * it: the log line is then the only copy. A metric filter counts these (alarm RecordsOnlyInLogs).
  */
 export const RECORD_UNSAVED_EVENT = 'WEBHOOK_CONVERSATION_UNSAVED';
+/**
+ * Logged by Export when the thread store refused an answered conversation's turn: the conversation is delivered and
+ * exported, but later conversations of its thread will not be given that turn.
+ */
+export const THREAD_TURN_UNSAVED_EVENT = 'WEBHOOK_THREAD_TURN_UNSAVED';
 /** Logged by Deliver when the caller's deadline leaves no time for an attempt and the schedule takes over. */
 export const DELIVERY_DEFERRED_EVENT = 'WEBHOOK_DELIVERY_DEFERRED';
 

@@ -2,6 +2,7 @@
 import * as v from 'valibot';
 import { WEBHOOK_TYPES } from './conversation.ts';
 import { canonicalSource, MAX_SOURCE_NAME_LENGTH, SOURCE_NAME_PATTERN } from './source-identity.ts';
+import { MAX_THREAD_ID_LENGTH, THREAD_ID_PATTERN } from './thread.ts';
 
 export const MAX_QUERY_LENGTH = 20_000;
 export const MAX_METADATA_BYTES = 16_384;
@@ -43,6 +44,17 @@ export const WebhookRequestSchema = v.strictObject(
         v.isoTimestamp('timestamp must be an ISO 8601 date-time with a time zone, e.g. 2025-08-13T10:30:45Z'),
       ),
     ),
+    thread_id: v.optional(
+      v.pipe(
+        v.string('thread_id must be a string'),
+        v.minLength(1, 'thread_id must not be empty'),
+        v.maxLength(MAX_THREAD_ID_LENGTH, `thread_id must be at most ${MAX_THREAD_ID_LENGTH} characters`),
+        v.regex(
+          THREAD_ID_PATTERN,
+          "thread_id may contain only letters, digits, '_', '-' and '.', starting with a letter or digit",
+        ),
+      ),
+    ),
     webhook_type: v.optional(v.picklist(WEBHOOK_TYPES, `webhook_type must be one of ${WEBHOOK_TYPES.join(', ')}`)),
     metadata: v.optional(
       v.pipe(
@@ -64,7 +76,7 @@ export const WebhookRequestSchema = v.strictObject(
   // valibot uses this one message for unknown keys, missing keys and a non-object input: tell them apart.
   (issue) => {
     if (issue.expected === 'never')
-      return 'unknown field: allowed fields are query, source_system, source_process, timestamp, webhook_type, metadata';
+      return 'unknown field: allowed fields are query, source_system, source_process, timestamp, thread_id, webhook_type, metadata';
     const key = issue.path?.[0]?.key;
     return issue.received === 'undefined' && typeof key === 'string'
       ? `${key} is required`

@@ -5,14 +5,21 @@ import { ExportDeadlineError, ExportError } from '../domain/errors.ts';
 import { exportDocuments, exportFolder } from '../domain/export-formats.ts';
 import { idempotencyPk } from '../domain/idempotency.ts';
 import { agentFailure, closeConversation, successBody } from '../domain/lifecycle.ts';
-import { EXPORT_DEFERRED_EVENT, EXPORT_DEFERRED_METRIC, RECORD_UNSAVED_EVENT } from '../domain/observability.ts';
+import {
+  EXPORT_DEFERRED_EVENT,
+  EXPORT_DEFERRED_METRIC,
+  RECORD_UNSAVED_EVENT,
+  THREAD_TURN_UNSAVED_EVENT,
+} from '../domain/observability.ts';
 import { parseTaskError } from '../domain/task-error.ts';
+import { threadTurnOf } from '../domain/thread.ts';
 import { s3 } from '../shared/clients/s3.ts';
 import { conversationStatusStore } from '../shared/conversation-status-store.ts';
 import { logEvent, METRIC_NAMES, recordTime } from '../shared/events.ts';
 import { idempotencyStore } from '../shared/idempotency-store.ts';
 import { logger, MetricUnit, metrics, stageHandler } from '../shared/powertools.ts';
 import { settings } from '../shared/settings.ts';
+import { threadStore } from '../shared/thread-store.ts';
 
 export interface ExportInput {
   state: ConversationState;
@@ -114,6 +121,7 @@ export const handler = stageHandler('Export', async ({ state, execution_name }: 
     await (response ? store.complete(pk, response, now) : store.release(pk));
   }
   const answer = response ? { response } : agentFailure(record, state.budget?.agent_seconds);
+  await keepThreadTurn(record, now);
   if (record.metadata.response_mode === 'async') await finishStatus(record, answer, now);
   return deferred ? { conversation: record, export_error: deferred, ...answer } : { conversation: record, ...answer };
 });
@@ -135,6 +143,29 @@ async function finishStatus(
     body: 'response' in answer ? JSON.stringify(answer.response) : answer.failure_cause,
     completed_at: record.execution.completed_at ?? now.toISOString(),
   });
+}
+
+/**
+ * An answered conversation of a thread becomes its turn for the next conversations' agents, before a synchronous
+ * caller or the status record learns the answer (so the next POST of the thread sees it). A thread store that
+ * refuses it does not fail the conversation: the answer is delivered and exported, and the event says which turn
+ * the thread lacks.
+ */
+async function keepThreadTurn(record: ConversationRecord, now: Date): Promise<void> {
+  const turn = threadTurnOf(record);
+  const threadId = record.metadata.thread_id;
+  if (!turn || !threadId) return;
+  try {
+    await threadStore().recordTurn(record.metadata.source_system, threadId, turn, now);
+  } catch (error) {
+    logger.error('Thread turn not kept: later conversations of the thread will not see it', {
+      event_type: THREAD_TURN_UNSAVED_EVENT,
+      conversation_id: record.conversation_id,
+      thread_id: threadId,
+      thread_turn: turn.turn,
+      error: `${(error as Error).name}: ${(error as Error).message}`,
+    });
+  }
 }
 
 /** RecordOnlyInLogs: neither S3 nor the queue took the record; it is logged whole, once, at ERROR. */

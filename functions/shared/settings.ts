@@ -29,6 +29,8 @@ export const DEFAULTS = {
   responseTimeoutMs: 29_000,
   redeliverySchedule: DEFAULT_REDELIVERY_SCHEDULE,
   idempotencyTtlSeconds: DEFAULT_IDEMPOTENCY_TTL_SECONDS,
+  /** THREAD_TTL_DAYS: a thread unused this long is forgotten (DynamoDB TTL on AWS). */
+  threadTtlDays: 30,
   /** The CloudFormation stack (CDK) and the stack `--aws` commands read when no --stack is given. */
   stackName: 'WebhookConversationGateway',
 } as const;
@@ -106,6 +108,9 @@ const HandlerEnv = v.object({
   IDEMPOTENCY_DIR: v.optional(v.string()),
   STATUS_TABLE_NAME: v.optional(v.string()),
   STATUS_DIR: v.optional(v.string()),
+  THREAD_TABLE_NAME: v.optional(v.string()),
+  THREAD_DIR: v.optional(v.string()),
+  THREAD_TTL_DAYS: v.optional(positiveInteger, String(DEFAULTS.threadTtlDays)),
   SOURCE_API_KEY_IDS: v.optional(v.string()),
   S3_FORCE_PATH_STYLE: v.optional(flag, 'false'),
 });
@@ -130,6 +135,11 @@ export interface Settings {
   /** Where the status of asynchronous conversations is kept: a DynamoDB table (AWS) or a folder (local). */
   statusTableName: string | undefined;
   statusDir: string | undefined;
+  /** Where the turns of threads are kept: a DynamoDB table (AWS) or a folder (local); neither: threads are off. */
+  threadTableName: string | undefined;
+  threadDir: string | undefined;
+  /** How long an unused thread is kept (days since its last turn). */
+  threadTtlDays: number;
   /** API key id → its source_system, canonical (SOURCE_API_KEY_IDS; empty when no API keys are in use). */
   apiKeySources: Record<string, string>;
   s3ForcePathStyle: boolean;
@@ -158,6 +168,9 @@ export function settings(env: Env = process.env): Settings {
     idempotencyDir: e.IDEMPOTENCY_DIR,
     statusTableName: e.STATUS_TABLE_NAME,
     statusDir: e.STATUS_DIR,
+    threadTableName: e.THREAD_TABLE_NAME,
+    threadDir: e.THREAD_DIR,
+    threadTtlDays: e.THREAD_TTL_DAYS,
     apiKeySources: parseApiKeySources(e.SOURCE_API_KEY_IDS),
     s3ForcePathStyle: e.S3_FORCE_PATH_STYLE,
   };

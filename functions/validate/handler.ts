@@ -1,16 +1,18 @@
 import { asyncBudget, type Budget, syncBudget } from '../domain/budget.ts';
-import type { ResponseMode } from '../domain/conversation.ts';
+import type { ConversationRecord, ResponseMode } from '../domain/conversation.ts';
 import { runningStatus } from '../domain/conversation-status.ts';
 import type { ExecutionInput } from '../domain/gateway-contract.ts';
 import { idempotencyPk } from '../domain/idempotency.ts';
 import { answerToDuplicate, fingerprintOf, startConversation, type ValidateResult } from '../domain/lifecycle.ts';
 import { SIGNATURE_REJECTED_METRIC } from '../domain/observability.ts';
+import { type AgentThread, agentThread, threadSessionId } from '../domain/thread.ts';
 import { conversationStatusStore } from '../shared/conversation-status-store.ts';
 import { logEvent, METRIC_NAMES, recordSize } from '../shared/events.ts';
 import { idempotencyStore } from '../shared/idempotency-store.ts';
 import { logger, MetricUnit, metrics, stageHandler } from '../shared/powertools.ts';
 import { inboundPolicy } from '../shared/secrets.ts';
 import { settings } from '../shared/settings.ts';
+import { threadStore } from '../shared/thread-store.ts';
 
 /**
  * What Validate is given: the execution input API Gateway (or the local server) built from a request (the
@@ -58,38 +60,66 @@ export const handler = stageHandler('Validate', async (event: ValidateInput): Pr
     }
   }
   let budget: Budget;
-  if (mode === 'async') {
-    budget = asyncBudget(config);
-    const statuses = conversationStatusStore();
-    try {
+  let started: Accepted;
+  try {
+    // The turn is taken now, so a thread's conversations are numbered in the order they arrived.
+    const conversation = await withThreadTurn(record);
+    if (mode === 'async') {
+      budget = asyncBudget(config);
+      const statuses = conversationStatusStore();
       if (!statuses) throw new Error('no status store: set STATUS_TABLE_NAME or STATUS_DIR');
       await statuses.accept(runningStatus(record.conversation_id, source, new Date()));
-    } catch (error) {
-      // Not accepted after all: a retry with the same key must start afresh, not find this conversation.
-      if (pk && store) await store.release(pk);
-      throw error;
+      started = { ...result, conversation, budget, thread: null };
+    } else {
+      const thread = await agentThreadOf(conversation);
+      budget = syncBudget(config, input.received_at, new Date());
+      started = { ...result, conversation, budget, thread };
     }
-  } else {
-    budget = syncBudget(config, input.received_at, new Date());
+  } catch (error) {
+    // Not started after all: a retry with the same key must start afresh, not find this conversation.
+    if (pk && store) await store.release(pk);
+    throw error;
   }
   recordSize(METRIC_NAMES.requestSize, record.metadata.request_size_bytes);
-  logEvent('WEBHOOK_REQUEST_RECEIVED', record, {
+  logEvent('WEBHOOK_REQUEST_RECEIVED', started.conversation, {
     request_id: input.request_id,
     request_size_bytes: record.metadata.request_size_bytes,
     signed: result.signed,
     response_mode: mode,
+    ...(started.conversation.metadata.thread_id
+      ? { thread_id: started.conversation.metadata.thread_id, thread_turn: started.conversation.metadata.thread_turn }
+      : {}),
   });
-  const started: Accepted = { ...result, budget };
   if (mode === 'sync') logAgentInvoked(started, budget);
   return started;
 });
 
-/** The run of an accepted conversation: Validate's work was done when it was accepted; the agent is invoked next. */
-function runAccepted(accepted: Accepted): ValidateResult {
+/**
+ * The run of an accepted conversation: Validate's work was done when it was accepted; the thread's earlier turns
+ * are read now (those answered while this one waited to run count too), and the agent is invoked next.
+ */
+async function runAccepted(accepted: Accepted): Promise<ValidateResult> {
   if (accepted?.valid !== true || accepted.duplicate !== false || !accepted.conversation?.conversation_id)
     throw new Error('Validate: `accepted` is not an accepted conversation');
-  if (accepted.budget) logAgentInvoked(accepted, accepted.budget);
-  return accepted;
+  const run: Accepted = { ...accepted, thread: await agentThreadOf(accepted.conversation) };
+  if (run.budget) logAgentInvoked(run, run.budget);
+  return run;
+}
+
+/** The record with its turn in its thread (unchanged outside a thread). */
+async function withThreadTurn(record: ConversationRecord): Promise<ConversationRecord> {
+  const threadId = record.metadata.thread_id;
+  if (!threadId) return record;
+  const turn = await threadStore().claimTurn(record.metadata.source_system, threadId, new Date());
+  return { ...record, metadata: { ...record.metadata, thread_turn: turn } };
+}
+
+/** What the agent is given of the conversation's thread: its earlier turns within the bounds; null outside one. */
+async function agentThreadOf(record: ConversationRecord): Promise<AgentThread | null> {
+  const { thread_id: threadId, thread_turn: turn, source_system: source } = record.metadata;
+  if (!threadId || !turn) return null;
+  const earlier = await threadStore().earlierTurns(source, threadId, turn);
+  return agentThread({ thread_id: threadId, session_id: threadSessionId(source, threadId), turn }, earlier);
 }
 
 /** The workflow invokes the agent next (InvokeManagerAgent, a Step Functions task: no Lambda of ours logs there). */

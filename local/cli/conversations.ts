@@ -8,6 +8,8 @@ import { DEFAULTS, settings } from '../../functions/shared/settings.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
 import {
   type ConversationFilter,
+  compareRows,
+  type FilterableConversation,
   FilterError,
   type FilterFlags,
   idTimeMs,
@@ -31,6 +33,7 @@ const FILTER_OPTIONS = {
   type: { type: 'string' },
   status: { type: 'string' },
   since: { type: 'string' },
+  thread: { type: 'string' },
   limit: { type: 'string' },
   json: { type: 'boolean' },
 } as const;
@@ -70,9 +73,7 @@ export async function conversationsList(args: string[]): Promise<number> {
     const summary = summarize(id, await store.executions(id));
     if (summary && matchesFilter(summary, filter)) summaries.push(summary);
   }
-  summaries.sort(
-    (a, b) => b.received_at.localeCompare(a.received_at) || b.conversation_id.localeCompare(a.conversation_id),
-  );
+  summaries.sort(compareRows(filter));
   const shown = summaries.slice(0, limit);
   if (values.json) {
     out(JSON.stringify(shown, null, 2));
@@ -86,22 +87,42 @@ export async function conversationsList(args: string[]): Promise<number> {
     );
     return 0;
   }
-  out(
-    formatTable(
-      ['conversation_id', 'received_at', 'source', 'type', 'status', 'delivery', 'total_ms'],
-      shown.map((s) => [
-        s.conversation_id,
-        s.received_at,
-        sourceOf(s),
-        s.webhook_type,
-        s.status,
-        s.delivery_status,
-        s.total_time_ms,
-      ]),
-    ),
-  );
-  if (summaries.length > shown.length) out(`(${summaries.length - shown.length} older not shown; use --limit)`);
+  out(listTable(shown, filter));
+  const later = filter.thread !== null ? 'later turns' : 'older';
+  if (summaries.length > shown.length) out(`(${summaries.length - shown.length} ${later} not shown; use --limit)`);
   return 0;
+}
+
+type ListRow = FilterableConversation & { total_time_ms: number | null; query: string };
+
+/** The rows of a listing; a thread's show each turn and its question first. */
+function listTable(rows: ListRow[], filter: ConversationFilter): string {
+  if (filter.thread !== null)
+    return formatTable(
+      ['turn', 'conversation_id', 'received_at', 'source', 'type', 'status', 'delivery', 'query'],
+      rows.map((r) => [
+        r.thread_turn ?? '-',
+        r.conversation_id,
+        r.received_at,
+        sourceOf(r),
+        r.webhook_type,
+        r.status,
+        r.delivery_status,
+        r.query.replace(/\s+/g, ' ').slice(0, 60),
+      ]),
+    );
+  return formatTable(
+    ['conversation_id', 'received_at', 'source', 'type', 'status', 'delivery', 'total_ms'],
+    rows.map((s) => [
+      s.conversation_id,
+      s.received_at,
+      sourceOf(s),
+      s.webhook_type,
+      s.status,
+      s.delivery_status,
+      s.total_time_ms,
+    ]),
+  );
 }
 
 export async function conversationsShow(args: string[]): Promise<number> {
@@ -201,6 +222,9 @@ function printConversation(
     out(
       `  source     ${record.metadata.source_system} / ${record.metadata.source_process}   received ${record.metadata.received_at}`,
     );
+    const { thread_id: threadId, thread_turn: turn } = record.metadata;
+    if (threadId)
+      out(`  thread     ${threadId}   turn ${turn ?? '-'}   (all of it: conversations list --thread ${threadId})`);
     out(`  query      ${oneLine(userQuery(record), 160)}`);
     if (answer) out(`  answer     ${oneLine(answer.content, 160)}`);
     out(`  type       ${ctx.webhook_type ?? '-'}   (${ctx.classification_reason ?? 'not classified'})`);
@@ -284,18 +308,7 @@ export async function conversationsSearch(args: string[], mode: { listing?: bool
   }
   out(
     mode.listing
-      ? formatTable(
-          ['conversation_id', 'received_at', 'source', 'type', 'status', 'delivery', 'total_ms'],
-          shown.map((h) => [
-            h.conversation_id,
-            h.received_at,
-            sourceOf(h),
-            h.webhook_type,
-            h.status,
-            h.delivery_status,
-            h.total_time_ms,
-          ]),
-        )
+      ? listTable(shown, filter)
       : formatTable(
           ['conversation_id', 'received_at', 'source', 'type', 'status', 'delivery', 'matched_in', 'snippet'],
           shown.map((h) => [

@@ -13,9 +13,9 @@ import { sign } from './sign.ts';
 export const USAGE = `Usage: webhook-gateway <command>
 
   start                                 run the gateway locally (PORT, default 3000)
-  conversations list [--source S] [--type T] [--status S] [--since ISO] [--limit N] [--json]
+  conversations list [--source S] [--type T] [--status S] [--since ISO] [--thread T] [--limit N] [--json]
   conversations show <conversation_id> [--json]
-  conversations search <text> [--source S] [--type T] [--status S] [--since ISO] [--limit N] [--json]
+  conversations search <text> [--source S] [--type T] [--status S] [--since ISO] [--thread T] [--limit N] [--json]
   conversations query "SELECT …" [--json | --csv]
   conversations query --named NAME [--param name=value]… [--json | --csv]
                                         SQL over every exported conversation (table conversations; without
@@ -61,7 +61,7 @@ async function start(): Promise<number> {
           eventLine(
             new Date().toISOString(),
             'retention',
-            `older than LOCAL_HISTORY_DAYS=${options.historyDays}: ${swept.histories} conversation histories, ${swept.envelopes} settled envelopes, ${swept.logFiles} log files removed; ${swept.keys} expired idempotency keys, ${swept.statuses} expired statuses`,
+            `older than LOCAL_HISTORY_DAYS=${options.historyDays}: ${swept.histories} conversation histories, ${swept.envelopes} settled envelopes, ${swept.logFiles} log files removed; ${swept.keys} expired idempotency keys, ${swept.statuses} expired statuses, ${swept.threads} unused threads`,
           ),
         ),
       onRecovery: (recovered, ms) => {

@@ -56,6 +56,35 @@ export async function recentConversations(ctx: ConsoleContext, limit = 100): Pro
   );
 }
 
+/**
+ * The conversations of a source's thread, in turn order, each with its record. Reads every known conversation's
+ * latest record: the local history is small; on AWS `conversations list --thread --aws` asks the SQL table.
+ */
+export async function threadConversations(
+  ctx: ConsoleContext,
+  sourceSystem: string,
+  threadId: string,
+): Promise<{ row: ConsoleRow; record: ConversationRecord }[]> {
+  const turns: { row: ConsoleRow; record: ConversationRecord }[] = [];
+  for (const id of await ctx.executions.conversationIds()) {
+    const executions = await ctx.executions.executions(id);
+    const record = latestRecord(executions);
+    if (record?.metadata.thread_id !== threadId || record.metadata.source_system !== sourceSystem) continue;
+    const summary = summarize(id, executions);
+    if (!summary) continue;
+    turns.push({
+      row: {
+        ...summary,
+        agent_ms: record.execution.timings.agent_ms,
+        delivery_ms: record.execution.timings.delivery_ms,
+        attempts: record.execution.delivery_attempts.length,
+      },
+      record,
+    });
+  }
+  return turns.sort((a, b) => (a.row.thread_turn ?? 0) - (b.row.thread_turn ?? 0));
+}
+
 export function latestRecord(executions: ExecutionRecord[]): ConversationRecord | null {
   return (
     [...executions]

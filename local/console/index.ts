@@ -9,6 +9,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isConversationId } from '../../functions/domain/conversation-id.ts';
+import { canonicalSource } from '../../functions/domain/source-identity.ts';
 import { isLoopbackCaller } from '../server/loopback.ts';
 import { type Refuse, type RouteHandler, router } from '../server/router.ts';
 import {
@@ -17,9 +18,10 @@ import {
   latestRecord,
   openDeliveries,
   recentConversations,
+  threadConversations,
   version,
 } from './data.ts';
-import { conversationFragment, listFragment, notFoundFragment, page } from './pages.ts';
+import { conversationFragment, listFragment, notFoundFragment, page, threadFragment, threadPath } from './pages.ts';
 
 export type { ConsoleContext } from './data.ts';
 
@@ -135,6 +137,22 @@ function consolePages(ctx: ConsoleContext) {
       {
         path: /^\/console\/conversations\/([^/]+)$/,
         methods: { GET: (req, res, match) => conversationPage(ctx, req, res, decodeURIComponent(match[1]!)) },
+      },
+      {
+        path: /^\/console\/threads\/([^/]+)\/([^/]+)$/,
+        methods: {
+          GET: async (req, res, match) => {
+            const source = canonicalSource(decodeURIComponent(match[1]!));
+            const threadId = decodeURIComponent(match[2]!);
+            const [v, turns] = await Promise.all([version(ctx), threadConversations(ctx, source, threadId)]);
+            sendPage(req, res, isFragment(req), {
+              title: `Thread ${threadId}`,
+              version: v,
+              fragmentSrc: `${threadPath(source, threadId)}?fragment=1`,
+              body: threadFragment(source, threadId, turns),
+            });
+          },
+        },
       },
       {
         path: /^\/console\/api\/version$/,

@@ -14,6 +14,13 @@ const token = (value: string | null | undefined) =>
 const badge = (value: string | null | undefined) => html`<span class="badge b-${token(value)}">${value ?? '-'}</span>`;
 const ms = (value: number | null | undefined) => (value === null || value === undefined ? '-' : `${value} ms`);
 const link = (id: string) => html`<a href="/console/conversations/${encodeURIComponent(id)}">${id}</a>`;
+/** The console page of a source's thread (a thread belongs to its source). */
+export const threadPath = (sourceSystem: string, threadId: string) =>
+  `/console/threads/${encodeURIComponent(sourceSystem)}/${encodeURIComponent(threadId)}`;
+const threadLink = (r: { source_system: string; thread_id?: string | null; thread_turn?: number | null }) =>
+  r.thread_id
+    ? html`<a class="thread" href="${threadPath(r.source_system, r.thread_id)}">${r.thread_id} · ${r.thread_turn ?? '-'}</a>`
+    : '-';
 const preview = (text: string, max = 90) => {
   const flat = text.replace(/\s+/g, ' ').trim();
   return flat.length > max ? `${flat.slice(0, max)}…` : flat;
@@ -60,18 +67,41 @@ export function listFragment(rows: ConsoleRow[], open: FailedDeliveryEnvelope[],
     rows.length === 0
       ? html`<p class="empty">No conversations yet. POST one to <code>/webhook</code>; it appears here within a second.</p>`
       : html`<table id="conversations">
-  <thead><tr><th>received</th><th>conversation</th><th>source</th><th>type</th><th>status</th><th>delivery</th><th class="num">runs</th><th class="num">agent</th><th class="num">delivery</th><th class="num">total</th><th>query</th></tr></thead>
+  <thead><tr><th>received</th><th>conversation</th><th>source</th><th>type</th><th>status</th><th>delivery</th><th class="num">runs</th><th class="num">agent</th><th class="num">delivery</th><th class="num">total</th><th>thread · turn</th><th>query</th></tr></thead>
   <tbody>${rows.map(
     (r) => html`<tr data-id="${r.conversation_id}" data-status="${r.status}" data-delivery="${r.delivery_status}">
     <td class="time">${r.received_at}</td><td>${link(r.conversation_id)}</td><td>${r.source_system}/${r.source_process}</td>
     <td>${r.webhook_type ?? '-'}</td><td>${badge(r.status)}</td><td>${badge(r.delivery_status)}</td><td class="num">${r.executions}</td>
-    <td class="num">${ms(r.agent_ms)}</td><td class="num">${ms(r.delivery_ms)}</td><td class="num">${ms(r.total_time_ms)}</td><td class="query">${preview(r.query)}</td></tr>`,
+    <td class="num">${ms(r.agent_ms)}</td><td class="num">${ms(r.delivery_ms)}</td><td class="num">${ms(r.total_time_ms)}</td><td>${threadLink(r)}</td><td class="query">${preview(r.query)}</td></tr>`,
   )}</tbody>
 </table>`;
   return html`${deliveries}<section>
   <h1>Recent conversations <span class="count">${rows.length}</span></h1>
   ${table}
   ${rows.length >= limit ? html`<p class="more">Showing the newest ${limit}. <code>npx webhook-gateway conversations list --limit N</code> or <code>conversations search</code> reach the rest.</p>` : ''}
+</section>`;
+}
+
+/** A source's thread, its conversations in turn order: each question with its answer, as the thread went. */
+export function threadFragment(
+  sourceSystem: string,
+  threadId: string,
+  turns: { row: ConsoleRow; record: ConversationRecord }[],
+): SafeHtml {
+  const body =
+    turns.length === 0
+      ? html`<p class="empty">No conversation of ${sourceSystem} is in thread ${threadId} (yet).</p>`
+      : html`<ol class="thread">${turns.map(
+          ({ row, record }) => html`<li data-id="${row.conversation_id}" data-turn="${row.thread_turn ?? ''}">
+  <p class="turn">turn ${row.thread_turn ?? '-'} · ${link(row.conversation_id)} · <span class="time">${row.received_at}</span> · ${badge(row.status)} ${badge(row.delivery_status)}</p>
+  <pre class="text question">${userQuery(record)}</pre>
+  <pre class="text answer">${agentTurn(record)?.content ?? '(no answer)'}</pre>
+</li>`,
+        )}</ol>`;
+  return html`<section>
+  <h1>Thread ${threadId} <small>${sourceSystem}</small> <span class="count">${turns.length}</span></h1>
+  <p class="more"><code>npx webhook-gateway conversations list --thread ${threadId} --source ${sourceSystem}</code></p>
+  ${body}
 </section>`;
 }
 
@@ -83,6 +113,7 @@ function summary(id: string, record: ConversationRecord | null): SafeHtml {
 <dl class="summary">
   <dt>source</dt><dd>${record.metadata.source_system} / ${record.metadata.source_process}</dd>
   <dt>received</dt><dd>${record.metadata.received_at}</dd>
+  ${record.metadata.thread_id ? html`<dt>thread</dt><dd id="thread">${threadLink(record.metadata)} <small>turn ${record.metadata.thread_turn ?? '-'}</small></dd>` : ''}
   <dt>status</dt><dd id="conversation-status">${badge(record.execution.status)}</dd>
   <dt>type</dt><dd>${ctx.webhook_type ?? '-'} <small>${ctx.classification_reason ?? 'not classified'}</small></dd>
   <dt>delivery</dt><dd id="delivery-status" data-status="${ctx.delivery_status}">${badge(ctx.delivery_status)} <small>${ctx.delivery_target ?? ''}</small></dd>

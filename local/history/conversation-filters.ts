@@ -1,9 +1,11 @@
 /**
- * The filters shared by `conversations list`, `conversations search` and the console: source, type, status and
- * a lower bound on the receive time. Each flag takes one value or a comma-separated list (any of them matches).
+ * The filters shared by `conversations list`, `conversations search` and the console: source, type, status, thread
+ * and a lower bound on the receive time. Each flag but --thread takes one value or a comma-separated list (any of
+ * them matches).
  */
 import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
 import { canonicalSource } from '../../functions/domain/source-identity.ts';
+import { MAX_THREAD_ID_LENGTH, THREAD_ID_PATTERN } from '../../functions/domain/thread.ts';
 
 export interface ConversationFilter {
   /** `system` or `system/process`, each part in canonical form (source-identity.ts). */
@@ -13,6 +15,8 @@ export interface ConversationFilter {
   statuses: string[];
   /** Epoch ms; conversations received before it are left out. */
   since: number | null;
+  /** One thread_id (exact): only that thread's conversations, listed in turn order. */
+  thread: string | null;
 }
 
 /** What a filter looks at: a row of `conversations list`, a search hit, a console row. */
@@ -24,6 +28,9 @@ export interface FilterableConversation {
   webhook_type: string | null;
   status: string;
   delivery_status: string;
+  /** Absent on rows read from exports without the thread columns. */
+  thread_id?: string | null;
+  thread_turn?: number | null;
 }
 
 const CONVERSATION_STATUSES = ['completed', 'failed', 'interrupted', 'in_progress', 'timed_out', 'aborted'] as const;
@@ -47,6 +54,7 @@ export interface FilterFlags {
   type?: string;
   status?: string;
   since?: string;
+  thread?: string;
 }
 
 export function parseFilter(flags: FilterFlags): ConversationFilter {
@@ -73,12 +81,32 @@ export function parseFilter(flags: FilterFlags): ConversationFilter {
       );
     }
   }
+  const thread = flags.thread ?? null;
+  if (thread !== null && (thread.length > MAX_THREAD_ID_LENGTH || !THREAD_ID_PATTERN.test(thread)))
+    throw new FilterError(
+      `--thread takes a thread_id (letters, digits, '_', '-', '.', at most ${MAX_THREAD_ID_LENGTH}); got "${thread}"`,
+    );
   const sources = list(flags.source).map((s) => s.split('/').map(canonicalSource).join('/'));
-  return { sources, types, statuses, since };
+  return { sources, types, statuses, since, thread };
 }
 
 export function isEmptyFilter(filter: ConversationFilter): boolean {
-  return filter.sources.length + filter.types.length + filter.statuses.length === 0 && filter.since === null;
+  return (
+    filter.sources.length + filter.types.length + filter.statuses.length === 0 &&
+    filter.since === null &&
+    filter.thread === null
+  );
+}
+
+/**
+ * The order rows are shown in: newest first; with --thread, each source's thread (a thread belongs to its source)
+ * in turn order, as the conversation went.
+ */
+export function compareRows(filter: ConversationFilter) {
+  return (a: FilterableConversation, b: FilterableConversation): number =>
+    filter.thread !== null
+      ? a.source_system.localeCompare(b.source_system) || (a.thread_turn ?? 0) - (b.thread_turn ?? 0)
+      : b.received_at.localeCompare(a.received_at) || b.conversation_id.localeCompare(a.conversation_id);
 }
 
 export function matchesFilter(row: FilterableConversation, filter: ConversationFilter): boolean {
@@ -91,6 +119,7 @@ export function matchesFilter(row: FilterableConversation, filter: ConversationF
   if (filter.statuses.length > 0 && !filter.statuses.some((s) => s === row.status || s === row.delivery_status))
     return false;
   if (filter.since !== null && !(Date.parse(row.received_at) >= filter.since)) return false;
+  if (filter.thread !== null && row.thread_id !== filter.thread) return false;
   return true;
 }
 

@@ -46,5 +46,7 @@ export function summarize(conversationId: string, executions: ExecutionRecord[])
     total_time_ms: record.execution.timings.total_ms,
     executions: executions.length,
     query: userQuery(record),
+    thread_id: record.metadata.thread_id ?? null,
+    thread_turn: record.metadata.thread_turn ?? null,
   };
 }

@@ -69,12 +69,19 @@ export function searchSql(request: SearchRequest): { sql: string; params: string
     conditions.push(`(status IN (${marks(filter.statuses)}) OR delivery_status IN (${marks(filter.statuses)}))`);
     params.push(...filter.statuses, ...filter.statuses);
   }
+  if (filter.thread !== null) {
+    conditions.push('thread_id = ?');
+    params.push(filter.thread);
+  }
   const sql = [
     'SELECT conversation_id, received_at, source_system, source_process, webhook_type, status, delivery_status,',
-    '  total_time_ms, query, response, count(*) OVER () AS matches',
+    '  total_time_ms, query, response, thread_id, thread_turn, count(*) OVER () AS matches',
     `FROM ${CONVERSATIONS_TABLE}`,
     ...(conditions.length > 0 ? [`WHERE ${conditions.join('\n  AND ')}`] : []),
-    'ORDER BY received_at DESC, conversation_id DESC',
+    // A thread reads in turn order (compareRows); otherwise the newest first.
+    filter.thread !== null
+      ? 'ORDER BY source_system, thread_turn, conversation_id'
+      : 'ORDER BY received_at DESC, conversation_id DESC',
     ...(request.limit !== null ? [`LIMIT ${Math.floor(request.limit)}`] : []),
   ].join('\n');
   return { sql, params };
@@ -114,6 +121,8 @@ export function hitOfRow(row: Record<string, unknown>, searched: string): Search
     delivery_status: text(row.delivery_status),
     total_time_ms: typeof row.total_time_ms === 'number' ? row.total_time_ms : null,
     query: text(row.query),
+    thread_id: typeof row.thread_id === 'string' ? row.thread_id : null,
+    thread_turn: row.thread_turn === null || row.thread_turn === undefined ? null : Number(row.thread_turn),
     matched_in,
     snippet,
   };

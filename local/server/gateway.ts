@@ -151,6 +151,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     }
     if (!userSettings.idempotencyTableName) defaults.IDEMPOTENCY_DIR = path.join(options.dataDir, 'idempotency');
     if (!userSettings.statusTableName) defaults.STATUS_DIR = path.join(options.dataDir, 'status');
+    if (!userSettings.threadTableName) defaults.THREAD_DIR = path.join(options.dataDir, 'threads');
     if (!process.env.DELIVERY_SIGNING_SECRETS && !process.env.DELIVERY_SIGNING_SECRETS_ARN) {
       const made = await localDeliverySecrets(options.dataDir);
       defaults.DELIVERY_SIGNING_SECRETS = made.json;
@@ -224,11 +225,13 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     dataDir: options.dataDir,
     idempotencyDir: config.idempotencyDir ?? null,
     statusDir: config.statusDir ?? null,
+    threadDir: config.threadDir ?? null,
+    threadTtlDays: config.threadTtlDays,
   };
   const sweep = async () => {
     try {
       const swept = await sweepLocalHistory(retention, options.historyDays, new Date());
-      if (swept.histories + swept.envelopes + swept.keys + swept.statuses + swept.logFiles > 0)
+      if (swept.histories + swept.envelopes + swept.keys + swept.statuses + swept.threads + swept.logFiles > 0)
         options.onSweep?.(swept);
     } catch (error) {
       console.error(`webhook-gateway: the local history sweep failed: ${(error as Error).message}`);

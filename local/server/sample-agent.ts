@@ -13,6 +13,8 @@ export interface AgentRequest {
   query?: string;
   conversation_id?: string;
   source_system?: string;
+  /** The thread (functions/domain/thread.ts AgentThread), or null outside one. */
+  thread?: { thread_id?: unknown; session_id?: unknown; turn?: unknown; earlier_turns?: unknown } | null;
 }
 
 export type SampleAnswer =
@@ -31,7 +33,8 @@ export function sampleAgentAnswer(request: AgentRequest): SampleAnswer {
       payload: { errorType: 'SampleAgentError', errorMessage: 'the sample agent was asked to fail' },
     };
   }
-  const base = { agent: LABEL, sample: true, conversation_id: request.conversation_id ?? null };
+  const seen = threadSeen(request);
+  const base = { agent: LABEL, sample: true, conversation_id: request.conversation_id ?? null, ...seen };
   let payload: Record<string, unknown>;
   if (/\b(deal|deals|pipeline|opportunit)/.test(q)) {
     payload = {
@@ -59,7 +62,26 @@ export function sampleAgentAnswer(request: AgentRequest): SampleAnswer {
   } else {
     payload = { ...base, response: `General answer from the sample agent to: ${query.slice(0, 200)}` };
   }
+  // Threads visibly at work: the answer says how much of the thread the agent was given.
+  if (seen) {
+    const n = seen.earlier_turns_received;
+    payload.response = `${payload.response} (thread ${String(seen.thread_id)}, turn ${String(seen.thread_turn)}: ${n} earlier turn${n === 1 ? '' : 's'} received)`;
+  }
   return { kind: q.includes('[sample:slow]') ? 'slow' : 'answer', payload };
+}
+
+/** What the sample agent says it saw of the thread (nothing outside a thread). */
+function threadSeen(request: AgentRequest) {
+  const thread = request.thread;
+  if (!thread || typeof thread !== 'object') return null;
+  const earlier = Array.isArray(thread.earlier_turns) ? thread.earlier_turns : [];
+  return {
+    thread_id: thread.thread_id ?? null,
+    session_id: thread.session_id ?? null,
+    thread_turn: thread.turn ?? null,
+    earlier_turns_received: earlier.length,
+    earlier_conversation_ids: earlier.map((t) => (t as { conversation_id?: unknown })?.conversation_id ?? null),
+  };
 }
 
 /** The Lambda Invoke REST call (`POST /2015-03-31/functions/{name}/invocations`), answered by the sample agent. */

@@ -16,7 +16,8 @@ import { listDir, readJson } from './json-files.ts';
  *   envelope the sweep cannot read counts as owed);
  * - failed-delivery envelopes settled (nothing owed any more) longer ago than that;
  * - idempotency keys past their expiry (24 h: they answer nothing any more), and the status records of asynchronous
- *   conversations past theirs (7 days: GET /conversations/{id} answers 404 for them anyway);
+ *   conversations past theirs (7 days: GET /conversations/{id} answers 404 for them anyway), and the threads unused
+ *   for THREAD_TTL_DAYS (the folder's time is pushed forward by every turn: DynamoDB's TTL on AWS);
  * - the handlers' log and the built-in receiver's files: each is moved aside to `<name>.<first day>.jsonl` once its
  *   first line is a day old (the writers go on in a fresh file, nothing is lost), and the moved files go when their
  *   last line is older than the retention.
@@ -26,6 +27,9 @@ export interface RetentionPaths {
   dataDir: string;
   idempotencyDir: string | null;
   statusDir?: string | null;
+  /** THREAD_DIR and THREAD_TTL_DAYS (functions/shared/thread-store.ts). */
+  threadDir?: string | null;
+  threadTtlDays?: number;
 }
 
 export interface SweepResult {
@@ -33,6 +37,7 @@ export interface SweepResult {
   envelopes: number;
   keys: number;
   statuses: number;
+  threads: number;
   logFiles: number;
 }
 
@@ -122,7 +127,7 @@ async function deliveryMayBeOwed(envelopeFile: string): Promise<boolean> {
 }
 
 export async function sweepLocalHistory(paths: RetentionPaths, days: number, now: Date): Promise<SweepResult> {
-  const result: SweepResult = { histories: 0, envelopes: 0, keys: 0, statuses: 0, logFiles: 0 };
+  const result: SweepResult = { histories: 0, envelopes: 0, keys: 0, statuses: 0, threads: 0, logFiles: 0 };
   const t = now.getTime();
   if (days > 0) {
     const cutoff = t - days * DAY_MS;
@@ -159,6 +164,22 @@ export async function sweepLocalHistory(paths: RetentionPaths, days: number, now
     for (const name of (await listDir(paths.statusDir)).filter((n) => isConversationId(n.replace(/\.json$/, '')))) {
       if (expiredRecordRemoved(path.join(paths.statusDir, name), t)) result.statuses += 1;
       await nextTurn();
+    }
+  }
+  if (paths.threadDir && paths.threadTtlDays) {
+    const unusedSince = t - paths.threadTtlDays * DAY_MS;
+    for (const source of await listDir(paths.threadDir)) {
+      for (const thread of await listDir(path.join(paths.threadDir, source))) {
+        const folder = path.join(paths.threadDir, source, thread);
+        const used = await stat(folder).then(
+          (s) => s.mtimeMs,
+          () => Number.POSITIVE_INFINITY,
+        );
+        if (used < unusedSince) {
+          await rm(folder, { recursive: true, force: true });
+          result.threads += 1;
+        }
+      }
     }
   }
   return result;

@@ -106,10 +106,11 @@ describe('statemachine/conversation.asl.json', () => {
       Next: 'Classify',
     });
     expect(agent.Parameters.FunctionName).toBe(SUBSTITUTIONS.AgentFunctionArn);
-    // The agent contract's request (docs/contract.md): the question and who asked it.
+    // The agent contract's request (docs/contract.md): the question, who asked it, and its thread (or null).
     expect(Object.keys(agent.Parameters.Payload).sort()).toEqual(
-      ['conversation_id.$', 'metadata.$', 'query.$', 'source_process.$', 'source_system.$'].sort(),
+      ['conversation_id.$', 'metadata.$', 'query.$', 'source_process.$', 'source_system.$', 'thread.$'].sort(),
     );
+    expect(agent.Parameters.Payload['thread.$']).toBe('$.thread');
     // Only a throttled agent (it did not run) is invoked again; a timeout never is.
     expect(agent.Retry).toEqual([
       expect.objectContaining({ ErrorEquals: ['Lambda.TooManyRequestsException'], MaxAttempts: 2, MaxDelaySeconds: 2 }),

@@ -62,6 +62,8 @@ describe('startConversation', () => {
           idempotency_key: null,
           custom: { crm_id: 'opp-1' },
           response_mode: 'sync',
+          thread_id: null,
+          thread_turn: null,
         },
         webhook_context: {
           source_system: 'testing_system',

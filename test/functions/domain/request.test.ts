@@ -277,7 +277,9 @@ describe('parseWebhookRequest: body shape', () => {
   it('rejects unknown fields by name', () => {
     const d = details({ ...MINIMAL, priority: 'high' });
     expect(d).toEqual([{ field: 'priority', message: expect.stringMatching(/^unknown field/) }]);
-    expect(d[0]!.message).toContain('query, source_system, source_process, timestamp, webhook_type, metadata');
+    expect(d[0]!.message).toContain(
+      'query, source_system, source_process, timestamp, thread_id, webhook_type, metadata',
+    );
   });
 
   it('rejects a misspelled field rather than dropping it', () => {

@@ -23,6 +23,9 @@ describe('settings', () => {
       statusDir: undefined,
       apiKeySources: {},
       s3ForcePathStyle: false,
+      threadTableName: undefined,
+      threadDir: undefined,
+      threadTtlDays: 30,
     });
     expect(DEFAULTS.exportBucket).toBe('revops-conversations');
     expect(DEFAULTS.stackName).toBe('WebhookConversationGateway');

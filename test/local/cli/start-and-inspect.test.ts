@@ -138,6 +138,20 @@ describe('webhook-gateway start / conversations', () => {
     ]);
   });
 
+  it('the sample agent says how many earlier turns of its thread it received', async () => {
+    const answers: string[] = [];
+    for (const query of ['Hello, first turn', 'And a second turn']) {
+      const res = await fetch(`${gateway.url}/webhook`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ ...SEED_REQUEST, query, thread_id: 'sample-thread' }),
+      });
+      answers.push(((await res.json()) as any).response.response);
+    }
+    expect(answers[0]).toMatch(/\(thread sample-thread, turn 1: 0 earlier turns received\)$/);
+    expect(answers[1]).toMatch(/\(thread sample-thread, turn 2: 1 earlier turn received\)$/);
+  });
+
   it('unknown or malformed ids and unknown commands get one clear line, no stack trace', async () => {
     const unknown = await runCli(['conversations', 'show', 'webhook_20250813_103045_testing_phase3valid_zzzzzz'], {
       LOCAL_DATA_DIR: dataDir,

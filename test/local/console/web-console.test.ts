@@ -90,6 +90,7 @@ describe.skipIf(skipBrowser)('console in Chromium', () => {
       expect.stringMatching(/^\d+ ms$/),
       expect.stringMatching(/^\d+ ms$/),
       expect.stringMatching(/^\d+ ms$/),
+      '-', // not in a thread
       expect.stringContaining('<img src=x'),
     ]);
     expect(await page.locator(`#failed-deliveries tr[data-id="${ids.failed}"]`).innerText()).toMatch(

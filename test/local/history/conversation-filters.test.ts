@@ -1,6 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { SHARED_FUNCTIONS } from '../../../functions/domain/named-queries.ts';
-import { FilterError, matchesFilter, mayBeSince, parseFilter } from '../../../local/history/conversation-filters.ts';
+import {
+  compareRows,
+  FilterError,
+  matchesFilter,
+  mayBeSince,
+  parseFilter,
+} from '../../../local/history/conversation-filters.ts';
 import { hitOfRow, searchSql, snippetAround } from '../../../local/history/export-search.ts';
 
 /** The pure parts behind `conversations list/search` filters and matching (the CLI tests run the real bin). */
@@ -22,6 +28,7 @@ describe('conversation filters', () => {
       types: ['deal_analysis', 'general'],
       statuses: ['retrying'],
       since: null,
+      thread: null,
     });
     expect(matchesFilter(row, f)).toBe(true);
     expect(matchesFilter(row, parseFilter({ status: 'completed' }))).toBe(true);
@@ -106,5 +113,39 @@ describe('search as SQL', () => {
     const s = snippetAround(text, text.indexOf('needle'), 6, 30);
     expect(s).toMatch(/^….*needle.*…$/);
     expect(s).not.toContain('\n');
+  });
+});
+
+describe('--thread', () => {
+  const turn = (source: string, n: number, received: string) => ({
+    ...row,
+    conversation_id: `${source}-${n}`,
+    source_system: source,
+    received_at: received,
+    thread_id: 'q3',
+    thread_turn: n,
+  });
+
+  it("keeps one thread (exact id) and orders each source's thread by turn; without it, newest first", () => {
+    const f = parseFilter({ thread: 'q3' });
+    expect(matchesFilter(turn('crm', 1, '2025-01-01'), f)).toBe(true);
+    expect(matchesFilter({ ...row, thread_id: 'Q3' }, f)).toBe(false);
+    expect(matchesFilter(row, f)).toBe(false);
+    const rows = [turn('erp', 1, '2025-01-05'), turn('crm', 2, '2025-01-02'), turn('crm', 1, '2025-01-03')];
+    expect([...rows].sort(compareRows(f)).map((r) => r.conversation_id)).toEqual(['crm-1', 'crm-2', 'erp-1']);
+    expect([...rows].sort(compareRows(parseFilter({}))).map((r) => r.conversation_id)).toEqual([
+      'erp-1',
+      'crm-1',
+      'crm-2',
+    ]);
+  });
+
+  it('refuses what cannot be a thread id, and searches by it in SQL in turn order', () => {
+    for (const bad of ['', '../x', 'a b', 'x'.repeat(129)])
+      expect(() => parseFilter({ thread: bad })).toThrow(FilterError);
+    const { sql, params } = searchSql({ text: '', filter: parseFilter({ thread: 'q3' }), limit: 10 });
+    expect(sql).toContain('thread_id = ?');
+    expect(sql).toContain('ORDER BY source_system, thread_turn');
+    expect(params).toEqual(['q3']);
   });
 });

@@ -52,11 +52,33 @@ describe('the local history sweep', () => {
       30,
       NOW,
     );
-    expect(swept).toEqual({ histories: 1, envelopes: 1, keys: 1, statuses: 1, logFiles: 0 });
+    expect(swept).toEqual({ histories: 1, envelopes: 1, keys: 1, statuses: 1, threads: 0, logFiles: 0 });
     expect(await ls('status')).toEqual([`${NEW_ID}.json`]);
     expect(await ls('executions')).toEqual([OWED_ID, NEW_ID].sort());
     expect(await ls('failed-deliveries')).toEqual([`${OWED_ID}.json`, `${NEW_ID}.json`].sort());
     expect(await ls('idempotency')).toEqual([`${'b'.repeat(64)}.json`]);
+  });
+
+  it('forgets a thread unused for THREAD_TTL_DAYS (its folder time, pushed forward by every turn); keeps a recent one', async () => {
+    await put('threads/crm/old-thread/1.json', {});
+    await put('threads/crm/new-thread/1.json', {});
+    await utimes(
+      path.join(dataDir, 'threads/crm/old-thread'),
+      new Date(NOW.getTime() - 31 * DAY),
+      new Date(NOW.getTime() - 31 * DAY),
+    );
+    await utimes(
+      path.join(dataDir, 'threads/crm/new-thread'),
+      new Date(NOW.getTime() - 29 * DAY),
+      new Date(NOW.getTime() - 29 * DAY),
+    );
+    const swept = await sweepLocalHistory(
+      { dataDir, idempotencyDir: null, threadDir: path.join(dataDir, 'threads'), threadTtlDays: 30 },
+      0,
+      NOW,
+    );
+    expect(swept.threads).toBe(1);
+    expect(await ls('threads/crm')).toEqual(['new-thread']);
   });
 
   it('moves a log aside once its first line is a day old, and drops moved logs past the retention', async () => {

@@ -1,0 +1,180 @@
+import { mkdir, open, readdir, readFile, rename, utimes, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { canonicalSource } from '../domain/source-identity.ts';
+import { MAX_THREAD_HISTORY_TURNS, THREAD_ID_PATTERN, type ThreadTurn } from '../domain/thread.ts';
+import { tracer } from './powertools.ts';
+import { settings } from './settings.ts';
+
+/**
+ * The turns of threads (functions/domain/thread.ts): one port, two adapters chosen by configuration.
+ * - THREAD_TABLE_NAME: DynamoDB (AWS). Partition key `thread` = `<source_system>/<thread_id>`, sort key `turn`:
+ *   item 0 holds the thread's last claimed turn number (an atomic counter), item n the answered turn n. Every item
+ *   carries `expires_at` (TTL), pushed forward whenever the thread is used.
+ * - THREAD_DIR: `<dir>/<source_system>/<thread_id>/` (local): `<n>.claim` made exclusively per claimed turn (two
+ *   conversations never get one number), `<n>.json` per answered turn.
+ * - neither: threads are off; a request with a thread_id fails (a deployment without its table is broken).
+ * The source is part of every key: one source can never read another's thread of the same name.
+ */
+export interface ThreadStore {
+  /** The next turn number of the thread (1 for its first conversation). */
+  claimTurn(sourceSystem: string, threadId: string, now: Date): Promise<number>;
+  /** Keep an answered turn (again: the same turn overwrites itself, as a re-export does). */
+  recordTurn(sourceSystem: string, threadId: string, turn: ThreadTurn, now: Date): Promise<void>;
+  /** The answered turns before `beforeTurn`, newest first, at most `limit`. */
+  earlierTurns(sourceSystem: string, threadId: string, beforeTurn: number, limit?: number): Promise<ThreadTurn[]>;
+}
+
+export class ThreadStoreUnconfigured extends Error {
+  override name = 'ThreadStoreUnconfigured';
+}
+
+const threadKey = (sourceSystem: string, threadId: string): string => {
+  if (!THREAD_ID_PATTERN.test(threadId)) throw new Error(`not a thread id: ${threadId}`);
+  return `${canonicalSource(sourceSystem)}/${threadId}`;
+};
+
+const expiresAt = (now: Date, ttlDays: number): number => Math.floor(now.getTime() / 1000) + ttlDays * 86_400;
+
+/** Loaded on first use: a stage that never touches a thread never pays for the SDK's import. */
+const dynamo = async () => {
+  const sdk = await import('@aws-sdk/client-dynamodb');
+  DynamoThreadStore.client ??= tracer.captureAWSv3Client(new sdk.DynamoDBClient({}));
+  return { sdk, db: DynamoThreadStore.client };
+};
+
+export class DynamoThreadStore implements ThreadStore {
+  static client: DynamoDBClient | null = null;
+  constructor(
+    private readonly table: string,
+    private readonly ttlDays: number,
+  ) {}
+
+  async claimTurn(sourceSystem: string, threadId: string, now: Date): Promise<number> {
+    const { sdk, db } = await dynamo();
+    const out = await db.send(
+      new sdk.UpdateItemCommand({
+        TableName: this.table,
+        Key: { thread: { S: threadKey(sourceSystem, threadId) }, turn: { N: '0' } },
+        UpdateExpression: 'ADD last_turn :one SET expires_at = :expires',
+        ExpressionAttributeValues: { ':one': { N: '1' }, ':expires': { N: String(expiresAt(now, this.ttlDays)) } },
+        ReturnValues: 'UPDATED_NEW',
+      }),
+    );
+    return Number(out.Attributes?.last_turn?.N);
+  }
+
+  async recordTurn(sourceSystem: string, threadId: string, turn: ThreadTurn, now: Date): Promise<void> {
+    const { sdk, db } = await dynamo();
+    await db.send(
+      new sdk.PutItemCommand({
+        TableName: this.table,
+        Item: {
+          thread: { S: threadKey(sourceSystem, threadId) },
+          turn: { N: String(turn.turn) },
+          body: { S: JSON.stringify(turn) },
+          expires_at: { N: String(expiresAt(now, this.ttlDays)) },
+        },
+      }),
+    );
+  }
+
+  async earlierTurns(
+    sourceSystem: string,
+    threadId: string,
+    beforeTurn: number,
+    limit = MAX_THREAD_HISTORY_TURNS,
+  ): Promise<ThreadTurn[]> {
+    if (beforeTurn <= 1 || limit < 1) return [];
+    const { sdk, db } = await dynamo();
+    const out = await db.send(
+      new sdk.QueryCommand({
+        TableName: this.table,
+        KeyConditionExpression: '#thread = :thread AND #turn BETWEEN :first AND :last',
+        ExpressionAttributeNames: { '#thread': 'thread', '#turn': 'turn' },
+        ExpressionAttributeValues: {
+          ':thread': { S: threadKey(sourceSystem, threadId) },
+          ':first': { N: '1' },
+          ':last': { N: String(beforeTurn - 1) },
+        },
+        ScanIndexForward: false,
+        Limit: limit,
+        ConsistentRead: true,
+      }),
+    );
+    return (out.Items ?? []).map((item) => JSON.parse(item.body?.S ?? '{}') as ThreadTurn);
+  }
+}
+
+export class FileThreadStore implements ThreadStore {
+  constructor(private readonly dir: string) {}
+
+  private folder(sourceSystem: string, threadId: string): string {
+    return path.join(this.dir, ...threadKey(sourceSystem, threadId).split('/'));
+  }
+
+  async claimTurn(sourceSystem: string, threadId: string, now: Date): Promise<number> {
+    const folder = this.folder(sourceSystem, threadId);
+    await mkdir(folder, { recursive: true, mode: 0o700 });
+    const claimed = (await readdir(folder)).map((name) => Number(/^(\d+)\.claim$/.exec(name)?.[1] ?? 0));
+    for (let turn = Math.max(0, ...claimed) + 1; ; turn++) {
+      try {
+        // 'wx': created by exactly one claimant; a concurrent one gets EEXIST and takes the next number.
+        await (await open(path.join(folder, `${turn}.claim`), 'wx', 0o600)).close();
+        await utimes(folder, now, now);
+        return turn;
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      }
+    }
+  }
+
+  async recordTurn(sourceSystem: string, threadId: string, turn: ThreadTurn, now: Date): Promise<void> {
+    const folder = this.folder(sourceSystem, threadId);
+    await mkdir(folder, { recursive: true, mode: 0o700 });
+    const file = path.join(folder, `${turn.turn}.json`);
+    const temporary = `${file}.${process.pid}.tmp`;
+    await writeFile(temporary, JSON.stringify(turn), { mode: 0o600 });
+    await rename(temporary, file);
+    await utimes(folder, now, now);
+  }
+
+  async earlierTurns(
+    sourceSystem: string,
+    threadId: string,
+    beforeTurn: number,
+    limit = MAX_THREAD_HISTORY_TURNS,
+  ): Promise<ThreadTurn[]> {
+    const folder = this.folder(sourceSystem, threadId);
+    let names: string[];
+    try {
+      names = await readdir(folder);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw error;
+    }
+    const turns = names
+      .map((name) => Number(/^(\d+)\.json$/.exec(name)?.[1] ?? 0))
+      .filter((turn) => turn >= 1 && turn < beforeTurn)
+      .sort((a, b) => b - a)
+      .slice(0, Math.max(0, limit));
+    const read: ThreadTurn[] = [];
+    for (const turn of turns) {
+      try {
+        read.push(JSON.parse(await readFile(path.join(folder, `${turn}.json`), 'utf8')) as ThreadTurn);
+      } catch (error) {
+        // A turn removed by the retention sweep meanwhile, or unreadable: the thread goes on without it.
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT' && !(error instanceof SyntaxError)) throw error;
+      }
+    }
+    return read;
+  }
+}
+
+/** The configured thread store; throws ThreadStoreUnconfigured when there is none (only asked for a thread_id). */
+export function threadStore(): ThreadStore {
+  const { threadTableName, threadDir, threadTtlDays } = settings();
+  if (threadTableName) return new DynamoThreadStore(threadTableName, threadTtlDays);
+  if (threadDir) return new FileThreadStore(threadDir);
+  throw new ThreadStoreUnconfigured('no thread store: set THREAD_TABLE_NAME or THREAD_DIR');
+}

@@ -1,0 +1,123 @@
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { DynamoDBClient, PutItemCommand, QueryCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { mockClient } from 'aws-sdk-client-mock';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { ThreadTurn } from '../../../functions/domain/thread.ts';
+import {
+  DynamoThreadStore,
+  FileThreadStore,
+  ThreadStoreUnconfigured,
+  threadStore,
+} from '../../../functions/shared/thread-store.ts';
+
+const NOW = new Date('2026-12-01T10:00:00Z');
+const turn = (n: number): ThreadTurn => ({
+  turn: n,
+  conversation_id: `webhook_20261201_100000_crm_p_${n}`,
+  query: `q${n}`,
+  answer: `a${n}`,
+  asked_at: NOW.toISOString(),
+  answered_at: NOW.toISOString(),
+});
+
+describe('FileThreadStore (local)', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'threads-'));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('numbers turns 1, 2, 3 … and never gives one number twice, even to concurrent claims', async () => {
+    const store = new FileThreadStore(dir);
+    const turns = await Promise.all(Array.from({ length: 8 }, () => store.claimTurn('crm', 'concurrent', NOW)));
+    expect([...turns].sort((a, b) => a - b)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    expect(await store.claimTurn('crm', 'concurrent', NOW)).toBe(9);
+  });
+
+  it('gives the answered turns before a turn, newest first, within the limit; unanswered turns are gaps', async () => {
+    const store = new FileThreadStore(dir);
+    for (const n of [1, 2, 4, 5]) await store.recordTurn('crm', 'history', turn(n), NOW);
+    expect((await store.earlierTurns('crm', 'history', 5)).map((t) => t.turn)).toEqual([4, 2, 1]);
+    expect((await store.earlierTurns('crm', 'history', 6, 2)).map((t) => t.turn)).toEqual([5, 4]);
+    expect(await store.earlierTurns('crm', 'history', 1)).toEqual([]);
+    expect(await store.earlierTurns('crm', 'never-used', 3)).toEqual([]);
+    // Recording a turn again (a re-export) overwrites it.
+    await store.recordTurn('crm', 'history', { ...turn(4), answer: 'again' }, NOW);
+    expect((await store.earlierTurns('crm', 'history', 5, 1))[0]!.answer).toBe('again');
+  });
+
+  it("keeps each source's thread apart (by canonical source name) and refuses a thread id that is not one", async () => {
+    const store = new FileThreadStore(dir);
+    await store.recordTurn('Sales-CRM', 'shared', turn(1), NOW);
+    expect(await store.earlierTurns('other', 'shared', 2)).toEqual([]);
+    expect(await store.earlierTurns('sales_crm', 'shared', 2)).toHaveLength(1);
+    await expect(store.earlierTurns('crm', '../sales_crm/shared', 2)).rejects.toThrow(/not a thread id/);
+    expect((await readdir(dir)).sort()).toEqual(['crm', 'sales_crm']);
+  });
+});
+
+describe('DynamoThreadStore (AWS)', () => {
+  const dynamo = mockClient(DynamoDBClient);
+  beforeEach(() => dynamo.reset());
+  afterEach(() => dynamo.reset());
+  const store = new DynamoThreadStore('threads-table', 30);
+  const expires = String(Math.floor(NOW.getTime() / 1000) + 30 * 86_400);
+
+  it('claims a turn with one atomic ADD on the thread item 0, pushing its expiry forward', async () => {
+    dynamo.on(UpdateItemCommand).resolves({ Attributes: { last_turn: { N: '3' } } });
+    expect(await store.claimTurn('Sales-CRM', 'q3', NOW)).toBe(3);
+    expect(dynamo.commandCalls(UpdateItemCommand)[0]!.args[0].input).toMatchObject({
+      TableName: 'threads-table',
+      Key: { thread: { S: 'sales_crm/q3' }, turn: { N: '0' } },
+      UpdateExpression: 'ADD last_turn :one SET expires_at = :expires',
+      ExpressionAttributeValues: { ':one': { N: '1' }, ':expires': { N: expires } },
+      ReturnValues: 'UPDATED_NEW',
+    });
+  });
+
+  it('records a turn as item n with its TTL', async () => {
+    dynamo.on(PutItemCommand).resolves({});
+    await store.recordTurn('crm', 'q3', turn(2), NOW);
+    expect(dynamo.commandCalls(PutItemCommand)[0]!.args[0].input.Item).toEqual({
+      thread: { S: 'crm/q3' },
+      turn: { N: '2' },
+      body: { S: JSON.stringify(turn(2)) },
+      expires_at: { N: expires },
+    });
+  });
+
+  it('reads the earlier turns newest first with one consistent Query bounded by turn and limit', async () => {
+    dynamo.on(QueryCommand).resolves({ Items: [turn(4), turn(3)].map((t) => ({ body: { S: JSON.stringify(t) } })) });
+    expect((await store.earlierTurns('crm', 'q3', 5, 2)).map((t) => t.turn)).toEqual([4, 3]);
+    expect(dynamo.commandCalls(QueryCommand)[0]!.args[0].input).toMatchObject({
+      KeyConditionExpression: '#thread = :thread AND #turn BETWEEN :first AND :last',
+      ExpressionAttributeValues: { ':thread': { S: 'crm/q3' }, ':first': { N: '1' }, ':last': { N: '4' } },
+      ScanIndexForward: false,
+      Limit: 2,
+      ConsistentRead: true,
+    });
+    // The first turn has nothing before it: no read at all.
+    expect(await store.earlierTurns('crm', 'q3', 1)).toEqual([]);
+    expect(dynamo.commandCalls(QueryCommand)).toHaveLength(1);
+  });
+});
+
+describe('threadStore(): the adapter the configuration names', () => {
+  const saved = { ...process.env };
+  afterEach(() => {
+    process.env = { ...saved };
+  });
+  it('the table on AWS, the folder locally, and a clear error with neither', () => {
+    delete process.env.THREAD_TABLE_NAME;
+    delete process.env.THREAD_DIR;
+    expect(() => threadStore()).toThrow(ThreadStoreUnconfigured);
+    process.env.THREAD_DIR = '/tmp/x';
+    expect(threadStore()).toBeInstanceOf(FileThreadStore);
+    process.env.THREAD_TABLE_NAME = 'table';
+    expect(threadStore()).toBeInstanceOf(DynamoThreadStore);
+  });
+});
