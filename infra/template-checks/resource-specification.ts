@@ -65,6 +65,12 @@ function describe(value: Json): string {
   return text.length > 80 ? `${text.slice(0, 77)}...` : text;
 }
 
+/**
+ * The resource the CDK CLI adds to every template it synthesizes (version reporting, on unless `--no-version-reporting`):
+ * CloudFormation accepts it, but it is not in the resource model. Its one property is `Analytics`, a string.
+ */
+export const CDK_METADATA_TYPE = 'AWS::CDK::Metadata';
+
 export class ResourceSpecification {
   private readonly byType = new Map<string, Resource>();
 
@@ -93,6 +99,12 @@ export class ResourceSpecification {
         const props = (resource.Properties ?? {}) as Record<string, Json>;
         if (props.ServiceToken === undefined)
           report('Properties.ServiceToken', 'required property ServiceToken is missing');
+        continue;
+      }
+      if (resourceType === CDK_METADATA_TYPE) {
+        for (const [name, value] of Object.entries((resource.Properties ?? {}) as Record<string, Json>))
+          if (name !== 'Analytics' || typeof value !== 'string')
+            report(`Properties.${name}`, `${CDK_METADATA_TYPE} has only Analytics, a string`);
         continue;
       }
       const spec = this.resource(resourceType);

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkNames } from '../../infra/template-checks/name-limits.ts';
 import { checkTemplate, resourceSpecification } from '../../infra/template-checks/plugin.ts';
+import { CDK_METADATA_TYPE } from '../../infra/template-checks/resource-specification.ts';
 import { checkStateMachineDefinitions } from '../../infra/template-checks/state-machine-definitions.ts';
 import { DELIVERY_URL_CONTEXT, OPTIONAL_FEATURES_CONTEXT, type Synthesized, synthesize } from './support/synth.ts';
 
@@ -13,7 +14,10 @@ describe('the synthesized stack against AWS resource model, naming limits and de
   let all: Synthesized;
   let longName: Synthesized;
   beforeAll(() => {
-    all = synthesize({ context: { ...DELIVERY_URL_CONTEXT, ...OPTIONAL_FEATURES_CONTEXT } });
+    // Version reporting on, as the CDK CLI synthesizes: the template then carries AWS::CDK::Metadata.
+    all = synthesize({
+      context: { ...DELIVERY_URL_CONTEXT, ...OPTIONAL_FEATURES_CONTEXT, 'aws:cdk:version-reporting': true },
+    });
     longName = synthesize({
       context: { ...DELIVERY_URL_CONTEXT, ...OPTIONAL_FEATURES_CONTEXT },
       stackName: LONGEST_STACK_NAME,
@@ -34,9 +38,17 @@ describe('the synthesized stack against AWS resource model, naming limits and de
     expect(checkTemplate(templateOf(longName), longName.stack.stackName)).toEqual([]);
   });
 
-  it('checks every resource type of the stack against the model (none unknown to it)', () => {
+  it('checks every resource type of the stack against the model (none unknown to it but the CLI’s own metadata)', () => {
     const types = new Set(Object.values(templateOf(all).Resources).map((r) => r.Type));
+    expect(types).toContain(CDK_METADATA_TYPE);
+    types.delete(CDK_METADATA_TYPE);
     for (const type of types) expect(resourceSpecification().resource(type), type).toBeDefined();
+    const bad = { Resources: { M: { Type: CDK_METADATA_TYPE, Properties: { Analytics: 1, Extra: 'x' } } } };
+    expect(
+      resourceSpecification()
+        .check(bad as never)
+        .map((f) => f.path),
+    ).toEqual(['Properties.Analytics', 'Properties.Extra']);
   });
 
   it('catches a property of the wrong type, an unknown one, a missing required one and a bad nested value', () => {
