@@ -297,7 +297,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
       { path: /^\/webhook$/, methods: { POST: publicRoute((req, res) => handleWebhook(req, res, webhookContext)) } },
       {
         path: new RegExp(`^${STATUS_ROUTE_PREFIX}([^/]+)$`),
-        methods: { GET: (req, res, m) => handleConversationStatus(req, res, m[1]!, limiter, apiKeys) },
+        methods: { GET: publicRoute((req, res, m) => handleConversationStatus(req, res, m[1]!, limiter, apiKeys)) },
       },
       {
         path: /^\/health$/,

@@ -108,8 +108,10 @@ describe('every operator and helper route answers the local operator only', () =
     expect(read.status).toBe(403);
   });
 
-  it('on a loopback-bound gateway, POST /webhook and GET /health refuse a rebound Host name too', async () => {
+  it('on a loopback-bound gateway, POST /webhook, GET /health and GET /conversations/{id} refuse a rebound Host name too', async () => {
     expect((await send('/health', { headers: { host: REBOUND } })).status).toBe(403);
+    const status = await send(`/conversations/${ID}?source_system=testing_system`, { headers: { host: REBOUND } });
+    expect(status.status).toBe(403);
     const res = await send('/webhook', {
       method: 'POST',
       headers: { host: REBOUND, 'content-type': 'application/json' },
