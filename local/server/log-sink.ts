@@ -9,10 +9,13 @@ import path from 'node:path';
 export function divertHandlerLogs(dataDir: string): string {
   const file = path.join(dataDir, 'logs', 'handlers.jsonl');
   if (process.env.LOCAL_LOG_TO_STDOUT === 'true') return '(stdout)';
+  // The first thing `start` writes: a new data folder is made its owner's alone here (as startGateway would), and
+  // the log (requests and answers) is the owner's too.
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   mkdirSync(path.dirname(file), { recursive: true });
   // Opened once and appended to line by line (synchronously: a line is in the file before the next state runs),
   // rather than opened and closed again for every line.
-  const fd = openSync(file, 'a');
+  const fd = openSync(file, 'a', 0o600);
   for (const stream of [process.stdout, process.stderr]) {
     const write = stream.write.bind(stream) as (chunk: unknown, ...rest: unknown[]) => boolean;
     stream.write = ((chunk: unknown, ...rest: unknown[]) => {

@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -9,6 +9,7 @@ import { SEED_REQUEST } from '../../support/gateway.ts';
 const TRACING_SDK_REPORT = path.join(PROJECT_ROOT, 'test', 'support', 'report-tracing-sdk.cjs');
 
 /** What a new user does: `npm start` (the bin), the README's curl, then the CLI to inspect the conversation. */
+let root: string;
 let dataDir: string;
 let gateway: Awaited<ReturnType<typeof startCli>>;
 const cleanEnv = {
@@ -26,7 +27,8 @@ const cleanEnv = {
 };
 
 beforeAll(async () => {
-  dataDir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-cli-'));
+  root = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-cli-'));
+  dataDir = path.join(root, '.data'); // made by the start, as on a fresh clone
   gateway = await startCli({
     ...cleanEnv,
     LOCAL_DATA_DIR: dataDir,
@@ -39,7 +41,7 @@ afterAll(async () => {
     gateway.child.kill('SIGINT');
     await exited;
   }
-  await rm(dataDir, { recursive: true, force: true });
+  await rm(root, { recursive: true, force: true });
 });
 
 describe('webhook-gateway start / conversations', () => {
@@ -53,6 +55,13 @@ describe('webhook-gateway start / conversations', () => {
     expect(out).toMatch(/deliver deal_analysis\s+→ http:\/\/127\.0\.0\.1:\d+\/local\/receiver\/deal_analysis/);
     expect(out).toMatch(/signing deliveries with the secrets in \S*delivery-signing-secrets\.json/);
     expect(out).toMatch(/console http:\/\/127\.0\.0\.1:\d+\/console/);
+  });
+
+  it("makes the data folder its owner's alone (0700); the handlers' log is 0600", async () => {
+    const mode = async (file: string) => (await stat(file)).mode & 0o777;
+    expect(await mode(dataDir)).toBe(0o700);
+    expect(await mode(path.join(dataDir, 'logs', 'handlers.jsonl'))).toBe(0o600);
+    expect(await mode(path.join(dataDir, 'delivery-signing-secrets.json'))).toBe(0o600);
   });
 
   it('answers the seed curl with 200 and tracking, delivering to the built-in receiver', async () => {
