@@ -115,6 +115,8 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     },
     (req, res) => {
       route(req, res).catch((error: Error) => {
+        // A client that went away or was cut off (408 above) failed its own request: nothing to report or answer.
+        if (req.destroyed) return;
         console.error(
           `webhook-gateway: ${req.method} ${JSON.stringify(req.url)} failed: ${error.stack ?? error.message}`,
         );
@@ -140,7 +142,13 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   try {
     if (!process.env.AWS_ENDPOINT_URL_S3) {
       const bucket = userSettings.exportBucket ?? DEFAULTS.exportBucket;
-      s3 = await startEmbeddedS3({ directory: path.join(options.dataDir, 's3'), port: options.s3Port, bucket });
+      s3 = await startEmbeddedS3({
+        directory: path.join(options.dataDir, 's3'),
+        port: options.s3Port,
+        bucket,
+        headersTimeoutMs: options.headersTimeoutMs,
+        requestTimeoutMs: options.requestTimeoutMs,
+      });
       // The handlers' S3 client reaches the embedded S3 in this process: no sockets (the same store, the same rules).
       injectClientSettings('s3', IN_PROCESS_S3_CLIENT_SETTINGS);
     }

@@ -1,3 +1,4 @@
+import { HEADERS_TIMEOUT_MS, REQUEST_TIMEOUT_MS } from '../server/config.ts';
 import { inProcessS3 } from './in-process-s3-transport.ts';
 import { ObjectStore } from './object-store.ts';
 import { isValidBucketName, S3Api } from './s3-api.ts';
@@ -22,6 +23,9 @@ export async function startEmbeddedS3(options: {
   directory: string;
   port: number;
   bucket: string;
+  /** How long a client may take to send its headers / its whole request (408 after); the gateway's by default. */
+  headersTimeoutMs?: number;
+  requestTimeoutMs?: number;
 }): Promise<EmbeddedS3> {
   if (!isValidBucketName(options.bucket)) {
     throw new Error(
@@ -33,7 +37,12 @@ export async function startEmbeddedS3(options: {
   await migrateS3rverLayout(store);
   await store.createBucket(options.bucket);
   const api = new S3Api(store);
-  const http = await serveS3Api(api, { host: '127.0.0.1', port: options.port });
+  const http = await serveS3Api(api, {
+    host: '127.0.0.1',
+    port: options.port,
+    headersTimeoutMs: options.headersTimeoutMs ?? HEADERS_TIMEOUT_MS,
+    requestTimeoutMs: options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS,
+  });
   inProcessS3.attach(api);
   return {
     endpoint: `http://127.0.0.1:${http.port}`,

@@ -275,6 +275,9 @@ export class S3Api {
     }
     const unsupported = UNSUPPORTED.find((name) => query.has(name));
     if (!bucket) {
+      // `//key` names no bucket: neither the service (`/`) nor a bucket's object.
+      if (request.path !== '/')
+        throw new S3Error('InvalidURI', 400, "Couldn't parse the specified URI.", { URI: request.path });
       if (method === 'GET') return this.listBuckets();
       throw new S3Error('MethodNotAllowed', 405, 'The specified method is not allowed against this resource.');
     }

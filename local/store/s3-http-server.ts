@@ -61,8 +61,18 @@ function send(response: S3Response, res: import('node:http').ServerResponse, hea
   }
 }
 
-export function serveS3Api(api: S3Api, options: { host: string; port: number }): Promise<S3HttpServer> {
-  const server = createServer((req, res) => {
+export function serveS3Api(
+  api: S3Api,
+  options: { host: string; port: number; headersTimeoutMs: number; requestTimeoutMs: number },
+): Promise<S3HttpServer> {
+  // Slow clients are cut off (408), as by the gateway: the headers within headersTimeoutMs, the request within
+  // requestTimeoutMs (a multipart upload sends each part as its own request).
+  const timeouts = {
+    headersTimeout: options.headersTimeoutMs,
+    requestTimeout: options.requestTimeoutMs,
+    connectionsCheckingInterval: Math.min(1_000, Math.ceil(options.headersTimeoutMs / 3)),
+  };
+  const server = createServer(timeouts, (req, res) => {
     if (!isLoopbackRequest(req)) {
       req.resume();
       res.writeHead(403, { 'content-type': 'application/xml', 'content-length': ACCESS_DENIED.length });

@@ -200,6 +200,8 @@ export async function receiveBody(
       spilled.out.destroy();
       await rm(spilled.file, { force: true });
     }
+    // The client went away or was cut off mid-body (too slow: 408): its request is incomplete, not a fault here.
+    if ((error as NodeJS.ErrnoException).code === 'ECONNRESET') throw incomplete();
     throw error;
   }
 }

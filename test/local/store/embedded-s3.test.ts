@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -21,7 +22,7 @@ import {
   S3Client,
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type EmbeddedS3, startEmbeddedS3 } from '../../../local/store/embedded-s3.ts';
 import { inProcessS3 } from '../../../local/store/in-process-s3-transport.ts';
 
@@ -397,6 +398,49 @@ describe('reads, conditions, copies, deletes', () => {
     expect(await status({ host: `127.0.0.1:${url.port}`, origin: 'https://attacker.example' }, 'DELETE')).toBe(403);
     expect(await status({ host: `localhost:${url.port}` })).toBe(200);
     expect((await text(overHttp, 'read/doc.txt')).body).toBe('0123456789');
+  });
+
+  it('a request target that names no bucket (//[, //key) is 400 InvalidURI, not a bucket listing', async () => {
+    for (const target of ['//[', '//read/doc.txt']) {
+      const res = await fetch(`${s3.endpoint}${target}`);
+      expect(res.status).toBe(400);
+      expect(await res.text()).toMatch(/<Code>InvalidURI<\/Code>/);
+    }
+    expect((await fetch(`${s3.endpoint}/`)).status).toBe(200);
+  });
+
+  it('cuts slow clients off with 408: headers not sent in time, or a body not finished in time', async () => {
+    const slowDir = await mkdtemp(path.join(tmpdir(), 'embedded-s3-slow-'));
+    const slow = await startEmbeddedS3({
+      directory: slowDir,
+      port: 0,
+      bucket: BUCKET,
+      headersTimeoutMs: 300,
+      requestTimeoutMs: 600,
+    });
+    const printed = vi.spyOn(process.stderr, 'write');
+    const raw = (text: string) =>
+      new Promise<string>((resolve, reject) => {
+        const socket = connect(slow.port, '127.0.0.1', () => socket.write(text));
+        let got = '';
+        socket.on('data', (d) => (got += d));
+        socket.on('close', () => resolve(got));
+        socket.on('error', reject);
+      });
+    try {
+      const started = Date.now();
+      expect(await raw('GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n')).toMatch(/^HTTP\/1\.1 408 /);
+      expect(Date.now() - started).toBeLessThan(4_000);
+      const put = `PUT /${BUCKET}/slow.txt HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\nabc`;
+      expect(await raw(put)).toMatch(/^HTTP\/1\.1 408 /);
+      expect(await readdir(path.join(slowDir, BUCKET))).toEqual([]); // nothing stored
+      // A cut-off client is its own failure, not the store's: no InternalError stack on stderr.
+      expect(printed.mock.calls.map(([text]) => String(text)).filter((t) => t.includes('embedded S3'))).toEqual([]);
+    } finally {
+      printed.mockRestore();
+      await slow.close();
+      await rm(slowDir, { recursive: true, force: true });
+    }
   });
 
   it('buckets: list, create (bad names refused), head, delete only when empty', async () => {
