@@ -4,7 +4,8 @@
  * - IDEMPOTENCY_DIR: one file per key, created exclusively (`wx`) (local);
  * - neither: idempotency is off.
  */
-import { mkdir, open, readFile, rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { link, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { expiresAt, type IdempotencyRecord, IN_PROGRESS_TTL_SECONDS, isExpired } from '../domain/idempotency.ts';
@@ -156,19 +157,24 @@ class FileIdempotencyStore implements IdempotencyStore {
     }
   }
 
+  /**
+   * A record appears whole or not at all (written aside, then linked into place for a claim, renamed over the old
+   * one for a change): a reader never meets it half-written — which it would take for a lapsed claim and free — not
+   * while it is being written, nor after a crash in the middle of the write.
+   */
   private async write(record: IdempotencyRecord, exclusive: boolean): Promise<boolean> {
-    await mkdir(this.dir, { recursive: true });
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    const file = this.file(record.pk);
+    const aside = `${file}.${randomBytes(6).toString('hex')}.tmp`;
     try {
-      const handle = await open(this.file(record.pk), exclusive ? 'wx' : 'w');
-      try {
-        await handle.writeFile(JSON.stringify(record));
-      } finally {
-        await handle.close();
-      }
+      await writeFile(aside, JSON.stringify(record), { mode: 0o600 }); // it keeps the answer
+      await (exclusive ? link(aside, file) : rename(aside, file));
       return true;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
       throw error;
+    } finally {
+      await rm(aside, { force: true });
     }
   }
 

@@ -99,6 +99,15 @@ async function rotateJsonl(file: string, now: number, cutoff: number): Promise<n
   return removed;
 }
 
+async function mtimeMs(file: string): Promise<number> {
+  try {
+    return (await stat(file)).mtimeMs;
+  } catch (error) {
+    if (isMissing(error)) return Number.POSITIVE_INFINITY;
+    throw error;
+  }
+}
+
 /** An idempotency key or a status record (both carry `expires_at`, epoch seconds) removed if it expired. */
 function expiredRecordRemoved(file: string, now: number): boolean {
   try {
@@ -154,9 +163,13 @@ export async function sweepLocalHistory(paths: RetentionPaths, days: number, now
     for (const file of logs) result.logFiles += await rotateJsonl(file, t, cutoff);
   }
   if (paths.idempotencyDir) {
-    for (const name of (await listDir(paths.idempotencyDir)).filter((n) => /^[0-9a-f]{64}\.json$/.test(n))) {
+    for (const name of await listDir(paths.idempotencyDir)) {
+      const file = path.join(paths.idempotencyDir, name);
       // Read and delete in one synchronous step: no claim of this process can slip in between and be deleted.
-      if (expiredRecordRemoved(path.join(paths.idempotencyDir, name), t)) result.keys += 1;
+      if (/^[0-9a-f]{64}\.json$/.test(name) && expiredRecordRemoved(file, t)) result.keys += 1;
+      // A record being written aside is linked or renamed into place within moments: a day-old one was cut by a crash.
+      if (/^[0-9a-f]{64}\.json\.[0-9a-f]+\.tmp$/.test(name) && (await mtimeMs(file)) < t - DAY_MS)
+        await rm(file, { force: true });
       await nextTurn();
     }
   }

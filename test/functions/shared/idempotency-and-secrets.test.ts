@@ -207,4 +207,28 @@ describe('file idempotency store (IDEMPOTENCY_DIR, local)', () => {
       await rm(dir, { recursive: true, force: true });
     }
   });
+
+  it('a retry racing the completion of its key never finds it half-written, so never runs the request again', async () => {
+    const { mkdtemp, readdir, rm } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const dir = await mkdtemp(`${tmpdir()}/idempotency-`);
+    delete process.env.IDEMPOTENCY_TABLE_NAME;
+    process.env.IDEMPOTENCY_DIR = dir;
+    try {
+      const store = idempotencyStore()!;
+      const answer = { success: true, response: 'x'.repeat(64 * 1024) }; // a real answer's size: not one write
+      const reruns: number[] = [];
+      for (let i = 0; i < 100; i++) {
+        const pk = i.toString(16).padStart(64, '0');
+        expect(await store.claim(pk, 'webhook_first', NOW)).toEqual({ claimed: true });
+        const [, retry] = await Promise.all([store.complete(pk, answer, NOW), store.claim(pk, 'webhook_retry', NOW)]);
+        if (retry.claimed) reruns.push(i);
+      }
+      expect(reruns).toEqual([]);
+      expect((await readdir(dir)).filter((name) => !/^[0-9a-f]{64}\.json$/.test(name))).toEqual([]); // no temp files left
+    } finally {
+      delete process.env.IDEMPOTENCY_DIR;
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -44,6 +44,9 @@ describe('the local history sweep', () => {
     const key = (c: string) => `idempotency/${c.repeat(64)}.json`;
     await put(key('a'), { status: 'completed', expires_at: NOW.getTime() / 1000 - 1 });
     await put(key('b'), { status: 'in_progress', expires_at: NOW.getTime() / 1000 + 60 });
+    // Records a crash cut while they were written aside: a day-old one goes, a fresh one may still be renamed.
+    await put(`${key('c')}.0a1b2c3d4e5f.tmp`, '{"pk":', new Date(NOW.getTime() - 2 * DAY));
+    await put(`${key('d')}.0a1b2c3d4e5f.tmp`, '{"pk":', new Date(NOW.getTime() - 60_000));
     await put(`status/${OLD_ID}.json`, { status: 'completed', expires_at: NOW.getTime() / 1000 - 1 });
     await put(`status/${NEW_ID}.json`, { status: 'running', expires_at: NOW.getTime() / 1000 + 60 });
 
@@ -56,7 +59,7 @@ describe('the local history sweep', () => {
     expect(await ls('status')).toEqual([`${NEW_ID}.json`]);
     expect(await ls('executions')).toEqual([OWED_ID, NEW_ID].sort());
     expect(await ls('failed-deliveries')).toEqual([`${OWED_ID}.json`, `${NEW_ID}.json`].sort());
-    expect(await ls('idempotency')).toEqual([`${'b'.repeat(64)}.json`]);
+    expect(await ls('idempotency')).toEqual([`${'b'.repeat(64)}.json`, `${'d'.repeat(64)}.json.0a1b2c3d4e5f.tmp`]);
   });
 
   it('forgets a thread unused for THREAD_TTL_DAYS (its folder time, pushed forward by every turn); keeps a recent one', async () => {
