@@ -28,7 +28,11 @@ export const ANALYSIS_COLUMNS = [
     description: 'when the gateway received the request (ISO 8601 UTC, milliseconds)',
   },
   { name: 'completed_at', type: 'string', description: 'when the conversation was closed (ISO 8601 UTC)' },
-  { name: 'status', type: 'string', description: 'completed, or failed when the agent failed' },
+  {
+    name: 'status',
+    type: 'string',
+    description: 'completed, failed (the agent failed) or interrupted (locally: a crash cut it)',
+  },
   {
     name: 'webhook_type',
     type: 'string',
