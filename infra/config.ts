@@ -41,6 +41,11 @@ export interface GatewayConfig {
   logRetentionDays: number;
   /** LOG_LEVEL of the functions (Powertools). */
   logLevel: 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';
+  /**
+   * How much the workflows log and trace (OBSERVABILITY_PROFILES): `full` keeps every state's input and output in
+   * the execution log and traces 5 % of conversations; `lean` logs the events without their data and traces 1 %.
+   */
+  observabilityProfile: ObservabilityProfileName;
   /** Stage-wide steady-state request rate (requests per second). */
   throttlingRateLimit: number;
   /** Stage-wide burst. */
@@ -108,6 +113,17 @@ export const DELIVERY_URL_CONTEXT_KEYS: Record<WebhookType, string> = {
   general: 'generalWebhookUrl',
 };
 
+export type ObservabilityProfileName = 'full' | 'lean';
+
+/** What each observabilityProfile sets (docs/deploy.md, docs/performance.md#cost). */
+export const OBSERVABILITY_PROFILES: Record<
+  ObservabilityProfileName,
+  { includeExecutionData: boolean; traceSampleRate: number }
+> = {
+  full: { includeExecutionData: true, traceSampleRate: 0.05 },
+  lean: { includeExecutionData: false, traceSampleRate: 0.01 },
+};
+
 export const DEFAULT_CONFIG: GatewayConfig = {
   stackName: DEFAULTS.stackName,
   stageName: 'prod',
@@ -121,6 +137,7 @@ export const DEFAULT_CONFIG: GatewayConfig = {
   exportExpirationDays: 0,
   logRetentionDays: 30,
   logLevel: 'INFO',
+  observabilityProfile: 'full',
   throttlingRateLimit: 50,
   throttlingBurstLimit: 100,
   apiLogging: false,
@@ -240,6 +257,11 @@ export function resolveConfig(node: Node, overrides: Partial<GatewayConfig> = {}
   const logLevel = text('logLevel', get('logLevel'), d.logLevel).toUpperCase();
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel))
     throw new ConfigError(`context logLevel must be one of ${LOG_LEVELS.join(', ')}`);
+  const observabilityProfile = text('observabilityProfile', get('observabilityProfile'), d.observabilityProfile);
+  if (!(observabilityProfile in OBSERVABILITY_PROFILES))
+    throw new ConfigError(
+      `context observabilityProfile must be one of ${Object.keys(OBSERVABILITY_PROFILES).join(', ')}, got ${observabilityProfile}`,
+    );
   const config: GatewayConfig = {
     stackName: text('stackName', get('stackName'), d.stackName) || d.stackName,
     stageName: text('stageName', get('stageName'), d.stageName) || d.stageName,
@@ -257,6 +279,7 @@ export function resolveConfig(node: Node, overrides: Partial<GatewayConfig> = {}
     exportExpirationDays: integer('exportExpirationDays', get('exportExpirationDays'), d.exportExpirationDays, 0),
     logRetentionDays: integer('logRetentionDays', get('logRetentionDays'), d.logRetentionDays, 1),
     logLevel: logLevel as GatewayConfig['logLevel'],
+    observabilityProfile: observabilityProfile as ObservabilityProfileName,
     throttlingRateLimit: integer('throttlingRateLimit', get('throttlingRateLimit'), d.throttlingRateLimit, 1),
     throttlingBurstLimit: integer('throttlingBurstLimit', get('throttlingBurstLimit'), d.throttlingBurstLimit, 1),
     apiLogging: flag('apiLogging', get('apiLogging'), d.apiLogging),

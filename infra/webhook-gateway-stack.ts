@@ -1,7 +1,7 @@
 import { CfnOutput, Duration, Fn, Stack, type StackProps } from 'aws-cdk-lib';
 import type { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
-import { type GatewayConfig, missingDeliveryUrlKeys, resolveConfig } from './config.ts';
+import { type GatewayConfig, missingDeliveryUrlKeys, OBSERVABILITY_PROFILES, resolveConfig } from './config.ts';
 import { analyticsDatabaseName, ConversationAnalytics } from './constructs/conversation-analytics.ts';
 import { ConversationExportBucket } from './constructs/conversation-export-bucket.ts';
 import { ConversationFunctions } from './constructs/conversation-functions.ts';
@@ -16,6 +16,7 @@ import { RedeliveryWorkflow } from './constructs/redelivery-workflow.ts';
 import { SavedQueries } from './constructs/saved-queries.ts';
 import { SigningSecrets } from './constructs/signing-secrets.ts';
 import { SourceRateLimits } from './constructs/source-rate-limits.ts';
+import { TraceSampling } from './constructs/trace-sampling.ts';
 import { WebhookApi } from './constructs/webhook-api.ts';
 
 /** Output keys of the stack (the command-line tool reads them with `--aws --stack NAME`). */
@@ -80,6 +81,8 @@ export class WebhookGatewayStack extends Stack {
   readonly scheduler: RedeliveryScheduler;
   readonly api: WebhookApi;
   readonly rateLimits: SourceRateLimits;
+  readonly traceSampling: TraceSampling;
+  readonly observabilityProfile: GatewayConfig['observabilityProfile'];
   readonly alarms: GatewayAlarms;
   readonly dashboard: OperationsDashboard;
   readonly queries: SavedQueries;
@@ -92,6 +95,8 @@ export class WebhookGatewayStack extends Stack {
       ...props,
     });
     const config = resolveConfig(this.node, props.config);
+    const observability = OBSERVABILITY_PROFILES[config.observabilityProfile];
+    this.observabilityProfile = config.observabilityProfile;
     const logRetention = config.logRetentionDays as RetentionDays;
     this.config = config;
 
@@ -123,8 +128,13 @@ export class WebhookGatewayStack extends Stack {
       failedDeliveryQueue: this.queues.queue,
       logRetention,
       agentFunctionName: config.agentFunctionName,
+      includeExecutionData: observability.includeExecutionData,
     });
-    this.redelivery = new RedeliveryWorkflow(this, 'Redelivery', { functions: this.functions, logRetention });
+    this.redelivery = new RedeliveryWorkflow(this, 'Redelivery', {
+      functions: this.functions,
+      logRetention,
+      includeExecutionData: observability.includeExecutionData,
+    });
     this.scheduler = new RedeliveryScheduler(this, 'RedeliveryScheduler', {
       failedDeliveryQueue: this.queues.queue,
       deadLetterQueue: this.queues.deadLetterQueue,
@@ -145,6 +155,10 @@ export class WebhookGatewayStack extends Stack {
       createCloudWatchRole: config.createApiGatewayCloudWatchRole,
       integrationTimeout: Duration.millis(config.apiIntegrationTimeoutMs),
       apiKeyRequired: Object.keys(config.sourceRateLimits).length > 0,
+    });
+    this.traceSampling = new TraceSampling(this, 'TraceSampling', {
+      apiServiceName: `${this.api.api.restApiName}/${config.stageName}`,
+      fixedRate: observability.traceSampleRate,
     });
     this.rateLimits = new SourceRateLimits(this, 'RateLimits', { api: this.api.api, limits: config.sourceRateLimits });
     // Each key may only act as its own source (Validate refuses another with 403 SOURCE_MISMATCH).
@@ -194,7 +208,7 @@ export class WebhookGatewayStack extends Stack {
     output(
       STACK_OUTPUTS.executionLogGroup,
       this.workflow.logGroup.logGroupName,
-      'Execution history (level ALL, with data)',
+      `Execution history (level ALL, ${OBSERVABILITY_PROFILES[this.observabilityProfile].includeExecutionData ? 'with' : 'without'} data)`,
     );
     output(
       STACK_OUTPUTS.functionLogGroups,

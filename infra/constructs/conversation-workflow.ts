@@ -15,6 +15,8 @@ export interface ConversationWorkflowProps {
   readonly functions: ConversationFunctions;
   readonly failedDeliveryQueue: IQueue;
   readonly logRetention: RetentionDays;
+  /** Each state's input and output in the execution log (observabilityProfile). */
+  readonly includeExecutionData: boolean;
   /** The manager agent: a name, `name:alias` or ARN (context agentFunctionName). */
   readonly agentFunctionName: string;
 }
@@ -50,6 +52,7 @@ export class ConversationWorkflow extends Construct {
       substitutions: this.substitutions,
       invokes: fns.all,
       logRetention: props.logRetention,
+      includeExecutionData: props.includeExecutionData,
     });
     stateMachine.addToRolePolicy(
       new PolicyStatement({ actions: ['sqs:SendMessage'], resources: [props.failedDeliveryQueue.queueArn] }),

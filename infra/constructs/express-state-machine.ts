@@ -18,11 +18,14 @@ export interface ExpressStateMachineProps {
   /** The Lambdas its Task states name by plain ARN: the role may invoke exactly these. */
   readonly invokes: IFunction[];
   readonly logRetention: RetentionDays;
+  /** Each state's input and output in the log (what the console shows on AWS); false: the events only. */
+  readonly includeExecutionData: boolean;
 }
 
 /**
  * An Express state machine loaded from an ASL file, as both workflows of the gateway are built: Express history
- * exists only in CloudWatch Logs, so every event is logged with its data (level ALL, includeExecutionData) to a
+ * exists only in CloudWatch Logs, so every event is logged (level ALL), with its data unless the lean
+ * observability profile says otherwise (includeExecutionData), to a
  * log group of its own with a retention, which masks webhook signatures and secrets (secretMaskingPolicy: the
  * conversation's input carries the inbound `webhook-signature`), and X-Ray traces each run. Creates `ExecutionLogs` and `StateMachine`
  * in `scope`; callers add what else the role may do.
@@ -46,7 +49,7 @@ export function expressStateMachine(
     // definition Step Functions receives.
     definitionBody: DefinitionBody.fromString(readFileSync(props.definitionFile, 'utf8')),
     definitionSubstitutions: props.substitutions,
-    logs: { destination: logGroup, level: LogLevel.ALL, includeExecutionData: true },
+    logs: { destination: logGroup, level: LogLevel.ALL, includeExecutionData: props.includeExecutionData },
     tracingEnabled: true,
   });
   // The ASL uses plain function ARNs as Resource: exactly these, unqualified.

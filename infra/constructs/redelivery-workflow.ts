@@ -12,6 +12,8 @@ export const REDELIVERY_DEFINITION_FILE = path.join(PROJECT_ROOT, 'statemachine'
 export interface RedeliveryWorkflowProps {
   readonly functions: ConversationFunctions;
   readonly logRetention: RetentionDays;
+  /** Each state's input and output in the execution log (observabilityProfile). */
+  readonly includeExecutionData: boolean;
 }
 
 /**
@@ -35,6 +37,7 @@ export class RedeliveryWorkflow extends Construct {
       substitutions: this.substitutions,
       invokes: [deliver, exportFn],
       logRetention: props.logRetention,
+      includeExecutionData: props.includeExecutionData,
     });
     this.stateMachine = stateMachine;
     this.logGroup = logGroup;
