@@ -27,6 +27,11 @@ export interface LoadLevelResult extends Omit<LoadFigures, 'conversation_ids'> {
   request_bytes: number;
   /** CPU the gateway process used per successful conversation (user + system). */
   gateway_cpu_ms_per_conversation: number | null;
+  /**
+   * … of which its main thread (the event loop: JavaScript, and every synchronous system call). One thread cannot use
+   * more than one core: 1000 / this is the most conversations per second the gateway can serve.
+   */
+  gateway_main_thread_cpu_ms_per_conversation: number | null;
   /** Share of one core the gateway process used during the run. */
   gateway_cpu_utilisation: number | null;
   gateway_rss_mb: number | null;
@@ -43,6 +48,13 @@ export interface LoadLevelResult extends Omit<LoadFigures, 'conversation_ids'> {
   };
   /** Cores busy with this test during the load (total CPU / load duration), out of the machine's cores. */
   cores_busy: number | null;
+  /**
+   * The conversations per second this CPU per conversation allows on 2 cores that nothing else uses: the lower of
+   * 1000 / the main thread's ms (one event loop) and 2 × 1000 / every process's ms (gateway, peers, load generator).
+   * CPU time measured on a busy machine is inflated (caches and cores shared with other work), so on an idle
+   * machine the ceiling is higher, not lower.
+   */
+  two_idle_cores_ceiling_per_s: number | null;
   /** Local state the gateway wrote per conversation at this level (execution history, S3 files, handler log). */
   local_bytes_per_conversation: Record<string, number>;
 }
@@ -140,6 +152,12 @@ async function startServer(
     });
   });
   return { child, url, dataDir, output: () => `${head}\n(${lines} chunks)` };
+}
+
+/** See LoadLevelResult.two_idle_cores_ceiling_per_s. */
+export function ceilingOnTwoCores(mainThreadMs: number | null, allProcessesMs: number | null): number | null {
+  if (!mainThreadMs || !allProcessesMs) return null;
+  return Math.round(Math.min(1000 / mainThreadMs, 2000 / allProcessesMs));
 }
 
 async function duBytes(dir: string): Promise<number> {
@@ -263,6 +281,7 @@ export async function runGatewayLoad(
     for (const level of options.levels) {
       const before = await usage();
       const cpuBefore = cpuMsOf(pid);
+      const mainBefore = cpuMsOf(pid, pid);
       const s3CpuBefore = s3Pid !== null ? cpuMsOf(s3Pid) : null;
       const peersCpuBefore = process.cpuUsage();
       const { conversation_ids: answered, ...figures } = await load(
@@ -271,6 +290,7 @@ export async function runGatewayLoad(
         options.durationSeconds,
       );
       const cpuAfter = cpuMsOf(pid);
+      const mainAfter = cpuMsOf(pid, pid);
       assertS3Alive();
       const s3CpuAfter = s3Pid !== null ? cpuMsOf(s3Pid) : null;
       const peersUsage = process.cpuUsage(peersCpuBefore);
@@ -283,6 +303,7 @@ export async function runGatewayLoad(
       const loadMs = (figures.window_us[1] - figures.window_us[0]) / 1000;
       totalOk += figures.ok_2xx;
       const cpu = cpuBefore !== null && cpuAfter !== null ? cpuAfter - cpuBefore : null;
+      const mainCpu = mainBefore !== null && mainAfter !== null ? mainAfter - mainBefore : null;
       const s3Cpu = s3CpuBefore !== null && s3CpuAfter !== null ? s3CpuAfter - s3CpuBefore : null;
       const perConv = (ms: number | null) =>
         ms === null || figures.ok_2xx === 0 ? null : Math.round((ms / figures.ok_2xx) * 100) / 100;
@@ -297,6 +318,7 @@ export async function runGatewayLoad(
         // CPU is sampled around the whole client process (its start-up, with the gateway idle, included).
         gateway_cpu_ms_per_conversation:
           cpu !== null && figures.ok_2xx > 0 ? Math.round((cpu / figures.ok_2xx) * 100) / 100 : null,
+        gateway_main_thread_cpu_ms_per_conversation: perConv(mainCpu),
         gateway_cpu_utilisation: cpu !== null ? Math.round((cpu / loadMs) * 100) / 100 : null,
         gateway_rss_mb: rssMbOf(pid),
         cpu_ms_per_conversation: {
@@ -307,6 +329,7 @@ export async function runGatewayLoad(
           total: perConv(totalCpu),
         },
         cores_busy: totalCpu === null ? null : Math.round((totalCpu / loadMs) * 100) / 100,
+        two_idle_cores_ceiling_per_s: ceilingOnTwoCores(perConv(mainCpu), perConv(totalCpu)),
         local_bytes_per_conversation: Object.fromEntries(
           PARTS.map((p) => [
             p,
@@ -319,7 +342,7 @@ export async function runGatewayLoad(
         `  ${options.label} ${level.size} c=${level.connections}: ${result.conversations_per_s} conv/s, p50 ${figures.latency_ms.p50} ms, p99 ${figures.latency_ms.p99} ms, ` +
           `errors ${figures.errors + figures.timeouts}, non-2xx ${figures.non_2xx}, export failed ${result.export_failed}, CPU ms/conv gateway ${result.cpu_ms_per_conversation.gateway}` +
           `${s3Pid !== null ? ` + S3 ${result.cpu_ms_per_conversation.s3_process}` : ''} + peers ${result.cpu_ms_per_conversation.peers} + autocannon ${result.cpu_ms_per_conversation.load_client}` +
-          ` = ${result.cpu_ms_per_conversation.total} (${result.cores_busy} cores busy)`,
+          ` = ${result.cpu_ms_per_conversation.total} (${result.cores_busy} cores busy; main thread ${result.gateway_main_thread_cpu_ms_per_conversation}; 2 idle cores: ≤ ${result.two_idle_cores_ceiling_per_s} conv/s)`,
       );
     }
   } finally {

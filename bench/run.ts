@@ -1,13 +1,14 @@
 /**
  * `npm run bench`: the performance figures of docs/performance.md, in one run, written to bench/results/latest.json with a
  * summary table on stdout. `npm run bench -- cost` runs only the cost model (bench/results/cost.json),
- * `npm run bench -- bundles` only the bundles and their cold init. Sections: 1 engine overhead, 2 gateway throughput/latency (+ CPU profile),
- * 3 Lambda bundles, 4 cost per 1 M conversations, 5 scaling with request size and concurrency, 6 SQL over the
- * exports (search and the named queries at 10,000 conversations; Athena bytes for 1 M).
+ * `npm run bench -- bundles` only the bundles and their cold init, `npm run bench -- gateway` only section 2
+ * (bench/gateway-report.ts). Sections: 1 engine overhead, 2 gateway throughput/latency (+ CPU profile), 3 Lambda
+ * bundles, 4 cost per 1 M conversations, 5 scaling with request size and concurrency, 6 SQL over the exports (search
+ * and the named queries at 10,000 conversations; Athena bytes for 1 M).
  * Everything listens on 127.0.0.1 port 0. Takes about 3-4 minutes on 2 cores. docs/performance.md explains it.
  */
 import '../local/node-warnings.ts';
-import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
 import path from 'node:path';
 import { ANALYTICS_TARGET_MS, measureAnalytics } from './analytics.ts';
@@ -15,16 +16,14 @@ import { measureBundles } from './bundles.ts';
 import { EXPRESS_LOG_ITEM, SCENARIOS } from './cost.ts';
 import { costSection } from './cost-report.ts';
 import { measureEngineOverhead } from './engine-overhead.ts';
-import { type GatewayRunResult, type LoadLevelResult, runGatewayLoad } from './gateway-load.ts';
-import { measureS3Listing } from './s3-listing.ts';
-import { PROJECT_ROOT, RESULTS_DIR } from './support/processes.ts';
-import { summarizeProfile } from './support/profile.ts';
+import { GATEWAY_TARGET, gatewaySection, printGatewaySummary } from './gateway-report.ts';
+import { RESULTS_DIR } from './support/processes.ts';
 import type { RequestSizeName } from './support/requests.ts';
 import { formatTable, verdict } from './support/table.ts';
 
 const QUICK = process.argv.includes('--quick');
 /** Sections named on the command line (`npm run bench -- cost`): only those run. None: the whole bench. */
-const SECTIONS = ['cost', 'bundles'] as const;
+const SECTIONS = ['cost', 'bundles', 'gateway'] as const;
 const selected = process.argv.slice(2).filter((a) => !a.startsWith('--'));
 for (const name of selected)
   if (!(SECTIONS as readonly string[]).includes(name))
@@ -35,10 +34,15 @@ const SIZES: RequestSizeName[] = ['1KB', '64KB', '250KB'];
 const SIZE_CONCURRENCY = 8;
 const TARGETS = {
   engine_overhead_median_ms: 2,
-  gateway_conversations_per_s: 150,
-  gateway_p99_ms: 50,
-  gateway_connections: 4,
+  gateway_conversations_per_s: GATEWAY_TARGET.conversations_per_s,
+  gateway_p99_ms: GATEWAY_TARGET.p99_ms,
+  gateway_connections: GATEWAY_TARGET.connections,
 };
+/** Section 2's load levels: 1 KB at each concurrency, the larger requests at SIZE_CONCURRENCY. */
+const GATEWAY_LEVELS = [
+  ...CONCURRENCY.map((connections) => ({ size: '1KB' as const, connections })),
+  ...SIZES.filter((s) => s !== '1KB').map((size) => ({ size, connections: SIZE_CONCURRENCY })),
+];
 /** Conversations the SQL section exports, then searches and queries (the issue's 10,000). */
 const ANALYTICS_CONVERSATIONS = QUICK ? 2_000 : 10_000;
 /** Export files the listing section stores and lists (≥ 10,000: ten pages and more). */
@@ -64,10 +68,6 @@ function machine() {
   };
 }
 
-function bestLevel(levels: LoadLevelResult[]): LoadLevelResult | undefined {
-  return [...levels].sort((a, b) => b.conversations_per_s - a.conversations_per_s)[0];
-}
-
 async function main(): Promise<void> {
   await mkdir(RESULTS_DIR, { recursive: true });
   const info = machine();
@@ -86,59 +86,11 @@ async function main(): Promise<void> {
   say(
     `\n[2/6] gateway under load (npm start server + autocannon in a second process, ${LOAD_SECONDS} s per level) … ${elapsed()}`,
   );
-  const levels = [
-    ...CONCURRENCY.map((connections) => ({ size: '1KB' as const, connections })),
-    ...SIZES.filter((s) => s !== '1KB').map((size) => ({ size, connections: SIZE_CONCURRENCY })),
-  ];
-  const gateway = await runGatewayLoad(
-    { label: 'npm-start', levels, durationSeconds: LOAD_SECONDS, warmupSeconds: 2 },
+  const gatewayResult = await gatewaySection(
+    { levels: GATEWAY_LEVELS, loadSeconds: LOAD_SECONDS, listingObjects: LISTING_OBJECTS },
     say,
   );
-  say(
-    `  comparison: the embedded S3 in a process of its own, reached over HTTP (AWS_ENDPOINT_URL_S3): the design before the in-process transport …`,
-  );
-  const compareLevels = [
-    { size: '1KB' as const, connections: 4 },
-    { size: '1KB' as const, connections: 8 },
-  ];
-  const separateS3 = await runGatewayLoad(
-    {
-      label: 'S3-over-HTTP',
-      levels: compareLevels,
-      durationSeconds: LOAD_SECONDS,
-      warmupSeconds: 1,
-      s3: 'separate-process',
-    },
-    say,
-  );
-  say(`  comparison: an instant in-memory S3 sink over HTTP (what writing the exports costs the gateway at all) …`);
-  const instantS3 = await runGatewayLoad(
-    { label: 'instant-S3', levels: compareLevels, durationSeconds: LOAD_SECONDS, warmupSeconds: 1, s3: 'instant' },
-    say,
-  );
-  say(`  the embedded S3 at ${LISTING_OBJECTS.toLocaleString('en')} objects (PUT in-process, listed over HTTP) …`);
-  const listing = await measureS3Listing(LISTING_OBJECTS, say);
-  say(`  profile: node --cpu-prof on the gateway at 1KB c=${TARGETS.gateway_connections} …`);
-  const profileDir = path.join(RESULTS_DIR, 'profiles');
-  await rm(profileDir, { recursive: true, force: true });
-  await mkdir(profileDir, { recursive: true });
-  const profiled: GatewayRunResult = await runGatewayLoad(
-    {
-      label: 'profiled',
-      levels: [{ size: '1KB', connections: TARGETS.gateway_connections }],
-      durationSeconds: LOAD_SECONDS,
-      warmupSeconds: 1,
-      nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profileDir}`],
-    },
-    say,
-  );
-  const profile = profiled.profile_file
-    ? await summarizeProfile(profiled.profile_file, PROJECT_ROOT, new RegExp(`${PROJECT_ROOT}/(functions|local)/`), {
-        top: 14,
-        windows: profiled.load_windows_us,
-      })
-    : null;
-  if (profile) profile.file = path.relative(PROJECT_ROOT, profile.file);
+  const gateway = gatewayResult.npm_start;
 
   // 3. Bundles.
   say(`\n[3/6] Lambda bundles (esbuild as NodejsFunction runs it; cold init in fresh node processes) … ${elapsed()}`);
@@ -190,30 +142,6 @@ async function main(): Promise<void> {
   };
 
   const o1 = overhead.find((r) => r.size === '1KB')!;
-  const meeting = gateway.levels.filter(
-    (l) =>
-      l.size === '1KB' &&
-      l.connections === TARGETS.gateway_connections &&
-      l.conversations_per_s >= TARGETS.gateway_conversations_per_s &&
-      l.latency_ms.p99 <= TARGETS.gateway_p99_ms,
-  );
-  const atTarget = (run: GatewayRunResult) =>
-    run.levels.find((l) => l.size === '1KB' && l.connections === TARGETS.gateway_connections)!;
-  const ratio = (a: number | null, b: number | null) => (a !== null && b ? Math.round((a / b) * 100) / 100 : null);
-  const versusHttp = {
-    connections: TARGETS.gateway_connections,
-    conversations_per_s: ratio(atTarget(gateway).conversations_per_s, atTarget(separateS3).conversations_per_s),
-    p99: ratio(atTarget(gateway).latency_ms.p99, atTarget(separateS3).latency_ms.p99),
-    gateway_cpu_per_conversation: ratio(
-      atTarget(gateway).cpu_ms_per_conversation.gateway,
-      atTarget(separateS3).cpu_ms_per_conversation.gateway,
-    ),
-    all_cpu_per_conversation: ratio(
-      atTarget(gateway).cpu_ms_per_conversation.total,
-      atTarget(separateS3).cpu_ms_per_conversation.total,
-    ),
-  };
-  const best = bestLevel(gateway.levels.filter((l) => l.size === '1KB'))!;
   const result = {
     issue: 7,
     machine: {
@@ -228,21 +156,7 @@ async function main(): Promise<void> {
       results: overhead,
       target_met: o1.overhead_median_ms <= TARGETS.engine_overhead_median_ms,
     },
-    gateway: {
-      method: `bin/webhook-gateway.mjs start (npm start: startGateway, the embedded S3 reached in-process by the handlers, handler logs diverted to a file) in its own process; autocannon in a second process, ${LOAD_SECONDS} s per level after a warm-up; instant agent and receiver in a third (the orchestrator). A conversation counts when it was answered 2xx and its export was written.`,
-      npm_start: gateway,
-      s3_over_http_own_process: separateS3,
-      instant_s3: instantS3,
-      npm_start_vs_s3_over_http: versusHttp,
-      s3_listing: listing,
-      profile,
-      target_met: meeting.length > 0,
-      best_1kb_level: {
-        connections: best.connections,
-        conversations_per_s: best.conversations_per_s,
-        p99_ms: best.latency_ms.p99,
-      },
-    },
+    gateway: gatewayResult,
     bundles,
     cost,
     scaling,
@@ -280,61 +194,7 @@ async function main(): Promise<void> {
     ),
   );
   say('\n2. Gateway under load (npm start server; autocannon in a second process)');
-  const loadRows = (run: GatewayRunResult) =>
-    run.levels.map((l) => [
-      run.label,
-      l.size,
-      l.connections,
-      l.conversations_per_s,
-      l.latency_ms.p50,
-      l.latency_ms.p99,
-      l.errors + l.timeouts,
-      l.non_2xx,
-      l.export_failed,
-      l.cpu_ms_per_conversation.gateway,
-      l.cpu_ms_per_conversation.s3_process,
-      l.cpu_ms_per_conversation.total,
-      l.cores_busy,
-    ]);
-  say(
-    formatTable(
-      [
-        'server',
-        'size',
-        'conns',
-        'conv/s',
-        'p50 ms',
-        'p99 ms',
-        'errors',
-        'non-2xx',
-        'no export',
-        'gw CPU ms',
-        'S3 proc ms',
-        'all CPU ms',
-        'cores busy',
-      ],
-      [...loadRows(gateway), ...loadRows(separateS3), ...loadRows(instantS3)],
-    ),
-  );
-  const target = atTarget(gateway);
-  say(
-    `   target ≥ ${TARGETS.gateway_conversations_per_s} conv/s at p99 ≤ ${TARGETS.gateway_p99_ms} ms, 1 KB, c=${TARGETS.gateway_connections}: ${verdict(meeting.length > 0)} — ${target.conversations_per_s} conv/s, p99 ${target.latency_ms.p99} ms (best: ${best.conversations_per_s} conv/s at c=${best.connections}, p99 ${best.latency_ms.p99} ms)`,
-  );
-  say(
-    `   npm start / S3 over HTTP in its own process, same run, c=${TARGETS.gateway_connections}: conv/s ×${versusHttp.conversations_per_s}, p99 ×${versusHttp.p99}, gateway CPU per conversation ×${versusHttp.gateway_cpu_per_conversation}, all processes ×${versusHttp.all_cpu_per_conversation}`,
-  );
-  say(
-    `   embedded S3 at ${listing.objects} objects: ListObjectsV2 ${listing.list_v2.keys} keys / ${listing.list_v2.pages} pages in ${listing.list_v2.ms} ms; aws s3 ls --recursive ${listing.aws_cli ? `${listing.aws_cli.lines} lines in ${listing.aws_cli.ms} ms` : 'skipped (no AWS CLI)'}`,
-  );
-  if (profile) {
-    say(`   gateway CPU profile (${profile.busy_ms} ms busy in the load window), by owner:`);
-    say(
-      formatTable(
-        ['owner', 'ms', '% of busy'],
-        profile.by_owner.slice(0, 10).map((o) => [`   ${o.owner}`, o.ms, o.share_of_busy]),
-      ),
-    );
-  }
+  printGatewaySummary(gatewayResult, say);
   say('\n3. Lambda bundles (esbuild, options of infra/constructs/stage-function.ts)');
   say(
     formatTable(
@@ -450,9 +310,6 @@ async function main(): Promise<void> {
     `\nwrote ${path.relative(process.cwd(), path.join(RESULTS_DIR, 'latest.json'))} (and latest.txt, this output) in ${elapsed()}`,
   );
   await writeFile(path.join(RESULTS_DIR, 'latest.txt'), `${transcript.join('\n')}\n`);
-  // Keep only the newest profile.
-  for (const f of await readdir(profileDir))
-    if (profiled.profile_file && path.join(profileDir, f) !== profiled.profile_file) await rm(path.join(profileDir, f));
 }
 
 /** Only the sections named on the command line, each written to its own file. */
@@ -466,6 +323,15 @@ async function runSelected(): Promise<void> {
   if (selected.includes('bundles')) {
     say(`\n[bundles] esbuild as NodejsFunction runs it; cold init in fresh node processes … ${elapsed()}`);
     out.bundles = await measureBundles({ runs: QUICK ? 3 : 7 }, say);
+  }
+  if (selected.includes('gateway')) {
+    say(`\n[gateway] npm start server + autocannon in a second process, ${LOAD_SECONDS} s per level … ${elapsed()}`);
+    out.gateway = await gatewaySection(
+      { levels: GATEWAY_LEVELS, loadSeconds: LOAD_SECONDS, listingObjects: LISTING_OBJECTS },
+      say,
+    );
+    say('');
+    printGatewaySummary(out.gateway as Awaited<ReturnType<typeof gatewaySection>>, say);
   }
   if (selected.includes('cost')) {
     say(`\n[cost] handler times, logs and the execution's events (1 KB, in process) … ${elapsed()}`);

@@ -7,10 +7,13 @@ export const BENCH_DIR = path.dirname(path.dirname(fileURLToPath(import.meta.url
 export const PROJECT_ROOT = path.dirname(BENCH_DIR);
 export const RESULTS_DIR = path.join(BENCH_DIR, 'results');
 
-/** CPU time (user + system, ms) a process has used so far, from /proc (Linux); null elsewhere. */
-export function cpuMsOf(pid: number): number | null {
+/**
+ * CPU time (user + system, ms) a process has used so far, from /proc (Linux); null elsewhere. With `thread`: that
+ * thread's only (a process's main thread has the process's id).
+ */
+export function cpuMsOf(pid: number, thread?: number): number | null {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const stat = readFileSync(thread === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${thread}/stat`, 'utf8');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     const ticks = Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14 and 15 of the full line)
     return (ticks * 1000) / 100; // USER_HZ is 100 on Linux
