@@ -34,8 +34,6 @@ const TEMP_DIR = '.tmp';
 export const IN_MEMORY_BODY_LIMIT = 16 * 1024 * 1024;
 /** Objects up to this size are read whole by a GET. */
 const READ_WHOLE = 256 * 1024;
-/** Objects up to this size, held in memory, are written with synchronous file calls (see syncFiles). */
-const SMALL_OBJECT = 256 * 1024;
 /** File name bytes most file systems allow. */
 const NAME_MAX = 255;
 export const MIN_PART_SIZE = 5 * 1024 * 1024;
@@ -597,12 +595,11 @@ export class ObjectStore {
   private async write(at: Location, info: ObjectInfo, source: Source, key?: string, bucket?: string): Promise<void> {
     const tempData = this.tempPath();
     const tempMeta = `${tempData}.meta`;
-    const files = Buffer.isBuffer(source) && source.length <= SMALL_OBJECT ? syncFiles : asyncFiles;
     try {
-      const ino = await writeBytes(tempData, source, files);
+      const ino = await writeBytes(tempData, source);
       await files.writeFile(tempMeta, JSON.stringify({ ...info, ino }));
-      await this.ensureDir(at.dir, files, key, bucket);
-      await this.placeFile(tempMeta, at.meta, at.dir, files, key, bucket);
+      await this.ensureDir(at.dir, key, bucket);
+      await this.placeFile(tempMeta, at.meta, at.dir, key, bucket);
       try {
         await files.rename(tempData, at.data);
       } catch (error) {
@@ -617,7 +614,7 @@ export class ObjectStore {
     }
   }
 
-  private async ensureDir(dir: string, files: FileCalls, key?: string, bucket?: string): Promise<void> {
+  private async ensureDir(dir: string, key?: string, bucket?: string): Promise<void> {
     if (this.knownDirs.has(dir)) return;
     if (bucket) await this.assertBucket(bucket); // the bucket itself is never created by a write
     try {
@@ -631,14 +628,7 @@ export class ObjectStore {
   }
 
   /** Rename into a key's directory; a concurrent delete may have removed it in between: create it again. */
-  private async placeFile(
-    temp: string,
-    target: string,
-    dir: string,
-    files: FileCalls,
-    key?: string,
-    bucket?: string,
-  ): Promise<void> {
+  private async placeFile(temp: string, target: string, dir: string, key?: string, bucket?: string): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       try {
         await files.rename(temp, target);
@@ -647,7 +637,7 @@ export class ObjectStore {
         if (errorCode(error) !== 'ENOENT' || attempt >= 3) throw error;
         this.knownDirs.delete(dir);
         if (bucket) this.knownBuckets.delete(bucket);
-        await this.ensureDir(dir, files, key, bucket);
+        await this.ensureDir(dir, key, bucket);
       }
     }
   }
@@ -748,47 +738,31 @@ export class ObjectStore {
   }
 }
 
+/** Write the bytes and return the file's inode (what its metadata will name). */
 /**
- * The write path's file calls, in two sets of one shape. An object of up to SMALL_OBJECT bytes held in memory (every
- * export file, most objects) is written with synchronous calls: each is a page-cache system call of a few µs, where
- * handing it to libuv's thread pool and back costs more than the call itself. For the four export files of one
- * conversation, 4 at a time, the thread pool took ~285 system calls (~210 of them futex wake-ups) against ~40, and
- * ×2.1 the CPU and ×1.7 the event-loop time of the synchronous calls, measured on a machine whose disk other work kept
- * busy (docs/performance.md §2). Larger or streamed bodies use Node's callback API, promisified (cheaper than
- * fs.promises), so that a big upload never holds the event loop. Neither set fsyncs: a write survives the process.
+ * The write path's file calls: Node's callback API, promisified. Per object written (bytes, metadata, two renames)
+ * they cost the event loop about a third less than fs.promises, whose FileHandle and promise machinery weigh more
+ * than the system calls themselves for files of a few KB; synchronous calls would cost less still on an idle disk,
+ * but stall the event loop whenever the disk is busy (measured; docs/performance.md).
  */
-interface FileCalls {
-  open(file: string, flags: string): Promise<number>;
-  write(fd: number, data: Uint8Array, offset: number, length: number, position: number): Promise<unknown>;
-  fstat(fd: number, options: { bigint: true }): Promise<BigIntStats>;
-  close(fd: number): Promise<void>;
-  writeFile(file: string, data: string): Promise<void>;
-  mkdir(dir: string, options: { recursive: true }): Promise<unknown>;
-  rename(from: string, to: string): Promise<void>;
-}
-
-const asyncFiles: FileCalls = {
-  open: promisify(fs.open) as FileCalls['open'],
-  write: promisify(fs.write) as FileCalls['write'],
-  fstat: promisify(fs.fstat) as FileCalls['fstat'],
+const files = {
+  open: promisify(fs.open),
+  write: promisify(fs.write) as (
+    fd: number,
+    data: Uint8Array,
+    offset: number,
+    length: number,
+    position: number,
+  ) => Promise<unknown>,
+  fstat: promisify(fs.fstat) as (fd: number, options: { bigint: true }) => Promise<BigIntStats>,
   close: promisify(fs.close),
-  writeFile: promisify(fs.writeFile) as FileCalls['writeFile'],
-  mkdir: promisify(fs.mkdir) as FileCalls['mkdir'],
+  writeFile: promisify(fs.writeFile) as (file: string, data: string) => Promise<void>,
+  mkdir: promisify(fs.mkdir),
   rename: promisify(fs.rename),
 };
 
-const syncFiles: FileCalls = {
-  open: async (file, flags) => fs.openSync(file, flags),
-  write: async (fd, data, offset, length, position) => fs.writeSync(fd, data, offset, length, position),
-  fstat: async (fd, options) => fs.fstatSync(fd, options),
-  close: async (fd) => fs.closeSync(fd),
-  writeFile: async (file, data) => fs.writeFileSync(file, data),
-  mkdir: async (dir, options) => fs.mkdirSync(dir, options),
-  rename: async (from, to) => fs.renameSync(from, to),
-};
-
 /** Write the bytes and return the file's inode (what its metadata will name). */
-async function writeBytes(file: string, source: Source, files: FileCalls): Promise<string> {
+async function writeBytes(file: string, source: Source): Promise<string> {
   const fd = await files.open(file, 'w');
   try {
     let position = 0;

@@ -13,7 +13,6 @@ afterEach(async () => {
 });
 
 describe('writeTextAtomic', () => {
-  // Small documents are written with synchronous calls, large ones through the thread pool: both the same way.
   for (const [size, text] of [
     ['a small document', `${JSON.stringify({ a: 'x'.repeat(1000) })}\n`],
     ['a large document (1 MB)', `${JSON.stringify({ a: 'é'.repeat(512 * 1024) })}\n`],
