@@ -1,3 +1,5 @@
+import http from 'node:http';
+import https from 'node:https';
 import type { DeliveryAttempt } from '../domain/conversation.ts';
 import { outcomeForStatus, retryAfterMs } from '../domain/delivery.ts';
 
@@ -8,25 +10,71 @@ export interface PostResult {
   attempt: DeliveryAttempt;
 }
 
-async function readCapped(response: Response): Promise<string> {
-  if (!response.body) return '';
-  const reader = response.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  while (size < MAX_RESPONSE_BYTES) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    chunks.push(value);
-    size += value.byteLength;
-  }
-  await reader.cancel().catch(() => undefined);
-  return Buffer.concat(chunks).subarray(0, MAX_RESPONSE_BYTES).toString('utf8');
+/**
+ * node:http rather than fetch: one POST costs a quarter of fetch's CPU (measured, docs/performance.md §2), and
+ * Deliver makes one per attempt. As fetch's pool did, a connection to a receiver is kept for the next delivery and
+ * closed after 4 s unused (or sooner when the receiver's Keep-Alive header says so); redirects are not followed.
+ */
+const KEEP_ALIVE = { keepAlive: true, timeout: 4_000 };
+const AGENTS: Record<string, http.Agent> = {
+  'http:': new http.Agent(KEEP_ALIVE),
+  'https:': new https.Agent(KEEP_ALIVE),
+};
+
+interface Answer {
+  status: number;
+  retryAfter: string | null;
+  text: string;
+}
+
+/** POST the body; the answer's status, Retry-After and first MAX_RESPONSE_BYTES. Rejects on a network error. */
+function post(url: string, body: string, headers: Record<string, string>, timeoutMs: number): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const target = new URL(url);
+    const agent = AGENTS[target.protocol];
+    if (!agent) throw new Error(`unsupported protocol ${target.protocol}`);
+    const request = (target.protocol === 'https:' ? https : http).request(
+      target,
+      {
+        method: 'POST',
+        agent,
+        headers: { 'content-type': 'application/json', ...headers, 'content-length': Buffer.byteLength(body) },
+        signal: AbortSignal.timeout(timeoutMs),
+      },
+      (response) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        let capped = false;
+        const answer = () =>
+          resolve({
+            status: response.statusCode ?? 0,
+            retryAfter: [response.headers['retry-after']].flat()[0] ?? null,
+            text: Buffer.concat(chunks).subarray(0, MAX_RESPONSE_BYTES).toString('utf8'),
+          });
+        response.on('data', (chunk: Buffer) => {
+          chunks.push(chunk);
+          size += chunk.length;
+          if (size >= MAX_RESPONSE_BYTES && !capped) {
+            capped = true; // the rest is not read
+            response.destroy();
+            answer();
+          }
+        });
+        response.on('end', answer);
+        response.on('error', (error) => {
+          if (!capped) reject(error);
+        });
+      },
+    );
+    request.on('error', reject);
+    request.end(body);
+  });
 }
 
 function networkReason(error: unknown, timeoutMs: number): string {
-  const e = error as Error & { cause?: { code?: string; message?: string } };
+  const e = error as Error & { code?: string; cause?: { code?: string; message?: string } };
   if (e.name === 'TimeoutError' || e.name === 'AbortError') return `timed out after ${timeoutMs} ms`;
-  const cause = e.cause?.code ?? e.cause?.message;
+  const cause = e.code ?? e.cause?.code ?? e.cause?.message;
   return cause ? `network error: ${cause}` : `network error: ${e.message}`;
 }
 
@@ -41,25 +89,18 @@ export async function postJson(
   const at = new Date();
   const started = performance.now();
   try {
-    const response = await fetch(url, {
-      method: 'POST',
-      body,
-      headers: { 'content-type': 'application/json', ...headers },
-      redirect: 'manual',
-      signal: AbortSignal.timeout(timeoutMs),
-    });
-    const text = await readCapped(response);
-    const outcome = outcomeForStatus(response.status);
+    const { status, retryAfter, text } = await post(url, body, headers, timeoutMs);
+    const outcome = outcomeForStatus(status);
     const attempt: DeliveryAttempt = {
       attempt: attemptNumber,
       at: at.toISOString(),
       duration_ms: Math.round(performance.now() - started),
-      status_code: response.status,
+      status_code: status,
       outcome,
-      ...(outcome === 'delivered' ? {} : { error: `HTTP ${response.status}${text ? `: ${text.slice(0, 200)}` : ''}` }),
+      ...(outcome === 'delivered' ? {} : { error: `HTTP ${status}${text ? `: ${text.slice(0, 200)}` : ''}` }),
     };
-    const retryAfter = outcome === 'retryable' ? retryAfterMs(response.headers.get('retry-after'), new Date()) : null;
-    if (retryAfter !== null) attempt.retry_after_ms = retryAfter;
+    const retryAfterWait = outcome === 'retryable' ? retryAfterMs(retryAfter, new Date()) : null;
+    if (retryAfterWait !== null) attempt.retry_after_ms = retryAfterWait;
     return { attempt };
   } catch (error) {
     return {

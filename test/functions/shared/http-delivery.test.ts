@@ -1,0 +1,78 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { postJson } from '../../../functions/shared/http-delivery.ts';
+
+/** A receiver whose answer each test chooses by path; it records what it was sent. */
+let server: Server;
+let base: string;
+const received: { path: string; headers: IncomingMessage['headers']; body: string }[] = [];
+const answers: Record<string, (res: ServerResponse) => void> = {
+  '/ok': (res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}'),
+  '/moved': (res) => res.writeHead(302, { location: '/ok' }).end(),
+  '/busy': (res) => res.writeHead(503, { 'retry-after': '7' }).end('try later'),
+  '/huge': (res) => {
+    res.writeHead(400);
+    res.write('x'.repeat(200_000)); // far more than is read
+    res.end();
+  },
+};
+
+beforeAll(async () => {
+  server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (d) => (body += d));
+    req.on('end', () => {
+      received.push({ path: req.url ?? '', headers: req.headers, body });
+      answers[req.url ?? '']?.(res);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+afterAll(() => new Promise<void>((r) => server.close(() => r())));
+
+describe('postJson (the delivery POST)', () => {
+  it('sends the JSON body with its headers and records a 2xx as delivered', async () => {
+    const { attempt } = await postJson(`${base}/ok`, '{"a":"é"}', { 'webhook-id': 'msg_1' }, 1, 5_000);
+    expect(attempt).toMatchObject({ attempt: 1, status_code: 200, outcome: 'delivered' });
+    expect(attempt.error).toBeUndefined();
+    const sent = received.at(-1)!;
+    expect(sent.body).toBe('{"a":"é"}');
+    expect(sent.headers).toMatchObject({
+      'content-type': 'application/json',
+      'webhook-id': 'msg_1',
+      'content-length': '10',
+    });
+  });
+
+  it('does not follow a redirect: a 3xx is the answer (permanent)', async () => {
+    const before = received.length;
+    const { attempt } = await postJson(`${base}/moved`, '{}', {}, 1, 5_000);
+    expect(attempt).toMatchObject({ status_code: 302, outcome: 'permanent', error: 'HTTP 302' });
+    expect(received.length - before).toBe(1);
+  });
+
+  it("keeps a 503's Retry-After and the start of its body", async () => {
+    const { attempt } = await postJson(`${base}/busy`, '{}', {}, 2, 5_000);
+    expect(attempt).toMatchObject({
+      attempt: 2,
+      status_code: 503,
+      outcome: 'retryable',
+      error: 'HTTP 503: try later',
+      retry_after_ms: 7_000,
+    });
+  });
+
+  it('reads at most 64 KB of an answer and keeps 200 characters of it', async () => {
+    const { attempt } = await postJson(`${base}/huge`, '{}', {}, 1, 5_000);
+    expect(attempt).toMatchObject({ status_code: 400, outcome: 'permanent' });
+    expect(attempt.error).toBe(`HTTP 400: ${'x'.repeat(200)}`);
+  });
+
+  it('a URL it cannot POST to is a retryable network error, not a throw', async () => {
+    const { attempt } = await postJson('ftp://127.0.0.1/x', '{}', {}, 1, 5_000);
+    expect(attempt).toMatchObject({ outcome: 'retryable', error: expect.stringMatching(/^network error: /) });
+    expect(attempt.status_code).toBeUndefined();
+  });
+});
