@@ -1,6 +1,6 @@
 import { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { Node } from 'constructs';
-import { maxSyncAgentTimeoutMs } from '../functions/domain/budget.ts';
+import { maxAsyncAgentTimeoutMs, maxSyncAgentTimeoutMs } from '../functions/domain/budget.ts';
 import { WEBHOOK_TYPES, type WebhookType } from '../functions/domain/conversation.ts';
 import { parseSchedule } from '../functions/domain/failed-delivery.ts';
 import { bySource } from '../functions/domain/source-identity.ts';
@@ -22,6 +22,13 @@ export interface GatewayConfig {
   agentFunctionName: string;
   /** How long the InvokeManagerAgent stage waits for the agent (MANAGER_AGENT_TIMEOUT_MS). */
   agentTimeoutMs: number;
+  /**
+   * The agent's timeout in an asynchronous conversation (`Prefer: respond-async`, ASYNC_AGENT_TIMEOUT_MS): no caller
+   * waits, so it may be longer, up to what the Express 5-minute limit leaves (functions/domain/budget.ts).
+   */
+  asyncAgentTimeoutMs: number;
+  /** THREAD_TTL_DAYS: a thread unused this long is forgotten (the thread table's TTL). */
+  threadTtlDays: number;
   /**
    * Outbound URL per webhook type. `ssm:/path/to/param` reads a String SSM parameter at deploy time instead.
    * Empty: deliveries of that type go to the failed-delivery queue (a synth warning says so).
@@ -129,6 +136,8 @@ export const DEFAULT_CONFIG: GatewayConfig = {
   stageName: 'prod',
   agentFunctionName: DEFAULTS.agentFunctionName,
   agentTimeoutMs: DEFAULTS.agentTimeoutMs,
+  asyncAgentTimeoutMs: DEFAULTS.asyncAgentTimeoutMs,
+  threadTtlDays: DEFAULTS.threadTtlDays,
   deliveryUrls: { deal_analysis: '', data_analysis: '', lead_analysis: '', general: '' },
   deliveryTimeoutMs: DEFAULTS.deliveryTimeoutMs,
   exportBucketName: '',
@@ -267,6 +276,8 @@ export function resolveConfig(node: Node, overrides: Partial<GatewayConfig> = {}
     stageName: text('stageName', get('stageName'), d.stageName) || d.stageName,
     agentFunctionName: text('agentFunctionName', get('agentFunctionName'), d.agentFunctionName) || d.agentFunctionName,
     agentTimeoutMs: integer('agentTimeoutMs', get('agentTimeoutMs'), d.agentTimeoutMs, 1_000),
+    asyncAgentTimeoutMs: integer('asyncAgentTimeoutMs', get('asyncAgentTimeoutMs'), d.asyncAgentTimeoutMs, 1_000),
+    threadTtlDays: integer('threadTtlDays', get('threadTtlDays'), d.threadTtlDays, 1),
     deliveryUrls,
     deliveryTimeoutMs: integer('deliveryTimeoutMs', get('deliveryTimeoutMs'), d.deliveryTimeoutMs, 100),
     exportBucketName: text('exportBucketName', get('exportBucketName'), d.exportBucketName),
@@ -360,6 +371,12 @@ export function resolveConfig(node: Node, overrides: Partial<GatewayConfig> = {}
     throw new ConfigError(
       `context agentTimeoutMs (${config.agentTimeoutMs}) does not fit in apiIntegrationTimeoutMs (${config.apiIntegrationTimeoutMs}): ` +
         `a synchronous caller could get API Gateway's own 504. Use at most ${maxAgentMs}, or raise apiIntegrationTimeoutMs (docs/deploy.md, "Timeouts")`,
+    );
+  }
+  const maxAsyncMs = maxAsyncAgentTimeoutMs(config.deliveryTimeoutMs);
+  if (config.asyncAgentTimeoutMs > maxAsyncMs) {
+    throw new ConfigError(
+      `context asyncAgentTimeoutMs (${config.asyncAgentTimeoutMs}) does not fit in an Express execution (5 minutes) with its deliveries: use at most ${maxAsyncMs} (docs/deploy.md, "Timeouts")`,
     );
   }
   return config;

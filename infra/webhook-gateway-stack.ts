@@ -2,6 +2,8 @@ import { CfnOutput, Duration, Fn, Stack, type StackProps } from 'aws-cdk-lib';
 import type { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
 import { type GatewayConfig, missingDeliveryUrlKeys, OBSERVABILITY_PROFILES, resolveConfig } from './config.ts';
+import { AcceptWorkflow } from './constructs/accept-workflow.ts';
+import { AsyncConversationTables } from './constructs/async-conversation-tables.ts';
 import { analyticsDatabaseName, ConversationAnalytics } from './constructs/conversation-analytics.ts';
 import { ConversationExportBucket } from './constructs/conversation-export-bucket.ts';
 import { ConversationFunctions } from './constructs/conversation-functions.ts';
@@ -38,6 +40,11 @@ export const STACK_OUTPUTS = {
   inboundWebhookSecretsArn: 'InboundWebhookSecretsArn',
   deliverySigningSecretsArn: 'DeliverySigningSecretsArn',
   idempotencyTable: 'IdempotencyTableName',
+  statusTable: 'StatusTableName',
+  threadTable: 'ThreadTableName',
+  acceptStateMachineArn: 'AcceptStateMachineArn',
+  acceptExecutionLogGroup: 'AcceptExecutionLogGroupName',
+  statusUrlTemplate: 'StatusUrlTemplate',
   dashboard: 'DashboardName',
   analyticsDatabase: 'AnalyticsDatabaseName',
   analyticsWorkGroup: 'AnalyticsWorkGroupName',
@@ -74,6 +81,8 @@ export class WebhookGatewayStack extends Stack {
   readonly storage: ConversationExportBucket;
   readonly secrets: SigningSecrets;
   readonly idempotency: IdempotencyTable;
+  readonly asyncTables: AsyncConversationTables;
+  readonly accept: AcceptWorkflow;
   readonly queues: FailedDeliveryQueue;
   readonly functions: ConversationFunctions;
   readonly workflow: ConversationWorkflow;
@@ -111,6 +120,7 @@ export class WebhookGatewayStack extends Stack {
     });
     this.secrets = new SigningSecrets(this, 'SigningSecrets');
     this.idempotency = new IdempotencyTable(this, 'Idempotency');
+    this.asyncTables = new AsyncConversationTables(this, 'AsyncConversations');
     // By default a received message stays hidden for longer than a whole scheduler run (the scheduler itself asks
     // for less per receive, still more than one redelivery execution).
     this.queues = new FailedDeliveryQueue(this, 'FailedDelivery', {
@@ -122,6 +132,8 @@ export class WebhookGatewayStack extends Stack {
       inboundSecrets: this.secrets.inbound,
       deliverySecrets: this.secrets.delivery,
       idempotencyTable: this.idempotency.table,
+      statusTable: this.asyncTables.status,
+      threadTable: this.asyncTables.threads,
     });
     this.workflow = new ConversationWorkflow(this, 'Workflow', {
       functions: this.functions,
@@ -132,6 +144,12 @@ export class WebhookGatewayStack extends Stack {
     });
     this.redelivery = new RedeliveryWorkflow(this, 'Redelivery', {
       functions: this.functions,
+      logRetention,
+      includeExecutionData: observability.includeExecutionData,
+    });
+    this.accept = new AcceptWorkflow(this, 'Accept', {
+      functions: this.functions,
+      conversationStateMachine: this.workflow.stateMachine,
       logRetention,
       includeExecutionData: observability.includeExecutionData,
     });
@@ -146,6 +164,8 @@ export class WebhookGatewayStack extends Stack {
     });
     this.api = new WebhookApi(this, 'Api', {
       stateMachine: this.workflow.stateMachine,
+      acceptStateMachine: this.accept.stateMachine,
+      statusFunction: this.functions.status,
       stageName: config.stageName,
       logRetention,
       throttlingRateLimit: config.throttlingRateLimit,
@@ -161,9 +181,11 @@ export class WebhookGatewayStack extends Stack {
       fixedRate: observability.traceSampleRate,
     });
     this.rateLimits = new SourceRateLimits(this, 'RateLimits', { api: this.api.api, limits: config.sourceRateLimits });
-    // Each key may only act as its own source (Validate refuses another with 403 SOURCE_MISMATCH).
+    // Each key may only act as its own source (Validate and the status route refuse another: 403 SOURCE_MISMATCH).
     const apiKeyIds = this.rateLimits.sourceApiKeyIds;
-    if (apiKeyIds) this.functions.validate.addEnvironment('SOURCE_API_KEY_IDS', apiKeyIds);
+    if (apiKeyIds)
+      for (const fn of [this.functions.validate, this.functions.status])
+        fn.addEnvironment('SOURCE_API_KEY_IDS', apiKeyIds);
 
     this.alarms = new GatewayAlarms(this, 'Alarms', {
       conversationStateMachine: this.workflow.stateMachine,
@@ -269,6 +291,27 @@ export class WebhookGatewayStack extends Stack {
       STACK_OUTPUTS.idempotencyTable,
       this.idempotency.table.tableName,
       'Idempotency keys of POST /webhook (TTL expires_at)',
+    );
+    output(
+      STACK_OUTPUTS.statusTable,
+      this.asyncTables.status.tableName,
+      'Statuses of asynchronous conversations (7 days)',
+    );
+    output(STACK_OUTPUTS.threadTable, this.asyncTables.threads.tableName, 'Turns of threads (TTL threadTtlDays)');
+    output(
+      STACK_OUTPUTS.acceptStateMachineArn,
+      this.accept.stateMachine.stateMachineArn,
+      'Express accept workflow (POST /webhook with Prefer: respond-async)',
+    );
+    output(
+      STACK_OUTPUTS.acceptExecutionLogGroup,
+      this.accept.logGroup.logGroupName,
+      'Accept execution history (level ALL, with data)',
+    );
+    output(
+      STACK_OUTPUTS.statusUrlTemplate,
+      this.api.api.urlForPath('/conversations/{conversation_id}'),
+      'GET with ?source_system=<source> (the 202 of an asynchronous start gives the full URL)',
     );
     output(STACK_OUTPUTS.dashboard, this.dashboard.dashboard.dashboardName, 'CloudWatch dashboard');
     output(

@@ -22,19 +22,26 @@ export interface ConversationFunctionsProps {
   readonly deliverySecrets: ISecret;
   /** Idempotency keys: Validate claims them, Export completes or releases them. */
   readonly idempotencyTable: ITable;
+  /** Statuses of asynchronous conversations: Validate writes `running`, Export the end, the status route reads. */
+  readonly statusTable: ITable;
+  /** Turns of threads: Validate takes a turn and reads the earlier ones, Export keeps the answered turn. */
+  readonly threadTable: ITable;
 }
 
 /**
  * The four stage functions of the conversation workflow, each with only the permissions and variables its stage
- * needs: Validate may read the inbound signing secrets and claim idempotency keys, Deliver gets the four outbound
- * URLs and may read the delivery signing secrets, Export may put objects under conversation-history/ and complete or
- * release idempotency keys. Nothing else. The agent is invoked by the state machine itself (conversation-workflow.ts).
+ * needs: Validate may read the inbound signing secrets, claim idempotency keys, write a `running` status and take
+ * and read a thread's turns; Deliver gets the four outbound URLs and may read the delivery signing secrets; Export
+ * may put objects under conversation-history/, complete or release idempotency keys, finish a status and keep a
+ * thread's turn. Nothing else. The agent is invoked by the state machine itself (conversation-workflow.ts). Beside
+ * them, the status route's function (GET /conversations/{id}) may read the inbound secrets and get status items.
  */
 export class ConversationFunctions extends Construct {
   readonly validate: StageFunction;
   readonly classify: StageFunction;
   readonly deliver: StageFunction;
   readonly export: StageFunction;
+  readonly status: StageFunction;
 
   constructor(scope: Construct, id: string, props: ConversationFunctionsProps) {
     super(scope, id);
@@ -54,10 +61,17 @@ export class ConversationFunctions extends Construct {
         RESPONSE_TIMEOUT_MS: String(config.apiIntegrationTimeoutMs),
         MANAGER_AGENT_TIMEOUT_MS: String(config.agentTimeoutMs),
         MANAGER_AGENT_FUNCTION_NAME: config.agentFunctionName,
+        ASYNC_AGENT_TIMEOUT_MS: String(config.asyncAgentTimeoutMs),
+        DELIVERY_TIMEOUT_MS: String(config.deliveryTimeoutMs),
+        STATUS_TABLE_NAME: props.statusTable.tableName,
+        THREAD_TABLE_NAME: props.threadTable.tableName,
+        THREAD_TTL_DAYS: String(config.threadTtlDays),
       },
     });
     allow(this.validate, ['secretsmanager:GetSecretValue'], [props.inboundSecrets.secretArn]);
     allow(this.validate, ['dynamodb:PutItem', 'dynamodb:GetItem'], [props.idempotencyTable.tableArn]);
+    allow(this.validate, ['dynamodb:PutItem'], [props.statusTable.tableArn]);
+    allow(this.validate, ['dynamodb:UpdateItem', 'dynamodb:Query'], [props.threadTable.tableArn]);
 
     this.classify = new StageFunction(this, 'Classify', {
       ...common,
@@ -88,6 +102,9 @@ export class ConversationFunctions extends Construct {
         CONVERSATION_EXPORT_S3_BUCKET: props.exportBucket.bucketName,
         ENABLE_CONVERSATION_EXPORT: String(config.enableConversationExport),
         IDEMPOTENCY_TABLE_NAME: props.idempotencyTable.tableName,
+        STATUS_TABLE_NAME: props.statusTable.tableName,
+        THREAD_TABLE_NAME: props.threadTable.tableName,
+        THREAD_TTL_DAYS: String(config.threadTtlDays),
       },
     });
     allow(
@@ -95,18 +112,42 @@ export class ConversationFunctions extends Construct {
       ['dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem'],
       [props.idempotencyTable.tableArn],
     );
+    allow(this.export, ['dynamodb:UpdateItem'], [props.statusTable.tableArn]);
+    allow(this.export, ['dynamodb:PutItem'], [props.threadTable.tableArn]);
     this.export.addToRolePolicy(
       new PolicyStatement({
         actions: ['s3:PutObject'],
         resources: [props.exportBucket.arnForObjects(`${EXPORT_PREFIX}/*`)],
       }),
     );
+    this.status = this.statusFunction(props, common);
     if (this.export.role) {
       Validations.of(this.export.role).acknowledge({
         id: `AwsSolutions-IAM5[Resource::${bucketObjectsFinding(props.exportBucket, `${EXPORT_PREFIX}/*`)}]`,
         reason: `Export writes one folder per conversation with generated keys: s3:PutObject is limited to the ${EXPORT_PREFIX}/ prefix of the export bucket, the narrowest fixed scope.`,
       });
     }
+  }
+
+  /**
+   * The status route's function for `GET /conversations/{id}`; the stack adds `SOURCE_API_KEY_IDS` (which source
+   * each API key belongs to) once the keys exist.
+   */
+  private statusFunction(props: ConversationFunctionsProps, common: { logRetention: RetentionDays; logLevel: string }) {
+    const fn = new StageFunction(this, 'ConversationStatus', {
+      ...common,
+      stage: 'conversation-status',
+      description: 'GET /conversations/{id}: the status of an asynchronous conversation, to its own source only',
+      timeout: Duration.seconds(10),
+      environment: {
+        INBOUND_WEBHOOK_SECRETS_ARN: props.inboundSecrets.secretArn,
+        REQUIRE_SIGNED_WEBHOOKS: String(props.config.requireSignedWebhooks),
+        STATUS_TABLE_NAME: props.statusTable.tableName,
+      },
+    });
+    allow(fn, ['secretsmanager:GetSecretValue'], [props.inboundSecrets.secretArn]);
+    allow(fn, ['dynamodb:GetItem'], [props.statusTable.tableArn]);
+    return fn;
   }
 
   /** In workflow order. */

@@ -16,7 +16,7 @@ export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.
 export const STAGES = ['validate', 'classify', 'deliver', 'export'] as const;
 export type Stage = (typeof STAGES)[number];
 /** Functions outside the workflow, built the same way (`functions/<name>/handler.ts`). */
-export type HandlerDir = Stage | 'redelivery-scheduler';
+export type HandlerDir = Stage | 'redelivery-scheduler' | 'conversation-status';
 
 export interface StageFunctionProps {
   readonly stage: HandlerDir;

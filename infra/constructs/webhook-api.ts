@@ -4,6 +4,7 @@ import {
   AwsIntegration,
   EndpointType,
   type IntegrationResponse,
+  LambdaIntegration,
   LogGroupLogDestination,
   MethodLoggingLevel,
   type MethodResponse,
@@ -14,6 +15,7 @@ import {
   RestApi,
 } from 'aws-cdk-lib/aws-apigateway';
 import { Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
+import type { IFunction } from 'aws-cdk-lib/aws-lambda';
 import { LogGroup, type RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { IStateMachine } from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
@@ -32,6 +34,10 @@ import { secretMaskingPolicy } from './secret-masking-policy.ts';
 
 export interface WebhookApiProps {
   readonly stateMachine: IStateMachine;
+  /** The accept workflow: POST /webhook with `Prefer: respond-async` starts it instead (accept-workflow.ts). */
+  readonly acceptStateMachine: IStateMachine;
+  /** GET /conversations/{conversation_id} (Lambda proxy): the status of an asynchronous conversation. */
+  readonly statusFunction: IFunction;
   readonly stageName: string;
   readonly logRetention: RetentionDays;
   readonly throttlingRateLimit: number;
@@ -47,7 +53,10 @@ export interface WebhookApiProps {
   readonly createCloudWatchRole: boolean;
   /** How long POST /webhook waits for the execution (TimeoutInMillis of the integration). */
   readonly integrationTimeout: Duration;
-  /** POST /webhook requires an API key (x-api-key): set when per-source usage plans exist (source-rate-limits.ts). */
+  /**
+   * POST /webhook and GET /conversations/{id} require an API key (x-api-key): set when per-source usage plans exist
+   * (source-rate-limits.ts).
+   */
   readonly apiKeyRequired: boolean;
 }
 
@@ -83,7 +92,9 @@ const ACCESS_LOG_FIELDS = {
 /**
  * The public REST API. `POST /webhook` starts the conversation workflow synchronously through a direct
  * `states:StartSyncExecution` integration (no Lambda in between) and maps the finished execution to the HTTP
- * contract; `GET /health` is answered by API Gateway alone. Only `application/json` bodies are accepted (415
+ * contract; with `Prefer: respond-async` the same integration and request mapping start the accept workflow, whose
+ * output becomes the 202. `GET /conversations/{id}` is the status Lambda's (proxy); `GET /health` is answered by
+ * API Gateway alone. Only `application/json` bodies are accepted (415
  * otherwise), oversized ones get 413, unknown routes 404 and other methods 405, all with the contract's error body;
  * throttled requests get 429 with a Retry-After. With per-source usage plans, POST /webhook requires an API key.
  */
@@ -126,16 +137,27 @@ export class WebhookApi extends Construct {
 
     this.startExecutionRole = new Role(this, 'StartExecutionRole', {
       assumedBy: new ServicePrincipal('apigateway.amazonaws.com'),
-      description: 'Lets POST /webhook start the conversation workflow (StartSyncExecution only)',
+      description:
+        'Lets POST /webhook run the conversation workflow, or the accept workflow for Prefer: respond-async (StartSyncExecution only)',
     });
     props.stateMachine.grantStartSyncExecution(this.startExecutionRole);
+    props.acceptStateMachine.grantStartSyncExecution(this.startExecutionRole);
 
     const webhook = this.api.root.addResource('webhook');
-    webhook.addMethod('POST', this.startSyncExecution(props.stateMachine, props.integrationTimeout), {
-      methodResponses: WEBHOOK_STATUS_CODES.map(jsonMethodResponse),
+    webhook.addMethod('POST', this.startSyncExecution(props, props.integrationTimeout), {
+      methodResponses: WEBHOOK_STATUS_CODES.map((status) =>
+        status === 202 ? jsonMethodResponse(202, ACCEPTED_HEADERS) : jsonMethodResponse(status),
+      ),
       apiKeyRequired: props.apiKeyRequired,
     });
     webhook.addMethod('ANY', methodNotAllowed(), { methodResponses: [jsonMethodResponse(405)] });
+
+    // GET /conversations/{conversation_id}?source_system=…: the status Lambda answers the whole HTTP response.
+    const conversation = this.api.root.addResource('conversations').addResource('{conversation_id}');
+    conversation.addMethod('GET', new LambdaIntegration(props.statusFunction, { proxy: true }), {
+      apiKeyRequired: props.apiKeyRequired,
+    });
+    conversation.addMethod('ANY', methodNotAllowed(), { methodResponses: [jsonMethodResponse(405)] });
 
     const health = this.api.root.addResource('health');
     health.addMethod(
@@ -164,7 +186,10 @@ export class WebhookApi extends Construct {
     return this.api.urlForPath('/health');
   }
 
-  private startSyncExecution(stateMachine: IStateMachine, integrationTimeout: Duration): AwsIntegration {
+  private startSyncExecution(
+    machines: Pick<WebhookApiProps, 'stateMachine' | 'acceptStateMachine'>,
+    integrationTimeout: Duration,
+  ): AwsIntegration {
     const responses: IntegrationResponse[] = [
       // Every execution that ran (SUCCEEDED, FAILED, TIMED_OUT, ABORTED): Step Functions answers 200.
       { statusCode: '200', responseTemplates: { [JSON_TYPE]: executionResultResponseTemplate() } },
@@ -184,7 +209,12 @@ export class WebhookApi extends Construct {
         timeout: integrationTimeout,
         // Only application/json has a template: any other Content-Type is refused with 415.
         passthroughBehavior: PassthroughBehavior.NEVER,
-        requestTemplates: { [JSON_TYPE]: startSyncExecutionRequestTemplate(stateMachine.stateMachineArn) },
+        requestTemplates: {
+          [JSON_TYPE]: startSyncExecutionRequestTemplate(
+            machines.stateMachine.stateMachineArn,
+            machines.acceptStateMachine.stateMachineArn,
+          ),
+        },
         integrationResponses: responses,
       },
     });
@@ -279,8 +309,17 @@ export class WebhookApi extends Construct {
   }
 }
 
-function jsonMethodResponse(status: number): MethodResponse {
-  return { statusCode: String(status), responseModels: { [JSON_TYPE]: Model.EMPTY_MODEL } };
+/** The headers of the 202 of an asynchronous start (set by the response template: acceptedResult). */
+const ACCEPTED_HEADERS = ['Location', 'Preference-Applied'];
+
+function jsonMethodResponse(status: number, headers: string[] = []): MethodResponse {
+  return {
+    statusCode: String(status),
+    responseModels: { [JSON_TYPE]: Model.EMPTY_MODEL },
+    ...(headers.length > 0
+      ? { responseParameters: Object.fromEntries(headers.map((h) => [`method.response.header.${h}`, false])) }
+      : {}),
+  };
 }
 
 /** Any other method on a known route: 405 with the contract's body, without touching the workflow. */

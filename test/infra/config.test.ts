@@ -278,9 +278,9 @@ describe('a stack configured through context', () => {
     expect(Object.keys(template.findResources('AWS::ApiGateway::Account'))).toEqual([]);
   });
 
-  it('requires an API key on POST /webhook, one key and usage plan per source system on the stage', () => {
+  it('requires an API key on POST /webhook and GET /conversations/{id}, one key and usage plan per source system on the stage', () => {
     const methods = Object.values(template.findResources('AWS::ApiGateway::Method')).map((m) => m.Properties);
-    expect(methods.filter((m) => m.ApiKeyRequired === true).map((m) => m.HttpMethod)).toEqual(['POST']);
+    expect(methods.filter((m) => m.ApiKeyRequired === true).map((m) => m.HttpMethod)).toEqual(['POST', 'GET']);
     const keys = template.findResources('AWS::ApiGateway::ApiKey');
     expect(
       Object.values(keys)
@@ -291,6 +291,8 @@ describe('a stack configured through context', () => {
     // Validate knows which source each key (by id) belongs to: SOURCE_API_KEY_IDS, read by the handlers' own parser
     // with each key's id (a Ref) standing for the key's logical id.
     const keyIds = parseApiKeySources(cfnText(env('Validate').SOURCE_API_KEY_IDS).replace(/\{Ref:(\w+)\}/g, '$1'));
+    // The status route binds the same keys to the same sources.
+    expect(env('ConversationStatus').SOURCE_API_KEY_IDS).toEqual(env('Validate').SOURCE_API_KEY_IDS);
     expect(
       Object.fromEntries(Object.entries(keyIds).map(([id, source]) => [keys[id]?.Properties.Name, source])),
     ).toEqual({ 'TestGateway-crm_sync_2': 'crm_sync_2', 'TestGateway-testing_system': 'testing_system' });

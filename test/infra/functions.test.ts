@@ -43,6 +43,11 @@ const STAGE_FUNCTIONS = {
     'RESPONSE_TIMEOUT_MS',
     'MANAGER_AGENT_TIMEOUT_MS',
     'MANAGER_AGENT_FUNCTION_NAME',
+    'ASYNC_AGENT_TIMEOUT_MS',
+    'DELIVERY_TIMEOUT_MS',
+    'STATUS_TABLE_NAME',
+    'THREAD_TABLE_NAME',
+    'THREAD_TTL_DAYS',
   ],
   Classify: [],
   Deliver: [
@@ -53,7 +58,15 @@ const STAGE_FUNCTIONS = {
     'DELIVERY_TIMEOUT_MS',
     'DELIVERY_SIGNING_SECRETS_ARN',
   ],
-  Export: ['CONVERSATION_EXPORT_S3_BUCKET', 'ENABLE_CONVERSATION_EXPORT', 'IDEMPOTENCY_TABLE_NAME'],
+  Export: [
+    'CONVERSATION_EXPORT_S3_BUCKET',
+    'ENABLE_CONVERSATION_EXPORT',
+    'IDEMPOTENCY_TABLE_NAME',
+    'STATUS_TABLE_NAME',
+    'THREAD_TABLE_NAME',
+    'THREAD_TTL_DAYS',
+  ],
+  ConversationStatus: ['INBOUND_WEBHOOK_SECRETS_ARN', 'REQUIRE_SIGNED_WEBHOOKS', 'STATUS_TABLE_NAME'],
   RedeliveryScheduler: [
     'FAILED_DELIVERY_QUEUE_URL',
     'FAILED_DELIVERY_DLQ_URL',
@@ -62,7 +75,7 @@ const STAGE_FUNCTIONS = {
   ],
 } as const;
 type FunctionKey = keyof typeof STAGE_FUNCTIONS;
-/** Where each one's resources are: the five stages under Functions/, the scheduler under RedeliveryScheduler/. */
+/** Where each one's resources are: the stages and the status route under Functions/, the scheduler under RedeliveryScheduler/. */
 const prefixOf = (name: FunctionKey) =>
   name === 'RedeliveryScheduler' ? 'RedeliverySchedulerFunction' : `Functions${name}`;
 const fnId = (name: FunctionKey) => logicalId(template, 'AWS::Lambda::Function', prefixOf(name));
@@ -72,7 +85,7 @@ const env = (name: FunctionKey) => (props(fnId(name)).Environment as { Variables
 const ref = (type: string, prefix: string) => ({ Ref: logicalId(template, type, prefix) });
 
 describe('stage functions', () => {
-  it('are the four stages and the redelivery scheduler (no Lambda waits for the agent), Node.js 22 on ARM64, traced, logging to their own log group', () => {
+  it('are the four stages, the status route and the redelivery scheduler (no Lambda waits for the agent), Node.js 22 on ARM64, traced, logging to their own log group', () => {
     expect(Object.keys(template.findResources('AWS::Lambda::Function'))).toHaveLength(names.length);
     for (const name of names) {
       const fn = props(fnId(name));
@@ -110,6 +123,22 @@ describe('stage functions', () => {
       MANAGER_AGENT_FUNCTION_NAME: DEFAULT_CONFIG.agentFunctionName,
       MANAGER_AGENT_TIMEOUT_MS: '20000',
       RESPONSE_TIMEOUT_MS: '29000',
+    });
+    // Asynchronous conversations and threads (docs/contract.md): Validate starts them, Export ends them.
+    const asyncTables = {
+      STATUS_TABLE_NAME: ref('AWS::DynamoDB::Table', 'AsyncConversationsStatus'),
+      THREAD_TABLE_NAME: ref('AWS::DynamoDB::Table', 'AsyncConversationsThreads'),
+      THREAD_TTL_DAYS: '30',
+    };
+    expect(env('Validate')).toMatchObject({
+      ...asyncTables,
+      ASYNC_AGENT_TIMEOUT_MS: '120000',
+      DELIVERY_TIMEOUT_MS: '3000',
+    });
+    expect(env('Export')).toMatchObject(asyncTables);
+    expect(env('ConversationStatus')).toMatchObject({
+      STATUS_TABLE_NAME: asyncTables.STATUS_TABLE_NAME,
+      INBOUND_WEBHOOK_SECRETS_ARN: ref('AWS::SecretsManager::Secret', 'SigningSecretsInbound'),
     });
     expect(env('Export')).toMatchObject({
       CONVERSATION_EXPORT_S3_BUCKET: ref('AWS::S3::Bucket', 'Storage'),

@@ -46,6 +46,7 @@ const fnId = (name: (typeof STAGES)[number]) => logicalId(template, 'AWS::Lambda
 const roleOf = (name: (typeof STAGES)[number]) =>
   String((props(fnId(name)).Role as { 'Fn::GetAtt': string[] })['Fn::GetAtt'][0]);
 const stateMachineId = () => logicalId(template, 'AWS::StepFunctions::StateMachine', 'Workflow');
+const acceptStateMachineId = () => logicalId(template, 'AWS::StepFunctions::StateMachine', 'Accept');
 
 describe('API: POST /webhook → StartSyncExecution', () => {
   const webhookPost = () => {
@@ -72,7 +73,10 @@ describe('API: POST /webhook → StartSyncExecution', () => {
   it('uses the generated request template, for application/json only', () => {
     const templates = webhookPost().Integration.RequestTemplates as Record<string, Json>;
     expect(Object.keys(templates)).toEqual(['application/json']);
-    expect(cfnText(templates['application/json'])).toBe(startSyncExecutionRequestTemplate(`{Ref:${stateMachineId()}}`));
+    // Prefer: respond-async picks the accept workflow in the same template (test/infra/async-conversations.test.ts).
+    expect(cfnText(templates['application/json'])).toBe(
+      startSyncExecutionRequestTemplate(`{Ref:${stateMachineId()}}`, `{Ref:${acceptStateMachineId()}}`),
+    );
   });
 
   it('maps every finished execution (HTTP 200) and every refusal (4xx/5xx) with the generated response templates', () => {
@@ -108,9 +112,9 @@ describe('API: POST /webhook → StartSyncExecution', () => {
     );
   });
 
-  it('answers other methods on /webhook and /health with a 405 mock', () => {
+  it('answers other methods on /webhook, /conversations/{id} and /health with a 405 mock', () => {
     const anyMethods = template.findResources('AWS::ApiGateway::Method', { Properties: { HttpMethod: 'ANY' } });
-    expect(Object.keys(anyMethods)).toHaveLength(2);
+    expect(Object.keys(anyMethods)).toHaveLength(3);
     for (const method of Object.values(anyMethods)) {
       expect(method.Properties.Integration).toMatchObject({
         Type: 'MOCK',
@@ -318,12 +322,15 @@ describe('IAM: least privilege', () => {
     ]);
   });
 
-  it('lets API Gateway start sync executions of this state machine only', () => {
+  it('lets API Gateway start sync executions of the conversation and accept workflows only', () => {
     const apiRole = logicalId(template, 'AWS::IAM::Role', 'ApiStartExecutionRole');
     const start = allPolicyStatements(template).filter((s) => s.roles.includes(apiRole));
     expect(start).toHaveLength(1);
     expect(actionsOf(start[0]!.statement)).toEqual(['states:StartSyncExecution']);
-    expect(resourcesOf(start[0]!.statement)).toEqual([{ Ref: stateMachineId() }]);
+    expect(resourcesOf(start[0]!.statement)).toHaveLength(2);
+    expect(resourcesOf(start[0]!.statement)).toEqual(
+      expect.arrayContaining([{ Ref: stateMachineId() }, { Ref: acceptStateMachineId() }]),
+    );
     // Besides the API, only the redelivery scheduler starts executions, and only of the redelivery workflow.
     const others = allowedBy('states:StartSyncExecution').filter((s) => !s.roles.includes(apiRole));
     expect(others.map((s) => s.roles)).toEqual([
@@ -392,8 +399,8 @@ describe('storage, queues, logs, outputs', () => {
 
   it('gives every log group the configured retention', () => {
     const groups = Object.values(template.findResources('AWS::Logs::LogGroup'));
-    // Two workflows, four stages, the redelivery scheduler (the API access log only with apiLogging).
-    expect(groups).toHaveLength(7);
+    // Three workflows, four stages, the status route, the redelivery scheduler (the API access log only with apiLogging).
+    expect(groups).toHaveLength(9);
     for (const group of groups) expect(group.Properties.RetentionInDays).toBe(DEFAULT_CONFIG.logRetentionDays);
   });
 

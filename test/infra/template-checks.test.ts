@@ -92,11 +92,12 @@ describe('the synthesized stack against AWS resource model, naming limits and de
       .map((r) => r.Properties?.LogGroupName)
       .filter((n) => typeof n === 'string' && n.startsWith('/aws/vendedlogs/'));
     expect(names.sort()).toEqual([
+      `/aws/vendedlogs/states/${all.stack.stackName}-accept`,
       `/aws/vendedlogs/states/${all.stack.stackName}-conversation`,
       `/aws/vendedlogs/states/${all.stack.stackName}-redelivery`,
     ]);
     const broken = structuredClone(template);
-    const group = Object.values(broken.Resources).find((r) => r.Properties?.LogGroupName === names[0])!;
+    const group = Object.values(broken.Resources).find((r) => r.Properties?.LogGroupName === names[1])!;
     group.Properties!.LogGroupName = `/aws/states/${all.stack.stackName}-conversation`;
     expect(checkNames(broken, all.stack.stackName)).toEqual([
       expect.objectContaining({
@@ -122,10 +123,10 @@ describe('the synthesized stack against AWS resource model, naming limits and de
     );
   });
 
-  it('validates both state machine definitions as deployed (placeholders substituted), and catches a broken one', () => {
+  it('validates the three state machine definitions as deployed (placeholders substituted), and catches a broken one', () => {
     const template = templateOf(all);
     const machines = Object.values(template.Resources).filter((r) => r.Type === 'AWS::StepFunctions::StateMachine');
-    expect(machines).toHaveLength(2);
+    expect(machines).toHaveLength(3);
     for (const machine of machines) expect(typeof machine.Properties?.DefinitionString).toBe('string');
     expect(checkStateMachineDefinitions(template)).toEqual([]);
 

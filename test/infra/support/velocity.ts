@@ -87,7 +87,12 @@ export interface Rendered {
   output: string;
   /** $context.responseOverride.status when the template set it. */
   status: number | undefined;
+  /** $context.responseOverride.header.<name> the template set. */
+  headers: Record<string, string>;
 }
+
+/** $context.domainName of the rendered requests. */
+export const DOMAIN_NAME = 'a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com';
 
 function renderWith(template: string, input: Record<string, unknown>, request: RequestContext): Rendered {
   const at = request.receivedAtMs ?? Date.UTC(2025, 7, 13, 10, 30, 45, 123);
@@ -97,12 +102,14 @@ function renderWith(template: string, input: Record<string, unknown>, request: R
     requestTimeEpoch: at,
     identity: { sourceIp: request.sourceIp ?? '203.0.113.7', apiKeyId: request.apiKeyId ?? '' },
     stage: request.stage ?? 'prod',
-    responseOverride: {} as { status?: number },
+    domainName: DOMAIN_NAME,
+    responseOverride: { header: {} } as { status?: number; header: Record<string, string> },
   };
-  const output = render(template, { input, context, util: { escapeJavaScript } }, undefined, {
+  const util = { escapeJavaScript, parseJson: (text: string) => JSON.parse(text) };
+  const output = render(template, { input, context, util }, undefined, {
     customMethodHandlers: javaMethods as never,
   });
-  return { output, status: context.responseOverride.status };
+  return { output, status: context.responseOverride.status, headers: context.responseOverride.header };
 }
 
 /** Render an integration request template for one incoming request. */
