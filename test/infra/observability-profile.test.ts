@@ -21,9 +21,9 @@ describe('observabilityProfile', () => {
     lean?.cleanup();
   });
 
-  it('full (the default): both workflows log every state with its data; 5 % of conversations are traced', () => {
+  it('full (the default): the three workflows log every state with its data; 5 % of conversations are traced', () => {
     const machines = ofType(fullResources, 'AWS::StepFunctions::StateMachine');
-    expect(machines).toHaveLength(2);
+    expect(machines).toHaveLength(3);
     for (const m of machines) {
       expect(m.Properties.LoggingConfiguration).toMatchObject({ Level: 'ALL', IncludeExecutionData: true });
       expect(m.Properties.TracingConfiguration).toEqual({ Enabled: true });
