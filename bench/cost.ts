@@ -389,6 +389,10 @@ export function costPerMillion(facts: TemplateFacts, measured: OverheadResult, i
         perLoggedGb(express.bytes - withoutData),
       ),
       alternative(
+        "every task given and returning nothing (upper bound of Parameters / ResultSelector: the Scheduled and Succeeded events' data)",
+        machine?.include_execution_data ? perLoggedGb(logged.task_io_data_bytes) : 0,
+      ),
+      alternative(
         'Express logging at level ERROR (successful executions not logged; failures keep their data)',
         perLoggedGb(express.bytes),
       ),

@@ -72,9 +72,10 @@ export interface OverheadResult {
     states: { name: string; type: string; input_bytes: number; output_bytes: number }[];
     /**
      * The Express log events of that execution at level ALL (bench/support/express-log.ts): their count and bytes
-     * with the execution data (includeExecutionData: true) and without it.
+     * with the execution data (includeExecutionData: true) and without it, and the data in the task events alone
+     * (what the tasks were given and returned: LambdaFunction/Task Scheduled and Succeeded).
      */
-    express_log: { events: number; bytes: number; bytes_without_data: number };
+    express_log: { events: number; bytes: number; bytes_without_data: number; task_io_data_bytes: number };
     /** Bytes of the POST to the receiver and of the HTTP answer's body (the execution output). */
     delivery_payload_bytes: number;
     answer_bytes: number;
@@ -255,10 +256,15 @@ const CONVERSATION_ASL = path.join(PROJECT_ROOT, 'statemachine', 'conversation.a
 function expressLog(run: Awaited<ReturnType<LocalWorkflow['run']>>, calls: ReturnType<typeof taskRecorder>['calls']) {
   const { States } = JSON.parse(readFileSync(CONVERSATION_ASL, 'utf8')) as { States: Record<string, { Type: string }> };
   const withData = renderExpressLog(States, run, calls, true);
+  const withoutData = renderExpressLog(States, run, calls, false);
+  // The tasks' own events (what a Task was given and what it returned, before Parameters / after ResultSelector act).
+  const taskIo = /"type":"(LambdaFunctionScheduled|LambdaFunctionSucceeded|TaskScheduled|TaskSucceeded)"/;
+  const taskIoBytes = (lines: string[]) => logBytes(lines.filter((line) => taskIo.test(line)));
   return {
     events: withData.length,
     bytes: logBytes(withData),
-    bytes_without_data: logBytes(renderExpressLog(States, run, calls, false)),
+    bytes_without_data: logBytes(withoutData),
+    task_io_data_bytes: taskIoBytes(withData) - taskIoBytes(withoutData),
   };
 }
 
