@@ -58,6 +58,11 @@ export const RECORD_UNSAVED_EVENT = 'WEBHOOK_CONVERSATION_UNSAVED';
  * exported, but later conversations of its thread will not be given that turn.
  */
 export const THREAD_TURN_UNSAVED_EVENT = 'WEBHOOK_THREAD_TURN_UNSAVED';
+/**
+ * Logged by Validate when the run of an asynchronous conversation could not read its thread's earlier turns: the
+ * agent is given the thread with `history_unavailable: true` rather than the run failing unexported.
+ */
+export const THREAD_HISTORY_UNAVAILABLE_EVENT = 'WEBHOOK_THREAD_HISTORY_UNAVAILABLE';
 /** Logged by Deliver when the caller's deadline leaves no time for an attempt and the schedule takes over. */
 export const DELIVERY_DEFERRED_EVENT = 'WEBHOOK_DELIVERY_DEFERRED';
 

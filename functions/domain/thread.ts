@@ -45,6 +45,8 @@ export interface AgentThread {
   earlier_turns: ThreadTurn[];
   /** Earlier answered turns left out to keep within those bounds. */
   omitted_turns: number;
+  /** Set when the thread store could not be read (an asynchronous run goes on without the earlier turns). */
+  history_unavailable?: true;
 }
 
 /**

@@ -4,7 +4,7 @@ import { runningStatus } from '../domain/conversation-status.ts';
 import type { ExecutionInput } from '../domain/gateway-contract.ts';
 import { idempotencyPk } from '../domain/idempotency.ts';
 import { answerToDuplicate, fingerprintOf, startConversation, type ValidateResult } from '../domain/lifecycle.ts';
-import { SIGNATURE_REJECTED_METRIC } from '../domain/observability.ts';
+import { SIGNATURE_REJECTED_METRIC, THREAD_HISTORY_UNAVAILABLE_EVENT } from '../domain/observability.ts';
 import { type AgentThread, agentThread, threadSessionId } from '../domain/thread.ts';
 import { conversationStatusStore } from '../shared/conversation-status-store.ts';
 import { logEvent, METRIC_NAMES, recordSize } from '../shared/events.ts';
@@ -96,12 +96,28 @@ export const handler = stageHandler('Validate', async (event: ValidateInput): Pr
 
 /**
  * The run of an accepted conversation: Validate's work was done when it was accepted; the thread's earlier turns
- * are read now (those answered while this one waited to run count too), and the agent is invoked next.
+ * are read now (those answered while this one waited to run count too), and the agent is invoked next. Nobody waits
+ * for this run and a failure here would end it unexported: a thread store that cannot be read gives the agent the
+ * thread without its history (`history_unavailable`), and the event says so.
  */
 async function runAccepted(accepted: Accepted): Promise<ValidateResult> {
   if (accepted?.valid !== true || accepted.duplicate !== false || !accepted.conversation?.conversation_id)
     throw new Error('Validate: `accepted` is not an accepted conversation');
-  const run: Accepted = { ...accepted, thread: await agentThreadOf(accepted.conversation) };
+  let thread: AgentThread | null;
+  try {
+    thread = await agentThreadOf(accepted.conversation);
+  } catch (error) {
+    const { thread_id: threadId, thread_turn: turn, source_system: source } = accepted.conversation.metadata;
+    logger.error('Thread history unavailable: the agent gets the thread without its earlier turns', {
+      event_type: THREAD_HISTORY_UNAVAILABLE_EVENT,
+      conversation_id: accepted.conversation.conversation_id,
+      thread_id: threadId,
+      thread_turn: turn,
+      error: `${(error as Error).name}: ${(error as Error).message}`,
+    });
+    thread = threadId && turn ? unavailableHistory(source, threadId, turn) : null;
+  }
+  const run: Accepted = { ...accepted, thread };
   if (run.budget) logAgentInvoked(run, run.budget);
   return run;
 }
@@ -120,6 +136,11 @@ async function agentThreadOf(record: ConversationRecord): Promise<AgentThread | 
   if (!threadId || !turn) return null;
   const earlier = await threadStore().earlierTurns(source, threadId, turn);
   return agentThread({ thread_id: threadId, session_id: threadSessionId(source, threadId), turn }, earlier);
+}
+
+function unavailableHistory(source: string, threadId: string, turn: number): AgentThread {
+  const ref = { thread_id: threadId, session_id: threadSessionId(source, threadId), turn };
+  return { ...agentThread(ref, []), history_unavailable: true };
 }
 
 /** The workflow invokes the agent next (InvokeManagerAgent, a Step Functions task: no Lambda of ours logs there). */

@@ -200,6 +200,35 @@ describe('thread store failures', () => {
     expect(again.status).toBe(200);
   });
 
+  it('an asynchronous run whose thread history cannot be read still runs: the agent gets the thread without it (history_unavailable), the status completes', async () => {
+    // Turn 1 was claimed and its file is a folder: reading it fails (a missing file would just be skipped).
+    const folder = path.join(world.dataDir, 'threads', 'testing_system', 'unreadable');
+    await mkdir(path.join(folder, '1.json', 'x'), { recursive: true });
+    await writeFile(path.join(folder, '1.claim'), '');
+    const logs = captureJsonLines();
+    let accepted: Awaited<ReturnType<TestWorld['post']>>;
+    try {
+      accepted = await world.post({ ...SEED_REQUEST, thread_id: 'unreadable' }, { prefer: 'respond-async' });
+      await world.gateway.idle();
+    } finally {
+      logs.restore();
+    }
+    expect(accepted.status).toBe(202);
+    expect(threadOf(0)).toMatchObject({ turn: 2, earlier_turns: [], history_unavailable: true });
+    const id = accepted.body.conversation_id as string;
+    const status = await (await fetch(accepted.body.status_url)).json();
+    expect(status).toMatchObject({ conversation_id: id, status: 'completed' });
+    expect(logs.events(id).find((e) => e.event_type === 'WEBHOOK_THREAD_HISTORY_UNAVAILABLE')).toMatchObject({
+      thread_id: 'unreadable',
+      thread_turn: 2,
+      level: 'ERROR',
+    });
+    // A synchronous caller is told instead (500 before the agent runs).
+    const sync = await world.post({ ...SEED_REQUEST, thread_id: 'unreadable' });
+    expect(sync.status).toBe(500);
+    expect(world.agent.invocations).toHaveLength(1);
+  });
+
   it('a thread store that refuses the answered turn does not fail the conversation: it is delivered and exported, and WEBHOOK_THREAD_TURN_UNSAVED names the turn', async () => {
     // Turn 1's file is a non-empty folder: writing the answered turn over it fails.
     await mkdir(path.join(world.dataDir, 'threads', 'testing_system', 'unsaved', '1.json', 'x'), { recursive: true });
