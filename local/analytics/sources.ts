@@ -1,8 +1,8 @@
 import path from 'node:path';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { EXPORT_PREFIX } from '../../functions/domain/export-formats.ts';
-import { DEFAULTS, settings } from '../../functions/shared/settings.ts';
 import { type ExportBucket, mapLimit, openExportBucket, readText, s3Client } from '../store/export-bucket.ts';
+import { localExportBucket } from '../store/gateway-runtime.ts';
 import { listStoredObjects, readStoredObject, type StoredObjectFile } from '../store/stored-objects.ts';
 
 /**
@@ -95,14 +95,14 @@ export function gatewayAnalysisSource(options: {
 }
 
 /**
- * The source for a command run on this machine: the embedded store's directory, unless AWS_ENDPOINT_URL_S3 names
+ * The source for a command run on this machine: the embedded store's directory (the bucket of the running gateway
+ * when CONVERSATION_EXPORT_S3_BUCKET is not set), unless AWS_ENDPOINT_URL_S3 names
  * another S3, which is then read through the S3 protocol.
  */
 export async function openAnalysisSource(
   dataDir: string,
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<AnalysisSource> {
-  const bucket = settings(env).exportBucket ?? DEFAULTS.exportBucket;
-  if (!env.AWS_ENDPOINT_URL_S3) return storeDirectorySource(dataDir, bucket);
+  if (!env.AWS_ENDPOINT_URL_S3) return storeDirectorySource(dataDir, await localExportBucket(dataDir, env));
   return s3Source(await openExportBucket(dataDir, env));
 }

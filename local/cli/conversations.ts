@@ -1,10 +1,11 @@
 /** `webhook-gateway conversations list | show | search` (docs/operations.md), on the local data directory. */
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { agentTurn, type ConversationRecord, userQuery } from '../../functions/domain/conversation.ts';
 import { isConversationId } from '../../functions/domain/conversation-id.ts';
 import { EXPORT_FILES, exportFolder } from '../../functions/domain/export-formats.ts';
 import { type FailedDeliveryEnvelope, owedBy } from '../../functions/domain/failed-delivery.ts';
-import { DEFAULTS, settings } from '../../functions/shared/settings.ts';
+import { settings } from '../../functions/shared/settings.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
 import {
   type ConversationFilter,
@@ -19,10 +20,13 @@ import {
   parseFilter,
 } from '../history/conversation-filters.ts';
 import { type ConversationSummary, recordOf, summarize } from '../history/conversations.ts';
+import { conversationFigures, formatFigures } from '../history/figures.ts';
 import { formatTimeline } from '../history/timeline.ts';
 import { resolveOptions } from '../server/config.ts';
 import { ExecutionStore } from '../store/execution-store.ts';
 import { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
+import { localExportBucket, readGatewayRuntime } from '../store/gateway-runtime.ts';
+import { ObjectStore } from '../store/object-store.ts';
 import { explainAwsError } from './aws/errors.ts';
 import { AWS_OPTIONS, CliError, DEFAULT_STACK_NAME, note, out } from './shared.ts';
 import { formatTable } from './table.ts';
@@ -154,15 +158,23 @@ export async function conversationsShow(args: string[]): Promise<number> {
       .map(recordOf)
       .find((r) => r !== null) ?? null;
   const envelope = await new LocalFailedDeliveryStore(options.dataDir).get(id);
-  printConversation(
-    id,
-    record,
-    envelope,
-    executions,
-    values.json ?? false,
-    `s3://${settings().exportBucket ?? DEFAULTS.exportBucket}/${exportFolder(id)}`,
-  );
+  const bucket = await localExportBucket(options.dataDir);
+  printConversation(id, record, envelope, executions, values.json ?? false, `s3://${bucket}/${exportFolder(id)}`, {
+    exportsOff: await exportsOff(options.dataDir, bucket, id),
+  });
   return 0;
+}
+
+/** Exports are off (ENABLE_CONVERSATION_EXPORT=false here or in the running gateway) and none was written for `id`. */
+async function exportsOff(dataDir: string, bucket: string, id: string): Promise<boolean> {
+  if (settings().exportEnabled && (await readGatewayRuntime(dataDir))?.export_enabled !== false) return false;
+  const stored = await new ObjectStore(path.join(dataDir, 's3')).get(
+    bucket,
+    `${exportFolder(id)}conversation.json`,
+    true,
+  );
+  await stored?.close();
+  return stored === null;
 }
 
 /** Show a conversation from the deployed stack: its export (S3) and its executions (the Express log groups). */
@@ -206,6 +218,7 @@ function printConversation(
   executions: ExecutionRecord[],
   json: boolean,
   exportsAt: string,
+  { exportsOff = false } = {},
 ): void {
   if (json) {
     out(JSON.stringify({ conversation: record, failed_delivery: envelope, executions }, null, 2));
@@ -228,9 +241,8 @@ function printConversation(
     out(`  query      ${oneLine(userQuery(record), 160)}`);
     if (answer) out(`  answer     ${oneLine(answer.content, 160)}`);
     out(`  type       ${ctx.webhook_type ?? '-'}   (${ctx.classification_reason ?? 'not classified'})`);
-    out(
-      `  status     ${record.execution.status}   delivery ${ctx.delivery_status}   delivery_id ${ctx.delivery_id}   total ${record.execution.timings.total_ms ?? '-'} ms`,
-    );
+    out(`  status     ${record.execution.status}   delivery ${ctx.delivery_status}   delivery_id ${ctx.delivery_id}`);
+    out(`  time       ${formatFigures(conversationFigures(record, executions))}`);
     for (const a of record.execution.delivery_attempts) {
       out(
         `  attempt ${a.attempt}  ${a.at}  ${a.via ?? 'workflow'}  ${a.outcome}${a.status_code ? ` HTTP ${a.status_code}` : ''}${a.error ? `  ${oneLine(a.error, 120)}` : ''}  ${a.duration_ms} ms`,
@@ -249,7 +261,9 @@ function printConversation(
       );
     }
     out(
-      `  exports    ${exportsAt}{${EXPORT_FILES.join(',')}}${exportOwed ? `  (not written yet: ${envelope.last_error ?? 'S3 refused them'})` : ''}`,
+      exportsOff
+        ? '  exports    none: exports are off (ENABLE_CONVERSATION_EXPORT=false); the history below is the record'
+        : `  exports    ${exportsAt}{${EXPORT_FILES.join(',')}}${exportOwed ? `  (not written yet: ${envelope.last_error ?? 'S3 refused them'})` : ''}`,
     );
   }
   for (const execution of executions) {

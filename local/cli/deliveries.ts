@@ -4,6 +4,7 @@ import { type FailedDeliveryEnvelope, owedBy } from '../../functions/domain/fail
 import type { RedeliveryResult } from '../../functions/shared/redelivery.ts';
 import { resolveOptions } from '../server/config.ts';
 import { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
+import { readGatewayRuntime } from '../store/gateway-runtime.ts';
 import { AWS_OPTIONS, age, awsRequested, CliError, out, parseSince, stateLabel } from './shared.ts';
 import { formatTable } from './table.ts';
 
@@ -58,8 +59,14 @@ export async function deliveriesList(args: string[]): Promise<number> {
   return 0;
 }
 
-function gatewayUrl(explicit: string | undefined): string {
-  return (explicit ?? process.env.GATEWAY_URL ?? `http://127.0.0.1:${process.env.PORT ?? 3000}`).replace(/\/$/, '');
+/** --url, GATEWAY_URL, the gateway running on this data directory (its gateway.json), or PORT on loopback. */
+async function gatewayUrl(explicit: string | undefined, dataDir: string): Promise<string> {
+  const url =
+    explicit ??
+    process.env.GATEWAY_URL ??
+    (await readGatewayRuntime(dataDir))?.url ??
+    `http://127.0.0.1:${resolveOptions().port}`;
+  return url.replace(/\/$/, '');
 }
 
 async function redriveOne(url: string, id: string): Promise<RedeliveryResult> {
@@ -110,7 +117,8 @@ export async function deliveriesRedrive(args: string[]): Promise<number> {
       }),
     );
   }
-  const store = new LocalFailedDeliveryStore(resolveOptions().dataDir);
+  const { dataDir } = resolveOptions();
+  const store = new LocalFailedDeliveryStore(dataDir);
   const id = positionals[0];
   if (!id && !values.all)
     throw new CliError('deliveries redrive needs a conversation id, or --all [--since ISO] [--type T]');
@@ -150,7 +158,7 @@ export async function deliveriesRedrive(args: string[]): Promise<number> {
     out('nothing to redrive');
     return 0;
   }
-  const url = gatewayUrl(values.url);
+  const url = await gatewayUrl(values.url, dataDir);
   const counts: Record<string, number> = {};
   const results: RedeliveryResult[] = [];
   for (const [i, e] of candidates.entries()) {

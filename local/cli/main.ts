@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
+import { parseInboundSecrets } from '../../functions/domain/signatures.ts';
 import type { RecoveredExecution } from '../engine/recovery.ts';
 import { type GatewayOptions, resolveOptions } from '../server/config.ts';
 import type { RunningGateway } from '../server/gateway.ts';
@@ -9,6 +10,7 @@ import { deliveriesList, deliveriesRedrive } from './deliveries.ts';
 import { conversationsQuery } from './query.ts';
 import { CliError, eventLine, out } from './shared.ts';
 import { sign } from './sign.ts';
+import { tryRequest } from './try-request.ts';
 
 export const USAGE = `Usage: webhook-gateway <command>
 
@@ -36,7 +38,8 @@ data_analysis, lead_analysis, general or none, --status completed, failed, deliv
 delivery status). search and query run SQL on the exported analysis.json records: DuckDB over LOCAL_DATA_DIR (or
 the S3 of AWS_ENDPOINT_URL_S3) here, Athena with --aws. The running gateway also serves a web console at /console.
 
-Local state lives in LOCAL_DATA_DIR (default .data).`;
+Local state lives in LOCAL_DATA_DIR (default: the repository's .data, wherever the command runs); the commands find
+the gateway running on it (its gateway.json), whatever its PORT.`;
 
 async function start(): Promise<number> {
   const { startGateway } = await import('../server/gateway.ts');
@@ -99,6 +102,8 @@ async function start(): Promise<number> {
   out(
     `  S3      ${gateway.s3Endpoint}  bucket ${gateway.bucket}  (files under ${rel(path.join(options.dataDir, 's3'))})`,
   );
+  if (!gateway.settings.exportEnabled)
+    out('  exports OFF (ENABLE_CONVERSATION_EXPORT=false): nothing is written to S3; the history below keeps each run');
   out(
     `  agent   ${gateway.agentEndpoint} function ${gateway.agentFunctionName}` +
       (gateway.agentEndpoint === gateway.url ? '  (SAMPLE agent built into this server)' : ''),
@@ -112,10 +117,12 @@ async function start(): Promise<number> {
     `  history ${rel(gateway.executions.dir)}   failed deliveries ${rel(gateway.failedDeliveries.dir)}   handler logs ${logFile.startsWith('(') ? logFile : rel(logFile)}`,
   );
   out('');
-  out(`Try:  curl -s -X POST ${gateway.url}/webhook -H 'Content-Type: application/json' \\`);
-  out(
-    `        -d '{"query":"What are the top 5 deals closing this quarter?","source_system":"testing_system","source_process":"phase3_validation"}'`,
-  );
+  for (const line of tryRequest(
+    gateway.url,
+    parseInboundSecrets(process.env.INBOUND_WEBHOOK_SECRETS),
+    gateway.settings.requireSignedWebhooks,
+  ))
+    out(line);
   out('Then: npx webhook-gateway conversations list   ·   Ctrl-C stops everything.');
   await new Promise<void>((resolve) => {
     const stop = () => resolve();

@@ -8,6 +8,7 @@ import type { FailedDeliveryEnvelope } from '../../functions/domain/failed-deliv
 import type { AnalyticsEngine } from '../analytics/engine.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
 import { type ConversationSummary, recordOf, summarize } from '../history/conversations.ts';
+import { conversationFigures } from '../history/figures.ts';
 import type { ExecutionStore } from '../store/execution-store.ts';
 import { readText, s3Client } from '../store/export-bucket.ts';
 import type { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
@@ -44,12 +45,8 @@ export async function recentConversations(ctx: ConsoleContext, limit = 100): Pro
     const summary = summarize(id, executions);
     const record = latestRecord(executions);
     if (!summary || !record) continue;
-    rows.push({
-      ...summary,
-      agent_ms: record.execution.timings.agent_ms,
-      delivery_ms: record.execution.timings.delivery_ms,
-      attempts: record.execution.delivery_attempts.length,
-    });
+    const figures = conversationFigures(record, executions);
+    rows.push({ ...summary, agent_ms: figures.agent_ms, delivery_ms: figures.delivery_ms, attempts: figures.tries });
   }
   return rows.sort(
     (a, b) => b.received_at.localeCompare(a.received_at) || b.conversation_id.localeCompare(a.conversation_id),

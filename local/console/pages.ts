@@ -2,6 +2,7 @@
 import { agentTurn, type ConversationRecord, userQuery } from '../../functions/domain/conversation.ts';
 import type { FailedDeliveryEnvelope } from '../../functions/domain/failed-delivery.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
+import { conversationFigures, formatFigures } from '../history/figures.ts';
 import { timeline } from '../history/timeline.ts';
 import type { ConsoleRow, ExportDocumentView } from './data.ts';
 import { html, type SafeHtml } from './html.ts';
@@ -105,7 +106,7 @@ export function threadFragment(
 </section>`;
 }
 
-function summary(id: string, record: ConversationRecord | null): SafeHtml {
+function summary(id: string, record: ConversationRecord | null, executions: ExecutionRecord[]): SafeHtml {
   if (!record) return html`<h1>${id}</h1><p class="empty">No conversation record in its executions yet.</p>`;
   const ctx = record.webhook_context;
   const answer = agentTurn(record);
@@ -118,7 +119,7 @@ function summary(id: string, record: ConversationRecord | null): SafeHtml {
   <dt>type</dt><dd>${ctx.webhook_type ?? '-'} <small>${ctx.classification_reason ?? 'not classified'}</small></dd>
   <dt>delivery</dt><dd id="delivery-status" data-status="${ctx.delivery_status}">${badge(ctx.delivery_status)} <small>${ctx.delivery_target ?? ''}</small></dd>
   <dt>delivery id</dt><dd><code>${ctx.delivery_id}</code></dd>
-  <dt>timings</dt><dd>agent ${ms(record.execution.timings.agent_ms)} · delivery ${ms(record.execution.timings.delivery_ms)} · total ${ms(record.execution.timings.total_ms)}</dd>
+  <dt>timings</dt><dd id="timings">${formatFigures(conversationFigures(record, executions))}</dd>
 </dl>
 <h2>Query</h2><pre class="text">${userQuery(record)}</pre>
 <h2>Answer</h2><pre class="text">${answer?.content ?? '(no answer)'}</pre>
@@ -129,15 +130,18 @@ function deliverySection(
   id: string,
   record: ConversationRecord | null,
   envelope: FailedDeliveryEnvelope | null,
+  executions: ExecutionRecord[],
 ): SafeHtml {
   const attempts = record?.execution.delivery_attempts ?? [];
+  const tries = record ? conversationFigures(record, executions).tries : attempts.length;
   const redrivable = envelope !== null && envelope.state !== 'settled';
   const state =
     envelope === null
       ? ''
       : html`<p class="envelope">Failed-delivery store: ${badge(envelope.state)} ${envelope.owed === 'export' ? html`(owes only its export: S3 refused it) ` : ''}${envelope.state === 'pending' ? html`next automatic attempt <code>${envelope.next_due_at}</code>` : ''}${envelope.dead_reason ? html`dead-lettered (${envelope.dead_reason}): no more automatic attempts` : ''}</p>`;
   return html`<section id="delivery">
-  <h2>Delivery attempts <span class="count">${attempts.length}</span></h2>
+  <h2>Delivery attempts <span class="count" title="every try, retries in the workflow included">${tries}</span></h2>
+  ${tries > attempts.length ? html`<p class="note">${tries - attempts.length} of them were retried by the workflow at once and are counted from the execution history; the table lists the attempts the record keeps.</p>` : ''}
   ${state}
   ${redrivable ? html`<p><button type="button" id="redrive" data-id="${id}">Redrive</button> <small>delivers it now through statemachine/redelivery.asl.json</small></p>` : ''}
   ${
@@ -195,8 +199,8 @@ export function conversationFragment(input: {
   exportEnabled: boolean;
 }): SafeHtml {
   return html`<p class="crumbs"><a href="/console">← all conversations</a></p>
-${summary(input.id, input.record)}
-${deliverySection(input.id, input.record, input.envelope)}
+${summary(input.id, input.record, input.executions)}
+${deliverySection(input.id, input.record, input.envelope, input.executions)}
 <section id="executions"><h2>Timeline <span class="count">${input.executions.length} execution${input.executions.length === 1 ? '' : 's'}</span></h2>
 ${input.executions.map(executionSection)}
 </section>

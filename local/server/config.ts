@@ -9,6 +9,7 @@ import { DEFAULTS, flag, readEnv, type Settings, settings } from '../../function
 import type { HoldListener } from '../engine/journal.ts';
 import type { RecoveredExecution } from '../engine/recovery.ts';
 import type { StageHandlers } from '../engine/workflows.ts';
+import { PROJECT_ROOT } from '../paths.ts';
 import { DEFAULT_HISTORY_DAYS, type SweepResult } from '../store/retention.ts';
 import { parseApiKeys } from './api-keys.ts';
 import { parseRateLimits } from './rate-limiter.ts';
@@ -18,7 +19,7 @@ export interface GatewayOptions {
   /** HTTP port; 0 picks a free one (tests). Env PORT, default 3000. */
   port: number;
   host: string;
-  /** Where local state lives. Env LOCAL_DATA_DIR, default `.data`. */
+  /** Where local state lives. Env LOCAL_DATA_DIR, default the repository's `.data`. */
   dataDir: string;
   /** Embedded S3 port; 0 picks a free one. Env LOCAL_S3_PORT, default 4569. Ignored when AWS_ENDPOINT_URL_S3 is set. */
   s3Port: number;
@@ -26,6 +27,8 @@ export interface GatewayOptions {
   retryIntervalOverrides?: Record<string, number | number[]>;
   /** Tests only: replace a stage's handler (to inject a Lambda that fails). */
   stageOverrides?: Partial<StageHandlers>;
+  /** Tests only: the rate limits' clock (ms since the epoch), so that no token refills while a test runs. */
+  rateLimitClock?: () => number;
   /** How often the automatic redelivery schedule looks for due deliveries. Env REDELIVERY_POLL_MS, default 1000; 0 turns it off. */
   redeliveryPollMs: number;
   /** Called after every automatic redelivery attempt (the CLI prints a line). */
@@ -67,7 +70,7 @@ const portNumber = v.pipe(
 const LocalEnv = v.object({
   PORT: v.optional(portNumber, '3000'),
   HOST: v.optional(v.string(), '127.0.0.1'),
-  LOCAL_DATA_DIR: v.optional(v.string(), '.data'),
+  LOCAL_DATA_DIR: v.optional(v.string()),
   LOCAL_S3_PORT: v.optional(portNumber, '4569'),
   REDELIVERY_POLL_MS: v.optional(
     v.pipe(
@@ -97,10 +100,12 @@ export function resolveOptions(
   return {
     port: options.port ?? local.PORT,
     host: options.host ?? local.HOST,
-    dataDir: path.resolve(options.dataDir ?? local.LOCAL_DATA_DIR),
+    // The project's `.data` by default, wherever the command runs; a LOCAL_DATA_DIR given is relative to the cwd.
+    dataDir: path.resolve(options.dataDir ?? local.LOCAL_DATA_DIR ?? path.join(PROJECT_ROOT, '.data')),
     s3Port: options.s3Port ?? local.LOCAL_S3_PORT,
     retryIntervalOverrides: options.retryIntervalOverrides,
     stageOverrides: options.stageOverrides,
+    rateLimitClock: options.rateLimitClock,
     onExecution: options.onExecution,
     redeliveryPollMs: options.redeliveryPollMs ?? local.REDELIVERY_POLL_MS,
     onRedelivery: options.onRedelivery,

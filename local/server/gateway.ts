@@ -21,6 +21,7 @@ import { localDeliverySecrets } from '../store/delivery-secrets.ts';
 import { type EmbeddedS3, startEmbeddedS3 } from '../store/embedded-s3.ts';
 import { conversationIdOf, ExecutionStore } from '../store/execution-store.ts';
 import { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
+import { removeGatewayRuntime, writeGatewayRuntime } from '../store/gateway-runtime.ts';
 import { IN_PROCESS_S3_CLIENT_SETTINGS } from '../store/in-process-s3-transport.ts';
 import { sweepLocalHistory } from '../store/retention.ts';
 import { parseApiKeys } from './api-keys.ts';
@@ -285,7 +286,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     return { ExecutionArn: `${params.StateMachineArn}:${params.Name}`, StartDate: new Date().toISOString() };
   }
 
-  const limiter = new RateLimiter(parseRateLimits(process.env.RATE_LIMITS));
+  const limiter = new RateLimiter(parseRateLimits(process.env.RATE_LIMITS), options.rateLimitClock);
 
   const webhookContext = {
     runConversation,
@@ -355,6 +356,14 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     ],
     { notFoundHint: 'Try POST /webhook or GET /health.' },
   );
+  await writeGatewayRuntime(options.dataDir, {
+    pid: process.pid,
+    url,
+    s3_endpoint: s3Endpoint,
+    bucket,
+    export_enabled: config.exportEnabled,
+    started_at: new Date().toISOString(),
+  });
 
   return {
     url,
@@ -387,6 +396,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
       await closed;
       journal.close();
       await s3?.close();
+      await removeGatewayRuntime(options.dataDir);
       await dataDirLock.release();
     },
   };

@@ -7,7 +7,8 @@ import { readBody, sendJson } from './http.ts';
  * be reached. Point AWS_ENDPOINT_URL_LAMBDA at `sam local start-lambda` or at AWS to use the real agent.
  *
  * For trying failure paths by hand: a query containing `[sample:error]` answers with a FunctionError,
- * `[sample:slow]` waits SAMPLE_AGENT_SLOW_MS (default 30 s) before answering.
+ * `[sample:slow]` waits SAMPLE_AGENT_SLOW_MS before answering: by default 5 s, well inside the agent timeout
+ * (MANAGER_AGENT_TIMEOUT_MS, 20 s), so the slow answer still arrives; set it above that timeout to see a 504.
  */
 export interface AgentRequest {
   query?: string;
@@ -21,6 +22,14 @@ export type SampleAnswer =
   | { kind: 'answer'; payload: Record<string, unknown> }
   | { kind: 'error'; payload: { errorType: string; errorMessage: string } }
   | { kind: 'slow'; payload: Record<string, unknown> };
+
+export const SAMPLE_AGENT_SLOW_MS = 5_000;
+
+/** How long `[sample:slow]` waits: SAMPLE_AGENT_SLOW_MS when it is a whole number of ms, else the default. */
+export function sampleSlowMs(env: NodeJS.ProcessEnv = process.env): number {
+  const ms = Number(env.SAMPLE_AGENT_SLOW_MS);
+  return env.SAMPLE_AGENT_SLOW_MS && Number.isInteger(ms) && ms >= 0 ? ms : SAMPLE_AGENT_SLOW_MS;
+}
 
 const LABEL = 'sample-agent (local stand-in for the RevOps manager agent)';
 
@@ -109,8 +118,7 @@ export async function handleSampleAgentInvoke(
     // the sample agent answers anything
   }
   const answer = sampleAgentAnswer(request);
-  if (answer.kind === 'slow')
-    await new Promise((r) => setTimeout(r, Number(process.env.SAMPLE_AGENT_SLOW_MS ?? 30_000)));
+  if (answer.kind === 'slow') await new Promise((r) => setTimeout(r, sampleSlowMs()));
   const headers: Record<string, string> = { 'x-amz-executed-version': '$LATEST' };
   if (answer.kind === 'error') headers['x-amz-function-error'] = 'Unhandled';
   sendJson(res, 200, answer.payload, headers);

@@ -130,10 +130,12 @@ export async function handleWebhook(
     ctx.baseUrl,
   );
   sendJson(res, result.statusCode, result.body, { ...headers, ...result.headers });
+  // A retry with a known Idempotency-Key answers the first conversation's response without running it again.
+  const replayed = record.events.some((e) => e.state === 'ReplayFirstResponse');
   ctx.onExecution?.({
     http_status: result.statusCode,
-    conversation_id: conversationIdOf(record),
-    detail: describe(result.body),
+    conversation_id: conversationIdOf(record) ?? (result.body as { conversation_id?: string }).conversation_id ?? null,
+    detail: replayed ? `replayed (Idempotency-Key): ${describe(result.body)}` : describe(result.body),
     duration_ms: Math.round(performance.now() - started),
   });
 }

@@ -8,7 +8,7 @@ import path from 'node:path';
 
 export class DataDirInUseError extends Error {}
 
-function alive(pid: number): boolean {
+export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -27,7 +27,7 @@ export async function lockDataDir(dataDir: string): Promise<{ release(): Promise
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
     const holder = Number.parseInt(await readFile(file, 'utf8').catch(() => ''), 10);
-    if (holder > 0 && holder !== process.pid && alive(holder))
+    if (holder > 0 && holder !== process.pid && isAlive(holder))
       throw new DataDirInUseError(
         `another gateway (pid ${holder}) is using ${dataDir}: stop it, or give this one its own LOCAL_DATA_DIR (if no gateway runs, delete ${file})`,
       );

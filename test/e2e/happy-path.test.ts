@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { EVENT_TYPES, METRIC_NAMES } from '../../functions/shared/events.ts';
 import { inProcessS3 } from '../../local/store/in-process-s3-transport.ts';
+import { runMain } from '../support/cli.ts';
 import { folderOf, SEED_REQUEST, startWorld, type TestWorld } from '../support/gateway.ts';
 import { captureJsonLines } from '../support/log-capture.ts';
 
@@ -86,13 +87,16 @@ describe('a conversation through the local engine, the real handlers, the embedd
     expect(res.body.tracking.webhook_type).toBe('lead_analysis');
   });
 
-  it('writes the four export files with the seed layout and fields', async () => {
+  it('writes the four export files with the contract layout and fields', async () => {
+    // The day the request was received: taken before and after it, so a request across midnight UTC passes too.
+    const day = () => new Date().toISOString().slice(0, 10).replaceAll('-', '/');
+    const dayBefore = day();
     const res = await world.post({ ...SEED_REQUEST, metadata: { crm_account: 'acme' } });
+    const days = [dayBefore, day()];
     const id = res.body.conversation_id as string;
     expect(id).toMatch(/^webhook_\d{8}_\d{6}_testing_phase3valid_[a-z0-9]+$/);
     const folder = folderOf(id);
-    const today = new Date().toISOString().slice(0, 10).replaceAll('-', '/');
-    expect(folder).toBe(`conversation-history/${today}/${id}/`);
+    expect(days.map((d) => `conversation-history/${d}/${id}/`)).toContain(folder);
 
     const conversation = await world.getJson(`${folder}conversation.json`);
     expect(conversation.export_metadata).toMatchObject({
@@ -160,7 +164,7 @@ describe('a conversation through the local engine, the real handlers, the embedd
     expect(times.at(-1)).toBe(Date.parse(conversation.export_metadata.exported_at));
   });
 
-  it('emits the nine event types with the fields the seed queries read, and the five metrics', async () => {
+  it('emits the nine event types with the fields the saved queries read, and the five metrics', async () => {
     const capture = captureJsonLines();
     let ok: { body: any };
     let failedDelivery: { body: any };
@@ -230,6 +234,12 @@ describe('a conversation through the local engine, the real handlers, the embedd
       const res = await world.post(SEED_REQUEST);
       expect(res.status).toBe(200);
       expect(await world.listKeys(folderOf(res.body.conversation_id))).toEqual([]);
+      // `conversations show` says so instead of pointing at exports that do not exist.
+      const shown = await runMain(['conversations', 'show', res.body.conversation_id], {
+        LOCAL_DATA_DIR: world.dataDir,
+      });
+      expect(shown.stdout).toContain('exports    none: exports are off (ENABLE_CONVERSATION_EXPORT=false)');
+      expect(shown.stdout).not.toContain('s3://');
     } finally {
       delete process.env.ENABLE_CONVERSATION_EXPORT;
     }

@@ -69,7 +69,7 @@ export interface TestWorld {
  */
 export async function startWorld(
   env: Record<string, string> = {},
-  options: { stageOverrides?: GatewayOptions['stageOverrides'] } = {},
+  options: Pick<GatewayOptions, 'stageOverrides' | 'rateLimitClock'> = {},
 ): Promise<TestWorld> {
   for (const name of GATEWAY_VARIABLES) delete process.env[name];
   const agent = await startAgent();
@@ -89,6 +89,7 @@ export async function startWorld(
     dataDir,
     retryIntervalOverrides: NO_WAIT,
     stageOverrides: options.stageOverrides,
+    rateLimitClock: options.rateLimitClock,
   });
   const s3 = new S3Client({ endpoint: gateway.s3Endpoint, forcePathStyle: true, region: 'us-east-1' });
   const world: TestWorld = {

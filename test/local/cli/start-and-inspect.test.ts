@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -128,6 +129,9 @@ describe('webhook-gateway start / conversations', () => {
       expect(result.stdout).toMatch(new RegExp(`\\n  ${state}\\s+\\+\\d+ ms\\s+\\d+ ms\\s+0  succeeded`));
     }
     expect(result.stdout).toContain(`s3://revops-conversations/conversation-history/`);
+    expect(result.stdout).toMatch(
+      /\n {2}time {7}agent \d+ ms · delivery \d+ ms \(1 try\) · total \d+ ms · run \d+ ms\n/,
+    );
   });
 
   it('conversations list shows the newest first', async () => {
@@ -159,6 +163,30 @@ describe('webhook-gateway start / conversations', () => {
     }
     expect(answers[0]).toMatch(/\(thread sample-thread, turn 1: 0 earlier turns received\)$/);
     expect(answers[1]).toMatch(/\(thread sample-thread, turn 2: 1 earlier turn received\)$/);
+  });
+
+  it("the banner's Try: curl works as printed, and an idempotent replay is logged as one", async () => {
+    const banner = gateway.output();
+    const tryLines = banner.slice(banner.indexOf('Try:'), banner.indexOf('Then:')).replace(/^Try:/, '');
+    const curl = spawnSync('bash', ['-c', tryLines], { encoding: 'utf8' });
+    const body = JSON.parse(curl.stdout);
+    expect(body).toMatchObject({ success: true, tracking: { delivery_status: 'delivered' } });
+
+    const replay = async () =>
+      fetch(`${gateway.url}/webhook`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'idempotency-key': 'start-and-inspect-replay' },
+        body: JSON.stringify({ ...SEED_REQUEST, query: 'Hello, once' }),
+      });
+    const first = (await (await replay()).json()) as { conversation_id: string };
+    const again = await replay();
+    expect(again.status).toBe(200);
+    const line = new RegExp(
+      `^\\S+ {2}200 {2}${first.conversation_id} {2}replayed \\(Idempotency-Key\\): general delivered`,
+      'm',
+    );
+    await vi.waitFor(() => expect(gateway.output()).toMatch(line));
+    expect(gateway.output()).not.toMatch(/200 {2}\(rejected\)/);
   });
 
   it('unknown or malformed ids and unknown commands get one clear line, no stack trace', async () => {

@@ -229,9 +229,13 @@ describe('webhook-gateway deliveries (CLI against the running gateway)', () => {
   });
 
   it('redrive --all --since only takes what failed since then; --dry-run changes nothing', async () => {
+    // What failed before (this one and the earlier tests') is dated an hour back, instead of waiting on the clock:
+    // --since half an hour ago leaves it out.
     const old = await failedConversation(400);
-    const since = new Date(Date.now() + 5).toISOString();
-    await new Promise((r) => setTimeout(r, 10));
+    const hourAgo = new Date(Date.now() - 3_600_000).toISOString();
+    for (const e of await world.gateway.failedDeliveries.list())
+      await world.gateway.failedDeliveries.put({ ...e, created_at: hourAgo });
+    const since = new Date(Date.now() - 1_800_000).toISOString();
     const recent = await failedConversation(400);
 
     const dry = await cli(['deliveries', 'redrive', '--all', '--since', since, '--dry-run']);
@@ -262,6 +266,17 @@ describe('webhook-gateway deliveries (CLI against the running gateway)', () => {
     const since = await cli(['deliveries', 'redrive', '--all', '--since', 'last tuesday']);
     expect(since.code).toBe(1);
     expect(since.stderr).toMatch(/--since must be an ISO 8601 date-time/);
+  });
+
+  it('redrive finds the gateway running on LOCAL_DATA_DIR (its gateway.json), whatever its PORT', async () => {
+    const body = await failedConversation(400);
+    const result = await runMain(['deliveries', 'redrive', body.conversation_id], {
+      LOCAL_DATA_DIR: world.dataDir,
+      GATEWAY_URL: undefined,
+      PORT: undefined,
+    });
+    expect(result.stderr).toBe('');
+    expect(result.stdout).toMatch(new RegExp(`${body.conversation_id} → delivered`));
   });
 
   it('redrive without a running gateway says how to start it', async () => {

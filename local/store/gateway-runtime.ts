@@ -1,0 +1,47 @@
+/**
+ * Where the running gateway can be reached, for the CLI (docs/operations.md): `<dataDir>/gateway.json`, written
+ * once the gateway is up and removed when it stops. A command run without PORT or LOCAL_S3_PORT (another shell,
+ * another directory) finds the gateway through it; one left by a killed gateway is ignored (its process is gone).
+ */
+import { readFile, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { DEFAULTS, settings } from '../../functions/shared/settings.ts';
+import { isAlive } from './data-dir-lock.ts';
+import { writeJsonAtomic } from './json-files.ts';
+
+export interface GatewayRuntime {
+  pid: number;
+  url: string;
+  s3_endpoint: string;
+  bucket: string;
+  export_enabled: boolean;
+  started_at: string;
+}
+
+const fileOf = (dataDir: string) => path.join(dataDir, 'gateway.json');
+
+export async function writeGatewayRuntime(dataDir: string, runtime: GatewayRuntime): Promise<void> {
+  await writeJsonAtomic(fileOf(dataDir), runtime);
+}
+
+export async function removeGatewayRuntime(dataDir: string): Promise<void> {
+  await rm(fileOf(dataDir), { force: true });
+}
+
+/** The running gateway of `dataDir`, or null when none runs there. */
+export async function readGatewayRuntime(dataDir: string): Promise<GatewayRuntime | null> {
+  try {
+    const runtime = JSON.parse(await readFile(fileOf(dataDir), 'utf8')) as GatewayRuntime;
+    return Number.isInteger(runtime.pid) && isAlive(runtime.pid) ? runtime : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The export bucket a command on this machine reads: CONVERSATION_EXPORT_S3_BUCKET when set, else the running
+ * gateway's (it may have been started with another), else the default.
+ */
+export async function localExportBucket(dataDir: string, env: NodeJS.ProcessEnv = process.env): Promise<string> {
+  return settings(env).exportBucket ?? (await readGatewayRuntime(dataDir))?.bucket ?? DEFAULTS.exportBucket;
+}

@@ -1,0 +1,83 @@
+import { describe, expect, it } from 'vitest';
+import type { ConversationRecord } from '../../../functions/domain/conversation.ts';
+import type { ExecutionRecord, HistoryEvent } from '../../../local/engine/engine.ts';
+import { conversationFigures, formatFigures } from '../../../local/history/figures.ts';
+import { startedRecord } from '../../support/fixtures.ts';
+
+const T0 = Date.parse('2026-12-01T10:00:00.000Z');
+const at = (ms: number) => new Date(T0 + ms).toISOString();
+
+function execution(events: [number, string, string?][], stoppedMs: number): ExecutionRecord {
+  return {
+    execution_name: 'req-1',
+    state_machine: 'conversation',
+    status: 'SUCCEEDED',
+    started_at: at(0),
+    stopped_at: at(stoppedMs),
+    input: {},
+    events: events.map(([ms, type, state]): HistoryEvent => ({ type, timestamp: T0 + ms, state })),
+  };
+}
+
+/** A record as Export closes it: one attempt kept (the last try), total measured before the export's writes. */
+function closedRecord(): ConversationRecord {
+  const record = startedRecord();
+  return {
+    ...record,
+    execution: {
+      ...record.execution,
+      delivery_attempts: [
+        {
+          attempt: 1,
+          at: at(3_000),
+          outcome: 'delivered',
+          status_code: 200,
+          duration_ms: 39,
+          via: 'workflow',
+        } as never,
+      ],
+      timings: { agent_ms: 20, delivery_ms: 39, total_ms: 3_087 },
+    },
+  };
+}
+
+describe('a conversation’s figures, the same in show and the console', () => {
+  it('counts every try of Deliver (its retries included) and the time spent in it, not only the last attempt', () => {
+    const history = execution(
+      [
+        [0, 'StateEntered', 'Validate'],
+        [5, 'StateExited', 'Validate'],
+        [10, 'StateEntered', 'Deliver'],
+        [1_000, 'StateRetried', 'Deliver'],
+        [2_000, 'StateRetried', 'Deliver'],
+        [2_900, 'StateRetried', 'Deliver'],
+        [3_040, 'StateExited', 'Deliver'],
+        [3_050, 'StateEntered', 'Export'],
+        [3_147, 'StateExited', 'Export'],
+      ],
+      3_147,
+    );
+    const figures = conversationFigures(closedRecord(), [history]);
+    expect(figures).toEqual({
+      agent_ms: 20,
+      delivery_ms: 3_030,
+      tries: 4,
+      retries: 3,
+      total_ms: 3_087,
+      run_ms: 3_147,
+    });
+    expect(formatFigures(figures)).toBe(
+      'agent 20 ms · delivery 3030 ms (4 tries, 3 retries in the workflow) · total 3087 ms · run 3147 ms',
+    );
+  });
+
+  it('without a history (aged out) falls back to the record; a conversation never delivered says so', () => {
+    expect(formatFigures(conversationFigures(closedRecord(), []))).toBe(
+      'agent 20 ms · delivery 39 ms (1 try) · total 3087 ms · run -',
+    );
+    const record = startedRecord();
+    expect(formatFigures(conversationFigures(record, []))).toBe(
+      'agent - · delivery - (not attempted) · total - · run -',
+    );
+  });
+});
