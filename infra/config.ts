@@ -113,7 +113,7 @@ export interface SourceRateLimit {
 }
 
 /** Context keys of the four delivery URLs, in the order of WEBHOOK_TYPES. */
-export const DELIVERY_URL_CONTEXT_KEYS: Record<WebhookType, string> = {
+const DELIVERY_URL_CONTEXT_KEYS: Record<WebhookType, string> = {
   deal_analysis: 'dealAnalysisWebhookUrl',
   data_analysis: 'dataAnalysisWebhookUrl',
   lead_analysis: 'leadAnalysisWebhookUrl',

@@ -9,8 +9,8 @@ import { agentResponse, type ConversationRecord, type ConversationState } from '
  * response once more, beside the question (up to 60 KB) and its metadata (16 KB): the state limit is checked on all
  * of that, and leaves 16 KB of the 256 for the delivery attempts and errors the later states add.
  */
-export const MAX_AGENT_ANSWER_BYTES = 64 * 1024;
-export const MAX_STATE_BYTES = 240 * 1024;
+const MAX_AGENT_ANSWER_BYTES = 64 * 1024;
+const MAX_STATE_BYTES = 240 * 1024;
 
 const bytes = (value: unknown): number => Buffer.byteLength(JSON.stringify(value) ?? '');
 

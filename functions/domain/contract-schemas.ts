@@ -23,7 +23,7 @@ const milliseconds = v.nullable(v.pipe(v.number(), v.integer(), v.minValue(0)));
 const object = v.record(v.string(), v.unknown());
 
 /** Every code an error body of POST /webhook or GET /health can carry (docs/contract.md#errors). */
-export const ERROR_CODES = [
+const ERROR_CODES = [
   'INVALID_JSON',
   'VALIDATION_ERROR',
   'IDEMPOTENCY_KEY_REUSED',
@@ -134,7 +134,7 @@ const lifecycleEvent = v.object({
   state: v.string(),
 });
 
-export const ConversationExportSchema = v.pipe(
+const ConversationExportSchema = v.pipe(
   v.object({
     export_metadata: exportMetadata('webhook_structured_json'),
     conversation: v.object({
@@ -176,7 +176,7 @@ export const ConversationExportSchema = v.pipe(
   v.description('The whole conversation record, format webhook_structured_json (docs/contract.md#exports-s3).'),
 );
 
-export const MetadataExportSchema = v.pipe(
+const MetadataExportSchema = v.pipe(
   v.object({
     export_metadata: exportMetadata('metadata_only'),
     metadata: v.object({
@@ -192,7 +192,7 @@ export const MetadataExportSchema = v.pipe(
   v.title('metadata.json'),
 );
 
-export const SummaryExportSchema = v.pipe(
+const SummaryExportSchema = v.pipe(
   v.object({
     conversation_id: conversationId,
     received_at: isoTime,
@@ -209,7 +209,7 @@ export const SummaryExportSchema = v.pipe(
 );
 
 /** analysis.json: one nullable value per column of the `conversations` table, described as the table is. */
-export const AnalysisExportSchema = v.pipe(
+const AnalysisExportSchema = v.pipe(
   v.object(
     Object.fromEntries(
       ANALYSIS_COLUMNS.map((c) => [

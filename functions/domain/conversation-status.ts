@@ -27,7 +27,7 @@ export interface ConversationStatusRecord {
 /** Status records are kept 7 days: long after any poller gave up; the export is the record for good. */
 export const STATUS_TTL_SECONDS = 7 * 86_400;
 /** Seconds a poller is asked to wait (Retry-After) while the conversation runs. */
-export const STATUS_POLL_SECONDS = 2;
+const STATUS_POLL_SECONDS = 2;
 
 export function runningStatus(conversationId: string, sourceSystem: string, now: Date): ConversationStatusRecord {
   return {

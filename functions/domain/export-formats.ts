@@ -25,7 +25,7 @@ function exportMetadata(format: string, exportedAt: string) {
 }
 
 /** Who writes the export when nobody says: the conversation workflow's Export state. */
-export const DEFAULT_ORIGIN: ExportOrigin = { state: 'Export', executionName: null };
+const DEFAULT_ORIGIN: ExportOrigin = { state: 'Export', executionName: null };
 
 /**
  * 1. conversation.json: the whole record, format webhook_structured_json, with the lifecycle's events

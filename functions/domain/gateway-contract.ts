@@ -104,7 +104,7 @@ export interface HttpResult {
  * several Prefer headers count as one list. API Gateway's request template reads the header with the same rule
  * (infra/api-templates.ts).
  */
-export const RESPOND_ASYNC = 'respond-async';
+const RESPOND_ASYNC = 'respond-async';
 export function prefersRespondAsync(prefer: string | string[] | undefined): boolean {
   if (prefer === undefined) return false;
   const list = Array.isArray(prefer) ? prefer.join(',') : prefer;
@@ -119,14 +119,14 @@ export interface AcceptedOutput {
   accepted: { conversation_id: string; source_system: string };
 }
 
-export function isAcceptedOutput(output: unknown): output is AcceptedOutput {
+function isAcceptedOutput(output: unknown): output is AcceptedOutput {
   const accepted = (output as Partial<AcceptedOutput> | null)?.accepted;
   return typeof accepted?.conversation_id === 'string' && typeof accepted.source_system === 'string';
 }
 
 /** Where a conversation's status is read: `GET /conversations/{id}?source_system=…` (docs/contract.md). */
 export const STATUS_ROUTE_PREFIX = '/conversations/';
-export function statusPath(conversationId: string, sourceSystem: string): string {
+function statusPath(conversationId: string, sourceSystem: string): string {
   return `${STATUS_ROUTE_PREFIX}${conversationId}?source_system=${encodeURIComponent(sourceSystem)}`;
 }
 
@@ -134,7 +134,7 @@ export function statusPath(conversationId: string, sourceSystem: string): string
  * The 202 of an asynchronous start: the conversation id, where to read its status (`baseUrl`: the API's base, as
  * the caller reached it), `Preference-Applied` and `Location` (the same URL).
  */
-export function acceptedResult({ accepted }: AcceptedOutput, baseUrl: string): HttpResult {
+function acceptedResult({ accepted }: AcceptedOutput, baseUrl: string): HttpResult {
   const statusUrl = `${baseUrl}${statusPath(accepted.conversation_id, accepted.source_system)}`;
   return {
     statusCode: 202,

@@ -3,7 +3,7 @@ import { agentTurn, NOT_STARTED_STAGE } from './conversation.ts';
 import type { EventType } from './observability.ts';
 
 /**
- * A conversation's lifecycle as the seed's event types, for `conversation.json` (`execution.events`). Derived at
+ * A conversation's lifecycle as the event types of docs/contract.md#logs, for `conversation.json` (`execution.events`). Derived at
  * export time from what the record already holds — receive time, the agent's answer and timing, the classification,
  * every delivery attempt (redeliveries included) and the completion — so the workflow's state stays as small as it
  * was. In causal order: the request, the agent, the classification, the deliveries inside the conversation workflow,

@@ -95,7 +95,7 @@ function keyReused(conversationId: string): ValidateResult {
 }
 
 /** What an asynchronous start answers (the gateway makes it a 202 with the status URL). */
-export function acceptedOutput(conversationId: string, sourceSystem: string): AcceptedOutput {
+function acceptedOutput(conversationId: string, sourceSystem: string): AcceptedOutput {
   return { accepted: { conversation_id: conversationId, source_system: sourceSystem } };
 }
 

@@ -1,8 +1,8 @@
 import { CONVERSATIONS_TABLE } from './analytics-table.ts';
 
 /**
- * The saved SQL queries over the `conversations` table: the original deployment guide's three Logs Insights
- * questions, full-text search, and the console's charts. The same text is an Athena named query in the deployed
+ * The saved SQL queries over the `conversations` table: the three Logs Insights questions of docs/deploy.md,
+ * full-text search, and the console's charts. The same text is an Athena named query in the deployed
  * workgroup and runs locally on DuckDB (`webhook-gateway conversations query --named <id>`), so it keeps to the SQL
  * both engines share: plain SELECT / WHERE / GROUP BY / ORDER BY / LIMIT, string literals, `?` parameters, and the
  * functions in SHARED_FUNCTIONS (DuckDB gets `approx_percentile` as a macro).

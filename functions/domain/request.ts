@@ -100,7 +100,7 @@ export type RequestParseResult =
  * JSON`): an answer or a log line never carries the sender's bytes back (a newline would forge a log line, a NUL or a
  * UTF-16 body would write binary). The offending character is named by its code point unless it is printable ASCII.
  */
-export function jsonSyntaxError(message: string): string {
+function jsonSyntaxError(message: string): string {
   const token = /^Unexpected token '([\s\S]+?)', "/.exec(message)?.[1];
   if (token === undefined) return message; // V8's other reasons give a position, never the text
   const code = token.codePointAt(0)!;

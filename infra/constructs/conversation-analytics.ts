@@ -46,7 +46,7 @@ export const ATHENA_ENGINE_VERSION = 'Athena engine version 3';
 const JSON_SERDE = 'org.openx.data.jsonserde.JsonSerDe';
 
 /** The `/* Presto View: <base64 JSON> *\/` text Athena keeps a view's definition in (its Glue table's ViewOriginalText). */
-export function prestoViewText(database: string, sql: string): string {
+function prestoViewText(database: string, sql: string): string {
   const definition = {
     originalSql: sql,
     catalog: 'awsdatacatalog',

@@ -16,7 +16,7 @@ import { StageFunction } from './stage-function.ts';
  */
 export const REDELIVERY_SCHEDULER_TIMEOUT = Duration.minutes(5);
 /** How often the schedule looks for due deliveries. */
-export const REDELIVERY_SWEEP_RATE = Duration.minutes(1);
+const REDELIVERY_SWEEP_RATE = Duration.minutes(1);
 
 export interface RedeliverySchedulerProps {
   readonly failedDeliveryQueue: IQueue;

@@ -3,7 +3,7 @@ import { CfnQueryDefinition, type ILogGroup } from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 
 /**
- * The three CloudWatch Logs Insights queries of the original deployment guide ("CloudWatch Queries"), verbatim:
+ * The three CloudWatch Logs Insights queries of docs/deploy.md#monitoring, verbatim as operators know them:
  * they run unchanged on the WEBHOOK_* lines the functions log (docs/contract.md#logs). "your_system" is the placeholder the
  * operator replaces with a source system before running the first one.
  */

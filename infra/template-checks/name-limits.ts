@@ -30,7 +30,7 @@ export interface NameRule {
 const NO_CONTROL_CHARACTERS = /^\P{Cc}+$/u;
 
 /** One rule per named property the stack may set (AWS API and CloudFormation references). */
-export const NAME_RULES: readonly NameRule[] = [
+const NAME_RULES: readonly NameRule[] = [
   {
     resourceType: 'AWS::Logs::LogGroup',
     property: 'LogGroupName',
@@ -195,7 +195,7 @@ export const VENDED_LOGS_PREFIX = '/aws/vendedlogs/states/';
  * A name as it will be at deploy time when the template spells it out: a literal, or an Fn::Join of literals and
  * the stack name. Anything CloudFormation computes (a generated name, an attribute) gives null: not ours to check.
  */
-export function literalName(value: Json | undefined, stackName: string): string | null {
+function literalName(value: Json | undefined, stackName: string): string | null {
   if (typeof value === 'string') return value;
   if (!value || typeof value !== 'object' || Array.isArray(value)) return null;
   if ((value as { Ref?: Json }).Ref === 'AWS::StackName') return stackName;

@@ -68,7 +68,7 @@ export function dayOfKey(key: string): string | null {
 type Row = (string | number | null)[];
 
 /** One analysis.json document as a row of the cache table, or why it cannot be one. */
-export function rowOfDocument(text: string, object: AnalysisObject): Row | string {
+function rowOfDocument(text: string, object: AnalysisObject): Row | string {
   let doc: unknown;
   try {
     doc = JSON.parse(text);

@@ -24,7 +24,7 @@ export interface AnalysisSource {
   close(): Promise<void>;
 }
 
-export const ANALYSIS_FILE = 'analysis.json';
+const ANALYSIS_FILE = 'analysis.json';
 
 /** The embedded store's files under `<dataDir>/s3`. */
 export function storeDirectorySource(dataDir: string, bucket: string): AnalysisSource {

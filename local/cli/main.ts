@@ -12,7 +12,7 @@ import { CliError, eventLine, out } from './shared.ts';
 import { sign } from './sign.ts';
 import { tryRequest } from './try-request.ts';
 
-export const USAGE = `Usage: webhook-gateway <command>
+const USAGE = `Usage: webhook-gateway <command>
 
   start                                 run the gateway locally (PORT, default 3000)
   conversations list [--source S] [--type T] [--status S] [--since ISO] [--thread T] [--limit N] [--json]

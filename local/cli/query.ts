@@ -22,7 +22,7 @@ const OPTIONS = {
 } as const;
 
 /** How far back a named query looks when no `--param since=` is given. */
-export const DEFAULT_SINCE_DAYS = 7;
+const DEFAULT_SINCE_DAYS = 7;
 
 const WIDE = 60;
 
@@ -40,7 +40,7 @@ function csvField(value: unknown): string {
 }
 
 /** A result as a padded table (long texts cut to one line), JSON (one object per row) or CSV (RFC 4180). */
-export function formatResult(result: QueryResult, format: 'table' | 'json' | 'csv'): string {
+function formatResult(result: QueryResult, format: 'table' | 'json' | 'csv'): string {
   const names = result.columns.map((c) => c.name);
   if (format === 'json') return JSON.stringify(result.rows, null, 2);
   if (format === 'csv') {

@@ -14,6 +14,9 @@ const token = (value: string | null | undefined) =>
     .replace(/[^a-z0-9_]/g, '');
 const badge = (value: string | null | undefined) => html`<span class="badge b-${token(value)}">${value ?? '-'}</span>`;
 const ms = (value: number | null | undefined) => (value === null || value === undefined ? '-' : `${value} ms`);
+/** A duration as the list shows it: ms up to 10 s, then seconds with one decimal. */
+const short = (value: number | null | undefined) =>
+  value === null || value === undefined ? '-' : value < 10_000 ? `${value} ms` : `${(value / 1000).toFixed(1)} s`;
 const link = (id: string) => html`<a href="/console/conversations/${encodeURIComponent(id)}">${id}</a>`;
 /** The console page of a source's thread (a thread belongs to its source). */
 export const threadPath = (sourceSystem: string, threadId: string) =>
@@ -71,9 +74,9 @@ export function listFragment(rows: ConsoleRow[], open: FailedDeliveryEnvelope[],
   <thead><tr><th>received</th><th>conversation</th><th>source</th><th>type</th><th>status</th><th>delivery</th><th class="num">runs</th><th class="num">agent</th><th class="num">delivery</th><th class="num">total</th><th>thread · turn</th><th>query</th></tr></thead>
   <tbody>${rows.map(
     (r) => html`<tr data-id="${r.conversation_id}" data-status="${r.status}" data-delivery="${r.delivery_status}">
-    <td class="time">${r.received_at}</td><td>${link(r.conversation_id)}</td><td>${r.source_system}/${r.source_process}</td>
+    <td class="time" title="${r.received_at}">${r.received_at.slice(0, 19).replace('T', ' ')}</td><td class="id">${link(r.conversation_id)}</td><td class="source" title="${r.source_system}/${r.source_process}">${r.source_system}/${r.source_process}</td>
     <td>${r.webhook_type ?? '-'}</td><td>${badge(r.status)}</td><td>${badge(r.delivery_status)}</td><td class="num">${r.executions}</td>
-    <td class="num">${ms(r.agent_ms)}</td><td class="num">${ms(r.delivery_ms)}</td><td class="num">${ms(r.total_time_ms)}</td><td>${threadLink(r)}</td><td class="query">${preview(r.query)}</td></tr>`,
+    <td class="num">${short(r.agent_ms)}</td><td class="num">${short(r.delivery_ms)}</td><td class="num">${short(r.total_time_ms)}</td><td class="thread">${threadLink(r)}</td><td class="query" title="${preview(r.query, 300)}">${preview(r.query)}</td></tr>`,
   )}</tbody>
 </table>`;
   return html`${deliveries}<section>

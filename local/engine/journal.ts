@@ -31,7 +31,7 @@ export interface JournalEntry {
 /** Tests only (LOCAL_TEST_HOLDS, docs/development.md): called when an execution stops at a `[hold:…]` marker. */
 export type HoldListener = (point: string, execution: string) => void;
 
-export const MAX_SEGMENT_BYTES = 64 * 1024 * 1024;
+const MAX_SEGMENT_BYTES = 64 * 1024 * 1024;
 
 interface Segment {
   file: string;

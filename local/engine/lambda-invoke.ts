@@ -27,7 +27,7 @@ export interface LambdaInvokeParameters {
 }
 
 /** Step Functions' limit for a task's output (and any state's input or output). */
-export const PAYLOAD_LIMIT_BYTES = 262_144;
+const PAYLOAD_LIMIT_BYTES = 262_144;
 
 /** An error as the engine reports it: `name` is the Error a Catch or Retry matches, `message` the Cause. */
 export class TaskFailure extends Error {

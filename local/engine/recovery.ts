@@ -98,7 +98,7 @@ function withoutBudget(state: unknown): unknown {
  * cut while it started the accepted conversation's run: the run's name (the conversation id) when it is unknown
  * whether the run began, else null.
  */
-export function uncertainStart(entries: JournalEntry[]): string | null {
+function uncertainStart(entries: JournalEntry[]): string | null {
   if (!lastOf(entries, 'in', ACCEPT_START_STATE) || lastOf(entries, 'out', ACCEPT_START_STATE)) return null;
   return (
     (lastOf(entries, 'out', 'Validate')?.d as { conversation?: { conversation_id?: string } } | undefined)?.conversation
@@ -213,7 +213,7 @@ export function planRecovery(entries: JournalEntry[], now: Date, runBegun = fals
  * The interrupted execution's history, as `conversations show` reads it: what the journal saw, the state the crash
  * cut marked failed, then the resumed run.
  */
-export function recoveredHistory(
+function recoveredHistory(
   name: string,
   entries: JournalEntry[],
   resumed: ExecutionRecord,

@@ -10,12 +10,11 @@ import { STATEMACHINE_DIR } from '../paths.ts';
 import { LocalWorkflow, type TaskHandler } from './engine.ts';
 import { invokeLambdaTask } from './lambda-invoke.ts';
 
-export const LOCAL_ACCOUNT = '000000000000';
-export const localFunctionArn = (stage: string) =>
+const LOCAL_ACCOUNT = '000000000000';
+const localFunctionArn = (stage: string) =>
   `arn:aws:lambda:us-east-1:${LOCAL_ACCOUNT}:function:webhook-gateway-${stage}`;
-export const LOCAL_FAILED_DELIVERY_QUEUE_URL = 'local://failed-deliveries';
-export const localStateMachineArn = (name: WorkflowName) =>
-  `arn:aws:states:us-east-1:${LOCAL_ACCOUNT}:stateMachine:${name}`;
+const LOCAL_FAILED_DELIVERY_QUEUE_URL = 'local://failed-deliveries';
+const localStateMachineArn = (name: WorkflowName) => `arn:aws:states:us-east-1:${LOCAL_ACCOUNT}:stateMachine:${name}`;
 
 export type WorkflowName = 'conversation' | 'redelivery' | 'accept';
 
@@ -46,7 +45,7 @@ export async function loadStageHandlers(): Promise<StageHandlers> {
  * The definitions' placeholders, locally. The agent is the function MANAGER_AGENT_FUNCTION_NAME names (the gateway
  * sets its default before it builds the workflows).
  */
-export const localSubstitutions = (env: NodeJS.ProcessEnv = process.env) => ({
+const localSubstitutions = (env: NodeJS.ProcessEnv = process.env) => ({
   ValidateFunctionArn: localFunctionArn('validate'),
   AgentFunctionArn: requiredAgentName(env),
   ClassifyFunctionArn: localFunctionArn('classify'),

@@ -89,8 +89,8 @@ const LocalEnv = v.object({
 });
 
 /** Slow clients (slowloris) are cut off: the headers within 10 s, the whole request within 30 s (docs/security.md). */
-export const HEADERS_TIMEOUT_MS = 10_000;
-export const REQUEST_TIMEOUT_MS = 30_000;
+const HEADERS_TIMEOUT_MS = 10_000;
+const REQUEST_TIMEOUT_MS = 30_000;
 
 export function resolveOptions(
   options: Partial<GatewayOptions> = {},
@@ -134,6 +134,10 @@ export function checkEnvironment(env: NodeJS.ProcessEnv = process.env): Settings
   if (checked.asyncAgentTimeoutMs > asyncMax)
     throw new Error(
       `ASYNC_AGENT_TIMEOUT_MS (${checked.asyncAgentTimeoutMs}) does not fit in the 5-minute Express limit with DELIVERY_TIMEOUT_MS ${checked.deliveryTimeoutMs}: at most ${asyncMax}`,
+    );
+  if (env.OUTBOUND_WEBHOOK_QUEUE_URL)
+    throw new Error(
+      "OUTBOUND_WEBHOOK_QUEUE_URL is not used by this gateway: each answer is delivered by the workflow (Deliver, with Retry) straight to its type's *_WEBHOOK_URL, and a failed one goes to the failed-delivery store; unset it (docs/configuration.md)",
     );
   parseInboundSecrets(env.INBOUND_WEBHOOK_SECRETS);
   parseSecretsBySource(env.DELIVERY_SIGNING_SECRETS, 'DELIVERY_SIGNING_SECRETS');

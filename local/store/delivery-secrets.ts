@@ -10,7 +10,7 @@ import { readJson, writeJsonAtomic } from './json-files.ts';
  * verify across restarts. The file is its owner's alone (0600): made so, and put back so if it was found readable by
  * others (`fixed` says so, for the start banner).
  */
-export const SECRET_FILE_MODE = 0o600;
+const SECRET_FILE_MODE = 0o600;
 
 export async function localDeliverySecrets(
   dataDir: string,

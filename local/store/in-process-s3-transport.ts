@@ -20,7 +20,7 @@ interface SdkHttpRequest {
 
 const EMPTY = Buffer.alloc(0);
 
-export class InProcessS3Transport {
+class InProcessS3Transport {
   readonly metadata = { handlerProtocol: 'http/1.1' };
   /** The embedded S3s running in this process; requests go to the one started last. */
   private readonly running: S3Api[] = [];

@@ -36,7 +36,7 @@ export const IN_MEMORY_BODY_LIMIT = 16 * 1024 * 1024;
 const READ_WHOLE = 256 * 1024;
 /** File name bytes most file systems allow. */
 const NAME_MAX = 255;
-export const MIN_PART_SIZE = 5 * 1024 * 1024;
+const MIN_PART_SIZE = 5 * 1024 * 1024;
 const DEFAULT_CONTENT_TYPE = 'binary/octet-stream';
 /** The standard headers S3 keeps with an object and returns on GET/HEAD (ObjectInfo.headers). */
 export const STORED_HEADERS = [
@@ -130,7 +130,7 @@ export function decodeSegment(name: string): string {
 }
 
 /** S3's key order: UTF-8 bytes, i.e. code points (UTF-16 units differ only around surrogates). */
-export function compareKeys(a: string, b: string): number {
+function compareKeys(a: string, b: string): number {
   const n = Math.min(a.length, b.length);
   for (let i = 0; i < n; i++) {
     const x = a.charCodeAt(i);

@@ -120,9 +120,3 @@ export function hasher(algorithm: ChecksumAlgorithm): Hasher {
       return digestHasher('sha256');
   }
 }
-
-export function checksumOf(algorithm: ChecksumAlgorithm, ...data: Uint8Array[]): string {
-  const h = hasher(algorithm);
-  for (const d of data) h.update(d);
-  return h.digest();
-}

@@ -34,7 +34,7 @@ export interface ReceivedBody {
 const MAX_UPLOAD = 5 * 1024 ** 3;
 const STREAMING = 'STREAMING-';
 
-export const isAwsChunked = (headers: RequestHeaders) =>
+const isAwsChunked = (headers: RequestHeaders) =>
   Boolean(
     headers['x-amz-content-sha256']?.startsWith(STREAMING) ||
       headers['content-encoding']?.split(',').some((e) => e.trim() === 'aws-chunked'),

@@ -10,7 +10,7 @@ const S3_NAMESPACE = 'http://s3.amazonaws.com/doc/2006-03-01/';
 const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' };
 
 /** Text or attribute content; control characters as character references, so a key with a CR survives parsing. */
-export function escapeXml(value: string): string {
+function escapeXml(value: string): string {
   return value.replace(
     // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters must become character references
     /[&<>"'\u0000-\u001f\u007f]/g,

@@ -129,7 +129,7 @@ describe('inbound Standard Webhooks verification over the raw body', () => {
 });
 
 describe('webhook-gateway sign (what the README shows a sender)', () => {
-  it('prints curl -H arguments that make the seed request pass, where unsigned it gets 401', async () => {
+  it('prints curl -H arguments that make the README request pass, where unsigned it gets 401', async () => {
     const body = JSON.stringify(SEED_REQUEST);
     expect((await world.post(body)).status).toBe(401);
     const signedBy = await runMain(['sign', '--secret', CURRENT, '--data', body]);

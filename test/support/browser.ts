@@ -10,7 +10,7 @@ import { type BrowserContext, chromium, type Page } from 'playwright-core';
  * machine without /usr/bin/chromium; in CI (CI set) they must run.
  */
 export const CHROMIUM = '/usr/bin/chromium';
-export const haveChromium = existsSync(CHROMIUM);
+const haveChromium = existsSync(CHROMIUM);
 export const skipBrowser = !haveChromium && !process.env.CI;
 
 export interface Browser {

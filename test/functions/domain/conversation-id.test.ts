@@ -19,7 +19,7 @@ function parts(id: string): string[] {
 }
 
 describe('buildConversationId', () => {
-  it('reproduces the seed example exactly', () => {
+  it('reproduces the documented example exactly', () => {
     expect(
       buildConversationId({
         at: SEED_AT,

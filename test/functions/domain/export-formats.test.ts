@@ -109,7 +109,7 @@ describe('export keys', () => {
 });
 
 describe('conversation.json (webhook_structured_json)', () => {
-  it('has the seed’s export_metadata and the four record sections', () => {
+  it('has the contract’s export_metadata and the four record sections', () => {
     const record = finishedRecord();
     const doc = JSON.parse(documentsByName(record)['conversation.json'].body);
     expect(doc.export_metadata).toEqual({
@@ -127,7 +127,7 @@ describe('conversation.json (webhook_structured_json)', () => {
     expect(events.length).toBeGreaterThan(0);
   });
 
-  it('carries the webhook_context the seed names', () => {
+  it('carries the webhook_context the contract names', () => {
     const doc = structuredJson(finishedRecord(), EXPORTED_AT);
     expect(doc.conversation.webhook_context).toMatchObject({
       source_system: 'testing_system',
@@ -140,7 +140,7 @@ describe('conversation.json (webhook_structured_json)', () => {
 
   it('lists the lifecycle events in execution.events, ending with the export that wrote it', () => {
     const doc = structuredJson(finishedRecord(), EXPORTED_AT, { state: 'Export', executionName: 'exec-1' });
-    // The seed's event types in their own order, less the failure this conversation did not have.
+    // The contract's event types in their own order, less the failure this conversation did not have.
     expect(doc.conversation.execution.events.map((e) => e.type)).toEqual(
       EVENT_TYPES.filter((t) => t !== 'WEBHOOK_DELIVERY_FAILED'),
     );

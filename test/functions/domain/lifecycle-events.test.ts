@@ -61,7 +61,7 @@ describe('lifecycle events of an exported conversation', () => {
     expect(events[7]).toMatchObject({ execution: 'exec-1' });
   });
 
-  it('uses only the seed event types, and their times never go backwards', () => {
+  it('uses only the event types of the contract, and their times never go backwards', () => {
     let r = withDeliveryAttempt(
       classified(),
       attempt(1, '2025-08-13T10:30:47.100Z', 'retryable', { status_code: 503 }),

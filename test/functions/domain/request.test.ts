@@ -47,7 +47,7 @@ describe('parseWebhookRequest: valid requests', () => {
     expect(ok(parse(MINIMAL))).toEqual(MINIMAL);
   });
 
-  it('accepts the seed request with every optional field', () => {
+  it('accepts the documented request with every optional field', () => {
     const full = {
       ...SEED_REQUEST,
       webhook_type: 'deal_analysis',

@@ -58,7 +58,7 @@ describe('settings', () => {
     });
   });
 
-  it('maps each type to its seed environment variable', () => {
+  it('maps each type to its documented environment variable', () => {
     expect(DELIVERY_URL_VARIABLES).toEqual({
       deal_analysis: 'DEAL_ANALYSIS_WEBHOOK_URL',
       data_analysis: 'DATA_ANALYSIS_WEBHOOK_URL',

@@ -90,9 +90,22 @@ export function synthesize(options: SynthOptions = {}): Synthesized {
       ...options.context,
     },
   });
-  const stack = new WebhookGatewayStack(app, options.stackName ?? 'TestGateway', { config: options.config });
-  const checks = options.checks ? addAwsSolutionsChecks(app) : undefined;
-  const assembly = app.synth();
+  // CDK announces each bundle on stderr ("Bundling asset …"): not news in a test run, so those lines are dropped.
+  const write = process.stderr.write;
+  process.stderr.write = ((chunk: unknown, ...rest: unknown[]) =>
+    String(chunk).startsWith('Bundling asset ')
+      ? true
+      : (write as (...args: unknown[]) => boolean).call(process.stderr, chunk, ...rest)) as typeof write;
+  let stack: WebhookGatewayStack;
+  let checks: ReturnType<typeof addAwsSolutionsChecks> | undefined;
+  let assembly: ReturnType<App['synth']>;
+  try {
+    stack = new WebhookGatewayStack(app, options.stackName ?? 'TestGateway', { config: options.config });
+    checks = options.checks ? addAwsSolutionsChecks(app) : undefined;
+    assembly = app.synth();
+  } finally {
+    process.stderr.write = write;
+  }
   const template = Template.fromJSON(assembly.getStackByName(stack.stackName).template as Record<string, unknown>);
   return {
     app,

@@ -65,7 +65,7 @@ describe('webhook-gateway start / conversations', () => {
     expect(await mode(path.join(dataDir, 'delivery-signing-secrets.json'))).toBe(0o600);
   });
 
-  it('answers the seed curl with 200 and tracking, delivering to the built-in receiver', async () => {
+  it('answers the README curl with 200 and tracking, delivering to the built-in receiver', async () => {
     const res = await fetch(`${gateway.url}/webhook`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },

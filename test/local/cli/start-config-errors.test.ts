@@ -26,6 +26,10 @@ describe('start refuses bad configuration before it listens', () => {
     [{ REDELIVERY_SCHEDULE: '5s,later' }, /REDELIVERY_SCHEDULE: "later" is not a duration/],
     [{ INBOUND_WEBHOOK_SECRETS: '{"crm": "secret"}' }, /INBOUND_WEBHOOK_SECRETS\.crm\[0\]: secrets must be "whsec_"/],
     [{ GENERAL_WEBHOOK_URL: 'http://crm.example.com/hook' }, /GENERAL_WEBHOOK_URL: delivery URL must use https/],
+    [
+      { OUTBOUND_WEBHOOK_QUEUE_URL: 'https://sqs.us-east-1.amazonaws.com/1/q' },
+      /OUTBOUND_WEBHOOK_QUEUE_URL is not used/,
+    ],
     [{ DELIVERY_TIMEOUT_MS: '3s' }, /DELIVERY_TIMEOUT_MS must be a positive whole number, got "3s"/],
     [{ ASYNC_AGENT_TIMEOUT_MS: '300000' }, /ASYNC_AGENT_TIMEOUT_MS \(300000\) does not fit .* at most 271000/],
     [

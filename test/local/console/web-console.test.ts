@@ -80,7 +80,7 @@ describe.skipIf(skipBrowser)('console in Chromium', () => {
       .toEqual([ids.failed, ids.data, ids.deal]);
     const failedRow = page.locator(`#conversations tr[data-id="${ids.failed}"]`);
     expect(await failedRow.locator('td').allInnerTexts()).toEqual([
-      expect.stringMatching(/^\d{4}-\d{2}-\d{2}T/),
+      expect.stringMatching(/^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$/),
       ids.failed,
       'crm_system/deal_push',
       'deal_analysis',
@@ -93,6 +93,15 @@ describe.skipIf(skipBrowser)('console in Chromium', () => {
       '-', // not in a thread
       expect.stringContaining('<img src=x'),
     ]);
+    // It fits a 1,400 px window: no column cut off or scrolled away, one line per row (the query is cut with "…").
+    await page.setViewportSize({ width: 1400, height: 900 });
+    const overflow = await page.locator('main').evaluate((main) => main.scrollWidth - main.clientWidth);
+    const box = (await page.locator('#conversations').boundingBox())!;
+    const heights = await rows.evaluateAll((trs) => trs.map((tr) => Math.round(tr.getBoundingClientRect().height)));
+    expect(overflow).toBe(0);
+    expect(box.x + box.width).toBeLessThanOrEqual(1400);
+    expect(new Set(heights).size).toBe(1);
+    expect(await failedRow.locator('td.query').getAttribute('title')).toContain('<img src=x');
     expect(await page.locator(`#failed-deliveries tr[data-id="${ids.failed}"]`).innerText()).toMatch(
       /dead\s+permanent/,
     );
