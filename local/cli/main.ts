@@ -2,6 +2,7 @@ import path from 'node:path';
 import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
 import { parseInboundSecrets } from '../../functions/domain/signatures.ts';
 import type { RecoveredExecution } from '../engine/recovery.ts';
+import { parseApiKeys } from '../server/api-keys.ts';
 import { type GatewayOptions, resolveOptions } from '../server/config.ts';
 import type { RunningGateway } from '../server/gateway.ts';
 import { DataDirInUseError } from '../store/data-dir-lock.ts';
@@ -117,11 +118,12 @@ async function start(): Promise<number> {
     `  history ${rel(gateway.executions.dir)}   failed deliveries ${rel(gateway.failedDeliveries.dir)}   handler logs ${logFile.startsWith('(') ? logFile : rel(logFile)}`,
   );
   out('');
-  for (const line of tryRequest(
-    gateway.url,
-    parseInboundSecrets(process.env.INBOUND_WEBHOOK_SECRETS),
-    gateway.settings.requireSignedWebhooks,
-  ))
+  const apiKeys = JSON.parse(parseApiKeys(process.env.API_KEYS).sourceApiKeyIds) as Record<string, string>;
+  for (const line of tryRequest(gateway.url, {
+    inboundSecrets: parseInboundSecrets(process.env.INBOUND_WEBHOOK_SECRETS),
+    requireSigned: gateway.settings.requireSignedWebhooks,
+    apiKeySources: Object.values(apiKeys),
+  }))
     out(line);
   out('Then: npx webhook-gateway conversations list   ·   Ctrl-C stops everything.');
   await new Promise<void>((resolve) => {
