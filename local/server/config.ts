@@ -89,8 +89,8 @@ const LocalEnv = v.object({
 });
 
 /** Slow clients (slowloris) are cut off: the headers within 10 s, the whole request within 30 s (docs/security.md). */
-const HEADERS_TIMEOUT_MS = 10_000;
-const REQUEST_TIMEOUT_MS = 30_000;
+export const HEADERS_TIMEOUT_MS = 10_000;
+export const REQUEST_TIMEOUT_MS = 30_000;
 
 export function resolveOptions(
   options: Partial<GatewayOptions> = {},
