@@ -104,7 +104,7 @@ export interface HttpResult {
  * several Prefer headers count as one list. API Gateway's request template reads the header with the same rule
  * (infra/api-templates.ts).
  */
-const RESPOND_ASYNC = 'respond-async';
+export const RESPOND_ASYNC = 'respond-async';
 export function prefersRespondAsync(prefer: string | string[] | undefined): boolean {
   if (prefer === undefined) return false;
   const list = Array.isArray(prefer) ? prefer.join(',') : prefer;
@@ -134,7 +134,7 @@ function statusPath(conversationId: string, sourceSystem: string): string {
  * The 202 of an asynchronous start: the conversation id, where to read its status (`baseUrl`: the API's base, as
  * the caller reached it), `Preference-Applied` and `Location` (the same URL).
  */
-function acceptedResult({ accepted }: AcceptedOutput, baseUrl: string): HttpResult {
+export function acceptedResult({ accepted }: AcceptedOutput, baseUrl: string): HttpResult {
   const statusUrl = `${baseUrl}${statusPath(accepted.conversation_id, accepted.source_system)}`;
   return {
     statusCode: 202,
