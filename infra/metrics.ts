@@ -75,15 +75,17 @@ export function logMetricsNamespace(scope: IConstruct): string {
   return `${POWERTOOLS_METRICS_NAMESPACE}/${Stack.of(scope).stackName}`;
 }
 
-/** Metric (from the execution log) of conversation executions that failed for any reason but a client error. */
 /** Metric (from the Export function's log) of records logged whole because S3 and the queue both refused them. */
 export const RECORDS_ONLY_IN_LOGS_METRIC = 'RecordsOnlyInLogs';
 
+/** Metric (from the execution log) of conversation executions that failed for any reason but a client error. */
 export const SERVER_FAILURES_METRIC = 'ConversationServerFailures';
+/** The same for the accept workflow (POST /webhook with Prefer: respond-async), from its own execution log. */
+export const ACCEPT_SERVER_FAILURES_METRIC = 'AcceptServerFailures';
 
 /**
- * CloudWatch Logs filter pattern for the execution log of the conversation workflow: an ExecutionFailed event
- * whose error is not one of CLIENT_ERRORS.
+ * CloudWatch Logs filter pattern for the execution log of the conversation or the accept workflow (both end a
+ * request the contract refuses in a Fail state): an ExecutionFailed event whose error is not one of CLIENT_ERRORS.
  */
 export function serverFailurePattern(): string {
   const exclusions = CLIENT_ERRORS.map((error) => {

@@ -190,6 +190,8 @@ export class WebhookGatewayStack extends Stack {
     this.alarms = new GatewayAlarms(this, 'Alarms', {
       conversationStateMachine: this.workflow.stateMachine,
       conversationExecutionLog: this.workflow.logGroup,
+      acceptStateMachine: this.accept.stateMachine,
+      acceptExecutionLog: this.accept.logGroup,
       redeliveryStateMachine: this.redelivery.stateMachine,
       exportFunctionLog: this.functions.export.stageLogGroup,
       deadLetterQueue: this.queues.deadLetterQueue,
@@ -200,6 +202,7 @@ export class WebhookGatewayStack extends Stack {
     });
     this.dashboard = new OperationsDashboard(this, 'Dashboard', {
       conversationStateMachine: this.workflow.stateMachine,
+      acceptStateMachine: this.accept.stateMachine,
       redeliveryStateMachine: this.redelivery.stateMachine,
       failedDeliveryQueue: this.queues.queue,
       deadLetterQueue: this.queues.deadLetterQueue,

@@ -11,6 +11,7 @@ import { Construct } from 'constructs';
 import { WEBHOOK_TYPES, type WebhookType } from '../../functions/domain/conversation.ts';
 import { DELIVERY_ATTEMPT_METRICS, RECORD_UNSAVED_EVENT } from '../../functions/domain/observability.ts';
 import {
+  ACCEPT_SERVER_FAILURES_METRIC,
   CLIENT_ERRORS,
   CUSTOM_METRICS,
   customMetric,
@@ -27,6 +28,9 @@ export interface GatewayAlarmsProps {
   readonly conversationStateMachine: IStateMachine;
   /** The conversation workflow's execution log (level ALL, with data): where failures are told apart. */
   readonly conversationExecutionLog: ILogGroup;
+  /** The accept workflow (Prefer: respond-async) and its execution log (level ALL): its failures are told apart the same way. */
+  readonly acceptStateMachine: IStateMachine;
+  readonly acceptExecutionLog: ILogGroup;
   readonly redeliveryStateMachine: IStateMachine;
   /** The Export function's log group: where a record S3 and the queue both refused is logged whole. */
   readonly exportFunctionLog: ILogGroup;
@@ -46,6 +50,8 @@ export interface GatewayAlarmsProps {
  *   4xx errors of the contract: ValidationError, SignatureError, SourceMismatch, IdempotencyConflict are expected on a public
  *   webhook and also count in ExecutionsFailed), plus those that TIMED_OUT. The failures are counted by a metric
  *   filter on the execution log, by error name; timeouts come from Step Functions' ExecutionsTimedOut.
+ * - AcceptServerFailures: the same for the accept workflow (POST /webhook with Prefer: respond-async), from its own
+ *   execution log: a Validate that failed, or ConversationNotStarted (the run could not be started), or a timeout.
  * - RedeliveryExecutionsFailed: redelivery executions that failed or timed out (a failed delivery is caught inside
  *   the workflow, so a FAILED redelivery means the attempt could not be recorded).
  * - FailedDeliveryDeadLetters: anything in the dead-letter queue (a delivery given up on, needs a decision).
@@ -55,6 +61,7 @@ export interface GatewayAlarmsProps {
  */
 export class GatewayAlarms extends Construct {
   readonly conversationServerFailures: Alarm;
+  readonly acceptServerFailures: Alarm;
   readonly redeliveryFailures: Alarm;
   readonly deadLetters: Alarm;
   readonly exportsDeferred: Alarm;
@@ -69,28 +76,26 @@ export class GatewayAlarms extends Construct {
     super(scope, id);
     const prefix = Stack.of(this).stackName;
 
-    const serverFailures = new MetricFilter(this, 'ServerFailuresFilter', {
-      logGroup: props.conversationExecutionLog,
-      filterPattern: FilterPattern.literal(serverFailurePattern()),
-      // A metric filter's dimensions can only come from the log event: the stack goes in the namespace instead.
-      metricNamespace: logMetricsNamespace(this),
-      metricName: SERVER_FAILURES_METRIC,
-      metricValue: '1',
-    });
-    this.conversationServerFailures = this.alarm(
+    this.conversationServerFailures = this.serverFailuresAlarm(
       'ConversationServerFailures',
-      new MathExpression({
-        expression: 'FILL(failed, 0) + FILL(timedOut, 0)',
-        usingMetrics: {
-          failed: serverFailures.metric({ statistic: 'Sum', period: METRIC_PERIOD }),
-          timedOut: props.conversationStateMachine.metricTimedOut({ statistic: 'Sum', period: METRIC_PERIOD }),
-        },
-        period: METRIC_PERIOD,
-        label: 'Conversation executions failed (not a client error) or timed out',
-      }),
-      0,
+      'ServerFailuresFilter',
+      SERVER_FAILURES_METRIC,
+      props.conversationStateMachine,
+      props.conversationExecutionLog,
       {
+        label: 'Conversation executions failed (not a client error) or timed out',
         description: `${prefix}: conversation executions failed for a reason other than a client error (${CLIENT_ERRORS.join(', ')} are not counted) or timed out, in 5 minutes. Find them in the execution log (docs/deploy.md).`,
+      },
+    );
+    this.acceptServerFailures = this.serverFailuresAlarm(
+      'AcceptServerFailures',
+      'AcceptServerFailuresFilter',
+      ACCEPT_SERVER_FAILURES_METRIC,
+      props.acceptStateMachine,
+      props.acceptExecutionLog,
+      {
+        label: 'Accept executions failed (not a client error) or timed out',
+        description: `${prefix}: accept executions (POST /webhook with Prefer: respond-async) failed for a reason other than a client error (${CLIENT_ERRORS.join(', ')} are not counted) or timed out, in 5 minutes: callers got 5xx instead of 202 (ConversationNotStarted: the run could not be started). Find them in the accept execution log (docs/deploy.md).`,
       },
     );
 
@@ -198,6 +203,7 @@ export class GatewayAlarms extends Construct {
   get all(): Alarm[] {
     return [
       this.conversationServerFailures,
+      this.acceptServerFailures,
       this.redeliveryFailures,
       this.deadLetters,
       this.exportsDeferred,
@@ -206,6 +212,42 @@ export class GatewayAlarms extends Construct {
       this.agentLatency,
       this.schedulerErrors,
     ];
+  }
+
+  /**
+   * Executions of a workflow that failed for any reason but a client error of the contract (a metric filter on its
+   * execution log, namespace logMetricsNamespace) plus those that timed out (ExecutionsTimedOut), > 0 in 5 minutes.
+   */
+  private serverFailuresAlarm(
+    id: string,
+    filterId: string,
+    metricName: string,
+    stateMachine: IStateMachine,
+    executionLog: ILogGroup,
+    options: { label: string; description: string },
+  ): Alarm {
+    const failures = new MetricFilter(this, filterId, {
+      logGroup: executionLog,
+      filterPattern: FilterPattern.literal(serverFailurePattern()),
+      // A metric filter's dimensions can only come from the log event: the stack goes in the namespace instead.
+      metricNamespace: logMetricsNamespace(this),
+      metricName,
+      metricValue: '1',
+    });
+    return this.alarm(
+      id,
+      new MathExpression({
+        expression: 'FILL(failed, 0) + FILL(timedOut, 0)',
+        usingMetrics: {
+          failed: failures.metric({ statistic: 'Sum', period: METRIC_PERIOD }),
+          timedOut: stateMachine.metricTimedOut({ statistic: 'Sum', period: METRIC_PERIOD }),
+        },
+        period: METRIC_PERIOD,
+        label: options.label,
+      }),
+      0,
+      { description: options.description },
+    );
   }
 
   private alarm(

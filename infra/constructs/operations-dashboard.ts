@@ -25,6 +25,8 @@ import {
 
 export interface OperationsDashboardProps {
   readonly conversationStateMachine: IStateMachine;
+  /** The accept workflow of POST /webhook with Prefer: respond-async. */
+  readonly acceptStateMachine: IStateMachine;
   readonly redeliveryStateMachine: IStateMachine;
   readonly failedDeliveryQueue: IQueue;
   readonly deadLetterQueue: IQueue;
@@ -38,9 +40,10 @@ const WIDTH = 24;
 const HEIGHT = 6;
 
 /**
- * One CloudWatch dashboard (`<stack>-operations`) for running the gateway: the executions of both workflows, the
- * latencies of the agent and of deliveries (p50/p99), the five custom metrics, and the failed-delivery queue and
- * its dead-letter queue, the requests refused for their signature, with the alarms on top. 5-minute periods throughout.
+ * One CloudWatch dashboard (`<stack>-operations`) for running the gateway: the executions of the three workflows
+ * (conversation, accept, redelivery), the latencies of the agent and of deliveries (p50/p99), the five custom
+ * metrics, and the failed-delivery queue and its dead-letter queue, the requests refused for their signature, with
+ * the alarms on top. 5-minute periods throughout.
  */
 export class OperationsDashboard extends Construct {
   readonly dashboard: Dashboard;
@@ -77,14 +80,15 @@ export class OperationsDashboard extends Construct {
             markdown: [
               '# Webhook conversation gateway',
               `Failed conversation executions include the client errors of the contract, ${clientErrorsText()}: ` +
-                'the ConversationServerFailures alarm leaves them out. Saved Logs Insights queries: CloudWatch → Logs Insights → Queries. See docs/deploy.md.',
+                'the ConversationServerFailures and AcceptServerFailures alarms leave them out. Saved Logs Insights queries: CloudWatch → Logs Insights → Queries. See docs/deploy.md.',
             ].join('\n\n'),
           }),
         ],
         [new AlarmStatusWidget({ title: 'Alarms', alarms: props.alarms, width: WIDTH, height: 3 })],
         [
-          graph('Conversation executions', executions(props.conversationStateMachine), WIDTH / 2),
-          graph('Redelivery executions', executions(props.redeliveryStateMachine), WIDTH / 2),
+          graph('Conversation executions', executions(props.conversationStateMachine), WIDTH / 3),
+          graph('Accept executions (Prefer: respond-async)', executions(props.acceptStateMachine), WIDTH / 3),
+          graph('Redelivery executions', executions(props.redeliveryStateMachine), WIDTH / 3),
         ],
         [
           graph(

@@ -85,9 +85,9 @@ describe('dashboard', () => {
     }
   });
 
-  it('counts started, succeeded, failed and timed-out executions of both workflows', () => {
+  it('counts started, succeeded, failed and timed-out executions of the three workflows', () => {
     const states = dashboardMetrics().filter((line) => line[0] === 'AWS/States');
-    for (const sm of ['WorkflowStateMachine', 'RedeliveryStateMachine']) {
+    for (const sm of ['WorkflowStateMachine', 'AcceptStateMachine', 'RedeliveryStateMachine']) {
       const ref = `{Ref:${id('AWS::StepFunctions::StateMachine', sm)}}`;
       const names = states.filter((line) => line[3] === ref).map((line) => line[1]);
       expect(names.sort(), sm).toEqual([
@@ -115,12 +115,13 @@ describe('dashboard', () => {
 });
 
 describe('alarms', () => {
-  it('are these eleven, named after the stack, OK when data is missing, with no action without alarmEmail', () => {
+  it('are these twelve, named after the stack, OK when data is missing, with no action without alarmEmail', () => {
     const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm')).map((a) => a.Properties);
     expect(alarms.map((a) => a.AlarmName).sort()).toEqual(
       [
         'AgentLatencyP99',
         'ConversationServerFailures',
+        'AcceptServerFailures',
         'ExportsDeferred',
         'FailedDeliveryDeadLetters',
         'RedeliveryExecutionsFailed',
@@ -227,22 +228,25 @@ describe('alarms', () => {
     });
   });
 
-  it("count conversation failures except the contract's client errors, plus timeouts, over 5 minutes", () => {
+  it.each([
+    ['conversation', 'ConversationServerFailures', 'WorkflowExecutionLogs', 'WorkflowStateMachine'],
+    ['accept', 'AcceptServerFailures', 'AcceptExecutionLogs', 'AcceptStateMachine'],
+  ])("count %s failures except the contract's client errors, plus timeouts, over 5 minutes", (_, name, log, sm) => {
     const clientErrors = Object.entries(FAILURE_STATUS)
       .filter(([, status]) => status < 500)
       .map(([error]) => error);
     expect(clientErrors).toEqual(expect.arrayContaining(['ValidationError', 'SignatureError']));
     const filters = Object.values(template.findResources('AWS::Logs::MetricFilter'))
       .map((f) => f.Properties)
-      .filter((f) => f.MetricTransformations[0].MetricName === 'ConversationServerFailures');
+      .filter((f) => f.MetricTransformations[0].MetricName === name);
     expect(filters).toHaveLength(1);
     expect(filters[0]).toMatchObject({
-      LogGroupName: { Ref: id('AWS::Logs::LogGroup', 'WorkflowExecutionLogs') },
+      LogGroupName: { Ref: id('AWS::Logs::LogGroup', log) },
       MetricTransformations: [
         {
           // A filter's dimensions come from the log event only: the stack is in the namespace.
           MetricNamespace: `${METRICS_NAMESPACE}/${synth.stack.stackName}`,
-          MetricName: 'ConversationServerFailures',
+          MetricName: name,
           MetricValue: '1',
         },
       ],
@@ -251,13 +255,19 @@ describe('alarms', () => {
     expect(pattern.startsWith('{ $.type = "ExecutionFailed"')).toBe(true);
     for (const error of clientErrors) expect(pattern).toContain(`$.details.error != "${error}"`);
     expect(pattern).not.toContain('AgentError');
+    // The accept workflow's own 5xx (the run could not be started) pages.
+    expect(pattern).not.toContain('ConversationNotStarted');
 
-    const a = alarm('ConversationServerFailures');
+    const a = alarm(name);
     expect(a).toMatchObject({ Threshold: 0, EvaluationPeriods: 1 });
     const metrics = a.Metrics as {
       Id: string;
       Expression?: string;
-      MetricStat?: { Metric: { MetricName: string; Namespace: string }; Period: number; Stat: string };
+      MetricStat?: {
+        Metric: { MetricName: string; Namespace: string; Dimensions?: Json };
+        Period: number;
+        Stat: string;
+      };
     }[];
     expect(metrics.find((m) => m.Expression)?.Expression).toBe('FILL(failed, 0) + FILL(timedOut, 0)');
     expect(
@@ -270,9 +280,18 @@ describe('alarms', () => {
           m.MetricStat!.Period,
         ]),
     ).toEqual([
-      [`${METRICS_NAMESPACE}/${synth.stack.stackName}`, 'ConversationServerFailures', 'Sum', 300],
+      [`${METRICS_NAMESPACE}/${synth.stack.stackName}`, name, 'Sum', 300],
       ['AWS/States', 'ExecutionsTimedOut', 'Sum', 300],
     ]);
+    expect(
+      metrics.find((m) => m.MetricStat?.Metric.MetricName === 'ExecutionsTimedOut')?.MetricStat?.Metric,
+    ).toMatchObject({
+      Dimensions: [{ Name: 'StateMachineArn', Value: { Ref: id('AWS::StepFunctions::StateMachine', sm) } }],
+    });
+    // On the dashboard's alarm widget with the others.
+    expect(
+      cfnText(Object.values(template.findResources('AWS::CloudWatch::Dashboard'))[0]!.Properties.DashboardBody),
+    ).toContain(`{GetAtt:${id('AWS::CloudWatch::Alarm', `Alarms${name}`)}.Arn}`);
   });
 
   it('fire on any failed or timed-out redelivery execution and on any scheduler error', () => {
