@@ -33,6 +33,8 @@ export interface BundlingOptions {
   esbuild: BuildOptions;
   /** NODE_OPTIONS of the functions has --enable-source-maps: Node parses each bundle's map at init. */
   source_maps_at_init: boolean;
+  /** Stages run with POWERTOOLS_TRACE_ENABLED=false (UNTRACED_STAGES): their init is measured so. */
+  untraced_stages: string[];
 }
 
 export interface BundleResult {
@@ -121,6 +123,7 @@ export async function bundlingOptions(): Promise<BundlingOptions> {
     source: path.relative(PROJECT_ROOT, source),
     defaulted,
     source_maps_at_init: /NODE_OPTIONS:\s*'[^']*--enable-source-maps/.test(text),
+    untraced_stages: list(/UNTRACED_STAGES[^=]*=\s*\[([^\]]*)\]/.exec(text)?.[1] ?? ''),
     // What NodejsFunction's Bundling passes to esbuild for these props (aws-cdk-lib/aws-lambda-nodejs/lib/bundling.js).
     esbuild: {
       bundle: true,
@@ -179,7 +182,12 @@ function nodeRun(args: string[], env: NodeJS.ProcessEnv, cwd: string): Promise<s
 }
 
 /** import() the module(s) in a fresh process; returns [import ms, whole-process ms]. */
-async function coldInit(file: string | string[], sourceMaps: boolean, cwd = PROJECT_ROOT): Promise<[number, number]> {
+async function coldInit(
+  file: string | string[],
+  sourceMaps: boolean,
+  cwd = PROJECT_ROOT,
+  traced = true,
+): Promise<[number, number]> {
   const specifiers = (Array.isArray(file) ? file : [pathToFileURL(file).href]).map((f) => JSON.stringify(f));
   const script =
     `const t0 = performance.now(); for (const s of [${specifiers.join(',')}]) await import(s); const t1 = performance.now();` +
@@ -195,6 +203,8 @@ async function coldInit(file: string | string[], sourceMaps: boolean, cwd = PROJ
     CONVERSATION_EXPORT_S3_BUCKET: 'bench',
     MANAGER_AGENT_FUNCTION_NAME: 'bench-agent',
     NODE_NO_WARNINGS: '1',
+    // As the function's environment has it (UNTRACED_STAGES of stage-function.ts).
+    ...(traced ? {} : { POWERTOOLS_TRACE_ENABLED: 'false' }),
   };
   const out = await nodeRun(
     [...(sourceMaps ? ['--enable-source-maps'] : []), '--input-type=module', '-e', script],
@@ -280,16 +290,18 @@ export async function measureBundles(
     const plain: number[] = [];
     const withMaps: number[] = [];
     const whole: number[] = [];
+    const traced = !bundling.untraced_stages.includes(stage);
     // Alternate the two modes so that machine noise hits both alike.
     for (let i = 0; i < options.runs; i++) {
-      const [ms, total] = await coldInit(outfile, false);
+      const [ms, total] = await coldInit(outfile, false, PROJECT_ROOT, traced);
       plain.push(ms);
       whole.push(total);
-      withMaps.push((await coldInit(outfile, true))[0]);
+      withMaps.push((await coldInit(outfile, true, PROJECT_ROOT, traced))[0]);
       stubbed.push((await coldInit(stubbedFile, false))[0]);
       // Resolved from the bundle's folder, as the bundle resolves them.
       if (externals.length > 0) externalsOnly.push((await coldInit(externals, false, outdir))[0]);
-      if (sdkFile) sdkBundled.push((await coldInit(sdkFile, false))[0]);
+      if (sdkFile) sdkBundled.push((await coldInit(sdkFile, false, PROJECT_ROOT, traced))[0]);
+      // The previous design: every stage loaded the Tracer.
       sdkExternal.push((await coldInit(sdkExternalFile, false))[0]);
     }
     const kb = code.length / 1024;

@@ -15,6 +15,13 @@ export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.
 /** The workflow's Lambda stages, each `functions/<stage>/handler.ts` exporting `handler`. */
 export const STAGES = ['validate', 'classify', 'deliver', 'export'] as const;
 export type Stage = (typeof STAGES)[number];
+/**
+ * Stages that do no I/O worth a trace: they run with POWERTOOLS_TRACE_ENABLED=false, so the X-Ray SDK (most of their
+ * bundle and of their cold init) is never loaded; Lambda's active tracing still records their segment in the
+ * conversation's trace. bench/bundles.ts reads this list.
+ */
+export const UNTRACED_STAGES: readonly HandlerDir[] = ['classify'];
+
 /** Functions outside the workflow, built the same way (`functions/<name>/handler.ts`). */
 export type HandlerDir = Stage | 'redelivery-scheduler' | 'conversation-status';
 
@@ -77,6 +84,7 @@ export class StageFunction extends NodejsFunction {
         POWERTOOLS_METRICS_NAMESPACE,
         [STACK_NAME_VARIABLE]: Stack.of(scope).stackName,
         LOG_LEVEL: props.logLevel,
+        ...(UNTRACED_STAGES.includes(props.stage) ? { POWERTOOLS_TRACE_ENABLED: 'false' } : {}),
         ...props.environment,
       },
       bundling: {

@@ -49,7 +49,7 @@ const STAGE_FUNCTIONS = {
     'THREAD_TABLE_NAME',
     'THREAD_TTL_DAYS',
   ],
-  Classify: [],
+  Classify: ['POWERTOOLS_TRACE_ENABLED'],
   Deliver: [
     'DEAL_ANALYSIS_WEBHOOK_URL',
     'DATA_ANALYSIS_WEBHOOK_URL',
@@ -155,6 +155,10 @@ describe('stage functions', () => {
         DELIVERY_SIGNING_SECRETS_ARN: ref('AWS::SecretsManager::Secret', 'SigningSecretsDelivery'),
       }),
     );
+    // Classify does no I/O: the X-Ray SDK is not loaded (Lambda still traces the function: TracingConfig Active).
+    expect(env('Classify').POWERTOOLS_TRACE_ENABLED).toBe('false');
+    for (const name of ['Validate', 'Deliver', 'Export'] as const)
+      expect(env(name).POWERTOOLS_TRACE_ENABLED).toBeUndefined();
     expect(env('RedeliveryScheduler')).toMatchObject({
       FAILED_DELIVERY_QUEUE_URL: ref('AWS::SQS::Queue', 'FailedDeliveryQueue'),
       FAILED_DELIVERY_DLQ_URL: ref('AWS::SQS::Queue', 'FailedDeliveryDeadLetterQueue'),
