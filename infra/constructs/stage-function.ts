@@ -20,7 +20,7 @@ export type Stage = (typeof STAGES)[number];
  * bundle and of their cold init) is never loaded; Lambda's active tracing still records their segment in the
  * conversation's trace. bench/bundles.ts reads this list.
  */
-export const UNTRACED_STAGES: readonly HandlerDir[] = ['classify'];
+const UNTRACED_STAGES: readonly HandlerDir[] = ['classify'];
 
 /** Functions outside the workflow, built the same way (`functions/<name>/handler.ts`). */
 export type HandlerDir = Stage | 'redelivery-scheduler' | 'conversation-status';
