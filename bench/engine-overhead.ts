@@ -212,7 +212,11 @@ async function runPlain(
     conversation: { ...state.conversation, pending_answer: { answer: agent.Payload, invoked_at: invokedAt } },
   };
   const classified = await timed('classify', h.classify, { state: answered, answered_at: new Date().toISOString() });
-  const delivered = await timed('deliver', h.deliver, classified);
+  const delivered = await timed('deliver', h.deliver, {
+    state: classified,
+    retry_count: 0,
+    execution_name: executionName,
+  });
   const exported = (await timed('export', h.export, { state: delivered, execution_name: executionName })) as {
     response: unknown;
   };

@@ -96,6 +96,12 @@ export interface GatewayConfig {
   agentP99AlarmMs: number;
   /** Alarm notifications go to an SNS topic with this e-mail subscribed; empty: no topic, alarms only. */
   alarmEmail: string;
+  /** ENDPOINT_FAILURE_THRESHOLD: consecutive failed attempts after which a receiver is failing (its circuit opens). */
+  endpointFailureThreshold: number;
+  /** ENDPOINT_DISABLE_AFTER_DAYS: days a receiver may fail before it is disabled (0: never). */
+  endpointDisableAfterDays: number;
+  /** ATTEMPT_LOG_RETENTION_DAYS: days the deliveries table keeps each attempt and its answer (TTL). */
+  attemptLogRetentionDays: number;
   /** Athena cancels a query of the analytics workgroup that would scan more than this many GB (10 GB ≈ $0.05). */
   analyticsScanLimitGb: number;
   /** Days Athena's query results are kept in the analytics results bucket. */
@@ -160,6 +166,9 @@ export const DEFAULT_CONFIG: GatewayConfig = {
   deliveryFailureAlarmCount: 5,
   agentP99AlarmMs: 15_000,
   alarmEmail: '',
+  endpointFailureThreshold: DEFAULTS.endpointFailureThreshold,
+  endpointDisableAfterDays: DEFAULTS.endpointDisableAfterDays,
+  attemptLogRetentionDays: DEFAULTS.attemptLogRetentionDays,
   analyticsScanLimitGb: 10,
   analyticsResultsExpirationDays: 30,
 };
@@ -328,6 +337,24 @@ export function resolveConfig(node: Node, overrides: Partial<GatewayConfig> = {}
     ),
     agentP99AlarmMs: integer('agentP99AlarmMs', get('agentP99AlarmMs'), d.agentP99AlarmMs, 1),
     alarmEmail: text('alarmEmail', get('alarmEmail'), d.alarmEmail),
+    endpointFailureThreshold: integer(
+      'endpointFailureThreshold',
+      get('endpointFailureThreshold'),
+      d.endpointFailureThreshold,
+      1,
+    ),
+    endpointDisableAfterDays: integer(
+      'endpointDisableAfterDays',
+      get('endpointDisableAfterDays'),
+      d.endpointDisableAfterDays,
+      0,
+    ),
+    attemptLogRetentionDays: integer(
+      'attemptLogRetentionDays',
+      get('attemptLogRetentionDays'),
+      d.attemptLogRetentionDays,
+      1,
+    ),
     analyticsScanLimitGb: integer('analyticsScanLimitGb', get('analyticsScanLimitGb'), d.analyticsScanLimitGb, 1),
     analyticsResultsExpirationDays: integer(
       'analyticsResultsExpirationDays',

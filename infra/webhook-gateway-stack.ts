@@ -6,8 +6,9 @@ import { AcceptWorkflow } from './constructs/accept-workflow.ts';
 import { AsyncConversationTables } from './constructs/async-conversation-tables.ts';
 import { analyticsDatabaseName, ConversationAnalytics } from './constructs/conversation-analytics.ts';
 import { ConversationExportBucket } from './constructs/conversation-export-bucket.ts';
-import { ConversationFunctions } from './constructs/conversation-functions.ts';
+import { ConversationFunctions, deliveriesVariables } from './constructs/conversation-functions.ts';
 import { ConversationWorkflow } from './constructs/conversation-workflow.ts';
+import { DeliveriesTable } from './constructs/deliveries-table.ts';
 import { DeliveryUrlGuard } from './constructs/delivery-url-guard.ts';
 import { FailedDeliveryQueue } from './constructs/failed-delivery-queue.ts';
 import { GatewayAlarms } from './constructs/gateway-alarms.ts';
@@ -45,6 +46,8 @@ export const STACK_OUTPUTS = {
   acceptStateMachineArn: 'AcceptStateMachineArn',
   acceptExecutionLogGroup: 'AcceptExecutionLogGroupName',
   statusUrlTemplate: 'StatusUrlTemplate',
+  deliveriesTable: 'DeliveriesTableName',
+  deliverFunction: 'DeliverFunctionName',
   dashboard: 'DashboardName',
   analyticsDatabase: 'AnalyticsDatabaseName',
   analyticsWorkGroup: 'AnalyticsWorkGroupName',
@@ -83,6 +86,7 @@ export class WebhookGatewayStack extends Stack {
   readonly idempotency: IdempotencyTable;
   readonly asyncTables: AsyncConversationTables;
   readonly accept: AcceptWorkflow;
+  readonly deliveries: DeliveriesTable;
   readonly queues: FailedDeliveryQueue;
   readonly functions: ConversationFunctions;
   readonly workflow: ConversationWorkflow;
@@ -121,6 +125,7 @@ export class WebhookGatewayStack extends Stack {
     this.secrets = new SigningSecrets(this, 'SigningSecrets');
     this.idempotency = new IdempotencyTable(this, 'Idempotency');
     this.asyncTables = new AsyncConversationTables(this, 'AsyncConversations');
+    this.deliveries = new DeliveriesTable(this, 'Deliveries');
     // By default a received message stays hidden for longer than a whole scheduler run (the scheduler itself asks
     // for less per receive, still more than one redelivery execution).
     this.queues = new FailedDeliveryQueue(this, 'FailedDelivery', {
@@ -134,6 +139,7 @@ export class WebhookGatewayStack extends Stack {
       idempotencyTable: this.idempotency.table,
       statusTable: this.asyncTables.status,
       threadTable: this.asyncTables.threads,
+      deliveriesTable: this.deliveries.table,
     });
     this.workflow = new ConversationWorkflow(this, 'Workflow', {
       functions: this.functions,
@@ -158,6 +164,8 @@ export class WebhookGatewayStack extends Stack {
       deadLetterQueue: this.queues.deadLetterQueue,
       redeliveryStateMachine: this.redelivery.stateMachine,
       schedule: config.redeliverySchedule,
+      deliveriesTable: this.deliveries.table,
+      deliveriesVariables: deliveriesVariables(config, this.deliveries.table),
       logRetention,
       logLevel: config.logLevel,
       reservedConcurrency: config.redeliverySchedulerConcurrency,
@@ -315,6 +323,16 @@ export class WebhookGatewayStack extends Stack {
       STACK_OUTPUTS.statusUrlTemplate,
       this.api.api.urlForPath('/conversations/{conversation_id}'),
       'GET with ?source_system=<source> (the 202 of an asynchronous start gives the full URL)',
+    );
+    output(
+      STACK_OUTPUTS.deliveriesTable,
+      this.deliveries.table.tableName,
+      'Delivery attempt log and receivers (webhook-gateway endpoints --aws)',
+    );
+    output(
+      STACK_OUTPUTS.deliverFunction,
+      this.functions.deliver.functionName,
+      "Deliver: its *_WEBHOOK_URL variables are the receivers' deployed URLs",
     );
     output(STACK_OUTPUTS.dashboard, this.dashboard.dashboard.dashboardName, 'CloudWatch dashboard');
     output(

@@ -1,55 +1,138 @@
-import type { ConversationState } from '../domain/conversation.ts';
-import { buildDeliveryPayload, failedAttemptOutcome, planDelivery } from '../domain/delivery.ts';
+import { type LoggedAttempt, loggedRequestHeaders, nextAttemptNumber } from '../domain/attempt-log.ts';
+import type { ConversationState, DeliveryAttempt, WebhookType } from '../domain/conversation.ts';
+import { buildDeliveryPayload, failedAttemptOutcome, firstTry, holdError, planDelivery } from '../domain/delivery.ts';
+import {
+  type Endpoint,
+  endpointStatus,
+  type Gate,
+  gateDelivery,
+  type HoldReason,
+  PROBE_LEASE_MARGIN_MS,
+  rateWindow,
+} from '../domain/endpoints.ts';
 import { settleAnswer, withDeliveryAttempt } from '../domain/lifecycle.ts';
-import { DELIVERY_DEFERRED_EVENT } from '../domain/observability.ts';
+import {
+  DELIVERY_DEFERRED_EVENT,
+  ENDPOINT_DISABLED_EVENT,
+  ENDPOINT_FAILING_EVENT,
+  ENDPOINT_RECOVERED_EVENT,
+} from '../domain/observability.ts';
 import { signOutbound } from '../domain/signatures.ts';
-import { logEvent, METRIC_NAMES, recordDeliveryAttempt, recordTime } from '../shared/events.ts';
+import { attemptLog } from '../shared/attempt-log.ts';
+import { type EndpointStore, endpointStore } from '../shared/endpoint-store.ts';
+import { logEvent, METRIC_NAMES, recordDeliveryAttempt, recordDeliveryQueued, recordTime } from '../shared/events.ts';
 import { postJson } from '../shared/http-delivery.ts';
 import { logger, stageHandler } from '../shared/powertools.ts';
-import { deliverySecret } from '../shared/secrets.ts';
-import { settings } from '../shared/settings.ts';
+import { deliverySecrets } from '../shared/secrets.ts';
+import { type Settings, settings } from '../shared/settings.ts';
 
 export const USER_AGENT = 'revops-webhook-gateway/1.0';
 
+/** Deliver's Parameters in both workflows: the state, the state's retry count, the execution's name. */
+export interface DeliverInput {
+  state: ConversationState;
+  /** `$$.State.RetryCount`: how many times this Deliver state was retried (numbers each attempt). */
+  retry_count?: number;
+  /** `$$.Execution.Name`: kept with each attempt in the attempt log. */
+  execution_name?: string;
+}
+
+/** While the caller waits, an outbound rate that is spent may hold an attempt this long at most, then it is queued. */
+const MAX_RATE_WAIT_MS = 2_000;
+/** A successful attempt refreshes the receiver's last success at most this often (one write, not one per delivery). */
+const SUCCESS_WRITE_EVERY_MS = 10_000;
+
 /**
- * Deliver: one POST of the result to the URL configured for its type, carrying the stable delivery id. The
- * decisions are domain functions (planDelivery, failedAttemptOutcome); success returns the record, failure throws
- * the error the state machine's Retry/Catch match. A record whose answer is still pending (Classify failed) is
- * first recorded and classified here, as Classify would have.
+ * Deliver: one POST of the result to its type's receiver, carrying the stable delivery id (webhook-id) and one
+ * signature per active secret. Before it, the receiver's run-time state decides (functions/domain/endpoints.ts): its
+ * URL (an operator's or the deployed one), whether it is held (paused, disabled, failing: the delivery is queued for
+ * the schedule without an attempt, or a failing receiver's one probe is made), and its outbound rate. Every attempt
+ * goes to the attempt log with what the receiver answered, and counts for the receiver's health. Success returns the
+ * record; failure throws the error the state machine's Retry/Catch match. A record whose answer is still pending
+ * (Classify failed) is first recorded and classified here, as Classify would have.
  */
-export const handler = stageHandler('Deliver', async (state: ConversationState): Promise<ConversationState> => {
+export const handler = stageHandler('Deliver', async (input: DeliverInput): Promise<ConversationState> => {
+  const { state } = input;
+  const retryCount = input.retry_count ?? 0;
   const record = settleAnswer(state.conversation, new Date());
+  const type: WebhookType = record.webhook_context.webhook_type ?? 'general';
   const deliverBy = state.budget?.deliver_by ?? null;
   const config = settings();
-  const attemptNumber = record.execution.delivery_attempts.length + 1;
   const via = state.redelivery?.via ?? 'workflow';
-  const plan = planDelivery(record, deliverBy, config, new Date());
+  const attemptNumber = nextAttemptNumber(record, retryCount);
+  const store = endpointStore();
+  const endpoint = store ? await readEndpoint(store, type) : null;
+  const deliveryUrls = endpoint?.config.url
+    ? { ...config.deliveryUrls, [type]: endpoint.config.url }
+    : config.deliveryUrls;
+  const plan = planDelivery(record, deliverBy, { ...config, deliveryUrls }, new Date(), retryCount);
   if (plan.action === 'refuse') {
     logEvent('WEBHOOK_DELIVERY_FAILED', record, { attempt: attemptNumber, via, error: plan.reason, final: true });
     throw plan.error;
   }
-  if (plan.action === 'defer') {
-    logger.warn('Delivery deferred to the redelivery schedule', {
+  const queuedHere = (reason: HoldReason, message: string) => {
+    logger.warn('Delivery queued for the redelivery schedule without an attempt', {
       event_type: DELIVERY_DEFERRED_EVENT,
       conversation_id: record.conversation_id,
       delivery_id: record.webhook_context.delivery_id,
+      webhook_type: type,
       attempt: attemptNumber,
-      reason: plan.reason,
+      via,
+      hold: reason,
+      reason: message,
     });
+    recordDeliveryQueued(type);
+  };
+  if (plan.action === 'defer') {
+    queuedHere('deadline', plan.reason);
     throw plan.error;
   }
   const { url, timeoutMs } = plan;
-  const type = record.webhook_context.webhook_type ?? 'general';
+  const hold = (reason: HoldReason, message: string) => {
+    queuedHere(reason, message);
+    return holdError(reason, message, url, firstTry(record, retryCount));
+  };
+
+  const gate: Gate = endpoint ? gateDelivery(endpoint, via, config.breaker, new Date()) : { action: 'attempt' };
+  if (gate.action === 'hold') throw hold(gate.reason, gate.message);
+  if (gate.action === 'probe') {
+    const now = new Date();
+    const until = new Date(now.getTime() + timeoutMs + PROBE_LEASE_MARGIN_MS);
+    if (!(await store!.acquireProbe(type, now, until)))
+      throw hold(
+        'failing',
+        `${type} is failing and another delivery is probing it: queued for the redelivery schedule`,
+      );
+  }
+  const rate = endpoint?.config.rate_per_second;
+  if (rate && !(await takeRate(store!, type, rate, deliverBy)))
+    throw hold('rate_limited', `${type} is at its outbound rate (${rate}/s): queued for the redelivery schedule`);
+
   const payload = JSON.stringify(buildDeliveryPayload(record));
   const deliveryId = record.webhook_context.delivery_id;
-  const secret = await deliverySecret(type);
+  const secrets = await deliverySecrets(type);
   // Standard Webhooks headers; webhook-id is the delivery id on every attempt, so receivers can deduplicate.
-  const signature = secret ? signOutbound(secret, deliveryId, new Date(), payload) : { 'webhook-id': deliveryId };
+  const signature =
+    secrets.length > 0 ? signOutbound(secrets, deliveryId, new Date(), payload) : { 'webhook-id': deliveryId };
   const headers = { 'user-agent': USER_AGENT, ...signature };
-  const { attempt } = await postJson(url, payload, headers, attemptNumber, timeoutMs);
+  const { attempt, response } = await postJson(url, payload, headers, attemptNumber, timeoutMs);
   attempt.via = via;
   recordTime(METRIC_NAMES.deliveryResponseTime, attempt.duration_ms);
   recordDeliveryAttempt(type, attempt.outcome === 'delivered', attempt.duration_ms);
+  const entry: LoggedAttempt = {
+    ...attempt,
+    conversation_id: record.conversation_id,
+    delivery_id: deliveryId,
+    webhook_type: type,
+    ...(input.execution_name ? { execution_name: input.execution_name } : {}),
+    request: { url, headers: loggedRequestHeaders({ 'content-type': 'application/json', ...headers }) },
+    response,
+  };
+  const [, nowFailing] = await Promise.all([
+    keepInLog(entry),
+    store && endpoint ? recordHealth(store, endpoint, attempt, config) : null,
+  ]);
+
   if (attempt.outcome === 'delivered') {
     const delivered = withDeliveryAttempt(record, attempt, url, 'delivered');
     logEvent('WEBHOOK_DELIVERY_SUCCESS', delivered, {
@@ -61,7 +144,18 @@ export const handler = stageHandler('Deliver', async (state: ConversationState):
     });
     return { ...state, conversation: delivered };
   }
-  const failed = failedAttemptOutcome(attempt, url, { deliverBy, redelivery: state.redelivery, timeoutMs }, new Date());
+  const failing =
+    gate.action === 'probe'
+      ? `${type} is failing and this probe failed too: queued for the redelivery schedule`
+      : nowFailing
+        ? `${type} is failing (${config.breaker.failureThreshold} consecutive failures): no more retries here, queued for the redelivery schedule`
+        : undefined;
+  const failed = failedAttemptOutcome(
+    attempt,
+    url,
+    { deliverBy, redelivery: state.redelivery, timeoutMs, failing },
+    new Date(),
+  );
   logEvent('WEBHOOK_DELIVERY_FAILED', record, {
     delivery_id: deliveryId,
     attempt: attemptNumber,
@@ -74,3 +168,102 @@ export const handler = stageHandler('Deliver', async (state: ConversationState):
   });
   throw failed.error;
 });
+
+/** The receiver's state; a store that cannot be read is logged and the receiver used as deployed (never a lost delivery). */
+async function readEndpoint(store: EndpointStore, type: WebhookType): Promise<Endpoint | null> {
+  try {
+    return await store.get(type);
+  } catch (error) {
+    logger.warn('The receivers could not be read: delivering as deployed (no pause, breaker or rate applied)', {
+      webhook_type: type,
+      error: `${(error as Error).name}: ${(error as Error).message}`,
+    });
+    return null;
+  }
+}
+
+/** One attempt's worth of the receiver's outbound rate, waiting for the next window when the caller can afford it. */
+async function takeRate(store: EndpointStore, type: WebhookType, rate: number, deliverBy: string | null) {
+  const started = Date.now();
+  const limit = deliverBy ? Math.min(MAX_RATE_WAIT_MS, Date.parse(deliverBy) - started - 1_000) : MAX_RATE_WAIT_MS;
+  for (;;) {
+    const token = await store.takeToken(type, rate, new Date());
+    if (token.ok) return true;
+    const waited = Date.now() - started;
+    if (waited + token.retryInMs > limit) return false;
+    // Spread the ones waiting for the same window over it.
+    await new Promise((resolve) =>
+      setTimeout(resolve, token.retryInMs + Math.random() * rateWindow(rate).windowMs * 0.2),
+    );
+  }
+}
+
+/** Append to the attempt log; a log that refuses it costs the detail (the record keeps the short attempt), not the delivery. */
+async function keepInLog(entry: LoggedAttempt): Promise<void> {
+  const log = attemptLog();
+  if (!log) return;
+  try {
+    await log.append(entry);
+  } catch (error) {
+    logger.warn('The delivery attempt could not be written to the attempt log', {
+      conversation_id: entry.conversation_id,
+      attempt: entry.attempt,
+      error: `${(error as Error).name}: ${(error as Error).message}`,
+    });
+  }
+}
+
+/**
+ * Count the attempt for the receiver's health; returns whether this failure made it failing (the breaker opened, or
+ * it was disabled). Logged once each: the failure that opened it, the one that disabled it, the success that closed it.
+ */
+async function recordHealth(
+  store: EndpointStore,
+  before: Endpoint,
+  attempt: DeliveryAttempt,
+  config: Settings,
+): Promise<boolean> {
+  const type = before.webhook_type;
+  const now = new Date(Date.parse(attempt.at) + attempt.duration_ms);
+  const wasFailing = endpointStatus(before, config.breaker) !== 'healthy';
+  try {
+    if (attempt.outcome === 'delivered') {
+      const lastSuccess = before.health.last_success_at ? Date.parse(before.health.last_success_at) : 0;
+      if (before.health.consecutive_failures === 0 && now.getTime() - lastSuccess < SUCCESS_WRITE_EVERY_MS)
+        return false;
+      await store.recordSuccess(type, now);
+      if (wasFailing)
+        logger.info('Receiver answered again: its circuit is closed', {
+          event_type: ENDPOINT_RECOVERED_EVENT,
+          webhook_type: type,
+          failing_since: before.health.failing_since,
+        });
+      return false;
+    }
+    const error = attempt.error ?? `HTTP ${attempt.status_code}`;
+    const { health, disabledNow } = await store.recordFailure(type, error, now, config.breaker);
+    const failing = endpointStatus({ config: before.config, health }, config.breaker) !== 'healthy';
+    if (disabledNow)
+      logger.error('Receiver disabled: it failed for too long; its deliveries are kept until it is resumed', {
+        event_type: ENDPOINT_DISABLED_EVENT,
+        webhook_type: type,
+        failing_since: health.failing_since,
+        consecutive_failures: health.consecutive_failures,
+        last_error: health.last_error,
+      });
+    else if (failing && !wasFailing)
+      logger.warn('Receiver failing: its circuit is open (no in-workflow retries, one probe at a time)', {
+        event_type: ENDPOINT_FAILING_EVENT,
+        webhook_type: type,
+        consecutive_failures: health.consecutive_failures,
+        last_error: health.last_error,
+      });
+    return failing;
+  } catch (error) {
+    logger.warn("The receiver's health could not be recorded", {
+      webhook_type: type,
+      error: `${(error as Error).name}: ${(error as Error).message}`,
+    });
+    return false;
+  }
+}

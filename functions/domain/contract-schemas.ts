@@ -17,7 +17,7 @@ const conversationId = v.pipe(
   v.description('webhook_<YYYYMMDD>_<HHMMSS>_<source>_<process>_<suffix> (docs/contract.md#post-webhook)'),
 );
 const webhookType = v.nullable(v.picklist(WEBHOOK_TYPES));
-const deliveryStatus = v.picklist(['pending', 'delivered', 'retrying', 'failed', 'not_attempted']);
+const deliveryStatus = v.picklist(['pending', 'delivered', 'queued', 'retrying', 'failed', 'not_attempted']);
 const conversationStatus = v.picklist(['in_progress', 'completed', 'failed', 'interrupted']);
 const milliseconds = v.nullable(v.pipe(v.number(), v.integer(), v.minValue(0)));
 const object = v.record(v.string(), v.unknown());
@@ -125,7 +125,21 @@ const deliveryAttempt = v.object({
   error: v.optional(v.string()),
   outcome: v.picklist(['delivered', 'retryable', 'permanent']),
   retry_after_ms: v.optional(v.number()),
-  via: v.optional(v.picklist(['workflow', 'schedule', 'redrive'])),
+  via: v.optional(v.picklist(['workflow', 'schedule', 'redrive', 'resend'])),
+  // From the attempt log (docs/contract.md#attempt-log): the execution that made it, what was sent (never the
+  // signature), what the receiver answered (null: nothing came back: a network error or a timeout).
+  execution_name: v.optional(v.string()),
+  request: v.optional(v.object({ url: v.string(), headers: v.record(v.string(), v.string()) })),
+  response: v.optional(
+    v.nullable(
+      v.object({
+        status: v.pipe(v.number(), v.integer()),
+        headers: v.record(v.string(), v.string()),
+        body: v.string(),
+        body_truncated: v.boolean(),
+      }),
+    ),
+  ),
 });
 
 const lifecycleEvent = v.object({

@@ -13,7 +13,11 @@ export type ResponseMode = 'sync' | 'async';
 /** The accept workflow's state that starts an accepted conversation's run (statemachine/accept.asl.json). */
 export const NOT_STARTED_STAGE = 'StartConversation';
 
-export type DeliveryStatus = 'pending' | 'delivered' | 'retrying' | 'failed' | 'not_attempted';
+/**
+ * `queued`: handed to the redelivery schedule before any attempt (the receiver is failing, paused, disabled or at its
+ * rate, or the caller's deadline left no time); `retrying`: attempts failed and the schedule tries again.
+ */
+export type DeliveryStatus = 'pending' | 'delivered' | 'queued' | 'retrying' | 'failed' | 'not_attempted';
 /**
  * `interrupted`: the local gateway stopped (crash, kill) before the conversation ended; it was closed with what was
  * known when the gateway restarted (docs/operations.md, "After a crash").
@@ -39,8 +43,17 @@ export interface DeliveryAttempt {
   outcome: 'delivered' | 'retryable' | 'permanent';
   /** The receiver's Retry-After (429/503), in ms, honoured by the schedule. */
   retry_after_ms?: number;
-  /** Which mechanism ran it: the in-workflow Retry, the automatic schedule, or an operator redrive. */
-  via?: 'workflow' | 'schedule' | 'redrive';
+  /**
+   * Which mechanism ran it: the in-workflow Retry, the automatic schedule, an operator's redrive (of an undelivered
+   * conversation) or resend (of a delivered one).
+   */
+  via?: 'workflow' | 'schedule' | 'redrive' | 'resend';
+  /** The execution whose Deliver made it. From the attempt log: exports and reads only, never in the state. */
+  execution_name?: string;
+  /** What was sent (URL, headers without the signature). From the attempt log: exports and reads only. */
+  request?: { url: string; headers: Record<string, string> };
+  /** What the receiver answered (null: nothing, a network error or timeout). From the attempt log: exports and reads only. */
+  response?: { status: number; headers: Record<string, string>; body: string; body_truncated: boolean } | null;
 }
 
 export interface ExecutionError {
@@ -123,9 +136,9 @@ export interface PendingAnswer {
   invoked_at: string;
 }
 
-/** Set by whoever starts a redelivery execution (the schedule or an operator's redrive). */
+/** Set by whoever starts a redelivery execution (the schedule, an operator's redrive or resend). */
 export interface RedeliveryContext {
-  via: 'schedule' | 'redrive';
+  via: 'schedule' | 'redrive' | 'resend';
   /** The delivery status to record if this attempt fails: `failed` when no automatic attempt follows. */
   status_if_failed: 'retrying' | 'failed';
   /** Nothing to deliver (already delivered, or the agent failed): only the export is owed. */

@@ -1,6 +1,7 @@
 import { msLeft } from './budget.ts';
 import type { ConversationRecord, DeliveryAttempt, RedeliveryContext, WebhookType } from './conversation.ts';
 import { agentResponse, userQuery } from './conversation.ts';
+import type { HoldReason } from './endpoints.ts';
 import { DeliveryDeferredError, DeliveryPermanentError, DeliveryRetryableError } from './errors.ts';
 import { type CaughtError, parseTaskError } from './task-error.ts';
 
@@ -100,6 +101,15 @@ export function isDeferral(caught: CaughtError | undefined): boolean {
 }
 
 /**
+ * The delivery status a deferral leaves (no attempt by this Deliver): `queued` when Deliver said nothing was attempted
+ * for the conversation yet (a receiver held by its circuit breaker, a pause, its rate or the caller's deadline),
+ * `retrying` otherwise (earlier attempts failed; deferrals that say nothing, like a crash recovery's).
+ */
+export function deferredStatus(caught: CaughtError | undefined): 'queued' | 'retrying' {
+  return parseTaskError(caught).payload?.status === 'queued' ? 'queued' : 'retrying';
+}
+
+/**
  * What a conversation interrupted before its delivery ended hands the failed-delivery store (local recovery): a
  * deferral with no attempt of its own — the attempts known are already in the record — so the redelivery schedule
  * delivers it under the same delivery id.
@@ -139,12 +149,13 @@ export function planDelivery(
   deliverBy: string | null,
   config: DeliverySettings,
   now: Date,
+  retryCount = 0,
 ): DeliveryPlan {
   const type = record.webhook_context.webhook_type ?? 'general';
   const variable = DELIVERY_URL_VARIABLES[type];
   const url = config.deliveryUrls[type];
   if (!url) {
-    const message = `no delivery URL configured for ${type}: set ${variable}`;
+    const message = `no delivery URL configured for ${type}: set ${variable} (or: webhook-gateway endpoints set ${type} --url …)`;
     return {
       action: 'refuse',
       reason: 'no delivery URL configured',
@@ -165,9 +176,25 @@ export function planDelivery(
     return {
       action: 'defer',
       reason: budget.defer,
-      error: new DeliveryDeferredError(JSON.stringify({ message: budget.defer, target: url })),
+      error: holdError('deadline', budget.defer, url, firstTry(record, retryCount)),
     };
   return { action: 'attempt', url, timeoutMs: budget.timeoutMs };
+}
+
+/** Nothing was attempted yet for this conversation: no attempt recorded, and this is not a retry of the state. */
+export function firstTry(record: ConversationRecord, retryCount: number): boolean {
+  return retryCount === 0 && record.execution.delivery_attempts.length === 0;
+}
+
+/**
+ * A delivery handed to the redelivery schedule without an attempt: the caller's deadline, or a receiver that is
+ * paused, disabled, failing or at its rate (functions/domain/endpoints.ts). The workflow queues it; the delivery
+ * status is `queued` when nothing was attempted for the conversation yet (deferredStatus).
+ */
+export function holdError(reason: HoldReason, message: string, target: string | null, first: boolean) {
+  return new DeliveryDeferredError(
+    JSON.stringify({ message, target, hold: reason, status: first ? 'queued' : 'retrying' }),
+  );
 }
 
 /**
@@ -179,10 +206,18 @@ export function planDelivery(
 export function failedAttemptOutcome(
   attempt: DeliveryAttempt,
   url: string,
-  context: { deliverBy: string | null; redelivery?: RedeliveryContext | undefined; timeoutMs: number },
+  context: {
+    deliverBy: string | null;
+    redelivery?: RedeliveryContext | undefined;
+    timeoutMs: number;
+    /** The receiver is failing (or this was its probe): no in-workflow retry, the schedule takes it at once. */
+    failing?: string | undefined;
+  },
   now: Date,
 ): { error: DeliveryRetryableError | DeliveryPermanentError | DeliveryDeferredError; final: boolean } {
   const final = attempt.outcome === 'permanent' || context.redelivery?.status_if_failed === 'failed';
+  if (context.failing && attempt.outcome === 'retryable' && !context.redelivery)
+    return { error: deferralAfter(attempt, url, context.failing), final };
   if (context.deliverBy && attempt.outcome === 'retryable') {
     const next = attemptBudget(context.deliverBy, new Date(now.getTime() + MAX_RETRY_WAIT_MS), context.timeoutMs);
     if ('defer' in next) return { error: deferralAfter(attempt, url, next.defer), final };

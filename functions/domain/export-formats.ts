@@ -43,6 +43,24 @@ export function structuredJson(record: ConversationRecord, exportedAt: string, o
   };
 }
 
+/**
+ * The record a conversation.json holds (what `--aws` commands read back from the bucket): its four parts, the
+ * lifecycle events (derived at export time) left out. Null when the document is not a conversation.json.
+ */
+export function recordFromExport(document: unknown): ConversationRecord | null {
+  const parts = (document as { conversation?: Partial<ConversationRecord> } | null)?.conversation;
+  const id = parts?.metadata?.conversation_id;
+  if (!parts?.webhook_context || !parts.conversation || !parts.execution || typeof id !== 'string') return null;
+  const { events: _events, ...execution } = parts.execution as ConversationRecord['execution'] & { events?: unknown };
+  return {
+    conversation_id: id,
+    metadata: parts.metadata!,
+    webhook_context: parts.webhook_context,
+    conversation: parts.conversation,
+    execution,
+  };
+}
+
 /** 2. metadata.json: metadata only, for monitoring and analytics. */
 export function metadataOnly(record: ConversationRecord, exportedAt: string) {
   return {

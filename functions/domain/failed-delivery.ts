@@ -1,5 +1,6 @@
+import { nextAttemptNumber, withoutAttemptDetail } from './attempt-log.ts';
 import type { ConversationRecord, DeliveryAttempt, RedeliveryContext } from './conversation.ts';
-import { failedAttemptFromCaught, isDeferral } from './delivery.ts';
+import { deferredStatus, failedAttemptFromCaught, isDeferral } from './delivery.ts';
 import { completeConversation, withDeliveryAttempt, withDeliveryStatus } from './lifecycle.ts';
 import { type CaughtError, parseTaskError } from './task-error.ts';
 
@@ -184,7 +185,7 @@ function envelopeForDeferral(
 ): FailedDeliveryEnvelope {
   const failure = parseTaskError(message.delivery_error);
   const conversation = completeConversation(
-    withDeliveryStatus(message.conversation, 'retrying'),
+    withDeliveryStatus(message.conversation, deferredStatus(message.delivery_error)),
     false,
     message.execution_name ?? null,
     now,
@@ -240,7 +241,8 @@ export function redeliveryContext(
   schedule: readonly number[] = DEFAULT_RETRY_SCHEDULE_MS,
 ): RedeliveryContext {
   const lastSlot = envelope.scheduled_attempts + 1 >= schedule.length;
-  const noMoreAutomatic = via === 'schedule' ? lastSlot : envelope.state === 'dead';
+  // A resend is one more attempt of a delivered conversation: nothing automatic follows it.
+  const noMoreAutomatic = via === 'schedule' ? lastSlot : via === 'resend' || envelope.state === 'dead';
   const context: RedeliveryContext = { via, status_if_failed: noMoreAutomatic ? 'failed' : 'retrying' };
   return owedBy(envelope) === 'export' ? { ...context, export_only: true } : context;
 }
@@ -334,6 +336,16 @@ function applyAttempt(
     updated_at: now.toISOString(),
     last_error: attempt?.outcome === 'delivered' ? envelope.last_error : (attempt?.error ?? envelope.last_error),
   };
+  if (heldBack(envelope, record)) {
+    // No attempt was made (the receiver is paused, disabled, failing with a probe under way, or at its rate): no
+    // slot of the schedule is used, and the schedule looks again shortly.
+    return {
+      ...base,
+      last_error: envelope.last_error,
+      next_due_at:
+        envelope.state === 'pending' && via === 'schedule' ? dueIn(now, HELD_RECHECK_MS) : envelope.next_due_at,
+    };
+  }
   const used = via === 'schedule' ? envelope.scheduled_attempts + 1 : envelope.scheduled_attempts;
   // The run succeeded, so its Export wrote the record: an envelope that owed only that is settled.
   if (owedBy(envelope) === 'export' || record.webhook_context.delivery_status === 'delivered') {
@@ -348,7 +360,67 @@ function applyAttempt(
   return { ...base, scheduled_attempts: used, state: 'pending', next_due_at: dueAt(now, nextDelay, attempt) };
 }
 
-/** `<conversation_id>-redelivery-<n>`: each redelivery's execution is named after its conversation. */
+/**
+ * Why a conversation cannot be resent (one more delivery of a conversation already delivered, under its delivery
+ * id), or null when it can: it needs an answer, and no delivery still owed (that is a redrive's job).
+ */
+export function resendRefusal(record: ConversationRecord, envelope: FailedDeliveryEnvelope | null): string | null {
+  const id = record.conversation_id;
+  if (record.execution.status === 'failed' || record.webhook_context.delivery_status === 'not_attempted')
+    return `${id} has no answer to deliver (its agent failed)`;
+  if (envelope && envelope.state !== 'settled' && owedBy(envelope) === 'delivery')
+    return `${id} is not delivered yet (${envelope.state} in the failed-delivery store): redrive it instead (deliveries redrive ${id})`;
+  return null;
+}
+
+/**
+ * A resend as the Redeliver port takes it: an envelope that owes nothing (it is never stored), carrying the record;
+ * its execution is named like a redelivery, after the conversation.
+ */
+export function resendEnvelope(record: ConversationRecord, now: Date): FailedDeliveryEnvelope {
+  return {
+    ...newEnvelope(withoutAttemptDetail(record), now),
+    target: record.webhook_context.delivery_target,
+    state: 'settled',
+    next_due_at: null,
+    last_error: null,
+  };
+}
+
+/**
+ * What `deliveries redrive --all` (and the console's "recover failed since") would redrive: every envelope that still
+ * owes something, created at or after `since` (epoch ms), of one webhook type if given, oldest first.
+ */
+export function redriveCandidates(
+  envelopes: readonly FailedDeliveryEnvelope[],
+  filter: { since: number | null; type?: string | null | undefined },
+): FailedDeliveryEnvelope[] {
+  return envelopes
+    .filter(
+      (e) =>
+        e.state !== 'settled' &&
+        (filter.since === null || Date.parse(e.created_at) >= filter.since) &&
+        (!filter.type || e.webhook_type === filter.type),
+    )
+    .sort((a, b) => a.created_at.localeCompare(b.created_at));
+}
+
+/** When the schedule looks again at a redelivery whose receiver was held back. */
+const HELD_RECHECK_MS = 60_000;
+
+/** A redelivery of an owed delivery that made no attempt and did not deliver: its receiver held it back. */
+export function heldBack(envelope: FailedDeliveryEnvelope, record: ConversationRecord): boolean {
+  return (
+    owedBy(envelope) === 'delivery' &&
+    record.webhook_context.delivery_status !== 'delivered' &&
+    record.execution.delivery_attempts.length === envelope.attempts.length
+  );
+}
+
+/**
+ * `<conversation_id>-redelivery-<n>-<suffix>`: each redelivery's execution is named after its conversation and the
+ * number its attempt will have.
+ */
 export function redeliveryExecutionName(envelope: FailedDeliveryEnvelope, suffix: string): string {
-  return `${envelope.conversation_id}-redelivery-${envelope.attempts.length + 1}-${suffix}`.slice(0, 80);
+  return `${envelope.conversation_id}-redelivery-${nextAttemptNumber(envelope.conversation)}-${suffix}`.slice(0, 80);
 }

@@ -13,7 +13,7 @@ import {
   userQuery,
 } from './conversation.ts';
 import { buildConversationId } from './conversation-id.ts';
-import { failedAttemptFromCaught, isDeferral } from './delivery.ts';
+import { deferredStatus, failedAttemptFromCaught, isDeferral } from './delivery.ts';
 import { deliveryIdFor } from './delivery-id.ts';
 import { type AcceptedOutput, type ExecutionInput, errorBody } from './gateway-contract.ts';
 import {
@@ -424,15 +424,22 @@ export function closeConversation(
   const answered = !agentFailed && agentTurn(record) !== undefined;
   if (!answered) record = withDeliveryStatus(record, 'not_attempted');
   if (state.delivery_error && isDeferral(state.delivery_error)) {
-    // No attempt was made (the caller's deadline): nothing to record but that the schedule will deliver it.
-    record = withDeliveryStatus(record, 'retrying');
+    // No attempt was made (the caller's deadline, or the receiver is held): nothing to record but that the schedule
+    // will deliver it. A redelivery that was held leaves the status as it was.
+    if (!state.redelivery) record = withDeliveryStatus(record, deferredStatus(state.delivery_error));
   } else if (state.delivery_error) {
     const { attempt, target } = failedAttemptFromCaught(
       state.delivery_error,
       record.execution.delivery_attempts.length + 1,
       now,
     );
-    const status = attempt.outcome === 'permanent' ? 'failed' : (state.redelivery?.status_if_failed ?? 'retrying');
+    // A failed resend leaves the conversation delivered: it was, and the attempt log shows the resend's answer.
+    const status =
+      state.redelivery?.via === 'resend'
+        ? record.webhook_context.delivery_status
+        : attempt.outcome === 'permanent'
+          ? 'failed'
+          : (state.redelivery?.status_if_failed ?? 'retrying');
     record = withDeliveryAttempt(record, attempt, target, status);
     record = withFailure(record, 'Deliver', parseTaskError(state.delivery_error), now);
   }

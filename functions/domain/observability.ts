@@ -66,5 +66,20 @@ export const THREAD_HISTORY_UNAVAILABLE_EVENT = 'WEBHOOK_THREAD_HISTORY_UNAVAILA
 /** Logged by Deliver when the caller's deadline leaves no time for an attempt and the schedule takes over. */
 export const DELIVERY_DEFERRED_EVENT = 'WEBHOOK_DELIVERY_DEFERRED';
 
+/**
+ * More per-receiver metrics with the `webhook_type` dimension: deliveries queued without an attempt (Deliver: the
+ * receiver held them back), and each receiver's state as a 0/1 gauge published every minute by the redelivery
+ * scheduler, which the per-type EndpointDisabled alarms watch.
+ */
+export const DELIVERY_QUEUED_METRIC = 'Webhook.delivery_queued';
+export const ENDPOINT_FAILING_METRIC = 'Webhook.endpoint_failing';
+export const ENDPOINT_DISABLED_METRIC = 'Webhook.endpoint_disabled';
+/** Logged (ERROR) by the Deliver whose failure disabled a receiver, once per disable. */
+export const ENDPOINT_DISABLED_EVENT = 'WEBHOOK_ENDPOINT_DISABLED';
+/** Logged (WARN) by Deliver when a receiver's failure streak reaches the threshold: its circuit opens. */
+export const ENDPOINT_FAILING_EVENT = 'WEBHOOK_ENDPOINT_FAILING';
+/** Logged by Deliver when a receiver that was failing answered again. */
+export const ENDPOINT_RECOVERED_EVENT = 'WEBHOOK_ENDPOINT_RECOVERED';
+
 /** Counted by Validate for every request refused with 401 INVALID_SIGNATURE. */
 export const SIGNATURE_REJECTED_METRIC = 'Webhook.signature_rejected';

@@ -103,11 +103,34 @@ export interface SignedHeaders {
   'webhook-signature': string;
 }
 
-/** Sign a delivery: `webhook-id` is the delivery id, stable across every attempt. */
-export function signOutbound(secret: string, deliveryId: string, at: Date, body: string): SignedHeaders {
+/**
+ * Sign a delivery: `webhook-id` is the delivery id, stable across every attempt. With two secrets (a rotation under
+ * way) the signature header carries one signature per secret, space-separated as Standard Webhooks allows: a receiver
+ * holding either secret verifies it.
+ */
+export function signOutbound(
+  secrets: string | readonly string[],
+  deliveryId: string,
+  at: Date,
+  body: string,
+): SignedHeaders {
+  const list = typeof secrets === 'string' ? [secrets] : secrets;
   return {
     'webhook-id': deliveryId,
     'webhook-timestamp': String(Math.floor(at.getTime() / 1000)),
-    'webhook-signature': new Webhook(secret).sign(deliveryId, at, body),
+    'webhook-signature': list.map((secret) => new Webhook(secret).sign(deliveryId, at, body)).join(' '),
   };
+}
+
+/**
+ * A type's delivery secrets after an operator's change: a new secret goes first and the one in use stays beside it
+ * (both sign: the receivers switch at their pace); `dropPrevious` ends the rotation, keeping the first only.
+ */
+export function rotatedSecrets(current: readonly string[], next: string | undefined, dropPrevious: boolean): string[] {
+  let secrets = [...current];
+  if (next !== undefined) {
+    checkSecret(next, 'the new secret');
+    secrets = next === current[0] ? [...current] : [next, ...current.slice(0, 1)];
+  }
+  return dropPrevious ? secrets.slice(0, 1) : secrets;
 }

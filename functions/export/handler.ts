@@ -1,4 +1,5 @@
 import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { withAttemptLog } from '../domain/attempt-log.ts';
 import { msLeft, SYNC_RESERVES } from '../domain/budget.ts';
 import type { ConversationRecord, ConversationState } from '../domain/conversation.ts';
 import { ExportDeadlineError, ExportError } from '../domain/errors.ts';
@@ -13,6 +14,7 @@ import {
 } from '../domain/observability.ts';
 import { parseTaskError } from '../domain/task-error.ts';
 import { threadTurnOf } from '../domain/thread.ts';
+import { attemptLog } from '../shared/attempt-log.ts';
 import { s3 } from '../shared/clients/s3.ts';
 import { conversationStatusStore } from '../shared/conversation-status-store.ts';
 import { logEvent, METRIC_NAMES, recordTime } from '../shared/events.ts';
@@ -72,7 +74,7 @@ export const handler = stageHandler('Export', async ({ state, execution_name }: 
           : 'Export',
       executionName: execution_name,
     };
-    const documents = exportDocuments(record, now.toISOString(), origin);
+    const documents = exportDocuments(await withLoggedAttempts(record), now.toISOString(), origin);
     const answerBy = state.budget?.answer_by ?? null;
     const timeLeft = () => msLeft(answerBy, new Date()) - SYNC_RESERVES.fallback;
     const where = `s3://${bucket}/${exportFolder(record.conversation_id)}`;
@@ -165,6 +167,24 @@ async function keepThreadTurn(record: ConversationRecord, now: Date): Promise<vo
       thread_turn: turn.turn,
       error: `${(error as Error).name}: ${(error as Error).message}`,
     });
+  }
+}
+
+/**
+ * The record as exported: every delivery attempt the attempt log kept, with what each receiver answered (the state
+ * carries only the short attempts). A log that cannot be read costs the detail, never the export.
+ */
+async function withLoggedAttempts(record: ConversationRecord): Promise<ConversationRecord> {
+  const log = attemptLog();
+  if (!log || record.webhook_context.delivery_status === 'not_attempted') return record;
+  try {
+    return withAttemptLog(record, await log.list(record.conversation_id));
+  } catch (error) {
+    logger.warn('The delivery attempt log could not be read: the export keeps the short attempts only', {
+      conversation_id: record.conversation_id,
+      error: `${(error as Error).name}: ${(error as Error).message}`,
+    });
+    return record;
   }
 }
 

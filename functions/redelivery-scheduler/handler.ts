@@ -2,9 +2,11 @@ import type { Context } from 'aws-lambda';
 import * as v from 'valibot';
 import { sfn } from '../shared/clients/sfn.ts';
 import { sqs } from '../shared/clients/sqs.ts';
+import { endpointStore } from '../shared/endpoint-store.ts';
+import { publishEndpointStates } from '../shared/events.ts';
 import { REDELIVERY_VISIBILITY_SECONDS, SqsFailedDeliveryQueue } from '../shared/failed-delivery-queue.ts';
 import { logger, stageHandler } from '../shared/powertools.ts';
-import { runSchedule, type ScheduleSummary } from '../shared/redelivery.ts';
+import { endpointGate, runSchedule, type ScheduleSummary } from '../shared/redelivery.ts';
 import { stepFunctionsRedeliver } from '../shared/redelivery-execution.ts';
 import { positiveInteger, readEnv, settings } from '../shared/settings.ts';
 
@@ -24,19 +26,24 @@ const SchedulerEnv = v.object({
 
 /**
  * The automatic redelivery schedule on AWS, started every minute by an EventBridge rule: redeliver the due
- * envelopes of the failed-delivery queue through the redelivery workflow (runSchedule, functions/shared/redelivery.ts).
+ * envelopes of the failed-delivery queue through the redelivery workflow (runSchedule, functions/shared/redelivery.ts),
+ * holding back those whose receiver is paused, disabled or failing (endpointGate). Each run also publishes every
+ * receiver's state as per-type metrics, which the per-type alarms watch.
  */
 export const handler = stageHandler(
   'RedeliveryScheduler',
   async (_event: unknown, context?: Context): Promise<ScheduleSummary> => {
     const env = readEnv(SchedulerEnv);
+    const config = settings();
     const queue = new SqsFailedDeliveryQueue(
       sqs,
       env.FAILED_DELIVERY_QUEUE_URL,
       env.FAILED_DELIVERY_DLQ_URL,
-      settings().redeliverySchedule,
+      config.redeliverySchedule,
     );
     const deadline = Date.now() + env.REDELIVERY_SCHEDULER_BUDGET_MS;
+    const endpoints = endpointStore();
+    if (endpoints) await publishEndpointStates(endpoints, config.breaker);
     return runSchedule(
       queue,
       stepFunctionsRedeliver(sfn, env.REDELIVERY_STATE_MACHINE_ARN, { schedule: queue.schedule }),
@@ -47,6 +54,7 @@ export const handler = stageHandler(
         reserveMs: env.REDELIVERY_SCHEDULER_RESERVE_MS,
         minHoldSeconds: REDELIVERY_VISIBILITY_SECONDS,
         log: logger,
+        ...(endpoints ? { gate: endpointGate(endpoints, config.breaker) } : {}),
       },
     );
   },

@@ -1,11 +1,16 @@
 import type { ConversationRecord } from '../domain/conversation.ts';
+import { type BreakerPolicy, endpointStatus } from '../domain/endpoints.ts';
 import {
   DELIVERY_ATTEMPT_METRICS,
+  DELIVERY_QUEUED_METRIC,
   DELIVERY_TIME_BY_TYPE_METRIC,
+  ENDPOINT_DISABLED_METRIC,
+  ENDPOINT_FAILING_METRIC,
   type EventType,
   type METRIC_NAMES,
   WEBHOOK_TYPE_DIMENSION,
 } from '../domain/observability.ts';
+import type { EndpointStore } from './endpoint-store.ts';
 import { logger, MetricUnit, metrics } from './powertools.ts';
 
 export { EVENT_TYPES, type EventType, METRIC_NAMES } from '../domain/observability.ts';
@@ -61,10 +66,34 @@ export function recordTime(
  * other metrics keep their dimensions.
  */
 export function recordDeliveryAttempt(webhookType: string, delivered: boolean, ms: number): void {
-  const single = metrics.singleMetric();
-  single.addDimension(WEBHOOK_TYPE_DIMENSION, webhookType);
-  single.addMetric(DELIVERY_ATTEMPT_METRICS[delivered ? 'delivered' : 'failed'], MetricUnit.Count, 1);
-  const timed = metrics.singleMetric();
-  timed.addDimension(WEBHOOK_TYPE_DIMENSION, webhookType);
-  timed.addMetric(DELIVERY_TIME_BY_TYPE_METRIC, MetricUnit.Milliseconds, ms);
+  perType(webhookType, DELIVERY_ATTEMPT_METRICS[delivered ? 'delivered' : 'failed'], MetricUnit.Count, 1);
+  perType(webhookType, DELIVERY_TIME_BY_TYPE_METRIC, MetricUnit.Milliseconds, ms);
+}
+
+/** One metric with the webhook type as a dimension, flushed at once (EMF allows one dimension set per line). */
+function perType(type: string, name: string, unit: (typeof MetricUnit)[keyof typeof MetricUnit], value: number): void {
+  metrics.singleMetric().addDimension(WEBHOOK_TYPE_DIMENSION, type).addMetric(name, unit, value);
+}
+
+/** A delivery handed to the schedule without an attempt: its receiver held it back. */
+export function recordDeliveryQueued(type: string): void {
+  perType(type, DELIVERY_QUEUED_METRIC, MetricUnit.Count, 1);
+}
+
+/** Every receiver's state as per-type 0/1 gauges (the per-type alarms watch them). A store that cannot be read: none. */
+export async function publishEndpointStates(store: EndpointStore, policy: BreakerPolicy): Promise<void> {
+  let endpoints: Awaited<ReturnType<EndpointStore['list']>>;
+  try {
+    endpoints = await store.list();
+  } catch (error) {
+    logger.warn('The receivers could not be read: no endpoint metrics this run', {
+      error: `${(error as Error).name}: ${(error as Error).message}`,
+    });
+    return;
+  }
+  for (const endpoint of endpoints) {
+    const status = endpointStatus(endpoint, policy);
+    perType(endpoint.webhook_type, ENDPOINT_FAILING_METRIC, MetricUnit.Count, status === 'failing' ? 1 : 0);
+    perType(endpoint.webhook_type, ENDPOINT_DISABLED_METRIC, MetricUnit.Count, status === 'disabled' ? 1 : 0);
+  }
 }

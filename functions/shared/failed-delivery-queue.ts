@@ -110,8 +110,14 @@ export type WaitPlan = { action: 'extend'; visibilitySeconds: number } | { actio
  * until it is due (at most MAX_VISIBILITY_SECONDS at a time); a converted message (the queue still holds the
  * workflow's message) or one received often already is replaced by a fresh, delayed message.
  */
-function planWait(item: Pick<QueuedEnvelope, 'envelope' | 'converted' | 'receiveCount'>, now: Date): WaitPlan {
-  const wait = secondsUntilDue(item.envelope, now);
+function planWait(
+  item: Pick<QueuedEnvelope, 'envelope' | 'converted' | 'receiveCount'>,
+  now: Date,
+  until?: Date,
+): WaitPlan {
+  const wait = until
+    ? Math.max(1, Math.ceil((until.getTime() - now.getTime()) / 1000))
+    : secondsUntilDue(item.envelope, now);
   if (item.converted || item.receiveCount >= EXTEND_MAX_RECEIVES)
     return { action: 'resend', delaySeconds: Math.min(MAX_DELAY_SECONDS, wait) };
   return { action: 'extend', visibilitySeconds: Math.min(MAX_VISIBILITY_SECONDS, Math.max(1, wait)) };
@@ -187,9 +193,9 @@ export class SqsFailedDeliveryQueue implements FailedDeliveryStore<QueuedEnvelop
   }
 
   /** A pending envelope that is not due yet: hidden until it is, or re-sent (see planWait). */
-  async wait(item: QueuedEnvelope, now = new Date()): Promise<WaitPlan> {
-    const plan = planWait(item, now);
-    if (plan.action === 'resend') await this.resend(item, item.envelope, now);
+  async wait(item: QueuedEnvelope, now = new Date(), until?: Date): Promise<WaitPlan> {
+    const plan = planWait(item, now, until);
+    if (plan.action === 'resend') await this.replace(item, item.envelope, this.queueUrl, plan.delaySeconds);
     else await this.hold(item, plan.visibilitySeconds);
     return plan;
   }

@@ -1,5 +1,6 @@
 import http from 'node:http';
 import https from 'node:https';
+import { type LoggedResponse, loggedBody, loggedResponseHeaders } from '../domain/attempt-log.ts';
 import type { DeliveryAttempt } from '../domain/conversation.ts';
 import { outcomeForStatus, retryAfterMs } from '../domain/delivery.ts';
 
@@ -8,6 +9,8 @@ const MAX_RESPONSE_BYTES = 65_536;
 
 export interface PostResult {
   attempt: DeliveryAttempt;
+  /** What the receiver answered, as the attempt log keeps it; null when nothing came back. */
+  response: LoggedResponse | null;
 }
 
 /**
@@ -23,11 +26,13 @@ const AGENTS: Record<string, http.Agent> = {
 
 interface Answer {
   status: number;
+  /** Every header, a repeated one joined with ", " (the attempt log keeps the LOGGED_RESPONSE_HEADERS). */
+  headers: [string, string][];
   retryAfter: string | null;
-  text: string;
+  bytes: Buffer;
 }
 
-/** POST the body; the answer's status, Retry-After and first MAX_RESPONSE_BYTES. Rejects on a network error. */
+/** POST the body; the answer's status, headers and first MAX_RESPONSE_BYTES. Rejects on a network error. */
 function post(url: string, body: string, headers: Record<string, string>, timeoutMs: number): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const target = new URL(url);
@@ -48,8 +53,9 @@ function post(url: string, body: string, headers: Record<string, string>, timeou
         const answer = () =>
           resolve({
             status: response.statusCode ?? 0,
+            headers: Object.entries(response.headers).map(([name, value]) => [name, [value ?? ''].flat().join(', ')]),
             retryAfter: [response.headers['retry-after']].flat()[0] ?? null,
-            text: Buffer.concat(chunks).subarray(0, MAX_RESPONSE_BYTES).toString('utf8'),
+            bytes: Buffer.concat(chunks).subarray(0, MAX_RESPONSE_BYTES),
           });
         response.on('data', (chunk: Buffer) => {
           chunks.push(chunk);
@@ -89,7 +95,8 @@ export async function postJson(
   const at = new Date();
   const started = performance.now();
   try {
-    const { status, retryAfter, text } = await post(url, body, headers, timeoutMs);
+    const { status, headers: answered, retryAfter, bytes } = await post(url, body, headers, timeoutMs);
+    const text = bytes.toString('utf8');
     const outcome = outcomeForStatus(status);
     const attempt: DeliveryAttempt = {
       attempt: attemptNumber,
@@ -101,7 +108,7 @@ export async function postJson(
     };
     const retryAfterWait = outcome === 'retryable' ? retryAfterMs(retryAfter, new Date()) : null;
     if (retryAfterWait !== null) attempt.retry_after_ms = retryAfterWait;
-    return { attempt };
+    return { attempt, response: { status, headers: loggedResponseHeaders(answered), ...loggedBody(bytes) } };
   } catch (error) {
     return {
       attempt: {
@@ -111,6 +118,7 @@ export async function postJson(
         error: networkReason(error, timeoutMs),
         outcome: 'retryable',
       },
+      response: null,
     };
   }
 }

@@ -5,8 +5,21 @@
  * (local/store/failed-delivery-store.ts, JSON files). How one redelivery runs is the other port, `Redeliver`: a
  * StartSyncExecution of the redelivery workflow on AWS (redelivery-execution.ts), the local engine locally.
  */
-import type { ConversationRecord, RedeliveryContext } from '../domain/conversation.ts';
-import { type FailedDeliveryEnvelope, isDue } from '../domain/failed-delivery.ts';
+import {
+  type ConversationRecord,
+  type RedeliveryContext,
+  WEBHOOK_TYPES,
+  type WebhookType,
+} from '../domain/conversation.ts';
+import {
+  type BreakerPolicy,
+  type Endpoint,
+  gateDelivery,
+  type HoldReason,
+  holdRecheckMs,
+} from '../domain/endpoints.ts';
+import { type FailedDeliveryEnvelope, heldBack, isDue, owedBy, resendEnvelope } from '../domain/failed-delivery.ts';
+import type { EndpointStore } from './endpoint-store.ts';
 
 /** An envelope a worker holds: no one else works on it until it is stored, waits or is left. */
 export interface HeldEnvelope {
@@ -37,8 +50,8 @@ export interface FailedDeliveryStore<H extends HeldEnvelope = HeldEnvelope> {
   take(options: { holdSeconds: number; now: Date; seen: ReadonlySet<string> }): Promise<TakenBatch<H>>;
   /** Keep the envelope's new state and let it go: settled needs nothing more, dead waits for an operator. */
   store(item: H, updated: FailedDeliveryEnvelope, now: Date): Promise<void>;
-  /** A pending envelope that is not due yet: back until it is. */
-  wait(item: H, now: Date): Promise<unknown>;
+  /** A pending envelope that is not due yet (or whose receiver is held back): back until it is, or until `until`. */
+  wait(item: H, now: Date, until?: Date): Promise<unknown>;
   /** Not handled now (the redelivery run failed): it comes back later, unchanged. */
   leave(item: H): Promise<void>;
 }
@@ -53,10 +66,12 @@ export type Redeliver = (envelope: FailedDeliveryEnvelope, via: RedeliveryContex
 
 export interface RedeliveryResult {
   conversation_id: string;
-  /** skipped: another worker took it meanwhile. */
-  status: 'delivered' | 'failed' | 'already_delivered' | 'not_found' | 'skipped' | 'error';
+  /** skipped: another worker took it meanwhile; held: the receiver held it back (paused, disabled, failing, its rate). */
+  status: 'delivered' | 'failed' | 'held' | 'already_delivered' | 'not_found' | 'skipped' | 'error';
   execution_name?: string;
   envelope?: FailedDeliveryEnvelope;
+  /** The record as the redelivery exported it (resend). */
+  record?: ConversationRecord;
   error?: string;
 }
 
@@ -80,9 +95,65 @@ export async function redeliverHeld<H extends HeldEnvelope>(
   await store.store(item, run.updated, now());
   return {
     conversation_id: id,
-    status: run.updated.state === 'settled' ? 'delivered' : 'failed',
+    status: run.updated.state === 'settled' ? 'delivered' : heldBack(item.envelope, run.record) ? 'held' : 'failed',
     execution_name: run.execution_name,
     envelope: run.updated,
+  };
+}
+
+/** Whether a due envelope's receiver may be tried now; a held one waits until `until` without using a slot. */
+export type ScheduleGate = (
+  envelope: FailedDeliveryEnvelope,
+  now: Date,
+) => Promise<{ hold: false } | { hold: true; until: Date; reason: HoldReason }>;
+
+/**
+ * The schedule's gate over the endpoint store: a paused or disabled receiver holds every envelope of its type; a
+ * failing one lets one envelope per run through as its probe (Deliver then takes the probe lease, so there is one at
+ * a time across runs and workflows) and holds the others until the probe may run again. Each type is read once per run.
+ */
+export function endpointGate(store: EndpointStore, policy: BreakerPolicy): ScheduleGate {
+  const endpoints = new Map<WebhookType, Promise<Endpoint | null>>();
+  const probing = new Set<WebhookType>();
+  return async (envelope, now) => {
+    const type = envelope.webhook_type as WebhookType;
+    if (owedBy(envelope) === 'export' || !WEBHOOK_TYPES.includes(type)) return { hold: false };
+    let read = endpoints.get(type);
+    if (!read) {
+      // A store that cannot be read holds nothing back (Deliver, which reads it too, says so in its log).
+      read = store.get(type).catch(() => null);
+      endpoints.set(type, read);
+    }
+    const endpoint = await read;
+    if (!endpoint) return { hold: false };
+    const gate = gateDelivery(endpoint, 'schedule', policy, now);
+    if (gate.action === 'attempt') return { hold: false };
+    if (gate.action === 'probe' && !probing.has(type)) {
+      probing.add(type);
+      return { hold: false };
+    }
+    const reason = gate.action === 'hold' ? gate.reason : 'failing';
+    return { hold: true, reason, until: new Date(now.getTime() + holdRecheckMs(reason, endpoint, now)) };
+  };
+}
+
+/**
+ * Resend a delivered conversation (an operator's decision): one more attempt through the redelivery workflow, under
+ * the same delivery id, appended to the record and re-exported. Nothing is stored: no delivery is owed.
+ */
+export async function resend(record: ConversationRecord, redeliver: Redeliver, now: Date): Promise<RedeliveryResult> {
+  const envelope = resendEnvelope(record, now);
+  const run = await redeliver(envelope, 'resend');
+  const id = record.conversation_id;
+  if (!run.ok) return { conversation_id: id, status: 'error', execution_name: run.execution_name, error: run.error };
+  const attempts = run.record.execution.delivery_attempts;
+  const attempt = attempts.length > record.execution.delivery_attempts.length ? attempts.at(-1) : undefined;
+  return {
+    conversation_id: id,
+    status: !attempt ? 'held' : attempt.outcome === 'delivered' ? 'delivered' : 'failed',
+    execution_name: run.execution_name,
+    record: run.record,
+    ...(attempt && attempt.outcome !== 'delivered' ? { error: attempt.error ?? `HTTP ${attempt.status_code}` } : {}),
   };
 }
 
@@ -103,6 +174,8 @@ export interface ScheduleOptions {
   now?: () => Date;
   /** Told of every redelivery this run made. */
   onResult?: (result: RedeliveryResult) => void;
+  /** Holds back the envelopes whose receiver may not be tried now (endpointGate); none: every due one is tried. */
+  gate?: ScheduleGate;
 }
 
 export interface ScheduleSummary {
@@ -112,6 +185,8 @@ export interface ScheduleSummary {
   dead_lettered: number;
   rescheduled: number;
   waiting: number;
+  /** Due, but their receiver is paused, disabled or failing: they wait without using a slot of the schedule. */
+  held: number;
   failed_executions: number;
   errors: number;
   unreadable: number;
@@ -124,6 +199,7 @@ type Outcome =
   | 'dead_lettered'
   | 'rescheduled'
   | 'waiting'
+  | 'held'
   | 'failed_executions'
   | 'errors'
   | 'duplicates';
@@ -148,6 +224,7 @@ export async function runSchedule<H extends HeldEnvelope>(
     dead_lettered: 0,
     rescheduled: 0,
     waiting: 0,
+    held: 0,
     failed_executions: 0,
     errors: 0,
     unreadable: 0,
@@ -179,6 +256,11 @@ export async function runSchedule<H extends HeldEnvelope>(
     if (!isDue(envelope, now())) {
       await store.wait(item, now());
       return 'waiting';
+    }
+    const gate = (await options.gate?.(envelope, now())) ?? { hold: false };
+    if (gate.hold) {
+      await store.wait(item, now(), gate.until);
+      return 'held';
     }
     summary.redelivered += 1;
     const result = await redeliverHeld(store, item, redeliver, 'schedule', now);

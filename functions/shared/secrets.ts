@@ -2,9 +2,11 @@
  * Signing secrets, from configuration:
  * - `INBOUND_WEBHOOK_SECRETS_ARN` / `DELIVERY_SIGNING_SECRETS_ARN`: a Secrets Manager secret holding the JSON
  *   (AWS; read once per 5 minutes per container, so a rotation takes effect without a deploy);
+ * - `DELIVERY_SIGNING_SECRETS_FILE`: a file holding the delivery JSON (the local gateway's, re-read when it changes);
  * - otherwise `INBOUND_WEBHOOK_SECRETS` / `DELIVERY_SIGNING_SECRETS`: the JSON itself (local).
- * Inbound JSON: {"source_system": "whsec_…" | ["whsec_new…", "whsec_old…"]}; delivery JSON: {"deal_analysis": "whsec_…", …}.
+ * Both JSON: {"<source_system or webhook_type>": "whsec_…" | ["whsec_new…", "whsec_old…"]}.
  */
+import { readFile, stat } from 'node:fs/promises';
 import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import {
   type InboundPolicy,
@@ -33,9 +35,22 @@ async function secretString(arn: string): Promise<string> {
 
 const parsed = new Map<string, { json: string | undefined; secrets: SecretsBySource }>();
 
+/** A secrets file (locally, `endpoints set --secret` rewrites it): read again whenever it changed. */
+const files = new Map<string, { stamp: string; value: string }>();
+async function fileString(file: string): Promise<string> {
+  const s = await stat(file);
+  const stamp = `${s.mtimeMs}:${s.size}:${s.ino}`;
+  const hit = files.get(file);
+  if (hit?.stamp === stamp) return hit.value;
+  const value = await readFile(file, 'utf8');
+  files.set(file, { stamp, value });
+  return value;
+}
+
 async function configured(name: 'INBOUND_WEBHOOK_SECRETS' | 'DELIVERY_SIGNING_SECRETS'): Promise<SecretsBySource> {
   const arn = process.env[`${name}_ARN`];
-  const json = arn ? await secretString(arn) : process.env[name];
+  const file = name === 'DELIVERY_SIGNING_SECRETS' ? settings().deliverySigningSecretsFile : undefined;
+  const json = arn ? await secretString(arn) : file ? await fileString(file) : process.env[name];
   const hit = parsed.get(name);
   if (hit && hit.json === json) return hit.secrets; // parsed once per value, not once per request
   const secrets =
@@ -51,8 +66,11 @@ export async function inboundPolicy(): Promise<InboundPolicy> {
   };
 }
 
-/** The secret that signs deliveries of one webhook type, or null when none is configured. */
-export async function deliverySecret(webhookType: string): Promise<string | null> {
+/**
+ * The secrets that sign deliveries of one webhook type: none, one, or two while a rotation is under way (the new one
+ * first; each delivery then carries both signatures, and a receiver holding either verifies it).
+ */
+export async function deliverySecrets(webhookType: string): Promise<string[]> {
   const secrets = await configured('DELIVERY_SIGNING_SECRETS');
-  return Object.hasOwn(secrets, webhookType) ? secrets[webhookType]![0]! : null;
+  return Object.hasOwn(secrets, webhookType) ? secrets[webhookType]! : [];
 }

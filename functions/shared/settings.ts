@@ -7,6 +7,7 @@
 import * as v from 'valibot';
 import { WEBHOOK_TYPES, type WebhookType } from '../domain/conversation.ts';
 import { DELIVERY_URL_VARIABLES } from '../domain/delivery.ts';
+import { type BreakerPolicy, DEFAULT_DISABLE_AFTER_DAYS, DEFAULT_FAILURE_THRESHOLD } from '../domain/endpoints.ts';
 import { DEFAULT_REDELIVERY_SCHEDULE, parseSchedule } from '../domain/failed-delivery.ts';
 import { DEFAULT_IDEMPOTENCY_TTL_SECONDS } from '../domain/idempotency.ts';
 import { parseApiKeySources } from '../domain/source-identity.ts';
@@ -31,6 +32,12 @@ export const DEFAULTS = {
   idempotencyTtlSeconds: DEFAULT_IDEMPOTENCY_TTL_SECONDS,
   /** THREAD_TTL_DAYS: a thread unused this long is forgotten (DynamoDB TTL on AWS). */
   threadTtlDays: 30,
+  /** ENDPOINT_FAILURE_THRESHOLD: consecutive failures after which a receiver is failing (the circuit opens). */
+  endpointFailureThreshold: DEFAULT_FAILURE_THRESHOLD,
+  /** ENDPOINT_DISABLE_AFTER_DAYS: days of failure after which a receiver is disabled (0: never). */
+  endpointDisableAfterDays: DEFAULT_DISABLE_AFTER_DAYS,
+  /** ATTEMPT_LOG_RETENTION_DAYS: how long the attempt log keeps each attempt (DynamoDB TTL). */
+  attemptLogRetentionDays: 90,
   /** The CloudFormation stack (CDK) and the stack `--aws` commands read when no --stack is given. */
   stackName: 'WebhookConversationGateway',
 } as const;
@@ -47,6 +54,8 @@ export const positiveInteger = v.pipe(
   v.regex(/^[1-9]\d*$/, 'must be a positive whole number'),
   v.transform(Number),
 );
+/** A whole number, 0 or more, given as text. */
+const wholeNumber = v.pipe(v.string(), v.regex(/^\d+$/, 'must be a whole number (0 or more)'), v.transform(Number));
 /** `true` or `false`, any case. */
 export const flag = v.pipe(
   v.string(),
@@ -113,6 +122,12 @@ const HandlerEnv = v.object({
   THREAD_TTL_DAYS: v.optional(positiveInteger, String(DEFAULTS.threadTtlDays)),
   SOURCE_API_KEY_IDS: v.optional(v.string()),
   S3_FORCE_PATH_STYLE: v.optional(flag, 'false'),
+  DELIVERIES_TABLE_NAME: v.optional(v.string()),
+  DELIVERIES_DIR: v.optional(v.string()),
+  DELIVERY_SIGNING_SECRETS_FILE: v.optional(v.string()),
+  ENDPOINT_FAILURE_THRESHOLD: v.optional(positiveInteger, String(DEFAULTS.endpointFailureThreshold)),
+  ENDPOINT_DISABLE_AFTER_DAYS: v.optional(wholeNumber, String(DEFAULTS.endpointDisableAfterDays)),
+  ATTEMPT_LOG_RETENTION_DAYS: v.optional(positiveInteger, String(DEFAULTS.attemptLogRetentionDays)),
 });
 
 export interface Settings {
@@ -143,6 +158,16 @@ export interface Settings {
   /** API key id → its source_system, canonical (SOURCE_API_KEY_IDS; empty when no API keys are in use). */
   apiKeySources: Record<string, string>;
   s3ForcePathStyle: boolean;
+  /**
+   * Where the delivery attempt log and the receivers' configuration and health are kept: a DynamoDB table (AWS) or a
+   * folder (local); neither: no attempt log, no run-time receiver configuration, no circuit breaker.
+   */
+  deliveriesTableName: string | undefined;
+  deliveriesDir: string | undefined;
+  /** Locally, the file holding the delivery signing secrets (re-read when it changes): `endpoints set --secret`. */
+  deliverySigningSecretsFile: string | undefined;
+  breaker: BreakerPolicy;
+  attemptLogRetentionDays: number;
 }
 
 /** The handlers' settings from `env` (the process environment by default). Cheap: read it per invocation. */
@@ -173,5 +198,13 @@ export function settings(env: Env = process.env): Settings {
     threadTtlDays: e.THREAD_TTL_DAYS,
     apiKeySources: parseApiKeySources(e.SOURCE_API_KEY_IDS),
     s3ForcePathStyle: e.S3_FORCE_PATH_STYLE,
+    deliveriesTableName: e.DELIVERIES_TABLE_NAME,
+    deliveriesDir: e.DELIVERIES_DIR,
+    deliverySigningSecretsFile: e.DELIVERY_SIGNING_SECRETS_FILE,
+    breaker: {
+      failureThreshold: e.ENDPOINT_FAILURE_THRESHOLD,
+      disableAfterMs: e.ENDPOINT_DISABLE_AFTER_DAYS * 86_400_000,
+    },
+    attemptLogRetentionDays: e.ATTEMPT_LOG_RETENTION_DAYS,
   };
 }

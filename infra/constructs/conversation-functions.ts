@@ -26,13 +26,16 @@ export interface ConversationFunctionsProps {
   readonly statusTable: ITable;
   /** Turns of threads: Validate takes a turn and reads the earlier ones, Export keeps the answered turn. */
   readonly threadTable: ITable;
+  /** Attempt log and receivers (deliveries-table.ts): Deliver writes them, Export reads the log. */
+  readonly deliveriesTable: ITable;
 }
 
 /**
  * The four stage functions of the conversation workflow, each with only the permissions and variables its stage
  * needs: Validate may read the inbound signing secrets, claim idempotency keys, write a `running` status and take
- * and read a thread's turns; Deliver gets the four outbound URLs and may read the delivery signing secrets; Export
- * may put objects under conversation-history/, complete or release idempotency keys, finish a status and keep a
+ * and read a thread's turns; Deliver gets the four outbound URLs, may read the delivery signing secrets and keeps
+ * the attempt log and the receivers' state in the deliveries table; Export may put objects under
+ * conversation-history/, read the attempt log, complete or release idempotency keys, finish a status and keep a
  * thread's turn. Nothing else. The agent is invoked by the state machine itself (conversation-workflow.ts). Beside
  * them, the status route's function (GET /conversations/{id}) may read the inbound secrets and get status items.
  */
@@ -89,9 +92,15 @@ export class ConversationFunctions extends Construct {
         ...this.deliveryUrlVariables(config),
         DELIVERY_TIMEOUT_MS: String(config.deliveryTimeoutMs),
         DELIVERY_SIGNING_SECRETS_ARN: props.deliverySecrets.secretArn,
+        ...deliveriesVariables(config, props.deliveriesTable),
       },
     });
     allow(this.deliver, ['secretsmanager:GetSecretValue'], [props.deliverySecrets.secretArn]);
+    allow(
+      this.deliver,
+      ['dynamodb:PutItem', 'dynamodb:GetItem', 'dynamodb:UpdateItem'],
+      [props.deliveriesTable.tableArn],
+    );
 
     this.export = new StageFunction(this, 'Export', {
       ...common,
@@ -105,8 +114,10 @@ export class ConversationFunctions extends Construct {
         STATUS_TABLE_NAME: props.statusTable.tableName,
         THREAD_TABLE_NAME: props.threadTable.tableName,
         THREAD_TTL_DAYS: String(config.threadTtlDays),
+        ...deliveriesVariables(config, props.deliveriesTable),
       },
     });
+    allow(this.export, ['dynamodb:Query'], [props.deliveriesTable.tableArn]);
     allow(
       this.export,
       ['dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem'],
@@ -175,6 +186,16 @@ export class ConversationFunctions extends Construct {
     }
     return variables;
   }
+}
+
+/** Where the deliveries table is and the circuit breaker's policy (functions/shared/settings.ts). */
+export function deliveriesVariables(config: GatewayConfig, table: ITable): Record<string, string> {
+  return {
+    DELIVERIES_TABLE_NAME: table.tableName,
+    ENDPOINT_FAILURE_THRESHOLD: String(config.endpointFailureThreshold),
+    ENDPOINT_DISABLE_AFTER_DAYS: String(config.endpointDisableAfterDays),
+    ATTEMPT_LOG_RETENTION_DAYS: String(config.attemptLogRetentionDays),
+  };
 }
 
 function allow(fn: StageFunction, actions: string[], resources: string[]): void {

@@ -9,7 +9,12 @@ import type { IQueue } from 'aws-cdk-lib/aws-sqs';
 import type { IStateMachine } from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import { WEBHOOK_TYPES, type WebhookType } from '../../functions/domain/conversation.ts';
-import { DELIVERY_ATTEMPT_METRICS, RECORD_UNSAVED_EVENT } from '../../functions/domain/observability.ts';
+import {
+  DELIVERY_ATTEMPT_METRICS,
+  ENDPOINT_DISABLED_EVENT,
+  ENDPOINT_DISABLED_METRIC,
+  RECORD_UNSAVED_EVENT,
+} from '../../functions/domain/observability.ts';
 import {
   ACCEPT_SERVER_FAILURES_METRIC,
   CLIENT_ERRORS,
@@ -57,6 +62,8 @@ export interface GatewayAlarmsProps {
  * - FailedDeliveryDeadLetters: anything in the dead-letter queue (a delivery given up on, needs a decision).
  * - AgentLatencyP99: p99 of Webhook.agent_processing_time over agentP99AlarmMs in 2 of 3 periods.
  * - RedeliverySchedulerErrors: the scheduler itself failing (then nothing is redelivered).
+ * - DeliveryFailures-<type>: failed attempts to one receiver; EndpointDisabled-<type>: that receiver disabled after
+ *   failing for ENDPOINT_DISABLE_AFTER_DAYS (the scheduler publishes Webhook.endpoint_disabled every minute).
  * With alarmEmail, every alarm notifies an SNS topic (alarm and OK) with that address subscribed.
  */
 export class GatewayAlarms extends Construct {
@@ -68,6 +75,8 @@ export class GatewayAlarms extends Construct {
   readonly recordsOnlyInLogs: Alarm;
   /** One per webhook type: its receiver failing. */
   readonly deliveryFailures: Record<WebhookType, Alarm>;
+  /** One per webhook type: its receiver disabled by the circuit breaker (its deliveries wait for a resume). */
+  readonly endpointDisabled: Record<WebhookType, Alarm>;
   readonly agentLatency: Alarm;
   readonly schedulerErrors: Alarm;
   readonly topic?: Topic;
@@ -163,6 +172,17 @@ export class GatewayAlarms extends Construct {
       ]),
     ) as Record<WebhookType, Alarm>;
 
+    // Per receiver: disabled by the circuit breaker (docs/operations.md#receivers). Deliver logs the
+    // ENDPOINT_DISABLED_EVENT once; the scheduler's gauge keeps the alarm on until an operator resumes it.
+    this.endpointDisabled = Object.fromEntries(
+      WEBHOOK_TYPES.map((type) => [
+        type,
+        this.alarm(`EndpointDisabled-${type}`, deliveryMetric(this, ENDPOINT_DISABLED_METRIC, type, 'Maximum'), 0, {
+          description: `${prefix}: the ${type} receiver is disabled (${ENDPOINT_DISABLED_EVENT}): it failed for too long; its deliveries are kept and wait. Fix it, then webhook-gateway endpoints resume ${type} --aws (docs/operations.md#receivers).`,
+        }),
+      ]),
+    ) as Record<WebhookType, Alarm>;
+
     this.agentLatency = this.alarm(
       'AgentLatencyP99',
       customMetric(this, CUSTOM_METRICS.agentProcessingTime, 'p99'),
@@ -209,6 +229,7 @@ export class GatewayAlarms extends Construct {
       this.exportsDeferred,
       this.recordsOnlyInLogs,
       ...Object.values(this.deliveryFailures),
+      ...Object.values(this.endpointDisabled),
       this.agentLatency,
       this.schedulerErrors,
     ];

@@ -1,4 +1,5 @@
 import { Duration } from 'aws-cdk-lib';
+import type { ITable } from 'aws-cdk-lib/aws-dynamodb';
 import { Rule, Schedule } from 'aws-cdk-lib/aws-events';
 import { LambdaFunction } from 'aws-cdk-lib/aws-events-targets';
 import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
@@ -26,6 +27,12 @@ export interface RedeliverySchedulerProps {
   readonly schedule: string;
   readonly logRetention: RetentionDays;
   readonly logLevel: string;
+  /**
+   * The deliveries table and its variables (conversation-functions.ts deliveriesVariables): the schedule reads the
+   * receivers (a paused, disabled or failing one holds its deliveries back) and publishes their states as metrics.
+   */
+  readonly deliveriesTable: ITable;
+  readonly deliveriesVariables: Record<string, string>;
   /** Reserved concurrency (context redeliverySchedulerConcurrency); 0 or absent: none. */
   readonly reservedConcurrency?: number;
 }
@@ -37,7 +44,8 @@ export interface RedeliverySchedulerProps {
  * an account's executions unreserved, and a new account may have a quota of 10: reserving any fails the deploy
  * there). Each run receives the failed-delivery
  * envelopes, starts the redelivery workflow (StartSyncExecution) for those that are due, puts updated envelopes
- * back on the queue and moves exhausted or permanently failed ones to the dead-letter queue. Nothing else.
+ * back on the queue and moves exhausted or permanently failed ones to the dead-letter queue; it reads the receivers'
+ * state in the deliveries table (never writes it) and publishes it as the Webhook.endpoint_* metrics. Nothing else.
  */
 export class RedeliveryScheduler extends Construct {
   readonly function: StageFunction;
@@ -59,6 +67,7 @@ export class RedeliveryScheduler extends Construct {
         FAILED_DELIVERY_DLQ_URL: props.deadLetterQueue.queueUrl,
         REDELIVERY_STATE_MACHINE_ARN: props.redeliveryStateMachine.stateMachineArn,
         REDELIVERY_SCHEDULE: props.schedule,
+        ...props.deliveriesVariables,
       },
     });
     const fn = this.function;
@@ -81,6 +90,12 @@ export class RedeliveryScheduler extends Construct {
       new PolicyStatement({
         actions: ['states:StartSyncExecution'],
         resources: [props.redeliveryStateMachine.stateMachineArn],
+      }),
+    );
+    fn.addToRolePolicy(
+      new PolicyStatement({
+        actions: ['dynamodb:GetItem', 'dynamodb:BatchGetItem'],
+        resources: [props.deliveriesTable.tableArn],
       }),
     );
     // Queues encrypted with a customer-managed key need the key too (the stack's own use SSE-SQS: no key policy).

@@ -1,10 +1,12 @@
 /** `webhook-gateway conversations list | show | search` (docs/operations.md), on the local data directory. */
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { withAttemptLog } from '../../functions/domain/attempt-log.ts';
 import { agentTurn, type ConversationRecord, userQuery } from '../../functions/domain/conversation.ts';
 import { isConversationId } from '../../functions/domain/conversation-id.ts';
-import { EXPORT_FILES, exportFolder } from '../../functions/domain/export-formats.ts';
+import { EXPORT_FILES, exportFolder, recordFromExport } from '../../functions/domain/export-formats.ts';
 import { type FailedDeliveryEnvelope, owedBy } from '../../functions/domain/failed-delivery.ts';
+import { FileAttemptLog } from '../../functions/shared/attempt-log.ts';
 import { settings } from '../../functions/shared/settings.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
 import {
@@ -19,7 +21,7 @@ import {
   mayBeSince,
   parseFilter,
 } from '../history/conversation-filters.ts';
-import { type ConversationSummary, recordOf, summarize } from '../history/conversations.ts';
+import { type ConversationSummary, latestRecord, summarize } from '../history/conversations.ts';
 import { conversationFigures, formatFigures } from '../history/figures.ts';
 import { formatTimeline } from '../history/timeline.ts';
 import { resolveOptions } from '../server/config.ts';
@@ -152,11 +154,10 @@ export async function conversationsShow(args: string[]): Promise<number> {
     throw new CliError(
       `no conversation ${id} in ${store.dir} (run "webhook-gateway conversations list" to see the known ones)`,
     );
-  const record =
-    [...executions]
-      .reverse()
-      .map(recordOf)
-      .find((r) => r !== null) ?? null;
+  const latest = latestRecord(executions);
+  // Every attempt with what the receiver answered, from the attempt log (the record keeps them in short).
+  const logged = await new FileAttemptLog(path.join(options.dataDir, 'deliveries')).list(id);
+  const record = latest && withAttemptLog(latest, logged);
   const envelope = await new LocalFailedDeliveryStore(options.dataDir).get(id);
   const bucket = await localExportBucket(options.dataDir);
   printConversation(id, record, envelope, executions, values.json ?? false, `s3://${bucket}/${exportFolder(id)}`, {
@@ -194,7 +195,7 @@ async function conversationsShowAws(
   try {
     const text = await readText(bucket, `${exportFolder(id)}conversation.json`);
     if (text === null) throw new CliError(`no export for ${id} in ${aws.awsExportLocation(stack, id)}`);
-    record = (JSON.parse(text) as { conversation: ConversationRecord }).conversation as ConversationRecord;
+    record = recordFromExport(JSON.parse(text));
     note(`reading the execution history of ${id} from ${stack.logGroups.join(', ') || '(no log group outputs)'}…`);
     executions = await aws.executionsFromLogs(clients.logs, stack.logGroups, id, idTimeMs(id) - 60_000);
   } catch (error) {
@@ -221,7 +222,8 @@ function printConversation(
   { exportsOff = false } = {},
 ): void {
   if (json) {
-    out(JSON.stringify({ conversation: record, failed_delivery: envelope, executions }, null, 2));
+    const delivery_attempts = record?.execution.delivery_attempts ?? [];
+    out(JSON.stringify({ conversation: record, delivery_attempts, failed_delivery: envelope, executions }, null, 2));
     return;
   }
   const oneLine = (text: string, max: number) => {
@@ -245,8 +247,13 @@ function printConversation(
     out(`  time       ${formatFigures(conversationFigures(record, executions))}`);
     for (const a of record.execution.delivery_attempts) {
       out(
-        `  attempt ${a.attempt}  ${a.at}  ${a.via ?? 'workflow'}  ${a.outcome}${a.status_code ? ` HTTP ${a.status_code}` : ''}${a.error ? `  ${oneLine(a.error, 120)}` : ''}  ${a.duration_ms} ms`,
+        `  attempt ${a.attempt}  ${a.at}  ${a.via ?? 'workflow'}  ${a.outcome}${a.status_code ? ` HTTP ${a.status_code}` : ''}  ${a.duration_ms} ms${a.request ? `  → ${a.request.url}` : ''}`,
       );
+      if (a.response)
+        out(
+          `             answered ${a.response.status}${a.response.headers['content-type'] ? ` (${a.response.headers['content-type']})` : ''}: ${oneLine(a.response.body, 140) || '(empty body)'}${a.response.body_truncated ? ' [first 4 KB kept]' : ''}`,
+        );
+      else if (a.error) out(`             ${oneLine(a.error, 140)}`);
     }
     for (const e of record.execution.errors)
       out(`  error      ${e.at}  ${e.stage}: ${e.error}: ${oneLine(e.message, 140)}`);
@@ -269,6 +276,7 @@ function printConversation(
   for (const execution of executions) {
     out('');
     out(formatTimeline(execution));
+    if (execution.console_url) out(`  console: ${execution.console_url}`);
   }
 }
 

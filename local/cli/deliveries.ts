@@ -1,11 +1,10 @@
 import { parseArgs } from 'node:util';
 import { isConversationId } from '../../functions/domain/conversation-id.ts';
-import { type FailedDeliveryEnvelope, owedBy } from '../../functions/domain/failed-delivery.ts';
+import { type FailedDeliveryEnvelope, owedBy, redriveCandidates } from '../../functions/domain/failed-delivery.ts';
 import type { RedeliveryResult } from '../../functions/shared/redelivery.ts';
 import { resolveOptions } from '../server/config.ts';
 import { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
-import { readGatewayRuntime } from '../store/gateway-runtime.ts';
-import { AWS_OPTIONS, age, awsRequested, CliError, out, parseSince, stateLabel } from './shared.ts';
+import { AWS_OPTIONS, age, awsRequested, CliError, gatewayUrl, note, out, parseSince, stateLabel } from './shared.ts';
 import { formatTable } from './table.ts';
 
 export async function deliveriesList(args: string[]): Promise<number> {
@@ -59,31 +58,27 @@ export async function deliveriesList(args: string[]): Promise<number> {
   return 0;
 }
 
-/** --url, GATEWAY_URL, the gateway running on this data directory (its gateway.json), or PORT on loopback. */
-async function gatewayUrl(explicit: string | undefined, dataDir: string): Promise<string> {
-  const url =
-    explicit ??
-    process.env.GATEWAY_URL ??
-    (await readGatewayRuntime(dataDir))?.url ??
-    `http://127.0.0.1:${resolveOptions().port}`;
-  return url.replace(/\/$/, '');
-}
-
-async function redriveOne(url: string, id: string): Promise<RedeliveryResult> {
+/** POST to the running gateway's operator endpoint; a refusal (4xx but 404) is the command's error. */
+async function callGateway<T>(url: string, pathname: string, what: string): Promise<T> {
   let response: Response;
   try {
-    response = await fetch(`${url}/local/deliveries/${encodeURIComponent(id)}/redrive`, { method: 'POST' });
+    response = await fetch(`${url}${pathname}`, { method: 'POST' });
   } catch {
     throw new CliError(
-      `the local gateway is not running at ${url}: start it with "npm start" (a redrive runs the redelivery workflow inside it), or pass --url`,
+      `the local gateway is not running at ${url}: start it with "npm start" (a ${what} runs the redelivery workflow inside it), or pass --url`,
     );
   }
-  const body = (await response.json()) as RedeliveryResult | { error?: { message?: string } };
-  if (response.status >= 400 && response.status !== 404) {
+  const body = (await response.json()) as T | { error?: { message?: string } };
+  if (response.status >= 400) {
     const error = (body as { error?: { message?: string } }).error;
-    throw new CliError(`the gateway refused the redrive of ${id}: ${error?.message ?? response.status}`);
+    if (response.status !== 404 || error)
+      throw new CliError(`the gateway refused the ${what}: ${error?.message ?? response.status}`);
   }
-  return body as RedeliveryResult;
+  return body as T;
+}
+
+function redriveOne(url: string, id: string): Promise<RedeliveryResult> {
+  return callGateway<RedeliveryResult>(url, `/local/deliveries/${encodeURIComponent(id)}/redrive`, `redrive of ${id}`);
 }
 
 export async function deliveriesRedrive(args: string[]): Promise<number> {
@@ -138,13 +133,7 @@ export async function deliveriesRedrive(args: string[]): Promise<number> {
     }
     candidates = [envelope];
   } else {
-    const since = parseSince(values.since);
-    candidates = (await store.list()).filter(
-      (e) =>
-        e.state !== 'settled' &&
-        (since === null || Date.parse(e.created_at) >= since) &&
-        (!values.type || e.webhook_type === values.type),
-    );
+    candidates = redriveCandidates(await store.list(), { since: parseSince(values.since), type: values.type });
   }
   if (values['dry-run']) {
     out(
@@ -161,17 +150,18 @@ export async function deliveriesRedrive(args: string[]): Promise<number> {
   const url = await gatewayUrl(values.url, dataDir);
   const counts: Record<string, number> = {};
   const results: RedeliveryResult[] = [];
+  // The plan first, then one progress line per delivery (on stderr with --json, so the JSON stays clean).
+  const progress = values.json ? note : out;
+  if (candidates.length > 1)
+    progress(`redriving ${candidates.length} deliveries, oldest first (Ctrl-C stops after the current one)`);
   for (const [i, e] of candidates.entries()) {
     const result = await redriveOne(url, e.conversation_id);
     results.push(result);
     counts[result.status] = (counts[result.status] ?? 0) + 1;
-    const detail =
-      result.status === 'failed' ? `: ${result.envelope?.last_error ?? ''}` : result.error ? `: ${result.error}` : '';
     const shown = owedBy(e) === 'export' && result.status === 'delivered' ? 'exported' : result.status;
-    if (!values.json)
-      out(
-        `[${i + 1}/${candidates.length}] ${e.conversation_id} → ${shown}${result.execution_name ? ` (execution ${result.execution_name})` : ''}${detail}`,
-      );
+    progress(
+      `[${i + 1}/${candidates.length}] ${e.conversation_id} → ${shown}${result.execution_name ? ` (execution ${result.execution_name})` : ''}${resultDetail(result)}`,
+    );
   }
   if (values.json) out(JSON.stringify(results, null, 2));
   else
@@ -180,5 +170,51 @@ export async function deliveriesRedrive(args: string[]): Promise<number> {
         .map(([k, v]) => `${v} ${k.replace('_', ' ')}`)
         .join(', ')}`,
     );
-  return (counts.failed ?? 0) + (counts.error ?? 0) > 0 ? 1 : 0;
+  return (counts.failed ?? 0) + (counts.error ?? 0) + (counts.held ?? 0) > 0 ? 1 : 0;
+}
+
+/** Why a redelivery did not deliver, for its progress line. */
+function resultDetail(result: RedeliveryResult): string {
+  if (result.status === 'failed') return `: ${result.error ?? result.envelope?.last_error ?? ''}`;
+  if (result.status === 'held')
+    return ': its receiver held it back (paused, disabled or at its rate: webhook-gateway endpoints list)';
+  return result.error ? `: ${result.error}` : '';
+}
+
+/** `deliveries resend <id>`: one more delivery of a delivered conversation, under its webhook-id (a new attempt). */
+export async function deliveriesResend(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { url: { type: 'string' }, json: { type: 'boolean' }, ...AWS_OPTIONS },
+  });
+  const id = positionals[0];
+  if (!id) throw new CliError('deliveries resend needs a conversation id (of a delivered conversation)');
+  if (!isConversationId(id)) throw new CliError(`"${id}" is not a conversation id`);
+  let result: RedeliveryResult;
+  if (awsRequested(values)) {
+    if (values.url !== undefined)
+      throw new CliError('--url is for the local gateway; --aws resends on the deployed stack');
+    const { awsDeliveriesResend } = await import('./aws/deliveries.ts');
+    const { withAws } = await import('./aws/stack.ts');
+    result = await withAws(values, (clients, stack) => awsDeliveriesResend(clients, stack, id));
+  } else {
+    result = await callGateway<RedeliveryResult>(
+      await gatewayUrl(values.url, resolveOptions().dataDir),
+      `/local/deliveries/${encodeURIComponent(id)}/resend`,
+      'resend',
+    );
+  }
+  if (values.json) out(JSON.stringify(result, null, 2));
+  else {
+    const attempt = result.record?.execution.delivery_attempts.at(-1);
+    out(
+      `${id} resent → ${result.status}${attempt?.status_code ? ` (HTTP ${attempt.status_code})` : ''}${result.execution_name ? `, execution ${result.execution_name}` : ''}${resultDetail(result)}`,
+    );
+    if (attempt)
+      out(
+        `  webhook-id ${result.record!.webhook_context.delivery_id}, attempt ${attempt.attempt}: conversations show ${id}`,
+      );
+  }
+  return result.status === 'delivered' ? 0 : 1;
 }

@@ -7,7 +7,8 @@ import { type GatewayOptions, resolveOptions } from '../server/config.ts';
 import type { RunningGateway } from '../server/gateway.ts';
 import { DataDirInUseError } from '../store/data-dir-lock.ts';
 import { conversationsList, conversationsSearch, conversationsShow } from './conversations.ts';
-import { deliveriesList, deliveriesRedrive } from './deliveries.ts';
+import { deliveriesList, deliveriesRedrive, deliveriesResend } from './deliveries.ts';
+import { endpointsCommand } from './endpoints.ts';
 import { conversationsQuery } from './query.ts';
 import { CliError, eventLine, out } from './shared.ts';
 import { sign } from './sign.ts';
@@ -28,8 +29,16 @@ const USAGE = `Usage: webhook-gateway <command>
   deliveries list [--state pending|dead|settled|all] [--json]
   deliveries redrive <conversation_id> [--url URL]
   deliveries redrive --all [--since ISO] [--type T] [--dry-run] [--url URL]
-  deliveries list|redrive … --aws [--stack NAME] [--region R]
-                                        the same against a deployed stack (its dead-letter queue)
+                                        deliver what is still owed now (the plan first; --dry-run: only the plan)
+  deliveries resend <conversation_id> [--url URL] [--json]
+                                        deliver a delivered conversation once more, under its webhook-id
+  deliveries list|redrive|resend … --aws [--stack NAME] [--region R]
+                                        the same against a deployed stack (its dead-letter queue, its exports)
+  endpoints list [--json]               each type's receiver: URL, state (healthy, failing, paused, disabled),
+                                        last success, failure streak, queued deliveries
+  endpoints set <type> [--url URL|default] [--rate N/s|none] [--secret whsec_…] [--drop-previous-secret]
+  endpoints pause <type> | resume <type>
+                                        change a receiver at run time (no restart, no deploy); --aws: the stack's
   sign --secret whsec_… (--data JSON | --file PATH | --status CONVERSATION_ID) [--id ID] [--json]
                                         Standard Webhooks headers for one request (as curl -H arguments)
   help
@@ -162,6 +171,8 @@ export async function main(argv: string[]): Promise<number> {
     if (command === 'conversations' && sub === 'query') return await conversationsQuery(rest);
     if (command === 'deliveries' && sub === 'list') return await deliveriesList(rest);
     if (command === 'deliveries' && sub === 'redrive') return await deliveriesRedrive(rest);
+    if (command === 'deliveries' && sub === 'resend') return await deliveriesResend(rest);
+    if (command === 'endpoints') return await endpointsCommand(sub, rest);
     if (command === 'sign') return await sign(argv.slice(1));
     if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
       out(USAGE);

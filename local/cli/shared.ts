@@ -4,6 +4,8 @@
  */
 import { type FailedDeliveryEnvelope, owedBy } from '../../functions/domain/failed-delivery.ts';
 import { DEFAULTS } from '../../functions/shared/settings.ts';
+import { resolveOptions } from '../server/config.ts';
+import { readGatewayRuntime } from '../store/gateway-runtime.ts';
 
 /** An error the command line prints as one line (`webhook-gateway: …`), exit code 1, never a stack trace. */
 export class CliError extends Error {}
@@ -76,4 +78,14 @@ export function stateLabel(
   state = e.state === 'dead' && e.dead_reason ? `dead (${e.dead_reason})` : e.state,
 ): string {
   return owedBy(e) === 'export' ? `${state}, export only` : state;
+}
+
+/** Where the running local gateway is: --url, GATEWAY_URL, the gateway running on this data directory (its gateway.json), or PORT on loopback. */
+export async function gatewayUrl(explicit: string | undefined, dataDir: string): Promise<string> {
+  const url =
+    explicit ??
+    process.env.GATEWAY_URL ??
+    (await readGatewayRuntime(dataDir))?.url ??
+    `http://127.0.0.1:${resolveOptions().port}`;
+  return url.replace(/\/$/, '');
 }

@@ -6,8 +6,7 @@ import { isConversationId } from '../../functions/domain/conversation-id.ts';
 import { EXPORT_FILES, type ExportFile, exportKey } from '../../functions/domain/export-formats.ts';
 import type { FailedDeliveryEnvelope } from '../../functions/domain/failed-delivery.ts';
 import type { AnalyticsEngine } from '../analytics/engine.ts';
-import type { ExecutionRecord } from '../engine/engine.ts';
-import { type ConversationSummary, recordOf, summarize } from '../history/conversations.ts';
+import { type ConversationSummary, latestRecord, summarize } from '../history/conversations.ts';
 import { conversationFigures } from '../history/figures.ts';
 import type { ExecutionStore } from '../store/execution-store.ts';
 import { readText, s3Client } from '../store/export-bucket.ts';
@@ -80,15 +79,6 @@ export async function threadConversations(
     });
   }
   return turns.sort((a, b) => (a.row.thread_turn ?? 0) - (b.row.thread_turn ?? 0));
-}
-
-export function latestRecord(executions: ExecutionRecord[]): ConversationRecord | null {
-  return (
-    [...executions]
-      .reverse()
-      .map(recordOf)
-      .find((r) => r !== null) ?? null
-  );
 }
 
 export async function openDeliveries(ctx: ConsoleContext): Promise<FailedDeliveryEnvelope[]> {

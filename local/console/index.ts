@@ -10,12 +10,12 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isConversationId } from '../../functions/domain/conversation-id.ts';
 import { canonicalSource } from '../../functions/domain/source-identity.ts';
+import { latestRecord } from '../history/conversations.ts';
 import { isLoopbackCaller } from '../server/loopback.ts';
 import { type Refuse, type RouteHandler, router } from '../server/router.ts';
 import {
   type ConsoleContext,
   exportDocuments,
-  latestRecord,
   openDeliveries,
   recentConversations,
   threadConversations,

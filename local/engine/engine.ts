@@ -40,6 +40,9 @@ export interface ExecutionRecord {
   error?: string;
   cause?: string;
   events: HistoryEvent[];
+  /** On AWS (read back from the Express log group): the execution's ARN and its page in the Step Functions console. */
+  execution_arn?: string;
+  console_url?: string;
 }
 
 interface AslState {

@@ -5,6 +5,7 @@
  * so two redrives of one conversation deliver once.
  */
 import { randomBytes } from 'node:crypto';
+import type { ConversationRecord } from '../../functions/domain/conversation.ts';
 import {
   redeliveryContext,
   redeliveryExecutionName,
@@ -14,7 +15,9 @@ import {
   type Redeliver,
   type RedeliveryResult,
   redeliverHeld,
+  resend,
   runSchedule,
+  type ScheduleGate,
   type ScheduleLog,
 } from '../../functions/shared/redelivery.ts';
 import type { ExecutionStore } from '../store/execution-store.ts';
@@ -62,12 +65,24 @@ export class LocalRedelivery {
   private sweeping: Promise<RedeliveryResult[]> | null = null;
   private readonly redrives = new Set<Promise<unknown>>();
 
+  /**
+   * `gate`: made for each run of the schedule (endpointGate: it reads each receiver once per run); none: every due
+   * envelope is redelivered.
+   */
   constructor(
     private readonly store: LocalFailedDeliveryStore,
     workflow: LocalWorkflow,
     executions: ExecutionStore,
+    private readonly gate?: () => ScheduleGate | undefined,
   ) {
     this.redeliver = localRedeliver(store, workflow, executions);
+  }
+
+  /** An operator's resend of a delivered conversation (the caller checked resendRefusal). */
+  resend(record: ConversationRecord): Promise<RedeliveryResult> {
+    const run = resend(record, this.redeliver, new Date());
+    this.redrives.add(run);
+    return run.finally(() => this.redrives.delete(run));
   }
 
   /** An operator's redrive of one conversation, due or not, pending or dead. */
@@ -96,6 +111,7 @@ export class LocalRedelivery {
         minHoldSeconds: 0,
         log: LOCAL_LOG,
         onResult: (result) => results.push(result),
+        gate: this.gate?.(),
       });
       return results;
     })().finally(() => {

@@ -24,13 +24,19 @@ export interface ConversationSummary extends FilterableConversation {
   query: string;
 }
 
-export function summarize(conversationId: string, executions: ExecutionRecord[]): ConversationSummary | null {
-  const latest = executions.at(-1);
-  const record =
+/** The latest record any of a conversation's executions carries (the original and every redelivery). */
+export function latestRecord(executions: ExecutionRecord[]): ConversationRecord | null {
+  return (
     [...executions]
       .reverse()
       .map(recordOf)
-      .find((r) => r !== null) ?? null;
+      .find((r) => r !== null) ?? null
+  );
+}
+
+export function summarize(conversationId: string, executions: ExecutionRecord[]): ConversationSummary | null {
+  const latest = executions.at(-1);
+  const record = latestRecord(executions);
   if (!latest || !record) return null;
   return {
     conversation_id: conversationId,

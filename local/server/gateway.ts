@@ -9,6 +9,8 @@ import {
   STATUS_ROUTE_PREFIX,
 } from '../../functions/domain/gateway-contract.ts';
 import { injectClientSettings } from '../../functions/shared/clients/injected-settings.ts';
+import { endpointStore } from '../../functions/shared/endpoint-store.ts';
+import { endpointGate } from '../../functions/shared/redelivery.ts';
 import { DEFAULTS, type Settings, settings } from '../../functions/shared/settings.ts';
 import { consoleRoutes } from '../console/index.ts';
 import type { ExecutionRecord, LocalWorkflow } from '../engine/engine.ts';
@@ -161,9 +163,11 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     if (!userSettings.idempotencyTableName) defaults.IDEMPOTENCY_DIR = path.join(options.dataDir, 'idempotency');
     if (!userSettings.statusTableName) defaults.STATUS_DIR = path.join(options.dataDir, 'status');
     if (!userSettings.threadTableName) defaults.THREAD_DIR = path.join(options.dataDir, 'threads');
+    if (!userSettings.deliveriesTableName) defaults.DELIVERIES_DIR = path.join(options.dataDir, 'deliveries');
     if (!process.env.DELIVERY_SIGNING_SECRETS && !process.env.DELIVERY_SIGNING_SECRETS_ARN) {
       const made = await localDeliverySecrets(options.dataDir);
-      defaults.DELIVERY_SIGNING_SECRETS = made.json;
+      // Read by Deliver from the file (again whenever it changes: `endpoints set <type> --secret` rotates a secret).
+      defaults.DELIVERY_SIGNING_SECRETS_FILE = made.file;
       deliverySecretsFile = made.file;
       if (made.fixedMode)
         console.warn(
@@ -179,7 +183,8 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     await dataDirLock.release();
     throw error;
   }
-  const config = settings(handlerEnv);
+  // What the user set, with the local defaults where they set nothing.
+  const config = settings({ ...process.env, ...handlerEnv });
   const s3Endpoint = handlerEnv.AWS_ENDPOINT_URL_S3!;
   const bucket = config.exportBucket!;
   /** The SQL engine over this gateway's exports, for the console's Analytics page (DuckDB is loaded on first use). */
@@ -211,7 +216,11 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     undefined,
     async (params) => startRun(params as StartExecutionParameters),
   );
-  const redelivery = new LocalRedelivery(failedDeliveries, redeliveryWorkflow, executions);
+  // The receivers' run-time state: the handlers reach it through DELIVERIES_DIR (or a table), so does the schedule.
+  const endpoints = endpointStore()!;
+  const redelivery = new LocalRedelivery(failedDeliveries, redeliveryWorkflow, executions, () =>
+    endpointGate(endpoints, config.breaker),
+  );
   try {
     // What a crash of the previous process left in flight ends now, before any request (or redelivery) is taken.
     journal = await ExecutionJournal.open(path.join(options.dataDir, 'journal'), { holds: options.onTestHold });
@@ -296,7 +305,14 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     baseUrl: url,
     onExecution: options.onExecution,
   };
-  const operator = operatorRoutes({ failedDeliveries, redelivery });
+  const operator = operatorRoutes({
+    failedDeliveries,
+    redelivery,
+    executions,
+    endpoints,
+    deployedUrls: config.deliveryUrls,
+    breaker: config.breaker,
+  });
   // On a loopback-only listener every legitimate caller is on this machine and names it so: a rebound DNS name is a
   // page on another origin (DNS rebinding), refused even on the public routes. The helper routes (sample agent,
   // receiver) and the operator surfaces answer the local operator only, however the gateway is bound.
@@ -341,7 +357,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
           GET: loopbackOnly(async (_req, res, m) => sendJson(res, 200, receiver.byType(m[1]!))),
         },
       },
-      { path: /^\/local\/deliveries(\/.*)?$/, mount: operator },
+      { path: /^\/local\/(deliveries|endpoints)(\/.*)?$/, mount: operator },
       {
         path: /^\/console(\/.*)?$/,
         mount: consoleRoutes({

@@ -1,33 +1,133 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { WEBHOOK_TYPES, type WebhookType } from '../../functions/domain/conversation.ts';
 import { isConversationId } from '../../functions/domain/conversation-id.ts';
+import type { BreakerPolicy } from '../../functions/domain/endpoints.ts';
+import { redriveCandidates, resendRefusal } from '../../functions/domain/failed-delivery.ts';
 import { errorBody } from '../../functions/domain/gateway-contract.ts';
+import type { EndpointStore } from '../../functions/shared/endpoint-store.ts';
+import type { RedeliveryResult } from '../../functions/shared/redelivery.ts';
 import type { LocalRedelivery } from '../engine/redelivery.ts';
+import { latestRecord } from '../history/conversations.ts';
+import { endpointViews } from '../history/endpoints.ts';
+import type { ExecutionStore } from '../store/execution-store.ts';
 import type { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
 import { sendJson } from './http.ts';
 import { isLoopbackCaller } from './loopback.ts';
 import { type RouteHandler, router } from './router.ts';
 
-/** /local/deliveries: what `webhook-gateway deliveries` and the console's Redrive button call. Loopback only. */
-export function operatorRoutes(ctx: {
+export interface OperatorContext {
   failedDeliveries: LocalFailedDeliveryStore;
   redelivery: LocalRedelivery;
-}): RouteHandler {
+  executions: ExecutionStore;
+  /** The receivers' run-time state (LOCAL_DATA_DIR/deliveries), and the URLs the gateway was started with. */
+  endpoints: EndpointStore;
+  deployedUrls: Record<WebhookType, string | null>;
+  breaker: BreakerPolicy;
+}
+
+const badRequest = (res: ServerResponse, message: string) => sendJson(res, 400, errorBody('VALIDATION_ERROR', message));
+
+/** `?since=ISO&type=T` of a recover (redrive --all); null with the reason when a value cannot be used. */
+function recoverFilter(req: IncomingMessage): { since: number | null; type: string | null } | string {
+  const params = new URL(req.url ?? '/', 'http://local').searchParams;
+  const since = params.get('since') || null;
+  const type = params.get('type') || null;
+  const sinceMs = since === null ? null : Date.parse(since);
+  if (sinceMs !== null && Number.isNaN(sinceMs)) return `since must be an ISO 8601 date or date-time, got "${since}"`;
+  if (type !== null && !(WEBHOOK_TYPES as readonly string[]).includes(type))
+    return `type must be one of ${WEBHOOK_TYPES.join(', ')}, got "${type}"`;
+  return { since: sinceMs, type };
+}
+
+/**
+ * /local/deliveries and /local/endpoints: what `webhook-gateway deliveries redrive | resend` and the console's
+ * buttons call (the endpoints commands write the store's files themselves). Loopback only.
+ */
+export function operatorRoutes(ctx: OperatorContext): RouteHandler {
+  const conversationId = (res: ServerResponse, raw: string): string | null => {
+    const id = decodeURIComponent(raw);
+    if (isConversationId(id)) return id;
+    badRequest(res, `"${id}" is not a conversation id`);
+    return null;
+  };
+  const views = async () =>
+    endpointViews(ctx.endpoints, await ctx.failedDeliveries.list(), ctx.deployedUrls, ctx.breaker);
+  const endpointAction =
+    (act: (type: WebhookType) => Promise<unknown>) =>
+    async (_req: IncomingMessage, res: ServerResponse, match: RegExpExecArray) => {
+      const type = match[1] as WebhookType;
+      await act(type);
+      sendJson(
+        res,
+        200,
+        (await views()).find((v) => v.webhook_type === type),
+      );
+    };
+  const typePath = `(${WEBHOOK_TYPES.join('|')})`;
   const routes = router([
     {
       path: /^\/local\/deliveries$/,
       methods: { GET: async (_req, res) => sendJson(res, 200, await ctx.failedDeliveries.list()) },
     },
     {
+      path: /^\/local\/deliveries\/plan$/,
+      methods: {
+        GET: async (req, res) => {
+          const filter = recoverFilter(req);
+          if (typeof filter === 'string') return badRequest(res, filter);
+          const planned = redriveCandidates(await ctx.failedDeliveries.list(), filter);
+          sendJson(res, 200, { count: planned.length, deliveries: planned.map(planRow) });
+        },
+      },
+    },
+    {
+      path: /^\/local\/deliveries\/redrive$/,
+      methods: {
+        POST: async (req, res) => {
+          const filter = recoverFilter(req);
+          if (typeof filter === 'string') return badRequest(res, filter);
+          const planned = redriveCandidates(await ctx.failedDeliveries.list(), filter);
+          const results: RedeliveryResult[] = [];
+          for (const e of planned) results.push(await ctx.redelivery.redrive(e.conversation_id));
+          const counts: Record<string, number> = {};
+          for (const r of results) counts[r.status] = (counts[r.status] ?? 0) + 1;
+          sendJson(res, 200, { count: planned.length, counts, results });
+        },
+      },
+    },
+    {
       path: /^\/local\/deliveries\/([^/]+)\/redrive$/,
       methods: {
         POST: async (_req, res, match) => {
-          const id = decodeURIComponent(match[1]!);
-          if (!isConversationId(id))
-            return sendJson(res, 400, errorBody('VALIDATION_ERROR', `"${id}" is not a conversation id`));
+          const id = conversationId(res, match[1]!);
+          if (!id) return;
           const result = await ctx.redelivery.redrive(id);
           sendJson(res, result.status === 'not_found' ? 404 : 200, result);
         },
       },
+    },
+    {
+      path: /^\/local\/deliveries\/([^/]+)\/resend$/,
+      methods: {
+        POST: async (_req, res, match) => {
+          const id = conversationId(res, match[1]!);
+          if (!id) return;
+          const record = latestRecord(await ctx.executions.executions(id));
+          if (!record) return sendJson(res, 404, errorBody('NOT_FOUND', `no conversation ${id} in the local history`));
+          const refused = resendRefusal(record, await ctx.failedDeliveries.get(id));
+          if (refused) return sendJson(res, 409, errorBody('RESEND_REFUSED', refused));
+          sendJson(res, 200, await ctx.redelivery.resend(record));
+        },
+      },
+    },
+    { path: /^\/local\/endpoints$/, methods: { GET: async (_req, res) => sendJson(res, 200, await views()) } },
+    {
+      path: new RegExp(`^/local/endpoints/${typePath}/pause$`),
+      methods: { POST: endpointAction((type) => ctx.endpoints.configure(type, { paused: true }, new Date())) },
+    },
+    {
+      path: new RegExp(`^/local/endpoints/${typePath}/resume$`),
+      methods: { POST: endpointAction((type) => ctx.endpoints.resume(type, new Date())) },
     },
   ]);
   return async (req: IncomingMessage, res: ServerResponse) => {
@@ -35,5 +135,21 @@ export function operatorRoutes(ctx: {
     if (!isLoopbackCaller(req))
       return sendJson(res, 403, errorBody('FORBIDDEN', 'operator endpoints answer loopback callers only'));
     return routes(req, res);
+  };
+}
+
+function planRow(e: {
+  conversation_id: string;
+  webhook_type: string;
+  state: string;
+  attempts: unknown[];
+  created_at: string;
+}) {
+  return {
+    conversation_id: e.conversation_id,
+    webhook_type: e.webhook_type,
+    state: e.state,
+    attempts: e.attempts.length,
+    created_at: e.created_at,
   };
 }

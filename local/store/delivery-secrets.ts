@@ -12,11 +12,13 @@ import { readJson, writeJsonAtomic } from './json-files.ts';
  */
 const SECRET_FILE_MODE = 0o600;
 
+const deliverySecretsFile = (dataDir: string) => path.join(dataDir, 'delivery-signing-secrets.json');
+
 export async function localDeliverySecrets(
   dataDir: string,
 ): Promise<{ json: string; file: string; fixedMode: string | null }> {
-  const file = path.join(dataDir, 'delivery-signing-secrets.json');
-  let secrets = await readJson<Record<string, string>>(file);
+  const file = deliverySecretsFile(dataDir);
+  let secrets = await readJson<Record<string, string | string[]>>(file);
   let fixedMode: string | null = null;
   if (!secrets) {
     secrets = Object.fromEntries(WEBHOOK_TYPES.map((t) => [t, `whsec_${randomBytes(24).toString('base64')}`]));
@@ -29,4 +31,21 @@ export async function localDeliverySecrets(
     }
   }
   return { json: JSON.stringify(secrets), file, fixedMode };
+}
+
+/**
+ * Change one type's secrets in the local file (`endpoints set <type> --secret`), made first if the gateway never
+ * started: the running gateway's Deliver reads the file again when it changes (DELIVERY_SIGNING_SECRETS_FILE).
+ */
+export async function changeLocalDeliverySecrets(
+  dataDir: string,
+  type: string,
+  change: (current: string[]) => string[],
+): Promise<{ file: string; secrets: string[] }> {
+  const { file } = await localDeliverySecrets(dataDir);
+  const all = (await readJson<Record<string, string | string[]>>(file)) ?? {};
+  const current = all[type];
+  const secrets = change(current === undefined ? [] : Array.isArray(current) ? current : [current]);
+  await writeJsonAtomic(file, { ...all, [type]: secrets.length === 1 ? secrets[0] : secrets }, SECRET_FILE_MODE);
+  return { file, secrets };
 }

@@ -147,11 +147,11 @@ describe('Deliver: Retry on transient failures, Catch to the failed-delivery sto
       }
     };
 
-    it('a slow agent leaves no time: no attempt, the answer comes back with retrying, and the schedule delivers it as attempt 1', async () => {
+    it('a slow agent leaves no time: no attempt, the answer comes back queued, and the schedule delivers it as attempt 1', async () => {
       world.agent.behave(() => ({ delayMs: 700, payload: { response: 'Top deals closing this quarter: Acme.' } }));
       const res = await withEnv({ RESPONSE_TIMEOUT_MS: '4800' }, () => world.post(SEED_REQUEST));
       expect(res.status).toBe(200);
-      expect(res.body.tracking.delivery_status).toBe('retrying');
+      expect(res.body.tracking.delivery_status).toBe('queued');
       expect(world.receiver.received).toHaveLength(0);
       const id = res.body.conversation_id as string;
       expect((await stateEvents(id, 'Deliver')).filter((e) => e.type === 'StateRetried')).toHaveLength(0);
@@ -165,7 +165,7 @@ describe('Deliver: Retry on transient failures, Catch to the failed-delivery sto
         /^deferred: no time left for a delivery attempt before \S+Z, when the caller's answer is due/,
       );
       const exported = await world.getJson(`${folderOf(id)}conversation.json`);
-      expect(exported.conversation.webhook_context.delivery_status).toBe('retrying');
+      expect(exported.conversation.webhook_context.delivery_status).toBe('queued');
       expect(exported.conversation.execution.delivery_attempts).toEqual([]);
 
       expect((await world.gateway.redelivery.redrive(id)).status).toBe('delivered');

@@ -233,9 +233,18 @@ describe('S3 refuses the export at the end of a conversation', () => {
     expect(world.receiver.received).toHaveLength(1);
     const exported = await world.getJson(`${folderOf(id)}conversation.json`);
     expect(exported.conversation.webhook_context.delivery_status).toBe('delivered');
-    expect(exported.conversation.execution.delivery_attempts.map((a: { outcome: string }) => a.outcome)).toEqual([
-      'retryable',
-      'delivered',
+    // Every attempt, from the attempt log: the workflow's four, then the redelivery's.
+    expect(
+      exported.conversation.execution.delivery_attempts.map((a: { outcome: string; via: string }) => [
+        a.via,
+        a.outcome,
+      ]),
+    ).toEqual([
+      ['workflow', 'retryable'],
+      ['workflow', 'retryable'],
+      ['workflow', 'retryable'],
+      ['workflow', 'retryable'],
+      ['redrive', 'delivered'],
     ]);
   });
 });

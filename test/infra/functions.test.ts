@@ -35,6 +35,13 @@ afterAll(() => synth?.cleanup());
 const props = (id: string) => (resources[id] as { Properties: Record<string, Json> }).Properties;
 
 /** Each function (logical id prefix) and the variables of its own (besides the common Powertools ones). */
+/** Where the attempt log and the receivers are, and the circuit breaker's policy (Deliver, Export, the scheduler). */
+const DELIVERIES = [
+  'DELIVERIES_TABLE_NAME',
+  'ENDPOINT_FAILURE_THRESHOLD',
+  'ENDPOINT_DISABLE_AFTER_DAYS',
+  'ATTEMPT_LOG_RETENTION_DAYS',
+];
 const STAGE_FUNCTIONS = {
   Validate: [
     'INBOUND_WEBHOOK_SECRETS_ARN',
@@ -57,6 +64,7 @@ const STAGE_FUNCTIONS = {
     'GENERAL_WEBHOOK_URL',
     'DELIVERY_TIMEOUT_MS',
     'DELIVERY_SIGNING_SECRETS_ARN',
+    ...DELIVERIES,
   ],
   Export: [
     'CONVERSATION_EXPORT_S3_BUCKET',
@@ -65,6 +73,7 @@ const STAGE_FUNCTIONS = {
     'STATUS_TABLE_NAME',
     'THREAD_TABLE_NAME',
     'THREAD_TTL_DAYS',
+    ...DELIVERIES,
   ],
   ConversationStatus: ['INBOUND_WEBHOOK_SECRETS_ARN', 'REQUIRE_SIGNED_WEBHOOKS', 'STATUS_TABLE_NAME'],
   RedeliveryScheduler: [
@@ -72,6 +81,7 @@ const STAGE_FUNCTIONS = {
     'FAILED_DELIVERY_DLQ_URL',
     'REDELIVERY_STATE_MACHINE_ARN',
     'REDELIVERY_SCHEDULE',
+    ...DELIVERIES,
   ],
 } as const;
 type FunctionKey = keyof typeof STAGE_FUNCTIONS;

@@ -115,7 +115,7 @@ describe('dashboard', () => {
 });
 
 describe('alarms', () => {
-  it('are these twelve, named after the stack, OK when data is missing, with no action without alarmEmail', () => {
+  it('are these sixteen, named after the stack, OK when data is missing, with no action without alarmEmail', () => {
     const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm')).map((a) => a.Properties);
     expect(alarms.map((a) => a.AlarmName).sort()).toEqual(
       [
@@ -131,6 +131,10 @@ describe('alarms', () => {
         'DeliveryFailures-data_analysis',
         'DeliveryFailures-lead_analysis',
         'DeliveryFailures-general',
+        'EndpointDisabled-deal_analysis',
+        'EndpointDisabled-data_analysis',
+        'EndpointDisabled-lead_analysis',
+        'EndpointDisabled-general',
       ]
         .sort()
         .map((name) => `${synth.stack.stackName}-${name}`),

@@ -165,7 +165,7 @@ describe('redelivery scheduler', () => {
     });
   });
 
-  it('may work the failed-delivery queue, dead-letter, and start the redelivery workflow: nothing else', () => {
+  it('may work the failed-delivery queue, dead-letter, start the redelivery workflow and read the receivers: nothing else', () => {
     const own = ownStatements(schedulerRole()).map((s) => ({
       actions: actionsOf(s.statement).sort(),
       resources: resourcesOf(s.statement),
@@ -183,6 +183,10 @@ describe('redelivery scheduler', () => {
       },
       { actions: ['sqs:SendMessage'], resources: [{ 'Fn::GetAtt': [dlqId(), 'Arn'] }] },
       { actions: ['states:StartSyncExecution'], resources: [{ Ref: redeliveryId() }] },
+      {
+        actions: ['dynamodb:BatchGetItem', 'dynamodb:GetItem'],
+        resources: [{ 'Fn::GetAtt': [logicalId(template, 'AWS::DynamoDB::Table', 'DeliveriesTable'), 'Arn'] }],
+      },
     ]);
     // SSE-SQS: no customer-managed key to grant.
     expect(props(queueId()).KmsMasterKeyId).toBeUndefined();

@@ -251,7 +251,7 @@ describe('statemachine/conversation.asl.json', () => {
       Next: 'QueueFailedExport',
     });
     expect(queued.Choices[1].Next).toBe('AnswerWithoutExport');
-    expect(queued.Choices[1].Or.map((c: any) => c.StringEquals).sort()).toEqual(['failed', 'retrying']);
+    expect(queued.Choices[1].Or.map((c: any) => c.StringEquals).sort()).toEqual(['failed', 'queued', 'retrying']);
     expect(definition.States.QueueFailedExport).toMatchObject({
       Resource: 'arn:aws:states:::sqs:sendMessage',
       Parameters: {

@@ -47,6 +47,11 @@ const GATEWAY_VARIABLES = [
   'API_KEYS',
   'SOURCE_API_KEY_IDS',
   'REDELIVERY_POLL_MS',
+  'ENDPOINT_FAILURE_THRESHOLD',
+  'ENDPOINT_DISABLE_AFTER_DAYS',
+  'DELIVERIES_DIR',
+  'DELIVERIES_TABLE_NAME',
+  'DELIVERY_SIGNING_SECRETS_FILE',
   ...Object.values(DELIVERY_URL_VARIABLES),
 ];
 
@@ -80,6 +85,9 @@ export async function startWorld(
   process.env.MANAGER_AGENT_TIMEOUT_MS = '2000';
   process.env.DELIVERY_TIMEOUT_MS = '1000';
   process.env.REDELIVERY_POLL_MS = '0'; // the automatic schedule is off unless a test turns it on
+  // One receiver serves every test of a file, most of them failing it on purpose: its circuit breaker stays closed
+  // unless a test is about the breaker (it passes its own ENDPOINT_FAILURE_THRESHOLD).
+  process.env.ENDPOINT_FAILURE_THRESHOLD = '1000';
   for (const type of WEBHOOK_TYPES) process.env[DELIVERY_URL_VARIABLES[type]] = receiver.urlFor(type);
   Object.assign(process.env, env);
   const dataDir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-test-'));

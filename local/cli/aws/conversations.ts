@@ -43,6 +43,16 @@ export function awsExportBucket(clients: AwsClients, stack: ConversationStack): 
   };
 }
 
+/**
+ * An Express execution's page in the Step Functions console: the console reads Express histories from the execution
+ * log group, around `startDate` (epoch ms), so the link carries the execution's start.
+ */
+function executionConsoleUrl(arn: string, startedAtMs: number): string {
+  const region = arn.split(':')[3] || 'us-east-1';
+  const host = arn.startsWith('arn:aws-cn:') ? `${region}.console.amazonaws.cn` : `${region}.console.aws.amazon.com`;
+  return `https://${host}/states/home?region=${region}#/express-executions/details/${arn}?startDate=${startedAtMs}`;
+}
+
 /** Fold the Express log group's events of one execution into the local history shape. */
 export function executionFromLogEvents(arn: string, events: Record<string, unknown>[]): ExecutionRecord {
   const parts = arn.split(':');
@@ -87,6 +97,8 @@ export function executionFromLogEvents(arn: string, events: Record<string, unkno
     stopped_at: new Date(stopped).toISOString(),
     input: null,
     events: history,
+    execution_arn: arn,
+    console_url: executionConsoleUrl(arn, started),
     ...(error ? { error } : {}),
     ...(cause ? { cause } : {}),
   };

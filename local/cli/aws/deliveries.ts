@@ -5,14 +5,15 @@
  */
 import { GetQueueAttributesCommand, type QueueAttributeName } from '@aws-sdk/client-sqs';
 import { isConversationId } from '../../../functions/domain/conversation-id.ts';
-import type { FailedDeliveryEnvelope } from '../../../functions/domain/failed-delivery.ts';
+import { exportKey, recordFromExport } from '../../../functions/domain/export-formats.ts';
+import { type FailedDeliveryEnvelope, resendRefusal } from '../../../functions/domain/failed-delivery.ts';
 import {
   type QueuedEnvelope,
   REDELIVERY_VISIBILITY_SECONDS,
   SqsFailedDeliveryQueue,
   type UnreadableMessage,
 } from '../../../functions/shared/failed-delivery-queue.ts';
-import { type RedeliveryResult, redeliverHeld } from '../../../functions/shared/redelivery.ts';
+import { type RedeliveryResult, redeliverHeld, resend } from '../../../functions/shared/redelivery.ts';
 import { stepFunctionsRedeliver } from '../../../functions/shared/redelivery-execution.ts';
 import { settings } from '../../../functions/shared/settings.ts';
 import { age, CliError, parseSince, stateLabel } from '../shared.ts';
@@ -296,4 +297,33 @@ export async function awsDeliveriesRedrive(
         .join(', ')}`,
     );
   return (counts.failed ?? 0) + (counts.error ?? 0) > 0 ? 1 : 0;
+}
+
+/**
+ * `deliveries resend <id> --aws`: the conversation as exported (conversation.json, the system of record) delivered
+ * once more through the stack's redelivery workflow, under its delivery id; the workflow's Export rewrites the files
+ * with the new attempt. Refused, with the reason, for a conversation that is not delivered (that is a redrive).
+ */
+export async function awsDeliveriesResend(
+  clients: AwsClients,
+  stackName: string,
+  id: string,
+): Promise<RedeliveryResult> {
+  const stack = await readStack(clients, stackName);
+  const bucket = requireOutput(stack, 'exportBucket');
+  const stateMachine = requireOutput(stack, 'redeliveryStateMachineArn');
+  const { readText } = await import('../../store/export-bucket.ts');
+  const text = await readText(
+    { client: clients.s3, bucket, endpoint: `s3://${bucket}`, via: 'running', close: async () => {} },
+    exportKey(id, 'conversation.json'),
+  );
+  const record = text === null ? null : recordFromExport(JSON.parse(text));
+  if (!record) throw new CliError(`no export of ${id} in s3://${bucket}/${exportKey(id, 'conversation.json')}`);
+  const refused =
+    resendRefusal(record, null) ??
+    (record.webhook_context.delivery_status === 'delivered'
+      ? null
+      : `${id} is not delivered (${record.webhook_context.delivery_status}): redrive it instead (deliveries redrive ${id} --aws)`);
+  if (refused) throw new CliError(refused);
+  return resend(record, stepFunctionsRedeliver(clients.sfn, stateMachine), new Date());
 }

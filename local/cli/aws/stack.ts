@@ -4,7 +4,10 @@
  */
 import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
 import { CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { LambdaClient } from '@aws-sdk/client-lambda';
 import { S3Client } from '@aws-sdk/client-s3';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SFNClient } from '@aws-sdk/client-sfn';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { CliError, DEFAULT_STACK_NAME } from '../shared.ts';
@@ -20,6 +23,10 @@ export const AWS_STACK_OUTPUTS = {
   redeliveryLogGroup: 'RedeliveryExecutionLogGroupName',
   analyticsDatabase: 'AnalyticsDatabaseName',
   analyticsWorkGroup: 'AnalyticsWorkGroupName',
+  stateMachineArn: 'StateMachineArn',
+  deliveriesTable: 'DeliveriesTableName',
+  deliverFunction: 'DeliverFunctionName',
+  deliverySigningSecretsArn: 'DeliverySigningSecretsArn',
 } as const;
 
 export type StackOutput = keyof typeof AWS_STACK_OUTPUTS;
@@ -30,6 +37,9 @@ export interface AwsClients {
   sfn: SFNClient;
   s3: S3Client;
   logs: CloudWatchLogsClient;
+  dynamodb: DynamoDBClient;
+  lambda: LambdaClient;
+  secrets: SecretsManagerClient;
 }
 
 export function createAwsClients(region?: string): AwsClients {
@@ -41,6 +51,9 @@ export function createAwsClients(region?: string): AwsClients {
     sfn: new SFNClient({ ...config, maxAttempts: 1 }),
     s3: new S3Client(config),
     logs: new CloudWatchLogsClient(config),
+    dynamodb: new DynamoDBClient(config),
+    lambda: new LambdaClient(config),
+    secrets: new SecretsManagerClient(config),
   };
 }
 

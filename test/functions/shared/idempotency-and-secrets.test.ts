@@ -10,7 +10,7 @@ import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-sec
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { idempotencyStore } from '../../../functions/shared/idempotency-store.ts';
-import { deliverySecret, inboundPolicy } from '../../../functions/shared/secrets.ts';
+import { deliverySecrets, inboundPolicy } from '../../../functions/shared/secrets.ts';
 
 /** The AWS adapters of the idempotency store and the secrets, against mocked DynamoDB and Secrets Manager (never real AWS). */
 const dynamo = mockClient(DynamoDBClient);
@@ -147,6 +147,7 @@ describe('DynamoDB idempotency store (IDEMPOTENCY_TABLE_NAME)', () => {
 
 describe('signing secrets from Secrets Manager (…_ARN)', () => {
   const CURRENT = `whsec_${Buffer.from('c'.repeat(32)).toString('base64')}`;
+  const NEXT = `whsec_${Buffer.from('n'.repeat(32)).toString('base64')}`;
 
   it('reads the inbound secrets once and caches them', async () => {
     process.env.INBOUND_WEBHOOK_SECRETS_ARN = 'arn:aws:secretsmanager:us-east-1:123456789012:secret:inbound';
@@ -159,16 +160,19 @@ describe('signing secrets from Secrets Manager (…_ARN)', () => {
     });
   });
 
-  it('the delivery secret of a type, or none; a malformed secret is an error naming it', async () => {
+  it('the delivery secrets of a type (two during a rotation), or none; a malformed secret is an error naming it', async () => {
     process.env.DELIVERY_SIGNING_SECRETS_ARN = 'arn:aws:secretsmanager:us-east-1:123456789012:secret:delivery';
-    secrets.on(GetSecretValueCommand).resolves({ SecretString: JSON.stringify({ deal_analysis: CURRENT }) });
-    expect(await deliverySecret('deal_analysis')).toBe(CURRENT);
-    expect(await deliverySecret('general')).toBeNull();
+    secrets
+      .on(GetSecretValueCommand)
+      .resolves({ SecretString: JSON.stringify({ deal_analysis: CURRENT, data_analysis: [NEXT, CURRENT] }) });
+    expect(await deliverySecrets('deal_analysis')).toEqual([CURRENT]);
+    expect(await deliverySecrets('data_analysis')).toEqual([NEXT, CURRENT]);
+    expect(await deliverySecrets('general')).toEqual([]);
     process.env.DELIVERY_SIGNING_SECRETS_ARN = 'arn:aws:secretsmanager:us-east-1:123456789012:secret:broken';
     secrets
       .on(GetSecretValueCommand, { SecretId: process.env.DELIVERY_SIGNING_SECRETS_ARN })
       .resolves({ SecretString: '{"general": "plain"}' });
-    await expect(deliverySecret('general')).rejects.toThrow(
+    await expect(deliverySecrets('general')).rejects.toThrow(
       /DELIVERY_SIGNING_SECRETS\.general\[0\]: secrets must be "whsec_"/,
     );
   });

@@ -26,6 +26,11 @@ describe('settings', () => {
       threadTableName: undefined,
       threadDir: undefined,
       threadTtlDays: 30,
+      deliveriesTableName: undefined,
+      deliveriesDir: undefined,
+      deliverySigningSecretsFile: undefined,
+      breaker: { failureThreshold: 5, disableAfterMs: 5 * 86_400_000 },
+      attemptLogRetentionDays: 90,
     });
     expect(DEFAULTS.exportBucket).toBe('revops-conversations');
     expect(DEFAULTS.stackName).toBe('WebhookConversationGateway');
@@ -47,8 +52,11 @@ describe('settings', () => {
       RESPONSE_TIMEOUT_MS: '',
       REDELIVERY_SCHEDULE: '1s,2m',
       REQUIRE_SIGNED_WEBHOOKS: 'true',
+      ENDPOINT_FAILURE_THRESHOLD: '3',
+      ENDPOINT_DISABLE_AFTER_DAYS: '0',
     });
     expect(read).toMatchObject({
+      breaker: { failureThreshold: 3, disableAfterMs: 0 },
       exportBucket: 'exports',
       exportEnabled: false,
       agentTimeoutMs: 1500,

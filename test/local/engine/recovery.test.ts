@@ -158,9 +158,13 @@ describe('a delivered conversation, cut after each journal line', () => {
           const envelope = await world.gateway.failedDeliveries.get(id);
           expect(envelope, label).toMatchObject({ state: 'pending', delivery_id: deliveryId });
         }
+        // The cut attempt: the record only knows it was cut; here the receiver had answered and the attempt log
+        // kept its answer, which the export shows instead (a crash before the log line leaves the 'interrupted' one).
         if (label === 'in:Deliver')
           expect(record.execution.delivery_attempts.at(-1)).toMatchObject({
-            error: expect.stringMatching(/^interrupted/),
+            attempt: 1,
+            outcome: 'delivered',
+            response: { status: 200 },
           });
       } else {
         expect(record.execution.status, label).toBe('completed');

@@ -53,13 +53,18 @@ describe('automatic redelivery on the schedule', () => {
     const record = await world.getJson(`${folderOf(body.conversation_id)}conversation.json`);
     expect(record.conversation.webhook_context.delivery_status).toBe('delivered');
     const attempts = record.conversation.execution.delivery_attempts;
+    // Every attempt, the in-workflow retries too (the attempt log keeps them), each with what the receiver said.
     expect(attempts.map((a: { outcome: string; via: string }) => `${a.via}:${a.outcome}`)).toEqual([
+      'workflow:retryable',
+      'workflow:retryable',
+      'workflow:retryable',
       'workflow:retryable',
       'schedule:delivered',
     ]);
-    expect(attempts.map((a: { attempt: number }) => a.attempt)).toEqual([1, 2]);
+    expect(attempts.map((a: { attempt: number }) => a.attempt)).toEqual([1, 2, 3, 4, 5]);
+    expect(attempts.map((a: { response: { status: number } }) => a.response.status)).toEqual([503, 503, 503, 503, 200]);
     expect(record.conversation.execution.executions).toHaveLength(2);
-    expect(record.conversation.execution.executions[1]).toMatch(new RegExp(`^${body.conversation_id}-redelivery-2-`));
+    expect(record.conversation.execution.executions[1]).toMatch(new RegExp(`^${body.conversation_id}-redelivery-5-`));
 
     const executions = await world.gateway.executions.executions(body.conversation_id);
     expect(executions.map((e) => e.state_machine)).toEqual(['conversation', 'redelivery']);
@@ -129,10 +134,11 @@ describe('automatic redelivery on the schedule', () => {
       next_due_at: null,
       scheduled_attempts: 2,
     });
-    expect(envelope.attempts).toHaveLength(3);
+    // The envelope keeps the short attempts the state carried; the export every attempt (the log's).
+    expect(envelope.attempts.map((a) => a.attempt)).toEqual([4, 5, 6]);
     record = await world.getJson(`${folderOf(body.conversation_id)}conversation.json`);
     expect(record.conversation.webhook_context.delivery_status).toBe('failed');
-    expect(record.conversation.execution.delivery_attempts).toHaveLength(3);
+    expect(record.conversation.execution.delivery_attempts).toHaveLength(6);
   });
 
   it('Retry-After on 429/503 is honoured when it asks for more than the schedule', async () => {

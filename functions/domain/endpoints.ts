@@ -1,0 +1,242 @@
+import type { DeliveryAttempt, WebhookType } from './conversation.ts';
+
+/**
+ * Receivers (one per webhook type) as run-time state (docs/operations.md#receivers): what an operator configured —
+ * a URL that overrides the deployed one, an outbound rate, a pause — and how the receiver has been doing: the circuit
+ * breaker's failure streak, its probe lease and whether it was disabled. Pure; the endpoint store
+ * (functions/shared/endpoint-store.ts: DynamoDB on AWS, files locally) keeps it, Deliver and the schedule consult it.
+ */
+export interface EndpointConfig {
+  /** Overrides the deploy-time URL (DEAL_ANALYSIS_WEBHOOK_URL…, CDK context dealAnalysisWebhookUrl…). */
+  url?: string;
+  /** Deliveries per second to this receiver, counted across every Deliver running (every Lambda, on AWS). */
+  rate_per_second?: number;
+  paused?: boolean;
+  /** When the operator paused it. */
+  paused_at?: string;
+  updated_at?: string;
+}
+
+export interface EndpointHealth {
+  /** Failed attempts since the last success. */
+  consecutive_failures: number;
+  /** The first failure of the current streak; null while healthy. */
+  failing_since: string | null;
+  last_success_at: string | null;
+  last_failure_at: string | null;
+  last_error: string | null;
+  /** While failing: no probe before this time (one probe at a time, and a pause after a failed one). */
+  probe_until: string | null;
+  /** Set when the receiver failed for the policy's disableAfterMs: nothing is attempted until it is resumed. */
+  disabled_at: string | null;
+}
+
+export interface Endpoint {
+  webhook_type: WebhookType;
+  config: EndpointConfig;
+  health: EndpointHealth;
+}
+
+export const NEW_HEALTH: EndpointHealth = {
+  consecutive_failures: 0,
+  failing_since: null,
+  last_success_at: null,
+  last_failure_at: null,
+  last_error: null,
+  probe_until: null,
+  disabled_at: null,
+};
+
+/** The circuit breaker's settings (ENDPOINT_FAILURE_THRESHOLD, ENDPOINT_DISABLE_AFTER_DAYS). */
+export interface BreakerPolicy {
+  /** Consecutive failures after which the receiver is failing: no in-workflow retries, one probe at a time. */
+  failureThreshold: number;
+  /** How long a receiver may fail (since the first failure of its streak) before it is disabled; 0: never. */
+  disableAfterMs: number;
+}
+
+export const DEFAULT_FAILURE_THRESHOLD = 5;
+export const DEFAULT_DISABLE_AFTER_DAYS = 5;
+/** After a failed probe, the next one waits this long. */
+export const PROBE_INTERVAL_MS = 15_000;
+/** A probe holds the receiver for its own timeout and this much more (a Deliver that died mid-probe frees it then). */
+export const PROBE_LEASE_MARGIN_MS = 5_000;
+
+export type EndpointStatus = 'healthy' | 'failing' | 'paused' | 'disabled';
+
+export function endpointStatus(endpoint: Pick<Endpoint, 'config' | 'health'>, policy: BreakerPolicy): EndpointStatus {
+  if (endpoint.config.paused) return 'paused';
+  if (endpoint.health.disabled_at) return 'disabled';
+  return endpoint.health.consecutive_failures >= policy.failureThreshold ? 'failing' : 'healthy';
+}
+
+/** Why no attempt is made now; the delivery waits in the failed-delivery store until the receiver may be tried. */
+export type HoldReason = 'paused' | 'disabled' | 'failing' | 'rate_limited' | 'deadline';
+
+/**
+ * What Deliver may do with a receiver: attempt; probe it (it is failing: this attempt must first take the probe lease,
+ * and a failure is not retried); or hold the delivery (paused, disabled, or failing with a probe under way or just
+ * failed). An operator's redrive or resend is an explicit decision and goes through a failing receiver, not through a
+ * paused or disabled one.
+ */
+export type Gate =
+  | { action: 'attempt' }
+  | { action: 'probe' }
+  | { action: 'hold'; reason: HoldReason; message: string };
+
+export function gateDelivery(
+  endpoint: Endpoint,
+  via: NonNullable<DeliveryAttempt['via']>,
+  policy: BreakerPolicy,
+  now: Date,
+): Gate {
+  const type = endpoint.webhook_type;
+  const { health } = endpoint;
+  switch (endpointStatus(endpoint, policy)) {
+    case 'paused':
+      return {
+        action: 'hold',
+        reason: 'paused',
+        message: `${type} is paused (since ${endpoint.config.paused_at ?? 'an operator paused it'}): held until it is resumed`,
+      };
+    case 'disabled':
+      return {
+        action: 'hold',
+        reason: 'disabled',
+        message: `${type} was disabled at ${health.disabled_at} after failing since ${health.failing_since}: held until it is resumed`,
+      };
+    case 'failing':
+      if (via === 'redrive' || via === 'resend') return { action: 'attempt' };
+      if (health.probe_until && Date.parse(health.probe_until) > now.getTime())
+        return {
+          action: 'hold',
+          reason: 'failing',
+          message: `${type} is failing (${health.consecutive_failures} consecutive failures since ${health.failing_since}; last: ${health.last_error ?? 'unknown'}): queued for the redelivery schedule while one probe at a time tests it`,
+        };
+      return { action: 'probe' };
+    default:
+      return { action: 'attempt' };
+  }
+}
+
+/** The receiver answered 2xx: healthy again; the streak and any probe lease end. */
+export function afterSuccess(health: EndpointHealth, now: Date): EndpointHealth {
+  return {
+    ...health,
+    consecutive_failures: 0,
+    failing_since: null,
+    last_success_at: now.toISOString(),
+    probe_until: null,
+  };
+}
+
+/**
+ * A failed attempt: the streak grows, the next probe waits PROBE_INTERVAL_MS, and a receiver failing for longer than
+ * the policy allows is disabled (`disabledNow`: this failure disabled it, so it is reported once).
+ */
+export function afterFailure(
+  health: EndpointHealth,
+  error: string,
+  now: Date,
+  policy: BreakerPolicy,
+): { health: EndpointHealth; disabledNow: boolean } {
+  const next: EndpointHealth = {
+    ...health,
+    consecutive_failures: health.consecutive_failures + 1,
+    failing_since: health.failing_since ?? now.toISOString(),
+    last_failure_at: now.toISOString(),
+    last_error: error.slice(0, 300),
+    probe_until: new Date(now.getTime() + PROBE_INTERVAL_MS).toISOString(),
+  };
+  const disabledNow = shouldDisable(next, now, policy);
+  return { health: disabledNow ? { ...next, disabled_at: now.toISOString() } : next, disabledNow };
+}
+
+/** Failing for at least the policy's disableAfterMs, and not disabled yet. */
+export function shouldDisable(health: EndpointHealth, now: Date, policy: BreakerPolicy): boolean {
+  if (health.disabled_at || policy.disableAfterMs <= 0 || !health.failing_since) return false;
+  if (health.consecutive_failures < policy.failureThreshold) return false;
+  return now.getTime() - Date.parse(health.failing_since) >= policy.disableAfterMs;
+}
+
+/** An operator resumed the receiver: no longer disabled, its streak forgotten (its history kept). */
+export function resumedHealth(health: EndpointHealth): EndpointHealth {
+  return { ...health, consecutive_failures: 0, failing_since: null, probe_until: null, disabled_at: null };
+}
+
+/**
+ * The outbound rate as fixed windows counted across every Deliver: `limit` attempts per `windowMs` (a rate under 1/s
+ * gets one attempt per 1/rate seconds). A window may start right after a full one, so a burst reaches at most twice
+ * the limit across a window edge.
+ */
+export function rateWindow(ratePerSecond: number): { windowMs: number; limit: number } {
+  const windowMs = Math.max(1_000, Math.ceil(1_000 / ratePerSecond));
+  return { windowMs, limit: Math.max(1, Math.floor((ratePerSecond * windowMs) / 1_000)) };
+}
+
+/** The start of the window `now` falls in (epoch ms). */
+export function windowStart(now: Date, windowMs: number): number {
+  return Math.floor(now.getTime() / windowMs) * windowMs;
+}
+
+/** How long a held delivery waits before the schedule looks at it again. */
+export function holdRecheckMs(reason: HoldReason, endpoint: Endpoint | null, now: Date): number {
+  if (reason === 'rate_limited') return 1_000;
+  if (reason === 'failing' && endpoint?.health.probe_until)
+    return Math.max(1_000, Date.parse(endpoint.health.probe_until) - now.getTime());
+  // Paused or disabled: an operator's resume may come at any time; on AWS each look costs queue requests.
+  return reason === 'failing' ? PROBE_INTERVAL_MS : 300_000;
+}
+
+/** "5/s", "0.5/s", "none": a rate as the CLI and the console show it and take it. */
+export function parseRate(text: string): number | null {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(?:\/\s*s)?\s*$/.exec(text);
+  if (/^\s*(none|off|0)\s*$/i.test(text)) return null;
+  if (!m) throw new Error(`"${text}" is not a rate: give deliveries per second, e.g. 5/s or 0.5/s (none: no limit)`);
+  const rate = Number(m[1]);
+  if (!(rate > 0) || rate > 1_000) throw new Error(`the rate must be more than 0 and at most 1000/s, got ${text}`);
+  return rate;
+}
+
+/** One receiver as the command line and the console show it. */
+export interface EndpointView {
+  webhook_type: WebhookType;
+  status: EndpointStatus;
+  /** Where its next delivery goes: the operator's URL, or the deployed one. */
+  url: string | null;
+  url_source: 'configured' | 'deployed';
+  rate_per_second: number | null;
+  paused_at: string | null;
+  last_success_at: string | null;
+  last_failure_at: string | null;
+  consecutive_failures: number;
+  failing_since: string | null;
+  disabled_at: string | null;
+  last_error: string | null;
+  /** Deliveries of this type waiting in the failed-delivery store; null when the store cannot count them by type. */
+  queued: number | null;
+}
+
+export function endpointView(
+  endpoint: Endpoint,
+  deployedUrl: string | null,
+  policy: BreakerPolicy,
+  queued: number | null,
+): EndpointView {
+  const { config, health } = endpoint;
+  return {
+    webhook_type: endpoint.webhook_type,
+    status: endpointStatus(endpoint, policy),
+    url: config.url ?? deployedUrl,
+    url_source: config.url ? 'configured' : 'deployed',
+    rate_per_second: config.rate_per_second ?? null,
+    paused_at: config.paused_at ?? null,
+    last_success_at: health.last_success_at,
+    last_failure_at: health.last_failure_at,
+    consecutive_failures: health.consecutive_failures,
+    failing_since: health.failing_since,
+    disabled_at: health.disabled_at,
+    last_error: health.last_error,
+    queued,
+  };
+}

@@ -1,0 +1,126 @@
+/**
+ * The delivery attempt log (functions/domain/attempt-log.ts): one port, two adapters chosen by configuration.
+ * - DELIVERIES_TABLE_NAME: DynamoDB (AWS). One item per attempt under `conversation#<id>`, sorted by its start, with
+ *   a TTL (ATTEMPT_LOG_RETENTION_DAYS): a PutItem per attempt (Deliver), one consistent Query per export (Export).
+ * - DELIVERIES_DIR: one JSON Lines file per conversation under `attempts/` (local; swept with the local history).
+ * - neither: no log (the record keeps its short attempts, as before).
+ */
+import { appendFile, mkdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { LoggedAttempt } from '../domain/attempt-log.ts';
+import { isConversationId } from '../domain/conversation-id.ts';
+import { dynamoDb } from './clients/dynamodb.ts';
+import { settings } from './settings.ts';
+
+export interface AttemptLog {
+  append(entry: LoggedAttempt): Promise<void>;
+  /** Every logged attempt of one conversation, oldest first. */
+  list(conversationId: string): Promise<LoggedAttempt[]>;
+}
+
+const DAY_S = 86_400;
+
+const attemptPartition = (conversationId: string) => `conversation#${conversationId}`;
+/** Sorts by start time; the number tells apart two attempts started in the same millisecond. */
+const attemptSortKey = (entry: Pick<LoggedAttempt, 'at' | 'attempt'>) =>
+  `attempt#${entry.at}#${String(entry.attempt).padStart(6, '0')}`;
+
+export class DynamoAttemptLog implements AttemptLog {
+  constructor(
+    private readonly table: string,
+    private readonly retentionDays: number,
+    private readonly client?: DynamoDBClient,
+  ) {}
+
+  async append(entry: LoggedAttempt): Promise<void> {
+    const { sdk, db } = await dynamoDb(this.client);
+    await db.send(
+      new sdk.PutItemCommand({
+        TableName: this.table,
+        Item: {
+          pk: { S: attemptPartition(entry.conversation_id) },
+          sk: { S: attemptSortKey(entry) },
+          entry: { S: JSON.stringify(entry) },
+          expires_at: { N: String(Math.floor(Date.parse(entry.at) / 1000) + this.retentionDays * DAY_S) },
+        },
+      }),
+    );
+  }
+
+  async list(conversationId: string): Promise<LoggedAttempt[]> {
+    const { sdk, db } = await dynamoDb(this.client);
+    const entries: LoggedAttempt[] = [];
+    let start: Record<string, import('@aws-sdk/client-dynamodb').AttributeValue> | undefined;
+    do {
+      const page = await db.send(
+        new sdk.QueryCommand({
+          TableName: this.table,
+          KeyConditionExpression: 'pk = :pk AND begins_with(sk, :attempt)',
+          ExpressionAttributeValues: { ':pk': { S: attemptPartition(conversationId) }, ':attempt': { S: 'attempt#' } },
+          // Deliver wrote the last one a moment ago, in the state before Export.
+          ConsistentRead: true,
+          ExclusiveStartKey: start,
+        }),
+      );
+      for (const item of page.Items ?? []) {
+        const entry = parseEntry(item.entry?.S);
+        if (entry) entries.push(entry);
+      }
+      start = page.LastEvaluatedKey;
+    } while (start);
+    return entries;
+  }
+}
+
+function parseEntry(text: string | undefined): LoggedAttempt | null {
+  try {
+    const entry = JSON.parse(text ?? '') as LoggedAttempt;
+    return typeof entry?.at === 'string' && typeof entry.attempt === 'number' ? entry : null;
+  } catch {
+    return null;
+  }
+}
+
+export class FileAttemptLog implements AttemptLog {
+  readonly dir: string;
+  constructor(deliveriesDir: string) {
+    this.dir = path.join(deliveriesDir, 'attempts');
+  }
+
+  file(conversationId: string): string {
+    if (!isConversationId(conversationId)) throw new Error(`not a conversation id: ${conversationId}`);
+    return path.join(this.dir, `${conversationId}.jsonl`);
+  }
+
+  async append(entry: LoggedAttempt): Promise<void> {
+    const file = this.file(entry.conversation_id);
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    // One line per write(2) with O_APPEND: concurrent appends never interleave inside a line.
+    await appendFile(file, `${JSON.stringify(entry)}\n`, { mode: 0o600 });
+  }
+
+  async list(conversationId: string): Promise<LoggedAttempt[]> {
+    let text: string;
+    try {
+      text = await readFile(this.file(conversationId), 'utf8');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw error;
+    }
+    // A line cut by a crash is skipped; the record still has that attempt in short.
+    return text
+      .split('\n')
+      .map((line) => parseEntry(line))
+      .filter((e): e is LoggedAttempt => e !== null)
+      .sort((a, b) => a.at.localeCompare(b.at) || a.attempt - b.attempt);
+  }
+}
+
+/** The configured attempt log, or null when none is (the handlers then keep only the record's short attempts). */
+export function attemptLog(): AttemptLog | null {
+  const { deliveriesTableName, deliveriesDir, attemptLogRetentionDays } = settings();
+  if (deliveriesTableName) return new DynamoAttemptLog(deliveriesTableName, attemptLogRetentionDays);
+  if (deliveriesDir) return new FileAttemptLog(deliveriesDir);
+  return null;
+}

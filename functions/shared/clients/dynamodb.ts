@@ -1,0 +1,27 @@
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+
+/**
+ * The DynamoDB SDK and one client for the process, loaded on first use: a stage that never touches a table never
+ * pays its import at cold start (measured in bench/). Endpoint from AWS_ENDPOINT_URL_DYNAMODB when set. The tracer
+ * is loaded with it: the local gateway and the command line import the stores that use this module before the local
+ * defaults are set, and the Powertools set-up reads POWERTOOLS_TRACE_ENABLED once, at import.
+ */
+let client: DynamoDBClient | null = null;
+
+/** `own`: a client of the caller's (the command line's, with its region); otherwise the process's. */
+export async function dynamoDb(
+  own?: DynamoDBClient,
+): Promise<{ sdk: typeof import('@aws-sdk/client-dynamodb'); db: DynamoDBClient }> {
+  const sdk = await import('@aws-sdk/client-dynamodb');
+  if (own) return { sdk, db: own };
+  if (!client) {
+    const { tracer } = await import('../powertools.ts');
+    client ??= tracer.captureAWSv3Client(new sdk.DynamoDBClient({}));
+  }
+  return { sdk, db: client };
+}
+
+/** Whether a DynamoDB call failed only because its ConditionExpression did not hold. */
+export function conditionFailed(error: unknown): boolean {
+  return (error as Error).name === 'ConditionalCheckFailedException';
+}

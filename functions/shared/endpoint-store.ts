@@ -1,0 +1,384 @@
+/**
+ * The receivers' run-time state (functions/domain/endpoints.ts: configuration and health): one port, two adapters
+ * chosen by configuration, like the attempt log beside it.
+ * - DELIVERIES_TABLE_NAME: DynamoDB (AWS). One item per webhook type (`endpoint#<type>`) holding both, changed with
+ *   UpdateItem expressions so that concurrent Delivers never lose a count; the outbound rate is a conditional counter
+ *   per time window (`rate#<type>`), shared by every Lambda.
+ * - DELIVERIES_DIR: one JSON file per type under `endpoints/`, changed under a file lock (the running gateway and the
+ *   command line both write it); the rate is counted in memory (locally only the gateway delivers).
+ * - neither: every receiver is healthy, unpaused, unlimited, at its configured URL.
+ */
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import type { AttributeValue, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { WEBHOOK_TYPES, type WebhookType } from '../domain/conversation.ts';
+import {
+  afterFailure,
+  afterSuccess,
+  type BreakerPolicy,
+  type Endpoint,
+  type EndpointConfig,
+  type EndpointHealth,
+  NEW_HEALTH,
+  rateWindow,
+  resumedHealth,
+  shouldDisable,
+  windowStart,
+} from '../domain/endpoints.ts';
+import { conditionFailed, dynamoDb } from './clients/dynamodb.ts';
+import { readJsonFile, withFileLock, writeJsonFileAtomic } from './local-files.ts';
+import { settings } from './settings.ts';
+
+/** A change of configuration: a value sets it, null clears it (back to the deployed default), absent leaves it. */
+export type EndpointChange = {
+  url?: string | null;
+  rate_per_second?: number | null;
+  paused?: boolean;
+};
+
+export type TokenResult = { ok: true } | { ok: false; retryInMs: number };
+
+export interface EndpointStore {
+  get(type: WebhookType, options?: { consistent?: boolean }): Promise<Endpoint>;
+  list(): Promise<Endpoint[]>;
+  configure(type: WebhookType, change: EndpointChange, now: Date): Promise<Endpoint>;
+  /** Unpause, and forget a disable and the failure streak (the history of successes and failures is kept). */
+  resume(type: WebhookType, now: Date): Promise<Endpoint>;
+  recordSuccess(type: WebhookType, now: Date): Promise<EndpointHealth>;
+  /** `disabledNow`: this failure disabled the receiver (exactly one caller is told). */
+  recordFailure(
+    type: WebhookType,
+    error: string,
+    now: Date,
+    policy: BreakerPolicy,
+  ): Promise<{ health: EndpointHealth; disabledNow: boolean }>;
+  /** Take the probe lease of a failing receiver until `until`; false when another probe holds it. */
+  acquireProbe(type: WebhookType, now: Date, until: Date): Promise<boolean>;
+  /** One attempt's worth of the outbound rate, or how long until the next window. */
+  takeToken(type: WebhookType, ratePerSecond: number, now: Date): Promise<TokenResult>;
+}
+
+// ---------------------------------------------------------------------------------------------------- DynamoDB
+
+type Item = Record<string, AttributeValue>;
+const endpointKey = (type: WebhookType): Item => ({ pk: { S: `endpoint#${type}` }, sk: { S: 'endpoint' } });
+const HEALTH_TEXT = ['failing_since', 'last_success_at', 'last_failure_at', 'last_error', 'probe_until', 'disabled_at'];
+
+function endpointFromItem(type: WebhookType, item: Item | undefined): Endpoint {
+  const text = (name: string) => item?.[name]?.S ?? null;
+  const config: EndpointConfig = {};
+  if (item?.url?.S) config.url = item.url.S;
+  if (item?.rate_per_second?.N) config.rate_per_second = Number(item.rate_per_second.N);
+  if (item?.paused?.BOOL) config.paused = true;
+  if (item?.paused_at?.S) config.paused_at = item.paused_at.S;
+  if (item?.updated_at?.S) config.updated_at = item.updated_at.S;
+  const health = { ...NEW_HEALTH, consecutive_failures: Number(item?.consecutive_failures?.N ?? 0) };
+  for (const name of HEALTH_TEXT) (health as Record<string, unknown>)[name] = text(name);
+  return { webhook_type: type, config, health };
+}
+
+export class DynamoEndpointStore implements EndpointStore {
+  /** `client`: the command line's (its region); the handlers use the process's. */
+  constructor(
+    private readonly table: string,
+    private readonly client?: DynamoDBClient,
+  ) {}
+
+  async get(type: WebhookType, options: { consistent?: boolean } = {}): Promise<Endpoint> {
+    const { sdk, db } = await dynamoDb(this.client);
+    const out = await db.send(
+      new sdk.GetItemCommand({ TableName: this.table, Key: endpointKey(type), ConsistentRead: options.consistent }),
+    );
+    return endpointFromItem(type, out.Item);
+  }
+
+  async list(): Promise<Endpoint[]> {
+    const { sdk, db } = await dynamoDb(this.client);
+    const out = await db.send(
+      new sdk.BatchGetItemCommand({
+        RequestItems: { [this.table]: { Keys: WEBHOOK_TYPES.map(endpointKey), ConsistentRead: true } },
+      }),
+    );
+    const items = out.Responses?.[this.table] ?? [];
+    return WEBHOOK_TYPES.map((type) =>
+      endpointFromItem(
+        type,
+        items.find((i) => i.pk?.S === `endpoint#${type}`),
+      ),
+    );
+  }
+
+  /** SET and REMOVE attributes of one type's item (created if missing), optionally only if `condition` holds. */
+  private async update(
+    type: WebhookType,
+    set: Record<string, AttributeValue>,
+    remove: string[],
+    condition?: { expression: string; values: Record<string, AttributeValue> },
+  ) {
+    const { sdk, db } = await dynamoDb(this.client);
+    const names: Record<string, string> = {};
+    const values: Record<string, AttributeValue> = {};
+    const sets = Object.entries(set).map(([name, value], i) => {
+      names[`#s${i}`] = name;
+      values[`:s${i}`] = value;
+      return `#s${i} = :s${i}`;
+    });
+    const removes = remove.map((name, i) => {
+      names[`#r${i}`] = name;
+      return `#r${i}`;
+    });
+    const expression = [
+      sets.length ? `SET ${sets.join(', ')}` : '',
+      removes.length ? `REMOVE ${removes.join(', ')}` : '',
+    ]
+      .filter(Boolean)
+      .join(' ');
+    const out = await db.send(
+      new sdk.UpdateItemCommand({
+        TableName: this.table,
+        Key: endpointKey(type),
+        UpdateExpression: expression,
+        ExpressionAttributeNames: names,
+        ExpressionAttributeValues: { ...values, ...condition?.values },
+        ...(condition ? { ConditionExpression: condition.expression } : {}),
+        ReturnValues: 'ALL_NEW',
+      }),
+    );
+    return endpointFromItem(type, out.Attributes);
+  }
+
+  configure(type: WebhookType, change: EndpointChange, now: Date): Promise<Endpoint> {
+    const set: Record<string, AttributeValue> = { updated_at: { S: now.toISOString() } };
+    const remove: string[] = [];
+    if (change.url !== undefined) {
+      if (change.url === null) remove.push('url');
+      else set.url = { S: change.url };
+    }
+    if (change.rate_per_second !== undefined) {
+      if (change.rate_per_second === null) remove.push('rate_per_second');
+      else set.rate_per_second = { N: String(change.rate_per_second) };
+    }
+    if (change.paused === true) Object.assign(set, { paused: { BOOL: true }, paused_at: { S: now.toISOString() } });
+    if (change.paused === false) remove.push('paused', 'paused_at');
+    return this.update(type, set, remove);
+  }
+
+  resume(type: WebhookType, now: Date): Promise<Endpoint> {
+    return this.update(type, { updated_at: { S: now.toISOString() }, consecutive_failures: { N: '0' } }, [
+      'paused',
+      'paused_at',
+      'failing_since',
+      'probe_until',
+      'disabled_at',
+    ]);
+  }
+
+  async recordSuccess(type: WebhookType, now: Date): Promise<EndpointHealth> {
+    const updated = await this.update(
+      type,
+      { consecutive_failures: { N: '0' }, last_success_at: { S: now.toISOString() } },
+      ['failing_since', 'probe_until'],
+    );
+    return updated.health;
+  }
+
+  async recordFailure(
+    type: WebhookType,
+    error: string,
+    now: Date,
+    policy: BreakerPolicy,
+  ): Promise<{ health: EndpointHealth; disabledNow: boolean }> {
+    // The same transition as afterFailure, as one atomic expression: concurrent failures all count.
+    const expected = afterFailure(NEW_HEALTH, error, now, policy).health;
+    const { sdk, db } = await dynamoDb(this.client);
+    const out = await db.send(
+      new sdk.UpdateItemCommand({
+        TableName: this.table,
+        Key: endpointKey(type),
+        UpdateExpression:
+          'SET consecutive_failures = if_not_exists(consecutive_failures, :zero) + :one, failing_since = if_not_exists(failing_since, :now), last_failure_at = :now, last_error = :error, probe_until = :probe',
+        ExpressionAttributeValues: {
+          ':zero': { N: '0' },
+          ':one': { N: '1' },
+          ':now': { S: now.toISOString() },
+          ':error': { S: expected.last_error ?? '' },
+          ':probe': { S: expected.probe_until! },
+        },
+        ReturnValues: 'ALL_NEW',
+      }),
+    );
+    const health = endpointFromItem(type, out.Attributes).health;
+    if (!shouldDisable(health, now, policy)) return { health, disabledNow: false };
+    try {
+      const disabled = await this.update(type, { disabled_at: { S: now.toISOString() } }, [], {
+        expression: 'attribute_not_exists(disabled_at)',
+        values: {},
+      });
+      return { health: disabled.health, disabledNow: true };
+    } catch (e) {
+      if (!conditionFailed(e)) throw e;
+      return { health: { ...health, disabled_at: health.disabled_at ?? now.toISOString() }, disabledNow: false };
+    }
+  }
+
+  async acquireProbe(type: WebhookType, now: Date, until: Date): Promise<boolean> {
+    try {
+      await this.update(type, { probe_until: { S: until.toISOString() } }, [], {
+        expression: 'attribute_not_exists(probe_until) OR probe_until <= :now',
+        values: { ':now': { S: now.toISOString() } },
+      });
+      return true;
+    } catch (e) {
+      if (conditionFailed(e)) return false;
+      throw e;
+    }
+  }
+
+  async takeToken(type: WebhookType, ratePerSecond: number, now: Date): Promise<TokenResult> {
+    const { windowMs, limit } = rateWindow(ratePerSecond);
+    const start = windowStart(now, windowMs);
+    const { sdk, db } = await dynamoDb(this.client);
+    try {
+      await db.send(
+        new sdk.UpdateItemCommand({
+          TableName: this.table,
+          Key: { pk: { S: `rate#${type}` }, sk: { S: String(start) } },
+          UpdateExpression: 'ADD n :one SET expires_at = :expires',
+          ConditionExpression: 'attribute_not_exists(n) OR n < :limit',
+          ExpressionAttributeValues: {
+            ':one': { N: '1' },
+            ':limit': { N: String(limit) },
+            // DynamoDB's TTL deletes within days; the item is a few bytes and never read again.
+            ':expires': { N: String(Math.floor(start / 1000) + 3600) },
+          },
+        }),
+      );
+      return { ok: true };
+    } catch (e) {
+      if (!conditionFailed(e)) throw e;
+      return { ok: false, retryInMs: start + windowMs - now.getTime() };
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------- files
+
+interface EndpointFile {
+  config: EndpointConfig;
+  health: EndpointHealth;
+}
+
+export class FileEndpointStore implements EndpointStore {
+  readonly dir: string;
+  /** Locally the running gateway is the only one that delivers: its windows are counted here. */
+  private readonly windows = new Map<WebhookType, { start: number; n: number }>();
+
+  constructor(deliveriesDir: string) {
+    this.dir = path.join(deliveriesDir, 'endpoints');
+  }
+
+  file(type: WebhookType): string {
+    if (!WEBHOOK_TYPES.includes(type)) throw new Error(`not a webhook type: ${type}`);
+    return path.join(this.dir, `${type}.json`);
+  }
+
+  private async read(type: WebhookType): Promise<Endpoint> {
+    const stored = await readJsonFile<EndpointFile>(this.file(type));
+    return {
+      webhook_type: type,
+      config: stored?.config ?? {},
+      health: { ...NEW_HEALTH, ...(stored?.health ?? {}) },
+    };
+  }
+
+  private async change(type: WebhookType, fn: (endpoint: Endpoint) => Endpoint): Promise<Endpoint> {
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    return withFileLock(this.file(type), async () => {
+      const next = fn(await this.read(type));
+      await writeJsonFileAtomic(this.file(type), { config: next.config, health: next.health });
+      return next;
+    });
+  }
+
+  get(type: WebhookType): Promise<Endpoint> {
+    return this.read(type);
+  }
+
+  list(): Promise<Endpoint[]> {
+    return Promise.all(WEBHOOK_TYPES.map((type) => this.read(type)));
+  }
+
+  configure(type: WebhookType, change: EndpointChange, now: Date): Promise<Endpoint> {
+    return this.change(type, (e) => {
+      const config: EndpointConfig = { ...e.config, updated_at: now.toISOString() };
+      if (change.url === null) delete config.url;
+      else if (change.url !== undefined) config.url = change.url;
+      if (change.rate_per_second === null) delete config.rate_per_second;
+      else if (change.rate_per_second !== undefined) config.rate_per_second = change.rate_per_second;
+      if (change.paused === true) Object.assign(config, { paused: true, paused_at: now.toISOString() });
+      if (change.paused === false) {
+        delete config.paused;
+        delete config.paused_at;
+      }
+      return { ...e, config };
+    });
+  }
+
+  resume(type: WebhookType, now: Date): Promise<Endpoint> {
+    return this.change(type, (e) => {
+      const { paused: _p, paused_at: _a, ...config } = e.config;
+      return { ...e, config: { ...config, updated_at: now.toISOString() }, health: resumedHealth(e.health) };
+    });
+  }
+
+  async recordSuccess(type: WebhookType, now: Date): Promise<EndpointHealth> {
+    return (await this.change(type, (e) => ({ ...e, health: afterSuccess(e.health, now) }))).health;
+  }
+
+  async recordFailure(type: WebhookType, error: string, now: Date, policy: BreakerPolicy) {
+    let disabledNow = false;
+    const updated = await this.change(type, (e) => {
+      const next = afterFailure(e.health, error, now, policy);
+      disabledNow = next.disabledNow;
+      return { ...e, health: next.health };
+    });
+    return { health: updated.health, disabledNow };
+  }
+
+  async acquireProbe(type: WebhookType, now: Date, until: Date): Promise<boolean> {
+    let acquired = false;
+    await this.change(type, (e) => {
+      const held = e.health.probe_until !== null && Date.parse(e.health.probe_until) > now.getTime();
+      if (held) return e;
+      acquired = true;
+      return { ...e, health: { ...e.health, probe_until: until.toISOString() } };
+    });
+    return acquired;
+  }
+
+  async takeToken(type: WebhookType, ratePerSecond: number, now: Date): Promise<TokenResult> {
+    const { windowMs, limit } = rateWindow(ratePerSecond);
+    const start = windowStart(now, windowMs);
+    const window = this.windows.get(type);
+    const n = window?.start === start ? window.n : 0;
+    if (n >= limit) return { ok: false, retryInMs: start + windowMs - now.getTime() };
+    this.windows.set(type, { start, n: n + 1 });
+    return { ok: true };
+  }
+}
+
+let fileStores = new Map<string, FileEndpointStore>();
+
+/** The configured endpoint store, or null when there is none (every receiver then as deployed, healthy). */
+export function endpointStore(): EndpointStore | null {
+  const { deliveriesTableName, deliveriesDir } = settings();
+  if (deliveriesTableName) return new DynamoEndpointStore(deliveriesTableName);
+  if (!deliveriesDir) return null;
+  // One per folder and process, so its rate windows are shared by every Deliver of the process.
+  let store = fileStores.get(deliveriesDir);
+  if (!store) {
+    store = new FileEndpointStore(deliveriesDir);
+    fileStores = new Map(fileStores).set(deliveriesDir, store);
+  }
+  return store;
+}

@@ -1,0 +1,71 @@
+import { open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+
+/**
+ * What the local adapters of functions/shared (the endpoint store's files) share: JSON read and written atomically,
+ * and a lock for a read-modify-write.
+ */
+
+export async function readJsonFile<T>(file: string): Promise<T | null> {
+  try {
+    return JSON.parse(await readFile(file, 'utf8')) as T;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw error;
+  }
+}
+
+/** Temp file and rename: a reader never sees half a document. Owner-only (it may hold a receiver's URL). */
+export async function writeJsonFileAtomic(file: string, value: unknown): Promise<void> {
+  const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+  await writeFile(tmp, `${JSON.stringify(value, null, 2)}\n`, { mode: 0o600 });
+  await rename(tmp, file);
+}
+
+/**
+ * A read-modify-write of a local file that several processes may change (the running gateway and the command line):
+ * one holder at a time within the process (a promise chain per file) and across processes (a `<file>.lock` created
+ * exclusively; one older than STALE_MS was left by a killed process and is taken over).
+ */
+const STALE_MS = 10_000;
+const WAIT_MS = 5;
+const GIVE_UP_MS = 5_000;
+
+const chains = new Map<string, Promise<unknown>>();
+
+async function acquire(lock: string): Promise<void> {
+  const started = Date.now();
+  for (;;) {
+    try {
+      await (await open(lock, 'wx', 0o600)).close();
+      return;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+    const age = await stat(lock).then(
+      (s) => Date.now() - s.mtimeMs,
+      () => 0,
+    );
+    if (age > STALE_MS) await rm(lock, { force: true });
+    else if (Date.now() - started > GIVE_UP_MS)
+      throw new Error(`${lock} is held by another process for more than ${GIVE_UP_MS} ms`);
+    else await new Promise((resolve) => setTimeout(resolve, WAIT_MS));
+  }
+}
+
+export function withFileLock<T>(file: string, fn: () => Promise<T>): Promise<T> {
+  const lock = `${file}.lock`;
+  const run = (chains.get(file) ?? Promise.resolve()).then(async () => {
+    await acquire(lock);
+    try {
+      return await fn();
+    } finally {
+      await rm(lock, { force: true });
+    }
+  });
+  const settled = run.catch(() => undefined);
+  chains.set(file, settled);
+  void settled.then(() => {
+    if (chains.get(file) === settled) chains.delete(file);
+  });
+  return run;
+}

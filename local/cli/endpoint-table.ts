@@ -1,0 +1,38 @@
+/** The receivers as `endpoints` prints them, locally and with --aws (local/cli/endpoints.ts, aws/endpoints.ts). */
+import type { EndpointView } from '../../functions/domain/endpoints.ts';
+import type { EndpointChange } from '../../functions/shared/endpoint-store.ts';
+import { age, out } from './shared.ts';
+import { formatTable } from './table.ts';
+
+/** What `set` changes: the store's part and the secrets' part. */
+export interface EndpointEdit {
+  change: EndpointChange;
+  secret?: string;
+  dropPreviousSecret: boolean;
+}
+
+const when = (iso: string | null) => (iso ? `${iso} (${age(iso)} ago)` : '-');
+
+export function printEndpoints(views: EndpointView[], json: boolean, footer?: string): void {
+  if (json) {
+    out(JSON.stringify(views, null, 2));
+    return;
+  }
+  out(
+    formatTable(
+      ['type', 'state', 'url', 'rate', 'last_success', 'failures', 'failing_since', 'queued', 'last_error'],
+      views.map((v) => [
+        v.webhook_type,
+        v.status,
+        v.url ? `${v.url}${v.url_source === 'configured' ? '' : ' (deployed)'}` : '(none)',
+        v.rate_per_second === null ? '-' : `${v.rate_per_second}/s`,
+        when(v.last_success_at),
+        v.consecutive_failures,
+        v.failing_since ?? '-',
+        v.queued,
+        (v.last_error ?? '').replace(/\s+/g, ' ').slice(0, 60),
+      ]),
+    ),
+  );
+  if (footer) out(footer);
+}

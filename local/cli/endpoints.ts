@@ -1,0 +1,145 @@
+/**
+ * `webhook-gateway endpoints list | set | pause | resume` (docs/operations.md#receivers): the receivers of the four
+ * webhook types as run-time configuration. Locally the endpoint store's files under LOCAL_DATA_DIR/deliveries (the
+ * running gateway reads them on its next delivery: no restart), with `--aws` the deployed stack's deliveries table.
+ */
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { WEBHOOK_TYPES, type WebhookType } from '../../functions/domain/conversation.ts';
+import { unsafeDeliveryUrl } from '../../functions/domain/delivery.ts';
+import { parseRate } from '../../functions/domain/endpoints.ts';
+import { rotatedSecrets } from '../../functions/domain/signatures.ts';
+import { type EndpointChange, FileEndpointStore } from '../../functions/shared/endpoint-store.ts';
+import { settings } from '../../functions/shared/settings.ts';
+import { endpointViews } from '../history/endpoints.ts';
+import { resolveOptions } from '../server/config.ts';
+import { changeLocalDeliverySecrets } from '../store/delivery-secrets.ts';
+import { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
+import { type EndpointEdit, printEndpoints } from './endpoint-table.ts';
+import { AWS_OPTIONS, awsRequested, CliError, gatewayUrl, out } from './shared.ts';
+
+const ENDPOINTS_USAGE = `endpoints list [--json]
+  endpoints set <type> [--url URL | --url default] [--rate N/s | --rate none] [--secret whsec_…] [--drop-previous-secret]
+  endpoints pause <type>
+  endpoints resume <type>`;
+
+function webhookTypeArg(value: string | undefined, command: string): WebhookType {
+  if (!value) throw new CliError(`endpoints ${command} needs a webhook type: ${WEBHOOK_TYPES.join(', ')}`);
+  if (!(WEBHOOK_TYPES as readonly string[]).includes(value))
+    throw new CliError(`"${value}" is not a webhook type: ${WEBHOOK_TYPES.join(', ')}`);
+  return value as WebhookType;
+}
+
+/** `set`'s flags as a change; refused with the flag's name when a value cannot be used. */
+function parseEdit(values: {
+  url?: string | undefined;
+  rate?: string | undefined;
+  secret?: string | undefined;
+  'drop-previous-secret'?: boolean | undefined;
+}): EndpointEdit {
+  const change: EndpointChange = {};
+  if (values.url !== undefined) {
+    if (values.url === 'default') change.url = null;
+    else {
+      const unsafe = unsafeDeliveryUrl(values.url);
+      if (unsafe) throw new CliError(`--url: ${unsafe}`);
+      change.url = values.url;
+    }
+  }
+  if (values.rate !== undefined) {
+    try {
+      change.rate_per_second = parseRate(values.rate);
+    } catch (error) {
+      throw new CliError(`--rate: ${(error as Error).message}`);
+    }
+  }
+  const edit: EndpointEdit = { change, dropPreviousSecret: values['drop-previous-secret'] ?? false };
+  if (values.secret !== undefined) {
+    try {
+      rotatedSecrets([], values.secret, false);
+    } catch (error) {
+      throw new CliError(`--secret: ${(error as Error).message.replace(/^the new secret: /, '')}`);
+    }
+    edit.secret = values.secret;
+  }
+  if (Object.keys(change).length === 0 && edit.secret === undefined && !edit.dropPreviousSecret)
+    throw new CliError('endpoints set needs --url, --rate, --secret or --drop-previous-secret');
+  return edit;
+}
+
+/** The local stores of LOCAL_DATA_DIR. */
+function local() {
+  const { dataDir } = resolveOptions();
+  return {
+    dataDir,
+    store: new FileEndpointStore(path.join(dataDir, 'deliveries')),
+    failedDeliveries: new LocalFailedDeliveryStore(dataDir),
+  };
+}
+
+/** The deployed URL of each type locally: the variable, else the gateway's built-in receiver. */
+async function localDeployedUrls(dataDir: string): Promise<Record<WebhookType, string>> {
+  const configured = settings().deliveryUrls;
+  const base = await gatewayUrl(undefined, dataDir);
+  return Object.fromEntries(
+    WEBHOOK_TYPES.map((type) => [type, configured[type] ?? `${base}/local/receiver/${type}`]),
+  ) as Record<WebhookType, string>;
+}
+
+export async function endpointsCommand(sub: string | undefined, args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      json: { type: 'boolean' },
+      url: { type: 'string' },
+      rate: { type: 'string' },
+      secret: { type: 'string' },
+      'drop-previous-secret': { type: 'boolean' },
+      ...AWS_OPTIONS,
+    },
+  });
+  if (!['list', 'set', 'pause', 'resume'].includes(sub ?? ''))
+    throw new CliError(`endpoints takes list, set, pause or resume:\n  ${ENDPOINTS_USAGE}`);
+  const type = sub === 'list' ? null : webhookTypeArg(positionals[0], sub!);
+  const edit = sub === 'set' ? parseEdit(values) : null;
+  if (sub !== 'set' && (values.url ?? values.rate ?? values.secret ?? values['drop-previous-secret']) !== undefined)
+    throw new CliError(`--url, --rate and --secret go with endpoints set, not endpoints ${sub}`);
+  if (awsRequested(values)) {
+    const { awsEndpoints } = await import('./aws/endpoints.ts');
+    const { withAws } = await import('./aws/stack.ts');
+    return withAws(values, (clients, stack) =>
+      awsEndpoints(clients, stack, { sub: sub!, type, edit, json: values.json ?? false }),
+    );
+  }
+  const { dataDir, store, failedDeliveries } = local();
+  const now = new Date();
+  if (sub === 'pause') await store.configure(type!, { paused: true }, now);
+  if (sub === 'resume') await store.resume(type!, now);
+  if (edit) {
+    if (Object.keys(edit.change).length > 0) await store.configure(type!, edit.change, now);
+    if (edit.secret !== undefined || edit.dropPreviousSecret) {
+      const { file, secrets } = await changeLocalDeliverySecrets(dataDir, type!, (current) =>
+        rotatedSecrets(current, edit.secret, edit.dropPreviousSecret),
+      );
+      out(
+        `${type} deliveries are signed with ${secrets.length === 2 ? 'two secrets (the new one first): both signatures are on the wire until --drop-previous-secret' : 'one secret'} (${path.relative(process.cwd(), file) || file})`,
+      );
+      if (process.env.DELIVERY_SIGNING_SECRETS)
+        out('note: DELIVERY_SIGNING_SECRETS is set here; a gateway started with it signs with that instead');
+    }
+  }
+  const views = await endpointViews(
+    store,
+    await failedDeliveries.list(),
+    await localDeployedUrls(dataDir),
+    settings().breaker,
+  );
+  const shown = type ? views.filter((v) => v.webhook_type === type) : views;
+  printEndpoints(
+    shown,
+    values.json ?? false,
+    sub === 'list' || values.json ? undefined : 'The running gateway uses this from its next delivery on (no restart).',
+  );
+  return 0;
+}

@@ -1,0 +1,194 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { runMain } from '../support/cli.ts';
+import { folderOf, SEED_REQUEST, startWorld, type TestWorld } from '../support/gateway.ts';
+
+/**
+ * Operating deliveries (docs/operations.md#did-the-crm-get-it): the attempt log with what the receiver answered,
+ * resend, run-time receivers (URL, pause/resume) and the circuit breaker, through the running local gateway.
+ */
+let world: TestWorld;
+beforeAll(async () => {
+  world = await startWorld();
+});
+afterAll(async () => {
+  await world?.close();
+});
+beforeEach(async () => {
+  world.receiver.reset();
+  process.env.ENDPOINT_FAILURE_THRESHOLD = '1000';
+  await cli(['endpoints', 'resume', 'deal_analysis']);
+  await cli(['endpoints', 'set', 'deal_analysis', '--url', 'default']);
+});
+
+async function dealEndpoint() {
+  const listed = JSON.parse((await cli(['endpoints', 'list', '--json'])).stdout);
+  return listed.find((v: any) => v.webhook_type === 'deal_analysis');
+}
+
+const cli = (args: string[]) =>
+  runMain(args, { LOCAL_DATA_DIR: world.dataDir, GATEWAY_URL: world.gateway.url, NO_COLOR: '1' });
+
+async function showJson(id: string) {
+  const shown = await cli(['conversations', 'show', id, '--json']);
+  expect(shown.code, shown.stderr).toBe(0);
+  return JSON.parse(shown.stdout);
+}
+
+describe('the attempt log: what the receiver answered, for every attempt', () => {
+  it('keeps each attempt’s status, selected headers and body; show --json and conversation.json hold them', async () => {
+    world.receiver.reply(
+      {
+        status: 500,
+        body: '{"error":"crm database locked"}',
+        headers: { 'x-request-id': 'crm-1', 'set-cookie': 'a=b' },
+      },
+      { status: 200, body: 'accepted as CRM-42' },
+    );
+    const res = await world.post(SEED_REQUEST);
+    expect(res.body.tracking.delivery_status).toBe('delivered');
+    const id = res.body.conversation_id as string;
+
+    const shown = await showJson(id);
+    expect(shown.delivery_attempts.map((a: any) => a.response.status)).toEqual([500, 200]);
+    expect(shown.delivery_attempts[0]).toMatchObject({
+      attempt: 1,
+      outcome: 'retryable',
+      via: 'workflow',
+      response: {
+        status: 500,
+        body: '{"error":"crm database locked"}',
+        body_truncated: false,
+        headers: { 'x-request-id': 'crm-1', 'content-type': 'text/plain' },
+      },
+      request: { url: world.receiver.urlFor('deal_analysis') },
+    });
+    expect(shown.delivery_attempts[0].response.headers['set-cookie']).toBeUndefined();
+    expect(shown.delivery_attempts[1]).toMatchObject({ attempt: 2, outcome: 'delivered' });
+    expect(shown.delivery_attempts[1].response.body).toBe('accepted as CRM-42');
+    // What was sent: the delivery id, never the signature.
+    const sent = shown.delivery_attempts[0].request.headers;
+    expect(sent['webhook-id']).toBe(res.body.tracking.delivery_id);
+    expect(sent['webhook-signature']).toBeUndefined();
+    expect(world.receiver.received[0]!.headers['webhook-signature']).toBeTruthy();
+
+    const exported = await world.getJson(`${folderOf(id)}conversation.json`);
+    expect(exported.conversation.execution.delivery_attempts.map((a: any) => a.response.body)).toEqual([
+      '{"error":"crm database locked"}',
+      'accepted as CRM-42',
+    ]);
+
+    const text = await cli(['conversations', 'show', id]);
+    expect(text.stdout).toContain('answered 500 (text/plain): {"error":"crm database locked"}');
+    expect(text.stdout).toContain('answered 200 (text/plain): accepted as CRM-42');
+  });
+
+  it('keeps the first 4 KB of a long answer and says it was cut; a receiver that never answers has response null', async () => {
+    world.receiver.reply({ status: 503, body: 'x'.repeat(10_000) }, { status: 200, delayMs: 1_500 });
+    const res = await world.post(SEED_REQUEST);
+    const shown = await showJson(res.body.conversation_id);
+    expect(shown.delivery_attempts[0].response).toMatchObject({ status: 503, body_truncated: true });
+    expect(shown.delivery_attempts[0].response.body).toHaveLength(4096);
+    expect(shown.delivery_attempts[1]).toMatchObject({ outcome: 'retryable', response: null });
+    expect(shown.delivery_attempts[1].error).toMatch(/timed out|timeout/i);
+  });
+});
+
+describe('deliveries resend: one more delivery of a delivered conversation, under its webhook-id', () => {
+  it('delivers again with the same webhook-id and logs it as a resend attempt', async () => {
+    const res = await world.post(SEED_REQUEST);
+    const id = res.body.conversation_id as string;
+    expect(res.body.tracking.delivery_status).toBe('delivered');
+    world.receiver.reply({ status: 200, body: 'got it again' });
+    const resent = await cli(['deliveries', 'resend', id]);
+    expect(resent.code, resent.stderr).toBe(0);
+    expect(resent.stdout).toContain(`${id} resent → delivered (HTTP 200)`);
+    expect(world.receiver.received.map((r) => r.headers['webhook-id'])).toEqual([
+      res.body.tracking.delivery_id,
+      res.body.tracking.delivery_id,
+    ]);
+    const shown = await showJson(id);
+    expect(shown.delivery_attempts.map((a: any) => [a.attempt, a.via, a.outcome])).toEqual([
+      [1, 'workflow', 'delivered'],
+      [2, 'resend', 'delivered'],
+    ]);
+    expect(shown.delivery_attempts[1].response.body).toBe('got it again');
+    expect(shown.conversation.webhook_context.delivery_status).toBe('delivered');
+    const exported = await world.getJson(`${folderOf(id)}conversation.json`);
+    expect(exported.conversation.execution.delivery_attempts).toHaveLength(2);
+  });
+
+  it('refuses, with the reason, a conversation that is not delivered (redrive it) or unknown', async () => {
+    world.receiver.reply(400);
+    const res = await world.post(SEED_REQUEST);
+    expect(res.body.tracking.delivery_status).toBe('failed');
+    const refused = await cli(['deliveries', 'resend', res.body.conversation_id]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/not delivered yet .*redrive it instead/);
+    const unknown = await cli(['deliveries', 'resend', 'not-an-id']);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toContain('is not a conversation id');
+  });
+});
+
+describe('receivers at run time: endpoints set | pause | resume, without a restart', () => {
+  it('endpoints set --url redirects the next delivery; --url default goes back to the deployed one', async () => {
+    const set = await cli(['endpoints', 'set', 'deal_analysis', '--url', `${world.receiver.url}/moved/deal`]);
+    expect(set.code, set.stderr).toBe(0);
+    expect(set.stdout).toContain(`${world.receiver.url}/moved/deal`);
+    const res = await world.post(SEED_REQUEST);
+    expect(res.body.tracking.delivery_status).toBe('delivered');
+    expect(world.receiver.received.map((r) => r.path)).toEqual(['/moved/deal']);
+    await cli(['endpoints', 'set', 'deal_analysis', '--url', 'default']);
+    await world.post(SEED_REQUEST);
+    expect(world.receiver.received.map((r) => r.path)).toEqual(['/moved/deal', '/hooks/deal_analysis']);
+  });
+
+  it('refuses a URL the delivery rules refuse, and an unknown type, with the reason', async () => {
+    const bad = await cli(['endpoints', 'set', 'deal_analysis', '--url', 'ftp://example.com/x']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain('--url:');
+    const unknown = await cli(['endpoints', 'pause', 'crm']);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toContain('"crm" is not a webhook type');
+  });
+
+  it('a paused receiver gets nothing: the caller is answered queued at once; resume and a redrive deliver it', async () => {
+    expect((await cli(['endpoints', 'pause', 'deal_analysis'])).code).toBe(0);
+    const queuedBefore = (await dealEndpoint()).queued;
+    const res = await world.post(SEED_REQUEST);
+    expect(res.body.tracking.delivery_status).toBe('queued');
+    expect(world.receiver.received).toHaveLength(0);
+    expect(await dealEndpoint()).toMatchObject({ status: 'paused', queued: queuedBefore + 1 });
+    await cli(['endpoints', 'resume', 'deal_analysis']);
+    expect((await world.gateway.redelivery.redrive(res.body.conversation_id)).status).toBe('delivered');
+    expect(world.receiver.received).toHaveLength(1);
+  });
+});
+
+describe('the circuit breaker: a failing receiver stops holding callers up', () => {
+  it('after N consecutive failures new conversations are answered queued at once, and endpoints list says failing', async () => {
+    process.env.ENDPOINT_FAILURE_THRESHOLD = '2';
+    world.receiver.reply(500, 500, 500, 500, 500, 500, 500, 500);
+    const queuedBefore = (await dealEndpoint()).queued;
+    // The first conversation waits through the in-workflow retries; the streak reaches the threshold.
+    const first = await world.post(SEED_REQUEST);
+    expect(first.body.tracking.delivery_status).toBe('retrying');
+    const attemptsBefore = world.receiver.received.length;
+    expect(attemptsBefore).toBeGreaterThanOrEqual(2);
+    // The next one gets no attempt: its receiver is failing and was just probed.
+    const second = await world.post(SEED_REQUEST);
+    expect(second.body.tracking.delivery_status).toBe('queued');
+    expect(world.receiver.received).toHaveLength(attemptsBefore);
+    const deal = await dealEndpoint();
+    expect(deal).toMatchObject({ status: 'failing', queued: queuedBefore + 2 });
+    expect(deal.consecutive_failures).toBeGreaterThanOrEqual(2);
+    expect(deal.last_error).toContain('500');
+    // An operator's redrive goes through a failing receiver; a success closes the circuit.
+    world.receiver.reset();
+    expect((await world.gateway.redelivery.redrive(second.body.conversation_id)).status).toBe('delivered');
+    expect(await dealEndpoint()).toMatchObject({
+      status: 'healthy',
+      consecutive_failures: 0,
+    });
+  });
+});

@@ -1,0 +1,260 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import {
+  BatchGetItemCommand,
+  ConditionalCheckFailedException,
+  DynamoDBClient,
+  GetItemCommand,
+  PutItemCommand,
+  QueryCommand,
+  UpdateItemCommand,
+} from '@aws-sdk/client-dynamodb';
+import { mockClient } from 'aws-sdk-client-mock';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { LoggedAttempt } from '../../../functions/domain/attempt-log.ts';
+import type { BreakerPolicy } from '../../../functions/domain/endpoints.ts';
+import { attemptLog, DynamoAttemptLog, FileAttemptLog } from '../../../functions/shared/attempt-log.ts';
+import { DynamoEndpointStore, endpointStore, FileEndpointStore } from '../../../functions/shared/endpoint-store.ts';
+
+/** The attempt log and the endpoint store: their DynamoDB adapters against a mocked DynamoDB, their file adapters on disk. */
+const dynamo = mockClient(DynamoDBClient);
+const NOW = new Date('2026-11-29T12:00:00.000Z');
+const POLICY: BreakerPolicy = { failureThreshold: 2, disableAfterMs: 86_400_000 };
+const ID = 'webhook_20261129_120000_testing_phase3valid_abc123';
+const conditionFailed = () => new ConditionalCheckFailedException({ message: 'condition', $metadata: {} });
+
+const entry = (attempt: number, at: string): LoggedAttempt => ({
+  conversation_id: ID,
+  delivery_id: 'd-1',
+  webhook_type: 'deal_analysis',
+  attempt,
+  at,
+  duration_ms: 40,
+  status_code: 500,
+  outcome: 'retryable',
+  error: 'HTTP 500',
+  via: 'workflow',
+  request: { url: 'https://crm.example/hook', headers: { 'webhook-id': 'd-1' } },
+  response: { status: 500, headers: { 'content-type': 'text/plain' }, body: 'database down', body_truncated: false },
+});
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'delivery-stores-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+beforeEach(() => dynamo.reset());
+
+describe('attempt log', () => {
+  it('DynamoDB: one item per attempt, sorted by start, kept for the retention; read back consistently, every page', async () => {
+    dynamo.on(PutItemCommand).resolves({});
+    const log = new DynamoAttemptLog('deliveries', 90);
+    await log.append(entry(1, NOW.toISOString()));
+    const put = dynamo.commandCalls(PutItemCommand)[0]!.args[0].input;
+    expect(put.Item).toMatchObject({
+      pk: { S: `conversation#${ID}` },
+      sk: { S: `attempt#${NOW.toISOString()}#000001` },
+      expires_at: { N: String(NOW.getTime() / 1000 + 90 * 86_400) },
+    });
+    expect(JSON.parse(put.Item!.entry!.S!).response.body).toBe('database down');
+
+    dynamo
+      .on(QueryCommand)
+      .resolvesOnce({
+        Items: [{ entry: { S: JSON.stringify(entry(1, NOW.toISOString())) } }],
+        LastEvaluatedKey: { pk: { S: 'x' } },
+      })
+      .resolvesOnce({
+        Items: [{ entry: { S: JSON.stringify(entry(2, '2026-11-29T12:00:01.000Z')) } }, { entry: { S: 'not json' } }],
+      });
+    expect((await log.list(ID)).map((e) => e.attempt)).toEqual([1, 2]);
+    const query = dynamo.commandCalls(QueryCommand)[0]!.args[0].input;
+    expect(query).toMatchObject({
+      ConsistentRead: true,
+      ExpressionAttributeValues: { ':pk': { S: `conversation#${ID}` } },
+    });
+  });
+
+  it('files: one JSON line per attempt, a cut line skipped, owner-only', async () => {
+    const log = new FileAttemptLog(dir);
+    await Promise.all([log.append(entry(2, '2026-11-29T12:00:01.000Z')), log.append(entry(1, NOW.toISOString()))]);
+    await writeFile(log.file(ID), '{"cut', { flag: 'a' });
+    expect((await log.list(ID)).map((e) => e.attempt)).toEqual([1, 2]);
+    expect(await log.list('webhook_20261129_120000_testing_phase3valid_zzz999')).toEqual([]);
+  });
+
+  it('is chosen by configuration: the table on AWS, the folder locally, none otherwise', () => {
+    const saved = { ...process.env };
+    try {
+      delete process.env.DELIVERIES_DIR;
+      delete process.env.DELIVERIES_TABLE_NAME;
+      expect(attemptLog()).toBeNull();
+      process.env.DELIVERIES_DIR = dir;
+      expect(attemptLog()).toBeInstanceOf(FileAttemptLog);
+      process.env.DELIVERIES_TABLE_NAME = 'deliveries';
+      expect(attemptLog()).toBeInstanceOf(DynamoAttemptLog);
+      expect(endpointStore()).toBeInstanceOf(DynamoEndpointStore);
+    } finally {
+      process.env = saved;
+    }
+  });
+});
+
+describe('endpoint store on DynamoDB', () => {
+  const store = new DynamoEndpointStore('deliveries');
+
+  it('reads a type’s configuration and health from one item (an absent item is a healthy receiver as deployed)', async () => {
+    dynamo.on(GetItemCommand).resolves({
+      Item: {
+        url: { S: 'https://new.example/hook' },
+        rate_per_second: { N: '5' },
+        consecutive_failures: { N: '3' },
+        failing_since: { S: NOW.toISOString() },
+      },
+    });
+    expect(await store.get('deal_analysis')).toMatchObject({
+      webhook_type: 'deal_analysis',
+      config: { url: 'https://new.example/hook', rate_per_second: 5 },
+      health: { consecutive_failures: 3, failing_since: NOW.toISOString(), disabled_at: null },
+    });
+    dynamo.on(BatchGetItemCommand).resolves({ Responses: {} });
+    expect((await store.list()).map((e) => [e.webhook_type, e.health.consecutive_failures])).toEqual([
+      ['deal_analysis', 0],
+      ['data_analysis', 0],
+      ['lead_analysis', 0],
+      ['general', 0],
+    ]);
+  });
+
+  it('counts a failure atomically (concurrent Delivers all count) and disables once, by a conditional write', async () => {
+    dynamo
+      .on(UpdateItemCommand)
+      .resolvesOnce({
+        Attributes: {
+          consecutive_failures: { N: '7' },
+          failing_since: { S: '2026-11-27T00:00:00.000Z' },
+          last_error: { S: 'HTTP 503' },
+        },
+      })
+      .resolvesOnce({ Attributes: { consecutive_failures: { N: '7' }, disabled_at: { S: NOW.toISOString() } } });
+    const result = await store.recordFailure('deal_analysis', 'HTTP 503', NOW, POLICY);
+    expect(result.disabledNow).toBe(true);
+    const [count, disable] = dynamo.commandCalls(UpdateItemCommand).map((c) => c.args[0].input);
+    expect(count!.UpdateExpression).toContain(
+      'consecutive_failures = if_not_exists(consecutive_failures, :zero) + :one',
+    );
+    expect(count!.UpdateExpression).toContain('failing_since = if_not_exists(failing_since, :now)');
+    expect(disable!.ConditionExpression).toBe('attribute_not_exists(disabled_at)');
+
+    // Another Deliver disabled it first: this one is not told to report it.
+    dynamo.reset();
+    dynamo
+      .on(UpdateItemCommand)
+      .resolvesOnce({
+        Attributes: { consecutive_failures: { N: '8' }, failing_since: { S: '2026-11-27T00:00:00.000Z' } },
+      })
+      .rejectsOnce(conditionFailed());
+    expect((await store.recordFailure('deal_analysis', 'HTTP 503', NOW, POLICY)).disabledNow).toBe(false);
+  });
+
+  it('a probe lease is a conditional write: only one Deliver gets it', async () => {
+    dynamo.on(UpdateItemCommand).resolvesOnce({ Attributes: {} }).rejectsOnce(conditionFailed());
+    const until = new Date(NOW.getTime() + 8_000);
+    expect(await store.acquireProbe('deal_analysis', NOW, until)).toBe(true);
+    expect(await store.acquireProbe('deal_analysis', NOW, until)).toBe(false);
+    expect(dynamo.commandCalls(UpdateItemCommand)[0]!.args[0].input.ConditionExpression).toBe(
+      'attribute_not_exists(probe_until) OR probe_until <= :now',
+    );
+  });
+
+  it('the rate is one conditional counter per window, shared by every Lambda', async () => {
+    dynamo.on(UpdateItemCommand).resolvesOnce({}).rejectsOnce(conditionFailed());
+    const at = new Date(NOW.getTime() + 250);
+    expect(await store.takeToken('deal_analysis', 5, at)).toEqual({ ok: true });
+    expect(await store.takeToken('deal_analysis', 5, at)).toEqual({ ok: false, retryInMs: 750 });
+    const input = dynamo.commandCalls(UpdateItemCommand)[0]!.args[0].input;
+    expect(input).toMatchObject({
+      Key: { pk: { S: 'rate#deal_analysis' }, sk: { S: String(NOW.getTime()) } },
+      ConditionExpression: 'attribute_not_exists(n) OR n < :limit',
+      ExpressionAttributeValues: { ':limit': { N: '5' } },
+    });
+  });
+
+  it('configure sets what is given and removes what is cleared; resume forgets the disable and the streak', async () => {
+    dynamo.on(UpdateItemCommand).resolves({ Attributes: { url: { S: 'https://new.example/hook' } } });
+    await store.configure(
+      'deal_analysis',
+      { url: 'https://new.example/hook', rate_per_second: null, paused: true },
+      NOW,
+    );
+    await store.resume('deal_analysis', NOW);
+    const [configure, resume] = dynamo.commandCalls(UpdateItemCommand).map((c) => c.args[0].input);
+    expect(Object.values(configure!.ExpressionAttributeNames!)).toEqual(
+      expect.arrayContaining(['url', 'paused', 'paused_at', 'rate_per_second', 'updated_at']),
+    );
+    expect(configure!.UpdateExpression).toMatch(/^SET .* REMOVE #r0$/);
+    expect(Object.values(resume!.ExpressionAttributeNames!)).toEqual(
+      expect.arrayContaining(['paused', 'disabled_at', 'failing_since', 'probe_until', 'consecutive_failures']),
+    );
+  });
+});
+
+describe('endpoint store on files', () => {
+  it('concurrent failures from two processes’ worth of stores all count; the breaker disables once', async () => {
+    const gateway = new FileEndpointStore(dir);
+    const cli = new FileEndpointStore(dir);
+    const results = await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        (i % 2 ? gateway : cli).recordFailure(
+          'data_analysis',
+          `HTTP 503 #${i}`,
+          new Date(NOW.getTime() + 2 * 86_400_000),
+          {
+            ...POLICY,
+            disableAfterMs: 0,
+          },
+        ),
+      ),
+    );
+    expect(results.filter((r) => r.disabledNow)).toHaveLength(0);
+    expect((await cli.get('data_analysis')).health.consecutive_failures).toBe(20);
+    await gateway.recordSuccess('data_analysis', NOW);
+    expect((await cli.get('data_analysis')).health).toMatchObject({
+      consecutive_failures: 0,
+      last_success_at: NOW.toISOString(),
+    });
+  });
+
+  it('pause, a URL, a rate and resume, as the command line writes them and the gateway reads them', async () => {
+    const cli = new FileEndpointStore(dir);
+    await cli.configure('lead_analysis', { url: 'https://leads.example/hook', rate_per_second: 2, paused: true }, NOW);
+    const gateway = new FileEndpointStore(dir);
+    expect((await gateway.get('lead_analysis')).config).toMatchObject({
+      url: 'https://leads.example/hook',
+      rate_per_second: 2,
+      paused: true,
+      paused_at: NOW.toISOString(),
+    });
+    await cli.configure('lead_analysis', { url: null }, NOW);
+    const resumed = await cli.resume('lead_analysis', NOW);
+    expect(resumed.config).toEqual({ rate_per_second: 2, updated_at: NOW.toISOString() });
+  });
+
+  it('one probe at a time; the rate counted per window in the gateway process', async () => {
+    const store = new FileEndpointStore(dir);
+    const until = new Date(NOW.getTime() + 8_000);
+    // Two at once: exactly one gets it, whichever the file lock lets in first.
+    const both = await Promise.all([
+      store.acquireProbe('general', NOW, until),
+      store.acquireProbe('general', NOW, until),
+    ]);
+    expect(both.sort()).toEqual([false, true]);
+    expect(await store.acquireProbe('general', until, new Date(until.getTime() + 8_000))).toBe(true);
+    expect(await store.takeToken('general', 1, NOW)).toEqual({ ok: true });
+    expect(await store.takeToken('general', 1, new Date(NOW.getTime() + 400))).toEqual({ ok: false, retryInMs: 600 });
+    expect(await store.takeToken('general', 1, new Date(NOW.getTime() + 1_000))).toEqual({ ok: true });
+  });
+});
