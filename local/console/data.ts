@@ -1,8 +1,10 @@
 import { createHash } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
+import type { LoggedAttempt } from '../../functions/domain/attempt-log.ts';
 import type { ConversationRecord } from '../../functions/domain/conversation.ts';
 import { isConversationId } from '../../functions/domain/conversation-id.ts';
+import type { EndpointView } from '../../functions/domain/endpoints.ts';
 import { EXPORT_FILES, type ExportFile, exportKey } from '../../functions/domain/export-formats.ts';
 import type { FailedDeliveryEnvelope } from '../../functions/domain/failed-delivery.ts';
 import type { AnalyticsEngine } from '../analytics/engine.ts';
@@ -22,7 +24,11 @@ export interface ConsoleContext {
   exportEnabled: boolean;
   /** The SQL engine over the exports (opened per page view, closed by the page). */
   analytics: () => Promise<AnalyticsEngine>;
-  /** The clock of the Analytics page's "last 24 hours". */
+  /** Every logged attempt of a conversation, with what the receiver answered (the attempt log). */
+  attempts: (conversationId: string) => Promise<LoggedAttempt[]>;
+  /** The receivers as the Endpoints page shows them (the same read model as `endpoints list`). */
+  endpoints: () => Promise<EndpointView[]>;
+  /** The clock of the Analytics page's "last 24 hours" and the recover form's default. */
   now?: () => Date;
 }
 

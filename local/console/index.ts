@@ -8,6 +8,7 @@ import { readFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { withAttemptLog } from '../../functions/domain/attempt-log.ts';
 import { isConversationId } from '../../functions/domain/conversation-id.ts';
 import { canonicalSource } from '../../functions/domain/source-identity.ts';
 import { latestRecord } from '../history/conversations.ts';
@@ -21,7 +22,15 @@ import {
   threadConversations,
   version,
 } from './data.ts';
-import { conversationFragment, listFragment, notFoundFragment, page, threadFragment, threadPath } from './pages.ts';
+import {
+  conversationFragment,
+  endpointsFragment,
+  listFragment,
+  notFoundFragment,
+  page,
+  threadFragment,
+  threadPath,
+} from './pages.ts';
 
 export type { ConsoleContext } from './data.ts';
 
@@ -135,6 +144,23 @@ function consolePages(ctx: ConsoleContext) {
         },
       },
       {
+        path: /^\/console\/endpoints$/,
+        methods: {
+          GET: async (req, res) => {
+            const body = endpointsFragment(await ctx.endpoints(), ctx.now?.() ?? new Date());
+            // No live refresh (its state changes with every delivery): the page reloads after each action.
+            const shell = {
+              title: 'Endpoints',
+              version: '',
+              versionSrc: '',
+              fragmentSrc: '/console/endpoints?fragment=1',
+              body,
+            };
+            sendHtml(req, res, 200, isFragment(req) ? body.value : page(shell));
+          },
+        },
+      },
+      {
         path: /^\/console\/conversations\/([^/]+)$/,
         methods: { GET: (req, res, match) => conversationPage(ctx, req, res, decodeURIComponent(match[1]!)) },
       },
@@ -204,14 +230,16 @@ async function conversationPage(
     );
     return sendHtml(req, res, 404, fragment ? body.value : page({ ...shell, version: await version(ctx, id), body }));
   }
-  const [v, envelope, documents] = await Promise.all([
+  const [v, envelope, documents, logged] = await Promise.all([
     version(ctx, id),
     ctx.failedDeliveries.get(id),
     exportDocuments(ctx, id),
+    ctx.attempts(id).catch(() => []),
   ]);
+  const latest = latestRecord(executions);
   const body = conversationFragment({
     id,
-    record: latestRecord(executions),
+    record: latest && withAttemptLog(latest, logged),
     executions,
     envelope,
     documents,

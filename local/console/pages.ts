@@ -1,5 +1,6 @@
 /** Server-rendered pages of the local console. Every piece of data goes through `html` (escaped). */
 import { agentTurn, type ConversationRecord, userQuery } from '../../functions/domain/conversation.ts';
+import type { EndpointView } from '../../functions/domain/endpoints.ts';
 import type { FailedDeliveryEnvelope } from '../../functions/domain/failed-delivery.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
 import { conversationFigures, formatFigures } from '../history/figures.ts';
@@ -50,7 +51,7 @@ export function page(shell: PageShell): string {
 <script src="/console/static/console.js" defer></script>
 </head>
 <body data-version="${shell.version}" data-version-src="${shell.versionSrc}" data-fragment-src="${shell.fragmentSrc}">
-<header class="top"><a class="home" href="/console">webhook-gateway · local console</a><nav><a href="/console">Conversations</a><a href="/console/analytics">Analytics</a></nav><span id="live" class="live" title="refreshes when conversations arrive">live</span></header>
+<header class="top"><a class="home" href="/console">webhook-gateway · local console</a><nav><a href="/console">Conversations</a><a href="/console/analytics">Analytics</a><a href="/console/endpoints">Endpoints</a></nav><span id="live" class="live" title="refreshes when conversations arrive">live</span></header>
 <div id="flash" role="status" aria-live="polite"></div>
 <main id="content">${shell.body}</main>
 </body>
@@ -129,6 +130,17 @@ function summary(id: string, record: ConversationRecord | null, executions: Exec
 ${record.execution.errors.length === 0 ? '' : html`<h2>Errors</h2><ul class="errors">${record.execution.errors.map((e) => html`<li><code>${e.at}</code> ${e.stage}: <b>${e.error}</b> ${e.message}</li>`)}</ul>`}`;
 }
 
+/** What the receiver answered (the attempt log): the first line of its body, the rest and its headers on demand. */
+function answerCell(a: ConversationRecord['execution']['delivery_attempts'][number]): SafeHtml {
+  if (!a.response) return html`<span class="err">${a.error ?? ''}</span>`;
+  const r = a.response;
+  return html`<details class="answer"><summary>${preview(r.body, 80) || '(empty body)'}</summary>
+  ${a.request ? html`<p><small>sent to</small> <code>${a.request.url}</code>${a.execution_name ? html` <small>by</small> <code>${a.execution_name}</code>` : ''}</p>` : ''}
+  <dl class="headers">${Object.entries(r.headers).map(([k, v]) => html`<dt>${k}</dt><dd>${v}</dd>`)}</dl>
+  <pre class="text">${r.body}</pre>${r.body_truncated ? html`<p><small>the first 4 KB of the answer are kept</small></p>` : ''}
+</details>`;
+}
+
 function deliverySection(
   id: string,
   record: ConversationRecord | null,
@@ -138,6 +150,7 @@ function deliverySection(
   const attempts = record?.execution.delivery_attempts ?? [];
   const tries = record ? conversationFigures(record, executions).tries : attempts.length;
   const redrivable = envelope !== null && envelope.state !== 'settled';
+  const resendable = !redrivable && record?.webhook_context.delivery_status === 'delivered';
   const state =
     envelope === null
       ? ''
@@ -147,12 +160,13 @@ function deliverySection(
   ${tries > attempts.length ? html`<p class="note">${tries - attempts.length} of them were retried by the workflow at once and are counted from the execution history; the table lists the attempts the record keeps.</p>` : ''}
   ${state}
   ${redrivable ? html`<p><button type="button" id="redrive" data-id="${id}">Redrive</button> <small>delivers it now through statemachine/redelivery.asl.json</small></p>` : ''}
+  ${resendable ? html`<p><button type="button" id="resend" data-id="${id}">Resend</button> <small>delivers it once more under the same webhook-id <code>${record!.webhook_context.delivery_id}</code></small></p>` : ''}
   ${
     attempts.length === 0
       ? html`<p class="empty">No delivery attempted.</p>`
       : html`<table id="attempts">
-  <thead><tr><th class="num">#</th><th>at</th><th>via</th><th>outcome</th><th class="num">HTTP</th><th class="num">duration</th><th>error</th></tr></thead>
-  <tbody>${attempts.map((a) => html`<tr class="o-${token(a.outcome)}"><td class="num">${a.attempt}</td><td class="time">${a.at}</td><td>${a.via ?? 'workflow'}</td><td>${badge(a.outcome)}</td><td class="num">${a.status_code ?? '-'}</td><td class="num">${ms(a.duration_ms)}</td><td class="err">${a.error ?? ''}</td></tr>`)}</tbody>
+  <thead><tr><th class="num">#</th><th>at</th><th>via</th><th>outcome</th><th class="num">HTTP</th><th class="num">duration</th><th>the receiver's answer</th></tr></thead>
+  <tbody>${attempts.map((a) => html`<tr class="o-${token(a.outcome)}" data-attempt="${a.attempt}"><td class="num">${a.attempt}</td><td class="time">${a.at}</td><td>${a.via ?? 'workflow'}</td><td>${badge(a.outcome)}</td><td class="num">${a.status_code ?? '-'}</td><td class="num">${ms(a.duration_ms)}</td><td class="answer">${answerCell(a)}</td></tr>`)}</tbody>
   </table>`
   }
 </section>`;
@@ -208,6 +222,43 @@ ${deliverySection(input.id, input.record, input.envelope, input.executions)}
 ${input.executions.map(executionSection)}
 </section>
 ${exportsSection(input.bucket, input.documents, input.exportEnabled)}`;
+}
+
+/** The recover form's default: a day ago. */
+const dayBefore = (now: Date) => new Date(now.getTime() - 86_400_000).toISOString();
+
+/**
+ * The Endpoints page: each type's receiver (state, URL, rate, last success, failure streak, queued deliveries) with
+ * Pause/Resume, and a "recover failed since" form per type: Plan shows the dry-run count, Recover runs it.
+ */
+export function endpointsFragment(views: EndpointView[], now: Date): SafeHtml {
+  return html`<section id="endpoints">
+  <h1>Endpoints <span class="count">${views.length}</span></h1>
+  <p><small>Each webhook type's receiver. Changes apply from the next delivery (also: <code>npx webhook-gateway endpoints set &lt;type&gt; --url … --rate …</code>).</small></p>
+  <table>
+  <thead><tr><th>type</th><th>state</th><th>url</th><th>rate</th><th>last success</th><th class="num">failure streak</th><th>failing since</th><th class="num">queued</th><th>last error</th><th></th></tr></thead>
+  <tbody>${views.map(
+    (v) => html`<tr data-type="${v.webhook_type}" data-state="${v.status}">
+    <td>${v.webhook_type}</td><td>${badge(v.status)}</td><td><code>${v.url ?? '(none)'}</code>${v.url_source === 'deployed' ? html` <small>deployed</small>` : ''}</td>
+    <td>${v.rate_per_second === null ? '-' : `${v.rate_per_second}/s`}</td><td class="time">${v.last_success_at ?? '-'}</td>
+    <td class="num">${v.consecutive_failures}</td><td class="time">${v.failing_since ?? '-'}</td><td class="num queued">${v.queued ?? '-'}</td>
+    <td class="err">${preview(v.last_error ?? '', 60)}</td>
+    <td>${v.status === 'paused' || v.status === 'disabled' ? html`<button type="button" data-endpoint-action="resume" data-type="${v.webhook_type}">Resume</button>` : html`<button type="button" data-endpoint-action="pause" data-type="${v.webhook_type}">Pause</button>`}</td>
+  </tr>`,
+  )}</tbody>
+  </table>
+</section>
+<section id="recover">
+  <h2>Recover failed deliveries</h2>
+  <p><small>Redrive every delivery still owed to a receiver since a time (oldest first). Plan shows how many first; nothing runs until you confirm.</small></p>
+  <table><thead><tr><th>type</th><th>since (ISO 8601)</th><th></th><th></th></tr></thead>
+  <tbody>${views.map(
+    (v) => html`<tr data-type="${v.webhook_type}"><td>${v.webhook_type}</td>
+    <td><input type="text" size="26" name="since" data-type="${v.webhook_type}" value="${dayBefore(now)}" aria-label="since, for ${v.webhook_type}"></td>
+    <td><button type="button" data-plan="${v.webhook_type}">Plan</button></td>
+    <td><button type="button" data-recover="${v.webhook_type}" hidden>Recover</button></td></tr>`,
+  )}</tbody></table>
+</section>`;
 }
 
 export function notFoundFragment(message: string): SafeHtml {

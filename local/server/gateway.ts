@@ -8,6 +8,7 @@ import {
   healthBody,
   STATUS_ROUTE_PREFIX,
 } from '../../functions/domain/gateway-contract.ts';
+import { attemptLog } from '../../functions/shared/attempt-log.ts';
 import { injectClientSettings } from '../../functions/shared/clients/injected-settings.ts';
 import { endpointStore } from '../../functions/shared/endpoint-store.ts';
 import { endpointGate } from '../../functions/shared/redelivery.ts';
@@ -18,6 +19,7 @@ import { ExecutionJournal } from '../engine/journal.ts';
 import { type RecoveredExecution, recoverInterrupted } from '../engine/recovery.ts';
 import { LocalRedelivery } from '../engine/redelivery.ts';
 import { loadStageHandlers, localWorkflow } from '../engine/workflows.ts';
+import { endpointViews } from '../history/endpoints.ts';
 import { lockDataDir } from '../store/data-dir-lock.ts';
 import { localDeliverySecrets } from '../store/delivery-secrets.ts';
 import { type EmbeddedS3, startEmbeddedS3 } from '../store/embedded-s3.ts';
@@ -361,6 +363,9 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
       {
         path: /^\/console(\/.*)?$/,
         mount: consoleRoutes({
+          attempts: async (id) => (await attemptLog()?.list(id)) ?? [],
+          endpoints: async () =>
+            endpointViews(endpoints, await failedDeliveries.list(), config.deliveryUrls, config.breaker),
           executions,
           failedDeliveries,
           bucket,

@@ -1,4 +1,4 @@
-// webhook-gateway local console: live refresh and the Redrive button. No framework, no build step.
+// webhook-gateway local console: live refresh, Redrive and Resend, the Endpoints page's Pause/Resume and recover. No framework, no build step.
 // The server renders (and escapes) all HTML; this script only swaps in fresh server-rendered fragments and never
 // builds markup from data itself (messages go through textContent).
 (() => {
@@ -57,30 +57,104 @@
     setTimeout(poll, 1000);
   }
 
-  document.addEventListener('click', async (event) => {
-    const button = event.target instanceof Element ? event.target.closest('button#redrive') : null;
-    if (!button) return;
+  /** POST to the gateway's operator routes (loopback, Host and Origin checked there); the JSON answer, or an error. */
+  async function post(url) {
+    const response = await fetch(url, { method: 'POST' });
+    const result = await response.json();
+    if (!response.ok && response.status !== 404) throw new Error(result.error?.message || `HTTP ${response.status}`);
+    return result;
+  }
+
+  function outcome(verb, id, result) {
+    const status = result.status || result.error?.code || 'error';
+    const detail =
+      result.status === 'failed'
+        ? ` — ${result.error || result.envelope?.last_error || ''}`
+        : result.error
+          ? ` — ${result.error.message || result.error}`
+          : '';
+    say(
+      `${verb} of ${id}: ${status}${result.execution_name ? ` (execution ${result.execution_name})` : ''}${detail}`,
+      status === 'delivered' || status === 'already_delivered' ? 'ok' : 'bad',
+    );
+  }
+
+  async function deliveryButton(button, verb, path) {
     const id = button.dataset.id;
     button.disabled = true;
-    button.textContent = 'Redriving…';
-    say(`Redriving ${id}…`, 'pending');
+    button.textContent = `${verb === 'Redrive' ? 'Redriving' : 'Resending'}…`;
+    say(`${verb === 'Redrive' ? 'Redriving' : 'Resending'} ${id}…`, 'pending');
     try {
-      const response = await fetch(`/local/deliveries/${encodeURIComponent(id)}/redrive`, { method: 'POST' });
+      outcome(verb, id, await post(`/local/deliveries/${encodeURIComponent(id)}/${path}`));
+    } catch (error) {
+      say(`${verb} of ${id} failed: ${error.message}`, 'bad');
+    }
+  }
+
+  const sinceOf = (type) => content.querySelector(`input[name="since"][data-type="${type}"]`).value.trim();
+  const recoverQuery = (type, since) =>
+    `type=${encodeURIComponent(type)}${since ? `&since=${encodeURIComponent(since)}` : ''}`;
+
+  async function plan(button) {
+    const type = button.dataset.plan;
+    const since = sinceOf(type);
+    const confirm = content.querySelector(`button[data-recover="${type}"]`);
+    try {
+      const response = await fetch(`/local/deliveries/plan?${recoverQuery(type, since)}`, { cache: 'no-store' });
       const result = await response.json();
-      const status = result.status || result.error?.code || `HTTP ${response.status}`;
-      const detail =
-        result.status === 'failed'
-          ? ` — ${result.envelope?.last_error || ''}`
-          : result.error
-            ? ` — ${result.error.message || result.error}`
-            : '';
+      if (!response.ok) throw new Error(result.error?.message || `HTTP ${response.status}`);
       say(
-        `Redrive of ${id}: ${status}${result.execution_name ? ` (execution ${result.execution_name})` : ''}${detail}`,
-        status === 'delivered' || status === 'already_delivered' ? 'ok' : 'bad',
+        `${result.count} ${type} deliveries owed since ${since || 'ever'} would be redriven, oldest first`,
+        'pending',
+      );
+      confirm.dataset.since = since;
+      confirm.dataset.count = String(result.count);
+      confirm.textContent = `Recover ${result.count}`;
+      confirm.hidden = result.count === 0;
+    } catch (error) {
+      confirm.hidden = true;
+      say(`Plan for ${type}: ${error.message}`, 'bad');
+    }
+  }
+
+  async function recover(button) {
+    const type = button.dataset.recover;
+    button.disabled = true;
+    say(`Recovering ${button.dataset.count} ${type} deliveries…`, 'pending');
+    try {
+      const result = await post(`/local/deliveries/redrive?${recoverQuery(type, button.dataset.since)}`);
+      const counts = Object.entries(result.counts)
+        .map(([k, n]) => `${n} ${k.replace('_', ' ')}`)
+        .join(', ');
+      say(
+        `Recovered ${type}: ${result.count} redriven${counts ? ` (${counts})` : ''}`,
+        result.counts.delivered === result.count ? 'ok' : 'bad',
       );
     } catch (error) {
-      say(`Redrive of ${id} failed: ${error.message}`, 'bad');
+      say(`Recover ${type} failed: ${error.message}`, 'bad');
     }
+  }
+
+  async function endpointAction(button) {
+    const { endpointAction: action, type } = button.dataset;
+    button.disabled = true;
+    try {
+      const view = await post(`/local/endpoints/${encodeURIComponent(type)}/${action}`);
+      say(`${type} is ${view.status}`, 'ok');
+    } catch (error) {
+      say(`${action} ${type} failed: ${error.message}`, 'bad');
+    }
+  }
+
+  document.addEventListener('click', async (event) => {
+    const target = event.target instanceof Element ? event.target.closest('button') : null;
+    if (!target) return;
+    if (target.id === 'redrive') await deliveryButton(target, 'Redrive', 'redrive');
+    else if (target.id === 'resend') await deliveryButton(target, 'Resend', 'resend');
+    else if (target.dataset.endpointAction) await endpointAction(target);
+    else if (target.dataset.recover) await recover(target);
+    else if (target.dataset.plan) return plan(target);
+    else return;
     await refresh().catch(() => {});
   });
 

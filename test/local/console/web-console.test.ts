@@ -173,7 +173,7 @@ describe.skipIf(skipBrowser)('console in Chromium', () => {
     expect(exported.conversation.conversation.turns[0].content).toBe(XSS_QUERY);
 
     expect(await page.locator('#attempts tbody tr').allInnerTexts()).toEqual([
-      expect.stringMatching(/^1\s+\S+\s+workflow\s+permanent\s+400\s+\d+ ms\s+HTTP 400: nope$/),
+      expect.stringMatching(/^1\s+\S+\s+workflow\s+permanent\s+400\s+\d+ ms\s+nope$/),
     ]);
     expect(await page.locator('#delivery-status').getAttribute('data-status')).toBe('failed');
   });

@@ -1,0 +1,119 @@
+import type { Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Browser, CHROMIUM, launchBrowser, rawGet, skipBrowser } from '../../support/browser.ts';
+import { SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
+
+/**
+ * The console's delivery operations in Chromium: the attempt table with the receiver's answer, Resend, the Endpoints
+ * page (Pause/Resume) and "recover failed since" with its dry-run count first.
+ */
+if (skipBrowser) console.warn(`console delivery operations browser test SKIPPED: ${CHROMIUM} is missing`);
+
+let world: TestWorld;
+const ids = { delivered: '', failed: '' };
+
+beforeAll(async () => {
+  world = await startWorld();
+  world.receiver.reply({ status: 500, body: 'crm is restarting' }, { status: 200, body: 'stored as CRM-7' });
+  ids.delivered = (await world.post(SEED_REQUEST)).body.conversation_id;
+  world.receiver.reply(400, 400);
+  const failed = await world.post(SEED_REQUEST);
+  expect(failed.body.tracking.delivery_status).toBe('failed');
+  ids.failed = failed.body.conversation_id;
+  world.receiver.reset();
+});
+afterAll(async () => {
+  await world?.close();
+});
+
+describe('operator routes behind the console’s checks', () => {
+  it('refuse a rebound host name and a cross-site origin: nothing is paused or resent', async () => {
+    const base = world.gateway.url;
+    const rebound = await rawGet(`${base}/local/endpoints/deal_analysis/pause`, { host: 'attacker.example' }, 'POST');
+    expect(rebound.status).toBe(403);
+    const crossSite = await rawGet(
+      `${base}/local/deliveries/${ids.delivered}/resend`,
+      { origin: 'https://attacker.example' },
+      'POST',
+    );
+    expect(crossSite.status).toBe(403);
+    expect(world.receiver.received).toHaveLength(0);
+    const plan = await rawGet(`${base}/local/deliveries/plan?since=yesterday`);
+    expect(plan.status).toBe(400);
+    expect(plan.body).toContain('since must be an ISO 8601 date');
+  });
+});
+
+describe.skipIf(skipBrowser)('delivery operations in Chromium', () => {
+  let browser: Browser;
+  let page: Page;
+  const errors: string[] = [];
+
+  beforeAll(async () => {
+    browser = await launchBrowser();
+    page = browser.page;
+    page.setDefaultTimeout(5_000);
+    page.on('pageerror', (e) => errors.push(e.message));
+  });
+  afterAll(async () => {
+    expect(errors).toEqual([]);
+    await browser?.close();
+  });
+
+  it('the attempt table shows what the receiver answered; Resend delivers again under the same webhook-id', async () => {
+    await page.goto(`${world.gateway.url}/console/conversations/${ids.delivered}`);
+    const rows = page.locator('#attempts tbody tr');
+    expect(await rows.allInnerTexts()).toEqual([
+      expect.stringMatching(/^1\s+\S+\s+workflow\s+retryable\s+500\s+\d+ ms\s+crm is restarting$/),
+      expect.stringMatching(/^2\s+\S+\s+workflow\s+delivered\s+200\s+\d+ ms\s+stored as CRM-7$/),
+    ]);
+    await rows.nth(0).locator('details.answer summary').click();
+    expect(await rows.nth(0).locator('details.answer dl.headers').innerText()).toMatch(/content-type\s+text\/plain/);
+
+    world.receiver.reply({ status: 200, body: 'again, thanks' });
+    await page.locator('button#resend').click();
+    await expect.poll(() => rows.count(), { timeout: 10_000 }).toBe(3);
+    expect(await page.locator('#flash').innerText()).toMatch(
+      new RegExp(`Resend of ${ids.delivered}: delivered \\(execution ${ids.delivered}-redelivery-3-`),
+    );
+    expect(await rows.nth(2).innerText()).toMatch(/^3\s+\S+\s+resend\s+delivered\s+200\s+\d+ ms\s+again, thanks$/);
+    const webhookIds = new Set(world.receiver.received.map((r) => r.headers['webhook-id']));
+    expect(webhookIds.size).toBe(1);
+  });
+
+  it('Endpoints: each type’s state; Pause holds deliveries (queued), Resume and recover deliver them', async () => {
+    await page.goto(`${world.gateway.url}/console/endpoints`);
+    const deal = page.locator('#endpoints tr[data-type="deal_analysis"]');
+    expect(await deal.getAttribute('data-state')).toBe('healthy');
+    expect(await page.locator('#endpoints tbody tr').count()).toBe(4);
+
+    await deal.locator('button[data-endpoint-action="pause"]').click();
+    await page.locator('#endpoints tr[data-type="deal_analysis"][data-state="paused"]').waitFor();
+    world.receiver.reset();
+    const held = await world.post(SEED_REQUEST);
+    expect(held.body.tracking.delivery_status).toBe('queued');
+    expect(world.receiver.received).toHaveLength(0);
+
+    await page.locator('#endpoints tr[data-type="deal_analysis"] button[data-endpoint-action="resume"]').click();
+    await page.locator('#endpoints tr[data-type="deal_analysis"][data-state="healthy"]').waitFor();
+    expect(await page.locator('#endpoints tr[data-type="deal_analysis"] td.queued').innerText()).toBe('2');
+
+    // Plan first: the count, nothing redriven yet; then Recover runs exactly that plan.
+    await page.locator('button[data-plan="deal_analysis"]').click();
+    const confirm = page.locator('button[data-recover="deal_analysis"]');
+    await confirm.waitFor({ state: 'visible' });
+    expect(await confirm.innerText()).toBe('Recover 2');
+    expect(await page.locator('#flash').innerText()).toMatch(
+      /^2 deal_analysis deliveries owed since \S+ would be redriven/,
+    );
+    expect(world.receiver.received).toHaveLength(0);
+    await confirm.click();
+    await expect
+      .poll(() => page.locator('#flash').innerText(), { timeout: 10_000 })
+      .toBe('Recovered deal_analysis: 2 redriven (2 delivered)');
+    expect(world.receiver.received.map((r) => r.body.conversation_id).sort()).toEqual(
+      [ids.failed, held.body.conversation_id].sort(),
+    );
+    await page.locator('#endpoints tr[data-type="deal_analysis"] td.queued:text-is("0")').waitFor();
+  });
+});
