@@ -209,6 +209,10 @@ describe('conversations --aws', () => {
     expect(stdout).toMatch(/execution req-1 \(ConversationWorkflow\) SUCCEEDED/);
     expect(stdout).toMatch(/Deliver\s+\+11 ms\s+1029 ms\s+1 {2}succeeded/);
     expect(stdout).toMatch(/path: Validate → Deliver/);
+    // One step to the execution's page in the Step Functions console (Express: read from the log group around its start).
+    expect(stdout).toContain(
+      `console: https://us-east-1.console.aws.amazon.com/states/home?region=us-east-1#/express-executions/details/${ARN}?startDate=`,
+    );
     const first = logs.commandCalls(StartQueryCommand)[0]!.args[0].input;
     expect(first.queryString).toContain(`filter @message like "${ID}"`);
     expect(first.logGroupNames).toEqual(['/aws/vendedlogs/states/conversation']);
