@@ -80,7 +80,7 @@ export async function costSection(overhead: OverheadResult[], say: (line: string
   await mkdir(RESULTS_DIR, { recursive: true });
   await writeFile(
     COST_FILE,
-    `${JSON.stringify({ ...file, request: oneKb.size, lean_profile: summary(leanResults), context: LEAN_CONTEXT }, null, 2)}\n`,
+    `${JSON.stringify({ ...file, request: oneKb.size, lean_profile: { ...summary(leanResults), context: LEAN_CONTEXT } }, null, 2)}\n`,
   );
 
   const typical = byLatency(defaultOneKb)['2500']!;
