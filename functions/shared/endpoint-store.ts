@@ -3,7 +3,9 @@
  * chosen by configuration, like the attempt log beside it.
  * - DELIVERIES_TABLE_NAME: DynamoDB (AWS). One item per webhook type (`endpoint#<type>`) holding both, changed with
  *   UpdateItem expressions so that concurrent Delivers never lose a count; the outbound rate is a conditional counter
- *   per time window (`rate#<type>`), shared by every Lambda.
+ *   per time window (`rate#<type>`), shared by every Lambda. Reads are kept for ENDPOINT_CACHE_TTL_MS per process
+ *   (a Lambda delivering a burst does one GetItem per type every few seconds, not one per delivery); writes are never
+ *   cached: each goes to the table as one atomic expression, and what it returns refreshes the cached read.
  * - DELIVERIES_DIR: one JSON file per type under `endpoints/`, changed under a file lock (the running gateway and the
  *   command line both write it); the rate is counted in memory (locally only the gateway delivers).
  * - neither: every receiver is healthy, unpaused, unlimited, at its configured URL.
@@ -60,6 +62,12 @@ export interface EndpointStore {
 
 // ---------------------------------------------------------------------------------------------------- DynamoDB
 
+/**
+ * How long a Lambda reuses a receiver it read (docs/operations.md#receivers): an operator's change (URL, rate, pause,
+ * resume) reaches every Deliver within this time, without a restart or a deploy.
+ */
+export const ENDPOINT_CACHE_TTL_MS = 5_000;
+
 type Item = Record<string, AttributeValue>;
 const endpointKey = (type: WebhookType): Item => ({ pk: { S: `endpoint#${type}` }, sk: { S: 'endpoint' } });
 const HEALTH_TEXT = ['failing_since', 'last_success_at', 'last_failure_at', 'last_error', 'probe_until', 'disabled_at'];
@@ -78,18 +86,40 @@ function endpointFromItem(type: WebhookType, item: Item | undefined): Endpoint {
 }
 
 export class DynamoEndpointStore implements EndpointStore {
-  /** `client`: the command line's (its region); the handlers use the process's. */
+  /** The last read or written item of each type, and until when (by `clock`) a `get` may return it. */
+  private readonly cache = new Map<WebhookType, { endpoint: Endpoint; until: number }>();
+  private readonly clock: () => number;
+  private readonly cacheTtlMs: number;
+
+  /**
+   * `client`: the command line's (its region); the handlers use the process's. `cacheTtlMs` (0: read every time) and
+   * `clock` (epoch ms) are injected by tests.
+   */
   constructor(
     private readonly table: string,
     private readonly client?: DynamoDBClient,
-  ) {}
+    options: { cacheTtlMs?: number; clock?: () => number } = {},
+  ) {
+    this.cacheTtlMs = options.cacheTtlMs ?? ENDPOINT_CACHE_TTL_MS;
+    this.clock = options.clock ?? Date.now;
+  }
 
+  /** A `consistent` read always asks the table; otherwise a read of the last ENDPOINT_CACHE_TTL_MS is reused. */
   async get(type: WebhookType, options: { consistent?: boolean } = {}): Promise<Endpoint> {
+    const cached = this.cache.get(type);
+    if (!options.consistent && cached && cached.until > this.clock()) return cached.endpoint;
     const { sdk, db } = await dynamoDb(this.client);
     const out = await db.send(
       new sdk.GetItemCommand({ TableName: this.table, Key: endpointKey(type), ConsistentRead: options.consistent }),
     );
-    return endpointFromItem(type, out.Item);
+    return this.remember(type, out.Item);
+  }
+
+  /** The item as the table returned it (a read, or a write's ALL_NEW), kept for the next reads. */
+  private remember(type: WebhookType, item: Item | undefined): Endpoint {
+    const endpoint = endpointFromItem(type, item);
+    if (this.cacheTtlMs > 0) this.cache.set(type, { endpoint, until: this.clock() + this.cacheTtlMs });
+    return endpoint;
   }
 
   async list(): Promise<Endpoint[]> {
@@ -144,7 +174,7 @@ export class DynamoEndpointStore implements EndpointStore {
         ReturnValues: 'ALL_NEW',
       }),
     );
-    return endpointFromItem(type, out.Attributes);
+    return this.remember(type, out.Attributes);
   }
 
   configure(type: WebhookType, change: EndpointChange, now: Date): Promise<Endpoint> {
@@ -207,7 +237,7 @@ export class DynamoEndpointStore implements EndpointStore {
         ReturnValues: 'ALL_NEW',
       }),
     );
-    const health = endpointFromItem(type, out.Attributes).health;
+    const { health } = this.remember(type, out.Attributes);
     if (!shouldDisable(health, now, policy)) return { health, disabledNow: false };
     try {
       const disabled = await this.update(type, { disabled_at: { S: now.toISOString() } }, [], {
@@ -368,11 +398,20 @@ export class FileEndpointStore implements EndpointStore {
 }
 
 let fileStores = new Map<string, FileEndpointStore>();
+let tableStores = new Map<string, DynamoEndpointStore>();
 
 /** The configured endpoint store, or null when there is none (every receiver then as deployed, healthy). */
 export function endpointStore(): EndpointStore | null {
   const { deliveriesTableName, deliveriesDir } = settings();
-  if (deliveriesTableName) return new DynamoEndpointStore(deliveriesTableName);
+  if (deliveriesTableName) {
+    // One per table and process (a warm Lambda), so its cached reads serve every Deliver of the process.
+    let store = tableStores.get(deliveriesTableName);
+    if (!store) {
+      store = new DynamoEndpointStore(deliveriesTableName);
+      tableStores = new Map(tableStores).set(deliveriesTableName, store);
+    }
+    return store;
+  }
   if (!deliveriesDir) return null;
   // One per folder and process, so its rate windows are shared by every Deliver of the process.
   let store = fileStores.get(deliveriesDir);

@@ -1,7 +1,7 @@
 /**
  * `endpoints list | set | pause | resume --aws`: the receivers of a deployed stack. Their configuration and health are
- * items of the deliveries table (the Deliver functions read them on every delivery: a change applies to the next
- * one); their delivery secrets are the DeliverySigningSecrets secret (read by Deliver at most every 5 minutes); the
+ * items of the deliveries table (each Deliver function keeps what it read for ENDPOINT_CACHE_TTL_MS: a change
+ * applies within 5 s); their delivery secrets are the DeliverySigningSecrets secret (read by Deliver at most every 5 minutes); the
  * deployed URLs are the Deliver function's variables.
  */
 import { GetFunctionConfigurationCommand } from '@aws-sdk/client-lambda';
@@ -11,7 +11,7 @@ import { WEBHOOK_TYPES, type WebhookType } from '../../../functions/domain/conve
 import { DELIVERY_URL_VARIABLES } from '../../../functions/domain/delivery.ts';
 import { endpointView } from '../../../functions/domain/endpoints.ts';
 import { parseSecretsBySource, rotatedSecrets } from '../../../functions/domain/signatures.ts';
-import { DynamoEndpointStore } from '../../../functions/shared/endpoint-store.ts';
+import { DynamoEndpointStore, ENDPOINT_CACHE_TTL_MS } from '../../../functions/shared/endpoint-store.ts';
 import { settings } from '../../../functions/shared/settings.ts';
 import { type EndpointEdit, printEndpoints } from '../endpoint-table.ts';
 import { CliError, out } from '../shared.ts';
@@ -102,7 +102,7 @@ export async function awsEndpoints(
   const footer = [
     note,
     pending,
-    sub === 'list' ? null : 'The Deliver functions use this from their next delivery on (no deploy).',
+    sub === 'list' ? null : `The Deliver functions use this within ${ENDPOINT_CACHE_TTL_MS / 1000} s (no deploy).`,
   ]
     .filter(Boolean)
     .join('\n');

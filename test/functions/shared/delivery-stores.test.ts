@@ -15,7 +15,12 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { LoggedAttempt } from '../../../functions/domain/attempt-log.ts';
 import type { BreakerPolicy } from '../../../functions/domain/endpoints.ts';
 import { attemptLog, DynamoAttemptLog, FileAttemptLog } from '../../../functions/shared/attempt-log.ts';
-import { DynamoEndpointStore, endpointStore, FileEndpointStore } from '../../../functions/shared/endpoint-store.ts';
+import {
+  DynamoEndpointStore,
+  ENDPOINT_CACHE_TTL_MS,
+  endpointStore,
+  FileEndpointStore,
+} from '../../../functions/shared/endpoint-store.ts';
 
 /** The attempt log and the endpoint store: their DynamoDB adapters against a mocked DynamoDB, their file adapters on disk. */
 const dynamo = mockClient(DynamoDBClient);
@@ -97,6 +102,8 @@ describe('attempt log', () => {
       process.env.DELIVERIES_TABLE_NAME = 'deliveries';
       expect(attemptLog()).toBeInstanceOf(DynamoAttemptLog);
       expect(endpointStore()).toBeInstanceOf(DynamoEndpointStore);
+      // One per table and process: its cached reads serve every Deliver of a warm Lambda.
+      expect(endpointStore()).toBe(endpointStore());
     } finally {
       process.env = saved;
     }
@@ -127,6 +134,50 @@ describe('endpoint store on DynamoDB', () => {
       ['lead_analysis', 0],
       ['general', 0],
     ]);
+  });
+
+  it('keeps a read for ENDPOINT_CACHE_TTL_MS: the next reads make no call, a change is read after it; writes always go to the table', async () => {
+    let now = NOW.getTime();
+    const cached = new DynamoEndpointStore('deliveries', undefined, { clock: () => now });
+    dynamo
+      .on(GetItemCommand)
+      .resolvesOnce({ Item: { url: { S: 'https://old.example/hook' } } })
+      .resolves({ Item: { url: { S: 'https://new.example/hook' }, paused: { BOOL: true } } });
+    expect((await cached.get('deal_analysis')).config.url).toBe('https://old.example/hook');
+    now += ENDPOINT_CACHE_TTL_MS - 1;
+    expect((await cached.get('deal_analysis')).config.url).toBe('https://old.example/hook');
+    expect(dynamo.commandCalls(GetItemCommand)).toHaveLength(1);
+    // Each type is its own item: another type is read.
+    await cached.get('general');
+    expect(dynamo.commandCalls(GetItemCommand)).toHaveLength(2);
+    // The operator's change (another process wrote the table) is seen once the time is up.
+    now += 1;
+    expect((await cached.get('deal_analysis')).config).toMatchObject({ url: 'https://new.example/hook', paused: true });
+    expect(dynamo.commandCalls(GetItemCommand)).toHaveLength(3);
+    // A consistent read always asks the table.
+    await cached.get('deal_analysis', { consistent: true });
+    expect(dynamo.commandCalls(GetItemCommand)).toHaveLength(4);
+
+    // Counting a failure is never served from the cache: every one is an atomic UpdateItem, and what it returns
+    // (ALL_NEW) is what the next read sees, so this Lambda holds its next delivery without waiting for the TTL.
+    dynamo.on(UpdateItemCommand).resolves({
+      Attributes: {
+        consecutive_failures: { N: '5' },
+        failing_since: { S: NOW.toISOString() },
+        probe_until: { S: new Date(now + 15_000).toISOString() },
+      },
+    });
+    await cached.recordFailure('deal_analysis', 'HTTP 503', new Date(now), POLICY);
+    await cached.recordFailure('deal_analysis', 'HTTP 503', new Date(now), POLICY);
+    expect(dynamo.commandCalls(UpdateItemCommand)).toHaveLength(2);
+    expect((await cached.get('deal_analysis')).health.consecutive_failures).toBe(5);
+    expect(dynamo.commandCalls(GetItemCommand)).toHaveLength(4);
+
+    // cacheTtlMs 0: every read asks.
+    const uncached = new DynamoEndpointStore('deliveries', undefined, { cacheTtlMs: 0, clock: () => now });
+    await uncached.get('lead_analysis');
+    await uncached.get('lead_analysis');
+    expect(dynamo.commandCalls(GetItemCommand)).toHaveLength(6);
   });
 
   it('counts a failure atomically (concurrent Delivers all count) and disables once, by a conditional write', async () => {
