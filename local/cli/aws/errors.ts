@@ -44,6 +44,10 @@ export function explainAwsError(error: unknown, where: { stack: string; region?:
   if (BAD_CREDENTIALS.has(name))
     return new CliError(`AWS rejected the credentials (${name}): refresh them and try again`);
   if (/AccessDenied/.test(name) || /not authorized/i.test(message)) return new CliError(`access denied: ${message}`);
+  if (name === 'ResourceNotFoundException')
+    return new CliError(
+      `something stack "${where.stack}" uses does not exist (${name}: ${message}): was it deleted, or is --region wrong?`,
+    );
   if (/NonExistentQueue|QueueDoesNotExist/.test(name))
     return new CliError(`a queue of stack "${where.stack}" does not exist: ${message}`);
   if ((code && NETWORK_CODES.has(code)) || name === 'TimeoutError' || name === 'RequestTimeout') {

@@ -1,0 +1,362 @@
+import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
+import { BatchGetItemCommand, DynamoDBClient, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { GetFunctionConfigurationCommand, LambdaClient } from '@aws-sdk/client-lambda';
+import { GetObjectCommand, NoSuchKey, S3Client } from '@aws-sdk/client-s3';
+import { GetSecretValueCommand, PutSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { SFNClient, StartSyncExecutionCommand } from '@aws-sdk/client-sfn';
+import { GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { mockClient } from 'aws-sdk-client-mock';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import type { ConversationRecord } from '../../../../functions/domain/conversation.ts';
+import { exportKey, structuredJson } from '../../../../functions/domain/export-formats.ts';
+import {
+  completeConversation,
+  withAgentAnswer,
+  withClassification,
+  withDeliveryAttempt,
+} from '../../../../functions/domain/lifecycle.ts';
+import { main } from '../../../../local/cli/main.ts';
+import { describedStack, QUEUE_URL, STATE_MACHINE_ARN, succeeded } from '../../../support/aws-fixtures.ts';
+import { startedRecord } from '../../../support/fixtures.ts';
+
+/**
+ * `endpoints list | set | pause | resume --aws` and `deliveries resend <id> --aws`, run as the user runs them (main)
+ * against a mocked deployed stack (never real AWS): what the user sees (output, exit code), what is sent to AWS, and
+ * the one clear line when AWS refuses.
+ */
+const cfn = mockClient(CloudFormationClient);
+const dynamo = mockClient(DynamoDBClient);
+const lambda = mockClient(LambdaClient);
+const secrets = mockClient(SecretsManagerClient);
+const sqs = mockClient(SQSClient);
+const s3 = mockClient(S3Client);
+const sfn = mockClient(SFNClient);
+
+const TABLE = 'WebhookConversationGateway-deliveries';
+const SECRET_ARN = 'arn:aws:secretsmanager:us-east-1:123456789012:secret:DeliverySigningSecrets-abc';
+const BUCKET = 'prod-exports';
+const OLD_SECRET = 'whsec_b2xkb2xkb2xkb2xkb2xkb2xk';
+const NEW_SECRET = 'whsec_bmV3bmV3bmV3bmV3bmV3bmV3';
+const GENERAL_SECRET = 'whsec_Z2VuZXJhbGdlbmVyYWxnZW5l';
+
+let stdout: string;
+let stderr: string;
+beforeEach(() => {
+  for (const mock of [cfn, dynamo, lambda, secrets, sqs, s3, sfn]) mock.reset();
+  stdout = '';
+  stderr = '';
+  vi.spyOn(process.stdout, 'write').mockImplementation(((c: string) => {
+    stdout += c;
+    return true;
+  }) as never);
+  vi.spyOn(process.stderr, 'write').mockImplementation(((c: string) => {
+    stderr += c;
+    return true;
+  }) as never);
+  cfn.on(DescribeStacksCommand).resolves(
+    describedStack({
+      DeliveriesTableName: TABLE,
+      DeliverFunctionName: 'WebhookConversationGateway-Deliver',
+      DeliverySigningSecretsArn: SECRET_ARN,
+      FailedDeliveryQueueUrl: QUEUE_URL,
+      RedeliveryStateMachineArn: STATE_MACHINE_ARN,
+      ExportBucketName: BUCKET,
+    }),
+  );
+  lambda.on(GetFunctionConfigurationCommand).resolves({
+    Environment: {
+      Variables: {
+        DEAL_ANALYSIS_WEBHOOK_URL: 'https://crm.example.com/hooks/deals',
+        GENERAL_WEBHOOK_URL: 'https://crm.example.com/hooks/general',
+        ENDPOINT_FAILURE_THRESHOLD: '3',
+      },
+    },
+  });
+  // The table after the change: deal_analysis configured and failing, the others as deployed (no item).
+  const dealItem = {
+    pk: { S: 'endpoint#deal_analysis' },
+    sk: { S: 'endpoint' },
+    url: { S: 'https://crm-new.example.com/hooks/deals' },
+    rate_per_second: { N: '5' },
+    consecutive_failures: { N: '3' },
+    failing_since: { S: '2026-11-29T12:00:00.000Z' },
+    last_error: { S: 'HTTP 503' },
+  };
+  dynamo.on(BatchGetItemCommand).resolves({ Responses: { [TABLE]: [dealItem] } });
+  dynamo.on(UpdateItemCommand).resolves({ Attributes: dealItem });
+  sqs.on(GetQueueAttributesCommand).resolves({
+    Attributes: {
+      ApproximateNumberOfMessages: '2',
+      ApproximateNumberOfMessagesNotVisible: '1',
+      ApproximateNumberOfMessagesDelayed: '0',
+    },
+  });
+});
+afterEach(() => vi.restoreAllMocks());
+
+/** The table's rows as printed: type → its cells. */
+function rows(text: string): Record<string, string> {
+  return Object.fromEntries(
+    text
+      .split('\n')
+      .filter((line) => /^(deal_analysis|data_analysis|lead_analysis|general)\s/.test(line))
+      .map((line) => [line.split(/\s+/)[0]!, line]),
+  );
+}
+
+describe('endpoints --aws', () => {
+  it('list: every type from one consistent BatchGetItem, the deployed URLs and the breaker policy from the Deliver function, the schedule’s total', async () => {
+    expect(await main(['endpoints', 'list', '--aws'])).toBe(0);
+    const table = rows(stdout);
+    expect(Object.keys(table)).toEqual(['deal_analysis', 'data_analysis', 'lead_analysis', 'general']);
+    // Failing at the deployed threshold (3, not the default 5); the operator's URL and rate.
+    expect(table.deal_analysis).toMatch(/failing\s+https:\/\/crm-new\.example\.com\/hooks\/deals\s+5\/s/);
+    expect(table.general).toMatch(/healthy\s+https:\/\/crm\.example\.com\/hooks\/general \(deployed\)\s+-/);
+    expect(table.data_analysis).toMatch(/healthy\s+\(none\)/);
+    expect(stdout).toContain('3 deliveries pending in the schedule across all types');
+    expect(stderr).toBe('');
+    const read = dynamo.commandCalls(BatchGetItemCommand)[0]!.args[0].input;
+    expect(read.RequestItems![TABLE]).toMatchObject({ ConsistentRead: true });
+    expect(read.RequestItems![TABLE]!.Keys!.map((k) => k.pk!.S)).toEqual([
+      'endpoint#deal_analysis',
+      'endpoint#data_analysis',
+      'endpoint#lead_analysis',
+      'endpoint#general',
+    ]);
+    expect(dynamo.commandCalls(UpdateItemCommand)).toHaveLength(0);
+  });
+
+  it('list --json: the views, nothing else on stdout', async () => {
+    expect(await main(['endpoints', 'list', '--aws', '--json'])).toBe(0);
+    const views = JSON.parse(stdout);
+    expect(views[0]).toMatchObject({
+      webhook_type: 'deal_analysis',
+      status: 'failing',
+      url_source: 'configured',
+      rate_per_second: 5,
+      consecutive_failures: 3,
+      queued: null,
+    });
+  });
+
+  it('set --url --rate: one UpdateItem on the type’s item; the row after the change and when the Delivers use it', async () => {
+    expect(
+      await main([
+        'endpoints',
+        'set',
+        'deal_analysis',
+        '--url',
+        'https://crm-new.example.com/hooks/deals',
+        '--rate',
+        '5/s',
+        '--aws',
+      ]),
+    ).toBe(0);
+    const [update] = dynamo.commandCalls(UpdateItemCommand).map((c) => c.args[0].input);
+    expect(update).toMatchObject({ TableName: TABLE, Key: { pk: { S: 'endpoint#deal_analysis' } } });
+    const set = Object.fromEntries(
+      Object.entries(update!.ExpressionAttributeNames!).map(([alias, name]) => [
+        name,
+        update!.ExpressionAttributeValues![alias.replace('#', ':')],
+      ]),
+    );
+    expect(set).toMatchObject({ url: { S: 'https://crm-new.example.com/hooks/deals' }, rate_per_second: { N: '5' } });
+    expect(Object.keys(rows(stdout))).toEqual(['deal_analysis']);
+    expect(stdout).toContain('The Deliver functions use this within 5 s (no deploy).');
+    expect(secrets.commandCalls(PutSecretValueCommand)).toHaveLength(0);
+  });
+
+  it('set --rate none and --url default clear them (back to unlimited and the deployed URL)', async () => {
+    expect(await main(['endpoints', 'set', 'deal_analysis', '--url', 'default', '--rate', 'none', '--aws'])).toBe(0);
+    const update = dynamo.commandCalls(UpdateItemCommand)[0]!.args[0].input;
+    expect(update.UpdateExpression).toMatch(/REMOVE #r0, #r1$/);
+    expect(Object.values(update.ExpressionAttributeNames!)).toEqual(expect.arrayContaining(['url', 'rate_per_second']));
+  });
+
+  it('pause and resume: the pause is set; resume clears the pause, the disable and the streak', async () => {
+    expect(await main(['endpoints', 'pause', 'lead_analysis', '--aws'])).toBe(0);
+    expect(await main(['endpoints', 'resume', 'lead_analysis', '--aws'])).toBe(0);
+    const [pause, resume] = dynamo.commandCalls(UpdateItemCommand).map((c) => c.args[0].input);
+    expect(pause!.Key!.pk).toEqual({ S: 'endpoint#lead_analysis' });
+    expect(Object.values(pause!.ExpressionAttributeNames!)).toEqual(expect.arrayContaining(['paused', 'paused_at']));
+    expect(Object.values(pause!.ExpressionAttributeValues!)).toContainEqual({ BOOL: true });
+    expect(resume!.UpdateExpression).toMatch(/REMOVE/);
+    expect(Object.values(resume!.ExpressionAttributeNames!)).toEqual(
+      expect.arrayContaining([
+        'paused',
+        'paused_at',
+        'failing_since',
+        'probe_until',
+        'disabled_at',
+        'consecutive_failures',
+      ]),
+    );
+  });
+
+  it('--secret rotates: the new secret first, the current one kept (two active); --drop-previous-secret keeps only the new one; other types untouched', async () => {
+    secrets
+      .on(GetSecretValueCommand)
+      .resolvesOnce({ SecretString: JSON.stringify({ deal_analysis: OLD_SECRET, general: GENERAL_SECRET }) })
+      .resolvesOnce({
+        SecretString: JSON.stringify({ deal_analysis: [NEW_SECRET, OLD_SECRET], general: GENERAL_SECRET }),
+      });
+    secrets.on(PutSecretValueCommand).resolves({});
+
+    expect(await main(['endpoints', 'set', 'deal_analysis', '--secret', NEW_SECRET, '--aws'])).toBe(0);
+    expect(stdout).toContain(
+      'deal_analysis deliveries are signed with two secrets (the new one first): the Deliver functions pick it up within 5 minutes',
+    );
+    expect(stdout).toContain('both signatures are on the wire until --drop-previous-secret');
+    expect(dynamo.commandCalls(UpdateItemCommand)).toHaveLength(0);
+
+    stdout = '';
+    expect(await main(['endpoints', 'set', 'deal_analysis', '--drop-previous-secret', '--aws'])).toBe(0);
+    expect(stdout).toContain('deal_analysis deliveries are signed with one secret');
+
+    const puts = secrets.commandCalls(PutSecretValueCommand).map((c) => c.args[0].input);
+    expect(puts.map((p) => p.SecretId)).toEqual([SECRET_ARN, SECRET_ARN]);
+    expect(JSON.parse(puts[0]!.SecretString!)).toEqual({
+      deal_analysis: [NEW_SECRET, OLD_SECRET],
+      general: GENERAL_SECRET,
+    });
+    expect(JSON.parse(puts[1]!.SecretString!)).toEqual({ deal_analysis: NEW_SECRET, general: GENERAL_SECRET });
+  });
+
+  it('a bad value is refused before anything is sent to AWS', async () => {
+    expect(await main(['endpoints', 'set', 'deal_analysis', '--secret', 'not-a-secret', '--aws'])).toBe(1);
+    expect(stderr).toMatch(/^webhook-gateway: --secret: secrets must be "whsec_" followed by base64/);
+    expect(await main(['endpoints', 'set', 'deal_analysis', '--rate', 'fast', '--aws'])).toBe(1);
+    expect(cfn.calls()).toHaveLength(0);
+    expect(dynamo.calls()).toHaveLength(0);
+  });
+
+  it('the table missing, access denied, a stack without the table: one clear line on stderr, exit 1', async () => {
+    const oneLine = () => {
+      const lines = stderr.trim().split('\n');
+      stderr = '';
+      expect(lines).toHaveLength(1);
+      return lines[0];
+    };
+    dynamo
+      .on(BatchGetItemCommand)
+      .rejects(Object.assign(new Error('Requested resource not found'), { name: 'ResourceNotFoundException' }));
+    expect(await main(['endpoints', 'list', '--aws'])).toBe(1);
+    expect(oneLine()).toBe(
+      'webhook-gateway: something stack "WebhookConversationGateway" uses does not exist (ResourceNotFoundException: Requested resource not found): was it deleted, or is --region wrong?',
+    );
+
+    dynamo
+      .on(UpdateItemCommand)
+      .rejects(
+        Object.assign(
+          new Error(
+            `User: arn:aws:iam::123456789012:user/ops is not authorized to perform: dynamodb:UpdateItem on resource: arn:aws:dynamodb:us-east-1:123456789012:table/${TABLE}`,
+          ),
+          { name: 'AccessDeniedException' },
+        ),
+      );
+    expect(await main(['endpoints', 'pause', 'deal_analysis', '--aws'])).toBe(1);
+    expect(oneLine()).toMatch(/^webhook-gateway: access denied: User: .* dynamodb:UpdateItem on resource/);
+
+    cfn.on(DescribeStacksCommand).resolves(describedStack({ ExportBucketName: BUCKET }));
+    expect(await main(['endpoints', 'list', '--aws'])).toBe(1);
+    expect(oneLine()).toBe(
+      'webhook-gateway: stack "WebhookConversationGateway" has no DeliveriesTableName output: is it a webhook gateway stack, deployed from this version?',
+    );
+  });
+});
+
+describe('deliveries resend --aws', () => {
+  const ID = 'webhook_20250813_103045_testing_phase3valid_abc123';
+  const TARGET = 'https://crm.example.com/hooks/deals';
+  const classified = withClassification(
+    withAgentAnswer(startedRecord(), { response: 'Top deals: Acme' }, 40, new Date('2025-08-13T10:30:46Z')),
+  );
+  const attempt = (n: number, at: string) => ({
+    attempt: n,
+    at,
+    duration_ms: 30,
+    outcome: 'delivered' as const,
+    status_code: 200,
+  });
+  const delivered = completeConversation(
+    withDeliveryAttempt(classified, attempt(1, '2025-08-13T10:30:46.500Z'), TARGET, 'delivered'),
+    false,
+    'req-1',
+    new Date('2025-08-13T10:30:47Z'),
+  );
+  const exported = (record: ConversationRecord) =>
+    s3.on(GetObjectCommand, { Bucket: BUCKET, Key: exportKey(ID, 'conversation.json') }).resolves({
+      Body: { transformToString: async () => JSON.stringify(structuredJson(record, '2025-08-13T10:30:47Z')) } as never,
+    });
+
+  it('delivers the exported conversation once more through the redelivery workflow, under its webhook-id', async () => {
+    exported(delivered);
+    const resent = withDeliveryAttempt(delivered, attempt(2, '2026-11-29T12:00:00.000Z'), TARGET, 'delivered');
+    sfn.on(StartSyncExecutionCommand).resolves(succeeded(resent));
+    expect(await main(['deliveries', 'resend', ID, '--aws'])).toBe(0);
+    const start = sfn.commandCalls(StartSyncExecutionCommand)[0]!.args[0].input;
+    expect(start.stateMachineArn).toBe(STATE_MACHINE_ARN);
+    const input = JSON.parse(start.input!);
+    expect(input.redelivery.via).toBe('resend');
+    expect(input.conversation.conversation_id).toBe(ID);
+    expect(input.conversation.webhook_context.delivery_id).toBe(delivered.webhook_context.delivery_id);
+    expect(stdout).toContain(`${ID} resent → delivered (HTTP 200), execution ${start.name}`);
+    expect(stdout).toContain(
+      `webhook-id ${delivered.webhook_context.delivery_id}, attempt 2: conversations show ${ID}`,
+    );
+    expect(stderr).toBe('');
+  });
+
+  it('the receiver refused the resend: the status and error shown, exit 1', async () => {
+    exported(delivered);
+    const refused = withDeliveryAttempt(
+      delivered,
+      { ...attempt(2, '2026-11-29T12:00:00.000Z'), outcome: 'retryable', status_code: 503, error: 'HTTP 503' },
+      TARGET,
+      'delivered',
+    );
+    sfn.on(StartSyncExecutionCommand).resolves(succeeded(refused));
+    expect(await main(['deliveries', 'resend', ID, '--aws'])).toBe(1);
+    expect(stdout).toMatch(new RegExp(`^${ID} resent → failed \\(HTTP 503\\), execution .*: HTTP 503`));
+  });
+
+  it('refused without running anything: not delivered yet (that is a redrive), no export, access denied', async () => {
+    exported(
+      withDeliveryAttempt(
+        classified,
+        { ...attempt(1, '2025-08-13T10:30:46.500Z'), outcome: 'retryable', status_code: 503, error: 'HTTP 503' },
+        TARGET,
+        'retrying',
+      ),
+    );
+    expect(await main(['deliveries', 'resend', ID, '--aws'])).toBe(1);
+    expect(stderr).toBe(
+      `webhook-gateway: ${ID} is not delivered (retrying): redrive it instead (deliveries redrive ${ID} --aws)\n`,
+    );
+    expect(sfn.calls()).toHaveLength(0);
+
+    stderr = '';
+    s3.reset();
+    s3.on(GetObjectCommand).rejects(new NoSuchKey({ message: 'The specified key does not exist.', $metadata: {} }));
+    expect(await main(['deliveries', 'resend', ID, '--aws'])).toBe(1);
+    expect(stderr).toBe(
+      `webhook-gateway: no export of ${ID} in s3://${BUCKET}/${exportKey(ID, 'conversation.json')}\n`,
+    );
+
+    stderr = '';
+    exported(delivered);
+    sfn.on(StartSyncExecutionCommand).rejects(
+      Object.assign(
+        new Error('User: arn:aws:iam::123456789012:user/ops is not authorized to perform: states:StartSyncExecution'),
+        {
+          name: 'AccessDeniedException',
+        },
+      ),
+    );
+    expect(await main(['deliveries', 'resend', ID, '--aws'])).toBe(1);
+    expect(stderr.trim().split('\n')).toHaveLength(1);
+    expect(stderr).toMatch(/^webhook-gateway: access denied: .*states:StartSyncExecution/);
+    expect(sfn.commandCalls(StartSyncExecutionCommand)).toHaveLength(1);
+  });
+});
