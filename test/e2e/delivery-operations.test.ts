@@ -1,6 +1,9 @@
+import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { FileEndpointStore } from '../../functions/shared/endpoint-store.ts';
 import { runMain } from '../support/cli.ts';
 import { folderOf, SEED_REQUEST, startWorld, type TestWorld } from '../support/gateway.ts';
+import { captureJsonLines } from '../support/log-capture.ts';
 
 /**
  * Operating deliveries (docs/operations.md#did-the-crm-get-it): the attempt log with what the receiver answered,
@@ -16,8 +19,9 @@ afterAll(async () => {
 beforeEach(async () => {
   world.receiver.reset();
   process.env.ENDPOINT_FAILURE_THRESHOLD = '1000';
+  delete process.env.ENDPOINT_DISABLE_AFTER_DAYS;
   await cli(['endpoints', 'resume', 'deal_analysis']);
-  await cli(['endpoints', 'set', 'deal_analysis', '--url', 'default']);
+  await cli(['endpoints', 'set', 'deal_analysis', '--url', 'default', '--rate', 'none']);
 });
 
 async function dealEndpoint() {
@@ -190,5 +194,104 @@ describe('the circuit breaker: a failing receiver stops holding callers up', () 
       status: 'healthy',
       consecutive_failures: 0,
     });
+  });
+});
+
+describe('the outbound rate per type: a burst reaches the receiver no faster than the rate', () => {
+  // How much later than its neighbour an arrival may be seen than it was sent (the receiver's clock, a loaded machine).
+  const TRANSIT_MS = 250;
+
+  it('endpoints set --rate 2/s: a burst of 8 arrives at most 2 per 1 s window; what the rate cannot fit in time is queued, kept', async () => {
+    const N = 2;
+    const set = await cli(['endpoints', 'set', 'deal_analysis', '--rate', `${N}/s`]);
+    expect(set.code, set.stderr).toBe(0);
+    expect((await dealEndpoint()).rate_per_second).toBe(N);
+    const queuedBefore = (await dealEndpoint()).queued;
+
+    const answers = await Promise.all(Array.from({ length: 8 }, () => world.post(SEED_REQUEST)));
+    const statuses = answers.map((r) => r.body.tracking.delivery_status as string);
+    const delivered = statuses.filter((s) => s === 'delivered').length;
+    const queued = statuses.filter((s) => s === 'queued').length;
+    expect(delivered + queued, statuses.join()).toBe(8);
+    // Some waited for a later window (at most N fit in one); a delivery over the rate waits at most 2 s, then is queued.
+    expect(delivered).toBeGreaterThan(N);
+    expect(world.receiver.received).toHaveLength(delivered);
+    // Counted per fixed 1 s window by every Deliver (docs/operations.md#receivers: up to 2N across a window edge):
+    // any 2N + 1 arrivals span more than a window. Without the rate all 8 arrive within a few milliseconds.
+    const times = world.receiver.received.map((r) => r.at).sort((a, b) => a - b);
+    for (let i = 0; i + 2 * N < times.length; i++)
+      expect(times[i + 2 * N]! - times[i]!).toBeGreaterThan(1_000 - TRANSIT_MS);
+    // Nothing is lost: the queued ones wait in the failed-delivery store for the schedule.
+    expect((await dealEndpoint()).queued).toBe(queuedBefore + queued);
+    const held = answers.filter((r) => r.body.tracking.delivery_status === 'queued');
+    for (const r of held) {
+      const shown = await showJson(r.body.conversation_id);
+      expect(shown.delivery_attempts).toEqual([]);
+    }
+  });
+});
+
+describe('a receiver failing for ENDPOINT_DISABLE_AFTER_DAYS is disabled: kept, reported once, resumable', () => {
+  it('the failure past D days disables it; later deliveries are held without an attempt; resume and a redrive deliver them', async () => {
+    process.env.ENDPOINT_FAILURE_THRESHOLD = '2';
+    process.env.ENDPOINT_DISABLE_AFTER_DAYS = '5';
+    // Its streak began 6 days ago: the store is given that time (nobody waits days), as Deliver gives it the attempt's.
+    const store = new FileEndpointStore(path.join(world.dataDir, 'deliveries'));
+    const sixDaysAgo = new Date(Date.now() - 6 * 86_400_000);
+    for (let i = 0; i < 2; i++)
+      await store.recordFailure('deal_analysis', 'HTTP 503', sixDaysAgo, { failureThreshold: 2, disableAfterMs: 0 });
+    expect(await dealEndpoint()).toMatchObject({ status: 'failing', disabled_at: null });
+    const queuedBefore = (await dealEndpoint()).queued;
+
+    world.receiver.reply(503, 503, 503);
+    const capture = captureJsonLines();
+    let probed: Awaited<ReturnType<TestWorld['post']>>;
+    let held: Awaited<ReturnType<TestWorld['post']>>;
+    try {
+      // The probe fails: more than 5 days of failure, so this failure disables the receiver.
+      probed = await world.post(SEED_REQUEST);
+      // Disabled: no attempt at all.
+      held = await world.post(SEED_REQUEST);
+    } finally {
+      capture.restore();
+    }
+    // The probe was an attempt (it failed: no in-workflow retries, handed to the schedule); the next one had none.
+    expect(probed.body.tracking.delivery_status).toBe('retrying');
+    expect(held.body.tracking.delivery_status).toBe('queued');
+    expect(world.receiver.received).toHaveLength(1);
+    const disabledEvents = capture.events().filter((e) => e.event_type === 'WEBHOOK_ENDPOINT_DISABLED');
+    expect(disabledEvents).toHaveLength(1);
+    expect(disabledEvents[0]).toMatchObject({
+      webhook_type: 'deal_analysis',
+      failing_since: sixDaysAgo.toISOString(),
+      consecutive_failures: 3,
+    });
+    const deal = await dealEndpoint();
+    expect(deal).toMatchObject({
+      status: 'disabled',
+      queued: queuedBefore + 2,
+      failing_since: sixDaysAgo.toISOString(),
+    });
+    expect(deal.disabled_at).not.toBeNull();
+    const list = await cli(['endpoints', 'list']);
+    expect(list.stdout).toMatch(/deal_analysis\s+disabled/);
+
+    // Kept, not dropped: an operator's redrive does not go through a disabled receiver either.
+    const heldId = held.body.conversation_id as string;
+    expect((await world.gateway.redelivery.redrive(heldId)).status).toBe('held');
+    expect(world.receiver.received).toHaveLength(1);
+
+    // Resume re-enables it; both deliveries then reach the receiver.
+    const resumed = await cli(['endpoints', 'resume', 'deal_analysis']);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(await dealEndpoint()).toMatchObject({ status: 'healthy', consecutive_failures: 0, disabled_at: null });
+    world.receiver.reset();
+    expect((await world.gateway.redelivery.redrive(probed.body.conversation_id)).status).toBe('delivered');
+    expect((await world.gateway.redelivery.redrive(heldId)).status).toBe('delivered');
+    expect(world.receiver.received.map((r) => r.headers['webhook-id'])).toEqual([
+      probed.body.tracking.delivery_id,
+      held.body.tracking.delivery_id,
+    ]);
+    expect((await dealEndpoint()).queued).toBe(queuedBefore);
   });
 });

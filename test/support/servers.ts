@@ -36,6 +36,8 @@ export interface ReceivedRequest {
   headers: Record<string, string | string[] | undefined>;
   body: Record<string, unknown>;
   status: number;
+  /** When it arrived (epoch ms, the receiver's clock). */
+  at: number;
 }
 
 export interface ReceiverReply {
@@ -57,6 +59,7 @@ export async function startReceiver(): Promise<TestReceiver> {
   const received: ReceivedRequest[] = [];
   let queue: ReceiverReply[] = [];
   const { server, port } = await listen(async (req, res) => {
+    const at = Date.now();
     const text = await body(req);
     const answer = queue.shift() ?? { status: 200 };
     let parsed: Record<string, unknown> = {};
@@ -65,7 +68,7 @@ export async function startReceiver(): Promise<TestReceiver> {
     } catch {
       parsed = { raw: text };
     }
-    received.push({ path: req.url ?? '', headers: req.headers, body: parsed, status: answer.status });
+    received.push({ path: req.url ?? '', headers: req.headers, body: parsed, status: answer.status, at });
     if (answer.delayMs) await new Promise((r) => setTimeout(r, answer.delayMs));
     res.writeHead(answer.status, { 'content-type': 'text/plain', ...answer.headers });
     res.end(answer.body ?? (answer.status < 300 ? 'ok' : 'nope'));
