@@ -1,30 +1,18 @@
 import { type LoggedAttempt, loggedRequestHeaders, nextAttemptNumber } from '../domain/attempt-log.ts';
-import type { ConversationState, DeliveryAttempt, WebhookType } from '../domain/conversation.ts';
+import type { ConversationState, WebhookType } from '../domain/conversation.ts';
 import { buildDeliveryPayload, failedAttemptOutcome, firstTry, holdError, planDelivery } from '../domain/delivery.ts';
-import {
-  type Endpoint,
-  endpointStatus,
-  type Gate,
-  gateDelivery,
-  type HoldReason,
-  PROBE_LEASE_MARGIN_MS,
-  rateWindow,
-} from '../domain/endpoints.ts';
+import type { Gate, HoldReason } from '../domain/endpoints.ts';
 import { settleAnswer, withDeliveryAttempt } from '../domain/lifecycle.ts';
-import {
-  DELIVERY_DEFERRED_EVENT,
-  ENDPOINT_DISABLED_EVENT,
-  ENDPOINT_FAILING_EVENT,
-  ENDPOINT_RECOVERED_EVENT,
-} from '../domain/observability.ts';
+import { DELIVERY_DEFERRED_EVENT } from '../domain/observability.ts';
 import { signOutbound } from '../domain/signatures.ts';
 import { attemptLog } from '../shared/attempt-log.ts';
-import { type EndpointStore, endpointStore } from '../shared/endpoint-store.ts';
+import { endpointStore } from '../shared/endpoint-store.ts';
 import { logEvent, METRIC_NAMES, recordDeliveryAttempt, recordDeliveryQueued, recordTime } from '../shared/events.ts';
 import { postJson } from '../shared/http-delivery.ts';
 import { logger, stageHandler } from '../shared/powertools.ts';
+import { admitDelivery, readEndpoint, recordHealth } from '../shared/receivers.ts';
 import { deliverySecrets } from '../shared/secrets.ts';
-import { type Settings, settings } from '../shared/settings.ts';
+import { settings } from '../shared/settings.ts';
 
 export const USER_AGENT = 'revops-webhook-gateway/1.0';
 
@@ -37,14 +25,9 @@ export interface DeliverInput {
   execution_name?: string;
 }
 
-/** While the caller waits, an outbound rate that is spent may hold an attempt this long at most, then it is queued. */
-const MAX_RATE_WAIT_MS = 2_000;
-/** A successful attempt refreshes the receiver's last success at most this often (one write, not one per delivery). */
-const SUCCESS_WRITE_EVERY_MS = 10_000;
-
 /**
  * Deliver: one POST of the result to its type's receiver, carrying the stable delivery id (webhook-id) and one
- * signature per active secret. Before it, the receiver's run-time state decides (functions/domain/endpoints.ts): its
+ * signature per active secret. Before it, the receiver's run-time state decides (functions/domain/endpoints.ts, through functions/shared/receivers.ts): its
  * URL (an operator's or the deployed one), whether it is held (paused, disabled, failing: the delivery is queued for
  * the schedule without an attempt, or a failing receiver's one probe is made), and its outbound rate. Every attempt
  * goes to the attempt log with what the receiver answered, and counts for the receiver's health. Success returns the
@@ -93,20 +76,11 @@ export const handler = stageHandler('Deliver', async (input: DeliverInput): Prom
     return holdError(reason, message, url, firstTry(record, retryCount));
   };
 
-  const gate: Gate = endpoint ? gateDelivery(endpoint, via, config.breaker, new Date()) : { action: 'attempt' };
+  const gate: Gate =
+    store && endpoint
+      ? await admitDelivery(store, endpoint, { via, policy: config.breaker, timeoutMs, deliverBy })
+      : { action: 'attempt' };
   if (gate.action === 'hold') throw hold(gate.reason, gate.message);
-  if (gate.action === 'probe') {
-    const now = new Date();
-    const until = new Date(now.getTime() + timeoutMs + PROBE_LEASE_MARGIN_MS);
-    if (!(await store!.acquireProbe(type, now, until)))
-      throw hold(
-        'failing',
-        `${type} is failing and another delivery is probing it: queued for the redelivery schedule`,
-      );
-  }
-  const rate = endpoint?.config.rate_per_second;
-  if (rate && !(await takeRate(store!, type, rate, deliverBy)))
-    throw hold('rate_limited', `${type} is at its outbound rate (${rate}/s): queued for the redelivery schedule`);
 
   const payload = JSON.stringify(buildDeliveryPayload(record));
   const deliveryId = record.webhook_context.delivery_id;
@@ -130,7 +104,7 @@ export const handler = stageHandler('Deliver', async (input: DeliverInput): Prom
   };
   const [, nowFailing] = await Promise.all([
     keepInLog(entry),
-    store && endpoint ? recordHealth(store, endpoint, attempt, config) : null,
+    store && endpoint ? recordHealth(store, endpoint, attempt, config.breaker) : null,
   ]);
 
   if (attempt.outcome === 'delivered') {
@@ -169,35 +143,6 @@ export const handler = stageHandler('Deliver', async (input: DeliverInput): Prom
   throw failed.error;
 });
 
-/** The receiver's state; a store that cannot be read is logged and the receiver used as deployed (never a lost delivery). */
-async function readEndpoint(store: EndpointStore, type: WebhookType): Promise<Endpoint | null> {
-  try {
-    return await store.get(type);
-  } catch (error) {
-    logger.warn('The receivers could not be read: delivering as deployed (no pause, breaker or rate applied)', {
-      webhook_type: type,
-      error: `${(error as Error).name}: ${(error as Error).message}`,
-    });
-    return null;
-  }
-}
-
-/** One attempt's worth of the receiver's outbound rate, waiting for the next window when the caller can afford it. */
-async function takeRate(store: EndpointStore, type: WebhookType, rate: number, deliverBy: string | null) {
-  const started = Date.now();
-  const limit = deliverBy ? Math.min(MAX_RATE_WAIT_MS, Date.parse(deliverBy) - started - 1_000) : MAX_RATE_WAIT_MS;
-  for (;;) {
-    const token = await store.takeToken(type, rate, new Date());
-    if (token.ok) return true;
-    const waited = Date.now() - started;
-    if (waited + token.retryInMs > limit) return false;
-    // Spread the ones waiting for the same window over it.
-    await new Promise((resolve) =>
-      setTimeout(resolve, token.retryInMs + Math.random() * rateWindow(rate).windowMs * 0.2),
-    );
-  }
-}
-
 /** Append to the attempt log; a log that refuses it costs the detail (the record keeps the short attempt), not the delivery. */
 async function keepInLog(entry: LoggedAttempt): Promise<void> {
   const log = attemptLog();
@@ -210,60 +155,5 @@ async function keepInLog(entry: LoggedAttempt): Promise<void> {
       attempt: entry.attempt,
       error: `${(error as Error).name}: ${(error as Error).message}`,
     });
-  }
-}
-
-/**
- * Count the attempt for the receiver's health; returns whether this failure made it failing (the breaker opened, or
- * it was disabled). Logged once each: the failure that opened it, the one that disabled it, the success that closed it.
- */
-async function recordHealth(
-  store: EndpointStore,
-  before: Endpoint,
-  attempt: DeliveryAttempt,
-  config: Settings,
-): Promise<boolean> {
-  const type = before.webhook_type;
-  const now = new Date(Date.parse(attempt.at) + attempt.duration_ms);
-  const wasFailing = endpointStatus(before, config.breaker) !== 'healthy';
-  try {
-    if (attempt.outcome === 'delivered') {
-      const lastSuccess = before.health.last_success_at ? Date.parse(before.health.last_success_at) : 0;
-      if (before.health.consecutive_failures === 0 && now.getTime() - lastSuccess < SUCCESS_WRITE_EVERY_MS)
-        return false;
-      await store.recordSuccess(type, now);
-      if (wasFailing)
-        logger.info('Receiver answered again: its circuit is closed', {
-          event_type: ENDPOINT_RECOVERED_EVENT,
-          webhook_type: type,
-          failing_since: before.health.failing_since,
-        });
-      return false;
-    }
-    const error = attempt.error ?? `HTTP ${attempt.status_code}`;
-    const { health, disabledNow } = await store.recordFailure(type, error, now, config.breaker);
-    const failing = endpointStatus({ config: before.config, health }, config.breaker) !== 'healthy';
-    if (disabledNow)
-      logger.error('Receiver disabled: it failed for too long; its deliveries are kept until it is resumed', {
-        event_type: ENDPOINT_DISABLED_EVENT,
-        webhook_type: type,
-        failing_since: health.failing_since,
-        consecutive_failures: health.consecutive_failures,
-        last_error: health.last_error,
-      });
-    else if (failing && !wasFailing)
-      logger.warn('Receiver failing: its circuit is open (no in-workflow retries, one probe at a time)', {
-        event_type: ENDPOINT_FAILING_EVENT,
-        webhook_type: type,
-        consecutive_failures: health.consecutive_failures,
-        last_error: health.last_error,
-      });
-    return failing;
-  } catch (error) {
-    logger.warn("The receiver's health could not be recorded", {
-      webhook_type: type,
-      error: `${(error as Error).name}: ${(error as Error).message}`,
-    });
-    return false;
   }
 }

@@ -152,6 +152,30 @@ export function afterFailure(
   return { health: disabledNow ? { ...next, disabled_at: now.toISOString() } : next, disabledNow };
 }
 
+/** A successful attempt refreshes the receiver's last success at most this often (one write, not one per delivery). */
+const SUCCESS_WRITE_EVERY_MS = 10_000;
+
+/** Whether a success must be written: it ends a streak, or the last success written is older than SUCCESS_WRITE_EVERY_MS. */
+export function successNeedsWrite(health: EndpointHealth, now: Date): boolean {
+  const lastSuccess = health.last_success_at ? Date.parse(health.last_success_at) : 0;
+  return health.consecutive_failures > 0 || now.getTime() - lastSuccess >= SUCCESS_WRITE_EVERY_MS;
+}
+
+/**
+ * After a failure was counted: whether the receiver is failing now, and what to report, once: `disabled` (this
+ * failure disabled it), `failing` (this failure opened its circuit), or nothing.
+ */
+export function healthReport(
+  before: Pick<Endpoint, 'config' | 'health'>,
+  after: EndpointHealth,
+  disabledNow: boolean,
+  policy: BreakerPolicy,
+): { failing: boolean; report: 'disabled' | 'failing' | null } {
+  const wasFailing = endpointStatus(before, policy) !== 'healthy';
+  const failing = endpointStatus({ config: before.config, health: after }, policy) !== 'healthy';
+  return { failing, report: disabledNow ? 'disabled' : failing && !wasFailing ? 'failing' : null };
+}
+
 /** Failing for at least the policy's disableAfterMs, and not disabled yet. */
 export function shouldDisable(health: EndpointHealth, now: Date, policy: BreakerPolicy): boolean {
   if (health.disabled_at || policy.disableAfterMs <= 0 || !health.failing_since) return false;
@@ -172,6 +196,30 @@ export function resumedHealth(health: EndpointHealth): EndpointHealth {
 export function rateWindow(ratePerSecond: number): { windowMs: number; limit: number } {
   const windowMs = Math.max(1_000, Math.ceil(1_000 / ratePerSecond));
   return { windowMs, limit: Math.max(1, Math.floor((ratePerSecond * windowMs) / 1_000)) };
+}
+
+/** While the caller waits, an outbound rate that is spent may hold an attempt this long at most, then it is queued. */
+const MAX_RATE_WAIT_MS = 2_000;
+
+/** How long Deliver may wait for the receiver's rate: MAX_RATE_WAIT_MS, and never past the caller's deliver_by less 1 s. */
+export function rateWaitLimitMs(deliverBy: string | null, startedAt: number): number {
+  return deliverBy ? Math.min(MAX_RATE_WAIT_MS, Date.parse(deliverBy) - startedAt - 1_000) : MAX_RATE_WAIT_MS;
+}
+
+/**
+ * After a refused token: how long to wait before asking again (until the next window, plus up to a fifth of a window
+ * to spread the ones waiting for the same window over it: `jitter` in [0, 1)), or null when that would pass `limitMs`
+ * (the delivery is then queued).
+ */
+export function rateWaitMs(
+  retryInMs: number,
+  waitedMs: number,
+  limitMs: number,
+  ratePerSecond: number,
+  jitter: number,
+): number | null {
+  if (waitedMs + retryInMs > limitMs) return null;
+  return retryInMs + jitter * rateWindow(ratePerSecond).windowMs * 0.2;
 }
 
 /** The start of the window `now` falls in (epoch ms). */

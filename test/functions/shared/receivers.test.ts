@@ -1,0 +1,186 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { DeliveryAttempt } from '../../../functions/domain/conversation.ts';
+import {
+  type BreakerPolicy,
+  type Endpoint,
+  healthReport,
+  NEW_HEALTH,
+  rateWaitLimitMs,
+  rateWaitMs,
+  successNeedsWrite,
+} from '../../../functions/domain/endpoints.ts';
+import { FileEndpointStore } from '../../../functions/shared/endpoint-store.ts';
+import { admitDelivery, type RateClock, recordHealth, takeRate } from '../../../functions/shared/receivers.ts';
+import { captureJsonLines } from '../../support/log-capture.ts';
+
+/**
+ * Deliver's side of the receivers: the gate, the probe lease and the outbound rate in front of an attempt, and the
+ * health an attempt leaves behind, against a real file store, with an injected clock that "sleeps" by moving on.
+ */
+const POLICY: BreakerPolicy = { failureThreshold: 2, disableAfterMs: 5 * 86_400_000 };
+const T0 = Date.parse('2026-11-29T12:00:00.000Z');
+
+/** A clock that never waits: sleep moves it forward and records the wait. */
+function fakeClock(start = T0): RateClock & { waits: number[]; at: () => number } {
+  let now = start;
+  const waits: number[] = [];
+  return {
+    now: () => now,
+    at: () => now,
+    waits,
+    sleep: async (ms) => {
+      waits.push(ms);
+      now += ms;
+    },
+  };
+}
+
+let dir: string;
+let n = 0;
+/** A fresh store per test (its own folder: the rate windows and the files start empty). */
+const freshStore = () => new FileEndpointStore(path.join(dir, String(++n)));
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'receivers-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+const attempt = (outcome: DeliveryAttempt['outcome'], at = T0): DeliveryAttempt => ({
+  attempt: 1,
+  at: new Date(at).toISOString(),
+  duration_ms: 20,
+  outcome,
+  ...(outcome === 'delivered' ? { status_code: 200 } : { status_code: 503, error: 'HTTP 503' }),
+});
+
+describe('the decisions (pure)', () => {
+  it('the rate wait: until the next window plus jitter, never past 2 s nor the caller’s deliver_by less 1 s', () => {
+    expect(rateWaitLimitMs(null, T0)).toBe(2_000);
+    expect(rateWaitLimitMs(new Date(T0 + 2_500).toISOString(), T0)).toBe(1_500);
+    expect(rateWaitMs(600, 0, 2_000, 5, 0)).toBe(600);
+    expect(rateWaitMs(600, 0, 2_000, 5, 0.5)).toBe(700); // a tenth of the 1 s window
+    expect(rateWaitMs(600, 1_500, 2_000, 5, 0)).toBeNull();
+  });
+
+  it('a success is written when it ends a streak or the last one written is 10 s old', () => {
+    const recent = { ...NEW_HEALTH, last_success_at: new Date(T0 - 5_000).toISOString() };
+    expect(successNeedsWrite(recent, new Date(T0))).toBe(false);
+    expect(successNeedsWrite({ ...recent, consecutive_failures: 1 }, new Date(T0))).toBe(true);
+    expect(successNeedsWrite(recent, new Date(T0 + 5_000))).toBe(true);
+    expect(successNeedsWrite(NEW_HEALTH, new Date(T0))).toBe(true);
+  });
+
+  it('reports the failure that opened the circuit and the one that disabled it, each once', () => {
+    const before: Endpoint = {
+      webhook_type: 'general',
+      config: {},
+      health: { ...NEW_HEALTH, consecutive_failures: 1 },
+    };
+    const two = { ...before.health, consecutive_failures: 2 };
+    expect(healthReport(before, two, false, POLICY)).toEqual({ failing: true, report: 'failing' });
+    expect(healthReport({ ...before, health: two }, { ...two, consecutive_failures: 3 }, false, POLICY)).toEqual({
+      failing: true,
+      report: null,
+    });
+    expect(healthReport({ ...before, health: two }, two, true, POLICY)).toEqual({ failing: true, report: 'disabled' });
+    expect(healthReport(before, NEW_HEALTH, false, POLICY)).toEqual({ failing: false, report: null });
+  });
+});
+
+describe('admitDelivery and takeRate (a file store, an injected clock)', () => {
+  const options = (clock: RateClock, deliverBy: string | null = null) => ({
+    via: 'workflow' as const,
+    policy: POLICY,
+    timeoutMs: 1_000,
+    deliverBy,
+    clock,
+  });
+
+  it('a rate of 2/s: two attempts per window, the third waits for the next one; one whose caller cannot wait is held', async () => {
+    const store = freshStore();
+    await store.configure('deal_analysis', { rate_per_second: 2 }, new Date(T0));
+    const endpoint = await store.get('deal_analysis');
+    const clock = fakeClock(T0 + 200);
+    expect(await admitDelivery(store, endpoint, options(clock))).toEqual({ action: 'attempt' });
+    expect(await admitDelivery(store, endpoint, options(clock))).toEqual({ action: 'attempt' });
+    expect(clock.waits).toEqual([]);
+    expect(await admitDelivery(store, endpoint, options(clock))).toEqual({ action: 'attempt' });
+    // It waited for the next window (800 ms) and up to a fifth of a window more.
+    expect(clock.waits).toHaveLength(1);
+    expect(clock.waits[0]).toBeGreaterThanOrEqual(800);
+    expect(clock.waits[0]).toBeLessThan(1_000);
+    // The second of that window; then the window is spent again.
+    expect(await admitDelivery(store, endpoint, options(clock))).toEqual({ action: 'attempt' });
+    expect(clock.waits).toHaveLength(1);
+    // A caller to be answered within 1.5 s cannot wait for the next window: held at once.
+    const hurried = await admitDelivery(store, endpoint, options(clock, new Date(clock.at() + 1_500).toISOString()));
+    expect(hurried).toEqual({
+      action: 'hold',
+      reason: 'rate_limited',
+      message: 'deal_analysis is at its outbound rate (2/s): queued for the redelivery schedule',
+    });
+  });
+
+  it('takeRate gives up when the next window is further than the wait allows', async () => {
+    const store = freshStore();
+    const clock = fakeClock(T0);
+    // 0.25/s: one attempt per 4 s window.
+    expect(await takeRate(store, 'general', 0.25, null, clock)).toBe(true);
+    expect(await takeRate(store, 'general', 0.25, null, clock)).toBe(false);
+    expect(clock.waits).toEqual([]);
+  });
+
+  it('a failing receiver: one delivery takes the probe lease, the next is held while it runs', async () => {
+    const store = freshStore();
+    const clock = fakeClock(T0);
+    for (let i = 0; i < 2; i++) await store.recordFailure('lead_analysis', 'HTTP 503', new Date(T0 - 60_000), POLICY);
+    const endpoint = await store.get('lead_analysis');
+    expect(await admitDelivery(store, endpoint, options(clock))).toEqual({ action: 'probe' });
+    expect((await store.get('lead_analysis')).health.probe_until).toBe(new Date(T0 + 1_000 + 5_000).toISOString());
+    expect(await admitDelivery(store, endpoint, options(clock))).toMatchObject({
+      action: 'hold',
+      reason: 'failing',
+      message: 'lead_analysis is failing and another delivery is probing it: queued for the redelivery schedule',
+    });
+  });
+});
+
+describe('recordHealth', () => {
+  it('opens the circuit at the threshold (WEBHOOK_ENDPOINT_FAILING once), closes it on success (RECOVERED)', async () => {
+    const store = freshStore();
+    const capture = captureJsonLines();
+    const failing: boolean[] = [];
+    try {
+      for (let i = 0; i < 3; i++)
+        failing.push(await recordHealth(store, await store.get('data_analysis'), attempt('retryable'), POLICY));
+      failing.push(await recordHealth(store, await store.get('data_analysis'), attempt('delivered'), POLICY));
+    } finally {
+      capture.restore();
+    }
+    expect(failing).toEqual([false, true, true, false]);
+    expect(capture.events().map((e) => e.event_type)).toEqual([
+      'WEBHOOK_ENDPOINT_FAILING',
+      'WEBHOOK_ENDPOINT_RECOVERED',
+    ]);
+    expect((await store.get('data_analysis')).health).toMatchObject({ consecutive_failures: 0, failing_since: null });
+  });
+
+  it('a store that refuses the write costs nothing but a warning', async () => {
+    const store = freshStore();
+    const before = await store.get('general');
+    store.recordFailure = async () => {
+      throw Object.assign(new Error('disk full'), { name: 'ENOSPC' });
+    };
+    const capture = captureJsonLines();
+    try {
+      expect(await recordHealth(store, before, attempt('retryable'), POLICY)).toBe(false);
+    } finally {
+      capture.restore();
+    }
+    expect(capture.lines.some((l) => l.message === "The receiver's health could not be recorded")).toBe(true);
+  });
+});
