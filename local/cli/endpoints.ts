@@ -16,7 +16,7 @@ import { resolveOptions } from '../server/config.ts';
 import { changeLocalDeliverySecrets } from '../store/delivery-secrets.ts';
 import { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
 import { type EndpointEdit, printEndpoints } from './endpoint-table.ts';
-import { AWS_OPTIONS, awsRequested, CliError, gatewayUrl, out } from './shared.ts';
+import { AWS_OPTIONS, awsRequested, CliError, gatewayUrl, note, out } from './shared.ts';
 
 const ENDPOINTS_USAGE = `endpoints list [--json]
   endpoints set <type> [--url URL | --url default] [--rate N/s | --rate none] [--secret whsec_…] [--drop-previous-secret]
@@ -122,11 +122,13 @@ export async function endpointsCommand(sub: string | undefined, args: string[]):
       const { file, secrets } = await changeLocalDeliverySecrets(dataDir, type!, (current) =>
         rotatedSecrets(current, edit.secret, edit.dropPreviousSecret),
       );
-      out(
+      // On stderr with --json, so stdout stays one JSON document.
+      const say = values.json ? note : out;
+      say(
         `${type} deliveries are signed with ${secrets.length === 2 ? 'two secrets (the new one first): both signatures are on the wire until --drop-previous-secret' : 'one secret'} (${path.relative(process.cwd(), file) || file})`,
       );
       if (process.env.DELIVERY_SIGNING_SECRETS)
-        out('note: DELIVERY_SIGNING_SECRETS is set here; a gateway started with it signs with that instead');
+        say('note: DELIVERY_SIGNING_SECRETS is set here; a gateway started with it signs with that instead');
     }
   }
   const views = await endpointViews(

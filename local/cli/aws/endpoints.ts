@@ -14,7 +14,7 @@ import { parseSecretsBySource, rotatedSecrets } from '../../../functions/domain/
 import { DynamoEndpointStore, ENDPOINT_CACHE_TTL_MS } from '../../../functions/shared/endpoint-store.ts';
 import { settings } from '../../../functions/shared/settings.ts';
 import { type EndpointEdit, printEndpoints } from '../endpoint-table.ts';
-import { CliError, out } from '../shared.ts';
+import { CliError, note, out } from '../shared.ts';
 import { type AwsClients, readStack, requireOutput } from './stack.ts';
 
 /**
@@ -87,11 +87,12 @@ export async function awsEndpoints(
     const secretArn = stack.outputs.deliverySigningSecretsArn;
     if (!secretArn) throw new CliError(`stack "${stackName}" has no DeliverySigningSecretsArn output`);
     const next = await changeSecrets(clients, secretArn, type!, edit);
-    out(
+    // On stderr with --json, so stdout stays one JSON document.
+    (options.json ? note : out)(
       `${type} deliveries are signed with ${next.length === 2 ? 'two secrets (the new one first)' : 'one secret'}: the Deliver functions pick it up within 5 minutes (their cache of the secret)${next.length === 2 ? '; both signatures are on the wire until --drop-previous-secret' : ''}`,
     );
   }
-  const [{ urls, policy, note }, endpoints, pending] = await Promise.all([
+  const [{ urls, policy, note: deployedNote }, endpoints, pending] = await Promise.all([
     deployedConfig(clients, stack.outputs.deliverFunction),
     store.list(),
     sub === 'list' ? pendingTotal(clients, stack.outputs.failedDeliveryQueueUrl) : Promise.resolve(null),
@@ -100,7 +101,7 @@ export async function awsEndpoints(
     .filter((e) => !type || e.webhook_type === type)
     .map((e) => endpointView(e, urls[e.webhook_type], policy, null));
   const footer = [
-    note,
+    deployedNote,
     pending,
     sub === 'list' ? null : `The Deliver functions use this within ${ENDPOINT_CACHE_TTL_MS / 1000} s (no deploy).`,
   ]

@@ -222,6 +222,14 @@ describe('endpoints --aws', () => {
     expect(JSON.parse(puts[1]!.SecretString!)).toEqual({ deal_analysis: NEW_SECRET, general: GENERAL_SECRET });
   });
 
+  it('--secret with --json: stdout is the JSON document alone, the rotation’s sentence goes to stderr', async () => {
+    secrets.on(GetSecretValueCommand).resolves({ SecretString: JSON.stringify({ deal_analysis: OLD_SECRET }) });
+    secrets.on(PutSecretValueCommand).resolves({});
+    expect(await main(['endpoints', 'set', 'deal_analysis', '--secret', NEW_SECRET, '--aws', '--json'])).toBe(0);
+    expect(JSON.parse(stdout)).toEqual([expect.objectContaining({ webhook_type: 'deal_analysis' })]);
+    expect(stderr).toContain('deal_analysis deliveries are signed with two secrets');
+  });
+
   it('a bad value is refused before anything is sent to AWS', async () => {
     expect(await main(['endpoints', 'set', 'deal_analysis', '--secret', 'not-a-secret', '--aws'])).toBe(1);
     expect(stderr).toMatch(/^webhook-gateway: --secret: secrets must be "whsec_" followed by base64/);
