@@ -104,5 +104,5 @@ export async function openAnalysisSource(
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<AnalysisSource> {
   if (!env.AWS_ENDPOINT_URL_S3) return storeDirectorySource(dataDir, await localExportBucket(dataDir, env));
-  return s3Source(await openExportBucket(dataDir, env));
+  return s3Source(await openExportBucket(dataDir, env.AWS_ENDPOINT_URL_S3, env));
 }

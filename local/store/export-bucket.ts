@@ -3,12 +3,11 @@ import { connect } from 'node:net';
 import path from 'node:path';
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { DEFAULTS, settings } from '../../functions/shared/settings.ts';
-import { resolveOptions } from '../server/config.ts';
 import { type EmbeddedS3, startEmbeddedS3 } from './embedded-s3.ts';
 
 /**
- * The export bucket, read through the S3 protocol as any client would: the running gateway's embedded S3
- * (LOCAL_S3_PORT or AWS_ENDPOINT_URL_S3), or — when nothing answers there — a temporary embedded S3 over the
+ * The export bucket, read through the S3 protocol as any client would at the S3 endpoint the user named
+ * (AWS_ENDPOINT_URL_S3), or — when nothing answers at that loopback endpoint — a temporary embedded S3 over the
  * same `<LOCAL_DATA_DIR>/s3` directory, stopped again by close().
  */
 export interface ExportBucket {
@@ -53,9 +52,13 @@ function answers(endpoint: string, timeoutMs = 1000): Promise<boolean> {
 const isLoopback = (endpoint: string) =>
   ['127.0.0.1', 'localhost', '[::1]', '::1'].includes(new URL(endpoint).hostname);
 
-export async function openExportBucket(dataDir: string, env: NodeJS.ProcessEnv = process.env): Promise<ExportBucket> {
+export async function openExportBucket(
+  dataDir: string,
+  s3Endpoint: string,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<ExportBucket> {
   const bucket = settings(env).exportBucket ?? DEFAULTS.exportBucket;
-  const endpoint = (env.AWS_ENDPOINT_URL_S3 || `http://127.0.0.1:${resolveOptions({}, env).s3Port}`).replace(/\/$/, '');
+  const endpoint = s3Endpoint.replace(/\/$/, '');
   if (!/^https?:\/\//.test(endpoint))
     throw new ExportBucketError(`AWS_ENDPOINT_URL_S3 must be an http(s) URL, got "${endpoint}"`);
   if (await answers(endpoint)) {
