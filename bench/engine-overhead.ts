@@ -188,7 +188,7 @@ function workflowFor(handlers: Handlers): LocalWorkflow {
 
 type StageTimer = (stage: keyof StageTimes, ms: number) => void;
 
-/** The happy path of conversation.asl.json written as plain code (Validate → … → Export → Completed). */
+/** The happy path of conversation.asl.json written as plain code (Validate → … → Export). */
 async function runPlain(
   h: Handlers,
   input: ExecutionInput,

@@ -27,6 +27,13 @@ export interface HistoryEvent {
   error?: string;
   cause?: unknown;
   retry_attempt?: number;
+  /**
+   * On a Task state's StateExited: what its task returned, when the state's ResultSelector / ResultPath /
+   * OutputPath make its output something else (Express logs it as the LambdaFunctionSucceeded / TaskSucceeded
+   * event's output). Export ends the workflow with only the caller's response as output: its result keeps the
+   * closed record.
+   */
+  result?: unknown;
 }
 
 export interface ExecutionRecord {
@@ -51,6 +58,9 @@ interface AslState {
   Parameters?: Record<string, unknown>;
   TimeoutSeconds?: number;
   TimeoutSecondsPath?: string;
+  ResultSelector?: Record<string, unknown>;
+  ResultPath?: string | null;
+  OutputPath?: string | null;
   Next?: string;
   Default?: string;
   Choices?: { Next?: string }[];
@@ -184,13 +194,16 @@ export function loadDefinition(file: string, substitutions: Record<string, strin
   return JSON.parse(text);
 }
 
-function toHistoryEvent(event: EventLog): HistoryEvent {
+function toHistoryEvent(event: EventLog, results: Map<string, unknown>): HistoryEvent {
   const out: HistoryEvent = { type: event.type, timestamp: event.timestamp };
   if ('state' in event && event.state) {
     out.state = event.state.name;
     out.state_type = event.state.type;
     if (event.type === 'StateEntered') out.input = event.state.input;
-    if (event.type === 'StateExited') out.output = event.state.output;
+    if (event.type === 'StateExited') {
+      out.output = event.state.output;
+      if (results.has(out.state)) out.result = results.get(out.state);
+    }
   }
   if ('Error' in event) {
     out.error = event.Error;
@@ -217,6 +230,8 @@ export class LocalWorkflow {
   private readonly definition: Definition;
   private readonly machines = new Map<string, StateMachine>();
   private readonly handlers: Record<string, LocalHandler>;
+  /** Task states whose output is not their task's result (ResultSelector, ResultPath or OutputPath). */
+  private readonly reshaping = new Set<string>();
   private readonly retryIntervalOverrides?: Record<string, number | number[]>;
 
   constructor(options: LocalWorkflowOptions) {
@@ -229,6 +244,8 @@ export class LocalWorkflow {
       const handler = options.resources[state.Resource ?? ''];
       if (!handler) throw new Error(`${options.file}: no local handler for ${stateName} (${state.Resource})`);
       this.handlers[stateName] = taskHandler(handler, state);
+      if (state.OutputPath !== undefined || state.ResultSelector !== undefined || state.ResultPath !== undefined)
+        this.reshaping.add(stateName);
     }
     this.machine(this.definition.StartAt);
     this.retryIntervalOverrides = options.retryIntervalOverrides;
@@ -246,22 +263,29 @@ export class LocalWorkflow {
     return machine;
   }
 
-  /** Each Task handler of one execution, wrapped so that the observer sees it enter and exit. */
-  private observed(observer: TaskObserver): Record<string, LocalHandler> {
+  /**
+   * Each Task handler of one execution, wrapped so that the observer (if any) sees it enter and exit, and so that
+   * the result of a state that reshapes it (`reshaping`) is kept for its StateExited event.
+   */
+  private perExecution(observer: TaskObserver | undefined, results: Map<string, unknown>) {
+    if (!observer && this.reshaping.size === 0) return this.handlers;
     return Object.fromEntries(
       Object.entries(this.handlers).map(([state, handler]) => {
+        const keep = this.reshaping.has(state);
+        if (!observer && !keep) return [state, handler];
         const parameterized = this.definition.States[state]?.Parameters !== undefined;
         const run = handler as unknown as TaskHandler;
         const wrapped: TaskHandler = async (input) => {
-          await observer.enter(state, parameterized ? input : undefined);
+          await observer?.enter(state, parameterized ? input : undefined);
           let output: unknown;
           try {
             output = await run(input);
           } catch (error) {
-            observer.fail(state, error);
+            observer?.fail(state, error);
             throw error;
           }
-          await observer.exit(state, output);
+          if (keep) results.set(state, output);
+          await observer?.exit(state, output);
           return output;
         };
         return [state, wrapped as unknown as LocalHandler];
@@ -272,7 +296,8 @@ export class LocalWorkflow {
   /** Run one execution to its end. Never throws for a failed execution: the status says how it ended. */
   async run(input: unknown, executionName: string, options: RunOptions = {}): Promise<ExecutionRecord> {
     const startedAt = new Date();
-    const handlers = options.observer ? this.observed(options.observer) : this.handlers;
+    const results = new Map<string, unknown>();
+    const handlers = this.perExecution(options.observer, results);
     const execution = this.machine(options.startAt ?? this.definition.StartAt).run(input as never, {
       overrides: { taskResourceLocalHandlers: handlers, retryIntervalOverrides: this.retryIntervalOverrides },
       context: {
@@ -289,7 +314,7 @@ export class LocalWorkflow {
     });
     const events: HistoryEvent[] = [];
     const collecting = (async () => {
-      for await (const event of execution.eventLogs) events.push(toHistoryEvent(event));
+      for await (const event of execution.eventLogs) events.push(toHistoryEvent(event, results));
     })();
     let status: ExecutionStatus = 'SUCCEEDED';
     let output: unknown;

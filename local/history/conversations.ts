@@ -2,11 +2,14 @@ import { type ConversationRecord, userQuery } from '../../functions/domain/conve
 import type { ExecutionRecord } from '../engine/engine.ts';
 import type { FilterableConversation } from './conversation-filters.ts';
 
-/** The latest conversation record an execution produced (the last state output or input that carries one). */
+/**
+ * The latest conversation record an execution produced: the last state result, output or input that carries one
+ * (Export's output is only the caller's response; its result, the task's own output, has the closed record).
+ */
 export function recordOf(execution: ExecutionRecord): ConversationRecord | null {
   for (let i = execution.events.length - 1; i >= 0; i--) {
     const event = execution.events[i]!;
-    for (const data of [event.output, event.input]) {
+    for (const data of [event.result, event.output, event.input]) {
       const candidate = data as
         | { conversation?: ConversationRecord; state?: { conversation?: ConversationRecord } }
         | undefined;

@@ -217,15 +217,16 @@ describe('a conversation through the local engine, the real handlers, the embedd
     const executions = await world.gateway.executions.executions(res.body.conversation_id);
     expect(executions).toHaveLength(1);
     const entered = executions[0]!.events.filter((e) => e.type === 'StateEntered').map((e) => e.state);
-    expect(entered).toEqual([
-      'Validate',
-      'IsRequestValid',
-      'InvokeManagerAgent',
-      'Classify',
-      'Deliver',
-      'Export',
-      'Completed',
-    ]);
+    expect(entered).toEqual(['Validate', 'IsRequestValid', 'InvokeManagerAgent', 'Classify', 'Deliver', 'Export']);
+    // Export ends the workflow with the caller's response as its output; the history keeps what its task returned
+    // (the closed record), as Express logs it in the LambdaFunctionSucceeded event.
+    const exported = executions[0]!.events.find((e) => e.type === 'StateExited' && e.state === 'Export')!;
+    expect(exported.output).toEqual(res.body);
+    expect(exported.result).toMatchObject({
+      conversation: { conversation_id: res.body.conversation_id, execution: { status: 'completed' } },
+      response: res.body,
+    });
+    expect(executions[0]!.output).toEqual(res.body);
   });
 
   it('ENABLE_CONVERSATION_EXPORT=false still answers but writes nothing', async () => {

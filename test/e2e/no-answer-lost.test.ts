@@ -74,7 +74,6 @@ describe('no answer lost after the agent answered', () => {
       'Deliver',
       'QueueFailedDelivery',
       'Export',
-      'Completed',
     ]);
     const record = (await world.getJson(`${folderOf(id)}conversation.json`)).conversation;
     expect(record.conversation.turns.at(-1).data).toEqual(ANSWER);

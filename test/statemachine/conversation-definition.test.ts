@@ -41,7 +41,7 @@ describe('statemachine/conversation.asl.json', () => {
     expect(() => loadDefinition(FILE, {})).toThrow(/no substitution for \$\{/);
   });
 
-  it('runs Validate → InvokeManagerAgent → Classify → Deliver → Export → Succeed', () => {
+  it('runs Validate → InvokeManagerAgent → Classify → Deliver → Export, which ends it with the response', () => {
     const path: string[] = [];
     let name: string | undefined = definition.StartAt;
     while (name) {
@@ -49,15 +49,8 @@ describe('statemachine/conversation.asl.json', () => {
       const state = definition.States[name];
       name = state.Type === 'Choice' ? state.Default : state.Next;
     }
-    expect(path).toEqual([
-      'Validate',
-      'IsRequestValid',
-      'InvokeManagerAgent',
-      'Classify',
-      'Deliver',
-      'Export',
-      'Completed',
-    ]);
+    expect(path).toEqual(['Validate', 'IsRequestValid', 'InvokeManagerAgent', 'Classify', 'Deliver', 'Export']);
+    expect(definition.States.Export).toMatchObject({ OutputPath: '$.response', End: true });
     expect(definition.States.Completed.Type).toBe('Succeed');
   });
 

@@ -123,7 +123,7 @@ describe('webhook-gateway start / conversations', () => {
     expect(result.code).toBe(0);
     expect(result.stdout).toContain(`conversation ${conversationId}`);
     expect(result.stdout).toMatch(
-      /path: Validate → IsRequestValid → InvokeManagerAgent → Classify → Deliver → Export → Completed/,
+      /path: Validate → IsRequestValid → InvokeManagerAgent → Classify → Deliver → Export$/m,
     );
     for (const state of ['Validate', 'InvokeManagerAgent', 'Classify', 'Deliver', 'Export']) {
       expect(result.stdout).toMatch(new RegExp(`\\n  ${state}\\s+\\+\\d+ ms\\s+\\d+ ms\\s+0  succeeded`));

@@ -141,7 +141,6 @@ describe.skipIf(skipBrowser)('console in Chromium', () => {
       'Deliver:caught:marked',
       'QueueFailedDelivery:succeeded',
       'Export:succeeded',
-      'Completed:succeeded',
     ]);
     const deliverBox = execution.locator('svg g.state[data-state="Deliver"]');
     expect(await deliverBox.locator('title').textContent()).toMatch(
