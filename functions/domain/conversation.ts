@@ -26,7 +26,11 @@ export type ConversationStatus = 'in_progress' | 'completed' | 'failed' | 'inter
 
 export interface ConversationTurn {
   role: 'user' | 'assistant';
-  content: string;
+  /**
+   * The turn's text. Left out of an assistant turn while the conversation runs: the answer is carried once, as
+   * `data`, and its text is the one `answerText` finds there (`turnText`). Exports write it out (`withTurnTexts`).
+   */
+  content?: string;
   timestamp: string;
   /** The agent's full structured answer, on assistant turns. */
   data?: unknown;
@@ -177,6 +181,48 @@ export function userQuery(record: Pick<ConversationRecord, 'conversation'>): str
   return record.conversation.turns.find((t) => t.role === 'user')?.content ?? '';
 }
 
+/** The text of an agent payload: a string, or the first of response/answer/content/body/message that is a string. */
+export function answerText(payload: unknown): string {
+  if (typeof payload === 'string') return payload;
+  if (payload && typeof payload === 'object') {
+    for (const key of ['response', 'answer', 'content', 'body', 'message', 'text']) {
+      const value = (payload as Record<string, unknown>)[key];
+      if (typeof value === 'string') return value;
+      if (value && typeof value === 'object') {
+        const nested = answerText(value);
+        if (nested) return nested;
+      }
+    }
+  }
+  return '';
+}
+
+/**
+ * A turn's text: its `content`, or for an assistant turn in the workflow's state the text of its answer. Every
+ * state of the Express history logs the record in full, so each copy of the answer kept there costs (docs/performance.md).
+ */
+export function turnText(turn: ConversationTurn | undefined): string {
+  if (!turn) return '';
+  return turn.content ?? answerText(turn.data);
+}
+
+/** The record with every turn's text written out, as exports and people read it. */
+export function withTurnTexts<R extends Pick<ConversationRecord, 'conversation'>>(record: R): R {
+  const turns = record.conversation.turns;
+  if (turns.every((t) => t.content !== undefined)) return record;
+  return {
+    ...record,
+    conversation: {
+      ...record.conversation,
+      turns: turns.map((t) =>
+        t.content !== undefined
+          ? t
+          : { role: t.role, content: turnText(t), timestamp: t.timestamp, ...('data' in t ? { data: t.data } : {}) },
+      ),
+    },
+  };
+}
+
 /** The agent's latest answer, if there is one yet. */
 export function agentTurn(record: Pick<ConversationRecord, 'conversation'>): ConversationTurn | undefined {
   return [...record.conversation.turns].reverse().find((t) => t.role === 'assistant');
@@ -187,7 +233,7 @@ export function agentResponse(record: ConversationRecord): Record<string, unknow
   const answer = agentTurn(record);
   if (answer?.data && typeof answer.data === 'object' && !Array.isArray(answer.data))
     return answer.data as Record<string, unknown>;
-  return { content: answer?.content ?? '' };
+  return { content: turnText(answer) };
 }
 
 export function elapsedMs(fromIso: string, to: Date): number {

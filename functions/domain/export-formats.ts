@@ -1,6 +1,6 @@
 import type { AnalysisColumnName } from './analytics-table.ts';
 import type { ConversationRecord } from './conversation.ts';
-import { agentTurn, userQuery } from './conversation.ts';
+import { agentTurn, turnText, userQuery, withTurnTexts } from './conversation.ts';
 import { conversationDatePath, isConversationId } from './conversation-id.ts';
 import { attemptEnd, type ExportOrigin, lifecycleEvents } from './lifecycle-events.ts';
 
@@ -37,7 +37,7 @@ export function structuredJson(record: ConversationRecord, exportedAt: string, o
     conversation: {
       metadata: record.metadata,
       webhook_context: record.webhook_context,
-      conversation: record.conversation,
+      conversation: withTurnTexts(record).conversation,
       execution: { ...record.execution, events: lifecycleEvents(record, exportedAt, origin) },
     },
   };
@@ -102,7 +102,7 @@ export function analysisFormat(
   exportedAt: string,
 ): Record<AnalysisColumnName, string | number | null> {
   const query = userQuery(record);
-  const answer = agentTurn(record)?.content ?? '';
+  const answer = turnText(agentTurn(record));
   const lastError = record.execution.errors.at(-1);
   const lastAttempt = record.execution.delivery_attempts.at(-1);
   const delivered = record.execution.delivery_attempts.find((a) => a.outcome === 'delivered');

@@ -10,6 +10,7 @@ import {
   elapsedMs,
   NOT_STARTED_STAGE,
   type ResponseMode,
+  turnText,
   userQuery,
 } from './conversation.ts';
 import { buildConversationId } from './conversation-id.ts';
@@ -242,22 +243,6 @@ export function startConversation(
   };
 }
 
-/** The text of an agent payload: a string, or the first of response/answer/content/body/message that is a string. */
-export function answerText(payload: unknown): string {
-  if (typeof payload === 'string') return payload;
-  if (payload && typeof payload === 'object') {
-    for (const key of ['response', 'answer', 'content', 'body', 'message', 'text']) {
-      const value = (payload as Record<string, unknown>)[key];
-      if (typeof value === 'string') return value;
-      if (value && typeof value === 'object') {
-        const nested = answerText(value);
-        if (nested) return nested;
-      }
-    }
-  }
-  return '';
-}
-
 export function withAgentAnswer(
   record: ConversationRecord,
   payload: unknown,
@@ -267,10 +252,7 @@ export function withAgentAnswer(
   return {
     ...record,
     conversation: {
-      turns: [
-        ...record.conversation.turns,
-        { role: 'assistant', content: answerText(payload), timestamp: at.toISOString(), data: payload },
-      ],
+      turns: [...record.conversation.turns, { role: 'assistant', timestamp: at.toISOString(), data: payload }],
     },
     execution: { ...record.execution, timings: { ...record.execution.timings, agent_ms: agentMs } },
   };
@@ -320,7 +302,7 @@ export function withFailure(
 export function withClassification(record: ConversationRecord, at?: Date): ConversationRecord {
   const result = classify(
     userQuery(record),
-    agentTurn(record)?.content ?? '',
+    turnText(agentTurn(record)),
     record.webhook_context.requested_webhook_type,
   );
   return {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { agentTurn, type ConversationRecord, userQuery } from './conversation.ts';
+import { agentTurn, type ConversationRecord, turnText, userQuery } from './conversation.ts';
 
 /**
  * Threads (docs/contract.md#threads): conversations a source groups under one client-chosen `thread_id`. Each
@@ -125,7 +125,7 @@ export function threadTurnOf(record: ConversationRecord): ThreadTurn | null {
     turn,
     conversation_id: record.conversation_id,
     query: userQuery(record),
-    answer: answer.content,
+    answer: turnText(answer),
     asked_at: question?.timestamp ?? record.metadata.received_at,
     answered_at: answer.timestamp,
   };

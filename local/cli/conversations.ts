@@ -2,7 +2,7 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { withAttemptLog } from '../../functions/domain/attempt-log.ts';
-import { agentTurn, type ConversationRecord, userQuery } from '../../functions/domain/conversation.ts';
+import { agentTurn, type ConversationRecord, turnText, userQuery } from '../../functions/domain/conversation.ts';
 import { isConversationId } from '../../functions/domain/conversation-id.ts';
 import { EXPORT_FILES, exportFolder, recordFromExport } from '../../functions/domain/export-formats.ts';
 import { type FailedDeliveryEnvelope, owedBy } from '../../functions/domain/failed-delivery.ts';
@@ -241,7 +241,7 @@ function printConversation(
     if (threadId)
       out(`  thread     ${threadId}   turn ${turn ?? '-'}   (all of it: conversations list --thread ${threadId})`);
     out(`  query      ${oneLine(userQuery(record), 160)}`);
-    if (answer) out(`  answer     ${oneLine(answer.content, 160)}`);
+    if (answer) out(`  answer     ${oneLine(turnText(answer), 160)}`);
     out(`  type       ${ctx.webhook_type ?? '-'}   (${ctx.classification_reason ?? 'not classified'})`);
     out(`  status     ${record.execution.status}   delivery ${ctx.delivery_status}   delivery_id ${ctx.delivery_id}`);
     out(`  time       ${formatFigures(conversationFigures(record, executions))}`);

@@ -1,5 +1,5 @@
 /** Server-rendered pages of the local console. Every piece of data goes through `html` (escaped). */
-import { agentTurn, type ConversationRecord, userQuery } from '../../functions/domain/conversation.ts';
+import { agentTurn, type ConversationRecord, turnText, userQuery } from '../../functions/domain/conversation.ts';
 import type { EndpointView } from '../../functions/domain/endpoints.ts';
 import type { FailedDeliveryEnvelope } from '../../functions/domain/failed-delivery.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
@@ -100,7 +100,7 @@ export function threadFragment(
           ({ row, record }) => html`<li data-id="${row.conversation_id}" data-turn="${row.thread_turn ?? ''}">
   <p class="turn">turn ${row.thread_turn ?? '-'} · ${link(row.conversation_id)} · <span class="time">${row.received_at}</span> · ${badge(row.status)} ${badge(row.delivery_status)}</p>
   <pre class="text question">${userQuery(record)}</pre>
-  <pre class="text answer">${agentTurn(record)?.content ?? '(no answer)'}</pre>
+  <pre class="text answer">${agentTurn(record) ? turnText(agentTurn(record)) : '(no answer)'}</pre>
 </li>`,
         )}</ol>`;
   return html`<section>
@@ -126,7 +126,7 @@ function summary(id: string, record: ConversationRecord | null, executions: Exec
   <dt>timings</dt><dd id="timings">${formatFigures(conversationFigures(record, executions))}</dd>
 </dl>
 <h2>Query</h2><pre class="text">${userQuery(record)}</pre>
-<h2>Answer</h2><pre class="text">${answer?.content ?? '(no answer)'}</pre>
+<h2>Answer</h2><pre class="text">${answer ? turnText(answer) : '(no answer)'}</pre>
 ${record.execution.errors.length === 0 ? '' : html`<h2>Errors</h2><ul class="errors">${record.execution.errors.map((e) => html`<li><code>${e.at}</code> ${e.stage}: <b>${e.error}</b> ${e.message}</li>`)}</ul>`}`;
 }
 

@@ -139,17 +139,15 @@ describe('InvokeManagerAgent (the state machine invokes the agent) failures: con
     expect(JSON.stringify(record)).not.toContain('xxxxxxxxxx');
   });
 
-  it('an answer under the cap that, beside the largest query and metadata, would overflow the 256 KB state is refused too', async () => {
-    world.agent.behave(() => ({ payload: { response: 'y'.repeat(60_000) } }));
+  it('an answer at the cap beside the largest query and metadata is carried: the state holds the answer once', async () => {
+    const answer = 'y'.repeat(65_000);
+    world.agent.behave(() => ({ payload: { response: answer } }));
     const largest = { ...SEED_REQUEST, query: '€'.repeat(20_000), metadata: { notes: 'm'.repeat(16_000) } };
     const res = await world.post(largest);
-    expect(res.status).toBe(502);
-    expect(res.body.error.message).toMatch(
-      /which makes this conversation \d+ bytes, more than the 245760 a workflow state can carry/,
-    );
-    await expectExportedAsFailed(res.body.error.conversation_id, 'AgentAnswerRejected');
-    // The same answer to the example's short question fits.
-    expect((await world.post(SEED_REQUEST)).status).toBe(200);
+    expect(res.status).toBe(200);
+    expect(res.body.response).toEqual({ response: answer });
+    const exported = (await world.getJson(`${folderOf(res.body.conversation_id)}conversation.json`)).conversation;
+    expect(exported.conversation.turns[1]).toMatchObject({ role: 'assistant', content: answer });
   });
 
   it('an answer over 256 KB fails the execution with States.DataLimitExceeded, which no Catch handles (as on AWS) → 500', async () => {

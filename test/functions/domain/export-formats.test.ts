@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ANALYSIS_COLUMNS, CONVERSATIONS_COLUMNS } from '../../../functions/domain/analytics-table.ts';
-import type { ConversationRecord } from '../../../functions/domain/conversation.ts';
+import { type ConversationRecord, turnText, withTurnTexts } from '../../../functions/domain/conversation.ts';
 import {
   analysisFormat,
   compactSummary,
@@ -121,7 +121,16 @@ describe('conversation.json (webhook_structured_json)', () => {
     expect(EXPORT_VERSION).toBe('1.0');
     expect(Object.keys(doc.conversation)).toEqual(['metadata', 'webhook_context', 'conversation', 'execution']);
     expect(doc.conversation.metadata).toEqual(record.metadata);
-    expect(doc.conversation.conversation).toEqual(record.conversation);
+    // The state carries the answer once (the assistant turn's data); the export writes its text out as `content`.
+    expect(record.conversation.turns[1]).not.toHaveProperty('content');
+    expect(doc.conversation.conversation).toEqual(withTurnTexts(record).conversation);
+    expect(doc.conversation.conversation.turns[1]).toEqual({
+      role: 'assistant',
+      content: turnText(record.conversation.turns[1]),
+      timestamp: record.conversation.turns[1]!.timestamp,
+      data: record.conversation.turns[1]!.data,
+    });
+    expect(doc.conversation.conversation.turns[1].content).not.toBe('');
     const { events, ...execution } = doc.conversation.execution;
     expect(execution).toEqual(record.execution);
     expect(events.length).toBeGreaterThan(0);

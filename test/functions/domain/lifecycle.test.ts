@@ -1,10 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import type { DeliveryAttempt } from '../../../functions/domain/conversation.ts';
+import { answerText, type DeliveryAttempt, turnText, withTurnTexts } from '../../../functions/domain/conversation.ts';
 import { isConversationId } from '../../../functions/domain/conversation-id.ts';
 import { deliveryIdFor } from '../../../functions/domain/delivery-id.ts';
 import {
   agentFailure,
-  answerText,
   answerToDuplicate,
   closeConversation,
   completeConversation,
@@ -190,20 +189,25 @@ describe('answerText', () => {
 });
 
 describe('withAgentAnswer', () => {
-  it('appends the assistant turn with the full payload and records agent_ms, without mutating the input', () => {
+  it('appends the assistant turn with the full payload (its text not copied beside it) and records agent_ms, without mutating the input', () => {
     const before = startedRecord();
     const snapshot = structuredClone(before);
     const payload = { response: 'Three deals close this quarter.', deals: [1, 2, 3] };
     const after = withAgentAnswer(before, payload, 1800, AGENT_AT);
     expect(after.conversation.turns).toEqual([
       before.conversation.turns[0],
-      {
-        role: 'assistant',
-        content: 'Three deals close this quarter.',
-        timestamp: AGENT_AT.toISOString(),
-        data: payload,
-      },
+      { role: 'assistant', timestamp: AGENT_AT.toISOString(), data: payload },
     ]);
+    expect(turnText(after.conversation.turns[1])).toBe('Three deals close this quarter.');
+    expect(withTurnTexts(after).conversation.turns[1]).toEqual({
+      role: 'assistant',
+      content: 'Three deals close this quarter.',
+      timestamp: AGENT_AT.toISOString(),
+      data: payload,
+    });
+    // A plain-text answer is its own text; a turn written with its content (an older record) keeps it.
+    expect(turnText(withAgentAnswer(before, 'Sure.', 1, AGENT_AT).conversation.turns[1])).toBe('Sure.');
+    expect(turnText({ role: 'assistant', content: 'kept', timestamp: '', data: { response: 'other' } })).toBe('kept');
     expect(after.execution.timings).toEqual({ agent_ms: 1800, delivery_ms: null, total_ms: null });
     expect(before).toEqual(snapshot);
   });
@@ -427,10 +431,10 @@ describe('the pending answer (InvokeManagerAgent keeps it on the record; Classif
     expect(r.pending_answer).toBeUndefined();
     expect(r.conversation.turns.at(-1)).toEqual({
       role: 'assistant',
-      content: 'Top deals: Acme',
       timestamp: AGENT_AT.toISOString(),
       data: { response: 'Top deals: Acme' },
     });
+    expect(turnText(r.conversation.turns.at(-1))).toBe('Top deals: Acme');
     expect(r.execution.timings.agent_ms).toBe(1_500);
     expect(withPendingAnswer(startedRecord(), AGENT_AT)).toEqual(startedRecord());
   });

@@ -1,0 +1,32 @@
+import { describe, expect, it } from 'vitest';
+import { answerProblem } from '../../../functions/domain/agent-contract.ts';
+import type { ConversationState } from '../../../functions/domain/conversation.ts';
+import { withAgentAnswer } from '../../../functions/domain/lifecycle.ts';
+import { startedRecord } from '../../support/fixtures.ts';
+
+const AT = new Date('2026-12-01T12:00:01.000Z');
+
+function check(answer: unknown, extra: Partial<ConversationState> = {}) {
+  const record = startedRecord();
+  const state = { conversation: record, ...extra } as ConversationState;
+  return answerProblem(answer, withAgentAnswer(record, answer, 1, AT), state);
+}
+
+describe('answerProblem (the agent contract: what a conversation can carry)', () => {
+  it('accepts an answer up to 64 KB, refuses an empty one or a larger one', () => {
+    expect(check({ response: 'Three deals.' })).toBeNull();
+    expect(check({ response: 'y'.repeat(65_000) })).toBeNull();
+    expect(check('')).toMatch(/empty answer/);
+    expect(check(null)).toMatch(/empty answer/);
+    expect(check({ response: 'y'.repeat(66_000) })).toMatch(/answered 66015 bytes, more than the 65536/);
+  });
+
+  it('refuses an answer the workflow state could not carry beside what it already holds', () => {
+    const answer = { response: 'y'.repeat(60_000) };
+    // Counted: the state (here a large earlier thread) with the answer in the record once, and the caller's response.
+    const heavy = { thread: { earlier_turns: [{ query: 'q'.repeat(130_000) }] } } as unknown as ConversationState;
+    expect(check(answer, heavy)).toMatch(/which makes this conversation \d+ bytes, more than the 245760/);
+    const light = { thread: { earlier_turns: [{ query: 'q'.repeat(100_000) }] } } as unknown as ConversationState;
+    expect(check(answer, light)).toBeNull();
+  });
+});
