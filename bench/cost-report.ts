@@ -21,6 +21,25 @@ import { BENCH_DIR, RESULTS_DIR, runTs } from './support/processes.ts';
 import { formatTable } from './support/table.ts';
 
 export const COST_FILE = path.join(RESULTS_DIR, 'cost.json');
+/** Issue 14's targets at agent 2.5 s, USD per 1 M conversations: the default stack and the lean profile. */
+const TARGET_USD = { default: 50, lean: 30 };
+
+/**
+ * What a target leaves the execution history: everything else is priced first, the rest divided by what one KB of
+ * history costs. Printed so that a change to the states shows at once how far it is from the target.
+ */
+export function historyBudget(full: CostResult, lean: CostResult): string[] {
+  const h = full.history;
+  const allowedKb = (TARGET_USD.default - h.usd_without_history) / h.usd_per_kb;
+  return [
+    `   the ≤ $${TARGET_USD.default} target (${full.scenario}): everything but the execution history costs $${h.usd_without_history.toFixed(2)}, ` +
+      `so the history may weigh ${allowedKb.toFixed(1)} KB per conversation at $${h.usd_per_kb.toFixed(3)} per KB; ` +
+      `it weighs ${h.kb.toFixed(1)} KB in ${h.events} events, ${h.envelope_kb.toFixed(1)} KB of them the events without their data`,
+    `   the ≤ $${TARGET_USD.lean} lean target: without any execution history the lean profile would still cost $${lean.history.usd_without_history.toFixed(2)}` +
+      ` (its history: ${lean.history.kb.toFixed(1)} KB, $${(lean.total_usd_per_million - lean.history.usd_without_history).toFixed(2)})`,
+  ];
+}
+
 /** The one context setting of the lean profile (docs/deploy.md). */
 export const LEAN_CONTEXT = { observabilityProfile: 'lean' };
 
@@ -133,6 +152,7 @@ export async function costSection(overhead: OverheadResult[], say: (line: string
       typical.alternatives.map((a) => [a.change, a.usd_per_million_saved.toFixed(2), a.total_after.toFixed(2)]),
     ),
   );
+  for (const line of historyBudget(typical, byLatency(leanResults)['2500']!)) say(line);
   say(`   wrote ${path.relative(process.cwd(), COST_FILE)}: ${JSON.stringify(file)}`);
   return {
     prices: PRICES,

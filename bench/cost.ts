@@ -190,6 +190,17 @@ export interface CostResult {
   durations_ms: Record<string, number>;
   /** Changes to the stack or the code and what each would save per 1 M conversations (same model). */
   alternatives: { change: string; usd_per_million_saved: number; total_after: number }[];
+  /** What the execution history costs and what everything else does: how many KB a cost target leaves it. */
+  history: {
+    /** The total without the execution history (its ingestion, scan and storage). */
+    usd_without_history: number;
+    /** One KB of history per conversation: USD per 1 M (ingestion, the masking scan when on, storage). */
+    usd_per_kb: number;
+    kb: number;
+    events: number;
+    /** Of `kb`, the events' envelopes: what the same events weigh without execution data. */
+    envelope_kb: number;
+  };
 }
 
 /** The log line of the Express execution history: the events of the local run rendered as Express logs them. */
@@ -369,6 +380,8 @@ export function costPerMillion(facts: TemplateFacts, measured: OverheadResult, i
   const perLoggedGb = (bytes: number) =>
     perGb(bytes) * (masking ? 1 + PRICES.logs_data_protection_scanned_gb / PRICES.logs_ingest_gb : 1);
   const withoutData = machine?.include_execution_data ? logged.bytes_without_data : express.bytes;
+  const historyUsdPerKb = perLoggedGb(1024) + (1024 / 6 / 1024 ** 3) * PRICES.logs_storage_gb_month * M;
+  const round = (n: number, digits: number) => Math.round(n * 10 ** digits) / 10 ** digits;
   const alternative = (change: string, saved: number) => ({
     change,
     usd_per_million_saved: Math.round(saved * 100) / 100,
@@ -383,6 +396,13 @@ export function costPerMillion(facts: TemplateFacts, measured: OverheadResult, i
     log_bytes: logBytes,
     log_bytes_total: totalLogBytes,
     durations_ms: Object.fromEntries(Object.entries(billed).map(([k, v]) => [k, Math.round(v)])),
+    history: {
+      usd_without_history: round(total - (express.bytes / 1024) * historyUsdPerKb, 2),
+      usd_per_kb: round(historyUsdPerKb, 3),
+      kb: round(express.bytes / 1024, 1),
+      events: express.events,
+      envelope_kb: round(withoutData / 1024, 1),
+    },
     alternatives: [
       alternative(
         'Express logging without execution data (includeExecutionData: false, level ALL)',
