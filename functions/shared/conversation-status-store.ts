@@ -1,8 +1,9 @@
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { isConversationId } from '../domain/conversation-id.ts';
 import type { ConversationStatusRecord, StatusOutcome } from '../domain/conversation-status.ts';
+import { writeFileAtomic } from './local-files.ts';
 import { tracer } from './powertools.ts';
 import { settings } from './settings.ts';
 
@@ -108,13 +109,9 @@ class FileStatusStore implements ConversationStatusStore {
     return path.join(this.dir, `${conversationId}.json`);
   }
 
-  /** Written whole to a temporary file, then renamed over: a reader never sees half a record. */
   private async write(record: ConversationStatusRecord): Promise<void> {
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
-    const file = this.file(record.conversation_id);
-    const temporary = `${file}.${process.pid}.tmp`;
-    await writeFile(temporary, JSON.stringify(record), { mode: 0o600 });
-    await rename(temporary, file);
+    await writeFileAtomic(this.file(record.conversation_id), JSON.stringify(record));
   }
 
   async accept(record: ConversationStatusRecord): Promise<void> {

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 
 /**
@@ -14,11 +15,18 @@ export async function readJsonFile<T>(file: string): Promise<T | null> {
   }
 }
 
-/** Temp file and rename: a reader never sees half a document. Owner-only (it may hold a receiver's URL). */
-export async function writeJsonFileAtomic(file: string, value: unknown): Promise<void> {
-  const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
-  await writeFile(tmp, `${JSON.stringify(value, null, 2)}\n`, { mode: 0o600 });
+/**
+ * Written whole to a temporary file of its own (two writes of one file at once never share one), then renamed over
+ * it: a reader never sees half a document. Owner-only (it may hold a receiver's URL or a conversation).
+ */
+export async function writeFileAtomic(file: string, text: string): Promise<void> {
+  const tmp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+  await writeFile(tmp, text, { mode: 0o600 });
   await rename(tmp, file);
+}
+
+export async function writeJsonFileAtomic(file: string, value: unknown): Promise<void> {
+  await writeFileAtomic(file, `${JSON.stringify(value, null, 2)}\n`);
 }
 
 /**

@@ -1,8 +1,9 @@
-import { mkdir, open, readdir, readFile, rename, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { canonicalSource } from '../domain/source-identity.ts';
 import { MAX_THREAD_HISTORY_TURNS, THREAD_ID_PATTERN, type ThreadTurn } from '../domain/thread.ts';
+import { writeFileAtomic } from './local-files.ts';
 import { tracer } from './powertools.ts';
 import { settings } from './settings.ts';
 
@@ -133,9 +134,7 @@ export class FileThreadStore implements ThreadStore {
     const folder = this.folder(sourceSystem, threadId);
     await mkdir(folder, { recursive: true, mode: 0o700 });
     const file = path.join(folder, `${turn.turn}.json`);
-    const temporary = `${file}.${process.pid}.tmp`;
-    await writeFile(temporary, JSON.stringify(turn), { mode: 0o600 });
-    await rename(temporary, file);
+    await writeFileAtomic(file, JSON.stringify(turn));
     await utimes(folder, now, now);
   }
 

@@ -50,6 +50,17 @@ describe('FileThreadStore (local)', () => {
     expect((await store.earlierTurns('crm', 'history', 5, 1))[0]!.answer).toBe('again');
   });
 
+  it('records one turn written twice at once (a re-export racing the first) whole, with no file left aside', async () => {
+    const store = new FileThreadStore(dir);
+    const writes = Array.from({ length: 12 }, (_, i) =>
+      store.recordTurn('crm', 'racing', { ...turn(1), answer: `answer ${i}` }, NOW),
+    );
+    await expect(Promise.all(writes)).resolves.toBeDefined();
+    const [recorded] = await store.earlierTurns('crm', 'racing', 2);
+    expect(recorded!.answer).toMatch(/^answer \d+$/);
+    expect(await readdir(path.join(dir, 'crm', 'racing'))).toEqual(['1.json']);
+  });
+
   it("keeps each source's thread apart (by canonical source name) and refuses a thread id that is not one", async () => {
     const store = new FileThreadStore(dir);
     await store.recordTurn('Sales-CRM', 'shared', turn(1), NOW);
