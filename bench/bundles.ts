@@ -35,6 +35,8 @@ export interface BundlingOptions {
   source_maps_at_init: boolean;
   /** Stages run with POWERTOOLS_TRACE_ENABLED=false (UNTRACED_STAGES): their init is measured so. */
   untraced_stages: string[];
+  /** Left out of the untraced stages' bundles besides `esbuild.external` (TRACER_MODULE). */
+  untraced_external: string[];
 }
 
 export interface BundleResult {
@@ -89,8 +91,9 @@ export async function bundlingOptions(): Promise<BundlingOptions> {
   const text = await readFile(source, 'utf8');
   const block = /bundling:\s*\{([\s\S]*?)\n\s{6}\},/.exec(text)?.[1] ?? text;
   const defaulted: string[] = [];
-  const pick = <T>(name: string, re: RegExp, parse: (m: RegExpExecArray) => T, fallback: T): T => {
-    const m = re.exec(block);
+  /** In the `bundling` block, or (`inFile`) anywhere in the file: a module-level constant. */
+  const pick = <T>(name: string, re: RegExp, parse: (m: RegExpExecArray) => T, fallback: T, inFile = false): T => {
+    const m = re.exec(inFile ? text : block);
     if (!m) {
       defaulted.push(name);
       return fallback;
@@ -118,12 +121,26 @@ export async function bundlingOptions(): Promise<BundlingOptions> {
     (m) => m[1]!,
     "import { createRequire } from 'node:module';const require = createRequire(import.meta.url);",
   );
-  const external = pick('externalModules', /externalModules:\s*\[([^\]]*)\]/, (m) => list(m[1]!), ['@aws-sdk/*']);
+  const external = pick(
+    'LAZY_MODULES',
+    /const LAZY_MODULES\s*=\s*\[([^\]]*)\]/,
+    (m) => list(m[1]!),
+    ['@aws-sdk/*'],
+    true,
+  );
+  const tracerModule = pick(
+    'TRACER_MODULE',
+    /const TRACER_MODULE\s*=\s*'([^']+)'/,
+    (m) => m[1]!,
+    '@aws-lambda-powertools/tracer',
+    true,
+  );
   return {
     source: path.relative(PROJECT_ROOT, source),
     defaulted,
     source_maps_at_init: /NODE_OPTIONS:\s*'[^']*--enable-source-maps/.test(text),
     untraced_stages: list(/UNTRACED_STAGES[^=]*=\s*\[([^\]]*)\]/.exec(text)?.[1] ?? ''),
+    untraced_external: [tracerModule],
     // What NodejsFunction's Bundling passes to esbuild for these props (aws-cdk-lib/aws-lambda-nodejs/lib/bundling.js).
     esbuild: {
       bundle: true,
@@ -226,8 +243,12 @@ export async function measureBundles(
     const outdir = path.join(outRoot, stage);
     await mkdir(outdir, { recursive: true });
     const outfile = path.join(outdir, bundling.esbuild.format === 'esm' ? 'index.mjs' : 'index.js');
+    const traced = !bundling.untraced_stages.includes(stage);
+    // As stage-function.ts builds it: an untraced stage without the Tracer.
+    const withoutTracer = (external: string[]) => (traced ? external : [...external, ...bundling.untraced_external]);
     const result = await build({
       ...bundling.esbuild,
+      external: withoutTracer(bundling.esbuild.external ?? []),
       entryPoints: [path.join(PROJECT_ROOT, 'functions', stage, 'handler.ts')],
       outfile,
     });
@@ -271,7 +292,7 @@ export async function measureBundles(
       await mkdir(path.dirname(sdkFile), { recursive: true });
       await build({
         ...bundling.esbuild,
-        external: [],
+        external: withoutTracer([]),
         entryPoints: [path.join(PROJECT_ROOT, 'functions', stage, 'handler.ts')],
         outfile: sdkFile,
       });
@@ -290,7 +311,6 @@ export async function measureBundles(
     const plain: number[] = [];
     const withMaps: number[] = [];
     const whole: number[] = [];
-    const traced = !bundling.untraced_stages.includes(stage);
     // Alternate the two modes so that machine noise hits both alike.
     for (let i = 0; i < options.runs; i++) {
       const [ms, total] = await coldInit(outfile, false, PROJECT_ROOT, traced);

@@ -61,7 +61,7 @@ export const handler = stageHandler('Export', async ({ state, execution_name }: 
   const { record, answered } = closeConversation(state, execution_name, now);
   const deferred = state.export_error;
 
-  let written: { location: string; files: number } | null = null;
+  let written: { location: string; files: number; s3WriteMs: number } | null = null;
   const { exportEnabled, exportBucket: bucket } = settings();
   if (!deferred && exportEnabled) {
     if (!bucket) throw new ExportError('CONVERSATION_EXPORT_S3_BUCKET is not set');
@@ -82,6 +82,7 @@ export const handler = stageHandler('Export', async ({ state, execution_name }: 
       throw new ExportDeadlineError(`no time left to write ${where} before the caller's answer is due (${answerBy})`);
     }
     const budget = Number.isFinite(timeLeft()) ? { abortSignal: AbortSignal.timeout(timeLeft()) } : undefined;
+    const writeStarted = Date.now();
     try {
       await Promise.all(
         documents.map((doc) =>
@@ -97,12 +98,21 @@ export const handler = stageHandler('Export', async ({ state, execution_name }: 
       if (timeLeft() < EXPORT_RETRY_WAIT_MS + MIN_EXPORT_MS) throw new ExportDeadlineError(reason);
       throw new ExportError(reason);
     }
-    written = { location: `s3://${bucket}/${exportFolder(record.conversation_id)}`, files: documents.length };
+    written = {
+      location: `s3://${bucket}/${exportFolder(record.conversation_id)}`,
+      files: documents.length,
+      s3WriteMs: Date.now() - writeStarted,
+    };
   }
   // Logged once the record is safe (written, or about to be queued): an ExportError retry does not log it twice.
   logCompletion(state, record);
   if (written)
-    logEvent('WEBHOOK_CONVERSATION_EXPORTED', record, { s3_location: written.location, files: written.files });
+    logEvent('WEBHOOK_CONVERSATION_EXPORTED', record, {
+      s3_location: written.location,
+      files: written.files,
+      // The four PUTs, in parallel (the stage is not traced: docs/performance.md §3).
+      s3_write_ms: written.s3WriteMs,
+    });
   if (deferred) {
     const failure = parseTaskError(deferred);
     logger.error('Conversation export failed; queued to be exported later', {

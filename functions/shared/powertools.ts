@@ -22,8 +22,10 @@ export const metrics = new Metrics({
 export type StageTracer = Pick<Tracer, 'captureAWSv3Client' | 'isTracingEnabled' | 'getSegment' | 'setSegment'>;
 
 /**
- * Tracing off (POWERTOOLS_TRACE_ENABLED=false, as locally): the X-Ray SDK is not even loaded — it installs an async
- * hook that slows every promise (measured in bench/). On Lambda tracing is on and this is the Powertools Tracer.
+ * Tracing off (POWERTOOLS_TRACE_ENABLED=false, as locally and in the untraced stages): the X-Ray SDK is not even
+ * loaded — it installs an async hook that slows every promise (measured in bench/). Elsewhere on Lambda this is the
+ * Powertools Tracer. An untraced stage is built without it (infra/constructs/stage-function.ts): if tracing is
+ * turned on there by hand, the stage says so once and runs untraced rather than failing at init.
  */
 const NO_TRACING: StageTracer = {
   captureAWSv3Client: <T>(client: T) => client,
@@ -31,12 +33,20 @@ const NO_TRACING: StageTracer = {
   getSegment: () => undefined,
   setSegment: () => undefined,
 };
-export const tracer: StageTracer =
-  process.env.POWERTOOLS_TRACE_ENABLED === 'false'
-    ? NO_TRACING
-    : new (await import('@aws-lambda-powertools/tracer')).Tracer({
-        serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? SERVICE_NAME,
-      });
+async function stageTracer(): Promise<StageTracer> {
+  if (process.env.POWERTOOLS_TRACE_ENABLED === 'false') return NO_TRACING;
+  let module: typeof import('@aws-lambda-powertools/tracer');
+  try {
+    module = await import('@aws-lambda-powertools/tracer');
+  } catch (error) {
+    logger.warn('POWERTOOLS_TRACE_ENABLED asks for tracing, but this stage is built without the Tracer: not traced', {
+      reason: (error as Error).message,
+    });
+    return NO_TRACING;
+  }
+  return new module.Tracer({ serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? SERVICE_NAME });
+}
+export const tracer: StageTracer = await stageTracer();
 export { MetricUnit };
 
 /**

@@ -16,11 +16,33 @@ export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.
 export const STAGES = ['validate', 'classify', 'deliver', 'export'] as const;
 export type Stage = (typeof STAGES)[number];
 /**
- * Stages that do no I/O worth a trace: they run with POWERTOOLS_TRACE_ENABLED=false, so the X-Ray SDK (most of their
- * bundle and of their cold init) is never loaded; Lambda's active tracing still records their segment in the
- * conversation's trace. bench/bundles.ts reads this list.
+ * Stages whose I/O is not worth the Tracer's cold start: they run with POWERTOOLS_TRACE_ENABLED=false and are built
+ * without the Tracer (the X-Ray SDK, ~120 KB and 20–30 ms of each cold init); Lambda's active tracing still records
+ * their segment in the conversation's trace. Classify does no I/O; Export's four S3 PUTs are timed in its
+ * WEBHOOK_CONVERSATION_EXPORTED log line (`s3_write_ms`) for every conversation, where X-Ray would show them for
+ * the sampled 5 % (docs/performance.md §3). bench/bundles.ts reads this list.
  */
-const UNTRACED_STAGES: readonly HandlerDir[] = ['classify'];
+const UNTRACED_STAGES: readonly HandlerDir[] = ['classify', 'export'];
+/** Left out of the untraced stages' bundles: functions/shared/powertools.ts imports it only when tracing is on. */
+const TRACER_MODULE = '@aws-lambda-powertools/tracer';
+/**
+ * Left to the SDK the Node.js 22 runtime provides, loaded on first use only (dynamic import): the clients of the
+ * optional stores (DynamoDB for idempotency and status, Secrets Manager for signing secrets) and the credential
+ * providers other than the environment's (Lambda gives credentials in the environment). bench/bundles.ts reads this list.
+ */
+const LAZY_MODULES = [
+  '@aws-sdk/client-dynamodb',
+  '@aws-sdk/client-secrets-manager',
+  '@aws-sdk/credential-provider-http',
+  '@aws-sdk/credential-provider-ini',
+  '@aws-sdk/credential-provider-login',
+  '@aws-sdk/credential-provider-process',
+  '@aws-sdk/credential-provider-sso',
+  '@aws-sdk/credential-provider-web-identity',
+  '@aws-sdk/nested-clients',
+  '@aws-sdk/token-providers',
+  '@smithy/credential-provider-imds',
+];
 
 /** Functions outside the workflow, built the same way (`functions/<name>/handler.ts`). */
 export type HandlerDir = Stage | 'redelivery-scheduler' | 'conversation-status';
@@ -57,6 +79,7 @@ export class StageFunction extends NodejsFunction {
       removalPolicy: RemovalPolicy.RETAIN,
       dataProtectionPolicy: secretMaskingPolicy(),
     });
+    const untraced = UNTRACED_STAGES.includes(props.stage);
     const role = new Role(scope, `${id}Role`, {
       assumedBy: new ServicePrincipal('lambda.amazonaws.com'),
       description: (STAGES as readonly string[]).includes(props.stage)
@@ -84,7 +107,7 @@ export class StageFunction extends NodejsFunction {
         POWERTOOLS_METRICS_NAMESPACE,
         [STACK_NAME_VARIABLE]: Stack.of(scope).stackName,
         LOG_LEVEL: props.logLevel,
-        ...(UNTRACED_STAGES.includes(props.stage) ? { POWERTOOLS_TRACE_ENABLED: 'false' } : {}),
+        ...(untraced ? { POWERTOOLS_TRACE_ENABLED: 'false' } : {}),
         ...props.environment,
       },
       bundling: {
@@ -102,23 +125,8 @@ export class StageFunction extends NodejsFunction {
         // CommonJS dependencies (the X-Ray SDK under Powertools Tracer) call require() on Node built-ins.
         banner: "import { createRequire } from 'node:module';const require = createRequire(import.meta.url);",
         // The SDK clients a stage needs at init (S3 for Export, SQS and Step Functions for the scheduler) are
-        // bundled, tree-shaken: one minified file loads several times faster than the runtime's SDK tree. Left to
-        // the SDK the Node.js 22 runtime provides, loaded on first use only (dynamic import): the clients of the
-        // optional stores (DynamoDB for idempotency and status, Secrets Manager for signing secrets) and the
-        // credential providers other than the environment's (Lambda gives credentials in the environment).
-        externalModules: [
-          '@aws-sdk/client-dynamodb',
-          '@aws-sdk/client-secrets-manager',
-          '@aws-sdk/credential-provider-http',
-          '@aws-sdk/credential-provider-ini',
-          '@aws-sdk/credential-provider-login',
-          '@aws-sdk/credential-provider-process',
-          '@aws-sdk/credential-provider-sso',
-          '@aws-sdk/credential-provider-web-identity',
-          '@aws-sdk/nested-clients',
-          '@aws-sdk/token-providers',
-          '@smithy/credential-provider-imds',
-        ],
+        // bundled, tree-shaken: one minified file loads several times faster than the runtime's SDK tree.
+        externalModules: untraced ? [...LAZY_MODULES, TRACER_MODULE] : LAZY_MODULES,
       },
     });
     logGroup.grantWrite(role);

@@ -195,6 +195,13 @@ describe('a conversation through the local engine, the real handlers, the embedd
       },
     });
     expect(typeof completed.total_time_ms).toBe('number');
+    // Export is not traced (infra/constructs/stage-function.ts): its log line times the four S3 PUTs instead.
+    const exported = capture
+      .events(ok.body.conversation_id)
+      .find((e) => e.event_type === 'WEBHOOK_CONVERSATION_EXPORTED')!;
+    expect(exported).toMatchObject({ files: 4, s3_location: expect.stringMatching(/^s3:\/\//) });
+    expect(exported.s3_write_ms).toBeGreaterThanOrEqual(0);
+    expect(exported.s3_write_ms).toBeLessThan(10_000);
     const metricNames = new Set(
       capture.metrics().flatMap((m) => m._aws.CloudWatchMetrics.flatMap((d: any) => d.Metrics.map((x: any) => x.Name))),
     );

@@ -1,6 +1,8 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import type { Template } from 'aws-cdk-lib/assertions';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { STACK_NAME_VARIABLE } from '../../functions/domain/observability.ts';
@@ -73,6 +75,7 @@ const STAGE_FUNCTIONS = {
     'STATUS_TABLE_NAME',
     'THREAD_TABLE_NAME',
     'THREAD_TTL_DAYS',
+    'POWERTOOLS_TRACE_ENABLED',
     ...DELIVERIES,
   ],
   ConversationStatus: ['INBOUND_WEBHOOK_SECRETS_ARN', 'REQUIRE_SIGNED_WEBHOOKS', 'STATUS_TABLE_NAME'],
@@ -165,10 +168,10 @@ describe('stage functions', () => {
         DELIVERY_SIGNING_SECRETS_ARN: ref('AWS::SecretsManager::Secret', 'SigningSecretsDelivery'),
       }),
     );
-    // Classify does no I/O: the X-Ray SDK is not loaded (Lambda still traces the function: TracingConfig Active).
-    expect(env('Classify').POWERTOOLS_TRACE_ENABLED).toBe('false');
-    for (const name of ['Validate', 'Deliver', 'Export'] as const)
-      expect(env(name).POWERTOOLS_TRACE_ENABLED).toBeUndefined();
+    // Classify does no I/O, Export logs its S3 time: the X-Ray SDK is not loaded (Lambda still traces the function:
+    // TracingConfig Active).
+    for (const name of ['Classify', 'Export'] as const) expect(env(name).POWERTOOLS_TRACE_ENABLED).toBe('false');
+    for (const name of ['Validate', 'Deliver'] as const) expect(env(name).POWERTOOLS_TRACE_ENABLED).toBeUndefined();
     expect(env('RedeliveryScheduler')).toMatchObject({
       FAILED_DELIVERY_QUEUE_URL: ref('AWS::SQS::Queue', 'FailedDeliveryQueue'),
       FAILED_DELIVERY_DLQ_URL: ref('AWS::SQS::Queue', 'FailedDeliveryDeadLetterQueue'),
@@ -195,6 +198,10 @@ describe('stage functions', () => {
       // The SDK clients a stage needs are in the bundle; only the ones loaded on first use are left to the runtime.
       expect(code, bundle).not.toMatch(/(?:^|[;}])import\s*[^(]*?from\s*["']@aws-sdk\//m);
     }
+    // The untraced stages are built without the Tracer (the X-Ray SDK reads AWS_XRAY_DAEMON_ADDRESS); the others keep it.
+    const untraced = new Set<FunctionKey>(['Classify', 'Export']);
+    for (const [i, name] of names.entries())
+      expect(readFileSync(bundles[i]!, 'utf8').includes('AWS_XRAY_DAEMON_ADDRESS'), name).toBe(!untraced.has(name));
     const check = `for (const f of ${JSON.stringify(bundles)}) { const m = await import(f); if (typeof m.handler !== 'function') throw new Error(f + ': no handler'); }`;
     // Both ways the Powertools Tracer is set up: on (as on Lambda, the X-Ray SDK loaded) and off (as locally).
     for (const tracing of ['true', 'false']) {
@@ -202,6 +209,32 @@ describe('stage functions', () => {
       const run = spawnSync(process.execPath, ['--input-type=module', '-e', check], { encoding: 'utf8', env });
       expect(run.stderr, `tracing ${tracing}`).toBe('');
       expect(run.status).toBe(0);
+    }
+    // Tracing turned on by hand in an untraced stage, where the Tracer is not there to import (as on Lambda): the
+    // stage says so and runs untraced instead of failing at init.
+    const alone = mkdtempSync(path.join(tmpdir(), 'untraced-'));
+    try {
+      for (const name of untraced) {
+        const copy = path.join(alone, `${name}.mjs`);
+        copyFileSync(bundles[names.indexOf(name)]!, copy);
+        const load = `const m = await import(${JSON.stringify(pathToFileURL(copy).href)}); if (typeof m.handler !== 'function') throw new Error('no handler');`;
+        const env = { ...process.env, NODE_NO_WARNINGS: '1', POWERTOOLS_TRACE_ENABLED: 'true' };
+        const run = spawnSync(process.execPath, ['--input-type=module', '-e', load], {
+          encoding: 'utf8',
+          env,
+          cwd: alone,
+        });
+        expect(run.status, name).toBe(0);
+        // One WARN line (Powertools writes warnings to stderr), nothing else.
+        const lines = run.stderr.trim().split('\n');
+        expect(lines, name).toHaveLength(1);
+        expect(JSON.parse(lines[0]!)).toMatchObject({
+          level: 'WARN',
+          message: expect.stringMatching(/built without the Tracer: not traced/),
+        });
+      }
+    } finally {
+      rmSync(alone, { recursive: true, force: true });
     }
   });
 
