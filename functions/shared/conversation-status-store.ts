@@ -111,7 +111,7 @@ class FileStatusStore implements ConversationStatusStore {
 
   private async write(record: ConversationStatusRecord): Promise<void> {
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
-    await writeFileAtomic(this.file(record.conversation_id), JSON.stringify(record));
+    await writeFileAtomic(this.file(record.conversation_id), JSON.stringify(record), 0o600);
   }
 
   async accept(record: ConversationStatusRecord): Promise<void> {

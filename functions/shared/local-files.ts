@@ -1,5 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import { open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import fs from 'node:fs';
+import { mkdir, open, readFile, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+
+// Node's callback API, promisified: for small files it costs the event loop less than fs.promises (local/store/object-store.ts).
+const writeFile = promisify(fs.writeFile) as (file: string, data: string, options?: { mode: number }) => Promise<void>;
+const rename = promisify(fs.rename);
 
 /**
  * What the local adapters of functions/shared (the endpoint store's files) share: JSON read and written atomically,
@@ -17,16 +24,26 @@ export async function readJsonFile<T>(file: string): Promise<T | null> {
 
 /**
  * Written whole to a temporary file of its own (two writes of one file at once never share one), then renamed over
- * it: a reader never sees half a document. Owner-only (it may hold a receiver's URL or a conversation).
+ * it: a crash or a reader never sees half a document. `mode` (0o600 for what may hold a receiver's URL, a secret or
+ * a conversation) applies from the first byte. The directory is created only when the write finds it missing (once
+ * per folder, not a mkdir per write). The one atomic write of the local stores (local/store/json-files.ts too).
  */
-export async function writeFileAtomic(file: string, text: string): Promise<void> {
+export async function writeFileAtomic(file: string, text: string, mode?: number): Promise<void> {
   const tmp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
-  await writeFile(tmp, text, { mode: 0o600 });
+  const options = mode === undefined ? undefined : { mode };
+  try {
+    await writeFile(tmp, text, options);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    await mkdir(path.dirname(file), { recursive: true });
+    await writeFile(tmp, text, options);
+  }
   await rename(tmp, file);
 }
 
+/** Owner-only: it may hold a receiver's URL. */
 export async function writeJsonFileAtomic(file: string, value: unknown): Promise<void> {
-  await writeFileAtomic(file, `${JSON.stringify(value, null, 2)}\n`);
+  await writeFileAtomic(file, `${JSON.stringify(value, null, 2)}\n`, 0o600);
 }
 
 /**

@@ -134,7 +134,7 @@ export class FileThreadStore implements ThreadStore {
     const folder = this.folder(sourceSystem, threadId);
     await mkdir(folder, { recursive: true, mode: 0o700 });
     const file = path.join(folder, `${turn.turn}.json`);
-    await writeFileAtomic(file, JSON.stringify(turn));
+    await writeFileAtomic(file, JSON.stringify(turn), 0o600);
     await utimes(folder, now, now);
   }
 
