@@ -13,9 +13,9 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { EXPORT_FILES, exportDocuments } from '../functions/domain/export-formats.ts';
+import { startConversation } from '../functions/domain/intake.ts';
 import {
   completeConversation,
-  startConversation,
   withAgentAnswer,
   withClassification,
   withDeliveryAttempt,

@@ -3,7 +3,7 @@ import type { ConversationRecord, ResponseMode } from '../domain/conversation.ts
 import { runningStatus } from '../domain/conversation-status.ts';
 import type { ExecutionInput } from '../domain/gateway-contract.ts';
 import { idempotencyPk } from '../domain/idempotency.ts';
-import { answerToDuplicate, fingerprintOf, startConversation, type ValidateResult } from '../domain/lifecycle.ts';
+import { answerToDuplicate, fingerprintOf, startConversation, type ValidateResult } from '../domain/intake.ts';
 import { SIGNATURE_REJECTED_METRIC, THREAD_HISTORY_UNAVAILABLE_EVENT } from '../domain/observability.ts';
 import { type AgentThread, agentThread, threadSessionId } from '../domain/thread.ts';
 import { conversationStatusStore } from '../shared/conversation-status-store.ts';

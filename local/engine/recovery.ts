@@ -2,10 +2,10 @@ import type { ConversationRecord, ConversationState, DeliveryAttempt } from '../
 import { failedAttemptFromCaught, interruptedDelivery, isDeferral } from '../../functions/domain/delivery.ts';
 import type { ExecutionInput } from '../../functions/domain/gateway-contract.ts';
 import { idempotencyKeyOf, idempotencyPk } from '../../functions/domain/idempotency.ts';
+import type { ValidateResult } from '../../functions/domain/intake.ts';
 import {
   INTERRUPTED_ERROR,
   settleAnswer,
-  type ValidateResult,
   withClassification,
   withFailure,
   withInterruption,

@@ -10,7 +10,7 @@ import {
   MAX_BODY_BYTES,
   pickForwardedHeaders,
 } from '../../functions/domain/gateway-contract.ts';
-import { startConversation } from '../../functions/domain/lifecycle.ts';
+import { startConversation } from '../../functions/domain/intake.ts';
 import {
   executionResultResponseTemplate,
   GENERIC_GATEWAY_ERROR_TEMPLATE,

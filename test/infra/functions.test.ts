@@ -202,6 +202,13 @@ describe('stage functions', () => {
     const untraced = new Set<FunctionKey>(['Classify', 'Export']);
     for (const [i, name] of names.entries())
       expect(readFileSync(bundles[i]!, 'utf8').includes('AWS_XRAY_DAEMON_ADDRESS'), name).toBe(!untraced.has(name));
+    // Standard Webhooks (signatures checked or made) stays out of the stages that do neither: Classify and Export
+    // (functions/domain/intake.ts keeps Validate's step out of their bundles); Validate checks, Deliver signs.
+    for (const [i, name] of names.entries())
+      if (['Validate', 'Deliver', 'Classify', 'Export'].includes(name))
+        expect(readFileSync(bundles[i]!, 'utf8').includes('No matching signature found'), name).toBe(
+          name === 'Validate' || name === 'Deliver',
+        );
     const check = `for (const f of ${JSON.stringify(bundles)}) { const m = await import(f); if (typeof m.handler !== 'function') throw new Error(f + ': no handler'); }`;
     // Both ways the Powertools Tracer is set up: on (as on Lambda, the X-Ray SDK loaded) and off (as locally).
     for (const tracing of ['true', 'false']) {

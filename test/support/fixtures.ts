@@ -1,6 +1,6 @@
 import type { ConversationRecord } from '../../functions/domain/conversation.ts';
 import type { ExecutionInput } from '../../functions/domain/gateway-contract.ts';
-import { type IdSource, startConversation } from '../../functions/domain/lifecycle.ts';
+import { type IdSource, startConversation } from '../../functions/domain/intake.ts';
 
 /** The README's example request (docs/contract.md#post-webhook). */
 export const SEED_REQUEST = {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { deliveryIdFor } from '../../../functions/domain/delivery-id.ts';
-import { startConversation } from '../../../functions/domain/lifecycle.ts';
+import { startConversation } from '../../../functions/domain/intake.ts';
 import { executionInput, SEED_REQUEST } from '../../support/fixtures.ts';
 
 const UUID_V8 = /^[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;

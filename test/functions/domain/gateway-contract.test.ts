@@ -10,10 +10,10 @@ import {
   prefersRespondAsync,
   TIMED_OUT_STATUS,
 } from '../../../functions/domain/gateway-contract.ts';
+import { startConversation } from '../../../functions/domain/intake.ts';
 import {
   agentFailure,
   completeConversation,
-  startConversation,
   successBody,
   withAgentAnswer,
   withFailure,

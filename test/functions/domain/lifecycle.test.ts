@@ -2,14 +2,12 @@ import { describe, expect, it } from 'vitest';
 import { answerText, type DeliveryAttempt, turnText, withTurnTexts } from '../../../functions/domain/conversation.ts';
 import { isConversationId } from '../../../functions/domain/conversation-id.ts';
 import { deliveryIdFor } from '../../../functions/domain/delivery-id.ts';
+import { answerToDuplicate, fingerprintOf, startConversation } from '../../../functions/domain/intake.ts';
 import {
   agentFailure,
-  answerToDuplicate,
   closeConversation,
   completeConversation,
-  fingerprintOf,
   settleAnswer,
-  startConversation,
   successBody,
   withAgentAnswer,
   withClassification,
