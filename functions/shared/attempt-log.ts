@@ -5,12 +5,13 @@
  * - DELIVERIES_DIR: one JSON Lines file per conversation under `attempts/` (local; swept with the local history).
  * - neither: no log (the record keeps its short attempts, as before).
  */
-import { appendFile, mkdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { LoggedAttempt } from '../domain/attempt-log.ts';
 import { isConversationId } from '../domain/conversation-id.ts';
 import { dynamoDb } from './clients/dynamodb.ts';
+import { appendLine } from './local-files.ts';
 import { settings } from './settings.ts';
 
 export interface AttemptLog {
@@ -95,9 +96,7 @@ export class FileAttemptLog implements AttemptLog {
 
   async append(entry: LoggedAttempt): Promise<void> {
     const file = this.file(entry.conversation_id);
-    await mkdir(this.dir, { recursive: true, mode: 0o700 });
-    // One line per write(2) with O_APPEND: concurrent appends never interleave inside a line.
-    await appendFile(file, `${JSON.stringify(entry)}\n`, { mode: 0o600 });
+    await appendLine(file, `${JSON.stringify(entry)}\n`, 0o600, 0o700);
   }
 
   async list(conversationId: string): Promise<LoggedAttempt[]> {

@@ -7,6 +7,11 @@ import { promisify } from 'node:util';
 // Node's callback API, promisified: for small files it costs the event loop less than fs.promises (local/store/object-store.ts).
 const writeFile = promisify(fs.writeFile) as (file: string, data: string, options?: { mode: number }) => Promise<void>;
 const rename = promisify(fs.rename);
+const appendFile = promisify(fs.appendFile) as (
+  file: string,
+  data: string,
+  options?: { mode: number },
+) => Promise<void>;
 
 /**
  * What the local adapters of functions/shared (the endpoint store's files) share: JSON read and written atomically,
@@ -39,6 +44,22 @@ export async function writeFileAtomic(file: string, text: string, mode?: number)
     await writeFile(tmp, text, options);
   }
   await rename(tmp, file);
+}
+
+/**
+ * One line added to a log file (O_APPEND, one write(2): concurrent appends never interleave inside a line). `mode`
+ * applies to a new file, `dirMode` to its directory, which is created only when the append finds it missing (not a
+ * mkdir per line).
+ */
+export async function appendLine(file: string, line: string, mode?: number, dirMode?: number): Promise<void> {
+  const options = mode === undefined ? undefined : { mode };
+  try {
+    await appendFile(file, line, options);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    await mkdir(path.dirname(file), { recursive: true, mode: dirMode });
+    await appendFile(file, line, options);
+  }
 }
 
 /** Owner-only: it may hold a receiver's URL. */

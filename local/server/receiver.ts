@@ -1,5 +1,5 @@
-import { appendFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
+import { appendLine } from '../../functions/shared/local-files.ts';
 
 /** The built-in delivery receiver: records every delivery it gets (memory + `<dataDir>/receiver/<type>.jsonl`). */
 export interface ReceivedDelivery {
@@ -44,8 +44,7 @@ export class DeliveryReceiver {
     this.received.push(delivery);
     if (this.received.length > RECEIVER_MEMORY) this.received.splice(0, this.received.length - RECEIVER_MEMORY);
     const safeType = pathType.replace(/[^a-z0-9_]/gi, '_').slice(0, 40) || 'unknown';
-    await mkdir(this.dir, { recursive: true });
-    await appendFile(path.join(this.dir, `${safeType}.jsonl`), `${JSON.stringify(delivery)}\n`);
+    await appendLine(path.join(this.dir, `${safeType}.jsonl`), `${JSON.stringify(delivery)}\n`);
     return delivery;
   }
 

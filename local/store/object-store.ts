@@ -173,6 +173,8 @@ type Source = Buffer | (Readable | { file: string; start: number; end: number })
 
 export class ObjectStore {
   private readonly knownDirs = new Set<string>();
+  /** Folders being made now (ensureDir), each settled once its mkdir has. */
+  private readonly makingDirs = new Map<string, Promise<void>>();
   private readonly knownBuckets = new Set<string>();
   private readonly writing = new Map<string, Promise<unknown>>();
   private tempCounter = 0;
@@ -616,6 +618,27 @@ export class ObjectStore {
 
   private async ensureDir(dir: string, key?: string, bucket?: string): Promise<void> {
     if (this.knownDirs.has(dir)) return;
+    // Writes of several keys of one new folder at once (Export's four objects) make it once; should that fail, each
+    // tries on its own (and reports its own key).
+    const pending = this.makingDirs.get(dir);
+    if (pending) {
+      await pending;
+      if (this.knownDirs.has(dir)) return;
+    }
+    const making = this.makeDir(dir, key, bucket);
+    const settled = making.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.makingDirs.set(dir, settled);
+    try {
+      await making;
+    } finally {
+      if (this.makingDirs.get(dir) === settled) this.makingDirs.delete(dir);
+    }
+  }
+
+  private async makeDir(dir: string, key?: string, bucket?: string): Promise<void> {
     if (bucket) await this.assertBucket(bucket); // the bucket itself is never created by a write
     try {
       await files.mkdir(dir, { recursive: true });

@@ -276,6 +276,24 @@ describe('uploads', () => {
     });
   });
 
+  it('keys of one new folder written at once all land; with an object in the way, each write names its own key', async () => {
+    const keys = ['burst/2026/12/01/c1/conversation.json', 'burst/2026/12/01/c1/metadata.json'];
+    keys.push('burst/2026/12/01/c1/summary.json', 'burst/2026/12/01/c1/analysis.json');
+    await Promise.all(keys.map((Key) => inProcess.send(new PutObjectCommand({ Bucket: BUCKET, Key, Body: Key }))));
+    for (const key of keys) expect((await text(overHttp, key)).body).toBe(key);
+    await inProcess.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'burst/blocked', Body: 'in the way' }));
+    const blocked = ['burst/blocked/one.json', 'burst/blocked/two.json'];
+    const results = await Promise.allSettled(
+      blocked.map((Key) => inProcess.send(new PutObjectCommand({ Bucket: BUCKET, Key, Body: 'x' }))),
+    );
+    expect(results.map((r) => r.status === 'rejected' && (r.reason as Error).name)).toEqual([
+      'KeyConflict',
+      'KeyConflict',
+    ]);
+    for (const [i, key] of blocked.entries())
+      expect(((results[i] as PromiseRejectedResult).reason as Error).message).toContain(`"${key}"`);
+  });
+
   it('a key segment too long for a file name is 400 KeyTooLongError', async () => {
     await expect(
       inProcess.send(new PutObjectCommand({ Bucket: BUCKET, Key: `long/${'x'.repeat(250)}`, Body: 'x' })),

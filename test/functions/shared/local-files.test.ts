@@ -1,0 +1,49 @@
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { appendLine } from '../../../functions/shared/local-files.ts';
+
+let dir: string;
+beforeEach(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'local-files-'));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('appendLine', () => {
+  it('creates the missing folder (with its mode) and the file (with its), then appends to them', async () => {
+    const file = path.join(dir, 'attempts', 'log.jsonl');
+    await appendLine(file, '{"n":1}\n', 0o600, 0o700);
+    await appendLine(file, '{"n":2}\n', 0o600, 0o700);
+    expect(await readFile(file, 'utf8')).toBe('{"n":1}\n{"n":2}\n');
+    expect((await stat(file)).mode & 0o777).toBe(0o600);
+    expect((await stat(path.dirname(file))).mode & 0o777).toBe(0o700);
+  });
+
+  it('makes the folder again when it was removed while running', async () => {
+    const file = path.join(dir, 'receiver', 'deal_analysis.jsonl');
+    await appendLine(file, 'a\n');
+    await rm(path.dirname(file), { recursive: true });
+    await appendLine(file, 'b\n');
+    expect(await readFile(file, 'utf8')).toBe('b\n');
+  });
+
+  it('keeps every line of many appends at once whole (one write each)', async () => {
+    const file = path.join(dir, 'new', 'many.jsonl');
+    const lines = Array.from({ length: 200 }, (_, i) => `${JSON.stringify({ i, pad: 'x'.repeat(i * 20) })}\n`);
+    await Promise.all(lines.map((line) => appendLine(file, line)));
+    const written = (await readFile(file, 'utf8')).split('\n').filter(Boolean);
+    expect(written.map((line) => (JSON.parse(line) as { i: number }).i).sort((a, b) => a - b)).toEqual(
+      lines.map((_, i) => i),
+    );
+  });
+
+  it('reports a folder it cannot create (a file is in the way)', async () => {
+    await writeFile(path.join(dir, 'blocker'), 'x');
+    await expect(appendLine(path.join(dir, 'blocker', 'log.jsonl'), 'x\n')).rejects.toMatchObject({
+      code: expect.stringMatching(/ENOTDIR|EEXIST/),
+    });
+  });
+});
