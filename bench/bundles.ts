@@ -12,7 +12,7 @@ import { pathToFileURL } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { type BuildOptions, build, type Metafile, type Plugin } from 'esbuild';
 import { PROJECT_ROOT, RESULTS_DIR } from './support/processes.ts';
-import { median, round } from './support/stats.ts';
+import { median, percentileSorted, round } from './support/stats.ts';
 
 export const STAGES = ['validate', 'classify', 'deliver', 'export'] as const;
 export type Stage = (typeof STAGES)[number];
@@ -49,6 +49,8 @@ export interface BundleResult {
   size_met: boolean;
   /** Cold module init: import() of the bundle in a fresh process (ms). */
   init_ms_median: number;
+  /** The middle half of the runs (25th–75th percentile): this machine's noise is bimodal (a run lands ~60 or ~90 ms). */
+  init_ms_iqr: [number, number];
   init_ms_runs: number[];
   /** The same with --enable-source-maps (counted in init_met only when the functions run with it). */
   init_ms_with_source_maps_median: number;
@@ -71,6 +73,12 @@ export interface BundleResult {
   /** The previous design, measured beside it: every @aws-sdk/* package external (the runtime's SDK loaded at init). */
   sdk_external: { kb: number; init_ms_median: number };
 }
+
+const percentile = (values: number[], p: number) =>
+  percentileSorted(
+    [...values].sort((a, b) => a - b),
+    p,
+  );
 
 /** esbuild plugin: @aws-lambda-powertools/tracer → a no-op Tracer (for the what-if column only). */
 const noTracer: Plugin = {
@@ -335,6 +343,7 @@ export async function measureBundles(
       size_target_kb: SIZE_TARGET_KB[stage],
       size_met: kb <= SIZE_TARGET_KB[stage],
       init_ms_median: round(initMedian, 1),
+      init_ms_iqr: [round(percentile(plain, 25), 1), round(percentile(plain, 75), 1)],
       init_ms_runs: plain.map((v) => round(v, 1)),
       init_ms_with_source_maps_median: round(median(withMaps), 1),
       process_ms_median: round(median(whole), 1),
@@ -355,7 +364,7 @@ export async function measureBundles(
     };
     bundles.push(bundle);
     log(
-      `  bundle ${stage}: ${bundle.kb} KB (gzip ${bundle.gzip_kb} KB), init ${bundle.init_ms_median} ms (with source maps ${bundle.init_ms_with_source_maps_median} ms, ` +
+      `  bundle ${stage}: ${bundle.kb} KB (gzip ${bundle.gzip_kb} KB), init ${bundle.init_ms_median} ms (middle half ${bundle.init_ms_iqr.join('–')} ms; with source maps ${bundle.init_ms_with_source_maps_median} ms, ` +
         `SDK imports alone ${bundle.externals_import_ms_median ?? '-'} ms; without the Tracer ${bundle.without_tracer.kb} KB, ${bundle.without_tracer.init_ms_median} ms; ` +
         `all SDK external (before) ${bundle.sdk_external.kb} KB, ${bundle.sdk_external.init_ms_median} ms; ` +
         `SDK bundled ${bundle.sdk_bundled ? `${bundle.sdk_bundled.kb} KB, ${bundle.sdk_bundled.init_ms_median} ms` : '-'}); ` +

@@ -94,7 +94,7 @@ async function main(): Promise<void> {
 
   // 3. Bundles.
   say(`\n[3/6] Lambda bundles (esbuild as NodejsFunction runs it; cold init in fresh node processes) … ${elapsed()}`);
-  const bundles = await measureBundles({ runs: QUICK ? 3 : 7 }, say);
+  const bundles = await measureBundles({ runs: QUICK ? 5 : 15 }, say);
 
   // 4. Cost.
   say(`\n[4/6] cost per 1 M conversations (template synthesized in a child process) … ${elapsed()}`);
@@ -322,7 +322,7 @@ async function runSelected(): Promise<void> {
   const out: Record<string, unknown> = { machine: info };
   if (selected.includes('bundles')) {
     say(`\n[bundles] esbuild as NodejsFunction runs it; cold init in fresh node processes … ${elapsed()}`);
-    out.bundles = await measureBundles({ runs: QUICK ? 3 : 7 }, say);
+    out.bundles = await measureBundles({ runs: QUICK ? 5 : 15 }, say);
   }
   if (selected.includes('gateway')) {
     say(`\n[gateway] npm start server + autocannon in a second process, ${LOAD_SECONDS} s per level … ${elapsed()}`);
