@@ -15,8 +15,11 @@ import { deferredStatus, failedAttemptFromCaught, isDeferral } from './delivery.
 import { errorBody } from './gateway-contract.ts';
 import { parseTaskError, type TaskFailure } from './task-error.ts';
 
-/** Each workflow stage as a pure step over the conversation record. Handlers do the I/O around them.
- * Validate's step, from a request to a record, is in intake.ts. */
+/**
+ * Each workflow stage after Validate as a pure step over the conversation record; handlers do the I/O around them.
+ * Validate's step, from a request to a record, is in intake.ts.
+ */
+
 export function withAgentAnswer(
   record: ConversationRecord,
   payload: unknown,
