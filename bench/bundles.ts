@@ -12,7 +12,7 @@ import { pathToFileURL } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { type BuildOptions, build, type Metafile, type Plugin } from 'esbuild';
 import { PROJECT_ROOT, RESULTS_DIR } from './support/processes.ts';
-import { median, percentileSorted, round } from './support/stats.ts';
+import { median, percentile, round } from './support/stats.ts';
 
 export const STAGES = ['validate', 'classify', 'deliver', 'export'] as const;
 export type Stage = (typeof STAGES)[number];
@@ -73,12 +73,6 @@ export interface BundleResult {
   /** The previous design, measured beside it: every @aws-sdk/* package external (the runtime's SDK loaded at init). */
   sdk_external: { kb: number; init_ms_median: number };
 }
-
-const percentile = (values: number[], p: number) =>
-  percentileSorted(
-    [...values].sort((a, b) => a - b),
-    p,
-  );
 
 /** esbuild plugin: @aws-lambda-powertools/tracer → a no-op Tracer (for the what-if column only). */
 const noTracer: Plugin = {

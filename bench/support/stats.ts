@@ -29,11 +29,16 @@ export function summarize(values: readonly number[]): Summary {
   };
 }
 
-export function median(values: readonly number[]): number {
+/** Nearest-rank percentile of unsorted values (p in 0..100). */
+export function percentile(values: readonly number[], p: number): number {
   return percentileSorted(
     [...values].sort((a, b) => a - b),
-    50,
+    p,
   );
+}
+
+export function median(values: readonly number[]): number {
+  return percentile(values, 50);
 }
 
 /** Round for reports: 3 significant decimals below 10, 2 below 100, 1 above. */
