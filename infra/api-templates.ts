@@ -166,14 +166,30 @@ export function executionResultResponseTemplate(): string {
 
 /**
  * The 202 of an asynchronous start (the accept workflow's output `{accepted: {conversation_id, source_system}}`):
- * acceptedResult's body and headers, with the status URL on the API as the caller reached it
- * (`https://<domain>/<stage>`; both ids are `[a-z0-9_]`, nothing to escape).
+ * acceptedResult's body and headers, with the status URL on the API as the caller reached it. Its base is the
+ * request's path without the resource's (`/webhook`, and a trailing `/`): `/<stage>` on the execute-api domain, the
+ * base path mapping (or nothing) on a custom domain, where `/<stage>` would be wrong; `/<stage>` if the path is not
+ * so shaped. Both ids are `[a-z0-9_]`, nothing to escape.
  */
 function acceptedBranch(): string[] {
   const placeholders = { id: 'ACCEPTEDID', source: 'ACCEPTEDSOURCE', base: 'https://ACCEPTEDBASE' };
+  const basePath = [
+    '#set($requestPath = "$context.path")',
+    '#set($resourcePath = "$context.resourcePath")',
+    // Velocity takes no arithmetic inside a method's arguments: each length is #set first.
+    '#if($requestPath.endsWith("/") && $requestPath.length() > 1)',
+    '#set($end = $requestPath.length() - 1)',
+    '#set($requestPath = $requestPath.substring(0, $end))',
+    '#end',
+    '#set($basePath = "/$context.stage")',
+    '#if($requestPath.endsWith($resourcePath))',
+    '#set($end = $requestPath.length() - $resourcePath.length())',
+    '#set($basePath = $requestPath.substring(0, $end))',
+    '#end',
+  ];
   const vtl = (text: string) =>
     text
-      .replaceAll(placeholders.base, 'https://$context.domainName/$context.stage')
+      .replaceAll(placeholders.base, 'https://$context.domainName$basePath')
       .replaceAll(placeholders.id, '$accepted.conversation_id')
       .replaceAll(placeholders.source, '$accepted.source_system');
   const result = acceptedResult(
@@ -181,6 +197,7 @@ function acceptedBranch(): string[] {
     placeholders.base,
   );
   return [
+    ...basePath,
     `#set($context.responseOverride.status = ${result.statusCode})`,
     ...Object.entries(result.headers ?? {}).map(
       ([name, value]) => `#set($context.responseOverride.header.${name} = "${vtl(value)}")`,

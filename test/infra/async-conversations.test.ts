@@ -177,6 +177,31 @@ describe('POST /webhook with Prefer: respond-async (the request mapping shared w
     expect(JSON.parse(sync.output)).toEqual(body);
   });
 
+  it('gives the status URL on the API as the caller reached it: execute-api with its stage, a custom domain with its base path or none', () => {
+    const accepted = {
+      accepted: { conversation_id: 'webhook_20261201_101500_crm_nightly_a1b2c3', source_system: 'crm' },
+    };
+    const output = { status: 'SUCCEEDED', output: JSON.stringify(accepted) };
+    const cases: [NonNullable<Parameters<typeof renderResponse>[2]>, string][] = [
+      [{ stage: 'live', path: '/live/webhook' }, `https://${DOMAIN_NAME}/live`],
+      [{ stage: 'live', path: '/live/webhook/' }, `https://${DOMAIN_NAME}/live`],
+      [{ stage: 'live', domainName: 'api.example.com', path: '/webhook' }, 'https://api.example.com'],
+      [{ stage: 'live', domainName: 'api.example.com', path: '/v1/webhook' }, 'https://api.example.com/v1'],
+      [
+        { stage: 'live', domainName: 'api.example.com', path: '/orders/v2/webhook' },
+        'https://api.example.com/orders/v2',
+      ],
+      // A path not so shaped: the stage, as before.
+      [{ stage: 'live', domainName: 'api.example.com', path: '/elsewhere' }, 'https://api.example.com/live'],
+    ];
+    for (const [request, base] of cases) {
+      const rendered = renderResponse(executionResultResponseTemplate(), output, request);
+      const expected = acceptedResult(accepted, base);
+      expect(JSON.parse(rendered.output), JSON.stringify(request)).toEqual(expected.body);
+      expect(rendered.headers.location, JSON.stringify(request)).toBe(expected.headers?.location);
+    }
+  });
+
   it('declares the 202 and its headers on the method', () => {
     const post = Object.values(
       template.findResources('AWS::ApiGateway::Method', { Properties: { HttpMethod: 'POST' } }),

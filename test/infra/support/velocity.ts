@@ -72,6 +72,12 @@ export interface RequestContext {
   /** Epoch milliseconds of the request. */
   receivedAtMs?: number;
   stage?: string;
+  /** $context.domainName (DOMAIN_NAME, the execute-api domain, by default; a custom domain name otherwise). */
+  domainName?: string;
+  /** $context.path: the path the caller reached (`/<stage>/webhook` on the execute-api domain by default). */
+  path?: string;
+  /** $context.resourcePath (`/webhook` by default). */
+  resourcePath?: string;
 }
 
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
@@ -102,7 +108,9 @@ function renderWith(template: string, input: Record<string, unknown>, request: R
     requestTimeEpoch: at,
     identity: { sourceIp: request.sourceIp ?? '203.0.113.7', apiKeyId: request.apiKeyId ?? '' },
     stage: request.stage ?? 'prod',
-    domainName: DOMAIN_NAME,
+    domainName: request.domainName ?? DOMAIN_NAME,
+    path: request.path ?? `/${request.stage ?? 'prod'}/webhook`,
+    resourcePath: request.resourcePath ?? '/webhook',
     responseOverride: { header: {} } as { status?: number; header: Record<string, string> },
   };
   const util = { escapeJavaScript, parseJson: (text: string) => JSON.parse(text) };
@@ -123,12 +131,16 @@ export function renderRequest(template: string, request: RequestContext): Render
 }
 
 /** Render an integration response template for one integration (Step Functions) response body. */
-export function renderResponse(template: string, integrationResponse: unknown): Rendered {
+export function renderResponse(
+  template: string,
+  integrationResponse: unknown,
+  request: Omit<RequestContext, 'body'> = {},
+): Rendered {
   const text = JSON.stringify(integrationResponse);
   const input = {
     body: text,
     params: () => ({ header: {}, path: {}, querystring: {} }),
     path: (p: string) => jsonPath(integrationResponse, p),
   };
-  return renderWith(template, input, { body: text });
+  return renderWith(template, input, { ...request, body: text });
 }
