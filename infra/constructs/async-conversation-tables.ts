@@ -1,24 +1,6 @@
-import { RemovalPolicy } from 'aws-cdk-lib';
-import { AttributeType, BillingMode, Table, TableEncryption } from 'aws-cdk-lib/aws-dynamodb';
+import { AttributeType, type Table } from 'aws-cdk-lib/aws-dynamodb';
 import { Construct } from 'constructs';
-
-const TTL_ATTRIBUTE = 'expires_at';
-
-/** On-demand, encrypted, point-in-time recovery on, TTL on `expires_at` (epoch seconds); deleted with the stack. */
-function ttlTable(
-  scope: Construct,
-  id: string,
-  keys: Pick<ConstructorParameters<typeof Table>[2], 'partitionKey' | 'sortKey'>,
-) {
-  return new Table(scope, id, {
-    ...keys,
-    timeToLiveAttribute: TTL_ATTRIBUTE,
-    billingMode: BillingMode.PAY_PER_REQUEST,
-    pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
-    encryption: TableEncryption.AWS_MANAGED,
-    removalPolicy: RemovalPolicy.DESTROY,
-  });
-}
+import { ttlTable } from './ttl-table.ts';
 
 /**
  * What conversations that outlive one HTTP request keep between requests (docs/contract.md#asynchronous-start-prefer-respond-async,

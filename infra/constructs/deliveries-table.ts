@@ -1,6 +1,7 @@
 import { RemovalPolicy } from 'aws-cdk-lib';
-import { AttributeType, BillingMode, Table, TableEncryption } from 'aws-cdk-lib/aws-dynamodb';
+import { AttributeType, type Table } from 'aws-cdk-lib/aws-dynamodb';
 import { Construct } from 'constructs';
+import { ttlTable } from './ttl-table.ts';
 
 /**
  * The deliveries table (functions/shared/attempt-log.ts, endpoint-store.ts): one on-demand table for what the
@@ -16,19 +17,18 @@ import { Construct } from 'constructs';
 export class DeliveriesTable extends Construct {
   static readonly PARTITION_KEY = 'pk';
   static readonly SORT_KEY = 'sk';
-  static readonly TTL_ATTRIBUTE = 'expires_at';
   readonly table: Table;
 
   constructor(scope: Construct, id: string) {
     super(scope, id);
-    this.table = new Table(this, 'Table', {
-      partitionKey: { name: DeliveriesTable.PARTITION_KEY, type: AttributeType.STRING },
-      sortKey: { name: DeliveriesTable.SORT_KEY, type: AttributeType.STRING },
-      timeToLiveAttribute: DeliveriesTable.TTL_ATTRIBUTE,
-      billingMode: BillingMode.PAY_PER_REQUEST,
-      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
-      encryption: TableEncryption.AWS_MANAGED,
-      removalPolicy: RemovalPolicy.RETAIN,
-    });
+    this.table = ttlTable(
+      this,
+      'Table',
+      {
+        partitionKey: { name: DeliveriesTable.PARTITION_KEY, type: AttributeType.STRING },
+        sortKey: { name: DeliveriesTable.SORT_KEY, type: AttributeType.STRING },
+      },
+      RemovalPolicy.RETAIN,
+    );
   }
 }

@@ -1,6 +1,6 @@
-import { RemovalPolicy } from 'aws-cdk-lib';
-import { AttributeType, BillingMode, Table, TableEncryption } from 'aws-cdk-lib/aws-dynamodb';
+import { AttributeType, type Table } from 'aws-cdk-lib/aws-dynamodb';
 import { Construct } from 'constructs';
+import { ttlTable } from './ttl-table.ts';
 
 /**
  * Idempotent retries of POST /webhook: one item per (source_system, Idempotency-Key or webhook-id), keyed by their
@@ -11,18 +11,12 @@ import { Construct } from 'constructs';
  */
 export class IdempotencyTable extends Construct {
   static readonly PARTITION_KEY = 'pk';
-  static readonly TTL_ATTRIBUTE = 'expires_at';
   readonly table: Table;
 
   constructor(scope: Construct, id: string) {
     super(scope, id);
-    this.table = new Table(this, 'Table', {
+    this.table = ttlTable(this, 'Table', {
       partitionKey: { name: IdempotencyTable.PARTITION_KEY, type: AttributeType.STRING },
-      timeToLiveAttribute: IdempotencyTable.TTL_ATTRIBUTE,
-      billingMode: BillingMode.PAY_PER_REQUEST,
-      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
-      encryption: TableEncryption.AWS_MANAGED,
-      removalPolicy: RemovalPolicy.DESTROY,
     });
   }
 }
