@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
+import { vi } from 'vitest';
 import { PROJECT_ROOT } from '../../local/paths.ts';
 
 const BIN = path.join(PROJECT_ROOT, 'bin', 'webhook-gateway.mjs');
@@ -10,13 +11,14 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Run the real `webhook-gateway` command (as `npx webhook-gateway` would) and collect its output. */
-export function runCli(args: string[], env: Record<string, string | undefined> = {}): Promise<CliResult> {
+/** Run a command to its end and collect its output (in `cwd` when given, with `env` or this process's). */
+export function runCommand(
+  command: string,
+  args: string[],
+  options: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(command, args, { ...options, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
@@ -24,6 +26,11 @@ export function runCli(args: string[], env: Record<string, string | undefined> =
     child.on('error', reject);
     child.on('close', (code) => resolve({ code, stdout, stderr }));
   });
+}
+
+/** Run the real `webhook-gateway` command (as `npx webhook-gateway` would) and collect its output. */
+export function runCli(args: string[], env: Record<string, string | undefined> = {}): Promise<CliResult> {
+  return runCommand(process.execPath, [BIN, ...args], { env: { ...process.env, ...env } });
 }
 
 /** Start `webhook-gateway start` and wait until it prints its URL. */
@@ -56,32 +63,46 @@ export function startCli(
 }
 
 /**
+ * What this process writes to stdout and stderr from now on (read `stdout` / `stderr`; set them to '' to start
+ * over), until `restore()` or the test's `vi.restoreAllMocks()`.
+ */
+export function captureOutput(): { stdout: string; stderr: string; restore(): void } {
+  const captured = {
+    stdout: '',
+    stderr: '',
+    restore() {
+      out.mockRestore();
+      err.mockRestore();
+    },
+  };
+  const out = vi.spyOn(process.stdout, 'write').mockImplementation(((chunk: unknown) => {
+    captured.stdout += String(chunk);
+    return true;
+  }) as never);
+  const err = vi.spyOn(process.stderr, 'write').mockImplementation(((chunk: unknown) => {
+    captured.stderr += String(chunk);
+    return true;
+  }) as never);
+  return captured;
+}
+
+/**
  * `main(args)` in this process, with `env` set for the call and stdout/stderr captured: the same code as the bin
  * without the cost of a new node process (test/local/cli/start-and-inspect.test.ts covers the bin itself).
  */
 export async function runMain(args: string[], env: Record<string, string | undefined> = {}): Promise<CliResult> {
-  const { vi } = await import('vitest');
   const { main } = await import('../../local/cli/main.ts');
-  let stdout = '';
-  let stderr = '';
-  const out = vi.spyOn(process.stdout, 'write').mockImplementation(((chunk: unknown) => {
-    stdout += String(chunk);
-    return true;
-  }) as never);
-  const err = vi.spyOn(process.stderr, 'write').mockImplementation(((chunk: unknown) => {
-    stderr += String(chunk);
-    return true;
-  }) as never);
+  const output = captureOutput();
   const previous = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
   for (const [k, v] of Object.entries(env)) {
     if (v === undefined) delete process.env[k];
     else process.env[k] = v;
   }
   try {
-    return { code: await main(args), stdout, stderr };
+    const code = await main(args);
+    return { code, stdout: output.stdout, stderr: output.stderr };
   } finally {
-    out.mockRestore();
-    err.mockRestore();
+    output.restore();
     for (const [k, v] of Object.entries(previous)) {
       if (v === undefined) delete process.env[k];
       else process.env[k] = v;

@@ -1,10 +1,10 @@
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROJECT_ROOT } from '../../../local/paths.ts';
 import { resolveOptions } from '../../../local/server/config.ts';
+import { runCommand } from '../../support/cli.ts';
 
 /** README, "Running the CLI from anywhere": the command works from another directory, by path or npm exec. */
 let elsewhere: string;
@@ -15,17 +15,7 @@ afterAll(async () => {
   await rm(elsewhere, { recursive: true, force: true });
 });
 
-function run(command: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd: elsewhere, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const run = (command: string, args: string[]) => runCommand(command, args, { cwd: elsewhere });
 
 describe('webhook-gateway from another directory', () => {
   it("reads the repository's .data wherever it runs (LOCAL_DATA_DIR, when given, is taken from the cwd)", () => {

@@ -14,6 +14,7 @@ import { completeConversation, withAgentAnswer, withClassification } from '../..
 import { executionFromLogEvents } from '../../../../local/cli/aws/conversations.ts';
 import { main } from '../../../../local/cli/main.ts';
 import { describedStack } from '../../../support/aws-fixtures.ts';
+import { captureOutput } from '../../../support/cli.ts';
 import { startedRecord } from '../../../support/fixtures.ts';
 
 /** `conversations list | search | show --aws` against a mocked deployed stack (never real AWS). */
@@ -50,23 +51,13 @@ function logEvent(id: number, type: string, ms: number, details: Record<string, 
   });
 }
 
-let stdout: string;
-let stderr: string;
+let output: ReturnType<typeof captureOutput>;
 beforeEach(() => {
   cfn.reset();
   s3.reset();
   logs.reset();
   athena.reset();
-  stdout = '';
-  stderr = '';
-  vi.spyOn(process.stdout, 'write').mockImplementation(((c: string) => {
-    stdout += c;
-    return true;
-  }) as never);
-  vi.spyOn(process.stderr, 'write').mockImplementation(((c: string) => {
-    stderr += c;
-    return true;
-  }) as never);
+  output = captureOutput();
   cfn.on(DescribeStacksCommand).resolves(
     describedStack({
       ExportBucketName: 'prod-exports',
@@ -138,7 +129,7 @@ afterEach(() => vi.restoreAllMocks());
 describe('conversations --aws', () => {
   it("search runs one Athena query in the stack's workgroup and database, from --since, and prints the hits", async () => {
     expect(await main(['conversations', 'search', 'ACME', '--aws', '--since', '2025-08-12'])).toBe(0);
-    expect(stdout).toMatch(
+    expect(output.stdout).toMatch(
       new RegExp(
         `^${ID}\\s.*testing_system/phase3_validation\\s+deal_analysis\\s+completed\\s+pending\\s+answer\\s+Top deals: Acme`,
         'm',
@@ -159,7 +150,7 @@ describe('conversations --aws', () => {
       "'acme'",
       "'acme'",
     ]);
-    expect(stderr).toMatch(
+    expect(output.stderr).toMatch(
       /1 exported conversations match "ACME" in the WebhookConversationGateway stack's exports \(Athena: 2\.35 MB scanned\)/,
     );
     expect(s3.commandCalls(GetObjectCommand)).toHaveLength(0);
@@ -168,13 +159,13 @@ describe('conversations --aws', () => {
   it('list without --since searches the last 7 days and says so', async () => {
     const before = Date.now();
     expect(await main(['conversations', 'list', '--aws', '--json'])).toBe(0);
-    expect(stderr).toMatch(/searches the last 7 days/);
+    expect(output.stderr).toMatch(/searches the last 7 days/);
     const [start] = athena.commandCalls(StartQueryExecutionCommand).map((c) => c.args[0].input);
     const since = Date.parse(start!.ExecutionParameters![0]!.slice(1, -1));
     expect(since).toBeGreaterThanOrEqual(before - 7 * 86_400_000 - 1000);
     expect(since).toBeLessThanOrEqual(Date.now() - 7 * 86_400_000 + 1000);
     expect(start!.QueryString).not.toContain('strpos');
-    expect(JSON.parse(stdout)).toEqual([expect.objectContaining({ conversation_id: ID, total_time_ms: 2000 })]);
+    expect(JSON.parse(output.stdout)).toEqual([expect.objectContaining({ conversation_id: ID, total_time_ms: 2000 })]);
   });
 
   it('show prints the exported record and the timeline folded from the Express log group', async () => {
@@ -204,13 +195,13 @@ describe('conversations --aws', () => {
       .on(GetQueryResultsCommand, { queryId: 'q2' })
       .resolves({ status: 'Complete', results: events.map((m) => [{ field: '@message', value: m }]) });
     expect(await main(['conversations', 'show', ID, '--aws'])).toBe(0);
-    expect(stdout).toContain(`conversation ${ID}`);
-    expect(stdout).toContain(`s3://prod-exports/${FOLDER}`);
-    expect(stdout).toMatch(/execution req-1 \(ConversationWorkflow\) SUCCEEDED/);
-    expect(stdout).toMatch(/Deliver\s+\+11 ms\s+1029 ms\s+1 {2}succeeded/);
-    expect(stdout).toMatch(/path: Validate → Deliver/);
+    expect(output.stdout).toContain(`conversation ${ID}`);
+    expect(output.stdout).toContain(`s3://prod-exports/${FOLDER}`);
+    expect(output.stdout).toMatch(/execution req-1 \(ConversationWorkflow\) SUCCEEDED/);
+    expect(output.stdout).toMatch(/Deliver\s+\+11 ms\s+1029 ms\s+1 {2}succeeded/);
+    expect(output.stdout).toMatch(/path: Validate → Deliver/);
     // One step to the execution's page in the Step Functions console (Express: read from the log group around its start).
-    expect(stdout).toContain(
+    expect(output.stdout).toContain(
       `console: https://us-east-1.console.aws.amazon.com/states/home?region=us-east-1#/express-executions/details/${ARN}?startDate=`,
     );
     const first = logs.commandCalls(StartQueryCommand)[0]!.args[0].input;
@@ -222,8 +213,8 @@ describe('conversations --aws', () => {
     logs.on(StartQueryCommand).resolves({ queryId: 'q1' });
     logs.on(GetQueryResultsCommand).resolves({ status: 'Complete', results: [] });
     expect(await main(['conversations', 'show', ID, '--aws'])).toBe(0);
-    expect(stdout).toMatch(/No execution history for .* it may have aged out of the logs/);
-    expect(stdout).toMatch(/The export above is the system of record/);
+    expect(output.stdout).toMatch(/No execution history for .* it may have aged out of the logs/);
+    expect(output.stdout).toMatch(/The export above is the system of record/);
   });
 
   it('an unknown stack or missing export is one clear line', async () => {
@@ -231,8 +222,8 @@ describe('conversations --aws', () => {
       .on(DescribeStacksCommand)
       .rejects(Object.assign(new Error('Stack with id Nope does not exist'), { name: 'ValidationError' }));
     expect(await main(['conversations', 'list', '--aws', '--stack', 'Nope'])).toBe(1);
-    expect(stderr).toMatch(/^webhook-gateway: stack "Nope" does not exist/);
-    expect(stderr.trim().split('\n')).toHaveLength(1);
+    expect(output.stderr).toMatch(/^webhook-gateway: stack "Nope" does not exist/);
+    expect(output.stderr.trim().split('\n')).toHaveLength(1);
   });
 });
 

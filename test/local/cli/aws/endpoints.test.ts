@@ -17,6 +17,7 @@ import {
 } from '../../../../functions/domain/lifecycle.ts';
 import { main } from '../../../../local/cli/main.ts';
 import { describedStack, QUEUE_URL, STATE_MACHINE_ARN, succeeded } from '../../../support/aws-fixtures.ts';
+import { captureOutput } from '../../../support/cli.ts';
 import { startedRecord } from '../../../support/fixtures.ts';
 
 /**
@@ -39,20 +40,10 @@ const OLD_SECRET = 'whsec_b2xkb2xkb2xkb2xkb2xkb2xk';
 const NEW_SECRET = 'whsec_bmV3bmV3bmV3bmV3bmV3bmV3';
 const GENERAL_SECRET = 'whsec_Z2VuZXJhbGdlbmVyYWxnZW5l';
 
-let stdout: string;
-let stderr: string;
+let output: ReturnType<typeof captureOutput>;
 beforeEach(() => {
   for (const mock of [cfn, dynamo, lambda, secrets, sqs, s3, sfn]) mock.reset();
-  stdout = '';
-  stderr = '';
-  vi.spyOn(process.stdout, 'write').mockImplementation(((c: string) => {
-    stdout += c;
-    return true;
-  }) as never);
-  vi.spyOn(process.stderr, 'write').mockImplementation(((c: string) => {
-    stderr += c;
-    return true;
-  }) as never);
+  output = captureOutput();
   cfn.on(DescribeStacksCommand).resolves(
     describedStack({
       DeliveriesTableName: TABLE,
@@ -107,14 +98,14 @@ function rows(text: string): Record<string, string> {
 describe('endpoints --aws', () => {
   it('list: every type from one consistent BatchGetItem, the deployed URLs and the breaker policy from the Deliver function, the schedule’s total', async () => {
     expect(await main(['endpoints', 'list', '--aws'])).toBe(0);
-    const table = rows(stdout);
+    const table = rows(output.stdout);
     expect(Object.keys(table)).toEqual(['deal_analysis', 'data_analysis', 'lead_analysis', 'general']);
     // Failing at the deployed threshold (3, not the default 5); the operator's URL and rate.
     expect(table.deal_analysis).toMatch(/failing\s+https:\/\/crm-new\.example\.com\/hooks\/deals\s+5\/s/);
     expect(table.general).toMatch(/healthy\s+https:\/\/crm\.example\.com\/hooks\/general \(deployed\)\s+-/);
     expect(table.data_analysis).toMatch(/healthy\s+\(none\)/);
-    expect(stdout).toContain('3 deliveries pending in the schedule across all types');
-    expect(stderr).toBe('');
+    expect(output.stdout).toContain('3 deliveries pending in the schedule across all types');
+    expect(output.stderr).toBe('');
     const read = dynamo.commandCalls(BatchGetItemCommand)[0]!.args[0].input;
     expect(read.RequestItems![TABLE]).toMatchObject({ ConsistentRead: true });
     expect(read.RequestItems![TABLE]!.Keys!.map((k) => k.pk!.S)).toEqual([
@@ -128,7 +119,7 @@ describe('endpoints --aws', () => {
 
   it('list --json: the views, nothing else on stdout', async () => {
     expect(await main(['endpoints', 'list', '--aws', '--json'])).toBe(0);
-    const views = JSON.parse(stdout);
+    const views = JSON.parse(output.stdout);
     expect(views[0]).toMatchObject({
       webhook_type: 'deal_analysis',
       status: 'failing',
@@ -161,8 +152,8 @@ describe('endpoints --aws', () => {
       ]),
     );
     expect(set).toMatchObject({ url: { S: 'https://crm-new.example.com/hooks/deals' }, rate_per_second: { N: '5' } });
-    expect(Object.keys(rows(stdout))).toEqual(['deal_analysis']);
-    expect(stdout).toContain('The Deliver functions use this within 5 s (no deploy).');
+    expect(Object.keys(rows(output.stdout))).toEqual(['deal_analysis']);
+    expect(output.stdout).toContain('The Deliver functions use this within 5 s (no deploy).');
     expect(secrets.commandCalls(PutSecretValueCommand)).toHaveLength(0);
   });
 
@@ -203,15 +194,15 @@ describe('endpoints --aws', () => {
     secrets.on(PutSecretValueCommand).resolves({});
 
     expect(await main(['endpoints', 'set', 'deal_analysis', '--secret', NEW_SECRET, '--aws'])).toBe(0);
-    expect(stdout).toContain(
+    expect(output.stdout).toContain(
       'deal_analysis deliveries are signed with two secrets (the new one first): the Deliver functions pick it up within 5 minutes',
     );
-    expect(stdout).toContain('both signatures are on the wire until --drop-previous-secret');
+    expect(output.stdout).toContain('both signatures are on the wire until --drop-previous-secret');
     expect(dynamo.commandCalls(UpdateItemCommand)).toHaveLength(0);
 
-    stdout = '';
+    output.stdout = '';
     expect(await main(['endpoints', 'set', 'deal_analysis', '--drop-previous-secret', '--aws'])).toBe(0);
-    expect(stdout).toContain('deal_analysis deliveries are signed with one secret');
+    expect(output.stdout).toContain('deal_analysis deliveries are signed with one secret');
 
     const puts = secrets.commandCalls(PutSecretValueCommand).map((c) => c.args[0].input);
     expect(puts.map((p) => p.SecretId)).toEqual([SECRET_ARN, SECRET_ARN]);
@@ -226,13 +217,13 @@ describe('endpoints --aws', () => {
     secrets.on(GetSecretValueCommand).resolves({ SecretString: JSON.stringify({ deal_analysis: OLD_SECRET }) });
     secrets.on(PutSecretValueCommand).resolves({});
     expect(await main(['endpoints', 'set', 'deal_analysis', '--secret', NEW_SECRET, '--aws', '--json'])).toBe(0);
-    expect(JSON.parse(stdout)).toEqual([expect.objectContaining({ webhook_type: 'deal_analysis' })]);
-    expect(stderr).toContain('deal_analysis deliveries are signed with two secrets');
+    expect(JSON.parse(output.stdout)).toEqual([expect.objectContaining({ webhook_type: 'deal_analysis' })]);
+    expect(output.stderr).toContain('deal_analysis deliveries are signed with two secrets');
   });
 
   it('a bad value is refused before anything is sent to AWS', async () => {
     expect(await main(['endpoints', 'set', 'deal_analysis', '--secret', 'not-a-secret', '--aws'])).toBe(1);
-    expect(stderr).toMatch(/^webhook-gateway: --secret: secrets must be "whsec_" followed by base64/);
+    expect(output.stderr).toMatch(/^webhook-gateway: --secret: secrets must be "whsec_" followed by base64/);
     expect(await main(['endpoints', 'set', 'deal_analysis', '--rate', 'fast', '--aws'])).toBe(1);
     expect(cfn.calls()).toHaveLength(0);
     expect(dynamo.calls()).toHaveLength(0);
@@ -240,8 +231,8 @@ describe('endpoints --aws', () => {
 
   it('the table missing, access denied, a stack without the table: one clear line on stderr, exit 1', async () => {
     const oneLine = () => {
-      const lines = stderr.trim().split('\n');
-      stderr = '';
+      const lines = output.stderr.trim().split('\n');
+      output.stderr = '';
       expect(lines).toHaveLength(1);
       return lines[0];
     };
@@ -309,11 +300,11 @@ describe('deliveries resend --aws', () => {
     expect(input.redelivery.via).toBe('resend');
     expect(input.conversation.conversation_id).toBe(ID);
     expect(input.conversation.webhook_context.delivery_id).toBe(delivered.webhook_context.delivery_id);
-    expect(stdout).toContain(`${ID} resent → delivered (HTTP 200), execution ${start.name}`);
-    expect(stdout).toContain(
+    expect(output.stdout).toContain(`${ID} resent → delivered (HTTP 200), execution ${start.name}`);
+    expect(output.stdout).toContain(
       `webhook-id ${delivered.webhook_context.delivery_id}, attempt 2: conversations show ${ID}`,
     );
-    expect(stderr).toBe('');
+    expect(output.stderr).toBe('');
   });
 
   it('the receiver refused the resend: the status and error shown, exit 1', async () => {
@@ -326,7 +317,7 @@ describe('deliveries resend --aws', () => {
     );
     sfn.on(StartSyncExecutionCommand).resolves(succeeded(refused));
     expect(await main(['deliveries', 'resend', ID, '--aws'])).toBe(1);
-    expect(stdout).toMatch(new RegExp(`^${ID} resent → failed \\(HTTP 503\\), execution .*: HTTP 503`));
+    expect(output.stdout).toMatch(new RegExp(`^${ID} resent → failed \\(HTTP 503\\), execution .*: HTTP 503`));
   });
 
   it('refused without running anything: not delivered yet (that is a redrive), no export, access denied', async () => {
@@ -339,20 +330,20 @@ describe('deliveries resend --aws', () => {
       ),
     );
     expect(await main(['deliveries', 'resend', ID, '--aws'])).toBe(1);
-    expect(stderr).toBe(
+    expect(output.stderr).toBe(
       `webhook-gateway: ${ID} is not delivered (retrying): redrive it instead (deliveries redrive ${ID} --aws)\n`,
     );
     expect(sfn.calls()).toHaveLength(0);
 
-    stderr = '';
+    output.stderr = '';
     s3.reset();
     s3.on(GetObjectCommand).rejects(new NoSuchKey({ message: 'The specified key does not exist.', $metadata: {} }));
     expect(await main(['deliveries', 'resend', ID, '--aws'])).toBe(1);
-    expect(stderr).toBe(
+    expect(output.stderr).toBe(
       `webhook-gateway: no export of ${ID} in s3://${BUCKET}/${exportKey(ID, 'conversation.json')}\n`,
     );
 
-    stderr = '';
+    output.stderr = '';
     exported(delivered);
     sfn.on(StartSyncExecutionCommand).rejects(
       Object.assign(
@@ -363,8 +354,8 @@ describe('deliveries resend --aws', () => {
       ),
     );
     expect(await main(['deliveries', 'resend', ID, '--aws'])).toBe(1);
-    expect(stderr.trim().split('\n')).toHaveLength(1);
-    expect(stderr).toMatch(/^webhook-gateway: access denied: .*states:StartSyncExecution/);
+    expect(output.stderr.trim().split('\n')).toHaveLength(1);
+    expect(output.stderr).toMatch(/^webhook-gateway: access denied: .*states:StartSyncExecution/);
     expect(sfn.commandCalls(StartSyncExecutionCommand)).toHaveLength(1);
   });
 });
