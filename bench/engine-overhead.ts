@@ -216,8 +216,13 @@ async function runPlain(
     state: classified,
     retry_count: 0,
     execution_name: executionName,
+    request: input,
   });
-  const exported = (await timed('export', h.export, { state: delivered, execution_name: executionName })) as {
+  const exported = (await timed('export', h.export, {
+    state: delivered,
+    execution_name: executionName,
+    request: input,
+  })) as {
     response: unknown;
   };
   return exported.response;
