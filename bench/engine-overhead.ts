@@ -216,13 +216,8 @@ async function runPlain(
     state: classified,
     retry_count: 0,
     execution_name: executionName,
-    request: input,
   });
-  const exported = (await timed('export', h.export, {
-    state: delivered,
-    execution_name: executionName,
-    request: input,
-  })) as {
+  const exported = (await timed('export', h.export, { state: delivered, execution_name: executionName })) as {
     response: unknown;
   };
   return exported.response;

@@ -1,5 +1,5 @@
 import { answerProblem } from '../domain/agent-contract.ts';
-import { type ConversationState, withoutQuestion } from '../domain/conversation.ts';
+import type { ConversationState } from '../domain/conversation.ts';
 import { AgentAnswerRejected } from '../domain/errors.ts';
 import { withClassification, withPendingAnswer } from '../domain/lifecycle.ts';
 import { logEvent, METRIC_NAMES, recordSize, recordTime } from '../shared/events.ts';
@@ -15,8 +15,7 @@ export interface ClassifyInput {
  * Classify: record the agent's pending answer as the assistant turn (the agent's time: from InvokeManagerAgent's
  * entry to `answered_at`), refuse an answer the conversation cannot carry (AgentAnswerRejected: exported as failed),
  * then pick webhook_type (the request's own wins) and record why; the delivery is then queued. The state it returns
- * no longer carries the thread history Validate gave the agent, nor the question: the later states are given the
- * execution's input and restore it from there (`withQuestion`), so the history logs it in fewer states.
+ * no longer carries the thread history Validate gave the agent.
  */
 export const handler = stageHandler(
   'Classify',
@@ -45,6 +44,6 @@ export const handler = stageHandler(
       classification_reason: record.webhook_context.classification_reason,
     });
     logEvent('WEBHOOK_OUTBOUND_QUEUED', record, { delivery_id: record.webhook_context.delivery_id });
-    return { ...state, conversation: withoutQuestion(record) };
+    return { ...state, conversation: record };
   },
 );

@@ -1,5 +1,5 @@
 import { type LoggedAttempt, loggedRequestHeaders, nextAttemptNumber } from '../domain/attempt-log.ts';
-import { type ConversationState, likeGiven, type WebhookType, withQuestion } from '../domain/conversation.ts';
+import type { ConversationState, WebhookType } from '../domain/conversation.ts';
 import { buildDeliveryPayload, failedAttemptOutcome, firstTry, holdError, planDelivery } from '../domain/delivery.ts';
 import type { Gate, HoldReason } from '../domain/endpoints.ts';
 import { settleAnswer, withDeliveryAttempt } from '../domain/lifecycle.ts';
@@ -23,8 +23,6 @@ export interface DeliverInput {
   retry_count?: number;
   /** `$$.Execution.Name`: kept with each attempt in the attempt log. */
   execution_name?: string;
-  /** `$$.Execution.Input` (the conversation workflow): where the question is when the state left it out. */
-  request?: unknown;
 }
 
 /**
@@ -34,13 +32,12 @@ export interface DeliverInput {
  * the schedule without an attempt, or a failing receiver's one probe is made), and its outbound rate. Every attempt
  * goes to the attempt log with what the receiver answered, and counts for the receiver's health. Success returns the
  * record; failure throws the error the state machine's Retry/Catch match. A record whose answer is still pending
- * (Classify failed) is first recorded and classified here, as Classify would have. The question comes back from the
- * execution's input (`request`) when the state left it out, and the record is returned as it came: without it then.
+ * (Classify failed) is first recorded and classified here, as Classify would have.
  */
 export const handler = stageHandler('Deliver', async (input: DeliverInput): Promise<ConversationState> => {
   const { state } = input;
   const retryCount = input.retry_count ?? 0;
-  const record = settleAnswer(withQuestion(state.conversation, input.request), new Date());
+  const record = settleAnswer(state.conversation, new Date());
   const type: WebhookType = record.webhook_context.webhook_type ?? 'general';
   const deliverBy = state.budget?.deliver_by ?? null;
   const config = settings();
@@ -119,7 +116,7 @@ export const handler = stageHandler('Deliver', async (input: DeliverInput): Prom
       status_code: attempt.status_code,
       delivery_response_time_ms: attempt.duration_ms,
     });
-    return { ...state, conversation: likeGiven(state.conversation, delivered) };
+    return { ...state, conversation: delivered };
   }
   const failing =
     gate.action === 'probe'

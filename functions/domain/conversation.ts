@@ -29,8 +29,6 @@ export interface ConversationTurn {
   /**
    * The turn's text. Left out of an assistant turn while the conversation runs: the answer is carried once, as
    * `data`, and its text is the one `answerText` finds there (`turnText`). Exports write it out (`withTurnTexts`).
-   * The user turn's (the question) is left out of the state after Classify: the stages after it restore it from the
-   * execution's input (`withQuestion`).
    */
   content?: string;
   timestamp: string;
@@ -181,77 +179,6 @@ export interface ConversationState {
 /** The question: the user's turn. */
 export function userQuery(record: Pick<ConversationRecord, 'conversation'>): string {
   return record.conversation.turns.find((t) => t.role === 'user')?.content ?? '';
-}
-
-/**
- * The question as an execution's input carries it, or null: a raw request (`body`, the query as Validate keeps it,
- * trimmed like request.ts's schema), the run of an accepted conversation (`accepted`: its record), or a redelivery
- * (`conversation`: the envelope's record).
- */
-export function questionOf(executionInput: unknown): string | null {
-  const input = executionInput as {
-    body?: unknown;
-    accepted?: { conversation?: ConversationRecord };
-    conversation?: ConversationRecord;
-  } | null;
-  if (!input || typeof input !== 'object') return null;
-  if (typeof input.body === 'string') {
-    try {
-      const query = (JSON.parse(input.body) as { query?: unknown } | null)?.query;
-      return typeof query === 'string' ? query.trim() : null;
-    } catch {
-      return null;
-    }
-  }
-  const record = input.accepted?.conversation ?? input.conversation;
-  const content = record?.conversation?.turns?.find((t) => t.role === 'user')?.content;
-  return typeof content === 'string' ? content : null;
-}
-
-/** The record carries its question (the user turn's text). */
-export function hasQuestion(record: Pick<ConversationRecord, 'conversation'>): boolean {
-  return record.conversation.turns.some((t) => t.role === 'user' && t.content !== undefined);
-}
-
-function mapUserTurn<R extends Pick<ConversationRecord, 'conversation'>>(
-  record: R,
-  change: (turn: ConversationTurn) => ConversationTurn,
-): R {
-  return {
-    ...record,
-    conversation: {
-      ...record.conversation,
-      turns: record.conversation.turns.map((t) => (t.role === 'user' ? change(t) : t)),
-    },
-  };
-}
-
-/**
- * The record without its question: what the workflow's state carries after Classify. The question is then in the
- * execution's input only, and the Express history logs it a few times instead of in every state (docs/performance.md
- * §4); the stages after Classify are given that input (`request`) and restore it with `withQuestion`.
- */
-export function withoutQuestion<R extends Pick<ConversationRecord, 'conversation'>>(record: R): R {
-  if (!hasQuestion(record)) return record;
-  return mapUserTurn(record, ({ content: _, ...turn }) => turn);
-}
-
-/** The record with its question, restored from the execution's input when the state left it out (as it was if not). */
-export function withQuestion<R extends Pick<ConversationRecord, 'conversation'>>(
-  record: R,
-  executionInput: unknown,
-): R {
-  if (hasQuestion(record) || !record.conversation.turns.some((t) => t.role === 'user')) return record;
-  const question = questionOf(executionInput);
-  return question === null ? record : mapUserTurn(record, (turn) => ({ ...turn, content: question }));
-}
-
-/** `output` carrying the question only if `given` did: a stage hands the state on in the shape it came in. */
-export function likeGiven<R extends Pick<ConversationRecord, 'conversation'>>(
-  given: Pick<ConversationRecord, 'conversation'>,
-  output: R,
-): R {
-  return hasQuestion(given) ? output : withoutQuestion(output);
 }
 
 /** The text of an agent payload: a string, or the first of response/answer/content/body/message that is a string. */

@@ -1,5 +1,5 @@
 import { nextAttemptNumber, withoutAttemptDetail } from './attempt-log.ts';
-import { type ConversationRecord, type DeliveryAttempt, type RedeliveryContext, withQuestion } from './conversation.ts';
+import type { ConversationRecord, DeliveryAttempt, RedeliveryContext } from './conversation.ts';
 import { deferredStatus, failedAttemptFromCaught, isDeferral } from './delivery.ts';
 import { completeConversation, withDeliveryAttempt, withDeliveryStatus } from './lifecycle.ts';
 import { type CaughtError, parseTaskError } from './task-error.ts';
@@ -48,8 +48,6 @@ export interface QueuedFailedDelivery {
   delivery_error: CaughtError;
   /** The conversation workflow's execution name. */
   execution_name?: string;
-  /** The execution's input: the question, which the state leaves out after Classify (`withQuestion`). */
-  request?: unknown;
 }
 
 /**
@@ -79,8 +77,6 @@ export interface QueuedFailedExport {
   conversation: ConversationRecord;
   export_error: CaughtError;
   execution_name?: string;
-  /** The execution's input, as in QueuedFailedDelivery. */
-  request?: unknown;
 }
 
 function isQueuedFailedExport(value: unknown): value is QueuedFailedExport {
@@ -227,14 +223,9 @@ export function envelopeFromMessage(
   now: Date,
   schedule: readonly number[] = DEFAULT_RETRY_SCHEDULE_MS,
 ): FailedDeliveryEnvelope | null {
-  if (isQueuedFailedDelivery(value)) return envelopeFromQueuedMessage(withItsQuestion(value), now, schedule);
-  if (isQueuedFailedExport(value)) return envelopeFromQueuedExport(withItsQuestion(value), now, schedule);
+  if (isQueuedFailedDelivery(value)) return envelopeFromQueuedMessage(value, now, schedule);
+  if (isQueuedFailedExport(value)) return envelopeFromQueuedExport(value, now, schedule);
   return null;
-}
-
-/** The envelope keeps the whole record: its question comes back from the execution's input it was sent with. */
-function withItsQuestion<M extends QueuedFailedDelivery | QueuedFailedExport>(message: M): M {
-  return { ...message, conversation: withQuestion(message.conversation, message.request) };
 }
 
 export function isDue(envelope: FailedDeliveryEnvelope, now: Date): boolean {

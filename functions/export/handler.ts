@@ -1,7 +1,7 @@
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { withAttemptLog } from '../domain/attempt-log.ts';
 import { msLeft, SYNC_RESERVES } from '../domain/budget.ts';
-import { type ConversationRecord, type ConversationState, likeGiven, withQuestion } from '../domain/conversation.ts';
+import type { ConversationRecord, ConversationState } from '../domain/conversation.ts';
 import { ExportDeadlineError, ExportError } from '../domain/errors.ts';
 import { exportDocuments, exportFolder } from '../domain/export-formats.ts';
 import { idempotencyPk } from '../domain/idempotency.ts';
@@ -26,8 +26,6 @@ import { threadStore } from '../shared/thread-store.ts';
 export interface ExportInput {
   state: ConversationState;
   execution_name: string;
-  /** `$$.Execution.Input` (the conversation workflow): where the question is when the state left it out. */
-  request?: unknown;
 }
 
 /**
@@ -57,10 +55,7 @@ const EXPORT_RETRY_WAIT_MS = 1_000;
  * queue refused that too (`export_queue_error`, state RecordOnlyInLogs), the whole record is logged as one
  * WEBHOOK_CONVERSATION_UNSAVED event: the log is then where it is kept.
  */
-export const handler = stageHandler('Export', async (input: ExportInput): Promise<ExportOutput> => {
-  const { state: given, execution_name } = input;
-  // After Classify the state leaves the question out: it comes back from the execution's input.
-  const state: ConversationState = { ...given, conversation: withQuestion(given.conversation, input.request) };
+export const handler = stageHandler('Export', async ({ state, execution_name }: ExportInput): Promise<ExportOutput> => {
   if (state.export_queue_error) return logUnsaved(state);
   const now = new Date();
   const { record, answered } = closeConversation(state, execution_name, now);
@@ -140,9 +135,7 @@ export const handler = stageHandler('Export', async (input: ExportInput): Promis
   const answer = response ? { response } : agentFailure(record, state.budget?.agent_seconds);
   await keepThreadTurn(record, now);
   if (record.metadata.response_mode === 'async') await finishStatus(record, answer, now);
-  // The record goes on in the shape it came in (without the question in the conversation workflow).
-  const closed = likeGiven(given.conversation, record);
-  return deferred ? { conversation: closed, export_error: deferred, ...answer } : { conversation: closed, ...answer };
+  return deferred ? { conversation: record, export_error: deferred, ...answer } : { conversation: record, ...answer };
 });
 
 /**

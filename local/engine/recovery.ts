@@ -1,9 +1,4 @@
-import {
-  type ConversationRecord,
-  type ConversationState,
-  type DeliveryAttempt,
-  withQuestion,
-} from '../../functions/domain/conversation.ts';
+import type { ConversationRecord, ConversationState, DeliveryAttempt } from '../../functions/domain/conversation.ts';
 import { failedAttemptFromCaught, interruptedDelivery, isDeferral } from '../../functions/domain/delivery.ts';
 import type { ExecutionInput } from '../../functions/domain/gateway-contract.ts';
 import { idempotencyKeyOf, idempotencyPk } from '../../functions/domain/idempotency.ts';
@@ -92,13 +87,6 @@ function deliveryAttempts(entries: JournalEntry[]): {
   return { attempts, target, cut };
 }
 
-/** The state with its record's question back, from the input the execution began with (as was if it has it). */
-function withQuestionOf(state: unknown, executionInput: unknown): unknown {
-  const record = (state as { conversation?: ConversationRecord } | null)?.conversation;
-  if (!record?.conversation?.turns) return state;
-  return { ...(state as object), conversation: withQuestion(record, executionInput) };
-}
-
 function withoutBudget(state: unknown): unknown {
   if (!state || typeof state !== 'object' || !('budget' in state)) return state;
   const { budget: _, ...rest } = state as Record<string, unknown>;
@@ -140,13 +128,11 @@ export function planRecovery(entries: JournalEntry[], now: Date, runBegun = fals
   if (!validated.valid || validated.duplicate) return { kind: 'ended' };
   const conversationId = validated.conversation.conversation_id;
   const stage = entries.findLast((e) => TASK_KINDS.has(e.k))?.s ?? 'Validate';
-  // A resumed run has no caller waiting: its state keeps no budget (the deadlines have passed). Its input is that
-  // state, so the state carries the question again (after Classify it was only in the input the execution began with).
-  const begun = entries.find((e) => e.k === 'begin')?.d;
+  // A resumed run has no caller waiting: its state keeps no budget (the deadlines have passed).
   const resume = (startAt: string, state: unknown, interrupted = false): RecoveryPlan => ({
     kind: 'resume',
     startAt,
-    state: withoutBudget(withQuestionOf(state, begun)),
+    state: withoutBudget(state),
     interrupted,
     conversationId,
     stage,

@@ -1,17 +1,11 @@
-import {
-  type ConversationRecord,
-  userQuery,
-  withQuestion,
-  withTurnTexts,
-} from '../../functions/domain/conversation.ts';
+import { type ConversationRecord, userQuery, withTurnTexts } from '../../functions/domain/conversation.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
 import type { FilterableConversation } from './conversation-filters.ts';
 
 /**
  * The latest conversation record an execution produced: the last state result, output or input that carries one
  * (Export's output is only the caller's response; its result, the task's own output, has the closed record), with
- * its turns' texts written out as an export has them (the question, which the state leaves out after Classify, from
- * the execution's input).
+ * its turns' texts written out as an export has them.
  */
 export function recordOf(execution: ExecutionRecord): ConversationRecord | null {
   for (let i = execution.events.length - 1; i >= 0; i--) {
@@ -21,7 +15,7 @@ export function recordOf(execution: ExecutionRecord): ConversationRecord | null 
         | { conversation?: ConversationRecord; state?: { conversation?: ConversationRecord } }
         | undefined;
       const record = candidate?.conversation ?? candidate?.state?.conversation;
-      if (record?.conversation_id) return withTurnTexts(withQuestion(record, execution.input));
+      if (record?.conversation_id) return withTurnTexts(record);
     }
   }
   return null;

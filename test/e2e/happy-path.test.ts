@@ -1,7 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import type { ConversationRecord } from '../../functions/domain/conversation.ts';
 import { EVENT_TYPES, METRIC_NAMES } from '../../functions/shared/events.ts';
-import { recordOf } from '../../local/history/conversations.ts';
 import { inProcessS3 } from '../../local/store/in-process-s3-transport.ts';
 import { runMain } from '../support/cli.ts';
 import { folderOf, SEED_REQUEST, startWorld, type TestWorld } from '../support/gateway.ts';
@@ -236,34 +234,6 @@ describe('a conversation through the local engine, the real handlers, the embedd
       response: res.body,
     });
     expect(executions[0]!.output).toEqual(res.body);
-  });
-
-  it('carries the question in the state up to Classify only; the later states, the export, the delivery and show restore it from the execution input', async () => {
-    world.receiver.reset();
-    const query = '  Which renewals slipped past their close date this quarter, and why?  ';
-    const res = await world.post({ ...SEED_REQUEST, query });
-    expect(res.status).toBe(200);
-    const id = res.body.conversation_id as string;
-    const [execution] = await world.gateway.executions.executions(id);
-    type Carrier = { conversation?: ConversationRecord; state?: { conversation?: ConversationRecord } } | undefined;
-    const question = (data: unknown) => {
-      const record = (data as Carrier)?.conversation ?? (data as Carrier)?.state?.conversation;
-      return record ? (record.conversation.turns.find((t) => t.role === 'user')?.content ?? 'left out') : 'no record';
-    };
-    const exited = execution!.events.filter((e) => e.type === 'StateExited');
-    expect(exited.map((e) => [e.state, question(e.output), question(e.result)])).toEqual([
-      ['Validate', query.trim(), 'no record'],
-      ['IsRequestValid', query.trim(), 'no record'],
-      ['InvokeManagerAgent', query.trim(), 'no record'],
-      ['Classify', 'left out', 'no record'],
-      ['Deliver', 'left out', 'no record'],
-      // Export's output is the caller's response; what its task returned keeps the record, as it came in.
-      ['Export', 'no record', 'left out'],
-    ]);
-    expect(world.receiver.received.at(-1)!.body).toMatchObject({ conversation_id: id, query: query.trim() });
-    const exported = (await world.getJson(`${folderOf(id)}conversation.json`)) as { conversation: ConversationRecord };
-    expect(exported.conversation.conversation.turns[0]).toMatchObject({ role: 'user', content: query.trim() });
-    expect(recordOf(execution!)?.conversation.turns[0]?.content).toBe(query.trim());
   });
 
   it('ENABLE_CONVERSATION_EXPORT=false still answers but writes nothing', async () => {

@@ -129,30 +129,6 @@ describe('statemachine/conversation.asl.json', () => {
     expect(definition.TimeoutSeconds).toBe(300);
   });
 
-  it('no question is lost: every state handed the record after Classify (which leaves the question out) is also given the execution input', () => {
-    const givenRecord = Object.entries(definition.States as Record<string, any>).filter(
-      ([name, state]) =>
-        name !== 'Classify' &&
-        name !== 'Validate' &&
-        (state.Parameters?.['state.$'] === '$' || state.Parameters?.MessageBody?.['conversation.$']),
-    );
-    expect(givenRecord.map(([name]) => name).sort()).toEqual(
-      [
-        'CloseWithoutExport',
-        'Deliver',
-        'Export',
-        'ExportFailedConversation',
-        'QueueFailedDelivery',
-        'QueueFailedExport',
-        'RecordOnlyInLogs',
-      ].sort(),
-    );
-    for (const [name, state] of givenRecord)
-      expect(state.Parameters.MessageBody ?? state.Parameters, name).toMatchObject({
-        'request.$': '$$.Execution.Input',
-      });
-  });
-
   it('no answer is lost: every Task after the agent answered has a Catch for every error, ending in an export or a queue', () => {
     const afterAgent = [
       'Classify',

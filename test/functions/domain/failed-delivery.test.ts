@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { type DeliveryAttempt, userQuery, withoutQuestion } from '../../../functions/domain/conversation.ts';
+import type { DeliveryAttempt } from '../../../functions/domain/conversation.ts';
 import { attemptError, failedAttemptFromCaught } from '../../../functions/domain/delivery.ts';
 import {
   applyRedelivery,
@@ -21,7 +21,7 @@ import {
   withClassification,
   withDeliveryAttempt,
 } from '../../../functions/domain/lifecycle.ts';
-import { executionInput, SEED_REQUEST, startedRecord } from '../../support/fixtures.ts';
+import { startedRecord } from '../../support/fixtures.ts';
 
 const NOW = new Date('2025-08-13T10:31:00Z');
 const TARGET = 'https://crm.example.com/hooks/deals';
@@ -292,18 +292,6 @@ describe('export-only envelopes (S3 refused the record at the end of the convers
     });
     for (const other of [null, 'x', {}, { conversation: record }, { conversation: {}, export_error: exportError }])
       expect(readRedeliveryOutput(other)).toBeNull();
-  });
-
-  it('envelopeFromMessage puts back the question the state left out, from the execution input sent with it', () => {
-    const request = executionInput(SEED_REQUEST);
-    for (const message of [queued(attempt('retryable')), queuedExport()]) {
-      const sent = { ...message, conversation: withoutQuestion(message.conversation), request };
-      const envelope = envelopeFromMessage(sent, NOW)!;
-      expect(userQuery(envelope.conversation), message.kind).toBe(SEED_REQUEST.query);
-      expect(envelope, message.kind).not.toHaveProperty('request');
-      // A record that kept its question is stored as it came.
-      expect(userQuery(envelopeFromMessage(message, NOW)!.conversation), message.kind).toBe(SEED_REQUEST.query);
-    }
   });
 
   it('envelopeFromMessage reads either message kind and nothing else', () => {

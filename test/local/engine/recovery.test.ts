@@ -2,7 +2,6 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { ConversationRecord } from '../../../functions/domain/conversation.ts';
 import { idempotencyPk } from '../../../functions/domain/idempotency.ts';
 import { idempotencyStore } from '../../../functions/shared/idempotency-store.ts';
 import type { LocalWorkflow } from '../../../local/engine/engine.ts';
@@ -82,11 +81,6 @@ async function keyStatus(key: string): Promise<string | null> {
   }
 }
 
-function questionIn(state: unknown): string | undefined {
-  const record = (state as { conversation?: ConversationRecord }).conversation;
-  return record?.conversation.turns.find((t) => t.role === 'user')?.content;
-}
-
 function expectPlan(plan: RecoveryPlan, expected: Partial<Extract<RecoveryPlan, { kind: 'resume' }>> | string) {
   if (typeof expected === 'string') expect(plan.kind).toBe(expected);
   else expect(plan).toMatchObject({ kind: 'resume', ...expected });
@@ -122,14 +116,7 @@ describe('a delivered conversation, cut after each journal line', () => {
       { startAt: 'Completed', interrupted: false },
     ];
     const now = new Date();
-    for (let i = 0; i < entries.length; i++) {
-      const plan = planRecovery(entries.slice(0, i + 1), now);
-      expectPlan(plan, expected[i]!);
-      // After Classify the state leaves the question out; the resumed run's state has it back from the journal's
-      // first line (its input is that state, not the request).
-      if (plan.kind === 'resume') expect(questionIn(plan.state), point(entries[i]!)).toBe(SEED_REQUEST.query);
-    }
-    expect(questionIn(entries.find((e) => e.s === 'Classify' && e.k === 'out')!.d)).toBeUndefined();
+    for (let i = 0; i < entries.length; i++) expectPlan(planRecovery(entries.slice(0, i + 1), now), expected[i]!);
     expect(planRecovery([...entries, { e: entries[0]!.e, t: 0, k: 'end' }], now).kind).toBe('ended');
   });
 
@@ -159,7 +146,6 @@ describe('a delivered conversation, cut after each journal line', () => {
       const exported = await world.getJson(`${folderOf(id)}conversation.json`);
       const record = exported.conversation;
       expect(recovered, label).toMatchObject({ conversation_id: id, status: record.execution.status });
-      expect(record.conversation.turns[0], label).toMatchObject({ role: 'user', content: SEED_REQUEST.query });
       expect(record.webhook_context.delivery_id, label).toBe(deliveryId);
       expect(await keyStatus(key), label).not.toBe('in_progress');
       if (plan.kind === 'resume' && plan.interrupted) {
