@@ -1,0 +1,86 @@
+import { readdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { JournalEntry } from '../../local/engine/journal.ts';
+import { folderOf, SEED_REQUEST, startWorld, type TestWorld } from '../support/gateway.ts';
+
+/**
+ * Step Functions fails an execution with States.DataLimitExceeded, which no Catch handles, when a state's input or
+ * output or a task's input or result passes 256 KiB. The local engine does not enforce that limit, so these tests
+ * measure what the largest conversations the contract accepts give and take at every step: the states in the
+ * history, and the tasks' inputs (after Parameters) and results in the journal.
+ */
+const LIMIT = 256 * 1024;
+
+let world: TestWorld;
+beforeAll(async () => {
+  world = await startWorld();
+});
+afterAll(async () => {
+  await world?.close();
+});
+beforeEach(() => {
+  world.agent.reset();
+  world.receiver.reset();
+});
+
+/** The contract's largest content: 20,000 three-byte characters of query and 16 KB of metadata. */
+const LARGEST = { ...SEED_REQUEST, query: '数'.repeat(20_000), metadata: { note: 'm'.repeat(16_000) } };
+/** An agent's largest answer (64 KB). */
+const largestAnswer = () => world.agent.behave(() => ({ payload: { response: 'a'.repeat(65_000) } }));
+
+async function journalOf(execution: string): Promise<JournalEntry[]> {
+  const dir = path.join(world.dataDir, 'journal');
+  const entries: JournalEntry[] = [];
+  for (const name of await readdir(dir))
+    for (const line of (await readFile(path.join(dir, name), 'utf8')).split('\n').filter(Boolean)) {
+      const entry = JSON.parse(line) as JournalEntry;
+      if (entry.e === execution) entries.push(entry);
+    }
+  return entries;
+}
+
+const bytes = (value: unknown) => Buffer.byteLength(JSON.stringify(value) ?? '');
+
+/** Every state input and output, task input and result of the conversation's first execution, by size. */
+async function payloads(conversationId: string, requestId: string) {
+  const [execution] = await world.gateway.executions.executions(conversationId);
+  const sizes: [string, number][] = [['execution input', bytes(execution!.input)]];
+  for (const event of execution!.events) {
+    if (event.input !== undefined) sizes.push([`${event.state} ${event.type} input`, bytes(event.input)]);
+    if (event.output !== undefined) sizes.push([`${event.state} ${event.type} output`, bytes(event.output)]);
+  }
+  const journal = await journalOf(requestId);
+  for (const entry of journal.filter((e) => e.k === 'in' || e.k === 'out'))
+    sizes.push([`${entry.s} task ${entry.k === 'in' ? 'input' : 'result'}`, bytes(entry.d)]);
+  expect(journal.map((e) => e.s).filter(Boolean)).toContain('Export');
+  return sizes;
+}
+
+describe("the largest accepted conversations stay within Step Functions' 256 KiB at every step", () => {
+  it('the largest content and the largest answer: answered, delivered, exported', async () => {
+    largestAnswer();
+    const res = await world.post(LARGEST);
+    expect(res.status).toBe(200);
+    expect(res.body.tracking.delivery_status).toBe('delivered');
+    const sizes = await payloads(res.body.conversation_id, res.headers.get('x-request-id')!);
+    expect(sizes.filter(([, size]) => size > LIMIT)).toEqual([]);
+    // The record carries the question and the answer: the check measures something that large.
+    expect(Math.max(...sizes.map(([, size]) => size))).toBeGreaterThan(200 * 1024);
+    expect(await world.listKeys(folderOf(res.body.conversation_id))).toHaveLength(4);
+  });
+
+  it('a body padded with JSON whitespace to the gateway’s limit, its delivery failing into the queue', async () => {
+    largestAnswer();
+    world.receiver.reply(410);
+    const json = JSON.stringify(LARGEST);
+    const padded = `${json.slice(0, -1)}${' '.repeat(250_000 - Buffer.byteLength(json))}}`;
+    const res = await world.post(padded);
+    expect(res.status).toBe(200);
+    expect(res.body.tracking.delivery_status).toBe('failed');
+    const sizes = await payloads(res.body.conversation_id, res.headers.get('x-request-id')!);
+    expect(sizes.filter(([, size]) => size > LIMIT)).toEqual([]);
+    expect(sizes.find(([name]) => name === 'execution input')![1]).toBeGreaterThan(250_000);
+    expect(sizes.some(([name]) => name === 'QueueFailedDelivery task input')).toBe(true);
+  });
+});
