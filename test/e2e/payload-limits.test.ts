@@ -42,20 +42,27 @@ async function journalOf(execution: string): Promise<JournalEntry[]> {
 
 const bytes = (value: unknown) => Buffer.byteLength(JSON.stringify(value) ?? '');
 
-/** Every state input and output, task input and result of the conversation's first execution, by size. */
-async function payloads(conversationId: string, requestId: string) {
-  const [execution] = await world.gateway.executions.executions(conversationId);
-  const sizes: [string, number][] = [['execution input', bytes(execution!.input)]];
-  for (const event of execution!.events) {
-    if (event.input !== undefined) sizes.push([`${event.state} ${event.type} input`, bytes(event.input)]);
-    if (event.output !== undefined) sizes.push([`${event.state} ${event.type} output`, bytes(event.output)]);
+/** Every state input and output, task input and result of the conversation's executions, by size. */
+async function payloads(conversationId: string) {
+  const sizes: [string, number][] = [];
+  const executions = await world.gateway.executions.executions(conversationId);
+  for (const execution of executions) {
+    const name = execution.state_machine;
+    sizes.push([`${name} execution input`, bytes(execution.input)]);
+    for (const event of execution.events) {
+      if (event.input !== undefined) sizes.push([`${name} ${event.state} ${event.type} input`, bytes(event.input)]);
+      if (event.output !== undefined) sizes.push([`${name} ${event.state} ${event.type} output`, bytes(event.output)]);
+    }
+    const journal = await journalOf(execution.execution_name);
+    expect(journal.length, execution.execution_name).toBeGreaterThan(0);
+    for (const entry of journal.filter((e) => e.k === 'in' || e.k === 'out'))
+      sizes.push([`${name} ${entry.s} task ${entry.k === 'in' ? 'input' : 'result'}`, bytes(entry.d)]);
   }
-  const journal = await journalOf(requestId);
-  for (const entry of journal.filter((e) => e.k === 'in' || e.k === 'out'))
-    sizes.push([`${entry.s} task ${entry.k === 'in' ? 'input' : 'result'}`, bytes(entry.d)]);
-  expect(journal.map((e) => e.s).filter(Boolean)).toContain('Export');
+  expect(sizes.some(([name]) => name.includes('Export task input'))).toBe(true);
   return sizes;
 }
+
+const overLimit = (sizes: [string, number][]) => sizes.filter(([, size]) => size > LIMIT);
 
 describe("the largest accepted conversations stay within Step Functions' 256 KiB at every step", () => {
   it('the largest content and the largest answer: answered, delivered, exported', async () => {
@@ -63,8 +70,8 @@ describe("the largest accepted conversations stay within Step Functions' 256 KiB
     const res = await world.post(LARGEST);
     expect(res.status).toBe(200);
     expect(res.body.tracking.delivery_status).toBe('delivered');
-    const sizes = await payloads(res.body.conversation_id, res.headers.get('x-request-id')!);
-    expect(sizes.filter(([, size]) => size > LIMIT)).toEqual([]);
+    const sizes = await payloads(res.body.conversation_id);
+    expect(overLimit(sizes)).toEqual([]);
     // The record carries the question and the answer: the check measures something that large.
     expect(Math.max(...sizes.map(([, size]) => size))).toBeGreaterThan(200 * 1024);
     expect(await world.listKeys(folderOf(res.body.conversation_id))).toHaveLength(4);
@@ -78,9 +85,31 @@ describe("the largest accepted conversations stay within Step Functions' 256 KiB
     const res = await world.post(padded);
     expect(res.status).toBe(200);
     expect(res.body.tracking.delivery_status).toBe('failed');
-    const sizes = await payloads(res.body.conversation_id, res.headers.get('x-request-id')!);
-    expect(sizes.filter(([, size]) => size > LIMIT)).toEqual([]);
-    expect(sizes.find(([name]) => name === 'execution input')![1]).toBeGreaterThan(250_000);
-    expect(sizes.some(([name]) => name === 'QueueFailedDelivery task input')).toBe(true);
+    const sizes = await payloads(res.body.conversation_id);
+    expect(overLimit(sizes)).toEqual([]);
+    expect(sizes.find(([name]) => name === 'conversation execution input')![1]).toBeGreaterThan(250_000);
+    expect(sizes.some(([name]) => name === 'conversation QueueFailedDelivery task input')).toBe(true);
+  });
+
+  it('a thread’s next turn: the earlier turns the agent is given beside the largest content and answer', async () => {
+    largestAnswer();
+    const thread = { ...LARGEST, thread_id: 'largest-thread' };
+    expect((await world.post(thread)).status).toBe(200);
+    const res = await world.post(thread);
+    expect(res.status).toBe(200);
+    const agentGot = world.agent.invocations.at(-1)!.request.thread as { earlier_turns: unknown[] };
+    expect(agentGot.earlier_turns).toHaveLength(1);
+    expect(overLimit(await payloads(res.body.conversation_id))).toEqual([]);
+  });
+
+  it('an asynchronous start: the accept execution and the run it starts', async () => {
+    largestAnswer();
+    const res = await world.post(LARGEST, { prefer: 'respond-async' });
+    expect(res.status).toBe(202);
+    await world.gateway.idle();
+    const sizes = await payloads(res.body.conversation_id);
+    expect(new Set(sizes.map(([name]) => name.split(' ')[0]))).toEqual(new Set(['accept', 'conversation']));
+    expect(overLimit(sizes)).toEqual([]);
+    expect(await world.listKeys(folderOf(res.body.conversation_id))).toHaveLength(4);
   });
 });
