@@ -1,8 +1,5 @@
-import { readdir, readFile } from 'node:fs/promises';
-import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { JournalEntry } from '../../local/engine/journal.ts';
-import { folderOf, SEED_REQUEST, startWorld, type TestWorld } from '../support/gateway.ts';
+import { folderOf, journalOf, SEED_REQUEST, startWorld, type TestWorld } from '../support/gateway.ts';
 
 /**
  * Step Functions fails an execution with States.DataLimitExceeded, which no Catch handles, when a state's input or
@@ -29,17 +26,6 @@ const LARGEST = { ...SEED_REQUEST, query: '数'.repeat(20_000), metadata: { note
 /** An agent's largest answer (64 KB). */
 const largestAnswer = () => world.agent.behave(() => ({ payload: { response: 'a'.repeat(65_000) } }));
 
-async function journalOf(execution: string): Promise<JournalEntry[]> {
-  const dir = path.join(world.dataDir, 'journal');
-  const entries: JournalEntry[] = [];
-  for (const name of await readdir(dir))
-    for (const line of (await readFile(path.join(dir, name), 'utf8')).split('\n').filter(Boolean)) {
-      const entry = JSON.parse(line) as JournalEntry;
-      if (entry.e === execution) entries.push(entry);
-    }
-  return entries;
-}
-
 const bytes = (value: unknown) => Buffer.byteLength(JSON.stringify(value) ?? '');
 
 /** Every state input and output, task input and result of the conversation's executions, by size. */
@@ -53,7 +39,7 @@ async function payloads(conversationId: string) {
       if (event.input !== undefined) sizes.push([`${name} ${event.state} ${event.type} input`, bytes(event.input)]);
       if (event.output !== undefined) sizes.push([`${name} ${event.state} ${event.type} output`, bytes(event.output)]);
     }
-    const journal = await journalOf(execution.execution_name);
+    const journal = await journalOf(world, execution.execution_name);
     expect(journal.length, execution.execution_name).toBeGreaterThan(0);
     for (const entry of journal.filter((e) => e.k === 'in' || e.k === 'out'))
       sizes.push([`${name} ${entry.s} task ${entry.k === 'in' ? 'input' : 'result'}`, bytes(entry.d)]);

@@ -1,9 +1,10 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
 import { DELIVERY_URL_VARIABLES } from '../../functions/domain/delivery.ts';
+import type { JournalEntry } from '../../local/engine/journal.ts';
 import type { GatewayOptions } from '../../local/server/config.ts';
 import { type RunningGateway, startGateway } from '../../local/server/gateway.ts';
 import { startAgent, startReceiver, type TestAgent, type TestReceiver } from './servers.ts';
@@ -149,6 +150,17 @@ export const SEED_REQUEST = {
   source_process: 'phase3_validation',
   timestamp: '2025-08-13T10:30:45Z',
 };
+
+/** One execution's lines of the world's crash journal (local/engine/journal.ts), in the order they were written. */
+export async function journalOf(world: TestWorld, execution: string): Promise<JournalEntry[]> {
+  const dir = path.join(world.dataDir, 'journal');
+  const entries: JournalEntry[] = [];
+  for (const name of (await readdir(dir)).sort()) {
+    for (const line of (await readFile(path.join(dir, name), 'utf8')).split('\n').filter(Boolean))
+      entries.push(JSON.parse(line) as JournalEntry);
+  }
+  return entries.filter((e) => e.e === execution);
+}
 
 export function folderOf(conversationId: string): string {
   const m = /^webhook_(\d{4})(\d{2})(\d{2})_/.exec(conversationId)!;

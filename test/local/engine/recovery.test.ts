@@ -8,7 +8,7 @@ import type { LocalWorkflow } from '../../../local/engine/engine.ts';
 import { ExecutionJournal, type JournalEntry } from '../../../local/engine/journal.ts';
 import { planRecovery, type RecoveryPlan, recoverInterrupted } from '../../../local/engine/recovery.ts';
 import { loadStageHandlers, localWorkflow } from '../../../local/engine/workflows.ts';
-import { folderOf, NO_WAIT, SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
+import { folderOf, journalOf, NO_WAIT, SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
 
 /**
  * Every crash point of the conversation workflow: the journal of a real run, cut after each of its lines (what a
@@ -31,20 +31,10 @@ beforeEach(() => {
   world.agent.reset();
 });
 
-async function journalOf(requestId: string): Promise<JournalEntry[]> {
-  const dir = path.join(world.dataDir, 'journal');
-  const entries: JournalEntry[] = [];
-  for (const name of (await readdir(dir)).sort()) {
-    for (const line of (await readFile(path.join(dir, name), 'utf8')).split('\n').filter(Boolean))
-      entries.push(JSON.parse(line) as JournalEntry);
-  }
-  return entries.filter((e) => e.e === requestId);
-}
-
 /** One real conversation and its journal, from `begin` to `end`. */
 async function journaledRun(headers: Record<string, string>, body: unknown = SEED_REQUEST) {
   const res = await world.post(body, headers);
-  const entries = await journalOf(res.headers.get('x-request-id')!);
+  const entries = await journalOf(world, res.headers.get('x-request-id')!);
   expect(entries[0]!.k).toBe('begin');
   expect(entries.at(-1)!.k).toBe('end');
   return { res, entries: entries.slice(0, -1) };
@@ -288,8 +278,8 @@ describe('an asynchronous conversation: the accept execution and the run, each c
     expect(res.status).toBe(202);
     await world.gateway.idle();
     const id = res.body.conversation_id as string;
-    const accept = (await journalOf(res.headers.get('x-request-id')!)).slice(0, -1);
-    const run = (await journalOf(id)).slice(0, -1);
+    const accept = (await journalOf(world, res.headers.get('x-request-id')!)).slice(0, -1);
+    const run = (await journalOf(world, id)).slice(0, -1);
     return { id, accept, run };
   }
 
