@@ -72,7 +72,12 @@ export class ConversationFunctions extends Construct {
       },
     });
     allow(this.validate, ['secretsmanager:GetSecretValue'], [props.inboundSecrets.secretArn]);
-    allow(this.validate, ['dynamodb:PutItem', 'dynamodb:GetItem'], [props.idempotencyTable.tableArn]);
+    // Claim a key (PutItem, GetItem of the one it met), and free it again when the conversation cannot start.
+    allow(
+      this.validate,
+      ['dynamodb:PutItem', 'dynamodb:GetItem', 'dynamodb:DeleteItem'],
+      [props.idempotencyTable.tableArn],
+    );
     allow(this.validate, ['dynamodb:PutItem'], [props.statusTable.tableArn]);
     allow(this.validate, ['dynamodb:UpdateItem', 'dynamodb:Query'], [props.threadTable.tableArn]);
 

@@ -109,14 +109,18 @@ describe('idempotency table', () => {
     expect(template.toJSON().Outputs[STACK_OUTPUTS.idempotencyTable].Value).toEqual({ Ref: table() });
   });
 
-  it('lets Validate claim (PutItem, GetItem) and Export complete or release (PutItem, UpdateItem, DeleteItem), on that table only', () => {
+  it('lets Validate claim (PutItem, GetItem) or free a key it could not start (DeleteItem), and Export complete or release (PutItem, UpdateItem, DeleteItem), on that table only', () => {
     const arn = [{ 'Fn::GetAtt': [table(), 'Arn'] }];
     const grants = allowing('dynamodb:')
       .map((s) => ({ roles: s.roles, actions: actionsOf(s.statement).sort(), resources: resourcesOf(s.statement) }))
       .filter((g) => JSON.stringify(g.resources).includes(table()));
     expect(grants).toEqual(
       expect.arrayContaining([
-        { roles: [roleOf('Validate')], actions: ['dynamodb:GetItem', 'dynamodb:PutItem'], resources: arn },
+        {
+          roles: [roleOf('Validate')],
+          actions: ['dynamodb:DeleteItem', 'dynamodb:GetItem', 'dynamodb:PutItem'],
+          resources: arn,
+        },
         {
           roles: [roleOf('Export')],
           actions: ['dynamodb:DeleteItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'],
