@@ -1,0 +1,196 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import {
+  DeleteItemCommand,
+  DynamoDBClient,
+  GetItemCommand,
+  PutItemCommand,
+  QueryCommand,
+  UpdateItemCommand,
+} from '@aws-sdk/client-dynamodb';
+import { S3Client } from '@aws-sdk/client-s3';
+import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import type { Template } from 'aws-cdk-lib/assertions';
+import { mockClient } from 'aws-sdk-client-mock';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { ConversationState } from '../../functions/domain/conversation.ts';
+import { withAgentAnswer } from '../../functions/domain/lifecycle.ts';
+import { executionInput, SEED_REQUEST, startedRecord } from '../support/fixtures.ts';
+import {
+  actionsOf,
+  allPolicyStatements,
+  DELIVERY_URL_CONTEXT,
+  type Json,
+  logicalId,
+  resourcesOf,
+  type Synthesized,
+  synthesize,
+} from './support/synth.ts';
+
+/**
+ * Every AWS call a stage makes is one its role allows. The grants in infra/constructs/ are written by hand, action by
+ * action: this runs the handlers with the environment the synthesized template gives their function (a `Ref` read as
+ * the referenced resource's logical id) against mocked AWS clients, along the paths that reach each store, and
+ * matches every command they sent (its IAM action, and the table, bucket or secret it names) against the role's
+ * statements. Validate's role once lacked dynamodb:DeleteItem for freeing a key it claimed: only AWS showed it.
+ */
+let synth: Synthesized;
+let template: Template;
+let resources: Record<string, { Type: string; Properties: Record<string, Json> }>;
+let receiver: Server;
+let receiverUrl: string;
+const dynamo = mockClient(DynamoDBClient);
+const s3 = mockClient(S3Client);
+const secrets = mockClient(SecretsManagerClient);
+const clients = { dynamodb: dynamo, s3, secretsmanager: secrets };
+const ENV_BEFORE = { ...process.env };
+
+beforeAll(async () => {
+  synth = synthesize({ context: DELIVERY_URL_CONTEXT });
+  template = synth.template;
+  resources = template.toJSON().Resources;
+  receiver = createServer((req, res) => {
+    req.resume().on('end', () => res.writeHead(200).end('ok'));
+  });
+  await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+  receiverUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hooks`;
+});
+afterAll(async () => {
+  synth?.cleanup();
+  await new Promise((resolve) => receiver?.close(resolve));
+});
+afterEach(() => {
+  for (const mock of Object.values(clients)) mock.reset();
+  for (const name of Object.keys(process.env)) if (!(name in ENV_BEFORE)) delete process.env[name];
+  Object.assign(process.env, ENV_BEFORE);
+});
+
+/** A template value as a string: a Ref is the referenced resource's logical id (a table's name, a secret's ARN). */
+function resolved(value: Json): string {
+  if (typeof value === 'string') return value;
+  const v = value as { Ref?: string; 'Fn::GetAtt'?: string[]; 'Fn::Join'?: [string, Json[]] };
+  if (v.Ref) return v.Ref;
+  if (v['Fn::GetAtt']) return v['Fn::GetAtt'].join('.');
+  if (v['Fn::Join']) return v['Fn::Join'][1].map(resolved).join(v['Fn::Join'][0]);
+  return JSON.stringify(value);
+}
+
+const functionId = (stage: string) => logicalId(template, 'AWS::Lambda::Function', `Functions${stage}`);
+
+/** Set the function's environment as the template has it (its webhook URLs pointed at a local receiver). */
+function useEnvironment(stage: string): void {
+  const variables = (resources[functionId(stage)]!.Properties.Environment as { Variables: Record<string, Json> })
+    .Variables;
+  for (const [name, value] of Object.entries(variables)) process.env[name] = resolved(value);
+  for (const name of Object.keys(variables).filter((n) => n.endsWith('_WEBHOOK_URL'))) process.env[name] = receiverUrl;
+  process.env.POWERTOOLS_TRACE_ENABLED = 'false';
+}
+
+/** Every command the mocked clients were sent, as its IAM action and the resource it names. */
+function callsMade(): { action: string; resource: string }[] {
+  return Object.entries(clients).flatMap(([service, mock]) =>
+    mock.calls().map((call) => {
+      const command = call.args[0] as unknown as { constructor: { name: string }; input: Record<string, unknown> };
+      const input = command.input;
+      return {
+        action: `${service}:${command.constructor.name.replace(/Command$/, '')}`,
+        resource: String(input.TableName ?? input.Bucket ?? input.SecretId ?? '?'),
+      };
+    }),
+  );
+}
+
+const glob = (pattern: string) => new RegExp(`^${pattern.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*')}$`);
+
+/** The calls the stage's role does not allow: no Allow statement with the action on a resource naming its id. */
+function refused(stage: string, calls: { action: string; resource: string }[]) {
+  const role = (resources[functionId(stage)]!.Properties.Role as { 'Fn::GetAtt': string[] })['Fn::GetAtt'][0]!;
+  const statements = allPolicyStatements(template)
+    .filter((s) => s.roles.includes(role) && s.statement.Effect === 'Allow')
+    .map((s) => s.statement);
+  return calls.filter(
+    (call) =>
+      !statements.some(
+        (s) =>
+          actionsOf(s).some((action) => glob(action).test(call.action)) &&
+          resourcesOf(s).some((r) => r === '*' || JSON.stringify(r).includes(`"${call.resource}"`)),
+      ),
+  );
+}
+
+const REQUEST = { ...SEED_REQUEST, thread_id: 'perm-thread' };
+const KEYED = { 'idempotency-key': 'perm-key-1' };
+
+function storesAnswer(): void {
+  secrets.on(GetSecretValueCommand).resolves({ SecretString: '{}' });
+  dynamo.on(PutItemCommand).resolves({});
+  dynamo.on(GetItemCommand).resolves({});
+  dynamo.on(DeleteItemCommand).resolves({});
+  dynamo.on(UpdateItemCommand).resolves({ Attributes: { last_turn: { N: '2' } } });
+  dynamo.on(QueryCommand).resolves({ Items: [] });
+  s3.onAnyCommand().resolves({});
+}
+
+describe('every AWS call a stage makes is allowed by its role (the synthesized template)', () => {
+  it('Validate: a keyed, threaded request, synchronous and asynchronous, and a key freed when the start fails', async () => {
+    useEnvironment('Validate');
+    storesAnswer();
+    const { handler } = await import('../../functions/validate/handler.ts');
+    const input = executionInput(REQUEST, { headers: { 'content-type': 'application/json', ...KEYED } });
+    expect(await handler(input)).toMatchObject({ valid: true, duplicate: false });
+    expect(
+      await handler({
+        accept: executionInput(REQUEST, { headers: { ...input.headers, 'idempotency-key': 'perm-key-2' } }),
+      }),
+    ).toMatchObject({ valid: true });
+    // The async status cannot be written: the claimed key is freed (DeleteItem) before the error goes on.
+    dynamo.on(PutItemCommand, { TableName: process.env.STATUS_TABLE_NAME }).rejects(new Error('status refused'));
+    const failing = executionInput(REQUEST, { headers: { ...input.headers, 'idempotency-key': 'perm-key-3' } });
+    await expect(handler({ accept: failing })).rejects.toThrow('status refused');
+    const calls = callsMade();
+    expect(calls.map((c) => c.action)).toEqual(expect.arrayContaining(['dynamodb:DeleteItem', 'dynamodb:Query']));
+    expect(refused('Validate', calls)).toEqual([]);
+  });
+
+  it('Export: an asynchronous threaded conversation with a key (S3, the key completed, the status, the turn), and a failed one (the key freed)', async () => {
+    useEnvironment('Export');
+    storesAnswer();
+    const { handler } = await import('../../functions/export/handler.ts');
+    const base = startedRecord(REQUEST, { input: { headers: { 'content-type': 'application/json', ...KEYED } } });
+    const record = {
+      ...withAgentAnswer(base, { response: 'Three deals.' }, 5, new Date()),
+      metadata: { ...base.metadata, response_mode: 'async' as const, thread_turn: 2 },
+    };
+    await handler({ state: { conversation: record } as ConversationState, execution_name: 'perm-1' });
+    const failed = { conversation: record, agent_error: { Error: 'Lambda.Unknown', Cause: 'crashed' } };
+    await handler({ state: { ...failed, conversation: base } as ConversationState, execution_name: 'perm-2' });
+    const calls = callsMade();
+    expect(calls.map((c) => c.action)).toEqual(
+      expect.arrayContaining(['s3:PutObject', 'dynamodb:UpdateItem', 'dynamodb:PutItem', 'dynamodb:DeleteItem']),
+    );
+    expect(refused('Export', calls)).toEqual([]);
+  });
+
+  it('Deliver: the receiver configuration, the attempt log and the health of a delivery', async () => {
+    useEnvironment('Deliver');
+    storesAnswer();
+    const { handler } = await import('../../functions/deliver/handler.ts');
+    const record = withAgentAnswer(startedRecord(REQUEST), { response: 'Three deals.' }, 5, new Date());
+    const state = {
+      conversation: {
+        ...record,
+        webhook_context: { ...record.webhook_context, webhook_type: 'deal_analysis' as const },
+      },
+    };
+    await handler({ state: state as ConversationState, retry_count: 0, execution_name: 'perm-3' });
+    const calls = callsMade();
+    expect(calls.length).toBeGreaterThan(0);
+    expect(refused('Deliver', calls)).toEqual([]);
+  });
+
+  it('the check itself refuses what a role lacks', () => {
+    expect(refused('Classify', [{ action: 'dynamodb:DeleteItem', resource: 'AnyTable' }])).toHaveLength(1);
+    const table = logicalId(template, 'AWS::DynamoDB::Table', 'Idempotency');
+    expect(refused('Deliver', [{ action: 'dynamodb:PutItem', resource: table }])).toHaveLength(1);
+  });
+});
