@@ -27,7 +27,7 @@ export interface GatewayConfig {
    * waits, so it may be longer, up to what the Express 5-minute limit leaves (functions/domain/budget.ts).
    */
   asyncAgentTimeoutMs: number;
-  /** THREAD_TTL_DAYS: a thread unused this long is forgotten (the thread table's TTL). */
+  /** THREAD_TTL_DAYS: a thread unused this long is forgotten, a turn answered longer ago too (the thread table's TTL). */
   threadTtlDays: number;
   /**
    * Outbound URL per webhook type. `ssm:/path/to/param` reads a String SSM parameter at deploy time instead.

@@ -1,4 +1,4 @@
-import { mkdir, open, readdir, readFile, utimes } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, stat, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { canonicalSource } from '../domain/source-identity.ts';
@@ -11,9 +11,12 @@ import { settings } from './settings.ts';
  * The turns of threads (functions/domain/thread.ts): one port, two adapters chosen by configuration.
  * - THREAD_TABLE_NAME: DynamoDB (AWS). Partition key `thread` = `<source_system>/<thread_id>`, sort key `turn`:
  *   item 0 holds the thread's last claimed turn number (an atomic counter), item n the answered turn n. Every item
- *   carries `expires_at` (TTL), pushed forward whenever the thread is used.
+ *   carries `expires_at` (TTL): item 0's is pushed forward whenever the thread is used, a turn's is set when it is
+ *   answered. DynamoDB deletes an expired item within about two days, so reads skip the turns past it themselves.
  * - THREAD_DIR: `<dir>/<source_system>/<thread_id>/` (local): `<n>.claim` made exclusively per claimed turn (two
- *   conversations never get one number), `<n>.json` per answered turn.
+ *   conversations never get one number), `<n>.json` per answered turn, its time the time it was answered: the same
+ *   expiry (the retention sweep removes expired turns, and the folder of a thread unused that long).
+ * Either way a thread unused for THREAD_TTL_DAYS is forgotten, and an answered turn is remembered THREAD_TTL_DAYS.
  * - neither: threads are off; a request with a thread_id fails (a deployment without its table is broken).
  * The source is part of every key: one source can never read another's thread of the same name.
  */
@@ -22,8 +25,14 @@ export interface ThreadStore {
   claimTurn(sourceSystem: string, threadId: string, now: Date): Promise<number>;
   /** Keep an answered turn (again: the same turn overwrites itself, as a re-export does). */
   recordTurn(sourceSystem: string, threadId: string, turn: ThreadTurn, now: Date): Promise<void>;
-  /** The answered turns before `beforeTurn`, newest first, at most `limit`. */
-  earlierTurns(sourceSystem: string, threadId: string, beforeTurn: number, limit?: number): Promise<ThreadTurn[]>;
+  /** The answered turns before `beforeTurn` not yet expired at `now`, newest first, of the newest `limit`. */
+  earlierTurns(
+    sourceSystem: string,
+    threadId: string,
+    beforeTurn: number,
+    now: Date,
+    limit?: number,
+  ): Promise<ThreadTurn[]>;
 }
 
 export class ThreadStoreUnconfigured extends Error {
@@ -36,6 +45,7 @@ const threadKey = (sourceSystem: string, threadId: string): string => {
 };
 
 const expiresAt = (now: Date, ttlDays: number): number => Math.floor(now.getTime() / 1000) + ttlDays * 86_400;
+const DAY_MS = 86_400_000;
 
 /** Loaded on first use: a stage that never touches a thread never pays for the SDK's import. */
 const dynamo = async () => {
@@ -84,6 +94,7 @@ export class DynamoThreadStore implements ThreadStore {
     sourceSystem: string,
     threadId: string,
     beforeTurn: number,
+    now: Date,
     limit = MAX_THREAD_HISTORY_TURNS,
   ): Promise<ThreadTurn[]> {
     if (beforeTurn <= 1 || limit < 1) return [];
@@ -92,11 +103,14 @@ export class DynamoThreadStore implements ThreadStore {
       new sdk.QueryCommand({
         TableName: this.table,
         KeyConditionExpression: '#thread = :thread AND #turn BETWEEN :first AND :last',
-        ExpressionAttributeNames: { '#thread': 'thread', '#turn': 'turn' },
+        // Expired turns TTL has not deleted yet (it may take two days) are not history any more.
+        FilterExpression: '#expires > :now',
+        ExpressionAttributeNames: { '#thread': 'thread', '#turn': 'turn', '#expires': 'expires_at' },
         ExpressionAttributeValues: {
           ':thread': { S: threadKey(sourceSystem, threadId) },
           ':first': { N: '1' },
           ':last': { N: String(beforeTurn - 1) },
+          ':now': { N: String(Math.floor(now.getTime() / 1000)) },
         },
         ScanIndexForward: false,
         Limit: limit,
@@ -108,7 +122,10 @@ export class DynamoThreadStore implements ThreadStore {
 }
 
 export class FileThreadStore implements ThreadStore {
-  constructor(private readonly dir: string) {}
+  constructor(
+    private readonly dir: string,
+    private readonly ttlDays: number,
+  ) {}
 
   private folder(sourceSystem: string, threadId: string): string {
     return path.join(this.dir, ...threadKey(sourceSystem, threadId).split('/'));
@@ -135,6 +152,8 @@ export class FileThreadStore implements ThreadStore {
     await mkdir(folder, { recursive: true, mode: 0o700 });
     const file = path.join(folder, `${turn.turn}.json`);
     await writeFileAtomic(file, JSON.stringify(turn), 0o600);
+    // The file's time is when the turn was answered: it expires THREAD_TTL_DAYS later, as its item's TTL on AWS.
+    await utimes(file, now, now);
     await utimes(folder, now, now);
   }
 
@@ -142,9 +161,11 @@ export class FileThreadStore implements ThreadStore {
     sourceSystem: string,
     threadId: string,
     beforeTurn: number,
+    now: Date,
     limit = MAX_THREAD_HISTORY_TURNS,
   ): Promise<ThreadTurn[]> {
     const folder = this.folder(sourceSystem, threadId);
+    const expiredBefore = now.getTime() - this.ttlDays * DAY_MS;
     let names: string[];
     try {
       names = await readdir(folder);
@@ -159,8 +180,11 @@ export class FileThreadStore implements ThreadStore {
       .slice(0, Math.max(0, limit));
     const read: ThreadTurn[] = [];
     for (const turn of turns) {
+      const file = path.join(folder, `${turn}.json`);
       try {
-        read.push(JSON.parse(await readFile(path.join(folder, `${turn}.json`), 'utf8')) as ThreadTurn);
+        // Of the newest `limit`, those not expired: as DynamoDB applies the Query's Limit before its filter.
+        if ((await stat(file)).mtimeMs <= expiredBefore) continue;
+        read.push(JSON.parse(await readFile(file, 'utf8')) as ThreadTurn);
       } catch (error) {
         // A turn removed by the retention sweep meanwhile, or unreadable: the thread goes on without it.
         if ((error as NodeJS.ErrnoException).code !== 'ENOENT' && !(error instanceof SyntaxError)) throw error;
@@ -174,6 +198,6 @@ export class FileThreadStore implements ThreadStore {
 export function threadStore(): ThreadStore {
   const { threadTableName, threadDir, threadTtlDays } = settings();
   if (threadTableName) return new DynamoThreadStore(threadTableName, threadTtlDays);
-  if (threadDir) return new FileThreadStore(threadDir);
+  if (threadDir) return new FileThreadStore(threadDir, threadTtlDays);
   throw new ThreadStoreUnconfigured('no thread store: set THREAD_TABLE_NAME or THREAD_DIR');
 }

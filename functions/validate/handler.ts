@@ -134,7 +134,7 @@ async function withThreadTurn(record: ConversationRecord): Promise<ConversationR
 async function agentThreadOf(record: ConversationRecord): Promise<AgentThread | null> {
   const { thread_id: threadId, thread_turn: turn, source_system: source } = record.metadata;
   if (!threadId || !turn) return null;
-  const earlier = await threadStore().earlierTurns(source, threadId, turn);
+  const earlier = await threadStore().earlierTurns(source, threadId, turn, new Date());
   return agentThread({ thread_id: threadId, session_id: threadSessionId(source, threadId), turn }, earlier);
 }
 

@@ -1,5 +1,5 @@
 import { createReadStream, readFileSync, unlinkSync } from 'node:fs';
-import { rename, rm, stat } from 'node:fs/promises';
+import { rename, rm, stat, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { isConversationId } from '../../functions/domain/conversation-id.ts';
@@ -16,8 +16,9 @@ import { listDir, readJson } from './json-files.ts';
  *   envelope the sweep cannot read counts as owed);
  * - failed-delivery envelopes settled (nothing owed any more) longer ago than that;
  * - idempotency keys past their expiry (24 h: they answer nothing any more), and the status records of asynchronous
- *   conversations past theirs (7 days: GET /conversations/{id} answers 404 for them anyway), and the threads unused
- *   for THREAD_TTL_DAYS (the folder's time is pushed forward by every turn: DynamoDB's TTL on AWS);
+ *   conversations past theirs (7 days: GET /conversations/{id} answers 404 for them anyway), the threads unused
+ *   for THREAD_TTL_DAYS (the folder's time is pushed forward by every turn) and the turns answered longer ago than
+ *   that (the file's time: DynamoDB's TTL on each item on AWS);
  * - the handlers' log and the built-in receiver's files: each is moved aside to `<name>.<first day>.jsonl` once its
  *   first line is a day old (the writers go on in a fresh file, nothing is lost), and the moved files go when their
  *   last line is older than the retention.
@@ -184,14 +185,25 @@ export async function sweepLocalHistory(paths: RetentionPaths, days: number, now
     for (const source of await listDir(paths.threadDir)) {
       for (const thread of await listDir(path.join(paths.threadDir, source))) {
         const folder = path.join(paths.threadDir, source, thread);
-        const used = await stat(folder).then(
-          (s) => s.mtimeMs,
-          () => Number.POSITIVE_INFINITY,
-        );
+        const folderStat = await stat(folder).catch(() => null);
+        const used = folderStat?.mtimeMs ?? Number.POSITIVE_INFINITY;
         if (used < unusedSince) {
           await rm(folder, { recursive: true, force: true });
           result.threads += 1;
+          continue;
         }
+        // A thread in use keeps only the turns answered within THREAD_TTL_DAYS, as each turn's TTL on AWS. Removing
+        // one would make the folder look used now: its time (the thread's last use) is put back.
+        let removed = false;
+        for (const name of (await listDir(folder)).filter((n) => /^\d+\.json$/.test(n))) {
+          const turn = path.join(folder, name);
+          const answered = (await stat(turn).catch(() => null))?.mtimeMs ?? Number.POSITIVE_INFINITY;
+          if (answered < unusedSince) {
+            await rm(turn, { force: true });
+            removed = true;
+          }
+        }
+        if (removed && folderStat) await utimes(folder, folderStat.atime, folderStat.mtime);
       }
     }
   }

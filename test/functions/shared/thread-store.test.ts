@@ -32,41 +32,53 @@ describe('FileThreadStore (local)', () => {
   });
 
   it('numbers turns 1, 2, 3 … and never gives one number twice, even to concurrent claims', async () => {
-    const store = new FileThreadStore(dir);
+    const store = new FileThreadStore(dir, 30);
     const turns = await Promise.all(Array.from({ length: 8 }, () => store.claimTurn('crm', 'concurrent', NOW)));
     expect([...turns].sort((a, b) => a - b)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
     expect(await store.claimTurn('crm', 'concurrent', NOW)).toBe(9);
   });
 
   it('gives the answered turns before a turn, newest first, within the limit; unanswered turns are gaps', async () => {
-    const store = new FileThreadStore(dir);
+    const store = new FileThreadStore(dir, 30);
     for (const n of [1, 2, 4, 5]) await store.recordTurn('crm', 'history', turn(n), NOW);
-    expect((await store.earlierTurns('crm', 'history', 5)).map((t) => t.turn)).toEqual([4, 2, 1]);
-    expect((await store.earlierTurns('crm', 'history', 6, 2)).map((t) => t.turn)).toEqual([5, 4]);
-    expect(await store.earlierTurns('crm', 'history', 1)).toEqual([]);
-    expect(await store.earlierTurns('crm', 'never-used', 3)).toEqual([]);
+    expect((await store.earlierTurns('crm', 'history', 5, NOW)).map((t) => t.turn)).toEqual([4, 2, 1]);
+    expect((await store.earlierTurns('crm', 'history', 6, NOW, 2)).map((t) => t.turn)).toEqual([5, 4]);
+    expect(await store.earlierTurns('crm', 'history', 1, NOW)).toEqual([]);
+    expect(await store.earlierTurns('crm', 'never-used', 3, NOW)).toEqual([]);
     // Recording a turn again (a re-export) overwrites it.
     await store.recordTurn('crm', 'history', { ...turn(4), answer: 'again' }, NOW);
-    expect((await store.earlierTurns('crm', 'history', 5, 1))[0]!.answer).toBe('again');
+    expect((await store.earlierTurns('crm', 'history', 5, NOW, 1))[0]!.answer).toBe('again');
   });
 
   it('records one turn written twice at once (a re-export racing the first) whole, with no file left aside', async () => {
-    const store = new FileThreadStore(dir);
+    const store = new FileThreadStore(dir, 30);
     const writes = Array.from({ length: 12 }, (_, i) =>
       store.recordTurn('crm', 'racing', { ...turn(1), answer: `answer ${i}` }, NOW),
     );
     await expect(Promise.all(writes)).resolves.toBeDefined();
-    const [recorded] = await store.earlierTurns('crm', 'racing', 2);
+    const [recorded] = await store.earlierTurns('crm', 'racing', 2, NOW);
     expect(recorded!.answer).toMatch(/^answer \d+$/);
     expect(await readdir(path.join(dir, 'crm', 'racing'))).toEqual(['1.json']);
   });
 
+  it('remembers an answered turn THREAD_TTL_DAYS after it was answered, whatever the thread did since', async () => {
+    const store = new FileThreadStore(dir, 30);
+    const day = (n: number) => new Date(NOW.getTime() + n * 86_400_000);
+    await store.recordTurn('crm', 'aging', turn(1), day(0));
+    await store.recordTurn('crm', 'aging', turn(2), day(20));
+    await store.claimTurn('crm', 'aging', day(29));
+    expect((await store.earlierTurns('crm', 'aging', 3, day(29))).map((t) => t.turn)).toEqual([2, 1]);
+    // Day 30: turn 1 is 30 days old, turn 2 ten; the thread was used the day before.
+    expect((await store.earlierTurns('crm', 'aging', 3, day(30))).map((t) => t.turn)).toEqual([2]);
+    expect(await store.earlierTurns('crm', 'aging', 3, day(51))).toEqual([]);
+  });
+
   it("keeps each source's thread apart (by canonical source name) and refuses a thread id that is not one", async () => {
-    const store = new FileThreadStore(dir);
+    const store = new FileThreadStore(dir, 30);
     await store.recordTurn('Sales-CRM', 'shared', turn(1), NOW);
-    expect(await store.earlierTurns('other', 'shared', 2)).toEqual([]);
-    expect(await store.earlierTurns('sales_crm', 'shared', 2)).toHaveLength(1);
-    await expect(store.earlierTurns('crm', '../sales_crm/shared', 2)).rejects.toThrow(/not a thread id/);
+    expect(await store.earlierTurns('other', 'shared', 2, NOW)).toEqual([]);
+    expect(await store.earlierTurns('sales_crm', 'shared', 2, NOW)).toHaveLength(1);
+    await expect(store.earlierTurns('crm', '../sales_crm/shared', 2, NOW)).rejects.toThrow(/not a thread id/);
     expect((await readdir(dir)).sort()).toEqual(['crm', 'sales_crm']);
   });
 });
@@ -101,18 +113,26 @@ describe('DynamoThreadStore (AWS)', () => {
     });
   });
 
-  it('reads the earlier turns newest first with one consistent Query bounded by turn and limit', async () => {
+  it('reads the earlier turns newest first with one consistent Query bounded by turn and limit, expired ones left out', async () => {
     dynamo.on(QueryCommand).resolves({ Items: [turn(4), turn(3)].map((t) => ({ body: { S: JSON.stringify(t) } })) });
-    expect((await store.earlierTurns('crm', 'q3', 5, 2)).map((t) => t.turn)).toEqual([4, 3]);
+    expect((await store.earlierTurns('crm', 'q3', 5, NOW, 2)).map((t) => t.turn)).toEqual([4, 3]);
     expect(dynamo.commandCalls(QueryCommand)[0]!.args[0].input).toMatchObject({
       KeyConditionExpression: '#thread = :thread AND #turn BETWEEN :first AND :last',
-      ExpressionAttributeValues: { ':thread': { S: 'crm/q3' }, ':first': { N: '1' }, ':last': { N: '4' } },
+      // TTL deletes an expired turn within about two days: until then the read skips it.
+      FilterExpression: '#expires > :now',
+      ExpressionAttributeNames: { '#thread': 'thread', '#turn': 'turn', '#expires': 'expires_at' },
+      ExpressionAttributeValues: {
+        ':thread': { S: 'crm/q3' },
+        ':first': { N: '1' },
+        ':last': { N: '4' },
+        ':now': { N: String(NOW.getTime() / 1000) },
+      },
       ScanIndexForward: false,
       Limit: 2,
       ConsistentRead: true,
     });
     // The first turn has nothing before it: no read at all.
-    expect(await store.earlierTurns('crm', 'q3', 1)).toEqual([]);
+    expect(await store.earlierTurns('crm', 'q3', 1, NOW)).toEqual([]);
     expect(dynamo.commandCalls(QueryCommand)).toHaveLength(1);
   });
 });

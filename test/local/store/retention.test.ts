@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -82,6 +82,23 @@ describe('the local history sweep', () => {
     );
     expect(swept.threads).toBe(1);
     expect(await ls('threads/crm')).toEqual(['new-thread']);
+  });
+
+  it('drops a used thread’s turns answered longer ago than THREAD_TTL_DAYS (their file time), keeping its claims', async () => {
+    for (const name of ['1.claim', '1.json', '2.claim', '2.json']) await put(`threads/crm/long-thread/${name}`, {});
+    const at = (days: number) => new Date(NOW.getTime() - days * DAY);
+    await utimes(path.join(dataDir, 'threads/crm/long-thread/1.json'), at(31), at(31));
+    await utimes(path.join(dataDir, 'threads/crm/long-thread/2.json'), at(10), at(10));
+    await utimes(path.join(dataDir, 'threads/crm/long-thread'), at(1), at(1));
+    const swept = await sweepLocalHistory(
+      { dataDir, idempotencyDir: null, threadDir: path.join(dataDir, 'threads'), threadTtlDays: 30 },
+      0,
+      NOW,
+    );
+    expect(swept.threads).toBe(0);
+    expect(await ls('threads/crm/long-thread')).toEqual(['1.claim', '2.claim', '2.json']);
+    // The thread's last use is still the day before: the sweep did not make it look used now.
+    expect((await stat(path.join(dataDir, 'threads/crm/long-thread'))).mtimeMs).toBe(at(1).getTime());
   });
 
   it('moves a log aside once its first line is a day old, and drops moved logs past the retention', async () => {
