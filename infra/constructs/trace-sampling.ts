@@ -9,6 +9,19 @@ export interface TraceSamplingProps {
   readonly fixedRate: number;
 }
 
+/** X-Ray's limit for a sampling rule's ServiceName. */
+const MAX_SERVICE_NAME = 64;
+
+/**
+ * The rule's ServiceName: the API stage's X-Ray name, or, when a long stack name makes it longer than X-Ray allows,
+ * its first 63 characters and `*` (ServiceName takes wildcards), which still names that stage's segments.
+ */
+export function samplingServiceName(apiServiceName: string): string {
+  return apiServiceName.length <= MAX_SERVICE_NAME
+    ? apiServiceName
+    : `${apiServiceName.slice(0, MAX_SERVICE_NAME - 1)}*`;
+}
+
 /**
  * An X-Ray sampling rule for the API stage, the entry point of every conversation: API Gateway decides there and the
  * decision travels with the request to the state machine and its functions, so one rule samples whole conversations.
@@ -29,7 +42,7 @@ export class TraceSampling extends Construct {
         priority: 100,
         reservoirSize: 0,
         fixedRate: props.fixedRate,
-        serviceName: props.apiServiceName,
+        serviceName: samplingServiceName(props.apiServiceName),
         serviceType: 'AWS::ApiGateway::Stage',
         host: '*',
         httpMethod: '*',

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OBSERVABILITY_PROFILES } from '../../infra/config.ts';
+import { samplingServiceName } from '../../infra/constructs/trace-sampling.ts';
 import { DELIVERY_URL_CONTEXT, type Json, type Synthesized, synthesize } from './support/synth.ts';
 
 type Resources = Record<string, { Type: string; Properties: Record<string, Json> }>;
@@ -66,5 +67,26 @@ describe('observabilityProfile', () => {
     expect(() => synthesize({ context: { ...DELIVERY_URL_CONTEXT, observabilityProfile: 'cheap' } })).toThrow(
       /observabilityProfile must be one of full, lean, got cheap/,
     );
+  });
+
+  it('a stack name too long for X-Ray’s 64-character ServiceName: the rule names the stage by its first 63 and *', () => {
+    expect(samplingServiceName('gateway/prod')).toBe('gateway/prod');
+    const long = `${'a'.repeat(70)}/prod`;
+    expect(samplingServiceName(long)).toBe(`${'a'.repeat(63)}*`);
+    expect(samplingServiceName(long)).toHaveLength(64);
+    expect(samplingServiceName('b'.repeat(64))).toBe('b'.repeat(64));
+    const named = synthesize({
+      context: DELIVERY_URL_CONTEXT,
+      stackName: `Gateway${'x'.repeat(63)}`,
+      cfnValidation: true,
+    });
+    try {
+      const rule = ofType(named.template.toJSON().Resources, 'AWS::XRay::SamplingRule')[0]!.Properties
+        .SamplingRule as Record<string, Json>;
+      expect(String(rule.ServiceName)).toMatch(/^Gatewayx+\*$/);
+      expect(String(rule.ServiceName)).toHaveLength(64);
+    } finally {
+      named.cleanup();
+    }
   });
 });
