@@ -16,8 +16,8 @@ import { settings } from './settings.ts';
  * - THREAD_DIR: `<dir>/<source_system>/<thread_id>/` (local): `<n>.claim` made exclusively per claimed turn (two
  *   conversations never get one number), `<n>.json` per answered turn, its time the time it was answered: the same
  *   expiry (the retention sweep removes expired turns, and the folder of a thread unused that long).
- * Either way a thread unused for THREAD_TTL_DAYS is forgotten, and an answered turn is remembered THREAD_TTL_DAYS.
  * - neither: threads are off; a request with a thread_id fails (a deployment without its table is broken).
+ * Either way a thread unused for THREAD_TTL_DAYS is forgotten, and an answered turn is remembered THREAD_TTL_DAYS.
  * The source is part of every key: one source can never read another's thread of the same name.
  */
 export interface ThreadStore {
