@@ -207,6 +207,13 @@ function acceptedBranch(): string[] {
 }
 
 /**
+ * Retry-After of the 429s (gateway responses take constant headers only): a throttled request (stage or usage-plan
+ * rate, or Step Functions refusing to start another execution) may retry after a second, when the token bucket has
+ * refilled; a source over its daily quota is told to come back in an hour (quotas reset at 00:00 UTC).
+ */
+export const RETRY_AFTER_SECONDS = { throttled: 1, quotaExceeded: 3600 } as const;
+
+/**
  * StartSyncExecution refused to start (HTTP 4xx/5xx from Step Functions): input too large or not JSON → 413,
  * throttled → 429, anything else (permissions, service errors) → 500 with the AWS error type.
  */
@@ -223,6 +230,7 @@ export function startFailedResponseTemplate(): string {
     literalJson(tooLarge.body),
     '#elseif($type.contains("Throttling"))',
     `#set($context.responseOverride.status = ${throttled.statusCode})`,
+    `#set($context.responseOverride.header.Retry-After = "${RETRY_AFTER_SECONDS.throttled}")`,
     literalJson(throttled.body),
     '#else',
     '#set($context.responseOverride.status = 500)',

@@ -25,6 +25,7 @@ import {
   GENERIC_GATEWAY_ERROR_TEMPLATE,
   gatewayErrorTemplate,
   healthResponseTemplate,
+  RETRY_AFTER_SECONDS,
   startFailedResponseTemplate,
   startSyncExecutionRequestTemplate,
   WEBHOOK_STATUS_CODES,
@@ -59,13 +60,6 @@ export interface WebhookApiProps {
    */
   readonly apiKeyRequired: boolean;
 }
-
-/**
- * Retry-After of the 429s API Gateway answers itself (gateway responses take constant headers only): a throttled
- * request (stage or usage-plan rate) may retry after a second, when the token bucket has refilled; a source over its
- * daily quota is told to come back in an hour (quotas reset at 00:00 UTC).
- */
-export const RETRY_AFTER_SECONDS = { throttled: 1, quotaExceeded: 3600 } as const;
 
 const JSON_TYPE = 'application/json';
 
@@ -146,7 +140,7 @@ export class WebhookApi extends Construct {
     const webhook = this.api.root.addResource('webhook');
     webhook.addMethod('POST', this.startSyncExecution(props, props.integrationTimeout), {
       methodResponses: WEBHOOK_STATUS_CODES.map((status) =>
-        status === 202 ? jsonMethodResponse(202, ACCEPTED_HEADERS) : jsonMethodResponse(status),
+        jsonMethodResponse(status, status === 202 ? ACCEPTED_HEADERS : status === 429 ? ['Retry-After'] : []),
       ),
       apiKeyRequired: props.apiKeyRequired,
     });

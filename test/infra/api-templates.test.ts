@@ -16,6 +16,7 @@ import {
   GENERIC_GATEWAY_ERROR_TEMPLATE,
   gatewayErrorTemplate,
   healthResponseTemplate,
+  RETRY_AFTER_SECONDS,
   startFailedResponseTemplate,
   startSyncExecutionRequestTemplate,
 } from '../../infra/api-templates.ts';
@@ -258,10 +259,14 @@ describe('POST /webhook response template when Step Functions refuses to start',
     ).toEqual(gatewayErrorResult('PAYLOAD_TOO_LARGE'));
   });
 
-  it('maps throttling to 429', () => {
-    expect(
-      render({ __type: 'com.amazonaws.swf.service.v2.model#ThrottlingException', message: 'Rate exceeded' }),
-    ).toEqual(gatewayErrorResult('RATE_LIMITED'));
+  it('maps throttling to 429 with the Retry-After the contract promises', () => {
+    const throttled = { __type: 'com.amazonaws.swf.service.v2.model#ThrottlingException', message: 'Rate exceeded' };
+    expect(render(throttled)).toEqual(gatewayErrorResult('RATE_LIMITED'));
+    expect(renderResponse(startFailedResponseTemplate(), throttled).headers).toEqual({
+      'Retry-After': String(RETRY_AFTER_SECONDS.throttled),
+    });
+    // The other refusals set no header.
+    expect(renderResponse(startFailedResponseTemplate(), { __type: 'AccessDeniedException' }).headers).toEqual({});
   });
 
   it('maps anything else to 500 with the AWS error type', () => {

@@ -2,9 +2,12 @@ import type { Template } from 'aws-cdk-lib/assertions';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { maskSecrets, SECRET_PATTERNS } from '../../functions/domain/secret-masking.ts';
-import { gatewayErrorTemplate, startSyncExecutionRequestTemplate } from '../../infra/api-templates.ts';
+import {
+  gatewayErrorTemplate,
+  RETRY_AFTER_SECONDS,
+  startSyncExecutionRequestTemplate,
+} from '../../infra/api-templates.ts';
 import { EMPTY_SECRETS_JSON } from '../../infra/constructs/signing-secrets.ts';
-import { RETRY_AFTER_SECONDS } from '../../infra/constructs/webhook-api.ts';
 import { STACK_OUTPUTS } from '../../infra/webhook-gateway-stack.ts';
 import {
   actionsOf,

@@ -105,8 +105,16 @@ describe('API: POST /webhook → StartSyncExecution', () => {
     expect(finished).toContain('#else\n#set($context.responseOverride.status = 500)');
   });
 
-  it('declares every status it can answer', () => {
+  it('declares every status it can answer, with the headers its templates set (the 202’s, the 429’s Retry-After)', () => {
     expect(webhookPost().MethodResponses.map((r) => Number(r.StatusCode))).toEqual([...WEBHOOK_STATUS_CODES]);
+    const headersOf = (status: number) =>
+      Object.keys(
+        (webhookPost().MethodResponses.find((r) => Number(r.StatusCode) === status) as { ResponseParameters?: object })
+          .ResponseParameters ?? {},
+      );
+    expect(headersOf(429)).toEqual(['method.response.header.Retry-After']);
+    expect(headersOf(202)).toEqual(['method.response.header.Location', 'method.response.header.Preference-Applied']);
+    expect(headersOf(200)).toEqual([]);
     expect(WEBHOOK_STATUS_CODES).toEqual(
       expect.arrayContaining([200, ...Object.values(FAILURE_STATUS), 413, 429, 500, TIMED_OUT_STATUS]),
     );
