@@ -201,7 +201,8 @@ export class WebhookApi extends Construct {
       options: {
         credentialsRole: this.startExecutionRole,
         timeout: integrationTimeout,
-        // Only application/json has a template: any other Content-Type is refused with 415.
+        // Only application/json has a template: any other Content-Type is refused with 415. A request without one
+        // is read as application/json (API Gateway's default), and the local gateway does the same.
         passthroughBehavior: PassthroughBehavior.NEVER,
         requestTemplates: {
           [JSON_TYPE]: startSyncExecutionRequestTemplate(

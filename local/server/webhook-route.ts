@@ -58,13 +58,15 @@ export async function handleWebhook(
     const refused = gatewayErrorResult('INVALID_API_KEY');
     return sendJson(res, refused.statusCode, refused.body, headers);
   }
+  // No Content-Type reads as JSON, as API Gateway reads it (its default media type is application/json); any other
+  // type has no request template there: 415.
   const contentType = String(req.headers['content-type'] ?? '');
-  if (!/^application\/json\s*(;|$)/i.test(contentType)) {
+  if (contentType !== '' && !/^application\/json\s*(;|$)/i.test(contentType)) {
     req.resume();
     return sendJson(
       res,
       415,
-      errorBody('UNSUPPORTED_MEDIA_TYPE', `Content-Type must be application/json, got "${contentType || 'none'}"`),
+      errorBody('UNSUPPORTED_MEDIA_TYPE', `Content-Type must be application/json, got "${contentType}"`),
       headers,
     );
   }

@@ -55,6 +55,14 @@ const CASES: Case[] = [
     code: 'UNSUPPORTED_MEDIA_TYPE',
   },
   {
+    name: 'no content type (read as JSON, as API Gateway does): the body is still checked',
+    body: withField('query', 5),
+    headers: { 'content-type': '' },
+    status: 400,
+    code: 'VALIDATION_ERROR',
+    field: 'query',
+  },
+  {
     name: 'application/jsonp (not JSON)',
     body: seed,
     headers: { 'content-type': 'application/jsonp' },

@@ -113,6 +113,20 @@ describe('HTTP contract of the local gateway (docs/contract.md)', () => {
     expect(await res.json()).toMatchObject({ success: false, error: { code: 'UNSUPPORTED_MEDIA_TYPE' } });
   });
 
+  it('no Content-Type at all is read as JSON, as API Gateway reads it (its default media type)', async () => {
+    const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = httpRequest(`${world.gateway.url}/webhook`, { method: 'POST' }, (res) => {
+        let body = '';
+        res.setEncoding('utf8').on('data', (chunk) => (body += chunk));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      });
+      req.on('error', reject);
+      req.end(JSON.stringify(SEED_REQUEST));
+    });
+    expect(answer.status).toBe(200);
+    expect(JSON.parse(answer.body)).toMatchObject({ success: true });
+  });
+
   it('application/json with a charset parameter is accepted', async () => {
     const res = await world.post(SEED_REQUEST, { 'content-type': 'application/json; charset=utf-8' });
     expect(res.status).toBe(200);
