@@ -144,14 +144,14 @@ export class WebhookApi extends Construct {
       ),
       apiKeyRequired: props.apiKeyRequired,
     });
-    webhook.addMethod('ANY', methodNotAllowed(), { methodResponses: [jsonMethodResponse(405)] });
+    webhook.addMethod('ANY', methodNotAllowed('POST'), { methodResponses: [jsonMethodResponse(405, ['Allow'])] });
 
     // GET /conversations/{conversation_id}?source_system=…: the status Lambda answers the whole HTTP response.
     const conversation = this.api.root.addResource('conversations').addResource('{conversation_id}');
     conversation.addMethod('GET', new LambdaIntegration(props.statusFunction, { proxy: true }), {
       apiKeyRequired: props.apiKeyRequired,
     });
-    conversation.addMethod('ANY', methodNotAllowed(), { methodResponses: [jsonMethodResponse(405)] });
+    conversation.addMethod('ANY', methodNotAllowed('GET'), { methodResponses: [jsonMethodResponse(405, ['Allow'])] });
 
     const health = this.api.root.addResource('health');
     health.addMethod(
@@ -165,7 +165,7 @@ export class WebhookApi extends Construct {
       }),
       { methodResponses: [jsonMethodResponse(200)] },
     );
-    health.addMethod('ANY', methodNotAllowed(), { methodResponses: [jsonMethodResponse(405)] });
+    health.addMethod('ANY', methodNotAllowed('GET'), { methodResponses: [jsonMethodResponse(405, ['Allow'])] });
 
     this.addGatewayResponses();
     this.acknowledgeFindings(props.logging);
@@ -317,12 +317,18 @@ function jsonMethodResponse(status: number, headers: string[] = []): MethodRespo
   };
 }
 
-/** Any other method on a known route: 405 with the contract's body, without touching the workflow. */
-function methodNotAllowed(): MockIntegration {
+/** Any other method on a known route: 405 with the contract's body and `Allow` (RFC 9110), without the workflow. */
+function methodNotAllowed(allow: string): MockIntegration {
   const { statusCode, template } = gatewayErrorTemplate('METHOD_NOT_ALLOWED');
   return new MockIntegration({
     passthroughBehavior: PassthroughBehavior.WHEN_NO_TEMPLATES,
     requestTemplates: { [JSON_TYPE]: '{"statusCode": 200}' },
-    integrationResponses: [{ statusCode: String(statusCode), responseTemplates: { [JSON_TYPE]: template } }],
+    integrationResponses: [
+      {
+        statusCode: String(statusCode),
+        responseTemplates: { [JSON_TYPE]: template },
+        responseParameters: { 'method.response.header.Allow': `'${allow}'` },
+      },
+    ],
   });
 }

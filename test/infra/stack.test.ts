@@ -120,15 +120,20 @@ describe('API: POST /webhook → StartSyncExecution', () => {
     );
   });
 
-  it('answers other methods on /webhook, /conversations/{id} and /health with a 405 mock', () => {
+  it('answers other methods on /webhook, /conversations/{id} and /health with a 405 mock that says what is allowed', () => {
     const anyMethods = template.findResources('AWS::ApiGateway::Method', { Properties: { HttpMethod: 'ANY' } });
     expect(Object.keys(anyMethods)).toHaveLength(3);
-    for (const method of Object.values(anyMethods)) {
+    const allowed = Object.values(anyMethods).map((method) => {
       expect(method.Properties.Integration).toMatchObject({
         Type: 'MOCK',
         IntegrationResponses: [{ StatusCode: '405' }],
       });
-    }
+      expect(method.Properties.MethodResponses).toEqual([
+        expect.objectContaining({ StatusCode: '405', ResponseParameters: { 'method.response.header.Allow': false } }),
+      ]);
+      return method.Properties.Integration.IntegrationResponses[0].ResponseParameters['method.response.header.Allow'];
+    });
+    expect(allowed.sort()).toEqual(["'GET'", "'GET'", "'POST'"]);
   });
 });
 
