@@ -11,6 +11,7 @@ import {
   allPolicyStatements,
   cfnText,
   DELIVERY_URL_CONTEXT,
+  functionRoleId,
   type Json,
   logicalId,
   resourcesOf,
@@ -36,8 +37,7 @@ afterAll(() => synth?.cleanup());
 
 const props = (id: string) => resources[id]!.Properties;
 const id = (type: string, prefix: string) => logicalId(template, type, prefix);
-const roleOf = (fn: string) =>
-  String((props(id('AWS::Lambda::Function', `Functions${fn}`)).Role as { 'Fn::GetAtt': string[] })['Fn::GetAtt'][0]);
+const roleOf = (fn: string) => functionRoleId(template, fn);
 /** Each role's actions on one resource (by logical id), sorted. */
 function grantsOn(resourceId: string): Record<string, string[]> {
   const grants: Record<string, string[]> = {};

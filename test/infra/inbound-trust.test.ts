@@ -13,6 +13,8 @@ import {
   actionsOf,
   allPolicyStatements,
   DELIVERY_URL_CONTEXT,
+  functionId,
+  functionRoleId,
   type Json,
   logicalId,
   resourcesOf,
@@ -35,8 +37,8 @@ afterAll(() => synth?.cleanup());
 
 const props = (id: string) => (resources[id] as { Properties: Record<string, Json> }).Properties;
 const id = (type: string, prefix: string) => logicalId(template, type, prefix);
-const fnId = (stage: string) => id('AWS::Lambda::Function', `Functions${stage}`);
-const roleOf = (stage: string) => String((props(fnId(stage)).Role as { 'Fn::GetAtt': string[] })['Fn::GetAtt'][0]);
+const fnId = (stage: string) => functionId(template, stage);
+const roleOf = (stage: string) => functionRoleId(template, stage);
 const env = (stage: string) => (props(fnId(stage)).Environment as { Variables: Record<string, Json> }).Variables;
 const inbound = () => id('AWS::SecretsManager::Secret', 'SigningSecretsInbound');
 const delivery = () => id('AWS::SecretsManager::Secret', 'SigningSecretsDelivery');

@@ -17,6 +17,8 @@ import {
   allPolicyStatements,
   cfnText,
   DELIVERY_URL_CONTEXT,
+  functionId,
+  functionRoleId,
   type Json,
   logicalId,
   resourcesOf,
@@ -42,9 +44,8 @@ afterAll(() => synth?.cleanup());
 const props = (id: string) => (resources[id] as { Properties: Record<string, Json> }).Properties;
 
 const STAGES = ['Validate', 'Classify', 'Deliver', 'Export'] as const;
-const fnId = (name: (typeof STAGES)[number]) => logicalId(template, 'AWS::Lambda::Function', `Functions${name}`);
-const roleOf = (name: (typeof STAGES)[number]) =>
-  String((props(fnId(name)).Role as { 'Fn::GetAtt': string[] })['Fn::GetAtt'][0]);
+const fnId = (name: (typeof STAGES)[number]) => functionId(template, name);
+const roleOf = (name: (typeof STAGES)[number]) => functionRoleId(template, name);
 const stateMachineId = () => logicalId(template, 'AWS::StepFunctions::StateMachine', 'Workflow');
 const acceptStateMachineId = () => logicalId(template, 'AWS::StepFunctions::StateMachine', 'Accept');
 

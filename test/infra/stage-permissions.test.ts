@@ -20,6 +20,8 @@ import {
   actionsOf,
   allPolicyStatements,
   DELIVERY_URL_CONTEXT,
+  functionId,
+  functionRoleId,
   type Json,
   logicalId,
   resourcesOf,
@@ -75,12 +77,11 @@ function resolved(value: Json): string {
   return JSON.stringify(value);
 }
 
-const functionId = (stage: string) => logicalId(template, 'AWS::Lambda::Function', `Functions${stage}`);
-
 /** Set the function's environment as the template has it (its webhook URLs pointed at a local receiver). */
 function useEnvironment(stage: string): void {
-  const variables = (resources[functionId(stage)]!.Properties.Environment as { Variables: Record<string, Json> })
-    .Variables;
+  const variables = (
+    resources[functionId(template, stage)]!.Properties.Environment as { Variables: Record<string, Json> }
+  ).Variables;
   for (const [name, value] of Object.entries(variables)) process.env[name] = resolved(value);
   for (const name of Object.keys(variables).filter((n) => n.endsWith('_WEBHOOK_URL'))) process.env[name] = receiverUrl;
   process.env.POWERTOOLS_TRACE_ENABLED = 'false';
@@ -104,7 +105,7 @@ const glob = (pattern: string) => new RegExp(`^${pattern.replace(/[.+?^${}()|[\]
 
 /** The calls the stage's role does not allow: no Allow statement with the action on a resource naming its id. */
 function refused(stage: string, calls: { action: string; resource: string }[]) {
-  const role = (resources[functionId(stage)]!.Properties.Role as { 'Fn::GetAtt': string[] })['Fn::GetAtt'][0]!;
+  const role = functionRoleId(template, stage);
   const statements = allPolicyStatements(template)
     .filter((s) => s.roles.includes(role) && s.statement.Effect === 'Allow')
     .map((s) => s.statement);

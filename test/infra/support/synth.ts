@@ -187,6 +187,17 @@ export function allPolicyStatements(template: Template): PolicyStatementAt[] {
   return out;
 }
 
+/** Logical id of a stack function (`Functions<Stage>`: Validate, Classify, Deliver, Export, Status …). */
+export function functionId(template: Template, stage: string): string {
+  return logicalId(template, 'AWS::Lambda::Function', `Functions${stage}`);
+}
+
+/** Logical id of a stack function's role. */
+export function functionRoleId(template: Template, stage: string): string {
+  const fn = template.toJSON().Resources[functionId(template, stage)] as { Properties: { Role: Json } };
+  return String((fn.Properties.Role as { 'Fn::GetAtt': string[] })['Fn::GetAtt'][0]);
+}
+
 /** Logical id of the only resource of `type` whose id starts with `prefix`. */
 export function logicalId(template: Template, type: string, prefix: string): string {
   const ids = Object.keys(template.findResources(type)).filter((id) => id.startsWith(prefix));
