@@ -1,21 +1,27 @@
 /**
- * 3. Lambda bundles: each stage bundled by esbuild with the options infra/constructs/stage-function.ts gives
- * NodejsFunction (read from that file), its size, the imports that dominate it (esbuild metafile), and its cold
- * module-init time: a fresh `node` process importing the bundle, median of several, with and without
- * `--enable-source-maps` (what that flag would cost; the functions run with it only when stage-function.ts sets it).
+ * 3. Lambda bundles: each stage built as the stack builds it (infra/stage-bundle.ts), its size, the imports that
+ * dominate it (esbuild metafile), and its cold module-init time: a fresh `node` process importing the bundle, median
+ * of several, beside what-ifs and the designs before (`--enable-source-maps`, no Tracer, every SDK package bundled,
+ * every SDK package external, the SDK clients' schemas kept whole).
  */
 import { spawn } from 'node:child_process';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { builtinModules } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { type BuildOptions, build, type Metafile, type Plugin } from 'esbuild';
+import {
+  BUNDLE_FILE,
+  LAZY_MODULES,
+  STAGES,
+  type Stage,
+  stageBuildOptions,
+  TRACER_MODULE,
+  UNTRACED_STAGES,
+} from '../infra/stage-bundle.ts';
 import { PROJECT_ROOT, RESULTS_DIR } from './support/processes.ts';
 import { median, percentile, round } from './support/stats.ts';
-
-export const STAGES = ['validate', 'classify', 'deliver', 'export'] as const;
-export type Stage = (typeof STAGES)[number];
 
 /** Size targets (docs/performance.md): the SDK-heavy stages get more room. */
 export const SIZE_TARGET_KB: Record<Stage, number> = {
@@ -26,13 +32,12 @@ export const SIZE_TARGET_KB: Record<Stage, number> = {
 };
 export const INIT_TARGET_MS = 80;
 
-export interface BundlingOptions {
+interface BundlingOptions {
   source: string;
-  /** Options that could not be read from the file and fell back to the values known when this bench was written. */
-  defaulted: string[];
+  /** Export's options; each stage's externals add the Tracer when it is untraced. */
   esbuild: BuildOptions;
-  /** NODE_OPTIONS of the functions has --enable-source-maps: Node parses each bundle's map at init. */
-  source_maps_at_init: boolean;
+  /** esbuild plugins, by name. */
+  plugins: string[];
   /** Stages run with POWERTOOLS_TRACE_ENABLED=false (UNTRACED_STAGES): their init is measured so. */
   untraced_stages: string[];
   /** Left out of the untraced stages' bundles besides `esbuild.external` (TRACER_MODULE). */
@@ -52,7 +57,7 @@ export interface BundleResult {
   /** The middle half of the runs (25th–75th percentile): this machine's noise is bimodal (a run lands ~60 or ~90 ms). */
   init_ms_iqr: [number, number];
   init_ms_runs: number[];
-  /** The same with --enable-source-maps (counted in init_met only when the functions run with it). */
+  /** The same with --enable-source-maps (what that flag would cost: the functions run without it). */
   init_ms_with_source_maps_median: number;
   /** Whole process (node start-up + import), for reference. */
   process_ms_median: number;
@@ -72,6 +77,8 @@ export interface BundleResult {
   sdk_bundled: { kb: number; init_ms_median: number } | null;
   /** The previous design, measured beside it: every @aws-sdk/* package external (the runtime's SDK loaded at init). */
   sdk_external: { kb: number; init_ms_median: number };
+  /** The design before: the SDK clients' schemas kept whole (no literal-schema-keys plugin); null where it is the same bundle. */
+  schemas_whole: { kb: number; init_ms_median: number } | null;
 }
 
 /** esbuild plugin: @aws-lambda-powertools/tracer → a no-op Tracer (for the what-if column only). */
@@ -87,78 +94,15 @@ const noTracer: Plugin = {
   },
 };
 
-/** Read NodejsFunction's bundling options from infra/constructs/stage-function.ts (the CDK app is not synthesized). */
-export async function bundlingOptions(): Promise<BundlingOptions> {
-  const source = path.join(PROJECT_ROOT, 'infra', 'constructs', 'stage-function.ts');
-  const text = await readFile(source, 'utf8');
-  const block = /bundling:\s*\{([\s\S]*?)\n\s{6}\},/.exec(text)?.[1] ?? text;
-  const defaulted: string[] = [];
-  /** In the `bundling` block, or (`inFile`) anywhere in the file: a module-level constant. */
-  const pick = <T>(name: string, re: RegExp, parse: (m: RegExpExecArray) => T, fallback: T, inFile = false): T => {
-    const m = re.exec(inFile ? text : block);
-    if (!m) {
-      defaulted.push(name);
-      return fallback;
-    }
-    return parse(m);
-  };
-  const list = (s: string) => [...s.matchAll(/'([^']+)'/g)].map((m) => m[1]!);
-  const runtimeMatch = /Runtime\.NODEJS_(\d+)_X/.exec(text);
-  if (!runtimeMatch) defaulted.push('runtime');
-  const runtimeTarget = runtimeMatch ? `node${runtimeMatch[1]}` : 'node22';
-  const minify = pick('minify', /minify:\s*(true|false)/, (m) => m[1] === 'true', true);
-  const sourcemap = pick('sourceMap', /sourceMap:\s*(true|false)/, (m) => m[1] === 'true', true);
-  const sourcesContent = pick('sourcesContent', /sourcesContent:\s*(true|false)/, (m) => m[1] === 'true', false);
-  const target = pick('target', /target:\s*'([^']+)'/, (m) => m[1]!, runtimeTarget);
-  const format = pick(
-    'format',
-    /format:\s*OutputFormat\.(ESM|CJS)/,
-    (m) => (m[1] === 'ESM' ? 'esm' : 'cjs') as 'esm' | 'cjs',
-    'esm',
-  );
-  const mainFields = pick('mainFields', /mainFields:\s*\[([^\]]*)\]/, (m) => list(m[1]!), ['module', 'main']);
-  const banner = pick(
-    'banner',
-    /banner:\s*"([^"]*)"/,
-    (m) => m[1]!,
-    "import { createRequire } from 'node:module';const require = createRequire(import.meta.url);",
-  );
-  const external = pick(
-    'LAZY_MODULES',
-    /const LAZY_MODULES\s*=\s*\[([^\]]*)\]/,
-    (m) => list(m[1]!),
-    ['@aws-sdk/*'],
-    true,
-  );
-  const tracerModule = pick(
-    'TRACER_MODULE',
-    /const TRACER_MODULE\s*=\s*'([^']+)'/,
-    (m) => m[1]!,
-    '@aws-lambda-powertools/tracer',
-    true,
-  );
+/** How the stack builds the functions (infra/stage-bundle.ts), as the bench reports it. */
+function bundlingOptions(): BundlingOptions {
+  const { plugins, ...esbuild } = stageBuildOptions('export');
   return {
-    source: path.relative(PROJECT_ROOT, source),
-    defaulted,
-    source_maps_at_init: /NODE_OPTIONS:\s*'[^']*--enable-source-maps/.test(text),
-    untraced_stages: list(/UNTRACED_STAGES[^=]*=\s*\[([^\]]*)\]/.exec(text)?.[1] ?? ''),
-    untraced_external: [tracerModule],
-    // What NodejsFunction's Bundling passes to esbuild for these props (aws-cdk-lib/aws-lambda-nodejs/lib/bundling.js).
-    esbuild: {
-      bundle: true,
-      platform: 'node',
-      target,
-      format,
-      minify,
-      sourcemap,
-      sourcesContent,
-      external,
-      mainFields,
-      banner: { js: banner },
-      logLevel: 'error',
-      metafile: true,
-      absWorkingDir: PROJECT_ROOT,
-    },
+    source: 'infra/stage-bundle.ts',
+    esbuild: { ...esbuild, entryPoints: undefined, external: [...LAZY_MODULES] },
+    plugins: (plugins ?? []).map((p) => p.name),
+    untraced_stages: [...UNTRACED_STAGES],
+    untraced_external: [TRACER_MODULE],
   };
 }
 
@@ -237,23 +181,22 @@ export async function measureBundles(
   options: { runs: number },
   log: (line: string) => void = () => undefined,
 ): Promise<{ options: BundlingOptions; bundles: BundleResult[] }> {
-  const bundling = await bundlingOptions();
+  const bundling = bundlingOptions();
   const outRoot = path.join(RESULTS_DIR, 'bundles');
   await rm(outRoot, { recursive: true, force: true });
   const bundles: BundleResult[] = [];
   for (const stage of STAGES) {
     const outdir = path.join(outRoot, stage);
-    await mkdir(outdir, { recursive: true });
-    const outfile = path.join(outdir, bundling.esbuild.format === 'esm' ? 'index.mjs' : 'index.js');
-    const traced = !bundling.untraced_stages.includes(stage);
-    // As stage-function.ts builds it: an untraced stage without the Tracer.
-    const withoutTracer = (external: string[]) => (traced ? external : [...external, ...bundling.untraced_external]);
-    const result = await build({
-      ...bundling.esbuild,
-      external: withoutTracer(bundling.esbuild.external ?? []),
-      entryPoints: [path.join(PROJECT_ROOT, 'functions', stage, 'handler.ts')],
-      outfile,
-    });
+    const buildOptions = stageBuildOptions(stage);
+    const traced = !UNTRACED_STAGES.includes(stage);
+    /** A variant of the stage's bundle, built into `outdir/<name>/`. */
+    const variant = async (name: string, change: BuildOptions) => {
+      const file = path.join(outdir, name, BUNDLE_FILE);
+      await build({ ...buildOptions, ...change, outfile: file });
+      return file;
+    };
+    const outfile = path.join(outdir, BUNDLE_FILE);
+    const result = await build({ ...buildOptions, outfile, metafile: true });
     await writeFile(path.join(outdir, 'meta.json'), JSON.stringify(result.metafile));
     const code = await readFile(outfile);
     const map = await readFile(`${outfile}.map`).catch(() => Buffer.alloc(0));
@@ -277,37 +220,24 @@ export async function measureBundles(
     // Static ones load with the bundle (on the init path); dynamic ones on first use.
     const externals = externalImports(false);
     const lazyExternals = externalImports(true);
-    const stubbedFile = path.join(outdir, 'without-tracer', path.basename(outfile));
-    await mkdir(path.dirname(stubbedFile), { recursive: true });
-    await build({
-      ...bundling.esbuild,
-      entryPoints: [path.join(PROJECT_ROOT, 'functions', stage, 'handler.ts')],
-      outfile: stubbedFile,
-      plugins: [noTracer],
+    // The Tracer bundled (as a traced stage has it) but replaced by a no-op.
+    const stubbedFile = await variant('without-tracer', {
+      external: LAZY_MODULES,
+      plugins: [...(buildOptions.plugins ?? []), noTracer],
     });
     const stubbedBytes = (await readFile(stubbedFile)).length;
     const stubbed: number[] = [];
     const externalsOnly: number[] = [];
-    let sdkFile: string | null = null;
-    if (externals.length + lazyExternals.length > 0) {
-      sdkFile = path.join(outdir, 'sdk-bundled', path.basename(outfile));
-      await mkdir(path.dirname(sdkFile), { recursive: true });
-      await build({
-        ...bundling.esbuild,
-        external: withoutTracer([]),
-        entryPoints: [path.join(PROJECT_ROOT, 'functions', stage, 'handler.ts')],
-        outfile: sdkFile,
-      });
-    }
-    // The previous design, for comparison in the same run: every @aws-sdk/* package left to the runtime.
-    const sdkExternalFile = path.join(outdir, 'sdk-external', path.basename(outfile));
-    await mkdir(path.dirname(sdkExternalFile), { recursive: true });
-    await build({
-      ...bundling.esbuild,
-      external: ['@aws-sdk/*'],
-      entryPoints: [path.join(PROJECT_ROOT, 'functions', stage, 'handler.ts')],
-      outfile: sdkExternalFile,
-    });
+    const sdkFile =
+      externals.length + lazyExternals.length > 0
+        ? await variant('sdk-bundled', { external: traced ? [] : [TRACER_MODULE] })
+        : null;
+    // The design before, for comparison in the same run: every @aws-sdk/* package left to the runtime.
+    const sdkExternalFile = await variant('sdk-external', { external: ['@aws-sdk/*'] });
+    // The design before this one: the SDK clients' schemas kept whole. Measured where it is another bundle.
+    const schemasWholeFile = await variant('schemas-whole', { plugins: [] });
+    const schemasWholeBytes = (await readFile(schemasWholeFile)).length;
+    const schemasWhole = schemasWholeBytes === code.length ? null : ([] as number[]);
     const sdkExternal: number[] = [];
     const sdkBundled: number[] = [];
     const plain: number[] = [];
@@ -325,6 +255,7 @@ export async function measureBundles(
       if (sdkFile) sdkBundled.push((await coldInit(sdkFile, false, PROJECT_ROOT, traced))[0]);
       // The previous design: every stage loaded the Tracer.
       sdkExternal.push((await coldInit(sdkExternalFile, false))[0]);
+      schemasWhole?.push((await coldInit(schemasWholeFile, false, PROJECT_ROOT, traced))[0]);
     }
     const kb = code.length / 1024;
     const initMedian = median(plain);
@@ -342,7 +273,7 @@ export async function measureBundles(
       init_ms_with_source_maps_median: round(median(withMaps), 1),
       process_ms_median: round(median(whole), 1),
       init_target_ms: INIT_TARGET_MS,
-      init_met: (bundling.source_maps_at_init ? Math.max(initMedian, median(withMaps)) : initMedian) <= INIT_TARGET_MS,
+      init_met: initMedian <= INIT_TARGET_MS,
       top_inputs: topInputs(result.metafile!, outfile),
       externals,
       lazy_externals: lazyExternals,
@@ -355,13 +286,17 @@ export async function measureBundles(
       sdk_bundled: sdkFile
         ? { kb: round((await readFile(sdkFile)).length / 1024, 1), init_ms_median: round(median(sdkBundled), 1) }
         : null,
+      schemas_whole: schemasWhole
+        ? { kb: round(schemasWholeBytes / 1024, 1), init_ms_median: round(median(schemasWhole), 1) }
+        : null,
     };
     bundles.push(bundle);
     log(
       `  bundle ${stage}: ${bundle.kb} KB (gzip ${bundle.gzip_kb} KB), init ${bundle.init_ms_median} ms (middle half ${bundle.init_ms_iqr.join('–')} ms; with source maps ${bundle.init_ms_with_source_maps_median} ms, ` +
         `SDK imports alone ${bundle.externals_import_ms_median ?? '-'} ms; without the Tracer ${bundle.without_tracer.kb} KB, ${bundle.without_tracer.init_ms_median} ms; ` +
         `all SDK external (before) ${bundle.sdk_external.kb} KB, ${bundle.sdk_external.init_ms_median} ms; ` +
-        `SDK bundled ${bundle.sdk_bundled ? `${bundle.sdk_bundled.kb} KB, ${bundle.sdk_bundled.init_ms_median} ms` : '-'}); ` +
+        `SDK bundled ${bundle.sdk_bundled ? `${bundle.sdk_bundled.kb} KB, ${bundle.sdk_bundled.init_ms_median} ms` : '-'}; ` +
+        `schemas whole (before) ${bundle.schemas_whole ? `${bundle.schemas_whole.kb} KB, ${bundle.schemas_whole.init_ms_median} ms` : '-'}); ` +
         `top: ${bundle.top_inputs
           .slice(0, 3)
           .map((t) => `${t.input} ${t.kb} KB`)

@@ -93,7 +93,9 @@ async function main(): Promise<void> {
   const gateway = gatewayResult.npm_start;
 
   // 3. Bundles.
-  say(`\n[3/6] Lambda bundles (esbuild as NodejsFunction runs it; cold init in fresh node processes) … ${elapsed()}`);
+  say(
+    `\n[3/6] Lambda bundles (built as the stack builds them, infra/stage-bundle.ts; cold init in fresh node processes) … ${elapsed()}`,
+  );
   const bundles = await measureBundles({ runs: QUICK ? 5 : 15 }, say);
 
   // 4. Cost.
@@ -211,6 +213,7 @@ async function main(): Promise<void> {
         'no-Tracer KB/ms',
         'SDK-bundled KB/ms',
         'before: SDK external KB/ms',
+        'before: schemas whole KB/ms',
         'largest inputs',
       ],
       bundles.bundles.map((b) => [
@@ -226,6 +229,7 @@ async function main(): Promise<void> {
         `${b.without_tracer.kb}/${b.without_tracer.init_ms_median}`,
         b.sdk_bundled ? `${b.sdk_bundled.kb}/${b.sdk_bundled.init_ms_median}` : '-',
         `${b.sdk_external.kb}/${b.sdk_external.init_ms_median}`,
+        b.schemas_whole ? `${b.schemas_whole.kb}/${b.schemas_whole.init_ms_median}` : '-',
         b.top_inputs
           .slice(0, 2)
           .map((t) => `${t.input} ${t.kb}`)
@@ -321,7 +325,9 @@ async function runSelected(): Promise<void> {
   await mkdir(RESULTS_DIR, { recursive: true });
   const out: Record<string, unknown> = { machine: info };
   if (selected.includes('bundles')) {
-    say(`\n[bundles] esbuild as NodejsFunction runs it; cold init in fresh node processes … ${elapsed()}`);
+    say(
+      `\n[bundles] built as the stack builds them, infra/stage-bundle.ts; cold init in fresh node processes … ${elapsed()}`,
+    );
     out.bundles = await measureBundles({ runs: QUICK ? 5 : 15 }, say);
   }
   if (selected.includes('gateway')) {

@@ -1,51 +1,47 @@
+import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import { AssetHashType, Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
 import { Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
-import { Architecture, Runtime, Tracing } from 'aws-cdk-lib/aws-lambda';
-import { Charset, LogLevel as EsbuildLogLevel, NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
+import { Architecture, Code, Function as LambdaFunction, Runtime, Tracing } from 'aws-cdk-lib/aws-lambda';
 import { LogGroup, type RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
 import { STACK_NAME_VARIABLE } from '../../functions/domain/observability.ts';
 import { POWERTOOLS_METRICS_NAMESPACE, POWERTOOLS_SERVICE_NAME } from '../config.ts';
+import { BUNDLE_FILE, type HandlerDir, STAGES, UNTRACED_STAGES } from '../stage-bundle.ts';
 import { secretMaskingPolicy } from './secret-masking-policy.ts';
 
 export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const BUNDLE_SCRIPT = path.join(PROJECT_ROOT, 'infra', 'stage-bundle.ts');
 
-/** The workflow's Lambda stages, each `functions/<stage>/handler.ts` exporting `handler`. */
-export const STAGES = ['validate', 'classify', 'deliver', 'export'] as const;
-export type Stage = (typeof STAGES)[number];
 /**
- * Stages whose I/O is not worth the Tracer's cold start: they run with POWERTOOLS_TRACE_ENABLED=false and are built
- * without the Tracer (the X-Ray SDK, ~120 KB and 20–30 ms of each cold init); Lambda's active tracing still records
- * their segment in the conversation's trace. Classify does no I/O; Export's four S3 PUTs are timed in its
- * WEBHOOK_CONVERSATION_EXPORTED log line (`s3_write_ms`) for every conversation, where X-Ray would show them for
- * the sampled 5 % (docs/performance.md §3). bench/bundles.ts reads this list.
+ * The function's code: `functions/<dir>/handler.ts` built by infra/stage-bundle.ts on this machine (never Docker),
+ * in a child process because esbuild runs plugins only in its asynchronous API and CDK bundles synchronously. The
+ * asset is named after the bundle (its hash), so an unchanged function is not uploaded again.
  */
-const UNTRACED_STAGES: readonly HandlerDir[] = ['classify', 'export'];
-/** Left out of the untraced stages' bundles: functions/shared/powertools.ts imports it only when tracing is on. */
-const TRACER_MODULE = '@aws-lambda-powertools/tracer';
-/**
- * Left to the SDK the Node.js 22 runtime provides, loaded on first use only (dynamic import): the clients of the
- * optional stores (DynamoDB for idempotency and status, Secrets Manager for signing secrets) and the credential
- * providers other than the environment's (Lambda gives credentials in the environment). bench/bundles.ts reads this list.
- */
-const LAZY_MODULES = [
-  '@aws-sdk/client-dynamodb',
-  '@aws-sdk/client-secrets-manager',
-  '@aws-sdk/credential-provider-http',
-  '@aws-sdk/credential-provider-ini',
-  '@aws-sdk/credential-provider-login',
-  '@aws-sdk/credential-provider-process',
-  '@aws-sdk/credential-provider-sso',
-  '@aws-sdk/credential-provider-web-identity',
-  '@aws-sdk/nested-clients',
-  '@aws-sdk/token-providers',
-  '@smithy/credential-provider-imds',
-];
-
-/** Functions outside the workflow, built the same way (`functions/<name>/handler.ts`). */
-export type HandlerDir = Stage | 'redelivery-scheduler' | 'conversation-status';
+function bundledCode(dir: HandlerDir): Code {
+  return Code.fromAsset(PROJECT_ROOT, {
+    assetHashType: AssetHashType.OUTPUT,
+    bundling: {
+      image: Runtime.NODEJS_22_X.bundlingImage,
+      // The build, as Docker would run it in the project folder. CDK caches an asset by its bundling options, where
+      // a function does not count: this is also what tells one function's asset from another's.
+      workingDirectory: '/asset-input',
+      command: ['node', '--import', 'tsx', 'infra/stage-bundle.ts', dir, '/asset-output'],
+      local: {
+        tryBundle(outputDir) {
+          const run = spawnSync(process.execPath, ['--import', 'tsx', BUNDLE_SCRIPT, dir, outputDir], {
+            cwd: PROJECT_ROOT,
+            encoding: 'utf8',
+          });
+          if (run.status !== 0)
+            throw new Error(`bundling functions/${dir}/handler.ts failed: ${run.stderr || run.error?.message}`);
+          return true;
+        },
+      },
+    },
+  });
+}
 
 export interface StageFunctionProps {
   readonly stage: HandlerDir;
@@ -65,15 +61,16 @@ export interface StageFunctionProps {
 
 /**
  * One workflow stage as a Lambda, with the defaults every stage shares: Node.js 22 on ARM64, bundled locally by
- * esbuild (never Docker) into minified ESM with source maps and the SDK clients it needs at init, active X-Ray tracing, its own log group with a
- * retention, a role of its own (log writes only; callers add what the stage needs), and the Powertools settings.
+ * esbuild (never Docker) into minified ESM with source maps and the SDK clients it needs at init (bundledCode),
+ * active X-Ray tracing, its own log group with a retention, a role of its own (log writes only; callers add what the
+ * stage needs), and the Powertools settings.
  */
-export class StageFunction extends NodejsFunction {
+export class StageFunction extends LambdaFunction {
   readonly stage: HandlerDir;
   readonly stageLogGroup: LogGroup;
 
   constructor(scope: Construct, id: string, props: StageFunctionProps) {
-    // Created beside the function (not inside it): a NodejsFunction's props must exist before super().
+    // Created beside the function (not inside it): a Function's props must exist before super().
     const logGroup = new LogGroup(scope, `${id}LogGroup`, {
       retention: props.logRetention,
       removalPolicy: RemovalPolicy.RETAIN,
@@ -88,10 +85,8 @@ export class StageFunction extends NodejsFunction {
     });
     super(scope, id, {
       description: props.description,
-      entry: path.join(PROJECT_ROOT, 'functions', props.stage, 'handler.ts'),
-      handler: 'handler',
-      projectRoot: PROJECT_ROOT,
-      depsLockFilePath: path.join(PROJECT_ROOT, 'package-lock.json'),
+      code: bundledCode(props.stage),
+      handler: `${path.parse(BUNDLE_FILE).name}.handler`,
       runtime: Runtime.NODEJS_22_X,
       architecture: Architecture.ARM_64,
       memorySize: props.memorySize ?? 256,
@@ -109,24 +104,6 @@ export class StageFunction extends NodejsFunction {
         LOG_LEVEL: props.logLevel,
         ...(untraced ? { POWERTOOLS_TRACE_ENABLED: 'false' } : {}),
         ...props.environment,
-      },
-      bundling: {
-        forceDockerBundling: false,
-        minify: true,
-        // Shipped beside the bundle to decode a stack trace, not loaded at runtime: NODE_OPTIONS=--enable-source-maps
-        // would parse the map at every cold start (×1.3–1.7 the module init, docs/performance.md).
-        sourceMap: true,
-        sourcesContent: false,
-        target: 'node22',
-        format: OutputFormat.ESM,
-        mainFields: ['module', 'main'],
-        charset: Charset.UTF8,
-        logLevel: EsbuildLogLevel.ERROR,
-        // CommonJS dependencies (the X-Ray SDK under Powertools Tracer) call require() on Node built-ins.
-        banner: "import { createRequire } from 'node:module';const require = createRequire(import.meta.url);",
-        // The SDK clients a stage needs at init (S3 for Export, SQS and Step Functions for the scheduler) are
-        // bundled, tree-shaken: one minified file loads several times faster than the runtime's SDK tree.
-        externalModules: untraced ? [...LAZY_MODULES, TRACER_MODULE] : LAZY_MODULES,
       },
     });
     logGroup.grantWrite(role);
