@@ -197,7 +197,7 @@ async function main(): Promise<void> {
   );
   say('\n2. Gateway under load (npm start server; autocannon in a second process)');
   printGatewaySummary(gatewayResult, say);
-  say('\n3. Lambda bundles (esbuild, options of infra/constructs/stage-function.ts)');
+  say('\n3. Lambda bundles (esbuild, as infra/stage-bundle.ts builds them for the stack)');
   say(
     formatTable(
       [
