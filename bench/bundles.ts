@@ -13,9 +13,9 @@ import { gzipSync } from 'node:zlib';
 import { type BuildOptions, build, type Metafile, type Plugin } from 'esbuild';
 import {
   BUNDLE_FILE,
+  FUNCTION_DIRS,
+  type HandlerDir,
   LAZY_MODULES,
-  STAGES,
-  type Stage,
   stageBuildOptions,
   TRACER_MODULE,
   UNTRACED_STAGES,
@@ -23,14 +23,30 @@ import {
 import { PROJECT_ROOT, RESULTS_DIR } from './support/processes.ts';
 import { median, percentile, round } from './support/stats.ts';
 
-/** Size targets (docs/performance.md): the SDK-heavy stages get more room. */
-export const SIZE_TARGET_KB: Record<Stage, number> = {
+/**
+ * Size targets (docs/performance.md): the SDK-heavy functions get more room (Export's S3 client, the scheduler's SQS
+ * and Step Functions clients).
+ */
+export const SIZE_TARGET_KB: Record<HandlerDir, number> = {
   validate: 250,
   classify: 250,
   deliver: 250,
   export: 600,
+  'conversation-status': 250,
+  'redelivery-scheduler': 600,
 };
-export const INIT_TARGET_MS = 80;
+/**
+ * The cold-init target holds for what someone waits on: the workflow's stages and the status route. The redelivery
+ * scheduler runs on a schedule, where nobody waits for its cold start: measured, without a target.
+ */
+const INIT_TARGET_MS: Record<HandlerDir, number | null> = {
+  validate: 80,
+  classify: 80,
+  deliver: 80,
+  export: 80,
+  'conversation-status': 80,
+  'redelivery-scheduler': null,
+};
 
 interface BundlingOptions {
   source: string;
@@ -45,7 +61,7 @@ interface BundlingOptions {
 }
 
 export interface BundleResult {
-  stage: Stage;
+  stage: HandlerDir;
   bytes: number;
   kb: number;
   gzip_kb: number;
@@ -61,8 +77,9 @@ export interface BundleResult {
   init_ms_with_source_maps_median: number;
   /** Whole process (node start-up + import), for reference. */
   process_ms_median: number;
-  init_target_ms: number;
-  init_met: boolean;
+  init_target_ms: number | null;
+  /** Null where there is no target. */
+  init_met: boolean | null;
   /** Biggest contributors to the bundle (bytes in output), by package or by our own folder. */
   top_inputs: { input: string; kb: number; share: number }[];
   /** External imports left to the runtime (the AWS SDK v3 the Node.js 22 runtime provides), loaded at init. */
@@ -166,7 +183,7 @@ async function coldInit(
     CONVERSATION_EXPORT_S3_BUCKET: 'bench',
     MANAGER_AGENT_FUNCTION_NAME: 'bench-agent',
     NODE_NO_WARNINGS: '1',
-    // As the function's environment has it (UNTRACED_STAGES of stage-function.ts).
+    // As the function's environment has it (UNTRACED_STAGES of infra/stage-bundle.ts).
     ...(traced ? {} : { POWERTOOLS_TRACE_ENABLED: 'false' }),
   };
   const out = await nodeRun(
@@ -185,7 +202,7 @@ export async function measureBundles(
   const outRoot = path.join(RESULTS_DIR, 'bundles');
   await rm(outRoot, { recursive: true, force: true });
   const bundles: BundleResult[] = [];
-  for (const stage of STAGES) {
+  for (const stage of FUNCTION_DIRS) {
     const outdir = path.join(outRoot, stage);
     const buildOptions = stageBuildOptions(stage);
     const traced = !UNTRACED_STAGES.includes(stage);
@@ -272,8 +289,8 @@ export async function measureBundles(
       init_ms_runs: plain.map((v) => round(v, 1)),
       init_ms_with_source_maps_median: round(median(withMaps), 1),
       process_ms_median: round(median(whole), 1),
-      init_target_ms: INIT_TARGET_MS,
-      init_met: initMedian <= INIT_TARGET_MS,
+      init_target_ms: INIT_TARGET_MS[stage],
+      init_met: INIT_TARGET_MS[stage] === null ? null : initMedian <= INIT_TARGET_MS[stage],
       top_inputs: topInputs(result.metafile!, outfile),
       externals,
       lazy_externals: lazyExternals,

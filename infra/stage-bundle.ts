@@ -18,6 +18,8 @@ export const STAGES = ['validate', 'classify', 'deliver', 'export'] as const;
 export type Stage = (typeof STAGES)[number];
 /** Functions outside the workflow, built the same way (`functions/<name>/handler.ts`). */
 export type HandlerDir = Stage | 'redelivery-scheduler' | 'conversation-status';
+/** Every function the stack deploys: the stages, the status route's and the redelivery scheduler. */
+export const FUNCTION_DIRS: readonly HandlerDir[] = [...STAGES, 'conversation-status', 'redelivery-scheduler'];
 
 /** The bundle's file name (ESM): the function's handler is `index.handler`. */
 export const BUNDLE_FILE = 'index.mjs';
