@@ -40,7 +40,7 @@ export interface GatewayConfig {
   exportBucketName: string;
   /** ENABLE_CONVERSATION_EXPORT. */
   enableConversationExport: boolean;
-  /** Days after which exports move to S3 Standard-IA (new bucket only); 0: never. */
+  /** Days after which exports of 128 KB or more move to S3 Standard-IA (new bucket only); 0: never. */
   exportTransitionDays: number;
   /** Days after which exports are deleted (new bucket only); 0: kept forever. */
   exportExpirationDays: number;

@@ -42,7 +42,7 @@ export const ANALYSIS_COLUMNS = [
   {
     name: 'delivery_status',
     type: 'string',
-    description: 'delivered, retrying, failed or not_attempted (at the time of this export)',
+    description: 'delivered, queued, retrying, failed or not_attempted (at the time of this export)',
   },
   { name: 'delivery_id', type: 'string', description: 'the webhook-id every delivery attempt carried' },
   { name: 'delivery_attempt_count', type: 'bigint', description: 'delivery attempts recorded, redeliveries included' },

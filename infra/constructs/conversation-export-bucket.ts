@@ -6,6 +6,7 @@ import {
   type IBucket,
   ObjectOwnership,
   StorageClass,
+  TransitionDefaultMinimumObjectSize,
 } from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import { EXPORT_PREFIX } from '../../functions/domain/export-formats.ts';
@@ -13,7 +14,11 @@ import { EXPORT_PREFIX } from '../../functions/domain/export-formats.ts';
 export interface ConversationExportBucketProps {
   /** Export into this existing bucket instead of creating one (its settings are left as they are). */
   readonly existingBucketName?: string;
-  /** Days until exports move to Standard-IA; 0: never. */
+  /**
+   * Days until exports of 128 KB or more move to Standard-IA; 0: never. S3 moves no smaller object (its default
+   * minimum, written into the template): a conversation's four files are a few KB each, so most stay in Standard,
+   * which is cheaper for them (Standard-IA bills every object as at least 128 KB).
+   */
   readonly transitionDays: number;
   /** Days until exports are deleted; 0: never. */
   readonly expirationDays: number;
@@ -44,6 +49,7 @@ export class ConversationExportBucket extends Construct {
       objectOwnership: ObjectOwnership.BUCKET_OWNER_ENFORCED,
       versioned: true,
       removalPolicy: RemovalPolicy.RETAIN,
+      transitionDefaultMinimumObjectSize: TransitionDefaultMinimumObjectSize.ALL_STORAGE_CLASSES_128_K,
       lifecycleRules: [
         {
           id: 'conversation-history',

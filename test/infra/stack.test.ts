@@ -372,6 +372,8 @@ describe('storage, queues, logs, outputs', () => {
       },
       VersioningConfiguration: { Status: 'Enabled' },
       LifecycleConfiguration: {
+        // Only objects of 128 KB or more move (S3's default since 2024, written down): most exports are far smaller.
+        TransitionDefaultMinimumObjectSize: 'all_storage_classes_128K',
         Rules: [
           expect.objectContaining({
             Prefix: 'conversation-history/',

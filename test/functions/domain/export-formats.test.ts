@@ -247,14 +247,14 @@ describe('analysis.json', () => {
     }
   });
 
-  it('is documented column by column in docs/contract.md, in order, with its types', () => {
+  it('is documented column by column in docs/contract.md, in order, with its types and meanings', () => {
+    // The meanings are also the Glue columns' comments (what Athena shows) and the CLI's column listing.
     const doc = readFileSync(path.join(PROJECT_ROOT, 'docs', 'contract.md'), 'utf8');
     const section = doc.slice(doc.indexOf('### The `conversations` table'));
-    const documented = [...section.matchAll(/^\|\s*`([a-z_]+)`\s*\|\s*(string|bigint)\s*\|/gm)].map((m) => [
-      m[1],
-      m[2],
-    ]);
-    expect(documented).toEqual(CONVERSATIONS_COLUMNS.map((c) => [c.name, c.type]));
+    const documented = [...section.matchAll(/^\|\s*`([a-z_]+)`\s*\|\s*(string|bigint)\s*\|\s*(.*?)\s*\|$/gm)].map(
+      (m) => [m[1], m[2], m[3]],
+    );
+    expect(documented).toEqual(CONVERSATIONS_COLUMNS.map((c) => [c.name, c.type, c.description]));
   });
 
   it('dates the delivery: delivered_at is when the successful attempt ended, null until then', () => {
