@@ -200,6 +200,11 @@ export class ConversationAnalytics extends Construct {
     });
     Validations.of(this.queryPolicy).acknowledge(
       {
+        id: 'AwsSolutions-IAM5[Resource::*]',
+        reason:
+          "Athena's console lists engine versions, workgroups, catalogs, databases and table definitions before a query: those list actions have no resource-level permissions. They show names and definitions, never data.",
+      },
+      {
         id: `AwsSolutions-IAM5[Resource::${bucketObjectsFinding(exportBucket, `${EXPORT_PREFIX}/*`)}]`,
         reason: `Athena reads every export file of the day folders a query selects: s3:GetObject is limited to the ${EXPORT_PREFIX}/ prefix of the export bucket, whose keys are generated per conversation.`,
       },
@@ -229,6 +234,28 @@ export class ConversationAnalytics extends Construct {
           'athena:BatchGetNamedQuery',
         ],
         resources: [stack.formatArn({ service: 'athena', resource: 'workgroup', resourceName: props.workGroupName })],
+      }),
+      // What Athena's console lists before it lets one pick the workgroup, database and table: these actions take no
+      // resource of their own (AWS's example policy for one workgroup grants them on "*"). They list names and
+      // table definitions, never data.
+      new PolicyStatement({
+        sid: 'BrowseInTheAthenaConsole',
+        actions: [
+          'athena:ListEngineVersions',
+          'athena:ListWorkGroups',
+          'athena:ListDataCatalogs',
+          'athena:ListDatabases',
+          'athena:GetDatabase',
+          'athena:ListTableMetadata',
+          'athena:GetTableMetadata',
+        ],
+        resources: ['*'],
+      }),
+      // `webhook-gateway conversations query --aws` finds the workgroup and database in the stack's outputs.
+      new PolicyStatement({
+        sid: 'ReadTheStackOutputs',
+        actions: ['cloudformation:DescribeStacks'],
+        resources: [stack.stackId],
       }),
       new PolicyStatement({
         sid: 'ReadTheTableDefinitions',

@@ -1,4 +1,12 @@
+import {
+  AthenaClient,
+  GetQueryExecutionCommand,
+  GetQueryResultsCommand,
+  StartQueryExecutionCommand,
+} from '@aws-sdk/client-athena';
+import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
 import type { Template } from 'aws-cdk-lib/assertions';
+import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   ANALYSIS_COLUMNS,
@@ -11,6 +19,8 @@ import { NAMED_QUERIES } from '../../functions/domain/named-queries.ts';
 import { DEFAULT_CONFIG } from '../../infra/config.ts';
 import { ATHENA_ENGINE_VERSION, analyticsDatabaseName } from '../../infra/constructs/conversation-analytics.ts';
 import { ANALYTICS_FIRST_DAY, STACK_OUTPUTS } from '../../infra/webhook-gateway-stack.ts';
+import { describedStack } from '../support/aws-fixtures.ts';
+import { runMain } from '../support/cli.ts';
 import {
   actionsOf,
   allPolicyStatements,
@@ -22,6 +32,12 @@ import {
   type Synthesized,
   synthesize,
 } from './support/synth.ts';
+
+const athena = mockClient(AthenaClient);
+const cfn = mockClient(CloudFormationClient);
+/** An SDK command's name without `Command`: its IAM action in its service. */
+const commandName = (command: unknown) =>
+  (command as { constructor: { name: string } }).constructor.name.replace(/Command$/, '');
 
 // The Glue database, table, view, Athena workgroup, results bucket, named queries and query policy of the stack,
 // checked against what the Athena and Glue documentation require. One synthesis with the defaults, no bundling.
@@ -202,7 +218,7 @@ describe("the query policy (for operators' roles)", () => {
       (s) => s.holder === logicalId(template, 'AWS::IAM::ManagedPolicy', 'AnalyticsQueryPolicy'),
     );
 
-  it("grants the workgroup's Athena actions, the two tables' definitions, the exports and the results, nothing else", () => {
+  it("grants the workgroup's Athena actions, the console's lists, the stack's outputs, the two tables' definitions, the exports and the results, nothing else", () => {
     const granted = statements().map((s) => [
       actionsOf(s.statement).sort(),
       resourcesOf(s.statement)
@@ -227,6 +243,19 @@ describe("the query policy (for operators' roles)", () => {
         ['arn:{Ref:AWS::Partition}:athena:{Ref:AWS::Region}:{Ref:AWS::AccountId}:workgroup/TestGateway-analytics'],
       ],
       [
+        [
+          'athena:GetDatabase',
+          'athena:GetTableMetadata',
+          'athena:ListDataCatalogs',
+          'athena:ListDatabases',
+          'athena:ListEngineVersions',
+          'athena:ListTableMetadata',
+          'athena:ListWorkGroups',
+        ],
+        ['*'],
+      ],
+      [['cloudformation:DescribeStacks'], ['{Ref:AWS::StackId}']],
+      [
         ['glue:GetDatabase', 'glue:GetPartition', 'glue:GetPartitions', 'glue:GetTable', 'glue:GetTables'],
         [
           glue('catalog'),
@@ -248,6 +277,37 @@ describe("the query policy (for operators' roles)", () => {
       (s) => actionsOf(s.statement).includes('s3:ListBucket') && JSON.stringify(s.statement).includes(bucket),
     );
     expect(list!.statement.Condition).toEqual({ StringLike: { 's3:prefix': ['conversation-history/*'] } });
+  });
+
+  it('allows every call `webhook-gateway conversations query --aws` makes (SDK clients mocked)', async () => {
+    cfn
+      .on(DescribeStacksCommand)
+      .resolves(describedStack({ AnalyticsWorkGroupName: 'TestGateway-analytics', AnalyticsDatabaseName: DATABASE }));
+    athena.on(StartQueryExecutionCommand).resolves({ QueryExecutionId: 'q-1' });
+    athena.on(GetQueryExecutionCommand).resolves({
+      QueryExecution: { Status: { State: 'SUCCEEDED' }, StatementType: 'DML', Statistics: { DataScannedInBytes: 1 } },
+    });
+    athena.on(GetQueryResultsCommand).resolves({
+      ResultSet: {
+        ResultSetMetadata: { ColumnInfo: [{ Name: 'n', Type: 'bigint' }] },
+        Rows: [{ Data: [{ VarCharValue: 'n' }] }],
+      },
+    });
+    for (const args of [
+      ['conversations', 'query', 'SELECT count(*) AS n FROM conversations', '--aws', '--stack', 'TestGateway'],
+      ['conversations', 'query', '--named', 'delivery-success', '--aws', '--stack', 'TestGateway'],
+    ]) {
+      const result = await runMain(args);
+      expect(result.code, result.stderr).toBe(0);
+    }
+    const calls = [
+      ...cfn.calls().map((c) => `cloudformation:${commandName(c.args[0])}`),
+      ...athena.calls().map((c) => `athena:${commandName(c.args[0])}`),
+    ];
+    expect(calls).toContain('cloudformation:DescribeStacks');
+    expect(calls).toContain('athena:StartQueryExecution');
+    const granted = statements().flatMap((s) => actionsOf(s.statement));
+    expect([...new Set(calls)].filter((action) => !granted.includes(action))).toEqual([]);
   });
 
   it('is an output, with the database and workgroup the CLI reads', () => {
