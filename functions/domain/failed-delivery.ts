@@ -361,6 +361,17 @@ function applyAttempt(
 }
 
 /**
+ * A conversation whose delivery failed and whose envelope the failed-delivery queue refused (its QueueFailedDelivery
+ * error): nothing holds it for a later attempt, so a resend is how it is delivered (docs/operations.md).
+ */
+export function deliveryNeverQueued(record: ConversationRecord): boolean {
+  return (
+    record.webhook_context.delivery_status !== 'delivered' &&
+    record.execution.errors.some((e) => e.stage === 'QueueFailedDelivery')
+  );
+}
+
+/**
  * Why a conversation cannot be resent (one more delivery of a conversation already delivered, under its delivery
  * id), or null when it can: it needs an answer, and no delivery still owed (that is a redrive's job).
  */

@@ -203,7 +203,8 @@ export function closeConversation(
     record = withFailure(record, 'Deliver', parseTaskError(state.delivery_error), now);
   }
   if (state.delivery_error && state.delivery_queue_error) {
-    // The failed-delivery queue refused the envelope: no automatic attempt follows (deliveries redrive --all can).
+    // The failed-delivery queue refused the envelope: no automatic attempt follows. Export logs it (alarm
+    // DeliveriesUnqueued); `deliveries resend` delivers it (deliveryNeverQueued).
     record = withDeliveryStatus(record, 'failed');
     record = withFailure(record, 'QueueFailedDelivery', parseTaskError(state.delivery_queue_error), now);
   }

@@ -63,6 +63,12 @@ export const THREAD_TURN_UNSAVED_EVENT = 'WEBHOOK_THREAD_TURN_UNSAVED';
  * agent is given the thread with `history_unavailable: true` rather than the run failing unexported.
  */
 export const THREAD_HISTORY_UNAVAILABLE_EVENT = 'WEBHOOK_THREAD_HISTORY_UNAVAILABLE';
+/**
+ * Counted (and logged, as this event type) by Export when a delivery failed and the failed-delivery queue refused its
+ * envelope too: the record is exported `failed`, and no automatic attempt follows (`deliveries resend` delivers it).
+ */
+export const DELIVERY_UNQUEUED_METRIC = 'Webhook.delivery_unqueued';
+export const DELIVERY_UNQUEUED_EVENT = 'WEBHOOK_DELIVERY_UNQUEUED';
 /** Logged by Deliver when the caller's deadline leaves no time for an attempt and the schedule takes over. */
 export const DELIVERY_DEFERRED_EVENT = 'WEBHOOK_DELIVERY_DEFERRED';
 

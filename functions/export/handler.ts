@@ -7,6 +7,8 @@ import { exportDocuments, exportFolder } from '../domain/export-formats.ts';
 import { idempotencyPk } from '../domain/idempotency.ts';
 import { agentFailure, closeConversation, successBody } from '../domain/lifecycle.ts';
 import {
+  DELIVERY_UNQUEUED_EVENT,
+  DELIVERY_UNQUEUED_METRIC,
   EXPORT_DEFERRED_EVENT,
   EXPORT_DEFERRED_METRIC,
   RECORD_UNSAVED_EVENT,
@@ -113,6 +115,18 @@ export const handler = stageHandler('Export', async ({ state, execution_name }: 
       // The four PUTs, in parallel (the stage is not traced: docs/performance.md §3).
       s3_write_ms: written.s3WriteMs,
     });
+  if (state.delivery_error && state.delivery_queue_error) {
+    const failure = parseTaskError(state.delivery_queue_error);
+    logger.error('Delivery failed and the failed-delivery queue refused it: no automatic attempt follows', {
+      event_type: DELIVERY_UNQUEUED_EVENT,
+      conversation_id: record.conversation_id,
+      webhook_type: record.webhook_context.webhook_type,
+      error: failure.error,
+      reason: failure.message,
+      recover: `deliveries resend ${record.conversation_id}`,
+    });
+    metrics.addMetric(DELIVERY_UNQUEUED_METRIC, MetricUnit.Count, 1);
+  }
   if (deferred) {
     const failure = parseTaskError(deferred);
     logger.error('Conversation export failed; queued to be exported later', {

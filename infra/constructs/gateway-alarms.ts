@@ -11,6 +11,8 @@ import { Construct } from 'constructs';
 import { WEBHOOK_TYPES, type WebhookType } from '../../functions/domain/conversation.ts';
 import {
   DELIVERY_ATTEMPT_METRICS,
+  DELIVERY_UNQUEUED_EVENT,
+  DELIVERY_UNQUEUED_METRIC,
   ENDPOINT_DISABLED_EVENT,
   ENDPOINT_DISABLED_METRIC,
   RECORD_UNSAVED_EVENT,
@@ -73,6 +75,7 @@ export class GatewayAlarms extends Construct {
   readonly deadLetters: Alarm;
   readonly exportsDeferred: Alarm;
   readonly recordsOnlyInLogs: Alarm;
+  readonly deliveriesUnqueued: Alarm;
   /** One per webhook type: its receiver failing. */
   readonly deliveryFailures: Record<WebhookType, Alarm>;
   /** One per webhook type: its receiver disabled by the circuit breaker (its deliveries wait for a resume). */
@@ -136,6 +139,10 @@ export class GatewayAlarms extends Construct {
 
     this.exportsDeferred = this.alarm('ExportsDeferred', customMetric(this, EXPORT_DEFERRED_METRIC, 'Sum'), 0, {
       description: `${prefix}: S3 refused conversation exports in 5 minutes; they wait in the failed-delivery queue as export-only envelopes and the redelivery schedule writes them once S3 takes them (docs/deploy.md).`,
+    });
+
+    this.deliveriesUnqueued = this.alarm('DeliveriesUnqueued', customMetric(this, DELIVERY_UNQUEUED_METRIC, 'Sum'), 0, {
+      description: `${prefix}: failed deliveries the failed-delivery queue refused in 5 minutes: exported as failed, and no automatic attempt follows; each is a ${DELIVERY_UNQUEUED_EVENT} line of the Export function's log with the command that delivers it (deliveries resend <id> --aws; docs/operations.md).`,
     });
 
     // One WEBHOOK_CONVERSATION_UNSAVED line per record that S3 and the failed-delivery queue both refused: the line
@@ -228,6 +235,7 @@ export class GatewayAlarms extends Construct {
       this.deadLetters,
       this.exportsDeferred,
       this.recordsOnlyInLogs,
+      this.deliveriesUnqueued,
       ...Object.values(this.deliveryFailures),
       ...Object.values(this.endpointDisabled),
       this.agentLatency,

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { RECORD_UNSAVED_EVENT } from '../../functions/domain/observability.ts';
+import { DELIVERY_UNQUEUED_EVENT, RECORD_UNSAVED_EVENT } from '../../functions/domain/observability.ts';
 import { folderOf, SEED_REQUEST, startWorld, type TestWorld } from '../support/gateway.ts';
 import { captureJsonLines } from '../support/log-capture.ts';
 
@@ -54,14 +54,24 @@ async function statePath(conversationId: string) {
   return execution!.events.filter((e) => e.type === 'StateEntered').map((e) => e.state);
 }
 
+/** POST the request with the gateway's JSON log lines captured. */
+async function postCapturingLogs(body: unknown) {
+  const capture = captureJsonLines();
+  try {
+    return { res: await world.post(body), capture };
+  } finally {
+    capture.restore();
+  }
+}
+
 const ANSWER = { response: 'Top deals closing this quarter: Acme Corp renewal ($120,000, 80%).' };
 
 describe('no answer lost after the agent answered', () => {
-  it('SQS down (the receiver refused, the queue too): 200 with the answer, the record exported with the delivery failed', async () => {
+  it('SQS down (the receiver refused, the queue too): 200 with the answer, the record exported with the delivery failed, logged to be resent; a resend delivers it', async () => {
     world.agent.behave(() => ({ payload: ANSWER }));
     world.receiver.reply(410);
     queueDown();
-    const res = await world.post(SEED_REQUEST);
+    const { res, capture } = await postCapturingLogs(SEED_REQUEST);
     expect(res.status).toBe(200);
     expect(res.body.response).toEqual(ANSWER);
     expect(res.body.tracking.delivery_status).toBe('failed');
@@ -80,6 +90,24 @@ describe('no answer lost after the agent answered', () => {
     expect(record.webhook_context.delivery_status).toBe('failed');
     expect(record.execution.errors.map((e: { stage: string }) => e.stage)).toEqual(['Deliver', 'QueueFailedDelivery']);
     expect(record.execution.errors.at(-1).message).toMatch(/Service Unavailable/);
+    // Nothing holds it for a later attempt: the operator is told (alarm DeliveriesUnqueued on AWS) how to deliver it.
+    expect(await world.gateway.failedDeliveries.get(id)).toBeNull();
+    const unqueued = capture.events(id).filter((l) => l.event_type === DELIVERY_UNQUEUED_EVENT);
+    expect(unqueued).toEqual([
+      expect.objectContaining({
+        level: 'ERROR',
+        webhook_type: record.webhook_context.webhook_type,
+        error: 'SQS.SqsException',
+        recover: `deliveries resend ${id}`,
+      }),
+    ]);
+    world.gateway.failedDeliveries.sendMessage = send;
+    world.receiver.reply(200);
+    const resent = await fetch(`${world.gateway.url}/local/deliveries/${id}/resend`, { method: 'POST' });
+    expect(resent.status).toBe(200);
+    const after = (await world.getJson(`${folderOf(id)}conversation.json`)).conversation;
+    expect(after.webhook_context.delivery_status).toBe('delivered');
+    expect(after.execution.delivery_attempts.at(-1)).toMatchObject({ via: 'resend' });
   });
 
   it('S3 down: 200 with the answer, the closed record queued as an export-only envelope', async () => {
@@ -99,13 +127,7 @@ describe('no answer lost after the agent answered', () => {
     world.agent.behave(() => ({ payload: ANSWER }));
     s3Down();
     queueDown();
-    const capture = captureJsonLines();
-    let res: Awaited<ReturnType<TestWorld['post']>>;
-    try {
-      res = await world.post(SEED_REQUEST);
-    } finally {
-      capture.restore();
-    }
+    const { res, capture } = await postCapturingLogs(SEED_REQUEST);
     expect(res.status).toBe(200);
     expect(res.body.response).toEqual(ANSWER);
     const id = res.body.conversation_id as string;

@@ -115,7 +115,7 @@ describe('dashboard', () => {
 });
 
 describe('alarms', () => {
-  it('are these sixteen, named after the stack, OK when data is missing, with no action without alarmEmail', () => {
+  it('are these seventeen, named after the stack, OK when data is missing, with no action without alarmEmail', () => {
     const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm')).map((a) => a.Properties);
     expect(alarms.map((a) => a.AlarmName).sort()).toEqual(
       [
@@ -127,6 +127,7 @@ describe('alarms', () => {
         'RedeliveryExecutionsFailed',
         'RedeliverySchedulerErrors',
         'RecordsOnlyInLogs',
+        'DeliveriesUnqueued',
         'DeliveryFailures-deal_analysis',
         'DeliveryFailures-data_analysis',
         'DeliveryFailures-lead_analysis',
@@ -146,19 +147,26 @@ describe('alarms', () => {
     expect(Object.keys(template.findResources('AWS::SNS::Topic'))).toEqual([]);
   });
 
-  it('fire on any export S3 refused (deferred to the redelivery schedule), with the service and stack dimensions', () => {
-    expect(alarm('ExportsDeferred')).toMatchObject({
-      Namespace: 'RevOps/WebhookGateway',
-      MetricName: 'Webhook.export_deferred',
-      Dimensions: [
-        { Name: 'service', Value: 'webhook-gateway' },
-        { Name: 'stack', Value: synth.stack.stackName },
-      ],
-      Statistic: 'Sum',
-      Period: 300,
-      Threshold: 0,
-    });
-  });
+  it.each([
+    ['ExportsDeferred', 'Webhook.export_deferred', /failed-delivery queue as export-only envelopes/],
+    ['DeliveriesUnqueued', 'Webhook.delivery_unqueued', /no automatic attempt follows.*deliveries resend <id> --aws/],
+  ])(
+    '%s fires on any count of %s (an export S3 refused; a delivery the queue refused), with the service and stack dimensions',
+    (name, metric, says) => {
+      expect(alarm(name)).toMatchObject({
+        Namespace: 'RevOps/WebhookGateway',
+        MetricName: metric,
+        Dimensions: [
+          { Name: 'service', Value: 'webhook-gateway' },
+          { Name: 'stack', Value: synth.stack.stackName },
+        ],
+        Statistic: 'Sum',
+        Period: 300,
+        Threshold: 0,
+      });
+      expect(alarm(name).AlarmDescription).toMatch(says);
+    },
+  );
 
   it('fire on any message in the dead-letter queue', () => {
     expect(alarm('FailedDeliveryDeadLetters')).toMatchObject({

@@ -6,7 +6,11 @@
 import { GetQueueAttributesCommand, type QueueAttributeName } from '@aws-sdk/client-sqs';
 import { isConversationId } from '../../../functions/domain/conversation-id.ts';
 import { exportKey, recordFromExport } from '../../../functions/domain/export-formats.ts';
-import { type FailedDeliveryEnvelope, resendRefusal } from '../../../functions/domain/failed-delivery.ts';
+import {
+  deliveryNeverQueued,
+  type FailedDeliveryEnvelope,
+  resendRefusal,
+} from '../../../functions/domain/failed-delivery.ts';
 import {
   type QueuedEnvelope,
   REDELIVERY_VISIBILITY_SECONDS,
@@ -319,9 +323,11 @@ export async function awsDeliveriesResend(
   );
   const record = text === null ? null : recordFromExport(JSON.parse(text));
   if (!record) throw new CliError(`no export of ${id} in s3://${bucket}/${exportKey(id, 'conversation.json')}`);
+  // No envelope is read here (the queue cannot be searched by conversation): only a delivered conversation, or one
+  // the queue refused (nothing else will deliver it), is resent.
   const refused =
     resendRefusal(record, null) ??
-    (record.webhook_context.delivery_status === 'delivered'
+    (record.webhook_context.delivery_status === 'delivered' || deliveryNeverQueued(record)
       ? null
       : `${id} is not delivered (${record.webhook_context.delivery_status}): redrive it instead (deliveries redrive ${id} --aws)`);
   if (refused) throw new CliError(refused);

@@ -14,6 +14,7 @@ import {
   withAgentAnswer,
   withClassification,
   withDeliveryAttempt,
+  withFailure,
 } from '../../../../functions/domain/lifecycle.ts';
 import { main } from '../../../../local/cli/main.ts';
 import { describedStack, QUEUE_URL, STATE_MACHINE_ARN, succeeded } from '../../../support/aws-fixtures.ts';
@@ -305,6 +306,29 @@ describe('deliveries resend --aws', () => {
       `webhook-id ${delivered.webhook_context.delivery_id}, attempt 2: conversations show ${ID}`,
     );
     expect(output.stderr).toBe('');
+  });
+
+  it('delivers one the failed-delivery queue refused (exported failed, nothing holds it for later)', async () => {
+    const failedAttempt = {
+      ...attempt(1, '2025-08-13T10:30:46.500Z'),
+      outcome: 'permanent' as const,
+      status_code: 410,
+      error: 'HTTP 410',
+    };
+    const unqueued = withFailure(
+      withDeliveryAttempt(classified, failedAttempt, TARGET, 'failed'),
+      'QueueFailedDelivery',
+      { error: 'SQS.SqsException', message: 'Service Unavailable', payload: null },
+      new Date('2025-08-13T10:30:46.600Z'),
+    );
+    exported(completeConversation(unqueued, false, 'req-1', new Date('2025-08-13T10:30:47Z')));
+    const resent = withDeliveryAttempt(unqueued, attempt(2, '2026-11-29T12:00:00.000Z'), TARGET, 'delivered');
+    sfn.on(StartSyncExecutionCommand).resolves(succeeded(resent));
+    expect(await main(['deliveries', 'resend', ID, '--aws'])).toBe(0);
+    expect(JSON.parse(sfn.commandCalls(StartSyncExecutionCommand)[0]!.args[0].input.input!).redelivery.via).toBe(
+      'resend',
+    );
+    expect(output.stdout).toContain(`${ID} resent → delivered (HTTP 200)`);
   });
 
   it('the receiver refused the resend: the status and error shown, exit 1', async () => {
