@@ -12,7 +12,13 @@
  */
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import type { AttributeValue, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type {
+  AttributeValue,
+  BatchGetItemCommandOutput,
+  DynamoDBClient,
+  KeysAndAttributes,
+} from '@aws-sdk/client-dynamodb';
 import { WEBHOOK_TYPES, type WebhookType } from '../domain/conversation.ts';
 import {
   afterFailure,
@@ -68,6 +74,19 @@ export interface EndpointStore {
  */
 export const ENDPOINT_CACHE_TTL_MS = 5_000;
 
+/**
+ * How often `list` asks again for the receivers a BatchGetItem left unprocessed (the table's throughput, or a
+ * partition's), waiting LIST_BACKOFF_MS, then twice that, and so on between asks. Never a partial list: a receiver
+ * left unread would read as never configured (healthy, unpaused, at the deployed URL), so `list` throws instead: the
+ * schedule then publishes no endpoint metrics that run (functions/shared/events.ts), `endpoints list --aws` fails.
+ */
+const LIST_ATTEMPTS = 4;
+const LIST_BACKOFF_MS = 50;
+
+class EndpointsUnreadable extends Error {
+  override name = 'EndpointsUnreadable';
+}
+
 type Item = Record<string, AttributeValue>;
 const endpointKey = (type: WebhookType): Item => ({ pk: { S: `endpoint#${type}` }, sk: { S: 'endpoint' } });
 const HEALTH_TEXT = ['failing_since', 'last_success_at', 'last_failure_at', 'last_error', 'probe_until', 'disabled_at'];
@@ -90,18 +109,20 @@ export class DynamoEndpointStore implements EndpointStore {
   private readonly cache = new Map<WebhookType, { endpoint: Endpoint; until: number }>();
   private readonly clock: () => number;
   private readonly cacheTtlMs: number;
+  private readonly wait: (ms: number) => Promise<unknown>;
 
   /**
-   * `client`: the command line's (its region); the handlers use the process's. `cacheTtlMs` (0: read every time) and
-   * `clock` (epoch ms) are injected by tests.
+   * `client`: the command line's (its region); the handlers use the process's. `cacheTtlMs` (0: read every time),
+   * `clock` (epoch ms) and `wait` (the pause before `list` asks again for unprocessed keys) are injected by tests.
    */
   constructor(
     private readonly table: string,
     private readonly client?: DynamoDBClient,
-    options: { cacheTtlMs?: number; clock?: () => number } = {},
+    options: { cacheTtlMs?: number; clock?: () => number; wait?: (ms: number) => Promise<unknown> } = {},
   ) {
     this.cacheTtlMs = options.cacheTtlMs ?? ENDPOINT_CACHE_TTL_MS;
     this.clock = options.clock ?? Date.now;
+    this.wait = options.wait ?? sleep;
   }
 
   /** A `consistent` read always asks the table; otherwise a read of the last ENDPOINT_CACHE_TTL_MS is reused. */
@@ -122,14 +143,27 @@ export class DynamoEndpointStore implements EndpointStore {
     return endpoint;
   }
 
+  /**
+   * Every type's item, read consistently with one BatchGetItem, asked again for the keys it leaves unprocessed
+   * (LIST_ATTEMPTS); throws EndpointsUnreadable if some are still unread.
+   */
   async list(): Promise<Endpoint[]> {
     const { sdk, db } = await dynamoDb(this.client);
-    const out = await db.send(
-      new sdk.BatchGetItemCommand({
-        RequestItems: { [this.table]: { Keys: WEBHOOK_TYPES.map(endpointKey), ConsistentRead: true } },
-      }),
-    );
-    const items = out.Responses?.[this.table] ?? [];
+    const items: Item[] = [];
+    let keys: KeysAndAttributes['Keys'] = WEBHOOK_TYPES.map(endpointKey);
+    for (let attempt = 1; ; attempt++) {
+      const out: BatchGetItemCommandOutput = await db.send(
+        new sdk.BatchGetItemCommand({ RequestItems: { [this.table]: { Keys: keys, ConsistentRead: true } } }),
+      );
+      items.push(...(out.Responses?.[this.table] ?? []));
+      keys = out.UnprocessedKeys?.[this.table]?.Keys;
+      if (!keys?.length) break;
+      if (attempt >= LIST_ATTEMPTS)
+        throw new EndpointsUnreadable(
+          `${keys.length} of ${WEBHOOK_TYPES.length} receivers still unprocessed by DynamoDB after ${attempt} reads of ${this.table}`,
+        );
+      await this.wait(LIST_BACKOFF_MS * 2 ** (attempt - 1));
+    }
     return WEBHOOK_TYPES.map((type) =>
       endpointFromItem(
         type,

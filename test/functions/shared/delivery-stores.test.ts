@@ -21,6 +21,8 @@ import {
   endpointStore,
   FileEndpointStore,
 } from '../../../functions/shared/endpoint-store.ts';
+import { publishEndpointStates } from '../../../functions/shared/events.ts';
+import { captureJsonLines } from '../../support/log-capture.ts';
 
 /** The attempt log and the endpoint store: their DynamoDB adapters against a mocked DynamoDB, their file adapters on disk. */
 const dynamo = mockClient(DynamoDBClient);
@@ -134,6 +136,71 @@ describe('endpoint store on DynamoDB', () => {
       ['lead_analysis', 0],
       ['general', 0],
     ]);
+  });
+
+  describe('list: one BatchGetItem, and again for the keys DynamoDB leaves unprocessed', () => {
+    const key = (type: string) => ({ pk: { S: `endpoint#${type}` }, sk: { S: 'endpoint' } });
+    /** A store whose waits between reads are recorded, not slept. */
+    const listing = (waits: number[]) =>
+      new DynamoEndpointStore('deliveries', undefined, { wait: async (ms) => waits.push(ms) });
+
+    it('a receiver left unprocessed by the first read is read again: the paused receiver reads as paused', async () => {
+      const waits: number[] = [];
+      dynamo
+        .on(BatchGetItemCommand)
+        .resolvesOnce({
+          Responses: { deliveries: [{ ...key('general'), consecutive_failures: { N: '1' } }] },
+          UnprocessedKeys: { deliveries: { Keys: [key('deal_analysis')], ConsistentRead: true } },
+        })
+        .resolvesOnce({
+          Responses: {
+            deliveries: [{ ...key('deal_analysis'), paused: { BOOL: true }, paused_at: { S: NOW.toISOString() } }],
+          },
+        });
+      const endpoints = await listing(waits).list();
+      expect(endpoints.map((e) => [e.webhook_type, e.config.paused ?? false, e.health.consecutive_failures])).toEqual([
+        ['deal_analysis', true, 0],
+        ['data_analysis', false, 0],
+        ['lead_analysis', false, 0],
+        ['general', false, 1],
+      ]);
+      const reads = dynamo.commandCalls(BatchGetItemCommand).map((c) => c.args[0].input.RequestItems);
+      expect(reads).toHaveLength(2);
+      // The second read asks for the unprocessed key alone, consistently like the first.
+      expect(reads[1]).toEqual({ deliveries: { Keys: [key('deal_analysis')], ConsistentRead: true } });
+      expect(waits).toHaveLength(1);
+    });
+
+    it('keys still unprocessed after a few reads: an error, not receivers read as unconfigured; the schedule publishes no endpoint metric', async () => {
+      const waits: number[] = [];
+      const store = listing(waits);
+      dynamo.on(BatchGetItemCommand).resolves({
+        Responses: { deliveries: [] },
+        UnprocessedKeys: { deliveries: { Keys: [key('deal_analysis')], ConsistentRead: true } },
+      });
+      await expect(store.list()).rejects.toMatchObject({
+        name: 'EndpointsUnreadable',
+        message: expect.stringMatching(/1 of 4 receivers still unprocessed/),
+      });
+      const reads = dynamo.commandCalls(BatchGetItemCommand).length;
+      expect(reads).toBeGreaterThan(1);
+      expect(reads).toBeLessThanOrEqual(5);
+      // A short backoff between reads (injected here: nothing slept), growing, a fraction of a second in all.
+      expect(waits).toHaveLength(reads - 1);
+      expect(waits).toEqual([...waits].sort((a, b) => a - b));
+      expect(waits.reduce((a, b) => a + b, 0)).toBeLessThan(1_000);
+
+      const capture = captureJsonLines();
+      try {
+        await publishEndpointStates(store, POLICY);
+      } finally {
+        capture.restore();
+      }
+      expect(capture.metrics()).toEqual([]);
+      expect(capture.lines.filter((l) => l.level === 'WARN').map((l) => l.error)).toEqual([
+        expect.stringMatching(/^EndpointsUnreadable: /),
+      ]);
+    });
   });
 
   it('keeps a read for ENDPOINT_CACHE_TTL_MS: the next reads make no call, a change is read after it; writes always go to the table', async () => {
