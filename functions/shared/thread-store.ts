@@ -3,6 +3,7 @@ import path from 'node:path';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { canonicalSource } from '../domain/source-identity.ts';
 import { MAX_THREAD_HISTORY_TURNS, THREAD_ID_PATTERN, type ThreadTurn } from '../domain/thread.ts';
+import { conditionFailed } from './clients/dynamodb.ts';
 import { writeFileAtomic } from './local-files.ts';
 import { tracer } from './powertools.ts';
 import { settings } from './settings.ts';
@@ -11,8 +12,9 @@ import { settings } from './settings.ts';
  * The turns of threads (functions/domain/thread.ts): one port, two adapters chosen by configuration.
  * - THREAD_TABLE_NAME: DynamoDB (AWS). Partition key `thread` = `<source_system>/<thread_id>`, sort key `turn`:
  *   item 0 holds the thread's last claimed turn number (an atomic counter), item n the answered turn n. Every item
- *   carries `expires_at` (TTL): item 0's is pushed forward whenever the thread is used, a turn's is set when it is
- *   answered. DynamoDB deletes an expired item within about two days, so reads skip the turns past it themselves.
+ *   carries `expires_at` (TTL): item 0's is pushed forward whenever the thread is used, a turn's is THREAD_TTL_DAYS
+ *   after it was answered. DynamoDB deletes an expired item within about two days and reads return it until then:
+ *   a claim treats an expired item 0 as absent (the thread starts again at turn 1), reads skip expired turns.
  * - THREAD_DIR: `<dir>/<source_system>/<thread_id>/` (local): `<n>.claim` made exclusively per claimed turn (two
  *   conversations never get one number), `<n>.json` per answered turn, its time the time it was answered: the same
  *   expiry (the retention sweep removes expired turns, and the folder of a thread unused that long).
@@ -23,7 +25,10 @@ import { settings } from './settings.ts';
 export interface ThreadStore {
   /** The next turn number of the thread (1 for its first conversation). */
   claimTurn(sourceSystem: string, threadId: string, now: Date): Promise<number>;
-  /** Keep an answered turn (again: the same turn overwrites itself, as a re-export does). */
+  /**
+   * Keep an answered turn until THREAD_TTL_DAYS after its `answered_at` (again: the same turn overwrites itself, as
+   * a re-export does, and keeps its expiry). `now` stands in for an unreadable `answered_at`.
+   */
   recordTurn(sourceSystem: string, threadId: string, turn: ThreadTurn, now: Date): Promise<void>;
   /** The answered turns before `beforeTurn` not yet expired at `now`, newest first, of the newest `limit`. */
   earlierTurns(
@@ -44,8 +49,21 @@ const threadKey = (sourceSystem: string, threadId: string): string => {
   return `${canonicalSource(sourceSystem)}/${threadId}`;
 };
 
-const expiresAt = (now: Date, ttlDays: number): number => Math.floor(now.getTime() / 1000) + ttlDays * 86_400;
+const epochSeconds = (at: Date): number => Math.floor(at.getTime() / 1000);
+const expiresAt = (now: Date, ttlDays: number): number => epochSeconds(now) + ttlDays * 86_400;
 const DAY_MS = 86_400_000;
+
+/** When a turn was answered: its expiry counts from then (docs/contract.md#threads), not from when it was kept. */
+function answeredAt(turn: ThreadTurn, now: Date): Date {
+  const at = Date.parse(turn.answered_at);
+  return Number.isFinite(at) ? new Date(at) : now;
+}
+
+/**
+ * How often a claim may find item 0 changed between its two conditional writes (another conversation of the
+ * thread claiming at the same moment) before it gives up. Each retry needs another claimant to have won a write.
+ */
+const CLAIM_ATTEMPTS = 3;
 
 /** Loaded on first use: a stage that never touches a thread never pays for the SDK's import. */
 const dynamo = async () => {
@@ -61,18 +79,50 @@ export class DynamoThreadStore implements ThreadStore {
     private readonly ttlDays: number,
   ) {}
 
+  /**
+   * The counter (item 0) goes up by one while it is unexpired, as one atomic ADD that pushes its expiry forward. An
+   * expired one, not yet deleted by TTL, is replaced by turn 1 (the thread unused for THREAD_TTL_DAYS starts again),
+   * only if it is still expired or absent: of two first turns at once, one puts 1 and the other, refused, goes back
+   * to the ADD and gets 2.
+   */
   async claimTurn(sourceSystem: string, threadId: string, now: Date): Promise<number> {
     const { sdk, db } = await dynamo();
-    const out = await db.send(
-      new sdk.UpdateItemCommand({
-        TableName: this.table,
-        Key: { thread: { S: threadKey(sourceSystem, threadId) }, turn: { N: '0' } },
-        UpdateExpression: 'ADD last_turn :one SET expires_at = :expires',
-        ExpressionAttributeValues: { ':one': { N: '1' }, ':expires': { N: String(expiresAt(now, this.ttlDays)) } },
-        ReturnValues: 'UPDATED_NEW',
-      }),
+    const key = { thread: { S: threadKey(sourceSystem, threadId) }, turn: { N: '0' } };
+    const at = { ':now': { N: String(epochSeconds(now)) } };
+    const expires = { N: String(expiresAt(now, this.ttlDays)) };
+    for (let attempt = 1; attempt <= CLAIM_ATTEMPTS; attempt++) {
+      try {
+        const out = await db.send(
+          new sdk.UpdateItemCommand({
+            TableName: this.table,
+            Key: key,
+            UpdateExpression: 'ADD last_turn :one SET expires_at = :expires',
+            ConditionExpression: 'attribute_not_exists(expires_at) OR expires_at > :now',
+            ExpressionAttributeValues: { ':one': { N: '1' }, ':expires': expires, ...at },
+            ReturnValues: 'UPDATED_NEW',
+          }),
+        );
+        return Number(out.Attributes?.last_turn?.N);
+      } catch (error) {
+        if (!conditionFailed(error)) throw error;
+      }
+      try {
+        await db.send(
+          new sdk.PutItemCommand({
+            TableName: this.table,
+            Item: { ...key, last_turn: { N: '1' }, expires_at: expires },
+            ConditionExpression: 'attribute_not_exists(expires_at) OR expires_at <= :now',
+            ExpressionAttributeValues: at,
+          }),
+        );
+        return 1;
+      } catch (error) {
+        if (!conditionFailed(error)) throw error;
+      }
+    }
+    throw new Error(
+      `thread ${threadKey(sourceSystem, threadId)}: its turn counter changed under ${CLAIM_ATTEMPTS} claims in a row`,
     );
-    return Number(out.Attributes?.last_turn?.N);
   }
 
   async recordTurn(sourceSystem: string, threadId: string, turn: ThreadTurn, now: Date): Promise<void> {
@@ -84,7 +134,7 @@ export class DynamoThreadStore implements ThreadStore {
           thread: { S: threadKey(sourceSystem, threadId) },
           turn: { N: String(turn.turn) },
           body: { S: JSON.stringify(turn) },
-          expires_at: { N: String(expiresAt(now, this.ttlDays)) },
+          expires_at: { N: String(expiresAt(answeredAt(turn, now), this.ttlDays)) },
         },
       }),
     );
@@ -110,7 +160,7 @@ export class DynamoThreadStore implements ThreadStore {
           ':thread': { S: threadKey(sourceSystem, threadId) },
           ':first': { N: '1' },
           ':last': { N: String(beforeTurn - 1) },
-          ':now': { N: String(Math.floor(now.getTime() / 1000)) },
+          ':now': { N: String(epochSeconds(now)) },
         },
         ScanIndexForward: false,
         Limit: limit,
@@ -152,8 +202,10 @@ export class FileThreadStore implements ThreadStore {
     await mkdir(folder, { recursive: true, mode: 0o700 });
     const file = path.join(folder, `${turn.turn}.json`);
     await writeFileAtomic(file, JSON.stringify(turn), 0o600);
-    // The file's time is when the turn was answered: it expires THREAD_TTL_DAYS later, as its item's TTL on AWS.
-    await utimes(file, now, now);
+    // The file's time is when the turn was answered (not now: a re-export keeps it): it expires THREAD_TTL_DAYS
+    // later, as its item's TTL on AWS.
+    const answered = answeredAt(turn, now);
+    await utimes(file, answered, answered);
     await utimes(folder, now, now);
   }
 

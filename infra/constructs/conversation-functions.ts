@@ -79,7 +79,8 @@ export class ConversationFunctions extends Construct {
       [props.idempotencyTable.tableArn],
     );
     allow(this.validate, ['dynamodb:PutItem'], [props.statusTable.tableArn]);
-    allow(this.validate, ['dynamodb:UpdateItem', 'dynamodb:Query'], [props.threadTable.tableArn]);
+    // Claim a turn (UpdateItem; PutItem of turn 1 over an expired counter) and read the earlier turns.
+    allow(this.validate, ['dynamodb:UpdateItem', 'dynamodb:PutItem', 'dynamodb:Query'], [props.threadTable.tableArn]);
 
     this.classify = new StageFunction(this, 'Classify', {
       ...common,

@@ -80,7 +80,7 @@ describe('tables: status and threads', () => {
       [roleOf('ConversationStatus')]: ['dynamodb:GetItem'],
     });
     expect(grantsOn(id('AWS::DynamoDB::Table', 'AsyncConversationsThreads'))).toEqual({
-      [roleOf('Validate')]: ['dynamodb:Query', 'dynamodb:UpdateItem'],
+      [roleOf('Validate')]: ['dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:UpdateItem'],
       [roleOf('Export')]: ['dynamodb:PutItem'],
     });
   });

@@ -1,6 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import {
+  ConditionalCheckFailedException,
   DeleteItemCommand,
   DynamoDBClient,
   GetItemCommand,
@@ -148,8 +149,15 @@ describe('every AWS call a stage makes is allowed by its role (the synthesized t
     dynamo.on(PutItemCommand, { TableName: process.env.STATUS_TABLE_NAME }).rejects(new Error('status refused'));
     const failing = executionInput(REQUEST, { headers: { ...input.headers, 'idempotency-key': 'perm-key-3' } });
     await expect(handler({ accept: failing })).rejects.toThrow('status refused');
+    // The thread's counter expired (TTL has not deleted it yet): the claim puts turn 1 instead.
+    dynamo
+      .on(UpdateItemCommand, { TableName: process.env.THREAD_TABLE_NAME })
+      .rejects(new ConditionalCheckFailedException({ message: 'expired', $metadata: {} }));
+    const restarting = executionInput(REQUEST, { headers: { ...input.headers, 'idempotency-key': 'perm-key-4' } });
+    expect(await handler(restarting)).toMatchObject({ valid: true });
     const calls = callsMade();
     expect(calls.map((c) => c.action)).toEqual(expect.arrayContaining(['dynamodb:DeleteItem', 'dynamodb:Query']));
+    expect(calls).toContainEqual({ action: 'dynamodb:PutItem', resource: process.env.THREAD_TABLE_NAME });
     expect(refused('Validate', calls)).toEqual([]);
   });
 
