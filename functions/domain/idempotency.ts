@@ -8,16 +8,26 @@ import { createHash } from 'node:crypto';
 export const DEFAULT_IDEMPOTENCY_TTL_SECONDS = 86_400;
 /**
  * A claim that never completes (the execution failed or timed out after Validate) must not block the client's
- * retries for a day: an in-progress key lapses after 5 minutes, well past the workflow's 60 s limit; completing it
+ * retries for a day, yet it must outlive the longest a conversation can run after its claim, or a retry would start
+ * a second conversation while the first still runs and the first's Export would find the key another's. The longest
+ * is an asynchronous start's: the key is claimed in the accept execution (at most 60 s, its TimeoutSeconds in
+ * statemachine/accept.asl.json), whose run has the Express limit (300 s: EXPRESS_LIMIT_MS, budget.ts), and an Export
+ * invoked just before that limit settles the key within its Lambda timeout (30 s,
+ * infra/constructs/conversation-functions.ts): 390 s. An in-progress key lapses after 7 minutes; completing it
  * extends it to the full window.
  */
-export const IN_PROGRESS_TTL_SECONDS = 300;
+export const IN_PROGRESS_TTL_SECONDS = 420;
 const KEY_PATTERN = /^[\x21-\x7e]{1,255}$/;
 
 export interface IdempotencyRecord {
   pk: string;
   status: 'in_progress' | 'completed';
   conversation_id: string;
+  /**
+   * The API request id of the request that claimed the key (ExecutionInput.request_id): another on every HTTP
+   * request, the same on every attempt of its Validate task. Absent on records written before it was kept.
+   */
+  request_id?: string;
   /** What the first request asked (requestFingerprint); absent on records written before it was kept. */
   request_fingerprint?: string;
   /** `async`: the first request asked for `Prefer: respond-async` (a retry that asks the same gets the same 202). */
@@ -53,6 +63,17 @@ export function expiresAt(now: Date, ttlSeconds = DEFAULT_IDEMPOTENCY_TTL_SECOND
 
 export function isExpired(record: IdempotencyRecord, now: Date): boolean {
   return record.expires_at <= Math.floor(now.getTime() / 1000);
+}
+
+/**
+ * The key is already this request's claim: an attempt of its Validate task (retried by the workflow, or its write by
+ * the SDK) after an earlier attempt's claim was written. It goes on as the conversation that claim holds.
+ */
+export function claimedBySameRequest(
+  existing: Pick<IdempotencyRecord, 'status' | 'request_id'>,
+  requestId: string,
+): boolean {
+  return existing.status === 'in_progress' && requestId !== '' && existing.request_id === requestId;
 }
 
 /** A JSON value with object keys sorted, so that key order does not change a fingerprint. */

@@ -124,6 +124,34 @@ export function fingerprintOf(record: ConversationRecord): string {
   });
 }
 
+/**
+ * The started conversation under the conversation id its key's claim holds: a later attempt of the same Validate
+ * task (the workflow's Retry) goes on as the conversation its first attempt claimed the key for, not as a new one.
+ * The delivery id is derived again from the same parts (a keyed request's never depends on the conversation id).
+ */
+export function asClaimedConversation<T extends { conversation: ConversationRecord }>(
+  started: T,
+  conversationId: string,
+): T {
+  const record = started.conversation;
+  if (record.conversation_id === conversationId) return started;
+  const deliveryId = deliveryIdFor({
+    conversationId,
+    sourceSystem: record.metadata.source_system,
+    idempotencyKey: record.metadata.idempotency_key,
+    fingerprint: fingerprintOf(record),
+  });
+  return {
+    ...started,
+    conversation: {
+      ...record,
+      conversation_id: conversationId,
+      metadata: { ...record.metadata, conversation_id: conversationId },
+      webhook_context: { ...record.webhook_context, delivery_id: deliveryId },
+    },
+  };
+}
+
 /** Tests only: a fixed suffix for the conversation id (otherwise random). */
 export interface IdSource {
   suffix?: string;

@@ -69,6 +69,12 @@ export const THREAD_HISTORY_UNAVAILABLE_EVENT = 'WEBHOOK_THREAD_HISTORY_UNAVAILA
  */
 export const DELIVERY_UNQUEUED_METRIC = 'Webhook.delivery_unqueued';
 export const DELIVERY_UNQUEUED_EVENT = 'WEBHOOK_DELIVERY_UNQUEUED';
+/**
+ * Logged (WARN) by Export, or by Validate freeing a key it could not start, when a conversation's idempotency key is
+ * no longer its claim (`reason`): the claim lapsed and another request holds the key (`claimed_by_another`,
+ * `held_by` its conversation), or the key is gone (`expired`). The key is left as it is; the conversation goes on.
+ */
+export const IDEMPOTENCY_KEY_LOST_EVENT = 'WEBHOOK_IDEMPOTENCY_KEY_LOST';
 /** Logged by Deliver when the caller's deadline leaves no time for an attempt and the schedule takes over. */
 export const DELIVERY_DEFERRED_EVENT = 'WEBHOOK_DELIVERY_DEFERRED';
 

@@ -20,7 +20,7 @@ import { attemptLog } from '../shared/attempt-log.ts';
 import { s3 } from '../shared/clients/s3.ts';
 import { conversationStatusStore } from '../shared/conversation-status-store.ts';
 import { logEvent, METRIC_NAMES, recordTime } from '../shared/events.ts';
-import { idempotencyStore } from '../shared/idempotency-store.ts';
+import { idempotencyStore, settleKey } from '../shared/idempotency-store.ts';
 import { logger, MetricUnit, metrics, stageHandler } from '../shared/powertools.ts';
 import { settings } from '../shared/settings.ts';
 import { threadStore } from '../shared/thread-store.ts';
@@ -144,7 +144,7 @@ export const handler = stageHandler('Export', async ({ state, execution_name }: 
   if (key && store) {
     // A retry with the same key now gets this answer; after an agent failure the key is freed so a retry runs again.
     const pk = idempotencyPk(record.metadata.source_system, key);
-    await (response ? store.complete(pk, response, now) : store.release(pk));
+    await settleKey(store, pk, record.conversation_id, response, now);
   }
   const answer = response ? { response } : agentFailure(record, state.budget?.agent_seconds);
   await keepThreadTurn(record, now);

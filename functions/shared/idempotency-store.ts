@@ -7,27 +7,49 @@
 import { randomBytes } from 'node:crypto';
 import { link, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { expiresAt, type IdempotencyRecord, IN_PROGRESS_TTL_SECONDS, isExpired } from '../domain/idempotency.ts';
-import { tracer } from './powertools.ts';
+import type { AttributeValue, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import {
+  claimedBySameRequest,
+  expiresAt,
+  type IdempotencyRecord,
+  IN_PROGRESS_TTL_SECONDS,
+  isExpired,
+} from '../domain/idempotency.ts';
+import { IDEMPOTENCY_KEY_LOST_EVENT } from '../domain/observability.ts';
+import { logger, tracer } from './powertools.ts';
 import { settings } from './settings.ts';
 
-export type ClaimResult = { claimed: true } | { claimed: false; existing: IdempotencyRecord };
+/** What a claim holds the key for. */
+export interface Claim {
+  /** The conversation the request starts, unless the key turns out to be this request's claim already. */
+  conversationId: string;
+  /** The API request id (ExecutionInput.request_id): tells a retry of one Validate task from another request. */
+  requestId: string;
+  /** What the request asks (requestFingerprint), kept so a reuse for another request is told apart. */
+  fingerprint?: string;
+  /** `async` when the request asked for `Prefer: respond-async`. */
+  responseMode?: 'async';
+}
+
+/**
+ * `claimed`: the key is this request's, for `conversation_id` — the one asked for, or the one an earlier attempt of
+ * the same request claimed it for; otherwise the claim of another request that holds it.
+ */
+export type ClaimResult = { claimed: true; conversation_id: string } | { claimed: false; existing: IdempotencyRecord };
+
+/**
+ * What completing or freeing a conversation's key did: `settled`, or nothing because the key is no longer that
+ * conversation's claim: another request holds it (`heldBy`, its conversation), or it is gone (`heldBy` null: it
+ * expired; completing never writes a key back).
+ */
+export type SettleResult = { settled: true } | { settled: false; heldBy: string | null };
 
 export interface IdempotencyStore {
-  /**
-   * `fingerprint`: what the request asks (requestFingerprint), kept so a reuse for another request is told apart;
-   * `responseMode`: `async` when the request asked for `Prefer: respond-async`.
-   */
-  claim(
-    pk: string,
-    conversationId: string,
-    now: Date,
-    fingerprint?: string,
-    responseMode?: 'async',
-  ): Promise<ClaimResult>;
-  complete(pk: string, response: unknown, now: Date): Promise<void>;
-  release(pk: string): Promise<void>;
+  claim(pk: string, claim: Claim, now: Date): Promise<ClaimResult>;
+  /** Keep the answer for 24 h, if the key is still `conversationId`'s claim. */
+  complete(pk: string, conversationId: string, response: unknown, now: Date): Promise<SettleResult>;
+  /** Free the key, if it is still `conversationId`'s claim (a key already gone counts as freed). */
+  release(pk: string, conversationId: string): Promise<SettleResult>;
   /**
    * Free a key only while it is still in progress (a completed one keeps its answer). After a restart of the local
    * gateway no execution of the old process runs any more, so its in-progress claims are freed at once instead of
@@ -49,75 +71,94 @@ class DynamoIdempotencyStore implements IdempotencyStore {
   static client: DynamoDBClient | null = null;
   constructor(private readonly table: string) {}
 
-  async claim(
-    pk: string,
-    conversationId: string,
-    now: Date,
-    fingerprint?: string,
-    responseMode?: 'async',
-  ): Promise<ClaimResult> {
+  /**
+   * One conditional write: the key is free, or its claim lapsed. When the condition fails, DynamoDB returns the item
+   * that failed it (ALL_OLD), as it was then, so no second read can miss a key freed in between: a claim of another
+   * request, or this request's own from an earlier attempt (the workflow's Retry of Validate, or the SDK's retry of a
+   * write that had succeeded). The latter is the same claim; it is not written again (that would replace the id the
+   * earlier attempt chose with this attempt's new one), and its conversation goes on. A failed condition without an
+   * item (it should always have one) is tried once more.
+   */
+  async claim(pk: string, claim: Claim, now: Date): Promise<ClaimResult> {
     const { sdk, db } = await dynamo();
     const nowS = Math.floor(now.getTime() / 1000);
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        await db.send(
+          new sdk.PutItemCommand({
+            TableName: this.table,
+            Item: {
+              pk: { S: pk },
+              status: { S: 'in_progress' },
+              conversation_id: { S: claim.conversationId },
+              request_id: { S: claim.requestId },
+              created_at: { S: now.toISOString() },
+              expires_at: { N: String(expiresAt(now, IN_PROGRESS_TTL_SECONDS)) },
+              ...(claim.fingerprint ? { request_fingerprint: { S: claim.fingerprint } } : {}),
+              ...(claim.responseMode ? { response_mode: { S: claim.responseMode } } : {}),
+            },
+            ConditionExpression: 'attribute_not_exists(pk) OR expires_at <= :now',
+            ExpressionAttributeValues: { ':now': { N: String(nowS) } },
+            ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+          }),
+        );
+        return { claimed: true, conversation_id: claim.conversationId };
+      } catch (error) {
+        const item = conditionFailedItem(error);
+        if (item === undefined) continue;
+        const existing = recordOf(pk, item);
+        return claimedBySameRequest(existing, claim.requestId)
+          ? { claimed: true, conversation_id: existing.conversation_id }
+          : { claimed: false, existing };
+      }
+    }
+    throw new Error('could not claim the idempotency key: its condition failed twice without an item');
+  }
+
+  async complete(pk: string, conversationId: string, response: unknown, now: Date): Promise<SettleResult> {
+    const { sdk, db } = await dynamo();
     try {
       await db.send(
-        new sdk.PutItemCommand({
+        new sdk.UpdateItemCommand({
           TableName: this.table,
-          Item: {
-            pk: { S: pk },
-            status: { S: 'in_progress' },
-            conversation_id: { S: conversationId },
-            created_at: { S: now.toISOString() },
-            expires_at: { N: String(expiresAt(now, IN_PROGRESS_TTL_SECONDS)) },
-            ...(fingerprint ? { request_fingerprint: { S: fingerprint } } : {}),
-            ...(responseMode ? { response_mode: { S: responseMode } } : {}),
+          Key: { pk: { S: pk } },
+          UpdateExpression: 'SET #s = :completed, #r = :response, expires_at = :expires',
+          // Never on another request's claim, nor on a key gone (an update would write it back without its claim).
+          ConditionExpression: 'conversation_id = :cid',
+          ExpressionAttributeNames: { '#s': 'status', '#r': 'response' },
+          ExpressionAttributeValues: {
+            ':completed': { S: 'completed' },
+            ':response': { S: JSON.stringify(response) },
+            ':expires': { N: String(expiresAt(now, ttl())) },
+            ':cid': { S: conversationId },
           },
-          ConditionExpression: 'attribute_not_exists(pk) OR expires_at <= :now',
-          ExpressionAttributeValues: { ':now': { N: String(nowS) } },
+          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
         }),
       );
-      return { claimed: true };
+      return { settled: true };
     } catch (error) {
-      if ((error as Error).name !== 'ConditionalCheckFailedException') throw error;
+      const item = conditionFailedItem(error);
+      return { settled: false, heldBy: item?.conversation_id?.S ?? null };
     }
-    const out = await db.send(
-      new sdk.GetItemCommand({ TableName: this.table, Key: { pk: { S: pk } }, ConsistentRead: true }),
-    );
-    const item = out.Item ?? {};
-    return {
-      claimed: false,
-      existing: {
-        pk,
-        status: item.status?.S === 'completed' ? 'completed' : 'in_progress',
-        conversation_id: item.conversation_id?.S ?? '',
-        ...(item.request_fingerprint?.S ? { request_fingerprint: item.request_fingerprint.S } : {}),
-        ...(item.response_mode?.S === 'async' ? { response_mode: 'async' as const } : {}),
-        response: item.response?.S,
-        created_at: item.created_at?.S ?? '',
-        expires_at: Number(item.expires_at?.N ?? 0),
-      },
-    };
   }
 
-  async complete(pk: string, response: unknown, now: Date): Promise<void> {
+  async release(pk: string, conversationId: string): Promise<SettleResult> {
     const { sdk, db } = await dynamo();
-    await db.send(
-      new sdk.UpdateItemCommand({
-        TableName: this.table,
-        Key: { pk: { S: pk } },
-        UpdateExpression: 'SET #s = :completed, #r = :response, expires_at = :expires',
-        ExpressionAttributeNames: { '#s': 'status', '#r': 'response' },
-        ExpressionAttributeValues: {
-          ':completed': { S: 'completed' },
-          ':response': { S: JSON.stringify(response) },
-          ':expires': { N: String(expiresAt(now, ttl())) },
-        },
-      }),
-    );
-  }
-
-  async release(pk: string): Promise<void> {
-    const { sdk, db } = await dynamo();
-    await db.send(new sdk.DeleteItemCommand({ TableName: this.table, Key: { pk: { S: pk } } }));
+    try {
+      await db.send(
+        new sdk.DeleteItemCommand({
+          TableName: this.table,
+          Key: { pk: { S: pk } },
+          ConditionExpression: 'attribute_not_exists(pk) OR conversation_id = :cid',
+          ExpressionAttributeValues: { ':cid': { S: conversationId } },
+          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+        }),
+      );
+      return { settled: true };
+    } catch (error) {
+      const item = conditionFailedItem(error);
+      return { settled: false, heldBy: item?.conversation_id?.S ?? null };
+    }
   }
 
   async releaseInProgress(pk: string): Promise<boolean> {
@@ -138,6 +179,29 @@ class DynamoIdempotencyStore implements IdempotencyStore {
       throw error;
     }
   }
+}
+
+/**
+ * The item a failed condition returned (ReturnValuesOnConditionCheckFailure: ALL_OLD), if one came back; any error
+ * other than ConditionalCheckFailedException is thrown on.
+ */
+function conditionFailedItem(error: unknown): Record<string, AttributeValue> | undefined {
+  if ((error as Error).name !== 'ConditionalCheckFailedException') throw error;
+  return (error as { Item?: Record<string, AttributeValue> }).Item;
+}
+
+function recordOf(pk: string, item: Record<string, AttributeValue>): IdempotencyRecord {
+  return {
+    pk,
+    status: item.status?.S === 'completed' ? 'completed' : 'in_progress',
+    conversation_id: item.conversation_id?.S ?? '',
+    ...(item.request_id?.S ? { request_id: item.request_id.S } : {}),
+    ...(item.request_fingerprint?.S ? { request_fingerprint: item.request_fingerprint.S } : {}),
+    ...(item.response_mode?.S === 'async' ? { response_mode: 'async' as const } : {}),
+    response: item.response?.S,
+    created_at: item.created_at?.S ?? '',
+    expires_at: Number(item.expires_at?.N ?? 0),
+  };
 }
 
 class FileIdempotencyStore implements IdempotencyStore {
@@ -178,50 +242,84 @@ class FileIdempotencyStore implements IdempotencyStore {
     }
   }
 
-  async claim(
-    pk: string,
-    conversationId: string,
-    now: Date,
-    fingerprint?: string,
-    responseMode?: 'async',
-  ): Promise<ClaimResult> {
+  /** As the DynamoDB adapter: a key already this request's claim is not written again; its conversation goes on. */
+  async claim(pk: string, claim: Claim, now: Date): Promise<ClaimResult> {
     const record: IdempotencyRecord = {
       pk,
       status: 'in_progress',
-      conversation_id: conversationId,
-      ...(fingerprint ? { request_fingerprint: fingerprint } : {}),
-      ...(responseMode ? { response_mode: responseMode } : {}),
+      conversation_id: claim.conversationId,
+      request_id: claim.requestId,
+      ...(claim.fingerprint ? { request_fingerprint: claim.fingerprint } : {}),
+      ...(claim.responseMode ? { response_mode: claim.responseMode } : {}),
       created_at: now.toISOString(),
       expires_at: expiresAt(now, IN_PROGRESS_TTL_SECONDS),
     };
     for (let tries = 0; tries < 3; tries++) {
-      if (await this.write(record, true)) return { claimed: true };
+      if (await this.write(record, true)) return { claimed: true, conversation_id: claim.conversationId };
       const existing = await this.read(pk);
-      if (existing && !isExpired(existing, now)) return { claimed: false, existing };
+      if (existing && !isExpired(existing, now)) {
+        return claimedBySameRequest(existing, claim.requestId)
+          ? { claimed: true, conversation_id: existing.conversation_id }
+          : { claimed: false, existing };
+      }
       await rm(this.file(pk), { force: true }); // expired (or half-written): free it and claim again
     }
     throw new Error('could not claim the idempotency key');
   }
 
-  async complete(pk: string, response: unknown, now: Date): Promise<void> {
+  /** As the DynamoDB adapter: only the conversation's own claim is completed; a key gone is not written back. */
+  async complete(pk: string, conversationId: string, response: unknown, now: Date): Promise<SettleResult> {
     const existing = await this.read(pk);
-    if (!existing) return;
+    if (existing?.conversation_id !== conversationId)
+      return { settled: false, heldBy: existing?.conversation_id ?? null };
     await this.write(
       { ...existing, status: 'completed', response: JSON.stringify(response), expires_at: expiresAt(now, ttl()) },
       false,
     );
+    return { settled: true };
   }
 
-  async release(pk: string): Promise<void> {
+  /** As the DynamoDB adapter: only the conversation's own claim is freed. */
+  async release(pk: string, conversationId: string): Promise<SettleResult> {
+    const existing = await this.read(pk);
+    if (existing && existing.conversation_id !== conversationId)
+      return { settled: false, heldBy: existing.conversation_id };
     await rm(this.file(pk), { force: true });
+    return { settled: true };
   }
 
   async releaseInProgress(pk: string): Promise<boolean> {
     const existing = await this.read(pk);
     if (existing?.status !== 'in_progress') return false;
-    await this.release(pk);
+    await rm(this.file(pk), { force: true });
     return true;
   }
+}
+
+/**
+ * Settle a conversation's key as its workflow ends: keep its answer (`response`), or free the key (`null`) for a
+ * retry to run again. A key that is no longer the conversation's claim is left as it is and logged
+ * (WEBHOOK_IDEMPOTENCY_KEY_LOST): the conversation itself goes on.
+ */
+export async function settleKey(
+  store: IdempotencyStore,
+  pk: string,
+  conversationId: string,
+  response: unknown,
+  now: Date,
+): Promise<SettleResult> {
+  const outcome = await (response !== null
+    ? store.complete(pk, conversationId, response, now)
+    : store.release(pk, conversationId));
+  if (!outcome.settled) {
+    logger.warn("Idempotency key left as it is: it is no longer this conversation's claim", {
+      event_type: IDEMPOTENCY_KEY_LOST_EVENT,
+      conversation_id: conversationId,
+      action: response !== null ? 'complete' : 'release',
+      ...(outcome.heldBy !== null ? { reason: 'claimed_by_another', held_by: outcome.heldBy } : { reason: 'expired' }),
+    });
+  }
+  return outcome;
 }
 
 export function idempotencyStore(): IdempotencyStore | null {

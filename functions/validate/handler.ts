@@ -3,12 +3,18 @@ import type { ConversationRecord, ResponseMode } from '../domain/conversation.ts
 import { runningStatus } from '../domain/conversation-status.ts';
 import type { ExecutionInput } from '../domain/gateway-contract.ts';
 import { idempotencyPk } from '../domain/idempotency.ts';
-import { answerToDuplicate, fingerprintOf, startConversation, type ValidateResult } from '../domain/intake.ts';
+import {
+  answerToDuplicate,
+  asClaimedConversation,
+  fingerprintOf,
+  startConversation,
+  type ValidateResult,
+} from '../domain/intake.ts';
 import { SIGNATURE_REJECTED_METRIC, THREAD_HISTORY_UNAVAILABLE_EVENT } from '../domain/observability.ts';
 import { type AgentThread, agentThread, threadSessionId } from '../domain/thread.ts';
 import { conversationStatusStore } from '../shared/conversation-status-store.ts';
 import { logEvent, METRIC_NAMES, recordSize } from '../shared/events.ts';
-import { idempotencyStore } from '../shared/idempotency-store.ts';
+import { idempotencyStore, settleKey } from '../shared/idempotency-store.ts';
 import { logger, MetricUnit, metrics, stageHandler } from '../shared/powertools.ts';
 import { inboundPolicy } from '../shared/secrets.ts';
 import { settings } from '../shared/settings.ts';
@@ -39,14 +45,22 @@ export const handler = stageHandler('Validate', async (event: ValidateInput): Pr
     if (result.error === 'SignatureError') metrics.addMetric(SIGNATURE_REJECTED_METRIC, MetricUnit.Count, 1);
     return result;
   }
-  const record = result.conversation;
-  const { source_system: source, idempotency_key: key } = record.metadata;
+  let accepted = result;
+  const { source_system: source, idempotency_key: key } = result.conversation.metadata;
   const store = key ? idempotencyStore() : null;
   const pk = key && store ? idempotencyPk(source, key) : null;
   if (pk && store) {
-    const fingerprint = fingerprintOf(record);
-    const responseMode = mode === 'async' ? 'async' : undefined;
-    const claim = await store.claim(pk, record.conversation_id, new Date(), fingerprint, responseMode);
+    const fingerprint = fingerprintOf(result.conversation);
+    const claim = await store.claim(
+      pk,
+      {
+        conversationId: result.conversation.conversation_id,
+        requestId: input.request_id,
+        fingerprint,
+        ...(mode === 'async' ? { responseMode: 'async' as const } : {}),
+      },
+      new Date(),
+    );
     if (!claim.claimed) {
       const answer = answerToDuplicate(claim.existing, fingerprint, { mode, sourceSystem: source });
       logger.info('Webhook request reuses an earlier Idempotency-Key', {
@@ -58,7 +72,10 @@ export const handler = stageHandler('Validate', async (event: ValidateInput): Pr
       });
       return answer;
     }
+    // Another attempt of this Validate task claimed the key already: go on as that attempt's conversation.
+    accepted = asClaimedConversation(result, claim.conversation_id);
   }
+  const record = accepted.conversation;
   let budget: Budget;
   let started: Accepted;
   try {
@@ -69,22 +86,22 @@ export const handler = stageHandler('Validate', async (event: ValidateInput): Pr
       const statuses = conversationStatusStore();
       if (!statuses) throw new Error('no status store: set STATUS_TABLE_NAME or STATUS_DIR');
       await statuses.accept(runningStatus(record.conversation_id, source, new Date()));
-      started = { ...result, conversation, budget, thread: null };
+      started = { ...accepted, conversation, budget, thread: null };
     } else {
       const thread = await agentThreadOf(conversation);
       budget = syncBudget(config, input.received_at, new Date());
-      started = { ...result, conversation, budget, thread };
+      started = { ...accepted, conversation, budget, thread };
     }
   } catch (error) {
     // Not started after all: a retry with the same key must start afresh, not find this conversation.
-    if (pk && store) await store.release(pk);
+    if (pk && store) await settleKey(store, pk, record.conversation_id, null, new Date());
     throw error;
   }
   recordSize(METRIC_NAMES.requestSize, record.metadata.request_size_bytes);
   logEvent('WEBHOOK_REQUEST_RECEIVED', started.conversation, {
     request_id: input.request_id,
     request_size_bytes: record.metadata.request_size_bytes,
-    signed: result.signed,
+    signed: accepted.signed,
     response_mode: mode,
     ...(started.conversation.metadata.thread_id
       ? { thread_id: started.conversation.metadata.thread_id, thread_turn: started.conversation.metadata.thread_turn }

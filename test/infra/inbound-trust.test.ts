@@ -1,6 +1,9 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import type { Template } from 'aws-cdk-lib/assertions';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { IN_PROGRESS_TTL_SECONDS } from '../../functions/domain/idempotency.ts';
 import { maskSecrets, SECRET_PATTERNS } from '../../functions/domain/secret-masking.ts';
 import {
   gatewayErrorTemplate,
@@ -9,6 +12,7 @@ import {
 } from '../../infra/api-templates.ts';
 import { EMPTY_SECRETS_JSON } from '../../infra/constructs/signing-secrets.ts';
 import { STACK_OUTPUTS } from '../../infra/webhook-gateway-stack.ts';
+import { STATEMACHINE_DIR } from '../../local/paths.ts';
 import {
   actionsOf,
   allPolicyStatements,
@@ -112,6 +116,14 @@ describe('idempotency table', () => {
     expect(env('Validate').IDEMPOTENCY_TABLE_NAME).toEqual({ Ref: table() });
     expect(env('Export').IDEMPOTENCY_TABLE_NAME).toEqual({ Ref: table() });
     expect(template.toJSON().Outputs[STACK_OUTPUTS.idempotencyTable].Value).toEqual({ Ref: table() });
+  });
+
+  it('keeps an in-progress claim past the longest a conversation runs after it: its accept execution, its run, and an Export still running at the end', () => {
+    const limit = (name: string) =>
+      (JSON.parse(readFileSync(path.join(STATEMACHINE_DIR, `${name}.asl.json`), 'utf8')) as { TimeoutSeconds: number })
+        .TimeoutSeconds;
+    const exportTimeout = props(fnId('Export')).Timeout as number;
+    expect(IN_PROGRESS_TTL_SECONDS).toBeGreaterThan(limit('accept') + limit('conversation') + exportTimeout);
   });
 
   it('lets Validate claim (PutItem, GetItem) or free a key it could not start (DeleteItem), and Export complete or release (PutItem, UpdateItem, DeleteItem), on that table only', () => {

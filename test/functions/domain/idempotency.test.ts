@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
+  claimedBySameRequest,
   idempotencyKeyOf,
   idempotencyPk,
   requestFingerprint,
@@ -53,5 +54,15 @@ describe('idempotency keys', () => {
     expect(idempotencyPk('a', 'k')).toMatch(/^[0-9a-f]{64}$/);
     expect(idempotencyPk('a', 'k')).not.toBe(idempotencyPk('b', 'k'));
     expect(idempotencyPk('a\nk', '')).not.toBe(idempotencyPk('a', 'k\n'));
+  });
+});
+
+describe('claimedBySameRequest', () => {
+  it('a claim still in progress made by this request id is its own; another id, or an answered key, is not', () => {
+    expect(claimedBySameRequest({ status: 'in_progress', request_id: 'req-1' }, 'req-1')).toBe(true);
+    expect(claimedBySameRequest({ status: 'in_progress', request_id: 'req-1' }, 'req-2')).toBe(false);
+    expect(claimedBySameRequest({ status: 'completed', request_id: 'req-1' }, 'req-1')).toBe(false);
+    expect(claimedBySameRequest({ status: 'in_progress' }, 'req-1')).toBe(false); // written before request ids were kept
+    expect(claimedBySameRequest({ status: 'in_progress', request_id: '' }, '')).toBe(false);
   });
 });

@@ -2,7 +2,12 @@ import { describe, expect, it } from 'vitest';
 import { answerText, type DeliveryAttempt, turnText, withTurnTexts } from '../../../functions/domain/conversation.ts';
 import { isConversationId } from '../../../functions/domain/conversation-id.ts';
 import { deliveryIdFor } from '../../../functions/domain/delivery-id.ts';
-import { answerToDuplicate, fingerprintOf, startConversation } from '../../../functions/domain/intake.ts';
+import {
+  answerToDuplicate,
+  asClaimedConversation,
+  fingerprintOf,
+  startConversation,
+} from '../../../functions/domain/intake.ts';
 import {
   agentFailure,
   closeConversation,
@@ -547,6 +552,19 @@ describe('closeConversation (what Export records)', () => {
       expect(record.execution.errors.at(-1)).toMatchObject({ stage: 'Deliver', error: name });
     },
   );
+});
+
+describe('asClaimedConversation (a retried Validate whose first attempt claimed the key)', () => {
+  const input = executionInput(SEED_REQUEST, { headers: { 'idempotency-key': 'k-1' } });
+  const first = startConversation(input, { suffix: 'first00001' });
+  const retry = startConversation(input, { suffix: 'retry00002' });
+
+  it('goes on under the conversation id the first attempt chose, with the same delivery id; the same id changes nothing', () => {
+    if (!first.valid || !retry.valid) throw new Error('fixture rejected');
+    const claimed = asClaimedConversation(retry, first.conversation.conversation_id);
+    expect(claimed).toEqual(first);
+    expect(asClaimedConversation(first, first.conversation.conversation_id)).toBe(first);
+  });
 });
 
 describe('answerToDuplicate (a request whose idempotency key is taken)', () => {

@@ -1,4 +1,7 @@
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import {
+  type AttributeValue,
   ConditionalCheckFailedException,
   DeleteItemCommand,
   DynamoDBClient,
@@ -9,7 +12,7 @@ import {
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { idempotencyStore } from '../../../functions/shared/idempotency-store.ts';
+import { type Claim, idempotencyStore } from '../../../functions/shared/idempotency-store.ts';
 import { deliverySecrets, inboundPolicy } from '../../../functions/shared/secrets.ts';
 
 /** The AWS adapters of the idempotency store and the secrets, against mocked DynamoDB and Secrets Manager (never real AWS). */
@@ -30,71 +33,122 @@ afterEach(() => {
   delete process.env.DELIVERY_SIGNING_SECRETS_ARN;
 });
 
+/** A claim of request `requestId` for `conversationId`. */
+const claimOf = (conversationId: string, requestId = 'req-1', extra: Partial<Claim> = {}): Claim => ({
+  conversationId,
+  requestId,
+  ...extra,
+});
+const taken = (Item?: Record<string, AttributeValue>) =>
+  new ConditionalCheckFailedException({
+    message: 'The conditional request failed',
+    $metadata: {},
+    ...(Item ? { Item } : {}),
+  });
+const CLAIMED = {
+  pk: { S: PK },
+  status: { S: 'in_progress' },
+  conversation_id: { S: 'webhook_first' },
+  request_id: { S: 'req-1' },
+  created_at: { S: NOW.toISOString() },
+  expires_at: { N: String(NOW.getTime() / 1000 + 420) },
+};
+
 describe('DynamoDB idempotency store (IDEMPOTENCY_TABLE_NAME)', () => {
-  it('claims a key for 5 minutes with a conditional write that also takes over an expired one', async () => {
+  it('claims a key for 7 minutes, with the request that claims it, by a conditional write that also takes over an expired one', async () => {
     dynamo.on(PutItemCommand).resolves({});
-    expect(await idempotencyStore()!.claim(PK, 'webhook_x', NOW)).toEqual({ claimed: true });
+    expect(await idempotencyStore()!.claim(PK, claimOf('webhook_x'), NOW)).toEqual({
+      claimed: true,
+      conversation_id: 'webhook_x',
+    });
     const input = dynamo.commandCalls(PutItemCommand)[0]!.args[0].input;
     expect(input).toMatchObject({
       TableName: 'idempotency',
       ConditionExpression: 'attribute_not_exists(pk) OR expires_at <= :now',
       ExpressionAttributeValues: { ':now': { N: String(NOW.getTime() / 1000) } },
+      ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
       Item: {
         pk: { S: PK },
         status: { S: 'in_progress' },
         conversation_id: { S: 'webhook_x' },
-        expires_at: { N: String(NOW.getTime() / 1000 + 300) },
+        request_id: { S: 'req-1' },
+        expires_at: { N: String(NOW.getTime() / 1000 + 420) },
       },
     });
   });
 
-  it('a taken key returns the first conversation, read consistently', async () => {
-    dynamo.on(PutItemCommand).rejects(new ConditionalCheckFailedException({ message: 'taken', $metadata: {} }));
-    dynamo.on(GetItemCommand).resolves({
-      Item: {
-        pk: { S: PK },
-        status: { S: 'completed' },
-        conversation_id: { S: 'webhook_first' },
-        response: { S: '{"success":true}' },
-        created_at: { S: NOW.toISOString() },
-        expires_at: { N: '1' },
-      },
-    });
-    const result = await idempotencyStore()!.claim(PK, 'webhook_second', NOW);
+  it('a key another request holds: its claim as the failed write returned it, with no second read', async () => {
+    dynamo
+      .on(PutItemCommand)
+      .rejects(taken({ ...CLAIMED, status: { S: 'completed' }, response: { S: '{"success":true}' } }));
+    const result = await idempotencyStore()!.claim(PK, claimOf('webhook_second', 'req-2'), NOW);
     expect(result).toEqual({
       claimed: false,
       existing: expect.objectContaining({
         status: 'completed',
         conversation_id: 'webhook_first',
+        request_id: 'req-1',
         response: '{"success":true}',
       }),
     });
-    expect(dynamo.commandCalls(GetItemCommand)[0]!.args[0].input).toMatchObject({
-      ConsistentRead: true,
-      Key: { pk: { S: PK } },
+    expect(dynamo.commandCalls(PutItemCommand)).toHaveLength(1);
+    expect(dynamo.commandCalls(GetItemCommand)).toHaveLength(0);
+  });
+
+  it('an attempt of the same request meets its own claim: the same claim, under the conversation id first chosen', async () => {
+    // The workflow's Retry of Validate, or the SDK's retry of a PutItem that had been written.
+    dynamo.on(PutItemCommand).rejects(taken(CLAIMED));
+    expect(await idempotencyStore()!.claim(PK, claimOf('webhook_retry', 'req-1'), NOW)).toEqual({
+      claimed: true,
+      conversation_id: 'webhook_first',
+    });
+    expect(await idempotencyStore()!.claim(PK, claimOf('webhook_other', 'req-2'), NOW)).toMatchObject({
+      claimed: false,
+      existing: { conversation_id: 'webhook_first', status: 'in_progress' },
+    });
+    // Its answer kept: the same request id is then a request answered, not a claim to go on with.
+    dynamo.on(PutItemCommand).rejects(taken({ ...CLAIMED, status: { S: 'completed' }, response: { S: '{}' } }));
+    expect(await idempotencyStore()!.claim(PK, claimOf('webhook_retry', 'req-1'), NOW)).toMatchObject({
+      claimed: false,
+      existing: { status: 'completed' },
     });
   });
 
-  it("keeps the request's fingerprint with the claim and reads it back", async () => {
+  it('a failed condition that returns no item (the key freed meanwhile) is claimed again once, never answered with an empty claim', async () => {
+    dynamo.on(PutItemCommand).rejectsOnce(taken()).resolves({});
+    expect(await idempotencyStore()!.claim(PK, claimOf('webhook_x'), NOW)).toEqual({
+      claimed: true,
+      conversation_id: 'webhook_x',
+    });
+    expect(dynamo.commandCalls(PutItemCommand)).toHaveLength(2);
+    dynamo.reset();
+    dynamo.on(PutItemCommand).rejects(taken());
+    await expect(idempotencyStore()!.claim(PK, claimOf('webhook_x'), NOW)).rejects.toThrow(
+      'could not claim the idempotency key',
+    );
+    expect(dynamo.commandCalls(PutItemCommand)).toHaveLength(2);
+  });
+
+  it("keeps the request's fingerprint and response mode with the claim and reads them back", async () => {
     dynamo.on(PutItemCommand).resolves({});
-    await idempotencyStore()!.claim(PK, 'webhook_x', NOW, 'f'.repeat(64));
+    await idempotencyStore()!.claim(
+      PK,
+      claimOf('webhook_x', 'req-1', { fingerprint: 'f'.repeat(64), responseMode: 'async' }),
+      NOW,
+    );
     expect(dynamo.commandCalls(PutItemCommand)[0]!.args[0].input.Item).toMatchObject({
       request_fingerprint: { S: 'f'.repeat(64) },
+      response_mode: { S: 'async' },
     });
     dynamo.reset();
-    dynamo.on(PutItemCommand).rejects(new ConditionalCheckFailedException({ message: 'taken', $metadata: {} }));
-    dynamo.on(GetItemCommand).resolves({
-      Item: {
-        pk: { S: PK },
-        status: { S: 'in_progress' },
-        conversation_id: { S: 'webhook_x' },
-        request_fingerprint: { S: 'f'.repeat(64) },
-        expires_at: { N: '1' },
-      },
-    });
-    expect(await idempotencyStore()!.claim(PK, 'webhook_y', NOW, 'e'.repeat(64))).toMatchObject({
+    dynamo
+      .on(PutItemCommand)
+      .rejects(taken({ ...CLAIMED, request_fingerprint: { S: 'f'.repeat(64) }, response_mode: { S: 'async' } }));
+    expect(
+      await idempotencyStore()!.claim(PK, claimOf('webhook_y', 'req-2', { fingerprint: 'e'.repeat(64) }), NOW),
+    ).toMatchObject({
       claimed: false,
-      existing: { request_fingerprint: 'f'.repeat(64) },
+      existing: { request_fingerprint: 'f'.repeat(64), response_mode: 'async' },
     });
   });
 
@@ -102,27 +156,51 @@ describe('DynamoDB idempotency store (IDEMPOTENCY_TABLE_NAME)', () => {
     dynamo
       .on(PutItemCommand)
       .rejects(Object.assign(new Error('throttled'), { name: 'ProvisionedThroughputExceededException' }));
-    await expect(idempotencyStore()!.claim(PK, 'webhook_x', NOW)).rejects.toThrow('throttled');
-    expect(dynamo.commandCalls(GetItemCommand)).toHaveLength(0);
+    await expect(idempotencyStore()!.claim(PK, claimOf('webhook_x'), NOW)).rejects.toThrow('throttled');
+    expect(dynamo.commandCalls(PutItemCommand)).toHaveLength(1);
   });
 
-  it('completes with the response for the full 24 h, and releases by deleting the key', async () => {
+  it('completes its own claim with the response for the full 24 h, and releases it by deleting the key', async () => {
     dynamo.on(UpdateItemCommand).resolves({});
     dynamo.on(DeleteItemCommand).resolves({});
-    await idempotencyStore()!.complete(PK, { success: true, conversation_id: 'webhook_x' }, NOW);
+    const answer = { success: true, conversation_id: 'webhook_x' };
+    expect(await idempotencyStore()!.complete(PK, 'webhook_x', answer, NOW)).toEqual({ settled: true });
     expect(dynamo.commandCalls(UpdateItemCommand)[0]!.args[0].input).toMatchObject({
       Key: { pk: { S: PK } },
+      ConditionExpression: 'conversation_id = :cid',
       ExpressionAttributeValues: {
         ':completed': { S: 'completed' },
         ':response': { S: '{"success":true,"conversation_id":"webhook_x"}' },
         ':expires': { N: String(NOW.getTime() / 1000 + 86_400) },
+        ':cid': { S: 'webhook_x' },
       },
     });
-    await idempotencyStore()!.release(PK);
-    expect(dynamo.commandCalls(DeleteItemCommand)[0]!.args[0].input).toEqual({
+    expect(await idempotencyStore()!.release(PK, 'webhook_x')).toEqual({ settled: true });
+    expect(dynamo.commandCalls(DeleteItemCommand)[0]!.args[0].input).toMatchObject({
       TableName: 'idempotency',
       Key: { pk: { S: PK } },
+      ConditionExpression: 'attribute_not_exists(pk) OR conversation_id = :cid',
+      ExpressionAttributeValues: { ':cid': { S: 'webhook_x' } },
     });
+  });
+
+  it("a key that is no longer the conversation's claim is neither completed nor freed: the store says whose it is", async () => {
+    const other = { ...CLAIMED, conversation_id: { S: 'webhook_other' }, request_id: { S: 'req-2' } };
+    dynamo.on(UpdateItemCommand).rejects(taken(other));
+    dynamo.on(DeleteItemCommand).rejects(taken(other));
+    expect(await idempotencyStore()!.complete(PK, 'webhook_x', { success: true }, NOW)).toEqual({
+      settled: false,
+      heldBy: 'webhook_other',
+    });
+    expect(await idempotencyStore()!.release(PK, 'webhook_x')).toEqual({ settled: false, heldBy: 'webhook_other' });
+    // Gone (expired and deleted by TTL): not written back without its claim.
+    dynamo.on(UpdateItemCommand).rejects(taken());
+    expect(await idempotencyStore()!.complete(PK, 'webhook_x', { success: true }, NOW)).toEqual({
+      settled: false,
+      heldBy: null,
+    });
+    dynamo.on(UpdateItemCommand).rejects(Object.assign(new Error('throttled'), { name: 'ThrottlingException' }));
+    await expect(idempotencyStore()!.complete(PK, 'webhook_x', { success: true }, NOW)).rejects.toThrow('throttled');
   });
 
   it('releaseInProgress deletes only an in-progress claim (a condition on status), never a completed answer', async () => {
@@ -179,60 +257,102 @@ describe('signing secrets from Secrets Manager (…_ARN)', () => {
 });
 
 describe('file idempotency store (IDEMPOTENCY_DIR, local)', () => {
-  it('an in-progress key that never completes lapses after 5 minutes; a completed one holds for 24 h', async () => {
-    const { mkdtemp, rm } = await import('node:fs/promises');
-    const { tmpdir } = await import('node:os');
-    const dir = await mkdtemp(`${tmpdir()}/idempotency-`);
+  let dir: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(`${tmpdir()}/idempotency-`);
     delete process.env.IDEMPOTENCY_TABLE_NAME;
     process.env.IDEMPOTENCY_DIR = dir;
-    try {
-      const store = idempotencyStore()!;
-      expect(await store.claim(PK, 'webhook_first', NOW)).toEqual({ claimed: true });
-      expect(await store.claim(PK, 'webhook_second', new Date(NOW.getTime() + 299_000))).toMatchObject({
-        claimed: false,
-        existing: { status: 'in_progress' },
-      });
-      expect(await store.claim(PK, 'webhook_third', new Date(NOW.getTime() + 301_000))).toEqual({ claimed: true });
-      await store.complete(PK, { success: true }, new Date(NOW.getTime() + 302_000));
-      const later = new Date(NOW.getTime() + 302_000 + 86_000_000);
-      expect(await store.claim(PK, 'webhook_fourth', later)).toMatchObject({
-        claimed: false,
-        existing: { status: 'completed', conversation_id: 'webhook_third' },
-      });
-      // After a restart: a completed key keeps its answer, an in-progress one is freed at once.
-      expect(await store.releaseInProgress(PK)).toBe(false);
-      expect(await store.claim(PK, 'webhook_fourth', later)).toMatchObject({ claimed: false });
-      const other = 'b'.repeat(64);
-      await store.claim(other, 'webhook_cut_off', NOW);
-      expect(await store.releaseInProgress(other)).toBe(true);
-      expect(await store.claim(other, 'webhook_retry', NOW)).toEqual({ claimed: true });
-    } finally {
-      delete process.env.IDEMPOTENCY_DIR;
-      await rm(dir, { recursive: true, force: true });
-    }
+  });
+  afterEach(async () => {
+    delete process.env.IDEMPOTENCY_DIR;
+    await rm(dir, { recursive: true, force: true });
+  });
+  const at = (seconds: number) => new Date(NOW.getTime() + seconds * 1000);
+
+  it('an in-progress key that never completes lapses after 7 minutes; a completed one holds for 24 h', async () => {
+    const store = idempotencyStore()!;
+    expect(await store.claim(PK, claimOf('webhook_first', 'req-1'), NOW)).toEqual({
+      claimed: true,
+      conversation_id: 'webhook_first',
+    });
+    expect(await store.claim(PK, claimOf('webhook_second', 'req-2'), at(419))).toMatchObject({
+      claimed: false,
+      existing: { status: 'in_progress' },
+    });
+    expect(await store.claim(PK, claimOf('webhook_third', 'req-3'), at(421))).toEqual({
+      claimed: true,
+      conversation_id: 'webhook_third',
+    });
+    expect(await store.complete(PK, 'webhook_third', { success: true }, at(422))).toEqual({ settled: true });
+    const later = at(422 + 86_000);
+    expect(await store.claim(PK, claimOf('webhook_fourth', 'req-4'), later)).toMatchObject({
+      claimed: false,
+      existing: { status: 'completed', conversation_id: 'webhook_third' },
+    });
+    // After a restart: a completed key keeps its answer, an in-progress one is freed at once.
+    expect(await store.releaseInProgress(PK)).toBe(false);
+    expect(await store.claim(PK, claimOf('webhook_fourth', 'req-4'), later)).toMatchObject({ claimed: false });
+    const other = 'b'.repeat(64);
+    await store.claim(other, claimOf('webhook_cut_off', 'req-5'), NOW);
+    expect(await store.releaseInProgress(other)).toBe(true);
+    expect(await store.claim(other, claimOf('webhook_retry', 'req-6'), NOW)).toMatchObject({ claimed: true });
+  });
+
+  it('an attempt of the same request meets its own claim: the same claim, under the conversation id first chosen', async () => {
+    const store = idempotencyStore()!;
+    await store.claim(PK, claimOf('webhook_first', 'req-1'), NOW);
+    expect(await store.claim(PK, claimOf('webhook_retry', 'req-1'), at(2))).toEqual({
+      claimed: true,
+      conversation_id: 'webhook_first',
+    });
+    expect(await store.claim(PK, claimOf('webhook_other', 'req-2'), at(3))).toMatchObject({
+      claimed: false,
+      existing: { conversation_id: 'webhook_first', request_id: 'req-1' },
+    });
+    await store.complete(PK, 'webhook_first', { success: true }, at(4));
+    expect(await store.claim(PK, claimOf('webhook_retry', 'req-1'), at(5))).toMatchObject({
+      claimed: false,
+      existing: { status: 'completed' },
+    });
+  });
+
+  it("a key that is no longer the conversation's claim is neither completed nor freed, nor written back once gone", async () => {
+    const store = idempotencyStore()!;
+    await store.claim(PK, claimOf('webhook_first', 'req-1'), NOW);
+    // The first claim lapsed; another request took the key.
+    await store.claim(PK, claimOf('webhook_second', 'req-2'), at(421));
+    expect(await store.complete(PK, 'webhook_first', { success: true }, at(422))).toEqual({
+      settled: false,
+      heldBy: 'webhook_second',
+    });
+    expect(await store.release(PK, 'webhook_first')).toEqual({ settled: false, heldBy: 'webhook_second' });
+    expect(await store.claim(PK, claimOf('webhook_third', 'req-3'), at(423))).toMatchObject({
+      claimed: false,
+      existing: { status: 'in_progress', conversation_id: 'webhook_second' },
+    });
+    expect(await store.release(PK, 'webhook_second')).toEqual({ settled: true });
+    expect(await store.release(PK, 'webhook_second')).toEqual({ settled: true }); // nothing left to free
+    expect(await store.complete(PK, 'webhook_second', { success: true }, at(424))).toEqual({
+      settled: false,
+      heldBy: null,
+    });
+    expect(await readdir(dir)).toEqual([]);
   });
 
   it('a retry racing the completion of its key never finds it half-written, so never runs the request again', async () => {
-    const { mkdtemp, readdir, rm } = await import('node:fs/promises');
-    const { tmpdir } = await import('node:os');
-    const dir = await mkdtemp(`${tmpdir()}/idempotency-`);
-    delete process.env.IDEMPOTENCY_TABLE_NAME;
-    process.env.IDEMPOTENCY_DIR = dir;
-    try {
-      const store = idempotencyStore()!;
-      const answer = { success: true, response: 'x'.repeat(64 * 1024) }; // a real answer's size: not one write
-      const reruns: number[] = [];
-      for (let i = 0; i < 100; i++) {
-        const pk = i.toString(16).padStart(64, '0');
-        expect(await store.claim(pk, 'webhook_first', NOW)).toEqual({ claimed: true });
-        const [, retry] = await Promise.all([store.complete(pk, answer, NOW), store.claim(pk, 'webhook_retry', NOW)]);
-        if (retry.claimed) reruns.push(i);
-      }
-      expect(reruns).toEqual([]);
-      expect((await readdir(dir)).filter((name) => !/^[0-9a-f]{64}\.json$/.test(name))).toEqual([]); // no temp files left
-    } finally {
-      delete process.env.IDEMPOTENCY_DIR;
-      await rm(dir, { recursive: true, force: true });
+    const store = idempotencyStore()!;
+    const answer = { success: true, response: 'x'.repeat(64 * 1024) }; // a real answer's size: not one write
+    const reruns: number[] = [];
+    for (let i = 0; i < 100; i++) {
+      const pk = i.toString(16).padStart(64, '0');
+      expect(await store.claim(pk, claimOf('webhook_first', 'req-1'), NOW)).toMatchObject({ claimed: true });
+      const [, retry] = await Promise.all([
+        store.complete(pk, 'webhook_first', answer, NOW),
+        store.claim(pk, claimOf('webhook_retry', 'req-2'), NOW),
+      ]);
+      if (retry.claimed) reruns.push(i);
     }
+    expect(reruns).toEqual([]);
+    expect((await readdir(dir)).filter((name) => !/^[0-9a-f]{64}\.json$/.test(name))).toEqual([]); // no temp files left
   });
 });

@@ -124,9 +124,9 @@ describe('a delivered conversation, cut after each journal line', () => {
       // The stores as the crash left them: no envelope yet; the key claimed from Validate's answer until Export
       // settles it (then it is completed with the answer).
       await rm(path.join(world.gateway.failedDeliveries.dir, `${id}.json`), { force: true });
-      await store.release(pk);
-      if (plan.kind === 'resume') await store.claim(pk, id, new Date());
-      if (label === 'out:Export') await store.complete(pk, res.body, new Date());
+      await store.release(pk, id);
+      if (plan.kind === 'resume') await store.claim(pk, { conversationId: id, requestId: `cut-${i}` }, new Date());
+      if (label === 'out:Export') await store.complete(pk, id, res.body, new Date());
       const [recovered] = await recover(cut);
       if (plan.kind === 'unaccepted') {
         expect(recovered, label).toMatchObject({ outcome: 'not_accepted', conversation_id: null });
@@ -317,8 +317,12 @@ describe('an asynchronous conversation: the accept execution and the run, each c
     const { id, accept } = await asyncRun(key);
     const cut = accept.slice(0, accept.findIndex((e) => point(e) === 'in:StartConversation') + 1);
     // The stores as that crash left them: the key claimed and the status running (no run began).
-    await idempotencyStore()!.release(idempotencyPk('testing_system', key));
-    await idempotencyStore()!.claim(idempotencyPk('testing_system', key), id, new Date(), undefined, 'async');
+    await idempotencyStore()!.release(idempotencyPk('testing_system', key), id);
+    await idempotencyStore()!.claim(
+      idempotencyPk('testing_system', key),
+      { conversationId: id, requestId: 'accept-cut', responseMode: 'async' },
+      new Date(),
+    );
     const statusFile = path.join(world.dataDir, 'status', `${id}.json`);
     const status = JSON.parse(await readFile(statusFile, 'utf8'));
     await writeFile(statusFile, JSON.stringify({ ...status, status: 'running', body: undefined }));
