@@ -72,12 +72,9 @@ export class ConversationFunctions extends Construct {
       },
     });
     allow(this.validate, ['secretsmanager:GetSecretValue'], [props.inboundSecrets.secretArn]);
-    // Claim a key (PutItem, GetItem of the one it met), and free it again when the conversation cannot start.
-    allow(
-      this.validate,
-      ['dynamodb:PutItem', 'dynamodb:GetItem', 'dynamodb:DeleteItem'],
-      [props.idempotencyTable.tableArn],
-    );
+    // Claim a key (PutItem; a failed condition returns the claim it met, no GetItem), and free it when the
+    // conversation cannot start.
+    allow(this.validate, ['dynamodb:PutItem', 'dynamodb:DeleteItem'], [props.idempotencyTable.tableArn]);
     allow(this.validate, ['dynamodb:PutItem'], [props.statusTable.tableArn]);
     // Claim a turn (UpdateItem; PutItem of turn 1 over an expired counter) and read the earlier turns.
     allow(this.validate, ['dynamodb:UpdateItem', 'dynamodb:PutItem', 'dynamodb:Query'], [props.threadTable.tableArn]);
@@ -124,11 +121,8 @@ export class ConversationFunctions extends Construct {
       },
     });
     allow(this.export, ['dynamodb:Query'], [props.deliveriesTable.tableArn]);
-    allow(
-      this.export,
-      ['dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem'],
-      [props.idempotencyTable.tableArn],
-    );
+    // Complete (UpdateItem) or free (DeleteItem) the conversation's own key.
+    allow(this.export, ['dynamodb:UpdateItem', 'dynamodb:DeleteItem'], [props.idempotencyTable.tableArn]);
     allow(this.export, ['dynamodb:UpdateItem'], [props.statusTable.tableArn]);
     allow(this.export, ['dynamodb:PutItem'], [props.threadTable.tableArn]);
     this.export.addToRolePolicy(
