@@ -24,8 +24,8 @@ export interface IdempotencyRecord {
   status: 'in_progress' | 'completed';
   conversation_id: string;
   /**
-   * The API request id of the request that claimed the key (ExecutionInput.request_id): another on every HTTP
-   * request, the same on every attempt of its Validate task. Absent on records written before it was kept.
+   * Which HTTP request claimed the key (requestIdentity): another for every request, the same on every attempt of its
+   * Validate task. Absent on records written before it was kept.
    */
   request_id?: string;
   /** What the first request asked (requestFingerprint); absent on records written before it was kept. */
@@ -63,6 +63,15 @@ export function expiresAt(now: Date, ttlSeconds = DEFAULT_IDEMPOTENCY_TTL_SECOND
 
 export function isExpired(record: IdempotencyRecord, now: Date): boolean {
   return record.expires_at <= Math.floor(now.getTime() / 1000);
+}
+
+/**
+ * What tells one HTTP request from another across the attempts of its Validate task (which all get the same input):
+ * its API request id and the time API Gateway received it, to the millisecond. The id alone is not enough: a client
+ * may set it (x-amzn-RequestId), and a request replayed with the same headers would pass for a retry of the first.
+ */
+export function requestIdentity(input: { request_id: string; received_at: string }): string {
+  return `${input.request_id}@${input.received_at}`;
 }
 
 /**

@@ -23,7 +23,7 @@ import { settings } from './settings.ts';
 export interface Claim {
   /** The conversation the request starts, unless the key turns out to be this request's claim already. */
   conversationId: string;
-  /** The API request id (ExecutionInput.request_id): tells a retry of one Validate task from another request. */
+  /** requestIdentity of the request: tells a retry of one Validate task from another request. */
   requestId: string;
   /** What the request asks (requestFingerprint), kept so a reuse for another request is told apart. */
   fingerprint?: string;

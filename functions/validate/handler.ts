@@ -2,7 +2,7 @@ import { asyncBudget, type Budget, syncBudget } from '../domain/budget.ts';
 import type { ConversationRecord, ResponseMode } from '../domain/conversation.ts';
 import { runningStatus } from '../domain/conversation-status.ts';
 import type { ExecutionInput } from '../domain/gateway-contract.ts';
-import { idempotencyPk } from '../domain/idempotency.ts';
+import { idempotencyPk, requestIdentity } from '../domain/idempotency.ts';
 import {
   answerToDuplicate,
   asClaimedConversation,
@@ -55,7 +55,7 @@ export const handler = stageHandler('Validate', async (event: ValidateInput): Pr
       pk,
       {
         conversationId: result.conversation.conversation_id,
-        requestId: input.request_id,
+        requestId: requestIdentity(input),
         fingerprint,
         ...(mode === 'async' ? { responseMode: 'async' as const } : {}),
       },

@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ExecutionInput } from '../../../functions/domain/gateway-contract.ts';
 import { idempotencyPk } from '../../../functions/domain/idempotency.ts';
 import { handler } from '../../../functions/validate/handler.ts';
-import { executionInput, SEED_REQUEST } from '../../support/fixtures.ts';
+import { executionInput, RECEIVED_AT, SEED_REQUEST } from '../../support/fixtures.ts';
 import { IDEMPOTENCY_ADAPTERS, type StoreWorld } from '../../support/idempotency-stores.ts';
 
 /**
@@ -51,6 +51,19 @@ describe.each(Object.keys(IDEMPOTENCY_ADAPTERS) as (keyof typeof IDEMPOTENCY_ADA
       expect(JSON.parse((other as { rejection: string }).rejection).error.conversation_id).toBe(
         conversation.conversation_id,
       );
+    });
+
+    it('a request that reuses the API request id (a client may set it: x-amzn-RequestId) is another request, not a retry', async () => {
+      const first = await handler(keyed('replayed-id', 'req-client-set'));
+      const id = (first as { conversation: { conversation_id: string } }).conversation.conversation_id;
+      const replay = executionInput(SEED_REQUEST, {
+        request_id: 'req-client-set',
+        // The same id, received 5 s later: API Gateway times each request itself.
+        received_at: new Date(Date.parse(RECEIVED_AT) + 5_000).toISOString(),
+        headers: { 'content-type': 'application/json', 'idempotency-key': 'replayed-id' },
+      });
+      expect(await handler(replay)).toMatchObject({ valid: false, code: 'IDEMPOTENCY_CONFLICT' });
+      expect(await world.key(idempotencyPk('testing_system', 'replayed-id'))).toMatchObject({ conversation_id: id });
     });
 
     it('a retried asynchronous start is started (not answered as a duplicate whose run never starts), under the same id', async () => {
