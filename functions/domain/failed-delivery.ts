@@ -37,8 +37,13 @@ export interface FailedDeliveryEnvelope {
   created_at: string;
   updated_at: string;
   last_error: string | null;
-  /** Why the envelope is dead: a permanent answer, or the exhausted schedule. */
-  dead_reason?: 'permanent' | 'exhausted';
+  /**
+   * Why the envelope is dead: a permanent answer, the exhausted schedule, or MAX_FAILED_RUNS redelivery runs in a row
+   * that failed or could not be started (runs_failed).
+   */
+  dead_reason?: 'permanent' | 'exhausted' | 'runs_failed';
+  /** Redelivery runs of the schedule in a row that failed or could not be started (absent: none since the last that ran). */
+  failed_runs?: number;
 }
 
 /** What the workflow's QueueFailedDelivery state sends (its MessageBody). */
@@ -329,8 +334,10 @@ function applyAttempt(
   schedule: readonly number[],
 ): FailedDeliveryEnvelope {
   const attempt = record.execution.delivery_attempts.at(-1);
+  // The run succeeded: the failed runs before it no longer count.
+  const { failed_runs: _failedRuns, ...ran } = envelope;
   const base: FailedDeliveryEnvelope = {
-    ...envelope,
+    ...ran,
     conversation: record,
     attempts: record.execution.delivery_attempts,
     updated_at: now.toISOString(),
@@ -358,6 +365,31 @@ function applyAttempt(
   if (nextDelay === undefined)
     return { ...base, scheduled_attempts: used, state: 'dead', next_due_at: null, dead_reason: 'exhausted' };
   return { ...base, scheduled_attempts: used, state: 'pending', next_due_at: dueAt(now, nextDelay, attempt) };
+}
+
+/**
+ * Redelivery runs in a row that may fail before the schedule gives up on an envelope: the scheduler's allowance
+ * (docs/deploy.md, "Failed deliveries on AWS"). Waiting for a due time never uses any of it.
+ */
+export const MAX_FAILED_RUNS = 5;
+/** The wait after a failed run, doubled after each: 1, 2, 4, 8 minutes (SQS can delay a message up to 15). */
+const FAILED_RUN_WAIT_MS = 60_000;
+
+/**
+ * A redelivery run of the schedule that did not succeed (the execution FAILED or TIMED_OUT, its output was unusable,
+ * or Step Functions could not start it): no slot of the schedule is used and nothing was recorded, so the envelope
+ * comes back shortly, later after each failure; the MAX_FAILED_RUNS-th failure in a row makes it dead (runs_failed).
+ */
+export function withFailedRun(envelope: FailedDeliveryEnvelope, error: string, now: Date): FailedDeliveryEnvelope {
+  const failedRuns = (envelope.failed_runs ?? 0) + 1;
+  const base: FailedDeliveryEnvelope = {
+    ...envelope,
+    failed_runs: failedRuns,
+    updated_at: now.toISOString(),
+    last_error: `redelivery run failed: ${error}`,
+  };
+  if (failedRuns >= MAX_FAILED_RUNS) return { ...base, state: 'dead', next_due_at: null, dead_reason: 'runs_failed' };
+  return { ...base, next_due_at: dueIn(now, FAILED_RUN_WAIT_MS * 2 ** (failedRuns - 1)) };
 }
 
 /**

@@ -4,10 +4,14 @@
  * conversation. The workflow's QueueFailedDelivery state sends `{kind: "failed_delivery", ...}` (QueueFailedExport
  * `{kind: "failed_export", ...}`); the first receive
  * converts it into an envelope, and every later change re-sends the envelope as a new message (Send, then Delete
- * the old one, so a failure in between duplicates rather than loses). A message that is not yet due waits out its
- * time invisible (ChangeMessageVisibility) or delayed (DelaySeconds). Dead envelopes move to the dead-letter queue,
- * delivered ones are deleted. Bodies that are neither are left alone: the queue's redrive policy moves them to the
- * dead-letter queue after maxReceiveCount receives.
+ * the old one, so a failure in between duplicates rather than loses). A message that is not yet due, or whose
+ * redelivery run failed, is replaced the same way by a fresh message delayed towards its due time (DelaySeconds, at
+ * most 15 minutes at a time): every receive counts towards the queue's maxReceiveCount, so a readable envelope's
+ * message is received once and replaced, and neither waiting nor a failed run ever uses that allowance (the
+ * schedule counts failed runs in the envelope: withFailedRun in functions/domain/failed-delivery.ts). Dead envelopes
+ * move to the dead-letter queue, delivered ones are deleted. Bodies that are neither, and messages the scheduler
+ * could not replace (an SQS error), are left alone: the queue's redrive policy moves them to the dead-letter queue
+ * after maxReceiveCount receives (docs/deploy.md, "Failed deliveries on AWS").
  */
 import {
   ChangeMessageVisibilityBatchCommand,
@@ -28,15 +32,8 @@ import type { FailedDeliveryStore, TakenBatch } from './redelivery.ts';
 
 /** SQS's largest DelaySeconds. */
 const MAX_DELAY_SECONDS = 900;
-/** Below SQS's 12 h visibility limit (counted from the receive), with a margin for the time spent since. */
-export const MAX_VISIBILITY_SECONDS = 12 * 3600 - 300;
 /** How long a received message stays invisible: one redelivery execution (its workflow times out at 60 s) and more. */
 export const REDELIVERY_VISIBILITY_SECONDS = 120;
-/**
- * Receives after which a not-yet-due envelope is re-sent as a fresh message instead of hidden again, so that waiting
- * never counts towards the queue's maxReceiveCount (5): a long Retry-After must not dead-letter a pending envelope.
- */
-const EXTEND_MAX_RECEIVES = 3;
 
 export interface QueuedEnvelope {
   envelope: FailedDeliveryEnvelope;
@@ -103,24 +100,20 @@ function secondsUntilDue(envelope: FailedDeliveryEnvelope, now: Date): number {
   return Math.max(0, Math.ceil((Date.parse(envelope.next_due_at) - now.getTime()) / 1000));
 }
 
-export type WaitPlan = { action: 'extend'; visibilitySeconds: number } | { action: 'resend'; delaySeconds: number };
+/** How a pending envelope waits: a fresh message, delayed this long (then received again, and so on until it is due). */
+export interface WaitPlan {
+  delaySeconds: number;
+}
 
 /**
- * How a pending envelope that is not due yet waits: a message already holding this very envelope stays put, hidden
- * until it is due (at most MAX_VISIBILITY_SECONDS at a time); a converted message (the queue still holds the
- * workflow's message) or one received often already is replaced by a fresh, delayed message.
+ * A pending envelope that is not due yet (or whose receiver is held back until `until`) waits in a fresh message,
+ * delayed towards that time: hiding the received one again would make waiting count towards maxReceiveCount.
  */
-function planWait(
-  item: Pick<QueuedEnvelope, 'envelope' | 'converted' | 'receiveCount'>,
-  now: Date,
-  until?: Date,
-): WaitPlan {
+function planWait(envelope: FailedDeliveryEnvelope, now: Date, until?: Date): WaitPlan {
   const wait = until
     ? Math.max(1, Math.ceil((until.getTime() - now.getTime()) / 1000))
-    : secondsUntilDue(item.envelope, now);
-  if (item.converted || item.receiveCount >= EXTEND_MAX_RECEIVES)
-    return { action: 'resend', delaySeconds: Math.min(MAX_DELAY_SECONDS, wait) };
-  return { action: 'extend', visibilitySeconds: Math.min(MAX_VISIBILITY_SECONDS, Math.max(1, wait)) };
+    : Math.max(1, secondsUntilDue(envelope, now));
+  return { delaySeconds: Math.min(MAX_DELAY_SECONDS, wait) };
 }
 
 export class SqsFailedDeliveryQueue implements FailedDeliveryStore<QueuedEnvelope> {
@@ -192,11 +185,10 @@ export class SqsFailedDeliveryQueue implements FailedDeliveryStore<QueuedEnvelop
     return this.replace(item, envelope, this.queueUrl, Math.min(MAX_DELAY_SECONDS, secondsUntilDue(envelope, now)));
   }
 
-  /** A pending envelope that is not due yet: hidden until it is, or re-sent (see planWait). */
+  /** A pending envelope that is not due yet: re-sent, delayed towards its due time (see planWait). */
   async wait(item: QueuedEnvelope, now = new Date(), until?: Date): Promise<WaitPlan> {
-    const plan = planWait(item, now, until);
-    if (plan.action === 'resend') await this.replace(item, item.envelope, this.queueUrl, plan.delaySeconds);
-    else await this.hold(item, plan.visibilitySeconds);
+    const plan = planWait(item.envelope, now, until);
+    await this.replace(item, item.envelope, this.queueUrl, plan.delaySeconds);
     return plan;
   }
 

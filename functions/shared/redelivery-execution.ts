@@ -29,8 +29,9 @@ export function stepFunctionsRedeliver(
  * One redelivery of one envelope on AWS: a synchronous run of statemachine/redelivery.asl.json (Deliver → Export),
  * named after the conversation, the same input the local engine gets (local/engine/redelivery.ts). On SUCCEEDED its output
  * is the updated record (or, when S3 refused it, `{conversation, export_error}`), folded into the envelope with
- * applyRedelivery. A FAILED or TIMED_OUT run changes nothing.
- * SDK errors (throttling, credentials, network) are thrown to the caller.
+ * applyRedelivery. A FAILED or TIMED_OUT run changes nothing here: the caller decides (the schedule counts it as a
+ * failed run, redeliverHeld in redelivery.ts). SDK errors (throttling the client's retries did not outlast,
+ * credentials, network) are thrown to the caller.
  */
 async function runRedelivery(
   client: SFNClient,

@@ -18,7 +18,14 @@ import {
   type HoldReason,
   holdRecheckMs,
 } from '../domain/endpoints.ts';
-import { type FailedDeliveryEnvelope, heldBack, isDue, owedBy, resendEnvelope } from '../domain/failed-delivery.ts';
+import {
+  type FailedDeliveryEnvelope,
+  heldBack,
+  isDue,
+  owedBy,
+  resendEnvelope,
+  withFailedRun,
+} from '../domain/failed-delivery.ts';
 import type { EndpointStore } from './endpoint-store.ts';
 
 /** An envelope a worker holds: no one else works on it until it is stored, waits or is left. */
@@ -52,14 +59,17 @@ export interface FailedDeliveryStore<H extends HeldEnvelope = HeldEnvelope> {
   store(item: H, updated: FailedDeliveryEnvelope, now: Date): Promise<void>;
   /** A pending envelope that is not due yet (or whose receiver is held back): back until it is, or until `until`. */
   wait(item: H, now: Date, until?: Date): Promise<unknown>;
-  /** Not handled now (the redelivery run failed): it comes back later, unchanged. */
+  /** Not handled now (an operator's redelivery run failed): it comes back later, unchanged. */
   leave(item: H): Promise<void>;
 }
 
-/** What one redelivery run gave: the envelope updated by its result, or why the run did not succeed. */
+/**
+ * What one redelivery run gave: the envelope updated by its result, or why the run did not succeed (without an
+ * execution name when it could not be started).
+ */
 export type RedeliveryRun =
   | { ok: true; execution_name: string; record: ConversationRecord; updated: FailedDeliveryEnvelope }
-  | { ok: false; execution_name: string; status: string; error: string };
+  | { ok: false; execution_name?: string; status: string; error: string };
 
 /** One redelivery of one envelope through the redelivery workflow. */
 export type Redeliver = (envelope: FailedDeliveryEnvelope, via: RedeliveryContext['via']) => Promise<RedeliveryRun>;
@@ -76,8 +86,11 @@ export interface RedeliveryResult {
 }
 
 /**
- * Redeliver a held envelope once and store the result (settled, dead, or pending with its next slot). A run that
- * did not succeed changes nothing: the envelope is left to come back.
+ * Redeliver a held envelope once and store the result (settled, dead, or pending with its next slot). A run of the
+ * schedule that did not succeed, or could not be started, is stored as a failed run (withFailedRun: back in a few
+ * minutes, dead after MAX_FAILED_RUNS in a row), so that the store's own redelivery limits never count it; an
+ * operator's run that did not succeed changes nothing: the envelope is left to come back, and an error starting it
+ * is thrown to the operator.
  */
 export async function redeliverHeld<H extends HeldEnvelope>(
   store: Pick<FailedDeliveryStore<H>, 'store' | 'leave'>,
@@ -87,7 +100,27 @@ export async function redeliverHeld<H extends HeldEnvelope>(
   now: () => Date,
 ): Promise<RedeliveryResult> {
   const id = item.envelope.conversation_id;
-  const run = await redeliver(item.envelope, via);
+  const run =
+    via === 'schedule'
+      ? await redeliver(item.envelope, via).catch(
+          (error: Error): RedeliveryRun => ({
+            ok: false,
+            status: 'NOT_STARTED',
+            error: `${error.name}: ${error.message}`,
+          }),
+        )
+      : await redeliver(item.envelope, via);
+  if (!run.ok && via === 'schedule') {
+    const updated = withFailedRun(item.envelope, run.error, now());
+    await store.store(item, updated, now());
+    return {
+      conversation_id: id,
+      status: 'error',
+      execution_name: run.execution_name,
+      error: run.error,
+      envelope: updated,
+    };
+  }
   if (!run.ok) {
     await store.leave(item);
     return { conversation_id: id, status: 'error', execution_name: run.execution_name, error: run.error };
@@ -187,7 +220,9 @@ export interface ScheduleSummary {
   waiting: number;
   /** Due, but their receiver is paused, disabled or failing: they wait without using a slot of the schedule. */
   held: number;
+  /** Redelivery runs that failed or could not be started: each back in a few minutes, or dead after MAX_FAILED_RUNS. */
   failed_executions: number;
+  /** Envelopes the store could not act on (an SQS error): left as they were taken. */
   errors: number;
   unreadable: number;
   duplicates: number;
@@ -208,7 +243,8 @@ type Outcome =
  * One run of the automatic schedule: take batches from the store until it has nothing more or the time budget is
  * spent; redeliver each due envelope once and store the result (settled, dead, or pending with its next wait); let
  * the others wait until they are due. A taken envelope is held, so two overlapping runs never redeliver the same
- * envelope at once; a run that fails leaves its envelope to come back.
+ * envelope at once. A redelivery run that fails is stored as a failed run (redeliverHeld); only an error of the store
+ * itself leaves an envelope as it was taken, to come back when its hold ends.
  */
 export async function runSchedule<H extends HeldEnvelope>(
   store: FailedDeliveryStore<H>,
@@ -266,11 +302,23 @@ export async function runSchedule<H extends HeldEnvelope>(
     const result = await redeliverHeld(store, item, redeliver, 'schedule', now);
     options.onResult?.(result);
     if (result.status === 'error') {
-      log.warn('Redelivery execution did not succeed; the envelope comes back later', {
+      const failed = result.envelope!;
+      const fields = {
         conversation_id: id,
         execution_name: result.execution_name,
         error: result.error,
-      });
+        failed_runs: failed.failed_runs,
+      };
+      if (failed.state === 'dead')
+        log.warn('Redelivery run did not succeed, again; no more automatic attempts', {
+          ...fields,
+          dead_reason: failed.dead_reason,
+        });
+      else
+        log.warn('Redelivery run did not succeed; the envelope comes back later', {
+          ...fields,
+          next_due_at: failed.next_due_at,
+        });
       return 'failed_executions';
     }
     const updated = result.envelope!;

@@ -12,8 +12,8 @@ import { StageFunction } from './stage-function.ts';
 /**
  * The scheduler's Lambda timeout: the longest one sweep of the failed-delivery queue may take (it stops receiving
  * when less than one batch's redeliveries would fit). The queue's default visibility timeout is longer
- * (webhook-gateway-stack.ts), and the scheduler hides what it receives for longer than one redelivery execution
- * can last, so two sweeps that overlap never work on the same envelope.
+ * (webhook-gateway-stack.ts), and the scheduler hides what it receives until its sweep is over, so two sweeps that
+ * overlap (up to five, one started every minute) never work on the same envelope.
  */
 export const REDELIVERY_SCHEDULER_TIMEOUT = Duration.minutes(5);
 /** How often the schedule looks for due deliveries. */
@@ -40,9 +40,11 @@ export interface RedeliverySchedulerProps {
 /**
  * The automatic redelivery schedule on AWS: `functions/redelivery-scheduler/handler.ts`, run every minute by an
  * EventBridge rule (an event that cannot run within a minute is dropped rather than piling up). Runs may overlap:
- * a received envelope stays hidden from the others. No reserved concurrency unless asked for (Lambda keeps 100 of
- * an account's executions unreserved, and a new account may have a quota of 10: reserving any fails the deploy
- * there). Each run receives the failed-delivery
+ * a received envelope stays hidden from the others, and each run redelivers at most one batch of 10 at a time.
+ * No reserved concurrency unless asked for (Lambda keeps 100 of an account's executions unreserved, and a new account
+ * may have a quota of 10: reserving any fails the deploy there); redeliverySchedulerConcurrency 1 makes it one run at
+ * a time, a run due while the previous one works being throttled, then dropped (docs/deploy.md, "Failed deliveries
+ * on AWS"). Each run receives the failed-delivery
  * envelopes, starts the redelivery workflow (StartSyncExecution) for those that are due, puts updated envelopes
  * back on the queue and moves exhausted or permanently failed ones to the dead-letter queue; it reads the receivers'
  * state in the deliveries table (never writes it) and publishes it as the Webhook.endpoint_* metrics. Nothing else.

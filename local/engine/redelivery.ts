@@ -2,7 +2,8 @@
  * Local redelivery: the automatic schedule (a poller inside the running gateway) and operator redrives, both over
  * the failed-delivery port (functions/shared/redelivery.ts) with the local file store, each redelivery a run of
  * statemachine/redelivery.asl.json on the local engine. The store holds one conversation for one worker at a time,
- * so two redrives of one conversation deliver once.
+ * so two redrives of one conversation deliver once. A scheduled run that fails is counted in its envelope as on AWS:
+ * tried again 1, 2, 4, 8 minutes later, dead after the fifth failure in a row (docs/operations.md, "Failed deliveries").
  */
 import { randomBytes } from 'node:crypto';
 import type { ConversationRecord } from '../../functions/domain/conversation.ts';

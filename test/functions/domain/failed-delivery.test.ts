@@ -8,12 +8,14 @@ import {
   envelopeFromQueuedExport,
   envelopeFromQueuedMessage,
   isDue,
+  MAX_FAILED_RUNS,
   owedBy,
   parseSchedule,
   readEnvelope,
   readRedeliveryOutput,
   redeliveryContext,
   redeliveryExecutionName,
+  withFailedRun,
 } from '../../../functions/domain/failed-delivery.ts';
 import {
   completeConversation,
@@ -197,6 +199,43 @@ describe('applyRedelivery', () => {
     expect(applyRedelivery(dead, afterAttempt(dead, attempt('retryable'), 'failed'), 'redrive', later).state).toBe(
       'dead',
     );
+  });
+});
+
+describe('withFailedRun (a redelivery run of the schedule that failed or could not be started)', () => {
+  const pending = () => envelopeFromQueuedMessage(queued(attempt('retryable')), NOW);
+
+  it('uses no slot: back after 1, 2, 4, then 8 minutes; the fifth failure in a row makes it dead (runs_failed)', () => {
+    expect(MAX_FAILED_RUNS).toBe(5);
+    let env = pending();
+    const waits: number[] = [];
+    for (let run = 1; run < MAX_FAILED_RUNS; run += 1) {
+      env = withFailedRun(env, 'FAILED: States.Runtime', NOW);
+      expect(env).toMatchObject({ state: 'pending', failed_runs: run, scheduled_attempts: 0 });
+      waits.push((Date.parse(env.next_due_at!) - NOW.getTime()) / 60_000);
+    }
+    expect(waits).toEqual([1, 2, 4, 8]);
+    expect(withFailedRun(env, 'TIMED_OUT', NOW)).toMatchObject({
+      state: 'dead',
+      dead_reason: 'runs_failed',
+      failed_runs: 5,
+      next_due_at: null,
+      last_error: 'redelivery run failed: TIMED_OUT',
+      updated_at: NOW.toISOString(),
+    });
+  });
+
+  it('a run that succeeds starts the count again', () => {
+    const env = withFailedRun(withFailedRun(pending(), 'TIMED_OUT', NOW), 'TIMED_OUT', NOW);
+    const record = withDeliveryAttempt(
+      env.conversation,
+      { ...attempt('retryable'), attempt: env.attempts.length + 1 },
+      TARGET,
+      'retrying',
+    );
+    const next = applyRedelivery(env, record, 'schedule', NOW);
+    expect(next.failed_runs).toBeUndefined();
+    expect(next).toMatchObject({ state: 'pending', scheduled_attempts: 1 });
   });
 });
 

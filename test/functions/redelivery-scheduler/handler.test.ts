@@ -30,6 +30,7 @@ import {
   T0,
   workflowMessage,
 } from '../../support/aws-fixtures.ts';
+import { FakeSqs } from '../../support/fake-sqs.ts';
 import { captureJsonLines } from '../../support/log-capture.ts';
 
 /**
@@ -240,12 +241,15 @@ describe('a due envelope is redelivered once, through the redelivery workflow', 
 });
 
 describe('everything else', () => {
-  it('not due yet → hidden until it is, no execution', async () => {
+  it('not due yet → re-sent delayed until it is, no execution', async () => {
     const envelope = pendingEnvelope(undefined, T0, { next_due_at: new Date(NOW.getTime() + 600_000).toISOString() });
-    queueHolds([sqsMessage(envelope)]);
+    const message = sqsMessage(envelope);
+    queueHolds([message]);
     expect(await run()).toMatchObject({ waiting: 1, redelivered: 0 });
     expect(sfnMock.commandCalls(StartSyncExecutionCommand)).toHaveLength(0);
-    expect(sqsMock.commandCalls(ChangeMessageVisibilityCommand)[0]!.args[0].input.VisibilityTimeout).toBe(600);
+    expect(sent()).toEqual([{ url: QUEUE_URL, delay: 600, envelope }]);
+    expect(deleted()).toEqual([message.ReceiptHandle]);
+    expect(sqsMock.commandCalls(ChangeMessageVisibilityCommand)).toHaveLength(0);
   });
 
   it('a permanent failure from the workflow goes straight to the dead-letter queue', async () => {
@@ -261,29 +265,89 @@ describe('everything else', () => {
     expect(sfnMock.commandCalls(StartSyncExecutionCommand)).toHaveLength(0);
   });
 
-  it('a FAILED or TIMED_OUT execution leaves the message to come back after its visibility timeout', async () => {
-    queueHolds([sqsMessage(pendingEnvelope('aaa111')), sqsMessage(pendingEnvelope('bbb222'))]);
+  it('a FAILED or TIMED_OUT execution → re-sent with a failed run counted, back in a minute; no slot used', async () => {
+    const first = sqsMessage(pendingEnvelope('aaa111'));
+    const second = sqsMessage(pendingEnvelope('bbb222', T0, { failed_runs: 2 }));
+    queueHolds([first, second]);
     sfnMock
       .on(StartSyncExecutionCommand)
       .resolvesOnce({ status: 'FAILED', error: 'States.TaskFailed', cause: 'Export failed' })
       .resolvesOnce({ status: 'TIMED_OUT' });
-    expect(await run()).toMatchObject({ redelivered: 2, failed_executions: 2 });
-    expect(sqsMock.calls().filter((c) => !(c.args[0] instanceof ReceiveMessageCommand))).toHaveLength(0);
-    expect(logs.filter((l) => l.level === 'warn').map((l) => l.extra[0]!.error)).toEqual([
-      'FAILED: States.TaskFailed: Export failed',
-      'TIMED_OUT',
+    expect(await run()).toMatchObject({ redelivered: 2, failed_executions: 2, errors: 0 });
+    expect(sent()).toEqual([
+      {
+        url: QUEUE_URL,
+        delay: 60,
+        envelope: expect.objectContaining({
+          state: 'pending',
+          failed_runs: 1,
+          scheduled_attempts: 0,
+          next_due_at: new Date(NOW.getTime() + 60_000).toISOString(),
+          last_error: 'redelivery run failed: FAILED: States.TaskFailed: Export failed',
+        }),
+      },
+      {
+        url: QUEUE_URL,
+        delay: 240,
+        envelope: expect.objectContaining({ state: 'pending', failed_runs: 3, scheduled_attempts: 0 }),
+      },
+    ]);
+    expect(deleted()).toEqual([first.ReceiptHandle, second.ReceiptHandle]);
+    expect(logs.filter((l) => l.level === 'warn').map((l) => l.extra[0])).toEqual([
+      expect.objectContaining({ error: 'FAILED: States.TaskFailed: Export failed', failed_runs: 1 }),
+      expect.objectContaining({ error: 'TIMED_OUT', failed_runs: 3 }),
     ]);
   });
 
-  it('an SDK error on one message is logged and the others go on', async () => {
+  it('the fifth failed run in a row → the dead-letter queue (runs_failed)', async () => {
+    queueHolds([sqsMessage(pendingEnvelope(undefined, T0, { failed_runs: 4 }))]);
+    sfnMock.on(StartSyncExecutionCommand).resolves({ status: 'FAILED', error: 'States.Runtime' });
+    expect(await run()).toMatchObject({ failed_executions: 1 });
+    expect(sent()).toEqual([
+      {
+        url: DLQ_URL,
+        delay: undefined,
+        envelope: expect.objectContaining({
+          state: 'dead',
+          dead_reason: 'runs_failed',
+          failed_runs: 5,
+          next_due_at: null,
+        }),
+      },
+    ]);
+    expect(logs.find((l) => l.level === 'warn')).toMatchObject({
+      message: 'Redelivery run did not succeed, again; no more automatic attempts',
+    });
+  });
+
+  it('an SDK error starting one execution is a failed run of that envelope; the others go on', async () => {
     const ok = pendingEnvelope('bbb222');
     queueHolds([sqsMessage(pendingEnvelope('aaa111')), sqsMessage(ok)]);
     sfnMock
       .on(StartSyncExecutionCommand)
-      .rejectsOnce(new Error('Rate exceeded'))
+      .rejectsOnce(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }))
       .resolves(succeeded(afterAttempt(ok, 'delivered')));
-    expect(await run()).toMatchObject({ errors: 1, delivered: 1 });
-    expect(logs.find((l) => l.level === 'error')?.extra[0]).toMatchObject({ error: 'Error: Rate exceeded' });
+    expect(await run()).toMatchObject({ failed_executions: 1, delivered: 1, errors: 0 });
+    expect(sent()).toEqual([
+      {
+        url: QUEUE_URL,
+        delay: 60,
+        envelope: expect.objectContaining({
+          failed_runs: 1,
+          last_error: 'redelivery run failed: ThrottlingException: Rate exceeded',
+        }),
+      },
+    ]);
+  });
+
+  it('an SQS error storing the result leaves the message as it was taken (the redrive policy is the safety net)', async () => {
+    const envelope = pendingEnvelope();
+    queueHolds([sqsMessage(envelope)]);
+    sfnMock.on(StartSyncExecutionCommand).resolves({ status: 'FAILED', error: 'States.Runtime' });
+    sqsMock.on(SendMessageCommand).rejects(new Error('SQS unavailable'));
+    expect(await run()).toMatchObject({ errors: 1 });
+    expect(deleted()).toEqual([]);
+    expect(logs.find((l) => l.level === 'error')?.extra[0]).toMatchObject({ error: 'Error: SQS unavailable' });
   });
 
   it('two messages of one conversation in a run: redelivered once', async () => {
@@ -319,6 +383,144 @@ describe('everything else', () => {
     sqsMock.resetHistory();
     expect(await run({ remainingMs: () => 10_000 })).toMatchObject({ received: 0, stopped_by_time_budget: true });
     expect(sqsMock.commandCalls(ReceiveMessageCommand)).toHaveLength(0);
+  });
+});
+
+describe('against a queue that applies its redrive policy (maxReceiveCount 5, as deployed)', () => {
+  let fake: FakeSqs;
+  /** When each redelivery run was started, on the fake clock. */
+  let runs: number[];
+  beforeEach(() => {
+    fake = new FakeSqs(T0);
+    fake.addQueue(DLQ_URL);
+    fake.addQueue(QUEUE_URL, { deadLetterUrl: DLQ_URL, maxReceiveCount: 5 });
+    fake.wire(sqsMock);
+    runs = [];
+  });
+
+  /** The EventBridge rule: one run of the schedule at each minute of the fake clock, for `minutes`. */
+  async function everyMinute(minutes: number, schedule: readonly number[] = DEFAULT_RETRY_SCHEDULE_MS) {
+    for (let i = 0; i < minutes; i += 1) {
+      await run({ now: () => new Date(fake.now) }, schedule);
+      fake.now += 60_000;
+    }
+  }
+
+  /** A pending envelope due in `ms`, put back on the queue as the scheduler re-sends one (delayed 15 min at most). */
+  function queuedEnvelope(ms: number): FailedDeliveryEnvelope {
+    const envelope = pendingEnvelope(undefined, T0, { next_due_at: new Date(T0.getTime() + ms).toISOString() });
+    fake.send({ QueueUrl: QUEUE_URL, MessageBody: JSON.stringify(envelope), DelaySeconds: Math.min(900, ms / 1000) });
+    return envelope;
+  }
+
+  const deadLetters = () => fake.bodies(DLQ_URL).map((b) => JSON.parse(b) as FailedDeliveryEnvelope);
+  const highestReceiveCount = () => Math.max(...fake.highestReceiveCount.values());
+
+  it.each([
+    ['2 h', 7_200_000],
+    ['20 h (a long Retry-After)', 72_000_000],
+  ])(
+    'due in %s, every redelivery run failing: 5 runs from the due time on, then the dead-letter queue',
+    async (_, dueIn) => {
+      const envelope = queuedEnvelope(dueIn);
+      sfnMock.on(StartSyncExecutionCommand).callsFake(() => {
+        runs.push(fake.now);
+        return { status: 'FAILED', error: 'States.TaskFailed', cause: 'Export failed' };
+      });
+      await everyMinute(dueIn / 60_000 + 60);
+      // Waiting used none of the allowance: the first run is at the due time, and the fifth failure dead-letters it.
+      expect(runs).toHaveLength(5);
+      expect(runs[0]).toBe(T0.getTime() + dueIn);
+      // Spaced out, not one per visibility timeout: 1, 2, 4 and 8 minutes.
+      expect(runs.slice(1).map((t, i) => (t - runs[i]!) / 60_000)).toEqual([1, 2, 4, 8]);
+      expect(fake.bodies(QUEUE_URL)).toEqual([]);
+      expect(deadLetters()).toEqual([
+        expect.objectContaining({
+          conversation_id: envelope.conversation_id,
+          state: 'dead',
+          dead_reason: 'runs_failed',
+          failed_runs: 5,
+          scheduled_attempts: 0,
+          last_error: 'redelivery run failed: FAILED: States.TaskFailed: Export failed',
+        }),
+      ]);
+      // The scheduler dead-lettered it itself (SendMessage: 14 days in the dead-letter queue from now), and no message
+      // it received was ever received twice: neither waiting nor failing counted towards maxReceiveCount.
+      expect(highestReceiveCount()).toBe(1);
+    },
+  );
+
+  it('a throttled or unreachable Step Functions counts as a failed run too, never as a receive', async () => {
+    const envelope = queuedEnvelope(0);
+    const throttled = Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' });
+    sfnMock.on(StartSyncExecutionCommand).callsFake(() => {
+      runs.push(fake.now);
+      if (runs.length % 2 === 1) throw throttled;
+      return { status: 'TIMED_OUT' };
+    });
+    await everyMinute(60);
+    expect(runs).toHaveLength(5);
+    expect(deadLetters()).toEqual([
+      expect.objectContaining({
+        conversation_id: envelope.conversation_id,
+        dead_reason: 'runs_failed',
+        failed_runs: 5,
+        last_error: 'redelivery run failed: ThrottlingException: Rate exceeded',
+      }),
+    ]);
+    expect(highestReceiveCount()).toBe(1);
+    expect(logs.filter((l) => l.level === 'warn').map((l) => l.extra[0]!.error)).toEqual([
+      'ThrottlingException: Rate exceeded',
+      'TIMED_OUT',
+      'ThrottlingException: Rate exceeded',
+      'TIMED_OUT',
+      'ThrottlingException: Rate exceeded',
+    ]);
+  });
+
+  it('a run that succeeds in between starts the count again', async () => {
+    const envelope = queuedEnvelope(0);
+    sfnMock.on(StartSyncExecutionCommand).callsFake((input: { input: string }) => {
+      runs.push(fake.now);
+      if (runs.length === 4) {
+        const { conversation } = JSON.parse(input.input);
+        return succeeded(afterAttempt({ ...envelope, conversation }, 'retryable'));
+      }
+      return { status: 'FAILED', error: 'States.Runtime' };
+    });
+    await everyMinute(120);
+    // 3 failures, the attempt of the first slot (5 s), then 5 failures in a row.
+    expect(runs).toHaveLength(9);
+    expect(deadLetters()).toEqual([
+      expect.objectContaining({ dead_reason: 'runs_failed', failed_runs: 5, scheduled_attempts: 1 }),
+    ]);
+  });
+
+  it('the whole schedule, the receiver failing at every slot: each slot used once, then exhausted', async () => {
+    const envelope = queuedEnvelope(5_000);
+    sfnMock.on(StartSyncExecutionCommand).callsFake((input: { input: string }) => {
+      runs.push(fake.now);
+      const { conversation } = JSON.parse(input.input);
+      return succeeded(
+        afterAttempt({ ...envelope, conversation, attempts: conversation.execution.delivery_attempts }, 'retryable'),
+      );
+    });
+    const total = DEFAULT_RETRY_SCHEDULE_MS.reduce((a, b) => a + b, 0);
+    await everyMinute(Math.ceil(total / 60_000) + 10);
+    expect(runs).toHaveLength(DEFAULT_RETRY_SCHEDULE_MS.length);
+    expect(deadLetters()).toEqual([
+      expect.objectContaining({ state: 'dead', dead_reason: 'exhausted', scheduled_attempts: 7 }),
+    ]);
+    expect(highestReceiveCount()).toBe(1);
+  });
+
+  it('an unreadable message is still dead-lettered by the redrive policy, after 5 receives', async () => {
+    fake.send({ QueueUrl: QUEUE_URL, MessageBody: 'not json {' });
+    await everyMinute(60);
+    expect(fake.bodies(QUEUE_URL)).toEqual([]);
+    expect(fake.bodies(DLQ_URL)).toEqual(['not json {']);
+    expect(highestReceiveCount()).toBe(5);
+    expect(sfnMock.commandCalls(StartSyncExecutionCommand)).toHaveLength(0);
   });
 });
 

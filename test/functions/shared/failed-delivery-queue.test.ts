@@ -9,7 +9,6 @@ import {
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
 import {
-  MAX_VISIBILITY_SECONDS,
   type QueuedEnvelope,
   REDELIVERY_VISIBILITY_SECONDS,
   SqsFailedDeliveryQueue,
@@ -174,36 +173,37 @@ describe('storing the next state', () => {
 });
 
 describe('waiting for the due time', () => {
-  it('an unchanged envelope that is not due stays hidden for the rest of its wait', async () => {
-    const item = await receiveOne(pendingEnvelope(undefined, T0, { next_due_at: later(1_800_000).toISOString() }));
-    expect(await queue.wait(item, later(60_000))).toEqual({ action: 'extend', visibilitySeconds: 1_740 });
-    expect(sqsMock.commandCalls(ChangeMessageVisibilityCommand)[0]!.args[0].input).toEqual({
+  it('an envelope that is not due is re-sent delayed towards its due time, then the received message deleted', async () => {
+    const envelope = pendingEnvelope(undefined, T0, { next_due_at: later(600_000).toISOString() });
+    const item = await receiveOne(envelope, { receiveCount: 1 });
+    expect(await queue.wait(item, later(60_000))).toEqual({ delaySeconds: 540 });
+    expect(sqsMock.commandCalls(SendMessageCommand)[0]!.args[0].input).toEqual({
       QueueUrl: QUEUE_URL,
-      ReceiptHandle: item.receiptHandle,
-      VisibilityTimeout: 1_740,
+      MessageBody: JSON.stringify(envelope),
+      DelaySeconds: 540,
     });
-    expect(sqsMock.commandCalls(SendMessageCommand)).toHaveLength(0);
+    expect(sqsMock.commandCalls(DeleteMessageCommand)[0]!.args[0].input.ReceiptHandle).toBe(item.receiptHandle);
+    // Never hidden again: every receive of one message would count towards the queue's maxReceiveCount.
+    expect(sqsMock.commandCalls(ChangeMessageVisibilityCommand)).toHaveLength(0);
+    const order = sqsMock.calls().map((c) => c.args[0].constructor.name);
+    expect(order.slice(1)).toEqual(['SendMessageCommand', 'DeleteMessageCommand']);
   });
 
-  it('caps the visibility below 12 hours (a long Retry-After)', async () => {
+  it('a longer wait is delayed 15 minutes at a time (received again, then re-sent again)', async () => {
     const item = await receiveOne(pendingEnvelope(undefined, T0, { next_due_at: later(20 * 3_600_000).toISOString() }));
-    expect(await queue.wait(item, T0)).toEqual({ action: 'extend', visibilitySeconds: MAX_VISIBILITY_SECONDS });
-    expect(MAX_VISIBILITY_SECONDS).toBeLessThan(12 * 3600);
+    expect(await queue.wait(item, T0)).toEqual({ delaySeconds: 900 });
+  });
+
+  it('a receiver held back waits until the time the gate gives', async () => {
+    const item = await receiveOne(pendingEnvelope());
+    expect(await queue.wait(item, later(10_000), later(70_000))).toEqual({ delaySeconds: 60 });
   });
 
   it('a converted workflow message is replaced by its envelope, delayed', async () => {
     const item = await receiveOne(workflowMessage(), { sentAt: T0 });
-    expect(await queue.wait(item, T0)).toEqual({ action: 'resend', delaySeconds: 5 });
+    expect(await queue.wait(item, T0)).toEqual({ delaySeconds: 5 });
     expect(JSON.parse(sqsMock.commandCalls(SendMessageCommand)[0]!.args[0].input.MessageBody!)).toEqual(item.envelope);
     expect(sqsMock.commandCalls(DeleteMessageCommand)).toHaveLength(1);
-  });
-
-  it('a message received often already is re-sent fresh, so waiting never reaches maxReceiveCount', async () => {
-    const item = await receiveOne(pendingEnvelope(undefined, T0, { next_due_at: later(3_600_000).toISOString() }), {
-      receiveCount: 3,
-    });
-    expect(await queue.wait(item, T0)).toEqual({ action: 'resend', delaySeconds: 900 });
-    expect(sqsMock.commandCalls(ChangeMessageVisibilityCommand)).toHaveLength(0);
   });
 
   it('release makes peeked messages visible again, ten per call', async () => {

@@ -1,4 +1,10 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { type Redeliver, runSchedule } from '../../../functions/shared/redelivery.ts';
+import { LocalFailedDeliveryStore } from '../../../local/store/failed-delivery-store.ts';
+import { pendingEnvelope, T0 } from '../../support/aws-fixtures.ts';
 import { runMain } from '../../support/cli.ts';
 import { folderOf, SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
 
@@ -173,6 +179,45 @@ describe('automatic redelivery on the schedule', () => {
       });
     },
   );
+});
+
+describe('a redelivery run that keeps failing, on the local store (the rule of the AWS scheduler)', () => {
+  it('five failed runs in a row from the due time on, 1, 2, 4 and 8 minutes apart, then dead (runs_failed)', async () => {
+    const dataDir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-failed-runs-'));
+    try {
+      const store = new LocalFailedDeliveryStore(dataDir);
+      const dueAt = T0.getTime() + 7_200_000;
+      const envelope = pendingEnvelope(undefined, T0, { next_due_at: new Date(dueAt).toISOString() });
+      await store.put(envelope);
+      let clock = T0.getTime();
+      const runs: number[] = [];
+      const failing: Redeliver = async () => {
+        runs.push(clock);
+        return { ok: false, execution_name: 'x', status: 'FAILED', error: 'FAILED: States.Runtime' };
+      };
+      const quiet = { info: () => {}, warn: () => {}, error: () => {} };
+      // The local poller's runs, one per minute of an injected clock (the gateway's polls every REDELIVERY_POLL_MS).
+      for (; clock < dueAt + 3_600_000; clock += 60_000)
+        await runSchedule(store, failing, {
+          remainingMs: () => Number.POSITIVE_INFINITY,
+          reserveMs: 0,
+          minHoldSeconds: 0,
+          log: quiet,
+          now: () => new Date(clock),
+        });
+      expect(runs[0]).toBe(dueAt);
+      expect(runs.slice(1).map((t, i) => (t - runs[i]!) / 60_000)).toEqual([1, 2, 4, 8]);
+      expect(await store.get(envelope.conversation_id)).toMatchObject({
+        state: 'dead',
+        dead_reason: 'runs_failed',
+        failed_runs: 5,
+        scheduled_attempts: 0,
+        next_due_at: null,
+      });
+    } finally {
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('operator redrive', () => {
