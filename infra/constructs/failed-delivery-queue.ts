@@ -2,6 +2,13 @@ import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import { Queue, QueueEncryption } from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 
+/**
+ * How long SQS keeps a message in either queue (its maximum), counted from the time it was sent to the queue: a
+ * message the redrive policy moves to the dead-letter queue keeps that time, one the scheduler or an operator sends
+ * there gets a new one (docs/deploy.md, "Failed deliveries on AWS").
+ */
+export const FAILED_DELIVERY_RETENTION_DAYS = 14;
+
 export interface FailedDeliveryQueueProps {
   /** Receives after which a message moves to the dead-letter queue (a consumer that keeps failing on it). */
   readonly maxReceiveCount?: number;
@@ -15,8 +22,10 @@ export interface FailedDeliveryQueueProps {
 /**
  * The failed-delivery store on AWS: the workflow's QueueFailedDelivery state sends each undelivered result here
  * (`{kind: "failed_delivery", conversation, delivery_error}`); the redelivery scheduler works through it. A message
- * the scheduler keeps failing on (received maxReceiveCount times without being deleted) moves to the dead-letter
- * queue instead of cycling forever; the scheduler also sends exhausted or permanently failed envelopes there.
+ * the scheduler cannot act on (received maxReceiveCount times without being deleted: an unreadable body, or SQS
+ * refusing its replacement) moves to the dead-letter queue instead of cycling forever; the scheduler itself sends
+ * exhausted, permanently failed and repeatedly failing (runs_failed) envelopes there. Whatever is in the dead-letter
+ * queue is deleted by SQS FAILED_DELIVERY_RETENTION_DAYS after it was sent (the alarms in gateway-alarms.ts).
  */
 export class FailedDeliveryQueue extends Construct {
   readonly queue: Queue;
@@ -27,13 +36,13 @@ export class FailedDeliveryQueue extends Construct {
     this.deadLetterQueue = new Queue(this, 'DeadLetterQueue', {
       encryption: QueueEncryption.SQS_MANAGED,
       enforceSSL: true,
-      retentionPeriod: Duration.days(14),
+      retentionPeriod: Duration.days(FAILED_DELIVERY_RETENTION_DAYS),
       removalPolicy: RemovalPolicy.RETAIN,
     });
     this.queue = new Queue(this, 'Queue', {
       encryption: QueueEncryption.SQS_MANAGED,
       enforceSSL: true,
-      retentionPeriod: Duration.days(14),
+      retentionPeriod: Duration.days(FAILED_DELIVERY_RETENTION_DAYS),
       visibilityTimeout: props.visibilityTimeout,
       removalPolicy: RemovalPolicy.RETAIN,
       deadLetterQueue: { queue: this.deadLetterQueue, maxReceiveCount: props.maxReceiveCount ?? 5 },

@@ -30,6 +30,10 @@ import {
   SERVER_FAILURES_METRIC,
   serverFailurePattern,
 } from '../metrics.ts';
+import { FAILED_DELIVERY_RETENTION_DAYS } from './failed-delivery-queue.ts';
+
+/** A dead letter this old has half of its time left before SQS deletes it (FAILED_DELIVERY_RETENTION_DAYS). */
+const DEAD_LETTER_AGE_ALARM_DAYS = FAILED_DELIVERY_RETENTION_DAYS / 2;
 
 export interface GatewayAlarmsProps {
   readonly conversationStateMachine: IStateMachine;
@@ -62,6 +66,8 @@ export interface GatewayAlarmsProps {
  * - RedeliveryExecutionsFailed: redelivery executions that failed or timed out (a failed delivery is caught inside
  *   the workflow, so a FAILED redelivery means the attempt could not be recorded).
  * - FailedDeliveryDeadLetters: anything in the dead-letter queue (a delivery given up on, needs a decision).
+ * - FailedDeliveryDeadLetterAge: a dead letter older than DEAD_LETTER_AGE_ALARM_DAYS, half of the retention
+ *   after which SQS deletes it without a trace (ApproximateAgeOfOldestMessage of the dead-letter queue, maximum).
  * - AgentLatencyP99: p99 of Webhook.agent_processing_time over agentP99AlarmMs in 2 of 3 periods.
  * - RedeliverySchedulerErrors: the scheduler itself failing (then nothing is redelivered).
  * - DeliveryFailures-<type>: failed attempts to one receiver; EndpointDisabled-<type>: that receiver disabled after
@@ -73,6 +79,8 @@ export class GatewayAlarms extends Construct {
   readonly acceptServerFailures: Alarm;
   readonly redeliveryFailures: Alarm;
   readonly deadLetters: Alarm;
+  /** The oldest dead letter half-way to being deleted by SQS. */
+  readonly deadLetterAge: Alarm;
   readonly exportsDeferred: Alarm;
   readonly recordsOnlyInLogs: Alarm;
   readonly deliveriesUnqueued: Alarm;
@@ -134,6 +142,19 @@ export class GatewayAlarms extends Construct {
       0,
       {
         description: `${prefix}: failed deliveries in the dead-letter queue: no more automatic attempts. Inspect and redrive (docs/deploy.md).`,
+      },
+    );
+
+    // A dead letter's age counts from when it was sent to the dead-letter queue, but SQS deletes it
+    // FAILED_DELIVERY_RETENTION_DAYS after it was sent to the queue it came from when the redrive policy moved it
+    // (docs/deploy.md): half of the retention leaves a week to redrive it, less the minutes such a message usually
+    // spent in the failed-delivery queue.
+    this.deadLetterAge = this.alarm(
+      'FailedDeliveryDeadLetterAge',
+      props.deadLetterQueue.metricApproximateAgeOfOldestMessage({ statistic: 'Maximum', period: METRIC_PERIOD }),
+      DEAD_LETTER_AGE_ALARM_DAYS * 86_400,
+      {
+        description: `${prefix}: a failed delivery has waited in the dead-letter queue for more than ${DEAD_LETTER_AGE_ALARM_DAYS} days; SQS deletes it, and nothing is left to redrive, ${FAILED_DELIVERY_RETENTION_DAYS} days after it was sent there (sooner if the queue's redrive policy moved it). Redrive it now (docs/deploy.md).`,
       },
     );
 
@@ -233,6 +254,7 @@ export class GatewayAlarms extends Construct {
       this.acceptServerFailures,
       this.redeliveryFailures,
       this.deadLetters,
+      this.deadLetterAge,
       this.exportsDeferred,
       this.recordsOnlyInLogs,
       this.deliveriesUnqueued,

@@ -168,6 +168,15 @@ export class OperationsDashboard extends Construct {
               }),
             ],
             WIDTH / 4,
+            {
+              // SQS deletes a dead letter after 14 days (FailedDeliveryDeadLetterAge fires at 7).
+              right: [
+                props.deadLetterQueue.metricApproximateAgeOfOldestMessage({
+                  ...maximum,
+                  label: 'Age of the oldest dead letter (s)',
+                }),
+              ],
+            },
           ),
         ],
       ],

@@ -110,7 +110,10 @@ describe('dashboard', () => {
         'ApproximateNumberOfMessagesDelayed',
       ]),
     );
-    expect(of('FailedDeliveryDeadLetterQueue')).toEqual(['ApproximateNumberOfMessagesVisible']);
+    expect(of('FailedDeliveryDeadLetterQueue')).toEqual([
+      'ApproximateNumberOfMessagesVisible',
+      'ApproximateAgeOfOldestMessage',
+    ]);
   });
 });
 
@@ -124,6 +127,7 @@ describe('alarms', () => {
         'AcceptServerFailures',
         'ExportsDeferred',
         'FailedDeliveryDeadLetters',
+        'FailedDeliveryDeadLetterAge',
         'RedeliveryExecutionsFailed',
         'RedeliverySchedulerErrors',
         'RecordsOnlyInLogs',
@@ -182,6 +186,24 @@ describe('alarms', () => {
       Period: 300,
       EvaluationPeriods: 1,
       Threshold: 0,
+    });
+  });
+
+  it('fire when the oldest dead letter is older than 7 days, half of the 14 days after which SQS deletes it', () => {
+    const dlq = id('AWS::SQS::Queue', 'FailedDeliveryDeadLetterQueue');
+    expect(props(dlq).MessageRetentionPeriod).toBe(14 * 86_400);
+    expect(props(id('AWS::SQS::Queue', 'FailedDeliveryQueue')).MessageRetentionPeriod).toBe(14 * 86_400);
+    expect(alarm('FailedDeliveryDeadLetterAge')).toMatchObject({
+      Namespace: 'AWS/SQS',
+      MetricName: 'ApproximateAgeOfOldestMessage',
+      Dimensions: [{ Name: 'QueueName', Value: { 'Fn::GetAtt': [dlq, 'QueueName'] } }],
+      Statistic: 'Maximum',
+      Period: 300,
+      EvaluationPeriods: 1,
+      ComparisonOperator: 'GreaterThanThreshold',
+      Threshold: 7 * 86_400,
+      TreatMissingData: 'notBreaching',
+      AlarmDescription: expect.stringContaining('deletes it'),
     });
   });
 
