@@ -118,7 +118,7 @@ describe('dashboard', () => {
 });
 
 describe('alarms', () => {
-  it('are these seventeen, named after the stack, OK when data is missing, with no action without alarmEmail', () => {
+  it('are these eighteen, named after the stack, OK when data is missing, with no action without alarmEmail', () => {
     const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm')).map((a) => a.Properties);
     expect(alarms.map((a) => a.AlarmName).sort()).toEqual(
       [
