@@ -1,6 +1,6 @@
 import { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { Node } from 'constructs';
-import { maxAsyncAgentTimeoutMs, maxSyncAgentTimeoutMs } from '../functions/domain/budget.ts';
+import { EXPRESS_LIMIT_MS, maxAsyncAgentTimeoutMs, maxSyncAgentTimeoutMs } from '../functions/domain/budget.ts';
 import { WEBHOOK_TYPES, type WebhookType } from '../functions/domain/conversation.ts';
 import { parseSchedule } from '../functions/domain/failed-delivery.ts';
 import { bySource } from '../functions/domain/source-identity.ts';
@@ -181,6 +181,17 @@ export {
 
 /** The shortest integration timeout with room for every reserve of the synchronous budget and a 1 s agent. */
 const MIN_INTEGRATION_TIMEOUT_MS = 9_000;
+/**
+ * The longest: a synchronous execution ends at the Express limit (5 minutes) whatever API Gateway would still wait,
+ * and then without the workflow's own answer, export or freed key; the budget's deadlines must fall inside it.
+ */
+const MAX_INTEGRATION_TIMEOUT_MS = EXPRESS_LIMIT_MS;
+/**
+ * The longest delivery attempt: a redelivery is one attempt and the export within the redelivery workflow's 60 s
+ * (TimeoutSeconds of statemachine/redelivery.asl.json); past it every redelivery to a slow receiver would time out,
+ * its POST perhaps landed, and be counted as a failed run.
+ */
+export const MAX_DELIVERY_TIMEOUT_MS = 30_000;
 
 const VALID_RETENTION_DAYS = new Set(Object.values(RetentionDays).filter((v): v is number => typeof v === 'number'));
 const LOG_LEVELS = ['DEBUG', 'INFO', 'WARN', 'ERROR'] as const;
@@ -195,11 +206,13 @@ function text(key: string, value: unknown, fallback: string): string {
   return value.trim();
 }
 
-function integer(key: string, value: unknown, fallback: number, min: number): number {
+function integer(key: string, value: unknown, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
   if (value === undefined || value === null || value === '') return fallback;
   const n = typeof value === 'number' ? value : Number(value);
-  if (!Number.isInteger(n) || n < min)
-    throw new ConfigError(`context ${key} must be an integer >= ${min}, got ${String(value)}`);
+  if (!Number.isInteger(n) || n < min || n > max)
+    throw new ConfigError(
+      `context ${key} must be an integer ${max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `from ${min} to ${max}`}, got ${String(value)}`,
+    );
   return n;
 }
 
@@ -288,7 +301,13 @@ export function resolveConfig(node: Node, overrides: Partial<GatewayConfig> = {}
     asyncAgentTimeoutMs: integer('asyncAgentTimeoutMs', get('asyncAgentTimeoutMs'), d.asyncAgentTimeoutMs, 1_000),
     threadTtlDays: integer('threadTtlDays', get('threadTtlDays'), d.threadTtlDays, 1),
     deliveryUrls,
-    deliveryTimeoutMs: integer('deliveryTimeoutMs', get('deliveryTimeoutMs'), d.deliveryTimeoutMs, 100),
+    deliveryTimeoutMs: integer(
+      'deliveryTimeoutMs',
+      get('deliveryTimeoutMs'),
+      d.deliveryTimeoutMs,
+      100,
+      MAX_DELIVERY_TIMEOUT_MS,
+    ),
     exportBucketName: text('exportBucketName', get('exportBucketName'), d.exportBucketName),
     enableConversationExport: flag(
       'enableConversationExport',
@@ -313,6 +332,7 @@ export function resolveConfig(node: Node, overrides: Partial<GatewayConfig> = {}
       get('apiIntegrationTimeoutMs'),
       d.apiIntegrationTimeoutMs,
       MIN_INTEGRATION_TIMEOUT_MS,
+      MAX_INTEGRATION_TIMEOUT_MS,
     ),
     allowMissingDeliveryUrls: flag(
       'allowMissingDeliveryUrls',

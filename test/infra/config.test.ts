@@ -1,9 +1,18 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { App } from 'aws-cdk-lib';
 import { Match, type Template } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseApiKeySources } from '../../functions/domain/source-identity.ts';
-import { ConfigError, DEFAULT_CONFIG, resolveConfig, ssmParameterName } from '../../infra/config.ts';
+import {
+  ConfigError,
+  DEFAULT_CONFIG,
+  MAX_DELIVERY_TIMEOUT_MS,
+  resolveConfig,
+  ssmParameterName,
+} from '../../infra/config.ts';
+import { PROJECT_ROOT } from '../../infra/constructs/stage-function.ts';
 import { STACK_OUTPUTS } from '../../infra/webhook-gateway-stack.ts';
 import {
   actionsOf,
@@ -64,9 +73,24 @@ describe('resolveConfig', () => {
     expect(() => resolve({ exportTransitionDays: 90, exportExpirationDays: 60 })).toThrow(/exportExpirationDays/);
     expect(() => resolve({ stackName: 'my_stack' })).toThrow(/stackName must be 1-128 letters, digits and hyphens/);
     expect(() => resolve({ apiIntegrationTimeoutMs: 5000 })).toThrow(
-      /apiIntegrationTimeoutMs must be an integer >= 9000/,
+      /apiIntegrationTimeoutMs must be an integer from 9000 to 300000/,
     );
     expect(() => resolve({ redeliverySchedulerConcurrency: -1 })).toThrow(/redeliverySchedulerConcurrency/);
+  });
+
+  it('refuses an integration timeout past the Express limit, and a delivery timeout the redelivery workflow cannot hold', () => {
+    // A synchronous execution ends at 5 minutes whatever API Gateway would still wait.
+    expect(resolve({ apiIntegrationTimeoutMs: 300_000 }).apiIntegrationTimeoutMs).toBe(300_000);
+    expect(() => resolve({ apiIntegrationTimeoutMs: 300_001 })).toThrow(
+      /apiIntegrationTimeoutMs must be an integer from 9000 to 300000, got 300001/,
+    );
+    // One attempt and the export within the redelivery workflow's TimeoutSeconds.
+    const redelivery = JSON.parse(readFileSync(path.join(PROJECT_ROOT, 'statemachine', 'redelivery.asl.json'), 'utf8'));
+    expect(MAX_DELIVERY_TIMEOUT_MS * 2).toBeLessThanOrEqual(redelivery.TimeoutSeconds * 1000);
+    expect(resolve({ deliveryTimeoutMs: MAX_DELIVERY_TIMEOUT_MS }).deliveryTimeoutMs).toBe(MAX_DELIVERY_TIMEOUT_MS);
+    expect(() => resolve({ deliveryTimeoutMs: 40_000 })).toThrow(
+      /deliveryTimeoutMs must be an integer from 100 to 30000, got 40000/,
+    );
   });
 
   it('refuses an agent timeout that does not fit in the API integration timeout, naming both settings', () => {
