@@ -3,6 +3,7 @@ import path from 'node:path';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { isConversationId } from '../domain/conversation-id.ts';
 import type { ConversationStatusRecord, StatusOutcome } from '../domain/conversation-status.ts';
+import { limitedClientSettings } from './clients/request-limits.ts';
 import { writeFileAtomic } from './local-files.ts';
 import { tracer } from './powertools.ts';
 import { settings } from './settings.ts';
@@ -28,7 +29,7 @@ export interface ConversationStatusStore {
 /** Loaded on first use: a stage that never touches a status record never pays for the SDK's import. */
 const dynamo = async () => {
   const sdk = await import('@aws-sdk/client-dynamodb');
-  DynamoStatusStore.client ??= tracer.captureAWSv3Client(new sdk.DynamoDBClient({}));
+  DynamoStatusStore.client ??= tracer.captureAWSv3Client(new sdk.DynamoDBClient(limitedClientSettings()));
   return { sdk, db: DynamoStatusStore.client };
 };
 

@@ -28,6 +28,7 @@ import {
   type FailedDeliveryEnvelope,
   readEnvelope,
 } from '../domain/failed-delivery.ts';
+import { REQUEST_TIMEOUT_MS } from './clients/request-limits.ts';
 import type { FailedDeliveryStore, TakenBatch } from './redelivery.ts';
 
 /** SQS's largest DelaySeconds. */
@@ -127,14 +128,17 @@ export class SqsFailedDeliveryQueue implements FailedDeliveryStore<QueuedEnvelop
   /** One ReceiveMessage (up to 10), each body parsed; unreadable ones are reported, not touched. */
   async receive(options: ReceiveOptions = {}, now = new Date()): Promise<ReceivedBatch> {
     const queueUrl = options.queueUrl ?? this.queueUrl;
+    const waitSeconds = options.waitSeconds ?? 1;
     const result = await this.client.send(
       new ReceiveMessageCommand({
         QueueUrl: queueUrl,
         MaxNumberOfMessages: options.max ?? 10,
-        WaitTimeSeconds: options.waitSeconds ?? 1,
+        WaitTimeSeconds: waitSeconds,
         VisibilityTimeout: options.visibilitySeconds ?? REDELIVERY_VISIBILITY_SECONDS,
         MessageSystemAttributeNames: ['ApproximateReceiveCount', 'SentTimestamp'],
       }),
+      // An empty queue answers only after the wait: it is allowed on top of one call's limit (request-limits.ts).
+      { requestTimeout: waitSeconds * 1000 + REQUEST_TIMEOUT_MS },
     );
     const batch: ReceivedBatch = { envelopes: [], unreadable: [], count: 0 };
     for (const message of result.Messages ?? []) {

@@ -16,6 +16,7 @@ import {
   isExpired,
 } from '../domain/idempotency.ts';
 import { IDEMPOTENCY_KEY_LOST_EVENT } from '../domain/observability.ts';
+import { limitedClientSettings } from './clients/request-limits.ts';
 import { logger, tracer } from './powertools.ts';
 import { settings } from './settings.ts';
 
@@ -63,7 +64,7 @@ const ttl = () => settings().idempotencyTtlSeconds;
 /** The DynamoDB SDK is loaded on first use only: a stage without a key never pays its import (measured in bench/). */
 const dynamo = async () => {
   const sdk = await import('@aws-sdk/client-dynamodb');
-  DynamoIdempotencyStore.client ??= tracer.captureAWSv3Client(new sdk.DynamoDBClient({}));
+  DynamoIdempotencyStore.client ??= tracer.captureAWSv3Client(new sdk.DynamoDBClient(limitedClientSettings()));
   return { sdk, db: DynamoIdempotencyStore.client };
 };
 

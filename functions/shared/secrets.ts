@@ -14,6 +14,7 @@ import {
   parseSecretsBySource,
   type SecretsBySource,
 } from '../domain/signatures.ts';
+import { limitedClientSettings } from './clients/request-limits.ts';
 import { tracer } from './powertools.ts';
 import { settings } from './settings.ts';
 
@@ -26,7 +27,7 @@ async function secretString(arn: string): Promise<string> {
   if (hit && Date.now() - hit.at < CACHE_MS) return hit.value;
   // Loaded on first use only: configured from the environment, nothing in the cold start pays for it.
   const sdk = await import('@aws-sdk/client-secrets-manager');
-  client ??= tracer.captureAWSv3Client(new sdk.SecretsManagerClient({}));
+  client ??= tracer.captureAWSv3Client(new sdk.SecretsManagerClient(limitedClientSettings()));
   const out = await client.send(new sdk.GetSecretValueCommand({ SecretId: arn }));
   const value = out.SecretString ?? '';
   cache.set(arn, { at: Date.now(), value });

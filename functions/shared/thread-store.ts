@@ -4,6 +4,7 @@ import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { canonicalSource } from '../domain/source-identity.ts';
 import { MAX_THREAD_HISTORY_TURNS, THREAD_ID_PATTERN, type ThreadTurn } from '../domain/thread.ts';
 import { conditionFailed } from './clients/dynamodb.ts';
+import { limitedClientSettings } from './clients/request-limits.ts';
 import { writeFileAtomic } from './local-files.ts';
 import { tracer } from './powertools.ts';
 import { settings } from './settings.ts';
@@ -68,7 +69,7 @@ const CLAIM_ATTEMPTS = 3;
 /** Loaded on first use: a stage that never touches a thread never pays for the SDK's import. */
 const dynamo = async () => {
   const sdk = await import('@aws-sdk/client-dynamodb');
-  DynamoThreadStore.client ??= tracer.captureAWSv3Client(new sdk.DynamoDBClient({}));
+  DynamoThreadStore.client ??= tracer.captureAWSv3Client(new sdk.DynamoDBClient(limitedClientSettings()));
   return { sdk, db: DynamoThreadStore.client };
 };
 

@@ -1,4 +1,5 @@
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { limitedClientSettings } from './request-limits.ts';
 
 /**
  * The DynamoDB SDK and one client for the process, loaded on first use: a stage that never touches a table never
@@ -16,7 +17,7 @@ export async function dynamoDb(
   if (own) return { sdk, db: own };
   if (!client) {
     const { tracer } = await import('../powertools.ts');
-    client ??= tracer.captureAWSv3Client(new sdk.DynamoDBClient({}));
+    client ??= tracer.captureAWSv3Client(new sdk.DynamoDBClient(limitedClientSettings()));
   }
   return { sdk, db: client };
 }

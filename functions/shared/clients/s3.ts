@@ -2,11 +2,18 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { tracer } from '../powertools.ts';
 import { settings } from '../settings.ts';
 import { injectedSettings } from './injected-settings.ts';
+import { limitedClientSettings } from './request-limits.ts';
 
 /**
  * Endpoint from AWS_ENDPOINT_URL_S3 when set (SDK convention); path-style addressing when S3_FORCE_PATH_STYLE=true.
- * The middleware stack is resolved once per command type (cacheMiddleware) instead of on every send.
+ * The middleware stack is resolved once per command type (cacheMiddleware) instead of on every send. Time-limited
+ * (request-limits.ts) unless the host injects its own transport (locally, the in-process one to the embedded S3).
  */
 export const s3 = tracer.captureAWSv3Client(
-  new S3Client({ forcePathStyle: settings().s3ForcePathStyle, cacheMiddleware: true, ...injectedSettings('s3') }),
+  new S3Client({
+    forcePathStyle: settings().s3ForcePathStyle,
+    cacheMiddleware: true,
+    ...limitedClientSettings(),
+    ...injectedSettings('s3'),
+  }),
 );

@@ -1,5 +1,6 @@
 import { SFNClient, type SFNClientConfig } from '@aws-sdk/client-sfn';
 import { tracer } from '../powertools.ts';
+import { REQUEST_TIMEOUT_MS, requestLimits } from './request-limits.ts';
 
 type RetryStrategy = Extract<NonNullable<SFNClientConfig['retryStrategy']>, { recordSuccess: unknown }>;
 type RetryToken = Awaited<ReturnType<RetryStrategy['acquireInitialRetryToken']>>;
@@ -32,8 +33,20 @@ export function throttlingOnlyRetry(attempts = THROTTLED_ATTEMPTS, random: () =>
 }
 
 /**
+ * The longest a StartSyncExecution may wait for its answer, ms: it answers when the redelivery workflow ends, which
+ * times out at 60 s (`TimeoutSeconds` of statemachine/redelivery.asl.json), plus the usual limit of one call for
+ * starting it and answering. A try cut by this limit is not retried (its execution may have started).
+ */
+export const START_SYNC_EXECUTION_TIMEOUT_MS = 60_000 + REQUEST_TIMEOUT_MS;
+
+/**
  * Endpoint from AWS_ENDPOINT_URL_SFN when set (SDK convention). Starts redelivery executions (StartSyncExecution),
  * retrying only when throttled (throttlingOnlyRetry): a retried call whose first try did start its execution would
- * deliver twice.
+ * deliver twice. Time-limited (request-limits.ts) with START_SYNC_EXECUTION_TIMEOUT_MS per try.
  */
-export const sfn = tracer.captureAWSv3Client(new SFNClient({ retryStrategy: throttlingOnlyRetry() }));
+export const sfn = tracer.captureAWSv3Client(
+  new SFNClient({
+    retryStrategy: throttlingOnlyRetry(),
+    requestHandler: requestLimits(START_SYNC_EXECUTION_TIMEOUT_MS),
+  }),
+);
