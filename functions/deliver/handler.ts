@@ -1,16 +1,23 @@
 import { type LoggedAttempt, loggedRequestHeaders, nextAttemptNumber } from '../domain/attempt-log.ts';
 import type { ConversationState, WebhookType } from '../domain/conversation.ts';
-import { buildDeliveryPayload, failedAttemptOutcome, firstTry, holdError, planDelivery } from '../domain/delivery.ts';
+import {
+  attemptBudget,
+  buildDeliveryPayload,
+  failedAttemptOutcome,
+  firstTry,
+  holdError,
+  planDelivery,
+} from '../domain/delivery.ts';
 import type { Gate, HoldReason } from '../domain/endpoints.ts';
 import { settleAnswer, withDeliveryAttempt } from '../domain/lifecycle.ts';
 import { DELIVERY_DEFERRED_EVENT } from '../domain/observability.ts';
 import { signOutbound } from '../domain/signatures.ts';
 import { attemptLog } from '../shared/attempt-log.ts';
-import { endpointStore } from '../shared/endpoint-store.ts';
+import { type EndpointStore, endpointStore } from '../shared/endpoint-store.ts';
 import { logEvent, METRIC_NAMES, recordDeliveryAttempt, recordDeliveryQueued, recordTime } from '../shared/events.ts';
 import { postJson } from '../shared/http-delivery.ts';
 import { logger, stageHandler } from '../shared/powertools.ts';
-import { admitDelivery, readEndpoint, recordHealth } from '../shared/receivers.ts';
+import { admitDelivery, type RateClock, REAL_CLOCK, readEndpoint, recordHealth } from '../shared/receivers.ts';
 import { deliverySecrets } from '../shared/secrets.ts';
 import { settings } from '../shared/settings.ts';
 
@@ -25,30 +32,46 @@ export interface DeliverInput {
   execution_name?: string;
 }
 
+/** What Deliver takes from the outside world besides its settings; tests replace them (no real wait, no real POST). */
+export interface DeliverDeps {
+  /** The clock, and the wait for the receiver's outbound rate. */
+  clock: RateClock;
+  /** The receivers' run-time state (functions/shared/endpoint-store.ts); null: none configured. */
+  store: EndpointStore | null;
+  post: typeof postJson;
+}
+
 /**
  * Deliver: one POST of the result to its type's receiver, carrying the stable delivery id (webhook-id) and one
  * signature per active secret. Before it, the receiver's run-time state decides (functions/domain/endpoints.ts, through functions/shared/receivers.ts): its
  * URL (an operator's or the deployed one), whether it is held (paused, disabled, failing: the delivery is queued for
  * the schedule without an attempt, or a failing receiver's one probe is made), and its outbound rate. Every attempt
- * goes to the attempt log with what the receiver answered, and counts for the receiver's health. Success returns the
- * record; failure throws the error the state machine's Retry/Catch match. A record whose answer is still pending
- * (Classify failed) is first recorded and classified here, as Classify would have.
+ * goes to the attempt log with what the receiver answered, and counts for the receiver's health (except a timeout of
+ * an attempt the caller's deadline cut short). Success returns the record; failure throws the error the state
+ * machine's Retry/Catch match. A record whose answer is still pending (Classify failed) is first recorded and
+ * classified here, as Classify would have.
  */
-export const handler = stageHandler('Deliver', async (input: DeliverInput): Promise<ConversationState> => {
+export const handler = stageHandler('Deliver', (input: DeliverInput) =>
+  deliver(input, { clock: REAL_CLOCK, store: endpointStore(), post: postJson }),
+);
+
+/** The handler's work, with what it takes from the outside world passed in. */
+export async function deliver(input: DeliverInput, deps: DeliverDeps): Promise<ConversationState> {
   const { state } = input;
+  const { clock, store } = deps;
+  const now = () => new Date(clock.now());
   const retryCount = input.retry_count ?? 0;
-  const record = settleAnswer(state.conversation, new Date());
+  const record = settleAnswer(state.conversation, now());
   const type: WebhookType = record.webhook_context.webhook_type ?? 'general';
   const deliverBy = state.budget?.deliver_by ?? null;
   const config = settings();
   const via = state.redelivery?.via ?? 'workflow';
   const attemptNumber = nextAttemptNumber(record, retryCount);
-  const store = endpointStore();
   const endpoint = store ? await readEndpoint(store, type) : null;
   const deliveryUrls = endpoint?.config.url
     ? { ...config.deliveryUrls, [type]: endpoint.config.url }
     : config.deliveryUrls;
-  const plan = planDelivery(record, deliverBy, { ...config, deliveryUrls }, new Date(), retryCount);
+  const plan = planDelivery(record, deliverBy, { ...config, deliveryUrls }, now(), retryCount);
   if (plan.action === 'refuse') {
     logEvent('WEBHOOK_DELIVERY_FAILED', record, { attempt: attemptNumber, via, error: plan.reason, final: true });
     throw plan.error;
@@ -70,7 +93,7 @@ export const handler = stageHandler('Deliver', async (input: DeliverInput): Prom
     queuedHere('deadline', plan.reason);
     throw plan.error;
   }
-  const { url, timeoutMs } = plan;
+  const { url } = plan;
   const hold = (reason: HoldReason, message: string) => {
     queuedHere(reason, message);
     return holdError(reason, message, url, firstTry(record, retryCount));
@@ -78,18 +101,29 @@ export const handler = stageHandler('Deliver', async (input: DeliverInput): Prom
 
   const gate: Gate =
     store && endpoint
-      ? await admitDelivery(store, endpoint, { via, policy: config.breaker, timeoutMs, deliverBy })
+      ? await admitDelivery(store, endpoint, {
+          via,
+          policy: config.breaker,
+          timeoutMs: plan.timeoutMs,
+          deliverBy,
+          clock,
+        })
       : { action: 'attempt' };
   if (gate.action === 'hold') throw hold(gate.reason, gate.message);
+  // The receiver's rate may have made it wait: the attempt gets the time left now, so it never ends after deliver_by
+  // (docs/deploy.md, "Timeouts"); too little left, and the schedule takes it as when the agent was slow.
+  const budget = attemptBudget(deliverBy, now(), config.deliveryTimeoutMs);
+  if ('defer' in budget) throw hold('deadline', budget.defer);
+  const { timeoutMs } = budget;
 
   const payload = JSON.stringify(buildDeliveryPayload(record));
   const deliveryId = record.webhook_context.delivery_id;
   const secrets = await deliverySecrets(type);
   // Standard Webhooks headers; webhook-id is the delivery id on every attempt, so receivers can deduplicate.
   const signature =
-    secrets.length > 0 ? signOutbound(secrets, deliveryId, new Date(), payload) : { 'webhook-id': deliveryId };
+    secrets.length > 0 ? signOutbound(secrets, deliveryId, now(), payload) : { 'webhook-id': deliveryId };
   const headers = { 'user-agent': USER_AGENT, ...signature };
-  const { attempt, response } = await postJson(url, payload, headers, attemptNumber, timeoutMs);
+  const { attempt, response } = await deps.post(url, payload, headers, attemptNumber, timeoutMs);
   attempt.via = via;
   recordTime(METRIC_NAMES.deliveryResponseTime, attempt.duration_ms);
   recordDeliveryAttempt(type, attempt.outcome === 'delivered', attempt.duration_ms);
@@ -104,7 +138,12 @@ export const handler = stageHandler('Deliver', async (input: DeliverInput): Prom
   };
   const [, nowFailing] = await Promise.all([
     keepInLog(entry),
-    store && endpoint ? recordHealth(store, endpoint, attempt, config.breaker) : null,
+    store && endpoint
+      ? recordHealth(store, endpoint, attempt, config.breaker, {
+          timeoutMs,
+          deliveryTimeoutMs: config.deliveryTimeoutMs,
+        })
+      : null,
   ]);
 
   if (attempt.outcome === 'delivered') {
@@ -128,7 +167,7 @@ export const handler = stageHandler('Deliver', async (input: DeliverInput): Prom
     attempt,
     url,
     { deliverBy, redelivery: state.redelivery, timeoutMs, failing },
-    new Date(),
+    now(),
   );
   logEvent('WEBHOOK_DELIVERY_FAILED', record, {
     delivery_id: deliveryId,
@@ -141,7 +180,7 @@ export const handler = stageHandler('Deliver', async (input: DeliverInput): Prom
     delivery_response_time_ms: attempt.duration_ms,
   });
   throw failed.error;
-});
+}
 
 /** Append to the attempt log; a log that refuses it costs the detail (the record keeps the short attempt), not the delivery. */
 async function keepInLog(entry: LoggedAttempt): Promise<void> {

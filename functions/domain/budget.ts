@@ -84,14 +84,22 @@ export const ASYNC_RESERVES = {
   /** Deliver: the first attempt and 3 retries (full-jitter waits of at most 1, 2 and 4 s); × DELIVERY_TIMEOUT_MS. */
   deliveryAttempts: 4,
   deliveryRetryWaits: 7_000,
+  /**
+   * Before each attempt, the wait for a receiver's outbound rate: at most 2 s (MAX_RATE_WAIT_MS of
+   * functions/domain/endpoints.ts, with no caller waiting); × deliveryAttempts.
+   */
+  deliveryRateWait: 2_000,
   /** Export and its retry, or the S3-refused path (close, queue). */
   tail: 5_000,
+  /** Slack for what the others leave out: each state's Lambda invocation (a cold start), the store calls around them. */
+  overhead: 3_000,
 } as const;
 
 /** The largest agent timeout an asynchronous conversation can honour inside the Express limit, ms (whole seconds). */
 export function maxAsyncAgentTimeoutMs(deliveryTimeoutMs: number): number {
   const r = ASYNC_RESERVES;
-  const after = r.agentRetryWaits + r.classify + r.deliveryAttempts * deliveryTimeoutMs + r.deliveryRetryWaits + r.tail;
+  const deliver = r.deliveryAttempts * (r.deliveryRateWait + deliveryTimeoutMs) + r.deliveryRetryWaits;
+  const after = r.agentRetryWaits + r.classify + deliver + r.tail + r.overhead;
   return Math.floor((EXPRESS_LIMIT_MS - r.margin - after) / 1000) * 1000;
 }
 

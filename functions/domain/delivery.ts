@@ -73,7 +73,8 @@ export const MIN_ATTEMPT_MS = 500;
 /**
  * How long the next in-workflow attempt may take: the configured per-attempt timeout, cut to what is left until
  * `deliverBy` (the budget's deliver_by: the caller is waiting; null when nobody is); or, with less than
- * MIN_ATTEMPT_MS left, why no attempt is made now (what is left goes to the redelivery schedule).
+ * MIN_ATTEMPT_MS left, why no attempt is made now (what is left goes to the redelivery schedule). Deliver asks with
+ * `now` the moment the POST starts, after any wait for the receiver's rate, so no attempt ends after `deliverBy`.
  */
 export function attemptBudget(
   deliverBy: string | null,
@@ -83,10 +84,33 @@ export function attemptBudget(
   const remaining = msLeft(deliverBy, now);
   if (!(remaining >= MIN_ATTEMPT_MS)) {
     return {
-      defer: `no time left for a delivery attempt before ${deliverBy}, when the caller's answer is due (the agent was slow): queued for the redelivery schedule`,
+      defer: `no time left for a delivery attempt before ${deliverBy}, when the caller's answer is due (a slow agent, or a wait for the receiver's rate): queued for the redelivery schedule`,
     };
   }
   return { timeoutMs: Math.min(timeoutMs, Math.floor(remaining)) };
+}
+
+const TIMED_OUT = 'timed out after';
+
+/** How an attempt that ran out of its timeout is recorded (its `error`; functions/shared/http-delivery.ts writes it). */
+export function timedOutReason(timeoutMs: number): string {
+  return `${TIMED_OUT} ${timeoutMs} ms`;
+}
+
+/**
+ * Whether a failed attempt counts towards its receiver's failure streak (the circuit breaker,
+ * docs/operations.md#receivers). Every failure does except a timeout of an attempt whose timeout was cut below the
+ * configured DELIVERY_TIMEOUT_MS (`deliveryTimeoutMs`) by the caller's deadline: a healthy receiver may need longer
+ * than that attempt was given. Such an attempt is still an attempt (the attempt log, the record, the retries).
+ */
+export function failureCountsForReceiver(
+  attempt: DeliveryAttempt,
+  timeoutMs: number,
+  deliveryTimeoutMs: number,
+): boolean {
+  if (attempt.outcome === 'delivered') return false;
+  const timedOut = attempt.status_code === undefined && (attempt.error ?? '').startsWith(TIMED_OUT);
+  return !(timedOut && timeoutMs < deliveryTimeoutMs);
 }
 
 /** Deliver's Retry waits at most this long between attempts (MaxDelaySeconds of statemachine/conversation.asl.json). */

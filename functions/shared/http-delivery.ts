@@ -2,7 +2,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { type LoggedResponse, loggedBody, loggedResponseHeaders } from '../domain/attempt-log.ts';
 import type { DeliveryAttempt } from '../domain/conversation.ts';
-import { outcomeForStatus, retryAfterMs } from '../domain/delivery.ts';
+import { outcomeForStatus, retryAfterMs, timedOutReason } from '../domain/delivery.ts';
 
 /** At most this much of a receiver's answer is read (and kept, trimmed, for the attempt record). */
 const MAX_RESPONSE_BYTES = 65_536;
@@ -79,7 +79,7 @@ function post(url: string, body: string, headers: Record<string, string>, timeou
 
 function networkReason(error: unknown, timeoutMs: number): string {
   const e = error as Error & { code?: string; cause?: { code?: string; message?: string } };
-  if (e.name === 'TimeoutError' || e.name === 'AbortError') return `timed out after ${timeoutMs} ms`;
+  if (e.name === 'TimeoutError' || e.name === 'AbortError') return timedOutReason(timeoutMs);
   const cause = e.code ?? e.cause?.code ?? e.cause?.message;
   return cause ? `network error: ${cause}` : `network error: ${e.message}`;
 }

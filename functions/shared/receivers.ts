@@ -5,6 +5,7 @@
  * logging around them, so the handler stays parse → decide → deliver. A store that fails never costs a delivery.
  */
 import type { DeliveryAttempt, WebhookType } from '../domain/conversation.ts';
+import { failureCountsForReceiver } from '../domain/delivery.ts';
 import {
   type BreakerPolicy,
   type Endpoint,
@@ -27,7 +28,7 @@ export interface RateClock {
   sleep: (ms: number) => Promise<void>;
 }
 
-const REAL_CLOCK: RateClock = {
+export const REAL_CLOCK: RateClock = {
   now: Date.now,
   sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
 };
@@ -108,13 +109,16 @@ export async function takeRate(
 /**
  * Count the attempt for the receiver's health; returns whether the receiver is failing after it (the breaker is
  * open, or it was disabled). Logged once each: the failure that opened it, the one that disabled it, the success
- * that closed it. A store that refuses the write is logged; the delivery's outcome stands.
+ * that closed it. A timeout of an attempt cut short by the caller's deadline (`timeoutMs` below the configured
+ * `deliveryTimeoutMs`) leaves the failure streak as it was (failureCountsForReceiver). A store that refuses the write
+ * is logged; the delivery's outcome stands.
  */
 export async function recordHealth(
   store: EndpointStore,
   before: Endpoint,
   attempt: DeliveryAttempt,
   policy: BreakerPolicy,
+  timeouts: { timeoutMs: number; deliveryTimeoutMs: number },
 ): Promise<boolean> {
   const type = before.webhook_type;
   const now = new Date(Date.parse(attempt.at) + attempt.duration_ms);
@@ -129,6 +133,15 @@ export async function recordHealth(
           failing_since: before.health.failing_since,
         });
       return false;
+    }
+    if (!failureCountsForReceiver(attempt, timeouts.timeoutMs, timeouts.deliveryTimeoutMs)) {
+      logger.info("A delivery attempt cut short by the caller's deadline timed out: not counted against the receiver", {
+        webhook_type: type,
+        timeout_ms: timeouts.timeoutMs,
+        delivery_timeout_ms: timeouts.deliveryTimeoutMs,
+        consecutive_failures: before.health.consecutive_failures,
+      });
+      return endpointStatus(before, policy) !== 'healthy';
     }
     const { health, disabledNow } = await store.recordFailure(
       type,

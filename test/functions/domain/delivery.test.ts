@@ -7,11 +7,13 @@ import {
   deferralAfter,
   failedAttemptFromCaught,
   failedAttemptOutcome,
+  failureCountsForReceiver,
   isDeferral,
   MIN_ATTEMPT_MS,
   outcomeForStatus,
   planDelivery,
   retryAfterMs,
+  timedOutReason,
 } from '../../../functions/domain/delivery.ts';
 import {
   DeliveryDeferredError,
@@ -376,5 +378,28 @@ describe('failedAttemptOutcome (what a failed attempt leads to)', () => {
     });
     const more = { ...last, redelivery: { via: 'schedule' as const, status_if_failed: 'retrying' as const } };
     expect(failedAttemptOutcome(attempt(), TARGET, more, NOW).final).toBe(false);
+  });
+});
+
+describe("failureCountsForReceiver (the circuit breaker's failure streak)", () => {
+  const timedOut = (ms: number) => attempt({ status_code: undefined, error: timedOutReason(ms), duration_ms: ms });
+
+  it("a timeout of an attempt cut below DELIVERY_TIMEOUT_MS by the caller's deadline does not count", () => {
+    expect(failureCountsForReceiver(timedOut(800), 800, 3_000)).toBe(false);
+    expect(failureCountsForReceiver(timedOut(2_999), 2_999, 3_000)).toBe(false);
+  });
+
+  it('a timeout with the whole DELIVERY_TIMEOUT_MS counts, and so does any other failure of a cut attempt', () => {
+    expect(failureCountsForReceiver(timedOut(3_000), 3_000, 3_000)).toBe(true);
+    expect(failureCountsForReceiver(attempt(), 800, 3_000)).toBe(true); // HTTP 503
+    expect(failureCountsForReceiver(attempt({ status_code: 404, outcome: 'permanent' }), 800, 3_000)).toBe(true);
+    const refused = attempt({ status_code: undefined, error: 'network error: ECONNREFUSED' });
+    expect(failureCountsForReceiver(refused, 800, 3_000)).toBe(true);
+  });
+
+  it('a delivered attempt is no failure', () => {
+    expect(
+      failureCountsForReceiver(attempt({ status_code: 200, error: undefined, outcome: 'delivered' }), 800, 3_000),
+    ).toBe(false);
   });
 });

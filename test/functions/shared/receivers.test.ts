@@ -150,14 +150,17 @@ describe('admitDelivery and takeRate (a file store, an injected clock)', () => {
 });
 
 describe('recordHealth', () => {
+  /** An attempt given the whole DELIVERY_TIMEOUT_MS. */
+  const FULL = { timeoutMs: 3_000, deliveryTimeoutMs: 3_000 };
+
   it('opens the circuit at the threshold (WEBHOOK_ENDPOINT_FAILING once), closes it on success (RECOVERED)', async () => {
     const store = freshStore();
     const capture = captureJsonLines();
     const failing: boolean[] = [];
     try {
       for (let i = 0; i < 3; i++)
-        failing.push(await recordHealth(store, await store.get('data_analysis'), attempt('retryable'), POLICY));
-      failing.push(await recordHealth(store, await store.get('data_analysis'), attempt('delivered'), POLICY));
+        failing.push(await recordHealth(store, await store.get('data_analysis'), attempt('retryable'), POLICY, FULL));
+      failing.push(await recordHealth(store, await store.get('data_analysis'), attempt('delivered'), POLICY, FULL));
     } finally {
       capture.restore();
     }
@@ -177,10 +180,34 @@ describe('recordHealth', () => {
     };
     const capture = captureJsonLines();
     try {
-      expect(await recordHealth(store, before, attempt('retryable'), POLICY)).toBe(false);
+      expect(await recordHealth(store, before, attempt('retryable'), POLICY, FULL)).toBe(false);
     } finally {
       capture.restore();
     }
     expect(capture.lines.some((l) => l.message === "The receiver's health could not be recorded")).toBe(true);
+  });
+
+  it("a timeout of an attempt the caller's deadline cut short leaves the streak as it was; a full-length one counts", async () => {
+    const store = freshStore();
+    const timedOut = (ms: number): DeliveryAttempt => ({
+      attempt: 1,
+      at: new Date(T0).toISOString(),
+      duration_ms: ms,
+      outcome: 'retryable',
+      error: `timed out after ${ms} ms`,
+    });
+    await recordHealth(store, await store.get('lead_analysis'), attempt('retryable'), POLICY, FULL);
+    const capture = captureJsonLines();
+    try {
+      const cut = { timeoutMs: 800, deliveryTimeoutMs: 3_000 };
+      expect(await recordHealth(store, await store.get('lead_analysis'), timedOut(800), POLICY, cut)).toBe(false);
+      expect((await store.get('lead_analysis')).health.consecutive_failures).toBe(1);
+      // The streak reaches the threshold (2) only with a timeout that had the whole DELIVERY_TIMEOUT_MS.
+      expect(await recordHealth(store, await store.get('lead_analysis'), timedOut(3_000), POLICY, FULL)).toBe(true);
+    } finally {
+      capture.restore();
+    }
+    expect((await store.get('lead_analysis')).health.consecutive_failures).toBe(2);
+    expect(capture.events().map((e) => e.event_type)).toEqual(['WEBHOOK_ENDPOINT_FAILING']);
   });
 });
