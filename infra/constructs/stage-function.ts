@@ -12,7 +12,8 @@ import { BUNDLE_FILE, type HandlerDir, STAGES, UNTRACED_STAGES } from '../stage-
 import { secretMaskingPolicy } from './secret-masking-policy.ts';
 
 export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const BUNDLE_SCRIPT = path.join(PROJECT_ROOT, 'infra', 'stage-bundle.ts');
+/** Node's arguments that build one function into a folder (run in the project folder): infra/stage-bundle.ts. */
+const bundleArgs = (dir: HandlerDir, outdir: string) => ['--import', 'tsx', 'infra/stage-bundle.ts', dir, outdir];
 
 /**
  * The function's code: `functions/<dir>/handler.ts` built by infra/stage-bundle.ts on this machine (never Docker),
@@ -27,10 +28,10 @@ function bundledCode(dir: HandlerDir): Code {
       // The build, as Docker would run it in the project folder. CDK caches an asset by its bundling options, where
       // a function does not count: this is also what tells one function's asset from another's.
       workingDirectory: '/asset-input',
-      command: ['node', '--import', 'tsx', 'infra/stage-bundle.ts', dir, '/asset-output'],
+      command: ['node', ...bundleArgs(dir, '/asset-output')],
       local: {
         tryBundle(outputDir) {
-          const run = spawnSync(process.execPath, ['--import', 'tsx', BUNDLE_SCRIPT, dir, outputDir], {
+          const run = spawnSync(process.execPath, bundleArgs(dir, outputDir), {
             cwd: PROJECT_ROOT,
             encoding: 'utf8',
           });
