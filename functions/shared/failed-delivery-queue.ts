@@ -137,7 +137,8 @@ export class SqsFailedDeliveryQueue implements FailedDeliveryStore<QueuedEnvelop
         VisibilityTimeout: options.visibilitySeconds ?? REDELIVERY_VISIBILITY_SECONDS,
         MessageSystemAttributeNames: ['ApproximateReceiveCount', 'SentTimestamp'],
       }),
-      // An empty queue answers only after the wait: it is allowed on top of one call's limit (request-limits.ts).
+      // An empty queue answers only after the wait: it is allowed on top of one call's limit (request-limits.ts). The
+      // client's 2 s silence limit still applies while the queue waits: a wait of 2 s or more would be cut.
       { requestTimeout: waitSeconds * 1000 + REQUEST_TIMEOUT_MS },
     );
     const batch: ReceivedBatch = { envelopes: [], unreadable: [], count: 0 };

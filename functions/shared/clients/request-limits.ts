@@ -4,31 +4,52 @@
  * past the synchronous caller's deadline (docs/deploy.md, "Timeouts"), and the caller gets API Gateway's own 504
  * without a conversation id although the answer was delivered and exported.
  *
- * - connection: 1 s to open the TCP (and TLS) connection; an AWS endpoint in the same region opens it in
- *   milliseconds.
- * - request: 2 s for one try, from its start to the answer's headers (`throwOnRequestTimeout`: without it the HTTP
- *   handler only logs a warning when the limit passes, and goes on waiting). DynamoDB, SQS and Secrets Manager answer
- *   in milliseconds, and so does S3 for the few KB of an export (Export's S3 writes also keep their own abort, at
- *   the budget's S3 deadline). A stage whose call waits longer by design passes its own limit (the Step Functions
- *   client's StartSyncExecution, or a ReceiveMessage that long-polls).
- * - tries: 3 (`maxAttempts`, the first included; DynamoDB's own default is 4). A try cut by the limit fails with a
- *   `TimeoutError`, which the SDK retries after at most 50, then 100 ms. A stalled call therefore fails after at
- *   most 3 × 2 s + 0.15 s ≈ 6.2 s; a throttled one waits up to 1 s, then 2 s, before its next try.
+ * What each limit covers in @smithy/node-http-handler 4.14, the handler the SDK builds from these options (on Lambda
+ * the DynamoDB and Secrets Manager clients are the runtime's, infra/stage-bundle.ts LAZY_MODULES, with its version):
+ * - connection: 1 s to open the TCP connection (the TLS handshake after it counts towards the request limit); an AWS
+ *   endpoint in the same region opens it in milliseconds.
+ * - request: 2 s for one try, from its start to the answer's status and headers (`throwOnRequestTimeout`: without it
+ *   the HTTP handler only logs a warning when the limit passes, and goes on waiting). The timer stops when the
+ *   headers arrive: it does not cover the body. DynamoDB, SQS and Secrets Manager answer in milliseconds, and so does
+ *   S3 for the few KB of an export (Export's S3 writes also keep their own abort, at the budget's S3 deadline).
+ * - silence: 2 s without a byte on the connection (`socketTimeout`, the same as the request limit), at any time of
+ *   the try, the body included. This is the one that ends a try whose answer stalls after its headers: the SDK reads
+ *   the body of a DynamoDB, SQS, Secrets Manager or Step Functions answer (and of an S3 PutObject's) before the call
+ *   returns, within the try, so the stalled read fails the try with a `TimeoutError` as a cut try does. (The body
+ *   of an S3 GetObject is read by the caller after the call: its read would fail, not be retried; no stage reads
+ *   objects.) A body that keeps coming, however slowly, is not cut (AWS does not trickle).
+ * - tries: 3 (`maxAttempts`, the first included; DynamoDB's own default is 4). A try cut by a limit fails with a
+ *   `TimeoutError`, which the SDK retries after at most 50, then 100 ms.
+ *
+ * A stalled call therefore fails after at most 3 × 2 s + 0.15 s ≈ 6.2 s when nothing comes, or the answer stalls
+ * right after its headers (AWS sends them with the body); at most 3 × (2 s + 2 s) + 0.15 s ≈ 12.2 s in the worst
+ * case, headers just before the request limit and then silence. A throttled call waits up to 1 s, then 2 s, before
+ * its next try. A stage whose call waits longer by design passes its own limit, which is also its silence limit (the
+ * Step Functions client's StartSyncExecution, silent until its execution ends); a ReceiveMessage passes a longer
+ * request limit per call for its long poll, but the silence limit is the client's: its wait must stay under 2 s.
  */
 const CONNECTION_TIMEOUT_MS = 1_000;
 export const REQUEST_TIMEOUT_MS = 2_000;
 const MAX_ATTEMPTS = 3;
 
-/** The HTTP handler options of a client whose one try may take `requestTimeoutMs` (the SDK builds the handler). */
+/**
+ * The HTTP handler options of a client whose one try may wait `requestTimeoutMs` for the answer's headers, and as
+ * long without a byte at any time (the SDK builds the handler).
+ */
 export function requestLimits(requestTimeoutMs = REQUEST_TIMEOUT_MS) {
-  return { connectionTimeout: CONNECTION_TIMEOUT_MS, requestTimeout: requestTimeoutMs, throwOnRequestTimeout: true };
+  return {
+    connectionTimeout: CONNECTION_TIMEOUT_MS,
+    requestTimeout: requestTimeoutMs,
+    throwOnRequestTimeout: true,
+    socketTimeout: requestTimeoutMs,
+  };
 }
 
 /**
- * The settings a stage's client is built with: the limits above and the number of tries. Spread first, so that
- * what the host injects (the local gateway's in-process S3 transport, functions/shared/clients/injected-settings.ts)
- * replaces the request handler.
+ * The settings a stage's client is built with: the limits above (`requestTimeoutMs` per try; tests make it small)
+ * and the number of tries. Spread first, so that what the host injects (the local gateway's in-process S3 transport,
+ * functions/shared/clients/injected-settings.ts) replaces the request handler.
  */
-export function limitedClientSettings() {
-  return { maxAttempts: MAX_ATTEMPTS, requestHandler: requestLimits() };
+export function limitedClientSettings(requestTimeoutMs = REQUEST_TIMEOUT_MS) {
+  return { maxAttempts: MAX_ATTEMPTS, requestHandler: requestLimits(requestTimeoutMs) };
 }

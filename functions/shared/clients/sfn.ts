@@ -42,7 +42,8 @@ export const START_SYNC_EXECUTION_TIMEOUT_MS = 60_000 + REQUEST_TIMEOUT_MS;
 /**
  * Endpoint from AWS_ENDPOINT_URL_SFN when set (SDK convention). Starts redelivery executions (StartSyncExecution),
  * retrying only when throttled (throttlingOnlyRetry): a retried call whose first try did start its execution would
- * deliver twice. Time-limited (request-limits.ts) with START_SYNC_EXECUTION_TIMEOUT_MS per try.
+ * deliver twice. Time-limited (request-limits.ts) with START_SYNC_EXECUTION_TIMEOUT_MS per try, which is also its
+ * silence limit: the call is silent until its execution ends.
  */
 export const sfn = tracer.captureAWSv3Client(
   new SFNClient({

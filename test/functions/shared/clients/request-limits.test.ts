@@ -82,7 +82,8 @@ describe('the stages’ AWS SDK clients against an endpoint that never answers',
       thread: () => new DynamoThreadStore('threads', 30).claimTurn('crm', 'thread-1', now),
       secrets: () => deliverySecrets('general'),
       s3: () => s3.send(new PutObjectCommand({ Bucket: 'exports', Key: 'conv.json', Body: '{}' })),
-      // The scheduler's receive waits 1 s for messages: allowed on top (3 tries of 3 s).
+      // The scheduler's receive waits 1 s for messages: allowed on top of the request limit (3 s), but the 2 s silence
+      // limit cuts each try of this silent endpoint first (3 tries of 2 s).
       sqsReceive: () => new SqsFailedDeliveryQueue(sqs, `${endpoint}/123456789012/failed`, 'dlq').receive(),
     };
     const results = Object.fromEntries(
@@ -116,6 +117,8 @@ describe('the stages’ AWS SDK clients against an endpoint that never answers',
       connectionTimeout: 1_000,
       requestTimeout: START_SYNC_EXECUTION_TIMEOUT_MS,
       throwOnRequestTimeout: true,
+      // Silent until the execution ends: the silence limit is as long.
+      socketTimeout: START_SYNC_EXECUTION_TIMEOUT_MS,
     });
   });
 });
