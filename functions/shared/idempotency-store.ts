@@ -1,11 +1,12 @@
 /**
  * The idempotency store: one port, two adapters chosen by configuration.
  * - IDEMPOTENCY_TABLE_NAME: DynamoDB, a conditional write claims a key (AWS);
- * - IDEMPOTENCY_DIR: one file per key, created exclusively (`wx`) (local);
+ * - IDEMPOTENCY_DIR: one file per key, linked into place only where none is (local);
  * - neither: idempotency is off.
  */
 import { randomBytes } from 'node:crypto';
-import { link, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { readFileSync, renameSync, rmSync } from 'node:fs';
+import { link, mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { AttributeValue, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import {
@@ -205,6 +206,13 @@ function recordOf(pk: string, item: Record<string, AttributeValue>): Idempotency
   };
 }
 
+/**
+ * One file per key. Each operation decides on the record it finds and acts on that decision in one synchronous step
+ * (read, then rename or unlink), as a DynamoDB condition and its write are one step: no other operation of this
+ * process (the gateway's other conversations, the retention sweep) comes in between. A new claim is linked into place
+ * asynchronously, by libuv's threads, at any moment: it only ever lands where no record is, so a step that found no
+ * record never removes one (the link may just have landed), and a step that found one acts on that one.
+ */
 class FileIdempotencyStore implements IdempotencyStore {
   constructor(private readonly dir: string) {}
 
@@ -213,31 +221,35 @@ class FileIdempotencyStore implements IdempotencyStore {
     return path.join(this.dir, `${pk}.json`);
   }
 
-  private async read(pk: string): Promise<IdempotencyRecord | null> {
+  /** The record as it is now: null when there is none, `unreadable` when its file is not a record (free to take). */
+  private found(pk: string): IdempotencyRecord | 'unreadable' | null {
     try {
-      return JSON.parse(await readFile(this.file(pk), 'utf8')) as IdempotencyRecord;
+      return JSON.parse(readFileSync(this.file(pk), 'utf8')) as IdempotencyRecord;
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT' || error instanceof SyntaxError) return null;
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      if (error instanceof SyntaxError) return 'unreadable';
       throw error;
     }
   }
 
+  /** The record as it is now, if there is one that can be read. */
+  private current(pk: string): IdempotencyRecord | null {
+    const found = this.found(pk);
+    return found === 'unreadable' ? null : found;
+  }
+
   /**
-   * A record appears whole or not at all (written aside, then linked into place for a claim, renamed over the old
-   * one for a change): a reader never meets it half-written — which it would take for a lapsed claim and free — not
-   * while it is being written, nor after a crash in the middle of the write.
+   * Write `record` aside, then let `commit` put it into place (link it for a claim, rename it over the old one for a
+   * change): a reader never meets a record half-written — which it would take for a lapsed claim and free — not while
+   * it is being written, nor after a crash in the middle of the write. What is left aside is removed.
    */
-  private async write(record: IdempotencyRecord, exclusive: boolean): Promise<boolean> {
+  private async writeAside<T>(record: IdempotencyRecord, commit: (aside: string, file: string) => Promise<T> | T) {
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
     const file = this.file(record.pk);
     const aside = `${file}.${randomBytes(6).toString('hex')}.tmp`;
     try {
       await writeFile(aside, JSON.stringify(record), { mode: 0o600 }); // it keeps the answer
-      await (exclusive ? link(aside, file) : rename(aside, file));
-      return true;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
-      throw error;
+      return await commit(aside, file);
     } finally {
       await rm(aside, { force: true });
     }
@@ -255,44 +267,54 @@ class FileIdempotencyStore implements IdempotencyStore {
       created_at: now.toISOString(),
       expires_at: expiresAt(now, IN_PROGRESS_TTL_SECONDS),
     };
-    for (let tries = 0; tries < 3; tries++) {
-      if (await this.write(record, true)) return { claimed: true, conversation_id: claim.conversationId };
-      const existing = await this.read(pk);
-      if (existing && !isExpired(existing, now)) {
+    const linked = (aside: string, file: string) =>
+      link(aside, file).then(
+        () => true,
+        (error: NodeJS.ErrnoException) => {
+          if (error.code === 'EEXIST') return false;
+          throw error;
+        },
+      );
+    for (let tries = 0; tries < 5; tries++) {
+      if (await this.writeAside(record, linked)) return { claimed: true, conversation_id: claim.conversationId };
+      const existing = this.found(pk);
+      if (existing === null) continue; // freed since: claim again
+      if (existing !== 'unreadable' && !isExpired(existing, now)) {
         return claimedBySameRequest(existing, claim.requestId)
           ? { claimed: true, conversation_id: existing.conversation_id }
           : { claimed: false, existing };
       }
-      await rm(this.file(pk), { force: true }); // expired (or half-written): free it and claim again
+      rmSync(this.file(pk), { force: true }); // lapsed (or unreadable), in the step that read it: free it, claim again
     }
     throw new Error('could not claim the idempotency key');
   }
 
   /** As the DynamoDB adapter: only the conversation's own claim is completed; a key gone is not written back. */
   async complete(pk: string, conversationId: string, response: unknown, now: Date): Promise<SettleResult> {
-    const existing = await this.read(pk);
+    const existing = this.current(pk);
     if (existing?.conversation_id !== conversationId)
       return { settled: false, heldBy: existing?.conversation_id ?? null };
-    await this.write(
-      { ...existing, status: 'completed', response: JSON.stringify(response), expires_at: expiresAt(now, ttl()) },
-      false,
-    );
-    return { settled: true };
+    const completed = { ...existing, status: 'completed' as const, response: JSON.stringify(response) };
+    return this.writeAside({ ...completed, expires_at: expiresAt(now, ttl()) }, (aside, file): SettleResult => {
+      const holder = this.current(pk)?.conversation_id ?? null; // still this conversation's claim, as it is renamed over
+      if (holder !== conversationId) return { settled: false, heldBy: holder };
+      renameSync(aside, file);
+      return { settled: true };
+    });
   }
 
   /** As the DynamoDB adapter: only the conversation's own claim is freed. */
   async release(pk: string, conversationId: string): Promise<SettleResult> {
-    const existing = await this.read(pk);
-    if (existing && existing.conversation_id !== conversationId)
-      return { settled: false, heldBy: existing.conversation_id };
-    await rm(this.file(pk), { force: true });
+    const existing = this.current(pk);
+    if (!existing) return { settled: true }; // nothing to free (and a claim linked just now is not this one)
+    if (existing.conversation_id !== conversationId) return { settled: false, heldBy: existing.conversation_id };
+    rmSync(this.file(pk), { force: true });
     return { settled: true };
   }
 
   async releaseInProgress(pk: string): Promise<boolean> {
-    const existing = await this.read(pk);
-    if (existing?.status !== 'in_progress') return false;
-    await rm(this.file(pk), { force: true });
+    if (this.current(pk)?.status !== 'in_progress') return false;
+    rmSync(this.file(pk), { force: true });
     return true;
   }
 }

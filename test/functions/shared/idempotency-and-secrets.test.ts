@@ -355,4 +355,56 @@ describe('file idempotency store (IDEMPOTENCY_DIR, local)', () => {
     expect(reruns).toEqual([]);
     expect((await readdir(dir)).filter((name) => !/^[0-9a-f]{64}\.json$/.test(name))).toEqual([]); // no temp files left
   });
+
+  it('two requests taking over one lapsed key at once: one claims it, the other meets that claim', async () => {
+    const store = idempotencyStore()!;
+    const doubleClaims: number[] = [];
+    for (let i = 0; i < 400; i++) {
+      const pk = i.toString(16).padStart(64, '0');
+      await store.claim(pk, claimOf('webhook_lapsed', 'req-0'), NOW);
+      // The second and third start a few event-loop turns later, a different number each time: every interleaving
+      // of the takeovers' steps gets its turn.
+      const claims = await Promise.all(
+        ['req-1', 'req-2', 'req-3'].map(async (request, n) => {
+          for (let turn = 0; turn < n * (i % 8); turn++) await new Promise(setImmediate);
+          return store.claim(pk, claimOf(`webhook_${request}`, request), at(421));
+        }),
+      );
+      const winners = claims.filter((c) => c.claimed);
+      if (winners.length !== 1) doubleClaims.push(i);
+      const held = winners[0]?.claimed ? winners[0].conversation_id : null;
+      for (const lost of claims.filter((c) => !c.claimed))
+        expect(lost).toMatchObject({ existing: { status: 'in_progress', conversation_id: held } });
+    }
+    expect(doubleClaims).toEqual([]);
+  });
+
+  it('completing races a takeover of its lapsed key: the takeover keeps the key, the completion reports it lost', async () => {
+    const store = idempotencyStore()!;
+    for (let i = 0; i < 50; i++) {
+      const pk = i.toString(16).padStart(64, '0');
+      await store.claim(pk, claimOf('webhook_lapsed', 'req-0'), NOW);
+      const [completed, takeover] = await Promise.all([
+        store.complete(pk, 'webhook_lapsed', { success: true }, at(421)),
+        (async () => {
+          for (let turn = 0; turn < i % 8; turn++) await new Promise(setImmediate);
+          return store.claim(pk, claimOf('webhook_next', 'req-1'), at(421));
+        })(),
+      ]);
+      const kept = await store.claim(pk, claimOf('webhook_probe', 'req-2'), at(422));
+      if (takeover.claimed) {
+        expect(completed).toEqual({ settled: false, heldBy: 'webhook_next' });
+        expect(kept).toMatchObject({
+          claimed: false,
+          existing: { status: 'in_progress', conversation_id: 'webhook_next' },
+        });
+      } else {
+        expect(completed).toEqual({ settled: true });
+        expect(kept).toMatchObject({
+          claimed: false,
+          existing: { status: 'completed', conversation_id: 'webhook_lapsed' },
+        });
+      }
+    }
+  });
 });
