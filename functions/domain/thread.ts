@@ -9,6 +9,17 @@ import { agentTurn, type ConversationRecord, turnText, userQuery } from './conve
  * another source is another thread.
  */
 
+/**
+ * A claim of a turn by the request that made the thread's last claim is that claim again: an attempt of its Validate
+ * task (retried by the workflow after a Lambda service error, or its write retried by the SDK after a try that had in
+ * fact succeeded) gets the turn the earlier attempt took instead of a new one, so no number is left unused. A request
+ * is named by requestIdentity (functions/domain/idempotency.ts), as its idempotency claim is. Only the last claim is
+ * remembered: a retry after another conversation of the thread claimed in between takes a new turn.
+ */
+export function turnClaimedBySameRequest(lastRequest: string | undefined, requestId: string): boolean {
+  return requestId !== '' && lastRequest === requestId;
+}
+
 /** Like the other ids a request names (source_system): letters, digits, '_', '-', '.', starting with a letter or digit. */
 export const THREAD_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 export const MAX_THREAD_ID_LENGTH = 128;

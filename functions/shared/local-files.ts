@@ -100,7 +100,7 @@ async function acquire(lock: string): Promise<void> {
 
 export function withFileLock<T>(file: string, fn: () => Promise<T>): Promise<T> {
   const lock = `${file}.lock`;
-  const run = (chains.get(file) ?? Promise.resolve()).then(async () => {
+  return oneAtATime(file, async () => {
     await acquire(lock);
     try {
       return await fn();
@@ -108,10 +108,18 @@ export function withFileLock<T>(file: string, fn: () => Promise<T>): Promise<T> 
       await rm(lock, { force: true });
     }
   });
+}
+
+/**
+ * `fn` run once every earlier call for the same `key` in this process has settled (a promise chain per key): for a
+ * read-modify-write that only this process makes (the thread store's turn claims: only the gateway claims turns).
+ */
+export function oneAtATime<T>(key: string, fn: () => Promise<T>): Promise<T> {
+  const run = (chains.get(key) ?? Promise.resolve()).then(fn);
   const settled = run.catch(() => undefined);
-  chains.set(file, settled);
+  chains.set(key, settled);
   void settled.then(() => {
-    if (chains.get(file) === settled) chains.delete(file);
+    if (chains.get(key) === settled) chains.delete(key);
   });
   return run;
 }

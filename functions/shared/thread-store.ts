@@ -1,31 +1,42 @@
 import { mkdir, open, readdir, readFile, stat, utimes } from 'node:fs/promises';
 import path from 'node:path';
-import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { AttributeValue, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { canonicalSource } from '../domain/source-identity.ts';
-import { MAX_THREAD_HISTORY_TURNS, THREAD_ID_PATTERN, type ThreadTurn } from '../domain/thread.ts';
+import {
+  MAX_THREAD_HISTORY_TURNS,
+  THREAD_ID_PATTERN,
+  type ThreadTurn,
+  turnClaimedBySameRequest,
+} from '../domain/thread.ts';
 import { conditionFailed } from './clients/dynamodb.ts';
 import { limitedClientSettings } from './clients/request-limits.ts';
-import { writeFileAtomic } from './local-files.ts';
+import { oneAtATime, writeFileAtomic } from './local-files.ts';
 import { tracer } from './powertools.ts';
 import { settings } from './settings.ts';
 
 /**
  * The turns of threads (functions/domain/thread.ts): one port, two adapters chosen by configuration.
  * - THREAD_TABLE_NAME: DynamoDB (AWS). Partition key `thread` = `<source_system>/<thread_id>`, sort key `turn`:
- *   item 0 holds the thread's last claimed turn number (an atomic counter), item n the answered turn n. Every item
- *   carries `expires_at` (TTL): item 0's is pushed forward whenever the thread is used, a turn's is THREAD_TTL_DAYS
- *   after it was answered. DynamoDB deletes an expired item within about two days and reads return it until then:
- *   a claim treats an expired item 0 as absent (the thread starts again at turn 1), reads skip expired turns.
+ *   item 0 holds the thread's last claimed turn number (an atomic counter) and the request that claimed it
+ *   (`last_request`), item n the answered turn n. Every item carries `expires_at` (TTL): item 0's is pushed forward
+ *   by every claim, a turn's is THREAD_TTL_DAYS after it was answered. DynamoDB deletes an expired item within about
+ *   two days and reads return it until then: a claim treats an expired item 0 as absent (the thread starts again at
+ *   turn 1), reads skip expired turns.
  * - THREAD_DIR: `<dir>/<source_system>/<thread_id>/` (local): `<n>.claim` made exclusively per claimed turn (two
- *   conversations never get one number), `<n>.json` per answered turn, its time the time it was answered: the same
- *   expiry (the retention sweep removes expired turns, and the folder of a thread unused that long).
+ *   conversations never get one number), holding the request that claimed it; `<n>.json` per answered turn, its
+ *   time the time it was answered: the same expiry (the retention sweep removes expired turns, and the folder of a
+ *   thread unused that long).
  * - neither: threads are off; a request with a thread_id fails (a deployment without its table is broken).
  * Either way a thread unused for THREAD_TTL_DAYS is forgotten, and an answered turn is remembered THREAD_TTL_DAYS.
  * The source is part of every key: one source can never read another's thread of the same name.
  */
 export interface ThreadStore {
-  /** The next turn number of the thread (1 for its first conversation). */
-  claimTurn(sourceSystem: string, threadId: string, now: Date): Promise<number>;
+  /**
+   * The next turn number of the thread (1 for its first conversation), claimed for the request `requestId` (requestIdentity). A claim by the request that made the
+   * thread's last claim (its Validate retried, or its write retried by the SDK) gets that turn again, not a new one
+   * (turnClaimedBySameRequest).
+   */
+  claimTurn(sourceSystem: string, threadId: string, requestId: string, now: Date): Promise<number>;
   /**
    * Keep an answered turn until THREAD_TTL_DAYS after its `answered_at` (again: the same turn overwrites itself, as
    * a re-export does, and keeps its expiry). `now` stands in for an unreadable `answered_at`.
@@ -66,6 +77,19 @@ function answeredAt(turn: ThreadTurn, now: Date): Date {
  */
 const CLAIM_ATTEMPTS = 3;
 
+/**
+ * After a claim's write was refused on its condition: the turn of item 0 as the failed condition returned it (ALL_OLD)
+ * when it is unexpired and this request's own last claim, otherwise null (the claim goes on). Any error other than
+ * ConditionalCheckFailedException is thrown on.
+ */
+function ownClaim(error: unknown, requestId: string, now: Date): number | null {
+  if (!conditionFailed(error)) throw error;
+  const item = (error as { Item?: Record<string, AttributeValue> }).Item;
+  if (!item || Number(item.expires_at?.N ?? 0) <= epochSeconds(now)) return null;
+  const turn = Number(item.last_turn?.N);
+  return Number.isInteger(turn) && turn >= 1 && turnClaimedBySameRequest(item.last_request?.S, requestId) ? turn : null;
+}
+
 /** Loaded on first use: a stage that never touches a thread never pays for the SDK's import. */
 const dynamo = async () => {
   const sdk = await import('@aws-sdk/client-dynamodb');
@@ -81,15 +105,21 @@ export class DynamoThreadStore implements ThreadStore {
   ) {}
 
   /**
-   * The counter (item 0) goes up by one while it is unexpired, as one atomic ADD that pushes its expiry forward. An
-   * expired one, not yet deleted by TTL, is replaced by turn 1 (the thread unused for THREAD_TTL_DAYS starts again),
-   * only if it is still expired or absent: of two first turns at once, one puts 1 and the other, refused, goes back
-   * to the ADD and gets 2.
+   * The counter (item 0) goes up by one while it is unexpired and its last claim is another request's, as one atomic
+   * ADD that pushes its expiry forward and records the claimant (`last_request`). When the condition fails, DynamoDB
+   * returns item 0 as it was then (ALL_OLD): unexpired and claimed last by this request, it is this request's claim
+   * from an earlier attempt (the workflow's Retry of Validate, or the SDK's retry of a write that had succeeded), and
+   * its turn is this request's — nothing is written, no number is skipped. Expired (not yet deleted by TTL), it is
+   * replaced by turn 1 (the thread unused for THREAD_TTL_DAYS starts again), only if it is still expired or absent:
+   * of two first turns at once, one puts 1 and the other, refused, goes back to the ADD and gets 2 (a refused put
+   * whose item 0 is this request's own turn 1, its retried write, gets 1).
    */
-  async claimTurn(sourceSystem: string, threadId: string, now: Date): Promise<number> {
+  async claimTurn(sourceSystem: string, threadId: string, requestId: string, now: Date): Promise<number> {
+    if (!requestId) throw new Error('a turn is claimed for a request: requestId is empty');
     const { sdk, db } = await dynamo();
     const key = { thread: { S: threadKey(sourceSystem, threadId) }, turn: { N: '0' } };
     const at = { ':now': { N: String(epochSeconds(now)) } };
+    const request = { S: requestId };
     const expires = { N: String(expiresAt(now, this.ttlDays)) };
     for (let attempt = 1; attempt <= CLAIM_ATTEMPTS; attempt++) {
       try {
@@ -97,28 +127,33 @@ export class DynamoThreadStore implements ThreadStore {
           new sdk.UpdateItemCommand({
             TableName: this.table,
             Key: key,
-            UpdateExpression: 'ADD last_turn :one SET expires_at = :expires',
-            ConditionExpression: 'attribute_not_exists(expires_at) OR expires_at > :now',
-            ExpressionAttributeValues: { ':one': { N: '1' }, ':expires': expires, ...at },
+            UpdateExpression: 'ADD last_turn :one SET expires_at = :expires, last_request = :request',
+            ConditionExpression:
+              '(attribute_not_exists(expires_at) OR expires_at > :now) AND (attribute_not_exists(last_request) OR last_request <> :request)',
+            ExpressionAttributeValues: { ':one': { N: '1' }, ':expires': expires, ':request': request, ...at },
             ReturnValues: 'UPDATED_NEW',
+            ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
           }),
         );
         return Number(out.Attributes?.last_turn?.N);
       } catch (error) {
-        if (!conditionFailed(error)) throw error;
+        const own = ownClaim(error, requestId, now);
+        if (own !== null) return own;
       }
       try {
         await db.send(
           new sdk.PutItemCommand({
             TableName: this.table,
-            Item: { ...key, last_turn: { N: '1' }, expires_at: expires },
+            Item: { ...key, last_turn: { N: '1' }, expires_at: expires, last_request: request },
             ConditionExpression: 'attribute_not_exists(expires_at) OR expires_at <= :now',
             ExpressionAttributeValues: at,
+            ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
           }),
         );
         return 1;
       } catch (error) {
-        if (!conditionFailed(error)) throw error;
+        const own = ownClaim(error, requestId, now);
+        if (own !== null) return own;
       }
     }
     throw new Error(
@@ -182,20 +217,44 @@ export class FileThreadStore implements ThreadStore {
     return path.join(this.dir, ...threadKey(sourceSystem, threadId).split('/'));
   }
 
-  async claimTurn(sourceSystem: string, threadId: string, now: Date): Promise<number> {
+  /**
+   * As the DynamoDB adapter, with the newest `<n>.claim` as item 0: its number the counter, its content the request
+   * that claimed it. The claims of one thread are made one at a time in this process (the local
+   * gateway is one process), so reading the newest claim and writing the next one is one step: two concurrent claims
+   * never take one number nor skip one, and a retried claim of the same request finds its own. Claimed last by this
+   * request: that turn again, nothing written. The next claim file is still made exclusively ('wx'), as before: a claim file is never overwritten.
+   */
+  async claimTurn(sourceSystem: string, threadId: string, requestId: string, now: Date): Promise<number> {
+    if (!requestId) throw new Error('a turn is claimed for a request: requestId is empty');
     const folder = this.folder(sourceSystem, threadId);
-    await mkdir(folder, { recursive: true, mode: 0o700 });
-    const claimed = (await readdir(folder)).map((name) => Number(/^(\d+)\.claim$/.exec(name)?.[1] ?? 0));
-    for (let turn = Math.max(0, ...claimed) + 1; ; turn++) {
-      try {
-        // 'wx': created by exactly one claimant; a concurrent one gets EEXIST and takes the next number.
-        await (await open(path.join(folder, `${turn}.claim`), 'wx', 0o600)).close();
+    return oneAtATime(folder, async () => {
+      await mkdir(folder, { recursive: true, mode: 0o700 });
+      const claimed = (await readdir(folder))
+        .map((name) => Number(/^(\d+)\.claim$/.exec(name)?.[1] ?? 0))
+        .filter((turn) => turn >= 1)
+        .sort((a, b) => b - a);
+      const last = claimed[0] ?? 0;
+      if (last > 0 && turnClaimedBySameRequest(await readFile(path.join(folder, `${last}.claim`), 'utf8'), requestId))
+        return last;
+      for (let turn = last + 1; ; turn++) {
+        const file = path.join(folder, `${turn}.claim`);
+        let claim: Awaited<ReturnType<typeof open>>;
+        try {
+          claim = await open(file, 'wx', 0o600);
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+          continue;
+        }
+        try {
+          await claim.writeFile(requestId);
+        } finally {
+          await claim.close();
+        }
+        await utimes(file, now, now);
         await utimes(folder, now, now);
         return turn;
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
       }
-    }
+    });
   }
 
   async recordTurn(sourceSystem: string, threadId: string, turn: ThreadTurn, now: Date): Promise<void> {

@@ -79,8 +79,9 @@ export const handler = stageHandler('Validate', async (event: ValidateInput): Pr
   let budget: Budget;
   let started: Accepted;
   try {
-    // The turn is taken now, so a thread's conversations are numbered in the order they arrived.
-    const conversation = await withThreadTurn(record);
+    // The turn is taken now, so a thread's conversations are numbered in the order they arrived; for this request,
+    // so that a retried attempt of this task gets the turn an earlier attempt took, not the next one.
+    const conversation = await withThreadTurn(record, requestIdentity(input));
     if (mode === 'async') {
       budget = asyncBudget(config);
       const statuses = conversationStatusStore();
@@ -139,11 +140,14 @@ async function runAccepted(accepted: Accepted): Promise<ValidateResult> {
   return run;
 }
 
-/** The record with its turn in its thread (unchanged outside a thread). */
-async function withThreadTurn(record: ConversationRecord): Promise<ConversationRecord> {
+/**
+ * The record with its turn in its thread (unchanged outside a thread), claimed for the request `requestId`
+ * (requestIdentity): every attempt of this Validate task for one request gets the same turn (ThreadStore.claimTurn).
+ */
+async function withThreadTurn(record: ConversationRecord, requestId: string): Promise<ConversationRecord> {
   const threadId = record.metadata.thread_id;
   if (!threadId) return record;
-  const turn = await threadStore().claimTurn(record.metadata.source_system, threadId, new Date());
+  const turn = await threadStore().claimTurn(record.metadata.source_system, threadId, requestId, new Date());
   return { ...record, metadata: { ...record.metadata, thread_turn: turn } };
 }
 

@@ -1,4 +1,4 @@
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { MAX_THREAD_HISTORY_BYTES } from '../../functions/domain/thread.ts';
@@ -8,8 +8,28 @@ import { folderOf, SEED_REQUEST, startWorld, type TestWorld } from '../support/g
 import { captureJsonLines } from '../support/log-capture.ts';
 
 let world: TestWorld;
+/** How many of the next Validate tasks that take a thread turn fail after taking it (as a Lambda service error). */
+let validateFailuresAfterTurn = 0;
 beforeAll(async () => {
-  world = await startWorld({ ASYNC_AGENT_TIMEOUT_MS: '3000' });
+  const { handler: validate } = await import('../../functions/validate/handler.ts');
+  world = await startWorld(
+    { ASYNC_AGENT_TIMEOUT_MS: '3000' },
+    {
+      stageOverrides: {
+        // Validate did its work (the turn is claimed), then the invocation failed as Lambda reports its own fault:
+        // the workflow's Retry runs Validate again with the same input.
+        validate: async (input) => {
+          const result = (await validate(input as never)) as { conversation?: { metadata?: { thread_turn?: number } } };
+          const claimed = !('accepted' in (input as object)) && result.conversation?.metadata?.thread_turn;
+          if (claimed && validateFailuresAfterTurn > 0) {
+            validateFailuresAfterTurn -= 1;
+            throw Object.assign(new Error('Service error after the function ran'), { name: 'Lambda.ServiceException' });
+          }
+          return result;
+        },
+      },
+    },
+  );
 });
 afterAll(async () => {
   await world?.close();
@@ -127,6 +147,39 @@ describe('threads: conversations of one thread_id see the earlier turns', () => 
       earlier_turns: [{ turn: 1, conversation_id: first.body.conversation_id, query: 'first async' }],
     });
   });
+
+  it.each([
+    ['synchronous', {}],
+    ['asynchronous', { prefer: 'respond-async' }],
+  ])(
+    'a %s conversation whose Validate failed after taking its turn and was retried keeps that turn: no gap',
+    async (mode, headers: Record<string, string>) => {
+      const threadId = `retried-validate-${mode}`;
+      const ids: string[] = [];
+      for (const query of ['first question', 'second question']) {
+        validateFailuresAfterTurn = 1;
+        const r = await world.post({ ...SEED_REQUEST, query, thread_id: threadId }, headers);
+        expect(r.status).toBe(mode === 'synchronous' ? 200 : 202);
+        expect(validateFailuresAfterTurn).toBe(0);
+        await world.gateway.idle();
+        ids.push(r.body.conversation_id as string);
+      }
+      const [first] = await world.gateway.executions.executions(ids[0]!);
+      expect(first!.events.filter((e) => e.state === 'Validate' && e.type === 'StateRetried')).toHaveLength(1);
+      expect(threadOf(0)).toMatchObject({ turn: 1, earlier_turns: [] });
+      expect(threadOf(1)).toMatchObject({ turn: 2, earlier_turns: [{ turn: 1, conversation_id: ids[0] }] });
+      for (const [i, id] of ids.entries()) {
+        const exported = await world.getJson(`${folderOf(id)}conversation.json`);
+        expect(exported.conversation.metadata).toMatchObject({ thread_id: threadId, thread_turn: i + 1 });
+      }
+      expect((await readdir(path.join(world.dataDir, 'threads', 'testing_system', threadId))).sort()).toEqual([
+        '1.claim',
+        '1.json',
+        '2.claim',
+        '2.json',
+      ]);
+    },
+  );
 
   it('a thread_id that is not an id is refused with 400 and nothing runs', async () => {
     for (const thread_id of ['', '../etc', 'a b', 'x'.repeat(129), 42]) {

@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
@@ -44,9 +44,38 @@ describe('FileThreadStore (local)', () => {
 
   it('numbers turns 1, 2, 3 … and never gives one number twice, even to concurrent claims', async () => {
     const store = new FileThreadStore(dir, 30);
-    const turns = await Promise.all(Array.from({ length: 8 }, () => store.claimTurn('crm', 'concurrent', NOW)));
+    const turns = await Promise.all(
+      Array.from({ length: 8 }, (_, i) => store.claimTurn('crm', 'concurrent', `req-${i}`, NOW)),
+    );
     expect([...turns].sort((a, b) => a - b)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
-    expect(await store.claimTurn('crm', 'concurrent', NOW)).toBe(9);
+    expect(await store.claimTurn('crm', 'concurrent', 'req-8', NOW)).toBe(9);
+  });
+
+  it('gives a retried claim of the same request (its Validate retried) the turn it already has; the next request the next turn', async () => {
+    const store = new FileThreadStore(dir, 30);
+    expect(await store.claimTurn('crm', 'retried', 'req-a@t1', NOW)).toBe(1);
+    expect(await store.claimTurn('crm', 'retried', 'req-a@t1', NOW)).toBe(1);
+    expect(await store.claimTurn('crm', 'retried', 'req-b@t2', NOW)).toBe(2);
+    expect(await store.claimTurn('crm', 'retried', 'req-b@t2', day(1))).toBe(2);
+    expect(await store.claimTurn('crm', 'retried', 'req-c@t3', day(1))).toBe(3);
+    // Only the last claim is remembered, as item 0 on AWS: a retry after another request claimed takes a new turn.
+    expect(await store.claimTurn('crm', 'retried', 'req-b@t2', day(1))).toBe(4);
+    const folder = path.join(dir, 'crm', 'retried');
+    expect((await readdir(folder)).sort()).toEqual(['1.claim', '2.claim', '3.claim', '4.claim']);
+    expect(await readFile(path.join(folder, '2.claim'), 'utf8')).toBe('req-b@t2');
+    // The same request id received at another time is another request (requestIdentity).
+    expect(await store.claimTurn('crm', 'retried', 'req-b@t9', day(1))).toBe(5);
+  });
+
+  it('gives concurrent claims, retries among them, each request one turn with neither a number twice nor a gap', async () => {
+    const store = new FileThreadStore(dir, 30);
+    const requests = ['req-a', 'req-a', 'req-b', 'req-b', 'req-c', 'req-d', 'req-d'];
+    const turns = await Promise.all(requests.map((request) => store.claimTurn('crm', 'racing-retries', request, NOW)));
+    const byRequest = new Map<string, Set<number>>();
+    for (const [i, request] of requests.entries())
+      byRequest.set(request, (byRequest.get(request) ?? new Set()).add(turns[i]!));
+    expect([...byRequest.values()].map((set) => set.size)).toEqual([1, 1, 1, 1]);
+    expect([...new Set(turns)].sort((a, b) => a - b)).toEqual([1, 2, 3, 4]);
   });
 
   it('gives the answered turns before a turn, newest first, within the limit; unanswered turns are gaps', async () => {
@@ -76,7 +105,7 @@ describe('FileThreadStore (local)', () => {
     const store = new FileThreadStore(dir, 30);
     await store.recordTurn('crm', 'aging', answered(turn(1), day(0)), day(0));
     await store.recordTurn('crm', 'aging', answered(turn(2), day(20)), day(20));
-    await store.claimTurn('crm', 'aging', day(29));
+    await store.claimTurn('crm', 'aging', 'req-1', day(29));
     expect((await store.earlierTurns('crm', 'aging', 3, day(29))).map((t) => t.turn)).toEqual([2, 1]);
     // Day 30: turn 1 is 30 days old, turn 2 ten; the thread was used the day before.
     expect((await store.earlierTurns('crm', 'aging', 3, day(30))).map((t) => t.turn)).toEqual([2]);
@@ -110,92 +139,196 @@ describe('DynamoThreadStore (AWS)', () => {
   afterEach(() => dynamo.reset());
   const store = new DynamoThreadStore('threads-table', 30);
   const expires = String(Math.floor(NOW.getTime() / 1000) + 30 * 86_400);
+  const CLAIM_CONDITION =
+    '(attribute_not_exists(expires_at) OR expires_at > :now) AND (attribute_not_exists(last_request) OR last_request <> :request)';
+  const RESTART_CONDITION = 'attribute_not_exists(expires_at) OR expires_at <= :now';
+  const refused = (item?: Record<string, AttributeValue>) =>
+    new ConditionalCheckFailedException({
+      message: 'The conditional request failed',
+      $metadata: {},
+      ...(item ? { Item: item } : {}),
+    });
 
   /**
    * Item 0 of one thread as DynamoDB keeps it, for the writes a claim sends: each evaluates its ConditionExpression
-   * (those of claimTurn; any other fails the test) and changes the item at once, as the table does. TTL never
-   * deletes it here: an expired item stays readable, as it may for about two days.
+   * (those of claimTurn; any other fails the test), changes the item at once, as the table does, and, refused,
+   * returns the item as it was when ReturnValuesOnConditionCheckFailure is ALL_OLD. TTL never deletes it here: an
+   * expired item stays readable, as it may for about two days. `lostResponses` writes are applied and then sent
+   * again, as the SDK retries a try whose response was lost: the claim only sees the second try's answer.
    */
-  function counterTable(initial?: { last_turn: number; expires_at: number }) {
+  function counterTable(initial?: { last_turn: number; expires_at: number; last_request?: string }, lostResponses = 0) {
     let item: Record<string, AttributeValue> | undefined = initial && {
       last_turn: { N: String(initial.last_turn) },
       expires_at: { N: String(initial.expires_at) },
+      ...(initial.last_request ? { last_request: { S: initial.last_request } } : {}),
     };
+    const unexpired = (v: Record<string, AttributeValue>) =>
+      !item?.expires_at || Number(item.expires_at.N) > Number(v[':now']!.N);
     const conditions: Record<string, (values: Record<string, AttributeValue>) => boolean> = {
-      'attribute_not_exists(expires_at) OR expires_at > :now': (v) =>
-        !item?.expires_at || Number(item.expires_at.N) > Number(v[':now']!.N),
-      'attribute_not_exists(expires_at) OR expires_at <= :now': (v) =>
-        !item?.expires_at || Number(item.expires_at.N) <= Number(v[':now']!.N),
+      [CLAIM_CONDITION]: (v) => unexpired(v) && (!item?.last_request || item.last_request.S !== v[':request']!.S),
+      [RESTART_CONDITION]: (v) => !item?.expires_at || Number(item.expires_at.N) <= Number(v[':now']!.N),
     };
-    const holds = (expression: string | undefined, values: Record<string, AttributeValue> = {}) => {
-      if (expression === undefined) return true;
-      const condition = conditions[expression];
-      if (!condition) throw new Error(`unexpected condition: ${expression}`);
-      return condition(values);
+    const check = (input: {
+      ConditionExpression?: string;
+      ExpressionAttributeValues?: Record<string, AttributeValue>;
+      ReturnValuesOnConditionCheckFailure?: string;
+    }) => {
+      const condition = conditions[input.ConditionExpression ?? ''];
+      if (!condition) throw new Error(`unexpected condition: ${input.ConditionExpression}`);
+      if (!condition(input.ExpressionAttributeValues ?? {}))
+        throw refused(input.ReturnValuesOnConditionCheckFailure === 'ALL_OLD' && item ? { ...item } : undefined);
     };
-    const refused = () =>
-      new ConditionalCheckFailedException({ message: 'The conditional request failed', $metadata: {} });
-    dynamo.on(UpdateItemCommand).callsFake(async (input) => {
-      expect(input.UpdateExpression).toBe('ADD last_turn :one SET expires_at = :expires');
-      if (!holds(input.ConditionExpression, input.ExpressionAttributeValues)) throw refused();
+    const update = (input: any) => {
+      expect(input.UpdateExpression).toBe('ADD last_turn :one SET expires_at = :expires, last_request = :request');
+      check(input);
       const last = Number(item?.last_turn?.N ?? 0) + Number(input.ExpressionAttributeValues[':one'].N);
-      item = { ...item, last_turn: { N: String(last) }, expires_at: input.ExpressionAttributeValues[':expires'] };
-      return { Attributes: { last_turn: item.last_turn, expires_at: item.expires_at } };
-    });
-    dynamo.on(PutItemCommand).callsFake(async (input) => {
-      if (!holds(input.ConditionExpression, input.ExpressionAttributeValues)) throw refused();
+      item = {
+        last_turn: { N: String(last) },
+        expires_at: input.ExpressionAttributeValues[':expires'],
+        last_request: input.ExpressionAttributeValues[':request'],
+      };
+      return {
+        Attributes: { last_turn: item.last_turn, expires_at: item.expires_at, last_request: item.last_request },
+      };
+    };
+    const put = (input: any) => {
+      check(input);
       const { thread: _t, turn: _n, ...attributes } = input.Item;
       item = attributes;
       return {};
-    });
+    };
+    let lost = lostResponses;
+    const sdkRetrying =
+      <T>(write: (input: any) => T) =>
+      async (input: any): Promise<T> => {
+        if (lost <= 0) return write(input);
+        write(input); // applied, but its response never reached the client: the SDK sends the command again
+        lost -= 1;
+        return write(input);
+      };
+    dynamo.on(UpdateItemCommand).callsFake(sdkRetrying(update));
+    dynamo.on(PutItemCommand).callsFake(sdkRetrying(put));
     return { item: () => item };
   }
   const epoch = (at: Date) => Math.floor(at.getTime() / 1000);
 
-  it('claims a turn with one atomic ADD on the thread item 0 while it is unexpired, pushing its expiry forward', async () => {
+  it('claims a turn with one atomic ADD on the thread item 0, unexpired and claimed last by another request, pushing its expiry forward and naming the request', async () => {
     dynamo.on(UpdateItemCommand).resolves({ Attributes: { last_turn: { N: '3' } } });
-    expect(await store.claimTurn('Sales-CRM', 'q3', NOW)).toBe(3);
-    expect(dynamo.commandCalls(UpdateItemCommand)[0]!.args[0].input).toMatchObject({
+    expect(await store.claimTurn('Sales-CRM', 'q3', 'req-1@2026-12-01T10:00:00.000Z', NOW)).toBe(3);
+    expect(dynamo.commandCalls(UpdateItemCommand)[0]!.args[0].input).toEqual({
       TableName: 'threads-table',
       Key: { thread: { S: 'sales_crm/q3' }, turn: { N: '0' } },
-      UpdateExpression: 'ADD last_turn :one SET expires_at = :expires',
-      ConditionExpression: 'attribute_not_exists(expires_at) OR expires_at > :now',
-      ExpressionAttributeValues: { ':one': { N: '1' }, ':expires': { N: expires }, ':now': { N: String(epoch(NOW)) } },
+      UpdateExpression: 'ADD last_turn :one SET expires_at = :expires, last_request = :request',
+      ConditionExpression: CLAIM_CONDITION,
+      ExpressionAttributeValues: {
+        ':one': { N: '1' },
+        ':expires': { N: expires },
+        ':request': { S: 'req-1@2026-12-01T10:00:00.000Z' },
+        ':now': { N: String(epoch(NOW)) },
+      },
       ReturnValues: 'UPDATED_NEW',
+      ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
     });
+  });
+
+  it('a claim refused because item 0 is its own unexpired last claim (ALL_OLD) gets that turn and writes nothing', async () => {
+    dynamo
+      .on(UpdateItemCommand)
+      .rejects(refused({ last_turn: { N: '4' }, expires_at: { N: expires }, last_request: { S: 'req-a' } }));
+    expect(await store.claimTurn('crm', 'q3', 'req-a', NOW)).toBe(4);
+    expect(dynamo.commandCalls(UpdateItemCommand)).toHaveLength(1);
+    expect(dynamo.commandCalls(PutItemCommand)).toHaveLength(0);
+  });
+
+  it('a claim refused over an expired item 0 (ALL_OLD), even its own, or without an item, puts turn 1 conditionally', async () => {
+    const stale = { last_turn: { N: '4' }, expires_at: { N: String(epoch(NOW)) } };
+    for (const item of [{ ...stale, last_request: { S: 'req-b' } }, { ...stale, last_request: { S: 'req-a' } }, null]) {
+      dynamo.reset();
+      dynamo.on(UpdateItemCommand).rejects(refused(item ?? undefined));
+      dynamo.on(PutItemCommand).resolves({});
+      expect(await store.claimTurn('crm', 'q3', 'req-a', NOW)).toBe(1);
+      expect(dynamo.commandCalls(PutItemCommand)[0]!.args[0].input).toEqual({
+        TableName: 'threads-table',
+        Item: {
+          thread: { S: 'crm/q3' },
+          turn: { N: '0' },
+          last_turn: { N: '1' },
+          expires_at: { N: expires },
+          last_request: { S: 'req-a' },
+        },
+        ConditionExpression: RESTART_CONDITION,
+        ExpressionAttributeValues: { ':now': { N: String(epoch(NOW)) } },
+        ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+      });
+    }
   });
 
   it('numbers the turns of a thread in use 1, 2, 3 …, each claim pushing the expiry THREAD_TTL_DAYS past it', async () => {
     const table = counterTable();
-    expect(await store.claimTurn('crm', 'in-use', day(0))).toBe(1);
-    expect(await store.claimTurn('crm', 'in-use', day(20))).toBe(2);
-    expect(await store.claimTurn('crm', 'in-use', day(49))).toBe(3);
-    expect(table.item()).toEqual({ last_turn: { N: '3' }, expires_at: { N: String(epoch(day(79))) } });
+    expect(await store.claimTurn('crm', 'in-use', 'req-1', day(0))).toBe(1);
+    expect(await store.claimTurn('crm', 'in-use', 'req-2', day(20))).toBe(2);
+    expect(await store.claimTurn('crm', 'in-use', 'req-3', day(49))).toBe(3);
+    expect(table.item()).toEqual({
+      last_turn: { N: '3' },
+      expires_at: { N: String(epoch(day(79))) },
+      last_request: { S: 'req-3' },
+    });
+  });
+
+  it('gives a retried claim of the same request (its Validate retried) the turn it already has; the next request the next turn', async () => {
+    const table = counterTable({ last_turn: 6, expires_at: epoch(day(30)), last_request: 'req-z' });
+    expect(await store.claimTurn('crm', 'retried', 'req-a', NOW)).toBe(7);
+    expect(await store.claimTurn('crm', 'retried', 'req-a', NOW)).toBe(7);
+    expect(await store.claimTurn('crm', 'retried', 'req-b', NOW)).toBe(8);
+    expect(await store.claimTurn('crm', 'retried', 'req-b', day(1))).toBe(8);
+    expect(table.item()).toEqual({
+      last_turn: { N: '8' },
+      expires_at: { N: expires },
+      last_request: { S: 'req-b' },
+    });
+    // Only the last claim is remembered: a retry after another request claimed takes a new turn.
+    expect(await store.claimTurn('crm', 'retried', 'req-a', day(1))).toBe(9);
+  });
+
+  it('gets its own turn when the SDK retried a write whose first try succeeded (the retry refused on its own claim)', async () => {
+    counterTable({ last_turn: 2, expires_at: epoch(day(30)), last_request: 'req-z' }, 1);
+    expect(await store.claimTurn('crm', 'sdk-retry', 'req-a', NOW)).toBe(3);
+    expect(await store.claimTurn('crm', 'sdk-retry', 'req-b', NOW)).toBe(4);
+    // The same over an expired counter: turn 1's put applied, its response lost, the retried put refused.
+    counterTable({ last_turn: 7, expires_at: epoch(day(30)), last_request: 'req-z' }, 1);
+    expect(await store.claimTurn('crm', 'sdk-retry', 'req-a', day(31))).toBe(1);
+    expect(await store.claimTurn('crm', 'sdk-retry', 'req-b', day(31))).toBe(2);
   });
 
   it('starts a thread unused for THREAD_TTL_DAYS again at turn 1, though TTL has not deleted its counter yet', async () => {
     // Turn 7 was claimed on day 0: the counter expired on day 30 and is still in the table on day 31.
-    const table = counterTable({ last_turn: 7, expires_at: epoch(day(30)) });
-    expect(await store.claimTurn('crm', 'unused', day(31))).toBe(1);
-    expect(table.item()).toEqual({ last_turn: { N: '1' }, expires_at: { N: String(epoch(day(61))) } });
-    expect(await store.claimTurn('crm', 'unused', day(31))).toBe(2);
+    const table = counterTable({ last_turn: 7, expires_at: epoch(day(30)), last_request: 'req-0' });
+    expect(await store.claimTurn('crm', 'unused', 'req-1', day(31))).toBe(1);
+    expect(table.item()).toEqual({
+      last_turn: { N: '1' },
+      expires_at: { N: String(epoch(day(61))) },
+      last_request: { S: 'req-1' },
+    });
+    expect(await store.claimTurn('crm', 'unused', 'req-1', day(31))).toBe(1);
+    expect(await store.claimTurn('crm', 'unused', 'req-2', day(31))).toBe(2);
     // The turn 1 is a conditional put: it replaces only a counter still expired (or absent).
     expect(dynamo.commandCalls(PutItemCommand)[0]!.args[0].input).toMatchObject({
       TableName: 'threads-table',
       Item: { thread: { S: 'crm/unused' }, turn: { N: '0' }, last_turn: { N: '1' } },
-      ConditionExpression: 'attribute_not_exists(expires_at) OR expires_at <= :now',
+      ConditionExpression: RESTART_CONDITION,
     });
+    expect(dynamo.commandCalls(PutItemCommand)).toHaveLength(1);
   });
 
   it('gives two first turns at once of a thread starting again distinct numbers', async () => {
     counterTable({ last_turn: 7, expires_at: epoch(day(30)) });
-    const turns = await Promise.all([1, 2, 3].map(() => store.claimTurn('crm', 'restarting', day(31))));
+    const turns = await Promise.all([1, 2, 3].map((n) => store.claimTurn('crm', 'restarting', `req-${n}`, day(31))));
     expect([...turns].sort((a, b) => a - b)).toEqual([1, 2, 3]);
   });
 
   it('a claim that fails otherwise than on its condition fails (no turn 1 over a counter it could not read)', async () => {
     dynamo.on(UpdateItemCommand).rejects(new Error('throttled'));
-    await expect(store.claimTurn('crm', 'q3', NOW)).rejects.toThrow('throttled');
+    await expect(store.claimTurn('crm', 'q3', 'req-1', NOW)).rejects.toThrow('throttled');
     expect(dynamo.commandCalls(PutItemCommand)).toHaveLength(0);
   });
 

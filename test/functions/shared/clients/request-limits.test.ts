@@ -79,7 +79,7 @@ describe('the stages’ AWS SDK clients against an endpoint that never answers',
       attemptLog: () => new DynamoAttemptLog('deliveries', 30).append(entry),
       idempotency: () => idempotencyStore()!.claim('key', { conversationId: 'conv', requestId: 'req' }, now),
       status: () => conversationStatusStore()!.get('conv'),
-      thread: () => new DynamoThreadStore('threads', 30).claimTurn('crm', 'thread-1', now),
+      thread: () => new DynamoThreadStore('threads', 30).claimTurn('crm', 'thread-1', 'req', now),
       secrets: () => deliverySecrets('general'),
       s3: () => s3.send(new PutObjectCommand({ Bucket: 'exports', Key: 'conv.json', Body: '{}' })),
       // The scheduler's receive waits 1 s for messages: allowed on top of the request limit (3 s), but the 2 s silence
