@@ -1,4 +1,4 @@
-import { mkdir, open, readdir, readFile, stat, utimes } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rm, stat, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import type { AttributeValue, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { canonicalSource } from '../domain/source-identity.ts';
@@ -23,8 +23,9 @@ import { settings } from './settings.ts';
  *   two days and reads return it until then: a claim treats an expired item 0 as absent (the thread starts again at
  *   turn 1), reads skip expired turns.
  * - THREAD_DIR: `<dir>/<source_system>/<thread_id>/` (local): `<n>.claim` made exclusively per claimed turn (two
- *   conversations never get one number), holding the request that claimed it; `<n>.json` per answered turn, its
- *   time the time it was answered: the same expiry (the retention sweep removes expired turns, and the folder of a
+ *   conversations never get one number), holding the request that claimed it, its time the time it was claimed;
+ *   `<n>.json` per answered turn, its time the time it was answered. The same expiry: a claim after the last one
+ *   expired starts the thread again at turn 1 (the retention sweep also removes expired turns, and the folder of a
  *   thread unused that long).
  * - neither: threads are off; a request with a thread_id fails (a deployment without its table is broken).
  * Either way a thread unused for THREAD_TTL_DAYS is forgotten, and an answered turn is remembered THREAD_TTL_DAYS.
@@ -32,7 +33,8 @@ import { settings } from './settings.ts';
  */
 export interface ThreadStore {
   /**
-   * The next turn number of the thread (1 for its first conversation), claimed for the request `requestId` (requestIdentity). A claim by the request that made the
+   * The next turn number of the thread (1 for its first conversation, and again once the thread went unused for
+   * THREAD_TTL_DAYS), claimed for the request `requestId` (requestIdentity). A claim by the request that made the
    * thread's last claim (its Validate retried, or its write retried by the SDK) gets that turn again, not a new one
    * (turnClaimedBySameRequest).
    */
@@ -219,10 +221,12 @@ export class FileThreadStore implements ThreadStore {
 
   /**
    * As the DynamoDB adapter, with the newest `<n>.claim` as item 0: its number the counter, its content the request
-   * that claimed it. The claims of one thread are made one at a time in this process (the local
+   * that claimed it, its time when. The claims of one thread are made one at a time in this process (the local
    * gateway is one process), so reading the newest claim and writing the next one is one step: two concurrent claims
    * never take one number nor skip one, and a retried claim of the same request finds its own. Claimed last by this
-   * request: that turn again, nothing written. The next claim file is still made exclusively ('wx'), as before: a claim file is never overwritten.
+   * request and unexpired: that turn again, nothing written. Expired (claimed THREAD_TTL_DAYS or longer before
+   * `now`): the old claims are removed and the thread starts again at turn 1, whether or not the retention sweep ran.
+   * The next claim file is still made exclusively ('wx'), as before: a claim file is never overwritten.
    */
   async claimTurn(sourceSystem: string, threadId: string, requestId: string, now: Date): Promise<number> {
     if (!requestId) throw new Error('a turn is claimed for a request: requestId is empty');
@@ -233,9 +237,17 @@ export class FileThreadStore implements ThreadStore {
         .map((name) => Number(/^(\d+)\.claim$/.exec(name)?.[1] ?? 0))
         .filter((turn) => turn >= 1)
         .sort((a, b) => b - a);
-      const last = claimed[0] ?? 0;
-      if (last > 0 && turnClaimedBySameRequest(await readFile(path.join(folder, `${last}.claim`), 'utf8'), requestId))
-        return last;
+      let last = claimed[0] ?? 0;
+      if (last > 0) {
+        const file = path.join(folder, `${last}.claim`);
+        if ((await stat(file)).mtimeMs + this.ttlDays * DAY_MS <= now.getTime()) {
+          // The thread went unused for THREAD_TTL_DAYS: it starts again at turn 1, as an expired item 0 on AWS.
+          for (const turn of claimed) await rm(path.join(folder, `${turn}.claim`), { force: true });
+          last = 0;
+        } else if (turnClaimedBySameRequest(await readFile(file, 'utf8'), requestId)) {
+          return last;
+        }
+      }
       for (let turn = last + 1; ; turn++) {
         const file = path.join(folder, `${turn}.claim`);
         let claim: Awaited<ReturnType<typeof open>>;

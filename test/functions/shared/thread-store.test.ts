@@ -78,6 +78,23 @@ describe('FileThreadStore (local)', () => {
     expect([...new Set(turns)].sort((a, b) => a - b)).toEqual([1, 2, 3, 4]);
   });
 
+  it('starts a thread unused for THREAD_TTL_DAYS again at turn 1 at its next claim, without waiting for the sweep', async () => {
+    const store = new FileThreadStore(dir, 30);
+    expect(await store.claimTurn('crm', 'unused', 'req-1', day(0))).toBe(1);
+    expect(await store.claimTurn('crm', 'unused', 'req-2', day(29))).toBe(2);
+    // Each claim pushes the expiry: 30 days after day 29.
+    expect(await store.claimTurn('crm', 'unused', 'req-3', day(58))).toBe(3);
+    expect(await store.claimTurn('crm', 'unused', 'req-4', day(88))).toBe(1);
+    expect(await store.claimTurn('crm', 'unused', 'req-4', day(88))).toBe(1);
+    expect(await store.claimTurn('crm', 'unused', 'req-5', day(88))).toBe(2);
+    expect((await readdir(path.join(dir, 'crm', 'unused'))).sort()).toEqual(['1.claim', '2.claim']);
+    // Two first turns at once of a thread starting again: distinct numbers, no gap.
+    const turns = await Promise.all(
+      ['x', 'y', 'z'].map((request) => store.claimTurn('crm', 'unused', request, day(200))),
+    );
+    expect([...turns].sort((a, b) => a - b)).toEqual([1, 2, 3]);
+  });
+
   it('gives the answered turns before a turn, newest first, within the limit; unanswered turns are gaps', async () => {
     const store = new FileThreadStore(dir, 30);
     for (const n of [1, 2, 4, 5]) await store.recordTurn('crm', 'history', turn(n), NOW);
