@@ -13,6 +13,7 @@ import { settleAnswer, withDeliveryAttempt } from '../domain/lifecycle.ts';
 import { DELIVERY_DEFERRED_EVENT } from '../domain/observability.ts';
 import { signOutbound } from '../domain/signatures.ts';
 import { attemptLog } from '../shared/attempt-log.ts';
+import { budgetSignal } from '../shared/clients/request-limits.ts';
 import { type EndpointStore, endpointStore } from '../shared/endpoint-store.ts';
 import { logEvent, METRIC_NAMES, recordDeliveryAttempt, recordDeliveryQueued, recordTime } from '../shared/events.ts';
 import { postJson } from '../shared/http-delivery.ts';
@@ -49,7 +50,8 @@ export interface DeliverDeps {
  * goes to the attempt log with what the receiver answered, and counts for the receiver's health (except a timeout of
  * an attempt the caller's deadline cut short). Success returns the record; failure throws the error the state
  * machine's Retry/Catch match. A record whose answer is still pending (Classify failed) is first recorded and
- * classified here, as Classify would have.
+ * classified here, as Classify would have. With a caller waiting, every AWS call here (the receivers' store, the
+ * signing secrets, the attempt log) also ends by deliver_by (docs/deploy.md, "Timeouts").
  */
 export const handler = stageHandler('Deliver', (input: DeliverInput) =>
   deliver(input, { clock: REAL_CLOCK, store: endpointStore(), post: postJson }),
@@ -67,7 +69,8 @@ export async function deliver(input: DeliverInput, deps: DeliverDeps): Promise<C
   const config = settings();
   const via = state.redelivery?.via ?? 'workflow';
   const attemptNumber = nextAttemptNumber(record, retryCount);
-  const endpoint = store ? await readEndpoint(store, type) : null;
+  const cut = budgetSignal(deliverBy, now());
+  const endpoint = store ? await readEndpoint(store, type, cut) : null;
   const deliveryUrls = endpoint?.config.url
     ? { ...config.deliveryUrls, [type]: endpoint.config.url }
     : config.deliveryUrls;
@@ -98,6 +101,14 @@ export async function deliver(input: DeliverInput, deps: DeliverDeps): Promise<C
     queuedHere(reason, message);
     return holdError(reason, message, url, firstTry(record, retryCount));
   };
+  // A call before the attempt that deliver_by cut: no time is left for it, so the schedule takes it.
+  const cutShort = (error: unknown): never => {
+    if (!cut?.aborted) throw error;
+    throw hold(
+      'deadline',
+      `no time left for a delivery attempt before ${deliverBy}, when the caller's answer is due (an AWS call was cut at it: ${(error as Error).name}): queued for the redelivery schedule`,
+    );
+  };
 
   const gate: Gate =
     store && endpoint
@@ -107,7 +118,8 @@ export async function deliver(input: DeliverInput, deps: DeliverDeps): Promise<C
           timeoutMs: plan.timeoutMs,
           deliverBy,
           clock,
-        })
+          signal: cut,
+        }).catch(cutShort)
       : { action: 'attempt' };
   if (gate.action === 'hold') throw hold(gate.reason, gate.message);
   // The receiver's rate may have made it wait: the attempt gets the time left now, so it never ends after deliver_by
@@ -118,7 +130,7 @@ export async function deliver(input: DeliverInput, deps: DeliverDeps): Promise<C
 
   const payload = JSON.stringify(buildDeliveryPayload(record));
   const deliveryId = record.webhook_context.delivery_id;
-  const secrets = await deliverySecrets(type);
+  const secrets = await deliverySecrets(type, cut).catch(cutShort);
   // Standard Webhooks headers; webhook-id is the delivery id on every attempt, so receivers can deduplicate.
   const signature =
     secrets.length > 0 ? signOutbound(secrets, deliveryId, now(), payload) : { 'webhook-id': deliveryId };
@@ -137,12 +149,16 @@ export async function deliver(input: DeliverInput, deps: DeliverDeps): Promise<C
     response,
   };
   const [, nowFailing] = await Promise.all([
-    keepInLog(entry),
+    keepInLog(entry, cut),
     store && endpoint
-      ? recordHealth(store, endpoint, attempt, config.breaker, {
-          timeoutMs,
-          deliveryTimeoutMs: config.deliveryTimeoutMs,
-        })
+      ? recordHealth(
+          store,
+          endpoint,
+          attempt,
+          config.breaker,
+          { timeoutMs, deliveryTimeoutMs: config.deliveryTimeoutMs },
+          cut,
+        )
       : null,
   ]);
 
@@ -182,12 +198,15 @@ export async function deliver(input: DeliverInput, deps: DeliverDeps): Promise<C
   throw failed.error;
 }
 
-/** Append to the attempt log; a log that refuses it costs the detail (the record keeps the short attempt), not the delivery. */
-async function keepInLog(entry: LoggedAttempt): Promise<void> {
+/**
+ * Append to the attempt log; a log that refuses it, or does not take it by deliver_by (`signal`), costs the detail
+ * (the record keeps the short attempt), not the delivery.
+ */
+async function keepInLog(entry: LoggedAttempt, signal: AbortSignal | undefined): Promise<void> {
   const log = attemptLog();
   if (!log) return;
   try {
-    await log.append(entry);
+    await log.append(entry, signal);
   } catch (error) {
     logger.warn('The delivery attempt could not be written to the attempt log', {
       conversation_id: entry.conversation_id,

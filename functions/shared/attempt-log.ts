@@ -14,10 +14,14 @@ import { dynamoDb } from './clients/dynamodb.ts';
 import { appendLine } from './local-files.ts';
 import { settings } from './settings.ts';
 
+/**
+ * `signal`: the caller's budget (functions/shared/clients/request-limits.ts, budgetSignal) ends the DynamoDB calls
+ * with an AbortError; the files are local and ignore it.
+ */
 export interface AttemptLog {
-  append(entry: LoggedAttempt): Promise<void>;
+  append(entry: LoggedAttempt, signal?: AbortSignal): Promise<void>;
   /** Every logged attempt of one conversation, oldest first. */
-  list(conversationId: string): Promise<LoggedAttempt[]>;
+  list(conversationId: string, signal?: AbortSignal): Promise<LoggedAttempt[]>;
 }
 
 const DAY_S = 86_400;
@@ -34,7 +38,7 @@ export class DynamoAttemptLog implements AttemptLog {
     private readonly client?: DynamoDBClient,
   ) {}
 
-  async append(entry: LoggedAttempt): Promise<void> {
+  async append(entry: LoggedAttempt, signal?: AbortSignal): Promise<void> {
     const { sdk, db } = await dynamoDb(this.client);
     await db.send(
       new sdk.PutItemCommand({
@@ -46,10 +50,11 @@ export class DynamoAttemptLog implements AttemptLog {
           expires_at: { N: String(Math.floor(Date.parse(entry.at) / 1000) + this.retentionDays * DAY_S) },
         },
       }),
+      { abortSignal: signal },
     );
   }
 
-  async list(conversationId: string): Promise<LoggedAttempt[]> {
+  async list(conversationId: string, signal?: AbortSignal): Promise<LoggedAttempt[]> {
     const { sdk, db } = await dynamoDb(this.client);
     const entries: LoggedAttempt[] = [];
     let start: Record<string, import('@aws-sdk/client-dynamodb').AttributeValue> | undefined;
@@ -63,6 +68,7 @@ export class DynamoAttemptLog implements AttemptLog {
           ConsistentRead: true,
           ExclusiveStartKey: start,
         }),
+        { abortSignal: signal },
       );
       for (const item of page.Items ?? []) {
         const entry = parseEntry(item.entry?.S);

@@ -46,24 +46,29 @@ export type EndpointChange = {
 
 export type TokenResult = { ok: true } | { ok: false; retryInMs: number };
 
+/**
+ * `signal` (Deliver's; functions/shared/clients/request-limits.ts, budgetSignal): the caller's deadline ends the
+ * DynamoDB calls with an AbortError. The files are local and ignore it.
+ */
 export interface EndpointStore {
-  get(type: WebhookType, options?: { consistent?: boolean }): Promise<Endpoint>;
+  get(type: WebhookType, options?: { consistent?: boolean; signal?: AbortSignal | undefined }): Promise<Endpoint>;
   list(): Promise<Endpoint[]>;
   configure(type: WebhookType, change: EndpointChange, now: Date): Promise<Endpoint>;
   /** Unpause, and forget a disable and the failure streak (the history of successes and failures is kept). */
   resume(type: WebhookType, now: Date): Promise<Endpoint>;
-  recordSuccess(type: WebhookType, now: Date): Promise<EndpointHealth>;
+  recordSuccess(type: WebhookType, now: Date, signal?: AbortSignal): Promise<EndpointHealth>;
   /** `disabledNow`: this failure disabled the receiver (exactly one caller is told). */
   recordFailure(
     type: WebhookType,
     error: string,
     now: Date,
     policy: BreakerPolicy,
+    signal?: AbortSignal,
   ): Promise<{ health: EndpointHealth; disabledNow: boolean }>;
   /** Take the probe lease of a failing receiver until `until`; false when another probe holds it. */
-  acquireProbe(type: WebhookType, now: Date, until: Date): Promise<boolean>;
+  acquireProbe(type: WebhookType, now: Date, until: Date, signal?: AbortSignal): Promise<boolean>;
   /** One attempt's worth of the outbound rate, or how long until the next window. */
-  takeToken(type: WebhookType, ratePerSecond: number, now: Date): Promise<TokenResult>;
+  takeToken(type: WebhookType, ratePerSecond: number, now: Date, signal?: AbortSignal): Promise<TokenResult>;
 }
 
 // ---------------------------------------------------------------------------------------------------- DynamoDB
@@ -126,12 +131,16 @@ export class DynamoEndpointStore implements EndpointStore {
   }
 
   /** A `consistent` read always asks the table; otherwise a read of the last ENDPOINT_CACHE_TTL_MS is reused. */
-  async get(type: WebhookType, options: { consistent?: boolean } = {}): Promise<Endpoint> {
+  async get(
+    type: WebhookType,
+    options: { consistent?: boolean; signal?: AbortSignal | undefined } = {},
+  ): Promise<Endpoint> {
     const cached = this.cache.get(type);
     if (!options.consistent && cached && cached.until > this.clock()) return cached.endpoint;
     const { sdk, db } = await dynamoDb(this.client);
     const out = await db.send(
       new sdk.GetItemCommand({ TableName: this.table, Key: endpointKey(type), ConsistentRead: options.consistent }),
+      { abortSignal: options.signal },
     );
     return this.remember(type, out.Item);
   }
@@ -178,6 +187,7 @@ export class DynamoEndpointStore implements EndpointStore {
     set: Record<string, AttributeValue>,
     remove: string[],
     condition?: { expression: string; values: Record<string, AttributeValue> },
+    signal?: AbortSignal,
   ) {
     const { sdk, db } = await dynamoDb(this.client);
     const names: Record<string, string> = {};
@@ -207,6 +217,7 @@ export class DynamoEndpointStore implements EndpointStore {
         ...(condition ? { ConditionExpression: condition.expression } : {}),
         ReturnValues: 'ALL_NEW',
       }),
+      { abortSignal: signal },
     );
     return this.remember(type, out.Attributes);
   }
@@ -237,11 +248,13 @@ export class DynamoEndpointStore implements EndpointStore {
     ]);
   }
 
-  async recordSuccess(type: WebhookType, now: Date): Promise<EndpointHealth> {
+  async recordSuccess(type: WebhookType, now: Date, signal?: AbortSignal): Promise<EndpointHealth> {
     const updated = await this.update(
       type,
       { consecutive_failures: { N: '0' }, last_success_at: { S: now.toISOString() } },
       ['failing_since', 'probe_until'],
+      undefined,
+      signal,
     );
     return updated.health;
   }
@@ -251,6 +264,7 @@ export class DynamoEndpointStore implements EndpointStore {
     error: string,
     now: Date,
     policy: BreakerPolicy,
+    signal?: AbortSignal,
   ): Promise<{ health: EndpointHealth; disabledNow: boolean }> {
     // The same transition as afterFailure, as one atomic expression: concurrent failures all count.
     const expected = afterFailure(NEW_HEALTH, error, now, policy).health;
@@ -270,14 +284,18 @@ export class DynamoEndpointStore implements EndpointStore {
         },
         ReturnValues: 'ALL_NEW',
       }),
+      { abortSignal: signal },
     );
     const { health } = this.remember(type, out.Attributes);
     if (!shouldDisable(health, now, policy)) return { health, disabledNow: false };
     try {
-      const disabled = await this.update(type, { disabled_at: { S: now.toISOString() } }, [], {
-        expression: 'attribute_not_exists(disabled_at)',
-        values: {},
-      });
+      const disabled = await this.update(
+        type,
+        { disabled_at: { S: now.toISOString() } },
+        [],
+        { expression: 'attribute_not_exists(disabled_at)', values: {} },
+        signal,
+      );
       return { health: disabled.health, disabledNow: true };
     } catch (e) {
       if (!conditionFailed(e)) throw e;
@@ -285,12 +303,18 @@ export class DynamoEndpointStore implements EndpointStore {
     }
   }
 
-  async acquireProbe(type: WebhookType, now: Date, until: Date): Promise<boolean> {
+  async acquireProbe(type: WebhookType, now: Date, until: Date, signal?: AbortSignal): Promise<boolean> {
     try {
-      await this.update(type, { probe_until: { S: until.toISOString() } }, [], {
-        expression: 'attribute_not_exists(probe_until) OR probe_until <= :now',
-        values: { ':now': { S: now.toISOString() } },
-      });
+      await this.update(
+        type,
+        { probe_until: { S: until.toISOString() } },
+        [],
+        {
+          expression: 'attribute_not_exists(probe_until) OR probe_until <= :now',
+          values: { ':now': { S: now.toISOString() } },
+        },
+        signal,
+      );
       return true;
     } catch (e) {
       if (conditionFailed(e)) return false;
@@ -298,7 +322,7 @@ export class DynamoEndpointStore implements EndpointStore {
     }
   }
 
-  async takeToken(type: WebhookType, ratePerSecond: number, now: Date): Promise<TokenResult> {
+  async takeToken(type: WebhookType, ratePerSecond: number, now: Date, signal?: AbortSignal): Promise<TokenResult> {
     const { windowMs, limit } = rateWindow(ratePerSecond);
     const start = windowStart(now, windowMs);
     const { sdk, db } = await dynamoDb(this.client);
@@ -316,6 +340,7 @@ export class DynamoEndpointStore implements EndpointStore {
             ':expires': { N: String(Math.floor(start / 1000) + 3600) },
           },
         }),
+        { abortSignal: signal },
       );
       return { ok: true };
     } catch (e) {

@@ -35,10 +35,17 @@ export const REAL_CLOCK: RateClock = {
 
 const described = (error: unknown) => `${(error as Error).name}: ${(error as Error).message}`;
 
-/** The receiver's state; a store that cannot be read is logged and the receiver used as deployed (never a lost delivery). */
-export async function readEndpoint(store: EndpointStore, type: WebhookType): Promise<Endpoint | null> {
+/**
+ * The receiver's state; a store that cannot be read is logged and the receiver used as deployed (never a lost
+ * delivery). `signal`, here and below: the caller's deadline (Deliver's budgetSignal) ends the store's calls.
+ */
+export async function readEndpoint(
+  store: EndpointStore,
+  type: WebhookType,
+  signal?: AbortSignal,
+): Promise<Endpoint | null> {
   try {
-    return await store.get(type);
+    return await store.get(type, { signal });
   } catch (error) {
     logger.warn('The receivers could not be read: delivering as deployed (no pause, breaker or rate applied)', {
       webhook_type: type,
@@ -61,6 +68,7 @@ export async function admitDelivery(
     timeoutMs: number;
     deliverBy: string | null;
     clock?: RateClock;
+    signal?: AbortSignal | undefined;
   },
 ): Promise<Gate> {
   const type = endpoint.webhook_type;
@@ -70,7 +78,7 @@ export async function admitDelivery(
   if (gate.action === 'probe') {
     const now = clock.now();
     const until = new Date(now + options.timeoutMs + PROBE_LEASE_MARGIN_MS);
-    if (!(await store.acquireProbe(type, new Date(now), until)))
+    if (!(await store.acquireProbe(type, new Date(now), until, options.signal)))
       return {
         action: 'hold',
         reason: 'failing',
@@ -78,7 +86,7 @@ export async function admitDelivery(
       };
   }
   const rate = endpoint.config.rate_per_second;
-  if (rate && !(await takeRate(store, type, rate, options.deliverBy, clock)))
+  if (rate && !(await takeRate(store, type, rate, options.deliverBy, clock, options.signal)))
     return {
       action: 'hold',
       reason: 'rate_limited',
@@ -94,11 +102,12 @@ export async function takeRate(
   rate: number,
   deliverBy: string | null,
   clock: RateClock = REAL_CLOCK,
+  signal?: AbortSignal,
 ): Promise<boolean> {
   const started = clock.now();
   const limit = rateWaitLimitMs(deliverBy, started);
   for (;;) {
-    const token = await store.takeToken(type, rate, new Date(clock.now()));
+    const token = await store.takeToken(type, rate, new Date(clock.now()), signal);
     if (token.ok) return true;
     const wait = rateWaitMs(token.retryInMs, clock.now() - started, limit, rate, Math.random());
     if (wait === null) return false;
@@ -119,13 +128,14 @@ export async function recordHealth(
   attempt: DeliveryAttempt,
   policy: BreakerPolicy,
   timeouts: { timeoutMs: number; deliveryTimeoutMs: number },
+  signal?: AbortSignal,
 ): Promise<boolean> {
   const type = before.webhook_type;
   const now = new Date(Date.parse(attempt.at) + attempt.duration_ms);
   try {
     if (attempt.outcome === 'delivered') {
       if (!successNeedsWrite(before.health, now)) return false;
-      await store.recordSuccess(type, now);
+      await store.recordSuccess(type, now, signal);
       if (endpointStatus(before, policy) !== 'healthy')
         logger.info('Receiver answered again: its circuit is closed', {
           event_type: ENDPOINT_RECOVERED_EVENT,
@@ -148,6 +158,7 @@ export async function recordHealth(
       attempt.error ?? `HTTP ${attempt.status_code}`,
       now,
       policy,
+      signal,
     );
     const { failing, report } = healthReport(before, health, disabledNow, policy);
     if (report === 'disabled')

@@ -22,13 +22,13 @@ const CACHE_MS = 300_000;
 let client: SecretsManagerClient | null = null;
 const cache = new Map<string, { at: number; value: string }>();
 
-async function secretString(arn: string): Promise<string> {
+async function secretString(arn: string, signal?: AbortSignal): Promise<string> {
   const hit = cache.get(arn);
   if (hit && Date.now() - hit.at < CACHE_MS) return hit.value;
   // Loaded on first use only: configured from the environment, nothing in the cold start pays for it.
   const sdk = await import('@aws-sdk/client-secrets-manager');
   client ??= tracer.captureAWSv3Client(new sdk.SecretsManagerClient(limitedClientSettings()));
-  const out = await client.send(new sdk.GetSecretValueCommand({ SecretId: arn }));
+  const out = await client.send(new sdk.GetSecretValueCommand({ SecretId: arn }), { abortSignal: signal });
   const value = out.SecretString ?? '';
   cache.set(arn, { at: Date.now(), value });
   return value;
@@ -48,10 +48,13 @@ async function fileString(file: string): Promise<string> {
   return value;
 }
 
-async function configured(name: 'INBOUND_WEBHOOK_SECRETS' | 'DELIVERY_SIGNING_SECRETS'): Promise<SecretsBySource> {
+async function configured(
+  name: 'INBOUND_WEBHOOK_SECRETS' | 'DELIVERY_SIGNING_SECRETS',
+  signal?: AbortSignal,
+): Promise<SecretsBySource> {
   const arn = process.env[`${name}_ARN`];
   const file = name === 'DELIVERY_SIGNING_SECRETS' ? settings().deliverySigningSecretsFile : undefined;
-  const json = arn ? await secretString(arn) : file ? await fileString(file) : process.env[name];
+  const json = arn ? await secretString(arn, signal) : file ? await fileString(file) : process.env[name];
   const hit = parsed.get(name);
   if (hit && hit.json === json) return hit.secrets; // parsed once per value, not once per request
   const secrets =
@@ -69,9 +72,10 @@ export async function inboundPolicy(): Promise<InboundPolicy> {
 
 /**
  * The secrets that sign deliveries of one webhook type: none, one, or two while a rotation is under way (the new one
- * first; each delivery then carries both signatures, and a receiver holding either verifies it).
+ * first; each delivery then carries both signatures, and a receiver holding either verifies it). `signal`: the
+ * caller's deadline (Deliver's budgetSignal) ends a read of Secrets Manager with an AbortError.
  */
-export async function deliverySecrets(webhookType: string): Promise<string[]> {
-  const secrets = await configured('DELIVERY_SIGNING_SECRETS');
+export async function deliverySecrets(webhookType: string, signal?: AbortSignal): Promise<string[]> {
+  const secrets = await configured('DELIVERY_SIGNING_SECRETS', signal);
   return Object.hasOwn(secrets, webhookType) ? secrets[webhookType]! : [];
 }

@@ -149,3 +149,42 @@ export async function startAgent(): Promise<TestAgent> {
     close: closer(server),
   };
 }
+
+/**
+ * A stalled AWS endpoint: it accepts each connection, reads the request and never answers. Point a client at it
+ * (`AWS_ENDPOINT_URL_<SERVICE>`, or its `endpoint`) and each try waits for the client's request limit
+ * (functions/shared/clients/request-limits.ts), or for the call's abort signal. `requests` counts what arrived.
+ */
+export interface SilentEndpoint extends TestServer {
+  requests: { method: string; path: string; target: string | undefined }[];
+}
+
+export async function startSilentEndpoint(): Promise<SilentEndpoint> {
+  const requests: SilentEndpoint['requests'] = [];
+  const { server, port } = await listen((req) => {
+    const target = req.headers['x-amz-target'];
+    requests.push({
+      method: req.method ?? '',
+      path: req.url ?? '',
+      target: typeof target === 'string' ? target : undefined,
+    });
+    req.resume();
+  });
+  return { url: `http://127.0.0.1:${port}`, port, requests, close: closer(server) };
+}
+
+/** An S3 endpoint (path-style) that takes every PUT at once: `keys` are the objects written, `bucket/key`. */
+export interface S3Stub extends TestServer {
+  keys: string[];
+}
+
+export async function startS3Stub(): Promise<S3Stub> {
+  const keys: string[] = [];
+  const { server, port } = await listen(async (req, res) => {
+    await body(req);
+    if (req.method === 'PUT') keys.push(decodeURIComponent((req.url ?? '').split('?')[0]!.slice(1)));
+    res.writeHead(200, { etag: '"0"' });
+    res.end();
+  });
+  return { url: `http://127.0.0.1:${port}`, port, keys, close: closer(server) };
+}

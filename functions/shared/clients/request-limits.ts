@@ -1,3 +1,5 @@
+import { msLeft } from '../../domain/budget.ts';
+
 /**
  * The time limits of every AWS SDK client the stages build (DynamoDB, SQS, S3, Secrets Manager, Step Functions).
  * Without them the SDK's HTTP handler waits for ever: a call that stalls holds its stage until the Lambda timeout,
@@ -52,4 +54,19 @@ export function requestLimits(requestTimeoutMs = REQUEST_TIMEOUT_MS) {
  */
 export function limitedClientSettings(requestTimeoutMs = REQUEST_TIMEOUT_MS) {
   return { maxAttempts: MAX_ATTEMPTS, requestHandler: requestLimits(requestTimeoutMs) };
+}
+
+/**
+ * The limits above bound each call, not the conversation: with a caller waiting, a few calls in a row, each stalled
+ * for ≈ 6.2 s, would pass its answer_by. This signal ends a stage's calls at a deadline of its budget
+ * (functions/domain/budget.ts; `deadline` an ISO time of it), less `reserveMs` kept for what must follow them; passed
+ * as `client.send(command, { abortSignal })`, it cuts a stalled call there with an `AbortError`. Undefined without a
+ * deadline (an asynchronous conversation, a redelivery: nobody waits), so only the limits above apply.
+ * docs/deploy.md ("Timeouts") lists which calls take it and what a cut costs.
+ */
+export function budgetSignal(deadline: string | null | undefined, now: Date, reserveMs = 0): AbortSignal | undefined {
+  const left = msLeft(deadline, now) - reserveMs;
+  if (left === Number.POSITIVE_INFINITY) return undefined;
+  if (left >= 1) return AbortSignal.timeout(Math.floor(left));
+  return AbortSignal.abort(new DOMException(`the budget's deadline ${deadline} has passed`, 'TimeoutError'));
 }

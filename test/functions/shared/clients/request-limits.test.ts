@@ -122,3 +122,29 @@ describe('the stages’ AWS SDK clients against an endpoint that never answers',
     });
   });
 });
+
+describe('budgetSignal: the conversation’s deadline for one call', () => {
+  it('is undefined without a deadline (no caller waits: only the client’s own limits apply)', async () => {
+    const { budgetSignal } = await import('../../../../functions/shared/clients/request-limits.ts');
+    expect(budgetSignal(null, new Date())).toBeUndefined();
+    expect(budgetSignal(undefined, new Date(), 2_000)).toBeUndefined();
+  });
+
+  it('is already aborted when the deadline, less the reserve, has passed', async () => {
+    const { budgetSignal } = await import('../../../../functions/shared/clients/request-limits.ts');
+    const now = new Date();
+    expect(budgetSignal(new Date(now.getTime() - 1).toISOString(), now)?.aborted).toBe(true);
+    expect(budgetSignal(new Date(now.getTime() + 1_500).toISOString(), now, 2_000)?.aborted).toBe(true);
+  });
+
+  it('ends a real call against the silent endpoint at the deadline less the reserve, with an AbortError', async () => {
+    const { budgetSignal } = await import('../../../../functions/shared/clients/request-limits.ts');
+    const { DynamoAttemptLog } = await import('../../../../functions/shared/attempt-log.ts');
+    const now = new Date();
+    const signal = budgetSignal(new Date(now.getTime() + 2_300).toISOString(), now, 2_000);
+    const { error, ms } = await timed(() => new DynamoAttemptLog('deliveries', 30).list('conv', signal));
+    expect(error).toBe('AbortError');
+    expect(ms).toBeGreaterThanOrEqual(250);
+    expect(ms).toBeLessThan(1_000);
+  });
+});

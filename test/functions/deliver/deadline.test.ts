@@ -1,0 +1,177 @@
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { DeliverDeps } from '../../../functions/deliver/handler.ts';
+import type { ConversationState, DeliveryAttempt } from '../../../functions/domain/conversation.ts';
+import { type Endpoint, NEW_HEALTH } from '../../../functions/domain/endpoints.ts';
+import { withAgentAnswer, withClassification } from '../../../functions/domain/lifecycle.ts';
+import { DELIVERY_DEFERRED_EVENT } from '../../../functions/domain/observability.ts';
+import { limitedClientSettings } from '../../../functions/shared/clients/request-limits.ts';
+import { DynamoEndpointStore } from '../../../functions/shared/endpoint-store.ts';
+import type { PostResult } from '../../../functions/shared/http-delivery.ts';
+import { startedRecord } from '../../support/fixtures.ts';
+import { captureJsonLines } from '../../support/log-capture.ts';
+import { type SilentEndpoint, startSilentEndpoint } from '../../support/servers.ts';
+
+/**
+ * Deliver with a caller waiting (docs/deploy.md, "Timeouts"): its AWS calls — the receivers' store, the outbound
+ * rate, the signing secrets, the attempt log — end by deliver_by, not only by the clients' own limits (a stalled
+ * call fails after ≈ 6.2 s, functions/shared/clients/request-limits.ts). Real clients and sockets against an
+ * endpoint that never answers; the receiver is a fake POST that answers at once. A run still going well after
+ * deliver_by is reported as such instead of being waited for.
+ */
+const TARGET = 'https://hooks.example.com/deals';
+const SLACK_MS = 300;
+const DELIVER_IN_MS = 800;
+
+let aws: SilentEndpoint;
+let deliver: typeof import('../../../functions/deliver/handler.ts').deliver;
+let logs: ReturnType<typeof captureJsonLines>;
+let posts: number;
+
+beforeAll(async () => {
+  aws = await startSilentEndpoint();
+  process.env.AWS_ENDPOINT_URL_DYNAMODB = aws.url;
+  process.env.AWS_ENDPOINT_URL_SECRETS_MANAGER = aws.url;
+  ({ deliver } = await import('../../../functions/deliver/handler.ts'));
+});
+afterAll(async () => {
+  await aws.close();
+  delete process.env.AWS_ENDPOINT_URL_DYNAMODB;
+  delete process.env.AWS_ENDPOINT_URL_SECRETS_MANAGER;
+});
+beforeEach(() => {
+  aws.requests.length = 0;
+  posts = 0;
+  process.env.DEAL_ANALYSIS_WEBHOOK_URL = TARGET;
+  logs = captureJsonLines();
+});
+afterEach(() => {
+  logs.restore();
+  for (const name of ['DEAL_ANALYSIS_WEBHOOK_URL', 'DELIVERIES_TABLE_NAME', 'DELIVERY_SIGNING_SECRETS_ARN'])
+    delete process.env[name];
+});
+
+/** The real clock; nothing here waits for the receiver's rate. */
+const clock = { now: Date.now, sleep: async () => {} };
+
+/** A receiver that answers 200 at once. */
+const post = async (_u: string, _b: string, _h: Record<string, string>, attempt: number): Promise<PostResult> => {
+  posts += 1;
+  const done: DeliveryAttempt = {
+    attempt,
+    at: new Date().toISOString(),
+    duration_ms: 5,
+    outcome: 'delivered',
+    status_code: 200,
+  };
+  return { attempt: done, response: { status: 200, headers: {}, body: 'ok', body_truncated: false } };
+};
+
+/** A synchronous conversation whose deliveries must end DELIVER_IN_MS from now. */
+function dueSoon(): ConversationState {
+  const now = new Date();
+  const deliverBy = now.getTime() + DELIVER_IN_MS;
+  return {
+    conversation: withClassification(withAgentAnswer(startedRecord(), { response: 'top deals' }, 40, now), now),
+    budget: {
+      agent_seconds: 20,
+      deliver_by: new Date(deliverBy).toISOString(),
+      answer_by: new Date(deliverBy + 3_000).toISOString(),
+    },
+  };
+}
+
+/** The receivers' store on the silent DynamoDB; `endpoint`: its read answers this at once (the rest stalls). */
+function silentStore(endpoint?: Partial<Endpoint['config']>) {
+  const store = new DynamoEndpointStore(
+    'deliveries',
+    new DynamoDBClient({ ...limitedClientSettings(), endpoint: aws.url }),
+    { cacheTtlMs: 0 },
+  );
+  if (endpoint)
+    store.get = async (type) => ({ webhook_type: type, config: endpoint, health: { ...NEW_HEALTH } }) as Endpoint;
+  return store;
+}
+
+/** How the run ended and after how long (ms); one still running after `boundMs` is not waited for. */
+async function timed(deps: Pick<DeliverDeps, 'store'>, boundMs = DELIVER_IN_MS + 2_000) {
+  const state = dueSoon();
+  const start = performance.now();
+  let timer: NodeJS.Timeout | undefined;
+  const bound = new Promise<{ still: true }>((resolve) => {
+    timer = setTimeout(() => resolve({ still: true }), boundMs);
+  });
+  const outcome = deliver({ state, execution_name: 'e1' }, { clock, post, ...deps }).then(
+    (output) => ({ output }),
+    (error: Error) => ({ error, hold: JSON.parse(error.message) as Record<string, unknown> }),
+  );
+  const result = await Promise.race([outcome, bound]);
+  clearTimeout(timer);
+  return { ...result, ms: performance.now() - start } as {
+    output?: ConversationState;
+    error?: Error;
+    hold?: Record<string, unknown>;
+    still?: true;
+    ms: number;
+  };
+}
+
+describe('Deliver with a caller waiting, against AWS endpoints that never answer', () => {
+  it('a delivered answer is returned by deliver_by although the attempt log and the receiver’s health cannot be written', async () => {
+    process.env.DELIVERIES_TABLE_NAME = 'deliveries';
+    const run = await timed({ store: silentStore({}) });
+
+    expect(run.still, 'still waiting for DynamoDB long after deliver_by').toBeUndefined();
+    expect(run.error).toBeUndefined();
+    expect(run.ms).toBeLessThan(DELIVER_IN_MS + SLACK_MS);
+    expect(posts).toBe(1);
+    expect(run.output?.conversation.webhook_context.delivery_status).toBe('delivered');
+    expect(aws.requests.map((r) => r.target).sort()).toEqual([
+      'DynamoDB_20120810.PutItem', // the attempt log
+      'DynamoDB_20120810.UpdateItem', // the receiver's success
+    ]);
+    expect(logs.lines.filter((l) => l.level === 'WARN').map((l) => [l.message, l.error])).toEqual(
+      expect.arrayContaining([
+        ['The delivery attempt could not be written to the attempt log', expect.stringMatching(/^AbortError/)],
+        ["The receiver's health could not be recorded", expect.stringMatching(/^AbortError/)],
+      ]),
+    );
+  });
+
+  it('the receivers cannot be read: no attempt, queued for the schedule at deliver_by (deadline)', async () => {
+    const run = await timed({ store: silentStore() });
+
+    expect(run.still, 'still waiting for DynamoDB long after deliver_by').toBeUndefined();
+    expect(run.ms).toBeLessThan(DELIVER_IN_MS + SLACK_MS);
+    expect(posts).toBe(0);
+    expect(run.error?.name).toBe('DeliveryDeferredError');
+    expect(run.hold).toMatchObject({ hold: 'deadline', status: 'queued' });
+    expect(aws.requests.map((r) => r.target)).toEqual(['DynamoDB_20120810.GetItem']);
+  });
+
+  it('the receiver’s outbound rate cannot be taken: no attempt, queued for the schedule (deadline)', async () => {
+    const run = await timed({ store: silentStore({ rate_per_second: 5 }) });
+
+    expect(run.still, 'still waiting for DynamoDB long after deliver_by').toBeUndefined();
+    expect(run.ms).toBeLessThan(DELIVER_IN_MS + SLACK_MS);
+    expect(posts).toBe(0);
+    expect(run.error?.name).toBe('DeliveryDeferredError');
+    expect(run.hold).toMatchObject({ hold: 'deadline', status: 'queued', target: TARGET });
+    expect(aws.requests.map((r) => r.target)).toEqual(['DynamoDB_20120810.UpdateItem']);
+    expect(logs.events().filter((e) => e.event_type === DELIVERY_DEFERRED_EVENT)).toEqual([
+      expect.objectContaining({ hold: 'deadline' }),
+    ]);
+  });
+
+  it('the signing secrets cannot be read: no unsigned attempt, queued for the schedule (deadline)', async () => {
+    process.env.DELIVERY_SIGNING_SECRETS_ARN = 'arn:aws:secretsmanager:us-east-1:123456789012:secret:delivery';
+    const run = await timed({ store: null });
+
+    expect(run.still, 'still waiting for Secrets Manager long after deliver_by').toBeUndefined();
+    expect(run.ms).toBeLessThan(DELIVER_IN_MS + SLACK_MS);
+    expect(posts).toBe(0);
+    expect(run.error?.name).toBe('DeliveryDeferredError');
+    expect(run.hold).toMatchObject({ hold: 'deadline', status: 'queued', target: TARGET });
+    expect(aws.requests.map((r) => r.target)).toEqual(['secretsmanager.GetSecretValue']);
+  });
+});
