@@ -37,6 +37,12 @@ export const SYNC_RESERVES = {
   tail: 3_000,
   /** Of the tail, what the S3-refused path needs (the Export Lambda again, then one SQS send and its retry). */
   fallback: 2_000,
+  /**
+   * Of the fallback, what QueueFailedExport needs after the closing run (CloseWithoutExport): one SQS send and, when
+   * SQS refuses it, its Retry 1 s later (statemachine/conversation.asl.json). The closing run's store calls end
+   * before it.
+   */
+  queue: 1_500,
   /** Classify, between the agent's answer and the first delivery attempt. */
   classify: 1_000,
   /**

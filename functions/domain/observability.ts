@@ -72,7 +72,8 @@ export const DELIVERY_UNQUEUED_EVENT = 'WEBHOOK_DELIVERY_UNQUEUED';
 /**
  * Logged (WARN) by Export, or by Validate freeing a key it could not start, when a conversation's idempotency key is
  * no longer its claim (`reason`): the claim lapsed and another request holds the key (`claimed_by_another`,
- * `held_by` its conversation), or the key is gone (`expired`). The key is left as it is; the conversation goes on.
+ * `held_by` its conversation), or the key is gone (`expired`); or when the caller's deadline cut its write
+ * (`deadline`: it stays in progress until the claim lapses). The key is left as it is; the conversation goes on.
  */
 export const IDEMPOTENCY_KEY_LOST_EVENT = 'WEBHOOK_IDEMPOTENCY_KEY_LOST';
 /** Logged by Deliver when the caller's deadline leaves no time for an attempt and the schedule takes over. */

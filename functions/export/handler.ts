@@ -17,6 +17,7 @@ import {
 import { parseTaskError } from '../domain/task-error.ts';
 import { threadTurnOf } from '../domain/thread.ts';
 import { attemptLog } from '../shared/attempt-log.ts';
+import { budgetSignal } from '../shared/clients/request-limits.ts';
 import { s3 } from '../shared/clients/s3.ts';
 import { conversationStatusStore } from '../shared/conversation-status-store.ts';
 import { logEvent, METRIC_NAMES, recordTime } from '../shared/events.ts';
@@ -44,12 +45,17 @@ export type ExportOutput = Partial<ConversationState> & {
 /** Leave at least this much for an S3 attempt, and this long for the state's Retry wait (1 s) before another. */
 const MIN_EXPORT_MS = 300;
 const EXPORT_RETRY_WAIT_MS = 1_000;
+/** The attempt-log read before the S3 writes ends this long before their deadline, so they keep MIN_EXPORT_MS. */
+const AFTER_LOG_READ_MS = 2 * MIN_EXPORT_MS;
 
 /**
  * Export: close the record (agent failure, failed delivery or success), write the four export formats to S3, and
  * log the completion. The keys depend only on the conversation id, so a re-run overwrites the same objects. With a
  * caller waiting ($.budget.answer_by), S3 gets only the time that leaves the S3-refused path its reserve: an export
- * that cannot be done by then fails with ExportDeadlineError (not retried) instead of making the caller wait.
+ * that cannot be done by then fails with ExportDeadlineError (not retried) instead of making the caller wait. The
+ * DynamoDB calls are cut by the same budget (docs/deploy.md, "Timeouts"): the attempt-log read before S3 leaves the
+ * PUTs their time, the idempotency key and the thread turn after it end by answer_by (in the closing run, before
+ * QueueFailedExport's reserve); a cut one is logged and the caller answered.
  *
  * When S3 stayed unwritable through the state's retries, its Catch runs this handler once more with
  * `export_error` set: the record is closed and answered without S3, and the output keeps `export_error` so that
@@ -76,21 +82,22 @@ export const handler = stageHandler('Export', async ({ state, execution_name }: 
           : 'Export',
       executionName: execution_name,
     };
-    const documents = exportDocuments(await withLoggedAttempts(record), now.toISOString(), origin);
     const answerBy = state.budget?.answer_by ?? null;
+    const logRead = budgetSignal(answerBy, new Date(), SYNC_RESERVES.fallback + AFTER_LOG_READ_MS);
+    const documents = exportDocuments(await withLoggedAttempts(record, logRead), now.toISOString(), origin);
     const timeLeft = () => msLeft(answerBy, new Date()) - SYNC_RESERVES.fallback;
     const where = `s3://${bucket}/${exportFolder(record.conversation_id)}`;
     if (timeLeft() < MIN_EXPORT_MS) {
       throw new ExportDeadlineError(`no time left to write ${where} before the caller's answer is due (${answerBy})`);
     }
-    const budget = Number.isFinite(timeLeft()) ? { abortSignal: AbortSignal.timeout(timeLeft()) } : undefined;
+    const abortSignal = budgetSignal(answerBy, new Date(), SYNC_RESERVES.fallback);
     const writeStarted = Date.now();
     try {
       await Promise.all(
         documents.map((doc) =>
           s3.send(
             new PutObjectCommand({ Bucket: bucket, Key: doc.key, Body: doc.body, ContentType: 'application/json' }),
-            budget,
+            { abortSignal },
           ),
         ),
       );
@@ -139,15 +146,17 @@ export const handler = stageHandler('Export', async ({ state, execution_name }: 
   }
 
   const response = answered ? successBody(record) : null;
+  // The answer is due at answer_by; the closing run's record is still to be queued after it (QueueFailedExport).
+  const cut = budgetSignal(state.budget?.answer_by, new Date(), deferred ? SYNC_RESERVES.queue : 0);
   const key = record.metadata.idempotency_key;
   const store = key && !state.redelivery ? idempotencyStore() : null;
   if (key && store) {
     // A retry with the same key now gets this answer; after an agent failure the key is freed so a retry runs again.
     const pk = idempotencyPk(record.metadata.source_system, key);
-    await settleKey(store, pk, record.conversation_id, response, now);
+    await settleKey(store, pk, record.conversation_id, response, now, cut);
   }
   const answer = response ? { response } : agentFailure(record, state.budget?.agent_seconds);
-  await keepThreadTurn(record, now);
+  await keepThreadTurn(record, now, cut);
   if (record.metadata.response_mode === 'async') await finishStatus(record, answer, now);
   return deferred ? { conversation: record, export_error: deferred, ...answer } : { conversation: record, ...answer };
 });
@@ -174,15 +183,15 @@ async function finishStatus(
 /**
  * An answered conversation of a thread becomes its turn for the next conversations' agents, before a synchronous
  * caller or the status record learns the answer (so the next POST of the thread sees it). A thread store that
- * refuses it does not fail the conversation: the answer is delivered and exported, and the event says which turn
- * the thread lacks.
+ * refuses it, or does not take it before the caller's deadline (`signal`), does not fail the conversation: the
+ * answer is delivered and exported, and the event says which turn the thread lacks.
  */
-async function keepThreadTurn(record: ConversationRecord, now: Date): Promise<void> {
+async function keepThreadTurn(record: ConversationRecord, now: Date, signal: AbortSignal | undefined): Promise<void> {
   const turn = threadTurnOf(record);
   const threadId = record.metadata.thread_id;
   if (!turn || !threadId) return;
   try {
-    await threadStore().recordTurn(record.metadata.source_system, threadId, turn, now);
+    await threadStore().recordTurn(record.metadata.source_system, threadId, turn, now, signal);
   } catch (error) {
     logger.error('Thread turn not kept: later conversations of the thread will not see it', {
       event_type: THREAD_TURN_UNSAVED_EVENT,
@@ -196,13 +205,17 @@ async function keepThreadTurn(record: ConversationRecord, now: Date): Promise<vo
 
 /**
  * The record as exported: every delivery attempt the attempt log kept, with what each receiver answered (the state
- * carries only the short attempts). A log that cannot be read costs the detail, never the export.
+ * carries only the short attempts). A log that cannot be read, or not before the S3 writes' own time (`signal`),
+ * costs the detail, never the export.
  */
-async function withLoggedAttempts(record: ConversationRecord): Promise<ConversationRecord> {
+async function withLoggedAttempts(
+  record: ConversationRecord,
+  signal: AbortSignal | undefined,
+): Promise<ConversationRecord> {
   const log = attemptLog();
   if (!log || record.webhook_context.delivery_status === 'not_attempted') return record;
   try {
-    return withAttemptLog(record, await log.list(record.conversation_id));
+    return withAttemptLog(record, await log.list(record.conversation_id, signal));
   } catch (error) {
     logger.warn('The delivery attempt log could not be read: the export keeps the short attempts only', {
       conversation_id: record.conversation_id,

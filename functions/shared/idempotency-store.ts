@@ -42,16 +42,26 @@ export type ClaimResult = { claimed: true; conversation_id: string } | { claimed
 /**
  * What completing or freeing a conversation's key did: `settled`, or nothing because the key is no longer that
  * conversation's claim: another request holds it (`heldBy`, its conversation), or it is gone (`heldBy` null: it
- * expired; completing never writes a key back).
+ * expired; completing never writes a key back). From settleKey, `heldBy` the conversation itself: the caller's
+ * deadline cut the write, and the key stays its in-progress claim until that lapses.
  */
 export type SettleResult = { settled: true } | { settled: false; heldBy: string | null };
 
 export interface IdempotencyStore {
   claim(pk: string, claim: Claim, now: Date): Promise<ClaimResult>;
-  /** Keep the answer for 24 h, if the key is still `conversationId`'s claim. */
-  complete(pk: string, conversationId: string, response: unknown, now: Date): Promise<SettleResult>;
+  /**
+   * Keep the answer for 24 h, if the key is still `conversationId`'s claim. `signal`, here and in `release`: the
+   * caller's deadline (Export's budgetSignal) ends the DynamoDB call with an AbortError; the files ignore it.
+   */
+  complete(
+    pk: string,
+    conversationId: string,
+    response: unknown,
+    now: Date,
+    signal?: AbortSignal,
+  ): Promise<SettleResult>;
   /** Free the key, if it is still `conversationId`'s claim (a key already gone counts as freed). */
-  release(pk: string, conversationId: string): Promise<SettleResult>;
+  release(pk: string, conversationId: string, signal?: AbortSignal): Promise<SettleResult>;
   /**
    * Free a key only while it is still in progress (a completed one keeps its answer). After a restart of the local
    * gateway no execution of the old process runs any more, so its in-progress claims are freed at once instead of
@@ -117,7 +127,13 @@ class DynamoIdempotencyStore implements IdempotencyStore {
     throw new Error('could not claim the idempotency key: its condition failed twice without an item');
   }
 
-  async complete(pk: string, conversationId: string, response: unknown, now: Date): Promise<SettleResult> {
+  async complete(
+    pk: string,
+    conversationId: string,
+    response: unknown,
+    now: Date,
+    signal?: AbortSignal,
+  ): Promise<SettleResult> {
     const { sdk, db } = await dynamo();
     try {
       await db.send(
@@ -136,6 +152,7 @@ class DynamoIdempotencyStore implements IdempotencyStore {
           },
           ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
         }),
+        { abortSignal: signal },
       );
       return { settled: true };
     } catch (error) {
@@ -144,7 +161,7 @@ class DynamoIdempotencyStore implements IdempotencyStore {
     }
   }
 
-  async release(pk: string, conversationId: string): Promise<SettleResult> {
+  async release(pk: string, conversationId: string, signal?: AbortSignal): Promise<SettleResult> {
     const { sdk, db } = await dynamo();
     try {
       await db.send(
@@ -155,6 +172,7 @@ class DynamoIdempotencyStore implements IdempotencyStore {
           ExpressionAttributeValues: { ':cid': { S: conversationId } },
           ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
         }),
+        { abortSignal: signal },
       );
       return { settled: true };
     } catch (error) {
@@ -322,7 +340,9 @@ class FileIdempotencyStore implements IdempotencyStore {
 /**
  * Settle a conversation's key as its workflow ends: keep its answer (`response`), or free the key (`null`) for a
  * retry to run again. A key that is no longer the conversation's claim is left as it is and logged
- * (WEBHOOK_IDEMPOTENCY_KEY_LOST): the conversation itself goes on.
+ * (WEBHOOK_IDEMPOTENCY_KEY_LOST): the conversation itself goes on. So does one whose write the caller's deadline
+ * cut (`signal`, docs/deploy.md "Timeouts"): the caller is answered, and the key stays in progress until its claim
+ * lapses (reason `deadline`). Any other failure is thrown.
  */
 export async function settleKey(
   store: IdempotencyStore,
@@ -330,15 +350,30 @@ export async function settleKey(
   conversationId: string,
   response: unknown,
   now: Date,
+  signal?: AbortSignal,
 ): Promise<SettleResult> {
-  const outcome = await (response !== null
-    ? store.complete(pk, conversationId, response, now)
-    : store.release(pk, conversationId));
+  const action = response !== null ? 'complete' : 'release';
+  let outcome: SettleResult;
+  try {
+    outcome = await (response !== null
+      ? store.complete(pk, conversationId, response, now, signal)
+      : store.release(pk, conversationId, signal));
+  } catch (error) {
+    if (!signal?.aborted) throw error;
+    logger.warn("Idempotency key left in progress: the caller's deadline cut its write", {
+      event_type: IDEMPOTENCY_KEY_LOST_EVENT,
+      conversation_id: conversationId,
+      action,
+      reason: 'deadline',
+      error: `${(error as Error).name}: ${(error as Error).message}`,
+    });
+    return { settled: false, heldBy: conversationId };
+  }
   if (!outcome.settled) {
     logger.warn("Idempotency key left as it is: it is no longer this conversation's claim", {
       event_type: IDEMPOTENCY_KEY_LOST_EVENT,
       conversation_id: conversationId,
-      action: response !== null ? 'complete' : 'release',
+      action,
       ...(outcome.heldBy !== null ? { reason: 'claimed_by_another', held_by: outcome.heldBy } : { reason: 'expired' }),
     });
   }

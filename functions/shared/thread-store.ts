@@ -43,7 +43,7 @@ export interface ThreadStore {
    * Keep an answered turn until THREAD_TTL_DAYS after its `answered_at` (again: the same turn overwrites itself, as
    * a re-export does, and keeps its expiry). `now` stands in for an unreadable `answered_at`.
    */
-  recordTurn(sourceSystem: string, threadId: string, turn: ThreadTurn, now: Date): Promise<void>;
+  recordTurn(sourceSystem: string, threadId: string, turn: ThreadTurn, now: Date, signal?: AbortSignal): Promise<void>;
   /** The answered turns before `beforeTurn` not yet expired at `now`, newest first, of the newest `limit`. */
   earlierTurns(
     sourceSystem: string,
@@ -163,7 +163,14 @@ export class DynamoThreadStore implements ThreadStore {
     );
   }
 
-  async recordTurn(sourceSystem: string, threadId: string, turn: ThreadTurn, now: Date): Promise<void> {
+  /** `signal`: the caller's deadline (Export's budgetSignal) ends the write with an AbortError. */
+  async recordTurn(
+    sourceSystem: string,
+    threadId: string,
+    turn: ThreadTurn,
+    now: Date,
+    signal?: AbortSignal,
+  ): Promise<void> {
     const { sdk, db } = await dynamo();
     await db.send(
       new sdk.PutItemCommand({
@@ -175,6 +182,7 @@ export class DynamoThreadStore implements ThreadStore {
           expires_at: { N: String(expiresAt(answeredAt(turn, now), this.ttlDays)) },
         },
       }),
+      { abortSignal: signal },
     );
   }
 

@@ -120,6 +120,10 @@ describe('statemachine/conversation.asl.json', () => {
     // After Export gives up (answer_by - fallback): CloseWithoutExport, QueueFailedExport with one 1 s retry wait.
     const queueRetry = definition.States.QueueFailedExport.Retry[0];
     expect(retryWaits(queueRetry) * 1000).toBeLessThan(SYNC_RESERVES.fallback);
+    // Of that, QueueFailedExport keeps its own reserve (its retry wait between two sends): the closing run's store
+    // calls end before it.
+    expect(retryWaits(queueRetry) * 1000).toBeLessThan(SYNC_RESERVES.queue);
+    expect(SYNC_RESERVES.queue).toBeLessThan(SYNC_RESERVES.fallback);
     // Export retries S3 once, 1 s later (the handler only asks for it when the retry still fits).
     expect(definition.States.Export.Retry.find((r: any) => r.ErrorEquals.includes('ExportError'))).toMatchObject({
       IntervalSeconds: 1,

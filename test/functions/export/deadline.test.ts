@@ -1,0 +1,197 @@
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { SYNC_RESERVES } from '../../../functions/domain/budget.ts';
+import type { ConversationRecord, ConversationState } from '../../../functions/domain/conversation.ts';
+import { withAgentAnswer, withClassification, withDeliveryAttempt } from '../../../functions/domain/lifecycle.ts';
+import { IDEMPOTENCY_KEY_LOST_EVENT, THREAD_TURN_UNSAVED_EVENT } from '../../../functions/domain/observability.ts';
+import type { ExportInput, ExportOutput } from '../../../functions/export/handler.ts';
+import { SEED_REQUEST, startedRecord } from '../../support/fixtures.ts';
+import { captureJsonLines } from '../../support/log-capture.ts';
+import { type S3Stub, type SilentEndpoint, startS3Stub, startSilentEndpoint } from '../../support/servers.ts';
+
+/**
+ * Export with a caller waiting (docs/deploy.md, "Timeouts"): its AWS calls end by the conversation's budget, not
+ * only by the clients' own limits (a stalled call fails after ≈ 6.2 s, functions/shared/clients/request-limits.ts),
+ * so a stall late in the conversation never holds the answer past answer_by. Real clients and sockets: DynamoDB is
+ * an endpoint that never answers, S3 one that takes every PUT at once. The budget is set a few hundred ms ahead;
+ * a run still going well after its deadline is reported as such instead of being waited for.
+ */
+const SLACK_MS = 300;
+
+let dynamo: SilentEndpoint;
+let s3: S3Stub;
+let handler: (input: ExportInput) => Promise<ExportOutput>;
+let logs: ReturnType<typeof captureJsonLines>;
+
+beforeAll(async () => {
+  dynamo = await startSilentEndpoint();
+  s3 = await startS3Stub();
+  process.env.AWS_ENDPOINT_URL_DYNAMODB = dynamo.url;
+  process.env.AWS_ENDPOINT_URL_S3 = s3.url;
+  process.env.S3_FORCE_PATH_STYLE = 'true';
+  process.env.CONVERSATION_EXPORT_S3_BUCKET = 'exports';
+  // The S3 client is built when its module loads: after the endpoint is set.
+  ({ handler } = await import('../../../functions/export/handler.ts'));
+});
+afterAll(async () => {
+  await dynamo.close();
+  await s3.close();
+  for (const name of ['AWS_ENDPOINT_URL_DYNAMODB', 'AWS_ENDPOINT_URL_S3', 'S3_FORCE_PATH_STYLE'])
+    delete process.env[name];
+  delete process.env.CONVERSATION_EXPORT_S3_BUCKET;
+});
+beforeEach(() => {
+  dynamo.requests.length = 0;
+  s3.keys.length = 0;
+  logs = captureJsonLines();
+});
+afterEach(() => {
+  logs.restore();
+  for (const name of ['DELIVERIES_TABLE_NAME', 'IDEMPOTENCY_TABLE_NAME', 'THREAD_TABLE_NAME']) delete process.env[name];
+  delete process.env.ENABLE_CONVERSATION_EXPORT;
+});
+
+const KEY = 'deadline-key';
+/** An answered, delivered conversation of a thread, with an Idempotency-Key. */
+function delivered(): ConversationRecord {
+  const started = startedRecord(SEED_REQUEST, {
+    input: { headers: { 'content-type': 'application/json', 'idempotency-key': KEY } },
+  });
+  const now = new Date();
+  const answered = withClassification(withAgentAnswer(started, { response: 'Three deals.' }, 5, now), now);
+  const attempt = {
+    attempt: 1,
+    at: now.toISOString(),
+    duration_ms: 40,
+    outcome: 'delivered',
+    status_code: 200,
+  } as const;
+  const record = withDeliveryAttempt(answered, attempt, 'https://hooks.example.com/deals', 'delivered');
+  return { ...record, metadata: { ...record.metadata, thread_id: 'thread-1', thread_turn: 2 } };
+}
+
+/** The state of a synchronous conversation whose answer is due `answerInMs` from now. */
+function dueIn(answerInMs: number, extra: Partial<ConversationState> = {}): ConversationState {
+  const answerBy = Date.now() + answerInMs;
+  return {
+    conversation: delivered(),
+    budget: {
+      agent_seconds: 20,
+      deliver_by: new Date(answerBy - SYNC_RESERVES.tail).toISOString(),
+      answer_by: new Date(answerBy).toISOString(),
+    },
+    ...extra,
+  };
+}
+
+/** How the run ended and after how long (ms); one still running after `boundMs` is not waited for. */
+async function timed(run: Promise<ExportOutput>, boundMs: number) {
+  const start = performance.now();
+  let timer: NodeJS.Timeout | undefined;
+  const bound = new Promise<{ still: true }>((resolve) => {
+    timer = setTimeout(() => resolve({ still: true }), boundMs);
+  });
+  const outcome = run.then(
+    (output) => ({ output }),
+    (error: Error) => ({ error }),
+  );
+  const result = await Promise.race([outcome, bound]);
+  clearTimeout(timer);
+  return { ...result, ms: performance.now() - start } as {
+    output?: ExportOutput;
+    error?: Error;
+    still?: true;
+    ms: number;
+  };
+}
+
+describe('Export with a caller waiting, against a DynamoDB that never answers', () => {
+  it('cuts the attempt-log read so that S3 keeps its time: the export is written (short attempts) before answer_by − 2 s', async () => {
+    process.env.DELIVERIES_TABLE_NAME = 'deliveries';
+    // The S3 work ends at answer_by − 2 s; the read leaves the PUTs 600 ms of it: it gets 400 ms here.
+    const s3Deadline = 400 + 600;
+    const state = dueIn(SYNC_RESERVES.fallback + s3Deadline);
+
+    const run = await timed(handler({ state, execution_name: 'e1' }), s3Deadline + 2_000);
+
+    expect(run.still, 'still waiting for the attempt log long after the S3 deadline').toBeUndefined();
+    expect(run.error).toBeUndefined();
+    expect(run.ms).toBeLessThan(s3Deadline);
+    expect(run.output?.response).toMatchObject({ success: true });
+    // The read was made (a Query of the attempt log), then cut; the four documents were written anyway.
+    expect(dynamo.requests.map((r) => r.target)).toEqual(['DynamoDB_20120810.Query']);
+    expect(s3.keys).toHaveLength(4);
+    const conversation = JSON.parse(JSON.stringify(run.output?.conversation)) as ConversationRecord;
+    expect(conversation.execution.delivery_attempts).toHaveLength(1);
+    expect(logs.lines.find((l) => /attempt log could not be read/.test(l.message))).toMatchObject({
+      level: 'WARN',
+      error: expect.stringMatching(/^AbortError/),
+    });
+  });
+
+  it('answers by answer_by when the idempotency key and the thread turn cannot be written: both are logged', async () => {
+    process.env.ENABLE_CONVERSATION_EXPORT = 'false';
+    process.env.IDEMPOTENCY_TABLE_NAME = 'idempotency';
+    process.env.THREAD_TABLE_NAME = 'threads';
+    const answerIn = 500;
+    const state = dueIn(answerIn);
+
+    const run = await timed(handler({ state, execution_name: 'e2' }), answerIn + 2_000);
+
+    expect(run.still, 'still waiting for DynamoDB long after answer_by').toBeUndefined();
+    expect(run.error).toBeUndefined();
+    expect(run.ms).toBeLessThan(answerIn + SLACK_MS);
+    expect(run.output?.response).toMatchObject({ success: true, conversation_id: state.conversation.conversation_id });
+    // The key's write took the time up to answer_by: the turn's was not even sent.
+    expect(dynamo.requests.map((r) => r.target)).toEqual(['DynamoDB_20120810.UpdateItem']);
+    const events = logs.events(state.conversation.conversation_id);
+    expect(events.filter((e) => e.event_type === IDEMPOTENCY_KEY_LOST_EVENT)).toEqual([
+      expect.objectContaining({ level: 'WARN', action: 'complete', reason: 'deadline' }),
+    ]);
+    expect(events.filter((e) => e.event_type === THREAD_TURN_UNSAVED_EVENT)).toEqual([
+      expect.objectContaining({ thread_turn: 2, error: expect.stringMatching(/^AbortError/) }),
+    ]);
+  });
+
+  it('S3 refused: the closing run leaves QueueFailedExport its reserve before answer_by', async () => {
+    process.env.IDEMPOTENCY_TABLE_NAME = 'idempotency';
+    const closeBy = 400;
+    const state = dueIn(SYNC_RESERVES.queue + closeBy, {
+      export_error: { Error: 'ExportDeadlineError', Cause: 'no time left to write s3://exports/…' },
+    });
+
+    const run = await timed(handler({ state, execution_name: 'e3' }), closeBy + 2_000);
+
+    expect(run.still, 'still waiting for DynamoDB long after the queue’s reserve began').toBeUndefined();
+    expect(run.error).toBeUndefined();
+    expect(run.ms).toBeLessThan(closeBy + SLACK_MS);
+    // Answered, and still carrying export_error: QueueFailedExport queues the record next.
+    expect(run.output).toMatchObject({ export_error: state.export_error, response: { success: true } });
+    expect(s3.keys).toEqual([]);
+    expect(
+      logs.events(state.conversation.conversation_id).filter((e) => e.event_type === IDEMPOTENCY_KEY_LOST_EVENT),
+    ).toEqual([expect.objectContaining({ action: 'complete', reason: 'deadline' })]);
+  });
+
+  it('after an agent failure, a key that cannot be freed by answer_by is left to lapse: the failure is answered', async () => {
+    process.env.ENABLE_CONVERSATION_EXPORT = 'false';
+    process.env.IDEMPOTENCY_TABLE_NAME = 'idempotency';
+    const answerIn = 400;
+    const started = startedRecord(SEED_REQUEST, {
+      input: { headers: { 'content-type': 'application/json', 'idempotency-key': KEY } },
+    });
+    const state = dueIn(answerIn, {
+      conversation: started,
+      agent_error: { Error: 'States.Timeout', Cause: 'the agent did not answer' },
+    });
+
+    const run = await timed(handler({ state, execution_name: 'e4' }), answerIn + 2_000);
+
+    expect(run.still, 'still waiting for DynamoDB long after answer_by').toBeUndefined();
+    expect(run.ms).toBeLessThan(answerIn + SLACK_MS);
+    expect(run.output?.failure_error).toBeDefined();
+    expect(dynamo.requests.map((r) => r.target)).toEqual(['DynamoDB_20120810.DeleteItem']);
+    expect(logs.events(started.conversation_id).filter((e) => e.event_type === IDEMPOTENCY_KEY_LOST_EVENT)).toEqual([
+      expect.objectContaining({ action: 'release', reason: 'deadline' }),
+    ]);
+  });
+});
