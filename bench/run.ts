@@ -202,14 +202,16 @@ async function main(): Promise<void> {
     formatTable(
       [
         'stage',
-        'KB',
+        'init KB',
         'target',
         'size',
+        'asset KB',
         'init ms',
         '+maps ms',
         'SDK ms',
         'target',
         'init',
+        'DynamoDB first use ms (chunk / before: package)',
         'no-Tracer KB/ms',
         'SDK-bundled KB/ms',
         'before: SDK external KB/ms',
@@ -221,11 +223,15 @@ async function main(): Promise<void> {
         b.kb,
         b.size_target_kb,
         verdict(b.size_met),
+        `${b.asset_kb} (${verdict(b.asset_met)})`,
         b.init_ms_median,
         b.init_ms_with_source_maps_median,
         b.externals_import_ms_median,
         b.init_target_ms ?? '-',
         b.init_met === null ? '-' : verdict(b.init_met),
+        b.dynamodb_first_use
+          ? `${b.dynamodb_first_use.ms_median} / ${b.dynamodb_first_use.runtime_sdk_ms_median}`
+          : '-',
         `${b.without_tracer.kb}/${b.without_tracer.init_ms_median}`,
         b.sdk_bundled ? `${b.sdk_bundled.kb}/${b.sdk_bundled.init_ms_median}` : '-',
         `${b.sdk_external.kb}/${b.sdk_external.init_ms_median}`,

@@ -1,8 +1,13 @@
 /**
- * How each Lambda is built: esbuild bundles `functions/<dir>/handler.ts` into one minified ESM file (`index.mjs`,
- * its source map beside it) with the SDK clients it needs at init, tree-shaken. The stack's functions are built by
- * this module (infra/constructs/stage-function.ts runs it as a script), and `npm run bench` measures the same
- * bundles (docs/performance.md §3). No CDK import here: the bench and the build script load it alone.
+ * How each Lambda is built: esbuild bundles `functions/<dir>/handler.ts` into minified ESM, every SDK client the
+ * function uses included and tree-shaken, split in two parts (each file's source map beside it):
+ * - `index.mjs` (the handler, `index.handler`) and the chunks it imports statically: what the cold start loads;
+ * - `chunks/`, one chunk per module the code imports with `await import()` (the DynamoDB and Secrets Manager clients
+ *   of the optional stores, functions/shared/clients/dynamodb-sdk.ts and secrets-manager-sdk.ts): loaded on first
+ *   use, so a cold start does not pay for them, and still the SDK version the tests ran with, not the runtime's.
+ * The stack's functions are built by this module (infra/constructs/stage-function.ts runs it as a script, its output
+ * folder the function's asset), and `npm run bench` measures the same bundles (docs/performance.md §3). No CDK import
+ * here: the bench and the build script load it alone.
  *
  * Run as a script: `node --import tsx infra/stage-bundle.ts <dir> <outdir>`.
  */
@@ -35,13 +40,12 @@ export const UNTRACED_STAGES: readonly HandlerDir[] = ['classify', 'export'];
 /** Left out of the untraced stages' bundles: functions/shared/powertools.ts imports it only when tracing is on. */
 export const TRACER_MODULE = '@aws-lambda-powertools/tracer';
 /**
- * Left to the SDK the Node.js 22 runtime provides, loaded on first use only (dynamic import): the clients of the
- * optional stores (DynamoDB for idempotency and status, Secrets Manager for signing secrets) and the credential
- * providers other than the environment's (Lambda gives credentials in the environment).
+ * The credential providers of the SDK's default chain after the environment's, and what only they use: left out of
+ * every bundle (external), since Lambda gives a function its credentials in the environment and the chain imports
+ * the others (on first use, `await import()`) only when those are missing. Everything else the SDK clients use is
+ * bundled, whatever the runtime ships.
  */
-export const LAZY_MODULES = [
-  '@aws-sdk/client-dynamodb',
-  '@aws-sdk/client-secrets-manager',
+export const CREDENTIAL_FALLBACK_MODULES = [
   '@aws-sdk/credential-provider-http',
   '@aws-sdk/credential-provider-ini',
   '@aws-sdk/credential-provider-login',
@@ -52,6 +56,14 @@ export const LAZY_MODULES = [
   '@aws-sdk/token-providers',
   '@smithy/credential-provider-imds',
 ];
+
+/** Where the chunks go in a function's output folder, beside BUNDLE_FILE: `chunks/<module>-<hash>.mjs`. */
+export const CHUNKS_DIR = 'chunks';
+/** The modules the stores import on first use, each a chunk of its own named after it (`chunks/dynamodb-sdk-….mjs`). */
+export const FIRST_USE_SDK_MODULES = {
+  dynamodb: 'functions/shared/clients/dynamodb-sdk.ts',
+  secretsManager: 'functions/shared/clients/secrets-manager-sdk.ts',
+} as const;
 
 /** An SDK client's generated schemas: `dist-es/schemas/` of an `@aws-sdk/client-…` package. */
 const SDK_SCHEMAS_FILE = /[\\/]@aws-sdk[\\/]client-[^\\/]+[\\/]dist-es[\\/]schemas[\\/][^\\/]+\.js$/;
@@ -92,32 +104,41 @@ const schemaKeysPlugin: Plugin = {
   },
 };
 
-/** The esbuild options one function is built with (without its output file). */
+/**
+ * The esbuild options one function is built with, without its output folder (`outdir`): the entry is named `index`,
+ * so the folder gets BUNDLE_FILE and CHUNKS_DIR.
+ */
 export function stageBuildOptions(dir: HandlerDir): BuildOptions {
   const untraced = UNTRACED_STAGES.includes(dir);
   return {
-    entryPoints: [path.join(PROJECT_ROOT, 'functions', dir, 'handler.ts')],
+    entryPoints: { [path.parse(BUNDLE_FILE).name]: path.join(PROJECT_ROOT, 'functions', dir, 'handler.ts') },
     absWorkingDir: PROJECT_ROOT,
     bundle: true,
     platform: 'node',
     target: 'node22',
     format: 'esm',
+    // Each `await import()` of the code a chunk, loaded when it runs; what both sides use goes in a shared chunk
+    // that index.mjs imports statically (on the init path, as it was in the one file).
+    splitting: true,
+    outExtension: { '.js': path.extname(BUNDLE_FILE) },
+    chunkNames: `${CHUNKS_DIR}/[name]-[hash]`,
     mainFields: ['module', 'main'],
     minify: true,
-    // Shipped beside the bundle to decode a stack trace, not loaded at runtime: NODE_OPTIONS=--enable-source-maps
-    // would parse the map at every cold start (×1.3–1.7 the module init, docs/performance.md).
+    // Shipped beside each file to decode a stack trace, not loaded at runtime: NODE_OPTIONS=--enable-source-maps
+    // would parse the maps at every cold start (×1.3–1.7 the module init, docs/performance.md).
     sourcemap: true,
     sourcesContent: false,
     charset: 'utf8',
     logLevel: 'error',
-    // CommonJS dependencies (the X-Ray SDK under Powertools Tracer) call require() on Node built-ins.
+    // CommonJS dependencies (the X-Ray SDK under Powertools Tracer, parts of the SDK) call require() on Node
+    // built-ins. esbuild writes the banner at the top of every output file, each chunk included.
     banner: { js: "import { createRequire } from 'node:module';const require = createRequire(import.meta.url);" },
-    external: untraced ? [...LAZY_MODULES, TRACER_MODULE] : LAZY_MODULES,
+    external: untraced ? [...CREDENTIAL_FALLBACK_MODULES, TRACER_MODULE] : [...CREDENTIAL_FALLBACK_MODULES],
     plugins: [schemaKeysPlugin],
   };
 }
 
-// As a script: build one function into <outdir> (`index.mjs` and its map).
+// As a script: build one function into <outdir> (BUNDLE_FILE, CHUNKS_DIR and their maps).
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const [dir, outdir] = process.argv.slice(2);
   if (!dir || !outdir) {
@@ -125,7 +146,5 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
     process.exit(2);
   }
   // esbuild has printed what failed (logLevel 'error'): the exit code says the rest.
-  await build({ ...stageBuildOptions(dir as HandlerDir), outfile: path.join(outdir, BUNDLE_FILE) }).catch(() =>
-    process.exit(1),
-  );
+  await build({ ...stageBuildOptions(dir as HandlerDir), outdir }).catch(() => process.exit(1));
 }

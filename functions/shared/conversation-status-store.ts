@@ -28,7 +28,7 @@ export interface ConversationStatusStore {
 
 /** Loaded on first use: a stage that never touches a status record never pays for the SDK's import. */
 const dynamo = async () => {
-  const sdk = await import('@aws-sdk/client-dynamodb');
+  const sdk = await import('./clients/dynamodb-sdk.ts');
   DynamoStatusStore.client ??= tracer.captureAWSv3Client(new sdk.DynamoDBClient(limitedClientSettings()));
   return { sdk, db: DynamoStatusStore.client };
 };

@@ -74,7 +74,7 @@ const ttl = () => settings().idempotencyTtlSeconds;
 
 /** The DynamoDB SDK is loaded on first use only: a stage without a key never pays its import (measured in bench/). */
 const dynamo = async () => {
-  const sdk = await import('@aws-sdk/client-dynamodb');
+  const sdk = await import('./clients/dynamodb-sdk.ts');
   DynamoIdempotencyStore.client ??= tracer.captureAWSv3Client(new sdk.DynamoDBClient(limitedClientSettings()));
   return { sdk, db: DynamoIdempotencyStore.client };
 };

@@ -26,7 +26,7 @@ async function secretString(arn: string, signal?: AbortSignal): Promise<string> 
   const hit = cache.get(arn);
   if (hit && Date.now() - hit.at < CACHE_MS) return hit.value;
   // Loaded on first use only: configured from the environment, nothing in the cold start pays for it.
-  const sdk = await import('@aws-sdk/client-secrets-manager');
+  const sdk = await import('./clients/secrets-manager-sdk.ts');
   client ??= tracer.captureAWSv3Client(new sdk.SecretsManagerClient(limitedClientSettings()));
   const out = await client.send(new sdk.GetSecretValueCommand({ SecretId: arn }), { abortSignal: signal });
   const value = out.SecretString ?? '';

@@ -94,7 +94,7 @@ function ownClaim(error: unknown, requestId: string, now: Date): number | null {
 
 /** Loaded on first use: a stage that never touches a thread never pays for the SDK's import. */
 const dynamo = async () => {
-  const sdk = await import('@aws-sdk/client-dynamodb');
+  const sdk = await import('./clients/dynamodb-sdk.ts');
   DynamoThreadStore.client ??= tracer.captureAWSv3Client(new sdk.DynamoDBClient(limitedClientSettings()));
   return { sdk, db: DynamoThreadStore.client };
 };

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -8,6 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { STACK_NAME_VARIABLE } from '../../functions/domain/observability.ts';
 import { METRICS_NAMESPACE, SERVICE_NAME } from '../../functions/shared/powertools.ts';
 import { DEFAULT_CONFIG } from '../../infra/config.ts';
+import { BUNDLE_FILE, CREDENTIAL_FALLBACK_MODULES, FIRST_USE_SDK_MODULES } from '../../infra/stage-bundle.ts';
+import { codeFiles, dynamicImports, firstUseChunk, initPath, staticImports } from './support/bundle-files.ts';
 import {
   actionsOf,
   allPolicyStatements,
@@ -185,36 +187,60 @@ describe('stage functions', () => {
   });
 
   it('are bundled locally into minified ESM with source maps that load and export handler', () => {
-    const bundles = names.map((name) => {
+    const assets = names.map((name) => {
       const key = String((props(fnId(name)).Code as { S3Key: string }).S3Key).replace(/\.zip$/, '');
-      return path.join(synth.outdir, `asset.${key}`, 'index.mjs');
+      return path.join(synth.outdir, `asset.${key}`);
     });
     // Each function its own asset (CDK caches an asset by its bundling options: the build command tells them apart).
-    expect(new Set(bundles).size).toBe(names.length);
-    for (const bundle of bundles) {
-      expect(existsSync(bundle)).toBe(true);
-      expect(existsSync(`${bundle}.map`)).toBe(true);
-      const code = readFileSync(bundle, 'utf8');
-      // Minified: a few long lines (template literals of the bundled SDK keep their line breaks).
-      expect(code.split('\n').length).toBeLessThan(200);
-      // The SDK clients a stage needs are in the bundle; only the ones loaded on first use are left to the runtime.
-      expect(code, bundle).not.toMatch(/(?:^|[;}])import\s*[^(]*?from\s*["']@aws-sdk\//m);
+    expect(new Set(assets).size).toBe(names.length);
+    /** Every code file of a function's asset, as one text (index.mjs and its chunks). */
+    const allCode = (i: number) =>
+      codeFiles(assets[i]!)
+        .map((f) => readFileSync(path.join(assets[i]!, f), 'utf8'))
+        .join('\n');
+    for (const asset of assets) {
+      for (const file of codeFiles(asset)) {
+        expect(existsSync(`${path.join(asset, file)}.map`), `${asset}/${file}`).toBe(true);
+        const code = readFileSync(path.join(asset, file), 'utf8');
+        // Minified: a few long lines (template literals of the bundled SDK keep their line breaks).
+        expect(code.split('\n').length).toBeLessThan(200);
+        // Every SDK client is in the asset: no file imports an @aws-sdk package, statically or on first use, but the
+        // credential providers Lambda never needs (CREDENTIAL_FALLBACK_MODULES of infra/stage-bundle.ts).
+        for (const spec of [...staticImports(code), ...dynamicImports(code)].filter((s) => s.startsWith('@aws-sdk/')))
+          expect(CREDENTIAL_FALLBACK_MODULES, `${asset}/${file}`).toContain(spec);
+      }
+    }
+    // The DynamoDB and Secrets Manager clients of the stores: chunks of the asset, loaded on first use, never by
+    // index.mjs or a chunk it imports statically (what Lambda loads at a cold start).
+    const usesSecrets = new Set<FunctionKey>(['Validate', 'Deliver', 'ConversationStatus']);
+    for (const [i, name] of names.entries()) {
+      const dynamodb = firstUseChunk(assets[i]!, FIRST_USE_SDK_MODULES.dynamodb);
+      const secrets = firstUseChunk(assets[i]!, FIRST_USE_SDK_MODULES.secretsManager);
+      expect(dynamodb !== undefined, name).toBe(name !== 'Classify');
+      expect(secrets !== undefined, name).toBe(usesSecrets.has(name));
+      const init = initPath(assets[i]!, !['Classify', 'Export'].includes(name));
+      for (const chunk of [dynamodb, secrets]) if (chunk) expect(init, name).not.toContain(chunk);
+      for (const file of init)
+        expect(readFileSync(path.join(assets[i]!, file), 'utf8'), `${name}/${file}`).not.toMatch(
+          /serviceTarget:"(?:DynamoDB_20120810|secretsmanager)"/,
+        );
     }
     // Built by infra/stage-bundle.ts: Export's S3 client without the schemas of operations it never sends.
-    const exportCode = readFileSync(bundles[names.indexOf('Export')]!, 'utf8');
+    const exportCode = allCode(names.indexOf('Export'));
     expect(exportCode).toContain('PutObject');
     expect(exportCode).not.toContain('AnalyticsAndOperator');
     // The untraced stages are built without the Tracer (the X-Ray SDK reads AWS_XRAY_DAEMON_ADDRESS); the others keep it.
     const untraced = new Set<FunctionKey>(['Classify', 'Export']);
     for (const [i, name] of names.entries())
-      expect(readFileSync(bundles[i]!, 'utf8').includes('AWS_XRAY_DAEMON_ADDRESS'), name).toBe(!untraced.has(name));
+      expect(allCode(i).includes('AWS_XRAY_DAEMON_ADDRESS'), name).toBe(!untraced.has(name));
     // Standard Webhooks (signatures checked or made) stays out of the stages that do neither: Classify and Export
     // (functions/domain/intake.ts keeps Validate's step out of their bundles); Validate checks, Deliver signs.
     for (const [i, name] of names.entries())
       if (['Validate', 'Deliver', 'Classify', 'Export'].includes(name))
-        expect(readFileSync(bundles[i]!, 'utf8').includes('No matching signature found'), name).toBe(
+        expect(allCode(i).includes('No matching signature found'), name).toBe(
           name === 'Validate' || name === 'Deliver',
         );
+    const bundles = assets.map((asset) => path.join(asset, BUNDLE_FILE));
     const check = `for (const f of ${JSON.stringify(bundles)}) { const m = await import(f); if (typeof m.handler !== 'function') throw new Error(f + ': no handler'); }`;
     // Both ways the Powertools Tracer is set up: on (as on Lambda, the X-Ray SDK loaded) and off (as locally).
     for (const tracing of ['true', 'false']) {
@@ -228,9 +254,9 @@ describe('stage functions', () => {
     const alone = mkdtempSync(path.join(tmpdir(), 'untraced-'));
     try {
       for (const name of untraced) {
-        const copy = path.join(alone, `${name}.mjs`);
-        copyFileSync(bundles[names.indexOf(name)]!, copy);
-        const load = `const m = await import(${JSON.stringify(pathToFileURL(copy).href)}); if (typeof m.handler !== 'function') throw new Error('no handler');`;
+        const copy = path.join(alone, name);
+        cpSync(assets[names.indexOf(name)]!, copy, { recursive: true });
+        const load = `const m = await import(${JSON.stringify(pathToFileURL(path.join(copy, BUNDLE_FILE)).href)}); if (typeof m.handler !== 'function') throw new Error('no handler');`;
         const env = { ...process.env, NODE_NO_WARNINGS: '1', POWERTOOLS_TRACE_ENABLED: 'true' };
         const run = spawnSync(process.execPath, ['--input-type=module', '-e', load], {
           encoding: 'utf8',

@@ -1,4 +1,8 @@
-import { mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -6,8 +10,18 @@ import { App, Duration, Stack } from 'aws-cdk-lib';
 import { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { build } from 'esbuild';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { limitedClientSettings } from '../../functions/shared/clients/request-limits.ts';
 import { StageFunction } from '../../infra/constructs/stage-function.ts';
-import { BUNDLE_FILE, type HandlerDir, literalSchemaKeys, stageBuildOptions } from '../../infra/stage-bundle.ts';
+import {
+  BUNDLE_FILE,
+  FIRST_USE_SDK_MODULES,
+  FUNCTION_DIRS,
+  type HandlerDir,
+  literalSchemaKeys,
+  stageBuildOptions,
+  UNTRACED_STAGES,
+} from '../../infra/stage-bundle.ts';
+import { BANNER, codeFiles, dynamicImports, firstUseChunk, initPath, staticImports } from './support/bundle-files.ts';
 
 const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -77,6 +91,8 @@ describe("the S3 client in a function's bundle", () => {
       const outfile = path.join(dir, variant, BUNDLE_FILE);
       await build({
         ...options,
+        // One file: what is compared here is the client, not how a function's code is split.
+        splitting: false,
         entryPoints: undefined,
         stdin: { contents: ENTRY, resolveDir: PROJECT_ROOT, loader: 'js', sourcefile: 's3-entry.js' },
         outfile,
@@ -224,6 +240,232 @@ describe("the S3 client in a function's bundle", () => {
       expect(literal, code).toEqual(await exchange('whole', put, answer));
       expect(literal.error, code).toMatchObject({ name: code, message: `refused: ${code}`, fault: 'client' });
     }
+  });
+});
+
+/**
+ * Each function as the stack builds it: `index.mjs` and the chunks it imports statically are what a cold start
+ * loads; the DynamoDB and Secrets Manager clients are bundled (the SDK version the tests run with, not the Lambda
+ * runtime's) in chunks of their own that the stores import on first use. Built outside the project, so that nothing
+ * but the output folder can supply a module it imports.
+ */
+describe("each function's bundle, split in chunks", () => {
+  let root: string;
+  const dirOf = (fn: HandlerDir) => path.join(root, fn);
+  const read = (fn: HandlerDir, file: string) => readFileSync(path.join(dirOf(fn), file), 'utf8');
+  const traced = (fn: HandlerDir) => !UNTRACED_STAGES.includes(fn);
+  /** What identifies each client's code: the service target its requests name (`X-Amz-Target`). */
+  const DYNAMODB = 'serviceTarget:"DynamoDB_20120810"';
+  const SECRETS_MANAGER = 'serviceTarget:"secretsmanager"';
+  const USES_DYNAMODB: HandlerDir[] = FUNCTION_DIRS.filter((fn) => fn !== 'classify');
+  const USES_SECRETS_MANAGER: HandlerDir[] = ['validate', 'deliver', 'conversation-status'];
+
+  beforeAll(async () => {
+    root = mkdtempSync(path.join(tmpdir(), 'stage-bundles-'));
+    for (const fn of FUNCTION_DIRS) await build({ ...stageBuildOptions(fn), outdir: dirOf(fn) });
+  }, 60_000);
+  afterAll(() => root && rmSync(root, { recursive: true, force: true }));
+
+  it('writes index.mjs and its chunks, each starting with the createRequire banner, each with its source map', () => {
+    for (const fn of FUNCTION_DIRS) {
+      const files = codeFiles(dirOf(fn));
+      expect(files[0]).toBe(BUNDLE_FILE);
+      if (fn !== 'classify') expect(files.length, fn).toBeGreaterThan(1);
+      for (const file of files) {
+        expect(read(fn, file).startsWith(`${BANNER}\n`), `${fn}/${file}`).toBe(true);
+        expect(existsSync(path.join(dirOf(fn), `${file}.map`)), `${fn}/${file}.map`).toBe(true);
+      }
+    }
+  });
+
+  it('keeps the DynamoDB and Secrets Manager clients off the init path: in chunks imported on first use', () => {
+    for (const fn of FUNCTION_DIRS) {
+      const dir = dirOf(fn);
+      const init = initPath(dir, traced(fn));
+      for (const file of init) {
+        const code = read(fn, file);
+        // Nothing on the init path imports a package: every import is a file of the asset or a Node built-in.
+        expect(
+          staticImports(code).filter((s) => !s.startsWith('.') && !s.startsWith('node:')),
+          `${fn}/${file}`,
+        ).toEqual([]);
+        expect(code.includes(DYNAMODB) || code.includes(SECRETS_MANAGER), `${fn}/${file}`).toBe(false);
+      }
+      // No file imports an SDK client package, statically or not: they are all bundled.
+      for (const file of codeFiles(dir))
+        expect(
+          [...staticImports(read(fn, file)), ...dynamicImports(read(fn, file))].filter((s) =>
+            s.startsWith('@aws-sdk/client-'),
+          ),
+          `${fn}/${file}`,
+        ).toEqual([]);
+      const chunks = [
+        [FIRST_USE_SDK_MODULES.dynamodb, USES_DYNAMODB.includes(fn), DYNAMODB],
+        [FIRST_USE_SDK_MODULES.secretsManager, USES_SECRETS_MANAGER.includes(fn), SECRETS_MANAGER],
+      ] as const;
+      for (const [module, used, client] of chunks) {
+        const chunk = firstUseChunk(dir, module);
+        expect(chunk !== undefined, `${fn}: ${module}`).toBe(used);
+        if (!chunk) continue;
+        expect(init, fn).not.toContain(chunk);
+        expect(read(fn, chunk), chunk).toContain(client);
+        // Imported with `await import()` by the code of the init path (the store that needs it).
+        const importers = init.filter((f) =>
+          dynamicImports(read(fn, f)).some((s) => path.join(path.dirname(f), s) === chunk),
+        );
+        expect(importers.length, `${fn}: who imports ${chunk}`).toBeGreaterThan(0);
+      }
+    }
+  });
+
+  it('carries only the DynamoDB and Secrets Manager operations the stores send', () => {
+    const chunk = read('validate', firstUseChunk(dirOf('validate'), FIRST_USE_SDK_MODULES.dynamodb)!);
+    for (const op of ['GetItem', 'PutItem', 'UpdateItem', 'DeleteItem', 'Query', 'BatchGetItem'])
+      expect(chunk).toContain(`"${op}"`);
+    const all = codeFiles(dirOf('validate'))
+      .map((f) => read('validate', f))
+      .join('\n');
+    for (const op of ['Scan', 'DescribeTable', 'CreateTable', 'TransactWriteItems', 'BatchWriteItem', 'PutSecretValue'])
+      expect(all, op).not.toContain(`"${op}"`);
+  });
+
+  it('keeps the init path of each function (KB: index.mjs, its static chunks, the Tracer where traced) as it was', () => {
+    // The one-file bundles before the chunks (docs/performance.md §3) were 210.0 / 39.1 / 207.2 / 314.0 / 184.6 /
+    // 390.4 KB. The scheduler's lost the event-stream code (a chunk now, loaded only by a client that streams).
+    // Export's gained the DynamoDB client's JSON protocol code (16.5 KB): the `@aws-sdk/core` and `@smithy/core`
+    // protocol index files the S3 client imports re-export it, and esbuild gives a whole file to every chunk whose
+    // imports reach it (docs/performance.md §3).
+    const MAX_KB: Record<HandlerDir, number> = {
+      validate: 211,
+      classify: 40,
+      deliver: 208,
+      export: 332,
+      'conversation-status': 186,
+      'redelivery-scheduler': 374,
+    };
+    for (const fn of FUNCTION_DIRS) {
+      const bytes = initPath(dirOf(fn), traced(fn)).reduce((n, f) => n + statSync(path.join(dirOf(fn), f)).size, 0);
+      expect(bytes / 1024, fn).toBeLessThanOrEqual(MAX_KB[fn]);
+    }
+  });
+
+  it('leaves the Tracer (the X-Ray SDK) out of the untraced stages, in every file', () => {
+    for (const fn of FUNCTION_DIRS) {
+      const all = codeFiles(dirOf(fn))
+        .map((f) => read(fn, f))
+        .join('\n');
+      expect(all.includes('AWS_XRAY_DAEMON_ADDRESS'), fn).toBe(traced(fn));
+    }
+  });
+
+  describe("a stage's DynamoDB and Secrets Manager chunks, loaded as a store loads them", () => {
+    const LIMIT_MS = 300;
+    const BOUND_MS = 5_000;
+    const received: { target: string; userAgent: string }[] = [];
+    const sockets = new Set<Socket>();
+    let endpoint = '';
+    const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+      let body = '';
+      req.on('data', (d) => (body += d));
+      req.on('end', () => {
+        const target = String(req.headers['x-amz-target']);
+        received.push({ target, userAgent: `${req.headers['user-agent']} ${req.headers['x-amz-user-agent']}` });
+        const json = (status: number, answer: object) => {
+          res.writeHead(status, { 'content-type': 'application/x-amz-json-1.0' });
+          res.end(JSON.stringify(answer));
+        };
+        if (target === 'secretsmanager.GetSecretValue')
+          return json(200, { Name: 'signing', SecretString: '{"crm":"whsec_a"}' });
+        // A claim whose condition fails: DynamoDB sends the item that failed it (ReturnValuesOnConditionCheckFailure).
+        if (JSON.parse(body).TableName === 'conditional')
+          return json(400, {
+            __type: 'com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException',
+            message: 'The conditional request failed',
+            Item: { pk: { S: 'key-1' }, state: { S: 'completed' } },
+          });
+        // Otherwise: silence, no status, no headers.
+      });
+    });
+    server.on('connection', (socket) => {
+      sockets.add(socket);
+      socket.on('close', () => sockets.delete(socket));
+    });
+
+    beforeAll(async () => {
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const address = server.address();
+      endpoint = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
+    });
+    afterAll(async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    });
+
+    /** Runs `script` in a fresh `node` in the stage's folder (as Lambda would), returns what it printed (JSON). */
+    function runIn(dir: string, script: string): Promise<Record<string, unknown>> {
+      return new Promise((resolve, reject) => {
+        const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+          cwd: dir,
+          env: { PATH: process.env.PATH, NODE_NO_WARNINGS: '1' },
+        });
+        let out = '';
+        let err = '';
+        child.stdout.on('data', (d) => (out += d));
+        child.stderr.on('data', (d) => (err += d));
+        child.on('close', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(err))));
+      });
+    }
+
+    it('sends with our time limits and our SDK version: a stalled call fails with a TimeoutError after 3 tries; a failed condition carries the item', async () => {
+      const dir = dirOf('validate');
+      const chunk = (module: string) => JSON.stringify(pathToFileURL(path.join(dir, firstUseChunk(dir, module)!)).href);
+      const settings = JSON.stringify({
+        ...limitedClientSettings(LIMIT_MS),
+        endpoint,
+        region: 'eu-west-1',
+        credentials: { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'secret' },
+      });
+      const script = `
+        const out = {};
+        // Nothing outside the folder supplies the SDK: the chunk is the client.
+        out.packageFound = await import('@aws-sdk/client-dynamodb').then(() => true, () => false);
+        const sdk = await import(${chunk(FIRST_USE_SDK_MODULES.dynamodb)});
+        const db = new sdk.DynamoDBClient(${settings});
+        const t0 = performance.now();
+        const bound = new Promise((resolve) => setTimeout(() => resolve('still waiting'), ${BOUND_MS}).unref());
+        out.stalled = await Promise.race([bound, db.send(new sdk.GetItemCommand({ TableName: 'stall', Key: { pk: { S: 'a' } } })).then(() => 'answered', (e) => e.name)]);
+        out.stalledMs = performance.now() - t0;
+        out.condition = await db.send(new sdk.PutItemCommand({ TableName: 'conditional', Item: { pk: { S: 'key-1' } }, ConditionExpression: 'attribute_not_exists(pk)', ReturnValuesOnConditionCheckFailure: 'ALL_OLD' }))
+          .then(() => 'written', (e) => ({ name: e.name, item: e.Item }));
+        const sm = await import(${chunk(FIRST_USE_SDK_MODULES.secretsManager)});
+        const secrets = new sm.SecretsManagerClient(${settings});
+        out.secret = (await secrets.send(new sm.GetSecretValueCommand({ SecretId: 'signing' }))).SecretString;
+        process.stdout.write(JSON.stringify(out));
+        process.exit(0);
+      `;
+      const out = await runIn(dir, script);
+
+      expect(out.packageFound).toBe(false);
+      expect(out.stalled).toBe('TimeoutError');
+      expect(out.stalledMs).toBeGreaterThanOrEqual(3 * LIMIT_MS - 50);
+      expect(out.stalledMs).toBeLessThan(BOUND_MS);
+      expect(received.filter((r) => r.target === 'DynamoDB_20120810.GetItem')).toHaveLength(3);
+      expect(out.condition).toEqual({
+        name: 'ConditionalCheckFailedException',
+        item: { pk: { S: 'key-1' }, state: { S: 'completed' } },
+      });
+      expect(out.secret).toBe('{"crm":"whsec_a"}');
+      // The versions in the lockfile, which the tests run with, and not the runtime's.
+      for (const [pkg, target] of [
+        ['client-dynamodb', 'DynamoDB_20120810.GetItem'],
+        ['client-secrets-manager', 'secretsmanager.GetSecretValue'],
+      ]) {
+        const { version } = JSON.parse(
+          readFileSync(path.join(PROJECT_ROOT, 'node_modules', '@aws-sdk', pkg!, 'package.json'), 'utf8'),
+        ) as { version: string };
+        expect(received.find((r) => r.target === target)?.userAgent).toContain(`aws-sdk-js/${version}`);
+      }
+    });
   });
 });
 

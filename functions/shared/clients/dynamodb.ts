@@ -12,8 +12,8 @@ let client: DynamoDBClient | null = null;
 /** `own`: a client of the caller's (the command line's, with its region); otherwise the process's. */
 export async function dynamoDb(
   own?: DynamoDBClient,
-): Promise<{ sdk: typeof import('@aws-sdk/client-dynamodb'); db: DynamoDBClient }> {
-  const sdk = await import('@aws-sdk/client-dynamodb');
+): Promise<{ sdk: typeof import('./dynamodb-sdk.ts'); db: DynamoDBClient }> {
+  const sdk = await import('./dynamodb-sdk.ts');
   if (own) return { sdk, db: own };
   if (!client) {
     const { tracer } = await import('../powertools.ts');

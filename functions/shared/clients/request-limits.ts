@@ -6,8 +6,9 @@ import { msLeft } from '../../domain/budget.ts';
  * past the synchronous caller's deadline (docs/deploy.md, "Timeouts"), and the caller gets API Gateway's own 504
  * without a conversation id although the answer was delivered and exported.
  *
- * What each limit covers in @smithy/node-http-handler 4.14, the handler the SDK builds from these options (on Lambda
- * the DynamoDB and Secrets Manager clients are the runtime's, infra/stage-bundle.ts LAZY_MODULES, with its version):
+ * What each limit covers in @smithy/node-http-handler 4.14, the handler the SDK builds from these options (every
+ * client is bundled into the functions, the DynamoDB and Secrets Manager ones in chunks loaded on first use, so on
+ * Lambda too this is the lockfile's version, not the runtime's: infra/stage-bundle.ts):
  * - connection: 1 s to open the TCP connection (the TLS handshake after it counts towards the request limit); an AWS
  *   endpoint in the same region opens it in milliseconds.
  * - request: 2 s for one try, from its start to the answer's status and headers (`throwOnRequestTimeout`: without it
