@@ -223,7 +223,7 @@ async function main(): Promise<void> {
         b.kb,
         b.size_target_kb,
         verdict(b.size_met),
-        `${b.asset_kb} (${verdict(b.asset_met)})`,
+        b.asset_kb,
         b.init_ms_median,
         b.init_ms_with_source_maps_median,
         b.externals_import_ms_median,

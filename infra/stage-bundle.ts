@@ -1,10 +1,13 @@
 /**
  * How each Lambda is built: esbuild bundles `functions/<dir>/handler.ts` into minified ESM, every SDK client the
- * function uses included and tree-shaken, split in two parts (each file's source map beside it):
- * - `index.mjs` (the handler, `index.handler`) and the chunks it imports statically: what the cold start loads;
- * - `chunks/`, one chunk per module the code imports with `await import()` (the DynamoDB and Secrets Manager clients
- *   of the optional stores, functions/shared/clients/dynamodb-sdk.ts and secrets-manager-sdk.ts): loaded on first
- *   use, so a cold start does not pay for them, and still the SDK version the tests ran with, not the runtime's.
+ * function uses included and tree-shaken, in two parts (each file's source map beside it):
+ * - `index.mjs` (the handler, `index.handler`), one file: what the cold start loads;
+ * - `chunks/<module>.mjs`, one self-contained file per module the code imports with `await import()` on first use
+ *   (the DynamoDB and Secrets Manager clients of the optional stores, FIRST_USE_SDK_MODULES), built on its own with
+ *   the same options: a cold start does not pay for it, and it is still the SDK version the tests ran with, not the
+ *   runtime's. On its own, not as an esbuild split chunk: with code splitting, the SDK files both sides reach (their
+ *   protocols share index files) went into a chunk on the init path with what only the first-use client uses
+ *   (Export's init path +16.5 KB, docs/performance.md §3).
  * The stack's functions are built by this module (infra/constructs/stage-function.ts runs it as a script, its output
  * folder the function's asset), and `npm run bench` measures the same bundles (docs/performance.md §3). No CDK import
  * here: the bench and the build script load it alone.
@@ -14,7 +17,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { type BuildOptions, build, type Plugin } from 'esbuild';
+import { type BuildOptions, build, type Metafile, type Plugin } from 'esbuild';
 
 const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -57,9 +60,9 @@ export const CREDENTIAL_FALLBACK_MODULES = [
   '@smithy/credential-provider-imds',
 ];
 
-/** Where the chunks go in a function's output folder, beside BUNDLE_FILE: `chunks/<module>-<hash>.mjs`. */
+/** Where the first-use modules go in a function's output folder, beside BUNDLE_FILE: `chunks/<module>.mjs`. */
 export const CHUNKS_DIR = 'chunks';
-/** The modules the stores import on first use, each a chunk of its own named after it (`chunks/dynamodb-sdk-….mjs`). */
+/** The modules the stores import on first use, each a file of its own named after it (`chunks/dynamodb-sdk.mjs`). */
 export const FIRST_USE_SDK_MODULES = {
   dynamodb: 'functions/shared/clients/dynamodb-sdk.ts',
   secretsManager: 'functions/shared/clients/secrets-manager-sdk.ts',
@@ -104,9 +107,26 @@ const schemaKeysPlugin: Plugin = {
   },
 };
 
+/** The output file of a first-use module, relative to BUNDLE_FILE: `./chunks/<module>.mjs`. */
+const firstUseFile = (module: string) => `./${CHUNKS_DIR}/${path.parse(module).name}${path.extname(BUNDLE_FILE)}`;
+const FIRST_USE_FILES = new Map(
+  Object.values(FIRST_USE_SDK_MODULES).map((m) => [path.join(PROJECT_ROOT, m), firstUseFile(m)] as const),
+);
+
+/** The code's imports of a first-use module become imports of its own file, built beside the bundle (buildFunction). */
+const firstUsePlugin: Plugin = {
+  name: 'first-use-modules',
+  setup(b) {
+    b.onResolve({ filter: /-sdk\.ts$/ }, (args) => {
+      const file = FIRST_USE_FILES.get(path.resolve(args.resolveDir, args.path));
+      return file ? { path: file, external: true } : undefined;
+    });
+  },
+};
+
 /**
- * The esbuild options one function is built with, without its output folder (`outdir`): the entry is named `index`,
- * so the folder gets BUNDLE_FILE and CHUNKS_DIR.
+ * The esbuild options one function's bundle is built with, without its output folder (`outdir`): the entry is named
+ * `index`, so the folder gets BUNDLE_FILE. buildFunction adds the first-use modules.
  */
 export function stageBuildOptions(dir: HandlerDir): BuildOptions {
   const untraced = UNTRACED_STAGES.includes(dir);
@@ -117,11 +137,7 @@ export function stageBuildOptions(dir: HandlerDir): BuildOptions {
     platform: 'node',
     target: 'node22',
     format: 'esm',
-    // Each `await import()` of the code a chunk, loaded when it runs; what both sides use goes in a shared chunk
-    // that index.mjs imports statically (on the init path, as it was in the one file).
-    splitting: true,
     outExtension: { '.js': path.extname(BUNDLE_FILE) },
-    chunkNames: `${CHUNKS_DIR}/[name]-[hash]`,
     mainFields: ['module', 'main'],
     minify: true,
     // Shipped beside each file to decode a stack trace, not loaded at runtime: NODE_OPTIONS=--enable-source-maps
@@ -131,11 +147,33 @@ export function stageBuildOptions(dir: HandlerDir): BuildOptions {
     charset: 'utf8',
     logLevel: 'error',
     // CommonJS dependencies (the X-Ray SDK under Powertools Tracer, parts of the SDK) call require() on Node
-    // built-ins. esbuild writes the banner at the top of every output file, each chunk included.
+    // built-ins. Every output file starts with it, the first-use modules' included.
     banner: { js: "import { createRequire } from 'node:module';const require = createRequire(import.meta.url);" },
     external: untraced ? [...CREDENTIAL_FALLBACK_MODULES, TRACER_MODULE] : [...CREDENTIAL_FALLBACK_MODULES],
     plugins: [schemaKeysPlugin],
   };
+}
+
+/**
+ * Build one function into `outdir`: BUNDLE_FILE with `options` (stageBuildOptions, or a variant of it the bench
+ * measures), then each first-use module it imports, on its own with the same options, into CHUNKS_DIR. Returns the
+ * builds' metafiles as one (each first-use module's output has that module as its `entryPoint`).
+ */
+export async function buildFunction(options: BuildOptions, outdir: string): Promise<Metafile> {
+  const plugins = [...(options.plugins ?? []), firstUsePlugin];
+  const main = await build({ ...options, plugins, outdir, metafile: true });
+  const metafile: Metafile = { inputs: { ...main.metafile.inputs }, outputs: { ...main.metafile.outputs } };
+  const imported = new Set(
+    Object.values(main.metafile.inputs).flatMap((i) => i.imports.filter((x) => x.external).map((x) => x.path)),
+  );
+  for (const module of Object.values(FIRST_USE_SDK_MODULES)) {
+    if (!imported.has(firstUseFile(module))) continue;
+    const entry = path.join(CHUNKS_DIR, path.parse(module).name);
+    const own = await build({ ...options, entryPoints: { [entry]: module }, outdir, metafile: true });
+    Object.assign(metafile.inputs, own.metafile.inputs);
+    Object.assign(metafile.outputs, own.metafile.outputs);
+  }
+  return metafile;
 }
 
 // As a script: build one function into <outdir> (BUNDLE_FILE, CHUNKS_DIR and their maps).
@@ -146,5 +184,5 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
     process.exit(2);
   }
   // esbuild has printed what failed (logLevel 'error'): the exit code says the rest.
-  await build({ ...stageBuildOptions(dir as HandlerDir), outdir }).catch(() => process.exit(1));
+  await buildFunction(stageBuildOptions(dir as HandlerDir), outdir).catch(() => process.exit(1));
 }

@@ -18,8 +18,9 @@ const bundleArgs = (dir: HandlerDir, outdir: string) => ['--import', 'tsx', 'inf
 /**
  * The function's code: `functions/<dir>/handler.ts` built by infra/stage-bundle.ts on this machine (never Docker),
  * in a child process because esbuild runs plugins only in its asynchronous API and CDK bundles synchronously. The
- * build writes `index.mjs` and its `chunks/` (with their maps) into the asset's folder, all of which is deployed. The
- * asset is named after what was built (its hash), so an unchanged function is not uploaded again.
+ * build writes `index.mjs` and its first-use modules (`chunks/`, with their maps) into the asset's folder, all of
+ * which is deployed. The asset is named after what was built (its hash), so an unchanged function is not uploaded
+ * again.
  */
 function bundledCode(dir: HandlerDir): Code {
   return Code.fromAsset(PROJECT_ROOT, {
@@ -64,7 +65,7 @@ export interface StageFunctionProps {
 /**
  * One workflow stage as a Lambda, with the defaults every stage shares: Node.js 22 on ARM64, bundled locally by
  * esbuild (never Docker) into minified ESM with source maps, every SDK client it uses included, the ones only some
- * requests need in chunks loaded on first use (bundledCode), active X-Ray tracing, its own log group with a
+ * requests need in modules of their own loaded on first use (bundledCode), active X-Ray tracing, its own log group with a
  * retention, a role of its own (log writes only; callers add what the stage needs), and the Powertools settings.
  */
 export class StageFunction extends LambdaFunction {

@@ -7,7 +7,7 @@ import { msLeft } from '../../domain/budget.ts';
  * without a conversation id although the answer was delivered and exported.
  *
  * What each limit covers in @smithy/node-http-handler 4.14, the handler the SDK builds from these options (every
- * client is bundled into the functions, the DynamoDB and Secrets Manager ones in chunks loaded on first use, so on
+ * client is bundled into the functions, the DynamoDB and Secrets Manager ones in modules loaded on first use, so on
  * Lambda too this is the lockfile's version, not the runtime's: infra/stage-bundle.ts):
  * - connection: 1 s to open the TCP connection (the TLS handshake after it counts towards the request limit); an AWS
  *   endpoint in the same region opens it in milliseconds.

@@ -61,8 +61,8 @@ export function initPath(dir: string, traced: boolean): string[] {
   return [...seen];
 }
 
-/** The chunk esbuild made of a module imported on first use (`chunks/dynamodb-sdk-<hash>.mjs`), if any. */
+/** The file infra/stage-bundle.ts built of a module imported on first use (`chunks/dynamodb-sdk.mjs`), if any. */
 export function firstUseChunk(dir: string, module: string): string | undefined {
   const name = path.parse(module).name;
-  return codeFiles(dir).find((f) => new RegExp(`^${CHUNKS_DIR}/${name}-[A-Z0-9]+\\.mjs$`).test(f));
+  return codeFiles(dir).find((f) => f === path.join(CHUNKS_DIR, `${name}.mjs`));
 }
