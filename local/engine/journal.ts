@@ -11,8 +11,9 @@ import type { TaskObserver } from './engine.ts';
  *
  * Cheap on the hot path: one line per step appended with a single write(2) to a file descriptor kept open — no
  * fsync: what reached the kernel survives the process being killed (not the machine losing power). Lines go to a
- * segment file under `<dataDir>/journal/`; a segment is deleted once every execution written to it has ended, so a
- * gateway at rest keeps no journal at all.
+ * segment file under `<dataDir>/journal/`; a segment is deleted once every execution written to it has ended (the
+ * current one once nothing has run for REST_MS: the next execution begins a new one), so a gateway at rest keeps no
+ * journal at all.
  */
 export type JournalKind = 'begin' | 'resume' | 'in' | 'out' | 'err' | 'end';
 
@@ -32,6 +33,8 @@ export interface JournalEntry {
 export type HoldListener = (point: string, execution: string) => void;
 
 const MAX_SEGMENT_BYTES = 64 * 1024 * 1024;
+/** How long the gateway is idle (no execution running) before its current segment is deleted (restSoon). */
+const REST_MS = 5_000;
 
 interface Segment {
   file: string;
@@ -56,6 +59,8 @@ function caught(error: unknown): { Error: string; Cause: string } {
 
 export class ExecutionJournal {
   private current: Segment | null = null;
+  private restTimer: NodeJS.Timeout | undefined;
+  private sequence = 0;
   private readonly segments = new Set<Segment>();
   private closed = false;
 
@@ -65,18 +70,25 @@ export class ExecutionJournal {
     readonly leftoverFiles: string[],
     private readonly holds: HoldListener | null,
     private readonly maxSegmentBytes: number,
+    private readonly restMs: number,
   ) {}
 
   static async open(
     dir: string,
-    options: { holds?: HoldListener; maxSegmentBytes?: number } = {},
+    options: { holds?: HoldListener; maxSegmentBytes?: number; restMs?: number } = {},
   ): Promise<ExecutionJournal> {
     await mkdir(dir, { recursive: true });
     const leftovers = (await readdir(dir))
       .filter((n) => n.endsWith('.jsonl'))
       .sort()
       .map((n) => path.join(dir, n));
-    return new ExecutionJournal(dir, leftovers, options.holds ?? null, options.maxSegmentBytes ?? MAX_SEGMENT_BYTES);
+    return new ExecutionJournal(
+      dir,
+      leftovers,
+      options.holds ?? null,
+      options.maxSegmentBytes ?? MAX_SEGMENT_BYTES,
+      options.restMs ?? REST_MS,
+    );
   }
 
   /** The executions of the leftover segments that never ended, each with its entries in order. */
@@ -150,18 +162,38 @@ export class ExecutionJournal {
         this.write(segment, JSON.stringify({ e: execution, t: Date.now(), k: 'end' }));
         segment.open -= 1;
         if (segment !== this.current) this.retire(segment);
+        else if (segment.open === 0) this.restSoon();
       },
     };
   }
 
+  /**
+   * Nothing runs: unless an execution begins within restMs, the current segment goes too (the next execution begins
+   * a new one), so a gateway at rest keeps no journal, and no request body lingers in one. Not at once: under load
+   * the gateway is often between executions for a moment, and a new file each time would cost system calls.
+   */
+  private restSoon(): void {
+    clearTimeout(this.restTimer);
+    this.restTimer = setTimeout(() => {
+      const segment = this.current;
+      if (!segment || segment.open > 0) return;
+      this.current = null;
+      this.retire(segment);
+    }, this.restMs);
+    this.restTimer.unref();
+  }
+
   private segment(): Segment {
+    clearTimeout(this.restTimer);
     if (this.current && this.current.bytes < this.maxSegmentBytes) return this.current;
     if (this.current) {
       const full = this.current;
       this.current = null;
       this.retire(full);
     }
-    const file = path.join(this.dir, `${String(Date.now()).padStart(15, '0')}-${process.pid}.jsonl`);
+    // Named in the order written (recovery reads the leftovers sorted by name), unique within a millisecond too.
+    const sequence = String(this.sequence++).padStart(9, '0');
+    const file = path.join(this.dir, `${String(Date.now()).padStart(15, '0')}-${process.pid}-${sequence}.jsonl`);
     this.current = { file, fd: openSync(file, 'a', 0o600), bytes: 0, open: 0 };
     this.segments.add(this.current);
     return this.current;
@@ -190,6 +222,7 @@ export class ExecutionJournal {
    */
   close(): void {
     if (this.closed) return;
+    clearTimeout(this.restTimer);
     this.current = null;
     for (const segment of this.segments) {
       if (segment.open === 0) this.retire(segment);

@@ -1,0 +1,78 @@
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { ExecutionJournal } from '../../../local/engine/journal.ts';
+
+/**
+ * The crash journal of the local gateway (local/engine/journal.ts; docs/configuration.md: `journal/`, the
+ * conversations in flight, empty at rest): what it keeps while executions run, and that nothing — no request body —
+ * is left once they have all ended.
+ */
+let dir: string;
+beforeEach(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'journal-'));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+const input = (n: number) => ({ body: JSON.stringify({ query: `question ${n}`, source_system: 'crm' }) });
+
+describe('the execution journal', () => {
+  it('keeps nothing at rest: once nothing has run for 5 s the segment goes, and the next execution begins a new one', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      const journal = await ExecutionJournal.open(dir);
+      const first = journal.begin('conv-1', input(1));
+      first.enter('Validate', undefined);
+      first.end();
+      vi.advanceTimersByTime(4_000);
+      // An execution within the 5 s: the same segment, and the wait starts again when it ends.
+      const second = journal.begin('conv-2', input(2));
+      second.end();
+      vi.advanceTimersByTime(4_000);
+      expect(await readdir(dir)).toHaveLength(1);
+      vi.advanceTimersByTime(1_000);
+      expect(await readdir(dir)).toEqual([]);
+      const third = journal.begin('conv-3', input(3));
+      const [file] = await readdir(dir);
+      expect(await readFile(path.join(dir, file!), 'utf8')).not.toContain('question 1');
+      // Running for longer than that keeps it.
+      vi.advanceTimersByTime(60_000);
+      expect(await readdir(dir)).toHaveLength(1);
+      third.end();
+      vi.advanceTimersByTime(5_000);
+      expect(await readdir(dir)).toEqual([]);
+      journal.close();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('keeps a segment while any execution written to it runs; a crash then leaves exactly the unfinished ones', async () => {
+    const journal = await ExecutionJournal.open(dir);
+    const a = journal.begin('conv-a', input(1));
+    const b = journal.begin('conv-b', input(2));
+    a.end();
+    expect(await readdir(dir)).toHaveLength(1);
+    // The process dies here: the next start finds conv-b unfinished, conv-a not.
+    const next = await ExecutionJournal.open(dir);
+    expect([...(await next.interrupted()).keys()]).toEqual(['conv-b']);
+    b.end();
+    journal.close();
+  });
+
+  it('names the segments in the order written, uniquely, however fast they follow each other', async () => {
+    const journal = await ExecutionJournal.open(dir, { maxSegmentBytes: 1 });
+    const runs = Array.from({ length: 50 }, (_, n) => journal.begin(`conv-${n}`, input(n)));
+    const names = await readdir(dir);
+    expect(names).toHaveLength(50); // every begin filled its segment: a new file each time, none appended to another
+    const next = await ExecutionJournal.open(dir);
+    expect([...(await next.interrupted()).keys()]).toEqual(runs.map((_, n) => `conv-${n}`));
+    for (const run of runs) run.end();
+    expect(await readdir(dir)).toHaveLength(1); // the current one, until the gateway rests or stops
+    journal.close();
+    expect(await readdir(dir)).toEqual([]);
+  });
+});
