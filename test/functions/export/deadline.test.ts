@@ -31,6 +31,12 @@ beforeAll(async () => {
   process.env.CONVERSATION_EXPORT_S3_BUCKET = 'exports';
   // The S3 client is built when its module loads: after the endpoint is set.
   ({ handler } = await import('../../../functions/export/handler.ts'));
+  // Warm, as a container is after its first conversation: the DynamoDB SDK loaded (on first use) and the S3 client's
+  // first request made. On a busy machine either takes longer than the few hundred ms each test leaves the PUTs.
+  await (await import('../../../functions/shared/clients/dynamodb.ts')).dynamoDb();
+  const { s3: client } = await import('../../../functions/shared/clients/s3.ts');
+  const { PutObjectCommand } = await import('@aws-sdk/client-s3');
+  await client.send(new PutObjectCommand({ Bucket: 'exports', Key: 'warm-up', Body: '{}' }));
 });
 afterAll(async () => {
   await dynamo.close();
