@@ -3,7 +3,7 @@
  * and a lower bound on the receive time. Each flag but --thread takes one value or a comma-separated list (any of
  * them matches).
  */
-import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
+import { type DeliveryStatus, WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
 import { canonicalSource } from '../../functions/domain/source-identity.ts';
 import { MAX_THREAD_ID_LENGTH, THREAD_ID_PATTERN } from '../../functions/domain/thread.ts';
 
@@ -34,7 +34,15 @@ export interface FilterableConversation {
 }
 
 const CONVERSATION_STATUSES = ['completed', 'failed', 'interrupted', 'in_progress', 'timed_out', 'aborted'] as const;
-const DELIVERY_STATUSES = ['delivered', 'retrying', 'pending', 'not_attempted', 'failed'] as const;
+/** Every `webhook_context.delivery_status` (functions/domain/conversation.ts): each one a list can show, a filter takes. */
+const DELIVERY_STATUSES = [
+  'delivered',
+  'queued',
+  'retrying',
+  'pending',
+  'not_attempted',
+  'failed',
+] as const satisfies readonly DeliveryStatus[];
 const STATUS_VALUES = [...new Set<string>([...CONVERSATION_STATUSES, ...DELIVERY_STATUSES])];
 const TYPE_VALUES = [...WEBHOOK_TYPES, 'none'];
 

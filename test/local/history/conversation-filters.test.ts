@@ -38,6 +38,13 @@ describe('conversation filters', () => {
     expect(matchesFilter({ ...row, webhook_type: null }, parseFilter({ type: 'none' }))).toBe(true);
   });
 
+  it('--status queued finds the deliveries held unattempted (a paused, failing or rate-limited receiver)', () => {
+    const queued = { ...row, delivery_status: 'queued' };
+    expect(parseFilter({ status: 'queued,retrying,failed' }).statuses).toEqual(['queued', 'retrying', 'failed']);
+    expect(matchesFilter(queued, parseFilter({ status: 'queued' }))).toBe(true);
+    expect(matchesFilter(row, parseFilter({ status: 'queued' }))).toBe(false);
+  });
+
   it('--since: a date or a zoned date-time; ids prune before anything is read', () => {
     expect(parseFilter({ since: '2025-08-13' }).since).toBe(Date.parse('2025-08-13T00:00:00Z'));
     const f = parseFilter({ since: '2025-08-13T10:30:45.500+00:00' });
