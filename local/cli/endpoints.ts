@@ -15,6 +15,7 @@ import { endpointViews } from '../history/endpoints.ts';
 import { resolveOptions } from '../server/config.ts';
 import { changeLocalDeliverySecrets } from '../store/delivery-secrets.ts';
 import { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
+import { readGatewayRuntime } from '../store/gateway-runtime.ts';
 import { type EndpointEdit, printEndpoints } from './endpoint-table.ts';
 import { AWS_OPTIONS, awsRequested, CliError, gatewayUrl, note, out } from './shared.ts';
 
@@ -77,12 +78,16 @@ function local() {
   };
 }
 
-/** The deployed URL of each type locally: the variable, else the gateway's built-in receiver. */
+/**
+ * The deployed URL of each type locally: the running gateway's (what it was started with), else this shell's
+ * variable, else the gateway's built-in receiver.
+ */
 async function localDeployedUrls(dataDir: string): Promise<Record<WebhookType, string>> {
+  const started = (await readGatewayRuntime(dataDir))?.delivery_urls;
   const configured = settings().deliveryUrls;
   const base = await gatewayUrl(undefined, dataDir);
   return Object.fromEntries(
-    WEBHOOK_TYPES.map((type) => [type, configured[type] ?? `${base}/local/receiver/${type}`]),
+    WEBHOOK_TYPES.map((type) => [type, started?.[type] ?? configured[type] ?? `${base}/local/receiver/${type}`]),
   ) as Record<WebhookType, string>;
 }
 

@@ -384,6 +384,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     bucket,
     export_enabled: config.exportEnabled,
     started_at: new Date().toISOString(),
+    delivery_urls: config.deliveryUrls,
   });
 
   return {

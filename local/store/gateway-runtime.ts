@@ -5,6 +5,7 @@
  */
 import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
+import type { WebhookType } from '../../functions/domain/conversation.ts';
 import { DEFAULTS, settings } from '../../functions/shared/settings.ts';
 import { isAlive } from './data-dir-lock.ts';
 import { writeJsonAtomic } from './json-files.ts';
@@ -16,6 +17,12 @@ export interface GatewayRuntime {
   bucket: string;
   export_enabled: boolean;
   started_at: string;
+  /**
+   * Each type's deployed receiver, as the gateway was started with it (its `*_WEBHOOK_URL`, else the built-in
+   * receiver): `endpoints list` in another shell shows where the gateway delivers, not what that shell's variables
+   * say. Absent in a file written by an older gateway.
+   */
+  delivery_urls?: Record<WebhookType, string | null>;
 }
 
 const fileOf = (dataDir: string) => path.join(dataDir, 'gateway.json');

@@ -1,0 +1,46 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { writeGatewayRuntime } from '../../../local/store/gateway-runtime.ts';
+import { runMain } from '../../support/cli.ts';
+
+/**
+ * `DEAL_ANALYSIS_WEBHOOK_URL=http://127.0.0.1:59999/down npm start`, then `endpoints list` in another shell (the
+ * runbook of docs/operations.md): the list shows where the running gateway delivers, from its gateway.json, not from
+ * the variables of the shell the command runs in.
+ */
+let dataDir: string;
+beforeAll(async () => {
+  dataDir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-endpoints-'));
+  await writeGatewayRuntime(dataDir, {
+    pid: process.pid,
+    url: 'http://127.0.0.1:38999',
+    s3_endpoint: 'http://127.0.0.1:38998',
+    bucket: 'revops-conversations',
+    export_enabled: true,
+    started_at: new Date().toISOString(),
+    delivery_urls: {
+      deal_analysis: 'http://127.0.0.1:59999/down',
+      data_analysis: 'http://127.0.0.1:38999/local/receiver/data_analysis',
+      lead_analysis: 'http://127.0.0.1:38999/local/receiver/lead_analysis',
+      general: 'http://127.0.0.1:38999/local/receiver/general',
+    },
+  });
+});
+afterAll(async () => {
+  await rm(dataDir, { recursive: true, force: true });
+});
+
+describe('endpoints list, run beside a gateway started with its own receivers', () => {
+  it("shows the running gateway's deployed URL, not the shell's", async () => {
+    const listed = await runMain(['endpoints', 'list', '--json'], {
+      LOCAL_DATA_DIR: dataDir,
+      GATEWAY_URL: undefined,
+      DEAL_ANALYSIS_WEBHOOK_URL: undefined,
+    });
+    expect(listed.code, listed.stderr).toBe(0);
+    const deal = JSON.parse(listed.stdout).find((v: { webhook_type: string }) => v.webhook_type === 'deal_analysis');
+    expect(deal).toMatchObject({ url: 'http://127.0.0.1:59999/down', url_source: 'deployed' });
+  });
+});
