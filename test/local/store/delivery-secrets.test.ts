@@ -2,6 +2,7 @@ import { chmod, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { PROJECT_ROOT } from '../../../local/paths.ts';
 import { localDeliverySecrets } from '../../../local/store/delivery-secrets.ts';
 
 let dir: string;
@@ -31,5 +32,15 @@ describe('the local delivery signing secrets file', () => {
     expect(again.fixedMode).toBe('0644');
     expect(await modeOf(made.file)).toBe(0o600);
     expect(again.json).toBe(made.json);
+  });
+
+  it('is the file the docs name (configuration.md, operations.md, security.md), so an operator finds it', async () => {
+    const name = path.basename((await localDeliverySecrets(dir)).file);
+    for (const doc of ['configuration.md', 'operations.md', 'security.md']) {
+      const text = await readFile(path.join(PROJECT_ROOT, 'docs', doc), 'utf8');
+      const named = [...text.matchAll(/\.data\/([\w.-]*secrets[\w.-]*\.json)/g)].map((m) => m[1]);
+      expect(named.length, doc).toBeGreaterThan(0);
+      expect(new Set(named), doc).toEqual(new Set([name]));
+    }
   });
 });
