@@ -54,10 +54,11 @@ export const handler = stageHandler(
   },
 );
 
+/** Every answer of the route, refusals too, is `Cache-Control: no-store` (docs/contract.md#get-conversationsid). */
 function http(result: HttpResult): StatusHttpResponse {
   return {
     statusCode: result.statusCode,
-    headers: { 'content-type': 'application/json', ...result.headers },
+    headers: { 'content-type': 'application/json', 'cache-control': 'no-store', ...result.headers },
     body: JSON.stringify(result.body),
   };
 }
