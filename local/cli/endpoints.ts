@@ -79,15 +79,18 @@ function local() {
 }
 
 /**
- * The deployed URL of each type locally: the running gateway's (what it was started with), else this shell's
- * variable, else the gateway's built-in receiver.
+ * The deployed URL of each type locally: what the running gateway was started with (its variable, else its built-in
+ * receiver); without a running gateway's record, this shell's variable, else the built-in receiver.
  */
 async function localDeployedUrls(dataDir: string): Promise<Record<WebhookType, string>> {
   const started = (await readGatewayRuntime(dataDir))?.delivery_urls;
   const configured = settings().deliveryUrls;
   const base = await gatewayUrl(undefined, dataDir);
   return Object.fromEntries(
-    WEBHOOK_TYPES.map((type) => [type, started?.[type] ?? configured[type] ?? `${base}/local/receiver/${type}`]),
+    WEBHOOK_TYPES.map((type) => [
+      type,
+      (started ? started[type] : configured[type]) ?? `${base}/local/receiver/${type}`,
+    ]),
   ) as Record<WebhookType, string>;
 }
 

@@ -22,7 +22,7 @@ beforeAll(async () => {
     started_at: new Date().toISOString(),
     delivery_urls: {
       deal_analysis: 'http://127.0.0.1:59999/down',
-      data_analysis: 'http://127.0.0.1:38999/local/receiver/data_analysis',
+      data_analysis: null,
       lead_analysis: 'http://127.0.0.1:38999/local/receiver/lead_analysis',
       general: 'http://127.0.0.1:38999/local/receiver/general',
     },
@@ -42,5 +42,16 @@ describe('endpoints list, run beside a gateway started with its own receivers', 
     expect(listed.code, listed.stderr).toBe(0);
     const deal = JSON.parse(listed.stdout).find((v: { webhook_type: string }) => v.webhook_type === 'deal_analysis');
     expect(deal).toMatchObject({ url: 'http://127.0.0.1:59999/down', url_source: 'deployed' });
+  });
+
+  it("shows the built-in receiver the gateway started with, whatever this shell's variable says", async () => {
+    const listed = await runMain(['endpoints', 'list', '--json'], {
+      LOCAL_DATA_DIR: dataDir,
+      GATEWAY_URL: undefined,
+      DATA_ANALYSIS_WEBHOOK_URL: 'http://127.0.0.1:59998/elsewhere',
+    });
+    expect(listed.code, listed.stderr).toBe(0);
+    const data = JSON.parse(listed.stdout).find((v: { webhook_type: string }) => v.webhook_type === 'data_analysis');
+    expect(data).toMatchObject({ url: 'http://127.0.0.1:38999/local/receiver/data_analysis' });
   });
 });
