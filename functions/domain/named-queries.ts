@@ -53,8 +53,8 @@ const TEXT: QueryParam = {
   description: 'text to find, case-insensitively, in the question or the answer',
 };
 
-/** The date-range condition every query starts with: the folders to read, then the rows. */
-const SINCE_CONDITION = `day >= replace(substr(?, 1, 10), '-', '/') AND received_at >= ?`;
+/** The date-range condition every query starts with: the folders to read, then the rows (`since` bound twice). */
+export const SINCE_CONDITION = `day >= replace(substr(?, 1, 10), '-', '/') AND received_at >= ?`;
 
 /** `2026-11-29T12:37:13.503Z` → `2026-11-29T12:35:00Z`: the 5-minute bin (Logs Insights' `bin(5m)`), as text. */
 const BIN_5M = `concat(substr(completed_at, 1, 15), CASE WHEN substr(completed_at, 16, 1) < '5' THEN '0' ELSE '5' END, ':00Z')`;

@@ -1,12 +1,14 @@
+import { CONVERSATIONS_TABLE } from '../../functions/domain/analytics-table.ts';
 import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
-import { bindNamedQuery, namedQuery } from '../../functions/domain/named-queries.ts';
+import { bindNamedQuery, namedQuery, normalizeSince, SINCE_CONDITION } from '../../functions/domain/named-queries.ts';
 import type { AnalyticsEngine } from '../analytics/engine.ts';
 import { html, type SafeHtml } from './html.ts';
 
 /**
  * The console's Analytics page: conversations per hour by type, delivery success, and agent / total time
  * percentiles over the last day, from the named queries the CLI and Athena run (hourly-by-type, delivery-success,
- * latency-percentiles) on the local engine. Charts are SVG drawn here, styled by console.css: no script, no external
+ * latency-percentiles) on the local engine, and which of the delivery's not_attempted conversations were interrupted
+ * (INTERRUPTED_SQL). Charts are SVG drawn here, styled by console.css: no script, no external
  * asset; every value reaches the page through `html` (escaped).
  */
 export interface HourlyRow {
@@ -21,6 +23,12 @@ export interface DeliveryRow {
   conversations: number;
 }
 
+/** Conversations interrupted before their agent answered (status interrupted, delivery not_attempted), per type. */
+export interface InterruptedRow {
+  webhook_type: string;
+  conversations: number;
+}
+
 export type Latency = Record<'conversations' | `${'agent' | 'total'}_p${50 | 90 | 99}_ms`, number | null>;
 
 export interface AnalyticsView {
@@ -29,6 +37,8 @@ export interface AnalyticsView {
   hours: string[];
   hourly: HourlyRow[];
   delivery: DeliveryRow[];
+  /** Of the delivery rows' not_attempted conversations, those the local gateway stopped in. */
+  interrupted: InterruptedRow[];
   latency: Latency | null;
   /** Exported conversations in the table, all days. */
   total: number;
@@ -37,7 +47,38 @@ export interface AnalyticsView {
 
 const HOUR_MS = 3_600_000;
 const TYPES = [...WEBHOOK_TYPES, 'none'] as const;
-const STATUSES = ['delivered', 'retrying', 'failed', 'not_attempted'] as const;
+
+/**
+ * The delivery chart's segments, in order: the delivery statuses of the delivery-success query, its not_attempted
+ * split into the agent's failures and the conversations the gateway stopped in before the agent answered
+ * (docs/operations.md#after-a-crash). `note` says what the segment is, in the legend and the summary line.
+ */
+const SEGMENTS = [
+  { status: 'delivered', label: 'delivered', note: null },
+  { status: 'retrying', label: 'retrying', note: 'attempts failed, the schedule goes on' },
+  { status: 'failed', label: 'failed', note: 'no automatic attempt follows' },
+  { status: 'queued', label: 'queued', note: 'held for the schedule' },
+  { status: 'not_attempted', label: 'not attempted', note: 'the agent failed' },
+  { status: 'interrupted', label: 'interrupted', note: 'the gateway stopped' },
+] as const;
+type Segment = (typeof SEGMENTS)[number]['status'];
+
+/**
+ * The delivered percentage's denominator: the conversations whose delivery was attempted. Queued ones wait for their
+ * first attempt; not_attempted and interrupted ones had nothing to deliver.
+ */
+const ATTEMPTED: readonly Segment[] = ['delivered', 'retrying', 'failed'];
+
+/**
+ * The console's one query of its own, beside the named queries: the conversations the local gateway stopped in
+ * before their agent answered, exported as status `interrupted` with delivery `not_attempted`, like an agent failure.
+ * Same table, same rows as delivery-success; SQL both engines share.
+ */
+const INTERRUPTED_SQL = `SELECT coalesce(webhook_type, 'none') AS webhook_type, count(*) AS conversations
+FROM ${CONVERSATIONS_TABLE}
+WHERE ${SINCE_CONDITION} AND status = 'interrupted' AND delivery_status = 'not_attempted'
+GROUP BY 1
+ORDER BY 1`;
 
 /** The 24 hour buckets ending with the current one, as the hourly query labels them. */
 export function lastDayHours(now: Date): string[] {
@@ -48,16 +89,20 @@ export function lastDayHours(now: Date): string[] {
   );
 }
 
-async function run<T>(engine: AnalyticsEngine, id: string, since: string): Promise<T[]> {
-  const query = namedQuery(id)!;
-  return (await engine.query(query.sql, bindNamedQuery(query, { since }, new Date(since)))).rows as T[];
+async function select<T>(engine: AnalyticsEngine, sql: string, params: string[]): Promise<T[]> {
+  return (await engine.query(sql, params)).rows as T[];
 }
 
-/** The page's data: the three named queries over the last day (the engine is opened and closed here). */
+async function run<T>(engine: AnalyticsEngine, id: string, since: string): Promise<T[]> {
+  const query = namedQuery(id)!;
+  return select<T>(engine, query.sql, bindNamedQuery(query, { since }, new Date(since)));
+}
+
+/** The page's data: the three named queries and INTERRUPTED_SQL over the last day (the engine is opened and closed here). */
 export async function analyticsView(open: () => Promise<AnalyticsEngine>, now: Date): Promise<AnalyticsView> {
   const hours = lastDayHours(now);
   const since = new Date(Date.parse(hours[0]!)).toISOString();
-  const empty: AnalyticsView = { since, hours, hourly: [], delivery: [], latency: null, total: 0 };
+  const empty: AnalyticsView = { since, hours, hourly: [], delivery: [], interrupted: [], latency: null, total: 0 };
   let engine: AnalyticsEngine;
   try {
     engine = await open();
@@ -65,12 +110,13 @@ export async function analyticsView(open: () => Promise<AnalyticsEngine>, now: D
     return { ...empty, error: (error as Error).message };
   }
   try {
-    const [hourly, delivery, latency] = [
+    const [hourly, delivery, interrupted, latency] = [
       await run<HourlyRow>(engine, 'hourly-by-type', since),
       await run<DeliveryRow>(engine, 'delivery-success', since),
+      await select<InterruptedRow>(engine, INTERRUPTED_SQL, [normalizeSince(since), normalizeSince(since)]),
       await run<Latency>(engine, 'latency-percentiles', since),
     ];
-    return { since, hours, hourly, delivery, latency: latency[0] ?? null, total: engine.report.rows };
+    return { since, hours, hourly, delivery, interrupted, latency: latency[0] ?? null, total: engine.report.rows };
   } catch (error) {
     return { ...empty, error: (error as Error).message };
   } finally {
@@ -141,31 +187,43 @@ function percent(part: number, whole: number): string {
 }
 
 function deliveryChart(view: AnalyticsView): SafeHtml {
-  const count = (type: string | null, status: string | null) =>
-    view.delivery
-      .filter((r) => (type === null || r.webhook_type === type) && (status === null || r.delivery_status === status))
-      .reduce((a, r) => a + r.conversations, 0);
-  const attempted = count(null, null) - count(null, 'not_attempted');
+  const sum = <R extends { webhook_type: string; conversations: number }>(rows: R[], type: string | null) =>
+    rows.filter((r) => type === null || r.webhook_type === type).reduce((a, r) => a + r.conversations, 0);
+  const byStatus = (status: string) => view.delivery.filter((r) => r.delivery_status === status);
+  const count = (type: string | null, segment: Segment): number => {
+    const interrupted = Math.min(sum(view.interrupted, type), sum(byStatus('not_attempted'), type));
+    if (segment === 'interrupted') return interrupted;
+    if (segment === 'not_attempted') return sum(byStatus('not_attempted'), type) - interrupted;
+    return sum(byStatus(segment), type);
+  };
+  const attemptedOf = (type: string | null) => ATTEMPTED.reduce((a, s) => a + count(type, s), 0);
+  const attempted = attemptedOf(null);
   const delivered = count(null, 'delivered');
-  const rows = TYPES.filter((t) => count(t, null) > 0).map((type) => {
-    const total = count(type, null);
+  const rows = TYPES.filter((t) => sum(view.delivery, t) > 0).map((type) => {
+    const total = sum(view.delivery, type);
     let offset = 0;
-    const parts = STATUSES.flatMap((status) => {
-      const n = count(type, status);
-      if (n === 0) return [];
+    const shown = SEGMENTS.map((s) => ({ ...s, n: count(type, s.status) })).filter((s) => s.n > 0);
+    const parts = shown.map(({ status, label, n }) => {
       const width = (n / total) * 100;
-      const part = html`<rect class="seg s-${status}" data-status="${status}" data-count="${n}" x="${offset.toFixed(2)}%" y="0" width="${width.toFixed(2)}%" height="18"><title>${type} · ${status}: ${n}</title></rect>`;
+      const part = html`<rect class="seg s-${status}" data-status="${status}" data-count="${n}" x="${offset.toFixed(2)}%" y="0" width="${width.toFixed(2)}%" height="18"><title>${type} · ${label}: ${n}</title></rect>`;
       offset += width;
-      return [part];
+      return part;
     });
-    const typeAttempted = total - count(type, 'not_attempted');
-    return html`<tr data-type="${type}" data-rate="${percent(count(type, 'delivered'), typeAttempted)}"><th>${type}</th><td class="bar"><svg class="stack" role="img" aria-label="${type} delivery statuses" width="100%" height="18">${parts}</svg></td><td class="num">${percent(count(type, 'delivered'), typeAttempted)}</td><td class="num">${count(type, 'delivered')} / ${typeAttempted}</td></tr>`;
+    const summary = shown.map(({ label, n }) => `${n} ${label}`).join(', ');
+    const typeAttempted = attemptedOf(type);
+    const rate = percent(count(type, 'delivered'), typeAttempted);
+    return html`<tr data-type="${type}" data-rate="${rate}"><th>${type}</th><td class="bar"><svg class="stack" role="img" aria-label="${type}: ${summary}" width="100%" height="18">${parts}</svg></td><td class="num">${rate}</td><td class="num">${count(type, 'delivered')} / ${typeAttempted}</td></tr>`;
   });
+  // Beside "N of M": the attempted ones still owed, then those outside M and why.
+  const besides = SEGMENTS.filter((s) => s.status !== 'delivered' && count(null, s.status) > 0).map(
+    ({ status, label, note }) =>
+      html` · ${count(null, status)} ${label}${ATTEMPTED.includes(status) ? '' : html` (${note})`}`,
+  );
   return html`<figure class="chart" id="chart-delivery" data-rate="${percent(delivered, attempted)}">
-  <figcaption>Delivery success <small>(delivered of attempted, last 24 hours)</small></figcaption>
-  <p class="big"><b>${percent(delivered, attempted)}</b> delivered <small>${delivered} of ${attempted}${count(null, 'retrying') ? html` · ${count(null, 'retrying')} retrying` : ''}${count(null, 'failed') ? html` · ${count(null, 'failed')} failed` : ''}${count(null, 'not_attempted') ? html` · ${count(null, 'not_attempted')} not attempted (the agent failed)` : ''}</small></p>
+  <figcaption>Delivery success <small>(delivered of attempted: delivered, retrying or failed; last 24 hours)</small></figcaption>
+  <p class="big"><b>${percent(delivered, attempted)}</b> delivered <small>${delivered} of ${attempted}${besides}</small></p>
   <table class="rates"><tbody>${rows}</tbody></table>
-  <ul class="legend">${STATUSES.map((s) => html`<li><span class="swatch s-${s}"></span>${s}</li>`)}</ul>
+  <ul class="legend">${SEGMENTS.map(({ status, label, note }) => html`<li data-status="${status}"><span class="swatch s-${status}"></span>${label}${note ? `: ${note}` : ''} <b>${count(null, status)}</b></li>`)}</ul>
 </figure>`;
 }
 
@@ -196,6 +254,6 @@ export function analyticsFragment(view: AnalyticsView): SafeHtml {
 <section id="analytics" data-conversations="${lastDay}">
   <h1>Analytics <span class="count">${lastDay}</span> <small>since ${view.since}</small></h1>
   ${body}
-  <p class="more">From the exports, with the named queries <code>hourly-by-type</code>, <code>delivery-success</code> and <code>latency-percentiles</code>: <code>npx webhook-gateway conversations query --named …</code> runs the same here, and with <code>--aws</code> on Athena.</p>
+  <p class="more">From the exports, with the named queries <code>hourly-by-type</code>, <code>delivery-success</code> and <code>latency-percentiles</code>: <code>npx webhook-gateway conversations query --named …</code> runs the same here, and with <code>--aws</code> on Athena. Interrupted: the not_attempted conversations of status <code>interrupted</code> (the gateway stopped before the agent answered; <code>conversations list --status interrupted</code> lists every interrupted one).</p>
 </section>`;
 }

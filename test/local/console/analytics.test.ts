@@ -1,8 +1,15 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { idempotencyStore } from '../../../functions/shared/idempotency-store.ts';
 import { lastDayHours, niceMax } from '../../../local/console/analytics.ts';
+import { ExecutionJournal } from '../../../local/engine/journal.ts';
+import { recoverInterrupted } from '../../../local/engine/recovery.ts';
+import { loadStageHandlers, localWorkflow } from '../../../local/engine/workflows.ts';
 import { type Browser, launchBrowser, rawGet, skipBrowser } from '../../support/browser.ts';
-import { SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
+import { journalOf, NO_WAIT, SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
 
 /**
  * The console's Analytics page: three charts of the last day drawn from the named queries on the local engine, in a
@@ -10,7 +17,36 @@ import { SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.
  */
 
 let world: TestWorld;
+/** What each conversation shows as: its type and its delivery status, or `interrupted` (the gateway stopped). */
 const sent: { type: string; status: string }[] = [];
+
+/**
+ * A conversation the gateway was stopped in while its agent was called (docs/operations.md, After a crash): its
+ * journal cut there and recovered as the next start would, which exports it again as interrupted, not attempted.
+ */
+async function interruptWhileTheAgentRuns(query: string): Promise<string> {
+  const res = await world.post({ ...SEED_REQUEST, query });
+  const entries = await journalOf(world, res.headers.get('x-request-id')!);
+  const cut = entries.slice(0, entries.findIndex((e) => e.k === 'in' && e.s === 'InvokeManagerAgent') + 1);
+  expect(cut.at(-1)).toMatchObject({ k: 'in', s: 'InvokeManagerAgent' });
+  const dir = await mkdtemp(path.join(tmpdir(), 'journal-'));
+  try {
+    await writeFile(path.join(dir, '000000000000001-1.jsonl'), `${cut.map((e) => JSON.stringify(e)).join('\n')}\n`);
+    const journal = await ExecutionJournal.open(dir);
+    const send = (params: unknown) => world.gateway.failedDeliveries.sendMessage(params as never);
+    const [recovered] = await recoverInterrupted({
+      journal,
+      workflow: localWorkflow('conversation', await loadStageHandlers(), send, NO_WAIT),
+      executions: world.gateway.executions,
+      idempotency: idempotencyStore(),
+    });
+    journal.close();
+    expect(recovered).toMatchObject({ outcome: 'interrupted', status: 'interrupted' });
+    return res.body.conversation_id as string;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
 
 beforeAll(async () => {
   world = await startWorld();
@@ -31,6 +67,15 @@ beforeAll(async () => {
   expect((await world.post({ ...SEED_REQUEST, query: 'anything' })).status).toBe(502);
   world.agent.reset();
   sent.push({ type: 'none', status: 'not_attempted' });
+  // One held by its paused receiver: queued for the redelivery schedule, nothing attempted yet.
+  expect((await rawGet(`${world.gateway.url}/local/endpoints/deal_analysis/pause`, {}, 'POST')).status).toBe(200);
+  const held = await world.post({ ...SEED_REQUEST, query: 'Which deals are at risk this quarter?' });
+  expect(held.body.tracking.delivery_status).toBe('queued');
+  sent.push({ type: 'deal_analysis', status: 'queued' });
+  expect((await rawGet(`${world.gateway.url}/local/endpoints/deal_analysis/resume`, {}, 'POST')).status).toBe(200);
+  // One the gateway stopped in before its agent answered: exported as interrupted, delivery not_attempted.
+  await interruptWhileTheAgentRuns('Which deals closed last week?');
+  sent.push({ type: 'none', status: 'interrupted' });
 });
 afterAll(async () => {
   await world?.close();
@@ -46,6 +91,32 @@ describe('the Analytics page over HTTP', () => {
     expect((await rawGet(`${world.gateway.url}/console/analytics`, { host: 'attacker.example' })).status).toBe(403);
     const fragment = await rawGet(`${world.gateway.url}/console/analytics?fragment=1`);
     expect(fragment.body.startsWith('<p class="crumbs">')).toBe(true);
+  });
+
+  it('keeps queued and interrupted conversations out of the delivered percentage, each under its own legend', async () => {
+    const page = (await rawGet(`${world.gateway.url}/console/analytics?fragment=1`)).body;
+    const chart = /<figure class="chart" id="chart-delivery"[\s\S]*?<\/figure>/.exec(page)?.[0] ?? '';
+    // Delivered of attempted (delivered, retrying or failed): 4 of 5 — not of 6 with the queued one.
+    expect(chart).toMatch(/^<figure class="chart" id="chart-delivery" data-rate="80%"/);
+    expect(chart).toMatch(/<b>80%<\/b> delivered <small>4 of 5 · 1 failed · 1 queued \(held for the schedule\)/);
+    expect(chart).toContain('· 1 not attempted (the agent failed) · 1 interrupted (the gateway stopped)</small>');
+    const legend = [
+      ...chart.matchAll(/<li data-status="(\w+)"><span class="swatch s-\w+"><\/span>([^<]*)<b>(\d+)<\/b><\/li>/g),
+    ];
+    expect(legend.map(([, status, text, n]) => [status, text!.trim(), Number(n)])).toEqual([
+      ['delivered', 'delivered', 4],
+      ['retrying', 'retrying: attempts failed, the schedule goes on', 0],
+      ['failed', 'failed: no automatic attempt follows', 1],
+      ['queued', 'queued: held for the schedule', 1],
+      ['not_attempted', 'not attempted: the agent failed', 1],
+      ['interrupted', 'interrupted: the gateway stopped', 1],
+    ]);
+    // Per type: the queued deal is not a failure to deliver; the segments say what they are.
+    expect(chart).toMatch(/<tr data-type="deal_analysis" data-rate="100%">/);
+    expect(chart).toContain('aria-label="deal_analysis: 2 delivered, 1 queued"');
+    expect(chart).toContain('aria-label="none: 1 not attempted, 1 interrupted"');
+    expect(chart).toMatch(/<rect class="seg s-queued" data-status="queued" data-count="1"/);
+    expect(chart).toMatch(/<rect class="seg s-interrupted" data-status="interrupted" data-count="1"/);
   });
 
   it('lays out the 24 hours ending with the current one, and round axis tops', () => {
@@ -107,14 +178,26 @@ describe.skipIf(skipBrowser)('the Analytics page in Chromium', () => {
     expect(style.fill).toBe('rgb(11, 92, 173)');
     expect(style.height).toBeGreaterThan(10);
 
-    const attempted = sent.length - count('*', 'not_attempted');
+    // Attempted: delivered, retrying or failed; queued, not attempted and interrupted ones are outside it.
+    const attempted = count('*', 'delivered') + count('*', 'retrying') + count('*', 'failed');
     const rate = `${Math.round((count('*', 'delivered') / attempted) * 1000) / 10}%`;
     expect(await page.locator('#chart-delivery').getAttribute('data-rate')).toBe(rate);
-    expect(await page.locator('#chart-delivery p.big').innerText()).toMatch(
-      new RegExp(
-        `^${rate.replace('.', '\\.')} delivered ${count('*', 'delivered')} of ${attempted} · 1 failed · 1 not attempted`,
-      ),
+    expect(await page.locator('#chart-delivery p.big').innerText()).toBe(
+      `${rate} delivered ${count('*', 'delivered')} of ${attempted} · 1 failed · 1 queued (held for the schedule) · 1 not attempted (the agent failed) · 1 interrupted (the gateway stopped)`,
     );
+    // Each segment is drawn in its own colour, and the legend's swatch matches it.
+    const fills = await page
+      .locator('#chart-delivery rect.seg')
+      .evaluateAll((rs) =>
+        rs.map((r) => [r.getAttribute('data-status'), (globalThis as any).getComputedStyle(r).fill] as const),
+      );
+    const fillOf = Object.fromEntries(fills);
+    expect(Object.keys(fillOf).sort()).toEqual(['delivered', 'failed', 'interrupted', 'not_attempted', 'queued']);
+    expect(new Set(Object.values(fillOf)).size).toBe(5);
+    for (const [status, fill] of Object.entries(fillOf)) {
+      const swatch = page.locator(`#chart-delivery ul.legend li[data-status="${status}"] .swatch`);
+      expect(await swatch.evaluate((s) => (globalThis as any).getComputedStyle(s).backgroundColor)).toBe(fill);
+    }
     expect(await page.locator('#chart-delivery tr[data-type="lead_analysis"]').getAttribute('data-rate')).toBe('0%');
     expect(await page.locator('#chart-delivery tr[data-type="deal_analysis"]').getAttribute('data-rate')).toBe('100%');
 
