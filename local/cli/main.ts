@@ -139,6 +139,7 @@ async function start(): Promise<number> {
     const stop = () => resolve();
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
+    whenOrphanedByNpm(stop);
   });
   out('stopping: the conversations in flight finish first (Ctrl-C again stops at once; the next start recovers them)…');
   const now = () => {
@@ -149,6 +150,26 @@ async function start(): Promise<number> {
   process.once('SIGTERM', now);
   await gateway.close();
   return 0;
+}
+
+/**
+ * Under `npm start` this process is the child of npm's shell. npm passes a SIGTERM (a service manager stopping it,
+ * `timeout`, a script's `kill`) on to that shell, which ends without passing it on: the gateway would run on
+ * orphaned, holding its port and its data folder, and the next start would be refused. So, started by npm, it stops
+ * as on SIGTERM once its parent is gone. Started otherwise (`npx webhook-gateway start`, `node bin/…`, nohup) it
+ * does not watch: outliving its shell may be what was asked. Ctrl-C reaches it directly (the terminal's process
+ * group).
+ */
+function whenOrphanedByNpm(stop: () => void): void {
+  if (process.env.npm_lifecycle_event !== 'start') return;
+  const parent = process.ppid;
+  const watch = setInterval(() => {
+    if (process.ppid === parent) return;
+    clearInterval(watch);
+    out('npm is gone: stopping as on SIGTERM');
+    stop();
+  }, 500);
+  watch.unref();
 }
 
 function recoveryFields(r: RecoveredExecution): string[] {
