@@ -10,6 +10,7 @@ import { App, Duration, Stack } from 'aws-cdk-lib';
 import { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { build } from 'esbuild';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { withAgentAnswer, withClassification, withDeliveryAttempt } from '../../functions/domain/lifecycle.ts';
 import { limitedClientSettings } from '../../functions/shared/clients/request-limits.ts';
 import { StageFunction } from '../../infra/constructs/stage-function.ts';
 import {
@@ -22,6 +23,7 @@ import {
   stageBuildOptions,
   UNTRACED_STAGES,
 } from '../../infra/stage-bundle.ts';
+import { SEED_REQUEST, startedRecord } from '../support/fixtures.ts';
 import { BANNER, codeFiles, dynamicImports, firstUseChunk, initPath, staticImports } from './support/bundle-files.ts';
 
 const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -375,6 +377,13 @@ describe("each function's bundle, split in chunks", () => {
         };
         if (target === 'secretsmanager.GetSecretValue')
           return json(200, { Name: 'signing', SecretString: '{"crm":"whsec_a"}' });
+        if (target === 'DynamoDB_20120810.Query') return json(200, { Items: [], Count: 0 });
+        // An S3 PUT (REST, no target): taken.
+        if (req.method === 'PUT') {
+          received.at(-1)!.target = `S3 PUT ${req.url}`;
+          res.writeHead(200, { etag: '"0"' });
+          return res.end();
+        }
         // A claim whose condition fails: DynamoDB sends the item that failed it (ReturnValuesOnConditionCheckFailure).
         if (JSON.parse(body).TableName === 'conditional')
           return json(400, {
@@ -464,6 +473,52 @@ describe("each function's bundle, split in chunks", () => {
         ) as { version: string };
         expect(received.find((r) => r.target === target)?.userAgent).toContain(`aws-sdk-js/${version}`);
       }
+    });
+
+    it("runs Export's handler whole from its folder: the attempt log read by its DynamoDB module, the four files written by its S3 client", async () => {
+      const now = new Date();
+      const answered = withClassification(
+        withAgentAnswer(startedRecord(SEED_REQUEST), { response: 'Three deals.' }, 5, now),
+        now,
+      );
+      const attempt = {
+        attempt: 1,
+        at: now.toISOString(),
+        duration_ms: 40,
+        outcome: 'delivered',
+        status_code: 200,
+      } as const;
+      const record = withDeliveryAttempt(answered, attempt, 'https://hooks.example.com/deals', 'delivered');
+      const env = {
+        AWS_REGION: 'eu-west-1',
+        AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE',
+        AWS_SECRET_ACCESS_KEY: 'secret',
+        AWS_ENDPOINT_URL_S3: endpoint,
+        AWS_ENDPOINT_URL_DYNAMODB: endpoint,
+        S3_FORCE_PATH_STYLE: 'true',
+        CONVERSATION_EXPORT_S3_BUCKET: 'exports',
+        DELIVERIES_TABLE_NAME: 'deliveries',
+        POWERTOOLS_TRACE_ENABLED: 'false',
+        POWERTOOLS_LOG_LEVEL: 'ERROR',
+        POWERTOOLS_METRICS_DISABLED: 'true',
+      };
+      const script = `
+        Object.assign(process.env, ${JSON.stringify(env)});
+        const { handler } = await import('./${BUNDLE_FILE}');
+        const output = await handler(${JSON.stringify({ state: { conversation: record }, execution_name: 'e1' })}, { functionName: 'export', awsRequestId: 'r1' });
+        process.stdout.write(JSON.stringify({ keys: Object.keys(output), success: output.response?.success }));
+        process.exit(0);
+      `;
+      received.length = 0;
+      const out = await runIn(dirOf('export'), script);
+
+      expect(out).toEqual({ keys: ['conversation', 'response'], success: true });
+      // The read first; then the four PUTs, in parallel (in any order).
+      expect(received[0]?.target).toBe('DynamoDB_20120810.Query');
+      const puts = received
+        .slice(1)
+        .map((r) => /^S3 PUT \/exports\/conversation-history\/.*\/(\w+)\.json\?x-id=PutObject$/.exec(r.target)?.[1]);
+      expect(puts.sort()).toEqual(['analysis', 'conversation', 'metadata', 'summary']);
     });
   });
 });
