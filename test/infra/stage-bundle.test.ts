@@ -10,7 +10,6 @@ import { App, Duration, Stack } from 'aws-cdk-lib';
 import { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { build } from 'esbuild';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { withAgentAnswer, withClassification, withDeliveryAttempt } from '../../functions/domain/lifecycle.ts';
 import { limitedClientSettings } from '../../functions/shared/clients/request-limits.ts';
 import { StageFunction } from '../../infra/constructs/stage-function.ts';
 import {
@@ -23,7 +22,7 @@ import {
   stageBuildOptions,
   UNTRACED_STAGES,
 } from '../../infra/stage-bundle.ts';
-import { SEED_REQUEST, startedRecord } from '../support/fixtures.ts';
+import { deliveredRecord } from '../support/fixtures.ts';
 import { BANNER, codeFiles, dynamicImports, firstUseChunk, initPath, staticImports } from './support/bundle-files.ts';
 
 const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -476,19 +475,7 @@ describe("each function's bundle, split in chunks", () => {
     });
 
     it("runs Export's handler whole from its folder: the attempt log read by its DynamoDB module, the four files written by its S3 client", async () => {
-      const now = new Date();
-      const answered = withClassification(
-        withAgentAnswer(startedRecord(SEED_REQUEST), { response: 'Three deals.' }, 5, now),
-        now,
-      );
-      const attempt = {
-        attempt: 1,
-        at: now.toISOString(),
-        duration_ms: 40,
-        outcome: 'delivered',
-        status_code: 200,
-      } as const;
-      const record = withDeliveryAttempt(answered, attempt, 'https://hooks.example.com/deals', 'delivered');
+      const record = deliveredRecord();
       const env = {
         AWS_REGION: 'eu-west-1',
         AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE',

@@ -1,6 +1,7 @@
 import type { ConversationRecord } from '../../functions/domain/conversation.ts';
 import type { ExecutionInput } from '../../functions/domain/gateway-contract.ts';
 import { type IdSource, startConversation } from '../../functions/domain/intake.ts';
+import { withAgentAnswer, withClassification, withDeliveryAttempt } from '../../functions/domain/lifecycle.ts';
 
 /** The README's example request (docs/contract.md#post-webhook). */
 export const SEED_REQUEST = {
@@ -35,4 +36,17 @@ export function startedRecord(
   // A fixed delivery id, so that fixtures compare equal (the derived one is tested in delivery-id.test.ts).
   const record = result.conversation;
   return { ...record, webhook_context: { ...record.webhook_context, delivery_id: deliveryId } };
+}
+
+/** `started` answered ('Three deals.'), classified, and delivered at its first attempt, at `now`. */
+export function deliveredRecord(started: ConversationRecord = startedRecord(), now = new Date()): ConversationRecord {
+  const answered = withClassification(withAgentAnswer(started, { response: 'Three deals.' }, 5, now), now);
+  const attempt = {
+    attempt: 1,
+    at: now.toISOString(),
+    duration_ms: 40,
+    outcome: 'delivered',
+    status_code: 200,
+  } as const;
+  return withDeliveryAttempt(answered, attempt, 'https://hooks.example.com/deals', 'delivered');
 }

@@ -1,10 +1,9 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { SYNC_RESERVES } from '../../../functions/domain/budget.ts';
 import type { ConversationRecord, ConversationState } from '../../../functions/domain/conversation.ts';
-import { withAgentAnswer, withClassification, withDeliveryAttempt } from '../../../functions/domain/lifecycle.ts';
 import { IDEMPOTENCY_KEY_LOST_EVENT, THREAD_TURN_UNSAVED_EVENT } from '../../../functions/domain/observability.ts';
 import type { ExportInput, ExportOutput } from '../../../functions/export/handler.ts';
-import { SEED_REQUEST, startedRecord } from '../../support/fixtures.ts';
+import { deliveredRecord, SEED_REQUEST, startedRecord } from '../../support/fixtures.ts';
 import { captureJsonLines } from '../../support/log-capture.ts';
 import { type S3Stub, type SilentEndpoint, startS3Stub, startSilentEndpoint } from '../../support/servers.ts';
 
@@ -62,16 +61,7 @@ function delivered(): ConversationRecord {
   const started = startedRecord(SEED_REQUEST, {
     input: { headers: { 'content-type': 'application/json', 'idempotency-key': KEY } },
   });
-  const now = new Date();
-  const answered = withClassification(withAgentAnswer(started, { response: 'Three deals.' }, 5, now), now);
-  const attempt = {
-    attempt: 1,
-    at: now.toISOString(),
-    duration_ms: 40,
-    outcome: 'delivered',
-    status_code: 200,
-  } as const;
-  const record = withDeliveryAttempt(answered, attempt, 'https://hooks.example.com/deals', 'delivered');
+  const record = deliveredRecord(started);
   return { ...record, metadata: { ...record.metadata, thread_id: 'thread-1', thread_turn: 2 } };
 }
 
