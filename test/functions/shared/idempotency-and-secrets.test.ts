@@ -393,7 +393,10 @@ describe('file idempotency store (IDEMPOTENCY_DIR, local)', () => {
       ]);
       const kept = await store.claim(pk, claimOf('webhook_probe', 'req-2'), at(422));
       if (takeover.claimed) {
-        expect(completed).toEqual({ settled: false, heldBy: 'webhook_next' });
+        // Lost either way: to the new claim, or to the moment between the lapsed claim's removal and the new one's
+        // link (the key gone, as a DynamoDB key TTL deleted: heldBy null). Never completed as well.
+        expect(completed.settled).toBe(false);
+        if (!completed.settled) expect([null, 'webhook_next']).toContain(completed.heldBy);
         expect(kept).toMatchObject({
           claimed: false,
           existing: { status: 'in_progress', conversation_id: 'webhook_next' },
