@@ -33,6 +33,10 @@ beforeAll(async () => {
   process.env.AWS_ENDPOINT_URL_DYNAMODB = aws.url;
   process.env.AWS_ENDPOINT_URL_SECRETS_MANAGER = aws.url;
   ({ deliver } = await import('../../../functions/deliver/handler.ts'));
+  // Warm, as a container is after its first conversation: the DynamoDB and Secrets Manager SDKs loaded (on first
+  // use). On a busy machine loading them takes longer than the slack each test allows past deliver_by.
+  await (await import('../../../functions/shared/clients/dynamodb.ts')).dynamoDb();
+  await import('../../../functions/shared/clients/secrets-manager-sdk.ts');
 });
 afterAll(async () => {
   await aws.close();
