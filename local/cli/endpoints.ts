@@ -7,7 +7,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { WEBHOOK_TYPES, type WebhookType } from '../../functions/domain/conversation.ts';
 import { unsafeDeliveryUrl } from '../../functions/domain/delivery.ts';
-import { parseRate } from '../../functions/domain/endpoints.ts';
+import { type BreakerPolicy, parseRate } from '../../functions/domain/endpoints.ts';
 import { rotatedSecrets } from '../../functions/domain/signatures.ts';
 import { type EndpointChange, FileEndpointStore } from '../../functions/shared/endpoint-store.ts';
 import { settings } from '../../functions/shared/settings.ts';
@@ -94,6 +94,15 @@ async function localDeployedUrls(dataDir: string): Promise<Record<WebhookType, s
   ) as Record<WebhookType, string>;
 }
 
+/**
+ * The breaker receivers are judged by: the running gateway's (what it was started with), unless that gateway is
+ * this very process (whose settings are its own) or none runs; then this process's settings.
+ */
+async function localBreaker(dataDir: string): Promise<BreakerPolicy> {
+  const running = await readGatewayRuntime(dataDir);
+  return running?.breaker && running.pid !== process.pid ? running.breaker : settings().breaker;
+}
+
 export async function endpointsCommand(sub: string | undefined, args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
@@ -143,7 +152,7 @@ export async function endpointsCommand(sub: string | undefined, args: string[]):
     store,
     await failedDeliveries.list(),
     await localDeployedUrls(dataDir),
-    settings().breaker,
+    await localBreaker(dataDir),
   );
   const shown = type ? views.filter((v) => v.webhook_type === type) : views;
   printEndpoints(

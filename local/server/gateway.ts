@@ -385,6 +385,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     export_enabled: config.exportEnabled,
     started_at: new Date().toISOString(),
     delivery_urls: config.deliveryUrls,
+    breaker: config.breaker,
   });
 
   return {

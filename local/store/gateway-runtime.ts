@@ -6,6 +6,7 @@
 import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { WebhookType } from '../../functions/domain/conversation.ts';
+import type { BreakerPolicy } from '../../functions/domain/endpoints.ts';
 import { DEFAULTS, settings } from '../../functions/shared/settings.ts';
 import { isAlive } from './data-dir-lock.ts';
 import { writeJsonAtomic } from './json-files.ts';
@@ -23,6 +24,11 @@ export interface GatewayRuntime {
    * say. Absent in a file written by an older gateway.
    */
   delivery_urls?: Record<WebhookType, string | null>;
+  /**
+   * The circuit breaker it judges receivers by (its ENDPOINT_FAILURE_THRESHOLD and ENDPOINT_DISABLE_AFTER_DAYS):
+   * `endpoints list` in another shell says failing or healthy as the gateway does. Absent from an older gateway's.
+   */
+  breaker?: BreakerPolicy;
 }
 
 const fileOf = (dataDir: string) => path.join(dataDir, 'gateway.json');

@@ -2,6 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FileEndpointStore } from '../../../functions/shared/endpoint-store.ts';
 import { writeGatewayRuntime } from '../../../local/store/gateway-runtime.ts';
 import { runMain } from '../../support/cli.ts';
 
@@ -53,5 +54,39 @@ describe('endpoints list, run beside a gateway started with its own receivers', 
     expect(listed.code, listed.stderr).toBe(0);
     const data = JSON.parse(listed.stdout).find((v: { webhook_type: string }) => v.webhook_type === 'data_analysis');
     expect(data).toMatchObject({ url: 'http://127.0.0.1:38999/local/receiver/data_analysis' });
+  });
+});
+
+describe('endpoints list, run beside a gateway started with its own circuit breaker', () => {
+  let other: string;
+  beforeAll(async () => {
+    other = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-breaker-'));
+    // Two failures in a row: failing for a gateway started with ENDPOINT_FAILURE_THRESHOLD=2, not by the default.
+    const store = new FileEndpointStore(path.join(other, 'deliveries'));
+    const policy = { failureThreshold: 2, disableAfterMs: 0 };
+    for (const n of [1, 2]) await store.recordFailure('general', `HTTP 500 (${n})`, new Date(), policy);
+    await writeGatewayRuntime(other, {
+      pid: process.ppid, // another process, alive: the gateway this command runs beside
+      url: 'http://127.0.0.1:38997',
+      s3_endpoint: 'http://127.0.0.1:38996',
+      bucket: 'revops-conversations',
+      export_enabled: true,
+      started_at: new Date().toISOString(),
+      breaker: policy,
+    });
+  });
+  afterAll(async () => {
+    await rm(other, { recursive: true, force: true });
+  });
+
+  it("says failing or healthy by the running gateway's threshold, not this shell's", async () => {
+    const listed = await runMain(['endpoints', 'list', '--json'], {
+      LOCAL_DATA_DIR: other,
+      GATEWAY_URL: undefined,
+      ENDPOINT_FAILURE_THRESHOLD: undefined,
+    });
+    expect(listed.code, listed.stderr).toBe(0);
+    const general = JSON.parse(listed.stdout).find((v: { webhook_type: string }) => v.webhook_type === 'general');
+    expect(general).toMatchObject({ status: 'failing', consecutive_failures: 2 });
   });
 });
