@@ -1,11 +1,9 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { isConversationId } from '../domain/conversation-id.ts';
 import type { ConversationStatusRecord, StatusOutcome } from '../domain/conversation-status.ts';
-import { limitedClientSettings } from './clients/request-limits.ts';
+import { dynamoDb } from './clients/dynamodb.ts';
 import { writeFileAtomic } from './local-files.ts';
-import { tracer } from './powertools.ts';
 import { settings } from './settings.ts';
 
 /**
@@ -26,19 +24,11 @@ export interface ConversationStatusStore {
   get(conversationId: string): Promise<ConversationStatusRecord | null>;
 }
 
-/** Loaded on first use: a stage that never touches a status record never pays for the SDK's import. */
-const dynamo = async () => {
-  const sdk = await import('./clients/dynamodb-sdk.ts');
-  DynamoStatusStore.client ??= tracer.captureAWSv3Client(new sdk.DynamoDBClient(limitedClientSettings()));
-  return { sdk, db: DynamoStatusStore.client };
-};
-
 class DynamoStatusStore implements ConversationStatusStore {
-  static client: DynamoDBClient | null = null;
   constructor(private readonly table: string) {}
 
   async accept(record: ConversationStatusRecord): Promise<void> {
-    const { sdk, db } = await dynamo();
+    const { sdk, db } = await dynamoDb();
     await db.send(
       new sdk.PutItemCommand({
         TableName: this.table,
@@ -54,7 +44,7 @@ class DynamoStatusStore implements ConversationStatusStore {
   }
 
   async finish(conversationId: string, outcome: StatusOutcome): Promise<boolean> {
-    const { sdk, db } = await dynamo();
+    const { sdk, db } = await dynamoDb();
     try {
       await db.send(
         new sdk.UpdateItemCommand({
@@ -79,7 +69,7 @@ class DynamoStatusStore implements ConversationStatusStore {
   }
 
   async get(conversationId: string): Promise<ConversationStatusRecord | null> {
-    const { sdk, db } = await dynamo();
+    const { sdk, db } = await dynamoDb();
     const out = await db.send(
       new sdk.GetItemCommand({
         TableName: this.table,

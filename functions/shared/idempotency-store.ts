@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync, renameSync, rmSync } from 'node:fs';
 import { link, mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { AttributeValue, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import {
   claimedBySameRequest,
   expiresAt,
@@ -17,8 +17,8 @@ import {
   isExpired,
 } from '../domain/idempotency.ts';
 import { IDEMPOTENCY_KEY_LOST_EVENT } from '../domain/observability.ts';
-import { limitedClientSettings } from './clients/request-limits.ts';
-import { logger, tracer } from './powertools.ts';
+import { conditionFailed, dynamoDb } from './clients/dynamodb.ts';
+import { logger } from './powertools.ts';
 import { settings } from './settings.ts';
 
 /** What a claim holds the key for. */
@@ -72,15 +72,7 @@ export interface IdempotencyStore {
 
 const ttl = () => settings().idempotencyTtlSeconds;
 
-/** The DynamoDB SDK is loaded on first use only: a stage without a key never pays its import (measured in bench/). */
-const dynamo = async () => {
-  const sdk = await import('./clients/dynamodb-sdk.ts');
-  DynamoIdempotencyStore.client ??= tracer.captureAWSv3Client(new sdk.DynamoDBClient(limitedClientSettings()));
-  return { sdk, db: DynamoIdempotencyStore.client };
-};
-
 class DynamoIdempotencyStore implements IdempotencyStore {
-  static client: DynamoDBClient | null = null;
   constructor(private readonly table: string) {}
 
   /**
@@ -92,7 +84,7 @@ class DynamoIdempotencyStore implements IdempotencyStore {
    * item (it should always have one) is tried once more.
    */
   async claim(pk: string, claim: Claim, now: Date): Promise<ClaimResult> {
-    const { sdk, db } = await dynamo();
+    const { sdk, db } = await dynamoDb();
     const nowS = Math.floor(now.getTime() / 1000);
     for (let attempt = 0; attempt < 2; attempt++) {
       try {
@@ -134,9 +126,9 @@ class DynamoIdempotencyStore implements IdempotencyStore {
     now: Date,
     signal?: AbortSignal,
   ): Promise<SettleResult> {
-    const { sdk, db } = await dynamo();
-    try {
-      await db.send(
+    const { sdk, db } = await dynamoDb();
+    return settledUnlessHeld(
+      db.send(
         new sdk.UpdateItemCommand({
           TableName: this.table,
           Key: { pk: { S: pk } },
@@ -153,18 +145,14 @@ class DynamoIdempotencyStore implements IdempotencyStore {
           ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
         }),
         { abortSignal: signal },
-      );
-      return { settled: true };
-    } catch (error) {
-      const item = conditionFailedItem(error);
-      return { settled: false, heldBy: item?.conversation_id?.S ?? null };
-    }
+      ),
+    );
   }
 
   async release(pk: string, conversationId: string, signal?: AbortSignal): Promise<SettleResult> {
-    const { sdk, db } = await dynamo();
-    try {
-      await db.send(
+    const { sdk, db } = await dynamoDb();
+    return settledUnlessHeld(
+      db.send(
         new sdk.DeleteItemCommand({
           TableName: this.table,
           Key: { pk: { S: pk } },
@@ -173,16 +161,12 @@ class DynamoIdempotencyStore implements IdempotencyStore {
           ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
         }),
         { abortSignal: signal },
-      );
-      return { settled: true };
-    } catch (error) {
-      const item = conditionFailedItem(error);
-      return { settled: false, heldBy: item?.conversation_id?.S ?? null };
-    }
+      ),
+    );
   }
 
   async releaseInProgress(pk: string): Promise<boolean> {
-    const { sdk, db } = await dynamo();
+    const { sdk, db } = await dynamoDb();
     try {
       await db.send(
         new sdk.DeleteItemCommand({
@@ -195,9 +179,22 @@ class DynamoIdempotencyStore implements IdempotencyStore {
       );
       return true;
     } catch (error) {
-      if ((error as Error).name === 'ConditionalCheckFailedException') return false;
+      if (conditionFailed(error)) return false;
       throw error;
     }
+  }
+}
+
+/**
+ * A write conditional on the key being `conversationId`'s claim: settled, or not because the condition failed — the
+ * item it returned (ALL_OLD) names the conversation that holds the key, none when the key is gone.
+ */
+async function settledUnlessHeld(write: Promise<unknown>): Promise<SettleResult> {
+  try {
+    await write;
+    return { settled: true };
+  } catch (error) {
+    return { settled: false, heldBy: conditionFailedItem(error)?.conversation_id?.S ?? null };
   }
 }
 
@@ -206,7 +203,7 @@ class DynamoIdempotencyStore implements IdempotencyStore {
  * other than ConditionalCheckFailedException is thrown on.
  */
 function conditionFailedItem(error: unknown): Record<string, AttributeValue> | undefined {
-  if ((error as Error).name !== 'ConditionalCheckFailedException') throw error;
+  if (!conditionFailed(error)) throw error;
   return (error as { Item?: Record<string, AttributeValue> }).Item;
 }
 

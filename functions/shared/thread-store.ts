@@ -1,6 +1,6 @@
 import { mkdir, open, readdir, readFile, rm, stat, utimes } from 'node:fs/promises';
 import path from 'node:path';
-import type { AttributeValue, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import { canonicalSource } from '../domain/source-identity.ts';
 import {
   MAX_THREAD_HISTORY_TURNS,
@@ -8,10 +8,8 @@ import {
   type ThreadTurn,
   turnClaimedBySameRequest,
 } from '../domain/thread.ts';
-import { conditionFailed } from './clients/dynamodb.ts';
-import { limitedClientSettings } from './clients/request-limits.ts';
+import { conditionFailed, dynamoDb } from './clients/dynamodb.ts';
 import { oneAtATime, writeFileAtomic } from './local-files.ts';
-import { tracer } from './powertools.ts';
 import { settings } from './settings.ts';
 
 /**
@@ -92,15 +90,7 @@ function ownClaim(error: unknown, requestId: string, now: Date): number | null {
   return Number.isInteger(turn) && turn >= 1 && turnClaimedBySameRequest(item.last_request?.S, requestId) ? turn : null;
 }
 
-/** Loaded on first use: a stage that never touches a thread never pays for the SDK's import. */
-const dynamo = async () => {
-  const sdk = await import('./clients/dynamodb-sdk.ts');
-  DynamoThreadStore.client ??= tracer.captureAWSv3Client(new sdk.DynamoDBClient(limitedClientSettings()));
-  return { sdk, db: DynamoThreadStore.client };
-};
-
 export class DynamoThreadStore implements ThreadStore {
-  static client: DynamoDBClient | null = null;
   constructor(
     private readonly table: string,
     private readonly ttlDays: number,
@@ -118,7 +108,7 @@ export class DynamoThreadStore implements ThreadStore {
    */
   async claimTurn(sourceSystem: string, threadId: string, requestId: string, now: Date): Promise<number> {
     if (!requestId) throw new Error('a turn is claimed for a request: requestId is empty');
-    const { sdk, db } = await dynamo();
+    const { sdk, db } = await dynamoDb();
     const key = { thread: { S: threadKey(sourceSystem, threadId) }, turn: { N: '0' } };
     const at = { ':now': { N: String(epochSeconds(now)) } };
     const request = { S: requestId };
@@ -171,7 +161,7 @@ export class DynamoThreadStore implements ThreadStore {
     now: Date,
     signal?: AbortSignal,
   ): Promise<void> {
-    const { sdk, db } = await dynamo();
+    const { sdk, db } = await dynamoDb();
     await db.send(
       new sdk.PutItemCommand({
         TableName: this.table,
@@ -194,7 +184,7 @@ export class DynamoThreadStore implements ThreadStore {
     limit = MAX_THREAD_HISTORY_TURNS,
   ): Promise<ThreadTurn[]> {
     if (beforeTurn <= 1 || limit < 1) return [];
-    const { sdk, db } = await dynamo();
+    const { sdk, db } = await dynamoDb();
     const out = await db.send(
       new sdk.QueryCommand({
         TableName: this.table,

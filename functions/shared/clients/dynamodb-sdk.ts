@@ -4,13 +4,20 @@
  * DynamoDB call instead of at cold start, and holding only these commands, where an import of the whole package
  * would keep every one (infra/stage-bundle.ts; docs/performance.md §3). A command a store starts to send is added here.
  */
+// Every command is sent through the `sdk` that `dynamoDb()` (./dynamodb.ts) returns, which static analysis does not
+// follow: hence the @public tags.
 export {
-  /** @public Sent by functions/shared/endpoint-store.ts through the `sdk` that `dynamoDb()` (./dynamodb.ts) returns. */
+  /** @public */
   BatchGetItemCommand,
+  /** @public */
   DeleteItemCommand,
   DynamoDBClient,
+  /** @public */
   GetItemCommand,
+  /** @public */
   PutItemCommand,
+  /** @public */
   QueryCommand,
+  /** @public */
   UpdateItemCommand,
 } from '@aws-sdk/client-dynamodb';
