@@ -91,6 +91,15 @@ function isQueuedFailedExport(value: unknown): value is QueuedFailedExport {
   );
 }
 
+/**
+ * How many delivery attempts were made: the last one's number. The envelope keeps the record's attempts, which hold
+ * one per Deliver run; each is numbered after every try before it, the workflow's immediate retries included
+ * (nextAttemptNumber, attempt-log.ts), so its number counts those too, as `conversations show` does.
+ */
+export function attemptsMade(envelope: Pick<FailedDeliveryEnvelope, 'attempts'>): number {
+  return envelope.attempts.reduce((made, a) => Math.max(made, a.attempt), envelope.attempts.length);
+}
+
 /** What an envelope owes (older envelopes have no `owed`: a delivery). */
 export function owedBy(envelope: Pick<FailedDeliveryEnvelope, 'owed'>): Owed {
   return envelope.owed ?? 'delivery';

@@ -1,6 +1,11 @@
 import { parseArgs } from 'node:util';
 import { isConversationId } from '../../functions/domain/conversation-id.ts';
-import { type FailedDeliveryEnvelope, owedBy, redriveCandidates } from '../../functions/domain/failed-delivery.ts';
+import {
+  attemptsMade,
+  type FailedDeliveryEnvelope,
+  owedBy,
+  redriveCandidates,
+} from '../../functions/domain/failed-delivery.ts';
 import type { RedeliveryResult } from '../../functions/shared/redelivery.ts';
 import { resolveOptions } from '../server/config.ts';
 import { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
@@ -47,7 +52,7 @@ export async function deliveriesList(args: string[]): Promise<number> {
       envelopes.map((e) => [
         e.conversation_id,
         e.webhook_type,
-        e.attempts.length,
+        attemptsMade(e),
         (e.last_error ?? '').replace(/\s+/g, ' ').slice(0, 48),
         age(e.created_at),
         stateLabel(e),
@@ -127,7 +132,7 @@ export async function deliveriesRedrive(args: string[]): Promise<number> {
       out(
         owedBy(envelope) === 'export'
           ? `${id} was already exported: nothing to redrive.`
-          : `${id} was already delivered (${envelope.attempts.length} attempts): nothing to redrive.`,
+          : `${id} was already delivered (${attemptsMade(envelope)} attempts): nothing to redrive.`,
       );
       return 0;
     }
@@ -140,7 +145,7 @@ export async function deliveriesRedrive(args: string[]): Promise<number> {
       `dry run: would redrive ${candidates.length} deliver${candidates.length === 1 ? 'y' : 'ies'}; nothing was changed`,
     );
     for (const e of candidates)
-      out(`  ${e.conversation_id}  ${e.webhook_type}  ${stateLabel(e)}  ${e.attempts.length} attempts`);
+      out(`  ${e.conversation_id}  ${e.webhook_type}  ${stateLabel(e)}  ${attemptsMade(e)} attempts`);
     return 0;
   }
   if (candidates.length === 0) {

@@ -1,7 +1,7 @@
 /** Server-rendered pages of the local console. Every piece of data goes through `html` (escaped). */
 import { agentTurn, type ConversationRecord, turnText, userQuery } from '../../functions/domain/conversation.ts';
 import type { EndpointView } from '../../functions/domain/endpoints.ts';
-import type { FailedDeliveryEnvelope } from '../../functions/domain/failed-delivery.ts';
+import { attemptsMade, type FailedDeliveryEnvelope } from '../../functions/domain/failed-delivery.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
 import { conversationFigures, formatFigures } from '../history/figures.ts';
 import { timeline } from '../history/timeline.ts';
@@ -66,7 +66,7 @@ export function listFragment(rows: ConsoleRow[], open: FailedDeliveryEnvelope[],
       : html`<section id="failed-deliveries">
   <h2>Failed deliveries <span class="count">${open.length}</span></h2>
   <table><thead><tr><th>conversation</th><th>type</th><th>state</th><th>attempts</th><th>last error</th><th>next attempt</th></tr></thead>
-  <tbody>${open.map((e) => html`<tr data-id="${e.conversation_id}"><td>${link(e.conversation_id)}</td><td>${e.webhook_type}</td><td>${badge(e.state)}${e.dead_reason ? html` <small>${e.dead_reason}</small>` : ''}${e.owed === 'export' ? html` <small>export only</small>` : ''}</td><td class="num">${e.attempts.length}</td><td class="err">${preview(e.last_error ?? '', 80)}</td><td>${e.next_due_at ?? '-'}</td></tr>`)}</tbody></table>
+  <tbody>${open.map((e) => html`<tr data-id="${e.conversation_id}"><td>${link(e.conversation_id)}</td><td>${e.webhook_type}</td><td>${badge(e.state)}${e.dead_reason ? html` <small>${e.dead_reason}</small>` : ''}${e.owed === 'export' ? html` <small>export only</small>` : ''}</td><td class="num">${attemptsMade(e)}</td><td class="err">${preview(e.last_error ?? '', 80)}</td><td>${e.next_due_at ?? '-'}</td></tr>`)}</tbody></table>
 </section>`;
   const table =
     rows.length === 0

@@ -7,6 +7,7 @@ import { GetQueueAttributesCommand, type QueueAttributeName } from '@aws-sdk/cli
 import { isConversationId } from '../../../functions/domain/conversation-id.ts';
 import { exportKey, recordFromExport } from '../../../functions/domain/export-formats.ts';
 import {
+  attemptsMade,
   deliveryNeverQueued,
   type FailedDeliveryEnvelope,
   resendRefusal,
@@ -145,7 +146,7 @@ export async function awsDeliveriesList(
         envelopes.map((e) => [
           e.conversation_id,
           e.webhook_type,
-          e.attempts.length,
+          attemptsMade(e),
           (e.last_error ?? '').replace(/\s+/g, ' ').slice(0, 48),
           age(e.created_at),
           dlqState(e),
@@ -263,7 +264,7 @@ export async function awsDeliveriesRedrive(
     );
     for (const [m] of groups)
       out(
-        `  ${m!.envelope.conversation_id}  ${m!.envelope.webhook_type}  ${dlqState(m!.envelope)}  ${m!.envelope.attempts.length} attempts`,
+        `  ${m!.envelope.conversation_id}  ${m!.envelope.webhook_type}  ${dlqState(m!.envelope)}  ${attemptsMade(m!.envelope)} attempts`,
       );
     return 0;
   }

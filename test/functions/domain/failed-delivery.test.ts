@@ -3,6 +3,7 @@ import type { DeliveryAttempt } from '../../../functions/domain/conversation.ts'
 import { attemptError, failedAttemptFromCaught } from '../../../functions/domain/delivery.ts';
 import {
   applyRedelivery,
+  attemptsMade,
   DEFAULT_RETRY_SCHEDULE_MS,
   envelopeFromMessage,
   envelopeFromQueuedExport,
@@ -345,6 +346,18 @@ describe('export-only envelopes (S3 refused the record at the end of the convers
     ]) {
       expect(envelopeFromMessage(other, NOW)).toBeNull();
     }
+  });
+});
+
+describe('attemptsMade', () => {
+  it("counts the workflow's immediate retries, which the envelope keeps only as the number of the try after them", () => {
+    const env = envelopeFromQueuedMessage(queued(attempt('retryable', { attempt: 4 })), NOW);
+    expect(env.attempts).toHaveLength(1);
+    expect(attemptsMade(env)).toBe(4);
+    expect(
+      attemptsMade({ attempts: [attempt('retryable', { attempt: 4 }), attempt('retryable', { attempt: 5 })] }),
+    ).toBe(5);
+    expect(attemptsMade({ attempts: [] })).toBe(0);
   });
 });
 

@@ -279,6 +279,18 @@ describe('webhook-gateway deliveries (CLI against the running gateway)', () => {
     expect(line).toMatch(/deal_analysis\s+1\s+HTTP 410: nope\s+\d+s\s+dead \(permanent\)/);
   });
 
+  it("list counts every attempt, with the workflow's immediate retries, as conversations show does", async () => {
+    const body = await failedConversation(500, 500, 500, 500);
+    const line = (await cli(['deliveries', 'list'])).stdout
+      .split('\n')
+      .find((l) => l.startsWith(body.conversation_id))!;
+    // The envelope keeps one attempt per Deliver run (the fourth try); before, the list said 1.
+    expect(line).toMatch(/deal_analysis\s+4\s+HTTP 500/);
+    expect((await cli(['conversations', 'show', body.conversation_id])).stdout).toMatch(/\(4 tries, 3 retries/);
+    const dry = await cli(['deliveries', 'redrive', body.conversation_id, '--dry-run']);
+    expect(dry.stdout).toMatch(new RegExp(`${body.conversation_id}\\s+deal_analysis\\s+.*\\s4 attempts`));
+  });
+
   it('redrive --all --since only takes what failed since then; --dry-run changes nothing', async () => {
     // What failed before (this one and the earlier tests') is dated an hour back, instead of waiting on the clock:
     // --since half an hour ago leaves it out.
