@@ -9,8 +9,17 @@ import {
 import type { RedeliveryResult } from '../../functions/shared/redelivery.ts';
 import { resolveOptions } from '../server/config.ts';
 import { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
-import { AWS_OPTIONS, age, awsRequested, CliError, gatewayUrl, note, out, parseSince, stateLabel } from './shared.ts';
-import { formatTable } from './table.ts';
+import {
+  AWS_OPTIONS,
+  awsRequested,
+  CliError,
+  deliveriesTable,
+  gatewayUrl,
+  note,
+  out,
+  parseSince,
+  stateLabel,
+} from './shared.ts';
 
 export async function deliveriesList(args: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -46,20 +55,7 @@ export async function deliveriesList(args: string[]): Promise<number> {
     out(`No ${states.join(' or ')} deliveries in ${store.dir}.`);
     return 0;
   }
-  out(
-    formatTable(
-      ['conversation_id', 'type', 'attempts', 'last_error', 'age', 'state', 'next_due'],
-      envelopes.map((e) => [
-        e.conversation_id,
-        e.webhook_type,
-        attemptsMade(e),
-        (e.last_error ?? '').replace(/\s+/g, ' ').slice(0, 48),
-        age(e.created_at),
-        stateLabel(e),
-        e.next_due_at ?? '-',
-      ]),
-    ),
-  );
+  out(deliveriesTable(envelopes));
   return 0;
 }
 

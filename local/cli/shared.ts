@@ -2,10 +2,11 @@
  * What every `webhook-gateway` command shares: its one error type, its output streams, the `--aws` flags and the
  * small formatting helpers of the lists.
  */
-import { type FailedDeliveryEnvelope, owedBy } from '../../functions/domain/failed-delivery.ts';
+import { attemptsMade, type FailedDeliveryEnvelope, owedBy } from '../../functions/domain/failed-delivery.ts';
 import { DEFAULTS } from '../../functions/shared/settings.ts';
 import { resolveOptions } from '../server/config.ts';
 import { readGatewayRuntime } from '../store/gateway-runtime.ts';
+import { formatTable } from './table.ts';
 
 /** An error the command line prints as one line (`webhook-gateway: …`), exit code 1, never a stack trace. */
 export class CliError extends Error {}
@@ -78,6 +79,26 @@ export function stateLabel(
   state = e.state === 'dead' && e.dead_reason ? `dead (${e.dead_reason})` : e.state,
 ): string {
   return owedBy(e) === 'export' ? `${state}, export only` : state;
+}
+
+/** The table of `deliveries list` (local and --aws): one envelope a row, its state and next due as `state` and `due` say. */
+export function deliveriesTable(
+  envelopes: FailedDeliveryEnvelope[],
+  state: (e: FailedDeliveryEnvelope) => string = stateLabel,
+  due: (e: FailedDeliveryEnvelope) => string = (e) => e.next_due_at ?? '-',
+): string {
+  return formatTable(
+    ['conversation_id', 'type', 'attempts', 'last_error', 'age', 'state', 'next_due'],
+    envelopes.map((e) => [
+      e.conversation_id,
+      e.webhook_type,
+      attemptsMade(e),
+      (e.last_error ?? '').replace(/\s+/g, ' ').slice(0, 48),
+      age(e.created_at),
+      state(e),
+      due(e),
+    ]),
+  );
 }
 
 /** Where the running local gateway is: --url, GATEWAY_URL, the gateway running on this data directory (its gateway.json), or PORT on loopback. */

@@ -33,6 +33,24 @@ export function runCli(args: string[], env: Record<string, string | undefined> =
   return runCommand(process.execPath, [BIN, ...args], { env: { ...process.env, ...env } });
 }
 
+/**
+ * A new user's shell for `webhook-gateway start`: free ports, and none of the variables the test setup points at
+ * local peers (the gateway's own S3, sample agent and built-in receiver are used). Add LOCAL_DATA_DIR.
+ */
+export const NEW_USER_START_ENV = {
+  PORT: '0',
+  LOCAL_S3_PORT: '0',
+  AWS_ENDPOINT_URL_S3: undefined,
+  AWS_ENDPOINT_URL_LAMBDA: undefined,
+  MANAGER_AGENT_FUNCTION_NAME: undefined,
+  CONVERSATION_EXPORT_S3_BUCKET: undefined,
+  DEAL_ANALYSIS_WEBHOOK_URL: undefined,
+  DATA_ANALYSIS_WEBHOOK_URL: undefined,
+  LEAD_ANALYSIS_WEBHOOK_URL: undefined,
+  GENERAL_WEBHOOK_URL: undefined,
+  POWERTOOLS_TRACE_ENABLED: undefined, // test/setup.ts sets it; a new user's shell does not
+};
+
 /** Start `webhook-gateway start` and wait until it prints its URL. */
 export function startCli(
   env: Record<string, string | undefined>,

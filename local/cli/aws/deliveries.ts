@@ -21,8 +21,7 @@ import {
 import { type RedeliveryResult, redeliverHeld, resend } from '../../../functions/shared/redelivery.ts';
 import { stepFunctionsRedeliver } from '../../../functions/shared/redelivery-execution.ts';
 import { settings } from '../../../functions/shared/settings.ts';
-import { age, CliError, parseSince, stateLabel } from '../shared.ts';
-import { formatTable } from '../table.ts';
+import { CliError, deliveriesTable, parseSince, stateLabel } from '../shared.ts';
 import { explainAwsError } from './errors.ts';
 import { AWS_STACK_OUTPUTS, type AwsClients, readStack, requireOutput } from './stack.ts';
 
@@ -140,20 +139,7 @@ export async function awsDeliveriesList(
   }
   if (envelopes.length === 0) out(`No dead-lettered deliveries in stack ${stack.name}.`);
   else {
-    out(
-      formatTable(
-        ['conversation_id', 'type', 'attempts', 'last_error', 'age', 'state', 'next_due'],
-        envelopes.map((e) => [
-          e.conversation_id,
-          e.webhook_type,
-          attemptsMade(e),
-          (e.last_error ?? '').replace(/\s+/g, ' ').slice(0, 48),
-          age(e.created_at),
-          dlqState(e),
-          '-',
-        ]),
-      ),
-    );
+    out(deliveriesTable(envelopes, dlqState, () => '-'));
   }
   if (scan.truncated) out(`(stopped after ${options.limit ?? SCAN_LIMIT} messages; there are more)`);
   if (scan.unreadable.length > 0)

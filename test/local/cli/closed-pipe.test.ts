@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PROJECT_ROOT } from '../../../local/paths.ts';
-import { startCli } from '../../support/cli.ts';
+import { NEW_USER_START_ENV, startCli } from '../../support/cli.ts';
 import { SEED_REQUEST } from '../../support/gateway.ts';
 
 /**
@@ -43,19 +43,8 @@ describe('webhook-gateway start into a pipe closed early', () => {
 
   it('keeps serving, and stops on SIGTERM as usual', async () => {
     root = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-pipe-'));
-    gateway = await startCli({
-      PORT: '0',
-      LOCAL_S3_PORT: '0',
-      LOCAL_DATA_DIR: path.join(root, '.data'),
-      AWS_ENDPOINT_URL_S3: undefined,
-      AWS_ENDPOINT_URL_LAMBDA: undefined,
-      MANAGER_AGENT_FUNCTION_NAME: undefined,
-      CONVERSATION_EXPORT_S3_BUCKET: undefined,
-      DEAL_ANALYSIS_WEBHOOK_URL: undefined,
-      DATA_ANALYSIS_WEBHOOK_URL: undefined,
-      LEAD_ANALYSIS_WEBHOOK_URL: undefined,
-      GENERAL_WEBHOOK_URL: undefined,
-    });
+    gateway = await startCli({ ...NEW_USER_START_ENV, LOCAL_DATA_DIR: path.join(root, '.data') });
+
     const { child, url } = gateway;
     let stderr = '';
     child.stderr!.on('data', (d) => (stderr += d));

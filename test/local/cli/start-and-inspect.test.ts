@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { PROJECT_ROOT } from '../../../local/paths.ts';
-import { runCli, startCli } from '../../support/cli.ts';
+import { NEW_USER_START_ENV, runCli, startCli } from '../../support/cli.ts';
 import { SEED_REQUEST } from '../../support/gateway.ts';
 
 const TRACING_SDK_REPORT = path.join(PROJECT_ROOT, 'test', 'support', 'report-tracing-sdk.cjs');
@@ -13,25 +13,12 @@ const TRACING_SDK_REPORT = path.join(PROJECT_ROOT, 'test', 'support', 'report-tr
 let root: string;
 let dataDir: string;
 let gateway: Awaited<ReturnType<typeof startCli>>;
-const cleanEnv = {
-  PORT: '0',
-  LOCAL_S3_PORT: '0',
-  AWS_ENDPOINT_URL_S3: undefined,
-  AWS_ENDPOINT_URL_LAMBDA: undefined,
-  MANAGER_AGENT_FUNCTION_NAME: undefined,
-  CONVERSATION_EXPORT_S3_BUCKET: undefined,
-  DEAL_ANALYSIS_WEBHOOK_URL: undefined,
-  DATA_ANALYSIS_WEBHOOK_URL: undefined,
-  LEAD_ANALYSIS_WEBHOOK_URL: undefined,
-  GENERAL_WEBHOOK_URL: undefined,
-  POWERTOOLS_TRACE_ENABLED: undefined, // test/setup.ts sets it; a new user's shell does not
-};
 
 beforeAll(async () => {
   root = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-cli-'));
   dataDir = path.join(root, '.data'); // made by the start, as on a fresh clone
   gateway = await startCli({
-    ...cleanEnv,
+    ...NEW_USER_START_ENV,
     LOCAL_DATA_DIR: dataDir,
     NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --require ${TRACING_SDK_REPORT}`,
   });
