@@ -71,9 +71,17 @@ function openApi(): Record<string, unknown> {
             {
               name: 'Idempotency-Key',
               in: 'header',
-              ...header('A retry with the same key within 24 h gets the first answer again'),
+              ...header(
+                'A retry with the same key within 24 h gets the first answer again (a signed request is keyed on its webhook-id instead)',
+              ),
             },
-            { name: 'webhook-id', in: 'header', ...header('Standard Webhooks message id (signed sources)') },
+            {
+              name: 'webhook-id',
+              in: 'header',
+              ...header(
+                'Standard Webhooks message id (signed sources): the same on every retry, and the key of a signed request',
+              ),
+            },
             {
               name: 'webhook-timestamp',
               in: 'header',

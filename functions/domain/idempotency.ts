@@ -41,8 +41,15 @@ export interface IdempotencyRecord {
 
 export type KeyResult = { key: string | null } | { error: string };
 
+/**
+ * The request's key: its `Idempotency-Key`, or failing that its `webhook-id`. A request that carries a Standard
+ * Webhooks signature is keyed on its `webhook-id` whatever else it sends: the id is signed (and stays the same on the
+ * sender's retries), an `Idempotency-Key` header is not, so a captured request replayed within the signature's
+ * tolerance with a new `Idempotency-Key` would otherwise run again (docs/contract.md#idempotent-retries).
+ */
 export function idempotencyKeyOf(headers: Record<string, string>): KeyResult {
-  const raw = headers['idempotency-key'] ?? headers['webhook-id'];
+  const signed = headers['webhook-signature'] !== undefined && headers['webhook-id'] !== undefined;
+  const raw = signed ? headers['webhook-id'] : (headers['idempotency-key'] ?? headers['webhook-id']);
   if (raw === undefined) return { key: null };
   const key = raw.trim();
   if (!KEY_PATTERN.test(key))

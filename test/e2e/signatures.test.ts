@@ -118,6 +118,23 @@ describe('inbound Standard Webhooks verification over the raw body', () => {
     },
   );
 
+  it('a signed request replayed within the tolerance with a new Idempotency-Key gets the first answer: it does not run again', async () => {
+    const headers = signed(body);
+    const first = await world.post(body, { ...headers, 'idempotency-key': 'sender-key-1' });
+    expect(first.status).toBe(200);
+    const objects = (await world.listKeys()).length;
+    for (const replayKey of ['attacker-key-1', 'attacker-key-2']) {
+      const replay = await world.post(body, { ...headers, 'idempotency-key': replayKey });
+      expect(replay.status).toBe(200);
+      expect(replay.body.conversation_id).toBe(first.body.conversation_id);
+    }
+    const bare = await world.post(body, headers);
+    expect(bare.body.conversation_id).toBe(first.body.conversation_id);
+    expect(world.agent.invocations).toHaveLength(1);
+    expect(world.receiver.received).toHaveLength(1);
+    expect((await world.listKeys()).length).toBe(objects);
+  });
+
   it('a source without a secret may send unsigned requests unless REQUIRE_SIGNED_WEBHOOKS=true', async () => {
     const other = JSON.stringify({ ...SEED_REQUEST, source_system: 'scheduler' });
     expect((await world.post(other)).status).toBe(200);

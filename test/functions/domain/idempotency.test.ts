@@ -46,8 +46,16 @@ describe('idempotency keys', () => {
     expect(idempotencyKeyOf({ 'idempotency-key': ' k1 ', 'webhook-id': 'msg_1' })).toEqual({ key: 'k1' });
     expect(idempotencyKeyOf({ 'webhook-id': 'msg_1' })).toEqual({ key: 'msg_1' });
     expect(idempotencyKeyOf({})).toEqual({ key: null });
+    expect(idempotencyKeyOf({ 'idempotency-key': 'k1', 'webhook-signature': 'v1,x' })).toEqual({ key: 'k1' });
     for (const bad of ['', 'a b', 'é', 'x'.repeat(256)])
       expect(idempotencyKeyOf({ 'idempotency-key': bad })).toHaveProperty('error');
+  });
+
+  it('a signed request is keyed on its webhook-id (signed), never on an Idempotency-Key beside it (not signed)', () => {
+    const signed = { 'webhook-id': 'msg_1', 'webhook-timestamp': '1', 'webhook-signature': 'v1,x' };
+    expect(idempotencyKeyOf({ ...signed, 'idempotency-key': 'k1' })).toEqual({ key: 'msg_1' });
+    expect(idempotencyKeyOf({ ...signed, 'idempotency-key': 'k2' })).toEqual({ key: 'msg_1' });
+    expect(idempotencyKeyOf({ ...signed, 'webhook-id': 'a b', 'idempotency-key': 'k1' })).toHaveProperty('error');
   });
 
   it('are stored per source, hashed', () => {
