@@ -28,6 +28,17 @@ function hasForbiddenKey(value: unknown, depth = 0): boolean {
   );
 }
 
+/**
+ * Whether the date of an ISO 8601 timestamp exists: valibot's pattern takes any day 01-31 in any month, and Date.parse
+ * rolls 2025-02-31 over to March 3rd, so a record would carry a date that never was (docs/contract.md#post-webhook).
+ */
+function isCalendarDate(timestamp: string): boolean {
+  const [year, month, day] = timestamp.slice(0, 10).split('-').map(Number) as [number, number, number];
+  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
+  const days = month === 2 ? (leap ? 29 : 28) : [4, 6, 9, 11].includes(month) ? 30 : 31;
+  return day <= days;
+}
+
 export const WebhookRequestSchema = v.strictObject(
   {
     query: v.pipe(
@@ -42,6 +53,7 @@ export const WebhookRequestSchema = v.strictObject(
       v.pipe(
         v.string('timestamp must be a string'),
         v.isoTimestamp('timestamp must be an ISO 8601 date-time with a time zone, e.g. 2025-08-13T10:30:45Z'),
+        v.check(isCalendarDate, 'timestamp must be a date that exists: its day is past the end of its month'),
       ),
     ),
     thread_id: v.optional(

@@ -65,6 +65,10 @@ describe('parseWebhookRequest: valid requests', () => {
     '2025-08-13T10:30:45.123Z',
     '2025-08-13T12:30:45+02:00',
     '2025-08-13T10:30:45-0700',
+    '2024-02-29T10:30:45Z',
+    '2000-02-29T10:30:45Z',
+    '2025-04-30T23:59:59Z',
+    '2025-12-31T23:59:59Z',
   ])('accepts timestamp %s', (timestamp) => {
     expect(ok(parse({ ...MINIMAL, timestamp })).timestamp).toBe(timestamp);
   });
@@ -171,6 +175,15 @@ describe('parseWebhookRequest: timestamp and webhook_type', () => {
     const d = details({ ...MINIMAL, timestamp });
     expect(d).toEqual([{ field: 'timestamp', message: expect.stringMatching(/ISO 8601/) }]);
   });
+
+  it.each(['2025-02-29T10:30:45Z', '2025-02-31T10:30:45Z', '2025-04-31T10:30:45Z', '1900-02-29T10:30:45Z'])(
+    'rejects timestamp %j: a day its month does not have',
+    (timestamp) => {
+      expect(details({ ...MINIMAL, timestamp })).toEqual([
+        { field: 'timestamp', message: 'timestamp must be a date that exists: its day is past the end of its month' },
+      ]);
+    },
+  );
 
   it('rejects a numeric timestamp', () => {
     expect(details({ ...MINIMAL, timestamp: 1723545045 })).toEqual([
