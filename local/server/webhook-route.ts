@@ -70,19 +70,12 @@ export async function handleWebhook(
       headers,
     );
   }
-  const tooLarge = () =>
-    sendJson(
-      res,
-      413,
-      errorBody(
-        'PAYLOAD_TOO_LARGE',
-        `Request body must be at most ${MAX_BODY_BYTES} bytes (the Step Functions input limit)`,
-      ),
-      {
-        ...headers,
-        connection: 'close',
-      },
-    );
+  // The answer API Gateway gives (GATEWAY_ERRORS): the limit is the execution input's, which a body under 256 KB can
+  // still exceed once escaped into it, so the message never says the body alone was over.
+  const tooLarge = () => {
+    const refused = gatewayErrorResult('PAYLOAD_TOO_LARGE');
+    sendJson(res, refused.statusCode, refused.body, { ...headers, connection: 'close' });
+  };
   if (Number(req.headers['content-length'] ?? 0) > MAX_BODY_BYTES) {
     req.resume();
     return tooLarge();

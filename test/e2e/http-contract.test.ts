@@ -1,5 +1,6 @@
 import { request as httpRequest } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { gatewayErrorResult } from '../../functions/domain/gateway-contract.ts';
 import { SEED_REQUEST, startWorld, type TestWorld } from '../support/gateway.ts';
 
 let world: TestWorld;
@@ -84,6 +85,9 @@ describe('HTTP contract of the local gateway (docs/contract.md)', () => {
     const quotes = '"'.repeat(140_000);
     const res = await world.post(JSON.stringify({ ...SEED_REQUEST, query: quotes }));
     expect(res.status).toBe(413);
+    // The answer API Gateway gives: it names the execution input's limit, never says a 140 KB body was over 256 KB.
+    expect(res.body).toEqual(gatewayErrorResult('PAYLOAD_TOO_LARGE').body);
+    expect(res.body.error.message).not.toMatch(/body must be at most/);
   });
 
   it('a 413 is answered even when the client sends the body without Content-Length (chunked)', async () => {
