@@ -79,7 +79,7 @@ function keyReused(conversationId: string): ValidateResult {
   return rejection(
     'ValidationError',
     'IDEMPOTENCY_KEY_REUSED',
-    'This Idempotency-Key (or webhook-id) was already used in the last 24 hours for a different request (its query, source_process, webhook_type or metadata differ): send a new request with a new key',
+    'This Idempotency-Key (or webhook-id) was already used in the last 24 hours for a different request (its query, source_process, webhook_type, metadata or thread_id differ): send a new request with a new key',
     { conversation_id: conversationId },
   );
 }

@@ -63,7 +63,8 @@ describe('Idempotency-Key: a retried request gets the first answer, not a second
     ['source_process', { source_process: 'another_process' }],
     ['metadata', { metadata: { account: 'ACME' } }],
     ['webhook_type', { webhook_type: 'general' }],
-  ])('the same key for a different request (%s) → 400 IDEMPOTENCY_KEY_REUSED, nothing runs', async (_, change) => {
+    ['thread_id', { thread_id: 'another-thread' }],
+  ])('the same key for a different request (%s) → 400 IDEMPOTENCY_KEY_REUSED, nothing runs', async (field, change) => {
     const k = key();
     const first = await world.post(SEED_REQUEST, { 'idempotency-key': k });
     const objects = (await world.listKeys()).length;
@@ -77,6 +78,7 @@ describe('Idempotency-Key: a retried request gets the first answer, not a second
         conversation_id: first.body.conversation_id,
       },
     });
+    expect(other.body.error.message).toContain(field); // the message names every part that must match
     expect(world.agent.invocations).toHaveLength(1);
     expect(world.receiver.received).toHaveLength(1);
     expect((await world.listKeys()).length).toBe(objects);
