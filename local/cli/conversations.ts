@@ -31,7 +31,7 @@ import { localExportBucket, readGatewayRuntime } from '../store/gateway-runtime.
 import { ObjectStore } from '../store/object-store.ts';
 import { explainAwsError } from './aws/errors.ts';
 import { AWS_OPTIONS, CliError, DEFAULT_STACK_NAME, note, out } from './shared.ts';
-import { formatTable } from './table.ts';
+import { formatTable, printable } from './table.ts';
 
 const FILTER_OPTIONS = {
   ...AWS_OPTIONS,
@@ -228,7 +228,7 @@ function printConversation(
   }
   const oneLine = (text: string, max: number) => {
     const flat = text.replace(/\s+/g, ' ').trim();
-    return flat.length > max ? `${flat.slice(0, max)}…` : flat;
+    return printable(flat.length > max ? `${flat.slice(0, max)}…` : flat);
   };
   if (record) {
     const ctx = record.webhook_context;

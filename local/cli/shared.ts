@@ -6,7 +6,7 @@ import { attemptsMade, type FailedDeliveryEnvelope, owedBy } from '../../functio
 import { DEFAULTS } from '../../functions/shared/settings.ts';
 import { resolveOptions } from '../server/config.ts';
 import { readGatewayRuntime } from '../store/gateway-runtime.ts';
-import { formatTable } from './table.ts';
+import { formatTable, printable } from './table.ts';
 
 /** An error the command line prints as one line (`webhook-gateway: …`), exit code 1, never a stack trace. */
 export class CliError extends Error {}
@@ -16,18 +16,12 @@ export function out(text: string): void {
   process.stdout.write(`${text}\n`);
 }
 
-// biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is what it is for
-const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
-const ESCAPES: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
-
 /**
  * One line of the running gateway's operator log: its fields joined by two spaces, every control character (and the
  * Unicode line separators) escaped, so nothing a request carries can break a line or forge another.
  */
 export function eventLine(...fields: (string | number)[]): string {
-  return fields
-    .map((f) => String(f).replace(CONTROL, (c) => ESCAPES[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`))
-    .join('  ');
+  return fields.map((f) => printable(String(f))).join('  ');
 }
 
 /** A progress or hint line (stderr), so `--json` output stays clean. */

@@ -1,6 +1,20 @@
-/** A plain text table: columns padded to their widest cell. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is what it is for
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+const ESCAPES: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
+
+/**
+ * Text as a terminal shows it literally: every control character (ESC of an ANSI or OSC sequence, CR, BEL, C1), the
+ * Unicode line separators and the bidirectional overrides written as `\n`, `\r`, `\t` or `\uXXXX`. A question, an
+ * answer or a receiver's body is the sender's text: printed raw, it could recolour, retitle or rewrite the
+ * operator's screen.
+ */
+export function printable(text: string): string {
+  return text.replace(CONTROL, (c) => ESCAPES[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/** A plain text table: columns padded to their widest cell, each cell printable. */
 export function formatTable(headers: string[], rows: (string | number | null)[][]): string {
-  const cells = rows.map((row) => row.map((c) => (c === null || c === undefined ? '-' : String(c))));
+  const cells = rows.map((row) => row.map((c) => (c === null || c === undefined ? '-' : printable(String(c)))));
   const widths = headers.map((h, i) => Math.max(h.length, ...cells.map((r) => (r[i] ?? '').length)));
   const line = (r: string[]) =>
     r

@@ -222,6 +222,29 @@ describe('webhook-gateway start / conversations', () => {
     expect(gateway.output()).not.toMatch(/^\S+ {2}200 {2}webhook_20250101_000000_forged/m);
   });
 
+  it("a sender's control characters reach the operator's terminal escaped: no ANSI or OSC sequence, no CR", async () => {
+    const query = 'Which deals \u001b[31mRED\u001b[0m \u001b]0;retitled\u0007 close? \u202eevil\r';
+    const res = await fetch(`${gateway.url}/webhook`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ ...SEED_REQUEST, query, thread_id: 'escapes-thread' }),
+    });
+    const { conversation_id: id } = (await res.json()) as { conversation_id: string };
+    const show = await runCli(['conversations', 'show', id], { LOCAL_DATA_DIR: dataDir });
+    const thread = await runCli(['conversations', 'list', '--thread', 'escapes-thread'], { LOCAL_DATA_DIR: dataDir });
+    for (const result of [show, thread]) {
+      expect(result.code).toBe(0);
+      const raw = [...result.stdout].filter((c) => {
+        const code = c.codePointAt(0)!;
+        return (code < 0x20 && c !== '\n') || (code >= 0x7f && code <= 0x9f) || code === 0x202e;
+      });
+      expect(raw).toEqual([]);
+      expect(result.stdout).toContain(
+        'Which deals \\u001b[31mRED\\u001b[0m \\u001b]0;retitled\\u0007 close? \\u202eevil',
+      );
+    }
+  });
+
   it('Ctrl-C stops the gateway and its embedded S3', async () => {
     const exited = new Promise<number | null>((r) => gateway.child.once('exit', r));
     gateway.child.kill('SIGINT');
