@@ -45,7 +45,12 @@ export const WebhookRequestSchema = v.strictObject(
       v.string('query must be a string'),
       v.trim(),
       v.minLength(1, 'query is required and must not be blank'),
-      v.maxLength(MAX_QUERY_LENGTH, `query must be at most ${MAX_QUERY_LENGTH} characters`),
+      // Counted as JavaScript counts a string, in UTF-16 code units: a character outside the Basic Multilingual Plane (an
+      // emoji) counts 2, so the question stays within 60 KB of UTF-8 (docs/contract.md#the-manager-agent).
+      v.maxLength(
+        MAX_QUERY_LENGTH,
+        `query must be at most ${MAX_QUERY_LENGTH} characters (UTF-16 code units: an emoji counts as 2)`,
+      ),
     ),
     source_system: systemName('source_system'),
     source_process: systemName('source_process'),

@@ -113,10 +113,21 @@ describe('parseWebhookRequest: query', () => {
     expect(details({ ...MINIMAL, query })).toEqual([{ field: 'query', message: 'query must be a string' }]);
   });
 
+  it('counts a query in UTF-16 code units, and says so: half the limit in emoji fits, one more does not', () => {
+    const half = MAX_QUERY_LENGTH / 2;
+    expect(ok(parse({ ...MINIMAL, query: '😀'.repeat(half) })).query).toHaveLength(MAX_QUERY_LENGTH);
+    expect(details({ ...MINIMAL, query: '😀'.repeat(half + 1) })).toEqual([
+      { field: 'query', message: expect.stringContaining('UTF-16 code units: an emoji counts as 2') },
+    ]);
+  });
+
   it(`accepts a query of exactly ${MAX_QUERY_LENGTH} characters and rejects one more`, () => {
     expect(ok(parse({ ...MINIMAL, query: 'q'.repeat(MAX_QUERY_LENGTH) })).query).toHaveLength(MAX_QUERY_LENGTH);
     expect(details({ ...MINIMAL, query: 'q'.repeat(MAX_QUERY_LENGTH + 1) })).toEqual([
-      { field: 'query', message: `query must be at most ${MAX_QUERY_LENGTH} characters` },
+      {
+        field: 'query',
+        message: `query must be at most ${MAX_QUERY_LENGTH} characters (UTF-16 code units: an emoji counts as 2)`,
+      },
     ]);
   });
 
