@@ -134,7 +134,12 @@ export function parseWebhookRequest(rawBody: string): RequestParseResult {
     return {
       ok: false,
       code: 'INVALID_JSON',
-      message: `Request body is not valid JSON: ${jsonSyntaxError((error as Error).message)}`,
+      message: `Request body is not valid JSON: ${
+        // gzip's magic bytes 1F 8B, as a UTF-8 decoding of the body reads them: no Content-Encoding is decoded.
+        rawBody.startsWith('\u001f\ufffd')
+          ? 'it is gzip-compressed; send it uncompressed (no Content-Encoding is decoded)'
+          : jsonSyntaxError((error as Error).message)
+      }`,
       details: [],
     };
   }

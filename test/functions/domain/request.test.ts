@@ -1,3 +1,4 @@
+import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { WEBHOOK_TYPES } from '../../../functions/domain/conversation.ts';
 import {
@@ -296,6 +297,15 @@ describe('parseWebhookRequest: body shape', () => {
     expect(result.code).toBe('INVALID_JSON');
     expect(result.message).toMatch(/^Request body is not valid JSON: /);
     expect(result.details).toEqual([]);
+  });
+
+  it('says a gzip-compressed body is one (as it reaches the gateway: decoded as UTF-8, no Content-Encoding undone)', () => {
+    const raw = gzipSync(JSON.stringify(SEED_REQUEST)).toString('utf8');
+    const result = failed(parseWebhookRequest(raw));
+    expect(result.code).toBe('INVALID_JSON');
+    expect(result.message).toBe(
+      'Request body is not valid JSON: it is gzip-compressed; send it uncompressed (no Content-Encoding is decoded)',
+    );
   });
 
   it('rejects unknown fields by name', () => {
