@@ -161,6 +161,18 @@ export function claimedSource(rawBody: string): string | null {
   }
 }
 
+/** How long a field's name may be, as an error names it (an unknown field's is the sender's). */
+const MAX_SHOWN_FIELD = 100;
+
+/**
+ * An unknown field is named as the sender spelled it, up to MAX_SHOWN_FIELD characters: its name is named twice
+ * (message and details), so a 200 KB key would make a 400 KB answer, beyond what an execution's cause carries on AWS
+ * (this body is the Fail state's cause: the Step Functions API's cause is at most 32,768 characters) and a log line.
+ */
+function shownField(field: string): string {
+  return field.length > MAX_SHOWN_FIELD ? `${field.slice(0, MAX_SHOWN_FIELD)}… (${field.length} characters)` : field;
+}
+
 /** Validate an already parsed body. */
 function validateWebhookJson(json: unknown): RequestParseResult {
   if (json === null || typeof json !== 'object' || Array.isArray(json)) {
@@ -181,7 +193,10 @@ function validateWebhookJson(json: unknown): RequestParseResult {
   if (result.success && forbidden.length === 0) return { ok: true, request: result.output };
   const details = [
     ...forbidden.map((key) => ({ field: key, message: `field '${key}' is not allowed` })),
-    ...(result.issues ?? []).map((issue) => ({ field: v.getDotPath(issue) ?? '(body)', message: issue.message })),
+    ...(result.issues ?? []).map((issue) => ({
+      field: shownField(v.getDotPath(issue) ?? '(body)'),
+      message: issue.message,
+    })),
   ];
   return {
     ok: false,

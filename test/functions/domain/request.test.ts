@@ -316,6 +316,15 @@ describe('parseWebhookRequest: body shape', () => {
     );
   });
 
+  it('names an unknown field of any length in at most 100 characters: the answer stays small', () => {
+    const key = 'k'.repeat(200_000);
+    const result = failed(parseWebhookRequest(JSON.stringify({ ...MINIMAL, [key]: 1 })));
+    expect(result.details).toEqual([
+      { field: `${'k'.repeat(100)}… (200000 characters)`, message: expect.stringMatching(/^unknown field/) },
+    ]);
+    expect(JSON.stringify(result).length).toBeLessThan(1_000);
+  });
+
   it('rejects a misspelled field rather than dropping it', () => {
     expect(fields({ ...MINIMAL, webhooktype: 'deal_analysis' })).toEqual(['webhooktype']);
   });
