@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { statusSigningPayload } from '../../functions/domain/conversation-status.ts';
 import { type SignedHeaders, signOutbound } from '../../functions/domain/signatures.ts';
-import { CliError } from './shared.ts';
+import { CliError, note } from './shared.ts';
 
 /**
  * `webhook-gateway sign --secret whsec_… (--data JSON | --file body.json | --status CONVERSATION_ID) [--id ID]
@@ -34,6 +34,11 @@ export async function sign(args: string[]): Promise<number> {
     values.status !== undefined
       ? statusSigningPayload(values.status)
       : (values.data ?? (await readFile(values.file!, 'utf8')));
+  // curl's -d @file (the form most try first) drops a file's CR and LF, so what it sends is not what was signed.
+  if (values.file !== undefined && /[\r\n]/.test(body))
+    note(
+      `${values.file} has line breaks: send it with curl --data-binary @${values.file} (curl -d @${values.file} drops them, and the signature would not match what it sends)`,
+    );
   let headers: SignedHeaders;
   try {
     headers = signOutbound(secret, values.id ?? `msg_${randomUUID()}`, new Date(), body);

@@ -1,4 +1,5 @@
-import { readdir, readFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -158,6 +159,20 @@ describe('webhook-gateway sign (what the README shows a sender)', () => {
     );
     expect(Object.keys(headers)).toEqual(['webhook-id', 'webhook-timestamp', 'webhook-signature']);
     expect((await world.post(body, headers)).status).toBe(200);
+  });
+
+  it('sign --file of a body with line breaks says to send it with --data-binary: curl -d @file would drop them', async () => {
+    const file = path.join(await mkdtemp(path.join(tmpdir(), 'sign-')), 'body.json');
+    await writeFile(file, `${JSON.stringify(SEED_REQUEST, null, 2)}\n`);
+    const signedBy = await runMain(['sign', '--secret', CURRENT, '--file', file, '--json']);
+    expect(signedBy.code).toBe(0);
+    expect(signedBy.stderr).toContain(`send it with curl --data-binary @${file}`);
+    const headers = JSON.parse(signedBy.stdout) as Record<string, string>;
+    const raw = await readFile(file, 'utf8');
+    expect((await world.post(raw, headers)).status).toBe(200); // the bytes as they are in the file
+    const flat = file.replace('body.json', 'flat.json');
+    await writeFile(flat, JSON.stringify(SEED_REQUEST));
+    expect((await runMain(['sign', '--secret', CURRENT, '--file', flat])).stderr).toBe('');
   });
 
   it('refuses to sign without a whsec_ secret or without exactly one body', async () => {
