@@ -80,4 +80,56 @@ describe('a conversation’s figures, the same in show and the console', () => {
       'agent - · delivery - (not attempted) · total - · run -',
     );
   });
+
+  it('does not count a Deliver that sent nothing (a held receiver, no time left) as a try or as delivery time', () => {
+    const held = JSON.stringify({ message: 'general is paused', target: 'http://r', hold: 'paused', status: 'queued' });
+    const afterAttempt = JSON.stringify({
+      message: 'HTTP 503; no time left',
+      attempt: { attempt: 1, outcome: 'retryable', status_code: 503 },
+      target: 'http://r',
+    });
+    const run = (name: string, deliver: HistoryEvent[], stoppedMs: number): ExecutionRecord => ({
+      ...execution([], stoppedMs),
+      execution_name: name,
+      events: [
+        { type: 'StateEntered', timestamp: T0 + 10, state: 'Deliver' },
+        ...deliver,
+        { type: 'StateExited', timestamp: T0 + 13, state: 'Deliver' },
+      ],
+    });
+    const queued = run(
+      'req-1',
+      [
+        { type: 'StateFailed', timestamp: T0 + 12, state: 'Deliver', error: 'DeliveryDeferredError', cause: held },
+        { type: 'StateCaught', timestamp: T0 + 12, state: 'Deliver' },
+      ],
+      20,
+    );
+    const record = startedRecord();
+    // Queued by a paused receiver: nothing was sent.
+    expect(formatFigures(conversationFigures(record, [queued]))).toBe(
+      'agent - · delivery - (not attempted) · total - · run 20 ms',
+    );
+    // Then the schedule delivered it: one try, its time only.
+    const scheduled = run('req-1-redelivery-1', [], 20);
+    expect(conversationFigures(closedRecord(), [queued, scheduled])).toMatchObject({ tries: 1, delivery_ms: 3 });
+    // A try that failed, retried, then ran out of time: two POSTs (the deferral carries the second's attempt).
+    const retried = run(
+      'req-2',
+      [
+        { type: 'StateFailed', timestamp: T0 + 11, state: 'Deliver', error: 'DeliveryRetryableError', cause: '{}' },
+        { type: 'StateRetried', timestamp: T0 + 11, state: 'Deliver' },
+        {
+          type: 'StateFailed',
+          timestamp: T0 + 12,
+          state: 'Deliver',
+          error: 'DeliveryDeferredError',
+          cause: afterAttempt,
+        },
+        { type: 'StateCaught', timestamp: T0 + 12, state: 'Deliver' },
+      ],
+      20,
+    );
+    expect(conversationFigures(record, [retried])).toMatchObject({ tries: 2, retries: 1, delivery_ms: 2 });
+  });
 });
