@@ -149,11 +149,19 @@ export class QueryParamError extends Error {}
 const ISO_DATE_OR_TIME = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2}))?$/i;
 
 /**
+ * An ISO 8601 date (midnight UTC) or date-time with its zone as epoch milliseconds; NaN for anything else. A date-time
+ * without a zone is refused rather than read in the zone of whatever machine parses it.
+ */
+export function isoInstant(value: string): number {
+  return ISO_DATE_OR_TIME.test(value) ? Date.parse(value) : Number.NaN;
+}
+
+/**
  * `since` as the exported timestamps spell it (`2026-11-28T00:00:00.000Z`), so that text comparison is time order:
  * an ISO date (midnight UTC) or a date-time with its zone.
  */
 export function normalizeSince(value: string): string {
-  const ms = ISO_DATE_OR_TIME.test(value) ? Date.parse(value) : Number.NaN;
+  const ms = isoInstant(value);
   if (Number.isNaN(ms))
     throw new QueryParamError(
       `since must be an ISO 8601 date or date-time with a zone, e.g. 2026-11-28 or 2026-11-28T12:00:00Z; got "${value}"`,

@@ -18,6 +18,7 @@ import {
   note,
   out,
   parseSince,
+  parseWebhookType,
   stateLabel,
 } from './shared.ts';
 
@@ -96,6 +97,9 @@ export async function deliveriesRedrive(args: string[]): Promise<number> {
       ...AWS_OPTIONS,
     },
   });
+  // Checked before anything is read, here and on AWS: a typo must not plan "0 deliveries".
+  parseSince(values.since);
+  parseWebhookType(values.type);
   if (awsRequested(values)) {
     if (values.url !== undefined)
       throw new CliError('--url is for the local gateway; --aws redrives on the deployed stack');

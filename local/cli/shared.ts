@@ -2,7 +2,9 @@
  * What every `webhook-gateway` command shares: its one error type, its output streams, the `--aws` flags and the
  * small formatting helpers of the lists.
  */
+import { WEBHOOK_TYPES, type WebhookType } from '../../functions/domain/conversation.ts';
 import { attemptsMade, type FailedDeliveryEnvelope, owedBy } from '../../functions/domain/failed-delivery.ts';
+import { isoInstant } from '../../functions/domain/named-queries.ts';
 import { DEFAULTS } from '../../functions/shared/settings.ts';
 import { resolveOptions } from '../server/config.ts';
 import { readGatewayRuntime } from '../store/gateway-runtime.ts';
@@ -55,13 +57,23 @@ export function age(fromIso: string, now = Date.now()): string {
   return `${Math.round(s / 86_400)}d`;
 }
 
-/** `--since ISO` as epoch milliseconds, or null when not given. */
+/** `--since ISO` (a date, or a date-time with its zone) as epoch milliseconds, or null when not given. */
 export function parseSince(value: string | undefined): number | null {
   if (value === undefined) return null;
-  const t = Date.parse(value);
+  const t = isoInstant(value);
   if (Number.isNaN(t))
-    throw new CliError(`--since must be an ISO 8601 date-time, e.g. 2025-08-13T00:00:00Z; got "${value}"`);
+    throw new CliError(
+      `--since must be an ISO 8601 date or date-time with a zone, e.g. 2025-08-13 or 2025-08-13T00:00:00Z; got "${value}"`,
+    );
   return t;
+}
+
+/** `--type T` of a redrive: one webhook type, or null when not given. */
+export function parseWebhookType(value: string | undefined): WebhookType | null {
+  if (value === undefined) return null;
+  if (!(WEBHOOK_TYPES as readonly string[]).includes(value))
+    throw new CliError(`--type takes one of ${WEBHOOK_TYPES.join(', ')}; got "${value}"`);
+  return value as WebhookType;
 }
 
 /**

@@ -4,6 +4,7 @@ import { isConversationId } from '../../functions/domain/conversation-id.ts';
 import type { BreakerPolicy } from '../../functions/domain/endpoints.ts';
 import { redriveCandidates, resendRefusal } from '../../functions/domain/failed-delivery.ts';
 import { errorBody } from '../../functions/domain/gateway-contract.ts';
+import { isoInstant } from '../../functions/domain/named-queries.ts';
 import type { EndpointStore } from '../../functions/shared/endpoint-store.ts';
 import type { RedeliveryResult } from '../../functions/shared/redelivery.ts';
 import type { LocalRedelivery } from '../engine/redelivery.ts';
@@ -32,8 +33,9 @@ function recoverFilter(req: IncomingMessage): { since: number | null; type: stri
   const params = new URL(req.url ?? '/', 'http://local').searchParams;
   const since = params.get('since') || null;
   const type = params.get('type') || null;
-  const sinceMs = since === null ? null : Date.parse(since);
-  if (sinceMs !== null && Number.isNaN(sinceMs)) return `since must be an ISO 8601 date or date-time, got "${since}"`;
+  const sinceMs = since === null ? null : isoInstant(since);
+  if (sinceMs !== null && Number.isNaN(sinceMs))
+    return `since must be an ISO 8601 date or date-time with a zone (e.g. 2026-11-29 or 2026-11-29T08:00:00Z), got "${since}"`;
   if (type !== null && !(WEBHOOK_TYPES as readonly string[]).includes(type))
     return `type must be one of ${WEBHOOK_TYPES.join(', ')}, got "${type}"`;
   return { since: sinceMs, type };

@@ -41,6 +41,10 @@ describe('operator routes behind the console’s checks', () => {
     const plan = await rawGet(`${base}/local/deliveries/plan?since=yesterday`);
     expect(plan.status).toBe(400);
     expect(plan.body).toContain('since must be an ISO 8601 date');
+    // A time without its zone would be read in the gateway's own zone: refused, as the CLI refuses it.
+    const zoneless = await rawGet(`${base}/local/deliveries/plan?since=2026-11-29T08:00`);
+    expect(zoneless.status).toBe(400);
+    expect(zoneless.body).toContain('with a zone');
   });
 });
 

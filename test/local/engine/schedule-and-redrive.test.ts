@@ -328,7 +328,33 @@ describe('webhook-gateway deliveries (CLI against the running gateway)', () => {
     expect(bad.stderr).toMatch(/is not a conversation id/);
     const since = await cli(['deliveries', 'redrive', '--all', '--since', 'last tuesday']);
     expect(since.code).toBe(1);
-    expect(since.stderr).toMatch(/--since must be an ISO 8601 date-time/);
+    expect(since.stderr).toMatch(/--since must be an ISO 8601 date or date-time with a zone/);
+  });
+
+  it('redrive --all refuses a time without its zone and an unknown type instead of planning 0 deliveries', async () => {
+    const body = await failedConversation(400);
+    // Read in the shell's zone, 08:00 could be hours before or after the failure: the list commands refuse it too.
+    const zoneless = await cli(['deliveries', 'redrive', '--all', '--since', '2020-01-01T08:00:00', '--dry-run']);
+    expect(zoneless.code).toBe(1);
+    expect(zoneless.stderr).toMatch(/--since must be an ISO 8601 date or date-time with a zone.*"2020-01-01T08:00:00"/);
+    const typo = await cli(['deliveries', 'redrive', '--all', '--type', 'deal-analysis', '--dry-run']);
+    expect(typo.code).toBe(1);
+    expect(typo.stderr).toMatch(
+      /--type takes one of deal_analysis, data_analysis, lead_analysis, general; got "deal-analysis"/,
+    );
+    expect(world.receiver.received).toHaveLength(0);
+    expect((await world.gateway.failedDeliveries.get(body.conversation_id))!.state).toBe('dead');
+    const dated = await cli([
+      'deliveries',
+      'redrive',
+      '--all',
+      '--since',
+      '2020-01-01',
+      '--type',
+      'general',
+      '--dry-run',
+    ]);
+    expect(dated.code).toBe(0);
   });
 
   it('redrive finds the gateway running on LOCAL_DATA_DIR (its gateway.json), whatever its PORT', async () => {
