@@ -79,6 +79,8 @@ describe.skipIf(skipBrowser)('console in Chromium', () => {
       .poll(() => rows.evaluateAll((trs) => trs.map((tr) => tr.getAttribute('data-id'))))
       .toEqual([ids.failed, ids.data, ids.deal]);
     const failedRow = page.locator(`#conversations tr[data-id="${ids.failed}"]`);
+    // The received time is shown without its zone letter: the column says which zone it is.
+    expect(await page.locator('#conversations thead th').first().innerText()).toBe('received (UTC)');
     expect(await failedRow.locator('td').allInnerTexts()).toEqual([
       expect.stringMatching(/^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$/),
       ids.failed,
