@@ -5,9 +5,12 @@ import {
   type FailedDeliveryEnvelope,
   owedBy,
   redriveCandidates,
+  resendRefusal,
 } from '../../functions/domain/failed-delivery.ts';
 import type { RedeliveryResult } from '../../functions/shared/redelivery.ts';
+import { latestRecord } from '../history/conversations.ts';
 import { resolveOptions } from '../server/config.ts';
+import { ExecutionStore } from '../store/execution-store.ts';
 import { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
 import {
   AWS_OPTIONS,
@@ -127,7 +130,7 @@ export async function deliveriesRedrive(args: string[]): Promise<number> {
   if (id) {
     if (!isConversationId(id)) throw new CliError(`"${id}" is not a conversation id`);
     const envelope = await store.get(id);
-    if (!envelope) throw new CliError(`no failed delivery for ${id} (see "webhook-gateway deliveries list")`);
+    if (!envelope) return nothingOwed(id, dataDir);
     if (envelope.state === 'settled') {
       out(
         owedBy(envelope) === 'export'
@@ -176,6 +179,29 @@ export async function deliveriesRedrive(args: string[]): Promise<number> {
         .join(', ')}`,
     );
   return (counts.failed ?? 0) + (counts.error ?? 0) + (counts.held ?? 0) > 0 ? 1 : 0;
+}
+
+/**
+ * `redrive <id>` of a conversation the failed-delivery store never held: delivered at its first try, its agent failed,
+ * or not a conversation of this data folder. A delivered one is the no-op of an already delivered conversation
+ * (docs/operations.md: resend it instead); the others are errors.
+ */
+async function nothingOwed(id: string, dataDir: string): Promise<number> {
+  const record = latestRecord(await new ExecutionStore(dataDir).executions(id));
+  if (!record)
+    throw new CliError(
+      `no conversation ${id} in the local history (${dataDir}; see "webhook-gateway conversations list")`,
+    );
+  if (record.webhook_context.delivery_status === 'delivered') {
+    out(
+      `${id} was delivered (nothing is owed): nothing to redrive. To deliver it again: webhook-gateway deliveries resend ${id}`,
+    );
+    return 0;
+  }
+  throw new CliError(
+    resendRefusal(record, null) ??
+      `no failed delivery for ${id} (its delivery is ${record.webhook_context.delivery_status}; see "webhook-gateway deliveries list")`,
+  );
 }
 
 /** Why a redelivery did not deliver, for its progress line. */

@@ -331,6 +331,24 @@ describe('webhook-gateway deliveries (CLI against the running gateway)', () => {
     expect(since.stderr).toMatch(/--since must be an ISO 8601 date or date-time with a zone/);
   });
 
+  it('redrive <id> of a conversation delivered at its first try is a no-op that points to resend', async () => {
+    const res = await world.post(SEED_REQUEST);
+    const body = res.body as { conversation_id: string; tracking: { delivery_status: string } };
+    expect(body.tracking.delivery_status).toBe('delivered');
+    world.receiver.reset();
+    const result = await cli(['deliveries', 'redrive', body.conversation_id]);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain(
+      `${body.conversation_id} was delivered (nothing is owed): nothing to redrive. To deliver it again: webhook-gateway deliveries resend ${body.conversation_id}`,
+    );
+    expect(world.receiver.received).toHaveLength(0);
+    const unknown = await cli(['deliveries', 'redrive', 'webhook_20250813_103045_testing_phase3valid_nothere']);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toMatch(
+      /no conversation webhook_20250813_103045_testing_phase3valid_nothere in the local history/,
+    );
+  });
+
   it('redrive --all refuses a time without its zone and an unknown type instead of planning 0 deliveries', async () => {
     const body = await failedConversation(400);
     // Read in the shell's zone, 08:00 could be hours before or after the failure: the list commands refuse it too.
