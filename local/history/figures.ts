@@ -5,8 +5,9 @@
  * entry and each of its retries, in every execution; a Deliver that ended in a deferral without an attempt of its own,
  * a held receiver or the caller's deadline, sent nothing that time), delivery is the time spent in Deliver (retry
  * waits included; not in a Deliver that sent nothing at all),
- * total is the record's (received → closed, what the caller gets as processing_time_ms) and run the first execution's
- * span, the end of its timeline (the export's own writes come after total).
+ * total is the record's (received → closed, what the caller gets as processing_time_ms) and run the span of the
+ * conversation workflow's execution (not an asynchronous start's accept execution), the end of its timeline (the
+ * export's own writes come after total).
  */
 import type { ConversationRecord } from '../../functions/domain/conversation.ts';
 import { isDeferral } from '../../functions/domain/delivery.ts';
@@ -51,7 +52,8 @@ export function conversationFigures(record: ConversationRecord, executions: Exec
   const deliver = rows.filter((r) => r.sent > 0).map((r) => r.row);
   const retries = deliver.reduce((n, row) => n + row.retries, 0);
   const sent = rows.reduce((n, r) => n + r.sent, 0);
-  const first = executions[0];
+  // The conversation workflow's run: an asynchronous conversation's accept execution comes first and lasts milliseconds.
+  const first = executions.find((e) => e.state_machine === 'conversation') ?? executions[0];
   const stopped = first ? Date.parse(first.stopped_at) : Number.NaN;
   return {
     agent_ms: record.execution.timings.agent_ms,

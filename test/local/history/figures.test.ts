@@ -132,4 +132,10 @@ describe('a conversation’s figures, the same in show and the console', () => {
     );
     expect(conversationFigures(record, [retried])).toMatchObject({ tries: 2, retries: 1, delivery_ms: 2 });
   });
+
+  it('run is the conversation workflow’s execution, not the accept execution of an asynchronous start', () => {
+    const accept = { ...execution([[0, 'StateEntered', 'Validate']], 15), state_machine: 'accept' };
+    const run = { ...execution([[20, 'StateEntered', 'Validate']], 5_100), started_at: at(13) };
+    expect(conversationFigures(closedRecord(), [accept, run]).run_ms).toBe(5_087);
+  });
 });
