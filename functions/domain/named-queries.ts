@@ -143,6 +143,32 @@ export function namedQuery(id: string): NamedQuery | undefined {
   return NAMED_QUERIES.find((q) => q.id === id);
 }
 
+/** The first word of a statement that only reads, in Athena (Trino) or DuckDB. */
+const READING_STATEMENTS = new Set(['SELECT', 'WITH', 'VALUES', 'TABLE', 'FROM', 'SHOW', 'DESCRIBE', 'DESC']);
+
+/**
+ * Why `sql` is not a statement that only reads (its first word, e.g. "DROP"), or null when it reads. Checked before
+ * the SQL reaches either engine: on Athena a CREATE TABLE AS, INSERT or DROP VIEW would change the stack's Glue
+ * catalog or write to S3 with the caller's rights. Comments, opening parentheses and EXPLAIN [ANALYZE] in front are
+ * looked through (Trino's EXPLAIN ANALYZE runs what it explains).
+ */
+export function nonReadingStatement(sql: string): string | null {
+  let rest = sql;
+  for (;;) {
+    const before = rest;
+    rest = rest
+      .replace(/^\s+/, '')
+      .replace(/^--[^\n]*(\n|$)/, '')
+      .replace(/^\/\*[\s\S]*?\*\//, '')
+      .replace(/^\(/, '');
+    const explain = /^explain\b(\s+analyze\b)?(\s+verbose\b)?(\s*\([^)]*\))?/i.exec(rest);
+    if (explain) rest = rest.slice(explain[0].length);
+    if (rest === before) break;
+  }
+  const word = /^[a-z_]+/i.exec(rest)?.[0]?.toUpperCase() ?? '';
+  return READING_STATEMENTS.has(word) ? null : word || rest.slice(0, 20);
+}
+
 /** A parameter value that cannot be used; the CLI prints the message. */
 export class QueryParamError extends Error {}
 

@@ -216,7 +216,7 @@ export async function openAnalytics(options: {
   source: AnalysisSource;
   cacheDir: string | null;
 }): Promise<AnalyticsEngine> {
-  const { DuckDBInstance } = await import('@duckdb/node-api');
+  const { DuckDBInstance, StatementType } = await import('@duckdb/node-api');
   const instance: DuckDBInstance = await DuckDBInstance.create(':memory:', { threads: '2' });
   const connection = await instance.connect();
   const close = () => {
@@ -258,6 +258,9 @@ export async function openAnalytics(options: {
       async query(sql, params = []) {
         try {
           const prepared = await connection.prepare(sql);
+          // Only reads: a CREATE, INSERT or DROP would change this run's tables (never the exports or the cache).
+          if (prepared.statementType !== StatementType.SELECT && prepared.statementType !== StatementType.EXPLAIN)
+            throw new QueryError(`only a statement that reads can run here (SELECT, WITH …, EXPLAIN)`);
           if (prepared.parameterCount !== params.length) {
             throw new QueryError(
               `the query has ${prepared.parameterCount} parameter(s) (?) but ${params.length} value(s) were given`,

@@ -5,6 +5,7 @@ import {
   bindNamedQuery,
   NAMED_QUERIES,
   namedQuery,
+  nonReadingStatement,
   type QueryParam,
   QueryParamError,
 } from '../../functions/domain/named-queries.ts';
@@ -106,6 +107,11 @@ export async function conversationsQuery(args: string[]): Promise<number> {
     out(describeTable());
     return 0;
   }
+  const changes = nonReadingStatement(sql);
+  if (changes !== null)
+    throw new CliError(
+      `conversations query only reads (SELECT, WITH, VALUES, SHOW, DESCRIBE, EXPLAIN): "${changes}" is refused`,
+    );
   const result = aws ? await onAthena(values, sql, params) : await onDuckDb(sql, params);
   if (format !== 'table' || result.rows.length > 0) out(formatResult(result, format));
   else out('(no rows)');

@@ -4,6 +4,7 @@ import {
   bindNamedQuery,
   NAMED_QUERIES,
   namedQuery,
+  nonReadingStatement,
   normalizeSince,
   QueryParamError,
   SHARED_FUNCTIONS,
@@ -268,4 +269,27 @@ describe('the SQL both engines share', () => {
       expect(query.params[0]!.name).toBe('since');
     },
   );
+});
+
+describe('only statements that read reach an engine', () => {
+  it('names the first word of one that would change something, looking through comments, parentheses and EXPLAIN', () => {
+    for (const sql of [
+      'SELECT 1',
+      '  with x as (select 1) select * from x',
+      '-- a note\n/* another */ (SELECT count(*) FROM conversations)',
+      'EXPLAIN SELECT 1',
+      'EXPLAIN ANALYZE VERBOSE SELECT 1',
+      'VALUES (1)',
+      'SHOW TABLES',
+      'DESCRIBE conversations',
+      ...NAMED_QUERIES.map((q) => q.sql),
+    ])
+      expect(nonReadingStatement(sql), sql).toBeNull();
+    expect(nonReadingStatement('DROP VIEW conversations')).toBe('DROP');
+    expect(nonReadingStatement('create table x as select * from conversations')).toBe('CREATE');
+    expect(nonReadingStatement('/* x */ INSERT INTO t SELECT 1')).toBe('INSERT');
+    expect(nonReadingStatement('EXPLAIN ANALYZE DROP VIEW conversations')).toBe('DROP');
+    expect(nonReadingStatement('EXPLAIN (TYPE DISTRIBUTED) DELETE FROM t')).toBe('DELETE');
+    expect(nonReadingStatement('MSCK REPAIR TABLE t')).toBe('MSCK');
+  });
 });

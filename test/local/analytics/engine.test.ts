@@ -168,6 +168,15 @@ describe('what the SQL may do', () => {
       ]) {
         await expect(engine.query(sql), sql).rejects.toThrow(QueryError);
       }
+      // Nor does it change this run's tables: the view stays, and a CTE in front of an INSERT does not hide it.
+      for (const sql of [
+        'DROP VIEW conversations',
+        'CREATE TABLE x AS SELECT 1 AS a',
+        "WITH x AS (SELECT 'fake' AS id) INSERT INTO _conversation_cache (conversation_id) SELECT id FROM x",
+      ]) {
+        await expect(engine.query(sql), sql).rejects.toThrow(/only a statement that reads/);
+      }
+      expect((await engine.query('SELECT count(*) AS n FROM conversations')).rows).toEqual([{ n: 0 }]);
       await expect(engine.query('SELECT 1; SELECT 2')).rejects.toThrow(/multiple statements/);
       await expect(engine.query('SELECT nonsense FROM conversations')).rejects.toThrow(/nonsense/);
       await expect(engine.query('SELECT ? AS x', [])).rejects.toThrow(/1 parameter\(s\) \(\?\) but 0 value/);

@@ -119,7 +119,8 @@ describe('conversations query (DuckDB over the local exports)', () => {
   it('a mistake is one clear line and exit 1, never a stack trace, and the SQL cannot touch files', async () => {
     const cases: [string[], RegExp][] = [
       [['SELECT nope FROM conversations'], /^webhook-gateway: query failed: .*nope/],
-      [["COPY conversations TO '/tmp/out.csv'"], /^webhook-gateway: query failed: .*(disabled|Permission)/],
+      [["COPY conversations TO '/tmp/out.csv'"], /^webhook-gateway: conversations query only reads .*"COPY"/],
+      [["SELECT * FROM read_csv('/etc/passwd')"], /^webhook-gateway: query failed: .*(disabled|Permission)/],
       [['--named', 'nope'], /^webhook-gateway: no named query "nope"; there are: conversations-by-source, /],
       [['--named', 'search'], /^webhook-gateway: search needs text/],
       [['--named', 'search', '--param', 'text'], /^webhook-gateway: --param takes name=value, got "text"/],
@@ -128,6 +129,7 @@ describe('conversations query (DuckDB over the local exports)', () => {
       [['SELECT 1', '--param', 'x=1'], /^webhook-gateway: --param goes with --named/],
       [['SELECT 1', '--json', '--csv'], /^webhook-gateway: --json and --csv: choose one/],
       [['SELECT 1', '--stack', 'X'], /^webhook-gateway: --stack and --region go with --aws/],
+      [['DROP VIEW conversations'], /^webhook-gateway: conversations query only reads .*"DROP" is refused/],
     ];
     for (const [args, message] of cases) {
       const result = await query(args);
