@@ -182,8 +182,43 @@ function recoveryFields(r: RecoveredExecution): string[] {
   return [r.conversation_id ?? '', `${how}: ${r.status}, delivery ${r.delivery_status}`];
 }
 
+/**
+ * `<command> [sub] --help` (or `help <command> [sub]`): the usage lines of that command (each with its continuation
+ * lines), all of them when nothing matches. Only flags before a `--` count: `search -- --help` searches for it.
+ */
+function helpFor(words: string[]): string {
+  const blocks: string[][] = [];
+  for (const line of USAGE.split('\n')) {
+    if (/^ {2}\S/.test(line)) blocks.push([line]);
+    else if (/^ {3,}\S/.test(line) && blocks.length > 0) blocks.at(-1)!.push(line);
+  }
+  const [command, sub] = words;
+  const heads = blocks.map(([head]) => head!.trim().split(/\s+/));
+  for (const withSub of sub === undefined ? [false] : [true, false]) {
+    const matching = blocks.filter(
+      (_, i) => heads[i]![0] === command && (!withSub || heads[i]![1]!.split('|').includes(sub!)),
+    );
+    if (matching.length > 0) return ['Usage:', ...matching.flat()].join('\n');
+  }
+  return USAGE;
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [command, sub, ...rest] = argv;
+  const flags = argv.includes('--') ? argv.slice(0, argv.indexOf('--')) : argv;
+  if (
+    command !== undefined &&
+    command !== '--help' &&
+    command !== '-h' &&
+    (flags.includes('--help') || flags.includes('-h'))
+  ) {
+    out(helpFor(flags.filter((a) => !a.startsWith('-'))));
+    return 0;
+  }
+  if (command === 'help' && sub !== undefined) {
+    out(helpFor(argv.slice(1)));
+    return 0;
+  }
   try {
     if (command === 'start') return await start();
     if (command === 'conversations' && sub === 'list') return await conversationsList(rest);

@@ -1,0 +1,31 @@
+import { describe, expect, it } from 'vitest';
+import { runMain } from '../../support/cli.ts';
+
+/** `--help` after a command (or `help <command>`) prints that command's usage lines, and runs nothing. */
+describe('help for one command', () => {
+  it('<command> [sub] --help and -h print its usage lines, exit 0, and run nothing', async () => {
+    const list = await runMain(['conversations', 'list', '--help']);
+    expect(list).toMatchObject({ code: 0, stderr: '' });
+    expect(list.stdout).toMatch(/^Usage:\n {2}conversations list \[--source S\]/);
+    expect(list.stdout).toContain('conversations list|show|search|query … --aws');
+    expect(list.stdout).not.toContain('deliveries');
+
+    const redrive = await runMain(['deliveries', 'redrive', '--all', '-h']);
+    expect(redrive).toMatchObject({ code: 0, stderr: '' });
+    expect(redrive.stdout).toContain('deliveries redrive --all [--since ISO] [--type T] [--dry-run]');
+    expect(redrive.stdout).not.toMatch(/^ {2}deliveries list \[/m);
+
+    const group = await runMain(['conversations', '--help']);
+    expect(group.code).toBe(0);
+    for (const sub of ['list', 'show', 'search', 'query']) expect(group.stdout).toContain(`  conversations ${sub}`);
+
+    const helpEndpoints = await runMain(['help', 'endpoints']);
+    expect(helpEndpoints.code).toBe(0);
+    expect(helpEndpoints.stdout).toContain('  endpoints pause <type> | resume <type>');
+  });
+
+  it('a --help after -- is an argument, not a request for help', async () => {
+    const sign = await runMain(['sign', '--secret', 'whsec_x', '--', '--help']);
+    expect(sign.stdout).not.toMatch(/^Usage:/);
+  });
+});
