@@ -18,12 +18,22 @@ const appendFile = promisify(fs.appendFile) as (
  * and a lock for a read-modify-write.
  */
 
+/**
+ * A JSON file's value, or null when there is none. A file that is not JSON (cut short by a crash or a full disk,
+ * edited by hand) is a SyntaxError that names the file, so whoever reads the message knows which one to fix.
+ */
 export async function readJsonFile<T>(file: string): Promise<T | null> {
+  let text: string;
   try {
-    return JSON.parse(await readFile(file, 'utf8')) as T;
+    text = await readFile(file, 'utf8');
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw error;
+  }
+  try {
+    return JSON.parse(text) as T;
+  } catch (error) {
+    throw new SyntaxError(`${file} is not valid JSON (${(error as Error).message})`);
   }
 }
 

@@ -181,7 +181,9 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     if (apiKeys.required) handlerEnv.SOURCE_API_KEY_IDS = apiKeys.sourceApiKeyIds;
     Object.assign(process.env, handlerEnv);
   } catch (error) {
+    // Nothing may be left listening: the command reports the error and its process ends.
     server.close();
+    await s3?.close();
     await dataDirLock.release();
     throw error;
   }

@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -66,6 +66,21 @@ describe('start refuses bad configuration before it listens', () => {
       busy.close();
     }
   });
+
+  it('a data folder whose delivery secrets file was cut short: one line naming the file, exit 1, nothing left running', async () => {
+    const folder = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-cut-secrets-'));
+    try {
+      const file = path.join(folder, 'delivery-signing-secrets.json');
+      await writeFile(file, '{\n  "deal_analysis": "whsec_VrPt3qZu', { mode: 0o600 });
+      // Before, the embedded S3 stayed listening after the error and the command never ended.
+      const result = await runCli(['start'], { PORT: '0', LOCAL_S3_PORT: '0', LOCAL_DATA_DIR: folder });
+      expect(result.code).toBe(1);
+      expect(result.stderr).toMatch(new RegExp(`^webhook-gateway: SyntaxError: ${file} is not valid JSON \\(`));
+      expect(result.stderr.trim().split('\n')).toHaveLength(1);
+    } finally {
+      await rm(folder, { recursive: true, force: true });
+    }
+  }, 20_000);
 
   it('a bad setting through the real command: one line, exit 1', async () => {
     const result = await runCli(['start'], {
