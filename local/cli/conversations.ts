@@ -63,6 +63,11 @@ function limitOf(value: string | undefined, fallback: number): number {
 
 const sourceOf = (c: { source_system: string; source_process: string }) => `${c.source_system}/${c.source_process}`;
 
+/** A history file that is not JSON is left out of what is shown, and named on stderr. */
+function skippedHistory(_file: string, reason: string): void {
+  note(`webhook-gateway: ${reason}: that execution is left out`);
+}
+
 export async function conversationsList(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args, allowPositionals: true, options: FILTER_OPTIONS });
   if (positionals.length > 0)
@@ -72,7 +77,7 @@ export async function conversationsList(args: string[]): Promise<number> {
   const filter = filterOf(values);
   const limit = limitOf(values.limit, 50);
   if (values.aws) return conversationsSearch(args, { listing: true });
-  const store = new ExecutionStore(resolveOptions().dataDir);
+  const store = new ExecutionStore(resolveOptions().dataDir, { onUnreadable: skippedHistory });
   const summaries: ConversationSummary[] = [];
   for (const id of await store.conversationIds()) {
     if (!mayBeSince(id, filter)) continue;
@@ -148,7 +153,7 @@ export async function conversationsShow(args: string[]): Promise<number> {
     );
   if (values.aws) return conversationsShowAws(id, values);
   const options = resolveOptions();
-  const store = new ExecutionStore(options.dataDir);
+  const store = new ExecutionStore(options.dataDir, { onUnreadable: skippedHistory });
   const executions = await store.executions(id);
   if (executions.length === 0)
     throw new CliError(
@@ -158,7 +163,11 @@ export async function conversationsShow(args: string[]): Promise<number> {
   // Every attempt with what the receiver answered, from the attempt log (the record keeps them in short).
   const logged = await new FileAttemptLog(path.join(options.dataDir, 'deliveries')).list(id);
   const record = latest && withAttemptLog(latest, logged);
-  const envelope = await new LocalFailedDeliveryStore(options.dataDir).get(id);
+  const envelope = await new LocalFailedDeliveryStore(options.dataDir).get(id).catch((error: Error) => {
+    if (!(error instanceof SyntaxError)) throw error;
+    note(`webhook-gateway: ${error.message}: its redelivery state is not shown`);
+    return null;
+  });
   const bucket = await localExportBucket(options.dataDir);
   printConversation(id, record, envelope, executions, values.json ?? false, `s3://${bucket}/${exportFolder(id)}`, {
     exportsOff: await exportsOff(options.dataDir, bucket, id),

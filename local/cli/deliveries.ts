@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { isConversationId } from '../../functions/domain/conversation-id.ts';
 import {
@@ -48,6 +49,10 @@ export async function deliveriesList(args: string[]): Promise<number> {
     if (!['pending', 'dead', 'settled'].includes(s))
       throw new CliError(`--state takes pending, dead, settled or all; got "${s}"`);
   const store = new LocalFailedDeliveryStore(resolveOptions().dataDir);
+  for (const { file, reason } of await store.unreadable())
+    note(
+      `webhook-gateway: ${reason}: left out of this list and of the redelivery schedule (${path.basename(file, '.json')})`,
+    );
   const envelopes = (await store.list())
     .filter((e) => states.includes(e.state))
     .sort((a, b) => b.created_at.localeCompare(a.created_at));

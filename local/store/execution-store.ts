@@ -11,9 +11,13 @@ import { listDir, readJson, writeTextAtomic } from './json-files.ts';
  */
 export class ExecutionStore {
   readonly dir: string;
+  /** Told of each history file that is not JSON (cut short by a crash or a full disk, edited by hand). */
+  private readonly onUnreadable: (file: string, reason: string) => void;
 
-  constructor(dataDir: string) {
+  /** `onUnreadable`: told of each history file that cannot be read; it is left out (by default silently). */
+  constructor(dataDir: string, options: { onUnreadable?: (file: string, reason: string) => void } = {}) {
     this.dir = path.join(dataDir, 'executions');
+    this.onUnreadable = options.onUnreadable ?? (() => {});
   }
 
   /** Serialized once, compact, with inbound signatures redacted. */
@@ -25,12 +29,23 @@ export class ExecutionStore {
     return file;
   }
 
-  /** Every execution of one conversation (the original and each redelivery), oldest first. */
+  /**
+   * Every execution of one conversation (the original and each redelivery), oldest first. A file that is not JSON is
+   * left out (and reported to `onUnreadable`): one damaged history costs that execution, not every listing.
+   */
   async executions(conversationId: string): Promise<ExecutionRecord[]> {
     if (!isConversationId(conversationId)) return [];
     const folder = path.join(this.dir, conversationId);
     const names = (await listDir(folder)).filter((n) => n.endsWith('.json')).sort();
-    const records = await Promise.all(names.map((n) => readJson<ExecutionRecord>(path.join(folder, n))));
+    const records = await Promise.all(
+      names.map((n) =>
+        readJson<ExecutionRecord>(path.join(folder, n)).catch((error: Error) => {
+          if (!(error instanceof SyntaxError)) throw error;
+          this.onUnreadable(path.join(folder, n), error.message);
+          return null;
+        }),
+      ),
+    );
     return records.filter((r): r is ExecutionRecord => r !== null);
   }
 

@@ -69,12 +69,42 @@ export class LocalFailedDeliveryStore implements FailedDeliveryStore {
     return readEnvelope(await readJson(this.file(conversationId)));
   }
 
+  /**
+   * Every envelope, oldest first. A file that is not JSON (cut short by a crash or a full disk, edited by hand) is
+   * left out, as a file that is not an envelope is: one damaged file must not stop the schedule, the lists or a
+   * redrive of the others. `unreadable()` names those files.
+   */
   async list(): Promise<FailedDeliveryEnvelope[]> {
-    const names = (await listDir(this.dir)).filter((n) => n.endsWith('.json'));
-    const read = await Promise.all(names.map(async (n) => readEnvelope(await readJson(path.join(this.dir, n)))));
-    return read
+    return (await this.scan()).envelopes;
+  }
+
+  /** The files of this store that are not JSON, each with why: `deliveries list` names them. */
+  async unreadable(): Promise<{ file: string; reason: string }[]> {
+    return (await this.scan()).unreadable;
+  }
+
+  private async scan(): Promise<{
+    envelopes: FailedDeliveryEnvelope[];
+    unreadable: { file: string; reason: string }[];
+  }> {
+    const names = (await listDir(this.dir)).filter((n) => n.endsWith('.json')).sort();
+    const unreadable: { file: string; reason: string }[] = [];
+    const read = await Promise.all(
+      names.map(async (n) => {
+        const file = path.join(this.dir, n);
+        try {
+          return readEnvelope(await readJson(file));
+        } catch (error) {
+          if (!(error instanceof SyntaxError)) throw error;
+          unreadable.push({ file, reason: error.message });
+          return null;
+        }
+      }),
+    );
+    const envelopes = read
       .filter((e): e is FailedDeliveryEnvelope => e !== null)
       .sort((a, b) => a.created_at.localeCompare(b.created_at));
+    return { envelopes, unreadable };
   }
 
   private claim(conversationId: string): void {

@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -216,6 +216,71 @@ describe('a redelivery run that keeps failing, on the local store (the rule of t
       });
     } finally {
       await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('a failed-delivery file cut short (a crash, a full disk, a hand edit)', () => {
+  it('is left out and named: the schedule still redelivers the others, deliveries list still lists them', async () => {
+    const dataDir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-cut-envelope-'));
+    try {
+      const store = new LocalFailedDeliveryStore(dataDir);
+      const good = pendingEnvelope('goodone', T0, { next_due_at: T0.toISOString() });
+      const cut = pendingEnvelope('cutone', T0, { next_due_at: T0.toISOString() });
+      await store.put(good);
+      await store.put(cut);
+      const cutFile = path.join(store.dir, `${cut.conversation_id}.json`);
+      await writeFile(cutFile, (await readFile(cutFile, 'utf8')).slice(0, 200));
+
+      expect((await store.list()).map((e) => e.conversation_id)).toEqual([good.conversation_id]);
+      expect(await store.unreadable()).toEqual([{ file: cutFile, reason: expect.stringContaining(cutFile) }]);
+      const redelivered: string[] = [];
+      const delivering: Redeliver = async (envelope) => {
+        redelivered.push(envelope.conversation_id);
+        return { ok: false, execution_name: 'x', status: 'FAILED', error: 'FAILED: States.Runtime' };
+      };
+      const quiet = { info: () => {}, warn: () => {}, error: () => {} };
+      // Before, the one cut file made every sweep fail ("redelivery sweep failed: Unterminated string in JSON").
+      await runSchedule(store, delivering, {
+        remainingMs: () => Number.POSITIVE_INFINITY,
+        reserveMs: 0,
+        minHoldSeconds: 0,
+        log: quiet,
+        now: () => T0,
+      });
+      expect(redelivered).toEqual([good.conversation_id]);
+
+      const listed = await runMain(['deliveries', 'list'], { LOCAL_DATA_DIR: dataDir });
+      expect(listed.code).toBe(0);
+      expect(listed.stdout).toContain(good.conversation_id);
+      expect(listed.stderr).toContain(`${cutFile} is not valid JSON`);
+      expect(listed.stderr).toContain('left out of this list and of the redelivery schedule');
+    } finally {
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it('an execution history cut short is left out of conversations list and show, named, and the rest is shown', async () => {
+    const kept = await failedConversation(200);
+    const damaged = await failedConversation(400);
+    await world.gateway.redelivery.redrive(damaged.conversation_id);
+    const folder = path.join(world.dataDir, 'executions', damaged.conversation_id);
+    const [original] = (await readdir(folder)).sort();
+    const cutFile = path.join(folder, original!);
+    await truncate(cutFile, 100);
+    try {
+      const env = { LOCAL_DATA_DIR: world.dataDir };
+      // Before, one cut history file made the whole list fail with "SyntaxError: Unterminated string in JSON".
+      const list = await runMain(['conversations', 'list', '--limit', '1000'], env);
+      expect(list.code).toBe(0);
+      expect(list.stdout).toContain(kept.conversation_id);
+      expect(list.stderr).toContain(`${cutFile} is not valid JSON`);
+      const show = await runMain(['conversations', 'show', damaged.conversation_id], env);
+      expect(show.code).toBe(0);
+      expect(show.stdout).toMatch(/\(redelivery\) SUCCEEDED/);
+      expect(show.stderr).toContain(`${cutFile} is not valid JSON`);
+    } finally {
+      await rm(cutFile, { force: true });
     }
   });
 });
