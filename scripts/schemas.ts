@@ -47,7 +47,7 @@ const ERROR_STATUSES: Record<string, string> = {
   '415': 'UNSUPPORTED_MEDIA_TYPE: Content-Type is not application/json',
   '429': 'RATE_LIMITED: the source exceeded its rate, burst or daily quota; Retry-After says when to come back',
   '502': 'AGENT_ERROR: the manager agent failed; error.conversation_id names the conversation, exported as failed',
-  '503': 'STARTING (local only): the gateway is still starting',
+  '503': 'STARTING or STOPPING (local only): the gateway is still starting, or is stopping; send it again in a moment',
   '504': 'TIMEOUT: the manager agent did not answer within its budget',
 };
 

@@ -266,6 +266,9 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   sweepTimer.unref();
 
   const inFlight = new Set<Promise<unknown>>();
+  /** Set by close(): new conversations are refused while those in flight finish (unlessStopping). */
+  let stopping = false;
+  let closing: Promise<void> | null = null;
   /**
    * One execution, journaled step by step (journal.ts: the journal's first line is written before this returns), so
    * that a crash loses nothing; its history is on disk before the promise settles, so `conversations show` right
@@ -321,9 +324,27 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   // page on another origin (DNS rebinding), refused even on the public routes. The helper routes (sample agent,
   // receiver) and the operator surfaces answer the local operator only, however the gateway is bound.
   const publicRoute = isLoopbackAddress(options.host) ? loopbackOnly : (handler: RouteHandler) => handler;
+  /**
+   * While close() lets the conversations in flight finish, the listener stays open for them (the sample agent and
+   * the built-in receiver are on it) and new conversations are refused: 503 STOPPING, to be sent again once the
+   * gateway is back. /health says the same, so a load balancer or a script stops sending.
+   */
+  const unlessStopping =
+    (handler: RouteHandler): RouteHandler =>
+    async (req, res, m) => {
+      if (!stopping) return handler(req, res, m);
+      req.resume();
+      sendJson(res, 503, errorBody('STOPPING', 'the gateway is stopping: send it again once it is back'), {
+        'retry-after': '5',
+        connection: 'close',
+      });
+    };
   route = router(
     [
-      { path: /^\/webhook$/, methods: { POST: publicRoute((req, res) => handleWebhook(req, res, webhookContext)) } },
+      {
+        path: /^\/webhook$/,
+        methods: { POST: publicRoute(unlessStopping((req, res) => handleWebhook(req, res, webhookContext))) },
+      },
       {
         path: new RegExp(`^${STATUS_ROUTE_PREFIX}([^/]+)$`),
         methods: { GET: publicRoute((req, res, m) => handleConversationStatus(req, res, m[1]!, limiter, apiKeys)) },
@@ -331,15 +352,17 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
       {
         path: /^\/health$/,
         methods: {
-          GET: publicRoute(async (_req, res) =>
-            sendJson(
-              res,
-              200,
-              healthBody({
-                service: 'webhook-gateway',
-                engine: 'aws-local-stepfunctions',
-                time: new Date().toISOString(),
-              }),
+          GET: publicRoute(
+            unlessStopping(async (_req, res) =>
+              sendJson(
+                res,
+                200,
+                healthBody({
+                  service: 'webhook-gateway',
+                  engine: 'aws-local-stepfunctions',
+                  time: new Date().toISOString(),
+                }),
+              ),
             ),
           ),
         },
@@ -410,19 +433,26 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     async idle() {
       while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
     },
-    async close() {
-      if (!server.listening) return;
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      clearInterval(sweepTimer);
-      await redelivery.stop();
-      await sweeping;
-      await Promise.allSettled([...inFlight]);
-      server.closeAllConnections();
-      await closed;
-      journal.close();
-      await s3?.close();
-      await removeGatewayRuntime(options.dataDir);
-      await dataDirLock.release();
+    close() {
+      if (!server.listening && !closing) return Promise.resolve();
+      closing ??= (async () => {
+        stopping = true;
+        clearInterval(sweepTimer);
+        await redelivery.stop();
+        await sweeping;
+        // The listener stays open until the conversations in flight have finished: their agent calls (the sample
+        // agent) and deliveries (the built-in receiver) come back to this server. Closed first, they failed with
+        // ECONNREFUSED, and the failures opened the receivers' circuit breakers.
+        while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        server.closeAllConnections();
+        await closed;
+        journal.close();
+        await s3?.close();
+        await removeGatewayRuntime(options.dataDir);
+        await dataDirLock.release();
+      })();
+      return closing;
     },
   };
 }
