@@ -242,6 +242,18 @@ export function failedAttemptOutcome(
   const final = attempt.outcome === 'permanent' || context.redelivery?.status_if_failed === 'failed';
   if (context.failing && attempt.outcome === 'retryable' && !context.redelivery)
     return { error: deferralAfter(attempt, url, context.failing), final };
+  // The receiver asked for more time than the workflow's next wait (Retry-After on a 429 or 503): no quick retry
+  // against its word; the schedule tries again when it said (failed-delivery.ts, dueAt).
+  const retryAfter = attempt.outcome === 'retryable' && !context.redelivery ? (attempt.retry_after_ms ?? 0) : 0;
+  if (retryAfter > MAX_RETRY_WAIT_MS)
+    return {
+      error: deferralAfter(
+        attempt,
+        url,
+        `the receiver asked to wait ${Math.ceil(retryAfter / 1000)} s (Retry-After): no more retries here, queued for the redelivery schedule`,
+      ),
+      final,
+    };
   if (context.deliverBy && attempt.outcome === 'retryable') {
     const next = attemptBudget(context.deliverBy, new Date(now.getTime() + MAX_RETRY_WAIT_MS), context.timeoutMs);
     if ('defer' in next) return { error: deferralAfter(attempt, url, next.defer), final };

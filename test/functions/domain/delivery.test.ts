@@ -361,6 +361,22 @@ describe('failedAttemptOutcome (what a failed attempt leads to)', () => {
     expect(JSON.parse(out.error.message)).toMatchObject({ attempt: { status_code: 503 }, target: TARGET });
   });
 
+  it('a Retry-After longer than the workflow waits: no quick retry, handed to the schedule with its attempt', () => {
+    // Before, a 429 asking for 120 s was retried three more times within a few seconds.
+    const slowDown = attempt({ status_code: 429, error: 'HTTP 429: slow down', retry_after_ms: 120_000 });
+    const out = failedAttemptOutcome(slowDown, TARGET, waiting, msBeforeDue(20_000));
+    expect(out.error).toBeInstanceOf(DeliveryDeferredError);
+    expect(out.final).toBe(false);
+    const deferred = JSON.parse(out.error.message);
+    expect(deferred).toMatchObject({ attempt: { status_code: 429, retry_after_ms: 120_000 }, target: TARGET });
+    expect(deferred.message).toContain('the receiver asked to wait 120 s (Retry-After)');
+    // One within the workflow's own waits (at most 4 s) is retried there as before.
+    const brief = attempt({ status_code: 503, retry_after_ms: 2_000 });
+    expect(failedAttemptOutcome(brief, TARGET, waiting, msBeforeDue(20_000)).error).toBeInstanceOf(
+      DeliveryRetryableError,
+    );
+  });
+
   it('a permanent answer is final; on a redelivery, so is the last slot', () => {
     const permanent = attempt({ status_code: 410, error: 'HTTP 410', outcome: 'permanent' });
     expect(failedAttemptOutcome(permanent, TARGET, waiting, msBeforeDue(9_000))).toMatchObject({

@@ -150,9 +150,17 @@ describe('automatic redelivery on the schedule', () => {
   it('Retry-After on 429/503 is honoured when it asks for more than the schedule', async () => {
     process.env.REDELIVERY_SCHEDULE = '1s';
     const retryAfter = { status: 503, headers: { 'retry-after': '7200' } };
-    const body = await failedConversation(retryAfter, retryAfter, retryAfter, retryAfter);
+    world.receiver.reply(retryAfter, retryAfter, retryAfter, retryAfter);
+    const res = await world.post(SEED_REQUEST);
+    // One attempt: the workflow does not retry against the receiver's word; the schedule takes it.
+    expect(world.receiver.received).toHaveLength(1);
+    world.receiver.reset();
+    const body = res.body as { conversation_id: string; tracking: { delivery_status: string } };
+    expect(body.tracking.delivery_status).toBe('retrying');
     const envelope = (await world.gateway.failedDeliveries.get(body.conversation_id))!;
+    expect(envelope.attempts).toHaveLength(1);
     expect(envelope.attempts.at(-1)).toMatchObject({ status_code: 503, retry_after_ms: 7_200_000 });
+    expect(envelope.last_error).toMatch(/^HTTP 503/);
     const wait = Date.parse(envelope.next_due_at!) - Date.now();
     expect(wait).toBeGreaterThan(7_100_000);
     expect(wait).toBeLessThanOrEqual(7_200_000);
