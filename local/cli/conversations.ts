@@ -79,8 +79,20 @@ export async function conversationsList(args: string[]): Promise<number> {
   if (values.aws) return conversationsSearch(args, { listing: true });
   const store = new ExecutionStore(resolveOptions().dataDir, { onUnreadable: skippedHistory });
   const summaries: ConversationSummary[] = [];
-  for (const id of await store.conversationIds()) {
+  // Newest first by id (ids start with the UTC second received): once `limit` rows match, an id of an earlier second
+  // cannot come before them, so the rest is left unread. A long history lists in the time of its newest conversations,
+  // not of all of them (1.5 ms each). A thread is listed by turn, so it reads every conversation.
+  const ids = (await store.conversationIds()).sort().reverse();
+  let unread = 0;
+  for (const [i, id] of ids.entries()) {
     if (!mayBeSince(id, filter)) continue;
+    if (filter.thread === null && summaries.length >= limit) {
+      const last = [...summaries].sort(compareRows(filter))[limit - 1]!;
+      if (idTimeMs(id) < idTimeMs(last.conversation_id)) {
+        unread = ids.slice(i).filter((rest) => mayBeSince(rest, filter)).length;
+        break;
+      }
+    }
     const summary = summarize(id, await store.executions(id));
     if (summary && matchesFilter(summary, filter)) summaries.push(summary);
   }
@@ -100,7 +112,11 @@ export async function conversationsList(args: string[]): Promise<number> {
   }
   out(listTable(shown, filter));
   const later = filter.thread !== null ? 'later turns' : 'older';
-  if (summaries.length > shown.length) out(`(${summaries.length - shown.length} ${later} not shown; use --limit)`);
+  const hidden = summaries.length - shown.length;
+  if (unread > 0 && isEmptyFilter(filter)) out(`(${hidden + unread} older not shown; use --limit)`);
+  else if (unread > 0)
+    out(`(${hidden > 0 ? `${hidden} older not shown, ` : ''}${unread} older not read, which may match; use --limit)`);
+  else if (hidden > 0) out(`(${hidden} ${later} not shown; use --limit)`);
   return 0;
 }
 

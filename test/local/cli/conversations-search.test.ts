@@ -1,4 +1,4 @@
-import { rm } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recordOf } from '../../../local/history/conversations.ts';
@@ -111,9 +111,35 @@ describe('conversations list filters', () => {
     expect(lines[2]).toMatch(
       new RegExp(`^${ids.lead}\\s+\\S+\\s+crm_system/lead_import\\s+lead_analysis\\s+completed\\s+failed\\s+\\d+$`),
     );
-    expect(lines.at(-1)).toBe('(1 older not shown; use --limit)');
+    expect(lines.at(-1)).toMatch(
+      /^\((1 older not shown|(1 older not shown, )?\d older not read, which may match); use --limit\)$/,
+    );
+    const all = await runMain(['conversations', 'list', '--limit', '1'], env);
+    expect(all.stdout.trim().split('\n').at(-1)).toBe('(3 older not shown; use --limit)');
     const none = await inProcess(['conversations', 'list', '--type', 'none']);
     expect(none.stdout).toMatch(/^No conversations match these filters/);
+  });
+
+  it('stops reading at the newest matches: an older history is only read when it could be listed', async () => {
+    // A conversation of 2020 whose history is cut short: reading it would say so on stderr.
+    const old = path.join(world.dataDir, 'executions', 'webhook_20200101_000000_crm_old_aaaaaaaaaa');
+    await mkdir(old, { recursive: true });
+    await writeFile(path.join(old, '20200101T000000000Z_x.json'), '{"execution_name":');
+    try {
+      const newest = await inProcess(['conversations', 'list', '--limit', '2']);
+      expect(newest.stderr).toBe('');
+      expect(newest.stdout.trim().split('\n').at(-1)).toBe('(3 older not shown; use --limit)');
+      const filtered = await inProcess(['conversations', 'list', '--source', 'chat_bot', '--limit', '1']);
+      expect(filtered.stderr).toBe('');
+      expect(filtered.stdout).toContain(ids.general);
+      expect(filtered.stdout.trim().split('\n').at(-1)).toMatch(/\d older not read, which may match; use --limit\)$/);
+      // Everything is read when the limit asks for it, the cut-short history with it.
+      const all = await inProcess(['conversations', 'list', '--limit', '10']);
+      expect(all.stderr).toMatch(/webhook_20200101_000000_crm_old_aaaaaaaaaa.*left out/);
+      expect(all.stdout.trim().split('\n')).toHaveLength(2 + 4);
+    } finally {
+      await rm(old, { recursive: true, force: true });
+    }
   });
 
   it('bad flags get one clear line and exit 1, never a stack trace', async () => {
