@@ -181,15 +181,26 @@ export function userQuery(record: Pick<ConversationRecord, 'conversation'>): str
   return record.conversation.turns.find((t) => t.role === 'user')?.content ?? '';
 }
 
-/** The text of an agent payload: a string, or the first of response/answer/content/body/message that is a string. */
+/**
+ * The text of an agent payload (docs/contract.md#the-manager-agent): a string, or the first of
+ * response/answer/content/body/message/text that is one; any other answer — a number, a boolean, an array — is its
+ * JSON text, so the caller's `{content}` and the receiver's carry it rather than an empty string.
+ */
 export function answerText(payload: unknown): string {
   if (typeof payload === 'string') return payload;
+  if (typeof payload === 'number' || typeof payload === 'boolean' || Array.isArray(payload))
+    return JSON.stringify(payload);
+  return textWithin(payload);
+}
+
+/** The first of response/answer/content/body/message/text of an object that is (or holds) a string. */
+function textWithin(payload: unknown): string {
   if (payload && typeof payload === 'object') {
     for (const key of ['response', 'answer', 'content', 'body', 'message', 'text']) {
       const value = (payload as Record<string, unknown>)[key];
       if (typeof value === 'string') return value;
       if (value && typeof value === 'object') {
-        const nested = answerText(value);
+        const nested = textWithin(value);
         if (nested) return nested;
       }
     }

@@ -173,4 +173,21 @@ describe('InvokeManagerAgent (the state machine invokes the agent) failures: con
     expect(res.status).toBe(200);
     expect(res.body.response).toEqual({ content: 'The pipeline looks healthy.' });
   });
+
+  it.each([
+    ['a number', 42, '42'],
+    ['false', false, 'false'],
+    ['an array', [{ deal: 'Acme' }, 2], '[{"deal":"Acme"},2]'],
+  ])(
+    '%s answered is carried as its JSON text: the caller, the receiver and the export get it',
+    async (_label, payload, text) => {
+      world.agent.behave(() => ({ payload }));
+      const res = await world.post(SEED_REQUEST);
+      expect(res.status).toBe(200);
+      expect(res.body.response).toEqual({ content: text });
+      expect(world.receiver.received[0]!.body.response).toEqual({ content: text });
+      const row = JSON.parse(await world.getText(`${folderOf(res.body.conversation_id)}analysis.json`));
+      expect(row.response).toBe(text);
+    },
+  );
 });

@@ -185,7 +185,10 @@ describe('answerText', () => {
     ['an empty nested object falls through', { response: {}, message: 'm' }, 'm'],
     ['no text', { score: 1 }, ''],
     ['null', null, ''],
-    ['a number', 42, ''],
+    ['a number: its JSON text', 42, '42'],
+    ['a boolean: its JSON text', false, 'false'],
+    ['an array: its JSON text', [1, { a: 'b' }], '[1,{"a":"b"}]'],
+    ['a number or an array inside an object is not text', { response: 42, answer: [1], message: 'm' }, 'm'],
   ])('%s', (_label, payload, expected) => {
     expect(answerText(payload)).toBe(expected);
   });
