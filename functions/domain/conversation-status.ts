@@ -1,5 +1,6 @@
 import { isConversationId } from './conversation-id.ts';
 import { errorBody, type HttpResult, STATUS_ROUTE_PREFIX } from './gateway-contract.ts';
+import { IN_PROGRESS_TTL_SECONDS } from './idempotency.ts';
 import { type InboundPolicy, verifyInbound } from './signatures.ts';
 import { apiKeyMismatch, canonicalSource, MAX_SOURCE_NAME_LENGTH, SOURCE_NAME_PATTERN } from './source-identity.ts';
 
@@ -28,6 +29,13 @@ export interface ConversationStatusRecord {
 export const STATUS_TTL_SECONDS = 7 * 86_400;
 /** Seconds a poller is asked to wait (Retry-After) while the conversation runs. */
 const STATUS_POLL_SECONDS = 2;
+/**
+ * Past this long after it was accepted, a conversation still `running` cannot be: its run is an Express execution
+ * (at most 5 minutes) started within the accept's 60 s, the longest an idempotency claim is held in progress for the
+ * same reason (IN_PROGRESS_TTL_SECONDS). It ended without writing its outcome — Step Functions failed it with an error
+ * no Catch handles (States.DataLimitExceeded: an answer over 256 KB), or it was lost — and the poller is told so.
+ */
+const RUN_LOST_AFTER_SECONDS = IN_PROGRESS_TTL_SECONDS;
 
 export function runningStatus(conversationId: string, sourceSystem: string, now: Date): ConversationStatusRecord {
   return {
@@ -131,12 +139,29 @@ export function statusResult(
   const noStore = { 'cache-control': 'no-store' };
   if (!record || record.source_system !== source || record.expires_at <= Math.floor(now.getTime() / 1000))
     return { ...notFound(conversationId), headers: noStore };
-  if (record.status === 'running' || record.body === undefined)
+  if (record.status === 'running' || record.body === undefined) {
+    const lostAt = Date.parse(record.accepted_at) + RUN_LOST_AFTER_SECONDS * 1000;
+    if (now.getTime() >= lostAt)
+      return {
+        statusCode: 200,
+        body: {
+          ...errorBody(
+            'INTERNAL_ERROR',
+            `The conversation workflow failed: its run ended without recording an outcome (the execution ${conversationId} of the conversation workflow says why)`,
+            { conversation_id: conversationId },
+          ),
+          conversation_id: conversationId,
+          status: 'failed',
+          completed_at: new Date(lostAt).toISOString(),
+        },
+        headers: noStore,
+      };
     return {
       statusCode: 200,
       body: { success: true, conversation_id: conversationId, status: 'running', accepted_at: record.accepted_at },
       headers: { ...noStore, 'retry-after': String(STATUS_POLL_SECONDS) },
     };
+  }
   const answer = JSON.parse(record.body) as Record<string, unknown>;
   return {
     statusCode: 200,

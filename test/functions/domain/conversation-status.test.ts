@@ -100,6 +100,30 @@ describe('what a status answers', () => {
     expect(statusResult(failed, ID, 'testing_system', NOW).body).toMatchObject({ ...error, status: 'failed' });
   });
 
+  it('still running 7 minutes after it was accepted (past the 5-minute run): failed, with the error a synchronous call would have got', () => {
+    const accepted = Date.parse(running.accepted_at);
+    const before = statusResult(running, ID, 'testing_system', new Date(accepted + 419_000));
+    expect(before.body).toMatchObject({ status: 'running' });
+    const lost = statusResult(running, ID, 'testing_system', new Date(accepted + 420_000));
+    expect(lost).toEqual({
+      statusCode: 200,
+      body: {
+        success: false,
+        error: {
+          code: 'INTERNAL_ERROR',
+          message: expect.stringMatching(
+            /^The conversation workflow failed: its run ended without recording an outcome/,
+          ),
+          conversation_id: ID,
+        },
+        conversation_id: ID,
+        status: 'failed',
+        completed_at: '2026-11-29T12:39:14.000Z',
+      },
+      headers: { 'cache-control': 'no-store' },
+    });
+  });
+
   it("another source's record, no record and an expired one all answer the same 404", () => {
     const other = statusResult(running, ID, 'other_system', NOW);
     const none = statusResult(null, ID, 'testing_system', NOW);
