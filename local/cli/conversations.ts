@@ -185,8 +185,10 @@ export async function conversationsShow(args: string[]): Promise<number> {
     return null;
   });
   const bucket = await localExportBucket(options.dataDir);
+  const off = await exportsOff(options.dataDir, bucket, id);
   printConversation(id, record, envelope, executions, values.json ?? false, `s3://${bucket}/${exportFolder(id)}`, {
-    exportsOff: await exportsOff(options.dataDir, bucket, id),
+    exportsOff: off,
+    unexported: !off && !(await exported(options.dataDir, bucket, id)),
   });
   return 0;
 }
@@ -194,13 +196,18 @@ export async function conversationsShow(args: string[]): Promise<number> {
 /** Exports are off (ENABLE_CONVERSATION_EXPORT=false here or in the running gateway) and none was written for `id`. */
 async function exportsOff(dataDir: string, bucket: string, id: string): Promise<boolean> {
   if (settings().exportEnabled && (await readGatewayRuntime(dataDir))?.export_enabled !== false) return false;
+  return !(await exported(dataDir, bucket, id));
+}
+
+/** The embedded S3 holds the conversation.json of `id`. */
+async function exported(dataDir: string, bucket: string, id: string): Promise<boolean> {
   const stored = await new ObjectStore(path.join(dataDir, 's3')).get(
     bucket,
     `${exportFolder(id)}conversation.json`,
     true,
   );
   await stored?.close();
-  return stored === null;
+  return stored !== null;
 }
 
 /** Show a conversation from the deployed stack: its export (S3) and its executions (the Express log groups). */
@@ -244,7 +251,7 @@ function printConversation(
   executions: ExecutionRecord[],
   json: boolean,
   exportsAt: string,
-  { exportsOff = false } = {},
+  { exportsOff = false, unexported = false } = {},
 ): void {
   if (json) {
     const delivery_attempts = record?.execution.delivery_attempts ?? [];
@@ -295,7 +302,9 @@ function printConversation(
     out(
       exportsOff
         ? '  exports    none: exports are off (ENABLE_CONVERSATION_EXPORT=false); the history below is the record'
-        : `  exports    ${exportsAt}{${EXPORT_FILES.join(',')}}${exportOwed ? `  (not written yet: ${envelope.last_error ?? 'S3 refused them'})` : ''}`,
+        : unexported && !exportOwed
+          ? `  exports    none in ${exportsAt} (${record.execution.status === 'in_progress' ? 'not yet: it is still running' : 'its run ended before its export; the executions below say why'})`
+          : `  exports    ${exportsAt}{${EXPORT_FILES.join(',')}}${exportOwed ? `  (not written yet: ${envelope.last_error ?? 'S3 refused them'})` : ''}`,
     );
   }
   for (const execution of executions) {

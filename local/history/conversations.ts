@@ -28,14 +28,39 @@ export interface ConversationSummary extends FilterableConversation {
   query: string;
 }
 
-/** The latest record any of a conversation's executions carries (the original and every redelivery). */
+/**
+ * The latest record any of a conversation's executions carries (the original and every redelivery). An execution
+ * that FAILED with its record still `in_progress` was failed by an error no Catch handles (States.DataLimitExceeded:
+ * docs/contract.md#the-manager-agent): nothing will close, deliver or export it, so its record is shown `failed`,
+ * with that error, and a delivery still `pending` as `not_attempted`.
+ */
 export function latestRecord(executions: ExecutionRecord[]): ConversationRecord | null {
-  return (
-    [...executions]
-      .reverse()
-      .map(recordOf)
-      .find((r) => r !== null) ?? null
-  );
+  for (const execution of [...executions].reverse()) {
+    const record = recordOf(execution);
+    if (record) return execution.status === 'FAILED' ? endedUnclosed(record, execution) : record;
+  }
+  return null;
+}
+
+function endedUnclosed(record: ConversationRecord, execution: ExecutionRecord): ConversationRecord {
+  if (record.execution.status !== 'in_progress') return record;
+  const stage = execution.events.findLast((e) => e.type === 'StateEntered')?.state ?? 'unknown';
+  const context = record.webhook_context;
+  return {
+    ...record,
+    execution: {
+      ...record.execution,
+      status: 'failed',
+      errors: [
+        ...record.execution.errors,
+        { stage, error: execution.error ?? 'Unknown', message: execution.cause ?? '', at: execution.stopped_at },
+      ],
+    },
+    webhook_context: {
+      ...context,
+      delivery_status: context.delivery_status === 'pending' ? 'not_attempted' : context.delivery_status,
+    },
+  };
 }
 
 export function summarize(conversationId: string, executions: ExecutionRecord[]): ConversationSummary | null {

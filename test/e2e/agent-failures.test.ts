@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { runMain } from '../support/cli.ts';
 import { folderOf, SEED_REQUEST, startWorld, type TestWorld } from '../support/gateway.ts';
 
 let world: TestWorld;
@@ -152,9 +153,19 @@ describe('InvokeManagerAgent (the state machine invokes the agent) failures: con
 
   it('an answer over 256 KB fails the execution with States.DataLimitExceeded, which no Catch handles (as on AWS) → 500', async () => {
     world.agent.behave(() => ({ payload: { response: 'z'.repeat(300_000) } }));
-    const res = await world.post(SEED_REQUEST);
+    const query = 'An answer over the Step Functions limit, please';
+    const res = await world.post({ ...SEED_REQUEST, query });
     expect(res.status).toBe(500);
     expect(res.body.error).toMatchObject({ code: 'INTERNAL_ERROR', workflow_error: 'States.DataLimitExceeded' });
+    // The operator sees it failed (not in progress for ever, with exports that were never written).
+    const env = { LOCAL_DATA_DIR: world.dataDir, NO_COLOR: '1' };
+    const listed = JSON.parse((await runMain(['conversations', 'list', '--json', '--status', 'failed'], env)).stdout);
+    const row = listed.find((r: { query: string }) => r.query === query);
+    expect(row).toMatchObject({ status: 'failed', delivery_status: 'not_attempted' });
+    const shown = (await runMain(['conversations', 'show', row.conversation_id], env)).stdout;
+    expect(shown).toMatch(/status {5}failed {3}delivery not_attempted/);
+    expect(shown).toMatch(/error .* InvokeManagerAgent: States\.DataLimitExceeded/);
+    expect(shown).toMatch(/exports {4}none in s3:\/\/.* \(its run ended before its export/);
   });
 
   it('the connection to the agent drops → 502 Lambda.SdkClientException with the network reason', async () => {
