@@ -54,7 +54,7 @@ export interface AgentThread {
   turn: number;
   /** Earlier answered turns, newest first, at most MAX_THREAD_HISTORY_TURNS and MAX_THREAD_HISTORY_BYTES. */
   earlier_turns: ThreadTurn[];
-  /** Earlier answered turns left out to keep within those bounds. */
+  /** Of the newest MAX_THREAD_HISTORY_TURNS earlier turns (all the store reads), those left out for the bytes bound. */
   omitted_turns: number;
   /** Set when the thread store could not be read (an asynchronous run goes on without the earlier turns). */
   history_unavailable?: true;
@@ -102,8 +102,9 @@ function shrunk(turn: ThreadTurn, maxBytes: number): ThreadTurn {
 
 /**
  * The thread the agent is given: the earlier answered turns (any order in, newest first out), as many as fit the
- * bounds; the newest one is shrunk rather than left out if it alone is too large. Never fails: history beyond the
- * bounds is left out and counted in `omitted_turns`.
+ * bounds; the newest one is shrunk rather than left out if it alone is too large. Never fails: of `earlier` (the
+ * store reads only the newest MAX_THREAD_HISTORY_TURNS), what is beyond the bounds is left out and counted in
+ * `omitted_turns`; older turns the store did not read are not counted.
  */
 export function agentThread(
   ref: { thread_id: string; session_id: string; turn: number },
