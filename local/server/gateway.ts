@@ -44,7 +44,7 @@ import { DeliveryReceiver } from './receiver.ts';
 import { type RouteHandler, router } from './router.ts';
 import { handleSampleAgentInvoke } from './sample-agent.ts';
 import { handleConversationStatus } from './status-route.ts';
-import { handleWebhook } from './webhook-route.ts';
+import { asyncRunSummary, handleWebhook } from './webhook-route.ts';
 
 /** What the accept workflow's StartConversation state passes to `states:startExecution`. */
 interface StartExecutionParameters {
@@ -296,8 +296,11 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
    * returns, and nobody waits for it (the caller already has its 202; close() lets it finish).
    */
   function startRun(params: StartExecutionParameters) {
-    execute(workflow, params.Input, params.Name).catch((error: Error) =>
-      console.error(`webhook-gateway: conversation ${params.Name} failed: ${error.stack ?? error.message}`),
+    const started = performance.now();
+    execute(workflow, params.Input, params.Name).then(
+      (record) => options.onExecution?.(asyncRunSummary(record, performance.now() - started)),
+      (error: Error) =>
+        console.error(`webhook-gateway: conversation ${params.Name} failed: ${error.stack ?? error.message}`),
     );
     return { ExecutionArn: `${params.StateMachineArn}:${params.Name}`, StartDate: new Date().toISOString() };
   }

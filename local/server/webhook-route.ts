@@ -44,6 +44,25 @@ function describe(body: unknown): string {
   return `${b.error?.code ?? 'error'}: ${String(b.error?.message ?? '').slice(0, 120)}`;
 }
 
+/**
+ * The operator log's line for the end of an asynchronous conversation's run (its caller had its 202 long before):
+ * the status and answer a synchronous call would have got, as `GET /conversations/{id}` now reports it.
+ */
+export function asyncRunSummary(record: ExecutionRecord, durationMs: number): RequestSummary {
+  const result = httpResultForExecution({
+    status: record.status,
+    output: record.output === undefined ? undefined : JSON.stringify(record.output),
+    error: record.error,
+    cause: record.cause,
+  });
+  return {
+    http_status: result.statusCode,
+    conversation_id: conversationIdOf(record) ?? record.execution_name,
+    detail: `async run ended: ${describe(result.body)}`,
+    duration_ms: Math.round(durationMs),
+  };
+}
+
 export async function handleWebhook(
   req: IncomingMessage,
   res: ServerResponse,

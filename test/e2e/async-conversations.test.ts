@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { statusSigningPayload } from '../../functions/domain/conversation-status.ts';
 import { signOutbound } from '../../functions/domain/signatures.ts';
+import type { RequestSummary } from '../../local/server/config.ts';
 import { runMain } from '../support/cli.ts';
 import { folderOf, SEED_REQUEST, startWorld, type TestWorld } from '../support/gateway.ts';
 
@@ -9,13 +10,18 @@ const SIGNED_SECRET = secret('signed-source');
 const ASYNC = { prefer: 'respond-async' };
 
 let world: TestWorld;
+/** What the operator log (npm start) prints, one summary a line. */
+const operatorLog: RequestSummary[] = [];
 beforeAll(async () => {
-  world = await startWorld({
-    // The synchronous budget stays 1 s; an asynchronous conversation's agent may take 3 s.
-    MANAGER_AGENT_TIMEOUT_MS: '1000',
-    ASYNC_AGENT_TIMEOUT_MS: '3000',
-    INBOUND_WEBHOOK_SECRETS: JSON.stringify({ signed_source: SIGNED_SECRET }),
-  });
+  world = await startWorld(
+    {
+      // The synchronous budget stays 1 s; an asynchronous conversation's agent may take 3 s.
+      MANAGER_AGENT_TIMEOUT_MS: '1000',
+      ASYNC_AGENT_TIMEOUT_MS: '3000',
+      INBOUND_WEBHOOK_SECRETS: JSON.stringify({ signed_source: SIGNED_SECRET }),
+    },
+    { onExecution: (summary) => operatorLog.push(summary) },
+  );
 });
 afterAll(async () => {
   await world?.close();
@@ -130,6 +136,18 @@ describe('Prefer: respond-async: 202 at once, the same workflow runs without the
     const summary = JSON.parse(await world.getText(`${folderOf(id)}summary.json`));
     expect(summary).toMatchObject({ status: 'failed', delivery_status: 'not_attempted' });
     expect(world.receiver.received).toHaveLength(0);
+    // The operator log has the 202 and how the run ended.
+    const lines = operatorLog.filter((line) => line.conversation_id === id);
+    expect(lines).toHaveLength(2);
+    expect(lines).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ http_status: 202, detail: 'accepted: running without the caller' }),
+        expect.objectContaining({
+          http_status: 502,
+          detail: "async run ended: AGENT_ERROR: The manager agent failed: KeyError: 'opportunities'",
+        }),
+      ]),
+    );
   });
 
   it('a request the gateway refuses is refused at once, as a synchronous one is: no 202, no conversation', async () => {

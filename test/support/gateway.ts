@@ -75,7 +75,7 @@ export interface TestWorld {
  */
 export async function startWorld(
   env: Record<string, string> = {},
-  options: Pick<GatewayOptions, 'stageOverrides' | 'rateLimitClock'> = {},
+  options: Pick<GatewayOptions, 'stageOverrides' | 'rateLimitClock' | 'onExecution'> = {},
 ): Promise<TestWorld> {
   for (const name of GATEWAY_VARIABLES) delete process.env[name];
   const agent = await startAgent();
@@ -99,6 +99,7 @@ export async function startWorld(
     retryIntervalOverrides: NO_WAIT,
     stageOverrides: options.stageOverrides,
     rateLimitClock: options.rateLimitClock,
+    onExecution: options.onExecution,
   });
   const s3 = new S3Client({ endpoint: gateway.s3Endpoint, forcePathStyle: true, region: 'us-east-1' });
   const world: TestWorld = {
