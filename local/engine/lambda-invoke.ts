@@ -11,8 +11,8 @@ import { InvokeCommand, type InvokeCommandOutput, LambdaClient } from '@aws-sdk/
  *   HttpStatusCode}, SdkResponseMetadata: {RequestId}, StatusCode}`;
  * - the function failed: Error = its `errorType`, Cause = the error payload as the function returned it; without
  *   an `errorType` (a crash, a function timeout): `Lambda.Unknown` and "The cause could not be determined…";
- * - the Lambda service refused (throttled, not found, 5xx): `Lambda.<ExceptionName>`; a network failure:
- *   `Lambda.SdkClientException`;
+ * - the Lambda service refused (throttled, not found, 5xx): `Lambda.<ExceptionName>`; a network failure, or an
+ *   error answer that is not the Lambda API's (the SDK cannot unmarshall it): `Lambda.SdkClientException`;
  * - an output over 256 KB: `States.DataLimitExceeded`, which no Catch or Retry can handle (a terminal error).
  *
  * The state's TimeoutSeconds(Path) is enforced by the engine (States.Timeout); `timeoutMs` only stops the HTTP
@@ -66,6 +66,15 @@ function serviceFailure(error: Error & { $metadata?: { httpStatusCode?: number; 
   const status = error.$metadata?.httpStatusCode;
   if (status === undefined)
     return new TaskFailure('Lambda.SdkClientException', `Unable to execute HTTP request: ${error.message}`);
+  // Not a Lambda error response at all (an HTML error page, another service's XML: AWS_ENDPOINT_URL_LAMBDA points at
+  // something else): the SDK could not read it, as Step Functions' SDK reports an error response it cannot unmarshall.
+  if (error.name === 'SyntaxError') {
+    const reason = error.message.split('\n')[0] ?? '';
+    return new TaskFailure(
+      'Lambda.SdkClientException',
+      `Unable to unmarshall error response (${reason}). Response Code: ${status}: the Lambda endpoint did not answer as the Lambda Invoke API does (is AWS_ENDPOINT_URL_LAMBDA right?)`,
+    );
+  }
   const requestId = error.$metadata?.requestId ?? 'unknown';
   return new TaskFailure(
     `Lambda.${error.name}`,

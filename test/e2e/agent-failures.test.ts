@@ -102,6 +102,22 @@ describe('InvokeManagerAgent (the state machine invokes the agent) failures: con
     await expectExportedAsFailed(res.body.error.conversation_id, 'Lambda.ResourceNotFoundException');
   });
 
+  it('an endpoint that is not the Lambda Invoke API (an HTML 502 page) → Lambda.SdkClientException saying so, not an SDK internals hint', async () => {
+    world.agent.behave(() => ({
+      status: 502,
+      headers: { 'content-type': 'text/html' },
+      payload: null,
+      raw: '<html><body>502 Bad Gateway</body></html>',
+    }));
+    const res = await world.post(SEED_REQUEST);
+    expect(res.status).toBe(502);
+    expect(res.body.error.message).toMatch(
+      /^The manager agent failed: Lambda\.SdkClientException: Unable to unmarshall error response \(.*\)\. Response Code: 502: the Lambda endpoint did not answer as the Lambda Invoke API does/,
+    );
+    expect(res.body.error.message).not.toMatch(/hidden field|\$response|Deserialization/);
+    await expectExportedAsFailed(res.body.error.conversation_id, 'Lambda.SdkClientException');
+  });
+
   it('a throttled agent (429: it did not run) is invoked again, and its answer used', async () => {
     let calls = 0;
     world.agent.behave(() => {

@@ -99,6 +99,8 @@ export interface AgentReply {
   headers?: Record<string, string>;
   /** Drop the connection without answering (a network failure). */
   hangUp?: boolean;
+  /** The body as these bytes instead of `payload` as JSON. */
+  raw?: string;
 }
 
 /** A manager agent on the Lambda Invoke REST path; its behaviour is set per test. */
@@ -133,7 +135,7 @@ export async function startAgent(): Promise<TestAgent> {
     const headers: Record<string, string> = { 'content-type': 'application/json', ...reply.headers };
     if (reply.functionError) headers['x-amz-function-error'] = reply.functionError;
     res.writeHead(reply.status ?? 200, headers);
-    res.end(JSON.stringify(reply.payload));
+    res.end(reply.raw ?? JSON.stringify(reply.payload));
   });
   return {
     url: `http://127.0.0.1:${port}`,
