@@ -50,7 +50,8 @@ export async function writeFileAtomic(file: string, text: string, mode?: number)
     await writeFile(tmp, text, options);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-    await mkdir(path.dirname(file), { recursive: true });
+    // Owner-only, like the data folder (docs/security.md): a command run before the first start may make it.
+    await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
     await writeFile(tmp, text, options);
   }
   await rename(tmp, file);

@@ -185,7 +185,7 @@ async function refresh(
 }
 
 async function saveCache(connection: DuckDBConnection, file: string): Promise<void> {
-  await mkdir(path.dirname(file), { recursive: true });
+  await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
   const temporary = `${file}.${process.pid}.${randomUUID().slice(0, 8)}.tmp`;
   try {
     await connection.run(`COPY ${CACHE_TABLE} TO '${temporary.replaceAll("'", "''")}' (FORMAT parquet)`);

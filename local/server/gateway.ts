@@ -1,4 +1,3 @@
-import { mkdir } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -21,6 +20,7 @@ import { LocalRedelivery } from '../engine/redelivery.ts';
 import { loadStageHandlers, localWorkflow } from '../engine/workflows.ts';
 import { endpointViews } from '../history/endpoints.ts';
 import { lockDataDir } from '../store/data-dir-lock.ts';
+import { dataDirModeWarning, ownerOnlyDataDir } from '../store/data-dir-mode.ts';
 import { localDeliverySecrets } from '../store/delivery-secrets.ts';
 import { type EmbeddedS3, startEmbeddedS3 } from '../store/embedded-s3.ts';
 import { conversationIdOf, ExecutionStore } from '../store/execution-store.ts';
@@ -100,8 +100,9 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   const options = resolveOptions(partial);
   const userSettings = checkEnvironment();
   const apiKeys = parseApiKeys(process.env.API_KEYS);
-  // Local state holds requests, answers and secrets: a new data folder is its owner's alone.
-  await mkdir(options.dataDir, { recursive: true, mode: 0o700 });
+  // Local state holds requests, answers and secrets: the data folder is its owner's alone (made so, or put back so).
+  const dataDirWarning = dataDirModeWarning(options.dataDir, await ownerOnlyDataDir(options.dataDir));
+  if (dataDirWarning) console.warn(dataDirWarning);
   const dataDirLock = await lockDataDir(options.dataDir);
   const executions = new ExecutionStore(options.dataDir);
   const failedDeliveries = new LocalFailedDeliveryStore(options.dataDir);
