@@ -66,10 +66,23 @@ const portNumber = v.pipe(
   v.maxValue(65535, 'must be a port number (0-65535)'),
 );
 
+/**
+ * Where the gateway may listen: on loopback (the default), or on every interface (to take requests from other
+ * machines). Bound to one other address (a LAN address, 127.0.0.2) it could not reach itself on loopback, where its
+ * sample agent and built-in receiver answer: every conversation would fail.
+ */
+const LISTEN_HOSTS = ['127.0.0.1', 'localhost', '::1', '0.0.0.0', '::'];
+
 /** The local runtime's own variables (the handlers' are in functions/shared/settings.ts). */
 const LocalEnv = v.object({
   PORT: v.optional(portNumber, '3000'),
-  HOST: v.optional(v.string(), '127.0.0.1'),
+  HOST: v.optional(
+    v.picklist(
+      LISTEN_HOSTS,
+      `must be one of ${LISTEN_HOSTS.join(', ')} (0.0.0.0 and :: listen on every interface): the gateway calls its own sample agent and built-in receiver on loopback`,
+    ),
+    '127.0.0.1',
+  ),
   LOCAL_DATA_DIR: v.optional(v.string()),
   LOCAL_S3_PORT: v.optional(portNumber, '4569'),
   REDELIVERY_POLL_MS: v.optional(

@@ -19,6 +19,9 @@ describe('start refuses bad configuration before it listens', () => {
   it.each([
     [{ PORT: 'abc' }, /PORT must be a port number \(0-65535\), got "abc"/],
     [{ LOCAL_S3_PORT: '70000' }, /LOCAL_S3_PORT must be a port number/],
+    // Bound to one LAN address, the gateway could not reach its own sample agent and receiver: every conversation failed.
+    [{ HOST: '192.0.2.2' }, /HOST must be one of 127\.0\.0\.1, localhost, ::1, 0\.0\.0\.0, :: .*, got "192\.0\.2\.2"/],
+    [{ HOST: '127.0.0.2' }, /HOST must be one of/],
     [
       { RATE_LIMITS: '{"crm": {"rateLimit": -1, "burstLimit": 2}}' },
       /RATE_LIMITS\.crm: rateLimit and burstLimit must be positive/,
@@ -45,6 +48,10 @@ describe('start refuses bad configuration before it listens', () => {
       resolveOptions({}, env);
       checkEnvironment(env);
     }).toThrow(message);
+  });
+
+  it.each(['127.0.0.1', 'localhost', '::1', '0.0.0.0', '::'])('HOST=%s is taken', (host) => {
+    expect(resolveOptions({}, { HOST: host }).host).toBe(host);
   });
 
   it('a busy embedded-S3 port: one line naming the port, exit 1 (no crash, no stack trace)', async () => {
