@@ -9,6 +9,7 @@ import { DataDirInUseError } from '../store/data-dir-lock.ts';
 import { conversationsList, conversationsSearch, conversationsShow } from './conversations.ts';
 import { deliveriesList, deliveriesRedrive, deliveriesResend } from './deliveries.ts';
 import { endpointsCommand } from './endpoints.ts';
+import { exposureLines } from './exposure.ts';
 import { conversationsQuery } from './query.ts';
 import { CliError, eventLine, out } from './shared.ts';
 import { sign } from './sign.ts';
@@ -104,6 +105,12 @@ async function start(): Promise<number> {
   }
   const rel = (p: string) => path.relative(process.cwd(), p) || '.';
   out(`webhook-gateway (local) listening on ${gateway.url}`);
+  const keys = parseApiKeys(process.env.API_KEYS);
+  for (const line of exposureLines(options.host, {
+    requireSigned: gateway.settings.requireSignedWebhooks,
+    apiKeys: keys.required,
+  }))
+    out(line);
   out(
     `  POST ${gateway.url}/webhook   one conversation = one run of statemachine/conversation.asl.json (aws-local-stepfunctions)`,
   );
@@ -127,7 +134,7 @@ async function start(): Promise<number> {
     `  history ${rel(gateway.executions.dir)}   failed deliveries ${rel(gateway.failedDeliveries.dir)}   handler logs ${logFile.startsWith('(') ? logFile : rel(logFile)}`,
   );
   out('');
-  const apiKeys = JSON.parse(parseApiKeys(process.env.API_KEYS).sourceApiKeyIds) as Record<string, string>;
+  const apiKeys = JSON.parse(keys.sourceApiKeyIds) as Record<string, string>;
   for (const line of tryRequest(gateway.url, {
     inboundSecrets: parseInboundSecrets(process.env.INBOUND_WEBHOOK_SECRETS),
     requireSigned: gateway.settings.requireSignedWebhooks,

@@ -1,0 +1,16 @@
+/**
+ * The start banner's word on who can reach the gateway. The URL it prints is the loopback one (the gateway reaches
+ * itself there), so a gateway bound to every interface says so, and warns when nothing proves a caller
+ * (docs/security.md: signed requests, API keys).
+ */
+export function exposureLines(host: string, policy: { requireSigned: boolean; apiKeys: boolean }): string[] {
+  if (host !== '0.0.0.0' && host !== '::') return [];
+  const lines = [
+    `  and on every interface (HOST=${host}): other machines can call POST /webhook and GET /conversations/{id}; the console, the operator endpoints and the helpers answer this machine only`,
+  ];
+  if (!policy.requireSigned && !policy.apiKeys)
+    lines.push(
+      '  warning: no request needs a signature or an API key: anyone who reaches this machine can start conversations (set REQUIRE_SIGNED_WEBHOOKS=true, or API_KEYS)',
+    );
+  return lines;
+}

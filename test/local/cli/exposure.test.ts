@@ -1,0 +1,43 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { exposureLines } from '../../../local/cli/exposure.ts';
+import { NEW_USER_START_ENV, startCli } from '../../support/cli.ts';
+
+let dataDir: string;
+beforeEach(async () => {
+  dataDir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-exposure-'));
+});
+afterEach(async () => {
+  await rm(dataDir, { recursive: true, force: true });
+});
+
+describe('the start banner says who can reach the gateway', () => {
+  it('on loopback (the default) it adds nothing', () => {
+    for (const host of ['127.0.0.1', 'localhost', '::1'])
+      expect(exposureLines(host, { requireSigned: false, apiKeys: false })).toEqual([]);
+  });
+
+  it('on every interface it says so, and warns while nothing proves a caller', () => {
+    const open = exposureLines('0.0.0.0', { requireSigned: false, apiKeys: false });
+    expect(open[0]).toMatch(/and on every interface \(HOST=0\.0\.0\.0\): other machines can call POST \/webhook/);
+    expect(open[1]).toMatch(/warning: no request needs a signature or an API key.*REQUIRE_SIGNED_WEBHOOKS=true/);
+    expect(exposureLines('::', { requireSigned: true, apiKeys: false })).toHaveLength(1);
+    expect(exposureLines('0.0.0.0', { requireSigned: false, apiKeys: true })).toHaveLength(1);
+  });
+
+  it('`webhook-gateway start` with HOST=0.0.0.0 prints it under the loopback URL', async () => {
+    const gateway = await startCli({ ...NEW_USER_START_ENV, HOST: '0.0.0.0', LOCAL_DATA_DIR: dataDir });
+    try {
+      const lines = gateway.output().split('\n');
+      const at = lines.findIndex((l) => l.startsWith('webhook-gateway (local) listening on http://127.0.0.1:'));
+      expect(lines[at + 1]).toMatch(/^ {2}and on every interface \(HOST=0\.0\.0\.0\)/);
+      expect(lines[at + 2]).toMatch(/^ {2}warning: no request needs a signature or an API key/);
+    } finally {
+      const exited = new Promise((r) => gateway.child.once('exit', r));
+      gateway.child.kill('SIGINT');
+      await exited;
+    }
+  });
+});
