@@ -44,11 +44,22 @@ export function flatHeaders(headers: IncomingHttpHeaders | Record<string, string
   return out;
 }
 
+/**
+ * Nothing the embedded S3 serves is ever active in a browser. Its origin (http://127.0.0.1:<port>) is a loopback page
+ * to the gateway's operator routes and to this endpoint, and an export holds what a sender wrote: opened as HTML
+ * (`?response-content-type=text/html`, which S3 honours without a signature here, or an object stored as text/html)
+ * it would run the sender's script with that trust. Sandboxed, such a document runs no script and has no origin.
+ */
+const INERT = {
+  'content-security-policy': "default-src 'none'; sandbox",
+  'x-content-type-options': 'nosniff',
+};
+
 function send(response: S3Response, res: import('node:http').ServerResponse, head: boolean): Promise<void> | void {
   const { body } = response;
   if (Buffer.isBuffer(body) && response.headers['content-length'] === undefined)
     response.headers['content-length'] = String(body.length);
-  res.writeHead(response.status, response.headers);
+  res.writeHead(response.status, { ...response.headers, ...INERT });
   if (!body || head) {
     if (body && !Buffer.isBuffer(body)) body.destroy();
     res.end();
@@ -75,7 +86,7 @@ export function serveS3Api(
   const server = createServer(timeouts, (req, res) => {
     if (!isLoopbackRequest(req)) {
       req.resume();
-      res.writeHead(403, { 'content-type': 'application/xml', 'content-length': ACCESS_DENIED.length });
+      res.writeHead(403, { 'content-type': 'application/xml', 'content-length': ACCESS_DENIED.length, ...INERT });
       res.end(ACCESS_DENIED);
       return;
     }
