@@ -139,6 +139,7 @@ export class ExecutionJournal {
         segment,
         JSON.stringify(
           d === undefined ? { e: execution, t: Date.now(), k, s } : { e: execution, t: Date.now(), k, s, d },
+          redactSignature, // a state's input may hold the request (the accept workflow's Validate: `{accept: …}`)
         ),
       );
     const hold = (point: string): Promise<void> | undefined => {

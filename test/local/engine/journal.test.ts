@@ -50,6 +50,31 @@ describe('the execution journal', () => {
     }
   });
 
+  it("keeps no inbound signature: neither in the input it begins with nor in a state's input or output", async () => {
+    const signed = {
+      ...input(1),
+      headers: {
+        'webhook-id': 'msg_1',
+        'webhook-timestamp': '1',
+        'webhook-signature': 'v1,c2lnbmF0dXJlLW9uLXRoZS13aXJl',
+      },
+    };
+    const journal = await ExecutionJournal.open(dir);
+    const run = journal.begin('conv-signed', signed);
+    // The accept workflow's Validate gets the request as `{accept: <input>}`, its StartConversation the input again.
+    run.enter('Validate', { accept: signed });
+    await run.exit('Validate', { accepted: signed });
+    run.enter('StartConversation', { Input: signed });
+    run.fail('StartConversation', new Error('x'));
+    const [file] = await readdir(dir);
+    const text = await readFile(path.join(dir, file!), 'utf8');
+    expect(text).toContain('question 1');
+    expect(text).not.toContain('c2lnbmF0dXJlLW9uLXRoZS13aXJl');
+    expect(text.match(/"webhook-signature":"\[redacted\]"/g)).toHaveLength(4);
+    run.end();
+    journal.close();
+  });
+
   it('keeps a segment while any execution written to it runs; a crash then leaves exactly the unfinished ones', async () => {
     const journal = await ExecutionJournal.open(dir);
     const a = journal.begin('conv-a', input(1));
