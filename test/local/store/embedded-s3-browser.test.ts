@@ -49,7 +49,7 @@ describe("the embedded S3's answers are inert in a browser", () => {
       try {
         await browser.page.goto(exportUrl);
         await browser.page.waitForLoadState('networkidle'); // a fetch the script might have sent has landed
-        expect(await browser.page.evaluate(() => (window as { __xss?: number }).__xss)).toBeUndefined();
+        expect(await browser.page.evaluate(() => (globalThis as { __xss?: number }).__xss)).toBeUndefined();
         const endpoints = (await (await fetch(`${world.gateway.url}/local/endpoints`)).json()) as {
           webhook_type: string;
           paused_at: string | null;
