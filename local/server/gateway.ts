@@ -250,12 +250,12 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     statusDir: config.statusDir ?? null,
     threadDir: config.threadDir ?? null,
     threadTtlDays: config.threadTtlDays,
+    objects: s3?.store ?? null,
   };
   const sweep = async () => {
     try {
       const swept = await sweepLocalHistory(retention, options.historyDays, new Date());
-      if (swept.histories + swept.envelopes + swept.keys + swept.statuses + swept.threads + swept.logFiles > 0)
-        options.onSweep?.(swept);
+      if (Object.values(swept).some((n) => n > 0)) options.onSweep?.(swept);
     } catch (error) {
       console.error(`webhook-gateway: the local history sweep failed: ${(error as Error).message}`);
     }

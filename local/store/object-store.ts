@@ -561,6 +561,26 @@ export class ObjectStore {
     return { upload, info };
   }
 
+  /**
+   * Abort the multipart uploads begun before `cutoff` and never completed, as the AWS bucket's lifecycle rule does
+   * after a day (infra/constructs/conversation-export-bucket.ts): their parts would otherwise stay on disk for ever.
+   * An upload whose upload.json is unreadable (cut by a crash as it began) goes by its folder's time. Returns how many.
+   */
+  async abortUploadsBegunBefore(cutoff: Date): Promise<number> {
+    let aborted = 0;
+    for (const id of await readdir(path.join(this.root, MULTIPART_DIR)).catch(() => [] as string[])) {
+      if (!/^[0-9a-f]{32}$/.test(id)) continue; // not an upload of this store's
+      const begun = await this.getUpload(id).then(
+        (upload) => Date.parse(upload.initiated),
+        async () => (await stat(this.uploadDir(id)).catch(() => null))?.mtimeMs ?? Number.POSITIVE_INFINITY,
+      );
+      if (!(begun < cutoff.getTime())) continue;
+      await rm(this.uploadDir(id), { recursive: true, force: true });
+      aborted += 1;
+    }
+    return aborted;
+  }
+
   async abortUpload(uploadId: string): Promise<void> {
     await this.getUpload(uploadId);
     await rm(this.uploadDir(uploadId), { recursive: true, force: true });

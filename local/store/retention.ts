@@ -22,6 +22,7 @@ import { listDir, readJson } from './json-files.ts';
  * - the handlers' log and the built-in receiver's files: each is moved aside to `<name>.<first day>.jsonl` once its
  *   first line is a day old (the writers go on in a fresh file, nothing is lost), and the moved files go when their
  *   last line is older than the retention.
+ * - the embedded S3's multipart uploads begun a day ago and never completed, as the bucket's lifecycle rule on AWS.
  * The exports in the bucket are the archive and are never swept (on AWS the bucket's lifecycle rules apply).
  */
 export interface RetentionPaths {
@@ -31,6 +32,8 @@ export interface RetentionPaths {
   /** THREAD_DIR and THREAD_TTL_DAYS (functions/shared/thread-store.ts). */
   threadDir?: string | null;
   threadTtlDays?: number;
+  /** The embedded S3's store, when this gateway runs it: its multipart uploads left incomplete for a day are aborted. */
+  objects?: { abortUploadsBegunBefore(cutoff: Date): Promise<number> } | null;
 }
 
 export interface SweepResult {
@@ -40,6 +43,7 @@ export interface SweepResult {
   statuses: number;
   threads: number;
   logFiles: number;
+  uploads: number;
 }
 
 export const DEFAULT_HISTORY_DAYS = 30;
@@ -137,7 +141,7 @@ async function deliveryMayBeOwed(envelopeFile: string): Promise<boolean> {
 }
 
 export async function sweepLocalHistory(paths: RetentionPaths, days: number, now: Date): Promise<SweepResult> {
-  const result: SweepResult = { histories: 0, envelopes: 0, keys: 0, statuses: 0, threads: 0, logFiles: 0 };
+  const result: SweepResult = { histories: 0, envelopes: 0, keys: 0, statuses: 0, threads: 0, logFiles: 0, uploads: 0 };
   const t = now.getTime();
   if (days > 0) {
     const cutoff = t - days * DAY_MS;
@@ -207,5 +211,6 @@ export async function sweepLocalHistory(paths: RetentionPaths, days: number, now
       }
     }
   }
+  if (paths.objects) result.uploads = await paths.objects.abortUploadsBegunBefore(new Date(t - DAY_MS));
   return result;
 }

@@ -1,7 +1,8 @@
-import { mkdir, mkdtemp, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ObjectStore } from '../../../local/store/object-store.ts';
 import { sweepLocalHistory } from '../../../local/store/retention.ts';
 
 /** LOCAL_HISTORY_DAYS: what the sweep removes and what it keeps, at an injected time. */
@@ -55,7 +56,7 @@ describe('the local history sweep', () => {
       30,
       NOW,
     );
-    expect(swept).toEqual({ histories: 1, envelopes: 1, keys: 1, statuses: 1, threads: 0, logFiles: 0 });
+    expect(swept).toEqual({ histories: 1, envelopes: 1, keys: 1, statuses: 1, threads: 0, logFiles: 0, uploads: 0 });
     expect(await ls('status')).toEqual([`${NEW_ID}.json`]);
     expect(await ls('executions')).toEqual([OWED_ID, NEW_ID].sort());
     expect(await ls('failed-deliveries')).toEqual([`${OWED_ID}.json`, `${NEW_ID}.json`].sort());
@@ -150,5 +151,42 @@ describe('the local history sweep', () => {
     const swept = await sweepLocalHistory({ dataDir, idempotencyDir: null }, 0, NOW);
     expect(swept.histories).toBe(0);
     expect(await ls('executions')).toEqual([OLD_ID]);
+  });
+
+  it('aborts the multipart uploads of the embedded S3 left incomplete for a day, as the bucket lifecycle rule on AWS', async () => {
+    const objects = new ObjectStore(path.join(dataDir, 's3'));
+    await objects.open();
+    await objects.createBucket('exports');
+    const stale = await objects.createUpload({
+      bucket: 'exports',
+      key: 'big/old.bin',
+      attributes: { contentType: 'x' },
+    });
+    const fresh = await objects.createUpload({
+      bucket: 'exports',
+      key: 'big/new.bin',
+      attributes: { contentType: 'x' },
+    });
+    const multipart = path.join(dataDir, 's3', '.multipart');
+    // Begun 25 hours before NOW (its record says when), and one cut by a crash before its record was written.
+    const record = path.join(multipart, stale, 'upload.json');
+    const begun = JSON.parse(await readFile(record, 'utf8'));
+    await writeFile(
+      record,
+      JSON.stringify({ ...begun, initiated: new Date(NOW.getTime() - 25 * 3_600_000).toISOString() }),
+    );
+    const cut = 'ab'.repeat(16);
+    await mkdir(path.join(multipart, cut));
+    await utimes(path.join(multipart, cut), new Date(NOW.getTime() - 2 * DAY), new Date(NOW.getTime() - 2 * DAY));
+    await mkdir(path.join(multipart, 'not-an-upload'));
+    const record2 = path.join(multipart, fresh, 'upload.json');
+    await writeFile(
+      record2,
+      JSON.stringify({ ...begun, initiated: new Date(NOW.getTime() - 3_600_000).toISOString() }),
+    );
+
+    const swept = await sweepLocalHistory({ dataDir, idempotencyDir: null, objects }, 0, NOW);
+    expect(swept.uploads).toBe(2);
+    expect(await ls('s3/.multipart')).toEqual([fresh, 'not-an-upload'].sort());
   });
 });
