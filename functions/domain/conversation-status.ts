@@ -1,5 +1,5 @@
 import { isConversationId } from './conversation-id.ts';
-import { errorBody, type HttpResult, STATUS_ROUTE_PREFIX } from './gateway-contract.ts';
+import { errorBody, type HttpResult, STATUS_POLL_SECONDS, STATUS_ROUTE_PREFIX } from './gateway-contract.ts';
 import { IN_PROGRESS_TTL_SECONDS } from './idempotency.ts';
 import { type InboundPolicy, verifyInbound } from './signatures.ts';
 import { apiKeyMismatch, canonicalSource, MAX_SOURCE_NAME_LENGTH, SOURCE_NAME_PATTERN } from './source-identity.ts';
@@ -27,8 +27,6 @@ export interface ConversationStatusRecord {
 
 /** Status records are kept 7 days: long after any poller gave up; the export is the record for good. */
 export const STATUS_TTL_SECONDS = 7 * 86_400;
-/** Seconds a poller is asked to wait (Retry-After) while the conversation runs. */
-const STATUS_POLL_SECONDS = 2;
 /**
  * Past this long after it was accepted, a conversation still `running` cannot be: its run is an Express execution
  * (at most 5 minutes) started within the accept's 60 s, the longest an idempotency claim is held in progress for the

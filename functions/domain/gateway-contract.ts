@@ -130,16 +130,19 @@ function statusPath(conversationId: string, sourceSystem: string): string {
   return `${STATUS_ROUTE_PREFIX}${conversationId}?source_system=${encodeURIComponent(sourceSystem)}`;
 }
 
+/** Seconds a poller of a conversation's status is asked to wait (Retry-After), on the 202 and while it runs. */
+export const STATUS_POLL_SECONDS = 2;
+
 /**
  * The 202 of an asynchronous start: the conversation id, where to read its status (`baseUrl`: the API's base, as
- * the caller reached it), `Preference-Applied` and `Location` (the same URL).
+ * the caller reached it), `Preference-Applied`, `Location` (the same URL) and `Retry-After` (when to look first).
  */
 export function acceptedResult({ accepted }: AcceptedOutput, baseUrl: string): HttpResult {
   const statusUrl = `${baseUrl}${statusPath(accepted.conversation_id, accepted.source_system)}`;
   return {
     statusCode: 202,
     body: { success: true, conversation_id: accepted.conversation_id, status_url: statusUrl },
-    headers: { 'preference-applied': RESPOND_ASYNC, location: statusUrl },
+    headers: { 'preference-applied': RESPOND_ASYNC, location: statusUrl, 'retry-after': String(STATUS_POLL_SECONDS) },
   };
 }
 

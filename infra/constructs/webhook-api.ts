@@ -305,7 +305,7 @@ export class WebhookApi extends Construct {
 }
 
 /** The headers of the 202 of an asynchronous start (set by the response template: acceptedResult). */
-const ACCEPTED_HEADERS = ['Location', 'Preference-Applied'];
+const ACCEPTED_HEADERS = ['Location', 'Preference-Applied', 'Retry-After'];
 
 function jsonMethodResponse(status: number, headers: string[] = []): MethodResponse {
   return {

@@ -62,6 +62,7 @@ describe('Prefer: respond-async: 202 at once, the same workflow runs without the
     expect(accepted.body).toEqual({ success: true, conversation_id: id, status_url: statusUrlOf(id) });
     expect(accepted.headers.get('preference-applied')).toBe('respond-async');
     expect(accepted.headers.get('location')).toBe(statusUrlOf(id));
+    expect(accepted.headers.get('retry-after')).toBe('2');
 
     // The agent has been called and holds its answer: the conversation runs, nothing is delivered or exported yet.
     const running = await getStatus(accepted.body.status_url);

@@ -154,7 +154,7 @@ describe('POST /webhook with Prefer: respond-async (the request mapping shared w
     }
   });
 
-  it('answers the accept workflow output with the 202 of the contract: status URL, Location, Preference-Applied', () => {
+  it('answers the accept workflow output with the 202 of the contract: status URL, Location, Preference-Applied, Retry-After', () => {
     const accepted = {
       accepted: { conversation_id: 'webhook_20261201_101500_crm_nightly_a1b2c3', source_system: 'crm' },
     };
@@ -213,6 +213,7 @@ describe('POST /webhook with Prefer: respond-async (the request mapping shared w
           ResponseParameters: {
             'method.response.header.Location': false,
             'method.response.header.Preference-Applied': false,
+            'method.response.header.Retry-After': false,
           },
         }),
       ]),

@@ -114,7 +114,11 @@ describe('API: POST /webhook → StartSyncExecution', () => {
           .ResponseParameters ?? {},
       );
     expect(headersOf(429)).toEqual(['method.response.header.Retry-After']);
-    expect(headersOf(202)).toEqual(['method.response.header.Location', 'method.response.header.Preference-Applied']);
+    expect(headersOf(202)).toEqual([
+      'method.response.header.Location',
+      'method.response.header.Preference-Applied',
+      'method.response.header.Retry-After',
+    ]);
     expect(headersOf(200)).toEqual([]);
     expect(WEBHOOK_STATUS_CODES).toEqual(
       expect.arrayContaining([200, ...Object.values(FAILURE_STATUS), 413, 429, 500, TIMED_OUT_STATUS]),

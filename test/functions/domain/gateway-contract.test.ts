@@ -248,6 +248,7 @@ describe('Prefer: respond-async (RFC 7240) and the 202', () => {
       headers: {
         'preference-applied': 'respond-async',
         location: 'https://api.example/prod/conversations/webhook_20261129_123213_a_b_c?source_system=a',
+        'retry-after': '2',
       },
     });
   });
