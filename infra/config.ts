@@ -1,6 +1,12 @@
 import { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { Node } from 'constructs';
-import { EXPRESS_LIMIT_MS, maxAsyncAgentTimeoutMs, maxSyncAgentTimeoutMs } from '../functions/domain/budget.ts';
+import {
+  DELIVERY_TIMEOUT_LIMITS_MS,
+  MIN_AGENT_TIMEOUT_MS,
+  maxAsyncAgentTimeoutMs,
+  maxSyncAgentTimeoutMs,
+  RESPONSE_TIMEOUT_LIMITS_MS,
+} from '../functions/domain/budget.ts';
 import { WEBHOOK_TYPES, type WebhookType } from '../functions/domain/conversation.ts';
 import { parseSchedule } from '../functions/domain/failed-delivery.ts';
 import { bySource } from '../functions/domain/source-identity.ts';
@@ -179,19 +185,10 @@ export {
   SERVICE_NAME as POWERTOOLS_SERVICE_NAME,
 } from '../functions/domain/observability.ts';
 
-/** The shortest integration timeout with room for every reserve of the synchronous budget and a 1 s agent. */
-const MIN_INTEGRATION_TIMEOUT_MS = 9_000;
-/**
- * The longest: a synchronous execution ends at the Express limit (5 minutes) whatever API Gateway would still wait,
- * and then without the workflow's own answer, export or freed key; the budget's deadlines must fall inside it.
- */
-const MAX_INTEGRATION_TIMEOUT_MS = EXPRESS_LIMIT_MS;
-/**
- * The longest delivery attempt: a redelivery is one attempt and the export within the redelivery workflow's 60 s
- * (TimeoutSeconds of statemachine/redelivery.asl.json); past it every redelivery to a slow receiver would time out,
- * its POST perhaps landed, and be counted as a failed run.
- */
-export const MAX_DELIVERY_TIMEOUT_MS = 30_000;
+/** The integration timeout's bounds and the longest delivery attempt (functions/domain/budget.ts says why). */
+const MIN_INTEGRATION_TIMEOUT_MS = RESPONSE_TIMEOUT_LIMITS_MS.min;
+const MAX_INTEGRATION_TIMEOUT_MS = RESPONSE_TIMEOUT_LIMITS_MS.max;
+export const MAX_DELIVERY_TIMEOUT_MS = DELIVERY_TIMEOUT_LIMITS_MS.max;
 
 const VALID_RETENTION_DAYS = new Set(Object.values(RetentionDays).filter((v): v is number => typeof v === 'number'));
 const LOG_LEVELS = ['DEBUG', 'INFO', 'WARN', 'ERROR'] as const;
@@ -297,15 +294,20 @@ export function resolveConfig(node: Node, overrides: Partial<GatewayConfig> = {}
     stackName: text('stackName', get('stackName'), d.stackName) || d.stackName,
     stageName: text('stageName', get('stageName'), d.stageName) || d.stageName,
     agentFunctionName: text('agentFunctionName', get('agentFunctionName'), d.agentFunctionName) || d.agentFunctionName,
-    agentTimeoutMs: integer('agentTimeoutMs', get('agentTimeoutMs'), d.agentTimeoutMs, 1_000),
-    asyncAgentTimeoutMs: integer('asyncAgentTimeoutMs', get('asyncAgentTimeoutMs'), d.asyncAgentTimeoutMs, 1_000),
+    agentTimeoutMs: integer('agentTimeoutMs', get('agentTimeoutMs'), d.agentTimeoutMs, MIN_AGENT_TIMEOUT_MS),
+    asyncAgentTimeoutMs: integer(
+      'asyncAgentTimeoutMs',
+      get('asyncAgentTimeoutMs'),
+      d.asyncAgentTimeoutMs,
+      MIN_AGENT_TIMEOUT_MS,
+    ),
     threadTtlDays: integer('threadTtlDays', get('threadTtlDays'), d.threadTtlDays, 1),
     deliveryUrls,
     deliveryTimeoutMs: integer(
       'deliveryTimeoutMs',
       get('deliveryTimeoutMs'),
       d.deliveryTimeoutMs,
-      100,
+      DELIVERY_TIMEOUT_LIMITS_MS.min,
       MAX_DELIVERY_TIMEOUT_MS,
     ),
     exportBucketName: text('exportBucketName', get('exportBucketName'), d.exportBucketName),

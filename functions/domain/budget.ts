@@ -109,6 +109,22 @@ export function maxAsyncAgentTimeoutMs(deliveryTimeoutMs: number): number {
   return Math.floor((EXPRESS_LIMIT_MS - r.margin - after) / 1000) * 1000;
 }
 
+/**
+ * The settings' bounds, the same for the synth (infra/config.ts) and `npm start` (local/server/config.ts), in ms.
+ * The shortest response timeout leaves room for every reserve of the synchronous budget and a 1 s agent; the longest
+ * is the Express limit (a synchronous execution ends there whatever the caller would still wait, without the
+ * workflow's own answer).
+ */
+export const RESPONSE_TIMEOUT_LIMITS_MS = { min: 9_000, max: EXPRESS_LIMIT_MS } as const;
+/**
+ * A delivery attempt: at most 30 s, since a redelivery is one attempt and the export within the redelivery workflow's
+ * 60 s (TimeoutSeconds of statemachine/redelivery.asl.json); past it every redelivery to a slow receiver would time
+ * out, its POST perhaps landed, and be counted as a failed run.
+ */
+export const DELIVERY_TIMEOUT_LIMITS_MS = { min: 100, max: 30_000 } as const;
+/** An agent timeout is whole seconds, at least 1 (the Task's TimeoutSeconds). */
+export const MIN_AGENT_TIMEOUT_MS = 1_000;
+
 export interface AsyncBudgetSettings {
   /** ASYNC_AGENT_TIMEOUT_MS. */
   asyncAgentTimeoutMs: number;

@@ -1,6 +1,12 @@
 import path from 'node:path';
 import * as v from 'valibot';
-import { maxAsyncAgentTimeoutMs } from '../../functions/domain/budget.ts';
+import {
+  DELIVERY_TIMEOUT_LIMITS_MS,
+  MIN_AGENT_TIMEOUT_MS,
+  maxAsyncAgentTimeoutMs,
+  maxSyncAgentTimeoutMs,
+  RESPONSE_TIMEOUT_LIMITS_MS,
+} from '../../functions/domain/budget.ts';
 import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
 import { DELIVERY_URL_VARIABLES, unsafeDeliveryUrl } from '../../functions/domain/delivery.ts';
 import { parseInboundSecrets, parseSecretsBySource } from '../../functions/domain/signatures.ts';
@@ -136,6 +142,30 @@ export function resolveOptions(
 }
 
 /**
+ * The timeouts the synth refuses (docs/deploy.md, "Timeouts") stop `start` too: otherwise the budget would quietly cut
+ * them (an agent timeout past what the response timeout leaves, a response timeout with no room for the agent).
+ */
+function checkTimeouts(s: Settings): void {
+  const within = (name: string, value: number, limits: { min: number; max: number }) => {
+    if (value < limits.min || value > limits.max)
+      throw new Error(`${name} must be from ${limits.min} to ${limits.max} (ms), got ${value}`);
+  };
+  within('RESPONSE_TIMEOUT_MS', s.responseTimeoutMs, RESPONSE_TIMEOUT_LIMITS_MS);
+  within('DELIVERY_TIMEOUT_MS', s.deliveryTimeoutMs, DELIVERY_TIMEOUT_LIMITS_MS);
+  for (const [name, value] of [
+    ['MANAGER_AGENT_TIMEOUT_MS', s.agentTimeoutMs],
+    ['ASYNC_AGENT_TIMEOUT_MS', s.asyncAgentTimeoutMs],
+  ] as const)
+    if (value < MIN_AGENT_TIMEOUT_MS)
+      throw new Error(`${name} must be at least ${MIN_AGENT_TIMEOUT_MS} (ms), got ${value}`);
+  const syncMax = maxSyncAgentTimeoutMs(s.responseTimeoutMs);
+  if (s.agentTimeoutMs > syncMax)
+    throw new Error(
+      `MANAGER_AGENT_TIMEOUT_MS (${s.agentTimeoutMs}) does not fit in RESPONSE_TIMEOUT_MS (${s.responseTimeoutMs}): at most ${syncMax}, or raise RESPONSE_TIMEOUT_MS (docs/deploy.md, "Timeouts")`,
+    );
+}
+
+/**
  * Check every setting a handler or the gateway would only read later, so a typo stops `start` at once with its
  * name instead of failing conversations one by one.
  */
@@ -143,6 +173,7 @@ export function checkEnvironment(env: NodeJS.ProcessEnv = process.env): Settings
   parseRateLimits(env.RATE_LIMITS);
   parseApiKeys(env.API_KEYS);
   const checked = settings(env);
+  checkTimeouts(checked);
   const asyncMax = maxAsyncAgentTimeoutMs(checked.deliveryTimeoutMs);
   if (checked.asyncAgentTimeoutMs > asyncMax)
     throw new Error(

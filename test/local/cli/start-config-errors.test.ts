@@ -35,6 +35,19 @@ describe('start refuses bad configuration before it listens', () => {
     ],
     [{ DELIVERY_TIMEOUT_MS: '3s' }, /DELIVERY_TIMEOUT_MS must be a positive whole number, got "3s"/],
     [{ ASYNC_AGENT_TIMEOUT_MS: '300000' }, /ASYNC_AGENT_TIMEOUT_MS \(300000\) does not fit .* at most 260000/],
+    // The timeouts the synth refuses: before, `npm start` took them and the budget cut them quietly (a 60 s agent
+    // timeout answered 504 after 20 s; a 1 s response timeout gave the agent 1 s and queued every delivery).
+    [
+      { MANAGER_AGENT_TIMEOUT_MS: '60000' },
+      /MANAGER_AGENT_TIMEOUT_MS \(60000\) does not fit in RESPONSE_TIMEOUT_MS \(29000\): at most 21000/,
+    ],
+    [{ MANAGER_AGENT_TIMEOUT_MS: '500' }, /MANAGER_AGENT_TIMEOUT_MS must be at least 1000 \(ms\), got 500/],
+    [{ ASYNC_AGENT_TIMEOUT_MS: '999' }, /ASYNC_AGENT_TIMEOUT_MS must be at least 1000 \(ms\), got 999/],
+    [{ RESPONSE_TIMEOUT_MS: '1000' }, /RESPONSE_TIMEOUT_MS must be from 9000 to 300000 \(ms\), got 1000/],
+    [{ RESPONSE_TIMEOUT_MS: '400000' }, /RESPONSE_TIMEOUT_MS must be from 9000 to 300000 \(ms\), got 400000/],
+    // Before, the message blamed ASYNC_AGENT_TIMEOUT_MS ("at most -399999728000").
+    [{ DELIVERY_TIMEOUT_MS: '99999999999' }, /^DELIVERY_TIMEOUT_MS must be from 100 to 30000 \(ms\), got 99999999999$/],
+    [{ DELIVERY_TIMEOUT_MS: '50' }, /DELIVERY_TIMEOUT_MS must be from 100 to 30000 \(ms\), got 50/],
     [
       { LOCAL_HISTORY_DAYS: '30d' },
       /LOCAL_HISTORY_DAYS must be a whole number of days \(0 keeps everything\), got "30d"/,
@@ -48,6 +61,11 @@ describe('start refuses bad configuration before it listens', () => {
       resolveOptions({}, env);
       checkEnvironment(env);
     }).toThrow(message);
+  });
+
+  it('an agent timeout that fits a raised response timeout is taken, as the synth takes it', () => {
+    const checked = checkEnvironment({ RESPONSE_TIMEOUT_MS: '60000', MANAGER_AGENT_TIMEOUT_MS: '52000' });
+    expect([checked.responseTimeoutMs, checked.agentTimeoutMs]).toEqual([60_000, 52_000]);
   });
 
   it.each(['127.0.0.1', 'localhost', '::1', '0.0.0.0', '::'])('HOST=%s is taken', (host) => {
