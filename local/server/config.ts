@@ -79,6 +79,9 @@ const portNumber = v.pipe(
  */
 const LISTEN_HOSTS = ['127.0.0.1', 'localhost', '::1', '0.0.0.0', '::'];
 
+const MAX_TIMER_MS = 2_147_483_647;
+const POLL_RULE = `must be a whole number of milliseconds up to ${MAX_TIMER_MS} (0 turns the schedule off)`;
+
 /** The local runtime's own variables (the handlers' are in functions/shared/settings.ts). */
 const LocalEnv = v.object({
   PORT: v.optional(portNumber, '3000'),
@@ -94,8 +97,10 @@ const LocalEnv = v.object({
   REDELIVERY_POLL_MS: v.optional(
     v.pipe(
       v.string(),
-      v.regex(/^\d+$/, 'must be a whole number of milliseconds (0 turns the schedule off)'),
+      v.regex(/^\d+$/, POLL_RULE),
       v.transform(Number),
+      // Node's timers take at most 2^31 - 1 ms: a longer interval would fire every millisecond.
+      v.maxValue(MAX_TIMER_MS, POLL_RULE),
     ),
     '1000',
   ),

@@ -48,6 +48,12 @@ describe('start refuses bad configuration before it listens', () => {
     // Before, the message blamed ASYNC_AGENT_TIMEOUT_MS ("at most -399999728000").
     [{ DELIVERY_TIMEOUT_MS: '99999999999' }, /^DELIVERY_TIMEOUT_MS must be from 100 to 30000 \(ms\), got 99999999999$/],
     [{ DELIVERY_TIMEOUT_MS: '50' }, /DELIVERY_TIMEOUT_MS must be from 100 to 30000 \(ms\), got 50/],
+    // Before, it started and, the timer overflowing, swept the redelivery schedule every millisecond.
+    [
+      { REDELIVERY_POLL_MS: '3000000000' },
+      /REDELIVERY_POLL_MS must be a whole number of milliseconds up to 2147483647 \(0 turns the schedule off\), got "3000000000"/,
+    ],
+    [{ REDELIVERY_POLL_MS: '1s' }, /REDELIVERY_POLL_MS must be a whole number of milliseconds/],
     [
       { LOCAL_HISTORY_DAYS: '30d' },
       /LOCAL_HISTORY_DAYS must be a whole number of days \(0 keeps everything\), got "30d"/,
