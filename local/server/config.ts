@@ -170,6 +170,20 @@ function checkTimeouts(s: Settings): void {
     );
 }
 
+/** The log levels the synth takes for LOG_LEVEL (docs/deploy.md, `logLevel`), in any case. */
+const LOG_LEVELS = ['DEBUG', 'INFO', 'WARN', 'ERROR'];
+
+/**
+ * LOG_LEVEL as the handlers' logger reads it: upper case (Powertools ignores `debug` or any unknown level, and logs at
+ * INFO). An unknown level stops the start.
+ */
+export function handlerLogLevel(env: NodeJS.ProcessEnv = process.env): string {
+  const level = (env.LOG_LEVEL?.trim() || 'INFO').toUpperCase();
+  if (!LOG_LEVELS.includes(level))
+    throw new Error(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')} (any case), got "${env.LOG_LEVEL}"`);
+  return level;
+}
+
 /**
  * Check every setting a handler or the gateway would only read later, so a typo stops `start` at once with its
  * name instead of failing conversations one by one.
@@ -177,6 +191,7 @@ function checkTimeouts(s: Settings): void {
 export function checkEnvironment(env: NodeJS.ProcessEnv = process.env): Settings {
   parseRateLimits(env.RATE_LIMITS);
   parseApiKeys(env.API_KEYS);
+  handlerLogLevel(env);
   const checked = settings(env);
   checkTimeouts(checked);
   const asyncMax = maxAsyncAgentTimeoutMs(checked.deliveryTimeoutMs);

@@ -32,6 +32,7 @@ import { parseApiKeys } from './api-keys.ts';
 import {
   checkEnvironment,
   type GatewayOptions,
+  handlerLogLevel,
   localEnvironmentDefaults,
   resolveOptions,
   withDefaults,
@@ -178,6 +179,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
         );
     }
     handlerEnv = withDefaults(process.env, defaults);
+    handlerEnv.LOG_LEVEL = handlerLogLevel(process.env);
     // With local API keys the handlers learn each key's source from them (ids only), whatever else was set.
     if (apiKeys.required) handlerEnv.SOURCE_API_KEY_IDS = apiKeys.sourceApiKeyIds;
     Object.assign(process.env, handlerEnv);

@@ -3,8 +3,9 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { checkEnvironment, resolveOptions } from '../../../local/server/config.ts';
+import { checkEnvironment, handlerLogLevel, resolveOptions } from '../../../local/server/config.ts';
 import { runCli } from '../../support/cli.ts';
+import { startWorld } from '../../support/gateway.ts';
 
 /** `webhook-gateway start` with a bad setting or a busy port: one clear line, exit 1, nothing left running. */
 let dataDir: string;
@@ -54,6 +55,8 @@ describe('start refuses bad configuration before it listens', () => {
       /REDELIVERY_POLL_MS must be a whole number of milliseconds up to 2147483647 \(0 turns the schedule off\), got "3000000000"/,
     ],
     [{ REDELIVERY_POLL_MS: '1s' }, /REDELIVERY_POLL_MS must be a whole number of milliseconds/],
+    // Before, it started and the handlers logged at INFO (Powertools ignores a level it does not know).
+    [{ LOG_LEVEL: 'verbose' }, /LOG_LEVEL must be one of DEBUG, INFO, WARN, ERROR \(any case\), got "verbose"/],
     [
       { LOCAL_HISTORY_DAYS: '30d' },
       /LOCAL_HISTORY_DAYS must be a whole number of days \(0 keeps everything\), got "30d"/,
@@ -72,6 +75,17 @@ describe('start refuses bad configuration before it listens', () => {
   it('an agent timeout that fits a raised response timeout is taken, as the synth takes it', () => {
     const checked = checkEnvironment({ RESPONSE_TIMEOUT_MS: '60000', MANAGER_AGENT_TIMEOUT_MS: '52000' });
     expect([checked.responseTimeoutMs, checked.agentTimeoutMs]).toEqual([60_000, 52_000]);
+  });
+
+  it('LOG_LEVEL in lower case reaches the handlers in upper case, as the synth sets it (Powertools would log at INFO)', async () => {
+    expect(handlerLogLevel({})).toBe('INFO');
+    const world = await startWorld({ LOG_LEVEL: 'debug' });
+    try {
+      expect(process.env.LOG_LEVEL).toBe('DEBUG');
+    } finally {
+      await world.close();
+      delete process.env.LOG_LEVEL;
+    }
   });
 
   it.each(['127.0.0.1', 'localhost', '::1', '0.0.0.0', '::'])('HOST=%s is taken', (host) => {
