@@ -82,6 +82,11 @@ const LISTEN_HOSTS = ['127.0.0.1', 'localhost', '::1', '0.0.0.0', '::'];
 const MAX_TIMER_MS = 2_147_483_647;
 const POLL_RULE = `must be a whole number of milliseconds up to ${MAX_TIMER_MS} (0 turns the schedule off)`;
 
+const endpointUrl = v.pipe(
+  v.string(),
+  v.regex(/^https?:\/\/[^\s/?#]+/i, 'must be an http:// or https:// URL, e.g. http://127.0.0.1:3001'),
+);
+
 /** The local runtime's own variables (the handlers' are in functions/shared/settings.ts). */
 const LocalEnv = v.object({
   PORT: v.optional(portNumber, '3000'),
@@ -110,6 +115,19 @@ const LocalEnv = v.object({
   ),
   /** Tests only: honour `[hold:…]` markers (GatewayOptions.onTestHold). */
   LOCAL_TEST_HOLDS: v.optional(flag, 'false'),
+  /** Read by `start` (log-sink.ts) and the sample agent (sample-agent.ts); checked here, so a typo stops the start. */
+  LOCAL_LOG_TO_STDOUT: v.optional(flag, 'false'),
+  SAMPLE_AGENT_SLOW_MS: v.optional(
+    v.pipe(
+      v.string(),
+      v.regex(/^\d+$/, `must be a whole number of milliseconds up to ${MAX_TIMER_MS}`),
+      v.transform(Number),
+      v.maxValue(MAX_TIMER_MS, `must be a whole number of milliseconds up to ${MAX_TIMER_MS}`),
+    ),
+  ),
+  /** The SDK's endpoints (the agent's Lambda, an S3 of your own): without a scheme, every call would fail later. */
+  AWS_ENDPOINT_URL_LAMBDA: v.optional(endpointUrl),
+  AWS_ENDPOINT_URL_S3: v.optional(endpointUrl),
 });
 
 /** Slow clients (slowloris) are cut off: the headers within 10 s, the whole request within 30 s (docs/security.md). */

@@ -8,7 +8,7 @@ import path from 'node:path';
  */
 export function divertHandlerLogs(dataDir: string): string {
   const file = path.join(dataDir, 'logs', 'handlers.jsonl');
-  if (process.env.LOCAL_LOG_TO_STDOUT === 'true') return '(stdout)';
+  if (process.env.LOCAL_LOG_TO_STDOUT?.toLowerCase() === 'true') return '(stdout)'; // a flag, in any case (config.ts)
   // The first thing `start` writes: a new data folder is made its owner's alone here (as startGateway would), and
   // the log (requests and answers) is the owner's too.
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });

@@ -57,6 +57,12 @@ describe('start refuses bad configuration before it listens', () => {
     [{ REDELIVERY_POLL_MS: '1s' }, /REDELIVERY_POLL_MS must be a whole number of milliseconds/],
     // Before, it started and the handlers logged at INFO (Powertools ignores a level it does not know).
     [{ LOG_LEVEL: 'verbose' }, /LOG_LEVEL must be one of DEBUG, INFO, WARN, ERROR \(any case\), got "verbose"/],
+    // Before, each of these started: the flag and the slow agent's wait were ignored, and an endpoint without its
+    // scheme failed every conversation (502 Lambda.Unknown).
+    [{ LOCAL_LOG_TO_STDOUT: 'yes' }, /LOCAL_LOG_TO_STDOUT must be true or false, got "yes"/],
+    [{ SAMPLE_AGENT_SLOW_MS: '5s' }, /SAMPLE_AGENT_SLOW_MS must be a whole number of milliseconds/],
+    [{ AWS_ENDPOINT_URL_LAMBDA: 'localhost:9001' }, /AWS_ENDPOINT_URL_LAMBDA must be an http:\/\/ or https:\/\/ URL/],
+    [{ AWS_ENDPOINT_URL_S3: '127.0.0.1:9000' }, /AWS_ENDPOINT_URL_S3 must be an http:\/\/ or https:\/\/ URL/],
     [
       { LOCAL_HISTORY_DAYS: '30d' },
       /LOCAL_HISTORY_DAYS must be a whole number of days \(0 keeps everything\), got "30d"/,
@@ -70,6 +76,12 @@ describe('start refuses bad configuration before it listens', () => {
       resolveOptions({}, env);
       checkEnvironment(env);
     }).toThrow(message);
+  });
+
+  it('takes the flag in any case and an endpoint with its scheme', () => {
+    expect(() =>
+      resolveOptions({}, { LOCAL_LOG_TO_STDOUT: 'TRUE', AWS_ENDPOINT_URL_LAMBDA: 'https://lambda.example:443' }),
+    ).not.toThrow();
   });
 
   it('an agent timeout that fits a raised response timeout is taken, as the synth takes it', () => {
