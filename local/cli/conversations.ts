@@ -84,17 +84,17 @@ export async function conversationsList(args: string[]): Promise<number> {
   // not of all of them (1.5 ms each). A thread is listed by turn, so it reads every conversation.
   const ids = (await store.conversationIds()).sort().reverse();
   let unread = 0;
+  // The second of the id with which `limit` rows matched: the newest `limit` are of that second or later.
+  let filledAt: number | null = null;
   for (const [i, id] of ids.entries()) {
     if (!mayBeSince(id, filter)) continue;
-    if (filter.thread === null && summaries.length >= limit) {
-      const last = [...summaries].sort(compareRows(filter))[limit - 1]!;
-      if (idTimeMs(id) < idTimeMs(last.conversation_id)) {
-        unread = ids.slice(i).filter((rest) => mayBeSince(rest, filter)).length;
-        break;
-      }
+    if (filledAt !== null && idTimeMs(id) < filledAt) {
+      unread = ids.slice(i).filter((rest) => mayBeSince(rest, filter)).length;
+      break;
     }
     const summary = summarize(id, await store.executions(id));
     if (summary && matchesFilter(summary, filter)) summaries.push(summary);
+    if (filledAt === null && filter.thread === null && summaries.length >= limit) filledAt = idTimeMs(id);
   }
   summaries.sort(compareRows(filter));
   const shown = summaries.slice(0, limit);
