@@ -1,6 +1,7 @@
 import type { Context } from 'aws-lambda';
 import * as v from 'valibot';
-import { sfn } from '../shared/clients/sfn.ts';
+import { worstCallMs } from '../shared/clients/request-limits.ts';
+import { START_SYNC_EXECUTION_WORST_MS, sfn } from '../shared/clients/sfn.ts';
 import { sqs } from '../shared/clients/sqs.ts';
 import { endpointStore } from '../shared/endpoint-store.ts';
 import { publishEndpointStates } from '../shared/events.ts';
@@ -10,8 +11,13 @@ import { endpointGate, runSchedule, type ScheduleSummary } from '../shared/redel
 import { stepFunctionsRedeliver } from '../shared/redelivery-execution.ts';
 import { positiveInteger, readEnv, settings } from '../shared/settings.ts';
 
-/** The redelivery workflow times out at 60 s; a batch received with less than that left could be cut off. */
-export const DEFAULT_RESERVE_MS = 75_000;
+/**
+ * The time a run keeps when it receives a batch: what one batch can take at worst, so that no run is cut off by its
+ * Lambda timeout with redeliveries under way. The batch's redeliveries run in parallel, each one StartSyncExecution
+ * (START_SYNC_EXECUTION_WORST_MS: the redelivery workflow times out at 60 s, but a stalled answer can hold the call
+ * twice its limit); then each envelope's queue calls, at most a send and a delete (worstCallMs each).
+ */
+export const DEFAULT_RESERVE_MS = Math.ceil((START_SYNC_EXECUTION_WORST_MS + 2 * worstCallMs()) / 1000) * 1000;
 /** The budget when there is no Lambda context (a direct call). */
 export const DEFAULT_BUDGET_MS = 120_000;
 

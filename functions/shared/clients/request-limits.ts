@@ -53,6 +53,14 @@ export function requestLimits(requestTimeoutMs = REQUEST_TIMEOUT_MS) {
  * and the number of tries. Spread first, so that what the host injects (the local gateway's in-process S3 transport,
  * functions/shared/clients/injected-settings.ts) replaces the request handler.
  */
+/**
+ * The longest one call of a client with these limits can take before it fails, ms: every try gets its headers just
+ * before the request limit and then nothing for the silence limit, and the SDK waits 50, then 100 ms between tries.
+ */
+export function worstCallMs(requestTimeoutMs = REQUEST_TIMEOUT_MS, attempts = MAX_ATTEMPTS): number {
+  return attempts * 2 * requestTimeoutMs + 150;
+}
+
 export function limitedClientSettings(requestTimeoutMs = REQUEST_TIMEOUT_MS) {
   return { maxAttempts: MAX_ATTEMPTS, requestHandler: requestLimits(requestTimeoutMs) };
 }

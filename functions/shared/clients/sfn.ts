@@ -40,6 +40,13 @@ export function throttlingOnlyRetry(attempts = THROTTLED_ATTEMPTS, random: () =>
 export const START_SYNC_EXECUTION_TIMEOUT_MS = 60_000 + REQUEST_TIMEOUT_MS;
 
 /**
+ * The longest one StartSyncExecution can take before it returns or fails, ms: its throttled tries' waits, then one
+ * try whose headers come just before START_SYNC_EXECUTION_TIMEOUT_MS and whose body is silent as long again.
+ */
+export const START_SYNC_EXECUTION_WORST_MS =
+  THROTTLED_DELAY_MS * (2 ** (THROTTLED_ATTEMPTS - 1) - 1) + 2 * START_SYNC_EXECUTION_TIMEOUT_MS;
+
+/**
  * Endpoint from AWS_ENDPOINT_URL_SFN when set (SDK convention). Starts redelivery executions (StartSyncExecution),
  * retrying only when throttled (throttlingOnlyRetry): a retried call whose first try did start its execution would
  * deliver twice. Time-limited (request-limits.ts) with START_SYNC_EXECUTION_TIMEOUT_MS per try, which is also its

@@ -572,7 +572,7 @@ describe('the Lambda handler', () => {
     });
   });
 
-  it('does not start receiving with less than the reserve left', async () => {
+  it('does not start receiving with less than the reserve left: what one batch can take at worst (150 s)', async () => {
     Object.assign(process.env, {
       FAILED_DELIVERY_QUEUE_URL: QUEUE_URL,
       FAILED_DELIVERY_DLQ_URL: DLQ_URL,
@@ -580,7 +580,9 @@ describe('the Lambda handler', () => {
     });
     const capture = captureJsonLines();
     try {
-      expect(await handler({}, context(60_000))).toMatchObject({ received: 0, stopped_by_time_budget: true });
+      // 130 s would have been enough for the 60 s the redelivery workflow may run, but not for a StartSyncExecution
+      // whose answer stalls after its headers (START_SYNC_EXECUTION_WORST_MS) and the queue calls after it.
+      expect(await handler({}, context(130_000))).toMatchObject({ received: 0, stopped_by_time_budget: true });
     } finally {
       capture.restore();
     }
