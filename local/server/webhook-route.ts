@@ -70,30 +70,39 @@ export async function handleWebhook(
 ): Promise<void> {
   const requestId = randomUUID();
   const headers = { 'x-request-id': requestId };
+  const received = performance.now();
+  // What API Gateway refuses before any execution (key, media type, size, rate): one operator log line each too.
+  const refuse = (statusCode: number, body: unknown, extra: Record<string, string> = {}) => {
+    sendJson(res, statusCode, body, { ...headers, ...extra });
+    ctx.onExecution?.({
+      http_status: statusCode,
+      conversation_id: null,
+      detail: describe(body),
+      duration_ms: Math.round(performance.now() - received),
+    });
+  };
   // API Gateway checks the API key first; with keys, the key's source is the one whose rate limit counts.
   const apiKey = requestApiKey(ctx.apiKeys, req);
   if (apiKey === null) {
     req.resume();
     const refused = gatewayErrorResult('INVALID_API_KEY');
-    return sendJson(res, refused.statusCode, refused.body, headers);
+    return refuse(refused.statusCode, refused.body);
   }
   // No Content-Type reads as JSON, as API Gateway reads it (its default media type is application/json); any other
   // type has no request template there: 415.
   const contentType = String(req.headers['content-type'] ?? '');
   if (contentType !== '' && !/^application\/json\s*(;|$)/i.test(contentType)) {
     req.resume();
-    return sendJson(
-      res,
+    return refuse(
       415,
       errorBody('UNSUPPORTED_MEDIA_TYPE', `Content-Type must be application/json, got "${contentType}"`),
-      headers,
     );
   }
   // The answer API Gateway gives (GATEWAY_ERRORS): the limit is the execution input's, which a body under 256 KB can
   // still exceed once escaped into it, so the message never says the body alone was over.
   const tooLarge = () => {
     const refused = gatewayErrorResult('PAYLOAD_TOO_LARGE');
-    sendJson(res, refused.statusCode, refused.body, { ...headers, connection: 'close' });
+    refuse(refused.statusCode, refused.body, { connection: 'close' });
   };
   if (Number(req.headers['content-length'] ?? 0) > MAX_BODY_BYTES) {
     req.resume();
@@ -118,17 +127,13 @@ export async function handleWebhook(
   const source = apiKey.source ?? claimedSource(input.body);
   const limited = source === null ? ({ allowed: true } as const) : ctx.limiter.take(source);
   if (!limited.allowed) {
-    return sendJson(
-      res,
+    return refuse(
       429,
       errorBody(
         'RATE_LIMITED',
         `Too many requests from ${source}: ${limited.reason}; retry after ${limited.retryAfterSeconds} s`,
       ),
-      {
-        ...headers,
-        'retry-after': String(limited.retryAfterSeconds),
-      },
+      { 'retry-after': String(limited.retryAfterSeconds) },
     );
   }
   const started = performance.now();
