@@ -41,7 +41,8 @@ const USAGE = `Usage: webhook-gateway <command>
   endpoints pause <type> | resume <type>
                                         change a receiver at run time (no restart, no deploy); --aws: the stack's
   sign --secret whsec_… (--data JSON | --file PATH | --status CONVERSATION_ID) [--id ID] [--json]
-                                        Standard Webhooks headers for one request (as curl -H arguments)
+                                        Standard Webhooks headers for one request (as curl -H arguments); the
+                                        secret may come from WEBHOOK_SECRET instead of --secret
   help
 
 Filters take one value or a comma-separated list: --source system or system/process, --type deal_analysis,
