@@ -1,8 +1,8 @@
 /**
  * `npm run schemas`: writes the published contract, generated from the valibot schemas
  * (functions/domain/request.ts, functions/domain/contract-schemas.ts) with @valibot/to-json-schema:
- * docs/openapi.json (OpenAPI 3.1: POST /webhook, GET /health, their error bodies, and the outbound delivery as a
- * webhook) and docs/schemas/*.schema.json (JSON Schema 2020-12: the request, the delivery payload, the four export
+ * docs/openapi.json (OpenAPI 3.1: POST /webhook with its asynchronous 202, GET /conversations/{id}, GET /health,
+ * their error bodies and headers, and the outbound delivery as a webhook) and docs/schemas/*.schema.json (JSON Schema 2020-12: the request, the delivery payload, the four export
  * files). test/scripts/schemas.test.ts fails when the committed files differ from what this writes.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -11,10 +11,12 @@ import { fileURLToPath } from 'node:url';
 import { toJsonSchema } from '@valibot/to-json-schema';
 import type { GenericSchema } from 'valibot';
 import {
+  AcceptedBodySchema,
   DeliveryPayloadSchema,
   ErrorBodySchema,
   EXPORT_SCHEMAS,
   HealthBodySchema,
+  StatusBodySchema,
   SuccessBodySchema,
 } from '../functions/domain/contract-schemas.ts';
 import { WebhookRequestSchema } from '../functions/domain/request.ts';
@@ -41,20 +43,57 @@ const ERROR_STATUSES: Record<string, string> = {
   '401': 'INVALID_SIGNATURE: the source signs and the Standard Webhooks signature is missing, stale or wrong',
   '403':
     'INVALID_API_KEY (with per-source API keys): a missing or wrong x-api-key; SOURCE_MISMATCH: the key is not the ' +
-    "source_system's own (a key acts only as its source)",
+    "source_system's own (a key acts only as its source); FORBIDDEN (local only): a non-loopback Host while the " +
+    'gateway listens on loopback',
   '409': 'IDEMPOTENCY_CONFLICT: the same Idempotency-Key is still being processed; retry shortly',
   '413': 'PAYLOAD_TOO_LARGE: the body exceeds 256 KB',
   '415': 'UNSUPPORTED_MEDIA_TYPE: Content-Type is not application/json',
   '429': 'RATE_LIMITED: the source exceeded its rate, burst or daily quota; Retry-After says when to come back',
+  '500': 'INTERNAL_ERROR: the workflow failed without a Catch (an agent answer over 256 KB), or locally a bug',
   '502': 'AGENT_ERROR: the manager agent failed; error.conversation_id names the conversation, exported as failed',
-  '503': 'STARTING or STOPPING (local only): the gateway is still starting, or is stopping; send it again in a moment',
+  '503':
+    'NOT_STARTED (Prefer: respond-async): accepted but its run could not be started, send it again; STARTING or ' +
+    'STOPPING (local only): the gateway is still starting, or is stopping; send it again in a moment (Retry-After)',
   '504': 'TIMEOUT: the manager agent did not answer within its budget',
+};
+
+/** Response headers beyond Content-Type, by status, of POST /webhook. */
+const WEBHOOK_HEADERS: Record<string, string[]> = { '429': ['Retry-After'], '503': ['Retry-After'] };
+
+/** The errors of GET /conversations/{id} (docs/contract.md#get-conversationsid), each with Cache-Control. */
+const STATUS_ERRORS: Record<string, string> = {
+  '400': 'VALIDATION_ERROR: no well-formed source_system',
+  '401': 'INVALID_SIGNATURE: the source signs, and the signature of the request target is missing, stale or wrong',
+  '403': ERROR_STATUSES['403']!,
+  '404': "NOT_FOUND: no asynchronous conversation of this source with that id (another source's, or expired: 7 days)",
+  '429': ERROR_STATUSES['429']!,
 };
 
 function openApi(): Record<string, unknown> {
   const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
   const json = (name: string) => ({ content: { 'application/json': { schema: ref(name) } } });
   const header = (description: string) => ({ schema: { type: 'string' }, description });
+  const HEADERS: Record<string, object> = {
+    'Retry-After': header('Seconds to wait before trying again (or, for a status, before reading it again)'),
+    Location: header('The status URL (status_url)'),
+    'Preference-Applied': header('respond-async'),
+    'Cache-Control': header('no-store'),
+  };
+  const headers = (names: string[] = []) =>
+    names.length === 0 ? {} : { headers: Object.fromEntries(names.map((name) => [name, HEADERS[name]])) };
+  const signing = (what: string) => [
+    { name: 'webhook-id', in: 'header', ...header(`Standard Webhooks message id (signed sources)${what}`) },
+    {
+      name: 'webhook-timestamp',
+      in: 'header',
+      ...header('Standard Webhooks timestamp, Unix seconds (signed sources)'),
+    },
+  ];
+  const apiKey = {
+    name: 'x-api-key',
+    in: 'header',
+    ...header("Required with per-source API keys (docs/security.md#api-keys): the source_system's own key"),
+  };
   return {
     openapi: '3.1.0',
     info: {
@@ -76,27 +115,19 @@ function openApi(): Record<string, unknown> {
                 'A retry with the same key within 24 h gets the first answer again (a signed request is keyed on its webhook-id instead)',
               ),
             },
-            {
-              name: 'webhook-id',
-              in: 'header',
-              ...header(
-                'Standard Webhooks message id (signed sources): the same on every retry, and the key of a signed request',
-              ),
-            },
-            {
-              name: 'webhook-timestamp',
-              in: 'header',
-              ...header('Standard Webhooks timestamp, Unix seconds (signed sources)'),
-            },
+            ...signing(': the same on every retry, and the key of a signed request'),
             {
               name: 'webhook-signature',
               in: 'header',
               ...header('v1,<base64 HMAC-SHA256> (signed sources; docs/security.md)'),
             },
+            apiKey,
             {
-              name: 'x-api-key',
+              name: 'Prefer',
               in: 'header',
-              ...header("Required with per-source API keys (docs/security.md#api-keys): the source_system's own key"),
+              ...header(
+                'respond-async: answer 202 at once with a status URL instead of waiting for the agent (docs/contract.md#asynchronous-start-prefer-respond-async)',
+              ),
             },
           ],
           requestBody: { required: true, ...json('WebhookRequest') },
@@ -105,10 +136,52 @@ function openApi(): Record<string, unknown> {
               description: "The agent answered; the delivery is the gateway's job (tracking.delivery_status)",
               ...json('ConversationAnswer'),
             },
+            '202': {
+              description: 'Prefer: respond-async: accepted, running without the caller; read its status at status_url',
+              ...headers(['Location', 'Preference-Applied', 'Retry-After']),
+              ...json('Accepted'),
+            },
             ...Object.fromEntries(
               Object.entries(ERROR_STATUSES).map(([status, description]) => [
                 status,
-                { description, ...json('Error') },
+                { description, ...headers(WEBHOOK_HEADERS[status]), ...json('Error') },
+              ]),
+            ),
+          },
+        },
+      },
+      '/conversations/{conversationId}': {
+        get: {
+          operationId: 'conversationStatus',
+          description:
+            'The status of a conversation started with Prefer: respond-async; a source with a secret signs the ' +
+            'request target (docs/security.md#reading-a-status)',
+          parameters: [
+            { name: 'conversationId', in: 'path', required: true, schema: { type: 'string' } },
+            {
+              name: 'source_system',
+              in: 'query',
+              required: true,
+              ...header('The source that started it (only it may read the status)'),
+            },
+            ...signing(''),
+            {
+              name: 'webhook-signature',
+              in: 'header',
+              ...header('v1,<base64 HMAC-SHA256 of id.timestamp.GET /conversations/<id>> (signed sources)'),
+            },
+            apiKey,
+          ],
+          responses: {
+            '200': {
+              description: 'running (with Retry-After), completed (the 200 body) or failed (the error body)',
+              ...headers(['Cache-Control', 'Retry-After']),
+              ...json('ConversationStatus'),
+            },
+            ...Object.fromEntries(
+              Object.entries(STATUS_ERRORS).map(([status, description]) => [
+                status,
+                { description, ...headers(['Cache-Control', ...(WEBHOOK_HEADERS[status] ?? [])]), ...json('Error') },
               ]),
             ),
           },
@@ -146,6 +219,8 @@ function openApi(): Record<string, unknown> {
       schemas: {
         WebhookRequest: componentSchema(WebhookRequestSchema, { description: REQUEST_DESCRIPTION }),
         ConversationAnswer: componentSchema(SuccessBodySchema),
+        Accepted: componentSchema(AcceptedBodySchema),
+        ConversationStatus: componentSchema(StatusBodySchema),
         Error: componentSchema(ErrorBodySchema),
         Health: componentSchema(HealthBodySchema),
         Delivery: componentSchema(DeliveryPayloadSchema),

@@ -22,7 +22,10 @@ const conversationStatus = v.picklist(['in_progress', 'completed', 'failed', 'in
 const milliseconds = v.nullable(v.pipe(v.number(), v.integer(), v.minValue(0)));
 const object = v.record(v.string(), v.unknown());
 
-/** Every code an error body of POST /webhook or GET /health can carry (docs/contract.md#errors). */
+/**
+ * Every code an error body of POST /webhook, GET /conversations/{id} or GET /health can carry
+ * (docs/contract.md#errors).
+ */
 const ERROR_CODES = [
   'INVALID_JSON',
   'VALIDATION_ERROR',
@@ -42,35 +45,59 @@ const ERROR_CODES = [
   'INTERNAL_ERROR',
   'NOT_FOUND',
   'METHOD_NOT_ALLOWED',
+  'NOT_STARTED',
+  'FORBIDDEN',
 ] as const;
 
-export const SuccessBodySchema = v.pipe(
+const successEntries = {
+  success: v.literal(true),
+  conversation_id: conversationId,
+  response: v.pipe(object, v.description("the manager agent's answer: its structured payload, or {content}")),
+  tracking: v.object({
+    conversation_id: conversationId,
+    delivery_id: v.string(),
+    webhook_type: webhookType,
+    delivery_status: deliveryStatus,
+    processing_time_ms: milliseconds,
+  }),
+};
+export const SuccessBodySchema = v.pipe(v.object(successEntries), v.title('Conversation answer'));
+
+const errorEntries = {
+  success: v.literal(false),
+  error: v.object({
+    code: v.picklist(ERROR_CODES),
+    message: v.string(),
+    details: v.optional(v.array(v.object({ field: v.string(), message: v.string() }))),
+    conversation_id: v.optional(conversationId),
+  }),
+};
+export const ErrorBodySchema = v.pipe(v.object(errorEntries), v.title('Error'));
+
+/** The 202 of `POST /webhook` with `Prefer: respond-async` (docs/contract.md#asynchronous-start-prefer-respond-async). */
+export const AcceptedBodySchema = v.pipe(
   v.object({
     success: v.literal(true),
     conversation_id: conversationId,
-    response: v.pipe(object, v.description("the manager agent's answer: its structured payload, or {content}")),
-    tracking: v.object({
-      conversation_id: conversationId,
-      delivery_id: v.string(),
-      webhook_type: webhookType,
-      delivery_status: deliveryStatus,
-      processing_time_ms: milliseconds,
-    }),
+    status_url: v.pipe(v.string(), v.description('where GET /conversations/{id} reads its status (also Location)')),
   }),
-  v.title('Conversation answer'),
+  v.title('Accepted'),
 );
 
-export const ErrorBodySchema = v.pipe(
-  v.object({
-    success: v.literal(false),
-    error: v.object({
-      code: v.picklist(ERROR_CODES),
-      message: v.string(),
-      details: v.optional(v.array(v.object({ field: v.string(), message: v.string() }))),
-      conversation_id: v.optional(conversationId),
+/** The 200 of `GET /conversations/{id}`: running, or the answer or error a synchronous call would have got. */
+export const StatusBodySchema = v.pipe(
+  v.variant('status', [
+    v.object({
+      success: v.literal(true),
+      conversation_id: conversationId,
+      status: v.literal('running'),
+      accepted_at: isoTime,
     }),
-  }),
-  v.title('Error'),
+    v.object({ ...successEntries, status: v.literal('completed'), completed_at: isoTime }),
+    v.object({ ...errorEntries, conversation_id: conversationId, status: v.literal('failed'), completed_at: isoTime }),
+  ]),
+  v.title('Conversation status'),
+  v.description('docs/contract.md#get-conversationsid'),
 );
 
 export const HealthBodySchema = v.pipe(v.object({ status: v.literal('ok') }), v.title('Health'));

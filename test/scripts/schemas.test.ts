@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { request as httpRequest } from 'node:http';
 import path from 'node:path';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
@@ -44,10 +45,72 @@ describe('the published schemas (docs/openapi.json, docs/schemas/)', () => {
   });
 });
 
+/** Headers every answer may carry that the OpenAPI document leaves out (transport, and the local request id). */
+const UNDECLARED_HEADERS = new Set([
+  'content-type',
+  'content-length',
+  'date',
+  'connection',
+  'keep-alive',
+  'transfer-encoding',
+  'x-request-id',
+]);
+
+interface Answer {
+  status: number;
+  headers: Headers | Record<string, string | string[] | undefined>;
+  body: unknown;
+}
+
+/**
+ * The answer `res` to `method path` (the OpenAPI path template) is one the document declares: its status, each of its
+ * headers, and a body valid against the schema declared for it. Returns what is wrong, or 'declared'.
+ */
+async function declared(method: string, pathTemplate: string, res: Answer): Promise<string> {
+  const doc = (await read('docs/openapi.json')) as {
+    paths: Record<string, Record<string, { responses: Record<string, Record<string, any>> }>>;
+  };
+  const response = doc.paths[pathTemplate]?.[method]?.responses[String(res.status)];
+  if (!response) return `${method} ${pathTemplate} does not declare ${res.status}`;
+  const names =
+    res.headers instanceof Headers ? [...res.headers.keys()] : Object.keys(res.headers).map((h) => h.toLowerCase());
+  const declaredHeaders = Object.keys(response.headers ?? {}).map((h) => h.toLowerCase());
+  const missing = names.filter((name) => !UNDECLARED_HEADERS.has(name) && !declaredHeaders.includes(name));
+  if (missing.length > 0) return `${res.status} does not declare the headers ${missing.join(', ')}`;
+  const ref = response.content?.['application/json']?.schema?.$ref as string | undefined;
+  if (!ref) return `${res.status} declares no body`;
+  return (await validator('docs/openapi.json', ref.split('/').at(-1)))(res.body) === 'valid'
+    ? 'declared'
+    : `${res.status}: ${(await validator('docs/openapi.json', ref.split('/').at(-1)))(res.body)}`;
+}
+
+/** A POST /webhook addressed to another host name (a rebound DNS name): fetch cannot set Host. */
+function postWithHost(url: string, host: string, body: string): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      `${url}/webhook`,
+      { method: 'POST', headers: { host, 'content-type': 'application/json' } },
+      (res) => {
+        let text = '';
+        res.on('data', (chunk) => {
+          text += chunk;
+        });
+        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: JSON.parse(text) }));
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
 describe('the gateway answers, delivers and exports what the schemas say', () => {
   let world: TestWorld;
   beforeAll(async () => {
-    world = await startWorld();
+    // One source with a rate limit of its own, for the 429s (no other test here sends as it).
+    world = await startWorld(
+      { RATE_LIMITS: JSON.stringify({ limited_source: { rateLimit: 1, burstLimit: 1 } }) },
+      { rateLimitClock: () => 0 },
+    );
   });
   afterAll(async () => {
     await world?.close();
@@ -81,5 +144,57 @@ describe('the gateway answers, delivers and exports what the schemas say', () =>
     expect(error(await wrongMethod.json())).toBe('valid');
     const health = await fetch(`${world.gateway.url}/health`);
     expect((await validator('docs/openapi.json', 'Health'))(await health.json())).toBe('valid');
+  });
+
+  it('every status, header and body of POST /webhook, GET /conversations/{id} and their refusals is declared', async () => {
+    const post = async (body: unknown, headers: Record<string, string> = {}) => {
+      const res = await world.post(body as object, headers);
+      return { ...res, body: res.body as any };
+    };
+    expect(await declared('post', '/webhook', await post(SEED_REQUEST))).toBe('declared');
+    expect(await declared('post', '/webhook', await post({ ...SEED_REQUEST, extra: 1 }))).toBe('declared');
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    world.agent.behave(async () => {
+      await released;
+      return { payload: { response: 'held' } };
+    });
+    const accepted = await post(SEED_REQUEST, { prefer: 'respond-async' });
+    expect(accepted.status).toBe(202);
+    expect(await declared('post', '/webhook', accepted)).toBe('declared');
+    const status = async (url: string) => {
+      const res = await fetch(url);
+      return { status: res.status, headers: res.headers, body: (await res.json()) as any };
+    };
+    const running = await status(accepted.body.status_url);
+    expect(running.body.status).toBe('running');
+    expect(await declared('get', '/conversations/{conversationId}', running)).toBe('declared');
+    release();
+    await world.gateway.idle();
+    const completed = await status(accepted.body.status_url);
+    expect(completed.body.status).toBe('completed');
+    expect(await declared('get', '/conversations/{conversationId}', completed)).toBe('declared');
+    world.agent.behave(() => ({ functionError: 'Unhandled', payload: { errorType: 'Boom', errorMessage: 'no' } }));
+    const failing = await post(SEED_REQUEST, { prefer: 'respond-async' });
+    await world.gateway.idle();
+    world.agent.reset();
+    const failed = await status(failing.body.status_url);
+    expect(failed.body.status).toBe('failed');
+    expect(await declared('get', '/conversations/{conversationId}', failed)).toBe('declared');
+    const statusBase = `${world.gateway.url}/conversations/${accepted.body.conversation_id}`;
+    expect(await declared('get', '/conversations/{conversationId}', await status(statusBase))).toBe('declared');
+    expect(
+      await declared('get', '/conversations/{conversationId}', await status(`${statusBase}?source_system=other`)),
+    ).toBe('declared');
+    const limited = { ...SEED_REQUEST, source_system: 'limited_source' };
+    expect((await post(limited)).status).toBe(200);
+    const refused = await post(limited);
+    expect(refused.status).toBe(429);
+    expect(await declared('post', '/webhook', refused)).toBe('declared');
+    const rebound = await postWithHost(world.gateway.url, 'rebound.example', JSON.stringify(SEED_REQUEST));
+    expect(rebound.status).toBe(403);
+    expect(await declared('post', '/webhook', rebound)).toBe('declared');
   });
 });
