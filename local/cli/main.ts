@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
 import { parseInboundSecrets } from '../../functions/domain/signatures.ts';
+import { SettingsError } from '../../functions/shared/settings.ts';
 import type { RecoveredExecution } from '../engine/recovery.ts';
 import { parseApiKeys } from '../server/api-keys.ts';
 import { type GatewayOptions, resolveOptions } from '../server/config.ts';
@@ -97,7 +98,7 @@ async function start(): Promise<number> {
     });
   } catch (error) {
     const e = error as NodeJS.ErrnoException & { port?: number };
-    if (error instanceof DataDirInUseError) throw new CliError(error.message);
+    if (error instanceof DataDirInUseError || error instanceof SettingsError) throw new CliError(error.message);
     if (e.code === 'EADDRINUSE')
       throw new CliError(`port ${e.port ?? ''} is already in use: stop the other process or set PORT / LOCAL_S3_PORT`);
     if (e.code === undefined && error instanceof Error && error.constructor === Error)

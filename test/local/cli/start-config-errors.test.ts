@@ -150,4 +150,15 @@ describe('start refuses bad configuration before it listens', () => {
     expect(result.stderr).toMatch(/^webhook-gateway: RATE_LIMITS must be JSON/);
     expect(result.stderr.trim().split('\n')).toHaveLength(1);
   });
+
+  it("a handler setting's message is the whole line, as the local runtime's are (before: 'SettingsError: …')", async () => {
+    const result = await runCli(['start'], {
+      PORT: '0',
+      LOCAL_S3_PORT: '0',
+      LOCAL_DATA_DIR: dataDir,
+      THREAD_TTL_DAYS: '0',
+    });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toBe('webhook-gateway: THREAD_TTL_DAYS must be a positive whole number, got "0"\n');
+  });
 });
