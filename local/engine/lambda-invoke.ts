@@ -62,10 +62,21 @@ function parsePayload(text: string): unknown {
 }
 
 /** What Step Functions reports for an SDK or network error of the Invoke call. */
-function serviceFailure(error: Error & { $metadata?: { httpStatusCode?: number; requestId?: string } }): TaskFailure {
+function serviceFailure(
+  error: Error & { code?: unknown; $metadata?: { httpStatusCode?: number; requestId?: string } },
+): TaskFailure {
   const status = error.$metadata?.httpStatusCode;
   if (status === undefined)
     return new TaskFailure('Lambda.SdkClientException', `Unable to execute HTTP request: ${error.message}`);
+  // The connection failed while the answer was read (the agent's Lambda endpoint reset it mid-body): the SDK keeps the
+  // status it had (200) and adds a hint about its own internals. A network failure, as Step Functions reports one.
+  if (typeof error.code === 'string' && /^E[A-Z]+$/.test(error.code)) {
+    const reason = error.message.split('\n')[0] ?? '';
+    return new TaskFailure(
+      'Lambda.SdkClientException',
+      `Unable to execute HTTP request: the connection failed while the answer was read (${reason}: ${error.code}; Response Code: ${status})`,
+    );
+  }
   // Not a Lambda error response at all (an HTML error page, another service's XML: AWS_ENDPOINT_URL_LAMBDA points at
   // something else): the SDK could not read it, as Step Functions' SDK reports an error response it cannot unmarshall.
   if (error.name === 'SyntaxError') {

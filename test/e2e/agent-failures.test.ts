@@ -194,6 +194,17 @@ describe('InvokeManagerAgent (the state machine invokes the agent) failures: con
     await expectExportedAsFailed(res.body.error.conversation_id, 'Lambda.SdkClientException');
   });
 
+  it('the connection drops while the answer is read → 502 Lambda.SdkClientException, not the SDK internals hint', async () => {
+    world.agent.behave(() => ({ hangUpMidAnswer: true, payload: { response: 'cut off before its end' } }));
+    const res = await world.post(SEED_REQUEST);
+    expect(res.status).toBe(502);
+    expect(res.body.error.message).toMatch(
+      /^The manager agent failed: Lambda\.SdkClientException: Unable to execute HTTP request: the connection failed while the answer was read \(.*ECONNRESET/,
+    );
+    expect(res.body.error.message).not.toMatch(/hidden field|\$response|Deserialization/);
+    await expectExportedAsFailed(res.body.error.conversation_id, 'Lambda.SdkClientException');
+  });
+
   it('a plain-text answer is still an answer', async () => {
     world.agent.behave(() => ({ payload: 'The pipeline looks healthy.' }));
     const res = await world.post(SEED_REQUEST);

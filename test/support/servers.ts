@@ -99,6 +99,8 @@ export interface AgentReply {
   headers?: Record<string, string>;
   /** Drop the connection without answering (a network failure). */
   hangUp?: boolean;
+  /** Answer the status, headers and the first bytes of the body, then drop the connection (a reset mid-answer). */
+  hangUpMidAnswer?: boolean;
   /** The body as these bytes instead of `payload` as JSON. */
   raw?: string;
 }
@@ -134,8 +136,14 @@ export async function startAgent(): Promise<TestAgent> {
     if (res.destroyed) return;
     const headers: Record<string, string> = { 'content-type': 'application/json', ...reply.headers };
     if (reply.functionError) headers['x-amz-function-error'] = reply.functionError;
+    const text = reply.raw ?? JSON.stringify(reply.payload);
+    if (reply.hangUpMidAnswer) {
+      res.writeHead(reply.status ?? 200, { ...headers, 'content-length': String(Buffer.byteLength(text)) });
+      res.write(text.slice(0, Math.floor(text.length / 2)), () => req.socket.destroy());
+      return;
+    }
     res.writeHead(reply.status ?? 200, headers);
-    res.end(reply.raw ?? JSON.stringify(reply.payload));
+    res.end(text);
   });
   return {
     url: `http://127.0.0.1:${port}`,
