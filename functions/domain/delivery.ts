@@ -242,10 +242,11 @@ export function failedAttemptOutcome(
   const final = attempt.outcome === 'permanent' || context.redelivery?.status_if_failed === 'failed';
   if (context.failing && attempt.outcome === 'retryable' && !context.redelivery)
     return { error: deferralAfter(attempt, url, context.failing), final };
-  // The receiver asked for more time than the workflow's next wait (Retry-After on a 429 or 503): no quick retry
-  // against its word; the schedule tries again when it said (failed-delivery.ts, dueAt).
+  // The receiver asked to be left alone for a while (Retry-After on a 429 or 503): no quick retry against its word.
+  // The workflow's next wait is a random part (full jitter) of at most 1, 2 or 4 s, so even a Retry-After of 2 s
+  // would be answered sooner; the schedule tries again when it said (failed-delivery.ts, dueAt).
   const retryAfter = attempt.outcome === 'retryable' && !context.redelivery ? (attempt.retry_after_ms ?? 0) : 0;
-  if (retryAfter > MAX_RETRY_WAIT_MS)
+  if (retryAfter > 0)
     return {
       error: deferralAfter(
         attempt,

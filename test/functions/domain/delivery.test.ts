@@ -370,9 +370,18 @@ describe('failedAttemptOutcome (what a failed attempt leads to)', () => {
     const deferred = JSON.parse(out.error.message);
     expect(deferred).toMatchObject({ attempt: { status_code: 429, retry_after_ms: 120_000 }, target: TARGET });
     expect(deferred.message).toContain('the receiver asked to wait 120 s (Retry-After)');
-    // One within the workflow's own waits (at most 4 s) is retried there as before.
+  });
+
+  it('a Retry-After shorter than the longest workflow wait is not answered sooner either: handed to the schedule', () => {
+    // Before, a 503 asking for 2 s was retried by the workflow after a full-jitter wait of 0 to 1 s (the receiver saw
+    // the retry 123 ms later).
     const brief = attempt({ status_code: 503, retry_after_ms: 2_000 });
-    expect(failedAttemptOutcome(brief, TARGET, waiting, msBeforeDue(20_000)).error).toBeInstanceOf(
+    const out = failedAttemptOutcome(brief, TARGET, waiting, msBeforeDue(20_000));
+    expect(out.error).toBeInstanceOf(DeliveryDeferredError);
+    expect(JSON.parse(out.error.message).message).toContain('the receiver asked to wait 2 s (Retry-After)');
+    // Retry-After: 0 asks for no wait: the quick retries go on.
+    const now = attempt({ status_code: 503, retry_after_ms: 0 });
+    expect(failedAttemptOutcome(now, TARGET, waiting, msBeforeDue(20_000)).error).toBeInstanceOf(
       DeliveryRetryableError,
     );
   });
