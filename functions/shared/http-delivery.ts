@@ -84,6 +84,23 @@ function networkReason(error: unknown, timeoutMs: number): string {
   return cause ? `network error: ${cause}` : `network error: ${e.message}`;
 }
 
+/**
+ * Where a 3xx sent the delivery, for its error: redirects are not followed (docs/contract.md, "Deliveries"), so the
+ * operator learns from the attempt itself where the receiver has moved (a relative Location read against the URL).
+ */
+function redirectNote(status: number, headers: [string, string][], url: string): string {
+  if (status < 300 || status >= 400) return '';
+  const location = headers.find(([name]) => name === 'location')?.[1];
+  if (!location) return ' (a redirect without a Location, not followed)';
+  let target: string;
+  try {
+    target = new URL(location, url).href;
+  } catch {
+    target = location;
+  }
+  return ` (a redirect to ${target.slice(0, 300)}, not followed)`;
+}
+
 /** One POST. Never throws: every result, including network failures and timeouts, is an attempt record. */
 export async function postJson(
   url: string,
@@ -104,7 +121,9 @@ export async function postJson(
       duration_ms: Math.round(performance.now() - started),
       status_code: status,
       outcome,
-      ...(outcome === 'delivered' ? {} : { error: `HTTP ${status}${text ? `: ${text.slice(0, 200)}` : ''}` }),
+      ...(outcome === 'delivered'
+        ? {}
+        : { error: `HTTP ${status}${redirectNote(status, answered, url)}${text ? `: ${text.slice(0, 200)}` : ''}` }),
     };
     const retryAfterWait = outcome === 'retryable' ? retryAfterMs(retryAfter, new Date()) : null;
     if (retryAfterWait !== null) attempt.retry_after_ms = retryAfterWait;

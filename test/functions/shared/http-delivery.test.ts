@@ -49,7 +49,12 @@ describe('postJson (the delivery POST)', () => {
   it('does not follow a redirect: a 3xx is the answer (permanent)', async () => {
     const before = received.length;
     const { attempt } = await postJson(`${base}/moved`, '{}', {}, 1, 5_000);
-    expect(attempt).toMatchObject({ status_code: 302, outcome: 'permanent', error: 'HTTP 302' });
+    // Before, the error said only "HTTP 302": where the receiver moved was nowhere but in the logged headers.
+    expect(attempt).toMatchObject({
+      status_code: 302,
+      outcome: 'permanent',
+      error: `HTTP 302 (a redirect to ${base}/ok, not followed)`,
+    });
     expect(received.length - before).toBe(1);
   });
 
