@@ -123,7 +123,8 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     (req, res) => {
       route(req, res).catch((error: Error) => {
         // A client that went away or was cut off (408 above) failed its own request: nothing to report or answer.
-        if (req.destroyed) return;
+        // (Not req.destroyed: a request whose body was read is destroyed too, and its client still waits.)
+        if (res.destroyed || !res.socket || res.socket.destroyed) return;
         console.error(
           `webhook-gateway: ${req.method} ${JSON.stringify(req.url)} failed: ${error.stack ?? error.message}`,
         );

@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -138,6 +138,31 @@ describe('malformed URLs answer 400, never 500', () => {
   it('a request target that is not a path (//[) → 400', async () => {
     const answer = await raw('GET //[ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n');
     expect(answer).toMatch(/^HTTP\/1\.1 400 /);
+  });
+});
+
+describe('a route that fails after reading the request answers 500, never leaves its client waiting', () => {
+  it("the built-in receiver cannot write its file → 500 at once (before, no answer until the client gave up: Deliver's attempt timed out)", async () => {
+    const folder = path.join(world.dataDir, 'receiver');
+    await rm(folder, { recursive: true, force: true });
+    await writeFile(folder, 'not a folder'); // its writes now fail
+    const printed = vi.spyOn(console, 'error').mockImplementation(() => {});
+    try {
+      const res = await Promise.race([
+        send('/local/receiver/deal_analysis', {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: '{"delivery":1}',
+        }),
+        new Promise<{ status: 'no answer' }>((resolve) => setTimeout(() => resolve({ status: 'no answer' }), 3_000)),
+      ]);
+      expect(res.status).toBe(500);
+      expect(JSON.parse((res as { body: string }).body).error.code).toBe('INTERNAL_ERROR');
+      expect(printed).toHaveBeenCalledWith(expect.stringMatching(/POST "\/local\/receiver\/deal_analysis" failed/));
+    } finally {
+      printed.mockRestore();
+      await rm(folder, { force: true });
+    }
   });
 });
 
