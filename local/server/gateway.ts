@@ -282,7 +282,17 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     const run = journal.begin(name, input);
     const running = target.run(input, name, { observer: run }).then(async (record) => {
       const conversationId = conversationIdOf(record);
-      if (conversationId) await executions.save(conversationId, record);
+      try {
+        if (conversationId) await executions.save(conversationId, record);
+      } catch (error) {
+        // The conversation ran to its end (answered, delivered, exported): its caller gets that answer, not a 500 that
+        // a source would retry as a second conversation. The journal keeps the execution open, so the next start
+        // rebuilds its history from it (recovery.ts).
+        console.error(
+          `webhook-gateway: the history of execution ${name} (conversation ${conversationId}) could not be saved; it is rebuilt from the journal at the next start: ${(error as Error).message}`,
+        );
+        return record;
+      }
       run.end();
       return record;
     });

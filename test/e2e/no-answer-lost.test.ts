@@ -1,6 +1,8 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { DELIVERY_UNQUEUED_EVENT, RECORD_UNSAVED_EVENT } from '../../functions/domain/observability.ts';
-import { folderOf, SEED_REQUEST, startWorld, type TestWorld } from '../support/gateway.ts';
+import { folderOf, journalOf, SEED_REQUEST, startWorld, type TestWorld } from '../support/gateway.ts';
 import { captureJsonLines } from '../support/log-capture.ts';
 
 /**
@@ -188,5 +190,39 @@ describe('no answer lost after the agent answered', () => {
     expect((await world.gateway.redelivery.redrive(id)).status).toBe('delivered');
     expect(world.receiver.received).toHaveLength(1);
     expect((world.receiver.received[0]!.body as { response: unknown }).response).toEqual(ANSWER);
+  });
+
+  it('the local history cannot be written: 200 with the answer, delivered once; the journal keeps the execution for the next start', async () => {
+    // Before, the caller got no answer at all (curl waited for ever), though the conversation was delivered and exported.
+    world.agent.behave(() => ({ payload: ANSWER }));
+    const folder = path.join(world.dataDir, 'executions');
+    await rm(folder, { recursive: true, force: true });
+    await writeFile(folder, 'not a folder'); // every history write now fails
+    const printed = vi.spyOn(console, 'error').mockImplementation(() => {});
+    try {
+      const res = await world.post(SEED_REQUEST);
+      expect(res.status).toBe(200);
+      expect(res.body.tracking.delivery_status).toBe('delivered');
+      expect(res.body.response).toEqual(ANSWER);
+      expect(world.receiver.received).toHaveLength(1);
+      const id = res.body.conversation_id as string;
+      expect(await world.listKeys(folderOf(id))).toHaveLength(4);
+      expect(printed).toHaveBeenCalledWith(
+        expect.stringMatching(
+          new RegExp(
+            `the history of execution .* \\(conversation ${id}\\) could not be saved; it is rebuilt from the journal at the next start`,
+          ),
+        ),
+      );
+      const [execution] = printed.mock.calls
+        .map((c) => /history of execution (\S+)/.exec(String(c[0]))?.[1])
+        .filter(Boolean);
+      const journaled = await journalOf(world, execution!);
+      expect(journaled.some((e) => e.k === 'out' && e.s === 'Export')).toBe(true);
+      expect(journaled.some((e) => e.k === 'end')).toBe(false);
+    } finally {
+      printed.mockRestore();
+      await rm(folder, { force: true });
+    }
   });
 });
