@@ -69,10 +69,25 @@ export function withFailure(
       ...record.execution,
       errors: [
         ...record.execution.errors,
-        { stage, error: failure.error, message: failure.message, at: at.toISOString() },
+        { stage, error: failure.error, message: keptMessage(failure.message), at: at.toISOString() },
       ],
     },
   };
+}
+
+/**
+ * The most of an error's message the record keeps (and the caller's error body repeats, docs/contract.md "The
+ * manager agent"): an agent's errorMessage may be as large as its whole answer may be, and the error travels in the
+ * workflow's state, the export and the HTTP answer.
+ */
+export const MAX_ERROR_MESSAGE_CHARS = 2_000;
+
+function keptMessage(message: string): string {
+  if (message.length <= MAX_ERROR_MESSAGE_CHARS) return message;
+  let end = MAX_ERROR_MESSAGE_CHARS;
+  const last = message.charCodeAt(end - 1);
+  if (last >= 0xd800 && last <= 0xdbff) end -= 1; // not half a surrogate pair
+  return `${message.slice(0, end)}… (${message.length - end} more characters cut)`;
 }
 
 /** Classify: the type and why; `at` (when the record was classified) dates the lifecycle's CLASSIFIED event. */

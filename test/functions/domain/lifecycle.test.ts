@@ -12,6 +12,7 @@ import {
   agentFailure,
   closeConversation,
   completeConversation,
+  MAX_ERROR_MESSAGE_CHARS,
   settleAnswer,
   successBody,
   withAgentAnswer,
@@ -297,6 +298,32 @@ describe('withFailure', () => {
     expect(r.execution.errors).toEqual([
       { stage: 'InvokeManagerAgent', error: 'AgentTimeoutError', message: 'late', at: AGENT_AT.toISOString() },
     ]);
+  });
+
+  it("keeps at most MAX_ERROR_MESSAGE_CHARS of a message, saying how much was cut (an agent's 300 KB errorMessage)", () => {
+    // Before, the whole message was kept: a 300 KB errorMessage went into the export and the caller's 502 body.
+    const r = withFailure(
+      startedRecord(),
+      'InvokeManagerAgent',
+      { error: 'BigError', message: 'e'.repeat(300_000), payload: null },
+      AGENT_AT,
+    );
+    const kept = r.execution.errors[0]!.message;
+    expect(kept).toBe(
+      `${'e'.repeat(MAX_ERROR_MESSAGE_CHARS)}… (${300_000 - MAX_ERROR_MESSAGE_CHARS} more characters cut)`,
+    );
+    const body = agentFailure(r, 20).failure_cause;
+    expect(body.length).toBeLessThan(MAX_ERROR_MESSAGE_CHARS + 300);
+    // Never half a surrogate pair.
+    const emoji = withFailure(
+      startedRecord(),
+      'InvokeManagerAgent',
+      { error: 'E', message: `${'x'.repeat(MAX_ERROR_MESSAGE_CHARS - 1)}😀tail`, payload: null },
+      AGENT_AT,
+    );
+    expect(emoji.execution.errors[0]!.message).toBe(
+      `${'x'.repeat(MAX_ERROR_MESSAGE_CHARS - 1)}… (6 more characters cut)`,
+    );
   });
 });
 
