@@ -46,7 +46,15 @@ function localRedeliver(
       { conversation: envelope.conversation, redelivery: redeliveryContext(envelope, via, schedule) },
       name,
     );
-    await executions.save(envelope.conversation_id, execution);
+    try {
+      await executions.save(envelope.conversation_id, execution);
+    } catch (error) {
+      // The run delivered (or not) all the same: settle the envelope by what it did, or the schedule would deliver it
+      // again at each retry of the run. Only this run's history is missing.
+      console.error(
+        `webhook-gateway: the history of redelivery ${name} (conversation ${envelope.conversation_id}) could not be saved: ${(error as Error).message}`,
+      );
+    }
     if (execution.status !== 'SUCCEEDED')
       return {
         ok: false,

@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rename, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -84,6 +84,32 @@ describe('automatic redelivery on the schedule', () => {
     // Nothing left to do: a second sweep does not deliver again.
     await world.gateway.redelivery.runDue();
     expect(world.receiver.received).toHaveLength(1);
+  });
+
+  it('a redelivery whose history cannot be written is settled by what it did: delivered once, not again at each retry of the run', async () => {
+    // Before, the failed history write made the run count as failed: the receiver got it again 1, 2, 4 and 8 minutes
+    // later, then the envelope was dead-lettered (runs_failed) though delivered.
+    const body = await failedConversation(503, 503, 503, 503);
+    const folder = path.join(world.dataDir, 'executions');
+    const saved = path.join(world.dataDir, 'executions.saved');
+    await rm(saved, { recursive: true, force: true });
+    await rename(folder, saved);
+    await writeFile(folder, 'not a folder');
+    const printed = vi.spyOn(console, 'error').mockImplementation(() => {});
+    try {
+      await makeDue(body.conversation_id);
+      const results = await world.gateway.redelivery.runDue();
+      expect(results.find((r) => r.conversation_id === body.conversation_id)?.status).toBe('delivered');
+      expect(world.receiver.received).toHaveLength(1);
+      expect(await world.gateway.failedDeliveries.get(body.conversation_id)).toMatchObject({ state: 'settled' });
+      expect(printed).toHaveBeenCalledWith(
+        expect.stringContaining(`(conversation ${body.conversation_id}) could not be saved`),
+      );
+    } finally {
+      printed.mockRestore();
+      await rm(folder, { force: true });
+      await rename(saved, folder);
+    }
   });
 
   it('the poller runs the schedule by itself when REDELIVERY_POLL_MS is set', async () => {
