@@ -1,6 +1,19 @@
 import { createHash, randomBytes } from 'node:crypto';
 import fs, { type BigIntStats, createReadStream } from 'node:fs';
-import { type FileHandle, mkdir, open, readdir, readFile, rm, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
+import {
+  type FileHandle,
+  lstat,
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  realpath,
+  rm,
+  rmdir,
+  stat,
+  unlink,
+  writeFile,
+} from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
@@ -27,6 +40,11 @@ import { invalidArgument, noSuchBucket, noSuchUpload, S3Error } from './s3-error
  * sees half of either. Each metadata file names the inode of its bytes; should a crash fall between the two renames,
  * readers see that they do not match and describe the bytes from the file itself. Nothing is cached between calls
  * beyond which directories exist, so another process may read the same directory.
+ *
+ * Nothing outside the root is ever served, listed, written or deleted: a symbolic link under it (to /etc/passwd, to
+ * another folder) is no object and no folder of keys. Reads open the bytes without following a link and check that
+ * the key's folder is where its path says (no link on the way); writes and deletes through such a folder are refused
+ * with 403 AccessDenied; listings walk real folders only. The root itself may be a link (a data folder on another disk).
  */
 const MULTIPART_DIR = '.multipart';
 const TEMP_DIR = '.tmp';
@@ -155,6 +173,15 @@ const keyConflict = (key: string) =>
     { Key: key },
   );
 
+/** A write or delete whose key's folder is a symbolic link under the store (it would reach outside). */
+const throughLink = (key: string) =>
+  new S3Error(
+    'AccessDenied',
+    403,
+    `The embedded S3 keeps objects under its data folder only: the folder of "${key}" is (or passes through) a symbolic link`,
+    { Key: key },
+  );
+
 interface Location {
   dir: string;
   data: string;
@@ -192,6 +219,27 @@ export class ObjectStore {
     }
   }
 
+  /** The root as the system names it (links resolved), once. */
+  private realRoot: Promise<string> | null = null;
+
+  /**
+   * Whether a folder under the root is reached without a symbolic link: the real path of it, or of its nearest
+   * ancestor that exists, is the root's followed by its own path (so a folder a write is about to make is checked
+   * before anything is made through a link).
+   */
+  private async confined(dir: string): Promise<boolean> {
+    this.realRoot ??= realpath(this.root);
+    for (let at = dir; ; at = path.dirname(at)) {
+      const relative = path.relative(this.root, at);
+      if (relative === '' || relative.startsWith('..') || path.isAbsolute(relative)) return true;
+      const real = await realpath(at).catch((error: unknown) => {
+        if (isMissing(error)) return null;
+        throw error;
+      });
+      if (real !== null) return real === path.join(await this.realRoot, relative);
+    }
+  }
+
   tempPath(): string {
     return path.join(this.root, TEMP_DIR, `${process.pid}-${++this.tempCounter}-${randomBytes(3).toString('hex')}`);
   }
@@ -203,7 +251,7 @@ export class ObjectStore {
   }
 
   async bucketCreated(bucket: string): Promise<Date | null> {
-    const s = await stat(this.bucketDir(bucket)).catch(() => null);
+    const s = await lstat(this.bucketDir(bucket)).catch(() => null); // a link is no bucket (it leads out of the root)
     if (!s?.isDirectory()) {
       this.knownBuckets.delete(bucket);
       return null;
@@ -306,6 +354,7 @@ export class ObjectStore {
 
   async delete(bucket: string, key: string): Promise<void> {
     const at = this.locate(bucket, key);
+    if (!(await this.confined(at.dir))) throw throughLink(key);
     await this.exclusive(at.data, async () => {
       try {
         await unlink(at.data);
@@ -402,7 +451,8 @@ export class ObjectStore {
       const start = known
         ? path.join(this.bucketDir(bucket), ...known.slice(0, -1).split('/').map(encodeSegment))
         : this.bucketDir(bucket);
-      await visit(start, known);
+      // The walk enters real folders only; the prefix's folder must be one too (not a link out of the root).
+      if (await this.confined(start)) await visit(start, known);
     }
     if (!withInfo) return found.filter((f) => 'key' in f);
 
@@ -603,13 +653,13 @@ export class ObjectStore {
   /** What S3 knows of an object without opening its bytes (listings, write conditions); null when there is none. */
   private async infoOf(at: Location): Promise<ObjectInfo | null> {
     const [s, metaText] = await Promise.all([
-      stat(at.data, { bigint: true }).catch((error: unknown) => {
+      lstat(at.data, { bigint: true }).catch((error: unknown) => {
         if (isMissing(error)) return null;
         throw error;
       }),
       readFile(at.meta, 'utf8').catch(() => null),
     ]);
-    if (!s || s.isDirectory()) return null;
+    if (!s?.isFile()) return null; // a folder of other keys, or a link (listings walk real folders only)
     return storedInfo(metaText, s) ?? describe(createReadStream(at.data), s);
   }
 
@@ -660,6 +710,7 @@ export class ObjectStore {
 
   private async makeDir(dir: string, key?: string, bucket?: string): Promise<void> {
     if (bucket) await this.assertBucket(bucket); // the bucket itself is never created by a write
+    if (!(await this.confined(dir))) throw throughLink(key ?? path.relative(this.root, dir));
     try {
       await files.mkdir(dir, { recursive: true });
     } catch (error) {
@@ -701,17 +752,22 @@ export class ObjectStore {
   private async read(at: Location, headOnly: boolean): Promise<StoredObject | null> {
     let handle: FileHandle;
     try {
-      handle = await open(at.data, 'r');
+      // A link is no object: not followed (ELOOP), and its folder must be reached without one.
+      handle = await open(at.data, fs.constants.O_RDONLY | (fs.constants.O_NOFOLLOW ?? 0));
     } catch (error) {
-      if (isMissing(error)) return null;
+      if (isMissing(error) || errorCode(error) === 'ELOOP') return null;
       throw error;
+    }
+    if (!(await this.confined(at.dir).catch(() => false))) {
+      await handle.close();
+      return null;
     }
     try {
       const [s, metaText] = await Promise.all([
         handle.stat({ bigint: true }),
         readFile(at.meta, 'utf8').catch(() => null),
       ]);
-      if (s.isDirectory()) {
+      if (!s.isFile()) {
         await handle.close();
         return null; // a folder of other keys
       }

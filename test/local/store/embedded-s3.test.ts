@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -416,6 +416,56 @@ describe('reads, conditions, copies, deletes', () => {
     expect(await status({ host: `127.0.0.1:${url.port}`, origin: 'https://attacker.example' }, 'DELETE')).toBe(403);
     expect(await status({ host: `localhost:${url.port}` })).toBe(200);
     expect((await text(overHttp, 'read/doc.txt')).body).toBe('0123456789');
+  });
+
+  it('a symbolic link under the bucket leads nowhere: not served, listed, written through or deleted through', async () => {
+    const outside = await mkdtemp(path.join(tmpdir(), 'embedded-s3-outside-'));
+    try {
+      await writeFile(path.join(outside, 'passwd'), 'root:x:0:0');
+      await mkdir(path.join(outside, 'folder'));
+      await writeFile(path.join(outside, 'folder', 'secret.txt'), 'outside');
+      await mkdir(path.join(dir, BUCKET, 'links'), { recursive: true });
+      await symlink(path.join(outside, 'passwd'), path.join(dir, BUCKET, 'links', 'passwd'));
+      await symlink(path.join(outside, 'folder'), path.join(dir, BUCKET, 'links', 'folder'));
+      await overHttp.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'links/real.txt', Body: 'inside' }));
+      const code = (p: Promise<unknown>) =>
+        p.then(
+          () => 'ok',
+          (e: { name: string }) => e.name,
+        );
+
+      for (const client of [overHttp, inProcess]) {
+        for (const key of ['links/passwd', 'links/folder/secret.txt']) {
+          expect(await code(client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key })))).toBe('NoSuchKey');
+          expect(await code(client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: key })))).toBe('NotFound');
+          expect(
+            await code(
+              client.send(new CopyObjectCommand({ Bucket: BUCKET, Key: 'copied', CopySource: `${BUCKET}/${key}` })),
+            ),
+          ).toBe('NoSuchKey');
+        }
+        for (const Prefix of ['links/', 'links/folder/']) {
+          const listed = await client.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix }));
+          expect((listed.Contents ?? []).map((o) => o.Key)).toEqual(Prefix === 'links/' ? ['links/real.txt'] : []);
+        }
+        expect(
+          await code(client.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'links/folder/new.txt', Body: 'x' }))),
+        ).toBe('AccessDenied');
+        expect(
+          await code(client.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'links/folder/sub/new.txt', Body: 'x' }))),
+        ).toBe('AccessDenied');
+        expect(
+          await code(client.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: 'links/folder/secret.txt' }))),
+        ).toBe('AccessDenied');
+      }
+      // Nothing outside was read, written, made or deleted.
+      expect(await readdir(path.join(outside, 'folder'))).toEqual(['secret.txt']);
+      expect(await readFile(path.join(outside, 'folder', 'secret.txt'), 'utf8')).toBe('outside');
+      expect((await text(overHttp, 'links/real.txt')).body).toBe('inside');
+    } finally {
+      await rm(path.join(dir, BUCKET, 'links'), { recursive: true, force: true });
+      await rm(outside, { recursive: true, force: true });
+    }
   });
 
   it('a request target that names no bucket (//[, //key) is 400 InvalidURI, not a bucket listing', async () => {
