@@ -2,7 +2,7 @@
  * The local web console, served by the running gateway under /console: recent conversations, each conversation's
  * state-by-state timeline, export documents and delivery attempts, and a Redrive button (which POSTs to the
  * existing /local/deliveries/<id>/redrive endpoint). Plain server-rendered HTML, one small script, no build step.
- * Like the operator endpoints it answers on loopback only.
+ * Like the operator endpoints it answers the local operator only (local/server/loopback.ts).
  */
 import { readFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -12,7 +12,7 @@ import { withAttemptLog } from '../../functions/domain/attempt-log.ts';
 import { isConversationId } from '../../functions/domain/conversation-id.ts';
 import { canonicalSource } from '../../functions/domain/source-identity.ts';
 import { latestRecord } from '../history/conversations.ts';
-import { isLoopbackCaller } from '../server/loopback.ts';
+import { operatorRefusal } from '../server/loopback.ts';
 import { type Refuse, type RouteHandler, router } from '../server/router.ts';
 import {
   type ConsoleContext,
@@ -249,18 +249,19 @@ async function conversationPage(
   return sendHtml(req, res, 200, fragment ? body.value : page({ ...shell, version: v, body }));
 }
 
-/** The console under /console, for a loopback caller only. */
+/** The console under /console, for the local operator only (operatorRefusal). */
 export function consoleRoutes(ctx: ConsoleContext): RouteHandler {
   const routes = consolePages(ctx);
   return async (req, res) => {
     req.resume();
-    if (!isLoopbackCaller(req)) {
+    const refused = operatorRefusal(req);
+    if (refused !== null) {
       return send(
         req,
         res,
         403,
         'text/plain; charset=utf-8',
-        'The console answers on loopback only (http://127.0.0.1:<port>/console).\n',
+        `The console answers the local operator only (http://127.0.0.1:<port>/console): ${refused}.\n`,
       );
     }
     return routes(req, res);

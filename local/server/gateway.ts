@@ -38,7 +38,7 @@ import {
   withDefaults,
 } from './config.ts';
 import { readBody, sendJson } from './http.ts';
-import { isLoopbackAddress, loopbackOnly } from './loopback.ts';
+import { isLoopbackAddress, loopbackOnly, operatorOnly } from './loopback.ts';
 import { operatorRoutes } from './operator-routes.ts';
 import { parseRateLimits, RateLimiter } from './rate-limiter.ts';
 import { DeliveryReceiver } from './receiver.ts';
@@ -387,18 +387,18 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
       {
         path: /^\/2015-03-31\/functions\/([^/]+)\/invocations$/,
         methods: {
-          POST: loopbackOnly((req, res, m) => handleSampleAgentInvoke(m[1]!, config.agentFunctionName, req, res)),
+          POST: operatorOnly((req, res, m) => handleSampleAgentInvoke(m[1]!, config.agentFunctionName, req, res)),
         },
       },
       {
         path: /^\/local\/receiver\/([A-Za-z0-9_-]+)$/,
         methods: {
-          POST: loopbackOnly(async (req, res, m) => {
+          POST: operatorOnly(async (req, res, m) => {
             const raw = (await readBody(req, 1024 * 1024)).toString('utf8');
             await receiver.record(m[1]!, req.headers, raw);
             sendJson(res, 200, { received: true });
           }),
-          GET: loopbackOnly(async (_req, res, m) => sendJson(res, 200, receiver.byType(m[1]!))),
+          GET: operatorOnly(async (_req, res, m) => sendJson(res, 200, receiver.byType(m[1]!))),
         },
       },
       { path: /^\/local\/(deliveries|endpoints)(\/.*)?$/, mount: operator },

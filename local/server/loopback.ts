@@ -8,9 +8,9 @@ const LOOPBACK_ADDRESSES = ['127.0.0.1', '::1', '::ffff:127.0.0.1'];
 const LOOPBACK_HOST = /^(127\.0\.0\.1|localhost|\[::1\])(:\d+)?$/i;
 
 /**
- * The operator surfaces (the console, /local/deliveries) answer a local operator only: a loopback connection,
- * addressed by a loopback name (no DNS rebinding), and — when a browser says where it comes from — from a
- * loopback page (no cross-site requests).
+ * A caller on this machine that names it so: a loopback connection, addressed by a loopback name (no DNS rebinding),
+ * and — when a browser says where it comes from — from a loopback page (no cross-site requests). What the public
+ * routes of a loopback-bound gateway ask (loopbackOnly).
  */
 export function isLoopbackCaller(req: IncomingMessage): boolean {
   if (!LOOPBACK_ADDRESSES.includes(req.socket.remoteAddress ?? '')) return false;
@@ -19,7 +19,35 @@ export function isLoopbackCaller(req: IncomingMessage): boolean {
   return origin === undefined || (origin.startsWith('http://') && LOOPBACK_HOST.test(origin.slice('http://'.length)));
 }
 
-/** A route for the local operator only (isLoopbackCaller); anyone else gets 403 and nothing else happens. */
+/**
+ * Why a request is not the local operator's, or null when it is. The operator surfaces (the console, /local/deliveries
+ * and /local/endpoints, the sample agent and the built-in receiver) answer a loopback connection addressed by a
+ * loopback name (no DNS rebinding) and, when a browser says which page sent it, only the console's own pages: an
+ * Origin that is not this very origin (`http://` and the Host the request was sent to) is another site, or another
+ * server on this machine (a dev server on http://localhost:9999), and may change nothing (docs/operations.md).
+ */
+export function operatorRefusal(req: IncomingMessage): string | null {
+  if (!LOOPBACK_ADDRESSES.includes(req.socket.remoteAddress ?? '')) return 'it answers loopback connections only';
+  const host = req.headers.host ?? '';
+  if (!LOOPBACK_HOST.test(host))
+    return `it answers requests addressed to 127.0.0.1, localhost or [::1] only, not to "${host}"`;
+  const origin = req.headers.origin;
+  if (origin !== undefined && origin.toLowerCase() !== `http://${host}`.toLowerCase())
+    return `it answers the console's own pages (http://${host}) only, not a page of ${origin}`;
+  return null;
+}
+
+/** A route for the local operator only (operatorRefusal); anyone else gets 403 with why, and nothing else happens. */
+export function operatorOnly(handler: RouteHandler, what = 'this endpoint'): RouteHandler {
+  return async (req, res, match) => {
+    const refused = operatorRefusal(req);
+    if (refused === null) return handler(req, res, match);
+    req.resume();
+    sendJson(res, 403, errorBody('FORBIDDEN', `${what} answers the local operator only: ${refused}`));
+  };
+}
+
+/** A route for loopback callers only (isLoopbackCaller); anyone else gets 403 and nothing else happens. */
 export function loopbackOnly(handler: RouteHandler): RouteHandler {
   return async (req, res, match) => {
     if (isLoopbackCaller(req)) return handler(req, res, match);

@@ -13,7 +13,7 @@ import { endpointViews } from '../history/endpoints.ts';
 import type { ExecutionStore } from '../store/execution-store.ts';
 import type { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
 import { sendJson } from './http.ts';
-import { isLoopbackCaller } from './loopback.ts';
+import { operatorOnly } from './loopback.ts';
 import { type RouteHandler, router } from './router.ts';
 
 export interface OperatorContext {
@@ -43,7 +43,7 @@ function recoverFilter(req: IncomingMessage): { since: number | null; type: stri
 
 /**
  * /local/deliveries and /local/endpoints: what `webhook-gateway deliveries redrive | resend` and the console's
- * buttons call (the endpoints commands write the store's files themselves). Loopback only.
+ * buttons call (the endpoints commands write the store's files themselves). The local operator only (operatorOnly).
  */
 export function operatorRoutes(ctx: OperatorContext): RouteHandler {
   const conversationId = (res: ServerResponse, raw: string): string | null => {
@@ -132,12 +132,10 @@ export function operatorRoutes(ctx: OperatorContext): RouteHandler {
       methods: { POST: endpointAction((type) => ctx.endpoints.resume(type, new Date())) },
     },
   ]);
-  return async (req: IncomingMessage, res: ServerResponse) => {
+  return operatorOnly(async (req, res) => {
     req.resume();
-    if (!isLoopbackCaller(req))
-      return sendJson(res, 403, errorBody('FORBIDDEN', 'operator endpoints answer loopback callers only'));
     return routes(req, res);
-  };
+  }, 'the operator endpoint');
 }
 
 function planRow(e: {

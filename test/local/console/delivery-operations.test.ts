@@ -37,7 +37,31 @@ describe('operator routes behind the console’s checks', () => {
       'POST',
     );
     expect(crossSite.status).toBe(403);
+    // Another server on this machine (a dev server, another gateway) is not the console either, whatever its port.
+    const own = new URL(base);
+    const otherPort = String(Number(own.port) === 9999 ? 9998 : 9999);
+    for (const origin of ['http://localhost:9999', `http://127.0.0.1:${otherPort}`, `http://localhost:${own.port}`]) {
+      const pause = await rawGet(`${base}/local/endpoints/deal_analysis/pause`, { origin }, 'POST');
+      expect(pause.status).toBe(403);
+      expect(JSON.parse(pause.body).error.message).toBe(
+        `the operator endpoint answers the local operator only: it answers the console's own pages (http://${own.host}) only, not a page of ${origin}`,
+      );
+      const resend = await rawGet(`${base}/local/deliveries/${ids.delivered}/resend`, { origin }, 'POST');
+      expect(resend.status).toBe(403);
+      const redrive = await rawGet(`${base}/local/deliveries/${ids.failed}/redrive`, { origin }, 'POST');
+      expect(redrive.status).toBe(403);
+    }
     expect(world.receiver.received).toHaveLength(0);
+    const endpoints = JSON.parse((await rawGet(`${base}/local/endpoints`)).body) as {
+      webhook_type: string;
+      status: string;
+    }[];
+    expect(endpoints.find((e) => e.webhook_type === 'deal_analysis')?.status).not.toBe('paused');
+    // The console's own page (Origin = this origin) is the operator: its POST is taken.
+    const sameOrigin = await rawGet(`${base}/local/endpoints/general/pause`, { origin: own.origin }, 'POST');
+    expect(sameOrigin.status).toBe(200);
+    expect(JSON.parse(sameOrigin.body).status).toBe('paused');
+    expect((await rawGet(`${base}/local/endpoints/general/resume`, { origin: own.origin }, 'POST')).status).toBe(200);
     const plan = await rawGet(`${base}/local/deliveries/plan?since=yesterday`);
     expect(plan.status).toBe(400);
     expect(plan.body).toContain('since must be an ISO 8601 date');

@@ -96,6 +96,19 @@ describe('every operator and helper route answers the local operator only', () =
     },
   );
 
+  it.each(OPERATOR_AND_HELPER_ROUTES.filter(([m]) => m === 'POST'))(
+    '%s %s from a page of another server on this machine (another loopback origin) → 403',
+    async (method, target) => {
+      const res = await send(target, {
+        method,
+        headers: { origin: 'http://localhost:9999', 'content-type': 'application/json' },
+        body: '{}',
+      });
+      expect(res.status).toBe(403);
+      expect(JSON.parse(res.body).error.message).toContain('only, not a page of http://localhost:9999');
+    },
+  );
+
   it('a rebound page can neither read the built-in receiver’s deliveries nor write its files', async () => {
     await send('/local/receiver/deal_analysis', {
       method: 'POST',
