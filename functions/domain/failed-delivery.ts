@@ -38,10 +38,11 @@ export interface FailedDeliveryEnvelope {
   updated_at: string;
   last_error: string | null;
   /**
-   * Why the envelope is dead: a permanent answer, the exhausted schedule, or MAX_FAILED_RUNS redelivery runs in a row
-   * that failed or could not be started (runs_failed).
+   * Why the envelope is dead: a permanent answer, the exhausted schedule, MAX_FAILED_RUNS redelivery runs in a row
+   * that failed or could not be started (runs_failed), or, last, an operator's redrive of it that failed with a
+   * retryable error (redrive_failed; a permanent answer to a redrive is `permanent`).
    */
-  dead_reason?: 'permanent' | 'exhausted' | 'runs_failed';
+  dead_reason?: 'permanent' | 'exhausted' | 'runs_failed' | 'redrive_failed';
   /** Redelivery runs of the schedule in a row that failed or could not be started (absent: none since the last that ran). */
   failed_runs?: number;
 }
@@ -312,7 +313,7 @@ export function settleRedelivery(
  * (`exportError`), the envelope stays pending, owing only the export.
  * A permanent answer → dead. A scheduled attempt that used the last slot → dead (exhausted);
  * otherwise the next slot (or the receiver's Retry-After, if later). An operator's redrive that failed leaves the
- * schedule as it was.
+ * schedule as it was; a dead envelope it failed on says so (dead_reason redrive_failed).
  */
 export function applyRedelivery(
   envelope: FailedDeliveryEnvelope,
@@ -369,7 +370,12 @@ function applyAttempt(
   }
   if (attempt?.outcome === 'permanent')
     return { ...base, scheduled_attempts: used, state: 'dead', next_due_at: null, dead_reason: 'permanent' };
-  if (via === 'redrive') return { ...base, state: envelope.state, next_due_at: envelope.next_due_at };
+  if (via === 'redrive') {
+    // A dead envelope stays dead (no automatic attempt follows an operator's), now because this redrive failed: its
+    // old reason (a permanent answer, the exhausted schedule) no longer says what happened last.
+    const dead = envelope.state === 'dead' ? { dead_reason: 'redrive_failed' as const } : {};
+    return { ...base, state: envelope.state, next_due_at: envelope.next_due_at, ...dead };
+  }
   const nextDelay = schedule[used];
   if (nextDelay === undefined)
     return { ...base, scheduled_attempts: used, state: 'dead', next_due_at: null, dead_reason: 'exhausted' };

@@ -201,6 +201,22 @@ describe('applyRedelivery', () => {
       'dead',
     );
   });
+
+  it('a failed redrive of a dead envelope says why it is dead now: the redrive failed, or answered permanently', () => {
+    const permanent = envelopeFromQueuedMessage(queued(attempt('permanent')), NOW);
+    expect(permanent).toMatchObject({ state: 'dead', dead_reason: 'permanent' });
+    const retryable = applyRedelivery(
+      permanent,
+      afterAttempt(permanent, attempt('retryable', { error: 'HTTP 503: restarting' }), 'failed'),
+      'redrive',
+      later,
+    );
+    expect(retryable).toMatchObject({ state: 'dead', dead_reason: 'redrive_failed', next_due_at: null });
+    expect(retryable.last_error).toBe('HTTP 503: restarting');
+    const exhausted = { ...pending(), state: 'dead' as const, next_due_at: null, dead_reason: 'exhausted' as const };
+    const again = applyRedelivery(exhausted, afterAttempt(exhausted, attempt('permanent'), 'failed'), 'redrive', later);
+    expect(again).toMatchObject({ state: 'dead', dead_reason: 'permanent' });
+  });
 });
 
 describe('withFailedRun (a redelivery run of the schedule that failed or could not be started)', () => {
