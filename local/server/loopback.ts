@@ -12,7 +12,7 @@ const LOOPBACK_HOST = /^(127\.0\.0\.1|localhost|\[::1\])(:\d+)?$/i;
  * and — when a browser says where it comes from — from a loopback page (no cross-site requests). What the public
  * routes of a loopback-bound gateway ask (loopbackOnly).
  */
-export function isLoopbackCaller(req: IncomingMessage): boolean {
+function isLoopbackCaller(req: IncomingMessage): boolean {
   if (!LOOPBACK_ADDRESSES.includes(req.socket.remoteAddress ?? '')) return false;
   if (!LOOPBACK_HOST.test(req.headers.host ?? '')) return false;
   const origin = req.headers.origin;
