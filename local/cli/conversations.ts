@@ -22,6 +22,7 @@ import {
   parseFilter,
 } from '../history/conversation-filters.ts';
 import { type ConversationSummary, latestRecord, summarize } from '../history/conversations.ts';
+import { type HeldReceivers, nextAttemptLabel } from '../history/endpoints.ts';
 import { conversationFigures, formatFigures } from '../history/figures.ts';
 import { formatTimeline } from '../history/timeline.ts';
 import { resolveOptions } from '../server/config.ts';
@@ -30,6 +31,7 @@ import { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
 import { localExportBucket, readGatewayRuntime } from '../store/gateway-runtime.ts';
 import { ObjectStore } from '../store/object-store.ts';
 import { explainAwsError } from './aws/errors.ts';
+import { localHeldReceivers } from './deliveries.ts';
 import { AWS_OPTIONS, CliError, DEFAULT_STACK_NAME, note, out } from './shared.ts';
 import { formatTable, printable } from './table.ts';
 
@@ -189,6 +191,7 @@ export async function conversationsShow(args: string[]): Promise<number> {
   printConversation(id, record, envelope, executions, values.json ?? false, `s3://${bucket}/${exportFolder(id)}`, {
     exportsOff: off,
     unexported: !off && !(await exported(options.dataDir, bucket, id)),
+    held: envelope?.state === 'pending' ? await localHeldReceivers(options.dataDir) : new Map(),
   });
   return 0;
 }
@@ -251,7 +254,11 @@ function printConversation(
   executions: ExecutionRecord[],
   json: boolean,
   exportsAt: string,
-  { exportsOff = false, unexported = false } = {},
+  {
+    exportsOff = false,
+    unexported = false,
+    held = new Map(),
+  }: { exportsOff?: boolean; unexported?: boolean; held?: HeldReceivers } = {},
 ): void {
   if (json) {
     const delivery_attempts = record?.execution.delivery_attempts ?? [];
@@ -293,7 +300,7 @@ function printConversation(
     if (envelope && envelope.state !== 'settled') {
       const next =
         envelope.state === 'pending'
-          ? `next automatic attempt ${envelope.next_due_at}`
+          ? `next automatic attempt ${nextAttemptLabel(envelope, held)}`
           : `dead-lettered (${envelope.dead_reason ?? 'no more automatic attempts'})`;
       out(
         `  ${exportOwed ? 'export    ' : 'redelivery'} ${envelope.state}: ${next}; redrive now with: webhook-gateway deliveries redrive ${id}`,

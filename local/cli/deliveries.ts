@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { isConversationId } from '../../functions/domain/conversation-id.ts';
+import { endpointStatus } from '../../functions/domain/endpoints.ts';
 import {
   attemptsMade,
   type FailedDeliveryEnvelope,
@@ -8,8 +9,11 @@ import {
   redriveCandidates,
   resendRefusal,
 } from '../../functions/domain/failed-delivery.ts';
+import { FileEndpointStore } from '../../functions/shared/endpoint-store.ts';
 import type { RedeliveryResult } from '../../functions/shared/redelivery.ts';
+import { settings } from '../../functions/shared/settings.ts';
 import { latestRecord } from '../history/conversations.ts';
+import { type HeldReceivers, heldReceivers, nextAttemptLabel } from '../history/endpoints.ts';
 import { resolveOptions } from '../server/config.ts';
 import { ExecutionStore } from '../store/execution-store.ts';
 import { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
@@ -25,6 +29,20 @@ import {
   parseWebhookType,
   stateLabel,
 } from './shared.ts';
+
+/** The receivers of LOCAL_DATA_DIR that hold their deliveries until resumed; none (with a note) when unreadable. */
+export async function localHeldReceivers(dataDir: string): Promise<HeldReceivers> {
+  try {
+    const receivers = await new FileEndpointStore(path.join(dataDir, 'deliveries')).list();
+    // Paused and disabled do not depend on the breaker's threshold: any policy judges them alike.
+    return heldReceivers(receivers.map((r) => ({ ...r, status: endpointStatus(r, settings().breaker) })));
+  } catch (error) {
+    note(
+      `webhook-gateway: the receivers' state could not be read (${(error as Error).message}): next attempts as stored`,
+    );
+    return new Map();
+  }
+}
 
 export async function deliveriesList(args: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -48,7 +66,8 @@ export async function deliveriesList(args: string[]): Promise<number> {
   for (const s of states)
     if (!['pending', 'dead', 'settled'].includes(s))
       throw new CliError(`--state takes pending, dead, settled or all; got "${s}"`);
-  const store = new LocalFailedDeliveryStore(resolveOptions().dataDir);
+  const { dataDir } = resolveOptions();
+  const store = new LocalFailedDeliveryStore(dataDir);
   for (const { file, reason } of await store.unreadable())
     note(
       `webhook-gateway: ${reason}: left out of this list and of the redelivery schedule (${path.basename(file, '.json')})`,
@@ -64,7 +83,9 @@ export async function deliveriesList(args: string[]): Promise<number> {
     out(`No ${states.join(' or ')} deliveries in ${store.dir}.`);
     return 0;
   }
-  out(deliveriesTable(envelopes));
+  // A delivery owed to a paused or disabled receiver is not tried until it is resumed: said so, not shown overdue.
+  const held = await localHeldReceivers(dataDir);
+  out(deliveriesTable(envelopes, stateLabel, (e) => nextAttemptLabel(e, held)));
   return 0;
 }
 

@@ -12,6 +12,7 @@ import { withAttemptLog } from '../../functions/domain/attempt-log.ts';
 import { isConversationId } from '../../functions/domain/conversation-id.ts';
 import { canonicalSource } from '../../functions/domain/source-identity.ts';
 import { latestRecord } from '../history/conversations.ts';
+import { heldReceivers } from '../history/endpoints.ts';
 import { operatorRefusal } from '../server/loopback.ts';
 import { type Refuse, type RouteHandler, router } from '../server/router.ts';
 import {
@@ -110,12 +111,13 @@ function consolePages(ctx: ConsoleContext) {
         path: /^\/console\/?$/,
         methods: {
           GET: async (req, res) => {
-            const [v, rows, open] = await Promise.all([
+            const [v, rows, open, receivers] = await Promise.all([
               version(ctx),
               recentConversations(ctx, LIST_LIMIT),
               openDeliveries(ctx),
+              ctx.endpoints().catch(() => []),
             ]);
-            const body = listFragment(rows, open, LIST_LIMIT);
+            const body = listFragment(rows, open, LIST_LIMIT, heldReceivers(receivers));
             sendPage(req, res, isFragment(req), {
               title: 'Conversations',
               version: v,
@@ -230,11 +232,12 @@ async function conversationPage(
     );
     return sendHtml(req, res, 404, fragment ? body.value : page({ ...shell, version: await version(ctx, id), body }));
   }
-  const [v, envelope, documents, logged] = await Promise.all([
+  const [v, envelope, documents, logged, receivers] = await Promise.all([
     version(ctx, id),
     ctx.failedDeliveries.get(id),
     exportDocuments(ctx, id),
     ctx.attempts(id).catch(() => []),
+    ctx.endpoints().catch(() => []),
   ]);
   const latest = latestRecord(executions);
   const body = conversationFragment({
@@ -245,6 +248,7 @@ async function conversationPage(
     documents,
     bucket: ctx.bucket,
     exportEnabled: ctx.exportEnabled,
+    held: heldReceivers(receivers),
   });
   return sendHtml(req, res, 200, fragment ? body.value : page({ ...shell, version: v, body }));
 }

@@ -3,6 +3,7 @@ import { agentTurn, type ConversationRecord, turnText, userQuery } from '../../f
 import type { EndpointView } from '../../functions/domain/endpoints.ts';
 import { attemptsMade, type FailedDeliveryEnvelope } from '../../functions/domain/failed-delivery.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
+import { type HeldReceivers, nextAttemptLabel } from '../history/endpoints.ts';
 import { conversationFigures, formatFigures } from '../history/figures.ts';
 import { timeline } from '../history/timeline.ts';
 import type { ConsoleRow, ExportDocumentView } from './data.ts';
@@ -59,14 +60,19 @@ export function page(shell: PageShell): string {
 `.value;
 }
 
-export function listFragment(rows: ConsoleRow[], open: FailedDeliveryEnvelope[], limit: number): SafeHtml {
+export function listFragment(
+  rows: ConsoleRow[],
+  open: FailedDeliveryEnvelope[],
+  limit: number,
+  held: HeldReceivers = new Map(),
+): SafeHtml {
   const deliveries =
     open.length === 0
       ? ''
       : html`<section id="failed-deliveries">
   <h2>Failed deliveries <span class="count">${open.length}</span></h2>
   <table><thead><tr><th>conversation</th><th>type</th><th>state</th><th>attempts</th><th>last error</th><th>next attempt</th></tr></thead>
-  <tbody>${open.map((e) => html`<tr data-id="${e.conversation_id}"><td>${link(e.conversation_id)}</td><td>${e.webhook_type}</td><td>${badge(e.state)}${e.dead_reason ? html` <small>${e.dead_reason}</small>` : ''}${e.owed === 'export' ? html` <small>export only</small>` : ''}</td><td class="num">${attemptsMade(e)}</td><td class="err">${preview(e.last_error ?? '', 80)}</td><td>${e.next_due_at ?? '-'}</td></tr>`)}</tbody></table>
+  <tbody>${open.map((e) => html`<tr data-id="${e.conversation_id}"><td>${link(e.conversation_id)}</td><td>${e.webhook_type}</td><td>${badge(e.state)}${e.dead_reason ? html` <small>${e.dead_reason}</small>` : ''}${e.owed === 'export' ? html` <small>export only</small>` : ''}</td><td class="num">${attemptsMade(e)}</td><td class="err">${preview(e.last_error ?? '', 80)}</td><td>${nextAttemptLabel(e, held)}</td></tr>`)}</tbody></table>
 </section>`;
   const table =
     rows.length === 0
@@ -146,6 +152,7 @@ function deliverySection(
   record: ConversationRecord | null,
   envelope: FailedDeliveryEnvelope | null,
   executions: ExecutionRecord[],
+  held: HeldReceivers,
 ): SafeHtml {
   const attempts = record?.execution.delivery_attempts ?? [];
   const tries = record ? conversationFigures(record, executions).tries : attempts.length;
@@ -154,7 +161,7 @@ function deliverySection(
   const state =
     envelope === null
       ? ''
-      : html`<p class="envelope">Failed-delivery store: ${badge(envelope.state)} ${envelope.owed === 'export' ? html`(owes only its export: S3 refused it) ` : ''}${envelope.state === 'pending' ? html`next automatic attempt <code>${envelope.next_due_at}</code>` : ''}${envelope.dead_reason ? html`dead-lettered (${envelope.dead_reason}): no more automatic attempts` : ''}</p>`;
+      : html`<p class="envelope">Failed-delivery store: ${badge(envelope.state)} ${envelope.owed === 'export' ? html`(owes only its export: S3 refused it) ` : ''}${envelope.state === 'pending' ? html`next automatic attempt <code>${nextAttemptLabel(envelope, held)}</code>` : ''}${envelope.dead_reason ? html`dead-lettered (${envelope.dead_reason}): no more automatic attempts` : ''}</p>`;
   return html`<section id="delivery">
   <h2>Delivery attempts <span class="count" title="every try, retries in the workflow included">${tries}</span></h2>
   ${tries > attempts.length ? html`<p class="note">${tries - attempts.length} of them were retried by the workflow at once and are counted from the execution history; the table lists the attempts the record keeps.</p>` : ''}
@@ -214,10 +221,12 @@ export function conversationFragment(input: {
   documents: ExportDocumentView[];
   bucket: string;
   exportEnabled: boolean;
+  /** The receivers holding their deliveries until resumed. */
+  held?: HeldReceivers;
 }): SafeHtml {
   return html`<p class="crumbs"><a href="/console">← all conversations</a></p>
 ${summary(input.id, input.record, input.executions)}
-${deliverySection(input.id, input.record, input.envelope, input.executions)}
+${deliverySection(input.id, input.record, input.envelope, input.executions, input.held ?? new Map())}
 <section id="executions"><h2>Timeline <span class="count">${input.executions.length} execution${input.executions.length === 1 ? '' : 's'}</span></h2>
 ${input.executions.map(executionSection)}
 </section>

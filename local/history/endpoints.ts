@@ -1,5 +1,10 @@
 import type { WebhookType } from '../../functions/domain/conversation.ts';
-import { type BreakerPolicy, type EndpointView, endpointView } from '../../functions/domain/endpoints.ts';
+import {
+  type BreakerPolicy,
+  type EndpointStatus,
+  type EndpointView,
+  endpointView,
+} from '../../functions/domain/endpoints.ts';
 import { type FailedDeliveryEnvelope, owedBy } from '../../functions/domain/failed-delivery.ts';
 import type { EndpointStore } from '../../functions/shared/endpoint-store.ts';
 
@@ -22,4 +27,22 @@ export async function endpointViews(
   return (await store.list()).map((e) =>
     endpointView(e, deployedUrls[e.webhook_type], policy, queued[e.webhook_type] ?? 0),
   );
+}
+
+/** The receivers whose deliveries wait for an operator (paused, or disabled), by webhook type. */
+export type HeldReceivers = ReadonlyMap<string, 'paused' | 'disabled'>;
+
+export function heldReceivers(receivers: readonly { webhook_type: string; status: EndpointStatus }[]): HeldReceivers {
+  const held = new Map<string, 'paused' | 'disabled'>();
+  for (const r of receivers) if (r.status === 'paused' || r.status === 'disabled') held.set(r.webhook_type, r.status);
+  return held;
+}
+
+/**
+ * When a listed envelope's next attempt is: its next_due_at, except for a delivery owed to a paused or disabled
+ * receiver, which no schedule tries (however overdue next_due_at looks) until an operator resumes it.
+ */
+export function nextAttemptLabel(e: FailedDeliveryEnvelope, held: HeldReceivers): string {
+  const hold = e.state === 'pending' && owedBy(e) === 'delivery' ? held.get(e.webhook_type) : undefined;
+  return hold ? `held: ${hold}, until resumed` : (e.next_due_at ?? '-');
 }
