@@ -32,8 +32,9 @@ export interface InterruptedRow {
 export type Latency = Record<'conversations' | `${'agent' | 'total'}_p${50 | 90 | 99}_ms`, number | null>;
 
 export interface AnalyticsView {
-  /** The first hour shown (ISO), 23 hours before the current one. */
+  /** Where the window starts (ISO): 24 hours before now. */
   since: string;
+  /** The hours the window touches, oldest first: 25, the first and the current one in part. */
   hours: string[];
   hourly: HourlyRow[];
   delivery: DeliveryRow[];
@@ -80,13 +81,20 @@ WHERE ${SINCE_CONDITION} AND status = 'interrupted' AND delivery_status = 'not_a
 GROUP BY 1
 ORDER BY 1`;
 
-/** The 24 hour buckets ending with the current one, as the hourly query labels them. */
+/** The last 24 hours: from 24 hours before `now` (what every query of the page is given as `since`). */
+export function lastDaySince(now: Date): string {
+  return new Date(now.getTime() - 24 * HOUR_MS).toISOString();
+}
+
+/**
+ * The hour buckets of the last 24 hours, as the hourly query labels them: from the hour `lastDaySince` falls in to
+ * the current one (25 unless `now` is on the hour; the first holds only what came after `since`).
+ */
 export function lastDayHours(now: Date): string[] {
-  const current = Math.floor(now.getTime() / HOUR_MS) * HOUR_MS;
-  return Array.from(
-    { length: 24 },
-    (_, i) => `${new Date(current - (23 - i) * HOUR_MS).toISOString().slice(0, 13)}:00:00Z`,
-  );
+  const first = Math.floor(Date.parse(lastDaySince(now)) / HOUR_MS) * HOUR_MS;
+  const hours: string[] = [];
+  for (let h = first; h <= now.getTime(); h += HOUR_MS) hours.push(`${new Date(h).toISOString().slice(0, 13)}:00:00Z`);
+  return hours;
 }
 
 async function select<T>(engine: AnalyticsEngine, sql: string, params: string[]): Promise<T[]> {
@@ -101,7 +109,7 @@ async function run<T>(engine: AnalyticsEngine, id: string, since: string): Promi
 /** The page's data: the three named queries and INTERRUPTED_SQL over the last day (the engine is opened and closed here). */
 export async function analyticsView(open: () => Promise<AnalyticsEngine>, now: Date): Promise<AnalyticsView> {
   const hours = lastDayHours(now);
-  const since = new Date(Date.parse(hours[0]!)).toISOString();
+  const since = lastDaySince(now);
   const empty: AnalyticsView = { since, hours, hourly: [], delivery: [], interrupted: [], latency: null, total: 0 };
   let engine: AnalyticsEngine;
   try {

@@ -3,12 +3,17 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { analysisFormat } from '../../../functions/domain/export-formats.ts';
+import { completeConversation, withAgentAnswer, withClassification } from '../../../functions/domain/lifecycle.ts';
 import { idempotencyStore } from '../../../functions/shared/idempotency-store.ts';
-import { lastDayHours, niceMax } from '../../../local/console/analytics.ts';
+import { openAnalytics } from '../../../local/analytics/engine.ts';
+import type { AnalysisSource } from '../../../local/analytics/sources.ts';
+import { analyticsView, lastDayHours, niceMax } from '../../../local/console/analytics.ts';
 import { ExecutionJournal } from '../../../local/engine/journal.ts';
 import { recoverInterrupted } from '../../../local/engine/recovery.ts';
 import { loadStageHandlers, localWorkflow } from '../../../local/engine/workflows.ts';
 import { type Browser, launchBrowser, rawGet, skipBrowser } from '../../support/browser.ts';
+import { startedRecord } from '../../support/fixtures.ts';
 import { journalOf, NO_WAIT, SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
 
 /**
@@ -119,12 +124,57 @@ describe('the Analytics page over HTTP', () => {
     expect(chart).toMatch(/<rect class="seg s-interrupted" data-status="interrupted" data-count="1"/);
   });
 
-  it('lays out the 24 hours ending with the current one, and round axis tops', () => {
+  it('lays out the hours of the last 24 hours (the first and the current one in part), and round axis tops', () => {
     const hours = lastDayHours(new Date('2026-11-29T12:34:56Z'));
-    expect(hours).toHaveLength(24);
-    expect(hours[0]).toBe('2026-11-28T13:00:00Z');
-    expect(hours[23]).toBe('2026-11-29T12:00:00Z');
+    expect(hours).toHaveLength(25);
+    expect(hours[0]).toBe('2026-11-28T12:00:00Z');
+    expect(hours[24]).toBe('2026-11-29T12:00:00Z');
+    expect(lastDayHours(new Date('2026-11-29T12:00:00Z'))).toHaveLength(25);
+    expect(lastDayHours(new Date('2026-11-29T12:00:00Z'))[0]).toBe('2026-11-28T12:00:00Z');
     expect([0, 1, 3, 7, 10, 11, 99, 101].map(niceMax)).toEqual([1, 1, 5, 10, 10, 20, 100, 200]);
+  });
+});
+
+describe('the window of the last 24 hours', () => {
+  /** An exported analysis.json row of a conversation received at `at`. */
+  function analysisObject(at: string, suffix: string) {
+    let r = startedRecord(
+      { query: 'What are the top 5 deals closing this quarter?', source_system: 'crm', source_process: 'sync' },
+      { input: { received_at: at }, ids: { suffix } },
+    );
+    r = withClassification(withAgentAnswer(r, 'Acme renewal', 20, new Date(Date.parse(at) + 20)));
+    r = completeConversation(r, false, 'x', new Date(Date.parse(at) + 50));
+    const key = `conversation-history/${at.slice(0, 10).replaceAll('-', '/')}/${r.conversation_id}/analysis.json`;
+    return { key, text: `${JSON.stringify(analysisFormat(r, at))}\n` };
+  }
+
+  it('counts every conversation of the last 24 hours, and none older, on the named queries', async () => {
+    const now = new Date('2026-11-29T12:34:56Z');
+    const objects = [
+      analysisObject('2026-11-28T12:33:00.000Z', 'older1'), // 24 h 2 min ago: outside
+      analysisObject('2026-11-28T12:40:00.000Z', 'inside1'), // 23 h 55 min ago: inside, in the first hour's part
+      analysisObject('2026-11-29T11:30:00.000Z', 'inside2'),
+      analysisObject('2026-11-29T12:34:00.000Z', 'inside3'),
+    ];
+    const source: AnalysisSource = {
+      location: 'memory',
+      list: async () => objects.map(({ key }) => ({ key, version: '1' })),
+      read: async (asked) => asked.map((a) => objects.find((o) => o.key === a.key)?.text ?? null),
+      close: async () => {},
+    };
+    const view = await analyticsView(() => openAnalytics({ source, cacheDir: null }), now);
+    expect(view.error).toBeUndefined();
+    expect(view.since).toBe('2026-11-28T12:34:56.000Z');
+    expect(view.total).toBe(4);
+    expect(view.hourly.reduce((n, r) => n + r.conversations, 0)).toBe(3);
+    expect(view.hourly.map((r) => r.hour)).toEqual([
+      '2026-11-28T12:00:00Z',
+      '2026-11-29T11:00:00Z',
+      '2026-11-29T12:00:00Z',
+    ]);
+    expect(view.hourly.every((r) => view.hours.includes(r.hour))).toBe(true);
+    expect(view.latency?.conversations).toBe(3);
+    expect(view.delivery.reduce((n, r) => n + r.conversations, 0)).toBe(3);
   });
 });
 
@@ -155,7 +205,7 @@ describe.skipIf(skipBrowser)('the Analytics page in Chromium', () => {
     await page.waitForURL('**/console/analytics');
 
     const hours = page.locator('#chart-hourly g.hour');
-    expect(await hours.count()).toBe(24);
+    expect(await hours.count()).toBe(25);
     const totals = await hours.evaluateAll((gs) => gs.map((g) => Number(g.getAttribute('data-total'))));
     expect(totals.reduce((a, b) => a + b, 0)).toBe(sent.length);
     const segments = await page
