@@ -82,7 +82,7 @@ GROUP BY 1
 ORDER BY 1`;
 
 /** The last 24 hours: from 24 hours before `now` (what every query of the page is given as `since`). */
-export function lastDaySince(now: Date): string {
+function lastDaySince(now: Date): string {
   return new Date(now.getTime() - 24 * HOUR_MS).toISOString();
 }
 
