@@ -13,7 +13,7 @@ import { type EndpointChange, FileEndpointStore } from '../../functions/shared/e
 import { settings } from '../../functions/shared/settings.ts';
 import { endpointViews } from '../history/endpoints.ts';
 import { resolveOptions } from '../server/config.ts';
-import { changeLocalDeliverySecrets } from '../store/delivery-secrets.ts';
+import { changeLocalDeliverySecrets, deliverySecretsFileOf } from '../store/delivery-secrets.ts';
 import { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
 import { readGatewayRuntime } from '../store/gateway-runtime.ts';
 import { type EndpointEdit, printEndpoints } from './endpoint-table.ts';
@@ -136,15 +136,23 @@ export async function endpointsCommand(sub: string | undefined, args: string[]):
   if (edit) {
     if (Object.keys(edit.change).length > 0) await store.configure(type!, edit.change, now);
     if (edit.secret !== undefined || edit.dropPreviousSecret) {
-      const { file, secrets } = await changeLocalDeliverySecrets(dataDir, type!, (current) =>
-        rotatedSecrets(current, edit.secret, edit.dropPreviousSecret),
+      // The file the running gateway signs with (its DELIVERY_SIGNING_SECRETS_FILE), else the one this shell names.
+      const running = await readGatewayRuntime(dataDir);
+      const chosen = running?.delivery_secrets_file ?? deliverySecretsFileOf(dataDir) ?? undefined;
+      const { file, secrets } = await changeLocalDeliverySecrets(
+        dataDir,
+        type!,
+        (current) => rotatedSecrets(current, edit.secret, edit.dropPreviousSecret),
+        chosen,
       );
       // On stderr with --json, so stdout stays one JSON document.
       const say = values.json ? note : out;
       say(
         `${type} deliveries are signed with ${secrets.length === 2 ? 'two secrets (the new one first): both signatures are on the wire until --drop-previous-secret' : 'one secret'} (${path.relative(process.cwd(), file) || file})`,
       );
-      if (process.env.DELIVERY_SIGNING_SECRETS)
+      if (running?.delivery_secrets_file === null)
+        say('note: the running gateway signs with DELIVERY_SIGNING_SECRETS, not with this file');
+      else if (!running && process.env.DELIVERY_SIGNING_SECRETS)
         say('note: DELIVERY_SIGNING_SECRETS is set here; a gateway started with it signs with that instead');
     }
   }

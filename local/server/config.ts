@@ -223,6 +223,10 @@ export function checkEnvironment(env: NodeJS.ProcessEnv = process.env): Settings
     );
   parseInboundSecrets(env.INBOUND_WEBHOOK_SECRETS);
   parseSecretsBySource(env.DELIVERY_SIGNING_SECRETS, 'DELIVERY_SIGNING_SECRETS');
+  if (env.DELIVERY_SIGNING_SECRETS_FILE && (env.DELIVERY_SIGNING_SECRETS || env.DELIVERY_SIGNING_SECRETS_ARN))
+    throw new Error(
+      `DELIVERY_SIGNING_SECRETS_FILE and ${env.DELIVERY_SIGNING_SECRETS ? 'DELIVERY_SIGNING_SECRETS' : 'DELIVERY_SIGNING_SECRETS_ARN'} are both set: deliveries are signed with one of them; unset the other`,
+    );
   for (const type of WEBHOOK_TYPES) {
     const url = checked.deliveryUrls[type];
     const unsafe = url ? unsafeDeliveryUrl(url) : null;

@@ -7,6 +7,7 @@ import {
   healthBody,
   STATUS_ROUTE_PREFIX,
 } from '../../functions/domain/gateway-contract.ts';
+import { parseSecretsBySource } from '../../functions/domain/signatures.ts';
 import { attemptLog } from '../../functions/shared/attempt-log.ts';
 import { injectClientSettings } from '../../functions/shared/clients/injected-settings.ts';
 import { endpointStore } from '../../functions/shared/endpoint-store.ts';
@@ -21,7 +22,7 @@ import { loadStageHandlers, localWorkflow } from '../engine/workflows.ts';
 import { endpointViews } from '../history/endpoints.ts';
 import { lockDataDir } from '../store/data-dir-lock.ts';
 import { dataDirModeWarning, ownerOnlyDataDir } from '../store/data-dir-mode.ts';
-import { localDeliverySecrets } from '../store/delivery-secrets.ts';
+import { deliverySecretsFileOf, localDeliverySecrets } from '../store/delivery-secrets.ts';
 import { type EmbeddedS3, startEmbeddedS3 } from '../store/embedded-s3.ts';
 import { conversationIdOf, ExecutionStore } from '../store/execution-store.ts';
 import { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
@@ -169,8 +170,10 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     if (!userSettings.statusTableName) defaults.STATUS_DIR = path.join(options.dataDir, 'status');
     if (!userSettings.threadTableName) defaults.THREAD_DIR = path.join(options.dataDir, 'threads');
     if (!userSettings.deliveriesTableName) defaults.DELIVERIES_DIR = path.join(options.dataDir, 'deliveries');
-    if (!process.env.DELIVERY_SIGNING_SECRETS && !process.env.DELIVERY_SIGNING_SECRETS_ARN) {
-      const made = await localDeliverySecrets(options.dataDir);
+    const secretsFile = deliverySecretsFileOf(options.dataDir);
+    if (secretsFile) {
+      const made = await localDeliverySecrets(options.dataDir, secretsFile);
+      parseSecretsBySource(made.json, `the delivery secrets in ${made.file}`);
       // Read by Deliver from the file (again whenever it changes: `endpoints set <type> --secret` rotates a secret).
       defaults.DELIVERY_SIGNING_SECRETS_FILE = made.file;
       deliverySecretsFile = made.file;
@@ -180,6 +183,8 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
         );
     }
     handlerEnv = withDefaults(process.env, defaults);
+    // The user's file as an absolute path, as the banner and gateway.json name it.
+    if (deliverySecretsFile) handlerEnv.DELIVERY_SIGNING_SECRETS_FILE = deliverySecretsFile;
     handlerEnv.LOG_LEVEL = handlerLogLevel(process.env);
     // With local API keys the handlers learn each key's source from them (ids only), whatever else was set.
     if (apiKeys.required) handlerEnv.SOURCE_API_KEY_IDS = apiKeys.sourceApiKeyIds;
@@ -427,6 +432,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     export_enabled: config.exportEnabled,
     started_at: new Date().toISOString(),
     delivery_urls: config.deliveryUrls,
+    delivery_secrets_file: deliverySecretsFile,
     breaker: config.breaker,
   });
 

@@ -29,6 +29,12 @@ export interface GatewayRuntime {
    * `endpoints list` in another shell says failing or healthy as the gateway does. Absent from an older gateway's.
    */
   breaker?: BreakerPolicy;
+  /**
+   * The file it signs deliveries with (DELIVERY_SIGNING_SECRETS_FILE, else the data folder's), null when it signs with
+   * DELIVERY_SIGNING_SECRETS: `endpoints set --secret` in another shell rotates the secret the gateway uses. Absent
+   * from an older gateway's.
+   */
+  delivery_secrets_file?: string | null;
 }
 
 const fileOf = (dataDir: string) => path.join(dataDir, 'gateway.json');

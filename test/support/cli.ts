@@ -49,6 +49,7 @@ export const NEW_USER_START_ENV = {
   LEAD_ANALYSIS_WEBHOOK_URL: undefined,
   GENERAL_WEBHOOK_URL: undefined,
   POWERTOOLS_TRACE_ENABLED: undefined, // test/setup.ts sets it; a new user's shell does not
+  DELIVERY_SIGNING_SECRETS_FILE: undefined, // an in-process gateway of the same test file sets it (its own data folder's)
 };
 
 /** Start `webhook-gateway start` and wait until it prints its URL. */

@@ -130,7 +130,13 @@ describe('start refuses bad configuration before it listens', () => {
       const file = path.join(folder, 'delivery-signing-secrets.json');
       await writeFile(file, '{\n  "deal_analysis": "whsec_VrPt3qZu', { mode: 0o600 });
       // Before, the embedded S3 stayed listening after the error and the command never ended.
-      const result = await runCli(['start'], { PORT: '0', LOCAL_S3_PORT: '0', LOCAL_DATA_DIR: folder });
+      // Without the file an earlier in-process gateway of this test file left in process.env: the data folder's.
+      const result = await runCli(['start'], {
+        PORT: '0',
+        LOCAL_S3_PORT: '0',
+        LOCAL_DATA_DIR: folder,
+        DELIVERY_SIGNING_SECRETS_FILE: undefined,
+      });
       expect(result.code).toBe(1);
       expect(result.stderr).toMatch(new RegExp(`^webhook-gateway: SyntaxError: ${file} is not valid JSON \\(`));
       expect(result.stderr.trim().split('\n')).toHaveLength(1);
