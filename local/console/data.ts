@@ -8,6 +8,7 @@ import type { EndpointView } from '../../functions/domain/endpoints.ts';
 import { EXPORT_FILES, type ExportFile, exportKey } from '../../functions/domain/export-formats.ts';
 import type { FailedDeliveryEnvelope } from '../../functions/domain/failed-delivery.ts';
 import type { AnalyticsEngine } from '../analytics/engine.ts';
+import { idTimeMs } from '../history/conversation-filters.ts';
 import { type ConversationSummary, latestRecord, summarize } from '../history/conversations.ts';
 import { conversationFigures } from '../history/figures.ts';
 import type { ExecutionStore } from '../store/execution-store.ts';
@@ -38,9 +39,18 @@ export interface ConsoleRow extends ConversationSummary {
   attempts: number;
 }
 
-/** Newest first by id (ids start with the UTC receive second), then by the exact receive time. */
+/**
+ * The ids that may be among the newest `limit`, newest first. Ids start with the UTC second received, but within a
+ * second their order is not the order received (the source comes next): every id of the second of the `limit`-th one
+ * is kept, for the rows to be sorted by the exact receive time, as `conversations list` does.
+ */
 async function newestIds(ctx: ConsoleContext, limit: number): Promise<string[]> {
-  return (await ctx.executions.conversationIds()).sort().reverse().slice(0, limit);
+  const ids = (await ctx.executions.conversationIds()).sort().reverse();
+  if (ids.length <= limit) return ids;
+  const second = idTimeMs(ids[limit - 1]!);
+  let end = limit;
+  while (end < ids.length && idTimeMs(ids[end]!) === second) end++;
+  return ids.slice(0, end);
 }
 
 export async function recentConversations(ctx: ConsoleContext, limit = 100): Promise<ConsoleRow[]> {
@@ -53,9 +63,9 @@ export async function recentConversations(ctx: ConsoleContext, limit = 100): Pro
     const figures = conversationFigures(record, executions);
     rows.push({ ...summary, agent_ms: figures.agent_ms, delivery_ms: figures.delivery_ms, attempts: figures.tries });
   }
-  return rows.sort(
-    (a, b) => b.received_at.localeCompare(a.received_at) || b.conversation_id.localeCompare(a.conversation_id),
-  );
+  return rows
+    .sort((a, b) => b.received_at.localeCompare(a.received_at) || b.conversation_id.localeCompare(a.conversation_id))
+    .slice(0, limit);
 }
 
 /**

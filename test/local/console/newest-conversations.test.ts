@@ -1,0 +1,58 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ExecutionStore } from '../../../local/store/execution-store.ts';
+import { type Browser, CHROMIUM, launchBrowser, skipBrowser } from '../../support/browser.ts';
+import { SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
+
+/**
+ * The console's list shows the newest 100 conversations by the time received, as `conversations list --limit 100`
+ * does, also when more than 100 conversations were received and the 100th falls in a second shared with others:
+ * within a second, the id order (source first) is not the order received.
+ */
+if (skipBrowser) console.warn(`console newest-conversations browser test SKIPPED: ${CHROMIUM} is missing`);
+
+let world: TestWorld;
+/** 101 conversations of one second, newest first by the time received. */
+const newestFirst: string[] = [];
+
+beforeAll(async () => {
+  world = await startWorld();
+  const seed = (await world.post(SEED_REQUEST)).body;
+  const store = new ExecutionStore(world.dataDir);
+  const [execution] = await store.executions(seed.conversation_id);
+  const text = JSON.stringify(execution);
+  const day = JSON.parse(text).started_at.slice(0, 10);
+  const seedReceivedAt = (text.match(/"received_at":"([^"]+)"/) ?? [])[1]!;
+  // Source s000 is received last (.900 s), s100 first (.000 s): the id order within the second is the reverse.
+  for (let n = 0; n <= 100; n++) {
+    const source = `s${String(n).padStart(3, '0')}`;
+    const id = `webhook_${day.replaceAll('-', '')}_235959_${source}_p_aaaaaaaaaa`;
+    const at = `${day}T23:59:59.${String(900 - n * 9).padStart(3, '0')}Z`;
+    const copy = JSON.parse(text.replaceAll(seed.conversation_id, id).replaceAll(seedReceivedAt, at));
+    await store.save(id, copy);
+    newestFirst.push(id);
+  }
+});
+afterAll(async () => {
+  await world?.close();
+});
+
+describe.skipIf(skipBrowser)('the newest conversations in Chromium', () => {
+  let browser: Browser;
+
+  beforeAll(async () => {
+    browser = await launchBrowser();
+  });
+  afterAll(async () => {
+    await browser?.close();
+  });
+
+  it('lists the 100 received last, newest first, and leaves out the one received first', async () => {
+    const { page } = browser;
+    await page.goto(`${world.gateway.url}/console`);
+    const shown = await page
+      .locator('#conversations tbody tr')
+      .evaluateAll((trs) => trs.map((tr) => tr.getAttribute('data-id')));
+    expect(shown).toEqual(newestFirst.slice(0, 100));
+    expect(await page.locator('p.more').innerText()).toMatch(/^Showing the newest 100\./);
+  });
+});
