@@ -57,10 +57,24 @@
     setTimeout(poll, 1000);
   }
 
-  /** POST to the gateway's operator routes (loopback, Host and Origin checked there); the JSON answer, or an error. */
+  /**
+   * A request to the gateway's operator routes (loopback, Host and Origin checked there): the response and its JSON
+   * answer. A gateway that does not answer (stopped, restarting) is said so, not as the browser's "Failed to fetch".
+   */
+  async function call(url, init) {
+    let response;
+    try {
+      response = await fetch(url, { cache: 'no-store', ...init });
+    } catch {
+      throw new Error('the gateway did not answer (is npm start still running?)');
+    }
+    const result = await response.json().catch(() => ({}));
+    return { response, result };
+  }
+
+  /** POST to an operator route; the JSON answer, or an error. */
   async function post(url) {
-    const response = await fetch(url, { method: 'POST' });
-    const result = await response.json();
+    const { response, result } = await call(url, { method: 'POST' });
     if (!response.ok && response.status !== 404) throw new Error(result.error?.message || `HTTP ${response.status}`);
     return result;
   }
@@ -81,6 +95,7 @@
 
   async function deliveryButton(button, verb, path) {
     const id = button.dataset.id;
+    const label = button.textContent;
     button.disabled = true;
     button.textContent = `${verb === 'Redrive' ? 'Redriving' : 'Resending'}…`;
     say(`${verb === 'Redrive' ? 'Redriving' : 'Resending'} ${id}…`, 'pending');
@@ -88,6 +103,9 @@
       outcome(verb, id, await post(`/local/deliveries/${encodeURIComponent(id)}/${path}`));
     } catch (error) {
       say(`${verb} of ${id} failed: ${error.message}`, 'bad');
+      // The page may not be refreshed (the gateway is down): the button can be pressed again.
+      button.textContent = label;
+      button.disabled = false;
     }
   }
 
@@ -100,8 +118,7 @@
     const since = sinceOf(type);
     const confirm = content.querySelector(`button[data-recover="${type}"]`);
     try {
-      const response = await fetch(`/local/deliveries/plan?${recoverQuery(type, since)}`, { cache: 'no-store' });
-      const result = await response.json();
+      const { response, result } = await call(`/local/deliveries/plan?${recoverQuery(type, since)}`);
       if (!response.ok) throw new Error(result.error?.message || `HTTP ${response.status}`);
       say(
         `${result.count} ${type} deliveries owed since ${since || 'ever'} would be redriven, oldest first`,
@@ -132,6 +149,7 @@
       );
     } catch (error) {
       say(`Recover ${type} failed: ${error.message}`, 'bad');
+      button.disabled = false;
     }
   }
 
@@ -143,6 +161,7 @@
       say(`${type} is ${view.status}`, 'ok');
     } catch (error) {
       say(`${action} ${type} failed: ${error.message}`, 'bad');
+      button.disabled = false;
     }
   }
 

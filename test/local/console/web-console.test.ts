@@ -179,6 +179,20 @@ describe.skipIf(skipBrowser)('console in Chromium', () => {
     expect(await page.locator('#delivery-status').getAttribute('data-status')).toBe('failed');
   });
 
+  it('Redrive while the gateway does not answer: says so, and the button can be pressed again', async () => {
+    world.receiver.reset();
+    // The gateway stopped while the page was open: its operator routes refuse the connection.
+    await page.route('**/local/**', (route) => route.abort('connectionrefused'));
+    await page.locator('button#redrive').click();
+    await expect
+      .poll(() => page.locator('#flash').innerText())
+      .toBe(`Redrive of ${ids.failed} failed: the gateway did not answer (is npm start still running?)`);
+    expect(await page.locator('button#redrive').innerText()).toBe('Redrive');
+    expect(await page.locator('button#redrive').isEnabled()).toBe(true);
+    await page.unroute('**/local/**');
+    expect(world.receiver.received).toHaveLength(0);
+  });
+
   it('Redrive delivers it: the receiver gets it and the page shows delivered, with the redelivery execution', async () => {
     world.receiver.reset();
     await page.locator('button#redrive').click();
