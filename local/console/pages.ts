@@ -60,6 +60,10 @@ export function page(shell: PageShell): string {
 `.value;
 }
 
+/**
+ * The list page: the deliveries still owed (the newest `limit` of them: thousands would push the conversations far
+ * out of sight), then the newest `limit` conversations.
+ */
 export function listFragment(
   rows: ConsoleRow[],
   open: FailedDeliveryEnvelope[],
@@ -72,7 +76,8 @@ export function listFragment(
       : html`<section id="failed-deliveries">
   <h2>Failed deliveries <span class="count">${open.length}</span></h2>
   <table><thead><tr><th>conversation</th><th>type</th><th>state</th><th>attempts</th><th>last error</th><th>next attempt</th></tr></thead>
-  <tbody>${open.map((e) => html`<tr data-id="${e.conversation_id}"><td>${link(e.conversation_id)}</td><td>${e.webhook_type}</td><td>${badge(e.state)}${e.dead_reason ? html` <small>${e.dead_reason}</small>` : ''}${e.owed === 'export' ? html` <small>export only</small>` : ''}</td><td class="num">${attemptsMade(e)}</td><td class="err">${preview(e.last_error ?? '', 80)}</td><td>${nextAttemptLabel(e, held)}</td></tr>`)}</tbody></table>
+  <tbody>${open.slice(0, limit).map((e) => html`<tr data-id="${e.conversation_id}"><td>${link(e.conversation_id)}</td><td>${e.webhook_type}</td><td>${badge(e.state)}${e.dead_reason ? html` <small>${e.dead_reason}</small>` : ''}${e.owed === 'export' ? html` <small>export only</small>` : ''}</td><td class="num">${attemptsMade(e)}</td><td class="err">${preview(e.last_error ?? '', 80)}</td><td>${nextAttemptLabel(e, held)}</td></tr>`)}</tbody></table>
+  ${open.length > limit ? html`<p class="more">Showing the newest ${limit} of ${open.length}. <code>npx webhook-gateway deliveries list</code> lists them all; the <a href="/console/endpoints">Endpoints</a> page recovers them by type.</p>` : ''}
 </section>`;
   const table =
     rows.length === 0

@@ -1,0 +1,54 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Browser, CHROMIUM, launchBrowser, skipBrowser } from '../../support/browser.ts';
+import { SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
+
+/**
+ * The console's list page with more deliveries owed than it lists (100): the newest 100 of them, their number, and
+ * where the rest are; the conversations' table stays within reach below them.
+ */
+if (skipBrowser) console.warn(`console many-failed-deliveries browser test SKIPPED: ${CHROMIUM} is missing`);
+
+const OWED = 103;
+let world: TestWorld;
+const owed: string[] = [];
+
+beforeAll(async () => {
+  world = await startWorld();
+  // A paused receiver: every conversation's delivery is held (queued) in the failed-delivery store.
+  const paused = await fetch(`${world.gateway.url}/local/endpoints/deal_analysis/pause`, { method: 'POST' });
+  expect(paused.status).toBe(200);
+  for (let n = 0; n < OWED; n++) {
+    const answer = await world.post(SEED_REQUEST);
+    expect(answer.body.tracking.delivery_status).toBe('queued');
+    owed.push(answer.body.conversation_id);
+  }
+});
+afterAll(async () => {
+  await world?.close();
+});
+
+describe.skipIf(skipBrowser)('many failed deliveries in Chromium', () => {
+  let browser: Browser;
+
+  beforeAll(async () => {
+    browser = await launchBrowser();
+  });
+  afterAll(async () => {
+    await browser?.close();
+  });
+
+  it('lists the newest 100 of them with their number and where the others are, the conversations right after', async () => {
+    const { page } = browser;
+    await page.setViewportSize({ width: 1400, height: 900 });
+    await page.goto(`${world.gateway.url}/console`);
+    const section = page.locator('#failed-deliveries');
+    expect(await section.locator('h2 .count').innerText()).toBe(String(OWED));
+    const listed = await section.locator('tbody tr').evaluateAll((trs) => trs.map((tr) => tr.getAttribute('data-id')));
+    expect(listed).toEqual(owed.toReversed().slice(0, 100));
+    expect(await section.locator('p.more').innerText()).toBe(
+      `Showing the newest 100 of ${OWED}. npx webhook-gateway deliveries list lists them all; the Endpoints page recovers them by type.`,
+    );
+    expect(await section.locator('p.more a').getAttribute('href')).toBe('/console/endpoints');
+    expect(await page.locator('#conversations tbody tr').count()).toBe(100);
+  });
+});
