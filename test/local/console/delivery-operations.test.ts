@@ -90,6 +90,7 @@ describe.skipIf(skipBrowser)('delivery operations in Chromium', () => {
 
   it('the attempt table shows what the receiver answered; Resend delivers again under the same webhook-id', async () => {
     await page.goto(`${world.gateway.url}/console/conversations/${ids.delivered}`);
+    expect(await page.locator('header #live').innerText()).toBe('live');
     const rows = page.locator('#attempts tbody tr');
     expect(await rows.allInnerTexts()).toEqual([
       expect.stringMatching(/^1\s+\S+\s+workflow\s+retryable\s+500\s+\d+ ms\s+crm is restarting$/),
@@ -111,6 +112,8 @@ describe.skipIf(skipBrowser)('delivery operations in Chromium', () => {
 
   it('Endpoints: each type’s state; Pause holds deliveries (queued), Resume and recover deliver them', async () => {
     await page.goto(`${world.gateway.url}/console/endpoints`);
+    // Not refreshed as it changes (it reloads after each action): it does not say "live" as the other pages do.
+    expect(await page.locator('header #live').count()).toBe(0);
     const deal = page.locator('#endpoints tr[data-type="deal_analysis"]');
     expect(await deal.getAttribute('data-state')).toBe('healthy');
     expect(await page.locator('#endpoints tbody tr').count()).toBe(4);
