@@ -251,16 +251,18 @@ function latencyChart(view: AnalyticsView): SafeHtml {
 </figure>`;
 }
 
-export function analyticsFragment(view: AnalyticsView): SafeHtml {
+/** `exportEnabled`: ENABLE_CONVERSATION_EXPORT; when false, no conversation of this gateway reaches the charts. */
+export function analyticsFragment(view: AnalyticsView, exportEnabled = true): SafeHtml {
   const lastDay = view.hourly.reduce((a, r) => a + r.conversations, 0);
   const body = view.error
     ? html`<p class="err">The exports could not be read: ${view.error}</p>`
     : lastDay === 0
-      ? html`<p class="empty">No exported conversation in the last 24 hours (${view.total} in all). POST one to <code>/webhook</code>; it appears here within a second.</p>`
+      ? html`<p class="empty">No exported conversation in the last 24 hours (${view.total} in all).${exportEnabled ? html` POST one to <code>/webhook</code>; it appears here within a second.` : ''}</p>`
       : html`${hourlyChart(view)}<div class="charts">${deliveryChart(view)}${latencyChart(view)}</div>`;
   return html`<p class="crumbs"><a href="/console">← all conversations</a></p>
 <section id="analytics" data-conversations="${lastDay}">
   <h1>Analytics <span class="count">${lastDay}</span> <small>since ${view.since}</small></h1>
+  ${exportEnabled ? '' : html`<p class="note" id="exports-off">ENABLE_CONVERSATION_EXPORT is false: this gateway exports no conversation, so none it runs is charted here (nor in <code>conversations query</code>); the Conversations page lists them.</p>`}
   ${body}
   <p class="more">From the exports, with the named queries <code>hourly-by-type</code>, <code>delivery-success</code> and <code>latency-percentiles</code>: <code>npx webhook-gateway conversations query --named …</code> runs the same here, and with <code>--aws</code> on Athena. Interrupted: the not_attempted conversations of status <code>interrupted</code> (the gateway stopped before the agent answered; <code>conversations list --status interrupted</code> lists every interrupted one).</p>
 </section>`;

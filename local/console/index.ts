@@ -140,7 +140,7 @@ function consolePages(ctx: ConsoleContext) {
               title: 'Analytics',
               version: v,
               fragmentSrc: '/console/analytics?fragment=1',
-              body: analyticsFragment(view),
+              body: analyticsFragment(view, ctx.exportEnabled),
             });
           },
         },
