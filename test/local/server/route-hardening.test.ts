@@ -177,6 +177,24 @@ describe('a route that fails after reading the request answers 500, never leaves
       await rm(folder, { force: true });
     }
   });
+
+  it('a redrive whose failed-delivery file is not JSON → 500 INTERNAL_ERROR at once, and the failure is printed', async () => {
+    world.receiver.reply(400);
+    const id = (await world.post({ query: 'q', source_system: 's', source_process: 'p' })).body.conversation_id;
+    await writeFile(path.join(world.dataDir, 'failed-deliveries', `${id}.json`), '{"version": 1, "conversation_id');
+    const printed = vi.spyOn(console, 'error').mockImplementation(() => {});
+    try {
+      const answer = await fetch(`${world.gateway.url}/local/deliveries/${id}/redrive`, {
+        method: 'POST',
+        signal: AbortSignal.timeout(5_000),
+      });
+      expect(answer.status).toBe(500);
+      expect(((await answer.json()) as { error: { code: string } }).error.code).toBe('INTERNAL_ERROR');
+      expect(printed).toHaveBeenCalledWith(expect.stringContaining(`${id}.json is not valid JSON`));
+    } finally {
+      printed.mockRestore();
+    }
+  });
 });
 
 describe('slow clients are cut off', () => {
