@@ -10,6 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { withAttemptLog } from '../../functions/domain/attempt-log.ts';
 import { isConversationId } from '../../functions/domain/conversation-id.ts';
+import type { FailedDeliveryEnvelope } from '../../functions/domain/failed-delivery.ts';
 import { canonicalSource } from '../../functions/domain/source-identity.ts';
 import { latestRecord } from '../history/conversations.ts';
 import { heldReceivers } from '../history/endpoints.ts';
@@ -213,6 +214,22 @@ function consolePages(ctx: ConsoleContext) {
   );
 }
 
+/**
+ * The conversation's failed-delivery envelope; a file that is not JSON (cut short, edited by hand) is named instead,
+ * as `conversations show` names it, so that the rest of the conversation is still shown.
+ */
+async function storedEnvelope(
+  ctx: ConsoleContext,
+  id: string,
+): Promise<{ envelope: FailedDeliveryEnvelope | null; unreadable: string | null }> {
+  try {
+    return { envelope: await ctx.failedDeliveries.get(id), unreadable: null };
+  } catch (error) {
+    if (!(error instanceof SyntaxError)) throw error;
+    return { envelope: null, unreadable: error.message };
+  }
+}
+
 async function conversationPage(
   ctx: ConsoleContext,
   req: IncomingMessage,
@@ -232,9 +249,9 @@ async function conversationPage(
     );
     return sendHtml(req, res, 404, fragment ? body.value : page({ ...shell, version: await version(ctx, id), body }));
   }
-  const [v, envelope, documents, logged, receivers] = await Promise.all([
+  const [v, stored, documents, logged, receivers] = await Promise.all([
     version(ctx, id),
-    ctx.failedDeliveries.get(id),
+    storedEnvelope(ctx, id),
     exportDocuments(ctx, id),
     ctx.attempts(id).catch(() => []),
     ctx.endpoints().catch(() => []),
@@ -244,7 +261,8 @@ async function conversationPage(
     id,
     record: latest && withAttemptLog(latest, logged),
     executions,
-    envelope,
+    envelope: stored.envelope,
+    envelopeUnreadable: stored.unreadable,
     documents,
     bucket: ctx.bucket,
     exportEnabled: ctx.exportEnabled,

@@ -158,15 +158,20 @@ function deliverySection(
   envelope: FailedDeliveryEnvelope | null,
   executions: ExecutionRecord[],
   held: HeldReceivers,
+  envelopeUnreadable: string | null,
 ): SafeHtml {
   const attempts = record?.execution.delivery_attempts ?? [];
   const tries = record ? conversationFigures(record, executions).tries : attempts.length;
+  // An unreadable envelope: neither is offered (the gateway cannot tell whether it is owed).
   const redrivable = envelope !== null && envelope.state !== 'settled';
-  const resendable = !redrivable && record?.webhook_context.delivery_status === 'delivered';
+  const resendable =
+    !redrivable && envelopeUnreadable === null && record?.webhook_context.delivery_status === 'delivered';
   const state =
-    envelope === null
-      ? ''
-      : html`<p class="envelope">Failed-delivery store: ${badge(envelope.state)} ${envelope.owed === 'export' ? html`(owes only its export: S3 refused it) ` : ''}${envelope.state === 'pending' ? html`next automatic attempt <code>${nextAttemptLabel(envelope, held)}</code>` : ''}${envelope.dead_reason ? html`dead-lettered (${envelope.dead_reason}): no more automatic attempts` : ''}</p>`;
+    envelopeUnreadable !== null
+      ? html`<p class="err" id="envelope-unreadable">Failed-delivery store: ${envelopeUnreadable}. Its redelivery state is not shown, the schedule and redrives leave it out, and it can be neither redriven nor resent until the file is mended or deleted.</p>`
+      : envelope === null
+        ? ''
+        : html`<p class="envelope">Failed-delivery store: ${badge(envelope.state)} ${envelope.owed === 'export' ? html`(owes only its export: S3 refused it) ` : ''}${envelope.state === 'pending' ? html`next automatic attempt <code>${nextAttemptLabel(envelope, held)}</code>` : ''}${envelope.dead_reason ? html`dead-lettered (${envelope.dead_reason}): no more automatic attempts` : ''}</p>`;
   return html`<section id="delivery">
   <h2>Delivery attempts <span class="count" title="every try, retries in the workflow included">${tries}</span></h2>
   ${tries > attempts.length ? html`<p class="note">${tries - attempts.length} of them were retried by the workflow at once and are counted from the execution history; the table lists the attempts the record keeps.</p>` : ''}
@@ -223,6 +228,8 @@ export function conversationFragment(input: {
   record: ConversationRecord | null;
   executions: ExecutionRecord[];
   envelope: FailedDeliveryEnvelope | null;
+  /** Why the conversation's failed-delivery file could not be read (it is not JSON), if it could not. */
+  envelopeUnreadable?: string | null;
   documents: ExportDocumentView[];
   bucket: string;
   exportEnabled: boolean;
@@ -231,7 +238,7 @@ export function conversationFragment(input: {
 }): SafeHtml {
   return html`<p class="crumbs"><a href="/console">← all conversations</a></p>
 ${summary(input.id, input.record, input.executions)}
-${deliverySection(input.id, input.record, input.envelope, input.executions, input.held ?? new Map())}
+${deliverySection(input.id, input.record, input.envelope, input.executions, input.held ?? new Map(), input.envelopeUnreadable ?? null)}
 <section id="executions"><h2>Timeline <span class="count">${input.executions.length} execution${input.executions.length === 1 ? '' : 's'}</span></h2>
 ${input.executions.map(executionSection)}
 </section>

@@ -1,3 +1,5 @@
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Browser, CHROMIUM, launchBrowser, rawGet, skipBrowser } from '../../support/browser.ts';
@@ -146,5 +148,20 @@ describe.skipIf(skipBrowser)('delivery operations in Chromium', () => {
       [ids.failed, held.body.conversation_id].sort(),
     );
     await page.locator('#endpoints tr[data-type="deal_analysis"] td.queued:text-is("0")').waitFor();
+  });
+
+  it('a failed-delivery file that is not JSON: the page shows the conversation and names the file, offers no button', async () => {
+    const file = path.join(world.dataDir, 'failed-deliveries', `${ids.failed}.json`);
+    await writeFile(file, '{"version": 1, "conversation_id');
+    const response = await page.goto(`${world.gateway.url}/console/conversations/${ids.failed}`);
+    expect(response?.status()).toBe(200);
+    expect(await page.locator('h1.id').innerText()).toBe(ids.failed);
+    expect(await page.locator('#envelope-unreadable').innerText()).toMatch(
+      new RegExp(
+        `^Failed-delivery store: ${file.replaceAll('/', '\\/')} is not valid JSON \\(.+\\)\\. Its redelivery state is not shown`,
+      ),
+    );
+    expect(await page.locator('button#redrive, button#resend').count()).toBe(0);
+    expect(await page.locator('#attempts tbody tr').count()).toBe(2);
   });
 });
