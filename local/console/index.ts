@@ -27,6 +27,7 @@ import {
 import {
   conversationFragment,
   endpointsFragment,
+  errorFragment,
   listFragment,
   notFoundFragment,
   page,
@@ -286,6 +287,20 @@ export function consoleRoutes(ctx: ConsoleContext): RouteHandler {
         `The console answers the local operator only (http://127.0.0.1:<port>/console): ${refused}.\n`,
       );
     }
-    return routes(req, res);
+    try {
+      return await routes(req, res);
+    } catch (error) {
+      // A page that cannot be built (a store file that is not JSON names itself) says why on a page of the console;
+      // the JSON routes and a client gone away keep the gateway's own answer (500 INTERNAL_ERROR, or none).
+      const pathname = new URL(req.url ?? '/console', 'http://local').pathname;
+      if (res.headersSent || req.socket.destroyed || pathname.startsWith('/console/api/')) throw error;
+      const message = error instanceof Error ? error.message : String(error);
+      console.error(
+        `webhook-gateway: ${req.method} ${JSON.stringify(req.url)} failed: ${(error as Error).stack ?? message}`,
+      );
+      const body = errorFragment(`This page could not be built: ${message}`);
+      const shell = { title: 'Error', version: '', versionSrc: '', fragmentSrc: '', body };
+      return sendHtml(req, res, 500, isFragment(req) ? body.value : page(shell));
+    }
   };
 }

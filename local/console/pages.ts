@@ -282,6 +282,11 @@ export function endpointsFragment(views: EndpointView[], now: Date): SafeHtml {
 </section>`;
 }
 
+/** A page that could not be built: why, as the error says it. */
+export function errorFragment(message: string): SafeHtml {
+  return html`<p class="crumbs"><a href="/console">← all conversations</a></p><h1>Error</h1><p class="err" id="page-error">${message}</p><p class="more">The gateway's terminal has the whole error.</p>`;
+}
+
 export function notFoundFragment(message: string): SafeHtml {
   return html`<p class="crumbs"><a href="/console">← all conversations</a></p><h1>Not found</h1><p class="empty">${message}</p>`;
 }

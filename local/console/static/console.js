@@ -21,7 +21,9 @@
     refreshing = true;
     try {
       const response = await fetch(body.dataset.fragmentSrc, { cache: 'no-store' });
-      if (!response.ok && response.status !== 404) throw new Error(`HTTP ${response.status}`);
+      // 404 and 500 are pages of the console too (not found; could not be built, and why): shown as they come.
+      if (!response.ok && response.status !== 404 && response.status !== 500)
+        throw new Error(`HTTP ${response.status}`);
       const text = await response.text();
       const open = new Set([...content.querySelectorAll('details[open][data-file]')].map((d) => d.dataset.file));
       const closed = new Set(
