@@ -86,9 +86,13 @@
     const detail =
       result.status === 'failed'
         ? ` — ${result.error || result.envelope?.last_error || ''}`
-        : result.error
-          ? ` — ${result.error.message || result.error}`
-          : '';
+        : result.status === 'held'
+          ? ' — its receiver held it back (paused, disabled or at its rate: see Endpoints); nothing was attempted'
+          : result.status === 'skipped'
+            ? ' — another redelivery of it was running; look again in a moment'
+            : result.error
+              ? ` — ${result.error.message || result.error}`
+              : '';
     say(
       `${verb} of ${id}: ${status}${result.execution_name ? ` (execution ${result.execution_name})` : ''}${detail}`,
       status === 'delivered' || status === 'already_delivered' ? 'ok' : 'bad',

@@ -127,6 +127,19 @@ describe.skipIf(skipBrowser)('delivery operations in Chromium', () => {
     expect(held.body.tracking.delivery_status).toBe('queued');
     expect(world.receiver.received).toHaveLength(0);
 
+    // A Redrive while its receiver is paused: held, and the page says why.
+    await page.goto(`${world.gateway.url}/console/conversations/${held.body.conversation_id}`);
+    await page.locator('button#redrive').click();
+    await expect
+      .poll(() => page.locator('#flash').innerText())
+      .toMatch(
+        new RegExp(
+          `^Redrive of ${held.body.conversation_id}: held \\(execution \\S+\\) — its receiver held it back \\(paused, disabled or at its rate: see Endpoints\\); nothing was attempted$`,
+        ),
+      );
+    expect(world.receiver.received).toHaveLength(0);
+    await page.goto(`${world.gateway.url}/console/endpoints`);
+
     await page.locator('#endpoints tr[data-type="deal_analysis"] button[data-endpoint-action="resume"]').click();
     await page.locator('#endpoints tr[data-type="deal_analysis"][data-state="healthy"]').waitFor();
     expect(await page.locator('#endpoints tr[data-type="deal_analysis"] td.queued').innerText()).toBe('2');
