@@ -149,9 +149,13 @@
       const counts = Object.entries(result.counts)
         .map(([k, n]) => `${n} ${k.replace('_', ' ')}`)
         .join(', ');
+      // Delivered by this recover or meanwhile (another tab, the schedule): nothing is owed any more.
+      const done = (result.counts.delivered ?? 0) + (result.counts.already_delivered ?? 0);
       say(
-        `Recovered ${type}: ${result.count} redriven${counts ? ` (${counts})` : ''}`,
-        result.counts.delivered === result.count ? 'ok' : 'bad',
+        result.count === 0
+          ? `Recovered ${type}: nothing to redrive, none is owed any more since ${button.dataset.since || 'ever'} (the plan said ${button.dataset.count}: delivered or redriven meanwhile)`
+          : `Recovered ${type}: ${result.count} redriven${counts ? ` (${counts})` : ''}`,
+        done === result.count ? 'ok' : 'bad',
       );
     } catch (error) {
       say(`Recover ${type} failed: ${error.message}`, 'bad');

@@ -148,6 +148,11 @@ describe.skipIf(skipBrowser)('delivery operations in Chromium', () => {
     await page.locator('button[data-plan="deal_analysis"]').click();
     const confirm = page.locator('button[data-recover="deal_analysis"]');
     await confirm.waitFor({ state: 'visible' });
+    // A second tab plans the same recover.
+    const other = await browser.context.newPage();
+    await other.goto(`${world.gateway.url}/console/endpoints`);
+    await other.locator('button[data-plan="deal_analysis"]').click();
+    await other.locator('button[data-recover="deal_analysis"]').waitFor({ state: 'visible' });
     expect(await confirm.innerText()).toBe('Recover 2');
     expect(await page.locator('#flash').innerText()).toMatch(
       /^2 deal_analysis deliveries owed since \S+ would be redriven/,
@@ -161,6 +166,18 @@ describe.skipIf(skipBrowser)('delivery operations in Chromium', () => {
       [ids.failed, held.body.conversation_id].sort(),
     );
     await page.locator('#endpoints tr[data-type="deal_analysis"] td.queued:text-is("0")').waitFor();
+
+    // The second tab's Recover, after the first's: nothing is owed any more, and it says so (not as a failure).
+    world.receiver.reset();
+    await other.locator('button[data-recover="deal_analysis"]').click();
+    await expect
+      .poll(() => other.locator('#flash').innerText())
+      .toMatch(
+        /^Recovered deal_analysis: nothing to redrive, none is owed any more since \S+ \(the plan said 2: delivered or redriven meanwhile\)$/,
+      );
+    expect(await other.locator('#flash').getAttribute('class')).toBe('ok');
+    expect(world.receiver.received).toHaveLength(0);
+    await other.close();
   });
 
   it('a failed-delivery file that is not JSON: the page shows the conversation and names the file, offers no button', async () => {
