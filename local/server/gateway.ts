@@ -46,6 +46,12 @@ import { DeliveryReceiver } from './receiver.ts';
 import { type RouteHandler, router } from './router.ts';
 import { handleSampleAgentInvoke } from './sample-agent.ts';
 import { handleConversationStatus } from './status-route.ts';
+import {
+  STORAGE_RETRY_AFTER_SECONDS,
+  storageFailureLine,
+  storageFailureOf,
+  storageUnavailableBody,
+} from './storage-failure.ts';
 import { asyncRunSummary, handleWebhook } from './webhook-route.ts';
 
 /** What the accept workflow's StartConversation state passes to `states:startExecution`. */
@@ -126,11 +132,14 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
         // A client that went away or was cut off (408 above) failed its own request: nothing to report or answer.
         // (Not req.destroyed: a request whose body was read is destroyed too, and its client still waits.)
         if (res.destroyed || !res.socket || res.socket.destroyed) return;
-        console.error(
-          `webhook-gateway: ${req.method} ${JSON.stringify(req.url)} failed: ${error.stack ?? error.message}`,
-        );
-        if (!res.headersSent) sendJson(res, 500, errorBody('INTERNAL_ERROR', 'internal error in the local gateway'));
-        else res.end();
+        const what = `${req.method} ${JSON.stringify(req.url)} failed`;
+        const storage = storageFailureOf(error);
+        if (storage) console.error(storageFailureLine(options.dataDir, storage, what));
+        else console.error(`webhook-gateway: ${what}: ${error.stack ?? error.message}`);
+        if (res.headersSent) res.end();
+        else if (storage)
+          sendJson(res, 503, storageUnavailableBody(storage), { 'retry-after': String(STORAGE_RETRY_AFTER_SECONDS) });
+        else sendJson(res, 500, errorBody('INTERNAL_ERROR', 'internal error in the local gateway'));
       });
     },
   );

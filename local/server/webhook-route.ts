@@ -17,6 +17,7 @@ import { type LocalApiKeys, requestApiKey } from './api-keys.ts';
 import type { RequestSummary } from './config.ts';
 import { BodyTooLargeError, readBody, sendJson } from './http.ts';
 import type { RateLimiter } from './rate-limiter.ts';
+import { STORAGE_RETRY_AFTER_SECONDS, storageFailureInCause, storageUnavailableBody } from './storage-failure.ts';
 
 /**
  * POST /webhook, as the API Gateway integration does it: refuse what never becomes an execution (media type, size,
@@ -139,15 +140,23 @@ export async function handleWebhook(
   const started = performance.now();
   const record = await (prefersRespondAsync(req.headers.prefer) ? ctx.acceptConversation : ctx.runConversation)(input);
   if (source !== null && limited.allowed && record.error === 'SignatureError') ctx.limiter.refund(source);
-  const result = httpResultForExecution(
-    {
-      status: record.status,
-      output: record.output === undefined ? undefined : JSON.stringify(record.output),
-      error: record.error,
-      cause: record.cause,
-    },
-    ctx.baseUrl,
-  );
+  // A handler that could not write the data folder (full, read-only) failed the workflow: 503, not a bug's 500.
+  const storage = record.status === 'FAILED' ? storageFailureInCause(record.error, record.cause) : null;
+  const result = storage
+    ? {
+        statusCode: 503,
+        body: storageUnavailableBody(storage),
+        headers: { 'retry-after': String(STORAGE_RETRY_AFTER_SECONDS) },
+      }
+    : httpResultForExecution(
+        {
+          status: record.status,
+          output: record.output === undefined ? undefined : JSON.stringify(record.output),
+          error: record.error,
+          cause: record.cause,
+        },
+        ctx.baseUrl,
+      );
   sendJson(res, result.statusCode, result.body, { ...headers, ...result.headers });
   // A retry with a known Idempotency-Key answers the first conversation's response without running it again.
   const replayed = record.events.some((e) => e.state === 'ReplayFirstResponse');

@@ -1,16 +1,58 @@
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { startWorld, type TestWorld } from '../../support/gateway.ts';
 
-/**
- * A data folder that fails under the running gateway (docs/operations.md, "After a crash"; docs/contract.md#errors):
- * every request is answered — never a connection left hanging — and the gateway serves again once the folder is
- * back.
- */
+/** The file system refusing writes, as a full disk does (ENOSPC), through the seams below. */
+const full = { journal: false, validate: false };
+const noSpace = (syscall: string, file = '') =>
+  Object.assign(new Error(`ENOSPC: no space left on device, ${syscall}${file ? ` '${file}'` : ''}`), {
+    code: 'ENOSPC',
+    syscall,
+  });
+// The journal appends its lines with writeSync to segments it opens with openSync (local/engine/journal.ts): a full
+// disk refuses both.
+vi.mock('node:fs', async (importOriginal) => {
+  const fs = await importOriginal<typeof import('node:fs')>();
+  const journalFds = new Set<number>();
+  const openSync = ((file: string, ...rest: never[]) => {
+    const journal = String(file).includes(`${path.sep}journal${path.sep}`);
+    if (journal && full.journal) throw noSpace('open', String(file));
+    const fd = (fs.openSync as (...args: unknown[]) => number)(file, ...rest);
+    if (journal) journalFds.add(fd);
+    return fd;
+  }) as typeof fs.openSync;
+  const writeSync = ((fd: number, ...rest: never[]) => {
+    if (full.journal && journalFds.has(fd)) throw noSpace('write');
+    return (fs.writeSync as (...args: unknown[]) => number)(fd, ...rest);
+  }) as typeof fs.writeSync;
+  const closeSync = (fd: number) => {
+    journalFds.delete(fd);
+    fs.closeSync(fd);
+  };
+  const mocked = { openSync, writeSync, closeSync };
+  return { ...fs, ...mocked, default: { ...fs, ...mocked } };
+});
+
 let world: TestWorld;
 beforeAll(async () => {
-  world = await startWorld();
+  const { handler: validate } = await import('../../../functions/validate/handler.ts');
+  world = await startWorld(
+    {},
+    {
+      stageOverrides: {
+        // Validate's claim of an Idempotency-Key is a file of the data folder: a full disk refuses it.
+        validate: async (input) => {
+          if (full.validate) throw noSpace('write');
+          return validate(input as never);
+        },
+      },
+    },
+  );
+});
+beforeEach(() => {
+  full.journal = false;
+  full.validate = false;
 });
 afterAll(async () => {
   await world?.close();
@@ -45,5 +87,43 @@ describe('a data folder that fails while the gateway runs', () => {
     const again = await world.post(request);
     expect(again.status).toBe(200);
     expect(again.body.tracking.delivery_status).toBe('delivered');
+  });
+
+  it('a full disk under the journal: 503 STORAGE_UNAVAILABLE with Retry-After, one line naming the folder (no stack); served again once it has space', async () => {
+    full.journal = true;
+    const printed = vi.spyOn(console, 'error').mockImplementation(() => undefined);
+    try {
+      const refused = await world.post(request, { 'idempotency-key': 'disk-full-1' });
+      expect(refused.status).toBe(503);
+      expect(refused.headers.get('retry-after')).toBe('30');
+      expect(refused.body.error).toEqual({
+        code: 'STORAGE_UNAVAILABLE',
+        message:
+          'the local gateway cannot write its data folder (ENOSPC: no space left on its device): send it again once it can',
+      });
+      expect(printed).toHaveBeenCalledTimes(1);
+      const line = String(printed.mock.calls[0]![0]);
+      expect(line).toContain(`the data folder ${world.dataDir} refused a write (ENOSPC: no space left on device, `);
+      expect(line).not.toContain('    at ');
+    } finally {
+      printed.mockRestore();
+    }
+    full.journal = false;
+    const again = await world.post(request, { 'idempotency-key': 'disk-full-1' });
+    expect(again.status).toBe(200);
+    expect(again.body.tracking.delivery_status).toBe('delivered');
+  });
+
+  it('a handler that cannot write the folder (the Idempotency-Key claim): 503 STORAGE_UNAVAILABLE, then the retry runs once', async () => {
+    full.validate = true;
+    const refused = await world.post(request, { 'idempotency-key': 'disk-full-2' });
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get('retry-after')).toBe('30');
+    expect(refused.body.error.code).toBe('STORAGE_UNAVAILABLE');
+    full.validate = false;
+    const again = await world.post(request, { 'idempotency-key': 'disk-full-2' });
+    expect(again.status).toBe(200);
+    const replay = await world.post(request, { 'idempotency-key': 'disk-full-2' });
+    expect(replay.body.conversation_id).toBe(again.body.conversation_id);
   });
 });
