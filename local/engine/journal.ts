@@ -42,6 +42,8 @@ interface Segment {
   bytes: number;
   /** Executions begun in this segment that have not ended. */
   open: number;
+  /** A write failed (a full disk): the file may end in part of a line, which the next line must not continue. */
+  cut: boolean;
 }
 
 /** One execution's view of the journal: the engine's TaskObserver, and `end` once its history is saved. */
@@ -131,8 +133,9 @@ export class ExecutionJournal {
 
   private run(execution: string, first: JournalEntry, markers: string | null): JournaledRun {
     const segment = this.segment();
-    segment.open += 1;
+    // Counted once its first line is written: an execution the journal refused never began (its caller is told).
     this.write(segment, JSON.stringify(first, redactSignature));
+    segment.open += 1;
     let ended = false;
     const line = (k: JournalKind, s: string, d?: unknown) =>
       this.write(
@@ -160,7 +163,12 @@ export class ExecutionJournal {
       end: () => {
         if (ended) return;
         ended = true;
-        this.write(segment, JSON.stringify({ e: execution, t: Date.now(), k: 'end' }));
+        try {
+          this.write(segment, JSON.stringify({ e: execution, t: Date.now(), k: 'end' }));
+        } catch {
+          // The execution has ended and its history is saved: a full disk refusing this line changes neither. (Should
+          // the process die before its segment goes, the next start resumes it after its last step: nothing is left.)
+        }
         segment.open -= 1;
         if (segment !== this.current) this.retire(segment);
         else if (segment.open === 0) this.restSoon();
@@ -195,7 +203,7 @@ export class ExecutionJournal {
     // Named in the order written (recovery reads the leftovers sorted by name), unique within a millisecond too.
     const sequence = String(this.sequence++).padStart(9, '0');
     const file = path.join(this.dir, `${String(Date.now()).padStart(15, '0')}-${process.pid}-${sequence}.jsonl`);
-    this.current = { file, fd: openSync(file, 'a', 0o600), bytes: 0, open: 0 };
+    this.current = { file, fd: openSync(file, 'a', 0o600), bytes: 0, open: 0, cut: false };
     this.segments.add(this.current);
     return this.current;
   }
@@ -209,11 +217,22 @@ export class ExecutionJournal {
     unlinkSync(segment.file);
   }
 
+  /**
+   * One line, or an error (ENOSPC: the disk is full) for the caller: a step that cannot be journaled does not run.
+   * A line a failed write cut short is ended by a newline before the next one, so that only it is unreadable
+   * (`interrupted` skips it), not the next line too.
+   */
   private write(segment: Segment, text: string): void {
     if (this.closed || segment.fd < 0) return;
-    const bytes = Buffer.from(`${text}\n`);
+    const bytes = Buffer.from(`${segment.cut ? '\n' : ''}${text}\n`);
     let written = 0;
-    while (written < bytes.length) written += writeSync(segment.fd, bytes, written);
+    try {
+      while (written < bytes.length) written += writeSync(segment.fd, bytes, written);
+    } catch (error) {
+      segment.cut = true;
+      throw error;
+    }
+    segment.cut = false;
     segment.bytes += bytes.length;
   }
 

@@ -4,6 +4,19 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ExecutionJournal } from '../../../local/engine/journal.ts';
 
+/** A disk that fills up: each write then puts down its first `diskFull.bytes` bytes at most, and fails (ENOSPC). */
+const diskFull = { on: false, bytes: 0 };
+vi.mock('node:fs', async (importOriginal) => {
+  const fs = await importOriginal<typeof import('node:fs')>();
+  const writeSync = ((fd: number, buffer: Buffer, offset: number) => {
+    if (!diskFull.on) return fs.writeSync(fd, buffer, offset);
+    if (diskFull.bytes > 0) fs.writeSync(fd, buffer, offset, Math.min(diskFull.bytes, buffer.length - offset));
+    diskFull.bytes = 0;
+    throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+  }) as typeof fs.writeSync;
+  return { ...fs, writeSync, default: { ...fs, writeSync } };
+});
+
 /**
  * The crash journal of the local gateway (local/engine/journal.ts; docs/configuration.md: `journal/`, the
  * conversations in flight, empty at rest): what it keeps while executions run, and that nothing — no request body —
@@ -97,6 +110,29 @@ describe('the execution journal', () => {
     expect([...(await next.interrupted()).keys()]).toEqual(runs.map((_, n) => `conv-${n}`));
     for (const run of runs) run.end();
     expect(await readdir(dir)).toHaveLength(1); // the current one, until the gateway rests or stops
+    journal.close();
+    expect(await readdir(dir)).toEqual([]);
+  });
+
+  it('a full disk: the write that failed is refused to its caller, the line it cut costs no other line, nothing lingers', async () => {
+    const journal = await ExecutionJournal.open(dir);
+    const before = journal.begin('conv-before', input(1));
+    // The disk fills up as a conversation begins: part of its first line is written, then ENOSPC.
+    Object.assign(diskFull, { on: true, bytes: 20 });
+    expect(() => journal.begin('conv-refused', input(2))).toThrow(/ENOSPC/);
+    // A step of a conversation already under way is refused too; its end is not (the conversation has ended).
+    expect(() => before.enter('Validate', undefined)).toThrow(/ENOSPC/);
+    before.end();
+    diskFull.on = false;
+    // Space again: the next conversation's lines are whole, and a crash now leaves exactly it to recover.
+    const after = journal.begin('conv-after', input(3));
+    after.enter('Validate', undefined);
+    const next = await ExecutionJournal.open(dir);
+    const interrupted = await next.interrupted();
+    expect([...interrupted.keys()]).toEqual(['conv-before', 'conv-after']); // conv-before's end was refused
+    expect(interrupted.get('conv-after')!.map((e) => e.k)).toEqual(['begin', 'in']);
+    // Once it ends, nothing runs: the refused conversation holds no segment open, so the journal empties at rest.
+    after.end();
     journal.close();
     expect(await readdir(dir)).toEqual([]);
   });
