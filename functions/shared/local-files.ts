@@ -81,7 +81,9 @@ export async function writeJsonFileAtomic(file: string, value: unknown): Promise
 /**
  * A read-modify-write of a local file that several processes may change (the running gateway and the command line):
  * one holder at a time within the process (a promise chain per file) and across processes (a `<file>.lock` created
- * exclusively; one older than STALE_MS was left by a killed process and is taken over).
+ * exclusively, holding its process id). A lock left by a killed process is taken over: at once when the process it
+ * names is gone (a gateway restarted after kill -9 does not wait on its own predecessor), else once older than
+ * STALE_MS.
  */
 const STALE_MS = 10_000;
 const WAIT_MS = 5;
@@ -89,20 +91,45 @@ const GIVE_UP_MS = 5_000;
 
 const chains = new Map<string, Promise<unknown>>();
 
+/**
+ * The lock names a process that is gone (or this one, which holds no lock outside its chain: an earlier process
+ * that had its id). Not yet written (empty) or unreadable: not known to be gone.
+ */
+async function holderGone(lock: string): Promise<boolean> {
+  const holder = Number.parseInt(await readFile(lock, 'utf8').catch(() => ''), 10);
+  if (!(holder > 0)) return false;
+  if (holder === process.pid) return true;
+  try {
+    process.kill(holder, 0);
+    return false;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+}
+
 async function acquire(lock: string): Promise<void> {
   const started = Date.now();
   for (;;) {
-    try {
-      await (await open(lock, 'wx', 0o600)).close();
-      return;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    const handle = await open(lock, 'wx', 0o600).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EEXIST') throw error;
+      return null;
+    });
+    if (handle) {
+      try {
+        await handle.writeFile(String(process.pid));
+        return;
+      } catch (error) {
+        await rm(lock, { force: true }); // not held after all (a full disk): left, it would stall the next holder
+        throw error;
+      } finally {
+        await handle.close();
+      }
     }
     const age = await stat(lock).then(
       (s) => Date.now() - s.mtimeMs,
       () => 0,
     );
-    if (age > STALE_MS) await rm(lock, { force: true });
+    if (age > STALE_MS || (await holderGone(lock))) await rm(lock, { force: true });
     else if (Date.now() - started > GIVE_UP_MS)
       throw new Error(`${lock} is held by another process for more than ${GIVE_UP_MS} ms`);
     else await new Promise((resolve) => setTimeout(resolve, WAIT_MS));

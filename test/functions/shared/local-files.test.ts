@@ -1,8 +1,9 @@
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { appendLine } from '../../../functions/shared/local-files.ts';
+import { appendLine, withFileLock } from '../../../functions/shared/local-files.ts';
 
 let dir: string;
 beforeEach(async () => {
@@ -45,5 +46,22 @@ describe('appendLine', () => {
     await expect(appendLine(path.join(dir, 'blocker', 'log.jsonl'), 'x\n')).rejects.toMatchObject({
       code: expect.stringMatching(/ENOTDIR|EEXIST/),
     });
+  });
+});
+
+describe('withFileLock', () => {
+  it('holds its lock under its process id and removes it after; a lock left by a killed process is taken over at once', async () => {
+    const file = path.join(dir, 'deal_analysis.json');
+    const seen = await withFileLock(file, async () => readFile(`${file}.lock`, 'utf8'));
+    expect(seen).toBe(String(process.pid));
+    expect(await readdir(dir)).toEqual([]);
+    // A gateway killed (kill -9) while it changed the file: its lock stays, naming a process that is gone. The next
+    // gateway, started at once, does not wait for the lock to age (before: 5 s, then the change was refused).
+    const gone = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
+    await writeFile(`${file}.lock`, gone.stdout);
+    const started = Date.now();
+    await expect(withFileLock(file, async () => 'changed')).resolves.toBe('changed');
+    expect(Date.now() - started).toBeLessThan(1_000);
+    expect(await readdir(dir)).toEqual([]);
   });
 });
