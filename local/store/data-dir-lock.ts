@@ -3,7 +3,7 @@
  * redeliver each other's envelopes. The running gateway holds `<dataDir>/gateway.pid`; a start that finds it held by
  * a live process is refused, one left by a killed gateway takes it over (the journal then recovers what it left).
  */
-import { open, readFile, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rmdir, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 
 export class DataDirInUseError extends Error {}
@@ -17,25 +17,79 @@ export function isAlive(pid: number): boolean {
   }
 }
 
+/** How long a takeover may take before another start counts it abandoned (its process killed in the middle). */
+const TAKEOVER_STALE_MS = 10_000;
+const WAIT_MS = 20;
+
+const holderOf = async (file: string) => Number.parseInt(await readFile(file, 'utf8').catch(() => ''), 10);
+
+/**
+ * The pid file left by `dead` is removed, by one start at a time: several starts at once after a crash (a service
+ * manager and a shell) would otherwise each remove it and write its own, and run side by side. The one holding
+ * `gateway.pid.takeover` removes the file only while it still names `dead`; whoever then creates it first holds the
+ * folder, and the others find that live holder.
+ */
+async function removeLeftBy(file: string, dead: number): Promise<void> {
+  const takeover = `${file}.takeover`;
+  try {
+    await mkdir(takeover);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    const age = await stat(takeover).then(
+      (s) => Date.now() - s.mtimeMs,
+      () => 0,
+    );
+    if (age > TAKEOVER_STALE_MS) await rmdir(takeover).catch(() => undefined);
+    await new Promise((resolve) => setTimeout(resolve, WAIT_MS));
+    return;
+  }
+  try {
+    if (Object.is(await holderOf(file), dead))
+      await unlink(file).catch((error: NodeJS.ErrnoException) => {
+        if (error.code !== 'ENOENT') throw error;
+      });
+  } finally {
+    await rmdir(takeover).catch(() => undefined);
+  }
+}
+
 export async function lockDataDir(dataDir: string): Promise<{ release(): Promise<void> }> {
   const file = path.join(dataDir, 'gateway.pid');
   const mine = String(process.pid);
-  try {
-    const handle = await open(file, 'wx', 0o600);
-    await handle.writeFile(mine);
-    await handle.close();
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-    const holder = Number.parseInt(await readFile(file, 'utf8').catch(() => ''), 10);
+  for (;;) {
+    try {
+      const handle = await open(file, 'wx', 0o600);
+      try {
+        await handle.writeFile(mine);
+      } finally {
+        await handle.close();
+      }
+      break;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+    const holder = await holderOf(file);
     if (holder > 0 && holder !== process.pid && isAlive(holder))
       throw new DataDirInUseError(
         `another gateway (pid ${holder}) is using ${dataDir}: stop it, or give this one its own LOCAL_DATA_DIR (if no gateway runs, delete ${file})`,
       );
-    await writeFile(file, mine, { mode: 0o600 });
+    // Empty: a start is writing its pid this moment (or one was killed doing so): let it settle first.
+    if (Number.isNaN(holder)) await waitForPid(file);
+    else await removeLeftBy(file, holder);
   }
   return {
     async release() {
       if ((await readFile(file, 'utf8').catch(() => '')) === mine) await unlink(file).catch(() => undefined);
     },
   };
+}
+
+/** A pid file still empty after a while was left by a start killed between creating and writing it: removed. */
+async function waitForPid(file: string): Promise<void> {
+  const age = await stat(file).then(
+    (s) => Date.now() - s.mtimeMs,
+    () => 0,
+  );
+  if (age > TAKEOVER_STALE_MS) await removeLeftBy(file, Number.NaN);
+  else await new Promise((resolve) => setTimeout(resolve, WAIT_MS));
 }

@@ -1,5 +1,5 @@
-import { spawnSync } from 'node:child_process';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -28,5 +28,46 @@ describe('one gateway per LOCAL_DATA_DIR', () => {
     expect(await readFile(pidFile(), 'utf8')).toBe(String(process.pid));
     await lock.release();
     await expect(stat(pidFile())).rejects.toThrow(/ENOENT/);
+  });
+
+  it('several starts at once on a folder a killed gateway left: exactly one takes it over, the others are refused', async () => {
+    const dead = spawnSync(process.execPath, ['-e', '0']).pid!;
+    await writeFile(pidFile(), String(dead));
+    const module = path.resolve('local/store/data-dir-lock.ts');
+    // Each start waits for the same instant, then locks (and holds the folder a moment, as a running gateway would).
+    const code = `const { lockDataDir } = await import(${JSON.stringify(module)});
+      const go = Number(process.argv[1]); while (Date.now() < go) {}
+      try { await lockDataDir(${JSON.stringify(dir)}); console.log('held'); setTimeout(() => {}, 3000); }
+      catch (error) { console.log(error.constructor.name); }`;
+    const go = Date.now() + 2_500;
+    const starts = Array.from(
+      { length: 6 },
+      () =>
+        new Promise<string>((resolve) => {
+          const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code, String(go)]);
+          let out = '';
+          child.stdout.on('data', (d) => (out += d));
+          child.on('close', () => resolve(out.trim()));
+        }),
+    );
+    const outcomes = (await Promise.all(starts)).sort();
+    expect(outcomes).toEqual([
+      'DataDirInUseError',
+      'DataDirInUseError',
+      'DataDirInUseError',
+      'DataDirInUseError',
+      'DataDirInUseError',
+      'held',
+    ]);
+    expect((await readdir(dir)).sort()).toEqual(['gateway.pid']); // no takeover left behind
+  }, 20_000);
+
+  it('an empty pid file (a start killed before it wrote its pid) is taken over once it is 10 s old', async () => {
+    await writeFile(pidFile(), '');
+    const old = new Date(Date.now() - 11_000);
+    await utimes(pidFile(), old, old);
+    const lock = await lockDataDir(dir);
+    expect(await readFile(pidFile(), 'utf8')).toBe(String(process.pid));
+    await lock.release();
   });
 });
