@@ -16,12 +16,28 @@ export function divertHandlerLogs(dataDir: string): string {
   // Opened once and appended to line by line (synchronously: a line is in the file before the next state runs),
   // rather than opened and closed again for every line.
   const fd = openSync(file, 'a', 0o600);
+  const toStderr = process.stderr.write.bind(process.stderr) as (text: string) => boolean;
+  // A log line that cannot be written (the disk full) is dropped, said once on stderr: a handler's log call must not
+  // fail its step (after a delivery was made, that failure would send it again), as a Lambda's log never does.
+  let dropping = false;
+  const append = (line: string) => {
+    try {
+      writeSync(fd, dropping ? `\n${line}` : line); // a line the failure may have cut is ended first
+      dropping = false;
+    } catch (error) {
+      if (dropping) return;
+      dropping = true;
+      toStderr(
+        `webhook-gateway: the handlers' log ${file} cannot be written (${(error as Error).message}): its lines are dropped until it can\n`,
+      );
+    }
+  };
   for (const stream of [process.stdout, process.stderr]) {
     const write = stream.write.bind(stream) as (chunk: unknown, ...rest: unknown[]) => boolean;
     stream.write = ((chunk: unknown, ...rest: unknown[]) => {
       const text = typeof chunk === 'string' ? chunk : Buffer.isBuffer(chunk) ? chunk.toString('utf8') : null;
       if (text?.startsWith('{"') && (text.includes('"level":') || text.includes('"_aws":'))) {
-        writeSync(fd, text.endsWith('\n') ? text : `${text}\n`);
+        append(text.endsWith('\n') ? text : `${text}\n`);
         return true;
       }
       return write(chunk, ...rest);

@@ -1,0 +1,64 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+
+/** The disk under the handlers' log fills up: the next write puts down `diskFull.bytes` bytes, then each fails. */
+const diskFull = { on: false, bytes: 0 };
+vi.mock('node:fs', async (importOriginal) => {
+  const fs = await importOriginal<typeof import('node:fs')>();
+  const writeSync = ((fd: number, text: string) => {
+    if (!diskFull.on) return fs.writeSync(fd, text);
+    if (diskFull.bytes > 0) fs.writeSync(fd, text.slice(0, diskFull.bytes));
+    diskFull.bytes = 0; // the disk is now full to the last byte
+    throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+  }) as typeof fs.writeSync;
+  return { ...fs, writeSync, default: { ...fs, writeSync } };
+});
+const { divertHandlerLogs } = await import('../../../local/server/log-sink.ts');
+
+/**
+ * `npm start` sends the handlers' JSON log lines to `<dataDir>/logs/handlers.jsonl` (local/server/log-sink.ts;
+ * docs/operations.md, "The operator log").
+ */
+let dir: string;
+const original = { stdout: process.stdout.write, stderr: process.stderr.write };
+const said: string[] = [];
+beforeEach(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'log-sink-'));
+  said.length = 0;
+  // What reaches the terminal's stderr (the sink writes through the stream it found).
+  process.stderr.write = ((chunk: unknown) => {
+    said.push(String(chunk));
+    return true;
+  }) as typeof process.stderr.write;
+});
+afterEach(async () => {
+  process.stdout.write = original.stdout;
+  process.stderr.write = original.stderr;
+  diskFull.on = false;
+  await rm(dir, { recursive: true, force: true });
+});
+
+const line = (n: number) => JSON.stringify({ level: 'INFO', message: `step ${n}` });
+/** What the handlers' logger does with a line (console.log writes it to stdout). */
+const log = (n: number) => process.stdout.write(`${line(n)}\n`);
+
+describe("the handlers' log on a full disk", () => {
+  it('drops its lines (said once on stderr) instead of failing the handler that logs; writes again once it can', async () => {
+    const file = divertHandlerLogs(dir);
+    log(1);
+    Object.assign(diskFull, { on: true, bytes: 12 });
+    // Before: the ENOSPC of the log line was thrown into the handler (Deliver, after it had delivered).
+    expect(() => log(2)).not.toThrow();
+    expect(() => log(3)).not.toThrow();
+    expect(said).toEqual([
+      `webhook-gateway: the handlers' log ${file} cannot be written (ENOSPC: no space left on device, write): its lines are dropped until it can\n`,
+    ]);
+    diskFull.on = false;
+    log(4);
+    // The line the full disk cut stands alone: every other line is whole.
+    const lines = (await readFile(file, 'utf8')).split('\n').filter(Boolean);
+    expect(lines).toEqual([line(1), line(2).slice(0, 12), line(4)]);
+  });
+});
