@@ -18,13 +18,16 @@ const LOOPBACK_HOST = /^(127\.0\.0\.1|localhost|[a-z0-9][a-z0-9.-]*\.localhost|\
 
 /**
  * The exports are the conversations: only a local client may read or change them. Like the gateway's operator
- * routes: addressed by a loopback name (no DNS rebinding), and when a browser says where it comes from, from a
- * loopback page (no cross-site form posting to ?delete).
+ * routes: addressed by a loopback name (no DNS rebinding), and when a browser says which page sent the request, only
+ * a page of this very endpoint (`http://` and the Host it was sent to). A page of another server on this machine (a
+ * dev server on http://localhost:9999, the gateway's own) may not post to ?delete or send a DELETE. The AWS CLI and
+ * the SDKs send no Origin, and a browser that opens an object sends none either.
  */
 function isLoopbackRequest(req: IncomingMessage): boolean {
-  if (!LOOPBACK_HOST.test(req.headers.host ?? '')) return false;
+  const host = req.headers.host ?? '';
+  if (!LOOPBACK_HOST.test(host)) return false;
   const origin = req.headers.origin;
-  return origin === undefined || /^http:\/\/(127\.0\.0\.1|localhost|\[::1\])(:\d+)?$/i.test(origin);
+  return origin === undefined || origin.toLowerCase() === `http://${host}`.toLowerCase();
 }
 
 const ACCESS_DENIED = Buffer.from(

@@ -401,7 +401,7 @@ describe('reads, conditions, copies, deletes', () => {
     expect(await acl.text()).toMatch(/NotImplemented/);
   });
 
-  it('answers local clients only: a foreign Host (DNS rebinding) or a cross-site Origin gets 403', async () => {
+  it('answers local clients only: a foreign Host (DNS rebinding), a cross-site Origin or a page of another local server gets 403', async () => {
     const url = new URL(s3.endpoint);
     const status = (headers: Record<string, string>, method = 'GET') =>
       new Promise<number>((resolve, reject) => {
@@ -414,6 +414,12 @@ describe('reads, conditions, copies, deletes', () => {
       });
     expect(await status({ host: `attacker.example:${url.port}` })).toBe(403);
     expect(await status({ host: `127.0.0.1:${url.port}`, origin: 'https://attacker.example' }, 'DELETE')).toBe(403);
+    // A dev server's page on this machine is another site too; only a page of the endpoint itself may send a request.
+    expect(await status({ host: `127.0.0.1:${url.port}`, origin: 'http://localhost:9999' }, 'DELETE')).toBe(403);
+    expect(await status({ host: `127.0.0.1:${url.port}`, origin: `http://127.0.0.1:${Number(url.port) + 1}` })).toBe(
+      403,
+    );
+    expect(await status({ host: `127.0.0.1:${url.port}`, origin: `http://127.0.0.1:${url.port}` })).toBe(200);
     expect(await status({ host: `localhost:${url.port}` })).toBe(200);
     expect((await text(overHttp, 'read/doc.txt')).body).toBe('0123456789');
   });
