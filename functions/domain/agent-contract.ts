@@ -17,11 +17,23 @@ const MAX_STATE_BYTES = 240 * 1024;
 const bytes = (value: unknown): number => Buffer.byteLength(JSON.stringify(value) ?? '');
 
 /**
+ * An answer that says nothing: none, a string of white space only, or an object or array holding nothing but such
+ * values (`{}`, `{"response": " "}`, `[null]`). Delivered, it would reach the receiver as an empty analysis; a number
+ * or a boolean (0, false) is an answer.
+ */
+function isEmptyAnswer(answer: unknown, depth = 0): boolean {
+  if (answer === null || answer === undefined) return true;
+  if (typeof answer === 'string') return answer.trim() === '';
+  if (typeof answer !== 'object' || depth > 32) return false;
+  return Object.values(answer).every((value) => isEmptyAnswer(value, depth + 1));
+}
+
+/**
  * Why the conversation cannot carry `answer` (null when it can). `settled` is the record with the answer recorded
  * as its assistant turn, `state` the workflow state that will carry it.
  */
 export function answerProblem(answer: unknown, settled: ConversationRecord, state: ConversationState): string | null {
-  if (answer === null || answer === undefined || answer === '') return 'the manager agent returned an empty answer';
+  if (isEmptyAnswer(answer)) return 'the manager agent returned an empty answer';
   const answerBytes = bytes(answer);
   if (answerBytes > MAX_AGENT_ANSWER_BYTES) {
     return `the manager agent answered ${answerBytes} bytes, more than the ${MAX_AGENT_ANSWER_BYTES} a conversation can carry`;

@@ -136,8 +136,12 @@ describe('InvokeManagerAgent (the state machine invokes the agent) failures: con
     expect(calls).toBe(2);
   });
 
-  it('an empty answer is an agent error, not an empty delivery', async () => {
-    world.agent.behave(() => ({ payload: null }));
+  it.each([
+    ['none', null],
+    ['white space', '  \n '],
+    ['an object whose fields say nothing', { response: '', analysis: {} }],
+  ])('an empty answer (%s) is an agent error, not an empty delivery', async (_what, payload) => {
+    world.agent.behave(() => ({ payload }));
     const res = await world.post(SEED_REQUEST);
     expect(res.status).toBe(502);
     expect(res.body.error.message).toBe(

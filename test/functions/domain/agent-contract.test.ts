@@ -18,6 +18,13 @@ describe('answerProblem (the agent contract: what a conversation can carry)', ()
     expect(check({ response: 'y'.repeat(65_000) })).toBeNull();
     expect(check('')).toMatch(/empty answer/);
     expect(check(null)).toMatch(/empty answer/);
+  });
+
+  it('refuses an answer that says nothing: white space, {} or fields that are all empty; 0 and false are answers', () => {
+    for (const blank of ['  \n\t', {}, [], { response: ' ' }, { response: '', data: null, items: [] }, [null, '']])
+      expect(check(blank), JSON.stringify(blank)).toMatch(/empty answer/);
+    for (const answer of [0, false, { response: '', score: 0 }, { ok: false }, ' a '])
+      expect(check(answer), JSON.stringify(answer)).toBeNull();
     expect(check({ response: 'y'.repeat(66_000) })).toMatch(/answered 66015 bytes, more than the 65536/);
   });
 
