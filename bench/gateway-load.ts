@@ -136,7 +136,10 @@ async function startServer(
   child.stdout!.on('data', onData);
   child.stderr!.on('data', onData);
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`the gateway did not start:\n${head}`)), 30_000);
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL'); // not left running, without a parent, once the bench gives up on it
+      reject(new Error(`the gateway did not start within 30 s:\n${head}`));
+    }, 30_000);
     const check = () => {
       const m = /listening on (http:\/\/\S+)/.exec(head);
       if (m && head.includes('Ctrl-C stops everything')) {
