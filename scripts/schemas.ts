@@ -59,7 +59,11 @@ const ERROR_STATUSES: Record<string, string> = {
 };
 
 /** Response headers beyond Content-Type, by status, of POST /webhook. */
-const WEBHOOK_HEADERS: Record<string, string[]> = { '429': ['Retry-After'], '503': ['Retry-After'] };
+const WEBHOOK_HEADERS: Record<string, string[]> = {
+  '403': ['Cache-Control'],
+  '429': ['Retry-After', 'Cache-Control'],
+  '503': ['Retry-After'],
+};
 
 /** The errors of GET /conversations/{id} (docs/contract.md#get-conversationsid), each with Cache-Control. */
 const STATUS_ERRORS: Record<string, string> = {
@@ -182,7 +186,11 @@ function openApi(): Record<string, unknown> {
             ...Object.fromEntries(
               Object.entries(STATUS_ERRORS).map(([status, description]) => [
                 status,
-                { description, ...headers(['Cache-Control', ...(WEBHOOK_HEADERS[status] ?? [])]), ...json('Error') },
+                {
+                  description,
+                  ...headers([...new Set(['Cache-Control', ...(WEBHOOK_HEADERS[status] ?? [])])]),
+                  ...json('Error'),
+                },
               ]),
             ),
           },

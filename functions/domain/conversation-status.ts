@@ -1,5 +1,5 @@
 import { isConversationId } from './conversation-id.ts';
-import { errorBody, type HttpResult, STATUS_POLL_SECONDS, STATUS_ROUTE_PREFIX } from './gateway-contract.ts';
+import { errorBody, type HttpResult, NO_STORE, STATUS_POLL_SECONDS, STATUS_ROUTE_PREFIX } from './gateway-contract.ts';
 import { IN_PROGRESS_TTL_SECONDS } from './idempotency.ts';
 import { type InboundPolicy, verifyInbound } from './signatures.ts';
 import { apiKeyMismatch, canonicalSource, MAX_SOURCE_NAME_LENGTH, SOURCE_NAME_PATTERN } from './source-identity.ts';
@@ -134,7 +134,7 @@ export function statusResult(
   source: string,
   now: Date,
 ): HttpResult {
-  const noStore = { 'cache-control': 'no-store' };
+  const noStore = { ...NO_STORE };
   if (!record || record.source_system !== source || record.expires_at <= Math.floor(now.getTime() / 1000))
     return { ...notFound(conversationId), headers: noStore };
   if (record.status === 'running' || record.body === undefined) {

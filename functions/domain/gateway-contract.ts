@@ -210,6 +210,14 @@ export const GATEWAY_ERRORS = {
 } as const satisfies Record<string, { statusCode: number; message: string }>;
 export type GatewayErrorCode = keyof typeof GATEWAY_ERRORS;
 
+/**
+ * The refusals API Gateway gives on both routes before anything runs (a missing or unknown API key, a source over its
+ * rate or quota) carry `Cache-Control: no-store`, as every answer of GET /conversations/{id} does (docs/contract.md):
+ * a refused read must not be kept by a cache in between any more than a status.
+ */
+export const NO_STORE_GATEWAY_ERRORS: readonly GatewayErrorCode[] = ['INVALID_API_KEY', 'RATE_LIMITED'];
+export const NO_STORE = { 'cache-control': 'no-store' } as const;
+
 export function gatewayErrorResult(code: GatewayErrorCode): HttpResult {
   const { statusCode, message } = GATEWAY_ERRORS[code];
   return { statusCode, body: errorBody(code, message) };

@@ -19,7 +19,7 @@ import type { IFunction } from 'aws-cdk-lib/aws-lambda';
 import { LogGroup, type RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { IStateMachine } from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
-import { httpResultForExecution } from '../../functions/domain/gateway-contract.ts';
+import { httpResultForExecution, NO_STORE, NO_STORE_GATEWAY_ERRORS } from '../../functions/domain/gateway-contract.ts';
 import {
   executionResultResponseTemplate,
   GENERIC_GATEWAY_ERROR_TEMPLATE,
@@ -270,11 +270,15 @@ export class WebhookApi extends Construct {
       retryAfter?: number,
     ) => {
       const { statusCode, template } = gatewayErrorTemplate(code);
+      const headers = {
+        ...(retryAfter === undefined ? {} : { 'Retry-After': `'${retryAfter}'` }),
+        ...(NO_STORE_GATEWAY_ERRORS.includes(code) ? { 'Cache-Control': `'${NO_STORE['cache-control']}'` } : {}),
+      };
       this.api.addGatewayResponse(id, {
         type,
         statusCode: String(statusCode),
         templates: { [JSON_TYPE]: template },
-        responseHeaders: retryAfter === undefined ? undefined : { 'Retry-After': `'${retryAfter}'` },
+        responseHeaders: Object.keys(headers).length === 0 ? undefined : headers,
       });
     };
     contractError('UnsupportedMediaType', ResponseType.UNSUPPORTED_MEDIA_TYPE, 'UNSUPPORTED_MEDIA_TYPE');

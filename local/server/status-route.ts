@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { StatusHttpEvent } from '../../functions/conversation-status/handler.ts';
-import { gatewayErrorResult } from '../../functions/domain/gateway-contract.ts';
+import { gatewayErrorResult, NO_STORE } from '../../functions/domain/gateway-contract.ts';
 import { canonicalSource } from '../../functions/domain/source-identity.ts';
 import { type LocalApiKeys, requestApiKey } from './api-keys.ts';
 import { sendJson } from './http.ts';
@@ -23,7 +23,7 @@ export async function handleConversationStatus(
   const apiKey = requestApiKey(apiKeys, req);
   if (apiKey === null) {
     const refused = gatewayErrorResult('INVALID_API_KEY');
-    return sendJson(res, refused.statusCode, refused.body);
+    return sendJson(res, refused.statusCode, refused.body, NO_STORE);
   }
   const query = new URL(req.url ?? '/', 'http://local').searchParams;
   const claimed = query.get('source_system');
@@ -37,7 +37,7 @@ export async function handleConversationStatus(
         success: false,
         error: { code: 'RATE_LIMITED', message: `Too many requests from ${source}: ${limited.reason}` },
       },
-      { 'retry-after': String(limited.retryAfterSeconds) },
+      { ...NO_STORE, 'retry-after': String(limited.retryAfterSeconds) },
     );
   }
   const event: StatusHttpEvent = {

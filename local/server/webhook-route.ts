@@ -7,6 +7,7 @@ import {
   httpResultForExecution,
   MAX_BODY_BYTES,
   MAX_EXECUTION_INPUT_BYTES,
+  NO_STORE,
   pickForwardedHeaders,
   prefersRespondAsync,
 } from '../../functions/domain/gateway-contract.ts';
@@ -87,7 +88,7 @@ export async function handleWebhook(
   if (apiKey === null) {
     req.resume();
     const refused = gatewayErrorResult('INVALID_API_KEY');
-    return refuse(refused.statusCode, refused.body);
+    return refuse(refused.statusCode, refused.body, NO_STORE);
   }
   // No Content-Type reads as JSON, as API Gateway reads it (its default media type is application/json); any other
   // type has no request template there: 415.
@@ -134,7 +135,7 @@ export async function handleWebhook(
         'RATE_LIMITED',
         `Too many requests from ${source}: ${limited.reason}; retry after ${limited.retryAfterSeconds} s`,
       ),
-      { 'retry-after': String(limited.retryAfterSeconds) },
+      { ...NO_STORE, 'retry-after': String(limited.retryAfterSeconds) },
     );
   }
   const started = performance.now();

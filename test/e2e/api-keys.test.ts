@@ -63,11 +63,21 @@ describe('per-source API keys (API_KEYS locally, usage plans on AWS): each key a
     await world.gateway.idle();
     const read = async (headers: Record<string, string>) => {
       const response = await fetch(accepted.body.status_url, { headers });
-      return { status: response.status, body: (await response.json()) as any };
+      return {
+        status: response.status,
+        cacheControl: response.headers.get('cache-control'),
+        body: (await response.json()) as any,
+      };
     };
-    expect(await read({})).toMatchObject({ status: 403, body: { error: { code: 'INVALID_API_KEY' } } });
+    // Every answer of the status route is Cache-Control: no-store (contract.md), the gateway's own refusals too.
+    expect(await read({})).toMatchObject({
+      status: 403,
+      cacheControl: 'no-store',
+      body: { error: { code: 'INVALID_API_KEY' } },
+    });
     expect(await read({ 'x-api-key': KEYS['CRM.System'] })).toMatchObject({
       status: 403,
+      cacheControl: 'no-store',
       body: { error: { code: 'SOURCE_MISMATCH' } },
     });
     expect(await read({ 'x-api-key': KEYS.testing_system })).toMatchObject({
@@ -83,5 +93,16 @@ describe('per-source API keys (API_KEYS locally, usage plans on AWS): each key a
     const crm = await world.post(CRM_REQUEST, { 'x-api-key': KEYS['CRM.System'] });
     expect(crm.status).toBe(429);
     expect(crm.body.error.code).toBe('RATE_LIMITED');
+    expect(crm.headers.get('cache-control')).toBe('no-store');
+    // Its status reads are refused the same way, and not to be kept by a cache either.
+    const read = await fetch(
+      `${world.gateway.url}/conversations/${own.body.conversation_id}?source_system=crm_system`,
+      {
+        headers: { 'x-api-key': KEYS['CRM.System'] },
+      },
+    );
+    expect(read.status).toBe(429);
+    expect(read.headers.get('cache-control')).toBe('no-store');
+    expect(read.headers.get('retry-after')).toMatch(/^\d+$/);
   });
 });

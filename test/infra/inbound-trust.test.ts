@@ -168,6 +168,8 @@ describe('rate limits', () => {
       ResponseType: 'INVALID_API_KEY',
       StatusCode: '403',
       ResponseTemplates: { 'application/json': body.template },
+      // GET /conversations/{id} answers Cache-Control: no-store, its refusals too (contract.md).
+      ResponseParameters: { 'gatewayresponse.header.Cache-Control': "'no-store'" },
     });
     expect(JSON.parse(body.template)).toMatchObject({ success: false, error: { code: 'INVALID_API_KEY' } });
   });
@@ -183,7 +185,10 @@ describe('rate limits', () => {
         ResponseType: type,
         StatusCode: '429',
         ResponseTemplates: { 'application/json': body.template },
-        ResponseParameters: { 'gatewayresponse.header.Retry-After': `'${seconds}'` },
+        ResponseParameters: {
+          'gatewayresponse.header.Retry-After': `'${seconds}'`,
+          'gatewayresponse.header.Cache-Control': "'no-store'",
+        },
       });
     }
     expect(JSON.parse(body.template)).toMatchObject({ success: false, error: { code: 'RATE_LIMITED' } });
