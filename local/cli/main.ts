@@ -203,9 +203,11 @@ function helpFor(words: string[]): string {
   }
   const [command, sub] = words;
   const heads = blocks.map(([head]) => head!.trim().split(/\s+/));
+  // The subcommands a line shows: its second word (`list|show`), and each after a ` | ` (`pause <type> | resume <type>`).
+  const subsOf = (head: string[]) => head.flatMap((word, i) => (i === 1 || head[i - 1] === '|' ? word.split('|') : []));
   for (const withSub of sub === undefined ? [false] : [true, false]) {
     const matching = blocks.filter(
-      (_, i) => heads[i]![0] === command && (!withSub || heads[i]![1]!.split('|').includes(sub!)),
+      (_, i) => heads[i]![0] === command && (!withSub || subsOf(heads[i]!).includes(sub!)),
     );
     if (matching.length > 0) return ['Usage:', ...matching.flat()].join('\n');
   }

@@ -22,6 +22,11 @@ describe('help for one command', () => {
     const helpEndpoints = await runMain(['help', 'endpoints']);
     expect(helpEndpoints.code).toBe(0);
     expect(helpEndpoints.stdout).toContain('  endpoints pause <type> | resume <type>');
+
+    // A subcommand that is not the line's first (pause <type> | resume <type>) gets its line, not every endpoints line.
+    const resume = await runMain(['endpoints', 'resume', '--help']);
+    expect(resume.stdout).toMatch(/^Usage:\n {2}endpoints pause <type> \| resume <type>/);
+    expect(resume.stdout).not.toMatch(/^ {2}endpoints (list|set)/m);
   });
 
   it('a --help after -- is an argument, not a request for help', async () => {
