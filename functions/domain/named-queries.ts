@@ -1,4 +1,5 @@
 import { CONVERSATIONS_TABLE } from './analytics-table.ts';
+import { isCalendarDate } from './iso-date.ts';
 
 /**
  * The saved SQL queries over the `conversations` table: the three Logs Insights questions of docs/deploy.md,
@@ -176,10 +177,11 @@ const ISO_DATE_OR_TIME = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-
 
 /**
  * An ISO 8601 date (midnight UTC) or date-time with its zone as epoch milliseconds; NaN for anything else. A date-time
- * without a zone is refused rather than read in the zone of whatever machine parses it.
+ * without a zone is refused rather than read in the zone of whatever machine parses it, and a day that does not exist
+ * (2026-02-31) rather than rolled over into the next month.
  */
 export function isoInstant(value: string): number {
-  return ISO_DATE_OR_TIME.test(value) ? Date.parse(value) : Number.NaN;
+  return ISO_DATE_OR_TIME.test(value) && isCalendarDate(value) ? Date.parse(value) : Number.NaN;
 }
 
 /**

@@ -1,6 +1,7 @@
 /** The inbound webhook request (docs/contract.md#post-webhook). Unknown top-level fields are rejected, not silently dropped. */
 import * as v from 'valibot';
 import { WEBHOOK_TYPES } from './conversation.ts';
+import { isCalendarDate } from './iso-date.ts';
 import { canonicalSource, MAX_SOURCE_NAME_LENGTH, SOURCE_NAME_PATTERN } from './source-identity.ts';
 import { MAX_THREAD_ID_LENGTH, THREAD_ID_PATTERN } from './thread.ts';
 
@@ -26,17 +27,6 @@ function hasForbiddenKey(value: unknown, depth = 0): boolean {
   return Object.keys(value).some(
     (key) => FORBIDDEN_KEYS.has(key) || hasForbiddenKey((value as Record<string, unknown>)[key], depth + 1),
   );
-}
-
-/**
- * Whether the date of an ISO 8601 timestamp exists: valibot's pattern takes any day 01-31 in any month, and Date.parse
- * rolls 2025-02-31 over to March 3rd, so a record would carry a date that never was (docs/contract.md#post-webhook).
- */
-function isCalendarDate(timestamp: string): boolean {
-  const [year, month, day] = timestamp.slice(0, 10).split('-').map(Number) as [number, number, number];
-  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
-  const days = month === 2 ? (leap ? 29 : 28) : [4, 6, 9, 11].includes(month) ? 30 : 31;
-  return day <= days;
 }
 
 export const WebhookRequestSchema = v.strictObject(

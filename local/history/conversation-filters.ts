@@ -4,6 +4,7 @@
  * them matches).
  */
 import { type DeliveryStatus, WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
+import { isoInstant } from '../../functions/domain/named-queries.ts';
 import { canonicalSource } from '../../functions/domain/source-identity.ts';
 import { MAX_THREAD_ID_LENGTH, THREAD_ID_PATTERN } from '../../functions/domain/thread.ts';
 
@@ -81,8 +82,7 @@ export function parseFilter(flags: FilterFlags): ConversationFilter {
   let since: number | null = null;
   if (flags.since !== undefined) {
     // An ISO 8601 date or date-time; a date-time without a zone would silently use the local one, so require it.
-    const ok = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2}))?$/i.test(flags.since);
-    since = ok ? Date.parse(flags.since) : Number.NaN;
+    since = isoInstant(flags.since);
     if (Number.isNaN(since)) {
       throw new FilterError(
         `--since must be an ISO 8601 date or date-time with a zone, e.g. 2025-08-13 or 2025-08-13T00:00:00Z; got "${flags.since}"`,

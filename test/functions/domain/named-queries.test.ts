@@ -220,6 +220,8 @@ describe('the named queries on DuckDB', () => {
     expect(normalizeSince('2026-11-29')).toBe('2026-11-29T00:00:00.000Z');
     expect(() => normalizeSince('yesterday')).toThrow(QueryParamError);
     expect(() => normalizeSince('2026-11-29T10:00:00')).toThrow(/with a zone/);
+    expect(() => normalizeSince('2026-02-31')).toThrow(QueryParamError); // not 2026-03-03
+    expect(() => normalizeSince('2026-00-10')).toThrow(QueryParamError);
   });
 });
 

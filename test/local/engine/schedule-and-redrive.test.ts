@@ -454,6 +454,9 @@ describe('webhook-gateway deliveries (CLI against the running gateway)', () => {
     const zoneless = await cli(['deliveries', 'redrive', '--all', '--since', '2020-01-01T08:00:00', '--dry-run']);
     expect(zoneless.code).toBe(1);
     expect(zoneless.stderr).toMatch(/--since must be an ISO 8601 date or date-time with a zone.*"2020-01-01T08:00:00"/);
+    const noSuchDay = await cli(['deliveries', 'redrive', '--all', '--since', '2026-02-31', '--dry-run']);
+    expect(noSuchDay.code).toBe(1);
+    expect(noSuchDay.stderr).toMatch(/--since must be an ISO 8601 date.*"2026-02-31"/);
     const typo = await cli(['deliveries', 'redrive', '--all', '--type', 'deal-analysis', '--dry-run']);
     expect(typo.code).toBe(1);
     expect(typo.stderr).toMatch(

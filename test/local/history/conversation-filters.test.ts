@@ -61,6 +61,10 @@ describe('conversation filters', () => {
     expect(() => parseFilter({ since: 'yesterday' })).toThrow(/--since must be an ISO 8601/);
     expect(() => parseFilter({ since: '2025-08-13T10:00' })).toThrow(/with a zone/);
     expect(() => parseFilter({ since: '2025-13-45' })).toThrow(/--since/);
+    // A day that does not exist is refused, not rolled over into March.
+    expect(() => parseFilter({ since: '2026-02-31' })).toThrow(/--since must be an ISO 8601/);
+    expect(() => parseFilter({ since: '2026-04-31T10:00:00Z' })).toThrow(/--since must be an ISO 8601/);
+    expect(parseFilter({ since: '2024-02-29' }).since).toBe(Date.parse('2024-02-29'));
     expect(() => parseFilter({ source: ' , ' })).toThrow(/--source needs/);
   });
 });
