@@ -214,6 +214,18 @@ function helpFor(words: string[]): string {
   return USAGE;
 }
 
+/** A file of the data folder that is not JSON (functions/shared/local-files.ts names it in the message). */
+function isUnreadableFile(error: unknown): error is SyntaxError {
+  return error instanceof SyntaxError && / is not valid JSON \(/.test(error.message);
+}
+
+/** Its message, without the class name of a crash, and what to do where docs/operations.md says it. */
+function unreadableFileMessage(message: string): string {
+  return /[/\\]deliveries[/\\]endpoints[/\\][^/\\]+\.json is not valid JSON/.test(message)
+    ? `${message}: delete it to start that receiver afresh (its run-time URL, rate, pause and health are forgotten; docs/operations.md)`
+    : message;
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [command, sub, ...rest] = argv;
   const flags = argv.includes('--') ? argv.slice(0, argv.indexOf('--')) : argv;
@@ -250,7 +262,11 @@ export async function main(argv: string[]): Promise<number> {
   } catch (error) {
     const e = error as Error & { code?: string };
     const message =
-      error instanceof CliError || e.code?.startsWith('ERR_PARSE_ARGS_') ? e.message : `${e.name}: ${e.message}`;
+      error instanceof CliError || e.code?.startsWith('ERR_PARSE_ARGS_')
+        ? e.message
+        : isUnreadableFile(error)
+          ? unreadableFileMessage(e.message)
+          : `${e.name}: ${e.message}`;
     process.stderr.write(`webhook-gateway: ${message}\n`);
     return 1;
   }

@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -88,5 +88,25 @@ describe('endpoints list, run beside a gateway started with its own circuit brea
     expect(listed.code, listed.stderr).toBe(0);
     const general = JSON.parse(listed.stdout).find((v: { webhook_type: string }) => v.webhook_type === 'general');
     expect(general).toMatchObject({ status: 'failing', consecutive_failures: 2 });
+  });
+});
+
+describe('endpoints list with a receiver file that is not JSON (a hand edit, a full disk)', () => {
+  it('names the file and says to delete it, as operations.md does, without the class name of a crash', async () => {
+    const broken = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-endpoints-broken-'));
+    try {
+      await mkdir(path.join(broken, 'deliveries', 'endpoints'), { recursive: true, mode: 0o700 });
+      const file = path.join(broken, 'deliveries', 'endpoints', 'deal_analysis.json');
+      await writeFile(file, '{"webhook_type": "deal_an');
+      const result = await runMain(['endpoints', 'list'], { LOCAL_DATA_DIR: broken });
+      expect(result.code).toBe(1);
+      expect(result.stderr).toMatch(
+        /^webhook-gateway: \S+deal_analysis\.json is not valid JSON \(.*\): delete it to start that receiver afresh/,
+      );
+      expect(result.stderr).toContain(file);
+      expect(result.stderr).not.toContain('SyntaxError');
+    } finally {
+      await rm(broken, { recursive: true, force: true });
+    }
   });
 });

@@ -138,7 +138,7 @@ describe('start refuses bad configuration before it listens', () => {
         DELIVERY_SIGNING_SECRETS_FILE: undefined,
       });
       expect(result.code).toBe(1);
-      expect(result.stderr).toMatch(new RegExp(`^webhook-gateway: SyntaxError: ${file} is not valid JSON \\(`));
+      expect(result.stderr).toMatch(new RegExp(`^webhook-gateway: ${file} is not valid JSON \\(`));
       expect(result.stderr.trim().split('\n')).toHaveLength(1);
     } finally {
       await rm(folder, { recursive: true, force: true });
