@@ -79,14 +79,17 @@ function cut(text: string, maxBytes: number): string {
   return buf.subarray(0, end).toString('utf8');
 }
 
-/** A turn shrunk to at most `maxBytes` as JSON: half the room for the answer, the rest for the question. */
+/**
+ * A turn shrunk to at most `maxBytes` as JSON: the question takes at most half the room, the answer what the
+ * question leaves (a short question leaves the answer nearly all of it; a long one and a long answer get half each).
+ */
 function shrunk(turn: ThreadTurn, maxBytes: number): ThreadTurn {
   const room = Math.max(0, maxBytes - bytes({ ...turn, query: '', answer: '', truncated: true }));
-  const answer = cut(turn.answer, Math.floor(room / 2));
+  const query = cut(turn.query, Math.floor(room / 2));
   let result: ThreadTurn = {
     ...turn,
-    answer,
-    query: cut(turn.query, room - Buffer.byteLength(answer)),
+    query,
+    answer: cut(turn.answer, room - Buffer.byteLength(query)),
     truncated: true,
   };
   // JSON escapes (quotes, control characters) take more than their UTF-8 bytes: halve until it fits.

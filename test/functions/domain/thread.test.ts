@@ -59,6 +59,24 @@ describe('agentThread: the earlier turns the agent is given', () => {
     }
   });
 
+  it('a shrunk newest turn with a short question keeps nearly the whole bound for its answer', () => {
+    // Before: the answer was cut to half the bound (about 16 KB) whatever the question's size.
+    const thread = agentThread(ref(3), [turn(1), turn(2, 'z'.repeat(40_000), 'short question')]);
+    const [kept] = thread.earlier_turns;
+    expect(kept!.truncated).toBe(true);
+    expect(kept!.query).toBe('short question');
+    expect(size(thread.earlier_turns)).toBeLessThanOrEqual(MAX_THREAD_HISTORY_BYTES);
+    expect(size(thread.earlier_turns)).toBeGreaterThan(MAX_THREAD_HISTORY_BYTES - 16);
+    expect(thread.omitted_turns).toBe(1);
+  });
+
+  it('a shrunk newest turn with a long question and a long answer gives each about half', () => {
+    const thread = agentThread(ref(2), [turn(1, 'a'.repeat(40_000), 'q'.repeat(40_000))]);
+    const [kept] = thread.earlier_turns;
+    expect(Math.abs(kept!.answer.length - kept!.query.length)).toBeLessThanOrEqual(1);
+    expect(size(thread.earlier_turns)).toBeLessThanOrEqual(MAX_THREAD_HISTORY_BYTES);
+  });
+
   it('smaller limits are honoured', () => {
     const thread = agentThread(ref(4), [turn(1), turn(2), turn(3)], { turns: 1, bytes: 10_000 });
     expect(thread.earlier_turns.map((t) => t.turn)).toEqual([3]);
