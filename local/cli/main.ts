@@ -77,7 +77,7 @@ async function start(): Promise<number> {
           eventLine(
             new Date().toISOString(),
             'retention',
-            `older than LOCAL_HISTORY_DAYS=${options.historyDays}: ${swept.histories} conversation histories, ${swept.envelopes} settled envelopes, ${swept.logFiles} log files removed; ${swept.keys} expired idempotency keys, ${swept.statuses} expired statuses, ${swept.threads} unused threads, ${swept.uploads} incomplete multipart uploads`,
+            `older than LOCAL_HISTORY_DAYS=${options.historyDays}: ${swept.histories} conversation histories, ${swept.envelopes} settled envelopes, ${swept.logFiles} log files removed; ${swept.keys} expired idempotency keys, ${swept.statuses} expired statuses, ${swept.threads} unused threads, ${swept.threadTurns} expired thread turns, ${swept.uploads} incomplete multipart uploads`,
           ),
         ),
       onRecovery: (recovered, ms) => {

@@ -42,6 +42,8 @@ export interface SweepResult {
   keys: number;
   statuses: number;
   threads: number;
+  /** Turns of threads still in use answered longer ago than THREAD_TTL_DAYS. */
+  threadTurns: number;
   logFiles: number;
   uploads: number;
 }
@@ -141,7 +143,16 @@ async function deliveryMayBeOwed(envelopeFile: string): Promise<boolean> {
 }
 
 export async function sweepLocalHistory(paths: RetentionPaths, days: number, now: Date): Promise<SweepResult> {
-  const result: SweepResult = { histories: 0, envelopes: 0, keys: 0, statuses: 0, threads: 0, logFiles: 0, uploads: 0 };
+  const result: SweepResult = {
+    histories: 0,
+    envelopes: 0,
+    keys: 0,
+    statuses: 0,
+    threads: 0,
+    threadTurns: 0,
+    logFiles: 0,
+    uploads: 0,
+  };
   const t = now.getTime();
   if (days > 0) {
     const cutoff = t - days * DAY_MS;
@@ -204,6 +215,7 @@ export async function sweepLocalHistory(paths: RetentionPaths, days: number, now
           const answered = (await stat(turn).catch(() => null))?.mtimeMs ?? Number.POSITIVE_INFINITY;
           if (answered < unusedSince) {
             await rm(turn, { force: true });
+            result.threadTurns += 1;
             removed = true;
           }
         }

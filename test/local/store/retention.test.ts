@@ -56,7 +56,16 @@ describe('the local history sweep', () => {
       30,
       NOW,
     );
-    expect(swept).toEqual({ histories: 1, envelopes: 1, keys: 1, statuses: 1, threads: 0, logFiles: 0, uploads: 0 });
+    expect(swept).toEqual({
+      histories: 1,
+      envelopes: 1,
+      keys: 1,
+      statuses: 1,
+      threads: 0,
+      threadTurns: 0,
+      logFiles: 0,
+      uploads: 0,
+    });
     expect(await ls('status')).toEqual([`${NEW_ID}.json`]);
     expect(await ls('executions')).toEqual([OWED_ID, NEW_ID].sort());
     expect(await ls('failed-deliveries')).toEqual([`${OWED_ID}.json`, `${NEW_ID}.json`].sort());
@@ -97,6 +106,8 @@ describe('the local history sweep', () => {
       NOW,
     );
     expect(swept.threads).toBe(0);
+    // Counted, so the gateway prints its retention line for it (before: removed without a line).
+    expect(swept.threadTurns).toBe(1);
     expect(await ls('threads/crm/long-thread')).toEqual(['1.claim', '2.claim', '2.json']);
     // The thread's last use is still the day before: the sweep did not make it look used now.
     expect((await stat(path.join(dataDir, 'threads/crm/long-thread'))).mtimeMs).toBe(at(1).getTime());
