@@ -278,7 +278,10 @@ function printConversation(
     );
     const { thread_id: threadId, thread_turn: turn } = record.metadata;
     if (threadId)
-      out(`  thread     ${threadId}   turn ${turn ?? '-'}   (all of it: conversations list --thread ${threadId})`);
+      // A thread belongs to its source (docs/contract.md#threads): --thread alone would list other sources' too.
+      out(
+        `  thread     ${threadId}   turn ${turn ?? '-'}   (all of it: conversations list --thread ${threadId} --source ${record.metadata.source_system})`,
+      );
     out(`  query      ${oneLine(userQuery(record), 160)}`);
     if (answer) out(`  answer     ${oneLine(turnText(answer), 160)}`);
     out(`  type       ${ctx.webhook_type ?? '-'}   (${ctx.classification_reason ?? 'not classified'})`);

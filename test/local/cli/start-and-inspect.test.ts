@@ -232,6 +232,10 @@ describe('webhook-gateway start / conversations', () => {
     const { conversation_id: id } = (await res.json()) as { conversation_id: string };
     const show = await runCli(['conversations', 'show', id], { LOCAL_DATA_DIR: dataDir });
     const thread = await runCli(['conversations', 'list', '--thread', 'escapes-thread'], { LOCAL_DATA_DIR: dataDir });
+    // The thread's own turns, not another source's thread of the same name.
+    expect(show.stdout).toContain(
+      `(all of it: conversations list --thread escapes-thread --source ${SEED_REQUEST.source_system})`,
+    );
     for (const result of [show, thread]) {
       expect(result.code).toBe(0);
       const raw = [...result.stdout].filter((c) => {
