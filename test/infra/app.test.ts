@@ -30,6 +30,27 @@ async function synthApp(context: Record<string, unknown>): Promise<{ template: a
   return { template, stderr, dir };
 }
 
+/** infra/app.ts with a bad setting: it must stop before synthesizing anything. */
+async function failedSynth(context: Record<string, unknown>): Promise<{ code: number; stderr: string }> {
+  const dir = mkdtempSync(path.join(PROJECT_ROOT, 'node_modules', '.cache', 'app-synth-'));
+  try {
+    await run(process.execPath, ['--import', 'tsx', path.join(PROJECT_ROOT, 'infra', 'app.ts')], {
+      cwd: PROJECT_ROOT,
+      env: {
+        ...process.env,
+        CDK_OUTDIR: dir,
+        CDK_CONTEXT_JSON: JSON.stringify({ ...cdkJsonContext(), 'aws:cdk:bundling-stacks': [], ...context }),
+      },
+    });
+    return { code: 0, stderr: '' };
+  } catch (error) {
+    const { code, stderr } = error as { code: number; stderr: string };
+    return { code, stderr };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 describe('npx cdk synth (infra/app.ts) as a new user runs it', () => {
   // cdk.json as shipped: no delivery URL yet. (With the URLs set there is no rule: test/infra/stack.test.ts.)
   let fresh: Awaited<ReturnType<typeof synthApp>>;
@@ -66,4 +87,12 @@ describe('npx cdk synth (infra/app.ts) as a new user runs it', () => {
     });
     expect(fresh.stderr).toMatch(/cdk deploy will be refused: No delivery URL is set/);
   });
+});
+
+describe('npx cdk synth with a bad setting', () => {
+  it('stops with one line naming the key, not a stack trace', async () => {
+    const { code, stderr } = await failedSynth({ logRetentionDays: 'abc' });
+    expect(code).toBe(1);
+    expect(stderr.trim()).toBe('Invalid configuration: context logRetentionDays must be an integer >= 1, got abc');
+  }, 60_000);
 });
