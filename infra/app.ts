@@ -1,6 +1,6 @@
 import { App } from 'aws-cdk-lib';
 import { addAwsSolutionsChecks, addTemplateChecks } from './checks.ts';
-import { ConfigError, resolveConfig } from './config.ts';
+import { ConfigError, checkContextKeys, resolveConfig } from './config.ts';
 import { WebhookGatewayStack } from './webhook-gateway-stack.ts';
 
 /**
@@ -10,10 +10,11 @@ import { WebhookGatewayStack } from './webhook-gateway-stack.ts';
  * same template deploys to whichever account and region the credentials choose.
  * Every synth runs cdk-nag's AwsSolutions checks (an unacknowledged finding fails it) and the template checks
  * (AWS's resource model, naming limits, the state machine definitions as deployed).
- * A bad setting stops the synth with one line naming the key, not a stack trace.
+ * A bad setting (an invalid value, an unknown key) stops the synth with one line naming the key, not a stack trace.
  */
 const app = new App();
 try {
+  checkContextKeys(app.node.getAllContext());
   const { stackName } = resolveConfig(app.node);
   new WebhookGatewayStack(app, stackName);
 } catch (error) {

@@ -431,6 +431,51 @@ export function resolveConfig(node: Node, overrides: Partial<GatewayConfig> = {}
   return config;
 }
 
+/** Every context key this stack reads: the fields of GatewayConfig, the delivery URLs under their own keys. */
+export const CONFIG_CONTEXT_KEYS: readonly string[] = [
+  ...Object.keys(DEFAULT_CONFIG).filter((key) => key !== 'deliveryUrls'),
+  ...Object.values(DELIVERY_URL_CONTEXT_KEYS),
+];
+
+/**
+ * A context key shaped like this stack's own (a plain camelCase word) that it does not read is a typo or a setting
+ * of another version: refused rather than ignored, so `-c logRetentionDay=7` does not deploy 30 days. CDK's own keys
+ * (`@aws-cdk/…` feature flags, `aws:cdk:…`, `cli-telemetry`, lookups such as `availability-zones:…`) are left alone.
+ */
+export function checkContextKeys(context: Record<string, unknown>): void {
+  const known = new Set(CONFIG_CONTEXT_KEYS);
+  for (const key of Object.keys(context)) {
+    if (!/^[A-Za-z][A-Za-z0-9_]*$/.test(key) || known.has(key)) continue;
+    const near = CONFIG_CONTEXT_KEYS.find((k) => k.toLowerCase() === key.toLowerCase()) ?? closestKey(key);
+    throw new ConfigError(
+      `context ${key} is not a setting of this stack${near ? ` (did you mean ${near}?)` : ''}: docs/deploy.md, "Configuration", lists them`,
+    );
+  }
+}
+
+/** The known key at most 3 edits from `key`, if any. */
+function closestKey(key: string): string | undefined {
+  let best: { key: string; distance: number } | undefined;
+  for (const candidate of CONFIG_CONTEXT_KEYS) {
+    const distance = editDistance(key.toLowerCase(), candidate.toLowerCase());
+    if (distance <= 3 && (!best || distance < best.distance)) best = { key: candidate, distance };
+  }
+  return best?.key;
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const substitution = (previous[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1);
+      current[j] = Math.min((previous[j] ?? 0) + 1, (current[j - 1] ?? 0) + 1, substitution);
+    }
+    previous = current;
+  }
+  return previous[b.length] ?? 0;
+}
+
 /** Context keys of the webhook types without a delivery URL (neither a URL nor an `ssm:` parameter). */
 export function missingDeliveryUrlKeys(config: GatewayConfig): string[] {
   return WEBHOOK_TYPES.filter((type) => !config.deliveryUrls[type]).map((type) => DELIVERY_URL_CONTEXT_KEYS[type]);

@@ -95,4 +95,12 @@ describe('npx cdk synth with a bad setting', () => {
     expect(code).toBe(1);
     expect(stderr.trim()).toBe('Invalid configuration: context logRetentionDays must be an integer >= 1, got abc');
   }, 60_000);
+
+  it('refuses a misspelt key instead of ignoring it, naming the key it resembles', async () => {
+    const { code, stderr } = await failedSynth({ logRetentionDay: '7' });
+    expect(code).toBe(1);
+    expect(stderr.trim()).toBe(
+      'Invalid configuration: context logRetentionDay is not a setting of this stack (did you mean logRetentionDays?): docs/deploy.md, "Configuration", lists them',
+    );
+  }, 60_000);
 });

@@ -6,7 +6,9 @@ import { AwsSolutionsChecks } from 'cdk-nag';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseApiKeySources } from '../../functions/domain/source-identity.ts';
 import {
+  CONFIG_CONTEXT_KEYS,
   ConfigError,
+  checkContextKeys,
   DEFAULT_CONFIG,
   MAX_DELIVERY_TIMEOUT_MS,
   resolveConfig,
@@ -26,6 +28,36 @@ import {
   type Synthesized,
   synthesize,
 } from './support/synth.ts';
+
+describe('checkContextKeys', () => {
+  it("accepts cdk.json as shipped, every documented key, and CDK's own keys", () => {
+    expect(() => checkContextKeys(cdkJsonContext())).not.toThrow();
+    const deploy = readFileSync(path.join(PROJECT_ROOT, 'docs', 'deploy.md'), 'utf8');
+    const docs = deploy.slice(deploy.indexOf('### Configuration'), deploy.indexOf('### First deploy'));
+    const documented = [...docs.matchAll(/^\| `([A-Za-z0-9]+)` +\|/gm)].map((m) => m[1]);
+    expect(new Set(documented)).toEqual(new Set(CONFIG_CONTEXT_KEYS));
+    expect(() =>
+      checkContextKeys({
+        'aws:cdk:bundling-stacks': [],
+        'cli-telemetry': false,
+        'acknowledged-issue-numbers': [],
+        'availability-zones:account=1:region=x': [],
+      }),
+    ).not.toThrow();
+  });
+
+  it('refuses a misspelt or unknown key with its name and the key it resembles', () => {
+    expect(() => checkContextKeys({ logRetentionDay: '7' })).toThrow(
+      new ConfigError(
+        'context logRetentionDay is not a setting of this stack (did you mean logRetentionDays?): docs/deploy.md, "Configuration", lists them',
+      ),
+    );
+    expect(() => checkContextKeys({ AgentTimeoutMS: '5000' })).toThrow(
+      /context AgentTimeoutMS .*did you mean agentTimeoutMs\?/,
+    );
+    expect(() => checkContextKeys({ frobnicate: 'x' })).toThrow(/^context frobnicate is not a setting of this stack: /);
+  });
+});
 
 describe('resolveConfig', () => {
   const resolve = (context: Record<string, unknown>, overrides = {}) =>
