@@ -8,6 +8,7 @@ import {
   RESPONSE_TIMEOUT_LIMITS_MS,
 } from '../functions/domain/budget.ts';
 import { WEBHOOK_TYPES, type WebhookType } from '../functions/domain/conversation.ts';
+import { unsafeDeliveryUrl } from '../functions/domain/delivery.ts';
 import { parseSchedule } from '../functions/domain/failed-delivery.ts';
 import { bySource } from '../functions/domain/source-identity.ts';
 import { DEFAULTS } from '../functions/shared/settings.ts';
@@ -280,7 +281,12 @@ export function resolveConfig(node: Node, overrides: Partial<GatewayConfig> = {}
   const deliveryUrls = { ...d.deliveryUrls };
   for (const type of WEBHOOK_TYPES) {
     const key = DELIVERY_URL_CONTEXT_KEYS[type];
-    deliveryUrls[type] = overrides.deliveryUrls?.[type] ?? text(key, node.tryGetContext(key), d.deliveryUrls[type]);
+    const url = overrides.deliveryUrls?.[type] ?? text(key, node.tryGetContext(key), d.deliveryUrls[type]);
+    // Deliver refuses such a URL on every attempt (functions/domain/delivery.ts): refuse it here, before a deploy.
+    const problem =
+      url === 'ssm:' ? 'ssm: needs a parameter name' : url && !ssmParameterName(url) && unsafeDeliveryUrl(url);
+    if (problem) throw new ConfigError(`context ${key}: ${problem}`);
+    deliveryUrls[type] = url;
   }
   const logLevel = text('logLevel', get('logLevel'), d.logLevel).toUpperCase();
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel))

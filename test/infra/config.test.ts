@@ -63,6 +63,25 @@ describe('resolveConfig', () => {
   const resolve = (context: Record<string, unknown>, overrides = {}) =>
     resolveConfig(new App({ context }).node, overrides);
 
+  it('refuses a delivery URL that Deliver would refuse on every attempt, naming the key', () => {
+    expect(() => resolve({ dealAnalysisWebhookUrl: 'http://receiver.example.com/deal' })).toThrow(
+      new ConfigError(
+        'context dealAnalysisWebhookUrl: delivery URL must use https (plain http only to loopback): http://receiver.example.com',
+      ),
+    );
+    expect(() => resolve({ generalWebhookUrl: 'receiver.example.com/general' })).toThrow(
+      /^context generalWebhookUrl: "receiver.example.com\/general" is not a URL$/,
+    );
+    expect(() => resolve({ leadAnalysisWebhookUrl: 'https://user:pw@receiver.example.com/' })).toThrow(
+      /^context leadAnalysisWebhookUrl: delivery URLs must not carry credentials$/,
+    );
+    expect(() => resolve({ dataAnalysisWebhookUrl: 'ssm:' })).toThrow(/^context dataAnalysisWebhookUrl: ssm: needs/);
+    expect(
+      resolve({ dealAnalysisWebhookUrl: 'https://receiver.example.com/deal', generalWebhookUrl: 'ssm:/gw/general' })
+        .deliveryUrls,
+    ).toMatchObject({ deal_analysis: 'https://receiver.example.com/deal', general: 'ssm:/gw/general' });
+  });
+
   it('falls back to the documented defaults', () => {
     expect(resolve({})).toEqual(DEFAULT_CONFIG);
   });
