@@ -224,6 +224,12 @@ function flag(key: string, value: unknown, fallback: boolean): boolean {
 /** The same names the request accepts as source_system (functions/domain/request.ts). */
 const SOURCE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
+/**
+ * What agentFunctionName may be (docs/deploy.md): a function name, `name:alias` (or version), or a full function
+ * ARN; Lambda's naming rules. Anything else would become an invoke permission and a Resource that match no function.
+ */
+const AGENT_FUNCTION =
+  /^(arn:aws[a-z-]*:lambda:[a-z]{2}(-[a-z]+)+-\d:\d{12}:function:)?[A-Za-z0-9_-]{1,64}(:[A-Za-z0-9$_-]{1,128})?$/;
 
 /**
  * `{"source": {"rateLimit", "burstLimit", "quotaPerDay"?}}`, as an object (cdk.json) or JSON text (`-c`); sources
@@ -413,6 +419,10 @@ export function resolveConfig(node: Node, overrides: Partial<GatewayConfig> = {}
   }
   if (config.alarmEmail && !EMAIL.test(config.alarmEmail))
     throw new ConfigError(`context alarmEmail must be an e-mail address, got ${config.alarmEmail}`);
+  if (!AGENT_FUNCTION.test(config.agentFunctionName))
+    throw new ConfigError(
+      `context agentFunctionName must be a Lambda function name (letters, digits, - and _, at most 64), name:alias or a full function ARN, got ${config.agentFunctionName}`,
+    );
   if (!/^[A-Za-z0-9_]+$/.test(config.stageName))
     throw new ConfigError('context stageName may contain only letters, digits and _');
   if (!STACK_NAME.test(config.stackName)) {

@@ -63,6 +63,29 @@ describe('resolveConfig', () => {
   const resolve = (context: Record<string, unknown>, overrides = {}) =>
     resolveConfig(new App({ context }).node, overrides);
 
+  it('refuses an agentFunctionName that no Lambda function can have, naming the key', () => {
+    for (const bad of [
+      'manager agent',
+      'a'.repeat(65),
+      '111122223333:function:agent',
+      'arn:aws:s3:::bucket',
+      'agent:',
+    ]) {
+      expect(() => resolve({ agentFunctionName: bad })).toThrow(
+        /^context agentFunctionName must be a Lambda function name/,
+      );
+    }
+    for (const good of [
+      'revops-manager-agent-wrapper',
+      'agent_1:live',
+      'agent:7',
+      'arn:aws:lambda:eu-west-1:111122223333:function:manager-agent:live',
+      'arn:aws-us-gov:lambda:us-gov-west-1:111122223333:function:agent',
+    ]) {
+      expect(resolve({ agentFunctionName: good }).agentFunctionName).toBe(good);
+    }
+  });
+
   it('refuses a delivery URL that Deliver would refuse on every attempt, naming the key', () => {
     expect(() => resolve({ dealAnalysisWebhookUrl: 'http://receiver.example.com/deal' })).toThrow(
       new ConfigError(
