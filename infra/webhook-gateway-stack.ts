@@ -4,7 +4,11 @@ import type { Construct } from 'constructs';
 import { type GatewayConfig, missingDeliveryUrlKeys, OBSERVABILITY_PROFILES, resolveConfig } from './config.ts';
 import { AcceptWorkflow } from './constructs/accept-workflow.ts';
 import { AsyncConversationTables } from './constructs/async-conversation-tables.ts';
-import { analyticsDatabaseName, ConversationAnalytics } from './constructs/conversation-analytics.ts';
+import {
+  analyticsDatabaseName,
+  analyticsWorkGroupName,
+  ConversationAnalytics,
+} from './constructs/conversation-analytics.ts';
 import { ConversationExportBucket } from './constructs/conversation-export-bucket.ts';
 import { ConversationFunctions, deliveriesVariables } from './constructs/conversation-functions.ts';
 import { ConversationWorkflow } from './constructs/conversation-workflow.ts';
@@ -221,7 +225,7 @@ export class WebhookGatewayStack extends Stack {
     this.analytics = new ConversationAnalytics(this, 'Analytics', {
       exportBucket: this.storage.bucket,
       databaseName: analyticsDatabaseName(this.stackName),
-      workGroupName: `${this.stackName}-analytics`,
+      workGroupName: analyticsWorkGroupName(this.stackName),
       bytesScannedCutoffPerQuery: config.analyticsScanLimitGb * 1024 ** 3,
       resultsExpirationDays: config.analyticsResultsExpirationDays,
       firstDay: ANALYTICS_FIRST_DAY,

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
 import { CfnNamedQuery, CfnWorkGroup } from 'aws-cdk-lib/aws-athena';
 import { CfnDatabase, CfnTable } from 'aws-cdk-lib/aws-glue';
@@ -39,6 +40,20 @@ export function analyticsDatabaseName(stackName: string): string {
     .toLowerCase()
     .replace(/[^a-z0-9_]+/g, '_');
   return snake.replace(/^_+|_+$/g, '') || 'webhook_conversations';
+}
+
+/** Athena's limit on a workgroup name (CreateWorkGroup: 1-128 characters). */
+const MAX_WORKGROUP_NAME = 128;
+
+/**
+ * The analytics workgroup of a stack: `<stack>-analytics`; a stack name too long for that (CloudFormation allows
+ * 128 characters) is cut and followed by a hash of the whole name, so that two long stack names stay two workgroups.
+ */
+export function analyticsWorkGroupName(stackName: string): string {
+  const name = `${stackName}-analytics`;
+  if (name.length <= MAX_WORKGROUP_NAME) return name;
+  const hash = createHash('sha256').update(stackName).digest('hex').slice(0, 8);
+  return `${stackName.slice(0, MAX_WORKGROUP_NAME - '-analytics'.length - hash.length - 1)}-${hash}-analytics`;
 }
 
 /** Athena engine version 3 (Trino): the SQL the named queries are written and tested for. */

@@ -176,6 +176,14 @@ const NAME_RULES: readonly NameRule[] = [
     source: 'Secrets Manager CreateSecret',
   },
   {
+    resourceType: 'AWS::Athena::WorkGroup',
+    property: 'Name',
+    min: 1,
+    max: 128,
+    pattern: /^[A-Za-z0-9._-]+$/,
+    source: 'Athena CreateWorkGroup',
+  },
+  {
     resourceType: 'AWS::Events::Rule',
     property: 'Name',
     min: 1,

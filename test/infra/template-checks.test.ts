@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { analyticsWorkGroupName } from '../../infra/constructs/conversation-analytics.ts';
 import { checkNames } from '../../infra/template-checks/name-limits.ts';
 import { checkTemplate, resourceSpecification } from '../../infra/template-checks/plugin.ts';
 import { CDK_METADATA_TYPE } from '../../infra/template-checks/resource-specification.ts';
@@ -36,6 +37,18 @@ describe('the synthesized stack against AWS resource model, naming limits and de
   it('has zero findings with the longest stack name CloudFormation allows', () => {
     expect(longName.stack.stackName).toHaveLength(128);
     expect(checkTemplate(templateOf(longName), longName.stack.stackName)).toEqual([]);
+  });
+
+  it('names the analytics workgroup <stack>-analytics, cut with a hash of the stack name when that is over 128', () => {
+    const workGroups = (s: Synthesized) =>
+      Object.values(templateOf(s).Resources)
+        .filter((r) => r.Type === 'AWS::Athena::WorkGroup')
+        .map((r) => r.Properties!.Name as string);
+    expect(workGroups(all)).toEqual([`${all.stack.stackName}-analytics`]);
+    const [long] = workGroups(longName);
+    expect(long).toMatch(/^Wx+-[0-9a-f]{8}-analytics$/);
+    expect(long).toHaveLength(128);
+    expect(analyticsWorkGroupName(`${LONGEST_STACK_NAME.slice(0, 127)}y`)).not.toBe(long);
   });
 
   it('checks every resource type of the stack against the model (none unknown to it but the CLI’s own metadata)', () => {
@@ -111,14 +124,17 @@ describe('the synthesized stack against AWS resource model, naming limits and de
     const template = structuredClone(templateOf(all));
     const alarm = Object.values(template.Resources).find((r) => r.Type === 'AWS::CloudWatch::Alarm')!;
     const dashboard = Object.values(template.Resources).find((r) => r.Type === 'AWS::CloudWatch::Dashboard')!;
+    const workGroup = Object.values(template.Resources).find((r) => r.Type === 'AWS::Athena::WorkGroup')!;
     alarm.Properties!.AlarmName = 'a'.repeat(256);
     dashboard.Properties!.DashboardName = 'ops dashboard';
+    workGroup.Properties!.Name = `${'w'.repeat(128)}-analytics`;
     const messages = checkNames(template, '1-not-a-stack-name').map((f) => `${f.property}: ${f.message}`);
     expect(messages).toEqual(
       expect.arrayContaining([
         expect.stringMatching(/^StackName: a stack name is 1-128/),
         expect.stringMatching(/^AlarmName: AlarmName must be 1-255 characters .*got 256/),
         expect.stringMatching(/^DashboardName: DashboardName has characters CloudWatch PutDashboard does not allow/),
+        expect.stringMatching(/^Name: Name must be 1-128 characters \(Athena CreateWorkGroup\), got 138/),
       ]),
     );
   });
