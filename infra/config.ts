@@ -224,6 +224,8 @@ function flag(key: string, value: unknown, fallback: boolean): boolean {
 /** The same names the request accepts as source_system (functions/domain/request.ts). */
 const SOURCE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
+/** An S3 general purpose bucket name (S3's bucket naming rules). */
+const S3_BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
 /**
  * What agentFunctionName may be (docs/deploy.md): a function name, `name:alias` (or version), or a full function
  * ARN; Lambda's naming rules. Anything else would become an invoke permission and a Resource that match no function.
@@ -419,6 +421,10 @@ export function resolveConfig(node: Node, overrides: Partial<GatewayConfig> = {}
   }
   if (config.alarmEmail && !EMAIL.test(config.alarmEmail))
     throw new ConfigError(`context alarmEmail must be an e-mail address, got ${config.alarmEmail}`);
+  if (config.exportBucketName && !(S3_BUCKET.test(config.exportBucketName) && !config.exportBucketName.includes('..')))
+    throw new ConfigError(
+      `context exportBucketName must be the name of an S3 bucket (3-63 lowercase letters, digits, . and -; not s3:// or an ARN), got ${config.exportBucketName}`,
+    );
   if (!AGENT_FUNCTION.test(config.agentFunctionName))
     throw new ConfigError(
       `context agentFunctionName must be a Lambda function name (letters, digits, - and _, at most 64), name:alias or a full function ARN, got ${config.agentFunctionName}`,

@@ -63,6 +63,22 @@ describe('resolveConfig', () => {
   const resolve = (context: Record<string, unknown>, overrides = {}) =>
     resolveConfig(new App({ context }).node, overrides);
 
+  it('refuses an exportBucketName that no S3 bucket can have, naming the key', () => {
+    for (const bad of [
+      's3://my-exports',
+      'arn:aws:s3:::my-exports',
+      'My_Exports',
+      'ab',
+      'my..exports',
+      'my-exports-',
+    ]) {
+      expect(() => resolve({ exportBucketName: bad })).toThrow(
+        /^context exportBucketName must be the name of an S3 bucket/,
+      );
+    }
+    expect(resolve({ exportBucketName: 'my-exports.example-1' }).exportBucketName).toBe('my-exports.example-1');
+  });
+
   it('refuses an agentFunctionName that no Lambda function can have, naming the key', () => {
     for (const bad of [
       'manager agent',
