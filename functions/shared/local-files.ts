@@ -22,6 +22,16 @@ const appendFile = promisify(fs.appendFile) as (
  * A JSON file's value, or null when there is none. A file that is not JSON (cut short by a crash or a full disk,
  * edited by hand) is a SyntaxError that names the file, so whoever reads the message knows which one to fix.
  */
+/** A local file that is not JSON (cut short, edited by hand): a SyntaxError, as JSON.parse's, that names its file. */
+export class UnreadableFileError extends SyntaxError {
+  constructor(
+    readonly file: string,
+    reason: string,
+  ) {
+    super(`${file} is not valid JSON (${reason})`);
+  }
+}
+
 export async function readJsonFile<T>(file: string): Promise<T | null> {
   let text: string;
   try {
@@ -33,7 +43,7 @@ export async function readJsonFile<T>(file: string): Promise<T | null> {
   try {
     return JSON.parse(text) as T;
   } catch (error) {
-    throw new SyntaxError(`${file} is not valid JSON (${(error as Error).message})`);
+    throw new UnreadableFileError(file, (error as Error).message);
   }
 }
 

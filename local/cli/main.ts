@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
 import { parseInboundSecrets } from '../../functions/domain/signatures.ts';
+import { UnreadableFileError } from '../../functions/shared/local-files.ts';
 import { SettingsError } from '../../functions/shared/settings.ts';
 import type { RecoveredExecution } from '../engine/recovery.ts';
 import { parseApiKeys } from '../server/api-keys.ts';
@@ -214,16 +215,14 @@ function helpFor(words: string[]): string {
   return USAGE;
 }
 
-/** A file of the data folder that is not JSON (functions/shared/local-files.ts names it in the message). */
-function isUnreadableFile(error: unknown): error is SyntaxError {
-  return error instanceof SyntaxError && / is not valid JSON \(/.test(error.message);
-}
-
-/** Its message, without the class name of a crash, and what to do where docs/operations.md says it. */
-function unreadableFileMessage(message: string): string {
-  return /[/\\]deliveries[/\\]endpoints[/\\][^/\\]+\.json is not valid JSON/.test(message)
-    ? `${message}: delete it to start that receiver afresh (its run-time URL, rate, pause and health are forgotten; docs/operations.md)`
-    : message;
+/**
+ * A file of the data folder that is not JSON: its message names it, without the class name of a crash, and for a
+ * receiver's file says what docs/operations.md says to do.
+ */
+function unreadableFileMessage(error: UnreadableFileError): string {
+  return path.basename(path.dirname(error.file)) === 'endpoints'
+    ? `${error.message}: delete it to start that receiver afresh (its run-time URL, rate, pause and health are forgotten; docs/operations.md)`
+    : error.message;
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -264,8 +263,8 @@ export async function main(argv: string[]): Promise<number> {
     const message =
       error instanceof CliError || e.code?.startsWith('ERR_PARSE_ARGS_')
         ? e.message
-        : isUnreadableFile(error)
-          ? unreadableFileMessage(e.message)
+        : error instanceof UnreadableFileError
+          ? unreadableFileMessage(error)
           : `${e.name}: ${e.message}`;
     process.stderr.write(`webhook-gateway: ${message}\n`);
     return 1;
