@@ -37,9 +37,10 @@ export const BUNDLE_FILE = 'index.mjs';
  * without the Tracer (the X-Ray SDK, ~120 KB and 20–30 ms of each cold init); Lambda's active tracing still records
  * their segment in the conversation's trace. Classify does no I/O; Export's four S3 PUTs are timed in its
  * WEBHOOK_CONVERSATION_EXPORTED log line (`s3_write_ms`) for every conversation, where X-Ray would show them for
- * the sampled 5 % (docs/performance.md §3).
+ * the sampled 5 %; the status route makes one DynamoDB read per poll, and its cold start is what a polling client
+ * waits on (docs/performance.md §3).
  */
-export const UNTRACED_STAGES: readonly HandlerDir[] = ['classify', 'export'];
+export const UNTRACED_STAGES: readonly HandlerDir[] = ['classify', 'export', 'conversation-status'];
 /** Left out of the untraced stages' bundles: functions/shared/powertools.ts imports it only when tracing is on. */
 export const TRACER_MODULE = '@aws-lambda-powertools/tracer';
 /**

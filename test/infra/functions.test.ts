@@ -80,7 +80,12 @@ const STAGE_FUNCTIONS = {
     'POWERTOOLS_TRACE_ENABLED',
     ...DELIVERIES,
   ],
-  ConversationStatus: ['INBOUND_WEBHOOK_SECRETS_ARN', 'REQUIRE_SIGNED_WEBHOOKS', 'STATUS_TABLE_NAME'],
+  ConversationStatus: [
+    'INBOUND_WEBHOOK_SECRETS_ARN',
+    'POWERTOOLS_TRACE_ENABLED',
+    'REQUIRE_SIGNED_WEBHOOKS',
+    'STATUS_TABLE_NAME',
+  ],
   RedeliveryScheduler: [
     'FAILED_DELIVERY_QUEUE_URL',
     'FAILED_DELIVERY_DLQ_URL',
@@ -170,9 +175,10 @@ describe('stage functions', () => {
         DELIVERY_SIGNING_SECRETS_ARN: ref('AWS::SecretsManager::Secret', 'SigningSecretsDelivery'),
       }),
     );
-    // Classify does no I/O, Export logs its S3 time: the X-Ray SDK is not loaded (Lambda still traces the function:
-    // TracingConfig Active).
-    for (const name of ['Classify', 'Export'] as const) expect(env(name).POWERTOOLS_TRACE_ENABLED).toBe('false');
+    // Classify does no I/O, Export logs its S3 time, the status route makes one read: the X-Ray SDK is not loaded
+    // (Lambda still traces the function: TracingConfig Active).
+    for (const name of ['Classify', 'Export', 'ConversationStatus'] as const)
+      expect(env(name).POWERTOOLS_TRACE_ENABLED).toBe('false');
     for (const name of ['Validate', 'Deliver'] as const) expect(env(name).POWERTOOLS_TRACE_ENABLED).toBeUndefined();
     expect(env('RedeliveryScheduler')).toMatchObject({
       FAILED_DELIVERY_QUEUE_URL: ref('AWS::SQS::Queue', 'FailedDeliveryQueue'),
@@ -230,7 +236,7 @@ describe('stage functions', () => {
     expect(exportCode).toContain('PutObject');
     expect(exportCode).not.toContain('AnalyticsAndOperator');
     // The untraced stages are built without the Tracer (the X-Ray SDK reads AWS_XRAY_DAEMON_ADDRESS); the others keep it.
-    const untraced = new Set<FunctionKey>(['Classify', 'Export']);
+    const untraced = new Set<FunctionKey>(['Classify', 'Export', 'ConversationStatus']);
     for (const [i, name] of names.entries())
       expect(allCode(i).includes('AWS_XRAY_DAEMON_ADDRESS'), name).toBe(!untraced.has(name));
     // Standard Webhooks (signatures checked or made) stays out of the stages that do neither: Classify and Export

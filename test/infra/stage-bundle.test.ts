@@ -340,7 +340,7 @@ describe("each function's bundle, split in chunks", () => {
       classify: 40,
       deliver: 209,
       export: 317,
-      'conversation-status': 186,
+      'conversation-status': 67,
       'redelivery-scheduler': 392,
     };
     for (const fn of FUNCTION_DIRS) {
