@@ -5,6 +5,7 @@ import { type GatewayConfig, missingDeliveryUrlKeys, OBSERVABILITY_PROFILES, res
 import { AcceptWorkflow } from './constructs/accept-workflow.ts';
 import { AsyncConversationTables } from './constructs/async-conversation-tables.ts';
 import {
+  analyticsDatabaseId,
   analyticsDatabaseName,
   analyticsWorkGroupName,
   ConversationAnalytics,
@@ -225,6 +226,7 @@ export class WebhookGatewayStack extends Stack {
     this.analytics = new ConversationAnalytics(this, 'Analytics', {
       exportBucket: this.storage.bucket,
       databaseName: analyticsDatabaseName(this.stackName),
+      databaseId: analyticsDatabaseId(this.stackName),
       workGroupName: analyticsWorkGroupName(this.stackName),
       bytesScannedCutoffPerQuery: config.analyticsScanLimitGb * 1024 ** 3,
       resultsExpirationDays: config.analyticsResultsExpirationDays,

@@ -23,6 +23,8 @@ export interface ConversationAnalyticsProps {
   readonly exportBucket: IBucket;
   /** Glue database name: lowercase letters, digits and underscores. */
   readonly databaseName: string;
+  /** Construct id of the database (analyticsDatabaseId); `Database` by default. */
+  readonly databaseId?: string;
   /** Athena workgroup name. */
   readonly workGroupName: string;
   /** Queries that would scan more than this are cancelled by Athena (and cost at most this much). */
@@ -33,14 +35,39 @@ export interface ConversationAnalyticsProps {
   readonly firstDay: string;
 }
 
-/** A Glue database name for a stack: `WebhookConversationGateway` → `webhook_conversation_gateway`. */
+/**
+ * Stack names whose snake_case form names no other stack: a capital first, then letters and digits with no two
+ * capitals in a row (`WebhookConversationGateway`, `GatewayStaging2`). Each `_` of their form stands for exactly one
+ * capital, so the stack name can be read back from it.
+ */
+const READABLE_STACK_NAME = /^[A-Z](?![A-Z])(?:[a-z0-9]|[A-Z](?![A-Z]))*$/;
+
+/**
+ * A Glue database name for a stack, unique in the account and region as the stack name is (docs/deploy.md, "Later
+ * deploys, several stacks and deleting a stack"). Glue folds names to lowercase and allows only letters, digits and
+ * `_`, so `Gateway-Staging`, `gateway-staging` and `GatewayStaging` would all be `gateway_staging`: only a readable
+ * stack name (READABLE_STACK_NAME) gets its plain snake_case form (`WebhookConversationGateway` →
+ * `webhook_conversation_gateway`); any other gets that form, `__` (which a readable name never has) and a hash of the
+ * exact stack name.
+ */
 export function analyticsDatabaseName(stackName: string): string {
   const snake = stackName
     .replace(/([a-z0-9])([A-Z])/g, '$1_$2')
     .toLowerCase()
-    .replace(/[^a-z0-9_]+/g, '_');
-  return snake.replace(/^_+|_+$/g, '') || 'webhook_conversations';
+    .replace(/[^a-z0-9_]+/g, '_')
+    .replace(/^_+|_+$/g, '');
+  if (READABLE_STACK_NAME.test(stackName)) return snake;
+  return `${snake}__${createHash('sha256').update(stackName).digest('hex').slice(0, 8)}`;
 }
+
+/**
+ * Construct id of the Glue database. It changes with the naming rule of analyticsDatabaseName: a stack deployed
+ * before that rule under a name that is not readable had the plain form. Glue's UpdateDatabase finds a database by
+ * its current name and CloudFormation documents no rename, so under a new logical id the database is created anew
+ * under the new name (its tables with it) and the old one deleted afterwards, which CloudFormation does document.
+ */
+export const analyticsDatabaseId = (stackName: string) =>
+  READABLE_STACK_NAME.test(stackName) ? 'Database' : 'UniqueDatabase';
 
 /** Athena's limit on a workgroup name (CreateWorkGroup: 1-128 characters). */
 const MAX_WORKGROUP_NAME = 128;
@@ -99,7 +126,7 @@ export class ConversationAnalytics extends Construct {
       throw new Error(`Glue database name "${databaseName}": use lowercase letters, digits and _`);
     if (!/^\d{4}\/\d{2}\/\d{2}$/.test(props.firstDay)) throw new Error(`firstDay "${props.firstDay}": use YYYY/MM/DD`);
 
-    this.database = new CfnDatabase(this, 'Database', {
+    this.database = new CfnDatabase(this, props.databaseId ?? 'Database', {
       catalogId: stack.account,
       databaseInput: {
         name: databaseName,
