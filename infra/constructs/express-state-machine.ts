@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import { CfnDeletionPolicy, type CfnResource, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
 import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import type { IFunction } from 'aws-cdk-lib/aws-lambda';
 import { LogGroup, type RetentionDays } from 'aws-cdk-lib/aws-logs';
@@ -36,13 +36,15 @@ export function expressStateMachine(
 ): { stateMachine: StateMachine; logGroup: LogGroup } {
   // Under /aws/vendedlogs/: CloudWatch Logs' one resource policy for log deliveries (5,120 characters) covers
   // the whole prefix with one entry, instead of one ARN per log group (infra/template-checks/name-limits.ts). The
-  // name is fixed, so the group goes with the stack: a kept one would make a later deploy of the stack fail.
+  // name is fixed, so the group goes with the stack: a kept one would make a later deploy of the stack fail. A new
+  // name (the only change that replaces it) leaves the old group and its history in place instead.
   const logGroup = new LogGroup(scope, 'ExecutionLogs', {
     logGroupName: `${VENDED_LOGS_PREFIX}${Stack.of(scope).stackName}-${props.name}`,
     retention: props.logRetention,
     removalPolicy: RemovalPolicy.DESTROY,
     dataProtectionPolicy: secretMaskingPolicy(),
   });
+  (logGroup.node.defaultChild as CfnResource).cfnOptions.updateReplacePolicy = CfnDeletionPolicy.RETAIN;
   const stateMachine = new StateMachine(scope, 'StateMachine', {
     stateMachineType: StateMachineType.EXPRESS,
     // Inline (DefinitionString), not an S3 asset: the template shows, and the template checks validate, the

@@ -1,4 +1,4 @@
-import { RemovalPolicy } from 'aws-cdk-lib';
+import { CfnDeletionPolicy, type CfnResource, RemovalPolicy } from 'aws-cdk-lib';
 import { BillingMode, Table, TableEncryption, type TableProps } from 'aws-cdk-lib/aws-dynamodb';
 import type { Construct } from 'constructs';
 
@@ -7,7 +7,9 @@ const TTL_ATTRIBUTE = 'expires_at';
 
 /**
  * A DynamoDB table as every table of the stack is: on-demand, encrypted, point-in-time recovery on, TTL on
- * `expires_at`; deleted with the stack unless `removalPolicy` keeps it.
+ * `expires_at`; deleted with the stack unless `removalPolicy` keeps it. A change that makes CloudFormation replace it
+ * (its key schema) never deletes the old table with its items: it is left in the account (UpdateReplacePolicy
+ * Retain; docs/deploy.md, "Later deploys, several stacks and deleting a stack").
  */
 export function ttlTable(
   scope: Construct,
@@ -15,7 +17,7 @@ export function ttlTable(
   keys: Pick<TableProps, 'partitionKey' | 'sortKey'>,
   removalPolicy: RemovalPolicy = RemovalPolicy.DESTROY,
 ): Table {
-  return new Table(scope, id, {
+  const table = new Table(scope, id, {
     ...keys,
     timeToLiveAttribute: TTL_ATTRIBUTE,
     billingMode: BillingMode.PAY_PER_REQUEST,
@@ -23,4 +25,6 @@ export function ttlTable(
     encryption: TableEncryption.AWS_MANAGED,
     removalPolicy,
   });
+  (table.node.defaultChild as CfnResource).cfnOptions.updateReplacePolicy = CfnDeletionPolicy.RETAIN;
+  return table;
 }
