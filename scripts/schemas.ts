@@ -49,7 +49,10 @@ const ERROR_STATUSES: Record<string, string> = {
   '413': 'PAYLOAD_TOO_LARGE: the body exceeds 256 KB',
   '415': 'UNSUPPORTED_MEDIA_TYPE: Content-Type is not application/json',
   '429': 'RATE_LIMITED: the source exceeded its rate, burst or daily quota; Retry-After says when to come back',
-  '500': 'INTERNAL_ERROR: the workflow failed without a Catch (an agent answer over 256 KB), or locally a bug',
+  '500':
+    'INTERNAL_ERROR: the workflow failed without a Catch (an agent answer over 256 KB), or locally a bug; ' +
+    'STATE_UNREADABLE (local only): a file of the data folder the request needs is damaged (a damaged idempotency ' +
+    'record: nothing was run); send it again once the operator has mended or deleted it',
   '502': 'AGENT_ERROR: the manager agent failed; error.conversation_id names the conversation, exported as failed',
   '503':
     'NOT_STARTED (Prefer: respond-async): accepted but its run could not be started, send it again; STARTING, ' +

@@ -68,6 +68,20 @@ export function expiresAt(now: Date, ttlSeconds = DEFAULT_IDEMPOTENCY_TTL_SECOND
   return Math.floor(now.getTime() / 1000) + ttlSeconds;
 }
 
+/**
+ * Why a stored value is not an idempotency record (what the local store finds in a damaged file: JSON of another
+ * shape), or null when it is one. A completed record without its answer could not be replayed either.
+ */
+export function notIdempotencyRecord(value: unknown): string | null {
+  if (!value || typeof value !== 'object' || Array.isArray(value)) return 'not an object';
+  const r = value as Partial<Record<keyof IdempotencyRecord, unknown>>;
+  if (r.status !== 'in_progress' && r.status !== 'completed') return 'no status in_progress or completed';
+  if (typeof r.conversation_id !== 'string' || r.conversation_id === '') return 'no conversation_id';
+  if (typeof r.expires_at !== 'number' || !Number.isFinite(r.expires_at)) return 'no expires_at';
+  if (r.status === 'completed' && typeof r.response !== 'string') return 'completed without its response';
+  return null;
+}
+
 export function isExpired(record: IdempotencyRecord, now: Date): boolean {
   return record.expires_at <= Math.floor(now.getTime() / 1000);
 }

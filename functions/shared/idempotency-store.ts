@@ -15,9 +15,11 @@ import {
   type IdempotencyRecord,
   IN_PROGRESS_TTL_SECONDS,
   isExpired,
+  notIdempotencyRecord,
 } from '../domain/idempotency.ts';
 import { IDEMPOTENCY_KEY_LOST_EVENT } from '../domain/observability.ts';
 import { conditionFailed, dynamoDb } from './clients/dynamodb.ts';
+import { UnreadableFileError } from './local-files.ts';
 import { logger } from './powertools.ts';
 import { settings } from './settings.ts';
 
@@ -228,6 +230,8 @@ function recordOf(pk: string, item: Record<string, AttributeValue>): Idempotency
  * asynchronously, by libuv's threads, at any moment: it only ever lands where no record is, so a step that found no
  * record never removes one (the link may just have landed), and a step that found one acts on that one.
  */
+const RECORD = 'an idempotency record';
+
 class FileIdempotencyStore implements IdempotencyStore {
   constructor(private readonly dir: string) {}
 
@@ -236,21 +240,31 @@ class FileIdempotencyStore implements IdempotencyStore {
     return path.join(this.dir, `${pk}.json`);
   }
 
-  /** The record as it is now: null when there is none, `unreadable` when its file is not a record (free to take). */
-  private found(pk: string): IdempotencyRecord | 'unreadable' | null {
+  /**
+   * The record as it is now: null when there is none, `damaged` when its file is not a record (not JSON, or JSON of
+   * another shape: cut short by a full disk, edited by hand), with the error that names it.
+   */
+  private found(pk: string): IdempotencyRecord | { damaged: UnreadableFileError } | null {
+    const file = this.file(pk);
+    let value: unknown;
     try {
-      return JSON.parse(readFileSync(this.file(pk), 'utf8')) as IdempotencyRecord;
+      value = JSON.parse(readFileSync(file, 'utf8'));
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
-      if (error instanceof SyntaxError) return 'unreadable';
+      if (error instanceof SyntaxError) return { damaged: new UnreadableFileError(file, error.message) };
       throw error;
     }
+    const wrong = notIdempotencyRecord(value);
+    return wrong === null ? (value as IdempotencyRecord) : { damaged: new UnreadableFileError(file, wrong, RECORD) };
   }
 
-  /** The record as it is now, if there is one that can be read. */
+  /**
+   * The record as it is now, if there is one that can be read. A damaged one is no conversation's claim: completing
+   * or freeing a key leaves it as it is (a claim of it is refused: `claim`).
+   */
   private current(pk: string): IdempotencyRecord | null {
     const found = this.found(pk);
-    return found === 'unreadable' ? null : found;
+    return found === null || 'damaged' in found ? null : found;
   }
 
   /**
@@ -294,12 +308,15 @@ class FileIdempotencyStore implements IdempotencyStore {
       if (await this.writeAside(record, linked)) return { claimed: true, conversation_id: claim.conversationId };
       const existing = this.found(pk);
       if (existing === null) continue; // freed since: claim again
-      if (existing !== 'unreadable' && !isExpired(existing, now)) {
+      // A damaged record may have been this key's answer or a claim still running: taken for a free key, it would
+      // run the request a second time. Refused, naming the file (docs/operations.md, "After a crash").
+      if ('damaged' in existing) throw existing.damaged;
+      if (!isExpired(existing, now)) {
         return claimedBySameRequest(existing, claim.requestId)
           ? { claimed: true, conversation_id: existing.conversation_id }
           : { claimed: false, existing };
       }
-      rmSync(this.file(pk), { force: true }); // lapsed (or unreadable), in the step that read it: free it, claim again
+      rmSync(this.file(pk), { force: true }); // lapsed, in the step that read it: free it, claim again
     }
     throw new Error('could not claim the idempotency key');
   }

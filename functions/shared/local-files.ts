@@ -19,19 +19,23 @@ const appendFile = promisify(fs.appendFile) as (
  */
 
 /**
- * A JSON file's value, or null when there is none. A file that is not JSON (cut short by a crash or a full disk,
- * edited by hand) is a SyntaxError that names the file, so whoever reads the message knows which one to fix.
+ * A local file that is not what it should hold (docs/operations.md, "After a crash"): not JSON (cut short by a crash
+ * or a full disk, edited by hand), or JSON of another shape (`what` says what it should be). A SyntaxError, as
+ * JSON.parse's, named `UnreadableFileError` (the error a workflow that met one fails with), that names its file, so
+ * whoever reads the message knows which one to mend or delete.
  */
-/** A local file that is not JSON (cut short, edited by hand): a SyntaxError, as JSON.parse's, that names its file. */
 export class UnreadableFileError extends SyntaxError {
+  override name = 'UnreadableFileError';
   constructor(
     readonly file: string,
     reason: string,
+    what = 'valid JSON',
   ) {
-    super(`${file} is not valid JSON (${reason})`);
+    super(`${file} is not ${what} (${reason})`);
   }
 }
 
+/** A JSON file's value, or null when there is none; one that is not JSON is an UnreadableFileError. */
 export async function readJsonFile<T>(file: string): Promise<T | null> {
   let text: string;
   try {

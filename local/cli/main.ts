@@ -7,6 +7,7 @@ import type { RecoveredExecution } from '../engine/recovery.ts';
 import { parseApiKeys } from '../server/api-keys.ts';
 import { type GatewayOptions, resolveOptions } from '../server/config.ts';
 import type { RunningGateway } from '../server/gateway.ts';
+import { damagedFileMessage } from '../store/damaged-files.ts';
 import { DataDirInUseError } from '../store/data-dir-lock.ts';
 import { conversationsList, conversationsSearch, conversationsShow } from './conversations.ts';
 import { deliveriesList, deliveriesRedrive, deliveriesResend } from './deliveries.ts';
@@ -215,16 +216,6 @@ function helpFor(words: string[]): string {
   return USAGE;
 }
 
-/**
- * A file of the data folder that is not JSON: its message names it, without the class name of a crash, and for a
- * receiver's file says what docs/operations.md says to do.
- */
-function unreadableFileMessage(error: UnreadableFileError): string {
-  return path.basename(path.dirname(error.file)) === 'endpoints'
-    ? `${error.message}: delete it to start that receiver afresh (its run-time URL, rate, pause and health are forgotten; docs/operations.md)`
-    : error.message;
-}
-
 export async function main(argv: string[]): Promise<number> {
   const [command, sub, ...rest] = argv;
   const flags = argv.includes('--') ? argv.slice(0, argv.indexOf('--')) : argv;
@@ -264,7 +255,7 @@ export async function main(argv: string[]): Promise<number> {
       error instanceof CliError || e.code?.startsWith('ERR_PARSE_ARGS_')
         ? e.message
         : error instanceof UnreadableFileError
-          ? unreadableFileMessage(error)
+          ? damagedFileMessage(error.message)
           : `${e.name}: ${e.message}`;
     process.stderr.write(`webhook-gateway: ${message}\n`);
     return 1;

@@ -1,4 +1,5 @@
 import { errorBody } from '../../functions/domain/gateway-contract.ts';
+import { damagedFileKind, damagedFileMessage, fileOfUnreadable } from '../store/damaged-files.ts';
 
 /**
  * The local gateway's data folder refusing a write (docs/contract.md#errors, `STORAGE_UNAVAILABLE`): full, over its
@@ -55,4 +56,30 @@ export function storageUnavailableBody(failure: StorageFailure) {
 /** The operator's line: the folder and the system's message, no stack. */
 export function storageFailureLine(dataDir: string, failure: StorageFailure, what: string): string {
   return `webhook-gateway: ${what}: the data folder ${dataDir} refused a write (${failure.message}); answered 503 STORAGE_UNAVAILABLE until it takes writes again`;
+}
+
+/**
+ * A workflow that failed on a file of the data folder that is not what it should hold (UnreadableFileError, whose
+ * message — the failure's cause — names it): the operator's line, the message with what to do about that file; or
+ * null.
+ */
+export function damagedFileInCause(error: string | undefined, cause: string | undefined): string | null {
+  return error === 'UnreadableFileError' && cause ? damagedFileMessage(cause) : null;
+}
+
+/**
+ * The answer to a request that needs a damaged file (docs/contract.md#errors, `STATE_UNREADABLE`): never run as if
+ * the file were not there, and never a path of the data folder (the operator's line names it). A damaged
+ * idempotency record is said so: the gateway cannot tell whether the request already ran.
+ */
+export function stateUnreadableBody(cause: string | undefined) {
+  const file = cause ? fileOfUnreadable(cause) : null;
+  const what =
+    file !== null && damagedFileKind(file) === 'idempotency'
+      ? "its record of this request's Idempotency-Key is damaged, so it cannot tell whether the request already ran: nothing was run"
+      : 'a file of its data folder this request needs is damaged';
+  return errorBody(
+    'STATE_UNREADABLE',
+    `the local gateway cannot read its stored state: ${what}. Its console names the file and what to do; send the request again once the operator has mended or deleted it`,
+  );
 }

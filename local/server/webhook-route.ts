@@ -18,7 +18,13 @@ import { type LocalApiKeys, requestApiKey } from './api-keys.ts';
 import type { RequestSummary } from './config.ts';
 import { BodyTooLargeError, readBody, sendJson } from './http.ts';
 import type { RateLimiter } from './rate-limiter.ts';
-import { STORAGE_RETRY_AFTER_SECONDS, storageFailureInCause, storageUnavailableBody } from './storage-failure.ts';
+import {
+  damagedFileInCause,
+  STORAGE_RETRY_AFTER_SECONDS,
+  stateUnreadableBody,
+  storageFailureInCause,
+  storageUnavailableBody,
+} from './storage-failure.ts';
 
 /**
  * POST /webhook, as the API Gateway integration does it: refuse what never becomes an execution (media type, size,
@@ -143,28 +149,36 @@ export async function handleWebhook(
   if (source !== null && limited.allowed && record.error === 'SignatureError') ctx.limiter.refund(source);
   // A handler that could not write the data folder (full, read-only) failed the workflow: 503, not a bug's 500.
   const storage = record.status === 'FAILED' ? storageFailureInCause(record.error, record.cause) : null;
+  // A file it needed is damaged (a cut idempotency record, …): 500 saying so, and the operator's line names the file.
+  const damaged = record.status === 'FAILED' ? damagedFileInCause(record.error, record.cause) : null;
   const result = storage
     ? {
         statusCode: 503,
         body: storageUnavailableBody(storage),
         headers: { 'retry-after': String(STORAGE_RETRY_AFTER_SECONDS) },
       }
-    : httpResultForExecution(
-        {
-          status: record.status,
-          output: record.output === undefined ? undefined : JSON.stringify(record.output),
-          error: record.error,
-          cause: record.cause,
-        },
-        ctx.baseUrl,
-      );
+    : damaged
+      ? { statusCode: 500, body: stateUnreadableBody(record.cause) }
+      : httpResultForExecution(
+          {
+            status: record.status,
+            output: record.output === undefined ? undefined : JSON.stringify(record.output),
+            error: record.error,
+            cause: record.cause,
+          },
+          ctx.baseUrl,
+        );
   sendJson(res, result.statusCode, result.body, { ...headers, ...result.headers });
   // A retry with a known Idempotency-Key answers the first conversation's response without running it again.
   const replayed = record.events.some((e) => e.state === 'ReplayFirstResponse');
   ctx.onExecution?.({
     http_status: result.statusCode,
     conversation_id: conversationIdOf(record) ?? (result.body as { conversation_id?: string }).conversation_id ?? null,
-    detail: replayed ? `replayed (Idempotency-Key): ${describe(result.body)}` : describe(result.body),
+    detail: damaged
+      ? `STATE_UNREADABLE: ${damaged}`
+      : replayed
+        ? `replayed (Idempotency-Key): ${describe(result.body)}`
+        : describe(result.body),
     duration_ms: Math.round(performance.now() - started),
   });
 }

@@ -1,5 +1,6 @@
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import path from 'node:path';
 import {
   type AttributeValue,
   ConditionalCheckFailedException,
@@ -13,6 +14,7 @@ import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-sec
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type Claim, idempotencyStore } from '../../../functions/shared/idempotency-store.ts';
+import { UnreadableFileError } from '../../../functions/shared/local-files.ts';
 import { deliverySecrets, inboundPolicy } from '../../../functions/shared/secrets.ts';
 
 /** The AWS adapters of the idempotency store and the secrets, against mocked DynamoDB and Secrets Manager (never real AWS). */
@@ -297,6 +299,28 @@ describe('file idempotency store (IDEMPOTENCY_DIR, local)', () => {
     expect(await store.releaseInProgress(other)).toBe(true);
     expect(await store.claim(other, claimOf('webhook_retry', 'req-6'), NOW)).toMatchObject({ claimed: true });
   });
+
+  it.each([
+    ['cut short', '{"pk":"aaa","status":"completed","respo'],
+    ['JSON of another shape', '[]'],
+    ['a completed record without its answer', '{"status":"completed","conversation_id":"webhook_x","expires_at":1e12}'],
+  ])(
+    'a record file %s is never taken for a free key: a claim is refused naming the file, completing or freeing leaves it',
+    async (_what, damaged) => {
+      const store = idempotencyStore()!;
+      const file = path.join(dir, `${PK}.json`);
+      await writeFile(file, damaged);
+      const refused = await store.claim(PK, claimOf('webhook_second', 'req-2'), NOW).catch((error: Error) => error);
+      expect(refused).toBeInstanceOf(UnreadableFileError);
+      expect((refused as UnreadableFileError).file).toBe(file);
+      expect(await store.complete(PK, 'webhook_second', { success: true }, NOW)).toEqual({
+        settled: false,
+        heldBy: null,
+      });
+      expect(await store.releaseInProgress(PK)).toBe(false);
+      expect(await readFile(file, 'utf8')).toBe(damaged);
+    },
+  );
 
   it('an attempt of the same request meets its own claim: the same claim, under the conversation id first chosen', async () => {
     const store = idempotencyStore()!;

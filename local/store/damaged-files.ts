@@ -1,0 +1,34 @@
+import path from 'node:path';
+
+/**
+ * A file of the data folder that is not what it should hold (an UnreadableFileError: cut short by a full disk or a
+ * crash of another tool, edited by hand): what the operator does about it, by the folder it is in
+ * (docs/operations.md, "After a crash"). Shared by the commands, the console and the gateway's own lines.
+ */
+const ADVICE: Record<string, string> = {
+  idempotency:
+    'the gateway cannot tell whether the request of that key already ran, so it runs none: see whether it did (`conversations list --source <source>`), then delete it: the next retry with the key runs (delivered under the same webhook-id a first run had)',
+  status:
+    'delete it: GET /conversations/<id> then answers 404 NOT_FOUND; `conversations show <id>` and the export still have the conversation',
+  endpoints:
+    'delete it to start that receiver afresh (its run-time URL, rate, pause and health are forgotten; docs/operations.md)',
+};
+
+/** The file an UnreadableFileError's message names (`<file> is not …`): all a workflow that failed on one keeps. */
+export function fileOfUnreadable(message: string): string | null {
+  const at = message.indexOf(' is not ');
+  return at > 0 ? message.slice(0, at) : null;
+}
+
+/** The kind of state a damaged file held, by its folder (`idempotency`, `status`, `endpoints`…), or null. */
+export function damagedFileKind(file: string): string | null {
+  const folder = path.basename(path.dirname(file));
+  return Object.hasOwn(ADVICE, folder) ? folder : null;
+}
+
+/** The error's message (it names the file) and what to do about that file. */
+export function damagedFileMessage(message: string): string {
+  const file = fileOfUnreadable(message);
+  const kind = file === null ? null : damagedFileKind(file);
+  return `${message}: ${kind === null ? 'mend it or delete it (docs/operations.md, "After a crash")' : ADVICE[kind]}`;
+}
