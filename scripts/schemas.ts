@@ -75,6 +75,9 @@ const STATUS_ERRORS: Record<string, string> = {
   '403': ERROR_STATUSES['403']!,
   '404': "NOT_FOUND: no asynchronous conversation of this source with that id (another source's, or expired: 7 days)",
   '429': ERROR_STATUSES['429']!,
+  '500':
+    'STATE_UNREADABLE (local only): the stored status of this conversation is damaged (not unknown); the console ' +
+    'names its file',
 };
 
 function openApi(): Record<string, unknown> {

@@ -1,9 +1,9 @@
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { isConversationId } from '../domain/conversation-id.ts';
-import type { ConversationStatusRecord, StatusOutcome } from '../domain/conversation-status.ts';
+import { type ConversationStatusRecord, notStatusRecord, type StatusOutcome } from '../domain/conversation-status.ts';
 import { dynamoDb } from './clients/dynamodb.ts';
-import { writeFileAtomic } from './local-files.ts';
+import { readJsonFile, UnreadableFileError, writeFileAtomic } from './local-files.ts';
 import { settings } from './settings.ts';
 
 /**
@@ -109,20 +109,28 @@ class FileStatusStore implements ConversationStatusStore {
     await this.write(record);
   }
 
+  /**
+   * A damaged record is left as it is (its source and acceptance are unknown): GET /conversations/{id} goes on
+   * saying so until the operator deletes it (docs/operations.md, "After a crash"); the conversation is exported.
+   */
   async finish(conversationId: string, outcome: StatusOutcome): Promise<boolean> {
-    const record = await this.get(conversationId);
+    const record = await this.get(conversationId).catch((error: unknown) => {
+      if (error instanceof UnreadableFileError) return null;
+      throw error;
+    });
     if (record?.status !== 'running') return false;
     await this.write({ ...record, ...outcome });
     return true;
   }
 
+  /** A file that is not a status record (cut short, edited by hand) is an UnreadableFileError, never "unknown". */
   async get(conversationId: string): Promise<ConversationStatusRecord | null> {
-    try {
-      return JSON.parse(await readFile(this.file(conversationId), 'utf8')) as ConversationStatusRecord;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT' || error instanceof SyntaxError) return null;
-      throw error;
-    }
+    const file = this.file(conversationId);
+    const value = await readJsonFile<unknown>(file);
+    if (value === null) return null;
+    const wrong = notStatusRecord(value);
+    if (wrong !== null) throw new UnreadableFileError(file, wrong, 'a conversation status record');
+    return value as ConversationStatusRecord;
   }
 }
 

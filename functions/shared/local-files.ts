@@ -35,7 +35,7 @@ export class UnreadableFileError extends SyntaxError {
   }
 }
 
-/** A JSON file's value, or null when there is none; one that is not JSON is an UnreadableFileError. */
+/** A JSON file's value, or null when there is none; one that is not JSON (or a bare null) is an UnreadableFileError. */
 export async function readJsonFile<T>(file: string): Promise<T | null> {
   let text: string;
   try {
@@ -44,11 +44,15 @@ export async function readJsonFile<T>(file: string): Promise<T | null> {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw error;
   }
+  let value: unknown;
   try {
-    return JSON.parse(text) as T;
+    value = JSON.parse(text);
   } catch (error) {
     throw new UnreadableFileError(file, (error as Error).message);
   }
+  // No store writes a bare null: read as "no file", it would pass a damaged file for a missing one.
+  if (value === null) throw new UnreadableFileError(file, 'it holds null');
+  return value as T;
 }
 
 /**

@@ -1,10 +1,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { StatusHttpEvent } from '../../functions/conversation-status/handler.ts';
+import type { StatusHttpEvent, StatusHttpResponse } from '../../functions/conversation-status/handler.ts';
 import { gatewayErrorResult, NO_STORE } from '../../functions/domain/gateway-contract.ts';
 import { canonicalSource } from '../../functions/domain/source-identity.ts';
+import { UnreadableFileError } from '../../functions/shared/local-files.ts';
+import { damagedFileMessage } from '../store/damaged-files.ts';
 import { type LocalApiKeys, requestApiKey } from './api-keys.ts';
 import { sendJson } from './http.ts';
 import type { RateLimiter } from './rate-limiter.ts';
+import { stateUnreadableBody } from './storage-failure.ts';
 
 /**
  * GET /conversations/{id}, as API Gateway does it: the same status Lambda handler (functions/conversation-status/),
@@ -49,7 +52,15 @@ export async function handleConversationStatus(
     requestContext: { identity: { apiKeyId: apiKey.id ?? null } },
   };
   const { handler } = await import('../../functions/conversation-status/handler.ts');
-  const response = await handler(event);
+  let response: StatusHttpResponse;
+  try {
+    response = await handler(event);
+  } catch (error) {
+    // Its status file is damaged: said so (the operator's line names the file), never 404 as if it were unknown.
+    if (!(error instanceof UnreadableFileError)) throw error;
+    console.error(`webhook-gateway: GET /conversations/${conversationId}: ${damagedFileMessage(error.message)}`);
+    return sendJson(res, 500, stateUnreadableBody(error.message), NO_STORE);
+  }
   if (source !== null && response.statusCode === 401) limiter.refund(source);
   res.writeHead(response.statusCode, { ...response.headers, 'content-length': Buffer.byteLength(response.body) });
   res.end(response.body);

@@ -67,6 +67,13 @@ export function damagedFileInCause(error: string | undefined, cause: string | un
   return error === 'UnreadableFileError' && cause ? damagedFileMessage(cause) : null;
 }
 
+/** What a damaged file of each kind (damaged-files.ts) means to the request that needed it. */
+const DAMAGED: Record<string, string> = {
+  idempotency:
+    "its record of this request's Idempotency-Key is damaged, so it cannot tell whether the request already ran: nothing was run",
+  status: 'its status record of this conversation is damaged (the conversation is not unknown)',
+};
+
 /**
  * The answer to a request that needs a damaged file (docs/contract.md#errors, `STATE_UNREADABLE`): never run as if
  * the file were not there, and never a path of the data folder (the operator's line names it). A damaged
@@ -75,9 +82,8 @@ export function damagedFileInCause(error: string | undefined, cause: string | un
 export function stateUnreadableBody(cause: string | undefined) {
   const file = cause ? fileOfUnreadable(cause) : null;
   const what =
-    file !== null && damagedFileKind(file) === 'idempotency'
-      ? "its record of this request's Idempotency-Key is damaged, so it cannot tell whether the request already ran: nothing was run"
-      : 'a file of its data folder this request needs is damaged';
+    (file !== null && DAMAGED[damagedFileKind(file) ?? '']) ||
+    'a file of its data folder this request needs is damaged';
   return errorBody(
     'STATE_UNREADABLE',
     `the local gateway cannot read its stored state: ${what}. Its console names the file and what to do; send the request again once the operator has mended or deleted it`,

@@ -1,9 +1,9 @@
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { idempotencyPk } from '../../functions/domain/idempotency.ts';
 import type { RequestSummary } from '../../local/server/config.ts';
-import { SEED_REQUEST, startWorld, type TestWorld } from '../support/gateway.ts';
+import { folderOf, SEED_REQUEST, startWorld, type TestWorld } from '../support/gateway.ts';
 
 /**
  * A file of the data folder damaged under the running gateway (a full disk, a crash of another tool, a hand edit):
@@ -62,4 +62,61 @@ describe('a damaged idempotency record: never a second conversation', () => {
       expect(world.agent.invocations).toHaveLength(1);
     },
   );
+});
+
+describe('a damaged status record: GET /conversations/{id} says so, never 404', () => {
+  const statusUrl = (id: string) => `${world.gateway.url}/conversations/${id}?source_system=testing_system`;
+  const statusFile = (id: string) => path.join(world.dataDir, 'status', `${id}.json`);
+
+  it.each(DAMAGED)(
+    'the status file %s: 500 STATE_UNREADABLE with no-store, and the gateway prints the file and what to do',
+    async (_what, damaged) => {
+      const accepted = await world.post(SEED_REQUEST, { prefer: 'respond-async' });
+      expect(accepted.status).toBe(202);
+      const id = accepted.body.conversation_id as string;
+      await world.gateway.idle();
+      expect((await fetch(statusUrl(id))).status).toBe(200);
+      await writeFile(statusFile(id), damaged);
+      const printed = vi.spyOn(console, 'error').mockImplementation(() => undefined);
+      try {
+        const response = await fetch(statusUrl(id));
+        expect(response.status).toBe(500);
+        expect(response.headers.get('cache-control')).toBe('no-store');
+        const body = (await response.json()) as any;
+        expect(body).toMatchObject({ success: false, error: { code: 'STATE_UNREADABLE' } });
+        expect(body.error.message).toContain('status record');
+        expect(body.error.message).not.toContain(world.dataDir);
+        expect(printed).toHaveBeenCalledTimes(1);
+        expect(String(printed.mock.calls[0]![0])).toContain(statusFile(id));
+        expect(String(printed.mock.calls[0]![0])).toContain('delete it');
+        expect(String(printed.mock.calls[0]![0])).not.toMatch(/\n\s+at /); // no stack
+      } finally {
+        printed.mockRestore();
+      }
+    },
+  );
+
+  it('a status damaged while its conversation runs: the run still ends delivered and exported, the file is left as it is', async () => {
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    world.agent.behave(async () => {
+      await released;
+      return { payload: { response: 'the answer', agent: 'test-agent' } };
+    });
+    const accepted = await world.post(SEED_REQUEST, { prefer: 'respond-async' });
+    const id = accepted.body.conversation_id as string;
+    await writeFile(statusFile(id), '{"conversation_id":');
+    release();
+    await world.gateway.idle();
+    expect(world.receiver.received).toHaveLength(1);
+    expect(await world.listKeys(folderOf(id))).toHaveLength(4);
+    const printed = vi.spyOn(console, 'error').mockImplementation(() => undefined);
+    try {
+      expect((await fetch(statusUrl(id))).status).toBe(500);
+    } finally {
+      printed.mockRestore();
+    }
+  });
 });
