@@ -374,45 +374,48 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     [
       {
         path: /^\/webhook$/,
-        methods: { POST: publicRoute(unlessStopping((req, res) => handleWebhook(req, res, webhookContext))) },
+        guard: publicRoute,
+        methods: { POST: unlessStopping((req, res) => handleWebhook(req, res, webhookContext)) },
       },
       {
         path: new RegExp(`^${STATUS_ROUTE_PREFIX}([^/]+)$`),
-        methods: { GET: publicRoute((req, res, m) => handleConversationStatus(req, res, m[1]!, limiter, apiKeys)) },
+        guard: publicRoute,
+        methods: { GET: (req, res, m) => handleConversationStatus(req, res, m[1]!, limiter, apiKeys) },
       },
       {
         path: /^\/health$/,
+        guard: publicRoute,
         methods: {
-          GET: publicRoute(
-            unlessStopping(async (_req, res) =>
-              sendJson(
-                res,
-                200,
-                healthBody({
-                  service: 'webhook-gateway',
-                  engine: 'aws-local-stepfunctions',
-                  time: new Date().toISOString(),
-                }),
-              ),
+          GET: unlessStopping(async (_req, res) =>
+            sendJson(
+              res,
+              200,
+              healthBody({
+                service: 'webhook-gateway',
+                engine: 'aws-local-stepfunctions',
+                time: new Date().toISOString(),
+              }),
             ),
           ),
         },
       },
       {
         path: /^\/2015-03-31\/functions\/([^/]+)\/invocations$/,
+        guard: (handler) => operatorOnly(handler),
         methods: {
-          POST: operatorOnly((req, res, m) => handleSampleAgentInvoke(m[1]!, config.agentFunctionName, req, res)),
+          POST: (req, res, m) => handleSampleAgentInvoke(m[1]!, config.agentFunctionName, req, res),
         },
       },
       {
         path: /^\/local\/receiver\/([A-Za-z0-9_-]+)$/,
+        guard: (handler) => operatorOnly(handler),
         methods: {
-          POST: operatorOnly(async (req, res, m) => {
+          POST: async (req, res, m) => {
             const raw = (await readBody(req, 1024 * 1024)).toString('utf8');
             await receiver.record(m[1]!, req.headers, raw);
             sendJson(res, 200, { received: true });
-          }),
-          GET: operatorOnly(async (_req, res, m) => sendJson(res, 200, receiver.byType(m[1]!))),
+          },
+          GET: async (_req, res, m) => sendJson(res, 200, receiver.byType(m[1]!)),
         },
       },
       { path: /^\/local\/(deliveries|endpoints)(\/.*)?$/, mount: operator },

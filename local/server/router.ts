@@ -15,6 +15,11 @@ export type Route =
       path: RegExp;
       /** By HTTP method; a GET handler answers HEAD too. */
       methods: Partial<Record<string, RouteHandler>>;
+      /**
+       * Who may call the path at all (loopbackOnly, operatorOnly): it wraps every method's handler and the 405 of
+       * another method alike, so a caller it refuses gets its refusal (403) whatever the method.
+       */
+      guard?: (handler: RouteHandler) => RouteHandler;
     }
   /** Every method: a surface with routes of its own (the operator endpoints, the console). */
   | { path: RegExp; mount: RouteHandler };
@@ -78,12 +83,15 @@ export function router(
       const match = route.path.exec(pathname);
       if (!match) continue;
       if ('mount' in route) return route.mount(req, res, match);
+      const guard = route.guard ?? ((h: RouteHandler) => h);
       const handler = route.methods[method] ?? (method === 'HEAD' ? route.methods.GET : undefined);
-      if (handler) return handler(req, res, match);
+      if (handler) return guard(handler)(req, res, match);
       const allow = Object.keys(route.methods)
         .flatMap((m) => (m === 'GET' ? ['GET', 'HEAD'] : [m]))
         .join(', ');
-      return refuse(req, res, 405, `${method} is not allowed on ${pathname}; use ${allow}`, { allow });
+      return guard(async () =>
+        refuse(req, res, 405, `${method} is not allowed on ${pathname}; use ${allow}`, { allow }),
+      )(req, res, match);
     }
     const hint = options.notFoundHint ? ` ${options.notFoundHint}` : '';
     return refuse(req, res, 404, `No route for ${method} ${pathname}.${hint}`, {});

@@ -136,6 +136,26 @@ describe('every operator and helper route answers the local operator only', () =
   });
 });
 
+describe('a rebound Host name is refused before the method is looked at (docs/security.md)', () => {
+  it.each([
+    ['GET', '/webhook'],
+    ['DELETE', '/health'],
+    ['POST', `/conversations/${ID}`],
+    ['GET', '/2015-03-31/functions/test-manager-agent/invocations'],
+    ['PUT', '/local/receiver/deal_analysis'],
+  ])(
+    '%s %s with a rebound Host → 403, as its own methods are; 405 only for a loopback caller',
+    async (method, target) => {
+      const rebound = await send(target, { method, headers: { host: REBOUND } });
+      expect(rebound.status).toBe(403);
+      expect(JSON.parse(rebound.body).error.code).toBe('FORBIDDEN');
+      const local = await send(target, { method });
+      expect(local.status).toBe(405);
+      expect(JSON.parse(local.body).error.code).toBe('METHOD_NOT_ALLOWED');
+    },
+  );
+});
+
 describe('malformed URLs answer 400, never 500', () => {
   it.each([
     ['GET', '/console/conversations/%E0%A4%A'],
