@@ -64,6 +64,11 @@ export const THREAD_TURN_UNSAVED_EVENT = 'WEBHOOK_THREAD_TURN_UNSAVED';
  */
 export const THREAD_HISTORY_UNAVAILABLE_EVENT = 'WEBHOOK_THREAD_HISTORY_UNAVAILABLE';
 /**
+ * Logged (ERROR) by Validate when a turn's file of the local thread store is damaged (not JSON, or not a turn): the
+ * agent is given the thread without that turn, and the line names the file.
+ */
+export const THREAD_TURN_UNREADABLE_EVENT = 'WEBHOOK_THREAD_TURN_UNREADABLE';
+/**
  * Counted (and logged, as this event type) by Export when a delivery failed and the failed-delivery queue refused its
  * envelope too: the record is exported `failed`, and no automatic attempt follows (`deliveries resend` delivers it).
  */

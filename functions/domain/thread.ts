@@ -45,6 +45,16 @@ export interface ThreadTurn {
   truncated?: true;
 }
 
+/** Why a stored value is not turn `turn` of a thread (a damaged file of the local store), or null when it is. */
+export function notThreadTurn(value: unknown, turn: number): string | null {
+  if (!value || typeof value !== 'object' || Array.isArray(value)) return 'not an object';
+  const t = value as Partial<Record<keyof ThreadTurn, unknown>>;
+  if (t.turn !== turn) return `not turn ${turn}`;
+  for (const field of ['conversation_id', 'query', 'answer', 'asked_at', 'answered_at'] as const)
+    if (typeof t[field] !== 'string') return `no ${field}`;
+  return null;
+}
+
 /** What InvokeManagerAgent's payload carries as `thread` (null for a conversation outside any thread). */
 export interface AgentThread {
   thread_id: string;

@@ -1,15 +1,18 @@
 import { mkdir, open, readdir, readFile, rm, stat, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
+import { THREAD_TURN_UNREADABLE_EVENT } from '../domain/observability.ts';
 import { canonicalSource } from '../domain/source-identity.ts';
 import {
   MAX_THREAD_HISTORY_TURNS,
+  notThreadTurn,
   THREAD_ID_PATTERN,
   type ThreadTurn,
   turnClaimedBySameRequest,
 } from '../domain/thread.ts';
 import { conditionFailed, dynamoDb } from './clients/dynamodb.ts';
-import { oneAtATime, writeFileAtomic } from './local-files.ts';
+import { oneAtATime, readJsonFile, UnreadableFileError, writeFileAtomic } from './local-files.ts';
+import { logger } from './powertools.ts';
 import { settings } from './settings.ts';
 
 /**
@@ -306,10 +309,22 @@ export class FileThreadStore implements ThreadStore {
       try {
         // Of the newest `limit`, those not expired: as DynamoDB applies the Query's Limit before its filter.
         if ((await stat(file)).mtimeMs <= expiredBefore) continue;
-        read.push(JSON.parse(await readFile(file, 'utf8')) as ThreadTurn);
+        const value = await readJsonFile<unknown>(file);
+        const wrong = value === null ? null : notThreadTurn(value, turn);
+        if (wrong !== null) throw new UnreadableFileError(file, wrong, 'a thread turn');
+        if (value !== null) read.push(value as ThreadTurn);
       } catch (error) {
-        // A turn removed by the retention sweep meanwhile, or unreadable: the thread goes on without it.
-        if ((error as NodeJS.ErrnoException).code !== 'ENOENT' && !(error instanceof SyntaxError)) throw error;
+        // Removed by the retention sweep meanwhile: gone. Damaged (cut short, edited by hand): the thread goes on
+        // without it, and the line names the file (docs/operations.md, "After a crash").
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        if (!(error instanceof UnreadableFileError)) throw error;
+        logger.error('A thread turn is damaged: the agent is given the thread without it', {
+          event_type: THREAD_TURN_UNREADABLE_EVENT,
+          thread_id: threadId,
+          thread_turn: turn,
+          file,
+          error: error.message,
+        });
       }
     }
     return read;

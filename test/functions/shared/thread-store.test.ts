@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
@@ -18,6 +18,7 @@ import {
   ThreadStoreUnconfigured,
   threadStore,
 } from '../../../functions/shared/thread-store.ts';
+import { captureJsonLines } from '../../support/log-capture.ts';
 
 const NOW = new Date('2026-12-01T10:00:00Z');
 const day = (n: number) => new Date(NOW.getTime() + n * 86_400_000);
@@ -105,6 +106,27 @@ describe('FileThreadStore (local)', () => {
     // Recording a turn again (a re-export) overwrites it.
     await store.recordTurn('crm', 'history', { ...turn(4), answer: 'again' }, NOW);
     expect((await store.earlierTurns('crm', 'history', 5, NOW, 1))[0]!.answer).toBe('again');
+  });
+
+  it('a damaged turn file (cut short, a bare null, another shape, another turn) is left out, never a crash, and an ERROR line names it', async () => {
+    const store = new FileThreadStore(dir, 30);
+    for (const n of [1, 2, 3, 4, 5]) await store.recordTurn('crm', 'damaged', turn(n), NOW);
+    const folder = path.join(dir, 'crm', 'damaged');
+    const damaged = { 1: '{"turn":1,"conv', 2: 'null', 3: '[1,2]', 4: JSON.stringify(turn(7)) };
+    for (const [n, text] of Object.entries(damaged)) {
+      await writeFile(path.join(folder, `${n}.json`), text);
+      await utimes(path.join(folder, `${n}.json`), NOW, NOW);
+    }
+    const logs = captureJsonLines();
+    try {
+      expect((await store.earlierTurns('crm', 'damaged', 6, NOW)).map((t) => t.turn)).toEqual([5]);
+    } finally {
+      logs.restore();
+    }
+    const lines = logs.events().filter((l) => l.event_type === 'WEBHOOK_THREAD_TURN_UNREADABLE');
+    expect(lines.map((l) => [l.level, l.thread_turn, l.file])).toEqual(
+      [4, 3, 2, 1].map((n) => ['ERROR', n, path.join(folder, `${n}.json`)]),
+    );
   });
 
   it('records one turn written twice at once (a re-export racing the first) whole, with no file left aside', async () => {
