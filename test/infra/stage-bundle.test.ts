@@ -210,6 +210,37 @@ describe("the S3 client in a function's bundle", () => {
     });
   });
 
+  it('follows S3’s redirect to an existing bucket of another region, as the stages’ client asks (followRegionRedirects)', async () => {
+    const signedFor: string[] = [];
+    const client = new built.literal.module.S3Client({
+      region: 'eu-west-1',
+      endpoint: 'http://127.0.0.1:9',
+      forcePathStyle: true,
+      followRegionRedirects: true,
+      maxAttempts: 1,
+      credentials: { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'secret' },
+      requestHandler: {
+        async handle(request: { headers: Record<string, string> }) {
+          const region = /\/\d{8}\/([^/]+)\/s3\//.exec(request.headers.authorization ?? '')?.[1] ?? '';
+          signedFor.push(region);
+          const inBucketRegion = region === 'us-east-2';
+          return {
+            response: {
+              statusCode: inBucketRegion ? 200 : 301,
+              headers: inBucketRegion ? {} : { 'x-amz-bucket-region': 'us-east-2' },
+              body: Readable.from([
+                Buffer.from(inBucketRegion ? '' : '<Error><Code>PermanentRedirect</Code><Message>m</Message></Error>'),
+              ]),
+            },
+          };
+        },
+      },
+    });
+    const output = await client.send(put(built.literal.module));
+    expect((output.$metadata as { httpStatusCode: number }).httpStatusCode).toBe(200);
+    expect(signedFor).toEqual(['eu-west-1', 'us-east-2']);
+  });
+
   it('reads the same GetObject answer: body, content type and metadata', async () => {
     const get = (m: S3Module) => new m.GetObjectCommand({ Bucket: 'exports', Key: 'a/conversation.json' });
     const answer = {

@@ -49,7 +49,8 @@ export function createAwsClients(region?: string): AwsClients {
     sqs: new SQSClient(config),
     // One StartSyncExecution attempt: a retry after a lost answer would deliver twice.
     sfn: new SFNClient({ ...config, maxAttempts: 1 }),
-    s3: new S3Client(config),
+    // The export bucket may be an existing one in another region (docs/deploy.md, "Another region").
+    s3: new S3Client({ ...config, followRegionRedirects: true }),
     logs: new CloudWatchLogsClient(config),
     dynamodb: new DynamoDBClient(config),
     lambda: new LambdaClient(config),
