@@ -200,6 +200,7 @@ export class ConversationAnalytics extends Construct {
         },
       ],
     });
+    this.resultsBucket.policy?.applyRemovalPolicy(RemovalPolicy.RETAIN); // kept with the bucket: TLS-only
     Validations.of(this.resultsBucket).acknowledge({
       id: 'AwsSolutions-S1',
       reason:

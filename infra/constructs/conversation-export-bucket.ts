@@ -64,6 +64,8 @@ export class ConversationExportBucket extends Construct {
         },
       ],
     });
+    // Kept with the bucket, so a bucket the stack leaves behind (cdk destroy, exportBucketName set) stays TLS-only.
+    bucket.policy?.applyRemovalPolicy(RemovalPolicy.RETAIN);
     Validations.of(bucket).acknowledge({
       id: 'AwsSolutions-S1',
       reason:

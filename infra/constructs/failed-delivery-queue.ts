@@ -1,5 +1,5 @@
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
-import { Queue, QueueEncryption } from 'aws-cdk-lib/aws-sqs';
+import { Queue, QueueEncryption, type QueuePolicy } from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 
 /**
@@ -47,5 +47,8 @@ export class FailedDeliveryQueue extends Construct {
       removalPolicy: RemovalPolicy.RETAIN,
       deadLetterQueue: { queue: this.deadLetterQueue, maxReceiveCount: props.maxReceiveCount ?? 5 },
     });
+    // The TLS-only policies (enforceSSL) stay with the queues cdk destroy keeps.
+    for (const queue of [this.queue, this.deadLetterQueue])
+      (queue.node.findChild('Policy') as QueuePolicy).applyRemovalPolicy(RemovalPolicy.RETAIN);
   }
 }

@@ -263,6 +263,30 @@ describe('a later deploy keeps what the stack holds', () => {
     });
   });
 
+  it('keeps the resource policy of every bucket and queue it keeps, so a kept one stays TLS-only (docs/deploy.md)', () => {
+    const policies = Object.entries(resources).filter(([, r]) =>
+      ['AWS::S3::BucketPolicy', 'AWS::SQS::QueuePolicy'].includes(r.Type),
+    );
+    const targets = (r: Resources[string]) =>
+      ((r.Properties?.Queues as Json[] | undefined) ?? [r.Properties?.Bucket]).map((ref) =>
+        String((ref as { Ref?: string }).Ref),
+      );
+    expect(
+      policies
+        .map(([, r]) => targets(r))
+        .flat()
+        .sort(),
+    ).toEqual(
+      Object.keys(STATEFUL)
+        .filter((id) => ['AWS::S3::Bucket', 'AWS::SQS::Queue'].includes(STATEFUL[id]!.type))
+        .sort(),
+    );
+    for (const [id, policy] of policies) {
+      expect(policy.DeletionPolicy, id).toBe('Retain');
+      expect(policy.UpdateReplacePolicy, id).toBe('Retain');
+    }
+  });
+
   it('never changes the secrets the template creates, so a deploy leaves the values the operator put', () => {
     for (const id of ['SigningSecretsInbound31882F00', 'SigningSecretsDelivery3F4058CE']) {
       expect(resources[id]?.Properties?.SecretString).toBe('{}');
