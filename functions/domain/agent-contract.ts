@@ -4,8 +4,8 @@ import { agentResponse, type ConversationRecord, type ConversationState } from '
  * What the manager agent may answer (docs/contract.md, "The manager agent"). Step Functions carries the answer in
  * the workflow's state, capped at 256 KB, and a state over the cap fails the execution with
  * States.DataLimitExceeded, which no Catch handles. So the gateway refuses, with 502 AGENT_ERROR and the conversation
- * exported as failed, an answer that is empty, over MAX_AGENT_ANSWER_BYTES, or that would take the state over
- * MAX_STATE_BYTES. The record holds the answer once (the assistant turn's data; its text is not copied beside it)
+ * exported as failed, an answer that is empty, nested deeper than MAX_AGENT_ANSWER_DEPTH, over MAX_AGENT_ANSWER_BYTES,
+ * or that would take the state over MAX_STATE_BYTES. The record holds the answer once (the assistant turn's data; its text is not copied beside it)
  * and the caller's response once more, beside the question (up to 60 KB), its metadata (16 KB) and a thread's
  * earlier turns (up to 32 KB): the state limit is checked on all of that, and leaves 16 KB of the 256 for the
  * delivery attempts and errors the later states add. Within the 64 KB answer cap that sum stays under it today; the
@@ -13,6 +13,14 @@ import { agentResponse, type ConversationRecord, type ConversationState } from '
  */
 const MAX_AGENT_ANSWER_BYTES = 64 * 1024;
 const MAX_STATE_BYTES = 240 * 1024;
+/**
+ * The deepest an answer may nest arrays and objects (docs/contract.md, "The manager agent"). Step Functions documents
+ * no nesting limit, only its 256 KB, but the handlers read the answer with recursive code (JSON.stringify among it,
+ * on Lambda's and the local engine's stack): within 256 KB an answer can nest 100,000 levels, far past where that
+ * code overflows its stack (a RangeError, which no longer says what happened). So an answer deeper than this is
+ * refused before anything recursive reads it; a real answer nests a handful of levels.
+ */
+const MAX_AGENT_ANSWER_DEPTH = 64;
 
 const bytes = (value: unknown): number => Buffer.byteLength(JSON.stringify(value) ?? '');
 
@@ -24,15 +32,36 @@ const bytes = (value: unknown): number => Buffer.byteLength(JSON.stringify(value
 function isEmptyAnswer(answer: unknown, depth = 0): boolean {
   if (answer === null || answer === undefined) return true;
   if (typeof answer === 'string') return answer.trim() === '';
-  if (typeof answer !== 'object' || depth > 32) return false;
+  if (typeof answer !== 'object' || depth > MAX_AGENT_ANSWER_DEPTH) return false;
   return Object.values(answer).every((value) => isEmptyAnswer(value, depth + 1));
 }
+
+/**
+ * Whether `value` nests arrays and objects more than `limit` levels deep (`{}` and `[1]` are one level, `[[1]]` two),
+ * found without recursion, so that no depth overflows the stack, and without reading further than needed.
+ */
+export function nestedDeeperThan(value: unknown, limit: number): boolean {
+  const pending: [unknown, number][] = [[value, 0]];
+  for (let next = pending.pop(); next; next = pending.pop()) {
+    const [item, depth] = next;
+    if (item === null || typeof item !== 'object') continue;
+    if (depth + 1 > limit) return true;
+    for (const child of Object.values(item))
+      if (child !== null && typeof child === 'object') pending.push([child, depth + 1]);
+  }
+  return false;
+}
+
+/** Why an answer nested past MAX_AGENT_ANSWER_DEPTH is refused (the local engine says it too: lambda-invoke.ts). */
+export const TOO_DEEP_ANSWER = `the manager agent answered JSON nested more than ${MAX_AGENT_ANSWER_DEPTH} levels deep, more than a conversation can carry`;
 
 /**
  * Why the conversation cannot carry `answer` (null when it can). `settled` is the record with the answer recorded
  * as its assistant turn, `state` the workflow state that will carry it.
  */
 export function answerProblem(answer: unknown, settled: ConversationRecord, state: ConversationState): string | null {
+  // First: the checks below read the answer recursively.
+  if (nestedDeeperThan(answer, MAX_AGENT_ANSWER_DEPTH)) return TOO_DEEP_ANSWER;
   if (isEmptyAnswer(answer)) return 'the manager agent returned an empty answer';
   const answerBytes = bytes(answer);
   if (answerBytes > MAX_AGENT_ANSWER_BYTES) {

@@ -34,8 +34,8 @@ export class DeliveryPermanentError extends NamedError {
 }
 
 /**
- * The manager agent answered what the conversation cannot carry (empty, over the contract's cap, or too large for
- * the workflow state): Classify refuses it and the conversation is exported as failed (docs/contract.md).
+ * The manager agent answered what the conversation cannot carry (empty, over the contract's cap, nested too deep,
+ * or too large for the workflow state): Classify refuses it and the conversation is exported as failed (docs/contract.md).
  */
 export class AgentAnswerRejected extends NamedError {
   constructor(message: string) {

@@ -1,4 +1,5 @@
 import { InvokeCommand, type InvokeCommandOutput, LambdaClient } from '@aws-sdk/client-lambda';
+import { nestedDeeperThan, TOO_DEEP_ANSWER } from '../../functions/domain/agent-contract.ts';
 
 /**
  * The local engine's side of Step Functions' optimized Lambda integration (`arn:aws:states:::lambda:invoke`): a real
@@ -13,7 +14,11 @@ import { InvokeCommand, type InvokeCommandOutput, LambdaClient } from '@aws-sdk/
  *   an `errorType` (a crash, a function timeout): `Lambda.Unknown` and "The cause could not be determined…";
  * - the Lambda service refused (throttled, not found, 5xx): `Lambda.<ExceptionName>`; a network failure, or an
  *   error answer that is not the Lambda API's (the SDK cannot unmarshall it): `Lambda.SdkClientException`;
- * - an output over 256 KB: `States.DataLimitExceeded`, which no Catch or Retry can handle (a terminal error).
+ * - an output over 256 KB: `States.DataLimitExceeded`, which no Catch or Retry can handle (a terminal error);
+ * - one departure: an answer nested deeper than LOCAL_ENGINE_MAX_DEPTH is refused here, as `AgentAnswerRejected`
+ *   with the message Classify would give it (docs/contract.md, "The manager agent"), because the engine, the
+ *   journal and the history write every state with JSON.stringify, which overflows the stack a few thousand levels
+ *   down. Step Functions documents no nesting limit: on AWS such an answer reaches Classify, which refuses it.
  *
  * The state's TimeoutSeconds(Path) is enforced by the engine (States.Timeout); `timeoutMs` only stops the HTTP
  * request once the engine has given up on it, as Step Functions abandons its call.
@@ -28,6 +33,11 @@ export interface LambdaInvokeParameters {
 
 /** Step Functions' limit for a task's output (and any state's input or output). */
 const PAYLOAD_LIMIT_BYTES = 262_144;
+/**
+ * The deepest answer the local engine carries to Classify (which refuses anything past 64 levels): well within what
+ * the engine, the journal and the history can write (they fail a few thousand levels down, fewer for objects).
+ */
+const LOCAL_ENGINE_MAX_DEPTH = 1_000;
 
 /** An error as the engine reports it: `name` is the Error a Catch or Retry matches, `message` the Cause. */
 export class TaskFailure extends Error {
@@ -130,9 +140,10 @@ export async function invokeLambdaTask(input: unknown, timeoutMs?: number): Prom
     );
   }
   const requestId = out.$metadata.requestId ?? headers['x-amzn-requestid'] ?? '';
+  const payload = parsePayload(text);
   const result = {
     ExecutedVersion: out.ExecutedVersion ?? '$LATEST',
-    Payload: parsePayload(text),
+    Payload: payload,
     SdkHttpMetadata: {
       AllHttpHeaders: Object.fromEntries(Object.entries(headers).map(([k, v]) => [k, [v]])),
       HttpHeaders: headers,
@@ -141,7 +152,11 @@ export async function invokeLambdaTask(input: unknown, timeoutMs?: number): Prom
     SdkResponseMetadata: { RequestId: requestId },
     StatusCode: out.StatusCode ?? 200,
   };
-  const bytes = Buffer.byteLength(JSON.stringify(result));
+  // A payload too deep for JSON.stringify is measured by its text (white space counts: a little more than Step Functions').
+  const tooDeep = nestedDeeperThan(payload, LOCAL_ENGINE_MAX_DEPTH);
+  const bytes = tooDeep
+    ? Buffer.byteLength(JSON.stringify({ ...result, Payload: null })) - 'null'.length + Buffer.byteLength(text)
+    : Buffer.byteLength(JSON.stringify(result));
   if (bytes > PAYLOAD_LIMIT_BYTES) {
     throw new TaskFailure(
       'States.DataLimitExceeded',
@@ -149,5 +164,6 @@ export async function invokeLambdaTask(input: unknown, timeoutMs?: number): Prom
       true,
     );
   }
+  if (tooDeep) throw new TaskFailure('AgentAnswerRejected', TOO_DEEP_ANSWER);
   return result;
 }

@@ -171,6 +171,56 @@ describe('InvokeManagerAgent (the state machine invokes the agent) failures: con
     expect(exported.conversation.turns[1]).toMatchObject({ role: 'assistant', content: answer });
   });
 
+  const nestedArray = (levels: number) => `${'['.repeat(levels)}"deep"${']'.repeat(levels)}`;
+  const nestedObject = (levels: number) => `{"response":"x","data":${'{"a":'.repeat(levels)}1${'}'.repeat(levels)}}`;
+
+  it('an answer nested 64 levels deep is carried; one level more is refused by Classify, and exported as failed', async () => {
+    world.agent.behave(() => ({ payload: null, raw: nestedArray(64) }));
+    const ok = await world.post(SEED_REQUEST);
+    expect(ok.status).toBe(200);
+    expect(ok.body.response).toEqual({ content: nestedArray(64) });
+    world.agent.behave(() => ({ payload: null, raw: nestedArray(65) }));
+    const res = await world.post(SEED_REQUEST);
+    expect(res.status).toBe(502);
+    expect(res.body.error.message).toBe(
+      'The manager agent failed: AgentAnswerRejected: the manager agent answered JSON nested more than 64 levels deep, more than a conversation can carry',
+    );
+    await expectExportedAsFailed(res.body.error.conversation_id, 'AgentAnswerRejected');
+    const [execution] = await world.gateway.executions.executions(res.body.error.conversation_id);
+    expect(execution!.events.filter((e) => e.type === 'StateEntered').map((e) => e.state)).toEqual([
+      'Validate',
+      'IsRequestValid',
+      'InvokeManagerAgent',
+      'Classify',
+      'ExportFailedConversation',
+      'AgentFailed',
+    ]);
+  });
+
+  it.each([
+    ['objects 1,000 levels deep (refused by Classify)', nestedObject(999), 'Classify'],
+    ['arrays 2,500 levels deep', nestedArray(2_500), 'InvokeManagerAgent'],
+    ['objects 2,500 levels deep beside its text', nestedObject(2_500), 'InvokeManagerAgent'],
+    ['arrays 100,000 levels deep (200 KB)', nestedArray(100_000), 'InvokeManagerAgent'],
+  ])('an answer of %s is refused as too deep, exported as failed, its history kept', async (_what, raw, failedIn) => {
+    world.agent.behave(() => ({ payload: null, raw }));
+    const query = `A deeply nested answer, please (${_what})`;
+    const res = await world.post({ ...SEED_REQUEST, query });
+    expect(res.status).toBe(502);
+    expect(res.body.error.message).toMatch(/AgentAnswerRejected: .* nested more than 64 levels deep/);
+    const id = res.body.error.conversation_id as string;
+    const record = await expectExportedAsFailed(id, 'AgentAnswerRejected');
+    expect(JSON.stringify(record)).not.toContain('[[[[');
+    const [execution] = await world.gateway.executions.executions(id);
+    expect(execution).toMatchObject({ status: 'FAILED', error: 'AgentError' });
+    // The local engine refuses past 1,000 levels what it could not write down, where AWS carries it to Classify.
+    const failed = execution!.events.find((e) => e.error === 'AgentAnswerRejected');
+    expect(failed?.state).toBe(failedIn);
+    const env = { LOCAL_DATA_DIR: world.dataDir, NO_COLOR: '1' };
+    const shown = (await runMain(['conversations', 'show', id], env)).stdout;
+    expect(shown).toMatch(/status {5}failed/);
+  });
+
   it('an answer over 256 KB fails the execution with States.DataLimitExceeded, which no Catch handles (as on AWS) → 500', async () => {
     world.agent.behave(() => ({ payload: { response: 'z'.repeat(300_000) } }));
     const query = 'An answer over the Step Functions limit, please';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { answerProblem } from '../../../functions/domain/agent-contract.ts';
+import { answerProblem, nestedDeeperThan } from '../../../functions/domain/agent-contract.ts';
 import type { ConversationState } from '../../../functions/domain/conversation.ts';
 import { withAgentAnswer } from '../../../functions/domain/lifecycle.ts';
 import { startedRecord } from '../../support/fixtures.ts';
@@ -35,5 +35,24 @@ describe('answerProblem (the agent contract: what a conversation can carry)', ()
     expect(check(answer, heavy)).toMatch(/which makes this conversation \d+ bytes, more than the 245760/);
     const light = { thread: { earlier_turns: [{ query: 'q'.repeat(100_000) }] } } as unknown as ConversationState;
     expect(check(answer, light)).toBeNull();
+  });
+
+  it('refuses an answer nested more than 64 levels deep, however deep, without overflowing the stack', () => {
+    const nested = (levels: number) => JSON.parse(`${'['.repeat(levels)}"deep"${']'.repeat(levels)}`);
+    expect(check(nested(64))).toBeNull();
+    expect(check(nested(65))).toBe(
+      'the manager agent answered JSON nested more than 64 levels deep, more than a conversation can carry',
+    );
+    expect(check({ response: 'x', data: nested(100_000) })).toMatch(/nested more than 64 levels deep/);
+  });
+});
+
+describe('nestedDeeperThan', () => {
+  it('counts the levels of arrays and objects, not of scalars', () => {
+    expect(nestedDeeperThan('text', 0)).toBe(false);
+    expect(nestedDeeperThan({}, 0)).toBe(true);
+    expect(nestedDeeperThan({ a: [1, { b: 2 }] }, 3)).toBe(false);
+    expect(nestedDeeperThan({ a: [1, { b: 2 }] }, 2)).toBe(true);
+    expect(nestedDeeperThan([[], [[[]]], []], 3)).toBe(true);
   });
 });
