@@ -172,14 +172,39 @@ function trackStateContext(machine: StateMachine): void {
   };
 }
 
-/** The handler as the engine calls it: the shim's timeout copy taken out of the input, the timeout passed on. */
+/**
+ * The most of a task failure's Error and Cause Step Functions keeps (docs/contract.md, "The manager agent":
+ * Failures): the rest is cut, and a Catch gets what is left. aws-local-stepfunctions 3.0.0 keeps them whole.
+ */
+const MAX_ERROR_CHARS = 256;
+const MAX_CAUSE_CHARS = 32_768;
+
+/** A task's failure as Step Functions records it: its Error and Cause cut to their limits (the error is kept). */
+function cutLikeAws(error: unknown): unknown {
+  if (!(error instanceof Error)) return error;
+  if (error.name.length > MAX_ERROR_CHARS) error.name = error.name.slice(0, MAX_ERROR_CHARS);
+  if (error.message.length > MAX_CAUSE_CHARS) error.message = error.message.slice(0, MAX_CAUSE_CHARS);
+  return error;
+}
+
+/**
+ * The handler as the engine calls it: the shim's timeout copy taken out of the input, the timeout passed on, and a
+ * failure's Error and Cause cut as Step Functions cuts them (cutLikeAws).
+ */
 function taskHandler(handler: TaskHandler, state: AslState): LocalHandler {
-  return ((input: unknown) => {
+  const call = (input: unknown) => {
     if (state.TimeoutSecondsPath && input && typeof input === 'object' && TIMEOUT_PARAMETER in input) {
       const { [TIMEOUT_PARAMETER]: seconds, ...rest } = input as Record<string, unknown>;
       return handler(rest, { timeoutMs: Number(seconds) * 1000 });
     }
     return handler(input, state.TimeoutSeconds ? { timeoutMs: state.TimeoutSeconds * 1000 } : {});
+  };
+  return (async (input: unknown) => {
+    try {
+      return await call(input);
+    } catch (error) {
+      throw cutLikeAws(error);
+    }
   }) as LocalHandler;
 }
 

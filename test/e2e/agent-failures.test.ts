@@ -55,6 +55,25 @@ describe('InvokeManagerAgent (the state machine invokes the agent) failures: con
     ]);
   });
 
+  it("an error's Cause over 32,768 characters is cut there, as Step Functions cuts it, and its message still shown", async () => {
+    world.agent.behave(() => ({
+      functionError: 'Unhandled',
+      payload: { errorType: 'VerboseError', errorMessage: 'v'.repeat(40_000), trace: ['VerboseError: …'] },
+    }));
+    const res = await world.post(SEED_REQUEST);
+    expect(res.status).toBe(502);
+    const prefix = '{"errorType":"VerboseError","errorMessage":"';
+    expect(res.body.error.message).toBe(
+      `The manager agent failed: VerboseError: ${'v'.repeat(2_000)}… (${32_768 - prefix.length - 2_000} more characters cut)`,
+    );
+    const id = res.body.error.conversation_id as string;
+    await expectExportedAsFailed(id, 'VerboseError');
+    const [execution] = await world.gateway.executions.executions(id);
+    const caught = execution!.events.find((e) => e.type === 'StateEntered' && e.state === 'ExportFailedConversation')!
+      .input as { agent_error: { Error: string; Cause: string } };
+    expect(caught.agent_error.Cause).toBe(`${prefix}${'v'.repeat(32_768 - prefix.length)}`);
+  });
+
   it('a crash without an errorType is Lambda.Unknown, as Step Functions reports it', async () => {
     world.agent.behave(() => ({
       functionError: 'Unhandled',

@@ -87,4 +87,22 @@ describe('parseTaskError', () => {
     expect(result.message).toBe(cause);
     expect(result.payload).toEqual({ errorType: 'E', errorMessage: 5 });
   });
+
+  it('AWS: an errorMessage whose JSON cause Step Functions cut at 32,768 characters is still the message', () => {
+    const long = `${'é"\\'.repeat(12_000)}end`;
+    const cut = awsCause('Big', long).slice(0, 32_768);
+    const message = parseTaskError({ Error: 'Big', Cause: cut }).message;
+    expect(message.length).toBeGreaterThan(19_000); // each `é"\\` takes 5 characters of JSON text
+    expect(long.startsWith(message)).toBe(true);
+    // Cut inside an escape: the escape is dropped, not shown as `\`.
+    for (let end = 36; end < 46; end++) {
+      const part = parseTaskError({ Error: 'Big', Cause: awsCause('Big', long).slice(0, end) }).message;
+      expect(long.startsWith(part), part).toBe(true);
+    }
+    // Cut in the trace: the whole errorMessage.
+    const inTrace = JSON.stringify({ errorType: 'Big', errorMessage: 'short', trace: ['t'.repeat(40_000)] });
+    expect(parseTaskError({ Error: 'Big', Cause: inTrace.slice(0, 32_768) }).message).toBe('short');
+    // Any other text that is not JSON stays the message.
+    expect(parseTaskError({ Error: 'E', Cause: '{"message": "x"' }).message).toBe('{"message": "x"');
+  });
 });

@@ -139,4 +139,32 @@ describe('the local engine behaves as Step Functions where aws-local-stepfunctio
     const run = await machine.run({}, 'data-limit');
     expect(run).toMatchObject({ status: 'FAILED', error: 'States.DataLimitExceeded' });
   });
+
+  it("cuts a task failure's Error at 256 and its Cause at 32,768 characters, as Step Functions records them", async () => {
+    const machine = workflow(
+      {
+        StartAt: 'Call',
+        States: {
+          Call: {
+            Type: 'Task',
+            Resource: INVOKE,
+            Parameters: { FunctionName: 'agent' },
+            Catch: [{ ErrorEquals: ['States.ALL'], ResultPath: '$.caught', Next: 'Caught' }],
+            End: true,
+          },
+          Caught: { Type: 'Pass', End: true },
+        },
+      },
+      {
+        [INVOKE]: async () => {
+          throw new TaskFailure(`E${'r'.repeat(299)}`, `{"errorMessage":"${'c'.repeat(40_000)}"}`);
+        },
+      },
+    );
+    const run = await machine.run({}, 'long-cause');
+    expect(run.status).toBe('SUCCEEDED');
+    const caught = (run.output as { caught: { Error: string; Cause: string } }).caught;
+    expect(caught.Error).toBe(`E${'r'.repeat(255)}`);
+    expect(caught.Cause).toBe(`{"errorMessage":"${'c'.repeat(32_768 - 17)}`);
+  });
 });
