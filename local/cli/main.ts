@@ -189,6 +189,16 @@ function recoveryFields(r: RecoveredExecution): string[] {
       `(request ${r.execution_name})`,
       `not accepted: cut before it was validated, nothing ran${r.key_freed ? '; its Idempotency-Key is free again' : ''}`,
     ];
+  if (r.redelivery) {
+    const how =
+      r.outcome === 'interrupted'
+        ? `cut during its attempt, shown as interrupted; ${r.redelivery === 'resend' ? 'not repeated' : 'its envelope as it was, for the schedule'}`
+        : 'finished';
+    return [
+      r.conversation_id ?? '',
+      `${r.redelivery} ${r.execution_name} ${how}: ${r.status}, delivery ${r.delivery_status}`,
+    ];
+  }
   const how = r.outcome === 'interrupted' ? 'closed as interrupted' : 'finished';
   return [r.conversation_id ?? '', `${how}: ${r.status}, delivery ${r.delivery_status}`];
 }

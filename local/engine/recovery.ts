@@ -1,5 +1,11 @@
-import type { ConversationRecord, ConversationState, DeliveryAttempt } from '../../functions/domain/conversation.ts';
+import type {
+  ConversationRecord,
+  ConversationState,
+  DeliveryAttempt,
+  RedeliveryContext,
+} from '../../functions/domain/conversation.ts';
 import { failedAttemptFromCaught, interruptedDelivery, isDeferral } from '../../functions/domain/delivery.ts';
+import { settleRedelivery } from '../../functions/domain/failed-delivery.ts';
 import type { ExecutionInput } from '../../functions/domain/gateway-contract.ts';
 import { idempotencyKeyOf, idempotencyPk } from '../../functions/domain/idempotency.ts';
 import type { ValidateResult } from '../../functions/domain/intake.ts';
@@ -15,6 +21,7 @@ import { type CaughtError, parseTaskError } from '../../functions/domain/task-er
 import type { IdempotencyStore } from '../../functions/shared/idempotency-store.ts';
 import { recordOf } from '../history/conversations.ts';
 import type { ExecutionStore } from '../store/execution-store.ts';
+import type { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
 import type { ExecutionRecord, HistoryEvent, LocalWorkflow } from './engine.ts';
 import type { ExecutionJournal, JournalEntry } from './journal.ts';
 
@@ -35,6 +42,12 @@ import type { ExecutionJournal, JournalEntry } from './journal.ts';
  * An asynchronous conversation is two executions: the accept workflow's (ended once it started the run; cut
  * before, it ends as a conversation cut before its agent: exported as interrupted, its status `failed`, its key
  * freed) and the run's, named after the conversation, whose input carries what Validate accepted (recovered as above).
+ *
+ * A redelivery run (statemachine/redelivery.asl.json: the schedule, a redrive, a resend) is journaled too. Cut
+ * after its delivery attempt ended, it resumes there (the export) and its envelope is settled by the result, as the
+ * run would have settled it; cut before or during the attempt, its history is saved with the cut state marked
+ * GatewayInterrupted and nothing else changes: its envelope is as it was, so the schedule tries it again (under the
+ * same webhook-id), and a cut resend is not repeated.
  *
  * The resumed part is journaled too, so a crash during recovery is recovered at the next start.
  */
@@ -209,17 +222,40 @@ export function planRecovery(entries: JournalEntry[], now: Date, runBegun = fals
   return resume('ExportFailedConversation', { conversation: withInterruption(record, stage, now) }, true);
 }
 
+/** What a redelivery run is started with (local/engine/redelivery.ts). */
+interface RedeliveryInput {
+  conversation: ConversationRecord;
+  redelivery: RedeliveryContext;
+}
+
+/** The input of a journaled redelivery run, or null for an execution of another workflow. */
+function redeliveryInput(entries: JournalEntry[]): RedeliveryInput | null {
+  const input = entries.find((e) => e.k === 'begin')?.d as Partial<RedeliveryInput> | undefined;
+  return input?.redelivery && input.conversation?.conversation_id ? (input as RedeliveryInput) : null;
+}
+
+export type RedeliveryPlan = { kind: 'resume'; startAt: string; state: unknown } | { kind: 'interrupted' };
+
 /**
- * The interrupted execution's history, as `conversations show` reads it: what the journal saw, the state the crash
- * cut marked failed, then the resumed run.
+ * What to do with an interrupted redelivery run, from its journal entries alone (pure): resume it past its delivery
+ * attempt, or, cut before that attempt ended, leave it interrupted.
  */
-function recoveredHistory(
-  name: string,
-  entries: JournalEntry[],
-  resumed: ExecutionRecord,
-  startAt: string,
-  now: Date,
-): ExecutionRecord {
+export function planRedeliveryRecovery(entries: JournalEntry[]): RedeliveryPlan {
+  const taskState = (state: string) => (lastOf(entries, 'in', state)?.d as { state?: unknown } | undefined)?.state;
+  const closed = lastOf(entries, 'out', 'CloseWithoutExport');
+  if (closed) return { kind: 'resume', startAt: 'RedeliveredWithoutExport', state: closed.d };
+  if (lastOf(entries, 'in', 'CloseWithoutExport'))
+    return { kind: 'resume', startAt: 'CloseWithoutExport', state: taskState('CloseWithoutExport') };
+  const exported = lastOf(entries, 'out', 'Export');
+  if (exported) return { kind: 'resume', startAt: 'Redelivered', state: exported.d };
+  if (lastOf(entries, 'in', 'Export')) return { kind: 'resume', startAt: 'Export', state: taskState('Export') };
+  const last = entries.findLast((e) => TASK_KINDS.has(e.k));
+  if (last?.s === 'Deliver' && last.k === 'out') return { kind: 'resume', startAt: 'Export', state: last.d };
+  return { kind: 'interrupted' };
+}
+
+/** The events the journal saw of an interrupted execution, the state the crash cut marked failed. */
+function journaledEvents(entries: JournalEntry[]): HistoryEvent[] {
   const begin = entries.find((e) => e.k === 'begin');
   const events: HistoryEvent[] = [];
   if (begin) events.push({ type: 'ExecutionStarted', timestamp: begin.t, input: begin.d });
@@ -247,6 +283,22 @@ function recoveredHistory(
       cause: 'the local gateway stopped (crash or kill) during this state',
     });
   }
+  return events;
+}
+
+/**
+ * The interrupted execution's history, as `conversations show` reads it: what the journal saw, the state the crash
+ * cut marked failed, then the resumed run.
+ */
+function recoveredHistory(
+  name: string,
+  entries: JournalEntry[],
+  resumed: ExecutionRecord,
+  startAt: string,
+  now: Date,
+): ExecutionRecord {
+  const begin = entries.find((e) => e.k === 'begin');
+  const events = journaledEvents(entries);
   events.push({ type: 'ExecutionResumed', timestamp: now.getTime(), state: startAt });
   events.push(...resumed.events.filter((e) => e.type !== 'ExecutionStarted'));
   return {
@@ -268,14 +320,89 @@ export interface RecoveredExecution {
   delivery_status: string | null;
   /** not_accepted: whether an in-progress claim on its Idempotency-Key was freed. */
   key_freed?: boolean;
+  /** A redelivery run (who started it): resumed past its attempt, or interrupted with its envelope as it was. */
+  redelivery?: RedeliveryContext['via'];
 }
 
 export interface RecoveryContext {
   journal: ExecutionJournal;
   workflow: LocalWorkflow;
+  /** The redelivery workflow and the failed-delivery store, for the redelivery runs a crash cut. */
+  redeliveryWorkflow?: LocalWorkflow;
+  failedDeliveries?: LocalFailedDeliveryStore;
   executions: ExecutionStore;
   idempotency: IdempotencyStore | null;
   now?: () => Date;
+}
+
+/**
+ * Finish (or show) one redelivery run a crash cut (planRedeliveryRecovery). Resumed, its envelope is settled by the
+ * result, as localRedeliver's caller would have; interrupted, its history alone is saved.
+ */
+async function recoverRedelivery(
+  ctx: RecoveryContext,
+  name: string,
+  entries: JournalEntry[],
+  input: RedeliveryInput,
+  now: Date,
+): Promise<RecoveredExecution> {
+  const conversationId = input.conversation.conversation_id;
+  const plan = planRedeliveryRecovery(entries);
+  let history: ExecutionRecord;
+  if (plan.kind === 'resume' && ctx.redeliveryWorkflow) {
+    const journaled = ctx.journal.resume(name, plan.startAt);
+    const resumed = await ctx.redeliveryWorkflow.run(plan.state, name, { startAt: plan.startAt, observer: journaled });
+    history = recoveredHistory(name, entries, resumed, plan.startAt, now);
+    await ctx.executions.save(conversationId, history);
+    journaled.end();
+    const store = ctx.failedDeliveries;
+    const via = input.redelivery.via;
+    if (store && via !== 'resend' && resumed.status === 'SUCCEEDED') {
+      const item = await store.hold(conversationId);
+      if (item?.envelope.state === 'pending' || item?.envelope.state === 'dead') {
+        const settled = settleRedelivery(item.envelope, resumed.output, via, now, store.schedule);
+        if (settled.ok) await store.store(item, settled.updated);
+        else await store.leave(item);
+      } else if (item) await store.leave(item);
+    }
+  } else {
+    const events = journaledEvents(entries);
+    const last = events.at(-1);
+    if (last?.error !== INTERRUPTED_ERROR) {
+      events.push({
+        type: 'StateFailed',
+        timestamp: last?.timestamp ?? now.getTime(),
+        state: last?.state ?? 'Deliver',
+        error: INTERRUPTED_ERROR,
+        cause: 'the local gateway stopped (crash or kill) during this state',
+      });
+    }
+    const cause =
+      'the local gateway stopped (crash or kill) during this redelivery: its attempt may have reached the receiver, under the same webhook-id; the envelope is as it was before the run';
+    events.push({ type: 'ExecutionFailed', timestamp: now.getTime(), error: INTERRUPTED_ERROR, cause });
+    const begin = entries.find((e) => e.k === 'begin');
+    history = {
+      execution_name: name,
+      state_machine: ctx.redeliveryWorkflow?.name ?? 'redelivery',
+      status: 'FAILED',
+      started_at: new Date(begin?.t ?? now.getTime()).toISOString(),
+      stopped_at: now.toISOString(),
+      input,
+      error: INTERRUPTED_ERROR,
+      cause,
+      events,
+    };
+    await ctx.executions.save(conversationId, history);
+  }
+  const record = recordOf(history);
+  return {
+    execution_name: name,
+    conversation_id: conversationId,
+    outcome: history.status === 'SUCCEEDED' ? 'resumed' : 'interrupted',
+    status: record?.execution.status ?? null,
+    delivery_status: record?.webhook_context.delivery_status ?? null,
+    redelivery: input.redelivery.via,
+  };
 }
 
 /** How many interrupted conversations are finished at once. */
@@ -291,6 +418,11 @@ export async function recoverInterrupted(ctx: RecoveryContext): Promise<Recovere
   const worker = async () => {
     for (let next = queue.shift(); next; next = queue.shift()) {
       const [name, entries] = next;
+      const redelivery = redeliveryInput(entries);
+      if (redelivery) {
+        recovered.push(await recoverRedelivery(ctx, name, entries, redelivery, now()));
+        continue;
+      }
       const run = uncertainStart(entries);
       // The run is named after its conversation: cut too (then recovered on its own), or ended and saved.
       const runBegun =

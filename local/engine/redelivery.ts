@@ -24,6 +24,7 @@ import {
 import type { ExecutionStore } from '../store/execution-store.ts';
 import type { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
 import type { LocalWorkflow } from './engine.ts';
+import type { ExecutionJournal } from './journal.ts';
 
 /** The schedule's lines are for AWS's log groups; locally each result is reported (onResult), errors printed. */
 const LOCAL_LOG: ScheduleLog = {
@@ -33,19 +34,25 @@ const LOCAL_LOG: ScheduleLog = {
     console.error(`webhook-gateway: ${message} ${JSON.stringify(Object.assign({}, ...extra))}`),
 };
 
-/** The Redeliver port on the local engine; every run's history is saved beside the conversation's. */
+/**
+ * The Redeliver port on the local engine; every run's history is saved beside the conversation's. Each run is
+ * journaled as a conversation is, so that one a crash cuts is shown, and finished when it can be, at the next start
+ * (recovery.ts; docs/operations.md, "After a crash").
+ */
 function localRedeliver(
   store: LocalFailedDeliveryStore,
   workflow: LocalWorkflow,
   executions: ExecutionStore,
+  journal: ExecutionJournal,
 ): Redeliver {
   return async (envelope, via) => {
     const schedule = store.schedule;
     const name = redeliveryExecutionName(envelope, randomBytes(3).toString('hex'));
-    const execution = await workflow.run(
-      { conversation: envelope.conversation, redelivery: redeliveryContext(envelope, via, schedule) },
-      name,
-    );
+    const input = { conversation: envelope.conversation, redelivery: redeliveryContext(envelope, via, schedule) };
+    const journaled = journal.begin(name, input);
+    const execution = await workflow.run(input, name, { observer: journaled });
+    // Ended here, whether or not its history is saved: the envelope is settled by what the run did (below).
+    journaled.end();
     try {
       await executions.save(envelope.conversation_id, execution);
     } catch (error) {
@@ -82,9 +89,10 @@ export class LocalRedelivery {
     private readonly store: LocalFailedDeliveryStore,
     workflow: LocalWorkflow,
     executions: ExecutionStore,
+    journal: ExecutionJournal,
     private readonly gate?: () => ScheduleGate | undefined,
   ) {
-    this.redeliver = localRedeliver(store, workflow, executions);
+    this.redeliver = localRedeliver(store, workflow, executions, journal);
   }
 
   /** An operator's resend of a delivered conversation (the caller checked resendRefusal). */

@@ -240,9 +240,6 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   );
   // The receivers' run-time state: the handlers reach it through DELIVERIES_DIR (or a table), so does the schedule.
   const endpoints = endpointStore()!;
-  const redelivery = new LocalRedelivery(failedDeliveries, redeliveryWorkflow, executions, () =>
-    endpointGate(endpoints, config.breaker),
-  );
   try {
     // What a crash of the previous process left in flight ends now, before any request (or redelivery) is taken.
     journal = await ExecutionJournal.open(path.join(options.dataDir, 'journal'), { holds: options.onTestHold });
@@ -251,7 +248,14 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     // POWERTOOLS_TRACE_ENABLED once, at import — before the local defaults were set it would load the X-Ray SDK,
     // whose async hook slows every promise of the process (docs/performance.md §2).
     const { idempotencyStore } = await import('../../functions/shared/idempotency-store.ts');
-    recovered = await recoverInterrupted({ journal, workflow, executions, idempotency: idempotencyStore() });
+    recovered = await recoverInterrupted({
+      journal,
+      workflow,
+      redeliveryWorkflow,
+      failedDeliveries,
+      executions,
+      idempotency: idempotencyStore(),
+    });
     recoveryMs = Math.round(performance.now() - started);
   } catch (error) {
     server.close();
@@ -260,6 +264,9 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     throw error;
   }
   options.onRecovery?.(recovered, recoveryMs);
+  const redelivery = new LocalRedelivery(failedDeliveries, redeliveryWorkflow, executions, journal, () =>
+    endpointGate(endpoints, config.breaker),
+  );
   redelivery.start(options.redeliveryPollMs, options.onRedelivery);
   const retention = {
     dataDir: options.dataDir,

@@ -6,7 +6,12 @@ import { idempotencyPk } from '../../../functions/domain/idempotency.ts';
 import { idempotencyStore } from '../../../functions/shared/idempotency-store.ts';
 import type { LocalWorkflow } from '../../../local/engine/engine.ts';
 import { ExecutionJournal, type JournalEntry } from '../../../local/engine/journal.ts';
-import { planRecovery, type RecoveryPlan, recoverInterrupted } from '../../../local/engine/recovery.ts';
+import {
+  planRecovery,
+  planRedeliveryRecovery,
+  type RecoveryPlan,
+  recoverInterrupted,
+} from '../../../local/engine/recovery.ts';
 import { loadStageHandlers, localWorkflow } from '../../../local/engine/workflows.ts';
 import { folderOf, journalOf, NO_WAIT, SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
 
@@ -18,10 +23,12 @@ import { folderOf, journalOf, NO_WAIT, SEED_REQUEST, startWorld, type TestWorld 
  */
 let world: TestWorld;
 let workflow: LocalWorkflow;
+let redeliveryWorkflow: LocalWorkflow;
 beforeAll(async () => {
   world = await startWorld({ REDELIVERY_SCHEDULE: '1h' });
   const send = (params: unknown) => world.gateway.failedDeliveries.sendMessage(params as never);
   workflow = localWorkflow('conversation', await loadStageHandlers(), send, NO_WAIT);
+  redeliveryWorkflow = localWorkflow('redelivery', await loadStageHandlers(), send, NO_WAIT);
 });
 afterAll(async () => {
   await world?.close();
@@ -51,6 +58,8 @@ async function recover(entries: JournalEntry[]) {
     const recovered = await recoverInterrupted({
       journal,
       workflow,
+      redeliveryWorkflow,
+      failedDeliveries: world.gateway.failedDeliveries,
       executions: world.gateway.executions,
       idempotency: idempotencyStore(),
     });
@@ -334,5 +343,44 @@ describe('an asynchronous conversation: the accept execution and the run, each c
     expect(after.status).toBe('failed');
     expect(JSON.parse(after.body).error.code).toBe('INTERRUPTED');
     expect((await world.getJson(`${folderOf(id)}conversation.json`)).conversation.execution.status).toBe('interrupted');
+  });
+});
+
+describe('a redelivery run (a redrive), cut after each journal line', () => {
+  it('plans: interrupted until its attempt ended, then resumed; recovered, the envelope is as it was or settled by the result', async () => {
+    world.receiver.reply(503, 503, 503, 503);
+    const res = await world.post({ ...SEED_REQUEST, query: 'a redelivery cut by a crash' });
+    const id = res.body.conversation_id as string;
+    const store = world.gateway.failedDeliveries;
+    const before = (await store.get(id))!;
+    expect(before.state).toBe('pending');
+    const result = await world.gateway.redelivery.redrive(id);
+    expect(result.status).toBe('delivered');
+    const entries = (await journalOf(world, result.execution_name!)).filter((e) => e.k !== 'end');
+    expect(entries.map(point)).toEqual(['begin:', 'in:Deliver', 'out:Deliver', 'in:Export', 'out:Export']);
+    const plans = entries.map((_, i) => {
+      const plan = planRedeliveryRecovery(entries.slice(0, i + 1));
+      return plan.kind === 'resume' ? plan.startAt : plan.kind;
+    });
+    expect(plans).toEqual(['interrupted', 'interrupted', 'Export', 'Export', 'Redelivered']);
+
+    // Cut during the attempt: shown as interrupted, the envelope as it was (the schedule tries it again).
+    await store.put(before);
+    const [cut] = await recover(entries.slice(0, 2));
+    expect(cut).toMatchObject({ conversation_id: id, outcome: 'interrupted', redelivery: 'redrive' });
+    expect(await store.get(id)).toEqual(before);
+    const history = (await world.gateway.executions.executions(id)).find(
+      (e) => e.execution_name === cut!.execution_name,
+    )!;
+    expect(history).toMatchObject({ state_machine: 'redelivery', status: 'FAILED', error: 'GatewayInterrupted' });
+    expect(history.events.find((e) => e.error === 'GatewayInterrupted')?.state).toBe('Deliver');
+
+    // Cut after the attempt answered: the export resumes, and the envelope is settled by what the run did.
+    await store.put(before);
+    const [resumed] = await recover(entries.slice(0, 3));
+    expect(resumed).toMatchObject({ outcome: 'resumed', status: 'completed', delivery_status: 'delivered' });
+    expect((await store.get(id))?.state).toBe('settled');
+    const exported = (await world.getJson(`${folderOf(id)}conversation.json`)).conversation;
+    expect(exported.webhook_context.delivery_status).toBe('delivered');
   });
 });
