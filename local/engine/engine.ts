@@ -1,6 +1,7 @@
 import './polyfill.ts';
 import { readFileSync } from 'node:fs';
 import { StateMachine } from 'aws-local-stepfunctions';
+import { PAYLOAD_LIMIT_BYTES, TaskFailure } from './lambda-invoke.ts';
 
 type RunResult = ReturnType<StateMachine['run']>;
 type EventLog = RunResult['eventLogs'] extends AsyncGenerator<infer E> ? E : never;
@@ -173,6 +174,37 @@ function trackStateContext(machine: StateMachine): void {
 }
 
 /**
+ * aws-local-stepfunctions 3.0.0 puts no limit on a state's output; Step Functions fails the execution with
+ * States.DataLimitExceeded, which no Catch handles, when one passes 256 KB (docs/contract.md, "The manager agent":
+ * an answer that takes InvokeManagerAgent's state past it, with the question and metadata beside it). The shim
+ * measures each state's output as the engine announces it, and fails the execution there, as Step Functions does.
+ */
+function limitStateOutputs(machine: StateMachine): void {
+  type Logger = { dispatchStateExitedEvent: (name: string, type: string, input: unknown, output: unknown) => void };
+  type Execute = (input: unknown, options: { eventLogger: Logger }, cleanup: unknown) => unknown;
+  const target = machine as unknown as { execute: Execute };
+  const execute = target.execute.bind(machine);
+  target.execute = (input, options, cleanup) => {
+    const logger = options.eventLogger;
+    if (typeof logger?.dispatchStateExitedEvent !== 'function')
+      throw new Error('aws-local-stepfunctions changed: cannot measure state outputs');
+    const exited = logger.dispatchStateExitedEvent.bind(logger);
+    logger.dispatchStateExitedEvent = (name, type, stateInput, output) => {
+      const bytes = Buffer.byteLength(JSON.stringify(output) ?? '');
+      if (bytes > PAYLOAD_LIMIT_BYTES) {
+        throw new TaskFailure(
+          'States.DataLimitExceeded',
+          `The state/task '${name}' returned a result with a size exceeding the maximum number of bytes service limit (${bytes} > ${PAYLOAD_LIMIT_BYTES}).`,
+          true,
+        );
+      }
+      exited(name, type, stateInput, output);
+    };
+    return execute(input, options, cleanup);
+  };
+}
+
+/**
  * The most of a task failure's Error and Cause Step Functions keeps (docs/contract.md, "The manager agent":
  * Failures): the rest is cut, and a Catch gets what is left. aws-local-stepfunctions 3.0.0 keeps them whole.
  */
@@ -283,6 +315,7 @@ export class LocalWorkflow {
         startAt === this.definition.StartAt ? this.definition : definitionFrom(this.definition, startAt);
       machine = new StateMachine(definition as never, { validationOptions: { checkArn: true, checkPaths: true } });
       trackStateContext(machine);
+      limitStateOutputs(machine);
       this.machines.set(startAt, machine);
     }
     return machine;

@@ -32,7 +32,7 @@ export interface LambdaInvokeParameters {
 }
 
 /** Step Functions' limit for a task's output (and any state's input or output). */
-const PAYLOAD_LIMIT_BYTES = 262_144;
+export const PAYLOAD_LIMIT_BYTES = 262_144;
 /**
  * The deepest answer the local engine carries to Classify (which refuses anything past 64 levels): well within what
  * the engine, the journal and the history can write (they fail a few thousand levels down, fewer for objects).

@@ -257,6 +257,20 @@ describe('InvokeManagerAgent (the state machine invokes the agent) failures: con
     expect(shown).toMatch(/exports {4}none in s3:\/\/.* \(its run ended before its export/);
   });
 
+  it('an answer under 256 KB that takes the state past it beside a large question fails as on AWS: States.DataLimitExceeded → 500', async () => {
+    world.agent.behave(() => ({ payload: { response: 'w'.repeat(215_000) } }));
+    const res = await world.post({ ...SEED_REQUEST, query: '数'.repeat(20_000) });
+    expect(res.status).toBe(500);
+    expect(res.body.error).toMatchObject({ code: 'INTERNAL_ERROR', workflow_error: 'States.DataLimitExceeded' });
+    const env = { LOCAL_DATA_DIR: world.dataDir, NO_COLOR: '1' };
+    const listed = JSON.parse((await runMain(['conversations', 'list', '--json', '--status', 'failed'], env)).stdout);
+    const row = listed.find((r: { query: string }) => r.query === '数'.repeat(20_000));
+    expect(row).toMatchObject({ status: 'failed', delivery_status: 'not_attempted' });
+    const [execution] = await world.gateway.executions.executions(row.conversation_id);
+    expect(execution).toMatchObject({ status: 'FAILED', error: 'States.DataLimitExceeded' });
+    expect(execution!.cause).toMatch(/^The state\/task 'InvokeManagerAgent' returned a result with a size exceeding/);
+  });
+
   it('the connection to the agent drops → 502 Lambda.SdkClientException with the network reason', async () => {
     world.agent.behave(() => ({ hangUp: true, payload: null }));
     const res = await world.post(SEED_REQUEST);

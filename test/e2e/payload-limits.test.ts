@@ -3,9 +3,9 @@ import { folderOf, journalOf, SEED_REQUEST, startWorld, type TestWorld } from '.
 
 /**
  * Step Functions fails an execution with States.DataLimitExceeded, which no Catch handles, when a state's input or
- * output or a task's input or result passes 256 KiB. The local engine does not enforce that limit, so these tests
- * measure what the largest conversations the contract accepts give and take at every step: the states in the
- * history, and the tasks' inputs (after Parameters) and results in the journal.
+ * output or a task's input or result passes 256 KiB. The local engine enforces it on states' outputs and the agent's
+ * result only, so these tests measure what the largest conversations the contract accepts give and take at every
+ * step: the states in the history, and the tasks' inputs (after Parameters) and results in the journal.
  */
 const LIMIT = 256 * 1024;
 

@@ -167,4 +167,29 @@ describe('the local engine behaves as Step Functions where aws-local-stepfunctio
     expect(caught.Error).toBe(`E${'r'.repeat(255)}`);
     expect(caught.Cause).toBe(`{"errorMessage":"${'c'.repeat(32_768 - 17)}`);
   });
+
+  it('fails the execution with States.DataLimitExceeded, which no Catch handles, when a state output passes 256 KB', async () => {
+    const machine = workflow(
+      {
+        StartAt: 'Call',
+        States: {
+          Call: {
+            Type: 'Task',
+            Resource: INVOKE,
+            Parameters: { FunctionName: 'agent' },
+            ResultPath: '$.answer',
+            Catch: [{ ErrorEquals: ['States.ALL'], Next: 'Caught' }],
+            End: true,
+          },
+          Caught: { Type: 'Pass', End: true },
+        },
+      },
+      { [INVOKE]: async () => 'a'.repeat(200_000) },
+    );
+    // The task's result alone is under the limit; the state's output, with the input beside it, is not.
+    const run = await machine.run({ question: 'q'.repeat(70_000) }, 'state-output-limit');
+    expect(run).toMatchObject({ status: 'FAILED', error: 'States.DataLimitExceeded' });
+    expect(run.events.some((e) => e.state === 'Caught')).toBe(false);
+    expect((await machine.run({ question: 'q'.repeat(50_000) }, 'state-output-fits')).status).toBe('SUCCEEDED');
+  });
 });
