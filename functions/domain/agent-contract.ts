@@ -4,11 +4,11 @@ import { agentResponse, type ConversationRecord, type ConversationState } from '
  * What the manager agent may answer (docs/contract.md, "The manager agent"). Step Functions carries the answer in
  * the workflow's state, capped at 256 KB, and a state over the cap fails the execution with
  * States.DataLimitExceeded, which no Catch handles. So the gateway refuses, with 502 AGENT_ERROR and the conversation
- * exported as failed, an answer that is empty, nested deeper than MAX_AGENT_ANSWER_DEPTH, over MAX_AGENT_ANSWER_BYTES,
- * or that would take the state over MAX_STATE_BYTES. The record holds the answer once (the assistant turn's data; its text is not copied beside it)
- * and the caller's response once more, beside the question (up to 60 KB), its metadata (16 KB) and a thread's
- * earlier turns (up to 32 KB): the state limit is checked on all of that, and leaves 16 KB of the 256 for the
- * delivery attempts and errors the later states add. Within the 64 KB answer cap that sum stays under it today; the
+ * exported as failed, an answer that is empty, nested deeper than MAX_AGENT_ANSWER_DEPTH, over
+ * MAX_AGENT_ANSWER_BYTES, or that would take the state over MAX_STATE_BYTES. The record holds the answer once (the
+ * assistant turn's data; its text is not copied beside it) and the caller's response once more, beside the question
+ * (up to 60 KB), its metadata (16 KB) and a thread's earlier turns (up to 32 KB): the state limit is checked on all
+ * of that, and leaves 16 KB of the 256 for the delivery attempts and errors the later states add. Within the 64 KB answer cap that sum stays under it today; the
  * check keeps a future field from turning into States.DataLimitExceeded.
  */
 const MAX_AGENT_ANSWER_BYTES = 64 * 1024;
