@@ -22,7 +22,8 @@ import { listDir, readJson } from './json-files.ts';
  * - the handlers' log and the built-in receiver's files: each is moved aside to `<name>.<first day>.jsonl` once its
  *   first line is a day old (the writers go on in a fresh file, nothing is lost), and the moved files go when their
  *   last line is older than the retention.
- * - the embedded S3's multipart uploads begun a day ago and never completed, as the bucket's lifecycle rule on AWS.
+ * - the embedded S3's multipart uploads begun a day ago and never completed, as the bucket's lifecycle rule on AWS;
+ * - the files a crash cut while they were written aside (a day old), whatever the retention.
  * The exports in the bucket are the archive and are never swept (on AWS the bucket's lifecycle rules apply).
  */
 export interface RetentionPaths {
@@ -115,6 +116,26 @@ async function mtimeMs(file: string): Promise<number> {
   }
 }
 
+/** What writeFileAtomic (functions/shared/local-files.ts) writes aside, `<file>.<pid>.<hex>.tmp`, then renames. */
+const WRITTEN_ASIDE = /\.\d+\.[0-9a-f]+\.tmp$/;
+
+/**
+ * Files a crash (kill -9, a power cut) cut while they were written aside: renamed into place within moments when
+ * the write goes on, so a day-old one never will be. Each holds a copy of what was being written (a status with its
+ * answer, an envelope with its conversation), which would otherwise outlive every retention.
+ */
+async function removeCutWrites(dir: string, now: number): Promise<number> {
+  let removed = 0;
+  for (const name of (await listDir(dir)).filter((n) => WRITTEN_ASIDE.test(n))) {
+    const file = path.join(dir, name);
+    if ((await mtimeMs(file)) < now - DAY_MS) {
+      await rm(file, { force: true });
+      removed += 1;
+    }
+  }
+  return removed;
+}
+
 /** An idempotency key or a status record (both carry `expires_at`, epoch seconds) removed if it expired. */
 function expiredRecordRemoved(file: string, now: number): boolean {
   try {
@@ -189,6 +210,13 @@ export async function sweepLocalHistory(paths: RetentionPaths, days: number, now
       await nextTurn();
     }
   }
+  for (const dir of [
+    paths.dataDir,
+    path.join(paths.dataDir, 'failed-deliveries'),
+    path.join(paths.dataDir, 'deliveries', 'endpoints'),
+    ...(paths.statusDir ? [paths.statusDir] : []),
+  ])
+    await removeCutWrites(dir, t);
   if (paths.statusDir) {
     for (const name of (await listDir(paths.statusDir)).filter((n) => isConversationId(n.replace(/\.json$/, '')))) {
       if (expiredRecordRemoved(path.join(paths.statusDir, name), t)) result.statuses += 1;
@@ -209,7 +237,7 @@ export async function sweepLocalHistory(paths: RetentionPaths, days: number, now
         }
         // A thread in use keeps only the turns answered within THREAD_TTL_DAYS, as each turn's TTL on AWS. Removing
         // one would make the folder look used now: its time (the thread's last use) is put back.
-        let removed = false;
+        let removed = (await removeCutWrites(folder, t)) > 0;
         for (const name of (await listDir(folder)).filter((n) => /^\d+\.json$/.test(n))) {
           const turn = path.join(folder, name);
           const answered = (await stat(turn).catch(() => null))?.mtimeMs ?? Number.POSITIVE_INFINITY;

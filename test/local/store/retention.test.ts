@@ -113,6 +113,43 @@ describe('the local history sweep', () => {
     expect((await stat(path.join(dataDir, 'threads/crm/long-thread'))).mtimeMs).toBe(at(1).getTime());
   });
 
+  it('removes the files kill -9 cut while they were written aside (a day old), whatever the retention', async () => {
+    const at = (days: number) => new Date(NOW.getTime() - days * DAY);
+    // As writeFileAtomic names them: `<file>.<pid>.<hex>.tmp`, each a copy of what was being written.
+    const cut = [
+      `status/${NEW_ID}.json.4242.0a1b2c3d4e5f.tmp`,
+      `failed-deliveries/${NEW_ID}.json.4242.0a1b2c3d4e5f.tmp`,
+      'deliveries/endpoints/deal_analysis.json.4242.0a1b2c3d4e5f.tmp',
+      'threads/crm/used-thread/3.json.4242.0a1b2c3d4e5f.tmp',
+      'gateway.json.4242.0a1b2c3d4e5f.tmp',
+    ];
+    for (const file of cut) {
+      await put(file, '{"conversation_id":', at(2));
+      await put(file.replace('.4242.', '.4343.'), '{"conversation_id":', at(0.5)); // may still be renamed
+    }
+    await put('threads/crm/used-thread/2.json', {}, at(1));
+    await utimes(path.join(dataDir, 'threads/crm/used-thread'), at(1), at(1));
+
+    await sweepLocalHistory(
+      {
+        dataDir,
+        idempotencyDir: null,
+        statusDir: path.join(dataDir, 'status'),
+        threadDir: path.join(dataDir, 'threads'),
+        threadTtlDays: 30,
+      },
+      0,
+      NOW,
+    );
+    for (const file of cut) {
+      const [dir, name] = [path.dirname(file), path.basename(file)];
+      expect(await ls(dir), file).not.toContain(name);
+      expect(await ls(dir), file).toContain(name.replace('.4242.', '.4343.'));
+    }
+    // The thread's last use is still the day before: removing the cut write did not make it look used now.
+    expect((await stat(path.join(dataDir, 'threads/crm/used-thread'))).mtimeMs).toBe(at(1).getTime());
+  });
+
   it('moves a log aside once its first line is a day old, and drops moved logs past the retention', async () => {
     const line = (at: string) => `${JSON.stringify({ level: 'INFO', timestamp: at })}\n`;
     await put('logs/handlers.jsonl', line('2026-03-30T09:00:00Z') + line('2026-03-31T11:00:00Z'));
