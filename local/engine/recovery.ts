@@ -431,6 +431,9 @@ export async function recoverInterrupted(ctx: RecoveryContext): Promise<Recovere
       const plan = planRecovery(entries, now(), runBegun);
       if (plan.kind === 'unaccepted') unaccepted.push([name, plan.input]);
       if (plan.kind !== 'resume') continue;
+      // Killed between saving its history and journaling its end: it ended (answered, delivered, exported), so
+      // there is nothing to recover, and a second history of it would show it twice, as if recovered.
+      if (await ctx.executions.has(plan.conversationId, name)) continue;
       const journaled = ctx.journal.resume(name, plan.startAt);
       const resumed = await ctx.workflow.run(plan.state, name, { startAt: plan.startAt, observer: journaled });
       const history = recoveredHistory(name, entries, resumed, plan.startAt, now());

@@ -49,6 +49,12 @@ export class ExecutionStore {
     return records.filter((r): r is ExecutionRecord => r !== null);
   }
 
+  /** Whether the history of one execution of this conversation is saved (it is, whole, once the execution ended). */
+  async has(conversationId: string, executionName: string): Promise<boolean> {
+    if (!isConversationId(conversationId)) return false;
+    return (await listDir(path.join(this.dir, conversationId))).some((n) => n.endsWith(`_${executionName}.json`));
+  }
+
   async conversationIds(): Promise<string[]> {
     return (await listDir(this.dir)).filter(isConversationId);
   }

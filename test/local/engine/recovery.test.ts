@@ -49,9 +49,18 @@ async function journaledRun(headers: Record<string, string>, body: unknown = SEE
 
 const point = (entry: JournalEntry) => `${entry.k}:${entry.s ?? ''}`;
 
-/** Recover one cut journal for real, in a journal directory of its own. */
-async function recover(entries: JournalEntry[]) {
+/** The history of one execution, wherever it is: saved once the execution ended, so a crash before that left none. */
+async function forgetHistory(name: string) {
+  const dir = world.gateway.executions.dir;
+  for (const id of await readdir(dir))
+    for (const file of await readdir(path.join(dir, id)))
+      if (file.endsWith(`_${name}.json`)) await rm(path.join(dir, id, file));
+}
+
+/** Recover one cut journal for real, in a journal directory of its own (its execution's history not saved). */
+async function recover(entries: JournalEntry[], options: { historySaved?: boolean } = {}) {
   const dir = await mkdtemp(path.join(tmpdir(), 'journal-'));
+  if (!options.historySaved) await forgetHistory(entries[0]!.e);
   try {
     await writeFile(path.join(dir, '000000000000001-1.jsonl'), `${entries.map((e) => JSON.stringify(e)).join('\n')}\n`);
     const journal = await ExecutionJournal.open(dir);
@@ -174,6 +183,18 @@ describe('a delivered conversation, cut after each journal line', () => {
     // Nothing was called again: recovery never calls the agent or the receiver.
     expect(world.agent.invocations).toHaveLength(1);
     expect(world.receiver.received).toHaveLength(1);
+  });
+
+  it('killed after its history was saved, before the journal’s end line: nothing to recover, one history', async () => {
+    const { res, entries } = await journaledRun({ 'idempotency-key': 'saved-1' });
+    const id = res.body.conversation_id as string;
+    const saved = await world.gateway.executions.executions(id);
+    expect(saved.map((e) => e.execution_name)).toEqual([entries[0]!.e]);
+
+    expect(await recover(entries, { historySaved: true })).toEqual([]);
+    // Before: it was resumed at Completed, printed as recovered, and saved a second time (its start taken from the
+    // journal, a millisecond off the engine's), so `conversations show` listed the execution twice.
+    expect(await world.gateway.executions.executions(id)).toEqual(saved);
   });
 
   it('the recovered execution’s history shows what ran, the state the crash cut, and what recovery did', async () => {
