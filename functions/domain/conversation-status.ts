@@ -25,20 +25,6 @@ export interface ConversationStatusRecord {
   expires_at: number;
 }
 
-/**
- * Why a stored value is not a status record (what the local store finds in a damaged file: JSON of another shape),
- * or null when it is one.
- */
-export function notStatusRecord(value: unknown): string | null {
-  if (!value || typeof value !== 'object' || Array.isArray(value)) return 'not an object';
-  const r = value as Partial<Record<keyof ConversationStatusRecord, unknown>>;
-  if (typeof r.conversation_id !== 'string' || typeof r.source_system !== 'string') return 'no conversation or source';
-  if (r.status !== 'running' && r.status !== 'completed' && r.status !== 'failed') return 'no status';
-  if (typeof r.accepted_at !== 'string') return 'no accepted_at';
-  if (r.status !== 'running' && typeof r.body !== 'string') return `${r.status} without its body`;
-  return null;
-}
-
 /** Status records are kept 7 days: long after any poller gave up; the export is the record for good. */
 export const STATUS_TTL_SECONDS = 7 * 86_400;
 /**

@@ -1,7 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { isConversationId } from '../domain/conversation-id.ts';
-import { type ConversationStatusRecord, notStatusRecord, type StatusOutcome } from '../domain/conversation-status.ts';
+import type { ConversationStatusRecord, StatusOutcome } from '../domain/conversation-status.ts';
 import { dynamoDb } from './clients/dynamodb.ts';
 import { readJsonFile, UnreadableFileError, writeFileAtomic } from './local-files.ts';
 import { settings } from './settings.ts';
@@ -90,6 +90,21 @@ class DynamoStatusStore implements ConversationStatusStore {
       expires_at: Number(item.expires_at?.N ?? 0),
     };
   }
+}
+
+/**
+ * Why a stored value is not a status record (what the local store finds in a damaged file: JSON of another shape),
+ * or null when it is one. Here, not in domain/conversation-status.ts: that module checks signatures, and Export, which
+ * writes statuses, is built without Standard Webhooks (test/infra/functions.test.ts).
+ */
+function notStatusRecord(value: unknown): string | null {
+  if (!value || typeof value !== 'object' || Array.isArray(value)) return 'not an object';
+  const r = value as Partial<Record<keyof ConversationStatusRecord, unknown>>;
+  if (typeof r.conversation_id !== 'string' || typeof r.source_system !== 'string') return 'no conversation or source';
+  if (r.status !== 'running' && r.status !== 'completed' && r.status !== 'failed') return 'no status';
+  if (typeof r.accepted_at !== 'string') return 'no accepted_at';
+  if (r.status !== 'running' && typeof r.body !== 'string') return `${r.status} without its body`;
+  return null;
 }
 
 class FileStatusStore implements ConversationStatusStore {
