@@ -1,4 +1,4 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Page } from 'playwright-core';
@@ -34,6 +34,9 @@ async function interruptWhileTheAgentRuns(query: string): Promise<string> {
   const entries = await journalOf(world, res.headers.get('x-request-id')!);
   const cut = entries.slice(0, entries.findIndex((e) => e.k === 'in' && e.s === 'InvokeManagerAgent') + 1);
   expect(cut.at(-1)).toMatchObject({ k: 'in', s: 'InvokeManagerAgent' });
+  // A crash while the agent ran leaves no history of the execution (it is saved once the execution ended).
+  const folder = path.join(world.gateway.executions.dir, res.body.conversation_id as string);
+  for (const file of await readdir(folder)) if (file.endsWith(`_${cut[0]!.e}.json`)) await rm(path.join(folder, file));
   const dir = await mkdtemp(path.join(tmpdir(), 'journal-'));
   try {
     await writeFile(path.join(dir, '000000000000001-1.jsonl'), `${cut.map((e) => JSON.stringify(e)).join('\n')}\n`);
