@@ -11,6 +11,7 @@ import { parseSecretsBySource } from '../../functions/domain/signatures.ts';
 import { attemptLog } from '../../functions/shared/attempt-log.ts';
 import { injectClientSettings } from '../../functions/shared/clients/injected-settings.ts';
 import { endpointStore } from '../../functions/shared/endpoint-store.ts';
+import { UnreadableFileError } from '../../functions/shared/local-files.ts';
 import { endpointGate } from '../../functions/shared/redelivery.ts';
 import { DEFAULTS, type Settings, settings } from '../../functions/shared/settings.ts';
 import { consoleRoutes } from '../console/index.ts';
@@ -20,6 +21,7 @@ import { type RecoveredExecution, recoverInterrupted } from '../engine/recovery.
 import { LocalRedelivery } from '../engine/redelivery.ts';
 import { loadStageHandlers, localWorkflow } from '../engine/workflows.ts';
 import { endpointViews } from '../history/endpoints.ts';
+import { damagedFileMessage } from '../store/damaged-files.ts';
 import { lockDataDir } from '../store/data-dir-lock.ts';
 import { dataDirModeWarning, ownerOnlyDataDir } from '../store/data-dir-mode.ts';
 import { deliverySecretsFileOf, localDeliverySecrets } from '../store/delivery-secrets.ts';
@@ -39,7 +41,7 @@ import {
   withDefaults,
 } from './config.ts';
 import { readBody, sendJson } from './http.ts';
-import { isLoopbackAddress, loopbackOnly, operatorOnly } from './loopback.ts';
+import { isLoopbackAddress, loopbackOnly, operatorOnly, operatorRefusal } from './loopback.ts';
 import { operatorRoutes } from './operator-routes.ts';
 import { parseRateLimits, RateLimiter } from './rate-limiter.ts';
 import { DeliveryReceiver } from './receiver.ts';
@@ -48,6 +50,7 @@ import { handleSampleAgentInvoke } from './sample-agent.ts';
 import { handleConversationStatus } from './status-route.ts';
 import {
   STORAGE_RETRY_AFTER_SECONDS,
+  stateUnreadableBody,
   storageFailureLine,
   storageFailureOf,
   storageUnavailableBody,
@@ -134,11 +137,17 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
         if (res.destroyed || !res.socket || res.socket.destroyed) return;
         const what = `${req.method} ${JSON.stringify(req.url)} failed`;
         const storage = storageFailureOf(error);
+        // A damaged file of the data folder is no bug: its line names the file and what to do, without a stack.
+        const damaged = error instanceof UnreadableFileError ? damagedFileMessage(error.message) : null;
         if (storage) console.error(storageFailureLine(options.dataDir, storage, what));
+        else if (damaged) console.error(`webhook-gateway: ${what}: ${damaged}`);
         else console.error(`webhook-gateway: ${what}: ${error.stack ?? error.message}`);
         if (res.headersSent) res.end();
         else if (storage)
           sendJson(res, 503, storageUnavailableBody(storage), { 'retry-after': String(STORAGE_RETRY_AFTER_SECONDS) });
+        else if (damaged)
+          // The local operator (the commands, the console) is told which file; anyone else only that one is damaged.
+          sendJson(res, 500, stateUnreadableBody(error.message, operatorRefusal(req) === null ? damaged : undefined));
         else sendJson(res, 500, errorBody('INTERNAL_ERROR', 'internal error in the local gateway'));
       });
     },

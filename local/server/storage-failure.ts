@@ -77,13 +77,15 @@ const DAMAGED: Record<string, string> = {
 /**
  * The answer to a request that needs a damaged file (docs/contract.md#errors, `STATE_UNREADABLE`): never run as if
  * the file were not there, and never a path of the data folder (the operator's line names it). A damaged
- * idempotency record is said so: the gateway cannot tell whether the request already ran.
+ * idempotency record is said so: the gateway cannot tell whether the request already ran. `operatorDetail`: the
+ * answer to the local operator (the commands, the console), who is told the file and what to do.
  */
-export function stateUnreadableBody(cause: string | undefined) {
+export function stateUnreadableBody(cause: string | undefined, operatorDetail?: string) {
   const file = cause ? fileOfUnreadable(cause) : null;
   const what =
     (file !== null && DAMAGED[damagedFileKind(file) ?? '']) ||
     'a file of its data folder this request needs is damaged';
+  if (operatorDetail) return errorBody('STATE_UNREADABLE', operatorDetail);
   return errorBody(
     'STATE_UNREADABLE',
     `the local gateway cannot read its stored state: ${what}. Its console names the file and what to do; send the request again once the operator has mended or deleted it`,

@@ -10,6 +10,8 @@ const ADVICE: Record<string, string> = {
     'the gateway cannot tell whether the request of that key already ran, so it runs none: see whether it did (`conversations list --source <source>`), then delete it: the next retry with the key runs (delivered under the same webhook-id a first run had)',
   status:
     'delete it: GET /conversations/<id> then answers 404 NOT_FOUND; `conversations show <id>` and the export still have the conversation',
+  'failed-deliveries':
+    'it held what that conversation is still owed (its redelivery state): the schedule and redrives leave it out; put it back, or delete it and `deliveries resend <id>` delivers the conversation again under the same webhook-id',
   endpoints:
     'delete it to start that receiver afresh (its run-time URL, rate, pause and health are forgotten; docs/operations.md)',
 };

@@ -198,7 +198,7 @@ describe('a route that fails after reading the request answers 500, never leaves
     }
   });
 
-  it('a redrive whose failed-delivery file is not JSON → 500 INTERNAL_ERROR at once, and the failure is printed', async () => {
+  it('a redrive whose failed-delivery file is not JSON → 500 STATE_UNREADABLE at once, naming the file and what to do, printed without a stack', async () => {
     world.receiver.reply(400);
     const id = (await world.post({ query: 'q', source_system: 's', source_process: 'p' })).body.conversation_id;
     await writeFile(path.join(world.dataDir, 'failed-deliveries', `${id}.json`), '{"version": 1, "conversation_id');
@@ -209,8 +209,13 @@ describe('a route that fails after reading the request answers 500, never leaves
         signal: AbortSignal.timeout(5_000),
       });
       expect(answer.status).toBe(500);
-      expect(((await answer.json()) as { error: { code: string } }).error.code).toBe('INTERNAL_ERROR');
+      const { error } = (await answer.json()) as { error: { code: string; message: string } };
+      expect(error.code).toBe('STATE_UNREADABLE');
+      expect(error.message).toContain(`${id}.json is not valid JSON`);
+      expect(error.message).toContain('deliveries resend <id>');
+      expect(printed).toHaveBeenCalledTimes(1);
       expect(printed).toHaveBeenCalledWith(expect.stringContaining(`${id}.json is not valid JSON`));
+      expect(String(printed.mock.calls[0]![0])).not.toMatch(/\n\s+at /);
     } finally {
       printed.mockRestore();
     }
