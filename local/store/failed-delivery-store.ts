@@ -13,6 +13,7 @@ import {
   type FailedDeliveryEnvelope,
   readEnvelope,
 } from '../../functions/domain/failed-delivery.ts';
+import { UnreadableFileError } from '../../functions/shared/local-files.ts';
 import type { FailedDeliveryStore, HeldEnvelope, TakenBatch } from '../../functions/shared/redelivery.ts';
 import { settings } from '../../functions/shared/settings.ts';
 import { listDir, readJson, writeJsonAtomic } from './json-files.ts';
@@ -22,6 +23,19 @@ export const SQS_REFUSED = 'SQS.AmazonSQSException';
 
 /** As many envelopes as one SQS receive returns: the schedule redelivers one batch at a time. */
 const BATCH = 10;
+
+/**
+ * The envelope a file holds, null when there is none; a file that is not one (not JSON, or JSON of another shape) is
+ * an UnreadableFileError naming it, never "no envelope": the delivery it held may still be owed.
+ */
+async function envelopeIn(file: string): Promise<FailedDeliveryEnvelope | null> {
+  const value = await readJson(file);
+  if (value === null) return null;
+  const envelope = readEnvelope(value);
+  if (envelope === null)
+    throw new UnreadableFileError(file, 'no version 1, conversation_id and conversation', 'a failed-delivery envelope');
+  return envelope;
+}
 
 export class LocalFailedDeliveryStore implements FailedDeliveryStore {
   readonly dir: string;
@@ -66,19 +80,19 @@ export class LocalFailedDeliveryStore implements FailedDeliveryStore {
   }
 
   async get(conversationId: string): Promise<FailedDeliveryEnvelope | null> {
-    return readEnvelope(await readJson(this.file(conversationId)));
+    return envelopeIn(this.file(conversationId));
   }
 
   /**
-   * Every envelope, oldest first. A file that is not JSON (cut short by a crash or a full disk, edited by hand) is
-   * left out, as a file that is not an envelope is: one damaged file must not stop the schedule, the lists or a
-   * redrive of the others. `unreadable()` names those files.
+   * Every envelope, oldest first. A damaged file (not JSON, or JSON that is not an envelope: cut short by a crash or
+   * a full disk, edited by hand) is left out: one damaged file must not stop the schedule, the lists or a redrive of
+   * the others. `unreadable()` names those files.
    */
   async list(): Promise<FailedDeliveryEnvelope[]> {
     return (await this.scan()).envelopes;
   }
 
-  /** The files of this store that are not JSON, each with why: `deliveries list` names them. */
+  /** The damaged files of this store, each with why: `deliveries list` names them. */
   async unreadable(): Promise<{ file: string; reason: string }[]> {
     return (await this.scan()).unreadable;
   }
@@ -93,7 +107,7 @@ export class LocalFailedDeliveryStore implements FailedDeliveryStore {
       names.map(async (n) => {
         const file = path.join(this.dir, n);
         try {
-          return readEnvelope(await readJson(file));
+          return await envelopeIn(file);
         } catch (error) {
           if (!(error instanceof SyntaxError)) throw error;
           unreadable.push({ file, reason: error.message });
