@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { isConversationId } from '../../functions/domain/conversation-id.ts';
 import { maskSecrets } from '../../functions/domain/secret-masking.ts';
+import { UnreadableFileError } from '../../functions/shared/local-files.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
 import { listDir, readJson, writeTextAtomic } from './json-files.ts';
 
@@ -30,8 +31,8 @@ export class ExecutionStore {
   }
 
   /**
-   * Every execution of one conversation (the original and each redelivery), oldest first. A file that is not JSON is
-   * left out (and reported to `onUnreadable`): one damaged history costs that execution, not every listing.
+   * Every execution of one conversation (the original and each redelivery), oldest first. A damaged file (not JSON,
+   * or JSON that is not an execution's history) is left out (and reported to `onUnreadable`): one damaged history costs that execution, not every listing.
    */
   async executions(conversationId: string): Promise<ExecutionRecord[]> {
     if (!isConversationId(conversationId)) return [];
@@ -39,7 +40,7 @@ export class ExecutionStore {
     const names = (await listDir(folder)).filter((n) => n.endsWith('.json')).sort();
     const records = await Promise.all(
       names.map((n) =>
-        readJson<ExecutionRecord>(path.join(folder, n)).catch((error: Error) => {
+        historyIn(path.join(folder, n)).catch((error: Error) => {
           if (!(error instanceof SyntaxError)) throw error;
           this.onUnreadable(path.join(folder, n), error.message);
           return null;
@@ -58,6 +59,26 @@ export class ExecutionStore {
   async conversationIds(): Promise<string[]> {
     return (await listDir(this.dir)).filter(isConversationId);
   }
+}
+
+/**
+ * The history a file holds (null when there is none); one that is not a history (JSON of another shape: edited by
+ * hand, written by another tool) is an UnreadableFileError naming it, left out as a file that is not JSON is.
+ */
+async function historyIn(file: string): Promise<ExecutionRecord | null> {
+  const value = await readJson<Partial<ExecutionRecord>>(file);
+  if (value === null) return null;
+  const shaped =
+    typeof value === 'object' &&
+    !Array.isArray(value) &&
+    typeof value.execution_name === 'string' &&
+    typeof value.started_at === 'string' &&
+    typeof value.status === 'string' &&
+    Array.isArray(value.events) &&
+    value.events.every((e) => e !== null && typeof e === 'object');
+  if (!shaped)
+    throw new UnreadableFileError(file, 'no execution_name, started_at, status and events', "an execution's history");
+  return value as ExecutionRecord;
 }
 
 /**
