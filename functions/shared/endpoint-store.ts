@@ -34,7 +34,7 @@ import {
   windowStart,
 } from '../domain/endpoints.ts';
 import { conditionFailed, dynamoDb } from './clients/dynamodb.ts';
-import { readJsonFile, withFileLock, writeJsonFileAtomic } from './local-files.ts';
+import { readJsonFile, UnreadableFileError, withFileLock, writeJsonFileAtomic } from './local-files.ts';
 import { settings } from './settings.ts';
 
 /** A change of configuration: a value sets it, null clears it (back to the deployed default), absent leaves it. */
@@ -352,6 +352,9 @@ export class DynamoEndpointStore implements EndpointStore {
 
 // ---------------------------------------------------------------------------------------------------------- files
 
+const isObject = (value: unknown): value is Record<string, unknown> =>
+  typeof value === 'object' && value !== null && !Array.isArray(value);
+
 interface EndpointFile {
   config: EndpointConfig;
   health: EndpointHealth;
@@ -371,8 +374,15 @@ export class FileEndpointStore implements EndpointStore {
     return path.join(this.dir, `${type}.json`);
   }
 
+  /**
+   * A file that is not a receiver's state (not JSON, or JSON of another shape) is an UnreadableFileError naming it,
+   * never a fresh receiver: its pause, URL or rate would be forgotten unsaid (docs/operations.md, "After a crash").
+   */
   private async read(type: WebhookType): Promise<Endpoint> {
-    const stored = await readJsonFile<EndpointFile>(this.file(type));
+    const file = this.file(type);
+    const stored = await readJsonFile<EndpointFile>(file);
+    if (stored !== null && !(isObject(stored) && isObject(stored.config) && isObject(stored.health)))
+      throw new UnreadableFileError(file, 'no config and health objects', "a receiver's state");
     return {
       webhook_type: type,
       config: stored?.config ?? {},

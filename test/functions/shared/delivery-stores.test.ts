@@ -1,4 +1,4 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
@@ -22,6 +22,7 @@ import {
   FileEndpointStore,
 } from '../../../functions/shared/endpoint-store.ts';
 import { publishEndpointStates } from '../../../functions/shared/events.ts';
+import { UnreadableFileError } from '../../../functions/shared/local-files.ts';
 import { captureJsonLines } from '../../support/log-capture.ts';
 
 /** The attempt log and the endpoint store: their DynamoDB adapters against a mocked DynamoDB, their file adapters on disk. */
@@ -321,6 +322,20 @@ describe('endpoint store on DynamoDB', () => {
 });
 
 describe('endpoint store on files', () => {
+  it.each([
+    ['an array', '[]'],
+    ['an object without config and health', '{"paused":"yes"}'],
+    ['config that is not an object', '{"config":"paused","health":{}}'],
+  ])('a receiver file holding %s is damaged, named, never read as a fresh receiver', async (_what, text) => {
+    const store = new FileEndpointStore(path.join(dir, 'damaged-endpoint'));
+    await mkdir(path.dirname(store.file('lead_analysis')), { recursive: true });
+    await writeFile(store.file('lead_analysis'), text);
+    const error = await store.get('lead_analysis').catch((e: Error) => e);
+    expect(error).toBeInstanceOf(UnreadableFileError);
+    expect((error as UnreadableFileError).file).toBe(store.file('lead_analysis'));
+    await expect(store.list()).rejects.toThrow(/lead_analysis\.json is not a receiver's state/);
+  });
+
   it('concurrent failures from two processes’ worth of stores all count; the breaker disables once', async () => {
     const gateway = new FileEndpointStore(dir);
     const cli = new FileEndpointStore(dir);
