@@ -32,7 +32,7 @@ import { localExportBucket, readGatewayRuntime } from '../store/gateway-runtime.
 import { ObjectStore } from '../store/object-store.ts';
 import { explainAwsError } from './aws/errors.ts';
 import { localHeldReceivers } from './deliveries.ts';
-import { AWS_OPTIONS, CliError, DEFAULT_STACK_NAME, note, out } from './shared.ts';
+import { AWS_OPTIONS, awsRequested, CliError, DEFAULT_STACK_NAME, note, out } from './shared.ts';
 import { formatTable, printable } from './table.ts';
 
 const FILTER_OPTIONS = {
@@ -78,7 +78,7 @@ export async function conversationsList(args: string[]): Promise<number> {
     );
   const filter = filterOf(values);
   const limit = limitOf(values.limit, 50);
-  if (values.aws) return conversationsSearch(args, { listing: true });
+  if (awsRequested(values)) return conversationsSearch(args, { listing: true });
   const store = new ExecutionStore(resolveOptions().dataDir, { onUnreadable: skippedHistory });
   const summaries: ConversationSummary[] = [];
   // Newest first by id (ids start with the UTC second received): once `limit` rows match, an id of an earlier second
@@ -169,7 +169,7 @@ export async function conversationsShow(args: string[]): Promise<number> {
     throw new CliError(
       `"${id}" is not a conversation id (expected webhook_<YYYYMMDD>_<HHMMSS>_<source>_<process>_<suffix>)`,
     );
-  if (values.aws) return conversationsShowAws(id, values);
+  if (awsRequested(values)) return conversationsShowAws(id, values);
   const options = resolveOptions();
   const store = new ExecutionStore(options.dataDir, { onUnreadable: skippedHistory });
   const executions = await store.executions(id);
@@ -337,7 +337,7 @@ export async function conversationsSearch(args: string[], mode: { listing?: bool
   let rows: Record<string, unknown>[];
   let where: string;
   let of = '';
-  if (values.aws) {
+  if (awsRequested(values)) {
     // A deployed bucket can hold years: Athena reads the day folders from --since (default: the last 7 days).
     const since = filter.since ?? Date.now() - 7 * 86_400_000;
     const { megabytes, queryOnAthena } = await import('./aws/query.ts');

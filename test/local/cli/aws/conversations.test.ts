@@ -217,6 +217,21 @@ describe('conversations --aws', () => {
     expect(output.stdout).toMatch(/The export above is the system of record/);
   });
 
+  it('--stack or --region without --aws is refused, not run on the local data folder', async () => {
+    for (const args of [
+      ['conversations', 'list', '--stack', 'Prod'],
+      ['conversations', 'search', 'renewal', '--region', 'eu-west-1'],
+      ['conversations', 'show', ID, '--stack', 'Prod'],
+    ]) {
+      output.restore();
+      output = captureOutput();
+      expect(await main(args), args.join(' ')).toBe(1);
+      expect(output.stderr).toBe('webhook-gateway: --stack and --region go with --aws\n');
+      expect(output.stdout).toBe('');
+    }
+    expect(cfn.commandCalls(DescribeStacksCommand)).toHaveLength(0);
+  });
+
   it('an unknown stack or missing export is one clear line', async () => {
     cfn
       .on(DescribeStacksCommand)
