@@ -24,8 +24,9 @@ export async function readConversationStack(
 ): Promise<ConversationStack> {
   try {
     const stack = await readStack(clients, name);
-    const { executionLogGroup, redeliveryLogGroup } = stack.outputs;
-    const logGroups = [executionLogGroup, redeliveryLogGroup].filter((g): g is string => g !== null);
+    // The accept workflow's too: a `Prefer: respond-async` conversation's first execution (docs/operations.md).
+    const { executionLogGroup, redeliveryLogGroup, acceptLogGroup } = stack.outputs;
+    const logGroups = [executionLogGroup, redeliveryLogGroup, acceptLogGroup].filter((g): g is string => g !== null);
     return { name, bucket: requireOutput(stack, 'exportBucket'), logGroups };
   } catch (error) {
     throw explainAwsError(error, { stack: name, region });

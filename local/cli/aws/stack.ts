@@ -21,6 +21,7 @@ export const AWS_STACK_OUTPUTS = {
   exportBucket: 'ExportBucketName',
   executionLogGroup: 'ExecutionLogGroupName',
   redeliveryLogGroup: 'RedeliveryExecutionLogGroupName',
+  acceptLogGroup: 'AcceptExecutionLogGroupName',
   analyticsDatabase: 'AnalyticsDatabaseName',
   analyticsWorkGroup: 'AnalyticsWorkGroupName',
   stateMachineArn: 'StateMachineArn',

@@ -209,6 +209,45 @@ describe('conversations --aws', () => {
     expect(first.logGroupNames).toEqual(['/aws/vendedlogs/states/conversation']);
   });
 
+  it("show of an asynchronous conversation lists its accept execution too, from the accept workflow's log group", async () => {
+    cfn.on(DescribeStacksCommand).resolves(
+      describedStack({
+        ExportBucketName: 'prod-exports',
+        ExecutionLogGroupName: '/aws/vendedlogs/states/gw-conversation',
+        RedeliveryExecutionLogGroupName: '/aws/vendedlogs/states/gw-redelivery',
+        AcceptExecutionLogGroupName: '/aws/vendedlogs/states/gw-accept',
+      }),
+    );
+    const ACCEPT = 'arn:aws:states:us-east-1:123456789012:express:AcceptWorkflow:req-0:9f9f';
+    logs.on(StartQueryCommand).resolvesOnce({ queryId: 'q1' }).resolvesOnce({ queryId: 'q2' });
+    logs.on(GetQueryResultsCommand, { queryId: 'q1' }).resolves({
+      status: 'Complete',
+      results: [ACCEPT, ARN].map((arn) => [
+        { field: 'execution_arn', value: arn },
+        { field: 'count()', value: '3' },
+      ]),
+    });
+    const accepted = [
+      JSON.parse(logEvent(1, 'ExecutionStarted', -5)),
+      JSON.parse(logEvent(2, 'TaskStateEntered', -4, { name: 'Validate' })),
+      JSON.parse(logEvent(3, 'ExecutionSucceeded', -3)),
+    ].map((e) => JSON.stringify({ ...e, execution_arn: ACCEPT }));
+    const run = [logEvent(4, 'ExecutionStarted', 0), logEvent(5, 'ExecutionSucceeded', 10)];
+    logs
+      .on(GetQueryResultsCommand, { queryId: 'q2' })
+      .resolves({ status: 'Complete', results: [...accepted, ...run].map((m) => [{ field: '@message', value: m }]) });
+    expect(await main(['conversations', 'show', ID, '--aws'])).toBe(0);
+    for (const call of logs.commandCalls(StartQueryCommand))
+      expect(call.args[0].input.logGroupNames).toEqual([
+        '/aws/vendedlogs/states/gw-conversation',
+        '/aws/vendedlogs/states/gw-redelivery',
+        '/aws/vendedlogs/states/gw-accept',
+      ]);
+    expect(output.stdout).toMatch(
+      /execution req-0 \(AcceptWorkflow\) SUCCEEDED[\s\S]*execution req-1 \(ConversationWorkflow\)/,
+    );
+  });
+
   it('show says so when the history has aged out of the logs', async () => {
     logs.on(StartQueryCommand).resolves({ queryId: 'q1' });
     logs.on(GetQueryResultsCommand).resolves({ status: 'Complete', results: [] });
