@@ -30,7 +30,19 @@ export function explainAwsError(error: unknown, where: { stack: string; region?:
   const message = e.message ?? String(error);
   const code = e.code ?? e.cause?.code ?? e.errno;
   const region = where.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'the configured region';
-  if (name === 'CredentialsProviderError' || /could not load credentials/i.test(message)) {
+  if (
+    name === 'CredentialsProviderError' ||
+    name === 'TokenProviderError' ||
+    /could not load credentials/i.test(message)
+  ) {
+    const profile = process.env.AWS_PROFILE;
+    // The SDK's own words when it says more than "none found": an SSO session expired or never started, and what to run.
+    if (!/could not load credentials from any providers/i.test(message))
+      return new CliError(`the AWS credentials${profile ? ` of profile "${profile}"` : ''} cannot be used: ${message}`);
+    if (profile)
+      return new CliError(
+        `no AWS credentials for profile "${profile}" (AWS_PROFILE): is it in ~/.aws/config or ~/.aws/credentials? If it uses SSO, run "aws sso login --profile ${profile}"`,
+      );
     return new CliError(
       'no AWS credentials: set AWS_PROFILE (run "aws sso login" first if it uses SSO) or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY',
     );
