@@ -10,6 +10,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SFNClient } from '@aws-sdk/client-sfn';
 import { SQSClient } from '@aws-sdk/client-sqs';
+import { throttlingOnlyRetry } from '../../../functions/shared/clients/throttling-retry.ts';
 import { CliError, DEFAULT_STACK_NAME } from '../shared.ts';
 import { explainAwsError } from './errors.ts';
 
@@ -48,8 +49,9 @@ export function createAwsClients(region?: string): AwsClients {
   return {
     cfn: new CloudFormationClient(config),
     sqs: new SQSClient(config),
-    // One StartSyncExecution attempt: a retry after a lost answer would deliver twice.
-    sfn: new SFNClient({ ...config, maxAttempts: 1 }),
+    // StartSyncExecution is tried again only when throttled (nothing started); a retry after a lost answer would
+    // deliver twice.
+    sfn: new SFNClient({ ...config, retryStrategy: throttlingOnlyRetry() }),
     // The export bucket may be an existing one in another region (docs/deploy.md, "Another region").
     s3: new S3Client({ ...config, followRegionRedirects: true }),
     logs: new CloudWatchLogsClient(config),

@@ -1,6 +1,6 @@
 import { SFNClient, StartSyncExecutionCommand } from '@aws-sdk/client-sfn';
 import { describe, expect, it } from 'vitest';
-import { throttlingOnlyRetry } from '../../../../functions/shared/clients/sfn.ts';
+import { throttlingOnlyRetry } from '../../../../functions/shared/clients/throttling-retry.ts';
 
 /**
  * The scheduler's Step Functions client retries a StartSyncExecution only when it was throttled (nothing started);
