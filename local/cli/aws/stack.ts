@@ -11,7 +11,7 @@ import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SFNClient } from '@aws-sdk/client-sfn';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { throttlingOnlyRetry } from '../../../functions/shared/clients/throttling-retry.ts';
-import { CliError, DEFAULT_STACK_NAME } from '../shared.ts';
+import { CliError, DEFAULT_STACK_NAME, note } from '../shared.ts';
 import { explainAwsError } from './errors.ts';
 
 /** The stack outputs the commands read, by what they are. */
@@ -65,29 +65,50 @@ function destroyAwsClients(clients: AwsClients): void {
   for (const client of Object.values(clients)) client.destroy();
 }
 
-/** A deployed stack's name and outputs (null where the stack does not declare one). */
+/** A deployed stack's name, CloudFormation status and outputs (null where the stack does not declare one). */
 export interface AwsStack {
   name: string;
+  status: string;
   outputs: Record<StackOutput, string | null>;
 }
 
-/** Read the stack's outputs (SDK errors are the caller's to explain: see withAws). */
+/**
+ * Read the stack's outputs (SDK errors are the caller's to explain: see withAws). A stack in the middle of an update
+ * (or of a rollback, or being deleted) still has the outputs of its last deploy: the command goes on, and says so.
+ */
 export async function readStack(clients: Pick<AwsClients, 'cfn'>, name: string): Promise<AwsStack> {
   const result = await clients.cfn.send(new DescribeStacksCommand({ StackName: name }));
-  const declared = new Map((result.Stacks?.[0]?.Outputs ?? []).map((o) => [o.OutputKey, o.OutputValue]));
+  const described = result.Stacks?.[0];
+  const declared = new Map((described?.Outputs ?? []).map((o) => [o.OutputKey, o.OutputValue]));
   const outputs = Object.fromEntries(
     Object.entries(AWS_STACK_OUTPUTS).map(([what, key]) => [what, declared.get(key) || null]),
   ) as AwsStack['outputs'];
-  return { name, outputs };
+  const status = described?.StackStatus ?? 'UNKNOWN';
+  if (status.endsWith('_IN_PROGRESS') && declared.size > 0)
+    note(`stack "${name}" is ${status}: acting on the resources of its last deploy`);
+  return { name, status, outputs };
+}
+
+/** Why a stack in this status may have no outputs yet (or any more), or null when nothing explains it. */
+function statusWithoutOutputs(status: string): string | null {
+  if (status === 'REVIEW_IN_PROGRESS') return 'a change set was made but never executed: deploy it';
+  if (status.endsWith('_IN_PROGRESS')) return 'try again once it is deployed';
+  if (/^(CREATE_FAILED|ROLLBACK_)/.test(status)) return 'its first deploy failed: see its events, then deploy it again';
+  if (status.startsWith('DELETE_')) return 'it is being deleted';
+  return null;
 }
 
 /** An output the command cannot work without. */
 export function requireOutput(stack: AwsStack, what: StackOutput): string {
   const value = stack.outputs[what];
-  if (!value)
+  if (!value) {
+    const why = statusWithoutOutputs(stack.status);
     throw new CliError(
-      `stack "${stack.name}" has no ${AWS_STACK_OUTPUTS[what]} output: is it a webhook gateway stack, deployed from this version?`,
+      why
+        ? `stack "${stack.name}" is ${stack.status} and has no ${AWS_STACK_OUTPUTS[what]} output: ${why}`
+        : `stack "${stack.name}" has no ${AWS_STACK_OUTPUTS[what]} output: is it a webhook gateway stack, deployed from this version?`,
     );
+  }
   return value;
 }
 

@@ -1,14 +1,20 @@
 import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
+import { GetQueueAttributesCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { DLQ_URL, describedStack, QUEUE_URL } from '../../../support/aws-fixtures.ts';
 import { runMain } from '../../../support/cli.ts';
 
 /** What an operator sees when AWS refuses a `--aws` command: one line on stderr, exit code 1 (never real AWS). */
 const cfn = mockClient(CloudFormationClient);
+const sqs = mockClient(SQSClient);
 
 const sdkError = (name: string, message: string) => Object.assign(new Error(message), { name });
 
-beforeEach(() => cfn.reset());
+beforeEach(() => {
+  cfn.reset();
+  sqs.reset();
+});
 afterEach(() => cfn.reset());
 
 async function refused(error: Error, env: Record<string, string | undefined> = {}): Promise<string> {
@@ -53,6 +59,41 @@ describe('--aws credentials', () => {
   it('expired session credentials (ExpiredToken) are rejected credentials', async () => {
     expect(await refused(sdkError('ExpiredToken', 'The security token included in the request is expired'))).toBe(
       'webhook-gateway: AWS rejected the credentials (ExpiredToken): refresh them and try again',
+    );
+  });
+});
+
+describe('--aws on a stack that is not deployed, or being changed', () => {
+  const inStatus = (StackStatus: string, outputs: Record<string, string> = {}) => {
+    const described = describedStack(outputs);
+    cfn
+      .on(DescribeStacksCommand)
+      .resolves({ Stacks: [{ ...described.Stacks[0]!, StackStatus: StackStatus as never }] });
+  };
+
+  it.each([
+    ['CREATE_IN_PROGRESS', 'try again once it is deployed'],
+    ['REVIEW_IN_PROGRESS', 'a change set was made but never executed: deploy it'],
+    ['ROLLBACK_COMPLETE', 'its first deploy failed: see its events, then deploy it again'],
+  ])('%s without outputs: says so, not "is it a webhook gateway stack?"', async (status, why) => {
+    inStatus(status);
+    const result = await runMain(['deliveries', 'list', '--aws']);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toBe(
+      `webhook-gateway: stack "WebhookConversationGateway" is ${status} and has no FailedDeliveryQueueUrl output: ${why}\n`,
+    );
+    expect(sqs.calls()).toHaveLength(0);
+  });
+
+  it('a stack being updated: the command runs on the outputs of its last deploy, and says so on stderr', async () => {
+    inStatus('UPDATE_IN_PROGRESS', { FailedDeliveryQueueUrl: QUEUE_URL, FailedDeliveryDeadLetterQueueUrl: DLQ_URL });
+    sqs.on(ReceiveMessageCommand).resolves({});
+    sqs.on(GetQueueAttributesCommand).resolves({ Attributes: { ApproximateNumberOfMessages: '2' } });
+    const result = await runMain(['deliveries', 'list', '--aws', '--json']);
+    expect(result.code).toBe(0);
+    expect(JSON.parse(result.stdout)).toMatchObject({ dead_letter: [], pending: { total: 2 } });
+    expect(result.stderr).toBe(
+      'stack "WebhookConversationGateway" is UPDATE_IN_PROGRESS: acting on the resources of its last deploy\n',
     );
   });
 });
