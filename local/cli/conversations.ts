@@ -213,38 +213,44 @@ async function exported(dataDir: string, bucket: string, id: string): Promise<bo
   return stored !== null;
 }
 
-/** Show a conversation from the deployed stack: its export (S3) and its executions (the Express log groups). */
+/**
+ * Show a conversation from the deployed stack: its export (S3, the system of record) and its executions (the Express
+ * log groups). Logs are best effort (docs/deploy.md): when they cannot be read, the export is shown and stderr says why.
+ */
 async function conversationsShowAws(
   id: string,
   values: { json?: boolean; stack?: string; region?: string },
 ): Promise<number> {
   const aws = await import('./aws/conversations.ts');
-  const { createAwsClients } = await import('./aws/stack.ts');
+  const { withAws } = await import('./aws/stack.ts');
   const { readText } = await import('../store/export-bucket.ts');
-  const stackName = values.stack ?? DEFAULT_STACK_NAME;
-  const clients = createAwsClients(values.region);
-  const stack = await aws.readConversationStack(clients, stackName, values.region);
-  const bucket = aws.awsExportBucket(clients, stack);
-  let record: ConversationRecord | null = null;
-  let executions: ExecutionRecord[] = [];
-  try {
-    const text = await readText(bucket, `${exportFolder(id)}conversation.json`);
+  return withAws(values, async (clients, stackName) => {
+    const stack = await aws.readConversationStack(clients, stackName, values.region);
+    const text = await readText(aws.awsExportBucket(clients, stack), `${exportFolder(id)}conversation.json`);
     if (text === null) throw new CliError(`no export for ${id} in ${aws.awsExportLocation(stack, id)}`);
-    record = recordFromExport(JSON.parse(text));
+    const record = recordFromExport(JSON.parse(text));
     note(`reading the execution history of ${id} from ${stack.logGroups.join(', ') || '(no log group outputs)'}…`);
-    executions = await aws.executionsFromLogs(clients.logs, stack.logGroups, id, idTimeMs(id) - 60_000);
-  } catch (error) {
-    throw explainAwsError(error, { stack: stackName, region: values.region });
-  }
-  printConversation(id, record, null, executions, values.json ?? false, aws.awsExportLocation(stack, id));
-  if (executions.length === 0 && !values.json) {
-    out('');
-    out(
-      `No execution history for ${id} in ${stack.logGroups.join(', ')}: it may have aged out of the logs (their retention).`,
-    );
-    out('The export above is the system of record.');
-  }
-  return 0;
+    let executions: ExecutionRecord[] = [];
+    let unread: string | null = null;
+    try {
+      executions = await aws.executionsFromLogs(clients.logs, stack.logGroups, id, idTimeMs(id) - 60_000);
+    } catch (error) {
+      unread = explainAwsError(error, { stack: stackName, region: values.region }).message;
+    }
+    printConversation(id, record, null, executions, values.json ?? false, aws.awsExportLocation(stack, id));
+    if (unread !== null)
+      note(
+        `webhook-gateway: the execution history of ${id} could not be read (${unread}); the export above is the system of record`,
+      );
+    else if (executions.length === 0 && !values.json) {
+      out('');
+      out(
+        `No execution history for ${id} in ${stack.logGroups.join(', ')}: it may have aged out of the logs (their retention).`,
+      );
+      out('The export above is the system of record.');
+    }
+    return 0;
+  });
 }
 
 function printConversation(

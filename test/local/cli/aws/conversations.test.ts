@@ -271,6 +271,33 @@ describe('conversations --aws', () => {
     expect(cfn.commandCalls(DescribeStacksCommand)).toHaveLength(0);
   });
 
+  it('show still prints the export when the logs cannot be read (access denied, too many queries), and says why', async () => {
+    logs
+      .on(StartQueryCommand)
+      .rejectsOnce(
+        Object.assign(
+          new Error('User: arn:aws:iam::123456789012:user/ops is not authorized to perform: logs:StartQuery'),
+          { name: 'AccessDeniedException' },
+        ),
+      )
+      .rejectsOnce(
+        Object.assign(new Error('Account maximum query concurrency limit of [30] reached.'), {
+          name: 'LimitExceededException',
+        }),
+      );
+    expect(await main(['conversations', 'show', ID, '--aws'])).toBe(0);
+    expect(output.stdout).toContain(`conversation ${ID}`);
+    expect(output.stdout).toContain(`s3://prod-exports/${FOLDER}`);
+    expect(output.stderr).toContain(
+      `webhook-gateway: the execution history of ${ID} could not be read (access denied: User: arn:aws:iam::123456789012:user/ops is not authorized to perform: logs:StartQuery); the export above is the system of record\n`,
+    );
+    output.restore();
+    output = captureOutput();
+    expect(await main(['conversations', 'show', ID, '--aws', '--json'])).toBe(0);
+    expect(JSON.parse(output.stdout)).toMatchObject({ conversation: { conversation_id: ID }, executions: [] });
+    expect(output.stderr).toMatch(/could not be read \(.*LimitExceededException.*concurrency limit/);
+  });
+
   it('an unknown stack or missing export is one clear line', async () => {
     cfn
       .on(DescribeStacksCommand)
