@@ -375,7 +375,11 @@ export async function conversationsSearch(args: string[], mode: { listing?: bool
     return 0;
   }
   if (shown.length === 0) {
-    out(`No exported conversation matches "${text}"${isEmptyFilter(filter) ? '' : ' with these filters'}.`);
+    out(
+      mode.listing
+        ? `No exported conversations${isEmptyFilter(filter) ? '' : ' match these filters'}${filter.since === null ? ' in the last 7 days (use --since for more)' : ''}.`
+        : `No exported conversation matches "${text}"${isEmptyFilter(filter) ? '' : ' with these filters'}.`,
+    );
     return 0;
   }
   out(

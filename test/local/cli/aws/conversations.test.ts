@@ -168,6 +168,21 @@ describe('conversations --aws', () => {
     expect(JSON.parse(output.stdout)).toEqual([expect.objectContaining({ conversation_id: ID, total_time_ms: 2000 })]);
   });
 
+  it('list with nothing to show says so, not that nothing matches ""', async () => {
+    athena.on(GetAthenaResultsCommand).resolves({
+      ResultSet: {
+        ResultSetMetadata: { ColumnInfo: [{ Name: 'conversation_id', Type: 'varchar' }] },
+        Rows: [{ Data: [{ VarCharValue: 'conversation_id' }] }],
+      },
+    });
+    expect(await main(['conversations', 'list', '--aws'])).toBe(0);
+    expect(output.stdout).toBe('No exported conversations in the last 7 days (use --since for more).\n');
+    output.restore();
+    output = captureOutput();
+    expect(await main(['conversations', 'list', '--aws', '--source', 'crm', '--since', '2025-08-01'])).toBe(0);
+    expect(output.stdout).toBe('No exported conversations match these filters.\n');
+  });
+
   it('show prints the exported record and the timeline folded from the Express log group', async () => {
     logs.on(StartQueryCommand).resolvesOnce({ queryId: 'q1' }).resolvesOnce({ queryId: 'q2' });
     logs.on(GetQueryResultsCommand, { queryId: 'q1' }).resolves({
