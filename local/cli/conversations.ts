@@ -371,7 +371,11 @@ export async function conversationsSearch(args: string[], mode: { listing?: bool
       : `${matches}${of} exported conversations match "${text}" in ${where}`,
   );
   if (values.json) {
-    out(JSON.stringify(shown, null, 2));
+    // A listing's rows have the local list's fields (scripts run on both); how many executions is in the logs only.
+    const rows = mode.listing
+      ? shown.map(({ key: _key, matched_in: _in, snippet: _snippet, ...row }) => ({ ...row, executions: null }))
+      : shown;
+    out(JSON.stringify(rows, null, 2));
     return 0;
   }
   if (shown.length === 0) {
