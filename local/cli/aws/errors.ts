@@ -9,6 +9,16 @@ const NETWORK_CODES = new Set([
   'EHOSTUNREACH',
   'ENETUNREACH',
 ]);
+/** What the services answer when a caller goes too fast (the SDK has retried these already). */
+const THROTTLED = new Set([
+  'ThrottlingException',
+  'Throttling',
+  'TooManyRequestsException',
+  'RequestLimitExceeded',
+  'ProvisionedThroughputExceededException',
+  'RequestThrottled',
+  'SlowDown',
+]);
 const BAD_CREDENTIALS = new Set([
   'ExpiredToken',
   'ExpiredTokenException',
@@ -21,7 +31,7 @@ const BAD_CREDENTIALS = new Set([
 
 /**
  * An AWS SDK error as one clear line for the command line (`--aws`): missing or rejected credentials, no region,
- * an unknown stack, an unreachable service. Never a stack trace.
+ * an unknown stack, throttling, an unreachable service. Never a stack trace.
  */
 export function explainAwsError(error: unknown, where: { stack: string; region?: string | undefined }): CliError {
   if (error instanceof CliError) return error;
@@ -56,6 +66,11 @@ export function explainAwsError(error: unknown, where: { stack: string; region?:
   if (BAD_CREDENTIALS.has(name))
     return new CliError(`AWS rejected the credentials (${name}): refresh them and try again`);
   if (/AccessDenied/.test(name) || /not authorized/i.test(message)) return new CliError(`access denied: ${message}`);
+  // Logs Insights' "Account maximum query concurrency limit of [30] reached" is a throttle too.
+  if (THROTTLED.has(name) || (name === 'LimitExceededException' && /concurren/i.test(message)))
+    return new CliError(
+      `AWS is throttling these calls (${name}: ${message}), even after retries: try again in a minute`,
+    );
   if (name === 'ResourceNotFoundException')
     return new CliError(
       `something stack "${where.stack}" uses does not exist (${name}: ${message}): was it deleted, or is --region wrong?`,

@@ -63,6 +63,19 @@ describe('--aws credentials', () => {
   });
 });
 
+describe('--aws throttled', () => {
+  it.each([
+    ['ThrottlingException', 'Rate exceeded'],
+    ['Throttling', 'Rate exceeded'],
+    ['TooManyRequestsException', 'You have exceeded the rate'],
+    ['LimitExceededException', 'Account maximum query concurrency limit of [30] reached.'],
+  ])('%s after the SDK retries: says AWS is throttling and to try again', async (name, message) => {
+    expect(await refused(sdkError(name, message))).toBe(
+      `webhook-gateway: AWS is throttling these calls (${name}: ${message}), even after retries: try again in a minute`,
+    );
+  });
+});
+
 describe('--aws on a stack that is not deployed, or being changed', () => {
   const inStatus = (StackStatus: string, outputs: Record<string, string> = {}) => {
     const described = describedStack(outputs);
