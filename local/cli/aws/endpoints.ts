@@ -6,7 +6,7 @@
  */
 import { GetFunctionConfigurationCommand } from '@aws-sdk/client-lambda';
 import { GetSecretValueCommand, PutSecretValueCommand } from '@aws-sdk/client-secrets-manager';
-import { GetQueueAttributesCommand } from '@aws-sdk/client-sqs';
+import { GetQueueAttributesCommand, type GetQueueAttributesCommandOutput } from '@aws-sdk/client-sqs';
 import { WEBHOOK_TYPES, type WebhookType } from '../../../functions/domain/conversation.ts';
 import { DELIVERY_URL_VARIABLES } from '../../../functions/domain/delivery.ts';
 import { endpointView } from '../../../functions/domain/endpoints.ts';
@@ -43,19 +43,27 @@ async function deployedConfig(clients: AwsClients, functionName: string | null) 
   }
 }
 
-/** The schedule's total: SQS does not count by type, so `queued` per type is unknown on AWS. */
+/**
+ * The schedule's total: SQS does not count by type, so `queued` per type is unknown on AWS. A footer only: when the
+ * queue cannot be read (a role without sqs:GetQueueAttributes), the receivers are listed all the same.
+ */
 async function pendingTotal(clients: AwsClients, queueUrl: string | null): Promise<string | null> {
   if (!queueUrl) return null;
-  const attributes = await clients.sqs.send(
-    new GetQueueAttributesCommand({
-      QueueUrl: queueUrl,
-      AttributeNames: [
-        'ApproximateNumberOfMessages',
-        'ApproximateNumberOfMessagesNotVisible',
-        'ApproximateNumberOfMessagesDelayed',
-      ],
-    }),
-  );
+  let attributes: GetQueueAttributesCommandOutput;
+  try {
+    attributes = await clients.sqs.send(
+      new GetQueueAttributesCommand({
+        QueueUrl: queueUrl,
+        AttributeNames: [
+          'ApproximateNumberOfMessages',
+          'ApproximateNumberOfMessagesNotVisible',
+          'ApproximateNumberOfMessagesDelayed',
+        ],
+      }),
+    );
+  } catch (error) {
+    return `deliveries pending in the schedule not counted (${(error as Error).name} on sqs:GetQueueAttributes)`;
+  }
   const total = Object.values(attributes.Attributes ?? {}).reduce((sum, n) => sum + Number(n ?? 0), 0);
   return `${total} deliveries pending in the schedule across all types (the queue does not count them by type)`;
 }

@@ -118,6 +118,17 @@ describe('endpoints --aws', () => {
     expect(dynamo.commandCalls(UpdateItemCommand)).toHaveLength(0);
   });
 
+  it('list when the schedule cannot be counted (no sqs:GetQueueAttributes): the receivers all the same, and why no count', async () => {
+    sqs
+      .on(GetQueueAttributesCommand)
+      .rejects(Object.assign(new Error('not authorized to perform: sqs:getqueueattributes'), { name: 'AccessDenied' }));
+    expect(await main(['endpoints', 'list', '--aws'])).toBe(0);
+    expect(Object.keys(rows(output.stdout))).toEqual(['deal_analysis', 'data_analysis', 'lead_analysis', 'general']);
+    expect(output.stdout).toContain(
+      'deliveries pending in the schedule not counted (AccessDenied on sqs:GetQueueAttributes)',
+    );
+  });
+
   it('list --json: the views, nothing else on stdout', async () => {
     expect(await main(['endpoints', 'list', '--aws', '--json'])).toBe(0);
     const views = JSON.parse(output.stdout);
