@@ -226,9 +226,9 @@ async function conversationsShowAws(
   const { readText } = await import('../store/export-bucket.ts');
   return withAws(values, async (clients, stackName) => {
     const stack = await aws.readConversationStack(clients, stackName, values.region);
+    const location = aws.awsExportLocation(stack, id);
     const text = await readText(aws.awsExportBucket(clients, stack), `${exportFolder(id)}conversation.json`);
-    if (text === null) throw new CliError(`no export for ${id} in ${aws.awsExportLocation(stack, id)}`);
-    const record = recordFromExport(JSON.parse(text));
+    const record = text === null ? null : recordFromExport(JSON.parse(text));
     note(`reading the execution history of ${id} from ${stack.logGroups.join(', ') || '(no log group outputs)'}…`);
     let executions: ExecutionRecord[] = [];
     let unread: string | null = null;
@@ -237,7 +237,21 @@ async function conversationsShowAws(
     } catch (error) {
       unread = explainAwsError(error, { stack: stackName, region: values.region }).message;
     }
-    printConversation(id, record, null, executions, values.json ?? false, aws.awsExportLocation(stack, id));
+    if (record === null) {
+      // Not exported (still running, or its run ended before its Export: States.DataLimitExceeded, docs/operations.md):
+      // its executions say why.
+      if (executions.length === 0)
+        throw new CliError(
+          `no export for ${id} in ${location}, and ${unread === null ? `no execution of it in ${stack.logGroups.join(', ') || '(no log group outputs)'}` : `its execution history could not be read (${unread})`}`,
+        );
+      if (!values.json)
+        out(
+          `conversation ${id}: no export in ${location} (still running, or its run ended before its export: the executions below say why)`,
+        );
+      printConversation(id, null, null, executions, values.json ?? false, location);
+      return 0;
+    }
+    printConversation(id, record, null, executions, values.json ?? false, location);
     if (unread !== null)
       note(
         `webhook-gateway: the execution history of ${id} could not be read (${unread}); the export above is the system of record`,

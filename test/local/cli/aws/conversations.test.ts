@@ -329,6 +329,47 @@ describe('conversations --aws', () => {
     expect(output.stderr).toMatch(/could not be read \(.*LimitExceededException.*concurrency limit/);
   });
 
+  it('show of a conversation never exported (its run failed before Export) prints its executions, which say why', async () => {
+    s3.on(GetObjectCommand).rejects(
+      Object.assign(new Error('The specified key does not exist.'), { name: 'NoSuchKey' }),
+    );
+    logs.on(StartQueryCommand).resolvesOnce({ queryId: 'q1' }).resolvesOnce({ queryId: 'q2' });
+    logs.on(GetQueryResultsCommand, { queryId: 'q1' }).resolves({
+      status: 'Complete',
+      results: [[{ field: 'execution_arn', value: ARN }]],
+    });
+    const events = [
+      logEvent(1, 'ExecutionStarted', 0),
+      logEvent(2, 'TaskStateEntered', 1, { name: 'InvokeManagerAgent' }),
+      logEvent(3, 'ExecutionFailed', 900, {
+        error: 'States.DataLimitExceeded',
+        cause: 'The state/task returned a result with a size exceeding the maximum',
+      }),
+    ];
+    logs
+      .on(GetQueryResultsCommand, { queryId: 'q2' })
+      .resolves({ status: 'Complete', results: events.map((m) => [{ field: '@message', value: m }]) });
+    expect(await main(['conversations', 'show', ID, '--aws'])).toBe(0);
+    expect(output.stdout).toContain(
+      `conversation ${ID}: no export in s3://prod-exports/${FOLDER} (still running, or its run ended before its export: the executions below say why)`,
+    );
+    expect(output.stdout).toMatch(/execution req-1 \(ConversationWorkflow\) FAILED/);
+    expect(output.stdout).toContain('States.DataLimitExceeded');
+  });
+
+  it('show of a conversation with neither an export nor an execution: one line, exit 1', async () => {
+    s3.on(GetObjectCommand).rejects(
+      Object.assign(new Error('The specified key does not exist.'), { name: 'NoSuchKey' }),
+    );
+    logs.on(StartQueryCommand).resolves({ queryId: 'q1' });
+    logs.on(GetQueryResultsCommand).resolves({ status: 'Complete', results: [] });
+    expect(await main(['conversations', 'show', ID, '--aws'])).toBe(1);
+    expect(output.stderr).toContain(
+      `\nwebhook-gateway: no export for ${ID} in s3://prod-exports/${FOLDER}, and no execution of it in /aws/vendedlogs/states/conversation\n`,
+    );
+    expect(output.stdout).toBe('');
+  });
+
   it('an unknown stack or missing export is one clear line', async () => {
     cfn
       .on(DescribeStacksCommand)
