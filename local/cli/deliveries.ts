@@ -27,6 +27,7 @@ import {
   out,
   parseSince,
   parseWebhookType,
+  resultDetail,
   stateLabel,
 } from './shared.ts';
 
@@ -228,14 +229,6 @@ async function nothingOwed(id: string, dataDir: string): Promise<number> {
     resendRefusal(record, null) ??
       `no failed delivery for ${id} (its delivery is ${record.webhook_context.delivery_status}; see "webhook-gateway deliveries list")`,
   );
-}
-
-/** Why a redelivery did not deliver, for its progress line. */
-function resultDetail(result: RedeliveryResult): string {
-  if (result.status === 'failed') return `: ${result.error ?? result.envelope?.last_error ?? ''}`;
-  if (result.status === 'held')
-    return ': its receiver held it back (paused, disabled or at its rate: webhook-gateway endpoints list)';
-  return result.error ? `: ${result.error}` : '';
 }
 
 /** `deliveries resend <id>`: one more delivery of a delivered conversation, under its webhook-id (a new attempt). */

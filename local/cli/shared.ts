@@ -5,6 +5,7 @@
 import { WEBHOOK_TYPES, type WebhookType } from '../../functions/domain/conversation.ts';
 import { attemptsMade, type FailedDeliveryEnvelope, owedBy } from '../../functions/domain/failed-delivery.ts';
 import { isoInstant } from '../../functions/domain/named-queries.ts';
+import type { RedeliveryResult } from '../../functions/shared/redelivery.ts';
 import { DEFAULTS } from '../../functions/shared/settings.ts';
 import { resolveOptions } from '../server/config.ts';
 import { readGatewayRuntime } from '../store/gateway-runtime.ts';
@@ -105,6 +106,14 @@ export function deliveriesTable(
       due(e),
     ]),
   );
+}
+
+/** Why a redelivery did not deliver, for its progress line (local and --aws). */
+export function resultDetail(result: RedeliveryResult): string {
+  if (result.status === 'failed') return `: ${result.error ?? result.envelope?.last_error ?? ''}`;
+  if (result.status === 'held')
+    return ': its receiver held it back (paused, disabled or at its rate: webhook-gateway endpoints list)';
+  return result.error ? `: ${result.error}` : '';
 }
 
 /** Where the running local gateway is: --url, GATEWAY_URL, the gateway running on this data directory (its gateway.json), or PORT on loopback. */

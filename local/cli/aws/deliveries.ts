@@ -21,7 +21,7 @@ import {
 import { type RedeliveryResult, redeliverHeld, resend } from '../../../functions/shared/redelivery.ts';
 import { stepFunctionsRedeliver } from '../../../functions/shared/redelivery-execution.ts';
 import { settings } from '../../../functions/shared/settings.ts';
-import { CliError, deliveriesTable, parseSince, stateLabel } from '../shared.ts';
+import { CliError, deliveriesTable, parseSince, resultDetail, stateLabel } from '../shared.ts';
 import { explainAwsError } from './errors.ts';
 import { AWS_STACK_OUTPUTS, type AwsClients, readStack, requireOutput } from './stack.ts';
 
@@ -273,11 +273,9 @@ export async function awsDeliveriesRedrive(
     }
     results.push(result);
     counts[result.status] = (counts[result.status] ?? 0) + 1;
-    const detail =
-      result.status === 'failed' ? `: ${result.envelope?.last_error ?? ''}` : result.error ? `: ${result.error}` : '';
     if (!options.json)
       out(
-        `[${i + 1}/${groups.length}] ${result.conversation_id} → ${result.status.replace('_', ' ')}${result.execution_name ? ` (execution ${result.execution_name})` : ''}${detail}`,
+        `[${i + 1}/${groups.length}] ${result.conversation_id} → ${result.status.replace('_', ' ')}${result.execution_name ? ` (execution ${result.execution_name})` : ''}${resultDetail(result)}`,
       );
   }
   if (options.json) out(JSON.stringify(results, null, 2));
@@ -287,7 +285,8 @@ export async function awsDeliveriesRedrive(
         .map(([k, v]) => `${v} ${k.replace('_', ' ')}`)
         .join(', ')}`,
     );
-  return (counts.failed ?? 0) + (counts.error ?? 0) > 0 ? 1 : 0;
+  // As locally: what was not delivered (failed, held back by its receiver, an error) is exit code 1.
+  return (counts.failed ?? 0) + (counts.error ?? 0) + (counts.held ?? 0) > 0 ? 1 : 0;
 }
 
 /**

@@ -174,6 +174,20 @@ describe('deliveries redrive --aws', () => {
     expect(lines.at(-1)).toBe('redrove 1: 1 delivered');
   });
 
+  it('a receiver that held the redrive back (paused, disabled, at its rate): said so, and exit code 1 as locally', async () => {
+    const target = deadEnvelope('aaa111');
+    deadLetters(sqsMessage(target));
+    // The workflow ran, but Deliver made no attempt: the record comes back with the attempts it had.
+    sfnMock.on(StartSyncExecutionCommand).resolves(succeeded(target.conversation));
+    expect(await awsDeliveriesRedrive(clients(), { stack: STACK, id: target.conversation_id }, out)).toBe(1);
+    expect(lines[0]).toMatch(
+      new RegExp(
+        `^\\[1/1\\] ${target.conversation_id} → held \\(execution .*\\): its receiver held it back \\(paused, disabled or at its rate: webhook-gateway endpoints list\\)$`,
+      ),
+    );
+    expect(lines.at(-1)).toBe('redrove 1: 1 held');
+  });
+
   it('--all --since --type: the matching ones, with progress and a summary; a failure goes back to the dead-letter queue', async () => {
     const old = deadEnvelope('old111', new Date('2025-08-01T00:00:00Z'));
     const ok = deadEnvelope('aaa111');
