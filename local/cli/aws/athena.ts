@@ -115,7 +115,8 @@ export async function runAthenaQuery(
     if (state !== 'SUCCEEDED') {
       const reason =
         execution?.Status?.StateChangeReason ?? execution?.Status?.AthenaError?.ErrorMessage ?? 'no reason given';
-      throw new AthenaQueryError(`Athena query ${id} ${state}: ${reason}`);
+      // One line (the command's error line): Athena's reasons may span several (a parser's caret, a stack of causes).
+      throw new AthenaQueryError(`Athena query ${id} ${state}: ${reason.replace(/\s+/g, ' ').trim()}`);
     }
     const result = await results(client, id, execution?.StatementType);
     return {

@@ -192,6 +192,30 @@ describe('conversations query --aws', () => {
     expect(result.stdout).toMatch(/^webhook_type\s+n\n-+\s+-+\ndeal_analysis\s+2\ngeneral\s+1\n$/);
   });
 
+  it('a query Athena failed or cancelled: its reason on one line, exit 1', async () => {
+    athena
+      .on(GetQueryExecutionCommand)
+      .resolvesOnce(
+        execution(
+          'FAILED',
+          0,
+          'DML',
+          "SYNTAX_ERROR: line 1:8: Column 'nope' cannot be resolved\n\nSELECT nope\n       ^",
+        ),
+      )
+      .resolves(execution('CANCELLED', 0, 'DML', 'Query cancelled by user'));
+    const failed = await runMain(['conversations', 'query', 'SELECT nope', '--aws']);
+    expect(failed.code).toBe(1);
+    expect(failed.stderr).toContain(
+      "\nwebhook-gateway: Athena query q-9 FAILED: SYNTAX_ERROR: line 1:8: Column 'nope' cannot be resolved SELECT nope ^\n",
+    );
+    expect(failed.stdout).toBe('');
+    const cancelled = await runMain(['conversations', 'query', 'SELECT 1', '--aws', '--json']);
+    expect(cancelled.code).toBe(1);
+    expect(cancelled.stderr).toMatch(/\nwebhook-gateway: Athena query q-9 CANCELLED: Query cancelled by user\n$/);
+    expect(cancelled.stdout).toBe('');
+  });
+
   it('a stack deployed before the analytics resources says what is missing, in one line', async () => {
     cfn.on(DescribeStacksCommand).resolves(describedStack({}, 'Old'));
     const result = await runMain(['conversations', 'query', 'SELECT 1', '--aws', '--stack', 'Old']);
