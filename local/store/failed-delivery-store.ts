@@ -5,21 +5,33 @@
  * schedule, a redrive) holds an envelope in memory until it stores it or lets it go; a second worker asking for the
  * same conversation waits for it.
  */
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { isConversationId } from '../../functions/domain/conversation-id.ts';
 import { NamedError } from '../../functions/domain/errors.ts';
 import {
   envelopeFromMessage,
   type FailedDeliveryEnvelope,
+  isDue,
   readEnvelope,
 } from '../../functions/domain/failed-delivery.ts';
 import { UnreadableFileError } from '../../functions/shared/local-files.ts';
 import type { FailedDeliveryStore, HeldEnvelope, TakenBatch } from '../../functions/shared/redelivery.ts';
 import { settings } from '../../functions/shared/settings.ts';
-import { listDir, readJson, writeJsonAtomic } from './json-files.ts';
+import { listDir, mapConcurrently, readJson, writeJsonAtomic } from './json-files.ts';
 
 /** The error name Step Functions' sqs:sendMessage integration reports when SQS refuses a message. */
 export const SQS_REFUSED = 'SQS.AmazonSQSException';
+
+/** What the schedule looks at to choose the envelopes to take: an envelope without its conversation record. */
+type EnvelopeHead = Omit<FailedDeliveryEnvelope, 'conversation'>;
+
+function headOf({ conversation: _conversation, ...head }: FailedDeliveryEnvelope): EnvelopeHead {
+  return head;
+}
+
+/** How long the heads of a look stand while the folder is unchanged: a file edited in place is seen within this. */
+const FULL_LOOK_EVERY_MS = 60_000;
 
 /** As many envelopes as one SQS receive returns: the schedule redelivers one batch at a time. */
 const BATCH = 10;
@@ -41,6 +53,12 @@ export class LocalFailedDeliveryStore implements FailedDeliveryStore {
   readonly dir: string;
   /** Conversation id → resolves when its holder lets it go. */
   private readonly holds = new Map<string, { released: Promise<void>; release: () => void }>();
+  /** File name → its stat signature and head when last read (null: not an envelope, or not JSON). */
+  private readonly headCache = new Map<string, { signature: string; head: EnvelopeHead | null }>();
+  /** The last look through the folder: when, the folder's stat then, and the heads it found. */
+  private lastLook: { at: number; folderSignature: string; heads: EnvelopeHead[] } | null = null;
+  /** Each schedule run's envelopes still to hand out, by the run's `seen` set. */
+  private readonly runQueues = new WeakMap<ReadonlySet<string>, string[]>();
 
   constructor(dataDir: string) {
     this.dir = path.join(dataDir, 'failed-deliveries');
@@ -149,16 +167,74 @@ export class LocalFailedDeliveryStore implements FailedDeliveryStore {
     return null;
   }
 
-  /** Pending envelopes no one holds and this run has not seen yet, oldest first. */
-  async take(options: { seen: ReadonlySet<string> }): Promise<TakenBatch<HeldEnvelope>> {
-    const pending = (await this.list()).filter(
-      (e) => e.state === 'pending' && !options.seen.has(e.conversation_id) && !this.holds.has(e.conversation_id),
-    );
-    const items = pending.slice(0, BATCH).map((envelope) => {
-      this.claim(envelope.conversation_id);
-      return { envelope };
-    });
+  /**
+   * Pending envelopes that are due, no one holds and this run has not seen yet, oldest first. A run (one `seen` set)
+   * looks through the store once, at its first take, by each file's head (kept in memory while the file is unchanged:
+   * a `stat`, no read); every later take of the run goes on down that list, and only the envelopes handed out are read.
+   * One not due is not handed out (on AWS it is a message hidden until it is due), so a run with nothing due reads no
+   * envelope. An envelope stored or made due during a run is taken by the next run.
+   */
+  async take(options: { seen: ReadonlySet<string>; now?: Date }): Promise<TakenBatch<HeldEnvelope>> {
+    const now = options.now ?? new Date();
+    let queue = this.runQueues.get(options.seen);
+    if (!queue) {
+      queue = (await this.heads())
+        .filter((h) => h.state === 'pending' && h.next_due_at !== null && Date.parse(h.next_due_at) <= now.getTime())
+        .sort((a, b) => a.created_at.localeCompare(b.created_at))
+        .map((h) => h.conversation_id);
+      this.runQueues.set(options.seen, queue);
+    }
+    const items: HeldEnvelope[] = [];
+    while (items.length < BATCH && queue.length > 0) {
+      const id = queue.shift()!;
+      if (options.seen.has(id) || this.holds.has(id)) continue;
+      this.claim(id);
+      const envelope = await this.get(id).catch(() => null);
+      if (envelope && isDue(envelope, now)) items.push({ envelope });
+      else this.release(id);
+    }
     return { items, unreadable: [], count: items.length };
+  }
+
+  /**
+   * The head of every envelope (all but the conversation record). A file is read again only when its inode, size or
+   * time changed since this store last read it (written by this gateway, a command or a hand). Every write of an
+   * envelope renames a file into the folder, which changes the folder's time: while that time stays as it was (and was
+   * not within the last second of the look), the heads of the last look stand without a `stat` of each file, for up
+   * to a minute (a file edited in place is seen within a minute).
+   */
+  private async heads(): Promise<EnvelopeHead[]> {
+    const lookedAt = Date.now();
+    const folder = await stat(this.dir, { bigint: true }).catch(() => null);
+    const folderSignature = folder ? `${folder.ino}:${folder.mtimeNs}` : '-';
+    const last = this.lastLook;
+    if (
+      last &&
+      last.folderSignature === folderSignature &&
+      lookedAt - last.at < FULL_LOOK_EVERY_MS &&
+      (folder === null || Number(folder.mtimeMs) < last.at - 1_000)
+    )
+      return last.heads;
+    const names = (await listDir(this.dir)).filter((n) => n.endsWith('.json'));
+    const present = new Set(names);
+    for (const name of this.headCache.keys()) if (!present.has(name)) this.headCache.delete(name);
+    const read = await mapConcurrently(names, 32, async (name): Promise<EnvelopeHead | null> => {
+      const file = path.join(this.dir, name);
+      const s = await stat(file, { bigint: true }).catch(() => null);
+      if (!s) return null;
+      const signature = `${s.ino}:${s.mtimeNs}:${s.size}`;
+      const cached = this.headCache.get(name);
+      if (cached?.signature === signature) return cached.head;
+      const envelope = await readJson<unknown>(file)
+        .then(readEnvelope)
+        .catch(() => null);
+      const head = envelope ? headOf(envelope) : null;
+      this.headCache.set(name, { signature, head });
+      return head;
+    });
+    const heads = read.filter((h): h is EnvelopeHead => h !== null);
+    this.lastLook = { at: lookedAt, folderSignature, heads };
+    return heads;
   }
 
   async store(item: HeldEnvelope, updated: FailedDeliveryEnvelope): Promise<void> {

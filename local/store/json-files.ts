@@ -19,3 +19,17 @@ export async function listDir(dir: string): Promise<string[]> {
     throw error;
   }
 }
+
+/** `fn` of each item, at most `limit` at a time, the results in the items' order. */
+export async function mapConcurrently<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await fn(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}

@@ -1,0 +1,93 @@
+import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { runSchedule } from '../../../functions/shared/redelivery.ts';
+import { LocalFailedDeliveryStore } from '../../../local/store/failed-delivery-store.ts';
+import { readJson } from '../../../local/store/json-files.ts';
+import { pendingEnvelope, T0 } from '../../support/aws-fixtures.ts';
+
+vi.mock('../../../local/store/json-files.ts', async (importOriginal) => {
+  const original = await importOriginal<typeof import('../../../local/store/json-files.ts')>();
+  return { ...original, readJson: vi.fn(original.readJson) };
+});
+
+/**
+ * The schedule runs every second (REDELIVERY_POLL_MS) over a store that keeps every settled and dead envelope: a run
+ * must cost what is due, not what is stored (docs/performance.md).
+ */
+let dataDir: string;
+let store: LocalFailedDeliveryStore;
+beforeEach(async () => {
+  dataDir = await mkdtemp(path.join(tmpdir(), 'failed-delivery-store-'));
+  store = new LocalFailedDeliveryStore(dataDir);
+  vi.mocked(readJson).mockClear();
+});
+afterEach(async () => {
+  await rm(dataDir, { recursive: true, force: true });
+});
+
+const NOW = new Date(T0.getTime() + 86_400_000);
+const log = { info: () => {}, warn: () => {}, error: () => {} };
+const envelopeReads = () =>
+  vi.mocked(readJson).mock.calls.filter(([file]) => String(file).startsWith(store.dir)).length;
+
+async function seed(counts: { due: number; notDue: number; settled: number }) {
+  let n = 0;
+  const suffix = () => `s${(n++).toString(36).padStart(5, '0')}`;
+  for (let i = 0; i < counts.due; i++)
+    await store.put(pendingEnvelope(suffix(), T0, { next_due_at: new Date(NOW.getTime() - 1000).toISOString() }));
+  for (let i = 0; i < counts.notDue; i++)
+    await store.put(pendingEnvelope(suffix(), T0, { next_due_at: new Date(NOW.getTime() + 3_600_000).toISOString() }));
+  for (let i = 0; i < counts.settled; i++)
+    await store.put(pendingEnvelope(suffix(), T0, { state: 'settled', next_due_at: null }));
+}
+
+async function run(redelivered: string[] = []) {
+  return runSchedule(
+    store,
+    async (envelope) => {
+      redelivered.push(envelope.conversation_id);
+      return { ok: false, status: 'FAILED', error: 'not in this test' };
+    },
+    { remainingMs: () => Number.POSITIVE_INFINITY, reserveMs: 0, minHoldSeconds: 0, log, now: () => NOW },
+  );
+}
+
+describe('the local failed-delivery store under the schedule', () => {
+  it('a run reads each stored envelope at most once, then only the due ones it hands out', async () => {
+    await seed({ due: 35, notDue: 40, settled: 60 });
+    const redelivered: string[] = [];
+    const summary = await run(redelivered);
+    // 135 heads read once, and the 35 due envelopes again as they are taken (4 batches of 10, not 4 scans of 135).
+    expect(envelopeReads()).toBeLessThanOrEqual(135 + 35);
+    expect(redelivered).toHaveLength(35);
+    expect(new Set(redelivered).size).toBe(35);
+    expect(summary.received).toBe(35);
+  });
+
+  it('a run with nothing new due reads no envelope: unchanged files are known by their stat', async () => {
+    await seed({ due: 0, notDue: 40, settled: 60 });
+    await run();
+    vi.mocked(readJson).mockClear();
+    const summary = await run();
+    expect(envelopeReads()).toBe(0);
+    expect(summary.received).toBe(0);
+  });
+
+  it('an envelope rewritten on disk by another process or a hand is read again and taken when it became due', async () => {
+    await seed({ due: 0, notDue: 3, settled: 0 });
+    await run();
+    const [first] = await store.list();
+    const file = path.join(store.dir, `${first!.conversation_id}.json`);
+    // As a command (or an editor) saves it: a new file renamed over the old one.
+    await writeFile(
+      `${file}.tmp`,
+      JSON.stringify({ ...first, next_due_at: new Date(NOW.getTime() - 1).toISOString() }),
+    );
+    await rename(`${file}.tmp`, file);
+    const redelivered: string[] = [];
+    await run(redelivered);
+    expect(redelivered).toEqual([first!.conversation_id]);
+  });
+});
