@@ -121,18 +121,17 @@ export class LocalFailedDeliveryStore implements FailedDeliveryStore {
   }> {
     const names = (await listDir(this.dir)).filter((n) => n.endsWith('.json')).sort();
     const unreadable: { file: string; reason: string }[] = [];
-    const read = await Promise.all(
-      names.map(async (n) => {
-        const file = path.join(this.dir, n);
-        try {
-          return await envelopeIn(file);
-        } catch (error) {
-          if (!(error instanceof SyntaxError)) throw error;
-          unreadable.push({ file, reason: error.message });
-          return null;
-        }
-      }),
-    );
+    // A few files open at a time: a read of each at once runs out of file descriptors (EMFILE) past some thousands.
+    const read = await mapConcurrently(names, 32, async (n) => {
+      const file = path.join(this.dir, n);
+      try {
+        return await envelopeIn(file);
+      } catch (error) {
+        if (!(error instanceof SyntaxError)) throw error;
+        unreadable.push({ file, reason: error.message });
+        return null;
+      }
+    });
     const envelopes = read
       .filter((e): e is FailedDeliveryEnvelope => e !== null)
       .sort((a, b) => a.created_at.localeCompare(b.created_at));
