@@ -8,8 +8,11 @@ import {
 import { type FailedDeliveryEnvelope, owedBy } from '../../functions/domain/failed-delivery.ts';
 import type { EndpointStore } from '../../functions/shared/endpoint-store.ts';
 
+/** What the queued counts look at: an envelope, or its head (local/store/failed-delivery-store.ts). */
+type QueueableEnvelope = Pick<FailedDeliveryEnvelope, 'state' | 'owed' | 'webhook_type'>;
+
 /** Deliveries still owed per webhook type: pending or dead envelopes that owe a delivery (not only an export). */
-function queuedByType(envelopes: readonly FailedDeliveryEnvelope[]): Record<string, number> {
+function queuedByType(envelopes: readonly QueueableEnvelope[]): Record<string, number> {
   const counts: Record<string, number> = {};
   for (const e of envelopes)
     if (e.state !== 'settled' && owedBy(e) === 'delivery') counts[e.webhook_type] = (counts[e.webhook_type] ?? 0) + 1;
@@ -19,7 +22,7 @@ function queuedByType(envelopes: readonly FailedDeliveryEnvelope[]): Record<stri
 /** Every receiver as `endpoints list` and the console's Endpoints page show it (the local read model). */
 export async function endpointViews(
   store: EndpointStore,
-  envelopes: readonly FailedDeliveryEnvelope[],
+  envelopes: readonly QueueableEnvelope[],
   deployedUrls: Record<WebhookType, string | null>,
   policy: BreakerPolicy,
 ): Promise<EndpointView[]> {

@@ -440,7 +440,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
         mount: consoleRoutes({
           attempts: async (id) => (await attemptLog()?.list(id)) ?? [],
           endpoints: async () =>
-            endpointViews(endpoints, await failedDeliveries.list(), config.deliveryUrls, config.breaker),
+            endpointViews(endpoints, await failedDeliveries.heads(), config.deliveryUrls, config.breaker),
           executions,
           failedDeliveries,
           bucket,

@@ -24,7 +24,7 @@ import { listDir, mapConcurrently, readJson, writeJsonAtomic } from './json-file
 export const SQS_REFUSED = 'SQS.AmazonSQSException';
 
 /** What the schedule looks at to choose the envelopes to take: an envelope without its conversation record. */
-type EnvelopeHead = Omit<FailedDeliveryEnvelope, 'conversation'>;
+export type EnvelopeHead = Omit<FailedDeliveryEnvelope, 'conversation'>;
 
 function headOf({ conversation: _conversation, ...head }: FailedDeliveryEnvelope): EnvelopeHead {
   return head;
@@ -200,9 +200,10 @@ export class LocalFailedDeliveryStore implements FailedDeliveryStore {
    * time changed since this store last read it (written by this gateway, a command or a hand). Every write of an
    * envelope renames a file into the folder, which changes the folder's time: while that time stays as it was (and was
    * not within the last second of the look), the heads of the last look stand without a `stat` of each file, for up
-   * to a minute (a file edited in place is seen within a minute).
+   * to a minute (a file edited in place is seen within a minute). What the schedule chooses by, and what the
+   * receivers' queued counts (`endpoints list`, the console) are made of: neither reads every envelope again.
    */
-  private async heads(): Promise<EnvelopeHead[]> {
+  async heads(): Promise<EnvelopeHead[]> {
     const lookedAt = Date.now();
     const folder = await stat(this.dir, { bigint: true }).catch(() => null);
     const folderSignature = folder ? `${folder.ino}:${folder.mtimeNs}` : '-';
