@@ -91,3 +91,26 @@ describe('the local failed-delivery store under the schedule', () => {
     expect(redelivered).toEqual([first!.conversation_id]);
   });
 });
+
+describe('listing the local failed-delivery store', () => {
+  it('reads a few envelopes at a time, not every file at once (thousands of open files end in EMFILE)', async () => {
+    await seed({ due: 0, notDue: 50, settled: 50 });
+    const original = vi.mocked(readJson).getMockImplementation()!;
+    let inFlight = 0;
+    let most = 0;
+    vi.mocked(readJson).mockImplementation(async (file) => {
+      most = Math.max(most, ++inFlight);
+      try {
+        return await original(file);
+      } finally {
+        inFlight -= 1;
+      }
+    });
+    try {
+      expect(await store.list()).toHaveLength(100);
+    } finally {
+      vi.mocked(readJson).mockImplementation(original);
+    }
+    expect(most).toBeLessThanOrEqual(32);
+  });
+});
