@@ -120,11 +120,28 @@ export async function version(ctx: ConsoleContext, conversationId?: string): Pro
     parts.push(await stamp(path.join(ctx.executions.dir, conversationId)));
     parts.push(await stamp(path.join(ctx.failedDeliveries.dir, `${conversationId}.json`)));
   } else {
-    parts.push(await stamp(ctx.executions.dir), await stamp(ctx.failedDeliveries.dir));
-    const ids = await newestIds(ctx, 100);
+    const folder = await stamp(ctx.executions.dir);
+    parts.push(folder, await stamp(ctx.failedDeliveries.dir));
+    const ids = await newestIdsAsOf(ctx, folder);
     parts.push(...(await Promise.all(ids.map((id) => stamp(path.join(ctx.executions.dir, id))))));
   }
   return createHash('sha256').update(parts.join('|')).digest('hex').slice(0, 16);
+}
+
+/** The list page's newest ids, by executions folder, with that folder's stamp when they were listed. */
+const newestAtStamp = new Map<string, { stamp: string; ids: string[] }>();
+
+/**
+ * The newest 100 ids for the version poll: listed again only when the executions folder changed (a conversation's
+ * folder added or removed changes its stamp; the stamp is taken before the listing), not every second per open tab,
+ * which at tens of thousands of conversations took most of a second each time.
+ */
+async function newestIdsAsOf(ctx: ConsoleContext, folderStamp: string): Promise<string[]> {
+  const cached = newestAtStamp.get(ctx.executions.dir);
+  if (folderStamp !== '-' && cached?.stamp === folderStamp) return cached.ids;
+  const ids = await newestIds(ctx, 100);
+  newestAtStamp.set(ctx.executions.dir, { stamp: folderStamp, ids });
+  return ids;
 }
 
 export interface ExportDocumentView {

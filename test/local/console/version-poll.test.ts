@@ -1,0 +1,56 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { type ConsoleContext, version } from '../../../local/console/data.ts';
+import { ExecutionStore } from '../../../local/store/execution-store.ts';
+import { LocalFailedDeliveryStore } from '../../../local/store/failed-delivery-store.ts';
+
+/**
+ * Every open console tab polls GET /console/api/version each second (local/console/index.ts). With tens of thousands
+ * of conversations, listing the executions folder at each poll took most of a second: it is listed again only when
+ * the folder changed.
+ */
+describe("the console's version poll", () => {
+  let dataDir: string;
+  let ctx: ConsoleContext;
+  let listings: ReturnType<typeof vi.spyOn>;
+  const id = (n: number) => `webhook_20261202_1200${String(n).padStart(2, '0')}_crm_p_aaaaaaaaaa`;
+  const saveConversation = async (n: number) => {
+    await ctx.executions.save(id(n), {
+      execution_name: `run${n}`,
+      state_machine: 'conversation',
+      status: 'SUCCEEDED',
+      started_at: '2026-12-02T12:00:00.000Z',
+      stopped_at: '2026-12-02T12:00:00.100Z',
+      input: {},
+      output: {},
+      events: [],
+    } as never);
+  };
+
+  beforeEach(async () => {
+    dataDir = await mkdtemp(path.join(tmpdir(), 'console-version-'));
+    const executions = new ExecutionStore(dataDir);
+    ctx = { executions, failedDeliveries: new LocalFailedDeliveryStore(dataDir) } as ConsoleContext;
+    listings = vi.spyOn(executions, 'conversationIds');
+  });
+  afterEach(async () => {
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  it('lists the executions folder once while it is unchanged, and again once a conversation is added', async () => {
+    await saveConversation(1);
+    const first = await version(ctx);
+    expect(await version(ctx)).toBe(first);
+    expect(await version(ctx)).toBe(first);
+    expect(listings).toHaveBeenCalledTimes(1);
+
+    await saveConversation(2);
+    const second = await version(ctx);
+    expect(second).not.toBe(first);
+    expect(listings).toHaveBeenCalledTimes(2);
+    expect(await version(ctx)).toBe(second);
+    expect(listings).toHaveBeenCalledTimes(2);
+  });
+});
