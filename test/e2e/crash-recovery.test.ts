@@ -7,7 +7,7 @@ import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/clien
 import { afterAll, describe, expect, it } from 'vitest';
 import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
 import { DELIVERY_URL_VARIABLES } from '../../functions/domain/delivery.ts';
-import { startCli } from '../support/cli.ts';
+import { killIfRunning, startCli, until } from '../support/cli.ts';
 
 /**
  * The chaos test (loopback only, ports 0, bounded): the real gateway (`webhook-gateway start`, a child process) with
@@ -94,25 +94,13 @@ let receiverWaiting = 0;
 let dataDir: string;
 let gateway: Awaited<ReturnType<typeof startCli>> | null = null;
 afterAll(async () => {
-  if (gateway && gateway.child.exitCode === null && gateway.child.signalCode === null) {
-    const exited = new Promise((resolve) => gateway!.child.once('exit', resolve));
-    gateway.child.kill('SIGKILL');
-    await exited;
-  }
+  await killIfRunning(gateway);
   for (const server of servers) {
     server.closeAllConnections();
     server.close();
   }
   if (dataDir) await rm(dataDir, { recursive: true, force: true });
 });
-
-async function until(what: string, check: () => boolean | Promise<boolean>, ms = 45_000) {
-  const end = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 function post(url: string, r: Request) {
   return fetch(`${url}/webhook`, {

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { WEBHOOK_TYPES, type WebhookType } from '../../functions/domain/conversation.ts';
 import { DELIVERY_URL_VARIABLES } from '../../functions/domain/delivery.ts';
-import { runMain, startCli } from '../support/cli.ts';
+import { killIfRunning, runMain, startCli, until } from '../support/cli.ts';
 
 /**
  * A redelivery cut by kill -9 (docs/operations.md, "After a crash"): the real gateway (a child process) with three
@@ -44,25 +44,13 @@ async function serve(handler: (req: IncomingMessage, text: string) => Promise<[n
 let dataDir: string;
 let gateway: Awaited<ReturnType<typeof startCli>> | null = null;
 afterAll(async () => {
-  if (gateway && gateway.child.exitCode === null && gateway.child.signalCode === null) {
-    const exited = new Promise((resolve) => gateway!.child.once('exit', resolve));
-    gateway.child.kill('SIGKILL');
-    await exited;
-  }
+  await killIfRunning(gateway);
   for (const server of servers) {
     server.closeAllConnections();
     server.close();
   }
   if (dataDir) await rm(dataDir, { recursive: true, force: true });
 });
-
-async function until(what: string, check: () => boolean | Promise<boolean>, ms = 45_000) {
-  const end = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 /** Each conversation goes to its own type, so that one receiver's failures never hold another's back. */
 const CASES = {

@@ -128,3 +128,20 @@ export async function runMain(args: string[], env: Record<string, string | undef
     }
   }
 }
+
+/** Poll `check` every 25 ms until it holds; fails naming `what` after `ms`. */
+export async function until(what: string, check: () => boolean | Promise<boolean>, ms = 45_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** Kill -9 a gateway started by startCli, if it still runs, and wait until it is gone. */
+export async function killIfRunning(gateway: Awaited<ReturnType<typeof startCli>> | null): Promise<void> {
+  if (!gateway || gateway.child.exitCode !== null || gateway.child.signalCode !== null) return;
+  const exited = new Promise((resolve) => gateway.child.once('exit', resolve));
+  gateway.child.kill('SIGKILL');
+  await exited;
+}
