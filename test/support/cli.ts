@@ -52,7 +52,7 @@ export const NEW_USER_START_ENV = {
   DELIVERY_SIGNING_SECRETS_FILE: undefined, // an in-process gateway of the same test file sets it (its own data folder's)
 };
 
-/** Start `webhook-gateway start` and wait until it prints its URL. */
+/** Start `webhook-gateway start` and wait until it prints its URL (killed if it has not within `timeoutMs`). */
 export function startCli(
   env: Record<string, string | undefined>,
   timeoutMs = 20_000,
@@ -63,7 +63,11 @@ export function startCli(
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let output = '';
-    const timer = setTimeout(() => reject(new Error(`gateway did not start:\n${output}`)), timeoutMs);
+    // A gateway that did not start in time is killed: left running, it would outlive the test run.
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`gateway (pid ${child.pid}) did not start:\n${output}`));
+    }, timeoutMs);
     const onData = (d: Buffer) => {
       output += d.toString();
       const m = /listening on (http:\/\/\S+)/.exec(output);
