@@ -129,18 +129,22 @@ export async function version(ctx: ConsoleContext, conversationId?: string): Pro
 }
 
 /** The list page's newest ids, by executions folder, with that folder's stamp when they were listed. */
-const newestAtStamp = new Map<string, { stamp: string; ids: string[] }>();
+const newestAtStamp = new Map<string, { stamp: string; ids: string[]; settled: boolean }>();
 
 /**
  * The newest 100 ids for the version poll: listed again only when the executions folder changed (a conversation's
  * folder added or removed changes its stamp; the stamp is taken before the listing), not every second per open tab,
- * which at tens of thousands of conversations took most of a second each time.
+ * which at tens of thousands of conversations took most of a second each time. File times are coarse (a few ms): a
+ * folder changed within the second before a listing may change again under the same time, so it is listed again.
  */
 async function newestIdsAsOf(ctx: ConsoleContext, folderStamp: string): Promise<string[]> {
   const cached = newestAtStamp.get(ctx.executions.dir);
-  if (folderStamp !== '-' && cached?.stamp === folderStamp) return cached.ids;
+  if (folderStamp !== '-' && cached?.settled && cached.stamp === folderStamp) return cached.ids;
+  const listedAt = Date.now();
+  const folder = await stat(ctx.executions.dir).catch(() => null);
   const ids = await newestIds(ctx, 100);
-  newestAtStamp.set(ctx.executions.dir, { stamp: folderStamp, ids });
+  const settled = folder !== null && folder.mtimeMs < listedAt - 1_000;
+  newestAtStamp.set(ctx.executions.dir, { stamp: folderStamp, ids, settled });
   return ids;
 }
 

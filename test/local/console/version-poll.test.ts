@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -39,18 +39,30 @@ describe("the console's version poll", () => {
     await rm(dataDir, { recursive: true, force: true });
   });
 
+  /** As if the folder's last change were two seconds old. */
+  const settle = () => utimes(ctx.executions.dir, new Date(Date.now() - 2000), new Date(Date.now() - 2000));
+
   it('lists the executions folder once while it is unchanged, and again once a conversation is added', async () => {
     await saveConversation(1);
+    await settle();
     const first = await version(ctx);
     expect(await version(ctx)).toBe(first);
     expect(await version(ctx)).toBe(first);
     expect(listings).toHaveBeenCalledTimes(1);
 
     await saveConversation(2);
+    await settle();
     const second = await version(ctx);
     expect(second).not.toBe(first);
     expect(listings).toHaveBeenCalledTimes(2);
     expect(await version(ctx)).toBe(second);
+    expect(listings).toHaveBeenCalledTimes(2);
+  });
+
+  it('lists it at every poll while its last change is under a second old (file times are coarse)', async () => {
+    await saveConversation(1);
+    await version(ctx);
+    await version(ctx);
     expect(listings).toHaveBeenCalledTimes(2);
   });
 });
