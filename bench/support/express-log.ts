@@ -8,7 +8,7 @@
  *
  * Event types: ExecutionStarted; per Task state TaskStateEntered, then for a Lambda function ARN
  * LambdaFunctionScheduled (effective input), LambdaFunctionStarted, LambdaFunctionSucceeded (raw result), and for a
- * service integration (`arn:aws:states:::…`) TaskScheduled (parameters), TaskStarted, TaskSucceeded (raw result);
+ * service integration (`arn:<partition>:states:::…`) TaskScheduled (parameters), TaskStarted, TaskSucceeded (raw result);
  * then TaskStateExited (output); per other state <Type>StateEntered and <Type>StateExited; ExecutionSucceeded or
  * ExecutionFailed. Retries and failures of tasks are not rendered (the cost model is the happy path).
  */
@@ -104,7 +104,7 @@ export function renderExpressLog(
       const call = index >= 0 ? pending.splice(index, 1)[0]! : { state: name, parameters: e.input, result: undefined };
       const effective = call.parameters === undefined ? e.input : call.parameters;
       const timeout = state.TimeoutSeconds;
-      const integration = /^arn:aws:states:::([^:.]+)[:.]?(.*)$/.exec(state.Resource ?? '');
+      const integration = /^arn:[^:]+:states:::([^:.]+)[:.]?(.*)$/.exec(state.Resource ?? '');
       if (integration) {
         const resource = { resourceType: integration[1], resource: integration[2] || integration[1] };
         emit('TaskScheduled', {

@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { Aws } from 'aws-cdk-lib';
 import type { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { StateMachine } from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
@@ -39,6 +40,7 @@ export class AcceptWorkflow extends Construct {
         ValidateFunctionArn: fns.validate.functionArn,
         ExportFunctionArn: fns.export.functionArn,
         ConversationStateMachineArn: props.conversationStateMachine.stateMachineArn,
+        Partition: Aws.PARTITION,
       },
       invokes: [fns.validate, fns.export],
       logRetention: props.logRetention,

@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { Aws } from 'aws-cdk-lib';
 import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import type { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { IQueue } from 'aws-cdk-lib/aws-sqs';
@@ -45,6 +46,8 @@ export class ConversationWorkflow extends Construct {
       DeliverFunctionArn: fns.deliver.functionArn,
       ExportFunctionArn: fns.export.functionArn,
       FailedDeliveryQueueUrl: props.failedDeliveryQueue.queueUrl,
+      // The service integrations' ARNs (`arn:<partition>:states:::lambda:invoke`): `aws` is not every partition's.
+      Partition: Aws.PARTITION,
     };
     const { stateMachine, logGroup } = expressStateMachine(this, {
       name: 'conversation',

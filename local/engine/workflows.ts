@@ -53,6 +53,7 @@ const localSubstitutions = (env: NodeJS.ProcessEnv = process.env) => ({
   ExportFunctionArn: localFunctionArn('export'),
   FailedDeliveryQueueUrl: LOCAL_FAILED_DELIVERY_QUEUE_URL,
   ConversationStateMachineArn: localStateMachineArn('conversation'),
+  Partition: 'aws',
 });
 
 function requiredAgentName(env: NodeJS.ProcessEnv): string {

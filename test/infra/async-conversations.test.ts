@@ -101,6 +101,7 @@ describe('the accept workflow', () => {
       ValidateFunctionArn: { 'Fn::GetAtt': [id('AWS::Lambda::Function', 'FunctionsValidate'), 'Arn'] },
       ExportFunctionArn: { 'Fn::GetAtt': [id('AWS::Lambda::Function', 'FunctionsExport'), 'Arn'] },
       ConversationStateMachineArn: { Ref: id('AWS::StepFunctions::StateMachine', 'Workflow') },
+      Partition: { Ref: 'AWS::Partition' },
     });
   });
 

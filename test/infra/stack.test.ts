@@ -244,7 +244,16 @@ describe('workflow', () => {
       DeliverFunctionArn: { 'Fn::GetAtt': [fnId('Deliver'), 'Arn'] },
       ExportFunctionArn: { 'Fn::GetAtt': [fnId('Export'), 'Arn'] },
       FailedDeliveryQueueUrl: { Ref: logicalId(template, 'AWS::SQS::Queue', 'FailedDeliveryQueue') },
+      Partition: { Ref: 'AWS::Partition' },
     });
+  });
+
+  it("names the service integrations in the stack's partition (aws-cn, aws-us-gov), never a literal `arn:aws:`", () => {
+    for (const id of Object.keys(template.findResources('AWS::StepFunctions::StateMachine'))) {
+      const definition = cfnText(props(id).DefinitionString as Json);
+      expect(definition).not.toMatch(/"arn:aws:/);
+      if (definition.includes(':states:::')) expect(definition).toContain('"arn:${Partition}:states:::');
+    }
   });
 
   it('logs ALL events with execution data to its own log group, and traces with X-Ray', () => {

@@ -8,6 +8,7 @@ const SUBSTITUTIONS = {
   ValidateFunctionArn: 'arn:aws:lambda:us-east-1:123456789012:function:validate',
   ExportFunctionArn: 'arn:aws:lambda:us-east-1:123456789012:function:export',
   ConversationStateMachineArn: 'arn:aws:states:us-east-1:123456789012:stateMachine:conversation',
+  Partition: 'aws',
 };
 const accept = loadDefinition(path.join(STATEMACHINE_DIR, 'accept.asl.json'), SUBSTITUTIONS) as any;
 const conversation = loadDefinition(path.join(STATEMACHINE_DIR, 'conversation.asl.json'), {
@@ -17,6 +18,7 @@ const conversation = loadDefinition(path.join(STATEMACHINE_DIR, 'conversation.as
   DeliverFunctionArn: 'd',
   ExportFunctionArn: 'e',
   FailedDeliveryQueueUrl: 'q',
+  Partition: 'aws',
 }) as any;
 
 describe('statemachine/accept.asl.json', () => {

@@ -16,6 +16,7 @@ const SUBSTITUTIONS = {
   DeliverFunctionArn: 'arn:aws:lambda:us-east-1:123456789012:function:deliver',
   ExportFunctionArn: 'arn:aws:lambda:us-east-1:123456789012:function:export',
   FailedDeliveryQueueUrl: 'https://sqs.us-east-1.amazonaws.com/123456789012/failed-deliveries',
+  Partition: 'aws',
 };
 const definition = loadDefinition(FILE, SUBSTITUTIONS) as any;
 const LAMBDA_SERVICE_ERRORS = [
