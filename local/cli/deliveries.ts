@@ -162,7 +162,7 @@ export async function deliveriesRedrive(args: string[]): Promise<number> {
       out(
         owedBy(envelope) === 'export'
           ? `${id} was already exported: nothing to redrive.`
-          : `${id} was already delivered (${attemptsMade(envelope)} attempts): nothing to redrive.`,
+          : `${id} was already delivered (${attemptsMade(envelope)} attempts): nothing to redrive. ${resendHint(id)}`,
       );
       return 0;
     }
@@ -208,6 +208,9 @@ export async function deliveriesRedrive(args: string[]): Promise<number> {
   return (counts.failed ?? 0) + (counts.error ?? 0) + (counts.held ?? 0) > 0 ? 1 : 0;
 }
 
+/** What redriving a delivered conversation says to do instead (docs/operations.md: resend it). */
+const resendHint = (id: string) => `To deliver it again: webhook-gateway deliveries resend ${id}`;
+
 /**
  * `redrive <id>` of a conversation the failed-delivery store never held: delivered at its first try, its agent failed,
  * or not a conversation of this data folder. A delivered one is the no-op of an already delivered conversation
@@ -220,9 +223,7 @@ async function nothingOwed(id: string, dataDir: string): Promise<number> {
       `no conversation ${id} in the local history (${dataDir}; see "webhook-gateway conversations list")`,
     );
   if (record.webhook_context.delivery_status === 'delivered') {
-    out(
-      `${id} was delivered (nothing is owed): nothing to redrive. To deliver it again: webhook-gateway deliveries resend ${id}`,
-    );
+    out(`${id} was delivered (nothing is owed): nothing to redrive. ${resendHint(id)}`);
     return 0;
   }
   throw new CliError(

@@ -415,13 +415,16 @@ describe('webhook-gateway deliveries (CLI against the running gateway)', () => {
     expect((await world.gateway.failedDeliveries.get(recent.conversation_id))!.state).toBe('settled');
   });
 
-  it('redrive <id> delivers one; again says already delivered; bad input gets a clear error', async () => {
+  it('redrive <id> delivers one; again says already delivered and points to resend; bad input gets a clear error', async () => {
     const body = await failedConversation(400);
     const first = await cli(['deliveries', 'redrive', body.conversation_id]);
     expect(first.code).toBe(0);
     expect(first.stdout).toMatch(/→ delivered/);
     const second = await cli(['deliveries', 'redrive', body.conversation_id]);
-    expect(second.stdout).toMatch(/already delivered/);
+    expect(second.code).toBe(0);
+    expect(second.stdout).toContain(
+      `${body.conversation_id} was already delivered (2 attempts): nothing to redrive. To deliver it again: webhook-gateway deliveries resend ${body.conversation_id}`,
+    );
     const bad = await cli(['deliveries', 'redrive', 'not-an-id']);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/is not a conversation id/);
