@@ -41,6 +41,18 @@ function expand(pattern: string): string[] {
   return match[1]!.split(',').flatMap((part) => expand(`${head}${part}${tail}`));
 }
 
+/** Names the docs give that belong to other tools (npm, Node, API Gateway, the AWS SDK), not to this code. */
+const OUTSIDE_NAMES = new Set(['allowScripts', 'appendFileSync', 'cloudwatchRoleArn', 'endpointProvider']);
+
+/** Every source file of the repository, as one text to search names in. */
+const CODE = ['functions', 'local', 'infra', 'bin', 'scripts', 'bench', 'statemachine', 'test']
+  .flatMap((dir) =>
+    readdirSync(path.join(PROJECT_ROOT, dir), { recursive: true, encoding: 'utf8' })
+      .filter((file) => /\.(ts|mjs|js|json)$/.test(file) && !file.includes('results'))
+      .map((file) => readFileSync(path.join(PROJECT_ROOT, dir, file), 'utf8')),
+  )
+  .join('\n');
+
 describe('the README and docs/ point at what exists', () => {
   it.each(DOCS)('%s: every relative link resolves, to a heading that exists when it names one', (doc) => {
     const broken: string[] = [];
@@ -66,5 +78,16 @@ describe('the README and docs/ point at what exists', () => {
       for (const file of expand(named!)) if (!existsSync(path.join(PROJECT_ROOT, file))) missing.push(file);
     }
     expect(missing).toEqual([]);
+  });
+
+  it.each(DOCS)('%s: every code name it gives in backticks (camelCase, UPPER_SNAKE) is one the code has', (doc) => {
+    const unknown = [
+      ...prose(readFileSync(path.join(PROJECT_ROOT, doc), 'utf8')).matchAll(
+        /`([a-z]+[A-Z][A-Za-z]+|[A-Z][A-Z0-9]+_[A-Z0-9_]+)`/g,
+      ),
+    ]
+      .map(([, name]) => name!)
+      .filter((name) => !OUTSIDE_NAMES.has(name) && !new RegExp(`\\b${name}\\b`).test(CODE));
+    expect([...new Set(unknown)]).toEqual([]);
   });
 });
