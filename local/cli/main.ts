@@ -42,7 +42,9 @@ const USAGE = `Usage: webhook-gateway <command>
                                         last success, failure streak, queued deliveries
   endpoints set <type> [--url URL|default] [--rate N/s|none] [--secret whsec_…] [--drop-previous-secret]
   endpoints pause <type> | resume <type>
-                                        change a receiver at run time (no restart, no deploy); --aws: the stack's
+                                        change a receiver at run time (no restart, no deploy)
+  endpoints list|set|pause|resume … --aws [--stack NAME] [--region R]
+                                        the same on a deployed stack (its deliveries table and signing secret)
   sign --secret whsec_… (--data JSON | --file PATH | --status CONVERSATION_ID) [--id ID] [--json]
                                         Standard Webhooks headers for one request (as curl -H arguments); the
                                         secret may come from WEBHOOK_SECRET instead of --secret
