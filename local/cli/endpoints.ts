@@ -17,7 +17,7 @@ import { changeLocalDeliverySecrets, deliverySecretsFileOf } from '../store/deli
 import { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
 import { readGatewayRuntime } from '../store/gateway-runtime.ts';
 import { type EndpointEdit, printEndpoints } from './endpoint-table.ts';
-import { AWS_OPTIONS, awsRequested, CliError, gatewayUrl, note, out } from './shared.ts';
+import { AWS_OPTIONS, awsRequested, CliError, gatewayUrl, note, out, shownPath } from './shared.ts';
 
 const ENDPOINTS_USAGE = `endpoints list [--json]
   endpoints set <type> [--url URL | --url default] [--rate N/s | --rate none] [--secret whsec_…] [--drop-previous-secret]
@@ -148,7 +148,7 @@ export async function endpointsCommand(sub: string | undefined, args: string[]):
       // On stderr with --json, so stdout stays one JSON document.
       const say = values.json ? note : out;
       say(
-        `${type} deliveries are signed with ${secrets.length === 2 ? 'two secrets (the new one first): both signatures are on the wire until --drop-previous-secret' : 'one secret'} (${path.relative(process.cwd(), file) || file})`,
+        `${type} deliveries are signed with ${secrets.length === 2 ? 'two secrets (the new one first): both signatures are on the wire until --drop-previous-secret' : 'one secret'} (${shownPath(file)})`,
       );
       if (running?.delivery_secrets_file === null)
         say('note: the running gateway signs with DELIVERY_SIGNING_SECRETS, not with this file');

@@ -14,7 +14,7 @@ import { deliveriesList, deliveriesRedrive, deliveriesResend } from './deliverie
 import { endpointsCommand } from './endpoints.ts';
 import { exposureLines } from './exposure.ts';
 import { conversationsQuery } from './query.ts';
-import { CliError, eventLine, out } from './shared.ts';
+import { CliError, eventLine, out, shownPath } from './shared.ts';
 import { sign } from './sign.ts';
 import { tryRequest } from './try-request.ts';
 
@@ -109,7 +109,7 @@ async function start(): Promise<number> {
       throw new CliError(error.message);
     throw error;
   }
-  const rel = (p: string) => path.relative(process.cwd(), p) || '.';
+  const rel = shownPath;
   out(`webhook-gateway (local) listening on ${gateway.url}`);
   const keys = parseApiKeys(process.env.API_KEYS);
   for (const line of exposureLines(options.host, {

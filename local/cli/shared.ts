@@ -2,6 +2,7 @@
  * What every `webhook-gateway` command shares: its one error type, its output streams, the `--aws` flags and the
  * small formatting helpers of the lists.
  */
+import path from 'node:path';
 import { WEBHOOK_TYPES, type WebhookType } from '../../functions/domain/conversation.ts';
 import { attemptsMade, type FailedDeliveryEnvelope, owedBy } from '../../functions/domain/failed-delivery.ts';
 import { isoInstant } from '../../functions/domain/named-queries.ts';
@@ -23,6 +24,16 @@ export function out(text: string): void {
  * One line of the running gateway's operator log: its fields joined by two spaces, every control character (and the
  * Unicode line separators) escaped, so nothing a request carries can break a line or forge another.
  */
+/**
+ * A path as the user should read it: relative to the current folder when it lies under it (`.data/s3`), else
+ * absolute (`/tmp/gateway-data`, not `../../../tmp/gateway-data`).
+ */
+export function shownPath(file: string): string {
+  const relative = path.relative(process.cwd(), file);
+  if (relative === '') return '.';
+  return relative.startsWith('..') || path.isAbsolute(relative) ? path.resolve(file) : relative;
+}
+
 export function eventLine(...fields: (string | number)[]): string {
   return fields.map((f) => printable(String(f))).join('  ');
 }

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { exposureLines } from '../../../local/cli/exposure.ts';
+import { shownPath } from '../../../local/cli/shared.ts';
 import { NEW_USER_START_ENV, startCli } from '../../support/cli.ts';
 
 let dataDir: string;
@@ -14,6 +15,14 @@ afterEach(async () => {
 });
 
 describe('the start banner says who can reach the gateway', () => {
+  it('names a path under the current folder relative to it, any other absolute', () => {
+    expect(shownPath(path.join(process.cwd(), '.data', 's3'))).toBe(path.join('.data', 's3'));
+    expect(shownPath(process.cwd())).toBe('.');
+    expect(shownPath(path.join(path.dirname(process.cwd()), 'elsewhere'))).toBe(
+      path.join(path.dirname(process.cwd()), 'elsewhere'),
+    );
+  });
+
   it('on loopback (the default) it adds nothing', () => {
     for (const host of ['127.0.0.1', 'localhost', '::1'])
       expect(exposureLines(host, { requireSigned: false, apiKeys: false })).toEqual([]);
@@ -34,6 +43,8 @@ describe('the start banner says who can reach the gateway', () => {
       const at = lines.findIndex((l) => l.startsWith('webhook-gateway (local) listening on http://127.0.0.1:'));
       expect(lines[at + 1]).toMatch(/^ {2}and on every interface \(HOST=0\.0\.0\.0\)/);
       expect(lines[at + 2]).toMatch(/^ {2}warning: no request needs a signature or an API key/);
+      // A data folder outside the current one is named as it is, not as `../../tmp/…`.
+      expect(gateway.output()).toContain(`(files under ${path.join(dataDir, 's3')})`);
     } finally {
       const exited = new Promise((r) => gateway.child.once('exit', r));
       gateway.child.kill('SIGINT');
