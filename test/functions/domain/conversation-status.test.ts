@@ -37,6 +37,12 @@ describe('who may read a status', () => {
     expect(authorizeStatusRequest(request({ conversation_id: '../../x' }), OPEN_POLICY)).toMatchObject({
       result: { statusCode: 404, body: { error: { code: 'NOT_FOUND' } } },
     });
+    // docs/contract.md: an id of no conversation's shape is 404 before source_system is looked at.
+    expect(authorizeStatusRequest(request({ conversation_id: 'abc', source_system: null }), OPEN_POLICY)).toMatchObject(
+      {
+        result: { statusCode: 404 },
+      },
+    );
   });
 
   it('a source with a secret signs `GET /conversations/<id>`: a signature over anything else is refused', () => {
