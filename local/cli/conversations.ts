@@ -32,7 +32,7 @@ import { localExportBucket, readGatewayRuntime } from '../store/gateway-runtime.
 import { ObjectStore } from '../store/object-store.ts';
 import { explainAwsError } from './aws/errors.ts';
 import { localHeldReceivers } from './deliveries.ts';
-import { AWS_OPTIONS, awsRequested, CliError, DEFAULT_STACK_NAME, note, out } from './shared.ts';
+import { AWS_OPTIONS, awsRequested, CliError, DEFAULT_STACK_NAME, limitOf, note, out } from './shared.ts';
 import { formatTable, printable } from './table.ts';
 
 const FILTER_OPTIONS = {
@@ -53,14 +53,6 @@ function filterOf(values: FilterFlags): ConversationFilter {
     if (error instanceof FilterError) throw new CliError(error.message);
     throw error;
   }
-}
-
-function limitOf(value: string | undefined, fallback: number): number {
-  if (value === undefined) return fallback;
-  const limit = Number(value);
-  if (!/^\d+$/.test(value) || !Number.isInteger(limit) || limit < 1)
-    throw new CliError(`--limit must be a positive whole number, got "${value}"`);
-  return limit;
 }
 
 const sourceOf = (c: { source_system: string; source_process: string }) => `${c.source_system}/${c.source_process}`;

@@ -23,6 +23,7 @@ import {
   CliError,
   deliveriesTable,
   gatewayUrl,
+  limitOf,
   note,
   out,
   parseSince,
@@ -48,13 +49,14 @@ export async function localHeldReceivers(dataDir: string): Promise<HeldReceivers
 export async function deliveriesList(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
-    options: { json: { type: 'boolean' }, state: { type: 'string' }, ...AWS_OPTIONS },
+    options: { json: { type: 'boolean' }, state: { type: 'string' }, limit: { type: 'string' }, ...AWS_OPTIONS },
   });
   if (awsRequested(values)) {
-    if (values.state !== undefined)
-      throw new CliError(
-        '--state is for the local store; with --aws the list shows the dead-letter queue and counts the pending ones',
-      );
+    for (const flag of ['state', 'limit'] as const)
+      if (values[flag] !== undefined)
+        throw new CliError(
+          `--${flag} is for the local store; with --aws the list shows the dead-letter queue and counts the pending ones`,
+        );
     const { awsDeliveriesList } = await import('./aws/deliveries.ts');
     const { withAws } = await import('./aws/stack.ts');
     return withAws(values, (clients, stack) => awsDeliveriesList(clients, { stack, json: values.json ?? false }));
@@ -67,17 +69,21 @@ export async function deliveriesList(args: string[]): Promise<number> {
   for (const s of states)
     if (!['pending', 'dead', 'settled'].includes(s))
       throw new CliError(`--state takes pending, dead, settled or all; got "${s}"`);
+  const limit = limitOf(values.limit, 50);
   const { dataDir } = resolveOptions();
   const store = new LocalFailedDeliveryStore(dataDir);
-  for (const { file, reason } of await store.unreadable())
+  const scanned = await store.scan();
+  for (const { file, reason } of scanned.unreadable)
     note(
       `webhook-gateway: ${reason}: left out of this list and of the redelivery schedule (${path.basename(file, '.json')})`,
     );
-  const envelopes = (await store.list())
+  const envelopes = scanned.envelopes
     .filter((e) => states.includes(e.state))
     .sort((a, b) => b.created_at.localeCompare(a.created_at));
+  // The newest `limit` (as `conversations list`): thousands of lines are no list to read, and took tens of seconds.
+  const shown = envelopes.slice(0, limit);
   if (values.json) {
-    out(JSON.stringify(envelopes, null, 2));
+    out(JSON.stringify(shown, null, 2));
     return 0;
   }
   if (envelopes.length === 0) {
@@ -86,7 +92,8 @@ export async function deliveriesList(args: string[]): Promise<number> {
   }
   // A delivery owed to a paused or disabled receiver is not tried until it is resumed: said so, not shown overdue.
   const held = await localHeldReceivers(dataDir);
-  out(deliveriesTable(envelopes, stateLabel, (e) => nextAttemptLabel(e, held)));
+  out(deliveriesTable(shown, stateLabel, (e) => nextAttemptLabel(e, held)));
+  if (envelopes.length > shown.length) out(`(${envelopes.length - shown.length} older not shown; use --limit)`);
   return 0;
 }
 

@@ -30,7 +30,7 @@ const USAGE = `Usage: webhook-gateway <command>
                                         SQL it lists the columns and the named queries)
   conversations list|show|search|query … --aws [--stack NAME] [--region R]
                                         the same on a deployed stack (Athena, export bucket, Express log groups)
-  deliveries list [--state pending|dead|settled|all] [--json]
+  deliveries list [--state pending|dead|settled|all] [--limit N] [--json]
   deliveries redrive <conversation_id> [--url URL]
   deliveries redrive --all [--since ISO] [--type T] [--dry-run] [--url URL]
                                         deliver what is still owed now (the plan first; --dry-run: only the plan)

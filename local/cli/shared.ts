@@ -99,6 +99,15 @@ export function stateLabel(
   return owedBy(e) === 'export' ? `${state}, export only` : state;
 }
 
+/** `--limit N` of a listing (a positive whole number), or `fallback` when not given. */
+export function limitOf(value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  const limit = Number(value);
+  if (!/^\d+$/.test(value) || !Number.isInteger(limit) || limit < 1)
+    throw new CliError(`--limit must be a positive whole number, got "${value}"`);
+  return limit;
+}
+
 /** The table of `deliveries list` (local and --aws): one envelope a row, its state and next due as `state` and `due` say. */
 export function deliveriesTable(
   envelopes: FailedDeliveryEnvelope[],

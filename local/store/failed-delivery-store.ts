@@ -115,7 +115,8 @@ export class LocalFailedDeliveryStore implements FailedDeliveryStore {
     return (await this.scan()).unreadable;
   }
 
-  private async scan(): Promise<{
+  /** `list()` and `unreadable()` from one read of the folder: each file is read once. */
+  async scan(): Promise<{
     envelopes: FailedDeliveryEnvelope[];
     unreadable: { file: string; reason: string }[];
   }> {

@@ -46,7 +46,7 @@ describe.skipIf(skipBrowser)('many failed deliveries in Chromium', () => {
     const listed = await section.locator('tbody tr').evaluateAll((trs) => trs.map((tr) => tr.getAttribute('data-id')));
     expect(listed).toEqual(owed.toReversed().slice(0, 100));
     expect(await section.locator('p.more').innerText()).toBe(
-      `Showing the newest 100 of ${OWED}. npx webhook-gateway deliveries list lists them all; the Endpoints page recovers them by type.`,
+      `Showing the newest 100 of ${OWED}. npx webhook-gateway deliveries list --limit N lists more; the Endpoints page recovers them by type.`,
     );
     expect(await section.locator('p.more a').getAttribute('href')).toBe('/console/endpoints');
     expect(await page.locator('#conversations tbody tr').count()).toBe(100);

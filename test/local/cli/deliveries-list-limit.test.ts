@@ -1,0 +1,57 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LocalFailedDeliveryStore } from '../../../local/store/failed-delivery-store.ts';
+import { pendingEnvelope, T0 } from '../../support/aws-fixtures.ts';
+import { runMain } from '../../support/cli.ts';
+
+/**
+ * `deliveries list` shows the newest 50 owed deliveries (`--limit N` for more), as `conversations list` does, and says
+ * how many older ones it left out: a data folder owing thousands printed every one of them (docs/operations.md).
+ */
+let dataDir: string;
+/** 53 pending envelopes, newest first. */
+const newestFirst: string[] = [];
+
+beforeAll(async () => {
+  dataDir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-deliveries-limit-'));
+  const store = new LocalFailedDeliveryStore(dataDir);
+  for (let n = 0; n < 53; n++) {
+    const envelope = pendingEnvelope(`lim${String(n).padStart(3, '0')}`, new Date(T0.getTime() + n * 1000));
+    await store.put(envelope);
+    newestFirst.unshift(envelope.conversation_id);
+  }
+});
+afterAll(async () => {
+  await rm(dataDir, { recursive: true, force: true });
+});
+
+const idsIn = (stdout: string) => stdout.split('\n').flatMap((l) => (/^webhook_\S+/.exec(l) ?? []).slice(0, 1));
+
+describe('deliveries list --limit', () => {
+  it('shows the newest 50 by default and says how many older ones are not shown', async () => {
+    const listed = await runMain(['deliveries', 'list'], { LOCAL_DATA_DIR: dataDir });
+    expect(listed.code, listed.stderr).toBe(0);
+    expect(idsIn(listed.stdout)).toEqual(newestFirst.slice(0, 50));
+    expect(listed.stdout.trimEnd().split('\n').at(-1)).toBe('(3 older not shown; use --limit)');
+  });
+
+  it('--limit raises (or lowers) it, for the table and for --json', async () => {
+    const all = await runMain(['deliveries', 'list', '--limit', '100'], { LOCAL_DATA_DIR: dataDir });
+    expect(idsIn(all.stdout)).toEqual(newestFirst);
+    expect(all.stdout).not.toContain('not shown');
+    const json = await runMain(['deliveries', 'list', '--json', '--limit', '2'], { LOCAL_DATA_DIR: dataDir });
+    expect(JSON.parse(json.stdout).map((e: { conversation_id: string }) => e.conversation_id)).toEqual(
+      newestFirst.slice(0, 2),
+    );
+    const fifty = await runMain(['deliveries', 'list', '--json'], { LOCAL_DATA_DIR: dataDir });
+    expect(JSON.parse(fifty.stdout)).toHaveLength(50);
+  });
+
+  it('refuses a limit that is not a positive whole number', async () => {
+    const refused = await runMain(['deliveries', 'list', '--limit', '0'], { LOCAL_DATA_DIR: dataDir });
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toContain('--limit must be a positive whole number, got "0"');
+  });
+});
