@@ -6,14 +6,13 @@ import type { ConversationRecord } from '../../functions/domain/conversation.ts'
 import { isConversationId } from '../../functions/domain/conversation-id.ts';
 import type { EndpointView } from '../../functions/domain/endpoints.ts';
 import { EXPORT_FILES, type ExportFile, exportKey } from '../../functions/domain/export-formats.ts';
-import type { FailedDeliveryEnvelope } from '../../functions/domain/failed-delivery.ts';
 import type { AnalyticsEngine } from '../analytics/engine.ts';
 import { idTimeMs } from '../history/conversation-filters.ts';
 import { type ConversationSummary, latestRecord, summarize } from '../history/conversations.ts';
 import { conversationFigures } from '../history/figures.ts';
 import type { ExecutionStore } from '../store/execution-store.ts';
 import { readText, s3Client } from '../store/export-bucket.ts';
-import type { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
+import type { EnvelopeHead, LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
 
 /** What the running gateway hands the console: its stores and where its exports are. */
 export interface ConsoleContext {
@@ -97,8 +96,14 @@ export async function threadConversations(
   return turns.sort((a, b) => (a.row.thread_turn ?? 0) - (b.row.thread_turn ?? 0));
 }
 
-export async function openDeliveries(ctx: ConsoleContext): Promise<FailedDeliveryEnvelope[]> {
-  return (await ctx.failedDeliveries.list()).filter((e) => e.state !== 'settled').reverse();
+/**
+ * The deliveries still owed, newest first, by their heads (the store keeps each file's head while the file is
+ * unchanged: a page render reads no envelope again, where reading each one took seconds at thousands of them).
+ */
+export async function openDeliveries(ctx: ConsoleContext): Promise<EnvelopeHead[]> {
+  return (await ctx.failedDeliveries.heads())
+    .filter((e) => e.state !== 'settled')
+    .sort((a, b) => b.created_at.localeCompare(a.created_at) || b.conversation_id.localeCompare(a.conversation_id));
 }
 
 async function stamp(file: string): Promise<string> {

@@ -6,6 +6,7 @@ import type { ExecutionRecord } from '../engine/engine.ts';
 import { type HeldReceivers, nextAttemptLabel } from '../history/endpoints.ts';
 import { conversationFigures, formatFigures } from '../history/figures.ts';
 import { timeline } from '../history/timeline.ts';
+import type { EnvelopeHead } from '../store/failed-delivery-store.ts';
 import type { ConsoleRow, ExportDocumentView } from './data.ts';
 import { html, type SafeHtml } from './html.ts';
 import { stateClass, workflowSvg } from './workflow-svg.ts';
@@ -66,7 +67,7 @@ export function page(shell: PageShell): string {
  */
 export function listFragment(
   rows: ConsoleRow[],
-  open: FailedDeliveryEnvelope[],
+  open: EnvelopeHead[],
   limit: number,
   held: HeldReceivers = new Map(),
 ): SafeHtml {

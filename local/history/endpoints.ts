@@ -45,7 +45,10 @@ export function heldReceivers(receivers: readonly { webhook_type: string; status
  * When a listed envelope's next attempt is: its next_due_at, except for a delivery owed to a paused or disabled
  * receiver, which no schedule tries (however overdue next_due_at looks) until an operator resumes it.
  */
-export function nextAttemptLabel(e: FailedDeliveryEnvelope, held: HeldReceivers): string {
+export function nextAttemptLabel(
+  e: QueueableEnvelope & Pick<FailedDeliveryEnvelope, 'next_due_at'>,
+  held: HeldReceivers,
+): string {
   const hold = e.state === 'pending' && owedBy(e) === 'delivery' ? held.get(e.webhook_type) : undefined;
   return hold ? `held: ${hold}, until resumed` : (e.next_due_at ?? '-');
 }

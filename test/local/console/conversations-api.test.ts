@@ -1,0 +1,82 @@
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
+
+/** Every file the stores read as JSON, by path: which envelopes a console request reads. */
+const reads = vi.hoisted(() => [] as string[]);
+vi.mock(import('../../../local/store/json-files.ts'), async (original) => {
+  const actual = await original();
+  return {
+    ...actual,
+    readJson: ((file: string) => {
+      reads.push(file);
+      return actual.readJson(file);
+    }) as typeof actual.readJson,
+  };
+});
+
+/**
+ * `GET /console/api/conversations` answers the newest `limit` conversations and owed deliveries (100 by default,
+ * `?limit=N` for another number) with how many deliveries are owed in all, and the console's list neither it nor the
+ * page reads each owed envelope again at every view (docs/operations.md). At 13,500 envelopes it answered every one
+ * of them with its record (megabytes), read again at each view.
+ */
+const OWED = 5;
+let world: TestWorld;
+const owed: string[] = [];
+
+beforeAll(async () => {
+  world = await startWorld();
+  const paused = await fetch(`${world.gateway.url}/local/endpoints/deal_analysis/pause`, { method: 'POST' });
+  expect(paused.status).toBe(200);
+  for (let n = 0; n < OWED; n++) {
+    const answer = await world.post(SEED_REQUEST);
+    expect(answer.body.tracking.delivery_status).toBe('queued');
+    owed.unshift(answer.body.conversation_id);
+  }
+});
+afterAll(async () => {
+  await world?.close();
+});
+
+const api = async (query = '') => {
+  const response = await fetch(`${world.gateway.url}/console/api/conversations${query}`);
+  return { status: response.status, body: (await response.json()) as any };
+};
+const envelopeReads = () => reads.filter((f) => path.dirname(f) === path.join(world.dataDir, 'failed-deliveries'));
+
+describe('GET /console/api/conversations', () => {
+  it('answers the newest 100 by default, with how many deliveries are owed', async () => {
+    const { status, body } = await api();
+    expect(status).toBe(200);
+    expect(body.conversations.map((c: { conversation_id: string }) => c.conversation_id)).toEqual(owed);
+    expect(body.failed_deliveries.map((e: { conversation_id: string }) => e.conversation_id)).toEqual(owed);
+    expect(body.failed_deliveries_total).toBe(OWED);
+  });
+
+  it('?limit=N answers the newest N of each, and the total', async () => {
+    const { status, body } = await api('?limit=2');
+    expect(status).toBe(200);
+    expect(body.conversations.map((c: { conversation_id: string }) => c.conversation_id)).toEqual(owed.slice(0, 2));
+    expect(body.failed_deliveries.map((e: { conversation_id: string }) => e.conversation_id)).toEqual(owed.slice(0, 2));
+    expect(body.failed_deliveries_total).toBe(OWED);
+  });
+
+  it('refuses a limit that is not a whole number from 1 to 1000', async () => {
+    for (const bad of ['0', '-1', 'ten', '1001', '2.5']) {
+      const { status, body } = await api(`?limit=${bad}`);
+      expect(status, bad).toBe(400);
+      expect(body.error.code).toBe('INVALID_LIMIT');
+    }
+  });
+
+  it('reads no envelope again while none changed, for the API and for the list page', async () => {
+    await api();
+    reads.length = 0;
+    await api();
+    const page = await fetch(`${world.gateway.url}/console`);
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain(owed[0]);
+    expect(envelopeReads()).toEqual([]);
+  });
+});
