@@ -18,7 +18,7 @@ import {
   idTimeMs,
   isEmptyFilter,
   matchesFilter,
-  mayBeSince,
+  mayMatch,
   parseFilter,
 } from '../history/conversation-filters.ts';
 import { type ConversationSummary, latestRecord, summarize } from '../history/conversations.ts';
@@ -73,6 +73,7 @@ export async function conversationsList(args: string[]): Promise<number> {
   if (awsRequested(values)) return conversationsSearch(args, { listing: true });
   const store = new ExecutionStore(resolveOptions().dataDir, { onUnreadable: skippedHistory });
   const summaries: ConversationSummary[] = [];
+  // An id received before --since, or of another --source, is not read at all (mayMatch).
   // Newest first by id (ids start with the UTC second received): once `limit` rows match, an id of an earlier second
   // cannot come before them, so the rest is left unread. A long history lists in the time of its newest conversations,
   // not of all of them (1.5 ms each). A thread is listed by turn, so it reads every conversation.
@@ -81,9 +82,9 @@ export async function conversationsList(args: string[]): Promise<number> {
   // The second of the id with which `limit` rows matched: the newest `limit` are of that second or later.
   let filledAt: number | null = null;
   for (const [i, id] of ids.entries()) {
-    if (!mayBeSince(id, filter)) continue;
+    if (!mayMatch(id, filter)) continue;
     if (filledAt !== null && idTimeMs(id) < filledAt) {
-      unread = ids.slice(i).filter((rest) => mayBeSince(rest, filter)).length;
+      unread = ids.slice(i).filter((rest) => mayMatch(rest, filter)).length;
       break;
     }
     const summary = summarize(id, await store.executions(id));

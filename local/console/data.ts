@@ -7,7 +7,7 @@ import { isConversationId } from '../../functions/domain/conversation-id.ts';
 import type { EndpointView } from '../../functions/domain/endpoints.ts';
 import { EXPORT_FILES, type ExportFile, exportKey } from '../../functions/domain/export-formats.ts';
 import type { AnalyticsEngine } from '../analytics/engine.ts';
-import { idTimeMs } from '../history/conversation-filters.ts';
+import { idTimeMs, mayMatch } from '../history/conversation-filters.ts';
 import { type ConversationSummary, latestRecord, summarize } from '../history/conversations.ts';
 import { conversationFigures } from '../history/figures.ts';
 import type { ExecutionStore } from '../store/execution-store.ts';
@@ -68,8 +68,9 @@ export async function recentConversations(ctx: ConsoleContext, limit = 100): Pro
 }
 
 /**
- * The conversations of a source's thread, in turn order, each with its record. Reads every known conversation's
- * latest record: the local history is small; on AWS `conversations list --thread --aws` asks the SQL table.
+ * The conversations of a source's thread, in turn order, each with its record. Reads the latest record of every
+ * conversation of that source (its id says which are: mayMatch); on AWS `conversations list --thread --aws` asks the
+ * SQL table.
  */
 export async function threadConversations(
   ctx: ConsoleContext,
@@ -77,7 +78,9 @@ export async function threadConversations(
   threadId: string,
 ): Promise<{ row: ConsoleRow; record: ConversationRecord }[]> {
   const turns: { row: ConsoleRow; record: ConversationRecord }[] = [];
+  const filter = { sources: [sourceSystem], types: [], statuses: [], since: null, thread: threadId };
   for (const id of await ctx.executions.conversationIds()) {
+    if (!mayMatch(id, filter)) continue;
     const executions = await ctx.executions.executions(id);
     const record = latestRecord(executions);
     if (record?.metadata.thread_id !== threadId || record.metadata.source_system !== sourceSystem) continue;

@@ -4,6 +4,7 @@
  * them matches).
  */
 import { type DeliveryStatus, WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
+import { idPart, PROCESS_PART_LENGTH, SOURCE_PART_LENGTH } from '../../functions/domain/conversation-id.ts';
 import { isoInstant } from '../../functions/domain/named-queries.ts';
 import { canonicalSource } from '../../functions/domain/source-identity.ts';
 import { MAX_THREAD_ID_LENGTH, THREAD_ID_PATTERN } from '../../functions/domain/thread.ts';
@@ -138,8 +139,33 @@ export function idTimeMs(conversationId: string): number {
 }
 
 /** False only when the id proves the conversation was received before `since` (cheap pruning before any read). */
-export function mayBeSince(conversationId: string, filter: ConversationFilter): boolean {
+function mayBeSince(conversationId: string, filter: ConversationFilter): boolean {
   if (filter.since === null) return true;
   const t = idTimeMs(conversationId);
   return Number.isNaN(t) || t + 1000 > filter.since;
+}
+
+/**
+ * False only when the id proves the conversation is of none of the filter's sources: an id carries its source and
+ * process cut to their first letters and digits (functions/domain/conversation-id.ts), so a source whose cut differs
+ * cannot be it (one whose cut is the same may still be another).
+ */
+function mayBeOfSource(conversationId: string, filter: ConversationFilter): boolean {
+  if (filter.sources.length === 0) return true;
+  const [, , , system, process] = conversationId.split('_');
+  return filter.sources.some((source) => {
+    const [wanted, wantedProcess] = source.split('/');
+    return (
+      idPart(wanted!, SOURCE_PART_LENGTH) === system &&
+      (wantedProcess === undefined || idPart(wantedProcess, PROCESS_PART_LENGTH) === process)
+    );
+  });
+}
+
+/**
+ * False only when the conversation id alone proves the conversation cannot match (received before `since`, or of
+ * another source): what may match is read, the rest is not.
+ */
+export function mayMatch(conversationId: string, filter: ConversationFilter): boolean {
+  return mayBeSince(conversationId, filter) && mayBeOfSource(conversationId, filter);
 }

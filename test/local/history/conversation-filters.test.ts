@@ -4,7 +4,7 @@ import {
   compareRows,
   FilterError,
   matchesFilter,
-  mayBeSince,
+  mayMatch,
   parseFilter,
 } from '../../../local/history/conversation-filters.ts';
 import { hitOfRow, searchSql, snippetAround } from '../../../local/history/export-search.ts';
@@ -49,10 +49,23 @@ describe('conversation filters', () => {
     expect(parseFilter({ since: '2025-08-13' }).since).toBe(Date.parse('2025-08-13T00:00:00Z'));
     const f = parseFilter({ since: '2025-08-13T10:30:45.500+00:00' });
     expect(matchesFilter(row, f)).toBe(false);
-    expect(mayBeSince(row.conversation_id, f)).toBe(true); // same second: only the record can tell
-    expect(mayBeSince(row.conversation_id, parseFilter({ since: '2025-08-13T10:30:46Z' }))).toBe(false);
+    expect(mayMatch(row.conversation_id, f)).toBe(true); // same second: only the record can tell
+    expect(mayMatch(row.conversation_id, parseFilter({ since: '2025-08-13T10:30:46Z' }))).toBe(false);
     expect(matchesFilter(row, parseFilter({ since: '2025-08-13T10:30:45Z' }))).toBe(true);
     expect(matchesFilter(row, parseFilter({ since: '2999-01-01' }))).toBe(false);
+  });
+
+  it('--source: ids of another source (or process) prune before anything is read', () => {
+    const id = row.conversation_id; // crmsyst, nightlysync: each name cut to its letters and digits
+    expect(mayMatch(id, parseFilter({ source: 'nosuch' }))).toBe(false);
+    expect(mayMatch(id, parseFilter({ source: 'crm_system' }))).toBe(true);
+    expect(mayMatch(id, parseFilter({ source: 'CRM.System/Nightly-Sync' }))).toBe(true);
+    expect(mayMatch(id, parseFilter({ source: 'crm_system/weekly' }))).toBe(false);
+    expect(mayMatch(id, parseFilter({ source: 'nosuch,crm_system' }))).toBe(true);
+    // Another source with the same cut may be it: only the record can tell.
+    expect(mayMatch(id, parseFilter({ source: 'crmsystem_two' }))).toBe(true);
+    expect(matchesFilter(row, parseFilter({ source: 'crmsystem_two' }))).toBe(false);
+    expect(mayMatch(id, parseFilter({ source: 'crm_system', since: '2025-08-14' }))).toBe(false);
   });
 
   it('rejects bad values with one clear message', () => {

@@ -1,0 +1,80 @@
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { runMain } from '../../support/cli.ts';
+import { startWorld, type TestWorld } from '../../support/gateway.ts';
+
+/** Every file the stores read as JSON, by path: which execution histories a listing reads. */
+const reads = vi.hoisted(() => [] as string[]);
+vi.mock(import('../../../local/store/json-files.ts'), async (original) => {
+  const actual = await original();
+  return {
+    ...actual,
+    readJson: ((file: string) => {
+      reads.push(file);
+      return actual.readJson(file);
+    }) as typeof actual.readJson,
+  };
+});
+
+/**
+ * `conversations list --source` and the console's thread page read the histories of that source's conversations
+ * only: a conversation id says its source (docs/operations.md, "Runbook"). At 54,000 conversations,
+ * `list --source nosuch` read every history (68 s) to say that none matched, and a thread page every one (128 s).
+ */
+let world: TestWorld;
+const ids: Record<string, string> = {};
+
+beforeAll(async () => {
+  world = await startWorld();
+  const ask = async (name: string, source_system: string, source_process: string, thread_id?: string) => {
+    const answer = await world.post({ query: `question ${name}`, source_system, source_process, thread_id });
+    expect(answer.status).toBe(200);
+    ids[name] = answer.body.conversation_id;
+  };
+  await ask('crm', 'crm_sync', 'nightly');
+  await ask('crmWeekly', 'crm_sync', 'weekly', 'q3');
+  await ask('scheduler', 'scheduler', 'weekly', 'q3');
+});
+afterAll(async () => {
+  await world?.close();
+});
+
+/** The conversations whose histories were read since `reads` was emptied. */
+const historiesRead = () =>
+  [
+    ...new Set(
+      reads
+        .filter((f) => path.dirname(path.dirname(f)) === path.join(world.dataDir, 'executions'))
+        .map((f) => path.basename(path.dirname(f))),
+    ),
+  ].sort();
+
+const list = async (...args: string[]) => {
+  reads.length = 0;
+  const run = await runMain(['conversations', 'list', '--json', ...args], { LOCAL_DATA_DIR: world.dataDir });
+  expect(run.code, run.stderr).toBe(0);
+  return (JSON.parse(run.stdout) as { conversation_id: string }[]).map((r) => r.conversation_id).sort();
+};
+
+describe('reading by source', () => {
+  it('conversations list --source reads no history of another source', async () => {
+    expect(await list('--source', 'nosuch')).toEqual([]);
+    expect(historiesRead()).toEqual([]);
+    expect(await list('--source', 'crm_sync/weekly')).toEqual([ids.crmWeekly]);
+    expect(historiesRead()).toEqual([ids.crmWeekly]);
+    expect(await list('--source', 'crm-sync')).toEqual([ids.crm, ids.crmWeekly].sort());
+    expect(historiesRead()).toEqual([ids.crm, ids.crmWeekly].sort());
+    expect(await list('--source', 'Scheduler', '--thread', 'q3')).toEqual([ids.scheduler]);
+    expect(historiesRead()).toEqual([ids.scheduler]);
+  });
+
+  it("the console's thread page reads only its source's conversations", async () => {
+    reads.length = 0;
+    const page = await fetch(`${world.gateway.url}/console/threads/crm_sync/q3`);
+    expect(page.status).toBe(200);
+    const html = await page.text();
+    expect(html).toContain(ids.crmWeekly);
+    expect(html).not.toContain(ids.scheduler);
+    expect(historiesRead()).toEqual([ids.crm, ids.crmWeekly].sort());
+  });
+});
