@@ -54,7 +54,17 @@ export interface FailedDeliveryStore<H extends HeldEnvelope = HeldEnvelope> {
    * The next envelopes for the schedule, each held for the caller for `holdSeconds` at least. `seen`: the
    * conversations this run already handled, which an adapter without visibility timeouts must not return again.
    */
-  take(options: { holdSeconds: number; now: Date; seen: ReadonlySet<string> }): Promise<TakenBatch<H>>;
+  take(options: {
+    holdSeconds: number;
+    now: Date;
+    seen: ReadonlySet<string>;
+    /**
+     * Whether an envelope would only be held back in this run (ScheduleGate.holdsAll): an adapter that can tell from
+     * what it keeps of an envelope, without reading it, leaves such envelopes where they are (the local store, which
+     * is looked through every second); the SQS queue hands them out, and they wait as fresh delayed messages.
+     */
+    heldBack?: (envelope: Pick<FailedDeliveryEnvelope, 'webhook_type' | 'owed'>, now: Date) => Promise<boolean>;
+  }): Promise<TakenBatch<H>>;
   /** Keep the envelope's new state and let it go: settled needs nothing more, dead waits for an operator. */
   store(item: H, updated: FailedDeliveryEnvelope, now: Date): Promise<void>;
   /** A pending envelope that is not due yet (or whose receiver is held back): back until it is, or until `until`. */
@@ -135,10 +145,16 @@ export async function redeliverHeld<H extends HeldEnvelope>(
 }
 
 /** Whether a due envelope's receiver may be tried now; a held one waits until `until` without using a slot. */
-export type ScheduleGate = (
+export type ScheduleGate = ((
   envelope: FailedDeliveryEnvelope,
   now: Date,
-) => Promise<{ hold: false } | { hold: true; until: Date; reason: HoldReason }>;
+) => Promise<{ hold: false } | { hold: true; until: Date; reason: HoldReason }>) & {
+  /**
+   * True when every envelope of this type and debt is held in this run whatever else the run meets (its receiver is
+   * paused, disabled, or failing while another delivery holds the probe), told from those two fields alone.
+   */
+  holdsAll?: (envelope: Pick<FailedDeliveryEnvelope, 'webhook_type' | 'owed'>, now: Date) => Promise<boolean>;
+};
 
 /**
  * The schedule's gate over the endpoint store: a paused or disabled receiver holds every envelope of its type; a
@@ -148,26 +164,36 @@ export type ScheduleGate = (
 export function endpointGate(store: EndpointStore, policy: BreakerPolicy): ScheduleGate {
   const endpoints = new Map<WebhookType, Promise<Endpoint | null>>();
   const probing = new Set<WebhookType>();
-  return async (envelope, now) => {
+  /** The receiver that decides, read once per run; none for an export only, an unknown type or an unreadable store. */
+  const receiverOf = (envelope: Pick<FailedDeliveryEnvelope, 'webhook_type' | 'owed'>): Promise<Endpoint | null> => {
     const type = envelope.webhook_type as WebhookType;
-    if (owedBy(envelope) === 'export' || !WEBHOOK_TYPES.includes(type)) return { hold: false };
+    if (owedBy(envelope) === 'export' || !WEBHOOK_TYPES.includes(type)) return Promise.resolve(null);
     let read = endpoints.get(type);
     if (!read) {
       // A store that cannot be read holds nothing back (Deliver, which reads it too, says so in its log).
       read = store.get(type).catch(() => null);
       endpoints.set(type, read);
     }
-    const endpoint = await read;
+    return read;
+  };
+  const gate: ScheduleGate = async (envelope, now) => {
+    const type = envelope.webhook_type as WebhookType;
+    const endpoint = await receiverOf(envelope);
     if (!endpoint) return { hold: false };
-    const gate = gateDelivery(endpoint, 'schedule', policy, now);
-    if (gate.action === 'attempt') return { hold: false };
-    if (gate.action === 'probe' && !probing.has(type)) {
+    const decision = gateDelivery(endpoint, 'schedule', policy, now);
+    if (decision.action === 'attempt') return { hold: false };
+    if (decision.action === 'probe' && !probing.has(type)) {
       probing.add(type);
       return { hold: false };
     }
-    const reason = gate.action === 'hold' ? gate.reason : 'failing';
+    const reason = decision.action === 'hold' ? decision.reason : 'failing';
     return { hold: true, reason, until: new Date(now.getTime() + holdRecheckMs(reason, endpoint, now)) };
   };
+  gate.holdsAll = async (envelope, now) => {
+    const endpoint = await receiverOf(envelope);
+    return endpoint !== null && gateDelivery(endpoint, 'schedule', policy, now).action === 'hold';
+  };
+  return gate;
 }
 
 /**
@@ -356,7 +382,12 @@ export async function runSchedule<H extends HeldEnvelope>(
     }
     // Held until this run is over, whatever happens to it: an envelope is never worked on twice in one run.
     const holdSeconds = Math.max(options.minHoldSeconds, Math.ceil(remainingMs / 1000) + 30);
-    const batch = await store.take({ holdSeconds, now: now(), seen });
+    const batch = await store.take({
+      holdSeconds,
+      now: now(),
+      seen,
+      ...(options.gate?.holdsAll ? { heldBack: options.gate.holdsAll } : {}),
+    });
     if (batch.count === 0) break;
     summary.received += batch.count;
     summary.unreadable += batch.unreadable.length;

@@ -171,15 +171,27 @@ export class LocalFailedDeliveryStore implements FailedDeliveryStore {
    * Pending envelopes that are due, no one holds and this run has not seen yet, oldest first. A run (one `seen` set)
    * looks through the store once, at its first take, by each file's head (kept in memory while the file is unchanged:
    * a `stat`, no read); every later take of the run goes on down that list, and only the envelopes handed out are read.
-   * One not due is not handed out (on AWS it is a message hidden until it is due), so a run with nothing due reads no
-   * envelope. An envelope stored or made due during a run is taken by the next run.
+   * One not due is not handed out (on AWS it is a message hidden until it is due), nor one `heldBack` says the gate
+   * would only hold, so a run with nothing due, or only a paused receiver's, reads no envelope. An envelope stored or
+   * made due during a run is taken by the next run.
    */
-  async take(options: { seen: ReadonlySet<string>; now?: Date }): Promise<TakenBatch<HeldEnvelope>> {
+  async take(options: {
+    seen: ReadonlySet<string>;
+    now?: Date;
+    heldBack?: (head: EnvelopeHead, now: Date) => Promise<boolean>;
+  }): Promise<TakenBatch<HeldEnvelope>> {
     const now = options.now ?? new Date();
     let queue = this.runQueues.get(options.seen);
     if (!queue) {
-      queue = (await this.heads())
-        .filter((h) => h.state === 'pending' && h.next_due_at !== null && Date.parse(h.next_due_at) <= now.getTime())
+      const due = (await this.heads()).filter(
+        (h) => h.state === 'pending' && h.next_due_at !== null && Date.parse(h.next_due_at) <= now.getTime(),
+      );
+      // What the gate would only hold back (a paused receiver's deliveries) is left unread: it was read again every
+      // second, thousands of envelopes for nothing.
+      const { heldBack } = options;
+      const held = heldBack ? await Promise.all(due.map((h) => heldBack(h, now))) : [];
+      queue = due
+        .filter((_h, i) => !held[i])
         .sort((a, b) => a.created_at.localeCompare(b.created_at))
         .map((h) => h.conversation_id);
       this.runQueues.set(options.seen, queue);

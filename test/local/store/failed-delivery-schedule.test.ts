@@ -2,7 +2,8 @@ import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { runSchedule } from '../../../functions/shared/redelivery.ts';
+import { FileEndpointStore } from '../../../functions/shared/endpoint-store.ts';
+import { endpointGate, runSchedule } from '../../../functions/shared/redelivery.ts';
 import { LocalFailedDeliveryStore } from '../../../local/store/failed-delivery-store.ts';
 import { readJson } from '../../../local/store/json-files.ts';
 import { pendingEnvelope, T0 } from '../../support/aws-fixtures.ts';
@@ -64,6 +65,46 @@ describe('the local failed-delivery store under the schedule', () => {
     expect(redelivered).toHaveLength(35);
     expect(new Set(redelivered).size).toBe(35);
     expect(summary.received).toBe(35);
+  });
+
+  it("a paused receiver's due deliveries are not read run after run, and go once it is resumed", async () => {
+    const endpoints = new FileEndpointStore(path.join(dataDir, 'deliveries'));
+    await endpoints.configure('deal_analysis', { paused: true }, T0);
+    const due = new Date(NOW.getTime() - 1000).toISOString();
+    for (let i = 0; i < 20; i++) await store.put(pendingEnvelope(`held${i}`, T0, { next_due_at: due }));
+    for (let i = 0; i < 3; i++)
+      await store.put(pendingEnvelope(`free${i}`, T0, { next_due_at: due, webhook_type: 'general' }));
+    const policy = { failureThreshold: 5, disableAfterMs: 0 };
+    const gated = (redelivered: string[]) =>
+      runSchedule(
+        store,
+        async (envelope) => {
+          redelivered.push(envelope.conversation_id);
+          return { ok: false, status: 'FAILED', error: 'not in this test' };
+        },
+        {
+          remainingMs: () => Number.POSITIVE_INFINITY,
+          reserveMs: 0,
+          minHoldSeconds: 0,
+          log,
+          now: () => NOW,
+          gate: endpointGate(endpoints, policy),
+        },
+      );
+    const first: string[] = [];
+    await gated(first);
+    expect(first).toHaveLength(3); // the general ones; their failed runs come back in a minute
+    vi.mocked(readJson).mockClear();
+    const second: string[] = [];
+    await gated(second);
+    expect(second).toEqual([]);
+    // The general ones' files changed (their failed runs were stored): their heads are read again, the held ones not.
+    const heldReads = vi.mocked(readJson).mock.calls.filter(([file]) => String(file).includes('held'));
+    expect(heldReads).toEqual([]);
+    await endpoints.resume('deal_analysis', T0);
+    const resumed: string[] = [];
+    await gated(resumed);
+    expect(resumed).toHaveLength(20);
   });
 
   it('a run with nothing new due reads no envelope: unchanged files are known by their stat', async () => {
