@@ -24,6 +24,7 @@ import {
 import { type ConversationSummary, latestRecord, summarize } from '../history/conversations.ts';
 import { type HeldReceivers, nextAttemptLabel } from '../history/endpoints.ts';
 import { conversationFigures, formatFigures } from '../history/figures.ts';
+import { SummaryIndex } from '../history/summary-index.ts';
 import { formatTimeline } from '../history/timeline.ts';
 import { resolveOptions } from '../server/config.ts';
 import { ExecutionStore } from '../store/execution-store.ts';
@@ -62,6 +63,9 @@ function skippedHistory(_file: string, reason: string): void {
   note(`webhook-gateway: ${reason}: that execution is left out`);
 }
 
+/** How many conversations `conversations list` looks up at once, ahead of the one it is at. */
+const LOOK_AHEAD = 32;
+
 export async function conversationsList(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args, allowPositionals: true, options: FILTER_OPTIONS });
   if (positionals.length > 0)
@@ -77,20 +81,40 @@ export async function conversationsList(args: string[]): Promise<number> {
   // Newest first by id (ids start with the UTC second received): once `limit` rows match, an id of an earlier second
   // cannot come before them, so the rest is left unread. A long history lists in the time of its newest conversations,
   // not of all of them (1.5 ms each). A thread is listed by turn, so it reads every conversation.
+  const index = new SummaryIndex(store);
   const ids = (await store.conversationIds()).sort().reverse();
   let unread = 0;
   // The second of the id with which `limit` rows matched: the newest `limit` are of that second or later.
   let filledAt: number | null = null;
-  for (const [i, id] of ids.entries()) {
-    if (!mayMatch(id, filter)) continue;
+  const candidates = ids.filter((id) => mayMatch(id, filter));
+  // What the filters look at comes from the summary index while the conversation's folder is unchanged: only the
+  // conversations that match are read in full. A few are looked up ahead in the index (a stat each: no history is
+  // read ahead), so that the disk is not waited for one folder at a time.
+  const lookups = new Map<number, ReturnType<SummaryIndex['rowOf']>>();
+  const lookup = (j: number) => {
+    let found = lookups.get(j);
+    if (!found) {
+      found = index.rowOf(candidates[j]!, true);
+      found.catch(() => {}); // one not awaited (after the listing stopped) fails nothing
+      lookups.set(j, found);
+    }
+    return found;
+  };
+  for (const [i, id] of candidates.entries()) {
     if (filledAt !== null && idTimeMs(id) < filledAt) {
-      unread = ids.slice(i).filter((rest) => mayMatch(rest, filter)).length;
+      unread = candidates.length - i;
       break;
     }
-    const summary = summarize(id, await store.executions(id));
-    if (summary && matchesFilter(summary, filter)) summaries.push(summary);
+    for (let j = i + 1; j < Math.min(candidates.length, i + LOOK_AHEAD); j++) lookup(j);
+    const { row, executions } = (await lookup(i)) ?? (await index.rowOf(id));
+    lookups.delete(i);
+    if (row && matchesFilter(row, filter)) {
+      const summary = summarize(id, executions ?? (await store.executions(id)));
+      if (summary && matchesFilter(summary, filter)) summaries.push(summary);
+    }
     if (filledAt === null && filter.thread === null && summaries.length >= limit) filledAt = idTimeMs(id);
   }
+  await index.save();
   summaries.sort(compareRows(filter));
   const shown = summaries.slice(0, limit);
   if (values.json) {

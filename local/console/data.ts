@@ -7,12 +7,14 @@ import { isConversationId } from '../../functions/domain/conversation-id.ts';
 import type { EndpointView } from '../../functions/domain/endpoints.ts';
 import { EXPORT_FILES, type ExportFile, exportKey } from '../../functions/domain/export-formats.ts';
 import type { AnalyticsEngine } from '../analytics/engine.ts';
-import { idTimeMs, mayMatch } from '../history/conversation-filters.ts';
+import { idTimeMs, matchesFilter, mayMatch } from '../history/conversation-filters.ts';
 import { type ConversationSummary, latestRecord, summarize } from '../history/conversations.ts';
 import { conversationFigures } from '../history/figures.ts';
+import { SummaryIndex } from '../history/summary-index.ts';
 import type { ExecutionStore } from '../store/execution-store.ts';
 import { readText, s3Client } from '../store/export-bucket.ts';
 import type { EnvelopeHead, LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
+import { mapConcurrently } from '../store/json-files.ts';
 
 /** What the running gateway hands the console: its stores and where its exports are. */
 export interface ConsoleContext {
@@ -79,9 +81,14 @@ export async function threadConversations(
 ): Promise<{ row: ConsoleRow; record: ConversationRecord }[]> {
   const turns: { row: ConsoleRow; record: ConversationRecord }[] = [];
   const filter = { sources: [sourceSystem], types: [], statuses: [], since: null, thread: threadId };
-  for (const id of await ctx.executions.conversationIds()) {
-    if (!mayMatch(id, filter)) continue;
-    const executions = await ctx.executions.executions(id);
+  const index = summaryIndexOf(ctx.executions);
+  const candidates = (await ctx.executions.conversationIds()).filter((id) => mayMatch(id, filter));
+  // The summary index says which conversations are of the thread: only those are read in full.
+  const looked = await mapConcurrently(candidates, 32, (id) => index.rowOf(id));
+  for (const [i, id] of candidates.entries()) {
+    const known = looked[i]!;
+    if (!known.row || !matchesFilter(known.row, filter)) continue;
+    const executions = known.executions ?? (await ctx.executions.executions(id));
     const record = latestRecord(executions);
     if (record?.metadata.thread_id !== threadId || record.metadata.source_system !== sourceSystem) continue;
     const summary = summarize(id, executions);
@@ -96,7 +103,20 @@ export async function threadConversations(
       record,
     });
   }
+  await index.save();
   return turns.sort((a, b) => (a.row.thread_turn ?? 0) - (b.row.thread_turn ?? 0));
+}
+
+/** One summary index per history store, kept across the console's requests. */
+const summaryIndexes = new WeakMap<ExecutionStore, SummaryIndex>();
+
+function summaryIndexOf(store: ExecutionStore): SummaryIndex {
+  let index = summaryIndexes.get(store);
+  if (!index) {
+    index = new SummaryIndex(store);
+    summaryIndexes.set(store, index);
+  }
+  return index;
 }
 
 /**

@@ -75,6 +75,8 @@ describe('reading by source', () => {
     const html = await page.text();
     expect(html).toContain(ids.crmWeekly);
     expect(html).not.toContain(ids.scheduler);
-    expect(historiesRead()).toEqual([ids.crm, ids.crmWeekly].sort());
+    // Its source's conversations at most (the summary index may already know the one of no thread).
+    expect([ids.crm, ids.crmWeekly]).toEqual(expect.arrayContaining(historiesRead()));
+    expect(historiesRead()).toContain(ids.crmWeekly);
   });
 });

@@ -1,0 +1,120 @@
+import { readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { ExecutionStore } from '../../../local/store/execution-store.ts';
+import { runMain, until } from '../../support/cli.ts';
+import { startWorld, type TestWorld } from '../../support/gateway.ts';
+
+/** Every file the stores read as JSON, by path: which execution histories a listing reads. */
+const reads = vi.hoisted(() => [] as string[]);
+vi.mock(import('../../../local/store/json-files.ts'), async (original) => {
+  const actual = await original();
+  return {
+    ...actual,
+    readJson: ((file: string) => {
+      reads.push(file);
+      return actual.readJson(file);
+    }) as typeof actual.readJson,
+  };
+});
+
+/**
+ * `conversations list` with a filter, and the console's thread page, read in full only the conversations that match,
+ * once the summary index knows the others (`.data/summaries/conversations.json`, docs/operations.md "Runbook"); a
+ * conversation whose folder changed (a new execution), a folder the retention removed and a damaged index are
+ * answered from the histories. At 54,000 conversations a filter that matched none parsed every history (68 s).
+ */
+let world: TestWorld;
+const ids: Record<string, string> = {};
+const folderOf = (id: string) => path.join(world.dataDir, 'executions', id);
+const indexFile = () => path.join(world.dataDir, 'summaries', 'conversations.json');
+
+/** As if each folder was last written a minute ago (an index entry is kept once its folder is a second old). */
+async function age(...names: string[]) {
+  const then = new Date(Date.now() - 60_000);
+  for (const name of names) await utimes(folderOf(ids[name]!), then, then);
+}
+
+beforeAll(async () => {
+  world = await startWorld();
+  const ask = async (name: string, query: string, thread_id?: string) => {
+    const answer = await world.post({ query, source_system: 'crm_sync', source_process: 'nightly', thread_id });
+    expect(answer.status).toBe(200);
+    ids[name] = answer.body.conversation_id;
+  };
+  await ask('deal', 'What are the top 5 deals closing this quarter?');
+  await ask('general', 'Hello there');
+  await ask('turn', 'And the risks for these deals?', 'q3');
+  // Each history is saved as its execution ends, which may be just after the answer.
+  const store = new ExecutionStore(world.dataDir);
+  for (const id of Object.values(ids))
+    await until(`the history of ${id}`, async () => (await store.executions(id)).length > 0);
+  await age('deal', 'general', 'turn');
+});
+afterAll(async () => {
+  await world?.close();
+});
+
+/** The conversations whose histories were read since `reads` was emptied. */
+const historiesRead = () =>
+  [
+    ...new Set(
+      reads
+        .filter((f) => path.dirname(path.dirname(f)) === path.join(world.dataDir, 'executions'))
+        .map((f) => path.basename(path.dirname(f))),
+    ),
+  ].sort();
+
+const list = async (...args: string[]) => {
+  reads.length = 0;
+  const run = await runMain(['conversations', 'list', '--json', ...args], { LOCAL_DATA_DIR: world.dataDir });
+  expect(run.code, run.stderr).toBe(0);
+  return (JSON.parse(run.stdout) as { conversation_id: string }[]).map((r) => r.conversation_id).sort();
+};
+
+describe('the summary index', () => {
+  it('a filter reads in full only the conversations that match, once the index knows them', async () => {
+    expect(await list('--type', 'general')).toEqual([ids.general]);
+    expect(historiesRead()).toEqual([ids.deal, ids.general, ids.turn].sort()); // the first listing learns them
+    expect(await list('--type', 'general')).toEqual([ids.general]);
+    expect(historiesRead()).toEqual([ids.general]);
+    expect(await list('--type', 'lead_analysis', '--status', 'failed')).toEqual([]);
+    expect(historiesRead()).toEqual([]);
+    expect(await list('--status', 'completed')).toEqual([ids.deal, ids.general, ids.turn].sort());
+  });
+
+  it("the console's thread page reads only the thread's conversations", async () => {
+    reads.length = 0;
+    const page = await fetch(`${world.gateway.url}/console/threads/crm_sync/q3`);
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain(ids.turn);
+    expect(historiesRead()).toEqual([ids.turn]);
+  });
+
+  it('a conversation with a new execution is read again; one the retention removed is gone from it', async () => {
+    const store = new ExecutionStore(world.dataDir);
+    const [execution] = await store.executions(ids.general!);
+    // A second execution of the conversation (as a redelivery's): its record now says the delivery failed.
+    const later = JSON.parse(
+      JSON.stringify({ ...execution, execution_name: 'later-run' }).replaceAll('"delivered"', '"failed"'),
+    );
+    await store.save(ids.general!, later);
+    await rm(folderOf(ids.deal!), { recursive: true });
+    expect(await list('--status', 'failed')).toEqual([ids.general]);
+    expect(historiesRead()).toEqual([ids.general]);
+    expect(await list()).toEqual([ids.general, ids.turn].sort());
+    await age('general');
+    await list('--status', 'failed');
+    const entries = JSON.parse(await readFile(indexFile(), 'utf8')).entries;
+    expect(Object.keys(entries).sort()).toEqual([ids.general, ids.turn].sort());
+  });
+
+  it('a damaged index (cut short by a crash) is an empty one: every history is read again', async () => {
+    await writeFile(indexFile(), '{"version":1,"entries":{"webh');
+    expect(await list('--type', 'general')).toEqual([ids.general]);
+    expect(historiesRead()).toEqual([ids.general, ids.turn].sort());
+    expect(await list('--type', 'general')).toEqual([ids.general]);
+    expect(historiesRead()).toEqual([ids.general]);
+    expect((await readdir(path.dirname(indexFile()))).filter((n) => n.endsWith('.tmp'))).toEqual([]);
+  });
+});
