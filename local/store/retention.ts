@@ -214,6 +214,7 @@ export async function sweepLocalHistory(paths: RetentionPaths, days: number, now
     paths.dataDir,
     path.join(paths.dataDir, 'failed-deliveries'),
     path.join(paths.dataDir, 'deliveries', 'endpoints'),
+    path.join(paths.dataDir, 'summaries'), // local/history/summary-index.ts
     ...(paths.statusDir ? [paths.statusDir] : []),
   ])
     await removeCutWrites(dir, t);

@@ -122,6 +122,7 @@ describe('the local history sweep', () => {
       'deliveries/endpoints/deal_analysis.json.4242.0a1b2c3d4e5f.tmp',
       'threads/crm/used-thread/3.json.4242.0a1b2c3d4e5f.tmp',
       'gateway.json.4242.0a1b2c3d4e5f.tmp',
+      'summaries/conversations.json.4242.0a1b2c3d4e5f.tmp',
     ];
     for (const file of cut) {
       await put(file, '{"conversation_id":', at(2));
