@@ -44,11 +44,19 @@ export interface ConversationIdParts {
 }
 
 export function buildConversationId({ at, sourceSystem, sourceProcess, suffix }: ConversationIdParts): string {
+  const tail = suffix === undefined ? randomSuffix() : idPart(suffix, 32);
+  return `${conversationIdPrefix({ at, sourceSystem, sourceProcess })}${tail}`;
+}
+
+/**
+ * Every id built from these parts starts with this (all but the suffix): what local recovery looks for when it knows
+ * a request but not the id Validate gave it (local/engine/recovery.ts).
+ */
+export function conversationIdPrefix({ at, sourceSystem, sourceProcess }: Omit<ConversationIdParts, 'suffix'>): string {
   const iso = at.toISOString(); // always UTC
   const date = iso.slice(0, 10).replaceAll('-', '');
   const time = iso.slice(11, 19).replaceAll(':', '');
-  const tail = suffix === undefined ? randomSuffix() : idPart(suffix, 32);
-  return `webhook_${date}_${time}_${idPart(sourceSystem, SOURCE_PART_LENGTH)}_${idPart(sourceProcess, PROCESS_PART_LENGTH)}_${tail}`;
+  return `webhook_${date}_${time}_${idPart(sourceSystem, SOURCE_PART_LENGTH)}_${idPart(sourceProcess, PROCESS_PART_LENGTH)}_`;
 }
 
 export function isConversationId(value: string): boolean {

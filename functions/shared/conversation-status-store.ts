@@ -1,4 +1,4 @@
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { isConversationId } from '../domain/conversation-id.ts';
 import type { ConversationStatusRecord, StatusOutcome } from '../domain/conversation-status.ts';
@@ -107,7 +107,7 @@ function notStatusRecord(value: unknown): string | null {
   return null;
 }
 
-class FileStatusStore implements ConversationStatusStore {
+export class FileStatusStore implements ConversationStatusStore {
   constructor(private readonly dir: string) {}
 
   private file(conversationId: string): string {
@@ -147,6 +147,32 @@ class FileStatusStore implements ConversationStatusStore {
     if (wrong !== null) throw new UnreadableFileError(file, wrong, 'a conversation status record');
     return value as ConversationStatusRecord;
   }
+
+  /**
+   * The conversations whose record's id starts with `prefix` (local recovery looks for the record of a request cut
+   * before its accept answered, whose id it does not know: local/engine/recovery.ts).
+   */
+  async idsStartingWith(prefix: string): Promise<string[]> {
+    const names = await readdir(this.dir).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') return [];
+      throw error;
+    });
+    return names
+      .filter((n) => n.startsWith(prefix) && n.endsWith('.json'))
+      .map((n) => n.slice(0, -'.json'.length))
+      .filter(isConversationId);
+  }
+
+  /** Forget a record (local recovery: a conversation that was never accepted; its caller never got the id). */
+  async remove(conversationId: string): Promise<void> {
+    await rm(this.file(conversationId), { force: true });
+  }
+}
+
+/** The local adapter when the statuses are files (STATUS_DIR, no STATUS_TABLE_NAME), for recovery; else null. */
+export function localStatusStore(): FileStatusStore | null {
+  const { statusTableName, statusDir } = settings();
+  return !statusTableName && statusDir ? new FileStatusStore(statusDir) : null;
 }
 
 export function conversationStatusStore(): ConversationStatusStore | null {

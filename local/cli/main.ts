@@ -189,7 +189,7 @@ function recoveryFields(r: RecoveredExecution): string[] {
   if (r.outcome === 'not_accepted')
     return [
       `(request ${r.execution_name})`,
-      `not accepted: cut before it was validated, nothing ran${r.key_freed ? '; its Idempotency-Key is free again' : ''}`,
+      `not accepted: cut before it was validated, nothing ran${r.key_freed ? '; its Idempotency-Key is free again' : ''}${r.status_removed ? `; the status it had written for ${r.status_removed} (never sent to the caller) is removed` : ''}`,
     ];
   if (r.redelivery) {
     const how =

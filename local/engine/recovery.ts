@@ -4,6 +4,7 @@ import type {
   DeliveryAttempt,
   RedeliveryContext,
 } from '../../functions/domain/conversation.ts';
+import { conversationIdPrefix } from '../../functions/domain/conversation-id.ts';
 import { failedAttemptFromCaught, interruptedDelivery, isDeferral } from '../../functions/domain/delivery.ts';
 import { settleRedelivery } from '../../functions/domain/failed-delivery.ts';
 import type { ExecutionInput } from '../../functions/domain/gateway-contract.ts';
@@ -16,8 +17,10 @@ import {
   withFailure,
   withInterruption,
 } from '../../functions/domain/lifecycle.ts';
-import { claimedSource } from '../../functions/domain/request.ts';
+import { claimedSource, parseWebhookRequest } from '../../functions/domain/request.ts';
+import { canonicalSource } from '../../functions/domain/source-identity.ts';
 import { type CaughtError, parseTaskError } from '../../functions/domain/task-error.ts';
+import type { FileStatusStore } from '../../functions/shared/conversation-status-store.ts';
 import type { IdempotencyStore } from '../../functions/shared/idempotency-store.ts';
 import { recordOf } from '../history/conversations.ts';
 import type { ExecutionStore } from '../store/execution-store.ts';
@@ -41,7 +44,8 @@ import type { ExecutionJournal, JournalEntry } from './journal.ts';
  *
  * An asynchronous conversation is two executions: the accept workflow's (ended once it started the run; cut
  * before, it ends as a conversation cut before its agent: exported as interrupted, its status `failed`, its key
- * freed) and the run's, named after the conversation, whose input carries what Validate accepted (recovered as above).
+ * freed; cut in its Validate, it was not accepted, and the `running` status Validate wrote is removed) and the run's,
+ * named after the conversation, whose input carries what Validate accepted (recovered as above).
  *
  * A redelivery run (statemachine/redelivery.asl.json: the schedule, a redrive, a resend) is journaled too. Cut
  * after its delivery attempt ended, it resumes there (the export) and its envelope is settled by the result, as the
@@ -320,6 +324,11 @@ export interface RecoveredExecution {
   delivery_status: string | null;
   /** not_accepted: whether an in-progress claim on its Idempotency-Key was freed. */
   key_freed?: boolean;
+  /**
+   * not_accepted, asynchronous: the conversation id its Validate had written a `running` status for before the crash
+   * (its caller never got it); that status was removed.
+   */
+  status_removed?: string;
   /** A redelivery run (who started it): resumed past its attempt, or interrupted with its envelope as it was. */
   redelivery?: RedeliveryContext['via'];
 }
@@ -332,6 +341,8 @@ export interface RecoveryContext {
   failedDeliveries?: LocalFailedDeliveryStore;
   executions: ExecutionStore;
   idempotency: IdempotencyStore | null;
+  /** The local status files (none when the statuses are in DynamoDB): an accept cut in Validate may have left one. */
+  statuses?: FileStatusStore | null;
   now?: () => Date;
 }
 
@@ -405,6 +416,38 @@ async function recoverRedelivery(
   };
 }
 
+/**
+ * An accept execution cut in Validate after it wrote the conversation's `running` status, before Validate answered:
+ * the journal knows the request but not the id Validate gave it, and the caller never got one (no 202). Its status
+ * is the one `running` record of that request's source, process and second (the id's prefix) written after that
+ * Validate began, of a conversation with no execution history (every accepted conversation has its run's, saved or
+ * rebuilt above). Removed: the id answers 404, as for any id never accepted (docs/operations.md, "After a crash").
+ * Returns the conversation id whose status was removed, or null.
+ */
+async function removeUnstartedStatus(
+  ctx: RecoveryContext,
+  input: ExecutionInput,
+  entries: JournalEntry[],
+): Promise<string | null> {
+  const validateBegan = lastOf(entries, 'in', 'Validate')?.t;
+  const parsed = parseWebhookRequest(input.body);
+  const receivedAt = new Date(input.received_at);
+  if (!ctx.statuses || validateBegan === undefined || !parsed.ok || Number.isNaN(receivedAt.getTime())) return null;
+  const prefix = conversationIdPrefix({
+    at: receivedAt,
+    sourceSystem: canonicalSource(parsed.request.source_system),
+    sourceProcess: canonicalSource(parsed.request.source_process),
+  });
+  for (const id of await ctx.statuses.idsStartingWith(prefix)) {
+    const status = await ctx.statuses.get(id).catch(() => null); // a damaged one is the operator's (docs)
+    if (status?.status !== 'running' || Date.parse(status.accepted_at) < validateBegan) continue;
+    if ((await ctx.executions.executions(id)).length > 0) continue;
+    await ctx.statuses.remove(id);
+    return id;
+  }
+  return null;
+}
+
 /** How many interrupted conversations are finished at once. */
 const PARALLEL = 8;
 
@@ -414,7 +457,7 @@ export async function recoverInterrupted(ctx: RecoveryContext): Promise<Recovere
   const interrupted = await ctx.journal.interrupted();
   const queue = [...interrupted];
   const recovered: RecoveredExecution[] = [];
-  const unaccepted: [string, ExecutionInput | null][] = [];
+  const unaccepted: [string, ExecutionInput | null, JournalEntry[]][] = [];
   const worker = async () => {
     for (let next = queue.shift(); next; next = queue.shift()) {
       const [name, entries] = next;
@@ -429,7 +472,7 @@ export async function recoverInterrupted(ctx: RecoveryContext): Promise<Recovere
         run !== null &&
         (interrupted.has(run) || (await ctx.executions.executions(run)).some((e) => e.execution_name === run));
       const plan = planRecovery(entries, now(), runBegun);
-      if (plan.kind === 'unaccepted') unaccepted.push([name, plan.input]);
+      if (plan.kind === 'unaccepted') unaccepted.push([name, plan.input, entries]);
       if (plan.kind !== 'resume') continue;
       // Killed between saving its history and journaling its end: it ended (answered, delivered, exported), so
       // there is nothing to recover, and a second history of it would show it twice, as if recovered.
@@ -451,13 +494,14 @@ export async function recoverInterrupted(ctx: RecoveryContext): Promise<Recovere
   };
   await Promise.all(Array.from({ length: PARALLEL }, worker));
   // After every resumed conversation settled its own key: a claim still in progress belongs to no live execution.
-  for (const [name, input] of unaccepted) {
+  for (const [name, input, entries] of unaccepted) {
     const source = input ? claimedSource(input.body) : null;
     const key = input ? idempotencyKeyOf(input.headers) : null;
     const freed =
       ctx.idempotency && source && key && 'key' in key && key.key
         ? await ctx.idempotency.releaseInProgress(idempotencyPk(source, key.key))
         : false;
+    const removed = ctx.statuses && input ? await removeUnstartedStatus(ctx, input, entries) : null;
     recovered.push({
       execution_name: name,
       conversation_id: null,
@@ -465,6 +509,7 @@ export async function recoverInterrupted(ctx: RecoveryContext): Promise<Recovere
       status: null,
       delivery_status: null,
       key_freed: freed,
+      ...(removed ? { status_removed: removed } : {}),
     });
   }
   await ctx.journal.forgetLeftovers();

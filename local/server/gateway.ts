@@ -257,6 +257,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     // POWERTOOLS_TRACE_ENABLED once, at import — before the local defaults were set it would load the X-Ray SDK,
     // whose async hook slows every promise of the process (docs/performance.md §2).
     const { idempotencyStore } = await import('../../functions/shared/idempotency-store.ts');
+    const { localStatusStore } = await import('../../functions/shared/conversation-status-store.ts');
     recovered = await recoverInterrupted({
       journal,
       workflow,
@@ -264,6 +265,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
       failedDeliveries,
       executions,
       idempotency: idempotencyStore(),
+      statuses: localStatusStore(),
     });
     recoveryMs = Math.round(performance.now() - started);
   } catch (error) {

@@ -271,12 +271,7 @@ describe('a later deploy keeps what the stack holds', () => {
       ((r.Properties?.Queues as Json[] | undefined) ?? [r.Properties?.Bucket]).map((ref) =>
         String((ref as { Ref?: string }).Ref),
       );
-    expect(
-      policies
-        .map(([, r]) => targets(r))
-        .flat()
-        .sort(),
-    ).toEqual(
+    expect(policies.flatMap(([, r]) => targets(r)).sort()).toEqual(
       Object.keys(STATEFUL)
         .filter((id) => ['AWS::S3::Bucket', 'AWS::SQS::Queue'].includes(STATEFUL[id]!.type))
         .sort(),

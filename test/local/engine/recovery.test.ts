@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { idempotencyPk } from '../../../functions/domain/idempotency.ts';
+import { localStatusStore } from '../../../functions/shared/conversation-status-store.ts';
 import { idempotencyStore } from '../../../functions/shared/idempotency-store.ts';
 import type { LocalWorkflow } from '../../../local/engine/engine.ts';
 import { ExecutionJournal, type JournalEntry } from '../../../local/engine/journal.ts';
@@ -71,6 +72,7 @@ async function recover(entries: JournalEntry[], options: { historySaved?: boolea
       failedDeliveries: world.gateway.failedDeliveries,
       executions: world.gateway.executions,
       idempotency: idempotencyStore(),
+      statuses: localStatusStore(),
     });
     journal.close();
     expect(await readdir(dir)).toEqual([]); // nothing left to recover
@@ -364,6 +366,43 @@ describe('an asynchronous conversation: the accept execution and the run, each c
     expect(after.status).toBe('failed');
     expect(JSON.parse(after.body).error.code).toBe('INTERRUPTED');
     expect((await world.getJson(`${folderOf(id)}conversation.json`)).conversation.execution.status).toBe('interrupted');
+  });
+
+  it('an accept cut in Validate after it wrote the running status: not accepted, that status removed (GET: 404), its key freed', async () => {
+    const key = 'async-cut-in-validate';
+    const { id, accept } = await asyncRun(key);
+    const other = await asyncRun('async-not-cut'); // the same source, process and maybe second: left as it is
+    const cut = accept.slice(0, 2);
+    expect(cut.map(point)).toEqual(['begin:', 'in:Validate']);
+    // What the crash left: Validate had claimed the key and written the status, then the process died before its
+    // answer was journaled. No 202 was sent, no run began, nothing was exported.
+    await idempotencyStore()!.release(idempotencyPk('testing_system', key), id);
+    await idempotencyStore()!.claim(
+      idempotencyPk('testing_system', key),
+      { conversationId: id, requestId: 'accept-cut-in-validate', responseMode: 'async' },
+      new Date(),
+    );
+    const statusFile = path.join(world.dataDir, 'status', `${id}.json`);
+    const status = JSON.parse(await readFile(statusFile, 'utf8'));
+    await writeFile(
+      statusFile,
+      JSON.stringify({ ...status, status: 'running', body: undefined, accepted_at: new Date(cut[1]!.t).toISOString() }),
+    );
+    await rm(path.join(world.dataDir, 'executions', id), { recursive: true, force: true });
+    const otherStatus = await readFile(path.join(world.dataDir, 'status', `${other.id}.json`), 'utf8');
+
+    const [recovered] = await recover(cut);
+    expect(recovered).toMatchObject({
+      outcome: 'not_accepted',
+      conversation_id: null,
+      key_freed: true,
+      status_removed: id,
+    });
+    // Before: GET of that id answered `running` for 7 minutes, then `failed`, for an id no caller was ever given.
+    const get = await fetch(`${world.gateway.url}/conversations/${id}?source_system=testing_system`);
+    expect(get.status).toBe(404);
+    expect(await keyStatus(key)).toBeNull();
+    expect(await readFile(path.join(world.dataDir, 'status', `${other.id}.json`), 'utf8')).toBe(otherStatus);
   });
 });
 
