@@ -1,3 +1,4 @@
+import { isDeepStrictEqual } from 'node:util';
 import type {
   ConversationRecord,
   ConversationState,
@@ -348,7 +349,9 @@ export interface RecoveryContext {
 
 /**
  * Finish (or show) one redelivery run a crash cut (planRedeliveryRecovery). Resumed, its envelope is settled by the
- * result, as localRedeliver's caller would have; interrupted, its history alone is saved.
+ * result, as localRedeliver's caller would have; interrupted, its history alone is saved. One whose history was saved
+ * ran to its end: its envelope is settled by that history (unless the run stored it before the crash, as
+ * localRedeliver does before the journal's end), and it is not run again.
  */
 async function recoverRedelivery(
   ctx: RecoveryContext,
@@ -359,24 +362,36 @@ async function recoverRedelivery(
 ): Promise<RecoveredExecution> {
   const conversationId = input.conversation.conversation_id;
   const plan = planRedeliveryRecovery(entries);
-  let history: ExecutionRecord;
-  if (plan.kind === 'resume' && ctx.redeliveryWorkflow) {
+  // Killed after its history was saved (and perhaps its envelope stored), before the journal's end: it ran to its
+  // end; its envelope is settled by that history, not by a second run.
+  const saved = (await ctx.executions.has(conversationId, name))
+    ? (await ctx.executions.executions(conversationId)).find((e) => e.execution_name === name)
+    : undefined;
+  let history = saved;
+  let ended = saved;
+  if (!saved && plan.kind === 'resume' && ctx.redeliveryWorkflow) {
     const journaled = ctx.journal.resume(name, plan.startAt);
-    const resumed = await ctx.redeliveryWorkflow.run(plan.state, name, { startAt: plan.startAt, observer: journaled });
-    history = recoveredHistory(name, entries, resumed, plan.startAt, now);
+    ended = await ctx.redeliveryWorkflow.run(plan.state, name, { startAt: plan.startAt, observer: journaled });
+    history = recoveredHistory(name, entries, ended, plan.startAt, now);
     await ctx.executions.save(conversationId, history);
     journaled.end();
+  }
+  if (ended) {
     const store = ctx.failedDeliveries;
     const via = input.redelivery.via;
-    if (store && via !== 'resend' && resumed.status === 'SUCCEEDED') {
+    if (store && via !== 'resend' && ended.status === 'SUCCEEDED') {
       const item = await store.hold(conversationId);
-      if (item?.envelope.state === 'pending' || item?.envelope.state === 'dead') {
-        const settled = settleRedelivery(item.envelope, resumed.output, via, now, store.schedule);
-        if (settled.ok) await store.store(item, settled.updated);
-        else await store.leave(item);
-      } else if (item) await store.leave(item);
+      const settled =
+        item?.envelope.state === 'pending' || item?.envelope.state === 'dead'
+          ? settleRedelivery(item.envelope, ended.output, via, now, store.schedule)
+          : null;
+      // The run stored its envelope before the crash (local/engine/redelivery.ts): it holds this run's record already.
+      if (item && settled?.ok && !isDeepStrictEqual(item.envelope.conversation, settled.record))
+        await store.store(item, settled.updated);
+      else if (item) await store.leave(item);
     }
-  } else {
+  }
+  if (!history) {
     const events = journaledEvents(entries);
     const last = events.at(-1);
     if (last?.error !== INTERRUPTED_ERROR) {

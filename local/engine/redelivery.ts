@@ -8,6 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import type { ConversationRecord } from '../../functions/domain/conversation.ts';
 import {
+  type FailedDeliveryEnvelope,
   redeliveryContext,
   redeliveryExecutionName,
   settleRedelivery,
@@ -51,8 +52,6 @@ function localRedeliver(
     const input = { conversation: envelope.conversation, redelivery: redeliveryContext(envelope, via, schedule) };
     const journaled = journal.begin(name, input);
     const execution = await workflow.run(input, name, { observer: journaled });
-    // Ended here, whether or not its history is saved: the envelope is settled by what the run did (below).
-    journaled.end();
     try {
       await executions.save(envelope.conversation_id, execution);
     } catch (error) {
@@ -62,17 +61,39 @@ function localRedeliver(
         `webhook-gateway: the history of redelivery ${name} (conversation ${envelope.conversation_id}) could not be saved: ${(error as Error).message}`,
       );
     }
-    if (execution.status !== 'SUCCEEDED')
+    const settled =
+      execution.status === 'SUCCEEDED' ? settleRedelivery(envelope, execution.output, via, new Date(), schedule) : null;
+    // The envelope is kept as the run left it before the journal says the run ended (its caller stores it again and
+    // lets it go): ended first, a crash in between left it as before the run, and the schedule delivered it again. A
+    // crash after this write and before the end is recovered, and recovery finds the envelope settled already.
+    const stored = settled?.ok && via !== 'resend' ? await kept(store, settled.updated, name) : true;
+    if (stored) journaled.end();
+    if (!settled)
       return {
         ok: false,
         execution_name: name,
         status: execution.status,
         error: `${execution.error}: ${execution.cause ?? ''}`,
       };
-    const settled = settleRedelivery(envelope, execution.output, via, new Date(), schedule);
     if (!settled.ok) return { ok: false, execution_name: name, status: execution.status, error: settled.error };
     return { ok: true, execution_name: name, record: settled.record, updated: settled.updated };
   };
+}
+
+/**
+ * Whether the envelope could be written. Not (a full disk): the run stays open in the journal, so the next start
+ * settles the envelope by it, should its caller's store fail too.
+ */
+async function kept(store: LocalFailedDeliveryStore, updated: FailedDeliveryEnvelope, name: string): Promise<boolean> {
+  try {
+    await store.put(updated);
+    return true;
+  } catch (error) {
+    console.error(
+      `webhook-gateway: the envelope of redelivery ${name} could not be stored; the next start settles it from the journal: ${(error as Error).message}`,
+    );
+    return false;
+  }
 }
 
 export class LocalRedelivery {

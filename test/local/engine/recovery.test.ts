@@ -13,7 +13,9 @@ import {
   type RecoveryPlan,
   recoverInterrupted,
 } from '../../../local/engine/recovery.ts';
+import { LocalRedelivery } from '../../../local/engine/redelivery.ts';
 import { loadStageHandlers, localWorkflow } from '../../../local/engine/workflows.ts';
+import { LocalFailedDeliveryStore } from '../../../local/store/failed-delivery-store.ts';
 import { folderOf, journalOf, NO_WAIT, SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
 
 /**
@@ -442,5 +444,74 @@ describe('a redelivery run (a redrive), cut after each journal line', () => {
     expect((await store.get(id))?.state).toBe('settled');
     const exported = (await world.getJson(`${folderOf(id)}conversation.json`)).conversation;
     expect(exported.webhook_context.delivery_status).toBe('delivered');
+  });
+
+  it('killed after a redrive delivered, before its caller stored the envelope: settled all the same, never delivered again', async () => {
+    world.receiver.reply(503, 503, 503, 503);
+    const res = await world.post({ ...SEED_REQUEST, query: 'a redrive killed before its envelope was stored' });
+    const id = res.body.conversation_id as string;
+    expect((await world.gateway.failedDeliveries.get(id))?.state).toBe('pending');
+    // The process dies as the redrive's caller stores the envelope (redeliverHeld): nothing after that point runs.
+    class KilledAtStore extends LocalFailedDeliveryStore {
+      override async store(): Promise<void> {
+        throw new Error('killed');
+      }
+    }
+    const dir = await mkdtemp(path.join(tmpdir(), 'journal-'));
+    try {
+      const journal = await ExecutionJournal.open(dir);
+      const killed = new LocalRedelivery(
+        new KilledAtStore(world.dataDir),
+        redeliveryWorkflow,
+        world.gateway.executions,
+        journal,
+      );
+      const received = world.receiver.received.length;
+      await expect(killed.redrive(id)).rejects.toThrow('killed');
+      expect(world.receiver.received).toHaveLength(received + 1); // the receiver has it (2xx)
+      // The next start, on what the kill left: the journal's segment and the store's files.
+      const left: JournalEntry[] = [];
+      for (const file of await readdir(dir))
+        for (const line of (await readFile(path.join(dir, file), 'utf8')).split('\n').filter(Boolean))
+          left.push(JSON.parse(line) as JournalEntry);
+      await recover(left, { historySaved: true });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+    // Before: the journal said the run had ended and the envelope was as before it, pending: the schedule delivered
+    // it again at its slot, under the same webhook-id.
+    const envelope = (await world.gateway.failedDeliveries.get(id))!;
+    expect(envelope).toMatchObject({ state: 'settled', next_due_at: null });
+    const later = new Date(Date.now() + 86_400_000);
+    const due = (await world.gateway.failedDeliveries.take({ seen: new Set(), now: later })).items;
+    expect(due.map((i) => i.envelope.conversation_id)).not.toContain(id);
+    for (const item of due) await world.gateway.failedDeliveries.leave(item);
+  });
+
+  it('killed after a scheduled run stored its envelope, before the journal’s end: recovered, nothing counted twice', async () => {
+    world.receiver.reply(503, 503, 503, 503);
+    const res = await world.post({ ...SEED_REQUEST, query: 'a scheduled run killed before its journal end' });
+    const id = res.body.conversation_id as string;
+    const store = world.gateway.failedDeliveries;
+    const before = (await store.get(id))!;
+    await store.put({ ...before, next_due_at: new Date(Date.now() - 1_000).toISOString() });
+    world.receiver.reply(503);
+    const [result] = await world.gateway.redelivery.runDue();
+    expect(result).toMatchObject({ conversation_id: id, status: 'failed' });
+    const after = (await store.get(id))!;
+    // Its one slot (REDELIVERY_SCHEDULE 1h) used: no more automatic attempts.
+    expect(after).toMatchObject({ state: 'dead', dead_reason: 'exhausted', scheduled_attempts: 1 });
+    const history = (await world.gateway.executions.executions(id)).find(
+      (e) => e.execution_name === result!.execution_name,
+    );
+    // What the kill left: the run's history saved and its envelope stored, the journal without its end line.
+    const entries = (await journalOf(world, result!.execution_name!)).filter((e) => e.k !== 'end');
+    const [recovered] = await recover(entries, { historySaved: true });
+    expect(recovered).toMatchObject({ outcome: 'resumed', redelivery: 'schedule', delivery_status: 'failed' });
+    expect(await store.get(id)).toEqual(after); // not settled twice: no second slot used, not redrive_failed
+    const histories = (await world.gateway.executions.executions(id)).filter(
+      (e) => e.execution_name === result!.execution_name,
+    );
+    expect(histories).toEqual([history]); // the run's own history, not one of a second run
   });
 });
