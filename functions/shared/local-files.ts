@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import { mkdir, open, readFile, rm, stat } from 'node:fs/promises';
+import { link, mkdir, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 
@@ -91,6 +91,28 @@ export async function appendLine(file: string, line: string, mode?: number, dirM
   }
 }
 
+/**
+ * Create `file` holding `text`, unless it exists (then false): written whole aside first (as writeFileAtomic does),
+ * then linked into place, so no one ever finds it empty — not while it is written, nor after a crash in the middle
+ * (what a crash leaves aside, `<file>.<pid>.<hex>.tmp`, is no lock; the retention sweep removes it). The lock files
+ * (withFileLock, local/store/data-dir-lock.ts) are made with it.
+ */
+export async function createExclusive(file: string, text: string, mode: number): Promise<boolean> {
+  const aside = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+  try {
+    await writeFile(aside, text, { mode });
+    return await link(aside, file).then(
+      () => true,
+      (error: NodeJS.ErrnoException) => {
+        if (error.code === 'EEXIST') return false;
+        throw error;
+      },
+    );
+  } finally {
+    await rm(aside, { force: true });
+  }
+}
+
 /** Owner-only: it may hold a receiver's URL. */
 export async function writeJsonFileAtomic(file: string, value: unknown): Promise<void> {
   await writeFileAtomic(file, `${JSON.stringify(value, null, 2)}\n`, 0o600);
@@ -99,9 +121,10 @@ export async function writeJsonFileAtomic(file: string, value: unknown): Promise
 /**
  * A read-modify-write of a local file that several processes may change (the running gateway and the command line):
  * one holder at a time within the process (a promise chain per file) and across processes (a `<file>.lock` created
- * exclusively, holding its process id). A lock left by a killed process is taken over: at once when the process it
- * names is gone (a gateway restarted after kill -9 does not wait on its own predecessor), else once older than
- * STALE_MS.
+ * exclusively, holding its process id from the moment it exists: createExclusive). A lock left by a killed process is
+ * taken over: at once when the process it names is gone (a gateway restarted after kill -9 does not wait on its own
+ * predecessor) or it names none (empty: made by an earlier version, killed before it wrote its id), else once older
+ * than STALE_MS.
  */
 const STALE_MS = 10_000;
 const WAIT_MS = 5;
@@ -111,10 +134,13 @@ const chains = new Map<string, Promise<unknown>>();
 
 /**
  * The lock names a process that is gone (or this one, which holds no lock outside its chain: an earlier process
- * that had its id). Not yet written (empty) or unreadable: not known to be gone.
+ * that had its id), or none: a lock is never empty while held (createExclusive). Gone meanwhile, unreadable, or not a
+ * process id: not known to be gone.
  */
 async function holderGone(lock: string): Promise<boolean> {
-  const holder = Number.parseInt(await readFile(lock, 'utf8').catch(() => ''), 10);
+  const text = await readFile(lock, 'utf8').catch(() => null);
+  if (text === '') return true;
+  const holder = Number.parseInt(text ?? '', 10);
   if (!(holder > 0)) return false;
   if (holder === process.pid) return true;
   try {
@@ -128,21 +154,7 @@ async function holderGone(lock: string): Promise<boolean> {
 async function acquire(lock: string): Promise<void> {
   const started = Date.now();
   for (;;) {
-    const handle = await open(lock, 'wx', 0o600).catch((error: NodeJS.ErrnoException) => {
-      if (error.code !== 'EEXIST') throw error;
-      return null;
-    });
-    if (handle) {
-      try {
-        await handle.writeFile(String(process.pid));
-        return;
-      } catch (error) {
-        await rm(lock, { force: true }); // not held after all (a full disk): left, it would stall the next holder
-        throw error;
-      } finally {
-        await handle.close();
-      }
-    }
+    if (await createExclusive(lock, String(process.pid), 0o600)) return;
     const age = await stat(lock).then(
       (s) => Date.now() - s.mtimeMs,
       () => 0,

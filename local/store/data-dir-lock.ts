@@ -1,10 +1,12 @@
 /**
  * One gateway per LOCAL_DATA_DIR: two would recover each other's conversations in flight from the journal and
- * redeliver each other's envelopes. The running gateway holds `<dataDir>/gateway.pid`; a start that finds it held by
- * a live process is refused, one left by a killed gateway takes it over (the journal then recovers what it left).
+ * redeliver each other's envelopes. The running gateway holds `<dataDir>/gateway.pid`, which names it from the moment
+ * it exists (createExclusive); a start that finds it held by a live process is refused, one left by a killed gateway
+ * takes it over at once (the journal then recovers what it left).
  */
-import { mkdir, open, readFile, rmdir, stat, unlink } from 'node:fs/promises';
+import { mkdir, readFile, rmdir, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
+import { createExclusive } from '../../functions/shared/local-files.ts';
 
 export class DataDirInUseError extends Error {}
 
@@ -57,39 +59,19 @@ export async function lockDataDir(dataDir: string): Promise<{ release(): Promise
   const file = path.join(dataDir, 'gateway.pid');
   const mine = String(process.pid);
   for (;;) {
-    try {
-      const handle = await open(file, 'wx', 0o600);
-      try {
-        await handle.writeFile(mine);
-      } finally {
-        await handle.close();
-      }
-      break;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-    }
+    if (await createExclusive(file, mine, 0o600)) break;
     const holder = await holderOf(file);
     if (holder > 0 && holder !== process.pid && isAlive(holder))
       throw new DataDirInUseError(
         `another gateway (pid ${holder}) is using ${dataDir}: stop it, or give this one its own LOCAL_DATA_DIR (if no gateway runs, delete ${file})`,
       );
-    // Empty: a start is writing its pid this moment (or one was killed doing so): let it settle first.
-    if (Number.isNaN(holder)) await waitForPid(file);
-    else await removeLeftBy(file, holder);
+    // Dead, or no pid at all (empty: an earlier version's start killed between creating the file and writing its
+    // pid; this one never leaves it empty): taken over at once. Gone meanwhile (NaN too): removeLeftBy leaves it.
+    await removeLeftBy(file, holder);
   }
   return {
     async release() {
       if ((await readFile(file, 'utf8').catch(() => '')) === mine) await unlink(file).catch(() => undefined);
     },
   };
-}
-
-/** A pid file still empty after a while was left by a start killed between creating and writing it: removed. */
-async function waitForPid(file: string): Promise<void> {
-  const age = await stat(file).then(
-    (s) => Date.now() - s.mtimeMs,
-    () => 0,
-  );
-  if (age > TAKEOVER_STALE_MS) await removeLeftBy(file, Number.NaN);
-  else await new Promise((resolve) => setTimeout(resolve, WAIT_MS));
 }

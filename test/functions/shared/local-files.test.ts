@@ -64,4 +64,14 @@ describe('withFileLock', () => {
     expect(Date.now() - started).toBeLessThan(1_000);
     expect(await readdir(dir)).toEqual([]);
   });
+
+  it('a lock is never empty while held; an empty one (a process killed after creating it, before) is taken over at once', async () => {
+    const file = path.join(dir, 'data_analysis.json');
+    // Before: an empty lock was "not known to be gone" until 10 s old, and a change waited 5 s, then was refused.
+    await writeFile(`${file}.lock`, '');
+    const started = Date.now();
+    await expect(withFileLock(file, async () => readFile(`${file}.lock`, 'utf8'))).resolves.toBe(String(process.pid));
+    expect(Date.now() - started).toBeLessThan(1_000);
+    expect(await readdir(dir)).toEqual([]); // nothing left aside
+  });
 });

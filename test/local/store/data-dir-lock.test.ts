@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -62,12 +62,23 @@ describe('one gateway per LOCAL_DATA_DIR', () => {
     expect((await readdir(dir)).sort()).toEqual(['gateway.pid']); // no takeover left behind
   }, 20_000);
 
-  it('an empty pid file (a start killed before it wrote its pid) is taken over once it is 10 s old', async () => {
-    await writeFile(pidFile(), '');
-    const old = new Date(Date.now() - 11_000);
-    await utimes(pidFile(), old, old);
+  it('a start killed while it created the pid file leaves none, or a full one: the next start is not kept waiting', async () => {
+    // This version writes its pid aside and links it into place: killed in between, it leaves only the file aside.
+    const dead = spawnSync(process.execPath, ['-e', '0']).pid!;
+    await writeFile(path.join(dir, `gateway.pid.${dead}.0a1b2c3d4e5f.tmp`), String(dead));
     const lock = await lockDataDir(dir);
     expect(await readFile(pidFile(), 'utf8')).toBe(String(process.pid));
+    expect((await readdir(dir)).filter((n) => n.startsWith('gateway.pid.') && n.includes(`.${process.pid}.`))).toEqual(
+      [],
+    ); // nothing of its own left aside
     await lock.release();
+    // An empty pid file, as an earlier version's start killed between creating the file and writing its pid left it
+    // (before: the next start waited until it was 10 s old), is taken over at once.
+    await writeFile(pidFile(), '');
+    const started = Date.now();
+    const again = await lockDataDir(dir);
+    expect(Date.now() - started).toBeLessThan(1_000);
+    expect(await readFile(pidFile(), 'utf8')).toBe(String(process.pid));
+    await again.release();
   });
 });
