@@ -339,6 +339,8 @@ export interface RecoveryContext {
   workflow: LocalWorkflow;
   /** The redelivery workflow and the failed-delivery store, for the redelivery runs a crash cut. */
   redeliveryWorkflow?: LocalWorkflow;
+  /** The accept workflow: the history of an accept execution that started its run, unsaved, is rebuilt with it. */
+  acceptWorkflow?: LocalWorkflow;
   failedDeliveries?: LocalFailedDeliveryStore;
   executions: ExecutionStore;
   idempotency: IdempotencyStore | null;
@@ -463,6 +465,26 @@ async function removeUnstartedStatus(
   return null;
 }
 
+/**
+ * An accept execution that started its run and was killed before its history was saved (or whose history the data
+ * folder refused): nothing is left to do but what its Accepted state does, so it is run from there, to save the
+ * history `conversations show` lists beside the run's (docs/operations.md, "Asynchronous conversations").
+ */
+async function saveAcceptHistory(ctx: RecoveryContext, name: string, entries: JournalEntry[], now: Date) {
+  // StartConversation's result is discarded (ResultPath null): the state it was given, its run's input, goes on.
+  const given = lastOf(entries, 'in', ACCEPT_START_STATE)?.d as { Input?: { accepted?: ValidateResult } } | undefined;
+  const state = given?.Input?.accepted;
+  const conversationId = state?.valid && !state.duplicate ? state.conversation.conversation_id : null;
+  if (!lastOf(entries, 'out', ACCEPT_START_STATE) || !ctx.acceptWorkflow || !conversationId) return;
+  if (await ctx.executions.has(conversationId, name)) return;
+  const journaled = ctx.journal.resume(name, ACCEPTED_STATE);
+  const resumed = await ctx.acceptWorkflow.run(state, name, { startAt: ACCEPTED_STATE, observer: journaled });
+  await ctx.executions.save(conversationId, recoveredHistory(name, entries, resumed, ACCEPTED_STATE, now));
+  journaled.end();
+}
+
+const ACCEPTED_STATE = 'Accepted';
+
 /** How many interrupted conversations are finished at once. */
 const PARALLEL = 8;
 
@@ -488,6 +510,7 @@ export async function recoverInterrupted(ctx: RecoveryContext): Promise<Recovere
         (interrupted.has(run) || (await ctx.executions.executions(run)).some((e) => e.execution_name === run));
       const plan = planRecovery(entries, now(), runBegun);
       if (plan.kind === 'unaccepted') unaccepted.push([name, plan.input, entries]);
+      if (plan.kind === 'ended') await saveAcceptHistory(ctx, name, entries, now());
       if (plan.kind !== 'resume') continue;
       // Killed between saving its history and journaling its end: it ended (answered, delivered, exported), so
       // there is nothing to recover, and a second history of it would show it twice, as if recovered.

@@ -262,6 +262,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
       journal,
       workflow,
       redeliveryWorkflow,
+      acceptWorkflow,
       failedDeliveries,
       executions,
       idempotency: idempotencyStore(),

@@ -27,11 +27,13 @@ import { folderOf, journalOf, NO_WAIT, SEED_REQUEST, startWorld, type TestWorld 
 let world: TestWorld;
 let workflow: LocalWorkflow;
 let redeliveryWorkflow: LocalWorkflow;
+let acceptWorkflow: LocalWorkflow;
 beforeAll(async () => {
   world = await startWorld({ REDELIVERY_SCHEDULE: '1h' });
   const send = (params: unknown) => world.gateway.failedDeliveries.sendMessage(params as never);
   workflow = localWorkflow('conversation', await loadStageHandlers(), send, NO_WAIT);
   redeliveryWorkflow = localWorkflow('redelivery', await loadStageHandlers(), send, NO_WAIT);
+  acceptWorkflow = localWorkflow('accept', await loadStageHandlers(), send, NO_WAIT);
 });
 afterAll(async () => {
   await world?.close();
@@ -71,6 +73,7 @@ async function recover(entries: JournalEntry[], options: { historySaved?: boolea
       journal,
       workflow,
       redeliveryWorkflow,
+      acceptWorkflow,
       failedDeliveries: world.gateway.failedDeliveries,
       executions: world.gateway.executions,
       idempotency: idempotencyStore(),
@@ -368,6 +371,25 @@ describe('an asynchronous conversation: the accept execution and the run, each c
     expect(after.status).toBe('failed');
     expect(JSON.parse(after.body).error.code).toBe('INTERRUPTED');
     expect((await world.getJson(`${folderOf(id)}conversation.json`)).conversation.execution.status).toBe('interrupted');
+  });
+
+  it('an accept killed after it started its run, before its history was saved: that history is rebuilt, nothing runs again', async () => {
+    const { id, accept } = await asyncRun('async-accept-history');
+    const before = await world.gateway.executions.executions(id);
+    const saved = before.find((e) => e.execution_name === accept[0]!.e)!;
+    expect(saved.state_machine).toBe('accept');
+    const invocations = world.agent.invocations.length;
+    // Before: the journal's accept was over (it started the run), so recovery left it, and `conversations show`
+    // listed the run alone, without the accept execution.
+    expect(await recover(accept)).toEqual([]); // no recovered line: the conversation had not been cut
+    const after = await world.gateway.executions.executions(id);
+    expect(after.map((e) => e.execution_name).sort()).toEqual(before.map((e) => e.execution_name).sort());
+    expect(after.find((e) => e.execution_name === accept[0]!.e)).toMatchObject({
+      state_machine: 'accept',
+      status: 'SUCCEEDED',
+      output: saved.output,
+    });
+    expect(world.agent.invocations).toHaveLength(invocations);
   });
 
   it('an accept cut in Validate after it wrote the running status: not accepted, that status removed (GET: 404), its key freed', async () => {
