@@ -160,7 +160,8 @@ export class FileStatusStore implements ConversationStatusStore {
     return names
       .filter((n) => n.startsWith(prefix) && n.endsWith('.json'))
       .map((n) => n.slice(0, -'.json'.length))
-      .filter(isConversationId);
+      .filter(isConversationId)
+      .sort();
   }
 
   /** Forget a record (local recovery: a conversation that was never accepted; its caller never got the id). */

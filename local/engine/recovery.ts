@@ -458,7 +458,7 @@ async function removeUnstartedStatus(
   for (const id of await ctx.statuses.idsStartingWith(prefix)) {
     const status = await ctx.statuses.get(id).catch(() => null); // a damaged one is the operator's (docs)
     if (status?.status !== 'running' || Date.parse(status.accepted_at) < validateBegan) continue;
-    if ((await ctx.executions.executions(id)).length > 0) continue;
+    if (await ctx.executions.hasAny(id)) continue; // a damaged history is a conversation's all the same
     await ctx.statuses.remove(id);
     return id;
   }

@@ -56,6 +56,12 @@ export class ExecutionStore {
     return (await listDir(path.join(this.dir, conversationId))).some((n) => n.endsWith(`_${executionName}.json`));
   }
 
+  /** Whether any history of this conversation is kept, readable or not. */
+  async hasAny(conversationId: string): Promise<boolean> {
+    if (!isConversationId(conversationId)) return false;
+    return (await listDir(path.join(this.dir, conversationId))).some((n) => n.endsWith('.json'));
+  }
+
   async conversationIds(): Promise<string[]> {
     return (await listDir(this.dir)).filter(isConversationId);
   }

@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -414,6 +414,13 @@ describe('an asynchronous conversation: the accept execution and the run, each c
     );
     await rm(path.join(world.dataDir, 'executions', id), { recursive: true, force: true });
     const otherStatus = await readFile(path.join(world.dataDir, 'status', `${other.id}.json`), 'utf8');
+    // Another conversation of the same source, process and second, still running, whose only history is damaged:
+    // it was accepted (its history says so, unreadable as it is), so its status stays.
+    const sibling = `${id.slice(0, id.lastIndexOf('_') + 1)}0000000000`; // listed first
+    const siblingStatus = JSON.stringify({ ...status, conversation_id: sibling, status: 'running', body: undefined });
+    await writeFile(path.join(world.dataDir, 'status', `${sibling}.json`), siblingStatus);
+    await mkdir(path.join(world.dataDir, 'executions', sibling), { recursive: true });
+    await writeFile(path.join(world.dataDir, 'executions', sibling, `x_${sibling}.json`), '{"cut');
 
     const [recovered] = await recover(cut);
     expect(recovered).toMatchObject({
@@ -427,6 +434,9 @@ describe('an asynchronous conversation: the accept execution and the run, each c
     expect(get.status).toBe(404);
     expect(await keyStatus(key)).toBeNull();
     expect(await readFile(path.join(world.dataDir, 'status', `${other.id}.json`), 'utf8')).toBe(otherStatus);
+    expect(await readFile(path.join(world.dataDir, 'status', `${sibling}.json`), 'utf8')).toBe(siblingStatus);
+    await rm(path.join(world.dataDir, 'executions', sibling), { recursive: true });
+    await rm(path.join(world.dataDir, 'status', `${sibling}.json`));
   });
 });
 
