@@ -21,7 +21,7 @@ import {
 import { type RedeliveryResult, redeliverHeld, resend } from '../../../functions/shared/redelivery.ts';
 import { stepFunctionsRedeliver } from '../../../functions/shared/redelivery-execution.ts';
 import { settings } from '../../../functions/shared/settings.ts';
-import { CliError, deliveriesTable, parseSince, resultDetail, stateLabel } from '../shared.ts';
+import { CliError, deliveriesTable, note, parseSince, resultDetail, stateLabel } from '../shared.ts';
 import { explainAwsError } from './errors.ts';
 import { AWS_STACK_OUTPUTS, type AwsClients, readStack, requireOutput } from './stack.ts';
 
@@ -121,32 +121,18 @@ export async function awsDeliveriesList(
   };
   const total = pending.visible + pending.not_visible + pending.delayed;
   const envelopes = scan.items.map((m) => m.envelope).sort((a, b) => b.created_at.localeCompare(a.created_at));
-  if (options.json) {
-    out(
-      JSON.stringify(
-        {
-          stack: stack.name,
-          dead_letter: envelopes,
-          unreadable: scan.unreadable.length,
-          truncated: scan.truncated,
-          pending: { total, ...pending },
-        },
-        null,
-        2,
-      ),
-    );
-    return 0;
-  }
-  if (envelopes.length === 0) out(`No dead-lettered deliveries in stack ${stack.name}.`);
-  else {
-    out(deliveriesTable(envelopes, dlqState, () => '-'));
-  }
-  if (scan.truncated) out(`(stopped after ${options.limit ?? SCAN_LIMIT} messages; there are more)`);
+  // --json: the envelopes, as the local `deliveries list --json` prints them (one shape for scripts run on both);
+  // what is counted rather than listed goes to stderr, as its lines.
+  const say = options.json ? note : out;
+  if (options.json) out(JSON.stringify(envelopes, null, 2));
+  else if (envelopes.length === 0) out(`No dead-lettered deliveries in stack ${stack.name}.`);
+  else out(deliveriesTable(envelopes, dlqState, () => '-'));
+  if (scan.truncated) say(`(stopped after ${options.limit ?? SCAN_LIMIT} messages; there are more)`);
   if (scan.unreadable.length > 0)
-    out(
+    say(
       `${scan.unreadable.length} unreadable message(s) in the dead-letter queue (not failed deliveries): see ${stack.deadLetterQueueUrl}`,
     );
-  out(
+  say(
     `${total} pending in the schedule (${pending.visible} waiting, ${pending.not_visible} in flight or hidden until due, ${pending.delayed} delayed): the scheduler redelivers them`,
   );
   return 0;

@@ -1,4 +1,6 @@
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
 import { SFNClient, StartSyncExecutionCommand } from '@aws-sdk/client-sfn';
 import {
@@ -18,6 +20,7 @@ import { AWS_STACK_OUTPUTS, createAwsClients, withAws } from '../../../../local/
 import { deliveriesList, deliveriesRedrive } from '../../../../local/cli/deliveries.ts';
 import { main } from '../../../../local/cli/main.ts';
 import { PROJECT_ROOT } from '../../../../local/paths.ts';
+import { LocalFailedDeliveryStore } from '../../../../local/store/failed-delivery-store.ts';
 import {
   afterAttempt,
   DLQ_URL,
@@ -29,6 +32,7 @@ import {
   succeeded,
   T0,
 } from '../../../support/aws-fixtures.ts';
+import { captureOutput, runMain } from '../../../support/cli.ts';
 
 /**
  * `deliveries list|redrive --aws`, called as functions with mocked AWS clients (never real AWS): the dead-letter
@@ -124,24 +128,40 @@ describe('deliveries list --aws', () => {
     expect(lines[0]).toBe(`No dead-lettered deliveries in stack ${STACK}.`);
   });
 
-  it('--json gives the envelopes and the counts', async () => {
-    deadLetters(sqsMessage(deadEnvelope()));
-    await awsDeliveriesList(clients(), { stack: STACK, json: true }, out);
-    const json = JSON.parse(lines.join('\n'));
-    expect(json).toMatchObject({
-      stack: STACK,
-      unreadable: 0,
-      truncated: false,
-      pending: { total: 6, visible: 2, not_visible: 3, delayed: 1 },
-    });
-    expect(json.dead_letter).toHaveLength(1);
+  it('--json prints the envelopes as an array, the shape of the local list --json; the counts go to stderr', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'aws-list-json-'));
+    try {
+      await new LocalFailedDeliveryStore(dir).put(deadEnvelope('loc111'));
+      const local = await runMain(['deliveries', 'list', '--json'], { LOCAL_DATA_DIR: dir });
+      deadLetters(sqsMessage(deadEnvelope('aws111')), sqsMessage('garbage'));
+      const aws = await runMain(['deliveries', 'list', '--aws', '--json']);
+      expect([local.code, aws.code]).toEqual([0, 0]);
+      const [localRows, awsRows] = [JSON.parse(local.stdout), JSON.parse(aws.stdout)];
+      expect(Array.isArray(localRows) && Array.isArray(awsRows)).toBe(true);
+      expect(awsRows.map((e: FailedDeliveryEnvelope) => e.conversation_id)).toEqual([
+        deadEnvelope('aws111').conversation_id,
+      ]);
+      expect(Object.keys(awsRows[0]).sort()).toEqual(Object.keys(localRows[0]).sort());
+      expect(aws.stderr).toBe(
+        `1 unreadable message(s) in the dead-letter queue (not failed deliveries): see ${DLQ_URL}\n` +
+          '6 pending in the schedule (2 waiting, 3 in flight or hidden until due, 1 delayed): the scheduler redelivers them\n',
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('reads each message once, and stops at the limit', async () => {
     const messages = Array.from({ length: 12 }, (_, i) => sqsMessage(deadEnvelope(`c${i}`)));
     deadLetters(...messages);
-    await awsDeliveriesList(clients(), { stack: STACK, json: true, limit: 10 }, out);
-    expect(JSON.parse(lines.join('\n'))).toMatchObject({ truncated: true, dead_letter: { length: 10 } });
+    const output = captureOutput();
+    try {
+      await awsDeliveriesList(clients(), { stack: STACK, json: true, limit: 10 }, out);
+    } finally {
+      output.restore();
+    }
+    expect(JSON.parse(lines.join('\n'))).toHaveLength(10);
+    expect(output.stderr).toContain('(stopped after 10 messages; there are more)');
   });
 });
 

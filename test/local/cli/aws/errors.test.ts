@@ -104,9 +104,9 @@ describe('--aws on a stack that is not deployed, or being changed', () => {
     sqs.on(GetQueueAttributesCommand).resolves({ Attributes: { ApproximateNumberOfMessages: '2' } });
     const result = await runMain(['deliveries', 'list', '--aws', '--json']);
     expect(result.code).toBe(0);
-    expect(JSON.parse(result.stdout)).toMatchObject({ dead_letter: [], pending: { total: 2 } });
-    expect(result.stderr).toBe(
-      'stack "WebhookConversationGateway" is UPDATE_IN_PROGRESS: acting on the resources of its last deploy\n',
+    expect(JSON.parse(result.stdout)).toEqual([]);
+    expect(result.stderr.split('\n')[0]).toBe(
+      'stack "WebhookConversationGateway" is UPDATE_IN_PROGRESS: acting on the resources of its last deploy',
     );
   });
 });
