@@ -236,13 +236,13 @@ async function exported(dataDir: string, bucket: string, id: string): Promise<bo
  */
 async function conversationsShowAws(
   id: string,
-  values: { json?: boolean; stack?: string; region?: string },
+  values: { json?: boolean; stack?: string; region?: string; profile?: string },
 ): Promise<number> {
   const aws = await import('./aws/conversations.ts');
   const { withAws } = await import('./aws/stack.ts');
   const { readText } = await import('../store/export-bucket.ts');
   return withAws(values, async (clients, stackName) => {
-    const stack = await aws.readConversationStack(clients, stackName, values.region);
+    const stack = await aws.readConversationStack(clients, stackName, values);
     const location = aws.awsExportLocation(stack, id);
     const text = await readText(aws.awsExportBucket(clients, stack), `${exportFolder(id)}conversation.json`);
     const record = text === null ? null : recordFromExport(JSON.parse(text));
@@ -252,7 +252,7 @@ async function conversationsShowAws(
     try {
       executions = await aws.executionsFromLogs(clients.logs, stack.logGroups, id, idTimeMs(id) - 60_000);
     } catch (error) {
-      unread = explainAwsError(error, { stack: stackName, region: values.region }).message;
+      unread = explainAwsError(error, { ...values, stack: stackName }).message;
     }
     if (record === null) {
       // Not exported (still running, or its run ended before its Export: States.DataLimitExceeded, docs/operations.md):

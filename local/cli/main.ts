@@ -14,7 +14,7 @@ import { deliveriesList, deliveriesRedrive, deliveriesResend } from './deliverie
 import { endpointsCommand } from './endpoints.ts';
 import { exposureLines } from './exposure.ts';
 import { conversationsQuery } from './query.ts';
-import { CliError, eventLine, out, shownPath } from './shared.ts';
+import { CliError, DEFAULT_STACK_NAME, eventLine, out, shownPath } from './shared.ts';
 import { sign } from './sign.ts';
 import { tryRequest } from './try-request.ts';
 
@@ -28,7 +28,7 @@ const USAGE = `Usage: webhook-gateway <command>
   conversations query --named NAME [--param name=value]… [--json | --csv]
                                         SQL over every exported conversation (table conversations; without
                                         SQL it lists the columns and the named queries)
-  conversations list|show|search|query … --aws [--stack NAME] [--region R]
+  conversations list|show|search|query … --aws [--stack NAME] [--region R] [--profile P]
                                         the same on a deployed stack (Athena, export bucket, Express log groups)
   deliveries list [--state pending|dead|settled|all] [--limit N] [--json]
   deliveries redrive <conversation_id> [--url URL]
@@ -36,14 +36,14 @@ const USAGE = `Usage: webhook-gateway <command>
                                         deliver what is still owed now (the plan first; --dry-run: only the plan)
   deliveries resend <conversation_id> [--url URL] [--json]
                                         deliver a delivered conversation once more, under its webhook-id
-  deliveries list|redrive|resend … --aws [--stack NAME] [--region R]
+  deliveries list|redrive|resend … --aws [--stack NAME] [--region R] [--profile P]
                                         the same against a deployed stack (its dead-letter queue, its exports)
   endpoints list [--json]               each type's receiver: URL, state (healthy, failing, paused, disabled),
                                         last success, failure streak, queued deliveries
   endpoints set <type> [--url URL|default] [--rate N/s|none] [--secret whsec_…] [--drop-previous-secret]
   endpoints pause <type> | resume <type>
                                         change a receiver at run time (no restart, no deploy)
-  endpoints list|set|pause|resume … --aws [--stack NAME] [--region R]
+  endpoints list|set|pause|resume … --aws [--stack NAME] [--region R] [--profile P]
                                         the same on a deployed stack (its deliveries table and signing secret)
   sign --secret whsec_… (--data JSON | --file PATH | --status CONVERSATION_ID) [--id ID] [--json]
                                         Standard Webhooks headers for one request (as curl -H arguments); the
@@ -54,6 +54,10 @@ Filters take one value or a comma-separated list: --source system or system/proc
 data_analysis, lead_analysis, general or none, --status completed, failed, delivered, retrying, ... (conversation or
 delivery status). search and query run SQL on the exported analysis.json records: DuckDB over LOCAL_DATA_DIR (or
 the S3 of AWS_ENDPOINT_URL_S3) here, Athena with --aws. The running gateway also serves a web console at /console.
+
+--aws acts on a deployed stack (default ${DEFAULT_STACK_NAME}) through the AWS SDK: the credentials of --profile P
+(a profile of ~/.aws/config or ~/.aws/credentials; else AWS_PROFILE, else AWS_ACCESS_KEY_ID…), in --region R (else
+AWS_REGION, else the profile's region).
 
 Local state lives in LOCAL_DATA_DIR (default: the repository's .data, wherever the command runs); the commands find
 the gateway running on it (its gateway.json), whatever its PORT.`;

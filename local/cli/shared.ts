@@ -46,17 +46,23 @@ export function note(text: string): void {
 /** The stack `--aws` commands read when no --stack is given (infra's default stackName). */
 export const DEFAULT_STACK_NAME = DEFAULTS.stackName;
 
-/** `--aws [--stack NAME] [--region R]`: act on a deployed stack (local/cli/aws/). */
+/**
+ * `--aws [--stack NAME] [--region R] [--profile P]`: act on a deployed stack (local/cli/aws/), with the credentials
+ * (and default region) of that profile of ~/.aws/config and ~/.aws/credentials instead of AWS_PROFILE's.
+ */
 export const AWS_OPTIONS = {
   aws: { type: 'boolean' },
   stack: { type: 'string' },
   region: { type: 'string' },
+  profile: { type: 'string' },
 } as const;
 
-/** Whether `--aws` was given; `--stack` or `--region` without it is a mistake, not something to ignore. */
-export function awsRequested(values: { aws?: boolean; stack?: string; region?: string }): boolean {
-  if (!values.aws && (values.stack !== undefined || values.region !== undefined))
-    throw new CliError('--stack and --region go with --aws');
+/** Whether `--aws` was given; `--stack`, `--region` or `--profile` without it is a mistake, not something to ignore. */
+export function awsRequested(values: { aws?: boolean; stack?: string; region?: string; profile?: string }): boolean {
+  if (!values.aws && (values.stack !== undefined || values.region !== undefined || values.profile !== undefined))
+    throw new CliError('--stack, --region and --profile go with --aws');
+  for (const flag of ['stack', 'region', 'profile'] as const)
+    if (values[flag] !== undefined && values[flag].trim() === '') throw new CliError(`--${flag} needs a value`);
   return values.aws === true;
 }
 

@@ -9,7 +9,7 @@ import type { ExecutionRecord, ExecutionStatus, HistoryEvent } from '../../engin
 import type { ExportBucket } from '../../store/export-bucket.ts';
 import { CliError } from '../shared.ts';
 import { explainAwsError } from './errors.ts';
-import { type AwsClients, readStack, requireOutput } from './stack.ts';
+import { type AwsClients, type AwsTarget, readStack, requireOutput } from './stack.ts';
 
 export interface ConversationStack {
   name: string;
@@ -20,7 +20,7 @@ export interface ConversationStack {
 export async function readConversationStack(
   clients: AwsClients,
   name: string,
-  region?: string,
+  target: AwsTarget = {},
 ): Promise<ConversationStack> {
   try {
     const stack = await readStack(clients, name);
@@ -29,7 +29,7 @@ export async function readConversationStack(
     const logGroups = [executionLogGroup, redeliveryLogGroup, acceptLogGroup].filter((g): g is string => g !== null);
     return { name, bucket: requireOutput(stack, 'exportBucket'), logGroups };
   } catch (error) {
-    throw explainAwsError(error, { stack: name, region });
+    throw explainAwsError(error, { ...target, stack: name });
   }
 }
 

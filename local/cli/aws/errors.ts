@@ -33,7 +33,10 @@ const BAD_CREDENTIALS = new Set([
  * An AWS SDK error as one clear line for the command line (`--aws`): missing or rejected credentials, no region,
  * an unknown stack, throttling, an unreachable service. Never a stack trace.
  */
-export function explainAwsError(error: unknown, where: { stack: string; region?: string | undefined }): CliError {
+export function explainAwsError(
+  error: unknown,
+  where: { stack: string; region?: string | undefined; profile?: string | undefined },
+): CliError {
   if (error instanceof CliError) return error;
   const e = (error ?? {}) as Error & { code?: string; errno?: string; cause?: { code?: string } };
   const name = e.name ?? 'Error';
@@ -45,16 +48,17 @@ export function explainAwsError(error: unknown, where: { stack: string; region?:
     name === 'TokenProviderError' ||
     /could not load credentials/i.test(message)
   ) {
-    const profile = process.env.AWS_PROFILE;
+    const profile = where.profile ?? process.env.AWS_PROFILE;
+    const from = where.profile ? '--profile' : 'AWS_PROFILE';
     // The SDK's own words when it says more than "none found": an SSO session expired or never started, and what to run.
     if (!/could not load credentials from any providers/i.test(message))
       return new CliError(`the AWS credentials${profile ? ` of profile "${profile}"` : ''} cannot be used: ${message}`);
     if (profile)
       return new CliError(
-        `no AWS credentials for profile "${profile}" (AWS_PROFILE): is it in ~/.aws/config or ~/.aws/credentials? If it uses SSO, run "aws sso login --profile ${profile}"`,
+        `no AWS credentials for profile "${profile}" (${from}): is it in ~/.aws/config or ~/.aws/credentials? If it uses SSO, run "aws sso login --profile ${profile}"`,
       );
     return new CliError(
-      'no AWS credentials: set AWS_PROFILE (run "aws sso login" first if it uses SSO) or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY',
+      'no AWS credentials: pass --profile P or set AWS_PROFILE (run "aws sso login" first if it uses SSO), or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY',
     );
   }
   if (/region is missing/i.test(message)) return new CliError('no AWS region: pass --region R or set AWS_REGION');

@@ -1,14 +1,14 @@
 import { AthenaClient } from '@aws-sdk/client-athena';
 import { note } from '../shared.ts';
 import { type AthenaProgress, type AthenaRun, runAthenaQuery } from './athena.ts';
-import { readStack, requireOutput, withAws } from './stack.ts';
+import { type AwsTarget, awsClientConfig, readStack, requireOutput, withAws } from './stack.ts';
 
 /**
  * Run one query on the deployed stack's Athena workgroup and database (its AnalyticsWorkGroupName and
  * AnalyticsDatabaseName outputs), showing its progress on stderr. Ctrl-C stops the query in Athena too.
  */
 export async function queryOnAthena(
-  options: { stack?: string; region?: string },
+  options: AwsTarget,
   query: { sql: string; params?: readonly string[] },
   pollMs = 1000,
 ): Promise<AthenaRun> {
@@ -18,7 +18,7 @@ export async function queryOnAthena(
       workGroup: requireOutput(stack, 'analyticsWorkGroup'),
       database: requireOutput(stack, 'analyticsDatabase'),
     };
-    const athena = new AthenaClient(options.region ? { region: options.region } : {});
+    const athena = new AthenaClient(awsClientConfig(options.region, options.profile));
     const abort = new AbortController();
     const stop = () => abort.abort();
     process.once('SIGINT', stop);

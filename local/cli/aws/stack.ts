@@ -44,8 +44,23 @@ export interface AwsClients {
   secrets: SecretsManagerClient;
 }
 
-export function createAwsClients(region?: string): AwsClients {
-  const config = region ? { region } : {};
+/** Where the `--aws` flags point: the stack, its region and the profile whose credentials are used. */
+export interface AwsTarget {
+  stack?: string | undefined;
+  region?: string | undefined;
+  profile?: string | undefined;
+}
+
+/**
+ * The SDK clients' common configuration: `--region`, and `--profile` for the SDK's default credential chain (that
+ * profile instead of AWS_PROFILE; also its region when no --region or AWS_REGION is given).
+ */
+export function awsClientConfig(region?: string, profile?: string): { region?: string; profile?: string } {
+  return { ...(region ? { region } : {}), ...(profile ? { profile } : {}) };
+}
+
+export function createAwsClients(region?: string, profile?: string): AwsClients {
+  const config = awsClientConfig(region, profile);
   return {
     cfn: new CloudFormationClient(config),
     sqs: new SQSClient(config),
@@ -114,15 +129,15 @@ export function requireOutput(stack: AwsStack, what: StackOutput): string {
 
 /** Run one `--aws` command with fresh clients: clear one-line errors, clients closed afterwards. */
 export async function withAws<T>(
-  options: { stack?: string; region?: string },
+  options: AwsTarget,
   fn: (clients: AwsClients, stack: string) => Promise<T>,
 ): Promise<T> {
   const stack = options.stack ?? DEFAULT_STACK_NAME;
-  const clients = createAwsClients(options.region);
+  const clients = createAwsClients(options.region, options.profile);
   try {
     return await fn(clients, stack);
   } catch (error) {
-    throw explainAwsError(error, { stack, region: options.region });
+    throw explainAwsError(error, { stack, region: options.region, profile: options.profile });
   } finally {
     destroyAwsClients(clients);
   }

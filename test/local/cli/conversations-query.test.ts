@@ -128,7 +128,7 @@ describe('conversations query (DuckDB over the local exports)', () => {
       [['--named', 'delivery-success', 'SELECT 1'], /^webhook-gateway: give either SQL or --named/],
       [['SELECT 1', '--param', 'x=1'], /^webhook-gateway: --param goes with --named/],
       [['SELECT 1', '--json', '--csv'], /^webhook-gateway: --json and --csv: choose one/],
-      [['SELECT 1', '--stack', 'X'], /^webhook-gateway: --stack and --region go with --aws/],
+      [['SELECT 1', '--stack', 'X'], /^webhook-gateway: --stack, --region and --profile go with --aws/],
       [['DROP VIEW conversations'], /^webhook-gateway: conversations query only reads .*"DROP" is refused/],
     ];
     for (const [args, message] of cases) {

@@ -296,7 +296,7 @@ describe('conversations --aws', () => {
       output.restore();
       output = captureOutput();
       expect(await main(args), args.join(' ')).toBe(1);
-      expect(output.stderr).toBe('webhook-gateway: --stack and --region go with --aws\n');
+      expect(output.stderr).toBe('webhook-gateway: --stack, --region and --profile go with --aws\n');
       expect(output.stdout).toBe('');
     }
     expect(cfn.commandCalls(DescribeStacksCommand)).toHaveLength(0);

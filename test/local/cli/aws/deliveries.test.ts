@@ -328,7 +328,7 @@ describe('the command line around --aws', () => {
       failWith(
         Object.assign(new Error('Could not load credentials from any providers'), { name: 'CredentialsProviderError' }),
       ),
-    ).rejects.toThrow(/^no AWS credentials: set AWS_PROFILE/);
+    ).rejects.toThrow(/^no AWS credentials: pass --profile P or set AWS_PROFILE/);
     await expect(
       failWith(Object.assign(new Error('Stack with id Nope does not exist'), { name: 'ValidationError' })),
     ).rejects.toThrow('stack "Nope" does not exist in eu-west-1: pass --stack NAME (and --region R)');
@@ -363,7 +363,7 @@ describe('the command line around --aws', () => {
     } finally {
       stdout.mockRestore();
     }
-    await expect(deliveriesList(['--stack', 'X'])).rejects.toThrow('--stack and --region go with --aws');
+    await expect(deliveriesList(['--stack', 'X'])).rejects.toThrow('--stack, --region and --profile go with --aws');
     await expect(deliveriesList(['--aws', '--state', 'dead'])).rejects.toThrow(/--state is for the local store/);
     await expect(deliveriesRedrive(['x', '--aws', '--url', 'http://127.0.0.1:1'])).rejects.toThrow(
       /--url is for the local gateway/,

@@ -50,6 +50,7 @@ function argv(line: string): string[] {
     .replace(/\[--aws\]/g, '--aws')
     .replace(/\[--stack [^\]]+\]/g, '--stack WebhookConversationGateway')
     .replace(/\[--region [^\]]+\]/g, '--region us-east-1')
+    .replace(/\[--profile [^\]]+\]/g, '--profile ops')
     .replace(/<conversation_id>|<id>|\bX\b/g, ID)
     .replace('"SELECT …"', '"SELECT webhook_type, count(*) AS n FROM conversations GROUP BY 1"');
   return [...command.matchAll(/"([^"]*)"|(\S+)/g)].map((m) => m[1] ?? m[2]!);

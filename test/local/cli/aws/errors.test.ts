@@ -53,7 +53,7 @@ describe('--aws credentials', () => {
       await refused(sdkError('CredentialsProviderError', 'Could not load credentials from any providers'), {
         AWS_PROFILE: undefined,
       }),
-    ).toMatch(/^webhook-gateway: no AWS credentials: set AWS_PROFILE/);
+    ).toMatch(/^webhook-gateway: no AWS credentials: pass --profile P or set AWS_PROFILE/);
   });
 
   it('expired session credentials (ExpiredToken) are rejected credentials', async () => {

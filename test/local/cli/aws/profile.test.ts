@@ -1,0 +1,152 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import {
+  AthenaClient,
+  GetQueryExecutionCommand,
+  GetQueryResultsCommand,
+  StartQueryExecutionCommand,
+} from '@aws-sdk/client-athena';
+import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
+import {
+  CloudWatchLogsClient,
+  GetQueryResultsCommand as GetLogsResultsCommand,
+  StartQueryCommand,
+} from '@aws-sdk/client-cloudwatch-logs';
+import { BatchGetItemCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { GetFunctionConfigurationCommand, LambdaClient } from '@aws-sdk/client-lambda';
+import { GetObjectCommand, NoSuchKey, S3Client } from '@aws-sdk/client-s3';
+import { GetQueueAttributesCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { mockClient } from 'aws-sdk-client-mock';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { DLQ_URL, describedStack, QUEUE_URL } from '../../../support/aws-fixtures.ts';
+import { runMain } from '../../../support/cli.ts';
+
+/**
+ * `--profile P` on every `--aws` command: each SDK client it makes signs with that profile's credentials (not the
+ * environment's, not AWS_PROFILE's) and, without --region, works in that profile's region. The profile files are
+ * temporary; the clients are mocked (never real AWS), and each mock asks the client it was called on what it resolved.
+ */
+const cfn = mockClient(CloudFormationClient);
+const sqs = mockClient(SQSClient);
+const athena = mockClient(AthenaClient);
+const s3 = mockClient(S3Client);
+const logs = mockClient(CloudWatchLogsClient);
+const dynamo = mockClient(DynamoDBClient);
+const lambda = mockClient(LambdaClient);
+
+const ID = 'webhook_20261129_123213_testing_phase3valid_a0ci3ntgci';
+let dir: string;
+const env = () => ({
+  AWS_CONFIG_FILE: path.join(dir, 'config'),
+  AWS_SHARED_CREDENTIALS_FILE: path.join(dir, 'credentials'),
+  AWS_REGION: undefined,
+  AWS_PROFILE: 'other',
+});
+
+beforeAll(() => {
+  dir = mkdtempSync(path.join(os.tmpdir(), 'aws-profile-'));
+  writeFileSync(path.join(dir, 'config'), '[profile ops]\nregion = eu-west-1\n\n[profile other]\nregion = us-west-2\n');
+  writeFileSync(
+    path.join(dir, 'credentials'),
+    '[ops]\naws_access_key_id = AKIAOPSPROFILE\naws_secret_access_key = ops-secret\n\n' +
+      '[other]\naws_access_key_id = AKIAOTHERPROFILE\naws_secret_access_key = other-secret\n',
+  );
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** What each client was called with: service → "access key id @ region". */
+let seen: Record<string, string>;
+/** A command's mocked behaviour: what aws-sdk-client-mock's `on(Command)` returns, as far as this file uses it. */
+interface Faked {
+  callsFake(fn: (input: unknown, getClient: () => { config: object }) => unknown): unknown;
+}
+function recording(service: string, stub: Faked, answer: unknown): void {
+  stub.callsFake(async (_input, getClient) => {
+    const config = getClient().config as {
+      credentials: () => Promise<{ accessKeyId: string }>;
+      region: () => Promise<string>;
+    };
+    seen[service] = `${(await config.credentials()).accessKeyId} @ ${await config.region()}`;
+    if (answer instanceof Error) throw answer;
+    return answer;
+  });
+}
+
+beforeEach(() => {
+  seen = {};
+  for (const mock of [cfn, sqs, athena, s3, logs, dynamo, lambda]) mock.reset();
+  recording(
+    'cloudformation',
+    cfn.on(DescribeStacksCommand),
+    describedStack({
+      FailedDeliveryQueueUrl: QUEUE_URL,
+      FailedDeliveryDeadLetterQueueUrl: DLQ_URL,
+      ExportBucketName: 'prod-exports',
+      ExecutionLogGroupName: '/aws/vendedlogs/states/conversation',
+      AnalyticsWorkGroupName: 'wg',
+      AnalyticsDatabaseName: 'db',
+      DeliveriesTableName: 'deliveries',
+      DeliverFunctionName: 'Deliver',
+    }),
+  );
+  recording('sqs', sqs.on(ReceiveMessageCommand), {});
+  sqs.on(GetQueueAttributesCommand).resolves({ Attributes: {} });
+  recording('athena', athena.on(StartQueryExecutionCommand), { QueryExecutionId: 'q-1' });
+  athena.on(GetQueryExecutionCommand).resolves({ QueryExecution: { Status: { State: 'SUCCEEDED' } } });
+  athena.on(GetQueryResultsCommand).resolves({ ResultSet: { Rows: [], ResultSetMetadata: { ColumnInfo: [] } } });
+  recording('s3', s3.on(GetObjectCommand), new NoSuchKey({ message: 'no such key', $metadata: {} }));
+  recording('logs', logs.on(StartQueryCommand), { queryId: 'l-1' });
+  logs.on(GetLogsResultsCommand).resolves({ status: 'Complete', results: [] });
+  recording('dynamodb', dynamo.on(BatchGetItemCommand), { Responses: {} });
+  recording('lambda', lambda.on(GetFunctionConfigurationCommand), { Environment: { Variables: {} } });
+});
+
+describe('--profile P', () => {
+  it.each([
+    [['deliveries', 'list', '--aws', '--json'], 0, ['cloudformation', 'sqs']],
+    [['conversations', 'query', 'SELECT 1', '--aws'], 0, ['cloudformation', 'athena']],
+    // Neither an export nor an execution of it: exit 1, after asking S3 and the logs.
+    [['conversations', 'show', ID, '--aws', '--json'], 1, ['cloudformation', 's3', 'logs']],
+    [['endpoints', 'list', '--aws', '--json'], 0, ['cloudformation', 'dynamodb', 'lambda']],
+  ] as const)('%j: every client signs with the profile, in its region', async (args, code, services) => {
+    const result = await runMain([...args, '--profile', 'ops'], env());
+    expect(result.stderr).not.toMatch(/credential|profile|region/i);
+    expect(result.code).toBe(code);
+    expect(seen).toEqual(Object.fromEntries(services.map((s) => [s, 'AKIAOPSPROFILE @ eu-west-1'])));
+  });
+
+  it('--region still wins over the profile’s region', async () => {
+    const result = await runMain(['deliveries', 'list', '--aws', '--profile', 'ops', '--region', 'ap-south-1'], env());
+    expect(result.code).toBe(0);
+    expect(seen).toEqual({ cloudformation: 'AKIAOPSPROFILE @ ap-south-1', sqs: 'AKIAOPSPROFILE @ ap-south-1' });
+  });
+
+  it('a profile that is in neither file: named, as the flag that gave it', async () => {
+    const result = await runMain(['deliveries', 'list', '--aws', '--profile', 'nope', '--region', 'eu-west-1'], env());
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/^webhook-gateway: .*profile "nope"/);
+    expect(result.stdout).toBe('');
+  });
+
+  it('without --aws, or empty: refused before anything is read', async () => {
+    for (const [args, message] of [
+      [['deliveries', 'list', '--profile', 'ops'], '--stack, --region and --profile go with --aws'],
+      [['endpoints', 'list', '--aws', '--profile', ''], '--profile needs a value'],
+    ] as const) {
+      const result = await runMain([...args], env());
+      expect(result.code).toBe(1);
+      expect(result.stderr).toBe(`webhook-gateway: ${message}\n`);
+    }
+    expect(seen).toEqual({});
+  });
+
+  it('the help of each --aws command offers it', async () => {
+    for (const group of ['conversations', 'deliveries', 'endpoints']) {
+      const help = await runMain([group, '--help']);
+      const awsLines = help.stdout.split('\n').filter((line) => line.includes(' --aws '));
+      expect(awsLines).toHaveLength(1);
+      expect(awsLines[0]).toContain('--aws [--stack NAME] [--region R] [--profile P]');
+    }
+  });
+});
