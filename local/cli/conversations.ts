@@ -246,13 +246,24 @@ async function conversationsShowAws(
     const location = aws.awsExportLocation(stack, id);
     const text = await readText(aws.awsExportBucket(clients, stack), `${exportFolder(id)}conversation.json`);
     const record = text === null ? null : recordFromExport(JSON.parse(text));
-    note(`reading the execution history of ${id} from ${stack.logGroups.join(', ') || '(no log group outputs)'}…`);
+    note(
+      `reading the execution history of ${id} from ${stack.logGroups.join(', ') || '(no log group outputs)'}… (Ctrl-C stops its Logs Insights query)`,
+    );
     let executions: ExecutionRecord[] = [];
     let unread: string | null = null;
+    // Ctrl-C stops the Logs Insights query too (as the Athena one): it would otherwise run on in the account.
+    const abort = new AbortController();
+    const interrupt = () => abort.abort();
+    process.once('SIGINT', interrupt);
     try {
-      executions = await aws.executionsFromLogs(clients.logs, stack.logGroups, id, idTimeMs(id) - 60_000);
+      executions = await aws.executionsFromLogs(clients.logs, stack.logGroups, id, idTimeMs(id) - 60_000, {
+        signal: abort.signal,
+      });
     } catch (error) {
+      if (error instanceof aws.InsightsStoppedError && error.interrupted) throw error;
       unread = explainAwsError(error, { ...values, stack: stackName }).message;
+    } finally {
+      process.off('SIGINT', interrupt);
     }
     if (record === null) {
       // Not exported (still running, or its run ended before its Export: States.DataLimitExceeded, docs/operations.md):

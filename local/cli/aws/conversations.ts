@@ -3,7 +3,13 @@
  * export bucket (the system of record); a conversation's history comes from the Express workflows' log groups
  * (level ALL, execution data included) through Logs Insights, folded into the same timeline as locally.
  */
-import { type CloudWatchLogsClient, GetQueryResultsCommand, StartQueryCommand } from '@aws-sdk/client-cloudwatch-logs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  type CloudWatchLogsClient,
+  GetQueryResultsCommand,
+  StartQueryCommand,
+  StopQueryCommand,
+} from '@aws-sdk/client-cloudwatch-logs';
 import { exportFolder } from '../../../functions/domain/export-formats.ts';
 import type { ExecutionRecord, ExecutionStatus, HistoryEvent } from '../../engine/engine.ts';
 import type { ExportBucket } from '../../store/export-bucket.ts';
@@ -105,32 +111,75 @@ export function executionFromLogEvents(arn: string, events: Record<string, unkno
   };
 }
 
+/** How long the command waits for one Logs Insights query before it gives up (and stops it). */
+const INSIGHTS_TIMEOUT_MS = 10 * 60_000;
+
+/** How the command waits for Logs Insights: its poll interval, its patience, its clock, and Ctrl-C (the signal). */
+export interface InsightsWait {
+  pollMs?: number;
+  timeoutMs?: number;
+  now?: () => number;
+  signal?: AbortSignal;
+}
+
+/** A Logs Insights query the command stopped: Ctrl-C (the signal) or its time ran out. */
+export class InsightsStoppedError extends CliError {
+  constructor(
+    message: string,
+    readonly interrupted: boolean,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * Stop a query the command no longer waits for: left running, it would count against the account's concurrent
+ * Logs Insights queries (30) until it ends on its own, up to 60 minutes later.
+ */
+async function stopInsights(logs: CloudWatchLogsClient, queryId: string | undefined): Promise<string> {
+  try {
+    await logs.send(new StopQueryCommand({ queryId }));
+    return `its Logs Insights query ${queryId} was stopped`;
+  } catch (error) {
+    return `its Logs Insights query ${queryId} could not be stopped (${(error as Error).name}): it ends on its own within 60 minutes`;
+  }
+}
+
 async function insights(
   logs: CloudWatchLogsClient,
   logGroupNames: string[],
   queryString: string,
   fromMs: number,
-  pollMs: number,
+  wait: InsightsWait,
 ): Promise<Record<string, string>[]> {
+  const now = wait.now ?? Date.now;
+  const timeoutMs = wait.timeoutMs ?? INSIGHTS_TIMEOUT_MS;
   const { queryId } = await logs.send(
     new StartQueryCommand({
       logGroupNames,
       startTime: Math.floor(fromMs / 1000),
-      endTime: Math.ceil(Date.now() / 1000),
+      endTime: Math.ceil(now() / 1000),
       queryString,
       limit: 10_000,
     }),
   );
-  for (let i = 0; i < 600; i++) {
+  const started = now();
+  for (;;) {
+    if (wait.signal?.aborted)
+      throw new InsightsStoppedError(`interrupted (Ctrl-C): ${await stopInsights(logs, queryId)}`, true);
     const result = await logs.send(new GetQueryResultsCommand({ queryId }));
     if (result.status === 'Complete') {
       return (result.results ?? []).map((row) => Object.fromEntries(row.map((f) => [f.field ?? '', f.value ?? ''])));
     }
     if (result.status && !['Running', 'Scheduled'].includes(result.status))
       throw new CliError(`the Logs Insights query ended ${result.status}`);
-    await new Promise((r) => setTimeout(r, pollMs));
+    if (now() - started >= timeoutMs)
+      throw new InsightsStoppedError(
+        `the Logs Insights query did not finish within ${Math.round(timeoutMs / 60_000)} minutes, so the command gave up: ${await stopInsights(logs, queryId)}`,
+        false,
+      );
+    await sleep(wait.pollMs ?? 1000, undefined, wait.signal ? { signal: wait.signal } : {}).catch(() => undefined);
   }
-  throw new CliError('the Logs Insights query did not finish in time');
 }
 
 /** Every execution (original and redeliveries) whose logged data mentions the conversation, oldest first. */
@@ -139,7 +188,7 @@ export async function executionsFromLogs(
   logGroups: string[],
   conversationId: string,
   fromMs: number,
-  pollMs = 1000,
+  wait: InsightsWait = {},
 ): Promise<ExecutionRecord[]> {
   if (logGroups.length === 0) return [];
   const found = await insights(
@@ -147,7 +196,7 @@ export async function executionsFromLogs(
     logGroups,
     `filter @message like "${conversationId}" | stats count() by execution_arn`,
     fromMs,
-    pollMs,
+    wait,
   );
   const arns = found.map((r) => r.execution_arn).filter((a): a is string => !!a && /^arn:aws[\w-]*:states:/.test(a));
   if (arns.length === 0) return [];
@@ -157,7 +206,7 @@ export async function executionsFromLogs(
     logGroups,
     `fields @message | filter execution_arn in [${list}] | sort @timestamp asc | limit 10000`,
     fromMs,
-    pollMs,
+    wait,
   );
   const byArn = new Map<string, Record<string, unknown>[]>();
   for (const row of rows) {

@@ -5,13 +5,18 @@ import {
   StartQueryExecutionCommand,
 } from '@aws-sdk/client-athena';
 import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
-import { CloudWatchLogsClient, GetQueryResultsCommand, StartQueryCommand } from '@aws-sdk/client-cloudwatch-logs';
+import {
+  CloudWatchLogsClient,
+  GetQueryResultsCommand,
+  StartQueryCommand,
+  StopQueryCommand,
+} from '@aws-sdk/client-cloudwatch-logs';
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { structuredJson } from '../../../../functions/domain/export-formats.ts';
 import { completeConversation, withAgentAnswer, withClassification } from '../../../../functions/domain/lifecycle.ts';
-import { executionFromLogEvents } from '../../../../local/cli/aws/conversations.ts';
+import { executionFromLogEvents, executionsFromLogs } from '../../../../local/cli/aws/conversations.ts';
 import { main } from '../../../../local/cli/main.ts';
 import { describedStack } from '../../../support/aws-fixtures.ts';
 import { captureOutput } from '../../../support/cli.ts';
@@ -368,6 +373,50 @@ describe('conversations --aws', () => {
       `\nwebhook-gateway: no export for ${ID} in s3://prod-exports/${FOLDER}, and no execution of it in /aws/vendedlogs/states/conversation\n`,
     );
     expect(output.stdout).toBe('');
+  });
+
+  it('Ctrl-C while the logs are read stops the Logs Insights query, says so, and prints nothing more', async () => {
+    const before = process.listeners('SIGINT');
+    logs.on(StartQueryCommand).resolves({ queryId: 'q1' });
+    logs.on(StopQueryCommand).resolves({ success: true });
+    // The user presses Ctrl-C while the query runs: the listeners the command added are called, as a signal would.
+    logs
+      .on(GetQueryResultsCommand)
+      .callsFakeOnce(() => {
+        for (const listener of process.listeners('SIGINT')) if (!before.includes(listener)) listener('SIGINT');
+        return { status: 'Running' };
+      })
+      .resolves({ status: 'Cancelled' });
+    expect(await main(['conversations', 'show', ID, '--aws'])).toBe(1);
+    expect(logs.commandCalls(StopQueryCommand).map((c) => c.args[0].input)).toEqual([{ queryId: 'q1' }]);
+    expect(output.stderr).toMatch(/Ctrl-C stops its Logs Insights query\)\n/);
+    expect(output.stderr).toMatch(
+      /\nwebhook-gateway: interrupted \(Ctrl-C\): its Logs Insights query q1 was stopped\n$/,
+    );
+    expect(output.stdout).toBe('');
+    expect(process.listeners('SIGINT')).toEqual(before);
+  });
+
+  it('a Logs Insights query still running after 10 minutes is given up and stopped, and the user is told so', async () => {
+    logs.on(StartQueryCommand).resolves({ queryId: 'q1' });
+    logs.on(GetQueryResultsCommand).resolves({ status: 'Running' });
+    logs.on(StopQueryCommand).resolves({ success: true });
+    let clock = Date.parse('2025-08-13T11:00:00Z');
+    const wait = { pollMs: 0, now: () => (clock += 61_000) };
+    await expect(
+      executionsFromLogs(new CloudWatchLogsClient({}), ['/aws/vendedlogs/states/conversation'], ID, 0, wait),
+    ).rejects.toThrow(
+      'the Logs Insights query did not finish within 10 minutes, so the command gave up: its Logs Insights query q1 was stopped',
+    );
+    expect(logs.commandCalls(GetQueryResultsCommand)).toHaveLength(10);
+    expect(logs.commandCalls(StopQueryCommand).map((c) => c.args[0].input)).toEqual([{ queryId: 'q1' }]);
+    // When even the stop is refused, the user learns the query ends on its own.
+    logs.on(StopQueryCommand).rejects(Object.assign(new Error('denied'), { name: 'AccessDeniedException' }));
+    await expect(
+      executionsFromLogs(new CloudWatchLogsClient({}), ['/aws/vendedlogs/states/conversation'], ID, 0, wait),
+    ).rejects.toThrow(
+      'its Logs Insights query q1 could not be stopped (AccessDeniedException): it ends on its own within 60 minutes',
+    );
   });
 
   it('an unknown stack or missing export is one clear line', async () => {
