@@ -9,12 +9,13 @@ import { GetSecretValueCommand, PutSecretValueCommand } from '@aws-sdk/client-se
 import { GetQueueAttributesCommand, type GetQueueAttributesCommandOutput } from '@aws-sdk/client-sqs';
 import { WEBHOOK_TYPES, type WebhookType } from '../../../functions/domain/conversation.ts';
 import { DELIVERY_URL_VARIABLES } from '../../../functions/domain/delivery.ts';
-import { endpointView } from '../../../functions/domain/endpoints.ts';
+import { type Endpoint, endpointView } from '../../../functions/domain/endpoints.ts';
 import { parseSecretsBySource, rotatedSecrets } from '../../../functions/domain/signatures.ts';
 import { DynamoEndpointStore, ENDPOINT_CACHE_TTL_MS } from '../../../functions/shared/endpoint-store.ts';
 import { settings } from '../../../functions/shared/settings.ts';
 import { type EndpointEdit, printEndpoints } from '../endpoint-table.ts';
 import { CliError, note, out } from '../shared.ts';
+import { explainAwsError } from './errors.ts';
 import { type AwsClients, readStack, requireOutput } from './stack.ts';
 
 /**
@@ -79,6 +80,25 @@ async function changeSecrets(clients: AwsClients, secretArn: string, type: Webho
   return next;
 }
 
+/** What a change of the table did, in words (for a line that must say it was made), or null when it made none. */
+function tableChange(sub: string, edit: EndpointEdit | null): string | null {
+  if (sub === 'pause' || sub === 'resume') return `${sub}d`;
+  const parts = [
+    edit?.change.url !== undefined ? `URL ${edit.change.url ?? 'back to the deployed one'}` : null,
+    edit?.change.rate_per_second !== undefined ? `rate ${edit.change.rate_per_second ?? 'none'}/s` : null,
+  ].filter(Boolean);
+  return parts.length > 0 ? parts.join(', ') : null;
+}
+
+/** What a change of the signing secrets did, in words, or null when it made none. */
+function secretChange(edit: EndpointEdit | null): string | null {
+  const parts = [
+    edit?.secret !== undefined ? 'new signing secret' : null,
+    edit?.dropPreviousSecret ? 'previous signing secret dropped' : null,
+  ].filter(Boolean);
+  return parts.length > 0 ? parts.join(', ') : null;
+}
+
 export async function awsEndpoints(
   clients: AwsClients,
   stackName: string,
@@ -88,21 +108,45 @@ export async function awsEndpoints(
   const store = new DynamoEndpointStore(requireOutput(stack, 'deliveriesTable'), clients.dynamodb);
   const { sub, type, edit } = options;
   const now = new Date();
-  if (sub === 'pause') await store.configure(type!, { paused: true }, now);
-  if (sub === 'resume') await store.resume(type!, now);
-  if (edit && Object.keys(edit.change).length > 0) await store.configure(type!, edit.change, now);
-  if (edit && (edit.secret !== undefined || edit.dropPreviousSecret)) {
-    const secretArn = stack.outputs.deliverySigningSecretsArn;
-    if (!secretArn) throw new CliError(`stack "${stackName}" has no DeliverySigningSecretsArn output`);
-    const next = await changeSecrets(clients, secretArn, type!, edit);
+  const explain = (error: unknown) => explainAwsError(error, { stack: stackName }).message;
+  const secretArn = stack.outputs.deliverySigningSecretsArn;
+  const rotating = edit !== null && (edit.secret !== undefined || edit.dropPreviousSecret);
+  // Refused before anything is written: half a change is what this must not leave.
+  if (rotating && !secretArn) throw new CliError(`stack "${stackName}" has no DeliverySigningSecretsArn output`);
+  // The table's answer to a change is the item after it (ALL_NEW): what the Delivers will read, shown without a
+  // second read that could fail after the change was made.
+  let changed: Endpoint | null = null;
+  if (sub === 'pause') changed = await store.configure(type!, { paused: true }, now);
+  if (sub === 'resume') changed = await store.resume(type!, now);
+  if (edit && Object.keys(edit.change).length > 0) changed = await store.configure(type!, edit.change, now);
+  if (rotating) {
+    let next: string[];
+    try {
+      next = await changeSecrets(clients, secretArn!, type!, edit);
+    } catch (error) {
+      if (!changed) throw error;
+      throw new CliError(
+        `${type}: the change was made (${tableChange(sub, edit)}), but its signing secrets were not changed: ${explain(error)}`,
+      );
+    }
     // On stderr with --json, so stdout stays one JSON document.
     (options.json ? note : out)(
       `${type} deliveries are signed with ${next.length === 2 ? 'two secrets (the new one first)' : 'one secret'}: the Deliver functions pick it up within 5 minutes (their cache of the secret)${next.length === 2 ? '; both signatures are on the wire until --drop-previous-secret' : ''}`,
     );
   }
-  const [{ urls, policy, note: deployedNote }, endpoints, pending] = await Promise.all([
+  let endpoints: Endpoint[];
+  try {
+    endpoints = changed ? [changed] : await store.list();
+  } catch (error) {
+    if (sub === 'list') throw error;
+    // Only the confirmation failed: the change was made (exit 0), and the user is told so and how to see it.
+    note(
+      `webhook-gateway: ${type}: the change was made (${[tableChange(sub, edit), secretChange(edit)].filter(Boolean).join(', ')}), but reading the receiver back failed (${explain(error)}); see it with: webhook-gateway endpoints list --aws`,
+    );
+    return 0;
+  }
+  const [{ urls, policy, note: deployedNote }, pending] = await Promise.all([
     deployedConfig(clients, stack.outputs.deliverFunction),
-    store.list(),
     sub === 'list' ? pendingTotal(clients, stack.outputs.failedDeliveryQueueUrl) : Promise.resolve(null),
   ]);
   const views = endpoints

@@ -241,6 +241,61 @@ describe('endpoints --aws', () => {
     expect(dynamo.calls()).toHaveLength(0);
   });
 
+  it('pause, resume, set: the row shown is the table’s answer to the change, so a role that may not read the table back still sees it made (exit 0)', async () => {
+    dynamo.on(BatchGetItemCommand).rejects(
+      Object.assign(new Error('User: ops is not authorized to perform: dynamodb:BatchGetItem'), {
+        name: 'AccessDeniedException',
+      }),
+    );
+    dynamo.on(UpdateItemCommand).resolves({
+      Attributes: { pk: { S: 'endpoint#lead_analysis' }, sk: { S: 'endpoint' }, paused: { BOOL: true } },
+    });
+    expect(await main(['endpoints', 'pause', 'lead_analysis', '--aws'])).toBe(0);
+    expect(rows(output.stdout).lead_analysis).toMatch(/^lead_analysis\s+paused\s/);
+    expect(output.stdout).toContain('The Deliver functions use this within 5 s (no deploy).');
+    expect(output.stderr).toBe('');
+    expect(dynamo.commandCalls(BatchGetItemCommand)).toHaveLength(0);
+  });
+
+  it('set --secret, then the read-back refused: says the change was made and only reading it back failed, exit 0', async () => {
+    secrets.on(GetSecretValueCommand).resolves({ SecretString: JSON.stringify({ deal_analysis: OLD_SECRET }) });
+    secrets.on(PutSecretValueCommand).resolves({});
+    dynamo.on(BatchGetItemCommand).rejects(
+      Object.assign(new Error('User: ops is not authorized to perform: dynamodb:BatchGetItem'), {
+        name: 'AccessDeniedException',
+      }),
+    );
+    expect(await main(['endpoints', 'set', 'deal_analysis', '--secret', NEW_SECRET, '--aws', '--json'])).toBe(0);
+    expect(secrets.commandCalls(PutSecretValueCommand)).toHaveLength(1);
+    expect(output.stdout).toBe('');
+    expect(output.stderr).toContain(
+      'webhook-gateway: deal_analysis: the change was made (new signing secret), but reading the receiver back failed (access denied: User: ops is not authorized to perform: dynamodb:BatchGetItem); see it with: webhook-gateway endpoints list --aws\n',
+    );
+  });
+
+  it('set --url --secret whose secret is refused after the URL was written: says the URL change was made, exit 1', async () => {
+    secrets.on(GetSecretValueCommand).rejects(
+      Object.assign(new Error('User: ops is not authorized to perform: secretsmanager:GetSecretValue'), {
+        name: 'AccessDeniedException',
+      }),
+    );
+    const url = 'https://crm-new.example.com/hooks/deals';
+    expect(await main(['endpoints', 'set', 'deal_analysis', '--url', url, '--secret', NEW_SECRET, '--aws'])).toBe(1);
+    expect(dynamo.commandCalls(UpdateItemCommand)).toHaveLength(1);
+    expect(output.stderr).toBe(
+      `webhook-gateway: deal_analysis: the change was made (URL ${url}), but its signing secrets were not changed: access denied: User: ops is not authorized to perform: secretsmanager:GetSecretValue\n`,
+    );
+  });
+
+  it('--secret on a stack without the secret output is refused before anything is written', async () => {
+    cfn.on(DescribeStacksCommand).resolves(describedStack({ DeliveriesTableName: TABLE }));
+    expect(await main(['endpoints', 'set', 'deal_analysis', '--rate', '5/s', '--secret', NEW_SECRET, '--aws'])).toBe(1);
+    expect(output.stderr).toBe(
+      'webhook-gateway: stack "WebhookConversationGateway" has no DeliverySigningSecretsArn output\n',
+    );
+    expect(dynamo.commandCalls(UpdateItemCommand)).toHaveLength(0);
+  });
+
   it('the table missing, access denied, a stack without the table: one clear line on stderr, exit 1', async () => {
     const oneLine = () => {
       const lines = output.stderr.trim().split('\n');
