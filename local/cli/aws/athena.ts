@@ -8,6 +8,7 @@ import {
 } from '@aws-sdk/client-athena';
 import type { QueryResult } from '../../analytics/engine.ts';
 import { CliError } from '../shared.ts';
+import { withAftermath } from './errors.ts';
 
 /**
  * `conversations query --aws` and `conversations search --aws`: the same SQL on Athena, in the stack's workgroup
@@ -81,6 +82,16 @@ async function results(client: AthenaClient, id: string, statementType: string |
 
 const TERMINAL = new Set(['SUCCEEDED', 'FAILED', 'CANCELLED']);
 
+/** Stop a query the command no longer watches; what happened, in words. */
+async function stopAthena(client: AthenaClient, id: string): Promise<string> {
+  try {
+    await client.send(new StopQueryExecutionCommand({ QueryExecutionId: id }));
+    return `its Athena query ${id} was stopped`;
+  } catch (error) {
+    return `its Athena query ${id} could not be stopped (${(error as Error).name}): see it in the workgroup's history`;
+  }
+}
+
 export async function runAthenaQuery(
   client: AthenaClient,
   target: AthenaTarget,
@@ -103,7 +114,12 @@ export async function runAthenaQuery(
   try {
     let execution: QueryExecution | undefined;
     for (;;) {
-      execution = (await client.send(new GetQueryExecutionCommand({ QueryExecutionId: id }))).QueryExecution;
+      try {
+        execution = (await client.send(new GetQueryExecutionCommand({ QueryExecutionId: id }))).QueryExecution;
+      } catch (error) {
+        // Throttled past the SDK's retries, access denied, the network: the query would run on (and be paid for).
+        throw withAftermath(error, await stopAthena(client, id));
+      }
       const state = execution?.Status?.State ?? 'UNKNOWN';
       const scannedBytes = execution?.Statistics?.DataScannedInBytes ?? 0;
       options.onProgress?.({ state, elapsedMs: now() - started, scannedBytes });

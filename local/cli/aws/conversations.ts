@@ -7,6 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import {
   type CloudWatchLogsClient,
   GetQueryResultsCommand,
+  type GetQueryResultsCommandOutput,
   StartQueryCommand,
   StopQueryCommand,
 } from '@aws-sdk/client-cloudwatch-logs';
@@ -14,7 +15,7 @@ import { exportFolder } from '../../../functions/domain/export-formats.ts';
 import type { ExecutionRecord, ExecutionStatus, HistoryEvent } from '../../engine/engine.ts';
 import type { ExportBucket } from '../../store/export-bucket.ts';
 import { CliError } from '../shared.ts';
-import { explainAwsError } from './errors.ts';
+import { explainAwsError, withAftermath } from './errors.ts';
 import { type AwsClients, type AwsTarget, readStack, requireOutput } from './stack.ts';
 
 export interface ConversationStack {
@@ -167,7 +168,13 @@ async function insights(
   for (;;) {
     if (wait.signal?.aborted)
       throw new InsightsStoppedError(`interrupted (Ctrl-C): ${await stopInsights(logs, queryId)}`, true);
-    const result = await logs.send(new GetQueryResultsCommand({ queryId }));
+    let result: GetQueryResultsCommandOutput;
+    try {
+      result = await logs.send(new GetQueryResultsCommand({ queryId }));
+    } catch (error) {
+      // Throttled past the SDK's retries, access denied, the network: the query would run on unwatched.
+      throw withAftermath(error, await stopInsights(logs, queryId));
+    }
     if (result.status === 'Complete') {
       return (result.results ?? []).map((row) => Object.fromEntries(row.map((f) => [f.field ?? '', f.value ?? ''])));
     }

@@ -30,6 +30,15 @@ const BAD_CREDENTIALS = new Set([
 ]);
 
 /**
+ * `error` with what the command did about it added to its message (a query it stopped): explainAwsError keeps the
+ * message, so the user reads both on the one line.
+ */
+export function withAftermath(error: unknown, aftermath: string): unknown {
+  if (error instanceof Error) error.message = `${error.message} (${aftermath})`;
+  return error;
+}
+
+/**
  * An AWS SDK error as one clear line for the command line (`--aws`): missing or rejected credentials, no region,
  * an unknown stack, throttling, an unreachable service. Never a stack trace.
  */

@@ -419,6 +419,18 @@ describe('conversations --aws', () => {
     );
   });
 
+  it('a Logs Insights poll AWS refuses stops the query; the export is shown and stderr says both', async () => {
+    logs.on(StartQueryCommand).resolves({ queryId: 'q1' });
+    logs.on(GetQueryResultsCommand).rejects(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }));
+    logs.on(StopQueryCommand).resolves({ success: true });
+    expect(await main(['conversations', 'show', ID, '--aws'])).toBe(0);
+    expect(output.stdout).toContain(`conversation ${ID}`);
+    expect(output.stderr).toContain(
+      `could not be read (AWS is throttling these calls (ThrottlingException: Rate exceeded (its Logs Insights query q1 was stopped)), even after retries: try again in a minute)`,
+    );
+    expect(logs.commandCalls(StopQueryCommand).map((c) => c.args[0].input)).toEqual([{ queryId: 'q1' }]);
+  });
+
   it('an unknown stack or missing export is one clear line', async () => {
     cfn
       .on(DescribeStacksCommand)

@@ -133,6 +133,24 @@ describe('runAthenaQuery', () => {
     expect(athena.commandCalls(StopQueryExecutionCommand)[0]!.args[0].input).toEqual({ QueryExecutionId: 'q-4' });
   });
 
+  it('a poll AWS refuses (throttled past the retries) stops the query in Athena, and the error line says so', async () => {
+    athena.on(StartQueryExecutionCommand).resolves({ QueryExecutionId: 'q-5' });
+    athena
+      .on(GetQueryExecutionCommand)
+      .resolvesOnce(execution('RUNNING'))
+      .rejects(Object.assign(new Error('Rate exceeded'), { name: 'TooManyRequestsException' }));
+    athena.on(StopQueryExecutionCommand).resolves({});
+    const result = await runMain(['conversations', 'query', 'SELECT 1', '--aws']);
+    expect(result.code).toBe(1);
+    expect(result.stdout).toBe('');
+    expect(result.stderr.trim().split('\n').at(-1)).toBe(
+      'webhook-gateway: AWS is throttling these calls (TooManyRequestsException: Rate exceeded (its Athena query q-5 was stopped)), even after retries: try again in a minute',
+    );
+    expect(athena.commandCalls(StopQueryExecutionCommand).map((c) => c.args[0].input)).toEqual([
+      { QueryExecutionId: 'q-5' },
+    ]);
+  });
+
   it('quotes values as SQL string literals', () => {
     expect(athenaLiteral("O'Brien")).toBe("'O''Brien'");
     expect(athenaLiteral('2026-11-28T00:00:00.000Z')).toBe("'2026-11-28T00:00:00.000Z'");
