@@ -242,7 +242,7 @@ async function conversationsShowAws(
   const { withAws } = await import('./aws/stack.ts');
   const { readText } = await import('../store/export-bucket.ts');
   return withAws(values, async (clients, stackName) => {
-    const stack = await aws.readConversationStack(clients, stackName, values);
+    const stack = await aws.readConversationStack(clients, stackName);
     const location = aws.awsExportLocation(stack, id);
     const text = await readText(aws.awsExportBucket(clients, stack), `${exportFolder(id)}conversation.json`);
     const record = text === null ? null : recordFromExport(JSON.parse(text));

@@ -15,8 +15,8 @@ import { exportFolder } from '../../../functions/domain/export-formats.ts';
 import type { ExecutionRecord, ExecutionStatus, HistoryEvent } from '../../engine/engine.ts';
 import type { ExportBucket } from '../../store/export-bucket.ts';
 import { CliError } from '../shared.ts';
-import { explainAwsError, withAftermath } from './errors.ts';
-import { type AwsClients, type AwsTarget, readStack, requireOutput } from './stack.ts';
+import { withAftermath } from './errors.ts';
+import { type AwsClients, readStack, requireOutput } from './stack.ts';
 
 export interface ConversationStack {
   name: string;
@@ -24,20 +24,13 @@ export interface ConversationStack {
   logGroups: string[];
 }
 
-export async function readConversationStack(
-  clients: AwsClients,
-  name: string,
-  target: AwsTarget = {},
-): Promise<ConversationStack> {
-  try {
-    const stack = await readStack(clients, name);
-    // The accept workflow's too: a `Prefer: respond-async` conversation's first execution (docs/operations.md).
-    const { executionLogGroup, redeliveryLogGroup, acceptLogGroup } = stack.outputs;
-    const logGroups = [executionLogGroup, redeliveryLogGroup, acceptLogGroup].filter((g): g is string => g !== null);
-    return { name, bucket: requireOutput(stack, 'exportBucket'), logGroups };
-  } catch (error) {
-    throw explainAwsError(error, { ...target, stack: name });
-  }
+export async function readConversationStack(clients: AwsClients, name: string): Promise<ConversationStack> {
+  // SDK errors are explained by withAws, with the region the clients used.
+  const stack = await readStack(clients, name);
+  // The accept workflow's too: a `Prefer: respond-async` conversation's first execution (docs/operations.md).
+  const { executionLogGroup, redeliveryLogGroup, acceptLogGroup } = stack.outputs;
+  const logGroups = [executionLogGroup, redeliveryLogGroup, acceptLogGroup].filter((g): g is string => g !== null);
+  return { name, bucket: requireOutput(stack, 'exportBucket'), logGroups };
 }
 
 /** The deployed export bucket, read like the local one (search and list reuse the same code). */

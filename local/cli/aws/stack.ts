@@ -137,7 +137,9 @@ export async function withAws<T>(
   try {
     return await fn(clients, stack);
   } catch (error) {
-    throw explainAwsError(error, { stack, region: options.region, profile: options.profile });
+    // The region the clients used (from --region, AWS_REGION or the profile), so "does not exist in …" names it.
+    const region = options.region ?? (await clients.cfn.config.region().catch(() => undefined));
+    throw explainAwsError(error, { stack, region, profile: options.profile });
   } finally {
     destroyAwsClients(clients);
   }

@@ -122,6 +122,23 @@ describe('--profile P', () => {
     expect(seen).toEqual({ cloudformation: 'AKIAOPSPROFILE @ ap-south-1', sqs: 'AKIAOPSPROFILE @ ap-south-1' });
   });
 
+  it.each([
+    [['deliveries', 'list', '--aws'], 'eu-west-1'],
+    [['conversations', 'show', ID, '--aws'], 'eu-west-1'],
+    [['endpoints', 'list', '--aws', '--region', 'ap-south-1'], 'ap-south-1'],
+  ])('%j on a stack that is not in the region: names the region the profile or --region gave', async (args, region) => {
+    recording(
+      'cloudformation',
+      cfn.on(DescribeStacksCommand),
+      Object.assign(new Error('Stack with id WebhookConversationGateway does not exist'), { name: 'ValidationError' }),
+    );
+    const result = await runMain([...args, '--profile', 'ops'], env());
+    expect(result.code).toBe(1);
+    expect(result.stderr.trim().split('\n').at(-1)).toBe(
+      `webhook-gateway: stack "WebhookConversationGateway" does not exist in ${region}: pass --stack NAME (and --region R) of a deployed webhook gateway`,
+    );
+  });
+
   it('a profile that is in neither file: named, as the flag that gave it', async () => {
     const result = await runMain(['deliveries', 'list', '--aws', '--profile', 'nope', '--region', 'eu-west-1'], env());
     expect(result.code).toBe(1);
