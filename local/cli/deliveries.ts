@@ -164,8 +164,9 @@ export async function deliveriesRedrive(args: string[]): Promise<number> {
   if (id) {
     if (!isConversationId(id)) throw new CliError(`"${id}" is not a conversation id`);
     const envelope = await store.get(id);
-    if (!envelope) return nothingOwed(id, dataDir);
+    if (!envelope) return nothingOwed(id, dataDir, values.json ?? false);
     if (envelope.state === 'settled') {
+      if (values.json) return alreadyDelivered(id);
       out(
         owedBy(envelope) === 'export'
           ? `${id} was already exported: nothing to redrive.`
@@ -177,6 +178,11 @@ export async function deliveriesRedrive(args: string[]): Promise<number> {
   } else {
     candidates = redriveCandidates(await store.list(), { since: parseSince(values.since), type: values.type });
   }
+  // With --json, stdout is one JSON document: the plan's envelopes, or the results.
+  if (values['dry-run'] && values.json) {
+    out(JSON.stringify(candidates, null, 2));
+    return 0;
+  }
   if (values['dry-run']) {
     out(
       `dry run: would redrive ${candidates.length} deliver${candidates.length === 1 ? 'y' : 'ies'}; nothing was changed`,
@@ -186,7 +192,7 @@ export async function deliveriesRedrive(args: string[]): Promise<number> {
     return 0;
   }
   if (candidates.length === 0) {
-    out('nothing to redrive');
+    out(values.json ? '[]' : 'nothing to redrive');
     return 0;
   }
   const url = await gatewayUrl(values.url, dataDir);
@@ -223,13 +229,14 @@ const resendHint = (id: string) => `To deliver it again: webhook-gateway deliver
  * or not a conversation of this data folder. A delivered one is the no-op of an already delivered conversation
  * (docs/operations.md: resend it instead); the others are errors.
  */
-async function nothingOwed(id: string, dataDir: string): Promise<number> {
+async function nothingOwed(id: string, dataDir: string, json: boolean): Promise<number> {
   const record = latestRecord(await new ExecutionStore(dataDir).executions(id));
   if (!record)
     throw new CliError(
       `no conversation ${id} in the local history (${dataDir}; see "webhook-gateway conversations list")`,
     );
   if (record.webhook_context.delivery_status === 'delivered') {
+    if (json) return alreadyDelivered(id);
     out(`${id} was delivered (nothing is owed): nothing to redrive. ${resendHint(id)}`);
     return 0;
   }
@@ -237,6 +244,13 @@ async function nothingOwed(id: string, dataDir: string): Promise<number> {
     resendRefusal(record, null) ??
       `no failed delivery for ${id} (its delivery is ${record.webhook_context.delivery_status}; see "webhook-gateway deliveries list")`,
   );
+}
+
+/** `redrive <id> --json` of a conversation nothing is owed for: the result a redrive of it gives (as --aws prints it). */
+function alreadyDelivered(id: string): number {
+  const result: RedeliveryResult = { conversation_id: id, status: 'already_delivered' };
+  out(JSON.stringify([result], null, 2));
+  return 0;
 }
 
 /** `deliveries resend <id>`: one more delivery of a delivered conversation, under its webhook-id (a new attempt). */

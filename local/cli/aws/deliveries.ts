@@ -227,10 +227,23 @@ export async function awsDeliveriesRedrive(
       `${id} is not in the dead-letter queue of stack ${stack.name}: it may be pending in the schedule (see "deliveries list --aws") or already delivered`,
     );
   }
+  // With --json, stdout is one JSON document (as locally): every other line goes to stderr.
   if (scan.truncated)
-    out(`(read the first ${options.limit ?? SCAN_LIMIT} dead-letter messages only; run again for the rest)`);
+    (options.json ? note : out)(
+      `(read the first ${options.limit ?? SCAN_LIMIT} dead-letter messages only; run again for the rest)`,
+    );
   if (options.dryRun) {
     await queue.release(matching);
+    if (options.json) {
+      out(
+        JSON.stringify(
+          groups.map(([m]) => m!.envelope),
+          null,
+          2,
+        ),
+      );
+      return 0;
+    }
     out(
       `dry run: would redrive ${groups.length} deliver${groups.length === 1 ? 'y' : 'ies'} from stack ${stack.name}; nothing was changed`,
     );
@@ -241,7 +254,7 @@ export async function awsDeliveriesRedrive(
     return 0;
   }
   if (groups.length === 0) {
-    out('nothing to redrive');
+    out(options.json ? '[]' : 'nothing to redrive');
     return 0;
   }
   const counts: Record<string, number> = {};

@@ -371,3 +371,57 @@ describe('the command line around --aws', () => {
     await expect(deliveriesRedrive(['--aws'])).rejects.toThrow('deliveries redrive needs a conversation id, or --all');
   });
 });
+
+describe('deliveries redrive --json, local and --aws: stdout is one JSON array', () => {
+  it('--aws: the plan of --dry-run as envelopes, [] when nothing matches, the truncation note on stderr', async () => {
+    const messages = Array.from({ length: 12 }, (_, i) => sqsMessage(deadEnvelope(`d${i}`)));
+    deadLetters(...messages);
+    const output = captureOutput();
+    try {
+      await awsDeliveriesRedrive(clients(), { stack: STACK, all: true, dryRun: true, json: true, limit: 10 }, out);
+      expect(output.stderr).toContain('(read the first 10 dead-letter messages only; run again for the rest)');
+    } finally {
+      output.restore();
+    }
+    const plan = JSON.parse(lines.join('\n'));
+    expect(plan).toHaveLength(10);
+    expect(plan[0]).toMatchObject({ conversation_id: deadEnvelope('d0').conversation_id, state: 'dead' });
+    lines = [];
+    deadLetters(sqsMessage(deadEnvelope('e0')));
+    expect(
+      await awsDeliveriesRedrive(clients(), { stack: STACK, all: true, since: '2099-01-01', json: true }, out),
+    ).toBe(0);
+    expect(JSON.parse(lines.join('\n'))).toEqual([]);
+  });
+
+  it('local: the same shapes (the plan’s envelopes, [], and an already delivered one as its result)', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'redrive-json-'));
+    try {
+      const store = new LocalFailedDeliveryStore(dir);
+      const dead = deadEnvelope('f0');
+      const settled = { ...deadEnvelope('f1'), state: 'settled' as const, next_due_at: null };
+      await store.put(dead);
+      await store.put(settled);
+      const env = { LOCAL_DATA_DIR: dir };
+      const plan = await runMain(['deliveries', 'redrive', '--all', '--dry-run', '--json'], env);
+      expect(JSON.parse(plan.stdout).map((e: FailedDeliveryEnvelope) => e.conversation_id)).toEqual([
+        dead.conversation_id,
+      ]);
+      const none = await runMain(['deliveries', 'redrive', '--all', '--since', '2099-01-01', '--json'], env);
+      expect([none.code, JSON.parse(none.stdout)]).toEqual([0, []]);
+      const done = await runMain(['deliveries', 'redrive', settled.conversation_id, '--json'], env);
+      expect([done.code, JSON.parse(done.stdout)]).toEqual([
+        0,
+        [{ conversation_id: settled.conversation_id, status: 'already_delivered' }],
+      ]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('the help says redrive takes --json', async () => {
+    const help = await runMain(['deliveries', 'redrive', '--help']);
+    expect(help.stdout).toContain('deliveries redrive <conversation_id> [--url URL] [--json]');
+    expect(help.stdout).toContain('--json: the results, or the plan');
+  });
+});
