@@ -3,7 +3,11 @@
  * the failed-delivery queue (the scheduler Lambda works it); what an operator acts on is its dead-letter queue.
  * Queue URLs and the redelivery state machine come from the stack's outputs (local/cli/aws/stack.ts).
  */
-import { GetQueueAttributesCommand, type QueueAttributeName } from '@aws-sdk/client-sqs';
+import {
+  GetQueueAttributesCommand,
+  type GetQueueAttributesCommandOutput,
+  type QueueAttributeName,
+} from '@aws-sdk/client-sqs';
 import { isConversationId } from '../../../functions/domain/conversation-id.ts';
 import { exportKey, recordFromExport } from '../../../functions/domain/export-formats.ts';
 import {
@@ -103,23 +107,7 @@ export async function awsDeliveriesList(
   const queue = queueFor(clients, stack);
   const scan = await scanDeadLetters(queue, PEEK_HOLD_SECONDS, options.limit);
   await queue.release([...scan.items, ...scan.unreadable]);
-  const attributes = await clients.sqs.send(
-    new GetQueueAttributesCommand({
-      QueueUrl: stack.queueUrl,
-      AttributeNames: [
-        'ApproximateNumberOfMessages',
-        'ApproximateNumberOfMessagesNotVisible',
-        'ApproximateNumberOfMessagesDelayed',
-      ],
-    }),
-  );
-  const count = (k: QueueAttributeName) => Number(attributes.Attributes?.[k] ?? 0);
-  const pending = {
-    visible: count('ApproximateNumberOfMessages'),
-    not_visible: count('ApproximateNumberOfMessagesNotVisible'),
-    delayed: count('ApproximateNumberOfMessagesDelayed'),
-  };
-  const total = pending.visible + pending.not_visible + pending.delayed;
+  const pendingLine = await scheduleLine(clients, stack.queueUrl);
   const envelopes = scan.items.map((m) => m.envelope).sort((a, b) => b.created_at.localeCompare(a.created_at));
   // --json: the envelopes, as the local `deliveries list --json` prints them (one shape for scripts run on both);
   // what is counted rather than listed goes to stderr, as its lines.
@@ -132,10 +120,48 @@ export async function awsDeliveriesList(
     say(
       `${scan.unreadable.length} unreadable message(s) in the dead-letter queue (not failed deliveries): see ${stack.deadLetterQueueUrl}`,
     );
-  say(
-    `${total} pending in the schedule (${pending.visible} waiting, ${pending.not_visible} in flight or hidden until due, ${pending.delayed} delayed): the scheduler redelivers them`,
-  );
+  say(pendingLine);
   return 0;
+}
+
+/**
+ * How many deliveries the schedule's queue holds (SQS does not count by type), or why they could not be counted: a
+ * count is a footer only (`deliveries list`, `endpoints list`), so a role without sqs:GetQueueAttributes still sees
+ * what it asked for.
+ */
+export async function countSchedule(
+  clients: Pick<AwsClients, 'sqs'>,
+  queueUrl: string,
+): Promise<{ visible: number; notVisible: number; delayed: number; total: number } | { notCounted: string }> {
+  let attributes: GetQueueAttributesCommandOutput;
+  try {
+    attributes = await clients.sqs.send(
+      new GetQueueAttributesCommand({
+        QueueUrl: queueUrl,
+        AttributeNames: [
+          'ApproximateNumberOfMessages',
+          'ApproximateNumberOfMessagesNotVisible',
+          'ApproximateNumberOfMessagesDelayed',
+        ],
+      }),
+    );
+  } catch (error) {
+    return { notCounted: `${(error as Error).name} on sqs:GetQueueAttributes` };
+  }
+  const count = (k: QueueAttributeName) => Number(attributes.Attributes?.[k] ?? 0);
+  const [visible, notVisible, delayed] = [
+    count('ApproximateNumberOfMessages'),
+    count('ApproximateNumberOfMessagesNotVisible'),
+    count('ApproximateNumberOfMessagesDelayed'),
+  ];
+  return { visible, notVisible, delayed, total: visible + notVisible + delayed };
+}
+
+/** The line counting the schedule's queue under the dead letters. */
+async function scheduleLine(clients: AwsClients, queueUrl: string): Promise<string> {
+  const counted = await countSchedule(clients, queueUrl);
+  if ('notCounted' in counted) return `deliveries pending in the schedule not counted (${counted.notCounted})`;
+  return `${counted.total} pending in the schedule (${counted.visible} waiting, ${counted.notVisible} in flight or hidden until due, ${counted.delayed} delayed): the scheduler redelivers them`;
 }
 
 export interface AwsRedriveOptions {

@@ -6,7 +6,6 @@
  */
 import { GetFunctionConfigurationCommand } from '@aws-sdk/client-lambda';
 import { GetSecretValueCommand, PutSecretValueCommand } from '@aws-sdk/client-secrets-manager';
-import { GetQueueAttributesCommand, type GetQueueAttributesCommandOutput } from '@aws-sdk/client-sqs';
 import { WEBHOOK_TYPES, type WebhookType } from '../../../functions/domain/conversation.ts';
 import { DELIVERY_URL_VARIABLES } from '../../../functions/domain/delivery.ts';
 import { type Endpoint, endpointView } from '../../../functions/domain/endpoints.ts';
@@ -15,6 +14,7 @@ import { DynamoEndpointStore, ENDPOINT_CACHE_TTL_MS } from '../../../functions/s
 import { settings } from '../../../functions/shared/settings.ts';
 import { type EndpointEdit, printEndpoints } from '../endpoint-table.ts';
 import { CliError, note, out } from '../shared.ts';
+import { countSchedule } from './deliveries.ts';
 import { explainAwsError } from './errors.ts';
 import { type AwsClients, readStack, requireOutput } from './stack.ts';
 
@@ -44,29 +44,12 @@ async function deployedConfig(clients: AwsClients, functionName: string | null) 
   }
 }
 
-/**
- * The schedule's total: SQS does not count by type, so `queued` per type is unknown on AWS. A footer only: when the
- * queue cannot be read (a role without sqs:GetQueueAttributes), the receivers are listed all the same.
- */
+/** The schedule's total (SQS does not count by type, so `queued` per type is unknown on AWS), as the list's footer. */
 async function pendingTotal(clients: AwsClients, queueUrl: string | null): Promise<string | null> {
   if (!queueUrl) return null;
-  let attributes: GetQueueAttributesCommandOutput;
-  try {
-    attributes = await clients.sqs.send(
-      new GetQueueAttributesCommand({
-        QueueUrl: queueUrl,
-        AttributeNames: [
-          'ApproximateNumberOfMessages',
-          'ApproximateNumberOfMessagesNotVisible',
-          'ApproximateNumberOfMessagesDelayed',
-        ],
-      }),
-    );
-  } catch (error) {
-    return `deliveries pending in the schedule not counted (${(error as Error).name} on sqs:GetQueueAttributes)`;
-  }
-  const total = Object.values(attributes.Attributes ?? {}).reduce((sum, n) => sum + Number(n ?? 0), 0);
-  return `${total} deliveries pending in the schedule across all types (the queue does not count them by type)`;
+  const counted = await countSchedule(clients, queueUrl);
+  if ('notCounted' in counted) return `deliveries pending in the schedule not counted (${counted.notCounted})`;
+  return `${counted.total} deliveries pending in the schedule across all types (the queue does not count them by type)`;
 }
 
 /** Put the type's new secrets into the stack's delivery secret (the whole map, as Secrets Manager replaces it). */

@@ -151,6 +151,19 @@ describe('deliveries list --aws', () => {
     }
   });
 
+  it("a role that may not count the schedule's queue still sees the dead letters, and why there is no count", async () => {
+    deadLetters(sqsMessage(deadEnvelope('aaa111')));
+    sqsMock
+      .on(GetQueueAttributesCommand)
+      .rejects(Object.assign(new Error('not authorized to perform: sqs:getqueueattributes'), { name: 'AccessDenied' }));
+    const result = await runMain(['deliveries', 'list', '--aws']);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/webhook_\S+_aaa111\s+deal_analysis/);
+    expect(result.stdout).toContain(
+      'deliveries pending in the schedule not counted (AccessDenied on sqs:GetQueueAttributes)',
+    );
+  });
+
   it('reads each message once, and stops at the limit', async () => {
     const messages = Array.from({ length: 12 }, (_, i) => sqsMessage(deadEnvelope(`c${i}`)));
     deadLetters(...messages);
