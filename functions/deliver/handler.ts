@@ -45,10 +45,10 @@ export interface DeliverDeps {
 /**
  * Deliver: one POST of the result to its type's receiver, carrying the stable delivery id (webhook-id) and one
  * signature per active secret. Before it, the receiver's run-time state decides (functions/domain/endpoints.ts, through functions/shared/receivers.ts): its
- * URL (an operator's or the deployed one), whether it is held (paused, disabled, failing: the delivery is queued for
- * the schedule without an attempt, or a failing receiver's one probe is made), and its outbound rate. Every attempt
- * goes to the attempt log with what the receiver answered, and counts for the receiver's health (except a timeout of
- * an attempt the caller's deadline cut short). Success returns the record; failure throws the error the state
+ * URL (an operator's or the deployed one), whether it is held (paused, disabled, failing, or its local file damaged:
+ * the delivery is queued for the schedule without an attempt, or a failing receiver's one probe is made), and its
+ * outbound rate. Every attempt goes to the attempt log with what the receiver answered, and counts for the
+ * receiver's health (except a timeout of an attempt the caller's deadline cut short). Success returns the record; failure throws the error the state
  * machine's Retry/Catch match. A record whose answer is still pending (Classify failed) is first recorded and
  * classified here, as Classify would have. With a caller waiting, every AWS call here (the receivers' store, the
  * signing secrets, the attempt log) also ends by deliver_by (docs/deploy.md, "Timeouts").
@@ -70,7 +70,8 @@ export async function deliver(input: DeliverInput, deps: DeliverDeps): Promise<C
   const via = state.redelivery?.via ?? 'workflow';
   const attemptNumber = nextAttemptNumber(record, retryCount);
   const cut = budgetSignal(deliverBy, now());
-  const endpoint = store ? await readEndpoint(store, type, cut) : null;
+  const read = store ? await readEndpoint(store, type, cut) : null;
+  const endpoint = read && 'unreadable' in read ? null : read;
   const deliveryUrls = endpoint?.config.url
     ? { ...config.deliveryUrls, [type]: endpoint.config.url }
     : config.deliveryUrls;
@@ -97,10 +98,12 @@ export async function deliver(input: DeliverInput, deps: DeliverDeps): Promise<C
     throw plan.error;
   }
   const { url } = plan;
-  const hold = (reason: HoldReason, message: string) => {
+  const hold = (reason: HoldReason, message: string, target: string | null = url) => {
     queuedHere(reason, message);
-    return holdError(reason, message, url, firstTry(record, retryCount));
+    return holdError(reason, message, target, firstTry(record, retryCount));
   };
+  // Its local file is damaged: it may be paused, or at another URL, so nothing is sent (where to is unknown).
+  if (read && 'unreadable' in read) throw hold('unreadable', read.unreadable, null);
   // A call before the attempt that deliver_by cut: no time is left for it, so the schedule takes it.
   const cutShort = (error: unknown): never => {
     if (!cut?.aborted) throw error;

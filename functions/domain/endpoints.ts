@@ -70,8 +70,11 @@ export function endpointStatus(endpoint: Pick<Endpoint, 'config' | 'health'>, po
   return endpoint.health.consecutive_failures >= policy.failureThreshold ? 'failing' : 'healthy';
 }
 
-/** Why no attempt is made now; the delivery waits in the failed-delivery store until the receiver may be tried. */
-export type HoldReason = 'paused' | 'disabled' | 'failing' | 'rate_limited' | 'deadline';
+/**
+ * Why no attempt is made now; the delivery waits in the failed-delivery store until the receiver may be tried.
+ * `unreadable`: the local store's file of the receiver is damaged, so whether it is paused (or where it is) is unknown.
+ */
+export type HoldReason = 'paused' | 'disabled' | 'failing' | 'rate_limited' | 'deadline' | 'unreadable';
 
 /**
  * What Deliver may do with a receiver: attempt; probe it (it is failing: this attempt must first take the probe lease,
@@ -232,7 +235,8 @@ export function holdRecheckMs(reason: HoldReason, endpoint: Endpoint | null, now
   if (reason === 'rate_limited') return 1_000;
   if (reason === 'failing' && endpoint?.health.probe_until)
     return Math.max(1_000, Date.parse(endpoint.health.probe_until) - now.getTime());
-  // Paused or disabled: an operator's resume may come at any time; on AWS each look costs queue requests.
+  // Paused, disabled or unreadable: an operator's resume (or mend) may come at any time; on AWS each look costs queue
+  // requests.
   return reason === 'failing' ? PROBE_INTERVAL_MS : 300_000;
 }
 

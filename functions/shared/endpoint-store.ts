@@ -375,12 +375,17 @@ export class FileEndpointStore implements EndpointStore {
   }
 
   /**
-   * A file that is not a receiver's state (not JSON, or JSON of another shape) is an UnreadableFileError naming it,
-   * never a fresh receiver: its pause, URL or rate would be forgotten unsaid (docs/operations.md, "After a crash").
+   * A file that is not a receiver's state (not JSON, or JSON of another shape) or cannot be read is an
+   * UnreadableFileError naming it, never a fresh receiver: its pause, URL or rate would be forgotten unsaid (docs/operations.md, "After a crash").
    */
   private async read(type: WebhookType): Promise<Endpoint> {
     const file = this.file(type);
-    const stored = await readJsonFile<EndpointFile>(file);
+    // One the system will not read (a folder in its place, its permissions) is no fresh receiver either.
+    const stored = await readJsonFile<EndpointFile>(file).catch((error: NodeJS.ErrnoException) => {
+      throw error instanceof UnreadableFileError || typeof error.code !== 'string'
+        ? error
+        : new UnreadableFileError(file, error.message, 'readable');
+    });
     if (stored !== null && !(isObject(stored) && isObject(stored.config) && isObject(stored.health)))
       throw new UnreadableFileError(file, 'no config and health objects', "a receiver's state");
     return {
@@ -464,6 +469,16 @@ export class FileEndpointStore implements EndpointStore {
     this.windows.set(type, { start, n: n + 1 });
     return { ok: true };
   }
+}
+
+/**
+ * The local store's file of a receiver that is there but is damaged or cannot be read (an UnreadableFileError): what
+ * it holds — a pause, a URL — is unknown, so Deliver and the schedule hold its deliveries until it is mended
+ * (docs/operations.md, "After a crash"). Its message, naming the file; null for any other error (DynamoDB's: the
+ * receiver is then delivered as deployed).
+ */
+export function receiverFileUnreadable(error: unknown): string | null {
+  return error instanceof UnreadableFileError ? error.message : null;
 }
 
 let fileStores = new Map<string, FileEndpointStore>();

@@ -19,7 +19,7 @@ import {
   successNeedsWrite,
 } from '../domain/endpoints.ts';
 import { ENDPOINT_DISABLED_EVENT, ENDPOINT_FAILING_EVENT, ENDPOINT_RECOVERED_EVENT } from '../domain/observability.ts';
-import type { EndpointStore } from './endpoint-store.ts';
+import { type EndpointStore, receiverFileUnreadable } from './endpoint-store.ts';
 import { logger } from './powertools.ts';
 
 /** The clock and the wait of the outbound rate (tests inject both: nobody sleeps). */
@@ -37,22 +37,31 @@ const described = (error: unknown) => `${(error as Error).name}: ${(error as Err
 
 /**
  * The receiver's state; a store that cannot be read is logged and the receiver used as deployed (never a lost
- * delivery). `signal`, here and below: the caller's deadline (Deliver's budgetSignal) ends the store's calls.
+ * delivery). A local file of the receiver that is damaged is not (it may hold a pause): its deliveries are held, with
+ * the message naming the file (receiverFileUnreadable). `signal`, here and below: the caller's deadline (Deliver's
+ * budgetSignal) ends the store's calls.
  */
 export async function readEndpoint(
   store: EndpointStore,
   type: WebhookType,
   signal?: AbortSignal,
-): Promise<Endpoint | null> {
+): Promise<Endpoint | { unreadable: string } | null> {
   try {
     return await store.get(type, { signal });
   } catch (error) {
+    const damaged = receiverFileUnreadable(error);
+    if (damaged !== null) return { unreadable: unreadableHold(type, damaged) };
     logger.warn('The receivers could not be read: delivering as deployed (no pause, breaker or rate applied)', {
       webhook_type: type,
       error: described(error),
     });
     return null;
   }
+}
+
+/** Why a receiver whose local file is damaged (`damaged`: the error's message, naming it) gets no delivery. */
+function unreadableHold(type: WebhookType, damaged: string): string {
+  return `the receiver of ${type} cannot be read (${damaged}): nothing is delivered to it until that file is mended or deleted (docs/operations.md, "After a crash"); held for the redelivery schedule`;
 }
 
 /**

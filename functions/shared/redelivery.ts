@@ -26,7 +26,7 @@ import {
   resendEnvelope,
   withFailedRun,
 } from '../domain/failed-delivery.ts';
-import type { EndpointStore } from './endpoint-store.ts';
+import { type EndpointStore, receiverFileUnreadable } from './endpoint-store.ts';
 
 /** An envelope a worker holds: no one else works on it until it is stored, waits or is left. */
 export interface HeldEnvelope {
@@ -157,21 +157,26 @@ export type ScheduleGate = ((
 };
 
 /**
- * The schedule's gate over the endpoint store: a paused or disabled receiver holds every envelope of its type; a
- * failing one lets one envelope per run through as its probe (Deliver then takes the probe lease, so there is one at
- * a time across runs and workflows) and holds the others until the probe may run again. Each type is read once per run.
+ * The schedule's gate over the endpoint store: a paused or disabled receiver (or one whose local file is damaged)
+ * holds every envelope of its type; a failing one lets one envelope per run through as its probe (Deliver then takes
+ * the probe lease, so there is one at a time across runs and workflows) and holds the others until the probe may run
+ * again. Each type is read once per run.
  */
 export function endpointGate(store: EndpointStore, policy: BreakerPolicy): ScheduleGate {
-  const endpoints = new Map<WebhookType, Promise<Endpoint | null>>();
+  const endpoints = new Map<WebhookType, Promise<Endpoint | 'unreadable' | null>>();
   const probing = new Set<WebhookType>();
-  /** The receiver that decides, read once per run; none for an export only, an unknown type or an unreadable store. */
-  const receiverOf = (envelope: Pick<FailedDeliveryEnvelope, 'webhook_type' | 'owed'>): Promise<Endpoint | null> => {
+  /** The receiver that decides, read once per run: none for an export only, an unknown type or a store that cannot be
+   * read; `unreadable` for a damaged local receiver file. */
+  const receiverOf = (
+    envelope: Pick<FailedDeliveryEnvelope, 'webhook_type' | 'owed'>,
+  ): Promise<Endpoint | 'unreadable' | null> => {
     const type = envelope.webhook_type as WebhookType;
     if (owedBy(envelope) === 'export' || !WEBHOOK_TYPES.includes(type)) return Promise.resolve(null);
     let read = endpoints.get(type);
     if (!read) {
-      // A store that cannot be read holds nothing back (Deliver, which reads it too, says so in its log).
-      read = store.get(type).catch(() => null);
+      // A store that cannot be read holds nothing back (Deliver, which reads it too, says so in its log); a damaged
+      // local file of the receiver holds its deliveries, as Deliver does (receiverFileUnreadable).
+      read = store.get(type).catch((error: unknown) => (receiverFileUnreadable(error) === null ? null : 'unreadable'));
       endpoints.set(type, read);
     }
     return read;
@@ -179,6 +184,12 @@ export function endpointGate(store: EndpointStore, policy: BreakerPolicy): Sched
   const gate: ScheduleGate = async (envelope, now) => {
     const type = envelope.webhook_type as WebhookType;
     const endpoint = await receiverOf(envelope);
+    if (endpoint === 'unreadable')
+      return {
+        hold: true,
+        reason: 'unreadable',
+        until: new Date(now.getTime() + holdRecheckMs('unreadable', null, now)),
+      };
     if (!endpoint) return { hold: false };
     const decision = gateDelivery(endpoint, 'schedule', policy, now);
     if (decision.action === 'attempt') return { hold: false };
@@ -191,6 +202,7 @@ export function endpointGate(store: EndpointStore, policy: BreakerPolicy): Sched
   };
   gate.holdsAll = async (envelope, now) => {
     const endpoint = await receiverOf(envelope);
+    if (endpoint === 'unreadable') return true;
     return endpoint !== null && gateDelivery(endpoint, 'schedule', policy, now).action === 'hold';
   };
   return gate;

@@ -1,7 +1,8 @@
-import { writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { idempotencyPk } from '../../functions/domain/idempotency.ts';
+import { FileEndpointStore } from '../../functions/shared/endpoint-store.ts';
 import type { RequestSummary } from '../../local/server/config.ts';
 import { folderOf, SEED_REQUEST, startWorld, type TestWorld } from '../support/gateway.ts';
 
@@ -119,4 +120,41 @@ describe('a damaged status record: GET /conversations/{id} says so, never 404', 
       printed.mockRestore();
     }
   });
+});
+
+describe('a damaged receiver file: nothing is delivered while what it held is unknown (it may be a pause)', () => {
+  const deliveries = () => new FileEndpointStore(path.join(world.dataDir, 'deliveries'));
+
+  it.each([...DAMAGED, ['a folder', null] as [string, null]])(
+    'deal_analysis paused, then its file %s: no POST, queued naming the file; deleted, a redrive delivers it',
+    async (_what, damaged) => {
+      const store = deliveries();
+      await store.configure('deal_analysis', { paused: true }, new Date());
+      const file = store.file('deal_analysis');
+      if (damaged === null) {
+        await rm(file);
+        await mkdir(file);
+      } else await writeFile(file, damaged);
+
+      const res = await world.post(SEED_REQUEST);
+      expect(res.status).toBe(200);
+      expect(res.body.tracking.delivery_status).toBe('queued');
+      expect(world.receiver.received).toHaveLength(0);
+      const id = res.body.conversation_id as string;
+      const envelope = (await world.gateway.failedDeliveries.get(id))!;
+      expect(envelope).toMatchObject({ state: 'pending', target: null });
+      expect(envelope.last_error).toContain(`the receiver of deal_analysis cannot be read (${file} is not `);
+      expect(envelope.last_error).toContain('mended or deleted');
+      // Neither an operator's redrive nor the schedule goes through it while it is damaged.
+      expect((await world.gateway.redelivery.redrive(id)).status).toBe('held');
+      await world.gateway.failedDeliveries.put({ ...envelope, next_due_at: new Date(Date.now() - 1).toISOString() });
+      // The schedule holds it without a run (none of its results is this conversation).
+      expect((await world.gateway.redelivery.runDue()).map((r) => r.conversation_id)).not.toContain(id);
+      expect(world.receiver.received).toHaveLength(0);
+
+      await rm(file, { recursive: true }); // mended: the receiver starts afresh (docs/operations.md, "After a crash")
+      expect((await world.gateway.redelivery.redrive(id)).status).toBe('delivered');
+      expect(world.receiver.received).toHaveLength(1);
+    },
+  );
 });
