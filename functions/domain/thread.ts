@@ -64,7 +64,10 @@ export interface AgentThread {
   turn: number;
   /** Earlier answered turns, newest first, at most MAX_THREAD_HISTORY_TURNS and MAX_THREAD_HISTORY_BYTES. */
   earlier_turns: ThreadTurn[];
-  /** Of the newest MAX_THREAD_HISTORY_TURNS earlier turns (all the store reads), those left out for the bytes bound. */
+  /**
+   * Of the newest MAX_THREAD_HISTORY_TURNS earlier turns (all the store reads), those left out: for the bytes bound,
+   * or because the store could not read them (a damaged file).
+   */
   omitted_turns: number;
   /** Set when the thread store could not be read (an asynchronous run goes on without the earlier turns). */
   history_unavailable?: true;
@@ -117,12 +120,14 @@ function shrunk(turn: ThreadTurn, maxBytes: number): ThreadTurn {
  * The thread the agent is given: the earlier answered turns (any order in, newest first out), as many as fit the
  * bounds; the newest one is shrunk rather than left out if it alone is too large. Never fails: of `earlier` (the
  * store reads only the newest MAX_THREAD_HISTORY_TURNS), what is beyond the bounds is left out and counted in
- * `omitted_turns`; older turns the store did not read are not counted.
+ * `omitted_turns`, as are the `unreadable` turns the store found among them but could not give; older turns the
+ * store did not read are not counted.
  */
 export function agentThread(
   ref: { thread_id: string; session_id: string; turn: number },
   earlier: readonly ThreadTurn[],
   limits = { turns: MAX_THREAD_HISTORY_TURNS, bytes: MAX_THREAD_HISTORY_BYTES },
+  unreadable = 0,
 ): AgentThread {
   const newestFirst = earlier.filter((t) => t.turn < ref.turn).sort((a, b) => b.turn - a.turn);
   const kept: ThreadTurn[] = [];
@@ -137,7 +142,7 @@ export function agentThread(
     if (kept.length === 0) kept.push(shrunk(turn, limits.bytes - used));
     break;
   }
-  return { ...ref, earlier_turns: kept, omitted_turns: newestFirst.length - kept.length };
+  return { ...ref, earlier_turns: kept, omitted_turns: newestFirst.length - kept.length + unreadable };
 }
 
 /** The turn a closed conversation of a thread adds to it: null outside a thread or without an answer. */

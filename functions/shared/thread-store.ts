@@ -45,14 +45,22 @@ export interface ThreadStore {
    * a re-export does, and keeps its expiry). `now` stands in for an unreadable `answered_at`.
    */
   recordTurn(sourceSystem: string, threadId: string, turn: ThreadTurn, now: Date, signal?: AbortSignal): Promise<void>;
-  /** The answered turns before `beforeTurn` not yet expired at `now`, newest first, of the newest `limit`. */
+  /**
+   * The answered turns before `beforeTurn` not yet expired at `now`, newest first, of the newest `limit`; and how many
+   * of those the store holds but could not give (locally: a damaged file), which the agent is told were left out.
+   */
   earlierTurns(
     sourceSystem: string,
     threadId: string,
     beforeTurn: number,
     now: Date,
     limit?: number,
-  ): Promise<ThreadTurn[]>;
+  ): Promise<EarlierTurns>;
+}
+
+export interface EarlierTurns {
+  turns: ThreadTurn[];
+  unreadable: number;
 }
 
 export class ThreadStoreUnconfigured extends Error {
@@ -185,8 +193,8 @@ export class DynamoThreadStore implements ThreadStore {
     beforeTurn: number,
     now: Date,
     limit = MAX_THREAD_HISTORY_TURNS,
-  ): Promise<ThreadTurn[]> {
-    if (beforeTurn <= 1 || limit < 1) return [];
+  ): Promise<EarlierTurns> {
+    if (beforeTurn <= 1 || limit < 1) return { turns: [], unreadable: 0 };
     const { sdk, db } = await dynamoDb();
     const out = await db.send(
       new sdk.QueryCommand({
@@ -206,7 +214,7 @@ export class DynamoThreadStore implements ThreadStore {
         ConsistentRead: true,
       }),
     );
-    return (out.Items ?? []).map((item) => JSON.parse(item.body?.S ?? '{}') as ThreadTurn);
+    return { turns: (out.Items ?? []).map((item) => JSON.parse(item.body?.S ?? '{}') as ThreadTurn), unreadable: 0 };
   }
 }
 
@@ -288,14 +296,14 @@ export class FileThreadStore implements ThreadStore {
     beforeTurn: number,
     now: Date,
     limit = MAX_THREAD_HISTORY_TURNS,
-  ): Promise<ThreadTurn[]> {
+  ): Promise<EarlierTurns> {
     const folder = this.folder(sourceSystem, threadId);
     const expiredBefore = now.getTime() - this.ttlDays * DAY_MS;
     let names: string[];
     try {
       names = await readdir(folder);
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { turns: [], unreadable: 0 };
       throw error;
     }
     const turns = names
@@ -304,6 +312,7 @@ export class FileThreadStore implements ThreadStore {
       .sort((a, b) => b - a)
       .slice(0, Math.max(0, limit));
     const read: ThreadTurn[] = [];
+    let unreadable = 0;
     for (const turn of turns) {
       const file = path.join(folder, `${turn}.json`);
       try {
@@ -318,6 +327,7 @@ export class FileThreadStore implements ThreadStore {
         // without it, and the line names the file (docs/operations.md, "After a crash").
         if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
         if (!(error instanceof UnreadableFileError)) throw error;
+        unreadable += 1;
         logger.error('A thread turn is damaged: the agent is given the thread without it', {
           event_type: THREAD_TURN_UNREADABLE_EVENT,
           thread_id: threadId,
@@ -327,7 +337,7 @@ export class FileThreadStore implements ThreadStore {
         });
       }
     }
-    return read;
+    return { turns: read, unreadable };
   }
 }
 

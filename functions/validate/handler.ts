@@ -155,8 +155,9 @@ async function withThreadTurn(record: ConversationRecord, requestId: string): Pr
 async function agentThreadOf(record: ConversationRecord): Promise<AgentThread | null> {
   const { thread_id: threadId, thread_turn: turn, source_system: source } = record.metadata;
   if (!threadId || !turn) return null;
-  const earlier = await threadStore().earlierTurns(source, threadId, turn, new Date());
-  return agentThread({ thread_id: threadId, session_id: threadSessionId(source, threadId), turn }, earlier);
+  const { turns, unreadable } = await threadStore().earlierTurns(source, threadId, turn, new Date());
+  const ref = { thread_id: threadId, session_id: threadSessionId(source, threadId), turn };
+  return agentThread(ref, turns, undefined, unreadable);
 }
 
 function unavailableHistory(source: string, threadId: string, turn: number): AgentThread {

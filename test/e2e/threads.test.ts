@@ -125,6 +125,24 @@ describe('threads: conversations of one thread_id see the earlier turns', () => 
     expect(Buffer.byteLength(JSON.stringify(third.earlier_turns))).toBeLessThanOrEqual(MAX_THREAD_HISTORY_BYTES);
   });
 
+  it('a damaged turn file is left out and counted in omitted_turns, so the agent knows the thread has a gap', async () => {
+    for (const n of [1, 2]) {
+      const r = await world.post({ ...SEED_REQUEST, query: `question ${n}`, thread_id: 'with-a-gap' });
+      expect(r.status).toBe(200);
+    }
+    const folder = path.join(world.dataDir, 'threads', SEED_REQUEST.source_system, 'with-a-gap');
+    await writeFile(path.join(folder, '1.json'), '{"turn":1,"conver'); // cut short
+    const logs = captureJsonLines();
+    try {
+      expect((await world.post({ ...SEED_REQUEST, query: 'question 3', thread_id: 'with-a-gap' })).status).toBe(200);
+    } finally {
+      logs.restore();
+    }
+    const third = threadOf(2)!;
+    expect(third.earlier_turns.map((t) => t.turn)).toEqual([2]);
+    expect(third.omitted_turns).toBe(1);
+  });
+
   it('an asynchronous turn of a thread reads the turns answered before it runs', async () => {
     const first = await world.post(
       { ...SEED_REQUEST, query: 'first async', thread_id: 'async-thread' },

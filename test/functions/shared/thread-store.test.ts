@@ -99,13 +99,13 @@ describe('FileThreadStore (local)', () => {
   it('gives the answered turns before a turn, newest first, within the limit; unanswered turns are gaps', async () => {
     const store = new FileThreadStore(dir, 30);
     for (const n of [1, 2, 4, 5]) await store.recordTurn('crm', 'history', turn(n), NOW);
-    expect((await store.earlierTurns('crm', 'history', 5, NOW)).map((t) => t.turn)).toEqual([4, 2, 1]);
-    expect((await store.earlierTurns('crm', 'history', 6, NOW, 2)).map((t) => t.turn)).toEqual([5, 4]);
-    expect(await store.earlierTurns('crm', 'history', 1, NOW)).toEqual([]);
-    expect(await store.earlierTurns('crm', 'never-used', 3, NOW)).toEqual([]);
+    expect((await store.earlierTurns('crm', 'history', 5, NOW)).turns.map((t) => t.turn)).toEqual([4, 2, 1]);
+    expect((await store.earlierTurns('crm', 'history', 6, NOW, 2)).turns.map((t) => t.turn)).toEqual([5, 4]);
+    expect((await store.earlierTurns('crm', 'history', 1, NOW)).turns).toEqual([]);
+    expect((await store.earlierTurns('crm', 'never-used', 3, NOW)).turns).toEqual([]);
     // Recording a turn again (a re-export) overwrites it.
     await store.recordTurn('crm', 'history', { ...turn(4), answer: 'again' }, NOW);
-    expect((await store.earlierTurns('crm', 'history', 5, NOW, 1))[0]!.answer).toBe('again');
+    expect((await store.earlierTurns('crm', 'history', 5, NOW, 1)).turns[0]!.answer).toBe('again');
   });
 
   it('a damaged turn file (cut short, a bare null, another shape, another turn) is left out, never a crash, and an ERROR line names it', async () => {
@@ -119,7 +119,9 @@ describe('FileThreadStore (local)', () => {
     }
     const logs = captureJsonLines();
     try {
-      expect((await store.earlierTurns('crm', 'damaged', 6, NOW)).map((t) => t.turn)).toEqual([5]);
+      const earlier = await store.earlierTurns('crm', 'damaged', 6, NOW);
+      expect(earlier.turns.map((t) => t.turn)).toEqual([5]);
+      expect(earlier.unreadable).toBe(4); // the agent is told they were left out (omitted_turns)
     } finally {
       logs.restore();
     }
@@ -135,7 +137,7 @@ describe('FileThreadStore (local)', () => {
       store.recordTurn('crm', 'racing', { ...turn(1), answer: `answer ${i}` }, NOW),
     );
     await expect(Promise.all(writes)).resolves.toBeDefined();
-    const [recorded] = await store.earlierTurns('crm', 'racing', 2, NOW);
+    const [recorded] = (await store.earlierTurns('crm', 'racing', 2, NOW)).turns;
     expect(recorded!.answer).toMatch(/^answer \d+$/);
     expect(await readdir(path.join(dir, 'crm', 'racing'))).toEqual(['1.json']);
   });
@@ -145,10 +147,10 @@ describe('FileThreadStore (local)', () => {
     await store.recordTurn('crm', 'aging', answered(turn(1), day(0)), day(0));
     await store.recordTurn('crm', 'aging', answered(turn(2), day(20)), day(20));
     await store.claimTurn('crm', 'aging', 'req-1', day(29));
-    expect((await store.earlierTurns('crm', 'aging', 3, day(29))).map((t) => t.turn)).toEqual([2, 1]);
+    expect((await store.earlierTurns('crm', 'aging', 3, day(29))).turns.map((t) => t.turn)).toEqual([2, 1]);
     // Day 30: turn 1 is 30 days old, turn 2 ten; the thread was used the day before.
-    expect((await store.earlierTurns('crm', 'aging', 3, day(30))).map((t) => t.turn)).toEqual([2]);
-    expect(await store.earlierTurns('crm', 'aging', 3, day(51))).toEqual([]);
+    expect((await store.earlierTurns('crm', 'aging', 3, day(30))).turns.map((t) => t.turn)).toEqual([2]);
+    expect((await store.earlierTurns('crm', 'aging', 3, day(51))).turns).toEqual([]);
   });
 
   it("counts a turn re-recorded later (a redelivery's re-export) from when it was answered, not from the re-export", async () => {
@@ -157,16 +159,16 @@ describe('FileThreadStore (local)', () => {
     // Day 25: a redrive delivers and exports the conversation again.
     await store.recordTurn('crm', 're-export', answered(turn(1), day(0)), day(25));
     expect((await stat(path.join(dir, 'crm', 're-export', '1.json'))).mtimeMs).toBe(day(0).getTime());
-    expect((await store.earlierTurns('crm', 're-export', 2, day(29))).map((t) => t.turn)).toEqual([1]);
+    expect((await store.earlierTurns('crm', 're-export', 2, day(29))).turns.map((t) => t.turn)).toEqual([1]);
     // Day 30: thirty days after it was answered, whatever the re-export did.
-    expect(await store.earlierTurns('crm', 're-export', 2, day(30))).toEqual([]);
+    expect((await store.earlierTurns('crm', 're-export', 2, day(30))).turns).toEqual([]);
   });
 
   it("keeps each source's thread apart (by canonical source name) and refuses a thread id that is not one", async () => {
     const store = new FileThreadStore(dir, 30);
     await store.recordTurn('Sales-CRM', 'shared', turn(1), NOW);
-    expect(await store.earlierTurns('other', 'shared', 2, NOW)).toEqual([]);
-    expect(await store.earlierTurns('sales_crm', 'shared', 2, NOW)).toHaveLength(1);
+    expect((await store.earlierTurns('other', 'shared', 2, NOW)).turns).toEqual([]);
+    expect((await store.earlierTurns('sales_crm', 'shared', 2, NOW)).turns).toHaveLength(1);
     await expect(store.earlierTurns('crm', '../sales_crm/shared', 2, NOW)).rejects.toThrow(/not a thread id/);
     expect((await readdir(dir)).sort()).toEqual(['crm', 'sales_crm']);
   });
@@ -395,7 +397,7 @@ describe('DynamoThreadStore (AWS)', () => {
 
   it('reads the earlier turns newest first with one consistent Query bounded by turn and limit, expired ones left out', async () => {
     dynamo.on(QueryCommand).resolves({ Items: [turn(4), turn(3)].map((t) => ({ body: { S: JSON.stringify(t) } })) });
-    expect((await store.earlierTurns('crm', 'q3', 5, NOW, 2)).map((t) => t.turn)).toEqual([4, 3]);
+    expect((await store.earlierTurns('crm', 'q3', 5, NOW, 2)).turns.map((t) => t.turn)).toEqual([4, 3]);
     expect(dynamo.commandCalls(QueryCommand)[0]!.args[0].input).toMatchObject({
       KeyConditionExpression: '#thread = :thread AND #turn BETWEEN :first AND :last',
       // TTL deletes an expired turn within about two days: until then the read skips it.
@@ -412,7 +414,7 @@ describe('DynamoThreadStore (AWS)', () => {
       ConsistentRead: true,
     });
     // The first turn has nothing before it: no read at all.
-    expect(await store.earlierTurns('crm', 'q3', 1, NOW)).toEqual([]);
+    expect((await store.earlierTurns('crm', 'q3', 1, NOW)).turns).toEqual([]);
     expect(dynamo.commandCalls(QueryCommand)).toHaveLength(1);
   });
 });
