@@ -19,7 +19,7 @@ import {
 } from '../domain/idempotency.ts';
 import { IDEMPOTENCY_KEY_LOST_EVENT } from '../domain/observability.ts';
 import { conditionFailed, dynamoDb } from './clients/dynamodb.ts';
-import { UnreadableFileError } from './local-files.ts';
+import { readRefused, UnreadableFileError } from './local-files.ts';
 import { logger } from './powertools.ts';
 import { settings } from './settings.ts';
 
@@ -252,7 +252,7 @@ class FileIdempotencyStore implements IdempotencyStore {
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
       if (error instanceof SyntaxError) return { damaged: new UnreadableFileError(file, error.message) };
-      throw error;
+      throw readRefused(error as NodeJS.ErrnoException, file);
     }
     const wrong = notIdempotencyRecord(value);
     return wrong === null ? (value as IdempotencyRecord) : { damaged: new UnreadableFileError(file, wrong, RECORD) };

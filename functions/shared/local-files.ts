@@ -35,6 +35,22 @@ export class UnreadableFileError extends SyntaxError {
   }
 }
 
+/**
+ * The system's refusal to read `file` (a permission, a folder in its place), said as a read of that file: Node's own
+ * says `open`, or (EISDIR) names no file at all. Code and system call kept, so the gateway tells a refused read from a
+ * refused write (local/server/storage-failure.ts).
+ */
+export function readRefused(error: NodeJS.ErrnoException, file: string): NodeJS.ErrnoException {
+  if (typeof error.code !== 'string') return error;
+  const why = error.message.slice(error.message.indexOf(': ') + 2).split(', ')[0];
+  return Object.assign(new Error(`${error.code}: ${why}, read '${file}'`), {
+    code: error.code,
+    errno: error.errno,
+    syscall: 'read',
+    path: file,
+  });
+}
+
 /** A JSON file's value, or null when there is none; one that is not JSON (or a bare null) is an UnreadableFileError. */
 export async function readJsonFile<T>(file: string): Promise<T | null> {
   let text: string;
@@ -42,7 +58,7 @@ export async function readJsonFile<T>(file: string): Promise<T | null> {
     text = await readFile(file, 'utf8');
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw error;
+    throw readRefused(error as NodeJS.ErrnoException, file);
   }
   let value: unknown;
   try {

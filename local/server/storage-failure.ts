@@ -2,10 +2,10 @@ import { errorBody } from '../../functions/domain/gateway-contract.ts';
 import { damagedFileKind, damagedFileMessage, fileOfUnreadable } from '../store/damaged-files.ts';
 
 /**
- * The local gateway's data folder refusing a write (docs/contract.md#errors, `STORAGE_UNAVAILABLE`): full, over its
- * quota, read-only or no longer the owner's. Not a bug of the gateway and not the request's fault: the request is
- * answered 503 (to be sent again once the folder takes writes; an `Idempotency-Key` makes that safe) and the operator
- * is told which folder and why, in one line.
+ * The local gateway's data folder refusing a write, or a read (docs/contract.md#errors, `STORAGE_UNAVAILABLE`): full,
+ * over its quota, read-only or no longer the owner's. Not a bug of the gateway and not the request's fault: the
+ * request is answered 503 (to be sent again once the folder takes it; an `Idempotency-Key` makes that safe), saying
+ * which it refused, and the operator is told which file and why, in one line.
  */
 const STORAGE_CODES = ['ENOSPC', 'EDQUOT', 'EROFS', 'EACCES', 'EPERM'] as const;
 
@@ -21,41 +21,66 @@ export interface StorageFailure {
   code: (typeof STORAGE_CODES)[number];
   /** The system's message, naming the file when it did (`ENOSPC: no space left on device, write`). */
   message: string;
+  /** What was refused, by the system call: a read (`read '<file>'` from the stores' reads), a write, or an open. */
+  operation: 'read' | 'write' | 'open';
 }
 
 function isStorageCode(code: unknown): code is StorageFailure['code'] {
   return typeof code === 'string' && (STORAGE_CODES as readonly string[]).includes(code);
 }
 
-/** A thrown error that is a refused write of the file system, or null. */
+const READS = new Set(['read', 'scandir', 'opendir', 'stat', 'lstat', 'readlink', 'access', 'realpath']);
+
+/**
+ * What was refused: a full disk, a quota or a read-only file system only ever refuse writes; a permission, by the
+ * system call. An `open` says neither (the stores' reads name theirs `read`: functions/shared/local-files.ts,
+ * readRefused), so it is told as such rather than called a write.
+ */
+function operationOf(code: StorageFailure['code'], syscall: string | undefined): StorageFailure['operation'] {
+  if (code !== 'EACCES' && code !== 'EPERM') return 'write';
+  if (syscall === undefined || syscall === 'open') return 'open';
+  return READS.has(syscall) ? 'read' : 'write';
+}
+
+/** A thrown error that is a refused read or write of the file system, or null. */
 export function storageFailureOf(error: unknown): StorageFailure | null {
-  const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
-  return isStorageCode(code) ? { code, message: String(message ?? code) } : null;
+  const { code, message, syscall } = (error ?? {}) as { code?: unknown; message?: unknown; syscall?: unknown };
+  return isStorageCode(code)
+    ? {
+        code,
+        message: String(message ?? code),
+        operation: operationOf(code, typeof syscall === 'string' ? syscall : undefined),
+      }
+    : null;
 }
 
 /**
  * A workflow that failed on such an error in a handler (the cause of its `Error` failure is Node's message, which
- * starts with the code: `ENOSPC: no space left on device, open '…'`), or null.
+ * starts with the code and ends with the system call: `ENOSPC: no space left on device, open '…'`), or null.
  */
 export function storageFailureInCause(error: string | undefined, cause: string | undefined): StorageFailure | null {
   if (error !== 'Error' || !cause) return null;
   const code = /^([A-Z]+): /.exec(cause)?.[1];
-  return isStorageCode(code) ? { code, message: cause } : null;
+  const syscall = /, ([a-z]+)(?: '[^']*')*$/.exec(cause)?.[1];
+  return isStorageCode(code) ? { code, message: cause, operation: operationOf(code, syscall) } : null;
 }
+
+const REFUSED = { read: 'read', write: 'write', open: 'open a file of' } as const;
 
 export const STORAGE_RETRY_AFTER_SECONDS = 30;
 
-/** The 503 answer: what failed, never a path of the data folder (the operator's line names it). */
+/** The 503 answer: what failed (a read or a write), never a path of the data folder (the operator's line names it). */
 export function storageUnavailableBody(failure: StorageFailure) {
   return errorBody(
     'STORAGE_UNAVAILABLE',
-    `the local gateway cannot write its data folder (${failure.code}: ${WHY[failure.code]}): send it again once it can`,
+    `the local gateway cannot ${REFUSED[failure.operation]} its data folder (${failure.code}: ${WHY[failure.code]}): send it again once it can`,
   );
 }
 
-/** The operator's line: the folder and the system's message, no stack. */
+/** The operator's line: the folder and the system's message (naming the file), no stack. */
 export function storageFailureLine(dataDir: string, failure: StorageFailure, what: string): string {
-  return `webhook-gateway: ${what}: the data folder ${dataDir} refused a write (${failure.message}); answered 503 STORAGE_UNAVAILABLE until it takes writes again`;
+  const refused = failure.operation === 'open' ? 'an open' : `a ${failure.operation}`;
+  return `webhook-gateway: ${what}: the data folder ${dataDir} refused ${refused} (${failure.message}); answered 503 STORAGE_UNAVAILABLE until it takes it again`;
 }
 
 /**

@@ -176,9 +176,11 @@ export async function handleWebhook(
     conversation_id: conversationIdOf(record) ?? (result.body as { conversation_id?: string }).conversation_id ?? null,
     detail: damaged
       ? `STATE_UNREADABLE: ${damaged}`
-      : replayed
-        ? `replayed (Idempotency-Key): ${describe(result.body)}`
-        : describe(result.body),
+      : storage
+        ? `${describe(result.body)} (${storage.message})`
+        : replayed
+          ? `replayed (Idempotency-Key): ${describe(result.body)}`
+          : describe(result.body),
     duration_ms: Math.round(performance.now() - started),
   });
 }

@@ -1,10 +1,11 @@
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import type { RequestSummary } from '../../../local/server/config.ts';
 import { startWorld, type TestWorld } from '../../support/gateway.ts';
 
-/** The file system refusing writes, as a full disk does (ENOSPC), through the seams below. */
-const full = { journal: false, validate: false };
+/** The file system refusing writes, as a full disk does (ENOSPC), or reads (EACCES), through the seams below. */
+const full = { journal: false, validate: false, idempotencyRead: false };
 const noSpace = (syscall: string, file = '') =>
   Object.assign(new Error(`ENOSPC: no space left on device, ${syscall}${file ? ` '${file}'` : ''}`), {
     code: 'ENOSPC',
@@ -30,16 +31,29 @@ vi.mock('node:fs', async (importOriginal) => {
     journalFds.delete(fd);
     fs.closeSync(fd);
   };
-  const mocked = { openSync, writeSync, closeSync };
+  // A store's file its owner may no longer read (chmod 000 by another user; root reads it anyway, so the refusal is
+  // made here): Node's error, as readFileSync gives it.
+  const readFileSync = ((file: string, ...rest: never[]) => {
+    if (full.idempotencyRead && String(file).includes(`${path.sep}idempotency${path.sep}`))
+      throw Object.assign(new Error(`EACCES: permission denied, open '${file}'`), {
+        code: 'EACCES',
+        syscall: 'open',
+        path: String(file),
+      });
+    return (fs.readFileSync as (...args: unknown[]) => unknown)(file, ...rest);
+  }) as typeof fs.readFileSync;
+  const mocked = { openSync, writeSync, closeSync, readFileSync };
   return { ...fs, ...mocked, default: { ...fs, ...mocked } };
 });
 
 let world: TestWorld;
+const operatorLog: RequestSummary[] = [];
 beforeAll(async () => {
   const { handler: validate } = await import('../../../functions/validate/handler.ts');
   world = await startWorld(
     {},
     {
+      onExecution: (summary) => operatorLog.push(summary),
       stageOverrides: {
         // Validate's claim of an Idempotency-Key is a file of the data folder: a full disk refuses it.
         validate: async (input) => {
@@ -53,6 +67,8 @@ beforeAll(async () => {
 beforeEach(() => {
   full.journal = false;
   full.validate = false;
+  full.idempotencyRead = false;
+  operatorLog.length = 0;
 });
 afterAll(async () => {
   await world?.close();
@@ -125,5 +141,29 @@ describe('a data folder that fails while the gateway runs', () => {
     expect(again.status).toBe(200);
     const replay = await world.post(request, { 'idempotency-key': 'disk-full-2' });
     expect(replay.body.conversation_id).toBe(again.body.conversation_id);
+  });
+
+  it('a store file the gateway may not read (the Idempotency-Key record): 503 saying it cannot read, the operator line names the file; served again once readable', async () => {
+    const first = await world.post(request, { 'idempotency-key': 'unreadable-1' });
+    expect(first.status).toBe(200);
+    full.idempotencyRead = true;
+    operatorLog.length = 0;
+    const refused = await world.post(request, { 'idempotency-key': 'unreadable-1' });
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get('retry-after')).toBe('30');
+    expect(refused.body.error).toEqual({
+      code: 'STORAGE_UNAVAILABLE',
+      message: 'the local gateway cannot read its data folder (EACCES: permission denied): send it again once it can',
+    });
+    expect(operatorLog).toHaveLength(1);
+    expect(operatorLog[0]!.detail).toMatch(
+      new RegExp(
+        `STORAGE_UNAVAILABLE.*EACCES: permission denied, read '${world.dataDir}/idempotency/[0-9a-f]+\\.json'`,
+      ),
+    );
+    full.idempotencyRead = false;
+    const replay = await world.post(request, { 'idempotency-key': 'unreadable-1' });
+    expect(replay.status).toBe(200);
+    expect(replay.body.conversation_id).toBe(first.body.conversation_id);
   });
 });
