@@ -7,7 +7,7 @@ import type { RecoveredExecution } from '../engine/recovery.ts';
 import { parseApiKeys } from '../server/api-keys.ts';
 import { type GatewayOptions, resolveOptions } from '../server/config.ts';
 import type { RunningGateway } from '../server/gateway.ts';
-import { damagedFileMessage } from '../store/damaged-files.ts';
+import { damagedFileMessage, wrongKindMessage } from '../store/damaged-files.ts';
 import { DataDirInUseError } from '../store/data-dir-lock.ts';
 import { conversationsList, conversationsSearch, conversationsShow } from './conversations.ts';
 import { deliveriesList, deliveriesRedrive, deliveriesResend } from './deliveries.ts';
@@ -273,7 +273,7 @@ export async function main(argv: string[]): Promise<number> {
         ? e.message
         : error instanceof UnreadableFileError
           ? damagedFileMessage(error.message)
-          : `${e.name}: ${e.message}`;
+          : (wrongKindMessage(error) ?? `${e.name}: ${e.message}`);
     process.stderr.write(`webhook-gateway: ${message}\n`);
     return 1;
   }

@@ -12,10 +12,12 @@ import { withAttemptLog } from '../../functions/domain/attempt-log.ts';
 import { isConversationId } from '../../functions/domain/conversation-id.ts';
 import type { FailedDeliveryEnvelope } from '../../functions/domain/failed-delivery.ts';
 import { canonicalSource } from '../../functions/domain/source-identity.ts';
+import { UnreadableFileError } from '../../functions/shared/local-files.ts';
 import { latestRecord } from '../history/conversations.ts';
 import { heldReceivers } from '../history/endpoints.ts';
 import { operatorRefusal } from '../server/loopback.ts';
 import { type Refuse, type RouteHandler, router } from '../server/router.ts';
+import { damagedFileMessage, wrongKindMessage } from '../store/damaged-files.ts';
 import {
   type ConsoleContext,
   exportDocuments,
@@ -311,9 +313,11 @@ export function consoleRoutes(ctx: ConsoleContext): RouteHandler {
       // the JSON routes and a client gone away keep the gateway's own answer (500 INTERNAL_ERROR, or none).
       const pathname = new URL(req.url ?? '/console', 'http://local').pathname;
       if (res.headersSent || req.socket.destroyed || pathname.startsWith('/console/api/')) throw error;
-      const message = error instanceof Error ? error.message : String(error);
+      // A file of the data folder that is damaged or of the wrong kind is no bug: the file and what to do, no stack.
+      const known = error instanceof UnreadableFileError ? damagedFileMessage(error.message) : wrongKindMessage(error);
+      const message = known ?? (error instanceof Error ? error.message : String(error));
       console.error(
-        `webhook-gateway: ${req.method} ${JSON.stringify(req.url)} failed: ${(error as Error).stack ?? message}`,
+        `webhook-gateway: ${req.method} ${JSON.stringify(req.url)} failed: ${known ?? (error as Error).stack ?? message}`,
       );
       const body = errorFragment(`This page could not be built: ${message}`);
       const shell = { title: 'Error', version: '', versionSrc: '', fragmentSrc: '', body };

@@ -22,6 +22,7 @@ import {
   type ScheduleGate,
   type ScheduleLog,
 } from '../../functions/shared/redelivery.ts';
+import { wrongKindMessage } from '../store/damaged-files.ts';
 import type { ExecutionStore } from '../store/execution-store.ts';
 import type { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
 import type { LocalWorkflow } from './engine.ts';
@@ -100,6 +101,8 @@ export class LocalRedelivery {
   private readonly redeliver: Redeliver;
   private timer: NodeJS.Timeout | null = null;
   private sweeping: Promise<RedeliveryResult[]> | null = null;
+  /** The last failure of the schedule that was printed (null once a run succeeds). */
+  private lastFailure: string | null = null;
   private readonly redrives = new Set<Promise<unknown>>();
 
   /**
@@ -163,11 +166,18 @@ export class LocalRedelivery {
     this.timer = setInterval(() => {
       // A sweep still running reports its results once, when it ends: a tick does not wait on it again.
       if (this.sweeping) return;
-      this.runDue()
-        .then((results) => {
+      this.runDue().then(
+        (results) => {
+          this.lastFailure = null;
           for (const r of results) onResult?.(r);
-        })
-        .catch((error: Error) => console.error(`webhook-gateway: redelivery sweep failed: ${error.message}`));
+        },
+        (error: Error) => {
+          // Said once, not at every tick, until it changes or a run succeeds.
+          const line = `webhook-gateway: redelivery sweep failed: ${wrongKindMessage(error) ?? error.message}`;
+          if (line !== this.lastFailure) console.error(line);
+          this.lastFailure = line;
+        },
+      );
     }, pollMs);
     this.timer.unref();
   }
@@ -175,7 +185,7 @@ export class LocalRedelivery {
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
-    await this.sweeping;
+    await this.sweeping?.catch(() => undefined); // a run that failed said so (start)
     await Promise.allSettled([...this.redrives]);
   }
 }

@@ -21,7 +21,7 @@ import { type RecoveredExecution, recoverInterrupted } from '../engine/recovery.
 import { LocalRedelivery } from '../engine/redelivery.ts';
 import { loadStageHandlers, localWorkflow } from '../engine/workflows.ts';
 import { endpointViews } from '../history/endpoints.ts';
-import { damagedFileMessage } from '../store/damaged-files.ts';
+import { damagedFileMessage, wrongKindMessage } from '../store/damaged-files.ts';
 import { lockDataDir } from '../store/data-dir-lock.ts';
 import { dataDirModeWarning, ownerOnlyDataDir } from '../store/data-dir-mode.ts';
 import { deliverySecretsFileOf, localDeliverySecrets } from '../store/delivery-secrets.ts';
@@ -138,7 +138,8 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
         const what = `${req.method} ${JSON.stringify(req.url)} failed`;
         const storage = storageFailureOf(error);
         // A damaged file of the data folder is no bug: its line names the file and what to do, without a stack.
-        const damaged = error instanceof UnreadableFileError ? damagedFileMessage(error.message) : null;
+        const damaged =
+          error instanceof UnreadableFileError ? damagedFileMessage(error.message) : wrongKindMessage(error);
         if (storage) console.error(storageFailureLine(options.dataDir, storage, what));
         else if (damaged) console.error(`webhook-gateway: ${what}: ${damaged}`);
         else console.error(`webhook-gateway: ${what}: ${error.stack ?? error.message}`);
@@ -293,7 +294,9 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
       const swept = await sweepLocalHistory(retention, options.historyDays, new Date());
       if (Object.values(swept).some((n) => n > 0)) options.onSweep?.(swept);
     } catch (error) {
-      console.error(`webhook-gateway: the local history sweep failed: ${(error as Error).message}`);
+      console.error(
+        `webhook-gateway: the local history sweep failed: ${wrongKindMessage(error) ?? (error as Error).message}`,
+      );
     }
   };
   let sweeping = sweep();

@@ -1,3 +1,4 @@
+import { statSync } from 'node:fs';
 import path from 'node:path';
 
 /**
@@ -33,4 +34,33 @@ export function damagedFileMessage(message: string): string {
   const file = fileOfUnreadable(message);
   const kind = file === null ? null : damagedFileKind(file);
   return `${message}: ${kind === null ? 'mend it or delete it (docs/operations.md, "After a crash")' : ADVICE[kind]}`;
+}
+
+/** The first entry on the way to `file` that is there but is no folder (stat: a link to a folder is one), or null. */
+function fileInTheWay(file: string): string | null {
+  const parts = path.resolve(file).split(path.sep);
+  for (let i = 2; i <= parts.length; i++) {
+    const entry = parts.slice(0, i).join(path.sep);
+    try {
+      if (!statSync(entry).isDirectory()) return entry;
+    } catch {
+      return null;
+    }
+  }
+  return null;
+}
+
+/**
+ * A path of the data folder that is not the kind the gateway keeps there (a file where it keeps a folder: ENOTDIR;
+ * a folder where it keeps a file: EISDIR), said with the entry in the way and what to do; null for any other error.
+ */
+export function wrongKindMessage(error: unknown): string | null {
+  const { code, path: file, message } = (error ?? {}) as NodeJS.ErrnoException;
+  if (code === 'ENOTDIR' && typeof file === 'string') {
+    const entry = fileInTheWay(file) ?? file;
+    return `${entry} is a file where the gateway keeps a folder (${message}): move it aside or delete it (a restart of the gateway makes the folder again)`;
+  }
+  if (code === 'EISDIR')
+    return `${typeof file === 'string' ? file : 'a file of the data folder'} is a folder where the gateway keeps a file (${message}): move it aside or delete it`;
+  return null;
 }

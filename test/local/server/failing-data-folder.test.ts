@@ -77,7 +77,7 @@ afterAll(async () => {
 const request = { query: 'What are the top deals?', source_system: 'crm', source_process: 'sync' };
 
 describe('a data folder that fails while the gateway runs', () => {
-  it('a failure after the body was read is answered 500 INTERNAL_ERROR (its stack on the console), not left hanging', async () => {
+  it('a journal folder that became a file (once the body was read): 500 STATE_UNREADABLE, not left hanging, and one line naming the file in the way (no stack)', async () => {
     const journal = path.join(world.dataDir, 'journal');
     // The journal's next segment cannot be made: its folder is now a file (ENOTDIR), once the body has been read.
     await rm(journal, { recursive: true, force: true });
@@ -91,9 +91,17 @@ describe('a data folder that fails while the gateway runs', () => {
         signal: AbortSignal.timeout(5_000),
       });
       expect(answer.status).toBe(500);
-      expect(((await answer.json()) as { error: { code: string } }).error.code).toBe('INTERNAL_ERROR');
+      const body = (await answer.json()) as { error: { code: string; message: string } };
+      expect(body.error.code).toBe('STATE_UNREADABLE');
+      // The local operator (this loopback caller) is told which file and what to do.
+      expect(body.error.message).toContain(`${journal} is a file where the gateway keeps a folder`);
       expect(printed).toHaveBeenCalledTimes(1);
-      expect(String(printed.mock.calls[0]![0])).toMatch(/POST "\/webhook" failed: .*ENOTDIR/);
+      const line = String(printed.mock.calls[0]![0]);
+      expect(line).toContain(
+        `POST "/webhook" failed: ${journal} is a file where the gateway keeps a folder (ENOTDIR: not a directory, open '${journal}${path.sep}`,
+      );
+      expect(line).toContain('move it aside or delete it');
+      expect(line).not.toContain('    at ');
     } finally {
       printed.mockRestore();
       await rm(journal, { force: true });

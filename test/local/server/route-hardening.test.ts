@@ -190,8 +190,11 @@ describe('a route that fails after reading the request answers 500, never leaves
         new Promise<{ status: 'no answer' }>((resolve) => setTimeout(() => resolve({ status: 'no answer' }), 3_000)),
       ]);
       expect(res.status).toBe(500);
-      expect(JSON.parse((res as { body: string }).body).error.code).toBe('INTERNAL_ERROR');
-      expect(printed).toHaveBeenCalledWith(expect.stringMatching(/POST "\/local\/receiver\/deal_analysis" failed/));
+      // Its folder is a file: said so, naming it (the local operator's request), not an internal error.
+      expect(JSON.parse((res as { body: string }).body).error.code).toBe('STATE_UNREADABLE');
+      expect(printed).toHaveBeenCalledWith(
+        `webhook-gateway: POST "/local/receiver/deal_analysis" failed: ${folder} is a file where the gateway keeps a folder (ENOTDIR: not a directory, open '${folder}${path.sep}deal_analysis.jsonl'): move it aside or delete it (a restart of the gateway makes the folder again)`,
+      );
     } finally {
       printed.mockRestore();
       await rm(folder, { force: true });
