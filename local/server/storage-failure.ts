@@ -1,5 +1,5 @@
 import { errorBody } from '../../functions/domain/gateway-contract.ts';
-import { damagedFileKind, damagedFileMessage, fileOfUnreadable } from '../store/damaged-files.ts';
+import { damagedFileKind, damagedFileMessage, fileOfUnreadable, wrongKindInCause } from '../store/damaged-files.ts';
 
 /**
  * The local gateway's data folder refusing a write, or a read (docs/contract.md#errors, `STORAGE_UNAVAILABLE`): full,
@@ -85,11 +85,11 @@ export function storageFailureLine(dataDir: string, failure: StorageFailure, wha
 
 /**
  * A workflow that failed on a file of the data folder that is not what it should hold (UnreadableFileError, whose
- * message — the failure's cause — names it): the operator's line, the message with what to do about that file; or
- * null.
+ * message — the failure's cause — names it), or on a file where a folder should be (ENOTDIR) or the other way round:
+ * the operator's line, the message with what to do about that file; or null.
  */
 export function damagedFileInCause(error: string | undefined, cause: string | undefined): string | null {
-  return error === 'UnreadableFileError' && cause ? damagedFileMessage(cause) : null;
+  return error === 'UnreadableFileError' && cause ? damagedFileMessage(cause) : wrongKindInCause(error, cause);
 }
 
 /** What a damaged file of each kind (damaged-files.ts) means to the request that needed it. */

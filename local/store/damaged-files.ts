@@ -51,16 +51,26 @@ function fileInTheWay(file: string): string | null {
 }
 
 /**
- * A path of the data folder that is not the kind the gateway keeps there (a file where it keeps a folder: ENOTDIR;
- * a folder where it keeps a file: EISDIR), said with the entry in the way and what to do; null for any other error.
+ * A path of the data folder that is not the kind the gateway keeps there (a file where it keeps a folder: ENOTDIR,
+ * or EEXIST making it; a folder where it keeps a file: EISDIR), said with the entry in the way and what to do; null for any other error.
  */
 export function wrongKindMessage(error: unknown): string | null {
-  const { code, path: file, message } = (error ?? {}) as NodeJS.ErrnoException;
-  if (code === 'ENOTDIR' && typeof file === 'string') {
+  const { code, path: file, message, syscall } = (error ?? {}) as NodeJS.ErrnoException;
+  // A folder made (recursively) where a file is: EEXIST.
+  if ((code === 'ENOTDIR' || (code === 'EEXIST' && syscall === 'mkdir')) && typeof file === 'string') {
     const entry = fileInTheWay(file) ?? file;
     return `${entry} is a file where the gateway keeps a folder (${message}): move it aside or delete it (a restart of the gateway makes the folder again)`;
   }
   if (code === 'EISDIR')
     return `${typeof file === 'string' ? file : 'a file of the data folder'} is a folder where the gateway keeps a file (${message}): move it aside or delete it`;
   return null;
+}
+
+/**
+ * A workflow that failed on such an error in a handler (the cause of its `Error` failure is Node's message:
+ * `ENOTDIR: not a directory, open '<file>'`): the same message, or null.
+ */
+export function wrongKindInCause(error: string | undefined, cause: string | undefined): string | null {
+  const m = error === 'Error' && cause ? /^(ENOTDIR|EISDIR|EEXIST): .*, ([a-z]+) '([^']+)'/.exec(cause) : null;
+  return m ? wrongKindMessage({ code: m[1], syscall: m[2], path: m[3], message: cause }) : null;
 }

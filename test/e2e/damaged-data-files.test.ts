@@ -65,6 +65,29 @@ describe('a damaged idempotency record: never a second conversation', () => {
   );
 });
 
+describe('a store folder that is a file', () => {
+  it('the idempotency folder: a request with a key is refused 500 STATE_UNREADABLE, runs nothing, and the operator line names it and what to do', async () => {
+    const folder = path.join(world.dataDir, 'idempotency');
+    await rm(folder, { recursive: true, force: true });
+    await writeFile(folder, 'not a folder');
+    try {
+      const refused = await world.post(SEED_REQUEST, { 'idempotency-key': key() });
+      expect(refused.status).toBe(500);
+      expect(refused.body.error.code).toBe('STATE_UNREADABLE');
+      expect(refused.body.error.message).not.toContain(world.dataDir);
+      expect(world.agent.invocations).toHaveLength(0);
+      expect(operatorLog).toHaveLength(1);
+      expect(operatorLog[0]!.detail).toContain(
+        `STATE_UNREADABLE: ${folder} is a file where the gateway keeps a folder`,
+      );
+      expect(operatorLog[0]!.detail).toContain('move it aside or delete it');
+    } finally {
+      await rm(folder, { force: true });
+    }
+    expect((await world.post(SEED_REQUEST, { 'idempotency-key': key() })).status).toBe(200);
+  });
+});
+
 describe('a damaged status record: GET /conversations/{id} says so, never 404', () => {
   const statusUrl = (id: string) => `${world.gateway.url}/conversations/${id}?source_system=testing_system`;
   const statusFile = (id: string) => path.join(world.dataDir, 'status', `${id}.json`);
