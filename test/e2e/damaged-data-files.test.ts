@@ -1,4 +1,4 @@
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { idempotencyPk } from '../../functions/domain/idempotency.ts';
@@ -148,7 +148,7 @@ describe('a damaged status record: GET /conversations/{id} says so, never 404', 
 describe('a damaged receiver file: nothing is delivered while what it held is unknown (it may be a pause)', () => {
   const deliveries = () => new FileEndpointStore(path.join(world.dataDir, 'deliveries'));
 
-  it.each([...DAMAGED, ['a folder', null] as [string, null]])(
+  it.each([...DAMAGED, ['a folder', null] as [string, null], ['a link to a missing file', 'link'] as [string, string]])(
     'deal_analysis paused, then its file %s: no POST, queued naming the file; deleted, a redrive delivers it',
     async (_what, damaged) => {
       const store = deliveries();
@@ -157,6 +157,9 @@ describe('a damaged receiver file: nothing is delivered while what it held is un
       if (damaged === null) {
         await rm(file);
         await mkdir(file);
+      } else if (damaged === 'link') {
+        await rm(file);
+        await symlink(path.join(world.dataDir, 'moved-away.json'), file);
       } else await writeFile(file, damaged);
 
       const res = await world.post(SEED_REQUEST);
