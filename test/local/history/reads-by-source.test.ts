@@ -1,7 +1,6 @@
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { runMain } from '../../support/cli.ts';
 import { startWorld, type TestWorld } from '../../support/gateway.ts';
+import { historiesRead as historiesReadFrom, listedIds } from '../../support/history-reads.ts';
 
 /** Every file the stores read as JSON, by path: which execution histories a listing reads. */
 const reads = vi.hoisted(() => [] as string[]);
@@ -40,21 +39,9 @@ afterAll(async () => {
 });
 
 /** The conversations whose histories were read since `reads` was emptied. */
-const historiesRead = () =>
-  [
-    ...new Set(
-      reads
-        .filter((f) => path.dirname(path.dirname(f)) === path.join(world.dataDir, 'executions'))
-        .map((f) => path.basename(path.dirname(f))),
-    ),
-  ].sort();
+const historiesRead = () => historiesReadFrom(reads, world.dataDir);
 
-const list = async (...args: string[]) => {
-  reads.length = 0;
-  const run = await runMain(['conversations', 'list', '--json', ...args], { LOCAL_DATA_DIR: world.dataDir });
-  expect(run.code, run.stderr).toBe(0);
-  return (JSON.parse(run.stdout) as { conversation_id: string }[]).map((r) => r.conversation_id).sort();
-};
+const list = (...args: string[]) => listedIds(reads, world.dataDir, ...args);
 
 describe('reading by source', () => {
   it('conversations list --source reads no history of another source', async () => {

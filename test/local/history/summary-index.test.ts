@@ -2,8 +2,9 @@ import { readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ExecutionStore } from '../../../local/store/execution-store.ts';
-import { runMain, until } from '../../support/cli.ts';
+import { until } from '../../support/cli.ts';
 import { startWorld, type TestWorld } from '../../support/gateway.ts';
+import { historiesRead as historiesReadFrom, listedIds } from '../../support/history-reads.ts';
 
 /** Every file the stores read as JSON, by path: which execution histories a listing reads. */
 const reads = vi.hoisted(() => [] as string[]);
@@ -56,21 +57,9 @@ afterAll(async () => {
 });
 
 /** The conversations whose histories were read since `reads` was emptied. */
-const historiesRead = () =>
-  [
-    ...new Set(
-      reads
-        .filter((f) => path.dirname(path.dirname(f)) === path.join(world.dataDir, 'executions'))
-        .map((f) => path.basename(path.dirname(f))),
-    ),
-  ].sort();
+const historiesRead = () => historiesReadFrom(reads, world.dataDir);
 
-const list = async (...args: string[]) => {
-  reads.length = 0;
-  const run = await runMain(['conversations', 'list', '--json', ...args], { LOCAL_DATA_DIR: world.dataDir });
-  expect(run.code, run.stderr).toBe(0);
-  return (JSON.parse(run.stdout) as { conversation_id: string }[]).map((r) => r.conversation_id).sort();
-};
+const list = (...args: string[]) => listedIds(reads, world.dataDir, ...args);
 
 describe('the summary index', () => {
   it('a filter reads in full only the conversations that match, once the index knows them', async () => {
