@@ -373,12 +373,15 @@ describe("each function's bundle, split in chunks", () => {
       export: 319,
       // +0.5 KB: the local status files' adapter (bundled with its store) gained what recovery needs of it.
       'conversation-status': 68,
-      'redelivery-scheduler': 392,
+      // +0.7 KB: the schedule holds a damaged local receiver file's deliveries and skips a held type unread.
+      'redelivery-scheduler': 393,
     };
+    const over: Record<string, string> = {};
     for (const fn of FUNCTION_DIRS) {
       const bytes = initPath(dirOf(fn), traced(fn)).reduce((n, f) => n + statSync(path.join(dirOf(fn), f)).size, 0);
-      expect(bytes / 1024, fn).toBeLessThanOrEqual(MAX_KB[fn]);
+      if (bytes / 1024 > MAX_KB[fn]) over[fn] = `${(bytes / 1024).toFixed(1)} KB > ${MAX_KB[fn]}`;
     }
+    expect(over).toEqual({}); // every function over its bound at once
   });
 
   it('leaves the Tracer (the X-Ray SDK) out of the untraced stages, in every file', () => {
