@@ -32,7 +32,7 @@ export class ExecutionStore {
 
   /**
    * Every execution of one conversation (the original and each redelivery), oldest first. A damaged file (not JSON,
-   * or JSON that is not an execution's history) is left out (and reported to `onUnreadable`): one damaged history costs that execution, not every listing.
+   * JSON that is not an execution's history, or a folder in its place) is left out (and reported to `onUnreadable`): one damaged history costs that execution, not every listing.
    */
   async executions(conversationId: string): Promise<ExecutionRecord[]> {
     if (!isConversationId(conversationId)) return [];
@@ -41,8 +41,12 @@ export class ExecutionStore {
     const records = await Promise.all(
       names.map((n) =>
         historyIn(path.join(folder, n)).catch((error: Error) => {
-          if (!(error instanceof SyntaxError)) throw error;
-          this.onUnreadable(path.join(folder, n), error.message);
+          const file = path.join(folder, n);
+          // A folder in a history's place (made by hand, another tool) costs that execution too, not the listing.
+          if ((error as NodeJS.ErrnoException).code === 'EISDIR')
+            this.onUnreadable(file, 'it is a folder, not a file (EISDIR)');
+          else if (error instanceof SyntaxError) this.onUnreadable(file, error.message);
+          else throw error;
           return null;
         }),
       ),

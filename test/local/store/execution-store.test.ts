@@ -41,4 +41,16 @@ describe('a damaged execution history is left out and named, never a crash of th
     expect((await store.executions(ID)).map((r) => r.execution_name)).toEqual(['req-1']);
     expect(unreadable).toEqual([damaged]);
   });
+
+  it('a folder where a history file belongs: the other executions are read, onUnreadable names it', async () => {
+    const unreadable: string[] = [];
+    const store = new ExecutionStore(dataDir, {
+      onUnreadable: (file, reason) => unreadable.push(`${file}: ${reason}`),
+    });
+    await store.save(ID, RECORD);
+    const folder = path.join(dataDir, 'executions', ID, '20261202T113903000Z_req-2.json');
+    await mkdir(folder);
+    expect((await store.executions(ID)).map((r) => r.execution_name)).toEqual(['req-1']);
+    expect(unreadable).toEqual([`${folder}: it is a folder, not a file (EISDIR)`]);
+  });
 });
