@@ -2,6 +2,7 @@ import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { expect } from 'vitest';
 import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
 import { DELIVERY_URL_VARIABLES } from '../../functions/domain/delivery.ts';
 import type { JournalEntry } from '../../local/engine/journal.ts';
@@ -151,6 +152,22 @@ export const SEED_REQUEST = {
   source_process: 'phase3_validation',
   timestamp: '2025-08-13T10:30:45Z',
 };
+
+/**
+ * `count` conversations whose delivery is owed: the deal_analysis receiver paused (every delivery held, queued in the
+ * failed-delivery store), then SEED_REQUEST posted `count` times. Their ids, oldest first.
+ */
+export async function queueOwedDeliveries(world: TestWorld, count: number): Promise<string[]> {
+  const paused = await fetch(`${world.gateway.url}/local/endpoints/deal_analysis/pause`, { method: 'POST' });
+  expect(paused.status).toBe(200);
+  const ids: string[] = [];
+  for (let n = 0; n < count; n++) {
+    const answer = await world.post(SEED_REQUEST);
+    expect(answer.body.tracking.delivery_status).toBe('queued');
+    ids.push(answer.body.conversation_id);
+  }
+  return ids;
+}
 
 /** One execution's lines of the world's crash journal (local/engine/journal.ts), in the order they were written. */
 export async function journalOf(world: TestWorld, execution: string): Promise<JournalEntry[]> {

@@ -1,19 +1,12 @@
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
+import { queueOwedDeliveries, startWorld, type TestWorld } from '../../support/gateway.ts';
 
 /** Every file the stores read as JSON, by path: which envelopes a console request reads. */
 const reads = vi.hoisted(() => [] as string[]);
-vi.mock(import('../../../local/store/json-files.ts'), async (original) => {
-  const actual = await original();
-  return {
-    ...actual,
-    readJson: ((file: string) => {
-      reads.push(file);
-      return actual.readJson(file);
-    }) as typeof actual.readJson,
-  };
-});
+vi.mock(import('../../../local/store/json-files.ts'), async (original) =>
+  (await import('../../support/read-recorder.ts')).recordReads(reads, await original()),
+);
 
 /**
  * `GET /console/api/conversations` answers the newest `limit` conversations and owed deliveries (100 by default,
@@ -27,13 +20,7 @@ const owed: string[] = [];
 
 beforeAll(async () => {
   world = await startWorld();
-  const paused = await fetch(`${world.gateway.url}/local/endpoints/deal_analysis/pause`, { method: 'POST' });
-  expect(paused.status).toBe(200);
-  for (let n = 0; n < OWED; n++) {
-    const answer = await world.post(SEED_REQUEST);
-    expect(answer.body.tracking.delivery_status).toBe('queued');
-    owed.unshift(answer.body.conversation_id);
-  }
+  owed.push(...(await queueOwedDeliveries(world, OWED)).toReversed()); // newest first
 });
 afterAll(async () => {
   await world?.close();

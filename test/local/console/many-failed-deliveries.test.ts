@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Browser, CHROMIUM, launchBrowser, skipBrowser } from '../../support/browser.ts';
-import { SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
+import { queueOwedDeliveries, startWorld, type TestWorld } from '../../support/gateway.ts';
 
 /**
  * The console's list page with more deliveries owed than it lists (100): the newest 100 of them, their number, and
@@ -14,14 +14,7 @@ const owed: string[] = [];
 
 beforeAll(async () => {
   world = await startWorld();
-  // A paused receiver: every conversation's delivery is held (queued) in the failed-delivery store.
-  const paused = await fetch(`${world.gateway.url}/local/endpoints/deal_analysis/pause`, { method: 'POST' });
-  expect(paused.status).toBe(200);
-  for (let n = 0; n < OWED; n++) {
-    const answer = await world.post(SEED_REQUEST);
-    expect(answer.body.tracking.delivery_status).toBe('queued');
-    owed.push(answer.body.conversation_id);
-  }
+  owed.push(...(await queueOwedDeliveries(world, OWED)));
 });
 afterAll(async () => {
   await world?.close();

@@ -4,16 +4,9 @@ import { historiesRead as historiesReadFrom, listedIds } from '../../support/his
 
 /** Every file the stores read as JSON, by path: which execution histories a listing reads. */
 const reads = vi.hoisted(() => [] as string[]);
-vi.mock(import('../../../local/store/json-files.ts'), async (original) => {
-  const actual = await original();
-  return {
-    ...actual,
-    readJson: ((file: string) => {
-      reads.push(file);
-      return actual.readJson(file);
-    }) as typeof actual.readJson,
-  };
-});
+vi.mock(import('../../../local/store/json-files.ts'), async (original) =>
+  (await import('../../support/read-recorder.ts')).recordReads(reads, await original()),
+);
 
 /**
  * `conversations list --source` and the console's thread page read the histories of that source's conversations
