@@ -7,13 +7,14 @@ import {
   type PolicyViolation,
   Stack,
 } from 'aws-cdk-lib';
+import { checkLambdaEnvironments } from './lambda-environment.ts';
 import { checkNames } from './name-limits.ts';
 import { ResourceSpecification } from './resource-specification.ts';
 import { checkStateMachineDefinitions } from './state-machine-definitions.ts';
 
 /** Everything wrong with one synthesized template, as one list of rule, resource and message. */
 export interface TemplateFinding {
-  rule: 'resource-specification' | 'name-limits' | 'state-machine-definition';
+  rule: 'resource-specification' | 'name-limits' | 'state-machine-definition' | 'lambda-environment';
   logicalId: string;
   message: string;
 }
@@ -45,6 +46,11 @@ export function checkTemplate(template: Record<string, unknown>, stackName: stri
       logicalId: f.logicalId,
       message: f.message,
     })),
+    ...checkLambdaEnvironments(template as never, stackName).map((f) => ({
+      rule: 'lambda-environment' as const,
+      logicalId: f.logicalId,
+      message: `AWS::Lambda::Function Environment: ${f.message}`,
+    })),
   ];
 }
 
@@ -54,7 +60,7 @@ export function checkTemplate(template: Record<string, unknown>, stackName: stri
  */
 export class TemplateChecks implements IPolicyValidationPlugin {
   readonly name = 'webhook-gateway template checks';
-  readonly ruleIds = ['resource-specification', 'name-limits', 'state-machine-definition'];
+  readonly ruleIds = ['resource-specification', 'name-limits', 'state-machine-definition', 'lambda-environment'];
 
   validate(context: IPolicyValidationContext): PolicyValidationPluginReport {
     const stacks = context.appConstruct.node.findAll().filter((c): c is Stack => Stack.isStack(c));

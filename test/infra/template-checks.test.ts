@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { analyticsWorkGroupName } from '../../infra/constructs/conversation-analytics.ts';
+import { environmentBytes, LAMBDA_ENVIRONMENT_LIMIT } from '../../infra/template-checks/lambda-environment.ts';
 import { checkNames } from '../../infra/template-checks/name-limits.ts';
 import { checkTemplate, resourceSpecification } from '../../infra/template-checks/plugin.ts';
 import { CDK_METADATA_TYPE } from '../../infra/template-checks/resource-specification.ts';
@@ -10,6 +11,8 @@ type Template = { Resources: Record<string, { Type: string; Properties?: Record<
 
 /** The longest stack name CloudFormation accepts (128 characters): every name the stack derives from it must fit. */
 const LONGEST_STACK_NAME = `W${'x'.repeat(127)}`;
+
+const templateOf = (s: Synthesized) => s.template.toJSON() as Template;
 
 describe('the synthesized stack against AWS resource model, naming limits and deployed definitions', () => {
   let all: Synthesized;
@@ -28,7 +31,6 @@ describe('the synthesized stack against AWS resource model, naming limits and de
     all.cleanup();
     longName.cleanup();
   });
-  const templateOf = (s: Synthesized) => s.template.toJSON() as Template;
 
   it('has zero findings with every optional resource switched on', () => {
     expect(checkTemplate(templateOf(all), all.stack.stackName)).toEqual([]);
@@ -160,5 +162,93 @@ describe('the synthesized stack against AWS resource model, naming limits and de
         'substitution Unused is not used by the definition',
       ]),
     );
+  });
+});
+
+/** `count` sources whose names are `length` characters, each with a rate limit (an API key and usage plan each). */
+function manySources(count: number, length: number): Record<string, { rateLimit: number; burstLimit: number }> {
+  const sources: Record<string, { rateLimit: number; burstLimit: number }> = {};
+  for (let i = 0; i < count; i++)
+    sources[`s${String(i).padStart(3, '0')}${'x'.repeat(length - 4)}`] = { rateLimit: 1, burstLimit: 1 };
+  return sources;
+}
+
+describe("Lambda's 4 KB of environment variables, as CloudFormation fills them in (docs/deploy.md)", () => {
+  const environments = (s: Synthesized) => {
+    const template = s.template.toJSON() as Template;
+    return Object.fromEntries(
+      Object.entries(template.Resources)
+        .filter(([, r]) => r.Type === 'AWS::Lambda::Function')
+        .map(([id, r]) => [
+          id,
+          environmentBytes(r.Properties!.Environment.Variables, template as never, s.stack.stackName),
+        ]),
+    );
+  };
+
+  it('bounds every function of the longest stack name with every feature on, with room to spare', () => {
+    const longName = synthesize({
+      context: { ...DELIVERY_URL_CONTEXT, ...OPTIONAL_FEATURES_CONTEXT, apiLogging: true },
+      stackName: LONGEST_STACK_NAME,
+    });
+    try {
+      const sizes = environments(longName);
+      expect(Object.keys(sizes)).toHaveLength(6);
+      for (const [id, size] of Object.entries(sizes)) {
+        expect(size, id).toEqual({ bytes: expect.any(Number) });
+        expect((size as { bytes: number }).bytes, id).toBeLessThan(LAMBDA_ENVIRONMENT_LIMIT / 2);
+      }
+      expect(checkTemplate(templateOf(longName), longName.stack.stackName)).toEqual([]);
+    } finally {
+      longName.cleanup();
+    }
+  });
+
+  it('refuses, at synth, more sources than the key-to-source map of Validate and the status route can carry', () => {
+    // Each source adds its API key's id and its name to SOURCE_API_KEY_IDS: 48 of 64 characters are over 4 KB for both.
+    const many = synthesize({ context: { ...DELIVERY_URL_CONTEXT, sourceRateLimits: manySources(48, 64) } });
+    try {
+      const findings = checkTemplate(templateOf(many), many.stack.stackName).filter(
+        (f) => f.rule === 'lambda-environment',
+      );
+      expect(findings.map((f) => f.logicalId).sort()).toEqual([
+        expect.stringMatching(/^FunctionsConversationStatus/),
+        expect.stringMatching(/^FunctionsValidate/),
+      ]);
+      for (const finding of findings)
+        expect(finding.message).toMatch(
+          /can take \d{4} bytes once deployed, over Lambda's 4096 \(the largest: SOURCE_API_KEY_IDS, one entry per source of sourceRateLimits\)/,
+        );
+    } finally {
+      many.cleanup();
+    }
+  });
+
+  it('counts a generated name at its longest: the stack name, the logical id and the suffix CloudFormation adds', () => {
+    const template = {
+      Resources: {
+        Table: { Type: 'AWS::DynamoDB::Table' },
+        Secret: { Type: 'AWS::SecretsManager::Secret' },
+        Key: { Type: 'AWS::ApiGateway::ApiKey' },
+        Topic: { Type: 'AWS::SNS::Topic' },
+      },
+      Parameters: { Url: { Type: 'AWS::SSM::Parameter::Value<String>' } },
+    };
+    // As deployed: `<stack>-Table-<13>`, the secret's ARN in aws-us-gov, a 10-character key id.
+    const table = `Gateway-Table-${'A'.repeat(13)}`;
+    const secret = `arn:aws-us-gov:secretsmanager:us-gov-west-1:123456789012:secret:Secret-${'a'.repeat(12)}-${'b'.repeat(6)}`;
+    const deployed = JSON.stringify({ T: table, S: secret, K: 'a1b2c3d4e5' }).length;
+    const bound = environmentBytes(
+      { T: { Ref: 'Table' }, S: { Ref: 'Secret' }, K: { Ref: 'Key' } },
+      template,
+      'Gateway',
+    );
+    expect(bound).toEqual({ bytes: expect.any(Number) });
+    expect((bound as { bytes: number }).bytes).toBeGreaterThanOrEqual(deployed);
+    // A value it cannot bound is a finding, not a guess; an SSM parameter's value is the operator's to size.
+    expect(environmentBytes({ T: { Ref: 'Topic' } }, template, 'Gateway')).toEqual({
+      unbounded: 'T: {"Ref":"Topic"}',
+    });
+    expect(environmentBytes({ U: { Ref: 'Url' } }, template, 'Gateway')).toEqual({ bytes: '{"U":""}'.length });
   });
 });
