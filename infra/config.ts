@@ -291,8 +291,13 @@ export function resolveConfig(node: Node, overrides: Partial<GatewayConfig> = {}
     const key = DELIVERY_URL_CONTEXT_KEYS[type];
     const url = overrides.deliveryUrls?.[type] ?? text(key, node.tryGetContext(key), d.deliveryUrls[type]);
     // Deliver refuses such a URL on every attempt (functions/domain/delivery.ts): refuse it here, before a deploy.
+    const parameter = ssmParameterName(url);
     const problem =
-      url === 'ssm:' ? 'ssm: needs a parameter name' : url && !ssmParameterName(url) && unsafeDeliveryUrl(url);
+      url === 'ssm:'
+        ? 'ssm: needs a parameter name'
+        : parameter !== null
+          ? unusableParameterName(parameter)
+          : url && unsafeDeliveryUrl(url);
     if (problem) throw new ConfigError(`context ${key}: ${problem}`);
     deliveryUrls[type] = url;
   }
@@ -501,6 +506,24 @@ function editDistance(a: string, b: string): number {
 /** Context keys of the webhook types without a delivery URL (neither a URL nor an `ssm:` parameter). */
 export function missingDeliveryUrlKeys(config: GatewayConfig): string[] {
   return WEBHOOK_TYPES.filter((type) => !config.deliveryUrls[type]).map((type) => DELIVERY_URL_CONTEXT_KEYS[type]);
+}
+
+/**
+ * Why CloudFormation could not read `name` from Parameter Store, or null: SSM's naming rules (docs/deploy.md,
+ * "Configuration": a name of letters, digits, `_ . -`, a hierarchy of `/`-separated levels that starts with `/`, at
+ * most 15 levels and 1011 characters). Such a name would stop the deploy at CloudFormation's first read of it.
+ */
+function unusableParameterName(name: string): string | null {
+  const reason = !/^\/?[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/.test(name)
+    ? 'letters, digits and _ . - only, levels separated by single /'
+    : name.includes('/') && !name.startsWith('/')
+      ? 'a name with levels starts with /'
+      : name.split('/').filter(Boolean).length > 15
+        ? 'at most 15 levels'
+        : name.length > 1011
+          ? 'at most 1011 characters'
+          : null;
+  return reason && `ssm:${name} is not an SSM parameter name (${reason})`;
 }
 
 /** `ssm:/name` → the SSM parameter name; anything else → null (a literal URL). */

@@ -115,6 +115,27 @@ describe('resolveConfig', () => {
       /^context leadAnalysisWebhookUrl: delivery URLs must not carry credentials$/,
     );
     expect(() => resolve({ dataAnalysisWebhookUrl: 'ssm:' })).toThrow(/^context dataAnalysisWebhookUrl: ssm: needs/);
+    // A name Parameter Store cannot have (docs/deploy.md): CloudFormation would stop the deploy reading it.
+    expect(() => resolve({ dealAnalysisWebhookUrl: 'ssm:gw/deal' })).toThrow(
+      new ConfigError(
+        'context dealAnalysisWebhookUrl: ssm:gw/deal is not an SSM parameter name (a name with levels starts with /)',
+      ),
+    );
+    for (const name of ['my param', '/gw/de*al', '/gw//deal', '/gw/deal/', 'https://receiver.example.com/deal'])
+      expect(() => resolve({ generalWebhookUrl: `ssm:${name}` }), name).toThrow(
+        `context generalWebhookUrl: ssm:${name} is not an SSM parameter name (letters, digits and _ . - only, levels separated by single /)`,
+      );
+    expect(() => resolve({ leadAnalysisWebhookUrl: `ssm:${'/l'.repeat(16)}` })).toThrow(/\(at most 15 levels\)$/);
+    expect(() => resolve({ leadAnalysisWebhookUrl: `ssm:/${'p'.repeat(1011)}` })).toThrow(
+      /\(at most 1011 characters\)$/,
+    );
+    expect(
+      resolve({
+        dealAnalysisWebhookUrl: 'ssm:deal-url',
+        dataAnalysisWebhookUrl: `ssm:${'/l'.repeat(15)}`,
+        leadAnalysisWebhookUrl: 'ssm:/Rev.Ops/webhooks_2/lead-analysis',
+      }).deliveryUrls,
+    ).toMatchObject({ deal_analysis: 'ssm:deal-url', lead_analysis: 'ssm:/Rev.Ops/webhooks_2/lead-analysis' });
     expect(
       resolve({ dealAnalysisWebhookUrl: 'https://receiver.example.com/deal', generalWebhookUrl: 'ssm:/gw/general' })
         .deliveryUrls,
