@@ -40,9 +40,11 @@ export interface FailedDeliveryEnvelope {
   /**
    * Why the envelope is dead: a permanent answer, the exhausted schedule, MAX_FAILED_RUNS redelivery runs in a row
    * that failed or could not be started (runs_failed), or, last, an operator's redrive of it that failed with a
-   * retryable error (redrive_failed; a permanent answer to a redrive is `permanent`).
+   * retryable error (redrive_failed; a permanent answer to a redrive is `permanent`). On AWS, an envelope the queue's
+   * redrive policy moved to the dead-letter queue still says `pending`: the commands that read it there show it dead
+   * (receive_limit).
    */
-  dead_reason?: 'permanent' | 'exhausted' | 'runs_failed' | 'redrive_failed';
+  dead_reason?: 'permanent' | 'exhausted' | 'runs_failed' | 'redrive_failed' | 'receive_limit';
   /** Redelivery runs of the schedule in a row that failed or could not be started (absent: none since the last that ran). */
   failed_runs?: number;
 }

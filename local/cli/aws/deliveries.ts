@@ -93,9 +93,15 @@ async function scanDeadLetters(queue: SqsFailedDeliveryQueue, holdSeconds: numbe
 type Out = (line: string) => void;
 const stdout: Out = (line) => process.stdout.write(`${line}\n`);
 
-/** A dead-letter message whose envelope is not dead was moved there by the queue's redrive policy. */
-function dlqState(e: FailedDeliveryEnvelope): string {
-  return e.state === 'pending' ? stateLabel(e, 'dead (receive limit)') : stateLabel(e);
+/**
+ * Taken from the dead-letter queue, an envelope is dead whatever it says: one that still says `pending` was moved
+ * there by the queue's redrive policy (receive_limit). The list (table and --json), the plan of a redrive and a
+ * failed redrive's export all show it so, in the local store's states (docs/deploy.md#failed-deliveries-on-aws).
+ */
+function asDeadLettered(e: FailedDeliveryEnvelope): FailedDeliveryEnvelope {
+  return e.state === 'pending'
+    ? { ...e, state: 'dead', next_due_at: null, dead_reason: e.dead_reason ?? 'receive_limit' }
+    : e;
 }
 
 export async function awsDeliveriesList(
@@ -108,13 +114,15 @@ export async function awsDeliveriesList(
   const scan = await scanDeadLetters(queue, PEEK_HOLD_SECONDS, options.limit);
   await queue.release([...scan.items, ...scan.unreadable]);
   const pendingLine = await scheduleLine(clients, stack.queueUrl);
-  const envelopes = scan.items.map((m) => m.envelope).sort((a, b) => b.created_at.localeCompare(a.created_at));
+  const envelopes = scan.items
+    .map((m) => asDeadLettered(m.envelope))
+    .sort((a, b) => b.created_at.localeCompare(a.created_at));
   // --json: the envelopes, as the local `deliveries list --json` prints them (one shape for scripts run on both);
   // what is counted rather than listed goes to stderr, as its lines.
   const say = options.json ? note : out;
   if (options.json) out(JSON.stringify(envelopes, null, 2));
   else if (envelopes.length === 0) out(`No dead-lettered deliveries in stack ${stack.name}.`);
-  else out(deliveriesTable(envelopes, dlqState, () => '-'));
+  else out(deliveriesTable(envelopes, stateLabel, () => '-'));
   if (scan.truncated) say(`(stopped after ${options.limit ?? SCAN_LIMIT} messages; there are more)`);
   if (scan.unreadable.length > 0)
     say(
@@ -173,13 +181,6 @@ export interface AwsRedriveOptions {
   dryRun?: boolean;
   json?: boolean;
   limit?: number;
-}
-
-/** Taken from the dead-letter queue, an envelope is dead whatever it says: a failed redrive exports `failed`. */
-function asDeadLettered(e: FailedDeliveryEnvelope): FailedDeliveryEnvelope {
-  return e.state === 'pending'
-    ? { ...e, state: 'dead', next_due_at: null, dead_reason: e.dead_reason ?? 'exhausted' }
-    : e;
 }
 
 /** The newest message of each conversation first, then its older copies (at-least-once duplicates). */
@@ -263,7 +264,7 @@ export async function awsDeliveriesRedrive(
     if (options.json) {
       out(
         JSON.stringify(
-          groups.map(([m]) => m!.envelope),
+          groups.map(([m]) => asDeadLettered(m!.envelope)),
           null,
           2,
         ),
@@ -275,7 +276,7 @@ export async function awsDeliveriesRedrive(
     );
     for (const [m] of groups)
       out(
-        `  ${m!.envelope.conversation_id}  ${m!.envelope.webhook_type}  ${dlqState(m!.envelope)}  ${attemptsMade(m!.envelope)} attempts`,
+        `  ${m!.envelope.conversation_id}  ${m!.envelope.webhook_type}  ${stateLabel(asDeadLettered(m!.envelope))}  ${attemptsMade(m!.envelope)} attempts`,
       );
     return 0;
   }

@@ -106,9 +106,9 @@ describe('deliveries list --aws', () => {
     const text = lines.join('\n');
     expect(text).toMatch(/conversation_id\s+type\s+attempts\s+last_error\s+age\s+state\s+next_due/);
     expect(text).toMatch(/webhook_\S+_aaa111\s+deal_analysis\s+1\s+HTTP 410 .*dead \(permanent\)/);
-    expect(text).toMatch(/webhook_\S+_bbb222\s+deal_analysis\s+1\s+HTTP 503 .*dead \(receive limit\)/);
+    expect(text).toMatch(/webhook_\S+_bbb222\s+deal_analysis\s+1\s+HTTP 503 .*dead \(receive_limit\)\s+-$/m);
     expect(text).toMatch(
-      /webhook_\S+_ccc333\s+deal_analysis\s+1\s+export: ExportError: S3 down .*dead \(receive limit\), export only/,
+      /webhook_\S+_ccc333\s+deal_analysis\s+1\s+export: ExportError: S3 down .*dead \(receive_limit\), export only/,
     );
     expect(text).toContain('1 unreadable message(s) in the dead-letter queue');
     expect(text).toContain('6 pending in the schedule (2 waiting, 3 in flight or hidden until due, 1 delayed)');
@@ -149,6 +149,39 @@ describe('deliveries list --aws', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('a pending envelope the receive limit moved there is dead (receive_limit) in --json too, as in the table', async () => {
+    const moved = pendingEnvelope('bbb222');
+    expect(moved.state).toBe('pending');
+    deadLetters(sqsMessage(moved, { receiveCount: 6 }), sqsMessage(deadEnvelope('aaa111')));
+    const listed = await runMain(['deliveries', 'list', '--aws', '--json']);
+    expect(listed.code).toBe(0);
+    const rows = JSON.parse(listed.stdout) as FailedDeliveryEnvelope[];
+    const byId = new Map(rows.map((e) => [e.conversation_id, e]));
+    expect(byId.get(moved.conversation_id)).toMatchObject({
+      state: 'dead',
+      dead_reason: 'receive_limit',
+      next_due_at: null,
+    });
+    expect(byId.get(deadEnvelope('aaa111').conversation_id)).toMatchObject({ state: 'dead', dead_reason: 'permanent' });
+    // Only the local states: what the local `deliveries list --json` prints for a dead envelope.
+    expect(new Set(rows.map((e) => e.state))).toEqual(new Set(['dead']));
+  });
+
+  it('the plan of a redrive shows such an envelope dead (receive_limit) too, as JSON', async () => {
+    const moved = pendingEnvelope('bbb222');
+    deadLetters(sqsMessage(moved, { receiveCount: 6 }));
+    const plan = await runMain(['deliveries', 'redrive', '--all', '--dry-run', '--aws', '--json']);
+    expect(JSON.parse(plan.stdout)).toEqual([
+      expect.objectContaining({ conversation_id: moved.conversation_id, state: 'dead', dead_reason: 'receive_limit' }),
+    ]);
+  });
+
+  it('…and the text plan of a redrive', async () => {
+    deadLetters(sqsMessage(pendingEnvelope('bbb222'), { receiveCount: 6 }));
+    const planText = await runMain(['deliveries', 'redrive', '--all', '--dry-run', '--aws']);
+    expect(planText.stdout).toMatch(/_bbb222 {2}deal_analysis {2}dead \(receive_limit\) {2}1 attempts$/m);
   });
 
   it("a role that may not count the schedule's queue still sees the dead letters, and why there is no count", async () => {
