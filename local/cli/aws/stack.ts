@@ -52,11 +52,22 @@ export interface AwsTarget {
 }
 
 /**
+ * The SDK's logger for the `--aws` clients, silent as its default one is. Without a logger of its own, the SDK's
+ * credential chain prints a warning of nine lines (naming AWS_PROFILE even for --profile) when a profile and
+ * AWS_ACCESS_KEY_ID are both set: the profile wins, silently, as docs/operations.md says.
+ */
+const quiet = () => undefined;
+const SDK_LOGGER = { trace: quiet, debug: quiet, info: quiet, warn: quiet, error: quiet };
+
+/**
  * The SDK clients' common configuration: `--region`, and `--profile` for the SDK's default credential chain (that
  * profile instead of AWS_PROFILE; also its region when no --region or AWS_REGION is given).
  */
-export function awsClientConfig(region?: string, profile?: string): { region?: string; profile?: string } {
-  return { ...(region ? { region } : {}), ...(profile ? { profile } : {}) };
+export function awsClientConfig(
+  region?: string,
+  profile?: string,
+): { region?: string; profile?: string; logger: typeof SDK_LOGGER } {
+  return { ...(region ? { region } : {}), ...(profile ? { profile } : {}), logger: SDK_LOGGER };
 }
 
 export function createAwsClients(region?: string, profile?: string): AwsClients {

@@ -18,7 +18,7 @@ import { GetFunctionConfigurationCommand, LambdaClient } from '@aws-sdk/client-l
 import { GetObjectCommand, NoSuchKey, S3Client } from '@aws-sdk/client-s3';
 import { GetQueueAttributesCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { mockClient } from 'aws-sdk-client-mock';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { DLQ_URL, describedStack, QUEUE_URL } from '../../../support/aws-fixtures.ts';
 import { runMain } from '../../../support/cli.ts';
 
@@ -102,7 +102,41 @@ beforeEach(() => {
   recording('lambda', lambda.on(GetFunctionConfigurationCommand), { Environment: { Variables: {} } });
 });
 
+/**
+ * What the SDK printed with console.warn (its multiple-credential-sources warning goes there, once per process, when
+ * a profile and AWS_ACCESS_KEY_ID are both set, as test/setup.ts sets the latter for every test): nothing, ever.
+ */
+let warned: unknown[][];
+beforeEach(() => {
+  warned = [];
+  vi.spyOn(console, 'warn').mockImplementation((...args: unknown[]) => void warned.push(args));
+});
+afterEach(() => {
+  vi.restoreAllMocks();
+  expect(warned).toEqual([]);
+});
+
 describe('--profile P', () => {
+  it('with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY set as well: the profile wins, silently (docs/operations.md)', async () => {
+    const result = await runMain(['deliveries', 'list', '--aws', '--profile', 'ops'], {
+      ...env(),
+      AWS_PROFILE: undefined,
+      AWS_ACCESS_KEY_ID: 'AKIAFROMENV',
+      AWS_SECRET_ACCESS_KEY: 'env-secret',
+    });
+    expect(result.code).toBe(0);
+    expect(seen).toEqual({ cloudformation: 'AKIAOPSPROFILE @ eu-west-1', sqs: 'AKIAOPSPROFILE @ eu-west-1' });
+    expect(result.stderr).not.toMatch(/credential|profile|AWS_ACCESS_KEY_ID/i);
+    expect(warned).toEqual([]);
+  });
+
+  it('AWS_PROFILE with AWS_ACCESS_KEY_ID set as well: the profile wins, silently', async () => {
+    const result = await runMain(['deliveries', 'list', '--aws'], { ...env(), AWS_PROFILE: 'ops' });
+    expect(result.code).toBe(0);
+    expect(seen).toEqual({ cloudformation: 'AKIAOPSPROFILE @ eu-west-1', sqs: 'AKIAOPSPROFILE @ eu-west-1' });
+    expect(warned).toEqual([]);
+  });
+
   it.each([
     [['deliveries', 'list', '--aws', '--json'], 0, ['cloudformation', 'sqs']],
     [['conversations', 'query', 'SELECT 1', '--aws'], 0, ['cloudformation', 'athena']],
