@@ -30,6 +30,18 @@ const BAD_CREDENTIALS = new Set([
 ]);
 
 /**
+ * The two files the SDK reads profiles from, as it finds them: AWS_CONFIG_FILE and AWS_SHARED_CREDENTIALS_FILE when
+ * set (not empty), else ~/.aws/config and ~/.aws/credentials.
+ */
+function profileFiles(): string {
+  const file = (variable: string, fallback: string) => {
+    const set = process.env[variable];
+    return set ? `${set} (${variable})` : fallback;
+  };
+  return `${file('AWS_CONFIG_FILE', '~/.aws/config')} or ${file('AWS_SHARED_CREDENTIALS_FILE', '~/.aws/credentials')}`;
+}
+
+/**
  * `error` with what the command did about it added to its message (a query it stopped): explainAwsError keeps the
  * message, so the user reads both on the one line.
  */
@@ -64,7 +76,7 @@ export function explainAwsError(
       return new CliError(`the AWS credentials${profile ? ` of profile "${profile}"` : ''} cannot be used: ${message}`);
     if (profile)
       return new CliError(
-        `no AWS credentials for profile "${profile}" (${from}): is it in ~/.aws/config or ~/.aws/credentials? If it uses SSO, run "aws sso login --profile ${profile}"`,
+        `no AWS credentials for profile "${profile}" (${from}): is it in ${profileFiles()}? If it uses SSO, run "aws sso login --profile ${profile}"`,
       );
     return new CliError(
       'no AWS credentials: pass --profile P or set AWS_PROFILE (run "aws sso login" first if it uses SSO), or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY',

@@ -45,6 +45,8 @@ describe('--aws credentials', () => {
     expect(
       await refused(sdkError('CredentialsProviderError', 'Could not load credentials from any providers'), {
         AWS_PROFILE: 'prod',
+        AWS_CONFIG_FILE: undefined,
+        AWS_SHARED_CREDENTIALS_FILE: undefined,
       }),
     ).toBe(
       'webhook-gateway: no AWS credentials for profile "prod" (AWS_PROFILE): is it in ~/.aws/config or ~/.aws/credentials? If it uses SSO, run "aws sso login --profile prod"',
@@ -54,6 +56,22 @@ describe('--aws credentials', () => {
         AWS_PROFILE: undefined,
       }),
     ).toMatch(/^webhook-gateway: no AWS credentials: pass --profile P or set AWS_PROFILE/);
+  });
+
+  it('a profile that gives none: names the files AWS_CONFIG_FILE and AWS_SHARED_CREDENTIALS_FILE point at, not ~/.aws', async () => {
+    const none = sdkError('CredentialsProviderError', 'Could not load credentials from any providers');
+    expect(
+      await refused(none, {
+        AWS_PROFILE: 'prod',
+        AWS_CONFIG_FILE: '/etc/aws/config',
+        AWS_SHARED_CREDENTIALS_FILE: '/etc/aws/credentials',
+      }),
+    ).toBe(
+      'webhook-gateway: no AWS credentials for profile "prod" (AWS_PROFILE): is it in /etc/aws/config (AWS_CONFIG_FILE) or /etc/aws/credentials (AWS_SHARED_CREDENTIALS_FILE)? If it uses SSO, run "aws sso login --profile prod"',
+    );
+    expect(
+      await refused(none, { AWS_PROFILE: 'prod', AWS_CONFIG_FILE: '/etc/aws/config', AWS_SHARED_CREDENTIALS_FILE: '' }),
+    ).toMatch(/is it in \/etc\/aws\/config \(AWS_CONFIG_FILE\) or ~\/\.aws\/credentials\?/);
   });
 
   it('expired session credentials (ExpiredToken) are rejected credentials', async () => {
