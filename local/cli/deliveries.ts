@@ -142,9 +142,10 @@ export async function deliveriesRedrive(args: string[]): Promise<number> {
       throw new CliError('--url is for the local gateway; --aws redrives on the deployed stack');
     const { awsDeliveriesRedrive } = await import('./aws/deliveries.ts');
     const { withAws } = await import('./aws/stack.ts');
-    return withAws(values, (clients, stack) =>
+    return withAws(values, (clients, stack, explainItemError) =>
       awsDeliveriesRedrive(clients, {
         stack,
+        explainItemError,
         ...(positionals[0] !== undefined ? { id: positionals[0] } : {}),
         all: values.all ?? false,
         ...(values.since !== undefined ? { since: values.since } : {}),

@@ -27,7 +27,7 @@ import { stepFunctionsRedeliver } from '../../../functions/shared/redelivery-exe
 import { settings } from '../../../functions/shared/settings.ts';
 import { CliError, deliveriesTable, note, parseSince, resultDetail, stateLabel } from '../shared.ts';
 import { explainAwsError } from './errors.ts';
-import { AWS_STACK_OUTPUTS, type AwsClients, readStack, requireOutput } from './stack.ts';
+import { AWS_STACK_OUTPUTS, type AwsClients, type ItemErrorExplainer, readStack, requireOutput } from './stack.ts';
 
 /** Most dead-letter messages one command reads. */
 const SCAN_LIMIT = 1000;
@@ -181,6 +181,8 @@ export interface AwsRedriveOptions {
   dryRun?: boolean;
   json?: boolean;
   limit?: number;
+  /** How a delivery's AWS error is told on its line (withAws gives one naming the region and profile). */
+  explainItemError?: ItemErrorExplainer;
 }
 
 /** The newest message of each conversation first, then its older copies (at-least-once duplicates). */
@@ -294,7 +296,9 @@ export async function awsDeliveriesRedrive(
       result = {
         conversation_id: group[0]!.envelope.conversation_id,
         status: 'error',
-        error: explainAwsError(error, { stack: stack.name }).message,
+        error: options.explainItemError
+          ? await options.explainItemError(error)
+          : explainAwsError(error, { stack: stack.name }).message,
       };
     }
     results.push(result);

@@ -138,19 +138,43 @@ export function requireOutput(stack: AwsStack, what: StackOutput): string {
   return value;
 }
 
+/** Where a command's clients act: the stack, the region they resolved and the profile of --profile. */
+async function awsWhere(
+  clients: Pick<AwsClients, 'cfn'>,
+  options: AwsTarget,
+  stack: string,
+): Promise<{ stack: string; region: string | undefined; profile: string | undefined }> {
+  // The region the clients used (from --region, AWS_REGION or the profile), so "does not exist in …" names it.
+  const region = options.region ?? (await clients.cfn.config.region().catch(() => undefined));
+  return { stack, region, profile: options.profile };
+}
+
+/**
+ * An AWS error met by one item of a command that goes on with the others (a redrive's delivery): the line the
+ * command would end with, and the region and profile it was met with, since no later line says them.
+ */
+export type ItemErrorExplainer = (error: unknown) => Promise<string>;
+
+function itemErrorExplainer(clients: Pick<AwsClients, 'cfn'>, options: AwsTarget): ItemErrorExplainer {
+  return async (error) => {
+    const where = await awsWhere(clients, options, options.stack ?? DEFAULT_STACK_NAME);
+    const profile = where.profile ?? process.env.AWS_PROFILE;
+    const credentials = profile ? `profile "${profile}"${where.profile ? '' : ' (AWS_PROFILE)'}` : 'no profile';
+    return `${explainAwsError(error, where).message} [region ${where.region ?? 'not set'}, ${credentials}]`;
+  };
+}
+
 /** Run one `--aws` command with fresh clients: clear one-line errors, clients closed afterwards. */
 export async function withAws<T>(
   options: AwsTarget,
-  fn: (clients: AwsClients, stack: string) => Promise<T>,
+  fn: (clients: AwsClients, stack: string, explainItemError: ItemErrorExplainer) => Promise<T>,
 ): Promise<T> {
   const stack = options.stack ?? DEFAULT_STACK_NAME;
   const clients = createAwsClients(options.region, options.profile);
   try {
-    return await fn(clients, stack);
+    return await fn(clients, stack, itemErrorExplainer(clients, { ...options, stack }));
   } catch (error) {
-    // The region the clients used (from --region, AWS_REGION or the profile), so "does not exist in …" names it.
-    const region = options.region ?? (await clients.cfn.config.region().catch(() => undefined));
-    throw explainAwsError(error, { stack, region, profile: options.profile });
+    throw explainAwsError(error, await awsWhere(clients, options, stack));
   } finally {
     destroyAwsClients(clients);
   }

@@ -330,6 +330,51 @@ describe('deliveries redrive --aws', () => {
     expect(lines[0]).toMatch(/→ error \(execution .*\): FAILED: States.Timeout$/);
   });
 
+  it('an AWS error on one delivery names the region and profile it was met with (--region, not AWS_REGION)', async () => {
+    const [a, b] = [deadEnvelope('aaa111'), deadEnvelope('bbb222')];
+    deadLetters(sqsMessage(a), sqsMessage(b));
+    sfnMock
+      .on(StartSyncExecutionCommand)
+      .rejectsOnce(Object.assign(new Error('connect ECONNREFUSED 10.0.0.1:443'), { code: 'ECONNREFUSED' }))
+      .rejectsOnce(
+        Object.assign(
+          new Error('User: arn:aws:iam::1:user/op is not authorized to perform: states:StartSyncExecution'),
+          {
+            name: 'AccessDeniedException',
+          },
+        ),
+      );
+    const result = await runMain(['deliveries', 'redrive', '--all', '--aws', '--region', 'eu-west-1'], {
+      AWS_REGION: 'us-east-1',
+      AWS_PROFILE: undefined,
+    });
+    expect(result.code).toBe(1);
+    expect(result.stdout.split('\n').slice(0, 2)).toEqual([
+      `[1/2] ${a.conversation_id} → error: cannot reach AWS in eu-west-1 (ECONNREFUSED): check the network, proxy settings and --region [region eu-west-1, no profile]`,
+      `[2/2] ${b.conversation_id} → error: access denied: User: arn:aws:iam::1:user/op is not authorized to perform: states:StartSyncExecution [region eu-west-1, no profile]`,
+    ]);
+  });
+
+  it('…and with --json, in the result’s error, the profile of AWS_PROFILE', async () => {
+    const a = deadEnvelope('aaa111');
+    deadLetters(sqsMessage(a));
+    sfnMock
+      .on(StartSyncExecutionCommand)
+      .rejects(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }));
+    const json = await runMain(['deliveries', 'redrive', a.conversation_id, '--aws', '--json'], {
+      AWS_PROFILE: 'prod',
+    });
+    expect(json.code).toBe(1);
+    expect(JSON.parse(json.stdout)).toEqual([
+      expect.objectContaining({
+        status: 'error',
+        error: expect.stringMatching(
+          /^AWS is throttling these calls .* \[region us-east-1, profile "prod" \(AWS_PROFILE\)\]$/,
+        ),
+      }),
+    ]);
+  });
+
   it('older copies of one conversation: redriven once, the copies removed', async () => {
     const envelope = deadEnvelope();
     const older = sqsMessage(envelope);

@@ -16,10 +16,11 @@ import {
 import { BatchGetItemCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { GetFunctionConfigurationCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { GetObjectCommand, NoSuchKey, S3Client } from '@aws-sdk/client-s3';
+import { SFNClient, StartSyncExecutionCommand } from '@aws-sdk/client-sfn';
 import { GetQueueAttributesCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { DLQ_URL, describedStack, QUEUE_URL } from '../../../support/aws-fixtures.ts';
+import { DLQ_URL, deadEnvelope, describedStack, QUEUE_URL, sqsMessage } from '../../../support/aws-fixtures.ts';
 import { runMain } from '../../../support/cli.ts';
 
 /**
@@ -34,6 +35,7 @@ const s3 = mockClient(S3Client);
 const logs = mockClient(CloudWatchLogsClient);
 const dynamo = mockClient(DynamoDBClient);
 const lambda = mockClient(LambdaClient);
+const sfn = mockClient(SFNClient);
 
 const ID = 'webhook_20261129_123213_testing_phase3valid_a0ci3ntgci';
 let dir: string;
@@ -75,7 +77,7 @@ function recording(service: string, stub: Faked, answer: unknown): void {
 
 beforeEach(() => {
   seen = {};
-  for (const mock of [cfn, sqs, athena, s3, logs, dynamo, lambda]) mock.reset();
+  for (const mock of [cfn, sqs, athena, s3, logs, dynamo, lambda, sfn]) mock.reset();
   recording(
     'cloudformation',
     cfn.on(DescribeStacksCommand),
@@ -88,6 +90,7 @@ beforeEach(() => {
       AnalyticsDatabaseName: 'db',
       DeliveriesTableName: 'deliveries',
       DeliverFunctionName: 'Deliver',
+      RedeliveryStateMachineArn: 'arn:aws:states:eu-west-1:1:stateMachine:redelivery',
     }),
   );
   recording('sqs', sqs.on(ReceiveMessageCommand), {});
@@ -148,6 +151,25 @@ describe('--profile P', () => {
     expect(result.stderr).not.toMatch(/credential|profile|region/i);
     expect(result.code).toBe(code);
     expect(seen).toEqual(Object.fromEntries(services.map((s) => [s, 'AKIAOPSPROFILE @ eu-west-1'])));
+  });
+
+  it('deliveries redrive --aws: an AWS error on one delivery names the profile and its region', async () => {
+    const envelope = deadEnvelope('aaa111');
+    sqs.reset();
+    sqs
+      .on(ReceiveMessageCommand)
+      .resolvesOnce({ Messages: [sqsMessage(envelope)] })
+      .resolves({});
+    sfn
+      .on(StartSyncExecutionCommand)
+      .rejects(
+        Object.assign(new Error('The security token included in the request is expired'), { name: 'ExpiredToken' }),
+      );
+    const result = await runMain(['deliveries', 'redrive', '--all', '--aws', '--profile', 'ops'], env());
+    expect(result.code).toBe(1);
+    expect(result.stdout.split('\n')[0]).toBe(
+      `[1/1] ${envelope.conversation_id} → error: AWS rejected the credentials (ExpiredToken): refresh them and try again [region eu-west-1, profile "ops"]`,
+    );
   });
 
   it('--region still wins over the profile’s region', async () => {
