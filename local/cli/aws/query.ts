@@ -1,7 +1,7 @@
 import { AthenaClient } from '@aws-sdk/client-athena';
-import { note } from '../shared.ts';
+import { CliError, note } from '../shared.ts';
 import { type AthenaProgress, type AthenaRun, runAthenaQuery } from './athena.ts';
-import { type AwsTarget, awsClientConfig, readStack, requireOutput, withAws } from './stack.ts';
+import { AWS_STACK_OUTPUTS, type AwsTarget, awsClientConfig, readStack, requireOutput, withAws } from './stack.ts';
 
 /**
  * Run one query on the deployed stack's Athena workgroup and database (its AnalyticsWorkGroupName and
@@ -24,11 +24,23 @@ export async function queryOnAthena(
     process.once('SIGINT', stop);
     try {
       return await runAthenaQuery(athena, target, query, { onProgress: progressLine(), pollMs, signal: abort.signal });
+    } catch (error) {
+      if (!isMissingWorkGroup(error)) throw error;
+      const region = options.region ?? (await athena.config.region().catch(() => undefined));
+      throw new CliError(
+        `the Athena workgroup "${target.workGroup}" does not exist${region ? ` in ${region}` : ''}: it is the ${AWS_STACK_OUTPUTS.analyticsWorkGroup} output of stack "${stack.name}" (named <stackName>-analytics after the context key stackName); was it deleted outside CloudFormation? docs/deploy.md ("SQL over the exports") says how to create it again`,
+      );
     } finally {
       process.off('SIGINT', stop);
       athena.destroy();
     }
   });
+}
+
+/** Athena's answer to a StartQueryExecution in a workgroup that does not exist: "WorkGroup NAME is not found". */
+function isMissingWorkGroup(error: unknown): boolean {
+  const e = error as { name?: string; message?: string } | null;
+  return e?.name === 'InvalidRequestException' && /\bWorkGroup\b.*\bis not found\b/i.test(e.message ?? '');
 }
 
 export function megabytes(bytes: number): string {

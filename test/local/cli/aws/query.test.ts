@@ -234,6 +234,27 @@ describe('conversations query --aws', () => {
     expect(cancelled.stdout).toBe('');
   });
 
+  it('a workgroup that does not exist (deleted by hand): said so, with the output and context key that name it', async () => {
+    athena.on(StartQueryExecutionCommand).rejects(
+      Object.assign(new Error('WorkGroup WebhookConversationGateway-analytics is not found.'), {
+        name: 'InvalidRequestException',
+        AthenaErrorCode: 'INVALID_INPUT',
+      }),
+    );
+    for (const args of [
+      ['conversations', 'query', 'SELECT 1', '--aws', '--region', 'eu-west-1'],
+      ['conversations', 'search', 'renewal', '--aws', '--region', 'eu-west-1', '--json'],
+    ]) {
+      const result = await runMain(args);
+      expect(result.code).toBe(1);
+      expect(result.stdout).toBe('');
+      expect(result.stderr.trim().split('\n').at(-1)).toBe(
+        'webhook-gateway: the Athena workgroup "WebhookConversationGateway-analytics" does not exist in eu-west-1: it is the AnalyticsWorkGroupName output of stack "WebhookConversationGateway" (named <stackName>-analytics after the context key stackName); was it deleted outside CloudFormation? docs/deploy.md ("SQL over the exports") says how to create it again',
+      );
+    }
+    expect(athena.commandCalls(GetQueryExecutionCommand)).toHaveLength(0);
+  });
+
   it('a stack deployed before the analytics resources says what is missing, in one line', async () => {
     cfn.on(DescribeStacksCommand).resolves(describedStack({}, 'Old'));
     const result = await runMain(['conversations', 'query', 'SELECT 1', '--aws', '--stack', 'Old']);
