@@ -54,11 +54,14 @@ export const handler = stageHandler(
   },
 );
 
-/** Every answer of the route, refusals too, is `Cache-Control: no-store` (docs/contract.md#get-conversationsid). */
+/**
+ * Every answer of the route, refusals too, is `Cache-Control: no-store` (docs/contract.md#get-conversationsid), and
+ * JSON in UTF-8 said as the local gateway's other routes say it (local/server/http.ts), on AWS too (Lambda proxy).
+ */
 function http(result: HttpResult): StatusHttpResponse {
   return {
     statusCode: result.statusCode,
-    headers: { 'content-type': 'application/json', 'cache-control': 'no-store', ...result.headers },
+    headers: { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', ...result.headers },
     body: JSON.stringify(result.body),
   };
 }

@@ -70,6 +70,9 @@ describe('Prefer: respond-async: 202 at once, the same workflow runs without the
     expect(running.body).toMatchObject({ success: true, conversation_id: id, status: 'running' });
     expect(running.headers.get('retry-after')).toBe('2');
     expect(running.headers.get('cache-control')).toBe('no-store');
+    // JSON said the same way as by POST /webhook (and every local route).
+    expect(running.headers.get('content-type')).toBe('application/json; charset=utf-8');
+    expect(running.headers.get('content-type')).toBe(accepted.headers.get('content-type'));
     expect(world.receiver.received).toHaveLength(0);
 
     release();

@@ -29,5 +29,7 @@ describe('GET /conversations/{id}: every answer is no-store', () => {
     const answer = await handler(request);
     expect(answer.statusCode).toBe(status);
     expect(answer.headers['cache-control']).toBe('no-store');
+    // As the local gateway's routes answer JSON (local/server/http.ts): the status route is the same on AWS and here.
+    expect(answer.headers['content-type']).toBe('application/json; charset=utf-8');
   });
 });
