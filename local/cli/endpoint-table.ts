@@ -1,7 +1,7 @@
 /** The receivers as `endpoints` prints them, locally and with --aws (local/cli/endpoints.ts, aws/endpoints.ts). */
 import type { EndpointView } from '../../functions/domain/endpoints.ts';
 import type { EndpointChange } from '../../functions/shared/endpoint-store.ts';
-import { age, out } from './shared.ts';
+import { age, note, out } from './shared.ts';
 import { formatTable } from './table.ts';
 
 /** What `set` changes: the store's part and the secrets' part. */
@@ -13,9 +13,14 @@ export interface EndpointEdit {
 
 const when = (iso: string | null) => (iso ? `${iso} (${age(iso)} ago)` : '-');
 
+/**
+ * The table and its footer, or with --json the views alone on stdout and the footer on stderr (as `deliveries list
+ * --aws --json` says its counts): what was not counted or not shown is still said.
+ */
 export function printEndpoints(views: EndpointView[], json: boolean, footer?: string): void {
   if (json) {
     out(JSON.stringify(views, null, 2));
+    if (footer) note(footer);
     return;
   }
   out(

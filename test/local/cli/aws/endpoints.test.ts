@@ -140,6 +140,25 @@ describe('endpoints --aws', () => {
       consecutive_failures: 3,
       queued: null,
     });
+    // What the table's footer says is not lost: on stderr, as deliveries list --aws --json says its counts.
+    expect(output.stderr).toBe(
+      '3 deliveries pending in the schedule across all types (the queue does not count them by type)\n',
+    );
+  });
+
+  it('list --json by a role that may not read the Deliver function: the URLs it could not show are said on stderr', async () => {
+    lambda
+      .on(GetFunctionConfigurationCommand)
+      .rejects(Object.assign(new Error('not authorized'), { name: 'AccessDeniedException' }));
+    expect(await main(['endpoints', 'list', '--aws', '--json'])).toBe(0);
+    expect(JSON.parse(output.stdout).find((v: { webhook_type: string }) => v.webhook_type === 'general')).toMatchObject(
+      {
+        url: null,
+      },
+    );
+    expect(output.stderr).toContain(
+      'deployed URLs not shown (AccessDeniedException on lambda:GetFunctionConfiguration)\n',
+    );
   });
 
   it('set --url --rate: one UpdateItem on the type’s item; the row after the change and when the Delivers use it', async () => {
