@@ -185,12 +185,18 @@ export interface AwsRedriveOptions {
   explainItemError?: ItemErrorExplainer;
 }
 
-/** The newest message of each conversation first, then its older copies (at-least-once duplicates). */
+/**
+ * One group per conversation, oldest conversation first as the local redrive goes (docs/operations.md, "Resend and
+ * recover"), whatever order the queue gave them in: in each, the newest message first, then its older copies
+ * (at-least-once duplicates).
+ */
 function byConversation(items: QueuedEnvelope[]): QueuedEnvelope[][] {
   const groups = new Map<string, QueuedEnvelope[]>();
   for (const item of items)
     groups.set(item.envelope.conversation_id, [...(groups.get(item.envelope.conversation_id) ?? []), item]);
-  return [...groups.values()].map((g) => g.sort((a, b) => b.envelope.updated_at.localeCompare(a.envelope.updated_at)));
+  return [...groups.values()]
+    .map((g) => g.sort((a, b) => b.envelope.updated_at.localeCompare(a.envelope.updated_at)))
+    .sort(([a], [b]) => a!.envelope.created_at.localeCompare(b!.envelope.created_at));
 }
 
 async function redriveGroup(

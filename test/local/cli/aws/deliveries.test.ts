@@ -308,6 +308,30 @@ describe('deliveries redrive --aws', () => {
     expect(released()).toHaveLength(2);
   });
 
+  it('--all goes oldest first, as locally, whatever order the queue gives: the plan, and the redrives', async () => {
+    const [older, old, newest] = [
+      deadEnvelope('ccc333', new Date('2026-11-27T08:00:00Z')),
+      deadEnvelope('bbb222', new Date('2026-11-28T08:00:00Z')),
+      deadEnvelope('aaa111', new Date('2026-11-29T08:00:00Z')),
+    ];
+    deadLetters(sqsMessage(newest), sqsMessage(older), sqsMessage(old));
+    expect(await awsDeliveriesRedrive(clients(), { stack: STACK, all: true, dryRun: true }, out)).toBe(0);
+    expect(lines.slice(1).map((l) => l.trim().split(/\s+/)[0])).toEqual(
+      [older, old, newest].map((e) => e.conversation_id),
+    );
+    lines = [];
+    sqsMock.reset();
+    deadLetters(sqsMessage(newest), sqsMessage(older), sqsMessage(old));
+    sfnMock.on(StartSyncExecutionCommand).callsFake((input: { input: string }) => {
+      const envelope = [older, old, newest].find((e) => input.input.includes(e.conversation_id))!;
+      return succeeded(afterAttempt(envelope, 'delivered'));
+    });
+    expect(await awsDeliveriesRedrive(clients(), { stack: STACK, all: true }, out)).toBe(0);
+    expect(startCalls().map((c) => JSON.parse(c.input!).conversation.conversation_id)).toEqual(
+      [older, old, newest].map((e) => e.conversation_id),
+    );
+  });
+
   it('an id that is not in the dead-letter queue: a clear message', async () => {
     const other = sqsMessage(deadEnvelope('bbb222'));
     deadLetters(other);
