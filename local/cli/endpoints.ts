@@ -20,9 +20,9 @@ import { type EndpointEdit, printEndpoints } from './endpoint-table.ts';
 import { AWS_OPTIONS, awsRequested, CliError, gatewayUrl, note, out, shownPath } from './shared.ts';
 
 const ENDPOINTS_USAGE = `endpoints list [--json]
-  endpoints set <type> [--url URL | --url default] [--rate N/s | --rate none] [--secret whsec_…] [--drop-previous-secret]
-  endpoints pause <type>
-  endpoints resume <type>`;
+  endpoints set <type> [--url URL | --url default] [--rate N/s | --rate none] [--secret whsec_…] [--drop-previous-secret] [--json]
+  endpoints pause <type> [--json]
+  endpoints resume <type> [--json]`;
 
 function webhookTypeArg(value: string | undefined, command: string): WebhookType {
   if (!value) throw new CliError(`endpoints ${command} needs a webhook type: ${WEBHOOK_TYPES.join(', ')}`);

@@ -41,9 +41,10 @@ const USAGE = `Usage: webhook-gateway <command>
                                         the same against a deployed stack (its dead-letter queue, its exports)
   endpoints list [--json]               each type's receiver: URL, state (healthy, failing, paused, disabled),
                                         last success, failure streak, queued deliveries
-  endpoints set <type> [--url URL|default] [--rate N/s|none] [--secret whsec_…] [--drop-previous-secret]
-  endpoints pause <type> | resume <type>
-                                        change a receiver at run time (no restart, no deploy)
+  endpoints set <type> [--url URL|default] [--rate N/s|none] [--secret whsec_…] [--drop-previous-secret] [--json]
+  endpoints pause <type> [--json] | resume <type> [--json]
+                                        change a receiver at run time (no restart, no deploy); --json: the
+                                        receiver after the change
   endpoints list|set|pause|resume … --aws [--stack NAME] [--region R] [--profile P]
                                         the same on a deployed stack (its deliveries table and signing secret)
   sign --secret whsec_… (--data JSON | --file PATH | --status CONVERSATION_ID) [--id ID] [--json]

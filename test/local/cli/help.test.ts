@@ -21,16 +21,18 @@ describe('help for one command', () => {
 
     const helpEndpoints = await runMain(['help', 'endpoints']);
     expect(helpEndpoints.code).toBe(0);
-    expect(helpEndpoints.stdout).toContain('  endpoints pause <type> | resume <type>');
+    expect(helpEndpoints.stdout).toContain('  endpoints pause <type> [--json] | resume <type> [--json]');
 
     // A subcommand that is not the line's first (pause <type> | resume <type>) gets its line, not every endpoints line.
     const resume = await runMain(['endpoints', 'resume', '--help']);
-    expect(resume.stdout).toMatch(/^Usage:\n {2}endpoints pause <type> \| resume <type>/);
+    expect(resume.stdout).toMatch(/^Usage:\n {2}endpoints pause <type> \[--json\] \| resume <type> \[--json\]/);
     expect(resume.stdout).not.toMatch(/^ {2}endpoints (list \[|set <)/m);
 
-    // Each endpoints command says how to run it on a deployed stack, as the conversations and deliveries ones do.
+    // Each endpoints command says how to run it on a deployed stack, as the conversations and deliveries ones do, and
+    // that it takes --json (each prints the receivers, or the one changed, as JSON with it, locally and with --aws).
     for (const sub of ['list', 'set', 'pause', 'resume']) {
       const help = await runMain(['endpoints', sub, '--help']);
+      expect(help.stdout.split('\n')[1], sub).toContain('[--json]');
       expect(help.stdout, sub).toContain(
         'endpoints list|set|pause|resume … --aws [--stack NAME] [--region R] [--profile P]',
       );
