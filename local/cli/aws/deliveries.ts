@@ -294,6 +294,9 @@ export async function awsDeliveriesRedrive(
   }
   const counts: Record<string, number> = {};
   const results: RedeliveryResult[] = [];
+  // The plan first, then one progress line per delivery, as locally: on stderr with --json, so the JSON stays clean.
+  const progress = options.json ? note : out;
+  if (groups.length > 1) progress(`redriving ${groups.length} deliveries from stack ${stack.name}, oldest first`);
   for (const [i, group] of groups.entries()) {
     let result: RedeliveryResult;
     try {
@@ -309,10 +312,9 @@ export async function awsDeliveriesRedrive(
     }
     results.push(result);
     counts[result.status] = (counts[result.status] ?? 0) + 1;
-    if (!options.json)
-      out(
-        `[${i + 1}/${groups.length}] ${result.conversation_id} → ${result.status.replace('_', ' ')}${result.execution_name ? ` (execution ${result.execution_name})` : ''}${resultDetail(result)}`,
-      );
+    progress(
+      `[${i + 1}/${groups.length}] ${result.conversation_id} → ${result.status.replace('_', ' ')}${result.execution_name ? ` (execution ${result.execution_name})` : ''}${resultDetail(result)}`,
+    );
   }
   if (options.json) out(JSON.stringify(results, null, 2));
   else

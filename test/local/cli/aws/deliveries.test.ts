@@ -289,6 +289,7 @@ describe('deliveries redrive --aws', () => {
       koMessage.ReceiptHandle,
     );
     expect(lines).toEqual([
+      `redriving 2 deliveries from stack ${STACK}, oldest first`,
       expect.stringMatching(/^\[1\/2\] \S+_aaa111 → delivered/),
       expect.stringMatching(/^\[2\/2\] \S+_bbb222 → failed \(execution .*\): HTTP 503$/),
       'redrove 2: 1 delivered, 1 failed',
@@ -373,9 +374,27 @@ describe('deliveries redrive --aws', () => {
       AWS_PROFILE: undefined,
     });
     expect(result.code).toBe(1);
-    expect(result.stdout.split('\n').slice(0, 2)).toEqual([
+    expect(result.stdout.split('\n').slice(1, 3)).toEqual([
       `[1/2] ${a.conversation_id} → error: cannot reach AWS in eu-west-1 (ECONNREFUSED): check the network, proxy settings and --region [region eu-west-1, no profile]`,
       `[2/2] ${b.conversation_id} → error: access denied: User: arn:aws:iam::1:user/op is not authorized to perform: states:StartSyncExecution [region eu-west-1, no profile]`,
+    ]);
+  });
+
+  it('--json: stdout is the results alone, the plan and one progress line per delivery go to stderr, as locally', async () => {
+    const [a, b] = [deadEnvelope('aaa111'), pendingEnvelope('bbb222')];
+    deadLetters(sqsMessage(a), sqsMessage(b));
+    sfnMock
+      .on(StartSyncExecutionCommand)
+      .resolvesOnce(succeeded(afterAttempt(a, 'delivered')))
+      .resolvesOnce(succeeded(afterAttempt(b, 'retryable')));
+    const result = await runMain(['deliveries', 'redrive', '--all', '--aws', '--json']);
+    expect(result.code).toBe(1);
+    expect(JSON.parse(result.stdout).map((r: { status: string }) => r.status)).toEqual(['delivered', 'failed']);
+    expect(result.stderr.split('\n')).toEqual([
+      `redriving 2 deliveries from stack ${STACK}, oldest first`,
+      expect.stringMatching(/^\[1\/2\] \S+_aaa111 → delivered \(execution /),
+      expect.stringMatching(/^\[2\/2\] \S+_bbb222 → failed \(execution .*\): HTTP 503$/),
+      '',
     ]);
   });
 
