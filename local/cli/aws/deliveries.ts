@@ -296,8 +296,11 @@ export async function awsDeliveriesRedrive(
   const results: RedeliveryResult[] = [];
   // The plan first, then one progress line per delivery, as locally: on stderr with --json, so the JSON stays clean.
   const progress = options.json ? note : out;
-  if (groups.length > 1) progress(`redriving ${groups.length} deliveries from stack ${stack.name}, oldest first`);
-  for (const [i, group] of groups.entries()) {
+  if (groups.length > 1)
+    progress(
+      `redriving ${groups.length} deliveries from stack ${stack.name}, oldest first (Ctrl-C stops after the current one)`,
+    );
+  const redriveOne = async (i: number, group: QueuedEnvelope[]): Promise<RedeliveryResult> => {
     let result: RedeliveryResult;
     try {
       result = await redriveGroup(clients, stack, queue, group);
@@ -310,21 +313,48 @@ export async function awsDeliveriesRedrive(
           : explainAwsError(error, { stack: stack.name }).message,
       };
     }
-    results.push(result);
-    counts[result.status] = (counts[result.status] ?? 0) + 1;
     progress(
       `[${i + 1}/${groups.length}] ${result.conversation_id} → ${result.status.replace('_', ' ')}${result.execution_name ? ` (execution ${result.execution_name})` : ''}${resultDetail(result)}`,
     );
+    return result;
+  };
+  // Ctrl-C lets the delivery under way end (its message settled or put back), then makes the ones not reached visible
+  // again at once, rather than hidden in the queue for REDRIVE_HOLD_SECONDS; a second Ctrl-C ends the command at once.
+  let interrupted = false;
+  const now = () => process.exit(130);
+  const interrupt = () => {
+    interrupted = true;
+    note('stopping after the current delivery (Ctrl-C again stops at once)');
+    process.once('SIGINT', now);
+  };
+  process.once('SIGINT', interrupt);
+  let done = 0;
+  try {
+    for (const [i, group] of groups.entries()) {
+      if (interrupted) break;
+      results.push(await redriveOne(i, group));
+      done = i + 1;
+    }
+  } finally {
+    process.off('SIGINT', interrupt);
+    process.off('SIGINT', now);
   }
+  const left = groups.slice(done);
+  if (left.length > 0) await queue.release(left.flat()).catch(() => undefined);
+  for (const result of results) counts[result.status] = (counts[result.status] ?? 0) + 1;
   if (options.json) out(JSON.stringify(results, null, 2));
   else
     out(
-      `redrove ${groups.length}: ${Object.entries(counts)
+      `redrove ${done}${left.length > 0 ? ` of ${groups.length}` : ''}: ${Object.entries(counts)
         .map(([k, v]) => `${v} ${k.replace('_', ' ')}`)
         .join(', ')}`,
     );
-  // As locally: what was not delivered (failed, held back by its receiver, an error) is exit code 1.
-  return (counts.failed ?? 0) + (counts.error ?? 0) + (counts.held ?? 0) > 0 ? 1 : 0;
+  if (left.length > 0)
+    progress(
+      `stopped by Ctrl-C: ${left.length} not redriven, back in the dead-letter queue (run the same command again for them)`,
+    );
+  // As locally: what was not delivered (failed, held back by its receiver, an error) is exit code 1; so is a stop.
+  return (counts.failed ?? 0) + (counts.error ?? 0) + (counts.held ?? 0) + left.length > 0 ? 1 : 0;
 }
 
 /**

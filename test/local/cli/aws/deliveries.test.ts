@@ -289,7 +289,7 @@ describe('deliveries redrive --aws', () => {
       koMessage.ReceiptHandle,
     );
     expect(lines).toEqual([
-      `redriving 2 deliveries from stack ${STACK}, oldest first`,
+      `redriving 2 deliveries from stack ${STACK}, oldest first (Ctrl-C stops after the current one)`,
       expect.stringMatching(/^\[1\/2\] \S+_aaa111 → delivered/),
       expect.stringMatching(/^\[2\/2\] \S+_bbb222 → failed \(execution .*\): HTTP 503$/),
       'redrove 2: 1 delivered, 1 failed',
@@ -391,11 +391,44 @@ describe('deliveries redrive --aws', () => {
     expect(result.code).toBe(1);
     expect(JSON.parse(result.stdout).map((r: { status: string }) => r.status)).toEqual(['delivered', 'failed']);
     expect(result.stderr.split('\n')).toEqual([
-      `redriving 2 deliveries from stack ${STACK}, oldest first`,
+      `redriving 2 deliveries from stack ${STACK}, oldest first (Ctrl-C stops after the current one)`,
       expect.stringMatching(/^\[1\/2\] \S+_aaa111 → delivered \(execution /),
       expect.stringMatching(/^\[2\/2\] \S+_bbb222 → failed \(execution .*\): HTTP 503$/),
       '',
     ]);
+  });
+
+  it('Ctrl-C stops after the current delivery: the ones not reached are made visible again at once, exit 1', async () => {
+    const [a, b, c] = [deadEnvelope('aaa111'), deadEnvelope('bbb222'), deadEnvelope('ccc333')];
+    const [ma, mb, mc] = [sqsMessage(a), sqsMessage(b), sqsMessage(c)];
+    deadLetters(ma, mb, mc);
+    sfnMock.on(StartSyncExecutionCommand).callsFake(() => {
+      process.emit('SIGINT'); // the operator's Ctrl-C while the first delivery runs
+      return succeeded(afterAttempt(a, 'delivered'));
+    });
+    const before = process.listenerCount('SIGINT');
+    const result = await runMain(['deliveries', 'redrive', '--all', '--aws']);
+    expect(result.code).toBe(1);
+    expect(startCalls()).toHaveLength(1);
+    // The first one settled (deleted), the two not reached released (visibility 0), not left hidden for 15 minutes.
+    expect(sqsMock.commandCalls(DeleteMessageCommand).map((call) => call.args[0].input.ReceiptHandle)).toEqual([
+      ma.ReceiptHandle,
+    ]);
+    const releasedNow = sqsMock
+      .commandCalls(ChangeMessageVisibilityBatchCommand)
+      .flatMap((call) => call.args[0].input.Entries!)
+      .filter((entry) => entry.VisibilityTimeout === 0)
+      .map((entry) => entry.ReceiptHandle);
+    expect(releasedNow).toEqual([mb.ReceiptHandle, mc.ReceiptHandle]);
+    expect(result.stdout.split('\n')).toEqual([
+      `redriving 3 deliveries from stack ${STACK}, oldest first (Ctrl-C stops after the current one)`,
+      expect.stringMatching(/^\[1\/3\] \S+_aaa111 → delivered/),
+      'redrove 1 of 3: 1 delivered',
+      'stopped by Ctrl-C: 2 not redriven, back in the dead-letter queue (run the same command again for them)',
+      '',
+    ]);
+    expect(result.stderr).toBe('stopping after the current delivery (Ctrl-C again stops at once)\n');
+    expect(process.listenerCount('SIGINT')).toBe(before);
   });
 
   it('…and with --json, in the result’s error, the profile of AWS_PROFILE', async () => {
