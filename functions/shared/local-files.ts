@@ -129,6 +129,37 @@ export async function createExclusive(file: string, text: string, mode: number):
   }
 }
 
+/**
+ * Remove the lock `file` left by a process that is gone, only while it still holds `seen` (what its caller read):
+ * true once it is done (removed, or found changed: another process took it over meanwhile), false while another
+ * process is removing it (the caller waits a moment, then looks again). Of several processes finding it at once, one
+ * removes it: each must first create a claim on that lock as it was (`<file>.<holder>.0.tmp`, createExclusive), and
+ * nobody else removes a lock holding `seen` meanwhile (its holder is gone), so it cannot be replaced between the look
+ * and the removal. Removed with a plain `rm`, a second remover deleted the lock the first had just taken, and both
+ * held it. A claim left by a process killed in the middle (it names that process) is removed the same way, at once:
+ * nobody waits on a dead process's claim. One left after its lock went is no lock (the retention sweep removes it).
+ */
+async function removeStaleLock(file: string, seen: string): Promise<boolean> {
+  const claim = `${file}.${seen.replace(/\D/g, '').slice(0, 12) || '0'}.0.tmp`;
+  if (!(await createExclusive(claim, String(process.pid), 0o600))) {
+    const holder = await readFile(claim, 'utf8').catch(() => null);
+    if (holder === null) return false; // gone meanwhile: look again
+    const age = await stat(claim).then(
+      (s) => Date.now() - s.mtimeMs,
+      () => 0,
+    );
+    // A claim left by a killed process (or stuck past STALE_MS) goes as a stale lock does; then look again.
+    if (age > STALE_MS || holderGone(holder)) await removeStaleLock(claim, holder);
+    return false;
+  }
+  try {
+    if ((await readFile(file, 'utf8').catch(() => null)) === seen) await rm(file, { force: true });
+    return true;
+  } finally {
+    await rm(claim, { force: true });
+  }
+}
+
 /** Owner-only: it may hold a receiver's URL. */
 export async function writeJsonFileAtomic(file: string, value: unknown): Promise<void> {
   await writeFileAtomic(file, `${JSON.stringify(value, null, 2)}\n`, 0o600);
@@ -149,12 +180,11 @@ const GIVE_UP_MS = 5_000;
 const chains = new Map<string, Promise<unknown>>();
 
 /**
- * The lock names a process that is gone (or this one, which holds no lock outside its chain: an earlier process
- * that had its id), or none: a lock is never empty while held (createExclusive). Gone meanwhile, unreadable, or not a
+ * The lock's text holds a process that is gone (or this one, which holds no lock outside its chain: an earlier
+ * process that had its id), or none: a lock is never empty while held (createExclusive). Unreadable (null), or not a
  * process id: not known to be gone.
  */
-async function holderGone(lock: string): Promise<boolean> {
-  const text = await readFile(lock, 'utf8').catch(() => null);
+function holderGone(text: string | null): boolean {
   if (text === '') return true;
   const holder = Number.parseInt(text ?? '', 10);
   if (!(holder > 0)) return false;
@@ -175,10 +205,11 @@ async function acquire(lock: string): Promise<void> {
       (s) => Date.now() - s.mtimeMs,
       () => 0,
     );
-    if (age > STALE_MS || (await holderGone(lock))) await rm(lock, { force: true });
-    else if (Date.now() - started > GIVE_UP_MS)
+    const text = await readFile(lock, 'utf8').catch(() => null);
+    if (text !== null && (age > STALE_MS || holderGone(text)) && (await removeStaleLock(lock, text))) continue;
+    if (Date.now() - started > GIVE_UP_MS)
       throw new Error(`${lock} is held by another process for more than ${GIVE_UP_MS} ms`);
-    else await new Promise((resolve) => setTimeout(resolve, WAIT_MS));
+    await new Promise((resolve) => setTimeout(resolve, WAIT_MS));
   }
 }
 

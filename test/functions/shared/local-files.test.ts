@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -74,4 +74,36 @@ describe('withFileLock', () => {
     expect(Date.now() - started).toBeLessThan(1_000);
     expect(await readdir(dir)).toEqual([]); // nothing left aside
   });
+
+  it('several processes finding a stale lock at once: one takes it over at a time, never two', async () => {
+    const file = path.join(dir, 'lead_analysis.json');
+    const gone = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
+    await writeFile(`${file}.lock`, gone.stdout);
+    const log = path.join(dir, 'holders.log');
+    const module = path.resolve('functions/shared/local-files.ts');
+    // Each process waits for the same instant, then changes the file under its lock, holding it a moment.
+    const code = `const { appendLine, withFileLock } = await import(${JSON.stringify(module)});
+      const go = Number(process.argv[1]); while (Date.now() < go) {}
+      await withFileLock(${JSON.stringify(file)}, async () => {
+        await appendLine(${JSON.stringify(log)}, 'in\\n');
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        await appendLine(${JSON.stringify(log)}, 'out\\n');
+      });`;
+    const go = Date.now() + 2_500;
+    await Promise.all(
+      Array.from(
+        { length: 8 },
+        () =>
+          new Promise<void>((resolve) => {
+            const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code, String(go)]);
+            child.on('close', () => resolve());
+          }),
+      ),
+    );
+    // Before: each removed the stale lock with rm, the later ones removing the lock an earlier one had just taken.
+    expect((await readFile(log, 'utf8')).trim().split('\n')).toEqual(
+      Array.from({ length: 8 }, () => ['in', 'out']).flat(),
+    );
+    expect((await readdir(dir)).sort()).toEqual(['holders.log']); // no lock, nothing left aside
+  }, 20_000);
 });
