@@ -139,7 +139,7 @@ export async function createExclusive(file: string, text: string, mode: number):
  * held it. A claim left by a process killed in the middle (it names that process) is removed the same way, at once:
  * nobody waits on a dead process's claim. One left after its lock went is no lock (the retention sweep removes it).
  */
-async function removeStaleLock(file: string, seen: string): Promise<boolean> {
+export async function removeStaleLock(file: string, seen: string): Promise<boolean> {
   const claim = `${file}.${seen.replace(/\D/g, '').slice(0, 12) || '0'}.0.tmp`;
   if (!(await createExclusive(claim, String(process.pid), 0o600))) {
     const holder = await readFile(claim, 'utf8').catch(() => null);

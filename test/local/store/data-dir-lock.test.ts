@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -80,5 +80,28 @@ describe('one gateway per LOCAL_DATA_DIR', () => {
     expect(Date.now() - started).toBeLessThan(1_000);
     expect(await readFile(pidFile(), 'utf8')).toBe(String(process.pid));
     await again.release();
+  });
+
+  it('a start killed in the middle of its takeover keeps the next start waiting for nothing', async () => {
+    const dead = spawnSync(process.execPath, ['-e', '0']).pid!;
+    const killed = spawnSync(process.execPath, ['-e', '0']).pid!;
+    // What an earlier version's start left, killed while it took over the dead gateway's file: its takeover folder.
+    // Before: the next start waited until that folder was 10 s old.
+    await writeFile(pidFile(), String(dead));
+    await mkdir(path.join(dir, 'gateway.pid.takeover'));
+    let started = Date.now();
+    let lock = await lockDataDir(dir);
+    expect(Date.now() - started).toBeLessThan(1_000);
+    expect(await readFile(pidFile(), 'utf8')).toBe(String(process.pid));
+    expect(await readdir(dir)).toEqual(['gateway.pid']);
+    await lock.release();
+    // What this version's start leaves, killed in the same place: its claim on the dead gateway's file.
+    await writeFile(pidFile(), String(dead));
+    await writeFile(path.join(dir, `gateway.pid.${dead}.0.tmp`), String(killed));
+    started = Date.now();
+    lock = await lockDataDir(dir);
+    expect(Date.now() - started).toBeLessThan(1_000);
+    expect(await readdir(dir)).toEqual(['gateway.pid']);
+    await lock.release();
   });
 });
