@@ -201,7 +201,9 @@ function recoveryFields(r: RecoveredExecution): string[] {
     const how =
       r.outcome === 'interrupted'
         ? `cut during its attempt, shown as interrupted; ${r.redelivery === 'resend' ? 'not repeated' : 'its envelope as it was, for the schedule'}`
-        : 'finished';
+        : r.outcome === 'failed'
+          ? `had failed before the crash${r.redelivery === 'schedule' ? ', counted as a failed run: its envelope comes back later' : ''}`
+          : 'finished';
     return [
       r.conversation_id ?? '',
       `${r.redelivery} ${r.execution_name} ${how}: ${r.status}, delivery ${r.delivery_status}`,

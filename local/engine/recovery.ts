@@ -7,7 +7,7 @@ import type {
 } from '../../functions/domain/conversation.ts';
 import { conversationIdPrefix } from '../../functions/domain/conversation-id.ts';
 import { failedAttemptFromCaught, interruptedDelivery, isDeferral } from '../../functions/domain/delivery.ts';
-import { settleRedelivery } from '../../functions/domain/failed-delivery.ts';
+import { settleRedelivery, withFailedRun } from '../../functions/domain/failed-delivery.ts';
 import type { ExecutionInput } from '../../functions/domain/gateway-contract.ts';
 import { idempotencyKeyOf, idempotencyPk } from '../../functions/domain/idempotency.ts';
 import type { ValidateResult } from '../../functions/domain/intake.ts';
@@ -318,8 +318,11 @@ function recoveredHistory(
 export interface RecoveredExecution {
   execution_name: string;
   conversation_id: string | null;
-  /** resumed: ended as it would have; interrupted: closed with what was known; not_accepted: cut before Validate. */
-  outcome: 'resumed' | 'interrupted' | 'not_accepted';
+  /**
+   * resumed: ended as it would have; interrupted: closed with what was known; not_accepted: cut before Validate;
+   * failed: a redelivery run that had ended failed before the crash (a scheduled one's failed run counted).
+   */
+  outcome: 'resumed' | 'interrupted' | 'not_accepted' | 'failed';
   /** The conversation's status and delivery status once recovered (none when not accepted). */
   status: string | null;
   delivery_status: string | null;
@@ -393,6 +396,22 @@ async function recoverRedelivery(
       else if (item) await store.leave(item);
     }
   }
+  // A scheduled run that failed (not cut: its history says how) counts as a failed run of its envelope, as
+  // localRedeliver stores it before the journal's end; unless it did so before the crash (the envelope was stored
+  // after the run began).
+  const store = ctx.failedDeliveries;
+  if (
+    ended &&
+    ended.status !== 'SUCCEEDED' &&
+    ended.error !== INTERRUPTED_ERROR &&
+    store &&
+    input.redelivery.via === 'schedule'
+  ) {
+    const item = await store.hold(conversationId);
+    if (item?.envelope.state === 'pending' && Date.parse(item.envelope.updated_at) < Date.parse(ended.started_at))
+      await store.store(item, withFailedRun(item.envelope, `${ended.error}: ${ended.cause ?? ''}`, now));
+    else if (item) await store.leave(item);
+  }
   if (!history) {
     const events = journaledEvents(entries);
     const last = events.at(-1);
@@ -426,7 +445,8 @@ async function recoverRedelivery(
   return {
     execution_name: name,
     conversation_id: conversationId,
-    outcome: history.status === 'SUCCEEDED' ? 'resumed' : 'interrupted',
+    outcome:
+      history.status === 'SUCCEEDED' ? 'resumed' : history.error === INTERRUPTED_ERROR ? 'interrupted' : 'failed',
     status: record?.execution.status ?? null,
     delivery_status: record?.webhook_context.delivery_status ?? null,
     redelivery: input.redelivery.via,

@@ -12,10 +12,12 @@ import {
   redeliveryContext,
   redeliveryExecutionName,
   settleRedelivery,
+  withFailedRun,
 } from '../../functions/domain/failed-delivery.ts';
 import {
   type Redeliver,
   type RedeliveryResult,
+  type RedeliveryRun,
   redeliverHeld,
   resend,
   runSchedule,
@@ -64,20 +66,26 @@ function localRedeliver(
     }
     const settled =
       execution.status === 'SUCCEEDED' ? settleRedelivery(envelope, execution.output, via, new Date(), schedule) : null;
+    const ran: RedeliveryRun = !settled
+      ? {
+          ok: false,
+          execution_name: name,
+          status: execution.status,
+          error: `${execution.error}: ${execution.cause ?? ''}`,
+        }
+      : !settled.ok
+        ? { ok: false, execution_name: name, status: execution.status, error: settled.error }
+        : { ok: true, execution_name: name, record: settled.record, updated: settled.updated };
+    // A scheduled run that did not succeed is a failed run of its envelope (as redeliverHeld stores it again).
+    const failed = !ran.ok && via === 'schedule' ? withFailedRun(envelope, ran.error, new Date()) : null;
     // The envelope is kept as the run left it before the journal says the run ended (its caller stores it again and
-    // lets it go): ended first, a crash in between left it as before the run, and the schedule delivered it again. A
-    // crash after this write and before the end is recovered, and recovery finds the envelope settled already.
-    const stored = settled?.ok && via !== 'resend' ? await kept(store, settled.updated, name) : true;
+    // lets it go): ended first, a crash in between left it as before the run, and the schedule delivered it again, or
+    // never counted the failed run. A crash after this write and before the end is recovered, and recovery finds the
+    // envelope settled (or the failed run counted) already.
+    const updated = ran.ok ? (via !== 'resend' ? ran.updated : null) : failed;
+    const stored = updated ? await kept(store, updated, name) : true;
     if (stored) journaled.end();
-    if (!settled)
-      return {
-        ok: false,
-        execution_name: name,
-        status: execution.status,
-        error: `${execution.error}: ${execution.cause ?? ''}`,
-      };
-    if (!settled.ok) return { ok: false, execution_name: name, status: execution.status, error: settled.error };
-    return { ok: true, execution_name: name, record: settled.record, updated: settled.updated };
+    return ran;
   };
 }
 

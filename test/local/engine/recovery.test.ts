@@ -520,6 +520,69 @@ describe('a redelivery run (a redrive), cut after each journal line', () => {
     for (const item of due) await world.gateway.failedDeliveries.leave(item);
   });
 
+  it('killed as a scheduled run that failed ended: its failed run is counted all the same', async () => {
+    // A redelivery run that fails (S3 and the data folder refusing the export: Export and CloseWithoutExport throw).
+    const handlers = await loadStageHandlers();
+    const send = (params: unknown) => world.gateway.failedDeliveries.sendMessage(params as never);
+    const failing = localWorkflow(
+      'redelivery',
+      {
+        ...handlers,
+        export: async () => {
+          throw new Error('nothing can be written');
+        },
+      },
+      send,
+      NO_WAIT,
+    );
+    const store = world.gateway.failedDeliveries;
+    /** A due pending envelope, then one run of the schedule with `killedAt` throwing as the process dies there. */
+    async function killedRun(query: string, killedAt: 'put' | 'store') {
+      world.receiver.reply(503, 503, 503, 503);
+      const res = await world.post({ ...SEED_REQUEST, query });
+      const id = res.body.conversation_id as string;
+      const before = (await store.get(id))!;
+      await store.put({ ...before, next_due_at: new Date(Date.now() - 1_000).toISOString() });
+      class Killed extends LocalFailedDeliveryStore {
+        override async put(envelope: Parameters<LocalFailedDeliveryStore['put']>[0]): Promise<void> {
+          if (killedAt === 'put' && envelope.conversation_id === id) throw new Error('killed');
+          return super.put(envelope);
+        }
+        override async store(): Promise<void> {
+          throw new Error('killed');
+        }
+      }
+      const dir = await mkdtemp(path.join(tmpdir(), 'journal-'));
+      try {
+        const journal = await ExecutionJournal.open(dir);
+        const killed = new LocalRedelivery(new Killed(world.dataDir), failing, world.gateway.executions, journal);
+        const [result] = await killed.runDue();
+        expect(result).toBeUndefined(); // the process died in it
+        const left: JournalEntry[] = [];
+        for (const file of await readdir(dir))
+          for (const line of (await readFile(path.join(dir, file), 'utf8')).split('\n').filter(Boolean))
+            left.push(JSON.parse(line) as JournalEntry);
+        return { id, recovered: await recover(left, { historySaved: true }) };
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    }
+    // Killed as its caller stored the envelope. Before: the journal said the run had ended, the envelope was as
+    // before it: the failed run went uncounted (and never dead after five in a row).
+    const one = await killedRun('a failed scheduled run killed after it ended', 'store');
+    expect(one.recovered).toEqual([]);
+    expect(await store.get(one.id)).toMatchObject({
+      state: 'pending',
+      failed_runs: 1,
+      last_error: expect.stringMatching(/^redelivery run failed: /),
+    });
+    // Killed before the envelope was written, its history saved: the next start counts it (before: it said the run
+    // was cut during its attempt, and counted nothing).
+    const two = await killedRun('a failed scheduled run killed before its envelope was written', 'put');
+    expect(two.recovered).toMatchObject([{ conversation_id: two.id, outcome: 'failed', redelivery: 'schedule' }]);
+    expect(await store.get(two.id)).toMatchObject({ state: 'pending', failed_runs: 1 });
+  });
+
   it('killed after a scheduled run stored its envelope, before the journal’s end: recovered, nothing counted twice', async () => {
     world.receiver.reply(503, 503, 503, 503);
     const res = await world.post({ ...SEED_REQUEST, query: 'a scheduled run killed before its journal end' });
