@@ -59,3 +59,9 @@ export class ExportDeadlineError extends NamedError {
     super('ExportDeadlineError', message);
   }
 }
+
+/**
+ * Deliver's error when the local gateway's delivery secrets file cannot be used while it runs (functions/shared/
+ * secrets.ts): the local operator's line shows its message, which names the file (docs/operations.md).
+ */
+export const DELIVERY_SECRETS_FILE_ERROR = 'DeliverySecretsFileError';

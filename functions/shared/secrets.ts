@@ -8,6 +8,7 @@
  */
 import { readFile, stat } from 'node:fs/promises';
 import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { DELIVERY_SECRETS_FILE_ERROR, NamedError } from '../domain/errors.ts';
 import {
   type InboundPolicy,
   parseInboundSecrets,
@@ -53,14 +54,28 @@ async function configured(
   signal?: AbortSignal,
 ): Promise<SecretsBySource> {
   const arn = process.env[`${name}_ARN`];
-  const file = name === 'DELIVERY_SIGNING_SECRETS' ? settings().deliverySigningSecretsFile : undefined;
-  const json = arn ? await secretString(arn, signal) : file ? await fileString(file) : process.env[name];
-  const hit = parsed.get(name);
-  if (hit && hit.json === json) return hit.secrets; // parsed once per value, not once per request
-  const secrets =
-    name === 'INBOUND_WEBHOOK_SECRETS' ? parseInboundSecrets(json, name) : parseSecretsBySource(json, name);
-  parsed.set(name, { json, secrets });
-  return secrets;
+  const file = !arn && name === 'DELIVERY_SIGNING_SECRETS' ? settings().deliverySigningSecretsFile : undefined;
+  try {
+    const json = arn ? await secretString(arn, signal) : file ? await fileString(file) : process.env[name];
+    const hit = parsed.get(name);
+    if (hit && hit.json === json) return hit.secrets; // parsed once per value, not once per request
+    // An empty file is a damaged one: no secrets at all would send every delivery unsigned.
+    if (file && !json?.trim()) throw new Error('empty');
+    const secrets =
+      name === 'INBOUND_WEBHOOK_SECRETS'
+        ? parseInboundSecrets(json, name)
+        : parseSecretsBySource(json, file ? 'it' : name);
+    parsed.set(name, { json, secrets });
+    return secrets;
+  } catch (error) {
+    if (!file) throw error;
+    // Gone, unreadable, empty, cut short, not secrets, while the gateway runs: Deliver fails before it sends anything,
+    // and the conversation, the console and the operator's line say this (docs/operations.md, "After a crash").
+    throw new NamedError(
+      DELIVERY_SECRETS_FILE_ERROR,
+      `the delivery secrets file ${file} cannot be used (${(error as Error).message}): restore it (endpoints set <type> --secret writes one), then deliveries redrive --all; nothing is sent unsigned meanwhile`,
+    );
+  }
 }
 
 export async function inboundPolicy(): Promise<InboundPolicy> {

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { DELIVERY_SECRETS_FILE_ERROR } from '../../functions/domain/errors.ts';
 import {
   type ExecutionInput,
   errorBody,
@@ -53,6 +54,23 @@ function describe(body: unknown): string {
 }
 
 /**
+ * A delivery the gateway itself failed, its delivery secrets file damaged while it runs (docs/operations.md, "After
+ * a crash"): the error, which names the file and what to do, for the operator's line; null otherwise.
+ */
+function ownDeliveryFault(record: ExecutionRecord): string | null {
+  const failed = record.events.findLast(
+    (e) => e.type === 'StateFailed' && e.state === 'Deliver' && e.error === DELIVERY_SECRETS_FILE_ERROR,
+  );
+  return typeof failed?.cause === 'string' ? failed.cause : null;
+}
+
+/** The operator's line for a run that ended: what the caller got, and a delivery the gateway itself failed. */
+function describeRun(record: ExecutionRecord, body: unknown): string {
+  const fault = ownDeliveryFault(record);
+  return fault ? `${describe(body)} (${fault})` : describe(body);
+}
+
+/**
  * The operator log's line for the end of an asynchronous conversation's run (its caller had its 202 long before):
  * the status and answer a synchronous call would have got, as `GET /conversations/{id}` now reports it.
  */
@@ -66,7 +84,7 @@ export function asyncRunSummary(record: ExecutionRecord, durationMs: number): Re
   return {
     http_status: result.statusCode,
     conversation_id: conversationIdOf(record) ?? record.execution_name,
-    detail: `async run ended: ${describe(result.body)}`,
+    detail: `async run ended: ${describeRun(record, result.body)}`,
     duration_ms: Math.round(durationMs),
   };
 }
@@ -180,7 +198,7 @@ export async function handleWebhook(
         ? `${describe(result.body)} (${storage.message})`
         : replayed
           ? `replayed (Idempotency-Key): ${describe(result.body)}`
-          : describe(result.body),
+          : describeRun(record, result.body),
     duration_ms: Math.round(performance.now() - started),
   });
 }

@@ -1,9 +1,10 @@
-import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { idempotencyPk } from '../../functions/domain/idempotency.ts';
 import { FileEndpointStore } from '../../functions/shared/endpoint-store.ts';
 import type { RequestSummary } from '../../local/server/config.ts';
+import { runMain } from '../support/cli.ts';
 import { folderOf, SEED_REQUEST, startWorld, type TestWorld } from '../support/gateway.ts';
 
 /**
@@ -181,6 +182,38 @@ describe('a damaged receiver file: nothing is delivered while what it held is un
       await rm(file, { recursive: true }); // mended: the receiver starts afresh (docs/operations.md, "After a crash")
       expect((await world.gateway.redelivery.redrive(id)).status).toBe('delivered');
       expect(world.receiver.received).toHaveLength(1);
+    },
+  );
+});
+
+describe('the delivery secrets file damaged while the gateway runs: nothing goes unsigned, and the error names the file', () => {
+  it.each(DAMAGED)(
+    'the file %s: the delivery fails naming the file and what to do; restored, a redrive delivers it',
+    async (_what, damaged) => {
+      const file = path.join(world.dataDir, 'delivery-signing-secrets.json');
+      const good = await readFile(file, 'utf8');
+      try {
+        await writeFile(file, damaged);
+        const res = await world.post(SEED_REQUEST);
+        expect(res.status).toBe(200);
+        expect(world.receiver.received).toHaveLength(0);
+        const id = res.body.conversation_id as string;
+        // Before: "DELIVERY_SIGNING_SECRETS must be a JSON object …" (no file), or, emptied, the delivery went unsigned.
+        const envelope = (await world.gateway.failedDeliveries.get(id))!;
+        expect(envelope.last_error).toContain(`the delivery secrets file ${file} cannot be used (`);
+        expect(envelope.last_error).toContain('restore it');
+        expect(operatorLog.at(-1)!.detail).toContain(file);
+        const shown = (await runMain(['conversations', 'show', id], { LOCAL_DATA_DIR: world.dataDir, NO_COLOR: '1' }))
+          .stdout;
+        expect(shown).toContain(`the delivery secrets file ${file} cannot be used`);
+
+        await writeFile(file, good);
+        expect((await world.gateway.redelivery.redrive(id)).status).toBe('delivered');
+        expect(world.receiver.received).toHaveLength(1);
+        expect(world.receiver.received[0]!.headers['webhook-signature']).toMatch(/^v1,/);
+      } finally {
+        await writeFile(file, good);
+      }
     },
   );
 });
