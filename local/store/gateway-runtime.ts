@@ -47,14 +47,41 @@ export async function removeGatewayRuntime(dataDir: string): Promise<void> {
   await rm(fileOf(dataDir), { force: true });
 }
 
-/** The running gateway of `dataDir`, or null when none runs there. */
+/** The damaged files already said, each with what it held: a command that reads one three times says so once. */
+const told = new Set<string>();
+
+/**
+ * The running gateway of `dataDir`, or null when none runs there (no file, or one left by a killed gateway). A
+ * damaged one (not JSON, no process id, a file it may not read) is read as none too, so that the commands that work
+ * without a gateway still do, but not silently: stderr names it and what to do (docs/operations.md, "After a crash").
+ */
 export async function readGatewayRuntime(dataDir: string): Promise<GatewayRuntime | null> {
+  const file = fileOf(dataDir);
+  let text: string;
   try {
-    const runtime = JSON.parse(await readFile(fileOf(dataDir), 'utf8')) as GatewayRuntime;
-    return Number.isInteger(runtime.pid) && isAlive(runtime.pid) ? runtime : null;
-  } catch {
-    return null;
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    return damaged(file, (error as Error).message, '');
   }
+  let runtime: GatewayRuntime | null;
+  try {
+    runtime = JSON.parse(text) as GatewayRuntime | null;
+  } catch (error) {
+    return damaged(file, `not valid JSON: ${(error as Error).message}`, text);
+  }
+  if (!Number.isInteger(runtime?.pid)) return damaged(file, 'no process id', text);
+  return runtime && isAlive(runtime.pid) ? runtime : null;
+}
+
+function damaged(file: string, reason: string, text: string): null {
+  if (!told.has(`${file}\n${text}`)) {
+    told.add(`${file}\n${text}`);
+    process.stderr.write(
+      `webhook-gateway: ${file} is damaged (${reason}), read as no gateway running: this command uses this shell's PORT and settings; restart the gateway of this folder to write it again, or delete it if none runs\n`,
+    );
+  }
+  return null;
 }
 
 /**

@@ -110,3 +110,20 @@ describe('endpoints list with a receiver file that is not JSON (a hand edit, a f
     }
   });
 });
+
+describe('endpoints list beside a damaged gateway.json', () => {
+  it('still lists (as with no gateway running) and says once which file is damaged and what to do', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-endpoints-damaged-'));
+    try {
+      await writeFile(path.join(dir, 'gateway.json'), '{"pid": 4');
+      const listed = await runMain(['endpoints', 'list', '--json'], { LOCAL_DATA_DIR: dir, GATEWAY_URL: undefined });
+      expect(listed.code, listed.stderr).toBe(0);
+      expect(JSON.parse(listed.stdout)).toHaveLength(4);
+      // Before: nothing said; the list showed this shell's receivers as if no gateway ran.
+      const said = listed.stderr.split('\n').filter((l) => l.includes('gateway.json'));
+      expect(said).toEqual([expect.stringContaining(`${path.join(dir, 'gateway.json')} is damaged (not valid JSON`)]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

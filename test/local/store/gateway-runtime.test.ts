@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import {
   type GatewayRuntime,
   localExportBucket,
@@ -36,12 +36,32 @@ describe('gateway.json: where the gateway of a data directory runs', () => {
     expect(await readGatewayRuntime(dir)).toBeNull();
   });
 
-  it('one left by a killed gateway, or a damaged one, is ignored', async () => {
-    const dead = spawnSync(process.execPath, ['-e', '0']).pid!;
-    await writeGatewayRuntime(dir, runtime(dead));
-    expect(await readGatewayRuntime(dir)).toBeNull();
-    await writeFile(path.join(dir, 'gateway.json'), '{"pid": ');
-    expect(await readGatewayRuntime(dir)).toBeNull();
+  it('one left by a killed gateway is ignored; a damaged one is read as none too, but said once on stderr', async () => {
+    const stderr = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      const dead = spawnSync(process.execPath, ['-e', '0']).pid!;
+      await writeGatewayRuntime(dir, runtime(dead));
+      expect(await readGatewayRuntime(dir)).toBeNull();
+      expect(stderr).not.toHaveBeenCalled();
+      // The commands that work without a gateway still do (null), but the user is told. Before: silently none.
+      const file = path.join(dir, 'gateway.json');
+      for (const [text, reason] of [
+        ['{"pid": ', 'not valid JSON'],
+        ['null', 'no process id'],
+        ['{"url": "http://127.0.0.1:3000"}', 'no process id'],
+      ]) {
+        stderr.mockClear();
+        await writeFile(file, text!);
+        expect(await readGatewayRuntime(dir)).toBeNull();
+        expect(await readGatewayRuntime(dir)).toBeNull();
+        expect(stderr).toHaveBeenCalledTimes(1); // once, however often a command reads it
+        const line = String(stderr.mock.calls[0]![0]);
+        expect(line).toContain(`${file} is damaged (${reason}`);
+        expect(line).toContain('restart the gateway of this folder to write it again, or delete it if none runs');
+      }
+    } finally {
+      stderr.mockRestore();
+    }
   });
 
   it('the export bucket: CONVERSATION_EXPORT_S3_BUCKET, else the running gateway’s, else the default', async () => {
