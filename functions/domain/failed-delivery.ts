@@ -1,7 +1,7 @@
 import { nextAttemptNumber, withoutAttemptDetail } from './attempt-log.ts';
 import type { ConversationRecord, DeliveryAttempt, RedeliveryContext } from './conversation.ts';
 import { deferredStatus, failedAttemptFromCaught, isDeferral } from './delivery.ts';
-import { completeConversation, withDeliveryAttempt, withDeliveryStatus } from './lifecycle.ts';
+import { completeConversation, withDeliveryAttempt, withDeliveryStatus, withFailure } from './lifecycle.ts';
 import { type CaughtError, parseTaskError } from './task-error.ts';
 
 /**
@@ -177,9 +177,15 @@ export function envelopeFromQueuedMessage(
   const permanent = attempt.outcome === 'permanent';
   const firstDelay = schedule[0];
   const dead = permanent || firstDelay === undefined;
-  // Closed now, a moment before the workflow's Export closes its own copy: a redelivery re-exports this record.
+  // Closed now, a moment before the workflow's Export closes its own copy (closeConversation), as Export closes it:
+  // a redelivery re-exports this record, which must not lose what the first export had (the Deliver failure).
   const conversation = completeConversation(
-    withDeliveryAttempt(record, attempt, target, dead ? 'failed' : 'retrying'),
+    withFailure(
+      withDeliveryAttempt(record, attempt, target, dead ? 'failed' : 'retrying'),
+      'Deliver',
+      parseTaskError(message.delivery_error),
+      now,
+    ),
     false,
     message.execution_name ?? null,
     now,

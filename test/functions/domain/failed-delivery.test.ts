@@ -19,6 +19,7 @@ import {
   withFailedRun,
 } from '../../../functions/domain/failed-delivery.ts';
 import {
+  closeConversation,
   completeConversation,
   withAgentAnswer,
   withClassification,
@@ -85,6 +86,21 @@ describe('envelopeFromQueuedMessage', () => {
       executions: ['exec-1'],
     });
     expect(envelope.attempts).toHaveLength(1);
+  });
+
+  it("keeps the record as the workflow's Export closes it, the Deliver failure in its errors", () => {
+    for (const outcome of ['retryable', 'permanent'] as const) {
+      const message = queued(attempt(outcome));
+      const envelope = envelopeFromQueuedMessage(message, NOW);
+      const exported = closeConversation(
+        { conversation: message.conversation, delivery_error: message.delivery_error },
+        'exec-1',
+        NOW,
+      ).record;
+      // Before: the Deliver failure was missing, so the export a redelivery rewrote from it lost what the first had.
+      expect(envelope.conversation.execution.errors.map((e) => e.stage)).toEqual(['Deliver']);
+      expect(envelope.conversation).toEqual(exported);
+    }
   });
 
   it('a permanent failure is dead at once', () => {
