@@ -168,6 +168,11 @@ export interface ConversationState {
   classify_error?: CaughtError;
   /** Set by the Catch of Deliver. */
   delivery_error?: CaughtError;
+  /**
+   * Set by DeliveryFailed (after the Catch of Deliver): when the delivery failed. The conversation is closed at this
+   * moment wherever it is closed (Export, the failed-delivery envelope), so every copy of the record is the same.
+   */
+  delivery_failed?: { at: string };
   /** Set by the Catch of QueueFailedDelivery: the failed-delivery queue refused the envelope. */
   delivery_queue_error?: CaughtError;
   /** Set by the Catch of QueueFailedExport: the queue refused the export-only envelope too (RecordOnlyInLogs). */

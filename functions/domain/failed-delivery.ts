@@ -1,7 +1,13 @@
 import { nextAttemptNumber, withoutAttemptDetail } from './attempt-log.ts';
 import type { ConversationRecord, DeliveryAttempt, RedeliveryContext } from './conversation.ts';
 import { deferredStatus, failedAttemptFromCaught, isDeferral } from './delivery.ts';
-import { completeConversation, withDeliveryAttempt, withDeliveryStatus, withFailure } from './lifecycle.ts';
+import {
+  closingTime,
+  completeConversation,
+  withDeliveryAttempt,
+  withDeliveryStatus,
+  withFailure,
+} from './lifecycle.ts';
 import { type CaughtError, parseTaskError } from './task-error.ts';
 
 /**
@@ -54,6 +60,8 @@ export interface QueuedFailedDelivery {
   kind: 'failed_delivery';
   conversation: ConversationRecord;
   delivery_error: CaughtError;
+  /** When the delivery failed (DeliveryFailed): the record is closed then, as Export closes its own. */
+  closed_at?: string;
   /** The conversation workflow's execution name. */
   execution_name?: string;
 }
@@ -169,26 +177,27 @@ export function envelopeFromQueuedMessage(
 ): FailedDeliveryEnvelope {
   const record = message.conversation;
   if (isDeferral(message.delivery_error)) return envelopeForDeferral(message, now, schedule);
+  // Closed when the delivery failed (DeliveryFailed), as the workflow's Export closes its own copy (closeConversation):
+  // a redelivery re-exports this record, which keeps what the first export had (its close, the Deliver failure).
+  const closedAt = closingTime(message.closed_at, now);
   const { attempt, target } = failedAttemptFromCaught(
     message.delivery_error,
     record.execution.delivery_attempts.length + 1,
-    now,
+    closedAt,
   );
   const permanent = attempt.outcome === 'permanent';
   const firstDelay = schedule[0];
   const dead = permanent || firstDelay === undefined;
-  // Closed now, a moment before the workflow's Export closes its own copy (closeConversation), as Export closes it:
-  // a redelivery re-exports this record, which must not lose what the first export had (the Deliver failure).
   const conversation = completeConversation(
     withFailure(
       withDeliveryAttempt(record, attempt, target, dead ? 'failed' : 'retrying'),
       'Deliver',
       parseTaskError(message.delivery_error),
-      now,
+      closedAt,
     ),
     false,
     message.execution_name ?? null,
-    now,
+    closedAt,
   );
   return {
     ...newEnvelope(conversation, now),
@@ -211,7 +220,7 @@ function envelopeForDeferral(
     withDeliveryStatus(message.conversation, deferredStatus(message.delivery_error)),
     false,
     message.execution_name ?? null,
-    now,
+    closingTime(message.closed_at, now),
   );
   return {
     ...newEnvelope(conversation, now),

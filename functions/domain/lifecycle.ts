@@ -173,6 +173,12 @@ export function completeConversation(
   };
 }
 
+/** When a conversation whose delivery failed is closed: the time DeliveryFailed noted, else `now`. */
+export function closingTime(failedAt: string | undefined, now: Date): Date {
+  const at = failedAt === undefined ? Number.NaN : Date.parse(failedAt);
+  return Number.isNaN(at) ? now : new Date(at);
+}
+
 /**
  * Export's view of how the conversation ended: the agent's failure (nothing delivered), a failed delivery (the
  * attempt the Catch stored, `retrying` while the schedule will try again, `failed` when it will not), or success.
@@ -180,8 +186,10 @@ export function completeConversation(
 export function closeConversation(
   state: ConversationState,
   executionName: string | null,
-  now: Date,
+  at: Date,
 ): { record: ConversationRecord; agentFailed: boolean; answered: boolean } {
+  // A failed delivery closes it when it failed (DeliveryFailed), as its failed-delivery envelope does.
+  const now = closingTime(state.delivery_failed?.at, at);
   const agentFailed = state.agent_error !== undefined || state.start_error !== undefined;
   let record: ConversationRecord;
   if (agentFailed) {

@@ -172,10 +172,16 @@ export function planRecovery(entries: JournalEntry[], now: Date, runBegun = fals
     if (out) return resume(next, out.d);
     if (lastOf(entries, 'in', task)) return resume(task, taskState(task));
   }
-  const queued = (lastOf(entries, 'in', 'QueueFailedDelivery')?.d as { MessageBody?: Partial<ConversationState> })
-    ?.MessageBody;
+  const queueing = lastOf(entries, 'in', 'QueueFailedDelivery');
+  const queued = (queueing?.d as { MessageBody?: Partial<ConversationState> & { closed_at?: string } })?.MessageBody;
   if (queued?.conversation) {
-    const state = { conversation: queued.conversation, delivery_error: queued.delivery_error };
+    // Closed when its delivery failed (DeliveryFailed), as the envelope it queued was (a journal of an earlier
+    // version has no closed_at: when it queued).
+    const state = {
+      conversation: queued.conversation,
+      delivery_error: queued.delivery_error,
+      delivery_failed: { at: queued.closed_at ?? new Date(queueing!.t).toISOString() },
+    };
     return resume(lastOf(entries, 'out', 'QueueFailedDelivery') ? 'Export' : 'QueueFailedDelivery', state);
   }
   const delivered = lastOf(entries, 'out', 'Deliver');
@@ -211,7 +217,11 @@ export function planRecovery(entries: JournalEntry[], now: Date, runBegun = fals
         : `the local gateway stopped (crash or kill) during delivery attempt ${cut}: the receiver may have it already, under the same webhook-id`;
     return resume(
       'QueueFailedDelivery',
-      { conversation: record, delivery_error: interruptedDelivery(target, reason) },
+      {
+        conversation: record,
+        delivery_error: interruptedDelivery(target, reason),
+        delivery_failed: { at: now.toISOString() },
+      },
       true,
     );
   }

@@ -214,3 +214,21 @@ describe('Deliver: Retry on transient failures, Catch to the failed-delivery sto
     }
   });
 });
+
+describe('a conversation whose delivery failed, then was redelivered', () => {
+  it('is exported with the completed_at and total_time_ms it was first exported with: closed once', async () => {
+    world.receiver.reply(503, 503, 503, 503);
+    const res = await world.post({ ...SEED_REQUEST, query: 'closed once, whatever redelivers it' });
+    const id = res.body.conversation_id as string;
+    const first = (await world.getJson(`${folderOf(id)}conversation.json`)).conversation.execution;
+    expect(first.errors.map((e: { stage: string }) => e.stage)).toEqual(['Deliver']);
+    expect((await world.gateway.redelivery.redrive(id)).status).toBe('delivered');
+    const after = (await world.getJson(`${folderOf(id)}conversation.json`)).conversation.execution;
+    // Before: the failed-delivery envelope's copy had been closed when it was queued, Export's own a few ms later, and
+    // the redelivery exported the envelope's.
+    expect(after.completed_at).toBe(first.completed_at);
+    expect(after.timings.total_ms).toBe(first.timings.total_ms);
+    expect(after.errors).toEqual(first.errors);
+    expect(after.delivery_attempts).toHaveLength(first.delivery_attempts.length + 1);
+  });
+});

@@ -185,6 +185,7 @@ describe('S3 refuses the export at the end of a conversation', () => {
       'InvokeManagerAgent',
       'Classify',
       'Deliver',
+      'DeliveryFailed',
       'QueueFailedDelivery',
       'Export',
       'CloseWithoutExport',

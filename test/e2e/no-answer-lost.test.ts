@@ -84,6 +84,7 @@ describe('no answer lost after the agent answered', () => {
       'InvokeManagerAgent',
       'Classify',
       'Deliver',
+      'DeliveryFailed',
       'QueueFailedDelivery',
       'Export',
     ]);

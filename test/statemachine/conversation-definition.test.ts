@@ -186,12 +186,25 @@ describe('statemachine/conversation.asl.json', () => {
     expect(retrier.MaxDelaySeconds * 1000).toBe(MAX_RETRY_WAIT_MS);
     expect(retrier.ErrorEquals).not.toContain('DeliveryDeferredError');
     expect(deliver.Catch).toEqual([
-      { ErrorEquals: ['States.ALL'], ResultPath: '$.delivery_error', Next: 'QueueFailedDelivery' },
+      { ErrorEquals: ['States.ALL'], ResultPath: '$.delivery_error', Next: 'DeliveryFailed' },
     ]);
     expect(definition.States.QueueFailedDelivery).toMatchObject({
       Resource: 'arn:aws:states:::sqs:sendMessage',
       Next: 'Export',
     });
+  });
+
+  it('a failed delivery is closed once: the moment it failed goes in the envelope, and Export closes its record then too', () => {
+    // JSONPath only: a Pass reads the context object, and both the envelope (QueueFailedDelivery) and Export get it.
+    // Before: the envelope's copy was closed when queued, Export's a few ms later, and a redelivery re-exported the
+    // envelope's, changing completed_at and total_time_ms.
+    expect(definition.States.DeliveryFailed).toMatchObject({
+      Type: 'Pass',
+      Parameters: { 'at.$': '$$.State.EnteredTime' },
+      ResultPath: '$.delivery_failed',
+      Next: 'QueueFailedDelivery',
+    });
+    expect(definition.States.QueueFailedDelivery.Parameters.MessageBody['closed_at.$']).toBe('$.delivery_failed.at');
   });
 
   it('an agent failure is exported, then fails with AgentError or AgentTimeout; an invalid request fails with ValidationError, a bad signature with SignatureError', () => {

@@ -141,6 +141,7 @@ describe.skipIf(skipBrowser)('console in Chromium', () => {
       'InvokeManagerAgent:succeeded',
       'Classify:succeeded',
       'Deliver:caught:marked',
+      'DeliveryFailed:succeeded',
       'QueueFailedDelivery:succeeded',
       'Export:succeeded',
     ]);
