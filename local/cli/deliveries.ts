@@ -4,6 +4,7 @@ import { isConversationId } from '../../functions/domain/conversation-id.ts';
 import { endpointStatus } from '../../functions/domain/endpoints.ts';
 import {
   attemptsMade,
+  type EnvelopeState,
   type FailedDeliveryEnvelope,
   owedBy,
   redriveCandidates,
@@ -72,28 +73,26 @@ export async function deliveriesList(args: string[]): Promise<number> {
   const limit = limitOf(values.limit, 50);
   const { dataDir } = resolveOptions();
   const store = new LocalFailedDeliveryStore(dataDir);
-  const scanned = await store.scan();
-  for (const { file, reason } of scanned.unreadable)
+  // The newest `limit` (as `conversations list`), chosen by the summary index: only those envelopes are read (every
+  // envelope was read to show 50: 7.2 s at 54,000), and the rest are only counted.
+  const found = await store.newest({ limit, states: states as EnvelopeState[] });
+  for (const { file, reason } of found.unreadable)
     note(
       `webhook-gateway: ${reason}: left out of this list and of the redelivery schedule (${path.basename(file, '.json')})`,
     );
-  const envelopes = scanned.envelopes
-    .filter((e) => states.includes(e.state))
-    .sort((a, b) => b.created_at.localeCompare(a.created_at));
-  // The newest `limit` (as `conversations list`): thousands of lines are no list to read, and took tens of seconds.
-  const shown = envelopes.slice(0, limit);
+  const shown = found.envelopes;
   if (values.json) {
     out(JSON.stringify(shown, null, 2));
     return 0;
   }
-  if (envelopes.length === 0) {
+  if (found.total === 0) {
     out(`No ${states.join(' or ')} deliveries in ${store.dir}.`);
     return 0;
   }
   // A delivery owed to a paused or disabled receiver is not tried until it is resumed: said so, not shown overdue.
   const held = await localHeldReceivers(dataDir);
   out(deliveriesTable(shown, stateLabel, (e) => nextAttemptLabel(e, held)));
-  if (envelopes.length > shown.length) out(`(${envelopes.length - shown.length} older not shown; use --limit)`);
+  if (found.total > shown.length) out(`(${found.total - shown.length} older not shown; use --limit)`);
   return 0;
 }
 

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { isConversationId } from '../../functions/domain/conversation-id.ts';
 import { NamedError } from '../../functions/domain/errors.ts';
 import {
+  type EnvelopeState,
   envelopeFromMessage,
   type FailedDeliveryEnvelope,
   isDue,
@@ -18,7 +19,7 @@ import {
 import { UnreadableFileError } from '../../functions/shared/local-files.ts';
 import type { FailedDeliveryStore, HeldEnvelope, TakenBatch } from '../../functions/shared/redelivery.ts';
 import { settings } from '../../functions/shared/settings.ts';
-import { listDir, mapConcurrently, readJson, writeJsonAtomic } from './json-files.ts';
+import { listDir, mapConcurrently, readJson, writeJsonAtomic, writeTextAtomic } from './json-files.ts';
 
 /** The error name Step Functions' sqs:sendMessage integration reports when SQS refuses a message. */
 export const SQS_REFUSED = 'SQS.AmazonSQSException';
@@ -29,6 +30,41 @@ export type EnvelopeHead = Omit<FailedDeliveryEnvelope, 'conversation'>;
 function headOf({ conversation: _conversation, ...head }: FailedDeliveryEnvelope): EnvelopeHead {
   return head;
 }
+
+/**
+ * What the lists choose and count by: a few fields of an envelope, kept per file in
+ * `<dataDir>/summaries/failed-deliveries.json` (docs/operations.md) so that a list reads only the envelopes it shows.
+ */
+export type EnvelopeSummary = Pick<
+  FailedDeliveryEnvelope,
+  'conversation_id' | 'webhook_type' | 'state' | 'owed' | 'next_due_at' | 'created_at'
+>;
+
+function summaryOf(e: FailedDeliveryEnvelope): EnvelopeSummary {
+  return {
+    conversation_id: e.conversation_id,
+    webhook_type: e.webhook_type,
+    state: e.state,
+    ...(e.owed ? { owed: e.owed } : {}),
+    next_due_at: e.next_due_at,
+    created_at: e.created_at,
+  };
+}
+
+/** Newest first (received later first, then by id): the order of `deliveries list` and the console. */
+const newestFirst = (a: EnvelopeSummary, b: EnvelopeSummary) =>
+  b.created_at.localeCompare(a.created_at) || b.conversation_id.localeCompare(a.conversation_id);
+
+/** One file of the folder as the summary index knows it: its stat signature then, and its summary or why it has none. */
+interface IndexEntry {
+  signature: string;
+  summary: EnvelopeSummary | null;
+  reason?: string;
+}
+
+const INDEX_VERSION = 1;
+/** How often a running gateway writes the summary index at most (a command writes it once, at its look). */
+const INDEX_SAVE_EVERY_MS = 60_000;
 
 /** How long the heads of a look stand while the folder is unchanged: a file edited in place is seen within this. */
 const FULL_LOOK_EVERY_MS = 60_000;
@@ -59,9 +95,15 @@ export class LocalFailedDeliveryStore implements FailedDeliveryStore {
   private lastLook: { at: number; folderSignature: string; heads: EnvelopeHead[] } | null = null;
   /** Each schedule run's envelopes still to hand out, by the run's `seen` set. */
   private readonly runQueues = new WeakMap<ReadonlySet<string>, string[]>();
+  /** The summary index: where it is kept, its entries by file name (loaded at the first look), when last written. */
+  readonly indexFile: string;
+  private index: Map<string, IndexEntry> | null = null;
+  private indexChanged = false;
+  private indexSavedAt: number | null = null;
 
   constructor(dataDir: string) {
     this.dir = path.join(dataDir, 'failed-deliveries');
+    this.indexFile = path.join(dataDir, 'summaries', 'failed-deliveries.json');
   }
 
   get schedule(): readonly number[] {
@@ -137,6 +179,98 @@ export class LocalFailedDeliveryStore implements FailedDeliveryStore {
       .filter((e): e is FailedDeliveryEnvelope => e !== null)
       .sort((a, b) => a.created_at.localeCompare(b.created_at));
     return { envelopes, unreadable };
+  }
+
+  /**
+   * The summary of every envelope, and the damaged files with why, from the summary index: a file is read only when
+   * its inode, time or size differ from what the index holds (new, rewritten, edited by hand), so a look at an
+   * unchanged folder reads no envelope, only each file's `stat`. What was learnt is written back (a command: at once;
+   * the running gateway: at most once a minute), only for files unchanged for a second (file times are coarse); an
+   * index that is missing, damaged or cannot be written only means the envelopes are read again.
+   */
+  async summaries(): Promise<{ summaries: EnvelopeSummary[]; unreadable: { file: string; reason: string }[] }> {
+    const lookedAt = Date.now();
+    const names = (await listDir(this.dir)).filter((n) => n.endsWith('.json'));
+    const index = await this.loadIndex();
+    const present = new Set(names);
+    for (const name of index.keys())
+      if (!present.has(name)) {
+        index.delete(name);
+        this.indexChanged = true;
+      }
+    const unreadable: { file: string; reason: string }[] = [];
+    const refused: Error[] = [];
+    const read = await mapConcurrently(names, 32, async (name): Promise<EnvelopeSummary | null> => {
+      const file = path.join(this.dir, name);
+      const s = await stat(file, { bigint: true }).catch(() => null);
+      if (!s) return null;
+      const signature = `${s.ino}:${s.mtimeNs}:${s.size}`;
+      let entry = index.get(name);
+      if (entry?.signature !== signature) {
+        try {
+          const envelope = await envelopeIn(file);
+          entry = { signature, summary: envelope && summaryOf(envelope) };
+        } catch (error) {
+          if (!(error instanceof SyntaxError)) {
+            refused.push(error as Error);
+            return null;
+          }
+          entry = { signature, summary: null, reason: error.message };
+        }
+        if (Number(s.mtimeMs) < lookedAt - 1_000) {
+          index.set(name, entry);
+          this.indexChanged = true;
+        } else if (index.delete(name)) this.indexChanged = true;
+      }
+      if (entry.reason !== undefined) unreadable.push({ file, reason: entry.reason });
+      return entry.summary;
+    });
+    if (refused.length > 0) throw refused[0];
+    await this.saveIndex(lookedAt);
+    return { summaries: read.filter((e): e is EnvelopeSummary => e !== null), unreadable };
+  }
+
+  /**
+   * The newest `limit` envelopes in `states`, newest first, and how many there are in all: chosen by their summaries,
+   * so only the envelopes returned are read whole.
+   */
+  async newest(options: { limit: number; states: readonly EnvelopeState[] }): Promise<{
+    envelopes: FailedDeliveryEnvelope[];
+    total: number;
+    unreadable: { file: string; reason: string }[];
+  }> {
+    const { summaries, unreadable } = await this.summaries();
+    const matching = summaries.filter((e) => options.states.includes(e.state)).sort(newestFirst);
+    const read = await mapConcurrently(matching.slice(0, options.limit), 32, (e) =>
+      this.get(e.conversation_id).catch((error: unknown) => {
+        if (error instanceof SyntaxError) return null;
+        throw error;
+      }),
+    );
+    return {
+      envelopes: read.filter((e): e is FailedDeliveryEnvelope => e !== null),
+      total: matching.length,
+      unreadable,
+    };
+  }
+
+  private async loadIndex(): Promise<Map<string, IndexEntry>> {
+    if (!this.index) {
+      const stored = await readJson<{ version?: unknown; files?: Record<string, IndexEntry> }>(this.indexFile).catch(
+        () => null,
+      );
+      this.index = new Map(stored?.version === INDEX_VERSION && stored.files ? Object.entries(stored.files) : []);
+    }
+    return this.index;
+  }
+
+  private async saveIndex(now: number): Promise<void> {
+    if (!this.indexChanged || !this.index) return;
+    if (this.indexSavedAt !== null && now - this.indexSavedAt < INDEX_SAVE_EVERY_MS) return;
+    this.indexChanged = false;
+    this.indexSavedAt = now;
+    const files = Object.fromEntries(this.index);
+    await writeTextAtomic(this.indexFile, `${JSON.stringify({ version: INDEX_VERSION, files })}\n`).catch(() => {});
   }
 
   private claim(conversationId: string): void {
