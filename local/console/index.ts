@@ -120,7 +120,7 @@ function consolePages(ctx: ConsoleContext) {
             const [v, rows, open, receivers] = await Promise.all([
               version(ctx),
               recentConversations(ctx, LIST_LIMIT),
-              openDeliveries(ctx),
+              openDeliveries(ctx, LIST_LIMIT),
               ctx.endpoints().catch(() => []),
             ]);
             const body = listFragment(rows, open, LIST_LIMIT, heldReceivers(receivers));
@@ -213,11 +213,14 @@ function consolePages(ctx: ConsoleContext) {
                   message: `limit must be a whole number from 1 to ${MAX_API_LIMIT}, got "${asked}"`,
                 },
               });
-            const [conversations, open] = await Promise.all([recentConversations(ctx, limit), openDeliveries(ctx)]);
+            const [conversations, open] = await Promise.all([
+              recentConversations(ctx, limit),
+              openDeliveries(ctx, limit),
+            ]);
             sendData(req, res, 200, {
               conversations,
-              failed_deliveries: open.slice(0, limit),
-              failed_deliveries_total: open.length,
+              failed_deliveries: open.deliveries,
+              failed_deliveries_total: open.total,
             });
           },
         },

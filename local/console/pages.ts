@@ -67,18 +67,19 @@ export function page(shell: PageShell): string {
  */
 export function listFragment(
   rows: ConsoleRow[],
-  open: EnvelopeHead[],
+  owed: { deliveries: EnvelopeHead[]; total: number },
   limit: number,
   held: HeldReceivers = new Map(),
 ): SafeHtml {
+  const open = owed.deliveries;
   const deliveries =
-    open.length === 0
+    owed.total === 0
       ? ''
       : html`<section id="failed-deliveries">
-  <h2>Failed deliveries <span class="count">${open.length}</span></h2>
+  <h2>Failed deliveries <span class="count">${owed.total}</span></h2>
   <table><thead><tr><th>conversation</th><th>type</th><th>state</th><th>attempts</th><th>last error</th><th>next attempt</th></tr></thead>
   <tbody>${open.slice(0, limit).map((e) => html`<tr data-id="${e.conversation_id}"><td>${link(e.conversation_id)}</td><td>${e.webhook_type}</td><td>${badge(e.state)}${e.dead_reason ? html` <small>${e.dead_reason}</small>` : ''}${e.owed === 'export' ? html` <small>export only</small>` : ''}</td><td class="num">${attemptsMade(e)}</td><td class="err">${preview(e.last_error ?? '', 80)}</td><td>${nextAttemptLabel(e, held)}</td></tr>`)}</tbody></table>
-  ${open.length > limit ? html`<p class="more">Showing the newest ${limit} of ${open.length}. <code>npx webhook-gateway deliveries list --limit N</code> lists more; the <a href="/console/endpoints">Endpoints</a> page recovers them by type.</p>` : ''}
+  ${owed.total > open.length ? html`<p class="more">Showing the newest ${open.length} of ${owed.total}. <code>npx webhook-gateway deliveries list --limit N</code> lists more; the <a href="/console/endpoints">Endpoints</a> page recovers them by type.</p>` : ''}
 </section>`;
   const table =
     rows.length === 0

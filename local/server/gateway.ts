@@ -288,6 +288,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     threadDir: config.threadDir ?? null,
     threadTtlDays: config.threadTtlDays,
     objects: s3?.store ?? null,
+    failedDeliveries,
   };
   const sweep = async () => {
     try {
@@ -446,7 +447,12 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
         mount: consoleRoutes({
           attempts: async (id) => (await attemptLog()?.list(id)) ?? [],
           endpoints: async () =>
-            endpointViews(endpoints, await failedDeliveries.heads(), config.deliveryUrls, config.breaker),
+            endpointViews(
+              endpoints,
+              (await failedDeliveries.summaries()).summaries,
+              config.deliveryUrls,
+              config.breaker,
+            ),
           executions,
           failedDeliveries,
           bucket,

@@ -53,7 +53,7 @@ export function operatorRoutes(ctx: OperatorContext): RouteHandler {
     return null;
   };
   const views = async () =>
-    endpointViews(ctx.endpoints, await ctx.failedDeliveries.heads(), ctx.deployedUrls, ctx.breaker);
+    endpointViews(ctx.endpoints, (await ctx.failedDeliveries.summaries()).summaries, ctx.deployedUrls, ctx.breaker);
   const endpointAction =
     (act: (type: WebhookType) => Promise<unknown>) =>
     async (_req: IncomingMessage, res: ServerResponse, match: RegExpExecArray) => {

@@ -37,7 +37,7 @@ function headOf({ conversation: _conversation, ...head }: FailedDeliveryEnvelope
  */
 export type EnvelopeSummary = Pick<
   FailedDeliveryEnvelope,
-  'conversation_id' | 'webhook_type' | 'state' | 'owed' | 'next_due_at' | 'created_at'
+  'conversation_id' | 'webhook_type' | 'state' | 'owed' | 'next_due_at' | 'created_at' | 'updated_at'
 >;
 
 function summaryOf(e: FailedDeliveryEnvelope): EnvelopeSummary {
@@ -48,12 +48,20 @@ function summaryOf(e: FailedDeliveryEnvelope): EnvelopeSummary {
     ...(e.owed ? { owed: e.owed } : {}),
     next_due_at: e.next_due_at,
     created_at: e.created_at,
+    updated_at: e.updated_at,
   };
 }
 
 /** Newest first (received later first, then by id): the order of `deliveries list` and the console. */
 const newestFirst = (a: EnvelopeSummary, b: EnvelopeSummary) =>
   b.created_at.localeCompare(a.created_at) || b.conversation_id.localeCompare(a.conversation_id);
+
+/** What a look through the folder finds: the summaries, the damaged files, the files the system refused to read. */
+interface Summaries {
+  summaries: EnvelopeSummary[];
+  unreadable: { file: string; reason: string }[];
+  refused: Error[];
+}
 
 /** One file of the folder as the summary index knows it: its stat signature then, and its summary or why it has none. */
 interface IndexEntry {
@@ -89,15 +97,22 @@ export class LocalFailedDeliveryStore implements FailedDeliveryStore {
   readonly dir: string;
   /** Conversation id → resolves when its holder lets it go. */
   private readonly holds = new Map<string, { released: Promise<void>; release: () => void }>();
-  /** File name → its stat signature and head when last read (null: not an envelope, or not JSON). */
+  /** File name → its stat signature and head when last read whole by newestHeads (the console's list). */
   private readonly headCache = new Map<string, { signature: string; head: EnvelopeHead | null }>();
-  /** The last look through the folder: when, the folder's stat then, and the heads it found. */
-  private lastLook: { at: number; folderSignature: string; heads: EnvelopeHead[] } | null = null;
+  /** The last look through the folder: when, the folder's stat then, what it found, each file's signature. */
+  private lastLook: {
+    at: number;
+    folderSignature: string;
+    found: Summaries;
+    signatures: ReadonlyMap<string, string>;
+  } | null = null;
   /** Each schedule run's envelopes still to hand out, by the run's `seen` set. */
   private readonly runQueues = new WeakMap<ReadonlySet<string>, string[]>();
   /** The summary index: where it is kept, its entries by file name (loaded at the first look), when last written. */
   readonly indexFile: string;
   private index: Map<string, IndexEntry> | null = null;
+  /** The entries read within a second of their file's last change: used, not written (read again once settled). */
+  private readonly unsettled = new Set<string>();
   private indexChanged = false;
   private indexSavedAt: number | null = null;
 
@@ -182,34 +197,55 @@ export class LocalFailedDeliveryStore implements FailedDeliveryStore {
   }
 
   /**
-   * The summary of every envelope, and the damaged files with why, from the summary index: a file is read only when
-   * its inode, time or size differ from what the index holds (new, rewritten, edited by hand), so a look at an
-   * unchanged folder reads no envelope, only each file's `stat`. What was learnt is written back (a command: at once;
-   * the running gateway: at most once a minute), only for files unchanged for a second (file times are coarse); an
-   * index that is missing, damaged or cannot be written only means the envelopes are read again.
+   * The summary of every envelope, the damaged files with why, and the files the system refused to read, from the
+   * summary index: a file is read only when its inode, time or size differ from what the index holds (new, rewritten,
+   * edited by hand), so a look at an unchanged folder reads no envelope, only each file's `stat`. What was learnt is
+   * written back (a command: at once; the running gateway: at most once a minute), only for files unchanged for a
+   * second before they were read (file times are coarse: the others are read again once they are); an index that is missing, damaged or cannot be written only means the envelopes
+   * are read again. Every write of an envelope renames a file into the folder, which changes the folder's time: while
+   * that time stays as it was (and was not within the last second of the look), the last look stands without a `stat`
+   * of each file, for up to a minute (a file edited in place is seen within a minute). What the schedule chooses by,
+   * what the receivers' queued counts (`endpoints list`, the console) are made of, and what the lists choose and count
+   * by.
    */
-  async summaries(): Promise<{ summaries: EnvelopeSummary[]; unreadable: { file: string; reason: string }[] }> {
+  async summaries(): Promise<Summaries> {
     const lookedAt = Date.now();
+    const folder = await stat(this.dir, { bigint: true }).catch(() => null);
+    const folderSignature = folder ? `${folder.ino}:${folder.mtimeNs}` : '-';
+    const last = this.lastLook;
+    if (
+      last &&
+      last.folderSignature === folderSignature &&
+      lookedAt - last.at < FULL_LOOK_EVERY_MS &&
+      (folder === null || Number(folder.mtimeMs) < last.at - 1_000)
+    )
+      return last.found;
     const names = (await listDir(this.dir)).filter((n) => n.endsWith('.json'));
     const index = await this.loadIndex();
     const present = new Set(names);
     for (const name of index.keys())
       if (!present.has(name)) {
         index.delete(name);
+        this.unsettled.delete(name);
         this.indexChanged = true;
       }
+    for (const name of this.headCache.keys()) if (!present.has(name)) this.headCache.delete(name);
     const unreadable: { file: string; reason: string }[] = [];
     const refused: Error[] = [];
+    const signatures = new Map<string, string>();
     const read = await mapConcurrently(names, 32, async (name): Promise<EnvelopeSummary | null> => {
       const file = path.join(this.dir, name);
       const s = await stat(file, { bigint: true }).catch(() => null);
       if (!s) return null;
       const signature = `${s.ino}:${s.mtimeNs}:${s.size}`;
+      signatures.set(name, signature);
+      const settled = Number(s.mtimeMs) < lookedAt - 1_000;
       let entry = index.get(name);
-      if (entry?.signature !== signature) {
+      if (entry?.signature !== signature || (settled && this.unsettled.has(name))) {
         try {
           const envelope = await envelopeIn(file);
           entry = { signature, summary: envelope && summaryOf(envelope) };
+          this.headCache.set(name, { signature, head: envelope && headOf(envelope) });
         } catch (error) {
           if (!(error instanceof SyntaxError)) {
             refused.push(error as Error);
@@ -217,17 +253,42 @@ export class LocalFailedDeliveryStore implements FailedDeliveryStore {
           }
           entry = { signature, summary: null, reason: error.message };
         }
-        if (Number(s.mtimeMs) < lookedAt - 1_000) {
-          index.set(name, entry);
-          this.indexChanged = true;
-        } else if (index.delete(name)) this.indexChanged = true;
+        index.set(name, entry);
+        if (settled) this.unsettled.delete(name);
+        else this.unsettled.add(name);
+        this.indexChanged = true;
       }
       if (entry.reason !== undefined) unreadable.push({ file, reason: entry.reason });
       return entry.summary;
     });
-    if (refused.length > 0) throw refused[0];
     await this.saveIndex(lookedAt);
-    return { summaries: read.filter((e): e is EnvelopeSummary => e !== null), unreadable };
+    const found = { summaries: read.filter((e): e is EnvelopeSummary => e !== null), unreadable, refused };
+    this.lastLook = { at: lookedAt, folderSignature, found, signatures };
+    return found;
+  }
+
+  /**
+   * The heads of the newest `limit` envelopes in `states`, newest first, and how many there are in all: chosen by
+   * their summaries; an envelope is read only when it changed since this store last read it (the console's list
+   * reads no envelope again while none changed).
+   */
+  async newestHeads(options: { limit: number; states: readonly EnvelopeState[] }): Promise<{
+    heads: EnvelopeHead[];
+    total: number;
+  }> {
+    const { summaries } = await this.summaries();
+    const signatures = this.lastLook?.signatures ?? new Map<string, string>();
+    const matching = summaries.filter((e) => options.states.includes(e.state)).sort(newestFirst);
+    const read = await mapConcurrently(matching.slice(0, options.limit), 32, async (e) => {
+      const name = `${e.conversation_id}.json`;
+      const cached = this.headCache.get(name);
+      if (cached && cached.signature === signatures.get(name)) return cached.head;
+      const envelope = await this.get(e.conversation_id).catch(() => null);
+      const head = envelope && headOf(envelope);
+      this.headCache.set(name, { signature: signatures.get(name) ?? '-', head });
+      return head;
+    });
+    return { heads: read.filter((h): h is EnvelopeHead => h !== null), total: matching.length };
   }
 
   /**
@@ -239,7 +300,8 @@ export class LocalFailedDeliveryStore implements FailedDeliveryStore {
     total: number;
     unreadable: { file: string; reason: string }[];
   }> {
-    const { summaries, unreadable } = await this.summaries();
+    const { summaries, unreadable, refused } = await this.summaries();
+    if (refused.length > 0) throw refused[0];
     const matching = summaries.filter((e) => options.states.includes(e.state)).sort(newestFirst);
     const read = await mapConcurrently(matching.slice(0, options.limit), 32, (e) =>
       this.get(e.conversation_id).catch((error: unknown) => {
@@ -269,7 +331,7 @@ export class LocalFailedDeliveryStore implements FailedDeliveryStore {
     if (this.indexSavedAt !== null && now - this.indexSavedAt < INDEX_SAVE_EVERY_MS) return;
     this.indexChanged = false;
     this.indexSavedAt = now;
-    const files = Object.fromEntries(this.index);
+    const files = Object.fromEntries([...this.index].filter(([name]) => !this.unsettled.has(name)));
     await writeTextAtomic(this.indexFile, `${JSON.stringify({ version: INDEX_VERSION, files })}\n`).catch(() => {});
   }
 
@@ -303,8 +365,8 @@ export class LocalFailedDeliveryStore implements FailedDeliveryStore {
 
   /**
    * Pending envelopes that are due, no one holds and this run has not seen yet, oldest first. A run (one `seen` set)
-   * looks through the store once, at its first take, by each file's head (kept in memory while the file is unchanged:
-   * a `stat`, no read); every later take of the run goes on down that list, and only the envelopes handed out are read.
+   * looks through the store once, at its first take, by each file's summary (summaries(): kept in the summary index
+   * while the file is unchanged, a `stat`, no read); every later take of the run goes on down that list, and only the envelopes handed out are read.
    * One not due is not handed out (on AWS it is a message hidden until it is due), nor one `heldBack` says the gate
    * would only hold, so a run with nothing due, or only a paused receiver's, reads no envelope. An envelope stored or
    * made due during a run is taken by the next run.
@@ -312,12 +374,12 @@ export class LocalFailedDeliveryStore implements FailedDeliveryStore {
   async take(options: {
     seen: ReadonlySet<string>;
     now?: Date;
-    heldBack?: (head: EnvelopeHead, now: Date) => Promise<boolean>;
+    heldBack?: (head: EnvelopeSummary, now: Date) => Promise<boolean>;
   }): Promise<TakenBatch<HeldEnvelope>> {
     const now = options.now ?? new Date();
     let queue = this.runQueues.get(options.seen);
     if (!queue) {
-      const due = (await this.heads()).filter(
+      const due = (await this.summaries()).summaries.filter(
         (h) => h.state === 'pending' && h.next_due_at !== null && Date.parse(h.next_due_at) <= now.getTime(),
       );
       // What the gate would only hold back (a paused receiver's deliveries) is left unread: it was read again every
@@ -340,48 +402,6 @@ export class LocalFailedDeliveryStore implements FailedDeliveryStore {
       else this.release(id);
     }
     return { items, unreadable: [], count: items.length };
-  }
-
-  /**
-   * The head of every envelope (all but the conversation record). A file is read again only when its inode, size or
-   * time changed since this store last read it (written by this gateway, a command or a hand). Every write of an
-   * envelope renames a file into the folder, which changes the folder's time: while that time stays as it was (and was
-   * not within the last second of the look), the heads of the last look stand without a `stat` of each file, for up
-   * to a minute (a file edited in place is seen within a minute). What the schedule chooses by, and what the
-   * receivers' queued counts (`endpoints list`, the console) are made of: neither reads every envelope again.
-   */
-  async heads(): Promise<EnvelopeHead[]> {
-    const lookedAt = Date.now();
-    const folder = await stat(this.dir, { bigint: true }).catch(() => null);
-    const folderSignature = folder ? `${folder.ino}:${folder.mtimeNs}` : '-';
-    const last = this.lastLook;
-    if (
-      last &&
-      last.folderSignature === folderSignature &&
-      lookedAt - last.at < FULL_LOOK_EVERY_MS &&
-      (folder === null || Number(folder.mtimeMs) < last.at - 1_000)
-    )
-      return last.heads;
-    const names = (await listDir(this.dir)).filter((n) => n.endsWith('.json'));
-    const present = new Set(names);
-    for (const name of this.headCache.keys()) if (!present.has(name)) this.headCache.delete(name);
-    const read = await mapConcurrently(names, 32, async (name): Promise<EnvelopeHead | null> => {
-      const file = path.join(this.dir, name);
-      const s = await stat(file, { bigint: true }).catch(() => null);
-      if (!s) return null;
-      const signature = `${s.ino}:${s.mtimeNs}:${s.size}`;
-      const cached = this.headCache.get(name);
-      if (cached?.signature === signature) return cached.head;
-      const envelope = await readJson<unknown>(file)
-        .then(readEnvelope)
-        .catch(() => null);
-      const head = envelope ? headOf(envelope) : null;
-      this.headCache.set(name, { signature, head });
-      return head;
-    });
-    const heads = read.filter((h): h is EnvelopeHead => h !== null);
-    this.lastLook = { at: lookedAt, folderSignature, heads };
-    return heads;
   }
 
   async store(item: HeldEnvelope, updated: FailedDeliveryEnvelope): Promise<void> {

@@ -6,6 +6,7 @@ import { isConversationId } from '../../functions/domain/conversation-id.ts';
 import { type FailedDeliveryEnvelope, readEnvelope } from '../../functions/domain/failed-delivery.ts';
 import type { IdempotencyRecord } from '../../functions/domain/idempotency.ts';
 import { idTimeMs } from '../history/conversation-filters.ts';
+import { LocalFailedDeliveryStore } from './failed-delivery-store.ts';
 import { listDir, readJson } from './json-files.ts';
 
 /**
@@ -35,6 +36,8 @@ export interface RetentionPaths {
   threadTtlDays?: number;
   /** The embedded S3's store, when this gateway runs it: its multipart uploads left incomplete for a day are aborted. */
   objects?: { abortUploadsBegunBefore(cutoff: Date): Promise<number> } | null;
+  /** The gateway's failed-delivery store (its summaries are kept in memory); by default one of `dataDir`. */
+  failedDeliveries?: LocalFailedDeliveryStore;
 }
 
 export interface SweepResult {
@@ -185,8 +188,12 @@ export async function sweepLocalHistory(paths: RetentionPaths, days: number, now
       await rm(path.join(executionsDir, id), { recursive: true, force: true });
       result.histories += 1;
     }
-    for (const name of (await listDir(envelopesDir)).filter((n) => n.endsWith('.json'))) {
-      const file = path.join(envelopesDir, name);
+    // Chosen by the envelopes' summaries (the store's summary index): only those settled long enough ago are read
+    // again, to be sure before they go; every envelope was read at each sweep, at every start among them.
+    const { summaries } = await (paths.failedDeliveries ?? new LocalFailedDeliveryStore(paths.dataDir)).summaries();
+    for (const summary of summaries) {
+      if (summary.state !== 'settled' || !(Date.parse(summary.updated_at) < cutoff)) continue;
+      const file = path.join(envelopesDir, `${summary.conversation_id}.json`);
       const envelope: FailedDeliveryEnvelope | null = readEnvelope(await readJson<unknown>(file).catch(() => null));
       if (envelope?.state === 'settled' && Date.parse(envelope.updated_at) < cutoff) {
         await rm(file, { force: true });

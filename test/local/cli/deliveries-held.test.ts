@@ -47,7 +47,12 @@ describe('deliveries of a paused receiver', () => {
   });
 
   it("the console's failed-delivery table says the same", () => {
-    const cells = listFragment([], [deal, general], 50, new Map([['deal_analysis', 'paused' as const]])).value;
+    const cells = listFragment(
+      [],
+      { deliveries: [deal, general], total: 2 },
+      50,
+      new Map([['deal_analysis', 'paused' as const]]),
+    ).value;
     expect(cells).toContain('<td>held: paused, until resumed</td>');
     expect(cells).toContain(`<td>${general.next_due_at}</td>`);
   });

@@ -1,6 +1,9 @@
+import { utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { queueOwedDeliveries, startWorld, type TestWorld } from '../../support/gateway.ts';
+import { startGateway } from '../../../local/server/gateway.ts';
+import { runMain } from '../../support/cli.ts';
+import { NO_WAIT, queueOwedDeliveries, startWorld, type TestWorld } from '../../support/gateway.ts';
 
 /** Every file the stores read as JSON, by path: which envelopes a console request reads. */
 const reads = vi.hoisted(() => [] as string[]);
@@ -65,5 +68,23 @@ describe('GET /console/api/conversations', () => {
     expect(page.status).toBe(200);
     expect(await page.text()).toContain(owed[0]);
     expect(envelopeReads()).toEqual([]);
+  });
+});
+
+describe('the first view after a start', () => {
+  it('reads only the envelopes it shows: the others are chosen and counted from the summary index', async () => {
+    // Written an hour ago (the index keeps only files unchanged for a second), and indexed by a command.
+    const anHourAgo = new Date(Date.now() - 3_600_000);
+    for (const id of owed)
+      await utimes(path.join(world.dataDir, 'failed-deliveries', `${id}.json`), anHourAgo, anHourAgo);
+    expect((await runMain(['deliveries', 'list'], { LOCAL_DATA_DIR: world.dataDir })).code).toBe(0);
+    await world.gateway.close();
+    world.gateway = await startGateway({ port: 0, s3Port: 0, dataDir: world.dataDir, retryIntervalOverrides: NO_WAIT });
+    reads.length = 0;
+    const { status, body } = await api('?limit=1');
+    expect(status).toBe(200);
+    expect(body.failed_deliveries.map((e: { conversation_id: string }) => e.conversation_id)).toEqual(owed.slice(0, 1));
+    expect(body.failed_deliveries_total).toBe(OWED);
+    expect(envelopeReads()).toEqual([path.join(world.dataDir, 'failed-deliveries', `${owed[0]}.json`)]);
   });
 });
