@@ -466,10 +466,10 @@ export function resendEnvelope(record: ConversationRecord, now: Date): FailedDel
  * What `deliveries redrive --all` (and the console's "recover failed since") would redrive: every envelope that still
  * owes something, created at or after `since` (epoch ms), of one webhook type if given, oldest first.
  */
-export function redriveCandidates(
-  envelopes: readonly FailedDeliveryEnvelope[],
+export function redriveCandidates<E extends Pick<FailedDeliveryEnvelope, 'state' | 'created_at' | 'webhook_type'>>(
+  envelopes: readonly E[],
   filter: { since: number | null; type?: string | null | undefined },
-): FailedDeliveryEnvelope[] {
+): E[] {
   return envelopes
     .filter(
       (e) =>

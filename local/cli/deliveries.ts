@@ -4,10 +4,8 @@ import { isConversationId } from '../../functions/domain/conversation-id.ts';
 import { endpointStatus } from '../../functions/domain/endpoints.ts';
 import {
   attemptsMade,
-  type EnvelopeState,
   type FailedDeliveryEnvelope,
   owedBy,
-  redriveCandidates,
   resendRefusal,
 } from '../../functions/domain/failed-delivery.ts';
 import { FileEndpointStore } from '../../functions/shared/endpoint-store.ts';
@@ -17,7 +15,7 @@ import { latestRecord } from '../history/conversations.ts';
 import { type HeldReceivers, heldReceivers, nextAttemptLabel } from '../history/endpoints.ts';
 import { resolveOptions } from '../server/config.ts';
 import { ExecutionStore } from '../store/execution-store.ts';
-import { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
+import { envelopeStates, LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
 import {
   AWS_OPTIONS,
   awsRequested,
@@ -63,19 +61,14 @@ export async function deliveriesList(args: string[]): Promise<number> {
     return withAws(values, (clients, stack) => awsDeliveriesList(clients, { stack, json: values.json ?? false }));
   }
   const wanted = values.state ?? 'pending,dead';
-  // `delivered` is the name settled envelopes had before; it still selects them.
-  const states = (wanted === 'all' ? 'pending,dead,settled' : wanted)
-    .split(',')
-    .map((s) => (s === 'delivered' ? 'settled' : s));
-  for (const s of states)
-    if (!['pending', 'dead', 'settled'].includes(s))
-      throw new CliError(`--state takes pending, dead, settled or all; got "${s}"`);
+  const states = envelopeStates(wanted);
+  if (!states) throw new CliError(`--state takes pending, dead, settled or all; got "${wanted}"`);
   const limit = limitOf(values.limit, 50);
   const { dataDir } = resolveOptions();
   const store = new LocalFailedDeliveryStore(dataDir);
   // The newest `limit` (as `conversations list`), chosen by the summary index: only those envelopes are read (every
   // envelope was read to show 50: 7.2 s at 54,000), and the rest are only counted.
-  const found = await store.newest({ limit, states: states as EnvelopeState[] });
+  const found = await store.newest({ limit, states });
   for (const { file, reason } of found.unreadable)
     note(
       `webhook-gateway: ${reason}: left out of this list and of the redelivery schedule (${path.basename(file, '.json')})`,
@@ -128,6 +121,7 @@ export async function deliveriesRedrive(args: string[]): Promise<number> {
       since: { type: 'string' },
       type: { type: 'string' },
       'dry-run': { type: 'boolean' },
+      limit: { type: 'string' },
       url: { type: 'string' },
       json: { type: 'boolean' },
       ...AWS_OPTIONS,
@@ -136,7 +130,12 @@ export async function deliveriesRedrive(args: string[]): Promise<number> {
   // Checked before anything is read, here and on AWS: a typo must not plan "0 deliveries".
   parseSince(values.since);
   parseWebhookType(values.type);
+  // How many of the plan's deliveries a dry run shows (it counts them all); a redrive redrives every one planned.
+  const limit = limitOf(values.limit, 50);
+  if (values.limit !== undefined && !values['dry-run'])
+    throw new CliError('--limit bounds what a --dry-run shows; a redrive redrives every delivery it plans');
   if (awsRequested(values)) {
+    if (values.limit !== undefined) throw new CliError('--limit is for the local store');
     if (values.url !== undefined)
       throw new CliError('--url is for the local gateway; --aws redrives on the deployed stack');
     const { awsDeliveriesRedrive } = await import('./aws/deliveries.ts');
@@ -160,7 +159,7 @@ export async function deliveriesRedrive(args: string[]): Promise<number> {
   if (!id && !values.all)
     throw new CliError('deliveries redrive needs a conversation id, or --all [--since ISO] [--type T]');
   if (id && values.all) throw new CliError('give either a conversation id or --all, not both');
-  let candidates: FailedDeliveryEnvelope[];
+  let candidates: Pick<FailedDeliveryEnvelope, 'conversation_id' | 'owed'>[];
   if (id) {
     if (!isConversationId(id)) throw new CliError(`"${id}" is not a conversation id`);
     const envelope = await store.get(id);
@@ -176,19 +175,24 @@ export async function deliveriesRedrive(args: string[]): Promise<number> {
     }
     candidates = [envelope];
   } else {
-    candidates = redriveCandidates(await store.list(), { since: parseSince(values.since), type: values.type });
-  }
-  // With --json, stdout is one JSON document: the plan's envelopes, or the results.
-  if (values['dry-run'] && values.json) {
-    out(JSON.stringify(candidates, null, 2));
-    return 0;
+    // Chosen by the envelopes' summaries: none is read whole but those a dry run shows.
+    candidates = await store.plan({ since: parseSince(values.since), type: values.type });
   }
   if (values['dry-run']) {
+    const shown = await store.read(candidates.slice(0, limit).map((e) => e.conversation_id));
+    const more = candidates.length - shown.length;
+    // With --json, stdout is one JSON document: the plan's envelopes (the first `limit`), or the results.
+    if (values.json) {
+      out(JSON.stringify(shown, null, 2));
+      if (more > 0) note(`(${more} more planned, not shown; use --limit)`);
+      return 0;
+    }
     out(
       `dry run: would redrive ${candidates.length} deliver${candidates.length === 1 ? 'y' : 'ies'}; nothing was changed`,
     );
-    for (const e of candidates)
+    for (const e of shown)
       out(`  ${e.conversation_id}  ${e.webhook_type}  ${stateLabel(e)}  ${attemptsMade(e)} attempts`);
+    if (more > 0) out(`  (${more} more planned, not shown; use --limit)`);
     return 0;
   }
   if (candidates.length === 0) {

@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { WEBHOOK_TYPES, type WebhookType } from '../../functions/domain/conversation.ts';
 import { isConversationId } from '../../functions/domain/conversation-id.ts';
 import type { BreakerPolicy } from '../../functions/domain/endpoints.ts';
-import { redriveCandidates, resendRefusal } from '../../functions/domain/failed-delivery.ts';
+import { resendRefusal } from '../../functions/domain/failed-delivery.ts';
 import { errorBody } from '../../functions/domain/gateway-contract.ts';
 import { isoInstant } from '../../functions/domain/named-queries.ts';
 import type { EndpointStore } from '../../functions/shared/endpoint-store.ts';
@@ -11,7 +11,7 @@ import type { LocalRedelivery } from '../engine/redelivery.ts';
 import { latestRecord } from '../history/conversations.ts';
 import { endpointViews } from '../history/endpoints.ts';
 import type { ExecutionStore } from '../store/execution-store.ts';
-import type { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
+import { type EnvelopeSummary, envelopeStates, type LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
 import { sendJson } from './http.ts';
 import { operatorOnly } from './loopback.ts';
 import { type RouteHandler, router } from './router.ts';
@@ -27,6 +27,20 @@ export interface OperatorContext {
 }
 
 const badRequest = (res: ServerResponse, message: string) => sendJson(res, 400, errorBody('VALIDATION_ERROR', message));
+
+/** How many deliveries (or plan rows, or results) an answer holds unless `?limit=` says otherwise, and at most. */
+const DEFAULT_LIMIT = 50;
+const MAX_LIMIT = 1000;
+
+/** `?limit=N` (1 to MAX_LIMIT, DEFAULT_LIMIT when absent); the reason when it is not one. */
+function limitOf(req: IncomingMessage): number | string {
+  const asked = new URL(req.url ?? '/', 'http://local').searchParams.get('limit');
+  if (asked === null) return DEFAULT_LIMIT;
+  const limit = Number(asked);
+  return /^\d+$/.test(asked) && limit >= 1 && limit <= MAX_LIMIT
+    ? limit
+    : `limit must be a whole number from 1 to ${MAX_LIMIT}, got "${asked}"`;
+}
 
 /** `?since=ISO&type=T` of a recover (redrive --all); null with the reason when a value cannot be used. */
 function recoverFilter(req: IncomingMessage): { since: number | null; type: string | null } | string {
@@ -68,8 +82,20 @@ export function operatorRoutes(ctx: OperatorContext): RouteHandler {
   const typePath = `(${WEBHOOK_TYPES.join('|')})`;
   const routes = router([
     {
+      // The newest `limit` envelopes in `state` (pending and dead unless asked), and how many more there are: as
+      // `deliveries list`, chosen by the store's summaries, so only those returned are read (docs/operations.md).
       path: /^\/local\/deliveries$/,
-      methods: { GET: async (_req, res) => sendJson(res, 200, await ctx.failedDeliveries.list()) },
+      methods: {
+        GET: async (req, res) => {
+          const limit = limitOf(req);
+          if (typeof limit === 'string') return badRequest(res, limit);
+          const wanted = new URL(req.url ?? '/', 'http://local').searchParams.get('state') || 'pending,dead';
+          const states = envelopeStates(wanted);
+          if (!states) return badRequest(res, `state takes pending, dead, settled or all, got "${wanted}"`);
+          const { envelopes, total } = await ctx.failedDeliveries.newest({ limit, states });
+          sendJson(res, 200, { deliveries: envelopes, total, not_shown: total - envelopes.length });
+        },
+      },
     },
     {
       path: /^\/local\/deliveries\/plan$/,
@@ -77,8 +103,11 @@ export function operatorRoutes(ctx: OperatorContext): RouteHandler {
         GET: async (req, res) => {
           const filter = recoverFilter(req);
           if (typeof filter === 'string') return badRequest(res, filter);
-          const planned = redriveCandidates(await ctx.failedDeliveries.list(), filter);
-          sendJson(res, 200, { count: planned.length, deliveries: planned.map(planRow) });
+          const limit = limitOf(req);
+          if (typeof limit === 'string') return badRequest(res, limit);
+          const planned = await ctx.failedDeliveries.plan(filter);
+          const shown = planned.slice(0, limit).map(planRow);
+          sendJson(res, 200, { count: planned.length, deliveries: shown, not_shown: planned.length - shown.length });
         },
       },
     },
@@ -88,12 +117,18 @@ export function operatorRoutes(ctx: OperatorContext): RouteHandler {
         POST: async (req, res) => {
           const filter = recoverFilter(req);
           if (typeof filter === 'string') return badRequest(res, filter);
-          const planned = redriveCandidates(await ctx.failedDeliveries.list(), filter);
+          const limit = limitOf(req);
+          if (typeof limit === 'string') return badRequest(res, limit);
+          // Every planned delivery is redriven; the answer counts them all and holds the first `limit` results.
+          const planned = await ctx.failedDeliveries.plan(filter);
           const results: RedeliveryResult[] = [];
-          for (const e of planned) results.push(await ctx.redelivery.redrive(e.conversation_id));
           const counts: Record<string, number> = {};
-          for (const r of results) counts[r.status] = (counts[r.status] ?? 0) + 1;
-          sendJson(res, 200, { count: planned.length, counts, results });
+          for (const e of planned) {
+            const result = await ctx.redelivery.redrive(e.conversation_id);
+            counts[result.status] = (counts[result.status] ?? 0) + 1;
+            if (results.length < limit) results.push(result);
+          }
+          sendJson(res, 200, { count: planned.length, counts, results, not_shown: planned.length - results.length });
         },
       },
     },
@@ -138,18 +173,12 @@ export function operatorRoutes(ctx: OperatorContext): RouteHandler {
   }, 'the operator endpoint');
 }
 
-function planRow(e: {
-  conversation_id: string;
-  webhook_type: string;
-  state: string;
-  attempts: unknown[];
-  created_at: string;
-}) {
+function planRow(e: EnvelopeSummary) {
   return {
     conversation_id: e.conversation_id,
     webhook_type: e.webhook_type,
     state: e.state,
-    attempts: e.attempts.length,
+    attempts: e.attempt_count,
     created_at: e.created_at,
   };
 }

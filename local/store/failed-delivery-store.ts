@@ -15,6 +15,7 @@ import {
   type FailedDeliveryEnvelope,
   isDue,
   readEnvelope,
+  redriveCandidates,
 } from '../../functions/domain/failed-delivery.ts';
 import { UnreadableFileError } from '../../functions/shared/local-files.ts';
 import type { FailedDeliveryStore, HeldEnvelope, TakenBatch } from '../../functions/shared/redelivery.ts';
@@ -38,7 +39,10 @@ function headOf({ conversation: _conversation, ...head }: FailedDeliveryEnvelope
 export type EnvelopeSummary = Pick<
   FailedDeliveryEnvelope,
   'conversation_id' | 'webhook_type' | 'state' | 'owed' | 'next_due_at' | 'created_at' | 'updated_at'
->;
+> & {
+  /** How many attempts the envelope holds (a redrive plan's rows show it). */
+  attempt_count: number;
+};
 
 function summaryOf(e: FailedDeliveryEnvelope): EnvelopeSummary {
   return {
@@ -49,7 +53,20 @@ function summaryOf(e: FailedDeliveryEnvelope): EnvelopeSummary {
     next_due_at: e.next_due_at,
     created_at: e.created_at,
     updated_at: e.updated_at,
+    attempt_count: Array.isArray(e.attempts) ? e.attempts.length : 0,
   };
+}
+
+/**
+ * The states `deliveries list --state` and `GET /local/deliveries?state=` take: pending, dead, settled (`delivered`,
+ * the name settled envelopes had before, still selects them), a comma-separated list of them, or all; null when one
+ * is none of these.
+ */
+export function envelopeStates(wanted: string): EnvelopeState[] | null {
+  const states = (wanted === 'all' ? 'pending,dead,settled' : wanted)
+    .split(',')
+    .map((s) => (s === 'delivered' ? 'settled' : s));
+  return states.every((s) => s === 'pending' || s === 'dead' || s === 'settled') ? (states as EnvelopeState[]) : null;
 }
 
 /** Newest first (received later first, then by id): the order of `deliveries list` and the console. */
@@ -303,17 +320,33 @@ export class LocalFailedDeliveryStore implements FailedDeliveryStore {
     const { summaries, unreadable, refused } = await this.summaries();
     if (refused.length > 0) throw refused[0];
     const matching = summaries.filter((e) => options.states.includes(e.state)).sort(newestFirst);
-    const read = await mapConcurrently(matching.slice(0, options.limit), 32, (e) =>
-      this.get(e.conversation_id).catch((error: unknown) => {
+    const envelopes = await this.read(matching.slice(0, options.limit).map((e) => e.conversation_id));
+    return {
+      envelopes,
+      total: matching.length,
+      unreadable,
+    };
+  }
+
+  /**
+   * What `deliveries redrive --all` (and the console's recover) would redrive, oldest first, chosen by the summaries
+   * (redriveCandidates): no envelope is read.
+   */
+  async plan(filter: { since: number | null; type?: string | null | undefined }): Promise<EnvelopeSummary[]> {
+    const { summaries, refused } = await this.summaries();
+    if (refused.length > 0) throw refused[0];
+    return redriveCandidates(summaries, filter);
+  }
+
+  /** These conversations' envelopes, read whole, in the order asked; one gone or damaged meanwhile is left out. */
+  async read(conversationIds: readonly string[]): Promise<FailedDeliveryEnvelope[]> {
+    const read = await mapConcurrently([...conversationIds], 32, (id) =>
+      this.get(id).catch((error: unknown) => {
         if (error instanceof SyntaxError) return null;
         throw error;
       }),
     );
-    return {
-      envelopes: read.filter((e): e is FailedDeliveryEnvelope => e !== null),
-      total: matching.length,
-      unreadable,
-    };
+    return read.filter((e): e is FailedDeliveryEnvelope => e !== null);
   }
 
   private async loadIndex(): Promise<Map<string, IndexEntry>> {

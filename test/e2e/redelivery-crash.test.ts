@@ -133,10 +133,11 @@ describe('kill -9 during a redelivery (the schedule, a redrive, a resend), then 
 
     // The schedule delivers the first again, under the same webhook-id, and settles it.
     const envelopes = async () =>
-      (await (await fetch(`${second.url}/local/deliveries?state=all`)).json()) as {
-        conversation_id: string;
-        state: string;
-      }[];
+      (
+        (await (await fetch(`${second.url}/local/deliveries?state=all&limit=1000`)).json()) as {
+          deliveries: { conversation_id: string; state: string }[];
+        }
+      ).deliveries;
     await until('the schedule to deliver the cut one again', async () =>
       (await envelopes()).some((e) => e.conversation_id === ids.schedule && e.state === 'settled'),
     );

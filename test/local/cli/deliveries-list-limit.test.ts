@@ -55,3 +55,40 @@ describe('deliveries list --limit', () => {
     expect(refused.stderr).toContain('--limit must be a positive whole number, got "0"');
   });
 });
+
+/**
+ * `deliveries redrive --all --dry-run` counts every delivery it would redrive and lists the oldest 50 (`--limit N`),
+ * saying how many more it planned: it listed every one (with --json, every envelope with its record).
+ */
+describe('deliveries redrive --all --dry-run --limit', () => {
+  const oldestFirst = () => newestFirst.toReversed();
+  const planned = (stdout: string) => stdout.split('\n').flatMap((l) => (/^ {2}(webhook_\S+)/.exec(l) ?? []).slice(1));
+
+  it('lists the oldest 50 of the plan by default, and says how many more it planned', async () => {
+    const plan = await runMain(['deliveries', 'redrive', '--all', '--dry-run'], { LOCAL_DATA_DIR: dataDir });
+    expect(plan.code, plan.stderr).toBe(0);
+    expect(plan.stdout.split('\n')[0]).toBe('dry run: would redrive 53 deliveries; nothing was changed');
+    expect(planned(plan.stdout)).toEqual(oldestFirst().slice(0, 50));
+    expect(plan.stdout.trimEnd().split('\n').at(-1)).toBe('  (3 more planned, not shown; use --limit)');
+  });
+
+  it('--limit N lists N, for the table and for --json (the rest counted on stderr)', async () => {
+    const two = await runMain(['deliveries', 'redrive', '--all', '--dry-run', '--limit', '2'], {
+      LOCAL_DATA_DIR: dataDir,
+    });
+    expect(planned(two.stdout)).toEqual(oldestFirst().slice(0, 2));
+    const json = await runMain(['deliveries', 'redrive', '--all', '--dry-run', '--json', '--limit', '2'], {
+      LOCAL_DATA_DIR: dataDir,
+    });
+    expect(JSON.parse(json.stdout).map((e: { conversation_id: string }) => e.conversation_id)).toEqual(
+      oldestFirst().slice(0, 2),
+    );
+    expect(json.stderr).toContain('(51 more planned, not shown; use --limit)');
+  });
+
+  it('refuses --limit without --dry-run: a redrive redrives every delivery it plans', async () => {
+    const refused = await runMain(['deliveries', 'redrive', '--all', '--limit', '2'], { LOCAL_DATA_DIR: dataDir });
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toContain('--limit bounds what a --dry-run shows');
+  });
+});
