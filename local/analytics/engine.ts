@@ -8,6 +8,7 @@ import {
   CONVERSATIONS_COLUMNS,
   CONVERSATIONS_TABLE,
   ENGINE_TYPES,
+  PARTITION_COLUMN,
 } from '../../functions/domain/analytics-table.ts';
 import { type AnalysisObject, type AnalysisSource, openAnalysisSource } from './sources.ts';
 
@@ -137,8 +138,12 @@ async function refresh(
   connection: DuckDBConnection,
   source: AnalysisSource,
   cache: string | null,
+  fromDay: string | null,
 ): Promise<{ read: number; changed: boolean; built: boolean; skipped: RefreshReport['skipped'] }> {
-  const listed = await source.list();
+  // From a day, only that day's folder and the later ones are listed and brought up to date: the cached rows of the
+  // earlier days are kept as they are (an export stays in its day folder; the next run without a day looks at them).
+  const listed = await source.list(fromDay);
+  const inScope = fromDay === null ? 'true' : `${PARTITION_COLUMN.name} >= ${sqlText(fromDay)}`;
   // The comparison runs in DuckDB: the listing goes in as a table, what is new, changed or gone comes out.
   await connection.run('CREATE TEMP TABLE _listed (k VARCHAR, v VARCHAR)');
   await appendRows(
@@ -148,7 +153,7 @@ async function refresh(
     ['string', 'string'],
   );
   const cached = cache
-    ? `(SELECT ${KEY}, ${VERSION} FROM read_parquet(${sqlText(cache)}))`
+    ? `(SELECT ${KEY}, ${VERSION} FROM read_parquet(${sqlText(cache)}) WHERE ${inScope})`
     : `(SELECT NULL::VARCHAR AS ${KEY}, NULL::VARCHAR AS ${VERSION} WHERE false)`;
   const stale = await connection.runAndReadAll(
     `SELECT l.k, l.v FROM _listed l LEFT JOIN ${cached} c ON c.${KEY} = l.k WHERE c.${VERSION} IS DISTINCT FROM l.v`,
@@ -176,7 +181,7 @@ async function refresh(
   await connection.run(`CREATE TABLE ${CACHE_TABLE} (${ddlColumns()})`);
   if (cache) {
     await connection.run(
-      `INSERT INTO ${CACHE_TABLE} SELECT * FROM read_parquet(${sqlText(cache)}) c WHERE c.${KEY} IN (SELECT k FROM _listed l WHERE l.v = c.${VERSION})`,
+      `INSERT INTO ${CACHE_TABLE} SELECT * FROM read_parquet(${sqlText(cache)}) c WHERE NOT (${inScope}) OR c.${KEY} IN (SELECT k FROM _listed l WHERE l.v = c.${VERSION})`,
     );
   }
   await appendRows(connection, CACHE_TABLE, rows, CACHE_TYPES);
@@ -215,6 +220,8 @@ function jsValue(value: DuckDBValue | unknown): unknown {
 export async function openAnalytics(options: {
   source: AnalysisSource;
   cacheDir: string | null;
+  /** `YYYY/MM/DD`: bring only that day's exports and the later ones up to date (a page that shows no earlier day). */
+  fromDay?: string | null;
 }): Promise<AnalyticsEngine> {
   const { DuckDBInstance, StatementType } = await import('@duckdb/node-api');
   const instance: DuckDBInstance = await DuckDBInstance.create(':memory:', { threads: '2' });
@@ -226,7 +233,7 @@ export async function openAnalytics(options: {
   try {
     const file = options.cacheDir ? path.join(options.cacheDir, CACHE_FILE) : null;
     const cache = await usableCache(connection, file);
-    const { read, changed, built, skipped } = await refresh(connection, options.source, cache);
+    const { read, changed, built, skipped } = await refresh(connection, options.source, cache, options.fromDay ?? null);
     const report: RefreshReport = { rows: 0, read, skipped };
     // Queries read the cache file in place when it is current; otherwise the table just built (and saved for next time).
     let rowsFrom = built ? CACHE_TABLE : `read_parquet(${sqlText(cache!)})`;
@@ -299,10 +306,11 @@ export async function openLocalAnalytics(
   dataDir: string,
   env: NodeJS.ProcessEnv = process.env,
   given?: AnalysisSource,
+  fromDay: string | null = null,
 ): Promise<AnalyticsEngine & { location: string }> {
   const source = given ?? (await openAnalysisSource(dataDir, env));
   try {
-    const engine = await openAnalytics({ source, cacheDir: path.join(dataDir, 'analytics') });
+    const engine = await openAnalytics({ source, cacheDir: path.join(dataDir, 'analytics'), fromDay });
     return Object.assign(engine, { location: source.location });
   } finally {
     await source.close();

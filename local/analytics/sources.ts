@@ -3,6 +3,7 @@ import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { EXPORT_PREFIX } from '../../functions/domain/export-formats.ts';
 import { type ExportBucket, mapLimit, openExportBucket, readText, s3Client } from '../store/export-bucket.ts';
 import { localExportBucket } from '../store/gateway-runtime.ts';
+import { listDir } from '../store/json-files.ts';
 import { listStoredObjects, readStoredObject, type StoredObjectFile } from '../store/stored-objects.ts';
 
 /**
@@ -18,7 +19,8 @@ export interface AnalysisObject {
 export interface AnalysisSource {
   /** Where the exports are, for messages. */
   readonly location: string;
-  list(): Promise<AnalysisObject[]>;
+  /** Every analysis.json; with `fromDay` (`YYYY/MM/DD`), only those of that day folder and the later ones. */
+  list(fromDay?: string | null): Promise<AnalysisObject[]>;
   /** The objects' texts, in the order asked; null for one that is gone. */
   read(objects: AnalysisObject[]): Promise<(string | null)[]>;
   close(): Promise<void>;
@@ -32,9 +34,20 @@ export function storeDirectorySource(dataDir: string, bucket: string): AnalysisS
   let files = new Map<string, StoredObjectFile>();
   return {
     location: `s3://${bucket} (files under ${path.join(directory, bucket)})`,
-    async list() {
-      // conversation-history/YYYY/MM/DD/<conversation_id>/analysis.json: four folders below the prefix.
-      const objects = await listStoredObjects(directory, bucket, `${EXPORT_PREFIX}/`, ANALYSIS_FILE, 4);
+    async list(fromDay) {
+      // conversation-history/YYYY/MM/DD/<conversation_id>/analysis.json: four folders below the prefix; from a day,
+      // only the day folders from it on are walked (one below them).
+      const objects = fromDay
+        ? (
+            await Promise.all(
+              (
+                await dayFolders(path.join(directory, bucket, EXPORT_PREFIX))
+              )
+                .filter((day) => day >= fromDay)
+                .map((day) => listStoredObjects(directory, bucket, `${EXPORT_PREFIX}/${day}/`, ANALYSIS_FILE, 1)),
+            )
+          ).flat()
+        : await listStoredObjects(directory, bucket, `${EXPORT_PREFIX}/`, ANALYSIS_FILE, 4);
       files = new Map(objects.map((o) => [o.key, o]));
       return objects.map(({ key, version }) => ({ key, version }));
     },
@@ -48,24 +61,49 @@ export function storeDirectorySource(dataDir: string, bucket: string): AnalysisS
   };
 }
 
-/** Any S3 endpoint: one listing of conversation-history/ (every page), one GET per new or changed object. */
+/** The `YYYY/MM/DD` day folders under `conversation-history/` of the embedded store's directory. */
+async function dayFolders(root: string): Promise<string[]> {
+  const below = async (dir: string, pattern: RegExp) => (await listDir(dir)).filter((n) => pattern.test(n));
+  const days: string[] = [];
+  for (const year of await below(root, /^\d{4}$/))
+    for (const month of await below(path.join(root, year), /^\d{2}$/))
+      for (const day of await below(path.join(root, year, month), /^\d{2}$/)) days.push(`${year}/${month}/${day}`);
+  return days;
+}
+
+/** The `YYYY/MM/DD` folders from `fromDay` to tomorrow (UTC): the day folders an S3 listing from that day looks in. */
+function daysFrom(fromDay: string, now = Date.now()): string[] {
+  const days: string[] = [];
+  for (let t = Date.parse(`${fromDay.replaceAll('/', '-')}T00:00:00Z`); t <= now + 86_400_000; t += 86_400_000)
+    days.push(new Date(t).toISOString().slice(0, 10).replaceAll('-', '/'));
+  return days;
+}
+
+/**
+ * Any S3 endpoint: one listing of conversation-history/ (every page), or of each day folder from `fromDay` on; one GET
+ * per new or changed object.
+ */
 export function s3Source(bucket: ExportBucket): AnalysisSource {
+  const listPrefix = async (prefix: string, objects: AnalysisObject[]) => {
+    let token: string | undefined;
+    do {
+      const page = await bucket.client.send(
+        new ListObjectsV2Command({ Bucket: bucket.bucket, Prefix: prefix, ContinuationToken: token }),
+      );
+      for (const o of page.Contents ?? []) {
+        if (o.Key?.endsWith(`/${ANALYSIS_FILE}`))
+          objects.push({ key: o.Key, version: `${o.ETag ?? ''}:${o.LastModified?.getTime() ?? ''}` });
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+  };
   return {
     location: `s3://${bucket.bucket} at ${bucket.endpoint}`,
-    async list() {
+    async list(fromDay) {
       if (bucket.via === 'empty') return [];
       const objects: AnalysisObject[] = [];
-      let token: string | undefined;
-      do {
-        const page = await bucket.client.send(
-          new ListObjectsV2Command({ Bucket: bucket.bucket, Prefix: `${EXPORT_PREFIX}/`, ContinuationToken: token }),
-        );
-        for (const o of page.Contents ?? []) {
-          if (o.Key?.endsWith(`/${ANALYSIS_FILE}`))
-            objects.push({ key: o.Key, version: `${o.ETag ?? ''}:${o.LastModified?.getTime() ?? ''}` });
-        }
-        token = page.IsTruncated ? page.NextContinuationToken : undefined;
-      } while (token);
+      if (!fromDay) await listPrefix(`${EXPORT_PREFIX}/`, objects);
+      else for (const day of daysFrom(fromDay)) await listPrefix(`${EXPORT_PREFIX}/${day}/`, objects);
       return objects;
     },
     read(objects) {

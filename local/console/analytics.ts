@@ -41,7 +41,10 @@ export interface AnalyticsView {
   /** Of the delivery rows' not_attempted conversations, those the local gateway stopped in. */
   interrupted: InterruptedRow[];
   latency: Latency | null;
-  /** Exported conversations in the table, all days. */
+  /**
+   * Exported conversations in the table, all days: those of the window's days as they are now, the earlier ones as
+   * the last run over every day found them (`conversations query`).
+   */
   total: number;
   error?: string;
 }
@@ -107,13 +110,17 @@ async function run<T>(engine: AnalyticsEngine, id: string, since: string): Promi
 }
 
 /** The page's data: the three named queries and INTERRUPTED_SQL over the last day (the engine is opened and closed here). */
-export async function analyticsView(open: () => Promise<AnalyticsEngine>, now: Date): Promise<AnalyticsView> {
+export async function analyticsView(
+  open: (fromDay?: string | null) => Promise<AnalyticsEngine>,
+  now: Date,
+): Promise<AnalyticsView> {
   const hours = lastDayHours(now);
   const since = lastDaySince(now);
   const empty: AnalyticsView = { since, hours, hourly: [], delivery: [], interrupted: [], latency: null, total: 0 };
   let engine: AnalyticsEngine;
   try {
-    engine = await open();
+    // Only the day folders of the last 24 hours are listed and read (every export was: 22.8 s at 54,000).
+    engine = await open(since.slice(0, 10).replaceAll('-', '/'));
   } catch (error) {
     return { ...empty, error: (error as Error).message };
   }

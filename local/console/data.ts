@@ -24,8 +24,11 @@ export interface ConsoleContext {
   s3Endpoint: string;
   /** ENABLE_CONVERSATION_EXPORT: the page says exports are off instead of looking for them. */
   exportEnabled: boolean;
-  /** The SQL engine over the exports (opened per page view, closed by the page). */
-  analytics: () => Promise<AnalyticsEngine>;
+  /**
+   * The SQL engine over the exports (opened per page view, closed by the page); `fromDay` (`YYYY/MM/DD`): only the
+   * exports of that day and later are brought up to date (the Analytics page shows the last 24 hours).
+   */
+  analytics: (fromDay?: string | null) => Promise<AnalyticsEngine>;
   /** Every logged attempt of a conversation, with what the receiver answered (the attempt log). */
   attempts: (conversationId: string) => Promise<LoggedAttempt[]>;
   /** The receivers as the Endpoints page shows them (the same read model as `endpoints list`). */

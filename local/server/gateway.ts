@@ -220,7 +220,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   const s3Endpoint = handlerEnv.AWS_ENDPOINT_URL_S3!;
   const bucket = config.exportBucket!;
   /** The SQL engine over this gateway's exports, for the console's Analytics page (DuckDB is loaded on first use). */
-  const openAnalyticsEngine = async () => {
+  const openAnalyticsEngine = async (fromDay: string | null = null) => {
     const { openLocalAnalytics } = await import('../analytics/engine.ts');
     const { gatewayAnalysisSource } = await import('../analytics/sources.ts');
     const source = gatewayAnalysisSource({
@@ -230,7 +230,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
       endpoint: s3Endpoint,
       env: handlerEnv,
     });
-    return openLocalAnalytics(options.dataDir, handlerEnv, source);
+    return openLocalAnalytics(options.dataDir, handlerEnv, source, fromDay);
   };
 
   let journal: ExecutionJournal;

@@ -29,7 +29,10 @@ function memorySource() {
   let reads = 0;
   const source: AnalysisSource = {
     location: 'memory',
-    list: async () => [...objects].map(([key, o]) => ({ key, version: String(o.version) })),
+    list: async (fromDay?: string | null) =>
+      [...objects]
+        .filter(([key]) => !fromDay || dayOfKey(key)! >= fromDay)
+        .map(([key, o]) => ({ key, version: String(o.version) })),
     read: async (asked) => {
       reads += asked.length;
       return asked.map((a) => objects.get(a.key)?.text ?? null);
@@ -147,6 +150,29 @@ describe('the local conversations table and its cache', () => {
     expect(result.report.cacheError).toMatch(/could not write/);
   });
 
+  it("from a day, lists and reads only that day's exports and the later ones, and keeps the earlier days' rows", async () => {
+    const m = memorySource();
+    const cacheDir = path.join(dir, 'from-day');
+    const old = document('2026-11-01T10:00:00.000Z', 'day1');
+    const recent = document('2026-11-29T10:00:00.000Z', 'day2');
+    m.put(old.key, old.text);
+    m.put(recent.key, recent.text);
+    const scoped = await openAnalytics({ source: m.source, cacheDir, fromDay: '2026/11/29' });
+    expect(scoped.report).toMatchObject({ read: 1, rows: 1 });
+    scoped.close();
+    expect(m.reads()).toBe(1);
+    // A run over every day reads the earlier day's export; the next scoped run reads nothing and keeps its row.
+    expect((await count(m.source, cacheDir)).n).toBe(2);
+    expect(m.reads()).toBe(2);
+    const older = document('2026-11-02T10:00:00.000Z', 'day3');
+    m.put(older.key, older.text);
+    const again = await openAnalytics({ source: m.source, cacheDir, fromDay: '2026/11/29' });
+    expect(again.report).toMatchObject({ read: 0, rows: 2 });
+    again.close();
+    expect(m.reads()).toBe(2);
+    expect((await count(m.source, cacheDir)).n).toBe(3);
+  });
+
   it('takes the partition from the key', () => {
     expect(dayOfKey('conversation-history/2026/11/29/webhook_x/analysis.json')).toBe('2026/11/29');
     expect(dayOfKey('other/2026/11/29/analysis.json')).toBeNull();
@@ -231,5 +257,8 @@ describe('the two sources agree', () => {
     }
     expect(results[0]).toHaveLength(3);
     expect(results[1]).toEqual(results[0]);
+    // From a day, each lists only that day's folder and the later ones.
+    for (const source of [storeDirectorySource(dataDir(), 'analytics-test'), s3Source(bucket)])
+      expect((await source.list('2026/11/30')).map((o) => dayOfKey(o.key))).toEqual(['2026/11/30']);
   });
 });

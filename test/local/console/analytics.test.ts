@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { analysisFormat } from '../../../functions/domain/export-formats.ts';
 import { completeConversation, withAgentAnswer, withClassification } from '../../../functions/domain/lifecycle.ts';
 import { idempotencyStore } from '../../../functions/shared/idempotency-store.ts';
-import { openAnalytics } from '../../../local/analytics/engine.ts';
+import { dayOfKey, openAnalytics } from '../../../local/analytics/engine.ts';
 import type { AnalysisSource } from '../../../local/analytics/sources.ts';
 import { analyticsView, lastDayHours, niceMax } from '../../../local/console/analytics.ts';
 import { ExecutionJournal } from '../../../local/engine/journal.ts';
@@ -178,6 +178,29 @@ describe('the window of the last 24 hours', () => {
     expect(view.hourly.every((r) => view.hours.includes(r.hour))).toBe(true);
     expect(view.latency?.conversations).toBe(3);
     expect(view.delivery.reduce((n, r) => n + r.conversations, 0)).toBe(3);
+  });
+
+  it("lists and reads only the exports of the window's day folders", async () => {
+    const now = new Date('2026-11-29T12:34:56Z');
+    const objects = [
+      analysisObject('2026-11-20T10:00:00.000Z', 'weekago'),
+      analysisObject('2026-11-28T12:40:00.000Z', 'inside1'),
+      analysisObject('2026-11-29T11:30:00.000Z', 'inside2'),
+    ];
+    const read: string[] = [];
+    const source: AnalysisSource = {
+      location: 'memory',
+      list: async (fromDay) =>
+        objects.filter(({ key }) => !fromDay || dayOfKey(key)! >= fromDay).map(({ key }) => ({ key, version: '1' })),
+      read: async (asked) => {
+        read.push(...asked.map((a) => a.key));
+        return asked.map((a) => objects.find((o) => o.key === a.key)?.text ?? null);
+      },
+      close: async () => {},
+    };
+    const view = await analyticsView((fromDay) => openAnalytics({ source, cacheDir: null, fromDay }), now);
+    expect(view.hourly.reduce((n, r) => n + r.conversations, 0)).toBe(2);
+    expect(read.map(dayOfKey).sort()).toEqual(['2026/11/28', '2026/11/29']);
   });
 });
 
