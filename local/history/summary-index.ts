@@ -2,28 +2,42 @@
  * What the filters of `conversations list` and the console's thread page look at (source, type, status, receive time,
  * thread), kept per conversation in `<dataDir>/summaries/conversations.json` so that a filter that matches few
  * conversations does not parse every execution history (docs/operations.md, "Runbook"). Each entry holds the stamp
- * (inode and time) its conversation's folder had when the histories were read: a history is written whole into that
- * folder once its execution ended (local/store/execution-store.ts), which changes the folder's time, so an entry
- * whose stamp differs is read again from the histories. The file is written whole (temporary file and rename), and an
- * entry is written only once its folder had not changed for a second (file times are coarse): after a crash it holds
+ * (inode and time) its conversation's folder and each of its histories had when the histories were read: a history
+ * is written whole into that folder once its execution ended (local/store/execution-store.ts), which changes the
+ * folder's time, and one edited in place by hand changes its own, so an entry whose stamp differs is read again from
+ * the histories. The file is written whole (temporary file and rename), and an entry is written only once its folder
+ * and histories had not changed for a second (file times are coarse): after a crash it holds
  * either stamp or none; a folder the retention sweep removed is no conversation any more, and its entry is dropped at
  * the next write. A damaged or missing file is an empty index.
  */
+import { createHash } from 'node:crypto';
+import type { Stats } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { ExecutionRecord } from '../engine/engine.ts';
 import type { ExecutionStore } from '../store/execution-store.ts';
-import { readJson, writeTextAtomic } from '../store/json-files.ts';
+import { listDir, readJson, writeTextAtomic } from '../store/json-files.ts';
 import type { FilterableConversation } from './conversation-filters.ts';
 import { summarize } from './conversations.ts';
 
 interface Entry {
+  /** The folder's inode and time. */
   stamp: string;
+  /** Its histories' names, and a digest of their inodes, times and sizes. */
+  files: string[];
+  files_stamp: string;
   /** Null: its histories carry no conversation record. */
   row: FilterableConversation | null;
 }
 
-const VERSION = 1;
+function filesStamp(names: readonly string[], files: readonly (Stats | null)[]): string {
+  return createHash('sha256')
+    .update(names.map((n, i) => `${n}:${files[i]?.ino}:${files[i]?.mtimeMs}:${files[i]?.size}`).join('|'))
+    .digest('base64url')
+    .slice(0, 16);
+}
+
+const VERSION = 2;
 
 export class SummaryIndex {
   readonly file: string;
@@ -57,11 +71,20 @@ export class SummaryIndex {
     knownOnly = false,
   ): Promise<{ row: FilterableConversation | null; executions?: ExecutionRecord[] } | null> {
     const entries = await this.load();
-    const folder = await stat(path.join(this.executions.dir, id), { bigint: true }).catch(() => null);
+    const dir = path.join(this.executions.dir, id);
+    const folder = await stat(dir, { bigint: true }).catch(() => null);
     if (!folder) return { row: null, executions: [] };
+    // The folder's stamp, and each history's: a new history changes the first, one edited in place by hand its own.
+    // While the folder is unchanged its histories are the ones the index names, each `stat`ed (no listing).
     const stamp = `${folder.ino}:${folder.mtimeNs}`;
     const known = entries.get(id);
-    if (known?.stamp === stamp) return { row: known.row };
+    const sameFolder = known?.stamp === stamp && Array.isArray(known.files);
+    if (!sameFolder && knownOnly) return null;
+    const names = sameFolder ? known.files : (await listDir(dir)).filter((n) => n.endsWith('.json')).sort();
+    const files = await Promise.all(names.map((n) => stat(path.join(dir, n)).catch(() => null)));
+    const files_stamp = filesStamp(names, files);
+    if (sameFolder && known.files_stamp === files_stamp) return { row: known.row };
+    const changedAt = Math.max(Number(folder.mtimeNs / 1_000_000n), ...files.map((f) => f?.mtimeMs ?? 0));
     if (knownOnly) return null;
     const readAt = Date.now();
     const executions = await this.executions.executions(id);
@@ -77,8 +100,8 @@ export class SummaryIndex {
       thread_id: summary.thread_id ?? null,
       thread_turn: summary.thread_turn ?? null,
     };
-    if (Number(folder.mtimeNs / 1_000_000n) < readAt - 1_000) {
-      entries.set(id, { stamp, row });
+    if (changedAt < readAt - 1_000) {
+      entries.set(id, { stamp, files: names, files_stamp, row });
       this.changed = true;
     } else if (known) {
       entries.delete(id);

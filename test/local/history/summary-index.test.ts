@@ -23,10 +23,17 @@ const ids: Record<string, string> = {};
 const folderOf = (id: string) => path.join(world.dataDir, 'executions', id);
 const indexFile = () => path.join(world.dataDir, 'summaries', 'conversations.json');
 
-/** As if each folder was last written a minute ago (an index entry is kept once its folder is a second old). */
+/**
+ * As if each folder and its histories were last written a minute ago (an index entry is kept once they are a second
+ * old).
+ */
 async function age(...names: string[]) {
   const then = new Date(Date.now() - 60_000);
-  for (const name of names) await utimes(folderOf(ids[name]!), then, then);
+  for (const name of names) {
+    for (const file of await readdir(folderOf(ids[name]!)))
+      await utimes(path.join(folderOf(ids[name]!), file), then, then);
+    await utimes(folderOf(ids[name]!), then, then);
+  }
 }
 
 beforeAll(async () => {
@@ -89,6 +96,18 @@ describe('the summary index', () => {
     await list('--status', 'failed');
     const entries = JSON.parse(await readFile(indexFile(), 'utf8')).entries;
     expect(Object.keys(entries).sort()).toEqual([ids.general, ids.turn].sort());
+  });
+
+  it('a history edited in place (by hand) is read again at the next listing', async () => {
+    await age('general', 'turn');
+    expect(await list('--status', 'failed')).toEqual([ids.general]);
+    // Its folder keeps its time: only the file's own stamp says it changed.
+    const [name] = await readdir(folderOf(ids.turn!));
+    const file = path.join(folderOf(ids.turn!), name!);
+    await writeFile(file, (await readFile(file, 'utf8')).replaceAll('"delivered"', '"failed"'));
+    expect(await list('--status', 'failed')).toEqual([ids.general, ids.turn].sort());
+    expect(historiesRead()).toEqual([ids.general, ids.turn].sort());
+    await age('turn');
   });
 
   it('a damaged index (cut short by a crash) is an empty one: every history is read again', async () => {
