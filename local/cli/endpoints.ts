@@ -156,9 +156,10 @@ export async function endpointsCommand(sub: string | undefined, args: string[]):
         say('note: DELIVERY_SIGNING_SECRETS is set here; a gateway started with it signs with that instead');
     }
   }
+  // The queued counts from the envelopes' summaries (their summary index): no envelope is read whole.
   const views = await endpointViews(
     store,
-    await failedDeliveries.list(),
+    (await failedDeliveries.summaries()).summaries,
     await localDeployedUrls(dataDir),
     await localBreaker(dataDir),
   );
