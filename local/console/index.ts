@@ -265,8 +265,9 @@ async function conversationPage(
     versionSrc: `/console/api/version?id=${encodeURIComponent(id)}`,
     fragmentSrc: `/console/conversations/${encodeURIComponent(id)}?fragment=1`,
   };
-  const executions = isConversationId(id) ? await ctx.executions.executions(id) : [];
-  if (executions.length === 0) {
+  // A damaged history is named, not taken for a missing one (docs/operations.md, "After a crash").
+  const { executions, damaged } = await ctx.executions.executionsAndDamaged(id);
+  if (executions.length === 0 && damaged.length === 0) {
     const body = notFoundFragment(
       isConversationId(id) ? `No conversation ${id} (yet).` : `"${id}" is not a conversation id.`,
     );
@@ -290,6 +291,9 @@ async function conversationPage(
     bucket: ctx.bucket,
     exportEnabled: ctx.exportEnabled,
     held: heldReceivers(receivers),
+    damagedHistories: damaged.map(({ file, reason }) =>
+      damagedFileMessage(reason.startsWith(file) ? reason : `${file}: ${reason}`),
+    ),
   });
   return sendHtml(req, res, 200, fragment ? body.value : page({ ...shell, version: v, body }));
 }

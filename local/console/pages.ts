@@ -123,8 +123,14 @@ export function threadFragment(
 </section>`;
 }
 
-function summary(id: string, record: ConversationRecord | null, executions: ExecutionRecord[]): SafeHtml {
-  if (!record) return html`<h1>${id}</h1><p class="empty">No conversation record in its executions yet.</p>`;
+function summary(
+  id: string,
+  record: ConversationRecord | null,
+  executions: ExecutionRecord[],
+  damaged: boolean,
+): SafeHtml {
+  if (!record)
+    return html`<h1 class="id">${id}</h1><p class="empty">${damaged ? html`Its history could not be read (see Timeline): the export documents below still have the conversation, and <code>npx webhook-gateway conversations search ${id}</code> finds it.` : 'No conversation record in its executions yet.'}</p>`;
   const ctx = record.webhook_context;
   const answer = agentTurn(record);
   return html`<h1 class="id">${id}</h1>
@@ -237,11 +243,15 @@ export function conversationFragment(input: {
   exportEnabled: boolean;
   /** The receivers holding their deliveries until resumed. */
   held?: HeldReceivers;
+  /** Each history of the conversation left out as damaged (not JSON, not a history), said with what to do. */
+  damagedHistories?: string[];
 }): SafeHtml {
+  const damaged = input.damagedHistories ?? [];
   return html`<p class="crumbs"><a href="/console">← all conversations</a></p>
-${summary(input.id, input.record, input.executions)}
+${summary(input.id, input.record, input.executions, damaged.length > 0)}
 ${deliverySection(input.id, input.record, input.envelope, input.executions, input.held ?? new Map(), input.envelopeUnreadable ?? null)}
 <section id="executions"><h2>Timeline <span class="count">${input.executions.length} execution${input.executions.length === 1 ? '' : 's'}</span></h2>
+${damaged.length === 0 ? '' : html`<ul class="errors" id="damaged-histories">${damaged.map((m) => html`<li class="err">Left out: ${m}</li>`)}</ul>`}
 ${input.executions.map(executionSection)}
 </section>
 ${exportsSection(input.bucket, input.documents, input.exportEnabled)}`;

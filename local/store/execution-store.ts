@@ -35,23 +35,37 @@ export class ExecutionStore {
    * JSON that is not an execution's history, or a folder in its place) is left out (and reported to `onUnreadable`): one damaged history costs that execution, not every listing.
    */
   async executions(conversationId: string): Promise<ExecutionRecord[]> {
-    if (!isConversationId(conversationId)) return [];
+    const { executions, damaged } = await this.executionsAndDamaged(conversationId);
+    for (const { file, reason } of damaged) this.onUnreadable(file, reason);
+    return executions;
+  }
+
+  /**
+   * `executions`, with the damaged histories it left out, each with why: for a page that names them rather than
+   * show a conversation whose only history is damaged as missing (docs/operations.md, "After a crash").
+   */
+  async executionsAndDamaged(
+    conversationId: string,
+  ): Promise<{ executions: ExecutionRecord[]; damaged: { file: string; reason: string }[] }> {
+    if (!isConversationId(conversationId)) return { executions: [], damaged: [] };
     const folder = path.join(this.dir, conversationId);
     const names = (await listDir(folder)).filter((n) => n.endsWith('.json')).sort();
+    const damaged: { file: string; reason: string }[] = [];
     const records = await Promise.all(
       names.map((n) =>
         historyIn(path.join(folder, n)).catch((error: Error) => {
           const file = path.join(folder, n);
           // A folder in a history's place (made by hand, another tool) costs that execution too, not the listing.
           if ((error as NodeJS.ErrnoException).code === 'EISDIR')
-            this.onUnreadable(file, 'it is a folder, not a file (EISDIR)');
-          else if (error instanceof SyntaxError) this.onUnreadable(file, error.message);
+            damaged.push({ file, reason: 'it is a folder, not a file (EISDIR)' });
+          else if (error instanceof SyntaxError) damaged.push({ file, reason: error.message });
           else throw error;
           return null;
         }),
       ),
     );
-    return records.filter((r): r is ExecutionRecord => r !== null);
+    damaged.sort((a, b) => a.file.localeCompare(b.file));
+    return { executions: records.filter((r): r is ExecutionRecord => r !== null), damaged };
   }
 
   /** Whether the history of one execution of this conversation is saved (it is, whole, once the execution ended). */

@@ -1,0 +1,60 @@
+import { readdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
+
+/**
+ * A conversation whose execution history is damaged (cut short, JSON that is not a history): the console's page names
+ * the file and what to do, and still shows what it can (the export documents, the other executions), where it said
+ * "No conversation <id> (yet)" as though it had never come (docs/operations.md, "After a crash": the gateway never
+ * reads a damaged file as missing).
+ */
+let world: TestWorld;
+
+beforeAll(async () => {
+  world = await startWorld();
+});
+afterAll(async () => {
+  await world?.close();
+});
+
+async function historyFile(id: string): Promise<string> {
+  const folder = path.join(world.dataDir, 'executions', id);
+  const [name] = await readdir(folder);
+  return path.join(folder, name!);
+}
+
+const page = async (id: string) => {
+  const response = await fetch(`${world.gateway.url}/console/conversations/${id}`);
+  return { status: response.status, text: await response.text() };
+};
+
+describe('console conversation page, damaged history', () => {
+  it('its only history cut short: named with what to do, the export still shown, not "no conversation (yet)"', async () => {
+    const id = (await world.post(SEED_REQUEST)).body.conversation_id as string;
+    const file = await historyFile(id);
+    await writeFile(file, (await readFile(file, 'utf8')).slice(0, 300));
+    const { status, text } = await page(id);
+    expect(status).toBe(200);
+    expect(text).not.toContain('(yet)');
+    expect(text).toMatch(
+      new RegExp(
+        `<li class="err">Left out: ${file.replaceAll('/', '\\/').replaceAll('.', '\\.')} is not valid JSON \\([^)]+\\): mend it or delete it`,
+      ),
+    );
+    expect(text).toContain(`conversations search ${id}`);
+    // The export still has the conversation: its documents are on the page.
+    expect(text).toContain(`&quot;conversation_id&quot;: &quot;${id}&quot;`);
+  });
+
+  it('one history of several not a history: the others shown, that one named', async () => {
+    const id = (await world.post(SEED_REQUEST)).body.conversation_id as string;
+    const stray = path.join(world.dataDir, 'executions', id, '20991231T000000000Z_stray.json');
+    await writeFile(stray, '{"not": "a history"}');
+    const { status, text } = await page(id);
+    expect(status).toBe(200);
+    expect(text).toContain('<span class="count">1 execution</span>');
+    expect(text).toContain(`Left out: ${stray} is not an execution&#39;s history`);
+    expect(text).toContain('id="delivery-status" data-status="delivered"');
+  });
+});
