@@ -11,7 +11,12 @@ import { fileURLToPath } from 'node:url';
 import { withAttemptLog } from '../../functions/domain/attempt-log.ts';
 import { isConversationId } from '../../functions/domain/conversation-id.ts';
 import type { FailedDeliveryEnvelope } from '../../functions/domain/failed-delivery.ts';
-import { canonicalSource } from '../../functions/domain/source-identity.ts';
+import {
+  canonicalSource,
+  MAX_SOURCE_NAME_LENGTH,
+  SOURCE_NAME_PATTERN,
+} from '../../functions/domain/source-identity.ts';
+import { MAX_THREAD_ID_LENGTH, THREAD_ID_PATTERN } from '../../functions/domain/thread.ts';
 import { UnreadableFileError } from '../../functions/shared/local-files.ts';
 import { latestRecord } from '../history/conversations.ts';
 import { heldReceivers } from '../history/endpoints.ts';
@@ -176,8 +181,17 @@ function consolePages(ctx: ConsoleContext) {
         path: /^\/console\/threads\/([^/]+)\/([^/]+)$/,
         methods: {
           GET: async (req, res, match) => {
-            const source = canonicalSource(decodeURIComponent(match[1]!));
+            const asked = decodeURIComponent(match[1]!);
             const threadId = decodeURIComponent(match[2]!);
+            // Nothing the webhook takes (docs/contract.md): said so, not shown as a thread still to come, and never
+            // printed into the page's copy-paste command.
+            const refused = threadRefusal(asked, threadId);
+            if (refused !== null) {
+              const body = notFoundFragment(refused);
+              const shell = { title: 'Not found', version: '', versionSrc: '', fragmentSrc: '', body };
+              return sendHtml(req, res, 404, isFragment(req) ? body.value : page(shell));
+            }
+            const source = canonicalSource(asked);
             const [v, turns] = await Promise.all([version(ctx), threadConversations(ctx, source, threadId)]);
             sendPage(req, res, isFragment(req), {
               title: `Thread ${threadId}`,
@@ -235,6 +249,15 @@ function consolePages(ctx: ConsoleContext) {
     ],
     { refuse },
   );
+}
+
+/** Why a thread page's source or thread id names no thread the webhook could have taken, or null. */
+function threadRefusal(source: string, threadId: string): string | null {
+  if (source.length > MAX_SOURCE_NAME_LENGTH || !SOURCE_NAME_PATTERN.test(source))
+    return `"${source}" is not a source system (letters, digits, '_', '-' and '.', starting with a letter or digit, at most ${MAX_SOURCE_NAME_LENGTH}): no thread is of it.`;
+  if (threadId.length > MAX_THREAD_ID_LENGTH || !THREAD_ID_PATTERN.test(threadId))
+    return `"${threadId}" is not a thread id (letters, digits, '_', '-' and '.', starting with a letter or digit, at most ${MAX_THREAD_ID_LENGTH}): no conversation is in it.`;
+  return null;
 }
 
 /**

