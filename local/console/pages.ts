@@ -269,14 +269,14 @@ export function endpointsFragment(views: EndpointView[], now: Date): SafeHtml {
   <h1>Endpoints <span class="count">${views.length}</span></h1>
   <p><small>Each webhook type's receiver. Changes apply from the next delivery (also: <code>npx webhook-gateway endpoints set &lt;type&gt; --url … --rate …</code>).</small></p>
   <table>
-  <thead><tr><th>type</th><th>state</th><th>url</th><th>rate</th><th>last success</th><th class="num">failure streak</th><th>failing since</th><th class="num">queued</th><th>last error</th><th></th></tr></thead>
+  <thead><tr><th>type</th><th>state</th><th>url</th><th>rate</th><th>last success</th><th class="num">failure streak</th><th>failing since</th><th class="num">queued</th><th>last error</th><th>action</th></tr></thead>
   <tbody>${views.map(
     (v) => html`<tr data-type="${v.webhook_type}" data-state="${v.status}">
     <td>${v.webhook_type}</td><td>${badge(v.status)}</td><td><code>${v.url ?? '(none)'}</code>${v.url_source === 'deployed' ? html` <small>deployed</small>` : ''}</td>
     <td>${v.rate_per_second === null ? '-' : `${v.rate_per_second}/s`}</td><td class="time">${v.last_success_at ?? '-'}</td>
     <td class="num">${v.consecutive_failures}</td><td class="time">${v.failing_since ?? '-'}</td><td class="num queued">${v.queued ?? '-'}</td>
     <td class="err">${preview(v.last_error ?? '', 60)}</td>
-    <td>${v.status === 'paused' || v.status === 'disabled' ? html`<button type="button" data-endpoint-action="resume" data-type="${v.webhook_type}">Resume</button>` : html`<button type="button" data-endpoint-action="pause" data-type="${v.webhook_type}">Pause</button>`}</td>
+    <td>${v.status === 'paused' || v.status === 'disabled' ? html`<button type="button" data-endpoint-action="resume" data-type="${v.webhook_type}" aria-label="Resume ${v.webhook_type}">Resume</button>` : html`<button type="button" data-endpoint-action="pause" data-type="${v.webhook_type}" aria-label="Pause ${v.webhook_type}">Pause</button>`}</td>
   </tr>`,
   )}</tbody>
   </table>
@@ -284,12 +284,12 @@ export function endpointsFragment(views: EndpointView[], now: Date): SafeHtml {
 <section id="recover">
   <h2>Recover failed deliveries</h2>
   <p><small>Redrive every delivery still owed to a receiver since a time (oldest first). Plan shows how many first; nothing runs until you confirm.</small></p>
-  <table><thead><tr><th>type</th><th>since (ISO 8601)</th><th></th><th></th></tr></thead>
+  <table><thead><tr><th>type</th><th>since (ISO 8601)</th><th>plan</th><th>recover</th></tr></thead>
   <tbody>${views.map(
     (v) => html`<tr data-type="${v.webhook_type}"><td>${v.webhook_type}</td>
     <td><input type="text" size="26" name="since" data-type="${v.webhook_type}" value="${dayBefore(now)}" aria-label="since, for ${v.webhook_type}"></td>
-    <td><button type="button" data-plan="${v.webhook_type}">Plan</button></td>
-    <td><button type="button" data-recover="${v.webhook_type}" hidden>Recover</button></td></tr>`,
+    <td><button type="button" data-plan="${v.webhook_type}" aria-label="Plan ${v.webhook_type}">Plan</button></td>
+    <td><button type="button" data-recover="${v.webhook_type}" aria-label="Recover ${v.webhook_type}" hidden>Recover</button></td></tr>`,
   )}</tbody></table>
 </section>`;
 }

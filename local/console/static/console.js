@@ -133,6 +133,7 @@
       confirm.dataset.since = since;
       confirm.dataset.count = String(result.count);
       confirm.textContent = `Recover ${result.count}`;
+      confirm.setAttribute('aria-label', `Recover ${result.count} ${type}`);
       confirm.hidden = result.count === 0;
     } catch (error) {
       confirm.hidden = true;

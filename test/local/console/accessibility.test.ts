@@ -1,0 +1,103 @@
+import type { Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Browser, CHROMIUM, launchBrowser, skipBrowser } from '../../support/browser.ts';
+import { SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
+
+/**
+ * The console's controls as a screen reader or keyboard user meets them, in Chromium: each button, field and link has
+ * a name of its own (on the Endpoints page four buttons were each just "Pause", four just "Plan"), each table column
+ * a header, each page a title saying where it is.
+ */
+if (skipBrowser) console.warn(`console accessibility browser test SKIPPED: ${CHROMIUM} is missing`);
+
+let world: TestWorld;
+let id = '';
+
+beforeAll(async () => {
+  world = await startWorld();
+  id = (await world.post({ ...SEED_REQUEST, thread_id: 'a11y' })).body.conversation_id;
+});
+afterAll(async () => {
+  await world?.close();
+});
+
+/** What a page offers a screen reader: each control's role and accessible name, and each empty column header. */
+async function controls(page: Page) {
+  const names = await page
+    .locator('main')
+    .locator('button:visible, input:visible, a:visible, summary:visible')
+    .evaluateAll((els) =>
+      els.map((el) => `${el.tagName.toLowerCase()}: ${el.getAttribute('aria-label') ?? (el.textContent ?? '').trim()}`),
+    );
+  const emptyHeaders = (await page.locator('th').allTextContents()).filter((t) => t.trim() === '').length;
+  return { names, emptyHeaders };
+}
+
+describe.skipIf(skipBrowser)('console accessibility in Chromium', () => {
+  let browser: Browser;
+  let page: Page;
+
+  beforeAll(async () => {
+    browser = await launchBrowser();
+    page = browser.page;
+    page.setDefaultTimeout(5_000);
+  });
+  afterAll(async () => {
+    await browser?.close();
+  });
+
+  it('Endpoints: each Pause, Plan and Recover names its type; each column has a header', async () => {
+    await page.goto(`${world.gateway.url}/console/endpoints`);
+    expect(await page.title()).toBe('Endpoints · webhook-gateway console');
+    const { names, emptyHeaders } = await controls(page);
+    expect(emptyHeaders).toBe(0);
+    const buttons = names.filter((n) => n.startsWith('button: '));
+    expect(buttons).toEqual([
+      'button: Pause deal_analysis',
+      'button: Pause data_analysis',
+      'button: Pause lead_analysis',
+      'button: Pause general',
+      'button: Plan deal_analysis',
+      'button: Plan data_analysis',
+      'button: Plan lead_analysis',
+      'button: Plan general',
+    ]);
+    expect(await page.getByRole('button', { name: 'Pause general', exact: true }).count()).toBe(1);
+    expect(await page.getByRole('textbox', { name: 'since, for general', exact: true }).count()).toBe(1);
+
+    // Plan shows the Recover button, named with its count and its type.
+    await page.getByRole('button', { name: 'Plan general', exact: true }).click();
+    await page.locator('#flash:has-text("general deliveries owed")').waitFor();
+    // Nothing owed: no Recover to press.
+    expect(await page.locator('button[data-recover="general"]').isHidden()).toBe(true);
+
+    // Pause, then Resume: the button keeps naming its type.
+    await page.getByRole('button', { name: 'Pause general', exact: true }).click();
+    await page.getByRole('button', { name: 'Resume general', exact: true }).waitFor();
+    const held = await world.post({ ...SEED_REQUEST, query: 'Hello', webhook_type: 'general' });
+    expect(held.body.tracking.delivery_status).toBe('queued');
+    await page.getByRole('button', { name: 'Resume general', exact: true }).click();
+    await page.getByRole('button', { name: 'Pause general', exact: true }).waitFor();
+    await page.getByRole('button', { name: 'Plan general', exact: true }).click();
+    await page.getByRole('button', { name: 'Recover 1 general', exact: true }).waitFor();
+  });
+
+  it('every other page: no control without a name, no column without a header, a title saying where', async () => {
+    const pages: [string, string][] = [
+      ['/console', 'Conversations · webhook-gateway console'],
+      [`/console/conversations/${id}`, `${id} · webhook-gateway console`],
+      ['/console/threads/testing_system/a11y', 'Thread a11y · webhook-gateway console'],
+      ['/console/analytics', 'Analytics · webhook-gateway console'],
+    ];
+    for (const [path, title] of pages) {
+      await page.goto(`${world.gateway.url}${path}`);
+      expect(await page.title(), path).toBe(title);
+      const { names, emptyHeaders } = await controls(page);
+      expect(emptyHeaders, path).toBe(0);
+      expect(
+        names.filter((n) => n.endsWith(': ')),
+        path,
+      ).toEqual([]);
+    }
+  });
+});
