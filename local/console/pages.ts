@@ -153,7 +153,7 @@ ${record.execution.errors.length === 0 ? '' : html`<h2>Errors</h2><ul class="err
 function answerCell(a: ConversationRecord['execution']['delivery_attempts'][number]): SafeHtml {
   if (!a.response) return html`<span class="err">${a.error ?? ''}</span>`;
   const r = a.response;
-  return html`<details class="answer"><summary>${preview(r.body, 80) || '(empty body)'}</summary>
+  return html`<details class="answer" data-attempt="${a.attempt}"><summary>${preview(r.body, 80) || '(empty body)'}</summary>
   ${a.request ? html`<p><small>sent to</small> <code>${a.request.url}</code>${a.execution_name ? html` <small>by</small> <code>${a.execution_name}</code>` : ''}</p>` : ''}
   <dl class="headers">${Object.entries(r.headers).map(([k, v]) => html`<dt>${k}</dt><dd>${v}</dd>`)}</dl>
   <pre class="text">${r.body}</pre>${r.body_truncated ? html`<p><small>the first 4 KB of the answer are kept</small></p>` : ''}

@@ -25,14 +25,14 @@
       if (!response.ok && response.status !== 404 && response.status !== 500)
         throw new Error(`HTTP ${response.status}`);
       const text = await response.text();
-      const open = new Set([...content.querySelectorAll('details[open][data-file]')].map((d) => d.dataset.file));
-      const closed = new Set(
-        [...content.querySelectorAll('details:not([open])[data-file]')].map((d) => d.dataset.file),
-      );
+      // What the reader opened or closed stays so: an export document (by file), a receiver's answer (by attempt).
+      const kept = 'details[data-file], details[data-attempt]';
+      const keyOf = (d) => (d.dataset.file ? `file:${d.dataset.file}` : `attempt:${d.dataset.attempt}`);
+      const was = new Map([...content.querySelectorAll(kept)].map((d) => [keyOf(d), d.open]));
       content.innerHTML = text;
-      for (const d of content.querySelectorAll('details[data-file]')) {
-        if (open.has(d.dataset.file)) d.open = true;
-        if (closed.has(d.dataset.file)) d.open = false;
+      for (const d of content.querySelectorAll(kept)) {
+        const open = was.get(keyOf(d));
+        if (open !== undefined) d.open = open;
       }
       body.dataset.refreshedAt = new Date().toISOString();
     } finally {

@@ -90,7 +90,7 @@ describe.skipIf(skipBrowser)('delivery operations in Chromium', () => {
     await browser?.close();
   });
 
-  it('the attempt table shows what the receiver answered; Resend delivers again under the same webhook-id', async () => {
+  it('the attempt table shows what the receiver answered (an opened answer stays open as the page refreshes); Resend delivers again under the same webhook-id', async () => {
     await page.goto(`${world.gateway.url}/console/conversations/${ids.delivered}`);
     expect(await page.locator('header #live').innerText()).toBe('live');
     const rows = page.locator('#attempts tbody tr');
@@ -104,6 +104,9 @@ describe.skipIf(skipBrowser)('delivery operations in Chromium', () => {
     world.receiver.reply({ status: 200, body: 'again, thanks' });
     await page.locator('button#resend').click();
     await expect.poll(() => rows.count(), { timeout: 10_000 }).toBe(3);
+    // The page refreshed with the new attempt: the answer the reader had opened is still open, the others closed.
+    expect(await rows.nth(0).locator('details.answer').getAttribute('open')).not.toBeNull();
+    expect(await rows.nth(1).locator('details.answer').getAttribute('open')).toBeNull();
     expect(await page.locator('#flash').innerText()).toMatch(
       new RegExp(`Resend of ${ids.delivered}: delivered \\(execution ${ids.delivered}-redelivery-3-`),
     );
