@@ -57,10 +57,19 @@ async function newestIds(ctx: ConsoleContext, limit: number): Promise<string[]> 
   return ids.slice(0, end);
 }
 
-export async function recentConversations(ctx: ConsoleContext, limit = 100): Promise<ConsoleRow[]> {
+/**
+ * The newest `limit` conversations. `unreadable`, when given, gets the id of each one among them whose every history
+ * is damaged (left out of the rows: nothing of it can be read, its page says why).
+ */
+export async function recentConversations(
+  ctx: ConsoleContext,
+  limit = 100,
+  unreadable?: string[],
+): Promise<ConsoleRow[]> {
   const rows: ConsoleRow[] = [];
   for (const id of await newestIds(ctx, limit)) {
-    const executions = await ctx.executions.executions(id);
+    const { executions, damaged } = await ctx.executions.executionsAndDamaged(id);
+    if (executions.length === 0 && damaged.length > 0) unreadable?.push(id);
     const summary = summarize(id, executions);
     const record = latestRecord(executions);
     if (!summary || !record) continue;

@@ -122,13 +122,14 @@ function consolePages(ctx: ConsoleContext) {
         path: /^\/console\/?$/,
         methods: {
           GET: async (req, res) => {
+            const unreadable: string[] = [];
             const [v, rows, open, receivers] = await Promise.all([
               version(ctx),
-              recentConversations(ctx, LIST_LIMIT),
+              recentConversations(ctx, LIST_LIMIT, unreadable),
               openDeliveries(ctx, LIST_LIMIT),
               ctx.endpoints().catch(() => []),
             ]);
-            const body = listFragment(rows, open, LIST_LIMIT, heldReceivers(receivers));
+            const body = listFragment(rows, open, LIST_LIMIT, heldReceivers(receivers), unreadable);
             sendPage(req, res, isFragment(req), {
               title: 'Conversations',
               version: v,

@@ -70,6 +70,7 @@ export function listFragment(
   owed: { deliveries: EnvelopeHead[]; total: number },
   limit: number,
   held: HeldReceivers = new Map(),
+  unreadable: string[] = [],
 ): SafeHtml {
   const open = owed.deliveries;
   const deliveries =
@@ -83,7 +84,9 @@ export function listFragment(
 </section>`;
   const table =
     rows.length === 0
-      ? html`<p class="empty">No conversations yet. POST one to <code>/webhook</code>; it appears here within a second.</p>`
+      ? unreadable.length > 0
+        ? ''
+        : html`<p class="empty">No conversations yet. POST one to <code>/webhook</code>; it appears here within a second.</p>`
       : html`<table id="conversations">
   <thead><tr><th title="the time the gateway received the request, in UTC">received (UTC)</th><th>conversation</th><th>source</th><th>type</th><th>status</th><th>delivery</th><th class="num">runs</th><th class="num">agent</th><th class="num">delivery</th><th class="num">total</th><th>thread · turn</th><th>query</th></tr></thead>
   <tbody>${rows.map(
@@ -95,6 +98,7 @@ export function listFragment(
 </table>`;
   return html`${deliveries}<section>
   <h1>Recent conversations <span class="count">${rows.length}</span></h1>
+  ${unreadable.length === 0 ? '' : html`<p class="err" id="unreadable-conversations">Left out, their history damaged (each page names the file and what to do): ${unreadable.map((id, i) => html`${i > 0 ? ', ' : ''}${link(id)}`)}</p>`}
   ${table}
   ${rows.length >= limit ? html`<p class="more">Showing the newest ${limit}. <code>npx webhook-gateway conversations list --limit N</code> or <code>conversations search</code> reach the rest.</p>` : ''}
 </section>`;

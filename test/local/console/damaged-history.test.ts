@@ -6,7 +6,7 @@ import { SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.
 /**
  * A conversation whose execution history is damaged (cut short, JSON that is not a history): the console's page names
  * the file and what to do, and still shows what it can (the export documents, the other executions), where it said
- * "No conversation <id> (yet)" as though it had never come (docs/operations.md, "After a crash": the gateway never
+ * "No conversation <id> (yet)" as though it had never come; the list, which left it out unsaid, links to it (docs/operations.md, "After a crash": the gateway never
  * reads a damaged file as missing).
  */
 let world: TestWorld;
@@ -30,7 +30,7 @@ const page = async (id: string) => {
 };
 
 describe('console conversation page, damaged history', () => {
-  it('its only history cut short: named with what to do, the export still shown, not "no conversation (yet)"', async () => {
+  it('its only history cut short: named with what to do, the export still shown, not "no conversation (yet)"; the list links to it', async () => {
     const id = (await world.post(SEED_REQUEST)).body.conversation_id as string;
     const file = await historyFile(id);
     await writeFile(file, (await readFile(file, 'utf8')).slice(0, 300));
@@ -45,6 +45,12 @@ describe('console conversation page, damaged history', () => {
     expect(text).toContain(`conversations search ${id}`);
     // The export still has the conversation: its documents are on the page.
     expect(text).toContain(`&quot;conversation_id&quot;: &quot;${id}&quot;`);
+    // The list, which cannot show it, says it left it out and links to its page.
+    const list = await (await fetch(`${world.gateway.url}/console`)).text();
+    expect(list).toContain(
+      `<p class="err" id="unreadable-conversations">Left out, their history damaged (each page names the file and what to do): <a href="/console/conversations/${id}">${id}</a></p>`,
+    );
+    expect(list).not.toContain('No conversations yet');
   });
 
   it('one history of several not a history: the others shown, that one named', async () => {
