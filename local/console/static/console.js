@@ -40,17 +40,32 @@
     }
   }
 
+  /** Whether the last poll got an error answer: the page then shows the gateway's error page, refreshed once. */
+  let failing = false;
+
   async function poll() {
     try {
       if (body.dataset.versionSrc) {
         const response = await fetch(body.dataset.versionSrc, { cache: 'no-store' });
-        const next = (await response.json()).version;
-        if (next && next !== version) {
-          await refresh();
-          version = next;
+        const answer = await response.json().catch(() => ({}));
+        if (!response.ok) {
+          // The gateway answers but cannot say what changed (a damaged data folder): not "live" over a stale page;
+          // the page is refreshed once, to the console's error page that says why.
+          if (!failing) await refresh().catch(() => {});
+          failing = true;
+          live.className = 'live offline';
+          live.textContent = 'gateway error';
+          live.title = answer.error?.message || `HTTP ${response.status}`;
+        } else {
+          if (failing || (answer.version && answer.version !== version)) {
+            await refresh();
+            version = answer.version;
+            failing = false;
+          }
+          live.className = 'live ok';
+          live.textContent = 'live';
+          live.title = 'refreshes when conversations arrive';
         }
-        live.className = 'live ok';
-        live.textContent = 'live';
       }
     } catch {
       live.className = 'live offline';

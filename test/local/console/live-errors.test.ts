@@ -1,0 +1,68 @@
+import { rename, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { type Browser, CHROMIUM, launchBrowser, skipBrowser } from '../../support/browser.ts';
+import { SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
+
+/**
+ * An open console page whose every-second check answers an error (the data folder damaged under the running gateway:
+ * its executions folder made a file): the page said "live" over what it showed before, while a fresh load said why
+ * it could not be built. Now the header says "gateway error" and the page shows that error page, until the folder is
+ * put back.
+ */
+if (skipBrowser) console.warn(`console live errors browser test SKIPPED: ${CHROMIUM} is missing`);
+
+let world: TestWorld;
+let id = '';
+
+beforeAll(async () => {
+  world = await startWorld();
+  id = (await world.post(SEED_REQUEST)).body.conversation_id;
+});
+afterAll(async () => {
+  await world?.close();
+});
+
+describe.skipIf(skipBrowser)('console live refresh meeting an error, in Chromium', () => {
+  let browser: Browser;
+  let page: Page;
+
+  beforeAll(async () => {
+    browser = await launchBrowser();
+    page = browser.page;
+    page.setDefaultTimeout(5_000);
+  });
+  afterAll(async () => {
+    await browser?.close();
+  });
+
+  it('says so and shows why, then comes back once the folder is', async () => {
+    await page.goto(`${world.gateway.url}/console`);
+    await page.locator(`#conversations tr[data-id="${id}"]`).waitFor();
+    await page.locator('#live.ok').waitFor();
+    const folder = path.join(world.dataDir, 'executions');
+    const printed = vi.spyOn(console, 'error').mockImplementation(() => {});
+    try {
+      await rename(folder, `${folder}.aside`);
+      await writeFile(folder, 'not a folder');
+      await page.locator('#live:text-is("gateway error")').waitFor();
+      expect(await page.locator('#live').getAttribute('title')).toContain(
+        `${folder} is a file where the gateway keeps a folder`,
+      );
+      await page.locator('#page-error').waitFor();
+      expect(await page.locator('#page-error').innerText()).toContain(
+        `${folder} is a file where the gateway keeps a folder`,
+      );
+      expect(await page.locator('#conversations').count()).toBe(0);
+
+      await rm(folder);
+      await rename(`${folder}.aside`, folder);
+      await page.locator(`#conversations tr[data-id="${id}"]`).waitFor();
+      await page.locator('#live.ok:text-is("live")').waitFor();
+      expect(await page.locator('#page-error').count()).toBe(0);
+    } finally {
+      printed.mockRestore();
+    }
+  });
+});
