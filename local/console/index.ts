@@ -291,7 +291,11 @@ async function conversationPage(
   };
   // A damaged history is named, not taken for a missing one (docs/operations.md, "After a crash").
   const { executions, damaged } = await ctx.executions.executionsAndDamaged(id);
-  if (executions.length === 0 && damaged.length === 0) {
+  // No history kept (not yet written, or swept after LOCAL_HISTORY_DAYS): the export, the archive, may still have it
+  // (docs/operations.md, "What happened to conversation X").
+  const exported =
+    executions.length === 0 && damaged.length === 0 && isConversationId(id) ? await exportDocuments(ctx, id) : null;
+  if (executions.length === 0 && damaged.length === 0 && !exported?.some((d) => d.text !== null)) {
     const body = notFoundFragment(
       isConversationId(id) ? `No conversation ${id} (yet).` : `"${id}" is not a conversation id.`,
     );
@@ -300,7 +304,7 @@ async function conversationPage(
   const [v, stored, documents, logged, receivers] = await Promise.all([
     version(ctx, id),
     storedEnvelope(ctx, id),
-    exportDocuments(ctx, id),
+    exported ?? exportDocuments(ctx, id),
     ctx.attempts(id).catch(() => []),
     ctx.endpoints().catch(() => []),
   ]);

@@ -134,7 +134,13 @@ function summary(
   damaged: boolean,
 ): SafeHtml {
   if (!record)
-    return html`<h1 class="id">${id}</h1><p class="empty">${damaged ? html`Its history could not be read (see Timeline): the export documents below still have the conversation, and <code>npx webhook-gateway conversations search ${id}</code> finds it.` : 'No conversation record in its executions yet.'}</p>`;
+    return html`<h1 class="id">${id}</h1><p class="empty" id="no-history">${
+      damaged
+        ? html`Its history could not be read (see Timeline): the export documents below still have the conversation, and <code>npx webhook-gateway conversations search ${id}</code> finds it.`
+        : executions.length === 0
+          ? html`No execution history of it is kept here (the retention sweep removes it after <code>LOCAL_HISTORY_DAYS</code>, or it ran elsewhere): the export documents below are the conversation as it was last exported, and <code>npx webhook-gateway conversations search ${id}</code> finds it.`
+          : 'No conversation record in its executions yet.'
+    }</p>`;
   const ctx = record.webhook_context;
   const answer = agentTurn(record);
   return html`<h1 class="id">${id}</h1>
@@ -192,7 +198,7 @@ function deliverySection(
   ${resendable ? html`<p><button type="button" id="resend" data-id="${id}">Resend</button> <small>delivers it once more under the same webhook-id <code>${record!.webhook_context.delivery_id}</code></small></p>` : ''}
   ${
     attempts.length === 0
-      ? html`<p class="empty">No delivery attempted.</p>`
+      ? html`<p class="empty">${record ? 'No delivery attempted.' : 'No record of it is read here: its export documents below have its delivery attempts.'}</p>`
       : html`<table id="attempts">
   <thead><tr><th class="num">#</th><th>at</th><th>via</th><th>outcome</th><th class="num">HTTP</th><th class="num">duration</th><th>the receiver's answer</th></tr></thead>
   <tbody>${attempts.map((a) => html`<tr class="o-${token(a.outcome)}" data-attempt="${a.attempt}"><td class="num">${a.attempt}</td><td class="time">${a.at}</td><td>${a.via ?? 'workflow'}</td><td>${badge(a.outcome)}</td><td class="num">${a.status_code ?? '-'}</td><td class="num">${ms(a.duration_ms)}</td><td class="answer">${answerCell(a)}</td></tr>`)}</tbody>

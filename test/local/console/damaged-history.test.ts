@@ -1,4 +1,4 @@
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
@@ -7,7 +7,7 @@ import { SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.
  * A conversation whose execution history is damaged (cut short, JSON that is not a history): the console's page names
  * the file and what to do, and still shows what it can (the export documents, the other executions), where it said
  * "No conversation <id> (yet)" as though it had never come; the list, which left it out unsaid, links to it (docs/operations.md, "After a crash": the gateway never
- * reads a damaged file as missing).
+ * reads a damaged file as missing). A conversation whose history the retention sweep removed is shown by its export.
  */
 let world: TestWorld;
 
@@ -62,5 +62,20 @@ describe('console conversation page, damaged history', () => {
     expect(text).toContain('<span class="count">1 execution</span>');
     expect(text).toContain(`Left out: ${stray} is not an execution&#39;s history`);
     expect(text).toContain('id="delivery-status" data-status="delivered"');
+  });
+});
+
+describe('console conversation page, history swept', () => {
+  it('its history removed (the retention sweep) but its export kept: the export shown, not "no conversation (yet)"', async () => {
+    const id = (await world.post(SEED_REQUEST)).body.conversation_id as string;
+    await rm(path.join(world.dataDir, 'executions', id), { recursive: true });
+    const { status, text } = await page(id);
+    expect(status).toBe(200);
+    expect(text).not.toContain('(yet)');
+    expect(text).toContain('No execution history of it is kept here (the retention sweep removes it after');
+    expect(text).toContain(`&quot;conversation_id&quot;: &quot;${id}&quot;`);
+    // An id of neither history nor export is still not found.
+    const unknown = id.replace(/_[a-z0-9]{10}$/, '_zzzzzzzzzz');
+    expect((await page(unknown)).status).toBe(404);
   });
 });
