@@ -1,0 +1,56 @@
+import type { Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Browser, CHROMIUM, launchBrowser, skipBrowser } from '../../support/browser.ts';
+import { SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
+
+/**
+ * Long unbroken text in a 1,400 px window, in Chromium: a thread id of 128 characters (the most the webhook takes)
+ * and a receiver's answer without a space, quoted in a state's error on the timeline. Both pushed the page sideways
+ * (the thread page 344 px past the window, the conversation page's timeline as far as the answer went); they now wrap.
+ */
+if (skipBrowser) console.warn(`console long text browser test SKIPPED: ${CHROMIUM} is missing`);
+
+const THREAD = `t${'a'.repeat(127)}`;
+let world: TestWorld;
+let id = '';
+
+beforeAll(async () => {
+  world = await startWorld();
+  world.receiver.reply({ status: 500, body: 'Z'.repeat(3_000) }, { status: 200, body: 'ok' });
+  const answer = await world.post({ ...SEED_REQUEST, thread_id: THREAD });
+  expect(answer.body.tracking.delivery_status).toBe('delivered');
+  id = answer.body.conversation_id;
+  world.receiver.reset();
+});
+afterAll(async () => {
+  await world?.close();
+});
+
+describe.skipIf(skipBrowser)('console long text in Chromium', () => {
+  let browser: Browser;
+  let page: Page;
+
+  beforeAll(async () => {
+    browser = await launchBrowser();
+    page = browser.page;
+    page.setDefaultTimeout(5_000);
+    await page.setViewportSize({ width: 1400, height: 900 });
+  });
+  afterAll(async () => {
+    await browser?.close();
+  });
+
+  const sideways = () => page.locator('main').evaluate((main) => main.scrollWidth - main.clientWidth);
+
+  it('a 128-character thread id wraps on its thread page', async () => {
+    await page.goto(`${world.gateway.url}/console/threads/testing_system/${THREAD}`);
+    expect(await page.locator('h1').innerText()).toContain(THREAD);
+    expect(await sideways()).toBe(0);
+  });
+
+  it('a receiver’s answer without a space wraps in the timeline’s error', async () => {
+    await page.goto(`${world.gateway.url}/console/conversations/${id}`);
+    expect(await page.locator('table.timeline tr[data-state="Deliver"] .err').innerText()).toMatch(/HTTP 500: Z{100}/);
+    expect(await sideways()).toBe(0);
+  });
+});
