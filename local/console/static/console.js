@@ -16,8 +16,30 @@
     flash.className = kind || '';
   }
 
-  async function refresh() {
+  /**
+   * Where the keyboard was, as a selector of the same control in a fresh page (by what it acts on: Pause becomes
+   * Resume, Redrive becomes Resend), or null: a refresh replaces the page, which would send the focus to its top.
+   */
+  function focusTarget(el) {
+    // A control of the page (or one a live refresh already replaced), not the header's links.
+    if (!el || el === content || (el.isConnected && !content.contains(el))) return null;
+    const d = el.dataset;
+    if (el.id === 'redrive' || el.id === 'resend') return '#redrive, #resend';
+    if (d.endpointAction) return `button[data-endpoint-action][data-type="${CSS.escape(d.type)}"]`;
+    if (d.plan) return `button[data-plan="${CSS.escape(d.plan)}"]`;
+    if (d.recover) return `button[data-plan="${CSS.escape(d.recover)}"]`;
+    if (el.name === 'since') return `input[name="since"][data-type="${CSS.escape(d.type)}"]`;
+    const details = el.tagName === 'SUMMARY' ? el.parentElement : null;
+    if (details?.dataset.file) return `details[data-file="${CSS.escape(details.dataset.file)}"] > summary`;
+    if (details?.dataset.attempt) return `details[data-attempt="${CSS.escape(details.dataset.attempt)}"] > summary`;
+    if (el.tagName === 'A' && el.getAttribute('href')) return `a[href="${CSS.escape(el.getAttribute('href'))}"]`;
+    return null;
+  }
+
+  /** Swaps in the page's fresh fragment; the keyboard stays on `from` (the control pressed, else the focused one). */
+  async function refresh(from = document.activeElement) {
     if (refreshing || !body.dataset.fragmentSrc) return;
+    const focus = focusTarget(from);
     refreshing = true;
     try {
       const response = await fetch(body.dataset.fragmentSrc, { cache: 'no-store' });
@@ -34,6 +56,7 @@
         const open = was.get(keyOf(d));
         if (open !== undefined) d.open = open;
       }
+      if (focus) content.querySelector(focus)?.focus();
       body.dataset.refreshedAt = new Date().toISOString();
     } finally {
       refreshing = false;
@@ -200,7 +223,7 @@
     else if (target.dataset.recover) await recover(target);
     else if (target.dataset.plan) return plan(target);
     else return;
-    await refresh().catch(() => {});
+    await refresh(target).catch(() => {});
   });
 
   setTimeout(poll, 1000);

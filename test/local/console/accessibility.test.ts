@@ -6,7 +6,8 @@ import { SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.
 /**
  * The console's controls as a screen reader or keyboard user meets them, in Chromium: each button, field and link has
  * a name of its own (on the Endpoints page four buttons were each just "Pause", four just "Plan"), each table column
- * a header, each page a title saying where it is.
+ * a header, each page a title saying where it is; a button pressed from the keyboard keeps the focus as the page
+ * refreshes (it went to the top of the page).
  */
 if (skipBrowser) console.warn(`console accessibility browser test SKIPPED: ${CHROMIUM} is missing`);
 
@@ -80,6 +81,21 @@ describe.skipIf(skipBrowser)('console accessibility in Chromium', () => {
     await page.getByRole('button', { name: 'Pause general', exact: true }).waitFor();
     await page.getByRole('button', { name: 'Plan general', exact: true }).click();
     await page.getByRole('button', { name: 'Recover 1 general', exact: true }).waitFor();
+  });
+
+  it('keyboard: Enter on Pause keeps the focus on that receiver’s button (now Resume) as the page refreshes', async () => {
+    await page.goto(`${world.gateway.url}/console/endpoints`);
+    const focused = () => page.locator(':focus').getAttribute('aria-label');
+    await page.getByRole('button', { name: 'Pause lead_analysis', exact: true }).focus();
+    await page.keyboard.press('Enter');
+    await page.getByRole('button', { name: 'Resume lead_analysis', exact: true }).waitFor();
+    await expect.poll(focused).toBe('Resume lead_analysis');
+    await page.keyboard.press('Enter');
+    await page.getByRole('button', { name: 'Pause lead_analysis', exact: true }).waitFor();
+    await expect.poll(focused).toBe('Pause lead_analysis');
+    // Tab goes on from there: to the next receiver's button.
+    await page.keyboard.press('Tab');
+    expect(await focused()).toBe('Pause general');
   });
 
   it('every other page: no control without a name, no column without a header, a title saying where', async () => {
