@@ -46,6 +46,8 @@ export interface AnalyticsView {
    * the last run over every day found them (`conversations query`).
    */
   total: number;
+  /** Export documents the engine could not read (not an analysis row: damaged, or being written), and why. */
+  skipped: { key: string; reason: string }[];
   error?: string;
 }
 
@@ -116,7 +118,16 @@ export async function analyticsView(
 ): Promise<AnalyticsView> {
   const hours = lastDayHours(now);
   const since = lastDaySince(now);
-  const empty: AnalyticsView = { since, hours, hourly: [], delivery: [], interrupted: [], latency: null, total: 0 };
+  const empty: AnalyticsView = {
+    since,
+    hours,
+    hourly: [],
+    delivery: [],
+    interrupted: [],
+    latency: null,
+    total: 0,
+    skipped: [],
+  };
   let engine: AnalyticsEngine;
   try {
     // Only the day folders of the last 24 hours are listed and read (every export was: 22.8 s at 54,000).
@@ -131,7 +142,16 @@ export async function analyticsView(
       await select<InterruptedRow>(engine, INTERRUPTED_SQL, [normalizeSince(since), normalizeSince(since)]),
       await run<Latency>(engine, 'latency-percentiles', since),
     ];
-    return { since, hours, hourly, delivery, interrupted, latency: latency[0] ?? null, total: engine.report.rows };
+    return {
+      since,
+      hours,
+      hourly,
+      delivery,
+      interrupted,
+      latency: latency[0] ?? null,
+      total: engine.report.rows,
+      skipped: engine.report.skipped,
+    };
   } catch (error) {
     return { ...empty, error: (error as Error).message };
   } finally {
@@ -269,6 +289,7 @@ export function analyticsFragment(view: AnalyticsView, exportEnabled = true): Sa
   return html`<p class="crumbs"><a href="/console">← all conversations</a></p>
 <section id="analytics" data-conversations="${lastDay}">
   <h1>Analytics <span class="count">${lastDay}</span> <small>since ${view.since}</small></h1>
+  ${view.skipped.length === 0 ? '' : html`<p class="err" id="skipped-exports">Not charted: ${view.skipped.length} export document${view.skipped.length === 1 ? '' : 's'} that could not be read (one being written is read again at the next view): ${view.skipped.slice(0, 10).map(({ key, reason }, i) => html`${i > 0 ? '; ' : ''}<code>${key}</code> (${reason})`)}${view.skipped.length > 10 ? ' …' : ''}.</p>`}
   ${exportEnabled ? '' : html`<p class="note" id="exports-off">ENABLE_CONVERSATION_EXPORT is false: this gateway exports no conversation, so none it runs is charted here (nor in <code>conversations query</code>); the Conversations page lists them.</p>`}
   ${body}
   <p class="more">From the exports, with the named queries <code>hourly-by-type</code>, <code>delivery-success</code> and <code>latency-percentiles</code>: <code>npx webhook-gateway conversations query --named …</code> runs the same here, and with <code>--aws</code> on Athena. Interrupted: the not_attempted conversations of status <code>interrupted</code> (the gateway stopped before the agent answered; <code>conversations list --status interrupted</code> lists every interrupted one).</p>
