@@ -165,7 +165,7 @@
       const { response, result } = await call(`/local/deliveries/plan?${recoverQuery(type, since)}`);
       if (!response.ok) throw new Error(result.error?.message || `HTTP ${response.status}`);
       say(
-        `${result.count} ${type} deliveries owed since ${since || 'ever'} would be redriven, oldest first`,
+        `${result.count} ${type} ${result.count === 1 ? 'delivery' : 'deliveries'} owed ${since ? `since ${since}` : 'at any time'} would be redriven, oldest first`,
         'pending',
       );
       confirm.dataset.since = since;
@@ -192,7 +192,7 @@
       const done = (result.counts.delivered ?? 0) + (result.counts.already_delivered ?? 0);
       say(
         result.count === 0
-          ? `Recovered ${type}: nothing to redrive, none is owed any more since ${button.dataset.since || 'ever'} (the plan said ${button.dataset.count}: delivered or redriven meanwhile)`
+          ? `Recovered ${type}: nothing to redrive, none is owed any more ${button.dataset.since ? `since ${button.dataset.since}` : 'at all'} (the plan said ${button.dataset.count}: delivered or redriven meanwhile)`
           : `Recovered ${type}: ${result.count} redriven${counts ? ` (${counts})` : ''}`,
         done === result.count ? 'ok' : 'bad',
       );
