@@ -33,7 +33,7 @@ describe('console conversation page of a conversation still running', () => {
         const response = await fetch(`${world.gateway.url}/console/conversations/${id}`);
         return { status: response.status, text: await response.text() };
       };
-      await expect.poll(async () => (await page()).status).toBe(200);
+      await expect.poll(async () => (await page()).status, { timeout: 5_000 }).toBe(200);
       const running = (await page()).text;
       expect(running).toContain('<span class="badge b-in_progress">in_progress</span>');
       expect(running).toContain(
@@ -41,7 +41,9 @@ describe('console conversation page of a conversation still running', () => {
       );
 
       answer();
-      await expect.poll(async () => (await page()).text).toContain('<span class="badge b-completed">completed</span>');
+      await expect
+        .poll(async () => (await page()).text, { timeout: 5_000 })
+        .toContain('<span class="badge b-completed">completed</span>');
       expect((await page()).text).not.toContain('run-under-way');
     } finally {
       answer();
