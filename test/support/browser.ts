@@ -4,6 +4,7 @@ import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import { afterAll, beforeAll } from 'vitest';
 
 /**
  * Debian's Chromium driven by playwright-core, for the console's browser tests. They skip only on a developer
@@ -62,5 +63,21 @@ export function rawGet(
     });
     req.on('error', reject);
     req.end();
+  });
+}
+
+/**
+ * Inside a `describe`: Chromium launched before its tests (its page given to `opened`, 5 s per action) and closed
+ * after them.
+ */
+export function useBrowserPage(opened: (page: Page) => void): void {
+  let browser: Browser | undefined;
+  beforeAll(async () => {
+    browser = await launchBrowser();
+    browser.page.setDefaultTimeout(5_000);
+    opened(browser.page);
+  });
+  afterAll(async () => {
+    await browser?.close();
   });
 }

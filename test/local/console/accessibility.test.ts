@@ -1,6 +1,6 @@
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Browser, CHROMIUM, launchBrowser, skipBrowser } from '../../support/browser.ts';
+import { CHROMIUM, skipBrowser, useBrowserPage } from '../../support/browser.ts';
 import { SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
 
 /**
@@ -35,16 +35,9 @@ async function controls(page: Page) {
 }
 
 describe.skipIf(skipBrowser)('console accessibility in Chromium', () => {
-  let browser: Browser;
   let page: Page;
-
-  beforeAll(async () => {
-    browser = await launchBrowser();
-    page = browser.page;
-    page.setDefaultTimeout(5_000);
-  });
-  afterAll(async () => {
-    await browser?.close();
+  useBrowserPage((opened) => {
+    page = opened;
   });
 
   it('Endpoints: each Pause, Plan and Recover names its type; each column has a header', async () => {

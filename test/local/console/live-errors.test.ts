@@ -2,7 +2,7 @@ import { rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { type Browser, CHROMIUM, launchBrowser, skipBrowser } from '../../support/browser.ts';
+import { CHROMIUM, skipBrowser, useBrowserPage } from '../../support/browser.ts';
 import { SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
 
 /**
@@ -25,16 +25,9 @@ afterAll(async () => {
 });
 
 describe.skipIf(skipBrowser)('console live refresh meeting an error, in Chromium', () => {
-  let browser: Browser;
   let page: Page;
-
-  beforeAll(async () => {
-    browser = await launchBrowser();
-    page = browser.page;
-    page.setDefaultTimeout(5_000);
-  });
-  afterAll(async () => {
-    await browser?.close();
+  useBrowserPage((opened) => {
+    page = opened;
   });
 
   it('says so and shows why, then comes back once the folder is', async () => {

@@ -1,6 +1,6 @@
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Browser, CHROMIUM, launchBrowser, rawGet, skipBrowser } from '../../support/browser.ts';
+import { CHROMIUM, rawGet, skipBrowser, useBrowserPage } from '../../support/browser.ts';
 import { SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
 
 /** The local web console (/console on the running gateway) in a real browser (test/support/browser.ts). */
@@ -57,16 +57,9 @@ describe('console over HTTP', () => {
 });
 
 describe.skipIf(skipBrowser)('console in Chromium', () => {
-  let browser: Browser;
   let page: Page;
-
-  beforeAll(async () => {
-    browser = await launchBrowser();
-    page = browser.page;
-    page.setDefaultTimeout(5_000);
-  });
-  afterAll(async () => {
-    await browser?.close();
+  useBrowserPage((opened) => {
+    page = opened;
   });
 
   it('lists the conversations with status, type, source and timings, and shows new ones as they arrive', async () => {
