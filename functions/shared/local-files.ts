@@ -213,6 +213,23 @@ async function acquire(lock: string): Promise<void> {
   }
 }
 
+/**
+ * The lock given back: removed only while it is still this holder's (it holds this process's id). One that aged past
+ * STALE_MS while `fn` ran may have been taken over by another process meanwhile: a plain `rm` deleted that process's
+ * lock, and a third then took it while the second still changed the file. Removed as a stale lock is (removeStaleLock,
+ * under a claim on it as this holder wrote it), so a takeover under way and this release never both act on it.
+ */
+async function release(lock: string): Promise<void> {
+  const mine = String(process.pid);
+  const started = Date.now();
+  while (!(await removeStaleLock(lock, mine))) {
+    // Another process is taking it over (it found it stale): it removes it, or finds it changed. Once GIVE_UP_MS has
+    // passed, it is left: it names a live process, so it goes once STALE_MS old (at once for this process).
+    if (Date.now() - started > GIVE_UP_MS) return;
+    await new Promise((resolve) => setTimeout(resolve, WAIT_MS));
+  }
+}
+
 export function withFileLock<T>(file: string, fn: () => Promise<T>): Promise<T> {
   const lock = `${file}.lock`;
   return oneAtATime(file, async () => {
@@ -220,7 +237,7 @@ export function withFileLock<T>(file: string, fn: () => Promise<T>): Promise<T> 
     try {
       return await fn();
     } finally {
-      await rm(lock, { force: true });
+      await release(lock);
     }
   });
 }

@@ -3,7 +3,7 @@ import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promise
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { appendLine, withFileLock } from '../../../functions/shared/local-files.ts';
+import { appendLine, createExclusive, removeStaleLock, withFileLock } from '../../../functions/shared/local-files.ts';
 
 let dir: string;
 beforeEach(async () => {
@@ -73,6 +73,21 @@ describe('withFileLock', () => {
     await expect(withFileLock(file, async () => readFile(`${file}.lock`, 'utf8'))).resolves.toBe(String(process.pid));
     expect(Date.now() - started).toBeLessThan(1_000);
     expect(await readdir(dir)).toEqual([]); // nothing left aside
+  });
+
+  it('leaves the lock another process took over while it held it (past STALE_MS): only its own is removed', async () => {
+    const file = path.join(dir, 'general.json');
+    const lock = `${file}.lock`;
+    // Another process (alive: this test's parent) found this holder's lock stale and took it over, as acquire does.
+    const other = String(process.ppid);
+    await withFileLock(file, async () => {
+      expect(await removeStaleLock(lock, String(process.pid))).toBe(true);
+      expect(await createExclusive(lock, other, 0o600)).toBe(true);
+    });
+    // Before: the first holder's release removed it with rm, and a third process could take it while the second
+    // still changed the file.
+    expect(await readFile(lock, 'utf8')).toBe(other);
+    expect((await readdir(dir)).sort()).toEqual(['general.json.lock']); // no claim left aside
   });
 
   it('several processes finding a stale lock at once: one takes it over at a time, never two', async () => {
