@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { chmod, stat } from 'node:fs/promises';
+import { chmod, mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
+import { createExclusive, withFileLock } from '../../functions/shared/local-files.ts';
 import { readJson, writeJsonAtomic } from './json-files.ts';
 
 /**
@@ -41,8 +42,13 @@ export async function localDeliverySecrets(
       `DELIVERY_SIGNING_SECRETS_FILE: ${file} does not exist: write the secrets there ({"deal_analysis": "whsec_…", …}), or unset it to use ${deliverySecretsFile(dataDir)} (made on first start)`,
     );
   if (!secrets) {
-    secrets = Object.fromEntries(WEBHOOK_TYPES.map((t) => [t, `whsec_${randomBytes(24).toString('base64')}`]));
-    await writeJsonAtomic(file, secrets, SECRET_FILE_MODE);
+    const made = Object.fromEntries(WEBHOOK_TYPES.map((t) => [t, `whsec_${randomBytes(24).toString('base64')}`]));
+    // Made only where none is: a gateway starting while `endpoints set --secret` makes it (or two commands at once)
+    // must not replace the other's secrets with its own. The one that lost reads the winner's.
+    // Owner-only, like the data folder (docs/security.md): a command run before the first start may make it.
+    await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+    if (await createExclusive(file, `${JSON.stringify(made, null, 2)}\n`, SECRET_FILE_MODE)) secrets = made;
+    else return localDeliverySecrets(dataDir, file);
   } else {
     const mode = (await stat(file)).mode & 0o777;
     if ((mode & 0o077) !== 0) {
@@ -64,9 +70,13 @@ export async function changeLocalDeliverySecrets(
   chosen?: string,
 ): Promise<{ file: string; secrets: string[] }> {
   const { file } = await localDeliverySecrets(dataDir, chosen);
-  const all = (await readJson<Record<string, string | string[]>>(file)) ?? {};
-  const current = all[type];
-  const secrets = change(current === undefined ? [] : Array.isArray(current) ? current : [current]);
-  await writeJsonAtomic(file, { ...all, [type]: secrets.length === 1 ? secrets[0] : secrets }, SECRET_FILE_MODE);
-  return { file, secrets };
+  // A read-modify-write under the file's lock (functions/shared/local-files.ts, as the receivers' files are changed):
+  // two `endpoints set --secret` at once each change their own type, and neither write loses the other's.
+  return withFileLock(file, async () => {
+    const all = (await readJson<Record<string, string | string[]>>(file)) ?? {};
+    const current = all[type];
+    const secrets = change(current === undefined ? [] : Array.isArray(current) ? current : [current]);
+    await writeJsonAtomic(file, { ...all, [type]: secrets.length === 1 ? secrets[0] : secrets }, SECRET_FILE_MODE);
+    return { file, secrets };
+  });
 }
