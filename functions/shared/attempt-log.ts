@@ -89,6 +89,22 @@ function parseEntry(text: string | undefined): LoggedAttempt | null {
   }
 }
 
+/**
+ * One line of an attempt file: its entry, or, for a line that is not one, the entry it ends with. An append a full
+ * disk cut (ENOSPC) left part of a line that a later append (by an earlier version, or after a restart) continued:
+ * that later attempt is whole at its end, and is read from the `{"` where it begins (a cut entry's inner objects do
+ * not parse to the line's end, nor does a string that ends in `{`).
+ */
+function parseLine(line: string): LoggedAttempt | null {
+  const entry = parseEntry(line);
+  if (entry || line === '') return entry;
+  for (let at = line.indexOf('{"', 1); at > 0; at = line.indexOf('{"', at + 1)) {
+    const tail = parseEntry(line.slice(at));
+    if (tail) return tail;
+  }
+  return null;
+}
+
 export class FileAttemptLog implements AttemptLog {
   readonly dir: string;
   constructor(deliveriesDir: string) {
@@ -116,7 +132,7 @@ export class FileAttemptLog implements AttemptLog {
     // A line cut by a crash is skipped; the record still has that attempt in short.
     return text
       .split('\n')
-      .map((line) => parseEntry(line))
+      .map((line) => parseLine(line))
       .filter((e): e is LoggedAttempt => e !== null)
       .sort((a, b) => a.at.localeCompare(b.at) || a.attempt - b.attempt);
   }

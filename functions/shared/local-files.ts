@@ -91,20 +91,32 @@ export async function writeFileAtomic(file: string, text: string, mode?: number)
   await rename(tmp, file);
 }
 
+/** Files whose last append failed (ENOSPC: a full disk may have put down part of its line). */
+const cutFiles = new Set<string>();
+
 /**
  * One line added to a log file (O_APPEND, one write(2): concurrent appends never interleave inside a line). `mode`
  * applies to a new file, `dirMode` to its directory, which is created only when the append finds it missing (not a
- * mkdir per line).
+ * mkdir per line). After an append that failed (a full disk may have written part of its line), the next one begins
+ * with a newline, so that it starts a line of its own: continuing the cut one, it was unreadable too (as the journal
+ * and the handlers' log do: local/engine/journal.ts, local/server/log-sink.ts).
  */
 export async function appendLine(file: string, line: string, mode?: number, dirMode?: number): Promise<void> {
   const options = mode === undefined ? undefined : { mode };
+  const text = cutFiles.has(file) ? `\n${line}` : line;
   try {
-    await appendFile(file, line, options);
+    try {
+      await appendFile(file, text, options);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      await mkdir(path.dirname(file), { recursive: true, mode: dirMode });
+      await appendFile(file, text, options);
+    }
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-    await mkdir(path.dirname(file), { recursive: true, mode: dirMode });
-    await appendFile(file, line, options);
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') cutFiles.add(file);
+    throw error;
   }
+  cutFiles.delete(file);
 }
 
 /**

@@ -94,6 +94,23 @@ describe('attempt log', () => {
     expect(await log.list('webhook_20261129_120000_testing_phase3valid_zzz999')).toEqual([]);
   });
 
+  it('files: a line a full disk cut, then continued by the next append, costs only the cut attempt', async () => {
+    const log = new FileAttemptLog(dir);
+    const id = 'webhook_20261129_120000_testing_phase3valid_cut001';
+    const of = (attempt: number, at: string) => ({ ...entry(attempt, at), conversation_id: id });
+    await log.append(of(1, NOW.toISOString()));
+    // ENOSPC in the middle of attempt 2's line (a gateway since restarted: nothing remembers the cut), then attempt 3
+    // appended once the disk had room again.
+    const second = JSON.stringify(of(2, '2026-11-29T12:00:01.000Z'));
+    await writeFile(log.file(id), second.slice(0, second.indexOf('"response"') + 20), { flag: 'a' });
+    await log.append(of(3, '2026-11-29T12:00:02.000Z'));
+    // Before: attempt 3 was read as part of attempt 2's line, and both were left out of the export.
+    expect((await log.list(id)).map((e) => [e.attempt, e.response?.body])).toEqual([
+      [1, 'database down'],
+      [3, 'database down'],
+    ]);
+  });
+
   it('is chosen by configuration: the table on AWS, the folder locally, none otherwise', () => {
     const saved = { ...process.env };
     try {

@@ -2,8 +2,22 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { appendLine, createExclusive, removeStaleLock, withFileLock } from '../../../functions/shared/local-files.ts';
+
+/** A disk that fills up: the next append puts down its first `diskFull.bytes` bytes, then fails (ENOSPC). */
+const diskFull = { on: false, bytes: 0 };
+vi.mock('node:fs', async (importOriginal) => {
+  const fs = await importOriginal<typeof import('node:fs')>();
+  const appendFile = ((file: string, data: string, ...rest: unknown[]) => {
+    const done = rest.pop() as (error: Error | null) => void;
+    if (!diskFull.on) return (fs.appendFile as (...args: unknown[]) => void)(file, data, ...rest, done);
+    diskFull.on = false;
+    fs.appendFileSync(file, data.slice(0, diskFull.bytes));
+    done(Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' }));
+  }) as typeof fs.appendFile;
+  return { ...fs, appendFile, default: { ...fs, appendFile } };
+});
 
 let dir: string;
 beforeEach(async () => {
@@ -39,6 +53,17 @@ describe('appendLine', () => {
     expect(written.map((line) => (JSON.parse(line) as { i: number }).i).sort((a, b) => a - b)).toEqual(
       lines.map((_, i) => i),
     );
+  });
+
+  it('after an append a full disk cut, the next line begins a line of its own', async () => {
+    const file = path.join(dir, 'attempts', 'log.jsonl');
+    await appendLine(file, '{"n":1}\n', 0o600, 0o700);
+    Object.assign(diskFull, { on: true, bytes: 6 });
+    await expect(appendLine(file, '{"n":2,"pad":"xxxx"}\n', 0o600, 0o700)).rejects.toMatchObject({ code: 'ENOSPC' });
+    await appendLine(file, '{"n":3}\n', 0o600, 0o700);
+    await appendLine(file, '{"n":4}\n', 0o600, 0o700);
+    // Before: '{"n":2{"n":3}' — the line after the cut one was unreadable too.
+    expect((await readFile(file, 'utf8')).split('\n')).toEqual(['{"n":1}', '{"n":2', '{"n":3}', '{"n":4}', '']);
   });
 
   it('reports a folder it cannot create (a file is in the way)', async () => {
