@@ -1,4 +1,4 @@
-import { mkdirSync, openSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, openSync, statSync, writeSync } from 'node:fs';
 import path from 'node:path';
 
 /**
@@ -6,7 +6,10 @@ import path from 'node:path';
  * would send them to CloudWatch) go to `<dataDir>/logs/handlers.jsonl` so the console stays readable.
  * Set LOCAL_LOG_TO_STDOUT=true to see them inline instead.
  */
-export function divertHandlerLogs(dataDir: string): string {
+/** How often the sink looks whether its file was moved aside (by the retention sweep) and opens a fresh one. */
+const REOPEN_CHECK_MS = 1_000;
+
+export function divertHandlerLogs(dataDir: string, now: () => number = Date.now): string {
   const file = path.join(dataDir, 'logs', 'handlers.jsonl');
   if (process.env.LOCAL_LOG_TO_STDOUT?.toLowerCase() === 'true') return '(stdout)'; // a flag, in any case (config.ts)
   // The first thing `start` writes: a new data folder is made its owner's alone here (as startGateway would), and
@@ -15,12 +18,31 @@ export function divertHandlerLogs(dataDir: string): string {
   mkdirSync(path.dirname(file), { recursive: true });
   // Opened once and appended to line by line (synchronously: a line is in the file before the next state runs),
   // rather than opened and closed again for every line.
-  const fd = openSync(file, 'a', 0o600);
+  let fd = openSync(file, 'a', 0o600);
   const toStderr = process.stderr.write.bind(process.stderr) as (text: string) => boolean;
   // A log line that cannot be written (the disk full) is dropped, said once on stderr: a handler's log call must not
   // fail its step (after a delivery was made, that failure would send it again), as a Lambda's log never does.
   let dropping = false;
+  // The retention sweep moves the file aside once its first line is a day old (local/store/retention.ts): the lines
+  // go on into a fresh handlers.jsonl, not into the moved file (which then grew for good, never rotated again, while
+  // `.data/logs/handlers.jsonl` was gone). Looked at once a second, not per line.
+  let checkedAt = now();
+  const followRotation = () => {
+    if (now() - checkedAt < REOPEN_CHECK_MS) return;
+    checkedAt = now();
+    try {
+      if (statSync(file, { throwIfNoEntry: false })?.ino === fstatSync(fd).ino) return;
+      mkdirSync(path.dirname(file), { recursive: true });
+      const fresh = openSync(file, 'a', 0o600);
+      closeSync(fd);
+      fd = fresh;
+      dropping = false; // a line cut in the moved file is not continued here
+    } catch {
+      // Not reopened (the disk full, the folder refused): the lines go on into the file already open.
+    }
+  };
   const append = (line: string) => {
+    followRotation();
     try {
       writeSync(fd, dropping ? `\n${line}` : line); // a line the failure may have cut is ended first
       dropping = false;

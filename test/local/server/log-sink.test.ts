@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -60,5 +60,24 @@ describe("the handlers' log on a full disk", () => {
     // The line the full disk cut stands alone: every other line is whole.
     const lines = (await readFile(file, 'utf8')).split('\n').filter(Boolean);
     expect(lines).toEqual([line(1), line(2).slice(0, 12), line(4)]);
+  });
+});
+
+describe("the handlers' log moved aside by the retention sweep", () => {
+  it('goes on into a fresh handlers.jsonl, not into the moved file', async () => {
+    let now = Date.parse('2026-11-29T12:00:00Z');
+    const file = divertHandlerLogs(dir, () => now);
+    log(1);
+    // The hourly sweep, the first line a day old: handlers.jsonl becomes handlers.<day>.<ms>.jsonl.
+    const moved = path.join(path.dirname(file), 'handlers.2026-11-28.1795953600000.jsonl');
+    await rename(file, moved);
+    now += 1_000;
+    log(2);
+    log(3);
+    // Before: every later line went on into the moved file (for good: it was never rotated again, and
+    // .data/logs/handlers.jsonl, which the runbook reads, stayed gone).
+    expect(await readFile(moved, 'utf8')).toBe(`${line(1)}\n`);
+    expect(await readFile(file, 'utf8')).toBe(`${line(2)}\n${line(3)}\n`);
+    expect((await readdir(path.dirname(file))).sort()).toEqual([path.basename(moved), 'handlers.jsonl']);
   });
 });
