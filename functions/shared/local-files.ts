@@ -81,14 +81,21 @@ export async function writeFileAtomic(file: string, text: string, mode?: number)
   const tmp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
   const options = mode === undefined ? undefined : { mode };
   try {
-    await writeFile(tmp, text, options);
+    try {
+      await writeFile(tmp, text, options);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      // Owner-only, like the data folder (docs/security.md): a command run before the first start may make it.
+      await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+      await writeFile(tmp, text, options);
+    }
+    await rename(tmp, file);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-    // Owner-only, like the data folder (docs/security.md): a command run before the first start may make it.
-    await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
-    await writeFile(tmp, text, options);
+    // A write that failed (a full disk cut it, a folder is where the file should be) leaves nothing aside: each retry
+    // left another copy (of a status, an envelope, a secret), which held the disk's last bytes for a day.
+    await rm(tmp, { force: true }).catch(() => undefined);
+    throw error;
   }
-  await rename(tmp, file);
 }
 
 /** Files whose last append failed (ENOSPC: a full disk may have put down part of its line). */

@@ -1,9 +1,15 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { appendLine, createExclusive, removeStaleLock, withFileLock } from '../../../functions/shared/local-files.ts';
+import {
+  appendLine,
+  createExclusive,
+  removeStaleLock,
+  withFileLock,
+  writeFileAtomic,
+} from '../../../functions/shared/local-files.ts';
 
 /** A disk that fills up: the next append puts down its first `diskFull.bytes` bytes, then fails (ENOSPC). */
 const diskFull = { on: false, bytes: 0 };
@@ -16,7 +22,14 @@ vi.mock('node:fs', async (importOriginal) => {
     fs.appendFileSync(file, data.slice(0, diskFull.bytes));
     done(Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' }));
   }) as typeof fs.appendFile;
-  return { ...fs, appendFile, default: { ...fs, appendFile } };
+  const writeFile = ((file: string, data: string, ...rest: unknown[]) => {
+    const done = rest.pop() as (error: Error | null) => void;
+    if (!diskFull.on) return (fs.writeFile as (...args: unknown[]) => void)(file, data, ...rest, done);
+    diskFull.on = false;
+    fs.writeFileSync(file, data.slice(0, diskFull.bytes));
+    done(Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' }));
+  }) as typeof fs.writeFile;
+  return { ...fs, appendFile, writeFile, default: { ...fs, appendFile, writeFile } };
 });
 
 let dir: string;
@@ -71,6 +84,27 @@ describe('appendLine', () => {
     await expect(appendLine(path.join(dir, 'blocker', 'log.jsonl'), 'x\n')).rejects.toMatchObject({
       code: expect.stringMatching(/ENOTDIR|EEXIST/),
     });
+  });
+});
+
+describe('writeFileAtomic', () => {
+  it('a write a full disk cut leaves the file as it was and nothing aside', async () => {
+    const file = path.join(dir, 'status.json');
+    await writeFileAtomic(file, '{"v":1}\n', 0o600);
+    Object.assign(diskFull, { on: true, bytes: 4 });
+    await expect(writeFileAtomic(file, '{"v":2,"answer":"…"}\n', 0o600)).rejects.toMatchObject({ code: 'ENOSPC' });
+    // Before: the cut copy stayed beside it (status.json.<pid>.<hex>.tmp), one more at each retry, for a day.
+    expect(await readdir(dir)).toEqual(['status.json']);
+    expect(await readFile(file, 'utf8')).toBe('{"v":1}\n');
+  });
+
+  it('a write refused at its rename (a folder where the file should be) leaves no copy aside', async () => {
+    const file = path.join(dir, 'deal_analysis.json');
+    await mkdir(file);
+    await expect(writeFileAtomic(file, '{"url":"https://crm.example/hook"}\n', 0o600)).rejects.toMatchObject({
+      code: expect.stringMatching(/EISDIR|ENOTEMPTY|EEXIST|EPERM/),
+    });
+    expect(await readdir(dir)).toEqual(['deal_analysis.json']);
   });
 });
 
