@@ -65,6 +65,23 @@ export function storageFailureInCause(error: string | undefined, cause: string |
   return isStorageCode(code) ? { code, message: cause, operation: operationOf(code, syscall) } : null;
 }
 
+/**
+ * The storage failure a conversation workflow met on its way to ConversationUnanswered, or null: once the data folder
+ * refuses writes after the agent answered, each later step fails on the journal (Catch goes on to the next), and the
+ * workflow ends on that fallback, whose own error says nothing of the folder. The last such failure among its events.
+ */
+export function storageFailureBefore(
+  error: string | undefined,
+  events: readonly { error?: string; cause?: unknown }[],
+): StorageFailure | null {
+  if (error !== 'ConversationUnanswered') return null;
+  for (const event of [...events].reverse()) {
+    const failure = typeof event.cause === 'string' ? storageFailureInCause(event.error, event.cause) : null;
+    if (failure) return failure;
+  }
+  return null;
+}
+
 const REFUSED = { read: 'read', write: 'write', open: 'open a file of' } as const;
 
 export const STORAGE_RETRY_AFTER_SECONDS = 30;

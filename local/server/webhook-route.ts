@@ -23,6 +23,7 @@ import {
   damagedFileInCause,
   STORAGE_RETRY_AFTER_SECONDS,
   stateUnreadableBody,
+  storageFailureBefore,
   storageFailureInCause,
   storageUnavailableBody,
 } from './storage-failure.ts';
@@ -166,7 +167,10 @@ export async function handleWebhook(
   const record = await (prefersRespondAsync(req.headers.prefer) ? ctx.acceptConversation : ctx.runConversation)(input);
   if (source !== null && limited.allowed && record.error === 'SignatureError') ctx.limiter.refund(source);
   // A handler that could not write the data folder (full, read-only) failed the workflow: 503, not a bug's 500.
-  const storage = record.status === 'FAILED' ? storageFailureInCause(record.error, record.cause) : null;
+  const storage =
+    record.status === 'FAILED'
+      ? (storageFailureInCause(record.error, record.cause) ?? storageFailureBefore(record.error, record.events))
+      : null;
   // A file it needed is damaged (a cut idempotency record, …): 500 saying so, and the operator's line names the file.
   const damaged = record.status === 'FAILED' ? damagedFileInCause(record.error, record.cause) : null;
   const result = storage

@@ -5,7 +5,7 @@ import type { RequestSummary } from '../../../local/server/config.ts';
 import { startWorld, type TestWorld } from '../../support/gateway.ts';
 
 /** The file system refusing writes, as a full disk does (ENOSPC), or reads (EACCES), through the seams below. */
-const full = { journal: false, validate: false, idempotencyRead: false };
+const full = { journal: false, validate: false, idempotencyRead: false, afterClassify: false };
 const noSpace = (syscall: string, file = '') =>
   Object.assign(new Error(`ENOSPC: no space left on device, ${syscall}${file ? ` '${file}'` : ''}`), {
     code: 'ENOSPC',
@@ -50,6 +50,7 @@ let world: TestWorld;
 const operatorLog: RequestSummary[] = [];
 beforeAll(async () => {
   const { handler: validate } = await import('../../../functions/validate/handler.ts');
+  const { handler: classify } = await import('../../../functions/classify/handler.ts');
   world = await startWorld(
     {},
     {
@@ -60,6 +61,12 @@ beforeAll(async () => {
           if (full.validate) throw noSpace('write');
           return validate(input as never);
         },
+        // The disk fills up once the agent has answered: nothing after Classify can be journaled.
+        classify: async (input) => {
+          const output = await classify(input as never);
+          if (full.afterClassify) full.journal = true;
+          return output;
+        },
       },
     },
   );
@@ -68,6 +75,7 @@ beforeEach(() => {
   full.journal = false;
   full.validate = false;
   full.idempotencyRead = false;
+  full.afterClassify = false;
   operatorLog.length = 0;
 });
 afterAll(async () => {
@@ -136,6 +144,23 @@ describe('a data folder that fails while the gateway runs', () => {
     const again = await world.post(request, { 'idempotency-key': 'disk-full-1' });
     expect(again.status).toBe(200);
     expect(again.body.tracking.delivery_status).toBe('delivered');
+  });
+
+  it('a disk that fills up once the agent has answered: 503 STORAGE_UNAVAILABLE, not a 500 that hides why', async () => {
+    full.afterClassify = true;
+    const printed = vi.spyOn(console, 'error').mockImplementation(() => undefined);
+    let refused: Awaited<ReturnType<typeof world.post>>;
+    try {
+      refused = await world.post(request, { 'idempotency-key': 'disk-full-3' });
+    } finally {
+      printed.mockRestore();
+    }
+    // Before: 500 INTERNAL_ERROR "The conversation workflow failed" (ConversationUnanswered: every later step
+    // failed on the journal, and the last one's error was all the answer said), the operator's line no wiser.
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get('retry-after')).toBe('30');
+    expect(refused.body.error.code).toBe('STORAGE_UNAVAILABLE');
+    expect(operatorLog.at(-1)?.detail).toContain('ENOSPC: no space left on device');
   });
 
   it('a handler that cannot write the folder (the Idempotency-Key claim): 503 STORAGE_UNAVAILABLE, then the retry runs once', async () => {
