@@ -12,7 +12,8 @@ import { listDir, readJson } from './json-files.ts';
 /**
  * Local history retention (LOCAL_HISTORY_DAYS, default 30; 0 keeps everything; docs/operations.md, "Local history
  * retention"). The running gateway sweeps at start and every hour:
- * - each conversation's execution history (`executions/<id>/`) once the conversation is older than that, unless its
+ * - each conversation's execution history (`executions/<id>/`, and its attempt log `deliveries/attempts/<id>.jsonl`)
+ *   once the conversation is older than that, unless its
  *   delivery is still owed (a pending or dead envelope: an operator may still want to see and redrive it; an
  *   envelope the sweep cannot read counts as owed);
  * - failed-delivery envelopes settled (nothing owed any more) longer ago than that;
@@ -182,10 +183,19 @@ export async function sweepLocalHistory(paths: RetentionPaths, days: number, now
     const cutoff = t - days * DAY_MS;
     const envelopesDir = path.join(paths.dataDir, 'failed-deliveries');
     const executionsDir = path.join(paths.dataDir, 'executions');
-    for (const id of (await listDir(executionsDir)).filter(isConversationId)) {
+    // A conversation's history is its executions' folder and its delivery attempt log (functions/shared/attempt-log.ts:
+    // each attempt with the receiver's answer, merged into its export): the log was never swept, and kept every
+    // receiver's answers for good. One whose folder is gone already (swept by an earlier version) goes too.
+    const attemptsDir = path.join(paths.dataDir, 'deliveries', 'attempts');
+    const attemptLogs = new Set(
+      (await listDir(attemptsDir)).map((n) => n.replace(/\.jsonl$/, '')).filter(isConversationId),
+    );
+    const folders = (await listDir(executionsDir)).filter(isConversationId);
+    for (const id of new Set([...folders, ...attemptLogs])) {
       if (!(idTimeMs(id) < cutoff)) continue;
       if (await deliveryMayBeOwed(path.join(envelopesDir, `${id}.json`))) continue;
       await rm(path.join(executionsDir, id), { recursive: true, force: true });
+      if (attemptLogs.has(id)) await rm(path.join(attemptsDir, `${id}.jsonl`), { force: true });
       result.histories += 1;
     }
     // Chosen by the envelopes' summaries (the store's summary index): only those settled long enough ago are read

@@ -72,6 +72,19 @@ describe('the local history sweep', () => {
     expect(await ls('idempotency')).toEqual([`${'b'.repeat(64)}.json`, `${'d'.repeat(64)}.json.0a1b2c3d4e5f.tmp`]);
   });
 
+  it("removes a conversation's delivery attempt log with its history; keeps it while recent or owed", async () => {
+    const GONE_ID = 'webhook_20260201_100000_testing_phase3valid_gone000001'; // its history swept by an earlier version
+    for (const id of [OLD_ID, OWED_ID, NEW_ID]) await put(`executions/${id}/x_run.json`, {});
+    for (const id of [OLD_ID, OWED_ID, NEW_ID, GONE_ID])
+      await put(`deliveries/attempts/${id}.jsonl`, '{"attempt":1,"response":{"body":"the receiver\'s answer"}}\n');
+    await put(`failed-deliveries/${OWED_ID}.json`, envelope(OWED_ID, 'pending', '2026-02-02T00:00:00Z'));
+    const swept = await sweepLocalHistory({ dataDir, idempotencyDir: null }, 30, NOW);
+    // Before: every attempt log (each receiver's answer) was kept for good, whatever LOCAL_HISTORY_DAYS said.
+    expect(await ls('deliveries/attempts')).toEqual([`${OWED_ID}.jsonl`, `${NEW_ID}.jsonl`].sort());
+    expect(await ls('executions')).toEqual([OWED_ID, NEW_ID].sort());
+    expect(swept.histories).toBe(2);
+  });
+
   it('forgets a thread unused for THREAD_TTL_DAYS (its folder time, pushed forward by every turn); keeps a recent one', async () => {
     await put('threads/crm/old-thread/1.json', {});
     await put('threads/crm/new-thread/1.json', {});
