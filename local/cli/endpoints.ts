@@ -31,6 +31,15 @@ function webhookTypeArg(value: string | undefined, command: string): WebhookType
   return value as WebhookType;
 }
 
+/** What `set` changed in the receiver's file, in words, or null when it changed nothing there. */
+function receiverChange(edit: EndpointEdit): string | null {
+  const parts = [
+    edit.change.url !== undefined ? `URL ${edit.change.url ?? 'back to the deployed one'}` : null,
+    edit.change.rate_per_second !== undefined ? `rate ${edit.change.rate_per_second ?? 'none'}/s` : null,
+  ].filter(Boolean);
+  return parts.length > 0 ? parts.join(', ') : null;
+}
+
 /** `set`'s flags as a change; refused with the flag's name when a value cannot be used. */
 function parseEdit(values: {
   url?: string | undefined;
@@ -139,12 +148,24 @@ export async function endpointsCommand(sub: string | undefined, args: string[]):
       // The file the running gateway signs with (its DELIVERY_SIGNING_SECRETS_FILE), else the one this shell names.
       const running = await readGatewayRuntime(dataDir);
       const chosen = running?.delivery_secrets_file ?? deliverySecretsFileOf(dataDir) ?? undefined;
-      const { file, secrets } = await changeLocalDeliverySecrets(
-        dataDir,
-        type!,
-        (current) => rotatedSecrets(current, edit.secret, edit.dropPreviousSecret),
-        chosen,
-      );
+      let changed: { file: string; secrets: string[] };
+      try {
+        changed = await changeLocalDeliverySecrets(
+          dataDir,
+          type!,
+          (current) => rotatedSecrets(current, edit.secret, edit.dropPreviousSecret),
+          chosen,
+        );
+      } catch (error) {
+        const made = receiverChange(edit);
+        if (!made) throw error;
+        // The receiver's file was changed above: said, as `--aws` says it, rather than an error that reads as if
+        // nothing was done.
+        throw new CliError(
+          `${type}: the change was made (${made}), but its signing secrets were not changed: ${(error as Error).message}`,
+        );
+      }
+      const { file, secrets } = changed;
       // On stderr with --json, so stdout stays one JSON document.
       const say = values.json ? note : out;
       say(

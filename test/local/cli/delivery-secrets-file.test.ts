@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -84,5 +84,22 @@ describe('DELIVERY_SIGNING_SECRETS_FILE', () => {
     });
     expect(both.code).toBe(1);
     expect(both.stderr).toContain('DELIVERY_SIGNING_SECRETS_FILE and DELIVERY_SIGNING_SECRETS are both set');
+  });
+
+  it('endpoints set --url … --secret whose secrets cannot be changed says the URL change was made', async () => {
+    const dataDir = path.join(root, 'data-half');
+    const file = path.join(root, 'a-folder.json'); // the secrets file named is a folder: it cannot be read
+    await mkdir(file);
+    const result = await runCli(
+      ['endpoints', 'set', 'general', '--url', 'https://crm.example.com/hooks/general', '--secret', NEXT],
+      { ...NEW_USER_START_ENV, LOCAL_DATA_DIR: dataDir, DELIVERY_SIGNING_SECRETS_FILE: file },
+    );
+    expect(result.code).toBe(1);
+    // Before: 'webhook-gateway: Error: EISDIR: …' alone, as if nothing had been done, though the URL was changed.
+    expect(result.stderr).toMatch(
+      /^webhook-gateway: general: the change was made \(URL https:\/\/crm\.example\.com\/hooks\/general\), but its signing secrets were not changed: EISDIR/,
+    );
+    const stored = JSON.parse(await readFile(path.join(dataDir, 'deliveries', 'endpoints', 'general.json'), 'utf8'));
+    expect(stored.config.url).toBe('https://crm.example.com/hooks/general');
   });
 });
