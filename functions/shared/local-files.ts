@@ -187,7 +187,7 @@ export async function writeJsonFileAtomic(file: string, value: unknown): Promise
 /**
  * A read-modify-write of a local file that several processes may change (the running gateway and the command line):
  * one holder at a time within the process (a promise chain per file) and across processes (a `<file>.lock` created
- * exclusively, holding its process id from the moment it exists: createExclusive). A lock left by a killed process is
+ * exclusively, holding its process id and a tag of its own from the moment it exists: createExclusive). A lock left by a killed process is
  * taken over: at once when the process it names is gone (a gateway restarted after kill -9 does not wait on its own
  * predecessor) or it names none (empty: made by an earlier version, killed before it wrote its id), else once older
  * than STALE_MS.
@@ -216,10 +216,15 @@ function holderGone(text: string | null): boolean {
   }
 }
 
-async function acquire(lock: string): Promise<void> {
+/**
+ * Take the lock; its text is this holder's own: the process id (holderGone reads it), then a random tag, so that a
+ * takeover judged on an earlier holder's lock (its text read then) never removes a later one of the same process.
+ */
+async function acquire(lock: string): Promise<string> {
+  const mine = `${process.pid}.${randomBytes(4).toString('hex')}`;
   const started = Date.now();
   for (;;) {
-    if (await createExclusive(lock, String(process.pid), 0o600)) return;
+    if (await createExclusive(lock, mine, 0o600)) return mine;
     const age = await stat(lock).then(
       (s) => Date.now() - s.mtimeMs,
       () => 0,
@@ -233,13 +238,12 @@ async function acquire(lock: string): Promise<void> {
 }
 
 /**
- * The lock given back: removed only while it is still this holder's (it holds this process's id). One that aged past
+ * The lock given back: removed only while it is still this holder's (it holds the text this holder wrote). One that aged past
  * STALE_MS while `fn` ran may have been taken over by another process meanwhile: a plain `rm` deleted that process's
  * lock, and a third then took it while the second still changed the file. Removed as a stale lock is (removeStaleLock,
  * under a claim on it as this holder wrote it), so a takeover under way and this release never both act on it.
  */
-async function release(lock: string): Promise<void> {
-  const mine = String(process.pid);
+async function release(lock: string, mine: string): Promise<void> {
   const started = Date.now();
   while (!(await removeStaleLock(lock, mine))) {
     // Another process is taking it over (it found it stale): it removes it, or finds it changed. Once GIVE_UP_MS has
@@ -252,11 +256,11 @@ async function release(lock: string): Promise<void> {
 export function withFileLock<T>(file: string, fn: () => Promise<T>): Promise<T> {
   const lock = `${file}.lock`;
   return oneAtATime(file, async () => {
-    await acquire(lock);
+    const mine = await acquire(lock);
     try {
       return await fn();
     } finally {
-      await release(lock);
+      await release(lock, mine);
     }
   });
 }

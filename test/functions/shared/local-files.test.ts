@@ -112,7 +112,7 @@ describe('withFileLock', () => {
   it('holds its lock under its process id and removes it after; a lock left by a killed process is taken over at once', async () => {
     const file = path.join(dir, 'deal_analysis.json');
     const seen = await withFileLock(file, async () => readFile(`${file}.lock`, 'utf8'));
-    expect(seen).toBe(String(process.pid));
+    expect(seen).toMatch(new RegExp(`^${process.pid}\\.[0-9a-f]{8}$`)); // its process id, then a tag of its own
     expect(await readdir(dir)).toEqual([]);
     // A gateway killed (kill -9) while it changed the file: its lock stays, naming a process that is gone. The next
     // gateway, started at once, does not wait for the lock to age (before: 5 s, then the change was refused).
@@ -129,7 +129,9 @@ describe('withFileLock', () => {
     // Before: an empty lock was "not known to be gone" until 10 s old, and a change waited 5 s, then was refused.
     await writeFile(`${file}.lock`, '');
     const started = Date.now();
-    await expect(withFileLock(file, async () => readFile(`${file}.lock`, 'utf8'))).resolves.toBe(String(process.pid));
+    await expect(withFileLock(file, async () => readFile(`${file}.lock`, 'utf8'))).resolves.toMatch(
+      new RegExp(`^${process.pid}\\.`),
+    );
     expect(Date.now() - started).toBeLessThan(1_000);
     expect(await readdir(dir)).toEqual([]); // nothing left aside
   });
@@ -140,13 +142,27 @@ describe('withFileLock', () => {
     // Another process (alive: this test's parent) found this holder's lock stale and took it over, as acquire does.
     const other = String(process.ppid);
     await withFileLock(file, async () => {
-      expect(await removeStaleLock(lock, String(process.pid))).toBe(true);
+      expect(await removeStaleLock(lock, await readFile(lock, 'utf8'))).toBe(true);
       expect(await createExclusive(lock, other, 0o600)).toBe(true);
     });
     // Before: the first holder's release removed it with rm, and a third process could take it while the second
     // still changed the file.
     expect(await readFile(lock, 'utf8')).toBe(other);
     expect((await readdir(dir)).sort()).toEqual(['general.json.lock']); // no claim left aside
+  });
+
+  it('a takeover judged on an earlier holder of this process never removes a later holder’s lock', async () => {
+    const file = path.join(dir, 'deal_analysis.json');
+    const lock = `${file}.lock`;
+    // Another process read the first holder's lock as stale, then was slow to act on it.
+    const first = await withFileLock(file, async () => readFile(lock, 'utf8'));
+    await withFileLock(file, async () => {
+      const held = await readFile(lock, 'utf8');
+      expect(await removeStaleLock(lock, first)).toBe(true); // done: the lock it read is gone
+      // Before: both held the process id alone, and the late takeover removed the second holder's lock.
+      expect(await readFile(lock, 'utf8')).toBe(held);
+    });
+    expect(await readdir(dir)).toEqual([]);
   });
 
   it('several processes finding a stale lock at once: one takes it over at a time, never two', async () => {
