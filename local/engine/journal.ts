@@ -208,13 +208,29 @@ export class ExecutionJournal {
     return this.current;
   }
 
-  /** A segment no longer written to: deleted when its last execution has ended. */
+  /**
+   * A segment no longer written to: deleted when its last execution has ended. One that cannot be (deleted by hand
+   * already, or its folder no longer the gateway's to change: a permission, a read-only remount) is left: every
+   * execution in it has ended, so the next start recovers nothing from it and removes it. Thrown from the rest timer,
+   * the error stopped the whole gateway (an uncaught exception), conversations in flight with it.
+   */
   private retire(segment: Segment): void {
     if (segment.open > 0 || segment.fd < 0) return;
-    closeSync(segment.fd);
+    try {
+      closeSync(segment.fd);
+    } catch {
+      // Nothing was left to write to it.
+    }
     segment.fd = -1;
     this.segments.delete(segment);
-    unlinkSync(segment.file);
+    try {
+      unlinkSync(segment.file);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT')
+        console.error(
+          `webhook-gateway: the journal segment ${segment.file} could not be removed (${(error as Error).message}); every execution in it has ended, and the next start removes it`,
+        );
+    }
   }
 
   /**

@@ -6,15 +6,22 @@ import { ExecutionJournal } from '../../../local/engine/journal.ts';
 
 /** A disk that fills up: each write then puts down its first `diskFull.bytes` bytes at most, and fails (ENOSPC). */
 const diskFull = { on: false, bytes: 0 };
+/** The journal's folder no longer the gateway's to change (its permissions, a read-only remount): unlink refused. */
+const unlinkRefused = { on: false };
 vi.mock('node:fs', async (importOriginal) => {
   const fs = await importOriginal<typeof import('node:fs')>();
+  const unlinkSync = ((file: string) => {
+    if (unlinkRefused.on)
+      throw Object.assign(new Error(`EACCES: permission denied, unlink '${file}'`), { code: 'EACCES' });
+    return fs.unlinkSync(file);
+  }) as typeof fs.unlinkSync;
   const writeSync = ((fd: number, buffer: Buffer, offset: number) => {
     if (!diskFull.on) return fs.writeSync(fd, buffer, offset);
     if (diskFull.bytes > 0) fs.writeSync(fd, buffer, offset, Math.min(diskFull.bytes, buffer.length - offset));
     diskFull.bytes = 0;
     throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
   }) as typeof fs.writeSync;
-  return { ...fs, writeSync, default: { ...fs, writeSync } };
+  return { ...fs, writeSync, unlinkSync, default: { ...fs, writeSync, unlinkSync } };
 });
 
 /**
@@ -59,6 +66,37 @@ describe('the execution journal', () => {
       expect(await readdir(dir)).toEqual([]);
       journal.close();
     } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('a segment it cannot remove at rest (deleted by hand, or its folder refused) does not stop the gateway', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    const printed = vi.spyOn(console, 'error').mockImplementation(() => undefined);
+    try {
+      const journal = await ExecutionJournal.open(dir);
+      journal.begin('conv-1', input(1)).end();
+      // `rm .data/journal/*` while the gateway runs: before, the rest timer's unlink threw ENOENT uncaught, and
+      // the gateway process died, every conversation in flight with it.
+      for (const name of await readdir(dir)) await rm(path.join(dir, name));
+      expect(() => vi.advanceTimersByTime(5_000)).not.toThrow();
+      expect(printed).not.toHaveBeenCalled();
+      // The folder no longer the gateway's to change: the segment stays, said once, and holds nothing to recover.
+      journal.begin('conv-2', input(2)).end();
+      unlinkRefused.on = true;
+      expect(() => vi.advanceTimersByTime(5_000)).not.toThrow();
+      unlinkRefused.on = false;
+      expect(printed).toHaveBeenCalledTimes(1);
+      expect(String(printed.mock.calls[0]![0])).toContain('EACCES: permission denied');
+      journal.close();
+      const next = await ExecutionJournal.open(dir);
+      expect(next.leftoverFiles).toHaveLength(1);
+      expect((await next.interrupted()).size).toBe(0);
+      await next.forgetLeftovers();
+      expect(await readdir(dir)).toEqual([]);
+    } finally {
+      unlinkRefused.on = false;
+      printed.mockRestore();
       vi.useRealTimers();
     }
   });
