@@ -1,4 +1,4 @@
-import { closeSync, openSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, unlinkSync, writeSync } from 'node:fs';
 import { mkdir, readdir, readFile, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { TaskObserver } from './engine.ts';
@@ -203,9 +203,23 @@ export class ExecutionJournal {
     // Named in the order written (recovery reads the leftovers sorted by name), unique within a millisecond too.
     const sequence = String(this.sequence++).padStart(9, '0');
     const file = path.join(this.dir, `${String(Date.now()).padStart(15, '0')}-${process.pid}-${sequence}.jsonl`);
-    this.current = { file, fd: openSync(file, 'a', 0o600), bytes: 0, open: 0, cut: false };
+    this.current = { file, fd: this.openSegment(file), bytes: 0, open: 0, cut: false };
     this.segments.add(this.current);
     return this.current;
+  }
+
+  /**
+   * A new segment's file. Its folder removed while the gateway ran (`rm -r .data/journal`: at rest it holds nothing)
+   * is made again, as the other stores make theirs: before, every request failed 500 until a restart.
+   */
+  private openSegment(file: string): number {
+    try {
+      return openSync(file, 'a', 0o600);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      mkdirSync(this.dir, { recursive: true });
+      return openSync(file, 'a', 0o600);
+    }
   }
 
   /**

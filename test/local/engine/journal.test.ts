@@ -101,6 +101,21 @@ describe('the execution journal', () => {
     }
   });
 
+  it('its folder removed while the gateway runs (at rest it holds nothing) is made again by the next execution', async () => {
+    const journal = await ExecutionJournal.open(dir);
+    journal.begin('conv-1', input(1)).end();
+    journal.close();
+    const next = await ExecutionJournal.open(dir);
+    await rm(dir, { recursive: true });
+    // Before: ENOENT at every begin, and each request answered 500 until the gateway was restarted.
+    const run = next.begin('conv-2', input(2));
+    const [file] = await readdir(dir);
+    expect(await readFile(path.join(dir, file!), 'utf8')).toContain('"conv-2"');
+    run.end();
+    next.close();
+    expect(await readdir(dir)).toEqual([]);
+  });
+
   it("keeps no inbound signature: neither in the input it begins with nor in a state's input or output", async () => {
     const signed = {
       ...input(1),
