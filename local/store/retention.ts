@@ -62,28 +62,30 @@ async function firstLineTime(file: string): Promise<number | null> {
   const stream = createReadStream(file, { start: 0, end: 65_535, encoding: 'utf8' });
   let text = '';
   try {
-    for await (const chunk of stream) {
-      text += chunk;
-      if (text.includes('\n')) break;
-    }
+    for await (const chunk of stream) text += chunk;
   } catch (error) {
     if (isMissing(error)) return null;
     throw error;
   } finally {
     stream.destroy();
   }
-  try {
-    const line = JSON.parse(text.slice(0, text.indexOf('\n'))) as {
-      timestamp?: unknown;
-      received_at?: unknown;
-      _aws?: { Timestamp?: unknown };
-    };
-    const at = line.timestamp ?? line.received_at ?? line._aws?.Timestamp;
+  // The first line that has a time: one a full disk cut (the writers then end it and go on: log-sink.ts, appendLine)
+  // or an empty one is passed over. Taken as the file's age, its time of last change never let a file still written
+  // to be moved aside, and it grew for good.
+  const lines = text.split('\n');
+  if (!text.endsWith('\n')) lines.pop(); // the last one may be cut by the 64 KB read
+  for (const text of lines) {
+    let line: { timestamp?: unknown; received_at?: unknown; _aws?: { Timestamp?: unknown } };
+    try {
+      line = JSON.parse(text);
+    } catch {
+      continue;
+    }
+    const at = line?.timestamp ?? line?.received_at ?? line?._aws?.Timestamp;
     const ms = typeof at === 'number' ? at : Date.parse(String(at));
-    return Number.isNaN(ms) ? null : ms;
-  } catch {
-    return null; // empty or not JSON: the file's age decides below
+    if (!Number.isNaN(ms)) return ms;
   }
+  return null; // no line with a time: the file's age decides below
 }
 
 /** Move an append-only .jsonl aside once its first line is a day old; drop the moved ones past the cutoff. */

@@ -164,6 +164,19 @@ describe('the local history sweep', () => {
     expect((await stat(path.join(dataDir, 'threads/crm/used-thread'))).mtimeMs).toBe(at(1).getTime());
   });
 
+  it('a log whose first line a full disk cut is moved aside by the first line that has a time', async () => {
+    const line = (at: string) => `${JSON.stringify({ level: 'INFO', timestamp: at })}\n`;
+    // The disk was full as the gateway wrote its first line; the writer ended it and went on.
+    await put('logs/handlers.jsonl', `{"level":"IN\n${line('2026-03-29T09:00:00Z')}${line('2026-03-31T11:00:00Z')}`);
+    await put('receiver/general.jsonl', `\n${JSON.stringify({ received_at: '2026-03-29T09:00:00Z' })}\n`);
+    const swept = await sweepLocalHistory({ dataDir, idempotencyDir: null }, 30, NOW);
+    // Before: no time in the first line, so the file's last change (a moment ago) decided: never a day old while the
+    // gateway wrote to it, it was never moved aside and grew for good.
+    expect(await ls('logs')).toEqual([`handlers.2026-03-29.${NOW.getTime()}.jsonl`]);
+    expect(await ls('receiver')).toEqual([`general.2026-03-29.${NOW.getTime()}.jsonl`]);
+    expect(swept.logFiles).toBe(0); // moved aside, none removed
+  });
+
   it('moves a log aside once its first line is a day old, and drops moved logs past the retention', async () => {
     const line = (at: string) => `${JSON.stringify({ level: 'INFO', timestamp: at })}\n`;
     await put('logs/handlers.jsonl', line('2026-03-30T09:00:00Z') + line('2026-03-31T11:00:00Z'));
