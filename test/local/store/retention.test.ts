@@ -136,6 +136,7 @@ describe('the local history sweep', () => {
       'threads/crm/used-thread/3.json.4242.0a1b2c3d4e5f.tmp',
       'gateway.json.4242.0a1b2c3d4e5f.tmp',
       'summaries/conversations.json.4242.0a1b2c3d4e5f.tmp',
+      'analytics/conversations.parquet.4242.0a1b2c3d.tmp', // local/analytics/engine.ts (before: kept for good)
     ];
     for (const file of cut) {
       await put(file, '{"conversation_id":', at(2));
