@@ -7,6 +7,7 @@ import type { RecoveredExecution } from '../engine/recovery.ts';
 import { parseApiKeys } from '../server/api-keys.ts';
 import { type GatewayOptions, resolveOptions } from '../server/config.ts';
 import type { RunningGateway } from '../server/gateway.ts';
+import { storageFailureOf } from '../server/storage-failure.ts';
 import { damagedFileMessage, wrongKindMessage } from '../store/damaged-files.ts';
 import { DataDirInUseError } from '../store/data-dir-lock.ts';
 import { conversationsList, conversationsSearch, conversationsShow } from './conversations.ts';
@@ -63,6 +64,33 @@ AWS_REGION, else the profile's region).
 
 Local state lives in LOCAL_DATA_DIR (default: the repository's .data, wherever the command runs); the commands find
 the gateway running on it (its gateway.json), whatever its PORT.`;
+
+/**
+ * A command (or a start) the file system refused (a full disk, a quota, a read-only folder): said as such, naming the
+ * folder, rather than as an `Error: ENOSPC: …, write` that names no file (or a lock's temporary one) and reads as a
+ * bug. The data folder unless the refused file is elsewhere (DELIVERY_SIGNING_SECRETS_FILE, …).
+ */
+function storageRefusal(error: unknown): string | null {
+  const failure = storageFailureOf(error);
+  if (!failure) return null;
+  let dataDir: string | null = null;
+  try {
+    dataDir = resolveOptions().dataDir;
+  } catch {
+    // Settings this command never needed: the refused file, when named, says where.
+  }
+  const file = (error as NodeJS.ErrnoException).path;
+  const inDataDir = dataDir !== null && (file === undefined || !path.relative(dataDir, file).startsWith('..'));
+  const where = inDataDir ? `the data folder ${dataDir}` : file ? path.dirname(file) : 'the file system';
+  const refused = failure.operation === 'read' ? 'read' : 'write';
+  const fix =
+    failure.code === 'ENOSPC' || failure.code === 'EDQUOT'
+      ? 'free some space on its disk'
+      : failure.code === 'EROFS'
+        ? 'mount its file system read-write'
+        : `let this user ${refused} it (its owner and permissions)`;
+  return `${where} refused a ${refused} (${failure.message}): ${fix}, then run the command again`;
+}
 
 async function start(): Promise<number> {
   const { startGateway } = await import('../server/gateway.ts');
@@ -276,7 +304,7 @@ export async function main(argv: string[]): Promise<number> {
         ? e.message
         : error instanceof UnreadableFileError
           ? damagedFileMessage(error.message)
-          : (wrongKindMessage(error) ?? `${e.name}: ${e.message}`);
+          : (wrongKindMessage(error) ?? storageRefusal(error) ?? `${e.name}: ${e.message}`);
     process.stderr.write(`webhook-gateway: ${message}\n`);
     return 1;
   }
