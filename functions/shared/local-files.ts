@@ -187,10 +187,10 @@ export async function writeJsonFileAtomic(file: string, value: unknown): Promise
 /**
  * A read-modify-write of a local file that several processes may change (the running gateway and the command line):
  * one holder at a time within the process (a promise chain per file) and across processes (a `<file>.lock` created
- * exclusively, holding its process id and a tag of its own from the moment it exists: createExclusive). A lock left by a killed process is
- * taken over: at once when the process it names is gone (a gateway restarted after kill -9 does not wait on its own
- * predecessor) or it names none (empty: made by an earlier version, killed before it wrote its id), else once older
- * than STALE_MS.
+ * exclusively, holding its process id and a tag of its own from the moment it exists: createExclusive). A lock left
+ * by a killed process is taken over: at once when the process it names is gone (a gateway restarted after kill -9
+ * does not wait on its own predecessor) or it names none (empty: made by an earlier version, killed before it wrote
+ * its id), else once older than STALE_MS.
  */
 const STALE_MS = 10_000;
 const WAIT_MS = 5;
@@ -238,10 +238,11 @@ async function acquire(lock: string): Promise<string> {
 }
 
 /**
- * The lock given back: removed only while it is still this holder's (it holds the text this holder wrote). One that aged past
- * STALE_MS while `fn` ran may have been taken over by another process meanwhile: a plain `rm` deleted that process's
- * lock, and a third then took it while the second still changed the file. Removed as a stale lock is (removeStaleLock,
- * under a claim on it as this holder wrote it), so a takeover under way and this release never both act on it.
+ * The lock given back: removed only while it is still this holder's (it holds the text this holder wrote). One that
+ * aged past STALE_MS while `fn` ran may have been taken over by another process meanwhile: a plain `rm` deleted that
+ * process's lock, and a third then took it while the second still changed the file. Removed as a stale lock is
+ * (removeStaleLock, under a claim on it as this holder wrote it), so a takeover under way and this release never both
+ * act on it.
  */
 async function release(lock: string, mine: string): Promise<void> {
   const started = Date.now();

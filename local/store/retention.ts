@@ -235,7 +235,8 @@ export async function sweepLocalHistory(paths: RetentionPaths, days: number, now
     path.join(paths.dataDir, 'deliveries', 'endpoints'),
     path.join(paths.dataDir, 'summaries'), // local/history/summary-index.ts
     // The SQL table's cache (local/analytics/engine.ts), written aside as `<file>.<pid>.<hex>.tmp` too: one a killed
-    // gateway or a `conversations query` stopped with Ctrl-C left (megabytes: every conversation's row) stayed for good.
+    // gateway or a `conversations query` stopped with Ctrl-C left (megabytes: every conversation's row) stayed for
+    // good.
     path.join(paths.dataDir, 'analytics'),
     ...(paths.statusDir ? [paths.statusDir] : []),
   ])
