@@ -1,5 +1,5 @@
 import { authorizeStatusRequest, type StatusRequest, statusResult } from '../domain/conversation-status.ts';
-import type { HttpResult } from '../domain/gateway-contract.ts';
+import { type HttpResult, JSON_CONTENT_TYPE } from '../domain/gateway-contract.ts';
 import { conversationStatusStore } from '../shared/conversation-status-store.ts';
 import { logger, stageHandler } from '../shared/powertools.ts';
 import { inboundPolicy } from '../shared/secrets.ts';
@@ -61,7 +61,7 @@ export const handler = stageHandler(
 function http(result: HttpResult): StatusHttpResponse {
   return {
     statusCode: result.statusCode,
-    headers: { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', ...result.headers },
+    headers: { 'content-type': JSON_CONTENT_TYPE, 'cache-control': 'no-store', ...result.headers },
     body: JSON.stringify(result.body),
   };
 }

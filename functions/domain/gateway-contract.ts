@@ -218,6 +218,13 @@ export type GatewayErrorCode = keyof typeof GATEWAY_ERRORS;
 export const NO_STORE_GATEWAY_ERRORS: readonly GatewayErrorCode[] = ['INVALID_API_KEY', 'RATE_LIMITED'];
 export const NO_STORE = { 'cache-control': 'no-store' } as const;
 
+/**
+ * The media type of every JSON answer, whoever gives it: the local gateway (local/server/http.ts), the status Lambda,
+ * and on AWS API Gateway's own answers of POST /webhook (its integration responses, the 405 mocks, GET /health and
+ * every gateway response: infra/constructs/webhook-api.ts), so that a caller reads the same header on both.
+ */
+export const JSON_CONTENT_TYPE = 'application/json; charset=utf-8';
+
 export function gatewayErrorResult(code: GatewayErrorCode): HttpResult {
   const { statusCode, message } = GATEWAY_ERRORS[code];
   return { statusCode, body: errorBody(code, message) };

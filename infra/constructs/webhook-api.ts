@@ -19,7 +19,12 @@ import type { IFunction } from 'aws-cdk-lib/aws-lambda';
 import { LogGroup, type RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { IStateMachine } from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
-import { httpResultForExecution, NO_STORE, NO_STORE_GATEWAY_ERRORS } from '../../functions/domain/gateway-contract.ts';
+import {
+  httpResultForExecution,
+  JSON_CONTENT_TYPE,
+  NO_STORE,
+  NO_STORE_GATEWAY_ERRORS,
+} from '../../functions/domain/gateway-contract.ts';
 import {
   executionResultResponseTemplate,
   GENERIC_GATEWAY_ERROR_TEMPLATE,
@@ -62,6 +67,14 @@ export interface WebhookApiProps {
 }
 
 const JSON_TYPE = 'application/json';
+
+/**
+ * API Gateway says `Content-Type: application/json` (the mapping template's key) unless a header mapping says
+ * otherwise: every answer it gives itself says JSON_CONTENT_TYPE, as the local gateway and the status route do. A
+ * static header value is quoted (the integration response's and the gateway response's parameter syntax).
+ */
+const CONTENT_TYPE_VALUE = `'${JSON_CONTENT_TYPE}'`;
+const CONTENT_TYPE_MAPPING = { 'method.response.header.Content-Type': CONTENT_TYPE_VALUE } as const;
 
 /** One access-log line per request (JSON). `requestId` is also the name of the execution it started. */
 const ACCESS_LOG_FIELDS = {
@@ -160,7 +173,11 @@ export class WebhookApi extends Construct {
         passthroughBehavior: PassthroughBehavior.NEVER,
         requestTemplates: { [JSON_TYPE]: '{"statusCode": 200}' },
         integrationResponses: [
-          { statusCode: '200', responseTemplates: { [JSON_TYPE]: healthResponseTemplate(POWERTOOLS_SERVICE_NAME) } },
+          {
+            statusCode: '200',
+            responseTemplates: { [JSON_TYPE]: healthResponseTemplate(POWERTOOLS_SERVICE_NAME) },
+            responseParameters: CONTENT_TYPE_MAPPING,
+          },
         ],
       }),
       { methodResponses: [jsonMethodResponse(200)] },
@@ -186,12 +203,19 @@ export class WebhookApi extends Construct {
   ): AwsIntegration {
     const responses: IntegrationResponse[] = [
       // Every execution that ran (SUCCEEDED, FAILED, TIMED_OUT, ABORTED): Step Functions answers 200.
-      { statusCode: '200', responseTemplates: { [JSON_TYPE]: executionResultResponseTemplate() } },
+      // The template may override the status (responseOverride.status): the header mapping stays, and every
+      // status's method response declares Content-Type (jsonMethodResponse).
+      {
+        statusCode: '200',
+        responseTemplates: { [JSON_TYPE]: executionResultResponseTemplate() },
+        responseParameters: CONTENT_TYPE_MAPPING,
+      },
       // Step Functions refused to start one.
       {
         statusCode: '500',
         selectionPattern: '[45]\\d{2}',
         responseTemplates: { [JSON_TYPE]: startFailedResponseTemplate() },
+        responseParameters: CONTENT_TYPE_MAPPING,
       },
     ];
     return new AwsIntegration({
@@ -278,7 +302,7 @@ export class WebhookApi extends Construct {
         type,
         statusCode: String(statusCode),
         templates: { [JSON_TYPE]: template },
-        responseHeaders: Object.keys(headers).length === 0 ? undefined : headers,
+        responseHeaders: { ...GATEWAY_RESPONSE_HEADERS, ...headers },
       });
     };
     contractError('UnsupportedMediaType', ResponseType.UNSUPPORTED_MEDIA_TYPE, 'UNSUPPORTED_MEDIA_TYPE');
@@ -296,14 +320,19 @@ export class WebhookApi extends Construct {
       type: ResponseType.INTEGRATION_TIMEOUT,
       statusCode: String(timedOut.statusCode),
       templates: { [JSON_TYPE]: JSON.stringify(timedOut.body) },
+      responseHeaders: GATEWAY_RESPONSE_HEADERS,
     });
+    // Every other response API Gateway gives itself (missing permissions of its role, a WAF block, an integration
+    // failure…) falls to one of these two.
     this.api.addGatewayResponse('Default4xx', {
       type: ResponseType.DEFAULT_4XX,
       templates: { [JSON_TYPE]: GENERIC_GATEWAY_ERROR_TEMPLATE },
+      responseHeaders: GATEWAY_RESPONSE_HEADERS,
     });
     this.api.addGatewayResponse('Default5xx', {
       type: ResponseType.DEFAULT_5XX,
       templates: { [JSON_TYPE]: GENERIC_GATEWAY_ERROR_TEMPLATE },
+      responseHeaders: GATEWAY_RESPONSE_HEADERS,
     });
   }
 }
@@ -311,13 +340,17 @@ export class WebhookApi extends Construct {
 /** The headers of the 202 of an asynchronous start (set by the response template: acceptedResult). */
 const ACCEPTED_HEADERS = ['Location', 'Preference-Applied', 'Retry-After'];
 
+/** Headers of every gateway response (static values, quoted as CONTENT_TYPE_VALUE is). */
+const GATEWAY_RESPONSE_HEADERS = { 'Content-Type': CONTENT_TYPE_VALUE } as const;
+
+/** A method response with Content-Type (CONTENT_TYPE_MAPPING) and the headers its templates set. */
 function jsonMethodResponse(status: number, headers: string[] = []): MethodResponse {
   return {
     statusCode: String(status),
     responseModels: { [JSON_TYPE]: Model.EMPTY_MODEL },
-    ...(headers.length > 0
-      ? { responseParameters: Object.fromEntries(headers.map((h) => [`method.response.header.${h}`, false])) }
-      : {}),
+    responseParameters: Object.fromEntries(
+      ['Content-Type', ...headers].map((h) => [`method.response.header.${h}`, false]),
+    ),
   };
 }
 
@@ -331,7 +364,7 @@ function methodNotAllowed(allow: string): MockIntegration {
       {
         statusCode: String(statusCode),
         responseTemplates: { [JSON_TYPE]: template },
-        responseParameters: { 'method.response.header.Allow': `'${allow}'` },
+        responseParameters: { ...CONTENT_TYPE_MAPPING, 'method.response.header.Allow': `'${allow}'` },
       },
     ],
   });

@@ -212,6 +212,7 @@ describe('POST /webhook with Prefer: respond-async (the request mapping shared w
         expect.objectContaining({
           StatusCode: '202',
           ResponseParameters: {
+            'method.response.header.Content-Type': false,
             'method.response.header.Location': false,
             'method.response.header.Preference-Applied': false,
             'method.response.header.Retry-After': false,

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Match, type Template } from 'aws-cdk-lib/assertions';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FAILURE_STATUS, TIMED_OUT_STATUS } from '../../functions/domain/gateway-contract.ts';
+import { FAILURE_STATUS, JSON_CONTENT_TYPE, TIMED_OUT_STATUS } from '../../functions/domain/gateway-contract.ts';
 import {
   executionResultResponseTemplate,
   startFailedResponseTemplate,
@@ -32,6 +32,9 @@ let template: Template;
 let resources: Record<string, { Type: string; Properties: Record<string, Json>; DeletionPolicy?: string }>;
 
 const URLS = DELIVERY_URL_CONTEXT;
+
+/** The header mapping of every answer API Gateway makes itself: the local gateway's Content-Type. */
+const CONTENT_TYPE_MAPPING = { 'method.response.header.Content-Type': `'${JSON_CONTENT_TYPE}'` };
 
 beforeAll(() => {
   // Defaults from cdk.json, plus the four delivery URLs an operator sets.
@@ -87,11 +90,16 @@ describe('API: POST /webhook → StartSyncExecution', () => {
       ResponseTemplates: Record<string, string>;
     }[];
     expect(responses).toEqual([
-      { StatusCode: '200', ResponseTemplates: { 'application/json': executionResultResponseTemplate() } },
+      {
+        StatusCode: '200',
+        ResponseTemplates: { 'application/json': executionResultResponseTemplate() },
+        ResponseParameters: CONTENT_TYPE_MAPPING,
+      },
       {
         StatusCode: '500',
         SelectionPattern: '[45]\\d{2}',
         ResponseTemplates: { 'application/json': startFailedResponseTemplate() },
+        ResponseParameters: CONTENT_TYPE_MAPPING,
       },
     ]);
     const finished = responses[0]?.ResponseTemplates['application/json'] ?? '';
@@ -113,13 +121,16 @@ describe('API: POST /webhook → StartSyncExecution', () => {
         (webhookPost().MethodResponses.find((r) => Number(r.StatusCode) === status) as { ResponseParameters?: object })
           .ResponseParameters ?? {},
       );
-    expect(headersOf(429)).toEqual(['method.response.header.Retry-After']);
+    expect(headersOf(429)).toEqual(['method.response.header.Content-Type', 'method.response.header.Retry-After']);
     expect(headersOf(202)).toEqual([
+      'method.response.header.Content-Type',
       'method.response.header.Location',
       'method.response.header.Preference-Applied',
       'method.response.header.Retry-After',
     ]);
-    expect(headersOf(200)).toEqual([]);
+    expect(headersOf(200)).toEqual(['method.response.header.Content-Type']);
+    for (const status of WEBHOOK_STATUS_CODES)
+      expect(headersOf(status)).toContain('method.response.header.Content-Type');
     expect(WEBHOOK_STATUS_CODES).toEqual(
       expect.arrayContaining([200, ...Object.values(FAILURE_STATUS), 413, 429, 500, TIMED_OUT_STATUS]),
     );
@@ -134,8 +145,14 @@ describe('API: POST /webhook → StartSyncExecution', () => {
         IntegrationResponses: [{ StatusCode: '405' }],
       });
       expect(method.Properties.MethodResponses).toEqual([
-        expect.objectContaining({ StatusCode: '405', ResponseParameters: { 'method.response.header.Allow': false } }),
+        expect.objectContaining({
+          StatusCode: '405',
+          ResponseParameters: { 'method.response.header.Content-Type': false, 'method.response.header.Allow': false },
+        }),
       ]);
+      expect(method.Properties.Integration.IntegrationResponses[0].ResponseParameters).toMatchObject(
+        CONTENT_TYPE_MAPPING,
+      );
       return method.Properties.Integration.IntegrationResponses[0].ResponseParameters['method.response.header.Allow'];
     });
     expect(allowed.sort()).toEqual(["'GET'", "'GET'", "'POST'"]);
@@ -172,6 +189,39 @@ describe('API: GET /health, gateway responses, stage', () => {
     }
     template.hasResourceProperties('AWS::ApiGateway::GatewayResponse', { ResponseType: 'DEFAULT_4XX' });
     template.hasResourceProperties('AWS::ApiGateway::GatewayResponse', { ResponseType: 'DEFAULT_5XX' });
+  });
+
+  it('says application/json; charset=utf-8 in every answer API Gateway gives itself, as the local gateway does, with the contract’s error shape', () => {
+    const gatewayResponses = Object.values(template.findResources('AWS::ApiGateway::GatewayResponse'));
+    expect(gatewayResponses.map((r) => r.Properties.ResponseType).sort()).toEqual(
+      expect.arrayContaining(['DEFAULT_4XX', 'DEFAULT_5XX', 'INTEGRATION_TIMEOUT', 'THROTTLED']),
+    );
+    for (const { Properties } of gatewayResponses) {
+      expect(Properties.ResponseParameters, Properties.ResponseType).toMatchObject({
+        'gatewayresponse.header.Content-Type': `'${JSON_CONTENT_TYPE}'`,
+      });
+      // The body: {"success": false, "error": {"code", "message"}} (the generic ones with $context values in it).
+      const body = (Properties.ResponseTemplates['application/json'] as string)
+        .replace('"$context.error.responseType"', '"DEFAULT_4XX"')
+        .replace('$context.error.messageString', '"Forbidden"');
+      expect(JSON.parse(body), Properties.ResponseType).toEqual({
+        success: false,
+        error: expect.objectContaining({ code: expect.any(String), message: expect.any(String) }),
+      });
+    }
+    // The integration's and the mocks' answers: POST /webhook's every status, the 405s and GET /health.
+    const methods = Object.values(template.findResources('AWS::ApiGateway::Method')).filter(
+      (m) => m.Properties.Integration.Type !== 'AWS_PROXY',
+    );
+    expect(methods).toHaveLength(5);
+    for (const { Properties } of methods) {
+      for (const response of Properties.Integration.IntegrationResponses) {
+        expect(response.ResponseParameters).toMatchObject(CONTENT_TYPE_MAPPING);
+      }
+      for (const response of Properties.MethodResponses) {
+        expect(response.ResponseParameters).toMatchObject({ 'method.response.header.Content-Type': false });
+      }
+    }
   });
 
   it('is a regional REST API named after the stack whose stage traces and throttles, without logging by default', () => {
