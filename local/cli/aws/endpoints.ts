@@ -122,10 +122,22 @@ export async function awsEndpoints(
     endpoints = changed ? [changed] : await store.list();
   } catch (error) {
     if (sub === 'list') throw error;
-    // Only the confirmation failed: the change was made (exit 0), and the user is told so and how to see it.
+    // Only the confirmation failed: the change was made (exit 0), and the user is told so and how to see it; with
+    // --json a script is told the same on stdout (docs/operations.md#receivers), never left with nothing to parse.
+    const change = [tableChange(sub, edit), secretChange(edit)].filter(Boolean).join(', ');
+    const seeIt = 'webhook-gateway endpoints list --aws';
     note(
-      `webhook-gateway: ${type}: the change was made (${[tableChange(sub, edit), secretChange(edit)].filter(Boolean).join(', ')}), but reading the receiver back failed (${explain(error)}); see it with: webhook-gateway endpoints list --aws`,
+      `webhook-gateway: ${type}: the change was made (${change}), but reading the receiver back failed (${explain(error)}); see it with: ${seeIt}`,
     );
+    if (options.json) {
+      out(
+        JSON.stringify(
+          { webhook_type: type, change_made: true, change, read_back: 'failed', error: explain(error), see: seeIt },
+          null,
+          2,
+        ),
+      );
+    }
     return 0;
   }
   const [{ urls, policy, note: deployedNote }, pending] = await Promise.all([

@@ -276,7 +276,7 @@ describe('endpoints --aws', () => {
     expect(dynamo.commandCalls(BatchGetItemCommand)).toHaveLength(0);
   });
 
-  it('set --secret, then the read-back refused: says the change was made and only reading it back failed, exit 0', async () => {
+  it('set --secret, then the read-back refused: says the change was made and only reading it back failed, exit 0; with --json on stdout too', async () => {
     secrets.on(GetSecretValueCommand).resolves({ SecretString: JSON.stringify({ deal_analysis: OLD_SECRET }) });
     secrets.on(PutSecretValueCommand).resolves({});
     dynamo.on(BatchGetItemCommand).rejects(
@@ -286,7 +286,15 @@ describe('endpoints --aws', () => {
     );
     expect(await main(['endpoints', 'set', 'deal_analysis', '--secret', NEW_SECRET, '--aws', '--json'])).toBe(0);
     expect(secrets.commandCalls(PutSecretValueCommand)).toHaveLength(1);
-    expect(output.stdout).toBe('');
+    // A script reads one JSON document that says the write was made and the read-back failed.
+    expect(JSON.parse(output.stdout)).toEqual({
+      webhook_type: 'deal_analysis',
+      change_made: true,
+      change: 'new signing secret',
+      read_back: 'failed',
+      error: 'access denied: User: ops is not authorized to perform: dynamodb:BatchGetItem',
+      see: 'webhook-gateway endpoints list --aws',
+    });
     expect(output.stderr).toContain(
       'webhook-gateway: deal_analysis: the change was made (new signing secret), but reading the receiver back failed (access denied: User: ops is not authorized to perform: dynamodb:BatchGetItem); see it with: webhook-gateway endpoints list --aws\n',
     );
