@@ -3,19 +3,23 @@
  * the failed-delivery queue (the scheduler Lambda works it); what an operator acts on is its dead-letter queue.
  * Queue URLs and the redelivery state machine come from the stack's outputs (local/cli/aws/stack.ts).
  */
+import { GetObjectCommand } from '@aws-sdk/client-s3';
 import {
   GetQueueAttributesCommand,
   type GetQueueAttributesCommandOutput,
   type QueueAttributeName,
 } from '@aws-sdk/client-sqs';
+import type { DeliveryAttempt } from '../../../functions/domain/conversation.ts';
 import { isConversationId } from '../../../functions/domain/conversation-id.ts';
 import { exportKey, recordFromExport } from '../../../functions/domain/export-formats.ts';
 import {
   attemptsMade,
   deliveryNeverQueued,
   type FailedDeliveryEnvelope,
+  owedBy,
   resendRefusal,
 } from '../../../functions/domain/failed-delivery.ts';
+import { DynamoAttemptLog } from '../../../functions/shared/attempt-log.ts';
 import {
   type QueuedEnvelope,
   REDELIVERY_VISIBILITY_SECONDS,
@@ -41,6 +45,9 @@ interface DeliveryStack {
   queueUrl: string;
   deadLetterQueueUrl: string;
   redeliveryStateMachineArn: string | null;
+  /** Where a redrive reads whether a conversation was delivered meanwhile (deliveredSince). */
+  deliveriesTable: string | null;
+  exportBucket: string | null;
 }
 
 async function readDeliveryStack(clients: AwsClients, name: string): Promise<DeliveryStack> {
@@ -50,7 +57,66 @@ async function readDeliveryStack(clients: AwsClients, name: string): Promise<Del
     queueUrl: requireOutput(stack, 'failedDeliveryQueueUrl'),
     deadLetterQueueUrl: requireOutput(stack, 'failedDeliveryDeadLetterQueueUrl'),
     redeliveryStateMachineArn: stack.outputs.redeliveryStateMachineArn,
+    deliveriesTable: stack.outputs.deliveriesTable,
+    exportBucket: stack.outputs.exportBucket,
   };
+}
+
+/**
+ * Whether a conversation was delivered: the delivered attempt, or null (with why it could not be told, if so).
+ */
+interface DeliveredCheck {
+  delivered: DeliveryAttempt | null;
+  /** What could not be read (an AWS error, an output the stack lacks); empty when both were read. */
+  unchecked: string[];
+}
+
+/**
+ * The failed-delivery store on AWS keeps only what is owed: a delivered envelope's message is deleted
+ * (docs/deploy.md#failed-deliveries-on-aws), so a dead letter does not say whether its conversation was delivered
+ * since (the scheduler delivered a copy of it from the schedule's queue, or could not delete the message it
+ * delivered, which its redrive policy then moved here; another operator's redrive). What does say it: the attempt
+ * log (the deliveries table: every attempt, written by Deliver after the POST) and the export, which every
+ * redelivery rewrites (docs/operations.md#failed-deliveries). Either one with a delivered attempt is enough.
+ */
+async function deliveredSince(clients: AwsClients, stack: DeliveryStack, id: string): Promise<DeliveredCheck> {
+  const check: DeliveredCheck = { delivered: null, unchecked: [] };
+  const failed = (error: unknown, call: string) =>
+    check.unchecked.push(`${(error as Error).name ?? 'Error'} on ${call}: ${(error as Error).message}`);
+  if (stack.deliveriesTable) {
+    try {
+      const log = new DynamoAttemptLog(stack.deliveriesTable, settings().attemptLogRetentionDays, clients.dynamodb);
+      check.delivered = (await log.list(id)).find((a) => a.outcome === 'delivered') ?? null;
+      if (check.delivered) return check;
+    } catch (error) {
+      failed(error, 'dynamodb:Query');
+    }
+  } else check.unchecked.push(`no ${AWS_STACK_OUTPUTS.deliveriesTable} output`);
+  if (stack.exportBucket) {
+    try {
+      const object = await clients.s3.send(
+        new GetObjectCommand({ Bucket: stack.exportBucket, Key: exportKey(id, 'conversation.json') }),
+      );
+      const record = recordFromExport(JSON.parse((await object.Body?.transformToString('utf8')) ?? ''));
+      if (record?.webhook_context.delivery_status === 'delivered')
+        check.delivered = record.execution.delivery_attempts.findLast((a) => a.outcome === 'delivered') ?? {
+          attempt: record.execution.delivery_attempts.length,
+          at: '',
+          duration_ms: 0,
+          outcome: 'delivered',
+        };
+    } catch (error) {
+      // No export yet (S3 refused it, or it is being written): it says nothing either way.
+      if ((error as Error).name !== 'NoSuchKey') failed(error, 's3:GetObject');
+    }
+  } else check.unchecked.push(`no ${AWS_STACK_OUTPUTS.exportBucket} output`);
+  return check;
+}
+
+/** The line of an already delivered conversation: when, how, and what to do to deliver it again. */
+function alreadyDeliveredDetail(id: string, attempt: DeliveryAttempt): string {
+  const how = [attempt.at ? `at ${attempt.at}` : null, attempt.via ? `by the ${attempt.via}` : null].filter(Boolean);
+  return `: delivered meanwhile (attempt ${attempt.attempt}${how.length > 0 ? ` ${how.join(' ')}` : ''}); nothing was sent. To deliver it again: webhook-gateway deliveries resend ${id} --aws`;
 }
 
 function queueFor(clients: AwsClients, stack: DeliveryStack): SqsFailedDeliveryQueue {
@@ -199,12 +265,16 @@ function byConversation(items: QueuedEnvelope[]): QueuedEnvelope[][] {
     .sort(([a], [b]) => a!.envelope.created_at.localeCompare(b!.envelope.created_at));
 }
 
+/** A redrive's result, with the words its progress line adds (not in --json's results). */
+type GroupResult = RedeliveryResult & { detail?: string };
+
 async function redriveGroup(
   clients: AwsClients,
   stack: DeliveryStack,
   queue: SqsFailedDeliveryQueue,
   group: QueuedEnvelope[],
-): Promise<RedeliveryResult> {
+  onUnchecked: (id: string, why: string[]) => void,
+): Promise<GroupResult> {
   const [primary, ...stale] = group as [QueuedEnvelope, ...QueuedEnvelope[]];
   const id = primary.envelope.conversation_id;
   const dropStale = () => Promise.all(stale.map((m) => queue.delete(m)));
@@ -217,6 +287,16 @@ async function redriveGroup(
   } catch {
     await queue.release(stale).catch(() => undefined);
     return { conversation_id: id, status: 'skipped', error: 'taken by another redrive meanwhile' };
+  }
+  // Delivered since it was dead-lettered: nothing is owed, so nothing is sent again and its messages go, as a
+  // settled envelope's do. An envelope that owes only its export is written again whatever: that sends nothing.
+  if (owedBy(primary.envelope) === 'delivery') {
+    const check = await deliveredSince(clients, stack, id);
+    if (check.delivered) {
+      await Promise.all([queue.delete(primary), dropStale()]);
+      return { conversation_id: id, status: 'already_delivered', detail: alreadyDeliveredDetail(id, check.delivered) };
+    }
+    if (check.unchecked.length > 0) onUnchecked(id, check.unchecked);
   }
   // The dead-letter queue as the store: settled → deleted, otherwise back into it with the new attempt.
   const deadLetters = {
@@ -258,8 +338,21 @@ export async function awsDeliveriesRedrive(
   await queue.release([...scan.items.filter((m) => !matching.includes(m)), ...scan.unreadable]);
   const groups = byConversation(matching);
   if (id && groups.length === 0) {
+    // Not owed here: delivered (by the schedule, or by someone else's redrive) is the no-op it is locally, anything
+    // else is an error that says where it may be.
+    const check = await deliveredSince(clients, stack, id);
+    if (check.delivered) {
+      if (options.json) out(JSON.stringify([{ conversation_id: id, status: 'already_delivered' }], null, 2));
+      else
+        out(
+          `${id} was already delivered${alreadyDeliveredDetail(id, check.delivered).replace(/^: delivered meanwhile/, '')}`,
+        );
+      return 0;
+    }
     throw new CliError(
-      `${id} is not in the dead-letter queue of stack ${stack.name}: it may be pending in the schedule (see "deliveries list --aws") or already delivered`,
+      check.unchecked.length === 0
+        ? `${id} is not in the dead-letter queue of stack ${stack.name}, and not delivered: it may be pending in the schedule (see "deliveries list --aws"), or held by another redrive running now`
+        : `${id} is not in the dead-letter queue of stack ${stack.name}: it may be pending in the schedule (see "deliveries list --aws") or already delivered (could not check: ${check.unchecked.join('; ')})`,
     );
   }
   // With --json, stdout is one JSON document (as locally): every other line goes to stderr.
@@ -300,10 +393,19 @@ export async function awsDeliveriesRedrive(
     progress(
       `redriving ${groups.length} deliveries from stack ${stack.name}, oldest first (Ctrl-C stops after the current one)`,
     );
+  // Said once, not for every delivery: a role that may not read the attempt log or the exports redrives as before.
+  let uncheckedSaid = false;
+  const onUnchecked = (conversationId: string, why: string[]) => {
+    if (uncheckedSaid) return;
+    uncheckedSaid = true;
+    note(
+      `could not check whether ${conversationId}${groups.length > 1 ? ' (and the next ones)' : ''} was delivered meanwhile (${why.join('; ')}): redriven as the dead-letter queue holds it`,
+    );
+  };
   const redriveOne = async (i: number, group: QueuedEnvelope[]): Promise<RedeliveryResult> => {
-    let result: RedeliveryResult;
+    let result: GroupResult;
     try {
-      result = await redriveGroup(clients, stack, queue, group);
+      result = await redriveGroup(clients, stack, queue, group, onUnchecked);
     } catch (error) {
       result = {
         conversation_id: group[0]!.envelope.conversation_id,
@@ -313,10 +415,11 @@ export async function awsDeliveriesRedrive(
           : explainAwsError(error, { stack: stack.name }).message,
       };
     }
+    const { detail, ...shown } = result;
     progress(
-      `[${i + 1}/${groups.length}] ${result.conversation_id} → ${result.status.replace('_', ' ')}${result.execution_name ? ` (execution ${result.execution_name})` : ''}${resultDetail(result)}`,
+      `[${i + 1}/${groups.length}] ${shown.conversation_id} → ${shown.status.replace('_', ' ')}${shown.execution_name ? ` (execution ${shown.execution_name})` : ''}${detail ?? resultDetail(shown)}`,
     );
-    return result;
+    return shown;
   };
   // Ctrl-C lets the delivery under way end (its message settled or put back), then makes the ones not reached visible
   // again at once, rather than hidden in the queue for REDRIVE_HOLD_SECONDS; a second Ctrl-C ends the command at once.

@@ -2,6 +2,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
+import { DynamoDBClient, QueryCommand } from '@aws-sdk/client-dynamodb';
+import { GetObjectCommand, NoSuchKey, S3Client } from '@aws-sdk/client-s3';
 import { SFNClient, StartSyncExecutionCommand } from '@aws-sdk/client-sfn';
 import {
   ChangeMessageVisibilityBatchCommand,
@@ -14,6 +16,7 @@ import {
 } from '@aws-sdk/client-sqs';
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
+import { exportKey, structuredJson } from '../../../../functions/domain/export-formats.ts';
 import type { FailedDeliveryEnvelope } from '../../../../functions/domain/failed-delivery.ts';
 import { awsDeliveriesList, awsDeliveriesRedrive } from '../../../../local/cli/aws/deliveries.ts';
 import { AWS_STACK_OUTPUTS, createAwsClients, withAws } from '../../../../local/cli/aws/stack.ts';
@@ -41,7 +44,11 @@ import { captureOutput, runMain } from '../../../support/cli.ts';
 const cfnMock = mockClient(CloudFormationClient);
 const sqsMock = mockClient(SQSClient);
 const sfnMock = mockClient(SFNClient);
+const dynamoMock = mockClient(DynamoDBClient);
+const s3Mock = mockClient(S3Client);
 const STACK = 'WebhookConversationGateway';
+const TABLE = 'WebhookConversationGateway-deliveries';
+const BUCKET = 'prod-exports';
 let lines: string[];
 const out = (line: string) => lines.push(line);
 const clients = () => createAwsClients('us-east-1');
@@ -70,12 +77,19 @@ beforeEach(() => {
   cfnMock.reset();
   sqsMock.reset();
   sfnMock.reset();
+  dynamoMock.reset();
+  s3Mock.reset();
   lines = [];
   stackWith({
     FailedDeliveryQueueUrl: QUEUE_URL,
     FailedDeliveryDeadLetterQueueUrl: DLQ_URL,
     RedeliveryStateMachineArn: STATE_MACHINE_ARN,
+    DeliveriesTableName: TABLE,
+    ExportBucketName: BUCKET,
   });
+  // What a redrive reads first: no attempt logged since, no export yet (each test says otherwise).
+  dynamoMock.on(QueryCommand).resolves({ Items: [] });
+  s3Mock.on(GetObjectCommand).rejects(new NoSuchKey({ message: 'The specified key does not exist.', $metadata: {} }));
   sqsMock.on(GetQueueAttributesCommand).resolves({
     Attributes: {
       ApproximateNumberOfMessages: '2',
@@ -333,15 +347,102 @@ describe('deliveries redrive --aws', () => {
     );
   });
 
-  it('an id that is not in the dead-letter queue: a clear message', async () => {
+  it('an id that is not in the dead-letter queue, and not delivered: a clear message', async () => {
     const other = sqsMessage(deadEnvelope('bbb222'));
     deadLetters(other);
     const id = deadEnvelope('aaa111').conversation_id;
     await expect(awsDeliveriesRedrive(clients(), { stack: STACK, id }, out)).rejects.toThrow(
-      `${id} is not in the dead-letter queue of stack ${STACK}: it may be pending in the schedule (see "deliveries list --aws") or already delivered`,
+      `${id} is not in the dead-letter queue of stack ${STACK}, and not delivered: it may be pending in the schedule (see "deliveries list --aws"), or held by another redrive running now`,
     );
     expect(released()).toEqual([other.ReceiptHandle]);
     expect(startCalls()).toEqual([]);
+  });
+
+  /** The attempt log's item of one delivered attempt (functions/shared/attempt-log.ts). */
+  const loggedDelivery = (envelope: FailedDeliveryEnvelope, via: string) => {
+    const attempt = afterAttempt(envelope, 'delivered', { via: via as never }).execution.delivery_attempts.at(-1)!;
+    return {
+      pk: { S: `conversation#${envelope.conversation_id}` },
+      sk: { S: `attempt#${attempt.at}#000002` },
+      entry: { S: JSON.stringify({ ...attempt, conversation_id: envelope.conversation_id }) },
+    };
+  };
+
+  it('<id> still in the dead-letter queue but delivered since (the schedule delivered a copy): says so, sends nothing, removes it', async () => {
+    const target = deadEnvelope('aaa111');
+    const message = sqsMessage(target);
+    deadLetters(message);
+    dynamoMock.on(QueryCommand).resolves({ Items: [loggedDelivery(target, 'schedule')] });
+    expect(await awsDeliveriesRedrive(clients(), { stack: STACK, id: target.conversation_id }, out)).toBe(0);
+    expect(startCalls()).toEqual([]);
+    expect(dynamoMock.commandCalls(QueryCommand)[0]!.args[0].input).toMatchObject({
+      TableName: TABLE,
+      ExpressionAttributeValues: { ':pk': { S: `conversation#${target.conversation_id}` } },
+      ConsistentRead: true,
+    });
+    expect(sqsMock.commandCalls(DeleteMessageCommand).map((c) => c.args[0].input.ReceiptHandle)).toEqual([
+      message.ReceiptHandle,
+    ]);
+    expect(sqsMock.commandCalls(SendMessageCommand)).toHaveLength(0);
+    expect(lines).toEqual([
+      `[1/1] ${target.conversation_id} → already delivered: delivered meanwhile (attempt 2 at 2025-08-13T10:31:00.001Z by the schedule); nothing was sent. To deliver it again: webhook-gateway deliveries resend ${target.conversation_id} --aws`,
+      'redrove 1: 1 already delivered',
+    ]);
+  });
+
+  it('…told by the export when the attempt log has nothing (its write failed): --json says already_delivered', async () => {
+    const target = pendingEnvelope('aaa111');
+    deadLetters(sqsMessage(target));
+    const record = afterAttempt(target, 'delivered', { via: 'redrive' });
+    s3Mock
+      .on(GetObjectCommand, { Bucket: BUCKET, Key: exportKey(target.conversation_id, 'conversation.json') })
+      .resolves({
+        Body: { transformToString: async () => JSON.stringify(structuredJson(record, T0.toISOString())) } as never,
+      });
+    const result = await runMain(['deliveries', 'redrive', target.conversation_id, '--aws', '--json']);
+    expect(result.code).toBe(0);
+    expect(JSON.parse(result.stdout)).toEqual([
+      { conversation_id: target.conversation_id, status: 'already_delivered' },
+    ]);
+    expect(startCalls()).toEqual([]);
+  });
+
+  it('<id> no longer in the dead-letter queue because someone else redrove it: already delivered, exit 0 (not an error)', async () => {
+    deadLetters(sqsMessage(deadEnvelope('bbb222')));
+    const target = deadEnvelope('aaa111');
+    dynamoMock.on(QueryCommand).resolves({ Items: [loggedDelivery(target, 'redrive')] });
+    expect(await awsDeliveriesRedrive(clients(), { stack: STACK, id: target.conversation_id }, out)).toBe(0);
+    expect(lines).toEqual([
+      `${target.conversation_id} was already delivered (attempt 2 at 2025-08-13T10:31:00.001Z by the redrive); nothing was sent. To deliver it again: webhook-gateway deliveries resend ${target.conversation_id} --aws`,
+    ]);
+    lines = [];
+    deadLetters();
+    expect(await awsDeliveriesRedrive(clients(), { stack: STACK, id: target.conversation_id, json: true }, out)).toBe(
+      0,
+    );
+    expect(JSON.parse(lines.join('\n'))).toEqual([
+      { conversation_id: target.conversation_id, status: 'already_delivered' },
+    ]);
+    expect(startCalls()).toEqual([]);
+  });
+
+  it('a role that may read neither the attempt log nor the exports: redriven as before, and stderr says it was not checked, once', async () => {
+    const [a, b] = [deadEnvelope('aaa111'), deadEnvelope('bbb222')];
+    deadLetters(sqsMessage(a), sqsMessage(b));
+    const denied = (action: string) =>
+      Object.assign(new Error(`User: ops is not authorized to perform: ${action}`), { name: 'AccessDeniedException' });
+    dynamoMock.on(QueryCommand).rejects(denied('dynamodb:Query'));
+    s3Mock.on(GetObjectCommand).rejects(Object.assign(denied('s3:GetObject'), { name: 'AccessDenied' }));
+    sfnMock.on(StartSyncExecutionCommand).callsFake((input: { input: string }) => {
+      const envelope = [a, b].find((e) => input.input.includes(e.conversation_id))!;
+      return succeeded(afterAttempt(envelope, 'delivered'));
+    });
+    const result = await runMain(['deliveries', 'redrive', '--all', '--aws']);
+    expect(result.code).toBe(0);
+    expect(startCalls()).toHaveLength(2);
+    expect(result.stderr).toBe(
+      `could not check whether ${a.conversation_id} (and the next ones) was delivered meanwhile (AccessDeniedException on dynamodb:Query: User: ops is not authorized to perform: dynamodb:Query; AccessDenied on s3:GetObject: User: ops is not authorized to perform: s3:GetObject): redriven as the dead-letter queue holds it\n`,
+    );
   });
 
   it('a FAILED execution changes nothing and makes the message visible again', async () => {

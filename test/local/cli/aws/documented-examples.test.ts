@@ -7,6 +7,7 @@ import {
 } from '@aws-sdk/client-athena';
 import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
 import { CloudWatchLogsClient, GetQueryResultsCommand, StartQueryCommand } from '@aws-sdk/client-cloudwatch-logs';
+import { DynamoDBClient, QueryCommand } from '@aws-sdk/client-dynamodb';
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { SFNClient, StartSyncExecutionCommand } from '@aws-sdk/client-sfn';
 import { GetQueueAttributesCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
@@ -30,6 +31,7 @@ const s3 = mockClient(S3Client);
 const logs = mockClient(CloudWatchLogsClient);
 const sqs = mockClient(SQSClient);
 const sfn = mockClient(SFNClient);
+const dynamo = mockClient(DynamoDBClient);
 const ID = 'webhook_20250813_103045_testing_phase3valid_abc123';
 
 /** The `npx webhook-gateway … --aws` lines of the shell blocks of a document. */
@@ -57,7 +59,9 @@ function argv(line: string): string[] {
 }
 
 beforeEach(() => {
-  for (const mock of [cfn, athena, s3, logs, sqs, sfn]) mock.reset();
+  for (const mock of [cfn, athena, s3, logs, sqs, sfn, dynamo]) mock.reset();
+  // The attempt log a redrive reads first: nothing delivered since.
+  dynamo.on(QueryCommand).resolves({ Items: [] });
   cfn
     .on(DescribeStacksCommand)
     .resolves(

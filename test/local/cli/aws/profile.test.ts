@@ -13,7 +13,7 @@ import {
   GetQueryResultsCommand as GetLogsResultsCommand,
   StartQueryCommand,
 } from '@aws-sdk/client-cloudwatch-logs';
-import { BatchGetItemCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { BatchGetItemCommand, DynamoDBClient, QueryCommand } from '@aws-sdk/client-dynamodb';
 import { GetFunctionConfigurationCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { GetObjectCommand, NoSuchKey, S3Client } from '@aws-sdk/client-s3';
 import { SFNClient, StartSyncExecutionCommand } from '@aws-sdk/client-sfn';
@@ -165,8 +165,12 @@ describe('--profile P', () => {
       .rejects(
         Object.assign(new Error('The security token included in the request is expired'), { name: 'ExpiredToken' }),
       );
+    // Whether it was delivered meanwhile is read with the same profile, in its region (nothing delivered here).
+    recording('dynamodb', dynamo.on(QueryCommand), { Items: [] });
     const result = await runMain(['deliveries', 'redrive', '--all', '--aws', '--profile', 'ops'], env());
     expect(result.code).toBe(1);
+    expect(seen).toMatchObject({ dynamodb: 'AKIAOPSPROFILE @ eu-west-1', s3: 'AKIAOPSPROFILE @ eu-west-1' });
+    expect(result.stderr).toBe('');
     expect(result.stdout.split('\n')[0]).toBe(
       `[1/1] ${envelope.conversation_id} → error: AWS rejected the credentials (ExpiredToken): refresh them and try again [region eu-west-1, profile "ops"]`,
     );
