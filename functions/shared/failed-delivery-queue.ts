@@ -216,8 +216,11 @@ export class SqsFailedDeliveryQueue implements FailedDeliveryStore<QueuedEnvelop
     );
   }
 
-  /** Make received messages visible again at once (after a peek). */
-  async release(items: Pick<QueuedEnvelope, 'queueUrl' | 'receiptHandle' | 'messageId'>[]): Promise<void> {
+  /** Make received messages visible again at once (after a peek), or only after `visibilitySeconds` from now. */
+  async release(
+    items: Pick<QueuedEnvelope, 'queueUrl' | 'receiptHandle' | 'messageId'>[],
+    visibilitySeconds = 0,
+  ): Promise<void> {
     const byQueue = new Map<string, typeof items>();
     for (const item of items) byQueue.set(item.queueUrl, [...(byQueue.get(item.queueUrl) ?? []), item]);
     for (const [queueUrl, list] of byQueue) {
@@ -225,9 +228,11 @@ export class SqsFailedDeliveryQueue implements FailedDeliveryStore<QueuedEnvelop
         await this.client.send(
           new ChangeMessageVisibilityBatchCommand({
             QueueUrl: queueUrl,
-            Entries: list
-              .slice(i, i + 10)
-              .map((m, j) => ({ Id: String(i + j), ReceiptHandle: m.receiptHandle, VisibilityTimeout: 0 })),
+            Entries: list.slice(i, i + 10).map((m, j) => ({
+              Id: String(i + j),
+              ReceiptHandle: m.receiptHandle,
+              VisibilityTimeout: visibilitySeconds,
+            })),
           }),
         );
       }

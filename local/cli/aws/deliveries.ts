@@ -30,7 +30,7 @@ import { type RedeliveryResult, redeliverHeld, resend } from '../../../functions
 import { stepFunctionsRedeliver } from '../../../functions/shared/redelivery-execution.ts';
 import { settings } from '../../../functions/shared/settings.ts';
 import { CliError, deliveriesTable, note, parseSince, resultDetail, stateLabel } from '../shared.ts';
-import { explainAwsError } from './errors.ts';
+import { explainAwsError, surelyNotDone } from './errors.ts';
 import { AWS_STACK_OUTPUTS, type AwsClients, type ItemErrorExplainer, readStack, requireOutput } from './stack.ts';
 
 /** Most dead-letter messages one command reads. */
@@ -274,6 +274,7 @@ async function redriveGroup(
   queue: SqsFailedDeliveryQueue,
   group: QueuedEnvelope[],
   onUnchecked: (id: string, why: string[]) => void,
+  explain: (error: unknown) => Promise<string>,
 ): Promise<GroupResult> {
   const [primary, ...stale] = group as [QueuedEnvelope, ...QueuedEnvelope[]];
   const id = primary.envelope.conversation_id;
@@ -306,7 +307,32 @@ async function redriveGroup(
   };
   const redeliver = stepFunctionsRedeliver(clients.sfn, stack.redeliveryStateMachineArn!, { schedule: queue.schedule });
   const held = { ...primary, envelope: asDeadLettered(primary.envelope) };
-  const result = await redeliverHeld(deadLetters, held, redeliver, 'redrive', () => new Date());
+  let result: RedeliveryResult;
+  try {
+    result = await redeliverHeld(deadLetters, held, redeliver, 'redrive', () => new Date());
+  } catch (error) {
+    // The run gave no answer. Step Functions refused to start it (throttled past the retries, access denied…):
+    // nothing ran, so its messages, copies too, are visible again at once, not hidden for REDRIVE_HOLD_SECONDS.
+    // Otherwise its execution may have started: they stay hidden until it has surely ended, so that no redrive
+    // meanwhile delivers it a second time (docs/operations.md#failed-deliveries).
+    const refused = surelyNotDone(error);
+    const shown = await queue
+      .release(group, refused ? 0 : REDELIVERY_VISIBILITY_SECONDS)
+      .then(() => null)
+      .catch((released: Error) => `${released.name} on sqs:ChangeMessageVisibilityBatch`);
+    const message = await explain(error);
+    const when = shown
+      ? `it stays hidden in the dead-letter queue up to ${REDRIVE_HOLD_SECONDS / 60} minutes (${shown})`
+      : refused
+        ? 'it is back in the dead-letter queue now (run the same command again)'
+        : `it stays hidden in the dead-letter queue for ${REDELIVERY_VISIBILITY_SECONDS / 60} minutes, until that execution has surely ended (then run the same command again: it says whether it was delivered)`;
+    return {
+      conversation_id: id,
+      status: 'error',
+      error: message,
+      detail: `: ${message}; ${refused ? 'nothing was started' : 'its execution may have started'}: ${when}`,
+    };
+  }
   if (result.status !== 'error') await dropStale();
   return result;
 }
@@ -402,18 +428,16 @@ export async function awsDeliveriesRedrive(
       `could not check whether ${conversationId}${groups.length > 1 ? ' (and the next ones)' : ''} was delivered meanwhile (${why.join('; ')}): redriven as the dead-letter queue holds it`,
     );
   };
+  const explain = async (error: unknown) =>
+    options.explainItemError
+      ? await options.explainItemError(error)
+      : explainAwsError(error, { stack: stack.name }).message;
   const redriveOne = async (i: number, group: QueuedEnvelope[]): Promise<RedeliveryResult> => {
     let result: GroupResult;
     try {
-      result = await redriveGroup(clients, stack, queue, group, onUnchecked);
+      result = await redriveGroup(clients, stack, queue, group, onUnchecked, explain);
     } catch (error) {
-      result = {
-        conversation_id: group[0]!.envelope.conversation_id,
-        status: 'error',
-        error: options.explainItemError
-          ? await options.explainItemError(error)
-          : explainAwsError(error, { stack: stack.name }).message,
-      };
+      result = { conversation_id: group[0]!.envelope.conversation_id, status: 'error', error: await explain(error) };
     }
     const { detail, ...shown } = result;
     progress(

@@ -29,6 +29,46 @@ const BAD_CREDENTIALS = new Set([
   'IncompleteSignature',
 ]);
 
+/** Connection errors of a request that never reached AWS. */
+const NOT_CONNECTED_CODES = new Set(['ENOTFOUND', 'EAI_AGAIN', 'ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH']);
+/** Step Functions' refusals of a StartSyncExecution it did not start (besides throttling, credentials, access). */
+const NOT_STARTED = new Set([
+  'StateMachineDoesNotExist',
+  'StateMachineDeleting',
+  'StateMachineTypeNotSupported',
+  'InvalidArn',
+  'InvalidName',
+  'InvalidExecutionInput',
+  'ValidationException',
+]);
+
+/**
+ * Whether a failed call surely did nothing: AWS refused it (any 4xx: throttled past the retries, credentials, access,
+ * a missing resource) or it never reached AWS (no credentials, no connection). Otherwise (a server error, a
+ * connection cut or timed out after the request was sent) it may have been carried out: a StartSyncExecution's
+ * execution may have started.
+ */
+export function surelyNotDone(error: unknown): boolean {
+  const e = (error ?? {}) as Error & {
+    code?: string;
+    cause?: { code?: string };
+    $metadata?: { httpStatusCode?: number };
+  };
+  const status = e.$metadata?.httpStatusCode;
+  if (status !== undefined) return status >= 400 && status < 500;
+  const name = e.name ?? '';
+  const code = e.code ?? e.cause?.code;
+  return (
+    name === 'CredentialsProviderError' ||
+    name === 'TokenProviderError' ||
+    THROTTLED.has(name) ||
+    BAD_CREDENTIALS.has(name) ||
+    NOT_STARTED.has(name) ||
+    /AccessDenied/.test(name) ||
+    (code !== undefined && NOT_CONNECTED_CODES.has(code))
+  );
+}
+
 /**
  * The two files the SDK reads profiles from, as it finds them: AWS_CONFIG_FILE and AWS_SHARED_CREDENTIALS_FILE when
  * set (not empty), else ~/.aws/config and ~/.aws/credentials.

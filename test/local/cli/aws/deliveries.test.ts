@@ -7,6 +7,7 @@ import { GetObjectCommand, NoSuchKey, S3Client } from '@aws-sdk/client-s3';
 import { SFNClient, StartSyncExecutionCommand } from '@aws-sdk/client-sfn';
 import {
   ChangeMessageVisibilityBatchCommand,
+  ChangeMessageVisibilityCommand,
   DeleteMessageCommand,
   GetQueueAttributesCommand,
   type Message,
@@ -475,9 +476,10 @@ describe('deliveries redrive --aws', () => {
       AWS_PROFILE: undefined,
     });
     expect(result.code).toBe(1);
+    const again = 'nothing was started: it is back in the dead-letter queue now (run the same command again)';
     expect(result.stdout.split('\n').slice(1, 3)).toEqual([
-      `[1/2] ${a.conversation_id} → error: cannot reach AWS in eu-west-1 (ECONNREFUSED): check the network, proxy settings and --region [region eu-west-1, no profile]`,
-      `[2/2] ${b.conversation_id} → error: access denied: User: arn:aws:iam::1:user/op is not authorized to perform: states:StartSyncExecution [region eu-west-1, no profile]`,
+      `[1/2] ${a.conversation_id} → error: cannot reach AWS in eu-west-1 (ECONNREFUSED): check the network, proxy settings and --region [region eu-west-1, no profile]; ${again}`,
+      `[2/2] ${b.conversation_id} → error: access denied: User: arn:aws:iam::1:user/op is not authorized to perform: states:StartSyncExecution [region eu-west-1, no profile]; ${again}`,
     ]);
   });
 
@@ -550,6 +552,60 @@ describe('deliveries redrive --aws', () => {
         ),
       }),
     ]);
+  });
+
+  /** The visibility each message was last given, by receipt handle (ChangeMessageVisibility and its batch). */
+  const lastVisibility = () => {
+    const set = new Map<string, number>();
+    for (const call of sqsMock.calls()) {
+      const command = call.args[0];
+      if (command instanceof ChangeMessageVisibilityBatchCommand)
+        for (const e of command.input.Entries!) set.set(e.ReceiptHandle!, e.VisibilityTimeout!);
+      if (command instanceof ChangeMessageVisibilityCommand)
+        set.set(command.input.ReceiptHandle!, command.input.VisibilityTimeout!);
+    }
+    return Object.fromEntries(set);
+  };
+
+  it('StartSyncExecution throttled past the retries: nothing started, so it and its older copies are visible again at once', async () => {
+    const envelope = deadEnvelope();
+    const older = sqsMessage(envelope);
+    const newer = sqsMessage({ ...envelope, updated_at: new Date(T0.getTime() + 1000).toISOString() });
+    deadLetters(older, newer);
+    sfnMock
+      .on(StartSyncExecutionCommand)
+      .rejects(
+        Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException', $metadata: { httpStatusCode: 400 } }),
+      );
+    expect(await awsDeliveriesRedrive(clients(), { stack: STACK, id: envelope.conversation_id }, out)).toBe(1);
+    // Scanned hidden for 900 s, then both shown again: not left hidden for 15 minutes.
+    expect(sqsMock.commandCalls(ReceiveMessageCommand)[0]!.args[0].input.VisibilityTimeout).toBe(900);
+    expect(lastVisibility()).toEqual({ [older.ReceiptHandle!]: 0, [newer.ReceiptHandle!]: 0 });
+    expect(changes()).toEqual([]);
+    expect(lines[0]).toBe(
+      `[1/1] ${envelope.conversation_id} → error: AWS is throttling these calls (ThrottlingException: Rate exceeded), even after retries: try again in a minute; nothing was started: it is back in the dead-letter queue now (run the same command again)`,
+    );
+  });
+
+  it('a server error or a cut connection (its execution may have started): it and its copies hidden 2 minutes, not 15', async () => {
+    for (const error of [
+      Object.assign(new Error('internal'), { name: 'InternalFailure', $metadata: { httpStatusCode: 500 } }),
+      Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' }),
+    ]) {
+      sqsMock.resetHistory();
+      lines = [];
+      const envelope = deadEnvelope();
+      const older = sqsMessage(envelope);
+      const newer = sqsMessage({ ...envelope, updated_at: new Date(T0.getTime() + 1000).toISOString() });
+      deadLetters(older, newer);
+      sfnMock.on(StartSyncExecutionCommand).rejects(error);
+      expect(await awsDeliveriesRedrive(clients(), { stack: STACK, all: true, json: true }, out)).toBe(1);
+      expect(lastVisibility()).toEqual({ [older.ReceiptHandle!]: 120, [newer.ReceiptHandle!]: 120 });
+      expect(changes()).toEqual([]);
+      expect(JSON.parse(lines.join('\n'))).toEqual([
+        { conversation_id: envelope.conversation_id, status: 'error', error: expect.any(String) },
+      ]);
+    }
   });
 
   it('older copies of one conversation: redriven once, the copies removed', async () => {
