@@ -265,6 +265,16 @@ function byConversation(items: QueuedEnvelope[]): QueuedEnvelope[][] {
     .sort(([a], [b]) => a!.envelope.created_at.localeCompare(b!.envelope.created_at));
 }
 
+/** SQS's answer to a receipt handle of an earlier receive: the message was received again since (or deleted). */
+function receivedSinceByAnother(error: unknown): boolean {
+  const { name, message } = error as Error;
+  return (
+    name === 'MessageNotInflight' ||
+    name === 'ReceiptHandleIsInvalid' ||
+    (name === 'InvalidParameterValue' && /receipt ?handle/i.test(message ?? ''))
+  );
+}
+
 /** A redrive's result, with the words its progress line adds (not in --json's results). */
 type GroupResult = RedeliveryResult & { detail?: string };
 
@@ -285,8 +295,11 @@ async function redriveGroup(
   }
   try {
     await queue.hold(primary, REDELIVERY_VISIBILITY_SECONDS);
-  } catch {
-    await queue.release(stale).catch(() => undefined);
+  } catch (error) {
+    await queue.release(group).catch(() => undefined);
+    // Only a receipt handle SQS no longer honours means someone else received it since; anything else (access
+    // denied, throttled, the network) is this delivery's error, told as such.
+    if (!receivedSinceByAnother(error)) throw error;
     return { conversation_id: id, status: 'skipped', error: 'taken by another redrive meanwhile' };
   }
   // Delivered since it was dead-lettered: nothing is owed, so nothing is sent again and its messages go, as a

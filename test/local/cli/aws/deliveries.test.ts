@@ -608,6 +608,26 @@ describe('deliveries redrive --aws', () => {
     }
   });
 
+  it('a hold SQS refuses: "taken by another redrive" only when the message was received since, else the AWS error', async () => {
+    const [a, b] = [deadEnvelope('aaa111'), deadEnvelope('bbb222')];
+    const [ma, mb] = [sqsMessage(a), sqsMessage(b)];
+    deadLetters(ma, mb);
+    sqsMock
+      .on(ChangeMessageVisibilityCommand, { ReceiptHandle: ma.ReceiptHandle })
+      .rejects(Object.assign(new Error('the message is not in flight'), { name: 'MessageNotInflight' }));
+    sqsMock.on(ChangeMessageVisibilityCommand, { ReceiptHandle: mb.ReceiptHandle }).rejects(
+      Object.assign(new Error('User: ops is not authorized to perform: sqs:changemessagevisibility'), {
+        name: 'AccessDenied',
+      }),
+    );
+    expect(await awsDeliveriesRedrive(clients(), { stack: STACK, all: true }, out)).toBe(1);
+    expect(startCalls()).toEqual([]);
+    expect(lines.slice(1, 3)).toEqual([
+      `[1/2] ${a.conversation_id} → skipped: taken by another redrive meanwhile`,
+      `[2/2] ${b.conversation_id} → error: access denied: User: ops is not authorized to perform: sqs:changemessagevisibility`,
+    ]);
+  });
+
   it('older copies of one conversation: redriven once, the copies removed', async () => {
     const envelope = deadEnvelope();
     const older = sqsMessage(envelope);
