@@ -30,7 +30,7 @@ import { type RedeliveryResult, redeliverHeld, resend } from '../../../functions
 import { stepFunctionsRedeliver } from '../../../functions/shared/redelivery-execution.ts';
 import { settings } from '../../../functions/shared/settings.ts';
 import { CliError, deliveriesTable, note, parseSince, resultDetail, stateLabel } from '../shared.ts';
-import { explainAwsError, surelyNotDone } from './errors.ts';
+import { explainAwsError, surelyNotDone, withAftermath } from './errors.ts';
 import { AWS_STACK_OUTPUTS, type AwsClients, type ItemErrorExplainer, readStack, requireOutput } from './stack.ts';
 
 /** Most dead-letter messages one command reads. */
@@ -132,22 +132,60 @@ interface Scan {
   items: QueuedEnvelope[];
   unreadable: UnreadableMessage[];
   truncated: boolean;
+  /** How long what was read stays hidden unless released, and from when (for the words of a release that failed). */
+  holdSeconds: number;
+  startedAt: number;
+}
+
+/** What stays hidden, and until when, when making read messages visible again failed. */
+function hiddenUntil(count: number, scan: Pick<Scan, 'holdSeconds' | 'startedAt'>): string {
+  const until = new Date(scan.startedAt + scan.holdSeconds * 1000).toISOString();
+  return `${count} dead letter${count === 1 ? '' : 's'} it read stay${count === 1 ? 's' : ''} hidden in the dead-letter queue until ${until}: "deliveries list --aws" does not show ${count === 1 ? 'it' : 'them'} until then`;
+}
+
+/**
+ * Make read messages visible again, or fail saying what stays hidden and until when: a role without
+ * sqs:ChangeMessageVisibility would otherwise leave an operator looking at a dead-letter queue that seems empty.
+ */
+async function releaseRead(
+  queue: SqsFailedDeliveryQueue,
+  items: Parameters<SqsFailedDeliveryQueue['release']>[0],
+  scan: Pick<Scan, 'holdSeconds' | 'startedAt'>,
+): Promise<void> {
+  try {
+    await queue.release(items);
+  } catch (error) {
+    throw withAftermath(error, hiddenUntil(items.length, scan));
+  }
 }
 
 /** Read the dead-letter queue, each message once, holding what was read invisible for `holdSeconds`. */
 async function scanDeadLetters(queue: SqsFailedDeliveryQueue, holdSeconds: number, limit = SCAN_LIMIT): Promise<Scan> {
-  const scan: Scan = { items: [], unreadable: [], truncated: false };
+  const scan: Scan = { items: [], unreadable: [], truncated: false, holdSeconds, startedAt: Date.now() };
   const seen = new Set<string>();
   for (;;) {
     if (seen.size >= limit) {
       scan.truncated = true;
       return scan;
     }
-    const batch = await queue.receive({
-      queueUrl: queue.deadLetterQueueUrl,
-      visibilitySeconds: holdSeconds,
-      waitSeconds: 1,
-    });
+    let batch: Awaited<ReturnType<SqsFailedDeliveryQueue['receive']>>;
+    try {
+      batch = await queue.receive({
+        queueUrl: queue.deadLetterQueueUrl,
+        visibilitySeconds: holdSeconds,
+        waitSeconds: 1,
+      });
+    } catch (error) {
+      // A later receive refused (throttled past the retries, the network): what the earlier ones hid is shown again.
+      const read = [...scan.items, ...scan.unreadable];
+      const shown =
+        read.length === 0 ||
+        (await queue.release(read).then(
+          () => true,
+          () => false,
+        ));
+      throw shown ? error : withAftermath(error, hiddenUntil(read.length, scan));
+    }
     const fresh = [...batch.envelopes, ...batch.unreadable].filter((m) => !seen.has(m.messageId));
     if (fresh.length === 0) return scan;
     for (const m of fresh) seen.add(m.messageId);
@@ -178,7 +216,7 @@ export async function awsDeliveriesList(
   const stack = await readDeliveryStack(clients, options.stack);
   const queue = queueFor(clients, stack);
   const scan = await scanDeadLetters(queue, PEEK_HOLD_SECONDS, options.limit);
-  await queue.release([...scan.items, ...scan.unreadable]);
+  await releaseRead(queue, [...scan.items, ...scan.unreadable], scan);
   const pendingLine = await scheduleLine(clients, stack.queueUrl);
   const envelopes = scan.items
     .map((m) => asDeadLettered(m.envelope))
@@ -374,7 +412,15 @@ export async function awsDeliveriesRedrive(
       ? e.conversation_id === id
       : (since === null || Date.parse(e.created_at) >= since) && (!options.type || e.webhook_type === options.type);
   const matching = scan.items.filter((m) => wanted(m.envelope));
-  await queue.release([...scan.items.filter((m) => !matching.includes(m)), ...scan.unreadable]);
+  const others = [...scan.items.filter((m) => !matching.includes(m)), ...scan.unreadable];
+  await queue.release(others).catch(async (error) => {
+    // The ones this command would redrive are hidden as well: shown again if SQS lets it, else counted too.
+    const hidden = await queue.release(matching).then(
+      () => others.length,
+      () => others.length + matching.length,
+    );
+    throw withAftermath(error, hiddenUntil(hidden, scan));
+  });
   const groups = byConversation(matching);
   if (id && groups.length === 0) {
     // Not owed here: delivered (by the schedule, or by someone else's redrive) is the no-op it is locally, anything
@@ -400,7 +446,7 @@ export async function awsDeliveriesRedrive(
       `(read the first ${options.limit ?? SCAN_LIMIT} dead-letter messages only; run again for the rest)`,
     );
   if (options.dryRun) {
-    await queue.release(matching);
+    await releaseRead(queue, matching, scan);
     if (options.json) {
       out(
         JSON.stringify(
@@ -480,7 +526,13 @@ export async function awsDeliveriesRedrive(
     process.off('SIGINT', now);
   }
   const left = groups.slice(done);
-  if (left.length > 0) await queue.release(left.flat()).catch(() => undefined);
+  const stillHidden =
+    left.length > 0
+      ? await releaseRead(queue, left.flat(), scan).then(
+          () => null,
+          (error: Error) => error.message,
+        )
+      : null;
   for (const result of results) counts[result.status] = (counts[result.status] ?? 0) + 1;
   if (options.json) out(JSON.stringify(results, null, 2));
   else
@@ -491,7 +543,9 @@ export async function awsDeliveriesRedrive(
     );
   if (left.length > 0)
     progress(
-      `stopped by Ctrl-C: ${left.length} not redriven, back in the dead-letter queue (run the same command again for them)`,
+      stillHidden
+        ? `stopped by Ctrl-C: ${left.length} not redriven; making them visible again failed (${stillHidden})`
+        : `stopped by Ctrl-C: ${left.length} not redriven, back in the dead-letter queue (run the same command again for them)`,
     );
   // As locally: what was not delivered (failed, held back by its receiver, an error) is exit code 1; so is a stop.
   return (counts.failed ?? 0) + (counts.error ?? 0) + (counts.held ?? 0) + left.length > 0 ? 1 : 0;

@@ -212,6 +212,42 @@ describe('deliveries list --aws', () => {
     );
   });
 
+  it('a role without sqs:ChangeMessageVisibility: the error says the dead letters read stay hidden, and until when', async () => {
+    vi.useFakeTimers({ now: new Date('2026-12-01T10:00:00Z'), toFake: ['Date'] });
+    try {
+      deadLetters(sqsMessage(deadEnvelope('aaa111')), sqsMessage(deadEnvelope('bbb222')));
+      sqsMock.on(ChangeMessageVisibilityBatchCommand).rejects(
+        Object.assign(new Error('User: ops is not authorized to perform: sqs:changemessagevisibility'), {
+          name: 'AccessDenied',
+        }),
+      );
+      const listed = await runMain(['deliveries', 'list', '--aws']);
+      expect(listed.code).toBe(1);
+      expect(listed.stderr).toBe(
+        'webhook-gateway: access denied: User: ops is not authorized to perform: sqs:changemessagevisibility (2 dead letters it read stay hidden in the dead-letter queue until 2026-12-01T10:00:30.000Z: "deliveries list --aws" does not show them until then)\n',
+      );
+      sqsMock.resetHistory();
+      deadLetters(sqsMessage(deadEnvelope('aaa111')), sqsMessage(deadEnvelope('bbb222')));
+      const redriven = await runMain(['deliveries', 'redrive', deadEnvelope('aaa111').conversation_id, '--aws']);
+      expect(redriven.code).toBe(1);
+      expect(redriven.stderr).toContain(
+        '(2 dead letters it read stay hidden in the dead-letter queue until 2026-12-01T10:15:00.000Z: "deliveries list --aws" does not show them until then)',
+      );
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('a receive refused after others were read: those are shown again, not left hidden', async () => {
+    const first = sqsMessage(deadEnvelope('aaa111'));
+    sqsMock
+      .on(ReceiveMessageCommand, { QueueUrl: DLQ_URL })
+      .resolvesOnce({ Messages: [first] })
+      .rejects(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }));
+    await expect(awsDeliveriesList(clients(), { stack: STACK }, out)).rejects.toThrow('Rate exceeded');
+    expect(released()).toEqual([first.ReceiptHandle]);
+  });
+
   it('reads each message once, and stops at the limit', async () => {
     const messages = Array.from({ length: 12 }, (_, i) => sqsMessage(deadEnvelope(`c${i}`)));
     deadLetters(...messages);
