@@ -215,6 +215,8 @@ export async function awsDeliveriesList(
 ): Promise<number> {
   const stack = await readDeliveryStack(clients, options.stack);
   const queue = queueFor(clients, stack);
+  // Counted before this command hides any: what another command (a redrive, a listing) holds right now.
+  const hiddenByOthers = await countHidden(clients, stack.deadLetterQueueUrl);
   const scan = await scanDeadLetters(queue, PEEK_HOLD_SECONDS, options.limit);
   await releaseRead(queue, [...scan.items, ...scan.unreadable], scan);
   const pendingLine = await scheduleLine(clients, stack.queueUrl);
@@ -232,8 +234,27 @@ export async function awsDeliveriesList(
     say(
       `${scan.unreadable.length} unreadable message(s) in the dead-letter queue (not failed deliveries): see ${stack.deadLetterQueueUrl}`,
     );
+  if (hiddenByOthers > 0)
+    say(
+      `about ${hiddenByOthers} more dead letter${hiddenByOthers === 1 ? ' is' : 's are'} hidden right now: another command (a redrive, a listing) is reading ${hiddenByOthers === 1 ? 'it' : 'them'}, and ${hiddenByOthers === 1 ? 'it shows' : 'they show'} again when it is done (at most ${REDRIVE_HOLD_SECONDS / 60} minutes)`,
+    );
   say(pendingLine);
   return 0;
+}
+
+/**
+ * How many messages of a queue are hidden (received, not yet deleted or released), approximately; 0 when they cannot
+ * be counted (a role without sqs:GetQueueAttributes: the schedule's line says so).
+ */
+async function countHidden(clients: Pick<AwsClients, 'sqs'>, queueUrl: string): Promise<number> {
+  try {
+    const attributes = await clients.sqs.send(
+      new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ['ApproximateNumberOfMessagesNotVisible'] }),
+    );
+    return Number(attributes?.Attributes?.ApproximateNumberOfMessagesNotVisible ?? 0) || 0;
+  } catch {
+    return 0;
+  }
 }
 
 /**

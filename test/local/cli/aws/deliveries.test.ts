@@ -91,7 +91,7 @@ beforeEach(() => {
   // What a redrive reads first: no attempt logged since, no export yet (each test says otherwise).
   dynamoMock.on(QueryCommand).resolves({ Items: [] });
   s3Mock.on(GetObjectCommand).rejects(new NoSuchKey({ message: 'The specified key does not exist.', $metadata: {} }));
-  sqsMock.on(GetQueueAttributesCommand).resolves({
+  sqsMock.on(GetQueueAttributesCommand, { QueueUrl: QUEUE_URL }).resolves({
     Attributes: {
       ApproximateNumberOfMessages: '2',
       ApproximateNumberOfMessagesNotVisible: '3',
@@ -246,6 +246,19 @@ describe('deliveries list --aws', () => {
       .rejects(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }));
     await expect(awsDeliveriesList(clients(), { stack: STACK }, out)).rejects.toThrow('Rate exceeded');
     expect(released()).toEqual([first.ReceiptHandle]);
+  });
+
+  it('dead letters another command holds right now are counted, so an empty list is not mistaken for an empty queue', async () => {
+    deadLetters();
+    sqsMock
+      .on(GetQueueAttributesCommand, { QueueUrl: DLQ_URL })
+      .resolves({ Attributes: { ApproximateNumberOfMessagesNotVisible: '4' } });
+    expect(await awsDeliveriesList(clients(), { stack: STACK }, out)).toBe(0);
+    expect(lines).toEqual([
+      `No dead-lettered deliveries in stack ${STACK}.`,
+      'about 4 more dead letters are hidden right now: another command (a redrive, a listing) is reading them, and they show again when it is done (at most 15 minutes)',
+      expect.stringMatching(/^6 pending in the schedule/),
+    ]);
   });
 
   it('reads each message once, and stops at the limit', async () => {
