@@ -95,11 +95,18 @@ export async function openExportBucket(
 
 function explain(error: unknown, what: string, b: ExportBucket): ExportBucketError {
   const e = error as Error & { name?: string; $metadata?: { httpStatusCode?: number } };
-  if (e.name === 'NoSuchBucket')
-    return new ExportBucketError(
-      `the bucket ${b.bucket} does not exist at ${b.endpoint} (CONVERSATION_EXPORT_S3_BUCKET)`,
-    );
-  return new ExportBucketError(`could not ${what} at ${b.endpoint}: ${e.name ?? 'Error'}: ${e.message}`);
+  // A deployed stack's bucket (s3://…, the `--aws` commands) is no variable of the local gateway's.
+  const deployed = b.endpoint.startsWith('s3://');
+  const explained =
+    e.name === 'NoSuchBucket'
+      ? new ExportBucketError(
+          `the bucket ${b.bucket} does not exist at ${b.endpoint}${deployed ? '' : ' (CONVERSATION_EXPORT_S3_BUCKET)'}`,
+        )
+      : new ExportBucketError(`could not ${what} at ${b.endpoint}: ${e.name ?? 'Error'}: ${e.message}`);
+  // The SDK's error name stays, so that the `--aws` commands tell it as they tell AWS's other refusals
+  // (local/cli/aws/errors.ts: access denied, throttled, missing).
+  if (e.name) explained.name = e.name;
+  return explained;
 }
 
 /** One object's text, or null when it does not exist. */

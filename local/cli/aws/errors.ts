@@ -136,7 +136,7 @@ export function explainAwsError(
     return new CliError(
       `AWS is throttling these calls (${name}: ${message}), even after retries: try again in a minute`,
     );
-  if (name === 'ResourceNotFoundException')
+  if (name === 'ResourceNotFoundException' || name === 'NoSuchBucket')
     return new CliError(
       `something stack "${where.stack}" uses does not exist (${name}: ${message}): was it deleted, or is --region wrong?`,
     );

@@ -431,6 +431,26 @@ describe('conversations --aws', () => {
     expect(logs.commandCalls(StopQueryCommand).map((c) => c.args[0].input)).toEqual([{ queryId: 'q1' }]);
   });
 
+  it('show with an export S3 refuses: the AWS reason in the words of the other --aws errors, not the local store’s', async () => {
+    logs.on(StartQueryCommand).resolves({ queryId: 'q1' });
+    logs.on(GetQueryResultsCommand).resolves({ status: 'Complete', results: [] });
+    s3.on(GetObjectCommand).rejects(
+      Object.assign(new Error('User: ops is not authorized to perform: s3:GetObject'), { name: 'AccessDenied' }),
+    );
+    expect(await main(['conversations', 'show', ID, '--aws'])).toBe(1);
+    expect(output.stderr.split('\n').at(-2)).toBe(
+      `webhook-gateway: access denied: could not read s3://prod-exports/${FOLDER}conversation.json at s3://prod-exports: AccessDenied: User: ops is not authorized to perform: s3:GetObject`,
+    );
+    output.stderr = '';
+    s3.on(GetObjectCommand).rejects(
+      Object.assign(new Error('The specified bucket does not exist'), { name: 'NoSuchBucket' }),
+    );
+    expect(await main(['conversations', 'show', ID, '--aws'])).toBe(1);
+    expect(output.stderr.split('\n').at(-2)).toBe(
+      'webhook-gateway: something stack "WebhookConversationGateway" uses does not exist (NoSuchBucket: the bucket prod-exports does not exist at s3://prod-exports): was it deleted, or is --region wrong?',
+    );
+  });
+
   it('an unknown stack or missing export is one clear line', async () => {
     cfn
       .on(DescribeStacksCommand)
