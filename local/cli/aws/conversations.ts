@@ -14,7 +14,7 @@ import {
 import { exportFolder } from '../../../functions/domain/export-formats.ts';
 import type { ExecutionRecord, ExecutionStatus, HistoryEvent } from '../../engine/engine.ts';
 import type { ExportBucket } from '../../store/export-bucket.ts';
-import { CliError } from '../shared.ts';
+import { CliError, note } from '../shared.ts';
 import { withAftermath } from './errors.ts';
 import { type AwsClients, readStack, requireOutput } from './stack.ts';
 
@@ -107,6 +107,8 @@ export function executionFromLogEvents(arn: string, events: Record<string, unkno
 
 /** How long the command waits for one Logs Insights query before it gives up (and stops it). */
 const INSIGHTS_TIMEOUT_MS = 10 * 60_000;
+/** The most rows one Logs Insights query answers (its `limit`); it has no further pages. */
+export const INSIGHTS_MAX_ROWS = 10_000;
 
 /** How the command waits for Logs Insights: its poll interval, its patience, its clock, and Ctrl-C (the signal). */
 export interface InsightsWait {
@@ -154,7 +156,7 @@ async function insights(
       startTime: Math.floor(fromMs / 1000),
       endTime: Math.ceil(now() / 1000),
       queryString,
-      limit: 10_000,
+      limit: INSIGHTS_MAX_ROWS,
     }),
   );
   const started = now();
@@ -204,10 +206,15 @@ export async function executionsFromLogs(
   const rows = await insights(
     logs,
     logGroups,
-    `fields @message | filter execution_arn in [${list}] | sort @timestamp asc | limit 10000`,
+    `fields @message | filter execution_arn in [${list}] | sort @timestamp asc | limit ${INSIGHTS_MAX_ROWS}`,
     fromMs,
     wait,
   );
+  // Logs Insights has no next page: a history cut at the limit is said, never shown as if whole.
+  if (rows.length >= INSIGHTS_MAX_ROWS)
+    note(
+      `the executions of ${conversationId} logged more than ${INSIGHTS_MAX_ROWS} events: only the first ${INSIGHTS_MAX_ROWS} are shown (Logs Insights answers no more); the last states and the ends of the later executions are missing`,
+    );
   const byArn = new Map<string, Record<string, unknown>[]>();
   for (const row of rows) {
     try {

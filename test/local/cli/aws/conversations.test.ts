@@ -16,7 +16,11 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { structuredJson } from '../../../../functions/domain/export-formats.ts';
 import { completeConversation, withAgentAnswer, withClassification } from '../../../../functions/domain/lifecycle.ts';
-import { executionFromLogEvents, executionsFromLogs } from '../../../../local/cli/aws/conversations.ts';
+import {
+  executionFromLogEvents,
+  executionsFromLogs,
+  INSIGHTS_MAX_ROWS,
+} from '../../../../local/cli/aws/conversations.ts';
 import { main } from '../../../../local/cli/main.ts';
 import { describedStack } from '../../../support/aws-fixtures.ts';
 import { captureOutput } from '../../../support/cli.ts';
@@ -243,6 +247,23 @@ describe('conversations --aws', () => {
     const first = logs.commandCalls(StartQueryCommand)[0]!.args[0].input;
     expect(first.queryString).toContain(`filter @message like "${ID}"`);
     expect(first.logGroupNames).toEqual(['/aws/vendedlogs/states/conversation']);
+  });
+
+  it('show of a history longer than one Logs Insights answer (10,000 rows, no next page) says it is cut', async () => {
+    logs.on(StartQueryCommand).resolvesOnce({ queryId: 'q1' }).resolvesOnce({ queryId: 'q2' });
+    logs.on(GetQueryResultsCommand, { queryId: 'q1' }).resolves({
+      status: 'Complete',
+      results: [[{ field: 'execution_arn', value: ARN }]],
+    });
+    const started = logEvent(1, 'ExecutionStarted', 0);
+    logs.on(GetQueryResultsCommand, { queryId: 'q2' }).resolves({
+      status: 'Complete',
+      results: Array.from({ length: INSIGHTS_MAX_ROWS }, () => [{ field: '@message', value: started }]),
+    });
+    expect(await main(['conversations', 'show', ID, '--aws'])).toBe(0);
+    expect(output.stderr).toContain(
+      `the executions of ${ID} logged more than 10000 events: only the first 10000 are shown (Logs Insights answers no more)`,
+    );
   });
 
   it("show of an asynchronous conversation lists its accept execution too, from the accept workflow's log group", async () => {
