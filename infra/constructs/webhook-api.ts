@@ -320,19 +320,21 @@ export class WebhookApi extends Construct {
       type: ResponseType.INTEGRATION_TIMEOUT,
       statusCode: String(timedOut.statusCode),
       templates: { [JSON_TYPE]: JSON.stringify(timedOut.body) },
-      responseHeaders: GATEWAY_RESPONSE_HEADERS,
+      responseHeaders: UNCACHED_GATEWAY_RESPONSE_HEADERS,
     });
     // Every other response API Gateway gives itself (missing permissions of its role, a WAF block, an integration
-    // failure…) falls to one of these two.
+    // failure…) falls to one of these two. These three, and the timeout above, may answer GET /conversations/{id}
+    // too (the status Lambda throttled, failed or slow), whose every answer is Cache-Control: no-store
+    // (docs/contract.md#get-conversationsid).
     this.api.addGatewayResponse('Default4xx', {
       type: ResponseType.DEFAULT_4XX,
       templates: { [JSON_TYPE]: GENERIC_GATEWAY_ERROR_TEMPLATE },
-      responseHeaders: GATEWAY_RESPONSE_HEADERS,
+      responseHeaders: UNCACHED_GATEWAY_RESPONSE_HEADERS,
     });
     this.api.addGatewayResponse('Default5xx', {
       type: ResponseType.DEFAULT_5XX,
       templates: { [JSON_TYPE]: GENERIC_GATEWAY_ERROR_TEMPLATE },
-      responseHeaders: GATEWAY_RESPONSE_HEADERS,
+      responseHeaders: UNCACHED_GATEWAY_RESPONSE_HEADERS,
     });
   }
 }
@@ -342,6 +344,11 @@ const ACCEPTED_HEADERS = ['Location', 'Preference-Applied', 'Retry-After'];
 
 /** Headers of every gateway response (static values, quoted as CONTENT_TYPE_VALUE is). */
 const GATEWAY_RESPONSE_HEADERS = { 'Content-Type': CONTENT_TYPE_VALUE } as const;
+/** …and of those that may answer GET /conversations/{id}, whatever went wrong. */
+const UNCACHED_GATEWAY_RESPONSE_HEADERS = {
+  ...GATEWAY_RESPONSE_HEADERS,
+  'Cache-Control': `'${NO_STORE['cache-control']}'`,
+} as const;
 
 /** A method response with Content-Type (CONTENT_TYPE_MAPPING) and the headers its templates set. */
 function jsonMethodResponse(status: number, headers: string[] = []): MethodResponse {

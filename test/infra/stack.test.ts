@@ -224,6 +224,15 @@ describe('API: GET /health, gateway responses, stage', () => {
     }
   });
 
+  it('the answers API Gateway may give GET /conversations/{id} when its Lambda fails or is slow are no-store too', () => {
+    for (const type of ['DEFAULT_4XX', 'DEFAULT_5XX', 'INTEGRATION_TIMEOUT']) {
+      template.hasResourceProperties('AWS::ApiGateway::GatewayResponse', {
+        ResponseType: type,
+        ResponseParameters: { 'gatewayresponse.header.Cache-Control': "'no-store'" },
+      });
+    }
+  });
+
   it('is a regional REST API named after the stack whose stage traces and throttles, without logging by default', () => {
     template.hasResourceProperties('AWS::ApiGateway::RestApi', {
       Name: synth.stack.stackName,
