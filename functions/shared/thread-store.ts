@@ -196,25 +196,34 @@ export class DynamoThreadStore implements ThreadStore {
   ): Promise<EarlierTurns> {
     if (beforeTurn <= 1 || limit < 1) return { turns: [], unreadable: 0 };
     const { sdk, db } = await dynamoDb();
-    const out = await db.send(
-      new sdk.QueryCommand({
-        TableName: this.table,
-        KeyConditionExpression: '#thread = :thread AND #turn BETWEEN :first AND :last',
-        // Expired turns TTL has not deleted yet (it may take two days) are not history any more.
-        FilterExpression: '#expires > :now',
-        ExpressionAttributeNames: { '#thread': 'thread', '#turn': 'turn', '#expires': 'expires_at' },
-        ExpressionAttributeValues: {
-          ':thread': { S: threadKey(sourceSystem, threadId) },
-          ':first': { N: '1' },
-          ':last': { N: String(beforeTurn - 1) },
-          ':now': { N: String(epochSeconds(now)) },
-        },
-        ScanIndexForward: false,
-        Limit: limit,
-        ConsistentRead: true,
-      }),
-    );
-    return { turns: (out.Items ?? []).map((item) => JSON.parse(item.body?.S ?? '{}') as ThreadTurn), unreadable: 0 };
+    const turns: ThreadTurn[] = [];
+    let start: Record<string, import('@aws-sdk/client-dynamodb').AttributeValue> | undefined;
+    // Usually one page. DynamoDB ends a page at 1 MB (ten large answers may not fit) and applies Limit before the
+    // filter (an expired turn takes a place): the next page, from LastEvaluatedKey, finds the turns still missing.
+    do {
+      const out = await db.send(
+        new sdk.QueryCommand({
+          TableName: this.table,
+          KeyConditionExpression: '#thread = :thread AND #turn BETWEEN :first AND :last',
+          // Expired turns TTL has not deleted yet (it may take two days) are not history any more.
+          FilterExpression: '#expires > :now',
+          ExpressionAttributeNames: { '#thread': 'thread', '#turn': 'turn', '#expires': 'expires_at' },
+          ExpressionAttributeValues: {
+            ':thread': { S: threadKey(sourceSystem, threadId) },
+            ':first': { N: '1' },
+            ':last': { N: String(beforeTurn - 1) },
+            ':now': { N: String(epochSeconds(now)) },
+          },
+          ScanIndexForward: false,
+          Limit: limit - turns.length,
+          ConsistentRead: true,
+          ExclusiveStartKey: start,
+        }),
+      );
+      turns.push(...(out.Items ?? []).map((item) => JSON.parse(item.body?.S ?? '{}') as ThreadTurn));
+      start = out.LastEvaluatedKey;
+    } while (start && turns.length < limit);
+    return { turns: turns.slice(0, limit), unreadable: 0 };
   }
 }
 

@@ -417,6 +417,22 @@ describe('DynamoThreadStore (AWS)', () => {
     expect((await store.earlierTurns('crm', 'q3', 1, NOW)).turns).toEqual([]);
     expect(dynamo.commandCalls(QueryCommand)).toHaveLength(1);
   });
+
+  it('reads on past a page DynamoDB ended early (1 MB of large answers, or expired turns taking places of the Limit)', async () => {
+    const items = (...turns: number[]) => turns.map((n) => ({ body: { S: JSON.stringify(turn(n)) } }));
+    dynamo
+      .on(QueryCommand)
+      .resolvesOnce({ Items: items(9, 8), LastEvaluatedKey: { thread: { S: 'crm/q3' }, turn: { N: '8' } } })
+      .resolvesOnce({ Items: [], LastEvaluatedKey: { thread: { S: 'crm/q3' }, turn: { N: '6' } } })
+      .resolvesOnce({ Items: items(5, 4, 3), LastEvaluatedKey: { thread: { S: 'crm/q3' }, turn: { N: '3' } } });
+    expect((await store.earlierTurns('crm', 'q3', 10, NOW, 5)).turns.map((t) => t.turn)).toEqual([9, 8, 5, 4, 3]);
+    const calls = dynamo.commandCalls(QueryCommand).map((c) => c.args[0].input);
+    expect(calls.map((c) => [c.Limit, c.ExclusiveStartKey?.turn?.N])).toEqual([
+      [5, undefined],
+      [3, '8'],
+      [3, '6'],
+    ]);
+  });
 });
 
 describe('threadStore(): the adapter the configuration names', () => {
