@@ -93,7 +93,8 @@ export async function threadConversations(
 ): Promise<{ row: ConsoleRow; record: ConversationRecord }[]> {
   const turns: { row: ConsoleRow; record: ConversationRecord }[] = [];
   const filter = { sources: [sourceSystem], types: [], statuses: [], since: null, thread: threadId };
-  const index = summaryIndexOf(ctx.executions);
+  // One per history store, kept across the console's requests (and the gateway's saves).
+  const index = SummaryIndex.of(ctx.executions);
   const candidates = (await ctx.executions.conversationIds()).filter((id) => mayMatch(id, filter));
   // The summary index says which conversations are of the thread: only those are read in full.
   const looked = await mapConcurrently(candidates, 32, (id) => index.rowOf(id));
@@ -117,18 +118,6 @@ export async function threadConversations(
   }
   await index.save();
   return turns.sort((a, b) => (a.row.thread_turn ?? 0) - (b.row.thread_turn ?? 0));
-}
-
-/** One summary index per history store, kept across the console's requests. */
-const summaryIndexes = new WeakMap<ExecutionStore, SummaryIndex>();
-
-function summaryIndexOf(store: ExecutionStore): SummaryIndex {
-  let index = summaryIndexes.get(store);
-  if (!index) {
-    index = new SummaryIndex(store);
-    summaryIndexes.set(store, index);
-  }
-  return index;
 }
 
 /**

@@ -9,11 +9,21 @@
  * and histories had not changed for a second (file times are coarse): after a crash it holds
  * either stamp or none; a folder the retention sweep removed is no conversation any more, and its entry is dropped at
  * the next write. A damaged or missing file is an empty index.
+ *
+ * The running gateway writes each conversation's entry as it saves a history (recordSaved: it has the record in hand),
+ * one line appended to `<dataDir>/summaries/conversations.saved.jsonl`, which the next write of the index folds in:
+ * a first listing reads only the histories saved without one (an older data folder, a crash between the two writes).
+ * Such an entry is written within a second of its folder's change, so its stamp alone proves nothing (another history
+ * saved within the same tick keeps the folder's time): it stands once its folder's history names and their stamps
+ * are those it holds (a listing of the folder, no history read), and is kept as a settled one once they are a second
+ * old.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { Stats } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { readFile, rename, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
+import { maskSecrets } from '../../functions/domain/secret-masking.ts';
+import { appendLine, oneAtATime } from '../../functions/shared/local-files.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
 import type { ExecutionStore } from '../store/execution-store.ts';
 import { listDir, readJson, writeTextAtomic } from '../store/json-files.ts';
@@ -28,6 +38,8 @@ interface Entry {
   files_stamp: string;
   /** Null: its histories carry no conversation record. */
   row: FilterableConversation | null;
+  /** Written by the gateway as it saved a history: stands once the folder's names and stamps are found the same. */
+  verify?: true;
 }
 
 function filesStamp(names: readonly string[], files: readonly (Stats | null)[]): string {
@@ -37,22 +49,82 @@ function filesStamp(names: readonly string[], files: readonly (Stats | null)[]):
     .slice(0, 16);
 }
 
+const sameNames = (a: readonly string[], b: readonly string[]) =>
+  a.length === b.length && a.every((n, i) => n === b[i]);
+
+/** The filter fields of a conversation's histories (null: none carries a record). */
+function rowOfExecutions(id: string, executions: ExecutionRecord[]): FilterableConversation | null {
+  const summary = summarize(id, executions);
+  return (
+    summary && {
+      conversation_id: summary.conversation_id,
+      received_at: summary.received_at,
+      source_system: summary.source_system,
+      source_process: summary.source_process,
+      webhook_type: summary.webhook_type,
+      status: summary.status,
+      delivery_status: summary.delivery_status,
+      thread_id: summary.thread_id ?? null,
+      thread_turn: summary.thread_turn ?? null,
+    }
+  );
+}
+
 const VERSION = 2;
+/** The saved entries' file is folded into the index by the gateway itself once it is this large. */
+const FOLD_SAVED_AT_BYTES = 8 * 1024 * 1024;
+
+/** One index per history store in a process: the gateway's saves and its console's lookups share it. */
+const indexes = new WeakMap<ExecutionStore, SummaryIndex>();
 
 export class SummaryIndex {
   readonly file: string;
+  /** The entries the gateway appended as it saved histories, one JSON line each (folded into `file` at its write). */
+  readonly savedFile: string;
   private entries: Promise<Map<string, Entry>> | null = null;
   private changed = false;
+  /** How large `savedFile` is known to be: what the load read, and what this process appended since. */
+  private savedBytes = 0;
+  private savedSizeKnown = false;
+  /** The gateway's fold of the saved entries under way, if any. */
+  private folding: Promise<void> | null = null;
 
   constructor(private readonly executions: ExecutionStore) {
     this.file = path.join(path.dirname(executions.dir), 'summaries', 'conversations.json');
+    this.savedFile = path.join(path.dirname(executions.dir), 'summaries', 'conversations.saved.jsonl');
   }
 
-  /** Read once, by whichever lookup comes first (the others wait for it). */
+  static of(executions: ExecutionStore): SummaryIndex {
+    let index = indexes.get(executions);
+    if (!index) {
+      index = new SummaryIndex(executions);
+      indexes.set(executions, index);
+    }
+    return index;
+  }
+
+  /** Read once, by whichever lookup comes first (the others wait for it): the index, then the saved entries. */
   private load(): Promise<Map<string, Entry>> {
-    this.entries ??= readJson<{ version?: unknown; entries?: Record<string, Entry> }>(this.file)
-      .catch(() => null)
-      .then((stored) => new Map(stored?.version === VERSION && stored.entries ? Object.entries(stored.entries) : []));
+    this.entries ??= (async () => {
+      const stored = await readJson<{ version?: unknown; entries?: Record<string, Entry> }>(this.file).catch(
+        () => null,
+      );
+      const entries = new Map(stored?.version === VERSION && stored.entries ? Object.entries(stored.entries) : []);
+      const saved = await readFile(this.savedFile).catch(() => null);
+      this.savedBytes = saved?.length ?? 0;
+      this.savedSizeKnown = true;
+      // Each line a whole entry, later ones over earlier ones; a line cut short by a crash is none.
+      for (const line of saved?.toString('utf8').split('\n') ?? []) {
+        if (line === '') continue;
+        try {
+          const { v, id, entry } = JSON.parse(line) as { v?: unknown; id?: unknown; entry?: Entry };
+          if (v !== VERSION || typeof id !== 'string' || !entry || typeof entry.stamp !== 'string') continue;
+          entries.set(id, entry);
+          this.changed = true;
+        } catch {}
+      }
+      return entries;
+    })();
     return this.entries;
   }
 
@@ -75,31 +147,28 @@ export class SummaryIndex {
     const folder = await stat(dir, { bigint: true }).catch(() => null);
     if (!folder) return { row: null, executions: [] };
     // The folder's stamp, and each history's: a new history changes the first, one edited in place by hand its own.
-    // While the folder is unchanged its histories are the ones the index names, each `stat`ed (no listing).
+    // While the folder is unchanged its histories are the ones the index names, each `stat`ed (no listing); an entry
+    // the gateway wrote as it saved a history (`verify`), or one whose folder changed, is compared with the folder's
+    // names: the same names with the same stamps are the same histories (none is read).
     const stamp = `${folder.ino}:${folder.mtimeNs}`;
     const known = entries.get(id);
-    const sameFolder = known?.stamp === stamp && Array.isArray(known.files);
-    if (!sameFolder && knownOnly) return null;
-    const names = sameFolder ? known.files : (await listDir(dir)).filter((n) => n.endsWith('.json')).sort();
+    const trusted = known?.stamp === stamp && Array.isArray(known.files) && !known.verify;
+    const names = trusted ? known.files : (await listDir(dir)).filter((n) => n.endsWith('.json')).sort();
     const files = await Promise.all(names.map((n) => stat(path.join(dir, n)).catch(() => null)));
     const files_stamp = filesStamp(names, files);
-    if (sameFolder && known.files_stamp === files_stamp) return { row: known.row };
     const changedAt = Math.max(Number(folder.mtimeNs / 1_000_000n), ...files.map((f) => f?.mtimeMs ?? 0));
+    if (known && Array.isArray(known.files) && sameNames(known.files, names) && known.files_stamp === files_stamp) {
+      // Found the same: kept as a settled entry once nothing in the folder changed for a second.
+      if (!trusted && changedAt < Date.now() - 1_000) {
+        entries.set(id, { stamp, files: names, files_stamp, row: known.row });
+        this.changed = true;
+      }
+      return { row: known.row };
+    }
     if (knownOnly) return null;
     const readAt = Date.now();
     const executions = await this.executions.executions(id);
-    const summary = summarize(id, executions);
-    const row: FilterableConversation | null = summary && {
-      conversation_id: summary.conversation_id,
-      received_at: summary.received_at,
-      source_system: summary.source_system,
-      source_process: summary.source_process,
-      webhook_type: summary.webhook_type,
-      status: summary.status,
-      delivery_status: summary.delivery_status,
-      thread_id: summary.thread_id ?? null,
-      thread_turn: summary.thread_turn ?? null,
-    };
+    const row = rowOfExecutions(id, executions);
     if (changedAt < readAt - 1_000) {
       entries.set(id, { stamp, files: names, files_stamp, row });
       this.changed = true;
@@ -111,8 +180,65 @@ export class SummaryIndex {
   }
 
   /**
-   * Keep what was learnt, for the conversations whose folders are still there. An index that cannot be written (a
-   * full disk, a read-only folder) is not kept: the next listing reads those histories again.
+   * The entry of a conversation whose history `file` (of `record`) was just saved, appended to the saved entries (the
+   * execution store calls it after each save, one conversation's at a time, in order). Its other histories, if any,
+   * are read; this one is not. A failure only leaves the entry out: the next listing reads the histories.
+   */
+  async recordSaved(conversationId: string, file: string, record: ExecutionRecord): Promise<void> {
+    const dir = path.dirname(file);
+    await oneAtATime(`summary-index:${dir}`, async () => {
+      const folder = await stat(dir, { bigint: true });
+      const names = (await listDir(dir)).filter((n) => n.endsWith('.json')).sort();
+      const files = await Promise.all(names.map((n) => stat(path.join(dir, n)).catch(() => null)));
+      const executions =
+        names.length === 1 && names[0] === path.basename(file)
+          ? [record]
+          : await this.executions.executions(conversationId);
+      // As saved: the history's text is masked (execution-store.ts), so its fields are too.
+      const row = rowOfExecutions(conversationId, executions);
+      const entry: Entry = {
+        stamp: `${folder.ino}:${folder.mtimeNs}`,
+        files: names,
+        files_stamp: filesStamp(names, files),
+        row: row && (JSON.parse(maskSecrets(JSON.stringify(row))) as FilterableConversation),
+        verify: true,
+      };
+      const line = `${JSON.stringify({ v: VERSION, id: conversationId, entry })}\n`;
+      if (this.entries) (await this.entries).set(conversationId, entry);
+      await appendLine(this.savedFile, line, 0o600, 0o700);
+      // Its size is known from the load, or learnt at this process's first append (a file earlier runs left counts too).
+      if (this.savedSizeKnown) this.savedBytes += Buffer.byteLength(line);
+      else this.savedBytes = (await stat(this.savedFile).catch(() => null))?.size ?? 0;
+      this.savedSizeKnown = true;
+      if (this.savedBytes > FOLD_SAVED_AT_BYTES) {
+        this.folding ??= this.fold().finally(() => {
+          this.folding = null;
+        });
+        await this.folding;
+      }
+    }).catch(() => {});
+  }
+
+  /**
+   * The gateway's own fold of the saved entries, once their file is large (one at a time): every line is in memory once
+   * loaded (recordSaved sets each entry before it appends it), so the file is moved aside before the index is written
+   * and removed after; lines appended meanwhile start a new one. A crash leaves it aside (a `.tmp` the retention sweep
+   * removes): those conversations are read again.
+   */
+  private async fold(): Promise<void> {
+    await this.load();
+    const aside = `${this.savedFile}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+    await rename(this.savedFile, aside).catch(() => {});
+    this.savedBytes = 0;
+    this.changed = true;
+    await this.save();
+    await unlink(aside).catch(() => {});
+  }
+
+  /**
+   * Keep what was learnt, for the conversations whose folders are still there, and fold the saved entries in (their
+   * file is removed once the index holds them; one appended meanwhile is kept for the next write). An index that
+   * cannot be written (a full disk, a read-only folder) is not kept: the next listing reads those histories again.
    */
   async save(): Promise<void> {
     if (!this.changed || !this.entries) return;
@@ -120,6 +246,16 @@ export class SummaryIndex {
     const present = new Set(await this.executions.conversationIds());
     const kept: Record<string, Entry> = {};
     for (const [id, entry] of await this.entries) if (present.has(id)) kept[id] = entry;
-    await writeTextAtomic(this.file, `${JSON.stringify({ version: VERSION, entries: kept })}\n`).catch(() => {});
+    const folded = this.savedBytes;
+    const written = await writeTextAtomic(this.file, `${JSON.stringify({ version: VERSION, entries: kept })}\n`).then(
+      () => true,
+      () => false,
+    );
+    if (!written || folded === 0) return;
+    const now = await stat(this.savedFile).catch(() => null);
+    if (now?.size === folded) {
+      await unlink(this.savedFile).catch(() => {});
+      this.savedBytes = 0;
+    }
   }
 }

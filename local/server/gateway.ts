@@ -21,6 +21,7 @@ import { type RecoveredExecution, recoverInterrupted } from '../engine/recovery.
 import { LocalRedelivery } from '../engine/redelivery.ts';
 import { loadStageHandlers, localWorkflow } from '../engine/workflows.ts';
 import { endpointViews } from '../history/endpoints.ts';
+import { SummaryIndex } from '../history/summary-index.ts';
 import { damagedFileMessage, wrongKindMessage } from '../store/damaged-files.ts';
 import { lockDataDir } from '../store/data-dir-lock.ts';
 import { dataDirModeWarning, ownerOnlyDataDir } from '../store/data-dir-mode.ts';
@@ -115,7 +116,10 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   const dataDirWarning = dataDirModeWarning(options.dataDir, await ownerOnlyDataDir(options.dataDir));
   if (dataDirWarning) console.warn(dataDirWarning);
   const dataDirLock = await lockDataDir(options.dataDir);
-  const executions = new ExecutionStore(options.dataDir);
+  // Each history's summary index entry is written as it is saved: a first filtered listing reads no history for it.
+  const executions: ExecutionStore = new ExecutionStore(options.dataDir, {
+    onSaved: (id, file, record) => SummaryIndex.of(executions).recordSaved(id, file, record),
+  });
   const failedDeliveries = new LocalFailedDeliveryStore(options.dataDir);
   const receiver = new DeliveryReceiver(options.dataDir);
 

@@ -14,11 +14,23 @@ export class ExecutionStore {
   readonly dir: string;
   /** Told of each history file that is not JSON (cut short by a crash or a full disk, edited by hand). */
   private readonly onUnreadable: (file: string, reason: string) => void;
+  /** Told of each history saved, once it is on disk (the gateway writes its summary index entry: never fails). */
+  private readonly onSaved: (conversationId: string, file: string, record: ExecutionRecord) => Promise<void>;
 
-  /** `onUnreadable`: told of each history file that cannot be read; it is left out (by default silently). */
-  constructor(dataDir: string, options: { onUnreadable?: (file: string, reason: string) => void } = {}) {
+  /**
+   * `onUnreadable`: told of each history file that cannot be read; it is left out (by default silently). `onSaved`:
+   * awaited after each history is saved (the running gateway's summary index, local/history/summary-index.ts).
+   */
+  constructor(
+    dataDir: string,
+    options: {
+      onUnreadable?: (file: string, reason: string) => void;
+      onSaved?: (conversationId: string, file: string, record: ExecutionRecord) => Promise<void>;
+    } = {},
+  ) {
     this.dir = path.join(dataDir, 'executions');
     this.onUnreadable = options.onUnreadable ?? (() => {});
+    this.onSaved = options.onSaved ?? (async () => {});
   }
 
   /** Serialized once, compact, with inbound signatures redacted. */
@@ -27,6 +39,7 @@ export class ExecutionStore {
     const stamp = record.started_at.replace(/[-:.]/g, '');
     const file = path.join(this.dir, conversationId, `${stamp}_${record.execution_name}.json`);
     await writeTextAtomic(file, `${serializeHistory(record)}\n`);
+    await this.onSaved(conversationId, file, record);
     return file;
   }
 
