@@ -58,10 +58,13 @@ function filterOf(values: FilterFlags): ConversationFilter {
 
 const sourceOf = (c: { source_system: string; source_process: string }) => `${c.source_system}/${c.source_process}`;
 
-/** A history file that is not JSON is left out of what is shown, and named on stderr. */
-function skippedHistory(_file: string, reason: string): void {
-  note(`webhook-gateway: ${reason}: that execution is left out`);
+/** A history file that is not JSON (or a folder, or one the system refuses) is left out, and named on stderr. */
+function skippedHistory(file: string, reason: string): void {
+  note(`webhook-gateway: ${historyProblem(file, reason)}: that execution is left out`);
 }
+
+/** The file and what is wrong with it (an UnreadableFileError's reason names its file already). */
+const historyProblem = (file: string, reason: string) => (reason.startsWith(file) ? reason : `${file}: ${reason}`);
 
 /** What the summary index answers of one conversation (SummaryIndex.rowOf). */
 type RowLookup = Awaited<ReturnType<SummaryIndex['rowOf']>>;
@@ -201,7 +204,13 @@ export async function conversationsShow(args: string[]): Promise<number> {
   if (awsRequested(values)) return conversationsShowAws(id, values);
   const options = resolveOptions();
   const store = new ExecutionStore(options.dataDir, { onUnreadable: skippedHistory });
-  const executions = await store.executions(id);
+  const { executions, damaged } = await store.executionsAndDamaged(id);
+  // Its histories are there but none can be read: named, with what is wrong, not taken for a missing conversation.
+  if (executions.length === 0 && damaged.length > 0)
+    throw new CliError(
+      `conversation ${id} has no readable execution history: ${damaged.map((d) => historyProblem(d.file, d.reason)).join('; ')}: mend or move aside ${damaged.length === 1 ? 'that file' : 'those files'} (docs/operations.md, "After a crash"); its export, if any, still has it: conversations search ${id}`,
+    );
+  for (const { file, reason } of damaged) skippedHistory(file, reason);
   if (executions.length === 0)
     throw new CliError(
       `no conversation ${id} in ${store.dir} (run "webhook-gateway conversations list" to see the known ones)`,

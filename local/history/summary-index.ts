@@ -167,9 +167,10 @@ export class SummaryIndex {
     }
     if (knownOnly) return null;
     const readAt = Date.now();
-    const executions = await this.executions.executions(id);
+    const { executions, complete } = await this.executions.executionsChecked(id);
     const row = rowOfExecutions(id, executions);
-    if (changedAt < readAt - 1_000) {
+    // A history the system refused to read is read again next time: its file does not change when the refusal ends.
+    if (complete && changedAt < readAt - 1_000) {
       entries.set(id, { stamp, files: names, files_stamp, row });
       this.changed = true;
     } else if (known) {

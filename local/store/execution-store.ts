@@ -14,6 +14,7 @@ export class ExecutionStore {
   readonly dir: string;
   /** Told of each history file that is not JSON (cut short by a crash or a full disk, edited by hand). */
   private readonly onUnreadable: (file: string, reason: string) => void;
+  private readonly reportsUnreadable: boolean;
   /** Told of each history saved, once it is on disk (the gateway writes its summary index entry: never fails). */
   private readonly onSaved: (conversationId: string, file: string, record: ExecutionRecord) => Promise<void>;
 
@@ -30,6 +31,7 @@ export class ExecutionStore {
   ) {
     this.dir = path.join(dataDir, 'executions');
     this.onUnreadable = options.onUnreadable ?? (() => {});
+    this.reportsUnreadable = options.onUnreadable !== undefined;
     this.onSaved = options.onSaved ?? (async () => {});
   }
 
@@ -46,39 +48,65 @@ export class ExecutionStore {
   /**
    * Every execution of one conversation (the original and each redelivery), oldest first. A damaged file (not JSON,
    * JSON that is not an execution's history, or a folder in its place) is left out (and reported to `onUnreadable`): one damaged history costs that execution, not every listing.
+   * So is one the system refuses to read (its permissions changed) when `onUnreadable` was given; without it (the
+   * gateway's recovery must not take an unread history for a missing one) the refusal is thrown.
    */
   async executions(conversationId: string): Promise<ExecutionRecord[]> {
-    const { executions, damaged } = await this.executionsAndDamaged(conversationId);
-    for (const { file, reason } of damaged) this.onUnreadable(file, reason);
-    return executions;
+    return (await this.executionsChecked(conversationId)).executions;
   }
 
   /**
-   * `executions`, with the damaged histories it left out, each with why: for a page that names them rather than
-   * show a conversation whose only history is damaged as missing (docs/operations.md, "After a crash").
+   * `executions`, and whether every history was read (`complete`: none refused by the system): what is learnt from an
+   * incomplete read may not be kept (a refusal lifted by a chmod changes no file's time).
+   */
+  async executionsChecked(conversationId: string): Promise<{ executions: ExecutionRecord[]; complete: boolean }> {
+    const { executions, damaged, refusal } = await this.read(conversationId);
+    if (refusal && !this.reportsUnreadable) throw refusal;
+    for (const { file, reason } of damaged) this.onUnreadable(file, reason);
+    return { executions, complete: refusal === null };
+  }
+
+  /**
+   * `executions`, with the damaged histories it left out, each with why (those the system refused to read too): for a
+   * page or a command that names them rather than show a conversation whose only history is damaged as missing
+   * (docs/operations.md, "After a crash").
    */
   async executionsAndDamaged(
     conversationId: string,
   ): Promise<{ executions: ExecutionRecord[]; damaged: { file: string; reason: string }[] }> {
-    if (!isConversationId(conversationId)) return { executions: [], damaged: [] };
+    const { executions, damaged } = await this.read(conversationId);
+    return { executions, damaged };
+  }
+
+  private async read(conversationId: string): Promise<{
+    executions: ExecutionRecord[];
+    damaged: { file: string; reason: string }[];
+    refusal: Error | null;
+  }> {
+    if (!isConversationId(conversationId)) return { executions: [], damaged: [], refusal: null };
     const folder = path.join(this.dir, conversationId);
     const names = (await listDir(folder)).filter((n) => n.endsWith('.json')).sort();
     const damaged: { file: string; reason: string }[] = [];
+    let refusal: Error | null = null;
     const records = await Promise.all(
       names.map((n) =>
         historyIn(path.join(folder, n)).catch((error: Error) => {
           const file = path.join(folder, n);
+          const code = (error as NodeJS.ErrnoException).code;
           // A folder in a history's place (made by hand, another tool) costs that execution too, not the listing.
-          if ((error as NodeJS.ErrnoException).code === 'EISDIR')
-            damaged.push({ file, reason: 'it is a folder, not a file (EISDIR)' });
+          if (code === 'EISDIR') damaged.push({ file, reason: 'it is a folder, not a file (EISDIR)' });
           else if (error instanceof SyntaxError) damaged.push({ file, reason: error.message });
-          else throw error;
+          else if (typeof code === 'string') {
+            // Refused by the system (EACCES, EPERM…): `EACCES: permission denied, read '<file>'` (readRefused).
+            damaged.push({ file, reason: `cannot read it (${error.message.split(', ')[0]})` });
+            refusal ??= error;
+          } else throw error;
           return null;
         }),
       ),
     );
     damaged.sort((a, b) => a.file.localeCompare(b.file));
-    return { executions: records.filter((r): r is ExecutionRecord => r !== null), damaged };
+    return { executions: records.filter((r): r is ExecutionRecord => r !== null), damaged, refusal };
   }
 
   /** Whether the history of one execution of this conversation is saved (it is, whole, once the execution ended). */
