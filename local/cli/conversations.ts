@@ -121,10 +121,16 @@ export async function conversationsList(args: string[]): Promise<number> {
     }
     for (let j = i + 1; j < Math.min(candidates.length, i + LOOK_AHEAD); j++)
       lookup(j, filter.thread !== null || summaries.length + (j - i) < limit);
-    const { row, executions } = (await lookup(i, false)) ?? (await index.rowOf(id));
+    const { row, summary: known, executions } = (await lookup(i, false)) ?? (await index.rowOf(id));
     lookups.delete(i);
     if (row && matchesFilter(row, filter)) {
-      const summary = summarize(id, executions ?? (await store.executions(id)));
+      // Its whole row from the index when it holds it: no history is read (else the index keeps it, unless damaged).
+      let summary = known ?? (executions && summarize(id, executions));
+      if (!summary && !executions) {
+        const read = await store.executionsChecked(id);
+        summary = summarize(id, read.executions);
+        if (summary && read.clean) await index.keepListed(id, summary);
+      }
       if (summary && matchesFilter(summary, filter)) summaries.push(summary);
     }
     if (filledAt === null && filter.thread === null && summaries.length >= limit) filledAt = idTimeMs(id);

@@ -28,7 +28,7 @@ import type { ExecutionRecord } from '../engine/engine.ts';
 import type { ExecutionStore } from '../store/execution-store.ts';
 import { listDir, readJson, writeTextAtomic } from '../store/json-files.ts';
 import type { FilterableConversation } from './conversation-filters.ts';
-import { summarize } from './conversations.ts';
+import { type ConversationSummary, summarize } from './conversations.ts';
 
 interface Entry {
   /** The folder's inode and time. */
@@ -38,6 +38,8 @@ interface Entry {
   files_stamp: string;
   /** Null: its histories carry no conversation record. */
   row: FilterableConversation | null;
+  /** The rest of its `conversations list` row, when its question is short enough to keep (else its histories are read). */
+  listed?: Listed;
   /** Written by the gateway as it saved a history: stands once the folder's names and stamps are found the same. */
   verify?: true;
 }
@@ -49,26 +51,68 @@ function filesStamp(names: readonly string[], files: readonly (Stats | null)[]):
     .slice(0, 16);
 }
 
+/** What a row of `conversations list` shows beyond the filter fields (ConversationSummary). */
+interface Listed {
+  total_time_ms: number | null;
+  executions: number;
+  query: string;
+}
+
+/** A longer question is not kept in the index: a listing that shows it reads its history. */
+const MAX_KEPT_QUERY = 2_000;
+
 const sameNames = (a: readonly string[], b: readonly string[]) =>
   a.length === b.length && a.every((n, i) => n === b[i]);
 
-/** The filter fields of a conversation's histories (null: none carries a record). */
-function rowOfExecutions(id: string, executions: ExecutionRecord[]): FilterableConversation | null {
-  const summary = summarize(id, executions);
-  return (
-    summary && {
-      conversation_id: summary.conversation_id,
-      received_at: summary.received_at,
-      source_system: summary.source_system,
-      source_process: summary.source_process,
-      webhook_type: summary.webhook_type,
-      status: summary.status,
-      delivery_status: summary.delivery_status,
-      thread_id: summary.thread_id ?? null,
-      thread_turn: summary.thread_turn ?? null,
-    }
-  );
+/** The filter fields of a row, in the index's order. */
+function filterFields(row: FilterableConversation): FilterableConversation {
+  return {
+    conversation_id: row.conversation_id,
+    received_at: row.received_at,
+    source_system: row.source_system,
+    source_process: row.source_process,
+    webhook_type: row.webhook_type,
+    status: row.status,
+    delivery_status: row.delivery_status,
+    thread_id: row.thread_id ?? null,
+    thread_turn: row.thread_turn ?? null,
+  };
 }
+
+/** The filter fields of a conversation's histories (null: none carries a record), and the rest of its list row. */
+function rowOfExecutions(
+  id: string,
+  executions: ExecutionRecord[],
+): { row: FilterableConversation | null; listed?: Listed } {
+  const summary = summarize(id, executions);
+  if (!summary) return { row: null };
+  const row = filterFields(summary);
+  const { total_time_ms, executions: count, query } = summary;
+  return query.length > MAX_KEPT_QUERY ? { row } : { row, listed: { total_time_ms, executions: count, query } };
+}
+
+/** The `conversations list` row of an entry, in summarize's order (conversations.ts), when the index holds it all. */
+function summaryOf(entry: Entry): ConversationSummary | undefined {
+  const { row, listed } = entry;
+  if (!row || !listed) return undefined;
+  return {
+    conversation_id: row.conversation_id,
+    received_at: row.received_at,
+    source_system: row.source_system,
+    source_process: row.source_process,
+    webhook_type: row.webhook_type,
+    status: row.status,
+    delivery_status: row.delivery_status,
+    total_time_ms: listed.total_time_ms,
+    executions: listed.executions,
+    query: listed.query,
+    thread_id: row.thread_id ?? null,
+    thread_turn: row.thread_turn ?? null,
+  };
+}
+
+/** What the index answers of one conversation: its filter fields, its whole list row when known, else its histories. */
+type Lookup = { row: FilterableConversation | null; summary?: ConversationSummary; executions?: ExecutionRecord[] };
 
 const VERSION = 2;
 /** The saved entries' file is folded into the index by the gateway itself once it is this large. */
@@ -129,19 +173,14 @@ export class SummaryIndex {
   }
 
   /**
-   * The filter fields of one conversation: from the index while its folder is unchanged, else from its histories,
-   * which are then returned too (`executions`) for the caller to use rather than read again.
+   * The filter fields of one conversation: from the index while its folder is unchanged (with its whole list row,
+   * `summary`, when the index holds it), else from its histories, which are then returned too (`executions`) for the
+   * caller to use rather than read again.
    */
-  async rowOf(id: string): Promise<{ row: FilterableConversation | null; executions?: ExecutionRecord[] }>;
+  async rowOf(id: string): Promise<Lookup>;
   /** `knownOnly`: what the index knows, without reading any history (null when it does not know it). */
-  async rowOf(
-    id: string,
-    knownOnly: true,
-  ): Promise<{ row: FilterableConversation | null; executions?: ExecutionRecord[] } | null>;
-  async rowOf(
-    id: string,
-    knownOnly = false,
-  ): Promise<{ row: FilterableConversation | null; executions?: ExecutionRecord[] } | null> {
+  async rowOf(id: string, knownOnly: true): Promise<Lookup | null>;
+  async rowOf(id: string, knownOnly = false): Promise<Lookup | null> {
     const entries = await this.load();
     const dir = path.join(this.executions.dir, id);
     const folder = await stat(dir, { bigint: true }).catch(() => null);
@@ -160,24 +199,39 @@ export class SummaryIndex {
     if (known && Array.isArray(known.files) && sameNames(known.files, names) && known.files_stamp === files_stamp) {
       // Found the same: kept as a settled entry once nothing in the folder changed for a second.
       if (!trusted && changedAt < Date.now() - 1_000) {
-        entries.set(id, { stamp, files: names, files_stamp, row: known.row });
+        entries.set(id, { ...known, stamp, files: names, files_stamp, verify: undefined });
         this.changed = true;
       }
-      return { row: known.row };
+      return { row: known.row, summary: summaryOf(known) };
     }
     if (knownOnly) return null;
     const readAt = Date.now();
-    const { executions, complete } = await this.executions.executionsChecked(id);
-    const row = rowOfExecutions(id, executions);
+    const { executions, complete, clean } = await this.executions.executionsChecked(id);
+    const { row, listed } = rowOfExecutions(id, executions);
     // A history the system refused to read is read again next time: its file does not change when the refusal ends.
     if (complete && changedAt < readAt - 1_000) {
-      entries.set(id, { stamp, files: names, files_stamp, row });
+      // A damaged history among them: the rest of its row is not kept (a listing that shows it names that file).
+      entries.set(id, { stamp, files: names, files_stamp, row, ...(clean && listed && { listed }) });
       this.changed = true;
     } else if (known) {
       entries.delete(id);
       this.changed = true;
     }
     return { row, executions };
+  }
+
+  /**
+   * The rest of a row its caller read from the histories, kept in the entry that lacked it (one written by an earlier
+   * version holds the filter fields only) when the entry's filter fields are those of the row: the next listing
+   * that shows it reads no history.
+   */
+  async keepListed(id: string, summary: ConversationSummary): Promise<void> {
+    const entry = (await this.load()).get(id);
+    if (!entry?.row || entry.listed || summary.query.length > MAX_KEPT_QUERY) return;
+    if (JSON.stringify(filterFields(summary)) !== JSON.stringify(filterFields(entry.row))) return;
+    const { total_time_ms, executions, query } = summary;
+    entry.listed = { total_time_ms, executions, query };
+    this.changed = true;
   }
 
   /**
@@ -191,17 +245,21 @@ export class SummaryIndex {
       const folder = await stat(dir, { bigint: true });
       const names = (await listDir(dir)).filter((n) => n.endsWith('.json')).sort();
       const files = await Promise.all(names.map((n) => stat(path.join(dir, n)).catch(() => null)));
-      const executions =
+      const { executions, clean } =
         names.length === 1 && names[0] === path.basename(file)
-          ? [record]
-          : await this.executions.executions(conversationId);
+          ? { executions: [record], clean: true }
+          : await this.executions.executionsChecked(conversationId);
       // As saved: the history's text is masked (execution-store.ts), so its fields are too.
-      const row = rowOfExecutions(conversationId, executions);
+      const { row, listed } = JSON.parse(maskSecrets(JSON.stringify(rowOfExecutions(conversationId, executions)))) as {
+        row: FilterableConversation | null;
+        listed?: Listed;
+      };
       const entry: Entry = {
         stamp: `${folder.ino}:${folder.mtimeNs}`,
         files: names,
         files_stamp: filesStamp(names, files),
-        row: row && (JSON.parse(maskSecrets(JSON.stringify(row))) as FilterableConversation),
+        row,
+        ...(clean && listed && { listed }),
         verify: true,
       };
       const line = `${JSON.stringify({ v: VERSION, id: conversationId, entry })}\n`;

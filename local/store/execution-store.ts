@@ -57,13 +57,16 @@ export class ExecutionStore {
 
   /**
    * `executions`, and whether every history was read (`complete`: none refused by the system): what is learnt from an
-   * incomplete read may not be kept (a refusal lifted by a chmod changes no file's time).
+   * incomplete read may not be kept (a refusal lifted by a chmod changes no file's time); `clean`: none was damaged
+   * either (a listing that shows it reads it again, to name the damaged one).
    */
-  async executionsChecked(conversationId: string): Promise<{ executions: ExecutionRecord[]; complete: boolean }> {
+  async executionsChecked(
+    conversationId: string,
+  ): Promise<{ executions: ExecutionRecord[]; complete: boolean; clean: boolean }> {
     const { executions, damaged, refusal } = await this.read(conversationId);
     if (refusal && !this.reportsUnreadable) throw refusal;
     for (const { file, reason } of damaged) this.onUnreadable(file, reason);
-    return { executions, complete: refusal === null };
+    return { executions, complete: refusal === null, clean: damaged.length === 0 };
   }
 
   /**

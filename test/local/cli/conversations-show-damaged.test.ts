@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, readdir, rm, utimes } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -76,6 +76,24 @@ describe('a conversation whose history cannot be read', () => {
       ids[1],
     ]);
     expect(list.stderr).toContain(`${file}: it is a folder, not a file (EISDIR)`);
+  });
+
+  it('a damaged history beside a good one is named at every listing that shows its conversation', async () => {
+    const folder = path.dirname(await historyOf(ids[2]!));
+    const cut = path.join(folder, '20261129T100003000Z_cut-run.json');
+    await writeFile(cut, '{"execution_name":"cut-run","sta');
+    const then = new Date(Date.now() - 60_000);
+    for (const name of await readdir(folder)) await utimes(path.join(folder, name), then, then);
+    await utimes(folder, then, then);
+    for (let n = 0; n < 2; n++) {
+      const list = await cli('conversations', 'list', '--json', '--type', 'deal_analysis');
+      expect(list.code, list.stderr).toBe(0);
+      expect((JSON.parse(list.stdout) as { conversation_id: string }[]).map((r) => r.conversation_id)).toContain(
+        ids[2],
+      );
+      expect(list.stderr).toContain(`${cut} is not valid JSON`);
+    }
+    await rm(cut);
   });
 
   it('a file the system refuses to read: show names it and exits 1, list lists the others', async () => {

@@ -40,12 +40,13 @@ describe('reading by source', () => {
   it('conversations list --source reads no history of another source', async () => {
     expect(await list('--source', 'nosuch')).toEqual([]);
     expect(historiesRead()).toEqual([]);
+    // Those of its source at most (the summary index, written as the gateway saved them, may hold their whole rows).
     expect(await list('--source', 'crm_sync/weekly')).toEqual([ids.crmWeekly]);
-    expect(historiesRead()).toEqual([ids.crmWeekly]);
+    expect([ids.crmWeekly]).toEqual(expect.arrayContaining(historiesRead()));
     expect(await list('--source', 'crm-sync')).toEqual([ids.crm, ids.crmWeekly].sort());
-    expect(historiesRead()).toEqual([ids.crm, ids.crmWeekly].sort());
+    expect([ids.crm, ids.crmWeekly]).toEqual(expect.arrayContaining(historiesRead()));
     expect(await list('--source', 'Scheduler', '--thread', 'q3')).toEqual([ids.scheduler]);
-    expect(historiesRead()).toEqual([ids.scheduler]);
+    expect([ids.scheduler]).toEqual(expect.arrayContaining(historiesRead()));
   });
 
   it("the console's thread page reads only its source's conversations", async () => {

@@ -2,7 +2,7 @@ import { readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ExecutionStore } from '../../../local/store/execution-store.ts';
-import { until } from '../../support/cli.ts';
+import { runMain, until } from '../../support/cli.ts';
 import { startWorld, type TestWorld } from '../../support/gateway.ts';
 import { historiesRead as historiesReadFrom, listedIds } from '../../support/history-reads.ts';
 
@@ -62,14 +62,35 @@ const historiesRead = () => historiesReadFrom(reads, world.dataDir);
 const list = (...args: string[]) => listedIds(reads, world.dataDir, ...args);
 
 describe('the summary index', () => {
-  it('a filter reads in full only the conversations that match, once the index knows them', async () => {
+  it('a filter reads no history once the index knows the conversations (their whole rows too)', async () => {
     expect(await list('--type', 'general')).toEqual([ids.general]);
     expect(historiesRead()).toEqual([ids.deal, ids.general, ids.turn].sort()); // the first listing learns them
+    reads.length = 0;
+    const listed = await runMain(['conversations', 'list', '--json', '--type', 'general'], {
+      LOCAL_DATA_DIR: world.dataDir,
+    });
+    expect(historiesRead()).toEqual([]);
+    // The row the index holds is the one the histories give.
+    await rm(indexFile());
+    const read = await runMain(['conversations', 'list', '--json', '--type', 'general'], {
+      LOCAL_DATA_DIR: world.dataDir,
+    });
+    expect(listed.stdout).toBe(read.stdout);
     expect(await list('--type', 'general')).toEqual([ids.general]);
-    expect(historiesRead()).toEqual([ids.general]);
+    expect(historiesRead()).toEqual([]);
     expect(await list('--type', 'lead_analysis', '--status', 'failed')).toEqual([]);
     expect(historiesRead()).toEqual([]);
     expect(await list('--status', 'completed')).toEqual([ids.deal, ids.general, ids.turn].sort());
+  });
+
+  it('an entry of an earlier version (the filter fields only) is completed by the listing that reads its history', async () => {
+    const stored = JSON.parse(await readFile(indexFile(), 'utf8'));
+    for (const entry of Object.values(stored.entries) as { listed?: unknown }[]) delete entry.listed;
+    await writeFile(indexFile(), JSON.stringify(stored));
+    expect(await list('--type', 'general')).toEqual([ids.general]);
+    expect(historiesRead()).toEqual([ids.general]);
+    expect(await list('--type', 'general')).toEqual([ids.general]);
+    expect(historiesRead()).toEqual([]);
   });
 
   it("the console's thread page reads only the thread's conversations", async () => {
@@ -106,7 +127,7 @@ describe('the summary index', () => {
     const file = path.join(folderOf(ids.turn!), name!);
     await writeFile(file, (await readFile(file, 'utf8')).replaceAll('"delivered"', '"failed"'));
     expect(await list('--status', 'failed')).toEqual([ids.general, ids.turn].sort());
-    expect(historiesRead()).toEqual([ids.general, ids.turn].sort());
+    expect(historiesRead()).toEqual([ids.turn]);
     await age('turn');
   });
 
@@ -115,7 +136,7 @@ describe('the summary index', () => {
     expect(await list('--type', 'general')).toEqual([ids.general]);
     expect(historiesRead()).toEqual([ids.general, ids.turn].sort());
     expect(await list('--type', 'general')).toEqual([ids.general]);
-    expect(historiesRead()).toEqual([ids.general]);
+    expect(historiesRead()).toEqual([]);
     expect((await readdir(path.dirname(indexFile()))).filter((n) => n.endsWith('.tmp'))).toEqual([]);
   });
 });
