@@ -269,12 +269,7 @@ export class SummaryIndex {
       if (this.savedSizeKnown) this.savedBytes += Buffer.byteLength(line);
       else this.savedBytes = (await stat(this.savedFile).catch(() => null))?.size ?? 0;
       this.savedSizeKnown = true;
-      if (this.savedBytes > FOLD_SAVED_AT_BYTES) {
-        this.folding ??= this.fold().finally(() => {
-          this.folding = null;
-        });
-        await this.folding;
-      }
+      if (this.savedBytes > FOLD_SAVED_AT_BYTES) await this.forgetRemoved();
     }).catch(() => {});
   }
 
@@ -292,6 +287,17 @@ export class SummaryIndex {
     this.changed = true;
     await this.save();
     await unlink(aside).catch(() => {});
+  }
+
+  /**
+   * Drop the entries of the conversations whose folders the retention sweep removed, from the index and the saved
+   * entries alike (they hold each one's question: none outlives the retention).
+   */
+  async forgetRemoved(): Promise<void> {
+    this.folding ??= this.fold().finally(() => {
+      this.folding = null;
+    });
+    await this.folding;
   }
 
   /**

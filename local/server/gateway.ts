@@ -293,6 +293,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     threadTtlDays: config.threadTtlDays,
     objects: s3?.store ?? null,
     failedDeliveries,
+    historiesRemoved: () => SummaryIndex.of(executions).forgetRemoved(),
   };
   const sweep = async () => {
     try {

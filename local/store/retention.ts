@@ -39,6 +39,11 @@ export interface RetentionPaths {
   objects?: { abortUploadsBegunBefore(cutoff: Date): Promise<number> } | null;
   /** The gateway's failed-delivery store (its summaries are kept in memory); by default one of `dataDir`. */
   failedDeliveries?: LocalFailedDeliveryStore;
+  /**
+   * Told once histories were removed: the conversation summary index drops their entries, which hold each one's
+   * question (local/history/summary-index.ts), so nothing of them outlives the retention.
+   */
+  historiesRemoved?: () => Promise<void>;
 }
 
 export interface SweepResult {
@@ -200,6 +205,7 @@ export async function sweepLocalHistory(paths: RetentionPaths, days: number, now
       if (attemptLogs.has(id)) await rm(path.join(attemptsDir, `${id}.jsonl`), { force: true });
       result.histories += 1;
     }
+    if (result.histories > 0) await paths.historiesRemoved?.();
     // Chosen by the envelopes' summaries (the store's summary index): only those settled long enough ago are read
     // again, to be sure before they go; every envelope was read at each sweep, at every start among them.
     const { summaries } = await (paths.failedDeliveries ?? new LocalFailedDeliveryStore(paths.dataDir)).summaries();
