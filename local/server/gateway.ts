@@ -117,8 +117,15 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   if (dataDirWarning) console.warn(dataDirWarning);
   const dataDirLock = await lockDataDir(options.dataDir);
   // Each history's summary index entry is written as it is saved: a first filtered listing reads no history for it.
+  // Off the caller's path (a folder listing and an append): a history whose entry is not written yet (or never, after
+  // a crash) is found by its name and read (summary-index.ts). close() and idle() wait for those under way.
+  const indexWrites = new Set<Promise<void>>();
   const executions: ExecutionStore = new ExecutionStore(options.dataDir, {
-    onSaved: (id, file, record) => SummaryIndex.of(executions).recordSaved(id, file, record),
+    onSaved: async (id, file, record) => {
+      const write = SummaryIndex.of(executions).recordSaved(id, file, record);
+      indexWrites.add(write);
+      void write.finally(() => indexWrites.delete(write));
+    },
   });
   const failedDeliveries = new LocalFailedDeliveryStore(options.dataDir);
   const receiver = new DeliveryReceiver(options.dataDir);
@@ -500,6 +507,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     acceptConversation,
     async idle() {
       while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
+      await Promise.allSettled([...indexWrites]);
     },
     close() {
       if (!server.listening && !closing) return Promise.resolve();
@@ -512,6 +520,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
         // agent) and deliveries (the built-in receiver) come back to this server. Closed first, they failed with
         // ECONNREFUSED, and the failures opened the receivers' circuit breakers.
         while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
+        await Promise.allSettled([...indexWrites]);
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeAllConnections();
         await closed;
