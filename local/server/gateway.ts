@@ -41,7 +41,7 @@ import {
   resolveOptions,
   withDefaults,
 } from './config.ts';
-import { readBody, sendJson } from './http.ts';
+import { answerClientError, readBody, sendJson } from './http.ts';
 import { isLoopbackAddress, loopbackOnly, operatorOnly, operatorRefusal } from './loopback.ts';
 import { operatorRoutes } from './operator-routes.ts';
 import { parseRateLimits, RateLimiter } from './rate-limiter.ts';
@@ -165,6 +165,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     },
   );
   server.keepAliveTimeout = 5_000;
+  server.on('clientError', answerClientError);
   const port = await listen(server, options.port, options.host).catch(async (error: Error) => {
     await dataDirLock.release();
     throw error;

@@ -225,6 +225,30 @@ describe('a route that fails after reading the request answers 500, never leaves
   });
 });
 
+describe('malformed HTTP framing', () => {
+  const POST = 'POST /webhook HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n';
+  it.each([
+    ['a Content-Length that is no number', `${POST}Content-Length: abc\r\n\r\n{}`],
+    ['two different Content-Lengths', `${POST}Content-Length: 2\r\nContent-Length: 3\r\n\r\n{}`],
+    [
+      'Transfer-Encoding beside Content-Length',
+      `${POST}Transfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n2\r\n{}\r\n0\r\n\r\n`,
+    ],
+    ['a chunk size that is no hex number', `${POST}Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n`],
+  ])('%s → 400 BAD_REQUEST in the error shape, and the connection closed', async (_, request) => {
+    const answer = await raw(request);
+    expect(answer).toMatch(/^HTTP\/1\.1 400 /);
+    expect(answer).toMatch(/\r\nconnection: close\r\n/i);
+    const body = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)) as {
+      success: boolean;
+      error: { code: string; message: string };
+    };
+    expect(body.success).toBe(false);
+    expect(body.error.code).toBe('BAD_REQUEST');
+    expect(body.error.message).toMatch(/^malformed HTTP request: /);
+  });
+});
+
 describe('slow clients are cut off', () => {
   it('headers not finished in time → 408 and the connection closed; a body not finished in time → 408', async () => {
     const dataDir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-slow-'));
