@@ -115,19 +115,37 @@ function jsonSyntaxError(message: string): string {
   return `unexpected character ${shown}${code === 0xfeff ? ' (a byte order mark: send UTF-8 without one)' : ''}`;
 }
 
+/**
+ * The compression a body that is not JSON starts with, as a UTF-8 decoding of it reads the magic bytes (no
+ * Content-Encoding is decoded: docs/contract.md#post-webhook), or null: gzip 1F 8B; deflate, which HTTP's
+ * `Content-Encoding: deflate` sends in zlib's wrapper, 78 then 01, 5E, 9C or DA (its level; DA may join the next byte
+ * into one character, U+0680 to U+06BF); zstd 28 B5 2F FD. No JSON text starts with any of them.
+ */
+function compressionOf(rawBody: string): string | null {
+  if (rawBody.startsWith('\u001f\ufffd')) return 'gzip';
+  if (rawBody.startsWith('(\ufffd/\ufffd')) return 'zstd';
+  const second = rawBody.charCodeAt(1);
+  if (
+    rawBody[0] === 'x' &&
+    (second === 0x01 || second === 0x5e || second === 0xfffd || (second >= 0x680 && second <= 0x6bf))
+  )
+    return 'deflate';
+  return null;
+}
+
 /** Parse the raw body exactly as received. Pure: no I/O, no logging. */
 export function parseWebhookRequest(rawBody: string): RequestParseResult {
   let json: unknown;
   try {
     json = JSON.parse(rawBody);
   } catch (error) {
+    const compressed = compressionOf(rawBody);
     return {
       ok: false,
       code: 'INVALID_JSON',
       message: `Request body is not valid JSON: ${
-        // gzip's magic bytes 1F 8B, as a UTF-8 decoding of the body reads them: no Content-Encoding is decoded.
-        rawBody.startsWith('\u001f\ufffd')
-          ? 'it is gzip-compressed; send it uncompressed (no Content-Encoding is decoded)'
+        compressed
+          ? `it is ${compressed}-compressed; send it uncompressed (no Content-Encoding is decoded)`
           : jsonSyntaxError((error as Error).message)
       }`,
       details: [],

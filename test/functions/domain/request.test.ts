@@ -1,4 +1,4 @@
-import { gzipSync } from 'node:zlib';
+import { deflateSync, gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { WEBHOOK_TYPES } from '../../../functions/domain/conversation.ts';
 import {
@@ -305,6 +305,23 @@ describe('parseWebhookRequest: body shape', () => {
     expect(result.code).toBe('INVALID_JSON');
     expect(result.message).toBe(
       'Request body is not valid JSON: it is gzip-compressed; send it uncompressed (no Content-Encoding is decoded)',
+    );
+  });
+
+  it.each([1, 4, 6, 9])(
+    'says a deflate-compressed body (zlib, level %i: each level has its own header byte) is one',
+    (level) => {
+      const raw = deflateSync(JSON.stringify(SEED_REQUEST), { level }).toString('utf8');
+      expect(failed(parseWebhookRequest(raw)).message).toBe(
+        'Request body is not valid JSON: it is deflate-compressed; send it uncompressed (no Content-Encoding is decoded)',
+      );
+    },
+  );
+
+  it('says a zstd-compressed body is one (its magic bytes 28 B5 2F FD)', () => {
+    const raw = Buffer.concat([Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0x24, 0x05]), Buffer.from('{"q')]).toString('utf8');
+    expect(failed(parseWebhookRequest(raw)).message).toBe(
+      'Request body is not valid JSON: it is zstd-compressed; send it uncompressed (no Content-Encoding is decoded)',
     );
   });
 
