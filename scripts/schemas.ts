@@ -46,7 +46,7 @@ const ERROR_STATUSES: Record<string, string> = {
     "source_system's own (a key acts only as its source); FORBIDDEN (local only): a non-loopback Host while the " +
     'gateway listens on loopback',
   '409': 'IDEMPOTENCY_CONFLICT: the same Idempotency-Key is still being processed; retry shortly',
-  '413': 'PAYLOAD_TOO_LARGE: the body exceeds 256 KB',
+  '413': 'PAYLOAD_TOO_LARGE: the execution input built from the body exceeds 256 KB (a body of 256 KB does)',
   '415': 'UNSUPPORTED_MEDIA_TYPE: Content-Type is not application/json',
   '429': 'RATE_LIMITED: the source exceeded its rate, burst or daily quota; Retry-After says when to come back',
   '500':

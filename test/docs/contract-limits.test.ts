@@ -1,0 +1,50 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MAX_EXECUTION_INPUT_BYTES } from '../../functions/domain/gateway-contract.ts';
+import { PROJECT_ROOT } from '../../local/paths.ts';
+import { SEED_REQUEST, startWorld, type TestWorld } from '../support/gateway.ts';
+
+/**
+ * The body sizes docs/contract.md#post-webhook promises, sent to the running gateway: the limit is the execution
+ * input's, so a body of exactly the Step Functions limit is refused, and the smaller size the page names is taken.
+ */
+const CONTRACT = readFileSync(path.join(PROJECT_ROOT, 'docs', 'contract.md'), 'utf8');
+const POST_WEBHOOK = CONTRACT.slice(CONTRACT.indexOf('### `POST /webhook`'), CONTRACT.indexOf('| field '));
+const prose = POST_WEBHOOK.replace(/\s+/g, ' ');
+
+let world: TestWorld;
+beforeAll(async () => {
+  world = await startWorld();
+});
+afterAll(async () => {
+  await world?.close();
+});
+
+/** SEED_REQUEST padded with spaces after its opening brace to exactly `bytes` bytes. */
+function bodyOf(bytes: number): string {
+  const json = JSON.stringify(SEED_REQUEST);
+  return `{${' '.repeat(bytes - json.length)}${json.slice(1)}`;
+}
+
+describe('docs/contract.md: the body size limit', () => {
+  it('names the Step Functions input limit in bytes', () => {
+    const [, limit] = /input limit of 256 KB \(([\d,]+) bytes\)/.exec(prose) ?? [];
+    expect(Number(limit?.replaceAll(',', ''))).toBe(MAX_EXECUTION_INPUT_BYTES);
+  });
+
+  it('a body of exactly 256 KB is refused with 413, as the page says', async () => {
+    expect(prose).toContain('a body of exactly 256 KB is refused (413)');
+    const res = await world.post(bodyOf(256 * 1024));
+    expect(res.status).toBe(413);
+    expect(res.body).toMatchObject({ success: false, error: { code: 'PAYLOAD_TOO_LARGE' } });
+  });
+
+  it('a body of the size the page says is taken runs', async () => {
+    const [, kb] = /one of (\d+) KB with the usual headers is taken/.exec(prose) ?? [];
+    expect(kb).toBeDefined();
+    const res = await world.post(bodyOf(Number(kb) * 1024));
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ success: true });
+  });
+});
