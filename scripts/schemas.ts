@@ -123,7 +123,7 @@ function openApi(): Record<string, unknown> {
               name: 'Idempotency-Key',
               in: 'header',
               ...header(
-                'A retry with the same key within 24 h gets the first answer again (a signed request is keyed on its webhook-id instead)',
+                '1 to 255 visible ASCII characters (400 VALIDATION_ERROR otherwise); a retry with the same key within 24 h gets the first answer again (a signed request is keyed on its webhook-id instead)',
               ),
             },
             ...signing(': the same on every retry, and the key of a signed request'),

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { idempotencyKeyOf } from '../../functions/domain/idempotency.ts';
 import { parseWebhookRequest } from '../../functions/domain/request.ts';
 import { PROJECT_ROOT } from '../../local/paths.ts';
 
@@ -33,5 +34,17 @@ describe('docs/contract.md: the rules beside the field table', () => {
         `{"query":"q","source_system":"s","source_process":"p","metadata":{"deep":{"${key}":{"x":1}}}}`,
       ).ok,
     ).toBe(false);
+  });
+
+  it('an Idempotency-Key is as long and made of what the page says', () => {
+    const [, min, max] = /`Idempotency-Key` \((\d+) to (\d+) visible ASCII characters once trimmed/.exec(prose) ?? [];
+    expect(max).toBeDefined();
+    const ok = (key: string) => !('error' in idempotencyKeyOf({ 'idempotency-key': key }));
+    expect(ok('k'.repeat(Number(min)))).toBe(true);
+    expect(ok('k'.repeat(Number(max)))).toBe(true);
+    expect(ok(` ${'k'.repeat(Number(max))} `)).toBe(true);
+    expect(ok('k'.repeat(Number(max) + 1))).toBe(false);
+    expect(ok('two words')).toBe(false);
+    expect(ok('clé')).toBe(false);
   });
 });
