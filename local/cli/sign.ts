@@ -33,7 +33,7 @@ export async function sign(args: string[]): Promise<number> {
   const body =
     values.status !== undefined
       ? statusSigningPayload(values.status)
-      : (values.data ?? (await readFile(values.file!, 'utf8')));
+      : (values.data ?? utf8Body(values.file!, await readFile(values.file!)));
   // curl's -d @file (the form most try first) drops a file's CR and LF, so what it sends is not what was signed.
   if (values.file !== undefined && /[\r\n]/.test(body))
     note(
@@ -53,4 +53,37 @@ export async function sign(args: string[]): Promise<number> {
           .join(' ')}\n`,
   );
   return 0;
+}
+
+/**
+ * A body file's text. The gateway reads a body as UTF-8, bytes that are not UTF-8 as U+FFFD
+ * (docs/contract.md#post-webhook), so a signature over such a file's bytes never matches, and one over its decoded
+ * text signs what was not sent: refused, with the offending byte.
+ */
+function utf8Body(file: string, bytes: Buffer): string {
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    const offset = firstInvalidUtf8(bytes);
+    const byte = bytes[offset]!.toString(16).toUpperCase().padStart(2, '0');
+    throw new CliError(
+      `${file} is not UTF-8 (byte 0x${byte} at offset ${offset}): the gateway reads a body as UTF-8, so no signature over these bytes would match; convert it first (iconv -f <its charset> -t UTF-8 ${file} > body.json) and sign and send that`,
+    );
+  }
+}
+
+/** The offset of the first byte that does not begin a valid UTF-8 sequence. */
+function firstInvalidUtf8(bytes: Buffer): number {
+  const decoder = new TextDecoder('utf-8', { fatal: true });
+  let good = 0;
+  for (let end = 1; end <= bytes.length; end++) {
+    try {
+      decoder.decode(bytes.subarray(good, end));
+      good = end;
+    } catch {
+      // an incomplete sequence may still complete within 3 more bytes
+      if (end - good >= 4 || end === bytes.length) return good;
+    }
+  }
+  return good;
 }

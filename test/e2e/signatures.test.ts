@@ -175,6 +175,16 @@ describe('webhook-gateway sign (what the README shows a sender)', () => {
     expect((await runMain(['sign', '--secret', CURRENT, '--file', flat])).stderr).toBe('');
   });
 
+  it('sign --file refuses a body that is not UTF-8: the gateway reads it with U+FFFD, so no signature over it matches', async () => {
+    const file = path.join(await mkdtemp(path.join(tmpdir(), 'sign-')), 'latin1.json');
+    await writeFile(file, Buffer.from(JSON.stringify({ ...SEED_REQUEST, query: 'Café pipeline' }), 'latin1'));
+    const signedBy = await runMain(['sign', '--secret', CURRENT, '--file', file]);
+    expect(signedBy.code).toBe(1);
+    expect(signedBy.stdout).toBe('');
+    expect(signedBy.stderr).toContain(`${file} is not UTF-8 (byte 0xE9 at offset`);
+    expect(signedBy.stderr).toContain('iconv');
+  });
+
   it('refuses to sign without a whsec_ secret or without exactly one body', async () => {
     expect((await runMain(['sign', '--data', '{}'])).stderr).toMatch(/needs --secret/);
     expect((await runMain(['sign', '--secret', 'nope', '--data', '{}'])).stderr).toMatch(/must start with whsec_/);
