@@ -94,6 +94,11 @@ export function verifyInbound(
       if (/header/i.test(message)) reason = message;
     }
   }
+  // A body that was not UTF-8 reaches the gateway with U+FFFD in place of its bad bytes (docs/contract.md#post-webhook):
+  // a sender who signed those bytes could never match, and would otherwise not learn why.
+  if (reason === 'no signature matches' && rawBody.includes('\ufffd'))
+    reason +=
+      ' (the body holds U+FFFD: if it was sent with bytes that are not UTF-8, they were read as U+FFFD and no signature over them can match: send UTF-8)';
   return { ok: false, reason };
 }
 

@@ -1,3 +1,4 @@
+import { createHmac } from 'node:crypto';
 import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -143,6 +144,38 @@ describe('inbound Standard Webhooks verification over the raw body', () => {
     const res = await world.post(other);
     expect(res.status).toBe(401);
     expect(res.body.error.message).toMatch(/"scheduler" has no signing secret and unsigned requests are not allowed/);
+  });
+});
+
+describe('a body that is not UTF-8', () => {
+  it('signed over its bytes as Standard Webhooks says → 401 saying the bytes were read as U+FFFD; nothing runs', async () => {
+    const bytes = Buffer.from(JSON.stringify({ ...SEED_REQUEST, query: 'Café pipeline' }), 'latin1');
+    const id = 'msg_latin1';
+    const timestamp = String(Math.floor(Date.now() / 1000));
+    const key = Buffer.from(CURRENT.slice('whsec_'.length), 'base64');
+    const mac = createHmac('sha256', key)
+      .update(Buffer.concat([Buffer.from(`${id}.${timestamp}.`), bytes]))
+      .digest('base64');
+    const res = await fetch(`${world.gateway.url}/webhook`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        'webhook-id': id,
+        'webhook-timestamp': timestamp,
+        'webhook-signature': `v1,${mac}`,
+      },
+      body: bytes,
+    });
+    expect(res.status).toBe(401);
+    const { error } = (await res.json()) as { error: { code: string; message: string } };
+    expect(error.code).toBe('INVALID_SIGNATURE');
+    expect(error.message).toContain('not UTF-8, they were read as U+FFFD');
+    expect(world.agent.invocations).toHaveLength(0);
+  });
+
+  it('a wrong signature over a UTF-8 body says no more than that', async () => {
+    const wrong = await world.post(JSON.stringify(SEED_REQUEST), signed('{}'));
+    expect(wrong.body.error.message).toBe('Webhook signature rejected: no signature matches');
   });
 });
 
