@@ -9,7 +9,7 @@ import {
   requestFingerprint,
   reusedForAnotherRequest,
 } from './idempotency.ts';
-import { claimedSource, parseWebhookRequest } from './request.ts';
+import { claimedSource, foreignCharsetError, parseWebhookRequest } from './request.ts';
 import { type InboundPolicy, OPEN_POLICY, verifyInbound } from './signatures.ts';
 import { apiKeyMismatch, canonicalSource } from './source-identity.ts';
 import type { AgentThread } from './thread.ts';
@@ -177,6 +177,8 @@ export function startConversation(
     if (!trust.ok)
       return rejection('SignatureError', 'INVALID_SIGNATURE', `Webhook signature rejected: ${trust.reason}`);
   }
+  const foreign = foreignCharsetError(input.headers['content-type'], input.body);
+  if (foreign !== null) return rejection('ValidationError', 'INVALID_JSON', foreign, { details: [] });
   const parsed = parseWebhookRequest(input.body);
   if (!parsed.ok) return rejection('ValidationError', parsed.code, parsed.message, { details: parsed.details });
   const idempotency = idempotencyKeyOf(input.headers);

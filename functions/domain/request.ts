@@ -133,6 +133,21 @@ function compressionOf(rawBody: string): string | null {
   return null;
 }
 
+/** The charsets a body may be declared in: JSON is UTF-8 (RFC 8259), and ASCII is UTF-8. */
+const UTF8_CHARSETS = new Set(['utf-8', 'utf8', 'us-ascii', 'ascii']);
+
+/**
+ * Why a body declared in another charset than UTF-8 cannot be taken, or null. A body is read as UTF-8 whatever its
+ * `charset` says, bytes that are not UTF-8 as U+FFFD (docs/contract.md#post-webhook): a Latin-1 or UTF-16 body sent
+ * with `charset=iso-8859-1` or `charset=utf-16` would otherwise lose its accented letters without a word (and a UTF-16
+ * one fail as JSON naming only U+FFFD). Refused only when bytes were lost: an ASCII body with any label is UTF-8.
+ */
+export function foreignCharsetError(contentType: string | undefined, rawBody: string): string | null {
+  const charset = /;\s*charset\s*=\s*"?([^";\s]+)"?/i.exec(contentType ?? '')?.[1]?.toLowerCase();
+  if (charset === undefined || UTF8_CHARSETS.has(charset) || !rawBody.includes('\ufffd')) return null;
+  return `Request body is not valid JSON: it is not UTF-8 (Content-Type says charset=${charset.replace(/[^\x21-\x7e]/g, '?').slice(0, 40)}); a body is read as UTF-8 (JSON is UTF-8, RFC 8259) and its other bytes would be lost: send it as UTF-8`;
+}
+
 /** Parse the raw body exactly as received. Pure: no I/O, no logging. */
 export function parseWebhookRequest(rawBody: string): RequestParseResult {
   let json: unknown;

@@ -23,7 +23,7 @@ const JSON_CT = { 'content-type': 'application/json' };
 
 interface Case {
   name: string;
-  body: string;
+  body: string | Buffer;
   headers?: Record<string, string>;
   status: number;
   code: string;
@@ -256,6 +256,20 @@ const CASES: Case[] = [
     status: 400,
     code: 'VALIDATION_ERROR',
     field: 'Idempotency-Key',
+  },
+  {
+    name: 'a Latin-1 body declared charset=iso-8859-1 (its é would be lost as U+FFFD)',
+    body: Buffer.from(withField('query', 'Café pipeline'), 'latin1'),
+    headers: { 'content-type': 'application/json; charset=ISO-8859-1' },
+    status: 400,
+    code: 'INVALID_JSON',
+  },
+  {
+    name: 'a UTF-16 body declared charset=utf-16',
+    body: Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(seed, 'utf16le')]),
+    headers: { 'content-type': 'application/json; charset=utf-16' },
+    status: 400,
+    code: 'INVALID_JSON',
   },
 ];
 

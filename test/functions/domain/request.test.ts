@@ -2,6 +2,7 @@ import { deflateSync, gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { WEBHOOK_TYPES } from '../../../functions/domain/conversation.ts';
 import {
+  foreignCharsetError,
   MAX_METADATA_BYTES,
   MAX_QUERY_LENGTH,
   parseWebhookRequest,
@@ -323,6 +324,18 @@ describe('parseWebhookRequest: body shape', () => {
     expect(failed(parseWebhookRequest(raw)).message).toBe(
       'Request body is not valid JSON: it is zstd-compressed; send it uncompressed (no Content-Encoding is decoded)',
     );
+  });
+
+  it('refuses a body declared in another charset only when bytes of it were lost (read as U+FFFD)', () => {
+    const latin1 = Buffer.from('{"query":"Café"}', 'latin1').toString('utf8');
+    expect(foreignCharsetError('application/json; charset=ISO-8859-1', latin1)).toBe(
+      'Request body is not valid JSON: it is not UTF-8 (Content-Type says charset=iso-8859-1); a body is read as UTF-8 (JSON is UTF-8, RFC 8259) and its other bytes would be lost: send it as UTF-8',
+    );
+    expect(foreignCharsetError('application/json;charset="windows-1252"', latin1)).toMatch(/charset=windows-1252\)/);
+    expect(foreignCharsetError('application/json; charset=iso-8859-1', '{"query":"plain ASCII"}')).toBeNull();
+    expect(foreignCharsetError('application/json; charset=UTF-8', latin1)).toBeNull(); // as documented: read as U+FFFD
+    expect(foreignCharsetError('application/json', latin1)).toBeNull();
+    expect(foreignCharsetError(undefined, latin1)).toBeNull();
   });
 
   it('rejects unknown fields by name', () => {
