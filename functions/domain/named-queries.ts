@@ -1,5 +1,6 @@
 import { CONVERSATIONS_TABLE } from './analytics-table.ts';
 import { isCalendarDate } from './iso-date.ts';
+import { canonicalSource } from './source-identity.ts';
 
 /**
  * The saved SQL queries over the `conversations` table: the three Logs Insights questions of docs/deploy.md,
@@ -216,6 +217,8 @@ export function bindNamedQuery(
     if (param.name === 'since') return normalizeSince(value ?? defaultSince.toISOString());
     if (value === undefined || value.trim() === '')
       throw new QueryParamError(`${query.id} needs ${param.name} (${param.description}): --param ${param.name}=…`);
-    return value;
+    // Exports hold a source in its one canonical form (docs/security.md, "One identity per source"), whatever its
+    // sender's spelling: `Your.System` is `your_system`, as the CLI's --source filters read it.
+    return param.name === 'source_system' ? canonicalSource(value.trim()) : value;
   });
 }

@@ -235,6 +235,13 @@ describe('binding parameters', () => {
     );
     expect(() => bindNamedQuery(search, { text: '  ' }, NOW)).toThrow(QueryParamError);
   });
+
+  it('takes source_system in its canonical form, as the exports hold it: Your.System finds your_system', () => {
+    const bySource = namedQuery('conversations-by-source')!;
+    for (const spelled of ['Your.System', 'YOUR-SYSTEM', 'your__system', ' your_system '])
+      expect(bindNamedQuery(bySource, { source_system: spelled }, NOW).at(-1)).toBe('your_system');
+    expect(() => bindNamedQuery(bySource, { source_system: '' }, NOW)).toThrow(/needs source_system/);
+  });
 });
 
 describe('the SQL both engines share', () => {
