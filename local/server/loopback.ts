@@ -8,15 +8,25 @@ const LOOPBACK_ADDRESSES = ['127.0.0.1', '::1', '::ffff:127.0.0.1'];
 const LOOPBACK_HOST = /^(127\.0\.0\.1|localhost|\[::1\])(:\d+)?$/i;
 
 /**
- * A caller on this machine that names it so: a loopback connection, addressed by a loopback name (no DNS rebinding),
- * and — when a browser says where it comes from — from a loopback page (no cross-site requests). What the public
- * routes of a loopback-bound gateway ask (loopbackOnly).
+ * Why a caller is not one on this machine that names it so, or null when it is: a loopback connection, addressed by a
+ * loopback name (no DNS rebinding), and — when a browser says where it comes from — from a loopback page (no
+ * cross-site requests). What the public routes of a loopback-bound gateway ask (loopbackOnly).
  */
-function isLoopbackCaller(req: IncomingMessage): boolean {
-  if (!LOOPBACK_ADDRESSES.includes(req.socket.remoteAddress ?? '')) return false;
-  if (!LOOPBACK_HOST.test(req.headers.host ?? '')) return false;
+function loopbackRefusal(req: IncomingMessage): string | null {
+  if (!LOOPBACK_ADDRESSES.includes(req.socket.remoteAddress ?? '')) return 'it answers loopback connections only';
+  const host = req.headers.host;
+  if (host === undefined) return 'the request names no Host (send Host: 127.0.0.1, localhost or [::1])';
+  if (!LOOPBACK_HOST.test(host))
+    return `it answers requests addressed to 127.0.0.1, localhost or [::1] only, not to ${shown(host)}`;
   const origin = req.headers.origin;
-  return origin === undefined || (origin.startsWith('http://') && LOOPBACK_HOST.test(origin.slice('http://'.length)));
+  if (origin !== undefined && !(origin.startsWith('http://') && LOOPBACK_HOST.test(origin.slice('http://'.length))))
+    return `it answers pages of this machine only, not a page of ${shown(origin)}`;
+  return null;
+}
+
+/** A header value as an answer quotes it: printable ASCII, at most 100 characters. */
+function shown(value: string): string {
+  return JSON.stringify(value.replace(/[^\x20-\x7e]/g, '?').slice(0, 100));
 }
 
 /**
@@ -47,12 +57,20 @@ export function operatorOnly(handler: RouteHandler, what = 'this endpoint'): Rou
   };
 }
 
-/** A route for loopback callers only (isLoopbackCaller); anyone else gets 403 and nothing else happens. */
+/**
+ * A route for loopback callers only (loopbackRefusal); anyone else gets 403 saying why (a loopback client that named
+ * the machine otherwise learns what to send, or to listen with HOST=0.0.0.0), and nothing else happens.
+ */
 export function loopbackOnly(handler: RouteHandler): RouteHandler {
   return async (req, res, match) => {
-    if (isLoopbackCaller(req)) return handler(req, res, match);
+    const refused = loopbackRefusal(req);
+    if (refused === null) return handler(req, res, match);
     req.resume();
-    sendJson(res, 403, errorBody('FORBIDDEN', 'this endpoint answers loopback callers only'));
+    sendJson(
+      res,
+      403,
+      errorBody('FORBIDDEN', `this gateway listens on loopback and ${refused} (HOST=0.0.0.0 serves other machines)`),
+    );
   };
 }
 

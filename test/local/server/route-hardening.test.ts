@@ -134,6 +134,19 @@ describe('every operator and helper route answers the local operator only', () =
     expect(world.agent.invocations).toHaveLength(0);
     expect((await send('/health', { headers: { host: 'localhost' } })).status).toBe(200);
   });
+
+  it('the 403 of a public route says why: the Host it was addressed to, a missing Host, a page of another site', async () => {
+    const rebound = JSON.parse((await send('/health', { headers: { host: REBOUND } })).body).error.message;
+    expect(rebound).toBe(
+      `this gateway listens on loopback and it answers requests addressed to 127.0.0.1, localhost or [::1] only, not to "${REBOUND}" (HOST=0.0.0.0 serves other machines)`,
+    );
+    const noHost = await raw('GET /health HTTP/1.0\r\n\r\n');
+    expect(noHost).toMatch(/^HTTP\/1\.1 403 /);
+    expect(noHost).toContain('the request names no Host (send Host: 127.0.0.1, localhost or [::1])');
+    const page = await send('/health', { headers: { origin: 'https://evil.example' } });
+    expect(page.status).toBe(403);
+    expect(JSON.parse(page.body).error.message).toContain('not a page of "https://evil.example"');
+  });
 });
 
 describe('a rebound Host name is refused before the method is looked at (docs/security.md)', () => {
