@@ -30,7 +30,10 @@ export function answerClientError(error: Error & { code?: string; reason?: strin
     if (error.code === 'HPE_HEADER_OVERFLOW') socket.write(BARE_ANSWERS[431]);
     else if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') socket.write(BARE_ANSWERS[408]);
     else {
-      const reason = (error.reason ?? error.message).replace(/[^\x20-\x7e]/g, '?').slice(0, 200);
+      const reason =
+        error.code === 'HPE_PAUSED_H2_UPGRADE'
+          ? 'HTTP/2 without TLS is not served here: send HTTP/1.1'
+          : (error.reason ?? error.message).replace(/[^\x20-\x7e]/g, '?').slice(0, 200);
       const text = JSON.stringify(errorBody('BAD_REQUEST', `malformed HTTP request: ${reason}`));
       socket.write(
         `HTTP/1.1 400 Bad Request\r\ncontent-type: ${JSON_CONTENT_TYPE}\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`,

@@ -260,6 +260,12 @@ describe('malformed HTTP framing', () => {
     expect(body.error.code).toBe('BAD_REQUEST');
     expect(body.error.message).toMatch(/^malformed HTTP request: /);
   });
+
+  it('an HTTP/2 client without TLS (prior knowledge) is told to speak HTTP/1.1, not "Pause on PRI/Upgrade"', async () => {
+    const answer = await raw('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+    expect(answer).toMatch(/^HTTP\/1\.1 400 /);
+    expect(answer).toContain('"malformed HTTP request: HTTP/2 without TLS is not served here: send HTTP/1.1"');
+  });
 });
 
 describe('slow clients are cut off', () => {
