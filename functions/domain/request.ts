@@ -29,12 +29,30 @@ function hasForbiddenKey(value: unknown, depth = 0): boolean {
   );
 }
 
+const UNPAIRED_SURROGATE =
+  'must be Unicode text: it holds an unpaired surrogate (a \\uD800-\\uDFFF escape without its pair), which no UTF-8 export can hold';
+
+/**
+ * Whether a string (or any key or string of a value nested at most 20 levels: metadata, checked for depth first)
+ * holds a UTF-16 surrogate without its pair, as a `\uD800` escape makes one. No UTF-8 text can hold it: the exports
+ * would write it as an escape that strict JSON readers (jq) refuse, and DuckDB reads it as U+FFFD
+ * (docs/contract.md#post-webhook).
+ */
+function hasUnpairedSurrogate(value: unknown): boolean {
+  if (typeof value === 'string') return /\p{Cs}/u.test(value);
+  if (Array.isArray(value)) return value.some(hasUnpairedSurrogate);
+  if (value !== null && typeof value === 'object')
+    return Object.entries(value).some(([key, item]) => /\p{Cs}/u.test(key) || hasUnpairedSurrogate(item));
+  return false;
+}
+
 export const WebhookRequestSchema = v.strictObject(
   {
     query: v.pipe(
       v.string('query must be a string'),
       v.trim(),
       v.minLength(1, 'query is required and must not be blank'),
+      v.check((q) => !hasUnpairedSurrogate(q), `query ${UNPAIRED_SURROGATE}`),
       // Counted as JavaScript counts a string, in UTF-16 code units: a character outside the Basic Multilingual Plane (an
       // emoji) counts 2, so the question stays within 60 KB of UTF-8 (docs/contract.md#the-manager-agent).
       v.maxLength(
@@ -72,6 +90,7 @@ export const WebhookRequestSchema = v.strictObject(
           (m) => !hasForbiddenKey(m),
           'metadata must not contain the keys __proto__, constructor or prototype, nor nest deeper than 20 levels',
         ),
+        v.check((m) => !hasUnpairedSurrogate(m), `metadata ${UNPAIRED_SURROGATE}`),
         v.record(v.string(), v.unknown(), 'metadata must be an object'),
         v.check(
           (m) => Buffer.byteLength(JSON.stringify(m)) <= MAX_METADATA_BYTES,

@@ -271,6 +271,13 @@ const CASES: Case[] = [
     status: 400,
     code: 'INVALID_JSON',
   },
+  {
+    name: 'an unpaired surrogate escape in the query (no UTF-8 export could hold it)',
+    body: seed.replace('"query":"', '"query":"\\ud800 '),
+    status: 400,
+    code: 'VALIDATION_ERROR',
+    field: 'query',
+  },
 ];
 
 describe('hostile input: every bad request gets its documented 4xx', () => {

@@ -338,6 +338,24 @@ describe('parseWebhookRequest: body shape', () => {
     expect(foreignCharsetError(undefined, latin1)).toBeNull();
   });
 
+  it('refuses an unpaired surrogate (a \\uD800 escape without its pair) in the query or metadata; a pair is an emoji', () => {
+    const body = (query: string, metadata = '{}') =>
+      `{"query":"${query}","source_system":"s","source_process":"p","metadata":${metadata}}`;
+    for (const [raw, field] of [
+      [body('lone \\ud800 deals'), 'query'],
+      [body('ends high \\udbff'), 'query'],
+      [body('low first \\udc00\\ud83d'), 'query'],
+      [body('q', '{"note":"\\udfff"}'), 'metadata'],
+      [body('q', '{"deep":[{"\\ud800key":1}]}'), 'metadata'],
+    ] as const) {
+      const result = failed(parseWebhookRequest(raw));
+      expect(result.code).toBe('VALIDATION_ERROR');
+      expect(result.details).toEqual([{ field, message: expect.stringContaining('unpaired surrogate') }]);
+    }
+    expect(parseWebhookRequest(body('rocket \\ud83d\\ude80 deals')).ok).toBe(true);
+    expect(parseWebhookRequest(body('q', '{"note":"\\\\ud800 is text here"}')).ok).toBe(true);
+  });
+
   it('rejects unknown fields by name', () => {
     const d = details({ ...MINIMAL, priority: 'high' });
     expect(d).toEqual([{ field: 'priority', message: expect.stringMatching(/^unknown field/) }]);
