@@ -36,7 +36,7 @@ const REQUEST_DESCRIPTION =
   'One question for the manager agent (docs/contract.md#post-webhook). Also checked in code: `query` is trimmed ' +
   'before its length is checked, and its length is counted in UTF-16 code units (an emoji counts as 2; JSON ' +
   "Schema's maxLength counts it as 1); `metadata` is at most 16 KB as JSON, nests at most 20 levels and has no " +
-  '__proto__, constructor or prototype keys; neither holds an unpaired surrogate (a \\uD800-\\uDFFF escape without its pair).';
+  '__proto__, constructor or prototype keys; neither holds an unpaired surrogate (a \\uD800-\\uDFFF escape without its pair), nor `metadata` a number past 1.8e308.';
 
 const ERROR_STATUSES: Record<string, string> = {
   '400': 'INVALID_JSON, VALIDATION_ERROR (error.details lists each field) or IDEMPOTENCY_KEY_REUSED',

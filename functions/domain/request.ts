@@ -46,6 +46,16 @@ function hasUnpairedSurrogate(value: unknown): boolean {
   return false;
 }
 
+/**
+ * Whether a value nested at most 20 levels (metadata, checked for depth first) holds a number JSON.parse read as
+ * Infinity (`1e400`): JSON.stringify writes it as null, so the delivery and the exports would carry null in its place.
+ */
+function hasOverflowingNumber(value: unknown): boolean {
+  if (typeof value === 'number') return !Number.isFinite(value);
+  if (value !== null && typeof value === 'object') return Object.values(value).some(hasOverflowingNumber);
+  return false;
+}
+
 export const WebhookRequestSchema = v.strictObject(
   {
     query: v.pipe(
@@ -91,6 +101,10 @@ export const WebhookRequestSchema = v.strictObject(
           'metadata must not contain the keys __proto__, constructor or prototype, nor nest deeper than 20 levels',
         ),
         v.check((m) => !hasUnpairedSurrogate(m), `metadata ${UNPAIRED_SURROGATE}`),
+        v.check(
+          (m) => !hasOverflowingNumber(m),
+          'metadata must not hold a number beyond what JSON numbers carry here (about 1.8e308): it would be delivered and exported as null; send it as a string',
+        ),
         v.record(v.string(), v.unknown(), 'metadata must be an object'),
         v.check(
           (m) => Buffer.byteLength(JSON.stringify(m)) <= MAX_METADATA_BYTES,

@@ -356,6 +356,20 @@ describe('parseWebhookRequest: body shape', () => {
     expect(parseWebhookRequest(body('q', '{"note":"\\\\ud800 is text here"}')).ok).toBe(true);
   });
 
+  it('refuses a metadata number JSON.parse reads as Infinity (it would be delivered and exported as null)', () => {
+    for (const metadata of ['{"n":1e400}', '{"deep":[{"n":-1e309}]}']) {
+      const result = failed(
+        parseWebhookRequest(`{"query":"q","source_system":"s","source_process":"p","metadata":${metadata}}`),
+      );
+      expect(result.details).toEqual([
+        { field: 'metadata', message: expect.stringContaining('delivered and exported as null') },
+      ]);
+    }
+    expect(
+      parseWebhookRequest('{"query":"q","source_system":"s","source_process":"p","metadata":{"n":1.7e308,"z":-0}}').ok,
+    ).toBe(true);
+  });
+
   it('rejects unknown fields by name', () => {
     const d = details({ ...MINIMAL, priority: 'high' });
     expect(d).toEqual([{ field: 'priority', message: expect.stringMatching(/^unknown field/) }]);
