@@ -1,5 +1,6 @@
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Browser, CHROMIUM, launchBrowser, skipBrowser } from '../../support/browser.ts';
+import { CHROMIUM, skipBrowser, useBrowserPage } from '../../support/browser.ts';
 import { SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
 
 /**
@@ -19,18 +20,12 @@ afterAll(async () => {
 });
 
 describe.skipIf(skipBrowser)('Analytics with exports off, in Chromium', () => {
-  let browser: Browser;
-
-  beforeAll(async () => {
-    browser = await launchBrowser();
-    browser.page.setDefaultTimeout(5_000);
-  });
-  afterAll(async () => {
-    await browser?.close();
+  let page: Page;
+  useBrowserPage((opened) => {
+    page = opened;
   });
 
   it('says the conversations are not exported, so not charted, and does not tell to POST one', async () => {
-    const { page } = browser;
     await page.goto(`${world.gateway.url}/console/analytics`);
     expect(await page.locator('#analytics h1 .count').innerText()).toBe('0');
     expect(await page.locator('#exports-off').innerText()).toBe(

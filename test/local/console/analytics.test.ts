@@ -12,7 +12,7 @@ import { analyticsView, lastDayHours, niceMax } from '../../../local/console/ana
 import { ExecutionJournal } from '../../../local/engine/journal.ts';
 import { recoverInterrupted } from '../../../local/engine/recovery.ts';
 import { loadStageHandlers, localWorkflow } from '../../../local/engine/workflows.ts';
-import { type Browser, launchBrowser, rawGet, skipBrowser } from '../../support/browser.ts';
+import { rawGet, skipBrowser, useBrowserPage } from '../../support/browser.ts';
 import { startedRecord } from '../../support/fixtures.ts';
 import { journalOf, NO_WAIT, SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
 
@@ -205,21 +205,16 @@ describe('the window of the last 24 hours', () => {
 });
 
 describe.skipIf(skipBrowser)('the Analytics page in Chromium', () => {
-  let browser: Browser;
   let page: Page;
   const requests: string[] = [];
   const errors: string[] = [];
 
-  beforeAll(async () => {
-    browser = await launchBrowser();
-    page = browser.page;
+  useBrowserPage((opened) => {
+    page = opened;
     page.setDefaultTimeout(10_000);
     page.on('request', (r) => requests.push(r.url()));
     page.on('pageerror', (e) => errors.push(e.message));
     page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
-  });
-  afterAll(async () => {
-    await browser?.close();
   });
 
   const count = (type: string, status?: string) =>

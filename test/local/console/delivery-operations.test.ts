@@ -2,7 +2,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { type Browser, CHROMIUM, launchBrowser, rawGet, skipBrowser } from '../../support/browser.ts';
+import { CHROMIUM, rawGet, skipBrowser, useBrowserPage } from '../../support/browser.ts';
 import { SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
 
 /**
@@ -75,19 +75,15 @@ describe('operator routes behind the console’s checks', () => {
 });
 
 describe.skipIf(skipBrowser)('delivery operations in Chromium', () => {
-  let browser: Browser;
   let page: Page;
   const errors: string[] = [];
 
-  beforeAll(async () => {
-    browser = await launchBrowser();
-    page = browser.page;
-    page.setDefaultTimeout(5_000);
+  useBrowserPage((opened) => {
+    page = opened;
     page.on('pageerror', (e) => errors.push(e.message));
   });
-  afterAll(async () => {
+  afterAll(() => {
     expect(errors).toEqual([]);
-    await browser?.close();
   });
 
   it('the attempt table shows what the receiver answered (an opened answer stays open as the page refreshes); Resend delivers again under the same webhook-id', async () => {
@@ -152,7 +148,7 @@ describe.skipIf(skipBrowser)('delivery operations in Chromium', () => {
     const confirm = page.locator('button[data-recover="deal_analysis"]');
     await confirm.waitFor({ state: 'visible' });
     // A second tab plans the same recover.
-    const other = await browser.context.newPage();
+    const other = await page.context().newPage();
     await other.goto(`${world.gateway.url}/console/endpoints`);
     await other.locator('button[data-plan="deal_analysis"]').click();
     await other.locator('button[data-recover="deal_analysis"]').waitFor({ state: 'visible' });

@@ -1,6 +1,6 @@
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Browser, CHROMIUM, launchBrowser, skipBrowser } from '../../support/browser.ts';
+import { CHROMIUM, skipBrowser, useBrowserPage } from '../../support/browser.ts';
 import { SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
 
 /**
@@ -27,17 +27,12 @@ afterAll(async () => {
 });
 
 describe.skipIf(skipBrowser)('console long text in Chromium', () => {
-  let browser: Browser;
   let page: Page;
-
-  beforeAll(async () => {
-    browser = await launchBrowser();
-    page = browser.page;
-    page.setDefaultTimeout(5_000);
-    await page.setViewportSize({ width: 1400, height: 900 });
+  useBrowserPage((opened) => {
+    page = opened;
   });
-  afterAll(async () => {
-    await browser?.close();
+  beforeAll(async () => {
+    await page.setViewportSize({ width: 1400, height: 900 });
   });
 
   const sideways = () => page.locator('main').evaluate((main) => main.scrollWidth - main.clientWidth);

@@ -1,5 +1,6 @@
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Browser, CHROMIUM, launchBrowser, skipBrowser } from '../../support/browser.ts';
+import { CHROMIUM, skipBrowser, useBrowserPage } from '../../support/browser.ts';
 import { queueOwedDeliveries, startWorld, type TestWorld } from '../../support/gateway.ts';
 
 /**
@@ -21,17 +22,12 @@ afterAll(async () => {
 });
 
 describe.skipIf(skipBrowser)('many failed deliveries in Chromium', () => {
-  let browser: Browser;
-
-  beforeAll(async () => {
-    browser = await launchBrowser();
-  });
-  afterAll(async () => {
-    await browser?.close();
+  let page: Page;
+  useBrowserPage((opened) => {
+    page = opened;
   });
 
   it('lists the newest 100 of them with their number and where the others are, the conversations right after', async () => {
-    const { page } = browser;
     await page.setViewportSize({ width: 1400, height: 900 });
     await page.goto(`${world.gateway.url}/console`);
     const section = page.locator('#failed-deliveries');

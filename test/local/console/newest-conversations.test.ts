@@ -1,6 +1,7 @@
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExecutionStore } from '../../../local/store/execution-store.ts';
-import { type Browser, CHROMIUM, launchBrowser, skipBrowser } from '../../support/browser.ts';
+import { CHROMIUM, skipBrowser, useBrowserPage } from '../../support/browser.ts';
 import { SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
 
 /**
@@ -37,17 +38,12 @@ afterAll(async () => {
 });
 
 describe.skipIf(skipBrowser)('the newest conversations in Chromium', () => {
-  let browser: Browser;
-
-  beforeAll(async () => {
-    browser = await launchBrowser();
-  });
-  afterAll(async () => {
-    await browser?.close();
+  let page: Page;
+  useBrowserPage((opened) => {
+    page = opened;
   });
 
   it('lists the 100 received last, newest first, and leaves out the one received first', async () => {
-    const { page } = browser;
     await page.goto(`${world.gateway.url}/console`);
     const shown = await page
       .locator('#conversations tbody tr')

@@ -1,6 +1,6 @@
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Browser, CHROMIUM, launchBrowser, skipBrowser } from '../../support/browser.ts';
+import { CHROMIUM, skipBrowser, useBrowserPage } from '../../support/browser.ts';
 import { SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
 
 /**
@@ -26,16 +26,13 @@ afterAll(async () => {
 });
 
 describe.skipIf(skipBrowser)('console thread page in Chromium', () => {
-  let browser: Browser;
   let page: Page;
   const errors: string[] = [];
   const failedRequests: string[] = [];
   const ids: string[] = [];
 
-  beforeAll(async () => {
-    browser = await launchBrowser();
-    page = browser.page;
-    page.setDefaultTimeout(5_000);
+  useBrowserPage((opened) => {
+    page = opened;
     page.on('pageerror', (e) => errors.push(e.message));
     page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
     // A background poll cut off by the test's own navigation (net::ERR_ABORTED) is not a failure of the page.
@@ -43,9 +40,6 @@ describe.skipIf(skipBrowser)('console thread page in Chromium', () => {
       if (r.failure()?.errorText !== 'net::ERR_ABORTED') failedRequests.push(`${r.url()}: ${r.failure()?.errorText}`);
     });
     page.on('response', (r) => r.status() >= 400 && failedRequests.push(`${r.url()}: HTTP ${r.status()}`));
-  });
-  afterAll(async () => {
-    await browser?.close();
   });
 
   const post = async (query: string) => {
