@@ -96,8 +96,9 @@ export function listFragment(
     <td class="num">${short(r.agent_ms)}</td><td class="num">${short(r.delivery_ms)}</td><td class="num">${short(r.total_time_ms)}</td><td class="thread">${threadLink(r)}</td><td class="query" title="${preview(r.query, 300)}">${preview(r.query)}</td></tr>`,
   )}</tbody>
 </table>`;
-  return html`${deliveries}<section>
-  <h1>Recent conversations <span class="count">${rows.length}</span></h1>
+  // One h1, first (the page's title); the owed deliveries above the conversations, each section an h2 under it.
+  return html`<h1>Conversations</h1>${deliveries}<section>
+  <h2>Recent conversations <span class="count">${rows.length}</span></h2>
   ${unreadable.length === 0 ? '' : html`<p class="err" id="unreadable-conversations">Left out, their history damaged (each page names the file and what to do): ${unreadable.map((id, i) => html`${i > 0 ? ', ' : ''}${link(id)}`)}</p>`}
   ${table}
   ${rows.length >= limit ? html`<p class="more">Showing the newest ${limit}. <code>npx webhook-gateway conversations list --limit N</code> or <code>conversations search</code> reach the rest.</p>` : ''}

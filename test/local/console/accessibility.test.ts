@@ -119,3 +119,38 @@ describe.skipIf(skipBrowser)('console accessibility in Chromium', () => {
     }
   });
 });
+
+describe.skipIf(skipBrowser)('console headings in Chromium', () => {
+  let page: Page;
+  useBrowserPage((opened) => {
+    page = opened;
+  });
+
+  /** The page's headings as a screen reader lists them: level and text, in document order. */
+  const headings = () =>
+    page
+      .locator('h1, h2, h3, h4, h5, h6')
+      .evaluateAll((els) => els.map((el) => `${el.tagName.toLowerCase()} ${(el.textContent ?? '').trim()}`));
+
+  it('every page has exactly one h1, and it comes first (the list with a delivery owed too)', async () => {
+    // A delivery owed: the list page shows its "Failed deliveries" section above the conversations.
+    await fetch(`${world.gateway.url}/local/endpoints/data_analysis/pause`, { method: 'POST' });
+    const held = await world.post({ ...SEED_REQUEST, query: 'Data quality?', webhook_type: 'data_analysis' });
+    await fetch(`${world.gateway.url}/local/endpoints/data_analysis/resume`, { method: 'POST' });
+    expect(held.body.tracking.delivery_status).toBe('queued');
+    for (const path of [
+      '/console',
+      `/console/conversations/${id}`,
+      `/console/conversations/${held.body.conversation_id}`,
+      '/console/threads/testing_system/a11y',
+      '/console/analytics',
+      '/console/endpoints',
+      '/console/nowhere',
+    ]) {
+      await page.goto(`${world.gateway.url}${path}`);
+      const found = await headings();
+      expect(found.filter((h) => h.startsWith('h1 ')).length, `${path}: ${found.join(' | ')}`).toBe(1);
+      expect(found[0], `${path}: ${found.join(' | ')}`).toMatch(/^h1 /);
+    }
+  });
+});
