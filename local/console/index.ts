@@ -285,7 +285,8 @@ async function conversationPage(
 ): Promise<void> {
   const fragment = isFragment(req);
   const shell = {
-    title: id,
+    // What the page is, not the bare id (a tab, a bookmark, a screen reader's window list).
+    title: `Conversation ${id}`,
     versionSrc: `/console/api/version?id=${encodeURIComponent(id)}`,
     fragmentSrc: `/console/conversations/${encodeURIComponent(id)}?fragment=1`,
   };
@@ -299,7 +300,20 @@ async function conversationPage(
     const body = notFoundFragment(
       isConversationId(id) ? `No conversation ${id} (yet).` : `"${id}" is not a conversation id.`,
     );
-    return sendHtml(req, res, 404, fragment ? body.value : page({ ...shell, version: await version(ctx, id), body }));
+    return sendHtml(
+      req,
+      res,
+      404,
+      // One still to come keeps its title: the page turns into it by itself (a live refresh swaps only the body).
+      fragment
+        ? body.value
+        : page({
+            ...shell,
+            title: isConversationId(id) ? shell.title : 'Not found',
+            version: await version(ctx, id),
+            body,
+          }),
+    );
   }
   const [v, stored, documents, logged, receivers] = await Promise.all([
     version(ctx, id),
