@@ -105,6 +105,9 @@ export function listFragment(
 </section>`;
 }
 
+/** The way back to the list, atop every page below it. */
+const crumbs = () => html`<p class="crumbs"><a href="/console">← all conversations</a></p>`;
+
 /** A source's thread, its conversations in turn order: each question with its answer, as the thread went. */
 export function threadFragment(
   sourceSystem: string,
@@ -121,7 +124,7 @@ export function threadFragment(
   <pre class="text answer">${agentTurn(record) ? turnText(agentTurn(record)) : '(no answer)'}</pre>
 </li>`,
         )}</ol>`;
-  return html`<section>
+  return html`${crumbs()}<section>
   <h1>Thread ${threadId} <small>${sourceSystem}</small> <span class="count">${turns.length}</span></h1>
   <p class="more"><code>npx webhook-gateway conversations list --thread ${threadId} --source ${sourceSystem}</code></p>
   ${body}
@@ -258,7 +261,7 @@ export function conversationFragment(input: {
   damagedHistories?: string[];
 }): SafeHtml {
   const damaged = input.damagedHistories ?? [];
-  return html`<p class="crumbs"><a href="/console">← all conversations</a></p>
+  return html`${crumbs()}
 ${summary(input.id, input.record, input.executions, damaged.length > 0)}
 ${deliverySection(input.id, input.record, input.envelope, input.executions, input.held ?? new Map(), input.envelopeUnreadable ?? null)}
 <section id="executions"><h2>Timeline <span class="count">${input.executions.length} execution${input.executions.length === 1 ? '' : 's'}</span></h2>
@@ -308,9 +311,9 @@ export function endpointsFragment(views: EndpointView[], now: Date): SafeHtml {
 
 /** A page that could not be built: why, as the error says it. */
 export function errorFragment(message: string): SafeHtml {
-  return html`<p class="crumbs"><a href="/console">← all conversations</a></p><h1>Error</h1><p class="err" id="page-error">${message}</p><p class="more">The gateway's terminal has the whole error.</p>`;
+  return html`${crumbs()}<h1>Error</h1><p class="err" id="page-error">${message}</p><p class="more">The gateway's terminal has the whole error.</p>`;
 }
 
 export function notFoundFragment(message: string): SafeHtml {
-  return html`<p class="crumbs"><a href="/console">← all conversations</a></p><h1>Not found</h1><p class="empty">${message}</p>`;
+  return html`${crumbs()}<h1>Not found</h1><p class="empty">${message}</p>`;
 }

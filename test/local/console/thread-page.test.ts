@@ -77,6 +77,15 @@ describe.skipIf(skipBrowser)('console thread page in Chromium', () => {
     expect(failedRequests).toEqual([]);
   });
 
+  it('links back to the list of conversations, as a conversation page does', async () => {
+    await page.goto(`${world.gateway.url}/console/threads/testing_system/${THREAD}`);
+    const back = page.locator('main .crumbs a');
+    expect(await back.innerText()).toBe('← all conversations');
+    await back.click();
+    await page.waitForURL(/\/console$/);
+    await page.goto(`${world.gateway.url}/console/threads/testing_system/${THREAD}`);
+  });
+
   it('a turn links to its conversation page, which links back to its thread', async () => {
     await page.locator(`ol.thread > li[data-id="${ids[1]}"] a[href$="${ids[1]}"]`).click();
     await page.waitForURL(`**/console/conversations/${ids[1]}`);
