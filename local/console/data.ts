@@ -7,11 +7,12 @@ import { isConversationId } from '../../functions/domain/conversation-id.ts';
 import type { EndpointView } from '../../functions/domain/endpoints.ts';
 import { EXPORT_FILES, type ExportFile, exportKey } from '../../functions/domain/export-formats.ts';
 import type { AnalyticsEngine } from '../analytics/engine.ts';
+import type { ExecutionRecord } from '../engine/engine.ts';
 import { idTimeMs, matchesFilter, mayMatch } from '../history/conversation-filters.ts';
 import { type ConversationSummary, latestRecord, summarize } from '../history/conversations.ts';
 import { conversationFigures } from '../history/figures.ts';
 import { SummaryIndex } from '../history/summary-index.ts';
-import type { ExecutionStore } from '../store/execution-store.ts';
+import { conversationIdOf, type ExecutionStore } from '../store/execution-store.ts';
 import { readText, s3Client } from '../store/export-bucket.ts';
 import type { EnvelopeHead, LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
 import { mapConcurrently } from '../store/json-files.ts';
@@ -19,6 +20,13 @@ import { mapConcurrently } from '../store/json-files.ts';
 /** What the running gateway hands the console: its stores and where its exports are. */
 export interface ConsoleContext {
   executions: ExecutionStore;
+  /**
+   * The executions under way, each as its history so far (status RUNNING): a synchronous conversation has no saved
+   * history until it ends, and is shown running meanwhile (engine/running.ts).
+   */
+  running: () => ExecutionRecord[];
+  /** Changes whenever `running` does (the pages' live refresh). */
+  runningVersion: () => number;
   failedDeliveries: LocalFailedDeliveryStore;
   bucket: string;
   s3Endpoint: string;
@@ -49,12 +57,41 @@ export interface ConsoleRow extends ConversationSummary {
  * is kept, for the rows to be sorted by the exact receive time, as `conversations list` does.
  */
 async function newestIds(ctx: ConsoleContext, limit: number): Promise<string[]> {
-  const ids = (await ctx.executions.conversationIds()).sort().reverse();
+  const stored = await ctx.executions.conversationIds();
+  const ids = [...new Set([...stored, ...runningByConversation(ctx).keys()])].sort().reverse();
   if (ids.length <= limit) return ids;
   const second = idTimeMs(ids[limit - 1]!);
   let end = limit;
   while (end < ids.length && idTimeMs(ids[end]!) === second) end++;
   return ids.slice(0, end);
+}
+
+/** The executions under way, by the conversation each works on (known once Validate made its record). */
+function runningByConversation(ctx: ConsoleContext): Map<string, ExecutionRecord[]> {
+  const byId = new Map<string, ExecutionRecord[]>();
+  for (const execution of ctx.running()) {
+    const id = conversationIdOf(execution);
+    if (id) byId.set(id, [...(byId.get(id) ?? []), execution]);
+  }
+  return byId;
+}
+
+/**
+ * A conversation's executions as the console shows them: each saved history (the damaged ones apart), then each
+ * execution still under way whose history is not saved yet, oldest first.
+ */
+export async function conversationExecutions(
+  ctx: ConsoleContext,
+  id: string,
+): Promise<{ executions: ExecutionRecord[]; damaged: { file: string; reason: string }[] }> {
+  const { executions, damaged } = await ctx.executions.executionsAndDamaged(id);
+  const saved = new Set(executions.map((e) => e.execution_name));
+  const running = (runningByConversation(ctx).get(id) ?? []).filter((e) => !saved.has(e.execution_name));
+  if (running.length === 0) return { executions, damaged };
+  return {
+    executions: [...executions, ...running].sort((a, b) => a.started_at.localeCompare(b.started_at)),
+    damaged,
+  };
 }
 
 /**
@@ -68,7 +105,7 @@ export async function recentConversations(
 ): Promise<ConsoleRow[]> {
   const rows: ConsoleRow[] = [];
   for (const id of await newestIds(ctx, limit)) {
-    const { executions, damaged } = await ctx.executions.executionsAndDamaged(id);
+    const { executions, damaged } = await conversationExecutions(ctx, id);
     if (executions.length === 0 && damaged.length > 0) unreadable?.push(id);
     const summary = summarize(id, executions);
     const record = latestRecord(executions);
@@ -151,9 +188,11 @@ export async function version(ctx: ConsoleContext, conversationId?: string): Pro
   if (conversationId && isConversationId(conversationId)) {
     parts.push(await stamp(path.join(ctx.executions.dir, conversationId)));
     parts.push(await stamp(path.join(ctx.failedDeliveries.dir, `${conversationId}.json`)));
+    for (const run of runningByConversation(ctx).get(conversationId) ?? [])
+      parts.push(`${run.execution_name}:${run.events.length}`);
   } else {
     const folder = await stamp(ctx.executions.dir);
-    parts.push(folder, await stamp(ctx.failedDeliveries.dir));
+    parts.push(folder, await stamp(ctx.failedDeliveries.dir), `running:${ctx.runningVersion()}`);
     const ids = await newestIdsAsOf(ctx, folder);
     parts.push(...(await Promise.all(ids.map((id) => stamp(path.join(ctx.executions.dir, id))))));
   }

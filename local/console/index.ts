@@ -25,6 +25,7 @@ import { type Refuse, type RouteHandler, router } from '../server/router.ts';
 import { damagedFileMessage, wrongKindMessage } from '../store/damaged-files.ts';
 import {
   type ConsoleContext,
+  conversationExecutions,
   exportDocuments,
   openDeliveries,
   recentConversations,
@@ -291,7 +292,7 @@ async function conversationPage(
     fragmentSrc: `/console/conversations/${encodeURIComponent(id)}?fragment=1`,
   };
   // A damaged history is named, not taken for a missing one (docs/operations.md, "After a crash").
-  const { executions, damaged } = await ctx.executions.executionsAndDamaged(id);
+  const { executions, damaged } = await conversationExecutions(ctx, id);
   // No history kept (not yet written, or swept after LOCAL_HISTORY_DAYS): the export, the archive, may still have it
   // (docs/operations.md, "What happened to conversation X").
   const exported =

@@ -265,7 +265,13 @@ export function conversationFragment(input: {
 ${summary(input.id, input.record, input.executions, damaged.length > 0)}
 ${deliverySection(input.id, input.record, input.envelope, input.executions, input.held ?? new Map(), input.envelopeUnreadable ?? null)}
 <section id="executions"><h2>Timeline <span class="count">${input.executions.length} execution${input.executions.length === 1 ? '' : 's'}</span></h2>
-${input.record?.execution.status === 'in_progress' ? html`<p class="note" id="run-under-way">Its run is under way: the execution working on it is shown here once it ends (the page refreshes by itself). Still in progress long after its agent's timeout (<code>ASYNC_AGENT_TIMEOUT_MS</code>), the run was lost: docs/operations.md, "Asynchronous conversations".</p>` : ''}
+${
+  input.record?.execution.status !== 'in_progress'
+    ? ''
+    : input.executions.some((e) => e.status === 'RUNNING')
+      ? html`<p class="note" id="run-under-way">Its run is under way: the execution working on it is shown below as far as it went, and whole once it ends (the page refreshes by itself).</p>`
+      : html`<p class="note" id="run-under-way">Its run is under way: the execution working on it is shown here once it ends (the page refreshes by itself). Still in progress long after its agent's timeout (<code>ASYNC_AGENT_TIMEOUT_MS</code>), the run was lost: docs/operations.md, "Asynchronous conversations".</p>`
+}
 ${damaged.length === 0 ? '' : html`<ul class="errors" id="damaged-histories">${damaged.map((m) => html`<li class="err">Left out: ${m}</li>`)}</ul>`}
 ${input.executions.map(executionSection)}
 </section>

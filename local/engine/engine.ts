@@ -40,7 +40,8 @@ export interface HistoryEvent {
 export interface ExecutionRecord {
   execution_name: string;
   state_machine: string;
-  status: ExecutionStatus;
+  /** RUNNING: only in the running gateway's view of an execution not ended yet (running.ts), never saved. */
+  status: ExecutionStatus | 'RUNNING';
   started_at: string;
   stopped_at: string;
   input: unknown;
@@ -51,6 +52,11 @@ export interface ExecutionRecord {
   /** On AWS (read back from the Express log group): the execution's ARN and its page in the Step Functions console. */
   execution_arn?: string;
   console_url?: string;
+}
+
+/** An execution that ended: what a run gives, and what every saved history holds. */
+export interface EndedExecution extends ExecutionRecord {
+  status: ExecutionStatus;
 }
 
 interface AslState {
@@ -85,6 +91,8 @@ export interface RunOptions {
   observer?: TaskObserver;
   /** Start at this state instead of StartAt (recovery resumes an interrupted execution there). */
   startAt?: string;
+  /** Each history event as the execution goes (the console shows an execution still running: running.ts). */
+  onEvent?: (event: HistoryEvent) => void;
 }
 
 /** The states reachable from `start` (through Next, Default, Choices and Catch): the definition as run from there. */
@@ -352,7 +360,7 @@ export class LocalWorkflow {
   }
 
   /** Run one execution to its end. Never throws for a failed execution: the status says how it ended. */
-  async run(input: unknown, executionName: string, options: RunOptions = {}): Promise<ExecutionRecord> {
+  async run(input: unknown, executionName: string, options: RunOptions = {}): Promise<EndedExecution> {
     const startedAt = new Date();
     const results = new Map<string, unknown>();
     const handlers = this.perExecution(options.observer, results);
@@ -372,7 +380,11 @@ export class LocalWorkflow {
     });
     const events: HistoryEvent[] = [];
     const collecting = (async () => {
-      for await (const event of execution.eventLogs) events.push(toHistoryEvent(event, results));
+      for await (const event of execution.eventLogs) {
+        const history = toHistoryEvent(event, results);
+        events.push(history);
+        options.onEvent?.(history);
+      }
     })();
     let status: ExecutionStatus = 'SUCCEEDED';
     let output: unknown;
@@ -385,7 +397,7 @@ export class LocalWorkflow {
     const last = events.at(-1);
     if (last?.type === 'ExecutionTimeout') status = 'TIMED_OUT';
     if (last?.type === 'ExecutionAborted') status = 'ABORTED';
-    const record: ExecutionRecord = {
+    const record: EndedExecution = {
       execution_name: executionName,
       state_machine: this.name,
       status,

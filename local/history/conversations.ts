@@ -73,8 +73,9 @@ export function summarize(conversationId: string, executions: ExecutionRecord[])
     source_system: record.metadata.source_system,
     source_process: record.metadata.source_process,
     webhook_type: record.webhook_context.webhook_type,
+    // RUNNING: a run still under way (engine/running.ts) shows its record's status, as an accepted one does.
     status:
-      latest.status === 'SUCCEEDED' || latest.status === 'FAILED'
+      latest.status === 'SUCCEEDED' || latest.status === 'FAILED' || latest.status === 'RUNNING'
         ? record.execution.status
         : latest.status.toLowerCase(),
     delivery_status: record.webhook_context.delivery_status,

@@ -15,10 +15,11 @@ import { UnreadableFileError } from '../../functions/shared/local-files.ts';
 import { endpointGate } from '../../functions/shared/redelivery.ts';
 import { DEFAULTS, type Settings, settings } from '../../functions/shared/settings.ts';
 import { consoleRoutes } from '../console/index.ts';
-import type { ExecutionRecord, LocalWorkflow } from '../engine/engine.ts';
+import type { EndedExecution, LocalWorkflow } from '../engine/engine.ts';
 import { ExecutionJournal } from '../engine/journal.ts';
 import { type RecoveredExecution, recoverInterrupted } from '../engine/recovery.ts';
 import { LocalRedelivery } from '../engine/redelivery.ts';
+import { RunningExecutions } from '../engine/running.ts';
 import { loadStageHandlers, localWorkflow } from '../engine/workflows.ts';
 import { endpointViews } from '../history/endpoints.ts';
 import { SummaryIndex } from '../history/summary-index.ts';
@@ -85,9 +86,9 @@ export interface RunningGateway {
   /** What crash recovery finished at start (executions a previous process left interrupted). */
   recovered: RecoveredExecution[];
   /** Run one conversation exactly as POST /webhook does, without HTTP. */
-  runConversation(input: ExecutionInput): Promise<ExecutionRecord>;
+  runConversation(input: ExecutionInput): Promise<EndedExecution>;
   /** Accept one as POST /webhook with `Prefer: respond-async` does: its run goes on after this settles. */
-  acceptConversation(input: ExecutionInput): Promise<ExecutionRecord>;
+  acceptConversation(input: ExecutionInput): Promise<EndedExecution>;
   /** Settles once no execution is in flight (the runs of accepted conversations included). */
   idle(): Promise<void>;
   /** Stop taking requests, let the conversations in flight finish, then stop everything. */
@@ -320,6 +321,8 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   sweepTimer.unref();
 
   const inFlight = new Set<Promise<unknown>>();
+  /** Each execution under way as its history so far, shown by the console until its history is saved. */
+  const runningExecutions = new RunningExecutions();
   /** Set by close(): new conversations are refused while those in flight finish (unlessStopping). */
   let stopping = false;
   let closing: Promise<void> | null = null;
@@ -328,9 +331,11 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
    * that a crash loses nothing; its history is on disk before the promise settles, so `conversations show` right
    * after a curl finds it.
    */
-  function execute(target: LocalWorkflow, input: unknown, name: string): Promise<ExecutionRecord> {
+  function execute(target: LocalWorkflow, input: unknown, name: string): Promise<EndedExecution> {
     const run = journal.begin(name, input);
-    const running = target.run(input, name, { observer: run }).then(async (record) => {
+    const shown = runningExecutions.begin(name, target.name, input);
+    const ran = target.run(input, name, { observer: run, onEvent: shown.onEvent });
+    const running = ran.then(async (record) => {
       const conversationId = conversationIdOf(record);
       try {
         if (conversationId) await executions.save(conversationId, record);
@@ -347,9 +352,16 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
       return record;
     });
     inFlight.add(running);
+    // Shown running until its history is saved (or given up): never neither.
     running.then(
-      () => inFlight.delete(running),
-      () => inFlight.delete(running),
+      () => {
+        shown.end();
+        inFlight.delete(running);
+      },
+      () => {
+        shown.end();
+        inFlight.delete(running);
+      },
     );
     return running;
   }
@@ -467,6 +479,8 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
               config.breaker,
             ),
           executions,
+          running: () => runningExecutions.list(),
+          runningVersion: () => runningExecutions.version(),
           failedDeliveries,
           bucket,
           s3Endpoint,

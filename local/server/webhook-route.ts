@@ -13,7 +13,7 @@ import {
   prefersRespondAsync,
 } from '../../functions/domain/gateway-contract.ts';
 import { claimedSource } from '../../functions/domain/request.ts';
-import type { ExecutionRecord } from '../engine/engine.ts';
+import type { EndedExecution } from '../engine/engine.ts';
 import { conversationIdOf } from '../store/execution-store.ts';
 import { type LocalApiKeys, requestApiKey } from './api-keys.ts';
 import type { RequestSummary } from './config.ts';
@@ -34,8 +34,8 @@ import {
  * the accept workflow, which starts it without waiting — and map its status and error to HTTP.
  */
 export interface WebhookRouteContext {
-  runConversation(input: ExecutionInput): Promise<ExecutionRecord>;
-  acceptConversation(input: ExecutionInput): Promise<ExecutionRecord>;
+  runConversation(input: ExecutionInput): Promise<EndedExecution>;
+  acceptConversation(input: ExecutionInput): Promise<EndedExecution>;
   /** The gateway's own base URL (the 202's status URL starts with it; never the request's Host). */
   baseUrl: string;
   limiter: RateLimiter;
@@ -58,7 +58,7 @@ function describe(body: unknown): string {
  * A delivery the gateway itself failed, its delivery secrets file damaged while it runs (docs/operations.md, "After
  * a crash"): the error, which names the file and what to do, for the operator's line; null otherwise.
  */
-function ownDeliveryFault(record: ExecutionRecord): string | null {
+function ownDeliveryFault(record: EndedExecution): string | null {
   const failed = record.events.findLast(
     (e) => e.type === 'StateFailed' && e.state === 'Deliver' && e.error === DELIVERY_SECRETS_FILE_ERROR,
   );
@@ -66,7 +66,7 @@ function ownDeliveryFault(record: ExecutionRecord): string | null {
 }
 
 /** The operator's line for a run that ended: what the caller got, and a delivery the gateway itself failed. */
-function describeRun(record: ExecutionRecord, body: unknown): string {
+function describeRun(record: EndedExecution, body: unknown): string {
   const fault = ownDeliveryFault(record);
   return fault ? `${describe(body)} (${fault})` : describe(body);
 }
@@ -75,7 +75,7 @@ function describeRun(record: ExecutionRecord, body: unknown): string {
  * The operator log's line for the end of an asynchronous conversation's run (its caller had its 202 long before):
  * the status and answer a synchronous call would have got, as `GET /conversations/{id}` now reports it.
  */
-export function asyncRunSummary(record: ExecutionRecord, durationMs: number): RequestSummary {
+export function asyncRunSummary(record: EndedExecution, durationMs: number): RequestSummary {
   const result = httpResultForExecution({
     status: record.status,
     output: record.output === undefined ? undefined : JSON.stringify(record.output),

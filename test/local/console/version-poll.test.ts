@@ -32,7 +32,12 @@ describe("the console's version poll", () => {
   beforeEach(async () => {
     dataDir = await mkdtemp(path.join(tmpdir(), 'console-version-'));
     const executions = new ExecutionStore(dataDir);
-    ctx = { executions, failedDeliveries: new LocalFailedDeliveryStore(dataDir) } as ConsoleContext;
+    ctx = {
+      executions,
+      failedDeliveries: new LocalFailedDeliveryStore(dataDir),
+      running: () => [],
+      runningVersion: () => 0,
+    } as unknown as ConsoleContext;
     listings = vi.spyOn(executions, 'conversationIds');
   });
   afterEach(async () => {
