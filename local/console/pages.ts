@@ -307,9 +307,10 @@ export function endpointsFragment(views: EndpointView[], now: Date): SafeHtml {
   <p><small>Redrive every delivery still owed to a receiver since a time (oldest first). Plan shows how many first; nothing runs until you confirm.</small></p>
   <table><thead><tr><th>type</th><th>since (ISO 8601)</th><th>plan</th><th>recover</th></tr></thead>
   <tbody>${views.map(
+    // A form per type (a form cannot hold a table row: the field and Plan name it), so Enter in the field plans.
     (v) => html`<tr data-type="${v.webhook_type}"><td>${v.webhook_type}</td>
-    <td><input type="text" size="26" name="since" data-type="${v.webhook_type}" value="${dayBefore(now)}" aria-label="since, for ${v.webhook_type}"></td>
-    <td><button type="button" data-plan="${v.webhook_type}" aria-label="Plan ${v.webhook_type}">Plan</button></td>
+    <td><form id="recover-${v.webhook_type}" data-plan-form="${v.webhook_type}"></form><input type="text" size="26" name="since" form="recover-${v.webhook_type}" data-type="${v.webhook_type}" value="${dayBefore(now)}" aria-label="since, for ${v.webhook_type}"></td>
+    <td><button type="submit" form="recover-${v.webhook_type}" data-plan="${v.webhook_type}" aria-label="Plan ${v.webhook_type}">Plan</button></td>
     <td><button type="button" data-recover="${v.webhook_type}" aria-label="Recover ${v.webhook_type}" hidden>Recover</button></td></tr>`,
   )}</tbody></table>
 </section>`;

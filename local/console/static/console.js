@@ -51,10 +51,22 @@
       const kept = 'details[data-file], details[data-attempt]';
       const keyOf = (d) => (d.dataset.file ? `file:${d.dataset.file}` : `attempt:${d.dataset.attempt}`);
       const was = new Map([...content.querySelectorAll(kept)].map((d) => [keyOf(d), d.open]));
+      // What the operator typed in a recover form's since field stays too (another type's Pause refreshes the page).
+      const typed = new Map(
+        [...content.querySelectorAll('input[name="since"]')]
+          .filter((i) => i.value !== i.defaultValue)
+          .map((i) => [i.dataset.type, { value: i.value, invalid: i.getAttribute('aria-invalid') }]),
+      );
       content.innerHTML = text;
       for (const d of content.querySelectorAll(kept)) {
         const open = was.get(keyOf(d));
         if (open !== undefined) d.open = open;
+      }
+      for (const input of content.querySelectorAll('input[name="since"]')) {
+        const entry = typed.get(input.dataset.type);
+        if (!entry) continue;
+        input.value = entry.value;
+        if (entry.invalid) input.setAttribute('aria-invalid', entry.invalid);
       }
       if (focus) content.querySelector(focus)?.focus();
       body.dataset.refreshedAt = new Date().toISOString();
@@ -161,9 +173,13 @@
     const type = button.dataset.plan;
     const since = sinceOf(type);
     const confirm = content.querySelector(`button[data-recover="${type}"]`);
+    const field = content.querySelector(`input[name="since"][data-type="${type}"]`);
     try {
       const { response, result } = await call(`/local/deliveries/plan?${recoverQuery(type, since)}`);
+      // A since the gateway refuses: the field is marked (its text kept as typed), the message says why.
+      if (response.status === 400) field?.setAttribute('aria-invalid', 'true');
       if (!response.ok) throw new Error(result.error?.message || `HTTP ${response.status}`);
+      field?.removeAttribute('aria-invalid');
       say(
         `${result.count} ${type} ${result.count === 1 ? 'delivery' : 'deliveries'} owed ${since ? `since ${since}` : 'at any time'} would be redriven, oldest first`,
         'pending',
@@ -221,9 +237,18 @@
     else if (target.id === 'resend') await deliveryButton(target, 'Resend', 'resend');
     else if (target.dataset.endpointAction) await endpointAction(target);
     else if (target.dataset.recover) await recover(target);
-    else if (target.dataset.plan) return plan(target);
-    else return;
+    else return; // Plan is a form's submit button: planned on the form's submit, below.
     await refresh(target).catch(() => {});
+  });
+
+  // A recover form, submitted by its Plan button or by Enter in its since field: planned here, never sent as a
+  // navigation (the page, and what was typed, stay).
+  document.addEventListener('submit', (event) => {
+    const form = event.target instanceof HTMLFormElement ? event.target : null;
+    if (!form?.dataset.planForm) return;
+    event.preventDefault();
+    const button = content.querySelector(`button[data-plan="${CSS.escape(form.dataset.planForm)}"]`);
+    if (button) plan(button);
   });
 
   setTimeout(poll, 1000);

@@ -160,3 +160,49 @@ describe.skipIf(skipBrowser)('console headings in Chromium', () => {
     }
   });
 });
+
+describe.skipIf(skipBrowser)('console recover form from the keyboard, in Chromium', () => {
+  let page: Page;
+  useBrowserPage((opened) => {
+    page = opened;
+  });
+
+  it('Enter in a since field plans that type, as its Plan button does; an invalid since is said and kept as typed', async () => {
+    await page.goto(`${world.gateway.url}/console/endpoints`);
+    const since = page.getByRole('textbox', { name: 'since, for lead_analysis', exact: true });
+    // A real form: the field and its Plan button belong to one, which Enter submits.
+    expect(await since.evaluate((el) => (el as HTMLInputElement).form?.id)).toBeTruthy();
+    expect(
+      await since.evaluate((el) => {
+        const form = (el as HTMLInputElement).form!;
+        return [...form.elements].filter((e) => (e as HTMLButtonElement).type === 'submit').map((e) => e.textContent);
+      }),
+    ).toEqual(['Plan']);
+
+    await since.fill('last tuesday');
+    await since.press('Enter');
+    await expect.poll(() => page.locator('#flash').innerText()).toMatch(/^Plan for lead_analysis: .*since/);
+    expect(await page.locator('#flash').getAttribute('class')).toBe('bad');
+    expect(await since.inputValue()).toBe('last tuesday');
+    expect(await since.getAttribute('aria-invalid')).toBe('true');
+    expect(page.url()).toBe(`${world.gateway.url}/console/endpoints`);
+    expect(await page.evaluate(() => document.activeElement?.getAttribute('aria-label'))).toBe(
+      'since, for lead_analysis',
+    );
+
+    await since.fill('2020-01-01T00:00:00Z');
+    await since.press('Enter');
+    await expect
+      .poll(() => page.locator('#flash').innerText())
+      .toBe('0 lead_analysis deliveries owed since 2020-01-01T00:00:00Z would be redriven, oldest first');
+    expect(await since.getAttribute('aria-invalid')).toBe(null);
+
+    // What was typed in one type's field stays as the page refreshes after another's Pause.
+    await since.fill('2021-02-03T04:05:06Z');
+    await page.getByRole('button', { name: 'Pause data_analysis', exact: true }).click();
+    await page.getByRole('button', { name: 'Resume data_analysis', exact: true }).waitFor();
+    expect(await since.inputValue()).toBe('2021-02-03T04:05:06Z');
+    await page.getByRole('button', { name: 'Resume data_analysis', exact: true }).click();
+    await page.getByRole('button', { name: 'Pause data_analysis', exact: true }).waitFor();
+  });
+});
