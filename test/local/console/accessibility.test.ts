@@ -206,3 +206,36 @@ describe.skipIf(skipBrowser)('console recover form from the keyboard, in Chromiu
     await page.getByRole('button', { name: 'Pause data_analysis', exact: true }).waitFor();
   });
 });
+
+describe.skipIf(skipBrowser)('console in a narrow window (375 px), in Chromium', () => {
+  let page: Page;
+  useBrowserPage((opened) => {
+    page = opened;
+  });
+  beforeAll(async () => {
+    await page.setViewportSize({ width: 375, height: 800 });
+  });
+
+  it('no page is pushed sideways, every header link is in sight, and each recover form’s Plan button too', async () => {
+    for (const path of [
+      '/console',
+      `/console/conversations/${id}`,
+      '/console/threads/testing_system/a11y',
+      '/console/analytics',
+      '/console/endpoints',
+    ]) {
+      await page.goto(`${world.gateway.url}${path}`);
+      expect(await page.evaluate(() => document.documentElement.scrollWidth), path).toBeLessThanOrEqual(375);
+      const rights = await page
+        .locator('header a')
+        .evaluateAll((links) => links.map((a) => Math.ceil(a.getBoundingClientRect().right)));
+      expect(rights.length, path).toBe(4);
+      for (const right of rights) expect(right, path).toBeLessThanOrEqual(375);
+    }
+    const plans = await page
+      .locator('button[data-plan]')
+      .evaluateAll((buttons) => buttons.map((b) => Math.ceil(b.getBoundingClientRect().right)));
+    expect(plans.length).toBe(4);
+    for (const right of plans) expect(right).toBeLessThanOrEqual(375);
+  });
+});
