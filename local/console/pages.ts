@@ -53,7 +53,7 @@ export function page(shell: PageShell): string {
 <script src="/console/static/console.js" defer></script>
 </head>
 <body data-version="${shell.version}" data-version-src="${shell.versionSrc}" data-fragment-src="${shell.fragmentSrc}">
-<header class="top"><a class="home" href="/console">webhook-gateway · local console</a><nav><a href="/console">Conversations</a><a href="/console/analytics">Analytics</a><a href="/console/endpoints">Endpoints</a></nav>${shell.versionSrc ? html`<span id="live" class="live" title="refreshes when conversations arrive">live</span>` : ''}</header>
+<header class="top"><a class="home" href="/console">webhook-gateway · local console</a><nav><a href="/console">Conversations</a><a href="/console/analytics">Analytics</a><a href="/console/endpoints">Endpoints</a></nav>${shell.versionSrc ? html`<span id="live" class="live" role="status" title="refreshes when conversations arrive">live</span>` : ''}</header>
 <div id="flash" role="status" aria-live="polite"></div>
 <main id="content">${shell.body}</main>
 </body>

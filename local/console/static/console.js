@@ -77,6 +77,19 @@
 
   /** Whether the last poll got an error answer: the page then shows the gateway's error page, refreshed once. */
   let failing = false;
+  /** When the gateway last did not answer (its first miss in a row), or null while it answers. */
+  let unreachableSince = null;
+
+  /**
+   * The header's state (a status: a screen reader says it when it changes), written only when it changes: a poll
+   * every second rewriting the same words would have it said again and again.
+   */
+  function showLive(kind, text, title) {
+    const className = `live ${kind}`;
+    if (live.className !== className) live.className = className;
+    if (live.textContent !== text) live.textContent = text;
+    if (live.title !== title) live.title = title;
+  }
 
   async function poll() {
     try {
@@ -88,23 +101,26 @@
           // the page is refreshed once, to the console's error page that says why.
           if (!failing) await refresh().catch(() => {});
           failing = true;
-          live.className = 'live offline';
-          live.textContent = 'gateway error';
-          live.title = answer.error?.message || `HTTP ${response.status}`;
+          unreachableSince = null;
+          showLive('offline', 'gateway error', answer.error?.message || `HTTP ${response.status}`);
         } else {
           if (failing || (answer.version && answer.version !== version)) {
             await refresh();
             version = answer.version;
             failing = false;
           }
-          live.className = 'live ok';
-          live.textContent = 'live';
-          live.title = 'refreshes when conversations arrive';
+          unreachableSince = null;
+          showLive('ok', 'live', 'refreshes when conversations arrive');
         }
       }
     } catch {
-      live.className = 'live offline';
-      live.textContent = 'gateway not reachable';
+      // Stopped or restarting: the page keeps what it showed, and says since when that is.
+      unreachableSince = unreachableSince || new Date().toTimeString().slice(0, 8);
+      showLive(
+        'offline',
+        'gateway not reachable',
+        `the gateway did not answer since ${unreachableSince}: the page shows what it had then`,
+      );
     }
     setTimeout(poll, 1000);
   }

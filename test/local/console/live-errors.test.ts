@@ -59,3 +59,27 @@ describe.skipIf(skipBrowser)('console live refresh meeting an error, in Chromium
     }
   });
 });
+
+describe.skipIf(skipBrowser)('console page open while the gateway stops, in Chromium', () => {
+  let page: Page;
+  useBrowserPage((opened) => {
+    page = opened;
+  });
+
+  it('says so as a status a screen reader hears, and since when; "live" again once the gateway answers', async () => {
+    await page.goto(`${world.gateway.url}/console/conversations/${id}`);
+    await page.locator('#live.ok').waitFor();
+    const live = page.getByRole('status').filter({ hasText: /live|gateway/ });
+    expect(await live.count()).toBe(1);
+    // The gateway stopped: its every-second check finds nobody.
+    await page.route('**/console/api/version**', (route) => route.abort('connectionrefused'));
+    await page.locator('#live:text-is("gateway not reachable")').waitFor();
+    expect(await live.innerText()).toBe('gateway not reachable');
+    expect(await page.locator('#live').getAttribute('title')).toMatch(
+      /^the gateway did not answer since \d{2}:\d{2}:\d{2}: the page shows what it had then$/,
+    );
+    await page.unroute('**/console/api/version**');
+    await page.locator('#live.ok:text-is("live")').waitFor();
+    expect(await page.locator('#live').getAttribute('title')).toBe('refreshes when conversations arrive');
+  });
+});
