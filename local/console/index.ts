@@ -133,6 +133,7 @@ function consolePages(ctx: ConsoleContext) {
             const body = listFragment(rows, open, LIST_LIMIT, heldReceivers(receivers), unreadable);
             sendPage(req, res, isFragment(req), {
               title: 'Conversations',
+              current: '/console',
               version: v,
               fragmentSrc: '/console?fragment=1',
               body,
@@ -151,6 +152,7 @@ function consolePages(ctx: ConsoleContext) {
             ]);
             sendPage(req, res, isFragment(req), {
               title: 'Analytics',
+              current: '/console/analytics',
               version: v,
               fragmentSrc: '/console/analytics?fragment=1',
               body: analyticsFragment(view, ctx.exportEnabled),
@@ -166,6 +168,7 @@ function consolePages(ctx: ConsoleContext) {
             // No live refresh (its state changes with every delivery): the page reloads after each action.
             const shell = {
               title: 'Endpoints',
+              current: '/console/endpoints' as const,
               version: '',
               versionSrc: '',
               fragmentSrc: '/console/endpoints?fragment=1',

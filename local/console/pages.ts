@@ -33,8 +33,17 @@ const preview = (text: string, max = 90) => {
   return flat.length > max ? `${flat.slice(0, max)}…` : flat;
 };
 
+/** The header's links: each section's page. */
+const SECTIONS = [
+  ['/console', 'Conversations'],
+  ['/console/analytics', 'Analytics'],
+  ['/console/endpoints', 'Endpoints'],
+] as const;
+
 export interface PageShell {
   title: string;
+  /** The header link of this very page (marked aria-current), if it is one of them. */
+  current?: (typeof SECTIONS)[number][0];
   version: string;
   versionSrc: string;
   fragmentSrc: string;
@@ -53,7 +62,7 @@ export function page(shell: PageShell): string {
 <script src="/console/static/console.js" defer></script>
 </head>
 <body data-version="${shell.version}" data-version-src="${shell.versionSrc}" data-fragment-src="${shell.fragmentSrc}">
-<header class="top"><a class="home" href="/console">webhook-gateway · local console</a><nav><a href="/console">Conversations</a><a href="/console/analytics">Analytics</a><a href="/console/endpoints">Endpoints</a></nav>${shell.versionSrc ? html`<span id="live" class="live" role="status" title="refreshes when conversations arrive">live</span>` : ''}</header>
+<header class="top"><a class="home" href="/console">webhook-gateway · local console</a><nav aria-label="console">${SECTIONS.map(([href, name]) => (href === shell.current ? html`<a href="${href}" aria-current="page">${name}</a>` : html`<a href="${href}">${name}</a>`))}</nav>${shell.versionSrc ? html`<span id="live" class="live" role="status" title="refreshes when conversations arrive">live</span>` : ''}</header>
 <div id="flash" role="status" aria-live="polite"></div>
 <main id="content">${shell.body}</main>
 </body>

@@ -239,3 +239,25 @@ describe.skipIf(skipBrowser)('console in a narrow window (375 px), in Chromium',
     for (const right of plans) expect(right).toBeLessThanOrEqual(375);
   });
 });
+
+describe.skipIf(skipBrowser)('console header navigation for a screen reader, in Chromium', () => {
+  let page: Page;
+  useBrowserPage((opened) => {
+    page = opened;
+  });
+
+  it('names the page the reader is on (aria-current) among the header’s links, and only that one', async () => {
+    const pages: [string, string | null][] = [
+      ['/console', 'Conversations'],
+      ['/console/analytics', 'Analytics'],
+      ['/console/endpoints', 'Endpoints'],
+      [`/console/conversations/${id}`, null],
+    ];
+    for (const [path, current] of pages) {
+      await page.goto(`${world.gateway.url}${path}`);
+      const marked = await page.locator('header nav a[aria-current="page"]').allInnerTexts();
+      expect(marked, path).toEqual(current === null ? [] : [current]);
+      expect(await page.getByRole('navigation').count(), path).toBe(1);
+    }
+  });
+});
