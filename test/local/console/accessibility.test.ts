@@ -171,12 +171,14 @@ describe.skipIf(skipBrowser)('console recover form from the keyboard, in Chromiu
     await page.goto(`${world.gateway.url}/console/endpoints`);
     const since = page.getByRole('textbox', { name: 'since, for lead_analysis', exact: true });
     // A real form: the field and its Plan button belong to one, which Enter submits.
-    expect(await since.evaluate((el) => (el as HTMLInputElement).form?.id)).toBeTruthy();
+    type Field = { form: { id: string; elements: ArrayLike<{ type?: string; textContent: string | null }> } | null };
+    expect(await since.evaluate((el) => (el as unknown as Field).form?.id)).toBeTruthy();
     expect(
-      await since.evaluate((el) => {
-        const form = (el as HTMLInputElement).form!;
-        return [...form.elements].filter((e) => (e as HTMLButtonElement).type === 'submit').map((e) => e.textContent);
-      }),
+      await since.evaluate((el) =>
+        Array.from((el as unknown as Field).form?.elements ?? [])
+          .filter((e) => e.type === 'submit')
+          .map((e) => e.textContent),
+      ),
     ).toEqual(['Plan']);
 
     await since.fill('last tuesday');
@@ -186,9 +188,7 @@ describe.skipIf(skipBrowser)('console recover form from the keyboard, in Chromiu
     expect(await since.inputValue()).toBe('last tuesday');
     expect(await since.getAttribute('aria-invalid')).toBe('true');
     expect(page.url()).toBe(`${world.gateway.url}/console/endpoints`);
-    expect(await page.evaluate(() => document.activeElement?.getAttribute('aria-label'))).toBe(
-      'since, for lead_analysis',
-    );
+    expect(await page.locator(':focus').getAttribute('aria-label')).toBe('since, for lead_analysis');
 
     await since.fill('2020-01-01T00:00:00Z');
     await since.press('Enter');
@@ -225,7 +225,7 @@ describe.skipIf(skipBrowser)('console in a narrow window (375 px), in Chromium',
       '/console/endpoints',
     ]) {
       await page.goto(`${world.gateway.url}${path}`);
-      expect(await page.evaluate(() => document.documentElement.scrollWidth), path).toBeLessThanOrEqual(375);
+      expect(await page.locator('html').evaluate((el) => el.scrollWidth), path).toBeLessThanOrEqual(375);
       const rights = await page
         .locator('header a')
         .evaluateAll((links) => links.map((a) => Math.ceil(a.getBoundingClientRect().right)));
