@@ -165,9 +165,10 @@ export async function threadConversations(
 export async function openDeliveries(
   ctx: ConsoleContext,
   limit: number,
-): Promise<{ deliveries: EnvelopeHead[]; total: number }> {
-  const { heads, total } = await ctx.failedDeliveries.newestHeads({ limit, states: ['pending', 'dead'] });
-  return { deliveries: heads, total };
+): Promise<{ deliveries: EnvelopeHead[]; total: number; unreadable: string[] }> {
+  const { heads, total, unreadable } = await ctx.failedDeliveries.newestHeads({ limit, states: ['pending', 'dead'] });
+  // A damaged envelope may be owed: its conversation is named (its page names the file), not left out in silence.
+  return { deliveries: heads, total, unreadable: unreadable.map((u) => path.basename(u.file, '.json')).sort() };
 }
 
 async function stamp(file: string): Promise<string> {

@@ -76,19 +76,25 @@ export function page(shell: PageShell): string {
  */
 export function listFragment(
   rows: ConsoleRow[],
-  owed: { deliveries: EnvelopeHead[]; total: number },
+  owed: { deliveries: EnvelopeHead[]; total: number; unreadable?: string[] },
   limit: number,
   held: HeldReceivers = new Map(),
   unreadable: string[] = [],
 ): SafeHtml {
   const open = owed.deliveries;
+  const damaged = owed.unreadable ?? [];
   const deliveries =
-    owed.total === 0
+    owed.total === 0 && damaged.length === 0
       ? ''
       : html`<section id="failed-deliveries">
   <h2>Failed deliveries <span class="count">${owed.total}</span></h2>
-  <table><thead><tr><th>conversation</th><th>type</th><th>state</th><th>attempts</th><th>last error</th><th>next attempt</th></tr></thead>
-  <tbody>${open.slice(0, limit).map((e) => html`<tr data-id="${e.conversation_id}"><td>${link(e.conversation_id)}</td><td>${e.webhook_type}</td><td>${badge(e.state)}${e.dead_reason ? html` <small>${e.dead_reason}</small>` : ''}${e.owed === 'export' ? html` <small>export only</small>` : ''}</td><td class="num">${attemptsMade(e)}</td><td class="err">${preview(e.last_error ?? '', 80)}</td><td>${nextAttemptLabel(e, held)}</td></tr>`)}</tbody></table>
+  ${damaged.length === 0 ? '' : html`<p class="err" id="unreadable-deliveries">Left out, their failed-delivery file damaged (nothing redelivers them until it is mended or deleted; each page names the file): ${damaged.map((id, i) => html`${i > 0 ? ', ' : ''}${link(id)}`)}</p>`}
+  ${
+    owed.total === 0
+      ? ''
+      : html`<table><thead><tr><th>conversation</th><th>type</th><th>state</th><th>attempts</th><th>last error</th><th>next attempt</th></tr></thead>
+  <tbody>${open.slice(0, limit).map((e) => html`<tr data-id="${e.conversation_id}"><td>${link(e.conversation_id)}</td><td>${e.webhook_type}</td><td>${badge(e.state)}${e.dead_reason ? html` <small>${e.dead_reason}</small>` : ''}${e.owed === 'export' ? html` <small>export only</small>` : ''}</td><td class="num">${attemptsMade(e)}</td><td class="err">${preview(e.last_error ?? '', 80)}</td><td>${nextAttemptLabel(e, held)}</td></tr>`)}</tbody></table>`
+  }
   ${owed.total > open.length ? html`<p class="more">Showing the newest ${open.length} of ${owed.total}. <code>npx webhook-gateway deliveries list --limit N</code> lists more; the <a href="/console/endpoints">Endpoints</a> page recovers them by type.</p>` : ''}
 </section>`;
   const table =

@@ -292,8 +292,10 @@ export class LocalFailedDeliveryStore implements FailedDeliveryStore {
   async newestHeads(options: { limit: number; states: readonly EnvelopeState[] }): Promise<{
     heads: EnvelopeHead[];
     total: number;
+    /** Each envelope file that is not JSON (left out: its state is unknown), with why. */
+    unreadable: { file: string; reason: string }[];
   }> {
-    const { summaries } = await this.summaries();
+    const { summaries, unreadable } = await this.summaries();
     const signatures = this.lastLook?.signatures ?? new Map<string, string>();
     const matching = summaries.filter((e) => options.states.includes(e.state)).sort(newestFirst);
     const read = await mapConcurrently(matching.slice(0, options.limit), 32, async (e) => {
@@ -305,7 +307,7 @@ export class LocalFailedDeliveryStore implements FailedDeliveryStore {
       this.headCache.set(name, { signature: signatures.get(name) ?? '-', head });
       return head;
     });
-    return { heads: read.filter((h): h is EnvelopeHead => h !== null), total: matching.length };
+    return { heads: read.filter((h): h is EnvelopeHead => h !== null), total: matching.length, unreadable };
   }
 
   /**

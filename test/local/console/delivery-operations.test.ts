@@ -192,6 +192,12 @@ describe.skipIf(skipBrowser)('delivery operations in Chromium', () => {
     );
     expect(await page.locator('button#redrive, button#resend').count()).toBe(0);
     expect(await page.locator('#attempts tbody tr').count()).toBe(2);
+    // The list says one is left out, and links to its page (it had been silent: nothing owed, as far as it showed).
+    await page.goto(`${world.gateway.url}/console`);
+    const left = page.locator('#unreadable-deliveries');
+    expect(await left.innerText()).toMatch(/^Left out, their failed-delivery file damaged/);
+    expect(await left.locator('a').allInnerTexts()).toEqual([ids.failed]);
+    expect(await page.locator('h1').count()).toBe(1);
   });
 
   it('a page that cannot be built (a receiver file that is not JSON) says why, as a console page', async () => {
