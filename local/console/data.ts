@@ -154,6 +154,16 @@ export async function threadConversations(
     });
   }
   await index.save();
+  // A turn still running with no saved history yet (its caller waiting for the answer) is a turn of it too.
+  for (const id of runningByConversation(ctx).keys()) {
+    if (!mayMatch(id, filter) || turns.some((t) => t.row.conversation_id === id)) continue;
+    const { executions } = await conversationExecutions(ctx, id);
+    const record = latestRecord(executions);
+    const summary = summarize(id, executions);
+    if (!record || !summary) continue;
+    if (record.metadata.thread_id !== threadId || record.metadata.source_system !== sourceSystem) continue;
+    turns.push({ row: { ...summary, agent_ms: null, delivery_ms: null, attempts: 0 }, record });
+  }
   return turns.sort((a, b) => (a.row.thread_turn ?? 0) - (b.row.thread_turn ?? 0));
 }
 

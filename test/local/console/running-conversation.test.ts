@@ -87,7 +87,7 @@ describe.skipIf(skipBrowser)('console list of a synchronous conversation still r
     try {
       await page.goto(`${world.gateway.url}/console`);
       // No Prefer: respond-async: the caller waits for the agent's answer.
-      const waiting = world.post({ ...SEED_REQUEST, query: 'A slow synchronous question' });
+      const waiting = world.post({ ...SEED_REQUEST, query: 'A slow synchronous question', thread_id: 'slow-thread' });
       await entered;
       const row = page.locator('#conversations tbody tr', { hasText: 'A slow synchronous question' });
       await row.waitFor();
@@ -103,7 +103,13 @@ describe.skipIf(skipBrowser)('console list of a synchronous conversation still r
       expect(await page.locator('section.execution tr[data-state="InvokeManagerAgent"] td').last().innerText()).toBe(
         'running',
       );
-      await page.goBack();
+      // Its thread's page has it too, as its turn still running.
+      await page.goto(`${world.gateway.url}/console/threads/testing_system/slow-thread`);
+      expect(
+        await page.locator('ol.thread > li').evaluateAll((lis) => lis.map((li) => li.getAttribute('data-id'))),
+      ).toEqual([id]);
+      expect(await page.locator('ol.thread > li p.turn .badge').first().innerText()).toBe('in_progress');
+      await page.goto(`${world.gateway.url}/console`);
 
       answer();
       const done = await waiting;
