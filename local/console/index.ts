@@ -95,8 +95,26 @@ function sendPage(
   sendHtml(req, res, 200, fragment ? shell.body.value : page({ ...shell, versionSrc: '/console/api/version' }));
 }
 
-/** 404: the console's own page; 405: a line of text. */
+/** 404 and 400 (an address that does not decode): the console's own page; 405: a line of text. */
 const refuse: Refuse = (req, res, status, message, headers) => {
+  if (status === 400) {
+    const raw = (req.url ?? '/console').split(/[?#]/, 1)[0]!;
+    return sendHtml(
+      req,
+      res,
+      400,
+      page({
+        title: 'Bad address',
+        version: '',
+        versionSrc: '',
+        fragmentSrc: '',
+        body: notFoundFragment(
+          `${raw} is no address of the console: its percent-encoding (%XX) does not decode. The console lives at /console.`,
+          'Bad address',
+        ),
+      }),
+    );
+  }
   const pathname = new URL(req.url ?? '/console', 'http://local').pathname;
   if (status !== 404) return send(req, res, status, 'text/plain; charset=utf-8', `${message}\n`, headers);
   return sendHtml(

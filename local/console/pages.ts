@@ -336,6 +336,6 @@ export function errorFragment(message: string): SafeHtml {
   return html`${crumbs()}<h1>Error</h1><p class="err" id="page-error">${message}</p><p class="more">The gateway's terminal has the whole error.</p>`;
 }
 
-export function notFoundFragment(message: string): SafeHtml {
-  return html`${crumbs()}<h1>Not found</h1><p class="empty">${message}</p>`;
+export function notFoundFragment(message: string, heading = 'Not found'): SafeHtml {
+  return html`${crumbs()}<h1>${heading}</h1><p class="empty">${message}</p>`;
 }

@@ -76,8 +76,16 @@ export function router(
   const refuse = options.refuse ?? refuseJson;
   return async (req, res) => {
     const pathname = requestPath(req.url ?? '/');
-    if (pathname === null)
+    if (pathname === null) {
+      // A part of the gateway mounted at a path (the console) answers the addresses under it that do not decode, in
+      // its own words (its router meets the same null path): a console page rather than the gateway's JSON.
+      const raw = (req.url ?? '/').split(/[?#]/, 1)[0]!;
+      for (const route of routes) {
+        const match = 'mount' in route && ABSOLUTE_PATH.test(raw) ? route.path.exec(raw) : null;
+        if (match && 'mount' in route) return route.mount(req, res, match);
+      }
       return refuse(req, res, 400, 'The request target is not a path, or its percent-encoding is malformed', {});
+    }
     const method = req.method ?? 'GET';
     for (const route of routes) {
       const match = route.path.exec(pathname);

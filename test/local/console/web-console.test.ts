@@ -213,4 +213,21 @@ describe.skipIf(skipBrowser)('console in Chromium', () => {
     );
     expect(exported.conversation.webhook_context.delivery_status).toBe('delivered');
   });
+
+  it('an address whose percent-encoding does not decode (a conversation id cut mid-character) is a console page too', async () => {
+    for (const path of ['/console/conversations/webhook_%E0%A4%A', '/console/threads/crm/%ZZ', '/console/%']) {
+      const response = await page.goto(`${world.gateway.url}${path}`);
+      expect(response?.status(), path).toBe(400);
+      expect(await page.title(), path).toBe('Bad address · webhook-gateway console');
+      expect(await page.locator('h1').innerText(), path).toBe('Bad address');
+      expect(await page.locator('main p.empty').innerText(), path).toBe(
+        `${path} is no address of the console: its percent-encoding (%XX) does not decode. The console lives at /console.`,
+      );
+      expect(await page.locator('main .crumbs a').getAttribute('href'), path).toBe('/console');
+    }
+    // Elsewhere the gateway answers as before (JSON).
+    const webhook = await rawGet(`${world.gateway.url}/webhook%E0`);
+    expect(webhook.status).toBe(400);
+    expect(JSON.parse(webhook.body).error.code).toBe('BAD_REQUEST');
+  });
 });
