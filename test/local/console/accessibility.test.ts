@@ -232,6 +232,16 @@ describe.skipIf(skipBrowser)('console in a narrow window (375 px), in Chromium',
       expect(rights.length, path).toBe(4);
       for (const right of rights) expect(right, path).toBeLessThanOrEqual(375);
     }
+    // The conversation page's summary (a long source process, the receiver's URL) wraps within the window.
+    const long = await world.post({ ...SEED_REQUEST, source_process: `p${'x'.repeat(59)}` });
+    await page.goto(`${world.gateway.url}/console/conversations/${long.body.conversation_id}`);
+    const summary = await page
+      .locator('dl.summary dd')
+      .evaluateAll((dds) =>
+        dds.map((dd) => Math.max(dd.scrollWidth - dd.clientWidth, dd.getBoundingClientRect().right - 375)),
+      );
+    for (const over of summary) expect(over).toBeLessThanOrEqual(0);
+    await page.goto(`${world.gateway.url}/console/endpoints`);
     const plans = await page
       .locator('button[data-plan]')
       .evaluateAll((buttons) => buttons.map((b) => Math.ceil(b.getBoundingClientRect().right)));
