@@ -62,9 +62,10 @@ export function page(shell: PageShell): string {
 <script src="/console/static/console.js" defer></script>
 </head>
 <body data-version="${shell.version}" data-version-src="${shell.versionSrc}" data-fragment-src="${shell.fragmentSrc}">
+<a class="skip" href="#content">Skip to content</a>
 <header class="top"><a class="home" href="/console">webhook-gateway · local console</a><nav aria-label="console">${SECTIONS.map(([href, name]) => (href === shell.current ? html`<a href="${href}" aria-current="page">${name}</a>` : html`<a href="${href}">${name}</a>`))}</nav>${shell.versionSrc ? html`<span id="live" class="live" role="status" title="refreshes when conversations arrive">live</span>` : ''}</header>
 <div id="flash" role="status" aria-live="polite"></div>
-<main id="content">${shell.body}</main>
+<main id="content" tabindex="-1">${shell.body}</main>
 </body>
 </html>
 `.value;

@@ -271,3 +271,23 @@ describe.skipIf(skipBrowser)('console header navigation for a screen reader, in 
     }
   });
 });
+
+describe.skipIf(skipBrowser)('console from the keyboard: past the header, in Chromium', () => {
+  let page: Page;
+  useBrowserPage((opened) => {
+    page = opened;
+  });
+
+  it('the first Tab offers to skip to the page’s content, and Enter goes there', async () => {
+    await page.goto(`${world.gateway.url}/console/conversations/${id}`);
+    await page.keyboard.press('Tab');
+    const focused = page.locator(':focus');
+    expect(await focused.innerText()).toBe('Skip to content');
+    expect(await focused.isVisible()).toBe(true);
+    await page.keyboard.press('Enter');
+    await page.keyboard.press('Tab');
+    // The next stop is the page's own first link, not the header's.
+    expect(await page.locator(':focus').innerText()).toBe('← all conversations');
+    expect(await page.locator('main :focus').count()).toBe(1);
+  });
+});
