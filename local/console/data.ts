@@ -12,7 +12,7 @@ import { idTimeMs, matchesFilter, mayMatch } from '../history/conversation-filte
 import { type ConversationSummary, latestRecord, summarize } from '../history/conversations.ts';
 import { conversationFigures } from '../history/figures.ts';
 import { SummaryIndex } from '../history/summary-index.ts';
-import { conversationIdOf, type ExecutionStore } from '../store/execution-store.ts';
+import { conversationIdOf, type ExecutionStore, redactedHistory } from '../store/execution-store.ts';
 import { readText, s3Client } from '../store/export-bucket.ts';
 import type { EnvelopeHead, LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
 import { mapConcurrently } from '../store/json-files.ts';
@@ -69,7 +69,8 @@ async function newestIds(ctx: ConsoleContext, limit: number): Promise<string[]> 
 /** The executions under way, by the conversation each works on (known once Validate made its record). */
 function runningByConversation(ctx: ConsoleContext): Map<string, ExecutionRecord[]> {
   const byId = new Map<string, ExecutionRecord[]>();
-  for (const execution of ctx.running()) {
+  // Masked as its saved history will be (signatures, secrets): the page shows nothing now that it would not then.
+  for (const execution of ctx.running().map(redactedHistory)) {
     const id = conversationIdOf(execution);
     if (id) byId.set(id, [...(byId.get(id) ?? []), execution]);
   }

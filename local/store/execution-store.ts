@@ -149,6 +149,11 @@ async function historyIn(file: string): Promise<ExecutionRecord | null> {
   return value as ExecutionRecord;
 }
 
+/** An execution's history as it is saved (serializeHistory): for one still running, shown before it is saved. */
+export function redactedHistory(record: ExecutionRecord): ExecutionRecord {
+  return JSON.parse(serializeHistory(record)) as ExecutionRecord;
+}
+
 /**
  * The inbound `webhook-signature` is checked by Validate and has no use afterwards: the header's value is not kept,
  * and every signature- or secret-shaped text elsewhere is masked with the patterns the AWS log groups' data

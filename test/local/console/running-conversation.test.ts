@@ -124,4 +124,41 @@ describe.skipIf(skipBrowser)('console list of a synchronous conversation still r
       world.agent.reset();
     }
   });
+
+  it('masks a secret in it while it runs, as its saved history does', async () => {
+    let answer = () => {};
+    const answered = new Promise<void>((resolve) => {
+      answer = resolve;
+    });
+    const entered = new Promise<void>((resolve) => {
+      world.agent.behave(async () => {
+        resolve();
+        await answered;
+        return { payload: { response: 'noted' } };
+      });
+    });
+    const secret = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
+    try {
+      const waiting = world.post({ ...SEED_REQUEST, query: `Rotate ${secret} please` });
+      await entered;
+      await page.goto(`${world.gateway.url}/console`);
+      const row = page.locator('#conversations tbody tr', { hasText: 'Rotate' });
+      await row.waitFor();
+      expect(await row.getAttribute('data-status')).toBe('in_progress');
+      expect(await row.locator('td.query').innerText()).toBe('Rotate **** please');
+      await row.locator('a').first().click();
+      await page.locator('#run-under-way').waitFor();
+      expect(await page.locator('main').innerText()).not.toContain(secret);
+      answer();
+      const done = await waiting;
+      // Saved: the same, masked.
+      await page.goto(`${world.gateway.url}/console`);
+      const saved = page.locator(`#conversations tbody tr[data-id="${done.body.conversation_id}"]`);
+      expect(await saved.getAttribute('data-status')).toBe('completed');
+      expect(await saved.locator('td.query').innerText()).toBe('Rotate **** please');
+    } finally {
+      answer();
+      world.agent.reset();
+    }
+  });
 });
