@@ -1,6 +1,7 @@
 /** Server-rendered pages of the local console. Every piece of data goes through `html` (escaped). */
 import { agentTurn, type ConversationRecord, turnText, userQuery } from '../../functions/domain/conversation.ts';
 import type { EndpointView } from '../../functions/domain/endpoints.ts';
+import { recordFromExport } from '../../functions/domain/export-formats.ts';
 import { attemptsMade, type FailedDeliveryEnvelope } from '../../functions/domain/failed-delivery.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
 import { type HeldReceivers, nextAttemptLabel } from '../history/endpoints.ts';
@@ -152,9 +153,10 @@ function summary(
   record: ConversationRecord | null,
   executions: ExecutionRecord[],
   damaged: boolean,
+  exported: ConversationRecord | null,
 ): SafeHtml {
   if (!record)
-    return html`<h1 class="id">${id}</h1><p class="empty" id="no-history">${
+    return html`<h1 class="id">${id}</h1>${exported?.metadata.thread_id ? html`<p id="thread">Of thread ${threadLink(exported.metadata)} <small>(from its export)</small></p>` : ''}<p class="empty" id="no-history">${
       damaged
         ? html`Its history could not be read (see Timeline): the export documents below still have the conversation, and <code>npx webhook-gateway conversations search ${id}</code> finds it.`
         : executions.length === 0
@@ -261,6 +263,17 @@ function exportsSection(bucket: string, documents: ExportDocumentView[], exportE
 </section>`;
 }
 
+/** The record the conversation.json export holds, if it was exported and reads as one. */
+function exportedRecord(documents: ExportDocumentView[]): ConversationRecord | null {
+  const text = documents.find((d) => d.file === 'conversation.json')?.text;
+  if (!text) return null;
+  try {
+    return recordFromExport(JSON.parse(text));
+  } catch {
+    return null;
+  }
+}
+
 export function conversationFragment(input: {
   id: string;
   record: ConversationRecord | null;
@@ -278,7 +291,7 @@ export function conversationFragment(input: {
 }): SafeHtml {
   const damaged = input.damagedHistories ?? [];
   return html`${crumbs()}
-${summary(input.id, input.record, input.executions, damaged.length > 0)}
+${summary(input.id, input.record, input.executions, damaged.length > 0, input.record ? null : exportedRecord(input.documents))}
 ${deliverySection(input.id, input.record, input.envelope, input.executions, input.held ?? new Map(), input.envelopeUnreadable ?? null)}
 <section id="executions"><h2>Timeline <span class="count">${input.executions.length} execution${input.executions.length === 1 ? '' : 's'}</span></h2>
 ${

@@ -53,6 +53,16 @@ describe('console conversation page, damaged history', () => {
     expect(list).not.toContain('No conversations yet');
   });
 
+  it('its only history cut short, of a thread: the page links to its thread, read from its export', async () => {
+    const id = (await world.post({ ...SEED_REQUEST, thread_id: 'cut-thread' })).body.conversation_id as string;
+    const file = await historyFile(id);
+    await writeFile(file, (await readFile(file, 'utf8')).slice(0, 300));
+    const { text } = await page(id);
+    expect(text).toContain(
+      '<p id="thread">Of thread <a class="thread" href="/console/threads/testing_system/cut-thread">cut-thread · 1</a>',
+    );
+  });
+
   it('one history of several not a history: the others shown, that one named', async () => {
     const id = (await world.post(SEED_REQUEST)).body.conversation_id as string;
     const stray = path.join(world.dataDir, 'executions', id, '20991231T000000000Z_stray.json');
