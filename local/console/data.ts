@@ -27,6 +27,8 @@ export interface ConsoleContext {
   running: () => ExecutionRecord[];
   /** Changes whenever `running` does (the pages' live refresh). */
   runningVersion: () => number;
+  /** Whether the gateway is stopping (Ctrl-C: its conversations in flight finish, new ones get 503 STOPPING). */
+  stopping: () => boolean;
   failedDeliveries: LocalFailedDeliveryStore;
   bucket: string;
   s3Endpoint: string;

@@ -230,7 +230,9 @@ function consolePages(ctx: ConsoleContext) {
         methods: {
           GET: async (req, res) => {
             const id = new URL(req.url ?? '', 'http://local').searchParams.get('id') ?? undefined;
-            sendData(req, res, 200, { version: await version(ctx, id) });
+            // Stopping: the pages say so (the gateway still answers while its conversations in flight finish).
+            const v = await version(ctx, id);
+            sendData(req, res, 200, ctx.stopping() ? { version: v, stopping: true } : { version: v });
           },
         },
       },

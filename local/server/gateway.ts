@@ -481,6 +481,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
           executions,
           running: () => runningExecutions.list(),
           runningVersion: () => runningExecutions.version(),
+          stopping: () => stopping,
           failedDeliveries,
           bucket,
           s3Endpoint,

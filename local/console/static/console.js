@@ -110,7 +110,13 @@
             failing = false;
           }
           unreachableSince = null;
-          showLive('ok', 'live', 'refreshes when conversations arrive');
+          if (answer.stopping)
+            showLive(
+              'offline',
+              'gateway stopping',
+              'the gateway is stopping: the conversations in flight finish, new ones are refused until it is started again',
+            );
+          else showLive('ok', 'live', 'refreshes when conversations arrive');
         }
       }
     } catch {

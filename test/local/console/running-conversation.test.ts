@@ -162,3 +162,46 @@ describe.skipIf(skipBrowser)('console list of a synchronous conversation still r
     }
   });
 });
+
+// Last in this file: it stops the gateway.
+describe.skipIf(skipBrowser)(
+  'console page open while the gateway stops with a conversation in flight, in Chromium',
+  () => {
+    let page: Page;
+    useBrowserPage((opened) => {
+      page = opened;
+    });
+
+    it('says the gateway is stopping while that conversation finishes, then that it is not reachable', async () => {
+      let answer = () => {};
+      const answered = new Promise<void>((resolve) => {
+        answer = resolve;
+      });
+      const entered = new Promise<void>((resolve) => {
+        world.agent.behave(async () => {
+          resolve();
+          await answered;
+          return { payload: { response: 'late' } };
+        });
+      });
+      try {
+        const waiting = world.post({ ...SEED_REQUEST, query: 'In flight at the stop' });
+        await entered;
+        await page.goto(`${world.gateway.url}/console`);
+        await page.locator('#live.ok').waitFor();
+        const closing = world.gateway.close();
+        await page.locator('#live:text-is("gateway stopping")').waitFor();
+        expect(await page.locator('#live').getAttribute('title')).toBe(
+          'the gateway is stopping: the conversations in flight finish, new ones are refused until it is started again',
+        );
+        answer();
+        expect((await waiting).status).toBe(200);
+        await closing;
+        await page.locator('#live:text-is("gateway not reachable")').waitFor();
+      } finally {
+        answer();
+        world.agent.reset();
+      }
+    });
+  },
+);

@@ -37,6 +37,7 @@ describe("the console's version poll", () => {
       failedDeliveries: new LocalFailedDeliveryStore(dataDir),
       running: () => [],
       runningVersion: () => 0,
+      stopping: () => false,
     } as unknown as ConsoleContext;
     listings = vi.spyOn(executions, 'conversationIds');
   });
