@@ -117,6 +117,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   const dataDirWarning = dataDirModeWarning(options.dataDir, await ownerOnlyDataDir(options.dataDir));
   if (dataDirWarning) console.warn(dataDirWarning);
   const dataDirLock = await lockDataDir(options.dataDir);
+  if (dataDirLock.tookOver) console.warn(`webhook-gateway: ${dataDirLock.tookOver}`);
   // Each history's summary index entry is written as it is saved: a first filtered listing reads no history for it.
   // Off the caller's path (a folder listing and an append): a history whose entry is not written yet (or never, after
   // a crash) is found by its name and read (summary-index.ts). close() and idle() wait for those under way.

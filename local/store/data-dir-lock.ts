@@ -4,7 +4,7 @@
  * it exists (createExclusive); a start that finds it held by a live process is refused, one left by a killed gateway
  * takes it over at once (the journal then recovers what it left).
  */
-import { readFile, rmdir, unlink } from 'node:fs/promises';
+import { readFile, rmdir, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { createExclusive, removeStaleLock } from '../../functions/shared/local-files.ts';
 
@@ -21,6 +21,62 @@ export function isAlive(pid: number): boolean {
 
 const WAIT_MS = 20;
 
+/** `/proc/<pid>/stat` after the command's name (which may hold spaces and parentheses): state, ppid, …; or null. */
+async function procStat(pid: number): Promise<string[] | null> {
+  const text = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => null);
+  return text === null ? null : text.slice(text.lastIndexOf(')') + 2).split(' ');
+}
+
+/** A process's command line as /proc shows it, or null (no /proc, or gone). */
+const commandLine = (pid: number | 'self') =>
+  readFile(`/proc/${pid}/cmdline`, 'utf8').then(
+    (text) => text.replace(/\0+$/, '').replace(/\0/g, ' '),
+    () => null,
+  );
+
+/** When the process started (ms since the epoch), from /proc: its start in clock ticks after boot; or null. */
+async function startedAtMs(pid: number): Promise<number | null> {
+  const fields = await procStat(pid);
+  const boot = /^btime (\d+)$/m.exec((await readFile('/proc/stat', 'utf8').catch(() => '')) ?? '')?.[1];
+  const ticks = Number(fields?.[19]);
+  return boot && Number.isFinite(ticks) ? Number(boot) * 1000 + ticks * 10 : null; // USER_HZ is 100 on Linux
+}
+
+/** How long after the pid file was written its holder must have started to be taken for another process. */
+const STARTED_AFTER_MS = 2_000;
+
+/**
+ * Why the live process `holder`, named by the pid file, is not the gateway that wrote it, or null when it may be. A
+ * container restarted (or a machine rebooted) gives its processes the pids of the last run again: the pid of the
+ * gateway that was killed may now be this start's own `npm` or `sh`, and a start refused on it waited until the file
+ * was deleted by hand. Not a gateway: an ancestor of this process (a gateway never starts another), or a process that
+ * started after the file was written (the writer was running when it wrote it) and runs another command line.
+ */
+async function notAGateway(holder: number, file: string): Promise<string | null> {
+  const seen = new Set<number>();
+  for (let pid = process.ppid, depth = 1; pid > 1 && !seen.has(pid); depth++) {
+    if (pid === holder) {
+      const name = (await commandLine(pid))?.split(' ').slice(0, 2).join(' ');
+      return `this start's own ${depth === 1 ? 'parent' : 'ancestor'} process${name ? ` (${name})` : ''}`;
+    }
+    seen.add(pid);
+    pid = Number((await procStat(pid))?.[1] ?? 0); // without /proc: only the parent is known
+  }
+  const [started, written, theirs, ours] = await Promise.all([
+    startedAtMs(holder),
+    stat(file).then(
+      (s) => s.mtimeMs,
+      () => null,
+    ),
+    commandLine(holder),
+    commandLine('self'),
+  ]);
+  if (started === null || written === null || theirs === null || theirs === ours) return null;
+  if (started - written > STARTED_AFTER_MS)
+    return `a process started after the file was written (${theirs.split(' ').slice(0, 2).join(' ')}; a restart reused the pid)`;
+  return null;
+}
+
 /** The pid file's text, or null when it is gone. */
 const textOf = (file: string) =>
   readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) => {
@@ -28,15 +84,22 @@ const textOf = (file: string) =>
     throw error;
   });
 
-export async function lockDataDir(dataDir: string): Promise<{ release(): Promise<void> }> {
+/**
+ * `tookOver`: the line to print when the file named a live process that is no gateway (notAGateway), taken over.
+ */
+export async function lockDataDir(dataDir: string): Promise<{ release(): Promise<void>; tookOver: string | null }> {
   const file = path.join(dataDir, 'gateway.pid');
   const mine = String(process.pid);
+  let tookOver: string | null = null;
   for (;;) {
     if (await createExclusive(file, mine, 0o600)) break;
     const text = await textOf(file);
     if (text === null) continue; // gone meanwhile
     const holder = Number.parseInt(text, 10);
-    if (holder > 0 && holder !== process.pid && isAlive(holder))
+    const other = holder > 0 && holder !== process.pid && isAlive(holder) ? await notAGateway(holder, file) : null;
+    if (other !== null)
+      tookOver = `${file} named pid ${holder}, which is now ${other}, not a gateway: taking over ${dataDir}`;
+    else if (holder > 0 && holder !== process.pid && isAlive(holder))
       throw new DataDirInUseError(
         `another gateway (pid ${holder}) is using ${dataDir}: stop it, or give this one its own LOCAL_DATA_DIR (if no gateway runs, delete ${file})`,
       );
@@ -49,6 +112,7 @@ export async function lockDataDir(dataDir: string): Promise<{ release(): Promise
   // An earlier version took over with a folder beside the file: one a start killed in the middle left goes now.
   await rmdir(`${file}.takeover`).catch(() => undefined);
   return {
+    tookOver,
     async release() {
       if ((await readFile(file, 'utf8').catch(() => '')) === mine) await unlink(file).catch(() => undefined);
     },

@@ -1,5 +1,6 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -16,10 +17,44 @@ const pidFile = () => path.join(dir, 'gateway.pid');
 
 describe('one gateway per LOCAL_DATA_DIR', () => {
   it('a live gateway holds it: a second start is refused with its pid', async () => {
-    await writeFile(pidFile(), String(process.ppid)); // a live process that is not this one
-    await expect(lockDataDir(dir)).rejects.toThrow(DataDirInUseError);
-    await expect(lockDataDir(dir)).rejects.toThrow(`another gateway (pid ${process.ppid}) is using ${dir}`);
+    // A live process that is not this one nor its ancestor, running when the file was written (as its writer was).
+    const gateway = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60_000)']);
+    try {
+      await writeFile(pidFile(), String(gateway.pid));
+      await expect(lockDataDir(dir)).rejects.toThrow(DataDirInUseError);
+      await expect(lockDataDir(dir)).rejects.toThrow(`another gateway (pid ${gateway.pid}) is using ${dir}`);
+    } finally {
+      gateway.kill();
+    }
   });
+
+  it("one whose pid a restart gave to this start's own parent (npm, sh) is taken over, and the line says so", async () => {
+    // Before: refused ('another gateway (pid …) is using …') until the file was deleted by hand.
+    await writeFile(pidFile(), String(process.ppid));
+    const lock = await lockDataDir(dir);
+    expect(await readFile(pidFile(), 'utf8')).toBe(String(process.pid));
+    expect(lock.tookOver).toContain(`named pid ${process.ppid}, which is now this start's own parent process`);
+    expect(lock.tookOver).toContain(`not a gateway: taking over ${dir}`);
+    await lock.release();
+  });
+
+  it.runIf(existsSync('/proc/self/stat'))(
+    'one whose pid a restart gave to a process started after the file was written is taken over',
+    async () => {
+      const other = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60_000)']);
+      try {
+        await writeFile(pidFile(), String(other.pid));
+        const written = new Date(Date.now() - 3_600_000); // the killed gateway wrote it an hour ago
+        await utimes(pidFile(), written, written);
+        const lock = await lockDataDir(dir);
+        expect(await readFile(pidFile(), 'utf8')).toBe(String(process.pid));
+        expect(lock.tookOver).toContain(`named pid ${other.pid}, which is now a process started after the file`);
+        await lock.release();
+      } finally {
+        other.kill();
+      }
+    },
+  );
 
   it('one left by a killed gateway is taken over (the journal recovers what it left); released on stop', async () => {
     const dead = spawnSync(process.execPath, ['-e', '0']).pid!;
