@@ -1,7 +1,9 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { readdir, readFile, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rmdir, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
+import { createExclusive, oneAtATime, removeStaleLock, writeFileAtomic } from '../../functions/shared/local-files.ts';
+import { isAlive } from './data-dir-lock.ts';
 import { IN_MEMORY_BODY_LIMIT, type ObjectInfo, type ObjectStore, STORED_HEADERS } from './object-store.ts';
 
 /**
@@ -9,8 +11,15 @@ import { IN_MEMORY_BODY_LIMIT, type ObjectInfo, type ObjectStore, STORED_HEADERS
  * its `._S3rver_metadata.json` and `.md5` is moved into the store's layout under the same key, keeping its content
  * type, metadata, ETag and time; then `<root>/.layout.json` records that the directory is in the new layout. An
  * interrupted migration resumes at the next start (what was moved is gone from the old layout).
+ *
+ * Two processes may find the old layout at once (`npm start` and a command reading the bucket, stored-objects.ts):
+ * each read an object the other had just moved, and either failed on it (its start or command ended with ENOENT) or
+ * moved it again without its metadata (its type and metadata lost). One migrates at a time, under
+ * `<root>/.layout.json.lock` (its process id; one left by a process that is gone is taken over at once), and each
+ * looks for `.layout.json` again once it holds it: the others find the migration done.
  */
 const LAYOUT_FILE = '.layout.json';
+const WAIT_MS = 20;
 const S3RVER_OBJECT = '._S3rver_object';
 
 async function exists(file: string): Promise<boolean> {
@@ -20,11 +29,15 @@ async function exists(file: string): Promise<boolean> {
   );
 }
 
-async function moveObject(store: ObjectStore, bucket: string, key: string, file: string): Promise<void> {
+async function moveObject(store: ObjectStore, bucket: string, key: string, file: string): Promise<boolean> {
   const base = file.slice(0, -S3RVER_OBJECT.length);
   const metadataFile = `${base}._S3rver_metadata.json`;
   const md5File = `${file}.md5`;
-  const s = await stat(file);
+  const s = await stat(file).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return null; // moved meanwhile (an earlier version's migration running beside)
+    throw error;
+  });
+  if (s === null) return false;
   const stored = JSON.parse(await readFile(metadataFile, 'utf8').catch(() => '{}')) as Record<string, string>;
   const small = s.size <= IN_MEMORY_BODY_LIMIT;
   const bytes = small ? await readFile(file) : null;
@@ -51,12 +64,40 @@ async function moveObject(store: ObjectStore, bucket: string, key: string, file:
   };
   await store.put(bucket, key, info, bytes ?? { file, size: s.size });
   for (const old of [file, metadataFile, md5File]) await unlink(old).catch(() => undefined);
+  return true;
 }
 
 /** Returns how many objects were moved (0 when the directory was already in this layout). */
 export async function migrateS3rverLayout(store: ObjectStore): Promise<number> {
   const marker = path.join(store.root, LAYOUT_FILE);
   if (await exists(marker)) return 0;
+  // One at a time in this process (the gateway's embedded S3 and its console's listings), then across processes.
+  return oneAtATime(marker, async () => {
+    const lock = `${marker}.lock`;
+    const mine = String(process.pid);
+    for (;;) {
+      if (await exists(marker)) return 0;
+      if (await createExclusive(lock, mine, 0o600)) break;
+      const text = await readFile(lock, 'utf8').catch(() => null);
+      if (text === null) continue; // released meanwhile
+      const holder = Number.parseInt(text, 10);
+      // Held by a live process: it is migrating (for as long as that takes). Gone, or this process's id (a process
+      // before it that had it): taken over at once.
+      if (holder > 0 && holder !== process.pid && isAlive(holder)) {
+        await new Promise((resolve) => setTimeout(resolve, WAIT_MS));
+        continue;
+      }
+      if (!(await removeStaleLock(lock, text))) await new Promise((resolve) => setTimeout(resolve, WAIT_MS));
+    }
+    try {
+      return (await exists(marker)) ? 0 : await migrate(store, marker);
+    } finally {
+      if ((await readFile(lock, 'utf8').catch(() => null)) === mine) await unlink(lock).catch(() => undefined);
+    }
+  });
+}
+
+async function migrate(store: ObjectStore, marker: string): Promise<number> {
   let moved = 0;
   const walk = async (bucket: string, dir: string, segments: string[]): Promise<void> => {
     for (const entry of await readdir(dir, { withFileTypes: true })) {
@@ -65,8 +106,8 @@ export async function migrateS3rverLayout(store: ObjectStore): Promise<number> {
         await walk(bucket, file, [...segments, entry.name]);
         await rmdir(file).catch(() => undefined); // emptied by the move (or still holding objects: kept)
       } else if (entry.name.endsWith(S3RVER_OBJECT)) {
-        await moveObject(store, bucket, [...segments, entry.name.slice(0, -S3RVER_OBJECT.length)].join('/'), file);
-        moved += 1;
+        const key = [...segments, entry.name.slice(0, -S3RVER_OBJECT.length)].join('/');
+        if (await moveObject(store, bucket, key, file)) moved += 1;
       }
     }
     // What s3rver kept beside objects (bucket configurations, metadata of objects already moved).
@@ -77,7 +118,7 @@ export async function migrateS3rverLayout(store: ObjectStore): Promise<number> {
     if (entry.isDirectory() && !entry.name.startsWith('.'))
       await walk(entry.name, path.join(store.root, entry.name), []);
   }
-  await writeFile(
+  await writeFileAtomic(
     marker,
     `${JSON.stringify({ layout: 'webhook-gateway embedded S3, one file per object', version: 1, moved_from_s3rver: moved, at: new Date().toISOString() })}\n`,
   );
