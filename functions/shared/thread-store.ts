@@ -1,4 +1,4 @@
-import { mkdir, open, readdir, readFile, rm, stat, utimes } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import { THREAD_TURN_UNREADABLE_EVENT } from '../domain/observability.ts';
@@ -11,7 +11,7 @@ import {
   turnClaimedBySameRequest,
 } from '../domain/thread.ts';
 import { conditionFailed, dynamoDb } from './clients/dynamodb.ts';
-import { oneAtATime, readJsonFile, UnreadableFileError, writeFileAtomic } from './local-files.ts';
+import { createExclusive, oneAtATime, readJsonFile, UnreadableFileError, writeFileAtomic } from './local-files.ts';
 import { logger } from './powertools.ts';
 import { settings } from './settings.ts';
 
@@ -244,17 +244,27 @@ export class FileThreadStore implements ThreadStore {
    * never take one number nor skip one, and a retried claim of the same request finds its own. Claimed last by this
    * request and unexpired: that turn again, nothing written. Expired (claimed THREAD_TTL_DAYS or longer before
    * `now`): the old claims are removed and the thread starts again at turn 1, whether or not the retention sweep ran.
-   * The next claim file is still made exclusively ('wx'), as before: a claim file is never overwritten.
+   * The next claim file is still made exclusively (createExclusive), as before: a claim file is never overwritten.
    */
   async claimTurn(sourceSystem: string, threadId: string, requestId: string, now: Date): Promise<number> {
     if (!requestId) throw new Error('a turn is claimed for a request: requestId is empty');
     const folder = this.folder(sourceSystem, threadId);
     return oneAtATime(folder, async () => {
       await mkdir(folder, { recursive: true, mode: 0o700 });
-      const claimed = (await readdir(folder))
+      const names = await readdir(folder);
+      const claimed = names
         .map((name) => Number(/^(\d+)\.claim$/.exec(name)?.[1] ?? 0))
         .filter((turn) => turn >= 1)
         .sort((a, b) => b - a);
+      // The newest claims a crash left empty (made, not yet written: an earlier version's claim killed or refused by
+      // a full disk in between) and never answered were given to no request (its Validate never answered): their
+      // numbers are claimed again. Passed over, each left a gap in the thread's turns.
+      while (
+        claimed.length > 0 &&
+        !names.includes(`${claimed[0]}.json`) &&
+        (await readFile(path.join(folder, `${claimed[0]}.claim`), 'utf8').catch(() => null)) === ''
+      )
+        await rm(path.join(folder, `${claimed.shift()}.claim`), { force: true });
       let last = claimed[0] ?? 0;
       if (last > 0) {
         const file = path.join(folder, `${last}.claim`);
@@ -268,18 +278,8 @@ export class FileThreadStore implements ThreadStore {
       }
       for (let turn = last + 1; ; turn++) {
         const file = path.join(folder, `${turn}.claim`);
-        let claim: Awaited<ReturnType<typeof open>>;
-        try {
-          claim = await open(file, 'wx', 0o600);
-        } catch (error) {
-          if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-          continue;
-        }
-        try {
-          await claim.writeFile(requestId);
-        } finally {
-          await claim.close();
-        }
+        // Written aside, then linked into place: a claim is never empty, not even after a crash in the middle.
+        if (!(await createExclusive(file, requestId, 0o600))) continue;
         await utimes(file, now, now);
         await utimes(folder, now, now);
         return turn;

@@ -79,6 +79,22 @@ describe('FileThreadStore (local)', () => {
     expect([...new Set(turns)].sort((a, b) => a - b)).toEqual([1, 2, 3, 4]);
   });
 
+  it('claims again the number of the newest claim a crash left empty: no gap in the turns', async () => {
+    // Before: the empty 2.claim (made, killed before its request was written) was passed over: the next request got
+    // turn 3, and the thread had no turn 2 for good.
+    const store = new FileThreadStore(dir, 30);
+    expect(await store.claimTurn('crm', 'crashed', 'req-a', NOW)).toBe(1);
+    const folder = path.join(dir, 'crm', 'crashed');
+    await writeFile(path.join(folder, '2.claim'), '');
+    await writeFile(path.join(folder, '3.claim'), '');
+    expect(await store.claimTurn('crm', 'crashed', 'req-b', NOW)).toBe(2);
+    expect(await readFile(path.join(folder, '2.claim'), 'utf8')).toBe('req-b');
+    expect(await store.claimTurn('crm', 'crashed', 'req-b', NOW)).toBe(2); // its retry: its own turn
+    expect(await store.claimTurn('crm', 'crashed', 'req-c', NOW)).toBe(3);
+    expect((await readdir(folder)).sort()).toEqual(['1.claim', '2.claim', '3.claim']);
+    expect(await readFile(path.join(folder, '3.claim'), 'utf8')).toBe('req-c');
+  });
+
   it('starts a thread unused for THREAD_TTL_DAYS again at turn 1 at its next claim, without waiting for the sweep', async () => {
     const store = new FileThreadStore(dir, 30);
     expect(await store.claimTurn('crm', 'unused', 'req-1', day(0))).toBe(1);
