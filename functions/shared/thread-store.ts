@@ -227,6 +227,15 @@ export class DynamoThreadStore implements ThreadStore {
   }
 }
 
+/**
+ * `fn` run alone with the claims and records of the local thread folder `folder`: the retention sweep looks at a
+ * folder and removes it under this, so a turn claimed in the middle is never removed with it (local/store/retention.ts).
+ * The gateway is the one process that claims turns and sweeps.
+ */
+export function withThreadFolder<T>(folder: string, fn: () => Promise<T>): Promise<T> {
+  return oneAtATime(`thread:${path.resolve(folder)}`, fn);
+}
+
 export class FileThreadStore implements ThreadStore {
   constructor(
     private readonly dir: string,
@@ -240,7 +249,7 @@ export class FileThreadStore implements ThreadStore {
   /**
    * As the DynamoDB adapter, with the newest `<n>.claim` as item 0: its number the counter, its content the request
    * that claimed it, its time when. The claims of one thread are made one at a time in this process (the local
-   * gateway is one process), so reading the newest claim and writing the next one is one step: two concurrent claims
+   * gateway is one process), and never while the retention sweep looks at its folder (withThreadFolder), so reading the newest claim and writing the next one is one step: two concurrent claims
    * never take one number nor skip one, and a retried claim of the same request finds its own. Claimed last by this
    * request and unexpired: that turn again, nothing written. Expired (claimed THREAD_TTL_DAYS or longer before
    * `now`): the old claims are removed and the thread starts again at turn 1, whether or not the retention sweep ran.
@@ -249,7 +258,7 @@ export class FileThreadStore implements ThreadStore {
   async claimTurn(sourceSystem: string, threadId: string, requestId: string, now: Date): Promise<number> {
     if (!requestId) throw new Error('a turn is claimed for a request: requestId is empty');
     const folder = this.folder(sourceSystem, threadId);
-    return oneAtATime(folder, async () => {
+    return withThreadFolder(folder, async () => {
       await mkdir(folder, { recursive: true, mode: 0o700 });
       const names = await readdir(folder);
       const claimed = names
@@ -289,14 +298,16 @@ export class FileThreadStore implements ThreadStore {
 
   async recordTurn(sourceSystem: string, threadId: string, turn: ThreadTurn, now: Date): Promise<void> {
     const folder = this.folder(sourceSystem, threadId);
-    await mkdir(folder, { recursive: true, mode: 0o700 });
-    const file = path.join(folder, `${turn.turn}.json`);
-    await writeFileAtomic(file, JSON.stringify(turn), 0o600);
-    // The file's time is when the turn was answered (not now: a re-export keeps it): it expires THREAD_TTL_DAYS
-    // later, as its item's TTL on AWS.
-    const answered = answeredAt(turn, now);
-    await utimes(file, answered, answered);
-    await utimes(folder, now, now);
+    await withThreadFolder(folder, async () => {
+      await mkdir(folder, { recursive: true, mode: 0o700 });
+      const file = path.join(folder, `${turn.turn}.json`);
+      await writeFileAtomic(file, JSON.stringify(turn), 0o600);
+      // The file's time is when the turn was answered (not now: a re-export keeps it): it expires THREAD_TTL_DAYS
+      // later, as its item's TTL on AWS.
+      const answered = answeredAt(turn, now);
+      await utimes(file, answered, answered);
+      await utimes(folder, now, now);
+    });
   }
 
   async earlierTurns(

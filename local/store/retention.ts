@@ -5,6 +5,7 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import { isConversationId } from '../../functions/domain/conversation-id.ts';
 import { type FailedDeliveryEnvelope, readEnvelope } from '../../functions/domain/failed-delivery.ts';
 import type { IdempotencyRecord } from '../../functions/domain/idempotency.ts';
+import { withThreadFolder } from '../../functions/shared/thread-store.ts';
 import { idTimeMs } from '../history/conversation-filters.ts';
 import { LocalFailedDeliveryStore } from './failed-delivery-store.ts';
 import { listDir, readJson } from './json-files.ts';
@@ -258,26 +259,30 @@ export async function sweepLocalHistory(paths: RetentionPaths, days: number, now
     for (const source of await listDir(paths.threadDir)) {
       for (const thread of await listDir(path.join(paths.threadDir, source))) {
         const folder = path.join(paths.threadDir, source, thread);
-        const folderStat = await stat(folder).catch(() => null);
-        const used = folderStat?.mtimeMs ?? Number.POSITIVE_INFINITY;
-        if (used < unusedSince) {
-          await rm(folder, { recursive: true, force: true });
-          result.threads += 1;
-          continue;
-        }
-        // A thread in use keeps only the turns answered within THREAD_TTL_DAYS, as each turn's TTL on AWS. Removing
-        // one would make the folder look used now: its time (the thread's last use) is put back.
-        let removed = (await removeCutWrites(folder, t)) > 0;
-        for (const name of (await listDir(folder)).filter((n) => /^\d+\.json$/.test(n))) {
-          const turn = path.join(folder, name);
-          const answered = (await stat(turn).catch(() => null))?.mtimeMs ?? Number.POSITIVE_INFINITY;
-          if (answered < unusedSince) {
-            await rm(turn, { force: true });
-            result.threadTurns += 1;
-            removed = true;
+        // Looked at and swept with no turn claimed or recorded meanwhile: a thread seen unused, then claimed (its
+        // folder made new again), was removed with the new turn's claim (the turn then failed, or was lost).
+        await withThreadFolder(folder, async () => {
+          const folderStat = await stat(folder).catch(() => null);
+          const used = folderStat?.mtimeMs ?? Number.POSITIVE_INFINITY;
+          if (used < unusedSince) {
+            await rm(folder, { recursive: true, force: true });
+            result.threads += 1;
+            return;
           }
-        }
-        if (removed && folderStat) await utimes(folder, folderStat.atime, folderStat.mtime);
+          // A thread in use keeps only the turns answered within THREAD_TTL_DAYS, as each turn's TTL on AWS.
+          // Removing one would make the folder look used now: its time (the thread's last use) is put back.
+          let removed = (await removeCutWrites(folder, t)) > 0;
+          for (const name of (await listDir(folder)).filter((n) => /^\d+\.json$/.test(n))) {
+            const turn = path.join(folder, name);
+            const answered = (await stat(turn).catch(() => null))?.mtimeMs ?? Number.POSITIVE_INFINITY;
+            if (answered < unusedSince) {
+              await rm(turn, { force: true });
+              result.threadTurns += 1;
+              removed = true;
+            }
+          }
+          if (removed && folderStat) await utimes(folder, folderStat.atime, folderStat.mtime);
+        });
       }
     }
   }
