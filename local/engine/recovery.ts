@@ -237,6 +237,15 @@ export function planRecovery(entries: JournalEntry[], now: Date, runBegun = fals
   return resume('ExportFailedConversation', { conversation: withInterruption(record, stage, now) }, true);
 }
 
+/** The conversation a journaled execution worked on, once its Validate answered (or its redelivery's), else null. */
+function journaledConversationId(entries: JournalEntry[]): string | null {
+  const validated = lastOf(entries, 'out', 'Validate')?.d as
+    | { conversation?: { conversation_id?: unknown } }
+    | undefined;
+  const id = redeliveryInput(entries)?.conversation.conversation_id ?? validated?.conversation?.conversation_id;
+  return typeof id === 'string' ? id : null;
+}
+
 /** What a redelivery run is started with (local/engine/redelivery.ts). */
 interface RedeliveryInput {
   conversation: ConversationRecord;
@@ -522,6 +531,12 @@ const PARALLEL = 8;
 export async function recoverInterrupted(ctx: RecoveryContext): Promise<RecoveredExecution[]> {
   const now = ctx.now ?? (() => new Date());
   const interrupted = await ctx.journal.interrupted();
+  // A history whose write the crash cut (its copy aside never renamed into place) is one of a journaled execution:
+  // its leftovers go now, before it is rebuilt (they were removed only with the conversation's folder).
+  for (const [, entries] of interrupted) {
+    const id = journaledConversationId(entries);
+    if (id) await ctx.executions.removeCutWrites(id);
+  }
   const queue = [...interrupted];
   const recovered: RecoveredExecution[] = [];
   const unaccepted: [string, ExecutionInput | null, JournalEntry[]][] = [];

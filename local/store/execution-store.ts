@@ -1,3 +1,4 @@
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { isConversationId } from '../../functions/domain/conversation-id.ts';
 import { maskSecrets } from '../../functions/domain/secret-masking.ts';
@@ -122,6 +123,25 @@ export class ExecutionStore {
   async hasAny(conversationId: string): Promise<boolean> {
     if (!isConversationId(conversationId)) return false;
     return (await listDir(path.join(this.dir, conversationId))).some((n) => n.endsWith('.json'));
+  }
+
+  /**
+   * Remove what a crash left of this conversation's history writes: the copy written aside (writeTextAtomic,
+   * `<history>.json.<pid>.<hex>.tmp`) and never renamed into place, by a process other than this one (only the
+   * running gateway writes histories: at its start, each is a cut write). Never read as a history (only `.json`
+   * files are), it held a copy of the conversation until the retention sweep removed the conversation's folder.
+   */
+  async removeCutWrites(conversationId: string): Promise<number> {
+    if (!isConversationId(conversationId)) return 0;
+    const folder = path.join(this.dir, conversationId);
+    let removed = 0;
+    for (const name of await listDir(folder)) {
+      const pid = /\.json\.(\d+)\.[0-9a-f]+\.tmp$/.exec(name)?.[1];
+      if (pid === undefined || Number(pid) === process.pid) continue;
+      await rm(path.join(folder, name), { force: true });
+      removed += 1;
+    }
+    return removed;
   }
 
   async conversationIds(): Promise<string[]> {

@@ -204,6 +204,21 @@ describe('a delivered conversation, cut after each journal line', () => {
     expect(await world.gateway.executions.executions(id)).toEqual(saved);
   });
 
+  it('killed while its history was written: the cut copy aside is removed at the next start, the history rebuilt', async () => {
+    const { res, entries } = await journaledRun({ 'idempotency-key': 'cut-write-1' });
+    const id = res.body.conversation_id as string;
+    const folder = path.join(world.gateway.executions.dir, id);
+    const [saved] = (await readdir(folder)).filter((n) => n.endsWith(`_${entries[0]!.e}.json`));
+    await forgetHistory(entries[0]!.e);
+    // What the kill left: half the history, written aside by the gateway that was killed (another pid).
+    const cut = `${saved}.999999.0a1b2c3d4e5f.tmp`;
+    await writeFile(path.join(folder, cut), '{"execution_name":"');
+    await recover(entries);
+    // Before: the copy stayed until the retention sweep removed the conversation (30 days later by default).
+    expect((await readdir(folder)).filter((n) => n.endsWith('.tmp'))).toEqual([]);
+    expect((await world.gateway.executions.executions(id)).map((e) => e.execution_name)).toEqual([entries[0]!.e]);
+  });
+
   it('the recovered execution’s history shows what ran, the state the crash cut, and what recovery did', async () => {
     const { res, entries } = await journaledRun({});
     const id = res.body.conversation_id as string;
