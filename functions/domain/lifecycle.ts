@@ -244,6 +244,7 @@ export function withInterruption(
   stage: string,
   at: Date,
   attempts: DeliveryAttempt[] = [],
+  why = 'the local gateway stopped (crash or kill)',
 ): ConversationRecord {
   const known = new Set(record.execution.delivery_attempts.map((a) => a.attempt));
   const interrupted = withFailure(
@@ -251,7 +252,7 @@ export function withInterruption(
     stage,
     {
       error: INTERRUPTED_ERROR,
-      message: `the local gateway stopped (crash or kill) during ${stage}; the conversation was closed when it restarted`,
+      message: `${why} during ${stage}; the conversation was closed when it restarted`,
       payload: null,
     },
     at,

@@ -238,7 +238,8 @@ function recoveryFields(r: RecoveredExecution): string[] {
     ];
   }
   const how = r.outcome === 'interrupted' ? 'closed as interrupted' : 'finished';
-  return [r.conversation_id ?? '', `${how}: ${r.status}, delivery ${r.delivery_status}`];
+  const cut = r.storage_refused ? ` (cut by the data folder refusing a write: ${r.storage_refused})` : '';
+  return [r.conversation_id ?? '', `${how}${cut}: ${r.status}, delivery ${r.delivery_status}`];
 }
 
 /**

@@ -15,7 +15,11 @@ import type { TaskObserver } from './engine.ts';
  * current one once nothing has run for REST_MS: the next execution begins a new one), so a gateway at rest keeps no
  * journal at all.
  */
-export type JournalKind = 'begin' | 'resume' | 'in' | 'out' | 'err' | 'end';
+/**
+ * `refused`: the data folder refused one of the execution's lines (a full disk): written once it takes writes again
+ * (journalRefusal), so that the next start tells that, not a crash, from what cut the execution.
+ */
+export type JournalKind = 'begin' | 'resume' | 'in' | 'out' | 'err' | 'end' | 'refused';
 
 export interface JournalEntry {
   /** Execution name. */
@@ -44,6 +48,8 @@ interface Segment {
   open: number;
   /** A write failed (a full disk): the file may end in part of a line, which the next line must not continue. */
   cut: boolean;
+  /** The `refused` lines of its executions, written before its next line (or at close) once the folder takes them. */
+  pending: string[];
 }
 
 /** One execution's view of the journal: the engine's TaskObserver, and `end` once its history is saved. */
@@ -137,14 +143,28 @@ export class ExecutionJournal {
     this.write(segment, JSON.stringify(first, redactSignature));
     segment.open += 1;
     let ended = false;
-    const line = (k: JournalKind, s: string, d?: unknown) =>
-      this.write(
-        segment,
-        JSON.stringify(
-          d === undefined ? { e: execution, t: Date.now(), k, s } : { e: execution, t: Date.now(), k, s, d },
-          redactSignature, // a state's input may hold the request (the accept workflow's Validate: `{accept: …}`)
-        ),
-      );
+    let refused = false;
+    const line = (k: JournalKind, s: string, d?: unknown) => {
+      try {
+        this.write(
+          segment,
+          JSON.stringify(
+            d === undefined ? { e: execution, t: Date.now(), k, s } : { e: execution, t: Date.now(), k, s, d },
+            redactSignature, // a state's input may hold the request (the accept workflow's Validate: `{accept: …}`)
+          ),
+        );
+      } catch (error) {
+        // The first refusal of this execution's lines, kept for when the folder takes writes again: without it the
+        // next start read the execution as cut by a crash or a kill (docs/operations.md, "After a crash").
+        const code = (error as NodeJS.ErrnoException).code;
+        if (!refused && typeof code === 'string') {
+          refused = true;
+          const d = { code, message: (error as Error).message };
+          segment.pending.push(JSON.stringify({ e: execution, t: Date.now(), k: 'refused', s, d }));
+        }
+        throw error;
+      }
+    };
     const hold = (point: string): Promise<void> | undefined => {
       if (!markers?.includes(`[hold:${point}]`)) return undefined;
       this.holds?.(point, execution);
@@ -203,7 +223,7 @@ export class ExecutionJournal {
     // Named in the order written (recovery reads the leftovers sorted by name), unique within a millisecond too.
     const sequence = String(this.sequence++).padStart(9, '0');
     const file = path.join(this.dir, `${String(Date.now()).padStart(15, '0')}-${process.pid}-${sequence}.jsonl`);
-    this.current = { file, fd: this.openSegment(file), bytes: 0, open: 0, cut: false };
+    this.current = { file, fd: this.openSegment(file), bytes: 0, open: 0, cut: false, pending: [] };
     this.segments.add(this.current);
     return this.current;
   }
@@ -254,7 +274,9 @@ export class ExecutionJournal {
    */
   private write(segment: Segment, text: string): void {
     if (this.closed || segment.fd < 0) return;
-    const bytes = Buffer.from(`${segment.cut ? '\n' : ''}${text}\n`);
+    const lines = [...segment.pending, text].filter((line) => line !== '');
+    if (lines.length === 0) return;
+    const bytes = Buffer.from(`${segment.cut ? '\n' : ''}${lines.join('\n')}\n`);
     let written = 0;
     try {
       while (written < bytes.length) written += writeSync(segment.fd, bytes, written);
@@ -263,6 +285,7 @@ export class ExecutionJournal {
       throw error;
     }
     segment.cut = false;
+    segment.pending = [];
     segment.bytes += bytes.length;
   }
 
@@ -277,6 +300,11 @@ export class ExecutionJournal {
     for (const segment of this.segments) {
       if (segment.open === 0) this.retire(segment);
       else {
+        try {
+          this.write(segment, ''); // its executions' `refused` lines, should the folder take them now
+        } catch {
+          // Still refused: the next start reads those executions as cut.
+        }
         closeSync(segment.fd);
         segment.fd = -1;
       }

@@ -67,6 +67,25 @@ function lastOf(entries: JournalEntry[], kind: JournalEntry['k'], state: string)
   return entries.findLast((e) => e.k === kind && e.s === state);
 }
 
+const CRASH = 'the local gateway stopped (crash or kill)';
+
+/**
+ * The data folder's refusal that cut the execution (its `refused` line, journal.ts: a full disk, a read-only mount),
+ * or null when nothing says so: then a crash or a kill cut it.
+ */
+function storageRefusal(entries: JournalEntry[]): { state: string; code: string; message: string } | null {
+  const refused = entries.find((e) => e.k === 'refused');
+  const d = refused?.d as { code?: unknown; message?: unknown } | undefined;
+  if (!refused || typeof d?.code !== 'string') return null;
+  return { state: refused.s ?? '', code: d.code, message: typeof d.message === 'string' ? d.message : d.code };
+}
+
+/** What cut the execution, as the sentences about it begin. */
+function cutBy(entries: JournalEntry[]): string {
+  const refusal = storageRefusal(entries);
+  return refusal ? `the local gateway's data folder refused a write (${refusal.message})` : CRASH;
+}
+
 /** The Deliver attempts an execution made: each failed one, and the one the crash cut (its outcome unknown). */
 function deliveryAttempts(entries: JournalEntry[]): {
   attempts: DeliveryAttempt[];
@@ -210,11 +229,12 @@ export function planRecovery(entries: JournalEntry[], now: Date, runBegun = fals
       ? answeredRecord
       : withClassification(answeredRecord, now);
     const { attempts, target, cut } = deliveryAttempts(entries);
-    const record = withInterruption(classified, stage, now, attempts);
+    const why = cutBy(entries);
+    const record = withInterruption(classified, stage, now, attempts, why);
     const reason =
       cut === null
-        ? `the local gateway stopped (crash or kill) before the delivery was made`
-        : `the local gateway stopped (crash or kill) during delivery attempt ${cut}: the receiver may have it already, under the same webhook-id`;
+        ? `${why} before the delivery was made`
+        : `${why} during delivery attempt ${cut}: the receiver may have it already, under the same webhook-id`;
     return resume(
       'QueueFailedDelivery',
       {
@@ -234,7 +254,11 @@ export function planRecovery(entries: JournalEntry[], now: Date, runBegun = fals
       parseTaskError(agentError.d as CaughtError),
       new Date(agentError.t),
     );
-  return resume('ExportFailedConversation', { conversation: withInterruption(record, stage, now) }, true);
+  return resume(
+    'ExportFailedConversation',
+    { conversation: withInterruption(record, stage, now, [], cutBy(entries)) },
+    true,
+  );
 }
 
 /** The conversation a journaled execution worked on, once its Validate answered (or its redelivery's), else null. */
@@ -304,7 +328,7 @@ function journaledEvents(entries: JournalEntry[]): HistoryEvent[] {
       timestamp: previous.t,
       state: previous.s,
       error: INTERRUPTED_ERROR,
-      cause: 'the local gateway stopped (crash or kill) during this state',
+      cause: `${cutBy(entries)} during this state`,
     });
   }
   return events;
@@ -325,14 +349,28 @@ function recoveredHistory(
   const events = journaledEvents(entries);
   events.push({ type: 'ExecutionResumed', timestamp: now.getTime(), state: startAt });
   events.push(...resumed.events.filter((e) => e.type !== 'ExecutionStarted'));
+  // Cut by the data folder, the execution failed (its caller was answered so) before the gateway restarted and
+  // finished the conversation: its history says that, not SUCCEEDED as if nothing had failed.
+  const refusal = storageRefusal(entries);
+  const failed = refusal
+    ? {
+        status: 'FAILED' as const,
+        error: STORAGE_UNAVAILABLE_ERROR,
+        cause: `${cutBy(entries)} in ${refusal.state}; the conversation was finished when the gateway restarted`,
+      }
+    : {};
   return {
     ...resumed,
     execution_name: name,
     started_at: new Date(begin?.t ?? now.getTime()).toISOString(),
     input: begin?.d ?? resumed.input,
     events,
+    ...failed,
   };
 }
+
+/** The error of an execution the data folder cut (a full disk), as its history shows it. */
+const STORAGE_UNAVAILABLE_ERROR = 'StorageUnavailable';
 
 export interface RecoveredExecution {
   execution_name: string;
@@ -354,6 +392,8 @@ export interface RecoveredExecution {
   status_removed?: string;
   /** A redelivery run (who started it): resumed past its attempt, or interrupted with its envelope as it was. */
   redelivery?: RedeliveryContext['via'];
+  /** Cut by the data folder refusing a write (the system's message), not by a crash or a kill. */
+  storage_refused?: string;
 }
 
 export interface RecoveryContext {
@@ -572,6 +612,7 @@ export async function recoverInterrupted(ctx: RecoveryContext): Promise<Recovere
         outcome: plan.interrupted ? 'interrupted' : 'resumed',
         status: record?.execution.status ?? null,
         delivery_status: record?.webhook_context.delivery_status ?? null,
+        ...(storageRefusal(entries) ? { storage_refused: storageRefusal(entries)!.message } : {}),
       });
     }
   };

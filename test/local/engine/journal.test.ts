@@ -167,6 +167,31 @@ describe('the execution journal', () => {
     expect(await readdir(dir)).toEqual([]);
   });
 
+  it('a step a full disk refused is noted once the folder takes writes again: the next start knows the storage cut it', async () => {
+    const journal = await ExecutionJournal.open(dir);
+    const run = journal.begin('conv-cut', input(1));
+    run.enter('Deliver', undefined);
+    diskFull.on = true;
+    await expect(run.exit('Deliver', { delivered: true })).rejects.toThrow(/ENOSPC/);
+    diskFull.on = false;
+    // Its history could not be saved either (the disk is full): it never ends. The next line written (another
+    // conversation, once there is space) carries the note first.
+    const other = journal.begin('conv-other', input(2));
+    other.end();
+    const next = await ExecutionJournal.open(dir);
+    // Before: [begin, in], read at the next start as cut by a crash or a kill during Deliver.
+    expect((await next.interrupted()).get('conv-cut')!.map((e) => [e.k, e.s ?? ''])).toEqual([
+      ['begin', ''],
+      ['in', 'Deliver'],
+      ['refused', 'Deliver'],
+    ]);
+    expect((await next.interrupted()).get('conv-cut')!.at(-1)!.d).toEqual({
+      code: 'ENOSPC',
+      message: 'ENOSPC: no space left on device, write',
+    });
+    journal.close();
+  });
+
   it('a full disk: the write that failed is refused to its caller, the line it cut costs no other line, nothing lingers', async () => {
     const journal = await ExecutionJournal.open(dir);
     const before = journal.begin('conv-before', input(1));

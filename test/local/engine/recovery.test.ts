@@ -219,6 +219,38 @@ describe('a delivered conversation, cut after each journal line', () => {
     expect((await world.gateway.executions.executions(id)).map((e) => e.execution_name)).toEqual([entries[0]!.e]);
   });
 
+  it('cut by a full disk during Deliver (its refused line): the record, the delivery and the history say so, not a crash', async () => {
+    const { res, entries } = await journaledRun({});
+    const id = res.body.conversation_id as string;
+    const cut = entries.slice(0, entries.findIndex((e) => point(e) === 'in:Deliver') + 1);
+    const message = 'ENOSPC: no space left on device, write';
+    const refused: JournalEntry = {
+      e: cut[0]!.e,
+      t: cut.at(-1)!.t + 1,
+      k: 'refused',
+      s: 'Deliver',
+      d: { code: 'ENOSPC', message },
+    };
+    const [recovered] = await recover([...cut, refused]);
+    expect(recovered).toMatchObject({ outcome: 'interrupted', status: 'interrupted', storage_refused: message });
+    const history = (await world.gateway.executions.executions(id)).find((e) => e.execution_name === cut[0]!.e)!;
+    // Before: SUCCEEDED, and 'the local gateway stopped (crash or kill) during Deliver' everywhere.
+    expect(history).toMatchObject({ status: 'FAILED', error: 'StorageUnavailable' });
+    expect(history.cause).toContain(`data folder refused a write (${message}) in Deliver`);
+    const text = JSON.stringify(history);
+    expect(text).not.toContain('crash or kill');
+    const cutState = history.events.find((e) => e.error === 'GatewayInterrupted')!;
+    expect(cutState).toMatchObject({
+      state: 'Deliver',
+      cause: `the local gateway's data folder refused a write (${message}) during this state`,
+    });
+    const record = (await world.getJson(`${folderOf(id)}conversation.json`)).conversation;
+    expect(record.execution.status).toBe('interrupted');
+    expect(record.execution.errors.at(-1)!.message).toBe(
+      `the local gateway's data folder refused a write (${message}) during Deliver; the conversation was closed when it restarted`,
+    );
+  });
+
   it('the recovered execution’s history shows what ran, the state the crash cut, and what recovery did', async () => {
     const { res, entries } = await journaledRun({});
     const id = res.body.conversation_id as string;
