@@ -22,7 +22,7 @@ export function isAlive(pid: number): boolean {
 const WAIT_MS = 20;
 
 /** `/proc/<pid>/stat` after the command's name (which may hold spaces and parentheses): state, ppid, …; or null. */
-async function procStat(pid: number): Promise<string[] | null> {
+async function procStat(pid: number | 'self'): Promise<string[] | null> {
   const text = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => null);
   return text === null ? null : text.slice(text.lastIndexOf(')') + 2).split(' ');
 }
@@ -34,12 +34,17 @@ const commandLine = (pid: number | 'self') =>
     () => null,
   );
 
+/** When the process started, in clock ticks after boot (/proc/<pid>/stat), as text; or null (no /proc, or gone). */
+async function startTicks(pid: number | 'self'): Promise<string | null> {
+  const ticks = (await procStat(pid))?.[19];
+  return ticks && /^\d+$/.test(ticks) ? ticks : null;
+}
+
 /** When the process started (ms since the epoch), from /proc: its start in clock ticks after boot; or null. */
 async function startedAtMs(pid: number): Promise<number | null> {
-  const fields = await procStat(pid);
+  const ticks = await startTicks(pid);
   const boot = /^btime (\d+)$/m.exec((await readFile('/proc/stat', 'utf8').catch(() => '')) ?? '')?.[1];
-  const ticks = Number(fields?.[19]);
-  return boot && Number.isFinite(ticks) ? Number(boot) * 1000 + ticks * 10 : null; // USER_HZ is 100 on Linux
+  return boot && ticks !== null ? Number(boot) * 1000 + Number(ticks) * 10 : null; // USER_HZ is 100 on Linux
 }
 
 /** How long after the pid file was written its holder must have started to be taken for another process. */
@@ -52,7 +57,7 @@ const STARTED_AFTER_MS = 2_000;
  * was deleted by hand. Not a gateway: an ancestor of this process (a gateway never starts another), or a process that
  * started after the file was written (the writer was running when it wrote it) and runs another command line.
  */
-async function notAGateway(holder: number, file: string): Promise<string | null> {
+async function notAGateway(holder: number, file: string, text: string): Promise<string | null> {
   const seen = new Set<number>();
   for (let pid = process.ppid, depth = 1; pid > 1 && !seen.has(pid); depth++) {
     if (pid === holder) {
@@ -61,6 +66,15 @@ async function notAGateway(holder: number, file: string): Promise<string | null>
     }
     seen.add(pid);
     pid = Number((await procStat(pid))?.[1] ?? 0); // without /proc: only the parent is known
+  }
+  // The file names its writer's start too (`<pid> <start ticks>`): another start is another process, whatever the
+  // clocks say. Only a file an earlier version wrote (its pid alone) is judged by the times and command lines below.
+  const recorded = text.trim().split(' ')[1];
+  if (recorded !== undefined) {
+    const ticks = await startTicks(holder);
+    return ticks === null || ticks === recorded
+      ? null
+      : 'a process started after the gateway that wrote the file (a restart reused the pid)';
   }
   const [started, written, theirs, ours] = await Promise.all([
     startedAtMs(holder),
@@ -89,14 +103,18 @@ const textOf = (file: string) =>
  */
 export async function lockDataDir(dataDir: string): Promise<{ release(): Promise<void>; tookOver: string | null }> {
   const file = path.join(dataDir, 'gateway.pid');
-  const mine = String(process.pid);
+  // The pid, then when this process started (clock ticks after boot, where /proc has it): a later holder of the same
+  // pid is known for another process by it (notAGateway).
+  const ticks = await startTicks('self');
+  const mine = ticks === null ? String(process.pid) : `${process.pid} ${ticks}`;
   let tookOver: string | null = null;
   for (;;) {
     if (await createExclusive(file, mine, 0o600)) break;
     const text = await textOf(file);
     if (text === null) continue; // gone meanwhile
     const holder = Number.parseInt(text, 10);
-    const other = holder > 0 && holder !== process.pid && isAlive(holder) ? await notAGateway(holder, file) : null;
+    const other =
+      holder > 0 && holder !== process.pid && isAlive(holder) ? await notAGateway(holder, file, text) : null;
     if (other !== null)
       tookOver = `${file} named pid ${holder}, which is now ${other}, not a gateway: taking over ${dataDir}`;
     else if (holder > 0 && holder !== process.pid && isAlive(holder))

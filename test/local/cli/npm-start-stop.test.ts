@@ -52,14 +52,14 @@ beforeAll(async () => {
   await until('the start', () => output.includes('Ctrl-C stops everything'), 60_000);
 }, 90_000);
 afterAll(async () => {
-  const pid = Number(await readFile(path.join(dataDir, 'gateway.pid'), 'utf8').catch(() => ''));
+  const pid = Number.parseInt(await readFile(path.join(dataDir, 'gateway.pid'), 'utf8').catch(() => ''), 10);
   if (pid && alive(pid)) process.kill(pid, 'SIGKILL');
   await rm(root, { recursive: true, force: true });
 });
 
 describe('npm start, its npm process stopped with SIGTERM', () => {
   it('stops the gateway too: it leaves its port and data folder, as it does on SIGTERM', async () => {
-    const gatewayPid = Number(await readFile(path.join(dataDir, 'gateway.pid'), 'utf8'));
+    const gatewayPid = Number.parseInt(await readFile(path.join(dataDir, 'gateway.pid'), 'utf8'), 10);
     expect(alive(gatewayPid)).toBe(true);
     expect(gatewayPid).not.toBe(npm.pid);
     npm.kill('SIGTERM');

@@ -14,6 +14,13 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 const pidFile = () => path.join(dir, 'gateway.pid');
+/** The pid the file names (it is followed by its writer's start time where /proc has it). */
+const holder = async () => Number.parseInt(await readFile(pidFile(), 'utf8'), 10);
+/** A process's start in clock ticks after boot (/proc/<pid>/stat). */
+const startTicks = async (pid: number) => {
+  const text = await readFile(`/proc/${pid}/stat`, 'utf8');
+  return text.slice(text.lastIndexOf(')') + 2).split(' ')[19];
+};
 
 describe('one gateway per LOCAL_DATA_DIR', () => {
   it('a live gateway holds it: a second start is refused with its pid', async () => {
@@ -32,7 +39,7 @@ describe('one gateway per LOCAL_DATA_DIR', () => {
     // Before: refused ('another gateway (pid …) is using …') until the file was deleted by hand.
     await writeFile(pidFile(), String(process.ppid));
     const lock = await lockDataDir(dir);
-    expect(await readFile(pidFile(), 'utf8')).toBe(String(process.pid));
+    expect(await holder()).toBe(process.pid);
     expect(lock.tookOver).toContain(`named pid ${process.ppid}, which is now this start's own parent process`);
     expect(lock.tookOver).toContain(`not a gateway: taking over ${dir}`);
     await lock.release();
@@ -47,9 +54,44 @@ describe('one gateway per LOCAL_DATA_DIR', () => {
         const written = new Date(Date.now() - 3_600_000); // the killed gateway wrote it an hour ago
         await utimes(pidFile(), written, written);
         const lock = await lockDataDir(dir);
-        expect(await readFile(pidFile(), 'utf8')).toBe(String(process.pid));
+        expect(await holder()).toBe(process.pid);
         expect(lock.tookOver).toContain(`named pid ${other.pid}, which is now a process started after the file`);
         await lock.release();
+      } finally {
+        other.kill();
+      }
+    },
+  );
+
+  it.runIf(existsSync('/proc/self/stat'))(
+    'a live gateway is known by its start, whatever the clocks say: refused even with its file older than it',
+    async () => {
+      // Before, a file an hour older than its live holder (the wall clock stepped forward while it ran) and another
+      // command line read as a reused pid: a second gateway took over a folder the first still used.
+      const gateway = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60_000)']);
+      try {
+        await writeFile(pidFile(), `${gateway.pid} ${await startTicks(gateway.pid!)}`);
+        const written = new Date(Date.now() - 3_600_000);
+        await utimes(pidFile(), written, written);
+        await expect(lockDataDir(dir)).rejects.toThrow(`another gateway (pid ${gateway.pid}) is using ${dir}`);
+      } finally {
+        gateway.kill();
+      }
+    },
+  );
+
+  it.runIf(existsSync('/proc/self/stat'))(
+    'a file naming a pid with another start is taken over (a restart reused the pid), and the line says so',
+    async () => {
+      const other = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60_000)']);
+      try {
+        await writeFile(pidFile(), `${other.pid} ${Number(await startTicks(other.pid!)) + 1}`);
+        const lock = await lockDataDir(dir);
+        expect(await holder()).toBe(process.pid);
+        expect(await readFile(pidFile(), 'utf8')).toBe(`${process.pid} ${await startTicks(process.pid)}`);
+        expect(lock.tookOver).toContain(`named pid ${other.pid}, which is now a process started after the gateway`);
+        await lock.release();
+        expect(existsSync(pidFile())).toBe(false);
       } finally {
         other.kill();
       }
@@ -60,7 +102,7 @@ describe('one gateway per LOCAL_DATA_DIR', () => {
     const dead = spawnSync(process.execPath, ['-e', '0']).pid!;
     await writeFile(pidFile(), String(dead));
     const lock = await lockDataDir(dir);
-    expect(await readFile(pidFile(), 'utf8')).toBe(String(process.pid));
+    expect(await holder()).toBe(process.pid);
     await lock.release();
     await expect(stat(pidFile())).rejects.toThrow(/ENOENT/);
   });
@@ -102,7 +144,7 @@ describe('one gateway per LOCAL_DATA_DIR', () => {
     const dead = spawnSync(process.execPath, ['-e', '0']).pid!;
     await writeFile(path.join(dir, `gateway.pid.${dead}.0a1b2c3d4e5f.tmp`), String(dead));
     const lock = await lockDataDir(dir);
-    expect(await readFile(pidFile(), 'utf8')).toBe(String(process.pid));
+    expect(await holder()).toBe(process.pid);
     expect((await readdir(dir)).filter((n) => n.startsWith('gateway.pid.') && n.includes(`.${process.pid}.`))).toEqual(
       [],
     ); // nothing of its own left aside
@@ -113,7 +155,7 @@ describe('one gateway per LOCAL_DATA_DIR', () => {
     const started = Date.now();
     const again = await lockDataDir(dir);
     expect(Date.now() - started).toBeLessThan(1_000);
-    expect(await readFile(pidFile(), 'utf8')).toBe(String(process.pid));
+    expect(await holder()).toBe(process.pid);
     await again.release();
   });
 
@@ -127,7 +169,7 @@ describe('one gateway per LOCAL_DATA_DIR', () => {
     let started = Date.now();
     let lock = await lockDataDir(dir);
     expect(Date.now() - started).toBeLessThan(1_000);
-    expect(await readFile(pidFile(), 'utf8')).toBe(String(process.pid));
+    expect(await holder()).toBe(process.pid);
     expect(await readdir(dir)).toEqual(['gateway.pid']);
     await lock.release();
     // What this version's start leaves, killed in the same place: its claim on the dead gateway's file.
