@@ -1,5 +1,6 @@
 import type { Context } from 'aws-lambda';
 import * as v from 'valibot';
+import { attemptLog } from '../shared/attempt-log.ts';
 import { worstCallMs } from '../shared/clients/request-limits.ts';
 import { START_SYNC_EXECUTION_WORST_MS, sfn } from '../shared/clients/sfn.ts';
 import { sqs } from '../shared/clients/sqs.ts';
@@ -49,6 +50,7 @@ export const handler = stageHandler(
     );
     const deadline = Date.now() + env.REDELIVERY_SCHEDULER_BUDGET_MS;
     const endpoints = endpointStore();
+    const attempts = attemptLog();
     if (endpoints) await publishEndpointStates(endpoints, config.breaker);
     return runSchedule(
       queue,
@@ -61,6 +63,13 @@ export const handler = stageHandler(
         minHoldSeconds: REDELIVERY_VISIBILITY_SECONDS,
         log: logger,
         ...(endpoints ? { gate: endpointGate(endpoints, config.breaker) } : {}),
+        // One consistent Query per envelope about to be redelivered: a copy already delivered is dropped.
+        ...(attempts
+          ? {
+              delivered: async (envelope) =>
+                (await attempts.list(envelope.conversation_id)).find((a) => a.outcome === 'delivered') ?? null,
+            }
+          : {}),
       },
     );
   },

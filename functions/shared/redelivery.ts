@@ -7,6 +7,7 @@
  */
 import {
   type ConversationRecord,
+  type DeliveryAttempt,
   type RedeliveryContext,
   WEBHOOK_TYPES,
   type WebhookType,
@@ -247,6 +248,12 @@ export interface ScheduleOptions {
   onResult?: (result: RedeliveryResult) => void;
   /** Holds back the envelopes whose receiver may not be tried now (endpointGate); none: every due one is tried. */
   gate?: ScheduleGate;
+  /**
+   * The conversation's delivered attempt, or null: read once for each envelope about to be redelivered (the attempt
+   * log on AWS, where the queue may hold several copies of one envelope). A copy whose conversation was delivered
+   * meanwhile is dropped, nothing sent. None: every due envelope is redelivered.
+   */
+  delivered?: (envelope: FailedDeliveryEnvelope) => Promise<DeliveryAttempt | null>;
 }
 
 export interface ScheduleSummary {
@@ -264,6 +271,8 @@ export interface ScheduleSummary {
   errors: number;
   unreadable: number;
   duplicates: number;
+  /** Copies of an envelope whose conversation was delivered meanwhile (by another copy): dropped, nothing sent. */
+  already_delivered: number;
   stopped_by_time_budget: boolean;
 }
 
@@ -275,7 +284,8 @@ type Outcome =
   | 'held'
   | 'failed_executions'
   | 'errors'
-  | 'duplicates';
+  | 'duplicates'
+  | 'already_delivered';
 
 /**
  * One run of the automatic schedule: take batches from the store until it has nothing more or the time budget is
@@ -303,9 +313,40 @@ export async function runSchedule<H extends HeldEnvelope>(
     errors: 0,
     unreadable: 0,
     duplicates: 0,
+    already_delivered: 0,
     stopped_by_time_budget: false,
   };
   const seen = new Set<string>();
+
+  /**
+   * Whether another copy of this envelope delivered its conversation (SQS delivers a message at least once, and a
+   * copy outlives a run that delivered but could not delete it): then this copy is stored settled (deleted), and the
+   * receiver is not sent the delivery again. A log that cannot be read, or that lacks the attempt (Deliver stopped
+   * between the POST and its write), redelivers it: at least once, under the same webhook-id the receiver dedupes on
+   * (docs/operations.md, "Failed deliveries").
+   */
+  async function deliveredMeanwhile(item: H, delivered: NonNullable<ScheduleOptions['delivered']>): Promise<boolean> {
+    const { envelope } = item;
+    let attempt: DeliveryAttempt | null;
+    try {
+      attempt = await delivered(envelope);
+    } catch (error) {
+      log.warn('Could not read whether the conversation was delivered meanwhile; redelivered', {
+        conversation_id: envelope.conversation_id,
+        error: `${(error as Error).name}: ${(error as Error).message}`,
+      });
+      return false;
+    }
+    if (!attempt) return false;
+    const at = now();
+    await store.store(item, { ...envelope, state: 'settled', next_due_at: null, updated_at: at.toISOString() }, at);
+    log.info('Already delivered (by another copy of its envelope); this copy is dropped, nothing sent', {
+      conversation_id: envelope.conversation_id,
+      delivered_attempt: attempt.attempt,
+      delivered_at: attempt.at,
+    });
+    return true;
+  }
 
   async function handle(item: H): Promise<Outcome> {
     const { envelope } = item;
@@ -336,6 +377,8 @@ export async function runSchedule<H extends HeldEnvelope>(
       await store.wait(item, now(), gate.until);
       return 'held';
     }
+    if (options.delivered && owedBy(envelope) === 'delivery' && (await deliveredMeanwhile(item, options.delivered)))
+      return 'already_delivered';
     summary.redelivered += 1;
     const result = await redeliverHeld(store, item, redeliver, 'schedule', now);
     options.onResult?.(result);

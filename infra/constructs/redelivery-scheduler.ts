@@ -47,7 +47,8 @@ export interface RedeliverySchedulerProps {
  * on AWS"). Each run receives the failed-delivery
  * envelopes, starts the redelivery workflow (StartSyncExecution) for those that are due, puts updated envelopes
  * back on the queue and moves exhausted or permanently failed ones to the dead-letter queue; it reads the receivers'
- * state in the deliveries table (never writes it) and publishes it as the Webhook.endpoint_* metrics. Nothing else.
+ * state and the attempt log in the deliveries table (never writes them) and publishes the receivers' state as the
+ * Webhook.endpoint_* metrics. Nothing else.
  */
 export class RedeliveryScheduler extends Construct {
   readonly function: StageFunction;
@@ -96,7 +97,9 @@ export class RedeliveryScheduler extends Construct {
     );
     fn.addToRolePolicy(
       new PolicyStatement({
-        actions: ['dynamodb:GetItem', 'dynamodb:BatchGetItem'],
+        // The receivers (GetItem), and a conversation's attempt log (Query) before it is redelivered: a copy of an
+        // envelope whose conversation another copy delivered is dropped.
+        actions: ['dynamodb:GetItem', 'dynamodb:BatchGetItem', 'dynamodb:Query'],
         resources: [props.deliveriesTable.tableArn],
       }),
     );

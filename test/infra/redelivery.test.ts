@@ -165,7 +165,7 @@ describe('redelivery scheduler', () => {
     });
   });
 
-  it('may work the failed-delivery queue, dead-letter, start the redelivery workflow and read the receivers: nothing else', () => {
+  it('may work the failed-delivery queue, dead-letter, start the redelivery workflow, read the receivers and the attempt log: nothing else', () => {
     const own = ownStatements(schedulerRole()).map((s) => ({
       actions: actionsOf(s.statement).sort(),
       resources: resourcesOf(s.statement),
@@ -184,7 +184,7 @@ describe('redelivery scheduler', () => {
       { actions: ['sqs:SendMessage'], resources: [{ 'Fn::GetAtt': [dlqId(), 'Arn'] }] },
       { actions: ['states:StartSyncExecution'], resources: [{ Ref: redeliveryId() }] },
       {
-        actions: ['dynamodb:BatchGetItem', 'dynamodb:GetItem'],
+        actions: ['dynamodb:BatchGetItem', 'dynamodb:GetItem', 'dynamodb:Query'],
         resources: [{ 'Fn::GetAtt': [logicalId(template, 'AWS::DynamoDB::Table', 'DeliveriesTable'), 'Arn'] }],
       },
     ]);

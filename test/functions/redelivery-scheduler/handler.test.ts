@@ -1,3 +1,4 @@
+import { DynamoDBClient, QueryCommand } from '@aws-sdk/client-dynamodb';
 import { SFNClient, StartSyncExecutionCommand } from '@aws-sdk/client-sfn';
 import {
   ChangeMessageVisibilityCommand,
@@ -12,6 +13,7 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DEFAULT_RETRY_SCHEDULE_MS, type FailedDeliveryEnvelope } from '../../../functions/domain/failed-delivery.ts';
 import { handler } from '../../../functions/redelivery-scheduler/handler.ts';
+import { DynamoAttemptLog } from '../../../functions/shared/attempt-log.ts';
 import {
   REDELIVERY_VISIBILITY_SECONDS,
   SqsFailedDeliveryQueue,
@@ -39,6 +41,7 @@ import { captureJsonLines } from '../../support/log-capture.ts';
  */
 const sqsMock = mockClient(SQSClient);
 const sfnMock = mockClient(SFNClient);
+const dynamoMock = mockClient(DynamoDBClient);
 const NOW = new Date(T0.getTime() + 60_000);
 const logs: { level: string; message: string; extra: Record<string, unknown>[] }[] = [];
 const log = Object.fromEntries(
@@ -51,6 +54,7 @@ const log = Object.fromEntries(
 beforeEach(() => {
   sqsMock.reset();
   sfnMock.reset();
+  dynamoMock.reset();
   logs.length = 0;
   sqsMock.on(SendMessageCommand).resolves({ MessageId: 'new' });
 });
@@ -383,6 +387,95 @@ describe('everything else', () => {
     sqsMock.resetHistory();
     expect(await run({ remainingMs: () => 10_000 })).toMatchObject({ received: 0, stopped_by_time_budget: true });
     expect(sqsMock.commandCalls(ReceiveMessageCommand)).toHaveLength(0);
+  });
+});
+
+describe('copies of one envelope in the queue (SQS delivers at least once; a run may deliver and not delete)', () => {
+  /** The attempt log as Deliver leaves it: one item per attempt, the delivered one once a redelivery delivered. */
+  function attemptLogHolds(attempts: () => Record<string, unknown>[]) {
+    dynamoMock.on(QueryCommand).callsFake(() => ({
+      Items: attempts().map((entry, i) => ({
+        pk: { S: `conversation#${entry.conversation_id}` },
+        sk: { S: `attempt#${entry.at}#${i}` },
+        entry: { S: JSON.stringify(entry) },
+      })),
+    }));
+  }
+  const withLog = (): Partial<ScheduleOptions> => {
+    const attemptLog = new DynamoAttemptLog('deliveries', 90, new DynamoDBClient({}));
+    return {
+      delivered: async (envelope) =>
+        (await attemptLog.list(envelope.conversation_id)).find((a) => a.outcome === 'delivered') ?? null,
+    };
+  };
+
+  it('a copy received in a later run than the one that delivered its conversation is deleted, not sent again', async () => {
+    const envelope = pendingEnvelope();
+    const first = sqsMessage(envelope, { id: 'copy-1' });
+    const second = sqsMessage(envelope, { id: 'copy-2' });
+    const delivered = afterAttempt(envelope, 'delivered');
+    const logged: Record<string, unknown>[] = [];
+    attemptLogHolds(() => logged);
+    sfnMock.on(StartSyncExecutionCommand).callsFake(() => {
+      // Deliver logs the attempt as the receiver answered it, before Export and before the scheduler deletes.
+      logged.push({ ...delivered.execution.delivery_attempts.at(-1), conversation_id: envelope.conversation_id });
+      return succeeded(delivered);
+    });
+    // Run 1 receives the first copy; the second comes back to run 2.
+    queueHolds([first], [], [second]);
+    expect(await run(withLog())).toMatchObject({ redelivered: 1, delivered: 1 });
+    expect(await run(withLog())).toMatchObject({ received: 1, redelivered: 0, already_delivered: 1 });
+    expect(sfnMock.commandCalls(StartSyncExecutionCommand)).toHaveLength(1);
+    expect(deleted()).toEqual([first.ReceiptHandle, second.ReceiptHandle]);
+    expect(sent()).toEqual([]);
+    expect(logs.find((l) => l.message.startsWith('Already delivered'))?.extra[0]).toMatchObject({
+      conversation_id: envelope.conversation_id,
+      delivered_attempt: 2,
+    });
+    // One consistent read per envelope about to be redelivered.
+    expect(dynamoMock.commandCalls(QueryCommand)).toHaveLength(2);
+    expect(dynamoMock.commandCalls(QueryCommand)[0]!.args[0].input).toMatchObject({
+      TableName: 'deliveries',
+      ConsistentRead: true,
+    });
+  });
+
+  it('a log with failed attempts only, or one that cannot be read: redelivered as before (at least once)', async () => {
+    const envelope = pendingEnvelope();
+    attemptLogHolds(() => [{ ...envelope.attempts[0], conversation_id: envelope.conversation_id }]);
+    sfnMock.on(StartSyncExecutionCommand).resolves(succeeded(afterAttempt(envelope, 'delivered')));
+    queueHolds([sqsMessage(envelope)], [], [sqsMessage(envelope)]);
+    expect(await run(withLog())).toMatchObject({ redelivered: 1, delivered: 1, already_delivered: 0 });
+    dynamoMock.on(QueryCommand).rejects(Object.assign(new Error('denied'), { name: 'AccessDeniedException' }));
+    expect(await run(withLog())).toMatchObject({ redelivered: 1, delivered: 1, already_delivered: 0 });
+    expect(logs.find((l) => l.level === 'warn')).toMatchObject({
+      message: 'Could not read whether the conversation was delivered meanwhile; redelivered',
+      extra: [expect.objectContaining({ error: 'AccessDeniedException: denied' })],
+    });
+  });
+
+  it('the Lambda reads the attempt log of its deliveries table (DELIVERIES_TABLE_NAME)', async () => {
+    const saved = { ...process.env };
+    Object.assign(process.env, {
+      FAILED_DELIVERY_QUEUE_URL: QUEUE_URL,
+      FAILED_DELIVERY_DLQ_URL: DLQ_URL,
+      REDELIVERY_STATE_MACHINE_ARN: STATE_MACHINE_ARN,
+      DELIVERIES_TABLE_NAME: 'deliveries-table',
+    });
+    const envelope = pendingEnvelope(undefined, new Date(Date.now() - 60_000));
+    const delivered = afterAttempt(envelope, 'delivered').execution.delivery_attempts.at(-1);
+    attemptLogHolds(() => [{ ...delivered, conversation_id: envelope.conversation_id }]);
+    queueHolds([sqsMessage(envelope)]);
+    const capture = captureJsonLines();
+    try {
+      const summary = await handler({}, { getRemainingTimeInMillis: () => 170_000 } as unknown as Context);
+      expect(summary).toMatchObject({ already_delivered: 1, redelivered: 0 });
+    } finally {
+      capture.restore();
+      process.env = saved;
+    }
+    expect(sfnMock.commandCalls(StartSyncExecutionCommand)).toHaveLength(0);
+    expect(dynamoMock.commandCalls(QueryCommand)[0]!.args[0].input.TableName).toBe('deliveries-table');
   });
 });
 
