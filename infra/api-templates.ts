@@ -5,6 +5,7 @@
  */
 import {
   acceptedResult,
+  errorBody,
   FAILURE_STATUS,
   FORWARDED_HEADERS,
   GATEWAY_ERRORS,
@@ -254,6 +255,22 @@ export function gatewayErrorTemplate(code: GatewayErrorCode): { statusCode: numb
 /** Any other API Gateway error (DEFAULT_4XX / DEFAULT_5XX): the contract's error shape with API Gateway's message. */
 export const GENERIC_GATEWAY_ERROR_TEMPLATE =
   '{"success":false,"error":{"code":"$context.error.responseType","message":$context.error.messageString}}';
+
+/**
+ * API Gateway's own integration timeout (INTEGRATION_TIMEOUT), which may answer either route that has an integration:
+ * POST /webhook (the workflow's answer later than the budget allows) and GET /conversations/{conversation_id} (its
+ * Lambda slow). A gateway response is API-wide and its template is not Velocity (simple `$context` substitution only:
+ * no #if on the route), so the message names the route the caller asked ($context.httpMethod, $context.resourcePath)
+ * and what a timeout means on each, rather than POST /webhook's "the conversation did not finish" for both.
+ */
+export const INTEGRATION_TIMEOUT_TEMPLATE = JSON.stringify(
+  errorBody(
+    'TIMEOUT',
+    "$context.httpMethod $context.resourcePath did not answer within API Gateway's integration timeout. " +
+      'A conversation (POST /webhook) goes on, and its record is exported when it completes; ' +
+      'a status (GET /conversations/{conversation_id}) may be asked again in a moment',
+  ),
+);
 
 /** The statuses POST /webhook can answer with (method responses must declare them). */
 export const WEBHOOK_STATUS_CODES: readonly number[] = [

@@ -20,16 +20,17 @@ import { LogGroup, type RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { IStateMachine } from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import {
-  httpResultForExecution,
   JSON_CONTENT_TYPE,
   NO_STORE,
   NO_STORE_GATEWAY_ERRORS,
+  TIMED_OUT_STATUS,
 } from '../../functions/domain/gateway-contract.ts';
 import {
   executionResultResponseTemplate,
   GENERIC_GATEWAY_ERROR_TEMPLATE,
   gatewayErrorTemplate,
   healthResponseTemplate,
+  INTEGRATION_TIMEOUT_TEMPLATE,
   RETRY_AFTER_SECONDS,
   startFailedResponseTemplate,
   startSyncExecutionRequestTemplate,
@@ -314,12 +315,13 @@ export class WebhookApi extends Construct {
     contractError('Throttled', ResponseType.THROTTLED, 'RATE_LIMITED', RETRY_AFTER_SECONDS.throttled);
     // A source over its usage plan's daily quota: the same contract body.
     contractError('QuotaExceeded', ResponseType.QUOTA_EXCEEDED, 'RATE_LIMITED', RETRY_AFTER_SECONDS.quotaExceeded);
-    // The REST API gives up after 29 s; the execution goes on and still exports its record.
-    const timedOut = httpResultForExecution({ status: 'TIMED_OUT' });
+    // The REST API gives up after its integration timeout: on POST /webhook the execution goes on and still exports
+    // its record; on GET /conversations/{id} the status may be asked again. One response for both: its message names
+    // the route (INTEGRATION_TIMEOUT_TEMPLATE).
     this.api.addGatewayResponse('IntegrationTimeout', {
       type: ResponseType.INTEGRATION_TIMEOUT,
-      statusCode: String(timedOut.statusCode),
-      templates: { [JSON_TYPE]: JSON.stringify(timedOut.body) },
+      statusCode: String(TIMED_OUT_STATUS),
+      templates: { [JSON_TYPE]: INTEGRATION_TIMEOUT_TEMPLATE },
       responseHeaders: UNCACHED_GATEWAY_RESPONSE_HEADERS,
     });
     // Every other response API Gateway gives itself (missing permissions of its role, a WAF block, an integration

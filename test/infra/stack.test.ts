@@ -224,6 +224,25 @@ describe('API: GET /health, gateway responses, stage', () => {
     }
   });
 
+  it("API Gateway's own timeout names the route it cut: POST /webhook's conversation goes on, a status may be asked again", () => {
+    const [timeout] = Object.values(template.findResources('AWS::ApiGateway::GatewayResponse')).filter(
+      (r) => r.Properties.ResponseType === 'INTEGRATION_TIMEOUT',
+    );
+    const body = timeout!.Properties.ResponseTemplates['application/json'] as string;
+    // A gateway response's template is substituted, not run by Velocity: no directive can choose by route.
+    expect(body).not.toMatch(/#(if|set|foreach)/);
+    const rendered = (method: string, resourcePath: string) =>
+      JSON.parse(body.replaceAll('$context.httpMethod', method).replaceAll('$context.resourcePath', resourcePath));
+    const status = rendered('GET', '/conversations/{conversation_id}');
+    expect(status).toEqual({ success: false, error: { code: 'TIMEOUT', message: expect.any(String) } });
+    expect(status.error.message).toMatch(/^GET \/conversations\/\{conversation_id\} did not answer within/);
+    expect(status.error.message).toContain('may be asked again');
+    expect(status.error.message).not.toMatch(/^The conversation did not finish/);
+    expect(rendered('POST', '/webhook').error.message).toMatch(
+      /^POST \/webhook did not answer within .*its record is exported when it completes/,
+    );
+  });
+
   it('the answers API Gateway may give GET /conversations/{id} when its Lambda fails or is slow are no-store too', () => {
     for (const type of ['DEFAULT_4XX', 'DEFAULT_5XX', 'INTEGRATION_TIMEOUT']) {
       template.hasResourceProperties('AWS::ApiGateway::GatewayResponse', {
