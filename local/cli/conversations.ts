@@ -31,7 +31,7 @@ import { ExecutionStore } from '../store/execution-store.ts';
 import { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
 import { localExportBucket, readGatewayRuntime } from '../store/gateway-runtime.ts';
 import { ObjectStore } from '../store/object-store.ts';
-import { explainAwsError } from './aws/errors.ts';
+import { explainAwsError, exportMissingOrDenied } from './aws/errors.ts';
 import { localHeldReceivers } from './deliveries.ts';
 import { AWS_OPTIONS, awsRequested, CliError, DEFAULT_STACK_NAME, limitOf, note, out } from './shared.ts';
 import { formatTable, printable } from './table.ts';
@@ -271,7 +271,18 @@ async function conversationsShowAws(
   return withAws(values, async (clients, stackName) => {
     const stack = await aws.readConversationStack(clients, stackName);
     const location = aws.awsExportLocation(stack, id);
-    const text = await readText(aws.awsExportBucket(clients, stack), `${exportFolder(id)}conversation.json`);
+    // A refusal may mean a missing export (S3 says AccessDenied for one to a role without s3:ListBucket): the logs
+    // are read as for a conversation not exported, and every line about the export says both.
+    let refused: string | null = null;
+    const text = await readText(aws.awsExportBucket(clients, stack), `${exportFolder(id)}conversation.json`).catch(
+      (error: unknown) => {
+        refused = exportMissingOrDenied(error);
+        if (refused === null) throw error;
+        return null;
+      },
+    );
+    const noExport =
+      refused === null ? `no export for ${id} in ${location}` : `no export for ${id} in ${location} (${refused})`;
     const record = text === null ? null : recordFromExport(JSON.parse(text));
     note(
       `reading the execution history of ${id} from ${stack.logGroups.join(', ') || '(no log group outputs)'}… (Ctrl-C stops its Logs Insights query)`,
@@ -297,11 +308,13 @@ async function conversationsShowAws(
       // its executions say why.
       if (executions.length === 0)
         throw new CliError(
-          `no export for ${id} in ${location}, and ${unread === null ? `no execution of it in ${stack.logGroups.join(', ') || '(no log group outputs)'}` : `its execution history could not be read (${unread})`}`,
+          `${noExport}, and ${unread === null ? `no execution of it in ${stack.logGroups.join(', ') || '(no log group outputs)'}` : `its execution history could not be read (${unread})`}`,
         );
       if (!values.json)
         out(
-          `conversation ${id}: no export in ${location} (still running, or its run ended before its export: the executions below say why)`,
+          refused === null
+            ? `conversation ${id}: no export in ${location} (still running, or its run ended before its export: the executions below say why)`
+            : `conversation ${id}: ${noExport}; the executions below say how it ran`,
         );
       printConversation(id, null, null, executions, values.json ?? false, location);
       return 0;

@@ -30,7 +30,7 @@ import { type RedeliveryResult, redeliverHeld, resend } from '../../../functions
 import { stepFunctionsRedeliver } from '../../../functions/shared/redelivery-execution.ts';
 import { settings } from '../../../functions/shared/settings.ts';
 import { CliError, deliveriesTable, note, parseSince, resultDetail, stateLabel } from '../shared.ts';
-import { explainAwsError, surelyNotDone, withAftermath } from './errors.ts';
+import { explainAwsError, exportMissingOrDenied, surelyNotDone, withAftermath } from './errors.ts';
 import { AWS_STACK_OUTPUTS, type AwsClients, type ItemErrorExplainer, readStack, requireOutput } from './stack.ts';
 
 /** Most dead-letter messages one command reads. */
@@ -586,12 +586,17 @@ export async function awsDeliveriesResend(
   const bucket = requireOutput(stack, 'exportBucket');
   const stateMachine = requireOutput(stack, 'redeliveryStateMachineArn');
   const { readText } = await import('../../store/export-bucket.ts');
+  const where = `s3://${bucket}/${exportKey(id, 'conversation.json')}`;
   const text = await readText(
     { client: clients.s3, bucket, endpoint: `s3://${bucket}`, via: 'running', close: async () => {} },
     exportKey(id, 'conversation.json'),
-  );
+  ).catch((error: unknown) => {
+    const refused = exportMissingOrDenied(error);
+    if (refused === null) throw error;
+    throw new CliError(`no export of ${id} in ${where}, ${refused}`);
+  });
   const record = text === null ? null : recordFromExport(JSON.parse(text));
-  if (!record) throw new CliError(`no export of ${id} in s3://${bucket}/${exportKey(id, 'conversation.json')}`);
+  if (!record) throw new CliError(`no export of ${id} in ${where}`);
   // No envelope is read here (the queue cannot be searched by conversation): only a delivered conversation, or one
   // the queue refused (nothing else will deliver it), is resent.
   const refused =

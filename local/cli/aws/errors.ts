@@ -82,6 +82,17 @@ function profileFiles(): string {
 }
 
 /**
+ * Why an export could not be read, when S3 refused the GetObject (AccessDenied): S3 answers a key that does not exist
+ * so, not NoSuchKey, to a role without s3:ListBucket on the bucket, so the refusal may mean "not exported" (a wrong id,
+ * a conversation still running). Null for any other error. docs/deploy.md says which permissions tell the two apart.
+ */
+export function exportMissingOrDenied(error: unknown): string | null {
+  const e = (error ?? {}) as Error;
+  if (!/AccessDenied/.test(e.name ?? '')) return null;
+  return `or this role may not read it: S3 refused it (AccessDenied), which is also its answer for an object that does not exist to a role without s3:ListBucket on the bucket`;
+}
+
+/**
  * `error` with what the command did about it added to its message (a query it stopped): explainAwsError keeps the
  * message, so the user reads both on the one line.
  */

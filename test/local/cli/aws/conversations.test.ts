@@ -383,6 +383,25 @@ describe('conversations --aws', () => {
     expect(output.stdout).toContain('States.DataLimitExceeded');
   });
 
+  it('show of a conversation whose export S3 refuses (AccessDenied: also its answer for a missing key without s3:ListBucket) reads its executions', async () => {
+    s3.on(GetObjectCommand).rejects(Object.assign(new Error('Access Denied'), { name: 'AccessDenied' }));
+    logs.on(StartQueryCommand).resolvesOnce({ queryId: 'q1' }).resolvesOnce({ queryId: 'q2' });
+    logs.on(GetQueryResultsCommand, { queryId: 'q1' }).resolves({
+      status: 'Complete',
+      results: [[{ field: 'execution_arn', value: ARN }]],
+    });
+    logs.on(GetQueryResultsCommand, { queryId: 'q2' }).resolves({
+      status: 'Complete',
+      results: [logEvent(1, 'ExecutionStarted', 0)].map((m) => [{ field: '@message', value: m }]),
+    });
+    expect(await main(['conversations', 'show', ID, '--aws'])).toBe(0);
+    expect(output.stdout).toContain(
+      `conversation ${ID}: no export for ${ID} in s3://prod-exports/${FOLDER} (or this role may not read it: S3 refused it (AccessDenied), which is also its answer for an object that does not exist to a role without s3:ListBucket on the bucket); the executions below say how it ran`,
+    );
+    expect(output.stdout).toMatch(/execution req-1 \(ConversationWorkflow\)/);
+    expect(output.stderr).not.toContain('access denied');
+  });
+
   it('show of a conversation with neither an export nor an execution: one line, exit 1', async () => {
     s3.on(GetObjectCommand).rejects(
       Object.assign(new Error('The specified key does not exist.'), { name: 'NoSuchKey' }),
@@ -460,8 +479,12 @@ describe('conversations --aws', () => {
     );
     expect(await main(['conversations', 'show', ID, '--aws'])).toBe(1);
     expect(output.stderr.split('\n').at(-2)).toBe(
-      `webhook-gateway: access denied: could not read s3://prod-exports/${FOLDER}conversation.json at s3://prod-exports: AccessDenied: User: ops is not authorized to perform: s3:GetObject`,
+      `webhook-gateway: no export for ${ID} in s3://prod-exports/${FOLDER} (or this role may not read it: S3 refused it (AccessDenied), which is also its answer for an object that does not exist to a role without s3:ListBucket on the bucket), and no execution of it in /aws/vendedlogs/states/conversation`,
     );
+    output.stderr = '';
+    s3.on(GetObjectCommand).rejects(Object.assign(new Error('Throttled'), { name: 'SlowDown' }));
+    expect(await main(['conversations', 'show', ID, '--aws'])).toBe(1);
+    expect(output.stderr.split('\n').at(-2)).toMatch(/^webhook-gateway: AWS is throttling these calls \(SlowDown/);
     output.stderr = '';
     s3.on(GetObjectCommand).rejects(
       Object.assign(new Error('The specified bucket does not exist'), { name: 'NoSuchBucket' }),

@@ -460,6 +460,14 @@ describe('deliveries resend --aws', () => {
       `webhook-gateway: no export of ${ID} in s3://${BUCKET}/${exportKey(ID, 'conversation.json')}\n`,
     );
 
+    // Without s3:ListBucket, S3 answers a missing key AccessDenied: not "access denied" alone.
+    output.stderr = '';
+    s3.on(GetObjectCommand).rejects(Object.assign(new Error('Access Denied'), { name: 'AccessDenied' }));
+    expect(await main(['deliveries', 'resend', ID, '--aws'])).toBe(1);
+    expect(output.stderr).toBe(
+      `webhook-gateway: no export of ${ID} in s3://${BUCKET}/${exportKey(ID, 'conversation.json')}, or this role may not read it: S3 refused it (AccessDenied), which is also its answer for an object that does not exist to a role without s3:ListBucket on the bucket\n`,
+    );
+
     output.stderr = '';
     exported(delivered);
     sfn.on(StartSyncExecutionCommand).rejects(
