@@ -15,6 +15,7 @@ import {
   DELIVERY_UNQUEUED_METRIC,
   ENDPOINT_DISABLED_EVENT,
   ENDPOINT_DISABLED_METRIC,
+  ENDPOINT_FAILING_METRIC,
   RECORD_UNSAVED_EVENT,
 } from '../../functions/domain/observability.ts';
 import {
@@ -70,7 +71,8 @@ export interface GatewayAlarmsProps {
  *   after which SQS deletes it without a trace (ApproximateAgeOfOldestMessage of the dead-letter queue, maximum).
  * - AgentLatencyP99: p99 of Webhook.agent_processing_time over agentP99AlarmMs in 2 of 3 periods.
  * - RedeliverySchedulerErrors: the scheduler itself failing (then nothing is redelivered).
- * - DeliveryFailures-<type>: failed attempts to one receiver; EndpointDisabled-<type>: that receiver disabled after
+ * - DeliveryFailures-<type>: failed attempts to one receiver, or that receiver failing (breaker open, until a delivery
+ *   succeeds); EndpointDisabled-<type>: that receiver disabled after
  *   failing for ENDPOINT_DISABLE_AFTER_DAYS (the scheduler publishes Webhook.endpoint_disabled every minute).
  * With alarmEmail, every alarm notifies an SNS topic (alarm and OK) with that address subscribed.
  */
@@ -185,16 +187,28 @@ export class GatewayAlarms extends Construct {
     );
 
     // Per receiver: failed delivery attempts of one webhook type (a transient failure retried at once counts too, so
-    // a single blip stays under the bound).
+    // a single blip stays under the bound), or its receiver failing. Once its circuit breaker is open, attempts are
+    // only probes (one at a time, the schedule's at their slots): a receiver down for hours may make fewer than the
+    // bound, and the alarm would go back to OK while it is still down. The scheduler's Webhook.endpoint_failing gauge
+    // (1 while the breaker is open, every minute) keeps it on until a probe succeeds.
+    const count = props.deliveryFailureAlarmCount;
     this.deliveryFailures = Object.fromEntries(
       WEBHOOK_TYPES.map((type) => [
         type,
         this.alarm(
           `DeliveryFailures-${type}`,
-          deliveryMetric(this, DELIVERY_ATTEMPT_METRICS.failed, type, 'Sum'),
-          props.deliveryFailureAlarmCount - 1,
+          new MathExpression({
+            expression: `FILL(failed, 0) + ${count} * FILL(failing, 0)`,
+            usingMetrics: {
+              failed: deliveryMetric(this, DELIVERY_ATTEMPT_METRICS.failed, type, 'Sum'),
+              failing: deliveryMetric(this, ENDPOINT_FAILING_METRIC, type, 'Maximum'),
+            },
+            period: METRIC_PERIOD,
+            label: `${type}: failed attempts (+${count} while its receiver is failing)`,
+          }),
+          count - 1,
           {
-            description: `${prefix}: ${props.deliveryFailureAlarmCount} or more failed delivery attempts to the ${type} receiver in 5 minutes (Webhook.delivery_failed, webhook_type=${type}); see its last errors with deliveries list (docs/operations.md).`,
+            description: `${prefix}: ${count} or more failed delivery attempts to the ${type} receiver in 5 minutes (Webhook.delivery_failed, webhook_type=${type}), or its receiver failing (circuit breaker open: Webhook.endpoint_failing) until a delivery to it succeeds; see its last errors with deliveries list and endpoints list (docs/operations.md).`,
           },
         ),
       ]),

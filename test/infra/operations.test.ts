@@ -224,22 +224,48 @@ describe('alarms', () => {
     expect(DEFAULT_CONFIG.agentP99AlarmMs).toBe(15_000);
   });
 
-  it('fire per webhook type when its receiver fails deliveryFailureAlarmCount (5) attempts in 5 minutes', () => {
+  it('fire per webhook type when its receiver fails deliveryFailureAlarmCount (5) attempts in 5 minutes, and stay on while it is failing', () => {
     const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm')).map((a) => a.Properties);
+    const count = DEFAULT_CONFIG.deliveryFailureAlarmCount;
     for (const type of WEBHOOK_TYPES) {
-      expect(alarms.find((a) => a.AlarmName === `${synth.stack.stackName}-DeliveryFailures-${type}`)).toMatchObject({
-        Namespace: METRICS_NAMESPACE,
-        MetricName: 'Webhook.delivery_failed',
-        Dimensions: [
-          { Name: 'service', Value: SERVICE_NAME },
-          { Name: 'stack', Value: synth.stack.stackName },
-          { Name: 'webhook_type', Value: type },
-        ],
-        Statistic: 'Sum',
+      const found = alarms.find((a) => a.AlarmName === `${synth.stack.stackName}-DeliveryFailures-${type}`);
+      expect(found).toMatchObject({ ComparisonOperator: 'GreaterThanThreshold', Threshold: count - 1 });
+      const metrics = found.Metrics as {
+        Id: string;
+        Expression?: string;
+        ReturnData?: boolean;
+        MetricStat?: {
+          Metric: { Namespace: string; MetricName: string; Dimensions: unknown[] };
+          Stat: string;
+          Period: number;
+        };
+      }[];
+      const dimensions = [
+        { Name: 'service', Value: SERVICE_NAME },
+        { Name: 'stack', Value: synth.stack.stackName },
+        { Name: 'webhook_type', Value: type },
+      ];
+      const stat = (id: string) => metrics.find((m) => m.Id === id)!.MetricStat;
+      expect(stat('failed')).toEqual({
+        Metric: { Namespace: METRICS_NAMESPACE, MetricName: 'Webhook.delivery_failed', Dimensions: dimensions },
+        Stat: 'Sum',
         Period: 300,
-        ComparisonOperator: 'GreaterThanThreshold',
-        Threshold: DEFAULT_CONFIG.deliveryFailureAlarmCount - 1,
       });
+      // The scheduler's gauge, 1 every minute while the circuit breaker is open: a receiver down for hours makes only
+      // a probe's attempts, fewer than the bound, and the alarm must not say OK meanwhile.
+      expect(stat('failing')).toEqual({
+        Metric: { Namespace: METRICS_NAMESPACE, MetricName: 'Webhook.endpoint_failing', Dimensions: dimensions },
+        Stat: 'Maximum',
+        Period: 300,
+      });
+      const expression = metrics.find((m) => m.Expression)!.Expression!;
+      const value = (failed: number | undefined, failing: number | undefined) =>
+        Number(Function('failed', 'failing', `const FILL = (x, d) => x ?? d; return ${expression};`)(failed, failing));
+      expect(value(count, undefined)).toBeGreaterThan(count - 1);
+      expect(value(count - 1, 0)).toBe(count - 1);
+      expect(value(1, 1)).toBeGreaterThan(count - 1);
+      expect(value(undefined, 1)).toBeGreaterThan(count - 1);
+      expect(value(undefined, undefined)).toBe(0);
     }
   });
 
