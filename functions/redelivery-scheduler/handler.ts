@@ -14,11 +14,12 @@ import { positiveInteger, readEnv, settings } from '../shared/settings.ts';
 
 /**
  * The time a run keeps when it receives a batch: what one batch can take at worst, so that no run is cut off by its
- * Lambda timeout with redeliveries under way. The batch's redeliveries run in parallel, each one StartSyncExecution
+ * Lambda timeout with redeliveries under way. The batch's redeliveries run in parallel, each one read of its attempt
+ * log first (a copy already delivered is dropped: worstCallMs), then one StartSyncExecution
  * (START_SYNC_EXECUTION_WORST_MS: the redelivery workflow times out at 60 s, but a stalled answer can hold the call
  * twice its limit); then each envelope's queue calls, at most a send and a delete (worstCallMs each).
  */
-export const DEFAULT_RESERVE_MS = Math.ceil((START_SYNC_EXECUTION_WORST_MS + 2 * worstCallMs()) / 1000) * 1000;
+export const DEFAULT_RESERVE_MS = Math.ceil((START_SYNC_EXECUTION_WORST_MS + 3 * worstCallMs()) / 1000) * 1000;
 /** The budget when there is no Lambda context (a direct call). */
 export const DEFAULT_BUDGET_MS = 120_000;
 

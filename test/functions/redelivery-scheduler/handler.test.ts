@@ -665,7 +665,25 @@ describe('the Lambda handler', () => {
     });
   });
 
-  it('does not start receiving with less than the reserve left: what one batch can take at worst (150 s)', async () => {
+  it("keeps time for each envelope's attempt-log read too: no batch is received with 160 s left", async () => {
+    Object.assign(process.env, {
+      FAILED_DELIVERY_QUEUE_URL: QUEUE_URL,
+      FAILED_DELIVERY_DLQ_URL: DLQ_URL,
+      REDELIVERY_STATE_MACHINE_ARN: STATE_MACHINE_ARN,
+      DELIVERIES_TABLE_NAME: 'deliveries-table',
+    });
+    const capture = captureJsonLines();
+    try {
+      // StartSyncExecution at worst, and three calls of the request limits at worst: the attempt log's Query before
+      // it, the queue's send and delete after it.
+      expect(await handler({}, context(160_000))).toMatchObject({ received: 0, stopped_by_time_budget: true });
+    } finally {
+      capture.restore();
+    }
+    expect(sqsMock.commandCalls(ReceiveMessageCommand)).toHaveLength(0);
+  });
+
+  it('does not start receiving with less than the reserve left: what one batch can take at worst (162 s)', async () => {
     Object.assign(process.env, {
       FAILED_DELIVERY_QUEUE_URL: QUEUE_URL,
       FAILED_DELIVERY_DLQ_URL: DLQ_URL,
