@@ -83,7 +83,10 @@ function parseMessageBody(
     return { reason: 'the body is not JSON' };
   }
   const stored = readEnvelope(value);
-  if (stored) return { envelope: stored, converted: false };
+  if (stored) {
+    const problem = unschedulable(stored);
+    return problem ? { reason: `the envelope ${problem}` } : { envelope: stored, converted: false };
+  }
   try {
     const envelope = envelopeFromMessage(value, sentAt, schedule);
     if (envelope) return { envelope, converted: true };
@@ -93,6 +96,19 @@ function parseMessageBody(
   return {
     reason: 'the body is neither a failed-delivery envelope nor a QueueFailedDelivery or QueueFailedExport message',
   };
+}
+
+/**
+ * Why the schedule could never act on a stored envelope, or null: one that is neither pending, dead nor settled, or
+ * pending without a due time, would never be due, and each run would re-send it as a fresh message (receive count 1)
+ * for good, never reaching the dead-letter queue nor an alarm. Such a body is unreadable instead: left alone, the
+ * redrive policy moves it to the dead-letter queue after maxReceiveCount receives (docs/deploy.md).
+ */
+function unschedulable(envelope: FailedDeliveryEnvelope): string | null {
+  if (!['pending', 'dead', 'settled'].includes(envelope.state)) return `has no known state (${String(envelope.state)})`;
+  if (envelope.state === 'pending' && !Number.isFinite(Date.parse(String(envelope.next_due_at))))
+    return `is pending without a due time (next_due_at ${JSON.stringify(envelope.next_due_at)})`;
+  return null;
 }
 
 /** Seconds until the envelope is due (0 when due or not pending). */

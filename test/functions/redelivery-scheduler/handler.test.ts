@@ -607,6 +607,23 @@ describe('against a queue that applies its redrive policy (maxReceiveCount 5, as
     expect(highestReceiveCount()).toBe(1);
   });
 
+  it.each([
+    ['pending without a due time', { next_due_at: null }],
+    ['pending with a due time that is no date', { next_due_at: 'soon' }],
+    ['in no known state', { state: 'paused' }],
+  ])('an envelope %s is never redelivered nor re-sent for good: dead-lettered after 5 receives', async (_, change) => {
+    const envelope = { ...pendingEnvelope(), ...change };
+    fake.send({ QueueUrl: QUEUE_URL, MessageBody: JSON.stringify(envelope) });
+    await everyMinute(60);
+    expect(fake.bodies(QUEUE_URL)).toEqual([]);
+    expect(fake.bodies(DLQ_URL)).toEqual([JSON.stringify(envelope)]);
+    expect(highestReceiveCount()).toBe(5);
+    expect(sfnMock.commandCalls(StartSyncExecutionCommand)).toHaveLength(0);
+    expect(logs.find((l) => l.level === 'warn')?.extra[0]).toMatchObject({
+      reason: expect.stringMatching(/^the envelope (is pending without a due time|has no known state)/),
+    });
+  });
+
   it('an unreadable message is still dead-lettered by the redrive policy, after 5 receives', async () => {
     fake.send({ QueueUrl: QUEUE_URL, MessageBody: 'not json {' });
     await everyMinute(60);
