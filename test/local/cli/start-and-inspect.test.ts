@@ -250,7 +250,8 @@ describe('webhook-gateway start / conversations', () => {
   });
 
   it('Ctrl-C stops the gateway and its embedded S3', async () => {
-    const exited = new Promise<number | null>((r) => gateway.child.once('exit', r));
+    // 'close', not 'exit': the process's last output (the next test reads it) may still be on its way at 'exit'.
+    const exited = new Promise<number | null>((r) => gateway.child.once('close', r));
     gateway.child.kill('SIGINT');
     expect(await exited).toBe(0);
     await expect(fetch(`${gateway.url}/health`)).rejects.toThrow();
