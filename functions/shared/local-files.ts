@@ -279,3 +279,13 @@ export function oneAtATime<T>(key: string, fn: () => Promise<T>): Promise<T> {
   });
   return run;
 }
+
+/**
+ * `fn` run alone with the claims and records of the local thread folder `folder`: the retention sweep looks at a
+ * folder and removes it under this, so a turn claimed in the middle is never removed with it (local/store/retention.ts).
+ * The gateway is the one process that claims turns and sweeps. Here, not in thread-store.ts: the sweep imports it
+ * without the stores' SDK clients and Powertools.
+ */
+export function withThreadFolder<T>(folder: string, fn: () => Promise<T>): Promise<T> {
+  return oneAtATime(`thread:${path.resolve(folder)}`, fn);
+}

@@ -11,7 +11,13 @@ import {
   turnClaimedBySameRequest,
 } from '../domain/thread.ts';
 import { conditionFailed, dynamoDb } from './clients/dynamodb.ts';
-import { createExclusive, oneAtATime, readJsonFile, UnreadableFileError, writeFileAtomic } from './local-files.ts';
+import {
+  createExclusive,
+  readJsonFile,
+  UnreadableFileError,
+  withThreadFolder,
+  writeFileAtomic,
+} from './local-files.ts';
 import { logger } from './powertools.ts';
 import { settings } from './settings.ts';
 
@@ -225,15 +231,6 @@ export class DynamoThreadStore implements ThreadStore {
     } while (start && turns.length < limit);
     return { turns: turns.slice(0, limit), unreadable: 0 };
   }
-}
-
-/**
- * `fn` run alone with the claims and records of the local thread folder `folder`: the retention sweep looks at a
- * folder and removes it under this, so a turn claimed in the middle is never removed with it (local/store/retention.ts).
- * The gateway is the one process that claims turns and sweeps.
- */
-export function withThreadFolder<T>(folder: string, fn: () => Promise<T>): Promise<T> {
-  return oneAtATime(`thread:${path.resolve(folder)}`, fn);
 }
 
 export class FileThreadStore implements ThreadStore {

@@ -5,7 +5,7 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import { isConversationId } from '../../functions/domain/conversation-id.ts';
 import { type FailedDeliveryEnvelope, readEnvelope } from '../../functions/domain/failed-delivery.ts';
 import type { IdempotencyRecord } from '../../functions/domain/idempotency.ts';
-import { withThreadFolder } from '../../functions/shared/thread-store.ts';
+import { withThreadFolder } from '../../functions/shared/local-files.ts';
 import { idTimeMs } from '../history/conversation-filters.ts';
 import { LocalFailedDeliveryStore } from './failed-delivery-store.ts';
 import { listDir, readJson } from './json-files.ts';
