@@ -40,15 +40,16 @@ function csvField(value: unknown): string {
   return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
 }
 
+/** CSV as RFC 4180 writes it: the header and every row each end with CRLF, the last one too. */
+function csvText(names: string[], rows: QueryResult['rows']): string {
+  return [names, ...rows.map((r) => names.map((n) => r[n]))].map((r) => `${r.map(csvField).join(',')}\r\n`).join('');
+}
+
 /** A result as a padded table (long texts cut to one line), JSON (one object per row) or CSV (RFC 4180). */
 function formatResult(result: QueryResult, format: 'table' | 'json' | 'csv'): string {
   const names = result.columns.map((c) => c.name);
   if (format === 'json') return JSON.stringify(result.rows, null, 2);
-  if (format === 'csv') {
-    return [names, ...result.rows.map((r) => names.map((n) => r[n]))]
-      .map((r) => r.map(csvField).join(','))
-      .join('\r\n');
-  }
+  if (format === 'csv') return csvText(names, result.rows);
   return formatTable(
     names,
     result.rows.map((r) => names.map((n) => cell(r[n]))),
@@ -113,7 +114,8 @@ export async function conversationsQuery(args: string[]): Promise<number> {
       `conversations query only reads (SELECT, WITH, VALUES, SHOW, DESCRIBE, EXPLAIN): "${changes}" is refused`,
     );
   const result = aws ? await onAthena(values, sql, params) : await onDuckDb(sql, params);
-  if (format !== 'table' || result.rows.length > 0) out(formatResult(result, format));
+  if (format === 'csv') process.stdout.write(formatResult(result, format));
+  else if (format === 'json' || result.rows.length > 0) out(formatResult(result, format));
   else out('(no rows)');
   return 0;
 }

@@ -99,11 +99,12 @@ describe('conversations query (DuckDB over the local exports)', () => {
     expect(lines[2]!.length).toBeLessThan(400);
 
     const csv = await query(['SELECT conversation_id, query FROM conversations ORDER BY received_at LIMIT 2', '--csv']);
-    expect(csv.stdout.split('\r\n')).toEqual([
-      'conversation_id,query',
-      `${sent[0]!.id},${QUESTIONS[0]}`,
-      `${sent[1]!.id},${QUESTIONS[1]}\n`,
-    ]);
+    // RFC 4180: CRLF ends every record, the last one too (no bare LF after it).
+    expect(csv.stdout).toBe(
+      ['conversation_id,query', `${sent[0]!.id},${QUESTIONS[0]}`, `${sent[1]!.id},${QUESTIONS[1]}`]
+        .map((line) => `${line}\r\n`)
+        .join(''),
+    );
     const none = await query(['SELECT * FROM conversations WHERE 1 = 0']);
     expect(none.stdout).toBe('(no rows)\n');
   });
