@@ -12,6 +12,7 @@ import { SEED_REQUEST, startWorld, type TestWorld } from '../support/gateway.ts'
 const CONTRACT = readFileSync(path.join(PROJECT_ROOT, 'docs', 'contract.md'), 'utf8');
 const POST_WEBHOOK = CONTRACT.slice(CONTRACT.indexOf('### `POST /webhook`'), CONTRACT.indexOf('| field '));
 const prose = POST_WEBHOOK.replace(/\s+/g, ' ');
+const DEPLOY = readFileSync(path.join(PROJECT_ROOT, 'docs', 'deploy.md'), 'utf8').replace(/\s+/g, ' ');
 
 let world: TestWorld;
 beforeAll(async () => {
@@ -46,5 +47,12 @@ describe('docs/contract.md: the body size limit', () => {
     const res = await world.post(bodyOf(Number(kb) * 1024));
     expect(res.status).toBe(200);
     expect(res.body).toMatchObject({ success: true });
+  });
+
+  it('deploy.md states the same limit as contract.md (no "bodies over 256 KB": a body of 256 KB is refused too)', () => {
+    expect(DEPLOY).not.toMatch(/Bodies over 256 KB/i);
+    expect(DEPLOY).toContain('execution input exceeds 256 KB (262,144 bytes, the Step Functions input limit)');
+    expect(DEPLOY).toContain('a body of exactly 256 KB is refused and one of 255 KB with the usual headers is taken');
+    expect(prose).toContain('one of 255 KB with the usual headers is taken');
   });
 });

@@ -8,6 +8,7 @@ import {
   healthBody,
   httpResultForExecution,
   MAX_BODY_BYTES,
+  MAX_EXECUTION_INPUT_BYTES,
   pickForwardedHeaders,
 } from '../../functions/domain/gateway-contract.ts';
 import { startConversation } from '../../functions/domain/intake.ts';
@@ -155,6 +156,20 @@ describe('POST /webhook request template (StartSyncExecution)', () => {
   it('sends a body exactly at the limit', () => {
     const body = 'x'.repeat(MAX_BODY_BYTES);
     expect(startRequest({ body }).input.body).toBe(body);
+  });
+
+  it('as contract.md and deploy.md say: a 256 KB body makes an input Step Functions refuses, a 255 KB one fits', () => {
+    // A request padded to exactly `bytes` bytes, sent with the usual headers.
+    const bodyOf = (bytes: number) => {
+      const json = JSON.stringify({ query: 'q', source_system: 'testing_system', source_process: 'phase3_validation' });
+      return `{${' '.repeat(bytes - json.length)}${json.slice(1)}`;
+    };
+    const headers = { 'Content-Type': 'application/json', 'User-Agent': 'curl/8.5.0' };
+    // The input string as StartSyncExecution receives it, in UTF-8 bytes as Step Functions counts it.
+    const inputBytes = (body: string) => Buffer.byteLength(startRequest({ body, headers }).request.input);
+    // Step Functions refuses an input over its limit (ValidationException), which the start-failed response maps to 413.
+    expect(inputBytes(bodyOf(256 * 1024))).toBeGreaterThan(MAX_EXECUTION_INPUT_BYTES);
+    expect(inputBytes(bodyOf(255 * 1024))).toBeLessThanOrEqual(MAX_EXECUTION_INPUT_BYTES);
   });
 });
 
