@@ -9,3 +9,26 @@ export function isCalendarDate(value: string): boolean {
   const days = month === 2 ? (leap ? 29 : 28) : [4, 6, 9, 11].includes(month) ? 30 : 31;
   return day <= days;
 }
+
+/** A timestamp of second 60: date and time to the minute, the fraction, the offset. */
+const LEAP_SECOND = /^(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}):60(?:\.\d+)?(Z|[+-]\d{2}(?::?\d{2})?)$/;
+
+/**
+ * A request timestamp as RFC 3339 allows it, in the form the record keeps (docs/contract.md#post-webhook): a
+ * lowercase `t` or `z` is written uppercase, and a leap second (`23:59:60Z`, or the same instant in another offset,
+ * at the end of a month) as the last millisecond before it (`23:59:59.999Z`), since JavaScript time, and so every
+ * reader of the exports, has no second 60. Anything else is returned as it is, for the validator to judge.
+ */
+export function normalisedTimestamp(value: string): string {
+  const upper = value.replace(/^(\d{4}-\d{2}-\d{2})t/, '$1T').replace(/z$/, 'Z');
+  const leap = LEAP_SECOND.exec(upper);
+  if (!leap) return upper;
+  const before = `${leap[1]}:59.999${leap[2]}`;
+  const at = new Date(before);
+  const endOfMonth =
+    !Number.isNaN(at.getTime()) &&
+    at.getUTCHours() === 23 &&
+    at.getUTCMinutes() === 59 &&
+    new Date(at.getTime() + 1).getUTCDate() === 1;
+  return endOfMonth ? before : upper;
+}

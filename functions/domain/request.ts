@@ -1,7 +1,7 @@
 /** The inbound webhook request (docs/contract.md#post-webhook). Unknown top-level fields are rejected, not silently dropped. */
 import * as v from 'valibot';
 import { WEBHOOK_TYPES } from './conversation.ts';
-import { isCalendarDate } from './iso-date.ts';
+import { isCalendarDate, normalisedTimestamp } from './iso-date.ts';
 import { canonicalSource, MAX_SOURCE_NAME_LENGTH, SOURCE_NAME_PATTERN } from './source-identity.ts';
 import { MAX_THREAD_ID_LENGTH, THREAD_ID_PATTERN } from './thread.ts';
 
@@ -75,8 +75,13 @@ export const WebhookRequestSchema = v.strictObject(
     timestamp: v.optional(
       v.pipe(
         v.string('timestamp must be a string'),
+        // RFC 3339's lowercase `t`/`z` and leap second, in the form the record keeps.
+        v.transform(normalisedTimestamp),
         v.isoTimestamp('timestamp must be an ISO 8601 date-time with a time zone, e.g. 2025-08-13T10:30:45Z'),
         v.check(isCalendarDate, 'timestamp must be a date that exists: its day is past the end of its month'),
+        v.description(
+          'RFC 3339 date-time with a time zone; a lowercase t/z is recorded uppercase, a leap second (23:59:60Z at the end of a month) as 23:59:59.999Z (docs/contract.md#post-webhook)',
+        ),
       ),
     ),
     thread_id: v.optional(

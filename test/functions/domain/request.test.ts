@@ -75,6 +75,26 @@ describe('parseWebhookRequest: valid requests', () => {
     expect(ok(parse({ ...MINIMAL, timestamp })).timestamp).toBe(timestamp);
   });
 
+  it.each([
+    ['2025-08-13t10:30:45z', '2025-08-13T10:30:45Z'],
+    ['2025-08-13t12:30:45.5+02:00', '2025-08-13T12:30:45.5+02:00'],
+    ['2016-12-31T23:59:60Z', '2016-12-31T23:59:59.999Z'],
+    ['2016-12-31t23:59:60.25z', '2016-12-31T23:59:59.999Z'],
+    ['2015-06-30T23:59:60Z', '2015-06-30T23:59:59.999Z'],
+    ['2017-01-01T01:59:60+02:00', '2017-01-01T01:59:59.999+02:00'],
+  ])('accepts RFC 3339 timestamp %s, kept as %s', (timestamp, kept) => {
+    expect(ok(parse({ ...MINIMAL, timestamp })).timestamp).toBe(kept);
+  });
+
+  it.each(['2025-08-13T10:30:60Z', '2016-12-30T23:59:60Z', '2016-12-31T23:59:60+02:00', '2016-12-31T23:59:61Z'])(
+    'rejects %s: second 60 only at a leap second, the last second of a month in UTC',
+    (timestamp) => {
+      expect(details({ ...MINIMAL, timestamp })).toEqual([
+        { field: 'timestamp', message: expect.stringMatching(/ISO 8601/) },
+      ]);
+    },
+  );
+
   it('accepts names with letters, digits, underscore, dash and dot', () => {
     const r = ok(parse({ ...MINIMAL, source_system: 'CRM_v2.prod-eu', source_process: '3rd.party_sync' }));
     expect(r.source_system).toBe('CRM_v2.prod-eu');
