@@ -60,7 +60,11 @@ export const ANALYSIS_COLUMNS = [
   { name: 'query_length', type: 'bigint', description: 'characters in query' },
   { name: 'response', type: 'string', description: "the agent's answer text, in full (not its structured data)" },
   { name: 'response_length', type: 'bigint', description: 'characters in response' },
-  { name: 'error_count', type: 'bigint', description: 'errors recorded (agent failure, failed deliveries)' },
+  {
+    name: 'error_count',
+    type: 'bigint',
+    description: 'execution.errors entries: one per failed state run, not per delivery attempt',
+  },
   { name: 'last_error', type: 'string', description: '"<state>: <error>: <message>" of the last error, or null' },
   { name: 'thread_id', type: 'string', description: "the request's thread_id; null outside a thread" },
   {

@@ -1,4 +1,7 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { PROJECT_ROOT } from '../../local/paths.ts';
 import { folderOf, SEED_REQUEST, startWorld, type TestWorld } from '../support/gateway.ts';
 
 let world: TestWorld;
@@ -230,5 +233,25 @@ describe('a conversation whose delivery failed, then was redelivered', () => {
     expect(after.timings.total_ms).toBe(first.timings.total_ms);
     expect(after.errors).toEqual(first.errors);
     expect(after.delivery_attempts).toHaveLength(first.delivery_attempts.length + 1);
+  });
+
+  it('counts in error_count each failed Deliver run, its quick retries as one, as contract.md says', async () => {
+    const contract = readFileSync(path.join(PROJECT_ROOT, 'docs', 'contract.md'), 'utf8');
+    expect(contract.replace(/\s+/g, ' ')).toContain(
+      "whose workflow's four attempts failed and whose second redelivery then delivered it has `error_count` 2 and `delivery_attempt_count` 6",
+    );
+    world.receiver.reply(503, 503, 503, 503, 503);
+    const res = await world.post({ ...SEED_REQUEST, query: 'four attempts, one error' });
+    const id = res.body.conversation_id as string;
+    const analysis = () => world.getJson(`${folderOf(id)}analysis.json`);
+    expect(await analysis()).toMatchObject({ error_count: 1, delivery_attempt_count: 4 });
+    expect((await world.gateway.redelivery.redrive(id)).status).not.toBe('delivered');
+    expect(await analysis()).toMatchObject({
+      error_count: 2,
+      delivery_attempt_count: 5,
+      last_error: expect.stringMatching(/^Deliver: /),
+    });
+    expect((await world.gateway.redelivery.redrive(id)).status).toBe('delivered');
+    expect(await analysis()).toMatchObject({ error_count: 2, delivery_attempt_count: 6, delivery_status: 'delivered' });
   });
 });
