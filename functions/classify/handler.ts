@@ -2,6 +2,7 @@ import { answerProblem } from '../domain/agent-contract.ts';
 import type { ConversationState } from '../domain/conversation.ts';
 import { AgentAnswerRejected } from '../domain/errors.ts';
 import { withClassification, withPendingAnswer } from '../domain/lifecycle.ts';
+import { wellFormedValue } from '../domain/unicode.ts';
 import { logEvent, METRIC_NAMES, recordSize, recordTime } from '../shared/events.ts';
 import { stageHandler } from '../shared/powertools.ts';
 
@@ -34,9 +35,12 @@ export const handler = stageHandler(
       const size = Buffer.byteLength(JSON.stringify(pending.answer));
       recordTime(METRIC_NAMES.agentProcessingTime, agentMs);
       recordSize(METRIC_NAMES.responseSize, size);
+      // Written as U+FFFD in the record (withPendingAnswer): say how many, so the change is on record.
+      const { replaced } = wellFormedValue(pending.answer);
       logEvent('WEBHOOK_MANAGER_AGENT_RESPONSE', record, {
         agent_processing_time_ms: agentMs,
         response_size_bytes: size,
+        ...(replaced > 0 ? { unpaired_surrogates_replaced: replaced } : {}),
       });
     }
     record = withClassification(record, now);

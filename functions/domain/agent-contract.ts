@@ -20,7 +20,7 @@ const MAX_STATE_BYTES = 240 * 1024;
  * code overflows its stack (a RangeError, which no longer says what happened). So an answer deeper than this is
  * refused before anything recursive reads it; a real answer nests a handful of levels.
  */
-const MAX_AGENT_ANSWER_DEPTH = 64;
+export const MAX_AGENT_ANSWER_DEPTH = 64;
 
 const bytes = (value: unknown): number => Buffer.byteLength(JSON.stringify(value) ?? '');
 

@@ -3,6 +3,7 @@ import type { ConversationRecord } from './conversation.ts';
 import { agentTurn, turnText, userQuery, withTurnTexts } from './conversation.ts';
 import { conversationDatePath, isConversationId } from './conversation-id.ts';
 import { attemptEnd, type ExportOrigin, lifecycleEvents } from './lifecycle-events.ts';
+import { wellFormedJson } from './unicode.ts';
 
 /** S3 layout (docs/contract.md#exports-s3): conversation-history/YYYY/MM/DD/<conversation_id>/{conversation,metadata,summary,analysis}.json */
 export const EXPORT_PREFIX = 'conversation-history';
@@ -156,13 +157,20 @@ export function exportDocuments(
   origin: ExportOrigin = DEFAULT_ORIGIN,
 ): ExportDocument[] {
   const id = record.conversation_id;
+  // Every string well-formed (unicode.ts): an unpaired surrogate, wherever it came from, is written as U+FFFD.
   return [
     {
       key: exportKey(id, 'conversation.json'),
-      body: JSON.stringify(structuredJson(record, exportedAt, origin), null, 2),
+      body: wellFormedJson(JSON.stringify(structuredJson(record, exportedAt, origin), null, 2)),
     },
-    { key: exportKey(id, 'metadata.json'), body: JSON.stringify(metadataOnly(record, exportedAt), null, 2) },
-    { key: exportKey(id, 'summary.json'), body: `${JSON.stringify(compactSummary(record))}\n` },
-    { key: exportKey(id, 'analysis.json'), body: `${JSON.stringify(analysisFormat(record, exportedAt))}\n` },
+    {
+      key: exportKey(id, 'metadata.json'),
+      body: wellFormedJson(JSON.stringify(metadataOnly(record, exportedAt), null, 2)),
+    },
+    { key: exportKey(id, 'summary.json'), body: `${wellFormedJson(JSON.stringify(compactSummary(record)))}\n` },
+    {
+      key: exportKey(id, 'analysis.json'),
+      body: `${wellFormedJson(JSON.stringify(analysisFormat(record, exportedAt)))}\n`,
+    },
   ];
 }

@@ -1,3 +1,4 @@
+import { MAX_AGENT_ANSWER_DEPTH, nestedDeeperThan } from './agent-contract.ts';
 import { classify } from './classifier.ts';
 import {
   agentResponse,
@@ -14,6 +15,7 @@ import {
 import { deferredStatus, failedAttemptFromCaught, isDeferral } from './delivery.ts';
 import { errorBody } from './gateway-contract.ts';
 import { parseTaskError, type TaskFailure } from './task-error.ts';
+import { wellFormedText, wellFormedValue } from './unicode.ts';
 
 /**
  * Each workflow stage after Validate as a pure step over the conversation record; handlers do the I/O around them.
@@ -44,7 +46,12 @@ export function withPendingAnswer(record: ConversationRecord, answeredAt: Date):
   if (!pending) return record;
   const invoked = Date.parse(pending.invoked_at);
   const agentMs = Number.isNaN(invoked) ? 0 : Math.max(0, answeredAt.getTime() - invoked);
-  return withAgentAnswer(rest, pending.answer, agentMs, answeredAt);
+  // Unpaired surrogates as U+FFFD (docs/contract.md#the-manager-agent), in the caller's response, the delivery, the
+  // thread and the exports alike; an answer nested too deep to read recursively is refused by Classify as it is.
+  const answer = nestedDeeperThan(pending.answer, MAX_AGENT_ANSWER_DEPTH)
+    ? pending.answer
+    : wellFormedValue(pending.answer).value;
+  return withAgentAnswer(rest, answer, agentMs, answeredAt);
 }
 
 /**
@@ -82,7 +89,9 @@ export function withFailure(
  */
 export const MAX_ERROR_MESSAGE_CHARS = 2_000;
 
-function keptMessage(message: string): string {
+function keptMessage(given: string): string {
+  // An agent's errorMessage is its text: unpaired surrogates as U+FFFD, as in its answer.
+  const message = wellFormedText(given);
   if (message.length <= MAX_ERROR_MESSAGE_CHARS) return message;
   let end = MAX_ERROR_MESSAGE_CHARS;
   const last = message.charCodeAt(end - 1);

@@ -1,0 +1,85 @@
+import { spawnSync } from 'node:child_process';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { EXPORT_FILES } from '../../functions/domain/export-formats.ts';
+import { folderOf, SEED_REQUEST, startWorld, type TestWorld } from '../support/gateway.ts';
+import { captureJsonLines } from '../support/log-capture.ts';
+
+/**
+ * An agent whose JSON holds an unpaired surrogate escape (`\ud800`), which no UTF-8 text can hold: the gateway writes
+ * U+FFFD in its place, in the caller's answer, the delivery and every export alike, and every export stays JSON
+ * that jq (the deployment guide's reader of conversation.json) takes (docs/contract.md#the-manager-agent).
+ */
+let world: TestWorld;
+beforeAll(async () => {
+  world = await startWorld();
+});
+afterAll(async () => {
+  await world?.close();
+});
+beforeEach(() => {
+  world.agent.reset();
+  world.receiver.reset();
+});
+
+const LONE_ESCAPE = /(?<!\\)(?:\\\\)*\\ud[89a-f][0-9a-f]{2}/i;
+
+/** Each export as written: JSON that jq reads, with no unpaired surrogate escape in it. */
+async function expectExportsReadable(id: string): Promise<Record<string, string>> {
+  const bodies: Record<string, string> = {};
+  for (const file of EXPORT_FILES) {
+    const body = await world.getText(`${folderOf(id)}${file}`);
+    expect(body, file).not.toMatch(LONE_ESCAPE);
+    const jq = spawnSync('jq', ['-c', '.'], { input: body, encoding: 'utf8' });
+    expect(jq.stderr, file).toBe('');
+    expect(jq.status, file).toBe(0);
+    bodies[file] = body;
+  }
+  return bodies;
+}
+
+describe('an agent answer holding an unpaired surrogate', () => {
+  it('is answered, delivered and exported with U+FFFD in its place, and the log line counts them', async () => {
+    world.agent.behave(() => ({
+      payload: null,
+      raw: '{"response":"Top deals: Acme \\ud800 renewal \\udc00","details":{"owner\\udbff":"Jo \\ud83d\\ude00"}}',
+    }));
+    const capture = captureJsonLines();
+    let res: Awaited<ReturnType<TestWorld['post']>>;
+    try {
+      res = await world.post(SEED_REQUEST);
+    } finally {
+      capture.restore();
+    }
+    expect(res.status).toBe(200);
+    const expected = {
+      response: 'Top deals: Acme \uFFFD renewal \uFFFD',
+      details: { 'owner\uFFFD': 'Jo 😀' },
+    };
+    expect(res.body.response).toEqual(expected);
+    const id = res.body.conversation_id as string;
+
+    expect(world.receiver.received).toHaveLength(1);
+    expect(world.receiver.received[0]!.body).toMatchObject({ response: expected });
+
+    const bodies = await expectExportsReadable(id);
+    const record = JSON.parse(bodies['conversation.json']!).conversation;
+    expect(record.conversation.turns[1]).toMatchObject({ content: expected.response, data: expected });
+    expect(JSON.parse(bodies['analysis.json']!).response).toBe(expected.response);
+
+    const line = capture.events(id).find((l) => l.event_type === 'WEBHOOK_MANAGER_AGENT_RESPONSE');
+    expect(line).toMatchObject({ unpaired_surrogates_replaced: 3 });
+  });
+
+  it("in the agent's error message: the 502 and the failed export carry U+FFFD", async () => {
+    world.agent.behave(() => ({
+      functionError: 'Unhandled',
+      payload: null,
+      raw: '{"errorType":"ValueError","errorMessage":"bad text \\ud800"}',
+    }));
+    const res = await world.post(SEED_REQUEST);
+    expect(res.status).toBe(502);
+    expect(res.body.error.message).toBe('The manager agent failed: ValueError: bad text \uFFFD');
+    const bodies = await expectExportsReadable(res.body.error.conversation_id);
+    expect(JSON.parse(bodies['analysis.json']!).last_error).toMatch(/bad text \uFFFD$/);
+  });
+});
