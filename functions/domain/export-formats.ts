@@ -78,6 +78,12 @@ export function metadataOnly(record: ConversationRecord, exportedAt: string) {
   };
 }
 
+/** The first `length` UTF-16 units of `text`, one fewer when the last would be the first half of a pair (an emoji). */
+function preview(text: string, length: number): string {
+  const last = text.charCodeAt(length - 1);
+  return text.slice(0, last >= 0xd800 && last <= 0xdbff ? length - 1 : length);
+}
+
 /** 3. summary.json: one compact line for dashboards. */
 export function compactSummary(record: ConversationRecord) {
   return {
@@ -90,7 +96,7 @@ export function compactSummary(record: ConversationRecord) {
     delivery_status: record.webhook_context.delivery_status,
     delivery_attempts: record.execution.delivery_attempts.length,
     total_time_ms: record.execution.timings.total_ms,
-    query_preview: userQuery(record).slice(0, 120),
+    query_preview: preview(userQuery(record), 120),
   };
 }
 

@@ -222,6 +222,15 @@ describe('summary.json', () => {
     expect(body.trimEnd().split('\n')).toHaveLength(1);
     expect(compactSummary(record).query_preview).toBe(query.slice(0, 120));
   });
+
+  it('never cuts an emoji in half: a preview ending on its first half stops before it', () => {
+    const query = `${'a'.repeat(119)}😀 and more`;
+    const record = startedRecord({ ...SEED_REQUEST, query });
+    expect(compactSummary(record).query_preview).toBe('a'.repeat(119));
+    expect(compactSummary(startedRecord({ ...SEED_REQUEST, query: `${'a'.repeat(118)}😀 more` })).query_preview).toBe(
+      `${'a'.repeat(118)}😀`,
+    );
+  });
 });
 
 describe('analysis.json', () => {
