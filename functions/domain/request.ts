@@ -186,6 +186,36 @@ export function foreignCharsetError(contentType: string | undefined, rawBody: st
   return `Request body is not valid JSON: it is not UTF-8 (Content-Type says charset=${charset.replace(/[^\x21-\x7e]/g, '?').slice(0, 40)}); a body is read as UTF-8 (JSON is UTF-8, RFC 8259) and its other bytes would be lost: send it as UTF-8`;
 }
 
+/**
+ * Whether a value nested at most 20 levels (metadata, checked for depth first) holds a number beyond
+ * Number.MAX_SAFE_INTEGER: the cheap first look of inexactInteger, which reads the body only when one is there.
+ */
+function hasUnsafeNumber(value: unknown): boolean {
+  if (typeof value === 'number') return Math.abs(value) > Number.MAX_SAFE_INTEGER;
+  if (value !== null && typeof value === 'object') return Object.values(value).some(hasUnsafeNumber);
+  return false;
+}
+
+/** A JSON string (skipped whole) or a number literal, as the body spells them. */
+const STRING_OR_NUMBER = /"[^"\\]*(?:\\[\s\S][^"\\]*)*"|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/g;
+
+/**
+ * The first integer literal of the body, outside its strings, beyond ±(2^53 − 1), which JSON.parse reads as the
+ * nearest double (9007199254740993 as 9007199254740992), or null. Looked for only when the parsed metadata holds a
+ * number that large (a float such as 1.5e300 is one too, and is taken: it was written as a double): on every other
+ * request this costs one walk over the parsed metadata, not a second reading of the body
+ * (docs/contract.md#post-webhook).
+ */
+function inexactInteger(rawBody: string, metadata: unknown): string | null {
+  if (!hasUnsafeNumber(metadata)) return null;
+  for (const [literal] of rawBody.matchAll(STRING_OR_NUMBER)) {
+    if (literal.startsWith('"') || literal.length < 16 || !/^-?\d+$/.test(literal)) continue;
+    const digits = literal.replace('-', '');
+    if (BigInt(digits) > BigInt(Number.MAX_SAFE_INTEGER)) return literal;
+  }
+  return null;
+}
+
 /** Parse the raw body exactly as received. Pure: no I/O, no logging. */
 export function parseWebhookRequest(rawBody: string): RequestParseResult {
   let json: unknown;
@@ -204,7 +234,17 @@ export function parseWebhookRequest(rawBody: string): RequestParseResult {
       details: [],
     };
   }
-  return validateWebhookJson(json);
+  const result = validateWebhookJson(json);
+  const inexact = result.ok ? inexactInteger(rawBody, result.request.metadata) : null;
+  if (inexact === null) return result;
+  const shown = inexact.length > 40 ? `${inexact.slice(0, 40)}…` : inexact;
+  const message = `metadata must not hold an integer beyond ±9007199254740991 (2^53 − 1), as ${shown} is: past it a JSON number is read as the nearest double, so 9007199254740993 would be delivered and exported as 9007199254740992; send it as a string`;
+  return {
+    ok: false,
+    code: 'VALIDATION_ERROR',
+    message: `Request validation failed: metadata: ${message}`,
+    details: [{ field: 'metadata', message }],
+  };
 }
 
 /**

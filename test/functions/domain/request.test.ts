@@ -376,6 +376,33 @@ describe('parseWebhookRequest: body shape', () => {
     expect(parseWebhookRequest(body('q', '{"note":"\\\\ud800 is text here"}')).ok).toBe(true);
   });
 
+  it('refuses a metadata integer beyond 2^53 - 1, which JSON.parse would round, naming it', () => {
+    const body = (metadata: string) =>
+      `{"query":"q \\" 9007199254740993","source_system":"s","source_process":"p","metadata":${metadata}}`;
+    for (const [metadata, literal] of [
+      ['{"crm_id":9007199254740993}', '9007199254740993'],
+      ['{"deep":[{"n":-12345678901234567891}]}', '-12345678901234567891'],
+      ['{"n": 9007199254740992, "big": 1e300}', '9007199254740992'],
+    ] as const) {
+      const result = failed(parseWebhookRequest(body(metadata)));
+      expect(result.code).toBe('VALIDATION_ERROR');
+      expect(result.details).toEqual([
+        {
+          field: 'metadata',
+          message: `metadata must not hold an integer beyond ±9007199254740991 (2^53 − 1), as ${literal} is: past it a JSON number is read as the nearest double, so 9007199254740993 would be delivered and exported as 9007199254740992; send it as a string`,
+        },
+      ]);
+      expect(result.message).toBe(`Request validation failed: metadata: ${result.details[0]!.message}`);
+    }
+    // Exact integers, floats written as floats, and digits inside strings (keys too) are taken.
+    for (const metadata of [
+      '{"n":9007199254740991,"m":-9007199254740991}',
+      '{"f":1.5e300,"g":12345678901234567890.5,"e":1e20}',
+      '{"id":"12345678901234567890","12345678901234567890":true}',
+    ])
+      expect(parseWebhookRequest(body(metadata)).ok, metadata).toBe(true);
+  });
+
   it('refuses a metadata number JSON.parse reads as Infinity (it would be delivered and exported as null)', () => {
     for (const metadata of ['{"n":1e400}', '{"deep":[{"n":-1e309}]}']) {
       const result = failed(
