@@ -55,10 +55,18 @@ export class TaskFailure extends Error {
 let client: LambdaClient | undefined;
 /**
  * One client per process, created on first use (after the gateway has set the endpoint). No SDK retries: Retry is the
- * state's. Its middleware stack is resolved once, not on every invoke (cacheMiddleware).
+ * state's. Its middleware stack is resolved once, not on every invoke (cacheMiddleware). No socket pool limit: Step
+ * Functions invokes each conversation's agent on its own, bounded only by the agent's Lambda concurrency (a throttle
+ * is Lambda.TooManyRequestsException), while the SDK's default pool of 50 sockets per host made the 51st agent call,
+ * a fast one too, wait for one of 50 slow agents to answer, its wait counted against its own agent_seconds.
  */
 function lambda(): LambdaClient {
-  client ??= new LambdaClient({ maxAttempts: 1, cacheMiddleware: true });
+  const unpooled = { keepAlive: true, maxSockets: Number.POSITIVE_INFINITY };
+  client ??= new LambdaClient({
+    maxAttempts: 1,
+    cacheMiddleware: true,
+    requestHandler: { httpAgent: unpooled, httpsAgent: unpooled },
+  });
   return client;
 }
 
