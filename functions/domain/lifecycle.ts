@@ -294,6 +294,10 @@ export function successBody(record: ConversationRecord) {
   };
 }
 
+/** What a synchronous caller whose agent ran out of time is told to do instead (docs/contract.md#errors). */
+const SLOW_AGENT_HINT =
+  ". For an agent that needs longer, send it again with 'Prefer: respond-async': 202 at once, then poll its status_url (the same Idempotency-Key starts it afresh)";
+
 /**
  * How the workflow fails when the agent did: `AgentTimeout` (504 TIMEOUT) when InvokeManagerAgent ran out of its
  * budget (`agentSeconds`), else `AgentError` (502 AGENT_ERROR); the body names the conversation, which was exported
@@ -320,12 +324,15 @@ export function agentFailure(
   const last = record.execution.errors.findLast((e) => e.stage === 'InvokeManagerAgent');
   if (last?.error === 'States.Timeout') {
     const within = agentSeconds ? ` within ${agentSeconds} s` : ' in time';
+    // A synchronous caller cannot poll this conversation (GET /conversations/{id} knows asynchronous ones only), and
+    // the same request sent again times out again: it is told how an agent this slow is asked (docs/contract.md).
+    const hint = record.metadata.response_mode === 'async' ? '' : SLOW_AGENT_HINT;
     return {
       failure_error: 'AgentTimeout',
       failure_cause: JSON.stringify(
         errorBody(
           'TIMEOUT',
-          `The manager agent did not answer${within}; the conversation was recorded as failed`,
+          `The manager agent did not answer${within}; the conversation was recorded as failed${hint}`,
           extra,
         ),
       ),

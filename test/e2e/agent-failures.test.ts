@@ -96,7 +96,8 @@ describe('InvokeManagerAgent (the state machine invokes the agent) failures: con
     expect(res.status).toBe(504);
     expect(res.body.error).toMatchObject({
       code: 'TIMEOUT',
-      message: 'The manager agent did not answer within 1 s; the conversation was recorded as failed',
+      message:
+        "The manager agent did not answer within 1 s; the conversation was recorded as failed. For an agent that needs longer, send it again with 'Prefer: respond-async': 202 at once, then poll its status_url (the same Idempotency-Key starts it afresh)",
     });
     const id = res.body.error.conversation_id as string;
     await expectExportedAsFailed(id, 'States.Timeout');
@@ -105,6 +106,19 @@ describe('InvokeManagerAgent (the state machine invokes the agent) failures: con
     expect(execution!.input).toBeDefined();
     const validated = execution!.events.find((e) => e.type === 'StateExited' && e.state === 'Validate');
     expect((validated!.output as { budget: { agent_seconds: number } }).budget.agent_seconds).toBe(1);
+  });
+
+  it('a synchronous request that timed out, sent again as the 504 says (same Idempotency-Key, Prefer: respond-async), runs afresh and completes', async () => {
+    world.agent.behave(() => ({ delayMs: 2_500, payload: { response: 'worth the wait' } }));
+    const key = { 'idempotency-key': 'slow-agent-1' };
+    const first = await world.post(SEED_REQUEST, key);
+    expect(first.status).toBe(504);
+    const again = await world.post(SEED_REQUEST, { ...key, prefer: 'respond-async' });
+    expect(again.status).toBe(202);
+    expect(again.body.conversation_id).not.toBe(first.body.error.conversation_id);
+    await world.gateway.idle();
+    const status = await fetch(again.body.status_url);
+    expect(await status.json()).toMatchObject({ status: 'completed', response: { response: 'worth the wait' } });
   });
 
   it('agent function not found (the Lambda service answers 404) → Lambda.ResourceNotFoundException', async () => {

@@ -160,7 +160,8 @@ describe('httpResultForExecution', () => {
     expect(result.body).toMatchObject({
       error: {
         code: 'TIMEOUT',
-        message: 'The manager agent did not answer within 20 s; the conversation was recorded as failed',
+        message:
+          "The manager agent did not answer within 20 s; the conversation was recorded as failed. For an agent that needs longer, send it again with 'Prefer: respond-async': 202 at once, then poll its status_url (the same Idempotency-Key starts it afresh)",
         conversation_id: r.conversation_id,
       },
     });

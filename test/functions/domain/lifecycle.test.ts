@@ -425,7 +425,7 @@ describe("agentFailure (the AgentFailed state's error and cause)", () => {
     });
   });
 
-  it('is AgentTimeout with a TIMEOUT body when the agent ran out of its budget', () => {
+  it('is AgentTimeout with a TIMEOUT body when the agent ran out of its budget, telling a synchronous caller to ask asynchronously', () => {
     const r = withFailure(
       startedRecord(),
       'InvokeManagerAgent',
@@ -438,11 +438,25 @@ describe("agentFailure (the AgentFailed state's error and cause)", () => {
         success: false,
         error: {
           code: 'TIMEOUT',
-          message: 'The manager agent did not answer within 17 s; the conversation was recorded as failed',
+          message:
+            "The manager agent did not answer within 17 s; the conversation was recorded as failed. For an agent that needs longer, send it again with 'Prefer: respond-async': 202 at once, then poll its status_url (the same Idempotency-Key starts it afresh)",
           conversation_id: SEED_ID,
         },
       }),
     });
+  });
+
+  it('tells an asynchronous conversation that timed out no more than that (it was asked asynchronously)', () => {
+    const started = startedRecord();
+    const r = withFailure(
+      { ...started, metadata: { ...started.metadata, response_mode: 'async' } },
+      'InvokeManagerAgent',
+      { error: 'States.Timeout', message: '', payload: null },
+      AGENT_AT,
+    );
+    expect(JSON.parse(agentFailure(r, 120).failure_cause).error.message).toBe(
+      'The manager agent did not answer within 120 s; the conversation was recorded as failed',
+    );
   });
 
   it('says unknown error when none was recorded', () => {
