@@ -93,6 +93,26 @@ function threadSeen(request: AgentRequest) {
   };
 }
 
+/**
+ * Waits `ms`, unless the caller goes away first: the engine gave up on it at the agent timeout (its HTTP request
+ * aborted, as Step Functions abandons its call). A wait left running kept a stopped gateway's process alive for the
+ * rest of SAMPLE_AGENT_SLOW_MS after Ctrl-C, with nothing in flight. True when the caller still waits.
+ */
+function whileCallerWaits(res: ServerResponse, ms: number): Promise<boolean> {
+  if (res.destroyed) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const gone = () => {
+      clearTimeout(timer);
+      resolve(false);
+    };
+    const timer = setTimeout(() => {
+      res.off('close', gone);
+      resolve(true);
+    }, ms);
+    res.once('close', gone);
+  });
+}
+
 /** The Lambda Invoke REST call (`POST /2015-03-31/functions/{name}/invocations`), answered by the sample agent. */
 export async function handleSampleAgentInvoke(
   functionName: string,
@@ -118,7 +138,7 @@ export async function handleSampleAgentInvoke(
     // the sample agent answers anything
   }
   const answer = sampleAgentAnswer(request);
-  if (answer.kind === 'slow') await new Promise((r) => setTimeout(r, sampleSlowMs()));
+  if (answer.kind === 'slow' && !(await whileCallerWaits(res, sampleSlowMs()))) return;
   const headers: Record<string, string> = { 'x-amz-executed-version': '$LATEST' };
   if (answer.kind === 'error') headers['x-amz-function-error'] = 'Unhandled';
   sendJson(res, 200, answer.payload, headers);
