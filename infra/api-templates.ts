@@ -6,6 +6,7 @@
 import {
   acceptedResult,
   errorBody,
+  FAILURE_HEADERS,
   FAILURE_STATUS,
   FORWARDED_HEADERS,
   GATEWAY_ERRORS,
@@ -129,6 +130,9 @@ export function executionResultResponseTemplate(): string {
     return [
       `${i === 0 ? '#if' : '#elseif'}($error == "${error}")`,
       `#set($context.responseOverride.status = ${status})`,
+      ...Object.entries(FAILURE_HEADERS[error] ?? {}).map(
+        ([name, value]) => `#set($context.responseOverride.header.${name} = "${value}")`,
+      ),
       '#set($ours = $cause.startsWith(\'{"success":false,"error":{\'))',
     ].join('\n');
   });

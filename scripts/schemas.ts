@@ -45,7 +45,8 @@ const ERROR_STATUSES: Record<string, string> = {
     'INVALID_API_KEY (with per-source API keys): a missing or wrong x-api-key; SOURCE_MISMATCH: the key is not the ' +
     "source_system's own (a key acts only as its source); FORBIDDEN (local only): a non-loopback Host while the " +
     'gateway listens on loopback',
-  '409': 'IDEMPOTENCY_CONFLICT: the same Idempotency-Key is still being processed; retry shortly',
+  '409':
+    'IDEMPOTENCY_CONFLICT: the same Idempotency-Key is still being processed; retry after Retry-After to get its answer',
   '413': 'PAYLOAD_TOO_LARGE: the execution input built from the body exceeds 256 KB (a body of 256 KB does)',
   '415': 'UNSUPPORTED_MEDIA_TYPE: Content-Type is not application/json',
   '429': 'RATE_LIMITED: the source exceeded its rate, burst or daily quota; Retry-After says when to come back',
@@ -64,6 +65,7 @@ const ERROR_STATUSES: Record<string, string> = {
 /** Response headers beyond Content-Type, by status, of POST /webhook. */
 const WEBHOOK_HEADERS: Record<string, string[]> = {
   '403': ['Cache-Control'],
+  '409': ['Retry-After'],
   '429': ['Retry-After', 'Cache-Control'],
   '503': ['Retry-After'],
 };

@@ -134,6 +134,15 @@ function statusPath(conversationId: string, sourceSystem: string): string {
 export const STATUS_POLL_SECONDS = 2;
 
 /**
+ * Response headers of a Fail state's answer beyond Content-Type, by its error name: a retry that met its key's
+ * conversation still running (409) is told when to ask again for its answer, as a poller of a status is: the agent
+ * may take its whole budget, and "retry shortly" alone had callers retry at once, over and over (docs/contract.md).
+ */
+export const FAILURE_HEADERS: Readonly<Record<string, Readonly<Record<string, string>>>> = {
+  IdempotencyConflict: { 'retry-after': String(STATUS_POLL_SECONDS) },
+};
+
+/**
  * The 202 of an asynchronous start: the conversation id, where to read its status (`baseUrl`: the API's base, as
  * the caller reached it), `Preference-Applied`, `Location` (the same URL) and `Retry-After` (when to look first).
  */
@@ -181,6 +190,7 @@ export function httpResultForExecution(outcome: ExecutionOutcome, baseUrl = ''):
       // Own keys only: an error named `constructor` or `toString` must not pick up an Object.prototype member.
       const statusCode = Object.hasOwn(FAILURE_STATUS, name) ? (FAILURE_STATUS[name] ?? 500) : 500;
       const ours = statusCode === 500 ? null : publicBodyFromCause(outcome.cause);
+      const headers = Object.hasOwn(FAILURE_HEADERS, name) ? FAILURE_HEADERS[name] : undefined;
       return {
         statusCode,
         body:
@@ -188,6 +198,7 @@ export function httpResultForExecution(outcome: ExecutionOutcome, baseUrl = ''):
           errorBody('INTERNAL_ERROR', 'The conversation workflow failed', {
             workflow_error: outcome.error ?? 'Unknown',
           }),
+        ...(headers ? { headers: { ...headers } } : {}),
       };
     }
   }

@@ -154,7 +154,10 @@ export class WebhookApi extends Construct {
     const webhook = this.api.root.addResource('webhook');
     webhook.addMethod('POST', this.startSyncExecution(props, props.integrationTimeout), {
       methodResponses: WEBHOOK_STATUS_CODES.map((status) =>
-        jsonMethodResponse(status, status === 202 ? ACCEPTED_HEADERS : status === 429 ? ['Retry-After'] : []),
+        jsonMethodResponse(
+          status,
+          status === 202 ? ACCEPTED_HEADERS : status === 429 || status === 409 ? ['Retry-After'] : [],
+        ),
       ),
       apiKeyRequired: props.apiKeyRequired,
     });

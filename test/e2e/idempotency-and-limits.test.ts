@@ -99,6 +99,8 @@ describe('Idempotency-Key: a retried request gets the first answer, not a second
     expect(statuses).toEqual([200, 409]);
     const conflict = a.status === 409 ? a : b;
     expect(conflict.body.error.code).toBe('IDEMPOTENCY_CONFLICT');
+    // When to ask again for the answer (the agent may take its whole budget), as API Gateway's template says too.
+    expect(conflict.headers.get('retry-after')).toBe('2');
     const winner = a.status === 200 ? a : b;
     expect(conflict.body.error.conversation_id).toBe(winner.body.conversation_id);
     const later = await world.post(SEED_REQUEST, { 'idempotency-key': k });

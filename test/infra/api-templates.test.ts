@@ -183,7 +183,8 @@ describe('POST /webhook response template (the finished execution → HTTP)', ()
       ...(outcome.error === undefined ? {} : { error: outcome.error }),
       ...(outcome.cause === undefined ? {} : { cause: outcome.cause }),
     });
-    return { statusCode: rendered.status ?? 200, body: JSON.parse(rendered.output) as unknown };
+    const headers = Object.keys(rendered.headers).length > 0 ? { headers: rendered.headers } : {};
+    return { statusCode: rendered.status ?? 200, body: JSON.parse(rendered.output) as unknown, ...headers };
   };
 
   const rejected = startConversation({
@@ -248,6 +249,15 @@ describe('POST /webhook response template (the finished execution → HTTP)', ()
       expect(render(outcome).statusCode).toBe(status);
     });
   }
+
+  it('tells a retry that met its key still running (409) when to ask again, as the local gateway does', () => {
+    const conflict: ExecutionOutcome = {
+      status: 'FAILED',
+      error: 'IdempotencyConflict',
+      cause: JSON.stringify({ success: false, error: { code: 'IDEMPOTENCY_CONFLICT', message: 'still running' } }),
+    };
+    expect(render(conflict)).toMatchObject({ statusCode: 409, headers: { 'retry-after': '2' } });
+  });
 
   it('uses 400, 502 and 504 where the contract says', () => {
     expect(
