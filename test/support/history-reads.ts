@@ -1,6 +1,8 @@
 import path from 'node:path';
 import { expect } from 'vitest';
+import type { ExecutionStore } from '../../local/store/execution-store.ts';
 import { runMain } from './cli.ts';
+import { deliveredRecord, startedRecord } from './fixtures.ts';
 
 /**
  * Which conversations' execution histories were read, from the files a test's `readJson` spy recorded (each test file
@@ -21,4 +23,27 @@ export async function listedIds(reads: string[], dataDir: string, ...args: strin
   const run = await runMain(['conversations', 'list', '--json', ...args], { LOCAL_DATA_DIR: dataDir });
   expect(run.code, run.stderr).toBe(0);
   return (JSON.parse(run.stdout) as { conversation_id: string }[]).map((r) => r.conversation_id).sort();
+}
+
+/**
+ * A delivered conversation received at `at`, saved as the gateway saves its history (one execution, `executionName`,
+ * whose Export state carries the record): its conversation id, which ends in `suffix`.
+ */
+export async function saveDeliveredHistory(
+  store: ExecutionStore,
+  at: string,
+  suffix: string,
+  executionName: string,
+): Promise<string> {
+  const record = deliveredRecord(startedRecord(undefined, { input: { received_at: at }, ids: { suffix } }));
+  await store.save(record.conversation_id, {
+    execution_name: executionName,
+    state_machine: 'conversation',
+    status: 'SUCCEEDED',
+    started_at: at,
+    stopped_at: at,
+    input: {},
+    events: [{ type: 'StateExited', timestamp: Date.parse(at), state: 'Export', output: { conversation: record } }],
+  });
+  return record.conversation_id;
 }

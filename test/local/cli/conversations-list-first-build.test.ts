@@ -4,8 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ExecutionStore } from '../../../local/store/execution-store.ts';
 import { runMain } from '../../support/cli.ts';
-import { deliveredRecord, startedRecord } from '../../support/fixtures.ts';
-import { historiesRead } from '../../support/history-reads.ts';
+import { historiesRead, saveDeliveredHistory } from '../../support/history-reads.ts';
 
 /** Every file read as JSON, and the most history reads that were under way at once. */
 const reads = vi.hoisted(() => ({ files: [] as string[], inFlight: 0, most: 0 }));
@@ -39,17 +38,7 @@ beforeAll(async () => {
   const store = new ExecutionStore(dataDir);
   for (let n = 0; n < 8; n++) {
     const at = new Date(Date.UTC(2026, 10, 29, 10, 0, n)).toISOString();
-    const record = deliveredRecord(startedRecord(undefined, { input: { received_at: at }, ids: { suffix: `fb${n}` } }));
-    await store.save(record.conversation_id, {
-      execution_name: `run-${n}`,
-      state_machine: 'conversation',
-      status: 'SUCCEEDED',
-      started_at: at,
-      stopped_at: at,
-      input: {},
-      events: [{ type: 'StateExited', timestamp: Date.parse(at), state: 'Export', output: { conversation: record } }],
-    });
-    newestFirst.unshift(record.conversation_id);
+    newestFirst.unshift(await saveDeliveredHistory(store, at, `fb${n}`, `run-${n}`));
   }
 });
 afterAll(async () => {

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ExecutionStore } from '../../../local/store/execution-store.ts';
 import { runMain } from '../../support/cli.ts';
-import { deliveredRecord, startedRecord } from '../../support/fixtures.ts';
+import { saveDeliveredHistory } from '../../support/history-reads.ts';
 
 /** The history files the system refuses to read (its permissions changed; root reads them anyway, so refused here). */
 const refused = vi.hoisted(() => new Set<string>());
@@ -37,21 +37,12 @@ beforeAll(async () => {
   const store = new ExecutionStore(dataDir);
   for (let n = 0; n < 3; n++) {
     const at = new Date(Date.UTC(2026, 10, 29, 10, 0, n)).toISOString();
-    const record = deliveredRecord(startedRecord(undefined, { input: { received_at: at }, ids: { suffix: `sd${n}` } }));
-    await store.save(record.conversation_id, {
-      execution_name: `run-${n}`,
-      state_machine: 'conversation',
-      status: 'SUCCEEDED',
-      started_at: at,
-      stopped_at: at,
-      input: {},
-      events: [{ type: 'StateExited', timestamp: Date.parse(at), state: 'Export', output: { conversation: record } }],
-    });
-    ids.push(record.conversation_id);
+    const id = await saveDeliveredHistory(store, at, `sd${n}`, `run-${n}`);
+    ids.push(id);
     // Written a minute ago: what a listing learns of them is kept in the summary index.
     const then = new Date(Date.now() - 60_000);
-    await utimes(await historyOf(record.conversation_id), then, then);
-    await utimes(path.dirname(await historyOf(record.conversation_id)), then, then);
+    await utimes(await historyOf(id), then, then);
+    await utimes(path.dirname(await historyOf(id)), then, then);
   }
 });
 afterAll(async () => {

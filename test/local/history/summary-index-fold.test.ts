@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { SummaryIndex } from '../../../local/history/summary-index.ts';
 import { ExecutionStore } from '../../../local/store/execution-store.ts';
-import { deliveredRecord, startedRecord } from '../../support/fixtures.ts';
+import { saveDeliveredHistory } from '../../support/history-reads.ts';
 
 /** Every whole write of the summary index. */
 const indexWrites = vi.hoisted(() => [] as string[]);
@@ -51,21 +51,7 @@ describe("the gateway's fold of the saved entries", () => {
     await Promise.all(
       Array.from({ length: 6 }, async (_, n) => {
         const at = new Date(Date.UTC(2026, 10, 29, 10, 0, n)).toISOString();
-        const record = deliveredRecord(
-          startedRecord(undefined, { input: { received_at: at }, ids: { suffix: `fo${n}` } }),
-        );
-        ids.push(record.conversation_id);
-        await store.save(record.conversation_id, {
-          execution_name: `run-${n}`,
-          state_machine: 'conversation',
-          status: 'SUCCEEDED',
-          started_at: at,
-          stopped_at: at,
-          input: {},
-          events: [
-            { type: 'StateExited', timestamp: Date.parse(at), state: 'Export', output: { conversation: record } },
-          ],
-        });
+        ids.push(await saveDeliveredHistory(store, at, `fo${n}`, `run-${n}`));
       }),
     );
     expect(indexWrites).toHaveLength(1);

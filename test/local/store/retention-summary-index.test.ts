@@ -5,7 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SummaryIndex } from '../../../local/history/summary-index.ts';
 import { ExecutionStore } from '../../../local/store/execution-store.ts';
 import { sweepLocalHistory } from '../../../local/store/retention.ts';
-import { deliveredRecord, startedRecord } from '../../support/fixtures.ts';
+import { saveDeliveredHistory } from '../../support/history-reads.ts';
 
 /**
  * The conversation summary index holds each conversation's question (docs/operations.md "Runbook"): the running
@@ -29,19 +29,7 @@ describe('the sweep and the summary index', () => {
     });
     const ids: string[] = [];
     for (const [n, at] of ['2026-02-01T10:00:00.000Z', '2026-03-30T10:00:00.000Z'].entries()) {
-      const record = deliveredRecord(
-        startedRecord(undefined, { input: { received_at: at }, ids: { suffix: `ri${n}` } }),
-      );
-      ids.push(record.conversation_id);
-      await store.save(record.conversation_id, {
-        execution_name: `run-${n}`,
-        state_machine: 'conversation',
-        status: 'SUCCEEDED',
-        started_at: at,
-        stopped_at: at,
-        input: {},
-        events: [{ type: 'StateExited', timestamp: Date.parse(at), state: 'Export', output: { conversation: record } }],
-      });
+      ids.push(await saveDeliveredHistory(store, at, `ri${n}`, `run-${n}`));
     }
     const [old, recent] = ids as [string, string];
     const summaries = async () => {
