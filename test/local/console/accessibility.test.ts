@@ -270,6 +270,31 @@ describe.skipIf(skipBrowser)('console header navigation for a screen reader, in 
       expect(await page.getByRole('navigation').count(), path).toBe(1);
     }
   });
+
+  it('shows a sighted reader which link is the current page, by more than its colour', async () => {
+    await page.goto(`${world.gateway.url}/console/analytics`);
+    const looks = await page.locator('header nav a').evaluateAll((links) =>
+      links.map((a) => {
+        const style = (globalThis as any).getComputedStyle(a);
+        return {
+          current: a.getAttribute('aria-current') === 'page',
+          weight: Number(style.fontWeight),
+          bar: `${style.borderBottomStyle} ${style.borderBottomWidth}`,
+          underline: style.textDecorationLine,
+        };
+      }),
+    );
+    const current = looks.filter((l) => l.current);
+    const others = looks.filter((l) => !l.current);
+    expect(current).toHaveLength(1);
+    expect(others.length).toBeGreaterThan(0);
+    for (const other of others) {
+      // Bolder, and marked by a bar (or an underline) the other links do not have: neither is a colour.
+      expect(current[0]!.weight).toBeGreaterThan(other.weight);
+      expect(`${current[0]!.bar} ${current[0]!.underline}`).not.toBe(`${other.bar} ${other.underline}`);
+      expect(current[0]!.bar === 'solid 2px' || current[0]!.underline.includes('underline')).toBe(true);
+    }
+  });
 });
 
 describe.skipIf(skipBrowser)('console from the keyboard: past the header, in Chromium', () => {
