@@ -103,10 +103,26 @@ export const ASYNC_RESERVES = {
 
 /** The largest agent timeout an asynchronous conversation can honour inside the Express limit, ms (whole seconds). */
 export function maxAsyncAgentTimeoutMs(deliveryTimeoutMs: number): number {
+  return (
+    Math.floor((EXPRESS_LIMIT_MS - ASYNC_RESERVES.margin - asyncReserveAfterAgentMs(deliveryTimeoutMs)) / 1000) * 1000
+  );
+}
+
+/** What an asynchronous run reserves after its agent's timeout, ms (ASYNC_RESERVES). */
+function asyncReserveAfterAgentMs(deliveryTimeoutMs: number): number {
   const r = ASYNC_RESERVES;
   const deliver = r.deliveryAttempts * (r.deliveryRateWait + deliveryTimeoutMs) + r.deliveryRetryWaits;
-  const after = r.agentRetryWaits + r.classify + deliver + r.tail + r.overhead;
-  return Math.floor((EXPRESS_LIMIT_MS - r.margin - after) / 1000) * 1000;
+  return r.agentRetryWaits + r.classify + deliver + r.tail + r.overhead;
+}
+
+/**
+ * The latest an asynchronous run begun at `startedMs` (ms since the epoch) ends, given its budget's `agent_seconds`:
+ * its start, its agent's whole timeout and what the reserves keep after it, never past the Express limit (the
+ * workflow's TimeoutSeconds, which ends it there).
+ */
+export function asyncRunEndsBy(startedMs: number, agentSeconds: number, deliveryTimeoutMs: number): number {
+  const needed = ASYNC_RESERVES.margin + agentSeconds * 1000 + asyncReserveAfterAgentMs(deliveryTimeoutMs);
+  return startedMs + Math.min(EXPRESS_LIMIT_MS, needed);
 }
 
 /**

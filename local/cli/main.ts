@@ -4,6 +4,7 @@ import { parseInboundSecrets } from '../../functions/domain/signatures.ts';
 import { UnreadableFileError } from '../../functions/shared/local-files.ts';
 import { SettingsError } from '../../functions/shared/settings.ts';
 import type { RecoveredExecution } from '../engine/recovery.ts';
+import type { InFlight } from '../engine/running.ts';
 import { parseApiKeys } from '../server/api-keys.ts';
 import { type GatewayOptions, resolveOptions } from '../server/config.ts';
 import type { RunningGateway } from '../server/gateway.ts';
@@ -188,7 +189,7 @@ async function start(): Promise<number> {
     process.once('SIGTERM', stop);
     whenOrphanedByNpm(stop);
   });
-  out('stopping: the conversations in flight finish first (Ctrl-C again stops at once; the next start recovers them)…');
+  out(stoppingLine(gateway.inFlight(), new Date()));
   const now = () => {
     out('stopped at once');
     process.exit(130);
@@ -197,6 +198,23 @@ async function start(): Promise<number> {
   process.once('SIGTERM', now);
   await gateway.close();
   return 0;
+}
+
+/**
+ * What Ctrl-C prints before the gateway waits for its conversations in flight: how many, and the latest time their
+ * budgets let them end by (an asynchronous one may be given minutes), so that the wait does not look like a hang.
+ */
+export function stoppingLine(inFlight: InFlight, now: Date): string {
+  if (inFlight.count === 0) return 'stopping: no conversation in flight…';
+  const what =
+    inFlight.count === 1
+      ? 'the conversation in flight finishes'
+      : `the ${inFlight.count} conversations in flight finish`;
+  const again = 'Ctrl-C again stops at once (the next start recovers them)…';
+  if (inFlight.endsBy === null) return `stopping: ${what} first; ${again}`;
+  const seconds = Math.max(0, Math.ceil((inFlight.endsBy.getTime() - now.getTime()) / 1000));
+  const wait = seconds >= 60 ? `${Math.floor(seconds / 60)} min ${seconds % 60} s` : `${seconds} s`;
+  return `stopping: ${what} first, by ${inFlight.endsBy.toTimeString().slice(0, 8)} at the latest (in ${wait}); ${again}`;
 }
 
 /**

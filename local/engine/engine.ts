@@ -292,6 +292,8 @@ export interface LocalWorkflowOptions {
 
 export class LocalWorkflow {
   readonly name: string;
+  /** The definition's TimeoutSeconds, ms: the engine ends an execution there (null: no limit). */
+  readonly timeoutMs: number | null;
   private readonly definition: Definition;
   private readonly machines = new Map<string, StateMachine>();
   private readonly handlers: Record<string, LocalHandler>;
@@ -302,6 +304,8 @@ export class LocalWorkflow {
   constructor(options: LocalWorkflowOptions) {
     this.name = options.name;
     this.definition = loadDefinition(options.file, options.substitutions);
+    const timeoutSeconds = this.definition.TimeoutSeconds;
+    this.timeoutMs = typeof timeoutSeconds === 'number' ? timeoutSeconds * 1000 : null;
     resolveTimeoutsLikeAws(this.definition.States);
     this.handlers = {};
     for (const [stateName, state] of Object.entries(this.definition.States)) {

@@ -1,4 +1,11 @@
+import { asyncRunEndsBy, type Budget } from '../../functions/domain/budget.ts';
 import type { ExecutionRecord, HistoryEvent } from './engine.ts';
+
+/** How many executions are under way, and the latest time they all end by (null: none under way). */
+export interface InFlight {
+  count: number;
+  endsBy: Date | null;
+}
 
 /**
  * The executions the running gateway has under way, each as its history so far (status RUNNING), until its history
@@ -43,8 +50,44 @@ export class RunningExecutions {
     return [...this.runs.values()].map((r) => ({ ...r, events: [...r.events] }));
   }
 
+  /**
+   * The executions under way and when the last of them ends at the latest (what a graceful stop waits for): a
+   * conversation by its budget once Validate decided it (functions/domain/budget.ts: a synchronous one by its
+   * `answer_by`, an asynchronous one by its agent's seconds and the reserves after them), any other execution, or one
+   * not budgeted yet, by its workflow's TimeoutSeconds (`limitMs`, where the engine ends it).
+   */
+  inFlight(limitMs: (stateMachine: string) => number | null, deliveryTimeoutMs: number): InFlight {
+    let latest: number | null = null;
+    for (const run of this.runs.values()) {
+      const started = Date.parse(run.started_at);
+      const limit = limitMs(run.state_machine);
+      const backstop = limit === null ? Number.POSITIVE_INFINITY : started + limit;
+      const budget = run.state_machine === 'conversation' ? budgetOf(run.events) : null;
+      const byBudget = !budget
+        ? backstop
+        : budget.answer_by
+          ? Date.parse(budget.answer_by)
+          : asyncRunEndsBy(started, budget.agent_seconds, deliveryTimeoutMs);
+      const end = Math.min(backstop, Number.isNaN(byBudget) ? backstop : byBudget);
+      latest = latest === null ? end : Math.max(latest, end);
+    }
+    return {
+      count: this.runs.size,
+      endsBy: latest === null || !Number.isFinite(latest) ? null : new Date(latest),
+    };
+  }
+
   /** A number that changes whenever what `list` gives does. */
   version(): number {
     return this.changes;
   }
+}
+
+/** The budget Validate decided for a conversation (its output's `budget`), once it has. */
+function budgetOf(events: HistoryEvent[]): Budget | null {
+  for (const event of events) {
+    const output = event.output as { budget?: Budget } | null | undefined;
+    if (event.state === 'Validate' && output && typeof output === 'object' && output.budget) return output.budget;
+  }
+  return null;
 }

@@ -19,7 +19,7 @@ import type { EndedExecution, LocalWorkflow } from '../engine/engine.ts';
 import { ExecutionJournal } from '../engine/journal.ts';
 import { type RecoveredExecution, recoverInterrupted } from '../engine/recovery.ts';
 import { LocalRedelivery } from '../engine/redelivery.ts';
-import { RunningExecutions } from '../engine/running.ts';
+import { type InFlight, RunningExecutions } from '../engine/running.ts';
 import { loadStageHandlers, localWorkflow } from '../engine/workflows.ts';
 import { endpointViews } from '../history/endpoints.ts';
 import { SummaryIndex } from '../history/summary-index.ts';
@@ -91,6 +91,8 @@ export interface RunningGateway {
   acceptConversation(input: ExecutionInput): Promise<EndedExecution>;
   /** Settles once no execution is in flight (the runs of accepted conversations included). */
   idle(): Promise<void>;
+  /** How many executions are in flight now, and the latest time their budgets let them end by. */
+  inFlight(): InFlight;
   /** Stop taking requests, let the conversations in flight finish, then stop everything. */
   close(): Promise<void>;
 }
@@ -522,6 +524,10 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     recovered,
     runConversation,
     acceptConversation,
+    inFlight() {
+      const limits = new Map([workflow, acceptWorkflow].map((w) => [w.name, w.timeoutMs]));
+      return runningExecutions.inFlight((machine) => limits.get(machine) ?? null, config.deliveryTimeoutMs);
+    },
     async idle() {
       while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
       await Promise.allSettled([...indexWrites]);

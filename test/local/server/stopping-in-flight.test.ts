@@ -1,0 +1,82 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { asyncRunEndsBy } from '../../../functions/domain/budget.ts';
+import { WEBHOOK_TYPES } from '../../../functions/domain/conversation.ts';
+import { DELIVERY_URL_VARIABLES } from '../../../functions/domain/delivery.ts';
+import { stoppingLine } from '../../../local/cli/main.ts';
+import { SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
+
+let world: TestWorld | undefined;
+afterAll(async () => {
+  await world?.close();
+});
+
+/**
+ * Ctrl-C said only "the conversations in flight finish first": not how many, nor for how long (an asynchronous one's
+ * agent may be given minutes), so the wait looked like a hang. It now says both, from the conversations' budgets.
+ */
+describe('what a stop waits for', () => {
+  it('counts the conversations in flight and the latest their budgets let them end by', async () => {
+    const { handler: classify } = await import('../../../functions/classify/handler.ts');
+    let held = 0;
+    let bothHeld!: () => void;
+    const reached = new Promise<void>((resolve) => {
+      bothHeld = resolve;
+    });
+    let letGo!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      letGo = resolve;
+    });
+    const builtIn = Object.fromEntries(WEBHOOK_TYPES.map((t) => [DELIVERY_URL_VARIABLES[t], '']));
+    world = await startWorld(
+      { ...builtIn, RESPONSE_TIMEOUT_MS: '20000', ASYNC_AGENT_TIMEOUT_MS: '200000', DELIVERY_TIMEOUT_MS: '3000' },
+      {
+        stageOverrides: {
+          classify: async (input) => {
+            if (++held === 2) bothHeld();
+            await gate;
+            return classify(input as never);
+          },
+        },
+      },
+    );
+    const { gateway } = world;
+    expect(gateway.inFlight()).toEqual({ count: 0, endsBy: null });
+
+    const syncSent = Date.now();
+    const answer = world.post(SEED_REQUEST);
+    const asyncSent = Date.now();
+    const accepted = await world.post({ ...SEED_REQUEST, query: 'later, please' }, { prefer: 'respond-async' });
+    expect(accepted.status).toBe(202);
+    await reached;
+    const reachedAt = Date.now();
+
+    const inFlight = gateway.inFlight();
+    expect(inFlight.count).toBe(2);
+    // The synchronous one ends by its answer_by (20 s less 1 s of margin after it arrived); the asynchronous one
+    // (a 200 s agent) by its start, its agent's 200 s and the reserves after it: that one is the latest.
+    const ends = inFlight.endsBy!.getTime();
+    expect(ends).toBeGreaterThanOrEqual(asyncRunEndsBy(asyncSent, 200, 3000));
+    expect(ends).toBeLessThanOrEqual(asyncRunEndsBy(reachedAt, 200, 3000));
+    expect(ends - syncSent).toBeGreaterThan(19_000 + 200_000);
+
+    const line = stoppingLine(inFlight, new Date(reachedAt));
+    expect(line).toContain('the 2 conversations in flight finish first');
+    expect(line).toContain(`by ${inFlight.endsBy!.toTimeString().slice(0, 8)} at the latest`);
+    expect(line).toMatch(/\(in 4 min \d+ s\)/);
+    expect(line).toContain('Ctrl-C again stops at once');
+
+    letGo();
+    expect((await answer).status).toBe(200);
+    await gateway.idle();
+    expect(gateway.inFlight()).toEqual({ count: 0, endsBy: null });
+  });
+
+  it('says the wait in words: one conversation, seconds; none', () => {
+    const now = new Date('2026-12-03T10:00:00.000Z');
+    const endsBy = new Date('2026-12-03T10:00:27.400Z');
+    expect(stoppingLine({ count: 1, endsBy }, now)).toBe(
+      `stopping: the conversation in flight finishes first, by ${endsBy.toTimeString().slice(0, 8)} at the latest (in 28 s); Ctrl-C again stops at once (the next start recovers them)…`,
+    );
+    expect(stoppingLine({ count: 0, endsBy: null }, now)).toBe('stopping: no conversation in flight…');
+  });
+});
