@@ -75,6 +75,16 @@
     }
   }
 
+  /** How often the page asks whether anything changed while the gateway answers, ms. */
+  const POLL_MS = 1000;
+  /** The longest wait between two asks while the gateway does not answer, ms. */
+  const MAX_UNREACHABLE_WAIT_MS = 30000;
+  /**
+   * Asks in a row the gateway did not answer: the wait before the next doubles with each (1 s, 2 s, 4 s … 30 s), so a
+   * page left open on a stopped gateway does not log a failed request every second; back to POLL_MS once it answers.
+   */
+  let misses = 0;
+
   /** Whether the last poll got an error answer: the page then shows the gateway's error page, refreshed once. */
   let failing = false;
   /** When the gateway last did not answer (its first miss in a row), or null while it answers. */
@@ -119,7 +129,9 @@
           else showLive('ok', 'live', 'refreshes when conversations arrive');
         }
       }
+      misses = 0;
     } catch {
+      misses++;
       // Stopped or restarting: the page keeps what it showed, and says since when that is.
       unreachableSince = unreachableSince || new Date().toTimeString().slice(0, 8);
       showLive(
@@ -128,7 +140,7 @@
         `the gateway did not answer since ${unreachableSince}: the page shows what it had then`,
       );
     }
-    setTimeout(poll, 1000);
+    setTimeout(poll, misses === 0 ? POLL_MS : Math.min(MAX_UNREACHABLE_WAIT_MS, POLL_MS * 2 ** (misses - 1)));
   }
 
   /**
@@ -273,5 +285,5 @@
     if (button) plan(button);
   });
 
-  setTimeout(poll, 1000);
+  setTimeout(poll, POLL_MS);
 })();

@@ -1,0 +1,99 @@
+import type { Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startGateway } from '../../../local/server/gateway.ts';
+import { CHROMIUM, skipBrowser, useBrowserPage } from '../../support/browser.ts';
+import { startWorld, type TestWorld } from '../../support/gateway.ts';
+
+/**
+ * A console page left open while the gateway was stopped asked it every second, and Chromium logged each refused
+ * request as an error in the page's console. Now the page waits longer after each ask nobody answered (1 s, 2 s,
+ * 4 s … 30 s), says "gateway not reachable" as before, and asks every second again once the gateway answers. The
+ * page's clock is Playwright's: time is moved on, never waited for.
+ */
+if (skipBrowser) console.warn(`console unreachable back-off browser test SKIPPED: ${CHROMIUM} is missing`);
+
+let world: TestWorld;
+
+beforeAll(async () => {
+  world = await startWorld();
+});
+afterAll(async () => {
+  await world?.close();
+});
+
+describe.skipIf(skipBrowser)('console page open while the gateway is stopped and started again, in Chromium', () => {
+  let page: Page;
+  useBrowserPage((opened) => {
+    page = opened;
+  });
+
+  it('asks less and less often while nobody answers, and every second again once the gateway is back', async () => {
+    let asked = 0;
+    let settled = 0;
+    let errors = 0;
+    const isPoll = (url: string) => url.includes('/console/api/version');
+    const reset = () => {
+      asked = 0;
+      settled = 0;
+      errors = 0;
+    };
+    page.on('request', (r) => {
+      if (isPoll(r.url())) asked++;
+    });
+    page.on('requestfinished', (r) => {
+      if (isPoll(r.url())) settled++;
+    });
+    page.on('requestfailed', (r) => {
+      if (isPoll(r.url())) settled++;
+    });
+    page.on('console', (m) => {
+      if (m.type() === 'error') errors++;
+    });
+    /** Moves the page's clock on by `seconds`, one second at a time, each ask answered (or refused) before the next. */
+    const advance = async (seconds: number, until?: () => Promise<boolean>) => {
+      for (let i = 0; i < seconds; i++) {
+        await page.clock.runFor(1000);
+        await expect.poll(() => settled).toBe(asked);
+        // The page's own reaction to the answer (its next timer) runs before the clock moves again.
+        await page.evaluate(() => 0);
+        if (until && (await until())) return i + 1;
+      }
+      return seconds;
+    };
+
+    await page.clock.install();
+    await page.goto(`${world.gateway.url}/console`);
+    await page.locator('#live.ok').waitFor();
+    await page.clock.pauseAt(Date.now() + 60_000);
+    await advance(2);
+
+    const { port } = world.gateway;
+    const options = world.gateway.options;
+    await world.gateway.close();
+    reset();
+    const gone = await advance(5, async () => (await page.locator('#live').innerText()) === 'gateway not reachable');
+    expect(await page.locator('#live').innerText()).toBe('gateway not reachable');
+    await advance(60 - gone);
+    // Every second it would have been 60 asks (and 60 errors logged); waiting 1, 2, 4, 8, 16 then 30 s, about 7.
+    expect(asked).toBeGreaterThanOrEqual(5);
+    expect(asked).toBeLessThanOrEqual(8);
+    expect(errors).toBeLessThanOrEqual(asked);
+
+    // Capped: every 30 s from then on.
+    reset();
+    await advance(120);
+    expect(asked).toBeGreaterThanOrEqual(3);
+    expect(asked).toBeLessThanOrEqual(5);
+
+    // Started again on the same port: "live" again within one wait, and then asked every second.
+    world.gateway = await startGateway({ ...options, port, s3Port: 0 });
+    const back = await advance(31, async () => (await page.locator('#live').innerText()) === 'live');
+    expect(back).toBeLessThanOrEqual(30);
+    expect(await page.locator('#live').getAttribute('title')).toBe('refreshes when conversations arrive');
+    reset();
+    await advance(10);
+    expect(asked).toBeGreaterThanOrEqual(9);
+    expect(asked).toBeLessThanOrEqual(11);
+    expect(errors).toBe(0);
+  });
+});
