@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import { link, mkdir, readFile, rm, stat } from 'node:fs/promises';
+import { link, mkdir, readFile, rm, stat, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 
@@ -190,9 +190,11 @@ export async function writeJsonFileAtomic(file: string, value: unknown): Promise
  * exclusively, holding its process id and a tag of its own from the moment it exists: createExclusive). A lock left
  * by a killed process is taken over: at once when the process it names is gone (a gateway restarted after kill -9
  * does not wait on its own predecessor) or it names none (empty: made by an earlier version, killed before it wrote
- * its id), else once older than STALE_MS.
+ * its id), else once older than STALE_MS. A live holder keeps its lock fresh (its mtime touched every FRESH_MS while
+ * `fn` runs: a slow disk, a long read-modify-write), so only a dead or hung holder's lock ever gets that old.
  */
 const STALE_MS = 10_000;
+const FRESH_MS = STALE_MS / 3;
 const WAIT_MS = 5;
 const GIVE_UP_MS = 5_000;
 
@@ -254,13 +256,33 @@ async function release(lock: string, mine: string): Promise<void> {
   }
 }
 
+/**
+ * The lock's mtime set to now, only while it is still this holder's (it holds the text this holder wrote): one taken
+ * over meanwhile is another holder's to keep. Best effort: a touch that fails leaves the lock to age.
+ */
+async function touch(lock: string, mine: string): Promise<void> {
+  const now = new Date();
+  if ((await readFile(lock, 'utf8').catch(() => null)) === mine) await utimes(lock, now, now).catch(() => undefined);
+}
+
 export function withFileLock<T>(file: string, fn: () => Promise<T>): Promise<T> {
   const lock = `${file}.lock`;
   return oneAtATime(file, async () => {
     const mine = await acquire(lock);
+    // Before: a holder still working after STALE_MS (a slow disk) had its lock taken over, and two processes changed
+    // the file at once. Nothing is touched by a hold shorter than FRESH_MS (the delivery path's); one touch at a time.
+    let touching: Promise<void> | null = null;
+    const fresh = setInterval(() => {
+      touching ??= touch(lock, mine).finally(() => {
+        touching = null;
+      });
+    }, FRESH_MS);
+    fresh.unref();
     try {
       return await fn();
     } finally {
+      clearInterval(fresh);
+      await touching;
       await release(lock, mine);
     }
   });

@@ -165,6 +165,29 @@ describe('withFileLock', () => {
     expect(await readdir(dir)).toEqual([]);
   });
 
+  it('a holder still working past STALE_MS keeps its lock fresh, so no other process takes it over; no timer is left', async () => {
+    vi.useFakeTimers({ toFake: ['Date', 'setInterval', 'clearInterval'] });
+    try {
+      const file = path.join(dir, 'general.json');
+      const lock = `${file}.lock`;
+      const staleMs = 10_000;
+      /** How old the lock looks to another process (acquire takes over one older than STALE_MS). */
+      const age = async () => Date.now() - (await stat(lock)).mtimeMs;
+      await withFileLock(file, async () => {
+        // A slow disk: the read-modify-write goes on for 12 s.
+        for (let held = 0; held < 12_000; held += 1_000) {
+          await vi.advanceTimersByTimeAsync(1_000);
+          // Before: the lock aged from its creation, and another process took it over at 10 s while this one wrote.
+          await vi.waitFor(async () => expect(await age()).toBeLessThanOrEqual(staleMs / 2), { interval: 1 });
+        }
+      });
+      expect(vi.getTimerCount()).toBe(0);
+      expect(await readdir(dir)).toEqual([]);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   it('several processes finding a stale lock at once: one takes it over at a time, never two', async () => {
     const file = path.join(dir, 'lead_analysis.json');
     const gone = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
