@@ -27,8 +27,9 @@ import {
 import { wrongKindMessage } from '../store/damaged-files.ts';
 import type { ExecutionStore } from '../store/execution-store.ts';
 import type { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
-import type { LocalWorkflow } from './engine.ts';
+import type { HistoryEvent, LocalWorkflow } from './engine.ts';
 import type { ExecutionJournal } from './journal.ts';
+import type { RunningExecutions } from './running.ts';
 
 /** The schedule's lines are for AWS's log groups; locally each result is reported (onResult), errors printed. */
 const LOCAL_LOG: ScheduleLog = {
@@ -48,45 +49,67 @@ function localRedeliver(
   workflow: LocalWorkflow,
   executions: ExecutionStore,
   journal: ExecutionJournal,
+  running: RunningExecutions | undefined,
 ): Redeliver {
   return async (envelope, via) => {
     const schedule = store.schedule;
     const name = redeliveryExecutionName(envelope, randomBytes(3).toString('hex'));
     const input = { conversation: envelope.conversation, redelivery: redeliveryContext(envelope, via, schedule) };
-    const journaled = journal.begin(name, input);
-    const execution = await workflow.run(input, name, { observer: journaled });
+    // In flight (what a graceful stop waits for: the gateway's inFlight) until its envelope is stored.
+    const shown = running?.begin(name, workflow.name, input, false);
     try {
-      await executions.save(envelope.conversation_id, execution);
-    } catch (error) {
-      // The run delivered (or not) all the same: settle the envelope by what it did, or the schedule would deliver it
-      // again at each retry of the run. Only this run's history is missing.
-      console.error(
-        `webhook-gateway: the history of redelivery ${name} (conversation ${envelope.conversation_id}) could not be saved: ${(error as Error).message}`,
-      );
+      return await redeliverOnce(store, workflow, executions, journal, envelope, via, name, input, shown?.onEvent);
+    } finally {
+      shown?.end();
     }
-    const settled =
-      execution.status === 'SUCCEEDED' ? settleRedelivery(envelope, execution.output, via, new Date(), schedule) : null;
-    const ran: RedeliveryRun = !settled
-      ? {
-          ok: false,
-          execution_name: name,
-          status: execution.status,
-          error: `${execution.error}: ${execution.cause ?? ''}`,
-        }
-      : !settled.ok
-        ? { ok: false, execution_name: name, status: execution.status, error: settled.error }
-        : { ok: true, execution_name: name, record: settled.record, updated: settled.updated };
-    // A scheduled run that did not succeed is a failed run of its envelope (as redeliverHeld stores it again).
-    const failed = !ran.ok && via === 'schedule' ? withFailedRun(envelope, ran.error, new Date()) : null;
-    // The envelope is kept as the run left it before the journal says the run ended (its caller stores it again and
-    // lets it go): ended first, a crash in between left it as before the run, and the schedule delivered it again, or
-    // never counted the failed run. A crash after this write and before the end is recovered, and recovery finds the
-    // envelope settled (or the failed run counted) already.
-    const updated = ran.ok ? (via !== 'resend' ? ran.updated : null) : failed;
-    const stored = updated ? await kept(store, updated, name) : true;
-    if (stored) journaled.end();
-    return ran;
   };
+}
+
+async function redeliverOnce(
+  store: LocalFailedDeliveryStore,
+  workflow: LocalWorkflow,
+  executions: ExecutionStore,
+  journal: ExecutionJournal,
+  envelope: FailedDeliveryEnvelope,
+  via: Parameters<Redeliver>[1],
+  name: string,
+  input: unknown,
+  onEvent: ((event: HistoryEvent) => void) | undefined,
+): Promise<RedeliveryRun> {
+  const schedule = store.schedule;
+  const journaled = journal.begin(name, input);
+  const execution = await workflow.run(input, name, { observer: journaled, onEvent });
+  try {
+    await executions.save(envelope.conversation_id, execution);
+  } catch (error) {
+    // The run delivered (or not) all the same: settle the envelope by what it did, or the schedule would deliver it
+    // again at each retry of the run. Only this run's history is missing.
+    console.error(
+      `webhook-gateway: the history of redelivery ${name} (conversation ${envelope.conversation_id}) could not be saved: ${(error as Error).message}`,
+    );
+  }
+  const settled =
+    execution.status === 'SUCCEEDED' ? settleRedelivery(envelope, execution.output, via, new Date(), schedule) : null;
+  const ran: RedeliveryRun = !settled
+    ? {
+        ok: false,
+        execution_name: name,
+        status: execution.status,
+        error: `${execution.error}: ${execution.cause ?? ''}`,
+      }
+    : !settled.ok
+      ? { ok: false, execution_name: name, status: execution.status, error: settled.error }
+      : { ok: true, execution_name: name, record: settled.record, updated: settled.updated };
+  // A scheduled run that did not succeed is a failed run of its envelope (as redeliverHeld stores it again).
+  const failed = !ran.ok && via === 'schedule' ? withFailedRun(envelope, ran.error, new Date()) : null;
+  // The envelope is kept as the run left it before the journal says the run ended (its caller stores it again and
+  // lets it go): ended first, a crash in between left it as before the run, and the schedule delivered it again, or
+  // never counted the failed run. A crash after this write and before the end is recovered, and recovery finds the
+  // envelope settled (or the failed run counted) already.
+  const updated = ran.ok ? (via !== 'resend' ? ran.updated : null) : failed;
+  const stored = updated ? await kept(store, updated, name) : true;
+  if (stored) journaled.end();
+  return ran;
 }
 
 /**
@@ -123,8 +146,9 @@ export class LocalRedelivery {
     executions: ExecutionStore,
     journal: ExecutionJournal,
     private readonly gate?: () => ScheduleGate | undefined,
+    running?: RunningExecutions,
   ) {
-    this.redeliver = localRedeliver(store, workflow, executions, journal);
+    this.redeliver = localRedeliver(store, workflow, executions, journal, running);
   }
 
   /** An operator's resend of a delivered conversation (the caller checked resendRefusal). */

@@ -1,7 +1,10 @@
 import { asyncRunEndsBy, type Budget } from '../../functions/domain/budget.ts';
 import type { ExecutionRecord, HistoryEvent } from './engine.ts';
 
-/** How many executions are under way, and the latest time they all end by (null: none under way). */
+/**
+ * How many conversations have an execution under way (each once, however many of its executions: an asynchronous
+ * one's accept run and its conversation run, a redelivery), and the latest time they all end by (null: none).
+ */
 export interface InFlight {
   count: number;
   endsBy: Date | null;
@@ -14,14 +17,20 @@ export interface InFlight {
  */
 export class RunningExecutions {
   private readonly runs = new Map<string, ExecutionRecord>();
+  /** Under way but not listed (a redelivery run: the console shows its history once saved); a stop waits for them. */
+  private readonly unlisted = new Set<string>();
   /** Changes with every execution begun, event seen and execution ended: the console's pages poll it. */
   private changes = 0;
 
-  /** One execution begun: `onEvent` for its engine run, `end` once its history is saved (or given up). */
+  /**
+   * One execution begun: `onEvent` for its engine run, `end` once its history is saved (or given up). `listed`
+   * false: counted in flight only, not in `list`.
+   */
   begin(
     executionName: string,
     stateMachine: string,
     input: unknown,
+    listed = true,
   ): { onEvent: (event: HistoryEvent) => void; end: () => void } {
     const record: ExecutionRecord = {
       execution_name: executionName,
@@ -33,21 +42,27 @@ export class RunningExecutions {
       events: [],
     };
     this.runs.set(executionName, record);
-    this.changes++;
+    if (!listed) this.unlisted.add(executionName);
+    if (listed) this.changes++;
     return {
       onEvent: (event) => {
         record.events.push(event);
-        this.changes++;
+        if (listed) this.changes++;
       },
       end: () => {
-        if (this.runs.delete(executionName)) this.changes++;
+        if (this.runs.get(executionName) !== record) return;
+        this.runs.delete(executionName);
+        this.unlisted.delete(executionName);
+        if (listed) this.changes++;
       },
     };
   }
 
   /** Copies of the executions under way (their events as seen so far), oldest first. */
   list(): ExecutionRecord[] {
-    return [...this.runs.values()].map((r) => ({ ...r, events: [...r.events] }));
+    return [...this.runs.values()]
+      .filter((r) => !this.unlisted.has(r.execution_name))
+      .map((r) => ({ ...r, events: [...r.events] }));
   }
 
   /**
@@ -58,7 +73,11 @@ export class RunningExecutions {
    */
   inFlight(limitMs: (stateMachine: string) => number | null, deliveryTimeoutMs: number): InFlight {
     let latest: number | null = null;
+    // Before: each execution counted, so an asynchronous conversation counted twice while its accept run's history
+    // was saved after its conversation run had begun. One conversation is one, by the latest of its executions' ends.
+    const conversations = new Set<string>();
     for (const run of this.runs.values()) {
+      conversations.add(conversationOf(run) ?? run.execution_name);
       const started = Date.parse(run.started_at);
       const limit = limitMs(run.state_machine);
       const backstop = limit === null ? Number.POSITIVE_INFINITY : started + limit;
@@ -72,7 +91,7 @@ export class RunningExecutions {
       latest = latest === null ? end : Math.max(latest, end);
     }
     return {
-      count: this.runs.size,
+      count: conversations.size,
       endsBy: latest === null || !Number.isFinite(latest) ? null : new Date(latest),
     };
   }
@@ -91,3 +110,20 @@ function budgetOf(events: HistoryEvent[]): Budget | null {
   }
   return null;
 }
+
+/**
+ * The conversation an execution works on: its input's (a redelivery's), the accepted one it was started with (an
+ * asynchronous conversation run), or the one a state gave out (Validate's); null before any is known.
+ */
+function conversationOf(run: ExecutionRecord): string | null {
+  const input = run.input as { conversation?: Conversation; accepted?: { conversation?: Conversation } } | null;
+  const given = input?.conversation?.conversation_id ?? input?.accepted?.conversation?.conversation_id;
+  if (typeof given === 'string') return given;
+  for (const event of run.events) {
+    const id = (event.output as { conversation?: Conversation } | null | undefined)?.conversation?.conversation_id;
+    if (typeof id === 'string') return id;
+  }
+  return null;
+}
+
+type Conversation = { conversation_id?: unknown };

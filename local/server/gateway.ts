@@ -293,8 +293,15 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     throw error;
   }
   options.onRecovery?.(recovered, recoveryMs);
-  const redelivery = new LocalRedelivery(failedDeliveries, redeliveryWorkflow, executions, journal, () =>
-    endpointGate(endpoints, config.breaker),
+  /** Each execution under way as its history so far, shown by the console until its history is saved. */
+  const runningExecutions = new RunningExecutions();
+  const redelivery = new LocalRedelivery(
+    failedDeliveries,
+    redeliveryWorkflow,
+    executions,
+    journal,
+    () => endpointGate(endpoints, config.breaker),
+    runningExecutions,
   );
   redelivery.start(options.redeliveryPollMs, options.onRedelivery);
   const retention = {
@@ -324,8 +331,6 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   sweepTimer.unref();
 
   const inFlight = new Set<Promise<unknown>>();
-  /** Each execution under way as its history so far, shown by the console until its history is saved. */
-  const runningExecutions = new RunningExecutions();
   /** Set by close(): new conversations are refused while those in flight finish (unlessStopping). */
   let stopping = false;
   let closing: Promise<void> | null = null;
@@ -525,7 +530,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     runConversation,
     acceptConversation,
     inFlight() {
-      const limits = new Map([workflow, acceptWorkflow].map((w) => [w.name, w.timeoutMs]));
+      const limits = new Map([workflow, acceptWorkflow, redeliveryWorkflow].map((w) => [w.name, w.timeoutMs]));
       return runningExecutions.inFlight((machine) => limits.get(machine) ?? null, config.deliveryTimeoutMs);
     },
     async idle() {

@@ -3,6 +3,8 @@ import { asyncRunEndsBy } from '../../../functions/domain/budget.ts';
 import { WEBHOOK_TYPES } from '../../../functions/domain/conversation.ts';
 import { DELIVERY_URL_VARIABLES } from '../../../functions/domain/delivery.ts';
 import { stoppingLine } from '../../../local/cli/main.ts';
+import type { HistoryEvent } from '../../../local/engine/engine.ts';
+import { RunningExecutions } from '../../../local/engine/running.ts';
 import { SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
 
 let world: TestWorld | undefined;
@@ -69,6 +71,27 @@ describe('what a stop waits for', () => {
     expect((await answer).status).toBe(200);
     await gateway.idle();
     expect(gateway.inFlight()).toEqual({ count: 0, endsBy: null });
+  });
+
+  it('counts an asynchronous conversation once while its accept run and its conversation run are both under way', () => {
+    const running = new RunningExecutions();
+    const conversation = { conversation_id: 'webhook_20261203_100000_testing_async_abc' };
+    const accept = running.begin('request-1', 'accept', { accept: { query: 'later, please' } });
+    accept.onEvent({
+      type: 'TaskStateExited',
+      timestamp: Date.now(),
+      state: 'Validate',
+      output: { valid: true, duplicate: false, conversation },
+    } satisfies HistoryEvent);
+    // StartConversation began the conversation run; the accept run is under way until its history is saved.
+    running.begin(conversation.conversation_id, 'conversation', { accepted: { valid: true, conversation } });
+    const limits: Record<string, number> = { accept: 60_000, conversation: 300_000 };
+    const inFlight = running.inFlight((machine) => limits[machine] ?? null, 3000);
+    // Before: 2 for one conversation.
+    expect(inFlight.count).toBe(1);
+    expect(running.list()).toHaveLength(2); // the console still shows both executions
+    accept.end();
+    expect(running.inFlight((machine) => limits[machine] ?? null, 3000).count).toBe(1);
   });
 
   it('says the wait in words: one conversation, seconds; none', () => {

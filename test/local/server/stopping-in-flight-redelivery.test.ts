@@ -1,0 +1,63 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
+
+let world: TestWorld | undefined;
+afterAll(async () => {
+  await world?.close();
+});
+
+/**
+ * Ctrl-C's "stopping: …" line (local/cli/main.ts) counted the conversation executions only: a redelivery under way
+ * (the schedule's, an operator's redrive or resend), which close() waits for too, was not counted
+ * (test/local/server/stopping-in-flight.test.ts has the conversations; a world of its own: one per file).
+ */
+describe('what a stop waits for: redeliveries', () => {
+  it('counts a redrive under way, which close() waits for too, by its workflow’s 60 s', async () => {
+    const { handler: deliver } = await import('../../../functions/deliver/handler.ts');
+    let holdNext = false;
+    let reachedDeliver!: () => void;
+    const inDeliver = new Promise<void>((resolve) => {
+      reachedDeliver = resolve;
+    });
+    let letGo!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      letGo = resolve;
+    });
+    world = await startWorld(
+      {},
+      {
+        stageOverrides: {
+          deliver: async (input) => {
+            if (holdNext) {
+              holdNext = false;
+              reachedDeliver();
+              await gate;
+            }
+            return deliver(input as never);
+          },
+        },
+      },
+    );
+    const { gateway } = world;
+    world.receiver.reply(410); // a permanent answer: dead-lettered at once, the operator redrives it
+    const failed = await world.post(SEED_REQUEST);
+    expect(failed.body, JSON.stringify(failed.body)).toHaveProperty('tracking.delivery_status', 'failed');
+    await gateway.idle();
+    expect(gateway.inFlight()).toEqual({ count: 0, endsBy: null });
+
+    holdNext = true;
+    const redriveSent = Date.now();
+    const redrive = gateway.redelivery.redrive(failed.body.conversation_id);
+    await inDeliver;
+    const reachedAt = Date.now();
+    const inFlight = gateway.inFlight();
+    letGo();
+    // Before: 0 ("no conversation in flight"), while close() waited for it.
+    expect(inFlight.count).toBe(1);
+    expect(inFlight.endsBy!.getTime()).toBeGreaterThanOrEqual(redriveSent + 60_000);
+    expect(inFlight.endsBy!.getTime()).toBeLessThanOrEqual(reachedAt + 60_000);
+
+    expect((await redrive).status).toBe('delivered');
+    expect(gateway.inFlight()).toEqual({ count: 0, endsBy: null });
+  });
+});
