@@ -10,6 +10,7 @@ import type { AnalyticsEngine } from '../analytics/engine.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
 import { idTimeMs, matchesFilter, mayMatch } from '../history/conversation-filters.ts';
 import { type ConversationSummary, latestRecord, summarize } from '../history/conversations.ts';
+import type { UnreadableReceiver } from '../history/endpoints.ts';
 import { conversationFigures } from '../history/figures.ts';
 import { SummaryIndex } from '../history/summary-index.ts';
 import { conversationIdOf, type ExecutionStore, redactedHistory } from '../store/execution-store.ts';
@@ -41,8 +42,11 @@ export interface ConsoleContext {
   analytics: (fromDay?: string | null) => Promise<AnalyticsEngine>;
   /** Every logged attempt of a conversation, with what the receiver answered (the attempt log). */
   attempts: (conversationId: string) => Promise<LoggedAttempt[]>;
-  /** The receivers as the Endpoints page shows them (the same read model as `endpoints list`). */
-  endpoints: () => Promise<EndpointView[]>;
+  /**
+   * The receivers as the Endpoints page shows them (the same read model as `endpoints list`), one whose file is
+   * damaged as that file and what to do.
+   */
+  endpoints: () => Promise<(EndpointView | UnreadableReceiver)[]>;
   /** The clock of the Analytics page's "last 24 hours" and the recover form's default. */
   now?: () => Date;
 }

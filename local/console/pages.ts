@@ -4,7 +4,7 @@ import type { EndpointView } from '../../functions/domain/endpoints.ts';
 import { recordFromExport } from '../../functions/domain/export-formats.ts';
 import { attemptsMade, type FailedDeliveryEnvelope } from '../../functions/domain/failed-delivery.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
-import { type HeldReceivers, nextAttemptLabel } from '../history/endpoints.ts';
+import { type HeldReceivers, nextAttemptLabel, type UnreadableReceiver } from '../history/endpoints.ts';
 import { conversationFigures, formatFigures } from '../history/figures.ts';
 import { timeline } from '../history/timeline.ts';
 import type { EnvelopeHead } from '../store/failed-delivery-store.ts';
@@ -314,14 +314,21 @@ const dayBefore = (now: Date) => new Date(now.getTime() - 86_400_000).toISOStrin
  * The Endpoints page: each type's receiver (state, URL, rate, last success, failure streak, queued deliveries) with
  * Pause/Resume, and a "recover failed since" form per type: Plan shows the dry-run count, Recover runs it.
  */
-export function endpointsFragment(views: EndpointView[], now: Date): SafeHtml {
+export function endpointsFragment(views: (EndpointView | UnreadableReceiver)[], now: Date): SafeHtml {
   return html`<section id="endpoints">
   <h1>Endpoints <span class="count">${views.length}</span></h1>
   <p><small>Each webhook type's receiver. Changes apply from the next delivery (also: <code>npx webhook-gateway endpoints set &lt;type&gt; --url … --rate …</code>).</small></p>
   <table>
   <thead><tr><th>type</th><th>state</th><th>url</th><th>rate</th><th>last success</th><th class="num">failure streak</th><th>failing since</th><th class="num">queued</th><th>last error</th><th>action</th></tr></thead>
-  <tbody>${views.map(
-    (v) => html`<tr data-type="${v.webhook_type}" data-state="${v.status}">
+  <tbody>${views.map((v) =>
+    // A damaged file (docs/operations.md, "After a crash"): the file and what to do, in its row; its state is
+    // unknown, so both actions are offered (each refuses with the same message until the file is mended).
+    'unreadable' in v
+      ? html`<tr data-type="${v.webhook_type}" data-state="unreadable">
+    <td>${v.webhook_type}</td><td>${badge('unreadable')}</td><td colspan="5" class="err receiver-unreadable">${v.unreadable}</td><td class="num queued">${v.queued}</td><td></td>
+    <td><button type="button" data-endpoint-action="pause" data-type="${v.webhook_type}" aria-label="Pause ${v.webhook_type}">Pause</button> <button type="button" data-endpoint-action="resume" data-type="${v.webhook_type}" aria-label="Resume ${v.webhook_type}">Resume</button></td>
+  </tr>`
+      : html`<tr data-type="${v.webhook_type}" data-state="${v.status}">
     <td>${v.webhook_type}</td><td>${badge(v.status)}</td><td><code>${v.url ?? '(none)'}</code>${v.url_source === 'deployed' ? html` <small>deployed</small>` : ''}</td>
     <td>${v.rate_per_second === null ? '-' : `${v.rate_per_second}/s`}</td><td class="time">${v.last_success_at ?? '-'}</td>
     <td class="num">${v.consecutive_failures}</td><td class="time">${v.failing_since ?? '-'}</td><td class="num queued">${v.queued ?? '-'}</td>

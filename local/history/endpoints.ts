@@ -1,4 +1,4 @@
-import type { WebhookType } from '../../functions/domain/conversation.ts';
+import { WEBHOOK_TYPES, type WebhookType } from '../../functions/domain/conversation.ts';
 import {
   type BreakerPolicy,
   type EndpointStatus,
@@ -6,7 +6,8 @@ import {
   endpointView,
 } from '../../functions/domain/endpoints.ts';
 import { type FailedDeliveryEnvelope, owedBy } from '../../functions/domain/failed-delivery.ts';
-import type { EndpointStore } from '../../functions/shared/endpoint-store.ts';
+import { type EndpointStore, receiverFileUnreadable } from '../../functions/shared/endpoint-store.ts';
+import { damagedFileMessage } from '../store/damaged-files.ts';
 
 /** What the queued counts look at: an envelope, or its head (local/store/failed-delivery-store.ts). */
 type QueueableEnvelope = Pick<FailedDeliveryEnvelope, 'state' | 'owed' | 'webhook_type'>;
@@ -32,12 +33,47 @@ export async function endpointViews(
   );
 }
 
+/** A receiver whose file is damaged (docs/operations.md, "After a crash"): the file and what to do, and its queue. */
+export interface UnreadableReceiver {
+  webhook_type: WebhookType;
+  unreadable: string;
+  queued: number;
+}
+
+/**
+ * Every receiver as the console's Endpoints page shows it: each one's view, or, for one whose file is damaged, that
+ * file and what to do (the others are shown all the same; `endpoints list` stops at it).
+ */
+export async function receiverRows(
+  store: EndpointStore,
+  envelopes: readonly QueueableEnvelope[],
+  deployedUrls: Record<WebhookType, string | null>,
+  policy: BreakerPolicy,
+): Promise<(EndpointView | UnreadableReceiver)[]> {
+  const queued = queuedByType(envelopes);
+  return Promise.all(
+    WEBHOOK_TYPES.map(async (type) => {
+      const count = queued[type] ?? 0;
+      try {
+        return endpointView(await store.get(type), deployedUrls[type], policy, count);
+      } catch (error) {
+        const damaged = receiverFileUnreadable(error);
+        if (damaged === null) throw error;
+        return { webhook_type: type, unreadable: damagedFileMessage(damaged), queued: count };
+      }
+    }),
+  );
+}
+
 /** The receivers whose deliveries wait for an operator (paused, or disabled), by webhook type. */
 export type HeldReceivers = ReadonlyMap<string, 'paused' | 'disabled'>;
 
-export function heldReceivers(receivers: readonly { webhook_type: string; status: EndpointStatus }[]): HeldReceivers {
+export function heldReceivers(
+  receivers: readonly ({ webhook_type: string; status: EndpointStatus } | UnreadableReceiver)[],
+): HeldReceivers {
   const held = new Map<string, 'paused' | 'disabled'>();
-  for (const r of receivers) if (r.status === 'paused' || r.status === 'disabled') held.set(r.webhook_type, r.status);
+  for (const r of receivers)
+    if ('status' in r && (r.status === 'paused' || r.status === 'disabled')) held.set(r.webhook_type, r.status);
   return held;
 }
 

@@ -21,7 +21,7 @@ import { type RecoveredExecution, recoverInterrupted } from '../engine/recovery.
 import { LocalRedelivery } from '../engine/redelivery.ts';
 import { type InFlight, RunningExecutions } from '../engine/running.ts';
 import { loadStageHandlers, localWorkflow } from '../engine/workflows.ts';
-import { endpointViews } from '../history/endpoints.ts';
+import { receiverRows } from '../history/endpoints.ts';
 import { SummaryIndex } from '../history/summary-index.ts';
 import { damagedFileMessage, wrongKindMessage } from '../store/damaged-files.ts';
 import { lockDataDir } from '../store/data-dir-lock.ts';
@@ -480,7 +480,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
         mount: consoleRoutes({
           attempts: async (id) => (await attemptLog()?.list(id)) ?? [],
           endpoints: async () =>
-            endpointViews(
+            receiverRows(
               endpoints,
               (await failedDeliveries.summaries()).summaries,
               config.deliveryUrls,

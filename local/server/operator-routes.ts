@@ -9,7 +9,7 @@ import type { EndpointStore } from '../../functions/shared/endpoint-store.ts';
 import type { RedeliveryResult } from '../../functions/shared/redelivery.ts';
 import type { LocalRedelivery } from '../engine/redelivery.ts';
 import { latestRecord } from '../history/conversations.ts';
-import { endpointViews } from '../history/endpoints.ts';
+import { endpointViews, receiverRows } from '../history/endpoints.ts';
 import type { ExecutionStore } from '../store/execution-store.ts';
 import { type EnvelopeSummary, envelopeStates, type LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
 import { sendJson } from './http.ts';
@@ -68,17 +68,31 @@ export function operatorRoutes(ctx: OperatorContext): RouteHandler {
   };
   const views = async () =>
     endpointViews(ctx.endpoints, (await ctx.failedDeliveries.summaries()).summaries, ctx.deployedUrls, ctx.breaker);
+  // The receiver changed, as it reads now: another type's damaged file is no failure of this change.
   const endpointAction =
     (act: (type: WebhookType) => Promise<unknown>) =>
     async (_req: IncomingMessage, res: ServerResponse, match: RegExpExecArray) => {
       const type = match[1] as WebhookType;
       await act(type);
+      const rows = await receiverRows(
+        ctx.endpoints,
+        (await ctx.failedDeliveries.summaries()).summaries,
+        ctx.deployedUrls,
+        ctx.breaker,
+      );
       sendJson(
         res,
         200,
-        (await views()).find((v) => v.webhook_type === type),
+        rows.find((v) => v.webhook_type === type),
       );
     };
+  /**
+   * A recover of one type whose receiver's file is damaged: refused, naming the file and what to do (an
+   * UnreadableFileError: 500 STATE_UNREADABLE, as its Pause and Resume), rather than planned and then held.
+   */
+  const receiverReadable = async (type: string | null) => {
+    if (type !== null) await ctx.endpoints.get(type as WebhookType);
+  };
   const typePath = `(${WEBHOOK_TYPES.join('|')})`;
   const routes = router([
     {
@@ -105,6 +119,7 @@ export function operatorRoutes(ctx: OperatorContext): RouteHandler {
           if (typeof filter === 'string') return badRequest(res, filter);
           const limit = limitOf(req);
           if (typeof limit === 'string') return badRequest(res, limit);
+          await receiverReadable(filter.type);
           const planned = await ctx.failedDeliveries.plan(filter);
           const shown = planned.slice(0, limit).map(planRow);
           sendJson(res, 200, { count: planned.length, deliveries: shown, not_shown: planned.length - shown.length });
@@ -119,6 +134,7 @@ export function operatorRoutes(ctx: OperatorContext): RouteHandler {
           if (typeof filter === 'string') return badRequest(res, filter);
           const limit = limitOf(req);
           if (typeof limit === 'string') return badRequest(res, limit);
+          await receiverReadable(filter.type);
           // Every planned delivery is redriven; the answer counts them all and holds the first `limit` results.
           const planned = await ctx.failedDeliveries.plan(filter);
           const results: RedeliveryResult[] = [];

@@ -1,7 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CHROMIUM, rawGet, skipBrowser, useBrowserPage } from '../../support/browser.ts';
 import { SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
 
@@ -198,23 +198,5 @@ describe.skipIf(skipBrowser)('delivery operations in Chromium', () => {
     expect(await left.innerText()).toMatch(/^Left out, their failed-delivery file damaged/);
     expect(await left.locator('a').allInnerTexts()).toEqual([ids.failed]);
     expect(await page.locator('h1').count()).toBe(1);
-  });
-
-  it('a page that cannot be built (a receiver file that is not JSON) says why, as a console page', async () => {
-    const file = path.join(world.dataDir, 'deliveries', 'endpoints', 'general.json');
-    await writeFile(file, '{"paused": tr');
-    const printed = vi.spyOn(console, 'error').mockImplementation(() => {});
-    try {
-      const response = await page.goto(`${world.gateway.url}/console/endpoints`);
-      expect(response?.status()).toBe(500);
-      expect(await page.locator('h1').innerText()).toBe('Error');
-      expect(await page.locator('#page-error').innerText()).toMatch(
-        /^This page could not be built: \S+general\.json is not valid JSON \(.+\)$/,
-      );
-      expect(await page.locator('header nav a').count()).toBe(3);
-      expect(printed).toHaveBeenCalledWith(expect.stringContaining('general.json is not valid JSON'));
-    } finally {
-      printed.mockRestore();
-    }
   });
 });
