@@ -42,6 +42,8 @@ export interface ConsoleContext {
   analytics: (fromDay?: string | null) => Promise<AnalyticsEngine>;
   /** Every logged attempt of a conversation, with what the receiver answered (the attempt log). */
   attempts: (conversationId: string) => Promise<LoggedAttempt[]>;
+  /** Where the receivers' files are (deliveries/endpoints): the Endpoints page's live refresh watches it. */
+  receiversDir: string;
   /**
    * The receivers as the Endpoints page shows them (the same read model as `endpoints list`), one whose file is
    * damaged as that file and what to do.
@@ -214,6 +216,15 @@ export async function version(ctx: ConsoleContext, conversationId?: string): Pro
     const ids = await newestIdsAsOf(ctx, folder);
     parts.push(...(await Promise.all(ids.map((id) => stamp(path.join(ctx.executions.dir, id))))));
   }
+  return createHash('sha256').update(parts.join('|')).digest('hex').slice(0, 16);
+}
+
+/**
+ * The Endpoints page's fingerprint: the receivers' folder (each change of one renames a fresh file into it: a pause,
+ * a failure, a success) and the failed-delivery folder (its queued counts). Stamps only, nothing read.
+ */
+export async function endpointsVersion(ctx: ConsoleContext): Promise<string> {
+  const parts = await Promise.all([stamp(ctx.receiversDir), stamp(ctx.failedDeliveries.dir)]);
   return createHash('sha256').update(parts.join('|')).digest('hex').slice(0, 16);
 }
 

@@ -26,6 +26,7 @@ import { damagedFileMessage, wrongKindMessage } from '../store/damaged-files.ts'
 import {
   type ConsoleContext,
   conversationExecutions,
+  endpointsVersion,
   exportDocuments,
   openDeliveries,
   recentConversations,
@@ -85,15 +86,18 @@ const sendHtml = (req: IncomingMessage, res: ServerResponse, status: number, bod
 const sendData = (req: IncomingMessage, res: ServerResponse, status: number, body: unknown) =>
   send(req, res, status, 'application/json; charset=utf-8', JSON.stringify(body));
 
-/** A page that refreshes when any conversation arrives (the list version): the whole page, or its fragment. */
+/** A page that refreshes when what it shows changes (the list version unless told): the whole page, or its fragment. */
 function sendPage(
   req: IncomingMessage,
   res: ServerResponse,
   fragment: boolean,
-  shell: Omit<Parameters<typeof page>[0], 'versionSrc'>,
+  shell: Omit<Parameters<typeof page>[0], 'versionSrc'> & { versionSrc?: string },
 ): void {
-  sendHtml(req, res, 200, fragment ? shell.body.value : page({ ...shell, versionSrc: '/console/api/version' }));
+  sendHtml(req, res, 200, fragment ? shell.body.value : page({ versionSrc: '/console/api/version', ...shell }));
 }
+
+/** What the Endpoints page polls: its receivers' and failed deliveries' fingerprint (data.ts, endpointsVersion). */
+const ENDPOINTS_VERSION_SRC = '/console/api/version?of=endpoints';
 
 /** 404 and 400 (an address that does not decode): the console's own page; 405: a line of text. */
 const refuse: Refuse = (req, res, status, message, headers) => {
@@ -182,17 +186,16 @@ function consolePages(ctx: ConsoleContext) {
         path: /^\/console\/endpoints$/,
         methods: {
           GET: async (req, res) => {
-            const body = endpointsFragment(await ctx.endpoints(), ctx.now?.() ?? new Date());
-            // No live refresh (its state changes with every delivery): the page reloads after each action.
-            const shell = {
+            const [v, receivers] = await Promise.all([endpointsVersion(ctx), ctx.endpoints()]);
+            // Live like the other pages: refreshed when a receiver's file or the failed deliveries change.
+            sendPage(req, res, isFragment(req), {
               title: 'Endpoints',
-              current: '/console/endpoints' as const,
-              version: '',
-              versionSrc: '',
+              current: '/console/endpoints',
+              version: v,
               fragmentSrc: '/console/endpoints?fragment=1',
-              body,
-            };
-            sendHtml(req, res, 200, isFragment(req) ? body.value : page(shell));
+              body: endpointsFragment(receivers, ctx.now?.() ?? new Date()),
+              versionSrc: ENDPOINTS_VERSION_SRC,
+            });
           },
         },
       },
@@ -229,9 +232,10 @@ function consolePages(ctx: ConsoleContext) {
         path: /^\/console\/api\/version$/,
         methods: {
           GET: async (req, res) => {
-            const id = new URL(req.url ?? '', 'http://local').searchParams.get('id') ?? undefined;
+            const params = new URL(req.url ?? '', 'http://local').searchParams;
+            const id = params.get('id') ?? undefined;
             // Stopping: the pages say so (the gateway still answers while its conversations in flight finish).
-            const v = await version(ctx, id);
+            const v = params.get('of') === 'endpoints' ? await endpointsVersion(ctx) : await version(ctx, id);
             sendData(req, res, 200, ctx.stopping() ? { version: v, stopping: true } : { version: v });
           },
         },

@@ -10,7 +10,7 @@ import {
 import { parseSecretsBySource } from '../../functions/domain/signatures.ts';
 import { attemptLog } from '../../functions/shared/attempt-log.ts';
 import { injectClientSettings } from '../../functions/shared/clients/injected-settings.ts';
-import { endpointStore } from '../../functions/shared/endpoint-store.ts';
+import { endpointStore, FileEndpointStore } from '../../functions/shared/endpoint-store.ts';
 import { UnreadableFileError } from '../../functions/shared/local-files.ts';
 import { endpointGate } from '../../functions/shared/redelivery.ts';
 import { DEFAULTS, type Settings, settings } from '../../functions/shared/settings.ts';
@@ -486,6 +486,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
               config.deliveryUrls,
               config.breaker,
             ),
+          receiversDir: endpoints instanceof FileEndpointStore ? endpoints.dir : '',
           executions,
           running: () => runningExecutions.list(),
           runningVersion: () => runningExecutions.version(),

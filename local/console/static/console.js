@@ -57,7 +57,18 @@
           .filter((i) => i.value !== i.defaultValue)
           .map((i) => [i.dataset.type, { value: i.value, invalid: i.getAttribute('aria-invalid') }]),
       );
+      // A planned recover stays offered, as planned (a delivery meanwhile refreshes the Endpoints page).
+      const planned = new Map(
+        [...content.querySelectorAll('button[data-recover]')]
+          .filter((b) => !b.hidden)
+          .map((b) => [b.dataset.recover, b]),
+      );
       content.innerHTML = text;
+      for (const button of content.querySelectorAll('button[data-recover]')) {
+        const was = planned.get(button.dataset.recover);
+        if (!was) continue;
+        button.replaceWith(was);
+      }
       for (const d of content.querySelectorAll(kept)) {
         const open = was.get(keyOf(d));
         if (open !== undefined) d.open = open;

@@ -113,8 +113,8 @@ describe.skipIf(skipBrowser)('delivery operations in Chromium', () => {
 
   it('Endpoints: each type’s state; Pause holds deliveries (queued), Resume and recover deliver them', async () => {
     await page.goto(`${world.gateway.url}/console/endpoints`);
-    // Not refreshed as it changes (it reloads after each action): it does not say "live" as the other pages do.
-    expect(await page.locator('header #live').count()).toBe(0);
+    // Live as the other pages (test/local/console/endpoints-live.test.ts).
+    await page.locator('header #live.ok').waitFor();
     const deal = page.locator('#endpoints tr[data-type="deal_analysis"]');
     expect(await deal.getAttribute('data-state')).toBe('healthy');
     expect(await page.locator('#endpoints tbody tr').count()).toBe(4);
