@@ -4,7 +4,7 @@ import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { type BrowserContext, chromium, type Page } from 'playwright-core';
-import { afterAll, beforeAll } from 'vitest';
+import { afterAll, beforeAll, expect } from 'vitest';
 
 /**
  * Debian's Chromium driven by playwright-core, for the console's browser tests. They skip only on a developer
@@ -68,16 +68,19 @@ export function rawGet(
 
 /**
  * Inside a `describe`: Chromium launched before its tests (its page given to `opened`, 5 s per action) and closed
- * after them.
+ * after them. `noPageErrors`: after them, no script of the page threw an uncaught error.
  */
-export function useBrowserPage(opened: (page: Page) => void): void {
+export function useBrowserPage(opened: (page: Page) => void, options: { noPageErrors?: boolean } = {}): void {
   let browser: Browser | undefined;
+  const errors: string[] = [];
   beforeAll(async () => {
     browser = await launchBrowser();
     browser.page.setDefaultTimeout(5_000);
+    if (options.noPageErrors) browser.page.on('pageerror', (e) => errors.push(e.message));
     opened(browser.page);
   });
   afterAll(async () => {
     await browser?.close();
+    expect(errors).toEqual([]);
   });
 }

@@ -24,14 +24,12 @@ afterAll(async () => {
 
 describe.skipIf(skipBrowser)('Endpoints page with a damaged receiver file, in Chromium', () => {
   let page: Page;
-  const errors: string[] = [];
-  useBrowserPage((opened) => {
-    page = opened;
-    page.on('pageerror', (e) => errors.push(e.message));
-  });
-  afterAll(() => {
-    expect(errors).toEqual([]);
-  });
+  useBrowserPage(
+    (opened) => {
+      page = opened;
+    },
+    { noPageErrors: true },
+  );
 
   const endpointsDir = () => path.join(world.dataDir, 'deliveries', 'endpoints');
 

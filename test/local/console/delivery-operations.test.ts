@@ -76,15 +76,12 @@ describe('operator routes behind the console’s checks', () => {
 
 describe.skipIf(skipBrowser)('delivery operations in Chromium', () => {
   let page: Page;
-  const errors: string[] = [];
-
-  useBrowserPage((opened) => {
-    page = opened;
-    page.on('pageerror', (e) => errors.push(e.message));
-  });
-  afterAll(() => {
-    expect(errors).toEqual([]);
-  });
+  useBrowserPage(
+    (opened) => {
+      page = opened;
+    },
+    { noPageErrors: true },
+  );
 
   it('the attempt table shows what the receiver answered (an opened answer stays open as the page refreshes); Resend delivers again under the same webhook-id', async () => {
     await page.goto(`${world.gateway.url}/console/conversations/${ids.delivered}`);

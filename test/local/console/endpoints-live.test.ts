@@ -27,14 +27,12 @@ afterAll(async () => {
 
 describe.skipIf(skipBrowser)('Endpoints page, live, in Chromium', () => {
   let page: Page;
-  const errors: string[] = [];
-  useBrowserPage((opened) => {
-    page = opened;
-    page.on('pageerror', (e) => errors.push(e.message));
-  });
-  afterAll(() => {
-    expect(errors).toEqual([]);
-  });
+  useBrowserPage(
+    (opened) => {
+      page = opened;
+    },
+    { noPageErrors: true },
+  );
 
   it('says live, shows a change made elsewhere without a reload, keeps a planned recover, and says when the gateway is gone', async () => {
     let asked = 0;
