@@ -84,3 +84,47 @@ export function useBrowserPage(opened: (page: Page) => void, options: { noPageEr
     expect(errors).toEqual([]);
   });
 }
+
+/** The console's live poll (`GET /console/api/version`) as a page with Playwright's clock installed asks it. */
+export interface LivePolls {
+  /** Asks since the watch began or the last reset. */
+  readonly asked: number;
+  reset(): void;
+  /**
+   * Moves the page's clock on by `seconds`, one second at a time, each ask answered (or refused) and the page's own
+   * reaction to it (its next timer) run before the clock moves again; stops early once `until` holds. The seconds moved.
+   */
+  advance(seconds: number, until?: () => Promise<boolean>): Promise<number>;
+}
+
+export function watchLivePolls(page: Page): LivePolls {
+  let asked = 0;
+  let settled = 0;
+  const isPoll = (url: string) => url.includes('/console/api/version');
+  page.on('request', (r) => {
+    if (isPoll(r.url())) asked++;
+  });
+  const onEnded = (r: { url(): string }) => {
+    if (isPoll(r.url())) settled++;
+  };
+  page.on('requestfinished', onEnded);
+  page.on('requestfailed', onEnded);
+  return {
+    get asked() {
+      return asked;
+    },
+    reset() {
+      asked = 0;
+      settled = 0;
+    },
+    async advance(seconds, until) {
+      for (let i = 0; i < seconds; i++) {
+        await page.clock.runFor(1000);
+        await expect.poll(() => settled).toBe(asked);
+        await page.evaluate(() => 0);
+        if (until && (await until())) return i + 1;
+      }
+      return seconds;
+    },
+  };
+}

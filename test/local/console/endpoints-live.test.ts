@@ -1,6 +1,6 @@
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CHROMIUM, rawGet, skipBrowser, useBrowserPage } from '../../support/browser.ts';
+import { CHROMIUM, rawGet, skipBrowser, useBrowserPage, watchLivePolls } from '../../support/browser.ts';
 import { SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
 
 /**
@@ -35,28 +35,8 @@ describe.skipIf(skipBrowser)('Endpoints page, live, in Chromium', () => {
   );
 
   it('says live, shows a change made elsewhere without a reload, keeps a planned recover, and says when the gateway is gone', async () => {
-    let asked = 0;
-    let settled = 0;
-    const isPoll = (url: string) => url.includes('/console/api/version');
-    page.on('request', (r) => {
-      if (isPoll(r.url())) asked++;
-    });
-    page.on('requestfinished', (r) => {
-      if (isPoll(r.url())) settled++;
-    });
-    page.on('requestfailed', (r) => {
-      if (isPoll(r.url())) settled++;
-    });
-    /** Moves the page's clock on by `seconds`, one at a time, each ask answered (and its refresh done) before the next. */
-    const advance = async (seconds: number, until?: () => Promise<boolean>) => {
-      for (let i = 0; i < seconds; i++) {
-        await page.clock.runFor(1000);
-        await expect.poll(() => settled).toBe(asked);
-        await page.evaluate(() => 0);
-        if (until && (await until())) return i + 1;
-      }
-      return seconds;
-    };
+    const polls = watchLivePolls(page);
+    const advance = polls.advance;
 
     await page.clock.install();
     await page.goto(`${world.gateway.url}/console/endpoints`);
@@ -87,10 +67,9 @@ describe.skipIf(skipBrowser)('Endpoints page, live, in Chromium', () => {
     await world.gateway.close();
     await advance(5, async () => (await page.locator('#live').innerText()) === 'gateway not reachable');
     expect(await page.locator('#live').innerText()).toBe('gateway not reachable');
-    asked = 0;
-    settled = 0;
+    polls.reset();
     await advance(30);
-    expect(asked).toBeLessThanOrEqual(5);
+    expect(polls.asked).toBeLessThanOrEqual(5);
     expect(await general.getAttribute('data-state')).toBe('paused');
   });
 });

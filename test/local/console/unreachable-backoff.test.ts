@@ -1,7 +1,7 @@
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway } from '../../../local/server/gateway.ts';
-import { CHROMIUM, skipBrowser, useBrowserPage } from '../../support/browser.ts';
+import { CHROMIUM, skipBrowser, useBrowserPage, watchLivePolls } from '../../support/browser.ts';
 import { startWorld, type TestWorld } from '../../support/gateway.ts';
 
 /**
@@ -28,38 +28,16 @@ describe.skipIf(skipBrowser)('console page open while the gateway is stopped and
   });
 
   it('asks less and less often while nobody answers, and every second again once the gateway is back', async () => {
-    let asked = 0;
-    let settled = 0;
+    const polls = watchLivePolls(page);
+    const advance = polls.advance;
     let errors = 0;
-    const isPoll = (url: string) => url.includes('/console/api/version');
     const reset = () => {
-      asked = 0;
-      settled = 0;
+      polls.reset();
       errors = 0;
     };
-    page.on('request', (r) => {
-      if (isPoll(r.url())) asked++;
-    });
-    page.on('requestfinished', (r) => {
-      if (isPoll(r.url())) settled++;
-    });
-    page.on('requestfailed', (r) => {
-      if (isPoll(r.url())) settled++;
-    });
     page.on('console', (m) => {
       if (m.type() === 'error') errors++;
     });
-    /** Moves the page's clock on by `seconds`, one second at a time, each ask answered (or refused) before the next. */
-    const advance = async (seconds: number, until?: () => Promise<boolean>) => {
-      for (let i = 0; i < seconds; i++) {
-        await page.clock.runFor(1000);
-        await expect.poll(() => settled).toBe(asked);
-        // The page's own reaction to the answer (its next timer) runs before the clock moves again.
-        await page.evaluate(() => 0);
-        if (until && (await until())) return i + 1;
-      }
-      return seconds;
-    };
 
     await page.clock.install();
     await page.goto(`${world.gateway.url}/console`);
@@ -75,15 +53,15 @@ describe.skipIf(skipBrowser)('console page open while the gateway is stopped and
     expect(await page.locator('#live').innerText()).toBe('gateway not reachable');
     await advance(60 - gone);
     // Every second it would have been 60 asks (and 60 errors logged); waiting 1, 2, 4, 8, 16 then 30 s, about 7.
-    expect(asked).toBeGreaterThanOrEqual(5);
-    expect(asked).toBeLessThanOrEqual(8);
-    expect(errors).toBeLessThanOrEqual(asked);
+    expect(polls.asked).toBeGreaterThanOrEqual(5);
+    expect(polls.asked).toBeLessThanOrEqual(8);
+    expect(errors).toBeLessThanOrEqual(polls.asked);
 
     // Capped: every 30 s from then on.
     reset();
     await advance(120);
-    expect(asked).toBeGreaterThanOrEqual(3);
-    expect(asked).toBeLessThanOrEqual(5);
+    expect(polls.asked).toBeGreaterThanOrEqual(3);
+    expect(polls.asked).toBeLessThanOrEqual(5);
 
     // Started again on the same port: "live" again within one wait, and then asked every second.
     world.gateway = await startGateway({ ...options, port, s3Port: 0 });
@@ -92,8 +70,8 @@ describe.skipIf(skipBrowser)('console page open while the gateway is stopped and
     expect(await page.locator('#live').getAttribute('title')).toBe('refreshes when conversations arrive');
     reset();
     await advance(10);
-    expect(asked).toBeGreaterThanOrEqual(9);
-    expect(asked).toBeLessThanOrEqual(11);
+    expect(polls.asked).toBeGreaterThanOrEqual(9);
+    expect(polls.asked).toBeLessThanOrEqual(11);
     expect(errors).toBe(0);
   });
 });
