@@ -7,7 +7,7 @@ import type {
 } from '../../functions/domain/conversation.ts';
 import { conversationIdPrefix } from '../../functions/domain/conversation-id.ts';
 import { failedAttemptFromCaught, interruptedDelivery, isDeferral } from '../../functions/domain/delivery.ts';
-import { settleRedelivery, withFailedRun } from '../../functions/domain/failed-delivery.ts';
+import { settleRedelivery, withFailedRun, withUnexportedDelivery } from '../../functions/domain/failed-delivery.ts';
 import type { ExecutionInput } from '../../functions/domain/gateway-contract.ts';
 import { idempotencyKeyOf, idempotencyPk } from '../../functions/domain/idempotency.ts';
 import type { ValidateResult } from '../../functions/domain/intake.ts';
@@ -28,6 +28,7 @@ import type { ExecutionStore } from '../store/execution-store.ts';
 import type { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
 import type { ExecutionRecord, HistoryEvent, LocalWorkflow } from './engine.ts';
 import type { ExecutionJournal, JournalEntry } from './journal.ts';
+import { deliveredBy } from './redelivery.ts';
 
 /**
  * Crash recovery of the local conversation workflow (docs/operations.md, "After a crash"). Every execution the
@@ -455,20 +456,21 @@ async function recoverRedelivery(
       else if (item) await store.leave(item);
     }
   }
-  // A scheduled run that failed (not cut: its history says how) counts as a failed run of its envelope, as
-  // localRedeliver stores it before the journal's end; unless it did so before the crash (the envelope was stored
-  // after the run began).
+  // A run that failed (not cut: its history says how) is stored as localRedeliver stores it before the journal's
+  // end, unless it did so before the crash (the envelope was stored after the run began): one that delivered first
+  // owes only its export now, or the schedule would deliver it again; a scheduled one counts as a failed run.
   const store = ctx.failedDeliveries;
-  if (
-    ended &&
-    ended.status !== 'SUCCEEDED' &&
-    ended.error !== INTERRUPTED_ERROR &&
-    store &&
-    input.redelivery.via === 'schedule'
-  ) {
+  const via = input.redelivery.via;
+  if (ended && ended.status !== 'SUCCEEDED' && ended.error !== INTERRUPTED_ERROR && store && via !== 'resend') {
     const item = await store.hold(conversationId);
-    if (item?.envelope.state === 'pending' && Date.parse(item.envelope.updated_at) < Date.parse(ended.started_at))
-      await store.store(item, withFailedRun(item.envelope, `${ended.error}: ${ended.cause ?? ''}`, now));
+    const error = `${ended.error}: ${ended.cause ?? ''}`;
+    const delivered = history ? deliveredBy(history) : null;
+    const before =
+      item && item.envelope.state !== 'settled' && Date.parse(item.envelope.updated_at) < Date.parse(ended.started_at);
+    if (item && before && delivered)
+      await store.store(item, withUnexportedDelivery(item.envelope, delivered, error, now));
+    else if (item && before && via === 'schedule' && item.envelope.state === 'pending')
+      await store.store(item, withFailedRun(item.envelope, error, now));
     else if (item) await store.leave(item);
   }
   if (!history) {

@@ -567,8 +567,9 @@ describe('a redelivery run (a redrive), cut after each journal line', () => {
     for (const item of due) await world.gateway.failedDeliveries.leave(item);
   });
 
-  it('killed as a scheduled run that failed ended: its failed run is counted all the same', async () => {
-    // A redelivery run that fails (S3 and the data folder refusing the export: Export and CloseWithoutExport throw).
+  it('killed as a scheduled run that delivered, then failed, ended: its failed run is counted, the export alone owed', async () => {
+    // A redelivery run that delivers, then fails (S3 and the data folder refusing the export: Export and
+    // CloseWithoutExport throw).
     const handlers = await loadStageHandlers();
     const send = (params: unknown) => world.gateway.failedDeliveries.sendMessage(params as never);
     const failing = localWorkflow(
@@ -616,18 +617,23 @@ describe('a redelivery run (a redrive), cut after each journal line', () => {
     }
     // Killed as its caller stored the envelope. Before: the journal said the run had ended, the envelope was as
     // before it: the failed run went uncounted (and never dead after five in a row).
+    // The receiver has it: the envelope owes only the export, of the delivered record (before: it still owed the
+    // delivery, and the schedule delivered it again a minute later).
+    const owesExport = {
+      state: 'pending',
+      owed: 'export',
+      failed_runs: 1,
+      last_error: expect.stringMatching(/^export: the redelivery run failed after it delivered: /),
+      conversation: { webhook_context: { delivery_status: 'delivered' } },
+    };
     const one = await killedRun('a failed scheduled run killed after it ended', 'store');
     expect(one.recovered).toEqual([]);
-    expect(await store.get(one.id)).toMatchObject({
-      state: 'pending',
-      failed_runs: 1,
-      last_error: expect.stringMatching(/^redelivery run failed: /),
-    });
+    expect(await store.get(one.id)).toMatchObject(owesExport);
     // Killed before the envelope was written, its history saved: the next start counts it (before: it said the run
     // was cut during its attempt, and counted nothing).
     const two = await killedRun('a failed scheduled run killed before its envelope was written', 'put');
     expect(two.recovered).toMatchObject([{ conversation_id: two.id, outcome: 'failed', redelivery: 'schedule' }]);
-    expect(await store.get(two.id)).toMatchObject({ state: 'pending', failed_runs: 1 });
+    expect(await store.get(two.id)).toMatchObject(owesExport);
   });
 
   it('killed after a scheduled run stored its envelope, before the journal’s end: recovered, nothing counted twice', async () => {
