@@ -16,7 +16,15 @@ import {
 import { LocalRedelivery } from '../../../local/engine/redelivery.ts';
 import { loadStageHandlers, localWorkflow } from '../../../local/engine/workflows.ts';
 import { LocalFailedDeliveryStore } from '../../../local/store/failed-delivery-store.ts';
-import { folderOf, journalOf, NO_WAIT, SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
+import {
+  folderOf,
+  journalEntries,
+  journalOf,
+  NO_WAIT,
+  SEED_REQUEST,
+  startWorld,
+  type TestWorld,
+} from '../../support/gateway.ts';
 
 /**
  * Every crash point of the conversation workflow: the journal of a real run, cut after each of its lines (what a
@@ -549,10 +557,7 @@ describe('a redelivery run (a redrive), cut after each journal line', () => {
       await expect(killed.redrive(id)).rejects.toThrow('killed');
       expect(world.receiver.received).toHaveLength(received + 1); // the receiver has it (2xx)
       // The next start, on what the kill left: the journal's segment and the store's files.
-      const left: JournalEntry[] = [];
-      for (const file of await readdir(dir))
-        for (const line of (await readFile(path.join(dir, file), 'utf8')).split('\n').filter(Boolean))
-          left.push(JSON.parse(line) as JournalEntry);
+      const left = await journalEntries(dir);
       await recover(left, { historySaved: true });
     } finally {
       await rm(dir, { recursive: true, force: true });
@@ -606,10 +611,7 @@ describe('a redelivery run (a redrive), cut after each journal line', () => {
         const killed = new LocalRedelivery(new Killed(world.dataDir), failing, world.gateway.executions, journal);
         const [result] = await killed.runDue();
         expect(result).toBeUndefined(); // the process died in it
-        const left: JournalEntry[] = [];
-        for (const file of await readdir(dir))
-          for (const line of (await readFile(path.join(dir, file), 'utf8')).split('\n').filter(Boolean))
-            left.push(JSON.parse(line) as JournalEntry);
+        const left = await journalEntries(dir);
         return { id, recovered: await recover(left, { historySaved: true }) };
       } finally {
         await rm(dir, { recursive: true, force: true });
