@@ -409,6 +409,11 @@ export interface RecoveryContext {
   idempotency: IdempotencyStore | null;
   /** The local status files (none when the statuses are in DynamoDB): an accept cut in Validate may have left one. */
   statuses?: FileStatusStore | null;
+  /**
+   * The previous gateway did not stop cleanly (it left its `gateway.pid`: killed, or the machine lost power), whatever
+   * its journal kept: the cut history writes of every conversation are looked for.
+   */
+  uncleanStop?: boolean;
   now?: () => Date;
 }
 
@@ -575,10 +580,15 @@ export async function recoverInterrupted(ctx: RecoveryContext): Promise<Recovere
   const interrupted = await ctx.journal.interrupted();
   // A history whose write the crash cut (its copy aside never renamed into place) is one of a journaled execution:
   // its leftovers go now, before it is rebuilt (they were removed only with the conversation's folder).
+  const journaled = new Set<string>();
   for (const [, entries] of interrupted) {
     const id = journaledConversationId(entries);
+    if (id) journaled.add(id);
     if (id) await ctx.executions.removeCutWrites(id);
   }
+  // After a crash, the cut writes the journal does not point at go too (its lines lost with a power cut, the journal
+  // removed by hand): before, they stayed until the retention sweep removed their conversation.
+  if (ctx.journal.leftoverFiles.length > 0 || ctx.uncleanStop) await ctx.executions.removeOrphanedCutWrites(journaled);
   const queue = [...interrupted];
   const recovered: RecoveredExecution[] = [];
   const unaccepted: [string, ExecutionInput | null, JournalEntry[]][] = [];

@@ -284,6 +284,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
       executions,
       idempotency: idempotencyStore(),
       statuses: localStatusStore(),
+      uncleanStop: dataDirLock.stale,
     });
     recoveryMs = Math.round(performance.now() - started);
   } catch (error) {

@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -225,6 +225,42 @@ describe('a delivered conversation, cut after each journal line', () => {
     // Before: the copy stayed until the retention sweep removed the conversation (30 days later by default).
     expect((await readdir(folder)).filter((n) => n.endsWith('.tmp'))).toEqual([]);
     expect((await world.gateway.executions.executions(id)).map((e) => e.execution_name)).toEqual([entries[0]!.e]);
+  });
+
+  it('after a crash, a cut history write the journal does not point at is removed too; never a history, nor a write under way', async () => {
+    const { res: other } = await journaledRun({});
+    const otherId = other.body.conversation_id as string;
+    const folder = path.join(world.gateway.executions.dir, otherId);
+    const [history] = (await readdir(folder)).filter((n) => n.endsWith('.json'));
+    // Left by a gateway killed while it wrote (its journal's lines lost with a power cut): another pid's, and this
+    // pid's own written before this process started (a restart gave the gateway its predecessor's pid).
+    const orphan = `${history}.999999.0a1b2c3d4e5f.tmp`;
+    const reused = `${history}.${process.pid}.0f0e0d0c0b0a.tmp`;
+    const underWay = `${history}.${process.pid}.1a2b3c4d5e6f.tmp`;
+    for (const name of [orphan, reused, underWay]) await writeFile(path.join(folder, name), '{"execution_name":"');
+    const beforeStart = new Date(Date.now() - process.uptime() * 1000 - 60_000);
+    await utimes(path.join(folder, reused), beforeStart, beforeStart);
+    // The crash cut another conversation, which the journal keeps.
+    const { entries } = await journaledRun({});
+    await recover(entries.slice(0, 2));
+    // Before: both stayed until the retention sweep removed their conversation (30 days later by default).
+    expect((await readdir(folder)).sort()).toEqual([history, underWay].sort());
+    await rm(path.join(folder, underWay));
+
+    // A gateway that left its pid file (killed at rest: its journal empty) has its cut writes looked for too.
+    await writeFile(path.join(folder, orphan), '{"execution_name":"');
+    const empty = await mkdtemp(path.join(tmpdir(), 'journal-'));
+    try {
+      const journal = await ExecutionJournal.open(empty);
+      const context = { journal, workflow, executions: world.gateway.executions, idempotency: null };
+      await recoverInterrupted(context);
+      expect(await readdir(folder)).toContain(orphan); // a clean stop: nothing looked for
+      await recoverInterrupted({ ...context, uncleanStop: true });
+      expect(await readdir(folder)).toEqual([history]);
+      journal.close();
+    } finally {
+      await rm(empty, { recursive: true, force: true });
+    }
   });
 
   it('cut by a full disk during Deliver (its refused line): the record, the delivery and the history say so, not a crash', async () => {
