@@ -15,12 +15,14 @@ import {
   INTERRUPTED_ERROR,
   settleAnswer,
   withClassification,
+  withDeliveryAttempt,
   withFailure,
   withInterruption,
 } from '../../functions/domain/lifecycle.ts';
 import { claimedSource, parseWebhookRequest } from '../../functions/domain/request.ts';
 import { canonicalSource } from '../../functions/domain/source-identity.ts';
 import { type CaughtError, parseTaskError } from '../../functions/domain/task-error.ts';
+import type { AttemptLog } from '../../functions/shared/attempt-log.ts';
 import type { FileStatusStore } from '../../functions/shared/conversation-status-store.ts';
 import type { IdempotencyStore } from '../../functions/shared/idempotency-store.ts';
 import { recordOf } from '../history/conversations.ts';
@@ -42,7 +44,8 @@ import { deliveredBy } from './redelivery.ts';
  * - cut while the agent or the receiver was being called (or between them): the conversation is closed as
  *   `interrupted` with what is known — the agent's answer, the delivery attempts made — and exported; its key
  *   settles at once (the answer kept for a retry when there is one, freed otherwise); an answer not known to be
- *   delivered goes to the failed-delivery store under the same delivery id, for the redelivery schedule.
+ *   delivered goes to the failed-delivery store under the same delivery id, for the redelivery schedule (one the
+ *   attempt log shows the receiver took, before the crash cut its Deliver, is exported delivered instead).
  *
  * An asynchronous conversation is two executions: the accept workflow's (ended once it started the run; cut
  * before, it ends as a conversation cut before its agent: exported as interrupted, its status `failed`, its key
@@ -150,7 +153,13 @@ const ACCEPT_START_STATE = 'StartConversation';
  * What to do with one interrupted execution, from its journal entries alone. Pure. `runBegun`: for an accept
  * execution cut while it started its run (uncertainStart), whether that run's journal shows it begun.
  */
-export function planRecovery(entries: JournalEntry[], now: Date, runBegun = false): RecoveryPlan {
+export function planRecovery(
+  entries: JournalEntry[],
+  now: Date,
+  runBegun = false,
+  /** This execution's delivery attempts as the attempt log kept them (Deliver logs each before it returns). */
+  logged: readonly DeliveryAttempt[] = [],
+): RecoveryPlan {
   if (entries.some((e) => e.k === 'end')) return { kind: 'ended' };
   // The run of an accepted conversation was validated when it was accepted: its input carries that result.
   const accepted = (entries.find((e) => e.k === 'begin')?.d as { accepted?: ValidateResult } | undefined)?.accepted;
@@ -231,6 +240,20 @@ export function planRecovery(entries: JournalEntry[], now: Date, runBegun = fals
       : withClassification(answeredRecord, now);
     const { attempts, target, cut } = deliveryAttempts(entries);
     const why = cutBy(entries);
+    // The receiver took the attempt the crash cut (the attempt log kept its answer before Deliver returned): the
+    // conversation was delivered, so it is exported so, and nothing is queued to deliver it again.
+    const took = cut === null ? undefined : logged.findLast((a) => a.attempt === cut && a.outcome === 'delivered');
+    if (took) {
+      const known = attempts.filter((a) => a.attempt !== cut);
+      const { request: _q, response: _r, execution_name: _e, ...attempt } = took;
+      const delivered = withDeliveryAttempt(
+        withInterruption(classified, stage, now, known, why),
+        attempt,
+        target ?? took.request?.url ?? null,
+        'delivered',
+      );
+      return resume('Export', { conversation: delivered }, true);
+    }
     const record = withInterruption(classified, stage, now, attempts, why);
     const reason =
       cut === null
@@ -410,6 +433,11 @@ export interface RecoveryContext {
   /** The local status files (none when the statuses are in DynamoDB): an accept cut in Validate may have left one. */
   statuses?: FileStatusStore | null;
   /**
+   * The delivery attempt log (functions/shared/attempt-log.ts): whether the receiver took an attempt the crash cut.
+   * None (or unreadable): such an attempt's outcome is unknown, and the delivery is queued again.
+   */
+  attempts?: AttemptLog | null;
+  /**
    * The previous gateway did not stop cleanly (it left its `gateway.pid`: killed, or the machine lost power), whatever
    * its journal kept: the cut history writes of every conversation are looked for.
    */
@@ -571,6 +599,21 @@ async function saveAcceptHistory(ctx: RecoveryContext, name: string, entries: Jo
 
 const ACCEPTED_STATE = 'Accepted';
 
+/**
+ * The attempts this execution's Deliver logged, when the crash cut one (the attempt log is read only then); none when
+ * the log cannot be read (the cut attempt's outcome stays unknown).
+ */
+async function loggedAttempts(ctx: RecoveryContext, name: string, entries: JournalEntry[]): Promise<DeliveryAttempt[]> {
+  const id = journaledConversationId(entries);
+  const cutInDeliver = entries.findLast((e) => e.s === 'Deliver')?.k === 'in';
+  if (!ctx.attempts || !id || !cutInDeliver) return [];
+  try {
+    return (await ctx.attempts.list(id)).filter((a) => a.execution_name === name);
+  } catch {
+    return [];
+  }
+}
+
 /** How many interrupted conversations are finished at once. */
 const PARALLEL = 8;
 
@@ -605,7 +648,7 @@ export async function recoverInterrupted(ctx: RecoveryContext): Promise<Recovere
       const runBegun =
         run !== null &&
         (interrupted.has(run) || (await ctx.executions.executions(run)).some((e) => e.execution_name === run));
-      const plan = planRecovery(entries, now(), runBegun);
+      const plan = planRecovery(entries, now(), runBegun, await loggedAttempts(ctx, name, entries));
       if (plan.kind === 'unaccepted') unaccepted.push([name, plan.input, entries]);
       if (plan.kind === 'ended') await saveAcceptHistory(ctx, name, entries, now());
       if (plan.kind !== 'resume') continue;

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { idempotencyPk } from '../../../functions/domain/idempotency.ts';
+import { attemptLog } from '../../../functions/shared/attempt-log.ts';
 import { localStatusStore } from '../../../functions/shared/conversation-status-store.ts';
 import { idempotencyStore } from '../../../functions/shared/idempotency-store.ts';
 import type { LocalWorkflow } from '../../../local/engine/engine.ts';
@@ -86,6 +87,7 @@ async function recover(entries: JournalEntry[], options: { historySaved?: boolea
       executions: world.gateway.executions,
       idempotency: idempotencyStore(),
       statuses: localStatusStore(),
+      attempts: attemptLog(),
     });
     journal.close();
     expect(await readdir(dir)).toEqual([]); // nothing left to recover
@@ -176,14 +178,17 @@ describe('a delivered conversation, cut after each journal line', () => {
         expect(record.execution.errors.at(-1), label).toMatchObject({ error: 'GatewayInterrupted' });
         const answered = plan.startAt === 'QueueFailedDelivery';
         expect(await keyStatus(key), label).toBe(answered ? 'completed' : null);
-        expect(record.webhook_context.delivery_status, label).toBe(answered ? 'retrying' : 'not_attempted');
-        if (answered) {
-          const envelope = await world.gateway.failedDeliveries.get(id);
-          expect(envelope, label).toMatchObject({ state: 'pending', delivery_id: deliveryId });
-        }
-        // The cut attempt: the record only knows it was cut; here the receiver had answered and the attempt log
-        // kept its answer, which the export shows instead (a crash before the log line leaves the 'interrupted' one).
-        if (label === 'in:Deliver')
+        // Cut during the attempt the receiver took (here it had answered 200, and the attempt log kept that before
+        // Deliver returned): delivered, nothing queued. Before: the export showed that delivered attempt yet said
+        // retrying, and the schedule sent it again. Cut before Deliver: queued for the schedule.
+        const took = label === 'in:Deliver';
+        expect(record.webhook_context.delivery_status, label).toBe(
+          took ? 'delivered' : answered ? 'retrying' : 'not_attempted',
+        );
+        const envelope = await world.gateway.failedDeliveries.get(id);
+        if (took) expect(envelope, label).toBeNull();
+        else if (answered) expect(envelope, label).toMatchObject({ state: 'pending', delivery_id: deliveryId });
+        if (took)
           expect(record.execution.delivery_attempts.at(-1)).toMatchObject({
             attempt: 1,
             outcome: 'delivered',
@@ -304,7 +309,8 @@ describe('a delivered conversation, cut after each journal line', () => {
     const recovered = executions.find((e) => e.events.some((ev) => ev.type === 'ExecutionResumed'))!;
     expect(recovered.execution_name).toBe(entries[0]!.e);
     const states = recovered.events.filter((e) => e.type === 'StateEntered').map((e) => e.state);
-    expect(states).toEqual(['Validate', 'InvokeManagerAgent', 'Classify', 'Deliver', 'QueueFailedDelivery', 'Export']);
+    // The receiver took the cut attempt (the attempt log says so): nothing queued, the export resumed.
+    expect(states).toEqual(['Validate', 'InvokeManagerAgent', 'Classify', 'Deliver', 'Export']);
     expect(recovered.events.find((e) => e.type === 'StateFailed')).toMatchObject({
       state: 'Deliver',
       error: 'GatewayInterrupted',
