@@ -56,7 +56,8 @@ import { deliveredBy } from './redelivery.ts';
  * after its delivery attempt ended, it resumes there (the export) and its envelope is settled by the result, as the
  * run would have settled it; cut before or during the attempt, its history is saved with the cut state marked
  * GatewayInterrupted and nothing else changes: its envelope is as it was, so the schedule tries it again (under the
- * same webhook-id), and a cut resend is not repeated.
+ * same webhook-id), and a cut resend is not repeated; unless the attempt log shows the receiver took the cut attempt,
+ * then it resumes at its export as if cut after it.
  *
  * The resumed part is journaled too, so a crash during recovery is recovered at the next start.
  */
@@ -309,10 +310,14 @@ function redeliveryInput(entries: JournalEntry[]): RedeliveryInput | null {
 export type RedeliveryPlan = { kind: 'resume'; startAt: string; state: unknown } | { kind: 'interrupted' };
 
 /**
- * What to do with an interrupted redelivery run, from its journal entries alone (pure): resume it past its delivery
- * attempt, or, cut before that attempt ended, leave it interrupted.
+ * What to do with an interrupted redelivery run, from its journal entries (pure): resume it past its delivery
+ * attempt, or, cut before that attempt ended, leave it interrupted; unless the attempt log kept that the receiver
+ * took the attempt the crash cut (`logged`: this run's attempts): then it resumes at its export, delivered.
  */
-export function planRedeliveryRecovery(entries: JournalEntry[]): RedeliveryPlan {
+export function planRedeliveryRecovery(
+  entries: JournalEntry[],
+  logged: readonly DeliveryAttempt[] = [],
+): RedeliveryPlan {
   const taskState = (state: string) => (lastOf(entries, 'in', state)?.d as { state?: unknown } | undefined)?.state;
   const closed = lastOf(entries, 'out', 'CloseWithoutExport');
   if (closed) return { kind: 'resume', startAt: 'RedeliveredWithoutExport', state: closed.d };
@@ -323,6 +328,14 @@ export function planRedeliveryRecovery(entries: JournalEntry[]): RedeliveryPlan 
   if (lastOf(entries, 'in', 'Export')) return { kind: 'resume', startAt: 'Export', state: taskState('Export') };
   const last = entries.findLast((e) => TASK_KINDS.has(e.k));
   if (last?.s === 'Deliver' && last.k === 'out') return { kind: 'resume', startAt: 'Export', state: last.d };
+  const took = last?.s === 'Deliver' && last.k === 'in' ? logged.findLast((a) => a.outcome === 'delivered') : undefined;
+  const given = taskState('Deliver') as ConversationState | undefined;
+  if (took && given?.conversation) {
+    const { request, response: _r, execution_name: _e, ...attempt } = took;
+    // A resend leaves the conversation as it was (delivered); any other run delivered it now.
+    const delivered = withDeliveryAttempt(given.conversation, attempt, request?.url ?? null, 'delivered');
+    return { kind: 'resume', startAt: 'Export', state: { ...given, conversation: delivered } };
+  }
   return { kind: 'interrupted' };
 }
 
@@ -459,7 +472,7 @@ async function recoverRedelivery(
   now: Date,
 ): Promise<RecoveredExecution> {
   const conversationId = input.conversation.conversation_id;
-  const plan = planRedeliveryRecovery(entries);
+  const plan = planRedeliveryRecovery(entries, await loggedAttempts(ctx, name, entries));
   // Killed after its history was saved (and perhaps its envelope stored), before the journal's end: it ran to its
   // end; its envelope is settled by that history, not by a second run.
   const saved = (await ctx.executions.has(conversationId, name))

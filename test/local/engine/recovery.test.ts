@@ -555,7 +555,17 @@ describe('a redelivery run (a redrive), cut after each journal line', () => {
     });
     expect(plans).toEqual(['interrupted', 'interrupted', 'Export', 'Export', 'Redelivered']);
 
-    // Cut during the attempt: shown as interrupted, the envelope as it was (the schedule tries it again).
+    // Cut during the attempt, its answer unknown (the attempt log without it): shown as interrupted, the envelope as
+    // it was (the schedule tries it again).
+    const log = path.join(world.dataDir, 'deliveries', 'attempts', `${id}.jsonl`);
+    const logged = await readFile(log, 'utf8');
+    await writeFile(
+      log,
+      logged
+        .split('\n')
+        .filter((line) => !line.includes(result.execution_name!))
+        .join('\n'),
+    );
     await store.put(before);
     const [cut] = await recover(entries.slice(0, 2));
     expect(cut).toMatchObject({ conversation_id: id, outcome: 'interrupted', redelivery: 'redrive' });
@@ -565,6 +575,16 @@ describe('a redelivery run (a redrive), cut after each journal line', () => {
     )!;
     expect(history).toMatchObject({ state_machine: 'redelivery', status: 'FAILED', error: 'GatewayInterrupted' });
     expect(history.events.find((e) => e.error === 'GatewayInterrupted')?.state).toBe('Deliver');
+    await writeFile(log, logged);
+
+    // Cut during the attempt the receiver took (the attempt log kept its 200 before Deliver returned): resumed at its
+    // export and settled, so the schedule does not send it again (before: interrupted, the envelope as it was, and
+    // the schedule delivered it a second time).
+    await forgetHistory(result.execution_name!);
+    await store.put(before);
+    const [took] = await recover(entries.slice(0, 2));
+    expect(took).toMatchObject({ outcome: 'resumed', status: 'completed', delivery_status: 'delivered' });
+    expect((await store.get(id))?.state).toBe('settled');
 
     // Cut after the attempt answered: the export resumes, and the envelope is settled by what the run did.
     await store.put(before);
