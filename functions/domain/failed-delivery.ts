@@ -425,6 +425,30 @@ export function withFailedRun(envelope: FailedDeliveryEnvelope, error: string, n
 }
 
 /**
+ * A redelivery run that delivered (its Deliver state's output says so) and then did not succeed (its Export failed
+ * past CloseWithoutExport, or its time ran out): the receiver has the answer, so the envelope now owes only the
+ * export of `delivered`, the record as Deliver left it. It is counted as a failed run (withFailedRun), whatever
+ * started it: back in a minute, later after each failure. Its next run skips Deliver, so the receiver is not sent
+ * it again (docs/operations.md, "Failed deliveries").
+ */
+export function withUnexportedDelivery(
+  envelope: FailedDeliveryEnvelope,
+  delivered: ConversationRecord,
+  error: string,
+  now: Date,
+): FailedDeliveryEnvelope {
+  const { dead_reason: _dead, ...alive } = envelope;
+  const failed = withFailedRun({ ...alive, state: 'pending' }, error, now);
+  return {
+    ...failed,
+    conversation: delivered,
+    attempts: delivered.execution.delivery_attempts,
+    owed: 'export',
+    last_error: `export: the redelivery run failed after it delivered: ${error}`,
+  };
+}
+
+/**
  * A conversation whose delivery failed and whose envelope the failed-delivery queue refused (its QueueFailedDelivery
  * error): nothing holds it for a later attempt, so a resend is how it is delivered (docs/operations.md).
  */

@@ -149,7 +149,8 @@ export async function createExclusive(file: string, text: string, mode: number):
 }
 
 /**
- * Remove the lock `file` left by a process that is gone, only while it still holds `seen` (what its caller read):
+ * Remove the lock `file` left by a process that is gone (or, given `olderThanMs`, one still older than that: a live
+ * holder stuck), only while it still holds `seen` (what its caller read):
  * true once it is done (removed, or found changed: another process took it over meanwhile), false while another
  * process is removing it (the caller waits a moment, then looks again). Of several processes finding it at once, one
  * removes it: each must first create a claim on that lock as it was (`<file>.<holder>.0.tmp`, createExclusive), and
@@ -158,7 +159,7 @@ export async function createExclusive(file: string, text: string, mode: number):
  * held it. A claim left by a process killed in the middle (it names that process) is removed the same way, at once:
  * nobody waits on a dead process's claim. One left after its lock went is no lock (the retention sweep removes it).
  */
-export async function removeStaleLock(file: string, seen: string): Promise<boolean> {
+export async function removeStaleLock(file: string, seen: string, olderThanMs?: number): Promise<boolean> {
   const claim = `${file}.${seen.replace(/\D/g, '').slice(0, 12) || '0'}.0.tmp`;
   if (!(await createExclusive(claim, String(process.pid), 0o600))) {
     const holder = await readFile(claim, 'utf8').catch(() => null);
@@ -172,11 +173,22 @@ export async function removeStaleLock(file: string, seen: string): Promise<boole
     return false;
   }
   try {
+    // Judged stale by its age alone (`olderThanMs`: its holder alive), it is judged again under the claim: a holder
+    // stuck for a while that touched its lock since the look is at work again, and keeps it (the caller looks again).
+    if (olderThanMs !== undefined && !(await olderThan(file, olderThanMs))) return false;
     if ((await readFile(file, 'utf8').catch(() => null)) === seen) await rm(file, { force: true });
     return true;
   } finally {
     await rm(claim, { force: true });
   }
+}
+
+/** Whether `file` was last changed more than `ms` ago (one that is gone is). */
+async function olderThan(file: string, ms: number): Promise<boolean> {
+  return stat(file).then(
+    (s) => Date.now() - s.mtimeMs > ms,
+    () => true,
+  );
 }
 
 /** Owner-only: it may hold a receiver's URL. */
@@ -232,7 +244,9 @@ async function acquire(lock: string): Promise<string> {
       () => 0,
     );
     const text = await readFile(lock, 'utf8').catch(() => null);
-    if (text !== null && (age > STALE_MS || holderGone(text)) && (await removeStaleLock(lock, text))) continue;
+    const gone = text !== null && holderGone(text);
+    if (text !== null && (gone || age > STALE_MS) && (await removeStaleLock(lock, text, gone ? undefined : STALE_MS)))
+      continue;
     if (Date.now() - started > GIVE_UP_MS)
       throw new Error(`${lock} is held by another process for more than ${GIVE_UP_MS} ms`);
     await new Promise((resolve) => setTimeout(resolve, WAIT_MS));

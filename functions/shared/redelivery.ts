@@ -80,7 +80,14 @@ export interface FailedDeliveryStore<H extends HeldEnvelope = HeldEnvelope> {
  */
 export type RedeliveryRun =
   | { ok: true; execution_name: string; record: ConversationRecord; updated: FailedDeliveryEnvelope }
-  | { ok: false; execution_name?: string; status: string; error: string };
+  | {
+      ok: false;
+      execution_name?: string;
+      status: string;
+      error: string;
+      /** The envelope as a run that delivered before it failed left it (owing only the export): stored as it is. */
+      updated?: FailedDeliveryEnvelope;
+    };
 
 /** One redelivery of one envelope through the redelivery workflow. */
 export type Redeliver = (envelope: FailedDeliveryEnvelope, via: RedeliveryContext['via']) => Promise<RedeliveryRun>;
@@ -121,8 +128,8 @@ export async function redeliverHeld<H extends HeldEnvelope>(
           }),
         )
       : await redeliver(item.envelope, via);
-  if (!run.ok && via === 'schedule') {
-    const updated = withFailedRun(item.envelope, run.error, now());
+  if (!run.ok && (run.updated || via === 'schedule')) {
+    const updated = run.updated ?? withFailedRun(item.envelope, run.error, now());
     await store.store(item, updated, now());
     return {
       conversation_id: id,

@@ -16,8 +16,9 @@ import type { TaskObserver } from './engine.ts';
  * journal at all.
  */
 /**
- * `refused`: the data folder refused one of the execution's lines (a full disk): written once it takes writes again
- * (journalRefusal), so that the next start tells that, not a crash, from what cut the execution.
+ * `refused`: the data folder refused one of the execution's lines (a full disk): written at once into its segment's
+ * reserve, and again once the folder takes writes, so that the next start tells that, not a crash, from what cut
+ * the execution.
  */
 export type JournalKind = 'begin' | 'resume' | 'in' | 'out' | 'err' | 'end' | 'refused';
 
@@ -50,7 +51,19 @@ interface Segment {
   cut: boolean;
   /** The `refused` lines of its executions, written before its next line (or at close) once the folder takes them. */
   pending: string[];
+  /** How many bytes of its reserve (RESERVE_BYTES at its start, when they could be written) the notes have used. */
+  reserveUsed: number;
+  /** The reserve's size: 0 when the disk refused it too. */
+  reserve: number;
 }
+
+/**
+ * Each segment begins with this many spaces (one line no reader takes for an entry): room, already on the disk, for
+ * the `refused` notes of a disk that filled up meanwhile. A note is written over those spaces at once (overwriting
+ * bytes a file already has takes no new space on ext4, xfs or tmpfs), so a gateway killed before the disk takes
+ * writes again still tells the next start what cut the execution (docs/operations.md, "After a crash").
+ */
+const RESERVE_BYTES = 8 * 1024;
 
 /** One execution's view of the journal: the engine's TaskObserver, and `end` once its history is saved. */
 export interface JournaledRun extends TaskObserver {
@@ -99,24 +112,35 @@ export class ExecutionJournal {
     );
   }
 
-  /** The executions of the leftover segments that never ended, each with its entries in order. */
+  /**
+   * The executions of the leftover segments that never ended, each with its entries in order, then the first
+   * `refused` note of its lines, if any (one from a segment's reserve, or written after its other lines).
+   */
   async interrupted(): Promise<Map<string, JournalEntry[]>> {
     const byExecution = new Map<string, JournalEntry[]>();
+    const refused = new Map<string, JournalEntry>();
     for (const file of this.leftoverFiles) {
       for (const line of (await readFile(file, 'utf8')).split('\n')) {
         let entry: JournalEntry;
         try {
           entry = JSON.parse(line) as JournalEntry;
         } catch {
-          continue; // empty, or the last line cut by the crash: that step had not reached the kernel
+          continue; // empty, a reserve's spaces, or the last line cut by the crash: that step had not reached the kernel
         }
         if (typeof entry?.e !== 'string') continue;
+        if (entry.k === 'refused') {
+          if (!refused.has(entry.e)) refused.set(entry.e, entry);
+          continue;
+        }
         const entries = byExecution.get(entry.e) ?? [];
         entries.push(entry);
         byExecution.set(entry.e, entries);
       }
     }
-    for (const [name, entries] of byExecution) if (entries.some((e) => e.k === 'end')) byExecution.delete(name);
+    for (const [name, entries] of byExecution) {
+      if (entries.some((e) => e.k === 'end')) byExecution.delete(name);
+      else if (refused.has(name)) entries.push(refused.get(name)!);
+    }
     return byExecution;
   }
 
@@ -160,7 +184,9 @@ export class ExecutionJournal {
         if (!refused && typeof code === 'string') {
           refused = true;
           const d = { code, message: (error as Error).message };
-          segment.pending.push(JSON.stringify({ e: execution, t: Date.now(), k: 'refused', s, d }));
+          const note = JSON.stringify({ e: execution, t: Date.now(), k: 'refused', s, d });
+          segment.pending.push(note);
+          this.reserveNote(segment, note);
         }
         throw error;
       }
@@ -223,9 +249,47 @@ export class ExecutionJournal {
     // Named in the order written (recovery reads the leftovers sorted by name), unique within a millisecond too.
     const sequence = String(this.sequence++).padStart(9, '0');
     const file = path.join(this.dir, `${String(Date.now()).padStart(15, '0')}-${process.pid}-${sequence}.jsonl`);
-    this.current = { file, fd: this.openSegment(file), bytes: 0, open: 0, cut: false, pending: [] };
+    const fd = this.openSegment(file);
+    this.current = { file, fd, bytes: 0, open: 0, cut: false, pending: [], reserveUsed: 0, reserve: 0 };
     this.segments.add(this.current);
+    this.writeReserve(this.current);
     return this.current;
+  }
+
+  /** The segment's reserve line; a disk too full for it leaves the segment without one (and its line cut). */
+  private writeReserve(segment: Segment): void {
+    const bytes = Buffer.from(`${' '.repeat(RESERVE_BYTES - 1)}\n`);
+    let written = 0;
+    try {
+      while (written < bytes.length) written += writeSync(segment.fd, bytes, written);
+    } catch {
+      segment.cut = written > 0;
+      segment.bytes = written;
+      return;
+    }
+    segment.reserve = RESERVE_BYTES - 1;
+    segment.bytes = bytes.length;
+  }
+
+  /**
+   * A `refused` note written over the spaces of its segment's reserve, now, while the disk may still refuse every
+   * new byte; no room left (or refused all the same: a copy-on-write file system), it waits in `pending` alone.
+   */
+  private reserveNote(segment: Segment, note: string): void {
+    const bytes = Buffer.from(`${note}\n`);
+    if (segment.reserveUsed + bytes.length > segment.reserve) return;
+    let fd = -1;
+    try {
+      fd = openSync(segment.file, 'r+');
+      let written = 0;
+      while (written < bytes.length)
+        written += writeSync(fd, bytes, written, bytes.length - written, segment.reserveUsed + written);
+      segment.reserveUsed += bytes.length;
+    } catch {
+      // Kept in `pending` for the segment's next line.
+    } finally {
+      if (fd >= 0) closeSync(fd);
+    }
   }
 
   /**

@@ -7,7 +7,7 @@ import type {
 } from '../../functions/domain/conversation.ts';
 import { conversationIdPrefix } from '../../functions/domain/conversation-id.ts';
 import { failedAttemptFromCaught, interruptedDelivery, isDeferral } from '../../functions/domain/delivery.ts';
-import { settleRedelivery, withFailedRun } from '../../functions/domain/failed-delivery.ts';
+import { settleRedelivery, withFailedRun, withUnexportedDelivery } from '../../functions/domain/failed-delivery.ts';
 import type { ExecutionInput } from '../../functions/domain/gateway-contract.ts';
 import { idempotencyKeyOf, idempotencyPk } from '../../functions/domain/idempotency.ts';
 import type { ValidateResult } from '../../functions/domain/intake.ts';
@@ -15,12 +15,14 @@ import {
   INTERRUPTED_ERROR,
   settleAnswer,
   withClassification,
+  withDeliveryAttempt,
   withFailure,
   withInterruption,
 } from '../../functions/domain/lifecycle.ts';
 import { claimedSource, parseWebhookRequest } from '../../functions/domain/request.ts';
 import { canonicalSource } from '../../functions/domain/source-identity.ts';
 import { type CaughtError, parseTaskError } from '../../functions/domain/task-error.ts';
+import type { AttemptLog } from '../../functions/shared/attempt-log.ts';
 import type { FileStatusStore } from '../../functions/shared/conversation-status-store.ts';
 import type { IdempotencyStore } from '../../functions/shared/idempotency-store.ts';
 import { recordOf } from '../history/conversations.ts';
@@ -28,6 +30,7 @@ import type { ExecutionStore } from '../store/execution-store.ts';
 import type { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
 import type { ExecutionRecord, HistoryEvent, LocalWorkflow } from './engine.ts';
 import type { ExecutionJournal, JournalEntry } from './journal.ts';
+import { deliveredBy } from './redelivery.ts';
 
 /**
  * Crash recovery of the local conversation workflow (docs/operations.md, "After a crash"). Every execution the
@@ -41,7 +44,8 @@ import type { ExecutionJournal, JournalEntry } from './journal.ts';
  * - cut while the agent or the receiver was being called (or between them): the conversation is closed as
  *   `interrupted` with what is known — the agent's answer, the delivery attempts made — and exported; its key
  *   settles at once (the answer kept for a retry when there is one, freed otherwise); an answer not known to be
- *   delivered goes to the failed-delivery store under the same delivery id, for the redelivery schedule.
+ *   delivered goes to the failed-delivery store under the same delivery id, for the redelivery schedule (one the
+ *   attempt log shows the receiver took, before the crash cut its Deliver, is exported delivered instead).
  *
  * An asynchronous conversation is two executions: the accept workflow's (ended once it started the run; cut
  * before, it ends as a conversation cut before its agent: exported as interrupted, its status `failed`, its key
@@ -52,7 +56,8 @@ import type { ExecutionJournal, JournalEntry } from './journal.ts';
  * after its delivery attempt ended, it resumes there (the export) and its envelope is settled by the result, as the
  * run would have settled it; cut before or during the attempt, its history is saved with the cut state marked
  * GatewayInterrupted and nothing else changes: its envelope is as it was, so the schedule tries it again (under the
- * same webhook-id), and a cut resend is not repeated.
+ * same webhook-id), and a cut resend is not repeated; unless the attempt log shows the receiver took the cut attempt,
+ * then it resumes at its export as if cut after it.
  *
  * The resumed part is journaled too, so a crash during recovery is recovered at the next start.
  */
@@ -149,7 +154,13 @@ const ACCEPT_START_STATE = 'StartConversation';
  * What to do with one interrupted execution, from its journal entries alone. Pure. `runBegun`: for an accept
  * execution cut while it started its run (uncertainStart), whether that run's journal shows it begun.
  */
-export function planRecovery(entries: JournalEntry[], now: Date, runBegun = false): RecoveryPlan {
+export function planRecovery(
+  entries: JournalEntry[],
+  now: Date,
+  runBegun = false,
+  /** This execution's delivery attempts as the attempt log kept them (Deliver logs each before it returns). */
+  logged: readonly DeliveryAttempt[] = [],
+): RecoveryPlan {
   if (entries.some((e) => e.k === 'end')) return { kind: 'ended' };
   // The run of an accepted conversation was validated when it was accepted: its input carries that result.
   const accepted = (entries.find((e) => e.k === 'begin')?.d as { accepted?: ValidateResult } | undefined)?.accepted;
@@ -230,6 +241,20 @@ export function planRecovery(entries: JournalEntry[], now: Date, runBegun = fals
       : withClassification(answeredRecord, now);
     const { attempts, target, cut } = deliveryAttempts(entries);
     const why = cutBy(entries);
+    // The receiver took the attempt the crash cut (the attempt log kept its answer before Deliver returned): the
+    // conversation was delivered, so it is exported so, and nothing is queued to deliver it again.
+    const took = cut === null ? undefined : logged.findLast((a) => a.attempt === cut && a.outcome === 'delivered');
+    if (took) {
+      const known = attempts.filter((a) => a.attempt !== cut);
+      const { request: _q, response: _r, execution_name: _e, ...attempt } = took;
+      const delivered = withDeliveryAttempt(
+        withInterruption(classified, stage, now, known, why),
+        attempt,
+        target ?? took.request?.url ?? null,
+        'delivered',
+      );
+      return resume('Export', { conversation: delivered }, true);
+    }
     const record = withInterruption(classified, stage, now, attempts, why);
     const reason =
       cut === null
@@ -285,10 +310,14 @@ function redeliveryInput(entries: JournalEntry[]): RedeliveryInput | null {
 export type RedeliveryPlan = { kind: 'resume'; startAt: string; state: unknown } | { kind: 'interrupted' };
 
 /**
- * What to do with an interrupted redelivery run, from its journal entries alone (pure): resume it past its delivery
- * attempt, or, cut before that attempt ended, leave it interrupted.
+ * What to do with an interrupted redelivery run, from its journal entries (pure): resume it past its delivery
+ * attempt, or, cut before that attempt ended, leave it interrupted; unless the attempt log kept that the receiver
+ * took the attempt the crash cut (`logged`: this run's attempts): then it resumes at its export, delivered.
  */
-export function planRedeliveryRecovery(entries: JournalEntry[]): RedeliveryPlan {
+export function planRedeliveryRecovery(
+  entries: JournalEntry[],
+  logged: readonly DeliveryAttempt[] = [],
+): RedeliveryPlan {
   const taskState = (state: string) => (lastOf(entries, 'in', state)?.d as { state?: unknown } | undefined)?.state;
   const closed = lastOf(entries, 'out', 'CloseWithoutExport');
   if (closed) return { kind: 'resume', startAt: 'RedeliveredWithoutExport', state: closed.d };
@@ -299,6 +328,14 @@ export function planRedeliveryRecovery(entries: JournalEntry[]): RedeliveryPlan 
   if (lastOf(entries, 'in', 'Export')) return { kind: 'resume', startAt: 'Export', state: taskState('Export') };
   const last = entries.findLast((e) => TASK_KINDS.has(e.k));
   if (last?.s === 'Deliver' && last.k === 'out') return { kind: 'resume', startAt: 'Export', state: last.d };
+  const took = last?.s === 'Deliver' && last.k === 'in' ? logged.findLast((a) => a.outcome === 'delivered') : undefined;
+  const given = taskState('Deliver') as ConversationState | undefined;
+  if (took && given?.conversation) {
+    const { request, response: _r, execution_name: _e, ...attempt } = took;
+    // A resend leaves the conversation as it was (delivered); any other run delivered it now.
+    const delivered = withDeliveryAttempt(given.conversation, attempt, request?.url ?? null, 'delivered');
+    return { kind: 'resume', startAt: 'Export', state: { ...given, conversation: delivered } };
+  }
   return { kind: 'interrupted' };
 }
 
@@ -408,6 +445,16 @@ export interface RecoveryContext {
   idempotency: IdempotencyStore | null;
   /** The local status files (none when the statuses are in DynamoDB): an accept cut in Validate may have left one. */
   statuses?: FileStatusStore | null;
+  /**
+   * The delivery attempt log (functions/shared/attempt-log.ts): whether the receiver took an attempt the crash cut.
+   * None (or unreadable): such an attempt's outcome is unknown, and the delivery is queued again.
+   */
+  attempts?: AttemptLog | null;
+  /**
+   * The previous gateway did not stop cleanly (it left its `gateway.pid`: killed, or the machine lost power), whatever
+   * its journal kept: the cut history writes of every conversation are looked for.
+   */
+  uncleanStop?: boolean;
   now?: () => Date;
 }
 
@@ -425,7 +472,7 @@ async function recoverRedelivery(
   now: Date,
 ): Promise<RecoveredExecution> {
   const conversationId = input.conversation.conversation_id;
-  const plan = planRedeliveryRecovery(entries);
+  const plan = planRedeliveryRecovery(entries, await loggedAttempts(ctx, name, entries));
   // Killed after its history was saved (and perhaps its envelope stored), before the journal's end: it ran to its
   // end; its envelope is settled by that history, not by a second run.
   const saved = (await ctx.executions.has(conversationId, name))
@@ -455,20 +502,21 @@ async function recoverRedelivery(
       else if (item) await store.leave(item);
     }
   }
-  // A scheduled run that failed (not cut: its history says how) counts as a failed run of its envelope, as
-  // localRedeliver stores it before the journal's end; unless it did so before the crash (the envelope was stored
-  // after the run began).
+  // A run that failed (not cut: its history says how) is stored as localRedeliver stores it before the journal's
+  // end, unless it did so before the crash (the envelope was stored after the run began): one that delivered first
+  // owes only its export now, or the schedule would deliver it again; a scheduled one counts as a failed run.
   const store = ctx.failedDeliveries;
-  if (
-    ended &&
-    ended.status !== 'SUCCEEDED' &&
-    ended.error !== INTERRUPTED_ERROR &&
-    store &&
-    input.redelivery.via === 'schedule'
-  ) {
+  const via = input.redelivery.via;
+  if (ended && ended.status !== 'SUCCEEDED' && ended.error !== INTERRUPTED_ERROR && store && via !== 'resend') {
     const item = await store.hold(conversationId);
-    if (item?.envelope.state === 'pending' && Date.parse(item.envelope.updated_at) < Date.parse(ended.started_at))
-      await store.store(item, withFailedRun(item.envelope, `${ended.error}: ${ended.cause ?? ''}`, now));
+    const error = `${ended.error}: ${ended.cause ?? ''}`;
+    const delivered = history ? deliveredBy(history) : null;
+    const before =
+      item && item.envelope.state !== 'settled' && Date.parse(item.envelope.updated_at) < Date.parse(ended.started_at);
+    if (item && before && delivered)
+      await store.store(item, withUnexportedDelivery(item.envelope, delivered, error, now));
+    else if (item && before && via === 'schedule' && item.envelope.state === 'pending')
+      await store.store(item, withFailedRun(item.envelope, error, now));
     else if (item) await store.leave(item);
   }
   if (!history) {
@@ -564,6 +612,21 @@ async function saveAcceptHistory(ctx: RecoveryContext, name: string, entries: Jo
 
 const ACCEPTED_STATE = 'Accepted';
 
+/**
+ * The attempts this execution's Deliver logged, when the crash cut one (the attempt log is read only then); none when
+ * the log cannot be read (the cut attempt's outcome stays unknown).
+ */
+async function loggedAttempts(ctx: RecoveryContext, name: string, entries: JournalEntry[]): Promise<DeliveryAttempt[]> {
+  const id = journaledConversationId(entries);
+  const cutInDeliver = entries.findLast((e) => e.s === 'Deliver')?.k === 'in';
+  if (!ctx.attempts || !id || !cutInDeliver) return [];
+  try {
+    return (await ctx.attempts.list(id)).filter((a) => a.execution_name === name);
+  } catch {
+    return [];
+  }
+}
+
 /** How many interrupted conversations are finished at once. */
 const PARALLEL = 8;
 
@@ -573,10 +636,15 @@ export async function recoverInterrupted(ctx: RecoveryContext): Promise<Recovere
   const interrupted = await ctx.journal.interrupted();
   // A history whose write the crash cut (its copy aside never renamed into place) is one of a journaled execution:
   // its leftovers go now, before it is rebuilt (they were removed only with the conversation's folder).
+  const journaled = new Set<string>();
   for (const [, entries] of interrupted) {
     const id = journaledConversationId(entries);
+    if (id) journaled.add(id);
     if (id) await ctx.executions.removeCutWrites(id);
   }
+  // After a crash, the cut writes the journal does not point at go too (its lines lost with a power cut, the journal
+  // removed by hand): before, they stayed until the retention sweep removed their conversation.
+  if (ctx.journal.leftoverFiles.length > 0 || ctx.uncleanStop) await ctx.executions.removeOrphanedCutWrites(journaled);
   const queue = [...interrupted];
   const recovered: RecoveredExecution[] = [];
   const unaccepted: [string, ExecutionInput | null, JournalEntry[]][] = [];
@@ -593,7 +661,7 @@ export async function recoverInterrupted(ctx: RecoveryContext): Promise<Recovere
       const runBegun =
         run !== null &&
         (interrupted.has(run) || (await ctx.executions.executions(run)).some((e) => e.execution_name === run));
-      const plan = planRecovery(entries, now(), runBegun);
+      const plan = planRecovery(entries, now(), runBegun, await loggedAttempts(ctx, name, entries));
       if (plan.kind === 'unaccepted') unaccepted.push([name, plan.input, entries]);
       if (plan.kind === 'ended') await saveAcceptHistory(ctx, name, entries, now());
       if (plan.kind !== 'resume') continue;

@@ -13,6 +13,7 @@ import {
   redeliveryExecutionName,
   settleRedelivery,
   withFailedRun,
+  withUnexportedDelivery,
 } from '../../functions/domain/failed-delivery.ts';
 import {
   type Redeliver,
@@ -27,7 +28,7 @@ import {
 import { wrongKindMessage } from '../store/damaged-files.ts';
 import type { ExecutionStore } from '../store/execution-store.ts';
 import type { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
-import type { HistoryEvent, LocalWorkflow } from './engine.ts';
+import type { ExecutionRecord, HistoryEvent, LocalWorkflow } from './engine.ts';
 import type { ExecutionJournal } from './journal.ts';
 import type { RunningExecutions } from './running.ts';
 
@@ -100,8 +101,15 @@ async function redeliverOnce(
     : !settled.ok
       ? { ok: false, execution_name: name, status: execution.status, error: settled.error }
       : { ok: true, execution_name: name, record: settled.record, updated: settled.updated };
-  // A scheduled run that did not succeed is a failed run of its envelope (as redeliverHeld stores it again).
-  const failed = !ran.ok && via === 'schedule' ? withFailedRun(envelope, ran.error, new Date()) : null;
+  // A run that delivered and then failed (in Export: its time ran out, the Lambda failed past CloseWithoutExport)
+  // owes only the export now, or the next run would deliver it again. A scheduled run that did not succeed is a
+  // failed run of its envelope (as redeliverHeld stores it again).
+  const delivered = !ran.ok && via !== 'resend' ? deliveredBy(execution) : null;
+  const failed = delivered
+    ? withUnexportedDelivery(envelope, delivered, ran.ok ? '' : ran.error, new Date())
+    : !ran.ok && via === 'schedule'
+      ? withFailedRun(envelope, ran.error, new Date())
+      : null;
   // The envelope is kept as the run left it before the journal says the run ended (its caller stores it again and
   // lets it go): ended first, a crash in between left it as before the run, and the schedule delivered it again, or
   // never counted the failed run. A crash after this write and before the end is recovered, and recovery finds the
@@ -109,7 +117,20 @@ async function redeliverOnce(
   const updated = ran.ok ? (via !== 'resend' ? ran.updated : null) : failed;
   const stored = updated ? await kept(store, updated, name) : true;
   if (stored) journaled.end();
-  return ran;
+  return !ran.ok && failed && delivered ? { ...ran, updated: failed } : ran;
+}
+
+/**
+ * The record a redelivery run's Deliver left delivered (its last StateExited), or null when the run delivered
+ * nothing: a run that then failed owes only its export (withUnexportedDelivery).
+ */
+export function deliveredBy(execution: Pick<ExecutionRecord, 'events'>): ConversationRecord | null {
+  const exited = execution.events.findLast((e) => e.type === 'StateExited' && e.state === 'Deliver');
+  const record = (exited?.output as { conversation?: ConversationRecord } | undefined)?.conversation;
+  return record?.webhook_context?.delivery_status === 'delivered' &&
+    record.execution.delivery_attempts.at(-1)?.outcome === 'delivered'
+    ? record
+    : null;
 }
 
 /**

@@ -275,6 +275,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     // whose async hook slows every promise of the process (docs/performance.md §2).
     const { idempotencyStore } = await import('../../functions/shared/idempotency-store.ts');
     const { localStatusStore } = await import('../../functions/shared/conversation-status-store.ts');
+    const { attemptLog } = await import('../../functions/shared/attempt-log.ts');
     recovered = await recoverInterrupted({
       journal,
       workflow,
@@ -284,6 +285,8 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
       executions,
       idempotency: idempotencyStore(),
       statuses: localStatusStore(),
+      uncleanStop: dataDirLock.stale,
+      attempts: attemptLog(),
     });
     recoveryMs = Math.round(performance.now() - started);
   } catch (error) {

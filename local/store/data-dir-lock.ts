@@ -100,14 +100,19 @@ const textOf = (file: string) =>
 
 /**
  * `tookOver`: the line to print when the file named a live process that is no gateway (notAGateway), taken over.
+ * `stale`: a file left by an earlier gateway was taken over (it did not stop cleanly: killed, or the machine lost
+ * power), so a crash's leftovers may lie anywhere in the folder (recovery.ts).
  */
-export async function lockDataDir(dataDir: string): Promise<{ release(): Promise<void>; tookOver: string | null }> {
+export async function lockDataDir(
+  dataDir: string,
+): Promise<{ release(): Promise<void>; tookOver: string | null; stale: boolean }> {
   const file = path.join(dataDir, 'gateway.pid');
   // The pid, then when this process started (clock ticks after boot, where /proc has it): a later holder of the same
   // pid is known for another process by it (notAGateway).
   const ticks = await startTicks('self');
   const mine = ticks === null ? String(process.pid) : `${process.pid} ${ticks}`;
   let tookOver: string | null = null;
+  let stale = false;
   for (;;) {
     if (await createExclusive(file, mine, 0o600)) break;
     const text = await textOf(file);
@@ -125,12 +130,14 @@ export async function lockDataDir(dataDir: string): Promise<{ release(): Promise
     // pid; this one never leaves it empty): taken over at once, by one start of several at once (removeStaleLock
     // removes it only as it was read; whoever then creates it first holds the folder, and the others find that live
     // holder). A start killed in the middle of its takeover keeps no other waiting: its claim names a dead process.
-    if (!(await removeStaleLock(file, text))) await new Promise((resolve) => setTimeout(resolve, WAIT_MS));
+    if (await removeStaleLock(file, text)) stale = true;
+    else await new Promise((resolve) => setTimeout(resolve, WAIT_MS));
   }
   // An earlier version took over with a folder beside the file: one a start killed in the middle left goes now.
   await rmdir(`${file}.takeover`).catch(() => undefined);
   return {
     tookOver,
+    stale,
     async release() {
       if ((await readFile(file, 'utf8').catch(() => '')) === mine) await unlink(file).catch(() => undefined);
     },

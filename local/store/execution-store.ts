@@ -1,10 +1,10 @@
-import { rm } from 'node:fs/promises';
+import { rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { isConversationId } from '../../functions/domain/conversation-id.ts';
 import { maskSecrets } from '../../functions/domain/secret-masking.ts';
 import { UnreadableFileError } from '../../functions/shared/local-files.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
-import { listDir, readJson, writeTextAtomic } from './json-files.ts';
+import { listDir, mapConcurrently, readJson, writeTextAtomic } from './json-files.ts';
 
 /**
  * The local execution history: every execution's event log, saved under
@@ -136,7 +136,7 @@ export class ExecutionStore {
     const folder = path.join(this.dir, conversationId);
     let removed = 0;
     for (const name of await listDir(folder)) {
-      const pid = /\.json\.(\d+)\.[0-9a-f]+\.tmp$/.exec(name)?.[1];
+      const pid = CUT_WRITE.exec(name)?.[1];
       if (pid === undefined || Number(pid) === process.pid) continue;
       await rm(path.join(folder, name), { force: true });
       removed += 1;
@@ -144,10 +144,43 @@ export class ExecutionStore {
     return removed;
   }
 
+  /**
+   * removeCutWrites for every conversation but those in `except` (a crash's journaled ones, handled by themselves):
+   * the cut writes the journal does not point at (its lines lost with a power cut, or the journal removed by hand),
+   * which were removed only with their conversation's folder. Only writes aside are removed, never a history; and only
+   * those of another process, or older than this one (a restart that gave this gateway its predecessor's pid).
+   * Returns how many.
+   */
+  async removeOrphanedCutWrites(except: ReadonlySet<string>): Promise<number> {
+    const startedAt = Date.now() - process.uptime() * 1000;
+    const ids = (await this.conversationIds()).filter((id) => !except.has(id));
+    const removed = await mapConcurrently(ids, 32, async (id) => {
+      const folder = path.join(this.dir, id);
+      let n = 0;
+      for (const name of await listDir(folder).catch(() => [])) {
+        const pid = CUT_WRITE.exec(name)?.[1];
+        if (pid === undefined) continue;
+        const file = path.join(folder, name);
+        if (Number(pid) === process.pid) {
+          // This gateway's own write under way, unless it was written before this gateway started.
+          const written = await stat(file).catch(() => null);
+          if (!written || written.mtimeMs >= startedAt) continue;
+        }
+        await rm(file, { force: true });
+        n += 1;
+      }
+      return n;
+    });
+    return removed.reduce((a, b) => a + b, 0);
+  }
+
   async conversationIds(): Promise<string[]> {
     return (await listDir(this.dir)).filter(isConversationId);
   }
 }
+
+/** A history written aside (writeTextAtomic): `<history>.json.<pid>.<hex>.tmp`, the writer's pid captured. */
+const CUT_WRITE = /\.json\.(\d+)\.[0-9a-f]+\.tmp$/;
 
 /**
  * The history a file holds (null when there is none); one that is not a history (JSON of another shape: edited by

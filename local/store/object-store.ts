@@ -17,6 +17,7 @@ import {
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
+import { isAlive } from './data-dir-lock.ts';
 import { mapConcurrently } from './json-files.ts';
 import type { ChecksumAlgorithm } from './s3-checksums.ts';
 import { invalidArgument, noSuchBucket, noSuchUpload, S3Error } from './s3-errors.ts';
@@ -209,12 +210,21 @@ export class ObjectStore {
 
   constructor(readonly root: string) {}
 
-  /** Create the directories; drop temporary files an interrupted process left behind (older than an hour). */
+  /**
+   * Create the directories; drop temporary files an interrupted process left behind: at once when the process that
+   * wrote one (its name begins with its pid) is gone, else once older than an hour. Before, a gateway restarted
+   * after kill -9 kept its predecessor's half-written objects (copies of exports) until a start an hour later.
+   */
   async open(): Promise<void> {
     await mkdir(path.join(this.root, TEMP_DIR), { recursive: true });
     const cutoff = Date.now() - 3_600_000;
     for (const name of await readdir(path.join(this.root, TEMP_DIR))) {
       const file = path.join(this.root, TEMP_DIR, name);
+      const writer = Number(/^(\d+)-/.exec(name)?.[1] ?? 0);
+      if (writer > 0 && writer !== process.pid && !isAlive(writer)) {
+        await rm(file, { force: true });
+        continue;
+      }
       const s = await stat(file).catch(() => null);
       if (s && s.mtimeMs < cutoff) await rm(file, { force: true });
     }

@@ -262,6 +262,11 @@ describe('kill -9 with conversations in flight, then a restart on the same data'
       );
     }
 
+    // Held after Deliver returned: the receiver took it, and the attempt log kept that, so it is not sent again
+    // (before: queued as if its outcome were unknown, and the schedule delivered it a second time).
+    for (const r of inFlight.filter((x) => x.point === 'after:Deliver'))
+      expect(deliveries.filter((d) => d.query === r.query).length, r.query).toBe(1);
+
     // No key is left in progress.
     const keysDir = path.join(dataDir, 'idempotency');
     const statuses = await Promise.all(

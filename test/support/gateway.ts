@@ -169,15 +169,22 @@ export async function queueOwedDeliveries(world: TestWorld, count: number): Prom
   return ids;
 }
 
-/** One execution's lines of the world's crash journal (local/engine/journal.ts), in the order they were written. */
-export async function journalOf(world: TestWorld, execution: string): Promise<JournalEntry[]> {
-  const dir = path.join(world.dataDir, 'journal');
+/**
+ * Every line of a crash journal's folder (local/engine/journal.ts), in the order written; a segment's reserve (its
+ * first line, spaces) is not an entry.
+ */
+export async function journalEntries(dir: string): Promise<JournalEntry[]> {
   const entries: JournalEntry[] = [];
   for (const name of (await readdir(dir)).sort()) {
-    for (const line of (await readFile(path.join(dir, name), 'utf8')).split('\n').filter(Boolean))
-      entries.push(JSON.parse(line) as JournalEntry);
+    for (const line of (await readFile(path.join(dir, name), 'utf8')).split('\n'))
+      if (line.trim() !== '') entries.push(JSON.parse(line) as JournalEntry);
   }
-  return entries.filter((e) => e.e === execution);
+  return entries;
+}
+
+/** One execution's lines of the world's crash journal (local/engine/journal.ts), in the order they were written. */
+export async function journalOf(world: TestWorld, execution: string): Promise<JournalEntry[]> {
+  return (await journalEntries(path.join(world.dataDir, 'journal'))).filter((e) => e.e === execution);
 }
 
 export function folderOf(conversationId: string): string {

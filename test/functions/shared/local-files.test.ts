@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -32,11 +32,23 @@ vi.mock('node:fs', async (importOriginal) => {
   return { ...fs, appendFile, writeFile, default: { ...fs, appendFile, writeFile } };
 });
 
+/** Called before each hard link a lock is made with (createExclusive): the moment another process may act. */
+const beforeLink: { hook: ((target: string) => Promise<void>) | null } = { hook: null };
+vi.mock('node:fs/promises', async (importOriginal) => {
+  const fsp = await importOriginal<typeof import('node:fs/promises')>();
+  const link = async (existing: string, target: string) => {
+    await beforeLink.hook?.(String(target));
+    return fsp.link(existing, target);
+  };
+  return { ...fsp, link, default: { ...fsp, link } };
+});
+
 let dir: string;
 beforeEach(async () => {
   dir = await mkdtemp(path.join(tmpdir(), 'local-files-'));
 });
 afterEach(async () => {
+  beforeLink.hook = null;
   await rm(dir, { recursive: true, force: true });
 });
 
@@ -186,6 +198,34 @@ describe('withFileLock', () => {
     } finally {
       vi.useRealTimers();
     }
+  });
+
+  it('a live holder stuck past STALE_MS that touches its lock between another’s look and its claim keeps it', async () => {
+    const file = path.join(dir, 'data_analysis.json');
+    const lock = `${file}.lock`;
+    // The holder: a live process (this test's parent), stuck for 11 s: its lock looks stale by its age.
+    const holder = `${process.ppid}.0a0b0c0d`;
+    await writeFile(lock, holder);
+    const stuckSince = new Date(Date.now() - 11_000);
+    await utimes(lock, stuckSince, stuckSince);
+    let touched = false;
+    let triesSinceTouch = 0;
+    let holderDone = false;
+    beforeLink.hook = async (target) => {
+      if (target.endsWith('.0.tmp') && !touched) {
+        // Between this process's look at the lock and its claim on it, the holder wakes up and touches it.
+        touched = true;
+        const now = new Date();
+        await utimes(lock, now, now);
+      } else if (target === lock && touched && ++triesSinceTouch === 2) {
+        // The holder finishes its work, and gives the lock back, only after this process has tried it once more.
+        await rm(lock);
+        holderDone = true;
+      }
+    };
+    // Before: the takeover removed the lock all the same (its text unchanged), and both changed the file at once.
+    await expect(withFileLock(file, async () => holderDone)).resolves.toBe(true);
+    expect(await readdir(dir)).toEqual([]);
   });
 
   it('several processes finding a stale lock at once: one takes it over at a time, never two', async () => {

@@ -15,7 +15,10 @@ vi.mock('node:fs', async (importOriginal) => {
       throw Object.assign(new Error(`EACCES: permission denied, unlink '${file}'`), { code: 'EACCES' });
     return fs.unlinkSync(file);
   }) as typeof fs.unlinkSync;
-  const writeSync = ((fd: number, buffer: Buffer, offset: number) => {
+  const writeSync = ((fd: number, buffer: Buffer, offset: number, length?: number, position?: number) => {
+    // Bytes written over bytes the file has already (a write at a position inside it) take no new space.
+    if (typeof position === 'number' && position + (length ?? 0) <= fs.fstatSync(fd).size)
+      return fs.writeSync(fd, buffer, offset, length, position);
     if (!diskFull.on) return fs.writeSync(fd, buffer, offset);
     if (diskFull.bytes > 0) fs.writeSync(fd, buffer, offset, Math.min(diskFull.bytes, buffer.length - offset));
     diskFull.bytes = 0;
@@ -190,6 +193,25 @@ describe('the execution journal', () => {
       message: 'ENOSPC: no space left on device, write',
     });
     journal.close();
+  });
+
+  it('a step a full disk refused, then the gateway killed before the folder takes writes again: the next start still knows the storage cut it', async () => {
+    const journal = await ExecutionJournal.open(dir);
+    const run = journal.begin('conv-cut', input(1));
+    run.enter('Deliver', undefined);
+    diskFull.on = true;
+    await expect(run.exit('Deliver', { delivered: true })).rejects.toThrow(/ENOSPC/);
+    // Killed now (no other line, no close), the disk still full; the next start reads the journal.
+    const next = await ExecutionJournal.open(dir);
+    diskFull.on = false;
+    const entries = (await next.interrupted()).get('conv-cut')!;
+    // Before: [begin, in], read at the next start as cut by a crash or a kill during Deliver.
+    expect(entries.map((e) => [e.k, e.s ?? ''])).toEqual([
+      ['begin', ''],
+      ['in', 'Deliver'],
+      ['refused', 'Deliver'],
+    ]);
+    expect(entries.at(-1)!.d).toEqual({ code: 'ENOSPC', message: 'ENOSPC: no space left on device, write' });
   });
 
   it('a full disk: the write that failed is refused to its caller, the line it cut costs no other line, nothing lingers', async () => {

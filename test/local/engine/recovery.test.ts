@@ -1,8 +1,9 @@
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { idempotencyPk } from '../../../functions/domain/idempotency.ts';
+import { attemptLog } from '../../../functions/shared/attempt-log.ts';
 import { localStatusStore } from '../../../functions/shared/conversation-status-store.ts';
 import { idempotencyStore } from '../../../functions/shared/idempotency-store.ts';
 import type { LocalWorkflow } from '../../../local/engine/engine.ts';
@@ -16,7 +17,15 @@ import {
 import { LocalRedelivery } from '../../../local/engine/redelivery.ts';
 import { loadStageHandlers, localWorkflow } from '../../../local/engine/workflows.ts';
 import { LocalFailedDeliveryStore } from '../../../local/store/failed-delivery-store.ts';
-import { folderOf, journalOf, NO_WAIT, SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
+import {
+  folderOf,
+  journalEntries,
+  journalOf,
+  NO_WAIT,
+  SEED_REQUEST,
+  startWorld,
+  type TestWorld,
+} from '../../support/gateway.ts';
 
 /**
  * Every crash point of the conversation workflow: the journal of a real run, cut after each of its lines (what a
@@ -78,6 +87,7 @@ async function recover(entries: JournalEntry[], options: { historySaved?: boolea
       executions: world.gateway.executions,
       idempotency: idempotencyStore(),
       statuses: localStatusStore(),
+      attempts: attemptLog(),
     });
     journal.close();
     expect(await readdir(dir)).toEqual([]); // nothing left to recover
@@ -168,14 +178,17 @@ describe('a delivered conversation, cut after each journal line', () => {
         expect(record.execution.errors.at(-1), label).toMatchObject({ error: 'GatewayInterrupted' });
         const answered = plan.startAt === 'QueueFailedDelivery';
         expect(await keyStatus(key), label).toBe(answered ? 'completed' : null);
-        expect(record.webhook_context.delivery_status, label).toBe(answered ? 'retrying' : 'not_attempted');
-        if (answered) {
-          const envelope = await world.gateway.failedDeliveries.get(id);
-          expect(envelope, label).toMatchObject({ state: 'pending', delivery_id: deliveryId });
-        }
-        // The cut attempt: the record only knows it was cut; here the receiver had answered and the attempt log
-        // kept its answer, which the export shows instead (a crash before the log line leaves the 'interrupted' one).
-        if (label === 'in:Deliver')
+        // Cut during the attempt the receiver took (here it had answered 200, and the attempt log kept that before
+        // Deliver returned): delivered, nothing queued. Before: the export showed that delivered attempt yet said
+        // retrying, and the schedule sent it again. Cut before Deliver: queued for the schedule.
+        const took = label === 'in:Deliver';
+        expect(record.webhook_context.delivery_status, label).toBe(
+          took ? 'delivered' : answered ? 'retrying' : 'not_attempted',
+        );
+        const envelope = await world.gateway.failedDeliveries.get(id);
+        if (took) expect(envelope, label).toBeNull();
+        else if (answered) expect(envelope, label).toMatchObject({ state: 'pending', delivery_id: deliveryId });
+        if (took)
           expect(record.execution.delivery_attempts.at(-1)).toMatchObject({
             attempt: 1,
             outcome: 'delivered',
@@ -219,6 +232,42 @@ describe('a delivered conversation, cut after each journal line', () => {
     expect((await world.gateway.executions.executions(id)).map((e) => e.execution_name)).toEqual([entries[0]!.e]);
   });
 
+  it('after a crash, a cut history write the journal does not point at is removed too; never a history, nor a write under way', async () => {
+    const { res: other } = await journaledRun({});
+    const otherId = other.body.conversation_id as string;
+    const folder = path.join(world.gateway.executions.dir, otherId);
+    const [history] = (await readdir(folder)).filter((n) => n.endsWith('.json'));
+    // Left by a gateway killed while it wrote (its journal's lines lost with a power cut): another pid's, and this
+    // pid's own written before this process started (a restart gave the gateway its predecessor's pid).
+    const orphan = `${history}.999999.0a1b2c3d4e5f.tmp`;
+    const reused = `${history}.${process.pid}.0f0e0d0c0b0a.tmp`;
+    const underWay = `${history}.${process.pid}.1a2b3c4d5e6f.tmp`;
+    for (const name of [orphan, reused, underWay]) await writeFile(path.join(folder, name), '{"execution_name":"');
+    const beforeStart = new Date(Date.now() - process.uptime() * 1000 - 60_000);
+    await utimes(path.join(folder, reused), beforeStart, beforeStart);
+    // The crash cut another conversation, which the journal keeps.
+    const { entries } = await journaledRun({});
+    await recover(entries.slice(0, 2));
+    // Before: both stayed until the retention sweep removed their conversation (30 days later by default).
+    expect((await readdir(folder)).sort()).toEqual([history, underWay].sort());
+    await rm(path.join(folder, underWay));
+
+    // A gateway that left its pid file (killed at rest: its journal empty) has its cut writes looked for too.
+    await writeFile(path.join(folder, orphan), '{"execution_name":"');
+    const empty = await mkdtemp(path.join(tmpdir(), 'journal-'));
+    try {
+      const journal = await ExecutionJournal.open(empty);
+      const context = { journal, workflow, executions: world.gateway.executions, idempotency: null };
+      await recoverInterrupted(context);
+      expect(await readdir(folder)).toContain(orphan); // a clean stop: nothing looked for
+      await recoverInterrupted({ ...context, uncleanStop: true });
+      expect(await readdir(folder)).toEqual([history]);
+      journal.close();
+    } finally {
+      await rm(empty, { recursive: true, force: true });
+    }
+  });
+
   it('cut by a full disk during Deliver (its refused line): the record, the delivery and the history say so, not a crash', async () => {
     const { res, entries } = await journaledRun({});
     const id = res.body.conversation_id as string;
@@ -260,7 +309,8 @@ describe('a delivered conversation, cut after each journal line', () => {
     const recovered = executions.find((e) => e.events.some((ev) => ev.type === 'ExecutionResumed'))!;
     expect(recovered.execution_name).toBe(entries[0]!.e);
     const states = recovered.events.filter((e) => e.type === 'StateEntered').map((e) => e.state);
-    expect(states).toEqual(['Validate', 'InvokeManagerAgent', 'Classify', 'Deliver', 'QueueFailedDelivery', 'Export']);
+    // The receiver took the cut attempt (the attempt log says so): nothing queued, the export resumed.
+    expect(states).toEqual(['Validate', 'InvokeManagerAgent', 'Classify', 'Deliver', 'Export']);
     expect(recovered.events.find((e) => e.type === 'StateFailed')).toMatchObject({
       state: 'Deliver',
       error: 'GatewayInterrupted',
@@ -505,7 +555,17 @@ describe('a redelivery run (a redrive), cut after each journal line', () => {
     });
     expect(plans).toEqual(['interrupted', 'interrupted', 'Export', 'Export', 'Redelivered']);
 
-    // Cut during the attempt: shown as interrupted, the envelope as it was (the schedule tries it again).
+    // Cut during the attempt, its answer unknown (the attempt log without it): shown as interrupted, the envelope as
+    // it was (the schedule tries it again).
+    const log = path.join(world.dataDir, 'deliveries', 'attempts', `${id}.jsonl`);
+    const logged = await readFile(log, 'utf8');
+    await writeFile(
+      log,
+      logged
+        .split('\n')
+        .filter((line) => !line.includes(result.execution_name!))
+        .join('\n'),
+    );
     await store.put(before);
     const [cut] = await recover(entries.slice(0, 2));
     expect(cut).toMatchObject({ conversation_id: id, outcome: 'interrupted', redelivery: 'redrive' });
@@ -515,6 +575,16 @@ describe('a redelivery run (a redrive), cut after each journal line', () => {
     )!;
     expect(history).toMatchObject({ state_machine: 'redelivery', status: 'FAILED', error: 'GatewayInterrupted' });
     expect(history.events.find((e) => e.error === 'GatewayInterrupted')?.state).toBe('Deliver');
+    await writeFile(log, logged);
+
+    // Cut during the attempt the receiver took (the attempt log kept its 200 before Deliver returned): resumed at its
+    // export and settled, so the schedule does not send it again (before: interrupted, the envelope as it was, and
+    // the schedule delivered it a second time).
+    await forgetHistory(result.execution_name!);
+    await store.put(before);
+    const [took] = await recover(entries.slice(0, 2));
+    expect(took).toMatchObject({ outcome: 'resumed', status: 'completed', delivery_status: 'delivered' });
+    expect((await store.get(id))?.state).toBe('settled');
 
     // Cut after the attempt answered: the export resumes, and the envelope is settled by what the run did.
     await store.put(before);
@@ -549,10 +619,7 @@ describe('a redelivery run (a redrive), cut after each journal line', () => {
       await expect(killed.redrive(id)).rejects.toThrow('killed');
       expect(world.receiver.received).toHaveLength(received + 1); // the receiver has it (2xx)
       // The next start, on what the kill left: the journal's segment and the store's files.
-      const left: JournalEntry[] = [];
-      for (const file of await readdir(dir))
-        for (const line of (await readFile(path.join(dir, file), 'utf8')).split('\n').filter(Boolean))
-          left.push(JSON.parse(line) as JournalEntry);
+      const left = await journalEntries(dir);
       await recover(left, { historySaved: true });
     } finally {
       await rm(dir, { recursive: true, force: true });
@@ -567,8 +634,9 @@ describe('a redelivery run (a redrive), cut after each journal line', () => {
     for (const item of due) await world.gateway.failedDeliveries.leave(item);
   });
 
-  it('killed as a scheduled run that failed ended: its failed run is counted all the same', async () => {
-    // A redelivery run that fails (S3 and the data folder refusing the export: Export and CloseWithoutExport throw).
+  it('killed as a scheduled run that delivered, then failed, ended: its failed run is counted, the export alone owed', async () => {
+    // A redelivery run that delivers, then fails (S3 and the data folder refusing the export: Export and
+    // CloseWithoutExport throw).
     const handlers = await loadStageHandlers();
     const send = (params: unknown) => world.gateway.failedDeliveries.sendMessage(params as never);
     const failing = localWorkflow(
@@ -605,10 +673,7 @@ describe('a redelivery run (a redrive), cut after each journal line', () => {
         const killed = new LocalRedelivery(new Killed(world.dataDir), failing, world.gateway.executions, journal);
         const [result] = await killed.runDue();
         expect(result).toBeUndefined(); // the process died in it
-        const left: JournalEntry[] = [];
-        for (const file of await readdir(dir))
-          for (const line of (await readFile(path.join(dir, file), 'utf8')).split('\n').filter(Boolean))
-            left.push(JSON.parse(line) as JournalEntry);
+        const left = await journalEntries(dir);
         return { id, recovered: await recover(left, { historySaved: true }) };
       } finally {
         await rm(dir, { recursive: true, force: true });
@@ -616,18 +681,23 @@ describe('a redelivery run (a redrive), cut after each journal line', () => {
     }
     // Killed as its caller stored the envelope. Before: the journal said the run had ended, the envelope was as
     // before it: the failed run went uncounted (and never dead after five in a row).
+    // The receiver has it: the envelope owes only the export, of the delivered record (before: it still owed the
+    // delivery, and the schedule delivered it again a minute later).
+    const owesExport = {
+      state: 'pending',
+      owed: 'export',
+      failed_runs: 1,
+      last_error: expect.stringMatching(/^export: the redelivery run failed after it delivered: /),
+      conversation: { webhook_context: { delivery_status: 'delivered' } },
+    };
     const one = await killedRun('a failed scheduled run killed after it ended', 'store');
     expect(one.recovered).toEqual([]);
-    expect(await store.get(one.id)).toMatchObject({
-      state: 'pending',
-      failed_runs: 1,
-      last_error: expect.stringMatching(/^redelivery run failed: /),
-    });
+    expect(await store.get(one.id)).toMatchObject(owesExport);
     // Killed before the envelope was written, its history saved: the next start counts it (before: it said the run
     // was cut during its attempt, and counted nothing).
     const two = await killedRun('a failed scheduled run killed before its envelope was written', 'put');
     expect(two.recovered).toMatchObject([{ conversation_id: two.id, outcome: 'failed', redelivery: 'schedule' }]);
-    expect(await store.get(two.id)).toMatchObject({ state: 'pending', failed_runs: 1 });
+    expect(await store.get(two.id)).toMatchObject(owesExport);
   });
 
   it('killed after a scheduled run stored its envelope, before the journal’s end: recovered, nothing counted twice', async () => {

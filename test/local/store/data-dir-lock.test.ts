@@ -103,8 +103,14 @@ describe('one gateway per LOCAL_DATA_DIR', () => {
     await writeFile(pidFile(), String(dead));
     const lock = await lockDataDir(dir);
     expect(await holder()).toBe(process.pid);
+    // Its crash's leftovers are looked for at recovery (the cut history writes the journal does not point at).
+    expect(lock.stale).toBe(true);
     await lock.release();
     await expect(stat(pidFile())).rejects.toThrow(/ENOENT/);
+    // A folder its last gateway left cleanly: nothing to look for.
+    const again = await lockDataDir(dir);
+    expect(again.stale).toBe(false);
+    await again.release();
   });
 
   it('several starts at once on a folder a killed gateway left: exactly one takes it over, the others are refused', async () => {
