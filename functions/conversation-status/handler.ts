@@ -1,4 +1,10 @@
-import { authorizeStatusRequest, type StatusRequest, statusResult } from '../domain/conversation-status.ts';
+import type { Context } from 'aws-lambda';
+import {
+  authorizeStatusRequest,
+  type StatusRequest,
+  statusResult,
+  statusTimeoutResult,
+} from '../domain/conversation-status.ts';
 import { type HttpResult, JSON_CONTENT_TYPE } from '../domain/gateway-contract.ts';
 import { conversationStatusStore } from '../shared/conversation-status-store.ts';
 import { logger, stageHandler } from '../shared/powertools.ts';
@@ -29,30 +35,57 @@ export interface StatusHttpResponse {
  */
 export const handler = stageHandler(
   'ConversationStatus',
-  async (event: StatusHttpEvent): Promise<StatusHttpResponse> => {
-    const headers: Record<string, string> = {};
-    for (const [name, value] of Object.entries(event.headers ?? {}))
-      if (value !== undefined) headers[name.toLowerCase()] = value;
-    const request: StatusRequest = {
-      conversation_id: event.pathParameters?.conversation_id ?? '',
-      source_system: event.queryStringParameters?.source_system ?? null,
-      headers,
-      api_key_id: event.requestContext?.identity?.apiKeyId ?? null,
-    };
-    const authorized = authorizeStatusRequest(request, await inboundPolicy(), settings().apiKeySources);
-    if (!authorized.ok) {
-      logger.warn('Conversation status request refused', {
-        event_type: 'WEBHOOK_STATUS_REJECTED',
-        conversation_id: request.conversation_id.slice(0, 80),
-        code: (authorized.result.body as { error: { code: string } }).error.code,
-      });
-      return http(authorized.result);
+  async (event: StatusHttpEvent, context?: Context): Promise<StatusHttpResponse> => {
+    const answer = statusAnswer(event);
+    if (!context?.getRemainingTimeInMillis) return answer;
+    // A read slower than the function's timeout (its clients' limits allow more at worst) would end as API Gateway's
+    // 502 for a Lambda that timed out: the route answers 504 itself first (docs/contract.md, Errors).
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<StatusHttpResponse>((resolve) => {
+      timer = setTimeout(
+        () => {
+          logger.warn('Conversation status not read in time: answered 504 TIMEOUT', {
+            conversation_id: (event.pathParameters?.conversation_id ?? '').slice(0, 80),
+          });
+          resolve(http(statusTimeoutResult()));
+        },
+        Math.max(0, context.getRemainingTimeInMillis() - ANSWER_MARGIN_MS),
+      );
+    });
+    try {
+      return await Promise.race([answer, late]);
+    } finally {
+      clearTimeout(timer);
     }
-    const store = conversationStatusStore();
-    const record = store ? await store.get(request.conversation_id) : null;
-    return http(statusResult(record, request.conversation_id, authorized.source, new Date()));
   },
 );
+
+/** The time kept, before the Lambda timeout, to answer 504 and end the invocation (log and metrics flushed). */
+const ANSWER_MARGIN_MS = 1_000;
+
+async function statusAnswer(event: StatusHttpEvent): Promise<StatusHttpResponse> {
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(event.headers ?? {}))
+    if (value !== undefined) headers[name.toLowerCase()] = value;
+  const request: StatusRequest = {
+    conversation_id: event.pathParameters?.conversation_id ?? '',
+    source_system: event.queryStringParameters?.source_system ?? null,
+    headers,
+    api_key_id: event.requestContext?.identity?.apiKeyId ?? null,
+  };
+  const authorized = authorizeStatusRequest(request, await inboundPolicy(), settings().apiKeySources);
+  if (!authorized.ok) {
+    logger.warn('Conversation status request refused', {
+      event_type: 'WEBHOOK_STATUS_REJECTED',
+      conversation_id: request.conversation_id.slice(0, 80),
+      code: (authorized.result.body as { error: { code: string } }).error.code,
+    });
+    return http(authorized.result);
+  }
+  const store = conversationStatusStore();
+  const record = store ? await store.get(request.conversation_id) : null;
+  return http(statusResult(record, request.conversation_id, authorized.source, new Date()));
+}
 
 /**
  * Every answer of the route, refusals too, is `Cache-Control: no-store` (docs/contract.md#get-conversationsid), and

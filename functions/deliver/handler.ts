@@ -133,7 +133,7 @@ export async function deliver(input: DeliverInput, deps: DeliverDeps): Promise<C
 
   const payload = JSON.stringify(buildDeliveryPayload(record));
   const deliveryId = record.webhook_context.delivery_id;
-  const secrets = await deliverySecrets(type, cut).catch(cutShort);
+  const secrets = await deliverySecrets(type, cut, endpoint?.config.secrets_fingerprint).catch(cutShort);
   // Standard Webhooks headers; webhook-id is the delivery id on every attempt, so receivers can deduplicate.
   const signature =
     secrets.length > 0 ? signOutbound(secrets, deliveryId, now(), payload) : { 'webhook-id': deliveryId };

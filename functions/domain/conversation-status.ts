@@ -1,5 +1,12 @@
 import { isConversationId } from './conversation-id.ts';
-import { errorBody, type HttpResult, NO_STORE, STATUS_POLL_SECONDS, STATUS_ROUTE_PREFIX } from './gateway-contract.ts';
+import {
+  errorBody,
+  type HttpResult,
+  NO_STORE,
+  STATUS_POLL_SECONDS,
+  STATUS_ROUTE_PREFIX,
+  TIMED_OUT_STATUS,
+} from './gateway-contract.ts';
 import { IN_PROGRESS_TTL_SECONDS } from './idempotency.ts';
 import { type InboundPolicy, verifyInbound } from './signatures.ts';
 import { apiKeyMismatch, canonicalSource, MAX_SOURCE_NAME_LENGTH, SOURCE_NAME_PATTERN } from './source-identity.ts';
@@ -165,5 +172,21 @@ export function statusResult(
     statusCode: 200,
     body: { ...answer, conversation_id: conversationId, status: record.status, completed_at: record.completed_at },
     headers: noStore,
+  };
+}
+
+/**
+ * The answer of a status read that could not be made in time (the status function's budget, on AWS its Lambda
+ * timeout less a margin): 504 `TIMEOUT` without a conversation id, naming the route, as API Gateway's own integration
+ * timeout answers (docs/contract.md, Errors); nothing was changed, so it may be asked again.
+ */
+export function statusTimeoutResult(): HttpResult {
+  return {
+    statusCode: TIMED_OUT_STATUS,
+    body: errorBody(
+      'TIMEOUT',
+      'GET /conversations/{conversation_id} did not answer in time (a read it needs was slow): the status may be asked again in a moment',
+    ),
+    headers: { ...NO_STORE },
   };
 }

@@ -15,6 +15,11 @@ export interface EndpointConfig {
   /** When the operator paused it. */
   paused_at?: string;
   updated_at?: string;
+  /**
+   * On AWS, the fingerprint of the type's delivery secrets as `endpoints set --secret --aws` last put them
+   * (secretsFingerprint): a Deliver whose cached secrets differ reads them again, so a rotation signs within seconds.
+   */
+  secrets_fingerprint?: string;
 }
 
 export interface EndpointHealth {

@@ -9,17 +9,19 @@ import { publishEndpointStates } from '../shared/events.ts';
 import { REDELIVERY_VISIBILITY_SECONDS, SqsFailedDeliveryQueue } from '../shared/failed-delivery-queue.ts';
 import { logger, stageHandler } from '../shared/powertools.ts';
 import { endpointGate, runSchedule, type ScheduleSummary } from '../shared/redelivery.ts';
+import { redeliveryClaims } from '../shared/redelivery-claim.ts';
 import { stepFunctionsRedeliver } from '../shared/redelivery-execution.ts';
 import { positiveInteger, readEnv, settings } from '../shared/settings.ts';
 
 /**
  * The time a run keeps when it receives a batch: what one batch can take at worst, so that no run is cut off by its
- * Lambda timeout with redeliveries under way. The batch's redeliveries run in parallel, each one read of its attempt
- * log first (a copy already delivered is dropped: worstCallMs), then one StartSyncExecution
- * (START_SYNC_EXECUTION_WORST_MS: the redelivery workflow times out at 60 s, but a stalled answer can hold the call
- * twice its limit); then each envelope's queue calls, at most a send and a delete (worstCallMs each).
+ * Lambda timeout with redeliveries under way. The batch's redeliveries run in parallel, each its claim
+ * (redelivery-claim.ts) and one read of its attempt log first (a copy already delivered is dropped: worstCallMs each),
+ * then one StartSyncExecution (START_SYNC_EXECUTION_WORST_MS: the redelivery workflow times out at 60 s, but a stalled
+ * answer can hold the call twice its limit); then each envelope's queue calls, at most a send and a delete, and the
+ * claim's release (worstCallMs each).
  */
-export const DEFAULT_RESERVE_MS = Math.ceil((START_SYNC_EXECUTION_WORST_MS + 3 * worstCallMs()) / 1000) * 1000;
+export const DEFAULT_RESERVE_MS = Math.ceil((START_SYNC_EXECUTION_WORST_MS + 5 * worstCallMs()) / 1000) * 1000;
 /** The budget when there is no Lambda context (a direct call). */
 export const DEFAULT_BUDGET_MS = 120_000;
 
@@ -52,6 +54,7 @@ export const handler = stageHandler(
     const deadline = Date.now() + env.REDELIVERY_SCHEDULER_BUDGET_MS;
     const endpoints = endpointStore();
     const attempts = attemptLog();
+    const claims = redeliveryClaims();
     if (endpoints) await publishEndpointStates(endpoints, config.breaker);
     return runSchedule(
       queue,
@@ -64,6 +67,8 @@ export const handler = stageHandler(
         minHoldSeconds: REDELIVERY_VISIBILITY_SECONDS,
         log: logger,
         ...(endpoints ? { gate: endpointGate(endpoints, config.breaker) } : {}),
+        // One redelivery of a conversation in flight at a time, whatever copies of its envelope overlapping runs took.
+        ...(claims ? { claim: (envelope, now) => claims.claim(envelope.conversation_id, now) } : {}),
         // One consistent Query per envelope about to be redelivered: a copy already delivered is dropped.
         ...(attempts
           ? {

@@ -104,6 +104,7 @@ function endpointFromItem(type: WebhookType, item: Item | undefined): Endpoint {
   if (item?.paused?.BOOL) config.paused = true;
   if (item?.paused_at?.S) config.paused_at = item.paused_at.S;
   if (item?.updated_at?.S) config.updated_at = item.updated_at.S;
+  if (item?.secrets_fingerprint?.S) config.secrets_fingerprint = item.secrets_fingerprint.S;
   const health = { ...NEW_HEALTH, consecutive_failures: Number(item?.consecutive_failures?.N ?? 0) };
   for (const name of HEALTH_TEXT) (health as Record<string, unknown>)[name] = text(name);
   return { webhook_type: type, config, health };
@@ -236,6 +237,11 @@ export class DynamoEndpointStore implements EndpointStore {
     if (change.paused === true) Object.assign(set, { paused: { BOOL: true }, paused_at: { S: now.toISOString() } });
     if (change.paused === false) remove.push('paused', 'paused_at');
     return this.update(type, set, remove);
+  }
+
+  /** The type's delivery secrets were changed (`endpoints set --secret --aws`): what they are now, by fingerprint. */
+  markSecrets(type: WebhookType, fingerprint: string, now: Date): Promise<Endpoint> {
+    return this.update(type, { updated_at: { S: now.toISOString() }, secrets_fingerprint: { S: fingerprint } }, []);
   }
 
   resume(type: WebhookType, now: Date): Promise<Endpoint> {

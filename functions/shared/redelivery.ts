@@ -261,6 +261,16 @@ export interface ScheduleOptions {
    * meanwhile is dropped, nothing sent. None: every due envelope is redelivered.
    */
   delivered?: (envelope: FailedDeliveryEnvelope) => Promise<DeliveryAttempt | null>;
+  /**
+   * Claim the conversation's redelivery before anything is read or sent (on AWS, functions/shared/redelivery-claim.ts):
+   * refused while another run's claim holds, and that copy then waits until it ends. Released once the redelivery
+   * run has ended; a claim whose run may still be under way (an error starting it, a FAILED or TIMED_OUT execution)
+   * ends by itself. An error claiming leaves the envelope as it was taken. None: no claims (one local schedule).
+   */
+  claim?: (
+    envelope: FailedDeliveryEnvelope,
+    now: Date,
+  ) => Promise<{ held: true; release(): Promise<void> } | { held: false; until: Date }>;
 }
 
 export interface ScheduleSummary {
@@ -280,6 +290,8 @@ export interface ScheduleSummary {
   duplicates: number;
   /** Copies of an envelope whose conversation was delivered meanwhile (by another copy): dropped, nothing sent. */
   already_delivered: number;
+  /** Copies of an envelope another run is redelivering now (it holds the claim): each waits until that claim ends. */
+  in_flight_elsewhere: number;
   stopped_by_time_budget: boolean;
 }
 
@@ -292,7 +304,8 @@ type Outcome =
   | 'failed_executions'
   | 'errors'
   | 'duplicates'
-  | 'already_delivered';
+  | 'already_delivered'
+  | 'in_flight_elsewhere';
 
 /**
  * One run of the automatic schedule: take batches from the store until it has nothing more or the time budget is
@@ -321,6 +334,7 @@ export async function runSchedule<H extends HeldEnvelope>(
     unreadable: 0,
     duplicates: 0,
     already_delivered: 0,
+    in_flight_elsewhere: 0,
     stopped_by_time_budget: false,
   };
   const seen = new Set<string>();
@@ -384,10 +398,33 @@ export async function runSchedule<H extends HeldEnvelope>(
       await store.wait(item, now(), gate.until);
       return 'held';
     }
-    if (options.delivered && owedBy(envelope) === 'delivery' && (await deliveredMeanwhile(item, options.delivered)))
+    // Claimed before the attempt log is read: a run that delivered ends its claim only after Deliver logged.
+    const claim = options.claim ? await options.claim(envelope, now()) : null;
+    if (claim && !claim.held) {
+      await store.wait(item, now(), claim.until);
+      log.info('Being redelivered by another run; this copy waits until that run has surely ended', {
+        conversation_id: id,
+        until: claim.until.toISOString(),
+      });
+      return 'in_flight_elsewhere';
+    }
+    const release = async () => {
+      if (!claim?.held) return;
+      await claim.release().catch((error: Error) =>
+        log.warn('Could not end the redelivery claim; it ends by itself', {
+          conversation_id: id,
+          error: `${error.name}: ${error.message}`,
+        }),
+      );
+    };
+    if (options.delivered && owedBy(envelope) === 'delivery' && (await deliveredMeanwhile(item, options.delivered))) {
+      await release();
       return 'already_delivered';
+    }
     summary.redelivered += 1;
     const result = await redeliverHeld(store, item, redeliver, 'schedule', now);
+    // The run ended (SUCCEEDED): nothing of it is in flight. Otherwise its Deliver may still be: the claim ends by itself.
+    if (result.status !== 'error') await release();
     options.onResult?.(result);
     if (result.status === 'error') {
       const failed = result.envelope!;

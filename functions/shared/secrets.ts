@@ -14,6 +14,7 @@ import {
   parseInboundSecrets,
   parseSecretsBySource,
   type SecretsBySource,
+  secretsFingerprint,
 } from '../domain/signatures.ts';
 import { limitedClientSettings } from './clients/request-limits.ts';
 import { tracer } from './powertools.ts';
@@ -88,9 +89,31 @@ export async function inboundPolicy(): Promise<InboundPolicy> {
 /**
  * The secrets that sign deliveries of one webhook type: none, one, or two while a rotation is under way (the new one
  * first; each delivery then carries both signatures, and a receiver holding either verifies it). `signal`: the
- * caller's deadline (Deliver's budgetSignal) ends a read of Secrets Manager with an AbortError.
+ * caller's deadline (Deliver's budgetSignal) ends a read of Secrets Manager with an AbortError. `expected`: the
+ * fingerprint the receiver's item names (`endpoints set --secret --aws` writes it, Deliver reads the item every 5 s):
+ * cached secrets of another fingerprint are read again at once, so a rotation signs within seconds, not when the
+ * 5-minute cache ends (docs/security.md, "Rotating a delivery secret").
  */
-export async function deliverySecrets(webhookType: string, signal?: AbortSignal): Promise<string[]> {
-  const secrets = await configured('DELIVERY_SIGNING_SECRETS', signal);
-  return Object.hasOwn(secrets, webhookType) ? secrets[webhookType]! : [];
+export async function deliverySecrets(webhookType: string, signal?: AbortSignal, expected?: string): Promise<string[]> {
+  const ofType = (all: SecretsBySource) => (Object.hasOwn(all, webhookType) ? all[webhookType]! : []);
+  const secrets = ofType(await configured('DELIVERY_SIGNING_SECRETS', signal));
+  const arn = process.env.DELIVERY_SIGNING_SECRETS_ARN;
+  if (!expected || !arn || secretsFingerprint(secrets) === expected || !mayReadAgain(arn, expected)) return secrets;
+  cache.delete(arn);
+  return ofType(await configured('DELIVERY_SIGNING_SECRETS', signal));
+}
+
+/**
+ * Reads of a secret again for a fingerprint its cached value does not match, by ARN: at once for a new fingerprint,
+ * then 1, 2, 4 … s apart up to the cache's 5 minutes while it still differs (a secret changed by hand, not by
+ * `endpoints set --secret`, never matches the fingerprint left on the item: it is then read as often as without one).
+ */
+const readsAgain = new Map<string, { expected: string; waitMs: number; nextAt: number }>();
+function mayReadAgain(arn: string, expected: string): boolean {
+  const now = Date.now();
+  const last = readsAgain.get(arn);
+  if (last?.expected === expected && now < last.nextAt) return false;
+  const waitMs = last?.expected === expected ? Math.min(last.waitMs * 2, CACHE_MS) : 1_000;
+  readsAgain.set(arn, { expected, waitMs, nextAt: now + waitMs });
+  return true;
 }

@@ -40,7 +40,7 @@ const WIDTH = 24;
 const HEIGHT = 6;
 
 /**
- * One CloudWatch dashboard (`<stack>-operations`) for running the gateway: the executions of the three workflows
+ * One CloudWatch dashboard (`<stack>-<region>-operations`) for running the gateway: the executions of the three workflows
  * (conversation, accept, redelivery), the latencies of the agent and of deliveries (p50/p99), the five custom
  * metrics, and the failed-delivery queue and its dead-letter queue, the requests refused for their signature, with
  * the alarms on top. 5-minute periods throughout.
@@ -71,7 +71,8 @@ export class OperationsDashboard extends Construct {
     const maximum = { statistic: 'Maximum', period: METRIC_PERIOD };
 
     this.dashboard = new Dashboard(this, 'Dashboard', {
-      dashboardName: `${Stack.of(this).stackName}-operations`,
+      // Dashboards are global to the account (not per region): the region keeps the same stack's in two regions apart.
+      dashboardName: `${Stack.of(this).stackName}-${Stack.of(this).region}-operations`,
       widgets: [
         [
           new TextWidget({

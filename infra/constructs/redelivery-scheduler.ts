@@ -47,8 +47,9 @@ export interface RedeliverySchedulerProps {
  * on AWS"). Each run receives the failed-delivery
  * envelopes, starts the redelivery workflow (StartSyncExecution) for those that are due, puts updated envelopes
  * back on the queue and moves exhausted or permanently failed ones to the dead-letter queue; it reads the receivers'
- * state and the attempt log in the deliveries table (never writes them) and publishes the receivers' state as the
- * Webhook.endpoint_* metrics. Nothing else.
+ * state and the attempt log in the deliveries table (never writes them), claims each conversation it redelivers there
+ * (one redelivery in flight at a time), and publishes the receivers' state as the Webhook.endpoint_* metrics. Nothing
+ * else.
  */
 export class RedeliveryScheduler extends Construct {
   readonly function: StageFunction;
@@ -101,6 +102,15 @@ export class RedeliveryScheduler extends Construct {
         // envelope whose conversation another copy delivered is dropped.
         actions: ['dynamodb:GetItem', 'dynamodb:BatchGetItem', 'dynamodb:Query'],
         resources: [props.deliveriesTable.tableArn],
+      }),
+    );
+    fn.addToRolePolicy(
+      new PolicyStatement({
+        // Its claim on a conversation's redelivery (functions/shared/redelivery-claim.ts: one in flight at a time,
+        // whatever copies of its envelope overlapping runs took), beside the attempt log: never a receiver's item.
+        actions: ['dynamodb:PutItem', 'dynamodb:DeleteItem'],
+        resources: [props.deliveriesTable.tableArn],
+        conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['conversation#*'] } },
       }),
     );
     // Queues encrypted with a customer-managed key need the key too (the stack's own use SSE-SQS: no key policy).

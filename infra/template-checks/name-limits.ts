@@ -200,13 +200,15 @@ export const STACK_NAME = /^[A-Za-z][A-Za-z0-9-]{0,127}$/;
 export const VENDED_LOGS_PREFIX = '/aws/vendedlogs/states/';
 
 /**
- * A name as it will be at deploy time when the template spells it out: a literal, or an Fn::Join of literals and
- * the stack name. Anything CloudFormation computes (a generated name, an attribute) gives null: not ours to check.
+ * A name as it will be at deploy time when the template spells it out: a literal, or an Fn::Join of literals, the
+ * stack name and the region. Anything CloudFormation computes (a generated name, an attribute) gives null: not ours to check.
  */
 function literalName(value: Json | undefined, stackName: string): string | null {
   if (typeof value === 'string') return value;
   if (!value || typeof value !== 'object' || Array.isArray(value)) return null;
   if ((value as { Ref?: Json }).Ref === 'AWS::StackName') return stackName;
+  // The longest region code (14 characters), as the name will be in the longest one.
+  if ((value as { Ref?: Json }).Ref === 'AWS::Region') return 'ap-southeast-5';
   const join = (value as { 'Fn::Join'?: Json })['Fn::Join'];
   if (Array.isArray(join) && typeof join[0] === 'string' && Array.isArray(join[1])) {
     const parts = join[1].map((part) => literalName(part, stackName));

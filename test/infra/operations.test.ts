@@ -46,10 +46,12 @@ const SEED = [
 const SEED_GUIDE = '/work/shared/reference/phase3-deployment-guide.md';
 
 describe('dashboard', () => {
-  it('is one dashboard named after the stack, and an output', () => {
+  it('is one dashboard named after the stack and its region, and an output', () => {
+    // "All dashboards in your account are global, not region-specific" (AWS::CloudWatch::Dashboard): the same stack
+    // deployed in a second region must not meet the first one's dashboard by name.
     const dashboards = template.findResources('AWS::CloudWatch::Dashboard');
     expect(Object.values(dashboards).map((d) => d.Properties.DashboardName)).toEqual([
-      `${synth.stack.stackName}-operations`,
+      { 'Fn::Join': ['', [`${synth.stack.stackName}-`, { Ref: 'AWS::Region' }, '-operations']] },
     ]);
     expect(template.toJSON().Outputs[STACK_OUTPUTS.dashboard].Value).toEqual({ Ref: Object.keys(dashboards)[0] });
   });

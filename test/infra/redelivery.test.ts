@@ -165,7 +165,7 @@ describe('redelivery scheduler', () => {
     });
   });
 
-  it('may work the failed-delivery queue, dead-letter, start the redelivery workflow, read the receivers and the attempt log: nothing else', () => {
+  it('may work the failed-delivery queue, dead-letter, start the redelivery workflow, read the receivers and the attempt log, claim a redelivery: nothing else', () => {
     const own = ownStatements(schedulerRole()).map((s) => ({
       actions: actionsOf(s.statement).sort(),
       resources: resourcesOf(s.statement),
@@ -187,7 +187,16 @@ describe('redelivery scheduler', () => {
         actions: ['dynamodb:BatchGetItem', 'dynamodb:GetItem', 'dynamodb:Query'],
         resources: [{ 'Fn::GetAtt': [logicalId(template, 'AWS::DynamoDB::Table', 'DeliveriesTable'), 'Arn'] }],
       },
+      {
+        actions: ['dynamodb:DeleteItem', 'dynamodb:PutItem'],
+        resources: [{ 'Fn::GetAtt': [logicalId(template, 'AWS::DynamoDB::Table', 'DeliveriesTable'), 'Arn'] }],
+      },
     ]);
+    // Its writes are its redelivery claims, under a conversation's key (functions/shared/redelivery-claim.ts): never a
+    // receiver's item (`endpoint#<type>`) nor a rate counter.
+    expect(ownStatements(schedulerRole()).at(-1)!.statement.Condition).toEqual({
+      'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['conversation#*'] },
+    });
     // SSE-SQS: no customer-managed key to grant.
     expect(props(queueId()).KmsMasterKeyId).toBeUndefined();
     expect(props(dlqId()).KmsMasterKeyId).toBeUndefined();

@@ -23,11 +23,19 @@ const ALL_FEATURES = { ...DELIVERY_URL_CONTEXT, ...OPTIONAL_FEATURES_CONTEXT, ap
  * them: Glue folds names to lowercase (docs/deploy.md, "Later deploys, several stacks and deleting a stack").
  */
 function uniqueNames(resources: Resources): string[] {
+  /** A name spelled with the region (`Fn::Join` of literals and `Ref: AWS::Region`) as it is in the one region. */
+  const inOneRegion = (value: Json): Json => {
+    const join = (value as { 'Fn::Join'?: [string, Json[]] } | null)?.['Fn::Join'];
+    if (!join) return value;
+    const parts = join[1].map((part) => ((part as { Ref?: string })?.Ref === 'AWS::Region' ? 'eu-west-1' : part));
+    return parts.every((part) => typeof part === 'string') ? parts.join(join[0]) : value;
+  };
   const names: string[] = [];
   for (const resource of Object.values(resources)) {
     const p = resource.Properties ?? {};
-    const add = (service: string, value: Json | undefined, fold = false) => {
-      if (value === undefined) return;
+    const add = (service: string, spelled: Json | undefined, fold = false) => {
+      if (spelled === undefined) return;
+      const value = inOneRegion(spelled);
       expect(typeof value, `${resource.Type} name ${JSON.stringify(value)}`).toBe('string');
       names.push(`${service}:${fold ? String(value).toLowerCase() : String(value)}`);
     };

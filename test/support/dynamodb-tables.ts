@@ -15,7 +15,7 @@ type Values = Record<string, AttributeValue> | undefined;
 
 /**
  * DynamoDB tables on a mocked client, so that a handler runs against what a table would hold: PutItem, GetItem,
- * DeleteItem and UpdateItem (SET only) on items keyed by one attribute each, with the condition expressions the
+ * DeleteItem and UpdateItem (SET of values, then REMOVE) on items keyed by one attribute each, with the condition expressions the
  * stores write — terms joined by OR, each `attribute_not_exists(a)`, `a = :v` or `a <= :v` (`#names` resolved) —
  * and ReturnValuesOnConditionCheckFailure honoured. Any other expression throws: a store that starts writing one
  * needs it added here, never a test that passes on an expression the fake ignored.
@@ -62,13 +62,17 @@ export function dynamoTables(client: AwsClientStub<DynamoDBClient>, keys: Record
     const id = input.Key![key]!.S!;
     const item = table.get(id);
     check(input, item);
-    const set = /^SET (.+)$/.exec(input.UpdateExpression ?? '');
-    if (!set) throw new Error(`fake tables: unsupported update ${input.UpdateExpression}`);
+    const update = /^SET (.+?)(?: REMOVE (.+))?$/.exec(input.UpdateExpression ?? '');
+    if (!update) throw new Error(`fake tables: unsupported update ${input.UpdateExpression}`);
     const updated: Item = structuredClone(item ?? input.Key!);
-    for (const assignment of set[1]!.split(',')) {
+    for (const assignment of update[1]!.split(',')) {
       const [name, value] = assignment.split('=').map((s) => s.trim());
+      if (!/^[#\w]+$/.test(name!) || !/^:\w+$/.test(value!))
+        throw new Error(`fake tables: unsupported assignment ${assignment}`);
       updated[attribute(name!, input.ExpressionAttributeNames)] = input.ExpressionAttributeValues![value!]!;
     }
+    for (const name of update[2]?.split(',') ?? [])
+      delete updated[attribute(name.trim(), input.ExpressionAttributeNames)];
     table.set(id, updated);
     return {};
   });

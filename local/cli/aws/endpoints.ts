@@ -1,7 +1,8 @@
 /**
  * `endpoints list | set | pause | resume --aws`: the receivers of a deployed stack. Their configuration and health are
  * items of the deliveries table (each Deliver function keeps what it read for ENDPOINT_CACHE_TTL_MS: a change
- * applies within 5 s); their delivery secrets are the DeliverySigningSecrets secret (read by Deliver at most every 5 minutes); the
+ * applies within 5 s); their delivery secrets are the DeliverySigningSecrets secret (read by Deliver at most every 5
+ * minutes, and again at once when the receiver's item names other secrets, which `--secret` writes there); the
  * deployed URLs are the Deliver function's variables.
  */
 import { GetFunctionConfigurationCommand } from '@aws-sdk/client-lambda';
@@ -9,7 +10,7 @@ import { GetSecretValueCommand, PutSecretValueCommand } from '@aws-sdk/client-se
 import { WEBHOOK_TYPES, type WebhookType } from '../../../functions/domain/conversation.ts';
 import { DELIVERY_URL_VARIABLES } from '../../../functions/domain/delivery.ts';
 import { type Endpoint, endpointView } from '../../../functions/domain/endpoints.ts';
-import { parseSecretsBySource, rotatedSecrets } from '../../../functions/domain/signatures.ts';
+import { parseSecretsBySource, rotatedSecrets, secretsFingerprint } from '../../../functions/domain/signatures.ts';
 import { DynamoEndpointStore, ENDPOINT_CACHE_TTL_MS } from '../../../functions/shared/endpoint-store.ts';
 import { settings } from '../../../functions/shared/settings.ts';
 import { type EndpointEdit, printEndpoints } from '../endpoint-table.ts';
@@ -112,9 +113,18 @@ export async function awsEndpoints(
         `${type}: the change was made (${tableChange(sub, edit)}), but its signing secrets were not changed: ${explain(error)}`,
       );
     }
+    // Each Deliver reads the receiver's item every 5 s: one that names other secrets than its cached ones reads the
+    // secret again at once (functions/shared/secrets.ts deliverySecrets). Without the mark, its 5-minute cache ends.
+    const marked = await store
+      .markSecrets(type!, secretsFingerprint(next), now)
+      .then(() => null)
+      .catch((error: unknown) => explain(error));
+    const when = marked
+      ? `within 5 minutes (their cache of the secret: telling them at once failed, ${marked})`
+      : `within ${ENDPOINT_CACHE_TTL_MS / 1000} seconds`;
     // On stderr with --json, so stdout stays one JSON document.
     (options.json ? note : out)(
-      `${type} deliveries are signed with ${next.length === 2 ? 'two secrets (the new one first)' : 'one secret'}: the Deliver functions pick it up within 5 minutes (their cache of the secret)${next.length === 2 ? '; both signatures are on the wire until --drop-previous-secret' : ''}`,
+      `${type} deliveries are signed with ${next.length === 2 ? 'two secrets (the new one first)' : 'one secret'}: the Deliver functions sign with ${next.length === 2 ? 'them' : 'it'} ${when}${next.length === 2 ? '; both signatures are on the wire until --drop-previous-secret' : ''}`,
     );
   }
   let endpoints: Endpoint[];

@@ -1,4 +1,7 @@
-import { describe, expect, it } from 'vitest';
+import { DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
+import type { Context } from 'aws-lambda';
+import { mockClient } from 'aws-sdk-client-mock';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { handler, type StatusHttpEvent } from '../../../functions/conversation-status/handler.ts';
 
 /**
@@ -31,5 +34,66 @@ describe('GET /conversations/{id}: every answer is no-store', () => {
     expect(answer.headers['cache-control']).toBe('no-store');
     // As the local gateway's routes answer JSON (local/server/http.ts): the status route is the same on AWS and here.
     expect(answer.headers['content-type']).toBe('application/json; charset=utf-8');
+  });
+});
+
+/**
+ * docs/contract.md, Errors: a status read that cannot answer in time gets API Gateway's 504 `TIMEOUT` shape, naming the
+ * route, never the 502 a Lambda killed by its own timeout (10 s, under API Gateway's 29 s) would leave: its clients
+ * (a DynamoDB GetItem, the inbound secrets) may each take longer than that at worst. Time is Vitest's fake clock.
+ */
+describe('GET /conversations/{id}: a read too slow for the function', () => {
+  const dynamo = mockClient(DynamoDBClient);
+  const saved = { ...process.env };
+  beforeEach(() => {
+    dynamo.reset();
+    process.env.STATUS_TABLE_NAME = 'statuses';
+    vi.useFakeTimers();
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+    process.env = { ...saved };
+  });
+  const context = (remainingMs: number) =>
+    ({
+      awsRequestId: 'req-1',
+      functionName: 'status',
+      getRemainingTimeInMillis: () => remainingMs,
+    }) as unknown as Context;
+
+  it('answers 504 TIMEOUT itself, no-store, a second before its Lambda timeout', async () => {
+    // The status table does not answer.
+    dynamo.on(GetItemCommand).callsFake(() => new Promise(() => undefined));
+    let answer: Awaited<ReturnType<typeof handler>> | undefined;
+    void handler(
+      event('webhook_20261129_123213_testing_phase3valid_a0ci3ntgci', { source_system: 'crm' }),
+      context(10_000),
+    ).then((a) => {
+      answer = a;
+    });
+    await vi.advanceTimersByTimeAsync(8_900);
+    expect(answer).toBeUndefined();
+    await vi.advanceTimersByTimeAsync(100);
+    expect(answer).toEqual({
+      statusCode: 504,
+      headers: { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' },
+      body: JSON.stringify({
+        success: false,
+        error: {
+          code: 'TIMEOUT',
+          message:
+            'GET /conversations/{conversation_id} did not answer in time (a read it needs was slow): the status may be asked again in a moment',
+        },
+      }),
+    });
+  });
+
+  it('a read in time answers as usual', async () => {
+    dynamo.on(GetItemCommand).resolves({});
+    const answer = await handler(
+      event('webhook_20261129_123213_testing_phase3valid_a0ci3ntgci', { source_system: 'crm' }),
+      context(10_000),
+    );
+    expect(answer.statusCode).toBe(404);
   });
 });

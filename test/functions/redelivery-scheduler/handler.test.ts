@@ -1,4 +1,4 @@
-import { DynamoDBClient, QueryCommand } from '@aws-sdk/client-dynamodb';
+import { DeleteItemCommand, DynamoDBClient, PutItemCommand, QueryCommand } from '@aws-sdk/client-dynamodb';
 import { SFNClient, StartSyncExecutionCommand } from '@aws-sdk/client-sfn';
 import {
   ChangeMessageVisibilityCommand,
@@ -19,6 +19,7 @@ import {
   SqsFailedDeliveryQueue,
 } from '../../../functions/shared/failed-delivery-queue.ts';
 import { runSchedule, type ScheduleOptions } from '../../../functions/shared/redelivery.ts';
+import { DynamoRedeliveryClaims, REDELIVERY_CLAIM_MS } from '../../../functions/shared/redelivery-claim.ts';
 import { stepFunctionsRedeliver } from '../../../functions/shared/redelivery-execution.ts';
 import {
   afterAttempt,
@@ -32,6 +33,7 @@ import {
   T0,
   workflowMessage,
 } from '../../support/aws-fixtures.ts';
+import { dynamoTables } from '../../support/dynamodb-tables.ts';
 import { FakeSqs } from '../../support/fake-sqs.ts';
 import { captureJsonLines } from '../../support/log-capture.ts';
 
@@ -454,6 +456,101 @@ describe('copies of one envelope in the queue (SQS delivers at least once; a run
     });
   });
 
+  /** The scheduler's claims (redelivery-claim.ts) in a fake deliveries table keyed by `pk` (one claim per conversation). */
+  const withClaims = (): Partial<ScheduleOptions> => {
+    const claims = new DynamoRedeliveryClaims('deliveries', new DynamoDBClient({}));
+    return { ...withLog(), claim: (envelope, now) => claims.claim(envelope.conversation_id, now) };
+  };
+
+  it('two overlapping runs that each received a copy: one redelivery in flight; the other copy waits until its claim ends, then is dropped', async () => {
+    const table = dynamoTables(dynamoMock, { deliveries: 'pk' }).items('deliveries');
+    const envelope = pendingEnvelope();
+    const first = sqsMessage(envelope, { id: 'copy-1' });
+    const second = sqsMessage(envelope, { id: 'copy-2' });
+    const delivered = afterAttempt(envelope, 'delivered');
+    const logged: Record<string, unknown>[] = [];
+    attemptLogHolds(() => logged);
+    let started!: () => void;
+    const inFlight = new Promise<void>((resolve) => {
+      started = resolve;
+    });
+    let answer!: () => void;
+    const answered = new Promise<void>((resolve) => {
+      answer = resolve;
+    });
+    sfnMock.on(StartSyncExecutionCommand).callsFake(async () => {
+      started();
+      await answered;
+      // Deliver logs the attempt as the receiver answered it, before the execution ends.
+      logged.push({ ...delivered.execution.delivery_attempts.at(-1), conversation_id: envelope.conversation_id });
+      return succeeded(delivered);
+    });
+    // Run 1 receives the first copy, run 2 the second and then nothing, run 1 nothing more; a later run, the copy run 2
+    // put back.
+    const later = sqsMessage(envelope, { id: 'copy-2b' });
+    queueHolds([first], [second], [], [], [later]);
+    // Run 1 receives the first copy and starts its redelivery; run 2 starts meanwhile and receives the second.
+    const run1 = run(withClaims());
+    await inFlight;
+    const summary2 = await run(withClaims());
+    expect(summary2).toMatchObject({ received: 1, redelivered: 0, in_flight_elsewhere: 1 });
+    expect(sfnMock.commandCalls(StartSyncExecutionCommand)).toHaveLength(1);
+    // The second copy waits as a fresh message until run 1's claim has surely ended (3 minutes).
+    expect(sent()).toEqual([{ url: QUEUE_URL, delay: 180, envelope }]);
+    expect(deleted()).toEqual([second.ReceiptHandle]);
+    answer();
+    expect(await run1).toMatchObject({ redelivered: 1, delivered: 1 });
+    // Run 1's execution ended: its claim is released at once.
+    expect(table.size).toBe(0);
+    // The waiting copy comes back to a later run: delivered meanwhile, dropped, nothing sent.
+    expect(await run(withClaims())).toMatchObject({ already_delivered: 1, redelivered: 0 });
+    expect(sfnMock.commandCalls(StartSyncExecutionCommand)).toHaveLength(1);
+    expect(table.size).toBe(0);
+  });
+
+  it('a run that crashed holding a claim holds nothing for good: once it has ended, another run redelivers', async () => {
+    const table = dynamoTables(dynamoMock, { deliveries: 'pk' }).items('deliveries');
+    const envelope = pendingEnvelope();
+    attemptLogHolds(() => []);
+    const leaseUntil = NOW.getTime() + 30_000;
+    table.set(`conversation#${envelope.conversation_id}`, {
+      pk: { S: `conversation#${envelope.conversation_id}` },
+      sk: { S: 'redelivery' },
+      holder: { S: 'crashed-run' },
+      lease_until: { N: String(leaseUntil) },
+    });
+    sfnMock.on(StartSyncExecutionCommand).resolves(succeeded(afterAttempt(envelope, 'delivered')));
+    queueHolds([sqsMessage(envelope)], [], [sqsMessage(envelope)]);
+    expect(await run(withClaims())).toMatchObject({ in_flight_elsewhere: 1, redelivered: 0 });
+    expect(sent()).toEqual([{ url: QUEUE_URL, delay: 30, envelope }]);
+    const later = new Date(leaseUntil);
+    expect(await run({ ...withClaims(), now: () => later })).toMatchObject({ redelivered: 1, delivered: 1 });
+    expect(sfnMock.commandCalls(StartSyncExecutionCommand)).toHaveLength(1);
+  });
+
+  it('a run whose execution may still be under way (TIMED_OUT) keeps its claim until it ends by itself', async () => {
+    const table = dynamoTables(dynamoMock, { deliveries: 'pk' }).items('deliveries');
+    const envelope = pendingEnvelope();
+    attemptLogHolds(() => []);
+    sfnMock.on(StartSyncExecutionCommand).resolves({ status: 'TIMED_OUT' });
+    queueHolds([sqsMessage(envelope)]);
+    expect(await run(withClaims())).toMatchObject({ failed_executions: 1 });
+    expect(table.get(`conversation#${envelope.conversation_id}`)?.lease_until).toEqual({
+      N: String(NOW.getTime() + REDELIVERY_CLAIM_MS),
+    });
+    expect(REDELIVERY_CLAIM_MS).toBe(180_000);
+  });
+
+  it('a claim that cannot be written leaves the envelope as it was taken: nothing sent', async () => {
+    attemptLogHolds(() => []);
+    dynamoMock.on(PutItemCommand).rejects(Object.assign(new Error('denied'), { name: 'AccessDeniedException' }));
+    queueHolds([sqsMessage(pendingEnvelope())]);
+    expect(await run(withClaims())).toMatchObject({ errors: 1, redelivered: 0 });
+    expect(sfnMock.commandCalls(StartSyncExecutionCommand)).toHaveLength(0);
+    expect(sent()).toEqual([]);
+    expect(deleted()).toEqual([]);
+  });
+
   it('the Lambda reads the attempt log of its deliveries table (DELIVERIES_TABLE_NAME)', async () => {
     const saved = { ...process.env };
     Object.assign(process.env, {
@@ -468,7 +565,7 @@ describe('copies of one envelope in the queue (SQS delivers at least once; a run
     queueHolds([sqsMessage(envelope)]);
     const capture = captureJsonLines();
     try {
-      const summary = await handler({}, { getRemainingTimeInMillis: () => 170_000 } as unknown as Context);
+      const summary = await handler({}, { getRemainingTimeInMillis: () => 190_000 } as unknown as Context);
       expect(summary).toMatchObject({ already_delivered: 1, redelivered: 0 });
     } finally {
       capture.restore();
@@ -476,6 +573,12 @@ describe('copies of one envelope in the queue (SQS delivers at least once; a run
     }
     expect(sfnMock.commandCalls(StartSyncExecutionCommand)).toHaveLength(0);
     expect(dynamoMock.commandCalls(QueryCommand)[0]!.args[0].input.TableName).toBe('deliveries-table');
+    // Claimed in the same table before the log was read, and released once the copy was dropped.
+    expect(dynamoMock.commandCalls(PutItemCommand)[0]!.args[0].input).toMatchObject({
+      TableName: 'deliveries-table',
+      Item: { pk: { S: `conversation#${envelope.conversation_id}` }, sk: { S: 'redelivery' } },
+    });
+    expect(dynamoMock.commandCalls(DeleteItemCommand)[0]!.args[0].input.TableName).toBe('deliveries-table');
   });
 });
 
@@ -660,7 +763,7 @@ describe('the Lambda handler', () => {
     sfnMock.on(StartSyncExecutionCommand).resolves(succeeded(afterAttempt(envelope, 'retryable')));
     const capture = captureJsonLines();
     try {
-      const summary = await handler({ source: 'aws.events' }, context(170_000));
+      const summary = await handler({ source: 'aws.events' }, context(190_000));
       expect(summary).toMatchObject({ redelivered: 1, dead_lettered: 1 });
     } finally {
       capture.restore();
@@ -682,7 +785,7 @@ describe('the Lambda handler', () => {
     });
   });
 
-  it("keeps time for each envelope's attempt-log read too: no batch is received with 160 s left", async () => {
+  it("keeps time for each envelope's claim, attempt-log read and release too: no batch is received with 186 s left", async () => {
     Object.assign(process.env, {
       FAILED_DELIVERY_QUEUE_URL: QUEUE_URL,
       FAILED_DELIVERY_DLQ_URL: DLQ_URL,
@@ -691,16 +794,16 @@ describe('the Lambda handler', () => {
     });
     const capture = captureJsonLines();
     try {
-      // StartSyncExecution at worst, and three calls of the request limits at worst: the attempt log's Query before
-      // it, the queue's send and delete after it.
-      expect(await handler({}, context(160_000))).toMatchObject({ received: 0, stopped_by_time_budget: true });
+      // StartSyncExecution at worst, and five calls of the request limits at worst: the claim's PutItem and the
+      // attempt log's Query before it, the queue's send and delete and the claim's DeleteItem after it.
+      expect(await handler({}, context(186_000))).toMatchObject({ received: 0, stopped_by_time_budget: true });
     } finally {
       capture.restore();
     }
     expect(sqsMock.commandCalls(ReceiveMessageCommand)).toHaveLength(0);
   });
 
-  it('does not start receiving with less than the reserve left: what one batch can take at worst (162 s)', async () => {
+  it('does not start receiving with less than the reserve left: what one batch can take at worst (187 s)', async () => {
     Object.assign(process.env, {
       FAILED_DELIVERY_QUEUE_URL: QUEUE_URL,
       FAILED_DELIVERY_DLQ_URL: DLQ_URL,
@@ -719,6 +822,6 @@ describe('the Lambda handler', () => {
 
   it('fails loudly without its configuration', async () => {
     delete process.env.FAILED_DELIVERY_QUEUE_URL;
-    await expect(handler({}, context(170_000))).rejects.toThrow('FAILED_DELIVERY_QUEUE_URL is not set');
+    await expect(handler({}, context(190_000))).rejects.toThrow('FAILED_DELIVERY_QUEUE_URL is not set');
   });
 });

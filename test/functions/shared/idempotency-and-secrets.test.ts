@@ -12,7 +12,8 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { mockClient } from 'aws-sdk-client-mock';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { secretsFingerprint } from '../../../functions/domain/signatures.ts';
 import { type Claim, idempotencyStore } from '../../../functions/shared/idempotency-store.ts';
 import { UnreadableFileError } from '../../../functions/shared/local-files.ts';
 import { deliverySecrets, inboundPolicy } from '../../../functions/shared/secrets.ts';
@@ -255,6 +256,58 @@ describe('signing secrets from Secrets Manager (…_ARN)', () => {
     await expect(deliverySecrets('general')).rejects.toThrow(
       /DELIVERY_SIGNING_SECRETS\.general\[0\]: secrets must be "whsec_"/,
     );
+  });
+});
+
+describe('delivery secrets named by the receiver (endpoints set --secret --aws leaves their fingerprint on it)', () => {
+  const CURRENT = `whsec_${Buffer.from('c'.repeat(32)).toString('base64')}`;
+  const NEXT = `whsec_${Buffer.from('n'.repeat(32)).toString('base64')}`;
+  afterEach(() => vi.useRealTimers());
+
+  it('cached secrets of another fingerprint are read again at once; once they match, the cache holds as before', async () => {
+    process.env.DELIVERY_SIGNING_SECRETS_ARN = 'arn:aws:secretsmanager:us-east-1:123456789012:secret:rotated';
+    secrets
+      .on(GetSecretValueCommand)
+      .resolvesOnce({ SecretString: JSON.stringify({ deal_analysis: CURRENT }) })
+      .resolves({ SecretString: JSON.stringify({ deal_analysis: [NEXT, CURRENT] }) });
+    expect(await deliverySecrets('deal_analysis')).toEqual([CURRENT]);
+    const rotated = secretsFingerprint([NEXT, CURRENT]);
+    expect(await deliverySecrets('deal_analysis', undefined, rotated)).toEqual([NEXT, CURRENT]);
+    expect(await deliverySecrets('deal_analysis', undefined, rotated)).toEqual([NEXT, CURRENT]);
+    expect(secrets.commandCalls(GetSecretValueCommand)).toHaveLength(2);
+  });
+
+  it('a fingerprint the secret never matches (changed by hand) is read again 1, 2, 4 … s apart, not per delivery', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    vi.setSystemTime(NOW);
+    process.env.DELIVERY_SIGNING_SECRETS_ARN = 'arn:aws:secretsmanager:us-east-1:123456789012:secret:by-hand';
+    secrets.on(GetSecretValueCommand).resolves({ SecretString: JSON.stringify({ deal_analysis: CURRENT }) });
+    const stale = secretsFingerprint([NEXT, CURRENT]);
+    const reads = () => secrets.commandCalls(GetSecretValueCommand).length;
+    expect(await deliverySecrets('deal_analysis', undefined, stale)).toEqual([CURRENT]);
+    expect(reads()).toBe(2); // the first read, and once again for the fingerprint
+    for (let i = 0; i < 5; i++) await deliverySecrets('deal_analysis', undefined, stale);
+    expect(reads()).toBe(2);
+    vi.setSystemTime(NOW.getTime() + 1_000);
+    await deliverySecrets('deal_analysis', undefined, stale);
+    expect(reads()).toBe(3);
+    vi.setSystemTime(NOW.getTime() + 2_500);
+    await deliverySecrets('deal_analysis', undefined, stale);
+    expect(reads()).toBe(3); // the next one 2 s after the last
+    vi.setSystemTime(NOW.getTime() + 3_000);
+    await deliverySecrets('deal_analysis', undefined, stale);
+    expect(reads()).toBe(4);
+  });
+
+  it('secrets from configuration (locally) are never read again for a fingerprint', async () => {
+    delete process.env.DELIVERY_SIGNING_SECRETS_ARN;
+    process.env.DELIVERY_SIGNING_SECRETS = JSON.stringify({ deal_analysis: CURRENT });
+    try {
+      expect(await deliverySecrets('deal_analysis', undefined, 'ffffffffffffffff')).toEqual([CURRENT]);
+    } finally {
+      delete process.env.DELIVERY_SIGNING_SECRETS;
+    }
+    expect(secrets.commandCalls(GetSecretValueCommand)).toHaveLength(0);
   });
 });
 

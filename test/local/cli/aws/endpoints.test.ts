@@ -16,6 +16,7 @@ import {
   withDeliveryAttempt,
   withFailure,
 } from '../../../../functions/domain/lifecycle.ts';
+import { secretsFingerprint } from '../../../../functions/domain/signatures.ts';
 import { main } from '../../../../local/cli/main.ts';
 import { describedStack, QUEUE_URL, STATE_MACHINE_ARN, succeeded } from '../../../support/aws-fixtures.ts';
 import { captureOutput } from '../../../support/cli.ts';
@@ -226,14 +227,26 @@ describe('endpoints --aws', () => {
 
     expect(await main(['endpoints', 'set', 'deal_analysis', '--secret', NEW_SECRET, '--aws'])).toBe(0);
     expect(output.stdout).toContain(
-      'deal_analysis deliveries are signed with two secrets (the new one first): the Deliver functions pick it up within 5 minutes',
+      'deal_analysis deliveries are signed with two secrets (the new one first): the Deliver functions sign with them within 5 seconds',
     );
     expect(output.stdout).toContain('both signatures are on the wire until --drop-previous-secret');
-    expect(dynamo.commandCalls(UpdateItemCommand)).toHaveLength(0);
+    // The receiver's item names the secrets now in use (by fingerprint): each Deliver reads them again within 5 s.
+    const marks = () => dynamo.commandCalls(UpdateItemCommand).map((c) => c.args[0].input);
+    expect(marks()).toHaveLength(1);
+    expect(marks()[0]).toMatchObject({ TableName: TABLE, Key: { pk: { S: 'endpoint#deal_analysis' } } });
+    expect(Object.values(marks()[0]!.ExpressionAttributeValues!)).toContainEqual({
+      S: secretsFingerprint([NEW_SECRET, OLD_SECRET]),
+    });
+    expect(JSON.stringify(marks()[0])).not.toContain(NEW_SECRET.slice(6));
 
     output.stdout = '';
     expect(await main(['endpoints', 'set', 'deal_analysis', '--drop-previous-secret', '--aws'])).toBe(0);
-    expect(output.stdout).toContain('deal_analysis deliveries are signed with one secret');
+    expect(output.stdout).toContain(
+      'deal_analysis deliveries are signed with one secret: the Deliver functions sign with it within 5 seconds',
+    );
+    expect(Object.values(marks()[1]!.ExpressionAttributeValues!)).toContainEqual({
+      S: secretsFingerprint([NEW_SECRET]),
+    });
 
     const puts = secrets.commandCalls(PutSecretValueCommand).map((c) => c.args[0].input);
     expect(puts.map((p) => p.SecretId)).toEqual([SECRET_ARN, SECRET_ARN]);
@@ -242,6 +255,21 @@ describe('endpoints --aws', () => {
       general: GENERAL_SECRET,
     });
     expect(JSON.parse(puts[1]!.SecretString!)).toEqual({ deal_analysis: NEW_SECRET, general: GENERAL_SECRET });
+  });
+
+  it('--secret whose mark on the receiver is refused: the secret is changed (exit 0), and the Delivers take it within 5 minutes, said why', async () => {
+    secrets.on(GetSecretValueCommand).resolves({ SecretString: JSON.stringify({ deal_analysis: OLD_SECRET }) });
+    secrets.on(PutSecretValueCommand).resolves({});
+    dynamo.on(UpdateItemCommand).rejects(
+      Object.assign(new Error('User: ops is not authorized to perform: dynamodb:UpdateItem'), {
+        name: 'AccessDeniedException',
+      }),
+    );
+    expect(await main(['endpoints', 'set', 'deal_analysis', '--secret', NEW_SECRET, '--aws'])).toBe(0);
+    expect(secrets.commandCalls(PutSecretValueCommand)).toHaveLength(1);
+    expect(output.stdout).toContain(
+      'deal_analysis deliveries are signed with two secrets (the new one first): the Deliver functions sign with them within 5 minutes (their cache of the secret: telling them at once failed, access denied: User: ops is not authorized to perform: dynamodb:UpdateItem)',
+    );
   });
 
   it('--secret with --json: stdout is the JSON document alone, the rotation’s sentence goes to stderr', async () => {
