@@ -254,6 +254,11 @@ export interface ScheduleOptions {
    * meanwhile is dropped, nothing sent. None: every due envelope is redelivered.
    */
   delivered?: (envelope: FailedDeliveryEnvelope) => Promise<DeliveryAttempt | null>;
+  /**
+   * Whether the run must stop now (the local gateway stopping): no more envelopes are taken, and one taken but not
+   * sent yet is left as it was (counted `waiting`: back at the next run). The redeliveries under way finish.
+   */
+  stopped?: () => boolean;
 }
 
 export interface ScheduleSummary {
@@ -379,6 +384,11 @@ export async function runSchedule<H extends HeldEnvelope>(
     }
     if (options.delivered && owedBy(envelope) === 'delivery' && (await deliveredMeanwhile(item, options.delivered)))
       return 'already_delivered';
+    // Checked right before the redelivery begins (nothing awaited in between): one not begun is not sent.
+    if (options.stopped?.()) {
+      await store.leave(item);
+      return 'waiting';
+    }
     summary.redelivered += 1;
     const result = await redeliverHeld(store, item, redeliver, 'schedule', now);
     options.onResult?.(result);
@@ -430,6 +440,7 @@ export async function runSchedule<H extends HeldEnvelope>(
   }
 
   for (;;) {
+    if (options.stopped?.()) break;
     const remainingMs = options.remainingMs();
     if (remainingMs < options.reserveMs) {
       summary.stopped_by_time_budget = true;
