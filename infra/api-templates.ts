@@ -5,7 +5,6 @@
  */
 import {
   acceptedResult,
-  errorBody,
   FAILURE_HEADERS,
   FAILURE_STATUS,
   FORWARDED_HEADERS,
@@ -14,6 +13,7 @@ import {
   gatewayErrorResult,
   healthBody,
   httpResultForExecution,
+  integrationTimeoutBody,
   MAX_BODY_BYTES,
   RESPOND_ASYNC,
   TIMED_OUT_STATUS,
@@ -268,12 +268,7 @@ export const GENERIC_GATEWAY_ERROR_TEMPLATE =
  * and what a timeout means on each, rather than POST /webhook's "the conversation did not finish" for both.
  */
 export const INTEGRATION_TIMEOUT_TEMPLATE = JSON.stringify(
-  errorBody(
-    'TIMEOUT',
-    "$context.httpMethod $context.resourcePath did not answer within API Gateway's integration timeout. " +
-      'A conversation (POST /webhook) goes on, and its record is exported when it completes; ' +
-      'a status (GET /conversations/{conversation_id}) may be asked again in a moment',
-  ),
+  integrationTimeoutBody('$context.httpMethod $context.resourcePath'),
 );
 
 /** The statuses POST /webhook can answer with (method responses must declare them). */

@@ -69,6 +69,21 @@ export function errorBody(code: ErrorCode | string, message: string, extra: Reco
   return { success: false, error: { code, message, ...extra } };
 }
 
+/**
+ * The gateway's own 504 when its integration timeout passes before the workflow answered: API Gateway's
+ * INTEGRATION_TIMEOUT response (infra/api-templates.ts, `route` its `$context` names) and, locally, POST /webhook at
+ * RESPONSE_TIMEOUT_MS (local/server/webhook-route.ts). No conversation id: the gateway does not know it; the
+ * conversation goes on (docs/contract.md, "Errors"). Answered with Cache-Control: no-store.
+ */
+export function integrationTimeoutBody(route: string, timeout = "API Gateway's integration timeout"): ErrorBody {
+  return errorBody(
+    'TIMEOUT',
+    `${route} did not answer within ${timeout}. ` +
+      'A conversation (POST /webhook) goes on, and its record is exported when it completes; ' +
+      'a status (GET /conversations/{conversation_id}) may be asked again in a moment',
+  );
+}
+
 /** The workflow's Fail error names and the HTTP status each becomes. Any other failure is a 500. */
 export const FAILURE_STATUS: Readonly<Record<string, number>> = {
   ValidationError: 400,

@@ -271,6 +271,11 @@ export interface ScheduleOptions {
     envelope: FailedDeliveryEnvelope,
     now: Date,
   ) => Promise<{ held: true; release(): Promise<void> } | { held: false; until: Date }>;
+  /**
+   * Whether the run must stop now (the local gateway stopping): no more envelopes are taken, and one taken but not
+   * sent yet is left as it was (counted `waiting`: back at the next run). The redeliveries under way finish.
+   */
+  stopped?: () => boolean;
 }
 
 export interface ScheduleSummary {
@@ -421,6 +426,12 @@ export async function runSchedule<H extends HeldEnvelope>(
       await release();
       return 'already_delivered';
     }
+    // Checked right before the redelivery begins (nothing awaited in between): one not begun is not sent.
+    if (options.stopped?.()) {
+      await store.leave(item);
+      await release();
+      return 'waiting';
+    }
     summary.redelivered += 1;
     const result = await redeliverHeld(store, item, redeliver, 'schedule', now);
     // The run ended (SUCCEEDED): nothing of it is in flight. Otherwise its Deliver may still be: the claim ends by itself.
@@ -474,6 +485,7 @@ export async function runSchedule<H extends HeldEnvelope>(
   }
 
   for (;;) {
+    if (options.stopped?.()) break;
     const remainingMs = options.remainingMs();
     if (remainingMs < options.reserveMs) {
       summary.stopped_by_time_budget = true;

@@ -7,11 +7,11 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { WEBHOOK_TYPES, type WebhookType } from '../../functions/domain/conversation.ts';
 import { unsafeDeliveryUrl } from '../../functions/domain/delivery.ts';
-import { type BreakerPolicy, parseRate } from '../../functions/domain/endpoints.ts';
+import { type BreakerPolicy, type EndpointView, parseRate } from '../../functions/domain/endpoints.ts';
 import { rotatedSecrets } from '../../functions/domain/signatures.ts';
 import { type EndpointChange, FileEndpointStore } from '../../functions/shared/endpoint-store.ts';
 import { settings } from '../../functions/shared/settings.ts';
-import { endpointViews } from '../history/endpoints.ts';
+import { receiverRows, type UnreadableReceiver } from '../history/endpoints.ts';
 import { resolveOptions } from '../server/config.ts';
 import { changeLocalDeliverySecrets, deliverySecretsFileOf } from '../store/delivery-secrets.ts';
 import { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
@@ -177,18 +177,23 @@ export async function endpointsCommand(sub: string | undefined, args: string[]):
         say('note: DELIVERY_SIGNING_SECRETS is set here; a gateway started with it signs with that instead');
     }
   }
-  // The queued counts from the envelopes' summaries (their summary index): no envelope is read whole.
-  const views = await endpointViews(
+  // The queued counts from the envelopes' summaries (their summary index): no envelope is read whole. A receiver whose
+  // file is damaged is left out and named on stderr (exit 1), as `deliveries list` names a damaged envelope: the
+  // others are listed all the same (docs/operations.md, "After a crash").
+  const rows = await receiverRows(
     store,
     (await failedDeliveries.summaries()).summaries,
     await localDeployedUrls(dataDir),
     await localBreaker(dataDir),
   );
-  const shown = type ? views.filter((v) => v.webhook_type === type) : views;
+  const shown = rows.filter((r) => !type || r.webhook_type === type);
+  const damaged = shown.filter((r): r is UnreadableReceiver => 'unreadable' in r);
   printEndpoints(
-    shown,
+    shown.filter((r): r is EndpointView => !('unreadable' in r)),
     values.json ?? false,
     sub === 'list' || values.json ? undefined : 'The running gateway uses this from its next delivery on (no restart).',
   );
-  return 0;
+  for (const r of damaged)
+    note(`webhook-gateway: ${r.unreadable}${r.queued > 0 ? ` (${r.queued} ${r.webhook_type} deliveries queued)` : ''}`);
+  return damaged.length > 0 ? 1 : 0;
 }

@@ -52,21 +52,30 @@ export class TaskFailure extends Error {
   }
 }
 
-let client: LambdaClient | undefined;
+/** The clients by the endpoint (AWS_ENDPOINT_URL_LAMBDA) each was made for: one, except in tests. */
+const clients = new Map<string | undefined, LambdaClient>();
 /**
- * One client per process, created on first use (after the gateway has set the endpoint). No SDK retries: Retry is the
- * state's. Its middleware stack is resolved once, not on every invoke (cacheMiddleware). No socket pool limit: Step
- * Functions invokes each conversation's agent on its own, bounded only by the agent's Lambda concurrency (a throttle
- * is Lambda.TooManyRequestsException), while the SDK's default pool of 50 sockets per host made the 51st agent call,
- * a fast one too, wait for one of 50 slow agents to answer, its wait counted against its own agent_seconds.
+ * One client per agent endpoint, created on first use (after the gateway has set the endpoint), keyed by
+ * AWS_ENDPOINT_URL_LAMBDA as it is at each invoke: the SDK reads the variable once, when the client is made, so a
+ * second gateway started in the same process (a test's second world) invoked the first one's agent. No SDK retries:
+ * Retry is the state's. Its middleware stack is resolved once, not on every invoke (cacheMiddleware). No socket pool
+ * limit: Step Functions invokes each conversation's agent on its own, bounded only by the agent's Lambda concurrency
+ * (a throttle is Lambda.TooManyRequestsException), while the SDK's default pool of 50 sockets per host made the 51st
+ * agent call, a fast one too, wait for one of 50 slow agents to answer, its wait counted against its own
+ * agent_seconds.
  */
 function lambda(): LambdaClient {
-  const unpooled = { keepAlive: true, maxSockets: Number.POSITIVE_INFINITY };
-  client ??= new LambdaClient({
-    maxAttempts: 1,
-    cacheMiddleware: true,
-    requestHandler: { httpAgent: unpooled, httpsAgent: unpooled },
-  });
+  const endpoint = process.env.AWS_ENDPOINT_URL_LAMBDA;
+  let client = clients.get(endpoint);
+  if (!client) {
+    const unpooled = { keepAlive: true, maxSockets: Number.POSITIVE_INFINITY };
+    client = new LambdaClient({
+      maxAttempts: 1,
+      cacheMiddleware: true,
+      requestHandler: { httpAgent: unpooled, httpsAgent: unpooled },
+    });
+    clients.set(endpoint, client);
+  }
   return client;
 }
 

@@ -156,6 +156,8 @@ export class LocalRedelivery {
   /** The last failure of the schedule that was printed (null once a run succeeds). */
   private lastFailure: string | null = null;
   private readonly redrives = new Set<Promise<unknown>>();
+  /** Set by stop() for the sweep under way: it sends no other envelope. */
+  private sweepStopped = false;
 
   /**
    * `gate`: made for each run of the schedule (endpointGate: it reads each receiver once per run); none: every due
@@ -197,6 +199,7 @@ export class LocalRedelivery {
   /** One run of the schedule: every pending envelope that is due, redelivered once. Runs never overlap. */
   runDue(): Promise<RedeliveryResult[]> {
     if (this.sweeping) return this.sweeping;
+    this.sweepStopped = false;
     this.sweeping = (async () => {
       const results: RedeliveryResult[] = [];
       await runSchedule(this.store, this.redeliver, {
@@ -206,6 +209,7 @@ export class LocalRedelivery {
         log: LOCAL_LOG,
         onResult: (result) => results.push(result),
         gate: this.gate?.(),
+        stopped: () => this.sweepStopped,
       });
       return results;
     })().finally(() => {
@@ -235,7 +239,13 @@ export class LocalRedelivery {
     this.timer.unref();
   }
 
+  /**
+   * Stops the schedule between envelopes: a sweep under way sends no other (those not sent stay pending, as they were,
+   * for the next start), and this waits for the redeliveries already begun, which are what the gateway counts in
+   * flight (RunningExecutions), and for the operators' redrives and resends.
+   */
   async stop(): Promise<void> {
+    this.sweepStopped = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     await this.sweeping?.catch(() => undefined); // a run that failed said so (start)

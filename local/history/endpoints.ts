@@ -42,7 +42,7 @@ export interface UnreadableReceiver {
 
 /**
  * Every receiver as the console's Endpoints page shows it: each one's view, or, for one whose file is damaged, that
- * file and what to do (the others are shown all the same; `endpoints list` stops at it).
+ * file and what to do (the others are shown all the same; `endpoints list` shows them, and names the file on stderr).
  */
 export async function receiverRows(
   store: EndpointStore,

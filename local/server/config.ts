@@ -35,6 +35,11 @@ export interface GatewayOptions {
   stageOverrides?: Partial<StageHandlers>;
   /** Tests only: the rate limits' clock (ms since the epoch), so that no token refills while a test runs. */
   rateLimitClock?: () => number;
+  /**
+   * Tests only: how POST /webhook times the caller's wait (RESPONSE_TIMEOUT_MS): starts a timer that calls `fire` after
+   * `ms` and returns what cancels it. Default: setTimeout.
+   */
+  responseTimer?: (ms: number, fire: () => void) => () => void;
   /** How often the automatic redelivery schedule looks for due deliveries. Env REDELIVERY_POLL_MS, default 1000; 0 turns it off. */
   redeliveryPollMs: number;
   /** Called after every automatic redelivery attempt (the CLI prints a line). */
@@ -148,6 +153,7 @@ export function resolveOptions(
     retryIntervalOverrides: options.retryIntervalOverrides,
     stageOverrides: options.stageOverrides,
     rateLimitClock: options.rateLimitClock,
+    responseTimer: options.responseTimer,
     onExecution: options.onExecution,
     redeliveryPollMs: options.redeliveryPollMs ?? local.REDELIVERY_POLL_MS,
     onRedelivery: options.onRedelivery,

@@ -57,7 +57,7 @@ import {
   storageFailureOf,
   storageUnavailableBody,
 } from './storage-failure.ts';
-import { asyncRunSummary, handleWebhook } from './webhook-route.ts';
+import { asyncRunSummary, handleWebhook, responseTimeout } from './webhook-route.ts';
 
 /** What the accept workflow's StartConversation state passes to `states:startExecution`. */
 interface StartExecutionParameters {
@@ -401,6 +401,12 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     apiKeys,
     baseUrl: url,
     onExecution: options.onExecution,
+    responseTimeoutMs: config.responseTimeoutMs,
+    responseTimer: options.responseTimer ?? responseTimeout,
+    runningConversationId: (name: string) => {
+      const run = runningExecutions.list().find((r) => r.execution_name === name);
+      return run ? conversationIdOf(run) : null;
+    },
   };
   const operator = operatorRoutes({
     failedDeliveries,

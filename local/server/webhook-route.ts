@@ -6,11 +6,13 @@ import {
   errorBody,
   gatewayErrorResult,
   httpResultForExecution,
+  integrationTimeoutBody,
   MAX_BODY_BYTES,
   MAX_EXECUTION_INPUT_BYTES,
   NO_STORE,
   pickForwardedHeaders,
   prefersRespondAsync,
+  TIMED_OUT_STATUS,
 } from '../../functions/domain/gateway-contract.ts';
 import { claimedSource } from '../../functions/domain/request.ts';
 import type { EndedExecution } from '../engine/engine.ts';
@@ -42,6 +44,19 @@ export interface WebhookRouteContext {
   /** Per-source API keys (API_KEYS); none configured: no key needed (api-keys.ts). */
   apiKeys?: LocalApiKeys;
   onExecution?: (summary: RequestSummary) => void;
+  /** How long the caller waits for the answer (RESPONSE_TIMEOUT_MS: API Gateway's integration timeout). */
+  responseTimeoutMs: number;
+  /** Starts the caller's timer: `fire` after `ms`; returns what cancels it (GatewayOptions.responseTimer). */
+  responseTimer: (ms: number, fire: () => void) => () => void;
+  /** The conversation id an execution under way has so far (once Validate chose it), else null. */
+  runningConversationId?: (executionName: string) => string | null;
+}
+
+/** The caller's timer by default: it keeps no process alive. */
+export function responseTimeout(ms: number, fire: () => void): () => void {
+  const timer = setTimeout(fire, ms);
+  timer.unref();
+  return () => clearTimeout(timer);
 }
 
 function describe(body: unknown): string {
@@ -72,10 +87,11 @@ function describeRun(record: EndedExecution, body: unknown): string {
 }
 
 /**
- * The operator log's line for the end of an asynchronous conversation's run (its caller had its 202 long before):
+ * The operator log's line for the end of a run nobody waits for, an asynchronous conversation's (its caller had its
+ * 202 long before) or one whose caller had the 504 of RESPONSE_TIMEOUT_MS:
  * the status and answer a synchronous call would have got, as `GET /conversations/{id}` now reports it.
  */
-export function asyncRunSummary(record: EndedExecution, durationMs: number): RequestSummary {
+export function asyncRunSummary(record: EndedExecution, durationMs: number, what = 'async run ended'): RequestSummary {
   const result = httpResultForExecution({
     status: record.status,
     output: record.output === undefined ? undefined : JSON.stringify(record.output),
@@ -85,7 +101,7 @@ export function asyncRunSummary(record: EndedExecution, durationMs: number): Req
   return {
     http_status: result.statusCode,
     conversation_id: conversationIdOf(record) ?? record.execution_name,
-    detail: `async run ended: ${describeRun(record, result.body)}`,
+    detail: `${what}: ${describeRun(record, result.body)}`,
     duration_ms: Math.round(durationMs),
   };
 }
@@ -164,7 +180,39 @@ export async function handleWebhook(
     );
   }
   const started = performance.now();
-  const record = await (prefersRespondAsync(req.headers.prefer) ? ctx.acceptConversation : ctx.runConversation)(input);
+  const run = (prefersRespondAsync(req.headers.prefer) ? ctx.acceptConversation : ctx.runConversation)(input);
+  // API Gateway stops waiting at its integration timeout and answers 504 itself, the execution going on: so does
+  // this route at RESPONSE_TIMEOUT_MS (the budget, functions/domain/budget.ts, has the workflow answer before it).
+  let cancel = () => {};
+  const cutOff = new Promise<null>((resolve) => {
+    cancel = ctx.responseTimer(ctx.responseTimeoutMs, () => resolve(null));
+  });
+  const answered = await Promise.race([run, cutOff]);
+  cancel();
+  if (answered === null) {
+    sendJson(
+      res,
+      TIMED_OUT_STATUS,
+      integrationTimeoutBody('POST /webhook', 'the integration timeout (RESPONSE_TIMEOUT_MS)'),
+      {
+        ...headers,
+        ...NO_STORE,
+      },
+    );
+    const cutAt = performance.now();
+    ctx.onExecution?.({
+      http_status: TIMED_OUT_STATUS,
+      // For the operator (the caller's 504 has none, as API Gateway's): the conversation to look for.
+      conversation_id: ctx.runningConversationId?.(input.request_id) ?? null,
+      detail: `TIMEOUT: no answer within RESPONSE_TIMEOUT_MS (${ctx.responseTimeoutMs} ms); the conversation goes on`,
+      duration_ms: Math.round(cutAt - started),
+    });
+    // The operator's line for its end, as for an asynchronous conversation's run (its caller had the 504).
+    const record = await run;
+    ctx.onExecution?.(asyncRunSummary(record, performance.now() - started, "run ended after the caller's 504"));
+    return;
+  }
+  const record = answered;
   if (source !== null && limited.allowed && record.error === 'SignatureError') ctx.limiter.refund(source);
   // A handler that could not write the data folder (full, read-only) failed the workflow: 503, not a bug's 500.
   const storage =

@@ -76,7 +76,7 @@ export interface TestWorld {
  */
 export async function startWorld(
   env: Record<string, string> = {},
-  options: Pick<GatewayOptions, 'stageOverrides' | 'rateLimitClock' | 'onExecution'> = {},
+  options: Pick<GatewayOptions, 'stageOverrides' | 'rateLimitClock' | 'onExecution' | 'responseTimer'> = {},
 ): Promise<TestWorld> {
   for (const name of GATEWAY_VARIABLES) delete process.env[name];
   const agent = await startAgent();
@@ -101,6 +101,7 @@ export async function startWorld(
     stageOverrides: options.stageOverrides,
     rateLimitClock: options.rateLimitClock,
     onExecution: options.onExecution,
+    responseTimer: options.responseTimer,
   });
   const s3 = new S3Client({ endpoint: gateway.s3Endpoint, forcePathStyle: true, region: 'us-east-1' });
   const world: TestWorld = {

@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -92,22 +92,49 @@ describe('endpoints list, run beside a gateway started with its own circuit brea
 });
 
 describe('endpoints list with a receiver file that is not JSON (a hand edit, a full disk)', () => {
-  it('names the file and says to delete it, as operations.md does, without the class name of a crash', async () => {
-    const broken = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-endpoints-broken-'));
-    try {
-      await mkdir(path.join(broken, 'deliveries', 'endpoints'), { recursive: true, mode: 0o700 });
-      const file = path.join(broken, 'deliveries', 'endpoints', 'deal_analysis.json');
-      await writeFile(file, '{"webhook_type": "deal_an');
-      const result = await runMain(['endpoints', 'list'], { LOCAL_DATA_DIR: broken });
-      expect(result.code).toBe(1);
-      expect(result.stderr).toMatch(
-        /^webhook-gateway: \S+deal_analysis\.json is not valid JSON \(.*\): delete it to start that receiver afresh/,
-      );
-      expect(result.stderr).toContain(file);
-      expect(result.stderr).not.toContain('SyntaxError');
-    } finally {
-      await rm(broken, { recursive: true, force: true });
-    }
+  let broken: string;
+  let file: string;
+  beforeAll(async () => {
+    broken = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-endpoints-broken-'));
+    // Another receiver paused: the list must still show it as it is.
+    await new FileEndpointStore(path.join(broken, 'deliveries')).configure('general', { paused: true }, new Date());
+    file = path.join(broken, 'deliveries', 'endpoints', 'deal_analysis.json');
+    await writeFile(file, '{"webhook_type": "deal_an');
+  });
+  afterAll(async () => {
+    await rm(broken, { recursive: true, force: true });
+  });
+
+  it('lists every other receiver, names the file and says to delete it, and exits 1', async () => {
+    const result = await runMain(['endpoints', 'list'], { LOCAL_DATA_DIR: broken });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(
+      /^webhook-gateway: \S+deal_analysis\.json is not valid JSON \(.*\): delete it to start that receiver afresh/,
+    );
+    expect(result.stderr).toContain(file);
+    expect(result.stderr).not.toContain('SyntaxError');
+    // Before: nothing on stdout, the list stopped at the damaged file.
+    const rows = result.stdout.split('\n').map((line) => line.split(/\s+/)[0]);
+    expect(rows).toEqual(expect.arrayContaining(['data_analysis', 'lead_analysis', 'general']));
+    expect(rows).not.toContain('deal_analysis');
+    expect(result.stdout).toMatch(/^general\s+paused/m);
+  });
+
+  it('with --json: the good receivers on stdout, the damaged file on stderr, exit 1', async () => {
+    const result = await runMain(['endpoints', 'list', '--json'], { LOCAL_DATA_DIR: broken });
+    expect(result.code).toBe(1);
+    const listed = JSON.parse(result.stdout) as { webhook_type: string; status: string }[];
+    expect(listed.map((v) => v.webhook_type)).toEqual(['data_analysis', 'lead_analysis', 'general']);
+    expect(listed.find((v) => v.webhook_type === 'general')?.status).toBe('paused');
+    expect(result.stderr).toContain(`${file} is not valid JSON`);
+  });
+
+  it('pausing another receiver works and shows it, exit 0', async () => {
+    const result = await runMain(['endpoints', 'pause', 'lead_analysis', '--json'], { LOCAL_DATA_DIR: broken });
+    expect(result.code, result.stderr).toBe(0);
+    expect(JSON.parse(result.stdout)).toEqual([
+      expect.objectContaining({ webhook_type: 'lead_analysis', status: 'paused' }),
+    ]);
   });
 });
 

@@ -67,6 +67,10 @@ describe("the console's version poll", () => {
 
   it('lists it at every poll while its last change is under a second old (file times are coarse)', async () => {
     await saveConversation(1);
+    // Its last change dated a minute ahead: under a second old at each poll below, however slow the machine. Left as
+    // written, a poll more than a second after the save (a loaded machine) found it settled and did not list it.
+    const ahead = new Date(Date.now() + 60_000);
+    await utimes(ctx.executions.dir, ahead, ahead);
     await version(ctx);
     await version(ctx);
     expect(listings).toHaveBeenCalledTimes(2);

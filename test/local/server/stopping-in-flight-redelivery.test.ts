@@ -9,7 +9,7 @@ afterAll(async () => {
 /**
  * Ctrl-C's "stopping: …" line (local/cli/main.ts) counted the conversation executions only: a redelivery under way
  * (the schedule's, an operator's redrive or resend), which close() waits for too, was not counted
- * (test/local/server/stopping-in-flight.test.ts has the conversations; a world of its own: one per file).
+ * (test/local/server/stopping-in-flight.test.ts has the conversations).
  */
 describe('what a stop waits for: redeliveries', () => {
   it('counts a redrive under way, which close() waits for too, by its workflow’s 60 s', async () => {
