@@ -195,6 +195,7 @@ function consolePages(ctx: ConsoleContext) {
               fragmentSrc: '/console/endpoints?fragment=1',
               body: endpointsFragment(receivers, ctx.now?.() ?? new Date()),
               versionSrc: ENDPOINTS_VERSION_SRC,
+              liveTitle: 'refreshes when a receiver or its queued deliveries change',
             });
           },
         },
@@ -316,6 +317,7 @@ async function conversationPage(
     // What the page is, not the bare id (a tab, a bookmark, a screen reader's window list).
     title: `Conversation ${id}`,
     versionSrc: `/console/api/version?id=${encodeURIComponent(id)}`,
+    liveTitle: 'refreshes when this conversation changes',
     fragmentSrc: `/console/conversations/${encodeURIComponent(id)}?fragment=1`,
   };
   // A damaged history is named, not taken for a missing one (docs/operations.md, "After a crash").

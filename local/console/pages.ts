@@ -47,9 +47,14 @@ export interface PageShell {
   current?: (typeof SECTIONS)[number][0];
   version: string;
   versionSrc: string;
+  /** What the header's "live" says it follows (its tooltip): what this page's poll asks about. */
+  liveTitle?: string;
   fragmentSrc: string;
   body: SafeHtml;
 }
+
+/** The "live" tooltip of a page that polls the list version (docs/operations.md: each page asks every second). */
+const LIVE_TITLE = 'refreshes when a conversation arrives or changes';
 
 export function page(shell: PageShell): string {
   return html`<!doctype html>
@@ -64,7 +69,7 @@ export function page(shell: PageShell): string {
 </head>
 <body data-version="${shell.version}" data-version-src="${shell.versionSrc}" data-fragment-src="${shell.fragmentSrc}">
 <a class="skip" href="#content">Skip to content</a>
-<header class="top"><a class="home" href="/console">webhook-gateway · local console</a><nav aria-label="console">${SECTIONS.map(([href, name]) => (href === shell.current ? html`<a href="${href}" aria-current="page">${name}</a>` : html`<a href="${href}">${name}</a>`))}</nav>${shell.versionSrc ? html`<span id="live" class="live" role="status" title="refreshes when conversations arrive">live</span>` : ''}</header>
+<header class="top"><a class="home" href="/console">webhook-gateway · local console</a><nav aria-label="console">${SECTIONS.map(([href, name]) => (href === shell.current ? html`<a href="${href}" aria-current="page">${name}</a>` : html`<a href="${href}">${name}</a>`))}</nav>${shell.versionSrc ? html`<span id="live" class="live" role="status" title="${shell.liveTitle ?? LIVE_TITLE}">live</span>` : ''}</header>
 <div id="flash" role="status" aria-live="polite"></div>
 <main id="content" tabindex="-1">${shell.body}</main>
 </body>

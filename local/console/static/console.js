@@ -9,6 +9,8 @@
   const live = document.getElementById('live');
   const flash = document.getElementById('flash');
   let version = body.dataset.version || '';
+  /** What "live" follows on this page, as the server titled it (the Endpoints page: its receivers, not conversations). */
+  const liveTitle = live ? live.title : '';
   let refreshing = false;
 
   function say(text, kind) {
@@ -137,7 +139,7 @@
               'gateway stopping',
               'the gateway is stopping: the conversations in flight finish, new ones are refused until it is started again',
             );
-          else showLive('ok', 'live', 'refreshes when conversations arrive');
+          else showLive('ok', 'live', liveTitle);
         }
       }
       misses = 0;
