@@ -26,6 +26,7 @@ import { damagedFileMessage, wrongKindMessage } from '../store/damaged-files.ts'
 import {
   type ConsoleContext,
   conversationExecutions,
+  endpointsFingerprint,
   endpointsVersion,
   exportDocuments,
   openDeliveries,
@@ -98,6 +99,11 @@ function sendPage(
 
 /** What the Endpoints page polls: its receivers' and failed deliveries' fingerprint (data.ts, endpointsVersion). */
 const ENDPOINTS_VERSION_SRC = '/console/api/version?of=endpoints';
+/**
+ * The least time between two live refreshes of the Endpoints page, ms: on a busy gateway its rows change with every
+ * delivery (last success, queued), and a page replaced every second cannot be read, selected or copied from.
+ */
+const ENDPOINTS_MIN_REFRESH_MS = 5_000;
 
 /** 404 and 400 (an address that does not decode): the console's own page; 405: a line of text. */
 const refuse: Refuse = (req, res, status, message, headers) => {
@@ -186,8 +192,10 @@ function consolePages(ctx: ConsoleContext) {
         path: /^\/console\/endpoints$/,
         methods: {
           GET: async (req, res) => {
-            const [v, receivers] = await Promise.all([endpointsVersion(ctx), ctx.endpoints()]);
-            // Live like the other pages: refreshed when a receiver's file or the failed deliveries change.
+            const receivers = await ctx.endpoints();
+            // The version of the rows rendered, not of a second read: a change between two reads would go unseen.
+            const v = endpointsFingerprint(receivers);
+            // Live like the other pages: refreshed when what its rows show changes, at most every 5 s.
             sendPage(req, res, isFragment(req), {
               title: 'Endpoints',
               current: '/console/endpoints',
@@ -195,7 +203,8 @@ function consolePages(ctx: ConsoleContext) {
               fragmentSrc: '/console/endpoints?fragment=1',
               body: endpointsFragment(receivers, ctx.now?.() ?? new Date()),
               versionSrc: ENDPOINTS_VERSION_SRC,
-              liveTitle: 'refreshes when a receiver or its queued deliveries change',
+              liveTitle: `refreshes when a receiver or its queued deliveries change, at most every ${ENDPOINTS_MIN_REFRESH_MS / 1000} s`,
+              minRefreshMs: ENDPOINTS_MIN_REFRESH_MS,
             });
           },
         },

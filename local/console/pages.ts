@@ -49,6 +49,8 @@ export interface PageShell {
   versionSrc: string;
   /** What the header's "live" says it follows (its tooltip): what this page's poll asks about. */
   liveTitle?: string;
+  /** The least time between two live refreshes, ms (a page whose rows change with every delivery); none unless told. */
+  minRefreshMs?: number;
   fragmentSrc: string;
   body: SafeHtml;
 }
@@ -67,7 +69,7 @@ export function page(shell: PageShell): string {
 <link rel="stylesheet" href="/console/static/console.css">
 <script src="/console/static/console.js" defer></script>
 </head>
-<body data-version="${shell.version}" data-version-src="${shell.versionSrc}" data-fragment-src="${shell.fragmentSrc}">
+<body data-version="${shell.version}" data-version-src="${shell.versionSrc}" data-fragment-src="${shell.fragmentSrc}"${shell.minRefreshMs ? html` data-min-refresh-ms="${shell.minRefreshMs}"` : ''}>
 <a class="skip" href="#content">Skip to content</a>
 <header class="top"><a class="home" href="/console">webhook-gateway · local console</a><nav aria-label="console">${SECTIONS.map(([href, name]) => (href === shell.current ? html`<a href="${href}" aria-current="page">${name}</a>` : html`<a href="${href}">${name}</a>`))}</nav>${shell.versionSrc ? html`<span id="live" class="live" role="status" title="${shell.liveTitle ?? LIVE_TITLE}">live</span>` : ''}</header>
 <div id="flash" role="status" aria-live="polite"></div>

@@ -98,6 +98,14 @@
    */
   let misses = 0;
 
+  /**
+   * The least time between two live refreshes, ms, as the server set it (the Endpoints page, whose rows change with
+   * every delivery on a busy gateway); a change seen sooner is refreshed once that time is up. 0: at once.
+   */
+  const minRefreshMs = Number(body.dataset.minRefreshMs) || 0;
+  /** When the poll last refreshed the page (Date.now()), or -Infinity. */
+  let liveRefreshedAt = Number.NEGATIVE_INFINITY;
+
   /** Whether the last poll got an error answer: the page then shows the gateway's error page, refreshed once. */
   let failing = false;
   /** When the gateway last did not answer (its first miss in a row), or null while it answers. */
@@ -127,10 +135,13 @@
           unreachableSince = null;
           showLive('offline', 'gateway error', answer.error?.message || `HTTP ${response.status}`);
         } else {
-          if (failing || (answer.version && answer.version !== version)) {
+          const changed = answer.version && answer.version !== version;
+          // Not yet due: `version` is left as it was, so that the next poll after the wait refreshes it.
+          if (failing || (changed && Date.now() - liveRefreshedAt >= minRefreshMs)) {
             await refresh();
             version = answer.version;
             failing = false;
+            liveRefreshedAt = Date.now();
           }
           unreachableSince = null;
           if (answer.stopping)
