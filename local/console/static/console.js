@@ -230,25 +230,27 @@
   async function plan(button) {
     const type = button.dataset.plan;
     const since = sinceOf(type);
-    const confirm = content.querySelector(`button[data-recover="${type}"]`);
-    const field = content.querySelector(`input[name="since"][data-type="${type}"]`);
+    // Looked up once the answer is in: a live refresh meanwhile replaced the page's form and its buttons.
+    const confirm = () => content.querySelector(`button[data-recover="${type}"]`);
+    const field = () => content.querySelector(`input[name="since"][data-type="${type}"]`);
     try {
       const { response, result } = await call(`/local/deliveries/plan?${recoverQuery(type, since)}`);
       // A since the gateway refuses: the field is marked (its text kept as typed), the message says why.
-      if (response.status === 400) field?.setAttribute('aria-invalid', 'true');
+      if (response.status === 400) field()?.setAttribute('aria-invalid', 'true');
       if (!response.ok) throw new Error(result.error?.message || `HTTP ${response.status}`);
-      field?.removeAttribute('aria-invalid');
+      field()?.removeAttribute('aria-invalid');
       say(
         `${result.count} ${type} ${result.count === 1 ? 'delivery' : 'deliveries'} owed ${since ? `since ${since}` : 'at any time'} would be redriven, oldest first`,
         'pending',
       );
-      confirm.dataset.since = since;
-      confirm.dataset.count = String(result.count);
-      confirm.textContent = `Recover ${result.count}`;
-      confirm.setAttribute('aria-label', `Recover ${result.count} ${type}`);
-      confirm.hidden = result.count === 0;
+      const button = confirm();
+      button.dataset.since = since;
+      button.dataset.count = String(result.count);
+      button.textContent = `Recover ${result.count}`;
+      button.setAttribute('aria-label', `Recover ${result.count} ${type}`);
+      button.hidden = result.count === 0;
     } catch (error) {
-      confirm.hidden = true;
+      confirm().hidden = true;
       say(`Plan for ${type}: ${error.message}`, 'bad');
     }
   }
