@@ -2,7 +2,7 @@
 import { agentTurn, type ConversationRecord, turnText, userQuery } from '../../functions/domain/conversation.ts';
 import type { EndpointView } from '../../functions/domain/endpoints.ts';
 import { recordFromExport } from '../../functions/domain/export-formats.ts';
-import { attemptsMade, type FailedDeliveryEnvelope } from '../../functions/domain/failed-delivery.ts';
+import { attemptsMade, type FailedDeliveryEnvelope, owedBy } from '../../functions/domain/failed-delivery.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
 import { type HeldReceivers, nextAttemptLabel, type UnreadableReceiver } from '../history/endpoints.ts';
 import { conversationFigures, formatFigures } from '../history/figures.ts';
@@ -199,6 +199,21 @@ function answerCell(a: ConversationRecord['execution']['delivery_attempts'][numb
 </details>`;
 }
 
+/**
+ * What Redrive will do: deliver now, unless the receiver is paused or disabled, which holds an operator's redrive as
+ * it holds the schedule (docs/operations.md, "Failed deliveries"): nothing is attempted until it is resumed.
+ */
+function redriveNote(envelope: FailedDeliveryEnvelope, held: HeldReceivers): SafeHtml {
+  const hold = owedBy(envelope) === 'delivery' ? held.get(envelope.webhook_type) : undefined;
+  return hold
+    ? heldNote(envelope.webhook_type, hold, 'redrive')
+    : html`delivers it now through statemachine/redelivery.asl.json`;
+}
+
+/** Why a redrive or a resend of a held receiver's delivery attempts nothing: the receiver holds it until resumed. */
+const heldNote = (type: string, hold: string, what: 'redrive' | 'resend') =>
+  html`${type} is ${hold}: a ${what} is held back too, nothing attempted, until it is resumed on the <a href="/console/endpoints">Endpoints</a> page`;
+
 function deliverySection(
   id: string,
   record: ConversationRecord | null,
@@ -213,6 +228,7 @@ function deliverySection(
   const redrivable = envelope !== null && envelope.state !== 'settled';
   const resendable =
     !redrivable && envelopeUnreadable === null && record?.webhook_context.delivery_status === 'delivered';
+  const resendHold = resendable ? held.get(record!.webhook_context.webhook_type ?? '') : undefined;
   const state =
     envelopeUnreadable !== null
       ? html`<p class="err" id="envelope-unreadable">Failed-delivery store: ${envelopeUnreadable}. Its redelivery state is not shown, the schedule and redrives leave it out, and it can be neither redriven nor resent until the file is mended or deleted.</p>`
@@ -223,8 +239,8 @@ function deliverySection(
   <h2>Delivery attempts <span class="count" title="every try, retries in the workflow included">${tries}</span></h2>
   ${tries > attempts.length ? html`<p class="note">${tries - attempts.length} of them were retried by the workflow at once and are counted from the execution history; the table lists the attempts the record keeps.</p>` : ''}
   ${state}
-  ${redrivable ? html`<p><button type="button" id="redrive" data-id="${id}">Redrive</button> <small>delivers it now through statemachine/redelivery.asl.json</small></p>` : ''}
-  ${resendable ? html`<p><button type="button" id="resend" data-id="${id}">Resend</button> <small>delivers it once more under the same webhook-id <code>${record!.webhook_context.delivery_id}</code></small></p>` : ''}
+  ${redrivable ? html`<p><button type="button" id="redrive" data-id="${id}">Redrive</button> <small id="redrive-note">${redriveNote(envelope, held)}</small></p>` : ''}
+  ${resendable ? html`<p><button type="button" id="resend" data-id="${id}">Resend</button> <small id="resend-note">${resendHold ? heldNote(record!.webhook_context.webhook_type ?? '', resendHold, 'resend') : html`delivers it once more under the same webhook-id <code>${record!.webhook_context.delivery_id}</code>`}</small></p>` : ''}
   ${
     attempts.length === 0
       ? html`<p class="empty">${record ? 'No delivery attempted.' : 'No record of it is read here: its export documents below have its delivery attempts.'}</p>`
