@@ -249,6 +249,8 @@
       button.textContent = `Recover ${result.count}`;
       button.setAttribute('aria-label', `Recover ${result.count} ${type}`);
       button.hidden = result.count === 0;
+      // A plan made again after a recover (which used its button up) can be recovered again.
+      button.disabled = false;
     } catch (error) {
       confirm().hidden = true;
       say(`Plan for ${type}: ${error.message}`, 'bad');
@@ -272,6 +274,8 @@
           : `Recovered ${type}: ${result.count} redriven${counts ? ` (${counts})` : ''}`,
         done === result.count ? 'ok' : 'bad',
       );
+      // The plan is used up: not offered again (the refresh keeps a button still offered), until planned again.
+      button.hidden = true;
     } catch (error) {
       say(`Recover ${type} failed: ${error.message}`, 'bad');
       button.disabled = false;
