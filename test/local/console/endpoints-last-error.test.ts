@@ -1,0 +1,43 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { rawGet } from '../../support/browser.ts';
+import { SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
+
+/**
+ * The Endpoints page showed a receiver's last error without saying when it was, and cut at 60 characters with no way
+ * to read the rest: a receiver healthy again for days still showed its old error in red, as if current. Now the
+ * cell says when the last failure was, and holds the whole error as its title.
+ */
+let world: TestWorld;
+
+beforeAll(async () => {
+  world = await startWorld();
+});
+afterAll(async () => {
+  await world?.close();
+});
+
+describe("the Endpoints page's last error", () => {
+  it('says when it was, and holds the whole of it', async () => {
+    const error = `the CRM is being migrated to a new cluster, please try again later (ticket ${'X'.repeat(40)})`;
+    world.receiver.reply({ status: 400, body: error }, 200);
+    expect((await world.post(SEED_REQUEST)).body.tracking.delivery_status).toBe('failed');
+    world.receiver.reset();
+    expect((await world.post(SEED_REQUEST)).body.tracking.delivery_status).toBe('delivered');
+
+    const receivers = JSON.parse((await rawGet(`${world.gateway.url}/local/endpoints`)).body) as {
+      webhook_type: string;
+      status: string;
+      last_error: string;
+      last_failure_at: string;
+    }[];
+    const receiver = receivers.find((r) => r.webhook_type === 'deal_analysis')!;
+    expect(receiver.status).toBe('healthy');
+    expect(receiver.last_error).toContain(error);
+    const page = await rawGet(`${world.gateway.url}/console/endpoints`);
+    const row = /<tr data-type="deal_analysis" data-state="healthy">(.*?)<\/tr>/s.exec(page.body)![1]!;
+    const cell = /<td class="err last-error" title="([^"]*)">(.*?)<\/td>/s.exec(row);
+    expect(cell).not.toBeNull();
+    expect(cell![1]!.replaceAll('&quot;', '"').replaceAll('&#39;', "'")).toBe(receiver.last_error);
+    expect(cell![2]).toContain(`<small class="time">${receiver.last_failure_at}</small>`);
+  });
+});
