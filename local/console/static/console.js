@@ -239,8 +239,10 @@
       if (response.status === 400) field()?.setAttribute('aria-invalid', 'true');
       if (!response.ok) throw new Error(result.error?.message || `HTTP ${response.status}`);
       field()?.removeAttribute('aria-invalid');
+      // A paused or disabled receiver holds an operator's redrive too (docs/operations.md): said before it is run.
+      const hold = heldBy(type);
       say(
-        `${result.count} ${type} ${result.count === 1 ? 'delivery' : 'deliveries'} owed ${since ? `since ${since}` : 'at any time'} would be redriven, oldest first`,
+        `${result.count} ${type} ${result.count === 1 ? 'delivery' : 'deliveries'} owed ${since ? `since ${since}` : 'at any time'} would be redriven, oldest first${hold && result.count > 0 ? `; but ${type} is ${hold}: each would be held back, nothing attempted, until it is resumed` : ''}`,
         'pending',
       );
       const button = confirm();
@@ -257,6 +259,12 @@
     }
   }
 
+  /** The receiver's state when it holds every delivery, an operator's redrive too (paused, disabled), else null. */
+  function heldBy(type) {
+    const state = content.querySelector(`#endpoints tr[data-type="${CSS.escape(type)}"]`)?.dataset.state;
+    return state === 'paused' || state === 'disabled' ? state : null;
+  }
+
   async function recover(button) {
     const type = button.dataset.recover;
     button.disabled = true;
@@ -268,10 +276,13 @@
         .join(', ');
       // Delivered by this recover or meanwhile (another tab, the schedule): nothing is owed any more.
       const done = (result.counts.delivered ?? 0) + (result.counts.already_delivered ?? 0);
+      const held = result.counts.held ?? 0;
       say(
         result.count === 0
           ? `Recovered ${type}: nothing to redrive, none is owed any more ${button.dataset.since ? `since ${button.dataset.since}` : 'at all'} (the plan said ${button.dataset.count}: delivered or redriven meanwhile)`
-          : `Recovered ${type}: ${result.count} redriven${counts ? ` (${counts})` : ''}`,
+          : held === result.count
+            ? `Recover ${type}: nothing attempted, its receiver held back all ${held} (paused, disabled or at its rate: see its state above); they stay owed`
+            : `Recovered ${type}: ${result.count} redriven${counts ? ` (${counts})` : ''}`,
         done === result.count ? 'ok' : 'bad',
       );
       // The plan is used up: not offered again (the refresh keeps a button still offered), until planned again.
