@@ -233,6 +233,8 @@
     // Looked up once the answer is in: a live refresh meanwhile replaced the page's form and its buttons.
     const confirm = () => content.querySelector(`button[data-recover="${type}"]`);
     const field = () => content.querySelector(`input[name="since"][data-type="${type}"]`);
+    // A slow gateway: the press is seen at once, not only once the count comes.
+    say(`Planning ${type}: counting the deliveries owed ${since ? `since ${since}` : 'at any time'}…`, 'pending');
     try {
       const { response, result } = await call(`/local/deliveries/plan?${recoverQuery(type, since)}`);
       // A since the gateway refuses: the field is marked (its text kept as typed), the message says why.
@@ -296,6 +298,7 @@
   async function endpointAction(button) {
     const { endpointAction: action, type } = button.dataset;
     button.disabled = true;
+    say(`${action === 'pause' ? 'Pausing' : 'Resuming'} ${type}…`, 'pending');
     try {
       const view = await post(`/local/endpoints/${encodeURIComponent(type)}/${action}`);
       say(`${type} is ${view.status}`, 'ok');
