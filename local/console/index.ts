@@ -104,6 +104,11 @@ const ENDPOINTS_VERSION_SRC = '/console/api/version?of=endpoints';
  * delivery (last success, queued), and a page replaced every second cannot be read, selected or copied from.
  */
 const ENDPOINTS_MIN_REFRESH_MS = 5_000;
+/**
+ * The least time between two live refreshes of the Analytics page, ms: its charts are of hours and each refresh runs
+ * its three queries on the SQL engine, which a busy gateway (a conversation every second) did every second per tab.
+ */
+const ANALYTICS_MIN_REFRESH_MS = 10_000;
 
 /** 404 and 400 (an address that does not decode): the console's own page; 405: a line of text. */
 const refuse: Refuse = (req, res, status, message, headers) => {
@@ -183,6 +188,8 @@ function consolePages(ctx: ConsoleContext) {
               current: '/console/analytics',
               version: v,
               fragmentSrc: '/console/analytics?fragment=1',
+              liveTitle: `refreshes when a conversation arrives or changes, at most every ${ANALYTICS_MIN_REFRESH_MS / 1000} s`,
+              minRefreshMs: ANALYTICS_MIN_REFRESH_MS,
               body: analyticsFragment(view, ctx.exportEnabled),
             });
           },
