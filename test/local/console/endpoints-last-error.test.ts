@@ -40,4 +40,12 @@ describe("the Endpoints page's last error", () => {
     expect(cell![1]!.replaceAll('&quot;', '"').replaceAll('&#39;', "'")).toBe(receiver.last_error);
     expect(cell![2]).toContain(`<small class="time">${receiver.last_failure_at}</small>`);
   });
+
+  it('says that its last success is written at most every 10 s', async () => {
+    // It said nothing: a receiver taking a delivery every second showed a last success up to 10 s old as the last.
+    const page = await rawGet(`${world.gateway.url}/console/endpoints`);
+    expect(/<th title="([^"]*)">last success<\/th>/.exec(page.body)?.[1]).toBe(
+      'written at most every 10 s (one write, not one per delivery): a receiver taking deliveries may have had a later one',
+    );
+  });
 });
