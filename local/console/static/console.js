@@ -38,17 +38,36 @@
     return null;
   }
 
+  /** How long the live poll waits for the gateway's answer, ms; the page's refresh (a page render) waits longer. */
+  const POLL_ANSWER_MS = 10000;
+  const REFRESH_ANSWER_MS = 30000;
+
+  /**
+   * A GET of the gateway and its answer's text, given up after `ms` (by the page's own timers): a gateway that takes
+   * the connection but never answers (hung, stopped in a debugger) is then said to be unreachable, not "live" over a
+   * page that no longer changes.
+   */
+  async function getWithin(url, ms) {
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), ms);
+    try {
+      const response = await fetch(url, { cache: 'no-store', signal: controller.signal });
+      return { response, text: await response.text() };
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   /** Swaps in the page's fresh fragment; the keyboard stays on `from` (the control pressed, else the focused one). */
   async function refresh(from = document.activeElement) {
     if (refreshing || !body.dataset.fragmentSrc) return;
     const focus = focusTarget(from);
     refreshing = true;
     try {
-      const response = await fetch(body.dataset.fragmentSrc, { cache: 'no-store' });
+      const { response, text } = await getWithin(body.dataset.fragmentSrc, REFRESH_ANSWER_MS);
       // 404 and 500 are pages of the console too (not found; could not be built, and why): shown as they come.
       if (!response.ok && response.status !== 404 && response.status !== 500)
         throw new Error(`HTTP ${response.status}`);
-      const text = await response.text();
       // What the reader opened or closed stays so: an export document (by file), a receiver's answer (by attempt).
       const kept = 'details[data-file], details[data-attempt]';
       const keyOf = (d) => (d.dataset.file ? `file:${d.dataset.file}` : `attempt:${d.dataset.attempt}`);
@@ -125,8 +144,13 @@
   async function poll() {
     try {
       if (body.dataset.versionSrc) {
-        const response = await fetch(body.dataset.versionSrc, { cache: 'no-store' });
-        const answer = await response.json().catch(() => ({}));
+        const { response, text } = await getWithin(body.dataset.versionSrc, POLL_ANSWER_MS);
+        let answer = {};
+        try {
+          answer = JSON.parse(text);
+        } catch {
+          // not JSON: said by its status below
+        }
         if (!response.ok) {
           // The gateway answers but cannot say what changed (a damaged data folder): not "live" over a stale page;
           // the page is refreshed once, to the console's error page that says why.
