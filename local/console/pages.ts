@@ -342,7 +342,7 @@ export function endpointsFragment(views: (EndpointView | UnreadableReceiver)[], 
   <h1>Endpoints <span class="count">${views.length}</span></h1>
   <p><small>Each webhook type's receiver. Changes apply from the next delivery (also: <code>npx webhook-gateway endpoints set &lt;type&gt; --url … --rate …</code>).</small></p>
   <table>
-  <thead><tr><th>type</th><th>state</th><th>url</th><th>rate</th><th title="written at most every 10 s (one write, not one per delivery): a receiver taking deliveries may have had a later one">last success</th><th class="num">failure streak</th><th>failing since</th><th class="num">queued</th><th>last error</th><th>action</th></tr></thead>
+  <thead><tr><th>type</th><th>state</th><th>url</th><th>rate</th><th title="written at most every 10 s (one write, not one per delivery): a receiver taking deliveries may have had a later one">last success</th><th class="num">failure streak</th><th>failing since</th><th class="num" title="deliveries still owed to it: waiting for the schedule, or dead-lettered (no more automatic attempts); Recover below redrives both">queued</th><th>last error</th><th>action</th></tr></thead>
   <tbody>${views.map((v) =>
     // A damaged file (docs/operations.md, "After a crash"): the file and what to do, in its row; its state is
     // unknown, so both actions are offered (each refuses with the same message until the file is mended).

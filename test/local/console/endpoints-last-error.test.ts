@@ -41,6 +41,16 @@ describe("the Endpoints page's last error", () => {
     expect(cell![2]).toContain(`<small class="time">${receiver.last_failure_at}</small>`);
   });
 
+  it('says that its queued deliveries count the dead-lettered ones too', async () => {
+    // It said "queued" only: the permanent failure above, dead-lettered (no more automatic attempts), is counted.
+    const page = await rawGet(`${world.gateway.url}/console/endpoints`);
+    const row = /<tr data-type="deal_analysis" data-state="healthy">(.*?)<\/tr>/s.exec(page.body)![1]!;
+    expect(/<td class="num queued">(\d+)<\/td>/.exec(row)?.[1]).toBe('1');
+    expect(/<th class="num" title="([^"]*)">queued<\/th>/.exec(page.body)?.[1]).toBe(
+      'deliveries still owed to it: waiting for the schedule, or dead-lettered (no more automatic attempts); Recover below redrives both',
+    );
+  });
+
   it('says that its last success is written at most every 10 s', async () => {
     // It said nothing: a receiver taking a delivery every second showed a last success up to 10 s old as the last.
     const page = await rawGet(`${world.gateway.url}/console/endpoints`);
