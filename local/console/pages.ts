@@ -330,6 +330,17 @@ ${input.executions.map(executionSection)}
 ${exportsSection(input.bucket, input.documents, input.exportEnabled)}`;
 }
 
+/**
+ * A receiver's last error: whole when short, else its first 60 characters with the rest on demand (a disclosure the
+ * keyboard and a screen reader open, not a tooltip only a mouse shows).
+ */
+function lastErrorCell(v: EndpointView): SafeHtml | string {
+  const error = v.last_error ?? '';
+  const shown = preview(error, 60);
+  if (shown === error) return error;
+  return html`<details class="answer" data-receiver-error="${v.webhook_type}"><summary>${shown}</summary><pre class="text">${error}</pre></details>`;
+}
+
 /** The recover form's default: a day ago. */
 const dayBefore = (now: Date) => new Date(now.getTime() - 86_400_000).toISOString();
 
@@ -355,7 +366,7 @@ export function endpointsFragment(views: (EndpointView | UnreadableReceiver)[], 
     <td>${v.webhook_type}</td><td>${badge(v.status)}</td><td class="url"><code>${v.url ?? '(none)'}</code>${v.url_source === 'deployed' ? html` <small>deployed</small>` : ''}</td>
     <td>${v.rate_per_second === null ? '-' : `${v.rate_per_second}/s`}</td><td class="time">${v.last_success_at ?? '-'}</td>
     <td class="num">${v.consecutive_failures}</td><td class="time">${v.failing_since ?? '-'}</td><td class="num queued">${v.queued ?? '-'}</td>
-    <td class="err last-error" title="${v.last_error ?? ''}">${preview(v.last_error ?? '', 60)}${v.last_failure_at ? html` <small class="time">${v.last_failure_at}</small>` : ''}</td>
+    <td class="err last-error">${lastErrorCell(v)}${v.last_failure_at ? html` <small class="time">${v.last_failure_at}</small>` : ''}</td>
     <td>${v.status === 'paused' || v.status === 'disabled' ? html`<button type="button" data-endpoint-action="resume" data-type="${v.webhook_type}" aria-label="Resume ${v.webhook_type}">Resume</button>` : html`<button type="button" data-endpoint-action="pause" data-type="${v.webhook_type}" aria-label="Pause ${v.webhook_type}">Pause</button>`}</td>
   </tr>`,
   )}</tbody>

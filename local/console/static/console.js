@@ -34,6 +34,8 @@
     const details = el.tagName === 'SUMMARY' ? el.parentElement : null;
     if (details?.dataset.file) return `details[data-file="${CSS.escape(details.dataset.file)}"] > summary`;
     if (details?.dataset.attempt) return `details[data-attempt="${CSS.escape(details.dataset.attempt)}"] > summary`;
+    if (details?.dataset.receiverError)
+      return `details[data-receiver-error="${CSS.escape(details.dataset.receiverError)}"] > summary`;
     if (el.tagName === 'A' && el.getAttribute('href')) return `a[href="${CSS.escape(el.getAttribute('href'))}"]`;
     return null;
   }
@@ -68,9 +70,15 @@
       // 404 and 500 are pages of the console too (not found; could not be built, and why): shown as they come.
       if (!response.ok && response.status !== 404 && response.status !== 500)
         throw new Error(`HTTP ${response.status}`);
-      // What the reader opened or closed stays so: an export document (by file), a receiver's answer (by attempt).
-      const kept = 'details[data-file], details[data-attempt]';
-      const keyOf = (d) => (d.dataset.file ? `file:${d.dataset.file}` : `attempt:${d.dataset.attempt}`);
+      // What the reader opened or closed stays so: an export document (by file), a receiver's answer (by attempt), a
+      // receiver's last error (by type).
+      const kept = 'details[data-file], details[data-attempt], details[data-receiver-error]';
+      const keyOf = (d) =>
+        d.dataset.file
+          ? `file:${d.dataset.file}`
+          : d.dataset.attempt
+            ? `attempt:${d.dataset.attempt}`
+            : `receiver:${d.dataset.receiverError}`;
       const was = new Map([...content.querySelectorAll(kept)].map((d) => [keyOf(d), d.open]));
       // What the operator typed in a recover form's since field stays too (another type's Pause refreshes the page).
       const typed = new Map(

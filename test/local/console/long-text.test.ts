@@ -66,5 +66,10 @@ describe.skipIf(skipBrowser)('console long text in Chromium', () => {
     expect(await row.getByRole('button', { name: 'Pause deal_analysis' }).isVisible()).toBe(true);
     const box = await row.getByRole('button', { name: 'Pause deal_analysis' }).boundingBox();
     expect(box!.x + box!.width).toBeLessThanOrEqual(1400);
+    // Opened by the keyboard, the whole error (no space in it) wraps too.
+    await row.locator('td.err summary').focus();
+    await page.keyboard.press('Enter');
+    expect(await row.locator('td.err pre').innerText()).toMatch(/^HTTP 500: Z{100}/);
+    expect(await sideways()).toBe(0);
   });
 });
