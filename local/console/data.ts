@@ -219,13 +219,34 @@ export async function version(ctx: ConsoleContext, conversationId?: string): Pro
   return createHash('sha256').update(parts.join('|')).digest('hex').slice(0, 16);
 }
 
+/** The fingerprint of the Endpoints page's rows: the page's own, of the rows it rendered, and the poll's. */
+export function endpointsFingerprint(views: unknown[]): string {
+  return createHash('sha256').update(JSON.stringify(views)).digest('hex').slice(0, 16);
+}
+
+/** The Endpoints page's last fingerprint, by its two folders: their stamps then, and whether those had settled. */
+const endpointsAtStamp = new Map<string, { stamps: string; version: string; settled: boolean }>();
+
 /**
- * The Endpoints page's fingerprint: the receivers' folder (each change of one renames a fresh file into it: a pause,
- * a failure, a success) and the failed-delivery folder (its queued counts). Stamps only, nothing read.
+ * The Endpoints page's fingerprint: what its receivers' rows show (the same views the page renders), so that a write
+ * that changes none of it (a probe lease taken, a retry of a delivery still owed, a receiver set to what it was) does
+ * not refresh the page. Read again only when the receivers' folder (each change of one renames a fresh file into it)
+ * or the failed-delivery folder (its queued counts) changed since, or changed within the second before the last read
+ * (file times are coarse: a folder may change again under the same time).
  */
 export async function endpointsVersion(ctx: ConsoleContext): Promise<string> {
-  const parts = await Promise.all([stamp(ctx.receiversDir), stamp(ctx.failedDeliveries.dir)]);
-  return createHash('sha256').update(parts.join('|')).digest('hex').slice(0, 16);
+  const lookedAt = Date.now();
+  const folders = await Promise.all(
+    [ctx.receiversDir, ctx.failedDeliveries.dir].map((dir) => stat(dir, { bigint: true }).catch(() => null)),
+  );
+  const stamps = folders.map((s) => (s ? `${s.ino}:${s.mtimeNs}:${s.size}` : '-')).join('|');
+  const key = `${ctx.receiversDir}|${ctx.failedDeliveries.dir}`;
+  const cached = endpointsAtStamp.get(key);
+  if (cached?.settled && cached.stamps === stamps) return cached.version;
+  const version = endpointsFingerprint(await ctx.endpoints());
+  const settled = folders.every((s) => s === null || Number(s.mtimeMs) < lookedAt - 1_000);
+  endpointsAtStamp.set(key, { stamps, version, settled });
+  return version;
 }
 
 /** The list page's newest ids, by executions folder, with that folder's stamp when they were listed. */

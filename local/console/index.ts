@@ -26,6 +26,7 @@ import { damagedFileMessage, wrongKindMessage } from '../store/damaged-files.ts'
 import {
   type ConsoleContext,
   conversationExecutions,
+  endpointsFingerprint,
   endpointsVersion,
   exportDocuments,
   openDeliveries,
@@ -98,6 +99,16 @@ function sendPage(
 
 /** What the Endpoints page polls: its receivers' and failed deliveries' fingerprint (data.ts, endpointsVersion). */
 const ENDPOINTS_VERSION_SRC = '/console/api/version?of=endpoints';
+/**
+ * The least time between two live refreshes of the Endpoints page, ms: on a busy gateway its rows change with every
+ * delivery (last success, queued), and a page replaced every second cannot be read, selected or copied from.
+ */
+const ENDPOINTS_MIN_REFRESH_MS = 5_000;
+/**
+ * The least time between two live refreshes of the Analytics page, ms: its charts are of hours and each refresh runs
+ * its three queries on the SQL engine, which a busy gateway (a conversation every second) did every second per tab.
+ */
+const ANALYTICS_MIN_REFRESH_MS = 10_000;
 
 /** 404 and 400 (an address that does not decode): the console's own page; 405: a line of text. */
 const refuse: Refuse = (req, res, status, message, headers) => {
@@ -177,6 +188,8 @@ function consolePages(ctx: ConsoleContext) {
               current: '/console/analytics',
               version: v,
               fragmentSrc: '/console/analytics?fragment=1',
+              liveTitle: `refreshes when a conversation arrives or changes, at most every ${ANALYTICS_MIN_REFRESH_MS / 1000} s`,
+              minRefreshMs: ANALYTICS_MIN_REFRESH_MS,
               body: analyticsFragment(view, ctx.exportEnabled),
             });
           },
@@ -186,8 +199,10 @@ function consolePages(ctx: ConsoleContext) {
         path: /^\/console\/endpoints$/,
         methods: {
           GET: async (req, res) => {
-            const [v, receivers] = await Promise.all([endpointsVersion(ctx), ctx.endpoints()]);
-            // Live like the other pages: refreshed when a receiver's file or the failed deliveries change.
+            const receivers = await ctx.endpoints();
+            // The version of the rows rendered, not of a second read: a change between two reads would go unseen.
+            const v = endpointsFingerprint(receivers);
+            // Live like the other pages: refreshed when what its rows show changes, at most every 5 s.
             sendPage(req, res, isFragment(req), {
               title: 'Endpoints',
               current: '/console/endpoints',
@@ -195,6 +210,8 @@ function consolePages(ctx: ConsoleContext) {
               fragmentSrc: '/console/endpoints?fragment=1',
               body: endpointsFragment(receivers, ctx.now?.() ?? new Date()),
               versionSrc: ENDPOINTS_VERSION_SRC,
+              liveTitle: `refreshes when a receiver or its queued deliveries change, at most every ${ENDPOINTS_MIN_REFRESH_MS / 1000} s`,
+              minRefreshMs: ENDPOINTS_MIN_REFRESH_MS,
             });
           },
         },
@@ -316,6 +333,7 @@ async function conversationPage(
     // What the page is, not the bare id (a tab, a bookmark, a screen reader's window list).
     title: `Conversation ${id}`,
     versionSrc: `/console/api/version?id=${encodeURIComponent(id)}`,
+    liveTitle: 'refreshes when this conversation changes',
     fragmentSrc: `/console/conversations/${encodeURIComponent(id)}?fragment=1`,
   };
   // A damaged history is named, not taken for a missing one (docs/operations.md, "After a crash").

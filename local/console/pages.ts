@@ -2,7 +2,7 @@
 import { agentTurn, type ConversationRecord, turnText, userQuery } from '../../functions/domain/conversation.ts';
 import type { EndpointView } from '../../functions/domain/endpoints.ts';
 import { recordFromExport } from '../../functions/domain/export-formats.ts';
-import { attemptsMade, type FailedDeliveryEnvelope } from '../../functions/domain/failed-delivery.ts';
+import { attemptsMade, type FailedDeliveryEnvelope, owedBy } from '../../functions/domain/failed-delivery.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
 import { type HeldReceivers, nextAttemptLabel, type UnreadableReceiver } from '../history/endpoints.ts';
 import { conversationFigures, formatFigures } from '../history/figures.ts';
@@ -47,9 +47,16 @@ export interface PageShell {
   current?: (typeof SECTIONS)[number][0];
   version: string;
   versionSrc: string;
+  /** What the header's "live" says it follows (its tooltip): what this page's poll asks about. */
+  liveTitle?: string;
+  /** The least time between two live refreshes, ms (a page whose rows change with every delivery); none unless told. */
+  minRefreshMs?: number;
   fragmentSrc: string;
   body: SafeHtml;
 }
+
+/** The "live" tooltip of a page that polls the list version (docs/operations.md: each page asks every second). */
+const LIVE_TITLE = 'refreshes when a conversation arrives or changes';
 
 export function page(shell: PageShell): string {
   return html`<!doctype html>
@@ -62,9 +69,9 @@ export function page(shell: PageShell): string {
 <link rel="stylesheet" href="/console/static/console.css">
 <script src="/console/static/console.js" defer></script>
 </head>
-<body data-version="${shell.version}" data-version-src="${shell.versionSrc}" data-fragment-src="${shell.fragmentSrc}">
+<body data-version="${shell.version}" data-version-src="${shell.versionSrc}" data-fragment-src="${shell.fragmentSrc}"${shell.minRefreshMs ? html` data-min-refresh-ms="${shell.minRefreshMs}"` : ''}>
 <a class="skip" href="#content">Skip to content</a>
-<header class="top"><a class="home" href="/console">webhook-gateway · local console</a><nav aria-label="console">${SECTIONS.map(([href, name]) => (href === shell.current ? html`<a href="${href}" aria-current="page">${name}</a>` : html`<a href="${href}">${name}</a>`))}</nav>${shell.versionSrc ? html`<span id="live" class="live" role="status" title="refreshes when conversations arrive">live</span>` : ''}</header>
+<header class="top"><a class="home" href="/console">webhook-gateway · local console</a><nav aria-label="console">${SECTIONS.map(([href, name]) => (href === shell.current ? html`<a href="${href}" aria-current="page">${name}</a>` : html`<a href="${href}">${name}</a>`))}</nav>${shell.versionSrc ? html`<span id="live" class="live" role="status" title="${shell.liveTitle ?? LIVE_TITLE}">live</span>` : ''}</header>
 <div id="flash" role="status" aria-live="polite"></div>
 <main id="content" tabindex="-1">${shell.body}</main>
 </body>
@@ -192,6 +199,21 @@ function answerCell(a: ConversationRecord['execution']['delivery_attempts'][numb
 </details>`;
 }
 
+/**
+ * What Redrive will do: deliver now, unless the receiver is paused or disabled, which holds an operator's redrive as
+ * it holds the schedule (docs/operations.md, "Failed deliveries"): nothing is attempted until it is resumed.
+ */
+function redriveNote(envelope: FailedDeliveryEnvelope, held: HeldReceivers): SafeHtml {
+  const hold = owedBy(envelope) === 'delivery' ? held.get(envelope.webhook_type) : undefined;
+  return hold
+    ? heldNote(envelope.webhook_type, hold, 'redrive')
+    : html`delivers it now through statemachine/redelivery.asl.json`;
+}
+
+/** Why a redrive or a resend of a held receiver's delivery attempts nothing: the receiver holds it until resumed. */
+const heldNote = (type: string, hold: string, what: 'redrive' | 'resend') =>
+  html`${type} is ${hold}: a ${what} is held back too, nothing attempted, until it is resumed on the <a href="/console/endpoints">Endpoints</a> page`;
+
 function deliverySection(
   id: string,
   record: ConversationRecord | null,
@@ -206,6 +228,7 @@ function deliverySection(
   const redrivable = envelope !== null && envelope.state !== 'settled';
   const resendable =
     !redrivable && envelopeUnreadable === null && record?.webhook_context.delivery_status === 'delivered';
+  const resendHold = resendable ? held.get(record!.webhook_context.webhook_type ?? '') : undefined;
   const state =
     envelopeUnreadable !== null
       ? html`<p class="err" id="envelope-unreadable">Failed-delivery store: ${envelopeUnreadable}. Its redelivery state is not shown, the schedule and redrives leave it out, and it can be neither redriven nor resent until the file is mended or deleted.</p>`
@@ -216,8 +239,8 @@ function deliverySection(
   <h2>Delivery attempts <span class="count" title="every try, retries in the workflow included">${tries}</span></h2>
   ${tries > attempts.length ? html`<p class="note">${tries - attempts.length} of them were retried by the workflow at once and are counted from the execution history; the table lists the attempts the record keeps.</p>` : ''}
   ${state}
-  ${redrivable ? html`<p><button type="button" id="redrive" data-id="${id}">Redrive</button> <small>delivers it now through statemachine/redelivery.asl.json</small></p>` : ''}
-  ${resendable ? html`<p><button type="button" id="resend" data-id="${id}">Resend</button> <small>delivers it once more under the same webhook-id <code>${record!.webhook_context.delivery_id}</code></small></p>` : ''}
+  ${redrivable ? html`<p><button type="button" id="redrive" data-id="${id}">Redrive</button> <small id="redrive-note">${redriveNote(envelope, held)}</small></p>` : ''}
+  ${resendable ? html`<p><button type="button" id="resend" data-id="${id}">Resend</button> <small id="resend-note">${resendHold ? heldNote(record!.webhook_context.webhook_type ?? '', resendHold, 'resend') : html`delivers it once more under the same webhook-id <code>${record!.webhook_context.delivery_id}</code>`}</small></p>` : ''}
   ${
     attempts.length === 0
       ? html`<p class="empty">${record ? 'No delivery attempted.' : 'No record of it is read here: its export documents below have its delivery attempts.'}</p>`
@@ -307,6 +330,17 @@ ${input.executions.map(executionSection)}
 ${exportsSection(input.bucket, input.documents, input.exportEnabled)}`;
 }
 
+/**
+ * A receiver's last error: whole when short, else its first 60 characters with the rest on demand (a disclosure the
+ * keyboard and a screen reader open, not a tooltip only a mouse shows).
+ */
+function lastErrorCell(v: EndpointView): SafeHtml | string {
+  const error = v.last_error ?? '';
+  const shown = preview(error, 60);
+  if (shown === error) return error;
+  return html`<details class="answer" data-receiver-error="${v.webhook_type}"><summary>${shown}</summary><pre class="text">${error}</pre></details>`;
+}
+
 /** The recover form's default: a day ago. */
 const dayBefore = (now: Date) => new Date(now.getTime() - 86_400_000).toISOString();
 
@@ -319,7 +353,7 @@ export function endpointsFragment(views: (EndpointView | UnreadableReceiver)[], 
   <h1>Endpoints <span class="count">${views.length}</span></h1>
   <p><small>Each webhook type's receiver. Changes apply from the next delivery (also: <code>npx webhook-gateway endpoints set &lt;type&gt; --url … --rate …</code>).</small></p>
   <table>
-  <thead><tr><th>type</th><th>state</th><th>url</th><th>rate</th><th>last success</th><th class="num">failure streak</th><th>failing since</th><th class="num">queued</th><th>last error</th><th>action</th></tr></thead>
+  <thead><tr><th>type</th><th>state</th><th>url</th><th>rate</th><th title="written at most every 10 s (one write, not one per delivery): a receiver taking deliveries may have had a later one">last success</th><th class="num">failure streak</th><th>failing since</th><th class="num" title="deliveries still owed to it: waiting for the schedule, or dead-lettered (no more automatic attempts); Recover below redrives both">queued</th><th>last error</th><th>action</th></tr></thead>
   <tbody>${views.map((v) =>
     // A damaged file (docs/operations.md, "After a crash"): the file and what to do, in its row; its state is
     // unknown, so both actions are offered (each refuses with the same message until the file is mended).
@@ -329,10 +363,10 @@ export function endpointsFragment(views: (EndpointView | UnreadableReceiver)[], 
     <td><button type="button" data-endpoint-action="pause" data-type="${v.webhook_type}" aria-label="Pause ${v.webhook_type}">Pause</button> <button type="button" data-endpoint-action="resume" data-type="${v.webhook_type}" aria-label="Resume ${v.webhook_type}">Resume</button></td>
   </tr>`
       : html`<tr data-type="${v.webhook_type}" data-state="${v.status}">
-    <td>${v.webhook_type}</td><td>${badge(v.status)}</td><td><code>${v.url ?? '(none)'}</code>${v.url_source === 'deployed' ? html` <small>deployed</small>` : ''}</td>
+    <td>${v.webhook_type}</td><td>${badge(v.status)}</td><td class="url"><code>${v.url ?? '(none)'}</code>${v.url_source === 'deployed' ? html` <small>deployed</small>` : ''}</td>
     <td>${v.rate_per_second === null ? '-' : `${v.rate_per_second}/s`}</td><td class="time">${v.last_success_at ?? '-'}</td>
     <td class="num">${v.consecutive_failures}</td><td class="time">${v.failing_since ?? '-'}</td><td class="num queued">${v.queued ?? '-'}</td>
-    <td class="err">${preview(v.last_error ?? '', 60)}</td>
+    <td class="err last-error">${lastErrorCell(v)}${v.last_failure_at ? html` <small class="time">${v.last_failure_at}</small>` : ''}</td>
     <td>${v.status === 'paused' || v.status === 'disabled' ? html`<button type="button" data-endpoint-action="resume" data-type="${v.webhook_type}" aria-label="Resume ${v.webhook_type}">Resume</button>` : html`<button type="button" data-endpoint-action="pause" data-type="${v.webhook_type}" aria-label="Pause ${v.webhook_type}">Pause</button>`}</td>
   </tr>`,
   )}</tbody>

@@ -9,6 +9,8 @@
   const live = document.getElementById('live');
   const flash = document.getElementById('flash');
   let version = body.dataset.version || '';
+  /** What "live" follows on this page, as the server titled it (the Endpoints page: its receivers, not conversations). */
+  const liveTitle = live ? live.title : '';
   let refreshing = false;
 
   function say(text, kind) {
@@ -32,8 +34,30 @@
     const details = el.tagName === 'SUMMARY' ? el.parentElement : null;
     if (details?.dataset.file) return `details[data-file="${CSS.escape(details.dataset.file)}"] > summary`;
     if (details?.dataset.attempt) return `details[data-attempt="${CSS.escape(details.dataset.attempt)}"] > summary`;
+    if (details?.dataset.receiverError)
+      return `details[data-receiver-error="${CSS.escape(details.dataset.receiverError)}"] > summary`;
     if (el.tagName === 'A' && el.getAttribute('href')) return `a[href="${CSS.escape(el.getAttribute('href'))}"]`;
     return null;
+  }
+
+  /** How long the live poll waits for the gateway's answer, ms; the page's refresh (a page render) waits longer. */
+  const POLL_ANSWER_MS = 10000;
+  const REFRESH_ANSWER_MS = 30000;
+
+  /**
+   * A GET of the gateway and its answer's text, given up after `ms` (by the page's own timers): a gateway that takes
+   * the connection but never answers (hung, stopped in a debugger) is then said to be unreachable, not "live" over a
+   * page that no longer changes.
+   */
+  async function getWithin(url, ms) {
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), ms);
+    try {
+      const response = await fetch(url, { cache: 'no-store', signal: controller.signal });
+      return { response, text: await response.text() };
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Swaps in the page's fresh fragment; the keyboard stays on `from` (the control pressed, else the focused one). */
@@ -42,14 +66,19 @@
     const focus = focusTarget(from);
     refreshing = true;
     try {
-      const response = await fetch(body.dataset.fragmentSrc, { cache: 'no-store' });
+      const { response, text } = await getWithin(body.dataset.fragmentSrc, REFRESH_ANSWER_MS);
       // 404 and 500 are pages of the console too (not found; could not be built, and why): shown as they come.
       if (!response.ok && response.status !== 404 && response.status !== 500)
         throw new Error(`HTTP ${response.status}`);
-      const text = await response.text();
-      // What the reader opened or closed stays so: an export document (by file), a receiver's answer (by attempt).
-      const kept = 'details[data-file], details[data-attempt]';
-      const keyOf = (d) => (d.dataset.file ? `file:${d.dataset.file}` : `attempt:${d.dataset.attempt}`);
+      // What the reader opened or closed stays so: an export document (by file), a receiver's answer (by attempt), a
+      // receiver's last error (by type).
+      const kept = 'details[data-file], details[data-attempt], details[data-receiver-error]';
+      const keyOf = (d) =>
+        d.dataset.file
+          ? `file:${d.dataset.file}`
+          : d.dataset.attempt
+            ? `attempt:${d.dataset.attempt}`
+            : `receiver:${d.dataset.receiverError}`;
       const was = new Map([...content.querySelectorAll(kept)].map((d) => [keyOf(d), d.open]));
       // What the operator typed in a recover form's since field stays too (another type's Pause refreshes the page).
       const typed = new Map(
@@ -96,6 +125,14 @@
    */
   let misses = 0;
 
+  /**
+   * The least time between two live refreshes, ms, as the server set it (the Endpoints page, whose rows change with
+   * every delivery on a busy gateway); a change seen sooner is refreshed once that time is up. 0: at once.
+   */
+  const minRefreshMs = Number(body.dataset.minRefreshMs) || 0;
+  /** When the poll last refreshed the page (Date.now()), or -Infinity. */
+  let liveRefreshedAt = Number.NEGATIVE_INFINITY;
+
   /** Whether the last poll got an error answer: the page then shows the gateway's error page, refreshed once. */
   let failing = false;
   /** When the gateway last did not answer (its first miss in a row), or null while it answers. */
@@ -115,8 +152,13 @@
   async function poll() {
     try {
       if (body.dataset.versionSrc) {
-        const response = await fetch(body.dataset.versionSrc, { cache: 'no-store' });
-        const answer = await response.json().catch(() => ({}));
+        const { response, text } = await getWithin(body.dataset.versionSrc, POLL_ANSWER_MS);
+        let answer = {};
+        try {
+          answer = JSON.parse(text);
+        } catch {
+          // not JSON: said by its status below
+        }
         if (!response.ok) {
           // The gateway answers but cannot say what changed (a damaged data folder): not "live" over a stale page;
           // the page is refreshed once, to the console's error page that says why.
@@ -125,10 +167,13 @@
           unreachableSince = null;
           showLive('offline', 'gateway error', answer.error?.message || `HTTP ${response.status}`);
         } else {
-          if (failing || (answer.version && answer.version !== version)) {
+          const changed = answer.version && answer.version !== version;
+          // Not yet due: `version` is left as it was, so that the next poll after the wait refreshes it.
+          if (failing || (changed && Date.now() - liveRefreshedAt >= minRefreshMs)) {
             await refresh();
             version = answer.version;
             failing = false;
+            liveRefreshedAt = Date.now();
           }
           unreachableSince = null;
           if (answer.stopping)
@@ -137,7 +182,7 @@
               'gateway stopping',
               'the gateway is stopping: the conversations in flight finish, new ones are refused until it is started again',
             );
-          else showLive('ok', 'live', 'refreshes when conversations arrive');
+          else showLive('ok', 'live', liveTitle);
         }
       }
       misses = 0;
@@ -217,27 +262,41 @@
   async function plan(button) {
     const type = button.dataset.plan;
     const since = sinceOf(type);
-    const confirm = content.querySelector(`button[data-recover="${type}"]`);
-    const field = content.querySelector(`input[name="since"][data-type="${type}"]`);
+    // Looked up once the answer is in: a live refresh meanwhile replaced the page's form and its buttons.
+    const confirm = () => content.querySelector(`button[data-recover="${type}"]`);
+    const field = () => content.querySelector(`input[name="since"][data-type="${type}"]`);
+    // A slow gateway: the press is seen at once, not only once the count comes.
+    say(`Planning ${type}: counting the deliveries owed ${since ? `since ${since}` : 'at any time'}…`, 'pending');
     try {
       const { response, result } = await call(`/local/deliveries/plan?${recoverQuery(type, since)}`);
       // A since the gateway refuses: the field is marked (its text kept as typed), the message says why.
-      if (response.status === 400) field?.setAttribute('aria-invalid', 'true');
+      if (response.status === 400) field()?.setAttribute('aria-invalid', 'true');
       if (!response.ok) throw new Error(result.error?.message || `HTTP ${response.status}`);
-      field?.removeAttribute('aria-invalid');
+      field()?.removeAttribute('aria-invalid');
+      // A paused or disabled receiver holds an operator's redrive too (docs/operations.md): said before it is run.
+      const hold = heldBy(type);
       say(
-        `${result.count} ${type} ${result.count === 1 ? 'delivery' : 'deliveries'} owed ${since ? `since ${since}` : 'at any time'} would be redriven, oldest first`,
+        `${result.count} ${type} ${result.count === 1 ? 'delivery' : 'deliveries'} owed ${since ? `since ${since}` : 'at any time'} would be redriven, oldest first${hold && result.count > 0 ? `; but ${type} is ${hold}: each would be held back, nothing attempted, until it is resumed` : ''}`,
         'pending',
       );
-      confirm.dataset.since = since;
-      confirm.dataset.count = String(result.count);
-      confirm.textContent = `Recover ${result.count}`;
-      confirm.setAttribute('aria-label', `Recover ${result.count} ${type}`);
-      confirm.hidden = result.count === 0;
+      const button = confirm();
+      button.dataset.since = since;
+      button.dataset.count = String(result.count);
+      button.textContent = `Recover ${result.count}`;
+      button.setAttribute('aria-label', `Recover ${result.count} ${type}`);
+      button.hidden = result.count === 0;
+      // A plan made again after a recover (which used its button up) can be recovered again.
+      button.disabled = false;
     } catch (error) {
-      confirm.hidden = true;
+      confirm().hidden = true;
       say(`Plan for ${type}: ${error.message}`, 'bad');
     }
+  }
+
+  /** The receiver's state when it holds every delivery, an operator's redrive too (paused, disabled), else null. */
+  function heldBy(type) {
+    const state = content.querySelector(`#endpoints tr[data-type="${CSS.escape(type)}"]`)?.dataset.state;
+    return state === 'paused' || state === 'disabled' ? state : null;
   }
 
   async function recover(button) {
@@ -251,12 +310,17 @@
         .join(', ');
       // Delivered by this recover or meanwhile (another tab, the schedule): nothing is owed any more.
       const done = (result.counts.delivered ?? 0) + (result.counts.already_delivered ?? 0);
+      const held = result.counts.held ?? 0;
       say(
         result.count === 0
           ? `Recovered ${type}: nothing to redrive, none is owed any more ${button.dataset.since ? `since ${button.dataset.since}` : 'at all'} (the plan said ${button.dataset.count}: delivered or redriven meanwhile)`
-          : `Recovered ${type}: ${result.count} redriven${counts ? ` (${counts})` : ''}`,
+          : held === result.count
+            ? `Recover ${type}: nothing attempted, its receiver held back all ${held} (paused, disabled or at its rate: see its state above); they stay owed`
+            : `Recovered ${type}: ${result.count} redriven${counts ? ` (${counts})` : ''}`,
         done === result.count ? 'ok' : 'bad',
       );
+      // The plan is used up: not offered again (the refresh keeps a button still offered), until planned again.
+      button.hidden = true;
     } catch (error) {
       say(`Recover ${type} failed: ${error.message}`, 'bad');
       button.disabled = false;
@@ -266,6 +330,7 @@
   async function endpointAction(button) {
     const { endpointAction: action, type } = button.dataset;
     button.disabled = true;
+    say(`${action === 'pause' ? 'Pausing' : 'Resuming'} ${type}…`, 'pending');
     try {
       const view = await post(`/local/endpoints/${encodeURIComponent(type)}/${action}`);
       say(`${type} is ${view.status}`, 'ok');

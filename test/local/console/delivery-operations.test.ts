@@ -162,6 +162,8 @@ describe.skipIf(skipBrowser)('delivery operations in Chromium', () => {
       [ids.failed, held.body.conversation_id].sort(),
     );
     await page.locator('#endpoints tr[data-type="deal_analysis"] td.queued:text-is("0")').waitFor();
+    // The plan is used up: its Recover is no longer offered (it stayed, disabled, until a reload).
+    expect(await confirm.isVisible()).toBe(false);
 
     // The second tab's Recover, after the first's: nothing is owed any more, and it says so (not as a failure).
     world.receiver.reset();
@@ -174,6 +176,18 @@ describe.skipIf(skipBrowser)('delivery operations in Chromium', () => {
     expect(await other.locator('#flash').getAttribute('class')).toBe('ok');
     expect(world.receiver.received).toHaveLength(0);
     await other.close();
+
+    // Another delivery fails: planned again, its Recover can be pressed (it stayed disabled after the first recover).
+    world.receiver.reply(400);
+    expect((await world.post(SEED_REQUEST)).body.tracking.delivery_status).toBe('failed');
+    world.receiver.reset();
+    await page.locator('button[data-plan="deal_analysis"]').click();
+    await page.locator('button[data-recover="deal_analysis"]:text-is("Recover 1")').waitFor();
+    expect(await confirm.isEnabled()).toBe(true);
+    await confirm.click();
+    await expect
+      .poll(() => page.locator('#flash').innerText(), { timeout: 10_000 })
+      .toBe('Recovered deal_analysis: 1 redriven (1 delivered)');
   });
 
   it('a failed-delivery file that is not JSON: the page shows the conversation and names the file, offers no button', async () => {

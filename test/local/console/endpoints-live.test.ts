@@ -44,6 +44,10 @@ describe.skipIf(skipBrowser)('Endpoints page, live, in Chromium', () => {
     await advance(2);
     expect(await page.locator('header #live').innerText()).toBe('live');
     expect(await page.locator('header #live').getAttribute('class')).toBe('live ok');
+    // What it follows, as it does (it said "refreshes when conversations arrive", which this page never did).
+    expect(await page.locator('header #live').getAttribute('title')).toBe(
+      'refreshes when a receiver or its queued deliveries change, at most every 5 s',
+    );
     const url = page.url();
 
     // Planned here: Recover 1 is offered.

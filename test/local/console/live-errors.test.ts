@@ -80,6 +80,6 @@ describe.skipIf(skipBrowser)('console page open while the gateway stops, in Chro
     );
     await page.unroute('**/console/api/version**');
     await page.locator('#live.ok:text-is("live")').waitFor();
-    expect(await page.locator('#live').getAttribute('title')).toBe('refreshes when conversations arrive');
+    expect(await page.locator('#live').getAttribute('title')).toBe('refreshes when this conversation changes');
   });
 });

@@ -15,7 +15,8 @@ let world: TestWorld;
 let id = '';
 
 beforeAll(async () => {
-  world = await startWorld();
+  // A receiver's URL as long as the gateway's built-in one (nothing of that type is delivered here).
+  world = await startWorld({ DATA_ANALYSIS_WEBHOOK_URL: 'http://127.0.0.1:3000/local/receiver/data_analysis' });
   world.receiver.reply({ status: 500, body: 'Z'.repeat(3_000) }, { status: 200, body: 'ok' });
   const answer = await world.post({ ...SEED_REQUEST, thread_id: THREAD });
   expect(answer.body.tracking.delivery_status).toBe('delivered');
@@ -46,6 +47,29 @@ describe.skipIf(skipBrowser)('console long text in Chromium', () => {
   it('a receiver’s answer without a space wraps in the timeline’s error', async () => {
     await page.goto(`${world.gateway.url}/console/conversations/${id}`);
     expect(await page.locator('table.timeline tr[data-state="Deliver"] .err').innerText()).toMatch(/HTTP 500: Z{100}/);
+    expect(await sideways()).toBe(0);
+  });
+
+  it('a receiver’s last error without a space wraps on the Endpoints page, its Pause in sight', async () => {
+    // Failing still: its failure streak, failing since and last error (with its time) all shown.
+    const z = { status: 500, body: 'Z'.repeat(3_000) };
+    world.receiver.reply(z, z, z, z, z, z);
+    expect((await world.post(SEED_REQUEST)).body.tracking.delivery_status).toBe('retrying');
+    world.receiver.reset();
+    await page.goto(`${world.gateway.url}/console/endpoints`);
+    expect(await page.locator('#endpoints tr[data-type="deal_analysis"] td.time').nth(1).innerText()).toMatch(
+      /^2\d{3}-/,
+    );
+    const row = page.locator('#endpoints tr[data-type="deal_analysis"]');
+    expect(await row.locator('td.err').innerText()).toMatch(/^HTTP 500: Z{40}/);
+    expect(await sideways()).toBe(0);
+    expect(await row.getByRole('button', { name: 'Pause deal_analysis' }).isVisible()).toBe(true);
+    const box = await row.getByRole('button', { name: 'Pause deal_analysis' }).boundingBox();
+    expect(box!.x + box!.width).toBeLessThanOrEqual(1400);
+    // Opened by the keyboard, the whole error (no space in it) wraps too.
+    await row.locator('td.err summary').focus();
+    await page.keyboard.press('Enter');
+    expect(await row.locator('td.err pre').innerText()).toMatch(/^HTTP 500: Z{100}/);
     expect(await sideways()).toBe(0);
   });
 });

@@ -1,0 +1,57 @@
+import type { Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CHROMIUM, skipBrowser, useBrowserPage } from '../../support/browser.ts';
+import { startWorld, type TestWorld } from '../../support/gateway.ts';
+
+/**
+ * A console page open on a gateway that took its requests but never answered (hung, stopped in a debugger, its disk
+ * stuck) said "live" for ever: the live poll waited on its ask with no end, so it neither asked again nor said
+ * anything, over a page that no longer changed. Now an ask unanswered for 10 s counts as the gateway not answering:
+ * "gateway not reachable", since when, and "live" again once it answers. The page's clock is Playwright's.
+ */
+if (skipBrowser) console.warn(`console hung-gateway browser test SKIPPED: ${CHROMIUM} is missing`);
+
+let world: TestWorld;
+
+beforeAll(async () => {
+  world = await startWorld();
+});
+afterAll(async () => {
+  await world?.close();
+});
+
+describe.skipIf(skipBrowser)('a console page open on a gateway that stops answering, in Chromium', () => {
+  let page: Page;
+  useBrowserPage(
+    (opened) => {
+      page = opened;
+    },
+    { noPageErrors: true },
+  );
+
+  it('says it is not reachable once an ask goes unanswered for 10 s, and live again once it answers', async () => {
+    await page.clock.install();
+    await page.goto(`${world.gateway.url}/console/endpoints`);
+    await page.clock.pauseAt(Date.now() + 60_000);
+    const live = page.locator('#live');
+
+    // Every ask taken and never answered.
+    await page.route('**/console/api/version**', () => {});
+    await page.clock.runFor(1_000);
+    await page.clock.runFor(9_000);
+    expect(await live.innerText()).toBe('live');
+    await page.clock.runFor(1_500);
+    await page.locator('#live:text-is("gateway not reachable")').waitFor();
+    expect(await live.getAttribute('title')).toMatch(
+      /^the gateway did not answer since \d\d:\d\d:\d\d: the page shows what it had then$/,
+    );
+
+    // Answering again.
+    await page.unroute('**/console/api/version**');
+    for (let second = 0; second < 15 && (await live.innerText()) !== 'live'; second++) {
+      await page.clock.runFor(1_000);
+      await page.evaluate(() => 0);
+    }
+    await page.locator('#live:text-is("live")').waitFor();
+  });
+});
