@@ -283,6 +283,11 @@ function helpFor(words: string[]): string {
   return USAGE;
 }
 
+const SUBCOMMANDS: Record<string, string> = {
+  conversations: 'list, show, search or query',
+  deliveries: 'list, redrive or resend',
+};
+
 export async function main(argv: string[]): Promise<number> {
   const [command, sub, ...rest] = argv;
   const flags = argv.includes('--') ? argv.slice(0, argv.indexOf('--')) : argv;
@@ -313,6 +318,13 @@ export async function main(argv: string[]): Promise<number> {
     if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
       out(USAGE);
       return 0;
+    }
+    const subs = SUBCOMMANDS[command];
+    if (subs !== undefined) {
+      // A command group without (or with an unknown) subcommand: name the ones it takes and show only their lines.
+      const got = sub === undefined ? '' : `; got "${sub}"`;
+      process.stderr.write(`webhook-gateway: ${command} takes ${subs}${got}\n\n${helpFor([command])}\n`);
+      return 2;
     }
     process.stderr.write(`webhook-gateway: unknown command "${argv.join(' ')}"\n\n${USAGE}\n`);
     return 2;

@@ -39,6 +39,24 @@ describe('help for one command', () => {
     }
   });
 
+  it('a command group without a known subcommand names its subcommands and shows only their lines', async () => {
+    const bare = await runMain(['conversations']);
+    expect(bare.code).toBe(2);
+    expect(bare.stderr).toMatch(/^webhook-gateway: conversations takes list, show, search or query\n\nUsage:\n/);
+    expect(bare.stderr).not.toContain('unknown command');
+    expect(bare.stderr).not.toContain('deliveries list');
+
+    const typo = await runMain(['deliveries', 'lsit']);
+    expect(typo.code).toBe(2);
+    expect(typo.stderr).toMatch(/^webhook-gateway: deliveries takes list, redrive or resend; got "lsit"\n/);
+    expect(typo.stderr).toContain('  deliveries redrive <conversation_id>');
+    expect(typo.stderr).not.toContain('conversations list');
+
+    const unknown = await runMain(['frobnicate']);
+    expect(unknown).toMatchObject({ code: 2 });
+    expect(unknown.stderr).toMatch(/^webhook-gateway: unknown command "frobnicate"/);
+  });
+
   it('a --help after -- is an argument, not a request for help', async () => {
     const sign = await runMain(['sign', '--secret', 'whsec_x', '--', '--help']);
     expect(sign.stdout).not.toMatch(/^Usage:/);
