@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { statusSigningPayload } from '../../functions/domain/conversation-status.ts';
+import { KEY_PATTERN } from '../../functions/domain/idempotency.ts';
 import { type SignedHeaders, signOutbound } from '../../functions/domain/signatures.ts';
 import { CliError, note } from './shared.ts';
 
@@ -29,6 +30,11 @@ export async function sign(args: string[]): Promise<number> {
   if (given !== 1)
     throw new CliError(
       'sign needs exactly one of --data JSON or --file PATH (the exact body you will send), or --status CONVERSATION_ID',
+    );
+  // The gateway refuses any other webhook-id (400), and one with a space would split the printed curl arguments.
+  if (values.id !== undefined && !KEY_PATTERN.test(values.id))
+    throw new CliError(
+      `--id must be 1 to 255 visible ASCII characters (no spaces), as the gateway takes a webhook-id; got "${values.id}"`,
     );
   const body =
     values.status !== undefined

@@ -1,0 +1,19 @@
+import { describe, expect, it } from 'vitest';
+import { runMain } from '../../support/cli.ts';
+
+const SECRET = 'whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=';
+
+/** `webhook-gateway sign` refuses what would only sign a request the gateway then refuses (docs/security.md). */
+describe('sign arguments', () => {
+  it('--id takes only a webhook-id the gateway takes: 1 to 255 visible ASCII characters', async () => {
+    for (const id of ['', 'has space', 'x'.repeat(256), 'caf\u00e9']) {
+      const res = await runMain(['sign', '--secret', SECRET, '--data', '{}', '--id', id]);
+      expect(res.code, id).toBe(1);
+      expect(res.stdout, id).toBe('');
+      expect(res.stderr, id).toMatch(/^webhook-gateway: --id must be 1 to 255 visible ASCII characters/);
+    }
+    const ok = await runMain(['sign', '--secret', SECRET, '--data', '{}', '--id', 'msg_retry-1', '--json']);
+    expect(ok.code).toBe(0);
+    expect(JSON.parse(ok.stdout)['webhook-id']).toBe('msg_retry-1');
+  });
+});
