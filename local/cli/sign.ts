@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
+import { isConversationId } from '../../functions/domain/conversation-id.ts';
 import { statusSigningPayload } from '../../functions/domain/conversation-status.ts';
 import { KEY_PATTERN } from '../../functions/domain/idempotency.ts';
 import { type SignedHeaders, signOutbound } from '../../functions/domain/signatures.ts';
@@ -35,6 +36,11 @@ export async function sign(args: string[]): Promise<number> {
   if (values.id !== undefined && !KEY_PATTERN.test(values.id))
     throw new CliError(
       `--id must be 1 to 255 visible ASCII characters (no spaces), as the gateway takes a webhook-id; got "${values.id}"`,
+    );
+  // The status route answers 404 to any other id before it looks at a signature: a typo would sign in vain.
+  if (values.status !== undefined && !isConversationId(values.status))
+    throw new CliError(
+      `--status takes a conversation id (webhook_<YYYYMMDD>_<HHMMSS>_<source>_<process>_<suffix>, as the 202 gave it); got "${values.status}"`,
     );
   const body =
     values.status !== undefined

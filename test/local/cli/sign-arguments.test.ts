@@ -16,4 +16,22 @@ describe('sign arguments', () => {
     expect(ok.code).toBe(0);
     expect(JSON.parse(ok.stdout)['webhook-id']).toBe('msg_retry-1');
   });
+
+  it('--status takes only a conversation id, which the status route needs', async () => {
+    for (const id of ['nope', 'webhook_20261129_123213_testing_phase3valid_a0ci3ntgci/../x']) {
+      const res = await runMain(['sign', '--secret', SECRET, '--status', id]);
+      expect(res.code, id).toBe(1);
+      expect(res.stdout, id).toBe('');
+      expect(res.stderr, id).toMatch(/^webhook-gateway: --status takes a conversation id/);
+    }
+    const ok = await runMain([
+      'sign',
+      '--secret',
+      SECRET,
+      '--status',
+      'webhook_20261129_123213_testing_phase3valid_a0ci3ntgci',
+    ]);
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toMatch(/^-H webhook-id:msg_\S+ -H webhook-timestamp:\d+ -H webhook-signature:v1,\S+\n$/);
+  });
 });
