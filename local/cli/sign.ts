@@ -45,7 +45,7 @@ export async function sign(args: string[]): Promise<number> {
   const body =
     values.status !== undefined
       ? statusSigningPayload(values.status)
-      : (values.data ?? utf8Body(values.file!, await readFile(values.file!)));
+      : (values.data ?? utf8Body(values.file!, await readBody(values.file!)));
   // curl's -d @file (the form most try first) drops a file's CR and LF, so what it sends is not what was signed.
   if (values.file !== undefined && /[\r\n]/.test(body))
     note(
@@ -65,6 +65,24 @@ export async function sign(args: string[]): Promise<number> {
           .join(' ')}\n`,
   );
   return 0;
+}
+
+/** The body file's bytes; a file that cannot be read is named with the reason, not as a bare system error. */
+async function readBody(file: string): Promise<Buffer> {
+  try {
+    return await readFile(file);
+  } catch (error) {
+    const e = error as NodeJS.ErrnoException;
+    const why =
+      e.code === 'ENOENT'
+        ? 'no such file'
+        : e.code === 'EISDIR'
+          ? 'it is a folder'
+          : e.code === 'EACCES'
+            ? 'permission denied'
+            : e.message;
+    throw new CliError(`--file ${file} cannot be read (${why}): give the file holding the exact body you will send`);
+  }
 }
 
 /**

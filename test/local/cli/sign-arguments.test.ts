@@ -1,3 +1,6 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runMain } from '../../support/cli.ts';
 
@@ -33,5 +36,18 @@ describe('sign arguments', () => {
     ]);
     expect(ok.code).toBe(0);
     expect(ok.stdout).toMatch(/^-H webhook-id:msg_\S+ -H webhook-timestamp:\d+ -H webhook-signature:v1,\S+\n$/);
+  });
+
+  it('--file that cannot be read is named with the reason, not as a bare system error', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'sign-file-'));
+    const missing = await runMain(['sign', '--secret', SECRET, '--file', path.join(dir, 'body.json')]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toBe(
+      `webhook-gateway: --file ${path.join(dir, 'body.json')} cannot be read (no such file): give the file holding the exact body you will send\n`,
+    );
+    const folder = await runMain(['sign', '--secret', SECRET, '--file', dir]);
+    expect(folder.stderr).toMatch(/cannot be read \(it is a folder\)/);
+    expect(folder.stderr).not.toMatch(/EISDIR|ENOENT/);
+    await rm(dir, { recursive: true });
   });
 });
