@@ -102,6 +102,11 @@ async function start(): Promise<number> {
   } catch (error) {
     throw new CliError((error as Error).message);
   }
+  // Else the second listen fails as "port … is already in use: stop the other process", which is this one.
+  if (options.port !== 0 && options.port === options.s3Port && !process.env.AWS_ENDPOINT_URL_S3)
+    throw new CliError(
+      `PORT and LOCAL_S3_PORT are both ${options.port}: the gateway and its embedded S3 each need a port of their own; set one of them to another (0 picks a free one)`,
+    );
   const logFile = divertHandlerLogs(options.dataDir);
   let gateway: RunningGateway;
   try {
