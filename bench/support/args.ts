@@ -29,6 +29,19 @@ export function parseBenchArgs(args: string[]): BenchArgs {
   return { help: false, quick, sections };
 }
 
+/**
+ * A script's one optional count (`npx tsx bench/chaos-kill9.ts [kills=30]`): a positive whole number, `fallback`
+ * without one, or `help`.
+ */
+export function parseCount(args: string[], fallback: number, name: string): number | 'help' {
+  if (args.includes('--help') || args.includes('-h')) return 'help';
+  if (args.length > 1) throw new UsageError(`takes at most one argument, ${name}; got ${args.join(' ')}`);
+  if (args.length === 0) return fallback;
+  const [arg] = args as [string];
+  if (!/^[1-9]\d*$/.test(arg)) throw new UsageError(`${name} must be a positive whole number; got "${arg}"`);
+  return Number(arg);
+}
+
 /** Run `parse`; on `--help` print the usage and exit 0, on a bad argument say so with the usage and exit 2. */
 export function argsOrExit<T>(parse: () => T | 'help' | { help: true }, usage: string): Exclude<T, 'help'> {
   let parsed: T | 'help' | { help: true };

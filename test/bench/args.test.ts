@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseBenchArgs, UsageError } from '../../bench/support/args.ts';
+import { parseBenchArgs, parseCount, UsageError } from '../../bench/support/args.ts';
 
 /** `npm run bench -- …`: checked before anything runs, so a typo never starts the 4-minute run. */
 describe('the bench arguments', () => {
@@ -23,5 +23,23 @@ describe('the bench arguments', () => {
     expect(() => parseBenchArgs(['bogus'])).toThrow(
       new UsageError('unknown bench section bogus: choose from cost, bundles, gateway (or none for all)'),
     );
+  });
+});
+
+/** `npx tsx bench/chaos-kill9.ts [kills=30]`: NaN kills ran no kill at all, then "passed". */
+describe('a script count', () => {
+  it('is a positive whole number, the default without one, or help', () => {
+    expect(parseCount([], 30, 'kills')).toBe(30);
+    expect(parseCount(['5'], 30, 'kills')).toBe(5);
+    expect(parseCount(['--help'], 30, 'kills')).toBe('help');
+    expect(parseCount(['-h'], 30, 'kills')).toBe('help');
+  });
+
+  it('refuses anything else with the name of what it counts', () => {
+    for (const bad of ['0', '-3', '1.5', 'ten', '--kills=3'])
+      expect(() => parseCount([bad], 30, 'kills'), bad).toThrow(
+        new UsageError(`kills must be a positive whole number; got "${bad}"`),
+      );
+    expect(() => parseCount(['3', '4'], 30, 'kills')).toThrow(/at most one argument, kills/);
   });
 });
