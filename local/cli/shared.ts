@@ -146,7 +146,8 @@ export function resultDetail(result: RedeliveryResult): string {
 export async function gatewayUrl(explicit: string | undefined, dataDir: string): Promise<string> {
   const url =
     explicit ??
-    process.env.GATEWAY_URL ??
+    // An empty variable counts as unset (docs/configuration.md).
+    (process.env.GATEWAY_URL || undefined) ??
     (await readGatewayRuntime(dataDir))?.url ??
     `http://127.0.0.1:${resolveOptions().port}`;
   return url.replace(/\/$/, '');
