@@ -144,11 +144,17 @@ export function resultDetail(result: RedeliveryResult): string {
 
 /** Where the running local gateway is: --url, GATEWAY_URL, the gateway running on this data directory (its gateway.json), or PORT on loopback. */
 export async function gatewayUrl(explicit: string | undefined, dataDir: string): Promise<string> {
+  // An empty variable counts as unset (docs/configuration.md).
+  const given = explicit !== undefined ? '--url' : process.env.GATEWAY_URL ? 'GATEWAY_URL' : null;
   const url =
     explicit ??
-    // An empty variable counts as unset (docs/configuration.md).
     (process.env.GATEWAY_URL || undefined) ??
     (await readGatewayRuntime(dataDir))?.url ??
     `http://127.0.0.1:${resolveOptions().port}`;
+  // Else a typo reads as "the local gateway is not running at <it>".
+  if (given !== null && !/^https?:\/\/[^\s/?#]+/i.test(url))
+    throw new CliError(
+      `${given} must be the gateway's http:// address, e.g. http://127.0.0.1:3000 (what npm start prints); got "${url}"`,
+    );
   return url.replace(/\/$/, '');
 }

@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { gatewayUrl } from '../../../local/cli/shared.ts';
+import { CliError, gatewayUrl } from '../../../local/cli/shared.ts';
 
 /** Where `deliveries redrive`/`resend` find the running gateway: --url, GATEWAY_URL, gateway.json, or PORT. */
 describe('the gateway URL of the CLI', () => {
@@ -25,5 +25,19 @@ describe('the gateway URL of the CLI', () => {
     expect(await gatewayUrl(undefined, dataDir)).toBe('http://127.0.0.1:41234');
     process.env.GATEWAY_URL = 'http://127.0.0.1:9/';
     expect(await gatewayUrl(undefined, dataDir)).toBe('http://127.0.0.1:9');
+  });
+
+  it('a --url or GATEWAY_URL that is no http(s) address is named as such, not as a gateway that is not running', async () => {
+    process.env.GATEWAY_URL = '';
+    await expect(gatewayUrl('127.0.0.1:3000', dataDir)).rejects.toThrow(
+      new CliError(
+        `--url must be the gateway's http:// address, e.g. http://127.0.0.1:3000 (what npm start prints); got "127.0.0.1:3000"`,
+      ),
+    );
+    process.env.GATEWAY_URL = 'notaurl';
+    await expect(gatewayUrl(undefined, dataDir)).rejects.toThrow(
+      /^GATEWAY_URL must be the gateway's http:\/\/ address/,
+    );
+    expect(await gatewayUrl('https://gw.example:8443/', dataDir)).toBe('https://gw.example:8443');
   });
 });
