@@ -99,7 +99,16 @@ async function callGateway<T>(url: string, pathname: string, what: string): Prom
       `the local gateway is not running at ${url}: start it with "npm start" (a ${what} runs the redelivery workflow inside it), or pass --url`,
     );
   }
-  const body = (await response.json()) as T | { error?: { message?: string } };
+  let body: T | { error?: { message?: string } };
+  try {
+    body = (await response.json()) as T | { error?: { message?: string } };
+  } catch {
+    // Another server on that port (the embedded S3, a dev server): say so rather than "SyntaxError: Unexpected token".
+    const type = response.headers.get('content-type') ?? 'no content type';
+    throw new CliError(
+      `${url} answered the ${what} with HTTP ${response.status} (${type}), not the local gateway's JSON: is it the gateway's address? Use the URL npm start prints (--url or GATEWAY_URL)`,
+    );
+  }
   if (response.status >= 400) {
     const error = (body as { error?: { message?: string } }).error;
     if (response.status !== 404 || error)

@@ -1,8 +1,11 @@
 import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CliError, gatewayUrl } from '../../../local/cli/shared.ts';
+import { runMain } from '../../support/cli.ts';
 
 /** Where `deliveries redrive`/`resend` find the running gateway: --url, GATEWAY_URL, gateway.json, or PORT. */
 describe('the gateway URL of the CLI', () => {
@@ -39,5 +42,24 @@ describe('the gateway URL of the CLI', () => {
       /^GATEWAY_URL must be the gateway's http:\/\/ address/,
     );
     expect(await gatewayUrl('https://gw.example:8443/', dataDir)).toBe('https://gw.example:8443');
+  });
+
+  it('a --url that answers but is not the gateway (another server, the embedded S3) is said so, not a JSON SyntaxError', async () => {
+    const other = createServer((_req, res) => {
+      res.writeHead(403, { 'content-type': 'application/xml' });
+      res.end('<?xml version="1.0"?><Error><Code>AccessDenied</Code></Error>');
+    });
+    await new Promise<void>((r) => other.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(other.address() as AddressInfo).port}`;
+    try {
+      const id = 'webhook_20261203_014742_testing_phase3valid_c65swbapsr';
+      const result = await runMain(['deliveries', 'resend', id, '--url', url], { LOCAL_DATA_DIR: dataDir });
+      expect(result.code).toBe(1);
+      expect(result.stderr).toBe(
+        `webhook-gateway: ${url} answered the resend with HTTP 403 (application/xml), not the local gateway's JSON: is it the gateway's address? Use the URL npm start prints (--url or GATEWAY_URL)\n`,
+      );
+    } finally {
+      other.close();
+    }
   });
 });
