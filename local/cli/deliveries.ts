@@ -23,6 +23,7 @@ import {
   deliveriesTable,
   gatewayUrl,
   limitOf,
+  noMoreThanOne,
   note,
   out,
   parseSince,
@@ -137,6 +138,7 @@ export async function deliveriesRedrive(args: string[]): Promise<number> {
     },
   });
   // Checked before anything is read, here and on AWS: a typo must not plan "0 deliveries".
+  noMoreThanOne(positionals, 'deliveries redrive', 'conversation id (or --all)');
   parseSince(values.since);
   parseWebhookType(values.type);
   // How many of the plan's deliveries a dry run shows (it counts them all); a redrive redrives every one planned.
@@ -273,6 +275,7 @@ export async function deliveriesResend(args: string[]): Promise<number> {
     allowPositionals: true,
     options: { url: { type: 'string' }, json: { type: 'boolean' }, ...AWS_OPTIONS },
   });
+  noMoreThanOne(positionals, 'deliveries resend', 'conversation id');
   const id = positionals[0];
   if (!id) throw new CliError('deliveries resend needs a conversation id (of a delivered conversation)');
   if (!isConversationId(id)) throw new CliError(`"${id}" is not a conversation id`);

@@ -114,6 +114,17 @@ export function limitOf(value: string | undefined, fallback: number): number {
   return limit;
 }
 
+/**
+ * A command that acts on one thing (a conversation id, a webhook type) refuses a second rather than ignore it: an
+ * operator who typed two would think both were acted on.
+ */
+export function noMoreThanOne(positionals: string[], command: string, what: string): void {
+  if (positionals.length > 1)
+    throw new CliError(
+      `${command} takes one ${what}, got ${positionals.length}: ${positionals.join(' ')} (run it once for each)`,
+    );
+}
+
 /** The table of `deliveries list` (local and --aws): one envelope a row, its state and next due as `state` and `due` say. */
 export function deliveriesTable(
   envelopes: FailedDeliveryEnvelope[],
