@@ -288,6 +288,26 @@ function helpFor(words: string[]): string {
   return USAGE;
 }
 
+/** Flags that take one comma-separated list (conversation-filters.ts): a repeated one is most likely meant as a list. */
+const LIST_FLAGS = new Set(['source', 'type', 'status']);
+
+/**
+ * A flag given twice would keep only its last value (node:util parseArgs), silently: `--type deal_analysis --type
+ * general` would list general alone. Refused, naming the flag; only `--param` may repeat.
+ */
+function refuseRepeatedFlags(flags: string[]): void {
+  const seen = new Set<string>();
+  for (const arg of flags) {
+    const name = /^--([a-z][a-z-]*)(=|$)/.exec(arg)?.[1];
+    if (name === undefined || name === 'param') continue;
+    if (seen.has(name)) {
+      const list = LIST_FLAGS.has(name) ? ` (for several, one comma-separated list: --${name} a,b)` : '';
+      throw new CliError(`--${name} is given twice: give it once${list}`);
+    }
+    seen.add(name);
+  }
+}
+
 const SUBCOMMANDS: Record<string, string> = {
   conversations: 'list, show, search or query',
   deliveries: 'list, redrive or resend',
@@ -310,6 +330,7 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   try {
+    refuseRepeatedFlags(flags);
     if (command === 'start') return await start();
     if (command === 'conversations' && sub === 'list') return await conversationsList(rest);
     if (command === 'conversations' && sub === 'show') return await conversationsShow(rest);

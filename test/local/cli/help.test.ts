@@ -57,6 +57,27 @@ describe('help for one command', () => {
     expect(unknown.stderr).toMatch(/^webhook-gateway: unknown command "frobnicate"/);
   });
 
+  it('a flag given twice is refused, not read as its last value alone; --param may repeat', async () => {
+    const type = await runMain(['conversations', 'list', '--type', 'deal_analysis', '--type', 'general']);
+    expect(type).toMatchObject({ code: 1, stdout: '' });
+    expect(type.stderr).toBe(
+      'webhook-gateway: --type is given twice: give it once (for several, one comma-separated list: --type a,b)\n',
+    );
+    const since = await runMain([
+      'deliveries',
+      'redrive',
+      '--all',
+      '--since=2026-11-28',
+      '--since',
+      '2026-11-29',
+      '--dry-run',
+    ]);
+    expect(since.stderr).toBe('webhook-gateway: --since is given twice: give it once\n');
+    // After --, words are arguments: searching for "--type --type" is not a repeated flag.
+    const sign = await runMain(['sign', '--secret', 'whsec_x', '--', '--id', '--id']);
+    expect(sign.stderr).not.toContain('given twice');
+  });
+
   it('a --help after -- is an argument, not a request for help', async () => {
     const sign = await runMain(['sign', '--secret', 'whsec_x', '--', '--help']);
     expect(sign.stdout).not.toMatch(/^Usage:/);
