@@ -27,6 +27,7 @@ import { searchSql } from '../local/history/export-search.ts';
 import { sampleAgentAnswer } from '../local/server/sample-agent.ts';
 import { startEmbeddedS3 } from '../local/store/embedded-s3.ts';
 import { inProcessS3 } from '../local/store/in-process-s3-transport.ts';
+import { argsOrExit, parseCount } from './support/args.ts';
 import { PROJECT_ROOT } from './support/processes.ts';
 import { summarize } from './support/stats.ts';
 
@@ -265,7 +266,10 @@ export async function measureAnalytics(
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const n = Number(process.argv[2] ?? 10_000);
+  const n = argsOrExit(
+    () => parseCount(process.argv.slice(2), 10_000, 'conversations'),
+    'usage: node --import tsx bench/analytics.ts [conversations=10000]   (docs/performance.md §6)',
+  );
   measureAnalytics(n, (line) => process.stdout.write(`${line}\n`)).then(
     (r) =>
       process.stdout.write(

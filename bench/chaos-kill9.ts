@@ -33,8 +33,12 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { argsOrExit, parseCount } from './support/args.ts';
 
-const KILLS = Number(process.argv[2] ?? 30);
+const KILLS = argsOrExit(
+  () => parseCount(process.argv.slice(2), 30, 'kills'),
+  'usage: npx tsx bench/chaos-kill9.ts [kills=30]   (about 20 s per kill; docs/development.md)',
+);
 const START_BOUND_MS = Number(process.env.CHAOS_START_BOUND_MS ?? 60_000);
 const BIN = path.join(import.meta.dirname, '..', 'bin', 'webhook-gateway.mjs');
 

@@ -17,17 +17,15 @@ import { EXPRESS_LOG_ITEM, SCENARIOS } from './cost.ts';
 import { costSection } from './cost-report.ts';
 import { measureEngineOverhead } from './engine-overhead.ts';
 import { GATEWAY_TARGET, gatewaySection, printGatewaySummary } from './gateway-report.ts';
+import { argsOrExit, BENCH_USAGE, parseBenchArgs } from './support/args.ts';
 import { RESULTS_DIR } from './support/processes.ts';
 import type { RequestSizeName } from './support/requests.ts';
 import { formatTable, verdict } from './support/table.ts';
 
-const QUICK = process.argv.includes('--quick');
+const args = argsOrExit(() => parseBenchArgs(process.argv.slice(2)), BENCH_USAGE);
+const QUICK = args.quick;
 /** Sections named on the command line (`npm run bench -- cost`): only those run. None: the whole bench. */
-const SECTIONS = ['cost', 'bundles', 'gateway'] as const;
-const selected = process.argv.slice(2).filter((a) => !a.startsWith('--'));
-for (const name of selected)
-  if (!(SECTIONS as readonly string[]).includes(name))
-    throw new Error(`unknown bench section ${name}: choose from ${SECTIONS.join(', ')} (or none for all)`);
+const selected = args.sections;
 const LOAD_SECONDS = QUICK ? 2 : 5;
 const CONCURRENCY = [1, 4, 8, 32];
 const SIZES: RequestSizeName[] = ['1KB', '64KB', '250KB'];

@@ -50,6 +50,7 @@ export const STACK_OUTPUTS = {
   threadTable: 'ThreadTableName',
   acceptStateMachineArn: 'AcceptStateMachineArn',
   acceptExecutionLogGroup: 'AcceptExecutionLogGroupName',
+  statusLogGroup: 'StatusLogGroupName',
   statusUrlTemplate: 'StatusUrlTemplate',
   deliveriesTable: 'DeliveriesTableName',
   deliverFunction: 'DeliverFunctionName',
@@ -324,6 +325,11 @@ export class WebhookGatewayStack extends Stack {
       STACK_OUTPUTS.acceptExecutionLogGroup,
       this.accept.logGroup.logGroupName,
       'Accept execution history (level ALL, with data)',
+    );
+    output(
+      STACK_OUTPUTS.statusLogGroup,
+      this.functions.status.stageLogGroup.logGroupName,
+      'The status route function log (WEBHOOK_STATUS_REJECTED lines)',
     );
     output(
       STACK_OUTPUTS.statusUrlTemplate,

@@ -17,7 +17,8 @@ export const DEFAULT_IDEMPOTENCY_TTL_SECONDS = 86_400;
  * extends it to the full window.
  */
 export const IN_PROGRESS_TTL_SECONDS = 420;
-const KEY_PATTERN = /^[\x21-\x7e]{1,255}$/;
+/** An `Idempotency-Key` or `webhook-id` the gateway takes (once trimmed): 1 to 255 visible ASCII characters. */
+export const KEY_PATTERN = /^[\x21-\x7e]{1,255}$/;
 
 export interface IdempotencyRecord {
   pk: string;

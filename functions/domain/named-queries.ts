@@ -1,6 +1,6 @@
 import { CONVERSATIONS_TABLE } from './analytics-table.ts';
 import { isCalendarDate } from './iso-date.ts';
-import { canonicalSource } from './source-identity.ts';
+import { canonicalSource, MAX_SOURCE_NAME_LENGTH, SOURCE_NAME_PATTERN } from './source-identity.ts';
 
 /**
  * The saved SQL queries over the `conversations` table: the three Logs Insights questions of docs/deploy.md,
@@ -219,6 +219,13 @@ export function bindNamedQuery(
       throw new QueryParamError(`${query.id} needs ${param.name} (${param.description}): --param ${param.name}=…`);
     // Exports hold a source in its one canonical form (docs/security.md, "One identity per source"), whatever its
     // sender's spelling: `Your.System` is `your_system`, as the CLI's --source filters read it.
-    return param.name === 'source_system' ? canonicalSource(value.trim()) : value;
+    if (param.name !== 'source_system') return value;
+    // A name no request could have sent would only find nothing: refused, as the --source filters refuse it.
+    const source = value.trim();
+    if (source.length > MAX_SOURCE_NAME_LENGTH || !SOURCE_NAME_PATTERN.test(source))
+      throw new QueryParamError(
+        `${query.id}: source_system takes a source_system name (letters, digits, '_', '-', '.', starting with a letter or digit, at most ${MAX_SOURCE_NAME_LENGTH}); got "${value}"`,
+      );
+    return canonicalSource(source);
   });
 }

@@ -33,7 +33,16 @@ import { localExportBucket, readGatewayRuntime } from '../store/gateway-runtime.
 import { ObjectStore } from '../store/object-store.ts';
 import { explainAwsError, exportMissingOrDenied } from './aws/errors.ts';
 import { localHeldReceivers } from './deliveries.ts';
-import { AWS_OPTIONS, awsRequested, CliError, DEFAULT_STACK_NAME, limitOf, note, out } from './shared.ts';
+import {
+  AWS_OPTIONS,
+  awsRequested,
+  CliError,
+  DEFAULT_STACK_NAME,
+  limitOf,
+  noMoreThanOne,
+  note,
+  out,
+} from './shared.ts';
 import { formatTable, printable } from './table.ts';
 
 const FILTER_OPTIONS = {
@@ -198,6 +207,7 @@ export async function conversationsShow(args: string[]): Promise<number> {
     allowPositionals: true,
     options: { json: { type: 'boolean' }, ...AWS_OPTIONS },
   });
+  noMoreThanOne(positionals, 'conversations show', 'conversation id');
   const id = positionals[0];
   if (!id)
     throw new CliError(

@@ -23,6 +23,7 @@ import {
   deliveriesTable,
   gatewayUrl,
   limitOf,
+  noMoreThanOne,
   note,
   out,
   parseSince,
@@ -99,7 +100,16 @@ async function callGateway<T>(url: string, pathname: string, what: string): Prom
       `the local gateway is not running at ${url}: start it with "npm start" (a ${what} runs the redelivery workflow inside it), or pass --url`,
     );
   }
-  const body = (await response.json()) as T | { error?: { message?: string } };
+  let body: T | { error?: { message?: string } };
+  try {
+    body = (await response.json()) as T | { error?: { message?: string } };
+  } catch {
+    // Another server on that port (the embedded S3, a dev server): say so rather than "SyntaxError: Unexpected token".
+    const type = response.headers.get('content-type') ?? 'no content type';
+    throw new CliError(
+      `${url} answered the ${what} with HTTP ${response.status} (${type}), not the local gateway's JSON: is it the gateway's address? Use the URL npm start prints (--url or GATEWAY_URL)`,
+    );
+  }
   if (response.status >= 400) {
     const error = (body as { error?: { message?: string } }).error;
     if (response.status !== 404 || error)
@@ -128,6 +138,7 @@ export async function deliveriesRedrive(args: string[]): Promise<number> {
     },
   });
   // Checked before anything is read, here and on AWS: a typo must not plan "0 deliveries".
+  noMoreThanOne(positionals, 'deliveries redrive', 'conversation id (or --all)');
   parseSince(values.since);
   parseWebhookType(values.type);
   // How many of the plan's deliveries a dry run shows (it counts them all); a redrive redrives every one planned.
@@ -264,6 +275,7 @@ export async function deliveriesResend(args: string[]): Promise<number> {
     allowPositionals: true,
     options: { url: { type: 'string' }, json: { type: 'boolean' }, ...AWS_OPTIONS },
   });
+  noMoreThanOne(positionals, 'deliveries resend', 'conversation id');
   const id = positionals[0];
   if (!id) throw new CliError('deliveries resend needs a conversation id (of a delivered conversation)');
   if (!isConversationId(id)) throw new CliError(`"${id}" is not a conversation id`);

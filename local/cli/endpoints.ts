@@ -17,7 +17,7 @@ import { changeLocalDeliverySecrets, deliverySecretsFileOf } from '../store/deli
 import { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
 import { readGatewayRuntime } from '../store/gateway-runtime.ts';
 import { type EndpointEdit, printEndpoints } from './endpoint-table.ts';
-import { AWS_OPTIONS, awsRequested, CliError, gatewayUrl, note, out, shownPath } from './shared.ts';
+import { AWS_OPTIONS, awsRequested, CliError, gatewayUrl, noMoreThanOne, note, out, shownPath } from './shared.ts';
 
 const ENDPOINTS_USAGE = `endpoints list [--json]
   endpoints set <type> [--url URL | --url default] [--rate N/s | --rate none] [--secret whsec_…] [--drop-previous-secret] [--json]
@@ -127,6 +127,9 @@ export async function endpointsCommand(sub: string | undefined, args: string[]):
   });
   if (!['list', 'set', 'pause', 'resume'].includes(sub ?? ''))
     throw new CliError(`endpoints takes list, set, pause or resume:\n  ${ENDPOINTS_USAGE}`);
+  if (sub === 'list' && positionals.length > 0)
+    throw new CliError(`endpoints list takes no arguments, got "${positionals.join(' ')}" (it lists every type)`);
+  noMoreThanOne(positionals, `endpoints ${sub}`, 'webhook type');
   const type = sub === 'list' ? null : webhookTypeArg(positionals[0], sub!);
   const edit = sub === 'set' ? parseEdit(values) : null;
   if (sub !== 'set' && (values.url ?? values.rate ?? values.secret ?? values['drop-previous-secret']) !== undefined)

@@ -102,6 +102,11 @@ async function start(): Promise<number> {
   } catch (error) {
     throw new CliError((error as Error).message);
   }
+  // Else the second listen fails as "port … is already in use: stop the other process", which is this one.
+  if (options.port !== 0 && options.port === options.s3Port && !process.env.AWS_ENDPOINT_URL_S3)
+    throw new CliError(
+      `PORT and LOCAL_S3_PORT are both ${options.port}: the gateway and its embedded S3 each need a port of their own; set one of them to another (0 picks a free one)`,
+    );
   const logFile = divertHandlerLogs(options.dataDir);
   let gateway: RunningGateway;
   try {
@@ -283,6 +288,31 @@ function helpFor(words: string[]): string {
   return USAGE;
 }
 
+/** Flags that take one comma-separated list (conversation-filters.ts): a repeated one is most likely meant as a list. */
+const LIST_FLAGS = new Set(['source', 'type', 'status']);
+
+/**
+ * A flag given twice would keep only its last value (node:util parseArgs), silently: `--type deal_analysis --type
+ * general` would list general alone. Refused, naming the flag; only `--param` may repeat.
+ */
+function refuseRepeatedFlags(flags: string[]): void {
+  const seen = new Set<string>();
+  for (const arg of flags) {
+    const name = /^--([a-z][a-z-]*)(=|$)/.exec(arg)?.[1];
+    if (name === undefined || name === 'param') continue;
+    if (seen.has(name)) {
+      const list = LIST_FLAGS.has(name) ? ` (for several, one comma-separated list: --${name} a,b)` : '';
+      throw new CliError(`--${name} is given twice: give it once${list}`);
+    }
+    seen.add(name);
+  }
+}
+
+const SUBCOMMANDS: Record<string, string> = {
+  conversations: 'list, show, search or query',
+  deliveries: 'list, redrive or resend',
+};
+
 export async function main(argv: string[]): Promise<number> {
   const [command, sub, ...rest] = argv;
   const flags = argv.includes('--') ? argv.slice(0, argv.indexOf('--')) : argv;
@@ -300,6 +330,7 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   try {
+    refuseRepeatedFlags(flags);
     if (command === 'start') return await start();
     if (command === 'conversations' && sub === 'list') return await conversationsList(rest);
     if (command === 'conversations' && sub === 'show') return await conversationsShow(rest);
@@ -313,6 +344,13 @@ export async function main(argv: string[]): Promise<number> {
     if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
       out(USAGE);
       return 0;
+    }
+    const subs = SUBCOMMANDS[command];
+    if (subs !== undefined) {
+      // A command group without (or with an unknown) subcommand: name the ones it takes and show only their lines.
+      const got = sub === undefined ? '' : `; got "${sub}"`;
+      process.stderr.write(`webhook-gateway: ${command} takes ${subs}${got}\n\n${helpFor([command])}\n`);
+      return 2;
     }
     process.stderr.write(`webhook-gateway: unknown command "${argv.join(' ')}"\n\n${USAGE}\n`);
     return 2;

@@ -61,7 +61,13 @@ function parseParams(values: string[] | undefined): Partial<Record<QueryParam['n
   for (const entry of values ?? []) {
     const at = entry.indexOf('=');
     if (at <= 0) throw new CliError(`--param takes name=value, got "${entry}"`);
-    params[entry.slice(0, at)] = entry.slice(at + 1);
+    const name = entry.slice(0, at);
+    // Else the last would silently win, and the query answer for a value the user may not have meant.
+    if (Object.hasOwn(params, name))
+      throw new CliError(
+        `--param ${name} is given twice ("${params[name]}" and "${entry.slice(at + 1)}"): give it once`,
+      );
+    params[name] = entry.slice(at + 1);
   }
   return params;
 }

@@ -114,6 +114,17 @@ export function limitOf(value: string | undefined, fallback: number): number {
   return limit;
 }
 
+/**
+ * A command that acts on one thing (a conversation id, a webhook type) refuses a second rather than ignore it: an
+ * operator who typed two would think both were acted on.
+ */
+export function noMoreThanOne(positionals: string[], command: string, what: string): void {
+  if (positionals.length > 1)
+    throw new CliError(
+      `${command} takes one ${what}, got ${positionals.length}: ${positionals.join(' ')} (run it once for each)`,
+    );
+}
+
 /** The table of `deliveries list` (local and --aws): one envelope a row, its state and next due as `state` and `due` say. */
 export function deliveriesTable(
   envelopes: FailedDeliveryEnvelope[],
@@ -144,10 +155,17 @@ export function resultDetail(result: RedeliveryResult): string {
 
 /** Where the running local gateway is: --url, GATEWAY_URL, the gateway running on this data directory (its gateway.json), or PORT on loopback. */
 export async function gatewayUrl(explicit: string | undefined, dataDir: string): Promise<string> {
+  // An empty variable counts as unset (docs/configuration.md).
+  const given = explicit !== undefined ? '--url' : process.env.GATEWAY_URL ? 'GATEWAY_URL' : null;
   const url =
     explicit ??
-    process.env.GATEWAY_URL ??
+    (process.env.GATEWAY_URL || undefined) ??
     (await readGatewayRuntime(dataDir))?.url ??
     `http://127.0.0.1:${resolveOptions().port}`;
+  // Else a typo reads as "the local gateway is not running at <it>".
+  if (given !== null && !/^https?:\/\/[^\s/?#]+/i.test(url))
+    throw new CliError(
+      `${given} must be the gateway's http:// address, e.g. http://127.0.0.1:3000 (what npm start prints); got "${url}"`,
+    );
   return url.replace(/\/$/, '');
 }

@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
+import { isConversationId } from '../../functions/domain/conversation-id.ts';
 import { statusSigningPayload } from '../../functions/domain/conversation-status.ts';
+import { KEY_PATTERN } from '../../functions/domain/idempotency.ts';
 import { type SignedHeaders, signOutbound } from '../../functions/domain/signatures.ts';
 import { CliError, note } from './shared.ts';
 
@@ -30,10 +32,20 @@ export async function sign(args: string[]): Promise<number> {
     throw new CliError(
       'sign needs exactly one of --data JSON or --file PATH (the exact body you will send), or --status CONVERSATION_ID',
     );
+  // The gateway refuses any other webhook-id (400), and one with a space would split the printed curl arguments.
+  if (values.id !== undefined && !KEY_PATTERN.test(values.id))
+    throw new CliError(
+      `--id must be 1 to 255 visible ASCII characters (no spaces), as the gateway takes a webhook-id; got "${values.id}"`,
+    );
+  // The status route answers 404 to any other id before it looks at a signature: a typo would sign in vain.
+  if (values.status !== undefined && !isConversationId(values.status))
+    throw new CliError(
+      `--status takes a conversation id (webhook_<YYYYMMDD>_<HHMMSS>_<source>_<process>_<suffix>, as the 202 gave it); got "${values.status}"`,
+    );
   const body =
     values.status !== undefined
       ? statusSigningPayload(values.status)
-      : (values.data ?? utf8Body(values.file!, await readFile(values.file!)));
+      : (values.data ?? utf8Body(values.file!, await readBody(values.file!)));
   // curl's -d @file (the form most try first) drops a file's CR and LF, so what it sends is not what was signed.
   if (values.file !== undefined && /[\r\n]/.test(body))
     note(
@@ -53,6 +65,24 @@ export async function sign(args: string[]): Promise<number> {
           .join(' ')}\n`,
   );
   return 0;
+}
+
+/** The body file's bytes; a file that cannot be read is named with the reason, not as a bare system error. */
+async function readBody(file: string): Promise<Buffer> {
+  try {
+    return await readFile(file);
+  } catch (error) {
+    const e = error as NodeJS.ErrnoException;
+    const why =
+      e.code === 'ENOENT'
+        ? 'no such file'
+        : e.code === 'EISDIR'
+          ? 'it is a folder'
+          : e.code === 'EACCES'
+            ? 'permission denied'
+            : e.message;
+    throw new CliError(`--file ${file} cannot be read (${why}): give the file holding the exact body you will send`);
+  }
 }
 
 /**

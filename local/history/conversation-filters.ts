@@ -6,7 +6,11 @@
 import { type DeliveryStatus, WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
 import { idPart, PROCESS_PART_LENGTH, SOURCE_PART_LENGTH } from '../../functions/domain/conversation-id.ts';
 import { isoInstant } from '../../functions/domain/named-queries.ts';
-import { canonicalSource } from '../../functions/domain/source-identity.ts';
+import {
+  canonicalSource,
+  MAX_SOURCE_NAME_LENGTH,
+  SOURCE_NAME_PATTERN,
+} from '../../functions/domain/source-identity.ts';
 import { MAX_THREAD_ID_LENGTH, THREAD_ID_PATTERN } from '../../functions/domain/thread.ts';
 
 export interface ConversationFilter {
@@ -80,6 +84,14 @@ export function parseFilter(flags: FilterFlags): ConversationFilter {
   }
   if (flags.source !== undefined && list(flags.source).length === 0)
     throw new FilterError('--source needs a source system (or system/process)');
+  // A value no request could have sent (a space, a third part) would match nothing: say so rather than list nothing.
+  for (const s of list(flags.source)) {
+    const parts = s.split('/');
+    if (parts.length > 2 || parts.some((p) => p.length > MAX_SOURCE_NAME_LENGTH || !SOURCE_NAME_PATTERN.test(p)))
+      throw new FilterError(
+        `--source takes a source_system or source_system/source_process (letters, digits, '_', '-', '.', starting with a letter or digit, at most ${MAX_SOURCE_NAME_LENGTH} each; or a comma-separated list); got "${s}"`,
+      );
+  }
   let since: number | null = null;
   if (flags.since !== undefined) {
     // An ISO 8601 date or date-time; a date-time without a zone would silently use the local one, so require it.

@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
+import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
 import {
   type ExecutionInput,
   errorBody,
@@ -109,6 +110,17 @@ function listen(server: Server, port: number, host: string): Promise<number> {
 
 /** How often the running gateway sweeps its local history (store/retention.ts); it also sweeps at start. */
 const SWEEP_EVERY_MS = 3_600_000;
+
+/**
+ * The built-in receiver has one path per webhook type: another name (`deal-analysis`) answers 404 naming them,
+ * rather than `[]` as if nothing had arrived, or a delivery recorded where nobody looks.
+ */
+function unknownReceiver(type: string, res: ServerResponse): boolean {
+  if ((WEBHOOK_TYPES as readonly string[]).includes(type)) return false;
+  const paths = WEBHOOK_TYPES.map((t) => `/local/receiver/${t}`).join(', ');
+  sendJson(res, 404, errorBody('NOT_FOUND', `No built-in receiver "${type}": there is one per webhook type, ${paths}`));
+  return true;
+}
 
 /** Start the local gateway: HTTP server, embedded S3, sample agent, built-in receiver, the ASL on the local engine. */
 export async function startGateway(partial: Partial<GatewayOptions> = {}): Promise<RunningGateway> {
@@ -476,11 +488,14 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
         guard: (handler) => operatorOnly(handler),
         methods: {
           POST: async (req, res, m) => {
+            if (unknownReceiver(m[1]!, res)) return;
             const raw = (await readBody(req, 1024 * 1024)).toString('utf8');
             await receiver.record(m[1]!, req.headers, raw);
             sendJson(res, 200, { received: true });
           },
-          GET: async (_req, res, m) => sendJson(res, 200, receiver.byType(m[1]!)),
+          GET: async (_req, res, m) => {
+            if (!unknownReceiver(m[1]!, res)) sendJson(res, 200, receiver.byType(m[1]!));
+          },
         },
       },
       { path: /^\/local\/(deliveries|endpoints)(\/.*)?$/, mount: operator },

@@ -246,6 +246,10 @@ describe('GET /conversations/{conversation_id}', () => {
     expect(outputs.StatusTableName!.Value).toEqual({ Ref: id('AWS::DynamoDB::Table', 'AsyncConversationsStatus') });
     expect(outputs.ThreadTableName!.Value).toEqual({ Ref: id('AWS::DynamoDB::Table', 'AsyncConversationsThreads') });
     expect(outputs.AcceptStateMachineArn!.Value).toEqual({ Ref: id('AWS::StepFunctions::StateMachine', 'Accept') });
+    // Where the status route's WEBHOOK_STATUS_REJECTED lines land: no other output names its function's log group.
+    expect(outputs.StatusLogGroupName!.Value).toEqual({
+      Ref: id('AWS::Logs::LogGroup', 'FunctionsConversationStatusLogGroup'),
+    });
   });
 });
 

@@ -133,7 +133,17 @@ export function explainAwsError(
       'no AWS credentials: pass --profile P or set AWS_PROFILE (run "aws sso login" first if it uses SSO), or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY',
     );
   }
-  if (/region is missing/i.test(message)) return new CliError('no AWS region: pass --region R or set AWS_REGION');
+  if (/region is missing/i.test(message)) {
+    // With a profile, the region may come from it too (docs/operations.md), and a profile that does not exist has none.
+    const profile = where.profile ?? process.env.AWS_PROFILE;
+    const from = where.profile ? '--profile' : 'AWS_PROFILE';
+    const config = process.env.AWS_CONFIG_FILE ? `${process.env.AWS_CONFIG_FILE} (AWS_CONFIG_FILE)` : '~/.aws/config';
+    return new CliError(
+      profile
+        ? `no AWS region: pass --region R or set AWS_REGION, or give profile "${profile}" (${from}) a region in ${config} (is the profile there at all?)`
+        : 'no AWS region: pass --region R or set AWS_REGION',
+    );
+  }
   if (name === 'ValidationError' && /does not exist/i.test(message)) {
     return new CliError(
       `stack "${where.stack}" does not exist in ${region}: pass --stack NAME (and --region R) of a deployed webhook gateway`,

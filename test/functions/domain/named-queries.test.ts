@@ -242,6 +242,14 @@ describe('binding parameters', () => {
       expect(bindNamedQuery(bySource, { source_system: spelled }, NOW).at(-1)).toBe('your_system');
     expect(() => bindNamedQuery(bySource, { source_system: '' }, NOW)).toThrow(/needs source_system/);
   });
+
+  it('refuses a source_system no request could have sent, rather than answer no rows', () => {
+    const bySource = namedQuery('conversations-by-source')!;
+    for (const bad of ['your system', 'crm/sync', '_crm', 'x'.repeat(65)])
+      expect(() => bindNamedQuery(bySource, { source_system: bad }, NOW), bad).toThrow(
+        /^conversations-by-source: source_system takes a source_system name/,
+      );
+  });
 });
 
 describe('the SQL both engines share', () => {

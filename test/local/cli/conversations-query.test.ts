@@ -128,6 +128,10 @@ describe('conversations query (DuckDB over the local exports)', () => {
       [['--named', 'delivery-success', '--param', 'since=last week'], /^webhook-gateway: since must be an ISO 8601/],
       [['--named', 'delivery-success', 'SELECT 1'], /^webhook-gateway: give either SQL or --named/],
       [['SELECT 1', '--param', 'x=1'], /^webhook-gateway: --param goes with --named/],
+      [
+        ['--named', 'delivery-success', '--param', 'since=2026-11-28', '--param', 'since=2026-11-29'],
+        /^webhook-gateway: --param since is given twice \("2026-11-28" and "2026-11-29"\): give it once$/m,
+      ],
       [['SELECT 1', '--json', '--csv'], /^webhook-gateway: --json and --csv: choose one/],
       [['SELECT 1', '--stack', 'X'], /^webhook-gateway: --stack, --region and --profile go with --aws/],
       [['DROP VIEW conversations'], /^webhook-gateway: conversations query only reads .*"DROP" is refused/],

@@ -39,6 +39,45 @@ describe('help for one command', () => {
     }
   });
 
+  it('a command group without a known subcommand names its subcommands and shows only their lines', async () => {
+    const bare = await runMain(['conversations']);
+    expect(bare.code).toBe(2);
+    expect(bare.stderr).toMatch(/^webhook-gateway: conversations takes list, show, search or query\n\nUsage:\n/);
+    expect(bare.stderr).not.toContain('unknown command');
+    expect(bare.stderr).not.toContain('deliveries list');
+
+    const typo = await runMain(['deliveries', 'lsit']);
+    expect(typo.code).toBe(2);
+    expect(typo.stderr).toMatch(/^webhook-gateway: deliveries takes list, redrive or resend; got "lsit"\n/);
+    expect(typo.stderr).toContain('  deliveries redrive <conversation_id>');
+    expect(typo.stderr).not.toContain('conversations list');
+
+    const unknown = await runMain(['frobnicate']);
+    expect(unknown).toMatchObject({ code: 2 });
+    expect(unknown.stderr).toMatch(/^webhook-gateway: unknown command "frobnicate"/);
+  });
+
+  it('a flag given twice is refused, not read as its last value alone; --param may repeat', async () => {
+    const type = await runMain(['conversations', 'list', '--type', 'deal_analysis', '--type', 'general']);
+    expect(type).toMatchObject({ code: 1, stdout: '' });
+    expect(type.stderr).toBe(
+      'webhook-gateway: --type is given twice: give it once (for several, one comma-separated list: --type a,b)\n',
+    );
+    const since = await runMain([
+      'deliveries',
+      'redrive',
+      '--all',
+      '--since=2026-11-28',
+      '--since',
+      '2026-11-29',
+      '--dry-run',
+    ]);
+    expect(since.stderr).toBe('webhook-gateway: --since is given twice: give it once\n');
+    // After --, words are arguments: searching for "--type --type" is not a repeated flag.
+    const sign = await runMain(['sign', '--secret', 'whsec_x', '--', '--id', '--id']);
+    expect(sign.stderr).not.toContain('given twice');
+  });
+
   it('a --help after -- is an argument, not a request for help', async () => {
     const sign = await runMain(['sign', '--secret', 'whsec_x', '--', '--help']);
     expect(sign.stdout).not.toMatch(/^Usage:/);

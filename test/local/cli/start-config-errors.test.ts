@@ -124,6 +124,23 @@ describe('start refuses bad configuration before it listens', () => {
     }
   });
 
+  it('PORT and LOCAL_S3_PORT the same: one line saying so, not "already in use: stop the other process"', async () => {
+    const probe = createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+    const port = (probe.address() as { port: number }).port;
+    await new Promise((r) => probe.close(r));
+    const result = await runCli(['start'], {
+      PORT: String(port),
+      LOCAL_S3_PORT: String(port),
+      LOCAL_DATA_DIR: dataDir,
+      AWS_ENDPOINT_URL_S3: undefined,
+    });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toBe(
+      `webhook-gateway: PORT and LOCAL_S3_PORT are both ${port}: the gateway and its embedded S3 each need a port of their own; set one of them to another (0 picks a free one)\n`,
+    );
+  });
+
   it('a data folder whose delivery secrets file was cut short: one line naming the file, exit 1, nothing left running', async () => {
     const folder = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-cut-secrets-'));
     try {

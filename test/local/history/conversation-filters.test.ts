@@ -79,6 +79,17 @@ describe('conversation filters', () => {
     expect(() => parseFilter({ since: '2026-04-31T10:00:00Z' })).toThrow(/--since must be an ISO 8601/);
     expect(parseFilter({ since: '2024-02-29' }).since).toBe(Date.parse('2024-02-29'));
     expect(() => parseFilter({ source: ' , ' })).toThrow(/--source needs/);
+    // A source no request could have sent matches nothing: refused, not listed as "No conversations match".
+    expect(() => parseFilter({ source: 'testing system' })).toThrow(
+      /--source takes a source_system .*got "testing system"/,
+    );
+    expect(() => parseFilter({ source: 'crm/sync/extra' })).toThrow(/--source takes/);
+    expect(() => parseFilter({ source: 'crm_system,/sync' })).toThrow(/got "\/sync"/);
+    expect(() => parseFilter({ source: 'x'.repeat(65) })).toThrow(/at most 64/);
+    expect(parseFilter({ source: 'CRM.System/Nightly-Sync, other' }).sources).toEqual([
+      'crm_system/nightly_sync',
+      'other',
+    ]);
   });
 });
 

@@ -109,6 +109,26 @@ describe('every operator and helper route answers the local operator only', () =
     },
   );
 
+  it('the built-in receiver answers only its four types: another name is 404 naming them, not [] as if nothing came', async () => {
+    for (const method of ['GET', 'POST']) {
+      const res = await send('/local/receiver/deal-analysis', {
+        method,
+        headers: { 'content-type': 'application/json' },
+        ...(method === 'POST' ? { body: '{"x":1}' } : {}),
+      });
+      expect(res.status, method).toBe(404);
+      expect((JSON.parse(res.body) as { error: { code: string; message: string } }).error).toEqual({
+        code: 'NOT_FOUND',
+        message:
+          'No built-in receiver "deal-analysis": there is one per webhook type, /local/receiver/deal_analysis, /local/receiver/data_analysis, /local/receiver/lead_analysis, /local/receiver/general',
+      });
+    }
+    expect(
+      await readFile(path.join(world.dataDir, 'receiver', 'deal_analysis.jsonl'), 'utf8').catch(() => ''),
+    ).not.toContain('"x":1');
+    expect((await send('/local/receiver/general')).status).toBe(200);
+  });
+
   it('a rebound page can neither read the built-in receiver’s deliveries nor write its files', async () => {
     await send('/local/receiver/deal_analysis', {
       method: 'POST',

@@ -41,6 +41,16 @@ describe('--aws credentials', () => {
     ).toMatch(/^webhook-gateway: the AWS credentials of profile "prod" cannot be used: The SSO session .* has expired/);
   });
 
+  it('no region: names the profile it may come from, when there is one', async () => {
+    const noRegion = sdkError('Error', 'Region is missing');
+    expect(await refused(noRegion, { AWS_PROFILE: undefined, AWS_REGION: undefined })).toBe(
+      'webhook-gateway: no AWS region: pass --region R or set AWS_REGION',
+    );
+    expect(await refused(noRegion, { AWS_PROFILE: 'nope', AWS_REGION: undefined, AWS_CONFIG_FILE: undefined })).toBe(
+      'webhook-gateway: no AWS region: pass --region R or set AWS_REGION, or give profile "nope" (AWS_PROFILE) a region in ~/.aws/config (is the profile there at all?)',
+    );
+  });
+
   it('a profile that gives none names the profile', async () => {
     expect(
       await refused(sdkError('CredentialsProviderError', 'Could not load credentials from any providers'), {

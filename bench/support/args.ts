@@ -1,0 +1,63 @@
+/**
+ * The arguments of the bench's entry points (docs/performance.md, docs/development.md), checked before anything runs:
+ * a misspelt flag or `--help` must not start a run of minutes, and a bad value is one line, not a stack trace.
+ */
+export class UsageError extends Error {}
+
+const SECTIONS = ['cost', 'bundles', 'gateway'];
+
+export const BENCH_USAGE = `usage: npm run bench [-- [--quick] [cost] [bundles] [gateway]]
+  no section   every figure of docs/performance.md (about 4 minutes on 2 cores)
+  --quick      2 s per load level: a smoke run
+  cost         the cost model only (bench/results/cost.json)
+  bundles      the Lambda bundles and their cold init only
+  gateway      the gateway's throughput and latency only (about 3 minutes)`;
+
+export type BenchArgs = { help: true } | { help: false; quick: boolean; sections: string[] };
+
+/** `npm run bench -- [--quick] [section…]`. */
+export function parseBenchArgs(args: string[]): BenchArgs {
+  if (args.includes('--help') || args.includes('-h')) return { help: true };
+  let quick = false;
+  const sections: string[] = [];
+  for (const arg of args) {
+    if (arg === '--quick') quick = true;
+    else if (arg.startsWith('-')) throw new UsageError(`unknown option ${arg}`);
+    else if (SECTIONS.includes(arg)) sections.push(arg);
+    else throw new UsageError(`unknown bench section ${arg}: choose from ${SECTIONS.join(', ')} (or none for all)`);
+  }
+  return { help: false, quick, sections };
+}
+
+/**
+ * A script's one optional count (`npx tsx bench/chaos-kill9.ts [kills=30]`): a positive whole number, `fallback`
+ * without one, or `help`.
+ */
+export function parseCount(args: string[], fallback: number, name: string): number | 'help' {
+  if (args.includes('--help') || args.includes('-h')) return 'help';
+  if (args.length > 1) throw new UsageError(`takes at most one argument, ${name}; got ${args.join(' ')}`);
+  if (args.length === 0) return fallback;
+  const [arg] = args as [string];
+  if (!/^[1-9]\d*$/.test(arg)) throw new UsageError(`${name} must be a positive whole number; got "${arg}"`);
+  return Number(arg);
+}
+
+/** Run `parse`; on `--help` print the usage and exit 0, on a bad argument say so with the usage and exit 2. */
+export function argsOrExit<T>(parse: () => T | 'help' | { help: true }, usage: string): Exclude<T, 'help'> {
+  let parsed: T | 'help' | { help: true };
+  try {
+    parsed = parse();
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    process.stderr.write(`${error.message}\n\n${usage}\n`);
+    process.exit(2);
+  }
+  if (
+    parsed === 'help' ||
+    (typeof parsed === 'object' && parsed !== null && 'help' in parsed && parsed.help === true)
+  ) {
+    process.stdout.write(`${usage}\n`);
+    process.exit(0);
+  }
+  return parsed as Exclude<T, 'help'>;
+}

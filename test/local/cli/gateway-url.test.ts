@@ -1,0 +1,65 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CliError, gatewayUrl } from '../../../local/cli/shared.ts';
+import { runMain } from '../../support/cli.ts';
+
+/** Where `deliveries redrive`/`resend` find the running gateway: --url, GATEWAY_URL, gateway.json, or PORT. */
+describe('the gateway URL of the CLI', () => {
+  let dataDir: string;
+  const saved = { GATEWAY_URL: process.env.GATEWAY_URL, PORT: process.env.PORT };
+  beforeAll(async () => {
+    dataDir = await mkdtemp(path.join(tmpdir(), 'gateway-url-'));
+  });
+  afterAll(async () => {
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  it('an empty GATEWAY_URL counts as unset, as every variable does (docs/configuration.md)', async () => {
+    process.env.PORT = '41234';
+    process.env.GATEWAY_URL = '';
+    expect(await gatewayUrl(undefined, dataDir)).toBe('http://127.0.0.1:41234');
+    process.env.GATEWAY_URL = 'http://127.0.0.1:9/';
+    expect(await gatewayUrl(undefined, dataDir)).toBe('http://127.0.0.1:9');
+  });
+
+  it('a --url or GATEWAY_URL that is no http(s) address is named as such, not as a gateway that is not running', async () => {
+    process.env.GATEWAY_URL = '';
+    await expect(gatewayUrl('127.0.0.1:3000', dataDir)).rejects.toThrow(
+      new CliError(
+        `--url must be the gateway's http:// address, e.g. http://127.0.0.1:3000 (what npm start prints); got "127.0.0.1:3000"`,
+      ),
+    );
+    process.env.GATEWAY_URL = 'notaurl';
+    await expect(gatewayUrl(undefined, dataDir)).rejects.toThrow(
+      /^GATEWAY_URL must be the gateway's http:\/\/ address/,
+    );
+    expect(await gatewayUrl('https://gw.example:8443/', dataDir)).toBe('https://gw.example:8443');
+  });
+
+  it('a --url that answers but is not the gateway (another server, the embedded S3) is said so, not a JSON SyntaxError', async () => {
+    const other = createServer((_req, res) => {
+      res.writeHead(403, { 'content-type': 'application/xml' });
+      res.end('<?xml version="1.0"?><Error><Code>AccessDenied</Code></Error>');
+    });
+    await new Promise<void>((r) => other.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(other.address() as AddressInfo).port}`;
+    try {
+      const id = 'webhook_20261203_014742_testing_phase3valid_c65swbapsr';
+      const result = await runMain(['deliveries', 'resend', id, '--url', url], { LOCAL_DATA_DIR: dataDir });
+      expect(result.code).toBe(1);
+      expect(result.stderr).toBe(
+        `webhook-gateway: ${url} answered the resend with HTTP 403 (application/xml), not the local gateway's JSON: is it the gateway's address? Use the URL npm start prints (--url or GATEWAY_URL)\n`,
+      );
+    } finally {
+      other.close();
+    }
+  });
+});
