@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { DuckDBConnection, DuckDBInstance, DuckDBValue } from '@duckdb/node-api';
 import {
   ANALYSIS_COLUMNS,
@@ -192,6 +193,7 @@ async function refresh(
       else rows.push(row);
     });
     await appendRows(connection, CACHE_TABLE, rows, CACHE_TYPES);
+    await nextTurn(); // the reads, parses and appends are synchronous: in the gateway, requests are served between batches
   }
   await connection.run('DROP TABLE _listed');
   return { read: staleObjects.length, changed, built: true, skipped };
