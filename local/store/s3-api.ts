@@ -402,6 +402,8 @@ export class S3Api {
   }
 
   private async listUploads(bucket: string, query: URLSearchParams): Promise<S3Response> {
+    // Uploads are listed one by one, never rolled up into common prefixes: a listing asked to would be another one.
+    if (query.get('delimiter')) throw notImplemented('delimiter on ListMultipartUploads');
     const prefix = query.get('prefix') ?? '';
     const maxUploads = parseMaxKeys(query.get('max-uploads'), 'max-uploads');
     // S3's paging: the uploads after key-marker (with upload-id-marker, also those of that key listed after that

@@ -243,6 +243,13 @@ describe('ListObjects (v1) pages with markers', () => {
 });
 
 describe('ListMultipartUploads pages past 1,000 uploads', () => {
+  it('a delimiter, which this store does not roll uploads up by, is 501 NotImplemented rather than ignored', async () => {
+    const res = await fetch(`${s3.endpoint}/${BUCKET}?uploads&delimiter=/`);
+    expect(res.status).toBe(501);
+    expect(await res.text()).toMatch(/<Code>NotImplemented<\/Code>.*delimiter on ListMultipartUploads/);
+    expect((await fetch(`${s3.endpoint}/${BUCKET}?uploads&prefix=x/`)).status).toBe(200);
+  });
+
   it('NextKeyMarker and NextUploadIdMarker continue the listing: every upload once, in key then start order', async () => {
     // 1,003 uploads begun straight in the store (one CreateMultipartUpload each through S3 would take long), three
     // of them on one key: a page may end between two uploads of a key.
