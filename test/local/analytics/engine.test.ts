@@ -1,7 +1,7 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { analysisFormat } from '../../../functions/domain/export-formats.ts';
 import { completeConversation, withAgentAnswer, withClassification } from '../../../functions/domain/lifecycle.ts';
@@ -281,5 +281,38 @@ describe('the two sources agree', () => {
     // From a day, each lists only that day's folder and the later ones.
     for (const source of [storeDirectorySource(dataDir(), 'analytics-test'), s3Source(bucket)])
       expect((await source.list('2026/11/30')).map((o) => dayOfKey(o.key))).toEqual(['2026/11/30']);
+  });
+
+  it('over S3, from a day long ago, is one listing that starts after the earlier days, not one per day', async () => {
+    for (const [at, suffix] of [
+      ['2019-12-31T23:00:00.000Z', 'old0'],
+      ['2020-01-02T08:00:00.000Z', 'old1'],
+      ['2026-11-28T08:00:00.000Z', 'new1'],
+    ]) {
+      const d = document(at!, suffix!);
+      await client.send(new PutObjectCommand({ Bucket: 'analytics-test', Key: d.key, Body: d.text }));
+    }
+    const listings: (string | undefined)[] = [];
+    const counting = Object.create(client) as S3Client;
+    counting.send = ((command: { input: { StartAfter?: string } }) => {
+      if (command instanceof ListObjectsV2Command) listings.push(command.input.StartAfter);
+      return client.send(command as never);
+    }) as S3Client['send'];
+    const source = s3Source({
+      client: counting,
+      bucket: 'analytics-test',
+      endpoint: s3.endpoint,
+      via: 'running',
+      close: async () => {},
+    });
+    const every = (await source.list(null)).map((o) => o.key);
+    expect(listings).toEqual([undefined]);
+    listings.length = 0;
+    // Every day since 2020: a listing per day was 2,500 requests and more, each a round trip.
+    const fromDay = (await source.list('2020/01/01')).map((o) => o.key);
+    expect(fromDay).toEqual(every.filter((key) => dayOfKey(key)! >= '2020/01/01'));
+    expect(fromDay.map(dayOfKey)).toEqual(expect.arrayContaining(['2020/01/02', '2026/11/28']));
+    expect(fromDay.map(dayOfKey)).not.toContain('2019/12/31');
+    expect(listings).toEqual(['conversation-history/2020/01/01/']);
   });
 });
