@@ -57,9 +57,17 @@ export const ANALYSIS_COLUMNS = [
   { name: 'total_time_ms', type: 'bigint', description: 'received to closed' },
   { name: 'request_size_bytes', type: 'bigint', description: 'size of the request body' },
   { name: 'query', type: 'string', description: 'the question, in full' },
-  { name: 'query_length', type: 'bigint', description: 'characters in query' },
+  {
+    name: 'query_length',
+    type: 'bigint',
+    description: "query's length in UTF-16 code units (an emoji counts 2; SQL's length() counts 1)",
+  },
   { name: 'response', type: 'string', description: "the agent's answer text, in full (not its structured data)" },
-  { name: 'response_length', type: 'bigint', description: 'characters in response' },
+  {
+    name: 'response_length',
+    type: 'bigint',
+    description: "response's length in UTF-16 code units (an emoji counts 2; SQL's length() counts 1)",
+  },
   {
     name: 'error_count',
     type: 'bigint',

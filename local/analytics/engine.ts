@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { DuckDBConnection, DuckDBInstance, DuckDBValue } from '@duckdb/node-api';
 import {
   ANALYSIS_COLUMNS,
@@ -127,6 +128,9 @@ async function appendRows(
   appender.closeSync();
 }
 
+/** Documents read (and their rows appended) at a time when the table is brought up to date. */
+export const READ_BATCH = 500;
+
 const CACHE_TYPES = [...CONVERSATIONS_COLUMNS.map((c) => c.type), 'string', 'string'] as ('string' | 'bigint')[];
 
 /**
@@ -169,22 +173,28 @@ async function refresh(
   }
 
   const skipped: RefreshReport['skipped'] = [];
-  const rows: Row[] = [];
-  const texts = await source.read(staleObjects);
-  staleObjects.forEach((object, i) => {
-    const text = texts[i];
-    if (text === null || text === undefined) return; // deleted since the listing
-    const row = rowOfDocument(text, object);
-    if (typeof row === 'string') skipped.push({ key: object.key, reason: row });
-    else rows.push(row);
-  });
   await connection.run(`CREATE TABLE ${CACHE_TABLE} (${ddlColumns()})`);
   if (cache) {
     await connection.run(
       `INSERT INTO ${CACHE_TABLE} SELECT * FROM read_parquet(${sqlText(cache)}) c WHERE NOT (${inScope}) OR c.${KEY} IN (SELECT k FROM _listed l WHERE l.v = c.${VERSION})`,
     );
   }
-  await appendRows(connection, CACHE_TABLE, rows, CACHE_TYPES);
+  // A batch at a time, each appended before the next is read: the documents of a whole bucket (a first run, every
+  // answer up to 64 KB) are never all in memory at once.
+  for (let start = 0; start < staleObjects.length; start += READ_BATCH) {
+    const batch = staleObjects.slice(start, start + READ_BATCH);
+    const texts = await source.read(batch);
+    const rows: Row[] = [];
+    batch.forEach((object, i) => {
+      const text = texts[i];
+      if (text === null || text === undefined) return; // deleted since the listing
+      const row = rowOfDocument(text, object);
+      if (typeof row === 'string') skipped.push({ key: object.key, reason: row });
+      else rows.push(row);
+    });
+    await appendRows(connection, CACHE_TABLE, rows, CACHE_TYPES);
+    await nextTurn(); // the reads, parses and appends are synchronous: in the gateway, requests are served between batches
+  }
   await connection.run('DROP TABLE _listed');
   return { read: staleObjects.length, changed, built: true, skipped };
 }

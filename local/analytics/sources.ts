@@ -71,39 +71,32 @@ async function dayFolders(root: string): Promise<string[]> {
   return days;
 }
 
-/** The `YYYY/MM/DD` folders from `fromDay` to tomorrow (UTC): the day folders an S3 listing from that day looks in. */
-function daysFrom(fromDay: string, now = Date.now()): string[] {
-  const days: string[] = [];
-  for (let t = Date.parse(`${fromDay.replaceAll('/', '-')}T00:00:00Z`); t <= now + 86_400_000; t += 86_400_000)
-    days.push(new Date(t).toISOString().slice(0, 10).replaceAll('-', '/'));
-  return days;
-}
-
 /**
- * Any S3 endpoint: one listing of conversation-history/ (every page), or of each day folder from `fromDay` on; one GET
- * per new or changed object.
+ * Any S3 endpoint: one paged listing of conversation-history/, from `fromDay` on starting after the folders before it
+ * (StartAfter `conversation-history/<fromDay>/`: the day folders sort by date); one GET per new or changed object.
  */
 export function s3Source(bucket: ExportBucket): AnalysisSource {
-  const listPrefix = async (prefix: string, objects: AnalysisObject[]) => {
-    let token: string | undefined;
-    do {
-      const page = await bucket.client.send(
-        new ListObjectsV2Command({ Bucket: bucket.bucket, Prefix: prefix, ContinuationToken: token }),
-      );
-      for (const o of page.Contents ?? []) {
-        if (o.Key?.endsWith(`/${ANALYSIS_FILE}`))
-          objects.push({ key: o.Key, version: `${o.ETag ?? ''}:${o.LastModified?.getTime() ?? ''}` });
-      }
-      token = page.IsTruncated ? page.NextContinuationToken : undefined;
-    } while (token);
-  };
   return {
     location: `s3://${bucket.bucket} at ${bucket.endpoint}`,
     async list(fromDay) {
       if (bucket.via === 'empty') return [];
       const objects: AnalysisObject[] = [];
-      if (!fromDay) await listPrefix(`${EXPORT_PREFIX}/`, objects);
-      else for (const day of daysFrom(fromDay)) await listPrefix(`${EXPORT_PREFIX}/${day}/`, objects);
+      let token: string | undefined;
+      do {
+        const page = await bucket.client.send(
+          new ListObjectsV2Command({
+            Bucket: bucket.bucket,
+            Prefix: `${EXPORT_PREFIX}/`,
+            StartAfter: fromDay ? `${EXPORT_PREFIX}/${fromDay}/` : undefined,
+            ContinuationToken: token,
+          }),
+        );
+        for (const o of page.Contents ?? []) {
+          if (o.Key?.endsWith(`/${ANALYSIS_FILE}`))
+            objects.push({ key: o.Key, version: `${o.ETag ?? ''}:${o.LastModified?.getTime() ?? ''}` });
+        }
+        token = page.IsTruncated ? page.NextContinuationToken : undefined;
+      } while (token);
       return objects;
     },
     read(objects) {

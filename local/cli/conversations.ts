@@ -445,12 +445,16 @@ export async function conversationsSearch(args: string[], mode: { listing?: bool
     where = `the ${values.stack ?? DEFAULT_STACK_NAME} stack's exports (Athena: ${megabytes(run.scannedBytes)} scanned)`;
   } else {
     const { openLocalEngine } = await import('./query.ts');
-    const engine = await openLocalEngine();
+    // With --since, the SQL reads only the day folders from it on (its `day` condition): only those are listed and
+    // brought up to date, however many days the bucket holds; how many the other days hold is then not counted.
+    const fromDay =
+      filter.since === null ? null : new Date(filter.since).toISOString().slice(0, 10).replaceAll('-', '/');
+    const engine = await openLocalEngine(fromDay);
     try {
       const query = searchSql({ text, filter, limit });
       rows = (await engine.query(query.sql, query.params)).rows;
-      where = engine.location;
-      of = ` of ${engine.report.rows}`;
+      where = fromDay ? `${engine.location}, the exports from ${fromDay} on` : engine.location;
+      if (!fromDay) of = ` of ${engine.report.rows}`;
     } finally {
       engine.close();
     }

@@ -119,32 +119,39 @@ export async function conversationsQuery(args: string[]): Promise<number> {
     throw new CliError(
       `conversations query only reads (SELECT, WITH, VALUES, SHOW, DESCRIBE, EXPLAIN): "${changes}" is refused`,
     );
-  const result = aws ? await onAthena(values, sql, params) : await onDuckDb(sql, params);
+  // A named query reads only the day folders from its `since` on (SINCE_CONDITION): only those are listed and brought
+  // up to date here, however many days the bucket holds.
+  const fromDay = values.named !== undefined ? params[0]!.slice(0, 10).replaceAll('-', '/') : null;
+  const result = aws ? await onAthena(values, sql, params) : await onDuckDb(sql, params, fromDay);
   if (format === 'csv') process.stdout.write(formatResult(result, format));
   else if (format === 'json' || result.rows.length > 0) out(formatResult(result, format));
   else out('(no rows)');
   return 0;
 }
 
-/** The engine over this machine's exports, with what reading them found said on stderr. */
-export async function openLocalEngine() {
+/**
+ * The engine over this machine's exports, with what reading them found said on stderr; from `fromDay` (`YYYY/MM/DD`),
+ * only that day's exports and the later ones are brought up to date (the earlier days' rows are as last read).
+ */
+export async function openLocalEngine(fromDay: string | null = null) {
   const { openLocalAnalytics } = await import('../analytics/engine.ts');
   const { ExportBucketError } = await import('../store/export-bucket.ts');
-  const engine = await openLocalAnalytics(resolveOptions().dataDir).catch((error) => {
+  const engine = await openLocalAnalytics(resolveOptions().dataDir, process.env, undefined, fromDay).catch((error) => {
     throw error instanceof ExportBucketError ? new CliError(error.message) : error;
   });
   reportRefresh(engine.report);
   return engine;
 }
 
-async function onDuckDb(sql: string, params: string[]): Promise<QueryResult> {
+async function onDuckDb(sql: string, params: string[], fromDay: string | null): Promise<QueryResult> {
   const { QueryError } = await import('../analytics/engine.ts');
-  const engine = await openLocalEngine();
+  const engine = await openLocalEngine(fromDay);
   try {
     const result = await engine.query(sql, params).catch((error) => {
       throw error instanceof QueryError ? new CliError(`query failed: ${error.message}`) : error;
     });
-    note(`${result.rows.length} row(s) · ${engine.report.rows} exported conversation(s) in ${engine.location}`);
+    const read = fromDay ? `the exports from ${fromDay} on` : `${engine.report.rows} exported conversation(s)`;
+    note(`${result.rows.length} row(s) · ${read} in ${engine.location}`);
     return result;
   } finally {
     engine.close();

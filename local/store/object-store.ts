@@ -150,7 +150,7 @@ export function decodeSegment(name: string): string {
 }
 
 /** S3's key order: UTF-8 bytes, i.e. code points (UTF-16 units differ only around surrogates). */
-function compareKeys(a: string, b: string): number {
+export function compareKeys(a: string, b: string): number {
   const n = Math.min(a.length, b.length);
   for (let i = 0; i < n; i++) {
     const x = a.charCodeAt(i);
@@ -554,7 +554,7 @@ export class ObjectStore {
       names.map(async (id) => ({ id, ...(await this.getUpload(id).catch(() => null)) })),
     );
     return (uploads.filter((u) => u.bucket === bucket) as (UploadInfo & { id: string })[]).sort(
-      (a, b) => compareKeys(a.key, b.key) || a.initiated.localeCompare(b.initiated),
+      (a, b) => compareKeys(a.key, b.key) || a.initiated.localeCompare(b.initiated) || compareKeys(a.id, b.id),
     );
   }
 

@@ -1,6 +1,7 @@
 import type { Readable } from 'node:stream';
 import {
   assertPartNumber,
+  compareKeys,
   type ObjectAttributes,
   type ObjectInfo,
   type ObjectStore,
@@ -31,7 +32,8 @@ import { childrenNamed, childText, element, parseXml, xmlDocument } from './s3-x
  * The S3 REST API subset the AWS SDKs and the AWS CLI use, over an ObjectStore: buckets (list, create, head,
  * delete, location), ListObjectsV2 and ListObjects (prefix, delimiter, StartAfter, continuation tokens, markers,
  * MaxKeys, EncodingType=url), Get (Range, conditions, response-* overrides) / Head / Put (plain or aws-chunked,
- * checksums) / Copy / Delete / DeleteObjects, and multipart uploads. Path-style requests (`/bucket/key`); the
+ * checksums) / Copy / Delete / DeleteObjects, and multipart uploads (ListMultipartUploads paged by key and upload-id
+ * markers). Path-style requests (`/bucket/key`); the
  * HTTP server maps `<bucket>.localhost` hosts onto them. Signatures are not checked: any credentials work, as they
  * did with the emulator this replaces. What is not implemented answers 501 NotImplemented.
  *
@@ -400,19 +402,41 @@ export class S3Api {
   }
 
   private async listUploads(bucket: string, query: URLSearchParams): Promise<S3Response> {
+    // Uploads are listed one by one, never rolled up into common prefixes: a listing asked to would be another one.
+    if (query.get('delimiter')) throw notImplemented('delimiter on ListMultipartUploads');
     const prefix = query.get('prefix') ?? '';
     const maxUploads = parseMaxKeys(query.get('max-uploads'), 'max-uploads');
-    const all = (await this.store.listUploads(bucket)).filter((u) => u.key.startsWith(prefix));
+    // S3's paging: the uploads after key-marker (with upload-id-marker, also those of that key listed after that
+    // upload), in key order and, within a key, in the order they began; NextKeyMarker and NextUploadIdMarker name the
+    // last one of a truncated page.
+    const keyMarker = query.get('key-marker') ?? '';
+    const uploadIdMarker = keyMarker ? (query.get('upload-id-marker') ?? '') : '';
+    let all = (await this.store.listUploads(bucket)).filter((u) => u.key.startsWith(prefix));
+    if (keyMarker) {
+      const markerAt = uploadIdMarker ? all.findIndex((u) => u.key === keyMarker && u.id === uploadIdMarker) : -1;
+      all =
+        markerAt >= 0
+          ? all.slice(markerAt + 1)
+          : all.filter(
+              (u) =>
+                compareKeys(u.key, keyMarker) > 0 ||
+                (uploadIdMarker !== '' && u.key === keyMarker && u.id > uploadIdMarker),
+            );
+    }
     const uploads = all.slice(0, maxUploads);
+    const truncated = all.length > uploads.length;
+    const last = uploads.at(-1);
     const items = uploads
       .map(
         (u) =>
           `<Upload>${element('Key', u.key)}${element('UploadId', u.id)}<Initiator>${element('ID', OWNER.ID)}${element('DisplayName', OWNER.DisplayName)}</Initiator>${ownerXml}${element('StorageClass', 'STANDARD')}${element('Initiated', u.initiated)}</Upload>`,
       )
       .join('');
+    const next =
+      truncated && last ? `${element('NextKeyMarker', last.key)}${element('NextUploadIdMarker', last.id)}` : '';
     return xmlResponse(
       'ListMultipartUploadsResult',
-      `${element('Bucket', bucket)}${element('KeyMarker', '')}${element('UploadIdMarker', '')}${element('Prefix', prefix)}${element('MaxUploads', maxUploads)}${element('IsTruncated', all.length > uploads.length)}${items}`,
+      `${element('Bucket', bucket)}${element('KeyMarker', keyMarker)}${element('UploadIdMarker', uploadIdMarker)}${next}${element('Prefix', prefix)}${element('MaxUploads', maxUploads)}${element('IsTruncated', truncated)}${items}`,
     );
   }
 

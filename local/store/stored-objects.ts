@@ -1,5 +1,6 @@
 import { type Dirent, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { decodeSegment, encodeSegment, ObjectStore } from './object-store.ts';
 import { migrateS3rverLayout } from './s3rver-migration.ts';
 
@@ -18,6 +19,9 @@ export interface StoredObjectFile {
   /** The file holding the object's bytes. */
   file: string;
 }
+
+/** Folders and files a walk takes in one go before it lets other work run. */
+const YIELD_EVERY = 250;
 
 /**
  * Every object of `bucket` under `prefix` (a folder prefix ending in `/`, or '') whose key's last segment is `name`,
@@ -48,7 +52,16 @@ export async function listStoredObjects(
       if (code !== 'ENOENT' && code !== 'ENOTDIR') throw error; // gone meanwhile, or not there
     }
   };
-  const walk = (dir: string, keyPrefix: string, level: number) => {
+  // The walk is synchronous (a tenth of the cost of the same walk awaiting each call) but lets the process's other
+  // work run every YIELD_EVERY entries: in the gateway, a console page listing 50,000 exports holds no request up.
+  let sinceYield = 0;
+  const step = async () => {
+    if (++sinceYield < YIELD_EVERY) return;
+    sinceYield = 0;
+    await nextTurn();
+  };
+  const walk = async (dir: string, keyPrefix: string, level: number): Promise<void> => {
+    await step();
     if (wanted !== null && depth !== undefined && level === depth) {
       add(path.join(dir, wanted), `${keyPrefix}${name}`);
       return;
@@ -63,9 +76,10 @@ export async function listStoredObjects(
     }
     for (const entry of entries) {
       if (entry.name.startsWith('.')) continue; // the store's metadata, temporary and multipart files
+      await step();
       const file = path.join(dir, entry.name);
       if (entry.isDirectory()) {
-        walk(file, `${keyPrefix}${decodeSegment(entry.name)}/`, level + 1);
+        await walk(file, `${keyPrefix}${decodeSegment(entry.name)}/`, level + 1);
         continue;
       }
       if (entry.isFile() && (wanted === null || entry.name === wanted) && depth === undefined)
@@ -73,7 +87,7 @@ export async function listStoredObjects(
     }
   };
   const folders = prefix.split('/').filter(Boolean);
-  walk(path.join(directory, bucket, ...folders.map(encodeSegment)), folders.map((f) => `${f}/`).join(''), 0);
+  await walk(path.join(directory, bucket, ...folders.map(encodeSegment)), folders.map((f) => `${f}/`).join(''), 0);
   return out;
 }
 

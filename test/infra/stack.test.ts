@@ -470,6 +470,8 @@ describe('storage, queues, logs, outputs', () => {
             Prefix: 'conversation-history/',
             Status: 'Enabled',
             Transitions: [{ StorageClass: 'STANDARD_IA', TransitionInDays: 90 }],
+            // An expired or replaced export's bytes go 30 days later (docs/deploy.md, exportExpirationDays).
+            NoncurrentVersionExpiration: { NoncurrentDays: 30 },
           }),
         ],
       },

@@ -305,6 +305,19 @@ describe('analysis.json', () => {
     });
   });
 
+  it("counts query_length and response_length in UTF-16 code units, as their meanings (Athena's column comments) say", () => {
+    // SQL's length() counts the emoji once, in DuckDB and in Athena alike: the column's meaning must not say "characters".
+    const query = 'Top 😀 deals?';
+    const record = withAgentAnswer(startedRecord({ ...SEED_REQUEST, query }), { response: '😀😀' }, 5, new Date());
+    const row = analysisFormat(record, EXPORTED_AT);
+    expect([row.query_length, [...query].length]).toEqual([13, 12]);
+    expect([row.response_length, [...'😀😀'].length]).toEqual([4, 2]);
+    for (const name of ['query_length', 'response_length'])
+      expect(ANALYSIS_COLUMNS.find((c) => c.name === name)!.description).toMatch(
+        /UTF-16 code units \(an emoji counts 2/,
+      );
+  });
+
   it('summarises the last error of a failed conversation', () => {
     let r = startedRecord();
     r = withFailure(

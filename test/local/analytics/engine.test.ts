@@ -1,11 +1,11 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { analysisFormat } from '../../../functions/domain/export-formats.ts';
 import { completeConversation, withAgentAnswer, withClassification } from '../../../functions/domain/lifecycle.ts';
-import { CACHE_FILE, dayOfKey, openAnalytics, QueryError } from '../../../local/analytics/engine.ts';
+import { CACHE_FILE, dayOfKey, openAnalytics, QueryError, READ_BATCH } from '../../../local/analytics/engine.ts';
 import { type AnalysisSource, s3Source, storeDirectorySource } from '../../../local/analytics/sources.ts';
 import { type EmbeddedS3, startEmbeddedS3 } from '../../../local/store/embedded-s3.ts';
 import { s3Client } from '../../../local/store/export-bucket.ts';
@@ -27,6 +27,7 @@ function document(at: string, suffix: string, query = 'What are the top 5 deals 
 function memorySource() {
   const objects = new Map<string, { text: string; version: number }>();
   let reads = 0;
+  let largest = 0;
   const source: AnalysisSource = {
     location: 'memory',
     list: async (fromDay?: string | null) =>
@@ -35,6 +36,7 @@ function memorySource() {
         .map(([key, o]) => ({ key, version: String(o.version) })),
     read: async (asked) => {
       reads += asked.length;
+      largest = Math.max(largest, asked.length);
       return asked.map((a) => objects.get(a.key)?.text ?? null);
     },
     close: async () => {},
@@ -46,6 +48,8 @@ function memorySource() {
     },
     delete: (key: string) => objects.delete(key),
     reads: () => reads,
+    /** The most documents one read asked for. */
+    largest: () => largest,
   };
 }
 
@@ -91,6 +95,23 @@ describe('the local conversations table and its cache', () => {
       { conversation_id: expect.stringContaining('_aaa'), day: '2026/11/29' },
       { conversation_id: expect.stringContaining('_ccc'), day: '2026/11/30' },
     ]);
+  });
+
+  it('reads a bucket of exports a batch at a time, never every document at once', async () => {
+    // A first run over a big bucket (every answer up to 64 KB) held every analysis.json's text and row in memory
+    // together: 3,000 conversations with 60 KB answers needed more than 160 MB of heap, 30,000 ran out of it.
+    const m = memorySource();
+    const total = READ_BATCH * 2 + 1;
+    for (let i = 0; i < total; i++) {
+      const d = document(`2026-11-29T10:${String(i % 60).padStart(2, '0')}:00.000Z`, `b${String(i).padStart(5, '0')}`);
+      m.put(d.key, d.text);
+    }
+    expect(await count(m.source, path.join(dir, 'cache-batches'))).toMatchObject({
+      n: total,
+      report: { rows: total, read: total, skipped: [] },
+    });
+    expect(m.reads()).toBe(total);
+    expect(m.largest()).toBe(READ_BATCH);
   });
 
   it('skips a document that is not an analysis row (and reads it again next time, in case it was being written)', async () => {
@@ -260,5 +281,38 @@ describe('the two sources agree', () => {
     // From a day, each lists only that day's folder and the later ones.
     for (const source of [storeDirectorySource(dataDir(), 'analytics-test'), s3Source(bucket)])
       expect((await source.list('2026/11/30')).map((o) => dayOfKey(o.key))).toEqual(['2026/11/30']);
+  });
+
+  it('over S3, from a day long ago, is one listing that starts after the earlier days, not one per day', async () => {
+    for (const [at, suffix] of [
+      ['2019-12-31T23:00:00.000Z', 'old0'],
+      ['2020-01-02T08:00:00.000Z', 'old1'],
+      ['2026-11-28T08:00:00.000Z', 'new1'],
+    ]) {
+      const d = document(at!, suffix!);
+      await client.send(new PutObjectCommand({ Bucket: 'analytics-test', Key: d.key, Body: d.text }));
+    }
+    const listings: (string | undefined)[] = [];
+    const counting = Object.create(client) as S3Client;
+    counting.send = ((command: { input: { StartAfter?: string } }) => {
+      if (command instanceof ListObjectsV2Command) listings.push(command.input.StartAfter);
+      return client.send(command as never);
+    }) as S3Client['send'];
+    const source = s3Source({
+      client: counting,
+      bucket: 'analytics-test',
+      endpoint: s3.endpoint,
+      via: 'running',
+      close: async () => {},
+    });
+    const every = (await source.list(null)).map((o) => o.key);
+    expect(listings).toEqual([undefined]);
+    listings.length = 0;
+    // Every day since 2020: a listing per day was 2,500 requests and more, each a round trip.
+    const fromDay = (await source.list('2020/01/01')).map((o) => o.key);
+    expect(fromDay).toEqual(every.filter((key) => dayOfKey(key)! >= '2020/01/01'));
+    expect(fromDay.map(dayOfKey)).toEqual(expect.arrayContaining(['2020/01/02', '2026/11/28']));
+    expect(fromDay.map(dayOfKey)).not.toContain('2019/12/31');
+    expect(listings).toEqual(['conversation-history/2020/01/01/']);
   });
 });

@@ -1,3 +1,5 @@
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CONVERSATIONS_COLUMNS } from '../../../functions/domain/analytics-table.ts';
 import { NAMED_QUERIES } from '../../../functions/domain/named-queries.ts';
@@ -158,5 +160,39 @@ describe('conversations query (DuckDB over the local exports)', () => {
       ).stdout,
     );
     expect(rows).toEqual([{ delivery_status: 'delivered', delivery_attempt_count: 2 }]);
+  });
+
+  it('a named query lists and reads only the day folders from its since on, however many days the bucket holds', async () => {
+    // An export of long ago that cannot be read: a listing of every day meets it (and says so), one from since does not.
+    const old = path.join(
+      world.dataDir,
+      's3',
+      world.gateway.bucket,
+      'conversation-history',
+      '2025',
+      '01',
+      '02',
+      'webhook_old',
+    );
+    await mkdir(old, { recursive: true });
+    await writeFile(path.join(old, 'analysis.json'), '{"format":"analy');
+    try {
+      const named = await query(['--named', 'delivery-success', '--param', 'since=2025-01-03', '--json']);
+      expect(named.code, named.stderr).toBe(0);
+      expect(JSON.parse(named.stdout).reduce((n: number, r: { conversations: number }) => n + r.conversations, 0)).toBe(
+        5,
+      );
+      expect(named.stderr).not.toMatch(/skipped/);
+      expect(named.stderr).toMatch(/^\d+ row\(s\) · the exports from 2025\/01\/03 on in s3:\/\/test-conversations /m);
+      const all = await query(['SELECT count(*) AS n FROM conversations', '--json']);
+      expect(JSON.parse(all.stdout)).toEqual([{ n: 5 }]);
+      expect(all.stderr).toMatch(
+        /^skipped 1 export\(s\) that are not analysis rows, e\.g\. conversation-history\/2025\/01\/02\/webhook_old/,
+      );
+    } finally {
+      await rm(path.join(world.dataDir, 's3', world.gateway.bucket, 'conversation-history', '2025'), {
+        recursive: true,
+      });
+    }
   });
 });

@@ -209,6 +209,29 @@ describe('conversations search (exported records, through S3)', () => {
     expect(idsOf(since)).toEqual([ids.lead]);
   });
 
+  it('with --since, lists and reads only the day folders from it on, however many days the bucket holds', async () => {
+    // An export of long ago that cannot be read: a search of every day meets it (and says so), one from --since does not.
+    const days = path.join(world.dataDir, 's3', 'test-conversations', 'conversation-history', '2025');
+    await mkdir(path.join(days, '01', '02', 'webhook_old'), { recursive: true });
+    await writeFile(path.join(days, '01', '02', 'webhook_old', 'analysis.json'), '{"format":"analy');
+    try {
+      const local = { ...env, AWS_ENDPOINT_URL_S3: undefined };
+      const recent = await runMain(['conversations', 'search', 'acme', '--since', '2025-01-03', '--json'], local);
+      expect(recent.code, recent.stderr).toBe(0);
+      expect(idsOf(JSON.parse(recent.stdout))).toEqual([ids.lead]);
+      expect(recent.stderr).toMatch(
+        /^1 exported conversations match "acme" in s3:\/\/test-conversations \(files under .*\), the exports from 2025\/01\/03 on\n$/,
+      );
+      const every = await runMain(['conversations', 'search', 'acme', '--json'], local);
+      expect(idsOf(JSON.parse(every.stdout))).toEqual([ids.lead]);
+      expect(every.stderr).toMatch(
+        /^skipped 1 export\(s\) that are not analysis rows, e\.g\. conversation-history\/2025\/01\/02\/webhook_old/,
+      );
+    } finally {
+      await rm(days, { recursive: true });
+    }
+  });
+
   it("prints a readable table from the embedded store's files, or through any S3 endpoint (AWS_ENDPOINT_URL_S3)", async () => {
     const bucketDir = path.join(world.dataDir, 's3', 'test-conversations');
     const result = await runMain(['conversations', 'search', 'acme'], { ...env, AWS_ENDPOINT_URL_S3: undefined });

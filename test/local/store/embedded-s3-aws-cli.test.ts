@@ -13,7 +13,8 @@ import { inProcessS3 } from '../../../local/store/in-process-s3-transport.ts';
 /**
  * The real AWS CLI against the embedded S3 (`--endpoint-url`), as the docs tell users to read their exports:
  * paged `s3 ls --recursive`, `s3api list-objects` (v1 markers) and `list-objects-v2` with a delimiter, a multipart
- * `s3 cp` of a file over 8 MB and back, `s3 rm --recursive`. It needs Debian's awscli (`apt-get install -y awscli`):
+ * `s3 cp` of a file over 8 MB and back, a day's conversation.json files as docs/operations.md downloads them, `s3 rm
+ * --recursive`. It needs Debian's awscli (`apt-get install -y awscli`):
  * skipped with a note on a developer machine without it; CI installs it (.ci/run) and runs this test.
  */
 const AWS = ['/usr/bin/aws', ...(process.env.PATH ?? '').split(path.delimiter).map((d) => path.join(d, 'aws'))].find(
@@ -122,6 +123,44 @@ describe.skipIf(skipCli)('the AWS CLI against the embedded S3', { timeout: 180_0
     expect(JSON.parse(await aws('s3', 'cp', `s3://${BUCKET}/exports/a b+c.json`, '-'))).toEqual({
       key: 'exports/a b+c.json',
     });
+  });
+
+  it("a day's conversation.json files, as docs/operations.md downloads them (the guide's wildcard answers 404)", async () => {
+    const day = 'conversation-history/2026/11/29/';
+    const ids = ['webhook_20261129_101500_crm_sync_a1', 'webhook_20261129_231000_crm_sync_b2'];
+    for (const id of ids)
+      for (const file of ['conversation.json', 'metadata.json', 'summary.json', 'analysis.json'])
+        await sdk.send(
+          new PutObjectCommand({
+            Bucket: BUCKET,
+            Key: `${day}${id}/${file}`,
+            Body: JSON.stringify({ conversation: { webhook_context: { webhook_type: `${file}:${id}` } } }),
+          }),
+        );
+    await expect(aws('s3', 'cp', `s3://${BUCKET}/${day}webhook_*/conversation.json`, dir)).rejects.toThrow(/404/);
+    const into = path.join(dir, '2026-11-29');
+    await aws(
+      's3',
+      'cp',
+      '--recursive',
+      '--exclude',
+      '*',
+      '--include',
+      '*/conversation.json',
+      `s3://${BUCKET}/${day}`,
+      into,
+      '--only-show-errors',
+    );
+    const types = await Promise.all(
+      ids.map(
+        async (id) =>
+          JSON.parse(await readFile(path.join(into, id, 'conversation.json'), 'utf8')).conversation.webhook_context
+            .webhook_type,
+      ),
+    );
+    expect(types).toEqual(ids.map((id) => `conversation.json:${id}`));
+    expect(existsSync(path.join(into, ids[0]!, 'analysis.json'))).toBe(false);
+    await aws('s3', 'rm', '--recursive', `s3://${BUCKET}/conversation-history/`, '--only-show-errors');
   });
 
   it('a 9 MB aws s3 cp goes multipart and comes back byte for byte', async () => {

@@ -2,6 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
+  ListMultipartUploadsCommand,
   ListObjectsCommand,
   ListObjectsV2Command,
   type ListObjectsV2CommandOutput,
@@ -237,6 +238,60 @@ describe('ListObjects (v1) pages with markers', () => {
         if (!delimiter) expect(page.NextMarker).toBeUndefined();
       }
       expect(items).toEqual(model(prefix, delimiter, ''));
+    }
+  });
+});
+
+describe('ListMultipartUploads pages past 1,000 uploads', () => {
+  it('a delimiter, which this store does not roll uploads up by, is 501 NotImplemented rather than ignored', async () => {
+    const res = await fetch(`${s3.endpoint}/${BUCKET}?uploads&delimiter=/`);
+    expect(res.status).toBe(501);
+    expect(await res.text()).toMatch(/<Code>NotImplemented<\/Code>.*delimiter on ListMultipartUploads/);
+    expect((await fetch(`${s3.endpoint}/${BUCKET}?uploads&prefix=x/`)).status).toBe(200);
+  });
+
+  it('NextKeyMarker and NextUploadIdMarker continue the listing: every upload once, in key then start order', async () => {
+    // 1,003 uploads begun straight in the store (one CreateMultipartUpload each through S3 would take long), three
+    // of them on one key: a page may end between two uploads of a key.
+    const keys = Array.from({ length: 1_000 }, (_, i) => `uploads/${String(i).padStart(4, '0')}.json`);
+    keys.push('uploads/0500.json', 'uploads/0500.json', 'uploads/0999.json');
+    const begun: { key: string; id: string }[] = [];
+    for (const key of keys) {
+      begun.push({
+        key,
+        id: await s3.store.createUpload({ bucket: BUCKET, key, attributes: { contentType: 'application/json' } }),
+      });
+    }
+    const listed = async (maxUploads?: number) => {
+      const seen: { key: string; id: string }[] = [];
+      let keyMarker: string | undefined;
+      let uploadIdMarker: string | undefined;
+      for (let pages = 0; pages < 2_000; pages++) {
+        const page = await overHttp.send(
+          new ListMultipartUploadsCommand({
+            Bucket: BUCKET,
+            Prefix: 'uploads/',
+            KeyMarker: keyMarker,
+            UploadIdMarker: uploadIdMarker,
+            MaxUploads: maxUploads,
+          }),
+        );
+        seen.push(...(page.Uploads ?? []).map((u) => ({ key: u.Key!, id: u.UploadId! })));
+        if (!page.IsTruncated) return seen;
+        expect(page.NextKeyMarker).toBeTruthy();
+        keyMarker = page.NextKeyMarker;
+        uploadIdMarker = page.NextUploadIdMarker;
+      }
+      throw new Error('the listing never ended');
+    };
+    try {
+      const all = await listed();
+      expect(all).toHaveLength(begun.length);
+      expect(new Set(all.map((u) => u.id))).toEqual(new Set(begun.map((u) => u.id)));
+      expect(all.map((u) => u.key)).toEqual([...keys].sort());
+      expect(await listed(501)).toEqual(all); // its first page ends on the first of 0500.json's three
+    } finally {
+      await s3.store.abortUploadsBegunBefore(new Date(Date.now() + 60_000));
     }
   });
 });
