@@ -1,12 +1,12 @@
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { WEBHOOK_TYPES, type WebhookType } from '../../functions/domain/conversation.ts';
 import { DELIVERY_URL_VARIABLES } from '../../functions/domain/delivery.ts';
 import { killIfRunning, runMain, startCli, until } from '../support/cli.ts';
+import { closeJsonServers, serveJson } from '../support/servers.ts';
 
 /**
  * A redelivery cut by kill -9 (docs/operations.md, "After a crash"): the real gateway (a child process) with three
@@ -28,27 +28,13 @@ let holding = true;
 let waiting = 0;
 const never = new Promise<never>(() => {});
 
-async function serve(handler: (req: IncomingMessage, text: string) => Promise<[number, unknown]>) {
-  const server = createServer(async (req, res) => {
-    const chunks: Buffer[] = [];
-    for await (const chunk of req) chunks.push(chunk as Buffer);
-    const [status, answer] = await handler(req, Buffer.concat(chunks).toString('utf8'));
-    if (res.destroyed) return;
-    res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(answer));
-  });
-  servers.push(server);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-}
+const serve = (handler: Parameters<typeof serveJson>[1]) => serveJson(servers, handler);
 
 let dataDir: string;
 let gateway: Awaited<ReturnType<typeof startCli>> | null = null;
 afterAll(async () => {
   await killIfRunning(gateway);
-  for (const server of servers) {
-    server.closeAllConnections();
-    server.close();
-  }
+  closeJsonServers(servers);
   if (dataDir) await rm(dataDir, { recursive: true, force: true });
 });
 

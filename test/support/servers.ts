@@ -23,6 +23,30 @@ async function body(req: IncomingMessage): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
+/**
+ * A JSON server whose answers a crash test holds as long as it likes (a handler may never resolve): kept in `servers`
+ * for `closeJsonServers` in the file's afterAll, which also cuts connections still held.
+ */
+export async function serveJson(
+  servers: Server[],
+  handler: (req: IncomingMessage, text: string) => Promise<[number, unknown]>,
+): Promise<string> {
+  const { server, port } = await listen(async (req, res) => {
+    const [status, answer] = await handler(req, await body(req));
+    if (res.destroyed) return;
+    res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(answer));
+  });
+  servers.push(server);
+  return `http://127.0.0.1:${port}`;
+}
+
+export function closeJsonServers(servers: Server[]): void {
+  for (const server of servers) {
+    server.closeAllConnections();
+    server.close();
+  }
+}
+
 function closer(server: Server) {
   return () =>
     new Promise<void>((resolve) => {
