@@ -18,6 +18,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { isAlive } from './data-dir-lock.ts';
+import { type PlaceResult, placeObjectFiles, putObjectFiles } from './file-writer.ts';
 import { mapConcurrently } from './json-files.ts';
 import type { ChecksumAlgorithm } from './s3-checksums.ts';
 import { invalidArgument, noSuchBucket, noSuchUpload, S3Error } from './s3-errors.ts';
@@ -202,8 +203,6 @@ type Source = Buffer | (Readable | { file: string; start: number; end: number })
 
 export class ObjectStore {
   private readonly knownDirs = new Set<string>();
-  /** Folders being made now (ensureDir), each settled once its mkdir has. */
-  private readonly makingDirs = new Map<string, Promise<void>>();
   private readonly knownBuckets = new Set<string>();
   private readonly writing = new Map<string, Promise<unknown>>();
   private tempCounter = 0;
@@ -233,13 +232,17 @@ export class ObjectStore {
   /** The root as the system names it (links resolved), once. */
   private realRoot: Promise<string> | null = null;
 
+  private resolvedRoot(): Promise<string> {
+    this.realRoot ??= realpath(this.root);
+    return this.realRoot;
+  }
+
   /**
    * Whether a folder under the root is reached without a symbolic link: the real path of it, or of its nearest
    * ancestor that exists, is the root's followed by its own path (so a folder a write is about to make is checked
    * before anything is made through a link).
    */
   private async confined(dir: string): Promise<boolean> {
-    this.realRoot ??= realpath(this.root);
     for (let at = dir; ; at = path.dirname(at)) {
       const relative = path.relative(this.root, at);
       if (relative === '' || relative.startsWith('..') || path.isAbsolute(relative)) return true;
@@ -247,7 +250,7 @@ export class ObjectStore {
         if (isMissing(error)) return null;
         throw error;
       });
-      if (real !== null) return real === path.join(await this.realRoot, relative);
+      if (real !== null) return real === path.join(await this.resolvedRoot(), relative);
     }
   }
 
@@ -674,77 +677,55 @@ export class ObjectStore {
     return storedInfo(metaText, s) ?? describe(createReadStream(at.data), s);
   }
 
-  /** Bytes to a temporary file, metadata (with their inode) to another, then both renamed into place. */
+  /**
+   * Bytes to a temporary file, metadata (with their inode) to another, then both renamed into place. The file writer's
+   * thread does it (file-writer.ts), making the key's folder first when it is not known to exist; a streamed or
+   * multipart body is written here, then placed there.
+   */
   private async write(at: Location, info: ObjectInfo, source: Source, key?: string, bucket?: string): Promise<void> {
-    const tempData = this.tempPath();
-    const tempMeta = `${tempData}.meta`;
+    const temp = this.tempPath();
+    const objectFiles = { tempData: temp, tempMeta: `${temp}.meta`, data: at.data, meta: at.meta };
+    const folder = async (fresh = false) =>
+      this.knownDirs.has(at.dir)
+        ? undefined
+        : { dir: at.dir, root: this.root, realRoot: await this.resolvedRoot(), fresh };
     try {
-      const ino = await writeBytes(tempData, source);
-      await files.writeFile(tempMeta, JSON.stringify({ ...info, ino }));
-      await this.ensureDir(at.dir, key, bucket);
-      await this.placeFile(tempMeta, at.meta, at.dir, key, bucket);
-      try {
-        await files.rename(tempData, at.data);
-      } catch (error) {
-        if (!['EISDIR', 'ENOTEMPTY', 'EEXIST', 'EPERM'].includes(errorCode(error))) throw error;
-        await rm(at.meta, { force: true });
-        throw key ? keyConflict(key) : error; // a folder of other keys has this name
+      let result: PlaceResult;
+      if (Buffer.isBuffer(source)) {
+        result = await putObjectFiles(objectFiles, source, JSON.stringify(info), await folder());
+      } else {
+        const ino = await writeBytes(objectFiles.tempData, source);
+        await files.writeFile(objectFiles.tempMeta, JSON.stringify({ ...info, ino }));
+        result = await placeObjectFiles(objectFiles, await folder());
       }
+      // A concurrent delete may have removed the key's folder: make it again.
+      for (let attempt = 0; result.stage === 'meta' && errorCode(result.error) === 'ENOENT' && attempt < 3; attempt++) {
+        this.knownDirs.delete(at.dir);
+        if (bucket) this.knownBuckets.delete(bucket);
+        if (bucket) await this.assertBucket(bucket); // the bucket itself is never created by a write
+        result = await placeObjectFiles(objectFiles, await folder(true));
+      }
+      if (result.stage === 'link') throw throughLink(key ?? path.relative(this.root, at.dir));
+      if (result.stage === 'dir' && key && ['EEXIST', 'ENOTDIR'].includes(errorCode(result.error))) {
+        throw keyConflict(key); // an object is in the way
+      }
+      if (result.stage === 'data' && ['EISDIR', 'ENOTEMPTY', 'EEXIST', 'EPERM'].includes(errorCode(result.error))) {
+        await rm(at.meta, { force: true });
+        throw key ? keyConflict(key) : result.error; // a folder of other keys has this name
+      }
+      if (result.stage !== 'done') throw result.error;
+      this.rememberDir(at.dir);
     } catch (error) {
-      await rm(tempData, { force: true });
-      await rm(tempMeta, { force: true });
+      await rm(objectFiles.tempData, { force: true });
+      await rm(objectFiles.tempMeta, { force: true });
       throw error;
     }
   }
 
-  private async ensureDir(dir: string, key?: string, bucket?: string): Promise<void> {
+  private rememberDir(dir: string): void {
     if (this.knownDirs.has(dir)) return;
-    // Writes of several keys of one new folder at once (Export's four objects) make it once; should that fail, each
-    // tries on its own (and reports its own key).
-    const pending = this.makingDirs.get(dir);
-    if (pending) {
-      await pending;
-      if (this.knownDirs.has(dir)) return;
-    }
-    const making = this.makeDir(dir, key, bucket);
-    const settled = making.then(
-      () => undefined,
-      () => undefined,
-    );
-    this.makingDirs.set(dir, settled);
-    try {
-      await making;
-    } finally {
-      if (this.makingDirs.get(dir) === settled) this.makingDirs.delete(dir);
-    }
-  }
-
-  private async makeDir(dir: string, key?: string, bucket?: string): Promise<void> {
-    if (bucket) await this.assertBucket(bucket); // the bucket itself is never created by a write
-    if (!(await this.confined(dir))) throw throughLink(key ?? path.relative(this.root, dir));
-    try {
-      await files.mkdir(dir, { recursive: true });
-    } catch (error) {
-      if (key && ['EEXIST', 'ENOTDIR'].includes(errorCode(error))) throw keyConflict(key); // an object is in the way
-      throw error;
-    }
     if (this.knownDirs.size > 10_000) this.knownDirs.clear();
     this.knownDirs.add(dir);
-  }
-
-  /** Rename into a key's directory; a concurrent delete may have removed it in between: create it again. */
-  private async placeFile(temp: string, target: string, dir: string, key?: string, bucket?: string): Promise<void> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await files.rename(temp, target);
-        return;
-      } catch (error) {
-        if (errorCode(error) !== 'ENOENT' || attempt >= 3) throw error;
-        this.knownDirs.delete(dir);
-        if (bucket) this.knownBuckets.delete(bucket);
-        await this.ensureDir(dir, key, bucket);
-      }
-    }
   }
 
   private async pruneEmptyDirs(dir: string, stopAt: string): Promise<void> {
@@ -867,8 +848,6 @@ const files = {
   fstat: promisify(fs.fstat) as (fd: number, options: { bigint: true }) => Promise<BigIntStats>,
   close: promisify(fs.close),
   writeFile: promisify(fs.writeFile) as (file: string, data: string) => Promise<void>,
-  mkdir: promisify(fs.mkdir),
-  rename: promisify(fs.rename),
 };
 
 /** Write the bytes and return the file's inode (what its metadata will name). */

@@ -1,0 +1,68 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { stopFileWriter } from '../../../local/store/file-writer.ts';
+import { type ObjectInfo, ObjectStore } from '../../../local/store/object-store.ts';
+
+/** The embedded S3's writes go through one writer thread (local/store/file-writer.ts, docs/performance.md). */
+let root: string;
+beforeEach(async () => {
+  root = await mkdtemp(path.join(tmpdir(), 'file-writer-'));
+});
+afterEach(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+const info = (size: number): ObjectInfo => ({
+  size,
+  etag: 'e',
+  modified: '2026-12-03T06:00:00.000Z',
+  contentType: 'application/json',
+});
+
+describe('the embedded S3 file writer', () => {
+  it('a writer thread that dies fails the writes under way with its error, leaves no temporary file, and the next write starts another', async () => {
+    const store = new ObjectStore(root);
+    await store.open();
+    await store.createBucket('b');
+    const body = Buffer.alloc(64 * 1024, 'x');
+    const writes = Array.from({ length: 200 }, (_, n) =>
+      store.put('b', `c${n % 50}/f${n}.json`, info(body.length), body),
+    );
+    await writes[0]; // the thread is at work, the other writes queued for it
+    await stopFileWriter();
+    const outcomes = await Promise.allSettled(writes);
+    const failed = outcomes.filter((o) => o.status === 'rejected');
+    expect(failed.length).toBeGreaterThan(0);
+    for (const f of failed) expect(String(f.reason)).toMatch(/the embedded S3's file writer stopped/);
+    expect(await readdir(path.join(root, '.tmp'))).toEqual([]);
+    // Every write that succeeded is whole; the next write works.
+    for (const [n, o] of outcomes.entries()) {
+      if (o.status !== 'fulfilled') continue;
+      const stored = await store.get('b', `c${n % 50}/f${n}.json`);
+      expect((stored!.body() as Buffer).equals(body)).toBe(true);
+    }
+    await store.put('b', 'after/f.json', info(2), Buffer.from('{}'));
+    const after = await store.get('b', 'after/f.json');
+    expect(after!.info.size).toBe(2);
+    expect(String(after!.body())).toBe('{}');
+  });
+
+  it('keeps the process alive while a write is under way, and not once it is done', () => {
+    const code = `const { ObjectStore } = await import(${JSON.stringify(path.resolve('local/store/object-store.ts'))});
+      const store = new ObjectStore(${JSON.stringify(root)});
+      await store.open();
+      await store.createBucket('b');
+      await store.put('b', 'k/one.json', { size: 2, etag: 'e', modified: new Date().toISOString(), contentType: 'application/json' }, Buffer.from('{}'));
+      console.log('written');`;
+    const child = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], {
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    // Before the thread was held while writing, an await on it alone ended the process (exit 13, nothing written);
+    // were it held when idle, the process would not end at all (killed by the timeout: status null).
+    expect({ status: child.status, stdout: child.stdout }).toEqual({ status: 0, stdout: 'written\n' });
+  });
+});
