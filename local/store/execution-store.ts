@@ -4,7 +4,8 @@ import { isConversationId } from '../../functions/domain/conversation-id.ts';
 import { maskSecrets } from '../../functions/domain/secret-masking.ts';
 import { UnreadableFileError } from '../../functions/shared/local-files.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
-import { listDir, mapConcurrently, readJson, writeTextAtomic } from './json-files.ts';
+import { writeTextAtomicInThread } from './file-writer.ts';
+import { listDir, mapConcurrently, readJson } from './json-files.ts';
 
 /**
  * The local execution history: every execution's event log, saved under
@@ -41,7 +42,7 @@ export class ExecutionStore {
     if (!isConversationId(conversationId)) throw new Error(`not a conversation id: ${conversationId}`);
     const stamp = record.started_at.replace(/[-:.]/g, '');
     const file = path.join(this.dir, conversationId, `${stamp}_${record.execution_name}.json`);
-    await writeTextAtomic(file, `${serializeHistory(record)}\n`);
+    await writeTextAtomicInThread(file, `${serializeHistory(record)}\n`);
     await this.onSaved(conversationId, file, record);
     return file;
   }
@@ -126,7 +127,7 @@ export class ExecutionStore {
   }
 
   /**
-   * Remove what a crash left of this conversation's history writes: the copy written aside (writeTextAtomic,
+   * Remove what a crash left of this conversation's history writes: the copy written aside (writeTextAtomicInThread,
    * `<history>.json.<pid>.<hex>.tmp`) and never renamed into place, by a process other than this one (only the
    * running gateway writes histories: at its start, each is a cut write). Never read as a history (only `.json`
    * files are), it held a copy of the conversation until the retention sweep removed the conversation's folder.
@@ -179,7 +180,7 @@ export class ExecutionStore {
   }
 }
 
-/** A history written aside (writeTextAtomic): `<history>.json.<pid>.<hex>.tmp`, the writer's pid captured. */
+/** A history written aside (writeTextAtomicInThread): `<history>.json.<pid>.<hex>.tmp`, the writer's pid captured. */
 const CUT_WRITE = /\.json\.(\d+)\.[0-9a-f]+\.tmp$/;
 
 /**

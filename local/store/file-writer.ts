@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
 
 /**
@@ -72,9 +73,27 @@ function place(m) {
   try { fs.renameSync(m.tempData, m.data); } catch (error) { return { stage: 'data', error: failure(error) }; }
   return { stage: 'done' };
 }
+// A text file written whole aside, then renamed over the file (writeFileAtomic's contract, functions/shared/local-files.ts).
+function writeText(m) {
+  try {
+    try {
+      fs.writeFileSync(m.tmp, m.text, m.mode === undefined ? undefined : { mode: m.mode });
+    } catch (error) {
+      if (error.code !== 'ENOENT') throw error;
+      fs.mkdirSync(path.dirname(m.file), { recursive: true, mode: 0o700 });
+      fs.writeFileSync(m.tmp, m.text, m.mode === undefined ? undefined : { mode: m.mode });
+    }
+    fs.renameSync(m.tmp, m.file);
+  } catch (error) {
+    try { fs.unlinkSync(m.tmp); } catch {}
+    return { stage: 'text', error: failure(error) };
+  }
+  return { stage: 'done' };
+}
 parentPort.on('message', (m) => {
   let answer;
-  if (m.dir) {
+  if (m.op === 'text') answer = writeText(m);
+  else if (m.dir) {
     try {
       if (!makeFolder(m)) answer = { stage: 'link' };
     } catch (error) {
@@ -100,7 +119,7 @@ parentPort.on('message', (m) => {
 export type PlaceResult =
   | { stage: 'done' }
   | { stage: 'link' }
-  | { stage: 'dir' | 'temp' | 'meta' | 'data'; error: NodeJS.ErrnoException };
+  | { stage: 'dir' | 'temp' | 'meta' | 'data' | 'text'; error: NodeJS.ErrnoException };
 
 /** A key's folder to make first (with its parents), once checked to be under `root` without a link on the way. */
 export interface KeyFolder {
@@ -187,6 +206,17 @@ export function putObjectFiles(
 /** Make the key's folder when given, then rename the temporary metadata and the bytes into place. */
 export function placeObjectFiles(files: ObjectFiles, folder?: KeyFolder): Promise<PlaceResult> {
   return send({ op: 'place', ...files, ...folder });
+}
+
+/**
+ * writeFileAtomic (functions/shared/local-files.ts) done by the thread: `text` written whole to a file of its own
+ * beside `file` (its folder made, owner-only, when missing), then renamed over it; nothing is left aside on a failure,
+ * which is thrown as the system gave it.
+ */
+export async function writeTextAtomicInThread(file: string, text: string, mode?: number): Promise<void> {
+  const tmp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+  const result = await send({ op: 'text', tmp, file, text, mode });
+  if (result.stage !== 'done') throw 'error' in result ? result.error : new Error(`could not write ${file}`);
 }
 
 /**

@@ -1,9 +1,9 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { stopFileWriter } from '../../../local/store/file-writer.ts';
+import { stopFileWriter, writeTextAtomicInThread } from '../../../local/store/file-writer.ts';
 import { type ObjectInfo, ObjectStore } from '../../../local/store/object-store.ts';
 
 /** The embedded S3's writes go through one writer thread (local/store/file-writer.ts, docs/performance.md). */
@@ -64,5 +64,18 @@ describe('the embedded S3 file writer', () => {
     // Before the thread was held while writing, an await on it alone ended the process (exit 13, nothing written);
     // were it held when idle, the process would not end at all (killed by the timeout: status null).
     expect({ status: child.status, stdout: child.stdout }).toEqual({ status: 0, stdout: 'written\n' });
+  });
+
+  it('writes a document whole through a file of its own, makes its missing folder owner-only, and leaves nothing aside when it fails', async () => {
+    const file = path.join(root, 'executions', 'webhook_x', 'history.json');
+    await writeTextAtomicInThread(file, '{"a":1}\n', 0o600);
+    expect(await readFile(file, 'utf8')).toBe('{"a":1}\n');
+    expect((await stat(path.dirname(file))).mode & 0o777).toBe(0o700);
+    expect((await stat(file)).mode & 0o777).toBe(0o600);
+    // A folder where the file should be: the system's error, named, and no copy left beside it.
+    const blocked = path.join(root, 'executions', 'webhook_y', 'history.json');
+    await mkdir(blocked, { recursive: true });
+    await expect(writeTextAtomicInThread(blocked, '{}\n')).rejects.toMatchObject({ code: 'EISDIR', syscall: 'rename' });
+    expect(await readdir(path.dirname(blocked))).toEqual(['history.json']);
   });
 });
