@@ -1,4 +1,5 @@
 import { HEADERS_TIMEOUT_MS, REQUEST_TIMEOUT_MS } from '../server/config.ts';
+import { startFileWriter } from './file-writer.ts';
 import { inProcessS3 } from './in-process-s3-transport.ts';
 import { ObjectStore } from './object-store.ts';
 import { isValidBucketName, S3Api } from './s3-api.ts';
@@ -34,6 +35,7 @@ export async function startEmbeddedS3(options: {
   }
   const store = new ObjectStore(options.directory);
   await store.open();
+  startFileWriter();
   await migrateS3rverLayout(store);
   await store.createBucket(options.bucket);
   const api = new S3Api(store);

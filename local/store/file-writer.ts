@@ -208,6 +208,11 @@ export function placeObjectFiles(files: ObjectFiles, folder?: KeyFolder): Promis
   return send({ op: 'place', ...files, ...folder });
 }
 
+/** Start the thread now, so that the first write does not wait for it (tens of milliseconds on a busy machine). */
+export function startFileWriter(): void {
+  started();
+}
+
 /**
  * writeFileAtomic (functions/shared/local-files.ts) done by the thread: `text` written whole to a file of its own
  * beside `file` (its folder made, owner-only, when missing), then renamed over it; nothing is left aside on a failure,
