@@ -2,14 +2,15 @@ import { randomBytes } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
 
 /**
- * The embedded S3's small-object writes, done by one worker thread with synchronous file calls
- * (docs/performance.md, "Gateway throughput"). An object written from the event loop costs it nine asynchronous
- * file calls (open, write, fstat, close; the metadata's open, write, close; two renames), each a trip to the thread
- * pool and a promise back; here it costs one message each way, and a busy disk stalls the worker, not the gateway.
+ * The gateway's per-conversation file writes (the embedded S3's objects, the execution history), done by one worker
+ * thread with synchronous file calls (docs/performance.md, "What limits it"). An object written from the event loop
+ * cost it about nine asynchronous file calls (open, write, fstat, close; the metadata's open, write, close; two
+ * renames), each a trip to the thread pool and a promise back; here it costs one message each way, and a busy disk
+ * stalls this thread, not the gateway. What a file holds, and when it is renamed into place, is as before.
  *
- * The worker runs plain JavaScript (no loader is needed under tsx, vitest or a bundle). It is started on first use and
- * keeps the process alive only while a write is under way; should it die, the writes in flight fail with its error and
- * the next write starts another.
+ * The thread runs plain JavaScript (no loader is needed under tsx, vitest or a bundle). It keeps the process alive
+ * only while a write is under way; should it die, the writes in flight fail with its error and the next write starts
+ * another.
  */
 const WORKER_SOURCE = `
 const { parentPort } = require('node:worker_threads');
