@@ -27,6 +27,7 @@ import {
   type UnreadableMessage,
 } from '../../../functions/shared/failed-delivery-queue.ts';
 import { type RedeliveryResult, redeliverHeld, resend } from '../../../functions/shared/redelivery.ts';
+import { DynamoRedeliveryClaims, type RedeliveryClaim } from '../../../functions/shared/redelivery-claim.ts';
 import { stepFunctionsRedeliver } from '../../../functions/shared/redelivery-execution.ts';
 import { settings } from '../../../functions/shared/settings.ts';
 import { CliError, deliveriesTable, note, parseSince, resultDetail, stateLabel } from '../shared.ts';
@@ -361,12 +362,36 @@ async function redriveGroup(
     if (!receivedSinceByAnother(error)) throw error;
     return { conversation_id: id, status: 'skipped', error: 'taken by another redrive meanwhile' };
   }
+  // The scheduler's claim (functions/shared/redelivery-claim.ts), taken before anything is read or sent: while the
+  // scheduler (or another redrive) redelivers a copy of this envelope, this one waits, and the scheduler's copies wait
+  // for this redrive. An error writing it starts nothing: the messages are visible again at once.
+  let claim: RedeliveryClaim | null = null;
+  if (stack.deliveriesTable) {
+    try {
+      claim = await new DynamoRedeliveryClaims(stack.deliveriesTable, clients.dynamodb).claim(id, new Date());
+    } catch (error) {
+      await queue.release(group).catch(() => undefined);
+      throw error;
+    }
+    if (!claim.held) {
+      await queue.release(group).catch(() => undefined);
+      return {
+        conversation_id: id,
+        status: 'skipped',
+        error: `being redelivered by the scheduler or another redrive now; run the same command again after ${claim.until.toISOString()}`,
+      };
+    }
+  }
+  const release = async () => {
+    if (claim?.held) await claim.release().catch(() => undefined);
+  };
   // Delivered since it was dead-lettered: nothing is owed, so nothing is sent again and its messages go, as a
   // settled envelope's do. An envelope that owes only its export is written again whatever: that sends nothing.
   if (owedBy(primary.envelope) === 'delivery') {
     const check = await deliveredSince(clients, stack, id);
     if (check.delivered) {
       await Promise.all([queue.delete(primary), dropStale()]);
+      await release();
       return { conversation_id: id, status: 'already_delivered', detail: alreadyDeliveredDetail(id, check.delivered) };
     }
     if (check.unchecked.length > 0) onUnchecked(id, check.unchecked);
@@ -386,8 +411,9 @@ async function redriveGroup(
     // The run gave no answer. Step Functions refused to start it (throttled past the retries, access denied…):
     // nothing ran, so its messages, copies too, are visible again at once, not hidden for REDRIVE_HOLD_SECONDS.
     // Otherwise its execution may have started: they stay hidden until it has surely ended, so that no redrive
-    // meanwhile delivers it a second time (docs/operations.md#failed-deliveries).
+    // meanwhile delivers it a second time (docs/operations.md#failed-deliveries), and its claim ends by itself.
     const refused = surelyNotDone(error);
+    if (refused) await release();
     const shown = await queue
       .release(group, refused ? 0 : REDELIVERY_VISIBILITY_SECONDS)
       .then(() => null)
@@ -405,7 +431,8 @@ async function redriveGroup(
       detail: `: ${message}; ${refused ? 'nothing was started' : 'its execution may have started'}: ${when}`,
     };
   }
-  if (result.status !== 'error') await dropStale();
+  // Its execution ended (SUCCEEDED): nothing of it is in flight. Otherwise its Deliver may still be: the claim ends by itself.
+  if (result.status !== 'error') await Promise.all([dropStale(), release()]);
   return result;
 }
 
