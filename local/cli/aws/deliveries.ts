@@ -18,6 +18,7 @@ import {
   type FailedDeliveryEnvelope,
   owedBy,
   resendRefusal,
+  withLoggedDelivery,
 } from '../../../functions/domain/failed-delivery.ts';
 import { DynamoAttemptLog } from '../../../functions/shared/attempt-log.ts';
 import {
@@ -68,6 +69,8 @@ async function readDeliveryStack(clients: AwsClients, name: string): Promise<Del
  */
 interface DeliveredCheck {
   delivered: DeliveryAttempt | null;
+  /** Whether the export says delivered too; otherwise the attempt log told it, and the export may say retrying. */
+  exported: boolean;
   /** What could not be read (an AWS error, an output the stack lacks); empty when both were read. */
   unchecked: string[];
 }
@@ -81,7 +84,7 @@ interface DeliveredCheck {
  * redelivery rewrites (docs/operations.md#failed-deliveries). Either one with a delivered attempt is enough.
  */
 async function deliveredSince(clients: AwsClients, stack: DeliveryStack, id: string): Promise<DeliveredCheck> {
-  const check: DeliveredCheck = { delivered: null, unchecked: [] };
+  const check: DeliveredCheck = { delivered: null, exported: false, unchecked: [] };
   const failed = (error: unknown, call: string) =>
     check.unchecked.push(`${(error as Error).name ?? 'Error'} on ${call}: ${(error as Error).message}`);
   if (stack.deliveriesTable) {
@@ -99,7 +102,8 @@ async function deliveredSince(clients: AwsClients, stack: DeliveryStack, id: str
         new GetObjectCommand({ Bucket: stack.exportBucket, Key: exportKey(id, 'conversation.json') }),
       );
       const record = recordFromExport(JSON.parse((await object.Body?.transformToString('utf8')) ?? ''));
-      if (record?.webhook_context.delivery_status === 'delivered')
+      check.exported = record?.webhook_context.delivery_status === 'delivered';
+      if (record && check.exported)
         check.delivered = record.execution.delivery_attempts.findLast((a) => a.outcome === 'delivered') ?? {
           attempt: record.execution.delivery_attempts.length,
           at: '',
@@ -115,9 +119,9 @@ async function deliveredSince(clients: AwsClients, stack: DeliveryStack, id: str
 }
 
 /** The line of an already delivered conversation: when, how, and what to do to deliver it again. */
-function alreadyDeliveredDetail(id: string, attempt: DeliveryAttempt): string {
+function alreadyDeliveredDetail(id: string, attempt: DeliveryAttempt, reExported = false): string {
   const how = [attempt.at ? `at ${attempt.at}` : null, attempt.via ? `by the ${attempt.via}` : null].filter(Boolean);
-  return `: delivered meanwhile (attempt ${attempt.attempt}${how.length > 0 ? ` ${how.join(' ')}` : ''}); nothing was sent. To deliver it again: webhook-gateway deliveries resend ${id} --aws`;
+  return `: delivered meanwhile (attempt ${attempt.attempt}${how.length > 0 ? ` ${how.join(' ')}` : ''}); nothing was sent${reExported ? ', and its export now says delivered' : ''}. To deliver it again: webhook-gateway deliveries resend ${id} --aws`;
 }
 
 function queueFor(clients: AwsClients, stack: DeliveryStack): SqsFailedDeliveryQueue {
@@ -385,16 +389,23 @@ async function redriveGroup(
   const release = async () => {
     if (claim?.held) await claim.release().catch(() => undefined);
   };
-  // Delivered since it was dead-lettered: nothing is owed, so nothing is sent again and its messages go, as a
-  // settled envelope's do. An envelope that owes only its export is written again whatever: that sends nothing.
+  // Delivered since it was dead-lettered: nothing is sent again. When the export says so too, nothing is owed and its
+  // messages go, as a settled envelope's do; when only the attempt log does, the export may still say retrying, so the
+  // run only exports the record with that attempt, delivered (withLoggedDelivery). An envelope that owes only its
+  // export is written again whatever: that sends nothing.
+  let envelope = asDeadLettered(primary.envelope);
+  let took: DeliveryAttempt | null = null;
   if (owedBy(primary.envelope) === 'delivery') {
     const check = await deliveredSince(clients, stack, id);
-    if (check.delivered) {
+    if (check.delivered && check.exported) {
       await Promise.all([queue.delete(primary), dropStale()]);
       await release();
       return { conversation_id: id, status: 'already_delivered', detail: alreadyDeliveredDetail(id, check.delivered) };
     }
-    if (check.unchecked.length > 0) onUnchecked(id, check.unchecked);
+    if (check.delivered) {
+      took = check.delivered;
+      envelope = withLoggedDelivery(envelope, took, new Date());
+    } else if (check.unchecked.length > 0) onUnchecked(id, check.unchecked);
   }
   // The dead-letter queue as the store: settled → deleted, otherwise back into it with the new attempt.
   const deadLetters = {
@@ -403,7 +414,7 @@ async function redriveGroup(
     leave: () => queue.release(group),
   };
   const redeliver = stepFunctionsRedeliver(clients.sfn, stack.redeliveryStateMachineArn!, { schedule: queue.schedule });
-  const held = { ...primary, envelope: asDeadLettered(primary.envelope) };
+  const held = { ...primary, envelope };
   let result: RedeliveryResult;
   try {
     result = await redeliverHeld(deadLetters, held, redeliver, 'redrive', () => new Date());
@@ -433,6 +444,8 @@ async function redriveGroup(
   }
   // Its execution ended (SUCCEEDED): nothing of it is in flight. Otherwise its Deliver may still be: the claim ends by itself.
   if (result.status !== 'error') await Promise.all([dropStale(), release()]);
+  if (took && result.status === 'delivered')
+    return { ...result, status: 'already_delivered', detail: alreadyDeliveredDetail(id, took, true) };
   return result;
 }
 

@@ -420,13 +420,21 @@ describe('deliveries redrive --aws', () => {
     };
   };
 
-  it('<id> still in the dead-letter queue but delivered since (the schedule delivered a copy): says so, sends nothing, removes it', async () => {
+  it('<id> still in the dead-letter queue but delivered since (the schedule delivered a copy): says so, sends nothing, exports it delivered, removes it', async () => {
     const target = deadEnvelope('aaa111');
     const message = sqsMessage(target);
     deadLetters(message);
     dynamoMock.on(QueryCommand).resolves({ Items: [loggedDelivery(target, 'schedule')] });
+    // The export still says retrying (no GetObject answer says delivered): an export-only run writes it delivered.
+    sfnMock
+      .on(StartSyncExecutionCommand)
+      .callsFake(({ input }: { input: string }) => succeeded(JSON.parse(input).conversation));
     expect(await awsDeliveriesRedrive(clients(), { stack: STACK, id: target.conversation_id }, out)).toBe(0);
-    expect(startCalls()).toEqual([]);
+    expect(startCalls()).toHaveLength(1);
+    const started = JSON.parse(startCalls()[0]!.input!);
+    expect(started.redelivery).toMatchObject({ via: 'redrive', export_only: true });
+    expect(started.conversation.webhook_context.delivery_status).toBe('delivered');
+    expect(started.conversation.execution.delivery_attempts.at(-1)).toMatchObject({ attempt: 2, outcome: 'delivered' });
     expect(dynamoMock.commandCalls(QueryCommand)[0]!.args[0].input).toMatchObject({
       TableName: TABLE,
       ExpressionAttributeValues: { ':pk': { S: `conversation#${target.conversation_id}` } },
@@ -437,7 +445,11 @@ describe('deliveries redrive --aws', () => {
     ]);
     expect(sqsMock.commandCalls(SendMessageCommand)).toHaveLength(0);
     expect(lines).toEqual([
-      `[1/1] ${target.conversation_id} → already delivered: delivered meanwhile (attempt 2 at 2025-08-13T10:31:00.001Z by the schedule); nothing was sent. To deliver it again: webhook-gateway deliveries resend ${target.conversation_id} --aws`,
+      expect.stringMatching(
+        new RegExp(
+          `^\\[1/1\\] ${target.conversation_id} → already delivered \\(execution ${target.conversation_id}-redelivery-\\d+-[0-9a-f]{6}\\): delivered meanwhile \\(attempt 2 at 2025-08-13T10:31:00.001Z by the schedule\\); nothing was sent, and its export now says delivered\\. To deliver it again: webhook-gateway deliveries resend ${target.conversation_id} --aws$`,
+        ),
+      ),
       'redrove 1: 1 already delivered',
     ]);
   });
