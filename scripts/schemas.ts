@@ -116,6 +116,23 @@ function openApi(): Record<string, unknown> {
         'Each POST /webhook becomes one conversation: validated, answered by the manager agent, classified, ' +
         'delivered to the outbound webhook of its type, and exported to S3 (docs/contract.md).',
     },
+    servers: [
+      {
+        url: 'http://127.0.0.1:{port}',
+        description: 'The local gateway (npm start)',
+        variables: { port: { default: '3000', description: 'PORT' } },
+      },
+      {
+        url: 'https://{restApiId}.execute-api.{region}.{urlSuffix}/{stage}',
+        description: 'A deployed stack: its ApiUrl output (docs/deploy.md); with per-source API keys, send x-api-key',
+        variables: {
+          restApiId: { default: 'abcdef1234', description: "The stack's RestApiId output" },
+          region: { default: 'us-east-1', description: 'The region the stack is deployed in' },
+          urlSuffix: { default: 'amazonaws.com', enum: ['amazonaws.com', 'amazonaws.com.cn'] },
+          stage: { default: 'prod', description: 'The context key stageName' },
+        },
+      },
+    ],
     paths: {
       '/webhook': {
         post: {

@@ -1,6 +1,7 @@
 import type { Context } from 'aws-lambda';
 import {
   authorizeStatusRequest,
+  STATUS_ANSWER_MARGIN_MS,
   type StatusRequest,
   statusResult,
   statusTimeoutResult,
@@ -49,7 +50,7 @@ export const handler = stageHandler(
           });
           resolve(http(statusTimeoutResult()));
         },
-        Math.max(0, context.getRemainingTimeInMillis() - ANSWER_MARGIN_MS),
+        Math.max(0, context.getRemainingTimeInMillis() - STATUS_ANSWER_MARGIN_MS),
       );
     });
     try {
@@ -59,9 +60,6 @@ export const handler = stageHandler(
     }
   },
 );
-
-/** The time kept, before the Lambda timeout, to answer 504 and end the invocation (log and metrics flushed). */
-const ANSWER_MARGIN_MS = 1_000;
 
 async function statusAnswer(event: StatusHttpEvent): Promise<StatusHttpResponse> {
   const headers: Record<string, string> = {};

@@ -34,6 +34,14 @@ export interface ConversationStatusRecord {
 
 /** Status records are kept 7 days: long after any poller gave up; the export is the record for good. */
 export const STATUS_TTL_SECONDS = 7 * 86_400;
+
+/**
+ * The status route's time on AWS: its function's timeout (infra/constructs/conversation-functions.ts), and the margin
+ * before it at which the route answers 504 TIMEOUT itself rather than end as API Gateway's 502 for a Lambda that timed
+ * out. The local route answers at the same moment (docs/contract.md#get-conversationsid).
+ */
+export const STATUS_FUNCTION_TIMEOUT_MS = 10_000;
+export const STATUS_ANSWER_MARGIN_MS = 1_000;
 /**
  * Past this long after it was accepted, a conversation still `running` cannot be: its run is an Express execution
  * (at most 5 minutes) started within the accept's 60 s, the longest an idempotency claim is held in progress for the

@@ -449,6 +449,28 @@ export function withUnexportedDelivery(
 }
 
 /**
+ * An envelope whose conversation the attempt log shows delivered (`attempt`: by another copy of the envelope, or by a
+ * Deliver whose result never reached its workflow), while the record it carries, and so the export, still says
+ * otherwise: nothing is sent again, but the envelope now owes the export of its record with that attempt, delivered
+ * (docs/operations.md, "Failed deliveries").
+ */
+export function withLoggedDelivery(
+  envelope: FailedDeliveryEnvelope,
+  attempt: DeliveryAttempt,
+  now: Date,
+): FailedDeliveryEnvelope {
+  const { request, response: _r, execution_name: _e, ...short } = attempt;
+  const conversation = withDeliveryAttempt(envelope.conversation, short, request?.url ?? null, 'delivered');
+  return {
+    ...envelope,
+    conversation,
+    attempts: conversation.execution.delivery_attempts,
+    owed: 'export',
+    updated_at: now.toISOString(),
+  };
+}
+
+/**
  * A conversation whose delivery failed and whose envelope the failed-delivery queue refused (its QueueFailedDelivery
  * error): nothing holds it for a later attempt, so a resend is how it is delivered (docs/operations.md).
  */

@@ -69,7 +69,7 @@ export const handler = stageHandler(
         ...(endpoints ? { gate: endpointGate(endpoints, config.breaker) } : {}),
         // One redelivery of a conversation in flight at a time, whatever copies of its envelope overlapping runs took.
         ...(claims ? { claim: (envelope, now) => claims.claim(envelope.conversation_id, now) } : {}),
-        // One consistent Query per envelope about to be redelivered: a copy already delivered is dropped.
+        // One consistent Query per envelope about to be redelivered: one already delivered is only exported, delivered.
         ...(attempts
           ? {
               delivered: async (envelope) =>

@@ -26,6 +26,7 @@ import {
   owedBy,
   resendEnvelope,
   withFailedRun,
+  withLoggedDelivery,
 } from '../domain/failed-delivery.ts';
 import { type EndpointStore, receiverFileUnreadable } from './endpoint-store.ts';
 
@@ -258,7 +259,7 @@ export interface ScheduleOptions {
   /**
    * The conversation's delivered attempt, or null: read once for each envelope about to be redelivered (the attempt
    * log on AWS, where the queue may hold several copies of one envelope). A copy whose conversation was delivered
-   * meanwhile is dropped, nothing sent. None: every due envelope is redelivered.
+   * meanwhile is not sent again: its run only exports the record delivered. None: every due envelope is redelivered.
    */
   delivered?: (envelope: FailedDeliveryEnvelope) => Promise<DeliveryAttempt | null>;
   /**
@@ -293,7 +294,10 @@ export interface ScheduleSummary {
   errors: number;
   unreadable: number;
   duplicates: number;
-  /** Copies of an envelope whose conversation was delivered meanwhile (by another copy): dropped, nothing sent. */
+  /**
+   * Envelopes whose conversation the attempt log shows delivered meanwhile (by another copy, or a Deliver whose result
+   * was lost): nothing sent again, the record exported delivered (an export-only run, not counted in `redelivered`).
+   */
   already_delivered: number;
   /** Copies of an envelope another run is redelivering now (it holds the claim): each waits until that claim ends. */
   in_flight_elsewhere: number;
@@ -345,33 +349,25 @@ export async function runSchedule<H extends HeldEnvelope>(
   const seen = new Set<string>();
 
   /**
-   * Whether another copy of this envelope delivered its conversation (SQS delivers a message at least once, and a
-   * copy outlives a run that delivered but could not delete it): then this copy is stored settled (deleted), and the
-   * receiver is not sent the delivery again. A log that cannot be read, or that lacks the attempt (Deliver stopped
-   * between the POST and its write), redelivers it: at least once, under the same webhook-id the receiver dedupes on
-   * (docs/operations.md, "Failed deliveries").
+   * The attempt that delivered this envelope's conversation meanwhile, or null: another copy delivered it (SQS delivers
+   * a message at least once, and a copy outlives a run that delivered but could not delete it), or a Deliver whose
+   * result never reached its workflow did. The receiver is then not sent the delivery again. A log that cannot be
+   * read, or that lacks the attempt (Deliver stopped between the POST and its write), redelivers it: at least once,
+   * under the same webhook-id the receiver dedupes on (docs/operations.md, "Failed deliveries").
    */
-  async function deliveredMeanwhile(item: H, delivered: NonNullable<ScheduleOptions['delivered']>): Promise<boolean> {
-    const { envelope } = item;
-    let attempt: DeliveryAttempt | null;
+  async function deliveredMeanwhile(
+    envelope: FailedDeliveryEnvelope,
+    delivered: NonNullable<ScheduleOptions['delivered']>,
+  ): Promise<DeliveryAttempt | null> {
     try {
-      attempt = await delivered(envelope);
+      return await delivered(envelope);
     } catch (error) {
       log.warn('Could not read whether the conversation was delivered meanwhile; redelivered', {
         conversation_id: envelope.conversation_id,
         error: `${(error as Error).name}: ${(error as Error).message}`,
       });
-      return false;
+      return null;
     }
-    if (!attempt) return false;
-    const at = now();
-    await store.store(item, { ...envelope, state: 'settled', next_due_at: null, updated_at: at.toISOString() }, at);
-    log.info('Already delivered (by another copy of its envelope); this copy is dropped, nothing sent', {
-      conversation_id: envelope.conversation_id,
-      delivered_attempt: attempt.attempt,
-      delivered_at: attempt.at,
-    });
-    return true;
   }
 
   async function handle(item: H): Promise<Outcome> {
@@ -422,18 +418,27 @@ export async function runSchedule<H extends HeldEnvelope>(
         }),
       );
     };
-    if (options.delivered && owedBy(envelope) === 'delivery' && (await deliveredMeanwhile(item, options.delivered))) {
-      await release();
-      return 'already_delivered';
-    }
+    const took =
+      options.delivered && owedBy(envelope) === 'delivery'
+        ? await deliveredMeanwhile(envelope, options.delivered)
+        : null;
+    // Delivered meanwhile: nothing is sent again, but the export may still say retrying, so this copy's run only
+    // exports the record with the delivered attempt (withLoggedDelivery).
+    const owing = took ? { ...item, envelope: withLoggedDelivery(envelope, took, now()) } : item;
+    if (took)
+      log.info('Already delivered (the attempt log has it); nothing sent again, the record is exported delivered', {
+        conversation_id: id,
+        delivered_attempt: took.attempt,
+        delivered_at: took.at,
+      });
     // Checked right before the redelivery begins (nothing awaited in between): one not begun is not sent.
     if (options.stopped?.()) {
       await store.leave(item);
       await release();
       return 'waiting';
     }
-    summary.redelivered += 1;
-    const result = await redeliverHeld(store, item, redeliver, 'schedule', now);
+    if (!took) summary.redelivered += 1;
+    const result = await redeliverHeld(store, owing, redeliver, 'schedule', now);
     // The run ended (SUCCEEDED): nothing of it is in flight. Otherwise its Deliver may still be: the claim ends by itself.
     if (result.status !== 'error') await release();
     options.onResult?.(result);
@@ -465,6 +470,7 @@ export async function runSchedule<H extends HeldEnvelope>(
       attempts: updated.attempts.length,
     };
     if (updated.state === 'settled') {
+      if (took) return 'already_delivered';
       log.info('Redelivered', fields);
       return 'delivered';
     }

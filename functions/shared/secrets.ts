@@ -38,15 +38,25 @@ async function secretString(arn: string, signal?: AbortSignal): Promise<string> 
 
 const parsed = new Map<string, { json: string | undefined; secrets: SecretsBySource }>();
 
+/**
+ * A file's times are coarse (a clock tick, up to a second on some file systems): one edited in place again within the
+ * same tick, to the same size, keeps its stamp. A file changed within this long before it was read is therefore read
+ * again at each use until a read finds it older (as the failed-delivery store's summaries do); once settled, each use
+ * costs one `stat`.
+ */
+const SETTLED_AFTER_MS = 1_000;
+
 /** A secrets file (locally, `endpoints set --secret` rewrites it): read again whenever it changed. */
-const files = new Map<string, { stamp: string; value: string }>();
+const files = new Map<string, { stamp: string; settled: boolean; value: string }>();
 async function fileString(file: string): Promise<string> {
-  const s = await stat(file);
-  const stamp = `${s.mtimeMs}:${s.size}:${s.ino}`;
+  const readAt = Date.now();
+  const s = await stat(file, { bigint: true });
+  const stamp = `${s.mtimeNs}:${s.ctimeNs}:${s.size}:${s.ino}`;
   const hit = files.get(file);
-  if (hit?.stamp === stamp) return hit.value;
+  if (hit?.stamp === stamp && hit.settled) return hit.value;
   const value = await readFile(file, 'utf8');
-  files.set(file, { stamp, value });
+  const changedAt = Math.max(Number(s.mtimeMs), Number(s.ctimeMs));
+  files.set(file, { stamp, settled: changedAt < readAt - SETTLED_AFTER_MS, value });
   return value;
 }
 

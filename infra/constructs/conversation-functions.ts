@@ -7,6 +7,7 @@ import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { StringParameter } from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
 import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
+import { STATUS_FUNCTION_TIMEOUT_MS } from '../../functions/domain/conversation-status.ts';
 import { DELIVERY_URL_VARIABLES } from '../../functions/domain/delivery.ts';
 import { EXPORT_PREFIX } from '../../functions/domain/export-formats.ts';
 import { type GatewayConfig, ssmParameterName } from '../config.ts';
@@ -149,7 +150,7 @@ export class ConversationFunctions extends Construct {
       ...common,
       stage: 'conversation-status',
       description: 'GET /conversations/{id}: the status of an asynchronous conversation, to its own source only',
-      timeout: Duration.seconds(10),
+      timeout: Duration.millis(STATUS_FUNCTION_TIMEOUT_MS),
       environment: {
         INBOUND_WEBHOOK_SECRETS_ARN: props.inboundSecrets.secretArn,
         REQUIRE_SIGNED_WEBHOOKS: String(props.config.requireSignedWebhooks),

@@ -20,19 +20,6 @@ function queuedByType(envelopes: readonly QueueableEnvelope[]): Record<string, n
   return counts;
 }
 
-/** Every receiver as `endpoints list` and the console's Endpoints page show it (the local read model). */
-export async function endpointViews(
-  store: EndpointStore,
-  envelopes: readonly QueueableEnvelope[],
-  deployedUrls: Record<WebhookType, string | null>,
-  policy: BreakerPolicy,
-): Promise<EndpointView[]> {
-  const queued = queuedByType(envelopes);
-  return (await store.list()).map((e) =>
-    endpointView(e, deployedUrls[e.webhook_type], policy, queued[e.webhook_type] ?? 0),
-  );
-}
-
 /** A receiver whose file is damaged (docs/operations.md, "After a crash"): the file and what to do, and its queue. */
 export interface UnreadableReceiver {
   webhook_type: WebhookType;

@@ -36,8 +36,8 @@ export interface GatewayOptions {
   /** Tests only: the rate limits' clock (ms since the epoch), so that no token refills while a test runs. */
   rateLimitClock?: () => number;
   /**
-   * Tests only: how POST /webhook times the caller's wait (RESPONSE_TIMEOUT_MS): starts a timer that calls `fire` after
-   * `ms` and returns what cancels it. Default: setTimeout.
+   * Tests only: how POST /webhook times the caller's wait (RESPONSE_TIMEOUT_MS), and GET /conversations/{id} its
+   * answer (9 s, as on AWS): starts a timer that calls `fire` after `ms` and returns what cancels it. Default: setTimeout.
    */
   responseTimer?: (ms: number, fire: () => void) => () => void;
   /** How often the automatic redelivery schedule looks for due deliveries. Env REDELIVERY_POLL_MS, default 1000; 0 turns it off. */

@@ -457,7 +457,10 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
       {
         path: new RegExp(`^${STATUS_ROUTE_PREFIX}([^/]+)$`),
         guard: publicRoute,
-        methods: { GET: (req, res, m) => handleConversationStatus(req, res, m[1]!, limiter, apiKeys) },
+        methods: {
+          GET: (req, res, m) =>
+            handleConversationStatus(req, res, m[1]!, limiter, apiKeys, options.responseTimer ?? responseTimeout),
+        },
       },
       {
         path: /^\/health$/,

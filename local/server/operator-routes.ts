@@ -9,7 +9,7 @@ import type { EndpointStore } from '../../functions/shared/endpoint-store.ts';
 import type { RedeliveryResult } from '../../functions/shared/redelivery.ts';
 import type { LocalRedelivery } from '../engine/redelivery.ts';
 import { latestRecord } from '../history/conversations.ts';
-import { endpointViews, receiverRows } from '../history/endpoints.ts';
+import { receiverRows } from '../history/endpoints.ts';
 import type { ExecutionStore } from '../store/execution-store.ts';
 import { type EnvelopeSummary, envelopeStates, type LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
 import { sendJson } from './http.ts';
@@ -66,24 +66,20 @@ export function operatorRoutes(ctx: OperatorContext): RouteHandler {
     badRequest(res, `"${id}" is not a conversation id`);
     return null;
   };
-  const views = async () =>
-    endpointViews(ctx.endpoints, (await ctx.failedDeliveries.summaries()).summaries, ctx.deployedUrls, ctx.breaker);
+  // Every receiver as it reads now: one whose file is damaged is named in its row (the file and what to do), the
+  // others shown all the same, as `endpoints list` does.
+  const rows = async () =>
+    receiverRows(ctx.endpoints, (await ctx.failedDeliveries.summaries()).summaries, ctx.deployedUrls, ctx.breaker);
   // The receiver changed, as it reads now: another type's damaged file is no failure of this change.
   const endpointAction =
     (act: (type: WebhookType) => Promise<unknown>) =>
     async (_req: IncomingMessage, res: ServerResponse, match: RegExpExecArray) => {
       const type = match[1] as WebhookType;
       await act(type);
-      const rows = await receiverRows(
-        ctx.endpoints,
-        (await ctx.failedDeliveries.summaries()).summaries,
-        ctx.deployedUrls,
-        ctx.breaker,
-      );
       sendJson(
         res,
         200,
-        rows.find((v) => v.webhook_type === type),
+        (await rows()).find((v) => v.webhook_type === type),
       );
     };
   /**
@@ -173,7 +169,7 @@ export function operatorRoutes(ctx: OperatorContext): RouteHandler {
         },
       },
     },
-    { path: /^\/local\/endpoints$/, methods: { GET: async (_req, res) => sendJson(res, 200, await views()) } },
+    { path: /^\/local\/endpoints$/, methods: { GET: async (_req, res) => sendJson(res, 200, await rows()) } },
     {
       path: new RegExp(`^/local/endpoints/${typePath}/pause$`),
       methods: { POST: endpointAction((type) => ctx.endpoints.configure(type, { paused: true }, new Date())) },

@@ -1,5 +1,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { StatusHttpEvent, StatusHttpResponse } from '../../functions/conversation-status/handler.ts';
+import {
+  STATUS_ANSWER_MARGIN_MS,
+  STATUS_FUNCTION_TIMEOUT_MS,
+  statusTimeoutResult,
+} from '../../functions/domain/conversation-status.ts';
 import { gatewayErrorResult, NO_STORE } from '../../functions/domain/gateway-contract.ts';
 import { canonicalSource } from '../../functions/domain/source-identity.ts';
 import { UnreadableFileError } from '../../functions/shared/local-files.ts';
@@ -20,7 +25,9 @@ export async function handleConversationStatus(
   res: ServerResponse,
   conversationId: string,
   limiter: RateLimiter,
-  apiKeys?: LocalApiKeys,
+  apiKeys: LocalApiKeys | undefined,
+  /** Starts the answer's timer: `fire` after `ms`; returns what cancels it (GatewayOptions.responseTimer). */
+  timer: (ms: number, fire: () => void) => () => void,
 ): Promise<void> {
   req.resume();
   const apiKey = requestApiKey(apiKeys, req);
@@ -52,14 +59,26 @@ export async function handleConversationStatus(
     requestContext: { identity: { apiKeyId: apiKey.id ?? null } },
   };
   const { handler } = await import('../../functions/conversation-status/handler.ts');
-  let response: StatusHttpResponse;
+  // The AWS route's function answers 504 itself a second before its timeout: so does this route, at the same moment.
+  let cancel = () => {};
+  const late = new Promise<null>((resolve) => {
+    cancel = timer(STATUS_FUNCTION_TIMEOUT_MS - STATUS_ANSWER_MARGIN_MS, () => resolve(null));
+  });
+  let response: StatusHttpResponse | null;
   try {
-    response = await handler(event);
+    response = await Promise.race([handler(event), late]);
   } catch (error) {
     // Its status file is damaged: said so (the operator's line names the file), never 404 as if it were unknown.
     if (!(error instanceof UnreadableFileError)) throw error;
     console.error(`webhook-gateway: GET /conversations/${conversationId}: ${damagedFileMessage(error.message)}`);
     return sendJson(res, 500, stateUnreadableBody(error.message), NO_STORE);
+  } finally {
+    cancel();
+  }
+  if (response === null) {
+    console.error(`webhook-gateway: GET /conversations/${conversationId}: not read in time: answered 504 TIMEOUT`);
+    const timedOut = statusTimeoutResult();
+    return sendJson(res, timedOut.statusCode, timedOut.body, { ...NO_STORE, ...timedOut.headers });
   }
   if (source !== null && response.statusCode === 401) limiter.refund(source);
   res.writeHead(response.statusCode, { ...response.headers, 'content-length': Buffer.byteLength(response.body) });

@@ -12,6 +12,7 @@ import { SEED_REQUEST, startWorld, type TestWorld } from '../support/gateway.ts'
 let world: TestWorld;
 const timers: { ms: number; fire: () => void; cancelled: boolean }[] = [];
 const lines: RequestSummary[] = [];
+let statusReadTooSlow = false;
 beforeAll(async () => {
   world = await startWorld(
     {},
@@ -19,6 +20,8 @@ beforeAll(async () => {
       responseTimer: (ms, fire) => {
         const timer = { ms, fire, cancelled: false };
         timers.push(timer);
+        // The status route's timer: its read outlasts it when the test says so.
+        if (ms === 9_000 && statusReadTooSlow) fire();
         return () => {
           timer.cancelled = true;
         };
@@ -95,5 +98,34 @@ describe('a synchronous answer later than RESPONSE_TIMEOUT_MS', () => {
     expect(res.status).toBe(200);
     expect(timers).toHaveLength(before + 1);
     expect(timers.at(-1)!.cancelled).toBe(true);
+  });
+});
+
+describe('GET /conversations/{id} not read in time', () => {
+  it("answers the AWS route's own 504 a second before its function's 10 s timeout; in time, as usual", async () => {
+    const accepted = await world.post({ ...SEED_REQUEST, query: 'Status timer?' }, { prefer: 'respond-async' });
+    expect(accepted.status).toBe(202);
+    await world.gateway.idle();
+    const before = timers.length;
+    const inTime = await fetch(accepted.body.status_url as string);
+    expect(inTime.status).toBe(200);
+    expect(timers.slice(before).map((t) => [t.ms, t.cancelled])).toEqual([[9_000, true]]);
+
+    statusReadTooSlow = true;
+    try {
+      const late = await fetch(accepted.body.status_url as string);
+      expect(late.status).toBe(504);
+      expect(await late.json()).toEqual({
+        success: false,
+        error: {
+          code: 'TIMEOUT',
+          message: expect.stringMatching(/^GET \/conversations\/\{conversation_id\} did not answer in time/),
+        },
+      });
+      expect(late.headers.get('cache-control')).toBe('no-store');
+      expect(late.headers.get('content-type')).toBe('application/json; charset=utf-8');
+    } finally {
+      statusReadTooSlow = false;
+    }
   });
 });

@@ -21,6 +21,7 @@ import {
   allPolicyStatements,
   cdkJsonContext,
   cfnText,
+  DELIVERY_URL_CONTEXT,
   type Json,
   logicalId,
   OPTIONAL_FEATURES_CONTEXT,
@@ -492,5 +493,38 @@ describe('a stack configured through context', () => {
   it('still passes cdk-nag AwsSolutions with every acknowledgment matching', () => {
     const report = new AwsSolutionsChecks().validateScope(synth.stack);
     expect(report.violations.map((v) => v.ruleName)).toEqual([]);
+  });
+});
+
+/**
+ * `createApiGatewayCloudWatchRole` on a new account, which has no API Gateway CloudWatch role: a stage that turns
+ * logging on before the account setting names a role is refused ("CloudWatch Logs role ARN must be set in account
+ * settings to enable logging") and the first deploy rolls back. CloudFormation's documentation of
+ * `AWS::ApiGateway::Account`: one per account and region, and the role stays usable after the stack is deleted.
+ */
+describe('createApiGatewayCloudWatchRole with apiLogging, on a new account', () => {
+  let withRole: Synthesized;
+  beforeAll(() => {
+    withRole = synthesize({ context: { ...DELIVERY_URL_CONTEXT, ...OPTIONAL_FEATURES_CONTEXT, apiLogging: true } });
+  });
+  afterAll(() => withRole?.cleanup());
+
+  it('the stage that logs is created after the account setting, which names a role that may push logs; both kept', () => {
+    const resources = withRole.template.toJSON().Resources as Record<string, Record<string, Json>>;
+    const [accountId, account] = Object.entries(resources).find(([, r]) => r.Type === 'AWS::ApiGateway::Account')!;
+    const stage = Object.values(resources).find((r) => r.Type === 'AWS::ApiGateway::Stage')!;
+    expect(
+      (stage.Properties as { MethodSettings: { LoggingLevel: string }[] }).MethodSettings[0]!.LoggingLevel,
+    ).not.toBe('OFF');
+    expect(stage.DependsOn).toContain(accountId);
+    const roleId = ((account.Properties as { CloudWatchRoleArn: { 'Fn::GetAtt': string[] } }).CloudWatchRoleArn[
+      'Fn::GetAtt'
+    ] ?? [])[0]!;
+    const role = resources[roleId]!;
+    expect(role.Type).toBe('AWS::IAM::Role');
+    expect(cfnText((role.Properties as { ManagedPolicyArns: Json[] }).ManagedPolicyArns[0])).toMatch(
+      /:iam::aws:policy\/service-role\/AmazonAPIGatewayPushToCloudWatchLogs$/,
+    );
+    expect([account.DeletionPolicy, role.DeletionPolicy]).toEqual(['Retain', 'Retain']);
   });
 });

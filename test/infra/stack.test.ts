@@ -11,6 +11,7 @@ import {
 } from '../../infra/api-templates.ts';
 import { DEFAULT_CONFIG } from '../../infra/config.ts';
 import { DEFINITION_FILE } from '../../infra/constructs/conversation-workflow.ts';
+import { PROJECT_ROOT } from '../../infra/constructs/stage-function.ts';
 import { OPTIONAL_STACK_OUTPUTS, STACK_OUTPUTS } from '../../infra/webhook-gateway-stack.ts';
 import {
   actionsOf,
@@ -538,5 +539,19 @@ describe('storage, queues, logs, outputs', () => {
     const always = Object.values(STACK_OUTPUTS).filter((key) => !OPTIONAL_STACK_OUTPUTS.includes(key));
     expect(Object.keys(template.toJSON().Outputs).sort()).toEqual(always.sort());
     expect(cfnText(template.toJSON().Outputs[STACK_OUTPUTS.webhookUrl].Value)).toMatch(/^https:\/\/.*\/webhook$/);
+  });
+
+  it("docs/openapi.json's AWS server is the ApiUrl output's shape, its stage the default stageName", () => {
+    const { servers } = JSON.parse(readFileSync(path.join(PROJECT_ROOT, 'docs/openapi.json'), 'utf8')) as {
+      servers: { url: string; variables: Record<string, { default: string; enum?: string[] }> }[];
+    };
+    const aws = servers.find((s) => s.url.startsWith('https://'))!;
+    // Each part CloudFormation fills in (the API's id, the region, the URL suffix, the stage) is one of its variables.
+    const apiUrl = cfnText(template.toJSON().Outputs[STACK_OUTPUTS.apiUrl].Value);
+    expect(apiUrl.replace(/\{Ref:[^}]+\}/g, '{}')).toBe(`${aws.url.replace(/\{\w+\}/g, '{}')}/`);
+    expect(apiUrl).toContain('{Ref:AWS::Region}');
+    expect(apiUrl).toContain('{Ref:AWS::URLSuffix}');
+    expect(aws.variables.stage?.default).toBe(DEFAULT_CONFIG.stageName);
+    expect(aws.variables.urlSuffix?.enum).toContain('amazonaws.com');
   });
 });

@@ -6,6 +6,7 @@ import addFormats from 'ajv-formats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXPORT_FILES, exportKey } from '../../functions/domain/export-formats.ts';
 import { PROJECT_ROOT } from '../../local/paths.ts';
+import { resolveOptions } from '../../local/server/config.ts';
 import { contractFiles } from '../../scripts/schemas.ts';
 import { SEED_REQUEST, startWorld, type TestWorld } from '../support/gateway.ts';
 
@@ -31,6 +32,16 @@ async function validator(file: string, component?: string) {
 describe('the published schemas (docs/openapi.json, docs/schemas/)', () => {
   it('are what `npm run schemas` writes from the valibot schemas (run it after changing them)', async () => {
     for (const [file, text] of Object.entries(contractFiles())) expect(await committed(file), file).toBe(text);
+  });
+
+  it("name the local gateway's default address as a server", async () => {
+    const { servers } = (await read('docs/openapi.json')) as {
+      servers: { url: string; variables?: Record<string, { default: string }> }[];
+    };
+    const local = servers.find((s) => s.url.startsWith('http://'))!;
+    expect(local.url.replace('{port}', local.variables!.port!.default)).toBe(
+      `http://127.0.0.1:${resolveOptions({}, {}).port}`,
+    );
   });
 
   it('describe the request the gateway accepts, and refuse what it refuses', async () => {

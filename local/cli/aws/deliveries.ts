@@ -18,6 +18,7 @@ import {
   type FailedDeliveryEnvelope,
   owedBy,
   resendRefusal,
+  withLoggedDelivery,
 } from '../../../functions/domain/failed-delivery.ts';
 import { DynamoAttemptLog } from '../../../functions/shared/attempt-log.ts';
 import {
@@ -27,6 +28,7 @@ import {
   type UnreadableMessage,
 } from '../../../functions/shared/failed-delivery-queue.ts';
 import { type RedeliveryResult, redeliverHeld, resend } from '../../../functions/shared/redelivery.ts';
+import { DynamoRedeliveryClaims, type RedeliveryClaim } from '../../../functions/shared/redelivery-claim.ts';
 import { stepFunctionsRedeliver } from '../../../functions/shared/redelivery-execution.ts';
 import { settings } from '../../../functions/shared/settings.ts';
 import { CliError, deliveriesTable, note, parseSince, resultDetail, stateLabel } from '../shared.ts';
@@ -67,6 +69,8 @@ async function readDeliveryStack(clients: AwsClients, name: string): Promise<Del
  */
 interface DeliveredCheck {
   delivered: DeliveryAttempt | null;
+  /** Whether the export says delivered too; otherwise the attempt log told it, and the export may say retrying. */
+  exported: boolean;
   /** What could not be read (an AWS error, an output the stack lacks); empty when both were read. */
   unchecked: string[];
 }
@@ -80,7 +84,7 @@ interface DeliveredCheck {
  * redelivery rewrites (docs/operations.md#failed-deliveries). Either one with a delivered attempt is enough.
  */
 async function deliveredSince(clients: AwsClients, stack: DeliveryStack, id: string): Promise<DeliveredCheck> {
-  const check: DeliveredCheck = { delivered: null, unchecked: [] };
+  const check: DeliveredCheck = { delivered: null, exported: false, unchecked: [] };
   const failed = (error: unknown, call: string) =>
     check.unchecked.push(`${(error as Error).name ?? 'Error'} on ${call}: ${(error as Error).message}`);
   if (stack.deliveriesTable) {
@@ -98,7 +102,8 @@ async function deliveredSince(clients: AwsClients, stack: DeliveryStack, id: str
         new GetObjectCommand({ Bucket: stack.exportBucket, Key: exportKey(id, 'conversation.json') }),
       );
       const record = recordFromExport(JSON.parse((await object.Body?.transformToString('utf8')) ?? ''));
-      if (record?.webhook_context.delivery_status === 'delivered')
+      check.exported = record?.webhook_context.delivery_status === 'delivered';
+      if (record && check.exported)
         check.delivered = record.execution.delivery_attempts.findLast((a) => a.outcome === 'delivered') ?? {
           attempt: record.execution.delivery_attempts.length,
           at: '',
@@ -114,9 +119,9 @@ async function deliveredSince(clients: AwsClients, stack: DeliveryStack, id: str
 }
 
 /** The line of an already delivered conversation: when, how, and what to do to deliver it again. */
-function alreadyDeliveredDetail(id: string, attempt: DeliveryAttempt): string {
+function alreadyDeliveredDetail(id: string, attempt: DeliveryAttempt, reExported = false): string {
   const how = [attempt.at ? `at ${attempt.at}` : null, attempt.via ? `by the ${attempt.via}` : null].filter(Boolean);
-  return `: delivered meanwhile (attempt ${attempt.attempt}${how.length > 0 ? ` ${how.join(' ')}` : ''}); nothing was sent. To deliver it again: webhook-gateway deliveries resend ${id} --aws`;
+  return `: delivered meanwhile (attempt ${attempt.attempt}${how.length > 0 ? ` ${how.join(' ')}` : ''}); nothing was sent${reExported ? ', and its export now says delivered' : ''}. To deliver it again: webhook-gateway deliveries resend ${id} --aws`;
 }
 
 function queueFor(clients: AwsClients, stack: DeliveryStack): SqsFailedDeliveryQueue {
@@ -361,15 +366,46 @@ async function redriveGroup(
     if (!receivedSinceByAnother(error)) throw error;
     return { conversation_id: id, status: 'skipped', error: 'taken by another redrive meanwhile' };
   }
-  // Delivered since it was dead-lettered: nothing is owed, so nothing is sent again and its messages go, as a
-  // settled envelope's do. An envelope that owes only its export is written again whatever: that sends nothing.
+  // The scheduler's claim (functions/shared/redelivery-claim.ts), taken before anything is read or sent: while the
+  // scheduler (or another redrive) redelivers a copy of this envelope, this one waits, and the scheduler's copies wait
+  // for this redrive. An error writing it starts nothing: the messages are visible again at once.
+  let claim: RedeliveryClaim | null = null;
+  if (stack.deliveriesTable) {
+    try {
+      claim = await new DynamoRedeliveryClaims(stack.deliveriesTable, clients.dynamodb).claim(id, new Date());
+    } catch (error) {
+      await queue.release(group).catch(() => undefined);
+      throw error;
+    }
+    if (!claim.held) {
+      await queue.release(group).catch(() => undefined);
+      return {
+        conversation_id: id,
+        status: 'skipped',
+        error: `being redelivered by the scheduler or another redrive now; run the same command again after ${claim.until.toISOString()}`,
+      };
+    }
+  }
+  const release = async () => {
+    if (claim?.held) await claim.release().catch(() => undefined);
+  };
+  // Delivered since it was dead-lettered: nothing is sent again. When the export says so too, nothing is owed and its
+  // messages go, as a settled envelope's do; when only the attempt log does, the export may still say retrying, so the
+  // run only exports the record with that attempt, delivered (withLoggedDelivery). An envelope that owes only its
+  // export is written again whatever: that sends nothing.
+  let envelope = asDeadLettered(primary.envelope);
+  let took: DeliveryAttempt | null = null;
   if (owedBy(primary.envelope) === 'delivery') {
     const check = await deliveredSince(clients, stack, id);
-    if (check.delivered) {
+    if (check.delivered && check.exported) {
       await Promise.all([queue.delete(primary), dropStale()]);
+      await release();
       return { conversation_id: id, status: 'already_delivered', detail: alreadyDeliveredDetail(id, check.delivered) };
     }
-    if (check.unchecked.length > 0) onUnchecked(id, check.unchecked);
+    if (check.delivered) {
+      took = check.delivered;
+      envelope = withLoggedDelivery(envelope, took, new Date());
+    } else if (check.unchecked.length > 0) onUnchecked(id, check.unchecked);
   }
   // The dead-letter queue as the store: settled → deleted, otherwise back into it with the new attempt.
   const deadLetters = {
@@ -378,7 +414,7 @@ async function redriveGroup(
     leave: () => queue.release(group),
   };
   const redeliver = stepFunctionsRedeliver(clients.sfn, stack.redeliveryStateMachineArn!, { schedule: queue.schedule });
-  const held = { ...primary, envelope: asDeadLettered(primary.envelope) };
+  const held = { ...primary, envelope };
   let result: RedeliveryResult;
   try {
     result = await redeliverHeld(deadLetters, held, redeliver, 'redrive', () => new Date());
@@ -386,8 +422,9 @@ async function redriveGroup(
     // The run gave no answer. Step Functions refused to start it (throttled past the retries, access denied…):
     // nothing ran, so its messages, copies too, are visible again at once, not hidden for REDRIVE_HOLD_SECONDS.
     // Otherwise its execution may have started: they stay hidden until it has surely ended, so that no redrive
-    // meanwhile delivers it a second time (docs/operations.md#failed-deliveries).
+    // meanwhile delivers it a second time (docs/operations.md#failed-deliveries), and its claim ends by itself.
     const refused = surelyNotDone(error);
+    if (refused) await release();
     const shown = await queue
       .release(group, refused ? 0 : REDELIVERY_VISIBILITY_SECONDS)
       .then(() => null)
@@ -405,7 +442,10 @@ async function redriveGroup(
       detail: `: ${message}; ${refused ? 'nothing was started' : 'its execution may have started'}: ${when}`,
     };
   }
-  if (result.status !== 'error') await dropStale();
+  // Its execution ended (SUCCEEDED): nothing of it is in flight. Otherwise its Deliver may still be: the claim ends by itself.
+  if (result.status !== 'error') await Promise.all([dropStale(), release()]);
+  if (took && result.status === 'delivered')
+    return { ...result, status: 'already_delivered', detail: alreadyDeliveredDetail(id, took, true) };
   return result;
 }
 

@@ -11,6 +11,7 @@ import {
 import type { Context } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { ConversationRecord } from '../../../functions/domain/conversation.ts';
 import { DEFAULT_RETRY_SCHEDULE_MS, type FailedDeliveryEnvelope } from '../../../functions/domain/failed-delivery.ts';
 import { handler } from '../../../functions/redelivery-scheduler/handler.ts';
 import { DynamoAttemptLog } from '../../../functions/shared/attempt-log.ts';
@@ -411,23 +412,39 @@ describe('copies of one envelope in the queue (SQS delivers at least once; a run
     };
   };
 
-  it('a copy received in a later run than the one that delivered its conversation is deleted, not sent again', async () => {
+  /** The redelivery workflow: Deliver logs its attempt before Export; an export-only run writes the record it is given. */
+  function workflowDelivers(delivered: ConversationRecord, logged: Record<string, unknown>[]) {
+    sfnMock.on(StartSyncExecutionCommand).callsFake(({ input }: { input: string }) => {
+      const given = JSON.parse(input) as { conversation: ConversationRecord; redelivery: { export_only?: boolean } };
+      if (given.redelivery.export_only) return succeeded(given.conversation);
+      logged.push({ ...delivered.execution.delivery_attempts.at(-1), conversation_id: delivered.conversation_id });
+      return succeeded(delivered);
+    });
+  }
+  const startedWith = (i: number) =>
+    JSON.parse(sfnMock.commandCalls(StartSyncExecutionCommand)[i]!.args[0].input.input!) as {
+      conversation: ConversationRecord;
+      redelivery: { export_only?: boolean };
+    };
+
+  it('a copy received in a later run than the one that delivered its conversation is not sent again, only exported delivered', async () => {
     const envelope = pendingEnvelope();
     const first = sqsMessage(envelope, { id: 'copy-1' });
     const second = sqsMessage(envelope, { id: 'copy-2' });
     const delivered = afterAttempt(envelope, 'delivered');
     const logged: Record<string, unknown>[] = [];
     attemptLogHolds(() => logged);
-    sfnMock.on(StartSyncExecutionCommand).callsFake(() => {
-      // Deliver logs the attempt as the receiver answered it, before Export and before the scheduler deletes.
-      logged.push({ ...delivered.execution.delivery_attempts.at(-1), conversation_id: envelope.conversation_id });
-      return succeeded(delivered);
-    });
+    workflowDelivers(delivered, logged);
     // Run 1 receives the first copy; the second comes back to run 2.
     queueHolds([first], [], [second]);
     expect(await run(withLog())).toMatchObject({ redelivered: 1, delivered: 1 });
     expect(await run(withLog())).toMatchObject({ received: 1, redelivered: 0, already_delivered: 1 });
-    expect(sfnMock.commandCalls(StartSyncExecutionCommand)).toHaveLength(1);
+    // Run 2's execution only exports (no Deliver): the copy's record with the logged attempt, delivered.
+    expect(sfnMock.commandCalls(StartSyncExecutionCommand)).toHaveLength(2);
+    expect(startedWith(1).redelivery.export_only).toBe(true);
+    expect(startedWith(1).conversation.webhook_context.delivery_status).toBe('delivered');
+    expect(startedWith(1).conversation.execution.delivery_attempts.at(-1)).toMatchObject({ outcome: 'delivered' });
+    expect(logged).toHaveLength(1);
     expect(deleted()).toEqual([first.ReceiptHandle, second.ReceiptHandle]);
     expect(sent()).toEqual([]);
     expect(logs.find((l) => l.message.startsWith('Already delivered'))?.extra[0]).toMatchObject({
@@ -440,6 +457,38 @@ describe('copies of one envelope in the queue (SQS delivers at least once; a run
       TableName: 'deliveries',
       ConsistentRead: true,
     });
+  });
+
+  it("a conversation workflow's Deliver that delivered but whose result was lost: exported delivered, nothing sent; an export that fails is tried again, owing only that", async () => {
+    // The workflow queued the envelope (retrying), but the receiver took attempt 1: the attempt log has it.
+    const envelope = pendingEnvelope();
+    expect(envelope.conversation.webhook_context.delivery_status).toBe('retrying');
+    const took = { ...envelope.attempts[0]!, outcome: 'delivered' as const, status_code: 200 };
+    attemptLogHolds(() => [
+      { ...took, conversation_id: envelope.conversation_id, request: { url: 'https://crm.example/hook', headers: {} } },
+    ]);
+    sfnMock.on(StartSyncExecutionCommand).resolvesOnce({ status: 'FAILED', error: 'States.Timeout' });
+    const batches: Message[][] = [[sqsMessage(envelope)]];
+    sqsMock.on(ReceiveMessageCommand).callsFake(() => ({ Messages: batches.shift() ?? [] }));
+    expect(await run(withLog())).toMatchObject({ redelivered: 0, failed_executions: 1 });
+    // The export-only run failed: the envelope is back in a minute, owing only the export of the delivered record.
+    const [back] = sent();
+    expect(back!.envelope).toMatchObject({ owed: 'export', state: 'pending', failed_runs: 1 });
+    expect(back!.envelope.conversation.webhook_context.delivery_status).toBe('delivered');
+    // Next run: an envelope owing only the export is exported (the attempt log is not read again), then deleted.
+    sfnMock
+      .on(StartSyncExecutionCommand)
+      .callsFake(({ input }: { input: string }) =>
+        succeeded((JSON.parse(input) as { conversation: ConversationRecord }).conversation),
+      );
+    batches.push([sqsMessage(back!.envelope, { id: 'export-only' })]);
+    const later = new Date(NOW.getTime() + 60_000);
+    const summary = await run({ ...withLog(), now: () => later });
+    expect(summary).toMatchObject({ delivered: 1 });
+    expect(sfnMock.commandCalls(StartSyncExecutionCommand).every((_, i) => startedWith(i).redelivery.export_only)).toBe(
+      true,
+    );
+    expect(dynamoMock.commandCalls(QueryCommand)).toHaveLength(1);
   });
 
   it('a log with failed attempts only, or one that cannot be read: redelivered as before (at least once)', async () => {
@@ -478,7 +527,9 @@ describe('copies of one envelope in the queue (SQS delivers at least once; a run
     const answered = new Promise<void>((resolve) => {
       answer = resolve;
     });
-    sfnMock.on(StartSyncExecutionCommand).callsFake(async () => {
+    sfnMock.on(StartSyncExecutionCommand).callsFake(async ({ input }: { input: string }) => {
+      const given = JSON.parse(input) as { conversation: ConversationRecord; redelivery: { export_only?: boolean } };
+      if (given.redelivery.export_only) return succeeded(given.conversation);
       started();
       await answered;
       // Deliver logs the attempt as the receiver answered it, before the execution ends.
@@ -502,9 +553,11 @@ describe('copies of one envelope in the queue (SQS delivers at least once; a run
     expect(await run1).toMatchObject({ redelivered: 1, delivered: 1 });
     // Run 1's execution ended: its claim is released at once.
     expect(table.size).toBe(0);
-    // The waiting copy comes back to a later run: delivered meanwhile, dropped, nothing sent.
+    // The waiting copy comes back to a later run: delivered meanwhile, nothing sent, only exported again.
     expect(await run(withClaims())).toMatchObject({ already_delivered: 1, redelivered: 0 });
-    expect(sfnMock.commandCalls(StartSyncExecutionCommand)).toHaveLength(1);
+    expect(sfnMock.commandCalls(StartSyncExecutionCommand)).toHaveLength(2);
+    expect(startedWith(1).redelivery.export_only).toBe(true);
+    expect(logged).toHaveLength(1);
     expect(table.size).toBe(0);
   });
 
@@ -563,6 +616,11 @@ describe('copies of one envelope in the queue (SQS delivers at least once; a run
     const delivered = afterAttempt(envelope, 'delivered').execution.delivery_attempts.at(-1);
     attemptLogHolds(() => [{ ...delivered, conversation_id: envelope.conversation_id }]);
     queueHolds([sqsMessage(envelope)]);
+    sfnMock
+      .on(StartSyncExecutionCommand)
+      .callsFake(({ input }: { input: string }) =>
+        succeeded((JSON.parse(input) as { conversation: ConversationRecord }).conversation),
+      );
     const capture = captureJsonLines();
     try {
       const summary = await handler({}, { getRemainingTimeInMillis: () => 190_000 } as unknown as Context);
@@ -571,7 +629,12 @@ describe('copies of one envelope in the queue (SQS delivers at least once; a run
       capture.restore();
       process.env = saved;
     }
-    expect(sfnMock.commandCalls(StartSyncExecutionCommand)).toHaveLength(0);
+    // Nothing delivered again: one export-only run, of the record with the logged attempt.
+    expect(sfnMock.commandCalls(StartSyncExecutionCommand)).toHaveLength(1);
+    expect(startedWith(0)).toMatchObject({
+      redelivery: { export_only: true },
+      conversation: { webhook_context: { delivery_status: 'delivered' } },
+    });
     expect(dynamoMock.commandCalls(QueryCommand)[0]!.args[0].input.TableName).toBe('deliveries-table');
     // Claimed in the same table before the log was read, and released once the copy was dropped.
     expect(dynamoMock.commandCalls(PutItemCommand)[0]!.args[0].input).toMatchObject({

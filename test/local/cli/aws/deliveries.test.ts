@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
-import { DynamoDBClient, QueryCommand } from '@aws-sdk/client-dynamodb';
+import { DynamoDBClient, PutItemCommand, QueryCommand } from '@aws-sdk/client-dynamodb';
 import { GetObjectCommand, NoSuchKey, S3Client } from '@aws-sdk/client-s3';
 import { SFNClient, StartSyncExecutionCommand } from '@aws-sdk/client-sfn';
 import {
@@ -19,6 +19,7 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
 import { exportKey, structuredJson } from '../../../../functions/domain/export-formats.ts';
 import type { FailedDeliveryEnvelope } from '../../../../functions/domain/failed-delivery.ts';
+import { DynamoRedeliveryClaims, REDELIVERY_CLAIM_MS } from '../../../../functions/shared/redelivery-claim.ts';
 import { awsDeliveriesList, awsDeliveriesRedrive } from '../../../../local/cli/aws/deliveries.ts';
 import { AWS_STACK_OUTPUTS, createAwsClients, withAws } from '../../../../local/cli/aws/stack.ts';
 import { deliveriesList, deliveriesRedrive } from '../../../../local/cli/deliveries.ts';
@@ -37,6 +38,7 @@ import {
   T0,
 } from '../../../support/aws-fixtures.ts';
 import { captureOutput, runMain } from '../../../support/cli.ts';
+import { dynamoTables } from '../../../support/dynamodb-tables.ts';
 
 /**
  * `deliveries list|redrive --aws`, called as functions with mocked AWS clients (never real AWS): the dead-letter
@@ -418,13 +420,21 @@ describe('deliveries redrive --aws', () => {
     };
   };
 
-  it('<id> still in the dead-letter queue but delivered since (the schedule delivered a copy): says so, sends nothing, removes it', async () => {
+  it('<id> still in the dead-letter queue but delivered since (the schedule delivered a copy): says so, sends nothing, exports it delivered, removes it', async () => {
     const target = deadEnvelope('aaa111');
     const message = sqsMessage(target);
     deadLetters(message);
     dynamoMock.on(QueryCommand).resolves({ Items: [loggedDelivery(target, 'schedule')] });
+    // The export still says retrying (no GetObject answer says delivered): an export-only run writes it delivered.
+    sfnMock
+      .on(StartSyncExecutionCommand)
+      .callsFake(({ input }: { input: string }) => succeeded(JSON.parse(input).conversation));
     expect(await awsDeliveriesRedrive(clients(), { stack: STACK, id: target.conversation_id }, out)).toBe(0);
-    expect(startCalls()).toEqual([]);
+    expect(startCalls()).toHaveLength(1);
+    const started = JSON.parse(startCalls()[0]!.input!);
+    expect(started.redelivery).toMatchObject({ via: 'redrive', export_only: true });
+    expect(started.conversation.webhook_context.delivery_status).toBe('delivered');
+    expect(started.conversation.execution.delivery_attempts.at(-1)).toMatchObject({ attempt: 2, outcome: 'delivered' });
     expect(dynamoMock.commandCalls(QueryCommand)[0]!.args[0].input).toMatchObject({
       TableName: TABLE,
       ExpressionAttributeValues: { ':pk': { S: `conversation#${target.conversation_id}` } },
@@ -435,7 +445,11 @@ describe('deliveries redrive --aws', () => {
     ]);
     expect(sqsMock.commandCalls(SendMessageCommand)).toHaveLength(0);
     expect(lines).toEqual([
-      `[1/1] ${target.conversation_id} → already delivered: delivered meanwhile (attempt 2 at 2025-08-13T10:31:00.001Z by the schedule); nothing was sent. To deliver it again: webhook-gateway deliveries resend ${target.conversation_id} --aws`,
+      expect.stringMatching(
+        new RegExp(
+          `^\\[1/1\\] ${target.conversation_id} → already delivered \\(execution ${target.conversation_id}-redelivery-\\d+-[0-9a-f]{6}\\): delivered meanwhile \\(attempt 2 at 2025-08-13T10:31:00.001Z by the schedule\\); nothing was sent, and its export now says delivered\\. To deliver it again: webhook-gateway deliveries resend ${target.conversation_id} --aws$`,
+        ),
+      ),
       'redrove 1: 1 already delivered',
     ]);
   });
@@ -691,6 +705,90 @@ describe('deliveries redrive --aws', () => {
         .map((c) => c.args[0].input.ReceiptHandle)
         .sort(),
     ).toEqual([newer.ReceiptHandle, older.ReceiptHandle].sort());
+  });
+
+  describe("the scheduler's claim (one redelivery of a conversation in flight at a time)", () => {
+    const claimKey = (e: FailedDeliveryEnvelope) => `conversation#${e.conversation_id}`;
+    const schedulerClaims = () => new DynamoRedeliveryClaims(TABLE, new DynamoDBClient({}));
+
+    it('the redrive holds it while its execution runs (a scheduler run meanwhile waits), and ends it once delivered', async () => {
+      const table = dynamoTables(dynamoMock, { [TABLE]: 'pk' }).items(TABLE);
+      const envelope = deadEnvelope();
+      deadLetters(sqsMessage(envelope));
+      let scheduler: Awaited<ReturnType<DynamoRedeliveryClaims['claim']>> | undefined;
+      sfnMock.on(StartSyncExecutionCommand).callsFake(async () => {
+        scheduler = await schedulerClaims().claim(envelope.conversation_id, new Date());
+        return succeeded(afterAttempt(envelope, 'delivered'));
+      });
+      expect(await awsDeliveriesRedrive(clients(), { stack: STACK, id: envelope.conversation_id }, out)).toBe(0);
+      expect(scheduler).toMatchObject({ held: false });
+      expect(dynamoMock.commandCalls(PutItemCommand)[0]!.args[0].input).toMatchObject({
+        TableName: TABLE,
+        Item: { pk: { S: claimKey(envelope) }, sk: { S: 'redelivery' } },
+      });
+      expect(table.size).toBe(0);
+    });
+
+    it('held by a scheduler run: nothing is read or sent, the message is visible again at once, and the line says until when', async () => {
+      const table = dynamoTables(dynamoMock, { [TABLE]: 'pk' }).items(TABLE);
+      const envelope = deadEnvelope();
+      const message = sqsMessage(envelope);
+      deadLetters(message);
+      const until = Date.now() + 120_000;
+      table.set(claimKey(envelope), {
+        pk: { S: claimKey(envelope) },
+        sk: { S: 'redelivery' },
+        holder: { S: 'scheduler-run' },
+        lease_until: { N: String(until) },
+      });
+      expect(await awsDeliveriesRedrive(clients(), { stack: STACK, id: envelope.conversation_id }, out)).toBe(0);
+      expect(startCalls()).toEqual([]);
+      expect(dynamoMock.commandCalls(QueryCommand)).toEqual([]);
+      expect(changes()).toEqual([]);
+      expect(released()).toEqual([message.ReceiptHandle]);
+      expect(lines[0]).toBe(
+        `[1/1] ${envelope.conversation_id} → skipped: being redelivered by the scheduler or another redrive now; run the same command again after ${new Date(until).toISOString()}`,
+      );
+      expect(table.get(claimKey(envelope))?.holder).toEqual({ S: 'scheduler-run' });
+    });
+
+    it("a claim that cannot be written is that delivery's error: nothing started, visible again at once", async () => {
+      const envelope = deadEnvelope();
+      const message = sqsMessage(envelope);
+      deadLetters(message);
+      dynamoMock.on(PutItemCommand).rejects(
+        Object.assign(new Error('User: ops is not authorized to perform: dynamodb:PutItem'), {
+          name: 'AccessDeniedException',
+        }),
+      );
+      expect(await awsDeliveriesRedrive(clients(), { stack: STACK, id: envelope.conversation_id }, out)).toBe(1);
+      expect(startCalls()).toEqual([]);
+      expect(released()).toEqual([message.ReceiptHandle]);
+      expect(lines[0]).toMatch(/→ error: .*dynamodb:PutItem/);
+    });
+
+    it('an execution that may still be under way (FAILED, TIMED_OUT) keeps the claim until it ends by itself', async () => {
+      const table = dynamoTables(dynamoMock, { [TABLE]: 'pk' }).items(TABLE);
+      const envelope = deadEnvelope();
+      deadLetters(sqsMessage(envelope));
+      sfnMock.on(StartSyncExecutionCommand).resolves({ status: 'TIMED_OUT' });
+      expect(await awsDeliveriesRedrive(clients(), { stack: STACK, id: envelope.conversation_id }, out)).toBe(1);
+      const leaseUntil = Number(table.get(claimKey(envelope))?.lease_until?.N);
+      expect(leaseUntil - Date.now()).toBeGreaterThan(REDELIVERY_CLAIM_MS - 60_000);
+    });
+
+    it('Step Functions refused to start it (nothing ran): the claim ends at once', async () => {
+      const table = dynamoTables(dynamoMock, { [TABLE]: 'pk' }).items(TABLE);
+      const envelope = deadEnvelope();
+      deadLetters(sqsMessage(envelope));
+      sfnMock
+        .on(StartSyncExecutionCommand)
+        .rejects(
+          Object.assign(new Error('denied'), { name: 'AccessDeniedException', $metadata: { httpStatusCode: 400 } }),
+        );
+      expect(await awsDeliveriesRedrive(clients(), { stack: STACK, id: envelope.conversation_id }, out)).toBe(1);
+      expect(table.size).toBe(0);
+    });
   });
 
   it('needs the redelivery state machine output, except for a dry run', async () => {
