@@ -198,6 +198,24 @@ describe('a data folder that fails while the gateway runs', () => {
     expect(entries.filter((e) => e.k === 'begin' && !ended.has(e.e))).toEqual([]);
   });
 
+  it("an asynchronous conversation the full disk cut: its run's line says 503 STORAGE_UNAVAILABLE and why, as a synchronous one's", async () => {
+    full.afterClassify = true;
+    const printed = vi.spyOn(console, 'error').mockImplementation(() => undefined);
+    try {
+      const accepted = await world.post(request, { prefer: 'respond-async' });
+      expect(accepted.status).toBe(202);
+      await world.gateway.idle();
+    } finally {
+      printed.mockRestore();
+    }
+    // Before: "500 … async run ended: INTERNAL_ERROR: The conversation workflow failed", the disk not named.
+    const ended = operatorLog.find((line) => line.detail.startsWith('async run ended'));
+    expect(ended).toMatchObject({ http_status: 503 });
+    expect(ended!.detail).toMatch(
+      /^async run ended: STORAGE_UNAVAILABLE: .* \(ENOSPC: no space left on device, write\)$/,
+    );
+  });
+
   it('a handler that cannot write the folder (the Idempotency-Key claim): 503 STORAGE_UNAVAILABLE, then the retry runs once', async () => {
     full.validate = true;
     const refused = await world.post(request, { 'idempotency-key': 'disk-full-2' });
