@@ -67,9 +67,10 @@ export interface IdempotencyStore {
   /**
    * Free a key only while it is still in progress (a completed one keeps its answer). After a restart of the local
    * gateway no execution of the old process runs any more, so its in-progress claims are freed at once instead of
-   * lapsing after IN_PROGRESS_TTL_SECONDS. Returns whether a claim was freed.
+   * lapsing after IN_PROGRESS_TTL_SECONDS. Returns whether a claim was freed. `requestId` (its requestIdentity): only
+   * that request's claim, for a gateway still running other executions (an execution the data folder cut).
    */
-  releaseInProgress(pk: string): Promise<boolean>;
+  releaseInProgress(pk: string, requestId?: string): Promise<boolean>;
 }
 
 const ttl = () => settings().idempotencyTtlSeconds;
@@ -167,16 +168,19 @@ class DynamoIdempotencyStore implements IdempotencyStore {
     );
   }
 
-  async releaseInProgress(pk: string): Promise<boolean> {
+  async releaseInProgress(pk: string, requestId?: string): Promise<boolean> {
     const { sdk, db } = await dynamoDb();
     try {
       await db.send(
         new sdk.DeleteItemCommand({
           TableName: this.table,
           Key: { pk: { S: pk } },
-          ConditionExpression: '#s = :in_progress',
+          ConditionExpression: `#s = :in_progress${requestId === undefined ? '' : ' AND request_id = :request'}`,
           ExpressionAttributeNames: { '#s': 'status' },
-          ExpressionAttributeValues: { ':in_progress': { S: 'in_progress' } },
+          ExpressionAttributeValues: {
+            ':in_progress': { S: 'in_progress' },
+            ...(requestId === undefined ? {} : { ':request': { S: requestId } }),
+          },
         }),
       );
       return true;
@@ -344,8 +348,10 @@ class FileIdempotencyStore implements IdempotencyStore {
     return { settled: true };
   }
 
-  async releaseInProgress(pk: string): Promise<boolean> {
-    if (this.current(pk)?.status !== 'in_progress') return false;
+  async releaseInProgress(pk: string, requestId?: string): Promise<boolean> {
+    const current = this.current(pk);
+    if (current?.status !== 'in_progress' || (requestId !== undefined && current.request_id !== requestId))
+      return false;
     rmSync(this.file(pk), { force: true });
     return true;
   }

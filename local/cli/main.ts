@@ -124,9 +124,9 @@ async function start(): Promise<number> {
             `older than LOCAL_HISTORY_DAYS=${options.historyDays}: ${swept.histories} conversation histories, ${swept.envelopes} settled envelopes, ${swept.logFiles} log files removed; ${swept.keys} expired idempotency keys, ${swept.statuses} expired statuses, ${swept.threads} unused threads, ${swept.threadTurns} expired thread turns, ${swept.uploads} incomplete multipart uploads`,
           ),
         ),
-      onRecovery: (recovered, ms) => {
+      onRecovery: (recovered, ms, when) => {
         for (const r of recovered) out(eventLine(new Date().toISOString(), 'recovered', ...recoveryFields(r)));
-        if (recovered.length > 0)
+        if (recovered.length > 0 && when !== 'running')
           out(`${recovered.length} executions cut by the last stop were recovered from the journal in ${ms} ms`);
       },
       onExecution: (summary) =>

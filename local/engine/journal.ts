@@ -68,6 +68,10 @@ const RESERVE_BYTES = 8 * 1024;
 /** One execution's view of the journal: the engine's TaskObserver, and `end` once its history is saved. */
 export interface JournaledRun extends TaskObserver {
   end(): void;
+  /** Whether the data folder refused one of its lines (a full disk): the step it was for did not run. */
+  readonly refused: boolean;
+  /** Its entries as its segment holds them, then the note of the first line refused (as `interrupted` reads them). */
+  entries(): Promise<JournalEntry[]>;
 }
 
 const redactSignature = (key: string, value: unknown) => (key === 'webhook-signature' ? '[redacted]' : value);
@@ -76,6 +80,35 @@ const redactSignature = (key: string, value: unknown) => (key === 'webhook-signa
 function caught(error: unknown): { Error: string; Cause: string } {
   const e = error as { name?: unknown; message?: unknown };
   return { Error: typeof e?.name === 'string' ? e.name : 'Error', Cause: String(e?.message ?? error) };
+}
+
+/**
+ * The entries of the segments `files` by execution (of `only`, when given), in the order written, each execution's
+ * first `refused` note after its other entries.
+ */
+async function readEntries(files: readonly string[], only?: string): Promise<Map<string, JournalEntry[]>> {
+  const byExecution = new Map<string, JournalEntry[]>();
+  const refused = new Map<string, JournalEntry>();
+  for (const file of files) {
+    for (const line of (await readFile(file, 'utf8')).split('\n')) {
+      let entry: JournalEntry;
+      try {
+        entry = JSON.parse(line) as JournalEntry;
+      } catch {
+        continue; // empty, a reserve's spaces, or the last line cut by the crash: that step had not reached the kernel
+      }
+      if (typeof entry?.e !== 'string' || (only !== undefined && entry.e !== only)) continue;
+      if (entry.k === 'refused') {
+        if (!refused.has(entry.e)) refused.set(entry.e, entry);
+        continue;
+      }
+      const entries = byExecution.get(entry.e) ?? [];
+      entries.push(entry);
+      byExecution.set(entry.e, entries);
+    }
+  }
+  for (const [name, entries] of byExecution) if (refused.has(name)) entries.push(refused.get(name)!);
+  return byExecution;
 }
 
 export class ExecutionJournal {
@@ -117,30 +150,8 @@ export class ExecutionJournal {
    * `refused` note of its lines, if any (one from a segment's reserve, or written after its other lines).
    */
   async interrupted(): Promise<Map<string, JournalEntry[]>> {
-    const byExecution = new Map<string, JournalEntry[]>();
-    const refused = new Map<string, JournalEntry>();
-    for (const file of this.leftoverFiles) {
-      for (const line of (await readFile(file, 'utf8')).split('\n')) {
-        let entry: JournalEntry;
-        try {
-          entry = JSON.parse(line) as JournalEntry;
-        } catch {
-          continue; // empty, a reserve's spaces, or the last line cut by the crash: that step had not reached the kernel
-        }
-        if (typeof entry?.e !== 'string') continue;
-        if (entry.k === 'refused') {
-          if (!refused.has(entry.e)) refused.set(entry.e, entry);
-          continue;
-        }
-        const entries = byExecution.get(entry.e) ?? [];
-        entries.push(entry);
-        byExecution.set(entry.e, entries);
-      }
-    }
-    for (const [name, entries] of byExecution) {
-      if (entries.some((e) => e.k === 'end')) byExecution.delete(name);
-      else if (refused.has(name)) entries.push(refused.get(name)!);
-    }
+    const byExecution = await readEntries(this.leftoverFiles);
+    for (const [name, entries] of byExecution) if (entries.some((e) => e.k === 'end')) byExecution.delete(name);
     return byExecution;
   }
 
@@ -197,6 +208,16 @@ export class ExecutionJournal {
       return new Promise<void>(() => {}); // held until the process is killed (tests only)
     };
     return {
+      get refused() {
+        return refused;
+      },
+      entries: async () => {
+        const entries = (await readEntries([segment.file], execution)).get(execution) ?? [];
+        // Its note is on the disk once the folder took it (or in the reserve); else it is still pending, here.
+        const note = segment.pending.find((line) => (JSON.parse(line) as JournalEntry).e === execution);
+        if (note && !entries.some((e) => e.k === 'refused')) entries.push(JSON.parse(note) as JournalEntry);
+        return entries;
+      },
       enter: (state, parameters) => {
         line('in', state, parameters);
         return hold(`before:${state}`);

@@ -9,7 +9,7 @@ import { conversationIdPrefix } from '../../functions/domain/conversation-id.ts'
 import { failedAttemptFromCaught, interruptedDelivery, isDeferral } from '../../functions/domain/delivery.ts';
 import { settleRedelivery, withFailedRun, withUnexportedDelivery } from '../../functions/domain/failed-delivery.ts';
 import type { ExecutionInput } from '../../functions/domain/gateway-contract.ts';
-import { idempotencyKeyOf, idempotencyPk } from '../../functions/domain/idempotency.ts';
+import { idempotencyKeyOf, idempotencyPk, requestIdentity } from '../../functions/domain/idempotency.ts';
 import type { ValidateResult } from '../../functions/domain/intake.ts';
 import {
   INTERRUPTED_ERROR,
@@ -630,6 +630,68 @@ async function loggedAttempts(ctx: RecoveryContext, name: string, entries: Journ
 /** How many interrupted conversations are finished at once. */
 const PARALLEL = 8;
 
+/**
+ * One conversation (or accept) execution that a crash or the data folder cut, as planned: resumed where its journal
+ * stops (its history saved, its key settled by the resumed run), or, an accept execution that started its run, its
+ * own history saved. Null when nothing was left to do (or, unaccepted, what is left is freeUnaccepted's).
+ */
+async function finishPlanned(
+  ctx: RecoveryContext,
+  name: string,
+  entries: JournalEntry[],
+  plan: RecoveryPlan,
+  now: Date,
+): Promise<RecoveredExecution | null> {
+  if (plan.kind === 'ended') await saveAcceptHistory(ctx, name, entries, now);
+  if (plan.kind !== 'resume') return null;
+  // Killed between saving its history and journaling its end: it ended (answered, delivered, exported), so
+  // there is nothing to recover, and a second history of it would show it twice, as if recovered.
+  if (await ctx.executions.has(plan.conversationId, name)) return null;
+  const journaled = ctx.journal.resume(name, plan.startAt);
+  const resumed = await ctx.workflow.run(plan.state, name, { startAt: plan.startAt, observer: journaled });
+  const history = recoveredHistory(name, entries, resumed, plan.startAt, now);
+  await ctx.executions.save(plan.conversationId, history);
+  journaled.end();
+  const record = recordOf(history);
+  return {
+    execution_name: name,
+    conversation_id: plan.conversationId,
+    outcome: plan.interrupted ? 'interrupted' : 'resumed',
+    status: record?.execution.status ?? null,
+    delivery_status: record?.webhook_context.delivery_status ?? null,
+    ...(storageRefusal(entries) ? { storage_refused: storageRefusal(entries)!.message } : {}),
+  };
+}
+
+/** An execution cut before Validate answered: the claim it may have made on its key freed, a `running` status removed. */
+async function freeUnaccepted(
+  ctx: RecoveryContext,
+  name: string,
+  input: ExecutionInput | null,
+  entries: JournalEntry[],
+  onlyItsOwn = false,
+): Promise<RecoveredExecution> {
+  const source = input ? claimedSource(input.body) : null;
+  const key = input ? idempotencyKeyOf(input.headers) : null;
+  const freed =
+    ctx.idempotency && source && key && 'key' in key && key.key
+      ? await ctx.idempotency.releaseInProgress(
+          idempotencyPk(source, key.key),
+          onlyItsOwn && input ? requestIdentity(input) : undefined,
+        )
+      : false;
+  const removed = ctx.statuses && input ? await removeUnstartedStatus(ctx, input, entries) : null;
+  return {
+    execution_name: name,
+    conversation_id: null,
+    outcome: 'not_accepted',
+    status: null,
+    delivery_status: null,
+    key_freed: freed,
+    ...(removed ? { status_removed: removed } : {}),
+  };
+}
+
 /** Finish every execution the journal shows interrupted; then forget the old journal. */
 export async function recoverInterrupted(ctx: RecoveryContext): Promise<RecoveredExecution[]> {
   const now = ctx.now ?? (() => new Date());
@@ -663,47 +725,36 @@ export async function recoverInterrupted(ctx: RecoveryContext): Promise<Recovere
         (interrupted.has(run) || (await ctx.executions.executions(run)).some((e) => e.execution_name === run));
       const plan = planRecovery(entries, now(), runBegun, await loggedAttempts(ctx, name, entries));
       if (plan.kind === 'unaccepted') unaccepted.push([name, plan.input, entries]);
-      if (plan.kind === 'ended') await saveAcceptHistory(ctx, name, entries, now());
-      if (plan.kind !== 'resume') continue;
-      // Killed between saving its history and journaling its end: it ended (answered, delivered, exported), so
-      // there is nothing to recover, and a second history of it would show it twice, as if recovered.
-      if (await ctx.executions.has(plan.conversationId, name)) continue;
-      const journaled = ctx.journal.resume(name, plan.startAt);
-      const resumed = await ctx.workflow.run(plan.state, name, { startAt: plan.startAt, observer: journaled });
-      const history = recoveredHistory(name, entries, resumed, plan.startAt, now());
-      await ctx.executions.save(plan.conversationId, history);
-      journaled.end();
-      const record = recordOf(history);
-      recovered.push({
-        execution_name: name,
-        conversation_id: plan.conversationId,
-        outcome: plan.interrupted ? 'interrupted' : 'resumed',
-        status: record?.execution.status ?? null,
-        delivery_status: record?.webhook_context.delivery_status ?? null,
-        ...(storageRefusal(entries) ? { storage_refused: storageRefusal(entries)!.message } : {}),
-      });
+      const finished = await finishPlanned(ctx, name, entries, plan, now());
+      if (finished) recovered.push(finished);
     }
   };
   await Promise.all(Array.from({ length: PARALLEL }, worker));
   // After every resumed conversation settled its own key: a claim still in progress belongs to no live execution.
-  for (const [name, input, entries] of unaccepted) {
-    const source = input ? claimedSource(input.body) : null;
-    const key = input ? idempotencyKeyOf(input.headers) : null;
-    const freed =
-      ctx.idempotency && source && key && 'key' in key && key.key
-        ? await ctx.idempotency.releaseInProgress(idempotencyPk(source, key.key))
-        : false;
-    const removed = ctx.statuses && input ? await removeUnstartedStatus(ctx, input, entries) : null;
-    recovered.push({
-      execution_name: name,
-      conversation_id: null,
-      outcome: 'not_accepted',
-      status: null,
-      delivery_status: null,
-      key_freed: freed,
-      ...(removed ? { status_removed: removed } : {}),
-    });
-  }
+  for (const [name, input, entries] of unaccepted) recovered.push(await freeUnaccepted(ctx, name, input, entries));
   await ctx.journal.forgetLeftovers();
   return recovered;
+}
+
+/**
+ * Finish one execution of this process that the data folder cut (a line of its journal refused, so its caller had 503
+ * STORAGE_UNAVAILABLE), once the folder takes writes again, exactly as the next start would have: before, it waited
+ * for that start, its Idempotency-Key claimed meanwhile (409 to every retry), then free after 7 minutes for a second
+ * conversation. Throws while the folder still refuses (the journal's resume line, the history): try again later.
+ * `begun`: whether an execution of this process began, by its name (an accept execution's run: running, or cut too).
+ */
+export async function recoverCut(
+  ctx: RecoveryContext,
+  name: string,
+  entries: JournalEntry[],
+  begun: (name: string) => boolean,
+): Promise<RecoveredExecution | null> {
+  const now = ctx.now?.() ?? new Date();
+  const run = uncertainStart(entries);
+  const runBegun =
+    run !== null && (begun(run) || (await ctx.executions.executions(run)).some((e) => e.execution_name === run));
+  const plan = planRecovery(entries, now, runBegun, await loggedAttempts(ctx, name, entries));
+  // Other executions run meanwhile: a claim of its key that is not its own may be one of theirs.
+  if (plan.kind === 'unaccepted') return freeUnaccepted(ctx, name, plan.input, entries, true);
+  return finishPlanned(ctx, name, entries, plan, now);
 }

@@ -54,8 +54,11 @@ export interface GatewayOptions {
   historyDays: number;
   /** Called after each retention sweep that removed something (the CLI prints a line). */
   onSweep?: (result: SweepResult) => void;
-  /** Called once at start with what crash recovery finished (the CLI prints a line per conversation). */
-  onRecovery?: (recovered: RecoveredExecution[], durationMs: number) => void;
+  /**
+   * Called once at start with what crash recovery finished (the CLI prints a line per conversation), and (`running`)
+   * for each execution the data folder cut that the running gateway finished once the folder took writes again.
+   */
+  onRecovery?: (recovered: RecoveredExecution[], durationMs: number, when?: 'running') => void;
   /**
    * Tests only: honour `[hold:before:<State>]` / `[hold:after:<State>]` markers in a request body, holding that
    * execution there until the process is killed (the chaos test). Env LOCAL_TEST_HOLDS=true (docs/development.md).

@@ -17,8 +17,8 @@ import { endpointGate } from '../../functions/shared/redelivery.ts';
 import { DEFAULTS, type Settings, settings } from '../../functions/shared/settings.ts';
 import { consoleRoutes } from '../console/index.ts';
 import type { EndedExecution, LocalWorkflow } from '../engine/engine.ts';
-import { ExecutionJournal } from '../engine/journal.ts';
-import { type RecoveredExecution, recoverInterrupted } from '../engine/recovery.ts';
+import { ExecutionJournal, type JournaledRun } from '../engine/journal.ts';
+import { type RecoveredExecution, type RecoveryContext, recoverCut, recoverInterrupted } from '../engine/recovery.ts';
 import { LocalRedelivery } from '../engine/redelivery.ts';
 import { type InFlight, RunningExecutions } from '../engine/running.ts';
 import { loadStageHandlers, localWorkflow } from '../engine/workflows.ts';
@@ -264,6 +264,8 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   let journal: ExecutionJournal;
   let recovered: RecoveredExecution[];
   let recoveryMs: number;
+  /** What recovery works with: at start, and for an execution the data folder cut while the gateway runs (finishCut). */
+  let recovery: RecoveryContext;
   const handlers = { ...(await loadStageHandlers()), ...options.stageOverrides };
   const sendFailedDelivery = (params: unknown) => failedDeliveries.sendMessage(params as never);
   const workflow = localWorkflow('conversation', handlers, sendFailedDelivery, options.retryIntervalOverrides);
@@ -288,7 +290,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     const { idempotencyStore } = await import('../../functions/shared/idempotency-store.ts');
     const { localStatusStore } = await import('../../functions/shared/conversation-status-store.ts');
     const { attemptLog } = await import('../../functions/shared/attempt-log.ts');
-    recovered = await recoverInterrupted({
+    recovery = {
       journal,
       workflow,
       redeliveryWorkflow,
@@ -299,7 +301,8 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
       statuses: localStatusStore(),
       uncleanStop: dataDirLock.stale,
       attempts: attemptLog(),
-    });
+    };
+    recovered = await recoverInterrupted(recovery);
     recoveryMs = Math.round(performance.now() - started);
   } catch (error) {
     server.close();
@@ -360,6 +363,12 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     const ran = target.run(input, name, { observer: run, onEvent: shown.onEvent });
     const running = ran.then(async (record) => {
       const conversationId = conversationIdOf(record);
+      // Cut by the data folder (a step it could not journal did not run): finished once the folder takes writes
+      // again, by finishCut, as the next start would finish it; its history is the one that recovery saves then.
+      if (run.refused && record.status !== 'SUCCEEDED') {
+        cut.set(name, run);
+        return record;
+      }
       try {
         if (conversationId) await executions.save(conversationId, record);
       } catch (error) {
@@ -388,8 +397,57 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     );
     return running;
   }
-  const runConversation = (input: ExecutionInput) => execute(workflow, input, input.request_id);
-  const acceptConversation = (input: ExecutionInput) => execute(acceptWorkflow, input, input.request_id);
+  /** The executions of this process the data folder cut, by name, until finishCut has finished them. */
+  const cut = new Map<string, JournaledRun>();
+  let finishing: Promise<void> | null = null;
+  /** When the folder last refused finishCut (performance.now()): tried again a second later at the soonest. */
+  let refusedAt = Number.NEGATIVE_INFINITY;
+  /**
+   * Finish the executions the data folder cut, now that it may take writes again (docs/operations.md, "After a
+   * crash"): each as the next start would (recovery.ts, recoverCut), its Idempotency-Key settled, so that the retry the
+   * caller's 503 asked for gets the conversation's answer, not 409 and then a second conversation. Called before each
+   * new conversation; one the folder still refuses waits for a later one (or for the next start).
+   */
+  function finishCut(): Promise<void> {
+    if (cut.size === 0 || performance.now() - refusedAt < 1_000) return Promise.resolve();
+    if (finishing) return finishing;
+    const begun = (other: string) => cut.has(other) || runningExecutions.list().some((r) => r.execution_name === other);
+    const done = (async () => {
+      const started = performance.now();
+      for (const [name, run] of [...cut]) {
+        let finished: RecoveredExecution | null = null;
+        try {
+          finished = await recoverCut(recovery, name, await run.entries(), begun);
+        } catch (error) {
+          if (storageFailureOf(error)) {
+            refusedAt = performance.now(); // still refused: a later request tries again
+            return;
+          }
+          console.error(
+            `webhook-gateway: execution ${name}, cut by the data folder, could not be finished now; the next start recovers it: ${(error as Error).message}`,
+          );
+          cut.delete(name);
+          continue;
+        }
+        cut.delete(name);
+        run.end();
+        if (finished) options.onRecovery?.([finished], Math.round(performance.now() - started), 'running');
+      }
+    })();
+    finishing = done;
+    inFlight.add(done);
+    const settled = () => {
+      finishing = null;
+      inFlight.delete(done);
+    };
+    done.then(settled, settled);
+    return done;
+  }
+  /** `run` once finishCut is done: at once (no extra turn of the event loop) while nothing is cut. */
+  const afterCut = (run: () => Promise<EndedExecution>) => (cut.size === 0 ? run() : finishCut().then(run));
+  const runConversation = (input: ExecutionInput) => afterCut(() => execute(workflow, input, input.request_id));
+  const acceptConversation = (input: ExecutionInput) =>
+    afterCut(() => execute(acceptWorkflow, input, input.request_id));
   /**
    * The accept workflow's StartExecution of the conversation workflow: the run is journaled and under way when this
    * returns, and nobody waits for it (the caller already has its 202; close() lets it finish).

@@ -92,18 +92,51 @@ function describeRun(record: EndedExecution, body: unknown): string {
  * the status and answer a synchronous call would have got, as `GET /conversations/{id}` now reports it.
  */
 export function asyncRunSummary(record: EndedExecution, durationMs: number, what = 'async run ended'): RequestSummary {
-  const result = httpResultForExecution({
-    status: record.status,
-    output: record.output === undefined ? undefined : JSON.stringify(record.output),
-    error: record.error,
-    cause: record.cause,
-  });
+  const { result, fault } = answerFor(record);
   return {
     http_status: result.statusCode,
     conversation_id: conversationIdOf(record) ?? record.execution_name,
-    detail: `${what}: ${describeRun(record, result.body)}`,
+    detail: `${what}: ${fault ?? describeRun(record, result.body)}`,
     duration_ms: Math.round(durationMs),
   };
+}
+
+/**
+ * The answer to a run that ended, and the operator's detail when the gateway's data folder is at fault (else null): a
+ * handler that could not write it (full, read-only) failed the workflow, 503, not a bug's 500; a file it needed is
+ * damaged (a cut idempotency record, …), 500 saying so, the operator's line naming the file.
+ */
+function answerFor(
+  record: EndedExecution,
+  baseUrl?: string,
+): { result: { statusCode: number; body: unknown; headers?: Record<string, string> }; fault: string | null } {
+  const storage =
+    record.status === 'FAILED'
+      ? (storageFailureInCause(record.error, record.cause) ?? storageFailureBefore(record.error, record.events))
+      : null;
+  if (storage) {
+    const body = storageUnavailableBody(storage);
+    return {
+      result: { statusCode: 503, body, headers: { 'retry-after': String(STORAGE_RETRY_AFTER_SECONDS) } },
+      fault: `${describe(body)} (${storage.message})`,
+    };
+  }
+  const damaged = record.status === 'FAILED' ? damagedFileInCause(record.error, record.cause) : null;
+  if (damaged)
+    return {
+      result: { statusCode: 500, body: stateUnreadableBody(record.cause) },
+      fault: `STATE_UNREADABLE: ${damaged}`,
+    };
+  const result = httpResultForExecution(
+    {
+      status: record.status,
+      output: record.output === undefined ? undefined : JSON.stringify(record.output),
+      error: record.error,
+      cause: record.cause,
+    },
+    baseUrl,
+  );
+  return { result, fault: null };
 }
 
 export async function handleWebhook(
@@ -214,43 +247,15 @@ export async function handleWebhook(
   }
   const record = answered;
   if (source !== null && limited.allowed && record.error === 'SignatureError') ctx.limiter.refund(source);
-  // A handler that could not write the data folder (full, read-only) failed the workflow: 503, not a bug's 500.
-  const storage =
-    record.status === 'FAILED'
-      ? (storageFailureInCause(record.error, record.cause) ?? storageFailureBefore(record.error, record.events))
-      : null;
-  // A file it needed is damaged (a cut idempotency record, …): 500 saying so, and the operator's line names the file.
-  const damaged = record.status === 'FAILED' ? damagedFileInCause(record.error, record.cause) : null;
-  const result = storage
-    ? {
-        statusCode: 503,
-        body: storageUnavailableBody(storage),
-        headers: { 'retry-after': String(STORAGE_RETRY_AFTER_SECONDS) },
-      }
-    : damaged
-      ? { statusCode: 500, body: stateUnreadableBody(record.cause) }
-      : httpResultForExecution(
-          {
-            status: record.status,
-            output: record.output === undefined ? undefined : JSON.stringify(record.output),
-            error: record.error,
-            cause: record.cause,
-          },
-          ctx.baseUrl,
-        );
+  const { result, fault } = answerFor(record, ctx.baseUrl);
   sendJson(res, result.statusCode, result.body, { ...headers, ...result.headers });
   // A retry with a known Idempotency-Key answers the first conversation's response without running it again.
   const replayed = record.events.some((e) => e.state === 'ReplayFirstResponse');
   ctx.onExecution?.({
     http_status: result.statusCode,
     conversation_id: conversationIdOf(record) ?? (result.body as { conversation_id?: string }).conversation_id ?? null,
-    detail: damaged
-      ? `STATE_UNREADABLE: ${damaged}`
-      : storage
-        ? `${describe(result.body)} (${storage.message})`
-        : replayed
-          ? `replayed (Idempotency-Key): ${describe(result.body)}`
-          : describeRun(record, result.body),
+    detail:
+      fault ?? (replayed ? `replayed (Idempotency-Key): ${describe(result.body)}` : describeRun(record, result.body)),
     duration_ms: Math.round(performance.now() - started),
   });
 }

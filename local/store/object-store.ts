@@ -617,11 +617,15 @@ export class ObjectStore {
       parts: requested.length,
     };
     const at = this.locate(upload.bucket, upload.key);
+    // Under the key's write lock, as an abort is: of several completions of one upload at once (a retry overlapping
+    // its first try), one assembles it and removes it; the others then find it gone (NoSuchUpload). Before, they read
+    // parts the first was removing (ENOENT: a 500).
     await this.exclusive(at.data, async () => {
+      await this.getUpload(uploadId);
       if (condition) condition(await this.infoOf(at));
       await this.write(at, info, ranges, upload.key, upload.bucket);
+      await rm(this.uploadDir(uploadId), { recursive: true, force: true });
     });
-    await rm(this.uploadDir(uploadId), { recursive: true, force: true });
     return { upload, info };
   }
 
@@ -646,8 +650,11 @@ export class ObjectStore {
   }
 
   async abortUpload(uploadId: string): Promise<void> {
-    await this.getUpload(uploadId);
-    await rm(this.uploadDir(uploadId), { recursive: true, force: true });
+    const upload = await this.getUpload(uploadId);
+    await this.exclusive(this.locate(upload.bucket, upload.key).data, async () => {
+      await this.getUpload(uploadId);
+      await rm(this.uploadDir(uploadId), { recursive: true, force: true });
+    });
   }
 
   // Files

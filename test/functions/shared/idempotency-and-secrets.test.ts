@@ -218,6 +218,15 @@ describe('DynamoDB idempotency store (IDEMPOTENCY_TABLE_NAME)', () => {
       ConditionExpression: '#s = :in_progress',
       ExpressionAttributeValues: { ':in_progress': { S: 'in_progress' } },
     });
+    dynamo.on(DeleteItemCommand).resolves({});
+    await idempotencyStore()!.releaseInProgress(PK, 'req-1@2025-08-13T10:30:45.000Z');
+    expect(dynamo.commandCalls(DeleteItemCommand)[2]!.args[0].input).toMatchObject({
+      ConditionExpression: '#s = :in_progress AND request_id = :request',
+      ExpressionAttributeValues: {
+        ':in_progress': { S: 'in_progress' },
+        ':request': { S: 'req-1@2025-08-13T10:30:45.000Z' },
+      },
+    });
   });
 
   it('neither IDEMPOTENCY_TABLE_NAME nor IDEMPOTENCY_DIR: idempotency is off', () => {
@@ -349,7 +358,9 @@ describe('file idempotency store (IDEMPOTENCY_DIR, local)', () => {
     expect(await store.claim(PK, claimOf('webhook_fourth', 'req-4'), later)).toMatchObject({ claimed: false });
     const other = 'b'.repeat(64);
     await store.claim(other, claimOf('webhook_cut_off', 'req-5'), NOW);
-    expect(await store.releaseInProgress(other)).toBe(true);
+    // Freed for one request only (an execution the data folder cut, in a gateway still running others): not another's.
+    expect(await store.releaseInProgress(other, 'req-6')).toBe(false);
+    expect(await store.releaseInProgress(other, 'req-5')).toBe(true);
     expect(await store.claim(other, claimOf('webhook_retry', 'req-6'), NOW)).toMatchObject({ claimed: true });
   });
 

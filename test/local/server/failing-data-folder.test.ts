@@ -2,7 +2,7 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { RequestSummary } from '../../../local/server/config.ts';
-import { startWorld, type TestWorld } from '../../support/gateway.ts';
+import { folderOf, journalEntries, startWorld, type TestWorld } from '../../support/gateway.ts';
 
 /** The file system refusing writes, as a full disk does (ENOSPC), or reads (EACCES), through the seams below. */
 const full = { journal: false, validate: false, idempotencyRead: false, afterClassify: false };
@@ -161,6 +161,59 @@ describe('a data folder that fails while the gateway runs', () => {
     expect(refused.headers.get('retry-after')).toBe('30');
     expect(refused.body.error.code).toBe('STORAGE_UNAVAILABLE');
     expect(operatorLog.at(-1)?.detail).toContain('ENOSPC: no space left on device');
+  });
+
+  it('a conversation the full disk cut after its agent answered is finished by the next request, without a restart: the retry with its key gets its answer', async () => {
+    full.afterClassify = true;
+    const printed = vi.spyOn(console, 'error').mockImplementation(() => undefined);
+    let refused: Awaited<ReturnType<typeof world.post>>;
+    try {
+      refused = await world.post(request, { 'idempotency-key': 'disk-full-4' });
+    } finally {
+      printed.mockRestore();
+    }
+    expect(refused.status).toBe(503);
+    const cutId = operatorLog.at(-1)!.conversation_id!;
+    const agentCalls = world.agent.invocations.length;
+    // The disk has space again; the client sends it again with the same key, as the 503 says.
+    full.afterClassify = false;
+    full.journal = false;
+    const again = await world.post(request, { 'idempotency-key': 'disk-full-4' });
+    // Before: 409 IDEMPOTENCY_CONFLICT "still being processed; retry in a few seconds" for the claim's 7 minutes
+    // (nothing was processing it until a restart), then a second conversation: a second agent call and delivery.
+    expect(again.status).toBe(200);
+    expect(again.body.conversation_id).toBe(cutId);
+    expect(world.agent.invocations.length).toBe(agentCalls);
+    // Its history: what the journal saw, the state the full disk cut, then what was run once it had space.
+    const [history] = await world.gateway.executions.executions(cutId);
+    expect(history).toMatchObject({ error: 'StorageUnavailable' });
+    expect(history!.events.some((e) => e.type === 'ExecutionResumed')).toBe(true);
+    // Finished as the next start would have finished it: exported, its delivery queued for the schedule.
+    expect(await world.listKeys(folderOf(cutId))).toHaveLength(4);
+    expect((await world.gateway.failedDeliveries.get(cutId))?.state).toBe('pending');
+    // Nothing is left for the next start: every execution the journal holds has ended.
+    await world.gateway.idle();
+    const entries = await journalEntries(path.join(world.dataDir, 'journal')).catch(() => []);
+    const ended = new Set(entries.filter((e) => e.k === 'end').map((e) => e.e));
+    expect(entries.filter((e) => e.k === 'begin' && !ended.has(e.e))).toEqual([]);
+  });
+
+  it("an asynchronous conversation the full disk cut: its run's line says 503 STORAGE_UNAVAILABLE and why, as a synchronous one's", async () => {
+    full.afterClassify = true;
+    const printed = vi.spyOn(console, 'error').mockImplementation(() => undefined);
+    try {
+      const accepted = await world.post(request, { prefer: 'respond-async' });
+      expect(accepted.status).toBe(202);
+      await world.gateway.idle();
+    } finally {
+      printed.mockRestore();
+    }
+    // Before: "500 … async run ended: INTERNAL_ERROR: The conversation workflow failed", the disk not named.
+    const ended = operatorLog.find((line) => line.detail.startsWith('async run ended'));
+    expect(ended).toMatchObject({ http_status: 503 });
+    expect(ended!.detail).toMatch(
+      /^async run ended: STORAGE_UNAVAILABLE: .* \(ENOSPC: no space left on device, write\)$/,
+    );
   });
 
   it('a handler that cannot write the folder (the Idempotency-Key claim): 503 STORAGE_UNAVAILABLE, then the retry runs once', async () => {

@@ -192,6 +192,40 @@ describe('uploads', () => {
     });
   });
 
+  it('multipart: one upload completed by several requests at once (a retry overlapping its first try) is completed once; the others get NoSuchUpload, not a 500', async () => {
+    const key = 'multi/raced.bin';
+    const once = clientFor(s3.endpoint, { maxAttempts: 1 });
+    const { UploadId } = await once.send(new CreateMultipartUploadCommand({ Bucket: BUCKET, Key: key }));
+    const part = await once.send(
+      new UploadPartCommand({ Bucket: BUCKET, Key: key, UploadId, PartNumber: 1, Body: 'whole' }),
+    );
+    const complete = new CompleteMultipartUploadCommand({
+      Bucket: BUCKET,
+      Key: key,
+      UploadId,
+      MultipartUpload: { Parts: [{ PartNumber: 1, ETag: part.ETag }] },
+    });
+    const printed = vi.spyOn(console, 'error').mockImplementation(() => undefined);
+    let answers: PromiseSettledResult<unknown>[];
+    let errorLines: number;
+    try {
+      answers = await Promise.allSettled([1, 2, 3].map(() => once.send(complete)));
+      errorLines = printed.mock.calls.length;
+    } finally {
+      printed.mockRestore();
+    }
+    // Before: the later ones assembled it again from the parts the first was removing: a second 200, or, once the
+    // removal had begun, ENOENT (a 500 InternalError and an error line).
+    expect(answers.filter((a) => a.status === 'fulfilled')).toHaveLength(1);
+    expect(answers.flatMap((a) => (a.status === 'rejected' ? [(a.reason as { name: string }).name] : []))).toEqual([
+      'NoSuchUpload',
+      'NoSuchUpload',
+    ]);
+    expect(errorLines).toBe(0);
+    expect((await text(once, key)).body).toBe('whole');
+    once.destroy();
+  });
+
   it('multipart: parts of ≥ 5 MiB assemble into one object with the multipart ETag; a small middle part is refused', async () => {
     const key = 'multi/big.bin';
     const first = Buffer.alloc(5 * 1024 * 1024, 7);
