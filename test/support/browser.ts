@@ -67,15 +67,15 @@ export function rawGet(
 }
 
 /**
- * Inside a `describe`: Chromium launched before its tests (its page given to `opened`, 5 s per action) and closed
- * after them. `noPageErrors`: after them, no script of the page threw an uncaught error.
+ * Inside a `describe`: Chromium launched before its tests (its page given to `opened`, 15 s per action: a loaded
+ * machine answers late) and closed after them. `noPageErrors`: after them, no script of the page threw an uncaught error.
  */
 export function useBrowserPage(opened: (page: Page) => void, options: { noPageErrors?: boolean } = {}): void {
   let browser: Browser | undefined;
   const errors: string[] = [];
   beforeAll(async () => {
     browser = await launchBrowser();
-    browser.page.setDefaultTimeout(5_000);
+    browser.page.setDefaultTimeout(15_000);
     if (options.noPageErrors) browser.page.on('pageerror', (e) => errors.push(e.message));
     opened(browser.page);
   });

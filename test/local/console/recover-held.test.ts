@@ -40,7 +40,7 @@ describe.skipIf(skipBrowser)('a recover for a paused receiver, in Chromium', () 
     );
     await confirm.click();
     await expect
-      .poll(() => page.locator('#flash').innerText(), { timeout: 10_000 })
+      .poll(() => page.locator('#flash').innerText())
       .toBe(
         'Recover deal_analysis: nothing attempted, its receiver held back all 2 (paused, disabled or at its rate: see its state above); they stay owed',
       );

@@ -160,7 +160,7 @@ describe('one gateway per LOCAL_DATA_DIR', () => {
     await writeFile(pidFile(), '');
     const started = Date.now();
     const again = await lockDataDir(dir);
-    expect(Date.now() - started).toBeLessThan(1_000);
+    expect(Date.now() - started).toBeLessThan(5_000); // before: 10 s (1 s is too tight on a loaded machine)
     expect(await holder()).toBe(process.pid);
     await again.release();
   });
@@ -174,7 +174,7 @@ describe('one gateway per LOCAL_DATA_DIR', () => {
     await mkdir(path.join(dir, 'gateway.pid.takeover'));
     let started = Date.now();
     let lock = await lockDataDir(dir);
-    expect(Date.now() - started).toBeLessThan(1_000);
+    expect(Date.now() - started).toBeLessThan(5_000); // before: 10 s (1 s is too tight on a loaded machine)
     expect(await holder()).toBe(process.pid);
     expect(await readdir(dir)).toEqual(['gateway.pid']);
     await lock.release();
@@ -183,7 +183,7 @@ describe('one gateway per LOCAL_DATA_DIR', () => {
     await writeFile(path.join(dir, `gateway.pid.${dead}.0.tmp`), String(killed));
     started = Date.now();
     lock = await lockDataDir(dir);
-    expect(Date.now() - started).toBeLessThan(1_000);
+    expect(Date.now() - started).toBeLessThan(5_000); // before: 10 s (1 s is too tight on a loaded machine)
     expect(await readdir(dir)).toEqual(['gateway.pid']);
     await lock.release();
   });
