@@ -1,7 +1,7 @@
-import type { Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CHROMIUM, skipBrowser, useBrowserPage, watchLivePolls } from '../../support/browser.ts';
-import { SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
+import { describe, expect, it } from 'vitest';
+import { CHROMIUM, skipBrowser, watchLivePolls } from '../../support/browser.ts';
+import { useConsolePage } from '../../support/console-browser.ts';
+import { SEED_REQUEST } from '../../support/gateway.ts';
 
 /**
  * The Analytics page of a busy gateway (a conversation every second) was refreshed every second, each refresh its
@@ -11,25 +11,11 @@ import { SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.
  */
 if (skipBrowser) console.warn(`console Analytics busy browser test SKIPPED: ${CHROMIUM} is missing`);
 
-let world: TestWorld;
-
-beforeAll(async () => {
-  world = await startWorld();
-});
-afterAll(async () => {
-  await world?.close();
-});
-
 describe.skipIf(skipBrowser)('Analytics page of a busy gateway, in Chromium', () => {
-  let page: Page;
-  useBrowserPage(
-    (opened) => {
-      page = opened;
-    },
-    { noPageErrors: true },
-  );
+  const opened = useConsolePage({ noPageErrors: true });
 
   it('is refreshed at most every 10 s, then shows every conversation', async () => {
+    const { world, page } = opened;
     const polls = watchLivePolls(page);
     let refreshes = 0;
     page.on('request', (r) => {
