@@ -68,7 +68,8 @@ export function rawGet(
 
 /**
  * Inside a `describe`: Chromium launched before its tests (its page given to `opened`, 15 s per action: a loaded
- * machine answers late) and closed after them. `noPageErrors`: after them, no script of the page threw an uncaught error.
+ * machine answers late) and closed after them. `noPageErrors`: after them, no script of the page threw an uncaught
+ * error.
  */
 export function useBrowserPage(opened: (page: Page) => void, options: { noPageErrors?: boolean } = {}): void {
   let browser: Browser | undefined;
@@ -143,8 +144,7 @@ export function watchLivePolls(page: Page): LivePolls {
       for (let i = 0; i < seconds; i++) {
         const before = requested;
         await page.clock.runFor(1000);
-        // A second in which the page asked nothing costs one round trip (which also brings any ask's event here).
-        if (requested === before && underWay === 0) await page.evaluate(() => 0);
+        await page.evaluate(() => 0); // brings here the event of what that second asked, if anything
         if (requested !== before || underWay > 0) await settle();
         if (until && (await until())) return i + 1;
       }
