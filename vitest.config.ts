@@ -5,6 +5,9 @@ export default defineConfig({
     include: ['test/**/*.test.ts'],
     setupFiles: ['test/setup.ts'],
     testTimeout: 30_000,
+    // expect.poll waits in real time for what a test cannot move by a clock (a browser page's answer, a child
+    // process's line): 1 s, its default, is what an idle machine needs, not a loaded one. Only a failure waits it out.
+    expect: { poll: { timeout: 15_000 } },
     // A beforeAll that synthesizes the stack takes ~20 s on an idle 2-core machine and more when it is shared: the
     // hook timeout only catches hangs, it is not a speed check (those live in npm run bench).
     hookTimeout: 120_000,

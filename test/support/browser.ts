@@ -67,15 +67,16 @@ export function rawGet(
 }
 
 /**
- * Inside a `describe`: Chromium launched before its tests (its page given to `opened`, 5 s per action) and closed
- * after them. `noPageErrors`: after them, no script of the page threw an uncaught error.
+ * Inside a `describe`: Chromium launched before its tests (its page given to `opened`, 15 s per action: a loaded
+ * machine answers late) and closed after them. `noPageErrors`: after them, no script of the page threw an uncaught
+ * error.
  */
 export function useBrowserPage(opened: (page: Page) => void, options: { noPageErrors?: boolean } = {}): void {
   let browser: Browser | undefined;
   const errors: string[] = [];
   beforeAll(async () => {
     browser = await launchBrowser();
-    browser.page.setDefaultTimeout(5_000);
+    browser.page.setDefaultTimeout(15_000);
     if (options.noPageErrors) browser.page.on('pageerror', (e) => errors.push(e.message));
     opened(browser.page);
   });
@@ -85,43 +86,66 @@ export function useBrowserPage(opened: (page: Page) => void, options: { noPageEr
   });
 }
 
-/** The console's live poll (`GET /console/api/version`) as a page with Playwright's clock installed asks it. */
+/**
+ * The console's live refresh as a page with Playwright's clock installed runs it: its poll (`GET /console/api/version`)
+ * and the fragment it fetches when the poll (or a button) finds a change (`?fragment=1`).
+ */
 export interface LivePolls {
-  /** Asks since the watch began or the last reset. */
+  /** Polls asked since the watch began or the last reset. */
   readonly asked: number;
   reset(): void;
   /**
-   * Moves the page's clock on by `seconds`, one second at a time, each ask answered (or refused) and the page's own
-   * reaction to it (its next timer) run before the clock moves again; stops early once `until` holds. The seconds moved.
+   * Moves the page's clock on by `seconds`, one second at a time. After each second, every poll asked and every
+   * fragment fetched is answered (or refused) and the page's reaction to it run, waited for in real time (a loaded
+   * machine answers late), before `until` is asked or the clock moves again; stops early once `until` holds. The
+   * seconds moved. A test that holds a poll's answer back moves the clock itself.
    */
   advance(seconds: number, until?: () => Promise<boolean>): Promise<number>;
 }
 
 export function watchLivePolls(page: Page): LivePolls {
   let asked = 0;
-  let settled = 0;
+  /** Live requests asked in all, and those not yet answered or refused. */
+  let requested = 0;
+  let underWay = 0;
   const isPoll = (url: string) => url.includes('/console/api/version');
+  const isLive = (url: string) => isPoll(url) || new URL(url).searchParams.get('fragment') === '1';
   page.on('request', (r) => {
     if (isPoll(r.url())) asked++;
+    if (!isLive(r.url())) return;
+    requested++;
+    underWay++;
   });
   const onEnded = (r: { url(): string }) => {
-    if (isPoll(r.url())) settled++;
+    if (isLive(r.url())) underWay--;
   };
   page.on('requestfinished', onEnded);
   page.on('requestfailed', onEnded);
+  /**
+   * Until no live request is under way through two round trips to the page: an answer is handled by the page's script
+   * after the request ends (the poll's answer may ask for a fragment, the fragment is swapped in), between them.
+   */
+  const settle = async () => {
+    for (let quiet = 0; quiet < 2; ) {
+      await expect.poll(() => underWay, { timeout: 20_000 }).toBe(0);
+      const before = requested;
+      await page.evaluate(() => 0);
+      quiet = requested === before ? quiet + 1 : 0;
+    }
+  };
   return {
     get asked() {
       return asked;
     },
     reset() {
       asked = 0;
-      settled = 0;
     },
     async advance(seconds, until) {
       for (let i = 0; i < seconds; i++) {
+        const before = requested;
         await page.clock.runFor(1000);
-        await expect.poll(() => settled).toBe(asked);
-        await page.evaluate(() => 0);
+        await page.evaluate(() => 0); // brings here the event of what that second asked, if anything
+        if (requested !== before || underWay > 0) await settle();
         if (until && (await until())) return i + 1;
       }
       return seconds;

@@ -170,6 +170,14 @@ export async function queueOwedDeliveries(world: TestWorld, count: number): Prom
   return ids;
 }
 
+/** One conversation whose delivery failed (its receiver answered 400) and is owed; the receiver answers 200 again. */
+export async function failOneDelivery(world: TestWorld): Promise<void> {
+  world.receiver.reply(400);
+  const failed = await world.post(SEED_REQUEST);
+  expect(failed.body.tracking.delivery_status).toBe('failed');
+  world.receiver.reset();
+}
+
 /**
  * Every line of a crash journal's folder (local/engine/journal.ts), in the order written; a segment's reserve (its
  * first line, spaces) is not an entry.

@@ -132,7 +132,7 @@ describe('withFileLock', () => {
     await writeFile(`${file}.lock`, gone.stdout);
     const started = Date.now();
     await expect(withFileLock(file, async () => 'changed')).resolves.toBe('changed');
-    expect(Date.now() - started).toBeLessThan(1_000);
+    expect(Date.now() - started).toBeLessThan(4_000); // before: 5 s (1 s is too tight on a loaded machine)
     expect(await readdir(dir)).toEqual([]);
   });
 
@@ -144,7 +144,7 @@ describe('withFileLock', () => {
     await expect(withFileLock(file, async () => readFile(`${file}.lock`, 'utf8'))).resolves.toMatch(
       new RegExp(`^${process.pid}\\.`),
     );
-    expect(Date.now() - started).toBeLessThan(1_000);
+    expect(Date.now() - started).toBeLessThan(4_000); // before: 5 s (1 s is too tight on a loaded machine)
     expect(await readdir(dir)).toEqual([]); // nothing left aside
   });
 

@@ -172,7 +172,7 @@ describe('webhook-gateway start / conversations', () => {
       `^\\S+ {2}200 {2}${first.conversation_id} {2}replayed \\(Idempotency-Key\\): general delivered`,
       'm',
     );
-    await vi.waitFor(() => expect(gateway.output()).toMatch(line));
+    await vi.waitFor(() => expect(gateway.output()).toMatch(line), { timeout: 15_000 });
     expect(gateway.output()).not.toMatch(/200 {2}\(rejected\)/);
   });
 
@@ -210,7 +210,9 @@ describe('webhook-gateway start / conversations', () => {
       expect(res.status).toBe(400);
       expect(((await res.json()) as { error: { message: string } }).error.message).not.toContain('forged');
     }
-    await vi.waitFor(() => expect(gateway.output().split('\n').length - before).toBeGreaterThanOrEqual(3));
+    await vi.waitFor(() => expect(gateway.output().split('\n').length - before).toBeGreaterThanOrEqual(3), {
+      timeout: 15_000,
+    });
     const lines = gateway
       .output()
       .split('\n')

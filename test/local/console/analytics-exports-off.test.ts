@@ -1,7 +1,7 @@
-import type { Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CHROMIUM, skipBrowser, useBrowserPage } from '../../support/browser.ts';
-import { SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
+import { describe, expect, it } from 'vitest';
+import { CHROMIUM, skipBrowser } from '../../support/browser.ts';
+import { useConsolePage } from '../../support/console-browser.ts';
+import { SEED_REQUEST } from '../../support/gateway.ts';
 
 /**
  * The Analytics page of a gateway started with ENABLE_CONVERSATION_EXPORT=false: its charts are drawn from the
@@ -9,23 +9,16 @@ import { SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.
  */
 if (skipBrowser) console.warn(`console analytics (exports off) browser test SKIPPED: ${CHROMIUM} is missing`);
 
-let world: TestWorld;
-
-beforeAll(async () => {
-  world = await startWorld({ ENABLE_CONVERSATION_EXPORT: 'false' });
-  expect((await world.post(SEED_REQUEST)).status).toBe(200);
-});
-afterAll(async () => {
-  await world?.close();
-});
-
 describe.skipIf(skipBrowser)('Analytics with exports off, in Chromium', () => {
-  let page: Page;
-  useBrowserPage((opened) => {
-    page = opened;
+  const opened = useConsolePage({
+    env: { ENABLE_CONVERSATION_EXPORT: 'false' },
+    seed: async (world) => {
+      expect((await world.post(SEED_REQUEST)).status).toBe(200);
+    },
   });
 
   it('says the conversations are not exported, so not charted, and does not tell to POST one', async () => {
+    const { world, page } = opened;
     await page.goto(`${world.gateway.url}/console/analytics`);
     expect(await page.locator('#analytics h1 .count').innerText()).toBe('0');
     expect(await page.locator('#exports-off').innerText()).toBe(

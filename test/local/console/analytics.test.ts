@@ -211,7 +211,6 @@ describe.skipIf(skipBrowser)('the Analytics page in Chromium', () => {
 
   useBrowserPage((opened) => {
     page = opened;
-    page.setDefaultTimeout(10_000);
     page.on('request', (r) => requests.push(r.url()));
     page.on('pageerror', (e) => errors.push(e.message));
     page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
@@ -295,7 +294,7 @@ describe.skipIf(skipBrowser)('the Analytics page in Chromium', () => {
   it('updates when a conversation arrives, and never leaves the gateway', async () => {
     await world.post({ ...SEED_REQUEST, query: 'Show the revenue report' });
     await expect
-      .poll(() => page.locator('#analytics').getAttribute('data-conversations'), { timeout: 10_000 })
+      .poll(() => page.locator('#analytics').getAttribute('data-conversations'))
       .toBe(String(sent.length + 1));
     const origin = new URL(world.gateway.url).origin;
     expect(requests.filter((u) => !u.startsWith(origin) && !u.startsWith('data:'))).toEqual([]);

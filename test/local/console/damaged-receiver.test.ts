@@ -1,9 +1,8 @@
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { CHROMIUM, skipBrowser, useBrowserPage } from '../../support/browser.ts';
-import { startWorld, type TestWorld } from '../../support/gateway.ts';
+import { describe, expect, it, vi } from 'vitest';
+import { CHROMIUM, skipBrowser } from '../../support/browser.ts';
+import { useConsolePage } from '../../support/console-browser.ts';
 
 /**
  * One damaged receiver file (deliveries/endpoints/<type>.json not JSON, or a folder in its place) took the whole
@@ -13,27 +12,13 @@ import { startWorld, type TestWorld } from '../../support/gateway.ts';
  */
 if (skipBrowser) console.warn(`console damaged receiver browser test SKIPPED: ${CHROMIUM} is missing`);
 
-let world: TestWorld;
-
-beforeAll(async () => {
-  world = await startWorld();
-});
-afterAll(async () => {
-  await world?.close();
-});
-
 describe.skipIf(skipBrowser)('Endpoints page with a damaged receiver file, in Chromium', () => {
-  let page: Page;
-  useBrowserPage(
-    (opened) => {
-      page = opened;
-    },
-    { noPageErrors: true },
-  );
+  const opened = useConsolePage({ noPageErrors: true });
 
-  const endpointsDir = () => path.join(world.dataDir, 'deliveries', 'endpoints');
+  const endpointsDir = () => path.join(opened.world.dataDir, 'deliveries', 'endpoints');
 
   it('a receiver file that is not JSON: the others shown and usable, its row and its actions name the file', async () => {
+    const { world, page } = opened;
     const file = path.join(endpointsDir(), 'general.json');
     await mkdir(endpointsDir(), { recursive: true });
     await writeFile(file, '{"paused": tr');
@@ -86,6 +71,7 @@ describe.skipIf(skipBrowser)('Endpoints page with a damaged receiver file, in Ch
   });
 
   it('a folder in place of a receiver file: named in its row, the others shown', async () => {
+    const { world, page } = opened;
     const file = path.join(endpointsDir(), 'general.json');
     await rm(file, { force: true });
     await mkdir(file);

@@ -96,7 +96,7 @@ describe.skipIf(skipBrowser)('delivery operations in Chromium', () => {
 
     world.receiver.reply({ status: 200, body: 'again, thanks' });
     await page.locator('button#resend').click();
-    await expect.poll(() => rows.count(), { timeout: 10_000 }).toBe(3);
+    await expect.poll(() => rows.count()).toBe(3);
     // The page refreshed with the new attempt: the answer the reader had opened is still open, the others closed.
     expect(await rows.nth(0).locator('details.answer').getAttribute('open')).not.toBeNull();
     expect(await rows.nth(1).locator('details.answer').getAttribute('open')).toBeNull();
@@ -156,7 +156,7 @@ describe.skipIf(skipBrowser)('delivery operations in Chromium', () => {
     expect(world.receiver.received).toHaveLength(0);
     await confirm.click();
     await expect
-      .poll(() => page.locator('#flash').innerText(), { timeout: 10_000 })
+      .poll(() => page.locator('#flash').innerText())
       .toBe('Recovered deal_analysis: 2 redriven (2 delivered)');
     expect(world.receiver.received.map((r) => r.body.conversation_id).sort()).toEqual(
       [ids.failed, held.body.conversation_id].sort(),
@@ -186,7 +186,7 @@ describe.skipIf(skipBrowser)('delivery operations in Chromium', () => {
     expect(await confirm.isEnabled()).toBe(true);
     await confirm.click();
     await expect
-      .poll(() => page.locator('#flash').innerText(), { timeout: 10_000 })
+      .poll(() => page.locator('#flash').innerText())
       .toBe('Recovered deal_analysis: 1 redriven (1 delivered)');
   });
 

@@ -1,7 +1,7 @@
-import type { Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CHROMIUM, rawGet, skipBrowser, useBrowserPage, watchLivePolls } from '../../support/browser.ts';
-import { SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
+import { describe, expect, it } from 'vitest';
+import { CHROMIUM, rawGet, skipBrowser, watchLivePolls } from '../../support/browser.ts';
+import { useConsolePage } from '../../support/console-browser.ts';
+import { SEED_REQUEST } from '../../support/gateway.ts';
 
 /**
  * The Endpoints page of a busy gateway was replaced about once a second: every failed delivery rewrites its receiver's
@@ -11,25 +11,11 @@ import { SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.
  */
 if (skipBrowser) console.warn(`console Endpoints busy browser test SKIPPED: ${CHROMIUM} is missing`);
 
-let world: TestWorld;
-
-beforeAll(async () => {
-  world = await startWorld();
-});
-afterAll(async () => {
-  await world?.close();
-});
-
 describe.skipIf(skipBrowser)('Endpoints page of a busy gateway, in Chromium', () => {
-  let page: Page;
-  useBrowserPage(
-    (opened) => {
-      page = opened;
-    },
-    { noPageErrors: true },
-  );
+  const opened = useConsolePage({ noPageErrors: true });
 
   it('is refreshed when what it shows changes, at most every 5 s, and then shows the latest', async () => {
+    const { world, page } = opened;
     const polls = watchLivePolls(page);
     let refreshes = 0;
     page.on('request', (r) => {

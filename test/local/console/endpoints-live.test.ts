@@ -1,7 +1,7 @@
-import type { Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CHROMIUM, rawGet, skipBrowser, useBrowserPage, watchLivePolls } from '../../support/browser.ts';
-import { SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
+import { describe, expect, it } from 'vitest';
+import { CHROMIUM, rawGet, skipBrowser, watchLivePolls } from '../../support/browser.ts';
+import { useConsolePage } from '../../support/console-browser.ts';
+import { failOneDelivery } from '../../support/gateway.ts';
 
 /**
  * The Endpoints page had no live indicator and was not refreshed: a receiver paused from a terminal, or a delivery
@@ -12,29 +12,11 @@ import { SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.
  */
 if (skipBrowser) console.warn(`console Endpoints live browser test SKIPPED: ${CHROMIUM} is missing`);
 
-let world: TestWorld;
-
-beforeAll(async () => {
-  world = await startWorld();
-  world.receiver.reply(400);
-  const failed = await world.post(SEED_REQUEST);
-  expect(failed.body.tracking.delivery_status).toBe('failed');
-  world.receiver.reset();
-});
-afterAll(async () => {
-  await world?.close();
-});
-
 describe.skipIf(skipBrowser)('Endpoints page, live, in Chromium', () => {
-  let page: Page;
-  useBrowserPage(
-    (opened) => {
-      page = opened;
-    },
-    { noPageErrors: true },
-  );
+  const opened = useConsolePage({ seed: failOneDelivery, noPageErrors: true });
 
   it('says live, shows a change made elsewhere without a reload, keeps a planned recover, and says when the gateway is gone', async () => {
+    const { world, page } = opened;
     const polls = watchLivePolls(page);
     const advance = polls.advance;
 

@@ -1,7 +1,6 @@
-import type { Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CHROMIUM, skipBrowser, useBrowserPage } from '../../support/browser.ts';
-import { startWorld, type TestWorld } from '../../support/gateway.ts';
+import { describe, expect, it } from 'vitest';
+import { CHROMIUM, skipBrowser } from '../../support/browser.ts';
+import { useConsolePage } from '../../support/console-browser.ts';
 
 /**
  * A console page open on a gateway that took its requests but never answered (hung, stopped in a debugger, its disk
@@ -11,25 +10,11 @@ import { startWorld, type TestWorld } from '../../support/gateway.ts';
  */
 if (skipBrowser) console.warn(`console hung-gateway browser test SKIPPED: ${CHROMIUM} is missing`);
 
-let world: TestWorld;
-
-beforeAll(async () => {
-  world = await startWorld();
-});
-afterAll(async () => {
-  await world?.close();
-});
-
 describe.skipIf(skipBrowser)('a console page open on a gateway that stops answering, in Chromium', () => {
-  let page: Page;
-  useBrowserPage(
-    (opened) => {
-      page = opened;
-    },
-    { noPageErrors: true },
-  );
+  const opened = useConsolePage({ noPageErrors: true });
 
   it('says it is not reachable once an ask goes unanswered for 10 s, and live again once it answers', async () => {
+    const { world, page } = opened;
     await page.clock.install();
     await page.goto(`${world.gateway.url}/console/endpoints`);
     await page.clock.pauseAt(Date.now() + 60_000);

@@ -1,7 +1,7 @@
-import type { Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CHROMIUM, skipBrowser, useBrowserPage } from '../../support/browser.ts';
-import { queueOwedDeliveries, startWorld, type TestWorld } from '../../support/gateway.ts';
+import { describe, expect, it } from 'vitest';
+import { CHROMIUM, skipBrowser } from '../../support/browser.ts';
+import { useConsolePage } from '../../support/console-browser.ts';
+import { queueOwedDeliveries } from '../../support/gateway.ts';
 
 /**
  * The console's list page with more deliveries owed than it lists (100): the newest 100 of them, their number, and
@@ -10,24 +10,17 @@ import { queueOwedDeliveries, startWorld, type TestWorld } from '../../support/g
 if (skipBrowser) console.warn(`console many-failed-deliveries browser test SKIPPED: ${CHROMIUM} is missing`);
 
 const OWED = 103;
-let world: TestWorld;
 const owed: string[] = [];
 
-beforeAll(async () => {
-  world = await startWorld();
-  owed.push(...(await queueOwedDeliveries(world, OWED)));
-});
-afterAll(async () => {
-  await world?.close();
-});
-
 describe.skipIf(skipBrowser)('many failed deliveries in Chromium', () => {
-  let page: Page;
-  useBrowserPage((opened) => {
-    page = opened;
+  const opened = useConsolePage({
+    seed: async (world) => {
+      owed.push(...(await queueOwedDeliveries(world, OWED)));
+    },
   });
 
   it('lists the newest 100 of them with their number and where the others are, the conversations right after', async () => {
+    const { world, page } = opened;
     await page.setViewportSize({ width: 1400, height: 900 });
     await page.goto(`${world.gateway.url}/console`);
     const section = page.locator('#failed-deliveries');

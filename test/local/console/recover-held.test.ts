@@ -1,7 +1,7 @@
-import type { Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CHROMIUM, skipBrowser, useBrowserPage } from '../../support/browser.ts';
-import { queueOwedDeliveries, startWorld, type TestWorld } from '../../support/gateway.ts';
+import { describe, expect, it } from 'vitest';
+import { CHROMIUM, skipBrowser } from '../../support/browser.ts';
+import { useConsolePage } from '../../support/console-browser.ts';
+import { queueOwedDeliveries } from '../../support/gateway.ts';
 
 /**
  * A recover planned for a paused receiver said "2 … would be redriven" and, run, "Recovered deal_analysis: 2 redriven
@@ -10,26 +10,16 @@ import { queueOwedDeliveries, startWorld, type TestWorld } from '../../support/g
  */
 if (skipBrowser) console.warn(`console recover-held browser test SKIPPED: ${CHROMIUM} is missing`);
 
-let world: TestWorld;
-
-beforeAll(async () => {
-  world = await startWorld();
-  await queueOwedDeliveries(world, 2);
-});
-afterAll(async () => {
-  await world?.close();
-});
-
 describe.skipIf(skipBrowser)('a recover for a paused receiver, in Chromium', () => {
-  let page: Page;
-  useBrowserPage(
-    (opened) => {
-      page = opened;
+  const opened = useConsolePage({
+    seed: async (world) => {
+      await queueOwedDeliveries(world, 2);
     },
-    { noPageErrors: true },
-  );
+    noPageErrors: true,
+  });
 
   it('says before it runs that each would be held, and after that nothing was attempted', async () => {
+    const { world, page } = opened;
     await page.goto(`${world.gateway.url}/console/endpoints`);
     expect(await page.locator('#endpoints tr[data-type="deal_analysis"]').getAttribute('data-state')).toBe('paused');
     await page.locator('button[data-plan="deal_analysis"]').click();
@@ -40,7 +30,7 @@ describe.skipIf(skipBrowser)('a recover for a paused receiver, in Chromium', () 
     );
     await confirm.click();
     await expect
-      .poll(() => page.locator('#flash').innerText(), { timeout: 10_000 })
+      .poll(() => page.locator('#flash').innerText())
       .toBe(
         'Recover deal_analysis: nothing attempted, its receiver held back all 2 (paused, disabled or at its rate: see its state above); they stay owed',
       );

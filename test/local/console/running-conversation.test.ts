@@ -40,11 +40,9 @@ describe('console conversation page of a conversation still running', () => {
         const response = await fetch(`${world.gateway.url}/console/conversations/${id}`);
         return { status: response.status, text: await response.text() };
       };
-      await expect.poll(async () => (await page()).status, { timeout: 5_000 }).toBe(200);
+      await expect.poll(async () => (await page()).status).toBe(200);
       // The run's execution is shown from its first state on (just after the accept's ended).
-      await expect
-        .poll(async () => (await page()).text, { timeout: 5_000 })
-        .toContain('<span class="badge b-running">RUNNING</span>');
+      await expect.poll(async () => (await page()).text).toContain('<span class="badge b-running">RUNNING</span>');
       const running = (await page()).text;
       expect(running).toContain('<span class="badge b-in_progress">in_progress</span>');
       // The run's execution is shown as far as it went: its agent has not answered.
@@ -55,9 +53,7 @@ describe('console conversation page of a conversation still running', () => {
       expect(running).toContain('<span class="badge b-running">RUNNING</span>');
 
       answer();
-      await expect
-        .poll(async () => (await page()).text, { timeout: 5_000 })
-        .toContain('<span class="badge b-completed">completed</span>');
+      await expect.poll(async () => (await page()).text).toContain('<span class="badge b-completed">completed</span>');
       expect((await page()).text).not.toContain('run-under-way');
     } finally {
       answer();
@@ -116,7 +112,7 @@ describe.skipIf(skipBrowser)('console list of a synchronous conversation still r
       expect(done.status).toBe(200);
       expect(done.body.conversation_id).toBe(id);
       const rows = page.locator(`#conversations tbody tr[data-id="${id}"]`);
-      await expect.poll(() => rows.getAttribute('data-status'), { timeout: 5_000 }).toBe('completed');
+      await expect.poll(() => rows.getAttribute('data-status')).toBe('completed');
       expect(await rows.count()).toBe(1);
       expect(await rows.getAttribute('data-delivery')).toBe('delivered');
     } finally {

@@ -1,7 +1,6 @@
-import type { Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CHROMIUM, skipBrowser, useBrowserPage } from '../../support/browser.ts';
-import { startWorld, type TestWorld } from '../../support/gateway.ts';
+import { describe, expect, it } from 'vitest';
+import { CHROMIUM, skipBrowser } from '../../support/browser.ts';
+import { useConsolePage } from '../../support/console-browser.ts';
 
 /**
  * On a slow gateway, pressing Plan or Pause on the Endpoints page showed nothing until the answer came, so an operator
@@ -10,23 +9,8 @@ import { startWorld, type TestWorld } from '../../support/gateway.ts';
  */
 if (skipBrowser) console.warn(`console slow-gateway browser test SKIPPED: ${CHROMIUM} is missing`);
 
-let world: TestWorld;
-
-beforeAll(async () => {
-  world = await startWorld();
-});
-afterAll(async () => {
-  await world?.close();
-});
-
 describe.skipIf(skipBrowser)('the Endpoints page on a slow gateway, in Chromium', () => {
-  let page: Page;
-  useBrowserPage(
-    (opened) => {
-      page = opened;
-    },
-    { noPageErrors: true },
-  );
+  const opened = useConsolePage({ noPageErrors: true });
 
   /** Holds back every request to `pattern` until the returned function is called. */
   async function holdBack(pattern: string): Promise<() => void> {
@@ -34,7 +18,7 @@ describe.skipIf(skipBrowser)('the Endpoints page on a slow gateway, in Chromium'
     const held = new Promise<void>((resolve) => {
       release = resolve;
     });
-    await page.route(pattern, async (route) => {
+    await opened.page.route(pattern, async (route) => {
       await held;
       await route.continue();
     });
@@ -42,6 +26,7 @@ describe.skipIf(skipBrowser)('the Endpoints page on a slow gateway, in Chromium'
   }
 
   it('says at once that Plan and Pause were pressed, then what they found', async () => {
+    const { world, page } = opened;
     await page.goto(`${world.gateway.url}/console/endpoints`);
     const flash = page.locator('#flash');
 

@@ -61,8 +61,7 @@ describe.skipIf(skipBrowser)('console thread page in Chromium', () => {
     expect(await turns()).toEqual([`1 ${ids[0]}`]);
 
     await post(QUERIES[1]!);
-    // The page polls every second: the default 1 s of expect.poll can end just before its refresh.
-    await expect.poll(turns, { timeout: 5_000 }).toEqual([`1 ${ids[0]}`, `2 ${ids[1]}`]);
+    await expect.poll(turns).toEqual([`1 ${ids[0]}`, `2 ${ids[1]}`]);
     expect(await page.locator('h1 .count').innerText()).toBe('2');
     expect(await page.locator('ol.thread > li pre.question').allInnerTexts()).toEqual(QUERIES);
     expect(await page.locator('ol.thread > li pre.answer').allInnerTexts()).toEqual(

@@ -105,7 +105,7 @@ describe.skipIf(skipBrowser)('console in Chromium', () => {
     ids.live = (
       await world.post({ ...SEED_REQUEST, query: 'How many new leads came in?', webhook_type: 'lead_analysis' })
     ).body.conversation_id;
-    await page.locator(`#conversations tr[data-id="${ids.live}"]`).waitFor({ timeout: 5_000 });
+    await page.locator(`#conversations tr[data-id="${ids.live}"]`).waitFor();
     expect(await rows.first().getAttribute('data-id')).toBe(ids.live);
     expect(await page.evaluate(() => (globalThis as { __xss?: number }).__xss)).toBeUndefined();
     expect(errors).toEqual([]);
@@ -190,7 +190,7 @@ describe.skipIf(skipBrowser)('console in Chromium', () => {
   it('Redrive delivers it: the receiver gets it and the page shows delivered, with the redelivery execution', async () => {
     world.receiver.reset();
     await page.locator('button#redrive').click();
-    await page.locator('#delivery-status[data-status="delivered"]').waitFor({ timeout: 10_000 });
+    await page.locator('#delivery-status[data-status="delivered"]').waitFor();
     expect(await page.locator('#flash').innerText()).toMatch(
       new RegExp(`Redrive of ${ids.failed}: delivered \\(execution ${ids.failed}-redelivery-2-`),
     );

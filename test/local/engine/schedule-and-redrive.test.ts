@@ -119,7 +119,7 @@ describe('automatic redelivery on the schedule', () => {
     try {
       await vi.waitFor(
         async () => expect((await world.gateway.failedDeliveries.get(body.conversation_id))!.state).toBe('settled'),
-        { timeout: 5000, interval: 20 },
+        { timeout: 15_000, interval: 20 },
       );
     } finally {
       await world.gateway.redelivery.stop();
@@ -136,7 +136,7 @@ describe('automatic redelivery on the schedule', () => {
     try {
       await vi.waitFor(
         async () => expect((await world.gateway.failedDeliveries.get(body.conversation_id))!.state).toBe('settled'),
-        { timeout: 5000, interval: 20 },
+        { timeout: 15_000, interval: 20 },
       );
       await new Promise((r) => setTimeout(r, 100)); // a few more ticks: nothing more to report
     } finally {

@@ -117,23 +117,34 @@ describe('one gateway per LOCAL_DATA_DIR', () => {
     const dead = spawnSync(process.execPath, ['-e', '0']).pid!;
     await writeFile(pidFile(), String(dead));
     const module = path.resolve('local/store/data-dir-lock.ts');
-    // Each start waits for the same instant, then locks (and holds the folder a moment, as a running gateway would).
+    // Each start waits for the same instant, then locks: the one that takes the folder holds it, as a running gateway
+    // would, until every start has said how it went (a start a loaded machine runs late must still find it held).
     const code = `const { lockDataDir } = await import(${JSON.stringify(module)});
       const go = Number(process.argv[1]); while (Date.now() < go) {}
-      try { await lockDataDir(${JSON.stringify(dir)}); console.log('held'); setTimeout(() => {}, 3000); }
+      try { await lockDataDir(${JSON.stringify(dir)}); console.log('held'); setInterval(() => {}, 1000); }
       catch (error) { console.log(error.constructor.name); }`;
     const go = Date.now() + 2_500;
-    const starts = Array.from(
-      { length: 6 },
-      () =>
-        new Promise<string>((resolve) => {
-          const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code, String(go)]);
-          let out = '';
-          child.stdout.on('data', (d) => (out += d));
-          child.on('close', () => resolve(out.trim()));
-        }),
+    const children = Array.from({ length: 6 }, () =>
+      spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code, String(go)]),
     );
-    const outcomes = (await Promise.all(starts)).sort();
+    const closed = children.map((child) => new Promise((resolve) => child.on('close', resolve)));
+    const outcomes = (
+      await Promise.all(
+        children.map(
+          (child) =>
+            new Promise<string>((resolve) => {
+              let out = '';
+              child.stdout.on('data', (d) => {
+                out += d;
+                if (out.includes('\n')) resolve(out.trim());
+              });
+              child.on('close', () => resolve(out.trim()));
+            }),
+        ),
+      )
+    ).sort();
+    for (const child of children) child.kill();
+    await Promise.all(closed);
     expect(outcomes).toEqual([
       'DataDirInUseError',
       'DataDirInUseError',
@@ -160,7 +171,7 @@ describe('one gateway per LOCAL_DATA_DIR', () => {
     await writeFile(pidFile(), '');
     const started = Date.now();
     const again = await lockDataDir(dir);
-    expect(Date.now() - started).toBeLessThan(1_000);
+    expect(Date.now() - started).toBeLessThan(5_000); // before: 10 s (1 s is too tight on a loaded machine)
     expect(await holder()).toBe(process.pid);
     await again.release();
   });
@@ -174,7 +185,7 @@ describe('one gateway per LOCAL_DATA_DIR', () => {
     await mkdir(path.join(dir, 'gateway.pid.takeover'));
     let started = Date.now();
     let lock = await lockDataDir(dir);
-    expect(Date.now() - started).toBeLessThan(1_000);
+    expect(Date.now() - started).toBeLessThan(5_000); // before: 10 s (1 s is too tight on a loaded machine)
     expect(await holder()).toBe(process.pid);
     expect(await readdir(dir)).toEqual(['gateway.pid']);
     await lock.release();
@@ -183,7 +194,7 @@ describe('one gateway per LOCAL_DATA_DIR', () => {
     await writeFile(path.join(dir, `gateway.pid.${dead}.0.tmp`), String(killed));
     started = Date.now();
     lock = await lockDataDir(dir);
-    expect(Date.now() - started).toBeLessThan(1_000);
+    expect(Date.now() - started).toBeLessThan(5_000); // before: 10 s (1 s is too tight on a loaded machine)
     expect(await readdir(dir)).toEqual(['gateway.pid']);
     await lock.release();
   });
