@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { mkdir, rename, rm } from 'node:fs/promises';
+import { existsSync, rmSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { DuckDBConnection, DuckDBInstance, DuckDBValue } from '@duckdb/node-api';
@@ -11,6 +11,7 @@ import {
   ENGINE_TYPES,
   PARTITION_COLUMN,
 } from '../../functions/domain/analytics-table.ts';
+import { isAlive } from '../store/data-dir-lock.ts';
 import { type AnalysisObject, type AnalysisSource, openAnalysisSource } from './sources.ts';
 
 /**
@@ -133,16 +134,36 @@ export const READ_BATCH = 500;
 
 const CACHE_TYPES = [...CONVERSATIONS_COLUMNS.map((c) => c.type), 'string', 'string'] as ('string' | 'bigint')[];
 
+/** Rows of about this many characters are written to a Parquet file at a time (DuckDB holds them a few times over). */
+const PART_BYTES = 8 * 1024 * 1024;
+
+/** `rows` in runs of about `size` characters (a row longer than that is a run of its own). */
+function chunksOf(rows: Row[], size: number): Row[][] {
+  const chunks: Row[][] = [];
+  let chars = 0;
+  for (const row of rows) {
+    const rowChars = row.reduce<number>((n, cell) => n + (typeof cell === 'string' ? cell.length : 8), 0);
+    if (chunks.length === 0 || (chars > 0 && chars + rowChars > size)) {
+      chunks.push([]);
+      chars = 0;
+    }
+    chunks.at(-1)!.push(row);
+    chars += rowChars;
+  }
+  return chunks;
+}
+
 /**
  * Bring the rows up to date with the source: list it, compare each object's version with the cached one, read only
- * what is new or rewritten. The result is the table CACHE_TABLE (kept rows of the cache file plus the fresh ones),
- * or nothing when the cache file is already current.
+ * what is new or rewritten. The result is CACHE_TABLE (kept rows of the cache file plus the fresh ones): a view of
+ * the Parquet files written to `partsDir`, or a table in memory without one; nothing when the cache file is current.
  */
 async function refresh(
   connection: DuckDBConnection,
   source: AnalysisSource,
   cache: string | null,
   fromDay: string | null,
+  partsDir: string | null,
 ): Promise<{ read: number; changed: boolean; built: boolean; skipped: RefreshReport['skipped'] }> {
   // From a day, only that day's folder and the later ones are listed and brought up to date: the cached rows of the
   // earlier days are kept as they are (an export stays in its day folder; the next run without a day looks at them).
@@ -173,12 +194,22 @@ async function refresh(
   }
 
   const skipped: RefreshReport['skipped'] = [];
-  await connection.run(`CREATE TABLE ${CACHE_TABLE} (${ddlColumns()})`);
-  if (cache) {
-    await connection.run(
-      `INSERT INTO ${CACHE_TABLE} SELECT * FROM read_parquet(${sqlText(cache)}) c WHERE NOT (${inScope}) OR c.${KEY} IN (SELECT k FROM _listed l WHERE l.v = c.${VERSION})`,
-    );
-  }
+  const kept = cache
+    ? `SELECT * FROM read_parquet(${sqlText(cache)}) c WHERE NOT (${inScope}) OR c.${KEY} IN (SELECT k FROM _listed l WHERE l.v = c.${VERSION})`
+    : null;
+  // With a folder for them, each batch of rows (and the kept rows of the cache) goes to a Parquet file of its own
+  // and leaves memory: DuckDB holds one batch, whatever the size of the bucket. Without one, to a table in memory.
+  const parts: string[] = [];
+  const target = partsDir ? '_batch' : CACHE_TABLE;
+  await connection.run(`CREATE ${partsDir ? 'TEMP ' : ''}TABLE ${target} (${ddlColumns()})`);
+  const flush = async (select: string) => {
+    if (!partsDir) return;
+    const part = path.join(partsDir, `part-${parts.length}.parquet`);
+    await connection.run(`COPY (${select}) TO ${sqlText(part)} (FORMAT parquet, ${ROW_GROUPS})`);
+    parts.push(part);
+  };
+  if (kept && partsDir) await flush(kept);
+  else if (kept) await connection.run(`INSERT INTO ${CACHE_TABLE} ${kept}`);
   // A batch at a time, each appended before the next is read: the documents of a whole bucket (a first run, every
   // answer up to 64 KB) are never all in memory at once.
   for (let start = 0; start < staleObjects.length; start += READ_BATCH) {
@@ -192,8 +223,23 @@ async function refresh(
       if (typeof row === 'string') skipped.push({ key: object.key, reason: row });
       else rows.push(row);
     });
-    await appendRows(connection, CACHE_TABLE, rows, CACHE_TYPES);
+    if (!partsDir) await appendRows(connection, target, rows, CACHE_TYPES);
+    else
+      for (const chunk of chunksOf(rows, PART_BYTES)) {
+        await appendRows(connection, target, chunk, CACHE_TYPES);
+        await flush(`SELECT * FROM ${target}`);
+        // A new table, not TRUNCATE: DuckDB keeps a table's deleted rows in memory.
+        await connection.run(`DROP TABLE ${target}`);
+        await connection.run(`CREATE TEMP TABLE ${target} (${ddlColumns()})`);
+      }
     await nextTurn(); // the reads, parses and appends are synchronous: in the gateway, requests are served between batches
+  }
+  if (partsDir) {
+    if (parts.length === 0) await flush(`SELECT * FROM ${target}`); // no rows: the table's columns
+    await connection.run(`DROP TABLE ${target}`);
+    await connection.run(
+      `CREATE VIEW ${CACHE_TABLE} AS SELECT * FROM read_parquet([${parts.map(sqlText).join(', ')}])`,
+    );
   }
   await connection.run('DROP TABLE _listed');
   return { read: staleObjects.length, changed, built: true, skipped };
@@ -203,10 +249,30 @@ async function saveCache(connection: DuckDBConnection, file: string): Promise<vo
   await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
   const temporary = `${file}.${process.pid}.${randomUUID().slice(0, 8)}.tmp`;
   try {
-    await connection.run(`COPY ${CACHE_TABLE} TO '${temporary.replaceAll("'", "''")}' (FORMAT parquet)`);
+    await connection.run(`COPY ${CACHE_TABLE} TO ${sqlText(temporary)} (FORMAT parquet, ${ROW_GROUPS})`);
     await rename(temporary, file);
   } finally {
     await rm(temporary, { force: true });
+  }
+}
+
+/**
+ * Parquet row groups of at most this many bytes: the writer holds one in memory (by default 122,880 rows, the whole
+ * cache of a bucket of 60 KB answers). DuckDB applies the byte bound only with insertion order not kept.
+ */
+const ROW_GROUPS = "ROW_GROUP_SIZE_BYTES '8MB'";
+
+/** Where a first build of the cache keeps its batches, in the cache folder; a dead process's folder is removed. */
+async function partsFolder(cacheDir: string): Promise<string | null> {
+  try {
+    await mkdir(cacheDir, { recursive: true, mode: 0o700 });
+    for (const name of await readdir(cacheDir)) {
+      const pid = /^build-(\d+)-/.exec(name)?.[1];
+      if (pid && !isAlive(Number(pid))) await rm(path.join(cacheDir, name), { recursive: true, force: true });
+    }
+    return await mkdtemp(path.join(cacheDir, `build-${process.pid}-`));
+  } catch {
+    return null; // a folder that cannot be written: the table is built in memory (and the cache not kept)
   }
 }
 
@@ -232,18 +298,34 @@ export async function openAnalytics(options: {
   cacheDir: string | null;
   /** `YYYY/MM/DD`: bring only that day's exports and the later ones up to date (a page that shows no earlier day). */
   fromDay?: string | null;
+  /** DuckDB's memory_limit (its default is 80 % of the machine's memory). */
+  memoryLimit?: string;
 }): Promise<AnalyticsEngine> {
   const { DuckDBInstance, StatementType } = await import('@duckdb/node-api');
-  const instance: DuckDBInstance = await DuckDBInstance.create(':memory:', { threads: '2' });
+  // Insertion order is not kept (no query relies on it: they sort): DuckDB then bounds a Parquet row group by bytes.
+  const instance: DuckDBInstance = await DuckDBInstance.create(':memory:', {
+    threads: '2',
+    preserve_insertion_order: 'false',
+    ...(options.memoryLimit ? { memory_limit: options.memoryLimit } : {}),
+  });
   const connection = await instance.connect();
+  let partsDir: string | null = null;
   const close = () => {
     connection.closeSync();
     instance.closeSync();
+    if (partsDir) rmSync(partsDir, { recursive: true, force: true });
   };
   try {
     const file = options.cacheDir ? path.join(options.cacheDir, CACHE_FILE) : null;
     const cache = await usableCache(connection, file);
-    const { read, changed, built, skipped } = await refresh(connection, options.source, cache, options.fromDay ?? null);
+    if (options.cacheDir) partsDir = await partsFolder(options.cacheDir);
+    const { read, changed, built, skipped } = await refresh(
+      connection,
+      options.source,
+      cache,
+      options.fromDay ?? null,
+      partsDir,
+    );
     const report: RefreshReport = { rows: 0, read, skipped };
     // Queries read the cache file in place when it is current; otherwise the table just built (and saved for next time).
     let rowsFrom = built ? CACHE_TABLE : `read_parquet(${sqlText(cache!)})`;
@@ -251,12 +333,16 @@ export async function openAnalytics(options: {
     if (changed && file) {
       try {
         await saveCache(connection, file);
-        await connection.run(`DROP TABLE ${CACHE_TABLE}`);
+        await connection.run(`DROP ${partsDir ? 'VIEW' : 'TABLE'} ${CACHE_TABLE}`);
         rowsFrom = `read_parquet(${sqlText(file)})`;
         readable = file;
       } catch (error) {
         report.cacheError = `could not write ${file}: ${(error as Error).message}`;
       }
+    }
+    if (partsDir && rowsFrom !== CACHE_TABLE) {
+      await rm(partsDir, { recursive: true, force: true }); // saved, or not needed (the cache was current)
+      partsDir = null;
     }
     const count = await connection.runAndReadAll(`SELECT count(*) FROM ${rowsFrom}`);
     report.rows = Number(count.getRows()[0]?.[0] ?? 0);
@@ -264,6 +350,7 @@ export async function openAnalytics(options: {
       `CREATE VIEW ${CONVERSATIONS_TABLE} AS SELECT ${CONVERSATIONS_COLUMNS.map((c) => c.name).join(', ')} FROM ${rowsFrom}`,
     );
     if (readable) await connection.run(`SET allowed_paths = [${sqlText(readable)}]`);
+    else if (partsDir && built) await connection.run(`SET allowed_directories = [${sqlText(partsDir)}]`);
     for (const macro of MACROS) await connection.run(macro);
     await connection.run("SET TimeZone = 'UTC'");
     await connection.run('SET autoinstall_known_extensions = false');

@@ -204,6 +204,7 @@ type Source = Buffer | (Readable | { file: string; start: number; end: number })
 export class ObjectStore {
   private readonly knownDirs = new Set<string>();
   private readonly knownBuckets = new Set<string>();
+  private readonly uploadHeads = new Map<string, UploadInfo>();
   private readonly writing = new Map<string, Promise<unknown>>();
   private tempCounter = 0;
 
@@ -551,12 +552,23 @@ export class ObjectStore {
     return parts;
   }
 
+  /**
+   * The bucket's uploads in listing order. Each upload's upload.json is read once (it is written once, as the upload
+   * begins) and kept by id while its folder is there: a listing reads the folder names, and the files of the uploads
+   * begun since the last one only, so each page of ListMultipartUploads costs no file reads of the uploads it skips.
+   */
   async listUploads(bucket: string): Promise<(UploadInfo & { id: string })[]> {
-    const names = await readdir(path.join(this.root, MULTIPART_DIR)).catch(() => [] as string[]);
-    const uploads = await Promise.all(
-      names.map(async (id) => ({ id, ...(await this.getUpload(id).catch(() => null)) })),
-    );
-    return (uploads.filter((u) => u.bucket === bucket) as (UploadInfo & { id: string })[]).sort(
+    const names = new Set(await readdir(path.join(this.root, MULTIPART_DIR)).catch(() => [] as string[]));
+    for (const id of this.uploadHeads.keys()) if (!names.has(id)) this.uploadHeads.delete(id);
+    const unread = [...names].filter((id) => /^[0-9a-f]{32}$/.test(id) && !this.uploadHeads.has(id));
+    await mapConcurrently(unread, 32, async (id) => {
+      // One being written (or cut by a crash as it began) is read again by the next listing.
+      const upload = await this.getUpload(id).catch(() => null);
+      if (upload) this.uploadHeads.set(id, upload);
+    });
+    const uploads: (UploadInfo & { id: string })[] = [];
+    for (const [id, upload] of this.uploadHeads) if (upload.bucket === bucket) uploads.push({ id, ...upload });
+    return uploads.sort(
       (a, b) => compareKeys(a.key, b.key) || a.initiated.localeCompare(b.initiated) || compareKeys(a.id, b.id),
     );
   }

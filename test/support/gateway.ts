@@ -125,10 +125,7 @@ export async function startWorld(
       }
       return { status: response.status, body: parsed, headers: response.headers };
     },
-    async listKeys(prefix = '') {
-      const out = await s3.send(new ListObjectsV2Command({ Bucket: gateway.bucket, Prefix: prefix }));
-      return (out.Contents ?? []).map((o) => o.Key!).sort();
-    },
+    listKeys: (prefix = '') => listAllKeys(s3, gateway.bucket, prefix),
     async getText(key) {
       const out = await s3.send(new GetObjectCommand({ Bucket: gateway.bucket, Key: key }));
       return out.Body!.transformToString();
@@ -145,6 +142,18 @@ export async function startWorld(
     },
   };
   return world;
+}
+
+/** Every key under `prefix`, sorted: each page of the listing (S3 returns at most 1,000 a page). */
+export async function listAllKeys(s3: S3Client, bucket: string, prefix = ''): Promise<string[]> {
+  const keys: string[] = [];
+  let token: string | undefined;
+  do {
+    const page = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
+    for (const o of page.Contents ?? []) keys.push(o.Key!);
+    token = page.IsTruncated ? page.NextContinuationToken : undefined;
+  } while (token);
+  return keys.sort();
 }
 
 export const SEED_REQUEST = {

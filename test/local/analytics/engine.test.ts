@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
@@ -169,6 +169,49 @@ describe('the local conversations table and its cache', () => {
     const result = await count(m.source, cacheDir);
     expect(result.n).toBe(1);
     expect(result.report.cacheError).toMatch(/could not write/);
+  });
+
+  it('still answers from the batches it wrote when the cache file cannot be replaced, and removes them on close', async () => {
+    const cacheDir = path.join(dir, 'cache-blocked');
+    await mkdir(path.join(cacheDir, CACHE_FILE, 'in-the-way'), { recursive: true }); // a folder where the file goes
+    const m = memorySource();
+    for (const suffix of ['bl1', 'bl2']) {
+      const d = document('2026-11-29T10:00:00.000Z', suffix);
+      m.put(d.key, d.text);
+    }
+    const engine = await openAnalytics({ source: m.source, cacheDir });
+    try {
+      expect(engine.report.cacheError).toMatch(/could not write/);
+      expect((await engine.query('SELECT count(*) AS n FROM conversations')).rows).toEqual([{ n: 2 }]);
+      await expect(engine.query("SELECT * FROM read_text('/etc/hostname')")).rejects.toThrow(QueryError);
+    } finally {
+      engine.close();
+    }
+    expect(await readdir(cacheDir)).toEqual([CACHE_FILE]);
+  });
+
+  it('builds the cache of a bucket larger than its memory: 3,000 answers of 60 KB (180 MB) within 128 MB', async () => {
+    // One document's text serves every key (the source holds 60 KB); the engine parses and keeps each row anew.
+    const base = JSON.parse(document('2026-11-29T10:00:00.000Z', 'big').text);
+    const text = JSON.stringify({ ...base, response: 'renewal '.repeat(7_680) });
+    const keys = Array.from({ length: 3_000 }, (_, i) => `conversation-history/2026/11/29/c${i}/analysis.json`);
+    const source: AnalysisSource = {
+      location: 'memory',
+      list: async () => keys.map((key) => ({ key, version: '1' })),
+      read: async (asked) => asked.map(() => text),
+      close: async () => {},
+    };
+    const cacheDir = path.join(dir, 'big');
+    const engine = await openAnalytics({ source, cacheDir, memoryLimit: '128MB' });
+    try {
+      expect(engine.report).toMatchObject({ rows: 3_000, read: 3_000, skipped: [] });
+      expect(engine.report.cacheError).toBeUndefined();
+      const { rows } = await engine.query('SELECT count(*) AS n, sum(length(response)) AS chars FROM conversations');
+      expect(rows).toEqual([{ n: 3_000, chars: 3_000 * 61_440 }]);
+    } finally {
+      engine.close();
+    }
+    expect(await readdir(cacheDir)).toEqual([CACHE_FILE]); // the batches' files are gone
   });
 
   it("from a day, lists and reads only that day's exports and the later ones, and keeps the earlier days' rows", async () => {

@@ -12,6 +12,7 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type EmbeddedS3, startEmbeddedS3 } from '../../../local/store/embedded-s3.ts';
 import { inProcessS3 } from '../../../local/store/in-process-s3-transport.ts';
+import { listAllKeys } from '../../support/gateway.ts';
 
 /**
  * Listings page exactly as S3's do, through the SDK over HTTP and through the in-process transport: every page of
@@ -292,6 +293,18 @@ describe('ListMultipartUploads pages past 1,000 uploads', () => {
       expect(await listed(501)).toEqual(all); // its first page ends on the first of 0500.json's three
     } finally {
       await s3.store.abortUploadsBegunBefore(new Date(Date.now() + 60_000));
+    }
+  });
+});
+
+describe("the test support's listAllKeys", () => {
+  it('returns every key of a listing longer than one page (1,000 keys)', async () => {
+    const keys = Array.from({ length: 1_001 }, (_, i) => `paged/${String(i).padStart(4, '0')}`);
+    for (const key of keys) await inProcess.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: 'x' }));
+    try {
+      expect(await listAllKeys(overHttp, BUCKET, 'paged/')).toEqual(keys);
+    } finally {
+      for (const key of keys) await s3.store.delete(BUCKET, key);
     }
   });
 });

@@ -1,0 +1,67 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { ListMultipartUploadsCommand, S3Client } from '@aws-sdk/client-s3';
+import { afterAll, beforeAll, expect, it, vi } from 'vitest';
+import { type EmbeddedS3, startEmbeddedS3 } from '../../../local/store/embedded-s3.ts';
+import { inProcessS3 } from '../../../local/store/in-process-s3-transport.ts';
+
+/** Every upload.json the embedded store reads (the file that names an upload's bucket and key). */
+const uploadReads = vi.hoisted(() => [] as string[]);
+vi.mock(import('node:fs/promises'), async (original) => {
+  const actual = await original();
+  const readFile = ((file: unknown, ...rest: unknown[]) => {
+    if (typeof file === 'string' && file.endsWith('upload.json')) uploadReads.push(file);
+    return (actual.readFile as (...args: unknown[]) => unknown)(file, ...rest);
+  }) as typeof actual.readFile;
+  return { ...actual, readFile, default: { ...actual, readFile } };
+});
+
+const BUCKET = 'uploads-test';
+let dir: string;
+let s3: EmbeddedS3;
+let client: S3Client;
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'multipart-listing-reads-'));
+  s3 = await startEmbeddedS3({ directory: dir, port: 0, bucket: BUCKET });
+  client = new S3Client({
+    region: 'us-east-1',
+    endpoint: s3.endpoint,
+    forcePathStyle: true,
+    credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+    requestHandler: inProcessS3,
+  });
+});
+afterAll(async () => {
+  client?.destroy();
+  await s3?.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+it('a page of ListMultipartUploads reads only the uploads begun since the last listing, not every upload', async () => {
+  const begin = (key: string) =>
+    s3.store.createUpload({ bucket: BUCKET, key, attributes: { contentType: 'application/octet-stream' } });
+  for (let i = 0; i < 40; i++) await begin(`u/${String(i).padStart(2, '0')}`);
+  const page = (KeyMarker?: string) =>
+    client.send(new ListMultipartUploadsCommand({ Bucket: BUCKET, MaxUploads: 10, KeyMarker }));
+
+  uploadReads.length = 0;
+  const first = await page();
+  expect(first.Uploads?.map((u) => u.Key)).toEqual(Array.from({ length: 10 }, (_, i) => `u/0${i}`));
+  expect(uploadReads).toHaveLength(40); // the first listing learns each upload's key once
+
+  uploadReads.length = 0;
+  const second = await page(first.NextKeyMarker);
+  expect(second.Uploads?.map((u) => u.Key)).toEqual(Array.from({ length: 10 }, (_, i) => `u/${10 + i}`));
+  expect(uploadReads).toEqual([]);
+
+  // One begun and one aborted since: the begun one is read (and listed), the aborted one is no longer listed.
+  const aborted = (await page()).Uploads![0]!;
+  await s3.store.abortUpload(aborted.UploadId!);
+  await begin('u/00b');
+  uploadReads.length = 0;
+  const again = await page();
+  expect(uploadReads).toHaveLength(1);
+  expect(again.Uploads?.map((u) => u.Key)).toEqual(['u/00b', ...Array.from({ length: 9 }, (_, i) => `u/0${i + 1}`)]);
+});
