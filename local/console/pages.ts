@@ -4,11 +4,12 @@ import type { EndpointView } from '../../functions/domain/endpoints.ts';
 import { recordFromExport } from '../../functions/domain/export-formats.ts';
 import { attemptsMade, type FailedDeliveryEnvelope, owedBy } from '../../functions/domain/failed-delivery.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
+import { FILTER_STATUSES, FILTER_TYPES } from '../history/conversation-filters.ts';
 import { type HeldReceivers, nextAttemptLabel, type UnreadableReceiver } from '../history/endpoints.ts';
 import { conversationFigures, formatFigures } from '../history/figures.ts';
 import { timeline } from '../history/timeline.ts';
 import type { EnvelopeHead } from '../store/failed-delivery-store.ts';
-import type { ConsoleRow, ExportDocumentView } from './data.ts';
+import type { ConsolePage, ConsoleRow, ExportDocumentView } from './data.ts';
 import { html, type SafeHtml } from './html.ts';
 import { stateClass, workflowSvg } from './workflow-svg.ts';
 
@@ -84,12 +85,14 @@ export function page(shell: PageShell): string {
  * out of sight), then the newest `limit` conversations.
  */
 export function listFragment(
-  rows: ConsoleRow[],
+  listed: ConsolePage,
   owed: { deliveries: EnvelopeHead[]; total: number; unreadable?: string[] },
   limit: number,
   held: HeldReceivers = new Map(),
-  unreadable: string[] = [],
+  params: URLSearchParams = new URLSearchParams(),
 ): SafeHtml {
+  const { rows, unreadable } = listed;
+  const filtered = [...params.keys()].some((k) => k !== 'cursor');
   const open = owed.deliveries;
   const damaged = owed.unreadable ?? [];
   const deliveries =
@@ -110,7 +113,9 @@ export function listFragment(
     rows.length === 0
       ? unreadable.length > 0
         ? ''
-        : html`<p class="empty">No conversations yet. POST one to <code>/webhook</code>; it appears here within a second.</p>`
+        : filtered || params.has('cursor')
+          ? html`<p class="empty">No conversations match${params.has('cursor') ? ' after this point' : ''}. <a href="/console">Show all</a>.</p>`
+          : html`<p class="empty">No conversations yet. POST one to <code>/webhook</code>; it appears here within a second.</p>`
       : html`<table id="conversations">
   <thead><tr><th title="the time the gateway received the request, in UTC">received (UTC)</th><th>conversation</th><th>source</th><th>type</th><th>status</th><th>delivery</th><th class="num">runs</th><th class="num">agent</th><th class="num">delivery</th><th class="num">total</th><th>thread · turn</th><th>query</th></tr></thead>
   <tbody>${rows.map(
@@ -120,12 +125,49 @@ export function listFragment(
     <td class="num">${short(r.agent_ms)}</td><td class="num">${short(r.delivery_ms)}</td><td class="num">${short(r.total_time_ms)}</td><td class="thread">${threadLink(r)}</td><td class="query" title="${preview(r.query, 300)}">${preview(r.query)}</td></tr>`,
   )}</tbody>
 </table>`;
+  const older = new URLSearchParams(params);
+  if (listed.next_cursor !== null) older.set('cursor', listed.next_cursor);
+  const pages = html`${params.has('cursor') ? html`<a id="newest" href="${listHref(withoutCursor(params))}">← Newest</a> ` : ''}${listed.next_cursor === null ? '' : html`<a id="older" href="${listHref(older)}">Older →</a>`}`;
   // One h1, first (the page's title); the owed deliveries above the conversations, each section an h2 under it.
   return html`<h1>Conversations</h1>${deliveries}<section>
-  <h2>Recent conversations <span class="count">${rows.length}</span></h2>
+  <h2>${filtered ? 'Matching conversations' : 'Recent conversations'} <span class="count">${rows.length}${listed.next_cursor === null ? '' : '+'}</span></h2>
+  ${filterForm(params)}
   ${unreadable.length === 0 ? '' : html`<p class="err" id="unreadable-conversations">Left out, their history damaged (each page names the file and what to do): ${unreadable.map((id, i) => html`${i > 0 ? ', ' : ''}${link(id)}`)}</p>`}
   ${table}
-  ${rows.length >= limit ? html`<p class="more">Showing the newest ${limit}. <code>npx webhook-gateway conversations list --limit N</code> or <code>conversations search</code> reach the rest.</p>` : ''}
+  <p class="more pages">${pages}</p>
+</section>`;
+}
+
+const withoutCursor = (params: URLSearchParams) => {
+  const without = new URLSearchParams(params);
+  without.delete('cursor');
+  return without;
+};
+const listHref = (params: URLSearchParams) => (params.size > 0 ? `/console?${params}` : '/console');
+
+/** The list's filters, as `conversations list` takes them (docs/operations.md): a GET form, so the address holds them. */
+function filterForm(params: URLSearchParams): SafeHtml {
+  const field = (name: string, label: string, hint: string, list?: string) =>
+    html`<label>${label} <input name="${name}" value="${params.get(name) ?? ''}" aria-label="filter by ${label}" placeholder="${hint}" autocomplete="off" spellcheck="false"${list ? html` list="${list}"` : ''}></label>`;
+  return html`<form id="filters" method="get" action="/console" role="search" aria-label="filter conversations">
+  ${field('id', 'id', 'conversation id, or part')}
+  ${field('status', 'status', 'e.g. failed,retrying', 'filter-statuses')}
+  ${field('type', 'type (receiver)', 'e.g. deal_analysis', 'filter-types')}
+  ${field('source', 'source', 'system or system/process')}
+  ${field('since', 'since', 'ISO, e.g. 2026-12-01')}
+  ${field('until', 'until', 'ISO, before it')}
+  ${params.has('thread') ? field('thread', 'thread', 'thread_id') : ''}
+  <datalist id="filter-statuses">${FILTER_STATUSES.map((v) => html`<option value="${v}"></option>`)}</datalist>
+  <datalist id="filter-types">${FILTER_TYPES.map((v) => html`<option value="${v}"></option>`)}</datalist>
+  <button type="submit">Filter</button>${[...params.keys()].length > 0 ? html` <a href="/console">Clear</a>` : ''}
+</form>`;
+}
+
+/** The list page asked for a filter it cannot use: the form, as asked, and why. */
+export function listRefusedFragment(params: URLSearchParams, reason: string): SafeHtml {
+  return html`<h1>Conversations</h1><section>
+  ${filterForm(params)}
+  <p class="err" id="filter-error" role="alert">${reason}</p>
 </section>`;
 }
 

@@ -30,6 +30,8 @@
     if (d.endpointAction) return `button[data-endpoint-action][data-type="${CSS.escape(d.type)}"]`;
     if (d.plan) return `button[data-plan="${CSS.escape(d.plan)}"]`;
     if (d.recover) return `button[data-plan="${CSS.escape(d.recover)}"]`;
+    // getAttribute: the form's `id` property is its field named id.
+    if (el.form?.getAttribute('id') === 'filters' && el.name) return `#filters [name="${CSS.escape(el.name)}"]`;
     if (el.name === 'since') return `input[name="since"][data-type="${CSS.escape(d.type)}"]`;
     const details = el.tagName === 'SUMMARY' ? el.parentElement : null;
     if (details?.dataset.file) return `details[data-file="${CSS.escape(details.dataset.file)}"] > summary`;
@@ -80,11 +82,14 @@
             ? `attempt:${d.dataset.attempt}`
             : `receiver:${d.dataset.receiverError}`;
       const was = new Map([...content.querySelectorAll(kept)].map((d) => [keyOf(d), d.open]));
-      // What the operator typed in a recover form's since field stays too (another type's Pause refreshes the page).
+      // What the operator typed and has not submitted stays too: a recover form's since field (another type's Pause
+      // refreshes the page), the list's filters.
+      const typedKey = (i) => (i.dataset.type ? `since:${i.dataset.type}` : `filter:${i.name}`);
+      const typedFields = 'input[name="since"][data-type], #filters input[name]';
       const typed = new Map(
-        [...content.querySelectorAll('input[name="since"]')]
+        [...content.querySelectorAll(typedFields)]
           .filter((i) => i.value !== i.defaultValue)
-          .map((i) => [i.dataset.type, { value: i.value, invalid: i.getAttribute('aria-invalid') }]),
+          .map((i) => [typedKey(i), { value: i.value, invalid: i.getAttribute('aria-invalid') }]),
       );
       // A planned recover stays offered, as planned (a delivery meanwhile refreshes the Endpoints page).
       const planned = new Map(
@@ -102,8 +107,8 @@
         const open = was.get(keyOf(d));
         if (open !== undefined) d.open = open;
       }
-      for (const input of content.querySelectorAll('input[name="since"]')) {
-        const entry = typed.get(input.dataset.type);
+      for (const input of content.querySelectorAll(typedFields)) {
+        const entry = typed.get(typedKey(input));
         if (!entry) continue;
         input.value = entry.value;
         if (entry.invalid) input.setAttribute('aria-invalid', entry.invalid);
@@ -355,6 +360,15 @@
   // navigation (the page, and what was typed, stay).
   document.addEventListener('submit', (event) => {
     const form = event.target instanceof HTMLFormElement ? event.target : null;
+    // The list's filters: the address keeps only those given (a shared or reloaded address shows the same list).
+    // getAttribute: the form's `id` property is its field named id.
+    if (form?.getAttribute('id') === 'filters') {
+      event.preventDefault();
+      const params = new URLSearchParams();
+      for (const [name, value] of new FormData(form)) if (String(value).trim()) params.set(name, String(value).trim());
+      location.assign(params.size > 0 ? `/console?${params}` : '/console');
+      return;
+    }
     if (!form?.dataset.planForm) return;
     event.preventDefault();
     const button = content.querySelector(`button[data-plan="${CSS.escape(form.dataset.planForm)}"]`);
