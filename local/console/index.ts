@@ -112,6 +112,11 @@ const ENDPOINTS_MIN_REFRESH_MS = 5_000;
  * its three queries on the SQL engine, which a busy gateway (a conversation every second) did every second per tab.
  */
 const ANALYTICS_MIN_REFRESH_MS = 10_000;
+/**
+ * The least time between two live refreshes of the Conversations list, ms: on a busy gateway a conversation arrives or
+ * changes every second, and a list replaced every second cannot be read, selected or copied from.
+ */
+const LIST_MIN_REFRESH_MS = 5_000;
 
 /** The list's filter parameters: those of `conversations list` (--source … --id), by the same names. */
 const FILTER_PARAMS = ['source', 'type', 'status', 'since', 'until', 'thread', 'id'] as const;
@@ -205,7 +210,7 @@ function consolePages(ctx: ConsoleContext) {
           GET: async (req, res) => {
             const query = listQuery(req, ['fragment']);
             const fragment = isFragment(req);
-            const shell = { title: 'Conversations', current: '/console' as const };
+            const shell = { title: 'Conversations', current: '/console' as const, minRefreshMs: LIST_MIN_REFRESH_MS };
             if (typeof query === 'string') {
               // The form stays, with what was asked, above the reason: the operator mends the value in place.
               const body = listRefusedFragment(new URL(req.url ?? '', 'http://local').searchParams, query);
@@ -228,6 +233,7 @@ function consolePages(ctx: ConsoleContext) {
               ...shell,
               version: v,
               fragmentSrc: `/console${filtered}${filtered ? '&' : '?'}fragment=1`,
+              liveTitle: `refreshes when a conversation arrives or changes, at most every ${LIST_MIN_REFRESH_MS / 1000} s`,
               body,
             });
           },

@@ -12,6 +12,11 @@
   /** What "live" follows on this page, as the server titled it (the Endpoints page: its receivers, not conversations). */
   const liveTitle = live ? live.title : '';
   let refreshing = false;
+  /**
+   * The page's content as the server last rendered it (as the browser writes it out): a fresh fragment the same is not
+   * swapped in again (nothing it shows changed).
+   */
+  let shown = content.innerHTML;
 
   function say(text, kind) {
     flash.textContent = text;
@@ -62,8 +67,12 @@
     }
   }
 
-  /** Swaps in the page's fresh fragment; the keyboard stays on `from` (the control pressed, else the focused one). */
-  async function refresh(from = document.activeElement) {
+  /**
+   * Swaps in the page's fresh fragment; the keyboard stays on `from` (the control pressed, else the focused one).
+   * `live`: the poll's refresh, which leaves the page as it is when the fragment is the one it swapped in last (a
+   * button's refresh always swaps: the button pressed is put back as the page has it).
+   */
+  async function refresh(from = document.activeElement, live = false) {
     if (refreshing || !body.dataset.fragmentSrc) return;
     const focus = focusTarget(from);
     refreshing = true;
@@ -72,6 +81,12 @@
       // 404 and 500 are pages of the console too (not found; could not be built, and why): shown as they come.
       if (!response.ok && response.status !== 404 && response.status !== 500)
         throw new Error(`HTTP ${response.status}`);
+      // Nothing it shows changed (a conversation the page does not list, a run's next state): left as it is, what
+      // the reader selected or scrolled to too.
+      const fresh = document.createElement('template');
+      fresh.innerHTML = text;
+      if (live && fresh.innerHTML === shown) return;
+      shown = fresh.innerHTML;
       // What the reader opened or closed stays so: an export document (by file), a receiver's answer (by attempt), a
       // receiver's last error (by type).
       const kept = 'details[data-file], details[data-attempt], details[data-receiver-error]';
@@ -175,7 +190,7 @@
           const changed = answer.version && answer.version !== version;
           // Not yet due: `version` is left as it was, so that the next poll after the wait refreshes it.
           if (failing || (changed && Date.now() - liveRefreshedAt >= minRefreshMs)) {
-            await refresh();
+            await refresh(document.activeElement, !failing);
             version = answer.version;
             failing = false;
             liveRefreshedAt = Date.now();
