@@ -5,7 +5,7 @@
  * (any of them matches). One case rule (docs/operations.md): a type, a status and an id are read in any case, a
  * source in its canonical form (which folds case too), a thread id as sent.
  */
-import { type DeliveryStatus, WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
+import { type DeliveryStatus, WEBHOOK_TYPES, type WebhookType } from '../../functions/domain/conversation.ts';
 import { idPart, PROCESS_PART_LENGTH, SOURCE_PART_LENGTH } from '../../functions/domain/conversation-id.ts';
 import { isoInstant } from '../../functions/domain/named-queries.ts';
 import {
@@ -60,6 +60,15 @@ const TYPE_VALUES = [...WEBHOOK_TYPES, 'none'];
 /** What --status and --type take (the console's list offers them). */
 export const FILTER_STATUSES: readonly string[] = STATUS_VALUES;
 export const FILTER_TYPES: readonly string[] = TYPE_VALUES;
+
+/**
+ * A webhook type as an operator names it, in any case (the one case rule, docs/operations.md "Runbook"), or null when
+ * it names none.
+ */
+export function webhookTypeNamed(value: string): WebhookType | null {
+  const type = value.trim().toLowerCase();
+  return (WEBHOOK_TYPES as readonly string[]).includes(type) ? (type as WebhookType) : null;
+}
 
 /** A bad flag value; the CLI prints its message as one line. */
 export class FilterError extends Error {}
