@@ -405,7 +405,7 @@ export function endpointsFragment(views: (EndpointView | UnreadableReceiver)[], 
     <td><button type="button" data-endpoint-action="pause" data-type="${v.webhook_type}" aria-label="Pause ${v.webhook_type}">Pause</button> <button type="button" data-endpoint-action="resume" data-type="${v.webhook_type}" aria-label="Resume ${v.webhook_type}">Resume</button></td>
   </tr>`
       : html`<tr data-type="${v.webhook_type}" data-state="${v.status}">
-    <td>${v.webhook_type}</td><td>${badge(v.status)}</td><td class="url"><code>${v.url ?? '(none)'}</code>${v.url_source === 'deployed' ? html` <small>deployed</small>` : ''}</td>
+    <td>${v.webhook_type}</td><td class="state">${badge(v.status)}${v.status === 'paused' && v.paused_at ? html` <small class="time paused-at" title="when the operator paused it">since ${v.paused_at}</small>` : ''}</td><td class="url"><code>${v.url ?? '(none)'}</code>${v.url_source === 'deployed' ? html` <small>deployed</small>` : ''}</td>
     <td>${v.rate_per_second === null ? '-' : `${v.rate_per_second}/s`}</td><td class="time">${v.last_success_at ?? '-'}</td>
     <td class="num">${v.consecutive_failures}</td><td class="time">${v.failing_since ?? '-'}</td><td class="num queued">${v.queued ?? '-'}</td>
     <td class="err last-error">${lastErrorCell(v)}${v.last_failure_at ? html` <small class="time">${v.last_failure_at}</small>` : ''}</td>
