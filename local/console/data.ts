@@ -64,7 +64,13 @@ export interface ConsoleRow extends ConversationSummary {
   agent_ms: number | null;
   delivery_ms: number | null;
   attempts: number;
+  /** The redelivery run under way for it (the schedule's, a redrive or a resend), by its execution name, or null. */
+  redelivering: string | null;
 }
+
+/** The redelivery run under way among a conversation's executions, by its execution name, or null. */
+export const redeliveryUnderWay = (executions: ExecutionRecord[]): string | null =>
+  executions.find((e) => e.status === 'RUNNING' && e.state_machine === 'redelivery')?.execution_name ?? null;
 
 /**
  * The ids that may be among the newest `limit`, newest first. Ids start with the UTC second received, but within a
@@ -145,7 +151,13 @@ export async function listedConversations(
     const record = latestRecord(executions);
     if (!summary || !record) continue;
     const figures = conversationFigures(record, executions);
-    rows.push({ ...summary, agent_ms: figures.agent_ms, delivery_ms: figures.delivery_ms, attempts: figures.tries });
+    rows.push({
+      ...summary,
+      agent_ms: figures.agent_ms,
+      delivery_ms: figures.delivery_ms,
+      attempts: figures.tries,
+      redelivering: redeliveryUnderWay(executions),
+    });
   }
   const more = candidates.length > limit || listing.unread > 0;
   const last = rows.at(-1);
@@ -196,6 +208,7 @@ export async function threadConversations(
         agent_ms: record.execution.timings.agent_ms,
         delivery_ms: record.execution.timings.delivery_ms,
         attempts: record.execution.delivery_attempts.length,
+        redelivering: null,
       },
       record,
     });
@@ -209,7 +222,7 @@ export async function threadConversations(
     const summary = summarize(id, executions);
     if (!record || !summary) continue;
     if (record.metadata.thread_id !== threadId || record.metadata.source_system !== sourceSystem) continue;
-    turns.push({ row: { ...summary, agent_ms: null, delivery_ms: null, attempts: 0 }, record });
+    turns.push({ row: { ...summary, agent_ms: null, delivery_ms: null, attempts: 0, redelivering: null }, record });
   }
   return turns.sort((a, b) => (a.row.thread_turn ?? 0) - (b.row.thread_turn ?? 0));
 }

@@ -9,7 +9,7 @@ import { type HeldReceivers, nextAttemptLabel, type UnreadableReceiver } from '.
 import { conversationFigures, formatFigures } from '../history/figures.ts';
 import { timeline } from '../history/timeline.ts';
 import type { EnvelopeHead } from '../store/failed-delivery-store.ts';
-import type { ConsolePage, ConsoleRow, ExportDocumentView } from './data.ts';
+import { type ConsolePage, type ConsoleRow, type ExportDocumentView, redeliveryUnderWay } from './data.ts';
 import { html, type SafeHtml } from './html.ts';
 import { stateClass, workflowSvg } from './workflow-svg.ts';
 
@@ -121,7 +121,7 @@ export function listFragment(
   <tbody>${rows.map(
     (r) => html`<tr data-id="${r.conversation_id}" data-status="${r.status}" data-delivery="${r.delivery_status}">
     <td class="time" title="${r.received_at}">${r.received_at.slice(0, 19).replace('T', ' ')}</td><td class="id">${link(r.conversation_id)}</td><td class="source" title="${r.source_system}/${r.source_process}">${r.source_system}/${r.source_process}</td>
-    <td>${r.webhook_type ?? '-'}</td><td>${badge(r.status)}</td><td>${badge(r.delivery_status)}</td><td class="num">${r.executions}</td>
+    <td>${r.webhook_type ?? '-'}</td><td>${badge(r.status)}</td><td>${badge(r.delivery_status)}${r.redelivering ? html` <span class="badge b-redelivering" title="redelivery ${r.redelivering} under way">redelivering</span>` : ''}</td><td class="num">${r.executions}</td>
     <td class="num">${short(r.agent_ms)}</td><td class="num">${short(r.delivery_ms)}</td><td class="num">${short(r.total_time_ms)}</td><td class="thread">${threadLink(r)}</td><td class="query" title="${preview(r.query, 300)}">${preview(r.query)}</td></tr>`,
   )}</tbody>
 </table>`;
@@ -366,10 +366,20 @@ ${
       ? html`<p class="note" id="run-under-way">Its run is under way: the execution working on it is shown below as far as it went, and whole once it ends (the page refreshes by itself).</p>`
       : html`<p class="note" id="run-under-way">Its run is under way: the execution working on it is shown here once it ends (the page refreshes by itself). Still in progress long after its agent's timeout (<code>ASYNC_AGENT_TIMEOUT_MS</code>), the run was lost: docs/operations.md, "Asynchronous conversations".</p>`
 }
+${redeliveryNote(input.executions)}
 ${damaged.length === 0 ? '' : html`<ul class="errors" id="damaged-histories">${damaged.map((m) => html`<li class="err">Left out: ${m}</li>`)}</ul>`}
 ${input.executions.map(executionSection)}
 </section>
 ${exportsSection(input.bucket, input.documents, input.exportEnabled)}`;
+}
+
+/** A redelivery under way (the schedule's, a redrive or a resend): which, and the state it is in. */
+function redeliveryNote(executions: ExecutionRecord[]): SafeHtml | string {
+  const name = redeliveryUnderWay(executions);
+  const run = executions.find((e) => e.execution_name === name);
+  if (!run) return '';
+  const state = run.events.findLast((e) => e.type === 'StateEntered')?.state ?? 'starting';
+  return html`<p class="note" id="redelivery-under-way">A redelivery is under way: execution <code>${run.execution_name}</code>, in <b>${state}</b> (shown below as far as it went; the page refreshes by itself).</p>`;
 }
 
 /**
