@@ -151,11 +151,11 @@ function filterForm(params: URLSearchParams): SafeHtml {
     html`<label>${label} <input name="${name}" value="${params.get(name) ?? ''}" aria-label="filter by ${label}" placeholder="${hint}" autocomplete="off" spellcheck="false"${list ? html` list="${list}"` : ''}></label>`;
   return html`<form id="filters" method="get" action="/console" role="search" aria-label="filter conversations">
   ${field('id', 'id', 'conversation id, or part')}
-  ${field('status', 'status', 'e.g. failed,retrying', 'filter-statuses')}
+  ${field('status', 'status', 'failed,retrying', 'filter-statuses')}
   ${field('type', 'type (receiver)', 'e.g. deal_analysis', 'filter-types')}
-  ${field('source', 'source', 'system or system/process')}
-  ${field('since', 'since', 'ISO, e.g. 2026-12-01')}
-  ${field('until', 'until', 'ISO, before it')}
+  ${field('source', 'source', 'system[/process]')}
+  ${field('since', 'since', '2026-12-01')}
+  ${field('until', 'until', 'ISO, excluded')}
   ${params.has('thread') ? field('thread', 'thread', 'thread_id') : ''}
   <datalist id="filter-statuses">${FILTER_STATUSES.map((v) => html`<option value="${v}"></option>`)}</datalist>
   <datalist id="filter-types">${FILTER_TYPES.map((v) => html`<option value="${v}"></option>`)}</datalist>
@@ -411,15 +411,15 @@ export function endpointsFragment(views: (EndpointView | UnreadableReceiver)[], 
     // unknown, so both actions are offered (each refuses with the same message until the file is mended).
     'unreadable' in v
       ? html`<tr data-type="${v.webhook_type}" data-state="unreadable">
-    <td>${v.webhook_type}</td><td>${badge('unreadable')}</td><td colspan="5" class="err receiver-unreadable">${v.unreadable}</td><td class="num queued">${v.queued}</td><td></td>
-    <td><button type="button" data-endpoint-action="pause" data-type="${v.webhook_type}" aria-label="Pause ${v.webhook_type}">Pause</button> <button type="button" data-endpoint-action="resume" data-type="${v.webhook_type}" aria-label="Resume ${v.webhook_type}">Resume</button></td>
+    <td class="type">${v.webhook_type}</td><td data-label="state">${badge('unreadable')}</td><td colspan="5" class="err receiver-unreadable">${v.unreadable}</td><td class="num queued" data-label="queued">${v.queued}</td><td></td>
+    <td class="action"><button type="button" data-endpoint-action="pause" data-type="${v.webhook_type}" aria-label="Pause ${v.webhook_type}">Pause</button> <button type="button" data-endpoint-action="resume" data-type="${v.webhook_type}" aria-label="Resume ${v.webhook_type}">Resume</button></td>
   </tr>`
       : html`<tr data-type="${v.webhook_type}" data-state="${v.status}">
-    <td>${v.webhook_type}</td><td class="state">${badge(v.status)}${v.status === 'paused' && v.paused_at ? html` <small class="time paused-at" title="when the operator paused it">since ${v.paused_at}</small>` : ''}</td><td class="url"><code>${v.url ?? '(none)'}</code>${v.url_source === 'deployed' ? html` <small>deployed</small>` : ''}</td>
-    <td>${v.rate_per_second === null ? '-' : `${v.rate_per_second}/s`}</td><td class="time">${v.last_success_at ?? '-'}</td>
-    <td class="num">${v.consecutive_failures}</td><td class="time">${v.failing_since ?? '-'}</td><td class="num queued">${v.queued ?? '-'}</td>
-    <td class="err last-error">${lastErrorCell(v)}${v.last_failure_at ? html` <small class="time">${v.last_failure_at}</small>` : ''}</td>
-    <td>${v.status === 'paused' || v.status === 'disabled' ? html`<button type="button" data-endpoint-action="resume" data-type="${v.webhook_type}" aria-label="Resume ${v.webhook_type}">Resume</button>` : html`<button type="button" data-endpoint-action="pause" data-type="${v.webhook_type}" aria-label="Pause ${v.webhook_type}">Pause</button>`}</td>
+    <td class="type">${v.webhook_type}</td><td class="state" data-label="state">${badge(v.status)}${v.status === 'paused' && v.paused_at ? html` <small class="time paused-at" title="when the operator paused it">since ${v.paused_at}</small>` : ''}</td><td class="url" data-label="url"><code>${v.url ?? '(none)'}</code>${v.url_source === 'deployed' ? html` <small>deployed</small>` : ''}</td>
+    <td data-label="rate">${v.rate_per_second === null ? '-' : `${v.rate_per_second}/s`}</td><td class="time" data-label="last success">${v.last_success_at ?? '-'}</td>
+    <td class="num" data-label="failure streak">${v.consecutive_failures}</td><td class="time" data-label="failing since">${v.failing_since ?? '-'}</td><td class="num queued" data-label="queued">${v.queued ?? '-'}</td>
+    <td class="err last-error" data-label="last error">${lastErrorCell(v)}${v.last_failure_at ? html` <small class="time">${v.last_failure_at}</small>` : ''}</td>
+    <td class="action">${v.status === 'paused' || v.status === 'disabled' ? html`<button type="button" data-endpoint-action="resume" data-type="${v.webhook_type}" aria-label="Resume ${v.webhook_type}">Resume</button>` : html`<button type="button" data-endpoint-action="pause" data-type="${v.webhook_type}" aria-label="Pause ${v.webhook_type}">Pause</button>`}</td>
   </tr>`,
   )}</tbody>
   </table>
@@ -430,8 +430,8 @@ export function endpointsFragment(views: (EndpointView | UnreadableReceiver)[], 
   <table><thead><tr><th>type</th><th>since (ISO 8601)</th><th>plan</th><th>recover</th></tr></thead>
   <tbody>${views.map(
     // A form per type (a form cannot hold a table row: the field and Plan name it), so Enter in the field plans.
-    (v) => html`<tr data-type="${v.webhook_type}"><td>${v.webhook_type}</td>
-    <td><form id="recover-${v.webhook_type}" data-plan-form="${v.webhook_type}"></form><input type="text" size="26" name="since" form="recover-${v.webhook_type}" data-type="${v.webhook_type}" value="${dayBefore(now)}" aria-label="since, for ${v.webhook_type}"></td>
+    (v) => html`<tr data-type="${v.webhook_type}"><td class="type">${v.webhook_type}</td>
+    <td class="since"><form id="recover-${v.webhook_type}" data-plan-form="${v.webhook_type}"></form><input type="text" size="26" name="since" form="recover-${v.webhook_type}" data-type="${v.webhook_type}" value="${dayBefore(now)}" aria-label="since, for ${v.webhook_type}"></td>
     <td><button type="submit" form="recover-${v.webhook_type}" data-plan="${v.webhook_type}" aria-label="Plan ${v.webhook_type}">Plan</button></td>
     <td><button type="button" data-recover="${v.webhook_type}" aria-label="Recover ${v.webhook_type}" hidden>Recover</button></td></tr>`,
   )}</tbody></table>
