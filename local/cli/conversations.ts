@@ -17,13 +17,12 @@ import {
   type FilterFlags,
   idTimeMs,
   isEmptyFilter,
-  matchesFilter,
-  mayMatch,
   parseFilter,
 } from '../history/conversation-filters.ts';
-import { type ConversationSummary, latestRecord, summarize } from '../history/conversations.ts';
+import { latestRecord } from '../history/conversations.ts';
 import { type HeldReceivers, nextAttemptLabel } from '../history/endpoints.ts';
 import { conversationFigures, formatFigures } from '../history/figures.ts';
+import { listConversations } from '../history/listing.ts';
 import { SummaryIndex } from '../history/summary-index.ts';
 import { formatTimeline } from '../history/timeline.ts';
 import { resolveOptions } from '../server/config.ts';
@@ -51,7 +50,9 @@ const FILTER_OPTIONS = {
   type: { type: 'string' },
   status: { type: 'string' },
   since: { type: 'string' },
+  until: { type: 'string' },
   thread: { type: 'string' },
+  id: { type: 'string' },
   limit: { type: 'string' },
   json: { type: 'boolean' },
 } as const;
@@ -75,12 +76,6 @@ function skippedHistory(file: string, reason: string): void {
 /** The file and what is wrong with it (an UnreadableFileError's reason names its file already). */
 const historyProblem = (file: string, reason: string) => (reason.startsWith(file) ? reason : `${file}: ${reason}`);
 
-/** What the summary index answers of one conversation (SummaryIndex.rowOf). */
-type RowLookup = Awaited<ReturnType<SummaryIndex['rowOf']>>;
-
-/** How many conversations `conversations list` looks up at once, ahead of the one it is at. */
-const LOOK_AHEAD = 32;
-
 export async function conversationsList(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args, allowPositionals: true, options: FILTER_OPTIONS });
   if (positionals.length > 0)
@@ -91,60 +86,7 @@ export async function conversationsList(args: string[]): Promise<number> {
   const limit = limitOf(values.limit, 50);
   if (awsRequested(values)) return conversationsSearch(args, { listing: true });
   const store = new ExecutionStore(resolveOptions().dataDir, { onUnreadable: skippedHistory });
-  const summaries: ConversationSummary[] = [];
-  // An id received before --since, or of another --source, is not read at all (mayMatch).
-  // Newest first by id (ids start with the UTC second received): once `limit` rows match, an id of an earlier second
-  // cannot come before them, so the rest is left unread. A long history lists in the time of its newest conversations,
-  // not of all of them (1.5 ms each). A thread is listed by turn, so it reads every conversation.
-  const index = new SummaryIndex(store);
-  const ids = (await store.conversationIds()).sort().reverse();
-  let unread = 0;
-  // The second of the id with which `limit` rows matched: the newest `limit` are of that second or later.
-  let filledAt: number | null = null;
-  const candidates = ids.filter((id) => mayMatch(id, filter));
-  // What the filters look at comes from the summary index while the conversation's folder is unchanged: only the
-  // conversations that match are read in full. A few are looked up ahead in the index (a stat each), so that the disk
-  // is not waited for one folder at a time; the histories of those the index does not know are read ahead too, but
-  // only of conversations the listing is sure to reach (fewer than `limit` could match before them): a first listing
-  // that builds the index read them one at a time (165 s at 54,000), and none is read that the listing would not read.
-  const lookups = new Map<number, { found: Promise<RowLookup | null>; full: boolean }>();
-  const lookup = (j: number, full: boolean) => {
-    let ahead = lookups.get(j);
-    if (!ahead || (full && !ahead.full)) {
-      const id = candidates[j]!;
-      const found: Promise<RowLookup | null> = ahead
-        ? ahead.found.then((known) => known ?? index.rowOf(id))
-        : full
-          ? index.rowOf(id)
-          : index.rowOf(id, true);
-      found.catch(() => {}); // one not awaited (after the listing stopped) fails nothing
-      ahead = { found, full };
-      lookups.set(j, ahead);
-    }
-    return ahead.found;
-  };
-  for (const [i, id] of candidates.entries()) {
-    if (filledAt !== null && idTimeMs(id) < filledAt) {
-      unread = candidates.length - i;
-      break;
-    }
-    for (let j = i + 1; j < Math.min(candidates.length, i + LOOK_AHEAD); j++)
-      lookup(j, filter.thread !== null || summaries.length + (j - i) < limit);
-    const { row, summary: known, executions } = (await lookup(i, false)) ?? (await index.rowOf(id));
-    lookups.delete(i);
-    if (row && matchesFilter(row, filter)) {
-      // Its whole row from the index when it holds it: no history is read (else the index keeps it, unless damaged).
-      let summary = known ?? (executions && summarize(id, executions));
-      if (!summary && !executions) {
-        const read = await store.executionsChecked(id);
-        summary = summarize(id, read.executions);
-        if (summary && read.clean) await index.keepListed(id, summary);
-      }
-      if (summary && matchesFilter(summary, filter)) summaries.push(summary);
-    }
-    if (filledAt === null && filter.thread === null && summaries.length >= limit) filledAt = idTimeMs(id);
-  }
-  await index.save();
+  const { rows: summaries, unread } = await listConversations(store, new SummaryIndex(store), filter, limit);
   summaries.sort(compareRows(filter));
   const shown = summaries.slice(0, limit);
   if (values.json) {

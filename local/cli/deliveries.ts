@@ -140,7 +140,7 @@ export async function deliveriesRedrive(args: string[]): Promise<number> {
   // Checked before anything is read, here and on AWS: a typo must not plan "0 deliveries".
   noMoreThanOne(positionals, 'deliveries redrive', 'conversation id (or --all)');
   parseSince(values.since);
-  parseWebhookType(values.type);
+  const type = parseWebhookType(values.type);
   // How many of the plan's deliveries a dry run shows (it counts them all); a redrive redrives every one planned.
   const limit = limitOf(values.limit, 50);
   if (values.limit !== undefined && !values['dry-run'])
@@ -158,7 +158,7 @@ export async function deliveriesRedrive(args: string[]): Promise<number> {
         ...(positionals[0] !== undefined ? { id: positionals[0] } : {}),
         all: values.all ?? false,
         ...(values.since !== undefined ? { since: values.since } : {}),
-        ...(values.type !== undefined ? { type: values.type } : {}),
+        ...(type !== null ? { type } : {}),
         dryRun: values['dry-run'] ?? false,
         json: values.json ?? false,
       }),
@@ -187,7 +187,7 @@ export async function deliveriesRedrive(args: string[]): Promise<number> {
     candidates = [envelope];
   } else {
     // Chosen by the envelopes' summaries: none is read whole but those a dry run shows.
-    candidates = await store.plan({ since: parseSince(values.since), type: values.type });
+    candidates = await store.plan({ since: parseSince(values.since), type });
   }
   if (values['dry-run']) {
     const shown = await store.read(candidates.slice(0, limit).map((e) => e.conversation_id));

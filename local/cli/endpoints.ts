@@ -11,6 +11,7 @@ import { type BreakerPolicy, type EndpointView, parseRate } from '../../function
 import { rotatedSecrets } from '../../functions/domain/signatures.ts';
 import { type EndpointChange, FileEndpointStore } from '../../functions/shared/endpoint-store.ts';
 import { settings } from '../../functions/shared/settings.ts';
+import { webhookTypeNamed } from '../history/conversation-filters.ts';
 import { receiverRows, type UnreadableReceiver } from '../history/endpoints.ts';
 import { resolveOptions } from '../server/config.ts';
 import { changeLocalDeliverySecrets, deliverySecretsFileOf } from '../store/delivery-secrets.ts';
@@ -26,9 +27,9 @@ const ENDPOINTS_USAGE = `endpoints list [--json]
 
 function webhookTypeArg(value: string | undefined, command: string): WebhookType {
   if (!value) throw new CliError(`endpoints ${command} needs a webhook type: ${WEBHOOK_TYPES.join(', ')}`);
-  if (!(WEBHOOK_TYPES as readonly string[]).includes(value))
-    throw new CliError(`"${value}" is not a webhook type: ${WEBHOOK_TYPES.join(', ')}`);
-  return value as WebhookType;
+  const type = webhookTypeNamed(value);
+  if (type === null) throw new CliError(`"${value}" is not a webhook type: ${WEBHOOK_TYPES.join(', ')}`);
+  return type;
 }
 
 /** What `set` changed in the receiver's file, in words, or null when it changed nothing there. */

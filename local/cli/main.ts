@@ -23,9 +23,9 @@ import { tryRequest } from './try-request.ts';
 const USAGE = `Usage: webhook-gateway <command>
 
   start                                 run the gateway locally (PORT, default 3000)
-  conversations list [--source S] [--type T] [--status S] [--since ISO] [--thread T] [--limit N] [--json]
+  conversations list [--source S] [--type T] [--status S] [--since ISO] [--until ISO] [--id ID] [--thread T] [--limit N] [--json]
   conversations show <conversation_id> [--json]
-  conversations search <text> [--source S] [--type T] [--status S] [--since ISO] [--thread T] [--limit N] [--json]
+  conversations search <text> [--source S] [--type T] [--status S] [--since ISO] [--until ISO] [--id ID] [--thread T] [--limit N] [--json]
   conversations query "SELECT …" [--json | --csv]
   conversations query --named NAME [--param name=value]… [--json | --csv]
                                         SQL over every exported conversation (table conversations; without

@@ -8,6 +8,7 @@ import { attemptsMade, type FailedDeliveryEnvelope, owedBy } from '../../functio
 import { isoInstant } from '../../functions/domain/named-queries.ts';
 import type { RedeliveryResult } from '../../functions/shared/redelivery.ts';
 import { DEFAULTS } from '../../functions/shared/settings.ts';
+import { webhookTypeNamed } from '../history/conversation-filters.ts';
 import { resolveOptions } from '../server/config.ts';
 import { readGatewayRuntime } from '../store/gateway-runtime.ts';
 import { formatTable, printable } from './table.ts';
@@ -89,9 +90,9 @@ export function parseSince(value: string | undefined): number | null {
 /** `--type T` of a redrive: one webhook type, or null when not given. */
 export function parseWebhookType(value: string | undefined): WebhookType | null {
   if (value === undefined) return null;
-  if (!(WEBHOOK_TYPES as readonly string[]).includes(value))
-    throw new CliError(`--type takes one of ${WEBHOOK_TYPES.join(', ')}; got "${value}"`);
-  return value as WebhookType;
+  const type = webhookTypeNamed(value);
+  if (type === null) throw new CliError(`--type takes one of ${WEBHOOK_TYPES.join(', ')}; got "${value}"`);
+  return type;
 }
 
 /**

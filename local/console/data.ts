@@ -8,10 +8,17 @@ import type { EndpointView } from '../../functions/domain/endpoints.ts';
 import { EXPORT_FILES, type ExportFile, exportKey } from '../../functions/domain/export-formats.ts';
 import type { AnalyticsEngine } from '../analytics/engine.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
-import { idTimeMs, matchesFilter, mayMatch } from '../history/conversation-filters.ts';
+import {
+  type ConversationFilter,
+  compareRows,
+  idTimeMs,
+  matchesFilter,
+  mayMatch,
+} from '../history/conversation-filters.ts';
 import { type ConversationSummary, latestRecord, summarize } from '../history/conversations.ts';
 import type { UnreadableReceiver } from '../history/endpoints.ts';
 import { conversationFigures } from '../history/figures.ts';
+import { cursorOf, isAfter, type ListCursor, listConversations } from '../history/listing.ts';
 import { SummaryIndex } from '../history/summary-index.ts';
 import { conversationIdOf, type ExecutionStore, redactedHistory } from '../store/execution-store.ts';
 import { readText, s3Client } from '../store/export-bucket.ts';
@@ -57,7 +64,13 @@ export interface ConsoleRow extends ConversationSummary {
   agent_ms: number | null;
   delivery_ms: number | null;
   attempts: number;
+  /** The redelivery run under way for it (the schedule's, a redrive or a resend), by its execution name, or null. */
+  redelivering: string | null;
 }
+
+/** The redelivery run under way among a conversation's executions, by its execution name, or null. */
+export const redeliveryUnderWay = (executions: ExecutionRecord[]): string | null =>
+  executions.find((e) => e.status === 'RUNNING' && e.state_machine === 'redelivery')?.execution_name ?? null;
 
 /**
  * The ids that may be among the newest `limit`, newest first. Ids start with the UTC second received, but within a
@@ -103,28 +116,57 @@ export async function conversationExecutions(
   };
 }
 
+/** A page of the console's list (and its JSON): the rows, and where the next page starts, if there may be one. */
+export interface ConsolePage {
+  rows: ConsoleRow[];
+  /** The `cursor` of the next page (the rows after the last one shown), or null when nothing more can match. */
+  next_cursor: string | null;
+  /** The conversations met whose every history is damaged (left out of the rows: their page says why). */
+  unreadable: string[];
+}
+
 /**
- * The newest `limit` conversations. `unreadable`, when given, gets the id of each one among them whose every history
- * is damaged (left out of the rows: nothing of it can be read, its page says why).
+ * One page of the conversations that match `filter`, newest first (a thread in turn order), after `cursor`: chosen
+ * by the same listing as `conversations list`, with the executions under way that have no saved history yet.
  */
-export async function recentConversations(
+export async function listedConversations(
   ctx: ConsoleContext,
-  limit = 100,
-  unreadable?: string[],
-): Promise<ConsoleRow[]> {
+  filter: ConversationFilter,
+  limit: number,
+  cursor: ListCursor | null = null,
+): Promise<ConsolePage> {
+  const listing = await listConversations(ctx.executions, SummaryIndex.of(ctx.executions), filter, limit, cursor);
+  const found = new Set(listing.rows.map((r) => r.conversation_id));
+  const candidates: ConversationSummary[] = [...listing.rows];
+  for (const [id, runs] of runningByConversation(ctx)) {
+    if (found.has(id) || !mayMatch(id, filter)) continue;
+    const summary = summarize(id, runs);
+    if (summary && matchesFilter(summary, filter) && isAfter(summary, cursor)) candidates.push(summary);
+  }
+  candidates.sort(compareRows(filter));
   const rows: ConsoleRow[] = [];
-  for (const id of await newestIds(ctx, limit)) {
-    const { executions, damaged } = await conversationExecutions(ctx, id);
-    if (executions.length === 0 && damaged.length > 0) unreadable?.push(id);
+  for (const { conversation_id: id } of candidates.slice(0, limit)) {
+    const { executions } = await conversationExecutions(ctx, id);
     const summary = summarize(id, executions);
     const record = latestRecord(executions);
     if (!summary || !record) continue;
     const figures = conversationFigures(record, executions);
-    rows.push({ ...summary, agent_ms: figures.agent_ms, delivery_ms: figures.delivery_ms, attempts: figures.tries });
+    rows.push({
+      ...summary,
+      agent_ms: figures.agent_ms,
+      delivery_ms: figures.delivery_ms,
+      attempts: figures.tries,
+      redelivering: redeliveryUnderWay(executions),
+    });
   }
-  return rows
-    .sort((a, b) => b.received_at.localeCompare(a.received_at) || b.conversation_id.localeCompare(a.conversation_id))
-    .slice(0, limit);
+  const more = candidates.length > limit || listing.unread > 0;
+  const last = rows.at(-1);
+  return {
+    rows,
+    // A thread is one page, in turn order: it has no next one.
+    next_cursor: more && last && filter.thread === null ? cursorOf(last) : null,
+    unreadable: listing.damaged,
+  };
 }
 
 /**
@@ -138,7 +180,15 @@ export async function threadConversations(
   threadId: string,
 ): Promise<{ row: ConsoleRow; record: ConversationRecord }[]> {
   const turns: { row: ConsoleRow; record: ConversationRecord }[] = [];
-  const filter = { sources: [sourceSystem], types: [], statuses: [], since: null, thread: threadId };
+  const filter = {
+    sources: [sourceSystem],
+    types: [],
+    statuses: [],
+    since: null,
+    until: null,
+    thread: threadId,
+    id: null,
+  };
   // One per history store, kept across the console's requests (and the gateway's saves).
   const index = SummaryIndex.of(ctx.executions);
   const candidates = (await ctx.executions.conversationIds()).filter((id) => mayMatch(id, filter));
@@ -158,6 +208,7 @@ export async function threadConversations(
         agent_ms: record.execution.timings.agent_ms,
         delivery_ms: record.execution.timings.delivery_ms,
         attempts: record.execution.delivery_attempts.length,
+        redelivering: null,
       },
       record,
     });
@@ -171,7 +222,7 @@ export async function threadConversations(
     const summary = summarize(id, executions);
     if (!record || !summary) continue;
     if (record.metadata.thread_id !== threadId || record.metadata.source_system !== sourceSystem) continue;
-    turns.push({ row: { ...summary, agent_ms: null, delivery_ms: null, attempts: 0 }, record });
+    turns.push({ row: { ...summary, agent_ms: null, delivery_ms: null, attempts: 0, redelivering: null }, record });
   }
   return turns.sort((a, b) => (a.row.thread_turn ?? 0) - (b.row.thread_turn ?? 0));
 }

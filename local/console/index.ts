@@ -18,8 +18,10 @@ import {
 } from '../../functions/domain/source-identity.ts';
 import { MAX_THREAD_ID_LENGTH, THREAD_ID_PATTERN } from '../../functions/domain/thread.ts';
 import { UnreadableFileError } from '../../functions/shared/local-files.ts';
+import { type ConversationFilter, FilterError, parseFilter } from '../history/conversation-filters.ts';
 import { latestRecord } from '../history/conversations.ts';
 import { heldReceivers } from '../history/endpoints.ts';
+import { type ListCursor, parseCursor } from '../history/listing.ts';
 import { operatorRefusal } from '../server/loopback.ts';
 import { type Refuse, type RouteHandler, router } from '../server/router.ts';
 import { damagedFileMessage, wrongKindMessage } from '../store/damaged-files.ts';
@@ -29,8 +31,8 @@ import {
   endpointsFingerprint,
   endpointsVersion,
   exportDocuments,
+  listedConversations,
   openDeliveries,
-  recentConversations,
   threadConversations,
   version,
 } from './data.ts';
@@ -39,6 +41,7 @@ import {
   endpointsFragment,
   errorFragment,
   listFragment,
+  listRefusedFragment,
   notFoundFragment,
   page,
   threadFragment,
@@ -58,7 +61,7 @@ const MAX_API_LIMIT = 1_000;
 
 const SECURITY_HEADERS = {
   'content-security-policy':
-    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
   'x-content-type-options': 'nosniff',
   'x-frame-options': 'DENY',
   'referrer-policy': 'no-referrer',
@@ -109,6 +112,55 @@ const ENDPOINTS_MIN_REFRESH_MS = 5_000;
  * its three queries on the SQL engine, which a busy gateway (a conversation every second) did every second per tab.
  */
 const ANALYTICS_MIN_REFRESH_MS = 10_000;
+/**
+ * The least time between two live refreshes of the Conversations list, ms: on a busy gateway a conversation arrives or
+ * changes every second, and a list replaced every second cannot be read, selected or copied from.
+ */
+const LIST_MIN_REFRESH_MS = 5_000;
+
+/** The list's filter parameters: those of `conversations list` (--source … --id), by the same names. */
+const FILTER_PARAMS = ['source', 'type', 'status', 'since', 'until', 'thread', 'id'] as const;
+/** Those that take a comma-separated list: also given as the parameter repeated (`?type=a&type=b`). */
+const LIST_PARAMS = new Set<string>(['source', 'type', 'status']);
+
+/** What the list (page and JSON) was asked for: its filter and page, or why it cannot be. */
+interface ListQuery {
+  filter: ConversationFilter;
+  cursor: ListCursor | null;
+  /** The filter and cursor as the address has them, empty ones left out (the page's links and its live refresh). */
+  params: URLSearchParams;
+}
+
+/**
+ * The list's query: the filters of `conversations list` (docs/operations.md, "Runbook"), by the same names and with
+ * the same rule for each value and the same message for a bad one, and `cursor` (the `next_cursor` of the page
+ * before). An empty value (a form's field left blank) is no filter; an unknown parameter is refused, not ignored.
+ */
+function listQuery(req: IncomingMessage, extra: readonly string[]): ListQuery | string {
+  const asked = new URL(req.url ?? '', 'http://local').searchParams;
+  const params = new URLSearchParams();
+  const flags: Record<string, string> = {};
+  for (const name of new Set(asked.keys())) {
+    if (!(FILTER_PARAMS as readonly string[]).includes(name) && name !== 'cursor' && !extra.includes(name))
+      return `unknown parameter "${name}": the list takes ${[...FILTER_PARAMS, 'cursor', ...extra].join(', ')}`;
+    if (extra.includes(name)) continue;
+    const values = asked.getAll(name).filter((v) => v.trim() !== '');
+    if (values.length > 1 && !LIST_PARAMS.has(name)) return `${name} takes one value, got ${values.length}`;
+    if (values.length === 0) continue;
+    flags[name] = values.join(',');
+    params.set(name, flags[name]);
+  }
+  try {
+    const filter = parseFilter(flags);
+    const cursor = flags.cursor === undefined ? null : parseCursor(flags.cursor);
+    if (cursor !== null && filter.thread !== null) return 'cursor pages a list newest first; a thread is listed whole';
+    // The CLI's flags are named with their --; here they are parameters.
+    return { filter, cursor, params };
+  } catch (error) {
+    if (error instanceof FilterError) return error.message.replace(/--(\w+)/g, '$1');
+    throw error;
+  }
+}
 
 /** 404 and 400 (an address that does not decode): the console's own page; 405: a line of text. */
 const refuse: Refuse = (req, res, status, message, headers) => {
@@ -156,19 +208,32 @@ function consolePages(ctx: ConsoleContext) {
         path: /^\/console\/?$/,
         methods: {
           GET: async (req, res) => {
-            const unreadable: string[] = [];
-            const [v, rows, open, receivers] = await Promise.all([
+            const query = listQuery(req, ['fragment']);
+            const fragment = isFragment(req);
+            const shell = { title: 'Conversations', current: '/console' as const, minRefreshMs: LIST_MIN_REFRESH_MS };
+            if (typeof query === 'string') {
+              // The form stays, with what was asked, above the reason: the operator mends the value in place.
+              const body = listRefusedFragment(new URL(req.url ?? '', 'http://local').searchParams, query);
+              return sendHtml(
+                req,
+                res,
+                400,
+                fragment ? body.value : page({ ...shell, version: '', versionSrc: '', fragmentSrc: '', body }),
+              );
+            }
+            const [v, listed, open, receivers] = await Promise.all([
               version(ctx),
-              recentConversations(ctx, LIST_LIMIT, unreadable),
+              listedConversations(ctx, query.filter, LIST_LIMIT, query.cursor),
               openDeliveries(ctx, LIST_LIMIT),
               ctx.endpoints().catch(() => []),
             ]);
-            const body = listFragment(rows, open, LIST_LIMIT, heldReceivers(receivers), unreadable);
-            sendPage(req, res, isFragment(req), {
-              title: 'Conversations',
-              current: '/console',
+            const body = listFragment(listed, open, LIST_LIMIT, heldReceivers(receivers), query.params);
+            const filtered = query.params.size > 0 ? `?${query.params}` : '';
+            sendPage(req, res, fragment, {
+              ...shell,
               version: v,
-              fragmentSrc: '/console?fragment=1',
+              fragmentSrc: `/console${filtered}${filtered ? '&' : '?'}fragment=1`,
+              liveTitle: `refreshes when a conversation arrives or changes, at most every ${LIST_MIN_REFRESH_MS / 1000} s`,
               body,
             });
           },
@@ -262,7 +327,7 @@ function consolePages(ctx: ConsoleContext) {
         methods: {
           GET: async (req, res) => {
             // The newest `limit` of each (docs/operations.md): all the owed deliveries, with their records, were
-            // megabytes at thousands of them.
+            // megabytes at thousands of them. The conversations filtered and paged as the list page is.
             const asked = new URL(req.url ?? '', 'http://local').searchParams.get('limit');
             const limit = asked === null ? LIST_LIMIT : Number(asked);
             if (!/^\d+$/.test(asked ?? '0') || !Number.isInteger(limit) || limit < 1 || limit > MAX_API_LIMIT)
@@ -273,12 +338,16 @@ function consolePages(ctx: ConsoleContext) {
                   message: `limit must be a whole number from 1 to ${MAX_API_LIMIT}, got "${asked}"`,
                 },
               });
-            const [conversations, open] = await Promise.all([
-              recentConversations(ctx, limit),
+            const query = listQuery(req, ['limit']);
+            if (typeof query === 'string')
+              return sendData(req, res, 400, { success: false, error: { code: 'INVALID_FILTER', message: query } });
+            const [listed, open] = await Promise.all([
+              listedConversations(ctx, query.filter, limit, query.cursor),
               openDeliveries(ctx, limit),
             ]);
             sendData(req, res, 200, {
-              conversations,
+              conversations: listed.rows,
+              next_cursor: listed.next_cursor,
               failed_deliveries: open.deliveries,
               failed_deliveries_total: open.total,
             });

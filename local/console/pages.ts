@@ -4,11 +4,12 @@ import type { EndpointView } from '../../functions/domain/endpoints.ts';
 import { recordFromExport } from '../../functions/domain/export-formats.ts';
 import { attemptsMade, type FailedDeliveryEnvelope, owedBy } from '../../functions/domain/failed-delivery.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
+import { FILTER_STATUSES, FILTER_TYPES } from '../history/conversation-filters.ts';
 import { type HeldReceivers, nextAttemptLabel, type UnreadableReceiver } from '../history/endpoints.ts';
 import { conversationFigures, formatFigures } from '../history/figures.ts';
 import { timeline } from '../history/timeline.ts';
 import type { EnvelopeHead } from '../store/failed-delivery-store.ts';
-import type { ConsoleRow, ExportDocumentView } from './data.ts';
+import { type ConsolePage, type ConsoleRow, type ExportDocumentView, redeliveryUnderWay } from './data.ts';
 import { html, type SafeHtml } from './html.ts';
 import { stateClass, workflowSvg } from './workflow-svg.ts';
 
@@ -84,12 +85,14 @@ export function page(shell: PageShell): string {
  * out of sight), then the newest `limit` conversations.
  */
 export function listFragment(
-  rows: ConsoleRow[],
+  listed: ConsolePage,
   owed: { deliveries: EnvelopeHead[]; total: number; unreadable?: string[] },
   limit: number,
   held: HeldReceivers = new Map(),
-  unreadable: string[] = [],
+  params: URLSearchParams = new URLSearchParams(),
 ): SafeHtml {
+  const { rows, unreadable } = listed;
+  const filtered = [...params.keys()].some((k) => k !== 'cursor');
   const open = owed.deliveries;
   const damaged = owed.unreadable ?? [];
   const deliveries =
@@ -110,22 +113,61 @@ export function listFragment(
     rows.length === 0
       ? unreadable.length > 0
         ? ''
-        : html`<p class="empty">No conversations yet. POST one to <code>/webhook</code>; it appears here within a second.</p>`
+        : filtered || params.has('cursor')
+          ? html`<p class="empty">No conversations match${params.has('cursor') ? ' after this point' : ''}. <a href="/console">Show all</a>.</p>`
+          : html`<p class="empty">No conversations yet. POST one to <code>/webhook</code>; it appears here within a second.</p>`
       : html`<table id="conversations">
   <thead><tr><th title="the time the gateway received the request, in UTC">received (UTC)</th><th>conversation</th><th>source</th><th>type</th><th>status</th><th>delivery</th><th class="num">runs</th><th class="num">agent</th><th class="num">delivery</th><th class="num">total</th><th>thread · turn</th><th>query</th></tr></thead>
   <tbody>${rows.map(
     (r) => html`<tr data-id="${r.conversation_id}" data-status="${r.status}" data-delivery="${r.delivery_status}">
     <td class="time" title="${r.received_at}">${r.received_at.slice(0, 19).replace('T', ' ')}</td><td class="id">${link(r.conversation_id)}</td><td class="source" title="${r.source_system}/${r.source_process}">${r.source_system}/${r.source_process}</td>
-    <td>${r.webhook_type ?? '-'}</td><td>${badge(r.status)}</td><td>${badge(r.delivery_status)}</td><td class="num">${r.executions}</td>
+    <td>${r.webhook_type ?? '-'}</td><td>${badge(r.status)}</td><td>${badge(r.delivery_status)}${r.redelivering ? html` <span class="badge b-redelivering" title="redelivery ${r.redelivering} under way">redelivering</span>` : ''}</td><td class="num">${r.executions}</td>
     <td class="num">${short(r.agent_ms)}</td><td class="num">${short(r.delivery_ms)}</td><td class="num">${short(r.total_time_ms)}</td><td class="thread">${threadLink(r)}</td><td class="query" title="${preview(r.query, 300)}">${preview(r.query)}</td></tr>`,
   )}</tbody>
 </table>`;
+  const older = new URLSearchParams(params);
+  if (listed.next_cursor !== null) older.set('cursor', listed.next_cursor);
+  const pages = html`${params.has('cursor') ? html`<a id="newest" href="${listHref(withoutCursor(params))}">← Newest</a> ` : ''}${listed.next_cursor === null ? '' : html`<a id="older" href="${listHref(older)}">Older →</a>`}`;
   // One h1, first (the page's title); the owed deliveries above the conversations, each section an h2 under it.
   return html`<h1>Conversations</h1>${deliveries}<section>
-  <h2>Recent conversations <span class="count">${rows.length}</span></h2>
+  <h2>${filtered ? 'Matching conversations' : 'Recent conversations'} <span class="count">${rows.length}${listed.next_cursor === null ? '' : '+'}</span></h2>
+  ${filterForm(params)}
   ${unreadable.length === 0 ? '' : html`<p class="err" id="unreadable-conversations">Left out, their history damaged (each page names the file and what to do): ${unreadable.map((id, i) => html`${i > 0 ? ', ' : ''}${link(id)}`)}</p>`}
   ${table}
-  ${rows.length >= limit ? html`<p class="more">Showing the newest ${limit}. <code>npx webhook-gateway conversations list --limit N</code> or <code>conversations search</code> reach the rest.</p>` : ''}
+  <p class="more pages">${pages}</p>
+</section>`;
+}
+
+const withoutCursor = (params: URLSearchParams) => {
+  const without = new URLSearchParams(params);
+  without.delete('cursor');
+  return without;
+};
+const listHref = (params: URLSearchParams) => (params.size > 0 ? `/console?${params}` : '/console');
+
+/** The list's filters, as `conversations list` takes them (docs/operations.md): a GET form, so the address holds them. */
+function filterForm(params: URLSearchParams): SafeHtml {
+  const field = (name: string, label: string, hint: string, list?: string) =>
+    html`<label>${label} <input name="${name}" value="${params.get(name) ?? ''}" aria-label="filter by ${label}" placeholder="${hint}" autocomplete="off" spellcheck="false"${list ? html` list="${list}"` : ''}></label>`;
+  return html`<form id="filters" method="get" action="/console" role="search" aria-label="filter conversations">
+  ${field('id', 'id', 'conversation id, or part')}
+  ${field('status', 'status', 'failed,retrying', 'filter-statuses')}
+  ${field('type', 'type (receiver)', 'e.g. deal_analysis', 'filter-types')}
+  ${field('source', 'source', 'system[/process]')}
+  ${field('since', 'since', '2026-12-01')}
+  ${field('until', 'until', 'ISO, excluded')}
+  ${params.has('thread') ? field('thread', 'thread', 'thread_id') : ''}
+  <datalist id="filter-statuses">${FILTER_STATUSES.map((v) => html`<option value="${v}"></option>`)}</datalist>
+  <datalist id="filter-types">${FILTER_TYPES.map((v) => html`<option value="${v}"></option>`)}</datalist>
+  <button type="submit">Filter</button>${[...params.keys()].length > 0 ? html` <a href="/console">Clear</a>` : ''}
+</form>`;
+}
+
+/** The list page asked for a filter it cannot use: the form, as asked, and why. */
+export function listRefusedFragment(params: URLSearchParams, reason: string): SafeHtml {
+  return html`<h1>Conversations</h1><section>
+  ${filterForm(params)}
+  <p class="err" id="filter-error" role="alert">${reason}</p>
 </section>`;
 }
 
@@ -324,10 +366,20 @@ ${
       ? html`<p class="note" id="run-under-way">Its run is under way: the execution working on it is shown below as far as it went, and whole once it ends (the page refreshes by itself).</p>`
       : html`<p class="note" id="run-under-way">Its run is under way: the execution working on it is shown here once it ends (the page refreshes by itself). Still in progress long after its agent's timeout (<code>ASYNC_AGENT_TIMEOUT_MS</code>), the run was lost: docs/operations.md, "Asynchronous conversations".</p>`
 }
+${redeliveryNote(input.executions)}
 ${damaged.length === 0 ? '' : html`<ul class="errors" id="damaged-histories">${damaged.map((m) => html`<li class="err">Left out: ${m}</li>`)}</ul>`}
 ${input.executions.map(executionSection)}
 </section>
 ${exportsSection(input.bucket, input.documents, input.exportEnabled)}`;
+}
+
+/** A redelivery under way (the schedule's, a redrive or a resend): which, and the state it is in. */
+function redeliveryNote(executions: ExecutionRecord[]): SafeHtml | string {
+  const name = redeliveryUnderWay(executions);
+  const run = executions.find((e) => e.execution_name === name);
+  if (!run) return '';
+  const state = run.events.findLast((e) => e.type === 'StateEntered')?.state ?? 'starting';
+  return html`<p class="note" id="redelivery-under-way">A redelivery is under way: execution <code>${run.execution_name}</code>, in <b>${state}</b> (shown below as far as it went; the page refreshes by itself).</p>`;
 }
 
 /**
@@ -359,15 +411,15 @@ export function endpointsFragment(views: (EndpointView | UnreadableReceiver)[], 
     // unknown, so both actions are offered (each refuses with the same message until the file is mended).
     'unreadable' in v
       ? html`<tr data-type="${v.webhook_type}" data-state="unreadable">
-    <td>${v.webhook_type}</td><td>${badge('unreadable')}</td><td colspan="5" class="err receiver-unreadable">${v.unreadable}</td><td class="num queued">${v.queued}</td><td></td>
-    <td><button type="button" data-endpoint-action="pause" data-type="${v.webhook_type}" aria-label="Pause ${v.webhook_type}">Pause</button> <button type="button" data-endpoint-action="resume" data-type="${v.webhook_type}" aria-label="Resume ${v.webhook_type}">Resume</button></td>
+    <td class="type">${v.webhook_type}</td><td data-label="state">${badge('unreadable')}</td><td colspan="5" class="err receiver-unreadable">${v.unreadable}</td><td class="num queued" data-label="queued">${v.queued}</td><td></td>
+    <td class="action"><button type="button" data-endpoint-action="pause" data-type="${v.webhook_type}" aria-label="Pause ${v.webhook_type}">Pause</button> <button type="button" data-endpoint-action="resume" data-type="${v.webhook_type}" aria-label="Resume ${v.webhook_type}">Resume</button></td>
   </tr>`
       : html`<tr data-type="${v.webhook_type}" data-state="${v.status}">
-    <td>${v.webhook_type}</td><td>${badge(v.status)}</td><td class="url"><code>${v.url ?? '(none)'}</code>${v.url_source === 'deployed' ? html` <small>deployed</small>` : ''}</td>
-    <td>${v.rate_per_second === null ? '-' : `${v.rate_per_second}/s`}</td><td class="time">${v.last_success_at ?? '-'}</td>
-    <td class="num">${v.consecutive_failures}</td><td class="time">${v.failing_since ?? '-'}</td><td class="num queued">${v.queued ?? '-'}</td>
-    <td class="err last-error">${lastErrorCell(v)}${v.last_failure_at ? html` <small class="time">${v.last_failure_at}</small>` : ''}</td>
-    <td>${v.status === 'paused' || v.status === 'disabled' ? html`<button type="button" data-endpoint-action="resume" data-type="${v.webhook_type}" aria-label="Resume ${v.webhook_type}">Resume</button>` : html`<button type="button" data-endpoint-action="pause" data-type="${v.webhook_type}" aria-label="Pause ${v.webhook_type}">Pause</button>`}</td>
+    <td class="type">${v.webhook_type}</td><td class="state" data-label="state">${badge(v.status)}${v.status === 'paused' && v.paused_at ? html` <small class="time paused-at" title="when the operator paused it">since ${v.paused_at}</small>` : ''}</td><td class="url" data-label="url"><code>${v.url ?? '(none)'}</code>${v.url_source === 'deployed' ? html` <small>deployed</small>` : ''}</td>
+    <td data-label="rate">${v.rate_per_second === null ? '-' : `${v.rate_per_second}/s`}</td><td class="time" data-label="last success">${v.last_success_at ?? '-'}</td>
+    <td class="num" data-label="failure streak">${v.consecutive_failures}</td><td class="time" data-label="failing since">${v.failing_since ?? '-'}</td><td class="num queued" data-label="queued">${v.queued ?? '-'}</td>
+    <td class="err last-error" data-label="last error">${lastErrorCell(v)}${v.last_failure_at ? html` <small class="time">${v.last_failure_at}</small>` : ''}</td>
+    <td class="action">${v.status === 'paused' || v.status === 'disabled' ? html`<button type="button" data-endpoint-action="resume" data-type="${v.webhook_type}" aria-label="Resume ${v.webhook_type}">Resume</button>` : html`<button type="button" data-endpoint-action="pause" data-type="${v.webhook_type}" aria-label="Pause ${v.webhook_type}">Pause</button>`}</td>
   </tr>`,
   )}</tbody>
   </table>
@@ -378,8 +430,8 @@ export function endpointsFragment(views: (EndpointView | UnreadableReceiver)[], 
   <table><thead><tr><th>type</th><th>since (ISO 8601)</th><th>plan</th><th>recover</th></tr></thead>
   <tbody>${views.map(
     // A form per type (a form cannot hold a table row: the field and Plan name it), so Enter in the field plans.
-    (v) => html`<tr data-type="${v.webhook_type}"><td>${v.webhook_type}</td>
-    <td><form id="recover-${v.webhook_type}" data-plan-form="${v.webhook_type}"></form><input type="text" size="26" name="since" form="recover-${v.webhook_type}" data-type="${v.webhook_type}" value="${dayBefore(now)}" aria-label="since, for ${v.webhook_type}"></td>
+    (v) => html`<tr data-type="${v.webhook_type}"><td class="type">${v.webhook_type}</td>
+    <td class="since"><form id="recover-${v.webhook_type}" data-plan-form="${v.webhook_type}"></form><input type="text" size="26" name="since" form="recover-${v.webhook_type}" data-type="${v.webhook_type}" value="${dayBefore(now)}" aria-label="since, for ${v.webhook_type}"></td>
     <td><button type="submit" form="recover-${v.webhook_type}" data-plan="${v.webhook_type}" aria-label="Plan ${v.webhook_type}">Plan</button></td>
     <td><button type="button" data-recover="${v.webhook_type}" aria-label="Recover ${v.webhook_type}" hidden>Recover</button></td></tr>`,
   )}</tbody></table>

@@ -56,8 +56,9 @@ function localRedeliver(
     const schedule = store.schedule;
     const name = redeliveryExecutionName(envelope, randomBytes(3).toString('hex'));
     const input = { conversation: envelope.conversation, redelivery: redeliveryContext(envelope, via, schedule) };
-    // In flight (what a graceful stop waits for: the gateway's inFlight) until its envelope is stored.
-    const shown = running?.begin(name, workflow.name, input, false);
+    // In flight (what a graceful stop waits for: the gateway's inFlight) until its envelope is stored, and shown by
+    // the console as far as it went meanwhile (docs/operations.md).
+    const shown = running?.begin(name, workflow.name, input);
     try {
       return await redeliverOnce(store, workflow, executions, journal, envelope, via, name, input, shown?.onEvent);
     } finally {

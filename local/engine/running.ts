@@ -17,20 +17,14 @@ export interface InFlight {
  */
 export class RunningExecutions {
   private readonly runs = new Map<string, ExecutionRecord>();
-  /** Under way but not listed (a redelivery run: the console shows its history once saved); a stop waits for them. */
-  private readonly unlisted = new Set<string>();
   /** Changes with every execution begun, event seen and execution ended: the console's pages poll it. */
   private changes = 0;
 
-  /**
-   * One execution begun: `onEvent` for its engine run, `end` once its history is saved (or given up). `listed`
-   * false: counted in flight only, not in `list`.
-   */
+  /** One execution begun: `onEvent` for its engine run, `end` once its history is saved (or given up). */
   begin(
     executionName: string,
     stateMachine: string,
     input: unknown,
-    listed = true,
   ): { onEvent: (event: HistoryEvent) => void; end: () => void } {
     const record: ExecutionRecord = {
       execution_name: executionName,
@@ -42,27 +36,23 @@ export class RunningExecutions {
       events: [],
     };
     this.runs.set(executionName, record);
-    if (!listed) this.unlisted.add(executionName);
-    if (listed) this.changes++;
+    this.changes++;
     return {
       onEvent: (event) => {
         record.events.push(event);
-        if (listed) this.changes++;
+        this.changes++;
       },
       end: () => {
         if (this.runs.get(executionName) !== record) return;
         this.runs.delete(executionName);
-        this.unlisted.delete(executionName);
-        if (listed) this.changes++;
+        this.changes++;
       },
     };
   }
 
   /** Copies of the executions under way (their events as seen so far), oldest first. */
   list(): ExecutionRecord[] {
-    return [...this.runs.values()]
-      .filter((r) => !this.unlisted.has(r.execution_name))
-      .map((r) => ({ ...r, events: [...r.events] }));
+    return [...this.runs.values()].map((r) => ({ ...r, events: [...r.events] }));
   }
 
   /**

@@ -1,9 +1,11 @@
 /**
- * The filters shared by `conversations list`, `conversations search` and the console: source, type, status, thread
- * and a lower bound on the receive time. Each flag but --thread takes one value or a comma-separated list (any of
- * them matches).
+ * The filters shared by `conversations list`, `conversations search`, the console's list and its JSON
+ * (`GET /console/api/conversations`): source, type (the receiver: one per type), status, thread, the receive time's
+ * range (since, until) and an id lookup. Each of source, type and status takes one value or a comma-separated list
+ * (any of them matches). One case rule (docs/operations.md): a type, a status and an id are read in any case, a
+ * source in its canonical form (which folds case too), a thread id as sent.
  */
-import { type DeliveryStatus, WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
+import { type DeliveryStatus, WEBHOOK_TYPES, type WebhookType } from '../../functions/domain/conversation.ts';
 import { idPart, PROCESS_PART_LENGTH, SOURCE_PART_LENGTH } from '../../functions/domain/conversation-id.ts';
 import { isoInstant } from '../../functions/domain/named-queries.ts';
 import {
@@ -21,6 +23,10 @@ export interface ConversationFilter {
   statuses: string[];
   /** Epoch ms; conversations received before it are left out. */
   since: number | null;
+  /** Epoch ms; conversations received at or after it are left out (since ≤ received < until). */
+  until: number | null;
+  /** A conversation id, or a part of one (lowercase): only the conversations whose id contains it. */
+  id: string | null;
   /** One thread_id (exact): only that thread's conversations, listed in turn order. */
   thread: string | null;
 }
@@ -51,6 +57,18 @@ const DELIVERY_STATUSES = [
 ] as const satisfies readonly DeliveryStatus[];
 const STATUS_VALUES = [...new Set<string>([...CONVERSATION_STATUSES, ...DELIVERY_STATUSES])];
 const TYPE_VALUES = [...WEBHOOK_TYPES, 'none'];
+/** What --status and --type take (the console's list offers them). */
+export const FILTER_STATUSES: readonly string[] = STATUS_VALUES;
+export const FILTER_TYPES: readonly string[] = TYPE_VALUES;
+
+/**
+ * A webhook type as an operator names it, in any case (the one case rule, docs/operations.md "Runbook"), or null when
+ * it names none.
+ */
+export function webhookTypeNamed(value: string): WebhookType | null {
+  const type = value.trim().toLowerCase();
+  return (WEBHOOK_TYPES as readonly string[]).includes(type) ? (type as WebhookType) : null;
+}
 
 /** A bad flag value; the CLI prints its message as one line. */
 export class FilterError extends Error {}
@@ -68,7 +86,20 @@ export interface FilterFlags {
   type?: string;
   status?: string;
   since?: string;
+  until?: string;
   thread?: string;
+  id?: string;
+}
+
+/** An ISO date or date-time with its zone, as epoch ms; a date-time without a zone would use the local one. */
+function instant(flag: string, value: string | undefined): number | null {
+  if (value === undefined) return null;
+  const t = isoInstant(value);
+  if (Number.isNaN(t))
+    throw new FilterError(
+      `--${flag} must be an ISO 8601 date or date-time with a zone, e.g. 2025-08-13 or 2025-08-13T00:00:00Z; got "${value}"`,
+    );
+  return t;
 }
 
 export function parseFilter(flags: FilterFlags): ConversationFilter {
@@ -92,30 +123,31 @@ export function parseFilter(flags: FilterFlags): ConversationFilter {
         `--source takes a source_system or source_system/source_process (letters, digits, '_', '-', '.', starting with a letter or digit, at most ${MAX_SOURCE_NAME_LENGTH} each; or a comma-separated list); got "${s}"`,
       );
   }
-  let since: number | null = null;
-  if (flags.since !== undefined) {
-    // An ISO 8601 date or date-time; a date-time without a zone would silently use the local one, so require it.
-    since = isoInstant(flags.since);
-    if (Number.isNaN(since)) {
-      throw new FilterError(
-        `--since must be an ISO 8601 date or date-time with a zone, e.g. 2025-08-13 or 2025-08-13T00:00:00Z; got "${flags.since}"`,
-      );
-    }
-  }
+  const since = instant('since', flags.since);
+  const until = instant('until', flags.until);
+  if (since !== null && until !== null && until <= since)
+    throw new FilterError(`--until must be later than --since; got --since "${flags.since}" --until "${flags.until}"`);
+  const id = flags.id?.trim().toLowerCase() ?? null;
+  if (id !== null && !/^[a-z0-9_]{1,100}$/.test(id))
+    throw new FilterError(
+      `--id takes a conversation id or a part of one (letters, digits and '_', at most 100); got "${flags.id}"`,
+    );
   const thread = flags.thread ?? null;
   if (thread !== null && (thread.length > MAX_THREAD_ID_LENGTH || !THREAD_ID_PATTERN.test(thread)))
     throw new FilterError(
       `--thread takes a thread_id (letters, digits, '_', '-', '.', at most ${MAX_THREAD_ID_LENGTH}); got "${thread}"`,
     );
   const sources = list(flags.source).map((s) => s.split('/').map(canonicalSource).join('/'));
-  return { sources, types, statuses, since, thread };
+  return { sources, types, statuses, since, until, thread, id };
 }
 
 export function isEmptyFilter(filter: ConversationFilter): boolean {
   return (
     filter.sources.length + filter.types.length + filter.statuses.length === 0 &&
     filter.since === null &&
-    filter.thread === null
+    filter.until === null &&
+    filter.thread === null &&
+    filter.id === null
   );
 }
 
@@ -140,6 +172,8 @@ export function matchesFilter(row: FilterableConversation, filter: ConversationF
   if (filter.statuses.length > 0 && !filter.statuses.some((s) => s === row.status || s === row.delivery_status))
     return false;
   if (filter.since !== null && !(Date.parse(row.received_at) >= filter.since)) return false;
+  if (filter.until !== null && !(Date.parse(row.received_at) < filter.until)) return false;
+  if (filter.id !== null && !row.conversation_id.includes(filter.id)) return false;
   if (filter.thread !== null && row.thread_id !== filter.thread) return false;
   return true;
 }
@@ -150,11 +184,15 @@ export function idTimeMs(conversationId: string): number {
   return m ? Date.UTC(+m[1]!, +m[2]! - 1, +m[3]!, +m[4]!, +m[5]!, +m[6]!) : Number.NaN;
 }
 
-/** False only when the id proves the conversation was received before `since` (cheap pruning before any read). */
-function mayBeSince(conversationId: string, filter: ConversationFilter): boolean {
-  if (filter.since === null) return true;
+/**
+ * False only when the id proves the conversation was received outside [since, until) (cheap pruning before any read):
+ * its id carries the second it was received.
+ */
+function mayBeInRange(conversationId: string, filter: ConversationFilter): boolean {
+  if (filter.since === null && filter.until === null) return true;
   const t = idTimeMs(conversationId);
-  return Number.isNaN(t) || t + 1000 > filter.since;
+  if (Number.isNaN(t)) return true;
+  return (filter.since === null || t + 1000 > filter.since) && (filter.until === null || t < filter.until);
 }
 
 /**
@@ -175,9 +213,13 @@ function mayBeOfSource(conversationId: string, filter: ConversationFilter): bool
 }
 
 /**
- * False only when the conversation id alone proves the conversation cannot match (received before `since`, or of
- * another source): what may match is read, the rest is not.
+ * False only when the conversation id alone proves the conversation cannot match (received outside the range, of
+ * another source, or another id): what may match is read, the rest is not.
  */
 export function mayMatch(conversationId: string, filter: ConversationFilter): boolean {
-  return mayBeSince(conversationId, filter) && mayBeOfSource(conversationId, filter);
+  return (
+    mayBeInRange(conversationId, filter) &&
+    mayBeOfSource(conversationId, filter) &&
+    (filter.id === null || conversationId.includes(filter.id))
+  );
 }

@@ -48,6 +48,15 @@ export function searchSql(request: SearchRequest): { sql: string; params: string
     conditions.push(`day >= replace(substr(?, 1, 10), '-', '/') AND received_at >= ?`);
     params.push(since, since);
   }
+  if (filter.until !== null) {
+    const until = new Date(filter.until).toISOString();
+    conditions.push(`day <= replace(substr(?, 1, 10), '-', '/') AND received_at < ?`);
+    params.push(until, until);
+  }
+  if (filter.id !== null) {
+    conditions.push('strpos(conversation_id, ?) > 0');
+    params.push(filter.id);
+  }
   if (request.text) {
     const needle = request.text.toLowerCase();
     conditions.push(

@@ -8,6 +8,7 @@ import { isoInstant } from '../../functions/domain/named-queries.ts';
 import type { EndpointStore } from '../../functions/shared/endpoint-store.ts';
 import type { RedeliveryResult } from '../../functions/shared/redelivery.ts';
 import type { LocalRedelivery } from '../engine/redelivery.ts';
+import { webhookTypeNamed } from '../history/conversation-filters.ts';
 import { latestRecord } from '../history/conversations.ts';
 import { receiverRows } from '../history/endpoints.ts';
 import type { ExecutionStore } from '../store/execution-store.ts';
@@ -46,12 +47,12 @@ function limitOf(req: IncomingMessage): number | string {
 function recoverFilter(req: IncomingMessage): { since: number | null; type: string | null } | string {
   const params = new URL(req.url ?? '/', 'http://local').searchParams;
   const since = params.get('since') || null;
-  const type = params.get('type') || null;
+  const asked = params.get('type') || null;
+  const type = asked === null ? null : webhookTypeNamed(asked);
   const sinceMs = since === null ? null : isoInstant(since);
   if (sinceMs !== null && Number.isNaN(sinceMs))
     return `since must be an ISO 8601 date or date-time with a zone (e.g. 2026-11-29 or 2026-11-29T08:00:00Z), got "${since}"`;
-  if (type !== null && !(WEBHOOK_TYPES as readonly string[]).includes(type))
-    return `type must be one of ${WEBHOOK_TYPES.join(', ')}, got "${type}"`;
+  if (asked !== null && type === null) return `type must be one of ${WEBHOOK_TYPES.join(', ')}, got "${asked}"`;
   return { since: sinceMs, type };
 }
 
@@ -74,7 +75,7 @@ export function operatorRoutes(ctx: OperatorContext): RouteHandler {
   const endpointAction =
     (act: (type: WebhookType) => Promise<unknown>) =>
     async (_req: IncomingMessage, res: ServerResponse, match: RegExpExecArray) => {
-      const type = match[1] as WebhookType;
+      const type = match[1]!.toLowerCase() as WebhookType;
       await act(type);
       sendJson(
         res,
@@ -171,11 +172,11 @@ export function operatorRoutes(ctx: OperatorContext): RouteHandler {
     },
     { path: /^\/local\/endpoints$/, methods: { GET: async (_req, res) => sendJson(res, 200, await rows()) } },
     {
-      path: new RegExp(`^/local/endpoints/${typePath}/pause$`),
+      path: new RegExp(`^/local/endpoints/${typePath}/pause$`, 'i'),
       methods: { POST: endpointAction((type) => ctx.endpoints.configure(type, { paused: true }, new Date())) },
     },
     {
-      path: new RegExp(`^/local/endpoints/${typePath}/resume$`),
+      path: new RegExp(`^/local/endpoints/${typePath}/resume$`, 'i'),
       methods: { POST: endpointAction((type) => ctx.endpoints.resume(type, new Date())) },
     },
   ]);

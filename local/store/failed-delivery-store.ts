@@ -63,8 +63,11 @@ function summaryOf(e: FailedDeliveryEnvelope): EnvelopeSummary {
  * is none of these.
  */
 export function envelopeStates(wanted: string): EnvelopeState[] | null {
-  const states = (wanted === 'all' ? 'pending,dead,settled' : wanted)
+  // Any case, as every value of a fixed set (docs/operations.md, "Runbook").
+  const asked = wanted.trim().toLowerCase();
+  const states = (asked === 'all' ? 'pending,dead,settled' : asked)
     .split(',')
+    .map((s) => s.trim())
     .map((s) => (s === 'delivered' ? 'settled' : s));
   return states.every((s) => s === 'pending' || s === 'dead' || s === 'settled') ? (states as EnvelopeState[]) : null;
 }

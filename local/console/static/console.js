@@ -12,6 +12,11 @@
   /** What "live" follows on this page, as the server titled it (the Endpoints page: its receivers, not conversations). */
   const liveTitle = live ? live.title : '';
   let refreshing = false;
+  /**
+   * The page's content as the server last rendered it (as the browser writes it out): a fresh fragment the same is not
+   * swapped in again (nothing it shows changed).
+   */
+  let shown = content.innerHTML;
 
   function say(text, kind) {
     flash.textContent = text;
@@ -30,6 +35,8 @@
     if (d.endpointAction) return `button[data-endpoint-action][data-type="${CSS.escape(d.type)}"]`;
     if (d.plan) return `button[data-plan="${CSS.escape(d.plan)}"]`;
     if (d.recover) return `button[data-plan="${CSS.escape(d.recover)}"]`;
+    // getAttribute: the form's `id` property is its field named id.
+    if (el.form?.getAttribute('id') === 'filters' && el.name) return `#filters [name="${CSS.escape(el.name)}"]`;
     if (el.name === 'since') return `input[name="since"][data-type="${CSS.escape(d.type)}"]`;
     const details = el.tagName === 'SUMMARY' ? el.parentElement : null;
     if (details?.dataset.file) return `details[data-file="${CSS.escape(details.dataset.file)}"] > summary`;
@@ -60,8 +67,12 @@
     }
   }
 
-  /** Swaps in the page's fresh fragment; the keyboard stays on `from` (the control pressed, else the focused one). */
-  async function refresh(from = document.activeElement) {
+  /**
+   * Swaps in the page's fresh fragment; the keyboard stays on `from` (the control pressed, else the focused one).
+   * `live`: the poll's refresh, which leaves the page as it is when the fragment is the one it swapped in last (a
+   * button's refresh always swaps: the button pressed is put back as the page has it).
+   */
+  async function refresh(from = document.activeElement, live = false) {
     if (refreshing || !body.dataset.fragmentSrc) return;
     const focus = focusTarget(from);
     refreshing = true;
@@ -70,6 +81,12 @@
       // 404 and 500 are pages of the console too (not found; could not be built, and why): shown as they come.
       if (!response.ok && response.status !== 404 && response.status !== 500)
         throw new Error(`HTTP ${response.status}`);
+      // Nothing it shows changed (a conversation the page does not list, a run's next state): left as it is, what
+      // the reader selected or scrolled to too.
+      const fresh = document.createElement('template');
+      fresh.innerHTML = text;
+      if (live && fresh.innerHTML === shown) return;
+      shown = fresh.innerHTML;
       // What the reader opened or closed stays so: an export document (by file), a receiver's answer (by attempt), a
       // receiver's last error (by type).
       const kept = 'details[data-file], details[data-attempt], details[data-receiver-error]';
@@ -80,11 +97,14 @@
             ? `attempt:${d.dataset.attempt}`
             : `receiver:${d.dataset.receiverError}`;
       const was = new Map([...content.querySelectorAll(kept)].map((d) => [keyOf(d), d.open]));
-      // What the operator typed in a recover form's since field stays too (another type's Pause refreshes the page).
+      // What the operator typed and has not submitted stays too: a recover form's since field (another type's Pause
+      // refreshes the page), the list's filters.
+      const typedKey = (i) => (i.dataset.type ? `since:${i.dataset.type}` : `filter:${i.name}`);
+      const typedFields = 'input[name="since"][data-type], #filters input[name]';
       const typed = new Map(
-        [...content.querySelectorAll('input[name="since"]')]
+        [...content.querySelectorAll(typedFields)]
           .filter((i) => i.value !== i.defaultValue)
-          .map((i) => [i.dataset.type, { value: i.value, invalid: i.getAttribute('aria-invalid') }]),
+          .map((i) => [typedKey(i), { value: i.value, invalid: i.getAttribute('aria-invalid') }]),
       );
       // A planned recover stays offered, as planned (a delivery meanwhile refreshes the Endpoints page).
       const planned = new Map(
@@ -102,8 +122,8 @@
         const open = was.get(keyOf(d));
         if (open !== undefined) d.open = open;
       }
-      for (const input of content.querySelectorAll('input[name="since"]')) {
-        const entry = typed.get(input.dataset.type);
+      for (const input of content.querySelectorAll(typedFields)) {
+        const entry = typed.get(typedKey(input));
         if (!entry) continue;
         input.value = entry.value;
         if (entry.invalid) input.setAttribute('aria-invalid', entry.invalid);
@@ -170,7 +190,7 @@
           const changed = answer.version && answer.version !== version;
           // Not yet due: `version` is left as it was, so that the next poll after the wait refreshes it.
           if (failing || (changed && Date.now() - liveRefreshedAt >= minRefreshMs)) {
-            await refresh();
+            await refresh(document.activeElement, !failing);
             version = answer.version;
             failing = false;
             liveRefreshedAt = Date.now();
@@ -355,6 +375,15 @@
   // navigation (the page, and what was typed, stay).
   document.addEventListener('submit', (event) => {
     const form = event.target instanceof HTMLFormElement ? event.target : null;
+    // The list's filters: the address keeps only those given (a shared or reloaded address shows the same list).
+    // getAttribute: the form's `id` property is its field named id.
+    if (form?.getAttribute('id') === 'filters') {
+      event.preventDefault();
+      const params = new URLSearchParams();
+      for (const [name, value] of new FormData(form)) if (String(value).trim()) params.set(name, String(value).trim());
+      location.assign(params.size > 0 ? `/console?${params}` : '/console');
+      return;
+    }
     if (!form?.dataset.planForm) return;
     event.preventDefault();
     const button = content.querySelector(`button[data-plan="${CSS.escape(form.dataset.planForm)}"]`);

@@ -98,9 +98,31 @@ describe('conversations list filters', () => {
         ['--limit', '2'],
         [ids.general, ids.lead],
       ],
+      // The console's list and its JSON take the same (docs/operations.md): received before --until, an id or its part.
+      [['--until', secondReceivedAt], [ids.deal]],
+      [['--since', secondReceivedAt, '--until', '2999-01-01', '--type', 'DATA_ANALYSIS'], [ids.data]],
+      [['--id', ids.lead.slice(-10).toUpperCase()], [ids.lead]],
     ];
-    for (const [flags, expected] of cases)
+    for (const [flags, expected] of cases) {
       expect(idsOf(await json(['conversations', 'list', ...flags, '--json'])), flags.join(' ')).toEqual(expected);
+      // search with no text but these filters finds the same, from the exports.
+      if (!flags.includes('--limit') && flags.some((f) => f === '--until' || f === '--id'))
+        expect(idsOf(await json(['conversations', 'search', ids.deal.slice(0, 8), ...flags, '--json']))).toEqual(
+          expected,
+        );
+    }
+  });
+
+  it('refuses a bad --until or --id, as the console does', async () => {
+    for (const [flags, message] of [
+      [['--until', 'tomorrow'], /--until must be an ISO 8601 date or date-time with a zone/],
+      [['--since', '2026-12-03', '--until', '2026-12-02'], /--until must be later than --since/],
+      [['--id', 'a b'], /--id takes a conversation id or a part of one/],
+    ] as const) {
+      const result = await inProcess(['conversations', 'list', ...flags]);
+      expect(result.code, flags.join(' ')).toBe(1);
+      expect(result.stderr).toMatch(message);
+    }
   });
 
   it('prints a table, says when filters leave nothing, and how many are hidden by --limit', async () => {

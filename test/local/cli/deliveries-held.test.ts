@@ -48,7 +48,7 @@ describe('deliveries of a paused receiver', () => {
 
   it("the console's failed-delivery table says the same", () => {
     const cells = listFragment(
-      [],
+      { rows: [], next_cursor: null, unreadable: [] },
       { deliveries: [deal, general], total: 2 },
       50,
       new Map([['deal_analysis', 'paused' as const]]),

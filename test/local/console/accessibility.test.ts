@@ -216,7 +216,7 @@ describe.skipIf(skipBrowser)('console in a narrow window (375 px), in Chromium',
     await page.setViewportSize({ width: 375, height: 800 });
   });
 
-  it('no page is pushed sideways, every header link is in sight, and each recover form’s Plan button too', async () => {
+  it('no page is pushed sideways, every header link is in sight, and each receiver’s Pause, since field and Plan too', async () => {
     for (const path of [
       '/console',
       `/console/conversations/${id}`,
@@ -247,6 +247,27 @@ describe.skipIf(skipBrowser)('console in a narrow window (375 px), in Chromium',
       .evaluateAll((buttons) => buttons.map((b) => Math.ceil(b.getBoundingClientRect().right)));
     expect(plans.length).toBe(4);
     for (const right of plans) expect(right).toBeLessThanOrEqual(375);
+    // Each receiver's Pause in sight, not in a table scrolled sideways (before: its right edge at about 1,100 px), and
+    // each since field showing its whole value (before: cut to a few characters).
+    const pauses = await page
+      .locator('button[data-endpoint-action]')
+      .evaluateAll((buttons) => buttons.map((b) => Math.ceil(b.getBoundingClientRect().right)));
+    expect(pauses.length).toBe(4);
+    for (const right of pauses) expect(right).toBeLessThanOrEqual(375);
+    const tables = await page
+      .locator('#endpoints table, #recover table')
+      .evaluateAll((ts) => ts.map((t) => t.scrollWidth - t.clientWidth));
+    for (const over of tables) expect(over).toBeLessThanOrEqual(0);
+    const fields = await page
+      .locator('input[name="since"][data-type]')
+      .evaluateAll((inputs) =>
+        inputs.map((i) => ({ cut: i.scrollWidth - i.clientWidth, right: Math.ceil(i.getBoundingClientRect().right) })),
+      );
+    expect(fields.length).toBe(4);
+    for (const { cut, right } of fields) {
+      expect(cut).toBeLessThanOrEqual(0);
+      expect(right).toBeLessThanOrEqual(375);
+    }
   });
 });
 

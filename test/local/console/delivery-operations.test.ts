@@ -118,6 +118,14 @@ describe.skipIf(skipBrowser)('delivery operations in Chromium', () => {
 
     await deal.locator('button[data-endpoint-action="pause"]').click();
     await page.locator('#endpoints tr[data-type="deal_analysis"][data-state="paused"]').waitFor();
+    // Since when: the pause an operator forgot is seen as one (before, only "paused" was shown).
+    const pausedAt = (await (await fetch(`${world.gateway.url}/local/endpoints`)).json()) as {
+      webhook_type: string;
+      paused_at: string | null;
+    }[];
+    const since = pausedAt.find((e) => e.webhook_type === 'deal_analysis')!.paused_at!;
+    expect(Date.parse(since)).not.toBeNaN();
+    expect(await deal.locator('small.paused-at').innerText()).toBe(`since ${since}`);
     world.receiver.reset();
     const held = await world.post(SEED_REQUEST);
     expect(held.body.tracking.delivery_status).toBe('queued');

@@ -55,7 +55,9 @@ describe.skipIf(skipBrowser)('console page open while the gateway is stopped and
     world.gateway = await startGateway({ ...options, port, s3Port: 0 });
     const back = await advance(31, async () => (await page.locator('#live').innerText()) === 'live');
     expect(back).toBeLessThanOrEqual(30);
-    expect(await page.locator('#live').getAttribute('title')).toBe('refreshes when a conversation arrives or changes');
+    expect(await page.locator('#live').getAttribute('title')).toBe(
+      'refreshes when a conversation arrives or changes, at most every 5 s',
+    );
     reset();
     await advance(10);
     expect(polls.asked).toBeGreaterThanOrEqual(9);

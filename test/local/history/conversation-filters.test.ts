@@ -28,7 +28,9 @@ describe('conversation filters', () => {
       types: ['deal_analysis', 'general'],
       statuses: ['retrying'],
       since: null,
+      until: null,
       thread: null,
+      id: null,
     });
     expect(matchesFilter(row, f)).toBe(true);
     expect(matchesFilter(row, parseFilter({ status: 'completed' }))).toBe(true);
@@ -53,6 +55,29 @@ describe('conversation filters', () => {
     expect(mayMatch(row.conversation_id, parseFilter({ since: '2025-08-13T10:30:46Z' }))).toBe(false);
     expect(matchesFilter(row, parseFilter({ since: '2025-08-13T10:30:45Z' }))).toBe(true);
     expect(matchesFilter(row, parseFilter({ since: '2999-01-01' }))).toBe(false);
+  });
+
+  it('--until: received before it (since ≤ received < until); ids prune before anything is read', () => {
+    expect(parseFilter({ until: '2025-08-14' }).until).toBe(Date.parse('2025-08-14T00:00:00Z'));
+    expect(matchesFilter(row, parseFilter({ until: '2025-08-13T10:30:45.121Z' }))).toBe(true);
+    expect(matchesFilter(row, parseFilter({ until: '2025-08-13T10:30:45.120Z' }))).toBe(false);
+    expect(mayMatch(row.conversation_id, parseFilter({ until: '2025-08-13T10:30:45Z' }))).toBe(false);
+    expect(mayMatch(row.conversation_id, parseFilter({ until: '2025-08-13T10:30:45.500Z' }))).toBe(true);
+    const day = parseFilter({ since: '2025-08-13', until: '2025-08-14' });
+    expect(matchesFilter(row, day)).toBe(true);
+    expect(() => parseFilter({ until: 'tomorrow' })).toThrow(/--until must be an ISO 8601/);
+    expect(() => parseFilter({ since: '2025-08-14', until: '2025-08-13' })).toThrow(
+      /--until must be later than --since/,
+    );
+  });
+
+  it('--id: the conversation id or any part of it, in any case; other ids prune before anything is read', () => {
+    expect(parseFilter({ id: ' AbC123 ' }).id).toBe('abc123');
+    expect(matchesFilter(row, parseFilter({ id: row.conversation_id.toUpperCase() }))).toBe(true);
+    expect(matchesFilter(row, parseFilter({ id: row.conversation_id.slice(-6) }))).toBe(true);
+    expect(mayMatch(row.conversation_id, parseFilter({ id: 'zzzz' }))).toBe(false);
+    expect(() => parseFilter({ id: 'a b' })).toThrow(/--id takes a conversation id or a part of one/);
+    expect(() => parseFilter({ id: '' })).toThrow(/--id/);
   });
 
   it('--source: ids of another source (or process) prune before anything is read', () => {

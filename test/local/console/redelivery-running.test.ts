@@ -1,0 +1,76 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
+
+/**
+ * A redelivery under way (the schedule's, a redrive, a resend) was shown nowhere until its history was saved: the
+ * conversation looked idle while its receiver was being called again. Now the list marks its row `redelivering` (and
+ * its JSON says which run), and the conversation's page names the run and the state it is in, its timeline showing
+ * it as far as it went. The run is held in Deliver by the test until it lets it go.
+ */
+let world: TestWorld;
+let letGo!: () => void;
+let inDeliver!: Promise<void>;
+let holdNext = false;
+
+beforeAll(async () => {
+  const { handler: deliver } = await import('../../../functions/deliver/handler.ts');
+  let reachedDeliver!: () => void;
+  inDeliver = new Promise<void>((resolve) => {
+    reachedDeliver = resolve;
+  });
+  const gate = new Promise<void>((resolve) => {
+    letGo = resolve;
+  });
+  world = await startWorld(
+    {},
+    {
+      stageOverrides: {
+        deliver: async (input) => {
+          if (holdNext) {
+            holdNext = false;
+            reachedDeliver();
+            await gate;
+          }
+          return deliver(input as never);
+        },
+      },
+    },
+  );
+});
+afterAll(async () => {
+  letGo?.();
+  await world?.close();
+});
+
+const get = async (path: string) => (await fetch(`${world.gateway.url}${path}`)).text();
+
+describe('a redelivery under way, in the console', () => {
+  it('is shown on the list and on the conversation page while it runs, and no more once it ended', async () => {
+    world.receiver.reply(410); // a permanent answer: dead-lettered at once, the operator redrives it
+    const failed = await world.post(SEED_REQUEST);
+    const id: string = failed.body.conversation_id;
+    expect(failed.body.tracking.delivery_status).toBe('failed');
+    await world.gateway.idle();
+
+    holdNext = true;
+    const redrive = world.gateway.redelivery.redrive(id);
+    await inDeliver;
+    const page = await get(`/console/conversations/${id}?fragment=1`);
+    const name =
+      /id="redelivery-under-way">A redelivery is under way: execution <code>([^<]+)<\/code>, in <b>Deliver<\/b>/.exec(
+        page,
+      )?.[1];
+    expect(name, page).toBeDefined();
+    expect(page).toContain(`data-name="${name}" data-machine="redelivery"`);
+    expect(await get('/console?fragment=1')).toMatch(
+      new RegExp(`data-id="${id}"[^]*?<span class="badge b-redelivering" title="redelivery ${name} under way">`),
+    );
+    const api = (await (await fetch(`${world.gateway.url}/console/api/conversations`)).json()) as any;
+    expect(api.conversations[0]).toMatchObject({ conversation_id: id, redelivering: name });
+
+    letGo();
+    expect((await redrive).status).toBe('delivered');
+    expect(await get(`/console/conversations/${id}?fragment=1`)).not.toContain('redelivery-under-way');
+    expect(await get('/console?fragment=1')).not.toContain('b-redelivering');
+  });
+});
