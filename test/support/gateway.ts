@@ -188,6 +188,38 @@ export async function failOneDelivery(world: TestWorld): Promise<void> {
 }
 
 /**
+ * A Deliver stage (for startWorld's stageOverrides) that holds the next run, once `holdNext()` was called, in Deliver
+ * until `letGo()`: `reached` settles when that run got there. Every other run delivers at once.
+ */
+export async function deliverHold() {
+  const { handler: deliver } = await import('../../functions/deliver/handler.ts');
+  let armed = false;
+  let reachedDeliver!: () => void;
+  let release!: () => void;
+  const reached = new Promise<void>((resolve) => {
+    reachedDeliver = resolve;
+  });
+  const gate = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  return {
+    stage: async (input: unknown) => {
+      if (armed) {
+        armed = false;
+        reachedDeliver();
+        await gate;
+      }
+      return deliver(input as never);
+    },
+    holdNext: () => {
+      armed = true;
+    },
+    reached,
+    letGo: () => release(),
+  };
+}
+
+/**
  * Every line of a crash journal's folder (local/engine/journal.ts), in the order written; a segment's reserve (its
  * first line, spaces) is not an entry.
  */

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
+import { deliverHold, SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
 
 /**
  * A redelivery under way (the schedule's, a redrive, a resend) was shown nowhere until its history was saved: the
@@ -8,37 +8,13 @@ import { SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.
  * it as far as it went. The run is held in Deliver by the test until it lets it go.
  */
 let world: TestWorld;
-let letGo!: () => void;
-let inDeliver!: Promise<void>;
-let holdNext = false;
-
+let held: Awaited<ReturnType<typeof deliverHold>>;
 beforeAll(async () => {
-  const { handler: deliver } = await import('../../../functions/deliver/handler.ts');
-  let reachedDeliver!: () => void;
-  inDeliver = new Promise<void>((resolve) => {
-    reachedDeliver = resolve;
-  });
-  const gate = new Promise<void>((resolve) => {
-    letGo = resolve;
-  });
-  world = await startWorld(
-    {},
-    {
-      stageOverrides: {
-        deliver: async (input) => {
-          if (holdNext) {
-            holdNext = false;
-            reachedDeliver();
-            await gate;
-          }
-          return deliver(input as never);
-        },
-      },
-    },
-  );
+  held = await deliverHold();
+  world = await startWorld({}, { stageOverrides: { deliver: held.stage } });
 });
 afterAll(async () => {
-  letGo?.();
+  held?.letGo();
   await world?.close();
 });
 
@@ -52,9 +28,9 @@ describe('a redelivery under way, in the console', () => {
     expect(failed.body.tracking.delivery_status).toBe('failed');
     await world.gateway.idle();
 
-    holdNext = true;
+    held.holdNext();
     const redrive = world.gateway.redelivery.redrive(id);
-    await inDeliver;
+    await held.reached;
     const page = await get(`/console/conversations/${id}?fragment=1`);
     const name =
       /id="redelivery-under-way">A redelivery is under way: execution <code>([^<]+)<\/code>, in <b>Deliver<\/b>/.exec(
@@ -68,7 +44,7 @@ describe('a redelivery under way, in the console', () => {
     const api = (await (await fetch(`${world.gateway.url}/console/api/conversations`)).json()) as any;
     expect(api.conversations[0]).toMatchObject({ conversation_id: id, redelivering: name });
 
-    letGo();
+    held.letGo();
     expect((await redrive).status).toBe('delivered');
     expect(await get(`/console/conversations/${id}?fragment=1`)).not.toContain('redelivery-under-way');
     expect(await get('/console?fragment=1')).not.toContain('b-redelivering');

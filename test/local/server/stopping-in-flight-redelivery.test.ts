@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
+import { deliverHold, SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
 
 let world: TestWorld | undefined;
 afterAll(async () => {
@@ -13,31 +13,8 @@ afterAll(async () => {
  */
 describe('what a stop waits for: redeliveries', () => {
   it('counts a redrive under way, which close() waits for too, by its workflow’s 60 s', async () => {
-    const { handler: deliver } = await import('../../../functions/deliver/handler.ts');
-    let holdNext = false;
-    let reachedDeliver!: () => void;
-    const inDeliver = new Promise<void>((resolve) => {
-      reachedDeliver = resolve;
-    });
-    let letGo!: () => void;
-    const gate = new Promise<void>((resolve) => {
-      letGo = resolve;
-    });
-    world = await startWorld(
-      {},
-      {
-        stageOverrides: {
-          deliver: async (input) => {
-            if (holdNext) {
-              holdNext = false;
-              reachedDeliver();
-              await gate;
-            }
-            return deliver(input as never);
-          },
-        },
-      },
-    );
+    const held = await deliverHold();
+    world = await startWorld({}, { stageOverrides: { deliver: held.stage } });
     const { gateway } = world;
     world.receiver.reply(410); // a permanent answer: dead-lettered at once, the operator redrives it
     const failed = await world.post(SEED_REQUEST);
@@ -45,13 +22,13 @@ describe('what a stop waits for: redeliveries', () => {
     await gateway.idle();
     expect(gateway.inFlight()).toEqual({ count: 0, endsBy: null });
 
-    holdNext = true;
+    held.holdNext();
     const redriveSent = Date.now();
     const redrive = gateway.redelivery.redrive(failed.body.conversation_id);
-    await inDeliver;
+    await held.reached;
     const reachedAt = Date.now();
     const inFlight = gateway.inFlight();
-    letGo();
+    held.letGo();
     // Before: 0 ("no conversation in flight"), while close() waited for it.
     expect(inFlight.count).toBe(1);
     expect(inFlight.endsBy!.getTime()).toBeGreaterThanOrEqual(redriveSent + 60_000);
