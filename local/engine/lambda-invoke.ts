@@ -1,3 +1,5 @@
+import type { IncomingMessage } from 'node:http';
+import { pipeline, Transform } from 'node:stream';
 import { InvokeCommand, type InvokeCommandOutput, LambdaClient } from '@aws-sdk/client-lambda';
 import { nestedDeeperThan, TOO_DEEP_ANSWER } from '../../functions/domain/agent-contract.ts';
 
@@ -15,6 +17,19 @@ import { nestedDeeperThan, TOO_DEEP_ANSWER } from '../../functions/domain/agent-
  * - the Lambda service refused (throttled, not found, 5xx): `Lambda.<ExceptionName>`; a network failure, or an
  *   error answer that is not the Lambda API's (the SDK cannot unmarshall it): `Lambda.SdkClientException`;
  * - an output over 256 KB: `States.DataLimitExceeded`, which no Catch or Retry can handle (a terminal error);
+ * - an answer over what Lambda returns from a synchronous invoke (the Lambda developer guide, "Lambda quotas":
+ *   invocation payload, request and response, 6 MB each for synchronous invocations; the Lambda API Reference,
+ *   "Invoke": "For synchronous invocations, the maximum payload size is 6 MB"): Lambda never sends one. It fails the
+ *   invoke itself, answering 200 with `FunctionError: Unhandled` and its own error payload `{"errorType":
+ *   "Function.ResponseSizeTooLarge", "errorMessage": "Response payload size exceeded maximum allowed payload size
+ *   (6291556 bytes)."}` (the guides name neither: this is what Lambda answers), so Step Functions fails the Task
+ *   with that errorType as it does any function error (above), which Catch `States.ALL` handles, unlike
+ *   States.DataLimitExceeded. The guides give no byte count for "6 MB", and Lambda's is neither 6,000,000 nor 6 MiB
+ *   (6,291,456) but the 6,291,556 bytes its message names, a payload of exactly that still returned. The local engine
+ *   reads no more than that of an answer (one whose Content-Length says more is refused before its body; one
+ *   without, chunked, is counted as it arrives) and fails the Task the same way, so an endpoint at
+ *   AWS_ENDPOINT_URL_LAMBDA that answers gigabytes costs the gateway 6 MB; an error answer (not 2xx) that long is not
+ *   the Lambda API's: `Lambda.SdkClientException`;
  * - one departure: an answer nested deeper than LOCAL_ENGINE_MAX_DEPTH is refused here, as `AgentAnswerRejected`
  *   with the message Classify would give it (docs/contract.md, "The manager agent"), because the engine, the
  *   journal and the history write every state with JSON.stringify, which overflows the stack a few thousand levels
@@ -33,6 +48,8 @@ export interface LambdaInvokeParameters {
 
 /** Step Functions' limit for a task's output (and any state's input or output). */
 export const PAYLOAD_LIMIT_BYTES = 262_144;
+/** The most a synchronous Invoke returns: Lambda's "6 MB", in bytes as its Function.ResponseSizeTooLarge names it. */
+export const LAMBDA_RESPONSE_LIMIT_BYTES = 6_291_556;
 /**
  * The deepest answer the local engine carries to Classify (which refuses anything past 64 levels): well within what
  * the engine, the journal and the history can write (they fail a few thousand levels down, fewer for objects).
@@ -50,6 +67,65 @@ export class TaskFailure extends Error {
     this.isCatchable = !terminal;
     this.isRetryable = !terminal;
   }
+}
+
+/** An answer of the agent's endpoint past LAMBDA_RESPONSE_LIMIT_BYTES: no more of it was read. */
+class AnswerTooLarge extends Error {
+  constructor(
+    readonly statusCode: number,
+    readonly bytes: number,
+    readonly declared: boolean,
+  ) {
+    super(
+      `the answer is over ${LAMBDA_RESPONSE_LIMIT_BYTES} bytes (${declared ? `Content-Length: ${bytes}` : `more than ${LAMBDA_RESPONSE_LIMIT_BYTES} read`}), more than the Lambda Invoke API returns`,
+    );
+    this.name = 'AnswerTooLarge';
+  }
+}
+
+interface RawResponse {
+  statusCode: number;
+  headers: Record<string, string | undefined>;
+  body: unknown;
+}
+interface RequestHandler {
+  handle(request: unknown, options?: unknown): Promise<{ response: RawResponse }>;
+}
+
+/**
+ * Caps the answer's body at LAMBDA_RESPONSE_LIMIT_BYTES before the SDK collects it (it buffers a body whole, then
+ * the engine would make it a string): one whose Content-Length is over the limit is refused before its body is read;
+ * one without (chunked) is counted as it arrives and the connection closed at the first byte past the limit. One with
+ * a Content-Length within it needs no count: Node's HTTP parser reads no more than that.
+ */
+function capAnswers(handler: RequestHandler): void {
+  const handle = handler.handle.bind(handler);
+  handler.handle = async (request, options) => {
+    const result = await handle(request, options);
+    const { response } = result;
+    const body = response.body as IncomingMessage;
+    const length = response.headers['content-length'];
+    if (length !== undefined) {
+      const declared = Number(length);
+      if (declared > LAMBDA_RESPONSE_LIMIT_BYTES) {
+        body.destroy();
+        throw new AnswerTooLarge(response.statusCode, declared, true);
+      }
+      return result;
+    }
+    let read = 0;
+    const counted = new Transform({
+      transform(chunk: Buffer, _encoding, done) {
+        read += chunk.length;
+        if (read > LAMBDA_RESPONSE_LIMIT_BYTES) done(new AnswerTooLarge(response.statusCode, read, false));
+        else done(null, chunk);
+      },
+    });
+    // Either side's failure ends both: past the limit the connection is closed, a reset reaches the SDK as it was.
+    pipeline(body, counted, () => {});
+    response.body = counted;
+    return result;
+  };
 }
 
 /** The clients by the endpoint (AWS_ENDPOINT_URL_LAMBDA) each was made for: one, except in tests. */
@@ -74,6 +150,7 @@ function lambda(): LambdaClient {
       cacheMiddleware: true,
       requestHandler: { httpAgent: unpooled, httpsAgent: unpooled },
     });
+    capAnswers(client.config.requestHandler as unknown as RequestHandler);
     clients.set(endpoint, client);
   }
   return client;
@@ -88,10 +165,27 @@ function parsePayload(text: string): unknown {
   }
 }
 
+/** The errorType of Lambda's own failure of an invoke whose answer is over LAMBDA_RESPONSE_LIMIT_BYTES. */
+const RESPONSE_TOO_LARGE = 'Function.ResponseSizeTooLarge';
+
 /** What Step Functions reports for an SDK or network error of the Invoke call. */
 function serviceFailure(
   error: Error & { code?: unknown; $metadata?: { httpStatusCode?: number; requestId?: string } },
 ): TaskFailure {
+  if (error instanceof AnswerTooLarge) {
+    if (error.statusCode < 300)
+      return new TaskFailure(
+        RESPONSE_TOO_LARGE,
+        JSON.stringify({
+          errorType: RESPONSE_TOO_LARGE,
+          errorMessage: `Response payload size exceeded maximum allowed payload size (${LAMBDA_RESPONSE_LIMIT_BYTES} bytes).`,
+        }),
+      );
+    return new TaskFailure(
+      'Lambda.SdkClientException',
+      `Unable to unmarshall error response (${error.message.split('\n')[0]}). Response Code: ${error.statusCode}: the Lambda endpoint did not answer as the Lambda Invoke API does (is AWS_ENDPOINT_URL_LAMBDA right?)`,
+    );
+  }
   const status = error.$metadata?.httpStatusCode;
   if (status === undefined)
     return new TaskFailure('Lambda.SdkClientException', `Unable to execute HTTP request: ${error.message}`);

@@ -285,6 +285,28 @@ describe('InvokeManagerAgent (the state machine invokes the agent) failures: con
     expect(execution!.cause).toMatch(/^The state\/task 'InvokeManagerAgent' returned a result with a size exceeding/);
   });
 
+  it("an endless answer is read only to Lambda's 6 MB, then fails as Lambda fails it: 502 Function.ResponseSizeTooLarge, exported as failed", async () => {
+    // A fake agent endpoint answering 1.2 GB took the gateway to 3.8 GB and a 502 "Cannot create a string longer than
+    // 0x1fffffe8 characters". Lambda returns at most 6,291,556 bytes; past them it fails the invoke itself.
+    let written: (bytes: number) => void = () => {};
+    const agentWrote = new Promise<number>((resolve) => {
+      written = resolve;
+    });
+    const offered = 96 * 1024 * 1024;
+    world.agent.behave(() => ({ payload: null, endless: { bytes: offered, written } }));
+    const res = await world.post(SEED_REQUEST);
+    expect(res.status).toBe(502);
+    expect(res.body.error).toMatchObject({
+      code: 'AGENT_ERROR',
+      message:
+        'The manager agent failed: Function.ResponseSizeTooLarge: Response payload size exceeded maximum allowed payload size (6291556 bytes).',
+    });
+    await expectExportedAsFailed(res.body.error.conversation_id, 'Function.ResponseSizeTooLarge');
+    expect(world.receiver.received).toHaveLength(0);
+    // The gateway closed the connection past the limit: the agent got out the limit and what the sockets buffer.
+    expect(await agentWrote).toBeLessThan(6_291_556 + 24 * 1024 * 1024);
+  });
+
   it('the connection to the agent drops → 502 Lambda.SdkClientException with the network reason', async () => {
     world.agent.behave(() => ({ hangUp: true, payload: null }));
     const res = await world.post(SEED_REQUEST);

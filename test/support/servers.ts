@@ -127,6 +127,39 @@ export interface AgentReply {
   hangUpMidAnswer?: boolean;
   /** The body as these bytes instead of `payload` as JSON. */
   raw?: string;
+  /**
+   * Instead of `payload`: `{"response":"xxx…` in 64 KB chunks (chunked, no Content-Length) until the client closes the
+   * connection or `bytes` are written, then `written` is told how many were.
+   */
+  endless?: { bytes: number; written: (bytes: number) => void };
+}
+
+function writeEndless(
+  res: ServerResponse,
+  status: number,
+  headers: Record<string, string>,
+  endless: NonNullable<AgentReply['endless']>,
+) {
+  const chunk = Buffer.alloc(64 * 1024, 'x');
+  let written = 0;
+  let told = false;
+  const tell = () => {
+    if (!told) endless.written(written);
+    told = true;
+  };
+  const more = () => {
+    while (!res.destroyed && written < endless.bytes) {
+      written += chunk.length;
+      if (!res.write(chunk)) return;
+    }
+    if (!res.destroyed) res.end();
+    tell();
+  };
+  res.on('drain', more);
+  res.on('close', tell);
+  res.writeHead(status, headers);
+  res.write('{"response":"');
+  more();
 }
 
 /** A manager agent on the Lambda Invoke REST path; its behaviour is set per test. */
@@ -160,6 +193,10 @@ export async function startAgent(): Promise<TestAgent> {
     if (res.destroyed) return;
     const headers: Record<string, string> = { 'content-type': 'application/json', ...reply.headers };
     if (reply.functionError) headers['x-amz-function-error'] = reply.functionError;
+    if (reply.endless) {
+      writeEndless(res, reply.status ?? 200, headers, reply.endless);
+      return;
+    }
     const text = reply.raw ?? JSON.stringify(reply.payload);
     if (reply.hangUpMidAnswer) {
       res.writeHead(reply.status ?? 200, { ...headers, 'content-length': String(Buffer.byteLength(text)) });
