@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll } from 'vitest';
 
 /** Real HTTP test peers on port 0: a programmable receiver of deliveries and a programmable manager agent. */
 
@@ -258,4 +259,19 @@ export async function startS3Stub(): Promise<S3Stub> {
     res.end();
   });
   return { url: `http://127.0.0.1:${port}`, port, keys, close: closer(server) };
+}
+
+/**
+ * For the enclosing file or describe: `server` listens on an ephemeral port of 127.0.0.1, and the local engine's
+ * Lambda client (local/engine/lambda-invoke.ts) sends its invokes there (AWS_ENDPOINT_URL_LAMBDA); closed after.
+ */
+export function useAsLambdaEndpoint(server: Server): void {
+  beforeAll(async () => {
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    process.env.AWS_ENDPOINT_URL_LAMBDA = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  });
 }

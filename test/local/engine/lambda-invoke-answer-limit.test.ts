@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { invokeLambdaTask, LAMBDA_RESPONSE_LIMIT_BYTES } from '../../../local/engine/lambda-invoke.ts';
+import { useAsLambdaEndpoint } from '../../support/servers.ts';
 
 /**
  * Lambda returns at most 6 MB (6,291,556 bytes) from a synchronous invoke and fails a larger answer itself with
@@ -47,14 +47,7 @@ const server = createServer((req, res) => {
   req.on('end', () => answer(req, res));
 });
 
-beforeAll(async () => {
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  process.env.AWS_ENDPOINT_URL_LAMBDA = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-});
-afterAll(async () => {
-  server.closeAllConnections();
-  await new Promise((resolve) => server.close(resolve));
-});
+useAsLambdaEndpoint(server);
 
 async function failure(): Promise<{ name: string; message: string; isCatchable: boolean }> {
   return invokeLambdaTask({ FunctionName: 'agent', Payload: { query: 'q' } }).then(

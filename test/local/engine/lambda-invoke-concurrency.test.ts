@@ -1,7 +1,7 @@
 import { createServer, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { invokeLambdaTask } from '../../../local/engine/lambda-invoke.ts';
+import { useAsLambdaEndpoint } from '../../support/servers.ts';
 
 /**
  * Step Functions invokes each conversation's agent on its own (bounded by the agent's Lambda concurrency, not by a
@@ -23,14 +23,7 @@ describe('the local Lambda invoke', () => {
     });
   });
 
-  beforeAll(async () => {
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    process.env.AWS_ENDPOINT_URL_LAMBDA = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  });
-  afterAll(async () => {
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
-  });
+  useAsLambdaEndpoint(server);
 
   it('reaches the agent with every call at once, more than the SDK pool of 50 slow ones included', async () => {
     expected = 60;
