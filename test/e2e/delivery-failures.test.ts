@@ -127,7 +127,10 @@ describe('Deliver: Retry on transient failures, Catch to the failed-delivery sto
 
   it('receiver slower than DELIVERY_TIMEOUT_MS → the attempt times out and is retried', async () => {
     world.receiver.reply({ status: 200, delayMs: 1500 }, 200);
-    const res = await world.post(SEED_REQUEST);
+    process.env.DELIVERY_TIMEOUT_MS = '1000';
+    const res = await world.post(SEED_REQUEST).finally(() => {
+      process.env.DELIVERY_TIMEOUT_MS = '5000';
+    });
     expect(res.body.tracking.delivery_status).toBe('delivered');
     const failed = (await stateEvents(res.body.conversation_id, 'Deliver')).find((e) => e.type === 'StateFailed');
     expect(String(failed?.cause)).toMatch(/timed out after 1000 ms/);

@@ -88,8 +88,10 @@ export async function startWorld(
   process.env.AWS_ENDPOINT_URL_LAMBDA = agent.url;
   process.env.MANAGER_AGENT_FUNCTION_NAME = 'test-manager-agent';
   process.env.CONVERSATION_EXPORT_S3_BUCKET = 'test-conversations';
-  process.env.MANAGER_AGENT_TIMEOUT_MS = '2000';
-  process.env.DELIVERY_TIMEOUT_MS = '1000';
+  // The agent's and a delivery attempt's timeouts are real timers: seconds of room for an answer given at once on a
+  // loaded machine (before: 2 s and 1 s). A test about a timeout sets its own, shorter, with a slower peer.
+  process.env.MANAGER_AGENT_TIMEOUT_MS = '5000';
+  process.env.DELIVERY_TIMEOUT_MS = '5000';
   process.env.REDELIVERY_POLL_MS = '0'; // the automatic schedule is off unless a test turns it on
   // One receiver serves every test of a file, most of them failing it on purpose: its circuit breaker stays closed
   // unless a test is about the breaker (it passes its own ENDPOINT_FAILURE_THRESHOLD).
