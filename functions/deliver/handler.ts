@@ -53,9 +53,17 @@ export interface DeliverDeps {
  * classified here, as Classify would have. With a caller waiting, every AWS call here (the receivers' store, the
  * signing secrets, the attempt log) also ends by deliver_by (docs/deploy.md, "Timeouts").
  */
-export const handler = stageHandler('Deliver', (input: DeliverInput) =>
-  deliver(input, { clock: REAL_CLOCK, store: endpointStore(), post: postJson }),
-);
+export const handler = deliverOn(REAL_CLOCK);
+
+/**
+ * Deliver on a clock: the one it reads the time left before deliver_by with and waits for the receiver's rate on. The
+ * Lambda's is the real one; the local gateway's tests inject theirs (GatewayOptions.budgetClock).
+ */
+export function deliverOn(clock: RateClock) {
+  return stageHandler('Deliver', (input: DeliverInput) =>
+    deliver(input, { clock, store: endpointStore(), post: postJson }),
+  );
+}
 
 /** The handler's work, with what it takes from the outside world passed in. */
 export async function deliver(input: DeliverInput, deps: DeliverDeps): Promise<ConversationState> {

@@ -63,9 +63,19 @@ const AFTER_LOG_READ_MS = 2 * MIN_EXPORT_MS;
  * queue refused that too (`export_queue_error`, state RecordOnlyInLogs), the whole record is logged as one
  * WEBHOOK_CONVERSATION_UNSAVED event: the log is then where it is kept.
  */
-export const handler = stageHandler('Export', async ({ state, execution_name }: ExportInput): Promise<ExportOutput> => {
+export const handler = exportOn(Date.now);
+
+/**
+ * Export on a clock: the one it reads the time left before answer_by with, and closes the record at. The Lambda's is
+ * the real one; the local gateway's tests inject theirs (GatewayOptions.budgetClock).
+ */
+export function exportOn(clock: () => number) {
+  return stageHandler('Export', (input: ExportInput) => exportConversation(input, clock));
+}
+
+async function exportConversation({ state, execution_name }: ExportInput, clock: () => number): Promise<ExportOutput> {
   if (state.export_queue_error) return logUnsaved(state);
-  const now = new Date();
+  const now = new Date(clock());
   const { record, answered } = closeConversation(state, execution_name, now);
   const deferred = state.export_error;
 
@@ -83,14 +93,14 @@ export const handler = stageHandler('Export', async ({ state, execution_name }: 
       executionName: execution_name,
     };
     const answerBy = state.budget?.answer_by ?? null;
-    const logRead = budgetSignal(answerBy, new Date(), SYNC_RESERVES.fallback + AFTER_LOG_READ_MS);
+    const logRead = budgetSignal(answerBy, new Date(clock()), SYNC_RESERVES.fallback + AFTER_LOG_READ_MS);
     const documents = exportDocuments(await withLoggedAttempts(record, logRead), now.toISOString(), origin);
-    const timeLeft = () => msLeft(answerBy, new Date()) - SYNC_RESERVES.fallback;
+    const timeLeft = () => msLeft(answerBy, new Date(clock())) - SYNC_RESERVES.fallback;
     const where = `s3://${bucket}/${exportFolder(record.conversation_id)}`;
     if (timeLeft() < MIN_EXPORT_MS) {
       throw new ExportDeadlineError(`no time left to write ${where} before the caller's answer is due (${answerBy})`);
     }
-    const abortSignal = budgetSignal(answerBy, new Date(), SYNC_RESERVES.fallback);
+    const abortSignal = budgetSignal(answerBy, new Date(clock()), SYNC_RESERVES.fallback);
     const writeStarted = Date.now();
     try {
       await Promise.all(
@@ -147,7 +157,7 @@ export const handler = stageHandler('Export', async ({ state, execution_name }: 
 
   const response = answered ? successBody(record) : null;
   // The answer is due at answer_by; the closing run's record is still to be queued after it (QueueFailedExport).
-  const cut = budgetSignal(state.budget?.answer_by, new Date(), deferred ? SYNC_RESERVES.queue : 0);
+  const cut = budgetSignal(state.budget?.answer_by, new Date(clock()), deferred ? SYNC_RESERVES.queue : 0);
   const key = record.metadata.idempotency_key;
   const store = key && !state.redelivery ? idempotencyStore() : null;
   if (key && store) {
@@ -159,7 +169,7 @@ export const handler = stageHandler('Export', async ({ state, execution_name }: 
   await keepThreadTurn(record, now, cut);
   if (record.metadata.response_mode === 'async') await finishStatus(record, answer, now);
   return deferred ? { conversation: record, export_error: deferred, ...answer } : { conversation: record, ...answer };
-});
+}
 
 /**
  * An asynchronous conversation's status record now says how it ended, with the body a synchronous caller would have

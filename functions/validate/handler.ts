@@ -29,7 +29,18 @@ export type ValidateInput = ExecutionInput | { accept: ExecutionInput } | { acce
 type Accepted = Extract<ValidateResult, { valid: true; duplicate: false }>;
 
 /** Validate: raw request → conversation record, or a rejection the workflow turns into its Fail state (4xx). */
-export const handler = stageHandler('Validate', async (event: ValidateInput): Promise<ValidateResult> => {
+export const handler = validateOn(Date.now);
+
+/**
+ * Validate on a clock: the one a synchronous conversation's budget is counted on, from the request's `received_at`
+ * (functions/domain/budget.ts). The Lambda's is the real one; the local gateway's tests inject theirs
+ * (GatewayOptions.budgetClock).
+ */
+export function validateOn(now: () => number) {
+  return stageHandler('Validate', (event: ValidateInput) => validate(event, now));
+}
+
+async function validate(event: ValidateInput, now: () => number): Promise<ValidateResult> {
   if ('accepted' in event) return runAccepted(event.accepted);
   const [input, mode]: [ExecutionInput, ResponseMode] = 'accept' in event ? [event.accept, 'async'] : [event, 'sync'];
   const config = settings();
@@ -90,7 +101,7 @@ export const handler = stageHandler('Validate', async (event: ValidateInput): Pr
       started = { ...accepted, conversation, budget, thread: null };
     } else {
       const thread = await agentThreadOf(conversation);
-      budget = syncBudget(config, input.received_at, new Date());
+      budget = syncBudget(config, input.received_at, new Date(now()));
       started = { ...accepted, conversation, budget, thread };
     }
   } catch (error) {
@@ -110,7 +121,7 @@ export const handler = stageHandler('Validate', async (event: ValidateInput): Pr
   });
   if (mode === 'sync') logAgentInvoked(started, budget);
   return started;
-});
+}
 
 /**
  * The run of an accepted conversation: Validate's work was done when it was accepted; the thread's earlier turns

@@ -6,6 +6,7 @@
  * to the gateway, which runs the conversation workflow without anyone waiting for it.
  */
 import path from 'node:path';
+import type { RateClock } from '../../functions/shared/receivers.ts';
 import { STATEMACHINE_DIR } from '../paths.ts';
 import { LocalWorkflow, type TaskHandler } from './engine.ts';
 import { invokeLambdaTask } from './lambda-invoke.ts';
@@ -21,8 +22,12 @@ export type WorkflowName = 'conversation' | 'redelivery' | 'accept';
 export type Stage = 'validate' | 'classify' | 'deliver' | 'export';
 export type StageHandlers = Record<Stage, TaskHandler>;
 
-/** Import the five handlers. Call it only after the environment is set: their SDK clients read their endpoints then. */
-export async function loadStageHandlers(): Promise<StageHandlers> {
+/**
+ * Import the five handlers. Call it only after the environment is set: their SDK clients read their endpoints then.
+ * `budgetClock` (tests only, GatewayOptions.budgetClock): the clock Validate, Deliver and Export count a
+ * conversation's budget on, instead of the real one.
+ */
+export async function loadStageHandlers(budgetClock?: RateClock): Promise<StageHandlers> {
   const [validate, classify, deliver, exportStage] = await Promise.all([
     import('../../functions/validate/handler.ts'),
     import('../../functions/classify/handler.ts'),
@@ -34,10 +39,10 @@ export async function loadStageHandlers(): Promise<StageHandlers> {
     (input) =>
       fn(input as never);
   return {
-    validate: wrap(validate.handler),
+    validate: wrap(budgetClock ? validate.validateOn(budgetClock.now) : validate.handler),
     classify: wrap(classify.handler),
-    deliver: wrap(deliver.handler),
-    export: wrap(exportStage.handler),
+    deliver: wrap(budgetClock ? deliver.deliverOn(budgetClock) : deliver.handler),
+    export: wrap(budgetClock ? exportStage.exportOn(budgetClock.now) : exportStage.handler),
   };
 }
 

@@ -10,6 +10,7 @@ import {
 import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
 import { DELIVERY_URL_VARIABLES, unsafeDeliveryUrl } from '../../functions/domain/delivery.ts';
 import { parseInboundSecrets, parseSecretsBySource } from '../../functions/domain/signatures.ts';
+import type { RateClock } from '../../functions/shared/receivers.ts';
 import type { RedeliveryResult } from '../../functions/shared/redelivery.ts';
 import { DEFAULTS, flag, readEnv, type Settings, settings } from '../../functions/shared/settings.ts';
 import type { HoldListener } from '../engine/journal.ts';
@@ -40,6 +41,13 @@ export interface GatewayOptions {
    * answer (9 s, as on AWS): starts a timer that calls `fire` after `ms` and returns what cancels it. Default: setTimeout.
    */
   responseTimer?: (ms: number, fire: () => void) => () => void;
+  /**
+   * Tests only: the clock a conversation's time budget is counted on (functions/domain/budget.ts), so that what a
+   * test proves about deadlines does not depend on how busy the machine is: the request's `received_at`, Validate's
+   * budget, the time Deliver and Export see left before deliver_by and answer_by (and Deliver's wait for a
+   * receiver's rate: `sleep`). Default: the real clock.
+   */
+  budgetClock?: RateClock;
   /** How often the automatic redelivery schedule looks for due deliveries. Env REDELIVERY_POLL_MS, default 1000; 0 turns it off. */
   redeliveryPollMs: number;
   /** Called after every automatic redelivery attempt (the CLI prints a line). */
@@ -157,6 +165,7 @@ export function resolveOptions(
     stageOverrides: options.stageOverrides,
     rateLimitClock: options.rateLimitClock,
     responseTimer: options.responseTimer,
+    budgetClock: options.budgetClock,
     onExecution: options.onExecution,
     redeliveryPollMs: options.redeliveryPollMs ?? local.REDELIVERY_POLL_MS,
     onRedelivery: options.onRedelivery,

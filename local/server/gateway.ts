@@ -266,7 +266,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   let recoveryMs: number;
   /** What recovery works with: at start, and for an execution the data folder cut while the gateway runs (finishCut). */
   let recovery: RecoveryContext;
-  const handlers = { ...(await loadStageHandlers()), ...options.stageOverrides };
+  const handlers = { ...(await loadStageHandlers(options.budgetClock)), ...options.stageOverrides };
   const sendFailedDelivery = (params: unknown) => failedDeliveries.sendMessage(params as never);
   const workflow = localWorkflow('conversation', handlers, sendFailedDelivery, options.retryIntervalOverrides);
   const redeliveryWorkflow = localWorkflow('redelivery', handlers, sendFailedDelivery, options.retryIntervalOverrides);
@@ -473,6 +473,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     onExecution: options.onExecution,
     responseTimeoutMs: config.responseTimeoutMs,
     responseTimer: options.responseTimer ?? responseTimeout,
+    now: options.budgetClock?.now ?? Date.now,
     runningConversationId: (name: string) => {
       const run = runningExecutions.list().find((r) => r.execution_name === name);
       return run ? conversationIdOf(run) : null;

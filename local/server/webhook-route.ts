@@ -48,6 +48,8 @@ export interface WebhookRouteContext {
   responseTimeoutMs: number;
   /** Starts the caller's timer: `fire` after `ms`; returns what cancels it (GatewayOptions.responseTimer). */
   responseTimer: (ms: number, fire: () => void) => () => void;
+  /** The clock a request's `received_at` is read on, where its budget starts (GatewayOptions.budgetClock). */
+  now: () => number;
   /** The conversation id an execution under way has so far (once Validate chose it), else null. */
   runningConversationId?: (executionName: string) => string | null;
 }
@@ -196,7 +198,7 @@ export async function handleWebhook(
     headers: pickForwardedHeaders(req.headers),
     request_id: requestId,
     source_ip: req.socket.remoteAddress ?? 'unknown',
-    received_at: new Date().toISOString(),
+    received_at: new Date(ctx.now()).toISOString(),
     ...(apiKey.id ? { api_key_id: apiKey.id } : {}),
   };
   if (Buffer.byteLength(JSON.stringify(input)) > MAX_EXECUTION_INPUT_BYTES) return tooLarge();

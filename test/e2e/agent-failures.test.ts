@@ -4,8 +4,9 @@ import { folderOf, SEED_REQUEST, startWorld, type TestWorld } from '../support/g
 
 let world: TestWorld;
 beforeAll(async () => {
-  // Step Functions timeouts are whole seconds: the agent gets 1 s here.
-  world = await startWorld({ MANAGER_AGENT_TIMEOUT_MS: '1000' });
+  // Step Functions timeouts are whole seconds: the agent gets 2 s here, a real timer (before: 1 s, which an agent
+  // answering at once could miss on a loaded machine).
+  world = await startWorld({ MANAGER_AGENT_TIMEOUT_MS: '2000' });
 });
 afterAll(async () => {
   await world?.close();
@@ -91,13 +92,13 @@ describe('InvokeManagerAgent (the state machine invokes the agent) failures: con
     world.agent.behave(() => ({ delayMs: 6_000, payload: { response: 'too late' } }));
     const started = Date.now();
     const res = await world.post(SEED_REQUEST);
-    // InvokeManagerAgent's TimeoutSecondsPath ($.budget.agent_seconds = 1): the workflow answers itself.
-    expect(Date.now() - started).toBeLessThan(5_000); // the agent answers at 6 s; a loaded machine needs more than 1.2 s
+    // InvokeManagerAgent's TimeoutSecondsPath ($.budget.agent_seconds = 2): the workflow answers itself.
+    expect(Date.now() - started).toBeLessThan(5_000); // the agent answers at 6 s; a loaded machine needs more than 2.2 s
     expect(res.status).toBe(504);
     expect(res.body.error).toMatchObject({
       code: 'TIMEOUT',
       message:
-        "The manager agent did not answer within 1 s; the conversation was recorded as failed. For an agent that needs longer, send it again with 'Prefer: respond-async': 202 at once, then poll its status_url (the same Idempotency-Key starts it afresh)",
+        "The manager agent did not answer within 2 s; the conversation was recorded as failed. For an agent that needs longer, send it again with 'Prefer: respond-async': 202 at once, then poll its status_url (the same Idempotency-Key starts it afresh)",
     });
     const id = res.body.error.conversation_id as string;
     await expectExportedAsFailed(id, 'States.Timeout');
@@ -105,11 +106,11 @@ describe('InvokeManagerAgent (the state machine invokes the agent) failures: con
     expect(execution).toMatchObject({ status: 'FAILED', error: 'AgentTimeout' });
     expect(execution!.input).toBeDefined();
     const validated = execution!.events.find((e) => e.type === 'StateExited' && e.state === 'Validate');
-    expect((validated!.output as { budget: { agent_seconds: number } }).budget.agent_seconds).toBe(1);
+    expect((validated!.output as { budget: { agent_seconds: number } }).budget.agent_seconds).toBe(2);
   });
 
   it('a synchronous request that timed out, sent again as the 504 says (same Idempotency-Key, Prefer: respond-async), runs afresh and completes', async () => {
-    world.agent.behave(() => ({ delayMs: 2_500, payload: { response: 'worth the wait' } }));
+    world.agent.behave(() => ({ delayMs: 3_000, payload: { response: 'worth the wait' } }));
     const key = { 'idempotency-key': 'slow-agent-1' };
     const first = await world.post(SEED_REQUEST, key);
     expect(first.status).toBe(504);

@@ -15,9 +15,10 @@ const operatorLog: RequestSummary[] = [];
 beforeAll(async () => {
   world = await startWorld(
     {
-      // The synchronous budget stays 1 s; an asynchronous conversation's agent may take 3 s.
-      MANAGER_AGENT_TIMEOUT_MS: '1000',
-      ASYNC_AGENT_TIMEOUT_MS: '3000',
+      // A synchronous conversation's agent may take 3 s, an asynchronous one's 10 s: real timers, each with seconds
+      // of room for the answers here (before: 1 s and 3 s, 1.5 s of room for the slow agent below).
+      MANAGER_AGENT_TIMEOUT_MS: '3000',
+      ASYNC_AGENT_TIMEOUT_MS: '10000',
       INBOUND_WEBHOOK_SECRETS: JSON.stringify({ signed_source: SIGNED_SECRET }),
     },
     { onExecution: (summary) => operatorLog.push(summary) },
@@ -101,10 +102,10 @@ describe('Prefer: respond-async: 202 at once, the same workflow runs without the
     expect(executions[1]!.execution_name).toBe(id);
   });
 
-  it('gives the agent the asynchronous budget: an answer after 1.5 s (over the synchronous 1 s) completes', async () => {
+  it('gives the agent the asynchronous budget: an answer after 4 s (over the synchronous 3 s) completes', async () => {
     world.agent.behave((request) => ({
       payload: { response: `Answer to: ${String(request.query)}` },
-      delayMs: 1_500,
+      delayMs: 4_000,
     }));
     const accepted = await world.post(SEED_REQUEST, ASYNC);
     expect(accepted.status).toBe(202);
@@ -113,7 +114,7 @@ describe('Prefer: respond-async: 202 at once, the same workflow runs without the
     expect(done.body.status).toBe('completed');
     const [, run] = await world.gateway.executions.executions(accepted.body.conversation_id);
     const validated = run!.events.find((e) => e.type === 'StateExited' && e.state === 'Validate')!.output as any;
-    expect(validated.budget).toEqual({ agent_seconds: 3, deliver_by: null, answer_by: null });
+    expect(validated.budget).toEqual({ agent_seconds: 10, deliver_by: null, answer_by: null });
   });
 
   it('an agent failure: 202 first, then status failed with the error a synchronous call would have got; exported as failed', async () => {

@@ -88,7 +88,10 @@ describe('the attempt log: what the receiver answered, for every attempt', () =>
 
   it('keeps the first 4 KB of a long answer and says it was cut; a receiver that never answers has response null', async () => {
     world.receiver.reply({ status: 503, body: 'x'.repeat(10_000) }, { status: 200, delayMs: 1_500 });
-    const res = await world.post(SEED_REQUEST);
+    process.env.DELIVERY_TIMEOUT_MS = '1000';
+    const res = await world.post(SEED_REQUEST).finally(() => {
+      process.env.DELIVERY_TIMEOUT_MS = '5000';
+    });
     const shown = await showJson(res.body.conversation_id);
     expect(shown.delivery_attempts[0].response).toMatchObject({ status: 503, body_truncated: true });
     expect(shown.delivery_attempts[0].response.body).toHaveLength(4096);

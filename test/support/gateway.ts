@@ -5,6 +5,7 @@ import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/clien
 import { expect } from 'vitest';
 import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
 import { DELIVERY_URL_VARIABLES } from '../../functions/domain/delivery.ts';
+import type { RateClock } from '../../functions/shared/receivers.ts';
 import type { JournalEntry } from '../../local/engine/journal.ts';
 import type { GatewayOptions } from '../../local/server/config.ts';
 import { type RunningGateway, startGateway } from '../../local/server/gateway.ts';
@@ -76,7 +77,10 @@ export interface TestWorld {
  */
 export async function startWorld(
   env: Record<string, string> = {},
-  options: Pick<GatewayOptions, 'stageOverrides' | 'rateLimitClock' | 'onExecution' | 'responseTimer'> = {},
+  options: Pick<
+    GatewayOptions,
+    'stageOverrides' | 'rateLimitClock' | 'onExecution' | 'responseTimer' | 'budgetClock'
+  > = {},
 ): Promise<TestWorld> {
   for (const name of GATEWAY_VARIABLES) delete process.env[name];
   const agent = await startAgent();
@@ -84,8 +88,10 @@ export async function startWorld(
   process.env.AWS_ENDPOINT_URL_LAMBDA = agent.url;
   process.env.MANAGER_AGENT_FUNCTION_NAME = 'test-manager-agent';
   process.env.CONVERSATION_EXPORT_S3_BUCKET = 'test-conversations';
-  process.env.MANAGER_AGENT_TIMEOUT_MS = '2000';
-  process.env.DELIVERY_TIMEOUT_MS = '1000';
+  // The agent's and a delivery attempt's timeouts are real timers: seconds of room for an answer given at once on a
+  // loaded machine (before: 2 s and 1 s). A test about a timeout sets its own, shorter, with a slower peer.
+  process.env.MANAGER_AGENT_TIMEOUT_MS = '5000';
+  process.env.DELIVERY_TIMEOUT_MS = '5000';
   process.env.REDELIVERY_POLL_MS = '0'; // the automatic schedule is off unless a test turns it on
   // One receiver serves every test of a file, most of them failing it on purpose: its circuit breaker stays closed
   // unless a test is about the breaker (it passes its own ENDPOINT_FAILURE_THRESHOLD).
@@ -102,6 +108,7 @@ export async function startWorld(
     rateLimitClock: options.rateLimitClock,
     onExecution: options.onExecution,
     responseTimer: options.responseTimer,
+    budgetClock: options.budgetClock,
   });
   const s3 = new S3Client({ endpoint: gateway.s3Endpoint, forcePathStyle: true, region: 'us-east-1' });
   const world: TestWorld = {
@@ -142,6 +149,28 @@ export async function startWorld(
     },
   };
   return world;
+}
+
+/**
+ * A clock that stands still until the test moves it (`advance`), for startWorld's `budgetClock`: a conversation's
+ * budget then counts only the time the test says passed (a slow agent, a slow receiver), however busy the machine.
+ * Its `sleep` (Deliver's wait for a receiver's rate) moves it on at once.
+ */
+export interface ManualClock extends RateClock {
+  advance(ms: number): void;
+}
+
+export function manualClock(start = Date.now()): ManualClock {
+  let at = start;
+  return {
+    now: () => at,
+    sleep: async (ms) => {
+      at += ms;
+    },
+    advance: (ms) => {
+      at += ms;
+    },
+  };
 }
 
 /** Every key under `prefix`, sorted: each page of the listing (S3 returns at most 1,000 a page). */

@@ -70,6 +70,8 @@ export interface ReceiverReply {
   headers?: Record<string, string>;
   body?: string;
   delayMs?: number;
+  /** Called as the request arrives, before any delay (a test moves its injected clock: the receiver is slow). */
+  onArrival?: () => void;
 }
 
 /** A receiver whose next answers are queued per test (`reply(500, 200)`); afterwards it answers 200. */
@@ -94,6 +96,7 @@ export async function startReceiver(): Promise<TestReceiver> {
       parsed = { raw: text };
     }
     received.push({ path: req.url ?? '', headers: req.headers, body: parsed, status: answer.status, at });
+    answer.onArrival?.();
     if (answer.delayMs) await new Promise((r) => setTimeout(r, answer.delayMs));
     res.writeHead(answer.status, { 'content-type': 'text/plain', ...answer.headers });
     res.end(answer.body ?? (answer.status < 300 ? 'ok' : 'nope'));

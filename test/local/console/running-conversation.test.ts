@@ -15,7 +15,7 @@ if (skipBrowser) console.warn(`console running-conversation browser test SKIPPED
 let world: TestWorld;
 
 beforeAll(async () => {
-  // The synchronous caller waits while the page is looked at: its agent's timeout (2 s in tests) must not end it first.
+  // The synchronous caller waits while the page is looked at: its agent's timeout (5 s in tests) must not end it first.
   world = await startWorld({ MANAGER_AGENT_TIMEOUT_MS: '20000' });
 });
 afterAll(async () => {
