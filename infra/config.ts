@@ -135,7 +135,7 @@ const DELIVERY_URL_CONTEXT_KEYS: Record<WebhookType, string> = {
 
 export type ObservabilityProfileName = 'full' | 'lean';
 
-/** What each observabilityProfile sets (docs/deploy.md, docs/performance.md#cost). */
+/** What each observabilityProfile sets (docs/deploy.md, docs/performance.md#4-cost-per-1-m-conversations-us-east-1). */
 export const OBSERVABILITY_PROFILES: Record<
   ObservabilityProfileName,
   { includeExecutionData: boolean; traceSampleRate: number }
