@@ -5,6 +5,7 @@ import {
   manualClock,
   SEED_REQUEST,
   startWorld,
+  stateEvents,
   type TestWorld,
 } from '../support/gateway.ts';
 
@@ -25,11 +26,6 @@ afterAll(async () => {
   await world?.close();
 });
 beforeEach(() => world.receiver.reset());
-
-async function stateEvents(conversationId: string, state: string) {
-  const [execution] = await world.gateway.executions.executions(conversationId);
-  return execution!.events.filter((e) => e.state === state);
-}
 
 const withEnv = async <T>(env: Record<string, string>, fn: () => Promise<T>): Promise<T> => {
   const before = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
@@ -57,7 +53,7 @@ describe('the caller waits (RESPONSE_TIMEOUT_MS): in-workflow attempts never out
     expect(res.body.tracking.delivery_status).toBe('queued');
     expect(world.receiver.received).toHaveLength(0);
     const id = res.body.conversation_id as string;
-    expect((await stateEvents(id, 'Deliver')).filter((e) => e.type === 'StateRetried')).toHaveLength(0);
+    expect((await stateEvents(world, id, 'Deliver')).filter((e) => e.type === 'StateRetried')).toHaveLength(0);
     const envelope = (await world.gateway.failedDeliveries.get(id))!;
     expect(envelope).toMatchObject({
       state: 'pending',

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { PROJECT_ROOT } from '../../local/paths.ts';
-import { folderOf, SEED_REQUEST, startWorld, type TestWorld } from '../support/gateway.ts';
+import { folderOf, SEED_REQUEST, startWorld, stateEvents, type TestWorld } from '../support/gateway.ts';
 
 let world: TestWorld;
 beforeAll(async () => {
@@ -12,11 +12,6 @@ afterAll(async () => {
   await world?.close();
 });
 beforeEach(() => world.receiver.reset());
-
-async function stateEvents(conversationId: string, state: string) {
-  const [execution] = await world.gateway.executions.executions(conversationId);
-  return execution!.events.filter((e) => e.state === state);
-}
 
 describe('Deliver: Retry on transient failures, Catch to the failed-delivery store', () => {
   it('receiver 500 then 200 → retried and delivered once, with the same delivery id', async () => {
@@ -28,7 +23,7 @@ describe('Deliver: Retry on transient failures, Catch to the failed-delivery sto
     const ids = new Set(world.receiver.received.map((r) => r.headers['webhook-id']));
     expect([...ids]).toEqual([res.body.tracking.delivery_id]);
     expect(
-      (await stateEvents(res.body.conversation_id, 'Deliver')).filter((e) => e.type === 'StateRetried'),
+      (await stateEvents(world, res.body.conversation_id, 'Deliver')).filter((e) => e.type === 'StateRetried'),
     ).toHaveLength(1);
     const record = await world.getJson(`${folderOf(res.body.conversation_id)}conversation.json`);
     expect(record.conversation.webhook_context.delivery_status).toBe('delivered');
@@ -50,7 +45,7 @@ describe('Deliver: Retry on transient failures, Catch to the failed-delivery sto
     expect(res.body.tracking.delivery_status).toBe('failed');
     expect(world.receiver.received).toHaveLength(1);
     expect(
-      (await stateEvents(res.body.conversation_id, 'Deliver')).filter((e) => e.type === 'StateRetried'),
+      (await stateEvents(world, res.body.conversation_id, 'Deliver')).filter((e) => e.type === 'StateRetried'),
     ).toHaveLength(0);
 
     const envelope = await world.gateway.failedDeliveries.get(res.body.conversation_id);
@@ -109,7 +104,7 @@ describe('Deliver: Retry on transient failures, Catch to the failed-delivery sto
       expect(res.status).toBe(200);
       expect(res.body.tracking.delivery_status).toBe('retrying');
       expect(
-        (await stateEvents(res.body.conversation_id, 'Deliver')).filter((e) => e.type === 'StateRetried'),
+        (await stateEvents(world, res.body.conversation_id, 'Deliver')).filter((e) => e.type === 'StateRetried'),
       ).toHaveLength(3);
       const envelope = await world.gateway.failedDeliveries.get(res.body.conversation_id);
       expect(envelope).toMatchObject({ state: 'pending', target: `http://127.0.0.1:${closed}/down` });
@@ -132,7 +127,9 @@ describe('Deliver: Retry on transient failures, Catch to the failed-delivery sto
       process.env.DELIVERY_TIMEOUT_MS = '5000';
     });
     expect(res.body.tracking.delivery_status).toBe('delivered');
-    const failed = (await stateEvents(res.body.conversation_id, 'Deliver')).find((e) => e.type === 'StateFailed');
+    const failed = (await stateEvents(world, res.body.conversation_id, 'Deliver')).find(
+      (e) => e.type === 'StateFailed',
+    );
     expect(String(failed?.cause)).toMatch(/timed out after 1000 ms/);
   });
 

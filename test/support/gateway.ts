@@ -216,6 +216,12 @@ export async function failOneDelivery(world: TestWorld): Promise<void> {
   world.receiver.reset();
 }
 
+/** The events of one state in a conversation's first execution history, in order. */
+export async function stateEvents(world: TestWorld, conversationId: string, state: string) {
+  const [execution] = await world.gateway.executions.executions(conversationId);
+  return execution!.events.filter((e) => e.state === state);
+}
+
 /**
  * A Deliver stage (for startWorld's stageOverrides) that holds the next run, once `holdNext()` was called, in Deliver
  * until `letGo()`: `reached` settles when that run got there. Every other run delivers at once.
