@@ -128,13 +128,19 @@ function capAnswers(handler: RequestHandler): void {
   };
 }
 
+/** Where the client's middleware leaves an answer's HTTP headers on the output of the invoke that got them. */
+const ANSWER_HEADERS = Symbol('answerHeaders');
+
 /** The clients by the endpoint (AWS_ENDPOINT_URL_LAMBDA) each was made for: one, except in tests. */
 const clients = new Map<string | undefined, LambdaClient>();
 /**
  * One client per agent endpoint, created on first use (after the gateway has set the endpoint), keyed by
  * AWS_ENDPOINT_URL_LAMBDA as it is at each invoke: the SDK reads the variable once, when the client is made, so a
  * second gateway started in the same process (a test's second world) invoked the first one's agent. No SDK retries:
- * Retry is the state's. Its middleware stack is resolved once, not on every invoke (cacheMiddleware). No socket pool
+ * Retry is the state's. An invoke without a timeout reuses the middleware stack resolved for the first
+ * (cacheMiddleware; the SDK resolves it again for a call given options, as an abort signal): so the answer's headers
+ * are taken by a middleware of the client's, which writes them onto each call's own output, never by one added to a
+ * command, which the cached stack would keep with the first command's closure. No socket pool
  * limit: Step Functions invokes each conversation's agent on its own, bounded only by the agent's Lambda concurrency
  * (a throttle is Lambda.TooManyRequestsException), while the SDK's default pool of 50 sockets per host made the 51st
  * agent call, a fast one too, wait for one of 50 slow agents to answer, its wait counted against its own
@@ -151,6 +157,15 @@ function lambda(): LambdaClient {
       requestHandler: { httpAgent: unpooled, httpsAgent: unpooled },
     });
     capAnswers(client.config.requestHandler as unknown as RequestHandler);
+    client.middlewareStack.add(
+      (next) => async (args) => {
+        const result = await next(args);
+        const headers = (result.response as { headers?: Record<string, string> }).headers ?? {};
+        Object.defineProperty(result.output, ANSWER_HEADERS, { value: headers });
+        return result;
+      },
+      { step: 'initialize', name: 'captureInvokeHeaders' },
+    );
     clients.set(endpoint, client);
   }
   return client;
@@ -217,7 +232,6 @@ function serviceFailure(
 /** The Task handler for `arn:aws:states:::lambda:invoke` (see the module comment). */
 export async function invokeLambdaTask(input: unknown, timeoutMs?: number): Promise<unknown> {
   const params = input as LambdaInvokeParameters;
-  let headers: Record<string, string> = {};
   const command = new InvokeCommand({
     FunctionName: params.FunctionName,
     Qualifier: params.Qualifier,
@@ -225,14 +239,6 @@ export async function invokeLambdaTask(input: unknown, timeoutMs?: number): Prom
     ClientContext: params.ClientContext,
     Payload: params.Payload === undefined ? undefined : Buffer.from(JSON.stringify(params.Payload)),
   });
-  command.middlewareStack.add(
-    (next) => async (args) => {
-      const result = await next(args);
-      headers = ((result.response as { headers?: Record<string, string> }).headers ?? {}) as Record<string, string>;
-      return result;
-    },
-    { step: 'deserialize', name: 'captureInvokeHeaders' },
-  );
   let out: InvokeCommandOutput;
   try {
     // A little after the engine's own timeout, so the engine reports States.Timeout first.
@@ -250,6 +256,7 @@ export async function invokeLambdaTask(input: unknown, timeoutMs?: number): Prom
       `The cause could not be determined because Lambda did not return an error type. Returned payload: ${text}`,
     );
   }
+  const headers = (out as { [ANSWER_HEADERS]?: Record<string, string> })[ANSWER_HEADERS] ?? {};
   const requestId = out.$metadata.requestId ?? headers['x-amzn-requestid'] ?? '';
   const payload = parsePayload(text);
   const result = {
