@@ -189,8 +189,17 @@ describe('conversations --aws', () => {
         query: SEED_QUERY,
         thread_id: null,
         thread_turn: null,
+        idempotency_key: null,
+        webhook_id: null,
       },
     ]);
+  });
+
+  it('--key is refused with --aws: the exports keep no key', async () => {
+    expect(await main(['conversations', 'list', '--aws', '--key', 'msg_1'])).toBe(1);
+    expect(output.stderr).toMatch(/--key looks in the local histories only/);
+    expect(await main(['conversations', 'show', '--aws', '--key', 'msg_1'])).toBe(1);
+    expect(athena.commandCalls(StartQueryExecutionCommand)).toHaveLength(0);
   });
 
   it('list with nothing to show says so, not that nothing matches ""', async () => {
