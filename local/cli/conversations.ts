@@ -156,8 +156,12 @@ export async function conversationsShow(args: string[]): Promise<number> {
   if (values.source !== undefined && values.key === undefined)
     throw new CliError('conversations show takes --source only with --key (the source that sent the key)');
   const byKey = values.key === undefined ? null : filterOf({ key: values.key, source: values.source });
-  if (byKey !== null && awsRequested(values)) throw new CliError(KEY_IS_LOCAL);
-  const id = byKey === null ? positionals[0] : await conversationOfKey(byKey);
+  const id =
+    byKey === null
+      ? positionals[0]
+      : awsRequested(values)
+        ? await awsConversationOfKey(byKey, values)
+        : await conversationOfKey(byKey);
   if (!id)
     throw new CliError(
       'conversations show needs a conversation id, e.g. webhook_20250813_103045_testing_phase3valid_abc123, or --key with the Idempotency-Key or webhook-id its request carried',
@@ -220,9 +224,29 @@ async function conversationOfKey(filter: ConversationFilter): Promise<string> {
   return newest.conversation_id;
 }
 
-/** `--key` on a deployed stack: not kept in the exports' SQL table. */
-const KEY_IS_LOCAL =
-  '--key looks in the local histories only: the exports have no key column (docs/operations.md, "Find a conversation by the source\'s message id")';
+/**
+ * `--key` with `--aws`: the conversation the stack's idempotency table holds for the key of one source (its items are
+ * keyed by both), named on stderr.
+ */
+async function awsConversationOfKey(
+  filter: ConversationFilter,
+  target: { stack?: string; region?: string; profile?: string },
+): Promise<string> {
+  const [source, ...more] = filter.sources;
+  if (source === undefined || more.length > 0 || filter.key === null)
+    throw new CliError(
+      "--key with --aws needs --source with the one source system that sent it: the stack's idempotency table keeps each key under its source (without --aws the local histories are searched by the key alone)",
+    );
+  const system = source.split('/')[0]!;
+  const { conversationOfKeyOnAws } = await import('./aws/conversations.ts');
+  const id = await conversationOfKeyOnAws(target, system, filter.key);
+  if (id === null)
+    throw new CliError(
+      `no key "${filter.key}" of ${system} in the ${target.stack ?? DEFAULT_STACK_NAME} stack's idempotency table: it keeps a key 24 hours after its conversation completed; docs/operations.md ("Find a conversation by the source's message id") says how to look further back`,
+    );
+  note(`"${filter.key}" of ${system} started ${id} (the stack's idempotency table)`);
+  return id;
+}
 
 /** Exports are off (ENABLE_CONVERSATION_EXPORT=false here or in the running gateway) and none was written for `id`. */
 async function exportsOff(dataDir: string, bucket: string, id: string): Promise<boolean> {
@@ -406,12 +430,17 @@ export async function conversationsSearch(args: string[], mode: { listing?: bool
     throw new CliError(
       'conversations search needs the text to look for, e.g. conversations search "top 5 deals" [--source S] [--type T] [--status S] [--since ISO] [--json]',
     );
-  const filter = filterOf(values);
+  let filter = filterOf(values);
   if (filter.key !== null && !mode.listing)
     throw new CliError(
       'conversations search takes no --key: the exported records have no key column; conversations list --key or show --key find it',
     );
-  if (filter.key !== null) throw new CliError(KEY_IS_LOCAL);
+  // list --aws --key: the conversation the idempotency table names, looked up in the exports from its own second on.
+  const key = filter.key;
+  if (key !== null) {
+    const id = await awsConversationOfKey(filter, values);
+    filter = { ...filter, key: null, id, since: Math.max(filter.since ?? 0, idTimeMs(id)) };
+  }
   const limit = values.limit === undefined && !mode.listing ? null : limitOf(values.limit, 50);
   const { hitOfRow, searchSql } = await import('../history/export-search.ts');
   let rows: Record<string, unknown>[];
@@ -454,7 +483,7 @@ export async function conversationsSearch(args: string[], mode: { listing?: bool
       ? shown.map(({ key: _key, matched_in: _in, snippet: _snippet, ...row }) => ({
           ...row,
           executions: null,
-          idempotency_key: null,
+          idempotency_key: key,
           webhook_id: null,
         }))
       : shown;

@@ -58,7 +58,7 @@ const USAGE = `Usage: webhook-gateway <command>
 
 Filters take one value or a comma-separated list: --source system or system/process, --type deal_analysis,
 data_analysis, lead_analysis, general or none, --status completed, failed, delivered, retrying, ... (conversation or
-delivery status); --key takes the Idempotency-Key or webhook-id a source sent (exact; local only). search
+delivery status); --key takes the Idempotency-Key or webhook-id a source sent (exact; --aws needs --source too). search
 and query run SQL on the exported analysis.json records: DuckDB over LOCAL_DATA_DIR (or the S3 of AWS_ENDPOINT_URL_S3)
 here, Athena with --aws. The running gateway also serves a web console at /console.
 
