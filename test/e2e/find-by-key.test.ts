@@ -67,13 +67,32 @@ describe('finding a conversation by the Idempotency-Key or webhook-id its source
   });
 
   it('an asynchronous start is found by its key while it runs and once it ended', async () => {
+    world.agent.reset();
+    // The agent answers once the test has seen the conversation running.
+    let answer = () => {};
+    const answered = new Promise<void>((resolve) => {
+      answer = resolve;
+    });
+    world.agent.behave(async () => {
+      await answered;
+      return { payload: { response: 'Top deals: Acme', agent: 'test-agent' } };
+    });
     const accepted = await world.post(SEED_REQUEST, { prefer: 'respond-async', 'Idempotency-Key': 'order-77' });
     expect(accepted.status).toBe(202);
     const id = accepted.body.conversation_id as string;
+    try {
+      await until('its run waits on the agent', async () => world.agent.invocations.length === 1);
+      expect((await api('?key=order-77')).body.conversations).toEqual([
+        expect.objectContaining({ conversation_id: id, status: 'in_progress', idempotency_key: 'order-77' }),
+      ]);
+    } finally {
+      answer(); // a failed check leaves no run waiting on the agent
+    }
     await until(
       'its run ended',
       async () => (await api('?key=order-77')).body.conversations[0]?.status === 'completed',
     );
+    world.agent.reset();
     expect((await api('?key=order-77')).body.conversations.map((c: any) => c.conversation_id)).toEqual([id]);
     const listed = await cli('list', '--key', 'order-77', '--json');
     expect(JSON.parse(listed.stdout)).toEqual([
