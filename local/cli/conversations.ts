@@ -19,7 +19,7 @@ import {
   isEmptyFilter,
   parseFilter,
 } from '../history/conversation-filters.ts';
-import { latestRecord } from '../history/conversations.ts';
+import { inboundWebhookId, latestRecord } from '../history/conversations.ts';
 import { type HeldReceivers, nextAttemptLabel } from '../history/endpoints.ts';
 import { conversationFigures, formatFigures } from '../history/figures.ts';
 import { listConversations } from '../history/listing.ts';
@@ -53,6 +53,7 @@ const FILTER_OPTIONS = {
   until: { type: 'string' },
   thread: { type: 'string' },
   id: { type: 'string' },
+  key: { type: 'string' },
   limit: { type: 'string' },
   json: { type: 'boolean' },
 } as const;
@@ -147,13 +148,23 @@ export async function conversationsShow(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
-    options: { json: { type: 'boolean' }, ...AWS_OPTIONS },
+    options: { json: { type: 'boolean' }, key: { type: 'string' }, source: { type: 'string' }, ...AWS_OPTIONS },
   });
   noMoreThanOne(positionals, 'conversations show', 'conversation id');
-  const id = positionals[0];
+  if (values.key !== undefined && positionals.length > 0)
+    throw new CliError('conversations show takes a conversation id or --key, not both');
+  if (values.source !== undefined && values.key === undefined)
+    throw new CliError('conversations show takes --source only with --key (the source that sent the key)');
+  const byKey = values.key === undefined ? null : filterOf({ key: values.key, source: values.source });
+  const id =
+    byKey === null
+      ? positionals[0]
+      : awsRequested(values)
+        ? await awsConversationOfKey(byKey, values)
+        : await conversationOfKey(byKey);
   if (!id)
     throw new CliError(
-      'conversations show needs a conversation id, e.g. webhook_20250813_103045_testing_phase3valid_abc123',
+      'conversations show needs a conversation id, e.g. webhook_20250813_103045_testing_phase3valid_abc123, or --key with the Idempotency-Key or webhook-id its request carried',
     );
   if (!isConversationId(id))
     throw new CliError(
@@ -190,6 +201,51 @@ export async function conversationsShow(args: string[]): Promise<number> {
     held: envelope?.state === 'pending' ? await localHeldReceivers(options.dataDir) : new Map(),
   });
   return 0;
+}
+
+/**
+ * The conversation a request's Idempotency-Key or inbound webhook-id started (`filter.key`, of `filter.sources` if
+ * given): the newest, when a retry ran again after a failure or a crash, or the same key came from two sources (the
+ * others are named on stderr). A retry answered from the key has no conversation of its own: it is the first one.
+ */
+async function conversationOfKey(filter: ConversationFilter): Promise<string> {
+  const store = new ExecutionStore(resolveOptions().dataDir, { onUnreadable: skippedHistory });
+  const { rows } = await listConversations(store, new SummaryIndex(store), filter, 50);
+  rows.sort(compareRows(filter));
+  const [newest, ...others] = rows;
+  if (!newest)
+    throw new CliError(
+      `no conversation in ${store.dir} was started by a request with Idempotency-Key or webhook-id "${filter.key}"${filter.sources.length > 0 ? ` from ${filter.sources.join(', ')}` : ''} (the key is exact, as the source sent it)`,
+    );
+  if (others.length > 0)
+    note(
+      `webhook-gateway: "${filter.key}" also started ${others.map((r) => `${r.conversation_id} (${sourceOf(r)}, ${r.status})`).join(', ')}; showing the newest`,
+    );
+  return newest.conversation_id;
+}
+
+/**
+ * `--key` with `--aws`: the conversation the stack's idempotency table holds for the key of one source (its items are
+ * keyed by both), named on stderr.
+ */
+async function awsConversationOfKey(
+  filter: ConversationFilter,
+  target: { stack?: string; region?: string; profile?: string },
+): Promise<string> {
+  const [source, ...more] = filter.sources;
+  if (source === undefined || more.length > 0 || filter.key === null)
+    throw new CliError(
+      "--key with --aws needs --source with the one source system that sent it: the stack's idempotency table keeps each key under its source (without --aws the local histories are searched by the key alone)",
+    );
+  const system = source.split('/')[0]!;
+  const { conversationOfKeyOnAws } = await import('./aws/conversations.ts');
+  const id = await conversationOfKeyOnAws(target, system, filter.key);
+  if (id === null)
+    throw new CliError(
+      `no key "${filter.key}" of ${system} in the ${target.stack ?? DEFAULT_STACK_NAME} stack's idempotency table: it keeps a key 24 hours after its conversation completed; docs/operations.md ("Find a conversation by the source's message id") says how to look further back`,
+    );
+  note(`"${filter.key}" of ${system} started ${id} (the stack's idempotency table)`);
+  return id;
 }
 
 /** Exports are off (ENABLE_CONVERSATION_EXPORT=false here or in the running gateway) and none was written for `id`. */
@@ -316,6 +372,9 @@ function printConversation(
     out(
       `  source     ${record.metadata.source_system} / ${record.metadata.source_process}   received ${record.metadata.received_at}`,
     );
+    const webhookId = inboundWebhookId(executions);
+    if (record.metadata.idempotency_key || webhookId)
+      out(`  request    idempotency key ${record.metadata.idempotency_key ?? '-'}   webhook-id ${webhookId ?? '-'}`);
     const { thread_id: threadId, thread_turn: turn } = record.metadata;
     if (threadId)
       // A thread belongs to its source (docs/contract.md#threads): --thread alone would list other sources' too.
@@ -371,7 +430,17 @@ export async function conversationsSearch(args: string[], mode: { listing?: bool
     throw new CliError(
       'conversations search needs the text to look for, e.g. conversations search "top 5 deals" [--source S] [--type T] [--status S] [--since ISO] [--json]',
     );
-  const filter = filterOf(values);
+  let filter = filterOf(values);
+  if (filter.key !== null && !mode.listing)
+    throw new CliError(
+      'conversations search takes no --key: the exported records have no key column; conversations list --key or show --key find it',
+    );
+  // list --aws --key: the conversation the idempotency table names, looked up in the exports from its own second on.
+  const key = filter.key;
+  if (key !== null) {
+    const id = await awsConversationOfKey(filter, values);
+    filter = { ...filter, key: null, id, since: Math.max(filter.since ?? 0, idTimeMs(id)) };
+  }
   const limit = values.limit === undefined && !mode.listing ? null : limitOf(values.limit, 50);
   const { hitOfRow, searchSql } = await import('../history/export-search.ts');
   let rows: Record<string, unknown>[];
@@ -411,7 +480,12 @@ export async function conversationsSearch(args: string[], mode: { listing?: bool
   if (values.json) {
     // A listing's rows have the local list's fields (scripts run on both); how many executions is in the logs only.
     const rows = mode.listing
-      ? shown.map(({ key: _key, matched_in: _in, snippet: _snippet, ...row }) => ({ ...row, executions: null }))
+      ? shown.map(({ key: _key, matched_in: _in, snippet: _snippet, ...row }) => ({
+          ...row,
+          executions: null,
+          idempotency_key: key,
+          webhook_id: null,
+        }))
       : shown;
     out(JSON.stringify(rows, null, 2));
     return 0;

@@ -23,8 +23,10 @@ import { tryRequest } from './try-request.ts';
 const USAGE = `Usage: webhook-gateway <command>
 
   start                                 run the gateway locally (PORT, default 3000)
-  conversations list [--source S] [--type T] [--status S] [--since ISO] [--until ISO] [--id ID] [--thread T] [--limit N] [--json]
+  conversations list [--source S] [--type T] [--status S] [--since ISO] [--until ISO] [--id ID] [--thread T] [--key K] [--limit N] [--json]
   conversations show <conversation_id> [--json]
+  conversations show --key K [--source S] [--json]
+                                        the conversation a request with that Idempotency-Key or webhook-id started
   conversations search <text> [--source S] [--type T] [--status S] [--since ISO] [--until ISO] [--id ID] [--thread T] [--limit N] [--json]
   conversations query "SELECT …" [--json | --csv]
   conversations query --named NAME [--param name=value]… [--json | --csv]
@@ -56,8 +58,9 @@ const USAGE = `Usage: webhook-gateway <command>
 
 Filters take one value or a comma-separated list: --source system or system/process, --type deal_analysis,
 data_analysis, lead_analysis, general or none, --status completed, failed, delivered, retrying, ... (conversation or
-delivery status). search and query run SQL on the exported analysis.json records: DuckDB over LOCAL_DATA_DIR (or
-the S3 of AWS_ENDPOINT_URL_S3) here, Athena with --aws. The running gateway also serves a web console at /console.
+delivery status); --key takes the Idempotency-Key or webhook-id a source sent (exact; --aws needs --source too). search
+and query run SQL on the exported analysis.json records: DuckDB over LOCAL_DATA_DIR (or the S3 of AWS_ENDPOINT_URL_S3)
+here, Athena with --aws. The running gateway also serves a web console at /console.
 
 --aws acts on a deployed stack (default ${DEFAULT_STACK_NAME}) through the AWS SDK: the credentials of --profile P
 (a profile of ~/.aws/config or ~/.aws/credentials; else AWS_PROFILE, else AWS_ACCESS_KEY_ID…), in --region R (else

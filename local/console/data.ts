@@ -188,6 +188,7 @@ export async function threadConversations(
     until: null,
     thread: threadId,
     id: null,
+    key: null,
   };
   // One per history store, kept across the console's requests (and the gateway's saves).
   const index = SummaryIndex.of(ctx.executions);

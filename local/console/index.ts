@@ -118,8 +118,8 @@ const ANALYTICS_MIN_REFRESH_MS = 10_000;
  */
 const LIST_MIN_REFRESH_MS = 5_000;
 
-/** The list's filter parameters: those of `conversations list` (--source … --id), by the same names. */
-const FILTER_PARAMS = ['source', 'type', 'status', 'since', 'until', 'thread', 'id'] as const;
+/** The list's filter parameters: those of `conversations list` (--source … --key), by the same names. */
+const FILTER_PARAMS = ['source', 'type', 'status', 'since', 'until', 'thread', 'id', 'key'] as const;
 /** Those that take a comma-separated list: also given as the parameter repeated (`?type=a&type=b`). */
 const LIST_PARAMS = new Set<string>(['source', 'type', 'status']);
 

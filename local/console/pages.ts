@@ -5,6 +5,7 @@ import { recordFromExport } from '../../functions/domain/export-formats.ts';
 import { attemptsMade, type FailedDeliveryEnvelope, owedBy } from '../../functions/domain/failed-delivery.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
 import { FILTER_STATUSES, FILTER_TYPES } from '../history/conversation-filters.ts';
+import { inboundWebhookId } from '../history/conversations.ts';
 import { type HeldReceivers, nextAttemptLabel, type UnreadableReceiver } from '../history/endpoints.ts';
 import { conversationFigures, formatFigures } from '../history/figures.ts';
 import { timeline } from '../history/timeline.ts';
@@ -151,6 +152,7 @@ function filterForm(params: URLSearchParams): SafeHtml {
     html`<label>${label} <input name="${name}" value="${params.get(name) ?? ''}" aria-label="filter by ${label}" placeholder="${hint}" autocomplete="off" spellcheck="false"${list ? html` list="${list}"` : ''}></label>`;
   return html`<form id="filters" method="get" action="/console" role="search" aria-label="filter conversations">
   ${field('id', 'id', 'conversation id, or part')}
+  ${field('key', 'key', 'Idempotency-Key or webhook-id')}
   ${field('status', 'status', 'failed,retrying', 'filter-statuses')}
   ${field('type', 'type (receiver)', 'e.g. deal_analysis', 'filter-types')}
   ${field('source', 'source', 'system[/process]')}
@@ -222,12 +224,21 @@ function summary(
   <dt>status</dt><dd id="conversation-status">${badge(record.execution.status)}</dd>
   <dt>type</dt><dd>${ctx.webhook_type ?? '-'} <small>${ctx.classification_reason ?? 'not classified'}</small></dd>
   <dt>delivery</dt><dd id="delivery-status" data-status="${ctx.delivery_status}">${badge(ctx.delivery_status)} <small>${ctx.delivery_target ?? ''}</small></dd>
+${requestKeys(record, executions)}
   <dt>delivery id</dt><dd><code>${ctx.delivery_id}</code></dd>
   <dt>timings</dt><dd id="timings">${formatFigures(conversationFigures(record, executions))}</dd>
 </dl>
 <h2>Query</h2><pre class="text">${userQuery(record)}</pre>
 <h2>Answer</h2><pre class="text">${answer ? turnText(answer) : '(no answer)'}</pre>
 ${record.execution.errors.length === 0 ? '' : html`<h2>Errors</h2><ul class="errors">${record.execution.errors.map((e) => html`<li><code>${e.at}</code> ${e.stage}: <b>${e.error}</b> ${e.message}</li>`)}</ul>`}`;
+}
+
+/** The Idempotency-Key (or webhook-id) the gateway keyed the request on, and the inbound webhook-id it carried. */
+function requestKeys(record: ConversationRecord, executions: ExecutionRecord[]): SafeHtml | '' {
+  const key = record.metadata.idempotency_key;
+  const webhookId = inboundWebhookId(executions);
+  if (!key && !webhookId) return '';
+  return html`<dt>request</dt><dd id="request-keys">idempotency key <code>${key ?? '-'}</code> · webhook-id <code>${webhookId ?? '-'}</code></dd>`;
 }
 
 /** What the receiver answered (the attempt log): the first line of its body, the rest and its headers on demand. */

@@ -3,10 +3,11 @@
  * (`GET /console/api/conversations`): source, type (the receiver: one per type), status, thread, the receive time's
  * range (since, until) and an id lookup. Each of source, type and status takes one value or a comma-separated list
  * (any of them matches). One case rule (docs/operations.md): a type, a status and an id are read in any case, a
- * source in its canonical form (which folds case too), a thread id as sent.
+ * source in its canonical form (which folds case too), a thread id and a request's key as sent.
  */
 import { type DeliveryStatus, WEBHOOK_TYPES, type WebhookType } from '../../functions/domain/conversation.ts';
 import { idPart, PROCESS_PART_LENGTH, SOURCE_PART_LENGTH } from '../../functions/domain/conversation-id.ts';
+import { KEY_PATTERN } from '../../functions/domain/idempotency.ts';
 import { isoInstant } from '../../functions/domain/named-queries.ts';
 import {
   canonicalSource,
@@ -29,6 +30,11 @@ export interface ConversationFilter {
   id: string | null;
   /** One thread_id (exact): only that thread's conversations, listed in turn order. */
   thread: string | null;
+  /**
+   * The request's `Idempotency-Key` or inbound `webhook-id` (exact, as the source sent it, trimmed): only the
+   * conversations that request started (more than one when a retry ran again after a failure or a crash).
+   */
+  key: string | null;
 }
 
 /** What a filter looks at: a row of `conversations list`, a search hit, a console row. */
@@ -43,6 +49,12 @@ export interface FilterableConversation {
   /** Absent on rows read from exports without the thread columns. */
   thread_id?: string | null;
   thread_turn?: number | null;
+  /**
+   * The key the gateway took for the request's idempotency (its Idempotency-Key, or its webhook-id), and the inbound
+   * webhook-id it carried. Absent: not known (an index entry of an earlier version, a row from the exports).
+   */
+  idempotency_key?: string | null;
+  webhook_id?: string | null;
 }
 
 const CONVERSATION_STATUSES = ['completed', 'failed', 'interrupted', 'in_progress', 'timed_out', 'aborted'] as const;
@@ -89,6 +101,7 @@ export interface FilterFlags {
   until?: string;
   thread?: string;
   id?: string;
+  key?: string;
 }
 
 /** An ISO date or date-time with its zone, as epoch ms; a date-time without a zone would use the local one. */
@@ -137,8 +150,13 @@ export function parseFilter(flags: FilterFlags): ConversationFilter {
     throw new FilterError(
       `--thread takes a thread_id (letters, digits, '_', '-', '.', at most ${MAX_THREAD_ID_LENGTH}); got "${thread}"`,
     );
+  const key = flags.key?.trim() ?? null;
+  if (key !== null && !KEY_PATTERN.test(key))
+    throw new FilterError(
+      `--key takes the Idempotency-Key or webhook-id a source sent (1 to 255 visible ASCII characters, exact); got "${flags.key}"`,
+    );
   const sources = list(flags.source).map((s) => s.split('/').map(canonicalSource).join('/'));
-  return { sources, types, statuses, since, until, thread, id };
+  return { sources, types, statuses, since, until, thread, id, key };
 }
 
 export function isEmptyFilter(filter: ConversationFilter): boolean {
@@ -147,7 +165,8 @@ export function isEmptyFilter(filter: ConversationFilter): boolean {
     filter.since === null &&
     filter.until === null &&
     filter.thread === null &&
-    filter.id === null
+    filter.id === null &&
+    filter.key === null
   );
 }
 
@@ -175,8 +194,13 @@ export function matchesFilter(row: FilterableConversation, filter: ConversationF
   if (filter.until !== null && !(Date.parse(row.received_at) < filter.until)) return false;
   if (filter.id !== null && !row.conversation_id.includes(filter.id)) return false;
   if (filter.thread !== null && row.thread_id !== filter.thread) return false;
+  if (filter.key !== null && !mayHaveKey(row, filter.key)) return false;
   return true;
 }
+
+/** The row's request had `key` (its idempotency key or its inbound webhook-id), or its keys are not known. */
+const mayHaveKey = (row: FilterableConversation, key: string) =>
+  row.webhook_id === undefined || row.idempotency_key === key || row.webhook_id === key;
 
 /** The receive time a conversation id carries (to the second, UTC), or NaN. */
 export function idTimeMs(conversationId: string): number {

@@ -1,4 +1,5 @@
 import { type ConversationRecord, userQuery, withTurnTexts } from '../../functions/domain/conversation.ts';
+import { KEY_PATTERN } from '../../functions/domain/idempotency.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
 import type { FilterableConversation } from './conversation-filters.ts';
 
@@ -23,6 +24,8 @@ export function recordOf(execution: ExecutionRecord): ConversationRecord | null 
 
 /** A row of `conversations list`: what the filters look at, and a little more. */
 export interface ConversationSummary extends FilterableConversation {
+  idempotency_key: string | null;
+  webhook_id: string | null;
   total_time_ms: number | null;
   executions: number;
   query: string;
@@ -63,6 +66,18 @@ function endedUnclosed(record: ConversationRecord, execution: ExecutionRecord): 
   };
 }
 
+/**
+ * The inbound `webhook-id` a conversation's request carried (trimmed), from the execution input that holds the
+ * request's headers (the conversation workflow's, or the accept workflow's for an asynchronous start), or null.
+ */
+export function inboundWebhookId(executions: readonly ExecutionRecord[]): string | null {
+  for (const execution of executions) {
+    const id = (execution.input as { headers?: Record<string, unknown> } | null)?.headers?.['webhook-id'];
+    if (typeof id === 'string' && KEY_PATTERN.test(id.trim())) return id.trim();
+  }
+  return null;
+}
+
 export function summarize(conversationId: string, executions: ExecutionRecord[]): ConversationSummary | null {
   const latest = executions.at(-1);
   const record = latestRecord(executions);
@@ -84,5 +99,7 @@ export function summarize(conversationId: string, executions: ExecutionRecord[])
     query: userQuery(record),
     thread_id: record.metadata.thread_id ?? null,
     thread_turn: record.metadata.thread_turn ?? null,
+    idempotency_key: record.metadata.idempotency_key ?? null,
+    webhook_id: inboundWebhookId(executions),
   };
 }

@@ -1,7 +1,8 @@
 /**
  * What the filters of `conversations list` and the console's thread page look at (source, type, status, receive time,
- * thread), kept per conversation in `<dataDir>/summaries/conversations.json` so that a filter that matches few
- * conversations does not parse every execution history (docs/operations.md, "Runbook"). Each entry holds the stamp
+ * thread, the request's Idempotency-Key and inbound webhook-id), kept per conversation in
+ * `<dataDir>/summaries/conversations.json` so that a filter that matches few conversations does not parse every
+ * execution history (docs/operations.md, "Runbook"). Each entry holds the stamp
  * (inode and time) its conversation's folder and each of its histories had when the histories were read: a history
  * is written whole into that folder once its execution ended (local/store/execution-store.ts), which changes the
  * folder's time, and one edited in place by hand changes its own, so an entry whose stamp differs is read again from
@@ -64,7 +65,10 @@ const MAX_KEPT_QUERY = 2_000;
 const sameNames = (a: readonly string[], b: readonly string[]) =>
   a.length === b.length && a.every((n, i) => n === b[i]);
 
-/** The filter fields of a row, in the index's order. */
+/**
+ * The filter fields of a row, in the index's order. Its request's keys are absent from an entry of an earlier
+ * version: a listing that shows it, or looks for a key, reads its histories (and keepListed adds them).
+ */
 function filterFields(row: FilterableConversation): FilterableConversation {
   return {
     conversation_id: row.conversation_id,
@@ -76,6 +80,7 @@ function filterFields(row: FilterableConversation): FilterableConversation {
     delivery_status: row.delivery_status,
     thread_id: row.thread_id ?? null,
     thread_turn: row.thread_turn ?? null,
+    ...(row.webhook_id !== undefined && { idempotency_key: row.idempotency_key ?? null, webhook_id: row.webhook_id }),
   };
 }
 
@@ -94,7 +99,7 @@ function rowOfExecutions(
 /** The `conversations list` row of an entry, in summarize's order (conversations.ts), when the index holds it all. */
 function summaryOf(entry: Entry): ConversationSummary | undefined {
   const { row, listed } = entry;
-  if (!row || !listed) return undefined;
+  if (!row || !listed || row.webhook_id === undefined) return undefined;
   return {
     conversation_id: row.conversation_id,
     received_at: row.received_at,
@@ -108,6 +113,8 @@ function summaryOf(entry: Entry): ConversationSummary | undefined {
     query: listed.query,
     thread_id: row.thread_id ?? null,
     thread_turn: row.thread_turn ?? null,
+    idempotency_key: row.idempotency_key ?? null,
+    webhook_id: row.webhook_id,
   };
 }
 
@@ -222,15 +229,18 @@ export class SummaryIndex {
 
   /**
    * The rest of a row its caller read from the histories, kept in the entry that lacked it (one written by an earlier
-   * version holds the filter fields only) when the entry's filter fields are those of the row: the next listing
-   * that shows it reads no history.
+   * version holds the filter fields only, without the request's keys) when the entry's filter fields are those of the
+   * row: the next listing that shows it, or looks for a key, reads no history.
    */
   async keepListed(id: string, summary: ConversationSummary): Promise<void> {
     const entry = (await this.load()).get(id);
-    if (!entry?.row || entry.listed || summary.query.length > MAX_KEPT_QUERY) return;
-    if (JSON.stringify(filterFields(summary)) !== JSON.stringify(filterFields(entry.row))) return;
+    const keysKnown = entry?.row?.webhook_id !== undefined;
+    if (!entry?.row || (keysKnown && (entry.listed || summary.query.length > MAX_KEPT_QUERY))) return;
+    const known = filterFields({ ...summary, idempotency_key: undefined, webhook_id: undefined });
+    if (JSON.stringify(known) !== JSON.stringify(filterFields({ ...entry.row, webhook_id: undefined }))) return;
+    entry.row = filterFields(summary);
     const { total_time_ms, executions, query } = summary;
-    entry.listed = { total_time_ms, executions, query };
+    if (!entry.listed && query.length <= MAX_KEPT_QUERY) entry.listed = { total_time_ms, executions, query };
     this.changed = true;
   }
 

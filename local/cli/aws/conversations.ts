@@ -11,12 +11,14 @@ import {
   StartQueryCommand,
   StopQueryCommand,
 } from '@aws-sdk/client-cloudwatch-logs';
+import { GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { exportFolder } from '../../../functions/domain/export-formats.ts';
+import { idempotencyPk } from '../../../functions/domain/idempotency.ts';
 import type { ExecutionRecord, ExecutionStatus, HistoryEvent } from '../../engine/engine.ts';
 import type { ExportBucket } from '../../store/export-bucket.ts';
 import { CliError, note } from '../shared.ts';
 import { withAftermath } from './errors.ts';
-import { type AwsClients, readStack, requireOutput } from './stack.ts';
+import { type AwsClients, type AwsTarget, readStack, requireOutput, withAws } from './stack.ts';
 
 export interface ConversationStack {
   name: string;
@@ -31,6 +33,30 @@ export async function readConversationStack(clients: AwsClients, name: string): 
   const { executionLogGroup, redeliveryLogGroup, acceptLogGroup } = stack.outputs;
   const logGroups = [executionLogGroup, redeliveryLogGroup, acceptLogGroup].filter((g): g is string => g !== null);
   return { name, bucket: requireOutput(stack, 'exportBucket'), logGroups };
+}
+
+/**
+ * The conversation a source's key started, from the stack's idempotency table (docs/operations.md, "Find a
+ * conversation by the source's message id"), or null when the table has no such key. Its items are keyed by a hash of
+ * the source system and the key (functions/domain/idempotency.ts), so the source is needed; a key is kept 24 hours
+ * after its conversation completed (7 minutes while it runs, and a key freed after an agent failure is gone).
+ */
+export async function conversationOfKeyOnAws(
+  target: AwsTarget,
+  sourceSystem: string,
+  key: string,
+): Promise<string | null> {
+  return withAws(target, async (clients, stackName) => {
+    const table = requireOutput(await readStack(clients, stackName), 'idempotencyTable');
+    const { Item } = await clients.dynamodb.send(
+      new GetItemCommand({
+        TableName: table,
+        Key: { pk: { S: idempotencyPk(sourceSystem, key) } },
+        ProjectionExpression: 'conversation_id',
+      }),
+    );
+    return Item?.conversation_id?.S ?? null;
+  });
 }
 
 /** The deployed export bucket, read like the local one (search and list reuse the same code). */

@@ -27,6 +27,7 @@ export const AWS_STACK_OUTPUTS = {
   analyticsWorkGroup: 'AnalyticsWorkGroupName',
   stateMachineArn: 'StateMachineArn',
   deliveriesTable: 'DeliveriesTableName',
+  idempotencyTable: 'IdempotencyTableName',
   deliverFunction: 'DeliverFunctionName',
   deliverySigningSecretsArn: 'DeliverySigningSecretsArn',
 } as const;

@@ -17,6 +17,7 @@ import {
 import { LocalRedelivery } from '../../../local/engine/redelivery.ts';
 import { loadStageHandlers, localWorkflow } from '../../../local/engine/workflows.ts';
 import { LocalFailedDeliveryStore } from '../../../local/store/failed-delivery-store.ts';
+import { runMain } from '../../support/cli.ts';
 import {
   folderOf,
   journalEntries,
@@ -316,6 +317,29 @@ describe('a delivered conversation, cut after each journal line', () => {
       error: 'GatewayInterrupted',
     });
     expect(recovered.status).toBe('SUCCEEDED');
+  });
+});
+
+describe('a recovered conversation and its request keys', () => {
+  it('is found by the webhook-id and Idempotency-Key its request carried, interrupted or resumed (conversations list --key)', async () => {
+    const found = async (key: string) => {
+      const run = await runMain(['conversations', 'list', '--json', '--key', key], { LOCAL_DATA_DIR: world.dataDir });
+      return (JSON.parse(run.stdout) as { conversation_id: string; status: string }[]).map((r) => [
+        r.conversation_id,
+        r.status,
+      ]);
+    };
+    for (const [cutAt, status] of [
+      ['in:InvokeManagerAgent', 'interrupted'],
+      ['out:Deliver', 'completed'],
+    ] as const) {
+      const headers = { 'webhook-id': `msg_recovered_${status}`, 'idempotency-key': `order_recovered_${status}` };
+      const { res, entries } = await journaledRun(headers);
+      await recover(entries.slice(0, entries.findIndex((e) => point(e) === cutAt) + 1));
+      const id = res.body.conversation_id as string;
+      expect(await found(`msg_recovered_${status}`), cutAt).toEqual([[id, status]]);
+      expect(await found(`order_recovered_${status}`), cutAt).toEqual([[id, status]]);
+    }
   });
 });
 

@@ -31,6 +31,7 @@ describe('conversation filters', () => {
       until: null,
       thread: null,
       id: null,
+      key: null,
     });
     expect(matchesFilter(row, f)).toBe(true);
     expect(matchesFilter(row, parseFilter({ status: 'completed' }))).toBe(true);
@@ -91,6 +92,23 @@ describe('conversation filters', () => {
     expect(mayMatch(id, parseFilter({ source: 'crmsystem_two' }))).toBe(true);
     expect(matchesFilter(row, parseFilter({ source: 'crmsystem_two' }))).toBe(false);
     expect(mayMatch(id, parseFilter({ source: 'crm_system', since: '2025-08-14' }))).toBe(false);
+  });
+
+  it("--key: the request's Idempotency-Key or inbound webhook-id, exact; a row whose keys are unknown may match", () => {
+    const keyed = { ...row, idempotency_key: 'order-1001', webhook_id: 'msg_1' };
+    expect(parseFilter({ key: ' order-1001 ' }).key).toBe('order-1001');
+    expect(matchesFilter(keyed, parseFilter({ key: 'order-1001' }))).toBe(true);
+    expect(matchesFilter(keyed, parseFilter({ key: 'msg_1' }))).toBe(true);
+    expect(matchesFilter(keyed, parseFilter({ key: 'ORDER-1001' }))).toBe(false);
+    expect(matchesFilter(keyed, parseFilter({ key: 'order' }))).toBe(false);
+    expect(matchesFilter({ ...row, idempotency_key: null, webhook_id: null }, parseFilter({ key: 'msg_1' }))).toBe(
+      false,
+    );
+    // An index entry of an earlier version has no keys: its histories decide (listing.ts reads them).
+    expect(matchesFilter(row, parseFilter({ key: 'msg_1' }))).toBe(true);
+    expect(mayMatch(row.conversation_id, parseFilter({ key: 'msg_1' }))).toBe(true);
+    expect(() => parseFilter({ key: 'two words' })).toThrow(/--key takes the Idempotency-Key or webhook-id/);
+    expect(() => parseFilter({ key: 'x'.repeat(256) })).toThrow(/1 to 255 visible ASCII/);
   });
 
   it('rejects bad values with one clear message', () => {

@@ -11,10 +11,12 @@ import {
   StartQueryCommand,
   StopQueryCommand,
 } from '@aws-sdk/client-cloudwatch-logs';
+import { DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { structuredJson } from '../../../../functions/domain/export-formats.ts';
+import { idempotencyPk } from '../../../../functions/domain/idempotency.ts';
 import { completeConversation, withAgentAnswer, withClassification } from '../../../../functions/domain/lifecycle.ts';
 import {
   executionFromLogEvents,
@@ -31,6 +33,7 @@ const cfn = mockClient(CloudFormationClient);
 const s3 = mockClient(S3Client);
 const logs = mockClient(CloudWatchLogsClient);
 const athena = mockClient(AthenaClient);
+const dynamodb = mockClient(DynamoDBClient);
 
 const ID = 'webhook_20250813_103045_testing_phase3valid_abc123';
 const SEED_QUERY = 'What are the top 5 deals closing this quarter?';
@@ -66,6 +69,7 @@ beforeEach(() => {
   s3.reset();
   logs.reset();
   athena.reset();
+  dynamodb.reset();
   output = captureOutput();
   cfn.on(DescribeStacksCommand).resolves(
     describedStack({
@@ -73,6 +77,7 @@ beforeEach(() => {
       ExecutionLogGroupName: '/aws/vendedlogs/states/conversation',
       AnalyticsWorkGroupName: 'WebhookConversationGateway-analytics',
       AnalyticsDatabaseName: 'webhook_conversation_gateway',
+      IdempotencyTableName: 'prod-idempotency',
     }),
   );
   // Athena answers the search with the record's row (the columns searchSql selects), in one page.
@@ -189,8 +194,55 @@ describe('conversations --aws', () => {
         query: SEED_QUERY,
         thread_id: null,
         thread_turn: null,
+        idempotency_key: null,
+        webhook_id: null,
       },
     ]);
+  });
+
+  it("list --key --source finds the conversation the stack's idempotency table holds for the source's key", async () => {
+    dynamodb
+      .on(GetItemCommand, { Key: { pk: { S: idempotencyPk('testing_system', 'msg_2Zq8') } } })
+      .resolves({ Item: { conversation_id: { S: ID } } });
+    expect(
+      await main(['conversations', 'list', '--aws', '--key', 'msg_2Zq8', '--source', 'Testing_System', '--json']),
+    ).toBe(0);
+    expect(dynamodb.commandCalls(GetItemCommand)[0]!.args[0].input).toMatchObject({ TableName: 'prod-idempotency' });
+    expect(output.stderr).toContain(`"msg_2Zq8" of testing_system started ${ID} (the stack's idempotency table)`);
+    // One Athena query for that conversation, from the second its id carries (not the last 7 days).
+    const [start] = athena.commandCalls(StartQueryExecutionCommand).map((c) => c.args[0].input);
+    expect(start!.QueryString).toContain('strpos(conversation_id, ?) > 0');
+    expect(start!.ExecutionParameters).toEqual([
+      "'2025-08-13T10:30:45.000Z'",
+      "'2025-08-13T10:30:45.000Z'",
+      `'${ID}'`,
+      "'testing_system'",
+      "'testing_system'",
+    ]);
+    expect(output.stderr).not.toMatch(/last 7 days/);
+    expect(JSON.parse(output.stdout)).toEqual([
+      expect.objectContaining({ conversation_id: ID, idempotency_key: 'msg_2Zq8', webhook_id: null }),
+    ]);
+  });
+
+  it('show --key --source shows that conversation; a key the table does not hold, or no --source, is one clear line', async () => {
+    dynamodb.on(GetItemCommand).resolves({ Item: { conversation_id: { S: ID } } });
+    logs.on(StartQueryCommand).resolves({ queryId: 'q1' });
+    logs.on(GetQueryResultsCommand).resolves({ status: 'Complete', results: [] });
+    expect(await main(['conversations', 'show', '--aws', '--key', 'order-7', '--source', 'testing_system'])).toBe(0);
+    expect(output.stdout).toContain(`conversation ${ID}`);
+    expect(dynamodb.commandCalls(GetItemCommand)[0]!.args[0].input.Key).toEqual({
+      pk: { S: idempotencyPk('testing_system', 'order-7') },
+    });
+    dynamodb.on(GetItemCommand).resolves({});
+    expect(await main(['conversations', 'show', '--aws', '--key', 'order-8', '--source', 'testing_system'])).toBe(1);
+    expect(output.stderr).toMatch(
+      /no key "order-8" of testing_system in the WebhookConversationGateway stack's idempotency table: it keeps a key 24 hours/,
+    );
+    dynamodb.resetHistory();
+    expect(await main(['conversations', 'list', '--aws', '--key', 'order-8'])).toBe(1);
+    expect(output.stderr).toMatch(/--key with --aws needs --source with the one source system that sent it/);
+    expect(dynamodb.commandCalls(GetItemCommand)).toHaveLength(0);
   });
 
   it('list with nothing to show says so, not that nothing matches ""', async () => {

@@ -7,7 +7,7 @@ import {
 } from '@aws-sdk/client-athena';
 import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
 import { CloudWatchLogsClient, GetQueryResultsCommand, StartQueryCommand } from '@aws-sdk/client-cloudwatch-logs';
-import { DynamoDBClient, QueryCommand } from '@aws-sdk/client-dynamodb';
+import { DynamoDBClient, GetItemCommand, QueryCommand } from '@aws-sdk/client-dynamodb';
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { SFNClient, StartSyncExecutionCommand } from '@aws-sdk/client-sfn';
 import { GetQueueAttributesCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
@@ -62,6 +62,8 @@ beforeEach(() => {
   for (const mock of [cfn, athena, s3, logs, sqs, sfn, dynamo]) mock.reset();
   // The attempt log a redrive reads first: nothing delivered since.
   dynamo.on(QueryCommand).resolves({ Items: [] });
+  // The idempotency table holds the key a `--key` example looks up, for the conversation the examples name.
+  dynamo.on(GetItemCommand).resolves({ Item: { conversation_id: { S: ID } } });
   cfn
     .on(DescribeStacksCommand)
     .resolves(
