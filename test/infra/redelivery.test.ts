@@ -85,13 +85,16 @@ describe('redelivery workflow', () => {
     expect(resourcesOf(own[0]!.statement)).toEqual([fnArn('Deliver'), fnArn('Export')]);
   });
 
-  it('is not reachable from the API: only the scheduler may start it', () => {
+  it("is not reachable from the API: only the scheduler and the operators' policy (redrive, resend) may start it", () => {
     const starters = allPolicyStatements(template).filter(
       (s) =>
         actionsOf(s.statement).some((a) => a.startsWith('states:Start')) &&
         JSON.stringify(s.statement.Resource).includes(redeliveryId()),
     );
-    expect(starters.map((s) => s.roles)).toEqual([[schedulerRole()]]);
+    expect(starters.map((s) => s.roles[0] ?? s.holder)).toEqual([
+      schedulerRole(),
+      id('AWS::IAM::ManagedPolicy', 'OperatorPolicy'),
+    ]);
     const api = Object.entries(resources).filter(([, r]) => r.Type.startsWith('AWS::ApiGateway::'));
     expect(api.length).toBeGreaterThan(0);
     for (const [apiId, resource] of api) expect(JSON.stringify(resource), apiId).not.toContain(redeliveryId());
