@@ -19,6 +19,7 @@ import { FailedDeliveryQueue } from './constructs/failed-delivery-queue.ts';
 import { GatewayAlarms } from './constructs/gateway-alarms.ts';
 import { IdempotencyTable } from './constructs/idempotency-table.ts';
 import { OperationsDashboard } from './constructs/operations-dashboard.ts';
+import { OperatorPolicy } from './constructs/operator-policy.ts';
 import { REDELIVERY_SCHEDULER_TIMEOUT, RedeliveryScheduler } from './constructs/redelivery-scheduler.ts';
 import { RedeliveryWorkflow } from './constructs/redelivery-workflow.ts';
 import { SavedQueries } from './constructs/saved-queries.ts';
@@ -58,6 +59,7 @@ export const STACK_OUTPUTS = {
   analyticsDatabase: 'AnalyticsDatabaseName',
   analyticsWorkGroup: 'AnalyticsWorkGroupName',
   analyticsQueryPolicyArn: 'AnalyticsQueryPolicyArn',
+  operatorPolicyArn: 'OperatorPolicyArn',
   /** Only with context sourceRateLimits. */
   sourceApiKeyIds: 'SourceApiKeyIds',
   /** Only with context alarmEmail. */
@@ -106,6 +108,7 @@ export class WebhookGatewayStack extends Stack {
   readonly dashboard: OperationsDashboard;
   readonly queries: SavedQueries;
   readonly analytics: ConversationAnalytics;
+  readonly operatorPolicy: OperatorPolicy;
 
   constructor(scope: Construct, id: string, props: WebhookGatewayStackProps = {}) {
     super(scope, id, {
@@ -233,6 +236,16 @@ export class WebhookGatewayStack extends Stack {
       resultsExpirationDays: config.analyticsResultsExpirationDays,
       firstDay: ANALYTICS_FIRST_DAY,
     });
+    this.operatorPolicy = new OperatorPolicy(this, 'Operator', {
+      deadLetterQueue: this.queues.deadLetterQueue,
+      failedDeliveryQueue: this.queues.queue,
+      redeliveryStateMachine: this.redelivery.stateMachine,
+      exportBucket: this.storage.bucket,
+      executionLogGroups: [this.workflow.logGroup, this.redelivery.logGroup, this.accept.logGroup],
+      deliveriesTable: this.deliveries.table,
+      deliverFunction: this.functions.deliver,
+      deliverySecret: this.secrets.delivery,
+    });
 
     this.addOutputs();
   }
@@ -357,6 +370,11 @@ export class WebhookGatewayStack extends Stack {
       STACK_OUTPUTS.analyticsQueryPolicyArn,
       this.analytics.queryPolicy.managedPolicyArn,
       'Attach to the roles that run the named queries',
+    );
+    output(
+      STACK_OUTPUTS.operatorPolicyArn,
+      this.operatorPolicy.policy.managedPolicyArn,
+      'Attach to the roles that run the webhook-gateway --aws commands (with AnalyticsQueryPolicyArn for SQL)',
     );
     const keys = Object.entries(this.rateLimits.apiKeys);
     if (keys.length > 0) {

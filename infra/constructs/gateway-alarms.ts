@@ -1,6 +1,7 @@
 import { Stack } from 'aws-cdk-lib';
 import { Alarm, ComparisonOperator, type IMetric, MathExpression, TreatMissingData } from 'aws-cdk-lib/aws-cloudwatch';
 import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
+import { PolicyStatement, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import type { IFunction } from 'aws-cdk-lib/aws-lambda';
 import { FilterPattern, type ILogGroup, MetricFilter } from 'aws-cdk-lib/aws-logs';
 import { Topic } from 'aws-cdk-lib/aws-sns';
@@ -254,6 +255,18 @@ export class GatewayAlarms extends Construct {
         enforceSSL: true,
       });
       topic.addSubscription(new EmailSubscription(props.alarmEmail));
+      // A topic policy (the TLS-only statement) replaces SNS's default one, under which the account's own alarms
+      // could publish: without this Allow every notification fails, silently but for the alarm's history
+      // (docs/deploy.md, Monitoring). Only this stack's alarms, each by its ARN.
+      topic.addToResourcePolicy(
+        new PolicyStatement({
+          sid: 'AllowTheStackAlarmsToPublish',
+          principals: [new ServicePrincipal('cloudwatch.amazonaws.com')],
+          actions: ['sns:Publish'],
+          resources: [topic.topicArn],
+          conditions: { ArnEquals: { 'aws:SourceArn': this.all.map((alarm) => alarm.alarmArn) } },
+        }),
+      );
       for (const alarm of this.all) {
         alarm.addAlarmAction(new SnsAction(topic));
         alarm.addOkAction(new SnsAction(topic));

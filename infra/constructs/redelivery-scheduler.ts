@@ -1,4 +1,4 @@
-import { Duration } from 'aws-cdk-lib';
+import { Annotations, Duration } from 'aws-cdk-lib';
 import type { ITable } from 'aws-cdk-lib/aws-dynamodb';
 import { Rule, Schedule } from 'aws-cdk-lib/aws-events';
 import { LambdaFunction } from 'aws-cdk-lib/aws-events-targets';
@@ -74,6 +74,14 @@ export class RedeliveryScheduler extends Construct {
         ...props.deliveriesVariables,
       },
     });
+    if (props.reservedConcurrency) {
+      // Lambda refuses a reservation that leaves fewer than 100 executions unreserved (or, below that, the whole
+      // quota): on a new account the deploy fails there and rolls back (docs/deploy.md, Configuration).
+      Annotations.of(this).addWarningV2(
+        'webhook-gateway:reserved-concurrency',
+        `redeliverySchedulerConcurrency ${props.reservedConcurrency} reserves Lambda concurrency: the deploy fails ("decreases account's UnreservedConcurrentExecution below its minimum value") unless the account's concurrent-executions quota leaves at least 100 unreserved after it; new accounts may have 10 (aws lambda get-account-settings shows yours).`,
+      );
+    }
     const fn = this.function;
     fn.addToRolePolicy(
       new PolicyStatement({

@@ -28,6 +28,7 @@ import {
   out,
   parseSince,
   parseWebhookType,
+  redriveExitCode,
   resultDetail,
   stateLabel,
 } from './shared.ts';
@@ -233,7 +234,7 @@ export async function deliveriesRedrive(args: string[]): Promise<number> {
         .map(([k, v]) => `${v} ${k.replace('_', ' ')}`)
         .join(', ')}`,
     );
-  return (counts.failed ?? 0) + (counts.error ?? 0) + (counts.held ?? 0) > 0 ? 1 : 0;
+  return redriveExitCode(counts);
 }
 
 /** What redriving a delivered conversation says to do instead (docs/operations.md: resend it). */

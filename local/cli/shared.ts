@@ -154,6 +154,19 @@ export function resultDetail(result: RedeliveryResult): string {
   return result.error ? `: ${result.error}` : '';
 }
 
+const REDRIVE_SKIPPED_EXIT_CODE = 75;
+
+/**
+ * A redrive's exit code (docs/operations.md, "Resend and recover"), locally and with --aws: 1 when a delivery failed,
+ * was held back by its receiver, met an error, or was not reached (Ctrl-C); otherwise 75 (EX_TEMPFAIL of sysexits.h)
+ * when one was skipped because the scheduler or another redrive holds it (nothing was done for it: run the same
+ * command again later); otherwise 0, everything planned delivered (or already delivered).
+ */
+export function redriveExitCode(counts: Record<string, number>, notReached = 0): number {
+  if ((counts.failed ?? 0) + (counts.error ?? 0) + (counts.held ?? 0) + notReached > 0) return 1;
+  return (counts.skipped ?? 0) > 0 ? REDRIVE_SKIPPED_EXIT_CODE : 0;
+}
+
 /** Where the running local gateway is: --url, GATEWAY_URL, the gateway running on this data directory (its gateway.json), or PORT on loopback. */
 export async function gatewayUrl(explicit: string | undefined, dataDir: string): Promise<string> {
   // An empty variable counts as unset (docs/configuration.md).

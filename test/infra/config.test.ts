@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { App } from 'aws-cdk-lib';
-import { Match, type Template } from 'aws-cdk-lib/assertions';
+import type { Template } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseApiKeySources } from '../../functions/domain/source-identity.ts';
@@ -475,9 +475,24 @@ describe('a stack configured through context', () => {
       Endpoint: OPTIONAL_FEATURES_CONTEXT.alarmEmail,
       TopicArn: { Ref: topic },
     });
-    template.hasResourceProperties('AWS::SNS::TopicPolicy', {
-      PolicyDocument: {
-        Statement: [Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } })],
+    const [policy, ...more] = Object.values(template.findResources('AWS::SNS::TopicPolicy'));
+    expect(more).toEqual([]);
+    const statements = policy!.Properties.PolicyDocument.Statement as Record<string, unknown>[];
+    expect(statements).toContainEqual(
+      expect.objectContaining({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } }),
+    );
+    // A topic policy replaces SNS's default one, which let the account's own services publish: CloudWatch alarms
+    // then need an Allow of their own, else every notification fails (docs/deploy.md, Monitoring). Exactly the
+    // stack's alarms, each by its ARN.
+    const alarmIds = Object.keys(template.findResources('AWS::CloudWatch::Alarm'));
+    expect(statements).toContainEqual({
+      Sid: 'AllowTheStackAlarmsToPublish',
+      Effect: 'Allow',
+      Principal: { Service: 'cloudwatch.amazonaws.com' },
+      Action: 'sns:Publish',
+      Resource: { Ref: topic },
+      Condition: {
+        ArnEquals: { 'aws:SourceArn': expect.arrayContaining(alarmIds.map((id) => ({ 'Fn::GetAtt': [id, 'Arn'] }))) },
       },
     });
     const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm')).map((a) => a.Properties);

@@ -73,9 +73,9 @@ describe('signing secrets', () => {
     expect(env('Deliver')).toMatchObject({ DELIVERY_SIGNING_SECRETS_ARN: { Ref: delivery() } });
   });
 
-  it('may be read (GetSecretValue only) by Validate, the status route and Deliver, each its own secret only', () => {
+  it("may be read (GetSecretValue only) by Validate, the status route and Deliver, each its own secret only; the delivery secret also rotated by the operators' policy", () => {
     const reads = allowing('secretsmanager:').map((s) => ({
-      roles: s.roles,
+      roles: s.roles.length > 0 ? s.roles : [s.holder],
       actions: actionsOf(s.statement),
       resources: resourcesOf(s.statement),
     }));
@@ -88,9 +88,15 @@ describe('signing secrets', () => {
           actions: ['secretsmanager:GetSecretValue'],
           resources: [{ Ref: inbound() }],
         },
+        {
+          // `endpoints set <type> --secret … --aws` (docs/deploy.md, After the first deploy).
+          roles: [id('AWS::IAM::ManagedPolicy', 'OperatorPolicy')],
+          actions: ['secretsmanager:GetSecretValue', 'secretsmanager:PutSecretValue'],
+          resources: [{ Ref: delivery() }],
+        },
       ]),
     );
-    expect(reads).toHaveLength(3);
+    expect(reads).toHaveLength(4);
   });
 
   it('are outputs, so the operator can put their values', () => {

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import type { Template } from 'aws-cdk-lib/assertions';
+import { Annotations, Match, type Template } from 'aws-cdk-lib/assertions';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REDELIVERY_VISIBILITY_SECONDS } from '../../functions/shared/failed-delivery-queue.ts';
 import { DEFAULT_CONFIG } from '../../infra/config.ts';
@@ -85,13 +85,16 @@ describe('redelivery workflow', () => {
     expect(resourcesOf(own[0]!.statement)).toEqual([fnArn('Deliver'), fnArn('Export')]);
   });
 
-  it('is not reachable from the API: only the scheduler may start it', () => {
+  it("is not reachable from the API: only the scheduler and the operators' policy (redrive, resend) may start it", () => {
     const starters = allPolicyStatements(template).filter(
       (s) =>
         actionsOf(s.statement).some((a) => a.startsWith('states:Start')) &&
         JSON.stringify(s.statement.Resource).includes(redeliveryId()),
     );
-    expect(starters.map((s) => s.roles)).toEqual([[schedulerRole()]]);
+    expect(starters.map((s) => s.roles[0] ?? s.holder)).toEqual([
+      schedulerRole(),
+      id('AWS::IAM::ManagedPolicy', 'OperatorPolicy'),
+    ]);
     const api = Object.entries(resources).filter(([, r]) => r.Type.startsWith('AWS::ApiGateway::'));
     expect(api.length).toBeGreaterThan(0);
     for (const [apiId, resource] of api) expect(JSON.stringify(resource), apiId).not.toContain(redeliveryId());
@@ -115,9 +118,17 @@ describe('redelivery scheduler', () => {
     // Lambda keeps 100 executions of an account unreserved and a new account may have a quota of 10: a reserved
     // concurrency would fail the deploy there (context redeliverySchedulerConcurrency reserves some on purpose).
     expect(fn.ReservedConcurrentExecutions).toBeUndefined();
+    expect(Annotations.fromStack(synth.stack).findWarning('*', Match.anyValue())).toEqual([]);
     const reserved = synthesize({ context: { ...DELIVERY_URL_CONTEXT, redeliverySchedulerConcurrency: 1 } });
     try {
       expect(reserved.template.toJSON().Resources[schedulerId()].Properties.ReservedConcurrentExecutions).toBe(1);
+      // The synth says so: on a new account (a quota of 10) that deploy fails and rolls back.
+      const warnings = Annotations.fromStack(reserved.stack).findWarning('*', Match.anyValue());
+      expect(warnings.map((w) => String(w.entry.data))).toEqual([
+        expect.stringMatching(
+          /^redeliverySchedulerConcurrency 1 reserves Lambda concurrency: the deploy fails .*at least 100 unreserved/,
+        ),
+      ]);
     } finally {
       reserved.cleanup();
     }

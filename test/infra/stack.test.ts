@@ -437,14 +437,17 @@ describe('IAM: least privilege', () => {
     expect(resourcesOf(start[0]!.statement)).toEqual(
       expect.arrayContaining([{ Ref: stateMachineId() }, { Ref: acceptStateMachineId() }]),
     );
-    // Besides the API, only the redelivery scheduler starts executions, and only of the redelivery workflow.
+    // Besides the API, only the redelivery scheduler and the operators' policy (redrive, resend) start executions,
+    // and only of the redelivery workflow.
     const others = allowedBy('states:StartSyncExecution').filter((s) => !s.roles.includes(apiRole));
-    expect(others.map((s) => s.roles)).toEqual([
-      [logicalId(template, 'AWS::IAM::Role', 'RedeliverySchedulerFunctionRole')],
+    expect(others.map((s) => s.roles[0] ?? s.holder)).toEqual([
+      logicalId(template, 'AWS::IAM::Role', 'RedeliverySchedulerFunctionRole'),
+      logicalId(template, 'AWS::IAM::ManagedPolicy', 'OperatorPolicy'),
     ]);
-    expect(resourcesOf(others[0]!.statement)).toEqual([
-      { Ref: logicalId(template, 'AWS::StepFunctions::StateMachine', 'RedeliveryStateMachine') },
-    ]);
+    for (const other of others)
+      expect(resourcesOf(other.statement)).toEqual([
+        { Ref: logicalId(template, 'AWS::StepFunctions::StateMachine', 'RedeliveryStateMachine') },
+      ]);
   });
 });
 

@@ -31,7 +31,7 @@ import { type RedeliveryResult, redeliverHeld, resend } from '../../../functions
 import { DynamoRedeliveryClaims, type RedeliveryClaim } from '../../../functions/shared/redelivery-claim.ts';
 import { stepFunctionsRedeliver } from '../../../functions/shared/redelivery-execution.ts';
 import { settings } from '../../../functions/shared/settings.ts';
-import { CliError, deliveriesTable, note, parseSince, resultDetail, stateLabel } from '../shared.ts';
+import { CliError, deliveriesTable, note, parseSince, redriveExitCode, resultDetail, stateLabel } from '../shared.ts';
 import { explainAwsError, exportMissingOrDenied, surelyNotDone, withAftermath } from './errors.ts';
 import { AWS_STACK_OUTPUTS, type AwsClients, type ItemErrorExplainer, readStack, requireOutput } from './stack.ts';
 
@@ -608,8 +608,9 @@ export async function awsDeliveriesRedrive(
         ? `stopped by Ctrl-C: ${left.length} not redriven; making them visible again failed (${stillHidden})`
         : `stopped by Ctrl-C: ${left.length} not redriven, back in the dead-letter queue (run the same command again for them)`,
     );
-  // As locally: what was not delivered (failed, held back by its receiver, an error) is exit code 1; so is a stop.
-  return (counts.failed ?? 0) + (counts.error ?? 0) + (counts.held ?? 0) + left.length > 0 ? 1 : 0;
+  // As locally: what was not delivered (failed, held back by its receiver, an error) is exit code 1, so is a stop;
+  // skipped ones alone (held by the scheduler or another redrive: nothing done for them) make it 75.
+  return redriveExitCode(counts, left.length);
 }
 
 /**

@@ -671,13 +671,19 @@ describe('deliveries redrive --aws', () => {
     }
   });
 
-  it('a hold SQS refuses: "taken by another redrive" only when the message was received since, else the AWS error', async () => {
+  /** Two dead letters, the first received by someone else since (SQS refuses its hold: MessageNotInflight). */
+  function twoTheFirstTaken() {
     const [a, b] = [deadEnvelope('aaa111'), deadEnvelope('bbb222')];
     const [ma, mb] = [sqsMessage(a), sqsMessage(b)];
     deadLetters(ma, mb);
     sqsMock
       .on(ChangeMessageVisibilityCommand, { ReceiptHandle: ma.ReceiptHandle })
       .rejects(Object.assign(new Error('the message is not in flight'), { name: 'MessageNotInflight' }));
+    return { a, b, mb };
+  }
+
+  it('a hold SQS refuses: "taken by another redrive" only when the message was received since, else the AWS error', async () => {
+    const { a, b, mb } = twoTheFirstTaken();
     sqsMock.on(ChangeMessageVisibilityCommand, { ReceiptHandle: mb.ReceiptHandle }).rejects(
       Object.assign(new Error('User: ops is not authorized to perform: sqs:changemessagevisibility'), {
         name: 'AccessDenied',
@@ -689,6 +695,17 @@ describe('deliveries redrive --aws', () => {
       `[1/2] ${a.conversation_id} → skipped: taken by another redrive meanwhile`,
       `[2/2] ${b.conversation_id} → error: access denied: User: ops is not authorized to perform: sqs:changemessagevisibility`,
     ]);
+  });
+
+  it('exit code: 75 when one was skipped and none failed, so a script can tell "run it again" from "done"', async () => {
+    const { a, b } = twoTheFirstTaken();
+    sfnMock.on(StartSyncExecutionCommand).resolves(succeeded(afterAttempt(b, 'delivered')));
+    expect(await awsDeliveriesRedrive(clients(), { stack: STACK, all: true }, out)).toBe(75);
+    expect(lines.slice(1, 3)).toEqual([
+      `[1/2] ${a.conversation_id} → skipped: taken by another redrive meanwhile`,
+      expect.stringMatching(new RegExp(`^\\[2/2\\] ${b.conversation_id} → delivered`)),
+    ]);
+    expect(lines.at(-1)).toBe('redrove 2: 1 skipped, 1 delivered');
   });
 
   it('older copies of one conversation: redriven once, the copies removed', async () => {
@@ -741,7 +758,8 @@ describe('deliveries redrive --aws', () => {
         holder: { S: 'scheduler-run' },
         lease_until: { N: String(until) },
       });
-      expect(await awsDeliveriesRedrive(clients(), { stack: STACK, id: envelope.conversation_id }, out)).toBe(0);
+      // Nothing was done: exit code 75 (try again later), not the 0 of a redrive that delivered (docs/operations.md).
+      expect(await awsDeliveriesRedrive(clients(), { stack: STACK, id: envelope.conversation_id }, out)).toBe(75);
       expect(startCalls()).toEqual([]);
       expect(dynamoMock.commandCalls(QueryCommand)).toEqual([]);
       expect(changes()).toEqual([]);
