@@ -243,6 +243,7 @@ export class WebhookGatewayStack extends Stack {
       exportBucket: this.storage.bucket,
       executionLogGroups: [this.workflow.logGroup, this.redelivery.logGroup, this.accept.logGroup],
       deliveriesTable: this.deliveries.table,
+      idempotencyTable: this.idempotency.table,
       deliverFunction: this.functions.deliver,
       deliverySecret: this.secrets.delivery,
     });

@@ -19,6 +19,8 @@ export interface OperatorPolicyProps {
   /** The Express workflows' execution log groups (`conversations show --aws` reads them with Logs Insights). */
   readonly executionLogGroups: readonly ILogGroup[];
   readonly deliveriesTable: ITable;
+  /** `conversations list | show --key … --aws` read a source's key in it. */
+  readonly idempotencyTable: ITable;
   readonly deliverFunction: IFunction;
   readonly deliverySecret: ISecret;
 }
@@ -26,7 +28,7 @@ export interface OperatorPolicyProps {
 /**
  * The managed policy an operator's role needs for the `--aws` commands of the command-line tool
  * (docs/operations.md), with each action on the resource of this stack it is called on and nothing more:
- * `deliveries list | redrive | resend`, `conversations show`, `endpoints list | set | pause | resume`. The commands
+ * `deliveries list | redrive | resend`, `conversations show` (and `list | show --key`), `endpoints list | set | pause | resume`. The commands
  * that run SQL on Athena (`conversations list | search | query`) need the analytics query policy as well
  * (ConversationAnalytics). test/infra/operator-policy.test.ts runs every command against mocked AWS clients and
  * fails when one calls an action neither policy grants, or when this one grants an action no command calls.
@@ -100,6 +102,11 @@ export class OperatorPolicy extends Construct {
             'dynamodb:DeleteItem',
           ],
           resources: [props.deliveriesTable.tableArn],
+        }),
+        new PolicyStatement({
+          sid: 'FindAConversationByItsKey',
+          actions: ['dynamodb:GetItem'],
+          resources: [props.idempotencyTable.tableArn],
         }),
         new PolicyStatement({
           sid: 'ReadTheDeployedReceivers',

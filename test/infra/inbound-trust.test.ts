@@ -132,10 +132,14 @@ describe('idempotency table', () => {
     expect(IN_PROGRESS_TTL_SECONDS).toBeGreaterThan(limit('accept') + limit('conversation') + exportTimeout);
   });
 
-  it('lets Validate claim (PutItem) or free a key it could not start (DeleteItem), and Export complete or release (UpdateItem, DeleteItem), on that table only', () => {
+  it("lets Validate claim (PutItem) or free a key it could not start (DeleteItem), Export complete or release (UpdateItem, DeleteItem), and the operators' policy read a key (GetItem), on that table only", () => {
     const arn = [{ 'Fn::GetAtt': [table(), 'Arn'] }];
     const grants = allowing('dynamodb:')
-      .map((s) => ({ roles: s.roles, actions: actionsOf(s.statement).sort(), resources: resourcesOf(s.statement) }))
+      .map((s) => ({
+        roles: s.roles.length > 0 ? s.roles : [s.holder],
+        actions: actionsOf(s.statement).sort(),
+        resources: resourcesOf(s.statement),
+      }))
       .filter((g) => JSON.stringify(g.resources).includes(table()));
     expect(grants).toEqual(
       expect.arrayContaining([
@@ -149,9 +153,15 @@ describe('idempotency table', () => {
           actions: ['dynamodb:DeleteItem', 'dynamodb:UpdateItem'],
           resources: arn,
         },
+        {
+          // `conversations list | show --key … --aws` (docs/operations.md).
+          roles: [id('AWS::IAM::ManagedPolicy', 'OperatorPolicy')],
+          actions: ['dynamodb:GetItem'],
+          resources: arn,
+        },
       ]),
     );
-    expect(grants).toHaveLength(2);
+    expect(grants).toHaveLength(3);
   });
 });
 

@@ -6,7 +6,13 @@ import {
 } from '@aws-sdk/client-athena';
 import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
 import { CloudWatchLogsClient, GetQueryResultsCommand, StartQueryCommand } from '@aws-sdk/client-cloudwatch-logs';
-import { BatchGetItemCommand, DynamoDBClient, QueryCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import {
+  BatchGetItemCommand,
+  DynamoDBClient,
+  GetItemCommand,
+  QueryCommand,
+  UpdateItemCommand,
+} from '@aws-sdk/client-dynamodb';
 import { GetFunctionConfigurationCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
@@ -121,10 +127,15 @@ function deployedStack(): void {
   mocks.states.on(StartSyncExecutionCommand).resolves(succeeded(afterAttempt(dead, 'delivered')));
 }
 
+/** The idempotency table holds the source's key, naming the conversation it started. */
+const keyFound = () => mocks.dynamodb.on(GetItemCommand).resolves({ Item: { conversation_id: { S: ID } } });
+
 /** Each `--aws` subcommand as an operator runs it, with what its mocked stack must hold for it to do its work. */
 const COMMANDS: { argv: string[]; setup?: () => void }[] = [
   { argv: ['conversations', 'show', ID] },
   { argv: ['conversations', 'list', '--since', '2025-08-01'] },
+  { argv: ['conversations', 'show', '--key', 'msg_1', '--source', 'crm'], setup: keyFound },
+  { argv: ['conversations', 'list', '--key', 'msg_1', '--source', 'crm'], setup: keyFound },
   { argv: ['conversations', 'search', 'deals', '--since', '2025-08-01'] },
   { argv: ['conversations', 'query', 'SELECT conversation_id FROM conversations'] },
   { argv: ['deliveries', 'list'] },
