@@ -70,6 +70,11 @@ export interface ReceiverReply {
   headers?: Record<string, string>;
   body?: string;
   delayMs?: number;
+  /**
+   * Answer only at the receiver's next `reset()` or `close()`: slower than any attempt's timeout however loaded the
+   * machine (a `delayMs` past the timeout races it).
+   */
+  held?: boolean;
   /** Called as the request arrives, before any delay (a test moves its injected clock: the receiver is slow). */
   onArrival?: () => void;
 }
@@ -85,6 +90,18 @@ export interface TestReceiver extends TestServer {
 export async function startReceiver(): Promise<TestReceiver> {
   const received: ReceivedRequest[] = [];
   let queue: ReceiverReply[] = [];
+  // What a `held` answer waits for; letGo() settles it and holds the next ones afresh.
+  let held!: Promise<void>;
+  let letGo!: () => void;
+  const hold = () => {
+    held = new Promise((resolve) => {
+      letGo = () => {
+        resolve();
+        hold();
+      };
+    });
+  };
+  hold();
   const { server, port } = await listen(async (req, res) => {
     const at = Date.now();
     const text = await body(req);
@@ -98,6 +115,8 @@ export async function startReceiver(): Promise<TestReceiver> {
     received.push({ path: req.url ?? '', headers: req.headers, body: parsed, status: answer.status, at });
     answer.onArrival?.();
     if (answer.delayMs) await new Promise((r) => setTimeout(r, answer.delayMs));
+    if (answer.held) await held;
+    if (res.destroyed) return;
     res.writeHead(answer.status, { 'content-type': 'text/plain', ...answer.headers });
     res.end(answer.body ?? (answer.status < 300 ? 'ok' : 'nope'));
   });
@@ -113,8 +132,12 @@ export async function startReceiver(): Promise<TestReceiver> {
     reset: () => {
       received.length = 0;
       queue = [];
+      letGo();
     },
-    close: closer(server),
+    close: () => {
+      letGo();
+      return closer(server)();
+    },
   };
 }
 
