@@ -48,6 +48,25 @@ export function closeJsonServers(servers: Server[]): void {
   }
 }
 
+/** What a test peer's held answers wait for: `letGo()` lets every one waiting go and holds the next ones afresh. */
+function gate() {
+  let held!: Promise<void>;
+  let release!: () => void;
+  const hold = () => {
+    held = new Promise((resolve) => {
+      release = resolve;
+    });
+  };
+  hold();
+  return {
+    wait: () => held,
+    letGo: () => {
+      release();
+      hold();
+    },
+  };
+}
+
 function closer(server: Server) {
   return () =>
     new Promise<void>((resolve) => {
@@ -90,18 +109,7 @@ export interface TestReceiver extends TestServer {
 export async function startReceiver(): Promise<TestReceiver> {
   const received: ReceivedRequest[] = [];
   let queue: ReceiverReply[] = [];
-  // What a `held` answer waits for; letGo() settles it and holds the next ones afresh.
-  let held!: Promise<void>;
-  let letGo!: () => void;
-  const hold = () => {
-    held = new Promise((resolve) => {
-      letGo = () => {
-        resolve();
-        hold();
-      };
-    });
-  };
-  hold();
+  const held = gate();
   const { server, port } = await listen(async (req, res) => {
     const at = Date.now();
     const text = await body(req);
@@ -115,7 +123,7 @@ export async function startReceiver(): Promise<TestReceiver> {
     received.push({ path: req.url ?? '', headers: req.headers, body: parsed, status: answer.status, at });
     answer.onArrival?.();
     if (answer.delayMs) await new Promise((r) => setTimeout(r, answer.delayMs));
-    if (answer.held) await held;
+    if (answer.held) await held.wait();
     if (res.destroyed) return;
     res.writeHead(answer.status, { 'content-type': 'text/plain', ...answer.headers });
     res.end(answer.body ?? (answer.status < 300 ? 'ok' : 'nope'));
@@ -132,10 +140,10 @@ export async function startReceiver(): Promise<TestReceiver> {
     reset: () => {
       received.length = 0;
       queue = [];
-      letGo();
+      held.letGo();
     },
     close: () => {
-      letGo();
+      held.letGo();
       return closer(server)();
     },
   };
@@ -146,6 +154,8 @@ export interface AgentReply {
   payload: unknown;
   functionError?: string;
   delayMs?: number;
+  /** Answer only at the agent's next `reset()` or `close()`: slower than any timeout however loaded the machine. */
+  held?: boolean;
   status?: number;
   headers?: Record<string, string>;
   /** Drop the connection without answering (a network failure). */
@@ -203,6 +213,7 @@ const defaultAgent: AgentBehaviour = (request) => ({
 export async function startAgent(): Promise<TestAgent> {
   const invocations: TestAgent['invocations'] = [];
   let behaviour: AgentBehaviour = defaultAgent;
+  const held = gate();
   const { server, port } = await listen(async (req, res) => {
     const match = /^\/2015-03-31\/functions\/([^/]+)\/invocations/.exec(req.url ?? '');
     const request = JSON.parse((await body(req)) || '{}') as Record<string, unknown>;
@@ -213,6 +224,7 @@ export async function startAgent(): Promise<TestAgent> {
     invocations.push({ functionName: decodeURIComponent(match[1]!), request });
     const reply = await behaviour(request);
     if (reply.delayMs) await new Promise((r) => setTimeout(r, reply.delayMs));
+    if (reply.held) await held.wait();
     if (reply.hangUp) {
       req.socket.destroy();
       return;
@@ -243,8 +255,12 @@ export async function startAgent(): Promise<TestAgent> {
     reset: () => {
       invocations.length = 0;
       behaviour = defaultAgent;
+      held.letGo();
     },
-    close: closer(server),
+    close: () => {
+      held.letGo();
+      return closer(server)();
+    },
   };
 }
 
