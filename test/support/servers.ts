@@ -154,7 +154,10 @@ export interface AgentReply {
   payload: unknown;
   functionError?: string;
   delayMs?: number;
-  /** Answer only at the agent's next `reset()` or `close()`: slower than any timeout however loaded the machine. */
+  /**
+   * Answer only at the agent's next `letGo()`, `reset()` or `close()`: slower than any timeout however loaded the
+   * machine.
+   */
   held?: boolean;
   status?: number;
   headers?: Record<string, string>;
@@ -203,6 +206,8 @@ function writeEndless(
 export interface TestAgent extends TestServer {
   invocations: { functionName: string; request: Record<string, unknown> }[];
   behave(fn: AgentBehaviour): void;
+  /** The answers held so far (`held`) are given. */
+  letGo(): void;
   reset(): void;
 }
 
@@ -252,6 +257,7 @@ export async function startAgent(): Promise<TestAgent> {
     behave: (fn) => {
       behaviour = fn;
     },
+    letGo: held.letGo,
     reset: () => {
       invocations.length = 0;
       behaviour = defaultAgent;
