@@ -1,13 +1,18 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { LocalWorkflow, type TaskHandler } from '../../../local/engine/engine.ts';
 import { TaskFailure } from '../../../local/engine/lambda-invoke.ts';
 
+/** The definition files of this file's tests, removed after them (before: one folder each left behind). */
+const definitions = mkdtempSync(path.join(tmpdir(), 'asl-'));
+afterAll(() => rmSync(definitions, { recursive: true, force: true }));
+let written = 0;
+
 /** A one-off definition file for the local engine. */
 function workflow(definition: unknown, resources: Record<string, TaskHandler>): LocalWorkflow {
-  const file = path.join(mkdtempSync(path.join(tmpdir(), 'asl-')), 'machine.asl.json');
+  const file = path.join(definitions, `machine-${++written}.asl.json`);
   writeFileSync(file, JSON.stringify(definition));
   return new LocalWorkflow({ name: 'shim-test', file, substitutions: {}, resources });
 }
