@@ -4,9 +4,7 @@ import { folderOf, SEED_REQUEST, startWorld, type TestWorld } from '../support/g
 
 let world: TestWorld;
 beforeAll(async () => {
-  // Step Functions timeouts are whole seconds: the agent gets 2 s here, a real timer (before: 1 s, which an agent
-  // answering at once could miss on a loaded machine).
-  world = await startWorld({ MANAGER_AGENT_TIMEOUT_MS: '2000' });
+  world = await startWorld();
 });
 afterAll(async () => {
   await world?.close();
@@ -14,6 +12,9 @@ afterAll(async () => {
 beforeEach(() => {
   world.agent.reset();
   world.receiver.reset();
+  // The world's 5 s for an agent that answers at once (before: 2 s for every test here, little room on a loaded
+  // machine); a test whose agent never answers sets its own, shorter (read by Validate at each request).
+  process.env.MANAGER_AGENT_TIMEOUT_MS = '5000';
 });
 
 async function expectExportedAsFailed(conversationId: string, error: string | RegExp) {
@@ -91,6 +92,7 @@ describe('InvokeManagerAgent (the state machine invokes the agent) failures: con
   it('agent slower than its budget → 504 TIMEOUT with the conversation id, without waiting for the agent', async () => {
     // The agent answers only at the next test's reset: the workflow answers itself at InvokeManagerAgent's
     // TimeoutSecondsPath ($.budget.agent_seconds = 2, checked below), or this test times out.
+    process.env.MANAGER_AGENT_TIMEOUT_MS = '2000';
     world.agent.behave(() => ({ held: true, payload: { response: 'too late' } }));
     const res = await world.post(SEED_REQUEST);
     expect(res.status).toBe(504);
@@ -111,6 +113,7 @@ describe('InvokeManagerAgent (the state machine invokes the agent) failures: con
   it('a synchronous request that timed out, sent again as the 504 says (same Idempotency-Key, Prefer: respond-async), runs afresh and completes', async () => {
     // The first run's agent never answers in time; the second run's answers at once, and the budget it was given is
     // read from the run (before: an agent 3 s late in real time for both).
+    process.env.MANAGER_AGENT_TIMEOUT_MS = '2000';
     world.agent.behave(() => ({ held: true, payload: { response: 'too late' } }));
     const key = { 'idempotency-key': 'slow-agent-1' };
     const first = await world.post(SEED_REQUEST, key);
