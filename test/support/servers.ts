@@ -90,8 +90,8 @@ export interface ReceiverReply {
   body?: string;
   delayMs?: number;
   /**
-   * Answer only at the receiver's next `reset()` or `close()`: slower than any attempt's timeout however loaded the
-   * machine (a `delayMs` past the timeout races it).
+   * Answer only at the receiver's next `letGo()`, `reset()` or `close()`: slower than any attempt's timeout however
+   * loaded the machine (a `delayMs` past the timeout races it).
    */
   held?: boolean;
   /** Called as the request arrives, before any delay (a test moves its injected clock: the receiver is slow). */
@@ -103,6 +103,8 @@ export interface TestReceiver extends TestServer {
   received: ReceivedRequest[];
   reply(...answers: (number | ReceiverReply)[]): void;
   urlFor(type: string): string;
+  /** The answers held so far (`held`) are given. */
+  letGo(): void;
   reset(): void;
 }
 
@@ -137,6 +139,7 @@ export async function startReceiver(): Promise<TestReceiver> {
       queue = answers.map((a) => (typeof a === 'number' ? { status: a } : a));
     },
     urlFor: (type) => `${url}/hooks/${type}`,
+    letGo: held.letGo,
     reset: () => {
       received.length = 0;
       queue = [];
