@@ -346,14 +346,19 @@ describe('operator redrive', () => {
 
   it('two concurrent redrives of one conversation deliver once', async () => {
     const body = await failedConversation(400);
-    world.receiver.reply({ status: 200, delayMs: 100 });
-    const results = await Promise.all([
+    // The receiver holds the first delivery until it has arrived: the other redrives, asked at once, come while it is
+    // under way (before: it answered 100 ms late, and on a loaded machine they could come one after another).
+    world.receiver.reply({ status: 200, held: true });
+    const redrives = Promise.all([
       world.gateway.redelivery.redrive(body.conversation_id),
       world.gateway.redelivery.redrive(body.conversation_id),
       fetch(`${world.gateway.url}/local/deliveries/${body.conversation_id}/redrive`, { method: 'POST' }).then(
         (r) => r.json() as Promise<{ status: string }>,
       ),
     ]);
+    await expect.poll(() => world.receiver.received.length).toBe(1);
+    world.receiver.letGo();
+    const results = await redrives;
     expect(results.map((r) => r.status).sort()).toEqual(['already_delivered', 'already_delivered', 'delivered']);
     expect(world.receiver.received).toHaveLength(1);
   });
