@@ -88,13 +88,12 @@ export interface ReceiverReply {
   status: number;
   headers?: Record<string, string>;
   body?: string;
-  delayMs?: number;
   /**
    * Answer only at the receiver's next `letGo()`, `reset()` or `close()`: slower than any attempt's timeout however
-   * loaded the machine (a `delayMs` past the timeout races it).
+   * loaded the machine (an answer a set time late would race the timeout).
    */
   held?: boolean;
-  /** Called as the request arrives, before any delay (a test moves its injected clock: the receiver is slow). */
+  /** Called as the request arrives, before it is held (a test moves its injected clock: the receiver is slow). */
   onArrival?: () => void;
 }
 
@@ -124,7 +123,6 @@ export async function startReceiver(): Promise<TestReceiver> {
     }
     received.push({ path: req.url ?? '', headers: req.headers, body: parsed, status: answer.status, at });
     answer.onArrival?.();
-    if (answer.delayMs) await new Promise((r) => setTimeout(r, answer.delayMs));
     if (answer.held) await held.wait();
     if (res.destroyed) return;
     res.writeHead(answer.status, { 'content-type': 'text/plain', ...answer.headers });
