@@ -84,8 +84,9 @@ describe('the caller waits (RESPONSE_TIMEOUT_MS): in-workflow attempts never out
   });
 
   it("a slow receiver: the attempt's timeout is cut to the time left, and what remains goes to the schedule", async () => {
-    // The agent answers at once; the receiver holds the attempt past its timeout, which uses up the 1500 ms left.
-    world.receiver.reply({ status: 200, delayMs: 3000, onArrival: () => clock.advance(1500) });
+    // The agent answers at once; the receiver holds the attempt past its timeout (it answers only once reset or
+    // closed), which uses up the 1500 ms left.
+    world.receiver.reply({ status: 200, held: true, onArrival: () => clock.advance(1500) });
     const res = await withEnv({ RESPONSE_TIMEOUT_MS: '5500', DELIVERY_TIMEOUT_MS: '5000' }, () =>
       world.post(SEED_REQUEST),
     );

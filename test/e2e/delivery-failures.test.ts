@@ -121,7 +121,7 @@ describe('Deliver: Retry on transient failures, Catch to the failed-delivery sto
   });
 
   it('receiver slower than DELIVERY_TIMEOUT_MS → the attempt times out and is retried', async () => {
-    world.receiver.reply({ status: 200, delayMs: 1500 }, 200);
+    world.receiver.reply({ status: 200, held: true }, 200);
     process.env.DELIVERY_TIMEOUT_MS = '1000';
     const res = await world.post(SEED_REQUEST).finally(() => {
       process.env.DELIVERY_TIMEOUT_MS = '5000';

@@ -87,7 +87,7 @@ describe('the attempt log: what the receiver answered, for every attempt', () =>
   });
 
   it('keeps the first 4 KB of a long answer and says it was cut; a receiver that never answers has response null', async () => {
-    world.receiver.reply({ status: 503, body: 'x'.repeat(10_000) }, { status: 200, delayMs: 1_500 });
+    world.receiver.reply({ status: 503, body: 'x'.repeat(10_000) }, { status: 200, held: true });
     process.env.DELIVERY_TIMEOUT_MS = '1000';
     const res = await world.post(SEED_REQUEST).finally(() => {
       process.env.DELIVERY_TIMEOUT_MS = '5000';

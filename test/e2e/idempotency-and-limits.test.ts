@@ -87,12 +87,17 @@ describe('Idempotency-Key: a retried request gets the first answer, not a second
   });
 
   it('two concurrent duplicates produce one conversation (the other gets 409 or the same answer)', async () => {
-    world.agent.behave((req) => ({ delayMs: 200, payload: { response: `Answer to: ${String(req.query)}` } }));
+    // The agent answers only once one of them was refused: the other's run is under way all along (before: an answer
+    // 200 ms late, which a loaded machine could let finish before the second request came).
+    world.agent.behave((req) => ({ held: true, payload: { response: `Answer to: ${String(req.query)}` } }));
     const k = key();
-    const [a, b] = await Promise.all([
+    const both = [
       world.post(SEED_REQUEST, { 'idempotency-key': k }),
       world.post(SEED_REQUEST, { 'idempotency-key': k }),
-    ]);
+    ] as const;
+    expect((await Promise.race(both)).status).toBe(409);
+    world.agent.letGo();
+    const [a, b] = await Promise.all(both);
     expect(world.agent.invocations).toHaveLength(1);
     expect(world.receiver.received).toHaveLength(1);
     const statuses = [a.status, b.status].sort();

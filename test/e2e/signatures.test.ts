@@ -1,5 +1,5 @@
 import { createHmac } from 'node:crypto';
-import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Webhook } from 'standardwebhooks';
@@ -15,7 +15,10 @@ const PREVIOUS = secret('previous-secret');
 const DEAL_SECRET = secret('deal-delivery');
 
 let world: TestWorld;
+/** The bodies `sign --file` reads (before: a folder of them left in the temp folder by every run). */
+let bodies: string;
 beforeAll(async () => {
+  bodies = await mkdtemp(path.join(tmpdir(), 'sign-'));
   world = await startWorld({
     INBOUND_WEBHOOK_SECRETS: JSON.stringify({ testing_system: [CURRENT, PREVIOUS], limited_signed: CURRENT }),
     RATE_LIMITS: JSON.stringify({ limited_signed: { rateLimit: 0.001, burstLimit: 2 } }),
@@ -24,6 +27,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await world?.close();
+  await rm(bodies, { recursive: true, force: true });
 });
 beforeEach(() => {
   world.agent.reset();
@@ -195,7 +199,7 @@ describe('webhook-gateway sign (what the README shows a sender)', () => {
   });
 
   it('sign --file of a body with line breaks says to send it with --data-binary: curl -d @file would drop them', async () => {
-    const file = path.join(await mkdtemp(path.join(tmpdir(), 'sign-')), 'body.json');
+    const file = path.join(bodies, 'body.json');
     await writeFile(file, `${JSON.stringify(SEED_REQUEST, null, 2)}\n`);
     const signedBy = await runMain(['sign', '--secret', CURRENT, '--file', file, '--json']);
     expect(signedBy.code).toBe(0);
@@ -209,7 +213,7 @@ describe('webhook-gateway sign (what the README shows a sender)', () => {
   });
 
   it('sign --file refuses a body that is not UTF-8: the gateway reads it with U+FFFD, so no signature over it matches', async () => {
-    const file = path.join(await mkdtemp(path.join(tmpdir(), 'sign-')), 'latin1.json');
+    const file = path.join(bodies, 'latin1.json');
     await writeFile(file, Buffer.from(JSON.stringify({ ...SEED_REQUEST, query: 'Café pipeline' }), 'latin1'));
     const signedBy = await runMain(['sign', '--secret', CURRENT, '--file', file]);
     expect(signedBy.code).toBe(1);

@@ -1,4 +1,5 @@
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { App } from 'aws-cdk-lib';
 import type { Template } from 'aws-cdk-lib/assertions';
@@ -61,8 +62,11 @@ describe('checkContextKeys', () => {
 });
 
 describe('resolveConfig', () => {
+  // Each App is given this folder (never written: nothing is synthesized), or it would make one in the temp folder.
+  const outdir = mkdtempSync(path.join(tmpdir(), 'cdk.out-config-'));
+  afterAll(() => rmSync(outdir, { recursive: true, force: true }));
   const resolve = (context: Record<string, unknown>, overrides = {}) =>
-    resolveConfig(new App({ context }).node, overrides);
+    resolveConfig(new App({ context, outdir }).node, overrides);
 
   it('refuses an exportBucketName that no S3 bucket can have, naming the key', () => {
     for (const bad of [

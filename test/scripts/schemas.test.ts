@@ -164,14 +164,7 @@ describe('the gateway answers, delivers and exports what the schemas say', () =>
     };
     expect(await declared('post', '/webhook', await post(SEED_REQUEST))).toBe('declared');
     expect(await declared('post', '/webhook', await post({ ...SEED_REQUEST, extra: 1 }))).toBe('declared');
-    let release!: () => void;
-    const released = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    world.agent.behave(async () => {
-      await released;
-      return { payload: { response: 'held' } };
-    });
+    world.agent.behave(() => ({ held: true, payload: { response: 'held' } }));
     const accepted = await post(SEED_REQUEST, { prefer: 'respond-async' });
     expect(accepted.status).toBe(202);
     expect(await declared('post', '/webhook', accepted)).toBe('declared');
@@ -182,7 +175,7 @@ describe('the gateway answers, delivers and exports what the schemas say', () =>
     const running = await status(accepted.body.status_url);
     expect(running.body.status).toBe('running');
     expect(await declared('get', '/conversations/{conversationId}', running)).toBe('declared');
-    release();
+    world.agent.letGo();
     await world.gateway.idle();
     const completed = await status(accepted.body.status_url);
     expect(completed.body.status).toBe('completed');

@@ -48,6 +48,25 @@ export function closeJsonServers(servers: Server[]): void {
   }
 }
 
+/** What a test peer's held answers wait for: `letGo()` lets every one waiting go and holds the next ones afresh. */
+function gate() {
+  let held!: Promise<void>;
+  let release!: () => void;
+  const hold = () => {
+    held = new Promise((resolve) => {
+      release = resolve;
+    });
+  };
+  hold();
+  return {
+    wait: () => held,
+    letGo: () => {
+      release();
+      hold();
+    },
+  };
+}
+
 function closer(server: Server) {
   return () =>
     new Promise<void>((resolve) => {
@@ -69,8 +88,12 @@ export interface ReceiverReply {
   status: number;
   headers?: Record<string, string>;
   body?: string;
-  delayMs?: number;
-  /** Called as the request arrives, before any delay (a test moves its injected clock: the receiver is slow). */
+  /**
+   * Answer only at the receiver's next `letGo()`, `reset()` or `close()`: slower than any attempt's timeout however
+   * loaded the machine (an answer a set time late would race the timeout).
+   */
+  held?: boolean;
+  /** Called as the request arrives, before it is held (a test moves its injected clock: the receiver is slow). */
   onArrival?: () => void;
 }
 
@@ -79,12 +102,15 @@ export interface TestReceiver extends TestServer {
   received: ReceivedRequest[];
   reply(...answers: (number | ReceiverReply)[]): void;
   urlFor(type: string): string;
+  /** The answers held so far (`held`) are given. */
+  letGo(): void;
   reset(): void;
 }
 
 export async function startReceiver(): Promise<TestReceiver> {
   const received: ReceivedRequest[] = [];
   let queue: ReceiverReply[] = [];
+  const held = gate();
   const { server, port } = await listen(async (req, res) => {
     const at = Date.now();
     const text = await body(req);
@@ -97,7 +123,8 @@ export async function startReceiver(): Promise<TestReceiver> {
     }
     received.push({ path: req.url ?? '', headers: req.headers, body: parsed, status: answer.status, at });
     answer.onArrival?.();
-    if (answer.delayMs) await new Promise((r) => setTimeout(r, answer.delayMs));
+    if (answer.held) await held.wait();
+    if (res.destroyed) return;
     res.writeHead(answer.status, { 'content-type': 'text/plain', ...answer.headers });
     res.end(answer.body ?? (answer.status < 300 ? 'ok' : 'nope'));
   });
@@ -110,11 +137,16 @@ export async function startReceiver(): Promise<TestReceiver> {
       queue = answers.map((a) => (typeof a === 'number' ? { status: a } : a));
     },
     urlFor: (type) => `${url}/hooks/${type}`,
+    letGo: held.letGo,
     reset: () => {
       received.length = 0;
       queue = [];
+      held.letGo();
     },
-    close: closer(server),
+    close: () => {
+      held.letGo();
+      return closer(server)();
+    },
   };
 }
 
@@ -123,6 +155,11 @@ export interface AgentReply {
   payload: unknown;
   functionError?: string;
   delayMs?: number;
+  /**
+   * Answer only at the agent's next `letGo()`, `reset()` or `close()`: slower than any timeout however loaded the
+   * machine.
+   */
+  held?: boolean;
   status?: number;
   headers?: Record<string, string>;
   /** Drop the connection without answering (a network failure). */
@@ -170,6 +207,8 @@ function writeEndless(
 export interface TestAgent extends TestServer {
   invocations: { functionName: string; request: Record<string, unknown> }[];
   behave(fn: AgentBehaviour): void;
+  /** The answers held so far (`held`) are given. */
+  letGo(): void;
   reset(): void;
 }
 
@@ -180,6 +219,7 @@ const defaultAgent: AgentBehaviour = (request) => ({
 export async function startAgent(): Promise<TestAgent> {
   const invocations: TestAgent['invocations'] = [];
   let behaviour: AgentBehaviour = defaultAgent;
+  const held = gate();
   const { server, port } = await listen(async (req, res) => {
     const match = /^\/2015-03-31\/functions\/([^/]+)\/invocations/.exec(req.url ?? '');
     const request = JSON.parse((await body(req)) || '{}') as Record<string, unknown>;
@@ -190,6 +230,7 @@ export async function startAgent(): Promise<TestAgent> {
     invocations.push({ functionName: decodeURIComponent(match[1]!), request });
     const reply = await behaviour(request);
     if (reply.delayMs) await new Promise((r) => setTimeout(r, reply.delayMs));
+    if (reply.held) await held.wait();
     if (reply.hangUp) {
       req.socket.destroy();
       return;
@@ -217,11 +258,16 @@ export async function startAgent(): Promise<TestAgent> {
     behave: (fn) => {
       behaviour = fn;
     },
+    letGo: held.letGo,
     reset: () => {
       invocations.length = 0;
       behaviour = defaultAgent;
+      held.letGo();
     },
-    close: closer(server),
+    close: () => {
+      held.letGo();
+      return closer(server)();
+    },
   };
 }
 

@@ -103,6 +103,9 @@ export function synthesize(options: SynthOptions = {}): Synthesized {
     stack = new WebhookGatewayStack(app, options.stackName ?? 'TestGateway', { config: options.config });
     checks = options.checks ? addAwsSolutionsChecks(app) : undefined;
     assembly = app.synth();
+  } catch (error) {
+    rmSync(outdir, { recursive: true, force: true }); // a refused configuration leaves no folder behind
+    throw error;
   } finally {
     process.stderr.write = write;
   }

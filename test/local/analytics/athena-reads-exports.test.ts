@@ -1,3 +1,6 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { App, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
@@ -23,8 +26,12 @@ let world: TestWorld;
 let table: { columns: { name: string; type: string }[]; serde: Record<string, unknown>; location: unknown };
 let viewSql: string;
 
+let outdir: string;
+
 beforeAll(async () => {
-  const stack = new Stack(new App(), 'AthenaModel');
+  // The App's assembly goes here, removed after (by default CDK leaves a cdk.out folder in the temp folder).
+  outdir = await mkdtemp(path.join(tmpdir(), 'cdk.out-athena-'));
+  const stack = new Stack(new App({ outdir }), 'AthenaModel');
   new ConversationAnalytics(stack, 'Analytics', {
     exportBucket: new Bucket(stack, 'Exports'),
     databaseName: 'model',
@@ -56,6 +63,7 @@ beforeAll(async () => {
 }, 60_000);
 afterAll(async () => {
   await world?.close();
+  await rm(outdir, { recursive: true, force: true });
 });
 
 /** Every key under a prefix, page by page (as Athena lists a partition). */

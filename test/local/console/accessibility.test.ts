@@ -240,6 +240,7 @@ describe.skipIf(skipBrowser)('console in a narrow window (375 px), in Chromium',
       .evaluateAll((dds) =>
         dds.map((dd) => Math.max(dd.scrollWidth - dd.clientWidth, dd.getBoundingClientRect().right - 375)),
       );
+    expect(summary.length).toBe(7); // each of its fields measured (an empty list would pass the check below)
     for (const over of summary) expect(over).toBeLessThanOrEqual(0);
     await page.goto(`${world.gateway.url}/console/endpoints`);
     const plans = await page
@@ -257,6 +258,7 @@ describe.skipIf(skipBrowser)('console in a narrow window (375 px), in Chromium',
     const tables = await page
       .locator('#endpoints table, #recover table')
       .evaluateAll((ts) => ts.map((t) => t.scrollWidth - t.clientWidth));
+    expect(tables.length).toBe(2); // both tables measured
     for (const over of tables) expect(over).toBeLessThanOrEqual(0);
     const fields = await page
       .locator('input[name="since"][data-type]')

@@ -130,16 +130,31 @@ describe('automatic redelivery on the schedule', () => {
   it('a sweep slower than the poll interval reports each redelivery once (no repeated operator lines)', async () => {
     process.env.REDELIVERY_SCHEDULE = '10ms';
     const body = await failedConversation(503, 503, 503, 503);
-    world.receiver.reply({ status: 200, delayMs: 300 }); // the sweep lasts 15 poll ticks
+    // The poller's ticks, counted; the receiver holds the redelivery until five have passed during the sweep (before:
+    // it answered 300 ms late, and a loaded machine could tick fewer times than the test meant, or none).
+    let ticks = 0;
+    const realSetInterval = globalThis.setInterval;
+    const spied = vi.spyOn(globalThis, 'setInterval').mockImplementationOnce(((tick: () => void, ms: number) =>
+      realSetInterval(() => {
+        ticks++;
+        tick();
+      }, ms)) as typeof setInterval);
+    world.receiver.reply({ status: 200, held: true });
     const reported: string[] = [];
     world.gateway.redelivery.start(20, (r) => reported.push(`${r.conversation_id} ${r.status}`));
     try {
+      await expect.poll(() => world.receiver.received.length).toBe(1);
+      const during = ticks;
+      await expect.poll(() => ticks).toBeGreaterThanOrEqual(during + 5);
+      world.receiver.letGo();
       await vi.waitFor(
         async () => expect((await world.gateway.failedDeliveries.get(body.conversation_id))!.state).toBe('settled'),
         { timeout: 15_000, interval: 20 },
       );
-      await new Promise((r) => setTimeout(r, 100)); // a few more ticks: nothing more to report
+      const after = ticks;
+      await expect.poll(() => ticks).toBeGreaterThanOrEqual(after + 5); // nothing more to report
     } finally {
+      spied.mockRestore();
       await world.gateway.redelivery.stop();
     }
     expect(reported).toEqual([`${body.conversation_id} delivered`]);
@@ -331,14 +346,19 @@ describe('operator redrive', () => {
 
   it('two concurrent redrives of one conversation deliver once', async () => {
     const body = await failedConversation(400);
-    world.receiver.reply({ status: 200, delayMs: 100 });
-    const results = await Promise.all([
+    // The receiver holds the first delivery until it has arrived: the other redrives, asked at once, come while it is
+    // under way (before: it answered 100 ms late, and on a loaded machine they could come one after another).
+    world.receiver.reply({ status: 200, held: true });
+    const redrives = Promise.all([
       world.gateway.redelivery.redrive(body.conversation_id),
       world.gateway.redelivery.redrive(body.conversation_id),
       fetch(`${world.gateway.url}/local/deliveries/${body.conversation_id}/redrive`, { method: 'POST' }).then(
         (r) => r.json() as Promise<{ status: string }>,
       ),
     ]);
+    await expect.poll(() => world.receiver.received.length).toBe(1);
+    world.receiver.letGo();
+    const results = await redrives;
     expect(results.map((r) => r.status).sort()).toEqual(['already_delivered', 'already_delivered', 'delivered']);
     expect(world.receiver.received).toHaveLength(1);
   });

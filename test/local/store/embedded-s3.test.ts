@@ -148,18 +148,29 @@ describe('uploads', () => {
   });
 
   it.each(['CRC32C', 'CRC64NVME', 'SHA1', 'SHA256'] as const)('checks and keeps a %s checksum', async (algorithm) => {
-    await inProcess.send(
-      new PutObjectCommand({
-        Bucket: BUCKET,
-        Key: `sum/${algorithm}`,
-        Body: 'checksummed body',
-        ChecksumAlgorithm: algorithm,
-      }),
+    const put = new PutObjectCommand({
+      Bucket: BUCKET,
+      Key: `sum/${algorithm}`,
+      Body: 'checksummed body',
+      ChecksumAlgorithm: algorithm,
+    });
+    // The checksum the SDK computed and sent: the one the store must give back (before: any value passed).
+    let sent: string | undefined;
+    put.middlewareStack.add(
+      (next) => async (args) => {
+        sent = (args.request as { headers: Record<string, string> }).headers[
+          `x-amz-checksum-${algorithm.toLowerCase()}`
+        ];
+        return next(args);
+      },
+      { step: 'finalizeRequest' },
     );
+    await inProcess.send(put);
     const head = await overHttp.send(
       new HeadObjectCommand({ Bucket: BUCKET, Key: `sum/${algorithm}`, ChecksumMode: 'ENABLED' }),
     );
-    expect(head[`Checksum${algorithm}`]).toBeTruthy();
+    expect(sent).toMatch(/^[A-Za-z0-9+/]+=*$/);
+    expect(head[`Checksum${algorithm}`]).toBe(sent);
   });
 
   it('refuses a body that does not match its checksum or Content-MD5 (400 BadDigest) and stores nothing', async () => {

@@ -346,6 +346,7 @@ describe('conversations --aws', () => {
       .on(GetQueryResultsCommand, { queryId: 'q2' })
       .resolves({ status: 'Complete', results: [...accepted, ...run].map((m) => [{ field: '@message', value: m }]) });
     expect(await main(['conversations', 'show', ID, '--aws'])).toBe(0);
+    expect(logs.commandCalls(StartQueryCommand)).toHaveLength(2); // both queries checked below, neither skipped
     for (const call of logs.commandCalls(StartQueryCommand))
       expect(call.args[0].input.logGroupNames).toEqual([
         '/aws/vendedlogs/states/gw-conversation',
