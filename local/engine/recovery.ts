@@ -102,7 +102,8 @@ function deliveryAttempts(entries: JournalEntry[]): {
   let cut: number | null = null;
   let n = 0;
   for (const entry of entries) {
-    if (entry.s !== 'Deliver') continue;
+    // Deliver's steps (not the data folder's `refused` note, which names the state whose line it refused).
+    if (entry.s !== 'Deliver' || !TASK_KINDS.has(entry.k)) continue;
     if (entry.k === 'in') {
       n += 1;
       cut = n;
@@ -618,7 +619,8 @@ const ACCEPTED_STATE = 'Accepted';
  */
 async function loggedAttempts(ctx: RecoveryContext, name: string, entries: JournalEntry[]): Promise<DeliveryAttempt[]> {
   const id = journaledConversationId(entries);
-  const cutInDeliver = entries.findLast((e) => e.s === 'Deliver')?.k === 'in';
+  // Its last step (not the data folder's `refused` note, which names the state whose line it refused).
+  const cutInDeliver = entries.findLast((e) => e.s === 'Deliver' && TASK_KINDS.has(e.k))?.k === 'in';
   if (!ctx.attempts || !id || !cutInDeliver) return [];
   try {
     return (await ctx.attempts.list(id)).filter((a) => a.execution_name === name);

@@ -5,7 +5,7 @@ import type { RequestSummary } from '../../../local/server/config.ts';
 import { folderOf, journalEntries, startWorld, type TestWorld } from '../../support/gateway.ts';
 
 /** The file system refusing writes, as a full disk does (ENOSPC), or reads (EACCES), through the seams below. */
-const full = { journal: false, validate: false, idempotencyRead: false, afterClassify: false };
+const full = { journal: false, validate: false, idempotencyRead: false, afterClassify: false, afterDeliver: false };
 const noSpace = (syscall: string, file = '') =>
   Object.assign(new Error(`ENOSPC: no space left on device, ${syscall}${file ? ` '${file}'` : ''}`), {
     code: 'ENOSPC',
@@ -51,6 +51,7 @@ const operatorLog: RequestSummary[] = [];
 beforeAll(async () => {
   const { handler: validate } = await import('../../../functions/validate/handler.ts');
   const { handler: classify } = await import('../../../functions/classify/handler.ts');
+  const { handler: deliver } = await import('../../../functions/deliver/handler.ts');
   world = await startWorld(
     {},
     {
@@ -67,6 +68,13 @@ beforeAll(async () => {
           if (full.afterClassify) full.journal = true;
           return output;
         },
+        // The disk fills up once the receiver has answered (and the attempt log has that): Deliver's result is not
+        // journaled.
+        deliver: async (input) => {
+          const output = await deliver(input as never);
+          if (full.afterDeliver) full.journal = true;
+          return output;
+        },
       },
     },
   );
@@ -76,6 +84,7 @@ beforeEach(() => {
   full.validate = false;
   full.idempotencyRead = false;
   full.afterClassify = false;
+  full.afterDeliver = false;
   operatorLog.length = 0;
 });
 afterAll(async () => {
@@ -196,6 +205,32 @@ describe('a data folder that fails while the gateway runs', () => {
     const entries = await journalEntries(path.join(world.dataDir, 'journal')).catch(() => []);
     const ended = new Set(entries.filter((e) => e.k === 'end').map((e) => e.e));
     expect(entries.filter((e) => e.k === 'begin' && !ended.has(e.e))).toEqual([]);
+  });
+
+  it('a conversation the full disk cut once its receiver had taken the delivery is finished delivered by the next request: the receiver gets it once', async () => {
+    world.receiver.reset();
+    full.afterDeliver = true;
+    const printed = vi.spyOn(console, 'error').mockImplementation(() => undefined);
+    let refused: Awaited<ReturnType<typeof world.post>>;
+    try {
+      refused = await world.post(request, { 'idempotency-key': 'disk-full-5' });
+    } finally {
+      printed.mockRestore();
+    }
+    expect(refused.status).toBe(503);
+    const cutId = operatorLog.at(-1)!.conversation_id!;
+    expect(world.receiver.received).toHaveLength(1);
+    full.afterDeliver = false;
+    full.journal = false;
+    const again = await world.post(request, { 'idempotency-key': 'disk-full-5' });
+    expect(again.status).toBe(200);
+    expect(again.body.conversation_id).toBe(cutId);
+    // Before: the data folder's note on the refused line (named after Deliver) was read as Deliver's last step, so the
+    // attempt log was not looked at: exported `interrupted`, its delivery queued, and the schedule sent it again.
+    const exported = await world.getJson(`${folderOf(cutId)}conversation.json`);
+    expect(exported.conversation.webhook_context.delivery_status).toBe('delivered');
+    expect(await world.gateway.failedDeliveries.get(cutId)).toBeNull();
+    expect(world.receiver.received).toHaveLength(1);
   });
 
   it("an asynchronous conversation the full disk cut: its run's line says 503 STORAGE_UNAVAILABLE and why, as a synchronous one's", async () => {
