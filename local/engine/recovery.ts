@@ -742,7 +742,9 @@ export async function recoverInterrupted(ctx: RecoveryContext): Promise<Recovere
  * Finish one execution of this process that the data folder cut (a line of its journal refused, so its caller had 503
  * STORAGE_UNAVAILABLE), once the folder takes writes again, exactly as the next start would have: before, it waited
  * for that start, its Idempotency-Key claimed meanwhile (409 to every retry), then free after 7 minutes for a second
- * conversation. Throws while the folder still refuses (the journal's resume line, the history): try again later.
+ * conversation. A redelivery run too (recoverRedelivery): before, it was a failed run, and the schedule sent again an
+ * attempt the receiver had taken. Throws while the folder still refuses (the journal's resume line, the history): try
+ * again later.
  * `begun`: whether an execution of this process began, by its name (an accept execution's run: running, or cut too).
  */
 export async function recoverCut(
@@ -752,6 +754,8 @@ export async function recoverCut(
   begun: (name: string) => boolean,
 ): Promise<RecoveredExecution | null> {
   const now = ctx.now?.() ?? new Date();
+  const redelivery = redeliveryInput(entries);
+  if (redelivery) return recoverRedelivery(ctx, name, entries, redelivery, now);
   const run = uncertainStart(entries);
   const runBegun =
     run !== null && (begun(run) || (await ctx.executions.executions(run)).some((e) => e.execution_name === run));

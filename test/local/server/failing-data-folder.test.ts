@@ -233,6 +233,51 @@ describe('a data folder that fails while the gateway runs', () => {
     expect(world.receiver.received).toHaveLength(1);
   });
 
+  it('a redelivery the full disk cut once its receiver had taken the attempt is finished by the running gateway before the schedule runs again: delivered once', async () => {
+    world.receiver.reset();
+    world.receiver.reply(503, 503, 503, 503);
+    const first = await world.post(request);
+    expect(first.body.tracking.delivery_status).toBe('retrying');
+    const id = first.body.conversation_id as string;
+    world.receiver.reset();
+    const owed = (await world.gateway.failedDeliveries.get(id))!;
+    await world.gateway.failedDeliveries.put({ ...owed, next_due_at: new Date(Date.now() - 1).toISOString() });
+    full.afterDeliver = true;
+    const printed = vi.spyOn(console, 'error').mockImplementation(() => undefined);
+    try {
+      const [cut] = await world.gateway.redelivery.runDue();
+      expect(cut).toMatchObject({ conversation_id: id, status: 'error' });
+      expect(cut!.error).toContain('ENOSPC');
+    } finally {
+      printed.mockRestore();
+    }
+    expect(world.receiver.received).toHaveLength(1);
+    // Not a failed run of the envelope: the full disk cut it. It is as it was until the run is finished.
+    expect(await world.gateway.failedDeliveries.get(id)).toMatchObject({
+      state: 'pending',
+      updated_at: owed.updated_at,
+    });
+    full.afterDeliver = false;
+    full.journal = false;
+    // The folder takes writes again; the schedule's next run first finishes the cut one. Before: counted as a failed
+    // run and left pending, so this run sent it to the receiver a second time, and the cut run waited in the journal
+    // for the next start.
+    await world.gateway.redelivery.runDue();
+    expect(world.receiver.received).toHaveLength(1);
+    expect(await world.gateway.failedDeliveries.get(id)).toMatchObject({ state: 'settled' });
+    const exported = await world.getJson(`${folderOf(id)}conversation.json`);
+    expect(exported.conversation.webhook_context.delivery_status).toBe('delivered');
+    const redeliveries = (await world.gateway.executions.executions(id)).filter((e) =>
+      e.execution_name.includes('-redelivery-'),
+    );
+    expect(redeliveries.map((e) => e.error)).toEqual(['StorageUnavailable']);
+    expect(redeliveries[0]!.events.some((e) => e.type === 'ExecutionResumed')).toBe(true);
+    await world.gateway.idle();
+    const entries = await journalEntries(path.join(world.dataDir, 'journal')).catch(() => []);
+    const ended = new Set(entries.filter((e) => e.k === 'end').map((e) => e.e));
+    expect(entries.filter((e) => e.k === 'begin' && !ended.has(e.e))).toEqual([]);
+  });
+
   it("an asynchronous conversation the full disk cut: its run's line says 503 STORAGE_UNAVAILABLE and why, as a synchronous one's", async () => {
     full.afterClassify = true;
     const printed = vi.spyOn(console, 'error').mockImplementation(() => undefined);
