@@ -473,6 +473,7 @@ async function recoverRedelivery(
   now: Date,
 ): Promise<RecoveredExecution> {
   const conversationId = input.conversation.conversation_id;
+  const refusal = storageRefusal(entries);
   const plan = planRedeliveryRecovery(entries, await loggedAttempts(ctx, name, entries));
   // Killed after its history was saved (and perhaps its envelope stored), before the journal's end: it ran to its
   // end; its envelope is settled by that history, not by a second run.
@@ -481,9 +482,11 @@ async function recoverRedelivery(
     : undefined;
   let history = saved;
   let ended = saved;
-  if (!saved && plan.kind === 'resume' && ctx.redeliveryWorkflow) {
+  const workflow = ctx.redeliveryWorkflow;
+  const resumed = !saved && plan.kind === 'resume' && workflow !== undefined;
+  if (resumed) {
     const journaled = ctx.journal.resume(name, plan.startAt);
-    ended = await ctx.redeliveryWorkflow.run(plan.state, name, { startAt: plan.startAt, observer: journaled });
+    ended = await workflow.run(plan.state, name, { startAt: plan.startAt, observer: journaled });
     history = recoveredHistory(name, entries, ended, plan.startAt, now);
     await ctx.executions.save(conversationId, history);
     journaled.end();
@@ -529,12 +532,16 @@ async function recoverRedelivery(
         timestamp: last?.timestamp ?? now.getTime(),
         state: last?.state ?? 'Deliver',
         error: INTERRUPTED_ERROR,
-        cause: 'the local gateway stopped (crash or kill) during this state',
+        cause: `${cutBy(entries)} during this state`,
       });
     }
-    const cause =
-      'the local gateway stopped (crash or kill) during this redelivery: its attempt may have reached the receiver, under the same webhook-id; the envelope is as it was before the run';
-    events.push({ type: 'ExecutionFailed', timestamp: now.getTime(), error: INTERRUPTED_ERROR, cause });
+    // Cut by the data folder (a full disk), it says so, not a crash: the state whose line was refused did not run, or
+    // its result was not kept.
+    const error = refusal ? STORAGE_UNAVAILABLE_ERROR : INTERRUPTED_ERROR;
+    const cause = refusal
+      ? `${cutBy(entries)} in ${refusal.state}; the envelope is as it was before the run`
+      : `${CRASH} during this redelivery: its attempt may have reached the receiver, under the same webhook-id; the envelope is as it was before the run`;
+    events.push({ type: 'ExecutionFailed', timestamp: now.getTime(), error, cause });
     const begin = entries.find((e) => e.k === 'begin');
     history = {
       execution_name: name,
@@ -543,21 +550,29 @@ async function recoverRedelivery(
       started_at: new Date(begin?.t ?? now.getTime()).toISOString(),
       stopped_at: now.toISOString(),
       input,
-      error: INTERRUPTED_ERROR,
+      error,
       cause,
       events,
     };
     await ctx.executions.save(conversationId, history);
   }
   const record = recordOf(history);
+  // Finished here (its history FAILED with StorageUnavailable when the data folder cut it), shown as interrupted, or
+  // a run that had failed before the crash.
+  const outcome =
+    (resumed && ended?.status === 'SUCCEEDED') || history.status === 'SUCCEEDED'
+      ? 'resumed'
+      : history.error === INTERRUPTED_ERROR || (!saved && refusal)
+        ? 'interrupted'
+        : 'failed';
   return {
     execution_name: name,
     conversation_id: conversationId,
-    outcome:
-      history.status === 'SUCCEEDED' ? 'resumed' : history.error === INTERRUPTED_ERROR ? 'interrupted' : 'failed',
+    outcome,
     status: record?.execution.status ?? null,
     delivery_status: record?.webhook_context.delivery_status ?? null,
     redelivery: input.redelivery.via,
+    ...(refusal ? { storage_refused: refusal.message } : {}),
   };
 }
 

@@ -1,11 +1,19 @@
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import type { RecoveredExecution } from '../../../local/engine/recovery.ts';
 import type { RequestSummary } from '../../../local/server/config.ts';
 import { folderOf, journalEntries, startWorld, type TestWorld } from '../../support/gateway.ts';
 
 /** The file system refusing writes, as a full disk does (ENOSPC), or reads (EACCES), through the seams below. */
-const full = { journal: false, validate: false, idempotencyRead: false, afterClassify: false, afterDeliver: false };
+const full = {
+  journal: false,
+  validate: false,
+  idempotencyRead: false,
+  afterClassify: false,
+  afterDeliver: false,
+  afterRedeliveryBegin: false,
+};
 const noSpace = (syscall: string, file = '') =>
   Object.assign(new Error(`ENOSPC: no space left on device, ${syscall}${file ? ` '${file}'` : ''}`), {
     code: 'ENOSPC',
@@ -25,7 +33,15 @@ vi.mock('node:fs', async (importOriginal) => {
   }) as typeof fs.openSync;
   const writeSync = ((fd: number, ...rest: never[]) => {
     if (full.journal && journalFds.has(fd)) throw noSpace('write');
-    return (fs.writeSync as (...args: unknown[]) => number)(fd, ...rest);
+    const written = (fs.writeSync as (...args: unknown[]) => number)(fd, ...rest);
+    // The disk fills up once a redelivery's first line is written: its Deliver is refused.
+    if (
+      full.afterRedeliveryBegin &&
+      journalFds.has(fd) &&
+      /-redelivery-[^"]*","t":\d+,"k":"begin"/.test(String(rest[0]))
+    )
+      full.journal = true;
+    return written;
   }) as typeof fs.writeSync;
   const closeSync = (fd: number) => {
     journalFds.delete(fd);
@@ -48,6 +64,8 @@ vi.mock('node:fs', async (importOriginal) => {
 
 let world: TestWorld;
 const operatorLog: RequestSummary[] = [];
+/** What the running gateway finished of what the data folder cut (each a `recovered` line of `npm start`). */
+const recoveredLog: RecoveredExecution[] = [];
 beforeAll(async () => {
   const { handler: validate } = await import('../../../functions/validate/handler.ts');
   const { handler: classify } = await import('../../../functions/classify/handler.ts');
@@ -56,6 +74,7 @@ beforeAll(async () => {
     {},
     {
       onExecution: (summary) => operatorLog.push(summary),
+      onRecovery: (recovered) => recoveredLog.push(...recovered),
       stageOverrides: {
         // Validate's claim of an Idempotency-Key is a file of the data folder: a full disk refuses it.
         validate: async (input) => {
@@ -85,7 +104,9 @@ beforeEach(() => {
   full.idempotencyRead = false;
   full.afterClassify = false;
   full.afterDeliver = false;
+  full.afterRedeliveryBegin = false;
   operatorLog.length = 0;
+  recoveredLog.length = 0;
 });
 afterAll(async () => {
   await world?.close();
@@ -271,11 +292,56 @@ describe('a data folder that fails while the gateway runs', () => {
       e.execution_name.includes('-redelivery-'),
     );
     expect(redeliveries.map((e) => e.error)).toEqual(['StorageUnavailable']);
+    // Its recovered line says it was finished, cut by the data folder (before: "had failed before the crash, counted as
+    // a failed run").
+    expect(recoveredLog).toMatchObject([
+      { outcome: 'resumed', delivery_status: 'delivered', storage_refused: expect.stringContaining('ENOSPC') },
+    ]);
     expect(redeliveries[0]!.events.some((e) => e.type === 'ExecutionResumed')).toBe(true);
     await world.gateway.idle();
     const entries = await journalEntries(path.join(world.dataDir, 'journal')).catch(() => []);
     const ended = new Set(entries.filter((e) => e.k === 'end').map((e) => e.e));
     expect(entries.filter((e) => e.k === 'begin' && !ended.has(e.e))).toEqual([]);
+  });
+
+  it('a redelivery the full disk cut before its attempt: its history says the data folder refused a write; its envelope is delivered by the next run', async () => {
+    world.receiver.reset();
+    world.receiver.reply(503, 503, 503, 503);
+    const first = await world.post(request);
+    const id = first.body.conversation_id as string;
+    world.receiver.reset();
+    const owed = (await world.gateway.failedDeliveries.get(id))!;
+    await world.gateway.failedDeliveries.put({ ...owed, next_due_at: new Date(Date.now() - 1).toISOString() });
+    full.afterRedeliveryBegin = true;
+    const printed = vi.spyOn(console, 'error').mockImplementation(() => undefined);
+    try {
+      expect((await world.gateway.redelivery.runDue())[0]).toMatchObject({ conversation_id: id, status: 'error' });
+    } finally {
+      printed.mockRestore();
+    }
+    expect(world.receiver.received).toHaveLength(0);
+    full.afterRedeliveryBegin = false;
+    full.journal = false;
+    const [next] = await world.gateway.redelivery.runDue();
+    expect(next).toMatchObject({ conversation_id: id, status: 'delivered' });
+    expect(world.receiver.received).toHaveLength(1);
+    // Before: shown as cut by a crash ("the local gateway stopped (crash or kill)", its attempt said to have perhaps
+    // reached the receiver), and its recovered line the same.
+    const [cut] = (await world.gateway.executions.executions(id)).filter(
+      (e) => e.execution_name.includes('-redelivery-') && e.execution_name !== next!.execution_name,
+    );
+    expect(cut).toMatchObject({ status: 'FAILED', error: 'StorageUnavailable' });
+    expect(cut!.cause).toMatch(
+      /^the local gateway's data folder refused a write \(ENOSPC: no space left on device, write\) in Deliver; the envelope is as it was before the run$/,
+    );
+    expect(recoveredLog).toMatchObject([
+      {
+        execution_name: cut!.execution_name,
+        outcome: 'interrupted',
+        redelivery: 'schedule',
+        storage_refused: expect.stringContaining('ENOSPC'),
+      },
+    ]);
   });
 
   it("an asynchronous conversation the full disk cut: its run's line says 503 STORAGE_UNAVAILABLE and why, as a synchronous one's", async () => {
