@@ -351,6 +351,7 @@ async function sweep(seed: number) {
     ]);
     expect(e.unreadable, `${context}: ${e.id}`).toEqual([]);
   }
+  let takenTwice = 0;
   for (const r of requests) {
     const ids = new Set(deliveries.filter((d) => d.query === r.query).map((d) => d.webhookId));
     expect(ids.size, `${context}: ${r.query} delivered under one webhook-id`).toBeLessThanOrEqual(1);
@@ -359,6 +360,7 @@ async function sweep(seed: number) {
     // At least once: a delivery the crash cut may come again, under its id; never more than that.
     const taken = deliveries.filter((d) => d.query === r.query && d.status === 200).length;
     expect(taken, `${context}: ${r.query} taken`).toBeLessThanOrEqual(2);
+    if (taken === 2) takenTwice += 1;
   }
   for (const r of answered.filter((x) => x.async))
     await until(`${context}: ${r.query} no longer running`, async () => {
@@ -394,12 +396,14 @@ async function sweep(seed: number) {
   }
   expect(inProgress, `${context}: keys in progress`).toEqual([]);
   console.log(
-    `crash sweep ${context}: ${answered.length} answered, ${exports.length} exported; ms: ${JSON.stringify({
-      kill: killAt - begun,
-      restart: startedAt - killAt,
-      settle: settledAt - startedAt,
-      checks: Date.now() - settledAt,
-    })}`,
+    `crash sweep ${context}: ${answered.length} answered, ${exports.length} exported, ${takenTwice} taken twice; ms: ${JSON.stringify(
+      {
+        kill: killAt - begun,
+        restart: startedAt - killAt,
+        settle: settledAt - startedAt,
+        checks: Date.now() - settledAt,
+      },
+    )}`,
   );
   await killIfRunning(second);
 }
