@@ -114,6 +114,19 @@ afterAll(async () => {
 
 const request = { query: 'What are the top deals?', source_system: 'crm', source_process: 'sync' };
 
+/** A conversation whose delivery the receiver refused for now (503), its envelope due now; the receiver then takes. */
+async function owedAndDue() {
+  world.receiver.reset();
+  world.receiver.reply(503, 503, 503, 503);
+  const first = await world.post(request);
+  expect(first.body.tracking.delivery_status).toBe('retrying');
+  const id = first.body.conversation_id as string;
+  world.receiver.reset();
+  const owed = (await world.gateway.failedDeliveries.get(id))!;
+  await world.gateway.failedDeliveries.put({ ...owed, next_due_at: new Date(Date.now() - 1).toISOString() });
+  return { id, owed };
+}
+
 describe('a data folder that fails while the gateway runs', () => {
   it('a journal folder that became a file (once the body was read): 500 STATE_UNREADABLE, not left hanging, and one line naming the file in the way (no stack)', async () => {
     const journal = path.join(world.dataDir, 'journal');
@@ -255,14 +268,7 @@ describe('a data folder that fails while the gateway runs', () => {
   });
 
   it('a redelivery the full disk cut once its receiver had taken the attempt is finished by the running gateway before the schedule runs again: delivered once', async () => {
-    world.receiver.reset();
-    world.receiver.reply(503, 503, 503, 503);
-    const first = await world.post(request);
-    expect(first.body.tracking.delivery_status).toBe('retrying');
-    const id = first.body.conversation_id as string;
-    world.receiver.reset();
-    const owed = (await world.gateway.failedDeliveries.get(id))!;
-    await world.gateway.failedDeliveries.put({ ...owed, next_due_at: new Date(Date.now() - 1).toISOString() });
+    const { id, owed } = await owedAndDue();
     full.afterDeliver = true;
     const printed = vi.spyOn(console, 'error').mockImplementation(() => undefined);
     try {
@@ -305,13 +311,7 @@ describe('a data folder that fails while the gateway runs', () => {
   });
 
   it('a redelivery the full disk cut before its attempt: its history says the data folder refused a write; its envelope is delivered by the next run', async () => {
-    world.receiver.reset();
-    world.receiver.reply(503, 503, 503, 503);
-    const first = await world.post(request);
-    const id = first.body.conversation_id as string;
-    world.receiver.reset();
-    const owed = (await world.gateway.failedDeliveries.get(id))!;
-    await world.gateway.failedDeliveries.put({ ...owed, next_due_at: new Date(Date.now() - 1).toISOString() });
+    const { id } = await owedAndDue();
     full.afterRedeliveryBegin = true;
     const printed = vi.spyOn(console, 'error').mockImplementation(() => undefined);
     try {
