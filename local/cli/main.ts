@@ -245,6 +245,9 @@ function whenOrphanedByNpm(stop: () => void): void {
   watch.unref();
 }
 
+const cutBy = (r: RecoveredExecution) =>
+  r.storage_refused ? ` (cut by the data folder refusing a write: ${r.storage_refused})` : '';
+
 function recoveryFields(r: RecoveredExecution): string[] {
   if (r.outcome === 'not_accepted')
     return [
@@ -260,12 +263,11 @@ function recoveryFields(r: RecoveredExecution): string[] {
           : 'finished';
     return [
       r.conversation_id ?? '',
-      `${r.redelivery} ${r.execution_name} ${how}: ${r.status}, delivery ${r.delivery_status}`,
+      `${r.redelivery} ${r.execution_name} ${how}${cutBy(r)}: ${r.status}, delivery ${r.delivery_status}`,
     ];
   }
   const how = r.outcome === 'interrupted' ? 'closed as interrupted' : 'finished';
-  const cut = r.storage_refused ? ` (cut by the data folder refusing a write: ${r.storage_refused})` : '';
-  return [r.conversation_id ?? '', `${how}${cut}: ${r.status}, delivery ${r.delivery_status}`];
+  return [r.conversation_id ?? '', `${how}${cutBy(r)}: ${r.status}, delivery ${r.delivery_status}`];
 }
 
 /**

@@ -102,7 +102,8 @@ function deliveryAttempts(entries: JournalEntry[]): {
   let cut: number | null = null;
   let n = 0;
   for (const entry of entries) {
-    if (entry.s !== 'Deliver') continue;
+    // Deliver's steps (not the data folder's `refused` note, which names the state whose line it refused).
+    if (entry.s !== 'Deliver' || !TASK_KINDS.has(entry.k)) continue;
     if (entry.k === 'in') {
       n += 1;
       cut = n;
@@ -472,6 +473,7 @@ async function recoverRedelivery(
   now: Date,
 ): Promise<RecoveredExecution> {
   const conversationId = input.conversation.conversation_id;
+  const refusal = storageRefusal(entries);
   const plan = planRedeliveryRecovery(entries, await loggedAttempts(ctx, name, entries));
   // Killed after its history was saved (and perhaps its envelope stored), before the journal's end: it ran to its
   // end; its envelope is settled by that history, not by a second run.
@@ -480,9 +482,11 @@ async function recoverRedelivery(
     : undefined;
   let history = saved;
   let ended = saved;
-  if (!saved && plan.kind === 'resume' && ctx.redeliveryWorkflow) {
+  const workflow = ctx.redeliveryWorkflow;
+  const resumed = !saved && plan.kind === 'resume' && workflow !== undefined;
+  if (resumed) {
     const journaled = ctx.journal.resume(name, plan.startAt);
-    ended = await ctx.redeliveryWorkflow.run(plan.state, name, { startAt: plan.startAt, observer: journaled });
+    ended = await workflow.run(plan.state, name, { startAt: plan.startAt, observer: journaled });
     history = recoveredHistory(name, entries, ended, plan.startAt, now);
     await ctx.executions.save(conversationId, history);
     journaled.end();
@@ -528,12 +532,16 @@ async function recoverRedelivery(
         timestamp: last?.timestamp ?? now.getTime(),
         state: last?.state ?? 'Deliver',
         error: INTERRUPTED_ERROR,
-        cause: 'the local gateway stopped (crash or kill) during this state',
+        cause: `${cutBy(entries)} during this state`,
       });
     }
-    const cause =
-      'the local gateway stopped (crash or kill) during this redelivery: its attempt may have reached the receiver, under the same webhook-id; the envelope is as it was before the run';
-    events.push({ type: 'ExecutionFailed', timestamp: now.getTime(), error: INTERRUPTED_ERROR, cause });
+    // Cut by the data folder (a full disk), it says so, not a crash: the state whose line was refused did not run, or
+    // its result was not kept.
+    const error = refusal ? STORAGE_UNAVAILABLE_ERROR : INTERRUPTED_ERROR;
+    const cause = refusal
+      ? `${cutBy(entries)} in ${refusal.state}; the envelope is as it was before the run`
+      : `${CRASH} during this redelivery: its attempt may have reached the receiver, under the same webhook-id; the envelope is as it was before the run`;
+    events.push({ type: 'ExecutionFailed', timestamp: now.getTime(), error, cause });
     const begin = entries.find((e) => e.k === 'begin');
     history = {
       execution_name: name,
@@ -542,21 +550,29 @@ async function recoverRedelivery(
       started_at: new Date(begin?.t ?? now.getTime()).toISOString(),
       stopped_at: now.toISOString(),
       input,
-      error: INTERRUPTED_ERROR,
+      error,
       cause,
       events,
     };
     await ctx.executions.save(conversationId, history);
   }
   const record = recordOf(history);
+  // Finished here (its history FAILED with StorageUnavailable when the data folder cut it), shown as interrupted, or
+  // a run that had failed before the crash.
+  const outcome =
+    (resumed && ended?.status === 'SUCCEEDED') || history.status === 'SUCCEEDED'
+      ? 'resumed'
+      : history.error === INTERRUPTED_ERROR || (!saved && refusal)
+        ? 'interrupted'
+        : 'failed';
   return {
     execution_name: name,
     conversation_id: conversationId,
-    outcome:
-      history.status === 'SUCCEEDED' ? 'resumed' : history.error === INTERRUPTED_ERROR ? 'interrupted' : 'failed',
+    outcome,
     status: record?.execution.status ?? null,
     delivery_status: record?.webhook_context.delivery_status ?? null,
     redelivery: input.redelivery.via,
+    ...(refusal ? { storage_refused: refusal.message } : {}),
   };
 }
 
@@ -618,7 +634,8 @@ const ACCEPTED_STATE = 'Accepted';
  */
 async function loggedAttempts(ctx: RecoveryContext, name: string, entries: JournalEntry[]): Promise<DeliveryAttempt[]> {
   const id = journaledConversationId(entries);
-  const cutInDeliver = entries.findLast((e) => e.s === 'Deliver')?.k === 'in';
+  // Its last step (not the data folder's `refused` note, which names the state whose line it refused).
+  const cutInDeliver = entries.findLast((e) => e.s === 'Deliver' && TASK_KINDS.has(e.k))?.k === 'in';
   if (!ctx.attempts || !id || !cutInDeliver) return [];
   try {
     return (await ctx.attempts.list(id)).filter((a) => a.execution_name === name);
@@ -740,7 +757,9 @@ export async function recoverInterrupted(ctx: RecoveryContext): Promise<Recovere
  * Finish one execution of this process that the data folder cut (a line of its journal refused, so its caller had 503
  * STORAGE_UNAVAILABLE), once the folder takes writes again, exactly as the next start would have: before, it waited
  * for that start, its Idempotency-Key claimed meanwhile (409 to every retry), then free after 7 minutes for a second
- * conversation. Throws while the folder still refuses (the journal's resume line, the history): try again later.
+ * conversation. A redelivery run too (recoverRedelivery): before, it was a failed run, and the schedule sent again an
+ * attempt the receiver had taken. Throws while the folder still refuses (the journal's resume line, the history): try
+ * again later.
  * `begun`: whether an execution of this process began, by its name (an accept execution's run: running, or cut too).
  */
 export async function recoverCut(
@@ -750,6 +769,8 @@ export async function recoverCut(
   begun: (name: string) => boolean,
 ): Promise<RecoveredExecution | null> {
   const now = ctx.now?.() ?? new Date();
+  const redelivery = redeliveryInput(entries);
+  if (redelivery) return recoverRedelivery(ctx, name, entries, redelivery, now);
   const run = uncertainStart(entries);
   const runBegun =
     run !== null && (begun(run) || (await ctx.executions.executions(run)).some((e) => e.execution_name === run));

@@ -29,7 +29,7 @@ import { wrongKindMessage } from '../store/damaged-files.ts';
 import type { ExecutionStore } from '../store/execution-store.ts';
 import type { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
 import type { ExecutionRecord, HistoryEvent, LocalWorkflow } from './engine.ts';
-import type { ExecutionJournal } from './journal.ts';
+import type { ExecutionJournal, JournaledRun } from './journal.ts';
 import type { RunningExecutions } from './running.ts';
 
 /** The schedule's lines are for AWS's log groups; locally each result is reported (onResult), errors printed. */
@@ -51,6 +51,7 @@ function localRedeliver(
   executions: ExecutionStore,
   journal: ExecutionJournal,
   running: RunningExecutions | undefined,
+  cut: CutRuns | undefined,
 ): Redeliver {
   return async (envelope, via) => {
     const schedule = store.schedule;
@@ -60,7 +61,7 @@ function localRedeliver(
     // the console as far as it went meanwhile (docs/operations.md).
     const shown = running?.begin(name, workflow.name, input);
     try {
-      return await redeliverOnce(store, workflow, executions, journal, envelope, via, name, input, shown?.onEvent);
+      return await redeliverOnce(store, workflow, executions, journal, envelope, via, name, input, shown?.onEvent, cut);
     } finally {
       shown?.end();
     }
@@ -77,10 +78,25 @@ async function redeliverOnce(
   name: string,
   input: unknown,
   onEvent: ((event: HistoryEvent) => void) | undefined,
+  cut: CutRuns | undefined,
 ): Promise<RedeliveryRun> {
   const schedule = store.schedule;
   const journaled = journal.begin(name, input);
   const execution = await workflow.run(input, name, { observer: journaled, onEvent });
+  // Cut by the data folder (a step it could not journal did not run, or its result was not kept): not a failed run.
+  // Its envelope stays as it was, and the gateway finishes the run once the folder takes writes again, before any
+  // other redelivery (CutRuns), as the next start would: an attempt the receiver took is exported delivered and
+  // settled, not sent again (docs/operations.md, "After a crash").
+  if (cut && journaled.refused && execution.status !== 'SUCCEEDED') {
+    cut.add(name, journaled);
+    return {
+      ok: false,
+      execution_name: name,
+      status: execution.status,
+      error: `${execution.error}: ${execution.cause ?? ''}`,
+      updated: envelope,
+    };
+  }
   try {
     await executions.save(envelope.conversation_id, execution);
   } catch (error) {
@@ -150,6 +166,16 @@ async function kept(store: LocalFailedDeliveryStore, updated: FailedDeliveryEnve
   }
 }
 
+/**
+ * The gateway's runs that the data folder cut (local/server/gateway.ts): `add` one, `finish` them all (each as the
+ * next start would) before the next redelivery runs.
+ */
+export interface CutRuns {
+  add(name: string, run: JournaledRun): void;
+  /** Whether none is left (false: the folder still refuses them). */
+  finish(): Promise<boolean>;
+}
+
 export class LocalRedelivery {
   private readonly redeliver: Redeliver;
   private timer: NodeJS.Timeout | null = null;
@@ -171,13 +197,14 @@ export class LocalRedelivery {
     journal: ExecutionJournal,
     private readonly gate?: () => ScheduleGate | undefined,
     running?: RunningExecutions,
+    private readonly cut?: CutRuns,
   ) {
-    this.redeliver = localRedeliver(store, workflow, executions, journal, running);
+    this.redeliver = localRedeliver(store, workflow, executions, journal, running, cut);
   }
 
   /** An operator's resend of a delivered conversation (the caller checked resendRefusal). */
   resend(record: ConversationRecord): Promise<RedeliveryResult> {
-    const run = resend(record, this.redeliver, new Date());
+    const run = this.finishCut().then(() => resend(record, this.redeliver, new Date()));
     this.redrives.add(run);
     return run.finally(() => this.redrives.delete(run));
   }
@@ -185,6 +212,7 @@ export class LocalRedelivery {
   /** An operator's redrive of one conversation, due or not, pending or dead. */
   redrive(conversationId: string): Promise<RedeliveryResult> {
     const run = (async (): Promise<RedeliveryResult> => {
+      await this.finishCut();
       const item = await this.store.hold(conversationId);
       if (!item) return { conversation_id: conversationId, status: 'not_found' };
       if (item.envelope.state === 'settled') {
@@ -203,6 +231,9 @@ export class LocalRedelivery {
     this.sweepStopped = false;
     this.sweeping = (async () => {
       const results: RedeliveryResult[] = [];
+      // A run the data folder cut may have delivered: finished first (its envelope settled by it), or, while the folder
+      // still refuses it, no envelope is sent.
+      if (!(await this.finishCut())) return results;
       await runSchedule(this.store, this.redeliver, {
         remainingMs: () => Number.POSITIVE_INFINITY,
         reserveMs: 0,
@@ -217,6 +248,11 @@ export class LocalRedelivery {
       this.sweeping = null;
     });
     return this.sweeping;
+  }
+
+  /** The runs the data folder cut, finished before the next redelivery (true: none is left). */
+  private finishCut(): Promise<boolean> {
+    return this.cut?.finish() ?? Promise.resolve(true);
   }
 
   start(pollMs: number, onResult?: (result: RedeliveryResult) => void): void {

@@ -320,6 +320,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     journal,
     () => endpointGate(endpoints, config.breaker),
     runningExecutions,
+    { add: (name, run) => cut.set(name, run), finish: () => finishCut().then(() => cut.size === 0) },
   );
   redelivery.start(options.redeliveryPollMs, options.onRedelivery);
   const retention = {
@@ -406,7 +407,8 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
    * Finish the executions the data folder cut, now that it may take writes again (docs/operations.md, "After a
    * crash"): each as the next start would (recovery.ts, recoverCut), its Idempotency-Key settled, so that the retry the
    * caller's 503 asked for gets the conversation's answer, not 409 and then a second conversation. Called before each
-   * new conversation; one the folder still refuses waits for a later one (or for the next start).
+   * new conversation and each redelivery (a redelivery run it cut too: local/engine/redelivery.ts); one the folder
+   * still refuses waits for a later one (or for the next start).
    */
   function finishCut(): Promise<void> {
     if (cut.size === 0 || performance.now() - refusedAt < 1_000) return Promise.resolve();

@@ -3,9 +3,7 @@ import type { Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
-import { DELIVERY_URL_VARIABLES } from '../../functions/domain/delivery.ts';
-import { killIfRunning, startCli, until } from '../support/cli.ts';
+import { crashTestEnv, killIfRunning, startCli, until } from '../support/cli.ts';
 import { closeJsonServers, serveJson } from '../support/servers.ts';
 
 /**
@@ -86,19 +84,7 @@ describe('kill -9 with asynchronous conversations in flight, then a restart on t
       return [200, { ok: true }];
     });
     dataDir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-async-crash-'));
-    const env: Record<string, string | undefined> = {
-      PORT: '0',
-      LOCAL_S3_PORT: '0',
-      LOCAL_DATA_DIR: dataDir,
-      AWS_ENDPOINT_URL_S3: undefined,
-      CONVERSATION_EXPORT_S3_BUCKET: undefined,
-      AWS_ENDPOINT_URL_LAMBDA: agentUrl,
-      MANAGER_AGENT_FUNCTION_NAME: 'crash-agent',
-      DELIVERY_TIMEOUT_MS: '10000',
-      REDELIVERY_SCHEDULE: '100ms,100ms,100ms',
-      REDELIVERY_POLL_MS: '50',
-      ...Object.fromEntries(WEBHOOK_TYPES.map((t) => [DELIVERY_URL_VARIABLES[t], `${receiverUrl}/hooks/${t}`])),
-    };
+    const env = crashTestEnv(dataDir, agentUrl, receiverUrl);
     gateway = await startCli({ ...env, LOCAL_TEST_HOLDS: 'true' }, START_MS);
     const first = gateway;
     const answers: Record<string, Promise<number | 'cut'>> = {};

@@ -1,13 +1,11 @@
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, describe, expect, it } from 'vitest';
-import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
-import { DELIVERY_URL_VARIABLES } from '../../functions/domain/delivery.ts';
-import { killIfRunning, startCli, until } from '../support/cli.ts';
+import { crashTestEnv, killIfRunning, startCli, until } from '../support/cli.ts';
+import { closeJsonServers, serveJson } from '../support/servers.ts';
 
 /**
  * The chaos test (loopback only, ports 0, bounded): the real gateway (`webhook-gateway start`, a child process) with
@@ -70,23 +68,7 @@ interface Delivery {
 }
 const deliveries: Delivery[] = [];
 const servers: Server[] = [];
-const read = async (req: IncomingMessage) => {
-  const chunks: Buffer[] = [];
-  for await (const chunk of req) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString('utf8');
-};
-async function serve(
-  handler: (req: IncomingMessage, text: string) => Promise<[number, unknown, Record<string, string>?]>,
-) {
-  const server = createServer(async (req, res) => {
-    const [status, answer, headers] = await handler(req, await read(req));
-    if (res.destroyed) return;
-    res.writeHead(status, { 'content-type': 'application/json', ...headers }).end(JSON.stringify(answer));
-  });
-  servers.push(server);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-}
+const serve = (handler: Parameters<typeof serveJson>[1]) => serveJson(servers, handler);
 const never = new Promise<never>(() => {});
 let agentWaiting = 0;
 let receiverWaiting = 0;
@@ -95,10 +77,7 @@ let dataDir: string;
 let gateway: Awaited<ReturnType<typeof startCli>> | null = null;
 afterAll(async () => {
   await killIfRunning(gateway);
-  for (const server of servers) {
-    server.closeAllConnections();
-    server.close();
-  }
+  closeJsonServers(servers);
   if (dataDir) await rm(dataDir, { recursive: true, force: true });
 });
 
@@ -138,20 +117,7 @@ describe('kill -9 with conversations in flight, then a restart on the same data'
     });
 
     dataDir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-chaos-'));
-    const env: Record<string, string | undefined> = {
-      PORT: '0',
-      LOCAL_S3_PORT: '0',
-      LOCAL_DATA_DIR: dataDir,
-      AWS_ENDPOINT_URL_S3: undefined,
-      CONVERSATION_EXPORT_S3_BUCKET: undefined,
-      AWS_ENDPOINT_URL_LAMBDA: agentUrl,
-      MANAGER_AGENT_FUNCTION_NAME: 'chaos-agent',
-      MANAGER_AGENT_TIMEOUT_MS: '20000',
-      DELIVERY_TIMEOUT_MS: '10000',
-      REDELIVERY_SCHEDULE: '100ms,100ms,100ms',
-      REDELIVERY_POLL_MS: '50',
-      ...Object.fromEntries(WEBHOOK_TYPES.map((t) => [DELIVERY_URL_VARIABLES[t], `${receiverUrl}/hooks/${t}`])),
-    };
+    const env = { ...crashTestEnv(dataDir, agentUrl, receiverUrl), MANAGER_AGENT_TIMEOUT_MS: '20000' };
     gateway = await startCli({ ...env, LOCAL_TEST_HOLDS: 'true' }, START_MS);
     const first = gateway;
 

@@ -3,9 +3,8 @@ import type { Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { WEBHOOK_TYPES, type WebhookType } from '../../functions/domain/conversation.ts';
-import { DELIVERY_URL_VARIABLES } from '../../functions/domain/delivery.ts';
-import { killIfRunning, runMain, startCli, until } from '../support/cli.ts';
+import type { WebhookType } from '../../functions/domain/conversation.ts';
+import { crashTestEnv, killIfRunning, runMain, startCli, until } from '../support/cli.ts';
 import { closeJsonServers, serveJson } from '../support/servers.ts';
 
 /**
@@ -66,19 +65,7 @@ describe('kill -9 during a redelivery (the schedule, a redrive, a resend), then 
     });
 
     dataDir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-redelivery-crash-'));
-    const env: Record<string, string | undefined> = {
-      PORT: '0',
-      LOCAL_S3_PORT: '0',
-      LOCAL_DATA_DIR: dataDir,
-      AWS_ENDPOINT_URL_S3: undefined,
-      CONVERSATION_EXPORT_S3_BUCKET: undefined,
-      AWS_ENDPOINT_URL_LAMBDA: agentUrl,
-      MANAGER_AGENT_FUNCTION_NAME: 'crash-agent',
-      DELIVERY_TIMEOUT_MS: '10000',
-      REDELIVERY_SCHEDULE: '100ms,100ms,100ms',
-      REDELIVERY_POLL_MS: '50',
-      ...Object.fromEntries(WEBHOOK_TYPES.map((t) => [DELIVERY_URL_VARIABLES[t], `${receiverUrl}/hooks/${t}`])),
-    };
+    const env = crashTestEnv(dataDir, agentUrl, receiverUrl);
     gateway = await startCli(env, START_MS);
     const first = gateway;
     const ids: Record<keyof typeof CASES, string> = { schedule: '', redrive: '', resend: '' };

@@ -1,6 +1,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
 import { vi } from 'vitest';
+import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
+import { DELIVERY_URL_VARIABLES } from '../../functions/domain/delivery.ts';
 import { PROJECT_ROOT } from '../../local/paths.ts';
 
 const BIN = path.join(PROJECT_ROOT, 'bin', 'webhook-gateway.mjs');
@@ -52,16 +54,46 @@ export const NEW_USER_START_ENV = {
   DELIVERY_SIGNING_SECRETS_FILE: undefined, // an in-process gateway of the same test file sets it (its own data folder's)
 };
 
-/** Start `webhook-gateway start` and wait until it prints its URL (killed if it has not within `timeoutMs`). */
+/**
+ * A crash test's gateway (for startCli): its own data folder and embedded S3 on free ports, the test's agent (as the
+ * Lambda endpoint) and receiver (every type's URL under it), and a redelivery schedule of 100 ms steps swept every
+ * 50 ms, so that what is owed goes out within the test.
+ */
+export function crashTestEnv(
+  dataDir: string,
+  agentUrl: string,
+  receiverUrl: string,
+): Record<string, string | undefined> {
+  return {
+    PORT: '0',
+    LOCAL_S3_PORT: '0',
+    LOCAL_DATA_DIR: dataDir,
+    AWS_ENDPOINT_URL_S3: undefined,
+    CONVERSATION_EXPORT_S3_BUCKET: undefined,
+    AWS_ENDPOINT_URL_LAMBDA: agentUrl,
+    MANAGER_AGENT_FUNCTION_NAME: 'crash-agent',
+    DELIVERY_TIMEOUT_MS: '10000',
+    REDELIVERY_SCHEDULE: '100ms,100ms,100ms',
+    REDELIVERY_POLL_MS: '50',
+    ...Object.fromEntries(WEBHOOK_TYPES.map((t) => [DELIVERY_URL_VARIABLES[t], `${receiverUrl}/hooks/${t}`])),
+  };
+}
+
+/**
+ * Start `webhook-gateway start` and wait until it prints its URL (killed if it has not within `timeoutMs`).
+ * `onSpawn` gets the process at once (a crash test may kill it while it starts).
+ */
 export function startCli(
   env: Record<string, string | undefined>,
   timeoutMs = 20_000,
+  onSpawn?: (child: ChildProcess) => void,
 ): Promise<{ child: ChildProcess; url: string; output: () => string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [BIN, 'start'], {
       env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
+    onSpawn?.(child);
     let output = '';
     // A gateway that did not start in time is killed: left running, it would outlive the test run.
     const timer = setTimeout(() => {

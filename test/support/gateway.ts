@@ -79,7 +79,7 @@ export async function startWorld(
   env: Record<string, string> = {},
   options: Pick<
     GatewayOptions,
-    'stageOverrides' | 'rateLimitClock' | 'onExecution' | 'responseTimer' | 'budgetClock'
+    'stageOverrides' | 'rateLimitClock' | 'onExecution' | 'responseTimer' | 'budgetClock' | 'onRecovery'
   > = {},
 ): Promise<TestWorld> {
   for (const name of GATEWAY_VARIABLES) delete process.env[name];
@@ -109,6 +109,7 @@ export async function startWorld(
     onExecution: options.onExecution,
     responseTimer: options.responseTimer,
     budgetClock: options.budgetClock,
+    onRecovery: options.onRecovery,
   });
   const s3 = new S3Client({ endpoint: gateway.s3Endpoint, forcePathStyle: true, region: 'us-east-1' });
   const world: TestWorld = {

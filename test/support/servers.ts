@@ -30,12 +30,12 @@ async function body(req: IncomingMessage): Promise<string> {
  */
 export async function serveJson(
   servers: Server[],
-  handler: (req: IncomingMessage, text: string) => Promise<[number, unknown]>,
+  handler: (req: IncomingMessage, text: string) => Promise<[number, unknown, Record<string, string>?]>,
 ): Promise<string> {
   const { server, port } = await listen(async (req, res) => {
-    const [status, answer] = await handler(req, await body(req));
+    const [status, answer, headers] = await handler(req, await body(req));
     if (res.destroyed) return;
-    res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(answer));
+    res.writeHead(status, { 'content-type': 'application/json', ...headers }).end(JSON.stringify(answer));
   });
   servers.push(server);
   return `http://127.0.0.1:${port}`;

@@ -1,11 +1,19 @@
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import type { RecoveredExecution } from '../../../local/engine/recovery.ts';
 import type { RequestSummary } from '../../../local/server/config.ts';
 import { folderOf, journalEntries, startWorld, type TestWorld } from '../../support/gateway.ts';
 
 /** The file system refusing writes, as a full disk does (ENOSPC), or reads (EACCES), through the seams below. */
-const full = { journal: false, validate: false, idempotencyRead: false, afterClassify: false };
+const full = {
+  journal: false,
+  validate: false,
+  idempotencyRead: false,
+  afterClassify: false,
+  afterDeliver: false,
+  afterRedeliveryBegin: false,
+};
 const noSpace = (syscall: string, file = '') =>
   Object.assign(new Error(`ENOSPC: no space left on device, ${syscall}${file ? ` '${file}'` : ''}`), {
     code: 'ENOSPC',
@@ -25,7 +33,15 @@ vi.mock('node:fs', async (importOriginal) => {
   }) as typeof fs.openSync;
   const writeSync = ((fd: number, ...rest: never[]) => {
     if (full.journal && journalFds.has(fd)) throw noSpace('write');
-    return (fs.writeSync as (...args: unknown[]) => number)(fd, ...rest);
+    const written = (fs.writeSync as (...args: unknown[]) => number)(fd, ...rest);
+    // The disk fills up once a redelivery's first line is written: its Deliver is refused.
+    if (
+      full.afterRedeliveryBegin &&
+      journalFds.has(fd) &&
+      /-redelivery-[^"]*","t":\d+,"k":"begin"/.test(String(rest[0]))
+    )
+      full.journal = true;
+    return written;
   }) as typeof fs.writeSync;
   const closeSync = (fd: number) => {
     journalFds.delete(fd);
@@ -48,13 +64,17 @@ vi.mock('node:fs', async (importOriginal) => {
 
 let world: TestWorld;
 const operatorLog: RequestSummary[] = [];
+/** What the running gateway finished of what the data folder cut (each a `recovered` line of `npm start`). */
+const recoveredLog: RecoveredExecution[] = [];
 beforeAll(async () => {
   const { handler: validate } = await import('../../../functions/validate/handler.ts');
   const { handler: classify } = await import('../../../functions/classify/handler.ts');
+  const { handler: deliver } = await import('../../../functions/deliver/handler.ts');
   world = await startWorld(
     {},
     {
       onExecution: (summary) => operatorLog.push(summary),
+      onRecovery: (recovered) => recoveredLog.push(...recovered),
       stageOverrides: {
         // Validate's claim of an Idempotency-Key is a file of the data folder: a full disk refuses it.
         validate: async (input) => {
@@ -67,6 +87,13 @@ beforeAll(async () => {
           if (full.afterClassify) full.journal = true;
           return output;
         },
+        // The disk fills up once the receiver has answered (and the attempt log has that): Deliver's result is not
+        // journaled.
+        deliver: async (input) => {
+          const output = await deliver(input as never);
+          if (full.afterDeliver) full.journal = true;
+          return output;
+        },
       },
     },
   );
@@ -76,13 +103,29 @@ beforeEach(() => {
   full.validate = false;
   full.idempotencyRead = false;
   full.afterClassify = false;
+  full.afterDeliver = false;
+  full.afterRedeliveryBegin = false;
   operatorLog.length = 0;
+  recoveredLog.length = 0;
 });
 afterAll(async () => {
   await world?.close();
 });
 
 const request = { query: 'What are the top deals?', source_system: 'crm', source_process: 'sync' };
+
+/** A conversation whose delivery the receiver refused for now (503), its envelope due now; the receiver then takes. */
+async function owedAndDue() {
+  world.receiver.reset();
+  world.receiver.reply(503, 503, 503, 503);
+  const first = await world.post(request);
+  expect(first.body.tracking.delivery_status).toBe('retrying');
+  const id = first.body.conversation_id as string;
+  world.receiver.reset();
+  const owed = (await world.gateway.failedDeliveries.get(id))!;
+  await world.gateway.failedDeliveries.put({ ...owed, next_due_at: new Date(Date.now() - 1).toISOString() });
+  return { id, owed };
+}
 
 describe('a data folder that fails while the gateway runs', () => {
   it('a journal folder that became a file (once the body was read): 500 STATE_UNREADABLE, not left hanging, and one line naming the file in the way (no stack)', async () => {
@@ -196,6 +239,109 @@ describe('a data folder that fails while the gateway runs', () => {
     const entries = await journalEntries(path.join(world.dataDir, 'journal')).catch(() => []);
     const ended = new Set(entries.filter((e) => e.k === 'end').map((e) => e.e));
     expect(entries.filter((e) => e.k === 'begin' && !ended.has(e.e))).toEqual([]);
+  });
+
+  it('a conversation the full disk cut once its receiver had taken the delivery is finished delivered by the next request: the receiver gets it once', async () => {
+    world.receiver.reset();
+    full.afterDeliver = true;
+    const printed = vi.spyOn(console, 'error').mockImplementation(() => undefined);
+    let refused: Awaited<ReturnType<typeof world.post>>;
+    try {
+      refused = await world.post(request, { 'idempotency-key': 'disk-full-5' });
+    } finally {
+      printed.mockRestore();
+    }
+    expect(refused.status).toBe(503);
+    const cutId = operatorLog.at(-1)!.conversation_id!;
+    expect(world.receiver.received).toHaveLength(1);
+    full.afterDeliver = false;
+    full.journal = false;
+    const again = await world.post(request, { 'idempotency-key': 'disk-full-5' });
+    expect(again.status).toBe(200);
+    expect(again.body.conversation_id).toBe(cutId);
+    // Before: the data folder's note on the refused line (named after Deliver) was read as Deliver's last step, so the
+    // attempt log was not looked at: exported `interrupted`, its delivery queued, and the schedule sent it again.
+    const exported = await world.getJson(`${folderOf(cutId)}conversation.json`);
+    expect(exported.conversation.webhook_context.delivery_status).toBe('delivered');
+    expect(await world.gateway.failedDeliveries.get(cutId)).toBeNull();
+    expect(world.receiver.received).toHaveLength(1);
+  });
+
+  it('a redelivery the full disk cut once its receiver had taken the attempt is finished by the running gateway before the schedule runs again: delivered once', async () => {
+    const { id, owed } = await owedAndDue();
+    full.afterDeliver = true;
+    const printed = vi.spyOn(console, 'error').mockImplementation(() => undefined);
+    try {
+      const [cut] = await world.gateway.redelivery.runDue();
+      expect(cut).toMatchObject({ conversation_id: id, status: 'error' });
+      expect(cut!.error).toContain('ENOSPC');
+    } finally {
+      printed.mockRestore();
+    }
+    expect(world.receiver.received).toHaveLength(1);
+    // Not a failed run of the envelope: the full disk cut it. It is as it was until the run is finished.
+    expect(await world.gateway.failedDeliveries.get(id)).toMatchObject({
+      state: 'pending',
+      updated_at: owed.updated_at,
+    });
+    full.afterDeliver = false;
+    full.journal = false;
+    // The folder takes writes again; the schedule's next run first finishes the cut one. Before: counted as a failed
+    // run and left pending, so this run sent it to the receiver a second time, and the cut run waited in the journal
+    // for the next start.
+    await world.gateway.redelivery.runDue();
+    expect(world.receiver.received).toHaveLength(1);
+    expect(await world.gateway.failedDeliveries.get(id)).toMatchObject({ state: 'settled' });
+    const exported = await world.getJson(`${folderOf(id)}conversation.json`);
+    expect(exported.conversation.webhook_context.delivery_status).toBe('delivered');
+    const redeliveries = (await world.gateway.executions.executions(id)).filter((e) =>
+      e.execution_name.includes('-redelivery-'),
+    );
+    expect(redeliveries.map((e) => e.error)).toEqual(['StorageUnavailable']);
+    // Its recovered line says it was finished, cut by the data folder (before: "had failed before the crash, counted as
+    // a failed run").
+    expect(recoveredLog).toMatchObject([
+      { outcome: 'resumed', delivery_status: 'delivered', storage_refused: expect.stringContaining('ENOSPC') },
+    ]);
+    expect(redeliveries[0]!.events.some((e) => e.type === 'ExecutionResumed')).toBe(true);
+    await world.gateway.idle();
+    const entries = await journalEntries(path.join(world.dataDir, 'journal')).catch(() => []);
+    const ended = new Set(entries.filter((e) => e.k === 'end').map((e) => e.e));
+    expect(entries.filter((e) => e.k === 'begin' && !ended.has(e.e))).toEqual([]);
+  });
+
+  it('a redelivery the full disk cut before its attempt: its history says the data folder refused a write; its envelope is delivered by the next run', async () => {
+    const { id } = await owedAndDue();
+    full.afterRedeliveryBegin = true;
+    const printed = vi.spyOn(console, 'error').mockImplementation(() => undefined);
+    try {
+      expect((await world.gateway.redelivery.runDue())[0]).toMatchObject({ conversation_id: id, status: 'error' });
+    } finally {
+      printed.mockRestore();
+    }
+    expect(world.receiver.received).toHaveLength(0);
+    full.afterRedeliveryBegin = false;
+    full.journal = false;
+    const [next] = await world.gateway.redelivery.runDue();
+    expect(next).toMatchObject({ conversation_id: id, status: 'delivered' });
+    expect(world.receiver.received).toHaveLength(1);
+    // Before: shown as cut by a crash ("the local gateway stopped (crash or kill)", its attempt said to have perhaps
+    // reached the receiver), and its recovered line the same.
+    const [cut] = (await world.gateway.executions.executions(id)).filter(
+      (e) => e.execution_name.includes('-redelivery-') && e.execution_name !== next!.execution_name,
+    );
+    expect(cut).toMatchObject({ status: 'FAILED', error: 'StorageUnavailable' });
+    expect(cut!.cause).toMatch(
+      /^the local gateway's data folder refused a write \(ENOSPC: no space left on device, write\) in Deliver; the envelope is as it was before the run$/,
+    );
+    expect(recoveredLog).toMatchObject([
+      {
+        execution_name: cut!.execution_name,
+        outcome: 'interrupted',
+        redelivery: 'schedule',
+        storage_refused: expect.stringContaining('ENOSPC'),
+      },
+    ]);
   });
 
   it("an asynchronous conversation the full disk cut: its run's line says 503 STORAGE_UNAVAILABLE and why, as a synchronous one's", async () => {
