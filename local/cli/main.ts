@@ -34,9 +34,10 @@ const USAGE = `Usage: webhook-gateway <command>
                                         the same on a deployed stack (Athena, export bucket, Express log groups)
   deliveries list [--state pending|dead|settled|all] [--limit N] [--json]
   deliveries redrive <conversation_id> [--url URL] [--json]
-  deliveries redrive --all [--since ISO] [--type T] [--dry-run] [--url URL] [--json]
-                                        deliver what is still owed now (the plan first; --dry-run: only the plan;
-                                        --json: the results, or the plan's envelopes, as one array)
+  deliveries redrive --all [--since ISO] [--type T] [--dry-run [--limit N]] [--url URL] [--json]
+                                        deliver what is still owed now (the plan first; --dry-run: only the plan,
+                                        its count and oldest 50 or --limit N; --json: the results, or the plan's
+                                        envelopes, as one array)
   deliveries resend <conversation_id> [--url URL] [--json]
                                         deliver a delivered conversation once more, under its webhook-id
   deliveries list|redrive|resend … --aws [--stack NAME] [--region R] [--profile P]

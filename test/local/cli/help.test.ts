@@ -12,7 +12,8 @@ describe('help for one command', () => {
 
     const redrive = await runMain(['deliveries', 'redrive', '--all', '-h']);
     expect(redrive).toMatchObject({ code: 0, stderr: '' });
-    expect(redrive.stdout).toContain('deliveries redrive --all [--since ISO] [--type T] [--dry-run]');
+    // --limit bounds what a --dry-run lists (docs/operations.md): before, the usage did not name it.
+    expect(redrive.stdout).toContain('deliveries redrive --all [--since ISO] [--type T] [--dry-run [--limit N]]');
     expect(redrive.stdout).not.toMatch(/^ {2}deliveries list \[/m);
 
     const group = await runMain(['conversations', '--help']);
