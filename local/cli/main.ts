@@ -289,6 +289,21 @@ function helpFor(words: string[]): string {
   return USAGE;
 }
 
+/**
+ * node:util's "Unknown option '--statu'. To specify a positional argument starting with a '-', place it … after '--'"
+ * reads a mistyped flag as text: name the options the command takes instead, from its usage lines (`words` as for
+ * helpFor). Only `conversations search` takes text, which may start with `-`: it keeps the hint.
+ */
+function unknownOption(message: string, words: string[]): string {
+  const option = /'([^']+)'/.exec(message)?.[1] ?? '';
+  const options = new Set(helpFor(words).match(/--[a-z][a-z-]*/g));
+  const text =
+    words[0] === 'conversations' && words[1] === 'search'
+      ? `; text that starts with "-" goes after --: conversations search -- ${option}`
+      : '';
+  return `unknown option ${option}: this command takes ${[...options].join(', ')}${text}`;
+}
+
 /** Flags that take one comma-separated list (conversation-filters.ts): a repeated one is most likely meant as a list. */
 const LIST_FLAGS = new Set(['source', 'type', 'status']);
 
@@ -358,11 +373,16 @@ export async function main(argv: string[]): Promise<number> {
   } catch (error) {
     const e = error as Error & { code?: string };
     const message =
-      error instanceof CliError || e.code?.startsWith('ERR_PARSE_ARGS_')
-        ? e.message
-        : error instanceof UnreadableFileError
-          ? damagedFileMessage(error.message)
-          : (wrongKindMessage(error) ?? storageRefusal(error) ?? `${e.name}: ${e.message}`);
+      e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION'
+        ? unknownOption(
+            e.message,
+            flags.filter((a) => !a.startsWith('-')),
+          )
+        : error instanceof CliError || e.code?.startsWith('ERR_PARSE_ARGS_')
+          ? e.message
+          : error instanceof UnreadableFileError
+            ? damagedFileMessage(error.message)
+            : (wrongKindMessage(error) ?? storageRefusal(error) ?? `${e.name}: ${e.message}`);
     process.stderr.write(`webhook-gateway: ${message}\n`);
     return 1;
   }

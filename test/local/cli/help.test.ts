@@ -79,6 +79,23 @@ describe('help for one command', () => {
     expect(sign.stderr).not.toContain('given twice');
   });
 
+  it('a mistyped flag is named with the options its command takes, not read as text to put after --', async () => {
+    const list = await runMain(['conversations', 'list', '--statu', 'failed']);
+    expect(list).toMatchObject({ code: 1, stdout: '' });
+    expect(list.stderr).toBe(
+      'webhook-gateway: unknown option --statu: this command takes --source, --type, --status, --since, --until, --id, ' +
+        '--thread, --limit, --json, --aws, --stack, --region, --profile\n',
+    );
+    const sign = await runMain(['sign', '--secret', 'whsec_x', '--datta', '{}']);
+    expect(sign.stderr).toBe(
+      'webhook-gateway: unknown option --datta: this command takes --secret, --data, --file, --status, --id, --json\n',
+    );
+    // The one command that takes text keeps the way to search for a text that starts with "-".
+    const search = await runMain(['conversations', 'search', '-x']);
+    expect(search.stderr).toMatch(/^webhook-gateway: unknown option -x: this command takes --source, .*--profile; /);
+    expect(search.stderr).toMatch(/ text that starts with "-" goes after --: conversations search -- -x\n$/);
+  });
+
   it('a --help after -- is an argument, not a request for help', async () => {
     const sign = await runMain(['sign', '--secret', 'whsec_x', '--', '--help']);
     expect(sign.stdout).not.toMatch(/^Usage:/);
