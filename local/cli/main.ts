@@ -144,8 +144,13 @@ async function start(): Promise<number> {
   } catch (error) {
     const e = error as NodeJS.ErrnoException & { port?: number };
     if (error instanceof DataDirInUseError || error instanceof SettingsError) throw new CliError(error.message);
-    if (e.code === 'EADDRINUSE')
-      throw new CliError(`port ${e.port ?? ''} is already in use: stop the other process or set PORT / LOCAL_S3_PORT`);
+    if (e.code === 'EADDRINUSE') {
+      // Which of the two: a second gateway started with another PORT alone meets the first one's embedded S3.
+      const [variable, what] = e.port === options.s3Port ? ['LOCAL_S3_PORT', ' (the embedded S3)'] : ['PORT', ''];
+      throw new CliError(
+        `${variable} ${e.port}${what} is already in use: stop the other process, or set ${variable} to another port (0 picks a free one)`,
+      );
+    }
     if (e.code === undefined && error instanceof Error && error.constructor === Error)
       throw new CliError(error.message);
     throw error;
