@@ -6,7 +6,7 @@ import { SettingsError } from '../../functions/shared/settings.ts';
 import type { RecoveredExecution } from '../engine/recovery.ts';
 import type { InFlight } from '../engine/running.ts';
 import { parseApiKeys } from '../server/api-keys.ts';
-import { type GatewayOptions, resolveOptions } from '../server/config.ts';
+import { DEFAULT_DATA_DIR, type GatewayOptions, resolveOptions } from '../server/config.ts';
 import type { RunningGateway } from '../server/gateway.ts';
 import { storageFailureOf } from '../server/storage-failure.ts';
 import { damagedFileMessage, wrongKindMessage } from '../store/damaged-files.ts';
@@ -193,7 +193,7 @@ async function start(): Promise<number> {
     apiKeySources: Object.values(apiKeys),
   }))
     out(line);
-  out('Then: npx webhook-gateway conversations list   ·   Ctrl-C stops everything.');
+  out(`Then: ${listCommand(options.dataDir)}   ·   Ctrl-C stops everything.`);
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once('SIGINT', stop);
@@ -246,6 +246,17 @@ function whenOrphanedByNpm(stop: () => void): void {
     stop();
   }, 500);
   watch.unref();
+}
+
+/**
+ * The banner's `Then:` command. Another shell reads the repository's `.data` unless told otherwise: a gateway on
+ * another LOCAL_DATA_DIR is listed only with it (docs/configuration.md, "The local runtime").
+ */
+function listCommand(dataDir: string): string {
+  const command = 'npx webhook-gateway conversations list';
+  if (dataDir === DEFAULT_DATA_DIR) return command;
+  const quoted = /^[\w@%+=:,./-]+$/.test(dataDir) ? dataDir : `'${dataDir.replaceAll("'", "'\\''")}'`;
+  return `LOCAL_DATA_DIR=${quoted} ${command}`;
 }
 
 function recoveryFields(r: RecoveredExecution): string[] {

@@ -90,6 +90,19 @@ describe('webhook-gateway start / conversations', () => {
     expect(summary.conversation_id).toBe(conversationId);
   });
 
+  it("the banner's Then: command lists this gateway's conversations from another shell", async () => {
+    // Before, it said `npx webhook-gateway conversations list`, which reads the repository's .data, not this folder.
+    const then = /^Then: (.+?) {3}·/m.exec(gateway.output())![1]!;
+    expect(then).toBe(`LOCAL_DATA_DIR=${dataDir} npx webhook-gateway conversations list`);
+    const { LOCAL_DATA_DIR: _, ...shell } = process.env;
+    const bin = `"${process.execPath}" "${path.join(PROJECT_ROOT, 'bin', 'webhook-gateway.mjs')}"`;
+    const listed = await runCommand('bash', ['-c', then.replace('npx webhook-gateway', bin)], {
+      cwd: root,
+      env: shell,
+    });
+    expect(listed.stdout).toContain(conversationId);
+  });
+
   it('the sample agent reaches all four types', async () => {
     const queries = {
       deal_analysis: 'Which deals are in the pipeline?',
