@@ -266,6 +266,17 @@ describe('webhook-gateway start / conversations', () => {
     }
   });
 
+  it("the README's curl, as written, gets the answer it shows", async () => {
+    const readme = await readFile(path.join(PROJECT_ROOT, 'README.md'), 'utf8');
+    const block = /^```bash\n(curl -s -X POST http:\/\/127\.0\.0\.1:3000\/webhook[\s\S]*?)^```/m.exec(readme)![1]!;
+    const run = await runCommand('bash', ['-e', '-c', block.replaceAll('http://127.0.0.1:3000', gateway.url)]);
+    expect(JSON.parse(run.stdout)).toMatchObject({
+      success: true,
+      response: { sample: true },
+      tracking: { webhook_type: 'deal_analysis', delivery_status: 'delivered' },
+    });
+  });
+
   // The README's block reads the 202's status_url with jq (Debian's; CI installs it: .ci/run).
   it.skipIf(!HAS_JQ && !process.env.CI)("the README's asynchronous example reads a running conversation", async () => {
     const readme = await readFile(path.join(PROJECT_ROOT, 'README.md'), 'utf8');
