@@ -77,6 +77,14 @@ function skippedHistory(file: string, reason: string): void {
 /** The file and what is wrong with it (an UnreadableFileError's reason names its file already). */
 const historyProblem = (file: string, reason: string) => (reason.startsWith(file) ? reason : `${file}: ${reason}`);
 
+/** An empty list's hint: where to POST when a gateway runs on this folder, else to start one. */
+async function noneYet(dir: string): Promise<string> {
+  const running = await readGatewayRuntime(resolveOptions().dataDir);
+  return running
+    ? `No conversations yet in ${dir}: POST one to ${running.url}/webhook (the gateway running on this folder).`
+    : `No conversations yet in ${dir}. Start the gateway (npm start) and POST to /webhook.`;
+}
+
 export async function conversationsList(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args, allowPositionals: true, options: FILTER_OPTIONS });
   if (positionals.length > 0)
@@ -95,11 +103,7 @@ export async function conversationsList(args: string[]): Promise<number> {
     return 0;
   }
   if (shown.length === 0) {
-    out(
-      isEmptyFilter(filter)
-        ? `No conversations yet in ${store.dir}. Start the gateway (npm start) and POST to /webhook.`
-        : `No conversations match these filters in ${store.dir}.`,
-    );
+    out(isEmptyFilter(filter) ? await noneYet(store.dir) : `No conversations match these filters in ${store.dir}.`);
     return 0;
   }
   out(listTable(shown, filter));

@@ -2,7 +2,7 @@
 import type { EndpointView } from '../../functions/domain/endpoints.ts';
 import type { EndpointChange } from '../../functions/shared/endpoint-store.ts';
 import { age, note, out } from './shared.ts';
-import { formatTable } from './table.ts';
+import { cell, formatTable } from './table.ts';
 
 /** What `set` changes: the store's part and the secrets' part. */
 export interface EndpointEdit {
@@ -35,7 +35,7 @@ export function printEndpoints(views: EndpointView[], json: boolean, footer?: st
         v.consecutive_failures,
         v.failing_since ?? '-',
         v.queued,
-        (v.last_error ?? '').replace(/\s+/g, ' ').slice(0, 60),
+        cell(v.last_error, 60),
       ]),
     ),
   );

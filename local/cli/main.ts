@@ -6,7 +6,7 @@ import { SettingsError } from '../../functions/shared/settings.ts';
 import type { RecoveredExecution } from '../engine/recovery.ts';
 import type { InFlight } from '../engine/running.ts';
 import { parseApiKeys } from '../server/api-keys.ts';
-import { type GatewayOptions, resolveOptions } from '../server/config.ts';
+import { DEFAULT_DATA_DIR, type GatewayOptions, resolveOptions } from '../server/config.ts';
 import type { RunningGateway } from '../server/gateway.ts';
 import { storageFailureOf } from '../server/storage-failure.ts';
 import { damagedFileMessage, wrongKindMessage } from '../store/damaged-files.ts';
@@ -36,9 +36,10 @@ const USAGE = `Usage: webhook-gateway <command>
                                         the same on a deployed stack (Athena, export bucket, Express log groups)
   deliveries list [--state pending|dead|settled|all] [--limit N] [--json]
   deliveries redrive <conversation_id> [--url URL] [--json]
-  deliveries redrive --all [--since ISO] [--type T] [--dry-run] [--url URL] [--json]
-                                        deliver what is still owed now (the plan first; --dry-run: only the plan;
-                                        --json: the results, or the plan's envelopes, as one array)
+  deliveries redrive --all [--since ISO] [--type T] [--dry-run [--limit N]] [--url URL] [--json]
+                                        deliver what is still owed now (the plan first; --dry-run: only the plan,
+                                        its count and oldest 50 or --limit N; --json: the results, or the plan's
+                                        envelopes, as one array)
   deliveries resend <conversation_id> [--url URL] [--json]
                                         deliver a delivered conversation once more, under its webhook-id
   deliveries list|redrive|resend … --aws [--stack NAME] [--region R] [--profile P]
@@ -146,8 +147,13 @@ async function start(): Promise<number> {
   } catch (error) {
     const e = error as NodeJS.ErrnoException & { port?: number };
     if (error instanceof DataDirInUseError || error instanceof SettingsError) throw new CliError(error.message);
-    if (e.code === 'EADDRINUSE')
-      throw new CliError(`port ${e.port ?? ''} is already in use: stop the other process or set PORT / LOCAL_S3_PORT`);
+    if (e.code === 'EADDRINUSE') {
+      // Which of the two: a second gateway started with another PORT alone meets the first one's embedded S3.
+      const [variable, what] = e.port === options.s3Port ? ['LOCAL_S3_PORT', ' (the embedded S3)'] : ['PORT', ''];
+      throw new CliError(
+        `${variable} ${e.port}${what} is already in use: stop the other process, or set ${variable} to another port (0 picks a free one)`,
+      );
+    }
     if (e.code === undefined && error instanceof Error && error.constructor === Error)
       throw new CliError(error.message);
     throw error;
@@ -190,7 +196,7 @@ async function start(): Promise<number> {
     apiKeySources: Object.values(apiKeys),
   }))
     out(line);
-  out('Then: npx webhook-gateway conversations list   ·   Ctrl-C stops everything.');
+  out(`Then: ${listCommand(options.dataDir)}   ·   Ctrl-C stops everything.`);
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once('SIGINT', stop);
@@ -248,6 +254,17 @@ function whenOrphanedByNpm(stop: () => void): void {
 const cutBy = (r: RecoveredExecution) =>
   r.storage_refused ? ` (cut by the data folder refusing a write: ${r.storage_refused})` : '';
 
+/**
+ * The banner's `Then:` command. Another shell reads the repository's `.data` unless told otherwise: a gateway on
+ * another LOCAL_DATA_DIR is listed only with it (docs/configuration.md, "The local runtime").
+ */
+function listCommand(dataDir: string): string {
+  const command = 'npx webhook-gateway conversations list';
+  if (dataDir === DEFAULT_DATA_DIR) return command;
+  const quoted = /^[\w@%+=:,./-]+$/.test(dataDir) ? dataDir : `'${dataDir.replaceAll("'", "'\\''")}'`;
+  return `LOCAL_DATA_DIR=${quoted} ${command}`;
+}
+
 function recoveryFields(r: RecoveredExecution): string[] {
   if (r.outcome === 'not_accepted')
     return [
@@ -291,6 +308,21 @@ function helpFor(words: string[]): string {
     if (matching.length > 0) return ['Usage:', ...matching.flat()].join('\n');
   }
   return USAGE;
+}
+
+/**
+ * node:util's "Unknown option '--statu'. To specify a positional argument starting with a '-', place it … after '--'"
+ * reads a mistyped flag as text: name the options the command takes instead, from its usage lines (`words` as for
+ * helpFor). Only `conversations search` takes text, which may start with `-`: it keeps the hint.
+ */
+function unknownOption(message: string, words: string[]): string {
+  const option = /'([^']+)'/.exec(message)?.[1] ?? '';
+  const options = new Set(helpFor(words).match(/--[a-z][a-z-]*/g));
+  const text =
+    words[0] === 'conversations' && words[1] === 'search'
+      ? `; text that starts with "-" goes after --: conversations search -- ${option}`
+      : '';
+  return `unknown option ${option}: this command takes ${[...options].join(', ')}${text}`;
 }
 
 /** Flags that take one comma-separated list (conversation-filters.ts): a repeated one is most likely meant as a list. */
@@ -362,11 +394,16 @@ export async function main(argv: string[]): Promise<number> {
   } catch (error) {
     const e = error as Error & { code?: string };
     const message =
-      error instanceof CliError || e.code?.startsWith('ERR_PARSE_ARGS_')
-        ? e.message
-        : error instanceof UnreadableFileError
-          ? damagedFileMessage(error.message)
-          : (wrongKindMessage(error) ?? storageRefusal(error) ?? `${e.name}: ${e.message}`);
+      e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION'
+        ? unknownOption(
+            e.message,
+            flags.filter((a) => !a.startsWith('-')),
+          )
+        : error instanceof CliError || e.code?.startsWith('ERR_PARSE_ARGS_')
+          ? e.message
+          : error instanceof UnreadableFileError
+            ? damagedFileMessage(error.message)
+            : (wrongKindMessage(error) ?? storageRefusal(error) ?? `${e.name}: ${e.message}`);
     process.stderr.write(`webhook-gateway: ${message}\n`);
     return 1;
   }

@@ -11,7 +11,7 @@ import { DEFAULTS } from '../../functions/shared/settings.ts';
 import { webhookTypeNamed } from '../history/conversation-filters.ts';
 import { resolveOptions } from '../server/config.ts';
 import { readGatewayRuntime } from '../store/gateway-runtime.ts';
-import { formatTable, printable } from './table.ts';
+import { cell, formatTable, printable } from './table.ts';
 
 /** An error the command line prints as one line (`webhook-gateway: …`), exit code 1, never a stack trace. */
 export class CliError extends Error {}
@@ -138,7 +138,7 @@ export function deliveriesTable(
       e.conversation_id,
       e.webhook_type,
       attemptsMade(e),
-      (e.last_error ?? '').replace(/\s+/g, ' ').slice(0, 48),
+      cell(e.last_error, 48),
       age(e.created_at),
       state(e),
       due(e),

@@ -12,6 +12,15 @@ export function printable(text: string): string {
   return text.replace(CONTROL, (c) => ESCAPES[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
+/**
+ * A long text (an error, a receiver's answer) as one table cell: white space runs as one space, and cut at `max`
+ * characters with `…`, so a cell cut short does not read as the whole text (`HTTP 404: {"code":"NOT_`).
+ */
+export function cell(text: string | null | undefined, max: number): string {
+  const flat = (text ?? '').replace(/\s+/g, ' ');
+  return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
+}
+
 /** A plain text table: columns padded to their widest cell, each cell printable. */
 export function formatTable(headers: string[], rows: (string | number | null)[][]): string {
   const cells = rows.map((row) => row.map((c) => (c === null || c === undefined ? '-' : printable(String(c)))));

@@ -150,6 +150,9 @@ const LocalEnv = v.object({
 export const HEADERS_TIMEOUT_MS = 10_000;
 export const REQUEST_TIMEOUT_MS = 30_000;
 
+/** Where local state lives without LOCAL_DATA_DIR: the project's `.data`, wherever the command runs. */
+export const DEFAULT_DATA_DIR = path.join(PROJECT_ROOT, '.data');
+
 export function resolveOptions(
   options: Partial<GatewayOptions> = {},
   env: NodeJS.ProcessEnv = process.env,
@@ -158,8 +161,8 @@ export function resolveOptions(
   return {
     port: options.port ?? local.PORT,
     host: options.host ?? local.HOST,
-    // The project's `.data` by default, wherever the command runs; a LOCAL_DATA_DIR given is relative to the cwd.
-    dataDir: path.resolve(options.dataDir ?? local.LOCAL_DATA_DIR ?? path.join(PROJECT_ROOT, '.data')),
+    // A LOCAL_DATA_DIR given is relative to the cwd.
+    dataDir: path.resolve(options.dataDir ?? local.LOCAL_DATA_DIR ?? DEFAULT_DATA_DIR),
     s3Port: options.s3Port ?? local.LOCAL_S3_PORT,
     retryIntervalOverrides: options.retryIntervalOverrides,
     stageOverrides: options.stageOverrides,

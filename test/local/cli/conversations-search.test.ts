@@ -176,7 +176,7 @@ describe('conversations list filters', () => {
         /^webhook-gateway: --since must be an ISO 8601 date or date-time with a zone.*got "2025-08-13T10:00:00"\n$/,
       ],
       [['list', '--limit'], /^webhook-gateway: Option '--limit <value>' argument missing\n$/],
-      [['search', 'x', '--sauce', 'y'], /^webhook-gateway: Unknown option '--sauce'/],
+      [['search', 'x', '--sauce', 'y'], /^webhook-gateway: unknown option --sauce: this command takes --source, /],
       [['list', 'crm'], /^webhook-gateway: conversations list takes no arguments.*conversations search/],
       [['search'], /^webhook-gateway: conversations search needs the text to look for/],
     ];

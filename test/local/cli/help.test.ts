@@ -12,7 +12,8 @@ describe('help for one command', () => {
 
     const redrive = await runMain(['deliveries', 'redrive', '--all', '-h']);
     expect(redrive).toMatchObject({ code: 0, stderr: '' });
-    expect(redrive.stdout).toContain('deliveries redrive --all [--since ISO] [--type T] [--dry-run]');
+    // --limit bounds what a --dry-run lists (docs/operations.md): before, the usage did not name it.
+    expect(redrive.stdout).toContain('deliveries redrive --all [--since ISO] [--type T] [--dry-run [--limit N]]');
     expect(redrive.stdout).not.toMatch(/^ {2}deliveries list \[/m);
 
     const group = await runMain(['conversations', '--help']);
@@ -76,6 +77,23 @@ describe('help for one command', () => {
     // After --, words are arguments: searching for "--type --type" is not a repeated flag.
     const sign = await runMain(['sign', '--secret', 'whsec_x', '--', '--id', '--id']);
     expect(sign.stderr).not.toContain('given twice');
+  });
+
+  it('a mistyped flag is named with the options its command takes, not read as text to put after --', async () => {
+    const list = await runMain(['conversations', 'list', '--statu', 'failed']);
+    expect(list).toMatchObject({ code: 1, stdout: '' });
+    expect(list.stderr).toBe(
+      'webhook-gateway: unknown option --statu: this command takes --source, --type, --status, --since, --until, --id, ' +
+        '--thread, --limit, --json, --aws, --stack, --region, --profile\n',
+    );
+    const sign = await runMain(['sign', '--secret', 'whsec_x', '--datta', '{}']);
+    expect(sign.stderr).toBe(
+      'webhook-gateway: unknown option --datta: this command takes --secret, --data, --file, --status, --id, --json\n',
+    );
+    // The one command that takes text keeps the way to search for a text that starts with "-".
+    const search = await runMain(['conversations', 'search', '-x']);
+    expect(search.stderr).toMatch(/^webhook-gateway: unknown option -x: this command takes --source, .*--profile; /);
+    expect(search.stderr).toMatch(/ text that starts with "-" goes after --: conversations search -- -x\n$/);
   });
 
   it('a --help after -- is an argument, not a request for help', async () => {

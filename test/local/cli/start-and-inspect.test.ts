@@ -1,13 +1,15 @@
 import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { PROJECT_ROOT } from '../../../local/paths.ts';
-import { NEW_USER_START_ENV, runCli, startCli } from '../../support/cli.ts';
+import { NEW_USER_START_ENV, runCli, runCommand, startCli } from '../../support/cli.ts';
 import { SEED_REQUEST } from '../../support/gateway.ts';
 
 const TRACING_SDK_REPORT = path.join(PROJECT_ROOT, 'test', 'support', 'report-tracing-sdk.cjs');
+const HAS_JQ = (process.env.PATH ?? '').split(path.delimiter).some((d) => existsSync(path.join(d, 'jq')));
 
 /** What a new user does: `npm start` (the bin), the README's curl, then the CLI to inspect the conversation. */
 let root: string;
@@ -86,6 +88,19 @@ describe('webhook-gateway start / conversations', () => {
     expect(files).toEqual(['analysis.json', 'conversation.json', 'metadata.json', 'summary.json']);
     const summary = JSON.parse(await readFile(path.join(folder, 'summary.json'), 'utf8'));
     expect(summary.conversation_id).toBe(conversationId);
+  });
+
+  it("the banner's Then: command lists this gateway's conversations from another shell", async () => {
+    // Before, it said `npx webhook-gateway conversations list`, which reads the repository's .data, not this folder.
+    const then = /^Then: (.+?) {3}·/m.exec(gateway.output())![1]!;
+    expect(then).toBe(`LOCAL_DATA_DIR=${dataDir} npx webhook-gateway conversations list`);
+    const { LOCAL_DATA_DIR: _, ...shell } = process.env;
+    const bin = `"${process.execPath}" "${path.join(PROJECT_ROOT, 'bin', 'webhook-gateway.mjs')}"`;
+    const listed = await runCommand('bash', ['-c', then.replace('npx webhook-gateway', bin)], {
+      cwd: root,
+      env: shell,
+    });
+    expect(listed.stdout).toContain(conversationId);
   });
 
   it('the sample agent reaches all four types', async () => {
@@ -249,6 +264,27 @@ describe('webhook-gateway start / conversations', () => {
         'Which deals \\u001b[31mRED\\u001b[0m \\u001b]0;retitled\\u0007 close? \\u202eevil',
       );
     }
+  });
+
+  it("the README's curl, as written, gets the answer it shows", async () => {
+    const readme = await readFile(path.join(PROJECT_ROOT, 'README.md'), 'utf8');
+    const block = /^```bash\n(curl -s -X POST http:\/\/127\.0\.0\.1:3000\/webhook[\s\S]*?)^```/m.exec(readme)![1]!;
+    const run = await runCommand('bash', ['-e', '-c', block.replaceAll('http://127.0.0.1:3000', gateway.url)]);
+    expect(JSON.parse(run.stdout)).toMatchObject({
+      success: true,
+      response: { sample: true },
+      tracking: { webhook_type: 'deal_analysis', delivery_status: 'delivered' },
+    });
+  });
+
+  // The README's block reads the 202's status_url with jq (Debian's; CI installs it: .ci/run).
+  it.skipIf(!HAS_JQ && !process.env.CI)("the README's asynchronous example reads a running conversation", async () => {
+    const readme = await readFile(path.join(PROJECT_ROOT, 'README.md'), 'utf8');
+    const block = /^```bash\n(status_url=[\s\S]*?)^```/m.exec(readme)![1]!;
+    // Not spawnSync: the answer's 5 s must not hold this process's timers.
+    const run = await runCommand('bash', ['-e', '-c', block.replaceAll('http://127.0.0.1:3000', gateway.url)]);
+    expect(run.stderr).toBe('');
+    expect(JSON.parse(run.stdout)).toMatchObject({ success: true, status: 'running' });
   });
 
   it('Ctrl-C stops the gateway and its embedded S3', async () => {

@@ -104,25 +104,34 @@ describe('start refuses bad configuration before it listens', () => {
     expect(resolveOptions({}, { HOST: host }).host).toBe(host);
   });
 
-  it('a busy embedded-S3 port: one line naming the port, exit 1 (no crash, no stack trace)', async () => {
-    const busy = createServer();
-    await new Promise<void>((r) => busy.listen(0, '127.0.0.1', r));
-    const port = (busy.address() as { port: number }).port;
-    try {
-      const result = await runCli(['start'], {
-        PORT: '0',
-        LOCAL_S3_PORT: String(port),
-        LOCAL_DATA_DIR: dataDir,
-        AWS_ENDPOINT_URL_S3: undefined,
-      });
-      expect(result.code).toBe(1);
-      expect(result.stderr).toBe(
-        `webhook-gateway: port ${port} is already in use: stop the other process or set PORT / LOCAL_S3_PORT\n`,
-      );
-    } finally {
-      busy.close();
-    }
-  });
+  // Before, both said "port N is already in use: … set PORT / LOCAL_S3_PORT", which left a user who had changed PORT
+  // to start a second gateway wondering which port: the first gateway's embedded S3 holds the default LOCAL_S3_PORT.
+  it.each([
+    ['LOCAL_S3_PORT', ' (the embedded S3)'],
+    ['PORT', ''],
+  ])(
+    'a busy %s: one line naming the variable and its port, exit 1 (no crash, no stack trace)',
+    async (variable, what) => {
+      const busy = createServer();
+      await new Promise<void>((r) => busy.listen(0, '127.0.0.1', r));
+      const port = (busy.address() as { port: number }).port;
+      try {
+        const result = await runCli(['start'], {
+          PORT: '0',
+          LOCAL_S3_PORT: '0',
+          [variable]: String(port),
+          LOCAL_DATA_DIR: dataDir,
+          AWS_ENDPOINT_URL_S3: undefined,
+        });
+        expect(result.code).toBe(1);
+        expect(result.stderr).toBe(
+          `webhook-gateway: ${variable} ${port}${what} is already in use: stop the other process, or set ${variable} to another port (0 picks a free one)\n`,
+        );
+      } finally {
+        busy.close();
+      }
+    },
+  );
 
   it('PORT and LOCAL_S3_PORT the same: one line saying so, not "already in use: stop the other process"', async () => {
     const probe = createServer();
