@@ -7,7 +7,7 @@ import { SEED_REQUEST, startWorld, type TestWorld } from '../support/gateway.ts'
 
 /**
  * Every local `npx webhook-gateway …` line of the README's and docs/' shell blocks runs as written, in the order a
- * reader meets them, against a running gateway with a delivered conversation, a thread and a dead delivery: exit 0,
+ * reader meets them, against a running gateway with a delivered conversation (its source's key msg_2Zq8), a thread and a dead delivery: exit 0,
  * no error line. The `--aws` lines are test/local/cli/aws/documented-examples.test.ts's.
  */
 const DOCS = ['README.md', 'docs/operations.md', 'docs/configuration.md', 'docs/security.md', 'docs/contract.md'];
@@ -27,7 +27,8 @@ let world: TestWorld;
 const ids = { delivered: '', dead: '' };
 beforeAll(async () => {
   world = await startWorld();
-  ids.delivered = (await world.post(SEED_REQUEST)).body.conversation_id;
+  // The source's key the docs look conversations up by (`conversations list | show --key`).
+  ids.delivered = (await world.post(SEED_REQUEST, { 'Idempotency-Key': 'msg_2Zq8' })).body.conversation_id;
   await world.post({ ...SEED_REQUEST, thread_id: 'q3-review' });
   world.receiver.reply(400); // a permanent answer: the delivery is dead, owed until redriven
   ids.dead = (await world.post(SEED_REQUEST)).body.conversation_id;
@@ -44,6 +45,7 @@ function argv(line: string): string[] {
     .replace(/ [|>] .*$/, '') // a pipe into jq, a redirection into a file: the command's own output is checked
     .replace(/^npx webhook-gateway /, '')
     .replace(/<conversation_id>|<id>|\bX\b/g, owed ? ids.dead : ids.delivered)
+    .replace('<webhook-id>', 'msg_2Zq8')
     .replace('"SELECT …"', '"SELECT conversation_id FROM conversations"')
     .replace('whsec_…', 'whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=')
     .replace('https://crm.example.com/hooks/deal', world.receiver.urlFor('deal_analysis'));

@@ -84,7 +84,7 @@ describe('help for one command', () => {
     expect(list).toMatchObject({ code: 1, stdout: '' });
     expect(list.stderr).toBe(
       'webhook-gateway: unknown option --statu: this command takes --source, --type, --status, --since, --until, --id, ' +
-        '--thread, --limit, --json, --aws, --stack, --region, --profile\n',
+        '--thread, --key, --limit, --json, --aws, --stack, --region, --profile\n',
     );
     const sign = await runMain(['sign', '--secret', 'whsec_x', '--datta', '{}']);
     expect(sign.stderr).toBe(
