@@ -1,0 +1,118 @@
+import { connect, type Socket } from 'node:net';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import type { RequestSummary } from '../../../local/server/config.ts';
+import { SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
+
+/**
+ * The gateway's HTTP edge against real sockets (docs/contract.md#errors, docs/operations.md#the-operator-log): callers
+ * that go away or half-close. Nothing they started is lost, and the operator's line says what happened.
+ */
+const operatorLog: RequestSummary[] = [];
+/** The callers' RESPONSE_TIMEOUT_MS timers: a test fires one when it wants the 504 (none fires by itself). */
+const cutOffs: (() => void)[] = [];
+let world: TestWorld;
+beforeAll(async () => {
+  world = await startWorld(
+    {},
+    {
+      onExecution: (summary) => operatorLog.push(summary),
+      responseTimer: (_ms, fire) => {
+        cutOffs.push(fire);
+        return () => {};
+      },
+    },
+  );
+});
+afterEach(() => {
+  operatorLog.length = 0;
+  cutOffs.length = 0;
+  world.agent.reset();
+});
+afterAll(async () => {
+  await world?.close();
+});
+
+const BODY = JSON.stringify(SEED_REQUEST);
+const POST = `POST /webhook HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(BODY)}\r\n\r\n`;
+
+/** A raw connection to the gateway: what it received so far, and a promise of all of it once the gateway closed. */
+function open(): Promise<{ socket: Socket; received: () => string; closed: Promise<string> }> {
+  const url = new URL(world.gateway.url);
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(url.port), url.hostname);
+    let got = '';
+    socket.on('data', (d) => (got += d));
+    const closed = new Promise<string>((done) => socket.on('close', () => done(got)));
+    socket.on('error', () => {}); // a reset is what some of these tests cause
+    socket.once('connect', () => resolve({ socket, received: () => got, closed }));
+    socket.once('error', reject);
+  });
+}
+
+/** The agent holds its answer until `answer()`; `asked` settles once it was asked. */
+function holdAgent() {
+  let asked!: () => void;
+  let answer!: () => void;
+  const reached = new Promise<void>((resolve) => {
+    asked = resolve;
+  });
+  const gate = new Promise<void>((resolve) => {
+    answer = resolve;
+  });
+  world.agent.behave(async (request) => {
+    asked();
+    await gate;
+    return { payload: { response: `Answer to: ${String(request.query)}` } };
+  });
+  return { asked: reached, answer };
+}
+
+/** The conversation's four exports and its history: nothing the gateway accepted is lost. */
+async function expectKept(conversationId: string) {
+  expect((await world.listKeys()).filter((key) => key.includes(conversationId))).toHaveLength(4);
+  expect(await world.gateway.executions.executions(conversationId)).toHaveLength(1);
+}
+
+describe('a caller that goes away before its answer', () => {
+  it('closed mid-conversation: the conversation completes and is exported; the operator line is 499, not 200', async () => {
+    const printed = vi.spyOn(console, 'error');
+    const agent = holdAgent();
+    const client = await open();
+    client.socket.write(`${POST}${BODY}`);
+    await agent.asked;
+    client.socket.destroy();
+    await client.closed;
+    agent.answer();
+    await world.gateway.idle();
+    expect(operatorLog).toHaveLength(1);
+    const [line] = operatorLog;
+    expect(line!.http_status).toBe(499);
+    expect(line!.detail).toMatch(
+      /^CLIENT_CLOSED: the caller closed the connection before its answer; the conversation went on: deal_analysis delivered$/,
+    );
+    await expectKept(line!.conversation_id!);
+    expect(world.receiver.received.some((r) => JSON.stringify(r.body).includes(line!.conversation_id!))).toBe(true);
+    expect(printed).not.toHaveBeenCalled(); // no error: a caller that left is no failure of the gateway
+    printed.mockRestore();
+  });
+
+  it('closed before RESPONSE_TIMEOUT_MS: the line at the cut-off is 499, not the 504 nobody received', async () => {
+    const agent = holdAgent();
+    const client = await open();
+    client.socket.write(`${POST}${BODY}`);
+    await agent.asked;
+    client.socket.destroy();
+    await client.closed;
+    await fetch(`${world.gateway.url}/health`); // a round trip: the gateway has seen the connection close
+    cutOffs[0]!();
+    await vi.waitFor(() => expect(operatorLog).toHaveLength(1));
+    expect(operatorLog[0]).toMatchObject({
+      http_status: 499,
+      detail: 'CLIENT_CLOSED: the caller closed the connection before its answer; the conversation goes on',
+    });
+    agent.answer();
+    await world.gateway.idle();
+    expect(operatorLog[1]!.detail).toBe('run ended after the caller left: deal_analysis delivered');
+    await expectKept(operatorLog[1]!.conversation_id!);
+  });
+});
