@@ -181,6 +181,10 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     },
   );
   server.keepAliveTimeout = 5_000;
+  // A caller that half-closes after its request (FIN, still reading) is answered, as HTTP/1.1 allows: by default Node
+  // ended the connection at its FIN, and such a caller got nothing (docs/operations.md#the-operator-log).
+  // (httpAllowHalfOpen: the Node http server's own switch for it, undeclared in its types.)
+  (server as Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
   server.on('clientError', answerClientError);
   const port = await listen(server, options.port, options.host).catch(async (error: Error) => {
     await dataDirLock.release();

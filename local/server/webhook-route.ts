@@ -102,6 +102,11 @@ function callerLeft(req: IncomingMessage, res: ServerResponse): 'closed' | 'half
   return req.socket.readableEnded ? 'half-closed' : null;
 }
 
+/** A half-closed caller's answer is the connection's last: it says so. */
+function ending(left: 'half-closed' | null): Record<string, string> {
+  return left === 'half-closed' ? { connection: 'close' } : {};
+}
+
 /** The operator's line for a caller that left before its answer, the conversation going on without it. */
 function leftLine(left: 'closed' | 'half-closed', tense: 'went' | 'goes', outcome?: string): string {
   const how =
@@ -254,7 +259,7 @@ export async function handleWebhook(
         res,
         TIMED_OUT_STATUS,
         integrationTimeoutBody('POST /webhook', 'the integration timeout (RESPONSE_TIMEOUT_MS)'),
-        { ...headers, ...NO_STORE },
+        { ...headers, ...NO_STORE, ...ending(left) },
       );
     const cutAt = performance.now();
     ctx.onExecution?.({
@@ -277,7 +282,8 @@ export async function handleWebhook(
   const { result, fault } = answerFor(record, ctx.baseUrl);
   // A caller that left is not written to; nothing is lost either way: the conversation ran, its answer is kept.
   const left = callerLeft(req, res);
-  if (left !== 'closed') sendJson(res, result.statusCode, result.body, { ...headers, ...result.headers });
+  if (left !== 'closed')
+    sendJson(res, result.statusCode, result.body, { ...headers, ...result.headers, ...ending(left) });
   // A retry with a known Idempotency-Key answers the first conversation's response without running it again.
   const replayed = record.events.some((e) => e.state === 'ReplayFirstResponse');
   const detail =

@@ -74,13 +74,13 @@ async function expectKept(conversationId: string) {
 }
 
 describe('a caller that goes away before its answer', () => {
-  it('closed mid-conversation: the conversation completes and is exported; the operator line is 499, not 200', async () => {
+  it('reset mid-conversation: the conversation completes and is exported; the operator line is 499, not 200', async () => {
     const printed = vi.spyOn(console, 'error');
     const agent = holdAgent();
     const client = await open();
     client.socket.write(`${POST}${BODY}`);
     await agent.asked;
-    client.socket.destroy();
+    client.socket.resetAndDestroy(); // an RST: gone for sure (a FIN may be a half-close, below)
     await client.closed;
     agent.answer();
     await world.gateway.idle();
@@ -96,12 +96,12 @@ describe('a caller that goes away before its answer', () => {
     printed.mockRestore();
   });
 
-  it('closed before RESPONSE_TIMEOUT_MS: the line at the cut-off is 499, not the 504 nobody received', async () => {
+  it('reset before RESPONSE_TIMEOUT_MS: the line at the cut-off is 499, not the 504 nobody received', async () => {
     const agent = holdAgent();
     const client = await open();
     client.socket.write(`${POST}${BODY}`);
     await agent.asked;
-    client.socket.destroy();
+    client.socket.resetAndDestroy(); // an RST: gone for sure (a FIN may be a half-close, below)
     await client.closed;
     await fetch(`${world.gateway.url}/health`); // a round trip: the gateway has seen the connection close
     cutOffs[0]!();
@@ -114,5 +114,24 @@ describe('a caller that goes away before its answer', () => {
     await world.gateway.idle();
     expect(operatorLog[1]!.detail).toBe('run ended after the caller left: deal_analysis delivered');
     await expectKept(operatorLog[1]!.conversation_id!);
+  });
+
+  it('half-closed after its body (FIN, still reading): it gets its answer; the line says 499, for its FIN may mean gone', async () => {
+    const client = await open();
+    client.socket.end(`${POST}${BODY}`);
+    const answer = await client.closed;
+    expect(answer).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+    expect(answer).toMatch(/\r\nconnection: close\r\n/i);
+    const body = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)) as { conversation_id: string };
+    await world.gateway.idle();
+    expect(operatorLog).toEqual([
+      expect.objectContaining({
+        http_status: 499,
+        conversation_id: body.conversation_id,
+        detail:
+          'CLIENT_CLOSED: the caller closed its side of the connection before its answer (answered, should it still read); the conversation went on: deal_analysis delivered',
+      }),
+    ]);
+    await expectKept(body.conversation_id);
   });
 });
