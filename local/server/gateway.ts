@@ -43,7 +43,7 @@ import {
   resolveOptions,
   withDefaults,
 } from './config.ts';
-import { answerClientError, readBody, sendJson } from './http.ts';
+import { clientErrorHandler, readBody, sendJson } from './http.ts';
 import { isLoopbackAddress, loopbackOnly, operatorOnly, operatorRefusal } from './loopback.ts';
 import { operatorRoutes } from './operator-routes.ts';
 import { parseRateLimits, RateLimiter } from './rate-limiter.ts';
@@ -185,7 +185,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   // ended the connection at its FIN, and such a caller got nothing (docs/operations.md#the-operator-log).
   // (httpAllowHalfOpen: the Node http server's own switch for it, undeclared in its types.)
   (server as Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
-  server.on('clientError', answerClientError);
+  server.on('clientError', clientErrorHandler(options));
   const port = await listen(server, options.port, options.host).catch(async (error: Error) => {
     await dataDirLock.release();
     throw error;

@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { type IncomingMessage, type ServerResponse, STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { errorBody, JSON_CONTENT_TYPE } from '../../functions/domain/gateway-contract.ts';
 
@@ -18,35 +18,57 @@ export function sendJson(
 }
 
 /**
- * Node's answer to a request its HTTP parser refused (`clientError`), in the error shape of docs/contract.md#errors: a
- * Content-Length that is no number or twice different, Transfer-Encoding beside Content-Length, a malformed chunk…
- * get 400 `BAD_REQUEST` naming Node's reason instead of a bare "400 Bad Request". Headers over Node's limit (431) and a
- * client too slow (408) keep Node's answers without a body, as docs/contract.md#errors says. Nothing is written once a
- * response on the connection has begun (that would corrupt it); the connection is closed either way.
+ * Node's answer to a request its HTTP parser refused or cut off (`clientError`), in the error shape of
+ * docs/contract.md#errors: a Content-Length
+ * that is no number or twice different, Transfer-Encoding beside Content-Length, a malformed chunk, a request cut
+ * short by its client's FIN… get 400 `BAD_REQUEST` naming the reason; headers over Node's 16 KB (a URL that long
+ * too) 431 `HEADERS_TOO_LARGE`; a client too slow 408 `REQUEST_TIMEOUT`. Nothing is written once a response on the
+ * connection has begun (that would corrupt it), nor to a connection reset; the connection is closed either way.
  */
-export function answerClientError(error: Error & { code?: string; reason?: string }, socket: Duplex): void {
-  const inFlight = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
-  if (error.code !== 'ECONNRESET' && socket.writable && !inFlight?.headersSent) {
-    if (error.code === 'HPE_HEADER_OVERFLOW') socket.write(BARE_ANSWERS[431]);
-    else if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') socket.write(BARE_ANSWERS[408]);
-    else {
-      const reason =
-        error.code === 'HPE_PAUSED_H2_UPGRADE'
-          ? 'HTTP/2 without TLS is not served here: send HTTP/1.1'
-          : (error.reason ?? error.message).replace(/[^\x20-\x7e]/g, '?').slice(0, 200);
-      const text = JSON.stringify(errorBody('BAD_REQUEST', `malformed HTTP request: ${reason}`));
+export function clientErrorHandler(limits: {
+  headersTimeoutMs: number;
+  requestTimeoutMs: number;
+}): (error: Error & { code?: string; reason?: string }, socket: Duplex) => void {
+  return (error, socket) => {
+    const inFlight = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
+    if (error.code !== 'ECONNRESET' && socket.writable && !inFlight?.headersSent) {
+      const [status, code, message] = refusal(error, limits, Boolean(inFlight));
+      const text = JSON.stringify(errorBody(code, message));
       socket.write(
-        `HTTP/1.1 400 Bad Request\r\ncontent-type: ${JSON_CONTENT_TYPE}\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`,
+        `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: ${JSON_CONTENT_TYPE}\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`,
       );
     }
-  }
-  socket.destroy();
+    socket.destroy();
+  };
 }
 
-const BARE_ANSWERS = {
-  408: 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n',
-  431: 'HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n',
-} as const;
+function refusal(
+  error: Error & { code?: string; reason?: string },
+  limits: { headersTimeoutMs: number; requestTimeoutMs: number },
+  headersRead: boolean,
+): [400 | 408 | 431, string, string] {
+  if (error.code === 'HPE_HEADER_OVERFLOW')
+    return [
+      431,
+      'HEADERS_TOO_LARGE',
+      'the request line and headers are larger than 16 KB: send a shorter URL or fewer headers',
+    ];
+  if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT')
+    return [
+      408,
+      'REQUEST_TIMEOUT',
+      headersRead
+        ? `the request did not arrive whole within ${limits.requestTimeoutMs / 1000} s`
+        : `the request headers did not arrive within ${limits.headersTimeoutMs / 1000} s`,
+    ];
+  const reason =
+    error.code === 'HPE_PAUSED_H2_UPGRADE'
+      ? 'HTTP/2 without TLS is not served here: send HTTP/1.1'
+      : error.code === 'HPE_INVALID_EOF_STATE'
+        ? 'the client closed its side of the connection before its request was whole'
+        : (error.reason ?? error.message).replace(/[^\x20-\x7e]/g, '?').slice(0, 200);
+  return [400, 'BAD_REQUEST', `malformed HTTP request: ${reason}`];
+}
 
 export class BodyTooLargeError extends Error {
   constructor(readonly limit: number) {

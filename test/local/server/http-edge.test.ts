@@ -36,8 +36,8 @@ const BODY = JSON.stringify(SEED_REQUEST);
 const POST = `POST /webhook HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(BODY)}\r\n\r\n`;
 
 /** A raw connection to the gateway: what it received so far, and a promise of all of it once the gateway closed. */
-function open(): Promise<{ socket: Socket; received: () => string; closed: Promise<string> }> {
-  const url = new URL(world.gateway.url);
+function open(base = world.gateway.url): Promise<{ socket: Socket; received: () => string; closed: Promise<string> }> {
+  const url = new URL(base);
   return new Promise((resolve, reject) => {
     const socket = connect(Number(url.port), url.hostname);
     let got = '';
@@ -133,5 +133,51 @@ describe('a caller that goes away before its answer', () => {
       }),
     ]);
     await expectKept(body.conversation_id);
+  });
+});
+
+/** An answer's status line and JSON error, the connection closed after it. */
+function refusal(answer: string) {
+  const status = Number(/^HTTP\/1\.1 (\d{3}) /.exec(answer)?.[1]);
+  expect(answer).toMatch(/\r\nconnection: close\r\n/i);
+  expect(answer).toMatch(/\r\ncontent-type: application\/json; charset=utf-8\r\n/i);
+  const body = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)) as {
+    success: boolean;
+    error: { code: string; message: string };
+  };
+  expect(body.success).toBe(false);
+  return { status, ...body.error };
+}
+
+async function sendRaw(text: string, base = world.gateway.url): Promise<string> {
+  const client = await open(base);
+  client.socket.write(text);
+  return client.closed;
+}
+
+describe('what the HTTP layer refuses: a 4xx in the error shape (docs/contract.md#errors)', () => {
+  it.each([
+    ['headers over 16 KB', `${POST.replace('\r\n\r\n', `\r\nX-Filler: ${'x'.repeat(20_000)}\r\n\r\n`)}${BODY}`],
+    ['a URL of 100 KB', `GET /health?${'a'.repeat(100_000)} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`],
+  ])('%s → 431 HEADERS_TOO_LARGE (before: no body)', async (_, text) => {
+    const answer = refusal(await sendRaw(text));
+    expect(answer).toEqual({
+      status: 431,
+      code: 'HEADERS_TOO_LARGE',
+      message: 'the request line and headers are larger than 16 KB: send a shorter URL or fewer headers',
+    });
+  });
+
+  it('a body cut short by its client’s FIN → 400 saying so, not "Invalid EOF state"; nothing runs', async () => {
+    const client = await open();
+    client.socket.end(`${POST}${BODY.slice(0, 20)}`);
+    const answer = refusal(await client.closed);
+    expect(answer).toEqual({
+      status: 400,
+      code: 'BAD_REQUEST',
+      message: 'malformed HTTP request: the client closed its side of the connection before its request was whole',
+    });
+    await world.gateway.idle();
+    expect(world.agent.invocations).toHaveLength(0);
   });
 });
