@@ -185,7 +185,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   // ended the connection at its FIN, and such a caller got nothing (docs/operations.md#the-operator-log).
   // (httpAllowHalfOpen: the Node http server's own switch for it, undeclared in its types.)
   (server as Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
-  server.on('clientError', clientErrorHandler(options));
+  server.on('clientError', clientErrorHandler(options, options.onExecution));
   const port = await listen(server, options.port, options.host).catch(async (error: Error) => {
     await dataDirLock.release();
     throw error;

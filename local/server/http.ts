@@ -1,6 +1,7 @@
 import { type IncomingMessage, type ServerResponse, STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { errorBody, JSON_CONTENT_TYPE } from '../../functions/domain/gateway-contract.ts';
+import type { RequestSummary } from './config.ts';
 
 export function sendJson(
   res: ServerResponse,
@@ -17,18 +18,27 @@ export function sendJson(
   res.end(text);
 }
 
+/** The connections whose request answerClientError refused: the route reading that request's body adds no line. */
+const refusedConnections = new WeakSet<Duplex>();
+
+export function refusedByHttpLayer(socket: Duplex): boolean {
+  return refusedConnections.has(socket);
+}
+
 /**
  * Node's answer to a request its HTTP parser refused or cut off (`clientError`), in the error shape of
- * docs/contract.md#errors: a Content-Length
+ * docs/contract.md#errors, with the operator's line for it (docs/operations.md#the-operator-log): a Content-Length
  * that is no number or twice different, Transfer-Encoding beside Content-Length, a malformed chunk, a request cut
  * short by its client's FIN… get 400 `BAD_REQUEST` naming the reason; headers over Node's 16 KB (a URL that long
  * too) 431 `HEADERS_TOO_LARGE`; a client too slow 408 `REQUEST_TIMEOUT`. Nothing is written once a response on the
- * connection has begun (that would corrupt it), nor to a connection reset; the connection is closed either way.
+ * connection has begun (that would corrupt it), nor to a connection reset; the connection is closed either way. A
+ * connection that sent nothing at all within the headers' time gets its 408 without a line (a browser's
+ * preconnection is no request).
  */
-export function clientErrorHandler(limits: {
-  headersTimeoutMs: number;
-  requestTimeoutMs: number;
-}): (error: Error & { code?: string; reason?: string }, socket: Duplex) => void {
+export function clientErrorHandler(
+  limits: { headersTimeoutMs: number; requestTimeoutMs: number },
+  onRefused: (summary: RequestSummary) => void = () => {},
+): (error: Error & { code?: string; reason?: string }, socket: Duplex) => void {
   return (error, socket) => {
     const inFlight = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
     if (error.code !== 'ECONNRESET' && socket.writable && !inFlight?.headersSent) {
@@ -37,6 +47,15 @@ export function clientErrorHandler(limits: {
       socket.write(
         `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: ${JSON_CONTENT_TYPE}\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`,
       );
+      refusedConnections.add(socket);
+      const silent = status === 408 && (socket as Duplex & { bytesRead?: number }).bytesRead === 0;
+      if (!silent)
+        onRefused({
+          http_status: status,
+          conversation_id: null,
+          detail: `${code}: ${message}`,
+          duration_ms: status === 408 ? (inFlight ? limits.requestTimeoutMs : limits.headersTimeoutMs) : 0,
+        });
     }
     socket.destroy();
   };

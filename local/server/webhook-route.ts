@@ -19,7 +19,7 @@ import type { EndedExecution } from '../engine/engine.ts';
 import { conversationIdOf } from '../store/execution-store.ts';
 import { type LocalApiKeys, requestApiKey } from './api-keys.ts';
 import type { RequestSummary } from './config.ts';
-import { BodyTooLargeError, readBody, sendJson } from './http.ts';
+import { BodyTooLargeError, readBody, refusedByHttpLayer, sendJson } from './http.ts';
 import type { RateLimiter } from './rate-limiter.ts';
 import {
   damagedFileInCause,
@@ -219,6 +219,15 @@ export async function handleWebhook(
     raw = await readBody(req, MAX_BODY_BYTES);
   } catch (error) {
     if (error instanceof BodyTooLargeError) return tooLarge();
+    // Refused by the HTTP layer (a body too slow, cut by a FIN), which answered and wrote the line; or gone.
+    if (refusedByHttpLayer(req.socket)) return;
+    if (callerLeft(req, res) === 'closed')
+      return ctx.onExecution?.({
+        http_status: CLIENT_CLOSED_STATUS,
+        conversation_id: null,
+        detail: 'CLIENT_CLOSED: the caller closed the connection before its request was whole; nothing was run',
+        duration_ms: Math.round(performance.now() - received),
+      });
     throw error;
   }
   const input: ExecutionInput = {

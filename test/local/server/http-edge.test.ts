@@ -155,7 +155,7 @@ async function sendRaw(text: string, base = world.gateway.url): Promise<string> 
   return client.closed;
 }
 
-describe('what the HTTP layer refuses: a 4xx in the error shape (docs/contract.md#errors)', () => {
+describe('what the HTTP layer refuses: a 4xx in the error shape (docs/contract.md#errors), and its line', () => {
   it.each([
     ['headers over 16 KB', `${POST.replace('\r\n\r\n', `\r\nX-Filler: ${'x'.repeat(20_000)}\r\n\r\n`)}${BODY}`],
     ['a URL of 100 KB', `GET /health?${'a'.repeat(100_000)} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`],
@@ -166,6 +166,9 @@ describe('what the HTTP layer refuses: a 4xx in the error shape (docs/contract.m
       code: 'HEADERS_TOO_LARGE',
       message: 'the request line and headers are larger than 16 KB: send a shorter URL or fewer headers',
     });
+    expect(operatorLog).toEqual([
+      { http_status: 431, conversation_id: null, detail: `HEADERS_TOO_LARGE: ${answer.message}`, duration_ms: 0 },
+    ]);
   });
 
   it('a body cut short by its client’s FIN → 400 saying so, not "Invalid EOF state"; nothing runs', async () => {
@@ -178,6 +181,24 @@ describe('what the HTTP layer refuses: a 4xx in the error shape (docs/contract.m
       message: 'malformed HTTP request: the client closed its side of the connection before its request was whole',
     });
     await world.gateway.idle();
+    expect(world.agent.invocations).toHaveLength(0);
+    expect(operatorLog).toEqual([
+      expect.objectContaining({ http_status: 400, detail: `BAD_REQUEST: ${answer.message}` }),
+    ]);
+  });
+
+  it('a body cut short by a reset: no answer can go, nothing runs, and the line says 499', async () => {
+    const client = await open();
+    client.socket.write(`${POST}${BODY.slice(0, 20)}`);
+    await fetch(`${world.gateway.url}/health`); // a round trip: the gateway has read the headers
+    client.socket.resetAndDestroy();
+    await client.closed;
+    await vi.waitFor(() => expect(operatorLog).toHaveLength(1));
+    expect(operatorLog[0]).toMatchObject({
+      http_status: 499,
+      conversation_id: null,
+      detail: 'CLIENT_CLOSED: the caller closed the connection before its request was whole; nothing was run',
+    });
     expect(world.agent.invocations).toHaveLength(0);
   });
 });
