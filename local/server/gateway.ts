@@ -43,7 +43,7 @@ import {
   resolveOptions,
   withDefaults,
 } from './config.ts';
-import { clientErrorHandler, readBody, sendJson } from './http.ts';
+import { clientErrorHandler, expectsContinue, readBody, sendJson } from './http.ts';
 import { isLoopbackAddress, loopbackOnly, operatorOnly, operatorRefusal } from './loopback.ts';
 import { operatorRoutes } from './operator-routes.ts';
 import { parseRateLimits, RateLimiter } from './rate-limiter.ts';
@@ -180,6 +180,11 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
       });
     },
   );
+  // Expect: 100-continue gets its 100 when a route reads the body, not before it could be refused (http.ts).
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    expectsContinue(req, res);
+    server.emit('request', req, res);
+  });
   server.keepAliveTimeout = 5_000;
   // A caller that half-closes after its request (FIN, still reading) is answered, as HTTP/1.1 allows: by default Node
   // ended the connection at its FIN, and such a caller got nothing (docs/operations.md#the-operator-log).

@@ -95,8 +95,23 @@ export class BodyTooLargeError extends Error {
   }
 }
 
+/**
+ * The requests that sent `Expect: 100-continue` (the server's `checkContinue`), with their responses: the client waits
+ * for a 100 before it sends the body. It gets one only when a route reads the body (readBody); a route that refuses
+ * the request first (413 by its Content-Length, 415, 403…) answers with no 100, so the client sends nothing more and
+ * Node closes the connection after that answer (RFC 9110 §10.1.1).
+ */
+const awaitingContinue = new WeakMap<IncomingMessage, ServerResponse>();
+
+export function expectsContinue(req: IncomingMessage, res: ServerResponse): void {
+  awaitingContinue.set(req, res);
+}
+
 /** Read a request body up to `limit` bytes; past that, stop reading and throw BodyTooLargeError. */
 export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  const waiting = awaitingContinue.get(req);
+  if (waiting && !waiting.headersSent) waiting.writeContinue();
+  awaitingContinue.delete(req);
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;

@@ -202,3 +202,31 @@ describe('what the HTTP layer refuses: a 4xx in the error shape (docs/contract.m
     expect(world.agent.invocations).toHaveLength(0);
   });
 });
+
+describe('Expect: 100-continue (RFC 9110 §10.1.1)', () => {
+  it('with a Content-Length over the limit: 413 at once, without the 100 that would have the client send its body', async () => {
+    const answer = await sendRaw(
+      'POST /webhook HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 999999\r\nExpect: 100-continue\r\n\r\n',
+    );
+    expect(answer).not.toContain('100 Continue');
+    expect(refusal(answer)).toMatchObject({ status: 413, code: 'PAYLOAD_TOO_LARGE' });
+    expect(operatorLog).toEqual([expect.objectContaining({ http_status: 413 })]);
+  });
+
+  it('with a body that fits: 100 Continue once the gateway reads it, then the answer', async () => {
+    const client = await open();
+    client.socket.write(`${POST.replace('\r\n\r\n', '\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n')}`);
+    await vi.waitFor(() => expect(client.received()).toBe('HTTP/1.1 100 Continue\r\n\r\n'));
+    client.socket.write(BODY);
+    const answer = await client.closed;
+    expect(answer).toMatch(/^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 OK\r\n/);
+  });
+
+  it('to a request the gateway refuses before its body (wrong Content-Type): the refusal, no 100', async () => {
+    const answer = await sendRaw(
+      'POST /webhook HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n',
+    );
+    expect(answer).not.toContain('100 Continue');
+    expect(refusal(answer)).toMatchObject({ status: 415, code: 'UNSUPPORTED_MEDIA_TYPE' });
+  });
+});
