@@ -43,7 +43,7 @@ import {
   resolveOptions,
   withDefaults,
 } from './config.ts';
-import { clientErrorHandler, expectsContinue, readBody, sendJson } from './http.ts';
+import { clientErrorHandler, expectsContinue, readBody, refuseBeforeRoutes, sendJson } from './http.ts';
 import { isLoopbackAddress, loopbackOnly, operatorOnly, operatorRefusal } from './loopback.ts';
 import { operatorRoutes } from './operator-routes.ts';
 import { parseRateLimits, RateLimiter } from './rate-limiter.ts';
@@ -184,6 +184,11 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
     expectsContinue(req, res);
     server.emit('request', req, res);
+  });
+  server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+    const expectation = JSON.stringify(String(req.headers.expect).slice(0, 100));
+    const message = `Expect: ${expectation} is not supported: only 100-continue is`;
+    refuseBeforeRoutes(req, res, [417, 'EXPECTATION_FAILED', message], options.onExecution);
   });
   server.keepAliveTimeout = 5_000;
   // A caller that half-closes after its request (FIN, still reading) is answered, as HTTP/1.1 allows: by default Node

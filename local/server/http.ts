@@ -50,15 +50,37 @@ export function clientErrorHandler(
       refusedConnections.add(socket);
       const silent = status === 408 && (socket as Duplex & { bytesRead?: number }).bytesRead === 0;
       if (!silent)
-        onRefused({
-          http_status: status,
-          conversation_id: null,
-          detail: `${code}: ${message}`,
-          duration_ms: status === 408 ? (inFlight ? limits.requestTimeoutMs : limits.headersTimeoutMs) : 0,
-        });
+        onRefused(
+          refusalLine(
+            status,
+            code,
+            message,
+            status === 408 ? (inFlight ? limits.requestTimeoutMs : limits.headersTimeoutMs) : 0,
+          ),
+        );
     }
     socket.destroy();
   };
+}
+
+/** The operator's line for a request refused before any route: no conversation. */
+function refusalLine(status: number, code: string, message: string, durationMs = 0): RequestSummary {
+  return { http_status: status, conversation_id: null, detail: `${code}: ${message}`, duration_ms: durationMs };
+}
+
+/**
+ * A request Node would have refused with a bare answer before any route (an Expect it cannot meet, an HTTP/1.1
+ * request without Host): the error shape of docs/contract.md#errors, the connection closed, and the operator's line.
+ */
+export function refuseBeforeRoutes(
+  req: IncomingMessage,
+  res: ServerResponse,
+  [status, code, message]: [number, string, string],
+  onRefused: (summary: RequestSummary) => void = () => {},
+): void {
+  req.resume();
+  sendJson(res, status, errorBody(code, message), { connection: 'close' });
+  onRefused(refusalLine(status, code, message));
 }
 
 function refusal(

@@ -230,3 +230,18 @@ describe('Expect: 100-continue (RFC 9110 §10.1.1)', () => {
     expect(refusal(answer)).toMatchObject({ status: 415, code: 'UNSUPPORTED_MEDIA_TYPE' });
   });
 });
+
+describe('what Node itself refused without a body: answered in the error shape, with a line', () => {
+  it('an Expect other than 100-continue → 417 EXPECTATION_FAILED', async () => {
+    const answer = refusal(await sendRaw(`${POST.replace('\r\n\r\n', '\r\nExpect: 200-ok\r\n\r\n')}${BODY}`));
+    expect(answer).toEqual({
+      status: 417,
+      code: 'EXPECTATION_FAILED',
+      message: 'Expect: "200-ok" is not supported: only 100-continue is',
+    });
+    expect(world.agent.invocations).toHaveLength(0);
+    expect(operatorLog).toEqual([
+      { http_status: 417, conversation_id: null, detail: `EXPECTATION_FAILED: ${answer.message}`, duration_ms: 0 },
+    ]);
+  });
+});
