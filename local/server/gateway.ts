@@ -156,8 +156,14 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
       headersTimeout: options.headersTimeoutMs,
       requestTimeout: options.requestTimeoutMs,
       connectionsCheckingInterval: Math.min(1_000, Math.ceil(options.headersTimeoutMs / 3)),
+      // Refused below in the error shape, with its line, rather than with Node's bare 400.
+      requireHostHeader: false,
     },
     (req, res) => {
+      if (req.httpVersion === '1.1' && req.headers.host === undefined) {
+        const message = 'malformed HTTP request: an HTTP/1.1 request must send a Host header';
+        return refuseBeforeRoutes(req, res, [400, 'BAD_REQUEST', message], options.onExecution);
+      }
       route(req, res).catch((error: Error) => {
         // A client that went away or was cut off (408 above) failed its own request: nothing to report or answer.
         // (Not req.destroyed: a request whose body was read is destroyed too, and its client still waits.)

@@ -244,4 +244,17 @@ describe('what Node itself refused without a body: answered in the error shape, 
       { http_status: 417, conversation_id: null, detail: `EXPECTATION_FAILED: ${answer.message}`, duration_ms: 0 },
     ]);
   });
+
+  it('an HTTP/1.1 request without Host → 400 BAD_REQUEST saying so (RFC 9112 §3.2)', async () => {
+    const answer = refusal(await sendRaw(`${POST.replace('Host: 127.0.0.1\r\n', '')}${BODY}`));
+    expect(answer).toEqual({
+      status: 400,
+      code: 'BAD_REQUEST',
+      message: 'malformed HTTP request: an HTTP/1.1 request must send a Host header',
+    });
+    expect(world.agent.invocations).toHaveLength(0);
+    expect(operatorLog).toEqual([
+      { http_status: 400, conversation_id: null, detail: `BAD_REQUEST: ${answer.message}`, duration_ms: 0 },
+    ]);
+  });
 });
