@@ -43,7 +43,7 @@ import {
   resolveOptions,
   withDefaults,
 } from './config.ts';
-import { clientErrorHandler, expectsContinue, readBody, refuseBeforeRoutes, sendJson } from './http.ts';
+import { clientErrorHandler, expectsContinue, readBody, refuseBeforeRoutes, refuseConnect, sendJson } from './http.ts';
 import { isLoopbackAddress, loopbackOnly, operatorOnly, operatorRefusal } from './loopback.ts';
 import { operatorRoutes } from './operator-routes.ts';
 import { parseRateLimits, RateLimiter } from './rate-limiter.ts';
@@ -196,6 +196,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     const message = `Expect: ${expectation} is not supported: only 100-continue is`;
     refuseBeforeRoutes(req, res, [417, 'EXPECTATION_FAILED', message], options.onExecution);
   });
+  server.on('connect', refuseConnect(options.onExecution));
   server.keepAliveTimeout = 5_000;
   // A caller that half-closes after its request (FIN, still reading) is answered, as HTTP/1.1 allows: by default Node
   // ended the connection at its FIN, and such a caller got nothing (docs/operations.md#the-operator-log).

@@ -18,7 +18,7 @@ export function sendJson(
   res.end(text);
 }
 
-/** The connections whose request answerClientError refused: the route reading that request's body adds no line. */
+/** The connections whose request clientErrorHandler refused: the route reading that request's body adds no line. */
 const refusedConnections = new WeakSet<Duplex>();
 
 export function refusedByHttpLayer(socket: Duplex): boolean {
@@ -43,10 +43,7 @@ export function clientErrorHandler(
     const inFlight = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
     if (error.code !== 'ECONNRESET' && socket.writable && !inFlight?.headersSent) {
       const [status, code, message] = refusal(error, limits, Boolean(inFlight));
-      const text = JSON.stringify(errorBody(code, message));
-      socket.write(
-        `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: ${JSON_CONTENT_TYPE}\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`,
-      );
+      writeRefusal(socket, status, code, message);
       refusedConnections.add(socket);
       const silent = status === 408 && (socket as Duplex & { bytesRead?: number }).bytesRead === 0;
       if (!silent)
@@ -60,6 +57,26 @@ export function clientErrorHandler(
         );
     }
     socket.destroy();
+  };
+}
+
+/** A refusal in the error shape written on the connection itself (no response object), which is then closed. */
+function writeRefusal(socket: Duplex, status: number, code: string, message: string): void {
+  const text = JSON.stringify(errorBody(code, message));
+  socket.write(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: ${JSON_CONTENT_TYPE}\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`,
+  );
+}
+
+/** CONNECT (Node's `connect` event, which no route sees): 405, where Node closed the connection without a word. */
+export function refuseConnect(
+  onRefused: (summary: RequestSummary) => void = () => {},
+): (req: IncomingMessage, socket: Duplex) => void {
+  return (_req, socket) => {
+    const message = 'CONNECT is not served here: this gateway is no proxy';
+    writeRefusal(socket, 405, 'METHOD_NOT_ALLOWED', message);
+    socket.destroy();
+    onRefused(refusalLine(405, 'METHOD_NOT_ALLOWED', message));
   };
 }
 

@@ -257,4 +257,16 @@ describe('what Node itself refused without a body: answered in the error shape, 
       { http_status: 400, conversation_id: null, detail: `BAD_REQUEST: ${answer.message}`, duration_ms: 0 },
     ]);
   });
+
+  it('CONNECT (a proxy tunnel) → 405 METHOD_NOT_ALLOWED, not a connection closed without a word', async () => {
+    const answer = refusal(await sendRaw('CONNECT 127.0.0.1:443 HTTP/1.1\r\nHost: 127.0.0.1:443\r\n\r\n'));
+    expect(answer).toEqual({
+      status: 405,
+      code: 'METHOD_NOT_ALLOWED',
+      message: 'CONNECT is not served here: this gateway is no proxy',
+    });
+    expect(operatorLog).toEqual([
+      { http_status: 405, conversation_id: null, detail: `METHOD_NOT_ALLOWED: ${answer.message}`, duration_ms: 0 },
+    ]);
+  });
 });
