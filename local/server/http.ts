@@ -119,12 +119,22 @@ function refusal(
         ? `the request did not arrive whole within ${limits.requestTimeoutMs / 1000} s`
         : `the request headers did not arrive within ${limits.headersTimeoutMs / 1000} s`,
     ];
+  // A method token Node does not know (BREW, post: methods are case-sensitive) is named, from the bytes Node read
+  // (unless they stopped before its end): not a 501, which would count hostile input among the gateway's 5xx.
+  const method =
+    error.code === 'HPE_INVALID_METHOD'
+      ? /^([!#$%&'*+.^_`|~0-9A-Za-z-]{1,20}) \S/.exec(
+          (error as { rawPacket?: Buffer }).rawPacket?.toString('latin1') ?? '',
+        )
+      : null;
   const reason =
     error.code === 'HPE_PAUSED_H2_UPGRADE'
       ? 'HTTP/2 without TLS is not served here: send HTTP/1.1'
-      : error.code === 'HPE_INVALID_EOF_STATE'
-        ? 'the client closed its side of the connection before its request was whole'
-        : (error.reason ?? error.message).replace(/[^\x20-\x7e]/g, '?').slice(0, 200);
+      : method
+        ? `"${method[1]}" is no method this gateway knows: methods are case-sensitive (POST /webhook, GET /health)`
+        : error.code === 'HPE_INVALID_EOF_STATE'
+          ? 'the client closed its side of the connection before its request was whole'
+          : (error.reason ?? error.message).replace(/[^\x20-\x7e]/g, '?').slice(0, 200);
   return [400, 'BAD_REQUEST', `malformed HTTP request: ${reason}`];
 }
 

@@ -269,4 +269,19 @@ describe('what Node itself refused without a body: answered in the error shape, 
       { http_status: 405, conversation_id: null, detail: `METHOD_NOT_ALLOWED: ${answer.message}`, duration_ms: 0 },
     ]);
   });
+
+  it.each([
+    ['BREW', 'BREW /webhook HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n'],
+    ['post', `${POST.replace('POST', 'post')}${BODY}`],
+  ])('an unknown method (%s) → 400 naming it, not "Invalid method encountered"', async (method, text) => {
+    const answer = refusal(await sendRaw(text));
+    expect(answer).toEqual({
+      status: 400,
+      code: 'BAD_REQUEST',
+      message: `malformed HTTP request: "${method}" is no method this gateway knows: methods are case-sensitive (POST /webhook, GET /health)`,
+    });
+    expect(operatorLog).toEqual([
+      { http_status: 400, conversation_id: null, detail: `BAD_REQUEST: ${answer.message}`, duration_ms: 0 },
+    ]);
+  });
 });
