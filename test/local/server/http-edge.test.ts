@@ -36,8 +36,8 @@ const BODY = JSON.stringify(SEED_REQUEST);
 const POST = `POST /webhook HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(BODY)}\r\n\r\n`;
 
 /** A raw connection to the gateway: what it received so far, and a promise of all of it once the gateway closed. */
-function open(base = world.gateway.url): Promise<{ socket: Socket; received: () => string; closed: Promise<string> }> {
-  const url = new URL(base);
+function open(): Promise<{ socket: Socket; received: () => string; closed: Promise<string> }> {
+  const url = new URL(world.gateway.url);
   return new Promise((resolve, reject) => {
     const socket = connect(Number(url.port), url.hostname);
     let got = '';
@@ -73,15 +73,21 @@ async function expectKept(conversationId: string) {
   expect(await world.gateway.executions.executions(conversationId)).toHaveLength(1);
 }
 
+/** A caller resets its connection (an RST: gone for sure; a FIN may be a half-close, below) while the agent is held. */
+async function resetWhileTheAgentThinks() {
+  const agent = holdAgent();
+  const client = await open();
+  client.socket.write(`${POST}${BODY}`);
+  await agent.asked;
+  client.socket.resetAndDestroy();
+  await client.closed;
+  return agent;
+}
+
 describe('a caller that goes away before its answer', () => {
   it('reset mid-conversation: the conversation completes and is exported; the operator line is 499, not 200', async () => {
     const printed = vi.spyOn(console, 'error');
-    const agent = holdAgent();
-    const client = await open();
-    client.socket.write(`${POST}${BODY}`);
-    await agent.asked;
-    client.socket.resetAndDestroy(); // an RST: gone for sure (a FIN may be a half-close, below)
-    await client.closed;
+    const agent = await resetWhileTheAgentThinks();
     agent.answer();
     await world.gateway.idle();
     expect(operatorLog).toHaveLength(1);
@@ -97,12 +103,7 @@ describe('a caller that goes away before its answer', () => {
   });
 
   it('reset before RESPONSE_TIMEOUT_MS: the line at the cut-off is 499, not the 504 nobody received', async () => {
-    const agent = holdAgent();
-    const client = await open();
-    client.socket.write(`${POST}${BODY}`);
-    await agent.asked;
-    client.socket.resetAndDestroy(); // an RST: gone for sure (a FIN may be a half-close, below)
-    await client.closed;
+    const agent = await resetWhileTheAgentThinks();
     await fetch(`${world.gateway.url}/health`); // a round trip: the gateway has seen the connection close
     cutOffs[0]!();
     await vi.waitFor(() => expect(operatorLog).toHaveLength(1));
@@ -149,28 +150,13 @@ function refusal(answer: string) {
   return { status, ...body.error };
 }
 
-async function sendRaw(text: string, base = world.gateway.url): Promise<string> {
-  const client = await open(base);
+async function sendRaw(text: string): Promise<string> {
+  const client = await open();
   client.socket.write(text);
   return client.closed;
 }
 
-describe('what the HTTP layer refuses: a 4xx in the error shape (docs/contract.md#errors), and its line', () => {
-  it.each([
-    ['headers over 16 KB', `${POST.replace('\r\n\r\n', `\r\nX-Filler: ${'x'.repeat(20_000)}\r\n\r\n`)}${BODY}`],
-    ['a URL of 100 KB', `GET /health?${'a'.repeat(100_000)} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`],
-  ])('%s → 431 HEADERS_TOO_LARGE (before: no body)', async (_, text) => {
-    const answer = refusal(await sendRaw(text));
-    expect(answer).toEqual({
-      status: 431,
-      code: 'HEADERS_TOO_LARGE',
-      message: 'the request line and headers are larger than 16 KB: send a shorter URL or fewer headers',
-    });
-    expect(operatorLog).toEqual([
-      { http_status: 431, conversation_id: null, detail: `HEADERS_TOO_LARGE: ${answer.message}`, duration_ms: 0 },
-    ]);
-  });
-
+describe('a request cut short by its client', () => {
   it('a body cut short by its client’s FIN → 400 saying so, not "Invalid EOF state"; nothing runs', async () => {
     const client = await open();
     client.socket.end(`${POST}${BODY.slice(0, 20)}`);
@@ -231,57 +217,58 @@ describe('Expect: 100-continue (RFC 9110 §10.1.1)', () => {
   });
 });
 
-describe('what Node itself refused without a body: answered in the error shape, with a line', () => {
-  it('an Expect other than 100-continue → 417 EXPECTATION_FAILED', async () => {
-    const answer = refusal(await sendRaw(`${POST.replace('\r\n\r\n', '\r\nExpect: 200-ok\r\n\r\n')}${BODY}`));
-    expect(answer).toEqual({
-      status: 417,
-      code: 'EXPECTATION_FAILED',
-      message: 'Expect: "200-ok" is not supported: only 100-continue is',
-    });
+/** Requests refused before any route: [what, the bytes sent, status, code, message]. Before, each got a bare answer or none. */
+const REFUSED: [string, string, number, string, string][] = [
+  [
+    'headers over 16 KB (before: 431 without a body)',
+    `${POST.replace('\r\n\r\n', `\r\nX-Filler: ${'x'.repeat(20_000)}\r\n\r\n`)}${BODY}`,
+    431,
+    'HEADERS_TOO_LARGE',
+    'the request line and headers are larger than 16 KB: send a shorter URL or fewer headers',
+  ],
+  [
+    'a URL of 100 KB (before: 431 without a body)',
+    `GET /health?${'a'.repeat(100_000)} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`,
+    431,
+    'HEADERS_TOO_LARGE',
+    'the request line and headers are larger than 16 KB: send a shorter URL or fewer headers',
+  ],
+  [
+    'an Expect other than 100-continue (before: 417 without a body)',
+    `${POST.replace('\r\n\r\n', '\r\nExpect: 200-ok\r\n\r\n')}${BODY}`,
+    417,
+    'EXPECTATION_FAILED',
+    'Expect: "200-ok" is not supported: only 100-continue is',
+  ],
+  [
+    'an HTTP/1.1 request without Host, RFC 9112 §3.2 (before: 400 without a body)',
+    `${POST.replace('Host: 127.0.0.1\r\n', '')}${BODY}`,
+    400,
+    'BAD_REQUEST',
+    'malformed HTTP request: an HTTP/1.1 request must send a Host header',
+  ],
+  [
+    'CONNECT, a proxy tunnel (before: the connection closed without a word)',
+    'CONNECT 127.0.0.1:443 HTTP/1.1\r\nHost: 127.0.0.1:443\r\n\r\n',
+    405,
+    'METHOD_NOT_ALLOWED',
+    'CONNECT is not served here: this gateway is no proxy',
+  ],
+  ...['BREW', 'post'].map((method): [string, string, number, string, string] => [
+    `an unknown method, ${method} (before: "Invalid method encountered")`,
+    `${POST.replace('POST', method)}${BODY}`,
+    400,
+    'BAD_REQUEST',
+    `malformed HTTP request: "${method}" is no method this gateway knows: methods are case-sensitive (POST /webhook, GET /health)`,
+  ]),
+];
+
+describe('refused before any route: the error shape, the connection closed, a line, nothing run', () => {
+  it.each(REFUSED)('%s → %i %s', async (_, text, status, code, message) => {
+    expect(refusal(await sendRaw(text))).toEqual({ status, code, message });
+    expect(operatorLog).toEqual([
+      { http_status: status, conversation_id: null, detail: `${code}: ${message}`, duration_ms: 0 },
+    ]);
     expect(world.agent.invocations).toHaveLength(0);
-    expect(operatorLog).toEqual([
-      { http_status: 417, conversation_id: null, detail: `EXPECTATION_FAILED: ${answer.message}`, duration_ms: 0 },
-    ]);
-  });
-
-  it('an HTTP/1.1 request without Host → 400 BAD_REQUEST saying so (RFC 9112 §3.2)', async () => {
-    const answer = refusal(await sendRaw(`${POST.replace('Host: 127.0.0.1\r\n', '')}${BODY}`));
-    expect(answer).toEqual({
-      status: 400,
-      code: 'BAD_REQUEST',
-      message: 'malformed HTTP request: an HTTP/1.1 request must send a Host header',
-    });
-    expect(world.agent.invocations).toHaveLength(0);
-    expect(operatorLog).toEqual([
-      { http_status: 400, conversation_id: null, detail: `BAD_REQUEST: ${answer.message}`, duration_ms: 0 },
-    ]);
-  });
-
-  it('CONNECT (a proxy tunnel) → 405 METHOD_NOT_ALLOWED, not a connection closed without a word', async () => {
-    const answer = refusal(await sendRaw('CONNECT 127.0.0.1:443 HTTP/1.1\r\nHost: 127.0.0.1:443\r\n\r\n'));
-    expect(answer).toEqual({
-      status: 405,
-      code: 'METHOD_NOT_ALLOWED',
-      message: 'CONNECT is not served here: this gateway is no proxy',
-    });
-    expect(operatorLog).toEqual([
-      { http_status: 405, conversation_id: null, detail: `METHOD_NOT_ALLOWED: ${answer.message}`, duration_ms: 0 },
-    ]);
-  });
-
-  it.each([
-    ['BREW', 'BREW /webhook HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n'],
-    ['post', `${POST.replace('POST', 'post')}${BODY}`],
-  ])('an unknown method (%s) → 400 naming it, not "Invalid method encountered"', async (method, text) => {
-    const answer = refusal(await sendRaw(text));
-    expect(answer).toEqual({
-      status: 400,
-      code: 'BAD_REQUEST',
-      message: `malformed HTTP request: "${method}" is no method this gateway knows: methods are case-sensitive (POST /webhook, GET /health)`,
-    });
-    expect(operatorLog).toEqual([
-      { http_status: 400, conversation_id: null, detail: `BAD_REQUEST: ${answer.message}`, duration_ms: 0 },
-    ]);
   });
 });
