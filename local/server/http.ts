@@ -31,7 +31,7 @@ export function refusedByHttpLayer(socket: Duplex): boolean {
  * that is no number or twice different, Transfer-Encoding beside Content-Length, a malformed chunk, a request cut
  * short by its client's FIN… get 400 `BAD_REQUEST` naming the reason; headers over Node's 16 KB (a URL that long
  * too) 431 `HEADERS_TOO_LARGE`; a client too slow 408 `REQUEST_TIMEOUT`. Nothing is written once a response on the
- * connection has begun (that would corrupt it), nor to a connection reset; the connection is closed either way. A
+ * connection has begun (that would corrupt it), nor to a failing connection; the connection is closed either way. A
  * connection that sent nothing at all within the headers' time gets its 408 without a line (a browser's
  * preconnection is no request).
  */
@@ -41,7 +41,10 @@ export function clientErrorHandler(
 ): (error: Error & { code?: string; reason?: string }, socket: Duplex) => void {
   return (error, socket) => {
     const inFlight = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
-    if (error.code !== 'ECONNRESET' && socket.writable && !inFlight?.headersSent) {
+    // A request Node's parser refused or the clock cut off is answered; a failing connection (ECONNRESET, EPIPE…) is
+    // no request: nothing to answer or report.
+    const request = error.code?.startsWith('HPE_') || error.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+    if (request && socket.writable && !inFlight?.headersSent) {
       const [status, code, message] = refusal(error, limits, Boolean(inFlight));
       writeRefusal(socket, status, code, message);
       refusedConnections.add(socket);

@@ -1,6 +1,8 @@
 import { connect, type Socket } from 'node:net';
+import { PassThrough } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { RequestSummary } from '../../../local/server/config.ts';
+import { clientErrorHandler } from '../../../local/server/http.ts';
 import { SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
 
 /**
@@ -271,4 +273,21 @@ describe('refused before any route: the error shape, the connection closed, a li
     ]);
     expect(world.agent.invocations).toHaveLength(0);
   });
+});
+
+describe('a connection error that is no request (clientError)', () => {
+  it.each(['EPIPE', 'ETIMEDOUT', 'ECONNRESET'])(
+    '%s: nothing written, no line (before, EPIPE got "400 malformed HTTP request: write EPIPE" and its line)',
+    (code) => {
+      const socket = new PassThrough();
+      const lines: RequestSummary[] = [];
+      clientErrorHandler({ headersTimeoutMs: 10_000, requestTimeoutMs: 30_000 }, (line) => lines.push(line))(
+        Object.assign(new Error(`write ${code}`), { code }),
+        socket,
+      );
+      expect(socket.read()).toBeNull();
+      expect(socket.destroyed).toBe(true);
+      expect(lines).toEqual([]);
+    },
+  );
 });
