@@ -291,3 +291,10 @@ describe('a connection error that is no request (clientError)', () => {
     },
   );
 });
+
+describe('after all of that', () => {
+  it('no connection is left open: each one above closed, on both ends (keep-alive ones after their idle time)', async () => {
+    const sockets = () => process.getActiveResourcesInfo().filter((r) => r === 'TCPSocketWrap').length;
+    await expect.poll(sockets, { timeout: 20_000, interval: 250 }).toBe(0);
+  });
+});
