@@ -160,8 +160,12 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
       requireHostHeader: false,
     },
     (req, res) => {
-      if (req.httpVersion === '1.1' && req.headers.host === undefined) {
-        const message = 'malformed HTTP request: an HTTP/1.1 request must send a Host header';
+      const hosts = req.rawHeaders.filter((name, i) => i % 2 === 0 && name.toLowerCase() === 'host').length;
+      if ((req.httpVersion === '1.1' && hosts === 0) || hosts > 1) {
+        const message =
+          hosts === 0
+            ? 'malformed HTTP request: an HTTP/1.1 request must send a Host header'
+            : `malformed HTTP request: a request must send one Host header, not ${hosts}`;
         return refuseBeforeRoutes(req, res, [400, 'BAD_REQUEST', message], options.onExecution);
       }
       route(req, res).catch((error: Error) => {

@@ -219,54 +219,61 @@ describe('Expect: 100-continue (RFC 9110 §10.1.1)', () => {
   });
 });
 
-/** Requests refused before any route: [what, the bytes sent, status, code, message]. Before, each got a bare answer or none. */
-const REFUSED: [string, string, number, string, string][] = [
+/** Requests refused before any route: [what, status, code, message, the bytes sent]; before, a bare answer or none. */
+const REFUSED: [string, number, string, string, string][] = [
   [
     'headers over 16 KB (before: 431 without a body)',
-    `${POST.replace('\r\n\r\n', `\r\nX-Filler: ${'x'.repeat(20_000)}\r\n\r\n`)}${BODY}`,
     431,
     'HEADERS_TOO_LARGE',
     'the request line and headers are larger than 16 KB: send a shorter URL or fewer headers',
+    `${POST.replace('\r\n\r\n', `\r\nX-Filler: ${'x'.repeat(20_000)}\r\n\r\n`)}${BODY}`,
   ],
   [
     'a URL of 100 KB (before: 431 without a body)',
-    `GET /health?${'a'.repeat(100_000)} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`,
     431,
     'HEADERS_TOO_LARGE',
     'the request line and headers are larger than 16 KB: send a shorter URL or fewer headers',
+    `GET /health?${'a'.repeat(100_000)} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`,
   ],
   [
     'an Expect other than 100-continue (before: 417 without a body)',
-    `${POST.replace('\r\n\r\n', '\r\nExpect: 200-ok\r\n\r\n')}${BODY}`,
     417,
     'EXPECTATION_FAILED',
     'Expect: "200-ok" is not supported: only 100-continue is',
+    `${POST.replace('\r\n\r\n', '\r\nExpect: 200-ok\r\n\r\n')}${BODY}`,
   ],
   [
     'an HTTP/1.1 request without Host, RFC 9112 §3.2 (before: 400 without a body)',
-    `${POST.replace('Host: 127.0.0.1\r\n', '')}${BODY}`,
     400,
     'BAD_REQUEST',
     'malformed HTTP request: an HTTP/1.1 request must send a Host header',
+    `${POST.replace('Host: 127.0.0.1\r\n', '')}${BODY}`,
+  ],
+  [
+    'two Host headers, RFC 9112 §3.2 (before: the first one taken)',
+    400,
+    'BAD_REQUEST',
+    'malformed HTTP request: a request must send one Host header, not 2',
+    `${POST.replace('Host: 127.0.0.1\r\n', 'Host: 127.0.0.1\r\nHost: attacker.example\r\n')}${BODY}`,
   ],
   [
     'CONNECT, a proxy tunnel (before: the connection closed without a word)',
-    'CONNECT 127.0.0.1:443 HTTP/1.1\r\nHost: 127.0.0.1:443\r\n\r\n',
     405,
     'METHOD_NOT_ALLOWED',
     'CONNECT is not served here: this gateway is no proxy',
+    'CONNECT 127.0.0.1:443 HTTP/1.1\r\nHost: 127.0.0.1:443\r\n\r\n',
   ],
-  ...['BREW', 'post'].map((method): [string, string, number, string, string] => [
+  ...['BREW', 'post'].map((method): [string, number, string, string, string] => [
     `an unknown method, ${method} (before: "Invalid method encountered")`,
-    `${POST.replace('POST', method)}${BODY}`,
     400,
     'BAD_REQUEST',
     `malformed HTTP request: "${method}" is no method this gateway knows: methods are case-sensitive (POST /webhook, GET /health)`,
+    `${POST.replace('POST', method)}${BODY}`,
   ]),
 ];
 
 describe('refused before any route: the error shape, the connection closed, a line, nothing run', () => {
-  it.each(REFUSED)('%s → %i %s', async (_, text, status, code, message) => {
+  it.each(REFUSED)('%s → %i %s', async (_, status, code, message, text) => {
     expect(refusal(await sendRaw(text))).toEqual({ status, code, message });
     expect(operatorLog).toEqual([
       { http_status: status, conversation_id: null, detail: `${code}: ${message}`, duration_ms: 0 },
