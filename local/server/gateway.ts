@@ -43,7 +43,7 @@ import {
   resolveOptions,
   withDefaults,
 } from './config.ts';
-import { clientErrorHandler, expectsContinue, readBody, refuseBeforeRoutes, refuseConnect, sendJson } from './http.ts';
+import { answerAtTheEdge, hostRefusal, readBody, refuseBeforeRoutes, sendJson } from './http.ts';
 import { isLoopbackAddress, loopbackOnly, operatorOnly, operatorRefusal } from './loopback.ts';
 import { operatorRoutes } from './operator-routes.ts';
 import { parseRateLimits, RateLimiter } from './rate-limiter.ts';
@@ -160,14 +160,8 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
       requireHostHeader: false,
     },
     (req, res) => {
-      const hosts = req.rawHeaders.filter((name, i) => i % 2 === 0 && name.toLowerCase() === 'host').length;
-      if ((req.httpVersion === '1.1' && hosts === 0) || hosts > 1) {
-        const message =
-          hosts === 0
-            ? 'malformed HTTP request: an HTTP/1.1 request must send a Host header'
-            : `malformed HTTP request: a request must send one Host header, not ${hosts}`;
-        return refuseBeforeRoutes(req, res, [400, 'BAD_REQUEST', message], options.onExecution);
-      }
+      const badHost = hostRefusal(req);
+      if (badHost) return refuseBeforeRoutes(req, res, [400, 'BAD_REQUEST', badHost], options.onExecution);
       route(req, res).catch((error: Error) => {
         // A client that went away or was cut off (408 above) failed its own request: nothing to report or answer.
         // (Not req.destroyed: a request whose body was read is destroyed too, and its client still waits.)
@@ -190,23 +184,8 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
       });
     },
   );
-  // Expect: 100-continue gets its 100 when a route reads the body, not before it could be refused (http.ts).
-  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
-    expectsContinue(req, res);
-    server.emit('request', req, res);
-  });
-  server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
-    const expectation = JSON.stringify(String(req.headers.expect).slice(0, 100));
-    const message = `Expect: ${expectation} is not supported: only 100-continue is`;
-    refuseBeforeRoutes(req, res, [417, 'EXPECTATION_FAILED', message], options.onExecution);
-  });
-  server.on('connect', refuseConnect(options.onExecution));
   server.keepAliveTimeout = 5_000;
-  // A caller that half-closes after its request (FIN, still reading) is answered, as HTTP/1.1 allows: by default Node
-  // ended the connection at its FIN, and such a caller got nothing (docs/operations.md#the-operator-log).
-  // (httpAllowHalfOpen: the Node http server's own switch for it, undeclared in its types.)
-  (server as Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
-  server.on('clientError', clientErrorHandler(options, options.onExecution));
+  answerAtTheEdge(server, options, options.onExecution);
   const port = await listen(server, options.port, options.host).catch(async (error: Error) => {
     await dataDirLock.release();
     throw error;

@@ -1,4 +1,4 @@
-import { type IncomingMessage, type ServerResponse, STATUS_CODES } from 'node:http';
+import { type IncomingMessage, type Server, type ServerResponse, STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { errorBody, JSON_CONTENT_TYPE } from '../../functions/domain/gateway-contract.ts';
 import type { RequestSummary } from './config.ts';
@@ -16,6 +16,49 @@ export function sendJson(
     ...headers,
   });
   res.end(text);
+}
+
+/**
+ * What the HTTP edge answers around the routes, in the error shape of docs/contract.md#errors with the operator's line
+ * for each (docs/operations.md#the-operator-log), where Node would answer bare or not at all: what its parser refuses
+ * or its clock cuts off (clientErrorHandler), an Expect it cannot meet (417), CONNECT (405). `Expect: 100-continue`
+ * gets its 100 when a route reads the body (readBody), not before it could be refused. A caller that half-closes after
+ * its request (FIN, still reading) is answered, as HTTP/1.1 allows: by default Node ended the connection at its FIN.
+ */
+export function answerAtTheEdge(
+  server: Server,
+  limits: { headersTimeoutMs: number; requestTimeoutMs: number },
+  onRefused: (summary: RequestSummary) => void = () => {},
+): void {
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    awaitingContinue.set(req, res);
+    server.emit('request', req, res);
+  });
+  server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+    const expectation = JSON.stringify(String(req.headers.expect).slice(0, 100));
+    const message = `Expect: ${expectation} is not supported: only 100-continue is`;
+    refuseBeforeRoutes(req, res, [417, 'EXPECTATION_FAILED', message], onRefused);
+  });
+  server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
+    const message = 'CONNECT is not served here: this gateway is no proxy';
+    writeRefusal(socket, 405, 'METHOD_NOT_ALLOWED', message);
+    socket.destroy();
+    onRefused(refusalLine(405, 'METHOD_NOT_ALLOWED', message));
+  });
+  // (httpAllowHalfOpen: the Node http server's own switch for it, undeclared in its types.)
+  (server as Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
+  server.on('clientError', clientErrorHandler(limits, onRefused));
+}
+
+/**
+ * Why a request's Host headers are refused, or null (RFC 9112 §3.2): an HTTP/1.1 request sends one, no request two.
+ * (Node's own check, requireHostHeader, answers a bare 400.)
+ */
+export function hostRefusal(req: IncomingMessage): string | null {
+  const hosts = req.rawHeaders.filter((name, i) => i % 2 === 0 && name.toLowerCase() === 'host').length;
+  if (hosts === 0 && req.httpVersion === '1.1')
+    return 'malformed HTTP request: an HTTP/1.1 request must send a Host header';
+  return hosts > 1 ? `malformed HTTP request: a request must send one Host header, not ${hosts}` : null;
 }
 
 /** The connections whose request clientErrorHandler refused: the route reading that request's body adds no line. */
@@ -69,18 +112,6 @@ function writeRefusal(socket: Duplex, status: number, code: string, message: str
   socket.write(
     `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: ${JSON_CONTENT_TYPE}\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`,
   );
-}
-
-/** CONNECT (Node's `connect` event, which no route sees): 405, where Node closed the connection without a word. */
-export function refuseConnect(
-  onRefused: (summary: RequestSummary) => void = () => {},
-): (req: IncomingMessage, socket: Duplex) => void {
-  return (_req, socket) => {
-    const message = 'CONNECT is not served here: this gateway is no proxy';
-    writeRefusal(socket, 405, 'METHOD_NOT_ALLOWED', message);
-    socket.destroy();
-    onRefused(refusalLine(405, 'METHOD_NOT_ALLOWED', message));
-  };
 }
 
 /** The operator's line for a request refused before any route: no conversation. */
@@ -154,10 +185,6 @@ export class BodyTooLargeError extends Error {
  * Node closes the connection after that answer (RFC 9110 §10.1.1).
  */
 const awaitingContinue = new WeakMap<IncomingMessage, ServerResponse>();
-
-export function expectsContinue(req: IncomingMessage, res: ServerResponse): void {
-  awaitingContinue.set(req, res);
-}
 
 /** Read a request body up to `limit` bytes; past that, stop reading and throw BodyTooLargeError. */
 export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
