@@ -43,7 +43,7 @@ import {
   resolveOptions,
   withDefaults,
 } from './config.ts';
-import { answerClientError, readBody, sendJson } from './http.ts';
+import { answerAtTheEdge, hostRefusal, readBody, refuseBeforeRoutes, sendJson } from './http.ts';
 import { isLoopbackAddress, loopbackOnly, operatorOnly, operatorRefusal } from './loopback.ts';
 import { operatorRoutes } from './operator-routes.ts';
 import { parseRateLimits, RateLimiter } from './rate-limiter.ts';
@@ -156,8 +156,12 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
       headersTimeout: options.headersTimeoutMs,
       requestTimeout: options.requestTimeoutMs,
       connectionsCheckingInterval: Math.min(1_000, Math.ceil(options.headersTimeoutMs / 3)),
+      // Refused below in the error shape, with its line, rather than with Node's bare 400.
+      requireHostHeader: false,
     },
     (req, res) => {
+      const badHost = hostRefusal(req);
+      if (badHost) return refuseBeforeRoutes(req, res, [400, 'BAD_REQUEST', badHost], options.onExecution);
       route(req, res).catch((error: Error) => {
         // A client that went away or was cut off (408 above) failed its own request: nothing to report or answer.
         // (Not req.destroyed: a request whose body was read is destroyed too, and its client still waits.)
@@ -181,7 +185,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     },
   );
   server.keepAliveTimeout = 5_000;
-  server.on('clientError', answerClientError);
+  answerAtTheEdge(server, options, options.onExecution);
   const port = await listen(server, options.port, options.host).catch(async (error: Error) => {
     await dataDirLock.release();
     throw error;

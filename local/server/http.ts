@@ -1,6 +1,7 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { type IncomingMessage, type Server, type ServerResponse, STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { errorBody, JSON_CONTENT_TYPE } from '../../functions/domain/gateway-contract.ts';
+import type { RequestSummary } from './config.ts';
 
 export function sendJson(
   res: ServerResponse,
@@ -18,35 +19,158 @@ export function sendJson(
 }
 
 /**
- * Node's answer to a request its HTTP parser refused (`clientError`), in the error shape of docs/contract.md#errors: a
- * Content-Length that is no number or twice different, Transfer-Encoding beside Content-Length, a malformed chunk…
- * get 400 `BAD_REQUEST` naming Node's reason instead of a bare "400 Bad Request". Headers over Node's limit (431) and a
- * client too slow (408) keep Node's answers without a body, as docs/contract.md#errors says. Nothing is written once a
- * response on the connection has begun (that would corrupt it); the connection is closed either way.
+ * What the HTTP edge answers around the routes, in the error shape of docs/contract.md#errors with the operator's line
+ * for each (docs/operations.md#the-operator-log), where Node would answer bare or not at all: what its parser refuses
+ * or its clock cuts off (clientErrorHandler), an Expect it cannot meet (417), CONNECT (405). `Expect: 100-continue`
+ * gets its 100 when a route reads the body (readBody), not before it could be refused. A caller that half-closes after
+ * its request (FIN, still reading) is answered, as HTTP/1.1 allows: by default Node ended the connection at its FIN.
  */
-export function answerClientError(error: Error & { code?: string; reason?: string }, socket: Duplex): void {
-  const inFlight = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
-  if (error.code !== 'ECONNRESET' && socket.writable && !inFlight?.headersSent) {
-    if (error.code === 'HPE_HEADER_OVERFLOW') socket.write(BARE_ANSWERS[431]);
-    else if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') socket.write(BARE_ANSWERS[408]);
-    else {
-      const reason =
-        error.code === 'HPE_PAUSED_H2_UPGRADE'
-          ? 'HTTP/2 without TLS is not served here: send HTTP/1.1'
-          : (error.reason ?? error.message).replace(/[^\x20-\x7e]/g, '?').slice(0, 200);
-      const text = JSON.stringify(errorBody('BAD_REQUEST', `malformed HTTP request: ${reason}`));
-      socket.write(
-        `HTTP/1.1 400 Bad Request\r\ncontent-type: ${JSON_CONTENT_TYPE}\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`,
-      );
-    }
-  }
-  socket.destroy();
+export function answerAtTheEdge(
+  server: Server,
+  limits: { headersTimeoutMs: number; requestTimeoutMs: number },
+  onRefused: (summary: RequestSummary) => void = () => {},
+): void {
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    awaitingContinue.set(req, res);
+    server.emit('request', req, res);
+  });
+  server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+    const expectation = JSON.stringify(String(req.headers.expect).slice(0, 100));
+    const message = `Expect: ${expectation} is not supported: only 100-continue is`;
+    refuseBeforeRoutes(req, res, [417, 'EXPECTATION_FAILED', message], onRefused);
+  });
+  server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
+    const message = 'CONNECT is not served here: this gateway is no proxy';
+    writeRefusal(socket, 405, 'METHOD_NOT_ALLOWED', message);
+    socket.destroy();
+    onRefused(refusalLine(405, 'METHOD_NOT_ALLOWED', message));
+  });
+  // (httpAllowHalfOpen: the Node http server's own switch for it, undeclared in its types.)
+  (server as Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
+  server.on('clientError', clientErrorHandler(limits, onRefused));
 }
 
-const BARE_ANSWERS = {
-  408: 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n',
-  431: 'HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n',
-} as const;
+/**
+ * Why a request's Host headers are refused, or null (RFC 9112 §3.2): an HTTP/1.1 request sends one, no request two.
+ * (Node's own check, requireHostHeader, answers a bare 400.)
+ */
+export function hostRefusal(req: IncomingMessage): string | null {
+  const hosts = req.rawHeaders.filter((name, i) => i % 2 === 0 && name.toLowerCase() === 'host').length;
+  if (hosts === 0 && req.httpVersion === '1.1')
+    return 'malformed HTTP request: an HTTP/1.1 request must send a Host header';
+  return hosts > 1 ? `malformed HTTP request: a request must send one Host header, not ${hosts}` : null;
+}
+
+/** The connections whose request clientErrorHandler refused: the route reading that request's body adds no line. */
+const refusedConnections = new WeakSet<Duplex>();
+
+export function refusedByHttpLayer(socket: Duplex): boolean {
+  return refusedConnections.has(socket);
+}
+
+/**
+ * Node's answer to a request its HTTP parser refused or cut off (`clientError`), in the error shape of
+ * docs/contract.md#errors, with the operator's line for it (docs/operations.md#the-operator-log): a Content-Length
+ * that is no number or twice different, Transfer-Encoding beside Content-Length, a malformed chunk, a request cut
+ * short by its client's FIN… get 400 `BAD_REQUEST` naming the reason; headers over Node's 16 KB (a URL that long
+ * too) 431 `HEADERS_TOO_LARGE`; a client too slow 408 `REQUEST_TIMEOUT`. Nothing is written once a response on the
+ * connection has begun (that would corrupt it), nor to a failing connection; the connection is closed either way. A
+ * connection that sent nothing at all within the headers' time gets its 408 without a line (a browser's
+ * preconnection is no request).
+ */
+export function clientErrorHandler(
+  limits: { headersTimeoutMs: number; requestTimeoutMs: number },
+  onRefused: (summary: RequestSummary) => void = () => {},
+): (error: Error & { code?: string; reason?: string }, socket: Duplex) => void {
+  return (error, socket) => {
+    const inFlight = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
+    // A request Node's parser refused or the clock cut off is answered; a failing connection (ECONNRESET, EPIPE…) is
+    // no request: nothing to answer or report.
+    const request = error.code?.startsWith('HPE_') || error.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+    if (request && socket.writable && !inFlight?.headersSent) {
+      const [status, code, message] = refusal(error, limits, Boolean(inFlight));
+      writeRefusal(socket, status, code, message);
+      refusedConnections.add(socket);
+      const silent = status === 408 && (socket as Duplex & { bytesRead?: number }).bytesRead === 0;
+      if (!silent)
+        onRefused(
+          refusalLine(
+            status,
+            code,
+            message,
+            status === 408 ? (inFlight ? limits.requestTimeoutMs : limits.headersTimeoutMs) : 0,
+          ),
+        );
+    }
+    socket.destroy();
+  };
+}
+
+/** A refusal in the error shape written on the connection itself (no response object), which is then closed. */
+function writeRefusal(socket: Duplex, status: number, code: string, message: string): void {
+  const text = JSON.stringify(errorBody(code, message));
+  socket.write(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: ${JSON_CONTENT_TYPE}\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`,
+  );
+}
+
+/** The operator's line for a request refused before any route: no conversation. */
+function refusalLine(status: number, code: string, message: string, durationMs = 0): RequestSummary {
+  return { http_status: status, conversation_id: null, detail: `${code}: ${message}`, duration_ms: durationMs };
+}
+
+/**
+ * A request Node would have refused with a bare answer before any route (an Expect it cannot meet, an HTTP/1.1
+ * request without Host): the error shape of docs/contract.md#errors, the connection closed, and the operator's line.
+ */
+export function refuseBeforeRoutes(
+  req: IncomingMessage,
+  res: ServerResponse,
+  [status, code, message]: [number, string, string],
+  onRefused: (summary: RequestSummary) => void = () => {},
+): void {
+  req.resume();
+  sendJson(res, status, errorBody(code, message), { connection: 'close' });
+  onRefused(refusalLine(status, code, message));
+}
+
+function refusal(
+  error: Error & { code?: string; reason?: string },
+  limits: { headersTimeoutMs: number; requestTimeoutMs: number },
+  headersRead: boolean,
+): [400 | 408 | 431, string, string] {
+  if (error.code === 'HPE_HEADER_OVERFLOW')
+    return [
+      431,
+      'HEADERS_TOO_LARGE',
+      'the request line and headers are larger than 16 KB: send a shorter URL or fewer headers',
+    ];
+  if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT')
+    return [
+      408,
+      'REQUEST_TIMEOUT',
+      headersRead
+        ? `the request did not arrive whole within ${limits.requestTimeoutMs / 1000} s`
+        : `the request headers did not arrive within ${limits.headersTimeoutMs / 1000} s`,
+    ];
+  // A method token Node does not know (BREW, post: methods are case-sensitive) is named, from the bytes Node read
+  // (unless they stopped before its end): not a 501, which would count hostile input among the gateway's 5xx.
+  const method =
+    error.code === 'HPE_INVALID_METHOD'
+      ? /^([!#$%&'*+.^_`|~0-9A-Za-z-]{1,20}) \S/.exec(
+          (error as { rawPacket?: Buffer }).rawPacket?.toString('latin1') ?? '',
+        )
+      : null;
+  const reason =
+    error.code === 'HPE_PAUSED_H2_UPGRADE'
+      ? 'HTTP/2 without TLS is not served here: send HTTP/1.1'
+      : method
+        ? `"${method[1]}" is no method this gateway knows: methods are case-sensitive (POST /webhook, GET /health)`
+        : error.code === 'HPE_INVALID_EOF_STATE'
+          ? 'the client closed its side of the connection before its request was whole'
+          : (error.reason ?? error.message).replace(/[^\x20-\x7e]/g, '?').slice(0, 200);
+  return [400, 'BAD_REQUEST', `malformed HTTP request: ${reason}`];
+}
 
 export class BodyTooLargeError extends Error {
   constructor(readonly limit: number) {
@@ -54,8 +178,19 @@ export class BodyTooLargeError extends Error {
   }
 }
 
+/**
+ * The requests that sent `Expect: 100-continue` (the server's `checkContinue`), with their responses: the client waits
+ * for a 100 before it sends the body. It gets one only when a route reads the body (readBody); a route that refuses
+ * the request first (413 by its Content-Length, 415, 403…) answers with no 100, so the client sends nothing more and
+ * Node closes the connection after that answer (RFC 9110 §10.1.1).
+ */
+const awaitingContinue = new WeakMap<IncomingMessage, ServerResponse>();
+
 /** Read a request body up to `limit` bytes; past that, stop reading and throw BodyTooLargeError. */
 export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  const waiting = awaitingContinue.get(req);
+  if (waiting && !waiting.headersSent) waiting.writeContinue();
+  awaitingContinue.delete(req);
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;

@@ -19,7 +19,7 @@ import type { EndedExecution } from '../engine/engine.ts';
 import { conversationIdOf } from '../store/execution-store.ts';
 import { type LocalApiKeys, requestApiKey } from './api-keys.ts';
 import type { RequestSummary } from './config.ts';
-import { BodyTooLargeError, readBody, sendJson } from './http.ts';
+import { BodyTooLargeError, readBody, refusedByHttpLayer, sendJson } from './http.ts';
 import type { RateLimiter } from './rate-limiter.ts';
 import {
   damagedFileInCause,
@@ -86,6 +86,34 @@ function ownDeliveryFault(record: EndedExecution): string | null {
 function describeRun(record: EndedExecution, body: unknown): string {
   const fault = ownDeliveryFault(record);
   return fault ? `${describe(body)} (${fault})` : describe(body);
+}
+
+/** The operator line's status for a caller that left before its answer: nginx's 499 (client closed request). */
+const CLIENT_CLOSED_STATUS = 499;
+
+/**
+ * How the caller left before its answer, or null while it waits (docs/operations.md#the-operator-log): a connection
+ * reset or closed both ways cannot take an answer; one that only sent its FIN may have half-closed and still read, so
+ * it is answered all the same. A client that gives up closes with a FIN too: which of the two it was, no server can
+ * tell, so the line says 499 for both.
+ */
+function callerLeft(req: IncomingMessage, res: ServerResponse): 'closed' | 'half-closed' | null {
+  if (res.destroyed || req.socket.destroyed) return 'closed';
+  return req.socket.readableEnded ? 'half-closed' : null;
+}
+
+/** A half-closed caller's answer is the connection's last: it says so. */
+function ending(left: 'half-closed' | null): Record<string, string> {
+  return left === 'half-closed' ? { connection: 'close' } : {};
+}
+
+/** The operator's line for a caller that left before its answer, the conversation going on without it. */
+function leftLine(left: 'closed' | 'half-closed', tense: 'went' | 'goes', outcome?: string): string {
+  const how =
+    left === 'closed'
+      ? 'closed the connection before its answer'
+      : 'closed its side of the connection before its answer (answered, should it still read)';
+  return `CLIENT_CLOSED: the caller ${how}; the conversation ${tense} on${outcome ? `: ${outcome}` : ''}`;
 }
 
 /**
@@ -191,6 +219,15 @@ export async function handleWebhook(
     raw = await readBody(req, MAX_BODY_BYTES);
   } catch (error) {
     if (error instanceof BodyTooLargeError) return tooLarge();
+    // Refused by the HTTP layer (a body too slow, cut by a FIN), which answered and wrote the line; or gone.
+    if (refusedByHttpLayer(req.socket)) return;
+    if (callerLeft(req, res) === 'closed')
+      return ctx.onExecution?.({
+        http_status: CLIENT_CLOSED_STATUS,
+        conversation_id: null,
+        detail: 'CLIENT_CLOSED: the caller closed the connection before its request was whole; nothing was run',
+        duration_ms: Math.round(performance.now() - received),
+      });
     throw error;
   }
   const input: ExecutionInput = {
@@ -225,39 +262,45 @@ export async function handleWebhook(
   const answered = await Promise.race([run, cutOff]);
   cancel();
   if (answered === null) {
-    sendJson(
-      res,
-      TIMED_OUT_STATUS,
-      integrationTimeoutBody('POST /webhook', 'the integration timeout (RESPONSE_TIMEOUT_MS)'),
-      {
-        ...headers,
-        ...NO_STORE,
-      },
-    );
+    const left = callerLeft(req, res);
+    if (left !== 'closed')
+      sendJson(
+        res,
+        TIMED_OUT_STATUS,
+        integrationTimeoutBody('POST /webhook', 'the integration timeout (RESPONSE_TIMEOUT_MS)'),
+        { ...headers, ...NO_STORE, ...ending(left) },
+      );
     const cutAt = performance.now();
     ctx.onExecution?.({
-      http_status: TIMED_OUT_STATUS,
+      http_status: left ? CLIENT_CLOSED_STATUS : TIMED_OUT_STATUS,
       // For the operator (the caller's 504 has none, as API Gateway's): the conversation to look for.
       conversation_id: ctx.runningConversationId?.(input.request_id) ?? null,
-      detail: `TIMEOUT: no answer within RESPONSE_TIMEOUT_MS (${ctx.responseTimeoutMs} ms); the conversation goes on`,
+      detail: left
+        ? leftLine(left, 'goes')
+        : `TIMEOUT: no answer within RESPONSE_TIMEOUT_MS (${ctx.responseTimeoutMs} ms); the conversation goes on`,
       duration_ms: Math.round(cutAt - started),
     });
     // The operator's line for its end, as for an asynchronous conversation's run (its caller had the 504).
     const record = await run;
-    ctx.onExecution?.(asyncRunSummary(record, performance.now() - started, "run ended after the caller's 504"));
+    const what = left ? 'run ended after the caller left' : "run ended after the caller's 504";
+    ctx.onExecution?.(asyncRunSummary(record, performance.now() - started, what));
     return;
   }
   const record = answered;
   if (source !== null && limited.allowed && record.error === 'SignatureError') ctx.limiter.refund(source);
   const { result, fault } = answerFor(record, ctx.baseUrl);
-  sendJson(res, result.statusCode, result.body, { ...headers, ...result.headers });
+  // A caller that left is not written to; nothing is lost either way: the conversation ran, its answer is kept.
+  const left = callerLeft(req, res);
+  if (left !== 'closed')
+    sendJson(res, result.statusCode, result.body, { ...headers, ...result.headers, ...ending(left) });
   // A retry with a known Idempotency-Key answers the first conversation's response without running it again.
   const replayed = record.events.some((e) => e.state === 'ReplayFirstResponse');
+  const detail =
+    fault ?? (replayed ? `replayed (Idempotency-Key): ${describe(result.body)}` : describeRun(record, result.body));
   ctx.onExecution?.({
-    http_status: result.statusCode,
+    http_status: left ? CLIENT_CLOSED_STATUS : result.statusCode,
     conversation_id: conversationIdOf(record) ?? (result.body as { conversation_id?: string }).conversation_id ?? null,
-    detail:
-      fault ?? (replayed ? `replayed (Idempotency-Key): ${describe(result.body)}` : describeRun(record, result.body)),
+    detail: left ? leftLine(left, 'went', detail) : detail,
     duration_ms: Math.round(performance.now() - started),
   });
 }

@@ -4,6 +4,8 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { errorBody } from '../../../functions/domain/gateway-contract.ts';
+import type { RequestSummary } from '../../../local/server/config.ts';
 import { startGateway } from '../../../local/server/gateway.ts';
 import { startWorld, type TestWorld } from '../../support/gateway.ts';
 
@@ -289,9 +291,17 @@ describe('malformed HTTP framing', () => {
 });
 
 describe('slow clients are cut off', () => {
-  it('headers not finished in time → 408 and the connection closed; a body not finished in time → 408', async () => {
+  it('headers not finished in time → 408 REQUEST_TIMEOUT and the connection closed; a body not finished in time → 408', async () => {
     const dataDir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-slow-'));
-    const gateway = await startGateway({ port: 0, s3Port: 0, dataDir, headersTimeoutMs: 300, requestTimeoutMs: 600 });
+    const lines: RequestSummary[] = [];
+    const gateway = await startGateway({
+      port: 0,
+      s3Port: 0,
+      dataDir,
+      headersTimeoutMs: 300,
+      requestTimeoutMs: 600,
+      onExecution: (line) => lines.push(line),
+    });
     const printed = vi.spyOn(console, 'error');
     try {
       const started = Date.now();
@@ -303,6 +313,19 @@ describe('slow clients are cut off', () => {
         gateway.url,
       );
       expect(slowBody).toMatch(/^HTTP\/1\.1 408 /);
+      // In the error shape (before: no body), saying which limit passed.
+      expect([slowHeaders, slowBody].map((answer) => JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)))).toEqual(
+        [
+          errorBody('REQUEST_TIMEOUT', 'the request headers did not arrive within 0.3 s'),
+          errorBody('REQUEST_TIMEOUT', 'the request did not arrive whole within 0.6 s'),
+        ],
+      );
+      // The operator log has a line for each (before: none); a connection that sent nothing gets its 408 without one.
+      expect(await raw('', gateway.url)).toMatch(/^HTTP\/1\.1 408 /);
+      expect(lines.map((line) => [line.http_status, line.detail])).toEqual([
+        [408, 'REQUEST_TIMEOUT: the request headers did not arrive within 0.3 s'],
+        [408, 'REQUEST_TIMEOUT: the request did not arrive whole within 0.6 s'],
+      ]);
       expect(printed).not.toHaveBeenCalled(); // a cut-off client is not a gateway failure (no stack in the operator log)
       // A request received in time may take longer than that to answer (the workflow runs): no 408 then.
       world.agent.behave(() => ({ payload: { response: 'slow answer' }, delayMs: 900 }));
