@@ -212,7 +212,14 @@ export class LocalRedelivery {
   /** An operator's redrive of one conversation, due or not, pending or dead. */
   redrive(conversationId: string): Promise<RedeliveryResult> {
     const run = (async (): Promise<RedeliveryResult> => {
-      await this.finishCut();
+      // A run the data folder cut may have delivered it: nothing is sent until that run is finished (as runDue).
+      if (!(await this.finishCut()))
+        return {
+          conversation_id: conversationId,
+          status: 'skipped',
+          error:
+            'a redelivery run the data folder cut is not finished yet (the folder refused a write): run the same command again in a few seconds',
+        };
       const item = await this.store.hold(conversationId);
       if (!item) return { conversation_id: conversationId, status: 'not_found' };
       if (item.envelope.state === 'settled') {

@@ -310,6 +310,39 @@ describe('a data folder that fails while the gateway runs', () => {
     expect(entries.filter((e) => e.k === 'begin' && !ended.has(e.e))).toEqual([]);
   });
 
+  it("an operator's redrive while a redelivery the full disk cut is unfinished is skipped, not sent a second time", async () => {
+    const { id } = await owedAndDue();
+    full.afterDeliver = true;
+    const printed = vi.spyOn(console, 'error').mockImplementation(() => undefined);
+    // The gateway's clock stands still: the folder refused finishing the cut run "just now", whenever the redrive comes.
+    // (A second back, so that the tests after this one find the last refusal a second old.)
+    const now = performance.now() - 1_000;
+    const still = vi.spyOn(performance, 'now').mockReturnValue(now);
+    try {
+      expect((await world.gateway.redelivery.runDue())[0]).toMatchObject({ conversation_id: id, status: 'error' });
+      expect(world.receiver.received).toHaveLength(1);
+      full.afterDeliver = false;
+      // Still full: the schedule's next run cannot finish the cut run, and sends nothing.
+      expect(await world.gateway.redelivery.runDue()).toEqual([]);
+      // The folder takes writes again, but the gateway tries finishing the cut run a second after its last refusal at
+      // the soonest. Before: the redrive went on meanwhile and sent the receiver the attempt it had already taken.
+      full.journal = false;
+      const redriven = await world.gateway.redelivery.redrive(id);
+      expect(redriven).toMatchObject({ conversation_id: id, status: 'skipped' });
+      expect(redriven.error).toMatch(/data folder/);
+      expect(world.receiver.received).toHaveLength(1);
+      // A second later the cut run is finished (delivered, by that run), and nothing is owed.
+      still.mockReturnValue(now + 1_000);
+      await world.gateway.redelivery.runDue();
+    } finally {
+      still.mockRestore();
+      printed.mockRestore();
+    }
+    expect(world.receiver.received).toHaveLength(1);
+    expect(await world.gateway.failedDeliveries.get(id)).toMatchObject({ state: 'settled' });
+    expect(await world.gateway.redelivery.redrive(id)).toMatchObject({ status: 'already_delivered' });
+  });
+
   it('a redelivery the full disk cut before its attempt: its history says the data folder refused a write; its envelope is delivered by the next run', async () => {
     const { id } = await owedAndDue();
     full.afterRedeliveryBegin = true;
