@@ -84,7 +84,7 @@ export class OperatorPolicy extends Construct {
         new PolicyStatement({
           sid: 'QueryTheExecutionLogs',
           actions: ['logs:StartQuery'],
-          // The ARN with its trailing `:*`, the form CloudWatch Logs documents for IAM policies.
+          // The log groups' ARNs with their trailing `:*`, the form an IAM policy names a log group by.
           resources: props.executionLogGroups.map((group) => group.logGroupArn),
         }),
         new PolicyStatement({

@@ -315,6 +315,11 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     throw error;
   }
   options.onRecovery?.(recovered, recoveryMs);
+  /** The executions of this process the data folder cut, by name, until finishCut has finished them. */
+  const cut = new Map<string, JournaledRun>();
+  let finishing: Promise<void> | null = null;
+  /** When the folder last refused finishCut (performance.now()): tried again a second later at the soonest. */
+  let refusedAt = Number.NEGATIVE_INFINITY;
   /** Each execution under way as its history so far, shown by the console until its history is saved. */
   const runningExecutions = new RunningExecutions();
   const redelivery = new LocalRedelivery(
@@ -402,11 +407,6 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     );
     return running;
   }
-  /** The executions of this process the data folder cut, by name, until finishCut has finished them. */
-  const cut = new Map<string, JournaledRun>();
-  let finishing: Promise<void> | null = null;
-  /** When the folder last refused finishCut (performance.now()): tried again a second later at the soonest. */
-  let refusedAt = Number.NEGATIVE_INFINITY;
   /**
    * Finish the executions the data folder cut, now that it may take writes again (docs/operations.md, "After a
    * crash"): each as the next start would (recovery.ts, recoverCut), its Idempotency-Key settled, so that the retry the
