@@ -154,7 +154,6 @@ export type AgentBehaviour = (request: Record<string, unknown>) => Promise<Agent
 export interface AgentReply {
   payload: unknown;
   functionError?: string;
-  delayMs?: number;
   /**
    * Answer only at the agent's next `letGo()`, `reset()` or `close()`: slower than any timeout however loaded the
    * machine.
@@ -229,7 +228,6 @@ export async function startAgent(): Promise<TestAgent> {
     }
     invocations.push({ functionName: decodeURIComponent(match[1]!), request });
     const reply = await behaviour(request);
-    if (reply.delayMs) await new Promise((r) => setTimeout(r, reply.delayMs));
     if (reply.held) await held.wait();
     if (reply.hangUp) {
       req.socket.destroy();

@@ -303,15 +303,14 @@ describe('slow clients are cut off', () => {
       onExecution: (line) => lines.push(line),
     });
     const printed = vi.spyOn(console, 'error');
+    const slowBodyRequest =
+      'POST /webhook HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"qu';
     try {
       const started = Date.now();
       const slowHeaders = await raw('POST /webhook HTTP/1.1\r\nHost: 127.0.0.1\r\n', gateway.url);
       expect(slowHeaders).toMatch(/^HTTP\/1\.1 408 /);
       expect(Date.now() - started).toBeLessThan(4_000);
-      const slowBody = await raw(
-        'POST /webhook HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"qu',
-        gateway.url,
-      );
+      const slowBody = await raw(slowBodyRequest, gateway.url);
       expect(slowBody).toMatch(/^HTTP\/1\.1 408 /);
       // In the error shape (before: no body), saying which limit passed.
       expect([slowHeaders, slowBody].map((answer) => JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)))).toEqual(
@@ -327,15 +326,20 @@ describe('slow clients are cut off', () => {
         [408, 'REQUEST_TIMEOUT: the request did not arrive whole within 0.6 s'],
       ]);
       expect(printed).not.toHaveBeenCalled(); // a cut-off client is not a gateway failure (no stack in the operator log)
-      // A request received in time may take longer than that to answer (the workflow runs): no 408 then.
-      world.agent.behave(() => ({ payload: { response: 'slow answer' }, delayMs: 900 }));
-      const slowAnswer = await send('/webhook', {
+      // A request received in time may take longer than that to answer (the workflow runs): no 408 then. Its agent
+      // holds the answer until a slow body sent after it was cut off: the request limit has passed for both.
+      world.agent.reset();
+      world.agent.behave(() => ({ payload: { response: 'slow answer' }, held: true }));
+      const slowAnswer = send('/webhook', {
         base: gateway.url,
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ query: 'q', source_system: 's', source_process: 'p' }),
       });
-      expect(slowAnswer.status).toBe(200);
+      await expect.poll(() => world.agent.invocations).toHaveLength(1);
+      expect(await raw(slowBodyRequest, gateway.url)).toMatch(/^HTTP\/1\.1 408 /);
+      world.agent.letGo();
+      expect((await slowAnswer).status).toBe(200);
     } finally {
       printed.mockRestore();
       world.agent.reset();
