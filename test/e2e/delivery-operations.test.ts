@@ -200,40 +200,6 @@ describe('the circuit breaker: a failing receiver stops holding callers up', () 
   });
 });
 
-describe('the outbound rate per type: a burst reaches the receiver no faster than the rate', () => {
-  // How much later than its neighbour an arrival may be seen than it was sent (the receiver's clock, a loaded machine).
-  const TRANSIT_MS = 250;
-
-  it('endpoints set --rate 2/s: a burst of 8 arrives at most 2 per 1 s window; what the rate cannot fit in time is queued, kept', async () => {
-    const N = 2;
-    const set = await cli(['endpoints', 'set', 'deal_analysis', '--rate', `${N}/s`]);
-    expect(set.code, set.stderr).toBe(0);
-    expect((await dealEndpoint()).rate_per_second).toBe(N);
-    const queuedBefore = (await dealEndpoint()).queued;
-
-    const answers = await Promise.all(Array.from({ length: 8 }, () => world.post(SEED_REQUEST)));
-    const statuses = answers.map((r) => r.body.tracking.delivery_status as string);
-    const delivered = statuses.filter((s) => s === 'delivered').length;
-    const queued = statuses.filter((s) => s === 'queued').length;
-    expect(delivered + queued, statuses.join()).toBe(8);
-    // Some waited for a later window (at most N fit in one); a delivery over the rate waits at most 2 s, then is queued.
-    expect(delivered).toBeGreaterThan(N);
-    expect(world.receiver.received).toHaveLength(delivered);
-    // Counted per fixed 1 s window by every Deliver (docs/operations.md#receivers: up to 2N across a window edge):
-    // any 2N + 1 arrivals span more than a window. Without the rate all 8 arrive within a few milliseconds.
-    const times = world.receiver.received.map((r) => r.at).sort((a, b) => a - b);
-    for (let i = 0; i + 2 * N < times.length; i++)
-      expect(times[i + 2 * N]! - times[i]!).toBeGreaterThan(1_000 - TRANSIT_MS);
-    // Nothing is lost: the queued ones wait in the failed-delivery store for the schedule.
-    expect((await dealEndpoint()).queued).toBe(queuedBefore + queued);
-    const held = answers.filter((r) => r.body.tracking.delivery_status === 'queued');
-    for (const r of held) {
-      const shown = await showJson(r.body.conversation_id);
-      expect(shown.delivery_attempts).toEqual([]);
-    }
-  });
-});
-
 describe('a receiver failing for ENDPOINT_DISABLE_AFTER_DAYS is disabled: kept, reported once, resumable', () => {
   it('the failure past D days disables it; later deliveries are held without an attempt; resume and a redrive deliver them', async () => {
     process.env.ENDPOINT_FAILURE_THRESHOLD = '2';
