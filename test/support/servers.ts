@@ -80,8 +80,6 @@ export interface ReceivedRequest {
   headers: Record<string, string | string[] | undefined>;
   body: Record<string, unknown>;
   status: number;
-  /** When it arrived (epoch ms, the receiver's clock). */
-  at: number;
 }
 
 export interface ReceiverReply {
@@ -112,7 +110,6 @@ export async function startReceiver(): Promise<TestReceiver> {
   let queue: ReceiverReply[] = [];
   const held = gate();
   const { server, port } = await listen(async (req, res) => {
-    const at = Date.now();
     const text = await body(req);
     const answer = queue.shift() ?? { status: 200 };
     let parsed: Record<string, unknown> = {};
@@ -121,7 +118,7 @@ export async function startReceiver(): Promise<TestReceiver> {
     } catch {
       parsed = { raw: text };
     }
-    received.push({ path: req.url ?? '', headers: req.headers, body: parsed, status: answer.status, at });
+    received.push({ path: req.url ?? '', headers: req.headers, body: parsed, status: answer.status });
     answer.onArrival?.();
     if (answer.held) await held.wait();
     if (res.destroyed) return;
