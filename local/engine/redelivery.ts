@@ -94,7 +94,7 @@ async function redeliverOnce(
       execution_name: name,
       status: execution.status,
       error: `${execution.error}: ${execution.cause ?? ''}`,
-      updated: envelope,
+      cut: true,
     };
   }
   try {

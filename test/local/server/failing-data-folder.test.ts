@@ -13,6 +13,8 @@ const full = {
   afterClassify: false,
   afterDeliver: false,
   afterRedeliveryBegin: false,
+  /** The failed-delivery store's envelope files (its put). */
+  envelopes: false,
 };
 const noSpace = (syscall: string, file = '') =>
   Object.assign(new Error(`ENOSPC: no space left on device, ${syscall}${file ? ` '${file}'` : ''}`), {
@@ -97,6 +99,13 @@ beforeAll(async () => {
       },
     },
   );
+  const envelopes = world.gateway.failedDeliveries;
+  const put = envelopes.put.bind(envelopes);
+  vi.spyOn(envelopes, 'put').mockImplementation(async (envelope) => {
+    if (full.envelopes)
+      throw noSpace('open', path.join(world.dataDir, 'deliveries', `${envelope.conversation_id}.json`));
+    return put(envelope);
+  });
 });
 beforeEach(() => {
   full.journal = false;
@@ -105,6 +114,7 @@ beforeEach(() => {
   full.afterClassify = false;
   full.afterDeliver = false;
   full.afterRedeliveryBegin = false;
+  full.envelopes = false;
   operatorLog.length = 0;
   recoveredLog.length = 0;
 });
@@ -308,6 +318,32 @@ describe('a data folder that fails while the gateway runs', () => {
     const entries = await journalEntries(path.join(world.dataDir, 'journal')).catch(() => []);
     const ended = new Set(entries.filter((e) => e.k === 'end').map((e) => e.e));
     expect(entries.filter((e) => e.k === 'begin' && !ended.has(e.e))).toEqual([]);
+  });
+
+  it('a redelivery the full disk cut, the envelope store full too: its envelope is left alone, the run reported as cut, not "envelope not processed"', async () => {
+    const { id } = await owedAndDue();
+    const due = await world.gateway.failedDeliveries.get(id);
+    full.afterDeliver = true;
+    full.envelopes = true;
+    const printed = vi.spyOn(console, 'error').mockImplementation(() => undefined);
+    let results: Awaited<ReturnType<typeof world.gateway.redelivery.runDue>>;
+    try {
+      results = await world.gateway.redelivery.runDue();
+    } finally {
+      printed.mockRestore();
+    }
+    // Before: the cut run's envelope, unchanged, was written again; the full disk refused that write, so the result was
+    // lost and stderr said "Failed-delivery envelope not processed; it comes back later" (ENOSPC on the envelope).
+    expect(results).toMatchObject([{ conversation_id: id, status: 'error' }]);
+    expect(results[0]!.error).toContain('ENOSPC');
+    expect(printed.mock.calls.map((c) => String(c[0])).filter((l) => l.includes('not processed'))).toEqual([]);
+    expect(await world.gateway.failedDeliveries.get(id)).toEqual(due);
+    full.afterDeliver = false;
+    full.journal = false;
+    full.envelopes = false;
+    await world.gateway.redelivery.runDue();
+    expect(world.receiver.received).toHaveLength(1);
+    expect(await world.gateway.failedDeliveries.get(id)).toMatchObject({ state: 'settled' });
   });
 
   it("an operator's redrive while a redelivery the full disk cut is unfinished is skipped, not sent a second time", async () => {
