@@ -3,6 +3,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { RecoveredExecution } from '../../../local/engine/recovery.ts';
 import type { RequestSummary } from '../../../local/server/config.ts';
+import { runMain } from '../../support/cli.ts';
 import { folderOf, journalEntries, startWorld, type TestWorld } from '../../support/gateway.ts';
 
 /** The file system refusing writes, as a full disk does (ENOSPC), or reads (EACCES), through the seams below. */
@@ -377,6 +378,51 @@ describe('a data folder that fails while the gateway runs', () => {
     expect(world.receiver.received).toHaveLength(1);
     expect(await world.gateway.failedDeliveries.get(id)).toMatchObject({ state: 'settled' });
     expect(await world.gateway.redelivery.redrive(id)).toMatchObject({ status: 'already_delivered' });
+  });
+
+  it("an operator's resend while a resend the full disk cut is unfinished is skipped (exit code 75), not sent one more time", async () => {
+    world.receiver.reset();
+    const id = (await world.post(request)).body.conversation_id as string;
+    const cli = (args: string[]) => runMain(args, { LOCAL_DATA_DIR: world.dataDir, GATEWAY_URL: world.gateway.url });
+    full.afterDeliver = true;
+    const printed = vi.spyOn(console, 'error').mockImplementation(() => undefined);
+    // The gateway's clock stands still, as in the redrive's test above.
+    const now = performance.now() - 1_000;
+    const still = vi.spyOn(performance, 'now').mockReturnValue(now);
+    try {
+      // The receiver takes the resend; the full disk cuts its run, and the operator is told of the error.
+      expect((await cli(['deliveries', 'resend', id])).code).toBe(1);
+      expect(world.receiver.received).toHaveLength(2);
+      full.afterDeliver = false;
+      expect(await world.gateway.redelivery.runDue()).toEqual([]);
+      full.journal = false;
+      // Before: the second resend was sent (a third delivery, where the operator asked for one more), from a record
+      // that did not have the cut resend's attempt yet.
+      const again = await cli(['deliveries', 'resend', id]);
+      expect(again.code).toBe(75);
+      expect(again.stdout).toContain(
+        `${id} resent → skipped: a redelivery run the data folder cut is not finished yet (the folder refused a write): try again in a few seconds`,
+      );
+      expect(world.receiver.received).toHaveLength(2);
+      // A second later the cut resend is finished (its attempt exported), and the next resend is one more attempt.
+      still.mockReturnValue(now + 1_000);
+      expect((await cli(['deliveries', 'resend', id])).code).toBe(0);
+      expect(world.receiver.received).toHaveLength(3);
+      const exported = await world.getJson(`${folderOf(id)}conversation.json`);
+      expect(
+        exported.conversation.execution.delivery_attempts.map((a: { attempt: number; via: string }) => [
+          a.attempt,
+          a.via,
+        ]),
+      ).toEqual([
+        [1, 'workflow'],
+        [2, 'resend'],
+        [3, 'resend'],
+      ]);
+    } finally {
+      still.mockRestore();
+      printed.mockRestore();
+    }
   });
 
   it('a redelivery the full disk cut before its attempt: its history says the data folder refused a write; its envelope is delivered by the next run', async () => {
