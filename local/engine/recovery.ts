@@ -30,7 +30,7 @@ import type { ExecutionStore } from '../store/execution-store.ts';
 import type { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
 import type { ExecutionRecord, HistoryEvent, LocalWorkflow } from './engine.ts';
 import type { ExecutionJournal, JournalEntry } from './journal.ts';
-import { deliveredBy } from './redelivery.ts';
+import { deliveredBy, deliveredIn } from './redelivery.ts';
 
 /**
  * Crash recovery of the local conversation workflow (docs/operations.md, "After a crash"). Every execution the
@@ -514,7 +514,10 @@ async function recoverRedelivery(
   if (ended && ended.status !== 'SUCCEEDED' && ended.error !== INTERRUPTED_ERROR && store && via !== 'resend') {
     const item = await store.hold(conversationId);
     const error = `${ended.error}: ${ended.cause ?? ''}`;
-    const delivered = history ? deliveredBy(history) : null;
+    // Resumed past Deliver, its history has no Deliver that exited when the cut came during Deliver after the
+    // receiver took the attempt (planRedeliveryRecovery): the state it was resumed with has that delivery.
+    const delivered =
+      (history ? deliveredBy(history) : null) ?? (resumed && plan.kind === 'resume' ? deliveredIn(plan.state) : null);
     const before =
       item && item.envelope.state !== 'settled' && Date.parse(item.envelope.updated_at) < Date.parse(ended.started_at);
     if (item && before && delivered)

@@ -143,7 +143,12 @@ async function redeliverOnce(
  */
 export function deliveredBy(execution: Pick<ExecutionRecord, 'events'>): ConversationRecord | null {
   const exited = execution.events.findLast((e) => e.type === 'StateExited' && e.state === 'Deliver');
-  const record = (exited?.output as { conversation?: ConversationRecord } | undefined)?.conversation;
+  return deliveredIn(exited?.output);
+}
+
+/** The record a redelivery state holds delivered (Deliver's output, Export's input), or null. */
+export function deliveredIn(state: unknown): ConversationRecord | null {
+  const record = (state as { conversation?: ConversationRecord } | undefined)?.conversation;
   return record?.webhook_context?.delivery_status === 'delivered' &&
     record.execution.delivery_attempts.at(-1)?.outcome === 'delivered'
     ? record

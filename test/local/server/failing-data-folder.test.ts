@@ -6,6 +6,8 @@ import type { RequestSummary } from '../../../local/server/config.ts';
 import { runMain } from '../../support/cli.ts';
 import { folderOf, journalEntries, startWorld, type TestWorld } from '../../support/gateway.ts';
 
+/** Export failing (an error it does not retry): a redelivery run that gets there fails, past CloseWithoutExport. */
+let exportFails = false;
 /** The file system refusing writes, as a full disk does (ENOSPC), or reads (EACCES), through the seams below. */
 const full = {
   journal: false,
@@ -90,6 +92,12 @@ beforeAll(async () => {
           if (full.afterClassify) full.journal = true;
           return output;
         },
+        export: async (input) => {
+          if (exportFails) throw new Error('the export bucket is gone');
+          // Imported once the gateway has set its S3 endpoint (the handler builds its client then).
+          const { handler: exportStage } = await import('../../../functions/export/handler.ts');
+          return exportStage(input as never);
+        },
         // The disk fills up once the receiver has answered (and the attempt log has that): Deliver's result is not
         // journaled.
         deliver: async (input) => {
@@ -116,6 +124,7 @@ beforeEach(() => {
   full.afterDeliver = false;
   full.afterRedeliveryBegin = false;
   full.envelopes = false;
+  exportFails = false;
   operatorLog.length = 0;
   recoveredLog.length = 0;
 });
@@ -345,6 +354,32 @@ describe('a data folder that fails while the gateway runs', () => {
     await world.gateway.redelivery.runDue();
     expect(world.receiver.received).toHaveLength(1);
     expect(await world.gateway.failedDeliveries.get(id)).toMatchObject({ state: 'settled' });
+  });
+
+  it('a redelivery the full disk cut once its receiver had taken the attempt, whose finished run fails in its export: it owes only the export, not sent again', async () => {
+    const { id } = await owedAndDue();
+    full.afterDeliver = true;
+    const printed = vi.spyOn(console, 'error').mockImplementation(() => undefined);
+    try {
+      expect((await world.gateway.redelivery.runDue())[0]).toMatchObject({ conversation_id: id, status: 'error' });
+      full.afterDeliver = false;
+      full.journal = false;
+      exportFails = true;
+      // The folder takes writes again: the cut run is finished from its export, which fails (past CloseWithoutExport).
+      await world.gateway.redelivery.runDue();
+    } finally {
+      printed.mockRestore();
+    }
+    // Before: counted as a failed run that still owed the delivery, so its next run sent the receiver the attempt it
+    // had taken.
+    const owed = (await world.gateway.failedDeliveries.get(id))!;
+    expect(owed).toMatchObject({ state: 'pending', owed: 'export', failed_runs: 1 });
+    exportFails = false;
+    await world.gateway.failedDeliveries.put({ ...owed, next_due_at: new Date(Date.now() - 1).toISOString() });
+    expect(await world.gateway.redelivery.runDue()).toMatchObject([{ conversation_id: id, status: 'delivered' }]);
+    expect(world.receiver.received).toHaveLength(1);
+    const exported = await world.getJson(`${folderOf(id)}conversation.json`);
+    expect(exported.conversation.webhook_context.delivery_status).toBe('delivered');
   });
 
   it("an operator's redrive while a redelivery the full disk cut is unfinished is skipped, not sent a second time", async () => {
