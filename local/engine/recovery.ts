@@ -415,9 +415,11 @@ export interface RecoveredExecution {
   conversation_id: string | null;
   /**
    * resumed: ended as it would have; interrupted: closed with what was known; not_accepted: cut before Validate;
-   * failed: a redelivery run that had ended failed before the crash (a scheduled one's failed run counted).
+   * failed: a redelivery run that had ended failed before the crash, or failed once finished here
+   * (`failed_when_finished`); a scheduled one's failed run counted.
    */
   outcome: 'resumed' | 'interrupted' | 'not_accepted' | 'failed';
+  failed_when_finished?: true;
   /** The conversation's status and delivery status once recovered (none when not accepted). */
   status: string | null;
   delivery_status: string | null;
@@ -560,18 +562,19 @@ async function recoverRedelivery(
     await ctx.executions.save(conversationId, history);
   }
   const record = recordOf(history);
-  // Finished here (its history FAILED with StorageUnavailable when the data folder cut it), shown as interrupted, or
-  // a run that had failed before the crash.
+  // Finished here; finished here and failed (counted as the failed-run block above stored it); shown as interrupted
+  // (its history FAILED with StorageUnavailable when the data folder cut it); or a run that had failed before the cut.
   const outcome =
     (resumed && ended?.status === 'SUCCEEDED') || history.status === 'SUCCEEDED'
       ? 'resumed'
-      : history.error === INTERRUPTED_ERROR || (!saved && refusal)
+      : !resumed && (history.error === INTERRUPTED_ERROR || (!saved && refusal))
         ? 'interrupted'
         : 'failed';
   return {
     execution_name: name,
     conversation_id: conversationId,
     outcome,
+    ...(outcome === 'failed' && resumed ? { failed_when_finished: true } : {}),
     status: record?.execution.status ?? null,
     delivery_status: record?.webhook_context.delivery_status ?? null,
     redelivery: input.redelivery.via,
