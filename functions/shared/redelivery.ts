@@ -88,6 +88,11 @@ export type RedeliveryRun =
       error: string;
       /** The envelope as a run that delivered before it failed left it (owing only the export): stored as it is. */
       updated?: FailedDeliveryEnvelope;
+      /**
+       * Cut short, to be finished later (the local gateway's data folder refused a write: local/engine/redelivery.ts),
+       * not a failed run: its envelope is left as it was, not written again.
+       */
+      cut?: true;
     };
 
 /** One redelivery of one envelope through the redelivery workflow. */
@@ -109,7 +114,7 @@ export interface RedeliveryResult {
  * schedule that did not succeed, or could not be started, is stored as a failed run (withFailedRun: back in a few
  * minutes, dead after MAX_FAILED_RUNS in a row), so that the store's own redelivery limits never count it; an
  * operator's run that did not succeed changes nothing: the envelope is left to come back, and an error starting it
- * is thrown to the operator.
+ * is thrown to the operator. A run cut short (`cut`) leaves the envelope as it was, unwritten, whoever ran it.
  */
 export async function redeliverHeld<H extends HeldEnvelope>(
   store: Pick<FailedDeliveryStore<H>, 'store' | 'leave'>,
@@ -129,6 +134,16 @@ export async function redeliverHeld<H extends HeldEnvelope>(
           }),
         )
       : await redeliver(item.envelope, via);
+  if (!run.ok && run.cut) {
+    await store.leave(item);
+    return {
+      conversation_id: id,
+      status: 'error',
+      execution_name: run.execution_name,
+      error: run.error,
+      envelope: item.envelope,
+    };
+  }
   if (!run.ok && (run.updated || via === 'schedule')) {
     const updated = run.updated ?? withFailedRun(item.envelope, run.error, now());
     await store.store(item, updated, now());

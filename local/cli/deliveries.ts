@@ -305,5 +305,5 @@ export async function deliveriesResend(args: string[]): Promise<number> {
         `  webhook-id ${result.record!.webhook_context.delivery_id}, attempt ${attempt.attempt}: conversations show ${id}`,
       );
   }
-  return result.status === 'delivered' ? 0 : 1;
+  return redriveExitCode({ [result.status]: 1 });
 }

@@ -265,7 +265,8 @@ function listCommand(dataDir: string): string {
   return `LOCAL_DATA_DIR=${quoted} ${command}`;
 }
 
-function recoveryFields(r: RecoveredExecution): string[] {
+/** A `recovered` line's fields after its time (docs/operations.md, "After a crash"). */
+export function recoveryFields(r: RecoveredExecution): string[] {
   if (r.outcome === 'not_accepted')
     return [
       `(request ${r.execution_name})`,
@@ -276,7 +277,7 @@ function recoveryFields(r: RecoveredExecution): string[] {
       r.outcome === 'interrupted'
         ? `cut during its attempt, shown as interrupted; ${r.redelivery === 'resend' ? 'not repeated' : 'its envelope as it was, for the schedule'}`
         : r.outcome === 'failed'
-          ? `had failed before the crash${r.redelivery === 'schedule' ? ', counted as a failed run: its envelope comes back later' : ''}`
+          ? `${r.failed_when_finished ? 'finished, and failed' : 'had failed before the crash'}${r.redelivery === 'schedule' ? ', counted as a failed run: its envelope comes back later' : ''}`
           : 'finished';
     return [
       r.conversation_id ?? '',

@@ -157,11 +157,11 @@ export function resultDetail(result: RedeliveryResult): string {
 const REDRIVE_SKIPPED_EXIT_CODE = 75;
 
 /**
- * A redrive's exit code (docs/operations.md, "Resend and recover"), locally and with --aws: 1 when a delivery failed,
- * was held back by its receiver, met an error, or was not reached (Ctrl-C); otherwise 75 (`EX_TEMPFAIL`, "try again
- * later") when one was skipped because the scheduler or another redrive holds it, or (locally) a run the data folder
- * cut is not finished yet (nothing was done for it: run the same command again later); otherwise 0, everything
- * planned delivered (or already delivered).
+ * A redrive's or a resend's exit code (docs/operations.md, "Resend and recover"), locally and with --aws: 1 when a
+ * delivery failed, was held back by its receiver, met an error, or was not reached (Ctrl-C); otherwise 75
+ * (`EX_TEMPFAIL`, "try again later") when one was skipped because the scheduler or another redrive holds it, or
+ * (locally) a run the data folder cut is not finished yet (nothing was done for it: run the same command again
+ * later); otherwise 0, everything planned delivered (or already delivered).
  */
 export function redriveExitCode(counts: Record<string, number>, notReached = 0): number {
   if ((counts.failed ?? 0) + (counts.error ?? 0) + (counts.held ?? 0) + notReached > 0) return 1;

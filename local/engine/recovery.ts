@@ -30,7 +30,7 @@ import type { ExecutionStore } from '../store/execution-store.ts';
 import type { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
 import type { ExecutionRecord, HistoryEvent, LocalWorkflow } from './engine.ts';
 import type { ExecutionJournal, JournalEntry } from './journal.ts';
-import { deliveredBy } from './redelivery.ts';
+import { deliveredBy, deliveredIn } from './redelivery.ts';
 
 /**
  * Crash recovery of the local conversation workflow (docs/operations.md, "After a crash"). Every execution the
@@ -415,9 +415,11 @@ export interface RecoveredExecution {
   conversation_id: string | null;
   /**
    * resumed: ended as it would have; interrupted: closed with what was known; not_accepted: cut before Validate;
-   * failed: a redelivery run that had ended failed before the crash (a scheduled one's failed run counted).
+   * failed: a redelivery run that had ended failed before the crash, or failed once finished here
+   * (`failed_when_finished`); a scheduled one's failed run counted.
    */
   outcome: 'resumed' | 'interrupted' | 'not_accepted' | 'failed';
+  failed_when_finished?: true;
   /** The conversation's status and delivery status once recovered (none when not accepted). */
   status: string | null;
   delivery_status: string | null;
@@ -514,7 +516,10 @@ async function recoverRedelivery(
   if (ended && ended.status !== 'SUCCEEDED' && ended.error !== INTERRUPTED_ERROR && store && via !== 'resend') {
     const item = await store.hold(conversationId);
     const error = `${ended.error}: ${ended.cause ?? ''}`;
-    const delivered = history ? deliveredBy(history) : null;
+    // Resumed past Deliver, its history has no Deliver that exited when the cut came during Deliver after the
+    // receiver took the attempt (planRedeliveryRecovery): the state it was resumed with has that delivery.
+    const delivered =
+      (history ? deliveredBy(history) : null) ?? (resumed && plan.kind === 'resume' ? deliveredIn(plan.state) : null);
     const before =
       item && item.envelope.state !== 'settled' && Date.parse(item.envelope.updated_at) < Date.parse(ended.started_at);
     if (item && before && delivered)
@@ -557,18 +562,19 @@ async function recoverRedelivery(
     await ctx.executions.save(conversationId, history);
   }
   const record = recordOf(history);
-  // Finished here (its history FAILED with StorageUnavailable when the data folder cut it), shown as interrupted, or
-  // a run that had failed before the crash.
+  // Finished here; finished here and failed (counted as the failed-run block above stored it); shown as interrupted
+  // (its history FAILED with StorageUnavailable when the data folder cut it); or a run that had failed before the cut.
   const outcome =
     (resumed && ended?.status === 'SUCCEEDED') || history.status === 'SUCCEEDED'
       ? 'resumed'
-      : history.error === INTERRUPTED_ERROR || (!saved && refusal)
+      : !resumed && (history.error === INTERRUPTED_ERROR || (!saved && refusal))
         ? 'interrupted'
         : 'failed';
   return {
     execution_name: name,
     conversation_id: conversationId,
     outcome,
+    ...(outcome === 'failed' && resumed ? { failed_when_finished: true } : {}),
     status: record?.execution.status ?? null,
     delivery_status: record?.webhook_context.delivery_status ?? null,
     redelivery: input.redelivery.via,

@@ -94,7 +94,7 @@ async function redeliverOnce(
       execution_name: name,
       status: execution.status,
       error: `${execution.error}: ${execution.cause ?? ''}`,
-      updated: envelope,
+      cut: true,
     };
   }
   try {
@@ -143,7 +143,12 @@ async function redeliverOnce(
  */
 export function deliveredBy(execution: Pick<ExecutionRecord, 'events'>): ConversationRecord | null {
   const exited = execution.events.findLast((e) => e.type === 'StateExited' && e.state === 'Deliver');
-  const record = (exited?.output as { conversation?: ConversationRecord } | undefined)?.conversation;
+  return deliveredIn(exited?.output);
+}
+
+/** The record a redelivery state holds delivered (Deliver's output, Export's input), or null. */
+export function deliveredIn(state: unknown): ConversationRecord | null {
+  const record = (state as { conversation?: ConversationRecord } | undefined)?.conversation;
   return record?.webhook_context?.delivery_status === 'delivered' &&
     record.execution.delivery_attempts.at(-1)?.outcome === 'delivered'
     ? record
@@ -176,6 +181,14 @@ export interface CutRuns {
   finish(): Promise<boolean>;
 }
 
+/** An operator's redrive or resend while a run the data folder cut is unfinished: nothing is done for it. */
+export const cutUnfinished = (conversationId: string): RedeliveryResult => ({
+  conversation_id: conversationId,
+  status: 'skipped',
+  error:
+    'a redelivery run the data folder cut is not finished yet (the folder refused a write): try again in a few seconds',
+});
+
 export class LocalRedelivery {
   private readonly redeliver: Redeliver;
   private timer: NodeJS.Timeout | null = null;
@@ -202,9 +215,15 @@ export class LocalRedelivery {
     this.redeliver = localRedeliver(store, workflow, executions, journal, running, cut);
   }
 
-  /** An operator's resend of a delivered conversation (the caller checked resendRefusal). */
+  /**
+   * An operator's resend of a delivered conversation (the caller checked resendRefusal, after cutFinished: a resend
+   * the data folder cut is in the record then). Skipped while a run the folder cut is unfinished (as redrive).
+   */
   resend(record: ConversationRecord): Promise<RedeliveryResult> {
-    const run = this.finishCut().then(() => resend(record, this.redeliver, new Date()));
+    const run = (async (): Promise<RedeliveryResult> =>
+      (await this.cutFinished())
+        ? resend(record, this.redeliver, new Date())
+        : cutUnfinished(record.conversation_id))();
     this.redrives.add(run);
     return run.finally(() => this.redrives.delete(run));
   }
@@ -213,13 +232,7 @@ export class LocalRedelivery {
   redrive(conversationId: string): Promise<RedeliveryResult> {
     const run = (async (): Promise<RedeliveryResult> => {
       // A run the data folder cut may have delivered it: nothing is sent until that run is finished (as runDue).
-      if (!(await this.finishCut()))
-        return {
-          conversation_id: conversationId,
-          status: 'skipped',
-          error:
-            'a redelivery run the data folder cut is not finished yet (the folder refused a write): run the same command again in a few seconds',
-        };
+      if (!(await this.cutFinished())) return cutUnfinished(conversationId);
       const item = await this.store.hold(conversationId);
       if (!item) return { conversation_id: conversationId, status: 'not_found' };
       if (item.envelope.state === 'settled') {
@@ -240,7 +253,7 @@ export class LocalRedelivery {
       const results: RedeliveryResult[] = [];
       // A run the data folder cut may have delivered: finished first (its envelope settled by it), or, while the folder
       // still refuses it, no envelope is sent.
-      if (!(await this.finishCut())) return results;
+      if (!(await this.cutFinished())) return results;
       await runSchedule(this.store, this.redeliver, {
         remainingMs: () => Number.POSITIVE_INFINITY,
         reserveMs: 0,
@@ -258,7 +271,7 @@ export class LocalRedelivery {
   }
 
   /** The runs the data folder cut, finished before the next redelivery (true: none is left). */
-  private finishCut(): Promise<boolean> {
+  cutFinished(): Promise<boolean> {
     return this.cut?.finish() ?? Promise.resolve(true);
   }
 

@@ -7,7 +7,7 @@ import { errorBody } from '../../functions/domain/gateway-contract.ts';
 import { isoInstant } from '../../functions/domain/named-queries.ts';
 import type { EndpointStore } from '../../functions/shared/endpoint-store.ts';
 import type { RedeliveryResult } from '../../functions/shared/redelivery.ts';
-import type { LocalRedelivery } from '../engine/redelivery.ts';
+import { cutUnfinished, type LocalRedelivery } from '../engine/redelivery.ts';
 import { webhookTypeNamed } from '../history/conversation-filters.ts';
 import { latestRecord } from '../history/conversations.ts';
 import { receiverRows } from '../history/endpoints.ts';
@@ -162,6 +162,8 @@ export function operatorRoutes(ctx: OperatorContext): RouteHandler {
         POST: async (_req, res, match) => {
           const id = conversationId(res, match[1]!);
           if (!id) return;
+          // A resend of it the data folder cut is finished first, so that the record read has its attempt.
+          if (!(await ctx.redelivery.cutFinished())) return sendJson(res, 200, cutUnfinished(id));
           const record = latestRecord(await ctx.executions.executions(id));
           if (!record) return sendJson(res, 404, errorBody('NOT_FOUND', `no conversation ${id} in the local history`));
           const refused = resendRefusal(record, await ctx.failedDeliveries.get(id));

@@ -249,7 +249,7 @@
         : result.status === 'held'
           ? ' — its receiver held it back (paused, disabled or at its rate: see Endpoints); nothing was attempted'
           : result.status === 'skipped'
-            ? ' — another redelivery of it was running; look again in a moment'
+            ? ` — ${result.error || 'another redelivery of it was running; look again in a moment'}`
             : result.error
               ? ` — ${result.error.message || result.error}`
               : '';
@@ -265,13 +265,19 @@
     button.disabled = true;
     button.textContent = `${verb === 'Redrive' ? 'Redriving' : 'Resending'}…`;
     say(`${verb === 'Redrive' ? 'Redriving' : 'Resending'} ${id}…`, 'pending');
+    const again = () => {
+      button.textContent = label;
+      button.disabled = false;
+    };
     try {
-      outcome(verb, id, await post(`/local/deliveries/${encodeURIComponent(id)}/${path}`));
+      const result = await post(`/local/deliveries/${encodeURIComponent(id)}/${path}`);
+      outcome(verb, id, result);
+      // Nothing was done, and the page does not change: the button can be pressed again, when the line says.
+      if (result.status === 'skipped') again();
     } catch (error) {
       say(`${verb} of ${id} failed: ${error.message}`, 'bad');
       // The page may not be refreshed (the gateway is down): the button can be pressed again.
-      button.textContent = label;
-      button.disabled = false;
+      again();
     }
   }
 

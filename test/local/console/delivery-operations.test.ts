@@ -2,6 +2,7 @@ import { utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cutUnfinished } from '../../../local/engine/redelivery.ts';
 import { CHROMIUM, rawGet, skipBrowser, useBrowserPage } from '../../support/browser.ts';
 import { SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
 
@@ -106,6 +107,30 @@ describe.skipIf(skipBrowser)('delivery operations in Chromium', () => {
     expect(await rows.nth(2).innerText()).toMatch(/^3\s+\S+\s+resend\s+delivered\s+200\s+\d+ ms\s+again, thanks$/);
     const webhookIds = new Set(world.receiver.received.map((r) => r.headers['webhook-id']));
     expect(webhookIds.size).toBe(1);
+  });
+
+  it('a Resend the gateway skipped (a run the full data folder cut is unfinished): the line says why, and Resend can be pressed again', async () => {
+    await page.goto(`${world.gateway.url}/console/conversations/${ids.delivered}`);
+    // The gateway's answer while a redelivery run the data folder cut is unfinished
+    // (test/local/server/failing-data-folder.test.ts).
+    await page.route(`**/local/deliveries/${ids.delivered}/resend`, (route) =>
+      route.fulfill({
+        status: 200,
+        contentType: 'application/json',
+        body: JSON.stringify(cutUnfinished(ids.delivered)),
+      }),
+    );
+    const resend = page.locator('button#resend');
+    await resend.click();
+    // Before: "another redelivery of it was running; look again in a moment", and the button stayed "Resending…".
+    await expect
+      .poll(() => page.locator('#flash').innerText())
+      .toBe(
+        `Resend of ${ids.delivered}: skipped — a redelivery run the data folder cut is not finished yet (the folder refused a write): try again in a few seconds`,
+      );
+    expect(await resend.innerText()).toBe('Resend');
+    expect(await resend.isEnabled()).toBe(true);
+    await page.unroute(`**/local/deliveries/${ids.delivered}/resend`);
   });
 
   it('Endpoints: each type’s state; Pause holds deliveries (queued), Resume and recover deliver them', async () => {

@@ -3,8 +3,11 @@ import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { RecoveredExecution } from '../../../local/engine/recovery.ts';
 import type { RequestSummary } from '../../../local/server/config.ts';
+import { runMain } from '../../support/cli.ts';
 import { folderOf, journalEntries, startWorld, type TestWorld } from '../../support/gateway.ts';
 
+/** Export failing (an error it does not retry): a redelivery run that gets there fails, past CloseWithoutExport. */
+let exportFails = false;
 /** The file system refusing writes, as a full disk does (ENOSPC), or reads (EACCES), through the seams below. */
 const full = {
   journal: false,
@@ -13,6 +16,8 @@ const full = {
   afterClassify: false,
   afterDeliver: false,
   afterRedeliveryBegin: false,
+  /** The failed-delivery store's envelope files (its put). */
+  envelopes: false,
 };
 const noSpace = (syscall: string, file = '') =>
   Object.assign(new Error(`ENOSPC: no space left on device, ${syscall}${file ? ` '${file}'` : ''}`), {
@@ -87,6 +92,12 @@ beforeAll(async () => {
           if (full.afterClassify) full.journal = true;
           return output;
         },
+        export: async (input) => {
+          if (exportFails) throw new Error('the export bucket is gone');
+          // Imported once the gateway has set its S3 endpoint (the handler builds its client then).
+          const { handler: exportStage } = await import('../../../functions/export/handler.ts');
+          return exportStage(input as never);
+        },
         // The disk fills up once the receiver has answered (and the attempt log has that): Deliver's result is not
         // journaled.
         deliver: async (input) => {
@@ -97,6 +108,13 @@ beforeAll(async () => {
       },
     },
   );
+  const envelopes = world.gateway.failedDeliveries;
+  const put = envelopes.put.bind(envelopes);
+  vi.spyOn(envelopes, 'put').mockImplementation(async (envelope) => {
+    if (full.envelopes)
+      throw noSpace('open', path.join(world.dataDir, 'deliveries', `${envelope.conversation_id}.json`));
+    return put(envelope);
+  });
 });
 beforeEach(() => {
   full.journal = false;
@@ -105,6 +123,8 @@ beforeEach(() => {
   full.afterClassify = false;
   full.afterDeliver = false;
   full.afterRedeliveryBegin = false;
+  full.envelopes = false;
+  exportFails = false;
   operatorLog.length = 0;
   recoveredLog.length = 0;
 });
@@ -310,6 +330,65 @@ describe('a data folder that fails while the gateway runs', () => {
     expect(entries.filter((e) => e.k === 'begin' && !ended.has(e.e))).toEqual([]);
   });
 
+  it('a redelivery the full disk cut, the envelope store full too: its envelope is left alone, the run reported as cut, not "envelope not processed"', async () => {
+    const { id } = await owedAndDue();
+    const due = await world.gateway.failedDeliveries.get(id);
+    full.afterDeliver = true;
+    full.envelopes = true;
+    const printed = vi.spyOn(console, 'error').mockImplementation(() => undefined);
+    let results: Awaited<ReturnType<typeof world.gateway.redelivery.runDue>>;
+    try {
+      results = await world.gateway.redelivery.runDue();
+    } finally {
+      printed.mockRestore();
+    }
+    // Before: the cut run's envelope, unchanged, was written again; the full disk refused that write, so the result was
+    // lost and stderr said "Failed-delivery envelope not processed; it comes back later" (ENOSPC on the envelope).
+    expect(results).toMatchObject([{ conversation_id: id, status: 'error' }]);
+    expect(results[0]!.error).toContain('ENOSPC');
+    expect(printed.mock.calls.map((c) => String(c[0])).filter((l) => l.includes('not processed'))).toEqual([]);
+    expect(await world.gateway.failedDeliveries.get(id)).toEqual(due);
+    full.afterDeliver = false;
+    full.journal = false;
+    full.envelopes = false;
+    await world.gateway.redelivery.runDue();
+    expect(world.receiver.received).toHaveLength(1);
+    expect(await world.gateway.failedDeliveries.get(id)).toMatchObject({ state: 'settled' });
+  });
+
+  it('a redelivery the full disk cut once its receiver had taken the attempt, whose finished run fails in its export: it owes only the export, not sent again', async () => {
+    const { id } = await owedAndDue();
+    full.afterDeliver = true;
+    const printed = vi.spyOn(console, 'error').mockImplementation(() => undefined);
+    try {
+      expect((await world.gateway.redelivery.runDue())[0]).toMatchObject({ conversation_id: id, status: 'error' });
+      full.afterDeliver = false;
+      full.journal = false;
+      exportFails = true;
+      // The folder takes writes again: the cut run is finished from its export, which fails (past CloseWithoutExport).
+      await world.gateway.redelivery.runDue();
+    } finally {
+      printed.mockRestore();
+    }
+    // Before: counted as a failed run that still owed the delivery, so its next run sent the receiver the attempt it
+    // had taken.
+    const owed = (await world.gateway.failedDeliveries.get(id))!;
+    expect(owed).toMatchObject({ state: 'pending', owed: 'export', failed_runs: 1 });
+    // Its recovered line says so. Before: "cut during its attempt, shown as interrupted; its envelope as it was, for
+    // the schedule", the envelope counted a failed run all the same.
+    expect(recoveredLog).toMatchObject([{ outcome: 'failed', failed_when_finished: true }]);
+    const { recoveryFields } = await import('../../../local/cli/main.ts');
+    expect(recoveryFields(recoveredLog[0]!)[1]).toMatch(
+      /^schedule \S+-redelivery-\S+ finished, and failed, counted as a failed run: its envelope comes back later \(cut by the data folder refusing a write: ENOSPC[^)]*\): completed, delivery delivered$/,
+    );
+    exportFails = false;
+    await world.gateway.failedDeliveries.put({ ...owed, next_due_at: new Date(Date.now() - 1).toISOString() });
+    expect(await world.gateway.redelivery.runDue()).toMatchObject([{ conversation_id: id, status: 'delivered' }]);
+    expect(world.receiver.received).toHaveLength(1);
+    const exported = await world.getJson(`${folderOf(id)}conversation.json`);
+    expect(exported.conversation.webhook_context.delivery_status).toBe('delivered');
+  });
+
   it("an operator's redrive while a redelivery the full disk cut is unfinished is skipped, not sent a second time", async () => {
     const { id } = await owedAndDue();
     full.afterDeliver = true;
@@ -341,6 +420,51 @@ describe('a data folder that fails while the gateway runs', () => {
     expect(world.receiver.received).toHaveLength(1);
     expect(await world.gateway.failedDeliveries.get(id)).toMatchObject({ state: 'settled' });
     expect(await world.gateway.redelivery.redrive(id)).toMatchObject({ status: 'already_delivered' });
+  });
+
+  it("an operator's resend while a resend the full disk cut is unfinished is skipped (exit code 75), not sent one more time", async () => {
+    world.receiver.reset();
+    const id = (await world.post(request)).body.conversation_id as string;
+    const cli = (args: string[]) => runMain(args, { LOCAL_DATA_DIR: world.dataDir, GATEWAY_URL: world.gateway.url });
+    full.afterDeliver = true;
+    const printed = vi.spyOn(console, 'error').mockImplementation(() => undefined);
+    // The gateway's clock stands still, as in the redrive's test above.
+    const now = performance.now() - 1_000;
+    const still = vi.spyOn(performance, 'now').mockReturnValue(now);
+    try {
+      // The receiver takes the resend; the full disk cuts its run, and the operator is told of the error.
+      expect((await cli(['deliveries', 'resend', id])).code).toBe(1);
+      expect(world.receiver.received).toHaveLength(2);
+      full.afterDeliver = false;
+      expect(await world.gateway.redelivery.runDue()).toEqual([]);
+      full.journal = false;
+      // Before: the second resend was sent (a third delivery, where the operator asked for one more), from a record
+      // that did not have the cut resend's attempt yet.
+      const again = await cli(['deliveries', 'resend', id]);
+      expect(again.code).toBe(75);
+      expect(again.stdout).toContain(
+        `${id} resent → skipped: a redelivery run the data folder cut is not finished yet (the folder refused a write): try again in a few seconds`,
+      );
+      expect(world.receiver.received).toHaveLength(2);
+      // A second later the cut resend is finished (its attempt exported), and the next resend is one more attempt.
+      still.mockReturnValue(now + 1_000);
+      expect((await cli(['deliveries', 'resend', id])).code).toBe(0);
+      expect(world.receiver.received).toHaveLength(3);
+      const exported = await world.getJson(`${folderOf(id)}conversation.json`);
+      expect(
+        exported.conversation.execution.delivery_attempts.map((a: { attempt: number; via: string }) => [
+          a.attempt,
+          a.via,
+        ]),
+      ).toEqual([
+        [1, 'workflow'],
+        [2, 'resend'],
+        [3, 'resend'],
+      ]);
+    } finally {
+      still.mockRestore();
+      printed.mockRestore();
+    }
   });
 
   it('a redelivery the full disk cut before its attempt: its history says the data folder refused a write; its envelope is delivered by the next run', async () => {
