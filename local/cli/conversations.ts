@@ -42,7 +42,7 @@ import {
   note,
   out,
 } from './shared.ts';
-import { formatTable, printable } from './table.ts';
+import { cell, formatTable, printable } from './table.ts';
 
 const FILTER_OPTIONS = {
   ...AWS_OPTIONS,
@@ -136,7 +136,7 @@ function listTable(rows: ListRow[], filter: ConversationFilter): string {
         r.webhook_type,
         r.status,
         r.delivery_status,
-        r.query.replace(/\s+/g, ' ').slice(0, 60),
+        cell(r.query, 60),
       ]),
     );
   return formatTable(
@@ -370,10 +370,7 @@ function printConversation(
     out(JSON.stringify({ conversation: record, delivery_attempts, failed_delivery: envelope, executions }, null, 2));
     return;
   }
-  const oneLine = (text: string, max: number) => {
-    const flat = text.replace(/\s+/g, ' ').trim();
-    return printable(flat.length > max ? `${flat.slice(0, max)}…` : flat);
-  };
+  const oneLine = (text: string, max: number) => printable(cell(text, max));
   if (record) {
     const ctx = record.webhook_context;
     const answer = agentTurn(record);
