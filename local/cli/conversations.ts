@@ -42,7 +42,7 @@ import {
   note,
   out,
 } from './shared.ts';
-import { formatTable, printable } from './table.ts';
+import { cell, formatTable, printable } from './table.ts';
 
 const FILTER_OPTIONS = {
   ...AWS_OPTIONS,
@@ -95,7 +95,11 @@ export async function conversationsList(args: string[]): Promise<number> {
   const limit = limitOf(values.limit, 50);
   if (awsRequested(values)) return conversationsSearch(args, { listing: true });
   const store = new ExecutionStore(resolveOptions().dataDir, { onUnreadable: skippedHistory });
-  const { rows: summaries, unread } = await listConversations(store, new SummaryIndex(store), filter, limit);
+  const {
+    rows: summaries,
+    unread,
+    unreadMatching,
+  } = await listConversations(store, new SummaryIndex(store), filter, limit);
   summaries.sort(compareRows(filter));
   const shown = summaries.slice(0, limit);
   if (values.json) {
@@ -109,10 +113,11 @@ export async function conversationsList(args: string[]): Promise<number> {
   out(listTable(shown, filter));
   const later = filter.thread !== null ? 'later turns' : 'older';
   const hidden = summaries.length - shown.length;
-  if (unread > 0 && isEmptyFilter(filter)) out(`(${hidden + unread} older not shown; use --limit)`);
-  else if (unread > 0)
+  // How many of those left unread match, as the summary index counted them (null: it could not, so they may).
+  const more = unread === 0 ? 0 : isEmptyFilter(filter) ? unread : unreadMatching;
+  if (more === null)
     out(`(${hidden > 0 ? `${hidden} older not shown, ` : ''}${unread} older not read, which may match; use --limit)`);
-  else if (hidden > 0) out(`(${hidden} ${later} not shown; use --limit)`);
+  else if (hidden + more > 0) out(`(${hidden + more} ${later} not shown; use --limit)`);
   return 0;
 }
 
@@ -131,7 +136,7 @@ function listTable(rows: ListRow[], filter: ConversationFilter): string {
         r.webhook_type,
         r.status,
         r.delivery_status,
-        r.query.replace(/\s+/g, ' ').slice(0, 60),
+        cell(r.query, 60),
       ]),
     );
   return formatTable(
@@ -365,10 +370,7 @@ function printConversation(
     out(JSON.stringify({ conversation: record, delivery_attempts, failed_delivery: envelope, executions }, null, 2));
     return;
   }
-  const oneLine = (text: string, max: number) => {
-    const flat = text.replace(/\s+/g, ' ').trim();
-    return printable(flat.length > max ? `${flat.slice(0, max)}…` : flat);
-  };
+  const oneLine = (text: string, max: number) => printable(cell(text, max));
   if (record) {
     const ctx = record.webhook_context;
     const answer = agentTurn(record);

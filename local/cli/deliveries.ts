@@ -81,7 +81,10 @@ export async function deliveriesList(args: string[]): Promise<number> {
     return 0;
   }
   if (found.total === 0) {
-    out(`No ${states.join(' or ')} deliveries in ${store.dir}.`);
+    // "No pending or dead deliveries", "No dead, pending or settled …"; every state asked: "No deliveries".
+    const named = [...new Set(states)];
+    const which = named.length === 3 ? '' : `${named.join(', ').replace(/, (\w+)$/, ' or $1')} `;
+    out(`No ${which}deliveries in ${store.dir}.`);
     return 0;
   }
   // A delivery owed to a paused or disabled receiver is not tried until it is resumed: said so, not shown overdue.

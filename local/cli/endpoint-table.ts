@@ -13,6 +13,10 @@ export interface EndpointEdit {
 
 const when = (iso: string | null) => (iso ? `${iso} (${age(iso)} ago)` : '-');
 
+/** A paused receiver's state says since when, as the console's Endpoints page does. */
+const stateOf = (v: EndpointView) =>
+  v.status === 'paused' && v.paused_at ? `paused since ${when(v.paused_at)}` : v.status;
+
 /**
  * The table and its footer, or with --json the views alone on stdout and the footer on stderr (as `deliveries list
  * --aws --json` says its counts): what was not counted or not shown is still said.
@@ -28,7 +32,7 @@ export function printEndpoints(views: EndpointView[], json: boolean, footer?: st
       ['type', 'state', 'url', 'rate', 'last_success', 'failures', 'failing_since', 'queued', 'last_error'],
       views.map((v) => [
         v.webhook_type,
-        v.status,
+        stateOf(v),
         v.url ? `${v.url}${v.url_source === 'configured' ? '' : ' (deployed)'}` : '(none)',
         v.rate_per_second === null ? '-' : `${v.rate_per_second}/s`,
         when(v.last_success_at),

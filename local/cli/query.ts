@@ -12,7 +12,7 @@ import {
 import type { QueryResult, RefreshReport } from '../analytics/engine.ts';
 import { resolveOptions } from '../server/config.ts';
 import { AWS_OPTIONS, awsRequested, CliError, note, out } from './shared.ts';
-import { formatTable } from './table.ts';
+import { cell, formatTable } from './table.ts';
 
 const OPTIONS = {
   ...AWS_OPTIONS,
@@ -27,11 +27,10 @@ const DEFAULT_SINCE_DAYS = 7;
 
 const WIDE = 60;
 
-function cell(value: unknown): string | number | null {
+function cellOf(value: unknown): string | number | null {
   if (value === null || value === undefined) return null;
   if (typeof value === 'number') return value;
-  const text = (typeof value === 'string' ? value : JSON.stringify(value)).replace(/\s+/g, ' ');
-  return text.length > WIDE ? `${text.slice(0, WIDE - 1)}…` : text;
+  return cell(typeof value === 'string' ? value : JSON.stringify(value), WIDE);
 }
 
 function csvField(value: unknown): string {
@@ -52,7 +51,7 @@ function formatResult(result: QueryResult, format: 'table' | 'json' | 'csv'): st
   if (format === 'csv') return csvText(names, result.rows);
   return formatTable(
     names,
-    result.rows.map((r) => names.map((n) => cell(r[n]))),
+    result.rows.map((r) => names.map((n) => cellOf(r[n]))),
   );
 }
 

@@ -13,11 +13,12 @@ export function printable(text: string): string {
 }
 
 /**
- * A long text (an error, a receiver's answer) as one table cell: white space runs as one space, and cut at `max`
- * characters with `…`, so a cell cut short does not read as the whole text (`HTTP 404: {"code":"NOT_`).
+ * A long text (an error, a receiver's answer, a question) on one line: white space runs as one space (none at either
+ * end), and cut at `max` characters with `…`, so a text cut short does not read as the whole text
+ * (`HTTP 404: {"code":"NOT_`). The tables and `conversations show` cut long text this way.
  */
 export function cell(text: string | null | undefined, max: number): string {
-  const flat = (text ?? '').replace(/\s+/g, ' ');
+  const flat = (text ?? '').replace(/\s+/g, ' ').trim();
   return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
 }
 

@@ -58,12 +58,20 @@ export interface Listing {
   rows: ConversationSummary[];
   /** The candidates left unread once `limit` rows matched (older than every row found: they may match). */
   unread: number;
+  /**
+   * How many of those match, when the summary index answers each without reading a history and they are at most
+   * MAX_COUNTED; else null (they may match).
+   */
+  unreadMatching: number | null;
   /** The conversations met whose every history is damaged: nothing of them can be read, so they are left out. */
   damaged: string[];
 }
 
 /** How many conversations a listing looks up at once, ahead of the one it is at. */
 const LOOK_AHEAD = 32;
+
+/** At most this many unread candidates are looked up in the index (a stat or two each) to count those that match. */
+const MAX_COUNTED = 1_000;
 
 /** What the summary index answers of one conversation (SummaryIndex.rowOf). */
 type RowLookup = Awaited<ReturnType<SummaryIndex['rowOf']>>;
@@ -85,6 +93,7 @@ export async function listConversations(
   const damaged: string[] = [];
   const ids = (await store.conversationIds()).sort().reverse();
   let unread = 0;
+  let unreadMatching: number | null = null;
   // The second of the id with which `limit` rows matched: the newest `limit` are of that second or later.
   let filledAt: number | null = null;
   // An id received outside the range, of another --source, another --id, or before the page's cursor: not read.
@@ -109,9 +118,28 @@ export async function listConversations(
     }
     return ahead.found;
   };
+  // How many candidates from `from` on match, from the index alone (null: one it does not know, or whose keys a --key
+  // needs it does not hold), LOOK_AHEAD at a time.
+  const countMatching = async (from: number): Promise<number | null> => {
+    let matching = 0;
+    for (let start = from; start < candidates.length; start += LOOK_AHEAD) {
+      const end = Math.min(candidates.length, start + LOOK_AHEAD);
+      const found = await Promise.all(
+        Array.from({ length: end - start }, (_, k) => lookup(start + k, false).catch(() => null)),
+      );
+      for (const known of found) {
+        if (!known) return null;
+        const { row } = known;
+        if (row && filter.key !== null && row.webhook_id === undefined) return null;
+        if (row && matchesFilter(row, filter) && isAfter(row, cursor)) matching++;
+      }
+    }
+    return matching;
+  };
   for (const [i, id] of candidates.entries()) {
     if (filledAt !== null && idTimeMs(id) < filledAt) {
       unread = candidates.length - i;
+      if (unread <= MAX_COUNTED) unreadMatching = await countMatching(i);
       break;
     }
     for (let j = i + 1; j < Math.min(candidates.length, i + LOOK_AHEAD); j++)
@@ -133,5 +161,5 @@ export async function listConversations(
     if (filledAt === null && filter.thread === null && rows.length >= limit) filledAt = idTimeMs(id);
   }
   await index.save();
-  return { rows, unread, damaged };
+  return { rows, unread, unreadMatching, damaged };
 }

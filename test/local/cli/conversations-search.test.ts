@@ -133,9 +133,14 @@ describe('conversations list filters', () => {
     expect(lines[2]).toMatch(
       new RegExp(`^${ids.lead}\\s+\\S+\\s+crm_system/lead_import\\s+lead_analysis\\s+completed\\s+failed\\s+\\d+$`),
     );
-    expect(lines.at(-1)).toMatch(
-      /^\((1 older not shown|(1 older not shown, )?\d older not read, which may match); use --limit\)$/,
-    );
+    // The summary index knows each older conversation's fields: how many match, not "may match".
+    expect(lines.at(-1)).toBe('(1 older not shown; use --limit)');
+    const completed = await runMain(['conversations', 'list', '--status', 'completed', '--limit', '1'], env);
+    expect(completed.stdout.trim().split('\n').at(-1)).toBe('(3 older not shown; use --limit)');
+    // None older matches: nothing is said.
+    const general = await inProcess(['conversations', 'list', '--type', 'general', '--limit', '1']);
+    expect(general.stdout.trim().split('\n')).toHaveLength(3);
+    expect(general.stdout).toContain(ids.general);
     const all = await runMain(['conversations', 'list', '--limit', '1'], env);
     expect(all.stdout.trim().split('\n').at(-1)).toBe('(3 older not shown; use --limit)');
     const none = await inProcess(['conversations', 'list', '--type', 'none']);

@@ -56,6 +56,23 @@ describe('deliveries list --limit', () => {
   });
 });
 
+describe('deliveries list with none of the states asked', () => {
+  it('names them as a list reads ("dead or settled", "pending, dead or settled" is every delivery)', async () => {
+    const empty = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-deliveries-none-'));
+    try {
+      const said = async (state: string) =>
+        (await runMain(['deliveries', 'list', '--state', state], { LOCAL_DATA_DIR: empty })).stdout;
+      expect(await said('pending')).toMatch(/^No pending deliveries in \S+\.\n$/);
+      expect(await said('dead,settled')).toMatch(/^No dead or settled deliveries in /);
+      expect(await said('dead,pending,dead')).toMatch(/^No dead or pending deliveries in /);
+      expect(await said('pending,dead,settled')).toMatch(/^No deliveries in /);
+      expect(await said('all')).toMatch(/^No deliveries in /);
+    } finally {
+      await rm(empty, { recursive: true, force: true });
+    }
+  });
+});
+
 /**
  * `deliveries redrive --all --dry-run` counts every delivery it would redrive and lists the oldest 50 (`--limit N`),
  * saying how many more it planned: it listed every one (with --json, every envelope with its record).

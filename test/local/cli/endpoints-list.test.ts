@@ -117,15 +117,19 @@ describe('endpoints list with a receiver file that is not JSON (a hand edit, a f
     const rows = result.stdout.split('\n').map((line) => line.split(/\s+/)[0]);
     expect(rows).toEqual(expect.arrayContaining(['data_analysis', 'lead_analysis', 'general']));
     expect(rows).not.toContain('deal_analysis');
-    expect(result.stdout).toMatch(/^general\s+paused/m);
+    // Since when, as the console shows it.
+    expect(result.stdout).toMatch(/^general\s+paused since \d{4}-\d\d-\d\dT\S+Z \(\S+ ago\)\s/m);
   });
 
   it('with --json: the good receivers on stdout, the damaged file on stderr, exit 1', async () => {
     const result = await runMain(['endpoints', 'list', '--json'], { LOCAL_DATA_DIR: broken });
     expect(result.code).toBe(1);
-    const listed = JSON.parse(result.stdout) as { webhook_type: string; status: string }[];
+    const listed = JSON.parse(result.stdout) as { webhook_type: string; status: string; paused_at: string | null }[];
     expect(listed.map((v) => v.webhook_type)).toEqual(['data_analysis', 'lead_analysis', 'general']);
-    expect(listed.find((v) => v.webhook_type === 'general')?.status).toBe('paused');
+    expect(listed.find((v) => v.webhook_type === 'general')).toMatchObject({
+      status: 'paused',
+      paused_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT\S+Z$/),
+    });
     expect(result.stderr).toContain(`${file} is not valid JSON`);
   });
 

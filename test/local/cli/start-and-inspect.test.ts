@@ -266,6 +266,23 @@ describe('webhook-gateway start / conversations', () => {
     }
   });
 
+  it('a long question is cut the same way in a thread listing and in show: on one line, marked "…"', async () => {
+    const query = `Which deals close this quarter,\n${' and which of them slipped from the last one?'.repeat(6)}`;
+    const res = await fetch(`${gateway.url}/webhook`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ ...SEED_REQUEST, query, thread_id: 'long-thread' }),
+    });
+    const { conversation_id: id } = (await res.json()) as { conversation_id: string };
+    const flat = query.replace(/\s+/g, ' ');
+    const thread = await runCli(['conversations', 'list', '--thread', 'long-thread'], { LOCAL_DATA_DIR: dataDir });
+    const row = thread.stdout.split('\n').find((line) => line.includes(id))!;
+    expect(row).toMatch(new RegExp(`  ${flat.slice(0, 59).replaceAll('?', '\\?')}…$`));
+    const show = await runCli(['conversations', 'show', id], { LOCAL_DATA_DIR: dataDir });
+    const line = show.stdout.split('\n').find((l) => l.startsWith('  query '))!;
+    expect(line).toBe(`  query      ${flat.slice(0, 159)}…`);
+  });
+
   it("the README's curl, as written, gets the answer it shows", async () => {
     const readme = await readFile(path.join(PROJECT_ROOT, 'README.md'), 'utf8');
     const block = /^```bash\n(curl -s -X POST http:\/\/127\.0\.0\.1:3000\/webhook[\s\S]*?)^```/m.exec(readme)![1]!;
