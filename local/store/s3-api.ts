@@ -227,37 +227,41 @@ function decodeToken(token: string): string {
 }
 
 let requestCounter = 0;
+const newRequestId = () => (++requestCounter).toString(16).toUpperCase().padStart(16, '0');
+
+/** An error as S3 answers it: its `<Error>` document, or for a HEAD (no body) its code in x-amz-error-code. */
+export function errorResponse(e: S3Error, head: boolean, requestId = newRequestId()): S3Response {
+  if (head) return { status: e.status, headers: { 'x-amz-error-code': e.code } };
+  const fields = Object.entries(e.fields)
+    .map(([k, v]) => element(k, v))
+    .join('');
+  return {
+    status: e.status,
+    headers: { 'content-type': 'application/xml', 'x-amz-request-id': requestId, 'x-amz-id-2': requestId },
+    body: xmlDocument(
+      'Error',
+      `${element('Code', e.code)}${element('Message', e.message)}${fields}${element('RequestId', requestId)}`,
+      false,
+    ),
+  };
+}
 
 export class S3Api {
   constructor(readonly store: ObjectStore) {}
 
   async handle(request: S3Request): Promise<S3Response> {
-    const requestId = (++requestCounter).toString(16).toUpperCase().padStart(16, '0');
+    const requestId = newRequestId();
     let response: S3Response;
     try {
       response = await this.route(request);
     } catch (error) {
+      if (!(error instanceof S3Error))
+        process.stderr.write(`embedded S3: ${request.method} ${request.path}: ${(error as Error).stack}\n`);
       const e =
         error instanceof S3Error
           ? error
           : new S3Error('InternalError', 500, `We encountered an internal error: ${(error as Error).message}`);
-      if (!(error instanceof S3Error))
-        process.stderr.write(`embedded S3: ${request.method} ${request.path}: ${(error as Error).stack}\n`);
-      const fields = Object.entries(e.fields)
-        .map(([k, v]) => element(k, v))
-        .join('');
-      response =
-        request.method === 'HEAD'
-          ? { status: e.status, headers: { 'x-amz-error-code': e.code } }
-          : {
-              status: e.status,
-              headers: { 'content-type': 'application/xml' },
-              body: xmlDocument(
-                'Error',
-                `${element('Code', e.code)}${element('Message', e.message)}${fields}${element('RequestId', requestId)}`,
-                false,
-              ),
-            };
+      response = errorResponse(e, request.method === 'HEAD', requestId);
     }
     response.headers['x-amz-request-id'] = requestId;
     response.headers['x-amz-id-2'] = requestId;

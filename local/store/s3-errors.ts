@@ -26,6 +26,12 @@ export const noSuchUpload = (uploadId: string) =>
     'The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.',
     { UploadId: uploadId },
   );
+export const incompleteBody = () =>
+  new S3Error(
+    'IncompleteBody',
+    400,
+    'You did not provide the number of bytes specified by the Content-Length HTTP header',
+  );
 export const invalidArgument = (message: string, name?: string, value?: string) =>
   new S3Error('InvalidArgument', 400, message, name ? { ArgumentName: name, ArgumentValue: value ?? '' } : {});
 export const malformedXml = () =>

@@ -1,7 +1,10 @@
-import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server } from 'node:http';
+import { createServer, type IncomingHttpHeaders, type IncomingMessage, maxHeaderSize, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { S3Api, S3Response } from './s3-api.ts';
+import { answerClientErrors, type EdgeFault, writeAnswer } from '../server/http.ts';
+import { errorResponse, type S3Api, type S3Response } from './s3-api.ts';
+import { incompleteBody, S3Error } from './s3-errors.ts';
 
 /**
  * The embedded S3's HTTP endpoint (what `aws --endpoint-url`, the SDKs and the CLI's own commands talk to): the
@@ -75,6 +78,47 @@ function send(response: S3Response, res: import('node:http').ServerResponse, hea
   }
 }
 
+/**
+ * What Node's HTTP parser refuses or its clock cuts off, answered as S3 answers it, in an `<Error>` document the SDKs
+ * and the AWS CLI read (Node would answer a bare 400, 431 or 408): headers over Node's 16 KB 400
+ * RequestHeaderSectionTooLarge, a client too slow 400 RequestTimeout (which they retry), a request its client ended
+ * before it was whole 400 IncompleteBody, a method no HTTP server knows 405 MethodNotAllowed, malformed framing (a
+ * Content-Length that is no number, Transfer-Encoding beside it, a bad chunk…) 400 InvalidRequest naming the reason.
+ */
+function edgeError(fault: EdgeFault): S3Error {
+  switch (fault.kind) {
+    case 'headers-too-large':
+      return new S3Error(
+        'RequestHeaderSectionTooLarge',
+        400,
+        'Your request header section exceeds the maximum allowed size.',
+        {
+          MaxSizeAllowed: String(maxHeaderSize),
+        },
+      );
+    case 'timeout':
+      return new S3Error(
+        'RequestTimeout',
+        400,
+        'Your socket connection to the server was not read from or written to within the timeout period. Idle connections will be closed.',
+      );
+    case 'cut-short':
+      return incompleteBody();
+    case 'unknown-method':
+      return new S3Error('MethodNotAllowed', 405, 'The specified method is not allowed against this resource.', {
+        Method: fault.detail,
+      });
+    default:
+      return new S3Error('InvalidRequest', 400, `Malformed HTTP request: ${fault.detail}`);
+  }
+}
+
+/** An error answered on the connection itself (Node has no request for it), which is then closed. */
+function refuseOnSocket(socket: Duplex, error: S3Error): void {
+  const { status, headers, body } = errorResponse(error, false);
+  writeAnswer(socket, status, { ...headers, ...INERT }, String(body));
+}
+
 export function serveS3Api(
   api: S3Api,
   options: { host: string; port: number; headersTimeoutMs: number; requestTimeoutMs: number },
@@ -113,6 +157,14 @@ export function serveS3Api(
       })
       .then((response) => send(response, res, req.method === 'HEAD'))
       .catch(() => res.destroy());
+  });
+  server.on(
+    'clientError',
+    answerClientErrors((fault, socket) => refuseOnSocket(socket, edgeError(fault))),
+  );
+  server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
+    refuseOnSocket(socket, edgeError({ kind: 'unknown-method', headersRead: true, detail: 'CONNECT' }));
+    socket.destroy();
   });
   return new Promise((resolve, reject) => {
     server.once('error', (error: NodeJS.ErrnoException) => reject(Object.assign(error, { port: options.port })));

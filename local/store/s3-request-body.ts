@@ -10,7 +10,7 @@ import {
   hasher,
   parseChecksumAlgorithm,
 } from './s3-checksums.ts';
-import { invalidArgument, S3Error } from './s3-errors.ts';
+import { incompleteBody, invalidArgument, S3Error } from './s3-errors.ts';
 
 /**
  * An upload's body as S3 receives it: plain, or `aws-chunked` (what the SDKs and the AWS CLI send for streams:
@@ -38,13 +38,6 @@ const isAwsChunked = (headers: RequestHeaders) =>
   Boolean(
     headers['x-amz-content-sha256']?.startsWith(STREAMING) ||
       headers['content-encoding']?.split(',').some((e) => e.trim() === 'aws-chunked'),
-  );
-
-const incomplete = () =>
-  new S3Error(
-    'IncompleteBody',
-    400,
-    'You did not provide the number of bytes specified by the Content-Length HTTP header',
   );
 
 /** Decode an aws-chunked stream; the trailer's fields land in `trailers`. */
@@ -77,7 +70,7 @@ async function* decodeAwsChunked(source: RequestBody, trailers: Record<string, s
   };
   for (;;) {
     const header = await line();
-    if (header === null) throw incomplete();
+    if (header === null) throw incompleteBody();
     const size = Number.parseInt(header.split(';')[0]!.trim(), 16);
     if (!/^[0-9a-fA-F]+$/.test(header.split(';')[0]!.trim()) || !Number.isSafeInteger(size))
       throw invalidArgument(`aws-chunked: bad chunk header "${header.slice(0, 80)}"`);
@@ -85,7 +78,7 @@ async function* decodeAwsChunked(source: RequestBody, trailers: Record<string, s
     let left = size;
     while (left > 0) {
       if (pending.length === 0) {
-        if (ended) throw incomplete();
+        if (ended) throw incompleteBody();
         await pull();
         continue;
       }
@@ -170,7 +163,7 @@ export async function receiveBody(
       md5: md5.digest('hex'),
     };
     const decodedLength = headers['x-amz-decoded-content-length'];
-    if (chunked && decodedLength !== undefined && Number(decodedLength) !== size) throw incomplete();
+    if (chunked && decodedLength !== undefined && Number(decodedLength) !== size) throw incompleteBody();
     const contentMd5 = headers['content-md5'];
     if (contentMd5 !== undefined) {
       const given = Buffer.from(contentMd5, 'base64');
@@ -200,8 +193,8 @@ export async function receiveBody(
       spilled.out.destroy();
       await rm(spilled.file, { force: true });
     }
-    // The client went away or was cut off mid-body (too slow: 408): its request is incomplete, not a fault here.
-    if ((error as NodeJS.ErrnoException).code === 'ECONNRESET') throw incomplete();
+    // The client went away or was cut off mid-body (too slow: RequestTimeout): its request is incomplete, not a fault here.
+    if ((error as NodeJS.ErrnoException).code === 'ECONNRESET') throw incompleteBody();
     throw error;
   }
 }

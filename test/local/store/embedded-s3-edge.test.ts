@@ -1,0 +1,106 @@
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type EmbeddedS3, startEmbeddedS3 } from '../../../local/store/embedded-s3.ts';
+
+/**
+ * The embedded S3's HTTP edge against real sockets: what Node's HTTP parser refuses is answered as S3 answers it, in
+ * an `<Error>` document with S3's code (what the SDKs and the AWS CLI name the error by), and nothing is stored.
+ */
+const BUCKET = 'edge-test';
+let dir: string;
+let s3: EmbeddedS3;
+let client: S3Client;
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'embedded-s3-edge-'));
+  s3 = await startEmbeddedS3({ directory: dir, port: 0, bucket: BUCKET });
+  client = new S3Client({
+    region: 'us-east-1',
+    endpoint: s3.endpoint,
+    forcePathStyle: true,
+    credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+    maxAttempts: 1,
+  });
+});
+afterAll(async () => {
+  client?.destroy();
+  await s3?.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** Bytes sent on a connection of their own (then a FIN when `end`); everything received until the endpoint closed. */
+function raw(text: string, { end = false } = {}): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(s3.port, '127.0.0.1', () => (end ? socket.end(text) : socket.write(text)));
+    let got = '';
+    socket.on('data', (d) => (got += d));
+    socket.on('close', () => resolve(got));
+    socket.on('error', reject);
+  });
+}
+
+const HOST = 'Host: 127.0.0.1\r\n';
+const stored = async () => (await readdir(path.join(dir, BUCKET), { recursive: true })).sort();
+
+describe("what Node's HTTP parser refuses is answered in S3's error shape, and the connection closed", () => {
+  it.each([
+    ['a Content-Length that is no number', `Content-Length: ten\r\n\r\n`, /Invalid character in Content-Length/],
+    [
+      'Transfer-Encoding beside Content-Length',
+      'Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n',
+      /Transfer-Encoding can&apos;t be present with Content-Length/,
+    ],
+    [
+      'a malformed chunk',
+      'Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n',
+      /Invalid character in chunk size/,
+    ],
+  ])('%s: 400 InvalidRequest naming the reason; nothing stored', async (_name, rest, reason) => {
+    const answer = await raw(`PUT /${BUCKET}/framing.txt HTTP/1.1\r\n${HOST}${rest}`);
+    expect(answer).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+    expect(answer).toMatch(/\r\ncontent-type: application\/xml\r\n/);
+    expect(answer).toMatch(/\r\nconnection: close\r\n/);
+    expect(answer).toMatch(/<Error><Code>InvalidRequest<\/Code><Message>Malformed HTTP request: [^<]+<\/Message>/);
+    expect(answer).toMatch(reason);
+    expect(await stored()).toEqual([]);
+  });
+
+  it('a body its client ended (FIN) before it was whole: 400 IncompleteBody; nothing stored', async () => {
+    const answer = await raw(`PUT /${BUCKET}/cut.txt HTTP/1.1\r\n${HOST}Content-Length: 10\r\n\r\nabc`, { end: true });
+    expect(answer).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+    expect(answer).toMatch(/<Code>IncompleteBody<\/Code>/);
+    expect(await stored()).toEqual([]);
+  });
+
+  it('a method no HTTP server knows (BREW), and CONNECT: 405 MethodNotAllowed naming it', async () => {
+    const brew = await raw(`BREW /${BUCKET}/pot HTTP/1.1\r\n${HOST}\r\n`);
+    expect(brew).toMatch(/^HTTP\/1\.1 405 Method Not Allowed\r\n/);
+    expect(brew).toMatch(/<Code>MethodNotAllowed<\/Code>.*<Method>BREW<\/Method>/);
+    const tunnel = await raw(`CONNECT 127.0.0.1:443 HTTP/1.1\r\n${HOST}\r\n`);
+    expect(tunnel).toMatch(/^HTTP\/1\.1 405 Method Not Allowed\r\n/);
+    expect(tunnel).toMatch(/<Method>CONNECT<\/Method>/);
+  });
+
+  it('headers over 16 KB: 400 RequestHeaderSectionTooLarge, which the SDK names; nothing stored', async () => {
+    const answer = await raw(`GET /${BUCKET}/big HTTP/1.1\r\n${HOST}X-Big: ${'a'.repeat(17_000)}\r\n\r\n`);
+    expect(answer).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+    expect(answer).toMatch(/<Code>RequestHeaderSectionTooLarge<\/Code>.*<MaxSizeAllowed>16384<\/MaxSizeAllowed>/);
+    const metadata = { note: 'n'.repeat(17_000) };
+    await expect(
+      client.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'meta.txt', Body: 'x', Metadata: metadata })),
+    ).rejects.toMatchObject({ name: 'RequestHeaderSectionTooLarge', $metadata: { httpStatusCode: 400 } });
+    await expect(client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: 'meta.txt' }))).rejects.toMatchObject({
+      name: 'NotFound',
+    });
+  });
+
+  it('every such answer is inert in a browser, as every other answer of the endpoint', async () => {
+    const answer = await raw(`PUT /${BUCKET}/x HTTP/1.1\r\n${HOST}Content-Length: ten\r\n\r\n`);
+    expect(answer).toMatch(/\r\ncontent-security-policy: default-src 'none'; sandbox\r\n/);
+    expect(answer).toMatch(/\r\nx-content-type-options: nosniff\r\n/);
+  });
+});
