@@ -30,10 +30,7 @@ export function answerAtTheEdge(
   limits: { headersTimeoutMs: number; requestTimeoutMs: number },
   onRefused: (summary: RequestSummary) => void = () => {},
 ): void {
-  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
-    awaitingContinue.set(req, res);
-    server.emit('request', req, res);
-  });
+  continueWhenRead(server);
   server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
     const expectation = JSON.stringify(String(req.headers.expect).slice(0, 100));
     const message = `Expect: ${expectation} is not supported: only 100-continue is`;
@@ -229,11 +226,24 @@ export class BodyTooLargeError extends Error {
  */
 const awaitingContinue = new WeakMap<IncomingMessage, ServerResponse>();
 
-/** Read a request body up to `limit` bytes; past that, stop reading and throw BodyTooLargeError. */
-export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+/** The server's `checkContinue`: the request goes to the routes, and gets its 100 when one reads the body. */
+export function continueWhenRead(server: Server): void {
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    awaitingContinue.set(req, res);
+    server.emit('request', req, res);
+  });
+}
+
+/** The 100 Continue a request awaits (`Expect: 100-continue`), if it does: its body is about to be read. */
+export function sendContinue(req: IncomingMessage): void {
   const waiting = awaitingContinue.get(req);
   if (waiting && !waiting.headersSent) waiting.writeContinue();
   awaitingContinue.delete(req);
+}
+
+/** Read a request body up to `limit` bytes; past that, stop reading and throw BodyTooLargeError. */
+export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  sendContinue(req);
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;

@@ -2,7 +2,7 @@ import { createServer, type IncomingHttpHeaders, type IncomingMessage, maxHeader
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { answerClientErrors, type EdgeFault, writeAnswer } from '../server/http.ts';
+import { answerClientErrors, continueWhenRead, type EdgeFault, sendContinue, writeAnswer } from '../server/http.ts';
 import { errorResponse, type S3Api, type S3Response } from './s3-api.ts';
 import { incompleteBody, S3Error } from './s3-errors.ts';
 
@@ -119,6 +119,16 @@ function refuseOnSocket(socket: Duplex, error: S3Error): void {
   writeAnswer(socket, status, { ...headers, ...INERT }, String(body));
 }
 
+/**
+ * The body of a request that sent `Expect: 100-continue`: the client sends it after the 100, which goes out when the
+ * API starts reading it. A request refused by its headers first (NoSuchBucket, EntityTooLarge by its Content-Length,
+ * NoSuchUpload…) is answered without it, and its body never sent, as S3 does.
+ */
+async function* afterContinue(req: IncomingMessage): AsyncGenerator<Buffer> {
+  sendContinue(req);
+  yield* req;
+}
+
 export function serveS3Api(
   api: S3Api,
   options: { host: string; port: number; headersTimeoutMs: number; requestTimeoutMs: number },
@@ -153,11 +163,12 @@ export function serveS3Api(
         path: pathStyle(req.headers.host, path),
         query: new URLSearchParams(q < 0 ? '' : target.slice(q + 1)),
         headers: flatHeaders(req.headers),
-        body: req,
+        body: req.headers.expect === undefined ? req : afterContinue(req),
       })
       .then((response) => send(response, res, req.method === 'HEAD'))
       .catch(() => res.destroy());
   });
+  continueWhenRead(server);
   server.on(
     'clientError',
     answerClientErrors((fault, socket) => refuseOnSocket(socket, edgeError(fault))),

@@ -40,6 +40,12 @@ const isAwsChunked = (headers: RequestHeaders) =>
       headers['content-encoding']?.split(',').some((e) => e.trim() === 'aws-chunked'),
   );
 
+const entityTooLarge = (size: number) =>
+  new S3Error('EntityTooLarge', 400, 'Your proposed upload exceeds the maximum allowed object size.', {
+    ProposedSize: String(size),
+    MaxSizeAllowed: String(MAX_UPLOAD),
+  });
+
 /** Decode an aws-chunked stream; the trailer's fields land in `trailers`. */
 async function* decodeAwsChunked(source: RequestBody, trailers: Record<string, string>): AsyncGenerator<Buffer> {
   const iterable: AsyncIterable<Uint8Array> = Buffer.isBuffer(source)
@@ -117,6 +123,9 @@ export async function receiveBody(
   tempPath: () => string,
 ): Promise<ReceivedBody> {
   const chunked = isAwsChunked(headers);
+  // Refused by its length before any byte of it is read (an Expect: 100-continue client then sends none).
+  const declared = Number(headers[chunked ? 'x-amz-decoded-content-length' : 'content-length']);
+  if (declared > MAX_UPLOAD) throw entityTooLarge(declared);
   const trailers: Record<string, string> = {};
   const algorithms = announcedAlgorithms(headers);
   const contentSha = headers['x-amz-content-sha256'];
@@ -130,8 +139,7 @@ export async function receiveBody(
   let spill: { file: string; out: WriteStream } | null = null;
   const take = async (data: Buffer) => {
     size += data.length;
-    if (size > MAX_UPLOAD)
-      throw new S3Error('EntityTooLarge', 400, 'Your proposed upload exceeds the maximum allowed object size.');
+    if (size > MAX_UPLOAD) throw entityTooLarge(size);
     md5.update(data);
     sha256?.update(data);
     for (const h of hashers.values()) h.update(data);

@@ -2,7 +2,7 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type EmbeddedS3, startEmbeddedS3 } from '../../../local/store/embedded-s3.ts';
 
@@ -38,6 +38,20 @@ function raw(text: string, { end = false } = {}): Promise<string> {
     const socket = connect(s3.port, '127.0.0.1', () => (end ? socket.end(text) : socket.write(text)));
     let got = '';
     socket.on('data', (d) => (got += d));
+    socket.on('close', () => resolve(got));
+    socket.on('error', reject);
+  });
+}
+
+/** The first answer's head and body, read up to the end of its `<Error>` document; the connection is then dropped. */
+function firstAnswer(text: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(s3.port, '127.0.0.1', () => socket.write(text));
+    let got = '';
+    socket.on('data', (d) => {
+      got += d;
+      if (got.includes('</Error>')) socket.destroy();
+    });
     socket.on('close', () => resolve(got));
     socket.on('error', reject);
   });
@@ -102,5 +116,56 @@ describe("what Node's HTTP parser refuses is answered in S3's error shape, and t
     const answer = await raw(`PUT /${BUCKET}/x HTTP/1.1\r\n${HOST}Content-Length: ten\r\n\r\n`);
     expect(answer).toMatch(/\r\ncontent-security-policy: default-src 'none'; sandbox\r\n/);
     expect(answer).toMatch(/\r\nx-content-type-options: nosniff\r\n/);
+  });
+});
+
+describe('Expect: 100-continue: a request refused by its headers is answered before its body is sent', () => {
+  const SIX_GIB = 6 * 1024 ** 3;
+
+  it("a PutObject over S3's 5 GiB by its Content-Length: 400 EntityTooLarge, no 100 Continue; also without Expect", async () => {
+    const put = `PUT /${BUCKET}/huge.bin HTTP/1.1\r\n${HOST}Content-Length: ${SIX_GIB}\r\n`;
+    for (const request of [`${put}Expect: 100-continue\r\n\r\n`, `${put}\r\nthe first bytes of six GiB`]) {
+      const answer = await firstAnswer(request);
+      expect(answer).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+      expect(answer).toMatch(
+        /<Code>EntityTooLarge<\/Code>.*<ProposedSize>6442450944<\/ProposedSize><MaxSizeAllowed>5368709120<\/MaxSizeAllowed>/,
+      );
+    }
+    // An aws-chunked upload is judged by its decoded length.
+    const chunked = await firstAnswer(
+      `PUT /${BUCKET}/huge.bin HTTP/1.1\r\n${HOST}Content-Length: 100\r\nContent-Encoding: aws-chunked\r\nx-amz-content-sha256: STREAMING-UNSIGNED-PAYLOAD-TRAILER\r\nx-amz-decoded-content-length: ${SIX_GIB}\r\nExpect: 100-continue\r\n\r\n`,
+    );
+    expect(chunked).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n[\s\S]*<Code>EntityTooLarge<\/Code>/);
+    expect(await stored()).toEqual([]);
+  });
+
+  it('a PutObject to a bucket that does not exist, or a part of an upload that does not: 404, no 100 Continue', async () => {
+    const expect100 = 'Content-Length: 5\r\nExpect: 100-continue\r\n\r\n';
+    const noBucket = await firstAnswer(`PUT /no-such-bucket/a.txt HTTP/1.1\r\n${HOST}${expect100}`);
+    expect(noBucket).toMatch(/^HTTP\/1\.1 404 Not Found\r\n[\s\S]*<Code>NoSuchBucket<\/Code>/);
+    const noUpload = await firstAnswer(
+      `PUT /${BUCKET}/a.txt?partNumber=1&uploadId=nope HTTP/1.1\r\n${HOST}${expect100}`,
+    );
+    expect(noUpload).toMatch(/^HTTP\/1\.1 404 Not Found\r\n[\s\S]*<Code>NoSuchUpload<\/Code>/);
+  });
+
+  it('an upload the endpoint takes gets its 100, then its answer, and is stored whole', async () => {
+    const answer = await new Promise<string>((resolve, reject) => {
+      const socket = connect(s3.port, '127.0.0.1', () =>
+        socket.write(
+          `PUT /${BUCKET}/continued.txt HTTP/1.1\r\n${HOST}Content-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n`,
+        ),
+      );
+      let got = '';
+      socket.on('data', (d) => {
+        if (!got) socket.write('hello'); // the body, after the 100
+        got += d;
+      });
+      socket.on('close', () => resolve(got));
+      socket.on('error', reject);
+    });
+    expect(answer).toMatch(/^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 OK\r\n/);
+    const out = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: 'continued.txt' }));
+    expect(await out.Body!.transformToString()).toBe('hello');
   });
 });
