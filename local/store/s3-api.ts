@@ -100,6 +100,8 @@ const UNSUPPORTED = [
   'session',
 ];
 const MAX_KEY_BYTES = 1024;
+/** S3's limit on an object's user-defined metadata (x-amz-meta-*): its names and values, 2 KB in all. */
+const MAX_METADATA_BYTES = 2048;
 
 export function isValidBucketName(name: string): boolean {
   return /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(name) && !name.includes('..') && !/^\d+\.\d+\.\d+\.\d+$/.test(name);
@@ -128,8 +130,17 @@ function attributesFrom(headers: RequestHeaders): ObjectAttributes {
     if (value) stored[name] = value;
   }
   const metadata: Record<string, string> = {};
+  let metadataSize = 0;
   for (const [name, value] of Object.entries(headers))
-    if (name.startsWith('x-amz-meta-') && value !== undefined) metadata[name.slice(11)] = value;
+    if (name.startsWith('x-amz-meta-') && value !== undefined) {
+      metadata[name.slice(11)] = value;
+      metadataSize += Buffer.byteLength(name.slice(11)) + Buffer.byteLength(value);
+    }
+  if (metadataSize > MAX_METADATA_BYTES)
+    throw new S3Error('MetadataTooLarge', 400, 'Your metadata headers exceed the maximum allowed metadata size.', {
+      Size: String(metadataSize),
+      MaxSizeAllowed: String(MAX_METADATA_BYTES),
+    });
   return {
     contentType: headers['content-type'] || 'binary/octet-stream',
     ...(Object.keys(stored).length ? { headers: stored } : {}),
@@ -529,12 +540,13 @@ export class S3Api {
     const { headers } = request;
     await this.store.assertBucket(bucket);
     const condition = writeCondition(key, headers);
+    const attributes = attributesFrom(headers);
     const received = await this.receive(request);
     const info: ObjectInfo = {
       size: received.size,
       etag: received.md5,
       modified: new Date().toISOString(),
-      ...attributesFrom(headers),
+      ...attributes,
       ...(received.checksum ? { checksum: received.checksum } : {}),
     };
     await this.store.put(bucket, key, info, received.body, condition);

@@ -2,7 +2,14 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import {
+  CopyObjectCommand,
+  CreateMultipartUploadCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  PutObjectCommand,
+  S3Client,
+} from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type EmbeddedS3, startEmbeddedS3 } from '../../../local/store/embedded-s3.ts';
 
@@ -167,5 +174,36 @@ describe('Expect: 100-continue: a request refused by its headers is answered bef
     expect(answer).toMatch(/^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 OK\r\n/);
     const out = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: 'continued.txt' }));
     expect(await out.Body!.transformToString()).toBe('hello');
+  });
+});
+
+describe("user metadata over S3's 2 KB", () => {
+  it('PutObject, CreateMultipartUpload and CopyObject (REPLACE) are 400 MetadataTooLarge, before the body; 2 KB is taken', async () => {
+    const over = { a: 'x'.repeat(2048) }; // its name counts: 2,049 bytes
+    const put = raw(
+      `PUT /${BUCKET}/meta/over.txt HTTP/1.1\r\n${HOST}x-amz-meta-a: ${over.a}\r\nContent-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n`,
+    );
+    expect(await put).toMatch(
+      /^HTTP\/1\.1 400 Bad Request\r\n[\s\S]*<Code>MetadataTooLarge<\/Code>.*<Size>2049<\/Size><MaxSizeAllowed>2048<\/MaxSizeAllowed>/,
+    );
+    await expect(
+      client.send(new CreateMultipartUploadCommand({ Bucket: BUCKET, Key: 'meta/over.bin', Metadata: over })),
+    ).rejects.toMatchObject({ name: 'MetadataTooLarge', $metadata: { httpStatusCode: 400 } });
+    const fits = { a: 'x'.repeat(2047) };
+    await client.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'meta/fits.txt', Body: 'hello', Metadata: fits }));
+    await expect(
+      client.send(
+        new CopyObjectCommand({
+          Bucket: BUCKET,
+          Key: 'meta/copy.txt',
+          CopySource: `${BUCKET}/meta/fits.txt`,
+          MetadataDirective: 'REPLACE',
+          Metadata: over,
+        }),
+      ),
+    ).rejects.toMatchObject({ name: 'MetadataTooLarge' });
+    expect((await client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: 'meta/fits.txt' }))).Metadata).toEqual(fits);
+    expect(await stored()).not.toContain('meta/over.txt');
+    expect(await stored()).not.toContain('meta/copy.txt');
   });
 });
