@@ -3,10 +3,13 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
+  AbortMultipartUploadCommand,
   CopyObjectCommand,
   CreateMultipartUploadCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  ListObjectsV2Command,
+  ListPartsCommand,
   PutObjectCommand,
   S3Client,
 } from '@aws-sdk/client-s3';
@@ -205,5 +208,90 @@ describe("user metadata over S3's 2 KB", () => {
     expect((await client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: 'meta/fits.txt' }))).Metadata).toEqual(fits);
     expect(await stored()).not.toContain('meta/over.txt');
     expect(await stored()).not.toContain('meta/copy.txt');
+  });
+});
+
+describe('a client that goes away mid-upload leaves nothing torn', () => {
+  /** Headers and `bytes` of a longer body, then a reset once they were written: the client is gone mid-body. */
+  const resetAfter = (head: string, bytes: Buffer) =>
+    new Promise<void>((resolve) => {
+      const socket = connect(s3.port, '127.0.0.1', () => {
+        socket.write(head);
+        socket.write(bytes, () => socket.resetAndDestroy());
+      });
+      socket.on('close', () => resolve());
+      socket.on('error', () => {});
+    });
+  const temporary = () => readdir(path.join(dir, '.tmp'));
+  const MIB = 1024 * 1024;
+
+  it('a PutObject (past the 16 MiB kept in memory) or a part: nothing stored, listed or left in .tmp; the old object kept', async () => {
+    await client.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'torn/kept.bin', Body: 'the first version' }));
+    const put = (key: string) =>
+      `PUT /${BUCKET}/${key} HTTP/1.1\r\n${HOST}Content-Length: ${40 * MIB}\r\nExpect: 100-continue\r\n\r\n`;
+    await resetAfter(put('torn/new.bin'), Buffer.alloc(20 * MIB, 1));
+    await resetAfter(put('torn/kept.bin'), Buffer.alloc(20 * MIB, 2));
+    const { UploadId } = await client.send(new CreateMultipartUploadCommand({ Bucket: BUCKET, Key: 'torn/multi.bin' }));
+    await resetAfter(put(`torn/multi.bin?partNumber=1&uploadId=${UploadId}`), Buffer.alloc(20 * MIB, 3));
+    await expect.poll(temporary).toEqual([]);
+    const listed = await client.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: 'torn/' }));
+    expect(listed.Contents?.map((o) => o.Key)).toEqual(['torn/kept.bin']);
+    const kept = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: 'torn/kept.bin' }));
+    expect(await kept.Body!.transformToString()).toBe('the first version');
+    const parts = await client.send(new ListPartsCommand({ Bucket: BUCKET, Key: 'torn/multi.bin', UploadId }));
+    expect(parts.Parts ?? []).toEqual([]);
+    await client.send(new AbortMultipartUploadCommand({ Bucket: BUCKET, Key: 'torn/multi.bin', UploadId }));
+  });
+});
+
+describe('keys with odd characters, ranges and conditions, as S3 reads them', () => {
+  it('%2F is a slash; unicode, spaces (trailing too), +, ?, #, %, dot segments and // are keys of their own', async () => {
+    const keys = ['odd/ünï cødé ✓', 'odd/trailing  ', 'odd/ lead', 'odd/x+y', 'odd/q?x=1', 'odd/h#f', 'odd/pct%'];
+    keys.push('odd/dots/../up', 'odd/./here', 'odd//double');
+    for (const key of keys) await client.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: key }));
+    for (const key of keys) {
+      const out = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
+      expect(await out.Body!.transformToString()).toBe(key);
+      const head = await client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: key }));
+      expect(head.ContentLength).toBe(Buffer.byteLength(key));
+    }
+    const listed = await client.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: 'odd/' }));
+    expect(listed.Contents?.map((o) => o.Key).sort()).toEqual([...keys].sort());
+    const slash = await fetch(`${s3.endpoint}/${BUCKET}/odd%2Fx%2By`);
+    expect([slash.status, await slash.text()]).toEqual([200, 'odd/x+y']);
+    const missing = await fetch(`${s3.endpoint}/${BUCKET}/odd/trailing`, { method: 'HEAD' });
+    expect([missing.status, missing.headers.get('x-amz-error-code')]).toEqual([404, 'NoSuchKey']);
+  });
+
+  it('Range: one range 206; several, or a malformed one, the whole object 200; past the end 416 InvalidRange', async () => {
+    await client.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'range.txt', Body: '0123456789' }));
+    const get = async (range: string) => {
+      const res = await fetch(`${s3.endpoint}/${BUCKET}/range.txt`, { headers: { range } });
+      return [res.status, res.headers.get('content-range'), await res.text()];
+    };
+    expect(await get('bytes=2-4')).toEqual([206, 'bytes 2-4/10', '234']);
+    expect(await get('bytes=8-100')).toEqual([206, 'bytes 8-9/10', '89']);
+    expect(await get('bytes=0-1,3-4')).toEqual([200, null, '0123456789']);
+    expect(await get('bytes=5-2')).toEqual([200, null, '0123456789']);
+    expect(await get('items=0-1')).toEqual([200, null, '0123456789']);
+    const [status, , body] = await get('bytes=10-');
+    expect(status).toBe(416);
+    expect(body).toMatch(/<Code>InvalidRange<\/Code>.*<RangeRequested>bytes=10-<\/RangeRequested>/);
+    expect((await get('bytes=-0'))[0]).toBe(416);
+  });
+
+  it('If-None-Match 304 (GET and HEAD), If-Match another ETag 412 PreconditionFailed, before any Range', async () => {
+    const { ETag } = await client.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'cond.txt', Body: 'abc' }));
+    for (const method of ['GET', 'HEAD']) {
+      const ask = (headers: Record<string, string>) =>
+        fetch(`${s3.endpoint}/${BUCKET}/cond.txt`, { method, headers: { range: 'bytes=0-0', ...headers } });
+      const notModified = await ask({ 'if-none-match': ETag! });
+      expect([notModified.status, notModified.headers.get('etag')]).toEqual([304, ETag]);
+      expect((await ask({ 'if-none-match': '"other"' })).status).toBe(206);
+      const failed = await ask({ 'if-match': '"other"' });
+      expect(failed.status).toBe(412);
+      if (method === 'GET') expect(await failed.text()).toMatch(/<Code>PreconditionFailed<\/Code>.*If-Match/);
+      else expect(failed.headers.get('x-amz-error-code')).toBe('PreconditionFailed');
+    }
   });
 });
