@@ -2,7 +2,14 @@ import { createServer, type IncomingHttpHeaders, type IncomingMessage, maxHeader
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { answerClientErrors, continueWhenRead, type EdgeFault, sendContinue, writeAnswer } from '../server/http.ts';
+import {
+  answerClientErrors,
+  continueWhenRead,
+  type EdgeFault,
+  hostRefusal,
+  sendContinue,
+  writeAnswer,
+} from '../server/http.ts';
 import { errorResponse, type S3Api, type S3Response } from './s3-api.ts';
 import { incompleteBody, S3Error } from './s3-errors.ts';
 
@@ -140,7 +147,15 @@ export function serveS3Api(
     requestTimeout: options.requestTimeoutMs,
     connectionsCheckingInterval: Math.min(1_000, Math.ceil(options.headersTimeoutMs / 3)),
   };
-  const server = createServer(timeouts, (req, res) => {
+  // Without a Host, or with two, a request is refused in S3's shape below (Node's own check answers a bare 400).
+  const server = createServer({ ...timeouts, requireHostHeader: false }, (req, res) => {
+    const badHost = hostRefusal(req);
+    if (badHost) {
+      req.resume();
+      const refused = errorResponse(new S3Error('InvalidRequest', 400, badHost), req.method === 'HEAD');
+      send({ ...refused, headers: { ...refused.headers, connection: 'close' } }, res, false);
+      return;
+    }
     if (!isLoopbackRequest(req)) {
       req.resume();
       res.writeHead(403, { 'content-type': 'application/xml', 'content-length': ACCESS_DENIED.length, ...INERT });

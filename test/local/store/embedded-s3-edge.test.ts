@@ -122,6 +122,16 @@ describe("what Node's HTTP parser refuses is answered in S3's error shape, and t
     });
   });
 
+  it('an HTTP/1.1 request without Host, or any with two: 400 InvalidRequest saying so; nothing stored', async () => {
+    const put = `PUT /${BUCKET}/hosts.txt HTTP/1.1\r\nContent-Length: 5\r\n`;
+    const none = await raw(`${put}\r\nhello`);
+    expect(none).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+    expect(none).toMatch(/<Code>InvalidRequest<\/Code><Message>[^<]*must send a Host header<\/Message>/);
+    const two = await raw(`${put}${HOST}Host: example.com\r\n\r\nhello`);
+    expect(two).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n[\s\S]*<Code>InvalidRequest<\/Code>.*not 2/);
+    expect(await stored()).toEqual([]);
+  });
+
   it('every such answer is inert in a browser, as every other answer of the endpoint', async () => {
     const answer = await raw(`PUT /${BUCKET}/x HTTP/1.1\r\n${HOST}Content-Length: ten\r\n\r\n`);
     expect(answer).toMatch(/\r\ncontent-security-policy: default-src 'none'; sandbox\r\n/);
