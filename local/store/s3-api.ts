@@ -13,6 +13,7 @@ import { type ChecksumAlgorithm, checksumHeader, parseChecksumAlgorithm } from '
 import {
   invalidArgument,
   malformedXml,
+  methodNotAllowed,
   noSuchBucket,
   noSuchKey,
   notImplemented,
@@ -296,7 +297,7 @@ export class S3Api {
       if (request.path !== '/')
         throw new S3Error('InvalidURI', 400, "Couldn't parse the specified URI.", { URI: request.path });
       if (method === 'GET') return this.listBuckets();
-      throw new S3Error('MethodNotAllowed', 405, 'The specified method is not allowed against this resource.');
+      throw methodNotAllowed(method, 'SERVICE');
     }
     if (!isValidBucketName(bucket)) {
       if (method === 'PUT' && !key)
@@ -345,7 +346,7 @@ export class S3Api {
         if (query.has('uploads')) return this.listUploads(bucket, query);
         return this.listObjects(bucket, query);
     }
-    throw new S3Error('MethodNotAllowed', 405, 'The specified method is not allowed against this resource.');
+    throw methodNotAllowed(method, 'BUCKET');
   }
 
   private async listObjects(bucket: string, query: URLSearchParams): Promise<S3Response> {
@@ -490,7 +491,7 @@ export class S3Api {
         if (query.has('uploadId')) return this.completeUpload(request, bucket, key);
         throw notImplemented('POST on an object');
     }
-    throw new S3Error('MethodNotAllowed', 405, 'The specified method is not allowed against this resource.');
+    throw methodNotAllowed(method, 'OBJECT');
   }
 
   private async getObject(bucket: string, key: string, headOnly: boolean): Promise<StoredObject> {

@@ -11,7 +11,7 @@ import {
   writeAnswer,
 } from '../server/http.ts';
 import { errorResponse, type S3Api, type S3Response } from './s3-api.ts';
-import { incompleteBody, S3Error } from './s3-errors.ts';
+import { incompleteBody, methodNotAllowed, S3Error } from './s3-errors.ts';
 
 /**
  * The embedded S3's HTTP endpoint (what `aws --endpoint-url`, the SDKs and the CLI's own commands talk to): the
@@ -112,9 +112,7 @@ function edgeError(fault: EdgeFault): S3Error {
     case 'cut-short':
       return incompleteBody();
     case 'unknown-method':
-      return new S3Error('MethodNotAllowed', 405, 'The specified method is not allowed against this resource.', {
-        Method: fault.detail,
-      });
+      return methodNotAllowed(fault.detail);
     default:
       return new S3Error('InvalidRequest', 400, `Malformed HTTP request: ${fault.detail}`);
   }

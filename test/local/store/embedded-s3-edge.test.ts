@@ -109,6 +109,16 @@ describe("what Node's HTTP parser refuses is answered in S3's error shape, and t
     expect(tunnel).toMatch(/<Method>CONNECT<\/Method>/);
   });
 
+  it('a method S3 does not serve (PATCH, OPTIONS, PUT on the service) is 405 naming it and the resource', async () => {
+    const answer = async (method: string, target: string) =>
+      (await fetch(`${s3.endpoint}${target}`, { method })).text();
+    expect(await answer('PATCH', `/${BUCKET}/a.txt`)).toMatch(
+      /<Code>MethodNotAllowed<\/Code>.*<Method>PATCH<\/Method><ResourceType>OBJECT<\/ResourceType>/,
+    );
+    expect(await answer('OPTIONS', `/${BUCKET}`)).toMatch(/<Method>OPTIONS<\/Method><ResourceType>BUCKET</);
+    expect(await answer('PUT', '/')).toMatch(/<Method>PUT<\/Method><ResourceType>SERVICE</);
+  });
+
   it('headers over 16 KB: 400 RequestHeaderSectionTooLarge, which the SDK names; nothing stored', async () => {
     const answer = await raw(`GET /${BUCKET}/big HTTP/1.1\r\n${HOST}X-Big: ${'a'.repeat(17_000)}\r\n\r\n`);
     expect(answer).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
