@@ -123,7 +123,13 @@ export async function receiveBody(
   tempPath: () => string,
 ): Promise<ReceivedBody> {
   const chunked = isAwsChunked(headers);
-  // Refused by its length before any byte of it is read (an Expect: 100-continue client then sends none).
+  // Refused by its headers before any byte of it is read (an Expect: 100-continue client then sends none): S3 takes
+  // no body of unknown length (Transfer-Encoding: chunked, unless aws-chunked with its decoded length, as the SDKs
+  // send a stream), nor one over 5 GiB.
+  if (headers['transfer-encoding'] !== undefined && headers['x-amz-decoded-content-length'] === undefined)
+    throw new S3Error('NotImplemented', 501, 'A header you provided implies functionality that is not implemented', {
+      Header: 'Transfer-Encoding',
+    });
   const declared = Number(headers[chunked ? 'x-amz-decoded-content-length' : 'content-length']);
   if (declared > MAX_UPLOAD) throw entityTooLarge(declared);
   const trailers: Record<string, string> = {};

@@ -169,6 +169,18 @@ describe('Expect: 100-continue: a request refused by its headers is answered bef
     expect(await stored()).toEqual([]);
   });
 
+  it('a body of unknown length (Transfer-Encoding: chunked): 501 NotImplemented naming the header, as S3 answers', async () => {
+    const chunked = 'Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n';
+    const answer = await firstAnswer(`PUT /${BUCKET}/unknown-length.txt HTTP/1.1\r\n${HOST}${chunked}`);
+    expect(answer).toMatch(/^HTTP\/1\.1 501 Not Implemented\r\n/);
+    expect(answer).toMatch(/<Code>NotImplemented<\/Code>.*<Header>Transfer-Encoding<\/Header>/);
+    const expecting = await firstAnswer(
+      `PUT /${BUCKET}/unknown-length.txt HTTP/1.1\r\n${HOST}Transfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n`,
+    );
+    expect(expecting).toMatch(/^HTTP\/1\.1 501 Not Implemented\r\n/);
+    expect(await stored()).toEqual([]);
+  });
+
   it('a PutObject to a bucket that does not exist, or a part of an upload that does not: 404, no 100 Continue', async () => {
     const expect100 = 'Content-Length: 5\r\nExpect: 100-continue\r\n\r\n';
     const noBucket = await firstAnswer(`PUT /no-such-bucket/a.txt HTTP/1.1\r\n${HOST}${expect100}`);
