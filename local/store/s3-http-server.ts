@@ -187,7 +187,7 @@ export function serveS3Api(
     answerClientErrors((fault, socket) => refuseOnSocket(socket, edgeError(fault))),
   );
   server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
-    refuseOnSocket(socket, edgeError({ kind: 'unknown-method', headersRead: true, detail: 'CONNECT' }));
+    refuseOnSocket(socket, methodNotAllowed('CONNECT'));
     socket.destroy();
   });
   return new Promise((resolve, reject) => {

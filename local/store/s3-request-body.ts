@@ -207,7 +207,8 @@ export async function receiveBody(
       spilled.out.destroy();
       await rm(spilled.file, { force: true });
     }
-    // The client went away or was cut off mid-body (too slow: RequestTimeout): its request is incomplete, not a fault here.
+    // The client went away or was cut off mid-body (too slow: RequestTimeout): its request is incomplete, not a
+    // fault here.
     if ((error as NodeJS.ErrnoException).code === 'ECONNRESET') throw incompleteBody();
     throw error;
   }
