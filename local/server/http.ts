@@ -30,10 +30,7 @@ export function answerAtTheEdge(
   limits: { headersTimeoutMs: number; requestTimeoutMs: number },
   onRefused: (summary: RequestSummary) => void = () => {},
 ): void {
-  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
-    awaitingContinue.set(req, res);
-    server.emit('request', req, res);
-  });
+  continueWhenRead(server);
   server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
     const expectation = JSON.stringify(String(req.headers.expect).slice(0, 100));
     const message = `Expect: ${expectation} is not supported: only 100-continue is`;
@@ -73,45 +70,71 @@ export function refusedByHttpLayer(socket: Duplex): boolean {
  * docs/contract.md#errors, with the operator's line for it (docs/operations.md#the-operator-log): a Content-Length
  * that is no number or twice different, Transfer-Encoding beside Content-Length, a malformed chunk, a request cut
  * short by its client's FIN… get 400 `BAD_REQUEST` naming the reason; headers over Node's 16 KB (a URL that long
- * too) 431 `HEADERS_TOO_LARGE`; a client too slow 408 `REQUEST_TIMEOUT`. Nothing is written once a response on the
- * connection has begun (that would corrupt it), nor to a failing connection; the connection is closed either way. A
- * connection that sent nothing at all within the headers' time gets its 408 without a line (a browser's
- * preconnection is no request).
+ * too) 431 `HEADERS_TOO_LARGE`; a client too slow 408 `REQUEST_TIMEOUT`. A connection that sent nothing at all within
+ * the headers' time gets its 408 without a line (a browser's preconnection is no request).
  */
 export function clientErrorHandler(
   limits: { headersTimeoutMs: number; requestTimeoutMs: number },
   onRefused: (summary: RequestSummary) => void = () => {},
 ): (error: Error & { code?: string; reason?: string }, socket: Duplex) => void {
+  return answerClientErrors((fault, socket) => {
+    const [status, code, message] = refusal(fault, limits);
+    writeRefusal(socket, status, code, message);
+    refusedConnections.add(socket);
+    const silent = status === 408 && (socket as Duplex & { bytesRead?: number }).bytesRead === 0;
+    if (!silent)
+      onRefused(
+        refusalLine(
+          status,
+          code,
+          message,
+          status === 408 ? (fault.headersRead ? limits.requestTimeoutMs : limits.headersTimeoutMs) : 0,
+        ),
+      );
+  });
+}
+
+/**
+ * What Node's HTTP parser refused or its clock cut off, named for an edge to answer in its own error shape: headers
+ * over Node's 16 KB (a URL that long too), a client too slow (before or after its headers), a method token Node does
+ * not know (BREW, post: methods are case-sensitive), a request cut short by its client's FIN, or malformed framing (a
+ * Content-Length that is no number or twice different, Transfer-Encoding beside Content-Length, a malformed chunk…).
+ */
+export interface EdgeFault {
+  kind: 'headers-too-large' | 'timeout' | 'unknown-method' | 'cut-short' | 'malformed';
+  /** Whether the request's headers had arrived: a timeout then cut off a body too slow. */
+  headersRead: boolean;
+  /** The unknown method, or why the request is malformed (printable, at most 200 characters). */
+  detail: string;
+}
+
+/**
+ * A `clientError` listener: `answer` writes the refusal of a request the parser refused or the clock cut off. Nothing
+ * is written once a response on the connection has begun (that would corrupt it), nor to a failing connection
+ * (ECONNRESET, EPIPE…: no request, nothing to answer or report); the connection is closed either way.
+ */
+export function answerClientErrors(
+  answer: (fault: EdgeFault, socket: Duplex) => void,
+): (error: Error & { code?: string; reason?: string }, socket: Duplex) => void {
   return (error, socket) => {
     const inFlight = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
-    // A request Node's parser refused or the clock cut off is answered; a failing connection (ECONNRESET, EPIPE…) is
-    // no request: nothing to answer or report.
     const request = error.code?.startsWith('HPE_') || error.code === 'ERR_HTTP_REQUEST_TIMEOUT';
-    if (request && socket.writable && !inFlight?.headersSent) {
-      const [status, code, message] = refusal(error, limits, Boolean(inFlight));
-      writeRefusal(socket, status, code, message);
-      refusedConnections.add(socket);
-      const silent = status === 408 && (socket as Duplex & { bytesRead?: number }).bytesRead === 0;
-      if (!silent)
-        onRefused(
-          refusalLine(
-            status,
-            code,
-            message,
-            status === 408 ? (inFlight ? limits.requestTimeoutMs : limits.headersTimeoutMs) : 0,
-          ),
-        );
-    }
+    if (request && socket.writable && !inFlight?.headersSent) answer(edgeFault(error, Boolean(inFlight)), socket);
     socket.destroy();
   };
 }
 
-/** A refusal in the error shape written on the connection itself (no response object), which is then closed. */
+/** An answer written on the connection itself (no response object), which is then closed. */
+export function writeAnswer(socket: Duplex, status: number, headers: Record<string, string>, text: string): void {
+  const head = Object.entries({ ...headers, 'content-length': String(Buffer.byteLength(text)), connection: 'close' })
+    .map(([name, value]) => `${name}: ${value}\r\n`)
+    .join('');
+  socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n${head}\r\n${text}`);
+}
+
+/** A refusal in the error shape written on the connection itself, which is then closed. */
 function writeRefusal(socket: Duplex, status: number, code: string, message: string): void {
-  const text = JSON.stringify(errorBody(code, message));
-  socket.write(
-    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: ${JSON_CONTENT_TYPE}\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`,
-  );
+  writeAnswer(socket, status, { 'content-type': JSON_CONTENT_TYPE }, JSON.stringify(errorBody(code, message)));
 }
 
 /** The operator's line for a request refused before any route: no conversation. */
@@ -135,41 +158,58 @@ export function refuseBeforeRoutes(
 }
 
 function refusal(
-  error: Error & { code?: string; reason?: string },
+  fault: EdgeFault,
   limits: { headersTimeoutMs: number; requestTimeoutMs: number },
-  headersRead: boolean,
 ): [400 | 408 | 431, string, string] {
-  if (error.code === 'HPE_HEADER_OVERFLOW')
-    return [
-      431,
-      'HEADERS_TOO_LARGE',
-      'the request line and headers are larger than 16 KB: send a shorter URL or fewer headers',
-    ];
-  if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT')
-    return [
-      408,
-      'REQUEST_TIMEOUT',
-      headersRead
-        ? `the request did not arrive whole within ${limits.requestTimeoutMs / 1000} s`
-        : `the request headers did not arrive within ${limits.headersTimeoutMs / 1000} s`,
-    ];
-  // A method token Node does not know (BREW, post: methods are case-sensitive) is named, from the bytes Node read
-  // (unless they stopped before its end): not a 501, which would count hostile input among the gateway's 5xx.
+  switch (fault.kind) {
+    case 'headers-too-large':
+      return [
+        431,
+        'HEADERS_TOO_LARGE',
+        'the request line and headers are larger than 16 KB: send a shorter URL or fewer headers',
+      ];
+    case 'timeout':
+      return [
+        408,
+        'REQUEST_TIMEOUT',
+        fault.headersRead
+          ? `the request did not arrive whole within ${limits.requestTimeoutMs / 1000} s`
+          : `the request headers did not arrive within ${limits.headersTimeoutMs / 1000} s`,
+      ];
+    case 'unknown-method':
+      // Not a 501, which would count hostile input among the gateway's 5xx.
+      return [
+        400,
+        'BAD_REQUEST',
+        `malformed HTTP request: "${fault.detail}" is no method this gateway knows: methods are case-sensitive (POST /webhook, GET /health)`,
+      ];
+    default:
+      return [400, 'BAD_REQUEST', `malformed HTTP request: ${fault.detail}`];
+  }
+}
+
+function edgeFault(error: Error & { code?: string; reason?: string }, headersRead: boolean): EdgeFault {
+  if (error.code === 'HPE_HEADER_OVERFLOW') return { kind: 'headers-too-large', headersRead, detail: '' };
+  if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') return { kind: 'timeout', headersRead, detail: '' };
+  // The unknown method is named from the bytes Node read (unless they stopped before its end).
   const method =
     error.code === 'HPE_INVALID_METHOD'
       ? /^([!#$%&'*+.^_`|~0-9A-Za-z-]{1,20}) \S/.exec(
           (error as { rawPacket?: Buffer }).rawPacket?.toString('latin1') ?? '',
         )
       : null;
+  if (method) return { kind: 'unknown-method', headersRead, detail: method[1]! };
+  if (error.code === 'HPE_INVALID_EOF_STATE')
+    return {
+      kind: 'cut-short',
+      headersRead,
+      detail: 'the client closed its side of the connection before its request was whole',
+    };
   const reason =
     error.code === 'HPE_PAUSED_H2_UPGRADE'
       ? 'HTTP/2 without TLS is not served here: send HTTP/1.1'
-      : method
-        ? `"${method[1]}" is no method this gateway knows: methods are case-sensitive (POST /webhook, GET /health)`
-        : error.code === 'HPE_INVALID_EOF_STATE'
-          ? 'the client closed its side of the connection before its request was whole'
-          : (error.reason ?? error.message).replace(/[^\x20-\x7e]/g, '?').slice(0, 200);
-  return [400, 'BAD_REQUEST', `malformed HTTP request: ${reason}`];
+      : (error.reason ?? error.message).replace(/[^\x20-\x7e]/g, '?').slice(0, 200);
+  return { kind: 'malformed', headersRead, detail: reason };
 }
 
 export class BodyTooLargeError extends Error {
@@ -186,11 +226,24 @@ export class BodyTooLargeError extends Error {
  */
 const awaitingContinue = new WeakMap<IncomingMessage, ServerResponse>();
 
-/** Read a request body up to `limit` bytes; past that, stop reading and throw BodyTooLargeError. */
-export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+/** The server's `checkContinue`: the request goes to the routes, and gets its 100 when one reads the body. */
+export function continueWhenRead(server: Server): void {
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    awaitingContinue.set(req, res);
+    server.emit('request', req, res);
+  });
+}
+
+/** The 100 Continue a request awaits (`Expect: 100-continue`), if it does: its body is about to be read. */
+export function sendContinue(req: IncomingMessage): void {
   const waiting = awaitingContinue.get(req);
   if (waiting && !waiting.headersSent) waiting.writeContinue();
   awaitingContinue.delete(req);
+}
+
+/** Read a request body up to `limit` bytes; past that, stop reading and throw BodyTooLargeError. */
+export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  sendContinue(req);
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;

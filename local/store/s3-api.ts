@@ -13,6 +13,7 @@ import { type ChecksumAlgorithm, checksumHeader, parseChecksumAlgorithm } from '
 import {
   invalidArgument,
   malformedXml,
+  methodNotAllowed,
   noSuchBucket,
   noSuchKey,
   notImplemented,
@@ -100,6 +101,8 @@ const UNSUPPORTED = [
   'session',
 ];
 const MAX_KEY_BYTES = 1024;
+/** S3's limit on an object's user-defined metadata (x-amz-meta-*): its names and values, 2 KB in all. */
+const MAX_METADATA_BYTES = 2048;
 
 export function isValidBucketName(name: string): boolean {
   return /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(name) && !name.includes('..') && !/^\d+\.\d+\.\d+\.\d+$/.test(name);
@@ -128,8 +131,17 @@ function attributesFrom(headers: RequestHeaders): ObjectAttributes {
     if (value) stored[name] = value;
   }
   const metadata: Record<string, string> = {};
+  let metadataSize = 0;
   for (const [name, value] of Object.entries(headers))
-    if (name.startsWith('x-amz-meta-') && value !== undefined) metadata[name.slice(11)] = value;
+    if (name.startsWith('x-amz-meta-') && value !== undefined) {
+      metadata[name.slice(11)] = value;
+      metadataSize += Buffer.byteLength(name.slice(11)) + Buffer.byteLength(value);
+    }
+  if (metadataSize > MAX_METADATA_BYTES)
+    throw new S3Error('MetadataTooLarge', 400, 'Your metadata headers exceed the maximum allowed metadata size.', {
+      Size: String(metadataSize),
+      MaxSizeAllowed: String(MAX_METADATA_BYTES),
+    });
   return {
     contentType: headers['content-type'] || 'binary/octet-stream',
     ...(Object.keys(stored).length ? { headers: stored } : {}),
@@ -227,37 +239,41 @@ function decodeToken(token: string): string {
 }
 
 let requestCounter = 0;
+const newRequestId = () => (++requestCounter).toString(16).toUpperCase().padStart(16, '0');
+
+/** An error as S3 answers it: its `<Error>` document, or for a HEAD (no body) its code in x-amz-error-code. */
+export function errorResponse(e: S3Error, head: boolean, requestId = newRequestId()): S3Response {
+  if (head) return { status: e.status, headers: { 'x-amz-error-code': e.code } };
+  const fields = Object.entries(e.fields)
+    .map(([k, v]) => element(k, v))
+    .join('');
+  return {
+    status: e.status,
+    headers: { 'content-type': 'application/xml', 'x-amz-request-id': requestId, 'x-amz-id-2': requestId },
+    body: xmlDocument(
+      'Error',
+      `${element('Code', e.code)}${element('Message', e.message)}${fields}${element('RequestId', requestId)}`,
+      false,
+    ),
+  };
+}
 
 export class S3Api {
   constructor(readonly store: ObjectStore) {}
 
   async handle(request: S3Request): Promise<S3Response> {
-    const requestId = (++requestCounter).toString(16).toUpperCase().padStart(16, '0');
+    const requestId = newRequestId();
     let response: S3Response;
     try {
       response = await this.route(request);
     } catch (error) {
+      if (!(error instanceof S3Error))
+        process.stderr.write(`embedded S3: ${request.method} ${request.path}: ${(error as Error).stack}\n`);
       const e =
         error instanceof S3Error
           ? error
           : new S3Error('InternalError', 500, `We encountered an internal error: ${(error as Error).message}`);
-      if (!(error instanceof S3Error))
-        process.stderr.write(`embedded S3: ${request.method} ${request.path}: ${(error as Error).stack}\n`);
-      const fields = Object.entries(e.fields)
-        .map(([k, v]) => element(k, v))
-        .join('');
-      response =
-        request.method === 'HEAD'
-          ? { status: e.status, headers: { 'x-amz-error-code': e.code } }
-          : {
-              status: e.status,
-              headers: { 'content-type': 'application/xml' },
-              body: xmlDocument(
-                'Error',
-                `${element('Code', e.code)}${element('Message', e.message)}${fields}${element('RequestId', requestId)}`,
-                false,
-              ),
-            };
+      response = errorResponse(e, request.method === 'HEAD', requestId);
     }
     response.headers['x-amz-request-id'] = requestId;
     response.headers['x-amz-id-2'] = requestId;
@@ -281,7 +297,7 @@ export class S3Api {
       if (request.path !== '/')
         throw new S3Error('InvalidURI', 400, "Couldn't parse the specified URI.", { URI: request.path });
       if (method === 'GET') return this.listBuckets();
-      throw new S3Error('MethodNotAllowed', 405, 'The specified method is not allowed against this resource.');
+      throw methodNotAllowed(method, 'SERVICE');
     }
     if (!isValidBucketName(bucket)) {
       if (method === 'PUT' && !key)
@@ -330,7 +346,7 @@ export class S3Api {
         if (query.has('uploads')) return this.listUploads(bucket, query);
         return this.listObjects(bucket, query);
     }
-    throw new S3Error('MethodNotAllowed', 405, 'The specified method is not allowed against this resource.');
+    throw methodNotAllowed(method, 'BUCKET');
   }
 
   private async listObjects(bucket: string, query: URLSearchParams): Promise<S3Response> {
@@ -475,7 +491,7 @@ export class S3Api {
         if (query.has('uploadId')) return this.completeUpload(request, bucket, key);
         throw notImplemented('POST on an object');
     }
-    throw new S3Error('MethodNotAllowed', 405, 'The specified method is not allowed against this resource.');
+    throw methodNotAllowed(method, 'OBJECT');
   }
 
   private async getObject(bucket: string, key: string, headOnly: boolean): Promise<StoredObject> {
@@ -525,12 +541,13 @@ export class S3Api {
     const { headers } = request;
     await this.store.assertBucket(bucket);
     const condition = writeCondition(key, headers);
+    const attributes = attributesFrom(headers);
     const received = await this.receive(request);
     const info: ObjectInfo = {
       size: received.size,
       etag: received.md5,
       modified: new Date().toISOString(),
-      ...attributesFrom(headers),
+      ...attributes,
       ...(received.checksum ? { checksum: received.checksum } : {}),
     };
     await this.store.put(bucket, key, info, received.body, condition);

@@ -26,6 +26,18 @@ export const noSuchUpload = (uploadId: string) =>
     'The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.',
     { UploadId: uploadId },
   );
+export const incompleteBody = () =>
+  new S3Error(
+    'IncompleteBody',
+    400,
+    'You did not provide the number of bytes specified by the Content-Length HTTP header',
+  );
+/** A method S3 does not serve on this resource (SERVICE, BUCKET or OBJECT, when the request was parsed). */
+export const methodNotAllowed = (method: string, resourceType?: 'SERVICE' | 'BUCKET' | 'OBJECT') =>
+  new S3Error('MethodNotAllowed', 405, 'The specified method is not allowed against this resource.', {
+    Method: method,
+    ...(resourceType ? { ResourceType: resourceType } : {}),
+  });
 export const invalidArgument = (message: string, name?: string, value?: string) =>
   new S3Error('InvalidArgument', 400, message, name ? { ArgumentName: name, ArgumentValue: value ?? '' } : {});
 export const malformedXml = () =>

@@ -1,7 +1,17 @@
-import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server } from 'node:http';
+import { createServer, type IncomingHttpHeaders, type IncomingMessage, maxHeaderSize, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { S3Api, S3Response } from './s3-api.ts';
+import {
+  answerClientErrors,
+  continueWhenRead,
+  type EdgeFault,
+  hostRefusal,
+  sendContinue,
+  writeAnswer,
+} from '../server/http.ts';
+import { errorResponse, type S3Api, type S3Response } from './s3-api.ts';
+import { incompleteBody, methodNotAllowed, S3Error } from './s3-errors.ts';
 
 /**
  * The embedded S3's HTTP endpoint (what `aws --endpoint-url`, the SDKs and the CLI's own commands talk to): the
@@ -75,6 +85,55 @@ function send(response: S3Response, res: import('node:http').ServerResponse, hea
   }
 }
 
+/**
+ * What Node's HTTP parser refuses or its clock cuts off, answered as S3 answers it, in an `<Error>` document the SDKs
+ * and the AWS CLI read (Node would answer a bare 400, 431 or 408): headers over Node's 16 KB 400
+ * RequestHeaderSectionTooLarge, a client too slow 400 RequestTimeout (which they retry), a request its client ended
+ * before it was whole 400 IncompleteBody, a method no HTTP server knows 405 MethodNotAllowed, malformed framing (a
+ * Content-Length that is no number, Transfer-Encoding beside it, a bad chunk…) 400 InvalidRequest naming the reason.
+ */
+function edgeError(fault: EdgeFault): S3Error {
+  switch (fault.kind) {
+    case 'headers-too-large':
+      return new S3Error(
+        'RequestHeaderSectionTooLarge',
+        400,
+        'Your request header section exceeds the maximum allowed size.',
+        {
+          MaxSizeAllowed: String(maxHeaderSize),
+        },
+      );
+    case 'timeout':
+      return new S3Error(
+        'RequestTimeout',
+        400,
+        'Your socket connection to the server was not read from or written to within the timeout period. Idle connections will be closed.',
+      );
+    case 'cut-short':
+      return incompleteBody();
+    case 'unknown-method':
+      return methodNotAllowed(fault.detail);
+    default:
+      return new S3Error('InvalidRequest', 400, `Malformed HTTP request: ${fault.detail}`);
+  }
+}
+
+/** An error answered on the connection itself (Node has no request for it), which is then closed. */
+function refuseOnSocket(socket: Duplex, error: S3Error): void {
+  const { status, headers, body } = errorResponse(error, false);
+  writeAnswer(socket, status, { ...headers, ...INERT }, String(body));
+}
+
+/**
+ * The body of a request that sent `Expect: 100-continue`: the client sends it after the 100, which goes out when the
+ * API starts reading it. A request refused by its headers first (NoSuchBucket, EntityTooLarge by its Content-Length,
+ * NoSuchUpload…) is answered without it, and its body never sent, as S3 does.
+ */
+async function* afterContinue(req: IncomingMessage): AsyncGenerator<Buffer> {
+  sendContinue(req);
+  yield* req;
+}
+
 export function serveS3Api(
   api: S3Api,
   options: { host: string; port: number; headersTimeoutMs: number; requestTimeoutMs: number },
@@ -86,7 +145,15 @@ export function serveS3Api(
     requestTimeout: options.requestTimeoutMs,
     connectionsCheckingInterval: Math.min(1_000, Math.ceil(options.headersTimeoutMs / 3)),
   };
-  const server = createServer(timeouts, (req, res) => {
+  // Without a Host, or with two, a request is refused in S3's shape below (Node's own check answers a bare 400).
+  const server = createServer({ ...timeouts, requireHostHeader: false }, (req, res) => {
+    const badHost = hostRefusal(req);
+    if (badHost) {
+      req.resume();
+      const refused = errorResponse(new S3Error('InvalidRequest', 400, badHost), req.method === 'HEAD');
+      send({ ...refused, headers: { ...refused.headers, connection: 'close' } }, res, false);
+      return;
+    }
     if (!isLoopbackRequest(req)) {
       req.resume();
       res.writeHead(403, { 'content-type': 'application/xml', 'content-length': ACCESS_DENIED.length, ...INERT });
@@ -109,10 +176,19 @@ export function serveS3Api(
         path: pathStyle(req.headers.host, path),
         query: new URLSearchParams(q < 0 ? '' : target.slice(q + 1)),
         headers: flatHeaders(req.headers),
-        body: req,
+        body: req.headers.expect === undefined ? req : afterContinue(req),
       })
       .then((response) => send(response, res, req.method === 'HEAD'))
       .catch(() => res.destroy());
+  });
+  continueWhenRead(server);
+  server.on(
+    'clientError',
+    answerClientErrors((fault, socket) => refuseOnSocket(socket, edgeError(fault))),
+  );
+  server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
+    refuseOnSocket(socket, methodNotAllowed('CONNECT'));
+    socket.destroy();
   });
   return new Promise((resolve, reject) => {
     server.once('error', (error: NodeJS.ErrnoException) => reject(Object.assign(error, { port: options.port })));

@@ -10,7 +10,7 @@ import {
   hasher,
   parseChecksumAlgorithm,
 } from './s3-checksums.ts';
-import { invalidArgument, S3Error } from './s3-errors.ts';
+import { incompleteBody, invalidArgument, S3Error } from './s3-errors.ts';
 
 /**
  * An upload's body as S3 receives it: plain, or `aws-chunked` (what the SDKs and the AWS CLI send for streams:
@@ -40,12 +40,11 @@ const isAwsChunked = (headers: RequestHeaders) =>
       headers['content-encoding']?.split(',').some((e) => e.trim() === 'aws-chunked'),
   );
 
-const incomplete = () =>
-  new S3Error(
-    'IncompleteBody',
-    400,
-    'You did not provide the number of bytes specified by the Content-Length HTTP header',
-  );
+const entityTooLarge = (size: number) =>
+  new S3Error('EntityTooLarge', 400, 'Your proposed upload exceeds the maximum allowed object size.', {
+    ProposedSize: String(size),
+    MaxSizeAllowed: String(MAX_UPLOAD),
+  });
 
 /** Decode an aws-chunked stream; the trailer's fields land in `trailers`. */
 async function* decodeAwsChunked(source: RequestBody, trailers: Record<string, string>): AsyncGenerator<Buffer> {
@@ -77,7 +76,7 @@ async function* decodeAwsChunked(source: RequestBody, trailers: Record<string, s
   };
   for (;;) {
     const header = await line();
-    if (header === null) throw incomplete();
+    if (header === null) throw incompleteBody();
     const size = Number.parseInt(header.split(';')[0]!.trim(), 16);
     if (!/^[0-9a-fA-F]+$/.test(header.split(';')[0]!.trim()) || !Number.isSafeInteger(size))
       throw invalidArgument(`aws-chunked: bad chunk header "${header.slice(0, 80)}"`);
@@ -85,7 +84,7 @@ async function* decodeAwsChunked(source: RequestBody, trailers: Record<string, s
     let left = size;
     while (left > 0) {
       if (pending.length === 0) {
-        if (ended) throw incomplete();
+        if (ended) throw incompleteBody();
         await pull();
         continue;
       }
@@ -124,6 +123,15 @@ export async function receiveBody(
   tempPath: () => string,
 ): Promise<ReceivedBody> {
   const chunked = isAwsChunked(headers);
+  // Refused by its headers before any byte of it is read (an Expect: 100-continue client then sends none): S3 takes
+  // no body of unknown length (Transfer-Encoding: chunked, unless aws-chunked with its decoded length, as the SDKs
+  // send a stream), nor one over 5 GiB.
+  if (headers['transfer-encoding'] !== undefined && headers['x-amz-decoded-content-length'] === undefined)
+    throw new S3Error('NotImplemented', 501, 'A header you provided implies functionality that is not implemented', {
+      Header: 'Transfer-Encoding',
+    });
+  const declared = Number(headers[chunked ? 'x-amz-decoded-content-length' : 'content-length']);
+  if (declared > MAX_UPLOAD) throw entityTooLarge(declared);
   const trailers: Record<string, string> = {};
   const algorithms = announcedAlgorithms(headers);
   const contentSha = headers['x-amz-content-sha256'];
@@ -137,8 +145,7 @@ export async function receiveBody(
   let spill: { file: string; out: WriteStream } | null = null;
   const take = async (data: Buffer) => {
     size += data.length;
-    if (size > MAX_UPLOAD)
-      throw new S3Error('EntityTooLarge', 400, 'Your proposed upload exceeds the maximum allowed object size.');
+    if (size > MAX_UPLOAD) throw entityTooLarge(size);
     md5.update(data);
     sha256?.update(data);
     for (const h of hashers.values()) h.update(data);
@@ -170,7 +177,7 @@ export async function receiveBody(
       md5: md5.digest('hex'),
     };
     const decodedLength = headers['x-amz-decoded-content-length'];
-    if (chunked && decodedLength !== undefined && Number(decodedLength) !== size) throw incomplete();
+    if (chunked && decodedLength !== undefined && Number(decodedLength) !== size) throw incompleteBody();
     const contentMd5 = headers['content-md5'];
     if (contentMd5 !== undefined) {
       const given = Buffer.from(contentMd5, 'base64');
@@ -200,8 +207,9 @@ export async function receiveBody(
       spilled.out.destroy();
       await rm(spilled.file, { force: true });
     }
-    // The client went away or was cut off mid-body (too slow: 408): its request is incomplete, not a fault here.
-    if ((error as NodeJS.ErrnoException).code === 'ECONNRESET') throw incomplete();
+    // The client went away or was cut off mid-body (too slow: RequestTimeout): its request is incomplete, not a
+    // fault here.
+    if ((error as NodeJS.ErrnoException).code === 'ECONNRESET') throw incompleteBody();
     throw error;
   }
 }

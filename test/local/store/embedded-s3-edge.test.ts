@@ -1,0 +1,329 @@
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import {
+  AbortMultipartUploadCommand,
+  CopyObjectCommand,
+  CreateMultipartUploadCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  ListPartsCommand,
+  PutObjectCommand,
+  S3Client,
+} from '@aws-sdk/client-s3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type EmbeddedS3, startEmbeddedS3 } from '../../../local/store/embedded-s3.ts';
+
+/**
+ * The embedded S3's HTTP edge against real sockets: what Node's HTTP parser refuses is answered as S3 answers it, in
+ * an `<Error>` document with S3's code (what the SDKs and the AWS CLI name the error by), and nothing is stored.
+ */
+const BUCKET = 'edge-test';
+let dir: string;
+let s3: EmbeddedS3;
+let client: S3Client;
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'embedded-s3-edge-'));
+  s3 = await startEmbeddedS3({ directory: dir, port: 0, bucket: BUCKET });
+  client = new S3Client({
+    region: 'us-east-1',
+    endpoint: s3.endpoint,
+    forcePathStyle: true,
+    credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+    maxAttempts: 1,
+  });
+});
+afterAll(async () => {
+  client?.destroy();
+  await s3?.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** Bytes sent on a connection of their own (then a FIN when `end`); everything received until the endpoint closed. */
+function raw(text: string, { end = false } = {}): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(s3.port, '127.0.0.1', () => (end ? socket.end(text) : socket.write(text)));
+    let got = '';
+    socket.on('data', (d) => (got += d));
+    socket.on('close', () => resolve(got));
+    socket.on('error', reject);
+  });
+}
+
+/** The first answer's head and body, read up to the end of its `<Error>` document; the connection is then dropped. */
+function firstAnswer(text: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(s3.port, '127.0.0.1', () => socket.write(text));
+    let got = '';
+    socket.on('data', (d) => {
+      got += d;
+      if (got.includes('</Error>')) socket.destroy();
+    });
+    socket.on('close', () => resolve(got));
+    socket.on('error', reject);
+  });
+}
+
+const HOST = 'Host: 127.0.0.1\r\n';
+const stored = async () => (await readdir(path.join(dir, BUCKET), { recursive: true })).sort();
+
+describe("what Node's HTTP parser refuses is answered in S3's error shape, and the connection closed", () => {
+  it.each([
+    ['a Content-Length that is no number', `Content-Length: ten\r\n\r\n`, /Invalid character in Content-Length/],
+    [
+      'Transfer-Encoding beside Content-Length',
+      'Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n',
+      /Transfer-Encoding can&apos;t be present with Content-Length/,
+    ],
+    [
+      'a malformed chunk',
+      'Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n',
+      /Invalid character in chunk size/,
+    ],
+  ])('%s: 400 InvalidRequest naming the reason; nothing stored', async (_name, rest, reason) => {
+    const answer = await raw(`PUT /${BUCKET}/framing.txt HTTP/1.1\r\n${HOST}${rest}`);
+    expect(answer).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+    expect(answer).toMatch(/\r\ncontent-type: application\/xml\r\n/);
+    expect(answer).toMatch(/\r\nconnection: close\r\n/);
+    expect(answer).toMatch(/<Error><Code>InvalidRequest<\/Code><Message>Malformed HTTP request: [^<]+<\/Message>/);
+    expect(answer).toMatch(reason);
+    expect(await stored()).toEqual([]);
+  });
+
+  it('a body its client ended (FIN) before it was whole: 400 IncompleteBody; nothing stored', async () => {
+    const answer = await raw(`PUT /${BUCKET}/cut.txt HTTP/1.1\r\n${HOST}Content-Length: 10\r\n\r\nabc`, { end: true });
+    expect(answer).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+    expect(answer).toMatch(/<Code>IncompleteBody<\/Code>/);
+    expect(await stored()).toEqual([]);
+  });
+
+  it('a method no HTTP server knows (BREW), and CONNECT: 405 MethodNotAllowed naming it', async () => {
+    const brew = await raw(`BREW /${BUCKET}/pot HTTP/1.1\r\n${HOST}\r\n`);
+    expect(brew).toMatch(/^HTTP\/1\.1 405 Method Not Allowed\r\n/);
+    expect(brew).toMatch(/<Code>MethodNotAllowed<\/Code>.*<Method>BREW<\/Method>/);
+    const tunnel = await raw(`CONNECT 127.0.0.1:443 HTTP/1.1\r\n${HOST}\r\n`);
+    expect(tunnel).toMatch(/^HTTP\/1\.1 405 Method Not Allowed\r\n/);
+    expect(tunnel).toMatch(/<Method>CONNECT<\/Method>/);
+  });
+
+  it('a method S3 does not serve (PATCH, OPTIONS, PUT on the service) is 405 naming it and the resource', async () => {
+    const answer = async (method: string, target: string) =>
+      (await fetch(`${s3.endpoint}${target}`, { method })).text();
+    expect(await answer('PATCH', `/${BUCKET}/a.txt`)).toMatch(
+      /<Code>MethodNotAllowed<\/Code>.*<Method>PATCH<\/Method><ResourceType>OBJECT<\/ResourceType>/,
+    );
+    expect(await answer('OPTIONS', `/${BUCKET}`)).toMatch(/<Method>OPTIONS<\/Method><ResourceType>BUCKET</);
+    expect(await answer('PUT', '/')).toMatch(/<Method>PUT<\/Method><ResourceType>SERVICE</);
+  });
+
+  it('headers over 16 KB: 400 RequestHeaderSectionTooLarge, which the SDK names; nothing stored', async () => {
+    const answer = await raw(`GET /${BUCKET}/big HTTP/1.1\r\n${HOST}X-Big: ${'a'.repeat(17_000)}\r\n\r\n`);
+    expect(answer).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+    expect(answer).toMatch(/<Code>RequestHeaderSectionTooLarge<\/Code>.*<MaxSizeAllowed>16384<\/MaxSizeAllowed>/);
+    const metadata = { note: 'n'.repeat(17_000) };
+    await expect(
+      client.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'meta.txt', Body: 'x', Metadata: metadata })),
+    ).rejects.toMatchObject({ name: 'RequestHeaderSectionTooLarge', $metadata: { httpStatusCode: 400 } });
+    await expect(client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: 'meta.txt' }))).rejects.toMatchObject({
+      name: 'NotFound',
+    });
+  });
+
+  it('an HTTP/1.1 request without Host, or any with two: 400 InvalidRequest saying so; nothing stored', async () => {
+    const put = `PUT /${BUCKET}/hosts.txt HTTP/1.1\r\nContent-Length: 5\r\n`;
+    const none = await raw(`${put}\r\nhello`);
+    expect(none).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+    expect(none).toMatch(/<Code>InvalidRequest<\/Code><Message>[^<]*must send a Host header<\/Message>/);
+    const two = await raw(`${put}${HOST}Host: example.com\r\n\r\nhello`);
+    expect(two).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n[\s\S]*<Code>InvalidRequest<\/Code>.*not 2/);
+    expect(await stored()).toEqual([]);
+  });
+
+  it('every such answer is inert in a browser, as every other answer of the endpoint', async () => {
+    const answer = await raw(`PUT /${BUCKET}/x HTTP/1.1\r\n${HOST}Content-Length: ten\r\n\r\n`);
+    expect(answer).toMatch(/\r\ncontent-security-policy: default-src 'none'; sandbox\r\n/);
+    expect(answer).toMatch(/\r\nx-content-type-options: nosniff\r\n/);
+  });
+});
+
+describe('Expect: 100-continue: a request refused by its headers is answered before its body is sent', () => {
+  const SIX_GIB = 6 * 1024 ** 3;
+
+  it("a PutObject over S3's 5 GiB by its Content-Length: 400 EntityTooLarge, no 100 Continue; also without Expect", async () => {
+    const put = `PUT /${BUCKET}/huge.bin HTTP/1.1\r\n${HOST}Content-Length: ${SIX_GIB}\r\n`;
+    for (const request of [`${put}Expect: 100-continue\r\n\r\n`, `${put}\r\nthe first bytes of six GiB`]) {
+      const answer = await firstAnswer(request);
+      expect(answer).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+      expect(answer).toMatch(
+        /<Code>EntityTooLarge<\/Code>.*<ProposedSize>6442450944<\/ProposedSize><MaxSizeAllowed>5368709120<\/MaxSizeAllowed>/,
+      );
+    }
+    // An aws-chunked upload is judged by its decoded length.
+    const chunked = await firstAnswer(
+      `PUT /${BUCKET}/huge.bin HTTP/1.1\r\n${HOST}Content-Length: 100\r\nContent-Encoding: aws-chunked\r\nx-amz-content-sha256: STREAMING-UNSIGNED-PAYLOAD-TRAILER\r\nx-amz-decoded-content-length: ${SIX_GIB}\r\nExpect: 100-continue\r\n\r\n`,
+    );
+    expect(chunked).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n[\s\S]*<Code>EntityTooLarge<\/Code>/);
+    expect(await stored()).toEqual([]);
+  });
+
+  it('a body of unknown length (Transfer-Encoding: chunked): 501 NotImplemented naming the header, as S3 answers', async () => {
+    const chunked = 'Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n';
+    const answer = await firstAnswer(`PUT /${BUCKET}/unknown-length.txt HTTP/1.1\r\n${HOST}${chunked}`);
+    expect(answer).toMatch(/^HTTP\/1\.1 501 Not Implemented\r\n/);
+    expect(answer).toMatch(/<Code>NotImplemented<\/Code>.*<Header>Transfer-Encoding<\/Header>/);
+    const expecting = await firstAnswer(
+      `PUT /${BUCKET}/unknown-length.txt HTTP/1.1\r\n${HOST}Transfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n`,
+    );
+    expect(expecting).toMatch(/^HTTP\/1\.1 501 Not Implemented\r\n/);
+    expect(await stored()).toEqual([]);
+  });
+
+  it('a PutObject to a bucket that does not exist, or a part of an upload that does not: 404, no 100 Continue', async () => {
+    const expect100 = 'Content-Length: 5\r\nExpect: 100-continue\r\n\r\n';
+    const noBucket = await firstAnswer(`PUT /no-such-bucket/a.txt HTTP/1.1\r\n${HOST}${expect100}`);
+    expect(noBucket).toMatch(/^HTTP\/1\.1 404 Not Found\r\n[\s\S]*<Code>NoSuchBucket<\/Code>/);
+    const noUpload = await firstAnswer(
+      `PUT /${BUCKET}/a.txt?partNumber=1&uploadId=nope HTTP/1.1\r\n${HOST}${expect100}`,
+    );
+    expect(noUpload).toMatch(/^HTTP\/1\.1 404 Not Found\r\n[\s\S]*<Code>NoSuchUpload<\/Code>/);
+  });
+
+  it('an upload the endpoint takes gets its 100, then its answer, and is stored whole', async () => {
+    const answer = await new Promise<string>((resolve, reject) => {
+      const socket = connect(s3.port, '127.0.0.1', () =>
+        socket.write(
+          `PUT /${BUCKET}/continued.txt HTTP/1.1\r\n${HOST}Content-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n`,
+        ),
+      );
+      let got = '';
+      socket.on('data', (d) => {
+        if (!got) socket.write('hello'); // the body, after the 100
+        got += d;
+      });
+      socket.on('close', () => resolve(got));
+      socket.on('error', reject);
+    });
+    expect(answer).toMatch(/^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 OK\r\n/);
+    const out = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: 'continued.txt' }));
+    expect(await out.Body!.transformToString()).toBe('hello');
+  });
+});
+
+describe("user metadata over S3's 2 KB", () => {
+  it('PutObject, CreateMultipartUpload and CopyObject (REPLACE) are 400 MetadataTooLarge, before the body; 2 KB is taken', async () => {
+    const over = { a: 'x'.repeat(2048) }; // its name counts: 2,049 bytes
+    const put = raw(
+      `PUT /${BUCKET}/meta/over.txt HTTP/1.1\r\n${HOST}x-amz-meta-a: ${over.a}\r\nContent-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n`,
+    );
+    expect(await put).toMatch(
+      /^HTTP\/1\.1 400 Bad Request\r\n[\s\S]*<Code>MetadataTooLarge<\/Code>.*<Size>2049<\/Size><MaxSizeAllowed>2048<\/MaxSizeAllowed>/,
+    );
+    await expect(
+      client.send(new CreateMultipartUploadCommand({ Bucket: BUCKET, Key: 'meta/over.bin', Metadata: over })),
+    ).rejects.toMatchObject({ name: 'MetadataTooLarge', $metadata: { httpStatusCode: 400 } });
+    const fits = { a: 'x'.repeat(2047) };
+    await client.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'meta/fits.txt', Body: 'hello', Metadata: fits }));
+    await expect(
+      client.send(
+        new CopyObjectCommand({
+          Bucket: BUCKET,
+          Key: 'meta/copy.txt',
+          CopySource: `${BUCKET}/meta/fits.txt`,
+          MetadataDirective: 'REPLACE',
+          Metadata: over,
+        }),
+      ),
+    ).rejects.toMatchObject({ name: 'MetadataTooLarge' });
+    expect((await client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: 'meta/fits.txt' }))).Metadata).toEqual(fits);
+    expect(await stored()).not.toContain('meta/over.txt');
+    expect(await stored()).not.toContain('meta/copy.txt');
+  });
+});
+
+describe('a client that goes away mid-upload leaves nothing torn', () => {
+  /** Headers and `bytes` of a longer body, then a reset once they were written: the client is gone mid-body. */
+  const resetAfter = (head: string, bytes: Buffer) =>
+    new Promise<void>((resolve) => {
+      const socket = connect(s3.port, '127.0.0.1', () => {
+        socket.write(head);
+        socket.write(bytes, () => socket.resetAndDestroy());
+      });
+      socket.on('close', () => resolve());
+      socket.on('error', () => {});
+    });
+  const temporary = () => readdir(path.join(dir, '.tmp'));
+  const MIB = 1024 * 1024;
+
+  it('a PutObject (past the 16 MiB kept in memory) or a part: nothing stored, listed or left in .tmp; the old object kept', async () => {
+    await client.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'torn/kept.bin', Body: 'the first version' }));
+    const put = (key: string) =>
+      `PUT /${BUCKET}/${key} HTTP/1.1\r\n${HOST}Content-Length: ${40 * MIB}\r\nExpect: 100-continue\r\n\r\n`;
+    await resetAfter(put('torn/new.bin'), Buffer.alloc(20 * MIB, 1));
+    await resetAfter(put('torn/kept.bin'), Buffer.alloc(20 * MIB, 2));
+    const { UploadId } = await client.send(new CreateMultipartUploadCommand({ Bucket: BUCKET, Key: 'torn/multi.bin' }));
+    await resetAfter(put(`torn/multi.bin?partNumber=1&uploadId=${UploadId}`), Buffer.alloc(20 * MIB, 3));
+    await expect.poll(temporary).toEqual([]);
+    const listed = await client.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: 'torn/' }));
+    expect(listed.Contents?.map((o) => o.Key)).toEqual(['torn/kept.bin']);
+    const kept = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: 'torn/kept.bin' }));
+    expect(await kept.Body!.transformToString()).toBe('the first version');
+    const parts = await client.send(new ListPartsCommand({ Bucket: BUCKET, Key: 'torn/multi.bin', UploadId }));
+    expect(parts.Parts ?? []).toEqual([]);
+    await client.send(new AbortMultipartUploadCommand({ Bucket: BUCKET, Key: 'torn/multi.bin', UploadId }));
+  });
+});
+
+describe('keys with odd characters, ranges and conditions, as S3 reads them', () => {
+  it('%2F is a slash; unicode, spaces (trailing too), +, ?, #, %, dot segments and // are keys of their own', async () => {
+    const keys = ['odd/ünï cødé ✓', 'odd/trailing  ', 'odd/ lead', 'odd/x+y', 'odd/q?x=1', 'odd/h#f', 'odd/pct%'];
+    keys.push('odd/dots/../up', 'odd/./here', 'odd//double');
+    for (const key of keys) await client.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: key }));
+    for (const key of keys) {
+      const out = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
+      expect(await out.Body!.transformToString()).toBe(key);
+      const head = await client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: key }));
+      expect(head.ContentLength).toBe(Buffer.byteLength(key));
+    }
+    const listed = await client.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: 'odd/' }));
+    expect(listed.Contents?.map((o) => o.Key).sort()).toEqual([...keys].sort());
+    const slash = await fetch(`${s3.endpoint}/${BUCKET}/odd%2Fx%2By`);
+    expect([slash.status, await slash.text()]).toEqual([200, 'odd/x+y']);
+    const missing = await fetch(`${s3.endpoint}/${BUCKET}/odd/trailing`, { method: 'HEAD' });
+    expect([missing.status, missing.headers.get('x-amz-error-code')]).toEqual([404, 'NoSuchKey']);
+  });
+
+  it('Range: one range 206; several, or a malformed one, the whole object 200; past the end 416 InvalidRange', async () => {
+    await client.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'range.txt', Body: '0123456789' }));
+    const get = async (range: string) => {
+      const res = await fetch(`${s3.endpoint}/${BUCKET}/range.txt`, { headers: { range } });
+      return [res.status, res.headers.get('content-range'), await res.text()];
+    };
+    expect(await get('bytes=2-4')).toEqual([206, 'bytes 2-4/10', '234']);
+    expect(await get('bytes=8-100')).toEqual([206, 'bytes 8-9/10', '89']);
+    expect(await get('bytes=0-1,3-4')).toEqual([200, null, '0123456789']);
+    expect(await get('bytes=5-2')).toEqual([200, null, '0123456789']);
+    expect(await get('items=0-1')).toEqual([200, null, '0123456789']);
+    const [status, , body] = await get('bytes=10-');
+    expect(status).toBe(416);
+    expect(body).toMatch(/<Code>InvalidRange<\/Code>.*<RangeRequested>bytes=10-<\/RangeRequested>/);
+    expect((await get('bytes=-0'))[0]).toBe(416);
+  });
+
+  it('If-None-Match 304 (GET and HEAD), If-Match another ETag 412 PreconditionFailed, before any Range', async () => {
+    const { ETag } = await client.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'cond.txt', Body: 'abc' }));
+    for (const method of ['GET', 'HEAD']) {
+      const ask = (headers: Record<string, string>) =>
+        fetch(`${s3.endpoint}/${BUCKET}/cond.txt`, { method, headers: { range: 'bytes=0-0', ...headers } });
+      const notModified = await ask({ 'if-none-match': ETag! });
+      expect([notModified.status, notModified.headers.get('etag')]).toEqual([304, ETag]);
+      expect((await ask({ 'if-none-match': '"other"' })).status).toBe(206);
+      const failed = await ask({ 'if-match': '"other"' });
+      expect(failed.status).toBe(412);
+      if (method === 'GET') expect(await failed.text()).toMatch(/<Code>PreconditionFailed<\/Code>.*If-Match/);
+      else expect(failed.headers.get('x-amz-error-code')).toBe('PreconditionFailed');
+    }
+  });
+});
