@@ -13,10 +13,10 @@ import { closeJsonServers, serveJson } from '../support/servers.ts';
  * The randomized crash sweep (docs/operations.md, "After a crash"): for each seed, the real gateway (a child process,
  * its own data folder) gets a seeded mix of conversations at once — synchronous and `Prefer: respond-async`, with an
  * `Idempotency-Key`, an inbound `webhook-id` or neither; receivers that refuse for now, refuse for good or hold their
- * answer; an agent that fails or holds — and is killed with SIGKILL at a point the seed picks: the k-th answer to a
- * client, the k-th delivery arriving or answered, or the k-th change the gateway makes under one folder of its data
- * (the embedded S3's objects, the histories, the journal, the attempt log, the keys, the statuses, the failed
- * deliveries, the summary index); a quarter of the seeds send Ctrl-C (SIGINT) there and kill it while it stops, and a
+ * answer; an agent that fails or holds — and is killed with SIGKILL at a point its random generator picks: the k-th
+ * answer to a client, the k-th delivery arriving or answered, or the k-th change the gateway makes under one folder of
+ * its data (the embedded S3's objects, the histories, the journal, the attempt log, the keys, the statuses, the failed
+ * deliveries, the summary index); a quarter of the runs send Ctrl-C (SIGINT) there and kill it while it stops, and a
  * third kill the restart too, while it recovers. The last line of each journal segment and log is then cut short (what
  * a power cut leaves). Restarted on the same data, it must: start; answer every keyed retry at once (never 409), with
  * the first conversation when that one had an answer; end every request that got a 2xx as an export whose four files
@@ -94,10 +94,10 @@ function plan(seed: number): {
   const kind = pick(['answer', 'delivery-in', 'delivery-out', 'folder', 'folder', 'folder'] as const);
   const k = 1 + Math.floor(next() * 6);
   const trigger: Trigger = kind === 'folder' ? { kind, folder: pick(FOLDERS), k: k * 2 } : { kind, k };
-  // A third of the seeds kill the restart too, at the k-th change it makes while it recovers (if it is not listening
+  // A third of the runs kill the restart too, at the k-th change it makes while it recovers (if it is not listening
   // by then), and start again: a crash during recovery is recovered at the next start.
   const recoveryKill = next() < 1 / 3 ? { folder: pick(FOLDERS), k: 1 + Math.floor(next() * 4) } : null;
-  // A quarter of the seeds stop it with Ctrl-C first (SIGINT), and kill it while it drains what is in flight.
+  // A quarter of the runs stop it with Ctrl-C first (SIGINT), and kill it while it drains what is in flight.
   const drain = next() < 1 / 4;
   return { requests, trigger, recoveryKill, drain };
 }
@@ -261,7 +261,7 @@ async function sweep(seed: number) {
       },
     ),
   );
-  // When the seed's point never comes (fewer answers, deliveries or changes than k), the kill comes once every
+  // When the chosen point never comes (fewer answers, deliveries or changes than k), the kill comes once every
   // request that can end before it has.
   const holds = (r: Request) => /\[(agent|receiver):hold\]/.test(r.query) && !r.async;
   await until(`seed ${seed}: the kill point or every request settled`, () => {
