@@ -1,6 +1,5 @@
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { connect } from 'node:net';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
   AbortMultipartUploadCommand,
@@ -11,41 +10,21 @@ import {
   ListObjectsV2Command,
   ListPartsCommand,
   PutObjectCommand,
-  S3Client,
 } from '@aws-sdk/client-s3';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type EmbeddedS3, startEmbeddedS3 } from '../../../local/store/embedded-s3.ts';
+import { describe, expect, it } from 'vitest';
+import { useEmbeddedS3 } from '../../support/embedded-s3.ts';
 
 /**
  * The embedded S3's HTTP edge against real sockets: what Node's HTTP parser refuses is answered as S3 answers it, in
  * an `<Error>` document with S3's code (what the SDKs and the AWS CLI name the error by), and nothing is stored.
  */
 const BUCKET = 'edge-test';
-let dir: string;
-let s3: EmbeddedS3;
-let client: S3Client;
-
-beforeAll(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), 'embedded-s3-edge-'));
-  s3 = await startEmbeddedS3({ directory: dir, port: 0, bucket: BUCKET });
-  client = new S3Client({
-    region: 'us-east-1',
-    endpoint: s3.endpoint,
-    forcePathStyle: true,
-    credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
-    maxAttempts: 1,
-  });
-});
-afterAll(async () => {
-  client?.destroy();
-  await s3?.close();
-  await rm(dir, { recursive: true, force: true });
-});
+const local = useEmbeddedS3(BUCKET, { maxAttempts: 1 });
 
 /** Bytes sent on a connection of their own (then a FIN when `end`); everything received until the endpoint closed. */
 function raw(text: string, { end = false } = {}): Promise<string> {
   return new Promise((resolve, reject) => {
-    const socket = connect(s3.port, '127.0.0.1', () => (end ? socket.end(text) : socket.write(text)));
+    const socket = connect(local.s3.port, '127.0.0.1', () => (end ? socket.end(text) : socket.write(text)));
     let got = '';
     socket.on('data', (d) => (got += d));
     socket.on('close', () => resolve(got));
@@ -56,7 +35,7 @@ function raw(text: string, { end = false } = {}): Promise<string> {
 /** The first answer's head and body, read up to the end of its `<Error>` document; the connection is then dropped. */
 function firstAnswer(text: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    const socket = connect(s3.port, '127.0.0.1', () => socket.write(text));
+    const socket = connect(local.s3.port, '127.0.0.1', () => socket.write(text));
     let got = '';
     socket.on('data', (d) => {
       got += d;
@@ -68,7 +47,7 @@ function firstAnswer(text: string): Promise<string> {
 }
 
 const HOST = 'Host: 127.0.0.1\r\n';
-const stored = async () => (await readdir(path.join(dir, BUCKET), { recursive: true })).sort();
+const stored = async () => (await readdir(path.join(local.dir, BUCKET), { recursive: true })).sort();
 
 describe("what Node's HTTP parser refuses is answered in S3's error shape, and the connection closed", () => {
   it.each([
@@ -111,7 +90,7 @@ describe("what Node's HTTP parser refuses is answered in S3's error shape, and t
 
   it('a method S3 does not serve (PATCH, OPTIONS, PUT on the service) is 405 naming it and the resource', async () => {
     const answer = async (method: string, target: string) =>
-      (await fetch(`${s3.endpoint}${target}`, { method })).text();
+      (await fetch(`${local.s3.endpoint}${target}`, { method })).text();
     expect(await answer('PATCH', `/${BUCKET}/a.txt`)).toMatch(
       /<Code>MethodNotAllowed<\/Code>.*<Method>PATCH<\/Method><ResourceType>OBJECT<\/ResourceType>/,
     );
@@ -125,9 +104,9 @@ describe("what Node's HTTP parser refuses is answered in S3's error shape, and t
     expect(answer).toMatch(/<Code>RequestHeaderSectionTooLarge<\/Code>.*<MaxSizeAllowed>16384<\/MaxSizeAllowed>/);
     const metadata = { note: 'n'.repeat(17_000) };
     await expect(
-      client.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'meta.txt', Body: 'x', Metadata: metadata })),
+      local.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'meta.txt', Body: 'x', Metadata: metadata })),
     ).rejects.toMatchObject({ name: 'RequestHeaderSectionTooLarge', $metadata: { httpStatusCode: 400 } });
-    await expect(client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: 'meta.txt' }))).rejects.toMatchObject({
+    await expect(local.client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: 'meta.txt' }))).rejects.toMatchObject({
       name: 'NotFound',
     });
   });
@@ -193,7 +172,7 @@ describe('Expect: 100-continue: a request refused by its headers is answered bef
 
   it('an upload the endpoint takes gets its 100, then its answer, and is stored whole', async () => {
     const answer = await new Promise<string>((resolve, reject) => {
-      const socket = connect(s3.port, '127.0.0.1', () =>
+      const socket = connect(local.s3.port, '127.0.0.1', () =>
         socket.write(
           `PUT /${BUCKET}/continued.txt HTTP/1.1\r\n${HOST}Content-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n`,
         ),
@@ -207,7 +186,7 @@ describe('Expect: 100-continue: a request refused by its headers is answered bef
       socket.on('error', reject);
     });
     expect(answer).toMatch(/^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 OK\r\n/);
-    const out = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: 'continued.txt' }));
+    const out = await local.client.send(new GetObjectCommand({ Bucket: BUCKET, Key: 'continued.txt' }));
     expect(await out.Body!.transformToString()).toBe('hello');
   });
 });
@@ -222,12 +201,14 @@ describe("user metadata over S3's 2 KB", () => {
       /^HTTP\/1\.1 400 Bad Request\r\n[\s\S]*<Code>MetadataTooLarge<\/Code>.*<Size>2049<\/Size><MaxSizeAllowed>2048<\/MaxSizeAllowed>/,
     );
     await expect(
-      client.send(new CreateMultipartUploadCommand({ Bucket: BUCKET, Key: 'meta/over.bin', Metadata: over })),
+      local.client.send(new CreateMultipartUploadCommand({ Bucket: BUCKET, Key: 'meta/over.bin', Metadata: over })),
     ).rejects.toMatchObject({ name: 'MetadataTooLarge', $metadata: { httpStatusCode: 400 } });
     const fits = { a: 'x'.repeat(2047) };
-    await client.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'meta/fits.txt', Body: 'hello', Metadata: fits }));
+    await local.client.send(
+      new PutObjectCommand({ Bucket: BUCKET, Key: 'meta/fits.txt', Body: 'hello', Metadata: fits }),
+    );
     await expect(
-      client.send(
+      local.client.send(
         new CopyObjectCommand({
           Bucket: BUCKET,
           Key: 'meta/copy.txt',
@@ -237,7 +218,9 @@ describe("user metadata over S3's 2 KB", () => {
         }),
       ),
     ).rejects.toMatchObject({ name: 'MetadataTooLarge' });
-    expect((await client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: 'meta/fits.txt' }))).Metadata).toEqual(fits);
+    expect((await local.client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: 'meta/fits.txt' }))).Metadata).toEqual(
+      fits,
+    );
     expect(await stored()).not.toContain('meta/over.txt');
     expect(await stored()).not.toContain('meta/copy.txt');
   });
@@ -247,32 +230,34 @@ describe('a client that goes away mid-upload leaves nothing torn', () => {
   /** Headers and `bytes` of a longer body, then a reset once they were written: the client is gone mid-body. */
   const resetAfter = (head: string, bytes: Buffer) =>
     new Promise<void>((resolve) => {
-      const socket = connect(s3.port, '127.0.0.1', () => {
+      const socket = connect(local.s3.port, '127.0.0.1', () => {
         socket.write(head);
         socket.write(bytes, () => socket.resetAndDestroy());
       });
       socket.on('close', () => resolve());
       socket.on('error', () => {});
     });
-  const temporary = () => readdir(path.join(dir, '.tmp'));
+  const temporary = () => readdir(path.join(local.dir, '.tmp'));
   const MIB = 1024 * 1024;
 
   it('a PutObject (past the 16 MiB kept in memory) or a part: nothing stored, listed or left in .tmp; the old object kept', async () => {
-    await client.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'torn/kept.bin', Body: 'the first version' }));
+    await local.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'torn/kept.bin', Body: 'the first version' }));
     const put = (key: string) =>
       `PUT /${BUCKET}/${key} HTTP/1.1\r\n${HOST}Content-Length: ${40 * MIB}\r\nExpect: 100-continue\r\n\r\n`;
     await resetAfter(put('torn/new.bin'), Buffer.alloc(20 * MIB, 1));
     await resetAfter(put('torn/kept.bin'), Buffer.alloc(20 * MIB, 2));
-    const { UploadId } = await client.send(new CreateMultipartUploadCommand({ Bucket: BUCKET, Key: 'torn/multi.bin' }));
+    const { UploadId } = await local.client.send(
+      new CreateMultipartUploadCommand({ Bucket: BUCKET, Key: 'torn/multi.bin' }),
+    );
     await resetAfter(put(`torn/multi.bin?partNumber=1&uploadId=${UploadId}`), Buffer.alloc(20 * MIB, 3));
     await expect.poll(temporary).toEqual([]);
-    const listed = await client.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: 'torn/' }));
+    const listed = await local.client.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: 'torn/' }));
     expect(listed.Contents?.map((o) => o.Key)).toEqual(['torn/kept.bin']);
-    const kept = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: 'torn/kept.bin' }));
+    const kept = await local.client.send(new GetObjectCommand({ Bucket: BUCKET, Key: 'torn/kept.bin' }));
     expect(await kept.Body!.transformToString()).toBe('the first version');
-    const parts = await client.send(new ListPartsCommand({ Bucket: BUCKET, Key: 'torn/multi.bin', UploadId }));
+    const parts = await local.client.send(new ListPartsCommand({ Bucket: BUCKET, Key: 'torn/multi.bin', UploadId }));
     expect(parts.Parts ?? []).toEqual([]);
-    await client.send(new AbortMultipartUploadCommand({ Bucket: BUCKET, Key: 'torn/multi.bin', UploadId }));
+    await local.client.send(new AbortMultipartUploadCommand({ Bucket: BUCKET, Key: 'torn/multi.bin', UploadId }));
   });
 });
 
@@ -280,25 +265,25 @@ describe('keys with odd characters, ranges and conditions, as S3 reads them', ()
   it('%2F is a slash; unicode, spaces (trailing too), +, ?, #, %, dot segments and // are keys of their own', async () => {
     const keys = ['odd/ünï cødé ✓', 'odd/trailing  ', 'odd/ lead', 'odd/x+y', 'odd/q?x=1', 'odd/h#f', 'odd/pct%'];
     keys.push('odd/dots/../up', 'odd/./here', 'odd//double');
-    for (const key of keys) await client.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: key }));
+    for (const key of keys) await local.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: key }));
     for (const key of keys) {
-      const out = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
+      const out = await local.client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
       expect(await out.Body!.transformToString()).toBe(key);
-      const head = await client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: key }));
+      const head = await local.client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: key }));
       expect(head.ContentLength).toBe(Buffer.byteLength(key));
     }
-    const listed = await client.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: 'odd/' }));
+    const listed = await local.client.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: 'odd/' }));
     expect(listed.Contents?.map((o) => o.Key).sort()).toEqual([...keys].sort());
-    const slash = await fetch(`${s3.endpoint}/${BUCKET}/odd%2Fx%2By`);
+    const slash = await fetch(`${local.s3.endpoint}/${BUCKET}/odd%2Fx%2By`);
     expect([slash.status, await slash.text()]).toEqual([200, 'odd/x+y']);
-    const missing = await fetch(`${s3.endpoint}/${BUCKET}/odd/trailing`, { method: 'HEAD' });
+    const missing = await fetch(`${local.s3.endpoint}/${BUCKET}/odd/trailing`, { method: 'HEAD' });
     expect([missing.status, missing.headers.get('x-amz-error-code')]).toEqual([404, 'NoSuchKey']);
   });
 
   it('Range: one range 206; several, or a malformed one, the whole object 200; past the end 416 InvalidRange', async () => {
-    await client.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'range.txt', Body: '0123456789' }));
+    await local.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'range.txt', Body: '0123456789' }));
     const get = async (range: string) => {
-      const res = await fetch(`${s3.endpoint}/${BUCKET}/range.txt`, { headers: { range } });
+      const res = await fetch(`${local.s3.endpoint}/${BUCKET}/range.txt`, { headers: { range } });
       return [res.status, res.headers.get('content-range'), await res.text()];
     };
     expect(await get('bytes=2-4')).toEqual([206, 'bytes 2-4/10', '234']);
@@ -313,10 +298,10 @@ describe('keys with odd characters, ranges and conditions, as S3 reads them', ()
   });
 
   it('If-None-Match 304 (GET and HEAD), If-Match another ETag 412 PreconditionFailed, before any Range', async () => {
-    const { ETag } = await client.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'cond.txt', Body: 'abc' }));
+    const { ETag } = await local.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'cond.txt', Body: 'abc' }));
     for (const method of ['GET', 'HEAD']) {
       const ask = (headers: Record<string, string>) =>
-        fetch(`${s3.endpoint}/${BUCKET}/cond.txt`, { method, headers: { range: 'bytes=0-0', ...headers } });
+        fetch(`${local.s3.endpoint}/${BUCKET}/cond.txt`, { method, headers: { range: 'bytes=0-0', ...headers } });
       const notModified = await ask({ 'if-none-match': ETag! });
       expect([notModified.status, notModified.headers.get('etag')]).toEqual([304, ETag]);
       expect((await ask({ 'if-none-match': '"other"' })).status).toBe(206);
