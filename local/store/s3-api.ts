@@ -217,11 +217,15 @@ function parseRange(header: string | undefined, size: number): { start: number; 
   return { start, end };
 }
 
+/** As S3 answers a range that starts past the end: the object's size in the document and in `Content-Range`. */
 const invalidRange = (requested: string, size: number) =>
-  new S3Error('InvalidRange', 416, 'The requested range is not satisfiable', {
-    RangeRequested: requested,
-    ActualObjectSize: String(size),
-  });
+  new S3Error(
+    'InvalidRange',
+    416,
+    'The requested range is not satisfiable',
+    { RangeRequested: requested, ActualObjectSize: String(size) },
+    { 'content-range': `bytes */${size}` },
+  );
 
 function parseMaxKeys(value: string | null, name = 'max-keys'): number {
   if (value === null || value === '') return 1000;
@@ -243,13 +247,18 @@ const newRequestId = () => (++requestCounter).toString(16).toUpperCase().padStar
 
 /** An error as S3 answers it: its `<Error>` document, or for a HEAD (no body) its code in x-amz-error-code. */
 export function errorResponse(e: S3Error, head: boolean, requestId = newRequestId()): S3Response {
-  if (head) return { status: e.status, headers: { 'x-amz-error-code': e.code } };
+  if (head) return { status: e.status, headers: { ...e.headers, 'x-amz-error-code': e.code } };
   const fields = Object.entries(e.fields)
     .map(([k, v]) => element(k, v))
     .join('');
   return {
     status: e.status,
-    headers: { 'content-type': 'application/xml', 'x-amz-request-id': requestId, 'x-amz-id-2': requestId },
+    headers: {
+      ...e.headers,
+      'content-type': 'application/xml',
+      'x-amz-request-id': requestId,
+      'x-amz-id-2': requestId,
+    },
     body: xmlDocument(
       'Error',
       `${element('Code', e.code)}${element('Message', e.message)}${fields}${element('RequestId', requestId)}`,

@@ -1,7 +1,7 @@
 /**
  * An S3 error as the service answers it: an HTTP status and an `<Error><Code>…` document whose code the SDKs and the
  * AWS CLI turn into their exception names (NoSuchKey, NoSuchBucket, …). Extra fields (Key, BucketName, …) go into
- * the document as S3 puts them there.
+ * the document as S3 puts them there, and `headers` go beside it (the Content-Range of an InvalidRange).
  */
 export class S3Error extends Error {
   constructor(
@@ -9,6 +9,7 @@ export class S3Error extends Error {
     readonly status: number,
     message: string,
     readonly fields: Record<string, string> = {},
+    readonly headers: Record<string, string> = {},
   ) {
     super(message);
     this.name = code;

@@ -280,7 +280,7 @@ describe('keys with odd characters, ranges and conditions, as S3 reads them', ()
     expect([missing.status, missing.headers.get('x-amz-error-code')]).toEqual([404, 'NoSuchKey']);
   });
 
-  it('Range: one range 206; several, or a malformed one, the whole object 200; past the end 416 InvalidRange', async () => {
+  it('Range: one range 206; several, or a malformed one, the whole object 200; past the end 416 InvalidRange with the size', async () => {
     await local.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'range.txt', Body: '0123456789' }));
     const get = async (range: string) => {
       const res = await fetch(`${local.s3.endpoint}/${BUCKET}/range.txt`, { headers: { range } });
@@ -291,10 +291,25 @@ describe('keys with odd characters, ranges and conditions, as S3 reads them', ()
     expect(await get('bytes=0-1,3-4')).toEqual([200, null, '0123456789']);
     expect(await get('bytes=5-2')).toEqual([200, null, '0123456789']);
     expect(await get('items=0-1')).toEqual([200, null, '0123456789']);
-    const [status, , body] = await get('bytes=10-');
-    expect(status).toBe(416);
-    expect(body).toMatch(/<Code>InvalidRange<\/Code>.*<RangeRequested>bytes=10-<\/RangeRequested>/);
-    expect((await get('bytes=-0'))[0]).toBe(416);
+    // As S3 answers it: the object's size in Content-Range (bytes */10) and in the document, GET and HEAD alike.
+    const [status, contentRange, body] = await get('bytes=10-');
+    expect([status, contentRange]).toEqual([416, 'bytes */10']);
+    expect(body).toMatch(
+      /<Code>InvalidRange<\/Code><Message>The requested range is not satisfiable<\/Message><RangeRequested>bytes=10-<\/RangeRequested><ActualObjectSize>10<\/ActualObjectSize>/,
+    );
+    expect((await get('bytes=-0')).slice(0, 2)).toEqual([416, 'bytes */10']);
+    const head = await fetch(`${local.s3.endpoint}/${BUCKET}/range.txt`, {
+      method: 'HEAD',
+      headers: { range: 'bytes=20-' },
+    });
+    expect([head.status, head.headers.get('content-range'), head.headers.get('x-amz-error-code')]).toEqual([
+      416,
+      'bytes */10',
+      'InvalidRange',
+    ]);
+    await expect(
+      local.client.send(new GetObjectCommand({ Bucket: BUCKET, Key: 'range.txt', Range: 'bytes=10-20' })),
+    ).rejects.toMatchObject({ name: 'InvalidRange', $metadata: { httpStatusCode: 416 } });
   });
 
   it('If-None-Match 304 (GET and HEAD), If-Match another ETag 412 PreconditionFailed, before any Range', async () => {
