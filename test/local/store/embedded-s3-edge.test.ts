@@ -160,6 +160,23 @@ describe('Expect: 100-continue: a request refused by its headers is answered bef
     expect(await stored()).toEqual([]);
   });
 
+  it('an Expect other than 100-continue: 501 NotImplemented naming the header, as S3 answers one it does not honour', async () => {
+    // Node would answer a bare 417 with no document for the SDKs and the AWS CLI to name the error by.
+    const put = await raw(
+      `PUT /${BUCKET}/expecting.txt HTTP/1.1\r\n${HOST}Content-Length: 5\r\nExpect: 103-checkpoint\r\n\r\nhello`,
+    );
+    expect(put).toMatch(/^HTTP\/1\.1 501 Not Implemented\r\n/);
+    expect(put).toMatch(/\r\ncontent-type: application\/xml\r\n/);
+    expect(put).toMatch(/\r\nconnection: close\r\n/);
+    expect(put).toMatch(
+      /<Error><Code>NotImplemented<\/Code><Message>A header you provided implies functionality that is not implemented<\/Message><Header>Expect<\/Header>/,
+    );
+    const head = await raw(`HEAD /${BUCKET}/range.txt HTTP/1.1\r\n${HOST}Expect: something\r\n\r\n`);
+    expect(head).toMatch(/^HTTP\/1\.1 501 Not Implemented\r\n/);
+    expect(head).toMatch(/\r\nx-amz-error-code: NotImplemented\r\n/);
+    expect(await stored()).not.toContain('expecting.txt');
+  });
+
   it('a PutObject to a bucket that does not exist, or a part of an upload that does not: 404, no 100 Continue', async () => {
     const expect100 = 'Content-Length: 5\r\nExpect: 100-continue\r\n\r\n';
     const noBucket = await firstAnswer(`PUT /no-such-bucket/a.txt HTTP/1.1\r\n${HOST}${expect100}`);
