@@ -16,6 +16,7 @@ import {
   methodNotAllowed,
   noSuchBucket,
   noSuchKey,
+  noSuchVersion,
   notImplemented,
   preconditionFailed,
   S3Error,
@@ -414,10 +415,14 @@ export class S3Api {
     for (const object of objects) {
       const key = childText(object, 'Key');
       if (key === undefined) throw malformedXml();
+      // A version other than the null one is none of this unversioned bucket's: deleted as S3 deletes one it does
+      // not have, nothing removed (objectRequest).
+      const versionId = childText(object, 'VersionId');
+      const other = versionId !== undefined && versionId !== 'null';
       try {
         if (Buffer.byteLength(key) > MAX_KEY_BYTES) throw new S3Error('KeyTooLongError', 400, 'Your key is too long');
-        await this.store.delete(bucket, key);
-        if (!quiet) out += `<Deleted>${element('Key', key)}</Deleted>`;
+        if (!other) await this.store.delete(bucket, key);
+        if (!quiet) out += `<Deleted>${element('Key', key)}${element('VersionId', versionId)}</Deleted>`;
       } catch (error) {
         const e = error instanceof S3Error ? error : new S3Error('InternalError', 500, (error as Error).message);
         out += `<Error>${element('Key', key)}${element('Code', e.code)}${element('Message', e.message)}</Error>`;
@@ -469,6 +474,20 @@ export class S3Api {
 
   private async objectRequest(request: S3Request, bucket: string, key: string): Promise<S3Response> {
     const { method, query } = request;
+    const versionId = query.get('versionId');
+    if (
+      versionId !== null &&
+      versionId !== 'null' &&
+      !query.has('uploadId') &&
+      ['GET', 'HEAD', 'DELETE'].includes(method)
+    ) {
+      // The bucket is not versioned: each object is its one version, `null` (docs/operations.md#read-the-exports).
+      // Another is none of its versions: a read of it 404, a delete of it 204 with nothing deleted, as S3 answers.
+      if (versionId === '') throw invalidArgument('Version id cannot be the empty string', 'versionId', '');
+      await this.store.assertBucket(bucket);
+      if (method !== 'DELETE') throw noSuchVersion(key, versionId);
+      return { status: 204, headers: { 'x-amz-version-id': versionId } };
+    }
     if (query.has('tagging')) {
       if (method !== 'GET') throw notImplemented('?tagging');
       const object = await this.getObject(bucket, key, true);
@@ -571,12 +590,12 @@ export class S3Api {
     let key: string;
     try {
       const [pathPart, versionPart] = raw.replace(/^\//, '').split('?');
-      if (versionPart && !/^versionId=null$/.test(versionPart))
-        throw new S3Error('NoSuchVersion', 404, 'The specified version does not exist.');
       const slash = pathPart!.indexOf('/');
       bucket = decodeURIComponent(pathPart!.slice(0, slash));
       key = decodeURIComponent(pathPart!.slice(slash + 1));
       if (slash <= 0 || !key) throw new Error('no key');
+      if (versionPart && versionPart !== 'versionId=null')
+        throw noSuchVersion(key, decodeURIComponent(versionPart.replace(/^versionId=/, '')));
     } catch (error) {
       if (error instanceof S3Error) throw error;
       throw invalidArgument(

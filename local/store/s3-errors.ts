@@ -20,6 +20,8 @@ export const noSuchBucket = (bucket: string) =>
   new S3Error('NoSuchBucket', 404, 'The specified bucket does not exist', { BucketName: bucket });
 export const noSuchKey = (key: string) =>
   new S3Error('NoSuchKey', 404, 'The specified key does not exist.', { Key: key });
+export const noSuchVersion = (key: string, versionId: string) =>
+  new S3Error('NoSuchVersion', 404, 'The specified version does not exist.', { Key: key, VersionId: versionId });
 export const noSuchUpload = (uploadId: string) =>
   new S3Error(
     'NoSuchUpload',

@@ -5,6 +5,8 @@ import {
   AbortMultipartUploadCommand,
   CopyObjectCommand,
   CreateMultipartUploadCommand,
+  DeleteObjectCommand,
+  DeleteObjectsCommand,
   GetObjectCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
@@ -342,5 +344,48 @@ describe('keys with odd characters, ranges and conditions, as S3 reads them', ()
       if (method === 'GET') expect(await failed.text()).toMatch(/<Code>PreconditionFailed<\/Code>.*If-Match/);
       else expect(failed.headers.get('x-amz-error-code')).toBe('PreconditionFailed');
     }
+  });
+});
+
+describe('versions: the embedded bucket is not versioned (the deployed one is), each object is its one version, null', () => {
+  /** A version id as the deployed bucket gives them: none of the embedded bucket's. */
+  const OTHER = 'KC0WuaPTHv7At3olS.BPuH.weAJqMkKJ';
+  const Key = 'versions/kept.txt';
+  const read = async (VersionId?: string) =>
+    (await local.client.send(new GetObjectCommand({ Bucket: BUCKET, Key, VersionId }))).Body!.transformToString();
+
+  it('version null reads the object; another is 404 NoSuchVersion, for GetObject and HeadObject', async () => {
+    await local.client.send(new PutObjectCommand({ Bucket: BUCKET, Key, Body: 'kept' }));
+    expect(await read('null')).toBe('kept');
+    await expect(read(OTHER)).rejects.toMatchObject({ name: 'NoSuchVersion', $metadata: { httpStatusCode: 404 } });
+    const body = await (await fetch(`${local.s3.endpoint}/${BUCKET}/${Key}?versionId=${OTHER}`)).text();
+    expect(body).toMatch(/<Code>NoSuchVersion<\/Code>.*<Key>versions\/kept\.txt<\/Key><VersionId>KC0WuaPTHv7At3olS/);
+    await expect(
+      local.client.send(new HeadObjectCommand({ Bucket: BUCKET, Key, VersionId: OTHER })),
+    ).rejects.toMatchObject({ $metadata: { httpStatusCode: 404 } });
+    const copy = (version: string) =>
+      local.client.send(
+        new CopyObjectCommand({
+          Bucket: BUCKET,
+          Key: 'versions/copy.txt',
+          CopySource: `${BUCKET}/${Key}?versionId=${version}`,
+        }),
+      );
+    await expect(copy(OTHER)).rejects.toMatchObject({ name: 'NoSuchVersion', Key, VersionId: OTHER });
+    await copy('null');
+    expect(await stored()).toContain('versions/copy.txt');
+  });
+
+  it('DeleteObject and DeleteObjects of another version delete nothing (as S3 answers one it does not have); of null, the object', async () => {
+    await local.client.send(new PutObjectCommand({ Bucket: BUCKET, Key, Body: 'kept' }));
+    const one = await local.client.send(new DeleteObjectCommand({ Bucket: BUCKET, Key, VersionId: OTHER }));
+    expect([one.$metadata.httpStatusCode, one.VersionId]).toEqual([204, OTHER]);
+    const batch = await local.client.send(
+      new DeleteObjectsCommand({ Bucket: BUCKET, Delete: { Objects: [{ Key, VersionId: OTHER }] } }),
+    );
+    expect([batch.Deleted, batch.Errors]).toEqual([[{ Key, VersionId: OTHER }], undefined]);
+    expect(await read()).toBe('kept');
+    await local.client.send(new DeleteObjectCommand({ Bucket: BUCKET, Key, VersionId: 'null' }));
+    await expect(read()).rejects.toMatchObject({ name: 'NoSuchKey' });
   });
 });
