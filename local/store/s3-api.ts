@@ -34,9 +34,9 @@ import { childrenNamed, childText, element, parseXml, xmlDocument } from './s3-x
  * The S3 REST API subset the AWS SDKs and the AWS CLI use, over an ObjectStore: buckets (list, create, head,
  * delete, location), ListObjectsV2 and ListObjects (prefix, delimiter, StartAfter, continuation tokens, markers,
  * MaxKeys, EncodingType=url), Get (Range, conditions, response-* overrides) / Head / Put (plain or aws-chunked,
- * checksums) / Copy / Delete / DeleteObjects, and multipart uploads (ListMultipartUploads paged by key and upload-id
- * markers). Path-style requests (`/bucket/key`); the
- * HTTP server maps `<bucket>.localhost` hosts onto them. Signatures are not checked: any credentials work, as they
+ * checksums) / Copy / Delete / DeleteObjects, multipart uploads (ListMultipartUploads paged by key and upload-id
+ * markers), and ListObjectVersions of the unversioned bucket (each object its one version, null). Path-style
+ * requests (`/bucket/key`); the HTTP server maps `<bucket>.localhost` hosts onto them. Signatures are not checked: any credentials work, as they
  * did with the emulator this replaces. What is not implemented answers 501 NotImplemented.
  *
  * One instance serves both doors of the embedded S3: the HTTP endpoint and the in-process transport the local
@@ -92,7 +92,6 @@ const UNSUPPORTED = [
   'object-lock',
   'ownershipControls',
   'publicAccessBlock',
-  'versions',
   'retention',
   'legal-hold',
   'torrent',
@@ -235,6 +234,20 @@ function parseMaxKeys(value: string | null, name = 'max-keys'): number {
   return Math.min(Number(value), 1000);
 }
 
+/** What every object listing takes: EncodingType, prefix, delimiter and max-keys. */
+function listingParameters(query: URLSearchParams) {
+  const encodingType = query.get('encoding-type');
+  if (encodingType !== null && encodingType.toLowerCase() !== 'url')
+    throw invalidArgument('Invalid Encoding Method specified in Request', 'encoding-type', encodingType);
+  return {
+    encodingType,
+    encode: encodingType ? urlEncode : (v: string) => v,
+    prefix: query.get('prefix') ?? '',
+    delimiter: query.get('delimiter') ?? '',
+    maxKeys: parseMaxKeys(query.get('max-keys')),
+  };
+}
+
 const encodeToken = (key: string) => Buffer.from(key, 'utf8').toString('base64');
 function decodeToken(token: string): string {
   const key = Buffer.from(token, 'base64').toString('utf8');
@@ -354,6 +367,7 @@ export class S3Api {
         if (query.has('tagging'))
           throw new S3Error('NoSuchTagSet', 404, 'The TagSet does not exist', { BucketName: bucket });
         if (query.has('uploads')) return this.listUploads(bucket, query);
+        if (query.has('versions')) return this.listVersions(bucket, query);
         return this.listObjects(bucket, query);
     }
     throw methodNotAllowed(method, 'BUCKET');
@@ -363,13 +377,7 @@ export class S3Api {
     const v2 = query.get('list-type') === '2';
     if (query.has('list-type') && !v2)
       throw invalidArgument('Invalid List Type specified in Request', 'list-type', query.get('list-type')!);
-    const encodingType = query.get('encoding-type');
-    if (encodingType !== null && encodingType.toLowerCase() !== 'url')
-      throw invalidArgument('Invalid Encoding Method specified in Request', 'encoding-type', encodingType);
-    const encode = encodingType ? urlEncode : (v: string) => v;
-    const prefix = query.get('prefix') ?? '';
-    const delimiter = query.get('delimiter') ?? '';
-    const maxKeys = parseMaxKeys(query.get('max-keys'));
+    const { encodingType, encode, prefix, delimiter, maxKeys } = listingParameters(query);
     const token = query.get('continuation-token');
     const startAfter = query.get('start-after') ?? '';
     const marker = query.get('marker') ?? '';
@@ -402,6 +410,42 @@ export class S3Api {
     return xmlResponse(
       'ListBucketResult',
       `${common}${element('Marker', encode(marker))}${nextMarker}${tail}${contents}${prefixes}`,
+    );
+  }
+
+  /**
+   * ListObjectVersions of this unversioned bucket, as S3 lists one: each object once, as its one version (`null`,
+   * the latest), no delete markers; paged by key marker (the version-id marker can only be `null`).
+   */
+  private async listVersions(bucket: string, query: URLSearchParams): Promise<S3Response> {
+    const { encodingType, encode, prefix, delimiter, maxKeys } = listingParameters(query);
+    const keyMarker = query.get('key-marker') ?? '';
+    const versionIdMarker = query.get('version-id-marker');
+    if (versionIdMarker !== null && !keyMarker)
+      throw invalidArgument(
+        'A version-id marker cannot be specified without a key marker.',
+        'version-id-marker',
+        versionIdMarker,
+      );
+    if (versionIdMarker !== null && versionIdMarker !== 'null')
+      throw invalidArgument('Invalid version id specified', 'version-id-marker', versionIdMarker);
+    const page = await this.store.list(bucket, { prefix, delimiter, after: keyMarker, maxKeys });
+    const versions = page.objects
+      .map(
+        ({ key, info }) =>
+          `<Version>${element('Key', encode(key))}${element('VersionId', 'null')}${element('IsLatest', true)}${element('LastModified', info.modified)}${element('ETag', etagOf(info))}${element('Size', info.size)}${ownerXml}${element('StorageClass', 'STANDARD')}</Version>`,
+      )
+      .join('');
+    const prefixes = page.prefixes
+      .map((p) => `<CommonPrefixes>${element('Prefix', encode(p))}</CommonPrefixes>`)
+      .join('');
+    const next =
+      page.truncated && page.last !== undefined
+        ? `${element('NextKeyMarker', encode(page.last))}${element('NextVersionIdMarker', 'null')}`
+        : '';
+    return xmlResponse(
+      'ListVersionsResult',
+      `${element('Name', bucket)}${element('Prefix', encode(prefix))}${element('KeyMarker', encode(keyMarker))}${element('VersionIdMarker', versionIdMarker ?? '')}${next}${element('MaxKeys', maxKeys)}${delimiter ? element('Delimiter', encode(delimiter)) : ''}${element('IsTruncated', page.truncated)}${encodingType ? element('EncodingType', 'url') : ''}${versions}${prefixes}`,
     );
   }
 

@@ -119,6 +119,19 @@ describe.skipIf(skipCli)('the AWS CLI against the embedded S3', { timeout: 180_0
     );
   });
 
+  it('s3api list-object-versions (the bucket is not versioned): every key once, version null, --max-items then --starting-token', async () => {
+    const versions = async (...args: string[]) =>
+      JSON.parse(
+        await aws('s3api', 'list-object-versions', '--bucket', BUCKET, '--page-size', '3', '--output', 'json', ...args),
+      );
+    const first = await versions('--max-items', '10');
+    const rest = await versions('--starting-token', first.NextToken);
+    const listed = [...first.Versions, ...rest.Versions] as { Key: string; VersionId: string; IsLatest: boolean }[];
+    expect([first.Versions.length, rest.NextToken]).toEqual([10, undefined]);
+    expect(listed.map((v) => v.Key)).toEqual([...KEYS].sort());
+    expect(listed.every((v) => v.VersionId === 'null' && v.IsLatest)).toBe(true);
+  });
+
   it('aws s3 cp reads an export', async () => {
     expect(JSON.parse(await aws('s3', 'cp', `s3://${BUCKET}/exports/a b+c.json`, '-'))).toEqual({
       key: 'exports/a b+c.json',

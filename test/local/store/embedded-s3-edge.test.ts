@@ -10,6 +10,7 @@ import {
   GetObjectCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
+  ListObjectVersionsCommand,
   ListPartsCommand,
   PutObjectCommand,
 } from '@aws-sdk/client-s3';
@@ -387,5 +388,45 @@ describe('versions: the embedded bucket is not versioned (the deployed one is), 
     expect(await read()).toBe('kept');
     await local.client.send(new DeleteObjectCommand({ Bucket: BUCKET, Key, VersionId: 'null' }));
     await expect(read()).rejects.toMatchObject({ name: 'NoSuchKey' });
+  });
+
+  it('ListObjectVersions lists each object once as its latest version, null, paged by key marker, with delimiters', async () => {
+    const keys = ['listed/a.json', 'listed/b c.json', 'listed/d/e.json', 'listed/f.json', 'listed/g.json'];
+    for (const key of keys) await local.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: key }));
+    const pages = [];
+    let markers: { KeyMarker?: string; VersionIdMarker?: string } = {};
+    do {
+      const page = await local.client.send(
+        new ListObjectVersionsCommand({ Bucket: BUCKET, Prefix: 'listed/', MaxKeys: 2, ...markers }),
+      );
+      pages.push(page);
+      markers = { KeyMarker: page.NextKeyMarker, VersionIdMarker: page.NextVersionIdMarker };
+    } while (pages.at(-1)!.IsTruncated);
+    expect(pages.map((p) => p.Versions?.map((v) => v.Key))).toEqual([
+      keys.slice(0, 2),
+      keys.slice(2, 4),
+      keys.slice(4),
+    ]);
+    const listed = pages.flatMap((p) => p.Versions!);
+    expect(
+      listed.every((v) => v.VersionId === 'null' && v.IsLatest === true && v.Size === Buffer.byteLength(v.Key!)),
+    ).toBe(true);
+    expect(pages.flatMap((p) => p.DeleteMarkers ?? [])).toEqual([]);
+    const head = await local.client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: keys[0] }));
+    expect(listed[0]!.ETag).toBe(head.ETag);
+
+    const rolled = await local.client.send(
+      new ListObjectVersionsCommand({
+        Bucket: BUCKET,
+        Prefix: 'listed/',
+        Delimiter: '/',
+        KeyMarker: 'listed/b c.json',
+      }),
+    );
+    expect(rolled.Versions?.map((v) => v.Key)).toEqual(['listed/f.json', 'listed/g.json']);
+    expect(rolled.CommonPrefixes).toEqual([{ Prefix: 'listed/d/' }]);
+    await expect(
+      local.client.send(new ListObjectVersionsCommand({ Bucket: BUCKET, VersionIdMarker: 'null' })),
+    ).rejects.toMatchObject({ name: 'InvalidArgument', $metadata: { httpStatusCode: 400 } });
   });
 });
