@@ -31,13 +31,14 @@ import {
 import { childrenNamed, childText, element, parseXml, xmlDocument } from './s3-xml.ts';
 
 /**
- * The S3 REST API subset the AWS SDKs and the AWS CLI use, over an ObjectStore: buckets (list, create, head,
- * delete, location), ListObjectsV2 and ListObjects (prefix, delimiter, StartAfter, continuation tokens, markers,
- * MaxKeys, EncodingType=url), Get (Range, conditions, response-* overrides) / Head / Put (plain or aws-chunked,
- * checksums) / Copy / Delete / DeleteObjects, multipart uploads (ListMultipartUploads paged by key and upload-id
- * markers), and ListObjectVersions of the unversioned bucket (each object its one version, null). Path-style
- * requests (`/bucket/key`); the HTTP server maps `<bucket>.localhost` hosts onto them. Signatures are not checked: any credentials work, as they
- * did with the emulator this replaces. What is not implemented answers 501 NotImplemented.
+ * The S3 REST API subset the AWS SDKs and the AWS CLI use, over an ObjectStore: buckets (list, create, head, delete,
+ * location), ListObjectsV2 and ListObjects (prefix, delimiter, StartAfter, continuation tokens, markers, MaxKeys,
+ * EncodingType=url), Get (Range, conditions, response-* overrides) / Head / Put (plain or aws-chunked, checksums) /
+ * Copy / Delete / DeleteObjects, multipart uploads (ListMultipartUploads paged by key and upload-id markers), and
+ * ListObjectVersions of the unversioned bucket (each object its one version, null). Path-style requests
+ * (`/bucket/key`); the HTTP server maps `<bucket>.localhost` hosts onto them. Signatures are not checked: any
+ * credentials work, as they did with the emulator this replaces (a presigned URL's time is: refuseExpiredPresignedUrl).
+ * What is not implemented answers 501 NotImplemented.
  *
  * One instance serves both doors of the embedded S3: the HTTP endpoint and the in-process transport the local
  * gateway gives its S3 client, so both see the same objects with the same rules.
@@ -256,6 +257,41 @@ function decodeToken(token: string): string {
   return key;
 }
 
+const queryAuthError = (message: string) => new S3Error('AuthorizationQueryParametersError', 400, message);
+const isoSeconds = (ms: number) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
+
+/**
+ * A presigned URL works until it expires and is refused after, as S3 refuses it, though its signature is not checked:
+ * 403 AccessDenied, "Request has expired". SigV4's (the SDKs' presigners, AWS CLI v2's `aws s3 presign`: X-Amz-Date
+ * and X-Amz-Expires, checked as S3 checks them: the long ISO 8601 format, at most a week) and SigV2's (AWS CLI v1's:
+ * Expires, in seconds since 1970, beside AWSAccessKeyId).
+ */
+function refuseExpiredPresignedUrl(query: URLSearchParams, now: number): void {
+  const expires = query.get('X-Amz-Expires');
+  const date = query.get('X-Amz-Date');
+  const v2Expires = query.has('AWSAccessKeyId') ? query.get('Expires') : null;
+  let end: number;
+  if (expires !== null && date !== null) {
+    const at = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/.exec(date);
+    if (!at) throw queryAuthError(`X-Amz-Date must be in the ISO8601 Long Format "yyyyMMdd'T'HHmmss'Z'"`);
+    if (!/^\d+$/.test(expires)) throw queryAuthError('X-Amz-Expires should be a number');
+    if (Number(expires) > 604_800)
+      throw queryAuthError('X-Amz-Expires must be less than a week (in seconds) that is 604800');
+    const [year, month, day, hours, minutes, seconds] = at.slice(1).map(Number) as [number, ...number[]];
+    end = Date.UTC(year, month! - 1, day, hours, minutes, seconds) + Number(expires) * 1000;
+  } else if (v2Expires !== null && /^\d+$/.test(v2Expires)) {
+    end = Number(v2Expires) * 1000;
+  } else {
+    return;
+  }
+  if (now > end)
+    throw new S3Error('AccessDenied', 403, 'Request has expired', {
+      ...(expires !== null ? { 'X-Amz-Expires': expires } : {}),
+      Expires: isoSeconds(end),
+      ServerTime: isoSeconds(now),
+    });
+}
+
 let requestCounter = 0;
 const newRequestId = () => (++requestCounter).toString(16).toUpperCase().padStart(16, '0');
 
@@ -305,6 +341,7 @@ export class S3Api {
 
   private async route(request: S3Request): Promise<S3Response> {
     const { method, query } = request;
+    refuseExpiredPresignedUrl(query, Date.now());
     const slash = request.path.indexOf('/', 1);
     let bucket: string;
     let key: string;

@@ -132,6 +132,14 @@ describe.skipIf(skipCli)('the AWS CLI against the embedded S3', { timeout: 180_0
     expect(listed.every((v) => v.VersionId === 'null' && v.IsLatest)).toBe(true);
   });
 
+  it('aws s3 presign: the URL reads the export until it expires, then 403 AccessDenied as on S3', async () => {
+    const url = (await aws('s3', 'presign', `s3://${BUCKET}/exports/a b+c.json`, '--expires-in', '60')).trim();
+    const fresh = await fetch(url);
+    expect([fresh.status, await fresh.json()]).toEqual([200, { key: 'exports/a b+c.json' }]);
+    const expired = await fetch(url.replace(/X-Amz-Date=\d{8}T/, 'X-Amz-Date=20260101T'));
+    expect([expired.status, await expired.text()]).toEqual([403, expect.stringContaining('Request has expired')]);
+  });
+
   it('aws s3 cp reads an export', async () => {
     expect(JSON.parse(await aws('s3', 'cp', `s3://${BUCKET}/exports/a b+c.json`, '-'))).toEqual({
       key: 'exports/a b+c.json',

@@ -430,3 +430,39 @@ describe('versions: the embedded bucket is not versioned (the deployed one is), 
     ).rejects.toMatchObject({ name: 'InvalidArgument', $metadata: { httpStatusCode: 400 } });
   });
 });
+
+describe('presigned URLs: their signature is not checked, their time is, as S3 checks it', () => {
+  /** A SigV4 presigned URL as `aws s3 presign` writes one (X-Amz-Date in the long ISO 8601 format), signed at `at`. */
+  const presigned = (at: number, expiresIn: string) => {
+    const date = new Date(at).toISOString().replace(/[-:]|\.\d{3}/g, '');
+    return `${local.s3.endpoint}/${BUCKET}/presigned.txt?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=test%2F20260101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=${date}&X-Amz-Expires=${expiresIn}&X-Amz-SignedHeaders=host&X-Amz-Signature=${'0'.repeat(64)}`;
+  };
+
+  it('within X-Amz-Expires the object; after, 403 AccessDenied "Request has expired" with the times; over a week 400', async () => {
+    await local.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'presigned.txt', Body: 'shared' }));
+    const fresh = await fetch(presigned(Date.now() - 60_000, '3600'));
+    expect([fresh.status, await fresh.text()]).toEqual([200, 'shared']);
+
+    const expired = await fetch(presigned(Date.UTC(2026, 0, 1, 10, 0, 0), '60'));
+    expect(expired.status).toBe(403);
+    expect(await expired.text()).toMatch(
+      /<Code>AccessDenied<\/Code><Message>Request has expired<\/Message><X-Amz-Expires>60<\/X-Amz-Expires><Expires>2026-01-01T10:01:00Z<\/Expires><ServerTime>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ<\/ServerTime>/,
+    );
+    const head = await fetch(presigned(Date.UTC(2026, 0, 1), '60'), { method: 'HEAD' });
+    expect([head.status, head.headers.get('x-amz-error-code')]).toEqual([403, 'AccessDenied']);
+
+    // AWS CLI v1's (SigV2): Expires in seconds since 1970.
+    const v2 = (expires: number) =>
+      fetch(`${local.s3.endpoint}/${BUCKET}/presigned.txt?AWSAccessKeyId=test&Signature=x&Expires=${expires}`);
+    expect((await v2(Math.floor(Date.now() / 1000) + 3600)).status).toBe(200);
+    expect(await (await v2(Date.UTC(2026, 0, 1) / 1000)).text()).toMatch(
+      /<Code>AccessDenied<\/Code><Message>Request has expired<\/Message><Expires>2026-01-01T00:00:00Z<\/Expires>/,
+    );
+
+    const tooLong = await fetch(presigned(Date.now(), '604801'));
+    expect(tooLong.status).toBe(400);
+    expect(await tooLong.text()).toMatch(
+      /<Code>AuthorizationQueryParametersError<\/Code><Message>X-Amz-Expires must be less than a week/,
+    );
+  });
+});
