@@ -2,6 +2,7 @@ import type { Readable } from 'node:stream';
 import {
   assertPartNumber,
   compareKeys,
+  type ListPage,
   type ObjectAttributes,
   type ObjectInfo,
   type ObjectStore,
@@ -235,6 +236,8 @@ function parseMaxKeys(value: string | null, name = 'max-keys'): number {
   return Math.min(Number(value), 1000);
 }
 
+type ListingParameters = ReturnType<typeof listingParameters>;
+
 /** What every object listing takes: EncodingType, prefix, delimiter and max-keys. */
 function listingParameters(query: URLSearchParams) {
   const encodingType = query.get('encoding-type');
@@ -246,6 +249,14 @@ function listingParameters(query: URLSearchParams) {
     prefix: query.get('prefix') ?? '',
     delimiter: query.get('delimiter') ?? '',
     maxKeys: parseMaxKeys(query.get('max-keys')),
+  };
+}
+
+/** What every object listing answers of its parameters and page (MaxKeys … EncodingType), and its CommonPrefixes. */
+function listingResult({ encodingType, encode, delimiter, maxKeys }: ListingParameters, page: ListPage) {
+  return {
+    tail: `${element('MaxKeys', maxKeys)}${delimiter ? element('Delimiter', encode(delimiter)) : ''}${element('IsTruncated', page.truncated)}${encodingType ? element('EncodingType', 'url') : ''}`,
+    prefixes: page.prefixes.map((p) => `<CommonPrefixes>${element('Prefix', encode(p))}</CommonPrefixes>`).join(''),
   };
 }
 
@@ -414,7 +425,8 @@ export class S3Api {
     const v2 = query.get('list-type') === '2';
     if (query.has('list-type') && !v2)
       throw invalidArgument('Invalid List Type specified in Request', 'list-type', query.get('list-type')!);
-    const { encodingType, encode, prefix, delimiter, maxKeys } = listingParameters(query);
+    const listing = listingParameters(query);
+    const { encode, prefix, delimiter, maxKeys } = listing;
     const token = query.get('continuation-token');
     const startAfter = query.get('start-after') ?? '';
     const marker = query.get('marker') ?? '';
@@ -428,11 +440,8 @@ export class S3Api {
           `<Contents>${element('Key', encode(key))}${element('LastModified', info.modified)}${element('ETag', etagOf(info))}${info.checksum ? element('ChecksumAlgorithm', info.checksum.algorithm) + element('ChecksumType', 'FULL_OBJECT') : ''}${element('Size', info.size)}${owner}${element('StorageClass', 'STANDARD')}</Contents>`,
       )
       .join('');
-    const prefixes = page.prefixes
-      .map((p) => `<CommonPrefixes>${element('Prefix', encode(p))}</CommonPrefixes>`)
-      .join('');
+    const { prefixes, tail } = listingResult(listing, page);
     const common = `${element('Name', bucket)}${element('Prefix', encode(prefix))}`;
-    const tail = `${element('MaxKeys', maxKeys)}${delimiter ? element('Delimiter', encode(delimiter)) : ''}${element('IsTruncated', page.truncated)}${encodingType ? element('EncodingType', 'url') : ''}`;
     if (v2) {
       const next =
         page.truncated && page.last !== undefined ? element('NextContinuationToken', encodeToken(page.last)) : '';
@@ -455,7 +464,8 @@ export class S3Api {
    * the latest), no delete markers; paged by key marker (the version-id marker can only be `null`).
    */
   private async listVersions(bucket: string, query: URLSearchParams): Promise<S3Response> {
-    const { encodingType, encode, prefix, delimiter, maxKeys } = listingParameters(query);
+    const listing = listingParameters(query);
+    const { encode, prefix, delimiter, maxKeys } = listing;
     const keyMarker = query.get('key-marker') ?? '';
     const versionIdMarker = query.get('version-id-marker');
     if (versionIdMarker !== null && !keyMarker)
@@ -473,16 +483,14 @@ export class S3Api {
           `<Version>${element('Key', encode(key))}${element('VersionId', 'null')}${element('IsLatest', true)}${element('LastModified', info.modified)}${element('ETag', etagOf(info))}${element('Size', info.size)}${ownerXml}${element('StorageClass', 'STANDARD')}</Version>`,
       )
       .join('');
-    const prefixes = page.prefixes
-      .map((p) => `<CommonPrefixes>${element('Prefix', encode(p))}</CommonPrefixes>`)
-      .join('');
+    const { prefixes, tail } = listingResult(listing, page);
     const next =
       page.truncated && page.last !== undefined
         ? `${element('NextKeyMarker', encode(page.last))}${element('NextVersionIdMarker', 'null')}`
         : '';
     return xmlResponse(
       'ListVersionsResult',
-      `${element('Name', bucket)}${element('Prefix', encode(prefix))}${element('KeyMarker', encode(keyMarker))}${element('VersionIdMarker', versionIdMarker ?? '')}${next}${element('MaxKeys', maxKeys)}${delimiter ? element('Delimiter', encode(delimiter)) : ''}${element('IsTruncated', page.truncated)}${encodingType ? element('EncodingType', 'url') : ''}${versions}${prefixes}`,
+      `${element('Name', bucket)}${element('Prefix', encode(prefix))}${element('KeyMarker', encode(keyMarker))}${element('VersionIdMarker', versionIdMarker ?? '')}${next}${tail}${versions}${prefixes}`,
     );
   }
 
