@@ -73,7 +73,11 @@ const RESPONSE_OVERRIDES = [
   'content-disposition',
   'content-encoding',
 ];
-/** Sub-resources the subset does not implement: refused rather than mistaken for a listing or an object. */
+/**
+ * Sub-resources the subset does not implement (every one the SDK in package-lock.json sends): refused rather than
+ * mistaken for a listing or an object, which for a PUT or DELETE would overwrite or delete it (RenameObject, an
+ * object's annotation, a bucket's metadata table).
+ */
 const UNSUPPORTED = [
   'acl',
   'policy',
@@ -101,6 +105,14 @@ const UNSUPPORTED = [
   'select',
   'attributes',
   'session',
+  'renameObject',
+  'annotation',
+  'abac',
+  'metadataConfiguration',
+  'metadataTable',
+  'metadataAnnotationTable',
+  'metadataInventoryTable',
+  'metadataJournalTable',
 ];
 const MAX_KEY_BYTES = 1024;
 /** S3's limit on an object's user-defined metadata (x-amz-meta-*): its names and values, 2 KB in all. */

@@ -5,6 +5,8 @@ import {
   AbortMultipartUploadCommand,
   CopyObjectCommand,
   CreateMultipartUploadCommand,
+  DeleteBucketMetadataTableConfigurationCommand,
+  DeleteObjectAnnotationCommand,
   DeleteObjectCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
@@ -12,7 +14,9 @@ import {
   ListObjectsV2Command,
   ListObjectVersionsCommand,
   ListPartsCommand,
+  PutObjectAnnotationCommand,
   PutObjectCommand,
+  RenameObjectCommand,
 } from '@aws-sdk/client-s3';
 import { describe, expect, it } from 'vitest';
 import { useEmbeddedS3 } from '../../support/embedded-s3.ts';
@@ -345,6 +349,40 @@ describe('keys with odd characters, ranges and conditions, as S3 reads them', ()
       if (method === 'GET') expect(await failed.text()).toMatch(/<Code>PreconditionFailed<\/Code>.*If-Match/);
       else expect(failed.headers.get('x-amz-error-code')).toBe('PreconditionFailed');
     }
+  });
+});
+
+describe('requests for what the embedded S3 does not implement touch no object: 501 NotImplemented', () => {
+  it('RenameObject, Put/DeleteObjectAnnotation, DeleteBucketMetadataTableConfiguration: the object and the bucket stay', async () => {
+    // Without their sub-resource known, they were a PutObject (empty, or of the annotation) and a DeleteObject or
+    // DeleteBucket on the same path, answered 200 or 204.
+    const Key = 'unimplemented/kept.txt';
+    await local.client.send(new PutObjectCommand({ Bucket: BUCKET, Key, Body: 'kept' }));
+    await local.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'unimplemented/source.txt', Body: 'source' }));
+    const refused = { name: 'NotImplemented', $metadata: { httpStatusCode: 501 } };
+    await expect(
+      local.client.send(
+        new RenameObjectCommand({ Bucket: BUCKET, Key, RenameSource: `${BUCKET}/unimplemented/source.txt` }),
+      ),
+    ).rejects.toMatchObject(refused);
+    await expect(
+      local.client.send(
+        new PutObjectAnnotationCommand({ Bucket: BUCKET, Key, AnnotationName: 'note', AnnotationPayload: 'a note' }),
+      ),
+    ).rejects.toMatchObject(refused);
+    await expect(
+      local.client.send(new DeleteObjectAnnotationCommand({ Bucket: BUCKET, Key, AnnotationName: 'note' })),
+    ).rejects.toMatchObject(refused);
+    const out = await local.client.send(new GetObjectCommand({ Bucket: BUCKET, Key }));
+    expect(await out.Body!.transformToString()).toBe('kept');
+    expect(await stored()).toContain('unimplemented/source.txt');
+
+    const empty = 'empty-bucket';
+    await local.s3.store.createBucket(empty);
+    await expect(
+      local.client.send(new DeleteBucketMetadataTableConfigurationCommand({ Bucket: empty })),
+    ).rejects.toMatchObject(refused);
+    expect((await local.s3.store.listBuckets()).map((b) => b.name)).toContain(empty);
   });
 });
 
