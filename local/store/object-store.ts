@@ -367,10 +367,12 @@ export class ObjectStore {
     return this.read(this.locate(bucket, key), headOnly);
   }
 
-  async delete(bucket: string, key: string): Promise<void> {
+  /** Delete an object; `condition` (a conditional delete's If-Match) is checked first, under the key's write lock. */
+  async delete(bucket: string, key: string, condition?: WriteCondition): Promise<void> {
     const at = this.locate(bucket, key);
     if (!(await this.confined(at.dir))) throw throughLink(key);
     await this.exclusive(at.data, async () => {
+      if (condition) condition(await this.infoOf(at));
       try {
         await unlink(at.data);
       } catch (error) {

@@ -522,7 +522,7 @@ export class S3Api {
       const other = versionId !== undefined && versionId !== 'null';
       try {
         if (Buffer.byteLength(key) > MAX_KEY_BYTES) throw new S3Error('KeyTooLongError', 400, 'Your key is too long');
-        if (!other) await this.store.delete(bucket, key);
+        if (!other) await this.store.delete(bucket, key, deleteCondition(key, childText(object, 'ETag')));
         if (!quiet) out += `<Deleted>${element('Key', key)}${element('VersionId', versionId)}</Deleted>`;
       } catch (error) {
         const e = error instanceof S3Error ? error : new S3Error('InternalError', 500, (error as Error).message);
@@ -613,7 +613,7 @@ export class S3Api {
           return { status: 204, headers: {} };
         }
         await this.store.assertBucket(bucket);
-        await this.store.delete(bucket, key);
+        await this.store.delete(bucket, key, deleteCondition(key, request.headers['if-match']));
         return { status: 204, headers: {} };
       case 'POST':
         if (query.has('uploads')) return this.createUpload(request, bucket, key);
@@ -886,6 +886,14 @@ function writeCondition(key: string, headers: RequestHeaders): WriteCondition | 
       if (!etagMatches(ifMatch, current.etag)) throw preconditionFailed('If-Match');
     }
   };
+}
+
+/**
+ * A conditional delete (DeleteObject's If-Match, a DeleteObjects entry's ETag), as S3 checks it: only the object with
+ * that ETag (or any, `*`) is deleted; another 412 PreconditionFailed, none 404 NoSuchKey.
+ */
+function deleteCondition(key: string, ifMatch: string | undefined): WriteCondition | undefined {
+  return ifMatch === undefined ? undefined : writeCondition(key, { 'if-match': ifMatch });
 }
 
 function checksumResponse(

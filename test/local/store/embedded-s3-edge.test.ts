@@ -386,6 +386,40 @@ describe('requests for what the embedded S3 does not implement touch no object: 
   });
 });
 
+describe('conditional deletes (If-Match), as S3 checks them: only the object the client saw is deleted', () => {
+  it('DeleteObject or a DeleteObjects entry with an ETag since overwritten: 412 PreconditionFailed, kept; current ETag or *: deleted', async () => {
+    const Key = 'conditional/export.json';
+    const read = async () =>
+      (await local.client.send(new GetObjectCommand({ Bucket: BUCKET, Key }))).Body!.transformToString();
+    const seen = (await local.client.send(new PutObjectCommand({ Bucket: BUCKET, Key, Body: 'first' }))).ETag!;
+    const current = (await local.client.send(new PutObjectCommand({ Bucket: BUCKET, Key, Body: 'rewritten' }))).ETag!;
+
+    await expect(
+      local.client.send(new DeleteObjectCommand({ Bucket: BUCKET, Key, IfMatch: seen })),
+    ).rejects.toMatchObject({ name: 'PreconditionFailed', $metadata: { httpStatusCode: 412 } });
+    const batch = await local.client.send(
+      new DeleteObjectsCommand({ Bucket: BUCKET, Delete: { Objects: [{ Key, ETag: seen }] } }),
+    );
+    expect([batch.Deleted, batch.Errors?.map((e) => [e.Key, e.Code])]).toEqual([
+      undefined,
+      [[Key, 'PreconditionFailed']],
+    ]);
+    expect(await read()).toBe('rewritten');
+
+    await local.client.send(new DeleteObjectCommand({ Bucket: BUCKET, Key, IfMatch: current }));
+    await expect(read()).rejects.toMatchObject({ name: 'NoSuchKey' });
+    await expect(
+      local.client.send(new DeleteObjectCommand({ Bucket: BUCKET, Key, IfMatch: '*' })),
+    ).rejects.toMatchObject({ name: 'NoSuchKey', $metadata: { httpStatusCode: 404 } });
+    await local.client.send(new PutObjectCommand({ Bucket: BUCKET, Key, Body: 'again' }));
+    const any = await local.client.send(
+      new DeleteObjectsCommand({ Bucket: BUCKET, Delete: { Objects: [{ Key, ETag: '*' }] } }),
+    );
+    expect(any.Deleted).toEqual([{ Key }]);
+    await expect(read()).rejects.toMatchObject({ name: 'NoSuchKey' });
+  });
+});
+
 describe('versions: the embedded bucket is not versioned (the deployed one is), each object is its one version, null', () => {
   /** A version id as the deployed bucket gives them: none of the embedded bucket's. */
   const OTHER = 'KC0WuaPTHv7At3olS.BPuH.weAJqMkKJ';
