@@ -386,12 +386,22 @@ export class ObjectStore {
     await this.pruneEmptyDirs(at.dir, this.bucketDir(bucket));
   }
 
-  /** A copy of an object opened with get(), with its own time and, when given, new attributes. */
-  async copy(source: StoredObject, bucket: string, key: string, attributes?: ObjectAttributes): Promise<ObjectInfo> {
+  /**
+   * A copy of an object opened with get(), with its own time and, when given, new attributes; `condition` is checked
+   * against the object it replaces first, under the key's write lock.
+   */
+  async copy(
+    source: StoredObject,
+    bucket: string,
+    key: string,
+    attributes?: ObjectAttributes,
+    condition?: WriteCondition,
+  ): Promise<ObjectInfo> {
     await this.assertBucket(bucket);
     const at = this.locate(bucket, key);
     const info: ObjectInfo = { ...source.info, ...(attributes ?? {}), modified: new Date().toISOString() };
     await this.exclusive(at.data, async () => {
+      if (condition) condition(await this.infoOf(at));
       const body = source.body();
       await this.write(at, info, Buffer.isBuffer(body) ? body : [body], key, bucket);
     });

@@ -720,6 +720,7 @@ export class S3Api {
   private async copyObject(request: S3Request, bucket: string, key: string): Promise<S3Response> {
     const { headers } = request;
     await this.store.assertBucket(bucket);
+    const condition = writeCondition(key, headers); // on the destination, as a PutObject's
     const source = await this.openCopySource(headers);
     const directive = (headers['x-amz-metadata-directive'] ?? 'COPY').toUpperCase();
     try {
@@ -737,6 +738,7 @@ export class S3Api {
         bucket,
         key,
         directive === 'REPLACE' ? attributesFrom(headers) : undefined,
+        condition,
       );
       const checksum = info.checksum ? element(`Checksum${info.checksum.algorithm}`, info.checksum.value) : '';
       return xmlResponse(

@@ -420,6 +420,30 @@ describe('conditional deletes (If-Match), as S3 checks them: only the object the
   });
 });
 
+describe('conditional writes on a CopyObject destination, as on a PutObject', () => {
+  it('If-None-Match * onto an existing key: 412 PreconditionFailed, the destination kept; If-Match another ETag: 412', async () => {
+    const copy = (Key: string, condition: { IfNoneMatch?: string; IfMatch?: string }) =>
+      local.client.send(
+        new CopyObjectCommand({ Bucket: BUCKET, Key, CopySource: `${BUCKET}/copied/source.txt`, ...condition }),
+      );
+    const read = async (Key: string) =>
+      (await local.client.send(new GetObjectCommand({ Bucket: BUCKET, Key }))).Body!.transformToString();
+    await local.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'copied/source.txt', Body: 'source' }));
+    const { ETag } = await local.client.send(
+      new PutObjectCommand({ Bucket: BUCKET, Key: 'copied/existing.txt', Body: 'existing' }),
+    );
+    const failed = { name: 'PreconditionFailed', $metadata: { httpStatusCode: 412 } };
+    await expect(copy('copied/existing.txt', { IfNoneMatch: '*' })).rejects.toMatchObject(failed);
+    await expect(copy('copied/existing.txt', { IfMatch: '"0123456789abcdef0123456789abcdef"' })).rejects.toMatchObject(
+      failed,
+    );
+    expect(await read('copied/existing.txt')).toBe('existing');
+    await copy('copied/new.txt', { IfNoneMatch: '*' });
+    await copy('copied/existing.txt', { IfMatch: ETag! });
+    expect([await read('copied/new.txt'), await read('copied/existing.txt')]).toEqual(['source', 'source']);
+  });
+});
+
 describe('versions: the embedded bucket is not versioned (the deployed one is), each object is its one version, null', () => {
   /** A version id as the deployed bucket gives them: none of the embedded bucket's. */
   const OTHER = 'KC0WuaPTHv7At3olS.BPuH.weAJqMkKJ';
