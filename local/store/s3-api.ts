@@ -12,6 +12,7 @@ import {
 } from './object-store.ts';
 import { type ChecksumAlgorithm, checksumHeader, parseChecksumAlgorithm } from './s3-checksums.ts';
 import {
+  headerNotImplemented,
   invalidArgument,
   malformedXml,
   methodNotAllowed,
@@ -669,6 +670,8 @@ export class S3Api {
   private async putObject(request: S3Request, bucket: string, key: string): Promise<S3Response> {
     const { headers } = request;
     await this.store.assertBucket(bucket);
+    // An append (directory buckets only) would otherwise replace the object with the appended bytes.
+    if (headers['x-amz-write-offset-bytes'] !== undefined) throw headerNotImplemented('x-amz-write-offset-bytes');
     const condition = writeCondition(key, headers);
     const attributes = attributesFrom(headers);
     const received = await this.receive(request);

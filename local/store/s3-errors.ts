@@ -59,7 +59,10 @@ export const notImplemented = (what: string) =>
     501,
     `A header or query you provided implies functionality that is not implemented: ${what}`,
   );
-/** A header S3 does not honour (Transfer-Encoding without a decoded length, an Expect other than 100-continue). */
+/**
+ * A header S3 does not honour here (Transfer-Encoding without a decoded length, an Expect other than 100-continue,
+ * an append's x-amz-write-offset-bytes).
+ */
 export const headerNotImplemented = (header: string) =>
   new S3Error('NotImplemented', 501, 'A header you provided implies functionality that is not implemented', {
     Header: header,

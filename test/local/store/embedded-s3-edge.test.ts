@@ -384,6 +384,16 @@ describe('requests for what the embedded S3 does not implement touch no object: 
     ).rejects.toMatchObject(refused);
     expect((await local.s3.store.listBuckets()).map((b) => b.name)).toContain(empty);
   });
+
+  it("a PutObject appending (WriteOffsetBytes, directory buckets' only): 501 naming the header, the object kept whole", async () => {
+    const Key = 'unimplemented/appended.txt';
+    await local.client.send(new PutObjectCommand({ Bucket: BUCKET, Key, Body: 'first' }));
+    await expect(
+      local.client.send(new PutObjectCommand({ Bucket: BUCKET, Key, Body: ' and more', WriteOffsetBytes: 5 })),
+    ).rejects.toMatchObject({ name: 'NotImplemented', $metadata: { httpStatusCode: 501 } });
+    const out = await local.client.send(new GetObjectCommand({ Bucket: BUCKET, Key }));
+    expect(await out.Body!.transformToString()).toBe('first');
+  });
 });
 
 describe('conditional deletes (If-Match), as S3 checks them: only the object the client saw is deleted', () => {
