@@ -55,6 +55,9 @@ function firstAnswer(text: string): Promise<string> {
 
 const HOST = 'Host: 127.0.0.1\r\n';
 const stored = async () => (await readdir(path.join(local.dir, BUCKET), { recursive: true })).sort();
+/** An object's body, read with the SDK (of a version, when given). */
+const text = async (Key: string, VersionId?: string) =>
+  (await local.client.send(new GetObjectCommand({ Bucket: BUCKET, Key, VersionId }))).Body!.transformToString();
 
 describe("what Node's HTTP parser refuses is answered in S3's error shape, and the connection closed", () => {
   it.each([
@@ -373,8 +376,7 @@ describe('requests for what the embedded S3 does not implement touch no object: 
     await expect(
       local.client.send(new DeleteObjectAnnotationCommand({ Bucket: BUCKET, Key, AnnotationName: 'note' })),
     ).rejects.toMatchObject(refused);
-    const out = await local.client.send(new GetObjectCommand({ Bucket: BUCKET, Key }));
-    expect(await out.Body!.transformToString()).toBe('kept');
+    expect(await text(Key)).toBe('kept');
     expect(await stored()).toContain('unimplemented/source.txt');
 
     const empty = 'empty-bucket';
@@ -391,16 +393,13 @@ describe('requests for what the embedded S3 does not implement touch no object: 
     await expect(
       local.client.send(new PutObjectCommand({ Bucket: BUCKET, Key, Body: ' and more', WriteOffsetBytes: 5 })),
     ).rejects.toMatchObject({ name: 'NotImplemented', $metadata: { httpStatusCode: 501 } });
-    const out = await local.client.send(new GetObjectCommand({ Bucket: BUCKET, Key }));
-    expect(await out.Body!.transformToString()).toBe('first');
+    expect(await text(Key)).toBe('first');
   });
 });
 
 describe('conditional deletes (If-Match), as S3 checks them: only the object the client saw is deleted', () => {
   it('DeleteObject or a DeleteObjects entry with an ETag since overwritten: 412 PreconditionFailed, kept; current ETag or *: deleted', async () => {
     const Key = 'conditional/export.json';
-    const read = async () =>
-      (await local.client.send(new GetObjectCommand({ Bucket: BUCKET, Key }))).Body!.transformToString();
     const seen = (await local.client.send(new PutObjectCommand({ Bucket: BUCKET, Key, Body: 'first' }))).ETag!;
     const current = (await local.client.send(new PutObjectCommand({ Bucket: BUCKET, Key, Body: 'rewritten' }))).ETag!;
 
@@ -414,10 +413,10 @@ describe('conditional deletes (If-Match), as S3 checks them: only the object the
       undefined,
       [[Key, 'PreconditionFailed']],
     ]);
-    expect(await read()).toBe('rewritten');
+    expect(await text(Key)).toBe('rewritten');
 
     await local.client.send(new DeleteObjectCommand({ Bucket: BUCKET, Key, IfMatch: current }));
-    await expect(read()).rejects.toMatchObject({ name: 'NoSuchKey' });
+    await expect(text(Key)).rejects.toMatchObject({ name: 'NoSuchKey' });
     await expect(
       local.client.send(new DeleteObjectCommand({ Bucket: BUCKET, Key, IfMatch: '*' })),
     ).rejects.toMatchObject({ name: 'NoSuchKey', $metadata: { httpStatusCode: 404 } });
@@ -426,7 +425,7 @@ describe('conditional deletes (If-Match), as S3 checks them: only the object the
       new DeleteObjectsCommand({ Bucket: BUCKET, Delete: { Objects: [{ Key, ETag: '*' }] } }),
     );
     expect(any.Deleted).toEqual([{ Key }]);
-    await expect(read()).rejects.toMatchObject({ name: 'NoSuchKey' });
+    await expect(text(Key)).rejects.toMatchObject({ name: 'NoSuchKey' });
   });
 });
 
@@ -436,8 +435,6 @@ describe('conditional writes on a CopyObject destination, as on a PutObject', ()
       local.client.send(
         new CopyObjectCommand({ Bucket: BUCKET, Key, CopySource: `${BUCKET}/copied/source.txt`, ...condition }),
       );
-    const read = async (Key: string) =>
-      (await local.client.send(new GetObjectCommand({ Bucket: BUCKET, Key }))).Body!.transformToString();
     await local.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'copied/source.txt', Body: 'source' }));
     const { ETag } = await local.client.send(
       new PutObjectCommand({ Bucket: BUCKET, Key: 'copied/existing.txt', Body: 'existing' }),
@@ -447,10 +444,10 @@ describe('conditional writes on a CopyObject destination, as on a PutObject', ()
     await expect(copy('copied/existing.txt', { IfMatch: '"0123456789abcdef0123456789abcdef"' })).rejects.toMatchObject(
       failed,
     );
-    expect(await read('copied/existing.txt')).toBe('existing');
+    expect(await text('copied/existing.txt')).toBe('existing');
     await copy('copied/new.txt', { IfNoneMatch: '*' });
     await copy('copied/existing.txt', { IfMatch: ETag! });
-    expect([await read('copied/new.txt'), await read('copied/existing.txt')]).toEqual(['source', 'source']);
+    expect([await text('copied/new.txt'), await text('copied/existing.txt')]).toEqual(['source', 'source']);
   });
 });
 
@@ -458,13 +455,11 @@ describe('versions: the embedded bucket is not versioned (the deployed one is), 
   /** A version id as the deployed bucket gives them: none of the embedded bucket's. */
   const OTHER = 'KC0WuaPTHv7At3olS.BPuH.weAJqMkKJ';
   const Key = 'versions/kept.txt';
-  const read = async (VersionId?: string) =>
-    (await local.client.send(new GetObjectCommand({ Bucket: BUCKET, Key, VersionId }))).Body!.transformToString();
 
   it('version null reads the object; another is 404 NoSuchVersion, for GetObject and HeadObject', async () => {
     await local.client.send(new PutObjectCommand({ Bucket: BUCKET, Key, Body: 'kept' }));
-    expect(await read('null')).toBe('kept');
-    await expect(read(OTHER)).rejects.toMatchObject({ name: 'NoSuchVersion', $metadata: { httpStatusCode: 404 } });
+    expect(await text(Key, 'null')).toBe('kept');
+    await expect(text(Key, OTHER)).rejects.toMatchObject({ name: 'NoSuchVersion', $metadata: { httpStatusCode: 404 } });
     const body = await (await fetch(`${local.s3.endpoint}/${BUCKET}/${Key}?versionId=${OTHER}`)).text();
     expect(body).toMatch(/<Code>NoSuchVersion<\/Code>.*<Key>versions\/kept\.txt<\/Key><VersionId>KC0WuaPTHv7At3olS/);
     await expect(
@@ -491,9 +486,9 @@ describe('versions: the embedded bucket is not versioned (the deployed one is), 
       new DeleteObjectsCommand({ Bucket: BUCKET, Delete: { Objects: [{ Key, VersionId: OTHER }] } }),
     );
     expect([batch.Deleted, batch.Errors]).toEqual([[{ Key, VersionId: OTHER }], undefined]);
-    expect(await read()).toBe('kept');
+    expect(await text(Key)).toBe('kept');
     await local.client.send(new DeleteObjectCommand({ Bucket: BUCKET, Key, VersionId: 'null' }));
-    await expect(read()).rejects.toMatchObject({ name: 'NoSuchKey' });
+    await expect(text(Key)).rejects.toMatchObject({ name: 'NoSuchKey' });
   });
 
   it('ListObjectVersions lists each object once as its latest version, null, paged by key marker, with delimiters', async () => {
