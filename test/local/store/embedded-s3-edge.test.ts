@@ -23,7 +23,9 @@ import { useEmbeddedS3 } from '../../support/embedded-s3.ts';
 
 /**
  * The embedded S3's HTTP edge against real sockets: what Node's HTTP parser refuses is answered as S3 answers it, in
- * an `<Error>` document with S3's code (what the SDKs and the AWS CLI name the error by), and nothing is stored.
+ * an `<Error>` document with S3's code (what the SDKs and the AWS CLI name the error by), and nothing is stored. And
+ * the edges of what it serves, as S3 answers them: ranges and conditions, what it does not implement (which touches
+ * no object), conditional deletes and copies, versions of its unversioned bucket, presigned URLs' time.
  */
 const BUCKET = 'edge-test';
 const local = useEmbeddedS3(BUCKET, { maxAttempts: 1 });
