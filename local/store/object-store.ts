@@ -367,10 +367,12 @@ export class ObjectStore {
     return this.read(this.locate(bucket, key), headOnly);
   }
 
-  async delete(bucket: string, key: string): Promise<void> {
+  /** Delete an object; `condition` (a conditional delete's If-Match) is checked first, under the key's write lock. */
+  async delete(bucket: string, key: string, condition?: WriteCondition): Promise<void> {
     const at = this.locate(bucket, key);
     if (!(await this.confined(at.dir))) throw throughLink(key);
     await this.exclusive(at.data, async () => {
+      if (condition) condition(await this.infoOf(at));
       try {
         await unlink(at.data);
       } catch (error) {
@@ -384,12 +386,22 @@ export class ObjectStore {
     await this.pruneEmptyDirs(at.dir, this.bucketDir(bucket));
   }
 
-  /** A copy of an object opened with get(), with its own time and, when given, new attributes. */
-  async copy(source: StoredObject, bucket: string, key: string, attributes?: ObjectAttributes): Promise<ObjectInfo> {
+  /**
+   * A copy of an object opened with get(), with its own time and, when given, new attributes; `condition` is checked
+   * against the object it replaces first, under the key's write lock.
+   */
+  async copy(
+    source: StoredObject,
+    bucket: string,
+    key: string,
+    attributes?: ObjectAttributes,
+    condition?: WriteCondition,
+  ): Promise<ObjectInfo> {
     await this.assertBucket(bucket);
     const at = this.locate(bucket, key);
     const info: ObjectInfo = { ...source.info, ...(attributes ?? {}), modified: new Date().toISOString() };
     await this.exclusive(at.data, async () => {
+      if (condition) condition(await this.infoOf(at));
       const body = source.body();
       await this.write(at, info, Buffer.isBuffer(body) ? body : [body], key, bucket);
     });

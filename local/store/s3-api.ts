@@ -2,6 +2,7 @@ import type { Readable } from 'node:stream';
 import {
   assertPartNumber,
   compareKeys,
+  type ListPage,
   type ObjectAttributes,
   type ObjectInfo,
   type ObjectStore,
@@ -11,11 +12,13 @@ import {
 } from './object-store.ts';
 import { type ChecksumAlgorithm, checksumHeader, parseChecksumAlgorithm } from './s3-checksums.ts';
 import {
+  headerNotImplemented,
   invalidArgument,
   malformedXml,
   methodNotAllowed,
   noSuchBucket,
   noSuchKey,
+  noSuchVersion,
   notImplemented,
   preconditionFailed,
   S3Error,
@@ -30,13 +33,14 @@ import {
 import { childrenNamed, childText, element, parseXml, xmlDocument } from './s3-xml.ts';
 
 /**
- * The S3 REST API subset the AWS SDKs and the AWS CLI use, over an ObjectStore: buckets (list, create, head,
- * delete, location), ListObjectsV2 and ListObjects (prefix, delimiter, StartAfter, continuation tokens, markers,
- * MaxKeys, EncodingType=url), Get (Range, conditions, response-* overrides) / Head / Put (plain or aws-chunked,
- * checksums) / Copy / Delete / DeleteObjects, and multipart uploads (ListMultipartUploads paged by key and upload-id
- * markers). Path-style requests (`/bucket/key`); the
- * HTTP server maps `<bucket>.localhost` hosts onto them. Signatures are not checked: any credentials work, as they
- * did with the emulator this replaces. What is not implemented answers 501 NotImplemented.
+ * The S3 REST API subset the AWS SDKs and the AWS CLI use, over an ObjectStore: buckets (list, create, head, delete,
+ * location), ListObjectsV2 and ListObjects (prefix, delimiter, StartAfter, continuation tokens, markers, MaxKeys,
+ * EncodingType=url), Get (Range, conditions, response-* overrides) / Head / Put (plain or aws-chunked, checksums) /
+ * Copy / Delete / DeleteObjects, multipart uploads (ListMultipartUploads paged by key and upload-id markers), and
+ * ListObjectVersions of the unversioned bucket (each object its one version, null). Path-style requests
+ * (`/bucket/key`); the HTTP server maps `<bucket>.localhost` hosts onto them. Signatures are not checked: any
+ * credentials work, as they did with the emulator this replaces (a presigned URL's time is: refuseExpiredPresignedUrl).
+ * What is not implemented answers 501 NotImplemented.
  *
  * One instance serves both doors of the embedded S3: the HTTP endpoint and the in-process transport the local
  * gateway gives its S3 client, so both see the same objects with the same rules.
@@ -70,7 +74,11 @@ const RESPONSE_OVERRIDES = [
   'content-disposition',
   'content-encoding',
 ];
-/** Sub-resources the subset does not implement: refused rather than mistaken for a listing or an object. */
+/**
+ * Sub-resources the subset does not implement (every one the SDK in package-lock.json sends): refused rather than
+ * mistaken for a listing or an object, which for a PUT or DELETE would overwrite or delete it (RenameObject, an
+ * object's annotation, a bucket's metadata table).
+ */
 const UNSUPPORTED = [
   'acl',
   'policy',
@@ -91,7 +99,6 @@ const UNSUPPORTED = [
   'object-lock',
   'ownershipControls',
   'publicAccessBlock',
-  'versions',
   'retention',
   'legal-hold',
   'torrent',
@@ -99,6 +106,14 @@ const UNSUPPORTED = [
   'select',
   'attributes',
   'session',
+  'renameObject',
+  'annotation',
+  'abac',
+  'metadataConfiguration',
+  'metadataTable',
+  'metadataAnnotationTable',
+  'metadataInventoryTable',
+  'metadataJournalTable',
 ];
 const MAX_KEY_BYTES = 1024;
 /** S3's limit on an object's user-defined metadata (x-amz-meta-*): its names and values, 2 KB in all. */
@@ -217,17 +232,45 @@ function parseRange(header: string | undefined, size: number): { start: number; 
   return { start, end };
 }
 
+/** As S3 answers a range that starts past the end: the object's size in the document and in `Content-Range`. */
 const invalidRange = (requested: string, size: number) =>
-  new S3Error('InvalidRange', 416, 'The requested range is not satisfiable', {
-    RangeRequested: requested,
-    ActualObjectSize: String(size),
-  });
+  new S3Error(
+    'InvalidRange',
+    416,
+    'The requested range is not satisfiable',
+    { RangeRequested: requested, ActualObjectSize: String(size) },
+    { 'content-range': `bytes */${size}` },
+  );
 
 function parseMaxKeys(value: string | null, name = 'max-keys'): number {
   if (value === null || value === '') return 1000;
   if (!/^\d+$/.test(value))
     throw invalidArgument(`Provided ${name} not an integer or within integer range`, name, value);
   return Math.min(Number(value), 1000);
+}
+
+type ListingParameters = ReturnType<typeof listingParameters>;
+
+/** What every object listing takes: EncodingType, prefix, delimiter and max-keys. */
+function listingParameters(query: URLSearchParams) {
+  const encodingType = query.get('encoding-type');
+  if (encodingType !== null && encodingType.toLowerCase() !== 'url')
+    throw invalidArgument('Invalid Encoding Method specified in Request', 'encoding-type', encodingType);
+  return {
+    encodingType,
+    encode: encodingType ? urlEncode : (v: string) => v,
+    prefix: query.get('prefix') ?? '',
+    delimiter: query.get('delimiter') ?? '',
+    maxKeys: parseMaxKeys(query.get('max-keys')),
+  };
+}
+
+/** What every object listing answers of its parameters and page (MaxKeys … EncodingType), and its CommonPrefixes. */
+function listingResult({ encodingType, encode, delimiter, maxKeys }: ListingParameters, page: ListPage) {
+  return {
+    tail: `${element('MaxKeys', maxKeys)}${delimiter ? element('Delimiter', encode(delimiter)) : ''}${element('IsTruncated', page.truncated)}${encodingType ? element('EncodingType', 'url') : ''}`,
+    prefixes: page.prefixes.map((p) => `<CommonPrefixes>${element('Prefix', encode(p))}</CommonPrefixes>`).join(''),
+  };
 }
 
 const encodeToken = (key: string) => Buffer.from(key, 'utf8').toString('base64');
@@ -238,18 +281,58 @@ function decodeToken(token: string): string {
   return key;
 }
 
+const queryAuthError = (message: string) => new S3Error('AuthorizationQueryParametersError', 400, message);
+const isoSeconds = (ms: number) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
+
+/**
+ * A presigned URL works until it expires and is refused after, as S3 refuses it, though its signature is not checked:
+ * 403 AccessDenied, "Request has expired". SigV4's (the SDKs' presigners, AWS CLI v2's `aws s3 presign`: X-Amz-Date
+ * and X-Amz-Expires, checked as S3 checks them: the long ISO 8601 format, at most a week) and SigV2's (AWS CLI v1's:
+ * Expires, in seconds since 1970, beside AWSAccessKeyId).
+ */
+function refuseExpiredPresignedUrl(query: URLSearchParams, now: number): void {
+  const expires = query.get('X-Amz-Expires');
+  const date = query.get('X-Amz-Date');
+  const v2Expires = query.has('AWSAccessKeyId') ? query.get('Expires') : null;
+  let end: number;
+  if (expires !== null && date !== null) {
+    const at = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/.exec(date);
+    if (!at) throw queryAuthError(`X-Amz-Date must be in the ISO8601 Long Format "yyyyMMdd'T'HHmmss'Z'"`);
+    if (!/^\d+$/.test(expires)) throw queryAuthError('X-Amz-Expires should be a number');
+    if (Number(expires) > 604_800)
+      throw queryAuthError('X-Amz-Expires must be less than a week (in seconds) that is 604800');
+    const [year, month, day, hours, minutes, seconds] = at.slice(1).map(Number) as [number, ...number[]];
+    end = Date.UTC(year, month! - 1, day, hours, minutes, seconds) + Number(expires) * 1000;
+  } else if (v2Expires !== null && /^\d+$/.test(v2Expires)) {
+    end = Number(v2Expires) * 1000;
+  } else {
+    return;
+  }
+  if (now > end)
+    throw new S3Error('AccessDenied', 403, 'Request has expired', {
+      ...(expires !== null ? { 'X-Amz-Expires': expires } : {}),
+      Expires: isoSeconds(end),
+      ServerTime: isoSeconds(now),
+    });
+}
+
 let requestCounter = 0;
 const newRequestId = () => (++requestCounter).toString(16).toUpperCase().padStart(16, '0');
 
 /** An error as S3 answers it: its `<Error>` document, or for a HEAD (no body) its code in x-amz-error-code. */
 export function errorResponse(e: S3Error, head: boolean, requestId = newRequestId()): S3Response {
-  if (head) return { status: e.status, headers: { 'x-amz-error-code': e.code } };
+  if (head) return { status: e.status, headers: { ...e.headers, 'x-amz-error-code': e.code } };
   const fields = Object.entries(e.fields)
     .map(([k, v]) => element(k, v))
     .join('');
   return {
     status: e.status,
-    headers: { 'content-type': 'application/xml', 'x-amz-request-id': requestId, 'x-amz-id-2': requestId },
+    headers: {
+      ...e.headers,
+      'content-type': 'application/xml',
+      'x-amz-request-id': requestId,
+      'x-amz-id-2': requestId,
+    },
     body: xmlDocument(
       'Error',
       `${element('Code', e.code)}${element('Message', e.message)}${fields}${element('RequestId', requestId)}`,
@@ -282,6 +365,7 @@ export class S3Api {
 
   private async route(request: S3Request): Promise<S3Response> {
     const { method, query } = request;
+    refuseExpiredPresignedUrl(query, Date.now());
     const slash = request.path.indexOf('/', 1);
     let bucket: string;
     let key: string;
@@ -344,6 +428,7 @@ export class S3Api {
         if (query.has('tagging'))
           throw new S3Error('NoSuchTagSet', 404, 'The TagSet does not exist', { BucketName: bucket });
         if (query.has('uploads')) return this.listUploads(bucket, query);
+        if (query.has('versions')) return this.listVersions(bucket, query);
         return this.listObjects(bucket, query);
     }
     throw methodNotAllowed(method, 'BUCKET');
@@ -353,13 +438,8 @@ export class S3Api {
     const v2 = query.get('list-type') === '2';
     if (query.has('list-type') && !v2)
       throw invalidArgument('Invalid List Type specified in Request', 'list-type', query.get('list-type')!);
-    const encodingType = query.get('encoding-type');
-    if (encodingType !== null && encodingType.toLowerCase() !== 'url')
-      throw invalidArgument('Invalid Encoding Method specified in Request', 'encoding-type', encodingType);
-    const encode = encodingType ? urlEncode : (v: string) => v;
-    const prefix = query.get('prefix') ?? '';
-    const delimiter = query.get('delimiter') ?? '';
-    const maxKeys = parseMaxKeys(query.get('max-keys'));
+    const listing = listingParameters(query);
+    const { encode, prefix, delimiter, maxKeys } = listing;
     const token = query.get('continuation-token');
     const startAfter = query.get('start-after') ?? '';
     const marker = query.get('marker') ?? '';
@@ -373,11 +453,8 @@ export class S3Api {
           `<Contents>${element('Key', encode(key))}${element('LastModified', info.modified)}${element('ETag', etagOf(info))}${info.checksum ? element('ChecksumAlgorithm', info.checksum.algorithm) + element('ChecksumType', 'FULL_OBJECT') : ''}${element('Size', info.size)}${owner}${element('StorageClass', 'STANDARD')}</Contents>`,
       )
       .join('');
-    const prefixes = page.prefixes
-      .map((p) => `<CommonPrefixes>${element('Prefix', encode(p))}</CommonPrefixes>`)
-      .join('');
+    const { prefixes, tail } = listingResult(listing, page);
     const common = `${element('Name', bucket)}${element('Prefix', encode(prefix))}`;
-    const tail = `${element('MaxKeys', maxKeys)}${delimiter ? element('Delimiter', encode(delimiter)) : ''}${element('IsTruncated', page.truncated)}${encodingType ? element('EncodingType', 'url') : ''}`;
     if (v2) {
       const next =
         page.truncated && page.last !== undefined ? element('NextContinuationToken', encodeToken(page.last)) : '';
@@ -395,6 +472,41 @@ export class S3Api {
     );
   }
 
+  /**
+   * ListObjectVersions of this unversioned bucket, as S3 lists one: each object once, as its one version (`null`,
+   * the latest), no delete markers; paged by key marker (the version-id marker can only be `null`).
+   */
+  private async listVersions(bucket: string, query: URLSearchParams): Promise<S3Response> {
+    const listing = listingParameters(query);
+    const { encode, prefix, delimiter, maxKeys } = listing;
+    const keyMarker = query.get('key-marker') ?? '';
+    const versionIdMarker = query.get('version-id-marker');
+    if (versionIdMarker !== null && !keyMarker)
+      throw invalidArgument(
+        'A version-id marker cannot be specified without a key marker.',
+        'version-id-marker',
+        versionIdMarker,
+      );
+    if (versionIdMarker !== null && versionIdMarker !== 'null')
+      throw invalidArgument('Invalid version id specified', 'version-id-marker', versionIdMarker);
+    const page = await this.store.list(bucket, { prefix, delimiter, after: keyMarker, maxKeys });
+    const versions = page.objects
+      .map(
+        ({ key, info }) =>
+          `<Version>${element('Key', encode(key))}${element('VersionId', 'null')}${element('IsLatest', true)}${element('LastModified', info.modified)}${element('ETag', etagOf(info))}${element('Size', info.size)}${ownerXml}${element('StorageClass', 'STANDARD')}</Version>`,
+      )
+      .join('');
+    const { prefixes, tail } = listingResult(listing, page);
+    const next =
+      page.truncated && page.last !== undefined
+        ? `${element('NextKeyMarker', encode(page.last))}${element('NextVersionIdMarker', 'null')}`
+        : '';
+    return xmlResponse(
+      'ListVersionsResult',
+      `${element('Name', bucket)}${element('Prefix', encode(prefix))}${element('KeyMarker', encode(keyMarker))}${element('VersionIdMarker', versionIdMarker ?? '')}${next}${tail}${versions}${prefixes}`,
+    );
+  }
+
   private async deleteObjects(request: S3Request, bucket: string): Promise<S3Response> {
     const document = parseXml(await receiveDocument(request.body, request.headers, () => this.store.tempPath()));
     if (document.name !== 'Delete') throw malformedXml();
@@ -405,10 +517,14 @@ export class S3Api {
     for (const object of objects) {
       const key = childText(object, 'Key');
       if (key === undefined) throw malformedXml();
+      // A version other than the null one is none of this unversioned bucket's: deleted as S3 deletes one it does
+      // not have, nothing removed (objectRequest).
+      const versionId = childText(object, 'VersionId');
+      const other = versionId !== undefined && versionId !== 'null';
       try {
         if (Buffer.byteLength(key) > MAX_KEY_BYTES) throw new S3Error('KeyTooLongError', 400, 'Your key is too long');
-        await this.store.delete(bucket, key);
-        if (!quiet) out += `<Deleted>${element('Key', key)}</Deleted>`;
+        if (!other) await this.store.delete(bucket, key, deleteCondition(key, childText(object, 'ETag')));
+        if (!quiet) out += `<Deleted>${element('Key', key)}${element('VersionId', versionId)}</Deleted>`;
       } catch (error) {
         const e = error instanceof S3Error ? error : new S3Error('InternalError', 500, (error as Error).message);
         out += `<Error>${element('Key', key)}${element('Code', e.code)}${element('Message', e.message)}</Error>`;
@@ -460,6 +576,20 @@ export class S3Api {
 
   private async objectRequest(request: S3Request, bucket: string, key: string): Promise<S3Response> {
     const { method, query } = request;
+    const versionId = query.get('versionId');
+    if (
+      versionId !== null &&
+      versionId !== 'null' &&
+      !query.has('uploadId') &&
+      ['GET', 'HEAD', 'DELETE'].includes(method)
+    ) {
+      // The bucket is not versioned: each object is its one version, `null` (docs/operations.md#read-the-exports).
+      // Another is none of its versions: a read of it 404, a delete of it 204 with nothing deleted, as S3 answers.
+      if (versionId === '') throw invalidArgument('Version id cannot be the empty string', 'versionId', '');
+      await this.store.assertBucket(bucket);
+      if (method !== 'DELETE') throw noSuchVersion(key, versionId);
+      return { status: 204, headers: { 'x-amz-version-id': versionId } };
+    }
     if (query.has('tagging')) {
       if (method !== 'GET') throw notImplemented('?tagging');
       const object = await this.getObject(bucket, key, true);
@@ -484,7 +614,7 @@ export class S3Api {
           return { status: 204, headers: {} };
         }
         await this.store.assertBucket(bucket);
-        await this.store.delete(bucket, key);
+        await this.store.delete(bucket, key, deleteCondition(key, request.headers['if-match']));
         return { status: 204, headers: {} };
       case 'POST':
         if (query.has('uploads')) return this.createUpload(request, bucket, key);
@@ -540,6 +670,8 @@ export class S3Api {
   private async putObject(request: S3Request, bucket: string, key: string): Promise<S3Response> {
     const { headers } = request;
     await this.store.assertBucket(bucket);
+    // An append (directory buckets only) would otherwise replace the object with the appended bytes.
+    if (headers['x-amz-write-offset-bytes'] !== undefined) throw headerNotImplemented('x-amz-write-offset-bytes');
     const condition = writeCondition(key, headers);
     const attributes = attributesFrom(headers);
     const received = await this.receive(request);
@@ -562,12 +694,12 @@ export class S3Api {
     let key: string;
     try {
       const [pathPart, versionPart] = raw.replace(/^\//, '').split('?');
-      if (versionPart && !/^versionId=null$/.test(versionPart))
-        throw new S3Error('NoSuchVersion', 404, 'The specified version does not exist.');
       const slash = pathPart!.indexOf('/');
       bucket = decodeURIComponent(pathPart!.slice(0, slash));
       key = decodeURIComponent(pathPart!.slice(slash + 1));
       if (slash <= 0 || !key) throw new Error('no key');
+      if (versionPart && versionPart !== 'versionId=null')
+        throw noSuchVersion(key, decodeURIComponent(versionPart.replace(/^versionId=/, '')));
     } catch (error) {
       if (error instanceof S3Error) throw error;
       throw invalidArgument(
@@ -591,6 +723,7 @@ export class S3Api {
   private async copyObject(request: S3Request, bucket: string, key: string): Promise<S3Response> {
     const { headers } = request;
     await this.store.assertBucket(bucket);
+    const condition = writeCondition(key, headers); // on the destination, as a PutObject's
     const source = await this.openCopySource(headers);
     const directive = (headers['x-amz-metadata-directive'] ?? 'COPY').toUpperCase();
     try {
@@ -608,6 +741,7 @@ export class S3Api {
         bucket,
         key,
         directive === 'REPLACE' ? attributesFrom(headers) : undefined,
+        condition,
       );
       const checksum = info.checksum ? element(`Checksum${info.checksum.algorithm}`, info.checksum.value) : '';
       return xmlResponse(
@@ -757,6 +891,14 @@ function writeCondition(key: string, headers: RequestHeaders): WriteCondition | 
       if (!etagMatches(ifMatch, current.etag)) throw preconditionFailed('If-Match');
     }
   };
+}
+
+/**
+ * A conditional delete (DeleteObject's If-Match, a DeleteObjects entry's ETag), as S3 checks it: only the object with
+ * that ETag (or any, `*`) is deleted; another 412 PreconditionFailed, none 404 NoSuchKey.
+ */
+function deleteCondition(key: string, ifMatch: string | undefined): WriteCondition | undefined {
+  return ifMatch === undefined ? undefined : writeCondition(key, { 'if-match': ifMatch });
 }
 
 function checksumResponse(

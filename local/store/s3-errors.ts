@@ -1,7 +1,7 @@
 /**
  * An S3 error as the service answers it: an HTTP status and an `<Error><Code>…` document whose code the SDKs and the
  * AWS CLI turn into their exception names (NoSuchKey, NoSuchBucket, …). Extra fields (Key, BucketName, …) go into
- * the document as S3 puts them there.
+ * the document as S3 puts them there, and `headers` go beside it (the Content-Range of an InvalidRange).
  */
 export class S3Error extends Error {
   constructor(
@@ -9,6 +9,7 @@ export class S3Error extends Error {
     readonly status: number,
     message: string,
     readonly fields: Record<string, string> = {},
+    readonly headers: Record<string, string> = {},
   ) {
     super(message);
     this.name = code;
@@ -19,6 +20,8 @@ export const noSuchBucket = (bucket: string) =>
   new S3Error('NoSuchBucket', 404, 'The specified bucket does not exist', { BucketName: bucket });
 export const noSuchKey = (key: string) =>
   new S3Error('NoSuchKey', 404, 'The specified key does not exist.', { Key: key });
+export const noSuchVersion = (key: string, versionId: string) =>
+  new S3Error('NoSuchVersion', 404, 'The specified version does not exist.', { Key: key, VersionId: versionId });
 export const noSuchUpload = (uploadId: string) =>
   new S3Error(
     'NoSuchUpload',
@@ -56,3 +59,11 @@ export const notImplemented = (what: string) =>
     501,
     `A header or query you provided implies functionality that is not implemented: ${what}`,
   );
+/**
+ * A header S3 does not honour here (Transfer-Encoding without a decoded length, an Expect other than 100-continue,
+ * an append's x-amz-write-offset-bytes).
+ */
+export const headerNotImplemented = (header: string) =>
+  new S3Error('NotImplemented', 501, 'A header you provided implies functionality that is not implemented', {
+    Header: header,
+  });

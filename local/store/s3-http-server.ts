@@ -1,4 +1,11 @@
-import { createServer, type IncomingHttpHeaders, type IncomingMessage, maxHeaderSize, type Server } from 'node:http';
+import {
+  createServer,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  maxHeaderSize,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -11,7 +18,7 @@ import {
   writeAnswer,
 } from '../server/http.ts';
 import { errorResponse, type S3Api, type S3Response } from './s3-api.ts';
-import { incompleteBody, methodNotAllowed, S3Error } from './s3-errors.ts';
+import { headerNotImplemented, incompleteBody, methodNotAllowed, S3Error } from './s3-errors.ts';
 
 /**
  * The embedded S3's HTTP endpoint (what `aws --endpoint-url`, the SDKs and the CLI's own commands talk to): the
@@ -68,7 +75,7 @@ const INERT = {
   'x-content-type-options': 'nosniff',
 };
 
-function send(response: S3Response, res: import('node:http').ServerResponse, head: boolean): Promise<void> | void {
+function send(response: S3Response, res: ServerResponse, head: boolean): Promise<void> | void {
   const { body } = response;
   if (Buffer.isBuffer(body) && response.headers['content-length'] === undefined)
     response.headers['content-length'] = String(body.length);
@@ -118,6 +125,13 @@ function edgeError(fault: EdgeFault): S3Error {
   }
 }
 
+/** A request refused before the API sees it: its answer, then the connection closed (its body is not read). */
+function refuseRequest(req: IncomingMessage, res: ServerResponse, error: S3Error): void {
+  req.resume();
+  const refused = errorResponse(error, req.method === 'HEAD');
+  send({ ...refused, headers: { ...refused.headers, connection: 'close' } }, res, false);
+}
+
 /** An error answered on the connection itself (Node has no request for it), which is then closed. */
 function refuseOnSocket(socket: Duplex, error: S3Error): void {
   const { status, headers, body } = errorResponse(error, false);
@@ -149,9 +163,7 @@ export function serveS3Api(
   const server = createServer({ ...timeouts, requireHostHeader: false }, (req, res) => {
     const badHost = hostRefusal(req);
     if (badHost) {
-      req.resume();
-      const refused = errorResponse(new S3Error('InvalidRequest', 400, badHost), req.method === 'HEAD');
-      send({ ...refused, headers: { ...refused.headers, connection: 'close' } }, res, false);
+      refuseRequest(req, res, new S3Error('InvalidRequest', 400, badHost));
       return;
     }
     if (!isLoopbackRequest(req)) {
@@ -182,6 +194,11 @@ export function serveS3Api(
       .catch(() => res.destroy());
   });
   continueWhenRead(server);
+  // An Expect other than 100-continue, which Node would answer with a bare 417: S3's answer to a header it does not
+  // honour, in its <Error> document.
+  server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) =>
+    refuseRequest(req, res, headerNotImplemented('Expect')),
+  );
   server.on(
     'clientError',
     answerClientErrors((fault, socket) => refuseOnSocket(socket, edgeError(fault))),

@@ -10,7 +10,7 @@ import {
   hasher,
   parseChecksumAlgorithm,
 } from './s3-checksums.ts';
-import { incompleteBody, invalidArgument, S3Error } from './s3-errors.ts';
+import { headerNotImplemented, incompleteBody, invalidArgument, S3Error } from './s3-errors.ts';
 
 /**
  * An upload's body as S3 receives it: plain, or `aws-chunked` (what the SDKs and the AWS CLI send for streams:
@@ -127,9 +127,7 @@ export async function receiveBody(
   // no body of unknown length (Transfer-Encoding: chunked, unless aws-chunked with its decoded length, as the SDKs
   // send a stream), nor one over 5 GiB.
   if (headers['transfer-encoding'] !== undefined && headers['x-amz-decoded-content-length'] === undefined)
-    throw new S3Error('NotImplemented', 501, 'A header you provided implies functionality that is not implemented', {
-      Header: 'Transfer-Encoding',
-    });
+    throw headerNotImplemented('Transfer-Encoding');
   const declared = Number(headers[chunked ? 'x-amz-decoded-content-length' : 'content-length']);
   if (declared > MAX_UPLOAD) throw entityTooLarge(declared);
   const trailers: Record<string, string> = {};

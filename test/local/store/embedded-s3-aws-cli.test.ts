@@ -12,10 +12,11 @@ import { inProcessS3 } from '../../../local/store/in-process-s3-transport.ts';
 
 /**
  * The real AWS CLI against the embedded S3 (`--endpoint-url`), as the docs tell users to read their exports:
- * paged `s3 ls --recursive`, `s3api list-objects` (v1 markers) and `list-objects-v2` with a delimiter, a multipart
- * `s3 cp` of a file over 8 MB and back, a day's conversation.json files as docs/operations.md downloads them, `s3 rm
- * --recursive`. It needs Debian's awscli (`apt-get install -y awscli`):
- * skipped with a note on a developer machine without it; CI installs it (.ci/run) and runs this test.
+ * paged `s3 ls --recursive`, `s3api list-objects` (v1 markers), `list-objects-v2` with a delimiter and
+ * `list-object-versions`, `s3 presign`, `s3 ls` at each level, `s3 sync` (twice), a multipart `s3 cp` of a file over
+ * 8 MB and back, a day's conversation.json files as docs/operations.md downloads them, `s3 rm --recursive`. It needs
+ * Debian's awscli (`apt-get install -y awscli`): skipped with a note on a developer machine without it; CI installs it
+ * (.ci/run) and runs this test.
  */
 const AWS = ['/usr/bin/aws', ...(process.env.PATH ?? '').split(path.delimiter).map((d) => path.join(d, 'aws'))].find(
   (p) => existsSync(p),
@@ -117,6 +118,40 @@ describe.skipIf(skipCli)('the AWS CLI against the embedded S3', { timeout: 180_0
     expect(v2.CommonPrefixes.map((p: { Prefix: string }) => p.Prefix)).toEqual(
       Array.from({ length: 23 }, (_, i) => `exports/2026/${String(i).padStart(2, '0')}/`),
     );
+  });
+
+  it('s3api list-object-versions (the bucket is not versioned): every key once, version null, --max-items then --starting-token', async () => {
+    const versions = async (...args: string[]) =>
+      JSON.parse(
+        await aws('s3api', 'list-object-versions', '--bucket', BUCKET, '--page-size', '3', '--output', 'json', ...args),
+      );
+    const first = await versions('--max-items', '10');
+    const rest = await versions('--starting-token', first.NextToken);
+    const listed = [...first.Versions, ...rest.Versions] as { Key: string; VersionId: string; IsLatest: boolean }[];
+    expect([first.Versions.length, rest.NextToken]).toEqual([10, undefined]);
+    expect(listed.map((v) => v.Key)).toEqual([...KEYS].sort());
+    expect(listed.every((v) => v.VersionId === 'null' && v.IsLatest)).toBe(true);
+  });
+
+  it('aws s3 presign: the URL reads the export until it expires, then 403 AccessDenied as on S3', async () => {
+    const url = (await aws('s3', 'presign', `s3://${BUCKET}/exports/a b+c.json`, '--expires-in', '60')).trim();
+    const fresh = await fetch(url);
+    expect([fresh.status, await fresh.json()]).toEqual([200, { key: 'exports/a b+c.json' }]);
+    const expired = await fetch(url.replace(/X-Amz-Date=\d{8}T/, 'X-Amz-Date=20260101T'));
+    expect([expired.status, await expired.text()]).toEqual([403, expect.stringContaining('Request has expired')]);
+  });
+
+  it('aws s3 ls at every level, and aws s3 sync to a folder: a second sync copies nothing', async () => {
+    expect(await aws('s3', 'ls')).toMatch(new RegExp(`^\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d ${BUCKET}$`, 'm'));
+    expect(await aws('s3', 'ls', `s3://${BUCKET}`)).toMatch(/^ +PRE exports\/$/m);
+    expect(await aws('s3', 'ls', `s3://${BUCKET}/exports/2026/`)).toMatch(/^ +PRE 00\/\n[\s\S]* +PRE 22\/$/m);
+    const into = path.join(dir, 'synced');
+    const first = await aws('s3', 'sync', `s3://${BUCKET}/exports/2026/`, into, '--no-progress');
+    expect(first.trim().split('\n')).toHaveLength(23);
+    expect(JSON.parse(await readFile(path.join(into, '07', 'conversation.json'), 'utf8'))).toEqual({
+      key: 'exports/2026/07/conversation.json',
+    });
+    expect(await aws('s3', 'sync', `s3://${BUCKET}/exports/2026/`, into, '--no-progress')).toBe('');
   });
 
   it('aws s3 cp reads an export', async () => {

@@ -1,10 +1,7 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { ListMultipartUploadsCommand, S3Client } from '@aws-sdk/client-s3';
-import { afterAll, beforeAll, expect, it, vi } from 'vitest';
-import { type EmbeddedS3, startEmbeddedS3 } from '../../../local/store/embedded-s3.ts';
+import { ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
+import { expect, it, vi } from 'vitest';
 import { inProcessS3 } from '../../../local/store/in-process-s3-transport.ts';
+import { useEmbeddedS3 } from '../../support/embedded-s3.ts';
 
 /** Every upload.json the embedded store reads (the file that names an upload's bucket and key). */
 const uploadReads = vi.hoisted(() => [] as string[]);
@@ -18,33 +15,14 @@ vi.mock(import('node:fs/promises'), async (original) => {
 });
 
 const BUCKET = 'uploads-test';
-let dir: string;
-let s3: EmbeddedS3;
-let client: S3Client;
-
-beforeAll(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), 'multipart-listing-reads-'));
-  s3 = await startEmbeddedS3({ directory: dir, port: 0, bucket: BUCKET });
-  client = new S3Client({
-    region: 'us-east-1',
-    endpoint: s3.endpoint,
-    forcePathStyle: true,
-    credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
-    requestHandler: inProcessS3,
-  });
-});
-afterAll(async () => {
-  client?.destroy();
-  await s3?.close();
-  await rm(dir, { recursive: true, force: true });
-});
+const local = useEmbeddedS3(BUCKET, { requestHandler: inProcessS3 });
 
 it('a page of ListMultipartUploads reads only the uploads begun since the last listing, not every upload', async () => {
   const begin = (key: string) =>
-    s3.store.createUpload({ bucket: BUCKET, key, attributes: { contentType: 'application/octet-stream' } });
+    local.s3.store.createUpload({ bucket: BUCKET, key, attributes: { contentType: 'application/octet-stream' } });
   for (let i = 0; i < 40; i++) await begin(`u/${String(i).padStart(2, '0')}`);
   const page = (KeyMarker?: string) =>
-    client.send(new ListMultipartUploadsCommand({ Bucket: BUCKET, MaxUploads: 10, KeyMarker }));
+    local.client.send(new ListMultipartUploadsCommand({ Bucket: BUCKET, MaxUploads: 10, KeyMarker }));
 
   uploadReads.length = 0;
   const first = await page();
@@ -58,7 +36,7 @@ it('a page of ListMultipartUploads reads only the uploads begun since the last l
 
   // One begun and one aborted since: the begun one is read (and listed), the aborted one is no longer listed.
   const aborted = (await page()).Uploads![0]!;
-  await s3.store.abortUpload(aborted.UploadId!);
+  await local.s3.store.abortUpload(aborted.UploadId!);
   await begin('u/00b');
   uploadReads.length = 0;
   const again = await page();
