@@ -265,19 +265,15 @@
     button.disabled = true;
     button.textContent = `${verb === 'Redrive' ? 'Redriving' : 'Resending'}…`;
     say(`${verb === 'Redrive' ? 'Redriving' : 'Resending'} ${id}…`, 'pending');
-    const again = () => {
-      button.textContent = label;
-      button.disabled = false;
-    };
     try {
-      const result = await post(`/local/deliveries/${encodeURIComponent(id)}/${path}`);
-      outcome(verb, id, result);
-      // Nothing was done, and the page does not change: the button can be pressed again, when the line says.
-      if (result.status === 'skipped') again();
+      outcome(verb, id, await post(`/local/deliveries/${encodeURIComponent(id)}/${path}`));
     } catch (error) {
       say(`${verb} of ${id} failed: ${error.message}`, 'bad');
-      // The page may not be refreshed (the gateway is down): the button can be pressed again.
-      again();
+    } finally {
+      // Whatever the answer, the button is offered again: the refresh after it shows what the page now offers (Resend
+      // once delivered), but may not come (the gateway gone since, a live refresh under way that found no change).
+      button.textContent = label;
+      button.disabled = false;
     }
   }
 
