@@ -111,6 +111,24 @@ describe.skipIf(skipBrowser)('console in Chromium', () => {
     expect(errors).toEqual([]);
   });
 
+  it('a failed delivery’s last error in a narrow window (375 px) reads on a line or two, not a letter or two a line', async () => {
+    await page.setViewportSize({ width: 375, height: 800 });
+    await page.goto(`${world.gateway.url}/console`);
+    const error = page.locator(`#failed-deliveries tr[data-id="${ids.failed}"] td.err`);
+    expect(await error.innerText()).toMatch(/^HTTP 400/);
+    // Before: squeezed to about 50 px, the row about ten lines high, while the table scrolled sideways all the same.
+    const { width, lines } = await error.evaluate((td) => ({
+      width: td.getBoundingClientRect().width,
+      lines: Math.round(
+        td.getBoundingClientRect().height / Number.parseFloat((globalThis as any).getComputedStyle(td).lineHeight),
+      ),
+    }));
+    expect(width).toBeGreaterThanOrEqual(150);
+    expect(lines).toBeLessThanOrEqual(3);
+    await page.setViewportSize({ width: 1400, height: 900 });
+    await page.goto(`${world.gateway.url}/console`);
+  });
+
   it('a conversation page: timeline with the failed Deliver marked, the four export documents, the attempts', async () => {
     await page.locator(`#conversations a[href$="${ids.failed}"]`).click();
     await page.waitForURL(`**/console/conversations/${ids.failed}`);
