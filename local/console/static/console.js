@@ -250,9 +250,11 @@
           ? ' — its receiver held it back (paused, disabled or at its rate: see Endpoints); nothing was attempted'
           : result.status === 'skipped'
             ? ` — ${result.error || 'another redelivery of it was running; look again in a moment'}`
-            : result.error
-              ? ` — ${result.error.message || result.error}`
-              : '';
+            : result.status === 'not_found'
+              ? ' — no failed delivery of it is stored any more (its file deleted?): nothing was attempted'
+              : result.error
+                ? ` — ${result.error.message || result.error}`
+                : '';
     say(
       `${verb} of ${id}: ${status}${result.execution_name ? ` (execution ${result.execution_name})` : ''}${detail}`,
       status === 'delivered' || status === 'already_delivered' ? 'ok' : 'bad',

@@ -57,7 +57,7 @@ describe.skipIf(skipBrowser)("a conversation page's Redrive and Resend, whatever
     await page.unroute('**/console/conversations/*?fragment=1');
   });
 
-  it('skipped, a 4xx, a 5xx, the gateway gone: each said, and Redrive offered again', async () => {
+  it('skipped, not found, a 4xx, a 5xx, the gateway gone: each said, and Redrive offered again', async () => {
     const { world, page } = opened;
     await page.goto(`${world.gateway.url}/console/conversations/${id}`);
     const cases: [string, (route: Route) => Promise<void>, RegExp][] = [
@@ -65,6 +65,13 @@ describe.skipIf(skipBrowser)("a conversation page's Redrive and Resend, whatever
         'skipped',
         (route) => route.fulfill({ status: 200, json: cutUnfinished(id) }),
         new RegExp(`^Redrive of ${id}: skipped — a redelivery run the data folder cut is not finished yet`),
+      ],
+      [
+        'not found (its failed-delivery file deleted meanwhile)',
+        (route) => route.fulfill({ status: 404, json: { conversation_id: id, status: 'not_found' } }),
+        new RegExp(
+          `^Redrive of ${id}: not_found — no failed delivery of it is stored any more \\(its file deleted\\?\\): nothing was attempted$`,
+        ),
       ],
       [
         'a 4xx',
