@@ -97,6 +97,28 @@ describe.skipIf(skipBrowser)('console in Chromium', () => {
     expect(box.x + box.width).toBeLessThanOrEqual(1400);
     expect(new Set(heights).size).toBe(1);
     expect(await failedRow.locator('td.query').getAttribute('title')).toContain('<img src=x');
+    // A laptop's window fits it too, the query given the width of the runs and the agent's and delivery's times (on
+    // the conversation's page). Before: at 1,366 px about 50 px of the query, a few letters; at 1,280 px the table went
+    // past the window, the query out of sight.
+    for (const width of [1280, 1366]) {
+      await page.setViewportSize({ width, height: 800 });
+      expect(await page.locator('main').evaluate((main) => main.scrollWidth - main.clientWidth), `${width}`).toBe(0);
+      const query = (await failedRow.locator('td.query').boundingBox())!;
+      expect(query.width, `${width}`).toBeGreaterThanOrEqual(120);
+      expect(query.x + query.width, `${width}`).toBeLessThanOrEqual(width);
+      expect(await failedRow.locator('td.detail').evaluateAll((tds) => tds.map((td) => td.checkVisibility()))).toEqual([
+        false,
+        false,
+        false,
+      ]);
+    }
+    await page.setViewportSize({ width: 1500, height: 900 });
+    expect(await failedRow.locator('td.detail').evaluateAll((tds) => tds.map((td) => td.checkVisibility()))).toEqual([
+      true,
+      true,
+      true,
+    ]);
+    await page.setViewportSize({ width: 1400, height: 900 });
     expect(await page.locator(`#failed-deliveries tr[data-id="${ids.failed}"]`).innerText()).toMatch(
       /dead\s+permanent/,
     );
