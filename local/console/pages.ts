@@ -118,12 +118,12 @@ export function listFragment(
           ? html`<p class="empty">No conversations match${params.has('cursor') ? ' after this point' : ''}. <a href="/console">Show all</a>.</p>`
           : html`<p class="empty">No conversations yet. POST one to <code>/webhook</code>; it appears here within a second.</p>`
       : html`<table id="conversations">
-  <thead><tr><th title="the time the gateway received the request, in UTC">received (UTC)</th><th>conversation</th><th>source</th><th>type</th><th>status</th><th>delivery</th><th class="num">runs</th><th class="num">agent</th><th class="num">delivery</th><th class="num">total</th><th>thread · turn</th><th>query</th></tr></thead>
+  <thead><tr><th title="the time the gateway received the request, in UTC">received (UTC)</th><th>conversation</th><th>source</th><th>type</th><th>status</th><th>delivery</th><th class="num detail">runs</th><th class="num detail">agent</th><th class="num detail">delivery</th><th class="num">total</th><th>thread · turn</th><th>query</th></tr></thead>
   <tbody>${rows.map(
     (r) => html`<tr data-id="${r.conversation_id}" data-status="${r.status}" data-delivery="${r.delivery_status}">
     <td class="time" title="${r.received_at}">${r.received_at.slice(0, 19).replace('T', ' ')}</td><td class="id">${link(r.conversation_id)}</td><td class="source" title="${r.source_system}/${r.source_process}">${r.source_system}/${r.source_process}</td>
-    <td>${r.webhook_type ?? '-'}</td><td>${badge(r.status)}</td><td>${badge(r.delivery_status)}${r.redelivering ? html` <span class="badge b-redelivering" title="redelivery ${r.redelivering} under way">redelivering</span>` : ''}</td><td class="num">${r.executions}</td>
-    <td class="num">${short(r.agent_ms)}</td><td class="num">${short(r.delivery_ms)}</td><td class="num">${short(r.total_time_ms)}</td><td class="thread">${threadLink(r)}</td><td class="query" title="${preview(r.query, 300)}">${preview(r.query)}</td></tr>`,
+    <td>${r.webhook_type ?? '-'}</td><td>${badge(r.status)}</td><td>${badge(r.delivery_status)}${r.redelivering ? html` <span class="badge b-redelivering" title="redelivery ${r.redelivering} under way">redelivering</span>` : ''}</td><td class="num detail">${r.executions}</td>
+    <td class="num detail">${short(r.agent_ms)}</td><td class="num detail">${short(r.delivery_ms)}</td><td class="num">${short(r.total_time_ms)}</td><td class="thread">${threadLink(r)}</td><td class="query" title="${preview(r.query, 300)}">${preview(r.query)}</td></tr>`,
   )}</tbody>
 </table>`;
   const older = new URLSearchParams(params);

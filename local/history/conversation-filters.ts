@@ -85,6 +85,15 @@ export function webhookTypeNamed(value: string): WebhookType | null {
 /** A bad flag value; the CLI prints its message as one line. */
 export class FilterError extends Error {}
 
+/**
+ * A refused value as its message quotes it: whole up to 80 characters, else its first 60 and how long it is (a page of
+ * pasted text does not fill the console's page or the terminal).
+ */
+function quoted(value: string): string {
+  const chars = [...value];
+  return chars.length <= 80 ? `"${value}"` : `"${chars.slice(0, 60).join('')}…" (${chars.length} characters)`;
+}
+
 function list(value: string | undefined): string[] {
   if (value === undefined) return [];
   return value
@@ -110,7 +119,7 @@ function instant(flag: string, value: string | undefined): number | null {
   const t = isoInstant(value);
   if (Number.isNaN(t))
     throw new FilterError(
-      `--${flag} must be an ISO 8601 date or date-time with a zone, e.g. 2025-08-13 or 2025-08-13T00:00:00Z; got "${value}"`,
+      `--${flag} must be an ISO 8601 date or date-time with a zone, e.g. 2025-08-13 or 2025-08-13T00:00:00Z; got ${quoted(value)}`,
     );
   return t;
 }
@@ -119,12 +128,12 @@ export function parseFilter(flags: FilterFlags): ConversationFilter {
   const types = list(flags.type);
   for (const t of types) {
     if (!TYPE_VALUES.includes(t))
-      throw new FilterError(`--type takes ${TYPE_VALUES.join(', ')} (or a comma-separated list); got "${t}"`);
+      throw new FilterError(`--type takes ${TYPE_VALUES.join(', ')} (or a comma-separated list); got ${quoted(t)}`);
   }
   const statuses = list(flags.status);
   for (const s of statuses) {
     if (!STATUS_VALUES.includes(s))
-      throw new FilterError(`--status takes ${STATUS_VALUES.join(', ')} (or a comma-separated list); got "${s}"`);
+      throw new FilterError(`--status takes ${STATUS_VALUES.join(', ')} (or a comma-separated list); got ${quoted(s)}`);
   }
   if (flags.source !== undefined && list(flags.source).length === 0)
     throw new FilterError('--source needs a source system (or system/process)');
@@ -133,7 +142,7 @@ export function parseFilter(flags: FilterFlags): ConversationFilter {
     const parts = s.split('/');
     if (parts.length > 2 || parts.some((p) => p.length > MAX_SOURCE_NAME_LENGTH || !SOURCE_NAME_PATTERN.test(p)))
       throw new FilterError(
-        `--source takes a source_system or source_system/source_process (letters, digits, '_', '-', '.', starting with a letter or digit, at most ${MAX_SOURCE_NAME_LENGTH} each; or a comma-separated list); got "${s}"`,
+        `--source takes a source_system or source_system/source_process (letters, digits, '_', '-', '.', starting with a letter or digit, at most ${MAX_SOURCE_NAME_LENGTH} each; or a comma-separated list); got ${quoted(s)}`,
       );
   }
   const since = instant('since', flags.since);
@@ -143,17 +152,17 @@ export function parseFilter(flags: FilterFlags): ConversationFilter {
   const id = flags.id?.trim().toLowerCase() ?? null;
   if (id !== null && !/^[a-z0-9_]{1,100}$/.test(id))
     throw new FilterError(
-      `--id takes a conversation id or a part of one (letters, digits and '_', at most 100); got "${flags.id}"`,
+      `--id takes a conversation id or a part of one (letters, digits and '_', at most 100); got ${quoted(flags.id!)}`,
     );
   const thread = flags.thread ?? null;
   if (thread !== null && (thread.length > MAX_THREAD_ID_LENGTH || !THREAD_ID_PATTERN.test(thread)))
     throw new FilterError(
-      `--thread takes a thread_id (letters, digits, '_', '-', '.', at most ${MAX_THREAD_ID_LENGTH}); got "${thread}"`,
+      `--thread takes a thread_id (letters, digits, '_', '-', '.', at most ${MAX_THREAD_ID_LENGTH}); got ${quoted(thread)}`,
     );
   const key = flags.key?.trim() ?? null;
   if (key !== null && !KEY_PATTERN.test(key))
     throw new FilterError(
-      `--key takes the Idempotency-Key or webhook-id a source sent (1 to 255 visible ASCII characters, exact); got "${flags.key}"`,
+      `--key takes the Idempotency-Key or webhook-id a source sent (1 to 255 visible ASCII characters, exact); got ${quoted(flags.key!)}`,
     );
   const sources = list(flags.source).map((s) => s.split('/').map(canonicalSource).join('/'));
   return { sources, types, statuses, since, until, thread, id, key };

@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROJECT_ROOT } from '../../local/paths.ts';
-import { runCommand } from '../support/cli.ts';
+import { runCommand } from '../support/children.ts';
 import { startWorld, type TestWorld } from '../support/gateway.ts';
 
 /**

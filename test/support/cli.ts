@@ -4,58 +4,9 @@ import { vi } from 'vitest';
 import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
 import { DELIVERY_URL_VARIABLES } from '../../functions/domain/delivery.ts';
 import { PROJECT_ROOT } from '../../local/paths.ts';
+import { type CliResult, killOnExit, runCommand } from './children.ts';
 
 const BIN = path.join(PROJECT_ROOT, 'bin', 'webhook-gateway.mjs');
-
-export interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/**
- * How long a command may run before runCommand kills it: under the test timeout (vitest.config.ts), so that the test
- * fails with the command's output rather than by timing out.
- */
-const COMMAND_LIMIT_MS = 25_000;
-
-/**
- * Run a command to its end and collect its output (in `cwd` when given, with `env` or this process's). One still
- * running after `limitMs` is killed (SIGKILL, with every process it started) and the call fails with its output: a
- * command that should have exited and serves instead (a gateway) cannot outlive the test.
- */
-export function runCommand(
-  command: string,
-  args: string[],
-  options: { cwd?: string; env?: NodeJS.ProcessEnv; limitMs?: number } = {},
-): Promise<CliResult> {
-  const { limitMs = COMMAND_LIMIT_MS, ...spawnOptions } = options;
-  return new Promise((resolve, reject) => {
-    // In its own process group, so that the kill reaches what it started too (bash's commands, npm's node).
-    const child = spawn(command, args, { ...spawnOptions, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => {
-      try {
-        process.kill(-child.pid!, 'SIGKILL');
-      } catch {
-        // the group is gone already
-      }
-      const ran = [command, ...args].join(' ');
-      reject(new Error(`${ran} did not exit within ${limitMs} ms (killed)\nstdout:\n${stdout}\nstderr:\n${stderr}`));
-    }, limitMs);
-    child.on('error', (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 /** Run the real `webhook-gateway` command (as `npx webhook-gateway` would) and collect its output. */
 export function runCli(args: string[], env: Record<string, string | undefined> = {}): Promise<CliResult> {
@@ -120,6 +71,7 @@ export function startCli(
       env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
+    killOnExit(child, false);
     onSpawn?.(child);
     let output = '';
     // A gateway that did not start in time is killed: left running, it would outlive the test run.

@@ -250,9 +250,11 @@
           ? ' — its receiver held it back (paused, disabled or at its rate: see Endpoints); nothing was attempted'
           : result.status === 'skipped'
             ? ` — ${result.error || 'another redelivery of it was running; look again in a moment'}`
-            : result.error
-              ? ` — ${result.error.message || result.error}`
-              : '';
+            : result.status === 'not_found'
+              ? ' — no failed delivery of it is stored any more (its file deleted?): nothing was attempted'
+              : result.error
+                ? ` — ${result.error.message || result.error}`
+                : '';
     say(
       `${verb} of ${id}: ${status}${result.execution_name ? ` (execution ${result.execution_name})` : ''}${detail}`,
       status === 'delivered' || status === 'already_delivered' ? 'ok' : 'bad',
@@ -265,19 +267,15 @@
     button.disabled = true;
     button.textContent = `${verb === 'Redrive' ? 'Redriving' : 'Resending'}…`;
     say(`${verb === 'Redrive' ? 'Redriving' : 'Resending'} ${id}…`, 'pending');
-    const again = () => {
-      button.textContent = label;
-      button.disabled = false;
-    };
     try {
-      const result = await post(`/local/deliveries/${encodeURIComponent(id)}/${path}`);
-      outcome(verb, id, result);
-      // Nothing was done, and the page does not change: the button can be pressed again, when the line says.
-      if (result.status === 'skipped') again();
+      outcome(verb, id, await post(`/local/deliveries/${encodeURIComponent(id)}/${path}`));
     } catch (error) {
       say(`${verb} of ${id} failed: ${error.message}`, 'bad');
-      // The page may not be refreshed (the gateway is down): the button can be pressed again.
-      again();
+    } finally {
+      // Whatever the answer, the button is offered again: the refresh after it shows what the page now offers (Resend
+      // once delivered), but may not come (the gateway gone since, a live refresh under way that found no change).
+      button.textContent = label;
+      button.disabled = false;
     }
   }
 
@@ -377,6 +375,9 @@
     await refresh(target).catch(() => {});
   });
 
+  /** The longest list address the filters are sent in, well under the gateway's 16 KB for a request's line and headers. */
+  const MAX_FILTER_ADDRESS = 8000;
+
   // A recover form, submitted by its Plan button or by Enter in its since field: planned here, never sent as a
   // navigation (the page, and what was typed, stay).
   document.addEventListener('submit', (event) => {
@@ -387,7 +388,22 @@
       event.preventDefault();
       const params = new URLSearchParams();
       for (const [name, value] of new FormData(form)) if (String(value).trim()) params.set(name, String(value).trim());
-      location.assign(params.size > 0 ? `/console?${params}` : '/console');
+      const address = params.size > 0 ? `/console?${params}` : '/console';
+      // The gateway refuses a request line and headers over 16 KB (431, its JSON in place of the console): a filter
+      // that long (a page of text pasted in a field) is refused here, the page and what was typed kept.
+      if (address.length > MAX_FILTER_ADDRESS) {
+        const longest = [...form.querySelectorAll('input[name]')].reduce((a, b) =>
+          b.value.length > a.value.length ? b : a,
+        );
+        longest.setAttribute('aria-invalid', 'true');
+        longest.focus();
+        say(
+          `Not filtered: ${longest.name} has ${longest.value.length} characters, too long to send (no id, key, source or date is that long)`,
+          'bad',
+        );
+        return;
+      }
+      location.assign(address);
       return;
     }
     if (!form?.dataset.planForm) return;

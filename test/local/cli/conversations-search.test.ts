@@ -2,7 +2,8 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recordOf } from '../../../local/history/conversations.ts';
-import { type CliResult, runCli, runMain } from '../../support/cli.ts';
+import type { CliResult } from '../../support/children.ts';
+import { runCli, runMain } from '../../support/cli.ts';
 import { SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
 
 /**

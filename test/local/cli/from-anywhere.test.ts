@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROJECT_ROOT } from '../../../local/paths.ts';
 import { resolveOptions } from '../../../local/server/config.ts';
-import { runCommand } from '../../support/cli.ts';
+import { runCommand } from '../../support/children.ts';
 
 /** README, "Running the CLI from anywhere": the command works from another directory, by path or npm exec. */
 let elsewhere: string;

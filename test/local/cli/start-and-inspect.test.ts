@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { PROJECT_ROOT } from '../../../local/paths.ts';
-import { NEW_USER_START_ENV, runCli, runCommand, startCli } from '../../support/cli.ts';
+import { runCommand } from '../../support/children.ts';
+import { NEW_USER_START_ENV, runCli, startCli } from '../../support/cli.ts';
 import { SEED_REQUEST } from '../../support/gateway.ts';
 
 const TRACING_SDK_REPORT = path.join(PROJECT_ROOT, 'test', 'support', 'report-tracing-sdk.cjs');

@@ -232,6 +232,11 @@ describe.skipIf(skipBrowser)('console in a narrow window (375 px), in Chromium',
       expect(rights.length, path).toBe(4);
       for (const right of rights) expect(right, path).toBeLessThanOrEqual(375);
     }
+    // A thread page has no wide table: nothing of it scrolls sideways inside the page either (before: each turn's
+    // conversation id, unbroken, by about 70 px).
+    await page.goto(`${world.gateway.url}/console/threads/testing_system/a11y`);
+    expect(await page.locator('ol.thread p.turn a').count()).toBe(1);
+    expect(await page.locator('main').evaluate((main) => main.scrollWidth - main.clientWidth)).toBe(0);
     // The conversation page's summary (a long source process, the receiver's URL) wraps within the window.
     const long = await world.post({ ...SEED_REQUEST, source_process: `p${'x'.repeat(59)}` });
     await page.goto(`${world.gateway.url}/console/conversations/${long.body.conversation_id}`);

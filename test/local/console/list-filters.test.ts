@@ -161,4 +161,23 @@ describe.skipIf(skipBrowser)('the filtered list in Chromium', () => {
     await page.waitForURL(/status=queued/);
     expect(await shownIds()).toEqual([sent[0]!.id]);
   });
+
+  it('a value too long to send (a page of text pasted in a field): said on the page, which stays, the field marked', async () => {
+    await page.goto(`${world.gateway.url}/console?type=general`);
+    const key = page.locator('#filters input[name="key"]');
+    await key.fill('ü'.repeat(20_000));
+    await key.press('Enter');
+    // Before: the address went past the gateway's 16 KB and the console was replaced by its 431 JSON answer.
+    await expect
+      .poll(() => page.locator('#flash').innerText())
+      .toBe('Not filtered: key has 20000 characters, too long to send (no id, key, source or date is that long)');
+    expect(page.url()).toBe(`${world.gateway.url}/console?type=general`);
+    expect(await key.getAttribute('aria-invalid')).toBe('true');
+    expect(await page.locator(':focus').getAttribute('name')).toBe('key');
+    expect(await shownIds()).toEqual([sent[0]!.id]);
+    // Cut to what it should have been, it is sent.
+    await key.fill('order-1001');
+    await key.press('Enter');
+    await page.waitForURL(/key=order-1001/);
+  });
 });

@@ -97,6 +97,28 @@ describe.skipIf(skipBrowser)('console in Chromium', () => {
     expect(box.x + box.width).toBeLessThanOrEqual(1400);
     expect(new Set(heights).size).toBe(1);
     expect(await failedRow.locator('td.query').getAttribute('title')).toContain('<img src=x');
+    // A laptop's window fits it too, the query given the width of the runs and the agent's and delivery's times (on
+    // the conversation's page). Before: at 1,366 px about 50 px of the query, a few letters; at 1,280 px the table went
+    // past the window, the query out of sight.
+    for (const width of [1280, 1366]) {
+      await page.setViewportSize({ width, height: 800 });
+      expect(await page.locator('main').evaluate((main) => main.scrollWidth - main.clientWidth), `${width}`).toBe(0);
+      const query = (await failedRow.locator('td.query').boundingBox())!;
+      expect(query.width, `${width}`).toBeGreaterThanOrEqual(120);
+      expect(query.x + query.width, `${width}`).toBeLessThanOrEqual(width);
+      expect(await failedRow.locator('td.detail').evaluateAll((tds) => tds.map((td) => td.checkVisibility()))).toEqual([
+        false,
+        false,
+        false,
+      ]);
+    }
+    await page.setViewportSize({ width: 1500, height: 900 });
+    expect(await failedRow.locator('td.detail').evaluateAll((tds) => tds.map((td) => td.checkVisibility()))).toEqual([
+      true,
+      true,
+      true,
+    ]);
+    await page.setViewportSize({ width: 1400, height: 900 });
     expect(await page.locator(`#failed-deliveries tr[data-id="${ids.failed}"]`).innerText()).toMatch(
       /dead\s+permanent/,
     );
@@ -109,6 +131,24 @@ describe.skipIf(skipBrowser)('console in Chromium', () => {
     expect(await rows.first().getAttribute('data-id')).toBe(ids.live);
     expect(await page.evaluate(() => (globalThis as { __xss?: number }).__xss)).toBeUndefined();
     expect(errors).toEqual([]);
+  });
+
+  it('a failed delivery’s last error in a narrow window (375 px) reads on a line or two, not a letter or two a line', async () => {
+    await page.setViewportSize({ width: 375, height: 800 });
+    await page.goto(`${world.gateway.url}/console`);
+    const error = page.locator(`#failed-deliveries tr[data-id="${ids.failed}"] td.err`);
+    expect(await error.innerText()).toMatch(/^HTTP 400/);
+    // Before: squeezed to about 50 px, the row about ten lines high, while the table scrolled sideways all the same.
+    const { width, lines } = await error.evaluate((td) => ({
+      width: td.getBoundingClientRect().width,
+      lines: Math.round(
+        td.getBoundingClientRect().height / Number.parseFloat((globalThis as any).getComputedStyle(td).lineHeight),
+      ),
+    }));
+    expect(width).toBeGreaterThanOrEqual(150);
+    expect(lines).toBeLessThanOrEqual(3);
+    await page.setViewportSize({ width: 1400, height: 900 });
+    await page.goto(`${world.gateway.url}/console`);
   });
 
   it('a conversation page: timeline with the failed Deliver marked, the four export documents, the attempts', async () => {

@@ -129,6 +129,20 @@ describe('conversation filters', () => {
     expect(() => parseFilter({ source: 'crm/sync/extra' })).toThrow(/--source takes/);
     expect(() => parseFilter({ source: 'crm_system,/sync' })).toThrow(/got "\/sync"/);
     expect(() => parseFilter({ source: 'x'.repeat(65) })).toThrow(/at most 64/);
+    // A page of pasted text is quoted by its start and its length (before: whole, thousands of characters on the
+    // console's page and in the terminal); a short value whole, as typed.
+    for (const flag of ['source', 'id', 'key', 'status', 'type', 'since', 'thread'] as const) {
+      const error = (() => {
+        try {
+          parseFilter({ [flag]: `${'ü'.repeat(60)}${'s'.repeat(9_000)}` });
+        } catch (e) {
+          return e as Error;
+        }
+      })();
+      expect(error?.message, flag).toMatch(new RegExp(`got "${'ü'.repeat(60)}…" \\(9060 characters\\)$`));
+      expect(error?.message.length, flag).toBeLessThan(400);
+    }
+    expect(() => parseFilter({ id: 'ü'.repeat(80) })).toThrow(`got "${'ü'.repeat(80)}"`);
     expect(parseFilter({ source: 'CRM.System/Nightly-Sync, other' }).sources).toEqual([
       'crm_system/nightly_sync',
       'other',

@@ -547,10 +547,10 @@ describe('reads, conditions, copies, deletes', () => {
         socket.on('error', reject);
       });
     try {
-      const started = Date.now();
+      // Each waits for the store to close the connection, with no bound of its own: without the limits set above
+      // Node's own (60 s for the headers, 300 s for the request) would close it only after this test's 30 s.
       const timedOut = /^HTTP\/1\.1 400 Bad Request\r\n[\s\S]*<Error><Code>RequestTimeout<\/Code>/;
       expect(await raw('GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n')).toMatch(timedOut);
-      expect(Date.now() - started).toBeLessThan(4_000);
       const put = `PUT /${BUCKET}/slow.txt HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\nabc`;
       expect(await raw(put)).toMatch(timedOut);
       expect(await readdir(path.join(slowDir, BUCKET))).toEqual([]); // nothing stored
