@@ -91,6 +91,32 @@ describe('endpoints list, run beside a gateway started with its own circuit brea
   });
 });
 
+describe('endpoints list with a receiver the circuit breaker disabled', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-endpoints-disabled-'));
+    // Failing since two days ago, disabled by the failure a day later (a policy of one failure and one day).
+    const store = new FileEndpointStore(path.join(dir, 'deliveries'));
+    const policy = { failureThreshold: 1, disableAfterMs: 86_400_000 };
+    const day = 86_400_000;
+    for (const ago of [2 * day, day])
+      await store.recordFailure('data_analysis', 'HTTP 503', new Date(Date.now() - ago), policy);
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('says since when it is disabled, as it says since when a receiver is paused; --json keeps disabled_at', async () => {
+    const result = await runMain(['endpoints', 'list'], { LOCAL_DATA_DIR: dir, GATEWAY_URL: undefined });
+    expect(result.code, result.stderr).toBe(0);
+    // Before: "disabled" alone, when it was disabled only in --json.
+    expect(result.stdout).toMatch(/^data_analysis\s+disabled since \d{4}-\d\d-\d\dT\S+Z \(24h ago\)\s/m);
+    const listed = await runMain(['endpoints', 'list', '--json'], { LOCAL_DATA_DIR: dir, GATEWAY_URL: undefined });
+    const data = JSON.parse(listed.stdout).find((v: { webhook_type: string }) => v.webhook_type === 'data_analysis');
+    expect(data).toMatchObject({ status: 'disabled', disabled_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT\S+Z$/) });
+  });
+});
+
 describe('endpoints list with a receiver file that is not JSON (a hand edit, a full disk)', () => {
   let broken: string;
   let file: string;
