@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
+import { MAX_FAILED_RUNS } from '../../functions/domain/failed-delivery.ts';
 import { parseInboundSecrets } from '../../functions/domain/signatures.ts';
 import { UnreadableFileError } from '../../functions/shared/local-files.ts';
 import { SettingsError } from '../../functions/shared/settings.ts';
@@ -266,7 +267,7 @@ function listCommand(dataDir: string): string {
 }
 
 /** A `recovered` line's fields after its time (docs/operations.md, "After a crash"). */
-export function recoveryFields(r: RecoveredExecution): string[] {
+export function recoveryFields(r: RecoveredExecution, now = new Date()): string[] {
   if (r.outcome === 'not_accepted')
     return [
       `(request ${r.execution_name})`,
@@ -275,17 +276,43 @@ export function recoveryFields(r: RecoveredExecution): string[] {
   if (r.redelivery) {
     const how =
       r.outcome === 'interrupted'
-        ? `cut during its attempt, shown as interrupted; ${r.redelivery === 'resend' ? 'not repeated' : 'its envelope as it was, for the schedule'}`
+        ? `cut during its attempt, shown as interrupted${r.redelivery === 'resend' ? '' : ', its envelope as it was'}`
         : r.outcome === 'failed'
-          ? `${r.failed_when_finished ? 'finished, and failed' : 'had failed before the crash'}${r.redelivery === 'schedule' ? ', counted as a failed run: its envelope comes back later' : ''}`
+          ? r.failed_when_finished
+            ? 'finished, and failed'
+            : 'had failed before the crash'
           : 'finished';
     return [
       r.conversation_id ?? '',
-      `${r.redelivery} ${r.execution_name} ${how}${cutBy(r)}: ${r.status}, delivery ${r.delivery_status}`,
+      `${r.redelivery} ${r.execution_name} ${how}${cutBy(r)}: ${r.status}, delivery ${r.delivery_status}${owedAfter(r, now)}`,
     ];
   }
   const how = r.outcome === 'interrupted' ? 'closed as interrupted' : 'finished';
   return [r.conversation_id ?? '', `${how}${cutBy(r)}: ${r.status}, delivery ${r.delivery_status}`];
+}
+
+/**
+ * What a recovered redelivery run leaves to do, whoever started it: a resend that did not finish is not repeated; the
+ * envelope of a scheduled run or a redrive says what it owes and when it is due for the schedule, or that it is dead
+ * (the schedule never tries it again: a redriven dead envelope stays dead).
+ */
+function owedAfter(r: RecoveredExecution, now: Date): string {
+  const id = r.conversation_id ?? '';
+  if (r.redelivery === 'resend')
+    return r.outcome === 'resumed'
+      ? ''
+      : `; not repeated: deliveries resend ${id} sends it again if the receiver did not get it`;
+  const envelope = r.envelope;
+  if (!envelope || envelope.state === 'settled') return '';
+  if (envelope.state === 'dead')
+    return `; its envelope is dead (${envelope.dead_reason ?? 'no reason kept'}), never tried again by the schedule: deliveries redrive ${id} tries it`;
+  const owed = envelope.owed === 'export' ? 'only the export' : 'the delivery';
+  const due = envelope.next_due_at;
+  const when = due === null || Date.parse(due) <= now.getTime() ? 'due now' : `due at ${due}`;
+  const runs = envelope.failed_runs ?? 0;
+  const failed =
+    runs > 0 ? ` (${runs} failed run${runs === 1 ? '' : 's'} in a row; dead after ${MAX_FAILED_RUNS})` : '';
+  return `; its envelope owes ${owed}, ${when} for the schedule${failed}`;
 }
 
 /**
