@@ -376,6 +376,7 @@ function refuseRepeatedFlags(flags: string[]): void {
 const SUBCOMMANDS: Record<string, string> = {
   conversations: 'list, show, search or query',
   deliveries: 'list, redrive or resend',
+  endpoints: 'list, set, pause or resume',
 };
 
 export async function main(argv: string[]): Promise<number> {
@@ -404,7 +405,8 @@ export async function main(argv: string[]): Promise<number> {
     if (command === 'deliveries' && sub === 'list') return await deliveriesList(rest);
     if (command === 'deliveries' && sub === 'redrive') return await deliveriesRedrive(rest);
     if (command === 'deliveries' && sub === 'resend') return await deliveriesResend(rest);
-    if (command === 'endpoints') return await endpointsCommand(sub, rest);
+    if (command === 'endpoints' && ['list', 'set', 'pause', 'resume'].includes(sub ?? ''))
+      return await endpointsCommand(sub!, rest);
     if (command === 'sign') return await sign(argv.slice(1));
     if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
       out(USAGE);
