@@ -189,7 +189,11 @@ export async function endpointsCommand(sub: string, args: string[]): Promise<num
   printEndpoints(
     shown.filter((r): r is EndpointView => !('unreadable' in r)),
     values.json ?? false,
-    sub === 'list' || values.json ? undefined : 'The running gateway uses this from its next delivery on (no restart).',
+    sub === 'list' || values.json
+      ? undefined
+      : (await readGatewayRuntime(dataDir))
+        ? 'The running gateway uses this from its next delivery on (no restart).'
+        : 'No gateway runs on this data folder: the next one started on it uses this.',
   );
   for (const r of damaged)
     note(`webhook-gateway: ${r.unreadable}${r.queued > 0 ? ` (${r.queued} ${r.webhook_type} deliveries queued)` : ''}`);

@@ -55,6 +55,17 @@ describe('endpoints list, run beside a gateway started with its own receivers', 
     const data = JSON.parse(listed.stdout).find((v: { webhook_type: string }) => v.webhook_type === 'data_analysis');
     expect(data).toMatchObject({ url: 'http://127.0.0.1:38999/local/receiver/data_analysis' });
   });
+
+  it('a change says the running gateway uses it from its next delivery', async () => {
+    const result = await runMain(['endpoints', 'set', 'general', '--rate', '5/s'], {
+      LOCAL_DATA_DIR: dataDir,
+      GATEWAY_URL: undefined,
+    });
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout.trim().split('\n').at(-1)).toBe(
+      'The running gateway uses this from its next delivery on (no restart).',
+    );
+  });
 });
 
 describe('endpoints list, run beside a gateway started with its own circuit breaker', () => {
@@ -114,6 +125,19 @@ describe('endpoints list with a receiver the circuit breaker disabled', () => {
     const listed = await runMain(['endpoints', 'list', '--json'], { LOCAL_DATA_DIR: dir, GATEWAY_URL: undefined });
     const data = JSON.parse(listed.stdout).find((v: { webhook_type: string }) => v.webhook_type === 'data_analysis');
     expect(data).toMatchObject({ status: 'disabled', disabled_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT\S+Z$/) });
+  });
+
+  it('a change with no gateway running on the folder says the next start uses it, not "the running gateway"', async () => {
+    const result = await runMain(['endpoints', 'resume', 'data_analysis'], {
+      LOCAL_DATA_DIR: dir,
+      GATEWAY_URL: undefined,
+    });
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toMatch(/^data_analysis\s+healthy\s/m);
+    // Before: "The running gateway uses this from its next delivery on (no restart)." with none running.
+    expect(result.stdout.trim().split('\n').at(-1)).toBe(
+      'No gateway runs on this data folder: the next one started on it uses this.',
+    );
   });
 });
 
