@@ -353,6 +353,22 @@ function unknownOption(message: string, words: string[]): string {
   return `unknown option ${option}: this command takes ${[...options].join(', ')}${text}`;
 }
 
+/**
+ * node:util's "Option '--limit <value>' argument missing", "Option '--json' does not take an argument" and its
+ * three-line "argument is ambiguous … use '--limit=-XYZ'" (a value that starts with "-", or a flag where the value was
+ * forgotten) in the command's words: the flag as its usage lines write it (`words` as for helpFor).
+ */
+function optionValueMessage(message: string, flags: string[], words: string[]): string {
+  const flag = /'(--[a-z][a-z-]*)/.exec(message)?.[1] ?? '';
+  if (message.includes('does not take an argument')) return `${flag} takes no value`;
+  const form = new RegExp(`${flag} [^\\s\\]]+`).exec(helpFor(words))?.[0] ?? `${flag} <value>`;
+  const next = flags[flags.indexOf(flag) + 1];
+  // A value that starts with "-" (not a forgotten value before the next flag) must be written with "=".
+  if (!message.includes('ambiguous') || next === undefined || next.startsWith('--'))
+    return `${flag} needs a value: ${form}`;
+  return `${flag} needs a value: ${form} ("${next}" reads as an option; if it is the value, write ${flag}=${next})`;
+}
+
 /** Flags that take one comma-separated list (conversation-filters.ts): a repeated one is most likely meant as a list. */
 const LIST_FLAGS = new Set(['source', 'type', 'status']);
 
@@ -423,17 +439,17 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   } catch (error) {
     const e = error as Error & { code?: string };
+    const words = flags.filter((a) => !a.startsWith('-'));
     const message =
       e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION'
-        ? unknownOption(
-            e.message,
-            flags.filter((a) => !a.startsWith('-')),
-          )
-        : error instanceof CliError || e.code?.startsWith('ERR_PARSE_ARGS_')
-          ? e.message
-          : error instanceof UnreadableFileError
-            ? damagedFileMessage(error.message)
-            : (wrongKindMessage(error) ?? storageRefusal(error) ?? `${e.name}: ${e.message}`);
+        ? unknownOption(e.message, words)
+        : e.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE'
+          ? optionValueMessage(e.message, flags, words)
+          : error instanceof CliError || e.code?.startsWith('ERR_PARSE_ARGS_')
+            ? e.message
+            : error instanceof UnreadableFileError
+              ? damagedFileMessage(error.message)
+              : (wrongKindMessage(error) ?? storageRefusal(error) ?? `${e.name}: ${e.message}`);
     process.stderr.write(`webhook-gateway: ${message}\n`);
     return 1;
   }
