@@ -1,3 +1,4 @@
+import { statSync } from 'node:fs';
 import path from 'node:path';
 import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
 import { MAX_FAILED_RUNS } from '../../functions/domain/failed-delivery.ts';
@@ -96,6 +97,36 @@ function storageRefusal(error: unknown): string | null {
         ? 'mount its file system read-write'
         : `let this user ${refused} it (its owner and permissions)`;
   return `${where} refused a ${refused} (${failure.message}): ${fix}, then run the command again`;
+}
+
+/**
+ * The data folder itself cannot be a folder: LOCAL_DATA_DIR (or the default `.data`) names a file, or lies under one
+ * (`LOCAL_DATA_DIR=/dev/null/x`). Said as such, rather than as a file in the data folder to delete (wrongKindMessage),
+ * which would be a file of the user's, or of the system. Null for any other error.
+ */
+function dataDirNotAFolder(error: unknown): string | null {
+  const code = (error as NodeJS.ErrnoException | null)?.code;
+  if (code !== 'ENOTDIR' && code !== 'EEXIST') return null;
+  let dataDir: string;
+  try {
+    dataDir = resolveOptions().dataDir;
+  } catch {
+    return null;
+  }
+  for (let entry = dataDir; ; entry = path.dirname(entry)) {
+    let isFolder: boolean | null = null;
+    try {
+      isFolder = statSync(entry).isDirectory();
+    } catch {
+      // Not there (or under a file): the one above says.
+    }
+    if (isFolder === true) return null;
+    if (isFolder === false) {
+      const where = entry === dataDir ? 'is a file' : `lies under ${entry}, a file`;
+      return `the data folder ${dataDir} (LOCAL_DATA_DIR) ${where}, not a folder: set LOCAL_DATA_DIR to a folder (made if missing)${entry === dataDir ? ', or move that file aside' : ''}`;
+    }
+    if (entry === path.dirname(entry)) return null;
+  }
 }
 
 async function start(): Promise<number> {
@@ -449,7 +480,10 @@ export async function main(argv: string[]): Promise<number> {
             ? e.message
             : error instanceof UnreadableFileError
               ? damagedFileMessage(error.message)
-              : (wrongKindMessage(error) ?? storageRefusal(error) ?? `${e.name}: ${e.message}`);
+              : (dataDirNotAFolder(error) ??
+                wrongKindMessage(error) ??
+                storageRefusal(error) ??
+                `${e.name}: ${e.message}`);
     process.stderr.write(`webhook-gateway: ${message}\n`);
     return 1;
   }
