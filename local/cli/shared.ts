@@ -106,6 +106,12 @@ export function stateLabel(
   return owedBy(e) === 'export' ? `${state}, export only` : state;
 }
 
+/** How many attempts an envelope made, in words: `1 attempt`, `3 attempts`. */
+export function attemptsLabel(e: Pick<FailedDeliveryEnvelope, 'attempts'>): string {
+  const made = attemptsMade(e);
+  return `${made} attempt${made === 1 ? '' : 's'}`;
+}
+
 /** `--limit N` of a listing (a positive whole number), or `fallback` when not given. */
 export function limitOf(value: string | undefined, fallback: number): number {
   if (value === undefined) return fallback;
