@@ -563,6 +563,20 @@ describe('an asynchronous conversation: the accept execution and the run, each c
 });
 
 describe('a redelivery run (a redrive), cut after each journal line', () => {
+  /** The attempt log of `id` without the attempts of execution `name` (their answer unknown); restores it as it was. */
+  async function forgetAttempts(id: string, name: string): Promise<() => Promise<void>> {
+    const log = path.join(world.dataDir, 'deliveries', 'attempts', `${id}.jsonl`);
+    const logged = await readFile(log, 'utf8');
+    await writeFile(
+      log,
+      logged
+        .split('\n')
+        .filter((line) => !line.includes(name))
+        .join('\n'),
+    );
+    return () => writeFile(log, logged);
+  }
+
   it('plans: interrupted until its attempt ended, then resumed; recovered, the envelope is as it was or settled by the result', async () => {
     world.receiver.reply(503, 503, 503, 503);
     const res = await world.post({ ...SEED_REQUEST, query: 'a redelivery cut by a crash' });
@@ -582,15 +596,7 @@ describe('a redelivery run (a redrive), cut after each journal line', () => {
 
     // Cut during the attempt, its answer unknown (the attempt log without it): shown as interrupted, the envelope as
     // it was (the schedule tries it again).
-    const log = path.join(world.dataDir, 'deliveries', 'attempts', `${id}.jsonl`);
-    const logged = await readFile(log, 'utf8');
-    await writeFile(
-      log,
-      logged
-        .split('\n')
-        .filter((line) => !line.includes(result.execution_name!))
-        .join('\n'),
-    );
+    const restoreLog = await forgetAttempts(id, result.execution_name!);
     await store.put(before);
     const [cut] = await recover(entries.slice(0, 2));
     expect(cut).toMatchObject({ conversation_id: id, outcome: 'interrupted', redelivery: 'redrive' });
@@ -604,7 +610,7 @@ describe('a redelivery run (a redrive), cut after each journal line', () => {
     )!;
     expect(history).toMatchObject({ state_machine: 'redelivery', status: 'FAILED', error: 'GatewayInterrupted' });
     expect(history.events.find((e) => e.error === 'GatewayInterrupted')?.state).toBe('Deliver');
-    await writeFile(log, logged);
+    await restoreLog();
 
     // Cut during the attempt the receiver took (the attempt log kept its 200 before Deliver returned): resumed at its
     // export and settled, so the schedule does not send it again (before: interrupted, the envelope as it was, and
@@ -791,15 +797,7 @@ describe('a redelivery run (a redrive), cut after each journal line', () => {
     world.receiver.reply(200);
     const result = await redeliver();
     const entries = (await journalOf(world, result.execution_name!)).filter((e) => e.k !== 'end');
-    const log = path.join(world.dataDir, 'deliveries', 'attempts', `${id}.jsonl`);
-    const logged = await readFile(log, 'utf8');
-    await writeFile(
-      log,
-      logged
-        .split('\n')
-        .filter((line) => !line.includes(result.execution_name!))
-        .join('\n'),
-    );
+    await forgetAttempts(id, result.execution_name!);
     return entries.slice(0, 2);
   }
 
