@@ -446,10 +446,7 @@ export interface RecoveredExecution {
   storage_refused?: string;
 }
 
-type RecoveredEnvelope = Pick<
-  FailedDeliveryEnvelope,
-  'state' | 'owed' | 'next_due_at' | 'dead_reason' | 'failed_runs'
->;
+type RecoveredEnvelope = Pick<FailedDeliveryEnvelope, 'state' | 'owed' | 'next_due_at' | 'dead_reason' | 'failed_runs'>;
 
 /** The envelope of a recovered redelivery run as recovery left it; undefined when it cannot be read (a damaged file). */
 async function envelopeAfter(
