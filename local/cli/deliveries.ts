@@ -21,6 +21,7 @@ import {
   limitOf,
   noMoreThanOne,
   note,
+  onDataDir,
   out,
   parseSince,
   parseWebhookType,
@@ -97,7 +98,7 @@ async function callGateway<T>(url: string, pathname: string, what: string): Prom
     response = await fetch(`${url}${pathname}`, { method: 'POST' });
   } catch {
     throw new CliError(
-      `the local gateway is not running at ${url}: start it with "npm start" (a ${what} runs the redelivery workflow inside it), or pass --url`,
+      `the local gateway is not running at ${url}: start it with "${onDataDir('npm start', resolveOptions().dataDir)}" (a ${what} runs the redelivery workflow inside it), or pass --url`,
     );
   }
   let body: T | { error?: { message?: string } };

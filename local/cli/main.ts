@@ -8,7 +8,7 @@ import { SettingsError } from '../../functions/shared/settings.ts';
 import type { RecoveredExecution } from '../engine/recovery.ts';
 import type { InFlight } from '../engine/running.ts';
 import { parseApiKeys } from '../server/api-keys.ts';
-import { DEFAULT_DATA_DIR, type GatewayOptions, resolveOptions } from '../server/config.ts';
+import { type GatewayOptions, resolveOptions } from '../server/config.ts';
 import type { RunningGateway } from '../server/gateway.ts';
 import { storageFailureOf } from '../server/storage-failure.ts';
 import { damagedFileMessage, wrongKindMessage } from '../store/damaged-files.ts';
@@ -18,7 +18,7 @@ import { deliveriesList, deliveriesRedrive, deliveriesResend } from './deliverie
 import { endpointsCommand } from './endpoints.ts';
 import { exposureLines } from './exposure.ts';
 import { conversationsQuery } from './query.ts';
-import { CliError, DEFAULT_STACK_NAME, eventLine, out, shownPath } from './shared.ts';
+import { CliError, DEFAULT_STACK_NAME, eventLine, onDataDir, out, shownPath } from './shared.ts';
 import { sign } from './sign.ts';
 import { tryRequest } from './try-request.ts';
 
@@ -228,7 +228,7 @@ async function start(): Promise<number> {
     apiKeySources: Object.values(apiKeys),
   }))
     out(line);
-  out(`Then: ${listCommand(options.dataDir)}   ·   Ctrl-C stops everything.`);
+  out(`Then: ${onDataDir('npx webhook-gateway conversations list', options.dataDir)}   ·   Ctrl-C stops everything.`);
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once('SIGINT', stop);
@@ -285,17 +285,6 @@ function whenOrphanedByNpm(stop: () => void): void {
 
 const cutBy = (r: RecoveredExecution) =>
   r.storage_refused ? ` (cut by the data folder refusing a write: ${r.storage_refused})` : '';
-
-/**
- * The banner's `Then:` command. Another shell reads the repository's `.data` unless told otherwise: a gateway on
- * another LOCAL_DATA_DIR is listed only with it (docs/configuration.md, "The local runtime").
- */
-function listCommand(dataDir: string): string {
-  const command = 'npx webhook-gateway conversations list';
-  if (dataDir === DEFAULT_DATA_DIR) return command;
-  const quoted = /^[\w@%+=:,./-]+$/.test(dataDir) ? dataDir : `'${dataDir.replaceAll("'", "'\\''")}'`;
-  return `LOCAL_DATA_DIR=${quoted} ${command}`;
-}
 
 /** A `recovered` line's fields after its time (docs/operations.md, "After a crash"). */
 export function recoveryFields(r: RecoveredExecution, now = new Date()): string[] {

@@ -521,8 +521,9 @@ describe('webhook-gateway deliveries (CLI against the running gateway)', () => {
       GATEWAY_URL: 'http://127.0.0.1:9',
     });
     expect(result.code).toBe(1);
-    expect(result.stderr).toMatch(
-      /the local gateway is not running at http:\/\/127\.0\.0\.1:9: start it with "npm start"/,
+    // On its data folder: before, "npm start", which another shell runs on the repository's .data.
+    expect(result.stderr).toContain(
+      `the local gateway is not running at http://127.0.0.1:9: start it with "LOCAL_DATA_DIR=${world.dataDir} npm start"`,
     );
   });
 
