@@ -40,6 +40,7 @@ import {
   limitOf,
   noMoreThanOne,
   note,
+  onDataDir,
   out,
 } from './shared.ts';
 import { cell, formatTable, printable } from './table.ts';
@@ -79,10 +80,11 @@ const historyProblem = (file: string, reason: string) => (reason.startsWith(file
 
 /** An empty list's hint: where to POST when a gateway runs on this folder, else to start one. */
 async function noneYet(dir: string): Promise<string> {
-  const running = await readGatewayRuntime(resolveOptions().dataDir);
+  const { dataDir } = resolveOptions();
+  const running = await readGatewayRuntime(dataDir);
   return running
     ? `No conversations yet in ${dir}: POST one to ${running.url}/webhook (the gateway running on this folder).`
-    : `No conversations yet in ${dir}. Start the gateway (npm start) and POST to /webhook.`;
+    : `No conversations yet in ${dir}. Start the gateway (${onDataDir('npm start', dataDir)}) and POST to /webhook.`;
 }
 
 /** Histories a listing reads before it says so: fewer take well under a second. */
