@@ -69,8 +69,8 @@ export interface Listing {
 
 /**
  * Told after each conversation a listing looked at: how many of its candidates it looked at so far, of how many, and
- * of how many of them it read the histories (the summary index did not hold what the listing needed: an index being
- * built, or an earlier version's without the request's keys, which a first `--key` fills).
+ * of how many of them it read the histories to fill the summary index (an index being built, or an earlier version's
+ * entries without the request's keys, which a first `--key` fills).
  */
 export type ListingProgress = (progress: { looked: number; candidates: number; read: number }) => void;
 
@@ -163,7 +163,8 @@ export async function listConversations(
       let summary = known ?? (executions && summarize(id, executions));
       if (!summary && !executions) {
         const histories = await store.executionsChecked(id);
-        read++;
+        // Filling an entry of an earlier version (no request keys), not reading a question too long to keep.
+        if (row.webhook_id === undefined) read++;
         summary = summarize(id, histories.executions);
         if (summary && histories.clean) await index.keepListed(id, summary);
       }

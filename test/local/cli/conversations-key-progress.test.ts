@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExecutionStore } from '../../../local/store/execution-store.ts';
 import { runMain } from '../../support/cli.ts';
-import { deliveredRecord, startedRecord } from '../../support/fixtures.ts';
+import { deliveredRecord, SEED_REQUEST, startedRecord } from '../../support/fixtures.ts';
 
 /**
  * The first `conversations list|show --key` on a data folder an earlier version wrote reads every history once, to
@@ -22,7 +22,9 @@ beforeAll(async () => {
   const store = new ExecutionStore(dataDir);
   for (let n = 0; n < COUNT; n++) {
     const at = new Date(Date.UTC(2026, 10, 29, 10, Math.floor(n / 60), n % 60)).toISOString();
-    const record = deliveredRecord(startedRecord(undefined, { input: { received_at: at }, ids: { suffix: `kp${n}` } }));
+    // A question too long for the index to keep (over 2,000 characters): a listing that shows it reads its history.
+    const request = { ...SEED_REQUEST, query: 'Which deals close this quarter? '.repeat(70) };
+    const record = deliveredRecord(startedRecord(request, { input: { received_at: at }, ids: { suffix: `kp${n}` } }));
     await store.save(record.conversation_id, {
       execution_name: `run-${n}`,
       state_machine: 'conversation',
@@ -80,6 +82,13 @@ describe('the first lookup by key on a data folder of an earlier version', () =>
     const next = await runMain(['conversations', 'show', '--key', 'msg_42', '--json'], { LOCAL_DATA_DIR: dataDir });
     expect(next.code, next.stderr).toBe(0);
     expect(next.stderr).toBe('');
+  });
+
+  it('a listing that reads histories to show questions too long for the index, not to fill it, says nothing', async () => {
+    const run = await runMain(['conversations', 'list', '--limit', '500', '--json'], { LOCAL_DATA_DIR: dataDir });
+    expect(run.code, run.stderr).toBe(0);
+    expect(JSON.parse(run.stdout)).toHaveLength(COUNT);
+    expect(run.stderr).toBe('');
   });
 
   it('a listing that reads few histories says nothing', async () => {
