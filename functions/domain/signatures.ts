@@ -22,7 +22,8 @@ export type VerifyOutcome = { ok: true; signed: boolean } | { ok: false; reason:
 
 const SIGNATURE_HEADERS = ['webhook-id', 'webhook-timestamp', 'webhook-signature'] as const;
 
-function checkSecret(secret: unknown, where: string): string {
+/** A secret as the gateway takes it (INBOUND_WEBHOOK_SECRETS, the delivery secrets): `where` names it in the error. */
+export function checkSecret(secret: unknown, where: string): string {
   if (typeof secret !== 'string' || !/^whsec_[A-Za-z0-9+/=]{16,}$/.test(secret)) {
     throw new Error(`${where}: secrets must be "whsec_" followed by base64 (at least 16 characters)`);
   }

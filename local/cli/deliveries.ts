@@ -2,12 +2,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { isConversationId } from '../../functions/domain/conversation-id.ts';
 import { endpointStatus } from '../../functions/domain/endpoints.ts';
-import {
-  attemptsMade,
-  type FailedDeliveryEnvelope,
-  owedBy,
-  resendRefusal,
-} from '../../functions/domain/failed-delivery.ts';
+import { type FailedDeliveryEnvelope, owedBy, resendRefusal } from '../../functions/domain/failed-delivery.ts';
 import { FileEndpointStore } from '../../functions/shared/endpoint-store.ts';
 import type { RedeliveryResult } from '../../functions/shared/redelivery.ts';
 import { settings } from '../../functions/shared/settings.ts';
@@ -18,6 +13,7 @@ import { ExecutionStore } from '../store/execution-store.ts';
 import { envelopeStates, LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
 import {
   AWS_OPTIONS,
+  attemptsLabel,
   awsRequested,
   CliError,
   deliveriesTable,
@@ -25,6 +21,7 @@ import {
   limitOf,
   noMoreThanOne,
   note,
+  onDataDir,
   out,
   parseSince,
   parseWebhookType,
@@ -101,7 +98,7 @@ async function callGateway<T>(url: string, pathname: string, what: string): Prom
     response = await fetch(`${url}${pathname}`, { method: 'POST' });
   } catch {
     throw new CliError(
-      `the local gateway is not running at ${url}: start it with "npm start" (a ${what} runs the redelivery workflow inside it), or pass --url`,
+      `the local gateway is not running at ${url}: start it with "${onDataDir('npm start', resolveOptions().dataDir)}" (a ${what} runs the redelivery workflow inside it), or pass --url`,
     );
   }
   let body: T | { error?: { message?: string } };
@@ -184,7 +181,7 @@ export async function deliveriesRedrive(args: string[]): Promise<number> {
       out(
         owedBy(envelope) === 'export'
           ? `${id} was already exported: nothing to redrive.`
-          : `${id} was already delivered (${attemptsMade(envelope)} attempts): nothing to redrive. ${resendHint(id)}`,
+          : `${id} was already delivered${deliveredBy(envelope)}: nothing to redrive. ${resendHint(id)}`,
       );
       return 0;
     }
@@ -205,8 +202,7 @@ export async function deliveriesRedrive(args: string[]): Promise<number> {
     out(
       `dry run: would redrive ${candidates.length} deliver${candidates.length === 1 ? 'y' : 'ies'}; nothing was changed`,
     );
-    for (const e of shown)
-      out(`  ${e.conversation_id}  ${e.webhook_type}  ${stateLabel(e)}  ${attemptsMade(e)} attempts`);
+    for (const e of shown) out(`  ${e.conversation_id}  ${e.webhook_type}  ${stateLabel(e)}  ${attemptsLabel(e)}`);
     if (more > 0) out(`  (${more} more planned, not shown; use --limit)`);
     return 0;
   }
@@ -238,6 +234,13 @@ export async function deliveriesRedrive(args: string[]): Promise<number> {
         .join(', ')}`,
     );
   return redriveExitCode(counts);
+}
+
+/** When and how a settled envelope's delivery was made, as `--aws` says it: ` (attempt 2 at <time> by the redrive)`. */
+function deliveredBy(envelope: FailedDeliveryEnvelope): string {
+  const attempt = envelope.attempts.findLast((a) => a.outcome === 'delivered');
+  if (!attempt) return '';
+  return ` (attempt ${attempt.attempt} at ${attempt.at}${attempt.via ? ` by the ${attempt.via}` : ''})`;
 }
 
 /** What redriving a delivered conversation says to do instead (docs/operations.md: resend it). */

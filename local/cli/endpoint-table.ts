@@ -13,9 +13,11 @@ export interface EndpointEdit {
 
 const when = (iso: string | null) => (iso ? `${iso} (${age(iso)} ago)` : '-');
 
-/** A paused receiver's state says since when, as the console's Endpoints page does. */
-const stateOf = (v: EndpointView) =>
-  v.status === 'paused' && v.paused_at ? `paused since ${when(v.paused_at)}` : v.status;
+/** A paused or disabled receiver's state says since when (`paused_at`, `disabled_at` in --json). */
+function stateOf(v: EndpointView): string {
+  const since = v.status === 'paused' ? v.paused_at : v.status === 'disabled' ? v.disabled_at : null;
+  return since ? `${v.status} since ${when(since)}` : v.status;
+}
 
 /**
  * The table and its footer, or with --json the views alone on stdout and the footer on stderr (as `deliveries list

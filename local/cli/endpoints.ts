@@ -20,11 +20,6 @@ import { readGatewayRuntime } from '../store/gateway-runtime.ts';
 import { type EndpointEdit, printEndpoints } from './endpoint-table.ts';
 import { AWS_OPTIONS, awsRequested, CliError, gatewayUrl, noMoreThanOne, note, out, shownPath } from './shared.ts';
 
-const ENDPOINTS_USAGE = `endpoints list [--json]
-  endpoints set <type> [--url URL | --url default] [--rate N/s | --rate none] [--secret whsec_…] [--drop-previous-secret] [--json]
-  endpoints pause <type> [--json]
-  endpoints resume <type> [--json]`;
-
 function webhookTypeArg(value: string | undefined, command: string): WebhookType {
   if (!value) throw new CliError(`endpoints ${command} needs a webhook type: ${WEBHOOK_TYPES.join(', ')}`);
   const type = webhookTypeNamed(value);
@@ -113,7 +108,8 @@ async function localBreaker(dataDir: string): Promise<BreakerPolicy> {
   return running?.breaker && running.pid !== process.pid ? running.breaker : settings().breaker;
 }
 
-export async function endpointsCommand(sub: string | undefined, args: string[]): Promise<number> {
+/** `sub`: list, set, pause or resume (main.ts answers any other as it answers an unknown subcommand of a group). */
+export async function endpointsCommand(sub: string, args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
@@ -126,12 +122,10 @@ export async function endpointsCommand(sub: string | undefined, args: string[]):
       ...AWS_OPTIONS,
     },
   });
-  if (!['list', 'set', 'pause', 'resume'].includes(sub ?? ''))
-    throw new CliError(`endpoints takes list, set, pause or resume:\n  ${ENDPOINTS_USAGE}`);
   if (sub === 'list' && positionals.length > 0)
     throw new CliError(`endpoints list takes no arguments, got "${positionals.join(' ')}" (it lists every type)`);
   noMoreThanOne(positionals, `endpoints ${sub}`, 'webhook type');
-  const type = sub === 'list' ? null : webhookTypeArg(positionals[0], sub!);
+  const type = sub === 'list' ? null : webhookTypeArg(positionals[0], sub);
   const edit = sub === 'set' ? parseEdit(values) : null;
   if (sub !== 'set' && (values.url ?? values.rate ?? values.secret ?? values['drop-previous-secret']) !== undefined)
     throw new CliError(`--url, --rate and --secret go with endpoints set, not endpoints ${sub}`);
@@ -139,7 +133,7 @@ export async function endpointsCommand(sub: string | undefined, args: string[]):
     const { awsEndpoints } = await import('./aws/endpoints.ts');
     const { withAws } = await import('./aws/stack.ts');
     return withAws(values, (clients, stack) =>
-      awsEndpoints(clients, stack, { sub: sub!, type, edit, json: values.json ?? false }),
+      awsEndpoints(clients, stack, { sub, type, edit, json: values.json ?? false }),
     );
   }
   const { dataDir, store, failedDeliveries } = local();
@@ -195,7 +189,11 @@ export async function endpointsCommand(sub: string | undefined, args: string[]):
   printEndpoints(
     shown.filter((r): r is EndpointView => !('unreadable' in r)),
     values.json ?? false,
-    sub === 'list' || values.json ? undefined : 'The running gateway uses this from its next delivery on (no restart).',
+    sub === 'list' || values.json
+      ? undefined
+      : (await readGatewayRuntime(dataDir))
+        ? 'The running gateway uses this from its next delivery on (no restart).'
+        : 'No gateway runs on this data folder: the next one started on it uses this.',
   );
   for (const r of damaged)
     note(`webhook-gateway: ${r.unreadable}${r.queued > 0 ? ` (${r.queued} ${r.webhook_type} deliveries queued)` : ''}`);

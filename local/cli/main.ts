@@ -1,12 +1,14 @@
+import { statSync } from 'node:fs';
 import path from 'node:path';
 import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
+import { MAX_FAILED_RUNS } from '../../functions/domain/failed-delivery.ts';
 import { parseInboundSecrets } from '../../functions/domain/signatures.ts';
 import { UnreadableFileError } from '../../functions/shared/local-files.ts';
 import { SettingsError } from '../../functions/shared/settings.ts';
 import type { RecoveredExecution } from '../engine/recovery.ts';
 import type { InFlight } from '../engine/running.ts';
 import { parseApiKeys } from '../server/api-keys.ts';
-import { DEFAULT_DATA_DIR, type GatewayOptions, resolveOptions } from '../server/config.ts';
+import { type GatewayOptions, resolveOptions } from '../server/config.ts';
 import type { RunningGateway } from '../server/gateway.ts';
 import { storageFailureOf } from '../server/storage-failure.ts';
 import { damagedFileMessage, wrongKindMessage } from '../store/damaged-files.ts';
@@ -16,7 +18,7 @@ import { deliveriesList, deliveriesRedrive, deliveriesResend } from './deliverie
 import { endpointsCommand } from './endpoints.ts';
 import { exposureLines } from './exposure.ts';
 import { conversationsQuery } from './query.ts';
-import { CliError, DEFAULT_STACK_NAME, eventLine, out, shownPath } from './shared.ts';
+import { CliError, DEFAULT_STACK_NAME, eventLine, onDataDir, out, shownPath } from './shared.ts';
 import { sign } from './sign.ts';
 import { tryRequest } from './try-request.ts';
 
@@ -95,6 +97,36 @@ function storageRefusal(error: unknown): string | null {
         ? 'mount its file system read-write'
         : `let this user ${refused} it (its owner and permissions)`;
   return `${where} refused a ${refused} (${failure.message}): ${fix}, then run the command again`;
+}
+
+/**
+ * The data folder itself cannot be a folder: LOCAL_DATA_DIR (or the default `.data`) names a file, or lies under one
+ * (`LOCAL_DATA_DIR=/dev/null/x`). Said as such, rather than as a file in the data folder to delete (wrongKindMessage),
+ * which would be a file of the user's, or of the system. Null for any other error.
+ */
+function dataDirNotAFolder(error: unknown): string | null {
+  const code = (error as NodeJS.ErrnoException | null)?.code;
+  if (code !== 'ENOTDIR' && code !== 'EEXIST') return null;
+  let dataDir: string;
+  try {
+    dataDir = resolveOptions().dataDir;
+  } catch {
+    return null;
+  }
+  for (let entry = dataDir; ; entry = path.dirname(entry)) {
+    let isFolder: boolean | null = null;
+    try {
+      isFolder = statSync(entry).isDirectory();
+    } catch {
+      // Not there (or under a file): the one above says.
+    }
+    if (isFolder === true) return null;
+    if (isFolder === false) {
+      const where = entry === dataDir ? 'is a file' : `lies under ${entry}, a file`;
+      return `the data folder ${dataDir} (LOCAL_DATA_DIR) ${where}, not a folder: set LOCAL_DATA_DIR to a folder (made if missing)${entry === dataDir ? ', or move that file aside' : ''}`;
+    }
+    if (entry === path.dirname(entry)) return null;
+  }
 }
 
 async function start(): Promise<number> {
@@ -196,7 +228,7 @@ async function start(): Promise<number> {
     apiKeySources: Object.values(apiKeys),
   }))
     out(line);
-  out(`Then: ${listCommand(options.dataDir)}   ·   Ctrl-C stops everything.`);
+  out(`Then: ${onDataDir('npx webhook-gateway conversations list', options.dataDir)}   ·   Ctrl-C stops everything.`);
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once('SIGINT', stop);
@@ -254,19 +286,8 @@ function whenOrphanedByNpm(stop: () => void): void {
 const cutBy = (r: RecoveredExecution) =>
   r.storage_refused ? ` (cut by the data folder refusing a write: ${r.storage_refused})` : '';
 
-/**
- * The banner's `Then:` command. Another shell reads the repository's `.data` unless told otherwise: a gateway on
- * another LOCAL_DATA_DIR is listed only with it (docs/configuration.md, "The local runtime").
- */
-function listCommand(dataDir: string): string {
-  const command = 'npx webhook-gateway conversations list';
-  if (dataDir === DEFAULT_DATA_DIR) return command;
-  const quoted = /^[\w@%+=:,./-]+$/.test(dataDir) ? dataDir : `'${dataDir.replaceAll("'", "'\\''")}'`;
-  return `LOCAL_DATA_DIR=${quoted} ${command}`;
-}
-
 /** A `recovered` line's fields after its time (docs/operations.md, "After a crash"). */
-export function recoveryFields(r: RecoveredExecution): string[] {
+export function recoveryFields(r: RecoveredExecution, now = new Date()): string[] {
   if (r.outcome === 'not_accepted')
     return [
       `(request ${r.execution_name})`,
@@ -275,17 +296,43 @@ export function recoveryFields(r: RecoveredExecution): string[] {
   if (r.redelivery) {
     const how =
       r.outcome === 'interrupted'
-        ? `cut during its attempt, shown as interrupted; ${r.redelivery === 'resend' ? 'not repeated' : 'its envelope as it was, for the schedule'}`
+        ? `cut during its attempt, shown as interrupted${r.redelivery === 'resend' ? '' : ', its envelope as it was'}`
         : r.outcome === 'failed'
-          ? `${r.failed_when_finished ? 'finished, and failed' : 'had failed before the crash'}${r.redelivery === 'schedule' ? ', counted as a failed run: its envelope comes back later' : ''}`
+          ? r.failed_when_finished
+            ? 'finished, and failed'
+            : 'had failed before the crash'
           : 'finished';
     return [
       r.conversation_id ?? '',
-      `${r.redelivery} ${r.execution_name} ${how}${cutBy(r)}: ${r.status}, delivery ${r.delivery_status}`,
+      `${r.redelivery} ${r.execution_name} ${how}${cutBy(r)}: ${r.status}, delivery ${r.delivery_status}${owedAfter(r, now)}`,
     ];
   }
   const how = r.outcome === 'interrupted' ? 'closed as interrupted' : 'finished';
   return [r.conversation_id ?? '', `${how}${cutBy(r)}: ${r.status}, delivery ${r.delivery_status}`];
+}
+
+/**
+ * What a recovered redelivery run leaves to do, whoever started it: a resend that did not finish is not repeated; the
+ * envelope of a scheduled run or a redrive says what it owes and when it is due for the schedule, or that it is dead
+ * (the schedule never tries it again: a redriven dead envelope stays dead).
+ */
+function owedAfter(r: RecoveredExecution, now: Date): string {
+  const id = r.conversation_id ?? '';
+  if (r.redelivery === 'resend')
+    return r.outcome === 'resumed'
+      ? ''
+      : `; not repeated: deliveries resend ${id} sends it again if the receiver did not get it`;
+  const envelope = r.envelope;
+  if (!envelope || envelope.state === 'settled') return '';
+  if (envelope.state === 'dead')
+    return `; its envelope is dead (${envelope.dead_reason ?? 'no reason kept'}), never tried again by the schedule: deliveries redrive ${id} tries it`;
+  const owed = envelope.owed === 'export' ? 'only the export' : 'the delivery';
+  const due = envelope.next_due_at;
+  const when = due === null || Date.parse(due) <= now.getTime() ? 'due now' : `due at ${due}`;
+  const runs = envelope.failed_runs ?? 0;
+  const failed =
+    runs > 0 ? ` (${runs} failed run${runs === 1 ? '' : 's'} in a row; dead after ${MAX_FAILED_RUNS})` : '';
+  return `; its envelope owes ${owed}, ${when} for the schedule${failed}`;
 }
 
 /**
@@ -326,6 +373,22 @@ function unknownOption(message: string, words: string[]): string {
   return `unknown option ${option}: this command takes ${[...options].join(', ')}${text}`;
 }
 
+/**
+ * node:util's "Option '--limit <value>' argument missing", "Option '--json' does not take an argument" and its
+ * three-line "argument is ambiguous … use '--limit=-XYZ'" (a value that starts with "-", or a flag where the value was
+ * forgotten) in the command's words: the flag as its usage lines write it (`words` as for helpFor).
+ */
+function optionValueMessage(message: string, flags: string[], words: string[]): string {
+  const flag = /'(--[a-z][a-z-]*)/.exec(message)?.[1] ?? '';
+  if (message.includes('does not take an argument')) return `${flag} takes no value`;
+  const form = new RegExp(`${flag} [^\\s\\]]+`).exec(helpFor(words))?.[0] ?? `${flag} <value>`;
+  const next = flags[flags.indexOf(flag) + 1];
+  // A value that starts with "-" (not a forgotten value before the next flag) must be written with "=".
+  if (!message.includes('ambiguous') || next === undefined || next.startsWith('--'))
+    return `${flag} needs a value: ${form}`;
+  return `${flag} needs a value: ${form} ("${next}" reads as an option; if it is the value, write ${flag}=${next})`;
+}
+
 /** Flags that take one comma-separated list (conversation-filters.ts): a repeated one is most likely meant as a list. */
 const LIST_FLAGS = new Set(['source', 'type', 'status']);
 
@@ -349,6 +412,7 @@ function refuseRepeatedFlags(flags: string[]): void {
 const SUBCOMMANDS: Record<string, string> = {
   conversations: 'list, show, search or query',
   deliveries: 'list, redrive or resend',
+  endpoints: 'list, set, pause or resume',
 };
 
 export async function main(argv: string[]): Promise<number> {
@@ -377,7 +441,8 @@ export async function main(argv: string[]): Promise<number> {
     if (command === 'deliveries' && sub === 'list') return await deliveriesList(rest);
     if (command === 'deliveries' && sub === 'redrive') return await deliveriesRedrive(rest);
     if (command === 'deliveries' && sub === 'resend') return await deliveriesResend(rest);
-    if (command === 'endpoints') return await endpointsCommand(sub, rest);
+    if (command === 'endpoints' && ['list', 'set', 'pause', 'resume'].includes(sub ?? ''))
+      return await endpointsCommand(sub!, rest);
     if (command === 'sign') return await sign(argv.slice(1));
     if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
       out(USAGE);
@@ -394,17 +459,20 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   } catch (error) {
     const e = error as Error & { code?: string };
+    const words = flags.filter((a) => !a.startsWith('-'));
     const message =
       e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION'
-        ? unknownOption(
-            e.message,
-            flags.filter((a) => !a.startsWith('-')),
-          )
-        : error instanceof CliError || e.code?.startsWith('ERR_PARSE_ARGS_')
-          ? e.message
-          : error instanceof UnreadableFileError
-            ? damagedFileMessage(error.message)
-            : (wrongKindMessage(error) ?? storageRefusal(error) ?? `${e.name}: ${e.message}`);
+        ? unknownOption(e.message, words)
+        : e.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE'
+          ? optionValueMessage(e.message, flags, words)
+          : error instanceof CliError || e.code?.startsWith('ERR_PARSE_ARGS_')
+            ? e.message
+            : error instanceof UnreadableFileError
+              ? damagedFileMessage(error.message)
+              : (dataDirNotAFolder(error) ??
+                wrongKindMessage(error) ??
+                storageRefusal(error) ??
+                `${e.name}: ${e.message}`);
     process.stderr.write(`webhook-gateway: ${message}\n`);
     return 1;
   }

@@ -9,7 +9,7 @@ import { isoInstant } from '../../functions/domain/named-queries.ts';
 import type { RedeliveryResult } from '../../functions/shared/redelivery.ts';
 import { DEFAULTS } from '../../functions/shared/settings.ts';
 import { webhookTypeNamed } from '../history/conversation-filters.ts';
-import { resolveOptions } from '../server/config.ts';
+import { DEFAULT_DATA_DIR, resolveOptions } from '../server/config.ts';
 import { readGatewayRuntime } from '../store/gateway-runtime.ts';
 import { cell, formatTable, printable } from './table.ts';
 
@@ -106,6 +106,12 @@ export function stateLabel(
   return owedBy(e) === 'export' ? `${state}, export only` : state;
 }
 
+/** How many attempts an envelope made, in words: `1 attempt`, `3 attempts`. */
+export function attemptsLabel(e: Pick<FailedDeliveryEnvelope, 'attempts'>): string {
+  const made = attemptsMade(e);
+  return `${made} attempt${made === 1 ? '' : 's'}`;
+}
+
 /** `--limit N` of a listing (a positive whole number), or `fallback` when not given. */
 export function limitOf(value: string | undefined, fallback: number): number {
   if (value === undefined) return fallback;
@@ -166,6 +172,16 @@ const REDRIVE_SKIPPED_EXIT_CODE = 75;
 export function redriveExitCode(counts: Record<string, number>, notReached = 0): number {
   if ((counts.failed ?? 0) + (counts.error ?? 0) + (counts.held ?? 0) + notReached > 0) return 1;
   return (counts.skipped ?? 0) > 0 ? REDRIVE_SKIPPED_EXIT_CODE : 0;
+}
+
+/**
+ * A command as another shell must type it to act on `dataDir`: that shell reads the repository's `.data` unless told
+ * otherwise (docs/configuration.md, "The local runtime"), so another LOCAL_DATA_DIR goes in front of it.
+ */
+export function onDataDir(command: string, dataDir: string): string {
+  if (dataDir === DEFAULT_DATA_DIR) return command;
+  const quoted = /^[\w@%+=:,./-]+$/.test(dataDir) ? dataDir : `'${dataDir.replaceAll("'", "'\\''")}'`;
+  return `LOCAL_DATA_DIR=${quoted} ${command}`;
 }
 
 /** Where the running local gateway is: --url, GATEWAY_URL, the gateway running on this data directory (its gateway.json), or PORT on loopback. */

@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import { isConversationId } from '../../functions/domain/conversation-id.ts';
 import { statusSigningPayload } from '../../functions/domain/conversation-status.ts';
 import { KEY_PATTERN } from '../../functions/domain/idempotency.ts';
-import { type SignedHeaders, signOutbound } from '../../functions/domain/signatures.ts';
+import { checkSecret, type SignedHeaders, signOutbound } from '../../functions/domain/signatures.ts';
 import { CliError, note } from './shared.ts';
 
 /**
@@ -26,7 +26,12 @@ export async function sign(args: string[]): Promise<number> {
   });
   const secret = values.secret ?? process.env.WEBHOOK_SECRET;
   if (!secret) throw new CliError('sign needs --secret whsec_… (or WEBHOOK_SECRET)');
-  if (!/^whsec_/.test(secret)) throw new CliError('the secret must start with whsec_');
+  // As the gateway takes an inbound secret: another would sign what no gateway could check (or fail inside the library).
+  try {
+    checkSecret(secret, values.secret !== undefined ? '--secret' : 'WEBHOOK_SECRET');
+  } catch (error) {
+    throw new CliError((error as Error).message);
+  }
   const given = [values.data, values.file, values.status].filter((v) => v !== undefined).length;
   if (given !== 1)
     throw new CliError(

@@ -7,7 +7,12 @@ import type {
 } from '../../functions/domain/conversation.ts';
 import { conversationIdPrefix } from '../../functions/domain/conversation-id.ts';
 import { failedAttemptFromCaught, interruptedDelivery, isDeferral } from '../../functions/domain/delivery.ts';
-import { settleRedelivery, withFailedRun, withUnexportedDelivery } from '../../functions/domain/failed-delivery.ts';
+import {
+  type FailedDeliveryEnvelope,
+  settleRedelivery,
+  withFailedRun,
+  withUnexportedDelivery,
+} from '../../functions/domain/failed-delivery.ts';
 import type { ExecutionInput } from '../../functions/domain/gateway-contract.ts';
 import { idempotencyKeyOf, idempotencyPk, requestIdentity } from '../../functions/domain/idempotency.ts';
 import type { ValidateResult } from '../../functions/domain/intake.ts';
@@ -432,8 +437,31 @@ export interface RecoveredExecution {
   status_removed?: string;
   /** A redelivery run (who started it): resumed past its attempt, or interrupted with its envelope as it was. */
   redelivery?: RedeliveryContext['via'];
+  /**
+   * A redelivery run of the schedule or a redrive: its conversation's envelope as recovery left it, what is owed next
+   * (null: there is none; absent: a resend, which has none, or an envelope that could not be read).
+   */
+  envelope?: RecoveredEnvelope | null;
   /** Cut by the data folder refusing a write (the system's message), not by a crash or a kill. */
   storage_refused?: string;
+}
+
+type RecoveredEnvelope = Pick<FailedDeliveryEnvelope, 'state' | 'owed' | 'next_due_at' | 'dead_reason' | 'failed_runs'>;
+
+/** The envelope of a recovered redelivery run as recovery left it; undefined when it cannot be read (a damaged file). */
+async function envelopeAfter(
+  store: LocalFailedDeliveryStore | undefined,
+  conversationId: string,
+): Promise<RecoveredEnvelope | null | undefined> {
+  try {
+    const envelope = await store?.get(conversationId);
+    if (envelope === undefined) return undefined;
+    if (envelope === null) return null;
+    const { state, owed, next_due_at, dead_reason, failed_runs } = envelope;
+    return { state, owed, next_due_at, dead_reason, failed_runs };
+  } catch {
+    return undefined;
+  }
 }
 
 export interface RecoveryContext {
@@ -562,6 +590,7 @@ async function recoverRedelivery(
     await ctx.executions.save(conversationId, history);
   }
   const record = recordOf(history);
+  const envelope = via === 'resend' ? undefined : await envelopeAfter(store, conversationId);
   // Finished here; finished here and failed (counted as the failed-run block above stored it); shown as interrupted
   // (its history FAILED with StorageUnavailable when the data folder cut it); or a run that had failed before the cut.
   const outcome =
@@ -577,7 +606,8 @@ async function recoverRedelivery(
     ...(outcome === 'failed' && resumed ? { failed_when_finished: true } : {}),
     status: record?.execution.status ?? null,
     delivery_status: record?.webhook_context.delivery_status ?? null,
-    redelivery: input.redelivery.via,
+    redelivery: via,
+    ...(envelope !== undefined ? { envelope } : {}),
     ...(refusal ? { storage_refused: refusal.message } : {}),
   };
 }

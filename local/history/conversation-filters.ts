@@ -125,13 +125,14 @@ function instant(flag: string, value: string | undefined): number | null {
 }
 
 export function parseFilter(flags: FilterFlags): ConversationFilter {
+  // An empty value (`--status=`, `--type ,`) is refused as a wrong one is: taken as no filter, it listed everything.
   const types = list(flags.type);
-  for (const t of types) {
+  for (const t of flags.type !== undefined && types.length === 0 ? [flags.type] : types) {
     if (!TYPE_VALUES.includes(t))
       throw new FilterError(`--type takes ${TYPE_VALUES.join(', ')} (or a comma-separated list); got ${quoted(t)}`);
   }
   const statuses = list(flags.status);
-  for (const s of statuses) {
+  for (const s of flags.status !== undefined && statuses.length === 0 ? [flags.status] : statuses) {
     if (!STATUS_VALUES.includes(s))
       throw new FilterError(`--status takes ${STATUS_VALUES.join(', ')} (or a comma-separated list); got ${quoted(s)}`);
   }

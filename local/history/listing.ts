@@ -67,6 +67,13 @@ export interface Listing {
   damaged: string[];
 }
 
+/**
+ * Told after each conversation a listing looked at: how many of its candidates it looked at so far, of how many, and
+ * of how many of them it read the histories to fill the summary index (an index being built, or an earlier version's
+ * entries without the request's keys, which a first `--key` fills).
+ */
+export type ListingProgress = (progress: { looked: number; candidates: number; read: number }) => void;
+
 /** How many conversations a listing looks up at once, ahead of the one it is at. */
 const LOOK_AHEAD = 32;
 
@@ -88,8 +95,10 @@ export async function listConversations(
   filter: ConversationFilter,
   limit: number,
   cursor: ListCursor | null = null,
+  onProgress?: ListingProgress,
 ): Promise<Listing> {
   const rows: ConversationSummary[] = [];
+  let read = 0;
   const damaged: string[] = [];
   const ids = (await store.conversationIds()).sort().reverse();
   let unread = 0;
@@ -146,18 +155,22 @@ export async function listConversations(
       lookup(j, filter.thread !== null || rows.length + (j - i) < limit);
     const { row, summary: known, executions } = (await lookup(i, false)) ?? (await index.rowOf(id));
     lookups.delete(i);
+    if (executions) read++;
     // No row: gone meanwhile, or every history of it damaged (rare: looked at again to say which).
     if (!row && (await store.executionsAndDamaged(id)).damaged.length > 0) damaged.push(id);
     if (row && matchesFilter(row, filter) && isAfter(row, cursor)) {
       // Its whole row from the index when it holds it: no history is read (else the index keeps it, unless damaged).
       let summary = known ?? (executions && summarize(id, executions));
       if (!summary && !executions) {
-        const read = await store.executionsChecked(id);
-        summary = summarize(id, read.executions);
-        if (summary && read.clean) await index.keepListed(id, summary);
+        const histories = await store.executionsChecked(id);
+        // Filling an entry of an earlier version (no request keys), not reading a question too long to keep.
+        if (row.webhook_id === undefined) read++;
+        summary = summarize(id, histories.executions);
+        if (summary && histories.clean) await index.keepListed(id, summary);
       }
       if (summary && matchesFilter(summary, filter) && isAfter(summary, cursor)) rows.push(summary);
     }
+    onProgress?.({ looked: i + 1, candidates: candidates.length, read });
     if (filledAt === null && filter.thread === null && rows.length >= limit) filledAt = idTimeMs(id);
   }
   await index.save();

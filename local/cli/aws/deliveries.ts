@@ -13,7 +13,6 @@ import type { DeliveryAttempt } from '../../../functions/domain/conversation.ts'
 import { isConversationId } from '../../../functions/domain/conversation-id.ts';
 import { exportKey, recordFromExport } from '../../../functions/domain/export-formats.ts';
 import {
-  attemptsMade,
   deliveryNeverQueued,
   type FailedDeliveryEnvelope,
   owedBy,
@@ -31,7 +30,16 @@ import { type RedeliveryResult, redeliverHeld, resend } from '../../../functions
 import { DynamoRedeliveryClaims, type RedeliveryClaim } from '../../../functions/shared/redelivery-claim.ts';
 import { stepFunctionsRedeliver } from '../../../functions/shared/redelivery-execution.ts';
 import { settings } from '../../../functions/shared/settings.ts';
-import { CliError, deliveriesTable, note, parseSince, redriveExitCode, resultDetail, stateLabel } from '../shared.ts';
+import {
+  attemptsLabel,
+  CliError,
+  deliveriesTable,
+  note,
+  parseSince,
+  redriveExitCode,
+  resultDetail,
+  stateLabel,
+} from '../shared.ts';
 import { explainAwsError, exportMissingOrDenied, surelyNotDone, withAftermath } from './errors.ts';
 import { AWS_STACK_OUTPUTS, type AwsClients, type ItemErrorExplainer, readStack, requireOutput } from './stack.ts';
 
@@ -523,7 +531,7 @@ export async function awsDeliveriesRedrive(
     );
     for (const [m] of groups)
       out(
-        `  ${m!.envelope.conversation_id}  ${m!.envelope.webhook_type}  ${stateLabel(asDeadLettered(m!.envelope))}  ${attemptsMade(m!.envelope)} attempts`,
+        `  ${m!.envelope.conversation_id}  ${m!.envelope.webhook_type}  ${stateLabel(asDeadLettered(m!.envelope))}  ${attemptsLabel(m!.envelope)}`,
       );
     return 0;
   }

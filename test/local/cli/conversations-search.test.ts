@@ -181,7 +181,14 @@ describe('conversations list filters', () => {
         ['search', 'x', '--since', '2025-08-13T10:00:00'],
         /^webhook-gateway: --since must be an ISO 8601 date or date-time with a zone.*got "2025-08-13T10:00:00"\n$/,
       ],
-      [['list', '--limit'], /^webhook-gateway: Option '--limit <value>' argument missing\n$/],
+      // Before: node:util's "Option '--limit <value>' argument missing", and for "-1" three lines suggesting --limit=-XYZ.
+      [['list', '--limit'], /^webhook-gateway: --limit needs a value: --limit N\n$/],
+      [['list', '--source', '--json'], /^webhook-gateway: --source needs a value: --source S\n$/],
+      [
+        ['list', '--limit', '-1'],
+        /^webhook-gateway: --limit needs a value: --limit N \("-1" reads as an option; if it is the value, write --limit=-1\)\n$/,
+      ],
+      [['list', '--json=yes'], /^webhook-gateway: --json takes no value\n$/],
       [['search', 'x', '--sauce', 'y'], /^webhook-gateway: unknown option --sauce: this command takes --source, /],
       [['list', 'crm'], /^webhook-gateway: conversations list takes no arguments.*conversations search/],
       [['search'], /^webhook-gateway: conversations search needs the text to look for/],
@@ -189,7 +196,7 @@ describe('conversations list filters', () => {
     // All of them through main; two also through the real bin (the process's exit code and stderr).
     const checked: [CliResult, [string[], RegExp]][] = [];
     for (const c of cases) checked.push([await inProcess(['conversations', ...c[0]]), c]);
-    const viaBin = [cases[0]!, cases[3]!];
+    const viaBin = [cases[0]!, cases[6]!];
     const results = await Promise.all(viaBin.map(([args]) => runCli(['conversations', ...args], env)));
     for (const [i, r] of results.entries()) checked.push([r, viaBin[i]!]);
     for (const [result, [args, message]] of checked) {

@@ -28,6 +28,7 @@ describe('an empty conversations list', () => {
       `No conversations yet in ${path.join(world.dataDir, 'executions')}: POST one to ${world.gateway.url}/webhook (the gateway running on this folder).\n`,
     );
     const stopped = await runMain(['conversations', 'list'], { LOCAL_DATA_DIR: none });
-    expect(stopped.stdout).toContain('Start the gateway (npm start) and POST to /webhook.');
+    // On that folder: before, "npm start", which starts a gateway on the repository's .data.
+    expect(stopped.stdout).toContain(`Start the gateway (LOCAL_DATA_DIR=${none} npm start) and POST to /webhook.`);
   });
 });

@@ -55,6 +55,17 @@ describe('endpoints list, run beside a gateway started with its own receivers', 
     const data = JSON.parse(listed.stdout).find((v: { webhook_type: string }) => v.webhook_type === 'data_analysis');
     expect(data).toMatchObject({ url: 'http://127.0.0.1:38999/local/receiver/data_analysis' });
   });
+
+  it('a change says the running gateway uses it from its next delivery', async () => {
+    const result = await runMain(['endpoints', 'set', 'general', '--rate', '5/s'], {
+      LOCAL_DATA_DIR: dataDir,
+      GATEWAY_URL: undefined,
+    });
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout.trim().split('\n').at(-1)).toBe(
+      'The running gateway uses this from its next delivery on (no restart).',
+    );
+  });
 });
 
 describe('endpoints list, run beside a gateway started with its own circuit breaker', () => {
@@ -88,6 +99,45 @@ describe('endpoints list, run beside a gateway started with its own circuit brea
     expect(listed.code, listed.stderr).toBe(0);
     const general = JSON.parse(listed.stdout).find((v: { webhook_type: string }) => v.webhook_type === 'general');
     expect(general).toMatchObject({ status: 'failing', consecutive_failures: 2 });
+  });
+});
+
+describe('endpoints list with a receiver the circuit breaker disabled', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-endpoints-disabled-'));
+    // Failing since two days ago, disabled by the failure a day later (a policy of one failure and one day).
+    const store = new FileEndpointStore(path.join(dir, 'deliveries'));
+    const policy = { failureThreshold: 1, disableAfterMs: 86_400_000 };
+    const day = 86_400_000;
+    for (const ago of [2 * day, day])
+      await store.recordFailure('data_analysis', 'HTTP 503', new Date(Date.now() - ago), policy);
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('says since when it is disabled, as it says since when a receiver is paused; --json keeps disabled_at', async () => {
+    const result = await runMain(['endpoints', 'list'], { LOCAL_DATA_DIR: dir, GATEWAY_URL: undefined });
+    expect(result.code, result.stderr).toBe(0);
+    // Before: "disabled" alone, when it was disabled only in --json.
+    expect(result.stdout).toMatch(/^data_analysis\s+disabled since \d{4}-\d\d-\d\dT\S+Z \(24h ago\)\s/m);
+    const listed = await runMain(['endpoints', 'list', '--json'], { LOCAL_DATA_DIR: dir, GATEWAY_URL: undefined });
+    const data = JSON.parse(listed.stdout).find((v: { webhook_type: string }) => v.webhook_type === 'data_analysis');
+    expect(data).toMatchObject({ status: 'disabled', disabled_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT\S+Z$/) });
+  });
+
+  it('a change with no gateway running on the folder says the next start uses it, not "the running gateway"', async () => {
+    const result = await runMain(['endpoints', 'resume', 'data_analysis'], {
+      LOCAL_DATA_DIR: dir,
+      GATEWAY_URL: undefined,
+    });
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toMatch(/^data_analysis\s+healthy\s/m);
+    // Before: "The running gateway uses this from its next delivery on (no restart)." with none running.
+    expect(result.stdout.trim().split('\n').at(-1)).toBe(
+      'No gateway runs on this data folder: the next one started on it uses this.',
+    );
   });
 });
 

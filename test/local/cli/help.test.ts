@@ -53,6 +53,17 @@ describe('help for one command', () => {
     expect(typo.stderr).toContain('  deliveries redrive <conversation_id>');
     expect(typo.stderr).not.toContain('conversations list');
 
+    // endpoints as the other groups (before: exit 1, and a usage of its own without the --aws line).
+    for (const args of [['endpoints'], ['endpoints', 'pasue', 'deal_analysis']]) {
+      const endpoints = await runMain(args);
+      expect(endpoints.code).toBe(2);
+      expect(endpoints.stderr).toMatch(
+        /^webhook-gateway: endpoints takes list, set, pause or resume(; got "pasue")?\n\nUsage:\n/,
+      );
+      expect(endpoints.stderr).toContain('  endpoints list|set|pause|resume … --aws');
+      expect(endpoints.stderr).not.toContain('deliveries list');
+    }
+
     const unknown = await runMain(['frobnicate']);
     expect(unknown).toMatchObject({ code: 2 });
     expect(unknown.stderr).toMatch(/^webhook-gateway: unknown command "frobnicate"/);

@@ -20,6 +20,21 @@ describe('sign arguments', () => {
     expect(JSON.parse(ok.stdout)['webhook-id']).toBe('msg_retry-1');
   });
 
+  it('--secret (or WEBHOOK_SECRET) takes only a secret the gateway takes, said in its words', async () => {
+    // Before: "could not sign: Base64Coder: incorrect padding" for whsec_abc, and whsec_YWJj (too short for the
+    // gateway's INBOUND_WEBHOOK_SECRETS) signed.
+    for (const secret of ['whsec_abc', 'whsec_YWJj', 'nope']) {
+      const res = await runMain(['sign', '--secret', secret, '--data', '{}']);
+      expect(res.code, secret).toBe(1);
+      expect(res.stdout, secret).toBe('');
+      expect(res.stderr, secret).toBe(
+        'webhook-gateway: --secret: secrets must be "whsec_" followed by base64 (at least 16 characters)\n',
+      );
+    }
+    const fromEnv = await runMain(['sign', '--data', '{}'], { WEBHOOK_SECRET: 'whsec_abc' });
+    expect(fromEnv.stderr).toMatch(/^webhook-gateway: WEBHOOK_SECRET: secrets must be "whsec_"/);
+  });
+
   it('--status takes only a conversation id, which the status route needs', async () => {
     for (const id of ['nope', 'webhook_20261129_123213_testing_phase3valid_a0ci3ntgci/../x']) {
       const res = await runMain(['sign', '--secret', SECRET, '--status', id]);

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkEnvironment, handlerLogLevel, resolveOptions } from '../../../local/server/config.ts';
-import { runCli } from '../../support/cli.ts';
+import { runCli, runMain } from '../../support/cli.ts';
 import { startWorld } from '../../support/gateway.ts';
 
 /** `webhook-gateway start` with a bad setting or a busy port: one clear line, exit 1, nothing left running. */
@@ -132,6 +132,24 @@ describe('start refuses bad configuration before it listens', () => {
       }
     },
   );
+
+  // Before: "<file> is a file where the gateway keeps a folder …: move it aside or delete it", the file being the user's
+  // (or the system's: LOCAL_DATA_DIR=/dev/null/x said to delete /dev/null).
+  it('LOCAL_DATA_DIR naming a file, or under one: one line saying so and to set LOCAL_DATA_DIR, exit 1', async () => {
+    const file = path.join(dataDir, 'notes.txt');
+    await writeFile(file, 'not a folder');
+    const started = await runCli(['start'], { PORT: '0', LOCAL_S3_PORT: '0', LOCAL_DATA_DIR: file });
+    expect(started.code).toBe(1);
+    expect(started.stderr).toBe(
+      `webhook-gateway: the data folder ${file} (LOCAL_DATA_DIR) is a file, not a folder: set LOCAL_DATA_DIR to a folder (made if missing), or move that file aside\n`,
+    );
+    const under = path.join(file, 'data');
+    const listed = await runMain(['conversations', 'list'], { LOCAL_DATA_DIR: under });
+    expect(listed.code).toBe(1);
+    expect(listed.stderr).toBe(
+      `webhook-gateway: the data folder ${under} (LOCAL_DATA_DIR) lies under ${file}, a file, not a folder: set LOCAL_DATA_DIR to a folder (made if missing)\n`,
+    );
+  });
 
   it('PORT and LOCAL_S3_PORT the same: one line saying so, not "already in use: stop the other process"', async () => {
     const probe = createServer();

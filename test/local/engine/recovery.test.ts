@@ -6,6 +6,7 @@ import { idempotencyPk } from '../../../functions/domain/idempotency.ts';
 import { attemptLog } from '../../../functions/shared/attempt-log.ts';
 import { localStatusStore } from '../../../functions/shared/conversation-status-store.ts';
 import { idempotencyStore } from '../../../functions/shared/idempotency-store.ts';
+import { recoveryFields } from '../../../local/cli/main.ts';
 import type { LocalWorkflow } from '../../../local/engine/engine.ts';
 import { ExecutionJournal, type JournalEntry } from '../../../local/engine/journal.ts';
 import {
@@ -562,6 +563,20 @@ describe('an asynchronous conversation: the accept execution and the run, each c
 });
 
 describe('a redelivery run (a redrive), cut after each journal line', () => {
+  /** The attempt log of `id` without the attempts of execution `name` (their answer unknown); restores it as it was. */
+  async function forgetAttempts(id: string, name: string): Promise<() => Promise<void>> {
+    const log = path.join(world.dataDir, 'deliveries', 'attempts', `${id}.jsonl`);
+    const logged = await readFile(log, 'utf8');
+    await writeFile(
+      log,
+      logged
+        .split('\n')
+        .filter((line) => !line.includes(name))
+        .join('\n'),
+    );
+    return () => writeFile(log, logged);
+  }
+
   it('plans: interrupted until its attempt ended, then resumed; recovered, the envelope is as it was or settled by the result', async () => {
     world.receiver.reply(503, 503, 503, 503);
     const res = await world.post({ ...SEED_REQUEST, query: 'a redelivery cut by a crash' });
@@ -581,25 +596,21 @@ describe('a redelivery run (a redrive), cut after each journal line', () => {
 
     // Cut during the attempt, its answer unknown (the attempt log without it): shown as interrupted, the envelope as
     // it was (the schedule tries it again).
-    const log = path.join(world.dataDir, 'deliveries', 'attempts', `${id}.jsonl`);
-    const logged = await readFile(log, 'utf8');
-    await writeFile(
-      log,
-      logged
-        .split('\n')
-        .filter((line) => !line.includes(result.execution_name!))
-        .join('\n'),
-    );
+    const restoreLog = await forgetAttempts(id, result.execution_name!);
     await store.put(before);
     const [cut] = await recover(entries.slice(0, 2));
     expect(cut).toMatchObject({ conversation_id: id, outcome: 'interrupted', redelivery: 'redrive' });
     expect(await store.get(id)).toEqual(before);
+    // Its recovered line says what the envelope owes and when the schedule takes it up (REDELIVERY_SCHEDULE 1h).
+    expect(recoveryFields(cut!)[1]).toBe(
+      `redrive ${cut!.execution_name} cut during its attempt, shown as interrupted, its envelope as it was: completed, delivery retrying; its envelope owes the delivery, due at ${before.next_due_at} for the schedule`,
+    );
     const history = (await world.gateway.executions.executions(id)).find(
       (e) => e.execution_name === cut!.execution_name,
     )!;
     expect(history).toMatchObject({ state_machine: 'redelivery', status: 'FAILED', error: 'GatewayInterrupted' });
     expect(history.events.find((e) => e.error === 'GatewayInterrupted')?.state).toBe('Deliver');
-    await writeFile(log, logged);
+    await restoreLog();
 
     // Cut during the attempt the receiver took (the attempt log kept its 200 before Deliver returned): resumed at its
     // export and settled, so the schedule does not send it again (before: interrupted, the envelope as it was, and
@@ -658,22 +669,19 @@ describe('a redelivery run (a redrive), cut after each journal line', () => {
     for (const item of due) await world.gateway.failedDeliveries.leave(item);
   });
 
-  it('killed as a scheduled run that delivered, then failed, ended: its failed run is counted, the export alone owed', async () => {
-    // A redelivery run that delivers, then fails (S3 and the data folder refusing the export: Export and
-    // CloseWithoutExport throw).
+  /** A redelivery workflow whose runs fail after Deliver (S3 and the data folder refusing the export: Export and
+   * CloseWithoutExport throw). */
+  async function failingExport() {
     const handlers = await loadStageHandlers();
     const send = (params: unknown) => world.gateway.failedDeliveries.sendMessage(params as never);
-    const failing = localWorkflow(
-      'redelivery',
-      {
-        ...handlers,
-        export: async () => {
-          throw new Error('nothing can be written');
-        },
-      },
-      send,
-      NO_WAIT,
-    );
+    const fail = async () => {
+      throw new Error('nothing can be written');
+    };
+    return localWorkflow('redelivery', { ...handlers, export: fail }, send, NO_WAIT);
+  }
+
+  it('killed as a scheduled run that delivered, then failed, ended: its failed run is counted, the export alone owed', async () => {
+    const failing = await failingExport();
     const store = world.gateway.failedDeliveries;
     /** A due pending envelope, then one run of the schedule with `killedAt` throwing as the process dies there. */
     async function killedRun(query: string, killedAt: 'put' | 'store') {
@@ -721,7 +729,11 @@ describe('a redelivery run (a redrive), cut after each journal line', () => {
     // was cut during its attempt, and counted nothing).
     const two = await killedRun('a failed scheduled run killed before its envelope was written', 'put');
     expect(two.recovered).toMatchObject([{ conversation_id: two.id, outcome: 'failed', redelivery: 'schedule' }]);
-    expect(await store.get(two.id)).toMatchObject(owesExport);
+    const owed = (await store.get(two.id))!;
+    expect(owed).toMatchObject(owesExport);
+    expect(recoveryFields(two.recovered[0]!, new Date(0))[1]).toBe(
+      `schedule ${two.recovered[0]!.execution_name} had failed before the crash: completed, delivery delivered; its envelope owes only the export, due at ${owed.next_due_at} for the schedule (1 failed run in a row; dead after 5)`,
+    );
   });
 
   it('killed after a scheduled run stored its envelope, before the journal’s end: recovered, nothing counted twice', async () => {
@@ -749,5 +761,77 @@ describe('a redelivery run (a redrive), cut after each journal line', () => {
       (e) => e.execution_name === result!.execution_name,
     );
     expect(histories).toEqual([history]); // the run's own history, not one of a second run
+  });
+
+  it('a redrive that failed without delivering, killed before its journal’s end: not a failed run; its line says what the envelope still owes', async () => {
+    world.receiver.reply(503, 503, 503, 503);
+    const res = await world.post({ ...SEED_REQUEST, query: 'a redrive that failed, killed before its journal end' });
+    const id = res.body.conversation_id as string;
+    const store = world.gateway.failedDeliveries;
+    const before = (await store.get(id))!;
+    const dir = await mkdtemp(path.join(tmpdir(), 'journal-'));
+    let recovered: Awaited<ReturnType<typeof recover>>;
+    try {
+      const journal = await ExecutionJournal.open(dir);
+      const redelivery = new LocalRedelivery(store, await failingExport(), world.gateway.executions, journal);
+      world.receiver.reply(503);
+      expect(await redelivery.redrive(id)).toMatchObject({ status: 'error' });
+      // What a kill after the run's history was saved leaves: the journal without its end line.
+      recovered = await recover(
+        (await journalEntries(dir)).filter((e) => e.k !== 'end'),
+        { historySaved: true },
+      );
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+    expect(recovered).toMatchObject([{ outcome: 'failed', redelivery: 'redrive' }]);
+    // An operator's redrive that failed counts no failed run (the schedule's would): the envelope is as it was.
+    expect(await store.get(id)).toEqual(before);
+    expect(recoveryFields(recovered[0]!)[1]).toBe(
+      `redrive ${recovered[0]!.execution_name} had failed before the crash: completed, delivery retrying; its envelope owes the delivery, due at ${before.next_due_at} for the schedule`,
+    );
+  });
+
+  /** A real run of `redeliver` that delivered, its journal then cut during its attempt, its answer not in the log. */
+  async function cutDuringAttempt(id: string, redeliver: () => Promise<{ execution_name?: string | undefined }>) {
+    world.receiver.reply(200);
+    const result = await redeliver();
+    const entries = (await journalOf(world, result.execution_name!)).filter((e) => e.k !== 'end');
+    await forgetAttempts(id, result.execution_name!);
+    return entries.slice(0, 2);
+  }
+
+  it('a redrive of a dead envelope cut during its attempt: its line says the envelope stays dead, not "for the schedule"', async () => {
+    world.receiver.reply(400);
+    const res = await world.post({ ...SEED_REQUEST, query: 'a dead delivery redriven, cut by a crash' });
+    const id = res.body.conversation_id as string;
+    const store = world.gateway.failedDeliveries;
+    const dead = (await store.get(id))!;
+    expect(dead).toMatchObject({ state: 'dead', dead_reason: 'permanent' });
+    const cut = await cutDuringAttempt(id, () => world.gateway.redelivery.redrive(id));
+    await store.put(dead);
+    const [recovered] = await recover(cut);
+    expect(await store.get(id)).toEqual(dead);
+    // Before: "…; its envelope as it was, for the schedule", which never tries a dead one again.
+    expect(recoveryFields(recovered!)[1]).toBe(
+      `redrive ${recovered!.execution_name} cut during its attempt, shown as interrupted, its envelope as it was: completed, delivery failed; its envelope is dead (permanent), never tried again by the schedule: deliveries redrive ${id} tries it`,
+    );
+  });
+
+  it('a resend cut during its attempt: its line says it is not repeated and how to send it again', async () => {
+    const res = await world.post({ ...SEED_REQUEST, query: 'a delivered conversation resent, cut by a crash' });
+    const id = res.body.conversation_id as string;
+    expect(res.body.tracking.delivery_status).toBe('delivered');
+    const resend = () =>
+      fetch(`${world.gateway.url}/local/deliveries/${id}/resend`, { method: 'POST' }).then(
+        (r) => r.json() as Promise<{ execution_name?: string }>,
+      );
+    const [recovered] = await recover(await cutDuringAttempt(id, resend));
+    expect(recovered).toMatchObject({ outcome: 'interrupted', redelivery: 'resend' });
+    expect(recovered).not.toHaveProperty('envelope');
+    // Before: "…cut during its attempt, shown as interrupted; not repeated", and nothing on what to do.
+    expect(recoveryFields(recovered!)[1]).toBe(
+      `resend ${recovered!.execution_name} cut during its attempt, shown as interrupted: completed, delivery delivered; not repeated: deliveries resend ${id} sends it again if the receiver did not get it`,
+    );
   });
 });

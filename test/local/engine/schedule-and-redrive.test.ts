@@ -442,8 +442,11 @@ describe('webhook-gateway deliveries (CLI against the running gateway)', () => {
     expect(first.stdout).toMatch(/→ delivered/);
     const second = await cli(['deliveries', 'redrive', body.conversation_id]);
     expect(second.code).toBe(0);
+    // When and how it was delivered, as --aws says it (before: "(2 attempts)", which read as two deliveries).
+    const delivered = (await world.gateway.failedDeliveries.get(body.conversation_id))!.attempts.at(-1)!;
+    expect(delivered).toMatchObject({ attempt: 2, outcome: 'delivered', via: 'redrive' });
     expect(second.stdout).toContain(
-      `${body.conversation_id} was already delivered (2 attempts): nothing to redrive. To deliver it again: webhook-gateway deliveries resend ${body.conversation_id}`,
+      `${body.conversation_id} was already delivered (attempt 2 at ${delivered.at} by the redrive): nothing to redrive. To deliver it again: webhook-gateway deliveries resend ${body.conversation_id}`,
     );
     const bad = await cli(['deliveries', 'redrive', 'not-an-id']);
     expect(bad.code).toBe(1);
@@ -518,8 +521,9 @@ describe('webhook-gateway deliveries (CLI against the running gateway)', () => {
       GATEWAY_URL: 'http://127.0.0.1:9',
     });
     expect(result.code).toBe(1);
-    expect(result.stderr).toMatch(
-      /the local gateway is not running at http:\/\/127\.0\.0\.1:9: start it with "npm start"/,
+    // On its data folder: before, "npm start", which another shell runs on the repository's .data.
+    expect(result.stderr).toContain(
+      `the local gateway is not running at http://127.0.0.1:9: start it with "LOCAL_DATA_DIR=${world.dataDir} npm start"`,
     );
   });
 

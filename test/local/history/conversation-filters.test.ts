@@ -122,6 +122,10 @@ describe('conversation filters', () => {
     expect(() => parseFilter({ since: '2026-04-31T10:00:00Z' })).toThrow(/--since must be an ISO 8601/);
     expect(parseFilter({ since: '2024-02-29' }).since).toBe(Date.parse('2024-02-29'));
     expect(() => parseFilter({ source: ' , ' })).toThrow(/--source needs/);
+    // An empty --type or --status (`--status=`, a list of commas). Before: no filter, so everything was listed.
+    expect(() => parseFilter({ status: '' })).toThrow(/^--status takes completed, .*got ""$/);
+    expect(() => parseFilter({ status: ',,' })).toThrow(/^--status takes .*got ",,"$/);
+    expect(() => parseFilter({ type: ' , ' })).toThrow(/^--type takes deal_analysis, .*got " , "$/);
     // A source no request could have sent matches nothing: refused, not listed as "No conversations match".
     expect(() => parseFilter({ source: 'testing system' })).toThrow(
       /--source takes a source_system .*got "testing system"/,

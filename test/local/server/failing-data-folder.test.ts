@@ -374,13 +374,14 @@ describe('a data folder that fails while the gateway runs', () => {
     // had taken.
     const owed = (await world.gateway.failedDeliveries.get(id))!;
     expect(owed).toMatchObject({ state: 'pending', owed: 'export', failed_runs: 1 });
-    // Its recovered line says so. Before: "cut during its attempt, shown as interrupted; its envelope as it was, for
-    // the schedule", the envelope counted a failed run all the same.
+    // Its recovered line says so, and what the envelope owes. Before: "cut during its attempt, shown as interrupted;
+    // its envelope as it was, for the schedule", the envelope counted a failed run all the same.
     expect(recoveredLog).toMatchObject([{ outcome: 'failed', failed_when_finished: true }]);
     const { recoveryFields } = await import('../../../local/cli/main.ts');
-    expect(recoveryFields(recoveredLog[0]!)[1]).toMatch(
-      /^schedule \S+-redelivery-\S+ finished, and failed, counted as a failed run: its envelope comes back later \(cut by the data folder refusing a write: ENOSPC[^)]*\): completed, delivery delivered$/,
+    expect(recoveryFields(recoveredLog[0]!)[1]).toBe(
+      `schedule ${recoveredLog[0]!.execution_name} finished, and failed (cut by the data folder refusing a write: ${recoveredLog[0]!.storage_refused}): completed, delivery delivered; its envelope owes only the export, due at ${owed.next_due_at} for the schedule (1 failed run in a row; dead after 5)`,
     );
+    expect(recoveredLog[0]!.storage_refused).toContain('ENOSPC');
     exportFails = false;
     await world.gateway.failedDeliveries.put({ ...owed, next_due_at: new Date(Date.now() - 1).toISOString() });
     expect(await world.gateway.redelivery.runDue()).toMatchObject([{ conversation_id: id, status: 'delivered' }]);

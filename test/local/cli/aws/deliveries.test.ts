@@ -198,7 +198,7 @@ describe('deliveries list --aws', () => {
   it('…and the text plan of a redrive', async () => {
     deadLetters(sqsMessage(pendingEnvelope('bbb222'), { receiveCount: 6 }));
     const planText = await runMain(['deliveries', 'redrive', '--all', '--dry-run', '--aws']);
-    expect(planText.stdout).toMatch(/_bbb222 {2}deal_analysis {2}dead \(receive_limit\) {2}1 attempts$/m);
+    expect(planText.stdout).toMatch(/_bbb222 {2}deal_analysis {2}dead \(receive_limit\) {2}1 attempt$/m);
   });
 
   it("a role that may not count the schedule's queue still sees the dead letters, and why there is no count", async () => {
@@ -367,7 +367,7 @@ describe('deliveries redrive --aws', () => {
     expect(await awsDeliveriesRedrive(clients(), { stack: STACK, all: true, dryRun: true }, out)).toBe(0);
     expect(lines[0]).toBe(`dry run: would redrive 2 deliveries from stack ${STACK}; nothing was changed`);
     expect(lines.slice(1)).toEqual([
-      expect.stringMatching(/_aaa111 {2}deal_analysis {2}dead \(permanent\) {2}1 attempts$/),
+      expect.stringMatching(/_aaa111 {2}deal_analysis {2}dead \(permanent\) {2}1 attempt$/),
       expect.stringMatching(/_bbb222/),
     ]);
     expect(startCalls()).toEqual([]);
