@@ -80,6 +80,11 @@ const STATUS_ERRORS: Record<string, string> = {
   '500':
     'STATE_UNREADABLE (local only): the stored status of this conversation is damaged (not unknown); the console ' +
     'names its file',
+  '503':
+    "STORAGE_UNAVAILABLE: the status could not be read just now (on AWS its table or the sources' secrets failed " +
+    'the read; locally its data folder); STARTING (local only): the gateway is still starting; ask again after ' +
+    'Retry-After',
+  '504': 'TIMEOUT (no conversation id): the status was not read in time; ask again',
 };
 
 function openApi(): Record<string, unknown> {

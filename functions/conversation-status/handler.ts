@@ -5,6 +5,7 @@ import {
   type StatusRequest,
   statusResult,
   statusTimeoutResult,
+  statusUnavailableResult,
 } from '../domain/conversation-status.ts';
 import { type HttpResult, JSON_CONTENT_TYPE } from '../domain/gateway-contract.ts';
 import { conversationStatusStore } from '../shared/conversation-status-store.ts';
@@ -39,6 +40,17 @@ export const handler = stageHandler(
   async (event: StatusHttpEvent, context?: Context): Promise<StatusHttpResponse> => {
     const answer = statusAnswer(event);
     if (!context?.getRemainingTimeInMillis) return answer;
+    const conversationId = (event.pathParameters?.conversation_id ?? '').slice(0, 80);
+    // A read that failed (the table or the secrets refusing or throttling it) would end as API Gateway's bare 502
+    // "Internal server error": the route answers 503 in the contract's shape, to be asked again (locally the
+    // gateway's route answers the data folder's failure itself).
+    const answered = answer.catch((error: Error) => {
+      logger.error('Conversation status not read: answered 503 STORAGE_UNAVAILABLE', {
+        conversation_id: conversationId,
+        error,
+      });
+      return http(statusUnavailableResult());
+    });
     // A read slower than the function's timeout (its clients' limits allow more at worst) would end as API Gateway's
     // 502 for a Lambda that timed out: the route answers 504 itself first (docs/contract.md, Errors).
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -46,7 +58,7 @@ export const handler = stageHandler(
       timer = setTimeout(
         () => {
           logger.warn('Conversation status not read in time: answered 504 TIMEOUT', {
-            conversation_id: (event.pathParameters?.conversation_id ?? '').slice(0, 80),
+            conversation_id: conversationId,
           });
           resolve(http(statusTimeoutResult()));
         },
@@ -54,7 +66,7 @@ export const handler = stageHandler(
       );
     });
     try {
-      return await Promise.race([answer, late]);
+      return await Promise.race([answered, late]);
     } finally {
       clearTimeout(timer);
     }

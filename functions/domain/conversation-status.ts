@@ -198,3 +198,19 @@ export function statusTimeoutResult(): HttpResult {
     headers: { ...NO_STORE },
   };
 }
+
+/**
+ * The answer of a status read that failed on AWS (its table or the sources' secrets refused or failed the read): 503
+ * `STORAGE_UNAVAILABLE` with Retry-After, in the contract's shape, rather than the bare 502 API Gateway makes of a
+ * Lambda that threw (docs/contract.md, Errors); nothing was changed, so it may be asked again.
+ */
+export function statusUnavailableResult(): HttpResult {
+  return {
+    statusCode: 503,
+    body: errorBody(
+      'STORAGE_UNAVAILABLE',
+      'GET /conversations/{conversation_id} could not read the status just now (a read it needs failed): ask again after Retry-After',
+    ),
+    headers: { ...NO_STORE, 'retry-after': String(STATUS_POLL_SECONDS) },
+  };
+}

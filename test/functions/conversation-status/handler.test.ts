@@ -42,7 +42,7 @@ describe('GET /conversations/{id}: every answer is no-store', () => {
  * route, never the 502 a Lambda killed by its own timeout (10 s, under API Gateway's 29 s) would leave: its clients
  * (a DynamoDB GetItem, the inbound secrets) may each take longer than that at worst. Time is Vitest's fake clock.
  */
-describe('GET /conversations/{id}: a read too slow for the function', () => {
+describe('GET /conversations/{id}: a read too slow for the function, or failed', () => {
   const dynamo = mockClient(DynamoDBClient);
   const saved = { ...process.env };
   beforeEach(() => {
@@ -83,6 +83,31 @@ describe('GET /conversations/{id}: a read too slow for the function', () => {
           code: 'TIMEOUT',
           message:
             'GET /conversations/{conversation_id} did not answer in time (a read it needs was slow): the status may be asked again in a moment',
+        },
+      }),
+    });
+  });
+
+  it('a read that fails (the table throttled) answers 503 STORAGE_UNAVAILABLE, Retry-After, no-store: not a bare 502', async () => {
+    // Thrown out of the Lambda, it would reach the poller as API Gateway's 502 "Internal server error", no Retry-After.
+    dynamo
+      .on(GetItemCommand)
+      .rejects(
+        Object.assign(new Error('Rate of requests exceeds the allowed throughput'), { name: 'ThrottlingException' }),
+      );
+    const answer = await handler(
+      event('webhook_20261129_123213_testing_phase3valid_a0ci3ntgci', { source_system: 'crm' }),
+      context(10_000),
+    );
+    expect(answer).toEqual({
+      statusCode: 503,
+      headers: { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', 'retry-after': '2' },
+      body: JSON.stringify({
+        success: false,
+        error: {
+          code: 'STORAGE_UNAVAILABLE',
+          message:
+            'GET /conversations/{conversation_id} could not read the status just now (a read it needs failed): ask again after Retry-After',
         },
       }),
     });
