@@ -201,6 +201,43 @@ describe('Idempotency-Key with an asynchronous start', () => {
   });
 });
 
+/**
+ * docs/contract.md#asynchronous-start-prefer-respond-async: a key first sent synchronously has no status to read (its
+ * caller gets the answer), so a retry of it that asks `respond-async` is answered as a synchronous retry is: 409 while
+ * it runs, then the answer itself (200, no Preference-Applied), never a 202 whose status URL would answer 404.
+ */
+describe('one Idempotency-Key, synchronous first, then retried with Prefer: respond-async', () => {
+  it('409 while the synchronous one runs, then its 200 answer: one agent call, one delivery', async () => {
+    let arrived!: () => void;
+    const agentCalled = new Promise<void>((resolve) => {
+      arrived = resolve;
+    });
+    world.agent.behave((request) => {
+      arrived();
+      return { held: true, payload: { response: `Answer to: ${String(request.query)}`, agent: 'test-agent' } };
+    });
+    const key = { 'idempotency-key': `mixed-${Math.random().toString(36).slice(2)}` };
+    const sync = world.post(SEED_REQUEST, key);
+    await agentCalled;
+    const whileRunning = await world.post(SEED_REQUEST, { ...key, ...ASYNC });
+    expect(whileRunning.status).toBe(409);
+    expect(whileRunning.body.error.code).toBe('IDEMPOTENCY_CONFLICT');
+    expect(whileRunning.headers.get('retry-after')).toBe('2');
+    world.agent.letGo();
+    const answered = await sync;
+    expect(answered.status).toBe(200);
+    expect(whileRunning.body.error.conversation_id).toBe(answered.body.conversation_id);
+    await world.gateway.idle();
+    const afterwards = await world.post(SEED_REQUEST, { ...key, ...ASYNC });
+    expect(afterwards.status).toBe(200);
+    expect(afterwards.headers.get('preference-applied')).toBeNull();
+    expect(afterwards.body).toEqual(answered.body);
+    expect((await getStatus(statusUrlOf(answered.body.conversation_id))).status).toBe(404);
+    expect(world.agent.invocations).toHaveLength(1);
+    expect(world.receiver.received).toHaveLength(1);
+  });
+});
+
 describe('GET /conversations/{id}: only the source that started it, proven as for a POST', () => {
   async function startSigned() {
     const body = JSON.stringify({ ...SEED_REQUEST, source_system: 'signed_source' });
