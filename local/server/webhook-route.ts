@@ -38,7 +38,7 @@ import {
 export interface WebhookRouteContext {
   runConversation(input: ExecutionInput): Promise<EndedExecution>;
   acceptConversation(input: ExecutionInput): Promise<EndedExecution>;
-  /** The gateway's own base URL (the 202's status URL starts with it; never the request's Host). */
+  /** The gateway's own base URL: the 202's status URL starts with it when the request's Host is no host[:port]. */
   baseUrl: string;
   limiter: RateLimiter;
   /** Per-source API keys (API_KEYS); none configured: no key needed (api-keys.ts). */
@@ -169,6 +169,19 @@ function answerFor(
   return { result, fault: null };
 }
 
+/** A Host header that is a host name or address, with or without a port: nothing that could carry a path. */
+const HOST_HEADER = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::\d{1,5})?$/;
+
+/**
+ * The API as the caller reached it, where the 202's status URL points (docs/contract.md, asynchronous start), as API
+ * Gateway's `$context.domainName` gives it: the request's Host. A gateway on every interface (HOST=0.0.0.0) is called
+ * by other machines under its network name or address, where its own loopback URL would name the caller's machine.
+ */
+function reachedBase(req: IncomingMessage, ownUrl: string): string {
+  const host = req.headers.host;
+  return host && HOST_HEADER.test(host) ? `http://${host}` : ownUrl;
+}
+
 export async function handleWebhook(
   req: IncomingMessage,
   res: ServerResponse,
@@ -288,7 +301,7 @@ export async function handleWebhook(
   }
   const record = answered;
   if (source !== null && limited.allowed && record.error === 'SignatureError') ctx.limiter.refund(source);
-  const { result, fault } = answerFor(record, ctx.baseUrl);
+  const { result, fault } = answerFor(record, reachedBase(req, ctx.baseUrl));
   // A caller that left is not written to; nothing is lost either way: the conversation ran, its answer is kept.
   const left = callerLeft(req, res);
   if (left !== 'closed')

@@ -1,3 +1,4 @@
+import { request } from 'node:http';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { statusSigningPayload } from '../../functions/domain/conversation-status.ts';
 import { signOutbound } from '../../functions/domain/signatures.ts';
@@ -161,6 +162,43 @@ describe('Prefer: respond-async: 202 at once, the same workflow runs without the
     expect(sync.status).toBe(200);
     const mixed = await world.post(SEED_REQUEST, { prefer: 'wait=10, Respond-Async' });
     expect(mixed.status).toBe(202);
+    await world.gateway.idle();
+  });
+});
+
+/**
+ * docs/contract.md#asynchronous-start-prefer-respond-async: `status_url` and `Location` name the API as the caller
+ * reached it. A gateway on every interface (HOST=0.0.0.0) is called by other machines under its network name: its own
+ * loopback URL would send their poll to their own machine. Here the loopback gateway is called by its other name.
+ */
+describe('the status URL names the gateway as the caller reached it (its Host)', () => {
+  function postAs(host: string) {
+    return new Promise<{ status: number; location: string | undefined; body: any }>((resolve, reject) => {
+      const req = request(
+        `${world.gateway.url}/webhook`,
+        { method: 'POST', headers: { host, 'content-type': 'application/json', ...ASYNC } },
+        (res) => {
+          let text = '';
+          res.on('data', (chunk: Buffer) => {
+            text += chunk.toString();
+          });
+          res.on('end', () =>
+            resolve({ status: res.statusCode!, location: res.headers.location, body: JSON.parse(text) }),
+          );
+        },
+      );
+      req.on('error', reject);
+      req.end(JSON.stringify(SEED_REQUEST));
+    });
+  }
+
+  it('called as localhost: the status URL is on localhost, not on the 127.0.0.1 the gateway names itself', async () => {
+    const port = new URL(world.gateway.url).port;
+    const accepted = await postAs(`localhost:${port}`);
+    expect(accepted.status).toBe(202);
+    const expected = `http://localhost:${port}/conversations/${accepted.body.conversation_id}?source_system=testing_system`;
+    expect(accepted.body.status_url).toBe(expected);
+    expect(accepted.location).toBe(expected);
     await world.gateway.idle();
   });
 });
