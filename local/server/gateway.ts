@@ -6,6 +6,7 @@ import {
   type ExecutionInput,
   errorBody,
   healthBody,
+  NO_STORE,
   STATUS_ROUTE_PREFIX,
 } from '../../functions/domain/gateway-contract.ts';
 import { parseSecretsBySource } from '../../functions/domain/signatures.ts';
@@ -148,7 +149,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
 
   let route: (req: IncomingMessage, res: ServerResponse) => Promise<void> = async (req, res) => {
     req.resume();
-    sendJson(res, 503, errorBody('STARTING', 'the gateway is starting'), { 'retry-after': '1' });
+    sendJson(res, 503, errorBody('STARTING', 'the gateway is starting'), { ...NO_STORE, 'retry-after': '1' });
   };
   // Slow clients are cut off (408): the headers within headersTimeoutMs, the whole request within requestTimeoutMs.
   const server = createServer(
@@ -174,13 +175,22 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
         if (storage) console.error(storageFailureLine(options.dataDir, storage, what));
         else if (damaged) console.error(`webhook-gateway: ${what}: ${damaged}`);
         else console.error(`webhook-gateway: ${what}: ${error.stack ?? error.message}`);
+        // Never kept by a cache in between: GET /conversations/{id} answers no-store whatever went wrong.
         if (res.headersSent) res.end();
         else if (storage)
-          sendJson(res, 503, storageUnavailableBody(storage), { 'retry-after': String(STORAGE_RETRY_AFTER_SECONDS) });
+          sendJson(res, 503, storageUnavailableBody(storage), {
+            ...NO_STORE,
+            'retry-after': String(STORAGE_RETRY_AFTER_SECONDS),
+          });
         else if (damaged)
           // The local operator (the commands, the console) is told which file; anyone else only that one is damaged.
-          sendJson(res, 500, stateUnreadableBody(error.message, operatorRefusal(req) === null ? damaged : undefined));
-        else sendJson(res, 500, errorBody('INTERNAL_ERROR', 'internal error in the local gateway'));
+          sendJson(
+            res,
+            500,
+            stateUnreadableBody(error.message, operatorRefusal(req) === null ? damaged : undefined),
+            NO_STORE,
+          );
+        else sendJson(res, 500, errorBody('INTERNAL_ERROR', 'internal error in the local gateway'), NO_STORE);
       });
     },
   );

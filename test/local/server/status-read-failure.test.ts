@@ -1,0 +1,52 @@
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
+
+/**
+ * docs/contract.md#get-conversationsid: every answer of the status route is `Cache-Control: no-store`, and a read that
+ * failed answers 503 `STORAGE_UNAVAILABLE` with `Retry-After`, as the status function does on AWS. Here the data
+ * folder refuses to read the status file (EACCES, made through this seam: root reads a chmod 000 file anyway).
+ */
+const refuse = { statusRead: false };
+vi.mock('node:fs/promises', async (importOriginal) => {
+  const fs = await importOriginal<typeof import('node:fs/promises')>();
+  const readFile = ((file: string, ...rest: never[]) => {
+    if (refuse.statusRead && String(file).includes(`${path.sep}status${path.sep}`))
+      return Promise.reject(
+        Object.assign(new Error(`EACCES: permission denied, open '${file}'`), { code: 'EACCES', syscall: 'open' }),
+      );
+    return (fs.readFile as (...args: unknown[]) => Promise<unknown>)(file, ...rest);
+  }) as typeof fs.readFile;
+  return { ...fs, readFile, default: { ...fs, readFile } };
+});
+
+let world: TestWorld;
+beforeAll(async () => {
+  world = await startWorld();
+});
+afterAll(async () => {
+  await world?.close();
+});
+
+describe('GET /conversations/{id} whose status file cannot be read', () => {
+  it('503 STORAGE_UNAVAILABLE with Retry-After and Cache-Control: no-store; the status again once readable', async () => {
+    const accepted = await world.post(SEED_REQUEST, { prefer: 'respond-async' });
+    expect(accepted.status).toBe(202);
+    await world.gateway.idle();
+    const errors = vi.spyOn(console, 'error').mockImplementation(() => {});
+    refuse.statusRead = true;
+    try {
+      const refused = await fetch(accepted.body.status_url);
+      expect(refused.status).toBe(503);
+      expect(refused.headers.get('cache-control')).toBe('no-store');
+      expect(refused.headers.get('retry-after')).toMatch(/^\d+$/);
+      expect(((await refused.json()) as any).error.code).toBe('STORAGE_UNAVAILABLE');
+    } finally {
+      refuse.statusRead = false;
+      errors.mockRestore();
+    }
+    const read = await fetch(accepted.body.status_url);
+    expect(read.status).toBe(200);
+    expect(((await read.json()) as any).status).toBe('completed');
+  });
+});
