@@ -1,4 +1,5 @@
 import type { DeliveryAttempt, WebhookType } from './conversation.ts';
+import { timeAgo } from './iso-date.ts';
 
 /**
  * Receivers (one per webhook type) as run-time state (docs/operations.md#receivers): what an operator configured —
@@ -296,4 +297,27 @@ export function endpointView(
     last_error: health.last_error,
     queued,
   };
+}
+
+/** Since when a paused or disabled receiver is so (its pause, or the failure that disabled it); null otherwise. */
+export function stateSince(v: Pick<EndpointView, 'status' | 'paused_at' | 'disabled_at'>): string | null {
+  return v.status === 'paused' ? v.paused_at : v.status === 'disabled' ? v.disabled_at : null;
+}
+
+/**
+ * Why the receiver held back an operator's redrive or resend (nothing attempted), as it reads right after: paused or
+ * disabled since when, or at its rate limit and when its next send is allowed (the next window of its rate). Said alike
+ * by `deliveries redrive | resend` and the console's buttons. A receiver neither is now was resumed meanwhile.
+ */
+export function heldBackReason(v: EndpointView, now: Date): string {
+  const type = v.webhook_type;
+  const since = stateSince(v);
+  if (v.status === 'paused' || v.status === 'disabled')
+    return `${type} is ${v.status}${since ? ` since ${timeAgo(since, now.getTime())}` : ''}: nothing is attempted until it is resumed`;
+  if (v.rate_per_second !== null) {
+    const { windowMs } = rateWindow(v.rate_per_second);
+    const next = new Date(windowStart(now, windowMs) + windowMs).toISOString();
+    return `${type} is at its rate limit (${v.rate_per_second}/s): the next send is allowed at ${next}`;
+  }
+  return `${type} is ${v.status} now (it was paused, disabled or at its rate when tried): try again`;
 }

@@ -32,3 +32,15 @@ export function normalisedTimestamp(value: string): string {
     new Date(at.getTime() + 1).getUTCDate() === 1;
   return endOfMonth ? before : upper;
 }
+
+/** How long ago, in one short unit: `45s`, `12m`, `5h`, `3d`. */
+export function age(fromIso: string, now = Date.now()): string {
+  const s = Math.max(0, Math.round((now - Date.parse(fromIso)) / 1000));
+  if (s < 120) return `${s}s`;
+  if (s < 7200) return `${Math.round(s / 60)}m`;
+  if (s < 172_800) return `${Math.round(s / 3600)}h`;
+  return `${Math.round(s / 86_400)}d`;
+}
+
+/** A time and how long ago it was, as the CLI and the console say it: `2026-12-03T10:00:00.000Z (12m ago)`. */
+export const timeAgo = (iso: string, now = Date.now()) => `${iso} (${age(iso, now)} ago)`;

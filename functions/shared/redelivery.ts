@@ -15,8 +15,10 @@ import {
 import {
   type BreakerPolicy,
   type Endpoint,
+  endpointView,
   gateDelivery,
   type HoldReason,
+  heldBackReason,
   holdRecheckMs,
 } from '../domain/endpoints.ts';
 import {
@@ -107,6 +109,26 @@ export interface RedeliveryResult {
   /** The record as the redelivery exported it (resend). */
   record?: ConversationRecord;
   error?: string;
+  /** held: why, as its receiver reads right after (heldBackReason); absent when it could not be read. */
+  held_by?: string;
+}
+
+/**
+ * A held result with why its receiver held it back (`held_by`: heldBackReason of the receiver read after the run):
+ * what `deliveries redrive | resend` (locally through the gateway, and with --aws) and the console's buttons say. Any
+ * other result, or a receiver that cannot be read, is returned as it is.
+ */
+export async function withHeldReason(
+  result: RedeliveryResult,
+  store: Pick<EndpointStore, 'get'>,
+  policy: BreakerPolicy,
+  now: Date,
+): Promise<RedeliveryResult> {
+  const type = result.envelope?.webhook_type ?? result.record?.webhook_context.webhook_type;
+  if (result.status !== 'held' || !type || !WEBHOOK_TYPES.includes(type as WebhookType)) return result;
+  const endpoint = await store.get(type as WebhookType).catch(() => null);
+  if (!endpoint) return result;
+  return { ...result, held_by: heldBackReason(endpointView(endpoint, null, policy, null), now) };
 }
 
 /**

@@ -1,7 +1,8 @@
 /** The receivers as `endpoints` prints them, locally and with --aws (local/cli/endpoints.ts, aws/endpoints.ts). */
-import type { EndpointView } from '../../functions/domain/endpoints.ts';
+import { type EndpointView, stateSince } from '../../functions/domain/endpoints.ts';
+import { timeAgo } from '../../functions/domain/iso-date.ts';
 import type { EndpointChange } from '../../functions/shared/endpoint-store.ts';
-import { age, note, out } from './shared.ts';
+import { note, out } from './shared.ts';
 import { cell, formatTable } from './table.ts';
 
 /** What `set` changes: the store's part and the secrets' part. */
@@ -11,11 +12,11 @@ export interface EndpointEdit {
   dropPreviousSecret: boolean;
 }
 
-const when = (iso: string | null) => (iso ? `${iso} (${age(iso)} ago)` : '-');
+const when = (iso: string | null) => (iso ? timeAgo(iso) : '-');
 
 /** A paused or disabled receiver's state says since when (`paused_at`, `disabled_at` in --json). */
 function stateOf(v: EndpointView): string {
-  const since = v.status === 'paused' ? v.paused_at : v.status === 'disabled' ? v.disabled_at : null;
+  const since = stateSince(v);
   return since ? `${v.status} since ${when(since)}` : v.status;
 }
 

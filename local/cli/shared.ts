@@ -5,6 +5,7 @@
 import path from 'node:path';
 import { WEBHOOK_TYPES, type WebhookType } from '../../functions/domain/conversation.ts';
 import { attemptsMade, type FailedDeliveryEnvelope, owedBy } from '../../functions/domain/failed-delivery.ts';
+import { age } from '../../functions/domain/iso-date.ts';
 import { isoInstant } from '../../functions/domain/named-queries.ts';
 import type { RedeliveryResult } from '../../functions/shared/redelivery.ts';
 import { DEFAULTS } from '../../functions/shared/settings.ts';
@@ -65,15 +66,6 @@ export function awsRequested(values: { aws?: boolean; stack?: string; region?: s
   for (const flag of ['stack', 'region', 'profile'] as const)
     if (values[flag] !== undefined && values[flag].trim() === '') throw new CliError(`--${flag} needs a value`);
   return values.aws === true;
-}
-
-/** How long ago, in one short unit: `45s`, `12m`, `5h`, `3d`. */
-export function age(fromIso: string, now = Date.now()): string {
-  const s = Math.max(0, Math.round((now - Date.parse(fromIso)) / 1000));
-  if (s < 120) return `${s}s`;
-  if (s < 7200) return `${Math.round(s / 60)}m`;
-  if (s < 172_800) return `${Math.round(s / 3600)}h`;
-  return `${Math.round(s / 86_400)}d`;
 }
 
 /** `--since ISO` (a date, or a date-time with its zone) as epoch milliseconds, or null when not given. */
@@ -156,7 +148,9 @@ export function deliveriesTable(
 export function resultDetail(result: RedeliveryResult): string {
   if (result.status === 'failed') return `: ${result.error ?? result.envelope?.last_error ?? ''}`;
   if (result.status === 'held')
-    return ': its receiver held it back (paused, disabled or at its rate: webhook-gateway endpoints list)';
+    return result.held_by
+      ? `: its receiver held it back: ${result.held_by}`
+      : ': its receiver held it back (paused, disabled or at its rate: webhook-gateway endpoints list)';
   return result.error ? `: ${result.error}` : '';
 }
 

@@ -6,7 +6,7 @@ import { resendRefusal } from '../../functions/domain/failed-delivery.ts';
 import { errorBody } from '../../functions/domain/gateway-contract.ts';
 import { isoInstant } from '../../functions/domain/named-queries.ts';
 import type { EndpointStore } from '../../functions/shared/endpoint-store.ts';
-import type { RedeliveryResult } from '../../functions/shared/redelivery.ts';
+import { type RedeliveryResult, withHeldReason } from '../../functions/shared/redelivery.ts';
 import { cutUnfinished, type LocalRedelivery } from '../engine/redelivery.ts';
 import { webhookTypeNamed } from '../history/conversation-filters.ts';
 import { latestRecord } from '../history/conversations.ts';
@@ -90,6 +90,8 @@ export function operatorRoutes(ctx: OperatorContext): RouteHandler {
   const receiverReadable = async (type: string | null) => {
     if (type !== null) await ctx.endpoints.get(type as WebhookType);
   };
+  // A held redrive or resend says why: its receiver paused or disabled since when, or at its rate.
+  const explained = (result: RedeliveryResult) => withHeldReason(result, ctx.endpoints, ctx.breaker, new Date());
   const typePath = `(${WEBHOOK_TYPES.join('|')})`;
   const routes = router([
     {
@@ -139,7 +141,7 @@ export function operatorRoutes(ctx: OperatorContext): RouteHandler {
           for (const e of planned) {
             const result = await ctx.redelivery.redrive(e.conversation_id);
             counts[result.status] = (counts[result.status] ?? 0) + 1;
-            if (results.length < limit) results.push(result);
+            if (results.length < limit) results.push(await explained(result));
           }
           sendJson(res, 200, { count: planned.length, counts, results, not_shown: planned.length - results.length });
         },
@@ -151,7 +153,7 @@ export function operatorRoutes(ctx: OperatorContext): RouteHandler {
         POST: async (_req, res, match) => {
           const id = conversationId(res, match[1]!);
           if (!id) return;
-          const result = await ctx.redelivery.redrive(id);
+          const result = await explained(await ctx.redelivery.redrive(id));
           sendJson(res, result.status === 'not_found' ? 404 : 200, result);
         },
       },
@@ -168,7 +170,7 @@ export function operatorRoutes(ctx: OperatorContext): RouteHandler {
           if (!record) return sendJson(res, 404, errorBody('NOT_FOUND', `no conversation ${id} in the local history`));
           const refused = resendRefusal(record, await ctx.failedDeliveries.get(id));
           if (refused) return sendJson(res, 409, errorBody('RESEND_REFUSED', refused));
-          sendJson(res, 200, await ctx.redelivery.resend(record));
+          sendJson(res, 200, await explained(await ctx.redelivery.resend(record)));
         },
       },
     },

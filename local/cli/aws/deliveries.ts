@@ -20,13 +20,14 @@ import {
   withLoggedDelivery,
 } from '../../../functions/domain/failed-delivery.ts';
 import { DynamoAttemptLog } from '../../../functions/shared/attempt-log.ts';
+import { DynamoEndpointStore } from '../../../functions/shared/endpoint-store.ts';
 import {
   type QueuedEnvelope,
   REDELIVERY_VISIBILITY_SECONDS,
   SqsFailedDeliveryQueue,
   type UnreadableMessage,
 } from '../../../functions/shared/failed-delivery-queue.ts';
-import { type RedeliveryResult, redeliverHeld, resend } from '../../../functions/shared/redelivery.ts';
+import { type RedeliveryResult, redeliverHeld, resend, withHeldReason } from '../../../functions/shared/redelivery.ts';
 import { DynamoRedeliveryClaims, type RedeliveryClaim } from '../../../functions/shared/redelivery-claim.ts';
 import { stepFunctionsRedeliver } from '../../../functions/shared/redelivery-execution.ts';
 import { settings } from '../../../functions/shared/settings.ts';
@@ -454,7 +455,17 @@ async function redriveGroup(
   if (result.status !== 'error') await Promise.all([dropStale(), release()]);
   if (took && result.status === 'delivered')
     return { ...result, status: 'already_delivered', detail: alreadyDeliveredDetail(id, took, true) };
-  return result;
+  return heldReason(clients, stack.deliveriesTable, result);
+}
+
+/** A held redrive or resend with why (withHeldReason), read from the stack's receivers, as the local gateway says it. */
+async function heldReason(
+  clients: AwsClients,
+  table: string | null | undefined,
+  result: RedeliveryResult,
+): Promise<RedeliveryResult> {
+  if (result.status !== 'held' || !table) return result;
+  return withHeldReason(result, new DynamoEndpointStore(table, clients.dynamodb), settings().breaker, new Date());
 }
 
 export async function awsDeliveriesRedrive(
@@ -654,5 +665,9 @@ export async function awsDeliveriesResend(
       ? null
       : `${id} is not delivered (${record.webhook_context.delivery_status}): redrive it instead (deliveries redrive ${id} --aws)`);
   if (refused) throw new CliError(refused);
-  return resend(record, stepFunctionsRedeliver(clients.sfn, stateMachine), new Date());
+  return heldReason(
+    clients,
+    stack.outputs.deliveriesTable,
+    await resend(record, stepFunctionsRedeliver(clients.sfn, stateMachine), new Date()),
+  );
 }

@@ -247,7 +247,7 @@
       result.status === 'failed'
         ? ` — ${result.error || result.envelope?.last_error || ''}`
         : result.status === 'held'
-          ? ' — its receiver held it back (paused, disabled or at its rate: see Endpoints); nothing was attempted'
+          ? ` — its receiver held it back${result.held_by ? `: ${result.held_by}` : ' (paused, disabled or at its rate: see Endpoints); nothing was attempted'}`
           : result.status === 'skipped'
             ? ` — ${result.error || 'another redelivery of it was running; look again in a moment'}`
             : result.status === 'not_found'
@@ -339,7 +339,7 @@
         result.count === 0
           ? `Recovered ${type}: nothing to redrive, none is owed any more ${button.dataset.since ? `since ${button.dataset.since}` : 'at all'} (the plan said ${button.dataset.count}: delivered or redriven meanwhile)`
           : held === result.count
-            ? `Recover ${type}: nothing attempted, its receiver held back all ${held} (paused, disabled or at its rate: see its state above); they stay owed`
+            ? `Recover ${type}: nothing attempted, its receiver held back all ${held} (${result.results[0]?.held_by || 'paused, disabled or at its rate: see its state above'}); they stay owed`
             : `Recovered ${type}: ${result.count} redriven${counts ? ` (${counts})` : ''}`,
         done === result.count ? 'ok' : 'bad',
       );

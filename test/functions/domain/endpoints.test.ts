@@ -5,7 +5,9 @@ import {
   type BreakerPolicy,
   type Endpoint,
   endpointStatus,
+  endpointView,
   gateDelivery,
+  heldBackReason,
   NEW_HEALTH,
   PROBE_INTERVAL_MS,
   parseRate,
@@ -113,5 +115,28 @@ describe('the outbound rate', () => {
     expect(parseRate('none')).toBeNull();
     expect(() => parseRate('fast')).toThrow(/not a rate/);
     expect(() => parseRate('5000/s')).toThrow(/at most 1000/);
+  });
+});
+
+describe("why a receiver held back an operator's redrive or resend", () => {
+  const reason = (patch: Partial<Endpoint>, now: Date) =>
+    heldBackReason(endpointView(endpoint(patch), null, POLICY, null), now);
+
+  it('names the hold: paused or disabled since when, or its rate and when the next send is allowed', () => {
+    expect(reason({ config: { paused: true, paused_at: T0.toISOString() } }, at(180_000))).toBe(
+      'deal_analysis is paused since 2026-11-29T12:00:00.000Z (3m ago): nothing is attempted until it is resumed',
+    );
+    const disabled = { ...NEW_HEALTH, consecutive_failures: 9, disabled_at: T0.toISOString() };
+    expect(reason({ health: disabled }, at(2 * 86_400_000))).toBe(
+      'deal_analysis is disabled since 2026-11-29T12:00:00.000Z (2d ago): nothing is attempted until it is resumed',
+    );
+    // 0.5/s: one send per 2 s window; held at 12:00:01.200, the next window opens at 12:00:02.
+    expect(reason({ config: { rate_per_second: 0.5 } }, at(1_200))).toBe(
+      'deal_analysis is at its rate limit (0.5/s): the next send is allowed at 2026-11-29T12:00:02.000Z',
+    );
+    // Resumed between the run and this read: which hold it was is no longer known.
+    expect(reason({}, T0)).toBe(
+      'deal_analysis is healthy now (it was paused, disabled or at its rate when tried): try again',
+    );
   });
 });

@@ -156,14 +156,15 @@ describe.skipIf(skipBrowser)('delivery operations in Chromium', () => {
     expect(held.body.tracking.delivery_status).toBe('queued');
     expect(world.receiver.received).toHaveLength(0);
 
-    // A Redrive while its receiver is paused: held, and the page says why.
+    // A Redrive while its receiver is paused: held, and the page says why: paused, since when (before: "paused,
+    // disabled or at its rate", which one left to look up).
     await page.goto(`${world.gateway.url}/console/conversations/${held.body.conversation_id}`);
     await page.locator('button#redrive').click();
     await expect
       .poll(() => page.locator('#flash').innerText())
       .toMatch(
         new RegExp(
-          `^Redrive of ${held.body.conversation_id}: held \\(execution \\S+\\) — its receiver held it back \\(paused, disabled or at its rate: see Endpoints\\); nothing was attempted$`,
+          `^Redrive of ${held.body.conversation_id}: held \\(execution \\S+\\) — its receiver held it back: deal_analysis is paused since ${since} \\(\\d+s ago\\): nothing is attempted until it is resumed$`,
         ),
       );
     expect(world.receiver.received).toHaveLength(0);

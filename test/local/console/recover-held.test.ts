@@ -31,8 +31,8 @@ describe.skipIf(skipBrowser)('a recover for a paused receiver, in Chromium', () 
     await confirm.click();
     await expect
       .poll(() => page.locator('#flash').innerText())
-      .toBe(
-        'Recover deal_analysis: nothing attempted, its receiver held back all 2 (paused, disabled or at its rate: see its state above); they stay owed',
+      .toMatch(
+        /^Recover deal_analysis: nothing attempted, its receiver held back all 2 \(deal_analysis is paused since \S+ \(\d+s ago\): nothing is attempted until it is resumed\); they stay owed$/,
       );
     expect(await page.locator('#flash').getAttribute('class')).toBe('bad');
     expect(world.receiver.received).toHaveLength(0);

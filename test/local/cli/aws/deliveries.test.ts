@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
-import { DynamoDBClient, PutItemCommand, QueryCommand } from '@aws-sdk/client-dynamodb';
+import { DynamoDBClient, GetItemCommand, PutItemCommand, QueryCommand } from '@aws-sdk/client-dynamodb';
 import { GetObjectCommand, NoSuchKey, S3Client } from '@aws-sdk/client-s3';
 import { SFNClient, StartSyncExecutionCommand } from '@aws-sdk/client-sfn';
 import {
@@ -306,17 +306,29 @@ describe('deliveries redrive --aws', () => {
     expect(lines.at(-1)).toBe('redrove 1: 1 delivered');
   });
 
-  it('a receiver that held the redrive back (paused, disabled, at its rate): said so, and exit code 1 as locally', async () => {
+  it('a receiver that held the redrive back: which and since when (its disabling), and exit code 1 as locally', async () => {
     const target = deadEnvelope('aaa111');
     deadLetters(sqsMessage(target));
     // The workflow ran, but Deliver made no attempt: the record comes back with the attempts it had.
     sfnMock.on(StartSyncExecutionCommand).resolves(succeeded(target.conversation));
+    dynamoMock.on(GetItemCommand).resolves({
+      Item: {
+        consecutive_failures: { N: '40' },
+        failing_since: { S: '2025-08-08T10:00:00.000Z' },
+        disabled_at: { S: '2025-08-13T10:00:00.000Z' },
+      },
+    });
     expect(await awsDeliveriesRedrive(clients(), { stack: STACK, id: target.conversation_id }, out)).toBe(1);
+    // Before: "(paused, disabled or at its rate: webhook-gateway endpoints list)", which one left to look up.
     expect(lines[0]).toMatch(
       new RegExp(
-        `^\\[1/1\\] ${target.conversation_id} → held \\(execution .*\\): its receiver held it back \\(paused, disabled or at its rate: webhook-gateway endpoints list\\)$`,
+        `^\\[1/1\\] ${target.conversation_id} → held \\(execution .*\\): its receiver held it back: deal_analysis is disabled since 2025-08-13T10:00:00.000Z \\(\\d+d ago\\): nothing is attempted until it is resumed$`,
       ),
     );
+    expect(dynamoMock.commandCalls(GetItemCommand)[0]!.args[0].input).toMatchObject({
+      TableName: TABLE,
+      Key: { pk: { S: 'endpoint#deal_analysis' } },
+    });
     expect(lines.at(-1)).toBe('redrove 1: 1 held');
   });
 
