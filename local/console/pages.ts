@@ -1,8 +1,9 @@
 /** Server-rendered pages of the local console. Every piece of data goes through `html` (escaped). */
 import { agentTurn, type ConversationRecord, turnText, userQuery } from '../../functions/domain/conversation.ts';
-import type { EndpointView } from '../../functions/domain/endpoints.ts';
+import { type EndpointView, stateSince } from '../../functions/domain/endpoints.ts';
 import { recordFromExport } from '../../functions/domain/export-formats.ts';
 import { attemptsMade, type FailedDeliveryEnvelope, owedBy } from '../../functions/domain/failed-delivery.ts';
+import { timeAgo } from '../../functions/domain/iso-date.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
 import { FILTER_STATUSES, FILTER_TYPES } from '../history/conversation-filters.ts';
 import { inboundWebhookId } from '../history/conversations.ts';
@@ -404,6 +405,17 @@ function lastErrorCell(v: EndpointView): SafeHtml | string {
   return html`<details class="answer" data-receiver-error="${v.webhook_type}"><summary>${shown}</summary><pre class="text">${error}</pre></details>`;
 }
 
+/**
+ * Since when a receiver is paused (the operator's pause) or disabled (the failure that disabled it), as `endpoints
+ * list` says it: `since <time> (<age> ago)`.
+ */
+function stateSinceNote(v: EndpointView, now: Date): SafeHtml | string {
+  const since = stateSince(v);
+  if (!since) return '';
+  const what = v.status === 'paused' ? 'when the operator paused it' : 'when the circuit breaker disabled it';
+  return html` <small class="time state-since" title="${what}">since ${timeAgo(since, now.getTime())}</small>`;
+}
+
 /** The recover form's default: a day ago. */
 const dayBefore = (now: Date) => new Date(now.getTime() - 86_400_000).toISOString();
 
@@ -426,7 +438,7 @@ export function endpointsFragment(views: (EndpointView | UnreadableReceiver)[], 
     <td class="action"><button type="button" data-endpoint-action="pause" data-type="${v.webhook_type}" aria-label="Pause ${v.webhook_type}">Pause</button> <button type="button" data-endpoint-action="resume" data-type="${v.webhook_type}" aria-label="Resume ${v.webhook_type}">Resume</button></td>
   </tr>`
       : html`<tr data-type="${v.webhook_type}" data-state="${v.status}">
-    <td class="type">${v.webhook_type}</td><td class="state" data-label="state">${badge(v.status)}${v.status === 'paused' && v.paused_at ? html` <small class="time paused-at" title="when the operator paused it">since ${v.paused_at}</small>` : ''}</td><td class="url" data-label="url"><code>${v.url ?? '(none)'}</code>${v.url_source === 'deployed' ? html` <small>deployed</small>` : ''}</td>
+    <td class="type">${v.webhook_type}</td><td class="state" data-label="state">${badge(v.status)}${stateSinceNote(v, now)}</td><td class="url" data-label="url"><code>${v.url ?? '(none)'}</code>${v.url_source === 'deployed' ? html` <small>deployed</small>` : ''}</td>
     <td data-label="rate">${v.rate_per_second === null ? '-' : `${v.rate_per_second}/s`}</td><td class="time" data-label="last success">${v.last_success_at ?? '-'}</td>
     <td class="num" data-label="failure streak">${v.consecutive_failures}</td><td class="time" data-label="failing since">${v.failing_since ?? '-'}</td><td class="num queued" data-label="queued">${v.queued ?? '-'}</td>
     <td class="err last-error" data-label="last error">${lastErrorCell(v)}${v.last_failure_at ? html` <small class="time">${v.last_failure_at}</small>` : ''}</td>
