@@ -378,6 +378,23 @@
   /** The longest list address the filters are sent in, well under the gateway's 16 KB for a request's line and headers. */
   const MAX_FILTER_ADDRESS = 8000;
 
+  /**
+   * Opens the list filtered, once the gateway answers: a stopped gateway would leave the console for the browser's
+   * "refused to connect" page, and what was typed with it. Instead the page stays, says so, as the other actions do.
+   */
+  async function filterTo(address) {
+    try {
+      await getWithin('/console/api/version', POLL_ANSWER_MS);
+    } catch {
+      say(
+        'Not filtered: the gateway did not answer (is npm start still running?); press Filter again once it is',
+        'bad',
+      );
+      return;
+    }
+    location.assign(address);
+  }
+
   // A recover form, submitted by its Plan button or by Enter in its since field: planned here, never sent as a
   // navigation (the page, and what was typed, stay).
   document.addEventListener('submit', (event) => {
@@ -403,7 +420,7 @@
         );
         return;
       }
-      location.assign(address);
+      filterTo(address);
       return;
     }
     if (!form?.dataset.planForm) return;
