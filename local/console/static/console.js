@@ -373,6 +373,9 @@
     else if (target.dataset.recover) await recover(target);
     else return; // Plan is a form's submit button: planned on the form's submit, below.
     await refresh(target).catch(() => {});
+    // Disabled while it ran, the button lost the keyboard to the page's top; a refresh that did not come (the gateway
+    // gone) did not put it back: the keyboard stays where it was.
+    if (target.isConnected && document.activeElement === body) target.focus();
   });
 
   /** The longest list address the filters are sent in, well under the gateway's 16 KB for a request's line and headers. */
