@@ -202,10 +202,13 @@ function hourlyChart(view: AnalyticsView): SafeHtml {
         : '';
     return html`<g class="hour" data-hour="${hour}" data-total="${totals[i]}">${segments}${label}</g>`;
   });
-  const grid = [0, top / 2, top].map(
-    (v) =>
-      html`<line class="grid" x1="${LEFT}" x2="${W - 8}" y1="${y(v).toFixed(1)}" y2="${y(v).toFixed(1)}"/><text class="tick y" x="${LEFT - 6}" y="${(y(v) + 4).toFixed(1)}">${v}</text>`,
-  );
+  // Counts of conversations: no tick at half of 1 or of 5.
+  const grid = [0, top / 2, top]
+    .filter(Number.isInteger)
+    .map(
+      (v) =>
+        html`<line class="grid" x1="${LEFT}" x2="${W - 8}" y1="${y(v).toFixed(1)}" y2="${y(v).toFixed(1)}"/><text class="tick y" x="${LEFT - 6}" y="${(y(v) + 4).toFixed(1)}">${v}</text>`,
+    );
   const legendCounts = TYPES.map(
     (type) =>
       [type, view.hourly.filter((r) => r.webhook_type === type).reduce((a, r) => a + r.conversations, 0)] as const,
