@@ -217,7 +217,25 @@ function hourlyChart(view: AnalyticsView): SafeHtml {
   <figcaption>Conversations per hour by type <small>(UTC, last 24 hours)</small></figcaption>
   <svg class="bars" role="img" aria-label="conversations per hour by type" viewBox="0 0 ${W} ${H}" xmlns="http://www.w3.org/2000/svg">${grid}${bars}</svg>
   <ul class="legend">${legendCounts.map(([type, n]) => html`<li data-type="${type}"><span class="swatch t-${type}"></span>${type} <b>${n}</b></li>`)}</ul>
+  ${hourTable(view, byHour, totals)}
 </figure>`;
+}
+
+/**
+ * The chart's counts as a table, the hours that had a conversation: what a bar says only to a pointer hovering it
+ * (its title), read from the keyboard or a screen reader too (the chart is one image to them).
+ */
+function hourTable(view: AnalyticsView, byHour: Map<string, Map<string, number>>, totals: number[]): SafeHtml {
+  const rows = view.hours.flatMap((hour, i) =>
+    totals[i] === 0
+      ? []
+      : [
+          html`<tr data-hour="${hour}"><th scope="row">${hour.slice(0, 10)} ${hour.slice(11, 16)}</th>${TYPES.map((type) => html`<td class="num">${byHour.get(hour)?.get(type) ?? 0}</td>`)}<td class="num">${totals[i]}</td></tr>`,
+        ],
+  );
+  return html`<details class="per-hour" data-keep="per-hour"><summary>Per hour, as a table</summary>
+  <div class="scroll"><table><thead><tr><th scope="col">hour (UTC)</th>${TYPES.map((type) => html`<th scope="col" class="num">${type}</th>`)}<th scope="col" class="num">total</th></tr></thead>
+  <tbody>${rows}</tbody></table></div></details>`;
 }
 
 function percent(part: number, whole: number): string {

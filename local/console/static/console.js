@@ -43,6 +43,7 @@
     if (details?.dataset.attempt) return `details[data-attempt="${CSS.escape(details.dataset.attempt)}"] > summary`;
     if (details?.dataset.receiverError)
       return `details[data-receiver-error="${CSS.escape(details.dataset.receiverError)}"] > summary`;
+    if (details?.dataset.keep) return `details[data-keep="${CSS.escape(details.dataset.keep)}"] > summary`;
     if (el.tagName === 'A' && el.getAttribute('href')) return `a[href="${CSS.escape(el.getAttribute('href'))}"]`;
     return null;
   }
@@ -88,14 +89,16 @@
       if (live && fresh.innerHTML === shown) return;
       shown = fresh.innerHTML;
       // What the reader opened or closed stays so: an export document (by file), a receiver's answer (by attempt), a
-      // receiver's last error (by type).
-      const kept = 'details[data-file], details[data-attempt], details[data-receiver-error]';
+      // receiver's last error (by type), the Analytics page's table per hour (data-keep).
+      const kept = 'details[data-file], details[data-attempt], details[data-receiver-error], details[data-keep]';
       const keyOf = (d) =>
         d.dataset.file
           ? `file:${d.dataset.file}`
           : d.dataset.attempt
             ? `attempt:${d.dataset.attempt}`
-            : `receiver:${d.dataset.receiverError}`;
+            : d.dataset.keep
+              ? `keep:${d.dataset.keep}`
+              : `receiver:${d.dataset.receiverError}`;
       const was = new Map([...content.querySelectorAll(kept)].map((d) => [keyOf(d), d.open]));
       // What the operator typed and has not submitted stays too: a recover form's since field (another type's Pause
       // refreshes the page), the list's filters.

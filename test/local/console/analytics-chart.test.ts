@@ -35,4 +35,22 @@ describe('the Analytics page’s conversations per hour', () => {
       '10',
     ]);
   });
+
+  it('gives its counts as a table too, the hours that had a conversation, for the keyboard and a screen reader', () => {
+    // Before: only a bar's title, shown to a pointer hovering it.
+    const figure = chart([
+      { hour: '2026-12-03T09:00:00Z', webhook_type: 'deal_analysis', conversations: 2 },
+      { hour: '2026-12-03T09:00:00Z', webhook_type: 'none', conversations: 1 },
+      { hour: '2026-12-03T12:00:00Z', webhook_type: 'general', conversations: 4 },
+    ]);
+    const table = /<details class="per-hour"[\s\S]*?<\/details>/.exec(figure)?.[0] ?? '';
+    expect(table).toContain('<summary>Per hour, as a table</summary>');
+    const cells = (row: string) => [...row.matchAll(/<t[hd][^>]*>([^<]*)<\/t[hd]>/g)].map((m) => m[1]);
+    const rows = [...table.matchAll(/<tr[^>]*>[\s\S]*?<\/tr>/g)].map((m) => cells(m[0]));
+    expect(rows).toEqual([
+      ['hour (UTC)', 'deal_analysis', 'data_analysis', 'lead_analysis', 'general', 'none', 'total'],
+      ['2026-12-03 09:00', '2', '0', '0', '0', '1', '3'],
+      ['2026-12-03 12:00', '0', '0', '0', '4', '0', '4'],
+    ]);
+  });
 });

@@ -292,10 +292,28 @@ describe.skipIf(skipBrowser)('the Analytics page in Chromium', () => {
   });
 
   it('updates when a conversation arrives, and never leaves the gateway', async () => {
+    // The counts per hour, opened from the keyboard, stay open (and the keyboard on them) as the page refreshes.
+    const perHour = page.locator('#chart-hourly details.per-hour');
+    await perHour.locator('summary').focus();
+    await page.keyboard.press('Enter');
+    expect(await perHour.getAttribute('open')).toBe('');
+    const total = async () =>
+      Number(
+        await perHour
+          .locator('tbody tr td:last-child')
+          .allInnerTexts()
+          .then((t) => t.reduce((a, n) => a + Number(n), 0)),
+      );
+    expect(await total()).toBe(sent.length);
     await world.post({ ...SEED_REQUEST, query: 'Show the revenue report' });
     await expect
       .poll(() => page.locator('#analytics').getAttribute('data-conversations'))
       .toBe(String(sent.length + 1));
+    expect(await perHour.getAttribute('open')).toBe('');
+    expect(await total()).toBe(sent.length + 1);
+    expect(await perHour.locator('summary').evaluate((s) => s === (globalThis as any).document.activeElement)).toBe(
+      true,
+    );
     const origin = new URL(world.gateway.url).origin;
     expect(requests.filter((u) => !u.startsWith(origin) && !u.startsWith('data:'))).toEqual([]);
     expect(errors).toEqual([]);
