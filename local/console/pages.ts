@@ -407,13 +407,13 @@ function lastErrorCell(v: EndpointView): SafeHtml | string {
 
 /**
  * Since when a receiver is paused (the operator's pause) or disabled (the failure that disabled it), as `endpoints
- * list` says it: `since <time> (<age> ago)`.
+ * list` says it: `since <time> (<age> ago)`; the page's script keeps the age current (data-age-of).
  */
 function stateSinceNote(v: EndpointView, now: Date): SafeHtml | string {
   const since = stateSince(v);
   if (!since) return '';
   const what = v.status === 'paused' ? 'when the operator paused it' : 'when the circuit breaker disabled it';
-  return html` <small class="time state-since" title="${what}">since ${timeAgo(since, now.getTime())}</small>`;
+  return html` <small class="time state-since" title="${what}" data-age-of="${since}">since ${timeAgo(since, now.getTime())}</small>`;
 }
 
 /** The recover form's default: a day ago. */

@@ -172,7 +172,28 @@
     if (live.title !== title) live.title = title;
   }
 
+  /** How long ago, in one short unit, as the server says it (functions/domain/iso-date.ts, `age`). */
+  function age(iso) {
+    const s = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
+    if (s < 120) return `${s}s`;
+    if (s < 7200) return `${Math.round(s / 60)}m`;
+    if (s < 172800) return `${Math.round(s / 3600)}h`;
+    return `${Math.round(s / 86400)}d`;
+  }
+
+  /**
+   * The ages the page shows (`since <time> (<age> ago)`: a paused or disabled receiver) kept current: the page is
+   * refreshed only when what it shows changes, and a pause an hour old would still say "1s ago".
+   */
+  function ageTimes() {
+    for (const el of content.querySelectorAll('small[data-age-of]')) {
+      const text = `since ${el.dataset.ageOf} (${age(el.dataset.ageOf)} ago)`;
+      if (el.textContent !== text) el.textContent = text;
+    }
+  }
+
   async function poll() {
+    ageTimes();
     try {
       if (body.dataset.versionSrc) {
         const { response, text } = await getWithin(body.dataset.versionSrc, POLL_ANSWER_MS);
