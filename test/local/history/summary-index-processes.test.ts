@@ -1,0 +1,128 @@
+import { mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseFilter } from '../../../local/history/conversation-filters.ts';
+import { listConversations } from '../../../local/history/listing.ts';
+import { SummaryIndex } from '../../../local/history/summary-index.ts';
+import { ExecutionStore } from '../../../local/store/execution-store.ts';
+import { deliveredRecord, SEED_REQUEST, startedRecord } from '../../support/fixtures.ts';
+
+/**
+ * The summary index (`summaries/conversations.json`) has several writers on one data folder: the running gateway (its
+ * console's listings, its fold of the saved entries) and each command (`conversations list|show --key`). Each kept
+ * what it loaded and wrote it whole: a gateway that loaded the index before a `--key` filled it (reading every
+ * history: 68 s at 54,000 conversations) wrote it back without what the command learnt, and the next `--key` read
+ * every history again. Each writer now merges what another wrote since it read it (docs/operations.md, "Runbook").
+ */
+const COUNT = 12;
+let dataDir: string;
+let store: ExecutionStore;
+const ids: string[] = [];
+
+async function saveHistory(target: ExecutionStore, n: number): Promise<string> {
+  const at = new Date(Date.UTC(2026, 10, 29, 10, 0, n)).toISOString();
+  const record = deliveredRecord(
+    startedRecord(SEED_REQUEST, { input: { received_at: at }, ids: { suffix: `mp${n}` } }),
+  );
+  await target.save(record.conversation_id, {
+    execution_name: `run-${n}`,
+    state_machine: 'conversation',
+    status: 'SUCCEEDED',
+    started_at: at,
+    stopped_at: at,
+    input: { headers: { 'webhook-id': `msg_${n}` } },
+    events: [{ type: 'StateExited', timestamp: Date.parse(at), state: 'Export', output: { conversation: record } }],
+  });
+  return record.conversation_id;
+}
+
+/** Its folder and histories an hour old: the index keeps an entry once they have not changed for a second. */
+async function settle(id: string): Promise<void> {
+  const before = new Date(Date.now() - 3_600_000);
+  const folder = path.join(store.dir, id);
+  for (const file of await readdir(folder)) await utimes(path.join(folder, file), before, before);
+  await utimes(folder, before, before);
+}
+
+/** A `--key` lookup as the command makes it, with an index of its own: how many histories it read. */
+async function lookUpKey(key: string): Promise<{ ids: string[]; read: number }> {
+  let read = 0;
+  const listing = await listConversations(store, new SummaryIndex(store), parseFilter({ key }), 50, null, (p) => {
+    read = p.read;
+  });
+  return { ids: listing.rows.map((r) => r.conversation_id), read };
+}
+
+const indexFile = () => path.join(dataDir, 'summaries', 'conversations.json');
+
+/** The index as an earlier version wrote it: every entry without the request's keys. */
+async function indexOfEarlierVersion(): Promise<void> {
+  await rm(path.join(dataDir, 'summaries'), { recursive: true, force: true });
+  await listConversations(store, new SummaryIndex(store), parseFilter({}), 1_000);
+  const stored = JSON.parse(await readFile(indexFile(), 'utf8'));
+  for (const entry of Object.values(stored.entries) as { row: Record<string, unknown> }[]) {
+    delete entry.row.idempotency_key;
+    delete entry.row.webhook_id;
+  }
+  await writeFile(indexFile(), JSON.stringify(stored));
+}
+
+beforeAll(async () => {
+  dataDir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-index-processes-'));
+  store = new ExecutionStore(dataDir);
+  for (let n = 0; n < COUNT; n++) ids.push(await saveHistory(store, n));
+  for (const id of ids) await settle(id);
+});
+afterAll(async () => {
+  await rm(dataDir, { recursive: true, force: true });
+});
+
+describe('a gateway and a command writing the summary index of one data folder', () => {
+  for (const how of ['a console listing', 'the fold of its saved entries'] as const)
+    it(`the entries a --key filled survive the gateway's write (${how}): the next --key reads no history`, async () => {
+      await indexOfEarlierVersion();
+      // The gateway loaded the index before the command ran (its console listed, or it saved a history).
+      const gateway: ExecutionStore = new ExecutionStore(dataDir, {
+        onSaved: (id, file, record) => SummaryIndex.of(gateway).recordSaved(id, file, record),
+      });
+      const index = SummaryIndex.of(gateway);
+      await index.rowOf(ids[0]!, true);
+
+      const first = await lookUpKey('msg_3');
+      expect(first).toEqual({ ids: [ids[3]], read: COUNT });
+
+      // Then it saves a new history, and writes its index: a console listing a while later (which finds that
+      // history's entry settled), or the fold of the saved entries once their file is large.
+      const later = await saveHistory(gateway, COUNT);
+      if (how === 'a console listing') {
+        await settle(later);
+        await listConversations(gateway, index, parseFilter({}), 1);
+      } else await index.forgetRemoved();
+
+      // Before: the gateway's write put back the entries without keys, and this read every history again.
+      expect(await lookUpKey('msg_5')).toEqual({ ids: [ids[5]], read: 0 });
+      expect(await lookUpKey(`msg_${COUNT}`)).toEqual({ ids: [later], read: 0 });
+      await rm(path.join(store.dir, later), { recursive: true, force: true });
+    });
+
+  it('two commands filling the index at once keep both their entries', async () => {
+    await rm(path.join(dataDir, 'summaries'), { recursive: true, force: true });
+    const [one, other] = [new SummaryIndex(store), new SummaryIndex(store)];
+    // Each loaded the (missing) index, then read the histories of its half.
+    for (const [n, id] of ids.entries()) await (n % 2 === 0 ? one : other).rowOf(id);
+    await Promise.all([one.save(), other.save()]);
+    const stored = JSON.parse(await readFile(indexFile(), 'utf8'));
+    expect(Object.keys(stored.entries).sort()).toEqual([...ids].sort());
+  });
+
+  it('a write a killed gateway left under way (its lock, its temporary file) holds up no later one', async () => {
+    await indexOfEarlierVersion();
+    // Killed between taking the index's lock and renaming its write into place.
+    await writeFile(`${indexFile()}.lock`, '999999999.0badc0de');
+    await writeFile(`${indexFile()}.999999999.0badc0de0bad.tmp`, '{"version":2,"entries":{');
+    expect(await lookUpKey('msg_2')).toEqual({ ids: [ids[2]], read: COUNT });
+    expect(await lookUpKey('msg_2')).toEqual({ ids: [ids[2]], read: 0 });
+    expect((await readdir(path.join(dataDir, 'summaries'))).filter((n) => n.endsWith('.lock'))).toEqual([]);
+  });
+});
