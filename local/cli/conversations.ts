@@ -42,6 +42,7 @@ import {
   note,
   onDataDir,
   out,
+  progress,
 } from './shared.ts';
 import { cell, formatTable, printable } from './table.ts';
 
@@ -94,7 +95,8 @@ const PROGRESS_AFTER_READS = 100;
  * A listing that fills the summary index (the first `--key` on a data folder an earlier version wrote, a first filtered
  * listing) reads each history once: 68 s at 54,000 conversations. Once it has read PROGRESS_AFTER_READS it says so on
  * stderr (stdout, --json's, stays clean): on a terminal one line rewritten in place (under 80 columns, so that it does
- * not wrap), else a line at each tenth of the way; the last says where it ended.
+ * not wrap; a damaged history named meanwhile gets a line of its own above it), else a line at each tenth of the way;
+ * the last says where it ended.
  */
 async function listWithProgress(store: ExecutionStore, filter: ConversationFilter, limit: number): Promise<Listing> {
   const tty = process.stderr.isTTY === true;
@@ -102,7 +104,7 @@ async function listWithProgress(store: ExecutionStore, filter: ConversationFilte
   const at = { looked: 0, of: 0, said: 0 };
   const say = () => {
     const text = `webhook-gateway: filling the summary index (once): ${at.looked}/${at.of} conversations`;
-    if (tty) process.stderr.write(`\r${text}`);
+    if (tty) progress(text);
     else note(text);
     at.said = at.looked;
   };
@@ -118,7 +120,7 @@ async function listWithProgress(store: ExecutionStore, filter: ConversationFilte
     return await listConversations(store, new SummaryIndex(store), filter, limit, null, onProgress);
   } finally {
     if (at.said > 0 && at.said !== at.looked) say();
-    if (at.said > 0 && tty) process.stderr.write('\n');
+    if (tty) progress(null);
   }
 }
 
