@@ -214,6 +214,24 @@ export class SummaryIndex {
   }
 
   /**
+   * What another process (a command, the gateway) wrote to the index since this one read it, merged in (isBetter): the
+   * running gateway's listings find what a `--key` filled, rather than read every history again. Read only when the
+   * file changed.
+   */
+  private async catchUp(entries: Map<string, Entry>): Promise<void> {
+    const now = await fileStamp(this.file);
+    if (now === this.seen) return;
+    this.seen = now;
+    for (const [id, entry] of Object.entries(await readStored(this.file)))
+      if (typeof entry?.stamp === 'string' && isBetter(entry, entries.get(id))) entries.set(id, entry);
+  }
+
+  /** Before a listing: what another process wrote since this one read the index (catchUp), once it has read it. */
+  async refresh(): Promise<void> {
+    if (this.entries) await this.catchUp(await this.entries);
+  }
+
+  /**
    * The filter fields of one conversation: from the index while its folder is unchanged (with its whole list row,
    * `summary`, when the index holds it), else from its histories, which are then returned too (`executions`) for the
    * caller to use rather than read again.
@@ -360,9 +378,7 @@ export class SummaryIndex {
     // Its lock is made in the index's folder (owner-only, as the data folder: docs/security.md).
     await mkdir(path.dirname(this.file), { recursive: true, mode: 0o700 }).catch(() => {});
     const written = await withFileLock(this.file, async () => {
-      if ((await fileStamp(this.file)) !== this.seen)
-        for (const [id, entry] of Object.entries(await readStored(this.file)))
-          if (typeof entry?.stamp === 'string' && isBetter(entry, entries.get(id))) entries.set(id, entry);
+      await this.catchUp(entries);
       // Listed under the lock: a folder the retention sweep removed before another writer's fold is gone from both.
       const present = new Set(await this.executions.conversationIds());
       const kept: Record<string, Entry> = {};

@@ -106,6 +106,21 @@ describe('a gateway and a command writing the summary index of one data folder',
       await rm(path.join(store.dir, later), { recursive: true, force: true });
     });
 
+  it("the gateway's next listing by key finds what a --key filled: it reads no history", async () => {
+    await indexOfEarlierVersion();
+    const gateway = new ExecutionStore(dataDir);
+    const index = SummaryIndex.of(gateway);
+    await index.rowOf(ids[0]!, true);
+    expect(await lookUpKey('msg_4')).toEqual({ ids: [ids[4]], read: COUNT });
+    // The console's list with ?key= (its index loaded before the command ran). Before: it read every history again.
+    let read = -1;
+    const listing = await listConversations(gateway, index, parseFilter({ key: 'msg_9' }), 50, null, (p) => {
+      read = p.read;
+    });
+    expect(listing.rows.map((r) => r.conversation_id)).toEqual([ids[9]]);
+    expect(read).toBe(0);
+  });
+
   it('two commands filling the index at once keep both their entries', async () => {
     await rm(path.join(dataDir, 'summaries'), { recursive: true, force: true });
     const [one, other] = [new SummaryIndex(store), new SummaryIndex(store)];
