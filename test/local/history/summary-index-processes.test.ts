@@ -1,3 +1,4 @@
+import { rmSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -139,5 +140,33 @@ describe('a gateway and a command writing the summary index of one data folder',
     expect(await lookUpKey('msg_2')).toEqual({ ids: [ids[2]], read: COUNT });
     expect(await lookUpKey('msg_2')).toEqual({ ids: [ids[2]], read: 0 });
     expect((await readdir(path.join(dataDir, 'summaries'))).filter((n) => n.endsWith('.lock'))).toEqual([]);
+  });
+
+  it('a listing under way while the sweep removes folders lists none of them, nor writes their entries back', async () => {
+    await indexOfEarlierVersion();
+    const gateway = new ExecutionStore(dataDir);
+    const [first, second] = [ids[COUNT - 2]!, ids[1]!];
+    // A command's listing loaded the index (both entries in it, without keys: it reads every history to fill them) and
+    // is under way when the gateway's sweep removes two old conversations and drops their entries (its fold), which
+    // ends before the command writes what it learnt.
+    const command = new SummaryIndex(store);
+    let swept: Promise<void> = Promise.resolve();
+    const write = command.save.bind(command);
+    command.save = async () => {
+      await swept;
+      await write();
+    };
+    const { rows, damaged } = await listConversations(store, command, parseFilter({ key: 'msg_1' }), 50, null, (p) => {
+      if (p.looked !== 1) return;
+      for (const id of [first, second]) rmSync(path.join(store.dir, id), { recursive: true });
+      swept = SummaryIndex.of(gateway).forgetRemoved();
+    });
+    // The operator sees no row of them (its key's conversation is gone) and no damaged history; no entry (which holds
+    // its question) outlives the sweep, and the command's keys are kept.
+    expect(rows).toEqual([]);
+    expect(damaged).toEqual([]);
+    const stored = JSON.parse(await readFile(indexFile(), 'utf8'));
+    expect(Object.keys(stored.entries).sort()).toEqual(ids.filter((id) => id !== first && id !== second).sort());
+    expect(await lookUpKey('msg_3')).toEqual({ ids: [ids[3]], read: 0 });
   });
 });
