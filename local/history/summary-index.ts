@@ -365,25 +365,31 @@ export class SummaryIndex {
   /**
    * Keep what was learnt, for the conversations whose folders are still there, and fold the saved entries in (their
    * file is removed once the index holds them; one appended meanwhile is kept for the next write). Another process
-   * (the gateway, a command) may have written the index since this one read it: under the file's lock, what it wrote
-   * is merged in first (isBetter), so that neither drops the other's entries (a `--key` that filled the index took
-   * minutes on a large data folder). An index that cannot be written (a full disk, a read-only folder, a lock held
-   * too long) is not kept: the next listing reads those histories again.
+   * (the gateway, a command) may have written the index since this one read it: what it wrote is merged in first
+   * (isBetter), so that neither drops the other's entries (a `--key` that filled the index took minutes on a large data
+   * folder). Merged and written out before the file's lock is taken (tens of megabytes at 54,000 conversations); under
+   * it, it is written only if no process wrote the file since that merge, else merged again (and the folders listed
+   * again: one the retention sweep removed meanwhile is gone from both writes). An index that cannot be written (a
+   * full disk, a read-only folder, a lock held too long) is not kept: the next listing reads those histories again.
    */
   async save(): Promise<void> {
     if (!this.changed || !this.entries) return;
     this.changed = false;
     const entries = await this.entries;
     const folded = this.savedBytes;
-    // Its lock is made in the index's folder (owner-only, as the data folder: docs/security.md).
-    await mkdir(path.dirname(this.file), { recursive: true, mode: 0o700 }).catch(() => {});
-    const written = await withFileLock(this.file, async () => {
+    const merged = async () => {
       await this.catchUp(entries);
-      // Listed under the lock: a folder the retention sweep removed before another writer's fold is gone from both.
       const present = new Set(await this.executions.conversationIds());
       const kept: Record<string, Entry> = {};
       for (const [id, entry] of entries) if (present.has(id)) kept[id] = entry;
-      await writeTextAtomic(this.file, `${JSON.stringify({ version: VERSION, entries: kept })}\n`);
+      return { text: `${JSON.stringify({ version: VERSION, entries: kept })}\n`, of: this.seen };
+    };
+    let index = await merged();
+    // Its lock is made in the index's folder (owner-only, as the data folder: docs/security.md).
+    await mkdir(path.dirname(this.file), { recursive: true, mode: 0o700 }).catch(() => {});
+    const written = await withFileLock(this.file, async () => {
+      if ((await fileStamp(this.file)) !== index.of) index = await merged();
+      await writeTextAtomic(this.file, index.text);
       this.seen = await fileStamp(this.file);
     }).then(
       () => true,
