@@ -1,10 +1,10 @@
-import { mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExecutionStore } from '../../../local/store/execution-store.ts';
 import { runMain } from '../../support/cli.ts';
-import { deliveredRecord, SEED_REQUEST, startedRecord } from '../../support/fixtures.ts';
+import { ageHistories, saveKeyedHistory } from '../../support/history-reads.ts';
 
 /**
  * On a terminal, the first `--key` on a data folder of an earlier version shows how far it got on one stderr line
@@ -19,31 +19,11 @@ beforeAll(async () => {
   dataDir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-progress-warning-'));
   const store = new ExecutionStore(dataDir);
   const ids: string[] = [];
-  for (let n = 0; n < COUNT; n++) {
-    const at = new Date(Date.UTC(2026, 10, 29, 10, Math.floor(n / 60), n % 60)).toISOString();
-    const record = deliveredRecord(
-      startedRecord(SEED_REQUEST, { input: { received_at: at }, ids: { suffix: `pw${n}` } }),
-    );
-    await store.save(record.conversation_id, {
-      execution_name: `run-${n}`,
-      state_machine: 'conversation',
-      status: 'SUCCEEDED',
-      started_at: at,
-      stopped_at: at,
-      input: { headers: { 'webhook-id': `msg_${n}` } },
-      events: [{ type: 'StateExited', timestamp: Date.parse(at), state: 'Export', output: { conversation: record } }],
-    });
-    ids.push(record.conversation_id);
-  }
+  for (let n = 0; n < COUNT; n++) ids.push(await saveKeyedHistory(store, n, 'pw'));
   // Among the oldest (read last, once the progress line is shown): a second history cut short by a crash.
   damaged = path.join(store.dir, ids[1]!, 'run-cut.json');
   await writeFile(damaged, '{"execution_name": "run-cut", "ev');
-  const before = new Date(Date.now() - 3_600_000);
-  for (const id of ids) {
-    const folder = path.join(store.dir, id);
-    for (const file of await readdir(folder)) await utimes(path.join(folder, file), before, before);
-    await utimes(folder, before, before);
-  }
+  await ageHistories(store, ids);
 });
 afterAll(async () => {
   await rm(dataDir, { recursive: true, force: true });

@@ -1,5 +1,5 @@
 import { rmSync } from 'node:fs';
-import { mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -7,7 +7,7 @@ import { parseFilter } from '../../../local/history/conversation-filters.ts';
 import { listConversations } from '../../../local/history/listing.ts';
 import { SummaryIndex } from '../../../local/history/summary-index.ts';
 import { ExecutionStore } from '../../../local/store/execution-store.ts';
-import { deliveredRecord, SEED_REQUEST, startedRecord } from '../../support/fixtures.ts';
+import { ageHistories, saveKeyedHistory } from '../../support/history-reads.ts';
 
 /**
  * The summary index (`summaries/conversations.json`) has several writers on one data folder: the running gateway (its
@@ -21,30 +21,7 @@ let dataDir: string;
 let store: ExecutionStore;
 const ids: string[] = [];
 
-async function saveHistory(target: ExecutionStore, n: number): Promise<string> {
-  const at = new Date(Date.UTC(2026, 10, 29, 10, 0, n)).toISOString();
-  const record = deliveredRecord(
-    startedRecord(SEED_REQUEST, { input: { received_at: at }, ids: { suffix: `mp${n}` } }),
-  );
-  await target.save(record.conversation_id, {
-    execution_name: `run-${n}`,
-    state_machine: 'conversation',
-    status: 'SUCCEEDED',
-    started_at: at,
-    stopped_at: at,
-    input: { headers: { 'webhook-id': `msg_${n}` } },
-    events: [{ type: 'StateExited', timestamp: Date.parse(at), state: 'Export', output: { conversation: record } }],
-  });
-  return record.conversation_id;
-}
-
-/** Its folder and histories an hour old: the index keeps an entry once they have not changed for a second. */
-async function settle(id: string): Promise<void> {
-  const before = new Date(Date.now() - 3_600_000);
-  const folder = path.join(store.dir, id);
-  for (const file of await readdir(folder)) await utimes(path.join(folder, file), before, before);
-  await utimes(folder, before, before);
-}
+const saveHistory = (target: ExecutionStore, n: number) => saveKeyedHistory(target, n, 'mp');
 
 /** A `--key` lookup as the command makes it, with an index of its own: how many histories it read. */
 async function lookUpKey(key: string): Promise<{ ids: string[]; read: number }> {
@@ -73,7 +50,7 @@ beforeAll(async () => {
   dataDir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-index-processes-'));
   store = new ExecutionStore(dataDir);
   for (let n = 0; n < COUNT; n++) ids.push(await saveHistory(store, n));
-  for (const id of ids) await settle(id);
+  await ageHistories(store, ids);
 });
 afterAll(async () => {
   await rm(dataDir, { recursive: true, force: true });
@@ -97,7 +74,7 @@ describe('a gateway and a command writing the summary index of one data folder',
       // history's entry settled), or the fold of the saved entries once their file is large.
       const later = await saveHistory(gateway, COUNT);
       if (how === 'a console listing') {
-        await settle(later);
+        await ageHistories(store, [later]);
         await listConversations(gateway, index, parseFilter({}), 1);
       } else await index.forgetRemoved();
 
