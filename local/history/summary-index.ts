@@ -27,6 +27,7 @@ import path from 'node:path';
 import { maskSecrets } from '../../functions/domain/secret-masking.ts';
 import { appendLine, oneAtATime, withFileLock } from '../../functions/shared/local-files.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
+import { isAlive } from '../store/data-dir-lock.ts';
 import type { ExecutionStore } from '../store/execution-store.ts';
 import { listDir, readJson, writeTextAtomic } from '../store/json-files.ts';
 import type { FilterableConversation } from './conversation-filters.ts';
@@ -125,6 +126,8 @@ type Lookup = { row: FilterableConversation | null; summary?: ConversationSummar
 const VERSION = 2;
 /** The saved entries' file is folded into the index by the gateway itself once it is this large. */
 const FOLD_SAVED_AT_BYTES = 8 * 1024 * 1024;
+/** The saved entries a fold moved aside (fold), named by the process that did. */
+const SAVED_ASIDE = /^conversations\.saved\.jsonl\.(\d+)\.[0-9a-f]+\.tmp$/;
 
 /** The folder's time an entry's stamp holds (`<inode>:<mtimeNs>`), in nanoseconds; -1 for none. */
 function stampTime(entry: Entry): bigint {
@@ -173,6 +176,8 @@ export class SummaryIndex {
   private savedSizeKnown = false;
   /** The gateway's fold of the saved entries under way, if any. */
   private folding: Promise<void> | null = null;
+  /** The saved entries a killed gateway's fold left aside, read by the load: removed once the index holds them. */
+  private leftAside: string[] = [];
   /** The index file as this process last read or wrote it (fileStamp): another process wrote it since if it differs. */
   private seen: string | null = null;
 
@@ -195,19 +200,33 @@ export class SummaryIndex {
     this.entries ??= (async () => {
       this.seen = await fileStamp(this.file);
       const entries = new Map(Object.entries(await readStored(this.file)));
+      // A fold a killed gateway left under way: its saved entries moved aside, not yet in the index (fold). A live
+      // process's is its own, under way.
+      const dir = path.dirname(this.savedFile);
+      this.leftAside = (await listDir(dir))
+        .filter((name) => {
+          const pid = Number(SAVED_ASIDE.exec(name)?.[1]);
+          return pid > 0 && (pid === process.pid || !isAlive(pid));
+        })
+        .map((name) => path.join(dir, name));
+      if (this.leftAside.length > 0) this.changed = true; // removed at the next write: they hold questions too
       const saved = await readFile(this.savedFile).catch(() => null);
       this.savedBytes = saved?.length ?? 0;
       this.savedSizeKnown = true;
-      // Each line a whole entry, later ones over earlier ones; a line cut short by a crash is none.
-      for (const line of saved?.toString('utf8').split('\n') ?? []) {
-        if (line === '') continue;
-        try {
-          const { v, id, entry } = JSON.parse(line) as { v?: unknown; id?: unknown; entry?: Entry };
-          if (v !== VERSION || typeof id !== 'string' || !entry || typeof entry.stamp !== 'string') continue;
-          entries.set(id, entry);
-          this.changed = true;
-        } catch {}
-      }
+      const aside = await Promise.all(this.leftAside.map((file) => readFile(file).catch(() => null)));
+      // Each line a whole entry, kept unless the index holds a better one (isBetter: a later line is of the folder's
+      // later state); a line cut short by a crash is none.
+      for (const text of [...aside, saved])
+        for (const line of text?.toString('utf8').split('\n') ?? []) {
+          if (line === '') continue;
+          try {
+            const { v, id, entry } = JSON.parse(line) as { v?: unknown; id?: unknown; entry?: Entry };
+            if (v !== VERSION || typeof id !== 'string' || !entry || typeof entry.stamp !== 'string') continue;
+            if (!isBetter(entry, entries.get(id))) continue;
+            entries.set(id, entry);
+            this.changed = true;
+          } catch {}
+        }
       return entries;
     })();
     return this.entries;
@@ -336,10 +355,10 @@ export class SummaryIndex {
   }
 
   /**
-   * The gateway's own fold of the saved entries, once their file is large (one at a time): every line is in memory once
-   * loaded (recordSaved sets each entry before it appends it), so the file is moved aside before the index is written
-   * and removed after; lines appended meanwhile start a new one. A crash leaves it aside (a `.tmp` the retention sweep
-   * removes): those conversations are read again.
+   * The gateway's own fold of the saved entries, once their file is large (one at a time): every line (or a better
+   * entry) is in memory once loaded (recordSaved sets each entry before it appends it), so the file is moved aside
+   * before the index is written and removed after; lines appended meanwhile start a new one. A crash leaves it aside:
+   * the next load reads it too, and the next write removes it (else the retention sweep does, a day later).
    */
   private async fold(): Promise<void> {
     await this.load();
@@ -395,7 +414,9 @@ export class SummaryIndex {
       () => true,
       () => false,
     );
-    if (!written || folded === 0) return;
+    if (!written) return;
+    for (const file of this.leftAside.splice(0)) await unlink(file).catch(() => {});
+    if (folded === 0) return;
     const now = await stat(this.savedFile).catch(() => null);
     if (now?.size === folded) {
       await unlink(this.savedFile).catch(() => {});

@@ -1,5 +1,5 @@
 import { rmSync } from 'node:fs';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -117,6 +117,23 @@ describe('a gateway and a command writing the summary index of one data folder',
     expect(await lookUpKey('msg_2')).toEqual({ ids: [ids[2]], read: COUNT });
     expect(await lookUpKey('msg_2')).toEqual({ ids: [ids[2]], read: 0 });
     expect((await readdir(path.join(dataDir, 'summaries'))).filter((n) => n.endsWith('.lock'))).toEqual([]);
+  });
+
+  it('the entries a gateway killed during its fold had moved aside are read, not their histories, and removed', async () => {
+    await rm(path.join(dataDir, 'summaries'), { recursive: true, force: true });
+    const gateway: ExecutionStore = new ExecutionStore(dataDir, {
+      onSaved: (id, file, record) => SummaryIndex.of(gateway).recordSaved(id, file, record),
+    });
+    const later = await saveHistory(gateway, COUNT + 1);
+    // Killed between moving the saved entries aside and writing the index (fold).
+    const saved = path.join(dataDir, 'summaries', 'conversations.saved.jsonl');
+    const aside = `${saved}.999999999.0badc0de0bad.tmp`;
+    await rename(saved, aside);
+    // Before: its history was read again (and the file left for the retention sweep, a day later).
+    expect(await lookUpKey(`msg_${COUNT + 1}`)).toEqual({ ids: [later], read: COUNT });
+    expect(await readdir(path.join(dataDir, 'summaries'))).toEqual(['conversations.json']);
+    expect(await lookUpKey(`msg_${COUNT + 1}`)).toEqual({ ids: [later], read: 0 });
+    await rm(path.join(store.dir, later), { recursive: true, force: true });
   });
 
   it('a listing under way while the sweep removes folders lists none of them, nor writes their entries back', async () => {
