@@ -42,6 +42,7 @@ import {
   note,
   onDataDir,
   out,
+  progress,
 } from './shared.ts';
 import { cell, formatTable, printable } from './table.ts';
 
@@ -94,15 +95,17 @@ const PROGRESS_AFTER_READS = 100;
  * A listing that fills the summary index (the first `--key` on a data folder an earlier version wrote, a first filtered
  * listing) reads each history once: 68 s at 54,000 conversations. Once it has read PROGRESS_AFTER_READS it says so on
  * stderr (stdout, --json's, stays clean): on a terminal one line rewritten in place (under 80 columns, so that it does
- * not wrap), else a line at each tenth of the way; the last says where it ended.
+ * not wrap; a damaged history named meanwhile gets a line of its own above it), else a line at each tenth of the way;
+ * the last says where it ended. Stopped with Ctrl-C, it keeps what it read in the index.
  */
 async function listWithProgress(store: ExecutionStore, filter: ConversationFilter, limit: number): Promise<Listing> {
   const tty = process.stderr.isTTY === true;
   // How far the listing got, and where the last line said it was (0: nothing said).
-  const at = { looked: 0, of: 0, said: 0 };
+  const at = { looked: 0, of: 0, said: 0, stopped: false };
   const say = () => {
+    if (at.stopped) return; // by Ctrl-C: its line said where
     const text = `webhook-gateway: filling the summary index (once): ${at.looked}/${at.of} conversations`;
-    if (tty) process.stderr.write(`\r${text}`);
+    if (tty) progress(text);
     else note(text);
     at.said = at.looked;
   };
@@ -114,11 +117,24 @@ async function listWithProgress(store: ExecutionStore, filter: ConversationFilte
     at.of = candidates;
     if (due) say();
   };
+  const index = new SummaryIndex(store);
+  // Ctrl-C while it fills: what it read so far is kept (the next listing goes on from there rather than read it all
+  // again), then it stops; a second Ctrl-C stops it at once.
+  const interrupt = () => {
+    at.stopped = true;
+    if (at.said > 0) {
+      if (tty) progress(null);
+      note(`webhook-gateway: stopped at ${at.looked}/${at.of} conversations; the summary index keeps those read`);
+    }
+    void index.save().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', interrupt);
   try {
-    return await listConversations(store, new SummaryIndex(store), filter, limit, null, onProgress);
+    return await listConversations(store, index, filter, limit, null, onProgress);
   } finally {
+    process.off('SIGINT', interrupt);
     if (at.said > 0 && at.said !== at.looked) say();
-    if (at.said > 0 && tty) process.stderr.write('\n');
+    if (tty) progress(null);
   }
 }
 

@@ -40,9 +40,23 @@ export function eventLine(...fields: (string | number)[]): string {
   return fields.map((f) => printable(String(f))).join('  ');
 }
 
-/** A progress or hint line (stderr), so `--json` output stays clean. */
+/** The progress line shown on a terminal's stderr (progress()), rewritten in place; null while there is none. */
+let progressShown: string | null = null;
+
+/**
+ * A progress or hint line (stderr), so `--json` output stays clean. Said while a progress line is shown on a terminal
+ * (a warning about a damaged history while a listing fills the summary index), it takes that line's place and the
+ * progress line is written again below it: written after it, it ran on in the progress line's text.
+ */
 export function note(text: string): void {
-  process.stderr.write(`${text}\n`);
+  process.stderr.write(progressShown === null ? `${text}\n` : `\r\x1b[K${text}\n${progressShown}`);
+}
+
+/** On a terminal, the progress line rewritten in place (`\r`); null ends it (the next line starts below it). */
+export function progress(text: string | null): void {
+  if (text !== null) process.stderr.write(`\r${text}`);
+  else if (progressShown !== null) process.stderr.write('\n');
+  progressShown = text;
 }
 
 /** The stack `--aws` commands read when no --stack is given (infra's default stackName). */

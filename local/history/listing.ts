@@ -97,6 +97,7 @@ export async function listConversations(
   cursor: ListCursor | null = null,
   onProgress?: ListingProgress,
 ): Promise<Listing> {
+  await index.refresh();
   const rows: ConversationSummary[] = [];
   let read = 0;
   const damaged: string[] = [];

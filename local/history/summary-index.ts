@@ -6,7 +6,8 @@
  * (inode and time) its conversation's folder and each of its histories had when the histories were read: a history
  * is written whole into that folder once its execution ended (local/store/execution-store.ts), which changes the
  * folder's time, and one edited in place by hand changes its own, so an entry whose stamp differs is read again from
- * the histories. The file is written whole (temporary file and rename), and an entry is written only once its folder
+ * the histories. The file is written whole (temporary file and rename) under its lock, with what another process (the
+ * gateway, a command) wrote to it since this one read it merged in, and an entry is written only once its folder
  * and histories had not changed for a second (file times are coarse): after a crash it holds
  * either stamp or none; a folder the retention sweep removed is no conversation any more, and its entry is dropped at
  * the next write. A damaged or missing file is an empty index.
@@ -21,11 +22,12 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { Stats } from 'node:fs';
-import { readFile, rename, stat, unlink } from 'node:fs/promises';
+import { mkdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { maskSecrets } from '../../functions/domain/secret-masking.ts';
-import { appendLine, oneAtATime } from '../../functions/shared/local-files.ts';
+import { appendLine, oneAtATime, withFileLock } from '../../functions/shared/local-files.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
+import { isAlive } from '../store/data-dir-lock.ts';
 import type { ExecutionStore } from '../store/execution-store.ts';
 import { listDir, readJson, writeTextAtomic } from '../store/json-files.ts';
 import type { FilterableConversation } from './conversation-filters.ts';
@@ -124,6 +126,41 @@ type Lookup = { row: FilterableConversation | null; summary?: ConversationSummar
 const VERSION = 2;
 /** The saved entries' file is folded into the index by the gateway itself once it is this large. */
 const FOLD_SAVED_AT_BYTES = 8 * 1024 * 1024;
+/** The saved entries a fold moved aside (fold), named by the process that did. */
+const SAVED_ASIDE = /^conversations\.saved\.jsonl\.(\d+)\.[0-9a-f]+\.tmp$/;
+
+/** The folder's time an entry's stamp holds (`<inode>:<mtimeNs>`), in nanoseconds; -1 for none. */
+function stampTime(entry: Entry): bigint {
+  const ns = /:(\d+)$/.exec(String(entry.stamp))?.[1];
+  return ns === undefined ? -1n : BigInt(ns);
+}
+
+/** What an entry knows beyond the filter fields: the request's keys, then its whole row, then that it is settled. */
+const knows = (entry: Entry) =>
+  (entry.row?.webhook_id !== undefined ? 4 : 0) + (entry.listed ? 2 : 0) + (entry.verify ? 0 : 1);
+
+/**
+ * Of another process's entry of a conversation and this one's, whether the other's is to be kept: it is of the folder's
+ * later state, or of the same state and knows more (a `--key` filled an earlier version's entry with the keys).
+ */
+function isBetter(theirs: Entry, mine: Entry | undefined): boolean {
+  if (!mine) return true;
+  const [t, m] = [stampTime(theirs), stampTime(mine)];
+  return t !== m ? t > m : knows(theirs) > knows(mine);
+}
+
+/** The entries of the index file; a missing or damaged one, or one of another version, holds none. */
+async function readStored(file: string): Promise<Record<string, Entry>> {
+  const stored = await readJson<{ version?: unknown; entries?: Record<string, Entry> }>(file).catch(() => null);
+  return stored?.version === VERSION && stored.entries ? stored.entries : {};
+}
+
+/** The index file as a write left it (inode, time, size), or null when there is none. */
+const fileStamp = (file: string) =>
+  stat(file, { bigint: true }).then(
+    (s) => `${s.ino}:${s.mtimeNs}:${s.size}`,
+    () => null,
+  );
 
 /** One index per history store in a process: the gateway's saves and its console's lookups share it. */
 const indexes = new WeakMap<ExecutionStore, SummaryIndex>();
@@ -139,6 +176,10 @@ export class SummaryIndex {
   private savedSizeKnown = false;
   /** The gateway's fold of the saved entries under way, if any. */
   private folding: Promise<void> | null = null;
+  /** The saved entries a killed gateway's fold left aside, read by the load: removed once the index holds them. */
+  private leftAside: string[] = [];
+  /** The index file as this process last read or wrote it (fileStamp): another process wrote it since if it differs. */
+  private seen: string | null = null;
 
   constructor(private readonly executions: ExecutionStore) {
     this.file = path.join(path.dirname(executions.dir), 'summaries', 'conversations.json');
@@ -157,26 +198,56 @@ export class SummaryIndex {
   /** Read once, by whichever lookup comes first (the others wait for it): the index, then the saved entries. */
   private load(): Promise<Map<string, Entry>> {
     this.entries ??= (async () => {
-      const stored = await readJson<{ version?: unknown; entries?: Record<string, Entry> }>(this.file).catch(
-        () => null,
-      );
-      const entries = new Map(stored?.version === VERSION && stored.entries ? Object.entries(stored.entries) : []);
+      this.seen = await fileStamp(this.file);
+      const entries = new Map(Object.entries(await readStored(this.file)));
+      // A fold a killed gateway left under way: its saved entries moved aside, not yet in the index (fold). A live
+      // process's is its own, under way.
+      const dir = path.dirname(this.savedFile);
+      this.leftAside = (await listDir(dir))
+        .filter((name) => {
+          const pid = Number(SAVED_ASIDE.exec(name)?.[1]);
+          return pid > 0 && (pid === process.pid || !isAlive(pid));
+        })
+        .map((name) => path.join(dir, name));
+      if (this.leftAside.length > 0) this.changed = true; // removed at the next write: they hold questions too
       const saved = await readFile(this.savedFile).catch(() => null);
       this.savedBytes = saved?.length ?? 0;
       this.savedSizeKnown = true;
-      // Each line a whole entry, later ones over earlier ones; a line cut short by a crash is none.
-      for (const line of saved?.toString('utf8').split('\n') ?? []) {
-        if (line === '') continue;
-        try {
-          const { v, id, entry } = JSON.parse(line) as { v?: unknown; id?: unknown; entry?: Entry };
-          if (v !== VERSION || typeof id !== 'string' || !entry || typeof entry.stamp !== 'string') continue;
-          entries.set(id, entry);
-          this.changed = true;
-        } catch {}
-      }
+      const aside = await Promise.all(this.leftAside.map((file) => readFile(file).catch(() => null)));
+      // Each line a whole entry, kept unless the index holds a better one (isBetter: a later line is of the folder's
+      // later state); a line cut short by a crash is none.
+      for (const text of [...aside, saved])
+        for (const line of text?.toString('utf8').split('\n') ?? []) {
+          if (line === '') continue;
+          try {
+            const { v, id, entry } = JSON.parse(line) as { v?: unknown; id?: unknown; entry?: Entry };
+            if (v !== VERSION || typeof id !== 'string' || !entry || typeof entry.stamp !== 'string') continue;
+            if (!isBetter(entry, entries.get(id))) continue;
+            entries.set(id, entry);
+            this.changed = true;
+          } catch {}
+        }
       return entries;
     })();
     return this.entries;
+  }
+
+  /**
+   * What another process (a command, the gateway) wrote to the index since this one read it, merged in (isBetter): the
+   * running gateway's listings find what a `--key` filled, rather than read every history again. Read only when the
+   * file changed.
+   */
+  private async catchUp(entries: Map<string, Entry>): Promise<void> {
+    const now = await fileStamp(this.file);
+    if (now === this.seen) return;
+    this.seen = now;
+    for (const [id, entry] of Object.entries(await readStored(this.file)))
+      if (typeof entry?.stamp === 'string' && isBetter(entry, entries.get(id))) entries.set(id, entry);
+  }
+
+  /** Before a listing: what another process wrote since this one read the index (catchUp), once it has read it. */
+  async refresh(): Promise<void> {
+    if (this.entries) await this.catchUp(await this.entries);
   }
 
   /**
@@ -284,10 +355,10 @@ export class SummaryIndex {
   }
 
   /**
-   * The gateway's own fold of the saved entries, once their file is large (one at a time): every line is in memory once
-   * loaded (recordSaved sets each entry before it appends it), so the file is moved aside before the index is written
-   * and removed after; lines appended meanwhile start a new one. A crash leaves it aside (a `.tmp` the retention sweep
-   * removes): those conversations are read again.
+   * The gateway's own fold of the saved entries, once their file is large (one at a time): every line (or a better
+   * entry) is in memory once loaded (recordSaved sets each entry before it appends it), so the file is moved aside
+   * before the index is written and removed after; lines appended meanwhile start a new one. A crash leaves it aside:
+   * the next load reads it too, and the next write removes it (else the retention sweep does, a day later).
    */
   private async fold(): Promise<void> {
     await this.load();
@@ -312,21 +383,40 @@ export class SummaryIndex {
 
   /**
    * Keep what was learnt, for the conversations whose folders are still there, and fold the saved entries in (their
-   * file is removed once the index holds them; one appended meanwhile is kept for the next write). An index that
-   * cannot be written (a full disk, a read-only folder) is not kept: the next listing reads those histories again.
+   * file is removed once the index holds them; one appended meanwhile is kept for the next write). Another process
+   * (the gateway, a command) may have written the index since this one read it: what it wrote is merged in first
+   * (isBetter), so that neither drops the other's entries (a `--key` that filled the index took minutes on a large data
+   * folder). Merged and written out before the file's lock is taken (tens of megabytes at 54,000 conversations); under
+   * it, it is written only if no process wrote the file since that merge, else merged again (and the folders listed
+   * again: one the retention sweep removed meanwhile is gone from both writes). An index that cannot be written (a
+   * full disk, a read-only folder, a lock held too long) is not kept: the next listing reads those histories again.
    */
   async save(): Promise<void> {
     if (!this.changed || !this.entries) return;
     this.changed = false;
-    const present = new Set(await this.executions.conversationIds());
-    const kept: Record<string, Entry> = {};
-    for (const [id, entry] of await this.entries) if (present.has(id)) kept[id] = entry;
+    const entries = await this.entries;
     const folded = this.savedBytes;
-    const written = await writeTextAtomic(this.file, `${JSON.stringify({ version: VERSION, entries: kept })}\n`).then(
+    const merged = async () => {
+      await this.catchUp(entries);
+      const present = new Set(await this.executions.conversationIds());
+      const kept: Record<string, Entry> = {};
+      for (const [id, entry] of entries) if (present.has(id)) kept[id] = entry;
+      return { text: `${JSON.stringify({ version: VERSION, entries: kept })}\n`, of: this.seen };
+    };
+    let index = await merged();
+    // Its lock is made in the index's folder (owner-only, as the data folder: docs/security.md).
+    await mkdir(path.dirname(this.file), { recursive: true, mode: 0o700 }).catch(() => {});
+    const written = await withFileLock(this.file, async () => {
+      if ((await fileStamp(this.file)) !== index.of) index = await merged();
+      await writeTextAtomic(this.file, index.text);
+      this.seen = await fileStamp(this.file);
+    }).then(
       () => true,
       () => false,
     );
-    if (!written || folded === 0) return;
+    if (!written) return;
+    for (const file of this.leftAside.splice(0)) await unlink(file).catch(() => {});
+    if (folded === 0) return;
     const now = await stat(this.savedFile).catch(() => null);
     if (now?.size === folded) {
       await unlink(this.savedFile).catch(() => {});

@@ -1,8 +1,9 @@
+import { readdir, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { expect } from 'vitest';
 import type { ExecutionStore } from '../../local/store/execution-store.ts';
 import { runMain } from './cli.ts';
-import { deliveredRecord, startedRecord } from './fixtures.ts';
+import { deliveredRecord, SEED_REQUEST, startedRecord } from './fixtures.ts';
 
 /**
  * Which conversations' execution histories were read, from the files a test's `readJson` spy recorded (each test file
@@ -46,4 +47,40 @@ export async function saveDeliveredHistory(
     events: [{ type: 'StateExited', timestamp: Date.parse(at), state: 'Export', output: { conversation: record } }],
   });
   return record.conversation_id;
+}
+
+/**
+ * A delivered conversation of `request`, received `n` seconds after 2026-11-29T10:00Z with the inbound webhook-id
+ * `msg_<n>`, saved as the gateway saves its history (one execution, `run-<n>`): its id, which ends in `<suffix><n>`.
+ */
+export async function saveKeyedHistory(
+  store: ExecutionStore,
+  n: number,
+  suffix: string,
+  request: Record<string, unknown> = SEED_REQUEST,
+): Promise<string> {
+  const at = new Date(Date.UTC(2026, 10, 29, 10, Math.floor(n / 60), n % 60)).toISOString();
+  const record = deliveredRecord(
+    startedRecord(request, { input: { received_at: at }, ids: { suffix: `${suffix}${n}` } }),
+  );
+  await store.save(record.conversation_id, {
+    execution_name: `run-${n}`,
+    state_machine: 'conversation',
+    status: 'SUCCEEDED',
+    started_at: at,
+    stopped_at: at,
+    input: { headers: { 'webhook-id': `msg_${n}` } },
+    events: [{ type: 'StateExited', timestamp: Date.parse(at), state: 'Export', output: { conversation: record } }],
+  });
+  return record.conversation_id;
+}
+
+/** These conversations' folders and histories made an hour old: the summary index keeps an entry of one once settled. */
+export async function ageHistories(store: ExecutionStore, ids: string[]): Promise<void> {
+  const before = new Date(Date.now() - 3_600_000);
+  for (const id of ids) {
+    const folder = path.join(store.dir, id);
+    for (const file of await readdir(folder)) await utimes(path.join(folder, file), before, before);
+    await utimes(folder, before, before);
+  }
 }

@@ -1,10 +1,11 @@
-import { mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExecutionStore } from '../../../local/store/execution-store.ts';
 import { runMain } from '../../support/cli.ts';
-import { deliveredRecord, SEED_REQUEST, startedRecord } from '../../support/fixtures.ts';
+import { SEED_REQUEST } from '../../support/fixtures.ts';
+import { ageHistories, saveKeyedHistory } from '../../support/history-reads.ts';
 
 /**
  * The first `conversations list|show --key` on a data folder an earlier version wrote reads every history once, to
@@ -20,29 +21,11 @@ beforeAll(async () => {
   dataDir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-key-progress-'));
   // Saved as a gateway of an earlier version saved them: histories alone, no entry of the summary index.
   const store = new ExecutionStore(dataDir);
-  for (let n = 0; n < COUNT; n++) {
-    const at = new Date(Date.UTC(2026, 10, 29, 10, Math.floor(n / 60), n % 60)).toISOString();
-    // A question too long for the index to keep (over 2,000 characters): a listing that shows it reads its history.
-    const request = { ...SEED_REQUEST, query: 'Which deals close this quarter? '.repeat(70) };
-    const record = deliveredRecord(startedRecord(request, { input: { received_at: at }, ids: { suffix: `kp${n}` } }));
-    await store.save(record.conversation_id, {
-      execution_name: `run-${n}`,
-      state_machine: 'conversation',
-      status: 'SUCCEEDED',
-      started_at: at,
-      stopped_at: at,
-      input: { headers: { 'webhook-id': `msg_${n}` } },
-      events: [{ type: 'StateExited', timestamp: Date.parse(at), state: 'Export', output: { conversation: record } }],
-    });
-    ids.push(record.conversation_id);
-  }
+  // A question too long for the index to keep (over 2,000 characters): a listing that shows it reads its history.
+  const request = { ...SEED_REQUEST, query: 'Which deals close this quarter? '.repeat(70) };
+  for (let n = 0; n < COUNT; n++) ids.push(await saveKeyedHistory(store, n, 'kp', request));
   // Written an hour ago: the index keeps an entry once its folder has not changed for a second.
-  const before = new Date(Date.now() - 3_600_000);
-  for (const id of ids) {
-    const folder = path.join(store.dir, id);
-    for (const file of await readdir(folder)) await utimes(path.join(folder, file), before, before);
-    await utimes(folder, before, before);
-  }
+  await ageHistories(store, ids);
 });
 afterAll(async () => {
   await rm(dataDir, { recursive: true, force: true });

@@ -1,0 +1,66 @@
+import { readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { ExecutionStore } from '../../../local/store/execution-store.ts';
+import { runMain } from '../../support/cli.ts';
+import { ageHistories, saveKeyedHistory } from '../../support/history-reads.ts';
+
+/** Ctrl-C once the listing looked at this many conversations. */
+const STOP_AT = 110;
+vi.mock(import('../../../local/history/listing.ts'), async (original) => {
+  const actual = await original();
+  return {
+    ...actual,
+    listConversations: ((store, index, filter, limit, cursor, onProgress) =>
+      actual.listConversations(store, index, filter, limit, cursor, (p) => {
+        onProgress?.(p);
+        if (p.looked === STOP_AT) process.emit('SIGINT');
+      })) as typeof actual.listConversations,
+  };
+});
+
+/**
+ * The first `--key` on a data folder of an earlier version reads every history to fill the summary index (68 s at
+ * 54,000 conversations, docs/operations.md "Runbook"). Stopped with Ctrl-C on the way, it kept nothing: the next one
+ * read them all again. What it read is now kept, and it says so.
+ */
+const COUNT = 130;
+let dataDir: string;
+
+beforeAll(async () => {
+  dataDir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-fill-interrupt-'));
+  const store = new ExecutionStore(dataDir);
+  const ids: string[] = [];
+  for (let n = 0; n < COUNT; n++) ids.push(await saveKeyedHistory(store, n, 'fi'));
+  await ageHistories(store, ids);
+});
+afterAll(async () => {
+  await rm(dataDir, { recursive: true, force: true });
+});
+
+describe('Ctrl-C while a --key fills the summary index', () => {
+  it('keeps the entries read so far, says so, and exits 130', async () => {
+    // What the index file holds when the command exits (the exit itself is stubbed: the listing then runs on).
+    const atExit: { code: unknown; entries: number }[] = [];
+    const exit = vi.spyOn(process, 'exit').mockImplementation(((code: unknown) => {
+      const file = path.join(dataDir, 'summaries', 'conversations.json');
+      const stored = JSON.parse(readFileSync(file, 'utf8')) as { entries: Record<string, unknown> };
+      atExit.push({ code, entries: Object.keys(stored.entries).length });
+    }) as never);
+    try {
+      const run = await runMain(['conversations', 'list', '--key', 'msg_0', '--json'], { LOCAL_DATA_DIR: dataDir });
+      // Its last line: nothing more is said while the index is written.
+      expect(run.stderr.trimEnd().split('\n').at(-1)).toBe(
+        `webhook-gateway: stopped at ${STOP_AT}/${COUNT} conversations; the summary index keeps those read`,
+      );
+    } finally {
+      exit.mockRestore();
+    }
+    // Before: nothing was written (the command was killed by the signal).
+    expect(atExit).toHaveLength(1);
+    expect(atExit[0]!.code).toBe(130);
+    expect(atExit[0]!.entries).toBeGreaterThanOrEqual(STOP_AT);
+  });
+});
