@@ -95,7 +95,17 @@ export const StatusBodySchema = v.pipe(
       status: v.literal('running'),
       accepted_at: isoTime,
     }),
-    v.object({ ...successEntries, status: v.literal('completed'), completed_at: isoTime }),
+    v.object({
+      ...successEntries,
+      status: v.literal('completed'),
+      completed_at: isoTime,
+      delivery_updated_at: v.optional(
+        v.pipe(
+          isoTime,
+          v.description('when a later redelivery (schedule, redrive, resend) left tracking.delivery_status as it is'),
+        ),
+      ),
+    }),
     v.object({ ...errorEntries, conversation_id: conversationId, status: v.literal('failed'), completed_at: isoTime }),
   ]),
   v.title('Conversation status'),

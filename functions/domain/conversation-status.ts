@@ -1,3 +1,4 @@
+import type { DeliveryStatus } from './conversation.ts';
 import { isConversationId } from './conversation-id.ts';
 import {
   errorBody,
@@ -14,8 +15,8 @@ import { apiKeyMismatch, canonicalSource, MAX_SOURCE_NAME_LENGTH, SOURCE_NAME_PA
 /**
  * The status of a conversation started with `Prefer: respond-async` (docs/contract.md#get-conversationsid): one small
  * record per conversation, written when it is accepted (`running`) and once more when it ends (`completed` or
- * `failed`, with the body a synchronous call would have returned), kept STATUS_TTL_SECONDS. `GET
- * /conversations/{id}` reads it. Pure: the store is functions/shared/conversation-status-store.ts.
+ * `failed`, with the body a synchronous call would have returned), then by each redelivery of its answer (the
+ * delivery status it left), kept STATUS_TTL_SECONDS. `GET /conversations/{id}` reads it. Pure: the store is functions/shared/conversation-status-store.ts.
  */
 export type ConversationStatus = 'running' | 'completed' | 'failed';
 
@@ -28,6 +29,12 @@ export interface ConversationStatusRecord {
   completed_at?: string;
   /** The body a synchronous call would have returned (JSON text), once the conversation ended. */
   body?: string;
+  /**
+   * The delivery as a later redelivery (the schedule, a redrive, a resend) left it, when one re-exported the
+   * conversation: it replaces the body's `tracking.delivery_status` (deliveryStatusShown).
+   */
+  delivery_status?: DeliveryStatus;
+  delivery_updated_at?: string;
   /** Epoch seconds; the DynamoDB TTL attribute. */
   expires_at: number;
 }
@@ -65,6 +72,13 @@ export interface StatusOutcome {
   status: 'completed' | 'failed';
   body: string;
   completed_at: string;
+}
+
+/** What a later redelivery tells a completed status: the delivery status it left, as of its last attempt. */
+export interface StatusDelivery {
+  delivery_status: DeliveryStatus;
+  /** The redelivery's last attempt: an older report than the one kept is not taken (a late write). */
+  at: string;
 }
 
 /**
@@ -176,9 +190,22 @@ export function statusResult(
     };
   }
   const answer = JSON.parse(record.body) as Record<string, unknown>;
+  // The first answer's body, with the delivery as a later redelivery left it (a delivered one stays delivered).
+  const tracking = answer.tracking as { delivery_status: DeliveryStatus } | undefined;
+  const later = record.delivery_status;
+  const delivery =
+    tracking && later && tracking.delivery_status !== 'delivered'
+      ? { tracking: { ...tracking, delivery_status: later }, delivery_updated_at: record.delivery_updated_at }
+      : {};
   return {
     statusCode: 200,
-    body: { ...answer, conversation_id: conversationId, status: record.status, completed_at: record.completed_at },
+    body: {
+      ...answer,
+      ...delivery,
+      conversation_id: conversationId,
+      status: record.status,
+      completed_at: record.completed_at,
+    },
     headers: noStore,
   };
 }

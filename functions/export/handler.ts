@@ -167,27 +167,37 @@ async function exportConversation({ state, execution_name }: ExportInput, clock:
   }
   const answer = response ? { response } : agentFailure(record, state.budget?.agent_seconds);
   await keepThreadTurn(record, now, cut);
-  if (record.metadata.response_mode === 'async') await finishStatus(record, answer, now);
+  if (record.metadata.response_mode === 'async')
+    await finishStatus(record, answer, now, state.redelivery !== undefined);
   return deferred ? { conversation: record, export_error: deferred, ...answer } : { conversation: record, ...answer };
 }
 
 /**
  * An asynchronous conversation's status record now says how it ended, with the body a synchronous caller would have
- * had (GET /conversations/{id}). Only the first end counts: a redelivery's re-export leaves it as it was, but it does
- * complete a status a failed write left `running`.
+ * had (GET /conversations/{id}). Only the first end counts, and a redelivery's re-export completes a status a failed
+ * write left `running`; of an answered one, it records the delivery status it left (the schedule, a redrive or a
+ * resend delivered it, or it failed for good), as of its last attempt.
  */
 async function finishStatus(
   record: ConversationRecord,
   answer: { response: unknown } | { failure_cause: string },
   now: Date,
+  redelivery: boolean,
 ): Promise<void> {
   const statuses = conversationStatusStore();
   if (!statuses) return;
-  await statuses.finish(record.conversation_id, {
+  const finished = await statuses.finish(record.conversation_id, {
     status: 'response' in answer ? 'completed' : 'failed',
     body: 'response' in answer ? JSON.stringify(answer.response) : answer.failure_cause,
     completed_at: record.execution.completed_at ?? now.toISOString(),
   });
+  if (finished || !redelivery || !('response' in answer)) return;
+  const at = record.execution.delivery_attempts.at(-1)?.at ?? now.toISOString();
+  await statuses.redelivered(
+    record.conversation_id,
+    { delivery_status: record.webhook_context.delivery_status, at },
+    now,
+  );
 }
 
 /**

@@ -1,7 +1,8 @@
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
+import type { DeliveryStatus } from '../domain/conversation.ts';
 import { isConversationId } from '../domain/conversation-id.ts';
-import type { ConversationStatusRecord, StatusOutcome } from '../domain/conversation-status.ts';
+import type { ConversationStatusRecord, StatusDelivery, StatusOutcome } from '../domain/conversation-status.ts';
 import { dynamoDb } from './clients/dynamodb.ts';
 import { readJsonFile, UnreadableFileError, writeFileAtomic } from './local-files.ts';
 import { settings } from './settings.ts';
@@ -21,6 +22,12 @@ export interface ConversationStatusStore {
    * conversation leaves the first answer as it was); returns whether it did.
    */
   finish(conversationId: string, outcome: StatusOutcome): Promise<boolean>;
+  /**
+   * A redelivery re-exported the conversation: a `completed` record, not expired, now shows its delivery status
+   * (never over `delivered`, never an older report over a newer: deliveryMayChange). A record that does not exist
+   * (a synchronous conversation, an expired status) is not created; returns whether it changed.
+   */
+  redelivered(conversationId: string, delivery: StatusDelivery, now: Date): Promise<boolean>;
   get(conversationId: string): Promise<ConversationStatusRecord | null>;
 }
 
@@ -68,6 +75,34 @@ class DynamoStatusStore implements ConversationStatusStore {
     }
   }
 
+  async redelivered(conversationId: string, delivery: StatusDelivery, now: Date): Promise<boolean> {
+    const { sdk, db } = await dynamoDb();
+    try {
+      await db.send(
+        new sdk.UpdateItemCommand({
+          TableName: this.table,
+          Key: { conversation_id: { S: conversationId } },
+          UpdateExpression: 'SET #d = :delivery, #du = :at',
+          // deliveryMayChange, and a completed unexpired record: the write never creates an item.
+          ConditionExpression:
+            '#s = :completed AND expires_at > :now AND (attribute_not_exists(#d) OR #d <> :delivered) AND (attribute_not_exists(#du) OR #du <= :at)',
+          ExpressionAttributeNames: { '#s': 'status', '#d': 'delivery_status', '#du': 'delivery_updated_at' },
+          ExpressionAttributeValues: {
+            ':delivery': { S: delivery.delivery_status },
+            ':at': { S: delivery.at },
+            ':completed': { S: 'completed' },
+            ':delivered': { S: 'delivered' },
+            ':now': { N: String(Math.floor(now.getTime() / 1000)) },
+          },
+        }),
+      );
+      return true;
+    } catch (error) {
+      if ((error as Error).name === 'ConditionalCheckFailedException') return false;
+      throw error;
+    }
+  }
+
   async get(conversationId: string): Promise<ConversationStatusRecord | null> {
     const { sdk, db } = await dynamoDb();
     const out = await db.send(
@@ -87,9 +122,24 @@ class DynamoStatusStore implements ConversationStatusStore {
       accepted_at: item.accepted_at?.S ?? '',
       ...(item.completed_at?.S ? { completed_at: item.completed_at.S } : {}),
       ...(item.body?.S ? { body: item.body.S } : {}),
+      ...(item.delivery_status?.S
+        ? {
+            delivery_status: item.delivery_status.S as DeliveryStatus,
+            delivery_updated_at: item.delivery_updated_at?.S ?? '',
+          }
+        : {}),
       expires_at: Number(item.expires_at?.N ?? 0),
     };
   }
+}
+
+/**
+ * Whether a redelivery's report may replace the delivery the status shows: a delivered conversation stays
+ * delivered, and a report older than the one kept (a late or concurrent run) changes nothing. The DynamoDB adapter
+ * says the same in its condition.
+ */
+function deliveryMayChange(shown: ConversationStatusRecord, next: StatusDelivery): boolean {
+  return shown.delivery_status !== 'delivered' && (shown.delivery_updated_at ?? '') <= next.at;
 }
 
 /**
@@ -129,13 +179,26 @@ export class FileStatusStore implements ConversationStatusStore {
    * saying so until the operator deletes it (docs/operations.md, "After a crash"); the conversation is exported.
    */
   async finish(conversationId: string, outcome: StatusOutcome): Promise<boolean> {
-    const record = await this.get(conversationId).catch((error: unknown) => {
-      if (error instanceof UnreadableFileError) return null;
-      throw error;
-    });
+    const record = await this.readable(conversationId);
     if (record?.status !== 'running') return false;
     await this.write({ ...record, ...outcome });
     return true;
+  }
+
+  /** A damaged record changes no more (finish). */
+  async redelivered(conversationId: string, delivery: StatusDelivery, now: Date): Promise<boolean> {
+    const record = await this.readable(conversationId);
+    if (record?.status !== 'completed' || record.expires_at <= Math.floor(now.getTime() / 1000)) return false;
+    if (!deliveryMayChange(record, delivery)) return false;
+    await this.write({ ...record, delivery_status: delivery.delivery_status, delivery_updated_at: delivery.at });
+    return true;
+  }
+
+  private async readable(conversationId: string): Promise<ConversationStatusRecord | null> {
+    return this.get(conversationId).catch((error: unknown) => {
+      if (error instanceof UnreadableFileError) return null;
+      throw error;
+    });
   }
 
   /** A file that is not a status record (cut short, edited by hand) is an UnreadableFileError, never "unknown". */

@@ -73,7 +73,7 @@ describe('tables: status and threads', () => {
     });
   });
 
-  it('least privilege: Validate writes running and takes turns, Export finishes and keeps turns, the status route only reads', () => {
+  it('least privilege: Validate writes running and takes turns, Export (of both workflows) finishes or updates a redelivered status and keeps turns, the status route only reads', () => {
     expect(grantsOn(id('AWS::DynamoDB::Table', 'AsyncConversationsStatus'))).toEqual({
       [roleOf('Validate')]: ['dynamodb:PutItem'],
       [roleOf('Export')]: ['dynamodb:UpdateItem'],
