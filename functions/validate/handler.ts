@@ -25,7 +25,11 @@ import { threadStore } from '../shared/thread-store.ts';
  * conversation workflow, synchronous); the same under `accept` (the accept workflow: `Prefer: respond-async`); or an
  * accepted conversation to run (`accepted`: the accept workflow's Validate result, statemachine/accept.asl.json).
  */
-export type ValidateInput = ExecutionInput | { accept: ExecutionInput } | { accepted: Accepted };
+export type ValidateInput =
+  | ExecutionInput
+  | { accept: ExecutionInput }
+  | { accepted: Accepted }
+  | { unstarted: { conversation: ConversationRecord } };
 type Accepted = Extract<ValidateResult, { valid: true; duplicate: false }>;
 
 /** Validate: raw request → conversation record, or a rejection the workflow turns into its Fail state (4xx). */
@@ -37,10 +41,17 @@ export const handler = validateOn(Date.now);
  * (GatewayOptions.budgetClock).
  */
 export function validateOn(now: () => number) {
-  return stageHandler('Validate', (event: ValidateInput) => validate(event, now));
+  return stageHandler(
+    'Validate',
+    (event: ValidateInput): Promise<ValidateResult | { freed: boolean }> =>
+      'unstarted' in event ? freeUnstartedKey(event.unstarted.conversation) : validate(event, now),
+  );
 }
 
-async function validate(event: ValidateInput, now: () => number): Promise<ValidateResult> {
+async function validate(
+  event: Exclude<ValidateInput, { unstarted: unknown }>,
+  now: () => number,
+): Promise<ValidateResult> {
   if ('accepted' in event) return runAccepted(event.accepted);
   const [input, mode]: [ExecutionInput, ResponseMode] = 'accept' in event ? [event.accept, 'async'] : [event, 'sync'];
   const config = settings();
@@ -121,6 +132,20 @@ async function validate(event: ValidateInput, now: () => number): Promise<Valida
   });
   if (mode === 'sync') logAgentInvoked(started, budget);
   return started;
+}
+
+/**
+ * The accept workflow's FreeUnstartedKey (statemachine/accept.asl.json): neither the conversation's start nor its
+ * export worked, and ExportNotStarted could not free its Idempotency-Key, so a retry with the same key would get 409
+ * (or the 202 of a conversation that never ran) until the claim lapsed. It is freed here, if it is still this
+ * conversation's claim, so that the caller's "send it again" is taken at once. A failure is the state's to catch.
+ */
+async function freeUnstartedKey(record: ConversationRecord): Promise<{ freed: boolean }> {
+  const { source_system: source, idempotency_key: key } = record.metadata;
+  const store = key ? idempotencyStore() : null;
+  if (!key || !store) return { freed: false };
+  const outcome = await settleKey(store, idempotencyPk(source, key), record.conversation_id, null, new Date());
+  return { freed: outcome.settled };
 }
 
 /**

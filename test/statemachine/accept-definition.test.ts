@@ -56,4 +56,24 @@ describe('statemachine/accept.asl.json', () => {
     expect(accept.States.NotStarted).toMatchObject({ ErrorPath: '$.failure_error', CausePath: '$.failure_cause' });
     expect(JSON.parse(accept.States.NotStartedUnrecorded.Cause).error.code).toBe('NOT_STARTED');
   });
+
+  it('when neither the start nor the export worked, frees the key (Validate, told unstarted) before saying "send it again"', () => {
+    expect(accept.States.ExportNotStarted.Catch).toEqual([
+      { ErrorEquals: ['States.ALL'], ResultPath: '$.export_error', Next: 'FreeUnstartedKey' },
+    ]);
+    const free = accept.States.FreeUnstartedKey;
+    expect(free).toMatchObject({
+      Type: 'Task',
+      Resource: SUBSTITUTIONS.ValidateFunctionArn,
+      Parameters: { unstarted: { 'conversation.$': '$.conversation' } },
+      ResultPath: null,
+      Next: 'NotStartedUnrecorded',
+      Catch: [{ ErrorEquals: ['States.ALL'], ResultPath: '$.free_key_error', Next: 'NotStartedKeyHeld' }],
+    });
+    expect(free.Retry).toEqual(accept.States.Validate.Retry);
+    expect(JSON.parse(accept.States.NotStartedUnrecorded.Cause).error.message).toMatch(/send it again$/);
+    const held = accept.States.NotStartedKeyHeld;
+    expect(held.Error).toBe('ConversationNotStarted');
+    expect(JSON.parse(held.Cause).error.message).toMatch(/with the same one after 7 minutes/);
+  });
 });

@@ -54,3 +54,68 @@ describe('the accept workflow when the run cannot be started', () => {
     expect(world.agent.invocations).toHaveLength(0);
   });
 });
+
+/**
+ * Neither the start nor the export worked (statemachine/accept.asl.json, NotStartedUnrecorded): the caller is told
+ * "send it again", which is true only once the key's in-progress claim is gone — else a retry with the same key gets
+ * 409 (or the 202 of a conversation that never ran) for 7 minutes. The claim is freed (FreeUnstartedKey); when that
+ * fails too, the answer says when the same key will be taken.
+ */
+describe('the accept workflow when neither the start nor the export works', () => {
+  const NOW_RETRY = { ...NO_WAIT, StartConversation: 0, ExportNotStarted: 0, FreeUnstartedKey: 0 };
+  async function notStarted(freeing: 'works' | 'fails') {
+    const handlers = await loadStageHandlers();
+    const failingS3 = Object.assign(new Error('writing the export failed: SlowDown'), { name: 'ExportError' });
+    const send = (params: unknown) => world.gateway.failedDeliveries.sendMessage(params as never);
+    const workflow = localWorkflow(
+      'accept',
+      {
+        ...handlers,
+        validate: async (input, task) => {
+          if (freeing === 'fails' && (input as object) && 'unstarted' in (input as object))
+            throw Object.assign(new Error('Throughput exceeds the current capacity'), {
+              name: 'ProvisionedThroughputExceededException',
+            });
+          return handlers.validate(input, task);
+        },
+        export: async () => {
+          throw failingS3;
+        },
+      },
+      send,
+      NOW_RETRY,
+      undefined,
+      async () => {
+        throw Object.assign(new Error('Rate exceeded'), { name: 'StepFunctions.ThrottlingException' });
+      },
+    );
+    const key = `unrecorded-${randomUUID()}`;
+    const execution = await workflow.run(
+      {
+        body: JSON.stringify(SEED_REQUEST),
+        headers: { 'content-type': 'application/json', 'idempotency-key': key },
+        request_id: randomUUID(),
+        source_ip: '127.0.0.1',
+        received_at: new Date().toISOString(),
+      },
+      `unrecorded-${freeing}`,
+    );
+    const http = httpResultForExecution({ status: execution.status, error: execution.error, cause: execution.cause });
+    const keyFile = path.join(world.dataDir, 'idempotency', `${idempotencyPk('testing_system', key)}.json`);
+    return { http, message: (http.body as { error: { message: string } }).error.message, keyFile };
+  }
+
+  it('frees the key, so that "send it again" with the same key is taken at once', async () => {
+    const { http, message, keyFile } = await notStarted('works');
+    expect(http.statusCode).toBe(503);
+    expect(message).toMatch(/could not be started, nor recorded; send it again$/);
+    await expect(readFile(keyFile)).rejects.toThrow(/ENOENT/);
+  });
+
+  it('when the key cannot be freed either, says when the same key will be taken', async () => {
+    const { http, message, keyFile } = await notStarted('fails');
+    expect(http.statusCode).toBe(503);
+    expect(message).toMatch(/send it again with a new Idempotency-Key, or with the same one after 7 minutes/);
+    expect(JSON.parse(await readFile(keyFile, 'utf8'))).toMatchObject({ status: 'in_progress' });
+  });
+});
