@@ -62,6 +62,27 @@ const ERROR_STATUSES: Record<string, string> = {
   '504': 'TIMEOUT: the manager agent did not answer within its budget',
 };
 
+/**
+ * HEAD of a read route: answered as its GET (the same status and headers, locally and on AWS), without the body.
+ */
+function headOf(
+  get: { operationId: string; parameters?: unknown[]; responses: Record<string, object> },
+  operationId: string,
+) {
+  const responses = Object.fromEntries(
+    Object.entries(get.responses).map(([status, { content: _, ...response }]: [string, { content?: unknown }]) => [
+      status,
+      response,
+    ]),
+  );
+  return {
+    operationId,
+    description: `As GET (${get.operationId}): the same status and headers, without the body`,
+    ...(get.parameters ? { parameters: get.parameters } : {}),
+    responses,
+  };
+}
+
 /** Response headers beyond Content-Type, by status, of POST /webhook. */
 const WEBHOOK_HEADERS: Record<string, string[]> = {
   '403': ['Cache-Control'],
@@ -111,6 +132,49 @@ function openApi(): Record<string, unknown> {
     name: 'x-api-key',
     in: 'header',
     ...header("Required with per-source API keys (docs/security.md#api-keys): the source_system's own key"),
+  };
+  const statusGet = {
+    operationId: 'conversationStatus',
+    description:
+      'The status of a conversation started with Prefer: respond-async; a source with a secret signs the ' +
+      'request target (docs/security.md#reading-a-status)',
+    parameters: [
+      { name: 'conversationId', in: 'path', required: true, schema: { type: 'string' } },
+      {
+        name: 'source_system',
+        in: 'query',
+        required: true,
+        ...header('The source that started it (only it may read the status)'),
+      },
+      ...signing(''),
+      {
+        name: 'webhook-signature',
+        in: 'header',
+        ...header('v1,<base64 HMAC-SHA256 of id.timestamp.GET /conversations/<id>> (signed sources)'),
+      },
+      apiKey,
+    ],
+    responses: {
+      '200': {
+        description: 'running (with Retry-After), completed (the 200 body) or failed (the error body)',
+        ...headers(['Cache-Control', 'Retry-After']),
+        ...json('ConversationStatus'),
+      },
+      ...Object.fromEntries(
+        Object.entries(STATUS_ERRORS).map(([status, description]) => [
+          status,
+          {
+            description,
+            ...headers([...new Set(['Cache-Control', ...(WEBHOOK_HEADERS[status] ?? [])])]),
+            ...json('Error'),
+          },
+        ]),
+      ),
+    },
+  };
+  const healthGet = {
+    operationId: 'health',
+    responses: { '200': { description: 'The gateway is up; no workflow is started', ...json('Health') } },
   };
   return {
     openapi: '3.1.0',
@@ -186,52 +250,10 @@ function openApi(): Record<string, unknown> {
         },
       },
       '/conversations/{conversationId}': {
-        get: {
-          operationId: 'conversationStatus',
-          description:
-            'The status of a conversation started with Prefer: respond-async; a source with a secret signs the ' +
-            'request target (docs/security.md#reading-a-status)',
-          parameters: [
-            { name: 'conversationId', in: 'path', required: true, schema: { type: 'string' } },
-            {
-              name: 'source_system',
-              in: 'query',
-              required: true,
-              ...header('The source that started it (only it may read the status)'),
-            },
-            ...signing(''),
-            {
-              name: 'webhook-signature',
-              in: 'header',
-              ...header('v1,<base64 HMAC-SHA256 of id.timestamp.GET /conversations/<id>> (signed sources)'),
-            },
-            apiKey,
-          ],
-          responses: {
-            '200': {
-              description: 'running (with Retry-After), completed (the 200 body) or failed (the error body)',
-              ...headers(['Cache-Control', 'Retry-After']),
-              ...json('ConversationStatus'),
-            },
-            ...Object.fromEntries(
-              Object.entries(STATUS_ERRORS).map(([status, description]) => [
-                status,
-                {
-                  description,
-                  ...headers([...new Set(['Cache-Control', ...(WEBHOOK_HEADERS[status] ?? [])])]),
-                  ...json('Error'),
-                },
-              ]),
-            ),
-          },
-        },
+        get: statusGet,
+        head: headOf(statusGet, 'conversationStatusHead'),
       },
-      '/health': {
-        get: {
-          operationId: 'health',
-          responses: { '200': { description: 'The gateway is up; no workflow is started', ...json('Health') } },
-        },
-      },
+      '/health': { get: healthGet, head: headOf(healthGet, 'healthHead') },
     },
     webhooks: {
       conversationCompleted: {

@@ -163,30 +163,32 @@ export class WebhookApi extends Construct {
     });
     webhook.addMethod('ANY', methodNotAllowed('POST'), { methodResponses: [jsonMethodResponse(405, ['Allow'])] });
 
-    // GET /conversations/{conversation_id}?source_system=…: the status Lambda answers the whole HTTP response.
+    // GET /conversations/{conversation_id}?source_system=…: the status Lambda answers the whole HTTP response. HEAD
+    // is answered as GET is (RFC 9110 §9.3.2), as the local gateway does: the same function, its body not sent.
     const conversation = this.api.root.addResource('conversations').addResource('{conversation_id}');
-    conversation.addMethod('GET', new LambdaIntegration(props.statusFunction, { proxy: true }), {
-      apiKeyRequired: props.apiKeyRequired,
+    const status = new LambdaIntegration(props.statusFunction, { proxy: true });
+    for (const method of READ_METHODS) conversation.addMethod(method, status, { apiKeyRequired: props.apiKeyRequired });
+    conversation.addMethod('ANY', methodNotAllowed(READ_METHODS.join(', ')), {
+      methodResponses: [jsonMethodResponse(405, ['Allow'])],
     });
-    conversation.addMethod('ANY', methodNotAllowed('GET'), { methodResponses: [jsonMethodResponse(405, ['Allow'])] });
 
     const health = this.api.root.addResource('health');
-    health.addMethod(
-      'GET',
-      new MockIntegration({
-        passthroughBehavior: PassthroughBehavior.NEVER,
-        requestTemplates: { [JSON_TYPE]: '{"statusCode": 200}' },
-        integrationResponses: [
-          {
-            statusCode: '200',
-            responseTemplates: { [JSON_TYPE]: healthResponseTemplate(POWERTOOLS_SERVICE_NAME) },
-            responseParameters: CONTENT_TYPE_MAPPING,
-          },
-        ],
-      }),
-      { methodResponses: [jsonMethodResponse(200)] },
-    );
-    health.addMethod('ANY', methodNotAllowed('GET'), { methodResponses: [jsonMethodResponse(405, ['Allow'])] });
+    const healthy = new MockIntegration({
+      passthroughBehavior: PassthroughBehavior.NEVER,
+      requestTemplates: { [JSON_TYPE]: '{"statusCode": 200}' },
+      integrationResponses: [
+        {
+          statusCode: '200',
+          responseTemplates: { [JSON_TYPE]: healthResponseTemplate(POWERTOOLS_SERVICE_NAME) },
+          responseParameters: CONTENT_TYPE_MAPPING,
+        },
+      ],
+    });
+    for (const method of READ_METHODS)
+      health.addMethod(method, healthy, { methodResponses: [jsonMethodResponse(200)] });
+    health.addMethod('ANY', methodNotAllowed(READ_METHODS.join(', ')), {
+      methodResponses: [jsonMethodResponse(405, ['Allow'])],
+    });
 
     this.addGatewayResponses();
     this.acknowledgeFindings(props.logging);
@@ -343,6 +345,9 @@ export class WebhookApi extends Construct {
     });
   }
 }
+
+/** The methods of the read routes (the status, /health): a GET route answers HEAD too, locally (local/server/router.ts). */
+const READ_METHODS = ['GET', 'HEAD'] as const;
 
 /** The headers of the 202 of an asynchronous start (set by the response template: acceptedResult). */
 const ACCEPTED_HEADERS = ['Location', 'Preference-Applied', 'Retry-After'];

@@ -34,6 +34,25 @@ describe('HTTP contract of the local gateway (docs/contract.md)', () => {
     expect(await wrong.json()).toMatchObject({ success: false, error: { code: 'METHOD_NOT_ALLOWED' } });
     const del = await fetch(`${world.gateway.url}/health`, { method: 'DELETE' });
     expect(del.status).toBe(405);
+    // As on AWS (infra/constructs/webhook-api.ts): the read routes take GET and HEAD, and say so.
+    expect(del.headers.get('allow')).toBe('GET, HEAD');
+    const put = await fetch(`${world.gateway.url}/conversations/webhook_20261201_100000_crm_p_head1`, {
+      method: 'PUT',
+    });
+    expect(put.status).toBe(405);
+    expect(put.headers.get('allow')).toBe('GET, HEAD');
+  });
+
+  it('HEAD /health and HEAD /conversations/{id} answer as GET does, without the body (as on AWS)', async () => {
+    const health = await fetch(`${world.gateway.url}/health`, { method: 'HEAD' });
+    expect(health.status).toBe(200);
+    expect(health.headers.get('content-type')).toBe('application/json; charset=utf-8');
+    expect(await health.text()).toBe('');
+    const url = `${world.gateway.url}/conversations/webhook_20261201_100000_crm_p_head1?source_system=crm`;
+    const [get, head] = await Promise.all([fetch(url), fetch(url, { method: 'HEAD' })]);
+    expect(head.status).toBe(get.status);
+    expect(head.headers.get('cache-control')).toBe(get.headers.get('cache-control'));
+    expect(await head.text()).toBe('');
   });
 
   it('malformed JSON → 400 INVALID_JSON, nothing written, agent not called', async () => {

@@ -240,6 +240,19 @@ describe('GET /conversations/{conversation_id}', () => {
     );
   });
 
+  it('answers HEAD with the same function as GET (the status without its body), as the local gateway does, not 405', () => {
+    const resource = Object.entries(template.findResources('AWS::ApiGateway::Resource')).find(
+      ([, r]) => r.Properties.PathPart === '{conversation_id}',
+    )!;
+    const method = (httpMethod: string) =>
+      Object.values(
+        template.findResources('AWS::ApiGateway::Method', {
+          Properties: { HttpMethod: httpMethod, ResourceId: { Ref: resource[0] } },
+        }),
+      )[0]!.Properties;
+    expect(method('HEAD')).toEqual({ ...method('GET'), HttpMethod: 'HEAD' });
+  });
+
   it('is in the outputs, with the tables and the accept workflow', () => {
     const outputs = template.toJSON().Outputs as Record<string, { Value: Json }>;
     expect(cfnText(outputs.StatusUrlTemplate!.Value)).toMatch(/\/conversations\/\{conversation_id\}$/);

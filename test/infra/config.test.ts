@@ -418,9 +418,9 @@ describe('a stack configured through context', () => {
     expect(Object.keys(template.findResources('AWS::ApiGateway::Account'))).toEqual([]);
   });
 
-  it('requires an API key on POST /webhook and GET /conversations/{id}, one key and usage plan per source system on the stage', () => {
+  it('requires an API key on POST /webhook and GET (and HEAD) /conversations/{id}, one key and usage plan per source system on the stage', () => {
     const methods = Object.values(template.findResources('AWS::ApiGateway::Method')).map((m) => m.Properties);
-    expect(methods.filter((m) => m.ApiKeyRequired === true).map((m) => m.HttpMethod)).toEqual(['POST', 'GET']);
+    expect(methods.filter((m) => m.ApiKeyRequired === true).map((m) => m.HttpMethod)).toEqual(['POST', 'GET', 'HEAD']);
     const keys = template.findResources('AWS::ApiGateway::ApiKey');
     expect(
       Object.values(keys)

@@ -156,11 +156,20 @@ describe('API: POST /webhook → StartSyncExecution', () => {
       );
       return method.Properties.Integration.IntegrationResponses[0].ResponseParameters['method.response.header.Allow'];
     });
-    expect(allowed.sort()).toEqual(["'GET'", "'GET'", "'POST'"]);
+    expect(allowed.sort()).toEqual(["'GET, HEAD'", "'GET, HEAD'", "'POST'"]);
   });
 });
 
 describe('API: GET /health, gateway responses, stage', () => {
+  it('answers HEAD /health as GET /health (the same mock), as the local gateway does, not 405', () => {
+    const mocks = (method: string) =>
+      Object.values(template.findResources('AWS::ApiGateway::Method', { Properties: { HttpMethod: method } }))
+        .map((m) => m.Properties)
+        .filter((p) => p.Integration.Type === 'MOCK');
+    expect(mocks('HEAD')).toHaveLength(1);
+    expect(mocks('HEAD')[0]).toEqual({ ...mocks('GET')[0], HttpMethod: 'HEAD' });
+  });
+
   it('answers GET /health with a mock: the workflow is not involved', () => {
     template.hasResourceProperties('AWS::ApiGateway::Method', {
       HttpMethod: 'GET',
@@ -210,11 +219,11 @@ describe('API: GET /health, gateway responses, stage', () => {
         error: expect.objectContaining({ code: expect.any(String), message: expect.any(String) }),
       });
     }
-    // The integration's and the mocks' answers: POST /webhook's every status, the 405s and GET /health.
+    // The integration's and the mocks' answers: POST /webhook's every status, the 405s and GET (and HEAD) /health.
     const methods = Object.values(template.findResources('AWS::ApiGateway::Method')).filter(
       (m) => m.Properties.Integration.Type !== 'AWS_PROXY',
     );
-    expect(methods).toHaveLength(5);
+    expect(methods).toHaveLength(6);
     for (const { Properties } of methods) {
       for (const response of Properties.Integration.IntegrationResponses) {
         expect(response.ResponseParameters).toMatchObject(CONTENT_TYPE_MAPPING);
