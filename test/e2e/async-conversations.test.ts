@@ -97,6 +97,22 @@ describe('Prefer: respond-async: 202 at once, the same workflow runs without the
     expect(executions[1]!.execution_name).toBe(id);
   });
 
+  it('a delivery that failed, then redriven: the status says failed, then delivered, in the first answer’s body', async () => {
+    world.receiver.reply(400);
+    const accepted = await world.post(SEED_REQUEST, ASYNC);
+    await world.gateway.idle();
+    const failed = await getStatus(accepted.body.status_url);
+    expect(failed.body).toMatchObject({ status: 'completed', tracking: { delivery_status: 'failed' } });
+    world.receiver.reset();
+    expect((await world.gateway.redelivery.redrive(accepted.body.conversation_id)).status).toBe('delivered');
+    const delivered = await getStatus(accepted.body.status_url);
+    expect(delivered.body).toEqual({
+      ...failed.body,
+      tracking: { ...failed.body.tracking, delivery_status: 'delivered' },
+      delivery_updated_at: expect.any(String),
+    });
+  });
+
   it('gives the agent the asynchronous budget (10 s, over the synchronous 5 s); the run completes', async () => {
     // The budget is read from the run, not timed: before, the agent answered 4 s late in real time.
     const accepted = await world.post(SEED_REQUEST, ASYNC);
