@@ -1,9 +1,10 @@
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
+import type { UpdateItemCommandInput } from '@aws-sdk/client-dynamodb';
 import type { DeliveryStatus } from '../domain/conversation.ts';
 import { isConversationId } from '../domain/conversation-id.ts';
 import type { ConversationStatusRecord, StatusDelivery, StatusOutcome } from '../domain/conversation-status.ts';
-import { dynamoDb } from './clients/dynamodb.ts';
+import { conditionFailed, dynamoDb } from './clients/dynamodb.ts';
 import { readJsonFile, UnreadableFileError, writeFileAtomic } from './local-files.ts';
 import { settings } from './settings.ts';
 
@@ -50,55 +51,57 @@ class DynamoStatusStore implements ConversationStatusStore {
     );
   }
 
-  async finish(conversationId: string, outcome: StatusOutcome): Promise<boolean> {
-    const { sdk, db } = await dynamoDb();
-    try {
-      await db.send(
-        new sdk.UpdateItemCommand({
-          TableName: this.table,
-          Key: { conversation_id: { S: conversationId } },
-          UpdateExpression: 'SET #s = :status, #b = :body, completed_at = :at',
-          ConditionExpression: '#s = :running',
-          ExpressionAttributeNames: { '#s': 'status', '#b': 'body' },
-          ExpressionAttributeValues: {
-            ':status': { S: outcome.status },
-            ':body': { S: outcome.body },
-            ':at': { S: outcome.completed_at },
-            ':running': { S: 'running' },
-          },
-        }),
-      );
-      return true;
-    } catch (error) {
-      if ((error as Error).name === 'ConditionalCheckFailedException') return false;
-      throw error;
-    }
+  finish(conversationId: string, outcome: StatusOutcome): Promise<boolean> {
+    return this.updateIf(conversationId, {
+      UpdateExpression: 'SET #s = :status, #b = :body, completed_at = :at',
+      ConditionExpression: '#s = :running',
+      ExpressionAttributeNames: { '#s': 'status', '#b': 'body' },
+      ExpressionAttributeValues: {
+        ':status': { S: outcome.status },
+        ':body': { S: outcome.body },
+        ':at': { S: outcome.completed_at },
+        ':running': { S: 'running' },
+      },
+    });
   }
 
-  async redelivered(conversationId: string, delivery: StatusDelivery, now: Date): Promise<boolean> {
+  redelivered(conversationId: string, delivery: StatusDelivery, now: Date): Promise<boolean> {
+    return this.updateIf(conversationId, {
+      UpdateExpression: 'SET #d = :delivery, #du = :at',
+      // deliveryMayChange, and a completed unexpired record: the write never creates an item.
+      ConditionExpression:
+        '#s = :completed AND expires_at > :now AND (attribute_not_exists(#d) OR #d <> :delivered) AND (attribute_not_exists(#du) OR #du <= :at)',
+      ExpressionAttributeNames: { '#s': 'status', '#d': 'delivery_status', '#du': 'delivery_updated_at' },
+      ExpressionAttributeValues: {
+        ':delivery': { S: delivery.delivery_status },
+        ':at': { S: delivery.at },
+        ':completed': { S: 'completed' },
+        ':delivered': { S: 'delivered' },
+        ':now': { N: String(Math.floor(now.getTime() / 1000)) },
+      },
+    });
+  }
+
+  /** One conditional UpdateItem of the conversation's record: whether its condition held (and it was written). */
+  private async updateIf(
+    conversationId: string,
+    update: Pick<
+      UpdateItemCommandInput,
+      'UpdateExpression' | 'ConditionExpression' | 'ExpressionAttributeNames' | 'ExpressionAttributeValues'
+    >,
+  ): Promise<boolean> {
     const { sdk, db } = await dynamoDb();
     try {
       await db.send(
         new sdk.UpdateItemCommand({
           TableName: this.table,
           Key: { conversation_id: { S: conversationId } },
-          UpdateExpression: 'SET #d = :delivery, #du = :at',
-          // deliveryMayChange, and a completed unexpired record: the write never creates an item.
-          ConditionExpression:
-            '#s = :completed AND expires_at > :now AND (attribute_not_exists(#d) OR #d <> :delivered) AND (attribute_not_exists(#du) OR #du <= :at)',
-          ExpressionAttributeNames: { '#s': 'status', '#d': 'delivery_status', '#du': 'delivery_updated_at' },
-          ExpressionAttributeValues: {
-            ':delivery': { S: delivery.delivery_status },
-            ':at': { S: delivery.at },
-            ':completed': { S: 'completed' },
-            ':delivered': { S: 'delivered' },
-            ':now': { N: String(Math.floor(now.getTime() / 1000)) },
-          },
+          ...update,
         }),
       );
       return true;
     } catch (error) {
-      if ((error as Error).name === 'ConditionalCheckFailedException') return false;
+      if (conditionFailed(error)) return false;
       throw error;
     }
   }
