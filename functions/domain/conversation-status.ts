@@ -16,7 +16,8 @@ import { apiKeyMismatch, canonicalSource, MAX_SOURCE_NAME_LENGTH, SOURCE_NAME_PA
  * The status of a conversation started with `Prefer: respond-async` (docs/contract.md#get-conversationsid): one small
  * record per conversation, written when it is accepted (`running`) and once more when it ends (`completed` or
  * `failed`, with the body a synchronous call would have returned), then by each redelivery of its answer (the
- * delivery status it left), kept STATUS_TTL_SECONDS. `GET /conversations/{id}` reads it. Pure: the store is functions/shared/conversation-status-store.ts.
+ * delivery status it left), kept STATUS_TTL_SECONDS. `GET /conversations/{id}` reads it. Pure: the store is
+ * functions/shared/conversation-status-store.ts.
  */
 export type ConversationStatus = 'running' | 'completed' | 'failed';
 
@@ -31,7 +32,7 @@ export interface ConversationStatusRecord {
   body?: string;
   /**
    * The delivery as a later redelivery (the schedule, a redrive, a resend) left it, when one re-exported the
-   * conversation: it replaces the body's `tracking.delivery_status` (deliveryStatusShown).
+   * conversation: it replaces the body's `tracking.delivery_status` (statusResult).
    */
   delivery_status?: DeliveryStatus;
   delivery_updated_at?: string;

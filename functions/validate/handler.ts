@@ -23,7 +23,8 @@ import { threadStore } from '../shared/thread-store.ts';
 /**
  * What Validate is given: the execution input API Gateway (or the local server) built from a request (the
  * conversation workflow, synchronous); the same under `accept` (the accept workflow: `Prefer: respond-async`); or an
- * accepted conversation to run (`accepted`: the accept workflow's Validate result, statemachine/accept.asl.json).
+ * accepted conversation to run (`accepted`: the accept workflow's Validate result, statemachine/accept.asl.json); or
+ * one it could neither start nor export, whose key to free (`unstarted`: its FreeUnstartedKey state).
  */
 export type ValidateInput =
   | ExecutionInput
