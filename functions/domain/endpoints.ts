@@ -305,15 +305,23 @@ export function stateSince(v: Pick<EndpointView, 'status' | 'paused_at' | 'disab
 }
 
 /**
+ * "<type> is paused since <time> (<age> ago)" (or disabled): a held receiver as every message about it says it
+ * (heldBackReason; the console's Redrive note and recover plan).
+ */
+export function heldState(v: Pick<EndpointView, 'webhook_type' | 'status' | 'paused_at' | 'disabled_at'>, now: Date) {
+  const since = stateSince(v);
+  return `${v.webhook_type} is ${v.status}${since ? ` since ${timeAgo(since, now.getTime())}` : ''}`;
+}
+
+/**
  * Why the receiver held back an operator's redrive or resend (nothing attempted), as it reads right after: paused or
  * disabled since when, or at its rate limit and when its next send is allowed (the next window of its rate). Said alike
  * by `deliveries redrive | resend` and the console's buttons. A receiver neither is now was resumed meanwhile.
  */
 export function heldBackReason(v: EndpointView, now: Date): string {
   const type = v.webhook_type;
-  const since = stateSince(v);
   if (v.status === 'paused' || v.status === 'disabled')
-    return `${type} is ${v.status}${since ? ` since ${timeAgo(since, now.getTime())}` : ''}: nothing is attempted until it is resumed`;
+    return `${heldState(v, now)}: nothing is attempted until it is resumed`;
   if (v.rate_per_second !== null) {
     const { windowMs } = rateWindow(v.rate_per_second);
     const next = new Date(windowStart(now, windowMs) + windowMs).toISOString();

@@ -1,13 +1,18 @@
 /** Server-rendered pages of the local console. Every piece of data goes through `html` (escaped). */
 import { agentTurn, type ConversationRecord, turnText, userQuery } from '../../functions/domain/conversation.ts';
-import { type EndpointView, stateSince } from '../../functions/domain/endpoints.ts';
+import { type EndpointView, heldState, stateSince } from '../../functions/domain/endpoints.ts';
 import { recordFromExport } from '../../functions/domain/export-formats.ts';
 import { attemptsMade, type FailedDeliveryEnvelope, owedBy } from '../../functions/domain/failed-delivery.ts';
 import { timeAgo } from '../../functions/domain/iso-date.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
 import { FILTER_STATUSES, FILTER_TYPES } from '../history/conversation-filters.ts';
 import { inboundWebhookId } from '../history/conversations.ts';
-import { type HeldReceivers, nextAttemptLabel, type UnreadableReceiver } from '../history/endpoints.ts';
+import {
+  type HeldReceiver,
+  type HeldReceivers,
+  nextAttemptLabel,
+  type UnreadableReceiver,
+} from '../history/endpoints.ts';
 import { conversationFigures, formatFigures } from '../history/figures.ts';
 import { timeline } from '../history/timeline.ts';
 import type { EnvelopeHead } from '../store/failed-delivery-store.ts';
@@ -257,16 +262,22 @@ function answerCell(a: ConversationRecord['execution']['delivery_attempts'][numb
  * What Redrive will do: deliver now, unless the receiver is paused or disabled, which holds an operator's redrive as
  * it holds the schedule (docs/operations.md, "Failed deliveries"): nothing is attempted until it is resumed.
  */
-function redriveNote(envelope: FailedDeliveryEnvelope, held: HeldReceivers): SafeHtml {
+function redriveNote(envelope: FailedDeliveryEnvelope, held: HeldReceivers, now: Date): SafeHtml {
   const hold = owedBy(envelope) === 'delivery' ? held.get(envelope.webhook_type) : undefined;
-  return hold
-    ? heldNote(envelope.webhook_type, hold, 'redrive')
-    : html`delivers it now through statemachine/redelivery.asl.json`;
+  return hold ? heldNote(hold, 'redrive', now) : html`delivers it now through statemachine/redelivery.asl.json`;
 }
 
-/** Why a redrive or a resend of a held receiver's delivery attempts nothing: the receiver holds it until resumed. */
-const heldNote = (type: string, hold: string, what: 'redrive' | 'resend') =>
-  html`${type} is ${hold}: a ${what} is held back too, nothing attempted, until it is resumed on the <a href="/console/endpoints">Endpoints</a> page`;
+/**
+ * Why a redrive or a resend of a held receiver's delivery attempts nothing: the receiver holds it until resumed. Said
+ * as heldState says it, `<type> is paused since <time> (<age> ago)`, the age kept current by the page's script.
+ */
+function heldNote(hold: HeldReceiver, what: 'redrive' | 'resend', now: Date): SafeHtml {
+  const since = stateSince(hold);
+  const state = since
+    ? html`${hold.webhook_type} is ${hold.status} <span data-age-of="${since}">since ${timeAgo(since, now.getTime())}</span>`
+    : heldState(hold, now);
+  return html`${state}: a ${what} is held back too, nothing attempted, until it is resumed on the <a href="/console/endpoints">Endpoints</a> page`;
+}
 
 function deliverySection(
   id: string,
@@ -275,6 +286,7 @@ function deliverySection(
   executions: ExecutionRecord[],
   held: HeldReceivers,
   envelopeUnreadable: string | null,
+  now: Date,
 ): SafeHtml {
   const attempts = record?.execution.delivery_attempts ?? [];
   const tries = record ? conversationFigures(record, executions).tries : attempts.length;
@@ -293,8 +305,8 @@ function deliverySection(
   <h2>Delivery attempts <span class="count" title="every try, retries in the workflow included">${tries}</span></h2>
   ${tries > attempts.length ? html`<p class="note">${tries - attempts.length} of them were retried by the workflow at once and are counted from the execution history; the table lists the attempts the record keeps.</p>` : ''}
   ${state}
-  ${redrivable ? html`<p><button type="button" id="redrive" data-id="${id}">Redrive</button> <small id="redrive-note">${redriveNote(envelope, held)}</small></p>` : ''}
-  ${resendable ? html`<p><button type="button" id="resend" data-id="${id}">Resend</button> <small id="resend-note">${resendHold ? heldNote(record!.webhook_context.webhook_type ?? '', resendHold, 'resend') : html`delivers it once more under the same webhook-id <code>${record!.webhook_context.delivery_id}</code>`}</small></p>` : ''}
+  ${redrivable ? html`<p><button type="button" id="redrive" data-id="${id}">Redrive</button> <small id="redrive-note">${redriveNote(envelope, held, now)}</small></p>` : ''}
+  ${resendable ? html`<p><button type="button" id="resend" data-id="${id}">Resend</button> <small id="resend-note">${resendHold ? heldNote(resendHold, 'resend', now) : html`delivers it once more under the same webhook-id <code>${record!.webhook_context.delivery_id}</code>`}</small></p>` : ''}
   ${
     attempts.length === 0
       ? html`<p class="empty">${record ? 'No delivery attempted.' : 'No record of it is read here: its export documents below have its delivery attempts.'}</p>`
@@ -363,13 +375,15 @@ export function conversationFragment(input: {
   exportEnabled: boolean;
   /** The receivers holding their deliveries until resumed. */
   held?: HeldReceivers;
+  /** The clock of the held receivers' ages. */
+  now?: Date;
   /** Each history of the conversation left out as damaged (not JSON, not a history), said with what to do. */
   damagedHistories?: string[];
 }): SafeHtml {
   const damaged = input.damagedHistories ?? [];
   return html`${crumbs()}
 ${summary(input.id, input.record, input.executions, damaged.length > 0, input.record ? null : exportedRecord(input.documents))}
-${deliverySection(input.id, input.record, input.envelope, input.executions, input.held ?? new Map(), input.envelopeUnreadable ?? null)}
+${deliverySection(input.id, input.record, input.envelope, input.executions, input.held ?? new Map(), input.envelopeUnreadable ?? null, input.now ?? new Date())}
 <section id="executions"><h2>Timeline <span class="count">${input.executions.length} execution${input.executions.length === 1 ? '' : 's'}</span></h2>
 ${
   input.record?.execution.status !== 'in_progress'
