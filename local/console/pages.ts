@@ -1,6 +1,12 @@
 /** Server-rendered pages of the local console. Every piece of data goes through `html` (escaped). */
 import { agentTurn, type ConversationRecord, turnText, userQuery } from '../../functions/domain/conversation.ts';
-import { type EndpointView, heldState, stateSince } from '../../functions/domain/endpoints.ts';
+import {
+  type EndpointView,
+  heldState,
+  rotationNote,
+  signingLabel,
+  stateSince,
+} from '../../functions/domain/endpoints.ts';
 import { recordFromExport } from '../../functions/domain/export-formats.ts';
 import { attemptsMade, type FailedDeliveryEnvelope, owedBy } from '../../functions/domain/failed-delivery.ts';
 import { timeAgo } from '../../functions/domain/iso-date.ts';
@@ -430,6 +436,20 @@ function stateSinceNote(v: EndpointView, now: Date): SafeHtml | string {
   return html` <small class="time state-since" title="${what}" data-age-of="${since}">since ${timeAgo(since, now.getTime())}</small>`;
 }
 
+/**
+ * How the receiver's deliveries are signed (never the secrets) and, during a rotation, since when and what ends it,
+ * as `endpoints list` says it (rotationNote); the age kept current by the page's script.
+ */
+function signingCell(v: EndpointView, now: Date): SafeHtml {
+  const rotation = rotationNote(v, now);
+  if (!rotation) return html`${signingLabel(v)}`;
+  const { since } = rotation;
+  // The time's part only is kept current (data-age-of), as a paused receiver's "since".
+  return since
+    ? html`<span class="rotation">two secrets <span data-age-of="${since}">since ${timeAgo(since, now.getTime())}</span>: ${rotation.end}</span>`
+    : html`<span class="rotation">${rotation.text}</span>`;
+}
+
 /** The recover form's default: a day ago. */
 const dayBefore = (now: Date) => new Date(now.getTime() - 86_400_000).toISOString();
 
@@ -442,17 +462,17 @@ export function endpointsFragment(views: (EndpointView | UnreadableReceiver)[], 
   <h1>Endpoints <span class="count">${views.length}</span></h1>
   <p><small>Each webhook type's receiver. Changes apply from the next delivery (also: <code>npx webhook-gateway endpoints set &lt;type&gt; --url … --rate …</code>).</small></p>
   <table>
-  <thead><tr><th>type</th><th>state</th><th>url</th><th>rate</th><th title="written at most every 10 s (one write, not one per delivery): a receiver taking deliveries may have had a later one">last success</th><th class="num">failure streak</th><th>failing since</th><th class="num" title="deliveries still owed to it: waiting for the schedule, or dead-lettered (no more automatic attempts); Recover below redrives both">queued</th><th>last error</th><th>action</th></tr></thead>
+  <thead><tr><th>type</th><th>state</th><th title="how its deliveries are signed: one secret, or two while a rotation is under way">signing</th><th>url</th><th>rate</th><th title="written at most every 10 s (one write, not one per delivery): a receiver taking deliveries may have had a later one">last success</th><th class="num">failure streak</th><th>failing since</th><th class="num" title="deliveries still owed to it: waiting for the schedule, or dead-lettered (no more automatic attempts); Recover below redrives both">queued</th><th>last error</th><th>action</th></tr></thead>
   <tbody>${views.map((v) =>
     // A damaged file (docs/operations.md, "After a crash"): the file and what to do, in its row; its state is
     // unknown, so both actions are offered (each refuses with the same message until the file is mended).
     'unreadable' in v
       ? html`<tr data-type="${v.webhook_type}" data-state="unreadable">
-    <td class="type">${v.webhook_type}</td><td data-label="state">${badge('unreadable')}</td><td colspan="5" class="err receiver-unreadable">${v.unreadable}</td><td class="num queued" data-label="queued">${v.queued}</td><td></td>
+    <td class="type">${v.webhook_type}</td><td data-label="state">${badge('unreadable')}</td><td colspan="6" class="err receiver-unreadable">${v.unreadable}</td><td class="num queued" data-label="queued">${v.queued}</td><td></td>
     <td class="action"><button type="button" data-endpoint-action="pause" data-type="${v.webhook_type}" aria-label="Pause ${v.webhook_type}">Pause</button> <button type="button" data-endpoint-action="resume" data-type="${v.webhook_type}" aria-label="Resume ${v.webhook_type}">Resume</button></td>
   </tr>`
       : html`<tr data-type="${v.webhook_type}" data-state="${v.status}">
-    <td class="type">${v.webhook_type}</td><td class="state" data-label="state">${badge(v.status)}${stateSinceNote(v, now)}</td><td class="url" data-label="url"><code>${v.url ?? '(none)'}</code>${v.url_source === 'deployed' ? html` <small>deployed</small>` : ''}</td>
+    <td class="type">${v.webhook_type}</td><td class="state" data-label="state">${badge(v.status)}${stateSinceNote(v, now)}</td><td class="signing" data-label="signing">${signingCell(v, now)}</td><td class="url" data-label="url"><code>${v.url ?? '(none)'}</code>${v.url_source === 'deployed' ? html` <small>deployed</small>` : ''}</td>
     <td data-label="rate">${v.rate_per_second === null ? '-' : `${v.rate_per_second}/s`}</td><td class="time" data-label="last success">${v.last_success_at ?? '-'}</td>
     <td class="num" data-label="failure streak">${v.consecutive_failures}</td><td class="time" data-label="failing since">${v.failing_since ?? '-'}</td><td class="num queued" data-label="queued">${v.queued ?? '-'}</td>
     <td class="err last-error" data-label="last error">${lastErrorCell(v)}${v.last_failure_at ? html` <small class="time">${v.last_failure_at}</small>` : ''}</td>

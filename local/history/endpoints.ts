@@ -1,6 +1,7 @@
 import { WEBHOOK_TYPES, type WebhookType } from '../../functions/domain/conversation.ts';
 import { type BreakerPolicy, type EndpointView, endpointView } from '../../functions/domain/endpoints.ts';
 import { type FailedDeliveryEnvelope, owedBy } from '../../functions/domain/failed-delivery.ts';
+import type { SecretsBySource } from '../../functions/domain/signatures.ts';
 import { type EndpointStore, receiverFileUnreadable } from '../../functions/shared/endpoint-store.ts';
 import { damagedFileMessage } from '../store/damaged-files.ts';
 
@@ -25,19 +26,21 @@ export interface UnreadableReceiver {
 /**
  * Every receiver as the console's Endpoints page shows it: each one's view, or, for one whose file is damaged, that
  * file and what to do (the others are shown all the same; `endpoints list` shows them, and names the file on stderr).
+ * `secrets`: the delivery secrets by type, to say how each receiver's deliveries are signed; null when not read.
  */
 export async function receiverRows(
   store: EndpointStore,
   envelopes: readonly QueueableEnvelope[],
   deployedUrls: Record<WebhookType, string | null>,
   policy: BreakerPolicy,
+  secrets: SecretsBySource | null = null,
 ): Promise<(EndpointView | UnreadableReceiver)[]> {
   const queued = queuedByType(envelopes);
   return Promise.all(
     WEBHOOK_TYPES.map(async (type) => {
       const count = queued[type] ?? 0;
       try {
-        return endpointView(await store.get(type), deployedUrls[type], policy, count);
+        return endpointView(await store.get(type), deployedUrls[type], policy, count, secrets);
       } catch (error) {
         const damaged = receiverFileUnreadable(error);
         if (damaged === null) throw error;

@@ -349,7 +349,7 @@
     const row = content.querySelector(`#endpoints tr[data-type="${CSS.escape(type)}"]`);
     const state = row?.dataset.state;
     if (state !== 'paused' && state !== 'disabled') return null;
-    const since = row.querySelector('[data-age-of]')?.dataset.ageOf;
+    const since = row.querySelector('.state-since')?.dataset.ageOf;
     return `${type} is ${state}${since ? ` since ${since} (${age(since)} ago)` : ''}`;
   }
 
