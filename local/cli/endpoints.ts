@@ -164,13 +164,21 @@ export async function endpointsCommand(sub: string, args: string[]): Promise<num
         );
       }
       const { file, secrets } = changed;
-      // Since when these secrets sign (endpoints list shows it during a rotation). A damaged receiver file (named
-      // below) only leaves the time unknown: the secrets were changed.
+      // Since when these secrets sign (endpoints list shows it during a rotation); read before, whether any
+      // `--secret` was recorded on this receiver.
+      const before = await store.get(type!).catch(() => null);
+      // A damaged receiver file (named below) only leaves the time unknown: the secrets were changed.
       await store.markSecrets(type!, secretsFingerprint(secrets), now).catch(() => undefined);
+      // The first --secret on the data folder's file: the previous one is the secret the gateway made at its first
+      // start (one per type), which is why a first rotation already signs with two.
+      const generated =
+        secrets.length === 2 && file === deliverySecretsFileOf(dataDir, {}) && !before?.config.secrets_changed_at
+          ? `; the previous one is the secret the gateway made for ${type} at its first start`
+          : '';
       // On stderr with --json, so stdout stays one JSON document.
       const say = values.json ? note : out;
       say(
-        `${type} deliveries are signed with ${secrets.length === 2 ? 'two secrets (the new one first): both signatures are on the wire until --drop-previous-secret' : 'one secret'} (${shownPath(file)})`,
+        `${type} deliveries are signed with ${secrets.length === 2 ? `two secrets (the new one first${generated}): both signatures are on the wire until --drop-previous-secret` : 'one secret'} (${shownPath(file)})`,
       );
       if (running?.delivery_secrets_file === null)
         say('note: the running gateway signs with DELIVERY_SIGNING_SECRETS, not with this file');

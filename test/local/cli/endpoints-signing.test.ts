@@ -38,7 +38,7 @@ describe('endpoints set --secret, then endpoints list', () => {
     const set = await run('set', 'deal_analysis', '--secret', NEW);
     expect(set.code, set.stderr).toBe(0);
     expect(set.stdout).toContain(
-      'deal_analysis deliveries are signed with two secrets (the new one first): both signatures are on the wire until --drop-previous-secret',
+      'deal_analysis deliveries are signed with two secrets (the new one first; the previous one is the secret the gateway made for deal_analysis at its first start): both signatures are on the wire until --drop-previous-secret',
     );
 
     const listed = await run('list');
