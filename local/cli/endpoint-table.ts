@@ -21,7 +21,8 @@ function stateOf(v: EndpointView): string {
 }
 
 /**
- * The table (with how each receiver's deliveries are signed, and a line per rotation under way) and its footer, or with --json the views alone on stdout and the footer on stderr (as `deliveries list
+ * The table (with how each receiver's deliveries are signed, and a line per rotation under way) and its footer, or
+ * with --json the views alone on stdout and the footer on stderr (as `deliveries list
  * --aws --json` says its counts): what was not counted or not shown is still said.
  */
 export function printEndpoints(views: EndpointView[], json: boolean, footer?: string): void {

@@ -273,15 +273,17 @@ function redriveNote(envelope: FailedDeliveryEnvelope, held: HeldReceivers, now:
   return hold ? heldNote(hold, 'redrive', now) : html`delivers it now through statemachine/redelivery.asl.json`;
 }
 
+/** `since <time> (<age> ago)`, the age kept current by the page's script (data-age-of). */
+const sinceSpan = (since: string, now: Date) =>
+  html`<span data-age-of="${since}">since ${timeAgo(since, now.getTime())}</span>`;
+
 /**
  * Why a redrive or a resend of a held receiver's delivery attempts nothing: the receiver holds it until resumed. Said
  * as heldState says it, `<type> is paused since <time> (<age> ago)`, the age kept current by the page's script.
  */
 function heldNote(hold: HeldReceiver, what: 'redrive' | 'resend', now: Date): SafeHtml {
   const since = stateSince(hold);
-  const state = since
-    ? html`${hold.webhook_type} is ${hold.status} <span data-age-of="${since}">since ${timeAgo(since, now.getTime())}</span>`
-    : heldState(hold, now);
+  const state = since ? html`${hold.webhook_type} is ${hold.status} ${sinceSpan(since, now)}` : heldState(hold, now);
   return html`${state}: a ${what} is held back too, nothing attempted, until it is resumed on the <a href="/console/endpoints">Endpoints</a> page`;
 }
 
@@ -444,9 +446,8 @@ function signingCell(v: EndpointView, now: Date): SafeHtml {
   const rotation = rotationNote(v, now);
   if (!rotation) return html`${signingLabel(v)}`;
   const { since } = rotation;
-  // The time's part only is kept current (data-age-of), as a paused receiver's "since".
   return since
-    ? html`<span class="rotation">two secrets <span data-age-of="${since}">since ${timeAgo(since, now.getTime())}</span>: ${rotation.end}</span>`
+    ? html`<span class="rotation">two secrets ${sinceSpan(since, now)}: ${rotation.end}</span>`
     : html`<span class="rotation">${rotation.text}</span>`;
 }
 

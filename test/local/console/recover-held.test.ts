@@ -6,7 +6,8 @@ import { queueOwedDeliveries } from '../../support/gateway.ts';
 /**
  * A recover planned for a paused receiver said "2 … would be redriven" and, run, "Recovered deal_analysis: 2 redriven
  * (2 held)", though a paused receiver holds an operator's redrive too and nothing was attempted. Now the plan says
- * each would be held back until the receiver is resumed (paused since when), and the outcome that nothing was attempted.
+ * each would be held back until the receiver is resumed (paused since when), and the outcome that nothing was
+ * attempted.
  */
 if (skipBrowser) console.warn(`console recover-held browser test SKIPPED: ${CHROMIUM} is missing`);
 
