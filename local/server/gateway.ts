@@ -502,6 +502,9 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     endpoints,
     deployedUrls: config.deliveryUrls,
     breaker: config.breaker,
+    // How each receiver's deliveries are signed: counted from the file it signs with (none known when the secrets are
+    // DELIVERY_SIGNING_SECRETS).
+    signingSecrets: () => readDeliverySecrets(deliverySecretsFile),
   });
   // On a loopback-only listener every legitimate caller is on this machine and names it so: a rebound DNS name is a
   // page on another origin (DNS rebinding), refused even on the public routes. The helper routes (sample agent,
@@ -587,8 +590,6 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
               (await failedDeliveries.summaries()).summaries,
               config.deliveryUrls,
               config.breaker,
-              // How each receiver's deliveries are signed: counted from the file it signs with (none known when the
-              // secrets are DELIVERY_SIGNING_SECRETS).
               await readDeliverySecrets(deliverySecretsFile),
             ),
           receiversDir: endpoints instanceof FileEndpointStore ? endpoints.dir : '',

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CHROMIUM, skipBrowser, watchLivePolls } from '../../support/browser.ts';
+import { CHROMIUM, rawGet, skipBrowser, watchLivePolls } from '../../support/browser.ts';
 import { runMain } from '../../support/cli.ts';
 import { useConsolePage } from '../../support/console-browser.ts';
 
@@ -33,6 +33,12 @@ describe.skipIf(skipBrowser)('the Endpoints page during a rotation of a delivery
       ),
     );
     expect(await page.content()).not.toContain('whsec_');
+    // GET /local/endpoints (what the page's buttons are answered with) says the same.
+    const listed = await rawGet(`${world.gateway.url}/local/endpoints`);
+    expect(listed.body).not.toContain('whsec_');
+    expect(JSON.parse(listed.body)).toContainEqual(
+      expect.objectContaining({ webhook_type: 'general', signing_secrets: 2, secrets_changed_at: since }),
+    );
     // Left open, the age goes on.
     await page.clock.fastForward(3 * 3_600_000);
     await polls.advance(2);
