@@ -33,7 +33,7 @@ export async function receiverRows(
   envelopes: readonly QueueableEnvelope[],
   deployedUrls: Record<WebhookType, string | null>,
   policy: BreakerPolicy,
-  secrets: SecretsBySource | null = null,
+  secrets: SecretsBySource | null,
 ): Promise<(EndpointView | UnreadableReceiver)[]> {
   const queued = queuedByType(envelopes);
   return Promise.all(
