@@ -1,5 +1,6 @@
 import type { DeliveryAttempt, WebhookType } from './conversation.ts';
 import { timeAgo } from './iso-date.ts';
+import { type SecretsBySource, secretsFingerprint } from './signatures.ts';
 
 /**
  * Receivers (one per webhook type) as run-time state (docs/operations.md#receivers): what an operator configured —
@@ -21,6 +22,11 @@ export interface EndpointConfig {
    * (secretsFingerprint): a Deliver whose cached secrets differ reads them again, so a rotation signs within seconds.
    */
   secrets_fingerprint?: string;
+  /**
+   * When `endpoints set --secret | --drop-previous-secret` (locally or with --aws) last changed the type's delivery
+   * secrets, to those of `secrets_fingerprint`: the start of a rotation while two secrets sign.
+   */
+  secrets_changed_at?: string;
 }
 
 export interface EndpointHealth {
@@ -273,6 +279,16 @@ export interface EndpointView {
   last_error: string | null;
   /** Deliveries of this type waiting in the failed-delivery store; null when the store cannot count them by type. */
   queued: number | null;
+  /**
+   * How many secrets sign its deliveries: 0 (unsigned), 1, or 2 during a rotation (the new and the previous one);
+   * null when they could not be read here. Never the secrets themselves.
+   */
+  signing_secrets: number | null;
+  /**
+   * Since when they are these secrets (`endpoints set --secret` or `--drop-previous-secret` changed them then); null
+   * when not known: written by hand, or by a version that did not record it.
+   */
+  secrets_changed_at: string | null;
 }
 
 export function endpointView(
@@ -280,10 +296,15 @@ export function endpointView(
   deployedUrl: string | null,
   policy: BreakerPolicy,
   queued: number | null,
+  allSecrets: SecretsBySource | null = null,
 ): EndpointView {
   const { config, health } = endpoint;
+  const type = endpoint.webhook_type;
+  const secrets = allSecrets && (Object.hasOwn(allSecrets, type) ? allSecrets[type]! : []);
+  // The time recorded is the one of these secrets only if they are still those the command wrote.
+  const recorded = secrets !== null && config.secrets_fingerprint === secretsFingerprint(secrets);
   return {
-    webhook_type: endpoint.webhook_type,
+    webhook_type: type,
     status: endpointStatus(endpoint, policy),
     url: config.url ?? deployedUrl,
     url_source: config.url ? 'configured' : 'deployed',
@@ -296,12 +317,47 @@ export function endpointView(
     disabled_at: health.disabled_at,
     last_error: health.last_error,
     queued,
+    signing_secrets: secrets?.length ?? null,
+    secrets_changed_at: recorded ? (config.secrets_changed_at ?? null) : null,
   };
+}
+
+/** How a receiver's deliveries are signed, in a word or two (never the secrets): the CLI's column, the console's. */
+export function signingLabel(v: Pick<EndpointView, 'signing_secrets'>): string {
+  const n = v.signing_secrets;
+  return n === null ? 'not known here' : n === 0 ? 'unsigned' : n === 1 ? 'one secret' : `${n} secrets`;
+}
+
+/**
+ * During a rotation (two secrets sign), since when and what ends it, as `endpoints list` and the console say it:
+ * `two secrets since <time> (<age> ago): endpoints set <type> --drop-previous-secret once the receiver verifies the
+ * new one`; null otherwise. A time not recorded is said so, never made up (`since`: null then).
+ */
+export function rotationNote(
+  v: Pick<EndpointView, 'webhook_type' | 'signing_secrets' | 'secrets_changed_at'>,
+  now: Date,
+): { since: string | null; text: string; end: string } | null {
+  if ((v.signing_secrets ?? 0) < 2) return null;
+  const since = v.secrets_changed_at;
+  const end = `endpoints set ${v.webhook_type} --drop-previous-secret once the receiver verifies the new one`;
+  const when = since
+    ? `since ${timeAgo(since, now.getTime())}`
+    : 'since a time not recorded (set by hand, or before this version recorded it)';
+  return { since, text: `two secrets ${when}: ${end}`, end };
 }
 
 /** Since when a paused or disabled receiver is so (its pause, or the failure that disabled it); null otherwise. */
 export function stateSince(v: Pick<EndpointView, 'status' | 'paused_at' | 'disabled_at'>): string | null {
   return v.status === 'paused' ? v.paused_at : v.status === 'disabled' ? v.disabled_at : null;
+}
+
+/**
+ * "<type> is paused since <time> (<age> ago)" (or disabled): a held receiver as every message about it says it
+ * (heldBackReason; the console's Redrive note and recover plan).
+ */
+export function heldState(v: Pick<EndpointView, 'webhook_type' | 'status' | 'paused_at' | 'disabled_at'>, now: Date) {
+  const since = stateSince(v);
+  return `${v.webhook_type} is ${v.status}${since ? ` since ${timeAgo(since, now.getTime())}` : ''}`;
 }
 
 /**
@@ -311,9 +367,8 @@ export function stateSince(v: Pick<EndpointView, 'status' | 'paused_at' | 'disab
  */
 export function heldBackReason(v: EndpointView, now: Date): string {
   const type = v.webhook_type;
-  const since = stateSince(v);
   if (v.status === 'paused' || v.status === 'disabled')
-    return `${type} is ${v.status}${since ? ` since ${timeAgo(since, now.getTime())}` : ''}: nothing is attempted until it is resumed`;
+    return `${heldState(v, now)}: nothing is attempted until it is resumed`;
   if (v.rate_per_second !== null) {
     const { windowMs } = rateWindow(v.rate_per_second);
     const next = new Date(windowStart(now, windowMs) + windowMs).toISOString();

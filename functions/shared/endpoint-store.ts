@@ -105,6 +105,7 @@ function endpointFromItem(type: WebhookType, item: Item | undefined): Endpoint {
   if (item?.paused_at?.S) config.paused_at = item.paused_at.S;
   if (item?.updated_at?.S) config.updated_at = item.updated_at.S;
   if (item?.secrets_fingerprint?.S) config.secrets_fingerprint = item.secrets_fingerprint.S;
+  if (item?.secrets_changed_at?.S) config.secrets_changed_at = item.secrets_changed_at.S;
   const health = { ...NEW_HEALTH, consecutive_failures: Number(item?.consecutive_failures?.N ?? 0) };
   for (const name of HEALTH_TEXT) (health as Record<string, unknown>)[name] = text(name);
   return { webhook_type: type, config, health };
@@ -241,7 +242,8 @@ export class DynamoEndpointStore implements EndpointStore {
 
   /** The type's delivery secrets were changed (`endpoints set --secret --aws`): what they are now, by fingerprint. */
   markSecrets(type: WebhookType, fingerprint: string, now: Date): Promise<Endpoint> {
-    return this.update(type, { updated_at: { S: now.toISOString() }, secrets_fingerprint: { S: fingerprint } }, []);
+    const at = { S: now.toISOString() };
+    return this.update(type, { updated_at: at, secrets_fingerprint: { S: fingerprint }, secrets_changed_at: at }, []);
   }
 
   resume(type: WebhookType, now: Date): Promise<Endpoint> {
@@ -441,6 +443,14 @@ export class FileEndpointStore implements EndpointStore {
       }
       return { ...e, config };
     });
+  }
+
+  /** `endpoints set --secret | --drop-previous-secret` changed the type's secrets (to these) now. */
+  markSecrets(type: WebhookType, fingerprint: string, now: Date): Promise<Endpoint> {
+    return this.change(type, (e) => ({
+      ...e,
+      config: { ...e.config, secrets_fingerprint: fingerprint, secrets_changed_at: now.toISOString() },
+    }));
   }
 
   resume(type: WebhookType, now: Date): Promise<Endpoint> {

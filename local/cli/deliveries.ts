@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { isConversationId } from '../../functions/domain/conversation-id.ts';
-import { endpointStatus } from '../../functions/domain/endpoints.ts';
+import { endpointView } from '../../functions/domain/endpoints.ts';
 import { type FailedDeliveryEnvelope, owedBy, resendRefusal } from '../../functions/domain/failed-delivery.ts';
 import { FileEndpointStore } from '../../functions/shared/endpoint-store.ts';
 import type { RedeliveryResult } from '../../functions/shared/redelivery.ts';
@@ -35,7 +35,7 @@ export async function localHeldReceivers(dataDir: string): Promise<HeldReceivers
   try {
     const receivers = await new FileEndpointStore(path.join(dataDir, 'deliveries')).list();
     // Paused and disabled do not depend on the breaker's threshold: any policy judges them alike.
-    return heldReceivers(receivers.map((r) => ({ ...r, status: endpointStatus(r, settings().breaker) })));
+    return heldReceivers(receivers.map((r) => endpointView(r, null, settings().breaker, null)));
   } catch (error) {
     note(
       `webhook-gateway: the receivers' state could not be read (${(error as Error).message}): next attempts as stored`,

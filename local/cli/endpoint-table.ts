@@ -1,5 +1,5 @@
 /** The receivers as `endpoints` prints them, locally and with --aws (local/cli/endpoints.ts, aws/endpoints.ts). */
-import { type EndpointView, stateSince } from '../../functions/domain/endpoints.ts';
+import { type EndpointView, rotationNote, signingLabel, stateSince } from '../../functions/domain/endpoints.ts';
 import { timeAgo } from '../../functions/domain/iso-date.ts';
 import type { EndpointChange } from '../../functions/shared/endpoint-store.ts';
 import { note, out } from './shared.ts';
@@ -21,7 +21,8 @@ function stateOf(v: EndpointView): string {
 }
 
 /**
- * The table and its footer, or with --json the views alone on stdout and the footer on stderr (as `deliveries list
+ * The table (with how each receiver's deliveries are signed, and a line per rotation under way) and its footer, or
+ * with --json the views alone on stdout and the footer on stderr (as `deliveries list
  * --aws --json` says its counts): what was not counted or not shown is still said.
  */
 export function printEndpoints(views: EndpointView[], json: boolean, footer?: string): void {
@@ -32,10 +33,11 @@ export function printEndpoints(views: EndpointView[], json: boolean, footer?: st
   }
   out(
     formatTable(
-      ['type', 'state', 'url', 'rate', 'last_success', 'failures', 'failing_since', 'queued', 'last_error'],
+      ['type', 'state', 'signing', 'url', 'rate', 'last_success', 'failures', 'failing_since', 'queued', 'last_error'],
       views.map((v) => [
         v.webhook_type,
         stateOf(v),
+        signingLabel(v),
         v.url ? `${v.url}${v.url_source === 'configured' ? '' : ' (deployed)'}` : '(none)',
         v.rate_per_second === null ? '-' : `${v.rate_per_second}/s`,
         when(v.last_success_at),
@@ -46,5 +48,11 @@ export function printEndpoints(views: EndpointView[], json: boolean, footer?: st
       ]),
     ),
   );
+  // A rotation under way: since when, and what ends it (an operator easily forgets the old secret).
+  const now = new Date();
+  for (const v of views) {
+    const rotation = rotationNote(v, now);
+    if (rotation) out(`${v.webhook_type}: ${rotation.text}`);
+  }
   if (footer) out(footer);
 }

@@ -8,13 +8,13 @@ import { parseArgs } from 'node:util';
 import { WEBHOOK_TYPES, type WebhookType } from '../../functions/domain/conversation.ts';
 import { unsafeDeliveryUrl } from '../../functions/domain/delivery.ts';
 import { type BreakerPolicy, type EndpointView, parseRate } from '../../functions/domain/endpoints.ts';
-import { rotatedSecrets } from '../../functions/domain/signatures.ts';
+import { rotatedSecrets, secretsFingerprint } from '../../functions/domain/signatures.ts';
 import { type EndpointChange, FileEndpointStore } from '../../functions/shared/endpoint-store.ts';
 import { settings } from '../../functions/shared/settings.ts';
 import { webhookTypeNamed } from '../history/conversation-filters.ts';
 import { receiverRows, type UnreadableReceiver } from '../history/endpoints.ts';
 import { resolveOptions } from '../server/config.ts';
-import { changeLocalDeliverySecrets, deliverySecretsFileOf } from '../store/delivery-secrets.ts';
+import { changeLocalDeliverySecrets, deliverySecretsFileOf, readDeliverySecrets } from '../store/delivery-secrets.ts';
 import { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
 import { readGatewayRuntime } from '../store/gateway-runtime.ts';
 import { type EndpointEdit, printEndpoints } from './endpoint-table.ts';
@@ -138,13 +138,13 @@ export async function endpointsCommand(sub: string, args: string[]): Promise<num
   }
   const { dataDir, store, failedDeliveries } = local();
   const now = new Date();
+  const running = await readGatewayRuntime(dataDir);
   if (sub === 'pause') await store.configure(type!, { paused: true }, now);
   if (sub === 'resume') await store.resume(type!, now);
   if (edit) {
     if (Object.keys(edit.change).length > 0) await store.configure(type!, edit.change, now);
     if (edit.secret !== undefined || edit.dropPreviousSecret) {
       // The file the running gateway signs with (its DELIVERY_SIGNING_SECRETS_FILE), else the one this shell names.
-      const running = await readGatewayRuntime(dataDir);
       const chosen = running?.delivery_secrets_file ?? deliverySecretsFileOf(dataDir) ?? undefined;
       let changed: { file: string; secrets: string[] };
       try {
@@ -164,10 +164,21 @@ export async function endpointsCommand(sub: string, args: string[]): Promise<num
         );
       }
       const { file, secrets } = changed;
+      // Since when these secrets sign (endpoints list shows it during a rotation); read before, whether any
+      // `--secret` was recorded on this receiver.
+      const before = await store.get(type!).catch(() => null);
+      // A damaged receiver file (named below) only leaves the time unknown: the secrets were changed.
+      await store.markSecrets(type!, secretsFingerprint(secrets), now).catch(() => undefined);
+      // The first --secret on the data folder's file: the previous one is the secret the gateway made at its first
+      // start (one per type), which is why a first rotation already signs with two.
+      const generated =
+        secrets.length === 2 && file === deliverySecretsFileOf(dataDir, {}) && !before?.config.secrets_changed_at
+          ? `; the previous one is the secret the gateway made for ${type} at its first start`
+          : '';
       // On stderr with --json, so stdout stays one JSON document.
       const say = values.json ? note : out;
       say(
-        `${type} deliveries are signed with ${secrets.length === 2 ? 'two secrets (the new one first): both signatures are on the wire until --drop-previous-secret' : 'one secret'} (${shownPath(file)})`,
+        `${type} deliveries are signed with ${secrets.length === 2 ? `two secrets (the new one first${generated}): both signatures are on the wire until --drop-previous-secret` : 'one secret'} (${shownPath(file)})`,
       );
       if (running?.delivery_secrets_file === null)
         say('note: the running gateway signs with DELIVERY_SIGNING_SECRETS, not with this file');
@@ -183,6 +194,12 @@ export async function endpointsCommand(sub: string, args: string[]): Promise<num
     (await failedDeliveries.summaries()).summaries,
     await localDeployedUrls(dataDir),
     await localBreaker(dataDir),
+    // The secrets the running gateway signs with (none known here when it signs with DELIVERY_SIGNING_SECRETS).
+    await readDeliverySecrets(
+      running && running.delivery_secrets_file !== undefined
+        ? running.delivery_secrets_file
+        : deliverySecretsFileOf(dataDir),
+    ),
   );
   const shown = rows.filter((r) => !type || r.webhook_type === type);
   const damaged = shown.filter((r): r is UnreadableReceiver => 'unreadable' in r);
@@ -191,7 +208,7 @@ export async function endpointsCommand(sub: string, args: string[]): Promise<num
     values.json ?? false,
     sub === 'list' || values.json
       ? undefined
-      : (await readGatewayRuntime(dataDir))
+      : running
         ? 'The running gateway uses this from its next delivery on (no restart).'
         : 'No gateway runs on this data folder: the next one started on it uses this.',
   );

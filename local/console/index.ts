@@ -448,6 +448,7 @@ async function conversationPage(
     bucket: ctx.bucket,
     exportEnabled: ctx.exportEnabled,
     held: heldReceivers(receivers),
+    now: ctx.now?.() ?? new Date(),
     damagedHistories: damaged.map(({ file, reason }) =>
       damagedFileMessage(reason.startsWith(file) ? reason : `${file}: ${reason}`),
     ),

@@ -1,13 +1,24 @@
 /** Server-rendered pages of the local console. Every piece of data goes through `html` (escaped). */
 import { agentTurn, type ConversationRecord, turnText, userQuery } from '../../functions/domain/conversation.ts';
-import { type EndpointView, stateSince } from '../../functions/domain/endpoints.ts';
+import {
+  type EndpointView,
+  heldState,
+  rotationNote,
+  signingLabel,
+  stateSince,
+} from '../../functions/domain/endpoints.ts';
 import { recordFromExport } from '../../functions/domain/export-formats.ts';
 import { attemptsMade, type FailedDeliveryEnvelope, owedBy } from '../../functions/domain/failed-delivery.ts';
 import { timeAgo } from '../../functions/domain/iso-date.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
 import { FILTER_STATUSES, FILTER_TYPES } from '../history/conversation-filters.ts';
 import { inboundWebhookId } from '../history/conversations.ts';
-import { type HeldReceivers, nextAttemptLabel, type UnreadableReceiver } from '../history/endpoints.ts';
+import {
+  type HeldReceiver,
+  type HeldReceivers,
+  nextAttemptLabel,
+  type UnreadableReceiver,
+} from '../history/endpoints.ts';
 import { conversationFigures, formatFigures } from '../history/figures.ts';
 import { timeline } from '../history/timeline.ts';
 import type { EnvelopeHead } from '../store/failed-delivery-store.ts';
@@ -257,16 +268,24 @@ function answerCell(a: ConversationRecord['execution']['delivery_attempts'][numb
  * What Redrive will do: deliver now, unless the receiver is paused or disabled, which holds an operator's redrive as
  * it holds the schedule (docs/operations.md, "Failed deliveries"): nothing is attempted until it is resumed.
  */
-function redriveNote(envelope: FailedDeliveryEnvelope, held: HeldReceivers): SafeHtml {
+function redriveNote(envelope: FailedDeliveryEnvelope, held: HeldReceivers, now: Date): SafeHtml {
   const hold = owedBy(envelope) === 'delivery' ? held.get(envelope.webhook_type) : undefined;
-  return hold
-    ? heldNote(envelope.webhook_type, hold, 'redrive')
-    : html`delivers it now through statemachine/redelivery.asl.json`;
+  return hold ? heldNote(hold, 'redrive', now) : html`delivers it now through statemachine/redelivery.asl.json`;
 }
 
-/** Why a redrive or a resend of a held receiver's delivery attempts nothing: the receiver holds it until resumed. */
-const heldNote = (type: string, hold: string, what: 'redrive' | 'resend') =>
-  html`${type} is ${hold}: a ${what} is held back too, nothing attempted, until it is resumed on the <a href="/console/endpoints">Endpoints</a> page`;
+/** `since <time> (<age> ago)`, the age kept current by the page's script (data-age-of). */
+const sinceSpan = (since: string, now: Date) =>
+  html`<span data-age-of="${since}">since ${timeAgo(since, now.getTime())}</span>`;
+
+/**
+ * Why a redrive or a resend of a held receiver's delivery attempts nothing: the receiver holds it until resumed. Said
+ * as heldState says it, `<type> is paused since <time> (<age> ago)`, the age kept current by the page's script.
+ */
+function heldNote(hold: HeldReceiver, what: 'redrive' | 'resend', now: Date): SafeHtml {
+  const since = stateSince(hold);
+  const state = since ? html`${hold.webhook_type} is ${hold.status} ${sinceSpan(since, now)}` : heldState(hold, now);
+  return html`${state}: a ${what} is held back too, nothing attempted, until it is resumed on the <a href="/console/endpoints">Endpoints</a> page`;
+}
 
 function deliverySection(
   id: string,
@@ -275,6 +294,7 @@ function deliverySection(
   executions: ExecutionRecord[],
   held: HeldReceivers,
   envelopeUnreadable: string | null,
+  now: Date,
 ): SafeHtml {
   const attempts = record?.execution.delivery_attempts ?? [];
   const tries = record ? conversationFigures(record, executions).tries : attempts.length;
@@ -293,8 +313,8 @@ function deliverySection(
   <h2>Delivery attempts <span class="count" title="every try, retries in the workflow included">${tries}</span></h2>
   ${tries > attempts.length ? html`<p class="note">${tries - attempts.length} of them were retried by the workflow at once and are counted from the execution history; the table lists the attempts the record keeps.</p>` : ''}
   ${state}
-  ${redrivable ? html`<p><button type="button" id="redrive" data-id="${id}">Redrive</button> <small id="redrive-note">${redriveNote(envelope, held)}</small></p>` : ''}
-  ${resendable ? html`<p><button type="button" id="resend" data-id="${id}">Resend</button> <small id="resend-note">${resendHold ? heldNote(record!.webhook_context.webhook_type ?? '', resendHold, 'resend') : html`delivers it once more under the same webhook-id <code>${record!.webhook_context.delivery_id}</code>`}</small></p>` : ''}
+  ${redrivable ? html`<p><button type="button" id="redrive" data-id="${id}">Redrive</button> <small id="redrive-note">${redriveNote(envelope, held, now)}</small></p>` : ''}
+  ${resendable ? html`<p><button type="button" id="resend" data-id="${id}">Resend</button> <small id="resend-note">${resendHold ? heldNote(resendHold, 'resend', now) : html`delivers it once more under the same webhook-id <code>${record!.webhook_context.delivery_id}</code>`}</small></p>` : ''}
   ${
     attempts.length === 0
       ? html`<p class="empty">${record ? 'No delivery attempted.' : 'No record of it is read here: its export documents below have its delivery attempts.'}</p>`
@@ -363,13 +383,15 @@ export function conversationFragment(input: {
   exportEnabled: boolean;
   /** The receivers holding their deliveries until resumed. */
   held?: HeldReceivers;
+  /** The clock of the held receivers' ages. */
+  now?: Date;
   /** Each history of the conversation left out as damaged (not JSON, not a history), said with what to do. */
   damagedHistories?: string[];
 }): SafeHtml {
   const damaged = input.damagedHistories ?? [];
   return html`${crumbs()}
 ${summary(input.id, input.record, input.executions, damaged.length > 0, input.record ? null : exportedRecord(input.documents))}
-${deliverySection(input.id, input.record, input.envelope, input.executions, input.held ?? new Map(), input.envelopeUnreadable ?? null)}
+${deliverySection(input.id, input.record, input.envelope, input.executions, input.held ?? new Map(), input.envelopeUnreadable ?? null, input.now ?? new Date())}
 <section id="executions"><h2>Timeline <span class="count">${input.executions.length} execution${input.executions.length === 1 ? '' : 's'}</span></h2>
 ${
   input.record?.execution.status !== 'in_progress'
@@ -416,6 +438,19 @@ function stateSinceNote(v: EndpointView, now: Date): SafeHtml | string {
   return html` <small class="time state-since" title="${what}" data-age-of="${since}">since ${timeAgo(since, now.getTime())}</small>`;
 }
 
+/**
+ * How the receiver's deliveries are signed (never the secrets) and, during a rotation, since when and what ends it,
+ * as `endpoints list` says it (rotationNote); the age kept current by the page's script.
+ */
+function signingCell(v: EndpointView, now: Date): SafeHtml {
+  const rotation = rotationNote(v, now);
+  if (!rotation) return html`${signingLabel(v)}`;
+  const { since } = rotation;
+  return since
+    ? html`<span class="rotation">two secrets ${sinceSpan(since, now)}: ${rotation.end}</span>`
+    : html`<span class="rotation">${rotation.text}</span>`;
+}
+
 /** The recover form's default: a day ago. */
 const dayBefore = (now: Date) => new Date(now.getTime() - 86_400_000).toISOString();
 
@@ -428,17 +463,17 @@ export function endpointsFragment(views: (EndpointView | UnreadableReceiver)[], 
   <h1>Endpoints <span class="count">${views.length}</span></h1>
   <p><small>Each webhook type's receiver. Changes apply from the next delivery (also: <code>npx webhook-gateway endpoints set &lt;type&gt; --url … --rate …</code>).</small></p>
   <table>
-  <thead><tr><th>type</th><th>state</th><th>url</th><th>rate</th><th title="written at most every 10 s (one write, not one per delivery): a receiver taking deliveries may have had a later one">last success</th><th class="num">failure streak</th><th>failing since</th><th class="num" title="deliveries still owed to it: waiting for the schedule, or dead-lettered (no more automatic attempts); Recover below redrives both">queued</th><th>last error</th><th>action</th></tr></thead>
+  <thead><tr><th>type</th><th>state</th><th title="how its deliveries are signed: one secret, or two while a rotation is under way">signing</th><th>url</th><th>rate</th><th title="written at most every 10 s (one write, not one per delivery): a receiver taking deliveries may have had a later one">last success</th><th class="num">failure streak</th><th>failing since</th><th class="num" title="deliveries still owed to it: waiting for the schedule, or dead-lettered (no more automatic attempts); Recover below redrives both">queued</th><th>last error</th><th>action</th></tr></thead>
   <tbody>${views.map((v) =>
     // A damaged file (docs/operations.md, "After a crash"): the file and what to do, in its row; its state is
     // unknown, so both actions are offered (each refuses with the same message until the file is mended).
     'unreadable' in v
       ? html`<tr data-type="${v.webhook_type}" data-state="unreadable">
-    <td class="type">${v.webhook_type}</td><td data-label="state">${badge('unreadable')}</td><td colspan="5" class="err receiver-unreadable">${v.unreadable}</td><td class="num queued" data-label="queued">${v.queued}</td><td></td>
+    <td class="type">${v.webhook_type}</td><td data-label="state">${badge('unreadable')}</td><td colspan="6" class="err receiver-unreadable">${v.unreadable}</td><td class="num queued" data-label="queued">${v.queued}</td><td></td>
     <td class="action"><button type="button" data-endpoint-action="pause" data-type="${v.webhook_type}" aria-label="Pause ${v.webhook_type}">Pause</button> <button type="button" data-endpoint-action="resume" data-type="${v.webhook_type}" aria-label="Resume ${v.webhook_type}">Resume</button></td>
   </tr>`
       : html`<tr data-type="${v.webhook_type}" data-state="${v.status}">
-    <td class="type">${v.webhook_type}</td><td class="state" data-label="state">${badge(v.status)}${stateSinceNote(v, now)}</td><td class="url" data-label="url"><code>${v.url ?? '(none)'}</code>${v.url_source === 'deployed' ? html` <small>deployed</small>` : ''}</td>
+    <td class="type">${v.webhook_type}</td><td class="state" data-label="state">${badge(v.status)}${stateSinceNote(v, now)}</td><td class="signing" data-label="signing">${signingCell(v, now)}</td><td class="url" data-label="url"><code>${v.url ?? '(none)'}</code>${v.url_source === 'deployed' ? html` <small>deployed</small>` : ''}</td>
     <td data-label="rate">${v.rate_per_second === null ? '-' : `${v.rate_per_second}/s`}</td><td class="time" data-label="last success">${v.last_success_at ?? '-'}</td>
     <td class="num" data-label="failure streak">${v.consecutive_failures}</td><td class="time" data-label="failing since">${v.failing_since ?? '-'}</td><td class="num queued" data-label="queued">${v.queued ?? '-'}</td>
     <td class="err last-error" data-label="last error">${lastErrorCell(v)}${v.last_failure_at ? html` <small class="time">${v.last_failure_at}</small>` : ''}</td>

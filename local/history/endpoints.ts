@@ -1,11 +1,7 @@
 import { WEBHOOK_TYPES, type WebhookType } from '../../functions/domain/conversation.ts';
-import {
-  type BreakerPolicy,
-  type EndpointStatus,
-  type EndpointView,
-  endpointView,
-} from '../../functions/domain/endpoints.ts';
+import { type BreakerPolicy, type EndpointView, endpointView } from '../../functions/domain/endpoints.ts';
 import { type FailedDeliveryEnvelope, owedBy } from '../../functions/domain/failed-delivery.ts';
+import type { SecretsBySource } from '../../functions/domain/signatures.ts';
 import { type EndpointStore, receiverFileUnreadable } from '../../functions/shared/endpoint-store.ts';
 import { damagedFileMessage } from '../store/damaged-files.ts';
 
@@ -30,19 +26,21 @@ export interface UnreadableReceiver {
 /**
  * Every receiver as the console's Endpoints page shows it: each one's view, or, for one whose file is damaged, that
  * file and what to do (the others are shown all the same; `endpoints list` shows them, and names the file on stderr).
+ * `secrets`: the delivery secrets by type, to say how each receiver's deliveries are signed; null when not read.
  */
 export async function receiverRows(
   store: EndpointStore,
   envelopes: readonly QueueableEnvelope[],
   deployedUrls: Record<WebhookType, string | null>,
   policy: BreakerPolicy,
+  secrets: SecretsBySource | null,
 ): Promise<(EndpointView | UnreadableReceiver)[]> {
   const queued = queuedByType(envelopes);
   return Promise.all(
     WEBHOOK_TYPES.map(async (type) => {
       const count = queued[type] ?? 0;
       try {
-        return endpointView(await store.get(type), deployedUrls[type], policy, count);
+        return endpointView(await store.get(type), deployedUrls[type], policy, count, secrets);
       } catch (error) {
         const damaged = receiverFileUnreadable(error);
         if (damaged === null) throw error;
@@ -52,15 +50,19 @@ export async function receiverRows(
   );
 }
 
-/** The receivers whose deliveries wait for an operator (paused, or disabled), by webhook type. */
-export type HeldReceivers = ReadonlyMap<string, 'paused' | 'disabled'>;
+/** A receiver whose deliveries wait for an operator (paused, or disabled), and since when (stateSince). */
+export type HeldReceiver = Pick<EndpointView, 'webhook_type' | 'paused_at' | 'disabled_at'> & {
+  status: 'paused' | 'disabled';
+};
 
-export function heldReceivers(
-  receivers: readonly ({ webhook_type: string; status: EndpointStatus } | UnreadableReceiver)[],
-): HeldReceivers {
-  const held = new Map<string, 'paused' | 'disabled'>();
+/** The held receivers, by webhook type. */
+export type HeldReceivers = ReadonlyMap<string, HeldReceiver>;
+
+export function heldReceivers(receivers: readonly (EndpointView | UnreadableReceiver)[]): HeldReceivers {
+  const held = new Map<string, HeldReceiver>();
   for (const r of receivers)
-    if ('status' in r && (r.status === 'paused' || r.status === 'disabled')) held.set(r.webhook_type, r.status);
+    if ('status' in r && (r.status === 'paused' || r.status === 'disabled'))
+      held.set(r.webhook_type, { ...r, status: r.status });
   return held;
 }
 
@@ -73,5 +75,5 @@ export function nextAttemptLabel(
   held: HeldReceivers,
 ): string {
   const hold = e.state === 'pending' && owedBy(e) === 'delivery' ? held.get(e.webhook_type) : undefined;
-  return hold ? `held: ${hold}, until resumed` : (e.next_due_at ?? '-');
+  return hold ? `held: ${hold.status}, until resumed` : (e.next_due_at ?? '-');
 }

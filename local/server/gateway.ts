@@ -28,7 +28,7 @@ import { SummaryIndex } from '../history/summary-index.ts';
 import { damagedFileMessage, wrongKindMessage } from '../store/damaged-files.ts';
 import { lockDataDir } from '../store/data-dir-lock.ts';
 import { dataDirModeWarning, ownerOnlyDataDir } from '../store/data-dir-mode.ts';
-import { deliverySecretsFileOf, localDeliverySecrets } from '../store/delivery-secrets.ts';
+import { deliverySecretsFileOf, localDeliverySecrets, readDeliverySecrets } from '../store/delivery-secrets.ts';
 import { type EmbeddedS3, startEmbeddedS3 } from '../store/embedded-s3.ts';
 import { conversationIdOf, ExecutionStore } from '../store/execution-store.ts';
 import { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
@@ -502,6 +502,9 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     endpoints,
     deployedUrls: config.deliveryUrls,
     breaker: config.breaker,
+    // How each receiver's deliveries are signed: counted from the file it signs with (none known when the secrets are
+    // DELIVERY_SIGNING_SECRETS).
+    signingSecrets: () => readDeliverySecrets(deliverySecretsFile),
   });
   // On a loopback-only listener every legitimate caller is on this machine and names it so: a rebound DNS name is a
   // page on another origin (DNS rebinding), refused even on the public routes. The helper routes (sample agent,
@@ -587,6 +590,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
               (await failedDeliveries.summaries()).summaries,
               config.deliveryUrls,
               config.breaker,
+              await readDeliverySecrets(deliverySecretsFile),
             ),
           receiversDir: endpoints instanceof FileEndpointStore ? endpoints.dir : '',
           executions,

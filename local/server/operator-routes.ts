@@ -5,6 +5,7 @@ import type { BreakerPolicy } from '../../functions/domain/endpoints.ts';
 import { resendRefusal } from '../../functions/domain/failed-delivery.ts';
 import { errorBody } from '../../functions/domain/gateway-contract.ts';
 import { isoInstant } from '../../functions/domain/named-queries.ts';
+import type { SecretsBySource } from '../../functions/domain/signatures.ts';
 import type { EndpointStore } from '../../functions/shared/endpoint-store.ts';
 import { type RedeliveryResult, withHeldReason } from '../../functions/shared/redelivery.ts';
 import { cutUnfinished, type LocalRedelivery } from '../engine/redelivery.ts';
@@ -25,6 +26,8 @@ export interface OperatorContext {
   endpoints: EndpointStore;
   deployedUrls: Record<WebhookType, string | null>;
   breaker: BreakerPolicy;
+  /** The delivery secrets the gateway signs with, by type (counted, never shown); null when not known here. */
+  signingSecrets: () => Promise<SecretsBySource | null>;
 }
 
 const badRequest = (res: ServerResponse, message: string) => sendJson(res, 400, errorBody('VALIDATION_ERROR', message));
@@ -70,7 +73,13 @@ export function operatorRoutes(ctx: OperatorContext): RouteHandler {
   // Every receiver as it reads now: one whose file is damaged is named in its row (the file and what to do), the
   // others shown all the same, as `endpoints list` does.
   const rows = async () =>
-    receiverRows(ctx.endpoints, (await ctx.failedDeliveries.summaries()).summaries, ctx.deployedUrls, ctx.breaker);
+    receiverRows(
+      ctx.endpoints,
+      (await ctx.failedDeliveries.summaries()).summaries,
+      ctx.deployedUrls,
+      ctx.breaker,
+      await ctx.signingSecrets(),
+    );
   // The receiver changed, as it reads now: another type's damaged file is no failure of this change.
   const endpointAction =
     (act: (type: WebhookType) => Promise<unknown>) =>

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, stat } from 'node:fs/promises';
+import { chmod, mkdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
+import { parseSecretsBySource, type SecretsBySource } from '../../functions/domain/signatures.ts';
 import { createExclusive, withFileLock } from '../../functions/shared/local-files.ts';
 import { readJson, writeJsonAtomic } from './json-files.ts';
 
@@ -79,4 +80,18 @@ export async function changeLocalDeliverySecrets(
     await writeJsonAtomic(file, { ...all, [type]: secrets.length === 1 ? secrets[0] : secrets }, SECRET_FILE_MODE);
     return { file, secrets };
   });
+}
+
+/**
+ * The secrets of a delivery secrets file by type, to count them (`endpoints list`, the console's Endpoints page),
+ * never making one: null without a file (secrets in DELIVERY_SIGNING_SECRETS) or when it is not there or cannot be
+ * used (the gateway's start and each delivery say why).
+ */
+export async function readDeliverySecrets(file: string | null): Promise<SecretsBySource | null> {
+  if (!file) return null;
+  try {
+    return parseSecretsBySource(await readFile(file, 'utf8'), 'it');
+  } catch {
+    return null;
+  }
 }

@@ -10,7 +10,12 @@ import { GetSecretValueCommand, PutSecretValueCommand } from '@aws-sdk/client-se
 import { WEBHOOK_TYPES, type WebhookType } from '../../../functions/domain/conversation.ts';
 import { DELIVERY_URL_VARIABLES } from '../../../functions/domain/delivery.ts';
 import { type Endpoint, endpointView } from '../../../functions/domain/endpoints.ts';
-import { parseSecretsBySource, rotatedSecrets, secretsFingerprint } from '../../../functions/domain/signatures.ts';
+import {
+  parseSecretsBySource,
+  rotatedSecrets,
+  type SecretsBySource,
+  secretsFingerprint,
+} from '../../../functions/domain/signatures.ts';
 import { DynamoEndpointStore, ENDPOINT_CACHE_TTL_MS } from '../../../functions/shared/endpoint-store.ts';
 import { settings } from '../../../functions/shared/settings.ts';
 import { type EndpointEdit, printEndpoints } from '../endpoint-table.ts';
@@ -53,10 +58,33 @@ async function pendingTotal(clients: AwsClients, queueUrl: string | null): Promi
   return `${counted.total} deliveries pending in the schedule across all types (the queue does not count them by type)`;
 }
 
+const secretText = async (clients: AwsClients, secretArn: string) =>
+  (await clients.secrets.send(new GetSecretValueCommand({ SecretId: secretArn }))).SecretString || '{}';
+
+/**
+ * The stack's delivery secrets by type, to say how each receiver's deliveries are signed (never shown), or why they
+ * could not be read (a role without secretsmanager:GetSecretValue).
+ */
+async function signingSecrets(
+  clients: AwsClients,
+  secretArn: string | null,
+  explain: (error: unknown) => string,
+): Promise<{ secrets: SecretsBySource | null; note: string | null }> {
+  if (!secretArn)
+    return { secrets: null, note: 'the stack has no DeliverySigningSecretsArn output: signing not shown' };
+  try {
+    return {
+      secrets: parseSecretsBySource(await secretText(clients, secretArn), 'the DeliverySigningSecrets secret'),
+      note: null,
+    };
+  } catch (error) {
+    return { secrets: null, note: `signing not shown (${explain(error)})` };
+  }
+}
+
 /** Put the type's new secrets into the stack's delivery secret (the whole map, as Secrets Manager replaces it). */
 async function changeSecrets(clients: AwsClients, secretArn: string, type: WebhookType, edit: EndpointEdit) {
-  const current = await clients.secrets.send(new GetSecretValueCommand({ SecretId: secretArn }));
-  const text = current.SecretString || '{}';
+  const text = await secretText(clients, secretArn);
   const all = parseSecretsBySource(text, 'the DeliverySigningSecrets secret');
   const next = rotatedSecrets(all[type] ?? [], edit.secret, edit.dropPreviousSecret);
   const map = { ...(JSON.parse(text) as Record<string, unknown>), [type]: next.length === 1 ? next[0] : next };
@@ -103,6 +131,7 @@ export async function awsEndpoints(
   if (sub === 'pause') changed = await store.configure(type!, { paused: true }, now);
   if (sub === 'resume') changed = await store.resume(type!, now);
   if (edit && Object.keys(edit.change).length > 0) changed = await store.configure(type!, edit.change, now);
+  let secrets: SecretsBySource | null = null;
   if (rotating) {
     let next: string[];
     try {
@@ -113,11 +142,16 @@ export async function awsEndpoints(
         `${type}: the change was made (${tableChange(sub, edit)}), but its signing secrets were not changed: ${explain(error)}`,
       );
     }
+    secrets = { [type!]: next };
     // Each Deliver reads the receiver's item every 5 s: one that names other secrets than its cached ones reads the
     // secret again at once (functions/shared/secrets.ts deliverySecrets). Without the mark, its 5-minute cache ends.
+    // Its answer is the receiver as the Delivers will read it, with since when these secrets sign.
     const marked = await store
       .markSecrets(type!, secretsFingerprint(next), now)
-      .then(() => null)
+      .then((item) => {
+        changed = item;
+        return null;
+      })
       .catch((error: unknown) => explain(error));
     const when = marked
       ? `within 5 minutes (their cache of the secret: telling them at once failed, ${marked})`
@@ -150,15 +184,17 @@ export async function awsEndpoints(
     }
     return 0;
   }
-  const [{ urls, policy, note: deployedNote }, pending] = await Promise.all([
+  const [{ urls, policy, note: deployedNote }, pending, signing] = await Promise.all([
     deployedConfig(clients, stack.outputs.deliverFunction),
     sub === 'list' ? pendingTotal(clients, stack.outputs.failedDeliveryQueueUrl) : Promise.resolve(null),
+    secrets ? { secrets, note: null } : signingSecrets(clients, secretArn ?? null, explain),
   ]);
   const views = endpoints
     .filter((e) => !type || e.webhook_type === type)
-    .map((e) => endpointView(e, urls[e.webhook_type], policy, null));
+    .map((e) => endpointView(e, urls[e.webhook_type], policy, null, signing.secrets));
   const footer = [
     deployedNote,
+    signing.note,
     pending,
     sub === 'list' ? null : `The Deliver functions use this within ${ENDPOINT_CACHE_TTL_MS / 1000} s (no deploy).`,
   ]

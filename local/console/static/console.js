@@ -186,7 +186,7 @@
    * refreshed only when what it shows changes, and a pause an hour old would still say "1s ago".
    */
   function ageTimes() {
-    for (const el of content.querySelectorAll('small[data-age-of]')) {
+    for (const el of content.querySelectorAll('[data-age-of]')) {
       const text = `since ${el.dataset.ageOf} (${age(el.dataset.ageOf)} ago)`;
       if (el.textContent !== text) el.textContent = text;
     }
@@ -324,7 +324,7 @@
       // A paused or disabled receiver holds an operator's redrive too (docs/operations.md): said before it is run.
       const hold = heldBy(type);
       say(
-        `${result.count} ${type} ${result.count === 1 ? 'delivery' : 'deliveries'} owed ${since ? `since ${since}` : 'at any time'} would be redriven, oldest first${hold && result.count > 0 ? `; but ${type} is ${hold}: each would be held back, nothing attempted, until it is resumed` : ''}`,
+        `${result.count} ${type} ${result.count === 1 ? 'delivery' : 'deliveries'} owed ${since ? `since ${since}` : 'at any time'} would be redriven, oldest first${hold && result.count > 0 ? `; but ${hold}: each would be held back, nothing attempted, until it is resumed` : ''}`,
         'pending',
       );
       const button = confirm();
@@ -341,10 +341,16 @@
     }
   }
 
-  /** The receiver's state when it holds every delivery, an operator's redrive too (paused, disabled), else null. */
+  /**
+   * The receiver's state when it holds every delivery, an operator's redrive too, as the server says it (heldState in
+   * functions/domain/endpoints.ts): "<type> is paused since <time> (<age> ago)" (or disabled), else null.
+   */
   function heldBy(type) {
-    const state = content.querySelector(`#endpoints tr[data-type="${CSS.escape(type)}"]`)?.dataset.state;
-    return state === 'paused' || state === 'disabled' ? state : null;
+    const row = content.querySelector(`#endpoints tr[data-type="${CSS.escape(type)}"]`);
+    const state = row?.dataset.state;
+    if (state !== 'paused' && state !== 'disabled') return null;
+    const since = row.querySelector('.state-since')?.dataset.ageOf;
+    return `${type} is ${state}${since ? ` since ${since} (${age(since)} ago)` : ''}`;
   }
 
   async function recover(button) {

@@ -51,7 +51,9 @@ describe('deliveries of a paused receiver', () => {
       { rows: [], next_cursor: null, unreadable: [] },
       { deliveries: [deal, general], total: 2 },
       50,
-      new Map([['deal_analysis', 'paused' as const]]),
+      new Map([
+        ['deal_analysis', { webhook_type: 'deal_analysis', status: 'paused', paused_at: null, disabled_at: null }],
+      ]),
     ).value;
     expect(cells).toContain('<td>held: paused, until resumed</td>');
     expect(cells).toContain(`<td>${general.next_due_at}</td>`);

@@ -6,7 +6,8 @@ import { queueOwedDeliveries } from '../../support/gateway.ts';
 /**
  * A recover planned for a paused receiver said "2 … would be redriven" and, run, "Recovered deal_analysis: 2 redriven
  * (2 held)", though a paused receiver holds an operator's redrive too and nothing was attempted. Now the plan says
- * each would be held back until the receiver is resumed, and the outcome that nothing was attempted.
+ * each would be held back until the receiver is resumed (paused since when), and the outcome that nothing was
+ * attempted.
  */
 if (skipBrowser) console.warn(`console recover-held browser test SKIPPED: ${CHROMIUM} is missing`);
 
@@ -26,7 +27,7 @@ describe.skipIf(skipBrowser)('a recover for a paused receiver, in Chromium', () 
     const confirm = page.locator('button[data-recover="deal_analysis"]');
     await confirm.waitFor({ state: 'visible' });
     expect(await page.locator('#flash').innerText()).toMatch(
-      /^2 deal_analysis deliveries owed since \S+ would be redriven, oldest first; but deal_analysis is paused: each would be held back, nothing attempted, until it is resumed$/,
+      /^2 deal_analysis deliveries owed since \S+ would be redriven, oldest first; but deal_analysis is paused since \S+ \(\d+s ago\): each would be held back, nothing attempted, until it is resumed$/,
     );
     await confirm.click();
     await expect

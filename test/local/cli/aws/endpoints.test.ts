@@ -77,6 +77,8 @@ beforeEach(() => {
   };
   dynamo.on(BatchGetItemCommand).resolves({ Responses: { [TABLE]: [dealItem] } });
   dynamo.on(UpdateItemCommand).resolves({ Attributes: dealItem });
+  // One secret signs deal_analysis's deliveries, none the others'.
+  secrets.on(GetSecretValueCommand).resolves({ SecretString: JSON.stringify({ deal_analysis: OLD_SECRET }) });
   sqs.on(GetQueueAttributesCommand).resolves({
     Attributes: {
       ApproximateNumberOfMessages: '2',
@@ -103,9 +105,9 @@ describe('endpoints --aws', () => {
     const table = rows(output.stdout);
     expect(Object.keys(table)).toEqual(['deal_analysis', 'data_analysis', 'lead_analysis', 'general']);
     // Failing at the deployed threshold (3, not the default 5); the operator's URL and rate.
-    expect(table.deal_analysis).toMatch(/failing\s+https:\/\/crm-new\.example\.com\/hooks\/deals\s+5\/s/);
-    expect(table.general).toMatch(/healthy\s+https:\/\/crm\.example\.com\/hooks\/general \(deployed\)\s+-/);
-    expect(table.data_analysis).toMatch(/healthy\s+\(none\)/);
+    expect(table.deal_analysis).toMatch(/failing\s+one secret\s+https:\/\/crm-new\.example\.com\/hooks\/deals\s+5\/s/);
+    expect(table.general).toMatch(/healthy\s+unsigned\s+https:\/\/crm\.example\.com\/hooks\/general \(deployed\)\s+-/);
+    expect(table.data_analysis).toMatch(/healthy\s+unsigned\s+\(none\)/);
     expect(output.stdout).toContain('3 deliveries pending in the schedule across all types');
     expect(output.stderr).toBe('');
     const read = dynamo.commandCalls(BatchGetItemCommand)[0]!.args[0].input;
@@ -128,6 +130,43 @@ describe('endpoints --aws', () => {
     expect(output.stdout).toContain(
       'deliveries pending in the schedule not counted (AccessDenied on sqs:GetQueueAttributes)',
     );
+  });
+
+  it('list during a rotation: two secrets since the time --secret recorded, and what ends it; never a secret', async () => {
+    const changedAt = '2026-11-30T08:00:00.000Z';
+    secrets.on(GetSecretValueCommand).resolves({
+      SecretString: JSON.stringify({ deal_analysis: [NEW_SECRET, OLD_SECRET], general: [GENERAL_SECRET, OLD_SECRET] }),
+    });
+    // deal_analysis rotated by `endpoints set --secret --aws` (its mark); general's two secrets put there by hand.
+    const marked = {
+      pk: { S: 'endpoint#deal_analysis' },
+      sk: { S: 'endpoint' },
+      secrets_fingerprint: { S: secretsFingerprint([NEW_SECRET, OLD_SECRET]) },
+      secrets_changed_at: { S: changedAt },
+    };
+    dynamo.on(BatchGetItemCommand).resolves({ Responses: { [TABLE]: [marked] } });
+    expect(await main(['endpoints', 'list', '--aws'])).toBe(0);
+    const table = rows(output.stdout);
+    expect(table.deal_analysis).toMatch(/^deal_analysis\s+healthy\s+2 secrets\s/);
+    expect(table.data_analysis).toMatch(/^data_analysis\s+healthy\s+unsigned\s/);
+    expect(output.stdout).toMatch(
+      /^deal_analysis: two secrets since 2026-11-30T08:00:00\.000Z \(\d+d ago\): endpoints set deal_analysis --drop-previous-secret once the receiver verifies the new one$/m,
+    );
+    expect(output.stdout).toContain(
+      'general: two secrets since a time not recorded (set by hand, or before this version recorded it): endpoints set general --drop-previous-secret once the receiver verifies the new one',
+    );
+    expect(output.stdout + output.stderr).not.toContain('whsec_');
+  });
+
+  it('list by a role that may not read the secret: signing not known, and why', async () => {
+    secrets.on(GetSecretValueCommand).rejects(
+      Object.assign(new Error('not authorized to perform: secretsmanager:GetSecretValue'), {
+        name: 'AccessDeniedException',
+      }),
+    );
+    expect(await main(['endpoints', 'list', '--aws'])).toBe(0);
+    expect(rows(output.stdout).general).toMatch(/^general\s+healthy\s+not known here\s/);
+    expect(output.stdout).toMatch(/^signing not shown \(access denied: .*secretsmanager:GetSecretValue\)$/m);
   });
 
   it('list --json: the views, nothing else on stdout', async () => {
@@ -224,12 +263,29 @@ describe('endpoints --aws', () => {
         SecretString: JSON.stringify({ deal_analysis: [NEW_SECRET, OLD_SECRET], general: GENERAL_SECRET }),
       });
     secrets.on(PutSecretValueCommand).resolves({});
+    // The table answers the mark with the item as written (ALL_NEW): the fingerprint and since when.
+    dynamo.on(UpdateItemCommand).callsFake((input) => {
+      const values = Object.values(input.ExpressionAttributeValues ?? {}).map((v) => (v as { S?: string }).S ?? '');
+      return {
+        Attributes: {
+          pk: { S: 'endpoint#deal_analysis' },
+          sk: { S: 'endpoint' },
+          secrets_fingerprint: { S: values.find((v) => /^[0-9a-f]{16}$/.test(v))! },
+          secrets_changed_at: { S: values.find((v) => /^\d{4}-\d\d-\d\dT/.test(v))! },
+        },
+      };
+    });
 
     expect(await main(['endpoints', 'set', 'deal_analysis', '--secret', NEW_SECRET, '--aws'])).toBe(0);
     expect(output.stdout).toContain(
       'deal_analysis deliveries are signed with two secrets (the new one first): the Deliver functions sign with them within 5 seconds',
     );
     expect(output.stdout).toContain('both signatures are on the wire until --drop-previous-secret');
+    // The row shown says so too, since when, and what ends the rotation.
+    expect(rows(output.stdout).deal_analysis).toMatch(/^deal_analysis\s+healthy\s+2 secrets\s/);
+    expect(output.stdout).toMatch(
+      /^deal_analysis: two secrets since \S+Z \(\d+s ago\): endpoints set deal_analysis --drop-previous-secret once the receiver verifies the new one$/m,
+    );
     // The receiver's item names the secrets now in use (by fingerprint): each Deliver reads them again within 5 s.
     const marks = () => dynamo.commandCalls(UpdateItemCommand).map((c) => c.args[0].input);
     expect(marks()).toHaveLength(1);
@@ -244,6 +300,8 @@ describe('endpoints --aws', () => {
     expect(output.stdout).toContain(
       'deal_analysis deliveries are signed with one secret: the Deliver functions sign with it within 5 seconds',
     );
+    expect(rows(output.stdout).deal_analysis).toMatch(/^deal_analysis\s+healthy\s+one secret\s/);
+    expect(output.stdout).not.toContain('two secrets since');
     expect(Object.values(marks()[1]!.ExpressionAttributeValues!)).toContainEqual({
       S: secretsFingerprint([NEW_SECRET]),
     });
@@ -304,9 +362,14 @@ describe('endpoints --aws', () => {
     expect(dynamo.commandCalls(BatchGetItemCommand)).toHaveLength(0);
   });
 
-  it('set --secret, then the read-back refused: says the change was made and only reading it back failed, exit 0; with --json on stdout too', async () => {
+  it('set --secret by a role that may neither write nor read the receiver: says the change was made and only reading it back failed, exit 0; with --json on stdout too', async () => {
     secrets.on(GetSecretValueCommand).resolves({ SecretString: JSON.stringify({ deal_analysis: OLD_SECRET }) });
     secrets.on(PutSecretValueCommand).resolves({});
+    dynamo.on(UpdateItemCommand).rejects(
+      Object.assign(new Error('User: ops is not authorized to perform: dynamodb:UpdateItem'), {
+        name: 'AccessDeniedException',
+      }),
+    );
     dynamo.on(BatchGetItemCommand).rejects(
       Object.assign(new Error('User: ops is not authorized to perform: dynamodb:BatchGetItem'), {
         name: 'AccessDeniedException',
