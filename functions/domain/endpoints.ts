@@ -1,6 +1,7 @@
 import type { DeliveryAttempt, WebhookType } from './conversation.ts';
 import { timeAgo } from './iso-date.ts';
-import { type SecretsBySource, secretsFingerprint } from './signatures.ts';
+import { secretsFingerprint } from './secrets-fingerprint.ts';
+import type { SecretsBySource } from './signatures.ts';
 
 /**
  * Receivers (one per webhook type) as run-time state (docs/operations.md#receivers): what an operator configured —

@@ -3,7 +3,6 @@
  * `webhook-signature` = space-separated `v1,<base64 HMAC-SHA256 of "id.timestamp.body">`, `whsec_` secrets,
  * 5-minute tolerance. Verification runs over the raw body exactly as received.
  */
-import { createHash } from 'node:crypto';
 import { Webhook, WebhookVerificationError } from 'standardwebhooks';
 import { bySource } from './source-identity.ts';
 
@@ -127,18 +126,6 @@ export function signOutbound(
     'webhook-timestamp': String(Math.floor(at.getTime() / 1000)),
     'webhook-signature': list.map((secret) => new Webhook(secret).sign(deliveryId, at, body)).join(' '),
   };
-}
-
-/**
- * What names a type's delivery secrets without holding them (a truncated SHA-256 of the list, in order): kept with the
- * receiver by `endpoints set --secret --aws`, so that a Deliver whose cached secrets are not these reads them again
- * (functions/shared/secrets.ts deliverySecrets). The secrets are random (whsec_, at least 24 bytes): it reveals nothing.
- */
-export function secretsFingerprint(secrets: readonly string[]): string {
-  return createHash('sha256')
-    .update(`webhook-gateway delivery secrets\n${secrets.join('\n')}`)
-    .digest('hex')
-    .slice(0, 16);
 }
 
 /**

@@ -9,12 +9,12 @@
 import { readFile, stat } from 'node:fs/promises';
 import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { DELIVERY_SECRETS_FILE_ERROR, NamedError } from '../domain/errors.ts';
+import { secretsFingerprint } from '../domain/secrets-fingerprint.ts';
 import {
   type InboundPolicy,
   parseInboundSecrets,
   parseSecretsBySource,
   type SecretsBySource,
-  secretsFingerprint,
 } from '../domain/signatures.ts';
 import { limitedClientSettings } from './clients/request-limits.ts';
 import { tracer } from './powertools.ts';

@@ -10,12 +10,8 @@ import { GetSecretValueCommand, PutSecretValueCommand } from '@aws-sdk/client-se
 import { WEBHOOK_TYPES, type WebhookType } from '../../../functions/domain/conversation.ts';
 import { DELIVERY_URL_VARIABLES } from '../../../functions/domain/delivery.ts';
 import { type Endpoint, endpointView } from '../../../functions/domain/endpoints.ts';
-import {
-  parseSecretsBySource,
-  rotatedSecrets,
-  type SecretsBySource,
-  secretsFingerprint,
-} from '../../../functions/domain/signatures.ts';
+import { secretsFingerprint } from '../../../functions/domain/secrets-fingerprint.ts';
+import { parseSecretsBySource, rotatedSecrets, type SecretsBySource } from '../../../functions/domain/signatures.ts';
 import { DynamoEndpointStore, ENDPOINT_CACHE_TTL_MS } from '../../../functions/shared/endpoint-store.ts';
 import { settings } from '../../../functions/shared/settings.ts';
 import { type EndpointEdit, printEndpoints } from '../endpoint-table.ts';

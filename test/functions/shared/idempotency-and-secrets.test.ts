@@ -13,7 +13,7 @@ import {
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { secretsFingerprint } from '../../../functions/domain/signatures.ts';
+import { secretsFingerprint } from '../../../functions/domain/secrets-fingerprint.ts';
 import { type Claim, idempotencyStore } from '../../../functions/shared/idempotency-store.ts';
 import { UnreadableFileError } from '../../../functions/shared/local-files.ts';
 import { deliverySecrets, inboundPolicy } from '../../../functions/shared/secrets.ts';

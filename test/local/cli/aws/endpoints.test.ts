@@ -16,7 +16,7 @@ import {
   withDeliveryAttempt,
   withFailure,
 } from '../../../../functions/domain/lifecycle.ts';
-import { secretsFingerprint } from '../../../../functions/domain/signatures.ts';
+import { secretsFingerprint } from '../../../../functions/domain/secrets-fingerprint.ts';
 import { main } from '../../../../local/cli/main.ts';
 import { describedStack, QUEUE_URL, STATE_MACHINE_ARN, succeeded } from '../../../support/aws-fixtures.ts';
 import { captureOutput } from '../../../support/cli.ts';
