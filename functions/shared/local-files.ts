@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import { link, mkdir, readFile, rm, stat, utimes } from 'node:fs/promises';
+import { link, mkdir, open, readFile, rm, stat, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 
@@ -124,6 +124,36 @@ export async function appendLine(file: string, line: string, mode?: number, dirM
     throw error;
   }
   cutFiles.delete(file);
+}
+
+/**
+ * appendLine, into a file that another process may move aside to read it and remove it (the summary index's saved
+ * entries: local/history/summary-index.ts): a line written into the file after it was moved (opened before, written
+ * after) is written again, into the file now of that name, until it lands in the file that still has the name (a few
+ * times at most: a file system whose names never showed the inode an open gave would fill the disk). A line may thus
+ * be in both: its reader takes it twice.
+ */
+export async function appendLineNamed(file: string, line: string, mode?: number, dirMode?: number): Promise<void> {
+  for (let tries = 0; tries < 4; tries++) {
+    const handle = await open(file, 'a', mode).catch(async (error: NodeJS.ErrnoException) => {
+      if (error.code !== 'ENOENT') throw error;
+      await mkdir(path.dirname(file), { recursive: true, mode: dirMode });
+      return open(file, 'a', mode);
+    });
+    try {
+      const text = cutFiles.has(file) ? `\n${line}` : line;
+      await handle.appendFile(text).catch((error: unknown) => {
+        cutFiles.add(file);
+        throw error;
+      });
+      cutFiles.delete(file);
+      // Still open: its inode cannot be reused meanwhile by a file of that name.
+      const [written, named] = await Promise.all([handle.stat(), stat(file).catch(() => null)]);
+      if (named?.ino === written.ino && named.dev === written.dev) return;
+    } finally {
+      await handle.close();
+    }
+  }
 }
 
 /**

@@ -15,6 +15,8 @@
  * The running gateway writes each conversation's entry as it saves a history (recordSaved: it has the record in hand),
  * one line appended to `<dataDir>/summaries/conversations.saved.jsonl`, which the next write of the index folds in:
  * a first listing reads only the histories saved without one (an older data folder, a crash between the two writes).
+ * That write moves the file aside, reads it and removes it once the index holds it; the gateway's next lines start a
+ * new file, and one it wrote into the moved file meanwhile it writes again (appendLineNamed): none is lost.
  * Such an entry is written within a second of its folder's change, so its stamp alone proves nothing (another history
  * saved within the same tick keeps the folder's time): it stands once its folder's history names and their stamps
  * are those it holds (a listing of the folder, no history read), and is kept as a settled one once they are a second
@@ -22,10 +24,10 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { Stats } from 'node:fs';
-import { mkdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { mkdir, open, rename, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { maskSecrets } from '../../functions/domain/secret-masking.ts';
-import { appendLine, oneAtATime, withFileLock } from '../../functions/shared/local-files.ts';
+import { appendLineNamed, oneAtATime, withFileLock } from '../../functions/shared/local-files.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
 import { isAlive } from '../store/data-dir-lock.ts';
 import type { ExecutionStore } from '../store/execution-store.ts';
@@ -162,6 +164,49 @@ const fileStamp = (file: string) =>
     () => null,
   );
 
+/** A saved entries' file as read: its inode and size, and its text (past what an earlier read of it had read). */
+interface SavedRead {
+  ino: number;
+  size: number;
+  text: string;
+}
+
+/** A saved entries' file (null: none), past the bytes `before` read of it when it is the same file (its inode). */
+async function readSaved(file: string, before: SavedRead | null = null): Promise<SavedRead | null> {
+  const handle = await open(file, 'r').catch(() => null);
+  if (!handle) return null;
+  try {
+    const { ino } = await handle.stat();
+    const bytes = await handle.readFile();
+    const from = before?.ino === ino && before.size <= bytes.length ? before.size : 0;
+    return { ino, size: bytes.length, text: bytes.subarray(from).toString('utf8') };
+  } catch {
+    return null;
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * The saved entries' lines merged into `entries`: each a whole entry, kept unless `entries` holds a better one
+ * (isBetter: a later line is of the folder's later state); a line cut short by a crash is none, and one of `known` (this
+ * process appended it: its entry is in `entries`, or a later one) is taken off it. Whether any was kept.
+ */
+function mergeSaved(entries: Map<string, Entry>, text: string | undefined, known?: Set<string>): boolean {
+  let kept = false;
+  for (const line of text?.split('\n') ?? []) {
+    if (line === '' || known?.delete(line)) continue;
+    try {
+      const { v, id, entry } = JSON.parse(line) as { v?: unknown; id?: unknown; entry?: Entry };
+      if (v !== VERSION || typeof id !== 'string' || !entry || typeof entry.stamp !== 'string') continue;
+      if (!isBetter(entry, entries.get(id))) continue;
+      entries.set(id, entry);
+      kept = true;
+    } catch {}
+  }
+  return kept;
+}
+
 /** One index per history store in a process: the gateway's saves and its console's lookups share it. */
 const indexes = new WeakMap<ExecutionStore, SummaryIndex>();
 
@@ -176,8 +221,10 @@ export class SummaryIndex {
   private savedSizeKnown = false;
   /** The gateway's fold of the saved entries under way, if any. */
   private folding: Promise<void> | null = null;
-  /** The saved entries a killed gateway's fold left aside, read by the load: removed once the index holds them. */
-  private leftAside: string[] = [];
+  /** The saved entries' file as the load read it (inode, bytes): a write that moves it aside reads only what follows. */
+  private loadedSaved: SavedRead | null = null;
+  /** The lines this process appended to the saved entries and no write has read back yet (their entries are known). */
+  private appended = new Set<string>();
   /** The index file as this process last read or wrote it (fileStamp): another process wrote it since if it differs. */
   private seen: string | null = null;
 
@@ -200,33 +247,16 @@ export class SummaryIndex {
     this.entries ??= (async () => {
       this.seen = await fileStamp(this.file);
       const entries = new Map(Object.entries(await readStored(this.file)));
-      // A fold a killed gateway left under way: its saved entries moved aside, not yet in the index (fold). A live
-      // process's is its own, under way.
-      const dir = path.dirname(this.savedFile);
-      this.leftAside = (await listDir(dir))
-        .filter((name) => {
-          const pid = Number(SAVED_ASIDE.exec(name)?.[1]);
-          return pid > 0 && (pid === process.pid || !isAlive(pid));
-        })
-        .map((name) => path.join(dir, name));
-      if (this.leftAside.length > 0) this.changed = true; // removed at the next write: they hold questions too
-      const saved = await readFile(this.savedFile).catch(() => null);
-      this.savedBytes = saved?.length ?? 0;
+      // A write a killed process left under way: its saved entries moved aside, not yet in the index (save). Removed
+      // at the next write: they hold questions too.
+      const aside = await this.movedAside();
+      if (aside.length > 0) this.changed = true;
+      for (const file of aside) if (mergeSaved(entries, (await readSaved(file))?.text)) this.changed = true;
+      const saved = await readSaved(this.savedFile);
+      this.loadedSaved = saved;
+      this.savedBytes = saved?.size ?? 0;
       this.savedSizeKnown = true;
-      const aside = await Promise.all(this.leftAside.map((file) => readFile(file).catch(() => null)));
-      // Each line a whole entry, kept unless the index holds a better one (isBetter: a later line is of the folder's
-      // later state); a line cut short by a crash is none.
-      for (const text of [...aside, saved])
-        for (const line of text?.toString('utf8').split('\n') ?? []) {
-          if (line === '') continue;
-          try {
-            const { v, id, entry } = JSON.parse(line) as { v?: unknown; id?: unknown; entry?: Entry };
-            if (v !== VERSION || typeof id !== 'string' || !entry || typeof entry.stamp !== 'string') continue;
-            if (!isBetter(entry, entries.get(id))) continue;
-            entries.set(id, entry);
-            this.changed = true;
-          } catch {}
-        }
+      if (mergeSaved(entries, saved?.text)) this.changed = true;
       return entries;
     })();
     return this.entries;
@@ -343,9 +373,13 @@ export class SummaryIndex {
         ...(clean && listed && { listed }),
         verify: true,
       };
-      const line = `${JSON.stringify({ v: VERSION, id: conversationId, entry })}\n`;
-      if (this.entries) (await this.entries).set(conversationId, entry);
-      await appendLine(this.savedFile, line, 0o600, 0o700);
+      const text = JSON.stringify({ v: VERSION, id: conversationId, entry });
+      const line = `${text}\n`;
+      if (this.entries) {
+        (await this.entries).set(conversationId, entry);
+        this.appended.add(text);
+      }
+      await appendLineNamed(this.savedFile, line, 0o600, 0o700);
       // Its size is known from the load, or learnt at this process's first append (a file earlier runs left counts too).
       if (this.savedSizeKnown) this.savedBytes += Buffer.byteLength(line);
       else this.savedBytes = (await stat(this.savedFile).catch(() => null))?.size ?? 0;
@@ -354,20 +388,11 @@ export class SummaryIndex {
     }).catch(() => {});
   }
 
-  /**
-   * The gateway's own fold of the saved entries, once their file is large (one at a time): every line (or a better
-   * entry) is in memory once loaded (recordSaved sets each entry before it appends it), so the file is moved aside
-   * before the index is written and removed after; lines appended meanwhile start a new one. A crash leaves it aside:
-   * the next load reads it too, and the next write removes it (else the retention sweep does, a day later).
-   */
+  /** The gateway's own fold of the saved entries, once their file is large (one at a time): a write of the index. */
   private async fold(): Promise<void> {
     await this.load();
-    const aside = `${this.savedFile}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
-    await rename(this.savedFile, aside).catch(() => {});
-    this.savedBytes = 0;
     this.changed = true;
     await this.save();
-    await unlink(aside).catch(() => {});
   }
 
   /**
@@ -382,20 +407,58 @@ export class SummaryIndex {
   }
 
   /**
+   * The saved entries' files that a write moved aside and did not remove: this process's own (a write that failed,
+   * or is under way), and those of a process that is gone (killed in the middle). A live process's are its own.
+   */
+  private async movedAside(): Promise<string[]> {
+    const dir = path.dirname(this.savedFile);
+    return (await listDir(dir))
+      .filter((name) => {
+        const pid = Number(SAVED_ASIDE.exec(name)?.[1]);
+        return pid > 0 && (pid === process.pid || !isAlive(pid));
+      })
+      .map((name) => path.join(dir, name));
+  }
+
+  /**
+   * The saved entries moved aside (the gateway appends the next ones to a new file) and read into `entries`, with
+   * those a killed process left aside: the files to remove once the index holds them. Nothing is removed that was not
+   * read: a line the gateway wrote into the file after it was moved, it writes again (appendLineNamed).
+   */
+  private async takeSaved(entries: Map<string, Entry>): Promise<string[]> {
+    const aside = `${this.savedFile}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+    if (
+      await rename(this.savedFile, aside).then(
+        () => true,
+        () => false,
+      )
+    )
+      this.savedBytes = 0;
+    const files = await this.movedAside();
+    for (const file of files)
+      mergeSaved(entries, (await readSaved(file, file === aside ? this.loadedSaved : null))?.text, this.appended);
+    this.loadedSaved = null;
+    // Those not found were taken by another process's write, or are in the new file: not kept for good.
+    this.appended.clear();
+    return files;
+  }
+
+  /**
    * Keep what was learnt, for the conversations whose folders are still there, and fold the saved entries in (their
-   * file is removed once the index holds them; one appended meanwhile is kept for the next write). Another process
-   * (the gateway, a command) may have written the index since this one read it: what it wrote is merged in first
-   * (isBetter), so that neither drops the other's entries (a `--key` that filled the index took minutes on a large data
-   * folder). Merged and written out before the file's lock is taken (tens of megabytes at 54,000 conversations); under
-   * it, it is written only if no process wrote the file since that merge, else merged again (and the folders listed
-   * again: one the retention sweep removed meanwhile is gone from both writes). An index that cannot be written (a
-   * full disk, a read-only folder, a lock held too long) is not kept: the next listing reads those histories again.
+   * file is moved aside and read, and removed once the index holds them; the gateway starts a new one meanwhile).
+   * Another process (the gateway, a command) may have written the index since this one read it: what it wrote is
+   * merged in first (isBetter), so that neither drops the other's entries (a `--key` that filled the index took
+   * minutes on a large data folder). Merged and written out before the file's lock is taken (tens of megabytes at
+   * 54,000 conversations); under it, it is written only if no process wrote the file since that merge, else merged
+   * again (and the folders listed again: one the retention sweep removed meanwhile is gone from both writes). An index
+   * that cannot be written (a full disk, a read-only folder, a lock held too long) is not kept: the next listing reads
+   * those histories again.
    */
   async save(): Promise<void> {
     if (!this.changed || !this.entries) return;
     this.changed = false;
     const entries = await this.entries;
-    const folded = this.savedBytes;
+    const taken = await this.takeSaved(entries);
     const merged = async () => {
       await this.catchUp(entries);
       const present = new Set(await this.executions.conversationIds());
@@ -415,12 +478,6 @@ export class SummaryIndex {
       () => false,
     );
     if (!written) return;
-    for (const file of this.leftAside.splice(0)) await unlink(file).catch(() => {});
-    if (folded === 0) return;
-    const now = await stat(this.savedFile).catch(() => null);
-    if (now?.size === folded) {
-      await unlink(this.savedFile).catch(() => {});
-      this.savedBytes = 0;
-    }
+    for (const file of taken) await unlink(file).catch(() => {});
   }
 }

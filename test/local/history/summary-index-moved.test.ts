@@ -1,0 +1,118 @@
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { parseFilter } from '../../../local/history/conversation-filters.ts';
+import { listConversations } from '../../../local/history/listing.ts';
+import { SummaryIndex } from '../../../local/history/summary-index.ts';
+import { ExecutionStore } from '../../../local/store/execution-store.ts';
+import { ageHistories, saveKeyedHistory } from '../../support/history-reads.ts';
+
+/**
+ * Steps of the file system that a test runs something in the middle of: the removal of the saved entries (or of the
+ * file they were moved to), and the gateway's append, once it has opened the file and before it writes.
+ */
+const between = vi.hoisted(() => ({
+  removal: null as (() => Promise<void>) | null,
+  append: null as (() => Promise<void>) | null,
+}));
+vi.mock(import('node:fs/promises'), async (original) => {
+  const actual = await original();
+  const saved = (file: unknown) => String(file).includes('conversations.saved.jsonl');
+  const unlink = (async (file, ...rest) => {
+    const step = saved(file) ? between.removal : null;
+    between.removal = null;
+    await step?.();
+    return actual.unlink(file, ...rest);
+  }) as typeof actual.unlink;
+  const open = (async (file, flags, ...rest) => {
+    const handle = await actual.open(file, flags, ...rest);
+    const step = saved(file) && flags === 'a' ? between.append : null;
+    between.append = null;
+    await step?.();
+    return handle;
+  }) as typeof actual.open;
+  return { ...actual, unlink, open, default: { ...actual.default, unlink, open } };
+});
+
+/**
+ * The gateway appends each saved history's summary index entry to `summaries/conversations.saved.jsonl`; a command's
+ * listing folds that file into the index and removes it (docs/operations.md, "Runbook"). It checked the file's size,
+ * then removed it: a line the gateway appended in between was lost from disk (that conversation's histories were read
+ * again by the next listings, slow on a large data folder). Each step is interleaved here, none timed.
+ */
+let dataDir: string;
+let gateway: ExecutionStore;
+let store: ExecutionStore;
+let n = 0;
+
+const saveHistory = (target: ExecutionStore) => saveKeyedHistory(target, n++, 'mv');
+
+/** Every conversation id of an entry on disk: in the index, or in a saved entries' file (moved aside or not). */
+async function idsOnDisk(): Promise<string[]> {
+  const dir = path.join(dataDir, 'summaries');
+  const ids = new Set<string>();
+  for (const name of await readdir(dir)) {
+    const text = await readFile(path.join(dir, name), 'utf8');
+    if (name === 'conversations.json') for (const id of Object.keys(JSON.parse(text).entries)) ids.add(id);
+    else if (name.startsWith('conversations.saved.jsonl'))
+      for (const line of text.split('\n').filter((l) => l !== '')) ids.add(JSON.parse(line).id);
+  }
+  return [...ids].sort();
+}
+
+/** A command's listing (an index of its own, as `conversations list` has): how many histories it read. */
+async function commandListing(): Promise<number> {
+  let read = 0;
+  await listConversations(store, new SummaryIndex(store), parseFilter({}), 50, null, (p) => {
+    read = p.read;
+  });
+  return read;
+}
+
+beforeAll(async () => {
+  dataDir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-index-moved-'));
+  store = new ExecutionStore(dataDir);
+});
+beforeEach(async () => {
+  await rm(dataDir, { recursive: true, force: true });
+  gateway = new ExecutionStore(dataDir, {
+    onSaved: (id, file, record) => SummaryIndex.of(gateway).recordSaved(id, file, record),
+  });
+});
+afterAll(async () => {
+  await rm(dataDir, { recursive: true, force: true });
+});
+
+describe("the gateway's saved entries, folded by a command while the gateway appends", () => {
+  it('an entry appended between the command reading the file and removing it stays on disk', async () => {
+    const first = await saveHistory(gateway);
+    await ageHistories(store, [first]);
+    let second = '';
+    between.removal = async () => {
+      second = await saveHistory(gateway);
+    };
+    await commandListing();
+    expect(second).not.toBe('');
+    // Before: removed with the file the command had read (its size was what the command folded).
+    expect(await idsOnDisk()).toEqual([first, second].sort());
+    // Found by its entry: no history read.
+    expect(await commandListing()).toBe(0);
+    expect(await idsOnDisk()).toEqual([first, second].sort());
+  });
+
+  it('an entry the gateway writes into the file after the command moved and read it is written again', async () => {
+    const first = await saveHistory(gateway);
+    await ageHistories(store, [first]);
+    // The gateway has opened the file to append the second entry; the command's whole listing runs before it writes.
+    between.append = async () => {
+      await commandListing();
+    };
+    const second = await saveHistory(gateway);
+    expect(between.append).toBeNull();
+    expect(await idsOnDisk()).toEqual([first, second].sort());
+    // Found by its entry: no history read.
+    expect(await commandListing()).toBe(0);
+    expect((await readdir(path.join(dataDir, 'summaries'))).sort()).toEqual(['conversations.json']);
+  });
+});
