@@ -135,6 +135,11 @@ async function listWithProgress(store: ExecutionStore, filter: ConversationFilte
     process.off('SIGINT', interrupt);
     if (at.said > 0 && at.said !== at.looked) say();
     if (tty) progress(null);
+    // What it read is not kept (a full disk, a refused folder): said, as the next listing reads it again.
+    if (index.unwritten !== null)
+      note(
+        `webhook-gateway: the summary index ${index.file} could not be written (${index.unwritten}): the next listing reads those histories again`,
+      );
   }
 }
 

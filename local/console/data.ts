@@ -123,6 +123,8 @@ export interface ConsolePage {
   next_cursor: string | null;
   /** The conversations met whose every history is damaged (left out of the rows: their page says why). */
   unreadable: string[];
+  /** Why the summary index cannot be written (the gateway tries again), if so: listings read histories meanwhile. */
+  unwritten_index?: string;
 }
 
 /**
@@ -135,7 +137,8 @@ export async function listedConversations(
   limit: number,
   cursor: ListCursor | null = null,
 ): Promise<ConsolePage> {
-  const listing = await listConversations(ctx.executions, SummaryIndex.of(ctx.executions), filter, limit, cursor);
+  const index = SummaryIndex.of(ctx.executions);
+  const listing = await listConversations(ctx.executions, index, filter, limit, cursor);
   const found = new Set(listing.rows.map((r) => r.conversation_id));
   const candidates: ConversationSummary[] = [...listing.rows];
   for (const [id, runs] of runningByConversation(ctx)) {
@@ -166,6 +169,7 @@ export async function listedConversations(
     // A thread is one page, in turn order: it has no next one.
     next_cursor: more && last && filter.thread === null ? cursorOf(last) : null,
     unreadable: listing.damaged,
+    ...(index.unwritten !== null && { unwritten_index: `${index.file}: ${index.unwritten}` }),
   };
 }
 

@@ -145,6 +145,7 @@ export function listFragment(
   return html`<h1>Conversations</h1>${deliveries}<section>
   <h2>${filtered ? 'Matching conversations' : 'Recent conversations'} <span class="count">${rows.length}${listed.next_cursor === null ? '' : '+'}</span></h2>
   ${filterForm(params)}
+  ${listed.unwritten_index === undefined ? '' : html`<p class="err" id="summary-index-unwritten">The summary index cannot be written (${listed.unwritten_index}); the gateway tries again by itself. Listings read the histories it lacks meanwhile, more slowly.</p>`}
   ${unreadable.length === 0 ? '' : html`<p class="err" id="unreadable-conversations">Left out, their history damaged (each page names the file and what to do): ${unreadable.map((id, i) => html`${i > 0 ? ', ' : ''}${link(id)}`)}</p>`}
   ${table}
   <p class="more pages">${pages}</p>

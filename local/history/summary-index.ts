@@ -210,6 +210,23 @@ function mergeSaved(entries: Map<string, Entry>, text: string | undefined, known
 /** One index per history store in a process: the gateway's saves and its console's lookups share it. */
 const indexes = new WeakMap<ExecutionStore, SummaryIndex>();
 
+/** A write of the index that failed is tried again after this long, then twice as long each time, up to RETRY_MAX_MS. */
+const RETRY_FIRST_MS = 1_000;
+const RETRY_MAX_MS = 60_000;
+
+/** How the running gateway's index tries a failed write again, and where it says so. */
+export interface WriteRetry {
+  /** `retry` run in `ms` (a timer that keeps no process up). */
+  later: (retry: () => Promise<void>, ms: number) => void;
+  /** The operator's line (stderr), once when a write fails, once when one succeeds again. */
+  warn: (line: string) => void;
+}
+
+const TIMER: WriteRetry = {
+  later: (retry, ms) => setTimeout(retry, ms).unref(),
+  warn: (line) => console.warn(line),
+};
+
 export class SummaryIndex {
   readonly file: string;
   /** The entries the gateway appended as it saved histories, one JSON line each (folded into `file` at its write). */
@@ -228,15 +245,26 @@ export class SummaryIndex {
   /** The index file as this process last read or wrote it (fileStamp): another process wrote it since if it differs. */
   private seen: string | null = null;
 
-  constructor(private readonly executions: ExecutionStore) {
+  /** Why the last write of the index failed (the system's message), or null: the last one succeeded, or none failed. */
+  unwritten: string | null = null;
+  /** The wait before the next retry of a failed write (0: none failed), and whether one is due. */
+  private retryMs = 0;
+  private retryDue = false;
+
+  /** `retry`: a failed write is tried again (the running gateway's); without, the next listing's write tries again. */
+  constructor(
+    private readonly executions: ExecutionStore,
+    private readonly retry?: WriteRetry,
+  ) {
     this.file = path.join(path.dirname(executions.dir), 'summaries', 'conversations.json');
     this.savedFile = path.join(path.dirname(executions.dir), 'summaries', 'conversations.saved.jsonl');
   }
 
-  static of(executions: ExecutionStore): SummaryIndex {
+  /** The running gateway's (its saves and its console's): a failed write is tried again, said on stderr (`retry`). */
+  static of(executions: ExecutionStore, retry: WriteRetry = TIMER): SummaryIndex {
     let index = indexes.get(executions);
     if (!index) {
-      index = new SummaryIndex(executions);
+      index = new SummaryIndex(executions, retry);
       indexes.set(executions, index);
     }
     return index;
@@ -412,7 +440,8 @@ export class SummaryIndex {
    */
   private async movedAside(): Promise<string[]> {
     const dir = path.dirname(this.savedFile);
-    return (await listDir(dir))
+    // A folder the index may not list (its permissions changed) holds none it can read: the listing goes on.
+    return (await listDir(dir).catch(() => []))
       .filter((name) => {
         const pid = Number(SAVED_ASIDE.exec(name)?.[1]);
         return pid > 0 && (pid === process.pid || !isAlive(pid));
@@ -444,6 +473,27 @@ export class SummaryIndex {
   }
 
   /**
+   * A write that failed (a full disk, a read-only or refused folder, a lock held too long): kept in `unwritten`; the
+   * running gateway says so once and tries again by itself, RETRY_FIRST_MS later, then less and less often.
+   */
+  private failed(why: string): void {
+    const first = this.unwritten === null;
+    this.unwritten = why;
+    if (!this.retry) return;
+    if (first)
+      this.retry.warn(
+        `webhook-gateway: the summary index ${this.file} cannot be written (${why}): tried again in ${RETRY_FIRST_MS / 1000} s, then up to every ${RETRY_MAX_MS / 1000} s; listings read the histories it lacks meanwhile`,
+      );
+    if (this.retryDue) return;
+    this.retryDue = true;
+    this.retryMs = Math.min(RETRY_MAX_MS, this.retryMs * 2 || RETRY_FIRST_MS);
+    this.retry.later(() => {
+      this.retryDue = false;
+      return this.save().catch(() => {});
+    }, this.retryMs);
+  }
+
+  /**
    * Keep what was learnt, for the conversations whose folders are still there, and fold the saved entries in (their
    * file is moved aside and read, and removed once the index holds them; the gateway starts a new one meanwhile).
    * Another process (the gateway, a command) may have written the index since this one read it: what it wrote is
@@ -452,7 +502,7 @@ export class SummaryIndex {
    * 54,000 conversations); under it, it is written only if no process wrote the file since that merge, else merged
    * again (and the folders listed again: one the retention sweep removed meanwhile is gone from both writes). An index
    * that cannot be written (a full disk, a read-only folder, a lock held too long) is not kept: the next listing reads
-   * those histories again.
+   * those histories again, and writes it (the running gateway's tries again by itself: failed).
    */
   async save(): Promise<void> {
     if (!this.changed || !this.entries) return;
@@ -469,15 +519,23 @@ export class SummaryIndex {
     let index = await merged();
     // Its lock is made in the index's folder (owner-only, as the data folder: docs/security.md).
     await mkdir(path.dirname(this.file), { recursive: true, mode: 0o700 }).catch(() => {});
-    const written = await withFileLock(this.file, async () => {
+    const failure = await withFileLock(this.file, async () => {
       if ((await fileStamp(this.file)) !== index.of) index = await merged();
       await writeTextAtomic(this.file, index.text);
       this.seen = await fileStamp(this.file);
     }).then(
-      () => true,
-      () => false,
+      () => null,
+      (error: unknown) => (error instanceof Error ? error.message : String(error)),
     );
-    if (!written) return;
+    if (failure !== null) {
+      this.changed = true; // what it learnt is written by the next listing, or the retry
+      this.failed(failure);
+      return;
+    }
+    if (this.unwritten !== null && this.retry)
+      this.retry.warn(`webhook-gateway: the summary index ${this.file} is written again`);
+    this.unwritten = null;
+    this.retryMs = 0;
     for (const file of taken) await unlink(file).catch(() => {});
   }
 }

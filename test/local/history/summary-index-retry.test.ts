@@ -1,0 +1,121 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import type { ConsoleContext } from '../../../local/console/data.ts';
+import { listedConversations } from '../../../local/console/data.ts';
+import { listFragment } from '../../../local/console/pages.ts';
+import { parseFilter } from '../../../local/history/conversation-filters.ts';
+import { listConversations } from '../../../local/history/listing.ts';
+import { SummaryIndex, type WriteRetry } from '../../../local/history/summary-index.ts';
+import { ExecutionStore } from '../../../local/store/execution-store.ts';
+import { runMain } from '../../support/cli.ts';
+import { ageHistories, saveKeyedHistory } from '../../support/history-reads.ts';
+
+/** While set, each write of the summary index fails as a full disk fails it. */
+const disk = vi.hoisted(() => ({ full: false }));
+vi.mock(import('../../../local/store/json-files.ts'), async (original) => {
+  const actual = await original();
+  return {
+    ...actual,
+    writeTextAtomic: (async (file: string, text: string, mode?: number) => {
+      if (disk.full && file.endsWith(`${path.sep}conversations.json`))
+        throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', syscall: 'write' });
+      return actual.writeTextAtomic(file, text, mode);
+    }) as typeof actual.writeTextAtomic,
+  };
+});
+
+/**
+ * A write of the summary index that fails (a full disk, a refused folder) kept nothing, and nothing tried it again
+ * until something else changed: every listing read those histories again, and nobody was told why. The running
+ * gateway now says so on stderr and in the console's list, and tries again by itself (its timer injected here); a
+ * command says so on stderr.
+ */
+const COUNT = 4;
+let dataDir: string;
+let store: ExecutionStore;
+const ids: string[] = [];
+const indexFile = () => path.join(dataDir, 'summaries', 'conversations.json');
+
+/** A listing with an index of its own, as `conversations list` makes it: how many histories it read. */
+async function commandListing(): Promise<number> {
+  let read = 0;
+  await listConversations(store, new SummaryIndex(store), parseFilter({}), 50, null, (p) => {
+    read = p.read;
+  });
+  return read;
+}
+
+beforeAll(async () => {
+  dataDir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-index-retry-'));
+  store = new ExecutionStore(dataDir);
+  for (let n = 0; n < COUNT; n++) ids.push(await saveKeyedHistory(store, n, 'rt'));
+  await ageHistories(store, ids);
+});
+afterAll(async () => {
+  disk.full = false;
+  await rm(dataDir, { recursive: true, force: true });
+});
+
+describe('a write of the summary index that fails', () => {
+  it("the gateway's is said once, shown in the console's list, and tried again until it is written", async () => {
+    const retries: { retry: () => Promise<void>; ms: number }[] = [];
+    const lines: string[] = [];
+    const retry: WriteRetry = {
+      later: (run, ms) => retries.push({ retry: run, ms }),
+      warn: (line) => lines.push(line),
+    };
+    const gateway = new ExecutionStore(dataDir);
+    const index = SummaryIndex.of(gateway, retry);
+    const ctx = { executions: gateway, running: () => [] } as unknown as ConsoleContext;
+
+    disk.full = true;
+    const listed = await listedConversations(ctx, parseFilter({}), 50);
+    expect(listed.rows).toHaveLength(COUNT);
+    expect(lines).toEqual([
+      `webhook-gateway: the summary index ${indexFile()} cannot be written (ENOSPC: no space left on device, write): tried again in 1 s, then up to every 60 s; listings read the histories it lacks meanwhile`,
+    ]);
+    expect(listFragment(listed, { deliveries: [], total: 0 }, 50).value).toContain(
+      `<p class="err" id="summary-index-unwritten">The summary index cannot be written (${indexFile()}: ENOSPC: no space left on device, write); the gateway tries again by itself.`,
+    );
+    expect(retries.map((r) => r.ms)).toEqual([1_000]);
+    // Another listing meanwhile fails too: said once, one retry due at a time.
+    await listedConversations(ctx, parseFilter({}), 50);
+    expect(lines).toHaveLength(1);
+    expect(retries).toHaveLength(1);
+
+    // The retry, the disk still full: the next one waits twice as long.
+    await runRetry(retries);
+    expect(retries.map((r) => r.ms)).toEqual([2_000]);
+    expect(index.unwritten).toBe('ENOSPC: no space left on device, write');
+
+    // Space freed: the next retry writes it, with nothing else changed (before: never, until another listing).
+    disk.full = false;
+    await runRetry(retries);
+    expect(retries).toEqual([]);
+    expect(lines.at(-1)).toBe(`webhook-gateway: the summary index ${indexFile()} is written again`);
+    expect(Object.keys(JSON.parse(await readFile(indexFile(), 'utf8')).entries).sort()).toEqual([...ids].sort());
+    expect(await commandListing()).toBe(0);
+    expect((await listedConversations(ctx, parseFilter({}), 50)).unwritten_index).toBeUndefined();
+  });
+
+  it("a command's is said on stderr", async () => {
+    await rm(path.join(dataDir, 'summaries'), { recursive: true, force: true });
+    disk.full = true;
+    const run = await runMain(['conversations', 'list', '--json'], { LOCAL_DATA_DIR: dataDir });
+    disk.full = false;
+    expect(run.code).toBe(0);
+    expect(JSON.parse(run.stdout)).toHaveLength(COUNT);
+    expect(run.stderr).toBe(
+      `webhook-gateway: the summary index ${indexFile()} could not be written (ENOSPC: no space left on device, write): the next listing reads those histories again\n`,
+    );
+  });
+});
+
+/** The retry due, run to its end. */
+async function runRetry(retries: { retry: () => Promise<void>; ms: number }[]): Promise<void> {
+  const due = retries.shift();
+  expect(due).toBeDefined();
+  await due?.retry();
+}
