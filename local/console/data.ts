@@ -194,8 +194,10 @@ export async function threadConversations(
     id: null,
     key: null,
   };
-  // One per history store, kept across the console's requests (and the gateway's saves).
+  // One per history store, kept across the console's requests (and the gateway's saves); what another process (a
+  // command) wrote to it since merged in first, as the list does (listConversations).
   const index = SummaryIndex.of(ctx.executions);
+  await index.refresh();
   const candidates = (await ctx.executions.conversationIds()).filter((id) => mayMatch(id, filter));
   // The summary index says which conversations are of the thread: only those are read in full.
   const looked = await mapConcurrently(candidates, 32, (id) => index.rowOf(id));
