@@ -1,4 +1,5 @@
 /** `webhook-gateway conversations list | show | search` (docs/operations.md), on the local data directory. */
+import { constants } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { withAttemptLog } from '../../functions/domain/attempt-log.ts';
@@ -88,6 +89,9 @@ async function noneYet(dir: string): Promise<string> {
     : `No conversations yet in ${dir}. Start the gateway (${onDataDir('npm start', dataDir)}) and POST to /webhook.`;
 }
 
+/** The signals that stop a listing that fills the summary index, once it kept what it read. */
+const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
 /** Histories a listing reads before it says so: fewer take well under a second. */
 const PROGRESS_AFTER_READS = 100;
 
@@ -96,7 +100,8 @@ const PROGRESS_AFTER_READS = 100;
  * listing) reads each history once: 68 s at 54,000 conversations. Once it has read PROGRESS_AFTER_READS it says so on
  * stderr (stdout, --json's, stays clean): on a terminal one line rewritten in place (under 80 columns, so that it does
  * not wrap; a damaged history named meanwhile gets a line of its own above it), else a line at each tenth of the way;
- * the last says where it ended. Stopped with Ctrl-C, it keeps what it read in the index.
+ * the last says where it ended. Stopped with Ctrl-C (or SIGTERM, SIGHUP: `timeout`, a closed terminal), it keeps what
+ * it read in the index.
  */
 async function listWithProgress(store: ExecutionStore, filter: ConversationFilter, limit: number): Promise<Listing> {
   const tty = process.stderr.isTTY === true;
@@ -118,21 +123,22 @@ async function listWithProgress(store: ExecutionStore, filter: ConversationFilte
     if (due) say();
   };
   const index = new SummaryIndex(store);
-  // Ctrl-C while it fills: what it read so far is kept (the next listing goes on from there rather than read it all
-  // again), then it stops; a second Ctrl-C stops it at once.
-  const interrupt = () => {
+  // Ctrl-C while it fills (or a SIGTERM, a SIGHUP: `timeout`, a closed terminal): what it read so far is kept (the
+  // next listing goes on from there rather than read it all again), then it stops, as that signal stops a command
+  // (128 + its number); a second one stops it at once.
+  const interrupt = (signal: NodeJS.Signals) => {
     at.stopped = true;
     if (at.said > 0) {
       if (tty) progress(null);
       note(`webhook-gateway: stopped at ${at.looked}/${at.of} conversations; the summary index keeps those read`);
     }
-    void index.save().finally(() => process.exit(130));
+    void index.save().finally(() => process.exit(128 + constants.signals[signal]));
   };
-  process.once('SIGINT', interrupt);
+  for (const signal of STOP_SIGNALS) process.once(signal, interrupt);
   try {
     return await listConversations(store, index, filter, limit, null, onProgress);
   } finally {
-    process.off('SIGINT', interrupt);
+    for (const signal of STOP_SIGNALS) process.off(signal, interrupt);
     if (at.said > 0 && at.said !== at.looked) say();
     if (tty) progress(null);
     // What it read is not kept (a full disk, a refused folder): said, as the next listing reads it again.

@@ -7,8 +7,9 @@ import { ExecutionStore } from '../../../local/store/execution-store.ts';
 import { runMain } from '../../support/cli.ts';
 import { ageHistories, saveKeyedHistory } from '../../support/history-reads.ts';
 
-/** Ctrl-C once the listing looked at this many conversations. */
+/** Ctrl-C (or the signal `stop` names) once the listing looked at this many conversations. */
 const STOP_AT = 110;
+const stop = vi.hoisted(() => ({ signal: 'SIGINT' as NodeJS.Signals }));
 vi.mock(import('../../../local/history/listing.ts'), async (original) => {
   const actual = await original();
   return {
@@ -16,7 +17,7 @@ vi.mock(import('../../../local/history/listing.ts'), async (original) => {
     listConversations: ((store, index, filter, limit, cursor, onProgress) =>
       actual.listConversations(store, index, filter, limit, cursor, (p) => {
         onProgress?.(p);
-        if (p.looked === STOP_AT) process.emit('SIGINT');
+        if (p.looked === STOP_AT) process.emit(stop.signal, stop.signal);
       })) as typeof actual.listConversations,
   };
 });
@@ -24,7 +25,8 @@ vi.mock(import('../../../local/history/listing.ts'), async (original) => {
 /**
  * The first `--key` on a data folder of an earlier version reads every history to fill the summary index (68 s at
  * 54,000 conversations, docs/operations.md "Runbook"). Stopped with Ctrl-C on the way, it kept nothing: the next one
- * read them all again. What it read is now kept, and it says so.
+ * read them all again. What it read is now kept, and it says so; so it is when `timeout` (SIGTERM) or a closed terminal
+ * (SIGHUP) stops it, which killed it with nothing kept.
  */
 const COUNT = 130;
 let dataDir: string;
@@ -40,8 +42,14 @@ afterAll(async () => {
   await rm(dataDir, { recursive: true, force: true });
 });
 
-describe('Ctrl-C while a --key fills the summary index', () => {
-  it('keeps the entries read so far, says so, and exits 130', async () => {
+describe('Ctrl-C, SIGTERM or SIGHUP while a --key fills the summary index', () => {
+  it.each([
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+    ['SIGHUP', 129],
+  ] as const)('%s keeps the entries read so far, says so, and exits %i', async (signal, code) => {
+    stop.signal = signal;
+    await rm(path.join(dataDir, 'summaries'), { recursive: true, force: true });
     // What the index file holds when the command exits (the exit itself is stubbed: the listing then runs on).
     const atExit: { code: unknown; entries: number }[] = [];
     const exit = vi.spyOn(process, 'exit').mockImplementation(((code: unknown) => {
@@ -60,7 +68,7 @@ describe('Ctrl-C while a --key fills the summary index', () => {
     }
     // Before: nothing was written (the command was killed by the signal).
     expect(atExit).toHaveLength(1);
-    expect(atExit[0]!.code).toBe(130);
+    expect(atExit[0]!.code).toBe(code);
     expect(atExit[0]!.entries).toBeGreaterThanOrEqual(STOP_AT);
   });
 });
