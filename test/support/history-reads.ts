@@ -1,6 +1,9 @@
 import { readdir, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { expect } from 'vitest';
+import { parseFilter } from '../../local/history/conversation-filters.ts';
+import { listConversations } from '../../local/history/listing.ts';
+import { SummaryIndex } from '../../local/history/summary-index.ts';
 import type { ExecutionStore } from '../../local/store/execution-store.ts';
 import { runMain } from './cli.ts';
 import { deliveredRecord, SEED_REQUEST, startedRecord } from './fixtures.ts';
@@ -83,4 +86,13 @@ export async function ageHistories(store: ExecutionStore, ids: string[]): Promis
     for (const file of await readdir(folder)) await utimes(path.join(folder, file), before, before);
     await utimes(folder, before, before);
   }
+}
+
+/** A listing of all, with an index of its own as `conversations list` makes it: how many histories it read. */
+export async function commandListingReads(store: ExecutionStore): Promise<number> {
+  let read = 0;
+  await listConversations(store, new SummaryIndex(store), parseFilter({}), 50, null, (p) => {
+    read = p.read;
+  });
+  return read;
 }

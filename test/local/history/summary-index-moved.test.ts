@@ -2,11 +2,9 @@ import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { parseFilter } from '../../../local/history/conversation-filters.ts';
-import { listConversations } from '../../../local/history/listing.ts';
 import { SummaryIndex } from '../../../local/history/summary-index.ts';
 import { ExecutionStore } from '../../../local/store/execution-store.ts';
-import { ageHistories, saveKeyedHistory } from '../../support/history-reads.ts';
+import { ageHistories, commandListingReads, saveKeyedHistory } from '../../support/history-reads.ts';
 
 /**
  * Steps of the file system that a test runs something in the middle of: the removal of the saved entries (or of the
@@ -61,15 +59,6 @@ async function idsOnDisk(): Promise<string[]> {
   return [...ids].sort();
 }
 
-/** A command's listing (an index of its own, as `conversations list` has): how many histories it read. */
-async function commandListing(): Promise<number> {
-  let read = 0;
-  await listConversations(store, new SummaryIndex(store), parseFilter({}), 50, null, (p) => {
-    read = p.read;
-  });
-  return read;
-}
-
 beforeAll(async () => {
   dataDir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-index-moved-'));
   store = new ExecutionStore(dataDir);
@@ -92,12 +81,12 @@ describe("the gateway's saved entries, folded by a command while the gateway app
     between.removal = async () => {
       second = await saveHistory(gateway);
     };
-    await commandListing();
+    await commandListingReads(store);
     expect(second).not.toBe('');
     // Before: removed with the file the command had read (its size was what the command folded).
     expect(await idsOnDisk()).toEqual([first, second].sort());
     // Found by its entry: no history read.
-    expect(await commandListing()).toBe(0);
+    expect(await commandListingReads(store)).toBe(0);
     expect(await idsOnDisk()).toEqual([first, second].sort());
   });
 
@@ -106,13 +95,13 @@ describe("the gateway's saved entries, folded by a command while the gateway app
     await ageHistories(store, [first]);
     // The gateway has opened the file to append the second entry; the command's whole listing runs before it writes.
     between.append = async () => {
-      await commandListing();
+      await commandListingReads(store);
     };
     const second = await saveHistory(gateway);
     expect(between.append).toBeNull();
     expect(await idsOnDisk()).toEqual([first, second].sort());
     // Found by its entry: no history read.
-    expect(await commandListing()).toBe(0);
+    expect(await commandListingReads(store)).toBe(0);
     expect((await readdir(path.join(dataDir, 'summaries'))).sort()).toEqual(['conversations.json']);
   });
 });

@@ -6,11 +6,10 @@ import type { ConsoleContext } from '../../../local/console/data.ts';
 import { listedConversations } from '../../../local/console/data.ts';
 import { listFragment } from '../../../local/console/pages.ts';
 import { parseFilter } from '../../../local/history/conversation-filters.ts';
-import { listConversations } from '../../../local/history/listing.ts';
 import { SummaryIndex, type WriteRetry } from '../../../local/history/summary-index.ts';
 import { ExecutionStore } from '../../../local/store/execution-store.ts';
 import { runMain } from '../../support/cli.ts';
-import { ageHistories, saveKeyedHistory } from '../../support/history-reads.ts';
+import { ageHistories, commandListingReads, saveKeyedHistory } from '../../support/history-reads.ts';
 
 /** While set, each write of the summary index fails as a full disk fails it. */
 const disk = vi.hoisted(() => ({ full: false }));
@@ -37,15 +36,6 @@ let dataDir: string;
 let store: ExecutionStore;
 const ids: string[] = [];
 const indexFile = () => path.join(dataDir, 'summaries', 'conversations.json');
-
-/** A listing with an index of its own, as `conversations list` makes it: how many histories it read. */
-async function commandListing(): Promise<number> {
-  let read = 0;
-  await listConversations(store, new SummaryIndex(store), parseFilter({}), 50, null, (p) => {
-    read = p.read;
-  });
-  return read;
-}
 
 beforeAll(async () => {
   dataDir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-index-retry-'));
@@ -96,7 +86,7 @@ describe('a write of the summary index that fails', () => {
     expect(retries).toEqual([]);
     expect(lines.at(-1)).toBe(`webhook-gateway: the summary index ${indexFile()} is written again`);
     expect(Object.keys(JSON.parse(await readFile(indexFile(), 'utf8')).entries).sort()).toEqual([...ids].sort());
-    expect(await commandListing()).toBe(0);
+    expect(await commandListingReads(store)).toBe(0);
     expect((await listedConversations(ctx, parseFilter({}), 50)).unwritten_index).toBeUndefined();
   });
 
