@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -25,7 +25,7 @@ vi.mock(import('node:fs/promises'), async (original) => {
   }) as typeof actual.unlink;
   const open = (async (file, flags, ...rest) => {
     const handle = await actual.open(file, flags, ...rest);
-    const step = saved(file) && flags === 'a' ? between.append : null;
+    const step = saved(file) && flags === 'a+' ? between.append : null;
     between.append = null;
     await step?.();
     return handle;
@@ -103,5 +103,23 @@ describe("the gateway's saved entries, folded by a command while the gateway app
     // Found by its entry: no history read.
     expect(await commandListingReads(store)).toBe(0);
     expect((await readdir(path.join(dataDir, 'summaries'))).sort()).toEqual(['conversations.json']);
+  });
+
+  it('a line an earlier gateway left cut short at the end of the file does not swallow its next one', async () => {
+    // A data folder of its own: this process has not appended to its file yet, as a gateway just started.
+    const dir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-index-cut-'));
+    try {
+      const restarted: ExecutionStore = new ExecutionStore(dir, {
+        onSaved: (id, file, record) => SummaryIndex.of(restarted).recordSaved(id, file, record),
+      });
+      await mkdir(path.join(dir, 'summaries'));
+      // Killed in the middle of a write (or a power cut).
+      await writeFile(path.join(dir, 'summaries', 'conversations.saved.jsonl'), '{"v":2,"id":"webhook_2026110');
+      await saveHistory(restarted);
+      // Found by its entry. Before: its line continued the cut one, and neither could be read.
+      expect(await commandListingReads(new ExecutionStore(dir))).toBe(0);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
