@@ -1,4 +1,11 @@
-import { DeleteItemCommand, DynamoDBClient, PutItemCommand, QueryCommand } from '@aws-sdk/client-dynamodb';
+import {
+  DeleteItemCommand,
+  DynamoDBClient,
+  PutItemCommand,
+  QueryCommand,
+  UpdateItemCommand,
+} from '@aws-sdk/client-dynamodb';
+import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { SFNClient, StartSyncExecutionCommand } from '@aws-sdk/client-sfn';
 import {
   ChangeMessageVisibilityCommand,
@@ -45,6 +52,7 @@ import { captureJsonLines } from '../../support/log-capture.ts';
 const sqsMock = mockClient(SQSClient);
 const sfnMock = mockClient(SFNClient);
 const dynamoMock = mockClient(DynamoDBClient);
+const s3Mock = mockClient(S3Client);
 const NOW = new Date(T0.getTime() + 60_000);
 const logs: { level: string; message: string; extra: Record<string, unknown>[] }[] = [];
 const log = Object.fromEntries(
@@ -58,6 +66,7 @@ beforeEach(() => {
   sqsMock.reset();
   sfnMock.reset();
   dynamoMock.reset();
+  s3Mock.reset();
   logs.length = 0;
   sqsMock.on(SendMessageCommand).resolves({ MessageId: 'new' });
 });
@@ -881,6 +890,64 @@ describe('the Lambda handler', () => {
       capture.restore();
     }
     expect(sqsMock.commandCalls(ReceiveMessageCommand)).toHaveLength(0);
+  });
+
+  it('a delivery given up after five failed runs in a row: its export and its status say failed, why and when (the run never reached Export)', async () => {
+    // Before, only the envelope said so (in the dead-letter queue): the export and GET /conversations/{id} kept saying
+    // `retrying` forever.
+    Object.assign(process.env, {
+      FAILED_DELIVERY_QUEUE_URL: QUEUE_URL,
+      FAILED_DELIVERY_DLQ_URL: DLQ_URL,
+      REDELIVERY_STATE_MACHINE_ARN: STATE_MACHINE_ARN,
+      DELIVERIES_TABLE_NAME: 'deliveries-table',
+      CONVERSATION_EXPORT_S3_BUCKET: 'exports',
+      STATUS_TABLE_NAME: 'status-table',
+    });
+    const base = pendingEnvelope(undefined, new Date(Date.now() - 60_000), { failed_runs: 4 });
+    const conversation = { ...base.conversation, metadata: { ...base.conversation.metadata, response_mode: 'async' } };
+    const envelope = { ...base, conversation } as FailedDeliveryEnvelope;
+    queueHolds([sqsMessage(envelope)]);
+    sfnMock.on(StartSyncExecutionCommand).resolves({ status: 'FAILED', error: 'States.Runtime', cause: 'boom' });
+    dynamoMock.on(QueryCommand).resolves({ Items: [] });
+    s3Mock.on(PutObjectCommand).resolves({});
+    const capture = captureJsonLines();
+    try {
+      expect(await handler({}, context(190_000))).toMatchObject({ failed_executions: 1 });
+    } finally {
+      capture.restore();
+    }
+    const dead = sent()[0]!;
+    expect(dead).toMatchObject({ url: DLQ_URL, envelope: { state: 'dead', dead_reason: 'runs_failed' } });
+    const givenUpAt = dead.envelope.updated_at;
+    const puts = s3Mock.commandCalls(PutObjectCommand).map((c) => c.args[0].input);
+    expect(puts.map((p) => p.Key!.split('/').at(-1)).sort()).toEqual([
+      'analysis.json',
+      'conversation.json',
+      'metadata.json',
+      'summary.json',
+    ]);
+    expect(puts.every((p) => p.Bucket === 'exports')).toBe(true);
+    const exported = JSON.parse(String(puts.find((p) => p.Key!.endsWith('/conversation.json'))!.Body)).conversation;
+    expect(exported.webhook_context.delivery_status).toBe('failed');
+    expect(exported.execution.errors.at(-1)).toMatchObject({
+      stage: 'RedeliverySchedule',
+      error: 'RedeliveryRunsFailed',
+      at: givenUpAt,
+    });
+    expect(exported.execution.errors.at(-1).message).toContain('FAILED: States.Runtime: boom');
+    const update = dynamoMock.commandCalls(UpdateItemCommand).map((c) => c.args[0].input);
+    expect(update).toEqual([
+      expect.objectContaining({
+        TableName: 'status-table',
+        Key: { conversation_id: { S: envelope.conversation_id } },
+        ExpressionAttributeValues: expect.objectContaining({
+          ':delivery': { S: 'failed' },
+          ':at': { S: givenUpAt },
+        }),
+      }),
+    ]);
+    // Conditional: never over a delivered status, never creating one.
+    expect(update[0]!.ConditionExpression).toContain('<> :delivered');
   });
 
   it('fails loudly without its configuration', async () => {

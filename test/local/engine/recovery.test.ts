@@ -1,6 +1,7 @@
 import { mkdir, mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { idempotencyPk } from '../../../functions/domain/idempotency.ts';
 import { attemptLog } from '../../../functions/shared/attempt-log.ts';
@@ -734,6 +735,49 @@ describe('a redelivery run (a redrive), cut after each journal line', () => {
     expect(recoveryFields(two.recovered[0]!, new Date(0))[1]).toBe(
       `schedule ${two.recovered[0]!.execution_name} had failed before the crash: completed, delivery delivered; its envelope owes only the export, due at ${owed.next_due_at} for the schedule (1 failed run in a row; dead after 5)`,
     );
+  });
+
+  it('killed as the fifth failed scheduled run in a row stored its envelope: recovery gives the delivery up, and its export says so', async () => {
+    const failing = await failingExport();
+    const store = world.gateway.failedDeliveries;
+    world.receiver.reply(503, 503, 503, 503);
+    const res = await world.post({ ...SEED_REQUEST, query: 'a fifth failed scheduled run killed' });
+    const id = res.body.conversation_id as string;
+    const before = (await store.get(id))!;
+    await store.put({ ...before, failed_runs: 4, next_due_at: new Date(Date.now() - 1_000).toISOString() });
+    world.receiver.reply(503);
+    class Killed extends LocalFailedDeliveryStore {
+      override async put(envelope: Parameters<LocalFailedDeliveryStore['put']>[0]): Promise<void> {
+        if (envelope.conversation_id === id) throw new Error('killed');
+        return super.put(envelope);
+      }
+      override async store(): Promise<void> {
+        throw new Error('killed');
+      }
+    }
+    const dir = await mkdtemp(path.join(tmpdir(), 'journal-'));
+    try {
+      const journal = await ExecutionJournal.open(dir);
+      const killed = new LocalRedelivery(new Killed(world.dataDir), failing, world.gateway.executions, journal);
+      await killed.runDue();
+      // What the kill left: an export written by the run's give-up, which the test takes back (a kill before it).
+      await world.s3.send(
+        new PutObjectCommand({
+          Bucket: 'test-conversations',
+          Key: `${folderOf(id)}conversation.json`,
+          Body: JSON.stringify({ conversation: before.conversation }),
+        }),
+      );
+      const recovered = await recover(await journalEntries(dir), { historySaved: true });
+      expect(recovered).toMatchObject([{ conversation_id: id, outcome: 'failed', redelivery: 'schedule' }]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+    expect(await store.get(id)).toMatchObject({ state: 'dead', dead_reason: 'runs_failed', failed_runs: 5 });
+    // Before: the export still said retrying, for good.
+    const exported = (await world.getJson(`${folderOf(id)}conversation.json`)).conversation;
+    expect(exported.webhook_context.delivery_status).toBe('failed');
+    expect(exported.execution.errors.at(-1)).toMatchObject({ error: 'RedeliveryRunsFailed' });
   });
 
   it('killed after a scheduled run stored its envelope, before the journal’s end: recovered, nothing counted twice', async () => {
