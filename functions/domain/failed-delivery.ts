@@ -449,6 +449,17 @@ function givenUp(envelope: FailedDeliveryEnvelope, error: string, now: Date): Fa
   return { ...envelope, conversation };
 }
 
+/**
+ * The record of a delivery given up (givenUp) whose attempt log shows it delivered after all (the last run delivered,
+ * then failed in its Export): delivered, with that attempt, without the give-up. What its export and status say.
+ */
+export function deliveredAfterAll(record: ConversationRecord, attempt: DeliveryAttempt): ConversationRecord {
+  const { request, response: _r, execution_name: _e, ...short } = attempt;
+  const errors = record.execution.errors.filter((e) => e.error !== RUNS_FAILED_ERROR);
+  const kept = { ...record, execution: { ...record.execution, errors } };
+  return withDeliveryAttempt(kept, short, request?.url ?? null, 'delivered');
+}
+
 /** The record of a delivery the schedule has just given up on (givenUp), to be written where users read it; else null. */
 export function givenUpRecord(envelope: FailedDeliveryEnvelope): ConversationRecord | null {
   return envelope.state === 'dead' && envelope.dead_reason === 'runs_failed' && owedBy(envelope) === 'delivery'

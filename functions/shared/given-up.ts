@@ -1,7 +1,7 @@
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { withAttemptLog } from '../domain/attempt-log.ts';
 import { exportDocuments } from '../domain/export-formats.ts';
-import { type FailedDeliveryEnvelope, givenUpRecord } from '../domain/failed-delivery.ts';
+import { deliveredAfterAll, type FailedDeliveryEnvelope, givenUpRecord } from '../domain/failed-delivery.ts';
 import { attemptLog } from './attempt-log.ts';
 import { s3 } from './clients/s3.ts';
 import { conversationStatusStore } from './conversation-status-store.ts';
@@ -19,11 +19,14 @@ export async function publishGivenUp(envelope: FailedDeliveryEnvelope, now: Date
   const record = givenUpRecord(envelope);
   if (!record) return;
   const at = envelope.updated_at;
+  const log = attemptLog();
+  const logged = log ? await log.list(record.conversation_id).catch(() => null) : null;
+  // The last run delivered, then failed (its Export): the receiver has it, and the record says so.
+  const took = logged?.find((a) => a.conversation_id === record.conversation_id && a.outcome === 'delivered');
+  const shown = took ? deliveredAfterAll(record, took) : record;
   const { exportEnabled, exportBucket } = settings();
   if (exportEnabled && exportBucket) {
-    const log = attemptLog();
-    const logged = log ? await log.list(record.conversation_id).catch(() => null) : null;
-    const full = logged ? withAttemptLog(record, logged) : record;
+    const full = logged ? withAttemptLog(shown, logged) : shown;
     const documents = exportDocuments(full, now.toISOString(), { state: 'RedeliveryScheduler', executionName: null });
     await Promise.all(
       documents.map((doc) =>
@@ -34,5 +37,6 @@ export async function publishGivenUp(envelope: FailedDeliveryEnvelope, now: Date
     );
   }
   const statuses = record.metadata.response_mode === 'async' ? conversationStatusStore() : null;
-  await statuses?.redelivered(record.conversation_id, { delivery_status: 'failed', at }, now);
+  const delivery = shown.webhook_context.delivery_status;
+  await statuses?.redelivered(record.conversation_id, { delivery_status: delivery, at: took?.at ?? at }, now);
 }

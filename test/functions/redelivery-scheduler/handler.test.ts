@@ -950,6 +950,66 @@ describe('the Lambda handler', () => {
     expect(update[0]!.ConditionExpression).toContain('<> :delivered');
   });
 
+  it('a fifth failed run that delivered before it failed (its Export did): the export and status say delivered, not failed', async () => {
+    Object.assign(process.env, {
+      FAILED_DELIVERY_QUEUE_URL: QUEUE_URL,
+      FAILED_DELIVERY_DLQ_URL: DLQ_URL,
+      REDELIVERY_STATE_MACHINE_ARN: STATE_MACHINE_ARN,
+      DELIVERIES_TABLE_NAME: 'deliveries-table',
+      CONVERSATION_EXPORT_S3_BUCKET: 'exports',
+      STATUS_TABLE_NAME: 'status-table',
+    });
+    const base = pendingEnvelope(undefined, new Date(Date.now() - 60_000), { failed_runs: 4 });
+    const conversation = { ...base.conversation, metadata: { ...base.conversation.metadata, response_mode: 'async' } };
+    const envelope = { ...base, conversation } as FailedDeliveryEnvelope;
+    queueHolds([sqsMessage(envelope)]);
+    // Nothing delivered when the run began; its Deliver then delivered, and its Export failed.
+    const delivered = afterAttempt(envelope, 'delivered', {
+      at: new Date().toISOString(),
+    }).execution.delivery_attempts.at(-1);
+    let runs = 0;
+    dynamoMock.on(QueryCommand).callsFake(() => ({
+      Items:
+        runs === 0
+          ? []
+          : [
+              {
+                pk: { S: `conversation#${envelope.conversation_id}` },
+                sk: { S: `attempt#${delivered!.at}#0` },
+                entry: {
+                  S: JSON.stringify({
+                    ...delivered,
+                    conversation_id: envelope.conversation_id,
+                    delivery_id: envelope.delivery_id,
+                    webhook_type: envelope.webhook_type,
+                    request: { url: 'https://crm.example/hook', headers: {} },
+                    response: { status: 200, headers: {}, body: 'ok', body_truncated: false },
+                  }),
+                },
+              },
+            ],
+    }));
+    sfnMock.on(StartSyncExecutionCommand).callsFake(() => {
+      runs += 1;
+      return { status: 'FAILED', error: 'States.Timeout' };
+    });
+    s3Mock.on(PutObjectCommand).resolves({});
+    const capture = captureJsonLines();
+    try {
+      await handler({}, context(190_000));
+    } finally {
+      capture.restore();
+    }
+    const puts = s3Mock.commandCalls(PutObjectCommand).map((c) => c.args[0].input);
+    const exported = JSON.parse(String(puts.find((p) => p.Key!.endsWith('/conversation.json'))!.Body)).conversation;
+    // Before: `failed`, beside the delivered attempt the receiver answered 200 to.
+    expect(exported.webhook_context.delivery_status).toBe('delivered');
+    expect(exported.execution.delivery_attempts.at(-1)).toMatchObject({ outcome: 'delivered' });
+    expect(exported.execution.errors.map((e: { error: string }) => e.error)).not.toContain('RedeliveryRunsFailed');
+    const update = dynamoMock.commandCalls(UpdateItemCommand).map((c) => c.args[0].input);
+    expect(update[0]!.ExpressionAttributeValues).toMatchObject({ ':delivery': { S: 'delivered' } });
+  });
+
   it('fails loudly without its configuration', async () => {
     delete process.env.FAILED_DELIVERY_QUEUE_URL;
     await expect(handler({}, context(190_000))).rejects.toThrow('FAILED_DELIVERY_QUEUE_URL is not set');
