@@ -29,7 +29,7 @@ import {
 import { wrongKindMessage } from '../store/damaged-files.ts';
 import type { ExecutionStore } from '../store/execution-store.ts';
 import type { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
-import type { EndedExecution, ExecutionRecord, HistoryEvent, LocalWorkflow } from './engine.ts';
+import type { ExecutionRecord, HistoryEvent, LocalWorkflow } from './engine.ts';
 import type { ExecutionJournal, JournaledRun } from './journal.ts';
 import type { RunningExecutions } from './running.ts';
 
@@ -118,31 +118,16 @@ async function redeliverOnce(
       : { ok: true, execution_name: name, record: settled.record, updated: settled.updated };
   // A run that delivered and then failed (in Export: its time ran out, the Lambda failed past CloseWithoutExport)
   // owes only the export now, or the next run would deliver it again. A scheduled run that did not succeed is a
-  // failed run of its envelope (as redeliverHeld stores it again).
+  // failed run of its envelope. Either is the run's `updated`, which redeliverHeld stores as it is.
   const delivered = !ran.ok && via !== 'resend' ? deliveredBy(execution) : null;
   const failed = delivered
     ? withUnexportedDelivery(envelope, delivered, ran.ok ? '' : ran.error, new Date())
     : !ran.ok && via === 'schedule'
       ? withFailedRun(envelope, ran.error, new Date())
       : null;
-  // The envelope is kept as the run left it before the journal says the run ended (its caller stores it again and
-  // lets it go): ended first, a crash in between left it as before the run, and the schedule delivered it again, or
-  // never counted the failed run. A crash after this write and before the end is recovered, and recovery finds the
-  // envelope settled (or the failed run counted) already.
-  // The run that made the schedule give its delivery up ends its history with the record given up: what
-  // `conversations list | show` and the console read (the export says the same: publishGivenUp).
   const givenUp = failed && givenUpRecord(failed);
-  const history: EndedExecution = givenUp
-    ? {
-        ...execution,
-        events: [
-          ...execution.events,
-          { type: GIVEN_UP_EVENT, timestamp: Date.parse(failed.updated_at), output: { conversation: givenUp } },
-        ],
-      }
-    : execution;
   try {
-    await executions.save(envelope.conversation_id, history);
+    await executions.save(envelope.conversation_id, failed ? withGivenUp(execution, failed) : execution);
   } catch (error) {
     // The run delivered (or not) all the same: settle the envelope by what it did, or the schedule would deliver it
     // again at each retry of the run. Only this run's history is missing.
@@ -150,12 +135,28 @@ async function redeliverOnce(
       `webhook-gateway: the history of redelivery ${name} (conversation ${envelope.conversation_id}) could not be saved: ${(error as Error).message}`,
     );
   }
+  // The envelope is kept as the run left it before the journal says the run ended (its caller stores it again and
+  // lets it go): ended first, a crash in between left it as before the run, and the schedule delivered it again, or
+  // never counted the failed run. A crash after this write and before the end is recovered, and recovery finds the
+  // envelope settled (or the failed run counted) already.
   const updated = ran.ok ? (via !== 'resend' ? ran.updated : null) : failed;
   // Written before its dead envelope: a crash in between leaves the run open, and recovery gives it up again.
   if (givenUp) await publishGivenUpLocally(failed);
   const stored = updated ? await kept(store, updated, name) : true;
   if (stored) journaled.end();
   return !ran.ok && failed ? { ...ran, updated: failed } : ran;
+}
+
+/**
+ * The history of the run that made the schedule give its delivery up (givenUpRecord of the envelope it left) ends with
+ * the record given up: what `conversations list | show` and the console read (the export says the same:
+ * publishGivenUp). Any other run's history is returned as it is.
+ */
+function withGivenUp<E extends ExecutionRecord>(execution: E, left: FailedDeliveryEnvelope): E {
+  const record = givenUpRecord(left);
+  if (!record) return execution;
+  const event = { type: GIVEN_UP_EVENT, timestamp: Date.parse(left.updated_at), output: { conversation: record } };
+  return { ...execution, events: [...execution.events, event] };
 }
 
 /**

@@ -892,9 +892,11 @@ describe('the Lambda handler', () => {
     expect(sqsMock.commandCalls(ReceiveMessageCommand)).toHaveLength(0);
   });
 
-  it('a delivery given up after five failed runs in a row: its export and its status say failed, why and when (the run never reached Export)', async () => {
-    // Before, only the envelope said so (in the dead-letter queue): the export and GET /conversations/{id} kept saying
-    // `retrying` forever.
+  /**
+   * The scheduler's stores configured, and the queue holding an asynchronous conversation's envelope due now after 4
+   * failed runs in a row: the next failed run is the fifth, and gives its delivery up.
+   */
+  function givingUp(): FailedDeliveryEnvelope {
     Object.assign(process.env, {
       FAILED_DELIVERY_QUEUE_URL: QUEUE_URL,
       FAILED_DELIVERY_DLQ_URL: DLQ_URL,
@@ -907,9 +909,25 @@ describe('the Lambda handler', () => {
     const conversation = { ...base.conversation, metadata: { ...base.conversation.metadata, response_mode: 'async' } };
     const envelope = { ...base, conversation } as FailedDeliveryEnvelope;
     queueHolds([sqsMessage(envelope)]);
+    s3Mock.on(PutObjectCommand).resolves({});
+    return envelope;
+  }
+  /** The conversation.json the scheduler wrote, and its status updates. */
+  const exportedRecord = () =>
+    JSON.parse(
+      String(
+        s3Mock.commandCalls(PutObjectCommand).find((c) => c.args[0].input.Key!.endsWith('/conversation.json'))!.args[0]
+          .input.Body,
+      ),
+    ).conversation;
+  const statusUpdates = () => dynamoMock.commandCalls(UpdateItemCommand).map((c) => c.args[0].input);
+
+  it('a delivery given up after five failed runs in a row: its export and its status say failed, why and when (the run never reached Export)', async () => {
+    // Before, only the envelope said so (in the dead-letter queue): the export and GET /conversations/{id} kept saying
+    // `retrying` forever.
+    const envelope = givingUp();
     sfnMock.on(StartSyncExecutionCommand).resolves({ status: 'FAILED', error: 'States.Runtime', cause: 'boom' });
     dynamoMock.on(QueryCommand).resolves({ Items: [] });
-    s3Mock.on(PutObjectCommand).resolves({});
     const capture = captureJsonLines();
     try {
       expect(await handler({}, context(190_000))).toMatchObject({ failed_executions: 1 });
@@ -927,7 +945,7 @@ describe('the Lambda handler', () => {
       'summary.json',
     ]);
     expect(puts.every((p) => p.Bucket === 'exports')).toBe(true);
-    const exported = JSON.parse(String(puts.find((p) => p.Key!.endsWith('/conversation.json'))!.Body)).conversation;
+    const exported = exportedRecord();
     expect(exported.webhook_context.delivery_status).toBe('failed');
     expect(exported.execution.errors.at(-1)).toMatchObject({
       stage: 'RedeliverySchedule',
@@ -935,7 +953,7 @@ describe('the Lambda handler', () => {
       at: givenUpAt,
     });
     expect(exported.execution.errors.at(-1).message).toContain('FAILED: States.Runtime: boom');
-    const update = dynamoMock.commandCalls(UpdateItemCommand).map((c) => c.args[0].input);
+    const update = statusUpdates();
     expect(update).toEqual([
       expect.objectContaining({
         TableName: 'status-table',
@@ -951,18 +969,7 @@ describe('the Lambda handler', () => {
   });
 
   it('a fifth failed run that delivered before it failed (its Export did): the export and status say delivered, not failed', async () => {
-    Object.assign(process.env, {
-      FAILED_DELIVERY_QUEUE_URL: QUEUE_URL,
-      FAILED_DELIVERY_DLQ_URL: DLQ_URL,
-      REDELIVERY_STATE_MACHINE_ARN: STATE_MACHINE_ARN,
-      DELIVERIES_TABLE_NAME: 'deliveries-table',
-      CONVERSATION_EXPORT_S3_BUCKET: 'exports',
-      STATUS_TABLE_NAME: 'status-table',
-    });
-    const base = pendingEnvelope(undefined, new Date(Date.now() - 60_000), { failed_runs: 4 });
-    const conversation = { ...base.conversation, metadata: { ...base.conversation.metadata, response_mode: 'async' } };
-    const envelope = { ...base, conversation } as FailedDeliveryEnvelope;
-    queueHolds([sqsMessage(envelope)]);
+    const envelope = givingUp();
     // Nothing delivered when the run began; its Deliver then delivered, and its Export failed.
     const delivered = afterAttempt(envelope, 'delivered', {
       at: new Date().toISOString(),
@@ -993,21 +1000,18 @@ describe('the Lambda handler', () => {
       runs += 1;
       return { status: 'FAILED', error: 'States.Timeout' };
     });
-    s3Mock.on(PutObjectCommand).resolves({});
     const capture = captureJsonLines();
     try {
       await handler({}, context(190_000));
     } finally {
       capture.restore();
     }
-    const puts = s3Mock.commandCalls(PutObjectCommand).map((c) => c.args[0].input);
-    const exported = JSON.parse(String(puts.find((p) => p.Key!.endsWith('/conversation.json'))!.Body)).conversation;
+    const exported = exportedRecord();
     // Before: `failed`, beside the delivered attempt the receiver answered 200 to.
     expect(exported.webhook_context.delivery_status).toBe('delivered');
     expect(exported.execution.delivery_attempts.at(-1)).toMatchObject({ outcome: 'delivered' });
     expect(exported.execution.errors.map((e: { error: string }) => e.error)).not.toContain('RedeliveryRunsFailed');
-    const update = dynamoMock.commandCalls(UpdateItemCommand).map((c) => c.args[0].input);
-    expect(update[0]!.ExpressionAttributeValues).toMatchObject({ ':delivery': { S: 'delivered' } });
+    expect(statusUpdates()[0]!.ExpressionAttributeValues).toMatchObject({ ':delivery': { S: 'delivered' } });
   });
 
   it('fails loudly without its configuration', async () => {
