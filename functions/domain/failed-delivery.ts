@@ -420,8 +420,51 @@ export function withFailedRun(envelope: FailedDeliveryEnvelope, error: string, n
     updated_at: now.toISOString(),
     last_error: `redelivery run failed: ${error}`,
   };
-  if (failedRuns >= MAX_FAILED_RUNS) return { ...base, state: 'dead', next_due_at: null, dead_reason: 'runs_failed' };
+  if (failedRuns >= MAX_FAILED_RUNS)
+    return givenUp({ ...base, state: 'dead', next_due_at: null, dead_reason: 'runs_failed' }, error, now);
   return { ...base, next_due_at: dueIn(now, FAILED_RUN_WAIT_MS * 2 ** (failedRuns - 1)) };
+}
+
+/** The error a record keeps when the schedule gave its delivery up because its redelivery runs kept failing. */
+const RUNS_FAILED_ERROR = 'RedeliveryRunsFailed';
+
+/**
+ * A delivery the schedule gives up on after MAX_FAILED_RUNS failed runs in a row: no run got as far as its Export, so
+ * its record now says so itself (delivery `failed`, and why and when in its errors), and the scheduler writes it where
+ * users read it (publishGivenUp, functions/shared/given-up.ts). An envelope owing only its export keeps its record.
+ */
+function givenUp(envelope: FailedDeliveryEnvelope, error: string, now: Date): FailedDeliveryEnvelope {
+  if (owedBy(envelope) === 'export') return envelope;
+  const failure = {
+    error: RUNS_FAILED_ERROR,
+    message: `no more automatic attempts: ${MAX_FAILED_RUNS} redelivery runs in a row failed (the last: ${error}); deliveries redrive ${envelope.conversation_id} tries it again`,
+    payload: null,
+  };
+  const conversation = withFailure(
+    withDeliveryStatus(envelope.conversation, 'failed'),
+    'RedeliverySchedule',
+    failure,
+    now,
+  );
+  return { ...envelope, conversation };
+}
+
+/**
+ * The record of a delivery given up (givenUp) whose attempt log shows it delivered after all (the last run delivered,
+ * then failed in its Export): delivered, with that attempt, without the give-up. What its export and status say.
+ */
+export function deliveredAfterAll(record: ConversationRecord, attempt: DeliveryAttempt): ConversationRecord {
+  const { request, response: _r, execution_name: _e, ...short } = attempt;
+  const errors = record.execution.errors.filter((e) => e.error !== RUNS_FAILED_ERROR);
+  const kept = { ...record, execution: { ...record.execution, errors } };
+  return withDeliveryAttempt(kept, short, request?.url ?? null, 'delivered');
+}
+
+/** The record of a delivery the schedule has just given up on (givenUp), to be written where users read it; else null. */
+export function givenUpRecord(envelope: FailedDeliveryEnvelope): ConversationRecord | null {
+  return envelope.state === 'dead' && envelope.dead_reason === 'runs_failed' && owedBy(envelope) === 'delivery'
+    ? envelope.conversation
+    : null;
 }
 
 /**

@@ -7,6 +7,7 @@ import { sqs } from '../shared/clients/sqs.ts';
 import { endpointStore } from '../shared/endpoint-store.ts';
 import { publishEndpointStates } from '../shared/events.ts';
 import { REDELIVERY_VISIBILITY_SECONDS, SqsFailedDeliveryQueue } from '../shared/failed-delivery-queue.ts';
+import { publishGivenUp } from '../shared/given-up.ts';
 import { logger, stageHandler } from '../shared/powertools.ts';
 import { endpointGate, runSchedule, type ScheduleSummary } from '../shared/redelivery.ts';
 import { redeliveryClaims } from '../shared/redelivery-claim.ts';
@@ -67,6 +68,8 @@ export const handler = stageHandler(
         minHoldSeconds: REDELIVERY_VISIBILITY_SECONDS,
         log: logger,
         ...(endpoints ? { gate: endpointGate(endpoints, config.breaker) } : {}),
+        // A delivery given up after its runs kept failing: its export and status say so (no run reached Export).
+        publishGivenUp,
         // One redelivery of a conversation in flight at a time, whatever copies of its envelope overlapping runs took.
         ...(claims ? { claim: (envelope, now) => claims.claim(envelope.conversation_id, now) } : {}),
         // One consistent Query per envelope about to be redelivered: one already delivered is only exported, delivered.

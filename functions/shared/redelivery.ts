@@ -23,6 +23,7 @@ import {
 } from '../domain/endpoints.ts';
 import {
   type FailedDeliveryEnvelope,
+  givenUpRecord,
   heldBack,
   isDue,
   owedBy,
@@ -314,6 +315,12 @@ export interface ScheduleOptions {
    * sent yet is left as it was (counted `waiting`: back at the next run). The redeliveries under way finish.
    */
   stopped?: () => boolean;
+  /**
+   * Write the record of a delivery given up after its runs kept failing where users read it (publishGivenUp,
+   * functions/shared/given-up.ts), before its dead envelope is stored; one that fails is logged, the envelope stored.
+   * None: the Redeliver port does it (the local one, before it stores the envelope: local/engine/redelivery.ts).
+   */
+  publishGivenUp?: (envelope: FailedDeliveryEnvelope, now: Date) => Promise<void>;
 }
 
 export interface ScheduleSummary {
@@ -407,6 +414,21 @@ export async function runSchedule<H extends HeldEnvelope>(
     }
   }
 
+  /** The store, but a delivery given up is first written where users read it (its export and status). */
+  const storing: Pick<FailedDeliveryStore<H>, 'store' | 'leave'> = {
+    store: async (item, updated, at) => {
+      if (options.publishGivenUp && givenUpRecord(updated))
+        await options.publishGivenUp(updated, at).catch((error: Error) =>
+          log.error('A delivery given up could not be written to its export and status; they still say retrying', {
+            conversation_id: updated.conversation_id,
+            error: `${error.name}: ${error.message}`,
+          }),
+        );
+      await store.store(item, updated, at);
+    },
+    leave: (item) => store.leave(item),
+  };
+
   async function handle(item: H): Promise<Outcome> {
     const { envelope } = item;
     const id = envelope.conversation_id;
@@ -475,7 +497,7 @@ export async function runSchedule<H extends HeldEnvelope>(
       return 'waiting';
     }
     if (!took) summary.redelivered += 1;
-    const result = await redeliverHeld(store, owing, redeliver, 'schedule', now);
+    const result = await redeliverHeld(storing, owing, redeliver, 'schedule', now);
     // The run ended (SUCCEEDED): nothing of it is in flight. Otherwise its Deliver may still be: the claim ends by itself.
     if (result.status !== 'error') await release();
     options.onResult?.(result);

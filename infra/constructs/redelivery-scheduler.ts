@@ -1,12 +1,15 @@
-import { Annotations, Duration } from 'aws-cdk-lib';
+import { Annotations, Duration, Validations } from 'aws-cdk-lib';
 import type { ITable } from 'aws-cdk-lib/aws-dynamodb';
 import { Rule, Schedule } from 'aws-cdk-lib/aws-events';
 import { LambdaFunction } from 'aws-cdk-lib/aws-events-targets';
 import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import type { RetentionDays } from 'aws-cdk-lib/aws-logs';
+import type { IBucket } from 'aws-cdk-lib/aws-s3';
 import type { IQueue } from 'aws-cdk-lib/aws-sqs';
 import type { IStateMachine } from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
+import { EXPORT_PREFIX } from '../../functions/domain/export-formats.ts';
+import { bucketObjectsFinding } from '../nag-findings.ts';
 import { StageFunction } from './stage-function.ts';
 
 /**
@@ -33,6 +36,13 @@ export interface RedeliverySchedulerProps {
    */
   readonly deliveriesTable: ITable;
   readonly deliveriesVariables: Record<string, string>;
+  /**
+   * Where users read a conversation: a delivery the schedule gives up because its runs kept failing is written there
+   * by the scheduler itself (functions/shared/given-up.ts), as no run reached Export.
+   */
+  readonly exportBucket: IBucket;
+  readonly enableConversationExport: boolean;
+  readonly statusTable: ITable;
   /** Reserved concurrency (context redeliverySchedulerConcurrency); 0 or absent: none. */
   readonly reservedConcurrency?: number;
 }
@@ -48,8 +58,8 @@ export interface RedeliverySchedulerProps {
  * envelopes, starts the redelivery workflow (StartSyncExecution) for those that are due, puts updated envelopes
  * back on the queue and moves exhausted or permanently failed ones to the dead-letter queue; it reads the receivers'
  * state and the attempt log in the deliveries table (never writes them), claims each conversation it redelivers there
- * (one redelivery in flight at a time), and publishes the receivers' state as the Webhook.endpoint_* metrics. Nothing
- * else.
+ * (one redelivery in flight at a time), writes the export and status of a delivery it gives up because its runs kept
+ * failing, and publishes the receivers' state as the Webhook.endpoint_* metrics. Nothing else.
  */
 export class RedeliveryScheduler extends Construct {
   readonly function: StageFunction;
@@ -71,6 +81,9 @@ export class RedeliveryScheduler extends Construct {
         FAILED_DELIVERY_DLQ_URL: props.deadLetterQueue.queueUrl,
         REDELIVERY_STATE_MACHINE_ARN: props.redeliveryStateMachine.stateMachineArn,
         REDELIVERY_SCHEDULE: props.schedule,
+        CONVERSATION_EXPORT_S3_BUCKET: props.exportBucket.bucketName,
+        ENABLE_CONVERSATION_EXPORT: String(props.enableConversationExport),
+        STATUS_TABLE_NAME: props.statusTable.tableName,
         ...props.deliveriesVariables,
       },
     });
@@ -121,6 +134,23 @@ export class RedeliveryScheduler extends Construct {
         conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['conversation#*'] } },
       }),
     );
+    // A delivery given up after its runs kept failing: its export files and its status's delivery (a conditional
+    // UpdateItem that never creates an item), as Export writes them.
+    fn.addToRolePolicy(
+      new PolicyStatement({
+        actions: ['s3:PutObject'],
+        resources: [props.exportBucket.arnForObjects(`${EXPORT_PREFIX}/*`)],
+      }),
+    );
+    fn.addToRolePolicy(
+      new PolicyStatement({ actions: ['dynamodb:UpdateItem'], resources: [props.statusTable.tableArn] }),
+    );
+    if (fn.role) {
+      Validations.of(fn.role).acknowledge({
+        id: `AwsSolutions-IAM5[Resource::${bucketObjectsFinding(props.exportBucket, `${EXPORT_PREFIX}/*`)}]`,
+        reason: `The scheduler writes a given-up delivery's export folder, as Export does: s3:PutObject is limited to the ${EXPORT_PREFIX}/ prefix of the export bucket, the narrowest fixed scope.`,
+      });
+    }
     // Queues encrypted with a customer-managed key need the key too (the stack's own use SSE-SQS: no key policy).
     for (const key of [props.failedDeliveryQueue.encryptionMasterKey, props.deadLetterQueue.encryptionMasterKey]) {
       key?.grant(fn, 'kms:Decrypt', 'kms:GenerateDataKey');

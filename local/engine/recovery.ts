@@ -9,6 +9,7 @@ import { conversationIdPrefix } from '../../functions/domain/conversation-id.ts'
 import { failedAttemptFromCaught, interruptedDelivery, isDeferral } from '../../functions/domain/delivery.ts';
 import {
   type FailedDeliveryEnvelope,
+  givenUpRecord,
   settleRedelivery,
   withFailedRun,
   withUnexportedDelivery,
@@ -35,7 +36,7 @@ import type { ExecutionStore } from '../store/execution-store.ts';
 import type { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
 import type { ExecutionRecord, HistoryEvent, LocalWorkflow } from './engine.ts';
 import type { ExecutionJournal, JournalEntry } from './journal.ts';
-import { deliveredBy, deliveredIn } from './redelivery.ts';
+import { deliveredBy, deliveredIn, publishGivenUpLocally } from './redelivery.ts';
 
 /**
  * Crash recovery of the local conversation workflow (docs/operations.md, "After a crash"). Every execution the
@@ -552,9 +553,12 @@ async function recoverRedelivery(
       item && item.envelope.state !== 'settled' && Date.parse(item.envelope.updated_at) < Date.parse(ended.started_at);
     if (item && before && delivered)
       await store.store(item, withUnexportedDelivery(item.envelope, delivered, error, now));
-    else if (item && before && via === 'schedule' && item.envelope.state === 'pending')
-      await store.store(item, withFailedRun(item.envelope, error, now));
-    else if (item) await store.leave(item);
+    else if (item && before && via === 'schedule' && item.envelope.state === 'pending') {
+      const failed = withFailedRun(item.envelope, error, now);
+      // The fifth failed run in a row: the delivery is given up, and its export and status say so.
+      if (givenUpRecord(failed)) await publishGivenUpLocally(failed);
+      await store.store(item, failed);
+    } else if (item) await store.leave(item);
   }
   if (!history) {
     const events = journaledEvents(entries);

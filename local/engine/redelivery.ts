@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import type { ConversationRecord } from '../../functions/domain/conversation.ts';
 import {
   type FailedDeliveryEnvelope,
+  givenUpRecord,
   redeliveryContext,
   redeliveryExecutionName,
   settleRedelivery,
@@ -31,6 +32,12 @@ import type { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts
 import type { ExecutionRecord, HistoryEvent, LocalWorkflow } from './engine.ts';
 import type { ExecutionJournal, JournaledRun } from './journal.ts';
 import type { RunningExecutions } from './running.ts';
+
+/**
+ * The event a redelivery run's history ends with when its failure made the schedule give the delivery up: its output
+ * is the record given up (delivery `failed`, why and when in its errors), which the local views read as the latest.
+ */
+const GIVEN_UP_EVENT = 'RedeliveryGivenUp';
 
 /** The schedule's lines are for AWS's log groups; locally each result is reported (onResult), errors printed. */
 const LOCAL_LOG: ScheduleLog = {
@@ -97,15 +104,6 @@ async function redeliverOnce(
       cut: true,
     };
   }
-  try {
-    await executions.save(envelope.conversation_id, execution);
-  } catch (error) {
-    // The run delivered (or not) all the same: settle the envelope by what it did, or the schedule would deliver it
-    // again at each retry of the run. Only this run's history is missing.
-    console.error(
-      `webhook-gateway: the history of redelivery ${name} (conversation ${envelope.conversation_id}) could not be saved: ${(error as Error).message}`,
-    );
-  }
   const settled =
     execution.status === 'SUCCEEDED' ? settleRedelivery(envelope, execution.output, via, new Date(), schedule) : null;
   const ran: RedeliveryRun = !settled
@@ -120,21 +118,60 @@ async function redeliverOnce(
       : { ok: true, execution_name: name, record: settled.record, updated: settled.updated };
   // A run that delivered and then failed (in Export: its time ran out, the Lambda failed past CloseWithoutExport)
   // owes only the export now, or the next run would deliver it again. A scheduled run that did not succeed is a
-  // failed run of its envelope (as redeliverHeld stores it again).
+  // failed run of its envelope. Either is the run's `updated`, which redeliverHeld stores as it is.
   const delivered = !ran.ok && via !== 'resend' ? deliveredBy(execution) : null;
   const failed = delivered
     ? withUnexportedDelivery(envelope, delivered, ran.ok ? '' : ran.error, new Date())
     : !ran.ok && via === 'schedule'
       ? withFailedRun(envelope, ran.error, new Date())
       : null;
+  const givenUp = failed && givenUpRecord(failed);
+  try {
+    await executions.save(envelope.conversation_id, failed ? withGivenUp(execution, failed) : execution);
+  } catch (error) {
+    // The run delivered (or not) all the same: settle the envelope by what it did, or the schedule would deliver it
+    // again at each retry of the run. Only this run's history is missing.
+    console.error(
+      `webhook-gateway: the history of redelivery ${name} (conversation ${envelope.conversation_id}) could not be saved: ${(error as Error).message}`,
+    );
+  }
   // The envelope is kept as the run left it before the journal says the run ended (its caller stores it again and
   // lets it go): ended first, a crash in between left it as before the run, and the schedule delivered it again, or
   // never counted the failed run. A crash after this write and before the end is recovered, and recovery finds the
   // envelope settled (or the failed run counted) already.
   const updated = ran.ok ? (via !== 'resend' ? ran.updated : null) : failed;
+  // Written before its dead envelope: a crash in between leaves the run open, and recovery gives it up again.
+  if (givenUp) await publishGivenUpLocally(failed);
   const stored = updated ? await kept(store, updated, name) : true;
   if (stored) journaled.end();
-  return !ran.ok && failed && delivered ? { ...ran, updated: failed } : ran;
+  return !ran.ok && failed ? { ...ran, updated: failed } : ran;
+}
+
+/**
+ * The history of the run that made the schedule give its delivery up (givenUpRecord of the envelope it left) ends with
+ * the record given up: what `conversations list | show` and the console read (the export says the same:
+ * publishGivenUp). Any other run's history is returned as it is.
+ */
+function withGivenUp<E extends ExecutionRecord>(execution: E, left: FailedDeliveryEnvelope): E {
+  const record = givenUpRecord(left);
+  if (!record) return execution;
+  const event = { type: GIVEN_UP_EVENT, timestamp: Date.parse(left.updated_at), output: { conversation: record } };
+  return { ...execution, events: [...execution.events, event] };
+}
+
+/**
+ * A delivery the schedule gave up on (givenUpRecord), written to its export and status as on AWS (publishGivenUp);
+ * one that fails is printed, and the envelope is stored all the same.
+ */
+export async function publishGivenUpLocally(envelope: FailedDeliveryEnvelope): Promise<void> {
+  try {
+    // Imported when first needed: its S3 client reads the endpoint the gateway sets at its start.
+    await (await import('../../functions/shared/given-up.ts')).publishGivenUp(envelope, new Date());
+  } catch (error) {
+    console.error(
+      `webhook-gateway: the delivery of ${envelope.conversation_id} was given up, but its export and status could not be written (they still say retrying): ${(error as Error).message}`,
+    );
+  }
 }
 
 /**

@@ -73,10 +73,11 @@ describe('tables: status and threads', () => {
     });
   });
 
-  it('least privilege: Validate writes running and takes turns, Export (of both workflows) finishes or updates a redelivered status and keeps turns, the status route only reads', () => {
+  it('least privilege: Validate writes running and takes turns, Export (of both workflows) finishes or updates a redelivered status and keeps turns, the scheduler updates a given-up one, the status route only reads', () => {
     expect(grantsOn(id('AWS::DynamoDB::Table', 'AsyncConversationsStatus'))).toEqual({
       [roleOf('Validate')]: ['dynamodb:PutItem'],
       [roleOf('Export')]: ['dynamodb:UpdateItem'],
+      [id('AWS::IAM::Role', 'RedeliverySchedulerFunctionRole')]: ['dynamodb:UpdateItem'],
       [roleOf('ConversationStatus')]: ['dynamodb:GetItem'],
     });
     expect(grantsOn(id('AWS::DynamoDB::Table', 'AsyncConversationsThreads'))).toEqual({

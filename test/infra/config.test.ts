@@ -342,7 +342,9 @@ describe('a stack configured through context', () => {
     const s3 = allPolicyStatements(template).filter(
       (s) => s.roles.length > 0 && actionsOf(s.statement).some((a) => a.startsWith('s3:')),
     );
+    // Export's, and the redelivery scheduler's for a delivery it gives up.
     expect(s3.map((s) => resourcesOf(s.statement).map((r) => cfnText(r)))).toEqual([
+      ['arn:{Ref:AWS::Partition}:s3:::existing-conversation-archive/conversation-history/*'],
       ['arn:{Ref:AWS::Partition}:s3:::existing-conversation-archive/conversation-history/*'],
     ]);
     // Athena's query policy reads the same prefix of the existing bucket.

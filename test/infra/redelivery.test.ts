@@ -152,6 +152,10 @@ describe('redelivery scheduler', () => {
       FAILED_DELIVERY_DLQ_URL: { Ref: dlqId() },
       REDELIVERY_STATE_MACHINE_ARN: { Ref: redeliveryId() },
       REDELIVERY_SCHEDULE: '5s,5m,30m,2h,5h,10h,10h',
+      // Where it writes a delivery it gave up after its runs kept failing (functions/shared/given-up.ts).
+      CONVERSATION_EXPORT_S3_BUCKET: { Ref: logicalId(template, 'AWS::S3::Bucket', 'StorageBucket') },
+      ENABLE_CONVERSATION_EXPORT: 'true',
+      STATUS_TABLE_NAME: { Ref: logicalId(template, 'AWS::DynamoDB::Table', 'AsyncConversationsStatus') },
     });
   });
 
@@ -176,7 +180,7 @@ describe('redelivery scheduler', () => {
     });
   });
 
-  it('may work the failed-delivery queue, dead-letter, start the redelivery workflow, read the receivers and the attempt log, claim a redelivery: nothing else', () => {
+  it("may work the failed-delivery queue, dead-letter, start the redelivery workflow, read the receivers and the attempt log, claim a redelivery, write a given-up delivery's export and status: nothing else", () => {
     const own = ownStatements(schedulerRole()).map((s) => ({
       actions: actionsOf(s.statement).sort(),
       resources: resourcesOf(s.statement),
@@ -202,10 +206,28 @@ describe('redelivery scheduler', () => {
         actions: ['dynamodb:DeleteItem', 'dynamodb:PutItem'],
         resources: [{ 'Fn::GetAtt': [logicalId(template, 'AWS::DynamoDB::Table', 'DeliveriesTable'), 'Arn'] }],
       },
+      {
+        actions: ['s3:PutObject'],
+        resources: [
+          {
+            'Fn::Join': [
+              '',
+              [
+                { 'Fn::GetAtt': [logicalId(template, 'AWS::S3::Bucket', 'StorageBucket'), 'Arn'] },
+                '/conversation-history/*',
+              ],
+            ],
+          },
+        ],
+      },
+      {
+        actions: ['dynamodb:UpdateItem'],
+        resources: [{ 'Fn::GetAtt': [logicalId(template, 'AWS::DynamoDB::Table', 'AsyncConversationsStatus'), 'Arn'] }],
+      },
     ]);
-    // Its writes are its redelivery claims, under a conversation's key (functions/shared/redelivery-claim.ts): never a
-    // receiver's item (`endpoint#<type>`) nor a rate counter.
-    expect(ownStatements(schedulerRole()).at(-1)!.statement.Condition).toEqual({
+    // Its writes in the deliveries table are its redelivery claims, under a conversation's key
+    // (functions/shared/redelivery-claim.ts): never a receiver's item (`endpoint#<type>`) nor a rate counter.
+    expect(ownStatements(schedulerRole())[4]!.statement.Condition).toEqual({
       'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['conversation#*'] },
     });
     // SSE-SQS: no customer-managed key to grant.

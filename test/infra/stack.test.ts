@@ -421,7 +421,7 @@ describe('IAM: least privilege', () => {
     );
   });
 
-  it('lets only the Export stage put objects, and only under conversation-history/', () => {
+  it('lets only the Export stage and the redelivery scheduler (a given-up delivery) put objects, only under conversation-history/', () => {
     // Of the stack's roles; the analytics query policy is for operators' roles (test/infra/analytics.test.ts).
     const s3Allows = allPolicyStatements(template).filter(
       (s) =>
@@ -429,12 +429,15 @@ describe('IAM: least privilege', () => {
         s.holderType !== 'AWS::IAM::ManagedPolicy' &&
         actionsOf(s.statement).some((a) => a.startsWith('s3:')),
     );
-    expect(s3Allows).toHaveLength(1);
-    expect(s3Allows[0]!.roles).toEqual([roleOf('Export')]);
-    expect(actionsOf(s3Allows[0]!.statement)).toEqual(['s3:PutObject']);
-    expect(resourcesOf(s3Allows[0]!.statement).map((r) => cfnText(r))).toEqual([
-      `{GetAtt:${logicalId(template, 'AWS::S3::Bucket', 'Storage')}.Arn}/conversation-history/*`,
-    ]);
+    expect(s3Allows.flatMap((s) => s.roles).sort()).toEqual(
+      [roleOf('Export'), logicalId(template, 'AWS::IAM::Role', 'RedeliverySchedulerFunctionRole')].sort(),
+    );
+    for (const allow of s3Allows) {
+      expect(actionsOf(allow.statement)).toEqual(['s3:PutObject']);
+      expect(resourcesOf(allow.statement).map((r) => cfnText(r))).toEqual([
+        `{GetAtt:${logicalId(template, 'AWS::S3::Bucket', 'Storage')}.Arn}/conversation-history/*`,
+      ]);
+    }
   });
 
   it('lets API Gateway start sync executions of the conversation and accept workflows only', () => {

@@ -390,7 +390,9 @@ describe("each function's bundle, split in chunks", () => {
       // +0.6 KB: a stale lock of a local receiver file is removed by one process at a time (removeStaleLock).
       // +1.9 KB: its claim on a conversation's redelivery (one in flight at a time; no SDK module more, the DynamoDB
       // client is loaded on first use as before).
-      'redelivery-scheduler': 400,
+      // +114.4 KB: the S3 client and the export formats, to write the export of a delivery it gives up after its runs
+      // kept failing (functions/shared/given-up.ts); still under the 600 KB target, and nobody waits on its cold start.
+      'redelivery-scheduler': 515,
     };
     const over: Record<string, string> = {};
     for (const fn of FUNCTION_DIRS) {

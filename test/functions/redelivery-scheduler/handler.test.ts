@@ -1,4 +1,11 @@
-import { DeleteItemCommand, DynamoDBClient, PutItemCommand, QueryCommand } from '@aws-sdk/client-dynamodb';
+import {
+  DeleteItemCommand,
+  DynamoDBClient,
+  PutItemCommand,
+  QueryCommand,
+  UpdateItemCommand,
+} from '@aws-sdk/client-dynamodb';
+import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { SFNClient, StartSyncExecutionCommand } from '@aws-sdk/client-sfn';
 import {
   ChangeMessageVisibilityCommand,
@@ -45,6 +52,7 @@ import { captureJsonLines } from '../../support/log-capture.ts';
 const sqsMock = mockClient(SQSClient);
 const sfnMock = mockClient(SFNClient);
 const dynamoMock = mockClient(DynamoDBClient);
+const s3Mock = mockClient(S3Client);
 const NOW = new Date(T0.getTime() + 60_000);
 const logs: { level: string; message: string; extra: Record<string, unknown>[] }[] = [];
 const log = Object.fromEntries(
@@ -58,6 +66,7 @@ beforeEach(() => {
   sqsMock.reset();
   sfnMock.reset();
   dynamoMock.reset();
+  s3Mock.reset();
   logs.length = 0;
   sqsMock.on(SendMessageCommand).resolves({ MessageId: 'new' });
 });
@@ -881,6 +890,128 @@ describe('the Lambda handler', () => {
       capture.restore();
     }
     expect(sqsMock.commandCalls(ReceiveMessageCommand)).toHaveLength(0);
+  });
+
+  /**
+   * The scheduler's stores configured, and the queue holding an asynchronous conversation's envelope due now after 4
+   * failed runs in a row: the next failed run is the fifth, and gives its delivery up.
+   */
+  function givingUp(): FailedDeliveryEnvelope {
+    Object.assign(process.env, {
+      FAILED_DELIVERY_QUEUE_URL: QUEUE_URL,
+      FAILED_DELIVERY_DLQ_URL: DLQ_URL,
+      REDELIVERY_STATE_MACHINE_ARN: STATE_MACHINE_ARN,
+      DELIVERIES_TABLE_NAME: 'deliveries-table',
+      CONVERSATION_EXPORT_S3_BUCKET: 'exports',
+      STATUS_TABLE_NAME: 'status-table',
+    });
+    const base = pendingEnvelope(undefined, new Date(Date.now() - 60_000), { failed_runs: 4 });
+    const conversation = { ...base.conversation, metadata: { ...base.conversation.metadata, response_mode: 'async' } };
+    const envelope = { ...base, conversation } as FailedDeliveryEnvelope;
+    queueHolds([sqsMessage(envelope)]);
+    s3Mock.on(PutObjectCommand).resolves({});
+    return envelope;
+  }
+  /** The conversation.json the scheduler wrote, and its status updates. */
+  const exportedRecord = () =>
+    JSON.parse(
+      String(
+        s3Mock.commandCalls(PutObjectCommand).find((c) => c.args[0].input.Key!.endsWith('/conversation.json'))!.args[0]
+          .input.Body,
+      ),
+    ).conversation;
+  const statusUpdates = () => dynamoMock.commandCalls(UpdateItemCommand).map((c) => c.args[0].input);
+
+  it('a delivery given up after five failed runs in a row: its export and its status say failed, why and when (the run never reached Export)', async () => {
+    // Before, only the envelope said so (in the dead-letter queue): the export and GET /conversations/{id} kept saying
+    // `retrying` forever.
+    const envelope = givingUp();
+    sfnMock.on(StartSyncExecutionCommand).resolves({ status: 'FAILED', error: 'States.Runtime', cause: 'boom' });
+    dynamoMock.on(QueryCommand).resolves({ Items: [] });
+    const capture = captureJsonLines();
+    try {
+      expect(await handler({}, context(190_000))).toMatchObject({ failed_executions: 1 });
+    } finally {
+      capture.restore();
+    }
+    const dead = sent()[0]!;
+    expect(dead).toMatchObject({ url: DLQ_URL, envelope: { state: 'dead', dead_reason: 'runs_failed' } });
+    const givenUpAt = dead.envelope.updated_at;
+    const puts = s3Mock.commandCalls(PutObjectCommand).map((c) => c.args[0].input);
+    expect(puts.map((p) => p.Key!.split('/').at(-1)).sort()).toEqual([
+      'analysis.json',
+      'conversation.json',
+      'metadata.json',
+      'summary.json',
+    ]);
+    expect(puts.every((p) => p.Bucket === 'exports')).toBe(true);
+    const exported = exportedRecord();
+    expect(exported.webhook_context.delivery_status).toBe('failed');
+    expect(exported.execution.errors.at(-1)).toMatchObject({
+      stage: 'RedeliverySchedule',
+      error: 'RedeliveryRunsFailed',
+      at: givenUpAt,
+    });
+    expect(exported.execution.errors.at(-1).message).toContain('FAILED: States.Runtime: boom');
+    const update = statusUpdates();
+    expect(update).toEqual([
+      expect.objectContaining({
+        TableName: 'status-table',
+        Key: { conversation_id: { S: envelope.conversation_id } },
+        ExpressionAttributeValues: expect.objectContaining({
+          ':delivery': { S: 'failed' },
+          ':at': { S: givenUpAt },
+        }),
+      }),
+    ]);
+    // Conditional: never over a delivered status, never creating one.
+    expect(update[0]!.ConditionExpression).toContain('<> :delivered');
+  });
+
+  it('a fifth failed run that delivered before it failed (its Export did): the export and status say delivered, not failed', async () => {
+    const envelope = givingUp();
+    // Nothing delivered when the run began; its Deliver then delivered, and its Export failed.
+    const delivered = afterAttempt(envelope, 'delivered', {
+      at: new Date().toISOString(),
+    }).execution.delivery_attempts.at(-1);
+    let runs = 0;
+    dynamoMock.on(QueryCommand).callsFake(() => ({
+      Items:
+        runs === 0
+          ? []
+          : [
+              {
+                pk: { S: `conversation#${envelope.conversation_id}` },
+                sk: { S: `attempt#${delivered!.at}#0` },
+                entry: {
+                  S: JSON.stringify({
+                    ...delivered,
+                    conversation_id: envelope.conversation_id,
+                    delivery_id: envelope.delivery_id,
+                    webhook_type: envelope.webhook_type,
+                    request: { url: 'https://crm.example/hook', headers: {} },
+                    response: { status: 200, headers: {}, body: 'ok', body_truncated: false },
+                  }),
+                },
+              },
+            ],
+    }));
+    sfnMock.on(StartSyncExecutionCommand).callsFake(() => {
+      runs += 1;
+      return { status: 'FAILED', error: 'States.Timeout' };
+    });
+    const capture = captureJsonLines();
+    try {
+      await handler({}, context(190_000));
+    } finally {
+      capture.restore();
+    }
+    const exported = exportedRecord();
+    // Before: `failed`, beside the delivered attempt the receiver answered 200 to.
+    expect(exported.webhook_context.delivery_status).toBe('delivered');
+    expect(exported.execution.delivery_attempts.at(-1)).toMatchObject({ outcome: 'delivered' });
+    expect(exported.execution.errors.map((e: { error: string }) => e.error)).not.toContain('RedeliveryRunsFailed');
+    expect(statusUpdates()[0]!.ExpressionAttributeValues).toMatchObject({ ':delivery': { S: 'delivered' } });
   });
 
   it('fails loudly without its configuration', async () => {

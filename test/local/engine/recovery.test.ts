@@ -1,6 +1,7 @@
 import { mkdir, mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { idempotencyPk } from '../../../functions/domain/idempotency.ts';
 import { attemptLog } from '../../../functions/shared/attempt-log.ts';
@@ -680,37 +681,45 @@ describe('a redelivery run (a redrive), cut after each journal line', () => {
     return localWorkflow('redelivery', { ...handlers, export: fail }, send, NO_WAIT);
   }
 
-  it('killed as a scheduled run that delivered, then failed, ended: its failed run is counted, the export alone owed', async () => {
+  /**
+   * A due pending envelope (with `failedRuns` failed runs in a row before), then one run of the schedule whose export
+   * fails (its Deliver delivers, unless `receiverDown`), with `killedAt` throwing as the process dies there; what the
+   * kill left in the journal is for the next start to recover.
+   */
+  async function killedRun(query: string, killedAt: 'put' | 'store', failedRuns = 0, receiverDown = false) {
     const failing = await failingExport();
     const store = world.gateway.failedDeliveries;
-    /** A due pending envelope, then one run of the schedule with `killedAt` throwing as the process dies there. */
-    async function killedRun(query: string, killedAt: 'put' | 'store') {
-      world.receiver.reply(503, 503, 503, 503);
-      const res = await world.post({ ...SEED_REQUEST, query });
-      const id = res.body.conversation_id as string;
-      const before = (await store.get(id))!;
-      await store.put({ ...before, next_due_at: new Date(Date.now() - 1_000).toISOString() });
-      class Killed extends LocalFailedDeliveryStore {
-        override async put(envelope: Parameters<LocalFailedDeliveryStore['put']>[0]): Promise<void> {
-          if (killedAt === 'put' && envelope.conversation_id === id) throw new Error('killed');
-          return super.put(envelope);
-        }
-        override async store(): Promise<void> {
-          throw new Error('killed');
-        }
+    world.receiver.reply(503, 503, 503, 503);
+    const res = await world.post({ ...SEED_REQUEST, query });
+    const id = res.body.conversation_id as string;
+    const before = (await store.get(id))!;
+    const due = new Date(Date.now() - 1_000).toISOString();
+    await store.put({ ...before, next_due_at: due, ...(failedRuns ? { failed_runs: failedRuns } : {}) });
+    if (receiverDown) world.receiver.reply(503);
+    class Killed extends LocalFailedDeliveryStore {
+      override async put(envelope: Parameters<LocalFailedDeliveryStore['put']>[0]): Promise<void> {
+        if (killedAt === 'put' && envelope.conversation_id === id) throw new Error('killed');
+        return super.put(envelope);
       }
-      const dir = await mkdtemp(path.join(tmpdir(), 'journal-'));
-      try {
-        const journal = await ExecutionJournal.open(dir);
-        const killed = new LocalRedelivery(new Killed(world.dataDir), failing, world.gateway.executions, journal);
-        const [result] = await killed.runDue();
-        expect(result).toBeUndefined(); // the process died in it
-        const left = await journalEntries(dir);
-        return { id, recovered: await recover(left, { historySaved: true }) };
-      } finally {
-        await rm(dir, { recursive: true, force: true });
+      override async store(): Promise<void> {
+        throw new Error('killed');
       }
     }
+    const dir = await mkdtemp(path.join(tmpdir(), 'journal-'));
+    try {
+      const journal = await ExecutionJournal.open(dir);
+      const killed = new LocalRedelivery(new Killed(world.dataDir), failing, world.gateway.executions, journal);
+      const [result] = await killed.runDue();
+      expect(result).toBeUndefined(); // the process died in it
+      const left = await journalEntries(dir);
+      return { id, before, left };
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  it('killed as a scheduled run that delivered, then failed, ended: its failed run is counted, the export alone owed', async () => {
+    const store = world.gateway.failedDeliveries;
     // Killed as its caller stored the envelope. Before: the journal said the run had ended, the envelope was as
     // before it: the failed run went uncounted (and never dead after five in a row).
     // The receiver has it: the envelope owes only the export, of the delivered record (before: it still owed the
@@ -723,17 +732,38 @@ describe('a redelivery run (a redrive), cut after each journal line', () => {
       conversation: { webhook_context: { delivery_status: 'delivered' } },
     };
     const one = await killedRun('a failed scheduled run killed after it ended', 'store');
-    expect(one.recovered).toEqual([]);
+    expect(await recover(one.left, { historySaved: true })).toEqual([]);
     expect(await store.get(one.id)).toMatchObject(owesExport);
     // Killed before the envelope was written, its history saved: the next start counts it (before: it said the run
     // was cut during its attempt, and counted nothing).
-    const two = await killedRun('a failed scheduled run killed before its envelope was written', 'put');
+    const killedTwo = await killedRun('a failed scheduled run killed before its envelope was written', 'put');
+    const two = { id: killedTwo.id, recovered: await recover(killedTwo.left, { historySaved: true }) };
     expect(two.recovered).toMatchObject([{ conversation_id: two.id, outcome: 'failed', redelivery: 'schedule' }]);
     const owed = (await store.get(two.id))!;
     expect(owed).toMatchObject(owesExport);
     expect(recoveryFields(two.recovered[0]!, new Date(0))[1]).toBe(
       `schedule ${two.recovered[0]!.execution_name} had failed before the crash: completed, delivery delivered; its envelope owes only the export, due at ${owed.next_due_at} for the schedule (1 failed run in a row; dead after 5)`,
     );
+  });
+
+  it('killed as the fifth failed scheduled run in a row stored its envelope: recovery gives the delivery up, and its export says so', async () => {
+    const store = world.gateway.failedDeliveries;
+    const { id, before, left } = await killedRun('a fifth failed scheduled run killed', 'put', 4, true);
+    // What the kill left: an export written by the run's give-up, which the test takes back (a kill before it).
+    const key = `${folderOf(id)}conversation.json`;
+    const body = JSON.stringify({ conversation: before.conversation });
+    await world.s3.send(new PutObjectCommand({ Bucket: 'test-conversations', Key: key, Body: body }));
+    const recovered = await recover(left, { historySaved: true });
+    expect(recovered).toMatchObject([{ conversation_id: id, outcome: 'failed', redelivery: 'schedule' }]);
+    expect(await store.get(id)).toMatchObject({ state: 'dead', dead_reason: 'runs_failed', failed_runs: 5 });
+    // Before: the export still said retrying, for good.
+    const exported = (await world.getJson(key)).conversation;
+    expect(exported.webhook_context.delivery_status).toBe('failed');
+    expect(exported.execution.errors.at(-1)).toMatchObject({ error: 'RedeliveryRunsFailed' });
+    const listed = await runMain(['conversations', 'list', '--json'], { LOCAL_DATA_DIR: world.dataDir });
+    expect(JSON.parse(listed.stdout).find((r: { conversation_id: string }) => r.conversation_id === id)).toMatchObject({
+      delivery_status: 'failed',
+    });
   });
 
   it('killed after a scheduled run stored its envelope, before the journal’s end: recovered, nothing counted twice', async () => {

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runMain } from '../../support/cli.ts';
 import { folderOf, SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
 
 /**
@@ -73,4 +74,82 @@ describe('a redelivery that delivered, then failed in Export', () => {
         'delivered',
       );
     });
+});
+
+/**
+ * Runs that fail in Export without delivering (the receiver down too): after the fifth in a row the schedule gives the
+ * delivery up, its envelope dead (runs_failed), and what users read must say so, with why and when: the status route,
+ * the export, `conversations list | show`, the console. Before, all of them kept saying `retrying` forever.
+ */
+describe('a delivery given up after five failed redelivery runs in a row', () => {
+  it('says failed, why and when, in the status, the export, the CLI and the console', async () => {
+    world.receiver.reset();
+    world.receiver.reply(503, 503, 503, 503);
+    const accepted = await world.post(SEED_REQUEST, { prefer: 'respond-async' });
+    expect(accepted.status).toBe(202);
+    const id = accepted.body.conversation_id as string;
+    await world.gateway.idle();
+    const statusUrl = `${world.gateway.url}/conversations/${id}?source_system=testing_system`;
+    const first = (await (await fetch(statusUrl)).json()) as any;
+    expect(first.tracking.delivery_status).toBe('retrying');
+
+    world.receiver.reset();
+    world.receiver.reply(...Array.from({ length: 20 }, () => 503));
+    exportFails = true;
+    try {
+      for (let run = 1; run <= 5; run++) {
+        await makeDue(id);
+        const results = await world.gateway.redelivery.runDue();
+        expect(results.find((r) => r.conversation_id === id)?.status).toBe('error');
+      }
+    } finally {
+      exportFails = false;
+    }
+    const envelope = (await world.gateway.failedDeliveries.get(id))!;
+    expect(envelope).toMatchObject({ state: 'dead', dead_reason: 'runs_failed', failed_runs: 5 });
+    const givenUpAt = envelope.updated_at;
+
+    // The status route.
+    const status = (await (await fetch(statusUrl)).json()) as any;
+    expect(status.tracking.delivery_status).toBe('failed');
+    expect(status.delivery_updated_at).toBe(givenUpAt);
+
+    // The export: failed, with why and when; every attempt the receiver answered kept.
+    const exported = (await world.getJson(`${folderOf(id)}conversation.json`)).conversation;
+    expect(exported.webhook_context.delivery_status).toBe('failed');
+    expect(exported.execution.errors.at(-1)).toMatchObject({
+      stage: 'RedeliverySchedule',
+      error: 'RedeliveryRunsFailed',
+      at: givenUpAt,
+    });
+    expect(exported.execution.errors.at(-1).message).toContain('5 redelivery runs in a row failed');
+    expect(exported.execution.delivery_attempts.length).toBeGreaterThanOrEqual(9);
+
+    // The CLI and the console.
+    const env = { LOCAL_DATA_DIR: world.dataDir };
+    const list = await runMain(['conversations', 'list', '--json'], env);
+    expect(JSON.parse(list.stdout).find((r: { conversation_id: string }) => r.conversation_id === id)).toMatchObject({
+      delivery_status: 'failed',
+    });
+    const show = await runMain(['conversations', 'show', id], env);
+    expect(show.stdout).toMatch(/delivery failed/);
+    expect(show.stdout).toContain('RedeliveryRunsFailed');
+    const page = await (await fetch(`${world.gateway.url}/console/conversations/${id}`)).text();
+    expect(page).toContain('id="delivery-status" data-status="failed"');
+
+    // The receiver is back: a redrive delivers it, and everything says delivered again.
+    world.receiver.reset();
+    const redriven = await runMain(['deliveries', 'redrive', id], { ...env, GATEWAY_URL: world.gateway.url });
+    expect(redriven.code).toBe(0);
+    expect(world.receiver.received).toHaveLength(1);
+    expect(((await (await fetch(statusUrl)).json()) as any).tracking.delivery_status).toBe('delivered');
+    expect((await world.getJson(`${folderOf(id)}conversation.json`)).conversation.webhook_context.delivery_status).toBe(
+      'delivered',
+    );
+    const relisted = await runMain(['conversations', 'list', '--json'], env);
+    expect(
+      JSON.parse(relisted.stdout).find((r: { conversation_id: string }) => r.conversation_id === id),
+    ).toMatchObject({ delivery_status: 'delivered' });
+    expect(await world.gateway.failedDeliveries.get(id)).toMatchObject({ state: 'settled' });
+  });
 });
