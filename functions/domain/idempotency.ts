@@ -53,9 +53,12 @@ export function idempotencyKeyOf(headers: Record<string, string>): KeyResult {
   const raw = signed ? headers['webhook-id'] : (headers['idempotency-key'] ?? headers['webhook-id']);
   if (raw === undefined) return { key: null };
   const key = raw.trim();
-  if (!KEY_PATTERN.test(key))
-    return { error: 'Idempotency-Key (or webhook-id) must be 1 to 255 visible ASCII characters' };
-  return { key };
+  if (KEY_PATTERN.test(key)) return { key };
+  // The header sent twice reaches here joined with ", ", which holds the one character a key cannot: say so.
+  const parts = key.split(', ');
+  if (parts.length > 1 && parts.every((part) => KEY_PATTERN.test(part)))
+    return { error: `Idempotency-Key (or webhook-id) is sent ${parts.length} times ("${key}"): send it once` };
+  return { error: 'Idempotency-Key (or webhook-id) must be 1 to 255 visible ASCII characters' };
 }
 
 /** The stored key: a hash of source and key, so one source can never collide with (or probe) another's keys. */

@@ -20,13 +20,24 @@ const systemName = (field: string) =>
     ),
   );
 
-function hasForbiddenKey(value: unknown, depth = 0): boolean {
-  if (depth > 20) return true;
-  if (Array.isArray(value)) return value.some((item) => hasForbiddenKey(item, depth + 1));
+const MAX_METADATA_DEPTH = 20;
+
+/** Whether a value nests deeper than MAX_METADATA_DEPTH levels (`{"a": 1}` is one, `{"a": [1]}` two). */
+function nestsTooDeep(value: unknown, depth = 0): boolean {
+  if (depth > MAX_METADATA_DEPTH) return true;
   if (value === null || typeof value !== 'object') return false;
-  return Object.keys(value).some(
-    (key) => FORBIDDEN_KEYS.has(key) || hasForbiddenKey((value as Record<string, unknown>)[key], depth + 1),
-  );
+  return Object.values(value).some((item) => nestsTooDeep(item, depth + 1));
+}
+
+/** Where a value (its depth checked first) holds a key of FORBIDDEN_KEYS, as `metadata.a[0].__proto__`; else null. */
+function forbiddenKeyAt(value: unknown, at: string): string | null {
+  if (value === null || typeof value !== 'object') return null;
+  for (const [key, item] of Object.entries(value)) {
+    const path = Array.isArray(value) ? `${at}[${key}]` : `${at}.${key}`;
+    const found = FORBIDDEN_KEYS.has(key) ? path : forbiddenKeyAt(item, path);
+    if (found) return found;
+  }
+  return null;
 }
 
 const UNPAIRED_SURROGATE =
@@ -102,8 +113,13 @@ export const WebhookRequestSchema = v.strictObject(
         v.unknown(),
         v.check((m) => m !== null && typeof m === 'object' && !Array.isArray(m), 'metadata must be an object'),
         v.check(
-          (m) => !hasForbiddenKey(m),
-          'metadata must not contain the keys __proto__, constructor or prototype, nor nest deeper than 20 levels',
+          (m) => !nestsTooDeep(m),
+          `metadata must not nest deeper than ${MAX_METADATA_DEPTH} levels ({"a": 1} is one level, {"a": [1]} two)`,
+        ),
+        v.check(
+          (m) => forbiddenKeyAt(m, 'metadata') === null,
+          (issue) =>
+            `metadata must not contain the keys __proto__, constructor or prototype: ${forbiddenKeyAt(issue.input, 'metadata')} is one`,
         ),
         v.check((m) => !hasUnpairedSurrogate(m), `metadata ${UNPAIRED_SURROGATE}`),
         v.check(

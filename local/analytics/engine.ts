@@ -365,9 +365,12 @@ export async function openAnalytics(options: {
           // Only reads: a CREATE, INSERT or DROP would change this run's tables (never the exports or the cache).
           if (prepared.statementType !== StatementType.SELECT && prepared.statementType !== StatementType.EXPLAIN)
             throw new QueryError(`only a statement that reads can run here (SELECT, WITH …, EXPLAIN)`);
+          // Only a named query gives values: a `?` of one's own SQL has none to take, and --param is refused there.
           if (prepared.parameterCount !== params.length) {
             throw new QueryError(
-              `the query has ${prepared.parameterCount} parameter(s) (?) but ${params.length} value(s) were given`,
+              params.length === 0
+                ? `the query has ${prepared.parameterCount} ? placeholder(s), and only a named query gives them values (--named NAME --param name=value): write each value into the SQL instead, e.g. WHERE source_system = 'crm'`
+                : `the query has ${prepared.parameterCount} parameter(s) (?) but ${params.length} value(s) were given`,
             );
           }
           for (const [i, value] of params.entries()) prepared.bindVarchar(i + 1, value);

@@ -2,7 +2,7 @@ import { statSync } from 'node:fs';
 import path from 'node:path';
 import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
 import { MAX_FAILED_RUNS } from '../../functions/domain/failed-delivery.ts';
-import { parseInboundSecrets } from '../../functions/domain/signatures.ts';
+import { parseInboundSecrets, parseSecretsBySource } from '../../functions/domain/signatures.ts';
 import { UnreadableFileError } from '../../functions/shared/local-files.ts';
 import { SettingsError } from '../../functions/shared/settings.ts';
 import type { RecoveredExecution } from '../engine/recovery.ts';
@@ -13,6 +13,7 @@ import type { RunningGateway } from '../server/gateway.ts';
 import { storageFailureOf } from '../server/storage-failure.ts';
 import { damagedFileMessage, wrongKindMessage } from '../store/damaged-files.ts';
 import { DataDirInUseError } from '../store/data-dir-lock.ts';
+import { readDeliverySecrets } from '../store/delivery-secrets.ts';
 import { conversationsList, conversationsSearch, conversationsShow } from './conversations.ts';
 import { deliveriesList, deliveriesRedrive, deliveriesResend } from './deliveries.ts';
 import { endpointsCommand } from './endpoints.ts';
@@ -213,8 +214,17 @@ async function start(): Promise<number> {
       (gateway.agentEndpoint === gateway.url ? '  (SAMPLE agent built into this server)' : ''),
   );
   for (const type of WEBHOOK_TYPES) out(`  deliver ${type.padEnd(14)} → ${gateway.settings.deliveryUrls[type]}`);
+  // A type without a secret is delivered unsigned: said here, the one place a user reads before the first delivery.
+  // Not known here (null): the secret of DELIVERY_SIGNING_SECRETS_ARN, read by Deliver.
+  const deliverySecrets = gateway.deliverySecretsFile
+    ? await readDeliverySecrets(gateway.deliverySecretsFile)
+    : process.env.DELIVERY_SIGNING_SECRETS
+      ? parseSecretsBySource(process.env.DELIVERY_SIGNING_SECRETS, 'DELIVERY_SIGNING_SECRETS')
+      : null;
+  const unsigned = WEBHOOK_TYPES.filter((type) => deliverySecrets && !deliverySecrets[type]?.length);
   out(
     `  signing deliveries with the secrets in ${gateway.deliverySecretsFile ? rel(gateway.deliverySecretsFile) : 'DELIVERY_SIGNING_SECRETS'}` +
+      (unsigned.length > 0 ? ` (none for ${unsigned.join(', ')}: delivered unsigned)` : '') +
       `   inbound signatures: ${process.env.INBOUND_WEBHOOK_SECRETS ? 'required for the sources in INBOUND_WEBHOOK_SECRETS' : 'none configured'}${gateway.settings.requireSignedWebhooks ? ' (unsigned refused)' : ''}`,
   );
   out(

@@ -9,8 +9,10 @@ import {
   type QueryParam,
   QueryParamError,
 } from '../../functions/domain/named-queries.ts';
+import { settings } from '../../functions/shared/settings.ts';
 import type { QueryResult, RefreshReport } from '../analytics/engine.ts';
 import { resolveOptions } from '../server/config.ts';
+import { readGatewayRuntime } from '../store/gateway-runtime.ts';
 import { AWS_OPTIONS, awsRequested, CliError, note, out } from './shared.ts';
 import { cell, formatTable } from './table.ts';
 
@@ -135,10 +137,16 @@ export async function conversationsQuery(args: string[]): Promise<number> {
 export async function openLocalEngine(fromDay: string | null = null) {
   const { openLocalAnalytics } = await import('../analytics/engine.ts');
   const { ExportBucketError } = await import('../store/export-bucket.ts');
-  const engine = await openLocalAnalytics(resolveOptions().dataDir, process.env, undefined, fromDay).catch((error) => {
+  const { dataDir } = resolveOptions();
+  const engine = await openLocalAnalytics(dataDir, process.env, undefined, fromDay).catch((error) => {
     throw error instanceof ExportBucketError ? new CliError(error.message) : error;
   });
   reportRefresh(engine.report);
+  // Else a search found nothing, and a count said 0, of conversations `conversations list` shows.
+  if (!settings().exportEnabled || (await readGatewayRuntime(dataDir))?.export_enabled === false)
+    note(
+      'exports are off (ENABLE_CONVERSATION_EXPORT=false): the conversations run meanwhile are not in this table; conversations list shows them',
+    );
   return engine;
 }
 

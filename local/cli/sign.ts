@@ -56,6 +56,11 @@ export async function sign(args: string[]): Promise<number> {
     note(
       `${values.file} has line breaks: send it with curl --data-binary @${values.file} (curl -d @${values.file} drops them, and the signature would not match what it sends)`,
     );
+  // Signed all the same (it may be meant), but the gateway answers such a body 400 INVALID_JSON, not the signature.
+  if (values.status === undefined && !isJson(body))
+    note(
+      `${values.file ?? '--data'} is not JSON: the gateway answers it 400 INVALID_JSON whatever its signature (signed as given)`,
+    );
   let headers: SignedHeaders;
   try {
     headers = signOutbound(secret, values.id ?? `msg_${randomUUID()}`, new Date(), body);
@@ -70,6 +75,15 @@ export async function sign(args: string[]): Promise<number> {
           .join(' ')}\n`,
   );
   return 0;
+}
+
+function isJson(text: string): boolean {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** The body file's bytes; a file that cannot be read is named with the reason, not as a bare system error. */

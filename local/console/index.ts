@@ -328,16 +328,18 @@ function consolePages(ctx: ConsoleContext) {
           GET: async (req, res) => {
             // The newest `limit` of each (docs/operations.md): all the owed deliveries, with their records, were
             // megabytes at thousands of them. The conversations filtered and paged as the list page is.
-            const asked = new URL(req.url ?? '', 'http://local').searchParams.get('limit');
+            const given = new URL(req.url ?? '', 'http://local').searchParams.getAll('limit');
+            const asked = given[0] ?? null;
             const limit = asked === null ? LIST_LIMIT : Number(asked);
-            if (!/^\d+$/.test(asked ?? '0') || !Number.isInteger(limit) || limit < 1 || limit > MAX_API_LIMIT)
-              return sendData(req, res, 400, {
-                success: false,
-                error: {
-                  code: 'INVALID_LIMIT',
-                  message: `limit must be a whole number from 1 to ${MAX_API_LIMIT}, got "${asked}"`,
-                },
-              });
+            // Given twice, the first counted and the second went unread.
+            const badLimit =
+              given.length > 1
+                ? `limit takes one value, got ${given.length}`
+                : !/^\d+$/.test(asked ?? '0') || !Number.isInteger(limit) || limit < 1 || limit > MAX_API_LIMIT
+                  ? `limit must be a whole number from 1 to ${MAX_API_LIMIT}, got "${asked}"`
+                  : null;
+            if (badLimit)
+              return sendData(req, res, 400, { success: false, error: { code: 'INVALID_LIMIT', message: badLimit } });
             const query = listQuery(req, ['limit']);
             if (typeof query === 'string')
               return sendData(req, res, 400, { success: false, error: { code: 'INVALID_FILTER', message: query } });

@@ -18,6 +18,7 @@ import type { RecoveredExecution } from '../engine/recovery.ts';
 import type { StageHandlers } from '../engine/workflows.ts';
 import { PROJECT_ROOT } from '../paths.ts';
 import { DEFAULT_HISTORY_DAYS, type SweepResult } from '../store/retention.ts';
+import { isValidBucketName } from '../store/s3-api.ts';
 import { parseApiKeys } from './api-keys.ts';
 import { parseRateLimits } from './rate-limiter.ts';
 
@@ -241,6 +242,11 @@ export function checkEnvironment(env: NodeJS.ProcessEnv = process.env): Settings
   if (env.OUTBOUND_WEBHOOK_QUEUE_URL)
     throw new Error(
       "OUTBOUND_WEBHOOK_QUEUE_URL is not used by this gateway: each answer is delivered by the workflow (Deliver, with Retry) straight to its type's *_WEBHOOK_URL, and a failed one goes to the failed-delivery store; unset it (docs/configuration.md)",
+    );
+  // Checked by the embedded S3 too, whose message could not name the variable.
+  if (env.CONVERSATION_EXPORT_S3_BUCKET && !isValidBucketName(env.CONVERSATION_EXPORT_S3_BUCKET))
+    throw new Error(
+      `CONVERSATION_EXPORT_S3_BUCKET must be an S3 bucket name (3 to 63 lower-case letters, digits, dots and hyphens), got "${env.CONVERSATION_EXPORT_S3_BUCKET}"`,
     );
   parseInboundSecrets(env.INBOUND_WEBHOOK_SECRETS);
   parseSecretsBySource(env.DELIVERY_SIGNING_SECRETS, 'DELIVERY_SIGNING_SECRETS');

@@ -44,7 +44,7 @@ import {
   resolveOptions,
   withDefaults,
 } from './config.ts';
-import { answerAtTheEdge, hostRefusal, readBody, refuseBeforeRoutes, sendJson } from './http.ts';
+import { answerAtTheEdge, BodyTooLargeError, hostRefusal, readBody, refuseBeforeRoutes, sendJson } from './http.ts';
 import { isLoopbackAddress, loopbackOnly, operatorOnly, operatorRefusal } from './loopback.ts';
 import { operatorRoutes } from './operator-routes.ts';
 import { parseRateLimits, RateLimiter } from './rate-limiter.ts';
@@ -167,6 +167,16 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
         // A client that went away or was cut off (408 above) failed its own request: nothing to report or answer.
         // (Not req.destroyed: a request whose body was read is destroyed too, and its client still waits.)
         if (res.destroyed || !res.socket || res.socket.destroyed) return;
+        // A body past a route's limit (the built-in receiver's 1 MB) is the client's: 413, as POST /webhook answers.
+        if (error instanceof BodyTooLargeError && !res.headersSent)
+          return sendJson(
+            res,
+            413,
+            errorBody(
+              'PAYLOAD_TOO_LARGE',
+              `Request too large: this route takes a body of at most ${error.limit} bytes`,
+            ),
+          );
         const what = `${req.method} ${JSON.stringify(req.url)} failed`;
         const storage = storageFailureOf(error);
         // A damaged file of the data folder is no bug: its line names the file and what to do, without a stack.

@@ -46,6 +46,26 @@ function limitOf(req: IncomingMessage): number | string {
     : `limit must be a whole number from 1 to ${MAX_LIMIT}, got "${asked}"`;
 }
 
+/**
+ * Answers 400 (true) to a query with a parameter the route does not take, or one given twice (the first would count):
+ * else a mistyped `?typ=deal_analysis` recovered every type, and `<id>/redrive?dry_run=1` redrove.
+ */
+function refusedQuery(req: IncomingMessage, res: ServerResponse, takes: readonly string[]): boolean {
+  const params = new URL(req.url ?? '/', 'http://local').searchParams;
+  for (const name of new Set(params.keys())) {
+    const reason = !takes.includes(name)
+      ? `unknown parameter "${name}": this route takes ${takes.length > 0 ? takes.join(', ') : 'none'}`
+      : params.getAll(name).length > 1
+        ? `${name} takes one value, got ${params.getAll(name).length}`
+        : null;
+    if (reason) {
+      badRequest(res, reason);
+      return true;
+    }
+  }
+  return false;
+}
+
 /** `?since=ISO&type=T` of a recover (redrive --all); null with the reason when a value cannot be used. */
 function recoverFilter(req: IncomingMessage): { since: number | null; type: string | null } | string {
   const params = new URL(req.url ?? '/', 'http://local').searchParams;
@@ -83,7 +103,8 @@ export function operatorRoutes(ctx: OperatorContext): RouteHandler {
   // The receiver changed, as it reads now: another type's damaged file is no failure of this change.
   const endpointAction =
     (act: (type: WebhookType) => Promise<unknown>) =>
-    async (_req: IncomingMessage, res: ServerResponse, match: RegExpExecArray) => {
+    async (req: IncomingMessage, res: ServerResponse, match: RegExpExecArray) => {
+      if (refusedQuery(req, res, [])) return;
       const type = match[1]!.toLowerCase() as WebhookType;
       await act(type);
       sendJson(
@@ -109,6 +130,7 @@ export function operatorRoutes(ctx: OperatorContext): RouteHandler {
       path: /^\/local\/deliveries$/,
       methods: {
         GET: async (req, res) => {
+          if (refusedQuery(req, res, ['state', 'limit'])) return;
           const limit = limitOf(req);
           if (typeof limit === 'string') return badRequest(res, limit);
           const wanted = new URL(req.url ?? '/', 'http://local').searchParams.get('state') || 'pending,dead';
@@ -123,6 +145,7 @@ export function operatorRoutes(ctx: OperatorContext): RouteHandler {
       path: /^\/local\/deliveries\/plan$/,
       methods: {
         GET: async (req, res) => {
+          if (refusedQuery(req, res, ['since', 'type', 'limit'])) return;
           const filter = recoverFilter(req);
           if (typeof filter === 'string') return badRequest(res, filter);
           const limit = limitOf(req);
@@ -138,6 +161,7 @@ export function operatorRoutes(ctx: OperatorContext): RouteHandler {
       path: /^\/local\/deliveries\/redrive$/,
       methods: {
         POST: async (req, res) => {
+          if (refusedQuery(req, res, ['since', 'type', 'limit'])) return;
           const filter = recoverFilter(req);
           if (typeof filter === 'string') return badRequest(res, filter);
           const limit = limitOf(req);
@@ -159,7 +183,8 @@ export function operatorRoutes(ctx: OperatorContext): RouteHandler {
     {
       path: /^\/local\/deliveries\/([^/]+)\/redrive$/,
       methods: {
-        POST: async (_req, res, match) => {
+        POST: async (req, res, match) => {
+          if (refusedQuery(req, res, [])) return;
           const id = conversationId(res, match[1]!);
           if (!id) return;
           const result = await explained(await ctx.redelivery.redrive(id));
@@ -170,7 +195,8 @@ export function operatorRoutes(ctx: OperatorContext): RouteHandler {
     {
       path: /^\/local\/deliveries\/([^/]+)\/resend$/,
       methods: {
-        POST: async (_req, res, match) => {
+        POST: async (req, res, match) => {
+          if (refusedQuery(req, res, [])) return;
           const id = conversationId(res, match[1]!);
           if (!id) return;
           // A resend of it the data folder cut is finished first, so that the record read has its attempt.

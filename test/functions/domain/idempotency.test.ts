@@ -51,6 +51,15 @@ describe('idempotency keys', () => {
       expect(idempotencyKeyOf({ 'idempotency-key': bad })).toHaveProperty('error');
   });
 
+  it('a header sent twice, as Node joins it ("a, b"), is named as sent twice, not as a key of bad characters', () => {
+    expect(idempotencyKeyOf({ 'idempotency-key': 'order-1, order-1' })).toEqual({
+      error: 'Idempotency-Key (or webhook-id) is sent 2 times ("order-1, order-1"): send it once',
+    });
+    expect(idempotencyKeyOf({ 'idempotency-key': 'a, b c' })).toEqual({
+      error: 'Idempotency-Key (or webhook-id) must be 1 to 255 visible ASCII characters',
+    });
+  });
+
   it('a signed request is keyed on its webhook-id (signed), never on an Idempotency-Key beside it (not signed)', () => {
     const signed = { 'webhook-id': 'msg_1', 'webhook-timestamp': '1', 'webhook-signature': 'v1,x' };
     expect(idempotencyKeyOf({ ...signed, 'idempotency-key': 'k1' })).toEqual({ key: 'msg_1' });

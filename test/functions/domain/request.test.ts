@@ -269,21 +269,36 @@ describe('parseWebhookRequest: metadata', () => {
     let deep: Record<string, unknown> = { leaf: 1 };
     for (let i = 0; i < 25; i++) deep = { d: deep };
     const d = details({ ...MINIMAL, metadata: deep });
-    expect(d).toEqual([{ field: 'metadata', message: expect.stringMatching(/deeper than 20/) }]);
+    // Before, the message named the keys __proto__, constructor and prototype too, which this metadata has none of.
+    expect(d).toEqual([
+      {
+        field: 'metadata',
+        message: 'metadata must not nest deeper than 20 levels ({"a": 1} is one level, {"a": [1]} two)',
+      },
+    ]);
   });
 
   // JSON.parse makes "__proto__" an own key; object literals would not, so these bodies are raw JSON text.
   it.each([
-    ['__proto__ at the top of metadata', '{"__proto__":{"polluted":true}}'],
-    ['constructor at the top of metadata', '{"constructor":{"prototype":{"polluted":true}}}'],
-    ['prototype at the top of metadata', '{"prototype":1}'],
-    ['__proto__ nested in metadata', '{"a":{"b":{"__proto__":{"polluted":true}}}}'],
-    ['constructor nested in metadata', '{"a":{"constructor":"x"}}'],
-    ['__proto__ inside an array in metadata', '{"list":[{"__proto__":{"polluted":true}}]}'],
-  ])('rejects %s', (_label, metadataJson) => {
+    ['__proto__ at the top of metadata', '{"__proto__":{"polluted":true}}', 'metadata.__proto__'],
+    ['constructor at the top of metadata', '{"constructor":{"prototype":{"polluted":true}}}', 'metadata.constructor'],
+    ['prototype at the top of metadata', '{"prototype":1}', 'metadata.prototype'],
+    ['__proto__ nested in metadata', '{"a":{"b":{"__proto__":{"polluted":true}}}}', 'metadata.a.b.__proto__'],
+    ['constructor nested in metadata', '{"a":{"constructor":"x"}}', 'metadata.a.constructor'],
+    [
+      '__proto__ inside an array in metadata',
+      '{"list":[1,{"__proto__":{"polluted":true}}]}',
+      'metadata.list[1].__proto__',
+    ],
+  ])('rejects %s, naming where it is', (_label, metadataJson, where) => {
     const body = `{"query":"q","source_system":"a","source_process":"b","metadata":${metadataJson}}`;
     const d = details(body);
-    expect(d).toEqual([{ field: 'metadata', message: expect.stringMatching(/__proto__, constructor or prototype/) }]);
+    expect(d).toEqual([
+      {
+        field: 'metadata',
+        message: `metadata must not contain the keys __proto__, constructor or prototype: ${where} is one`,
+      },
+    ]);
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
   });
 });

@@ -130,6 +130,11 @@ describe('conversations query (DuckDB over the local exports)', () => {
       [['--named', 'delivery-success', '--param', 'since=last week'], /^webhook-gateway: since must be an ISO 8601/],
       [['--named', 'delivery-success', 'SELECT 1'], /^webhook-gateway: give either SQL or --named/],
       [['SELECT 1', '--param', 'x=1'], /^webhook-gateway: --param goes with --named/],
+      // Before: "the query has 1 parameter(s) (?) but 0 value(s) were given", with no way to give one.
+      [
+        ["SELECT count(*) FROM conversations WHERE source_system = ? AND query <> '?'"],
+        /^webhook-gateway: query failed: the query has 1 \? placeholder\(s\), and only a named query gives them values \(--named NAME --param name=value\): write each value into the SQL instead, e\.g\. WHERE source_system = 'crm'$/m,
+      ],
       [
         ['--named', 'delivery-success', '--param', 'since=2026-11-28', '--param', 'since=2026-11-29'],
         /^webhook-gateway: --param since is given twice \("2026-11-28" and "2026-11-29"\): give it once$/m,

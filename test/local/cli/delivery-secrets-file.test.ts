@@ -30,8 +30,11 @@ describe('DELIVERY_SIGNING_SECRETS_FILE', () => {
       DELIVERY_SIGNING_SECRETS_FILE: file,
     });
     try {
+      // Before, the line did not say that the two types without a secret are delivered unsigned.
       expect(gateway.output()).toMatch(
-        new RegExp(`signing deliveries with the secrets in \\S*${path.basename(file)}\\b`),
+        new RegExp(
+          `signing deliveries with the secrets in \\S*${path.basename(file)} \\(none for data_analysis, lead_analysis: delivered unsigned\\)`,
+        ),
       );
       expect(gateway.output()).toContain(`${file} was readable by others (mode 0644); it is now 0600 (owner only)`);
       expect((await stat(file)).mode & 0o777).toBe(0o600);

@@ -20,6 +20,17 @@ describe('sign arguments', () => {
     expect(JSON.parse(ok.stdout)['webhook-id']).toBe('msg_retry-1');
   });
 
+  it('a body that is not JSON is signed, and said to be answered 400 INVALID_JSON', async () => {
+    // Before, it was signed without a word, and the 400 that followed read as a signature problem.
+    const res = await runMain(['sign', '--secret', SECRET, '--data', '{"query": "q",}']);
+    expect(res.code).toBe(0);
+    expect(res.stdout).toMatch(/^-H webhook-id:msg_\S+ -H webhook-timestamp:\d+ -H webhook-signature:v1,\S+\n$/);
+    expect(res.stderr).toBe(
+      '--data is not JSON: the gateway answers it 400 INVALID_JSON whatever its signature (signed as given)\n',
+    );
+    expect((await runMain(['sign', '--secret', SECRET, '--data', '{}'])).stderr).toBe('');
+  });
+
   it('--secret (or WEBHOOK_SECRET) takes only a secret the gateway takes, said in its words', async () => {
     // Before: "could not sign: Base64Coder: incorrect padding" for whsec_abc, and whsec_YWJj (too short for the
     // gateway's INBOUND_WEBHOOK_SECRETS) signed.

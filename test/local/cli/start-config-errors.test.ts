@@ -56,6 +56,11 @@ describe('start refuses bad configuration before it listens', () => {
     ],
     [{ REDELIVERY_POLL_MS: '1s' }, /REDELIVERY_POLL_MS must be a whole number of milliseconds/],
     // Before, it started and the handlers logged at INFO (Powertools ignores a level it does not know).
+    // Before, the embedded S3 refused it without naming the variable: 'bucket name "Bad_Bucket" is not valid'.
+    [
+      { CONVERSATION_EXPORT_S3_BUCKET: 'Bad_Bucket' },
+      /^CONVERSATION_EXPORT_S3_BUCKET must be an S3 bucket name \(3 to 63 lower-case letters, digits, dots and hyphens\), got "Bad_Bucket"$/,
+    ],
     [{ LOG_LEVEL: 'verbose' }, /LOG_LEVEL must be one of DEBUG, INFO, WARN, ERROR \(any case\), got "verbose"/],
     // Before, each of these started: the flag and the slow agent's wait were ignored, and an endpoint without its
     // scheme failed every conversation (502 Lambda.Unknown).

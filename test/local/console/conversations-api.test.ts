@@ -58,6 +58,10 @@ describe('GET /console/api/conversations', () => {
       expect(status, bad).toBe(400);
       expect(body.error.code).toBe('INVALID_LIMIT');
     }
+    // Before, the first counted: 200 with one row of each.
+    const twice = await api('?limit=1&limit=0');
+    expect(twice.status).toBe(400);
+    expect(twice.body.error).toEqual({ code: 'INVALID_LIMIT', message: 'limit takes one value, got 2' });
   });
 
   it('reads no envelope again while none changed, for the API and for the list page', async () => {

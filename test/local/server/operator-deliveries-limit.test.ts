@@ -75,3 +75,39 @@ describe('GET /local/deliveries/plan', () => {
     expect((await get('/local/deliveries/plan?limit=ten')).status).toBe(400);
   });
 });
+
+describe('a parameter the route does not take, or one given twice', () => {
+  // Before, each was ignored: a mistyped ?typ= planned and recovered every type, and <id>/redrive?dry_run=1 redrove.
+  it('is refused with 400 and the parameters the route takes, and nothing is redriven', async () => {
+    const refused = async (method: string, pathname: string) => {
+      const response = await fetch(`${world.gateway.url}${pathname}`, { method });
+      return { status: response.status, body: (await response.json()) as any };
+    };
+    expect(await refused('GET', '/local/deliveries/plan?typ=data_analysis')).toEqual({
+      status: 400,
+      body: {
+        success: false,
+        error: {
+          code: 'VALIDATION_ERROR',
+          message: 'unknown parameter "typ": this route takes since, type, limit',
+        },
+      },
+    });
+    expect((await refused('POST', '/local/deliveries/redrive?typ=data_analysis')).body.error.message).toBe(
+      'unknown parameter "typ": this route takes since, type, limit',
+    );
+    expect((await refused('POST', `/local/deliveries/${oldestFirst[0]}/redrive?dry_run=1`)).body.error.message).toBe(
+      'unknown parameter "dry_run": this route takes none',
+    );
+    expect((await refused('POST', '/local/endpoints/deal_analysis/pause?until=tomorrow')).status).toBe(400);
+    expect((await refused('GET', '/local/deliveries?stat=settled')).body.error.message).toBe(
+      'unknown parameter "stat": this route takes state, limit',
+    );
+    expect((await refused('GET', '/local/deliveries?limit=1&limit=0')).body.error.message).toBe(
+      'limit takes one value, got 2',
+    );
+    const plan = await get('/local/deliveries/plan');
+    expect(plan.body.count).toBe(OWED);
+    expect((await get('/local/endpoints')).body[0]).toMatchObject({ webhook_type: 'deal_analysis', paused_at: null });
+  });
+});

@@ -264,6 +264,27 @@ describe('a route that fails after reading the request answers 500, never leaves
   });
 });
 
+describe("a body past a route's limit", () => {
+  it('the built-in receiver answers 413 PAYLOAD_TOO_LARGE, as POST /webhook does, and prints no stack', async () => {
+    // Before: 500 INTERNAL_ERROR "internal error in the local gateway", and a stack on the gateway's stderr.
+    const printed = vi.spyOn(console, 'error').mockImplementation(() => {});
+    try {
+      const res = await send('/local/receiver/general', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ text: 'a'.repeat(1024 * 1024) }),
+      });
+      expect(res.status).toBe(413);
+      expect(JSON.parse(res.body)).toEqual(
+        errorBody('PAYLOAD_TOO_LARGE', 'Request too large: this route takes a body of at most 1048576 bytes'),
+      );
+      expect(printed).not.toHaveBeenCalled();
+    } finally {
+      printed.mockRestore();
+    }
+  });
+});
+
 describe('malformed HTTP framing', () => {
   const POST = 'POST /webhook HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n';
   it.each([
