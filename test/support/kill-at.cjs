@@ -1,9 +1,10 @@
 // A deterministic crash point for the crash tests (test/e2e/crash-points.test.ts), loaded into the gateway under test
 // with NODE_OPTIONS=--require (in its worker threads too: the embedded S3's file writer). It kills the whole process
-// with SIGKILL at the KILL_AT_N-th file call KILL_AT_OP (rename, link, write: fs.writeSync, the journal's lines;
-// append: fs.appendFile, the attempt log and the handlers' log) whose destination matches KILL_AT_PATH (a regular
-// expression), KILL_AT_WHEN `before` the call or `after` it succeeded. The count is kept in the file KILL_AT_COUNTER (one byte per
-// call that matched), so that every thread counts the same calls. Test code only: the gateway knows nothing of it.
+// with SIGKILL at the KILL_AT_N-th file call KILL_AT_OP (rename; link; append: fs.appendFile, the attempt log's and the
+// summary index's lines; write: fs.writeSync to a file opened with fs.openSync, the journal's lines and the embedded
+// S3's files written aside) whose destination matches KILL_AT_PATH (a regular expression), KILL_AT_WHEN `before` the
+// call or `after` it succeeded. The count is kept in the file KILL_AT_COUNTER (one byte per call counted), so that
+// every thread counts the same calls. Test code only: the gateway knows nothing of it.
 const fs = require('node:fs');
 
 const {
