@@ -302,7 +302,7 @@ const SLOW_AGENT_HINT =
  * How the workflow fails when the agent did: `AgentTimeout` (504 TIMEOUT) when InvokeManagerAgent ran out of its
  * budget (`agentSeconds`), else `AgentError` (502 AGENT_ERROR); the body names the conversation, which was exported
  * as failed. The error name and the body are the AgentFailed state's ErrorPath and CausePath. A conversation the local
- * gateway interrupted before the agent answered (local/engine/recovery.ts) gets an INTERRUPTED body.
+ * gateway interrupted before the agent's answer was recorded (local/engine/recovery.ts) gets an INTERRUPTED body.
  */
 export function agentFailure(
   record: ConversationRecord,
@@ -310,7 +310,8 @@ export function agentFailure(
 ): { failure_error: 'AgentError' | 'AgentTimeout' | 'ConversationNotStarted'; failure_cause: string } {
   const extra = { conversation_id: record.conversation_id };
   if (record.execution.status === 'interrupted') {
-    const message = `The conversation was interrupted before the agent answered: ${record.execution.errors.at(-1)?.message}`;
+    // Cut after the agent answered too, before its answer was recorded: the caller is not told the agent had not.
+    const message = `The conversation was interrupted before the agent's answer was recorded: ${record.execution.errors.at(-1)?.message}. Send it again: it runs afresh, with the same Idempotency-Key too`;
     return { failure_error: 'AgentError', failure_cause: JSON.stringify(errorBody('INTERRUPTED', message, extra)) };
   }
   const notStarted = record.execution.errors.findLast((e) => e.stage === NOT_STARTED_STAGE);

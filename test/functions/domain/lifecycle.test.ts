@@ -19,6 +19,7 @@ import {
   withClassification,
   withDeliveryAttempt,
   withFailure,
+  withInterruption,
   withPendingAnswer,
 } from '../../../functions/domain/lifecycle.ts';
 import { DELIVERY_ID, executionInput, RECEIVED_AT, SEED_REQUEST, startedRecord } from '../../support/fixtures.ts';
@@ -457,6 +458,18 @@ describe("agentFailure (the AgentFailed state's error and cause)", () => {
     expect(JSON.parse(agentFailure(r, 120).failure_cause).error.message).toBe(
       'The manager agent did not answer within 120 s; the conversation was recorded as failed',
     );
+  });
+
+  it('tells a conversation the local gateway interrupted around its agent that the answer was not recorded (it may have come), and to send it again', () => {
+    // Cut after the agent answered, before its answer was journaled (or by a data folder that refused that line):
+    // "before the agent answered" told the caller the agent had not, when it had.
+    const r = withInterruption(startedRecord(), 'InvokeManagerAgent', AGENT_AT);
+    expect(JSON.parse(agentFailure(r).failure_cause).error).toEqual({
+      code: 'INTERRUPTED',
+      message:
+        "The conversation was interrupted before the agent's answer was recorded: the local gateway stopped (crash or kill) during InvokeManagerAgent; the conversation was closed when it restarted. Send it again: it runs afresh, with the same Idempotency-Key too",
+      conversation_id: SEED_ID,
+    });
   });
 
   it('says unknown error when none was recorded', () => {

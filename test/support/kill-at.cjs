@@ -1,0 +1,74 @@
+// A deterministic crash point for the crash tests (test/e2e/crash-points.test.ts), loaded into the gateway under test
+// with NODE_OPTIONS=--require (in its worker threads too: the embedded S3's file writer). It kills the whole process
+// with SIGKILL at the KILL_AT_N-th file call KILL_AT_OP (rename; link; append: fs.appendFile, the attempt log's and the
+// summary index's lines; write: fs.writeSync to a file opened with fs.openSync, the journal's lines and the embedded
+// S3's files written aside) whose destination matches KILL_AT_PATH (a regular expression), KILL_AT_WHEN `before` the
+// call or `after` it succeeded. The count is kept in the file KILL_AT_COUNTER (one byte per call counted), so that
+// every thread counts the same calls. Test code only: the gateway knows nothing of it.
+const fs = require('node:fs');
+
+const {
+  KILL_AT_OP: op,
+  KILL_AT_PATH: pattern,
+  KILL_AT_N: n,
+  KILL_AT_WHEN: when,
+  KILL_AT_COUNTER: counter,
+} = process.env;
+if (op && pattern && n && counter) {
+  const matches = new RegExp(pattern);
+  const appendFileSync = fs.appendFileSync;
+  const statSync = fs.statSync;
+  const fdPaths = new Map();
+  const die = () => process.kill(process.pid, 'SIGKILL');
+  /** Whether this call is the one to kill at: counted only when its path matches. */
+  const hit = (file) => {
+    if (typeof file !== 'string' || !matches.test(file)) return false;
+    appendFileSync(counter, '.');
+    return statSync(counter).size === Number(n);
+  };
+  // `before`: the n-th call that matched; `after`: the n-th that matched and succeeded.
+  const around = (file, call) => {
+    if (when !== 'after' && hit(file)) die();
+    const result = call();
+    if (when === 'after' && hit(file)) die();
+    return result;
+  };
+  if (op === 'write') {
+    const openSync = fs.openSync;
+    fs.openSync = function (file, ...rest) {
+      const fd = openSync.call(this, file, ...rest);
+      fdPaths.set(fd, String(file));
+      return fd;
+    };
+    const writeSync = fs.writeSync;
+    fs.writeSync = function (fd, ...rest) {
+      return around(fdPaths.get(fd), () => writeSync.call(this, fd, ...rest));
+    };
+  } else {
+    const name = { rename: 'rename', link: 'link', append: 'appendFile' }[op];
+    const destination = (args) => (op === 'append' ? args[0] : args[1]);
+    const sync = fs[`${name}Sync`];
+    fs[`${name}Sync`] = function (...args) {
+      return around(String(destination(args)), () => sync.apply(this, args));
+    };
+    const callback = fs[name];
+    fs[name] = function (...args) {
+      const file = String(destination(args));
+      if (when !== 'after' && hit(file)) die();
+      const done = args.pop();
+      return callback.call(this, ...args, (...result) => {
+        if (when === 'after' && !result[0] && hit(file)) die();
+        done(...result);
+      });
+    };
+    const promised = fs.promises[name];
+    fs.promises[name] = async function (...args) {
+      const file = String(destination(args));
+      if (when !== 'after' && hit(file)) die();
+      const result = await promised.apply(this, args);
+      if (when === 'after' && hit(file)) die();
+      return result;
+    };
+  }
+  require('node:module').syncBuiltinESMExports();
+}
