@@ -269,7 +269,10 @@ describe('what the SQL may do', () => {
       expect((await engine.query('SELECT count(*) AS n FROM conversations')).rows).toEqual([{ n: 0 }]);
       await expect(engine.query('SELECT 1; SELECT 2')).rejects.toThrow(/multiple statements/);
       await expect(engine.query('SELECT nonsense FROM conversations')).rejects.toThrow(/nonsense/);
-      await expect(engine.query('SELECT ? AS x', [])).rejects.toThrow(/1 parameter\(s\) \(\?\) but 0 value/);
+      await expect(engine.query('SELECT ? AS x', [])).rejects.toThrow(
+        /has 1 \? placeholder\(s\), and only a named query gives them values/,
+      );
+      await expect(engine.query('SELECT ? AS x', ['a', 'b'])).rejects.toThrow(/1 parameter\(s\) \(\?\) but 2 value/);
     } finally {
       engine.close();
     }
