@@ -1,6 +1,6 @@
 import { nextAttemptNumber, withoutAttemptDetail } from './attempt-log.ts';
 import type { ConversationRecord, DeliveryAttempt, RedeliveryContext } from './conversation.ts';
-import { deferredStatus, failedAttemptFromCaught, isDeferral } from './delivery.ts';
+import { deferredStatus, failedAttemptFromCaught, isDeferral, withDeferredAttempts } from './delivery.ts';
 import {
   closingTime,
   completeConversation,
@@ -209,7 +209,10 @@ export function envelopeFromQueuedMessage(
   };
 }
 
-/** No attempt was made (the caller's deadline): the envelope waits for the first slot with no attempt in it. */
+/**
+ * No attempt was made by the last try (the caller's deadline, a held receiver): the envelope waits for the first slot
+ * with the attempts its earlier tries made, if any (withDeferredAttempts).
+ */
 function envelopeForDeferral(
   message: QueuedFailedDelivery,
   now: Date,
@@ -217,7 +220,10 @@ function envelopeForDeferral(
 ): FailedDeliveryEnvelope {
   const failure = parseTaskError(message.delivery_error);
   const conversation = completeConversation(
-    withDeliveryStatus(message.conversation, deferredStatus(message.delivery_error)),
+    withDeliveryStatus(
+      withDeferredAttempts(message.conversation, message.delivery_error),
+      deferredStatus(message.delivery_error),
+    ),
     false,
     message.execution_name ?? null,
     closingTime(message.closed_at, now),
