@@ -437,7 +437,8 @@ const RUNS_FAILED_ERROR = 'RedeliveryRunsFailed';
 /**
  * A delivery the schedule gives up on after MAX_FAILED_RUNS failed runs in a row: no run got as far as its Export, so
  * its record now says so itself (delivery `failed`, and why and when in its errors), and the scheduler writes it where
- * users read it (publishGivenUp, functions/shared/given-up.ts). An envelope owing only its export keeps its record.
+ * users read it (publishGivenUp, functions/shared/given-up.ts). An envelope owing only its export keeps its record:
+ * what the scheduler writes in its place (delivered, say).
  */
 function givenUp(envelope: FailedDeliveryEnvelope, error: string, now: Date): FailedDeliveryEnvelope {
   if (owedBy(envelope) === 'export') return envelope;
@@ -466,11 +467,12 @@ export function deliveredAfterAll(record: ConversationRecord, attempt: DeliveryA
   return withDeliveryAttempt(kept, short, request?.url ?? null, 'delivered');
 }
 
-/** The record of a delivery the schedule has just given up on (givenUp), to be written where users read it; else null. */
+/**
+ * The record of a delivery the schedule has just given up on (givenUp), or of an export it gave up on (the record as
+ * it ended: delivered, say, then each run's Export failed), to be written where users read it; else null.
+ */
 export function givenUpRecord(envelope: FailedDeliveryEnvelope): ConversationRecord | null {
-  return envelope.state === 'dead' && envelope.dead_reason === 'runs_failed' && owedBy(envelope) === 'delivery'
-    ? envelope.conversation
-    : null;
+  return envelope.state === 'dead' && envelope.dead_reason === 'runs_failed' ? envelope.conversation : null;
 }
 
 /**
