@@ -1,5 +1,5 @@
 import { type LoggedAttempt, loggedRequestHeaders, nextAttemptNumber } from '../domain/attempt-log.ts';
-import type { ConversationState, WebhookType } from '../domain/conversation.ts';
+import type { ConversationRecord, ConversationState, DeliveryAttempt, WebhookType } from '../domain/conversation.ts';
 import {
   attemptBudget,
   buildDeliveryPayload,
@@ -83,7 +83,7 @@ export async function deliver(input: DeliverInput, deps: DeliverDeps): Promise<C
   const deliveryUrls = endpoint?.config.url
     ? { ...config.deliveryUrls, [type]: endpoint.config.url }
     : config.deliveryUrls;
-  const plan = planDelivery(record, deliverBy, { ...config, deliveryUrls }, now(), retryCount);
+  const plan = planDelivery(record, deliverBy, { ...config, deliveryUrls }, now());
   if (plan.action === 'refuse') {
     logEvent('WEBHOOK_DELIVERY_FAILED', record, { attempt: attemptNumber, via, error: plan.reason, final: true });
     throw plan.error;
@@ -101,21 +101,19 @@ export async function deliver(input: DeliverInput, deps: DeliverDeps): Promise<C
     });
     recordDeliveryQueued(type);
   };
-  if (plan.action === 'defer') {
-    queuedHere('deadline', plan.reason);
-    throw plan.error;
-  }
   const { url } = plan;
-  const hold = (reason: HoldReason, message: string, target: string | null = url) => {
+  const hold = async (reason: HoldReason, message: string, target: string | null = url) => {
     queuedHere(reason, message);
-    return holdError(reason, message, target, firstTry(record, retryCount));
+    const earlier = retryCount > 0 ? await attemptsOfThisRun(record, attemptNumber, cut) : [];
+    return holdError(reason, message, target, firstTry(record, retryCount), earlier);
   };
+  if (plan.action === 'defer') throw await hold('deadline', plan.reason);
   // Its local file is damaged: it may be paused, or at another URL, so nothing is sent (where to is unknown).
-  if (read && 'unreadable' in read) throw hold('unreadable', read.unreadable, null);
+  if (read && 'unreadable' in read) throw await hold('unreadable', read.unreadable, null);
   // A call before the attempt that deliver_by cut: no time is left for it, so the schedule takes it.
-  const cutShort = (error: unknown): never => {
+  const cutShort = async (error: unknown): Promise<never> => {
     if (!cut?.aborted) throw error;
-    throw hold(
+    throw await hold(
       'deadline',
       `no time left for a delivery attempt before ${deliverBy}, when the caller's answer is due (an AWS call was cut at it: ${(error as Error).name}): queued for the redelivery schedule`,
     );
@@ -132,11 +130,11 @@ export async function deliver(input: DeliverInput, deps: DeliverDeps): Promise<C
           signal: cut,
         }).catch(cutShort)
       : { action: 'attempt' };
-  if (gate.action === 'hold') throw hold(gate.reason, gate.message);
+  if (gate.action === 'hold') throw await hold(gate.reason, gate.message);
   // The receiver's rate may have made it wait: the attempt gets the time left now, so it never ends after deliver_by
   // (docs/deploy.md, "Timeouts"); too little left, and the schedule takes it as when the agent was slow.
   const budget = attemptBudget(deliverBy, now(), config.deliveryTimeoutMs);
-  if ('defer' in budget) throw hold('deadline', budget.defer);
+  if ('defer' in budget) throw await hold('deadline', budget.defer);
   const { timeoutMs } = budget;
 
   const payload = JSON.stringify(buildDeliveryPayload(record));
@@ -207,6 +205,40 @@ export async function deliver(input: DeliverInput, deps: DeliverDeps): Promise<C
     delivery_response_time_ms: attempt.duration_ms,
   });
   throw failed.error;
+}
+
+/**
+ * The attempts the earlier tries of this Deliver state made (its Retry; the state does not keep them), as the attempt
+ * log has them: the ones numbered after the record's and before `next`. A log that cannot be read gives none.
+ */
+async function attemptsOfThisRun(
+  record: ConversationRecord,
+  next: number,
+  signal: AbortSignal | undefined,
+): Promise<DeliveryAttempt[]> {
+  const first = nextAttemptNumber(record);
+  try {
+    const logged = (await attemptLog()?.list(record.conversation_id, signal)) ?? [];
+    return logged
+      .filter((a) => a.conversation_id === record.conversation_id && a.attempt >= first && a.attempt < next)
+      .map(
+        ({
+          conversation_id: _c,
+          delivery_id: _d,
+          webhook_type: _w,
+          request: _q,
+          response: _r,
+          execution_name: _e,
+          ...short
+        }) => short,
+      );
+  } catch (error) {
+    logger.warn('The attempt log could not be read: the delivery is queued without its earlier attempts', {
+      conversation_id: record.conversation_id,
+      error: `${(error as Error).name}: ${(error as Error).message}`,
+    });
+    return [];
+  }
 }
 
 /**

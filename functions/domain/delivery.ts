@@ -165,7 +165,7 @@ export interface DeliverySettings {
  */
 export type DeliveryPlan =
   | { action: 'refuse'; reason: string; error: DeliveryPermanentError }
-  | { action: 'defer'; reason: string; error: DeliveryDeferredError }
+  | { action: 'defer'; reason: string; url: string }
   | { action: 'attempt'; url: string; timeoutMs: number };
 
 export function planDelivery(
@@ -173,7 +173,6 @@ export function planDelivery(
   deliverBy: string | null,
   config: DeliverySettings,
   now: Date,
-  retryCount = 0,
 ): DeliveryPlan {
   const type = record.webhook_context.webhook_type ?? 'general';
   const variable = DELIVERY_URL_VARIABLES[type];
@@ -196,12 +195,7 @@ export function planDelivery(
   if (!deliverBy) return { action: 'attempt', url, timeoutMs: config.deliveryTimeoutMs };
   // The caller is waiting: never start an attempt it cannot wait for.
   const budget = attemptBudget(deliverBy, now, config.deliveryTimeoutMs);
-  if ('defer' in budget)
-    return {
-      action: 'defer',
-      reason: budget.defer,
-      error: holdError('deadline', budget.defer, url, firstTry(record, retryCount)),
-    };
+  if ('defer' in budget) return { action: 'defer', reason: budget.defer, url };
   return { action: 'attempt', url, timeoutMs: budget.timeoutMs };
 }
 
@@ -213,12 +207,34 @@ export function firstTry(record: ConversationRecord, retryCount: number): boolea
 /**
  * A delivery handed to the redelivery schedule without an attempt: the caller's deadline, or a receiver that is
  * paused, disabled, failing or at its rate (functions/domain/endpoints.ts). The workflow queues it; the delivery
- * status is `queued` when nothing was attempted for the conversation yet (deferredStatus).
+ * status is `queued` when nothing was attempted for the conversation yet (deferredStatus). Held on a retry of the
+ * state, it carries the attempts its earlier tries made (`earlier`: the state does not keep them), so the record
+ * keeps them and the next attempt is numbered after them (withDeferredAttempts).
  */
-export function holdError(reason: HoldReason, message: string, target: string | null, first: boolean) {
+export function holdError(
+  reason: HoldReason,
+  message: string,
+  target: string | null,
+  first: boolean,
+  earlier: readonly DeliveryAttempt[] = [],
+) {
+  const status = first ? 'queued' : 'retrying';
   return new DeliveryDeferredError(
-    JSON.stringify({ message, target, hold: reason, status: first ? 'queued' : 'retrying' }),
+    JSON.stringify({ message, target, hold: reason, status, ...(earlier.length > 0 ? { attempts: earlier } : {}) }),
   );
+}
+
+/** The record with the attempts a deferral carries (holdError's `earlier`) that it does not have yet. */
+export function withDeferredAttempts(record: ConversationRecord, caught: CaughtError | undefined): ConversationRecord {
+  const carried = parseTaskError(caught).payload?.attempts;
+  if (!Array.isArray(carried)) return record;
+  const known = record.execution.delivery_attempts;
+  const added = carried.filter(
+    (a: DeliveryAttempt | null): a is DeliveryAttempt =>
+      typeof a?.attempt === 'number' && typeof a.at === 'string' && !known.some((k) => k.attempt === a.attempt),
+  );
+  if (added.length === 0) return record;
+  return { ...record, execution: { ...record.execution, delivery_attempts: [...known, ...added] } };
 }
 
 /**

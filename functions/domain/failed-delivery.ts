@@ -1,6 +1,6 @@
 import { nextAttemptNumber, withoutAttemptDetail } from './attempt-log.ts';
 import type { ConversationRecord, DeliveryAttempt, RedeliveryContext } from './conversation.ts';
-import { deferredStatus, failedAttemptFromCaught, isDeferral } from './delivery.ts';
+import { deferredStatus, failedAttemptFromCaught, isDeferral, withDeferredAttempts } from './delivery.ts';
 import {
   closingTime,
   completeConversation,
@@ -209,7 +209,10 @@ export function envelopeFromQueuedMessage(
   };
 }
 
-/** No attempt was made (the caller's deadline): the envelope waits for the first slot with no attempt in it. */
+/**
+ * No attempt was made by the last try (the caller's deadline, a held receiver): the envelope waits for the first slot
+ * with the attempts its earlier tries made, if any (withDeferredAttempts).
+ */
 function envelopeForDeferral(
   message: QueuedFailedDelivery,
   now: Date,
@@ -217,7 +220,10 @@ function envelopeForDeferral(
 ): FailedDeliveryEnvelope {
   const failure = parseTaskError(message.delivery_error);
   const conversation = completeConversation(
-    withDeliveryStatus(message.conversation, deferredStatus(message.delivery_error)),
+    withDeliveryStatus(
+      withDeferredAttempts(message.conversation, message.delivery_error),
+      deferredStatus(message.delivery_error),
+    ),
     false,
     message.execution_name ?? null,
     closingTime(message.closed_at, now),
@@ -431,7 +437,8 @@ const RUNS_FAILED_ERROR = 'RedeliveryRunsFailed';
 /**
  * A delivery the schedule gives up on after MAX_FAILED_RUNS failed runs in a row: no run got as far as its Export, so
  * its record now says so itself (delivery `failed`, and why and when in its errors), and the scheduler writes it where
- * users read it (publishGivenUp, functions/shared/given-up.ts). An envelope owing only its export keeps its record.
+ * users read it (publishGivenUp, functions/shared/given-up.ts). An envelope owing only its export keeps its record:
+ * what the scheduler writes in its place (delivered, say).
  */
 function givenUp(envelope: FailedDeliveryEnvelope, error: string, now: Date): FailedDeliveryEnvelope {
   if (owedBy(envelope) === 'export') return envelope;
@@ -460,11 +467,12 @@ export function deliveredAfterAll(record: ConversationRecord, attempt: DeliveryA
   return withDeliveryAttempt(kept, short, request?.url ?? null, 'delivered');
 }
 
-/** The record of a delivery the schedule has just given up on (givenUp), to be written where users read it; else null. */
+/**
+ * The record of a delivery the schedule has just given up on (givenUp), or of an export it gave up on (the record as
+ * it ended: delivered, say, then each run's Export failed), to be written where users read it; else null.
+ */
 export function givenUpRecord(envelope: FailedDeliveryEnvelope): ConversationRecord | null {
-  return envelope.state === 'dead' && envelope.dead_reason === 'runs_failed' && owedBy(envelope) === 'delivery'
-    ? envelope.conversation
-    : null;
+  return envelope.state === 'dead' && envelope.dead_reason === 'runs_failed' ? envelope.conversation : null;
 }
 
 /**

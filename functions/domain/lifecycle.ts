@@ -12,7 +12,7 @@ import {
   turnText,
   userQuery,
 } from './conversation.ts';
-import { deferredStatus, failedAttemptFromCaught, isDeferral } from './delivery.ts';
+import { deferredStatus, failedAttemptFromCaught, isDeferral, withDeferredAttempts } from './delivery.ts';
 import { errorBody } from './gateway-contract.ts';
 import { parseTaskError, type TaskFailure } from './task-error.ts';
 import { wellFormedText, wellFormedValue } from './unicode.ts';
@@ -215,8 +215,10 @@ export function closeConversation(
   const answered = !agentFailed && agentTurn(record) !== undefined;
   if (!answered) record = withDeliveryStatus(record, 'not_attempted');
   if (state.delivery_error && isDeferral(state.delivery_error)) {
-    // No attempt was made (the caller's deadline, or the receiver is held): nothing to record but that the schedule
-    // will deliver it. A redelivery that was held leaves the status as it was.
+    // No attempt was made (the caller's deadline, or the receiver is held): nothing to record but the attempts of the
+    // state's earlier tries, if any, and that the schedule will deliver it. A redelivery that was held leaves the
+    // status as it was.
+    record = withDeferredAttempts(record, state.delivery_error);
     if (!state.redelivery) record = withDeliveryStatus(record, deferredStatus(state.delivery_error));
   } else if (state.delivery_error) {
     const { attempt, target } = failedAttemptFromCaught(

@@ -1,7 +1,8 @@
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { withAttemptLog } from '../domain/attempt-log.ts';
+import type { ConversationRecord } from '../domain/conversation.ts';
 import { exportDocuments } from '../domain/export-formats.ts';
-import { deliveredAfterAll, type FailedDeliveryEnvelope, givenUpRecord } from '../domain/failed-delivery.ts';
+import { deliveredAfterAll, type FailedDeliveryEnvelope, givenUpRecord, owedBy } from '../domain/failed-delivery.ts';
 import { attemptLog } from './attempt-log.ts';
 import { s3 } from './clients/s3.ts';
 import { conversationStatusStore } from './conversation-status-store.ts';
@@ -12,31 +13,43 @@ import { settings } from './settings.ts';
  * functions/domain/failed-delivery.ts): no run got as far as its Export, so the scheduler itself writes the record
  * where users read it, as Export would have: the four export files (with every attempt the attempt log kept) and, for
  * an asynchronous conversation, its status's delivery (a conditional UpdateItem on AWS: never over `delivered`, never
- * over a newer report). It holds the conversation's redelivery claim meanwhile (on AWS; locally the store holds the
- * envelope), so no redelivery writes the record at the same time (docs/operations.md, "Failed deliveries").
+ * over a newer report). An export given up so (the conversation delivered, then each run's Export failed) is written
+ * the same way, as it ended: delivered. The status is written even when S3 refuses the files. It holds the
+ * conversation's redelivery claim meanwhile (on AWS; locally the store holds the envelope), so no redelivery writes the
+ * record at the same time (docs/operations.md, "Failed deliveries").
  */
 export async function publishGivenUp(envelope: FailedDeliveryEnvelope, now: Date): Promise<void> {
   const record = givenUpRecord(envelope);
   if (!record) return;
-  const at = envelope.updated_at;
   const log = attemptLog();
   const logged = log ? await log.list(record.conversation_id).catch(() => null) : null;
+  const exportOnly = owedBy(envelope) === 'export';
   // The last run delivered, then failed (its Export): the receiver has it, and the record says so.
-  const took = logged?.find((a) => a.conversation_id === record.conversation_id && a.outcome === 'delivered');
+  const took = exportOnly
+    ? undefined
+    : logged?.find((a) => a.conversation_id === record.conversation_id && a.outcome === 'delivered');
   const shown = took ? deliveredAfterAll(record, took) : record;
-  const { exportEnabled, exportBucket } = settings();
-  if (exportEnabled && exportBucket) {
-    const full = logged ? withAttemptLog(shown, logged) : shown;
-    const documents = exportDocuments(full, now.toISOString(), { state: 'RedeliveryScheduler', executionName: null });
-    await Promise.all(
-      documents.map((doc) =>
-        s3.send(
-          new PutObjectCommand({ Bucket: exportBucket, Key: doc.key, Body: doc.body, ContentType: 'application/json' }),
-        ),
-      ),
-    );
-  }
+  // As of the attempt that decided it (as Export reports it), or of the give-up.
+  const at = exportOnly ? shown.execution.delivery_attempts.at(-1)?.at : took?.at;
   const statuses = record.metadata.response_mode === 'async' ? conversationStatusStore() : null;
-  const delivery = shown.webhook_context.delivery_status;
-  await statuses?.redelivered(record.conversation_id, { delivery_status: delivery, at: took?.at ?? at }, now);
+  const delivery = { delivery_status: shown.webhook_context.delivery_status, at: at ?? envelope.updated_at };
+  const written = await Promise.allSettled([
+    exportRecord(logged ? withAttemptLog(shown, logged) : shown, now),
+    statuses?.redelivered(record.conversation_id, delivery, now),
+  ]);
+  for (const result of written) if (result.status === 'rejected') throw result.reason;
+}
+
+/** The record's four export files (export-formats.ts), when exports are on. */
+async function exportRecord(record: ConversationRecord, now: Date): Promise<void> {
+  const { exportEnabled, exportBucket } = settings();
+  if (!exportEnabled || !exportBucket) return;
+  const documents = exportDocuments(record, now.toISOString(), { state: 'RedeliveryScheduler', executionName: null });
+  await Promise.all(
+    documents.map((doc) =>
+      s3.send(
+        new PutObjectCommand({ Bucket: exportBucket, Key: doc.key, Body: doc.body, ContentType: 'application/json' }),
+      ),
+    ),
+  );
 }

@@ -419,7 +419,7 @@ export async function runSchedule<H extends HeldEnvelope>(
     store: async (item, updated, at) => {
       if (options.publishGivenUp && givenUpRecord(updated))
         await options.publishGivenUp(updated, at).catch((error: Error) =>
-          log.error('A delivery given up could not be written to its export and status; they still say retrying', {
+          log.error('A delivery given up could not be written to its export or status; they may still say retrying', {
             conversation_id: updated.conversation_id,
             error: `${error.name}: ${error.message}`,
           }),

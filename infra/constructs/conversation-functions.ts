@@ -100,9 +100,10 @@ export class ConversationFunctions extends Construct {
       },
     });
     allow(this.deliver, ['secretsmanager:GetSecretValue'], [props.deliverySecrets.secretArn]);
+    // Query: a retry held (a paused receiver, the caller's deadline) reads the attempts of the tries before it.
     allow(
       this.deliver,
-      ['dynamodb:PutItem', 'dynamodb:GetItem', 'dynamodb:UpdateItem'],
+      ['dynamodb:PutItem', 'dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:Query'],
       [props.deliveriesTable.tableArn],
     );
 

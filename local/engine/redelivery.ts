@@ -169,7 +169,7 @@ export async function publishGivenUpLocally(envelope: FailedDeliveryEnvelope): P
     await (await import('../../functions/shared/given-up.ts')).publishGivenUp(envelope, new Date());
   } catch (error) {
     console.error(
-      `webhook-gateway: the delivery of ${envelope.conversation_id} was given up, but its export and status could not be written (they still say retrying): ${(error as Error).message}`,
+      `webhook-gateway: the delivery of ${envelope.conversation_id} was given up, but its export or status could not be written (they may still say retrying): ${(error as Error).message}`,
     );
   }
 }

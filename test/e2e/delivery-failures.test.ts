@@ -1,7 +1,10 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { WebhookType } from '../../functions/domain/conversation.ts';
+import { FileEndpointStore } from '../../functions/shared/endpoint-store.ts';
 import { PROJECT_ROOT } from '../../local/paths.ts';
+import { runMain } from '../support/cli.ts';
 import { folderOf, SEED_REQUEST, startWorld, stateEvents, type TestWorld } from '../support/gateway.ts';
 
 let world: TestWorld;
@@ -149,6 +152,35 @@ describe('Deliver: Retry on transient failures, Catch to the failed-delivery sto
 });
 
 describe('a conversation whose delivery failed, then was redelivered', () => {
+  it('its receiver paused between two quick retries: the attempts so far are kept, and the redelivery is the third', async () => {
+    const endpoints = new FileEndpointStore(path.join(world.dataDir, 'deliveries'));
+    let type: WebhookType = 'general';
+    // The second attempt's 503 is answered once the operator's pause is stored: the next retry finds it paused.
+    const pauseFirst = () => {
+      type = world.receiver.received.at(-1)!.path.split('/').at(-1) as WebhookType;
+      void endpoints.configure(type, { paused: true }, new Date()).then(() => world.receiver.letGo());
+    };
+    world.receiver.reply(503, { status: 503, held: true, onArrival: pauseFirst });
+    const res = await world.post({ ...SEED_REQUEST, query: 'paused mid-retry' });
+    const id = res.body.conversation_id as string;
+    expect(world.receiver.received).toHaveLength(2);
+    const cli = (args: string[]) => runMain(args, { LOCAL_DATA_DIR: world.dataDir, GATEWAY_URL: world.gateway.url });
+    // Before: `0 attempts`, as if nothing had been sent.
+    expect((await cli(['deliveries', 'list'])).stdout).toMatch(
+      new RegExp(`${id}\\s+${type}\\s+2\\s+deferred: .*paused`),
+    );
+
+    await endpoints.resume(type, new Date());
+    expect((await world.gateway.redelivery.redrive(id)).status).toBe('delivered');
+    const attempts = (await world.getJson(`${folderOf(id)}conversation.json`)).conversation.execution.delivery_attempts;
+    // Before: 1, 2, 1 (the redelivery numbered as the first attempt again).
+    expect(attempts.map((a: { attempt: number; outcome: string }) => [a.attempt, a.outcome])).toEqual([
+      [1, 'retryable'],
+      [2, 'retryable'],
+      [3, 'delivered'],
+    ]);
+  });
+
   it('is exported with the completed_at and total_time_ms it was first exported with: closed once', async () => {
     world.receiver.reply(503, 503, 503, 503);
     const res = await world.post({ ...SEED_REQUEST, query: 'closed once, whatever redelivers it' });

@@ -192,8 +192,13 @@ describe('every AWS call a stage makes is allowed by its role (the synthesized t
       },
     };
     await handler({ state: state as ConversationState, retry_count: 0, execution_name: 'perm-3' });
+    // A retry of the state with no time left: queued with the attempts of the tries before it, read from the log.
+    const late = new Date(Date.now() - 1_000).toISOString();
+    const due = { ...state, budget: { agent_seconds: 20, deliver_by: late, answer_by: late } };
+    const retry = handler({ state: due as ConversationState, retry_count: 1, execution_name: 'perm-4' });
+    await expect(retry).rejects.toMatchObject({ name: 'DeliveryDeferredError' });
     const calls = callsMade();
-    expect(calls.length).toBeGreaterThan(0);
+    expect(calls.map((c) => c.action)).toContain('dynamodb:Query');
     expect(refused('Deliver', calls)).toEqual([]);
   });
 

@@ -1,6 +1,8 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { DynamoDBClient, QueryCommand } from '@aws-sdk/client-dynamodb';
+import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { type DeliverDeps, deliver } from '../../../functions/deliver/handler.ts';
 import type { ConversationState, DeliveryAttempt } from '../../../functions/domain/conversation.ts';
@@ -194,3 +196,58 @@ describe("a timeout and the receiver's failure streak", () => {
     });
   });
 });
+
+describe('Deliver held on a retry of its state (the attempt log on DynamoDB)', () => {
+  const dynamo = mockClient(DynamoDBClient);
+  afterEach(() => {
+    dynamo.reset();
+    delete process.env.DELIVERIES_TABLE_NAME;
+  });
+
+  it("the caller's deadline after two failed tries: queued carrying those two attempts, as the log has them", async () => {
+    delete process.env.DELIVERIES_DIR;
+    process.env.DELIVERIES_TABLE_NAME = 'deliveries';
+    const clock = fakeClock();
+    const state = stateDueAt(T0 + 300); // too little left for a third attempt
+    const id = state.conversation.conversation_id;
+    const tried = (attempt: number) => ({
+      entry: {
+        S: JSON.stringify({
+          attempt,
+          at: new Date(T0 - 3_000 + attempt * 1_000).toISOString(),
+          duration_ms: 40,
+          outcome: 'retryable',
+          status_code: 503,
+          error: 'HTTP 503',
+          via: 'workflow',
+          conversation_id: id,
+          delivery_id: state.conversation.webhook_context.delivery_id,
+          webhook_type: 'deal_analysis',
+          execution_name: 'e1',
+          request: { url: TARGET, headers: {} },
+          response: { status: 503, headers: {}, body: 'nope', body_truncated: false },
+        }),
+      },
+    });
+    dynamo.on(QueryCommand).resolves({ Items: [tried(1), tried(2)] });
+
+    const input = { state, retry_count: 2, execution_name: 'e1' };
+    const failed = await thrown(deliver(input, { clock, store: null, post: slowReceiver(clock, 100).post }));
+
+    expect(failed.name).toBe('DeliveryDeferredError');
+    expect(failed.payload).toMatchObject({ hold: 'deadline', status: 'retrying', target: TARGET });
+    // Before: no attempts, so the envelope said `0 attempts` and the redelivery was numbered 1 again.
+    expect(failed.payload.attempts).toEqual([1, 2].map((n) => ({ ...JSON.parse(tried(n).entry.S), ...SHORT })));
+    expect(dynamo.commandCalls(QueryCommand)[0]!.args[0].input).toMatchObject({ TableName: 'deliveries' });
+  });
+});
+
+/** What a carried attempt leaves out of its logged entry: the log's detail and identity. */
+const SHORT = {
+  conversation_id: undefined,
+  delivery_id: undefined,
+  webhook_type: undefined,
+  execution_name: undefined,
+  request: undefined,
+  response: undefined,
+};

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import { nextAttemptNumber } from '../../../functions/domain/attempt-log.ts';
 import type { DeliveryAttempt } from '../../../functions/domain/conversation.ts';
-import { attemptError, failedAttemptFromCaught } from '../../../functions/domain/delivery.ts';
+import { attemptError, failedAttemptFromCaught, holdError } from '../../../functions/domain/delivery.ts';
 import {
   applyRedelivery,
   attemptsMade,
@@ -157,6 +158,20 @@ describe("a deferred delivery (no attempt was made within the caller's deadline)
     expect(env.conversation.webhook_context.delivery_status).toBe('retrying');
     expect(env.conversation.execution.completed_at).not.toBeNull();
     expect(redeliveryExecutionName(env, 'x')).toBe(`${env.conversation_id}-redelivery-1-x`);
+  });
+
+  it("held on the state's third try (the receiver paused): keeps the two attempts it carries; the next is attempt 3", () => {
+    const record = withClassification(withAgentAnswer(startedRecord(), { response: 'deals' }, 5, NOW));
+    const tried = [1, 2].map((n) => attempt('retryable', { attempt: n, via: 'workflow' }));
+    const held = holdError('paused', 'deal_analysis is paused', TARGET, false, tried);
+    const caught = { Error: held.name, Cause: JSON.stringify({ errorMessage: held.message }) };
+    const env = envelopeFromQueuedMessage(
+      { kind: 'failed_delivery', conversation: record, delivery_error: caught },
+      NOW,
+    );
+    expect(env).toMatchObject({ state: 'pending', attempts: tried, last_error: 'deferred: deal_analysis is paused' });
+    expect(attemptsMade(env)).toBe(2);
+    expect(nextAttemptNumber(env.conversation)).toBe(3);
   });
 });
 

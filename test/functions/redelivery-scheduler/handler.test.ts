@@ -896,7 +896,7 @@ describe('the Lambda handler', () => {
    * The scheduler's stores configured, and the queue holding an asynchronous conversation's envelope due now after 4
    * failed runs in a row: the next failed run is the fifth, and gives its delivery up.
    */
-  function givingUp(): FailedDeliveryEnvelope {
+  function givingUp(made: (e: FailedDeliveryEnvelope) => FailedDeliveryEnvelope = (e) => e): FailedDeliveryEnvelope {
     Object.assign(process.env, {
       FAILED_DELIVERY_QUEUE_URL: QUEUE_URL,
       FAILED_DELIVERY_DLQ_URL: DLQ_URL,
@@ -907,7 +907,7 @@ describe('the Lambda handler', () => {
     });
     const base = pendingEnvelope(undefined, new Date(Date.now() - 60_000), { failed_runs: 4 });
     const conversation = { ...base.conversation, metadata: { ...base.conversation.metadata, response_mode: 'async' } };
-    const envelope = { ...base, conversation } as FailedDeliveryEnvelope;
+    const envelope = made({ ...base, conversation } as FailedDeliveryEnvelope);
     queueHolds([sqsMessage(envelope)]);
     s3Mock.on(PutObjectCommand).resolves({});
     return envelope;
@@ -1012,6 +1012,40 @@ describe('the Lambda handler', () => {
     expect(exported.execution.delivery_attempts.at(-1)).toMatchObject({ outcome: 'delivered' });
     expect(exported.execution.errors.map((e: { error: string }) => e.error)).not.toContain('RedeliveryRunsFailed');
     expect(statusUpdates()[0]!.ExpressionAttributeValues).toMatchObject({ ':delivery': { S: 'delivered' } });
+  });
+
+  it('an export given up after five failed runs in a row (delivered, then each Export failed): the export and status say delivered', async () => {
+    // A delivered record that owes only its export, whose export run now fails for the fifth time in a row.
+    const envelope = givingUp((e) => ({ ...e, owed: 'export', conversation: afterAttempt(e, 'delivered') }));
+    const delivered = envelope.conversation.execution.delivery_attempts.at(-1)!;
+    sfnMock.on(StartSyncExecutionCommand).resolves({ status: 'FAILED', error: 'States.Timeout' });
+    dynamoMock.on(QueryCommand).resolves({ Items: [] });
+    // S3 still refuses the export: the status is written all the same.
+    s3Mock.on(PutObjectCommand).rejects(new Error('AccessDenied'));
+    const capture = captureJsonLines();
+    try {
+      await handler({}, context(190_000));
+    } finally {
+      capture.restore();
+    }
+    expect(sent()[0]).toMatchObject({ url: DLQ_URL, envelope: { state: 'dead', dead_reason: 'runs_failed' } });
+    const logged = capture.lines.find((l) => String(l.message).startsWith('A delivery given up could not be written'));
+    expect(logged).toMatchObject({ level: 'ERROR', conversation_id: envelope.conversation_id });
+    expect(logged!.error).toContain('AccessDenied');
+    // Before: nothing was written, and the status (and the export) kept saying `retrying` until a redrive.
+    expect(statusUpdates()[0]!.ExpressionAttributeValues).toMatchObject({
+      ':delivery': { S: 'delivered' },
+      ':at': { S: delivered.at },
+    });
+
+    dynamoMock.resetHistory();
+    s3Mock.on(PutObjectCommand).resolves({});
+    queueHolds([sqsMessage(givingUp((e) => ({ ...e, owed: 'export', conversation: afterAttempt(e, 'delivered') })))]);
+    await handler({}, context(190_000));
+    const exported = exportedRecord();
+    expect(exported.webhook_context.delivery_status).toBe('delivered');
+    expect(exported.execution.delivery_attempts.at(-1)).toMatchObject({ outcome: 'delivered' });
+    expect(exported.execution.errors.map((e: { error: string }) => e.error)).not.toContain('RedeliveryRunsFailed');
   });
 
   it('fails loudly without its configuration', async () => {

@@ -35,6 +35,33 @@ async function makeDue(id: string) {
   await world.gateway.failedDeliveries.put({ ...envelope, next_due_at: new Date(Date.now() - 1).toISOString() });
 }
 
+/** Five scheduled runs in a row that each fail in Export (the fifth gives the envelope up). */
+async function fiveFailedRuns(id: string) {
+  exportFails = true;
+  try {
+    for (let run = 1; run <= 5; run++) {
+      await makeDue(id);
+      const results = await world.gateway.redelivery.runDue();
+      expect(results.find((r) => r.conversation_id === id)?.status).toBe('error');
+    }
+  } finally {
+    exportFails = false;
+  }
+}
+
+/** An asynchronous conversation whose workflow's four attempts failed: its status says retrying. */
+async function retryingAsync() {
+  world.receiver.reset();
+  world.receiver.reply(503, 503, 503, 503);
+  const accepted = await world.post(SEED_REQUEST, { prefer: 'respond-async' });
+  expect(accepted.status).toBe(202);
+  const id = accepted.body.conversation_id as string;
+  await world.gateway.idle();
+  const statusUrl = `${world.gateway.url}/conversations/${id}?source_system=testing_system`;
+  expect(((await (await fetch(statusUrl)).json()) as any).tracking.delivery_status).toBe('retrying');
+  return { id, statusUrl };
+}
+
 describe('a redelivery that delivered, then failed in Export', () => {
   for (const via of ['schedule', 'redrive'] as const)
     it(`${via}: the envelope owes only the export; the next run exports it delivered, without a second delivery`, async () => {
@@ -83,28 +110,11 @@ describe('a redelivery that delivered, then failed in Export', () => {
  */
 describe('a delivery given up after five failed redelivery runs in a row', () => {
   it('says failed, why and when, in the status, the export, the CLI and the console', async () => {
-    world.receiver.reset();
-    world.receiver.reply(503, 503, 503, 503);
-    const accepted = await world.post(SEED_REQUEST, { prefer: 'respond-async' });
-    expect(accepted.status).toBe(202);
-    const id = accepted.body.conversation_id as string;
-    await world.gateway.idle();
-    const statusUrl = `${world.gateway.url}/conversations/${id}?source_system=testing_system`;
-    const first = (await (await fetch(statusUrl)).json()) as any;
-    expect(first.tracking.delivery_status).toBe('retrying');
+    const { id, statusUrl } = await retryingAsync();
 
     world.receiver.reset();
     world.receiver.reply(...Array.from({ length: 20 }, () => 503));
-    exportFails = true;
-    try {
-      for (let run = 1; run <= 5; run++) {
-        await makeDue(id);
-        const results = await world.gateway.redelivery.runDue();
-        expect(results.find((r) => r.conversation_id === id)?.status).toBe('error');
-      }
-    } finally {
-      exportFails = false;
-    }
+    await fiveFailedRuns(id);
     const envelope = (await world.gateway.failedDeliveries.get(id))!;
     expect(envelope).toMatchObject({ state: 'dead', dead_reason: 'runs_failed', failed_runs: 5 });
     const givenUpAt = envelope.updated_at;
@@ -151,5 +161,37 @@ describe('a delivery given up after five failed redelivery runs in a row', () =>
       JSON.parse(relisted.stdout).find((r: { conversation_id: string }) => r.conversation_id === id),
     ).toMatchObject({ delivery_status: 'delivered' });
     expect(await world.gateway.failedDeliveries.get(id)).toMatchObject({ state: 'settled' });
+  });
+});
+
+/**
+ * A run that delivered, then failed in Export, and four export-only runs after it that failed too: the schedule gives
+ * up on the export (`dead (runs_failed), export only`). The receiver has the answer, so what users read says
+ * delivered: the scheduler writes the delivered record itself. Before, the export and the status said `retrying`
+ * until a redrive.
+ */
+describe('an export given up after five failed redelivery runs in a row, the first of which delivered', () => {
+  it('says delivered in the status, the export and the CLI', async () => {
+    const { id, statusUrl } = await retryingAsync();
+
+    world.receiver.reset();
+    await fiveFailedRuns(id);
+    expect(world.receiver.received).toHaveLength(1);
+    const envelope = (await world.gateway.failedDeliveries.get(id))!;
+    expect(envelope).toMatchObject({ state: 'dead', dead_reason: 'runs_failed', owed: 'export' });
+    const env = { LOCAL_DATA_DIR: world.dataDir };
+    const dead = await runMain(['deliveries', 'list', '--state', 'all'], env);
+    expect(dead.stdout).toMatch(new RegExp(`${id} .*dead \\(runs_failed\\), export only`));
+
+    const status = (await (await fetch(statusUrl)).json()) as any;
+    expect(status.tracking.delivery_status).toBe('delivered');
+    const exported = (await world.getJson(`${folderOf(id)}conversation.json`)).conversation;
+    expect(exported.webhook_context.delivery_status).toBe('delivered');
+    expect(exported.execution.delivery_attempts.at(-1)).toMatchObject({ outcome: 'delivered' });
+    expect(status.delivery_updated_at).toBe(exported.execution.delivery_attempts.at(-1).at);
+    const list = await runMain(['conversations', 'list', '--json'], env);
+    expect(JSON.parse(list.stdout).find((r: { conversation_id: string }) => r.conversation_id === id)).toMatchObject({
+      delivery_status: 'delivered',
+    });
   });
 });
