@@ -3,8 +3,8 @@
  * function uses included and tree-shaken, in two parts (each file's source map beside it):
  * - `index.mjs` (the handler, `index.handler`), one file: what the cold start loads;
  * - `chunks/<module>.mjs`, one self-contained file per module the code imports with `await import()` on first use
- *   (the DynamoDB and Secrets Manager clients of the optional stores, FIRST_USE_SDK_MODULES), built on its own with
- *   the same options: a cold start does not pay for it, and it is still the SDK version the tests ran with, not the
+ *   (the DynamoDB and Secrets Manager clients of the optional stores, the scheduler's S3 client for a given-up
+ *   delivery's export: FIRST_USE_SDK_MODULES), built on its own with the same options: a cold start does not pay for it, and it is still the SDK version the tests ran with, not the
  *   runtime's. On its own, not as an esbuild split chunk: with code splitting, the SDK files both sides reach (their
  *   protocols share index files) went into a chunk on the init path with what only the first-use client uses
  *   (Export's init path +16.5 KB, docs/performance.md §3).
@@ -67,6 +67,8 @@ export const CHUNKS_DIR = 'chunks';
 export const FIRST_USE_SDK_MODULES = {
   dynamodb: 'functions/shared/clients/dynamodb-sdk.ts',
   secretsManager: 'functions/shared/clients/secrets-manager-sdk.ts',
+  /** The redelivery scheduler's, for the export of a delivery it gives up (functions/shared/given-up.ts). */
+  s3: 'functions/shared/clients/s3-sdk.ts',
 } as const;
 
 /** An SDK client's generated schemas: `dist-es/schemas/` of an `@aws-sdk/client-…` package. */

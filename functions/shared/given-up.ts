@@ -1,11 +1,12 @@
-import { PutObjectCommand } from '@aws-sdk/client-s3';
+import type { S3Client } from '@aws-sdk/client-s3';
 import { withAttemptLog } from '../domain/attempt-log.ts';
 import type { ConversationRecord } from '../domain/conversation.ts';
 import { exportDocuments } from '../domain/export-formats.ts';
 import { deliveredAfterAll, type FailedDeliveryEnvelope, givenUpRecord, owedBy } from '../domain/failed-delivery.ts';
 import { attemptLog } from './attempt-log.ts';
-import { s3 } from './clients/s3.ts';
+import { s3ClientSettings } from './clients/s3-settings.ts';
 import { conversationStatusStore } from './conversation-status-store.ts';
+import { tracer } from './powertools.ts';
 import { settings } from './settings.ts';
 
 /**
@@ -45,11 +46,28 @@ async function exportRecord(record: ConversationRecord, now: Date): Promise<void
   const { exportEnabled, exportBucket } = settings();
   if (!exportEnabled || !exportBucket) return;
   const documents = exportDocuments(record, now.toISOString(), { state: 'RedeliveryScheduler', executionName: null });
+  const { sdk, s3 } = await exportClient();
   await Promise.all(
     documents.map((doc) =>
       s3.send(
-        new PutObjectCommand({ Bucket: exportBucket, Key: doc.key, Body: doc.body, ContentType: 'application/json' }),
+        new sdk.PutObjectCommand({
+          Bucket: exportBucket,
+          Key: doc.key,
+          Body: doc.body,
+          ContentType: 'application/json',
+        }),
       ),
     ),
   );
+}
+
+/**
+ * The S3 SDK and the scheduler's one client, loaded on the first give-up that writes an export (./clients/s3-sdk.ts):
+ * a scheduler run that gives nothing up never pays their import at its cold start.
+ */
+let client: S3Client | null = null;
+async function exportClient(): Promise<{ sdk: typeof import('./clients/s3-sdk.ts'); s3: S3Client }> {
+  const sdk = await import('./clients/s3-sdk.ts');
+  client ??= tracer.captureAWSv3Client(new sdk.S3Client(s3ClientSettings()));
+  return { sdk, s3: client };
 }

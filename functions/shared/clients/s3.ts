@@ -1,22 +1,6 @@
 import { S3Client } from '@aws-sdk/client-s3';
 import { tracer } from '../powertools.ts';
-import { settings } from '../settings.ts';
-import { injectedSettings } from './injected-settings.ts';
-import { limitedClientSettings } from './request-limits.ts';
+import { s3ClientSettings } from './s3-settings.ts';
 
-/**
- * Endpoint from AWS_ENDPOINT_URL_S3 when set (SDK convention); path-style addressing when S3_FORCE_PATH_STYLE=true.
- * An existing export bucket (context exportBucketName) may be in another region than the stack: S3 answers such a
- * request with a redirect naming the bucket's region, which the client follows (docs/deploy.md, "Another region").
- * The middleware stack is resolved once per command type (cacheMiddleware) instead of on every send. Time-limited
- * (request-limits.ts) unless the host injects its own transport (locally, the in-process one to the embedded S3).
- */
-export const s3 = tracer.captureAWSv3Client(
-  new S3Client({
-    forcePathStyle: settings().s3ForcePathStyle,
-    followRegionRedirects: true,
-    cacheMiddleware: true,
-    ...limitedClientSettings(),
-    ...injectedSettings('s3'),
-  }),
-);
+/** The function's S3 client (Export's PUTs): its settings in ./s3-settings.ts. */
+export const s3 = tracer.captureAWSv3Client(new S3Client(s3ClientSettings()));
