@@ -64,6 +64,11 @@ export const THREAD_TURN_UNSAVED_EVENT = 'WEBHOOK_THREAD_TURN_UNSAVED';
  */
 export const THREAD_HISTORY_UNAVAILABLE_EVENT = 'WEBHOOK_THREAD_HISTORY_UNAVAILABLE';
 /**
+ * Logged (WARN) by Validate when a request carries `webhook-signature` but its source has no inbound secret: accepted
+ * unchecked (as any unsigned request of such a source), with the sources that have one, to spot a misspelt name.
+ */
+export const SIGNATURE_UNCHECKED_EVENT = 'WEBHOOK_SIGNATURE_UNCHECKED';
+/**
  * Logged (ERROR) by Validate when a turn's file of the local thread store is damaged (not JSON, or not a turn): the
  * agent is given the thread without that turn, and the line names the file.
  */

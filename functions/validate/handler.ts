@@ -10,7 +10,11 @@ import {
   startConversation,
   type ValidateResult,
 } from '../domain/intake.ts';
-import { SIGNATURE_REJECTED_METRIC, THREAD_HISTORY_UNAVAILABLE_EVENT } from '../domain/observability.ts';
+import {
+  SIGNATURE_REJECTED_METRIC,
+  SIGNATURE_UNCHECKED_EVENT,
+  THREAD_HISTORY_UNAVAILABLE_EVENT,
+} from '../domain/observability.ts';
 import { type AgentThread, agentThread, threadSessionId } from '../domain/thread.ts';
 import { conversationStatusStore } from '../shared/conversation-status-store.ts';
 import { logEvent, METRIC_NAMES, recordSize } from '../shared/events.ts';
@@ -56,7 +60,8 @@ async function validate(
   if ('accepted' in event) return runAccepted(event.accepted);
   const [input, mode]: [ExecutionInput, ResponseMode] = 'accept' in event ? [event.accept, 'async'] : [event, 'sync'];
   const config = settings();
-  const result = startConversation(input, {}, await inboundPolicy(), mode, config.apiKeySources);
+  const policy = await inboundPolicy();
+  const result = startConversation(input, {}, policy, mode, config.apiKeySources);
   if (!result.valid) {
     // The reason, never the signature or the body: those stay out of the logs.
     logger.warn('Webhook request rejected', {
@@ -70,6 +75,16 @@ async function validate(
   }
   let accepted = result;
   const { source_system: source, idempotency_key: key } = result.conversation.metadata;
+  // Signed, but its source has no secret to check it with: a source name misspelt in INBOUND_WEBHOOK_SECRETS (or
+  // in the body) would otherwise leave its requests unchecked unnoticed (docs/security.md).
+  if (!result.signed && input.headers['webhook-signature']) {
+    logger.warn('Webhook request signed, but its source has no inbound secret: the signature was not checked', {
+      event_type: SIGNATURE_UNCHECKED_EVENT,
+      source_system: source,
+      request_id: input.request_id,
+      sources_with_secrets: Object.keys(policy.secrets),
+    });
+  }
   const store = key ? idempotencyStore() : null;
   const pk = key && store ? idempotencyPk(source, key) : null;
   if (pk && store) {

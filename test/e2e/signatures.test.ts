@@ -124,6 +124,31 @@ describe('inbound Standard Webhooks verification over the raw body', () => {
     },
   );
 
+  it('a signed request of a source without a secret is accepted unchecked, and a warning names the sources with one', async () => {
+    const other = JSON.stringify({ ...SEED_REQUEST, source_system: 'testing_sytem' }); // misspelt
+    const quiet = JSON.stringify({ ...SEED_REQUEST, source_system: 'unsigned_source' });
+    const capture = captureJsonLines();
+    let res: Awaited<ReturnType<TestWorld['post']>>;
+    let plain: Awaited<ReturnType<TestWorld['post']>>;
+    let good: Awaited<ReturnType<TestWorld['post']>>;
+    try {
+      res = await world.post(other, signed(other));
+      plain = await world.post(quiet);
+      good = await world.post(body, signed(body));
+    } finally {
+      capture.restore();
+    }
+    expect([res.status, plain.status, good.status]).toEqual([200, 200, 200]);
+    const warnings = capture.lines.filter((l) => l.event_type === 'WEBHOOK_SIGNATURE_UNCHECKED');
+    expect(warnings).toEqual([
+      expect.objectContaining({
+        level: 'WARN',
+        source_system: 'testing_sytem',
+        sources_with_secrets: ['testing_system', 'limited_signed'],
+      }),
+    ]);
+  });
+
   it('a signed request replayed within the tolerance with a new Idempotency-Key gets the first answer: it does not run again', async () => {
     const headers = signed(body);
     const first = await world.post(body, { ...headers, 'idempotency-key': 'sender-key-1' });
