@@ -313,7 +313,7 @@ describe("each function's bundle, split in chunks", () => {
     }
   });
 
-  it('keeps the DynamoDB and Secrets Manager clients (and the scheduler\'s S3 client) off the init path: in modules of their own imported on first use', () => {
+  it("keeps the DynamoDB and Secrets Manager clients (and the scheduler's S3 client) off the init path: in modules of their own imported on first use", () => {
     for (const fn of FUNCTION_DIRS) {
       const dir = dirOf(fn);
       const init = initPath(dir, traced(fn));
