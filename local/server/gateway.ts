@@ -296,9 +296,6 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   const endpoints = endpointStore()!;
   /** The executions of this process the data folder cut, by name, until finishCut has finished them. */
   const cut = new Map<string, JournaledRun>();
-  let finishing: Promise<void> | null = null;
-  /** When the folder last refused finishCut (performance.now()): tried again a second later at the soonest. */
-  let refusedAt = Number.NEGATIVE_INFINITY;
   /** Each execution under way as its history so far, shown by the console until its history is saved. */
   const runningExecutions = new RunningExecutions();
   const inFlight = new Set<Promise<unknown>>();
@@ -323,7 +320,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
       statuses: localStatusStore(),
       uncleanStop: dataDirLock.stale,
       attempts: attemptLog(),
-      // Under way before the gateway takes requests; close() waits for it as for any run.
+      // Started before the gateway takes requests, not waited for; close() waits for it as for any run.
       restart: (name, input, run) => runAlone(input, name, run),
     };
     recovered = await recoverInterrupted(recovery);
@@ -335,6 +332,9 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     throw error;
   }
   options.onRecovery?.(recovered, recoveryMs);
+  let finishing: Promise<void> | null = null;
+  /** When the folder last refused finishCut (performance.now()): tried again a second later at the soonest. */
+  let refusedAt = Number.NEGATIVE_INFINITY;
   const redelivery = new LocalRedelivery(
     failedDeliveries,
     redeliveryWorkflow,
