@@ -1,5 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -7,6 +7,7 @@ import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/clien
 import { afterAll, describe, expect, it } from 'vitest';
 import { MAX_RESTARTS } from '../../local/engine/recovery.ts';
 import { crashTestEnv, killIfRunning, runMain, startCli, until } from '../support/cli.ts';
+import { journalEntries } from '../support/gateway.ts';
 import { closeJsonServers, serveJson } from '../support/servers.ts';
 
 /**
@@ -164,14 +165,8 @@ async function killAtEnv(dataDir: string, at: KillAt): Promise<Record<string, st
 
 /** The journal lines of execution `name` left in the data folder, as `<kind>:<state>`. */
 async function journaled(dataDir: string, name: string): Promise<string[]> {
-  const dir = path.join(dataDir, 'journal');
-  const lines: string[] = [];
-  for (const file of (await readdir(dir)).sort())
-    for (const line of (await readFile(path.join(dir, file), 'utf8')).split('\n')) {
-      const entry = line.trim() ? (JSON.parse(line) as { e: string; k: string; s?: string }) : null;
-      if (entry?.e === name) lines.push(`${entry.k}:${entry.s ?? ''}`);
-    }
-  return lines;
+  const entries = await journalEntries(path.join(dataDir, 'journal'));
+  return entries.filter((e) => e.e === name).map((e) => `${e.k}:${e.s ?? ''}`);
 }
 
 interface Run {
