@@ -5,7 +5,7 @@ import { MAX_FAILED_RUNS } from '../../functions/domain/failed-delivery.ts';
 import { parseInboundSecrets, parseSecretsBySource } from '../../functions/domain/signatures.ts';
 import { UnreadableFileError } from '../../functions/shared/local-files.ts';
 import { SettingsError } from '../../functions/shared/settings.ts';
-import type { RecoveredExecution } from '../engine/recovery.ts';
+import { MAX_RESTARTS, type RecoveredExecution } from '../engine/recovery.ts';
 import type { InFlight } from '../engine/running.ts';
 import { parseApiKeys } from '../server/api-keys.ts';
 import { type GatewayOptions, resolveOptions } from '../server/config.ts';
@@ -317,7 +317,17 @@ export function recoveryFields(r: RecoveredExecution, now = new Date()): string[
       `${r.redelivery} ${r.execution_name} ${how}${cutBy(r)}: ${r.status}, delivery ${r.delivery_status}${owedAfter(r, now)}`,
     ];
   }
-  const how = r.outcome === 'interrupted' ? 'closed as interrupted' : 'finished';
+  if (r.outcome === 'restarted')
+    return [
+      r.conversation_id ?? '',
+      `asynchronous, cut before its agent's answer was recorded${cutBy(r)}: started again (restart ${r.restarts} of ${MAX_RESTARTS}), its agent called again`,
+    ];
+  const how =
+    r.outcome !== 'interrupted'
+      ? 'finished'
+      : r.restarts
+        ? `closed as interrupted, not started again: its run was started again ${r.restarts} times, each cut before its agent's answer was recorded (look into what stops the gateway while it runs)`
+        : 'closed as interrupted';
   return [r.conversation_id ?? '', `${how}${cutBy(r)}: ${r.status}, delivery ${r.delivery_status}`];
 }
 

@@ -32,6 +32,8 @@ export interface JournalEntry {
   s?: string;
   /** begin: the execution input; in: the task's parameters (when it has any); out: its result; err: {Error, Cause}. */
   d?: unknown;
+  /** begin of a run that recovery started again (recovery.ts): how many times it has been, this one included. */
+  r?: number;
 }
 
 /** Tests only (LOCAL_TEST_HOLDS, docs/development.md): called when an execution stops at a `[hold:…]` marker. */
@@ -72,6 +74,11 @@ export interface JournaledRun extends TaskObserver {
   readonly refused: boolean;
   /** Its entries as its segment holds them, then the note of the first line refused (as `interrupted` reads them). */
   entries(): Promise<JournalEntry[]>;
+  /**
+   * Recovery started its execution again under the same name, journaled from its own `begin` line: this run no longer
+   * holds its segment, and writes no `end` line, which the next start would read as the new run's end.
+   */
+  handOver(): void;
 }
 
 const redactSignature = (key: string, value: unknown) => (key === 'webhook-signature' ? '[redacted]' : value);
@@ -84,7 +91,8 @@ function caught(error: unknown): { Error: string; Cause: string } {
 
 /**
  * The entries of the segments `files` by execution (of `only`, when given), in the order written, each execution's
- * first `refused` note after its other entries.
+ * first `refused` note after its other entries. An execution begun again under the same name (a run that recovery
+ * started again, recovery.ts) is its last `begin` and what follows: the lines of the runs before it are left.
  */
 async function readEntries(files: readonly string[], only?: string): Promise<Map<string, JournalEntry[]>> {
   const byExecution = new Map<string, JournalEntry[]>();
@@ -102,12 +110,18 @@ async function readEntries(files: readonly string[], only?: string): Promise<Map
         if (!refused.has(entry.e)) refused.set(entry.e, entry);
         continue;
       }
+      if (entry.k === 'begin') byExecution.delete(entry.e);
       const entries = byExecution.get(entry.e) ?? [];
       entries.push(entry);
       byExecution.set(entry.e, entries);
     }
   }
-  for (const [name, entries] of byExecution) if (refused.has(name)) entries.push(refused.get(name)!);
+  for (const [name, entries] of byExecution) {
+    const note = refused.get(name);
+    // A note in a segment's reserve comes before the lines it is about: one older than the last begin is an earlier
+    // run's.
+    if (note && (entries[0]?.k !== 'begin' || note.t >= entries[0].t)) entries.push(note);
+  }
   return byExecution;
 }
 
@@ -160,11 +174,12 @@ export class ExecutionJournal {
     for (const file of this.leftoverFiles.splice(0)) await unlink(file).catch(() => undefined);
   }
 
-  /** Start journaling a new execution. */
-  begin(execution: string, input: unknown): JournaledRun {
+  /** Start journaling a new execution (`restarts`: one that recovery starts again, recovery.ts). */
+  begin(execution: string, input: unknown, restarts?: number): JournaledRun {
     const body = (input as { body?: unknown } | null)?.body;
     const markers = this.holds && typeof body === 'string' && body.includes('[hold:') ? body : null;
-    return this.run(execution, { e: execution, t: Date.now(), k: 'begin', d: input }, markers);
+    const first: JournalEntry = { e: execution, t: Date.now(), k: 'begin', d: input };
+    return this.run(execution, restarts ? { ...first, r: restarts } : first, markers);
   }
 
   /** Journal the resumed part of an interrupted execution (recovery), under its own name. */
@@ -179,6 +194,12 @@ export class ExecutionJournal {
     segment.open += 1;
     let ended = false;
     let refused = false;
+    const release = () => {
+      ended = true;
+      segment.open -= 1;
+      if (segment !== this.current) this.retire(segment);
+      else if (segment.open === 0) this.restSoon();
+    };
     const line = (k: JournalKind, s: string, d?: unknown) => {
       try {
         this.write(
@@ -229,16 +250,16 @@ export class ExecutionJournal {
       fail: (state, error) => line('err', state, caught(error)),
       end: () => {
         if (ended) return;
-        ended = true;
         try {
           this.write(segment, JSON.stringify({ e: execution, t: Date.now(), k: 'end' }));
         } catch {
           // The execution has ended and its history is saved: a full disk refusing this line changes neither. (Should
           // the process die before its segment goes, the next start resumes it after its last step: nothing is left.)
         }
-        segment.open -= 1;
-        if (segment !== this.current) this.retire(segment);
-        else if (segment.open === 0) this.restSoon();
+        release();
+      },
+      handOver: () => {
+        if (!ended) release();
       },
     };
   }

@@ -35,7 +35,7 @@ import { recordOf } from '../history/conversations.ts';
 import type { ExecutionStore } from '../store/execution-store.ts';
 import type { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
 import type { ExecutionRecord, HistoryEvent, LocalWorkflow } from './engine.ts';
-import type { ExecutionJournal, JournalEntry } from './journal.ts';
+import type { ExecutionJournal, JournalEntry, JournaledRun } from './journal.ts';
 import { deliveredBy, deliveredIn, publishGivenUpLocally } from './redelivery.ts';
 
 /**
@@ -47,6 +47,8 @@ import { deliveredBy, deliveredIn, publishGivenUpLocally } from './redelivery.ts
  * - past its last side effect (delivered, or queued to the failed-delivery store, or the agent failed), or in the
  *   middle of the export: the workflow resumes there — the same ASL, from that state — and the conversation ends as
  *   it would have (the export and its steps are idempotent: same keys, same envelope);
+ * - an asynchronous conversation's run (its caller has its 202) cut before the agent's answer (or failure) was
+ *   journaled: started again from its start (RecoveryContext.restart), at most MAX_RESTARTS times;
  * - cut while the agent or the receiver was being called (or between them): the conversation is closed as
  *   `interrupted` with what is known — the agent's answer, the delivery attempts made — and exported; its key
  *   settles at once (the answer kept for a retry when there is one, freed otherwise); an answer not known to be
@@ -70,7 +72,24 @@ import { deliveredBy, deliveredIn, publishGivenUpLocally } from './redelivery.ts
 export type RecoveryPlan =
   | { kind: 'ended' }
   | { kind: 'unaccepted'; input: ExecutionInput | null }
-  | { kind: 'resume'; startAt: string; state: unknown; interrupted: boolean; conversationId: string; stage: string };
+  | {
+      kind: 'resume';
+      startAt: string;
+      state: unknown;
+      interrupted: boolean;
+      conversationId: string;
+      stage: string;
+      /** Closed as interrupted because its run had been started again MAX_RESTARTS times: that many. */
+      restarts?: number;
+    }
+  | { kind: 'restart'; input: unknown; restarts: number; conversationId: string };
+
+/**
+ * How many times the run of an asynchronous conversation is started again after a cut before its agent's answer was
+ * journaled: then it is closed as interrupted, so that a conversation whose run stops the gateway (kills it, fills
+ * its disk) does not stop it at every start.
+ */
+export const MAX_RESTARTS = 3;
 
 const TASK_KINDS = new Set(['in', 'out', 'err']);
 
@@ -182,15 +201,17 @@ export function planRecovery(
   // Validate's own answer (a rejection, a replayed duplicate) has nothing after it but Choice, Succeed or Fail.
   if (!validated.valid || validated.duplicate) return { kind: 'ended' };
   const conversationId = validated.conversation.conversation_id;
+  const begin = entries.find((e) => e.k === 'begin');
   const stage = entries.findLast((e) => TASK_KINDS.has(e.k))?.s ?? 'Validate';
   // A resumed run has no caller waiting: its state keeps no budget (the deadlines have passed).
-  const resume = (startAt: string, state: unknown, interrupted = false): RecoveryPlan => ({
+  const resume = (startAt: string, state: unknown, interrupted = false, restarts?: number): RecoveryPlan => ({
     kind: 'resume',
     startAt,
     state: withoutBudget(state),
     interrupted,
     conversationId,
     stage,
+    ...(restarts ? { restarts } : {}),
   });
   const taskState = (state: string) => (lastOf(entries, 'in', state)?.d as { state?: unknown } | undefined)?.state;
 
@@ -279,6 +300,16 @@ export function planRecovery(
   }
   let record: ConversationRecord = validated.conversation;
   const agentError = entries.findLast((e) => e.s === 'InvokeManagerAgent');
+  let why = cutBy(entries);
+  let gaveUp: number | undefined;
+  // Asynchronous, cut before its agent's answer or failure was journaled: its caller was told `accepted` and waits
+  // for the delivery; the run starts again (its budget has no deadlines: its agent_seconds still hold).
+  if (accepted && entries.findLast((e) => e.s === 'InvokeManagerAgent' && TASK_KINDS.has(e.k))?.k !== 'err') {
+    const restarts = begin?.r ?? 0;
+    if (restarts < MAX_RESTARTS) return { kind: 'restart', input: begin!.d, restarts: restarts + 1, conversationId };
+    why = `${why}; its run had been started again ${restarts} times, each cut before the agent's answer was recorded, and is not started again (a conversation whose run stops the gateway must not stop it at every start),`;
+    gaveUp = restarts;
+  }
   if (agentError?.k === 'err')
     record = withFailure(
       record,
@@ -286,11 +317,8 @@ export function planRecovery(
       parseTaskError(agentError.d as CaughtError),
       new Date(agentError.t),
     );
-  return resume(
-    'ExportFailedConversation',
-    { conversation: withInterruption(record, stage, now, [], cutBy(entries)) },
-    true,
-  );
+  const state = { conversation: withInterruption(record, stage, now, [], why) };
+  return resume('ExportFailedConversation', state, true, gaveUp);
 }
 
 /** The conversation a journaled execution worked on, once its Validate answered (or its redelivery's), else null. */
@@ -422,9 +450,12 @@ export interface RecoveredExecution {
   /**
    * resumed: ended as it would have; interrupted: closed with what was known; not_accepted: cut before Validate;
    * failed: a redelivery run that had ended failed before the crash, or failed once finished here
-   * (`failed_when_finished`); a scheduled one's failed run counted.
+   * (`failed_when_finished`); a scheduled one's failed run counted; restarted: an asynchronous conversation's run,
+   * cut before its agent's answer was journaled, started again.
    */
-  outcome: 'resumed' | 'interrupted' | 'not_accepted' | 'failed';
+  outcome: 'resumed' | 'interrupted' | 'not_accepted' | 'failed' | 'restarted';
+  /** restarted: which restart this is (1 to MAX_RESTARTS); interrupted: MAX_RESTARTS, when they were used up. */
+  restarts?: number;
   failed_when_finished?: true;
   /** The conversation's status and delivery status once recovered (none when not accepted). */
   status: string | null;
@@ -488,6 +519,11 @@ export interface RecoveryContext {
    */
   uncleanStop?: boolean;
   now?: () => Date;
+  /**
+   * Run the conversation workflow, as a new request's run, with `input` under `name`, journaled by `run` (its `begin`
+   * written), not waited for: an asynchronous conversation's run started again (recovery plan `restart`).
+   */
+  restart: (name: string, input: unknown, run: JournaledRun) => void;
 }
 
 /**
@@ -700,10 +736,18 @@ async function finishPlanned(
   now: Date,
 ): Promise<RecoveredExecution | null> {
   if (plan.kind === 'ended') await saveAcceptHistory(ctx, name, entries, now);
-  if (plan.kind !== 'resume') return null;
+  if (plan.kind !== 'resume' && plan.kind !== 'restart') return null;
   // Killed between saving its history and journaling its end: it ended (answered, delivered, exported), so
   // there is nothing to recover, and a second history of it would show it twice, as if recovered.
   if (await ctx.executions.has(plan.conversationId, name)) return null;
+  const refused = storageRefusal(entries);
+  const cause = refused ? { storage_refused: refused.message } : {};
+  if (plan.kind === 'restart') {
+    // Its `begin` journaled again before this returns (and before its earlier lines go): cut again, it is found.
+    ctx.restart(name, plan.input, ctx.journal.begin(name, plan.input, plan.restarts));
+    const restarted = { status: 'running', delivery_status: null, restarts: plan.restarts, ...cause };
+    return { execution_name: name, conversation_id: plan.conversationId, outcome: 'restarted', ...restarted };
+  }
   const journaled = ctx.journal.resume(name, plan.startAt);
   const resumed = await ctx.workflow.run(plan.state, name, { startAt: plan.startAt, observer: journaled });
   const history = recoveredHistory(name, entries, resumed, plan.startAt, now);
@@ -716,7 +760,8 @@ async function finishPlanned(
     outcome: plan.interrupted ? 'interrupted' : 'resumed',
     status: record?.execution.status ?? null,
     delivery_status: record?.webhook_context.delivery_status ?? null,
-    ...(storageRefusal(entries) ? { storage_refused: storageRefusal(entries)!.message } : {}),
+    ...(plan.restarts ? { restarts: plan.restarts } : {}),
+    ...cause,
   };
 }
 
@@ -787,8 +832,11 @@ export async function recoverInterrupted(ctx: RecoveryContext): Promise<Recovere
     }
   };
   await Promise.all(Array.from({ length: PARALLEL }, worker));
-  // After every resumed conversation settled its own key: a claim still in progress belongs to no live execution.
-  for (const [name, input, entries] of unaccepted) recovered.push(await freeUnaccepted(ctx, name, input, entries));
+  // After every resumed conversation settled its own key: a claim still in progress belongs to no live execution, or
+  // to a run started again (which settles it when it ends): then only a claim the cut request made itself is freed.
+  const running = recovered.some((r) => r.outcome === 'restarted');
+  for (const [name, input, entries] of unaccepted)
+    recovered.push(await freeUnaccepted(ctx, name, input, entries, running));
   await ctx.journal.forgetLeftovers();
   return recovered;
 }

@@ -304,6 +304,11 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   );
   // The receivers' run-time state: the handlers reach it through DELIVERIES_DIR (or a table), so does the schedule.
   const endpoints = endpointStore()!;
+  /** The executions of this process the data folder cut, by name, until finishCut has finished them. */
+  const cut = new Map<string, JournaledRun>();
+  /** Each execution under way as its history so far, shown by the console until its history is saved. */
+  const runningExecutions = new RunningExecutions();
+  const inFlight = new Set<Promise<unknown>>();
   try {
     // What a crash of the previous process left in flight ends now, before any request (or redelivery) is taken.
     journal = await ExecutionJournal.open(path.join(options.dataDir, 'journal'), { holds: options.onTestHold });
@@ -325,6 +330,8 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
       statuses: localStatusStore(),
       uncleanStop: dataDirLock.stale,
       attempts: attemptLog(),
+      // Started before the gateway takes requests, not waited for; close() waits for it as for any run.
+      restart: (name, input, run) => runAlone(input, name, run),
     };
     recovered = await recoverInterrupted(recovery);
     recoveryMs = Math.round(performance.now() - started);
@@ -335,13 +342,9 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     throw error;
   }
   options.onRecovery?.(recovered, recoveryMs);
-  /** The executions of this process the data folder cut, by name, until finishCut has finished them. */
-  const cut = new Map<string, JournaledRun>();
   let finishing: Promise<void> | null = null;
   /** When the folder last refused finishCut (performance.now()): tried again a second later at the soonest. */
   let refusedAt = Number.NEGATIVE_INFINITY;
-  /** Each execution under way as its history so far, shown by the console until its history is saved. */
-  const runningExecutions = new RunningExecutions();
   const redelivery = new LocalRedelivery(
     failedDeliveries,
     redeliveryWorkflow,
@@ -378,7 +381,6 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   }, SWEEP_EVERY_MS);
   sweepTimer.unref();
 
-  const inFlight = new Set<Promise<unknown>>();
   /** Set by close(): new conversations are refused while those in flight finish (unlessStopping). */
   let stopping = false;
   let closing: Promise<void> | null = null;
@@ -387,8 +389,12 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
    * that a crash loses nothing; its history is on disk before the promise settles, so `conversations show` right
    * after a curl finds it.
    */
-  function execute(target: LocalWorkflow, input: unknown, name: string): Promise<EndedExecution> {
-    const run = journal.begin(name, input);
+  function execute(
+    target: LocalWorkflow,
+    input: unknown,
+    name: string,
+    run = journal.begin(name, input),
+  ): Promise<EndedExecution> {
     const shown = runningExecutions.begin(name, target.name, input);
     const ran = target.run(input, name, { observer: run, onEvent: shown.onEvent });
     const running = ran.then(async (record) => {
@@ -456,7 +462,9 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
           continue;
         }
         cut.delete(name);
-        run.end();
+        // Started again (its own journal lines under the same name): no `end` line, which would read as that run's.
+        if (finished?.outcome === 'restarted') run.handOver();
+        else run.end();
         if (finished) options.onRecovery?.([finished], Math.round(performance.now() - started), 'running');
       }
     })();
@@ -479,13 +487,16 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
    * returns, and nobody waits for it (the caller already has its 202; close() lets it finish).
    */
   function startRun(params: StartExecutionParameters) {
-    const started = performance.now();
-    execute(workflow, params.Input, params.Name).then(
-      (record) => options.onExecution?.(asyncRunSummary(record, performance.now() - started)),
-      (error: Error) =>
-        console.error(`webhook-gateway: conversation ${params.Name} failed: ${error.stack ?? error.message}`),
-    );
+    runAlone(params.Input, params.Name);
     return { ExecutionArn: `${params.StateMachineArn}:${params.Name}`, StartDate: new Date().toISOString() };
+  }
+  /** A conversation run nobody waits for (its caller has its 202); `run`: its journal, begun by recovery. */
+  function runAlone(input: unknown, name: string, run?: JournaledRun) {
+    const started = performance.now();
+    execute(workflow, input, name, run).then(
+      (record) => options.onExecution?.(asyncRunSummary(record, performance.now() - started)),
+      (error: Error) => console.error(`webhook-gateway: conversation ${name} failed: ${error.stack ?? error.message}`),
+    );
   }
 
   const limiter = new RateLimiter(parseRateLimits(process.env.RATE_LIMITS), options.rateLimitClock);

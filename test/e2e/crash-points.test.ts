@@ -1,23 +1,29 @@
+import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, describe, expect, it } from 'vitest';
+import { MAX_RESTARTS } from '../../local/engine/recovery.ts';
 import { crashTestEnv, killIfRunning, runMain, startCli, until } from '../support/cli.ts';
+import { journalEntries } from '../support/gateway.ts';
 import { closeJsonServers, serveJson } from '../support/servers.ts';
 
 /**
  * kill -9 at named file calls of the gateway (docs/operations.md, "After a crash"), each deterministic: the real
  * gateway (a child process) runs with test/support/kill-at.cjs preloaded, which kills it at the n-th rename, link,
- * append or write of a path of its data folder (the key's claim and settling, the histories, an export written aside,
- * between an object's metadata and its bytes, between two of the four export PUTs, the status, the summary index's
- * entry, the attempt log, the queueing of a failed delivery and its redelivery). One conversation with an
+ * append or write of a path of its data folder (the agent's answer not yet journaled, the key's claim and settling,
+ * the histories, an export written aside, between an object's metadata and its bytes, between two of the four export
+ * PUTs, the status, the summary index's entry, the attempt log, the queueing of a failed delivery and its
+ * redelivery). One conversation with an
  * Idempotency-Key per point (asynchronous, but for the summary index's), sent again with its key when the kill came
  * before its 2xx; restarted on the same data without the hook, it must end as the same conversation run without a
  * crash does: delivered under one webhook-id, its four exports equal to the crash-free run's but for times and ids
  * (cut in its Deliver: `interrupted` with its answer, delivered, as the docs say), its history readable, listed once
- * (beside a first run cut before its agent answered, exported `interrupted`), its status completed.
+ * (beside a first run cut before its agent answered, exported `interrupted`), its status completed, delivered once
+ * (but where the receiver may have taken the attempt the kill cut). A run killed before its agent's answer is journaled
+ * at every start is started again MAX_RESTARTS times, then closed as interrupted (local/engine/recovery.ts).
  */
 const START_MS = 60_000;
 const KILL_AT = path.join(import.meta.dirname, '..', 'support', 'kill-at.cjs');
@@ -38,13 +44,18 @@ interface Conversation {
   sync?: boolean;
 }
 
-/** The KILL_AT_ settings of test/support/kill-at.cjs, `path` under the data folder. */
-interface Point extends Conversation {
-  name: string;
+/** Where kill-at.cjs kills: the KILL_AT_ settings, `path` under the data folder. */
+interface KillAt {
   op: 'rename' | 'link' | 'append' | 'write';
   path: string;
   n: number;
   when: 'before' | 'after';
+}
+
+interface Point extends Conversation, KillAt {
+  name: string;
+  /** The run's last journal line at the kill (`<kind>:<state>`), when the point is one of the journal's writes. */
+  journaledLast?: string;
 }
 
 const servers: Server[] = [];
@@ -64,11 +75,13 @@ let refusals = 0;
  */
 let accepted: Promise<void> = Promise.resolve();
 const deliveries: { webhookId: string; status: number }[] = [];
+let agentCalls = 0;
 
 let started: { agentUrl: string; receiverUrl: string } | undefined;
 async function peers(): Promise<{ agentUrl: string; receiverUrl: string }> {
   if (started) return started;
   const agentUrl = await serveJson(servers, async (_req, text) => {
+    agentCalls += 1;
     await accepted;
     const query = String((JSON.parse(text || '{}') as { query?: unknown }).query ?? '');
     return [200, { response: `Answer to: ${query}`, deals: [{ name: 'Acme', amount: 1 }] }];
@@ -136,8 +149,30 @@ function normalized(value: unknown, ids: string[]): unknown {
   return value;
 }
 
+/** The environment that has test/support/kill-at.cjs kill a gateway on `dataDir` at `at` (its own count). */
+async function killAtEnv(dataDir: string, at: KillAt): Promise<Record<string, string>> {
+  const counter = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-kill-count-'));
+  dataDirs.push(counter);
+  return {
+    NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --require ${KILL_AT}`.trim(),
+    KILL_AT_OP: at.op,
+    KILL_AT_PATH: `^${dataDir.replaceAll(/[.*+?^${}()|[\]\\]/g, '\\$&')}/${at.path}`,
+    KILL_AT_N: String(at.n),
+    KILL_AT_WHEN: at.when,
+    KILL_AT_COUNTER: path.join(counter, 'count'),
+  };
+}
+
+/** The journal lines of execution `name` left in the data folder, as `<kind>:<state>`. */
+async function journaled(dataDir: string, name: string): Promise<string[]> {
+  const entries = await journalEntries(path.join(dataDir, 'journal'));
+  return entries.filter((e) => e.e === name).map((e) => `${e.k}:${e.s ?? ''}`);
+}
+
 interface Run {
   id: string;
+  /** The run's last journal line at the kill (Point.journaledLast). */
+  journaledLast?: string;
   exports: Record<string, unknown>;
   webhookIds: string[];
   killed: boolean;
@@ -151,18 +186,7 @@ async function run(conversation: Conversation, point?: Point): Promise<Run> {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-crash-points-'));
   dataDirs.push(dataDir);
   const env = crashTestEnv(dataDir, agentUrl, receiverUrl);
-  const counter = path.join(dataDir, '..', `${path.basename(dataDir)}.kill-count`);
-  dataDirs.push(counter);
-  const hook = point
-    ? {
-        NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --require ${KILL_AT}`.trim(),
-        KILL_AT_OP: point.op,
-        KILL_AT_PATH: `^${dataDir.replaceAll(/[.*+?^${}()|[\]\\]/g, '\\$&')}/${point.path}`,
-        KILL_AT_N: String(point.n),
-        KILL_AT_WHEN: point.when,
-        KILL_AT_COUNTER: counter,
-      }
-    : {};
+  const hook = point ? await killAtEnv(dataDir, point) : {};
   const first = await startCli({ ...env, ...hook }, START_MS);
   gateways.push(first);
   const exited = new Promise<NodeJS.Signals | null>((resolve) => first.child.once('exit', (_c, s) => resolve(s)));
@@ -183,11 +207,13 @@ async function run(conversation: Conversation, point?: Point): Promise<Run> {
   accept();
   let gateway = first;
   let killed = false;
+  let journaledLast: string | undefined;
   if (point) {
     const notKilled = new Promise<'not killed'>((resolve) => setTimeout(() => resolve('not killed'), 20_000));
     const done = await Promise.race([exited, notKilled]);
     killed = done === 'SIGKILL';
     if (!killed) await killIfRunning(first);
+    if (point.journaledLast) journaledLast = (await journaled(dataDir, id)).at(-1);
     gateway = await startCli(env, START_MS);
     gateways.push(gateway);
     if (!id) {
@@ -222,6 +248,7 @@ async function run(conversation: Conversation, point?: Point): Promise<Run> {
   await killIfRunning(gateway);
   return {
     id,
+    journaledLast,
     exports,
     webhookIds: deliveries.filter((d) => d.status === 200).map((d) => d.webhookId),
     killed,
@@ -230,7 +257,21 @@ async function run(conversation: Conversation, point?: Point): Promise<Run> {
 }
 
 const EXPORT = 's3/revops-conversations/';
+/**
+ * The journal's writes of an asynchronous conversation until its caller has the 202 (the agent answers only then):
+ * the segment's reserve, the accept execution's six lines (begin, Validate, StartConversation, end) and the run's four
+ * (begin, Validate, InvokeManagerAgent entered); the next one is the agent's answer.
+ */
+const JOURNAL_WRITES_BEFORE_THE_ANSWER = 11;
 const POINTS: Point[] = [
+  {
+    name: 'the agent answered, its answer not journaled (the caller has its 202: the run starts again, from the start)',
+    op: 'write',
+    path: 'journal/',
+    n: JOURNAL_WRITES_BEFORE_THE_ANSWER + 1,
+    when: 'before',
+    journaledLast: 'in:InvokeManagerAgent',
+  },
   { name: 'the key claimed', op: 'link', path: 'idempotency/', n: 1, when: 'after' },
   { name: 'the accept history saved', op: 'rename', path: 'executions/', n: 1, when: 'after' },
   { name: 'an export written aside, before its rename', op: 'write', path: 's3/\\.tmp/', n: 1, when: 'before' },
@@ -295,7 +336,10 @@ describe('kill -9 at named file calls, then a restart on the same data', () => {
       const base = await baseline(point);
       const crashed = await run(point, point);
       expect(crashed.killed, `${point.name}: the point was reached\n${crashed.output}`).toBe(true);
+      if (point.journaledLast) expect(crashed.journaledLast, crashed.output).toBe(point.journaledLast);
       expect(new Set(crashed.webhookIds).size, crashed.output).toBe(1);
+      // Delivered once, but where the receiver may have taken the attempt the kill cut (then sent again).
+      if (!point.cutInDeliver) expect(crashed.webhookIds, crashed.output).toHaveLength(1);
       const exports = normalized(crashed.exports, [crashed.id]);
       if (!point.cutInDeliver) expect(exports, crashed.output).toEqual(normalized(base.exports, [base.id]));
       else {
@@ -312,4 +356,79 @@ describe('kill -9 at named file calls, then a restart on the same data', () => {
         );
       }
     }, 120_000);
+});
+
+/**
+ * A start whose kill-at hook kills it (during its recovery, or once it listens): its output, its exit signal. The
+ * gateway killed before it printed its URL rejects startCli's promise, whose error carries the output.
+ */
+async function startUntilKilled(env: Record<string, string | undefined>) {
+  let child: ChildProcess | undefined;
+  const started = startCli(env, START_MS, (c) => {
+    child = c;
+  }).then(
+    (gateway) => {
+      gateways.push(gateway);
+      return gateway;
+    },
+    (error: Error) => error,
+  );
+  const signal = await new Promise<NodeJS.Signals | null>((resolve) => child!.once('exit', (_c, s) => resolve(s)));
+  const result = await started;
+  return { signal, output: result instanceof Error ? result.message : result.output() };
+}
+
+describe('an asynchronous conversation whose run is killed at every start', () => {
+  it(`is started again ${MAX_RESTARTS} times, then closed as interrupted, its status saying so`, async () => {
+    deliveries.length = 0;
+    refusals = 0;
+    agentCalls = 0;
+    const { agentUrl, receiverUrl } = await peers();
+    const dataDir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-crash-loop-'));
+    dataDirs.push(dataDir);
+    const env = crashTestEnv(dataDir, agentUrl, receiverUrl);
+    // Killed before the agent's answer is journaled, as in POINTS: the first time once the caller has its 202.
+    const answer = { op: 'write', path: 'journal/', when: 'before' } as const;
+    let accept = () => {};
+    accepted = new Promise((resolve) => {
+      accept = resolve;
+    });
+    const first = await startCli(
+      { ...env, ...(await killAtEnv(dataDir, { ...answer, n: JOURNAL_WRITES_BEFORE_THE_ANSWER + 1 })) },
+      START_MS,
+    );
+    gateways.push(first);
+    const exited = new Promise<NodeJS.Signals | null>((resolve) => first.child.once('exit', (_c, s) => resolve(s)));
+    void exited.then(accept);
+    const res = await post(first.url, 'crash-loop');
+    expect(res.status).toBe(202);
+    const { conversation_id: id } = (await res.json()) as { conversation_id: string };
+    accept();
+    expect(await exited).toBe('SIGKILL');
+    // Each start runs it again, killed at the same point of the new run: its segment's reserve, its begin, Validate's
+    // two lines and the agent's call; the sixth write is the answer.
+    for (let restart = 1; restart <= MAX_RESTARTS; restart++) {
+      const killed = await startUntilKilled({ ...env, ...(await killAtEnv(dataDir, { ...answer, n: 6 })) });
+      expect(killed.signal, killed.output).toBe('SIGKILL');
+      expect(killed.output).toContain(`${id}  asynchronous, cut before its agent's answer was recorded`);
+      expect(killed.output).toContain(`started again (restart ${restart} of ${MAX_RESTARTS})`);
+      expect((await journaled(dataDir, id)).at(-1), killed.output).toBe('in:InvokeManagerAgent');
+    }
+    expect(agentCalls).toBe(1 + MAX_RESTARTS);
+    const last = await startCli(env, START_MS);
+    gateways.push(last);
+    // Not started again: its operator line says why, and the caller polling its status is told.
+    expect(last.output()).toContain(
+      `${id}  closed as interrupted, not started again: its run was started again ${MAX_RESTARTS} times`,
+    );
+    const status = (await (await fetch(`${last.url}/conversations/${id}?source_system=crash_points`)).json()) as {
+      status: string;
+      error?: { code: string; message: string };
+    };
+    expect(status, last.output()).toMatchObject({ status: 'failed', error: { code: 'INTERRUPTED' } });
+    expect(status.error!.message).toContain(`its run had been started again ${MAX_RESTARTS} times`);
+    expect(agentCalls).toBe(1 + MAX_RESTARTS);
+    expect(deliveries).toEqual([]);
+    await killIfRunning(last);
+  }, 180_000);
 });

@@ -47,6 +47,7 @@ async function interruptWhileTheAgentRuns(query: string): Promise<string> {
       workflow: localWorkflow('conversation', await loadStageHandlers(), send, NO_WAIT),
       executions: world.gateway.executions,
       idempotency: idempotencyStore(),
+      restart: () => expect.fail('a synchronous conversation is not started again'),
     });
     journal.close();
     expect(recovered).toMatchObject({ outcome: 'interrupted', status: 'interrupted' });

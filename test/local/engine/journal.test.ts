@@ -157,6 +157,31 @@ describe('the execution journal', () => {
     journal.close();
   });
 
+  it('a run started again under the same name (recovery.ts) is read from its last begin; the run it replaced ends nothing', async () => {
+    const journal = await ExecutionJournal.open(dir);
+    const cut = journal.begin('conv-r', input(1));
+    cut.enter('InvokeManagerAgent', undefined);
+    diskFull.on = true;
+    await expect(cut.exit('InvokeManagerAgent', { Payload: {} })).rejects.toThrow(/ENOSPC/);
+    diskFull.on = false;
+    // Started again once the folder takes writes (its begin journaled first), then the cut run handed over.
+    const again = journal.begin('conv-r', input(1), 1);
+    cut.handOver();
+    const read = async () => (await (await ExecutionJournal.open(dir)).interrupted()).get('conv-r');
+    // Killed now: the new run alone, without the cut run's lines or its refusal note (an `end` of the cut run, as
+    // before, would have read as the new run's: a second cut lost it).
+    expect((await read())!.map((e) => [e.k, e.s ?? '', e.r])).toEqual([['begin', '', 1]]);
+    again.enter('InvokeManagerAgent', undefined);
+    expect((await read())!.map((e) => [e.k, e.s ?? ''])).toEqual([
+      ['begin', ''],
+      ['in', 'InvokeManagerAgent'],
+    ]);
+    again.end();
+    expect(await read()).toBeUndefined();
+    journal.close();
+    expect(await readdir(dir)).toEqual([]);
+  });
+
   it('names the segments in the order written, uniquely, however fast they follow each other', async () => {
     const journal = await ExecutionJournal.open(dir, { maxSegmentBytes: 1 });
     const runs = Array.from({ length: 50 }, (_, n) => journal.begin(`conv-${n}`, input(n)));

@@ -9,8 +9,9 @@ import { localStatusStore } from '../../../functions/shared/conversation-status-
 import { idempotencyStore } from '../../../functions/shared/idempotency-store.ts';
 import { recoveryFields } from '../../../local/cli/main.ts';
 import type { LocalWorkflow } from '../../../local/engine/engine.ts';
-import { ExecutionJournal, type JournalEntry } from '../../../local/engine/journal.ts';
+import { ExecutionJournal, type JournalEntry, type JournaledRun } from '../../../local/engine/journal.ts';
 import {
+  MAX_RESTARTS,
   planRecovery,
   planRedeliveryRecovery,
   type RecoveryPlan,
@@ -78,6 +79,16 @@ async function forgetHistory(name: string) {
 async function recover(entries: JournalEntry[], options: { historySaved?: boolean } = {}) {
   const dir = await mkdtemp(path.join(tmpdir(), 'journal-'));
   if (!options.historySaved) await forgetHistory(entries[0]!.e);
+  // A run started again (an asynchronous conversation's, named after it) runs as the gateway runs it: its history
+  // saved, then its journal ended; waited for here.
+  const restarted: Promise<void>[] = [];
+  const restart = (name: string, input: unknown, run: JournaledRun) =>
+    restarted.push(
+      workflow.run(input, name, { observer: run }).then(async (record) => {
+        await world.gateway.executions.save(name, record);
+        run.end();
+      }),
+    );
   try {
     await writeFile(path.join(dir, '000000000000001-1.jsonl'), `${entries.map((e) => JSON.stringify(e)).join('\n')}\n`);
     const journal = await ExecutionJournal.open(dir);
@@ -91,7 +102,9 @@ async function recover(entries: JournalEntry[], options: { historySaved?: boolea
       idempotency: idempotencyStore(),
       statuses: localStatusStore(),
       attempts: attemptLog(),
+      restart,
     });
+    await Promise.all(restarted);
     journal.close();
     expect(await readdir(dir)).toEqual([]); // nothing left to recover
     return recovered;
@@ -260,7 +273,13 @@ describe('a delivered conversation, cut after each journal line', () => {
     const empty = await mkdtemp(path.join(tmpdir(), 'journal-'));
     try {
       const journal = await ExecutionJournal.open(empty);
-      const context = { journal, workflow, executions: world.gateway.executions, idempotency: null };
+      const context = {
+        journal,
+        workflow,
+        executions: world.gateway.executions,
+        idempotency: null,
+        restart: () => expect.fail('nothing to start again'),
+      };
       await recoverInterrupted(context);
       expect(await readdir(folder)).toContain(orphan); // a clean stop: nothing looked for
       await recoverInterrupted({ ...context, uncleanStop: true });
@@ -444,7 +463,7 @@ describe('an asynchronous conversation: the accept execution and the run, each c
   }
 
   it('plans: the accept ends once it started the run (cut before: interrupted); the run resumes like a synchronous one', async () => {
-    const { accept, run } = await asyncRun('async-plan');
+    const { id, accept, run } = await asyncRun('async-plan');
     expect(accept.map(point)).toEqual([
       'begin:',
       'in:Validate',
@@ -463,13 +482,78 @@ describe('an asynchronous conversation: the accept execution and the run, each c
     ]);
     // Cut while starting the run: ended if the run's journal shows it began.
     expect(planRecovery(accept.slice(0, 4), now, true).kind).toBe('ended');
-    // The run: validated when accepted, so even a cut before its Validate answered is a conversation to close.
+    // The run, its caller told `accepted`, cut before its agent's answer was journaled (even before its Validate
+    // answered: it was validated when accepted): started again with its input. Before: closed as interrupted, never
+    // delivered. Its begin line counts the restarts; after MAX_RESTARTS, closed as interrupted.
     expect(run[0]!.d).toHaveProperty('accepted');
-    expect(planRecovery(run.slice(0, 1), now)).toMatchObject({
+    const answered = run.findIndex((e) => point(e) === 'out:InvokeManagerAgent');
+    for (let i = 0; i < answered; i++)
+      expect(planRecovery(run.slice(0, i + 1), now), point(run[i]!)).toEqual({
+        kind: 'restart',
+        input: run[0]!.d,
+        restarts: 1,
+        conversationId: id,
+      });
+    const restarted = (r: number) => [{ ...run[0]!, r }, ...run.slice(1, answered)];
+    expect(planRecovery(restarted(MAX_RESTARTS - 1), now)).toMatchObject({ kind: 'restart', restarts: MAX_RESTARTS });
+    expect(planRecovery(restarted(MAX_RESTARTS), now)).toMatchObject({
+      kind: 'resume',
       startAt: 'ExportFailedConversation',
       interrupted: true,
+      restarts: MAX_RESTARTS,
     });
+    // Its answer journaled: closed with it, as a synchronous one.
+    expect(planRecovery(run.slice(0, answered + 1), now)).toMatchObject({ startAt: 'QueueFailedDelivery' });
     expect(planRecovery(run, now)).toMatchObject({ startAt: 'Completed' });
+  });
+
+  it('a run cut while its agent was called: started again, delivered under its delivery id, its status completed; after MAX_RESTARTS, closed', async () => {
+    const key = 'async-restart';
+    const { id, run } = await asyncRun(key);
+    const cut = run.slice(0, run.findIndex((e) => point(e) === 'in:InvokeManagerAgent') + 1);
+    const pk = idempotencyPk('testing_system', key);
+    const deliveryId = world.receiver.received.at(-1)!.headers['webhook-id'];
+    const statusFile = path.join(world.dataDir, 'status', `${id}.json`);
+    const statusOf = async () => JSON.parse(await readFile(statusFile, 'utf8'));
+    // What the crash left: the key claimed, the status running, the agent never answered.
+    const crashed = async () => {
+      await idempotencyStore()!.release(pk, id);
+      await idempotencyStore()!.claim(
+        pk,
+        { conversationId: id, requestId: 'run-cut', responseMode: 'async' },
+        new Date(),
+      );
+      await writeFile(statusFile, JSON.stringify({ ...(await statusOf()), status: 'running', body: undefined }));
+      world.receiver.reset();
+      world.agent.reset();
+    };
+    await crashed();
+    const [restarted] = await recover(cut);
+    expect(restarted).toMatchObject({ conversation_id: id, outcome: 'restarted', restarts: 1 });
+    expect(recoveryFields(restarted!)[1]).toBe(
+      `asynchronous, cut before its agent's answer was recorded: started again (restart 1 of ${MAX_RESTARTS}), its agent called again`,
+    );
+    expect(world.agent.invocations).toHaveLength(1);
+    expect(world.receiver.received.map((r) => r.headers['webhook-id'])).toEqual([deliveryId]);
+    expect(await statusOf()).toMatchObject({ status: 'completed' });
+    expect(await keyStatus(key)).toBe('completed');
+    const record = (await world.getJson(`${folderOf(id)}conversation.json`)).conversation;
+    expect(record.execution.status).toBe('completed');
+    expect(record.webhook_context.delivery_status).toBe('delivered');
+
+    // Its run cut again and again: after MAX_RESTARTS, closed as interrupted, the status saying why.
+    await crashed();
+    const [closed] = await recover([{ ...cut[0]!, r: MAX_RESTARTS }, ...cut.slice(1)]);
+    expect(closed).toMatchObject({ conversation_id: id, outcome: 'interrupted', restarts: MAX_RESTARTS });
+    expect(recoveryFields(closed!)[1]).toContain(`not started again: its run was started again ${MAX_RESTARTS} times`);
+    expect(world.agent.invocations).toHaveLength(0);
+    const failed = await statusOf();
+    expect(failed.status).toBe('failed');
+    expect(JSON.parse(failed.body).error).toMatchObject({
+      code: 'INTERRUPTED',
+      message: expect.stringContaining(`its run had been started again ${MAX_RESTARTS} times`),
+    });
+    expect(await keyStatus(key)).toBeNull();
   });
 
   it('an accept cut before its run began: exported as interrupted, its status failed, its key freed', async () => {

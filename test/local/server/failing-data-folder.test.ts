@@ -1,4 +1,4 @@
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { RecoveredExecution } from '../../../local/engine/recovery.ts';
@@ -16,6 +16,8 @@ const full = {
   afterClassify: false,
   afterDeliver: false,
   afterRedeliveryBegin: false,
+  /** Full once a run's agent call is journaled: its answer is not. */
+  afterAgentCall: false,
   /** The failed-delivery store's envelope files (its put). */
   envelopes: false,
 };
@@ -45,6 +47,8 @@ vi.mock('node:fs', async (importOriginal) => {
       journalFds.has(fd) &&
       /-redelivery-[^"]*","t":\d+,"k":"begin"/.test(String(rest[0]))
     )
+      full.journal = true;
+    if (full.afterAgentCall && journalFds.has(fd) && String(rest[0]).includes('"k":"in","s":"InvokeManagerAgent"'))
       full.journal = true;
     return written;
   }) as typeof fs.writeSync;
@@ -123,6 +127,7 @@ beforeEach(() => {
   full.afterClassify = false;
   full.afterDeliver = false;
   full.afterRedeliveryBegin = false;
+  full.afterAgentCall = false;
   full.envelopes = false;
   exportFails = false;
   operatorLog.length = 0;
@@ -518,6 +523,49 @@ describe('a data folder that fails while the gateway runs', () => {
     expect(ended!.detail).toMatch(
       /^async run ended: STORAGE_UNAVAILABLE: .* \(ENOSPC: no space left on device, write\)$/,
     );
+  });
+
+  it("an asynchronous conversation the full disk cut before its agent's answer was journaled is started again once there is space: delivered, completed", async () => {
+    full.afterAgentCall = true;
+    const printed = vi.spyOn(console, 'error').mockImplementation(() => undefined);
+    let id: string;
+    try {
+      const accepted = await world.post(request, { prefer: 'respond-async', 'idempotency-key': 'disk-full-async' });
+      expect(accepted.status).toBe(202);
+      id = accepted.body.conversation_id as string;
+      await world.gateway.idle();
+    } finally {
+      printed.mockRestore();
+    }
+    const statusOf = async () => JSON.parse(await readFile(path.join(world.dataDir, 'status', `${id}.json`), 'utf8'));
+    expect((await statusOf()).status).toBe('running');
+    // The disk has space again: the next request finishes what it cut first. Before: closed as interrupted (its
+    // status failed, INTERRUPTED), its caller told `accepted` and never delivered.
+    full.afterAgentCall = false;
+    full.journal = false;
+    world.receiver.reset();
+    const agentCalls = world.agent.invocations.length;
+    expect((await world.post(request)).status).toBe(200);
+    await world.gateway.idle();
+    expect(recoveredLog).toContainEqual(
+      expect.objectContaining({
+        conversation_id: id,
+        outcome: 'restarted',
+        restarts: 1,
+        storage_refused: expect.stringContaining('ENOSPC'),
+      }),
+    );
+    expect(world.agent.invocations.length).toBe(agentCalls + 2); // its agent called again, and the new request's
+    expect((await statusOf()).status).toBe('completed');
+    expect(world.receiver.received.filter((r) => r.body.conversation_id === id)).toHaveLength(1);
+    // Nothing of it is left for the next start: the run started again ended, and the cut run wrote no `end` (read as
+    // the new run's, it would have hidden a second cut from the next start).
+    const entries = (await journalEntries(path.join(world.dataDir, 'journal')).catch(() => [])).filter(
+      (e) => e.e === id,
+    );
+    expect(entries.filter((e) => e.k === 'begin').map((e) => e.r)).toEqual([undefined, 1]);
+    expect(entries.filter((e) => e.k === 'end')).toHaveLength(1);
+    expect(entries.at(-1)?.k).toBe('end');
   });
 
   it('a handler that cannot write the folder (the Idempotency-Key claim): 503 STORAGE_UNAVAILABLE, then the retry runs once', async () => {
