@@ -131,6 +131,12 @@ export class ExecutionJournal {
   private sequence = 0;
   private readonly segments = new Set<Segment>();
   private closed = false;
+  /**
+   * When each execution's run refused a line (its `refused` note's time), until the execution ends or begins again:
+   * a run recovery starts again under the same name begins after it, never in the same millisecond, or readEntries
+   * would take the cut run's note for the new run's.
+   */
+  private readonly refusedAt = new Map<string, number>();
 
   private constructor(
     readonly dir: string,
@@ -178,7 +184,10 @@ export class ExecutionJournal {
   begin(execution: string, input: unknown, restarts?: number): JournaledRun {
     const body = (input as { body?: unknown } | null)?.body;
     const markers = this.holds && typeof body === 'string' && body.includes('[hold:') ? body : null;
-    const first: JournalEntry = { e: execution, t: Date.now(), k: 'begin', d: input };
+    const cutAt = this.refusedAt.get(execution);
+    this.refusedAt.delete(execution);
+    const t = cutAt === undefined ? Date.now() : Math.max(Date.now(), cutAt + 1);
+    const first: JournalEntry = { e: execution, t, k: 'begin', d: input };
     return this.run(execution, restarts ? { ...first, r: restarts } : first, markers);
   }
 
@@ -216,7 +225,9 @@ export class ExecutionJournal {
         if (!refused && typeof code === 'string') {
           refused = true;
           const d = { code, message: (error as Error).message };
-          const note = JSON.stringify({ e: execution, t: Date.now(), k: 'refused', s, d });
+          const t = Date.now();
+          this.refusedAt.set(execution, t);
+          const note = JSON.stringify({ e: execution, t, k: 'refused', s, d });
           segment.pending.push(note);
           this.reserveNote(segment, note);
         }
@@ -256,6 +267,7 @@ export class ExecutionJournal {
           // The execution has ended and its history is saved: a full disk refusing this line changes neither. (Should
           // the process die before its segment goes, the next start resumes it after its last step: nothing is left.)
         }
+        this.refusedAt.delete(execution);
         release();
       },
       handOver: () => {

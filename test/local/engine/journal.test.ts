@@ -1,7 +1,7 @@
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, onTestFinished, vi } from 'vitest';
 import { ExecutionJournal } from '../../../local/engine/journal.ts';
 
 /** A disk that fills up: each write then puts down its first `diskFull.bytes` bytes at most, and fails (ENOSPC). */
@@ -158,6 +158,9 @@ describe('the execution journal', () => {
   });
 
   it('a run started again under the same name (recovery.ts) is read from its last begin; the run it replaced ends nothing', async () => {
+    // One millisecond for all of it, as a fast machine gives: the cut run's note must still not be read as the new run's.
+    const clock = vi.spyOn(Date, 'now').mockReturnValue(Date.UTC(2026, 11, 3, 12));
+    onTestFinished(() => clock.mockRestore());
     const journal = await ExecutionJournal.open(dir);
     const cut = journal.begin('conv-r', input(1));
     cut.enter('InvokeManagerAgent', undefined);
