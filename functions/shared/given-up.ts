@@ -15,10 +15,10 @@ import { settings } from './settings.ts';
  * A delivery the schedule gave up on because its redelivery runs kept failing (givenUpRecord,
  * functions/domain/failed-delivery.ts): no run got as far as its Export, so the scheduler itself writes the record
  * where users read it, as Export would have: the four export files (with every attempt the attempt log kept) and, for
- * an asynchronous conversation, its status (givenUpStatus). An export given up so (the conversation delivered, then each run's Export failed) is written
- * the same way, as it ended: delivered. The status is written even when S3 refuses the files. It holds the
- * conversation's redelivery claim meanwhile (on AWS; locally the store holds the envelope), so no redelivery writes the
- * record at the same time (docs/operations.md, "Failed deliveries").
+ * an asynchronous conversation, its status (givenUpStatus). An export given up so (the conversation delivered, then
+ * each run's Export failed) is written the same way, as it ended: delivered. The status is written even when S3
+ * refuses the files. It holds the conversation's redelivery claim meanwhile (on AWS; locally the store holds the
+ * envelope), so no redelivery writes the record at the same time (docs/operations.md, "Failed deliveries").
  */
 export async function publishGivenUp(envelope: FailedDeliveryEnvelope, now: Date): Promise<void> {
   const record = givenUpRecord(envelope);
