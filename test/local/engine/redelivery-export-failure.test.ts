@@ -232,6 +232,16 @@ describe('an export given up whose status no Export completed', () => {
     expect(status.response).toBeTruthy();
     expect(status.tracking.delivery_status).toBe('delivered');
     expect(Date.parse(status.completed_at)).not.toBeNaN();
+    expect(status.tracking.processing_time_ms).toBeGreaterThan(0);
+    // The export too ends the conversation as Export would have (before: `in_progress`, without an end).
+    const exported = (await world.getJson(`${folderOf(id)}conversation.json`)).conversation;
+    expect(exported.execution).toMatchObject({ status: 'completed', completed_at: status.completed_at });
+    expect(exported.execution.timings.total_ms).toBe(status.tracking.processing_time_ms);
+    const list = await runMain(['conversations', 'list', '--json'], { LOCAL_DATA_DIR: world.dataDir });
+    expect(JSON.parse(list.stdout).find((r: { conversation_id: string }) => r.conversation_id === id)).toMatchObject({
+      status: 'completed',
+      delivery_status: 'delivered',
+    });
     expect(world.receiver.received).toHaveLength(1);
   });
 });
