@@ -469,10 +469,16 @@ export function deliveredAfterAll(record: ConversationRecord, attempt: DeliveryA
 
 /**
  * The record of a delivery the schedule has just given up on (givenUp), or of an export it gave up on (the record as
- * it ended: delivered, say, then each run's Export failed), to be written where users read it; else null.
+ * it ended: delivered, say, then each run's Export failed), to be written where users read it; else null. One no
+ * Export closed (its first run's failed too, so it went to the schedule `in_progress`) is closed as Export would have,
+ * as of its run's last attempt.
  */
 export function givenUpRecord(envelope: FailedDeliveryEnvelope): ConversationRecord | null {
-  return envelope.state === 'dead' && envelope.dead_reason === 'runs_failed' ? envelope.conversation : null;
+  if (envelope.state !== 'dead' || envelope.dead_reason !== 'runs_failed') return null;
+  const record = envelope.conversation;
+  const lastAttempt = record.execution.delivery_attempts.at(-1)?.at;
+  if (record.execution.completed_at !== null || !lastAttempt) return record;
+  return completeConversation(record, false, null, new Date(lastAttempt));
 }
 
 /**

@@ -1,11 +1,13 @@
 import type { S3Client } from '@aws-sdk/client-s3';
 import { withAttemptLog } from '../domain/attempt-log.ts';
 import type { ConversationRecord } from '../domain/conversation.ts';
+import type { StatusDelivery } from '../domain/conversation-status.ts';
 import { exportDocuments } from '../domain/export-formats.ts';
 import { deliveredAfterAll, type FailedDeliveryEnvelope, givenUpRecord, owedBy } from '../domain/failed-delivery.ts';
+import { successBody } from '../domain/lifecycle.ts';
 import { attemptLog } from './attempt-log.ts';
 import { s3ClientSettings } from './clients/s3-settings.ts';
-import { conversationStatusStore } from './conversation-status-store.ts';
+import { type ConversationStatusStore, conversationStatusStore } from './conversation-status-store.ts';
 import { tracer } from './powertools.ts';
 import { settings } from './settings.ts';
 
@@ -13,11 +15,10 @@ import { settings } from './settings.ts';
  * A delivery the schedule gave up on because its redelivery runs kept failing (givenUpRecord,
  * functions/domain/failed-delivery.ts): no run got as far as its Export, so the scheduler itself writes the record
  * where users read it, as Export would have: the four export files (with every attempt the attempt log kept) and, for
- * an asynchronous conversation, its status's delivery (a conditional UpdateItem on AWS: never over `delivered`, never
- * over a newer report). An export given up so (the conversation delivered, then each run's Export failed) is written
- * the same way, as it ended: delivered. The status is written even when S3 refuses the files. It holds the
- * conversation's redelivery claim meanwhile (on AWS; locally the store holds the envelope), so no redelivery writes the
- * record at the same time (docs/operations.md, "Failed deliveries").
+ * an asynchronous conversation, its status (givenUpStatus). An export given up so (the conversation delivered, then
+ * each run's Export failed) is written the same way, as it ended: delivered. The status is written even when S3
+ * refuses the files. It holds the conversation's redelivery claim meanwhile (on AWS; locally the store holds the
+ * envelope), so no redelivery writes the record at the same time (docs/operations.md, "Failed deliveries").
  */
 export async function publishGivenUp(envelope: FailedDeliveryEnvelope, now: Date): Promise<void> {
   const record = givenUpRecord(envelope);
@@ -36,9 +37,29 @@ export async function publishGivenUp(envelope: FailedDeliveryEnvelope, now: Date
   const delivery = { delivery_status: shown.webhook_context.delivery_status, at: at ?? envelope.updated_at };
   const written = await Promise.allSettled([
     exportRecord(logged ? withAttemptLog(shown, logged) : shown, now),
-    statuses?.redelivered(record.conversation_id, delivery, now),
+    statuses && givenUpStatus(statuses, shown, delivery, now),
   ]);
   for (const result of written) if (result.status === 'rejected') throw result.reason;
+}
+
+/**
+ * The status of a conversation given up: one no Export completed (it failed in the first run too, so the record went
+ * to the schedule unclosed) is completed now, with the 200 body a synchronous call would have had (conditional: only
+ * while it still says `running`); then its delivery, as a redelivery's re-export writes it (conditional UpdateItems on
+ * AWS: never over `delivered`, never over a newer report; an expired or absent status is not written).
+ */
+async function givenUpStatus(
+  statuses: ConversationStatusStore,
+  record: ConversationRecord,
+  delivery: StatusDelivery,
+  now: Date,
+): Promise<void> {
+  await statuses.finish(record.conversation_id, {
+    status: 'completed',
+    body: JSON.stringify(successBody(record)),
+    completed_at: record.execution.completed_at ?? delivery.at,
+  });
+  await statuses.redelivered(record.conversation_id, delivery, now);
 }
 
 /** The record's four export files (export-formats.ts), when exports are on. */

@@ -4,6 +4,7 @@ import {
   STATUS_ANSWER_MARGIN_MS,
   STATUS_FUNCTION_TIMEOUT_MS,
   statusTimeoutResult,
+  statusUnavailableResult,
 } from '../../functions/domain/conversation-status.ts';
 import { gatewayErrorResult, NO_STORE } from '../../functions/domain/gateway-contract.ts';
 import { canonicalSource } from '../../functions/domain/source-identity.ts';
@@ -12,13 +13,14 @@ import { damagedFileMessage } from '../store/damaged-files.ts';
 import { type LocalApiKeys, requestApiKey } from './api-keys.ts';
 import { sendJson } from './http.ts';
 import type { RateLimiter } from './rate-limiter.ts';
-import { stateUnreadableBody } from './storage-failure.ts';
+import { stateUnreadableBody, storageFailureOf, storageUnavailableBody } from './storage-failure.ts';
 
 /**
- * GET /conversations/{id}, as API Gateway does it: the same status Lambda handler (functions/conversation-status/),
- * given the proxy event's fields it reads (with API_KEYS, the id of the request's key: the handler refuses another
- * source's); the source's rate limit counts the request as a usage plan does (the key's source when keys are in
- * use; a 401 gives its token back, as for POST /webhook).
+ * GET (and HEAD) /conversations/{id}, as API Gateway does it: the same status Lambda handler
+ * (functions/conversation-status/), given the proxy event's fields it reads (with API_KEYS, the id of the request's
+ * key: the handler refuses another source's). The source's rate limit counts every request as a usage plan does: with
+ * API_KEYS, the key's source, whatever the answer; without (local only: on AWS a limit comes with a key), the source
+ * named, and a 401 gives its token back, so a sender that cannot sign for a source cannot spend its budget.
  */
 export async function handleConversationStatus(
   req: IncomingMessage,
@@ -68,6 +70,16 @@ export async function handleConversationStatus(
   try {
     response = await Promise.race([handler(event), late]);
   } catch (error) {
+    // The data folder refused the read: 503 with the status function's Retry-After, as on AWS (the console line names
+    // the file).
+    const refused = storageFailureOf(error);
+    if (refused) {
+      console.error(
+        `webhook-gateway: GET /conversations/${conversationId}: the data folder refused it (${refused.message}): answered 503 STORAGE_UNAVAILABLE`,
+      );
+      const unavailable = statusUnavailableResult();
+      return sendJson(res, unavailable.statusCode, storageUnavailableBody(refused), unavailable.headers);
+    }
     // Its status file is damaged: said so (the operator's line names the file), never 404 as if it were unknown.
     if (!(error instanceof UnreadableFileError)) throw error;
     console.error(`webhook-gateway: GET /conversations/${conversationId}: ${damagedFileMessage(error.message)}`);
@@ -80,7 +92,7 @@ export async function handleConversationStatus(
     const timedOut = statusTimeoutResult();
     return sendJson(res, timedOut.statusCode, timedOut.body, { ...NO_STORE, ...timedOut.headers });
   }
-  if (source !== null && response.statusCode === 401) limiter.refund(source);
+  if (source !== null && apiKey.source === undefined && response.statusCode === 401) limiter.refund(source);
   res.writeHead(response.statusCode, { ...response.headers, 'content-length': Buffer.byteLength(response.body) });
   res.end(response.body);
 }

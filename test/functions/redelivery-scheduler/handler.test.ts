@@ -910,9 +910,13 @@ describe('the Lambda handler', () => {
     const envelope = made({ ...base, conversation } as FailedDeliveryEnvelope);
     queueHolds([sqsMessage(envelope)]);
     s3Mock.on(PutObjectCommand).resolves({});
+    // The first run's Export completed the status: it no longer says running.
+    dynamoMock
+      .on(UpdateItemCommand, { ConditionExpression: '#s = :running' })
+      .rejects(Object.assign(new Error('The conditional request failed'), { name: 'ConditionalCheckFailedException' }));
     return envelope;
   }
-  /** The conversation.json the scheduler wrote, and its status updates. */
+  /** The conversation.json the scheduler wrote, and its status updates (completing it, then its delivery). */
   const exportedRecord = () =>
     JSON.parse(
       String(
@@ -921,6 +925,7 @@ describe('the Lambda handler', () => {
       ),
     ).conversation;
   const statusUpdates = () => dynamoMock.commandCalls(UpdateItemCommand).map((c) => c.args[0].input);
+  const deliveryUpdates = () => statusUpdates().filter((u) => u.UpdateExpression === 'SET #d = :delivery, #du = :at');
 
   it('a delivery given up after five failed runs in a row: its export and its status say failed, why and when (the run never reached Export)', async () => {
     // Before, only the envelope said so (in the dead-letter queue): the export and GET /conversations/{id} kept saying
@@ -953,7 +958,7 @@ describe('the Lambda handler', () => {
       at: givenUpAt,
     });
     expect(exported.execution.errors.at(-1).message).toContain('FAILED: States.Runtime: boom');
-    const update = statusUpdates();
+    const update = deliveryUpdates();
     expect(update).toEqual([
       expect.objectContaining({
         TableName: 'status-table',
@@ -1011,7 +1016,7 @@ describe('the Lambda handler', () => {
     expect(exported.webhook_context.delivery_status).toBe('delivered');
     expect(exported.execution.delivery_attempts.at(-1)).toMatchObject({ outcome: 'delivered' });
     expect(exported.execution.errors.map((e: { error: string }) => e.error)).not.toContain('RedeliveryRunsFailed');
-    expect(statusUpdates()[0]!.ExpressionAttributeValues).toMatchObject({ ':delivery': { S: 'delivered' } });
+    expect(deliveryUpdates()[0]!.ExpressionAttributeValues).toMatchObject({ ':delivery': { S: 'delivered' } });
   });
 
   it('an export given up after five failed runs in a row (delivered, then each Export failed): the export and status say delivered', async () => {
@@ -1033,7 +1038,7 @@ describe('the Lambda handler', () => {
     expect(logged).toMatchObject({ level: 'ERROR', conversation_id: envelope.conversation_id });
     expect(logged!.error).toContain('AccessDenied');
     // Before: nothing was written, and the status (and the export) kept saying `retrying` until a redrive.
-    expect(statusUpdates()[0]!.ExpressionAttributeValues).toMatchObject({
+    expect(deliveryUpdates()[0]!.ExpressionAttributeValues).toMatchObject({
       ':delivery': { S: 'delivered' },
       ':at': { S: delivered.at },
     });
@@ -1046,6 +1051,42 @@ describe('the Lambda handler', () => {
     expect(exported.webhook_context.delivery_status).toBe('delivered');
     expect(exported.execution.delivery_attempts.at(-1)).toMatchObject({ outcome: 'delivered' });
     expect(exported.execution.errors.map((e: { error: string }) => e.error)).not.toContain('RedeliveryRunsFailed');
+  });
+
+  it('an export given up whose status still says running (no Export completed it): the status is completed, delivered', async () => {
+    // Before, only the delivery was written, on a condition a running status never meets: the poller read `running`
+    // (then, 7 minutes after its accept, a workflow failure) for a conversation its receiver had.
+    const envelope = givingUp((e) => ({ ...e, owed: 'export', conversation: afterAttempt(e, 'delivered') }));
+    const delivered = envelope.conversation.execution.delivery_attempts.at(-1)!;
+    dynamoMock.on(UpdateItemCommand, { ConditionExpression: '#s = :running' }).resolves({});
+    sfnMock.on(StartSyncExecutionCommand).resolves({ status: 'FAILED', error: 'States.Timeout' });
+    dynamoMock.on(QueryCommand).resolves({ Items: [] });
+    const capture = captureJsonLines();
+    try {
+      await handler({}, context(190_000));
+    } finally {
+      capture.restore();
+    }
+    const [finish, delivery] = statusUpdates();
+    // Conditional: only a status still running, never creating one.
+    expect(finish).toMatchObject({
+      TableName: 'status-table',
+      Key: { conversation_id: { S: envelope.conversation_id } },
+      UpdateExpression: 'SET #s = :status, #b = :body, completed_at = :at',
+      ConditionExpression: '#s = :running',
+      ExpressionAttributeValues: { ':status': { S: 'completed' } },
+    });
+    const body = JSON.parse(finish!.ExpressionAttributeValues![':body']!.S!);
+    expect(body).toMatchObject({
+      success: true,
+      conversation_id: envelope.conversation_id,
+      tracking: { delivery_status: 'delivered' },
+    });
+    // Then its delivery, as of the attempt that delivered it, on the redelivery's conditions.
+    expect(delivery!.ExpressionAttributeValues).toMatchObject({
+      ':delivery': { S: 'delivered' },
+      ':at': { S: delivered.at },
+    });
   });
 
   it('fails loudly without its configuration', async () => {

@@ -10,14 +10,16 @@ import { folderOf, SEED_REQUEST, startWorld, type TestWorld } from '../../suppor
  */
 let world: TestWorld;
 let exportFails = false;
+/** The first run's Export fails too (in Export and CloseWithoutExport): nothing completes its status. */
+let firstExportFails = false;
 beforeAll(async () => {
   world = await startWorld(
     { REDELIVERY_SCHEDULE: '1h,1h,1h' },
     {
       stageOverrides: {
         export: async (input) => {
-          if (exportFails && (input as { state: { redelivery?: unknown } }).state.redelivery)
-            throw new Error('the export Lambda failed');
+          const redelivery = (input as { state: { redelivery?: unknown } }).state.redelivery !== undefined;
+          if (redelivery ? exportFails : firstExportFails) throw new Error('the export Lambda failed');
           // Imported once the gateway has set the environment (its SDK clients read their endpoints then).
           const { handler: exportStage } = await import('../../../functions/export/handler.ts');
           return exportStage(input as never);
@@ -193,5 +195,53 @@ describe('an export given up after five failed redelivery runs in a row, the fir
     expect(JSON.parse(list.stdout).find((r: { conversation_id: string }) => r.conversation_id === id)).toMatchObject({
       delivery_status: 'delivered',
     });
+  });
+});
+
+/**
+ * An asynchronous conversation delivered at once whose Export never completed (it failed in Export and
+ * CloseWithoutExport: the record went to the schedule owing its export), then five export runs that failed: nothing
+ * but the give-up can complete its status. Before, the give-up wrote only its delivery, which a `running` status does
+ * not take: the poller read `running` (then, 7 minutes after the accept, a workflow failure) for a conversation its
+ * receiver had.
+ */
+describe('an export given up whose status no Export completed', () => {
+  it('completes the status: the 200 body of a synchronous call, delivered', async () => {
+    world.receiver.reset();
+    firstExportFails = true;
+    let accepted: Awaited<ReturnType<TestWorld['post']>>;
+    try {
+      accepted = await world.post(SEED_REQUEST, { prefer: 'respond-async' });
+      await world.gateway.idle();
+    } finally {
+      firstExportFails = false;
+    }
+    expect(accepted.status).toBe(202);
+    const id = accepted.body.conversation_id as string;
+    expect(world.receiver.received).toHaveLength(1);
+    const statusUrl = `${world.gateway.url}/conversations/${id}?source_system=testing_system`;
+    expect(((await (await fetch(statusUrl)).json()) as any).status).toBe('running');
+    expect(await world.gateway.failedDeliveries.get(id)).toMatchObject({ owed: 'export' });
+
+    await fiveFailedRuns(id);
+    expect(await world.gateway.failedDeliveries.get(id)).toMatchObject({ state: 'dead', dead_reason: 'runs_failed' });
+    const read = await fetch(statusUrl);
+    expect(read.headers.get('retry-after')).toBeNull();
+    const status = (await read.json()) as any;
+    expect(status).toMatchObject({ success: true, conversation_id: id, status: 'completed' });
+    expect(status.response).toBeTruthy();
+    expect(status.tracking.delivery_status).toBe('delivered');
+    expect(Date.parse(status.completed_at)).not.toBeNaN();
+    expect(status.tracking.processing_time_ms).toBeGreaterThan(0);
+    // The export too ends the conversation as Export would have (before: `in_progress`, without an end).
+    const exported = (await world.getJson(`${folderOf(id)}conversation.json`)).conversation;
+    expect(exported.execution).toMatchObject({ status: 'completed', completed_at: status.completed_at });
+    expect(exported.execution.timings.total_ms).toBe(status.tracking.processing_time_ms);
+    const list = await runMain(['conversations', 'list', '--json'], { LOCAL_DATA_DIR: world.dataDir });
+    expect(JSON.parse(list.stdout).find((r: { conversation_id: string }) => r.conversation_id === id)).toMatchObject({
+      status: 'completed',
+      delivery_status: 'delivered',
+    });
+    expect(world.receiver.received).toHaveLength(1);
   });
 });
