@@ -300,7 +300,10 @@ export async function handleWebhook(
     return;
   }
   const record = answered;
-  if (source !== null && limited.allowed && record.error === 'SignatureError') ctx.limiter.refund(source);
+  // Without API keys (local only) the named source is charged: a sender that cannot sign for it gives the token back.
+  // A key's request is its usage plan's, whatever it is answered, as on AWS (docs/security.md).
+  if (source !== null && apiKey.source === undefined && limited.allowed && record.error === 'SignatureError')
+    ctx.limiter.refund(source);
   const { result, fault } = answerFor(record, reachedBase(req, ctx.baseUrl));
   // A caller that left is not written to; nothing is lost either way: the conversation ran, its answer is kept.
   const left = callerLeft(req, res);

@@ -74,6 +74,25 @@ describe('GET and HEAD /conversations/{id} with API keys: every request of the k
   });
 });
 
+describe('POST /webhook with API keys: a request refused for its signature spends its request too', () => {
+  it('two 401s and three accepted posts use up a quota of five, as the usage plan counts them', async () => {
+    world = await startWorld({
+      API_KEYS: JSON.stringify({ keyed_source: KEY }),
+      INBOUND_WEBHOOK_SECRETS: JSON.stringify({ keyed_source: KEYED_SECRET }),
+      RATE_LIMITS: JSON.stringify({ keyed_source: LIMIT }),
+    });
+    const apiKey = { 'x-api-key': KEY };
+    const body = JSON.stringify({ ...SEED_REQUEST, source_system: 'keyed_source' });
+    for (let i = 0; i < 2; i++) expect((await world.post(body, apiKey)).status).toBe(401); // unsigned: 1, 2
+    for (let i = 0; i < 3; i++) await started(world, 'keyed_source', KEYED_SECRET, apiKey); // 3, 4, 5
+    // Before, the 401s gave their requests back (locally only): this post was accepted where AWS answers 429.
+    const signed = signOutbound(KEYED_SECRET, 'msg_over', new Date(), body) as unknown as Record<string, string>;
+    const over = await world.post(body, { ...apiKey, ...signed });
+    expect(over.status).toBe(429);
+    expect(over.body.error.code).toBe('RATE_LIMITED');
+  });
+});
+
 describe('GET /conversations/{id} without API keys (local only): the named source is charged', () => {
   it('a read refused for its signature gives its request back: forged reads cannot use up its quota', async () => {
     world = await startWorld({
