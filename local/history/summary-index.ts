@@ -363,6 +363,19 @@ export class SummaryIndex {
   }
 
   /**
+   * Of `ids`, those that may be turns of `sourceSystem`'s thread `threadId`: those whose entry says so, and those the
+   * index does not know (or knows without a record). A conversation's source and thread are its request's and never
+   * change: an entry of another source or thread rules it out, however old, with no look at its folder.
+   */
+  async mayBeOfThread(ids: readonly string[], sourceSystem: string, threadId: string): Promise<string[]> {
+    const entries = await this.load();
+    return ids.filter((id) => {
+      const row = entries.get(id)?.row;
+      return !row || (row.source_system === sourceSystem && row.thread_id === threadId);
+    });
+  }
+
+  /**
    * The rest of a row its caller read from the histories, kept in the entry that lacked it (one written by an earlier
    * version holds the filter fields only, without the request's keys) when the entry's filter fields are those of the
    * row: the next listing that shows it, or looks for a key, reads no history.
