@@ -14,6 +14,14 @@ const appendFile = promisify(fs.appendFile) as (
 ) => Promise<void>;
 
 /**
+ * Every file the gateway and its commands write under the data folder is its owner's alone, and so is every folder
+ * (docs/security.md): the modes given when each is made, whatever the umask (which can only take bits away). A file
+ * written aside and renamed keeps the mode it was made with.
+ */
+export const OWNER_FILE = 0o600;
+export const OWNER_DIR = 0o700;
+
+/**
  * What the local adapters of functions/shared (the endpoint store's files) share: JSON read and written atomically,
  * and a lock for a read-modify-write.
  */
@@ -73,20 +81,20 @@ export async function readJsonFile<T>(file: string): Promise<T | null> {
 
 /**
  * Written whole to a temporary file of its own (two writes of one file at once never share one), then renamed over
- * it: a crash or a reader never sees half a document. `mode` (0o600 for what may hold a receiver's URL, a secret or
- * a conversation) applies from the first byte. The directory is created only when the write finds it missing (once
- * per folder, not a mkdir per write). The one atomic write of the local stores (local/store/json-files.ts too).
+ * it: a crash or a reader never sees half a document. `mode` (owner only unless said: OWNER_FILE) applies from the
+ * first byte. The directory is created only when the write finds it missing (once per folder, not a mkdir per write).
+ * The one atomic write of the local stores (local/store/json-files.ts too).
  */
-export async function writeFileAtomic(file: string, text: string, mode?: number): Promise<void> {
+export async function writeFileAtomic(file: string, text: string, mode = OWNER_FILE): Promise<void> {
   const tmp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
-  const options = mode === undefined ? undefined : { mode };
+  const options = { mode };
   try {
     try {
       await writeFile(tmp, text, options);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
       // Owner-only, like the data folder (docs/security.md): a command run before the first start may make it.
-      await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+      await mkdir(path.dirname(file), { recursive: true, mode: OWNER_DIR });
       await writeFile(tmp, text, options);
     }
     await rename(tmp, file);
@@ -108,8 +116,8 @@ const cutFiles = new Set<string>();
  * with a newline, so that it starts a line of its own: continuing the cut one, it was unreadable too (as the journal
  * and the handlers' log do: local/engine/journal.ts, local/server/log-sink.ts).
  */
-export async function appendLine(file: string, line: string, mode?: number, dirMode?: number): Promise<void> {
-  const options = mode === undefined ? undefined : { mode };
+export async function appendLine(file: string, line: string, mode = OWNER_FILE, dirMode = OWNER_DIR): Promise<void> {
+  const options = { mode };
   const text = cutFiles.has(file) ? `\n${line}` : line;
   try {
     try {
@@ -137,7 +145,12 @@ const endsChecked = new Set<string>();
  * be in both: its reader takes it twice. A file an earlier process left ending in a line cut short (killed in the
  * middle of a write, a power cut) gets a newline before this process's first line, which it would otherwise continue.
  */
-export async function appendLineNamed(file: string, line: string, mode?: number, dirMode?: number): Promise<void> {
+export async function appendLineNamed(
+  file: string,
+  line: string,
+  mode = OWNER_FILE,
+  dirMode = OWNER_DIR,
+): Promise<void> {
   for (let tries = 0; tries < 4; tries++) {
     const handle = await open(file, 'a+', mode).catch(async (error: NodeJS.ErrnoException) => {
       if (error.code !== 'ENOENT') throw error;

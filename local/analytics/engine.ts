@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { existsSync, rmSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rename, rm } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { DuckDBConnection, DuckDBInstance, DuckDBValue } from '@duckdb/node-api';
@@ -11,6 +11,7 @@ import {
   ENGINE_TYPES,
   PARTITION_COLUMN,
 } from '../../functions/domain/analytics-table.ts';
+import { OWNER_FILE } from '../../functions/shared/local-files.ts';
 import { isAlive } from '../store/data-dir-lock.ts';
 import { type AnalysisObject, type AnalysisSource, openAnalysisSource } from './sources.ts';
 
@@ -250,6 +251,7 @@ async function saveCache(connection: DuckDBConnection, file: string): Promise<vo
   const temporary = `${file}.${process.pid}.${randomUUID().slice(0, 8)}.tmp`;
   try {
     await connection.run(`COPY ${CACHE_TABLE} TO ${sqlText(temporary)} (FORMAT parquet, ${ROW_GROUPS})`);
+    await chmod(temporary, OWNER_FILE); // DuckDB makes it as the umask says; renamed, it keeps its mode
     await rename(temporary, file);
   } finally {
     await rm(temporary, { force: true });

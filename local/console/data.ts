@@ -174,9 +174,9 @@ export async function listedConversations(
 }
 
 /**
- * The conversations of a source's thread, in turn order, each with its record. Reads the latest record of every
- * conversation of that source (its id says which are: mayMatch); on AWS `conversations list --thread --aws` asks the
- * SQL table.
+ * The conversations of a source's thread, in turn order, each with its record: those of that source (its id says
+ * which are: mayMatch) that the summary index says are of the thread, or does not know; on AWS `conversations list
+ * --thread --aws` asks the SQL table.
  */
 export async function threadConversations(
   ctx: ConsoleContext,
@@ -198,8 +198,13 @@ export async function threadConversations(
   // command) wrote to it since merged in first, as the list does (listConversations).
   const index = SummaryIndex.of(ctx.executions);
   await index.refresh();
-  const candidates = (await ctx.executions.conversationIds()).filter((id) => mayMatch(id, filter));
-  // The summary index says which conversations are of the thread: only those are read in full.
+  // The summary index says which conversations are of the thread: only those are looked at (their folders checked
+  // unchanged: rowOf), and read in full. Before, every conversation of the source was checked (3 s at 50,000).
+  const candidates = await index.mayBeOfThread(
+    (await ctx.executions.conversationIds()).filter((id) => mayMatch(id, filter)),
+    sourceSystem,
+    threadId,
+  );
   const looked = await mapConcurrently(candidates, 32, (id) => index.rowOf(id));
   for (const [i, id] of candidates.entries()) {
     const known = looked[i]!;

@@ -1,6 +1,7 @@
 import { closeSync, mkdirSync, openSync, unlinkSync, writeSync } from 'node:fs';
 import { mkdir, readdir, readFile, unlink } from 'node:fs/promises';
 import path from 'node:path';
+import { OWNER_DIR, OWNER_FILE } from '../../functions/shared/local-files.ts';
 import type { TaskObserver } from './engine.ts';
 
 /**
@@ -151,7 +152,7 @@ export class ExecutionJournal {
     dir: string,
     options: { holds?: HoldListener; maxSegmentBytes?: number; restMs?: number } = {},
   ): Promise<ExecutionJournal> {
-    await mkdir(dir, { recursive: true });
+    await mkdir(dir, { recursive: true, mode: OWNER_DIR });
     const leftovers = (await readdir(dir))
       .filter((n) => n.endsWith('.jsonl'))
       .sort()
@@ -352,11 +353,11 @@ export class ExecutionJournal {
    */
   private openSegment(file: string): number {
     try {
-      return openSync(file, 'a', 0o600);
+      return openSync(file, 'a', OWNER_FILE);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-      mkdirSync(this.dir, { recursive: true });
-      return openSync(file, 'a', 0o600);
+      mkdirSync(this.dir, { recursive: true, mode: OWNER_DIR });
+      return openSync(file, 'a', OWNER_FILE);
     }
   }
 

@@ -216,14 +216,17 @@ const RETRY_MAX_MS = 60_000;
 
 /** How the running gateway's index tries a failed write again, and where it says so. */
 export interface WriteRetry {
-  /** `retry` run in `ms` (a timer that keeps no process up). */
-  later: (retry: () => Promise<void>, ms: number) => void;
+  /** `retry` run in `ms` (a timer that keeps no process up); returns what cancels it. */
+  later: (retry: () => Promise<void>, ms: number) => () => void;
   /** The operator's line (stderr), once when a write fails, once when one succeeds again. */
   warn: (line: string) => void;
 }
 
 const TIMER: WriteRetry = {
-  later: (retry, ms) => setTimeout(retry, ms).unref(),
+  later: (retry, ms) => {
+    const timer = setTimeout(retry, ms).unref();
+    return () => clearTimeout(timer);
+  },
   warn: (line) => console.warn(line),
 };
 
@@ -249,7 +252,10 @@ export class SummaryIndex {
   unwritten: string | null = null;
   /** The wait before the next retry of a failed write (0: none failed), and whether one is due. */
   private retryMs = 0;
-  private retryDue = false;
+  /** What cancels the retry due, if one is. */
+  private retryDue: (() => void) | null = null;
+  /** Set by close(): the gateway stopped, nothing more is written (its data folder may be gone). */
+  private closed = false;
 
   /** `retry`: a failed write is tried again (the running gateway's); without, the next listing's write tries again. */
   constructor(
@@ -357,6 +363,19 @@ export class SummaryIndex {
   }
 
   /**
+   * Of `ids`, those that may be turns of `sourceSystem`'s thread `threadId`: those whose entry says so, and those the
+   * index does not know (or knows without a record). A conversation's source and thread are its request's and never
+   * change: an entry of another source or thread rules it out, however old, with no look at its folder.
+   */
+  async mayBeOfThread(ids: readonly string[], sourceSystem: string, threadId: string): Promise<string[]> {
+    const entries = await this.load();
+    return ids.filter((id) => {
+      const row = entries.get(id)?.row;
+      return !row || (row.source_system === sourceSystem && row.thread_id === threadId);
+    });
+  }
+
+  /**
    * The rest of a row its caller read from the histories, kept in the entry that lacked it (one written by an earlier
    * version holds the filter fields only, without the request's keys) when the entry's filter fields are those of the
    * row: the next listing that shows it, or looks for a key, reads no history.
@@ -379,6 +398,7 @@ export class SummaryIndex {
    * are read; this one is not. A failure only leaves the entry out: the next listing reads the histories.
    */
   async recordSaved(conversationId: string, file: string, record: ExecutionRecord): Promise<void> {
+    if (this.closed) return;
     const dir = path.dirname(file);
     await oneAtATime(`summary-index:${dir}`, async () => {
       const folder = await stat(dir, { bigint: true });
@@ -484,13 +504,22 @@ export class SummaryIndex {
       this.retry.warn(
         `webhook-gateway: the summary index ${this.file} cannot be written (${why}): tried again in ${RETRY_FIRST_MS / 1000} s, then up to every ${RETRY_MAX_MS / 1000} s; listings read the histories it lacks meanwhile`,
       );
-    if (this.retryDue) return;
-    this.retryDue = true;
+    if (this.retryDue || this.closed) return;
     this.retryMs = Math.min(RETRY_MAX_MS, this.retryMs * 2 || RETRY_FIRST_MS);
-    this.retry.later(() => {
-      this.retryDue = false;
+    this.retryDue = this.retry.later(() => {
+      this.retryDue = null;
       return this.save().catch(() => {});
     }, this.retryMs);
+  }
+
+  /**
+   * The gateway's close: the retry due is cancelled, and nothing is written from now on (a retry, a listing still
+   * under way): a write after it recreated `summaries/` in a data folder deleted after the gateway stopped.
+   */
+  close(): void {
+    this.closed = true;
+    this.retryDue?.();
+    this.retryDue = null;
   }
 
   /**
@@ -505,7 +534,7 @@ export class SummaryIndex {
    * those histories again, and writes it (the running gateway's tries again by itself: failed).
    */
   async save(): Promise<void> {
-    if (!this.changed || !this.entries) return;
+    if (!this.changed || !this.entries || this.closed) return;
     this.changed = false;
     const entries = await this.entries;
     const taken = await this.takeSaved(entries);

@@ -16,6 +16,7 @@ import { DEFAULTS, flag, readEnv, type Settings, settings } from '../../function
 import type { HoldListener } from '../engine/journal.ts';
 import type { RecoveredExecution } from '../engine/recovery.ts';
 import type { StageHandlers } from '../engine/workflows.ts';
+import type { WriteRetry } from '../history/summary-index.ts';
 import { PROJECT_ROOT } from '../paths.ts';
 import { DEFAULT_HISTORY_DAYS, type SweepResult } from '../store/retention.ts';
 import { isValidBucketName } from '../store/s3-api.ts';
@@ -49,6 +50,8 @@ export interface GatewayOptions {
    * receiver's rate: `sleep`). Default: the real clock.
    */
   budgetClock?: RateClock;
+  /** Tests only: how the summary index tries a failed write again (its timer), and where it says so. */
+  summaryIndexRetry?: WriteRetry;
   /** How often the automatic redelivery schedule looks for due deliveries. Env REDELIVERY_POLL_MS, default 1000; 0 turns it off. */
   redeliveryPollMs: number;
   /** Called after every automatic redelivery attempt (the CLI prints a line). */
@@ -170,6 +173,7 @@ export function resolveOptions(
     rateLimitClock: options.rateLimitClock,
     responseTimer: options.responseTimer,
     budgetClock: options.budgetClock,
+    summaryIndexRetry: options.summaryIndexRetry,
     onExecution: options.onExecution,
     redeliveryPollMs: options.redeliveryPollMs ?? local.REDELIVERY_POLL_MS,
     onRedelivery: options.onRedelivery,

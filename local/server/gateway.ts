@@ -139,11 +139,13 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   const indexWrites = new Set<Promise<void>>();
   const executions: ExecutionStore = new ExecutionStore(options.dataDir, {
     onSaved: async (id, file, record) => {
-      const write = SummaryIndex.of(executions).recordSaved(id, file, record);
+      const write = summaryIndex.recordSaved(id, file, record);
       indexWrites.add(write);
       void write.finally(() => indexWrites.delete(write));
     },
   });
+  // The one its saves, its console and its sweep share (SummaryIndex.of), closed with the gateway.
+  const summaryIndex = SummaryIndex.of(executions, options.summaryIndexRetry);
   const failedDeliveries = new LocalFailedDeliveryStore(options.dataDir);
   const receiver = new DeliveryReceiver(options.dataDir);
 
@@ -363,7 +365,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     threadTtlDays: config.threadTtlDays,
     objects: s3?.store ?? null,
     failedDeliveries,
-    historiesRemoved: () => SummaryIndex.of(executions).forgetRemoved(),
+    historiesRemoved: () => summaryIndex.forgetRemoved(),
   };
   const sweep = async () => {
     try {
@@ -680,6 +682,9 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeAllConnections();
         await closed;
+        // Every timer it started is cleared (the sweep's, the redelivery schedule's above; the index's retry, the
+        // journal's rest here): none fires after close, into a data folder that may be deleted by then.
+        summaryIndex.close();
         journal.close();
         await s3?.close();
         await removeGatewayRuntime(options.dataDir);

@@ -1,5 +1,6 @@
 import { closeSync, fstatSync, mkdirSync, openSync, statSync, writeSync } from 'node:fs';
 import path from 'node:path';
+import { OWNER_DIR, OWNER_FILE } from '../../functions/shared/local-files.ts';
 
 /**
  * For `webhook-gateway start`: the handlers' structured log lines and EMF metric lines (JSON on stdout/stderr, as Lambda
@@ -14,11 +15,11 @@ export function divertHandlerLogs(dataDir: string, now: () => number = Date.now)
   if (process.env.LOCAL_LOG_TO_STDOUT?.toLowerCase() === 'true') return '(stdout)'; // a flag, in any case (config.ts)
   // The first thing `start` writes: a new data folder is made its owner's alone here (as startGateway would), and
   // the log (requests and answers) is the owner's too.
-  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  mkdirSync(path.dirname(file), { recursive: true });
+  mkdirSync(dataDir, { recursive: true, mode: OWNER_DIR });
+  mkdirSync(path.dirname(file), { recursive: true, mode: OWNER_DIR });
   // Opened once and appended to line by line (synchronously: a line is in the file before the next state runs),
   // rather than opened and closed again for every line.
-  let fd = openSync(file, 'a', 0o600);
+  let fd = openSync(file, 'a', OWNER_FILE);
   const toStderr = process.stderr.write.bind(process.stderr) as (text: string) => boolean;
   // A log line that cannot be written (the disk full) is dropped, said once on stderr: a handler's log call must not
   // fail its step (after a delivery was made, that failure would send it again), as a Lambda's log never does.
@@ -32,8 +33,8 @@ export function divertHandlerLogs(dataDir: string, now: () => number = Date.now)
     checkedAt = now();
     try {
       if (statSync(file, { throwIfNoEntry: false })?.ino === fstatSync(fd).ino) return;
-      mkdirSync(path.dirname(file), { recursive: true });
-      const fresh = openSync(file, 'a', 0o600);
+      mkdirSync(path.dirname(file), { recursive: true, mode: OWNER_DIR });
+      const fresh = openSync(file, 'a', OWNER_FILE);
       closeSync(fd);
       fd = fresh;
       dropping = false; // a line cut in the moved file is not continued here

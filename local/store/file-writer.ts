@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
+import { OWNER_FILE } from '../../functions/shared/local-files.ts';
 
 /**
  * The gateway's per-conversation file writes (the embedded S3's objects, the execution history), done by one worker
@@ -34,13 +35,14 @@ function confined(m) {
     return real === path.join(m.realRoot, relative);
   }
 }
+// Files 0600 and folders 0700, whatever the umask (OWNER_FILE, OWNER_DIR: functions/shared/local-files.ts).
 // Make a key's folder. Under a folder known to be real, a new folder made here is real too: one mkdir, and an
 // existing one is checked not to be a link (or an object in the way).
 function makeFolder(m) {
   if (m.fresh) known.clear();
   if (known.has(m.dir)) return true;
   if (known.has(path.dirname(m.dir))) {
-    try { fs.mkdirSync(m.dir); } catch (error) {
+    try { fs.mkdirSync(m.dir, 0o700); } catch (error) {
       if (error.code !== 'EEXIST') throw error;
       const s = fs.lstatSync(m.dir);
       if (s.isSymbolicLink()) return false;
@@ -48,7 +50,7 @@ function makeFolder(m) {
     }
   } else {
     if (!confined(m)) return false;
-    fs.mkdirSync(m.dir, { recursive: true });
+    fs.mkdirSync(m.dir, { recursive: true, mode: 0o700 });
     for (let at = path.dirname(m.dir); path.relative(m.root, at) !== '' && at !== path.dirname(at); at = path.dirname(at)) remember(at);
   }
   remember(m.dir);
@@ -57,12 +59,12 @@ function makeFolder(m) {
 function writeTemp(m) {
   let fd;
   try {
-    fd = fs.openSync(m.tempData, 'w');
+    fd = fs.openSync(m.tempData, 'w', 0o600);
     for (let at = 0; at < m.bytes.length; ) at += fs.writeSync(fd, m.bytes, at, m.bytes.length - at, at);
     const ino = String(fs.fstatSync(fd, { bigint: true }).ino);
     fs.closeSync(fd);
     fd = undefined;
-    fs.writeFileSync(m.tempMeta, m.infoJson.slice(0, -1) + ',"ino":' + JSON.stringify(ino) + '}');
+    fs.writeFileSync(m.tempMeta, m.infoJson.slice(0, -1) + ',"ino":' + JSON.stringify(ino) + '}', { mode: 0o600 });
   } catch (error) {
     if (fd !== undefined) try { fs.closeSync(fd); } catch {}
     for (const file of [m.tempData, m.tempMeta]) try { fs.unlinkSync(file); } catch {}
@@ -78,11 +80,11 @@ function place(m) {
 function writeText(m) {
   try {
     try {
-      fs.writeFileSync(m.tmp, m.text, m.mode === undefined ? undefined : { mode: m.mode });
+      fs.writeFileSync(m.tmp, m.text, { mode: m.mode });
     } catch (error) {
       if (error.code !== 'ENOENT') throw error;
       fs.mkdirSync(path.dirname(m.file), { recursive: true, mode: 0o700 });
-      fs.writeFileSync(m.tmp, m.text, m.mode === undefined ? undefined : { mode: m.mode });
+      fs.writeFileSync(m.tmp, m.text, { mode: m.mode });
     }
     fs.renameSync(m.tmp, m.file);
   } catch (error) {
@@ -219,7 +221,7 @@ export function startFileWriter(): void {
  * beside `file` (its folder made, owner-only, when missing), then renamed over it; nothing is left aside on a failure,
  * which is thrown as the system gave it.
  */
-export async function writeTextAtomicInThread(file: string, text: string, mode?: number): Promise<void> {
+export async function writeTextAtomicInThread(file: string, text: string, mode = OWNER_FILE): Promise<void> {
   const tmp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
   const result = await send({ op: 'text', tmp, file, text, mode });
   if (result.stage !== 'done') throw 'error' in result ? result.error : new Error(`could not write ${file}`);

@@ -17,6 +17,7 @@ import {
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
+import { OWNER_DIR, OWNER_FILE } from '../../functions/shared/local-files.ts';
 import { isAlive } from './data-dir-lock.ts';
 import { type PlaceResult, placeObjectFiles, putObjectFiles } from './file-writer.ts';
 import { mapConcurrently } from './json-files.ts';
@@ -216,7 +217,7 @@ export class ObjectStore {
    * after kill -9 kept its predecessor's half-written objects (copies of exports) until a start an hour later.
    */
   async open(): Promise<void> {
-    await mkdir(path.join(this.root, TEMP_DIR), { recursive: true });
+    await mkdir(path.join(this.root, TEMP_DIR), { recursive: true, mode: OWNER_DIR });
     const cutoff = Date.now() - 3_600_000;
     for (const name of await readdir(path.join(this.root, TEMP_DIR))) {
       const file = path.join(this.root, TEMP_DIR, name);
@@ -283,7 +284,7 @@ export class ObjectStore {
   /** false when it already existed. */
   async createBucket(bucket: string): Promise<boolean> {
     try {
-      await mkdir(this.bucketDir(bucket));
+      await mkdir(this.bucketDir(bucket), OWNER_DIR);
       this.knownBuckets.add(bucket);
       return true;
     } catch (error) {
@@ -512,8 +513,10 @@ export class ObjectStore {
     this.locate(upload.bucket, upload.key); // KeyTooLongError now rather than at the end
     const uploadId = randomBytes(16).toString('hex');
     const dir = this.uploadDir(uploadId);
-    await mkdir(dir, { recursive: true });
-    await writeFile(path.join(dir, 'upload.json'), JSON.stringify({ ...upload, initiated: new Date().toISOString() }));
+    await mkdir(dir, { recursive: true, mode: OWNER_DIR });
+    await writeFile(path.join(dir, 'upload.json'), JSON.stringify({ ...upload, initiated: new Date().toISOString() }), {
+      mode: OWNER_FILE,
+    });
     return uploadId;
   }
 
@@ -726,7 +729,7 @@ export class ObjectStore {
         result = await putObjectFiles(objectFiles, source, JSON.stringify(info), await folder());
       } else {
         const ino = await writeBytes(objectFiles.tempData, source);
-        await files.writeFile(objectFiles.tempMeta, JSON.stringify({ ...info, ino }));
+        await files.writeFile(objectFiles.tempMeta, JSON.stringify({ ...info, ino }), { mode: OWNER_FILE });
         result = await placeObjectFiles(objectFiles, await folder());
       }
       // A concurrent delete may have removed the key's folder: make it again.
@@ -878,12 +881,12 @@ const files = {
   ) => Promise<unknown>,
   fstat: promisify(fs.fstat) as (fd: number, options: { bigint: true }) => Promise<BigIntStats>,
   close: promisify(fs.close),
-  writeFile: promisify(fs.writeFile) as (file: string, data: string) => Promise<void>,
+  writeFile: promisify(fs.writeFile) as (file: string, data: string, options: { mode: number }) => Promise<void>,
 };
 
 /** Write the bytes and return the file's inode (what its metadata will name). */
 async function writeBytes(file: string, source: Source): Promise<string> {
-  const fd = await files.open(file, 'w');
+  const fd = await files.open(file, 'w', OWNER_FILE);
   try {
     let position = 0;
     for (const part of Buffer.isBuffer(source) ? [source] : source) {

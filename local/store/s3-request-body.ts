@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
+import { OWNER_FILE } from '../../functions/shared/local-files.ts';
 import { type Body, IN_MEMORY_BODY_LIMIT } from './object-store.ts';
 import {
   CHECKSUM_ALGORITHMS,
@@ -149,7 +150,7 @@ export async function receiveBody(
     for (const h of hashers.values()) h.update(data);
     if (!spill && size > IN_MEMORY_BODY_LIMIT) {
       const file = tempPath();
-      spill = { file, out: createWriteStream(file) };
+      spill = { file, out: createWriteStream(file, { mode: OWNER_FILE }) };
       for (const c of chunks.splice(0)) spill.out.write(c);
     }
     if (spill) {

@@ -79,7 +79,13 @@ export async function startWorld(
   env: Record<string, string> = {},
   options: Pick<
     GatewayOptions,
-    'stageOverrides' | 'rateLimitClock' | 'onExecution' | 'responseTimer' | 'budgetClock' | 'onRecovery'
+    | 'stageOverrides'
+    | 'rateLimitClock'
+    | 'onExecution'
+    | 'responseTimer'
+    | 'budgetClock'
+    | 'onRecovery'
+    | 'summaryIndexRetry'
   > = {},
 ): Promise<TestWorld> {
   for (const name of GATEWAY_VARIABLES) delete process.env[name];
@@ -110,6 +116,7 @@ export async function startWorld(
     responseTimer: options.responseTimer,
     budgetClock: options.budgetClock,
     onRecovery: options.onRecovery,
+    summaryIndexRetry: options.summaryIndexRetry,
   });
   const s3 = new S3Client({ endpoint: gateway.s3Endpoint, forcePathStyle: true, region: 'us-east-1' });
   const world: TestWorld = {

@@ -47,3 +47,20 @@ describe("the console's thread page and another process's writes of the summary 
     expect(reads.mock.calls.map(([id]) => id).sort()).toEqual(ids.filter((_, n) => n % 2 === 1));
   });
 });
+
+describe("the console's thread page on a large data folder", () => {
+  it("looks only at the thread's conversations: the index rules the others out, one it does not know is looked at", async () => {
+    const gateway = new ExecutionStore(dataDir);
+    const index = SummaryIndex.of(gateway);
+    await listConversations(gateway, index, parseFilter({}), 50);
+    // Saved after the index was filled, and not through the gateway: the index does not know it.
+    const unknown = await saveKeyedHistory(gateway, COUNT, 'th', { ...SEED_REQUEST, thread_id: 'even' });
+    const looked = vi.spyOn(index, 'rowOf');
+    const ctx = { executions: gateway, running: () => [] } as unknown as ConsoleContext;
+    const turns = await threadConversations(ctx, SEED_REQUEST.source_system, 'even');
+    const even = [...ids.filter((_, n) => n % 2 === 0), unknown];
+    expect(turns.map((t) => t.row.conversation_id).sort()).toEqual([...even].sort());
+    // Before: every conversation of the source was looked at (its folder and each history stat'ed; 4.8 s at 50,000).
+    expect(looked.mock.calls.map(([id]) => id).sort()).toEqual([...even].sort());
+  });
+});

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -9,6 +10,7 @@ import { parseFilter } from '../../../local/history/conversation-filters.ts';
 import { SummaryIndex, type WriteRetry } from '../../../local/history/summary-index.ts';
 import { ExecutionStore } from '../../../local/store/execution-store.ts';
 import { runMain } from '../../support/cli.ts';
+import { SEED_REQUEST, startWorld } from '../../support/gateway.ts';
 import { ageHistories, commandListingReads, saveKeyedHistory } from '../../support/history-reads.ts';
 
 /** While set, each write of the summary index fails as a full disk fails it. */
@@ -53,7 +55,10 @@ describe('a write of the summary index that fails', () => {
     const retries: { retry: () => Promise<void>; ms: number }[] = [];
     const lines: string[] = [];
     const retry: WriteRetry = {
-      later: (run, ms) => retries.push({ retry: run, ms }),
+      later: (run, ms) => {
+        retries.push({ retry: run, ms });
+        return () => {};
+      },
       warn: (line) => lines.push(line),
     };
     const gateway = new ExecutionStore(dataDir);
@@ -102,6 +107,54 @@ describe('a write of the summary index that fails', () => {
     );
   });
 });
+
+describe('a retry of a failed write still due when the gateway closes', () => {
+  it('is cancelled: the data folder deleted after the gateway stopped stays gone', async () => {
+    const clock = retryClock();
+    const world = await startWorld({}, { summaryIndexRetry: clock.retry });
+    try {
+      expect((await world.post(SEED_REQUEST)).status).toBe(200);
+      disk.full = true;
+      // The console's list folds the saved entry into the index: its write fails, a retry is due in 1 s.
+      expect((await fetch(`${world.gateway.url}/console`)).status).toBe(200);
+      expect(clock.due()).toBe(1);
+    } finally {
+      await world.close(); // the data folder removed
+      disk.full = false;
+    }
+    expect(clock.due()).toBe(0);
+    await clock.advance(RETRY_WAIT_MAX_MS * 2);
+    expect(existsSync(world.dataDir)).toBe(false);
+  });
+});
+
+/** Longer than any wait before a retry (summary-index.ts: RETRY_MAX_MS). */
+const RETRY_WAIT_MAX_MS = 60_000;
+
+/** An injected timer for the index's retries: what is due runs when the test moves the clock on. */
+function retryClock() {
+  let now = 0;
+  const timers = new Set<{ run: () => Promise<void>; at: number }>();
+  const retry: WriteRetry = {
+    later: (run, ms) => {
+      const timer = { run, at: now + ms };
+      timers.add(timer);
+      return () => timers.delete(timer);
+    },
+    warn: () => {},
+  };
+  return {
+    retry,
+    due: () => timers.size,
+    async advance(ms: number) {
+      now += ms;
+      for (const timer of [...timers].filter((t) => t.at <= now)) {
+        timers.delete(timer);
+        await timer.run();
+      }
+    },
+  };
+}
 
 /** The retry due, run to its end. */
 async function runRetry(retries: { retry: () => Promise<void>; ms: number }[]): Promise<void> {
