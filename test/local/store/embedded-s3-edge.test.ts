@@ -399,6 +399,48 @@ describe('requests for what the embedded S3 does not implement touch no object: 
   });
 });
 
+describe('what the embedded S3 cannot honour is refused, never stored or read as if it were', () => {
+  const refused = (header: string) => ({
+    name: 'NotImplemented',
+    Header: header,
+    $metadata: { httpStatusCode: 501 },
+  });
+
+  it('SSE-C on a PutObject, an upload, a read or a copy: 501 naming the header; nothing stored plain, no object read without the key', async () => {
+    // Before: the object "encrypted with the customer's key" was stored plain and read back without the key.
+    const sseC = { SSECustomerAlgorithm: 'AES256', SSECustomerKey: 'k'.repeat(32) };
+    const algorithm = refused('x-amz-server-side-encryption-customer-algorithm');
+    await expect(
+      local.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'sse-c/secret.txt', Body: 'secret', ...sseC })),
+    ).rejects.toMatchObject(algorithm);
+    await expect(
+      local.client.send(new CreateMultipartUploadCommand({ Bucket: BUCKET, Key: 'sse-c/secret.txt', ...sseC })),
+    ).rejects.toMatchObject(algorithm);
+    expect(await stored()).not.toContain('sse-c/secret.txt');
+
+    const Key = 'sse-c/plain.txt';
+    await local.client.send(new PutObjectCommand({ Bucket: BUCKET, Key, Body: 'plain' }));
+    await expect(local.client.send(new GetObjectCommand({ Bucket: BUCKET, Key, ...sseC }))).rejects.toMatchObject(
+      algorithm,
+    );
+    await expect(local.client.send(new HeadObjectCommand({ Bucket: BUCKET, Key, ...sseC }))).rejects.toMatchObject({
+      $metadata: { httpStatusCode: 501 },
+    });
+    const copy = { Bucket: BUCKET, Key: 'sse-c/copy.txt', CopySource: `${BUCKET}/${Key}` };
+    await expect(local.client.send(new CopyObjectCommand({ ...copy, ...sseC }))).rejects.toMatchObject(algorithm);
+    await expect(
+      local.client.send(
+        new CopyObjectCommand({
+          ...copy,
+          CopySourceSSECustomerAlgorithm: 'AES256',
+          CopySourceSSECustomerKey: 'k'.repeat(32),
+        }),
+      ),
+    ).rejects.toMatchObject(refused('x-amz-copy-source-server-side-encryption-customer-algorithm'));
+    expect(await stored()).not.toContain('sse-c/copy.txt');
+  });
+});
+
 describe('conditional deletes (If-Match), as S3 checks them: only the object the client saw is deleted', () => {
   it('DeleteObject or a DeleteObjects entry with an ETag since overwritten: 412 PreconditionFailed, kept; current ETag or *: deleted', async () => {
     const Key = 'conditional/export.json';
