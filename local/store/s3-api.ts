@@ -896,10 +896,37 @@ const SSE_C_HEADERS = [
   'x-amz-copy-source-server-side-encryption-customer-key-md5',
 ];
 
+/** S3's storage classes (x-amz-storage-class): another value is refused as S3 refuses it, 400 InvalidStorageClass. */
+const STORAGE_CLASSES = [
+  'STANDARD',
+  'REDUCED_REDUNDANCY',
+  'STANDARD_IA',
+  'ONEZONE_IA',
+  'INTELLIGENT_TIERING',
+  'GLACIER',
+  'DEEP_ARCHIVE',
+  'OUTPOSTS',
+  'GLACIER_IR',
+  'SNOW',
+  'EXPRESS_ONEZONE',
+  'FSX_OPENZFS',
+  'FSX_ONTAP',
+];
+
 /** What an object request asks that the embedded S3 cannot honour, refused as S3 refuses it rather than ignored. */
 function refuseUnhonouredHeaders(headers: RequestHeaders): void {
   const sseC = SSE_C_HEADERS.find((name) => headers[name] !== undefined);
   if (sseC) throw headerNotImplemented(sseC);
+  // Every object is STANDARD (as listings say): another class would be listed and read as STANDARD, an archived one
+  // read without its restore.
+  const storageClass = headers['x-amz-storage-class'];
+  if (storageClass !== undefined && storageClass !== 'STANDARD') {
+    if (!STORAGE_CLASSES.includes(storageClass))
+      throw new S3Error('InvalidStorageClass', 400, 'The storage class you specified is not valid', {
+        StorageClassRequested: storageClass,
+      });
+    throw headerNotImplemented('x-amz-storage-class');
+  }
 }
 
 /** If-None-Match: * (create only) and If-Match: <etag> (replace only that version) on a write, as S3 checks them. */

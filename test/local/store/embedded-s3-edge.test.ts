@@ -439,6 +439,31 @@ describe('what the embedded S3 cannot honour is refused, never stored or read as
     ).rejects.toMatchObject(refused('x-amz-copy-source-server-side-encryption-customer-algorithm'));
     expect(await stored()).not.toContain('sse-c/copy.txt');
   });
+  it('a storage class other than STANDARD: 501 naming the header (one S3 has not: 400 InvalidStorageClass); nothing stored', async () => {
+    // Before: stored, then listed and read as STANDARD (an archived one read without its restore).
+    const Key = 'storage-class/object.txt';
+    const put = (StorageClass: string) =>
+      local.client.send(
+        new PutObjectCommand({ Bucket: BUCKET, Key, Body: 'body', StorageClass: StorageClass as 'STANDARD' }),
+      );
+    await expect(put('GLACIER')).rejects.toMatchObject(refused('x-amz-storage-class'));
+    await expect(
+      local.client.send(new CreateMultipartUploadCommand({ Bucket: BUCKET, Key, StorageClass: 'STANDARD_IA' })),
+    ).rejects.toMatchObject(refused('x-amz-storage-class'));
+    await expect(put('COLD')).rejects.toMatchObject({
+      name: 'InvalidStorageClass',
+      StorageClassRequested: 'COLD',
+      $metadata: { httpStatusCode: 400 },
+    });
+    expect(await stored()).not.toContain(Key);
+    await put('STANDARD');
+    await expect(
+      local.client.send(
+        new CopyObjectCommand({ Bucket: BUCKET, Key, CopySource: `${BUCKET}/${Key}`, StorageClass: 'GLACIER' }),
+      ),
+    ).rejects.toMatchObject(refused('x-amz-storage-class'));
+    expect(await text(Key)).toBe('body');
+  });
 });
 
 describe('conditional deletes (If-Match), as S3 checks them: only the object the client saw is deleted', () => {
