@@ -913,6 +913,12 @@ const STORAGE_CLASSES = [
   'FSX_ONTAP',
 ];
 
+const OBJECT_LOCK_HEADERS = [
+  'x-amz-object-lock-mode',
+  'x-amz-object-lock-retain-until-date',
+  'x-amz-object-lock-legal-hold',
+];
+
 /** What an object request asks that the embedded S3 cannot honour, refused as S3 refuses it rather than ignored. */
 function refuseUnhonouredHeaders(headers: RequestHeaders): void {
   const sseC = SSE_C_HEADERS.find((name) => headers[name] !== undefined);
@@ -927,6 +933,9 @@ function refuseUnhonouredHeaders(headers: RequestHeaders): void {
       });
     throw headerNotImplemented('x-amz-storage-class');
   }
+  // The bucket has no Object Lock: S3 refuses a lock on an object of such a bucket so.
+  if (OBJECT_LOCK_HEADERS.some((name) => headers[name] !== undefined))
+    throw new S3Error('InvalidRequest', 400, 'Bucket is missing Object Lock Configuration');
 }
 
 /** If-None-Match: * (create only) and If-Match: <etag> (replace only that version) on a write, as S3 checks them. */

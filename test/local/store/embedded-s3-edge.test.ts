@@ -464,6 +464,26 @@ describe('what the embedded S3 cannot honour is refused, never stored or read as
     ).rejects.toMatchObject(refused('x-amz-storage-class'));
     expect(await text(Key)).toBe('body');
   });
+  it('an Object Lock (retention or legal hold) on an object: 400 InvalidRequest, as S3 answers for a bucket without Object Lock', async () => {
+    // Before: stored without the lock, so it could be overwritten or deleted the next moment.
+    const Key = 'object-lock/object.txt';
+    const missing = {
+      name: 'InvalidRequest',
+      message: 'Bucket is missing Object Lock Configuration',
+      $metadata: { httpStatusCode: 400 },
+    };
+    const lock = { ObjectLockMode: 'COMPLIANCE', ObjectLockRetainUntilDate: new Date('2030-01-01T00:00:00Z') } as const;
+    await expect(
+      local.client.send(new PutObjectCommand({ Bucket: BUCKET, Key, Body: 'body', ...lock })),
+    ).rejects.toMatchObject(missing);
+    await expect(
+      local.client.send(new PutObjectCommand({ Bucket: BUCKET, Key, Body: 'body', ObjectLockLegalHoldStatus: 'ON' })),
+    ).rejects.toMatchObject(missing);
+    await expect(
+      local.client.send(new CreateMultipartUploadCommand({ Bucket: BUCKET, Key, ...lock })),
+    ).rejects.toMatchObject(missing);
+    expect(await stored()).not.toContain(Key);
+  });
 });
 
 describe('conditional deletes (If-Match), as S3 checks them: only the object the client saw is deleted', () => {
