@@ -10,12 +10,14 @@ import {
   DeleteObjectCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
+  GetObjectTaggingCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
   ListObjectVersionsCommand,
   ListPartsCommand,
   PutObjectAnnotationCommand,
   PutObjectCommand,
+  PutObjectTaggingCommand,
   RenameObjectCommand,
 } from '@aws-sdk/client-s3';
 import { describe, expect, it } from 'vitest';
@@ -483,6 +485,36 @@ describe('what the embedded S3 cannot honour is refused, never stored or read as
       local.client.send(new CreateMultipartUploadCommand({ Bucket: BUCKET, Key, ...lock })),
     ).rejects.toMatchObject(missing);
     expect(await stored()).not.toContain(Key);
+  });
+  it('tags on a write (x-amz-tagging): 501 naming the header, as PutObjectTagging is; nothing stored untagged', async () => {
+    // Before: stored without its tags, and GetObjectTagging then answered none.
+    const Key = 'tagging/object.txt';
+    await expect(
+      local.client.send(new PutObjectCommand({ Bucket: BUCKET, Key, Body: 'body', Tagging: 'team=revops' })),
+    ).rejects.toMatchObject(refused('x-amz-tagging'));
+    await expect(
+      local.client.send(new CreateMultipartUploadCommand({ Bucket: BUCKET, Key, Tagging: 'team=revops' })),
+    ).rejects.toMatchObject(refused('x-amz-tagging'));
+    expect(await stored()).not.toContain(Key);
+    await local.client.send(new PutObjectCommand({ Bucket: BUCKET, Key, Body: 'body' }));
+    await expect(
+      local.client.send(
+        new CopyObjectCommand({
+          Bucket: BUCKET,
+          Key: 'tagging/copy.txt',
+          CopySource: `${BUCKET}/${Key}`,
+          TaggingDirective: 'REPLACE',
+          Tagging: 'team=revops',
+        }),
+      ),
+    ).rejects.toMatchObject(refused('x-amz-tagging'));
+    await expect(
+      local.client.send(
+        new PutObjectTaggingCommand({ Bucket: BUCKET, Key, Tagging: { TagSet: [{ Key: 'a', Value: 'b' }] } }),
+      ),
+    ).rejects.toMatchObject({ name: 'NotImplemented', $metadata: { httpStatusCode: 501 } });
+    expect((await local.client.send(new GetObjectTaggingCommand({ Bucket: BUCKET, Key }))).TagSet).toEqual([]);
+    expect(await stored()).not.toContain('tagging/copy.txt');
   });
 });
 
