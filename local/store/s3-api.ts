@@ -585,8 +585,10 @@ export class S3Api {
       ['GET', 'HEAD', 'DELETE'].includes(method)
     ) {
       // The bucket is not versioned: each object is its one version, `null` (docs/operations.md#read-the-exports).
-      // Another is none of its versions: a read of it 404, a delete of it 204 with nothing deleted, as S3 answers.
+      // Another is none of its versions: a read of it 404, a delete of it 204 with nothing deleted, as S3 answers (a
+      // malformed one 400).
       if (versionId === '') throw invalidArgument('Version id cannot be the empty string', 'versionId', '');
+      assertVersionId(versionId, 'versionId');
       await this.store.assertBucket(bucket);
       if (method !== 'DELETE') throw noSuchVersion(key, versionId);
       return { status: 204, headers: { 'x-amz-version-id': versionId } };
@@ -699,8 +701,11 @@ export class S3Api {
       bucket = decodeURIComponent(pathPart!.slice(0, slash));
       key = decodeURIComponent(pathPart!.slice(slash + 1));
       if (slash <= 0 || !key) throw new Error('no key');
-      if (versionPart && versionPart !== 'versionId=null')
-        throw noSuchVersion(key, decodeURIComponent(versionPart.replace(/^versionId=/, '')));
+      if (versionPart && versionPart !== 'versionId=null') {
+        const versionId = decodeURIComponent(versionPart.replace(/^versionId=/, ''));
+        assertVersionId(versionId, 'x-amz-copy-source');
+        throw noSuchVersion(key, versionId);
+      }
     } catch (error) {
       if (error instanceof S3Error) throw error;
       throw invalidArgument(
@@ -939,6 +944,16 @@ function refuseUnhonouredHeaders(headers: RequestHeaders): void {
   // The bucket has no Object Lock: S3 refuses a lock on an object of such a bucket so.
   if (OBJECT_LOCK_HEADERS.some((name) => headers[name] !== undefined))
     throw new S3Error('InvalidRequest', 400, 'Bucket is missing Object Lock Configuration');
+}
+
+/**
+ * A version id S3 could have given (32 characters or more of letters, digits and `._-+/=`); another is malformed, and
+ * S3 refuses it so (400 InvalidArgument) before looking for the version, which a well-formed one it does not have is not
+ * (404 NoSuchVersion).
+ */
+function assertVersionId(versionId: string, argument: string): void {
+  if (!/^[A-Za-z0-9._\-+/=]{32,}$/.test(versionId))
+    throw invalidArgument('Invalid version id specified', argument, versionId);
 }
 
 /** If-None-Match: * (create only) and If-Match: <etag> (replace only that version) on a write, as S3 checks them. */

@@ -599,6 +599,35 @@ describe('versions: the embedded bucket is not versioned (the deployed one is), 
     expect(await stored()).toContain('versions/copy.txt');
   });
 
+  it('a malformed version id: 400 InvalidArgument "Invalid version id specified", as S3 answers; nothing deleted', async () => {
+    // Before: 404 NoSuchVersion for a read, 204 for a delete, as for a version S3 could have given.
+    await local.client.send(new PutObjectCommand({ Bucket: BUCKET, Key, Body: 'kept' }));
+    const invalid = {
+      name: 'InvalidArgument',
+      message: 'Invalid version id specified',
+      ArgumentName: 'versionId',
+      ArgumentValue: 'garbage',
+      $metadata: { httpStatusCode: 400 },
+    };
+    await expect(text(Key, 'garbage')).rejects.toMatchObject(invalid);
+    await expect(
+      local.client.send(new DeleteObjectCommand({ Bucket: BUCKET, Key, VersionId: 'garbage' })),
+    ).rejects.toMatchObject(invalid);
+    await expect(
+      local.client.send(new HeadObjectCommand({ Bucket: BUCKET, Key, VersionId: 'garbage' })),
+    ).rejects.toMatchObject({ $metadata: { httpStatusCode: 400 } });
+    await expect(
+      local.client.send(
+        new CopyObjectCommand({
+          Bucket: BUCKET,
+          Key: 'versions/copied.txt',
+          CopySource: `${BUCKET}/${Key}?versionId=garbage`,
+        }),
+      ),
+    ).rejects.toMatchObject({ ...invalid, ArgumentName: 'x-amz-copy-source' });
+    expect(await text(Key)).toBe('kept');
+  });
+
   it('DeleteObject and DeleteObjects of another version delete nothing (as S3 answers one it does not have); of null, the object', async () => {
     await local.client.send(new PutObjectCommand({ Bucket: BUCKET, Key, Body: 'kept' }));
     const one = await local.client.send(new DeleteObjectCommand({ Bucket: BUCKET, Key, VersionId: OTHER }));
