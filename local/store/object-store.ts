@@ -80,7 +80,10 @@ export interface ObjectInfo {
   /** User metadata (x-amz-meta-<name>), names lower-case without the prefix. */
   metadata?: Record<string, string>;
   checksum?: { algorithm: ChecksumAlgorithm; value: string };
+  /** After a multipart upload: how many parts, and each one's size in order (a GET of one part reads its bytes). */
   parts?: number;
+  /** Absent in objects completed before part sizes were kept: a GET of one of their parts is 501 NotImplemented. */
+  partSizes?: number[];
 }
 
 /** What describes an object apart from its bytes (given at upload, kept by a copy unless replaced). */
@@ -639,6 +642,7 @@ export class ObjectStore {
       etag: `${createHash('md5').update(Buffer.concat(md5s)).digest('hex')}-${requested.length}`,
       modified: new Date().toISOString(),
       parts: requested.length,
+      partSizes: ranges.map((r) => r.end - r.start + 1),
     };
     const at = this.locate(upload.bucket, upload.key);
     // Under the key's write lock, as an abort is: of several completions of one upload at once (a retry overlapping

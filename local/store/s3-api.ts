@@ -35,7 +35,7 @@ import { childrenNamed, childText, element, parseXml, xmlDocument } from './s3-x
 /**
  * The S3 REST API subset the AWS SDKs and the AWS CLI use, over an ObjectStore: buckets (list, create, head, delete,
  * location), ListObjectsV2 and ListObjects (prefix, delimiter, StartAfter, continuation tokens, markers, MaxKeys,
- * EncodingType=url), Get (Range, conditions, response-* overrides) / Head / Put (plain or aws-chunked, checksums) /
+ * EncodingType=url), Get (Range, partNumber, conditions, response-* overrides) / Head / Put (plain or aws-chunked, checksums) /
  * Copy / Delete / DeleteObjects, multipart uploads (ListMultipartUploads paged by key and upload-id markers), and
  * ListObjectVersions of the unversioned bucket (each object its one version, null). Path-style requests
  * (`/bucket/key`); the HTTP server maps `<bucket>.localhost` hosts onto them. Signatures are not checked: any
@@ -230,6 +230,26 @@ function parseRange(header: string | undefined, size: number): { start: number; 
   }
   if (start >= size) throw invalidRange(header!, size);
   return { start, end };
+}
+
+/**
+ * The bytes of part `n` of an object (GetObject / HeadObject's partNumber), as S3 serves them: of a multipart object,
+ * that part's (206, with Content-Range and x-amz-mp-parts-count); of another, part 1 is the whole object (null: served
+ * as without partNumber). A part it does not have: 416 InvalidPartNumber; with a Range too: 400 InvalidRequest.
+ */
+function partRange(info: ObjectInfo, n: number, range: string | undefined): { start: number; end: number } | null {
+  if (range !== undefined)
+    throw new S3Error('InvalidRequest', 400, 'Cannot specify both Range header and partNumber query parameter');
+  const sizes = info.parts ? info.partSizes : [info.size];
+  if (!sizes) throw notImplemented('partNumber on a multipart object completed before part sizes were kept');
+  if (n > sizes.length)
+    throw new S3Error('InvalidPartNumber', 416, 'The requested partnumber is not satisfiable', {
+      PartNumberRequested: String(n),
+      ActualPartCount: String(sizes.length),
+    });
+  if (!info.parts) return null;
+  const start = sizes.slice(0, n - 1).reduce((sum, size) => sum + size, 0);
+  return { start, end: start + sizes[n - 1]! - 1 };
 }
 
 /** As S3 answers a range that starts past the end: the object's size in the document and in `Content-Range`. */
@@ -642,13 +662,13 @@ export class S3Api {
     let servingBody = false;
     try {
       const partNumber = query.get('partNumber');
-      if (partNumber !== null && (assertPartNumber(partNumber) !== 1 || info.parts))
-        throw notImplemented('partNumber on a multipart object');
+      const part = partNumber === null ? null : partRange(info, assertPartNumber(partNumber), headers.range);
       if (checkConditions(info, headers) === 'not-modified') {
         return { status: 304, headers: { etag: etagOf(info), 'last-modified': httpDate(info.modified) } };
       }
-      const range = parseRange(headers.range, info.size);
+      const range = part ?? parseRange(headers.range, info.size);
       const out = objectHeaders(info, !range && headers['x-amz-checksum-mode']?.toUpperCase() === 'ENABLED');
+      if (part) out['x-amz-mp-parts-count'] = String(info.parts);
       for (const name of RESPONSE_OVERRIDES) {
         const value = query.get(`response-${name}`);
         if (value !== null) out[name] = value;
@@ -658,11 +678,11 @@ export class S3Api {
       out['content-length'] = String(Math.max(0, end - start + 1));
       if (range) out['content-range'] = `bytes ${start}-${end}/${info.size}`;
       const status = range ? 206 : 200;
-      if (head) return { status, headers: out };
+      if (head || end < start) return { status, headers: out, ...(head ? {} : { body: Buffer.alloc(0) }) };
       servingBody = true;
-      return { status, headers: out, body: info.size === 0 ? Buffer.alloc(0) : object.body(start, end) };
+      return { status, headers: out, body: object.body(start, end) };
     } finally {
-      if (!servingBody || info.size === 0) await object.close();
+      if (!servingBody) await object.close();
     }
   }
 
