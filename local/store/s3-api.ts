@@ -964,6 +964,12 @@ function refuseUnhonouredHeaders(headers: RequestHeaders): void {
   // The bucket has no Object Lock: S3 refuses a lock on an object of such a bucket so.
   if (OBJECT_LOCK_HEADERS.some((name) => headers[name] !== undefined))
     throw new S3Error('InvalidRequest', 400, 'Bucket is missing Object Lock Configuration');
+  // Nothing is encrypted with a KMS key here: the object would be stored plain and read by anyone without the key's
+  // grant. SSE-S3 (AES256), what the deployed bucket applies anyway, is taken.
+  const sse = headers['x-amz-server-side-encryption'];
+  if (sse?.startsWith('aws:kms')) throw headerNotImplemented('x-amz-server-side-encryption');
+  if (headers['x-amz-server-side-encryption-aws-kms-key-id'] !== undefined)
+    throw headerNotImplemented('x-amz-server-side-encryption-aws-kms-key-id');
 }
 
 /**

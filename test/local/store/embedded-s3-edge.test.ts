@@ -516,6 +516,23 @@ describe('what the embedded S3 cannot honour is refused, never stored or read as
     expect((await local.client.send(new GetObjectTaggingCommand({ Bucket: BUCKET, Key }))).TagSet).toEqual([]);
     expect(await stored()).not.toContain('tagging/copy.txt');
   });
+  it('SSE-KMS (aws:kms, a KMS key id): 501 naming the header; nothing stored plain; SSE-S3 (AES256) taken', async () => {
+    // Before: stored plain, as if encrypted with the key.
+    const Key = 'sse-kms/object.txt';
+    const put = (input: object) =>
+      local.client.send(new PutObjectCommand({ Bucket: BUCKET, Key, Body: 'body', ...input }));
+    await expect(put({ ServerSideEncryption: 'aws:kms', SSEKMSKeyId: 'alias/exports' })).rejects.toMatchObject(
+      refused('x-amz-server-side-encryption'),
+    );
+    await expect(
+      local.client.send(
+        new CreateMultipartUploadCommand({ Bucket: BUCKET, Key, ServerSideEncryption: 'aws:kms:dsse' }),
+      ),
+    ).rejects.toMatchObject(refused('x-amz-server-side-encryption'));
+    expect(await stored()).not.toContain(Key);
+    await put({ ServerSideEncryption: 'AES256' });
+    expect(await text(Key)).toBe('body');
+  });
 });
 
 describe('conditional deletes (If-Match), as S3 checks them: only the object the client saw is deleted', () => {
