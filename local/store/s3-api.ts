@@ -944,6 +944,14 @@ const OBJECT_LOCK_HEADERS = [
   'x-amz-object-lock-legal-hold',
 ];
 
+const ACL_GRANTS = [
+  'x-amz-grant-full-control',
+  'x-amz-grant-read',
+  'x-amz-grant-read-acp',
+  'x-amz-grant-write',
+  'x-amz-grant-write-acp',
+];
+
 /** What an object request asks that the embedded S3 cannot honour, refused as S3 refuses it rather than ignored. */
 function refuseUnhonouredHeaders(headers: RequestHeaders): void {
   const sseC = SSE_C_HEADERS.find((name) => headers[name] !== undefined);
@@ -964,6 +972,14 @@ function refuseUnhonouredHeaders(headers: RequestHeaders): void {
   // The bucket has no Object Lock: S3 refuses a lock on an object of such a bucket so.
   if (OBJECT_LOCK_HEADERS.some((name) => headers[name] !== undefined))
     throw new S3Error('InvalidRequest', 400, 'Bucket is missing Object Lock Configuration');
+  // ACLs are disabled, as on the deployed bucket (Bucket owner enforced, infra/constructs/conversation-export-bucket.ts):
+  // S3 then refuses a write with any ACL but bucket-owner-full-control so.
+  const acl = headers['x-amz-acl'];
+  if (
+    (acl !== undefined && acl !== 'bucket-owner-full-control') ||
+    ACL_GRANTS.some((name) => headers[name] !== undefined)
+  )
+    throw new S3Error('AccessControlListNotSupported', 400, 'The bucket does not allow ACLs');
   // Nothing is encrypted with a KMS key here: the object would be stored plain and read by anyone without the key's
   // grant. SSE-S3 (AES256), what the deployed bucket applies anyway, is taken.
   const sse = headers['x-amz-server-side-encryption'];

@@ -533,6 +533,28 @@ describe('what the embedded S3 cannot honour is refused, never stored or read as
     await put({ ServerSideEncryption: 'AES256' });
     expect(await text(Key)).toBe('body');
   });
+  it('an ACL on a write: 400 AccessControlListNotSupported, as the deployed bucket (ACLs disabled) answers', async () => {
+    // Before: stored without the ACL (public-read said, private kept).
+    const Key = 'acl/object.txt';
+    const notSupported = { name: 'AccessControlListNotSupported', $metadata: { httpStatusCode: 400 } };
+    await expect(
+      local.client.send(new PutObjectCommand({ Bucket: BUCKET, Key, Body: 'body', ACL: 'public-read' })),
+    ).rejects.toMatchObject(notSupported);
+    await expect(
+      local.client.send(
+        new CreateMultipartUploadCommand({
+          Bucket: BUCKET,
+          Key,
+          GrantRead: 'uri="http://acs.amazonaws.com/groups/global/AllUsers"',
+        }),
+      ),
+    ).rejects.toMatchObject(notSupported);
+    expect(await stored()).not.toContain(Key);
+    await local.client.send(
+      new PutObjectCommand({ Bucket: BUCKET, Key, Body: 'body', ACL: 'bucket-owner-full-control' }),
+    );
+    expect(await text(Key)).toBe('body');
+  });
 });
 
 describe('conditional deletes (If-Match), as S3 checks them: only the object the client saw is deleted', () => {
