@@ -969,6 +969,9 @@ function refuseUnhonouredHeaders(headers: RequestHeaders): void {
   // Tags are not kept (GetObjectTagging answers none, PutObjectTagging 501): an object stored without the tags asked
   // for would not be what the client meant (a lifecycle rule or a policy matching them, on S3).
   if (headers['x-amz-tagging'] !== undefined) throw headerNotImplemented('x-amz-tagging');
+  // There is no website endpoint to redirect, and the location is not kept to be read back.
+  if (headers['x-amz-website-redirect-location'] !== undefined)
+    throw headerNotImplemented('x-amz-website-redirect-location');
   // The bucket has no Object Lock: S3 refuses a lock on an object of such a bucket so.
   if (OBJECT_LOCK_HEADERS.some((name) => headers[name] !== undefined))
     throw new S3Error('InvalidRequest', 400, 'Bucket is missing Object Lock Configuration');

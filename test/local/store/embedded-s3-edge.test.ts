@@ -516,6 +516,17 @@ describe('what the embedded S3 cannot honour is refused, never stored or read as
     expect((await local.client.send(new GetObjectTaggingCommand({ Bucket: BUCKET, Key }))).TagSet).toEqual([]);
     expect(await stored()).not.toContain('tagging/copy.txt');
   });
+
+  it('a website redirect (x-amz-website-redirect-location): 501 naming the header; nothing stored without it', async () => {
+    // Before: stored without it; HeadObject then gave no WebsiteRedirectLocation.
+    const Key = 'redirect/page.html';
+    await expect(
+      local.client.send(
+        new PutObjectCommand({ Bucket: BUCKET, Key, Body: 'page', WebsiteRedirectLocation: '/other.html' }),
+      ),
+    ).rejects.toMatchObject(refused('x-amz-website-redirect-location'));
+    expect(await stored()).not.toContain(Key);
+  });
   it('SSE-KMS (aws:kms, a KMS key id): 501 naming the header; nothing stored plain; SSE-S3 (AES256) taken', async () => {
     // Before: stored plain, as if encrypted with the key.
     const Key = 'sse-kms/object.txt';
