@@ -80,9 +80,9 @@ export interface ObjectInfo {
   /** User metadata (x-amz-meta-<name>), names lower-case without the prefix. */
   metadata?: Record<string, string>;
   checksum?: { algorithm: ChecksumAlgorithm; value: string };
-  /** After a multipart upload: how many parts, and each one's size in order (a GET of one part reads its bytes). */
+  /** After a multipart upload: how many parts. */
   parts?: number;
-  /** Absent in objects completed before part sizes were kept: a GET of one of their parts is 501 NotImplemented. */
+  /** And each one's size, in order (what GetObject's partNumber reads); absent in objects completed before (501). */
   partSizes?: number[];
 }
 

@@ -35,12 +35,13 @@ import { childrenNamed, childText, element, parseXml, xmlDocument } from './s3-x
 /**
  * The S3 REST API subset the AWS SDKs and the AWS CLI use, over an ObjectStore: buckets (list, create, head, delete,
  * location), ListObjectsV2 and ListObjects (prefix, delimiter, StartAfter, continuation tokens, markers, MaxKeys,
- * EncodingType=url), Get (Range, partNumber, conditions, response-* overrides) / Head / Put (plain or aws-chunked, checksums) /
- * Copy / Delete / DeleteObjects, multipart uploads (ListMultipartUploads paged by key and upload-id markers), and
- * ListObjectVersions of the unversioned bucket (each object its one version, null). Path-style requests
+ * EncodingType=url), Get (Range, partNumber, conditions, response-* overrides) / Head / Put (plain or aws-chunked,
+ * checksums) / Copy / Delete / DeleteObjects, multipart uploads (ListMultipartUploads paged by key and upload-id
+ * markers), and ListObjectVersions of the unversioned bucket (each object its one version, null). Path-style requests
  * (`/bucket/key`); the HTTP server maps `<bucket>.localhost` hosts onto them. Signatures are not checked: any
  * credentials work, as they did with the emulator this replaces (a presigned URL's time is: refuseExpiredPresignedUrl).
- * What is not implemented answers 501 NotImplemented.
+ * What is not implemented answers 501 NotImplemented; a header it cannot honour is refused too, never ignored
+ * (refuseUnhonouredHeaders).
  *
  * One instance serves both doors of the embedded S3: the HTTP endpoint and the in-process transport the local
  * gateway gives its S3 client, so both see the same objects with the same rules.
@@ -909,8 +910,8 @@ export class S3Api {
  * x-amz-copy-source-server-side-encryption-customer-* for a copy's source): the embedded S3 encrypts nothing, so an
  * object "encrypted with the customer's key" would be stored plain and read back without the key. Refused before
  * anything is read or written with 501 NotImplemented naming the header, S3's answer to a header it does not honour
- * (docs/operations.md#read-the-exports): S3's own answers would mislead here (over HTTP it asks for a
- * secure connection, which would not help; to a read of an object stored without SSE-C, that the key does not apply).
+ * (docs/operations.md#read-the-exports): S3's own answers would mislead here (over HTTP it asks for a secure
+ * connection, which would not help; to a read of an object stored without SSE-C, that the key does not apply).
  */
 const SSE_C_HEADERS = [
   'x-amz-server-side-encryption-customer-algorithm',
@@ -975,8 +976,9 @@ function refuseUnhonouredHeaders(headers: RequestHeaders): void {
   // The bucket has no Object Lock: S3 refuses a lock on an object of such a bucket so.
   if (OBJECT_LOCK_HEADERS.some((name) => headers[name] !== undefined))
     throw new S3Error('InvalidRequest', 400, 'Bucket is missing Object Lock Configuration');
-  // ACLs are disabled, as on the deployed bucket (Bucket owner enforced, infra/constructs/conversation-export-bucket.ts):
-  // S3 then refuses a write with any ACL but bucket-owner-full-control so.
+  // ACLs are disabled, as on the deployed bucket (Bucket owner enforced, in
+  // infra/constructs/conversation-export-bucket.ts), where S3 refuses a write with another ACL than
+  // bucket-owner-full-control.
   const acl = headers['x-amz-acl'];
   if (
     (acl !== undefined && acl !== 'bucket-owner-full-control') ||
@@ -992,9 +994,9 @@ function refuseUnhonouredHeaders(headers: RequestHeaders): void {
 }
 
 /**
- * A version id S3 could have given (32 characters or more of letters, digits and `._-+/=`); another is malformed, and
- * S3 refuses it so (400 InvalidArgument) before looking for the version, which a well-formed one it does not have is not
- * (404 NoSuchVersion).
+ * A version id S3 could have given (32 characters or more of letters, digits and `._-+/=`). S3 refuses another as
+ * malformed, 400 InvalidArgument, before looking for the version (a well-formed one it does not have: 404
+ * NoSuchVersion).
  */
 function assertVersionId(versionId: string, argument: string): void {
   if (!/^[A-Za-z0-9._\-+/=]{32,}$/.test(versionId))
