@@ -429,6 +429,9 @@ export class S3Api {
     if (method === 'PUT') {
       if (query.has('tagging') || query.has('versioning'))
         throw notImplemented(query.has('tagging') ? '?tagging' : '?versioning');
+      // A bucket with Object Lock would be created without it (every lock on its objects then refused).
+      if (request.headers['x-amz-bucket-object-lock-enabled']?.toLowerCase() === 'true')
+        throw headerNotImplemented('x-amz-bucket-object-lock-enabled');
       await this.store.createBucket(bucket); // an existing one of ours: 200, as S3 answers in us-east-1
       return { status: 200, headers: { location: `/${bucket}` } };
     }

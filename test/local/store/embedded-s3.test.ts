@@ -607,6 +607,17 @@ describe('reads, conditions, copies, deletes', () => {
     await expect(overHttp.send(new CreateBucketCommand({ Bucket: 'Bad_Name' }))).rejects.toMatchObject({
       name: 'InvalidBucketName',
     });
+    // With Object Lock, which the embedded S3 has not: refused, not created without it (before: created, 200).
+    await expect(
+      overHttp.send(new CreateBucketCommand({ Bucket: 'locked-bucket', ObjectLockEnabledForBucket: true })),
+    ).rejects.toMatchObject({
+      name: 'NotImplemented',
+      Header: 'x-amz-bucket-object-lock-enabled',
+      $metadata: { httpStatusCode: 501 },
+    });
+    expect((await overHttp.send(new ListBucketsCommand({}))).Buckets?.map((b) => b.Name)).not.toContain(
+      'locked-bucket',
+    );
     await overHttp.send(new HeadBucketCommand({ Bucket: 'second-bucket' }));
     await overHttp.send(new PutObjectCommand({ Bucket: 'second-bucket', Key: 'k', Body: 'x' }));
     await expect(overHttp.send(new DeleteBucketCommand({ Bucket: 'second-bucket' }))).rejects.toMatchObject({
