@@ -542,16 +542,17 @@ export class S3Api {
       const key = childText(object, 'Key');
       if (key === undefined) throw malformedXml();
       // A version other than the null one is none of this unversioned bucket's: deleted as S3 deletes one it does
-      // not have, nothing removed (objectRequest).
+      // not have, nothing removed (objectRequest); a malformed one is an error, NoSuchVersion, as S3 answers.
       const versionId = childText(object, 'VersionId');
       const other = versionId !== undefined && versionId !== 'null';
       try {
         if (Buffer.byteLength(key) > MAX_KEY_BYTES) throw new S3Error('KeyTooLongError', 400, 'Your key is too long');
+        if (other && !isVersionId(versionId)) throw noSuchVersion(key, versionId);
         if (!other) await this.store.delete(bucket, key, deleteCondition(key, childText(object, 'ETag')));
         if (!quiet) out += `<Deleted>${element('Key', key)}${element('VersionId', versionId)}</Deleted>`;
       } catch (error) {
         const e = error instanceof S3Error ? error : new S3Error('InternalError', 500, (error as Error).message);
-        out += `<Error>${element('Key', key)}${element('Code', e.code)}${element('Message', e.message)}</Error>`;
+        out += `<Error>${element('Key', key)}${element('VersionId', versionId)}${element('Code', e.code)}${element('Message', e.message)}</Error>`;
       }
     }
     return xmlResponse('DeleteResult', out);
@@ -1002,9 +1003,10 @@ function refuseUnhonouredHeaders(headers: RequestHeaders): void {
  * NoSuchVersion).
  */
 function assertVersionId(versionId: string, argument: string): void {
-  if (!/^[A-Za-z0-9._\-+/=]{32,}$/.test(versionId))
-    throw invalidArgument('Invalid version id specified', argument, versionId);
+  if (!isVersionId(versionId)) throw invalidArgument('Invalid version id specified', argument, versionId);
 }
+
+const isVersionId = (versionId: string) => /^[A-Za-z0-9._\-+/=]{32,}$/.test(versionId);
 
 /** If-None-Match: * (create only) and If-Match: <etag> (replace only that version) on a write, as S3 checks them. */
 function writeCondition(key: string, headers: RequestHeaders): WriteCondition | undefined {

@@ -675,6 +675,14 @@ describe('versions: the embedded bucket is not versioned (the deployed one is), 
         }),
       ),
     ).rejects.toMatchObject({ ...invalid, ArgumentName: 'x-amz-copy-source' });
+    // In a DeleteObjects, as S3 answers it: that entry's error, NoSuchVersion (before: listed as deleted).
+    const batch = await local.client.send(
+      new DeleteObjectsCommand({ Bucket: BUCKET, Delete: { Objects: [{ Key, VersionId: 'garbage' }] } }),
+    );
+    expect([batch.Deleted, batch.Errors]).toEqual([
+      undefined,
+      [{ Key, VersionId: 'garbage', Code: 'NoSuchVersion', Message: 'The specified version does not exist.' }],
+    ]);
     expect(await text(Key)).toBe('kept');
   });
 
