@@ -81,7 +81,10 @@ export interface ObjectInfo {
   /** User metadata (x-amz-meta-<name>), names lower-case without the prefix. */
   metadata?: Record<string, string>;
   checksum?: { algorithm: ChecksumAlgorithm; value: string };
+  /** After a multipart upload: how many parts. */
   parts?: number;
+  /** And each one's size, in order (what GetObject's partNumber reads); absent in objects completed before (501). */
+  partSizes?: number[];
 }
 
 /** What describes an object apart from its bytes (given at upload, kept by a copy unless replaced). */
@@ -642,6 +645,7 @@ export class ObjectStore {
       etag: `${createHash('md5').update(Buffer.concat(md5s)).digest('hex')}-${requested.length}`,
       modified: new Date().toISOString(),
       parts: requested.length,
+      partSizes: ranges.map((r) => r.end - r.start + 1),
     };
     const at = this.locate(upload.bucket, upload.key);
     // Under the key's write lock, as an abort is: of several completions of one upload at once (a retry overlapping

@@ -35,12 +35,13 @@ import { childrenNamed, childText, element, parseXml, xmlDocument } from './s3-x
 /**
  * The S3 REST API subset the AWS SDKs and the AWS CLI use, over an ObjectStore: buckets (list, create, head, delete,
  * location), ListObjectsV2 and ListObjects (prefix, delimiter, StartAfter, continuation tokens, markers, MaxKeys,
- * EncodingType=url), Get (Range, conditions, response-* overrides) / Head / Put (plain or aws-chunked, checksums) /
- * Copy / Delete / DeleteObjects, multipart uploads (ListMultipartUploads paged by key and upload-id markers), and
- * ListObjectVersions of the unversioned bucket (each object its one version, null). Path-style requests
+ * EncodingType=url), Get (Range, partNumber, conditions, response-* overrides) / Head / Put (plain or aws-chunked,
+ * checksums) / Copy / Delete / DeleteObjects, multipart uploads (ListMultipartUploads paged by key and upload-id
+ * markers), and ListObjectVersions of the unversioned bucket (each object its one version, null). Path-style requests
  * (`/bucket/key`); the HTTP server maps `<bucket>.localhost` hosts onto them. Signatures are not checked: any
  * credentials work, as they did with the emulator this replaces (a presigned URL's time is: refuseExpiredPresignedUrl).
- * What is not implemented answers 501 NotImplemented.
+ * What is not implemented answers 501 NotImplemented; a header it cannot honour is refused too, never ignored
+ * (refuseUnhonouredHeaders).
  *
  * One instance serves both doors of the embedded S3: the HTTP endpoint and the in-process transport the local
  * gateway gives its S3 client, so both see the same objects with the same rules.
@@ -232,6 +233,26 @@ function parseRange(header: string | undefined, size: number): { start: number; 
   return { start, end };
 }
 
+/**
+ * The bytes of part `n` of an object (GetObject / HeadObject's partNumber), as S3 serves them: of a multipart object,
+ * that part's (206, with Content-Range and x-amz-mp-parts-count); of another, part 1 is the whole object (null: served
+ * as without partNumber). A part it does not have: 416 InvalidPartNumber; with a Range too: 400 InvalidRequest.
+ */
+function partRange(info: ObjectInfo, n: number, range: string | undefined): { start: number; end: number } | null {
+  if (range !== undefined)
+    throw new S3Error('InvalidRequest', 400, 'Cannot specify both Range header and partNumber query parameter');
+  const sizes = info.parts ? info.partSizes : [info.size];
+  if (!sizes) throw notImplemented('partNumber on a multipart object completed before part sizes were kept');
+  if (n > sizes.length)
+    throw new S3Error('InvalidPartNumber', 416, 'The requested partnumber is not satisfiable', {
+      PartNumberRequested: String(n),
+      ActualPartCount: String(sizes.length),
+    });
+  if (!info.parts) return null;
+  const start = sizes.slice(0, n - 1).reduce((sum, size) => sum + size, 0);
+  return { start, end: start + sizes[n - 1]! - 1 };
+}
+
 /** As S3 answers a range that starts past the end: the object's size in the document and in `Content-Range`. */
 const invalidRange = (requested: string, size: number) =>
   new S3Error(
@@ -408,6 +429,9 @@ export class S3Api {
     if (method === 'PUT') {
       if (query.has('tagging') || query.has('versioning'))
         throw notImplemented(query.has('tagging') ? '?tagging' : '?versioning');
+      // A bucket with Object Lock would be created without it (every lock on its objects then refused).
+      if (request.headers['x-amz-bucket-object-lock-enabled']?.toLowerCase() === 'true')
+        throw headerNotImplemented('x-amz-bucket-object-lock-enabled');
       await this.store.createBucket(bucket); // an existing one of ours: 200, as S3 answers in us-east-1
       return { status: 200, headers: { location: `/${bucket}` } };
     }
@@ -518,16 +542,17 @@ export class S3Api {
       const key = childText(object, 'Key');
       if (key === undefined) throw malformedXml();
       // A version other than the null one is none of this unversioned bucket's: deleted as S3 deletes one it does
-      // not have, nothing removed (objectRequest).
+      // not have, nothing removed (objectRequest); a malformed one is an error, NoSuchVersion, as S3 answers.
       const versionId = childText(object, 'VersionId');
       const other = versionId !== undefined && versionId !== 'null';
       try {
         if (Buffer.byteLength(key) > MAX_KEY_BYTES) throw new S3Error('KeyTooLongError', 400, 'Your key is too long');
+        if (other && !isVersionId(versionId)) throw noSuchVersion(key, versionId);
         if (!other) await this.store.delete(bucket, key, deleteCondition(key, childText(object, 'ETag')));
         if (!quiet) out += `<Deleted>${element('Key', key)}${element('VersionId', versionId)}</Deleted>`;
       } catch (error) {
         const e = error instanceof S3Error ? error : new S3Error('InternalError', 500, (error as Error).message);
-        out += `<Error>${element('Key', key)}${element('Code', e.code)}${element('Message', e.message)}</Error>`;
+        out += `<Error>${element('Key', key)}${element('VersionId', versionId)}${element('Code', e.code)}${element('Message', e.message)}</Error>`;
       }
     }
     return xmlResponse('DeleteResult', out);
@@ -576,6 +601,7 @@ export class S3Api {
 
   private async objectRequest(request: S3Request, bucket: string, key: string): Promise<S3Response> {
     const { method, query } = request;
+    refuseUnhonouredHeaders(request.headers);
     const versionId = query.get('versionId');
     if (
       versionId !== null &&
@@ -584,8 +610,10 @@ export class S3Api {
       ['GET', 'HEAD', 'DELETE'].includes(method)
     ) {
       // The bucket is not versioned: each object is its one version, `null` (docs/operations.md#read-the-exports).
-      // Another is none of its versions: a read of it 404, a delete of it 204 with nothing deleted, as S3 answers.
+      // Another is none of its versions: a read of it 404, a delete of it 204 with nothing deleted, as S3 answers (a
+      // malformed one 400).
       if (versionId === '') throw invalidArgument('Version id cannot be the empty string', 'versionId', '');
+      assertVersionId(versionId, 'versionId');
       await this.store.assertBucket(bucket);
       if (method !== 'DELETE') throw noSuchVersion(key, versionId);
       return { status: 204, headers: { 'x-amz-version-id': versionId } };
@@ -639,13 +667,13 @@ export class S3Api {
     let servingBody = false;
     try {
       const partNumber = query.get('partNumber');
-      if (partNumber !== null && (assertPartNumber(partNumber) !== 1 || info.parts))
-        throw notImplemented('partNumber on a multipart object');
+      const part = partNumber === null ? null : partRange(info, assertPartNumber(partNumber), headers.range);
       if (checkConditions(info, headers) === 'not-modified') {
         return { status: 304, headers: { etag: etagOf(info), 'last-modified': httpDate(info.modified) } };
       }
-      const range = parseRange(headers.range, info.size);
+      const range = part ?? parseRange(headers.range, info.size);
       const out = objectHeaders(info, !range && headers['x-amz-checksum-mode']?.toUpperCase() === 'ENABLED');
+      if (part) out['x-amz-mp-parts-count'] = String(info.parts);
       for (const name of RESPONSE_OVERRIDES) {
         const value = query.get(`response-${name}`);
         if (value !== null) out[name] = value;
@@ -655,11 +683,11 @@ export class S3Api {
       out['content-length'] = String(Math.max(0, end - start + 1));
       if (range) out['content-range'] = `bytes ${start}-${end}/${info.size}`;
       const status = range ? 206 : 200;
-      if (head) return { status, headers: out };
+      if (head || end < start) return { status, headers: out, ...(head ? {} : { body: Buffer.alloc(0) }) };
       servingBody = true;
-      return { status, headers: out, body: info.size === 0 ? Buffer.alloc(0) : object.body(start, end) };
+      return { status, headers: out, body: object.body(start, end) };
     } finally {
-      if (!servingBody || info.size === 0) await object.close();
+      if (!servingBody) await object.close();
     }
   }
 
@@ -698,8 +726,11 @@ export class S3Api {
       bucket = decodeURIComponent(pathPart!.slice(0, slash));
       key = decodeURIComponent(pathPart!.slice(slash + 1));
       if (slash <= 0 || !key) throw new Error('no key');
-      if (versionPart && versionPart !== 'versionId=null')
-        throw noSuchVersion(key, decodeURIComponent(versionPart.replace(/^versionId=/, '')));
+      if (versionPart && versionPart !== 'versionId=null') {
+        const versionId = decodeURIComponent(versionPart.replace(/^versionId=/, ''));
+        assertVersionId(versionId, 'x-amz-copy-source');
+        throw noSuchVersion(key, versionId);
+      }
     } catch (error) {
       if (error instanceof S3Error) throw error;
       throw invalidArgument(
@@ -877,6 +908,105 @@ export class S3Api {
     );
   }
 }
+
+/**
+ * SSE-C (x-amz-server-side-encryption-customer-* on a write, a read or a copy's destination;
+ * x-amz-copy-source-server-side-encryption-customer-* for a copy's source): the embedded S3 encrypts nothing, so an
+ * object "encrypted with the customer's key" would be stored plain and read back without the key. Refused before
+ * anything is read or written with 501 NotImplemented naming the header, S3's answer to a header it does not honour
+ * (docs/operations.md#read-the-exports): S3's own answers would mislead here (over HTTP it asks for a secure
+ * connection, which would not help; to a read of an object stored without SSE-C, that the key does not apply).
+ */
+const SSE_C_HEADERS = [
+  'x-amz-server-side-encryption-customer-algorithm',
+  'x-amz-server-side-encryption-customer-key',
+  'x-amz-server-side-encryption-customer-key-md5',
+  'x-amz-copy-source-server-side-encryption-customer-algorithm',
+  'x-amz-copy-source-server-side-encryption-customer-key',
+  'x-amz-copy-source-server-side-encryption-customer-key-md5',
+];
+
+/** S3's storage classes (x-amz-storage-class): another value is refused as S3 refuses it, 400 InvalidStorageClass. */
+const STORAGE_CLASSES = [
+  'STANDARD',
+  'REDUCED_REDUNDANCY',
+  'STANDARD_IA',
+  'ONEZONE_IA',
+  'INTELLIGENT_TIERING',
+  'GLACIER',
+  'DEEP_ARCHIVE',
+  'OUTPOSTS',
+  'GLACIER_IR',
+  'SNOW',
+  'EXPRESS_ONEZONE',
+  'FSX_OPENZFS',
+  'FSX_ONTAP',
+];
+
+const OBJECT_LOCK_HEADERS = [
+  'x-amz-object-lock-mode',
+  'x-amz-object-lock-retain-until-date',
+  'x-amz-object-lock-legal-hold',
+];
+
+const ACL_GRANTS = [
+  'x-amz-grant-full-control',
+  'x-amz-grant-read',
+  'x-amz-grant-read-acp',
+  'x-amz-grant-write',
+  'x-amz-grant-write-acp',
+];
+
+/** What an object request asks that the embedded S3 cannot honour, refused as S3 refuses it rather than ignored. */
+function refuseUnhonouredHeaders(headers: RequestHeaders): void {
+  const sseC = SSE_C_HEADERS.find((name) => headers[name] !== undefined);
+  if (sseC) throw headerNotImplemented(sseC);
+  // Every object is STANDARD (as listings say): another class would be listed and read as STANDARD, an archived one
+  // read without its restore.
+  const storageClass = headers['x-amz-storage-class'];
+  if (storageClass !== undefined && storageClass !== 'STANDARD') {
+    if (!STORAGE_CLASSES.includes(storageClass))
+      throw new S3Error('InvalidStorageClass', 400, 'The storage class you specified is not valid', {
+        StorageClassRequested: storageClass,
+      });
+    throw headerNotImplemented('x-amz-storage-class');
+  }
+  // Tags are not kept (GetObjectTagging answers none, PutObjectTagging 501): an object stored without the tags asked
+  // for would not be what the client meant (a lifecycle rule or a policy matching them, on S3).
+  if (headers['x-amz-tagging'] !== undefined) throw headerNotImplemented('x-amz-tagging');
+  // There is no website endpoint to redirect, and the location is not kept to be read back.
+  if (headers['x-amz-website-redirect-location'] !== undefined)
+    throw headerNotImplemented('x-amz-website-redirect-location');
+  // The bucket has no Object Lock: S3 refuses a lock on an object of such a bucket so.
+  if (OBJECT_LOCK_HEADERS.some((name) => headers[name] !== undefined))
+    throw new S3Error('InvalidRequest', 400, 'Bucket is missing Object Lock Configuration');
+  // ACLs are disabled, as on the deployed bucket (Bucket owner enforced, in
+  // infra/constructs/conversation-export-bucket.ts), where S3 refuses a write with another ACL than
+  // bucket-owner-full-control.
+  const acl = headers['x-amz-acl'];
+  if (
+    (acl !== undefined && acl !== 'bucket-owner-full-control') ||
+    ACL_GRANTS.some((name) => headers[name] !== undefined)
+  )
+    throw new S3Error('AccessControlListNotSupported', 400, 'The bucket does not allow ACLs');
+  // Nothing is encrypted with a KMS key here: the object would be stored plain and read by anyone without the key's
+  // grant. SSE-S3 (AES256), what the deployed bucket applies anyway, is taken.
+  const sse = headers['x-amz-server-side-encryption'];
+  if (sse?.startsWith('aws:kms')) throw headerNotImplemented('x-amz-server-side-encryption');
+  if (headers['x-amz-server-side-encryption-aws-kms-key-id'] !== undefined)
+    throw headerNotImplemented('x-amz-server-side-encryption-aws-kms-key-id');
+}
+
+/**
+ * A version id S3 could have given (32 characters or more of letters, digits and `._-+/=`). S3 refuses another as
+ * malformed, 400 InvalidArgument, before looking for the version (a well-formed one it does not have: 404
+ * NoSuchVersion).
+ */
+function assertVersionId(versionId: string, argument: string): void {
+  if (!isVersionId(versionId)) throw invalidArgument('Invalid version id specified', argument, versionId);
+}
+
+const isVersionId = (versionId: string) => /^[A-Za-z0-9._\-+/=]{32,}$/.test(versionId);
 
 /** If-None-Match: * (create only) and If-Match: <etag> (replace only that version) on a write, as S3 checks them. */
 function writeCondition(key: string, headers: RequestHeaders): WriteCondition | undefined {

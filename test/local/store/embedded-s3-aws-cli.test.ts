@@ -14,9 +14,10 @@ import { inProcessS3 } from '../../../local/store/in-process-s3-transport.ts';
  * The real AWS CLI against the embedded S3 (`--endpoint-url`), as the docs tell users to read their exports:
  * paged `s3 ls --recursive`, `s3api list-objects` (v1 markers), `list-objects-v2` with a delimiter and
  * `list-object-versions`, `s3 presign`, `s3 ls` at each level, `s3 sync` (twice), a multipart `s3 cp` of a file over
- * 8 MB and back, a day's conversation.json files as docs/operations.md downloads them, `s3 rm --recursive`. It needs
- * Debian's awscli (`apt-get install -y awscli`): skipped with a note on a developer machine without it; CI installs it
- * (.ci/run) and runs this test.
+ * 8 MB and back (and one part of it by its number), a day's conversation.json files as docs/operations.md downloads
+ * them, what the embedded S3 cannot honour refused, `s3 rm --recursive`. It needs Debian's awscli
+ * (`apt-get install -y awscli`): skipped with a note on a developer machine without it; CI installs it (.ci/run) and
+ * runs this test.
  */
 const AWS = ['/usr/bin/aws', ...(process.env.PATH ?? '').split(path.delimiter).map((d) => path.join(d, 'aws'))].find(
   (p) => existsSync(p),
@@ -211,6 +212,47 @@ describe.skipIf(skipCli)('the AWS CLI against the embedded S3', { timeout: 180_0
     expect(sha(await readFile(path.join(dir, 'back.bin')))).toBe(sha(big));
     const viaSdk = await sdk.send(new GetObjectCommand({ Bucket: BUCKET, Key: 'uploads/big.bin' }));
     expect(sha(Buffer.from(await viaSdk.Body!.transformToByteArray()))).toBe(sha(big));
+    // One part by its number (before: 501 NotImplemented).
+    const part = JSON.parse(
+      await aws(
+        's3api',
+        'get-object',
+        '--bucket',
+        BUCKET,
+        '--key',
+        'uploads/big.bin',
+        '--part-number',
+        '2',
+        path.join(dir, 'part2.bin'),
+        '--output',
+        'json',
+      ),
+    );
+    expect([part.PartsCount, part.ContentLength, part.ContentRange]).toEqual([
+      2,
+      1024 * 1024,
+      `bytes ${8 * 1024 * 1024}-${9 * 1024 * 1024 - 1}/${9 * 1024 * 1024}`,
+    ]);
+    expect(sha(await readFile(path.join(dir, 'part2.bin')))).toBe(sha(big.subarray(8 * 1024 * 1024)));
+  });
+
+  it('what the embedded S3 cannot honour (SSE-C, a storage class, tags, an Object Lock) fails the command; nothing stored', async () => {
+    // Before: each upload succeeded, stored plain, STANDARD, untagged and unlocked.
+    await writeFile(path.join(dir, 'small.txt'), 'small');
+    const cp = (...options: string[]) =>
+      aws('s3', 'cp', path.join(dir, 'small.txt'), `s3://${BUCKET}/refused/small.txt`, ...options);
+    const put = (...options: string[]) =>
+      aws('s3api', 'put-object', '--bucket', BUCKET, '--key', 'refused/small.txt', ...options);
+    await expect(cp('--sse-c', 'AES256', '--sse-c-key', 'k'.repeat(32))).rejects.toThrow(/NotImplemented/);
+    await expect(cp('--storage-class', 'GLACIER')).rejects.toThrow(/NotImplemented/);
+    await expect(put('--tagging', 'team=revops')).rejects.toThrow(/NotImplemented/);
+    await expect(put('--object-lock-legal-hold-status', 'ON')).rejects.toThrow(
+      /InvalidRequest.*Bucket is missing Object Lock Configuration/,
+    );
+    await expect(
+      aws('s3api', 'head-object', '--bucket', BUCKET, '--key', 'uploads/big.bin', '--version-id', 'garbage'),
+    ).rejects.toThrow(/\(400\)/);
+    expect((await aws('s3', 'ls', `s3://${BUCKET}/refused/`).catch(() => '')).trim()).toBe('');
   });
 
   it('aws s3 rm --recursive empties the prefix', async () => {

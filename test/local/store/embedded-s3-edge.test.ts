@@ -10,12 +10,14 @@ import {
   DeleteObjectCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
+  GetObjectTaggingCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
   ListObjectVersionsCommand,
   ListPartsCommand,
   PutObjectAnnotationCommand,
   PutObjectCommand,
+  PutObjectTaggingCommand,
   RenameObjectCommand,
 } from '@aws-sdk/client-s3';
 import { describe, expect, it } from 'vitest';
@@ -399,6 +401,173 @@ describe('requests for what the embedded S3 does not implement touch no object: 
   });
 });
 
+describe('what the embedded S3 cannot honour is refused, never stored or read as if it were', () => {
+  const refused = (header: string) => ({
+    name: 'NotImplemented',
+    Header: header,
+    $metadata: { httpStatusCode: 501 },
+  });
+
+  it('SSE-C on a PutObject, an upload, a read or a copy: 501 naming the header; nothing stored plain, no object read without the key', async () => {
+    // Before: the object "encrypted with the customer's key" was stored plain and read back without the key.
+    const sseC = { SSECustomerAlgorithm: 'AES256', SSECustomerKey: 'k'.repeat(32) };
+    const algorithm = refused('x-amz-server-side-encryption-customer-algorithm');
+    await expect(
+      local.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'sse-c/secret.txt', Body: 'secret', ...sseC })),
+    ).rejects.toMatchObject(algorithm);
+    await expect(
+      local.client.send(new CreateMultipartUploadCommand({ Bucket: BUCKET, Key: 'sse-c/secret.txt', ...sseC })),
+    ).rejects.toMatchObject(algorithm);
+    expect(await stored()).not.toContain('sse-c/secret.txt');
+
+    const Key = 'sse-c/plain.txt';
+    await local.client.send(new PutObjectCommand({ Bucket: BUCKET, Key, Body: 'plain' }));
+    await expect(local.client.send(new GetObjectCommand({ Bucket: BUCKET, Key, ...sseC }))).rejects.toMatchObject(
+      algorithm,
+    );
+    await expect(local.client.send(new HeadObjectCommand({ Bucket: BUCKET, Key, ...sseC }))).rejects.toMatchObject({
+      $metadata: { httpStatusCode: 501 },
+    });
+    const copy = { Bucket: BUCKET, Key: 'sse-c/copy.txt', CopySource: `${BUCKET}/${Key}` };
+    await expect(local.client.send(new CopyObjectCommand({ ...copy, ...sseC }))).rejects.toMatchObject(algorithm);
+    await expect(
+      local.client.send(
+        new CopyObjectCommand({
+          ...copy,
+          CopySourceSSECustomerAlgorithm: 'AES256',
+          CopySourceSSECustomerKey: 'k'.repeat(32),
+        }),
+      ),
+    ).rejects.toMatchObject(refused('x-amz-copy-source-server-side-encryption-customer-algorithm'));
+    expect(await stored()).not.toContain('sse-c/copy.txt');
+  });
+  it('a storage class other than STANDARD: 501 naming the header (one S3 has not: 400 InvalidStorageClass); nothing stored', async () => {
+    // Before: stored, then listed and read as STANDARD (an archived one read without its restore).
+    const Key = 'storage-class/object.txt';
+    const put = (StorageClass: string) =>
+      local.client.send(
+        new PutObjectCommand({ Bucket: BUCKET, Key, Body: 'body', StorageClass: StorageClass as 'STANDARD' }),
+      );
+    await expect(put('GLACIER')).rejects.toMatchObject(refused('x-amz-storage-class'));
+    await expect(
+      local.client.send(new CreateMultipartUploadCommand({ Bucket: BUCKET, Key, StorageClass: 'STANDARD_IA' })),
+    ).rejects.toMatchObject(refused('x-amz-storage-class'));
+    await expect(put('COLD')).rejects.toMatchObject({
+      name: 'InvalidStorageClass',
+      StorageClassRequested: 'COLD',
+      $metadata: { httpStatusCode: 400 },
+    });
+    expect(await stored()).not.toContain(Key);
+    await put('STANDARD');
+    await expect(
+      local.client.send(
+        new CopyObjectCommand({ Bucket: BUCKET, Key, CopySource: `${BUCKET}/${Key}`, StorageClass: 'GLACIER' }),
+      ),
+    ).rejects.toMatchObject(refused('x-amz-storage-class'));
+    expect(await text(Key)).toBe('body');
+  });
+  it('an Object Lock (retention or legal hold) on an object: 400 InvalidRequest, as S3 answers for a bucket without Object Lock', async () => {
+    // Before: stored without the lock, so it could be overwritten or deleted the next moment.
+    const Key = 'object-lock/object.txt';
+    const missing = {
+      name: 'InvalidRequest',
+      message: 'Bucket is missing Object Lock Configuration',
+      $metadata: { httpStatusCode: 400 },
+    };
+    const lock = { ObjectLockMode: 'COMPLIANCE', ObjectLockRetainUntilDate: new Date('2030-01-01T00:00:00Z') } as const;
+    await expect(
+      local.client.send(new PutObjectCommand({ Bucket: BUCKET, Key, Body: 'body', ...lock })),
+    ).rejects.toMatchObject(missing);
+    await expect(
+      local.client.send(new PutObjectCommand({ Bucket: BUCKET, Key, Body: 'body', ObjectLockLegalHoldStatus: 'ON' })),
+    ).rejects.toMatchObject(missing);
+    await expect(
+      local.client.send(new CreateMultipartUploadCommand({ Bucket: BUCKET, Key, ...lock })),
+    ).rejects.toMatchObject(missing);
+    expect(await stored()).not.toContain(Key);
+  });
+  it('tags on a write (x-amz-tagging): 501 naming the header, as PutObjectTagging is; nothing stored untagged', async () => {
+    // Before: stored without its tags, and GetObjectTagging then answered none.
+    const Key = 'tagging/object.txt';
+    await expect(
+      local.client.send(new PutObjectCommand({ Bucket: BUCKET, Key, Body: 'body', Tagging: 'team=revops' })),
+    ).rejects.toMatchObject(refused('x-amz-tagging'));
+    await expect(
+      local.client.send(new CreateMultipartUploadCommand({ Bucket: BUCKET, Key, Tagging: 'team=revops' })),
+    ).rejects.toMatchObject(refused('x-amz-tagging'));
+    expect(await stored()).not.toContain(Key);
+    await local.client.send(new PutObjectCommand({ Bucket: BUCKET, Key, Body: 'body' }));
+    await expect(
+      local.client.send(
+        new CopyObjectCommand({
+          Bucket: BUCKET,
+          Key: 'tagging/copy.txt',
+          CopySource: `${BUCKET}/${Key}`,
+          TaggingDirective: 'REPLACE',
+          Tagging: 'team=revops',
+        }),
+      ),
+    ).rejects.toMatchObject(refused('x-amz-tagging'));
+    await expect(
+      local.client.send(
+        new PutObjectTaggingCommand({ Bucket: BUCKET, Key, Tagging: { TagSet: [{ Key: 'a', Value: 'b' }] } }),
+      ),
+    ).rejects.toMatchObject({ name: 'NotImplemented', $metadata: { httpStatusCode: 501 } });
+    expect((await local.client.send(new GetObjectTaggingCommand({ Bucket: BUCKET, Key }))).TagSet).toEqual([]);
+    expect(await stored()).not.toContain('tagging/copy.txt');
+  });
+
+  it('a website redirect (x-amz-website-redirect-location): 501 naming the header; nothing stored without it', async () => {
+    // Before: stored without it; HeadObject then gave no WebsiteRedirectLocation.
+    const Key = 'redirect/page.html';
+    await expect(
+      local.client.send(
+        new PutObjectCommand({ Bucket: BUCKET, Key, Body: 'page', WebsiteRedirectLocation: '/other.html' }),
+      ),
+    ).rejects.toMatchObject(refused('x-amz-website-redirect-location'));
+    expect(await stored()).not.toContain(Key);
+  });
+  it('SSE-KMS (aws:kms, a KMS key id): 501 naming the header; nothing stored plain; SSE-S3 (AES256) taken', async () => {
+    // Before: stored plain, as if encrypted with the key.
+    const Key = 'sse-kms/object.txt';
+    const put = (input: object) =>
+      local.client.send(new PutObjectCommand({ Bucket: BUCKET, Key, Body: 'body', ...input }));
+    await expect(put({ ServerSideEncryption: 'aws:kms', SSEKMSKeyId: 'alias/exports' })).rejects.toMatchObject(
+      refused('x-amz-server-side-encryption'),
+    );
+    await expect(
+      local.client.send(
+        new CreateMultipartUploadCommand({ Bucket: BUCKET, Key, ServerSideEncryption: 'aws:kms:dsse' }),
+      ),
+    ).rejects.toMatchObject(refused('x-amz-server-side-encryption'));
+    expect(await stored()).not.toContain(Key);
+    await put({ ServerSideEncryption: 'AES256' });
+    expect(await text(Key)).toBe('body');
+  });
+  it('an ACL on a write: 400 AccessControlListNotSupported, as the deployed bucket (ACLs disabled) answers', async () => {
+    // Before: stored without the ACL (public-read said, private kept).
+    const Key = 'acl/object.txt';
+    const notSupported = { name: 'AccessControlListNotSupported', $metadata: { httpStatusCode: 400 } };
+    await expect(
+      local.client.send(new PutObjectCommand({ Bucket: BUCKET, Key, Body: 'body', ACL: 'public-read' })),
+    ).rejects.toMatchObject(notSupported);
+    await expect(
+      local.client.send(
+        new CreateMultipartUploadCommand({
+          Bucket: BUCKET,
+          Key,
+          GrantRead: 'uri="http://acs.amazonaws.com/groups/global/AllUsers"',
+        }),
+      ),
+    ).rejects.toMatchObject(notSupported);
+    expect(await stored()).not.toContain(Key);
+    await local.client.send(
+      new PutObjectCommand({ Bucket: BUCKET, Key, Body: 'body', ACL: 'bucket-owner-full-control' }),
+    );
+    expect(await text(Key)).toBe('body');
+  });
+});
+
 describe('conditional deletes (If-Match), as S3 checks them: only the object the client saw is deleted', () => {
   it('DeleteObject or a DeleteObjects entry with an ETag since overwritten: 412 PreconditionFailed, kept; current ETag or *: deleted', async () => {
     const Key = 'conditional/export.json';
@@ -478,6 +647,43 @@ describe('versions: the embedded bucket is not versioned (the deployed one is), 
     await expect(copy(OTHER)).rejects.toMatchObject({ name: 'NoSuchVersion', Key, VersionId: OTHER });
     await copy('null');
     expect(await stored()).toContain('versions/copy.txt');
+  });
+
+  it('a malformed version id: 400 InvalidArgument "Invalid version id specified", as S3 answers; nothing deleted', async () => {
+    // Before: 404 NoSuchVersion for a read, 204 for a delete, as for a version S3 could have given.
+    await local.client.send(new PutObjectCommand({ Bucket: BUCKET, Key, Body: 'kept' }));
+    const invalid = {
+      name: 'InvalidArgument',
+      message: 'Invalid version id specified',
+      ArgumentName: 'versionId',
+      ArgumentValue: 'garbage',
+      $metadata: { httpStatusCode: 400 },
+    };
+    await expect(text(Key, 'garbage')).rejects.toMatchObject(invalid);
+    await expect(
+      local.client.send(new DeleteObjectCommand({ Bucket: BUCKET, Key, VersionId: 'garbage' })),
+    ).rejects.toMatchObject(invalid);
+    await expect(
+      local.client.send(new HeadObjectCommand({ Bucket: BUCKET, Key, VersionId: 'garbage' })),
+    ).rejects.toMatchObject({ $metadata: { httpStatusCode: 400 } });
+    await expect(
+      local.client.send(
+        new CopyObjectCommand({
+          Bucket: BUCKET,
+          Key: 'versions/copied.txt',
+          CopySource: `${BUCKET}/${Key}?versionId=garbage`,
+        }),
+      ),
+    ).rejects.toMatchObject({ ...invalid, ArgumentName: 'x-amz-copy-source' });
+    // In a DeleteObjects, as S3 answers it: that entry's error, NoSuchVersion (before: listed as deleted).
+    const batch = await local.client.send(
+      new DeleteObjectsCommand({ Bucket: BUCKET, Delete: { Objects: [{ Key, VersionId: 'garbage' }] } }),
+    );
+    expect([batch.Deleted, batch.Errors]).toEqual([
+      undefined,
+      [{ Key, VersionId: 'garbage', Code: 'NoSuchVersion', Message: 'The specified version does not exist.' }],
+    ]);
+    expect(await text(Key)).toBe('kept');
   });
 
   it('DeleteObject and DeleteObjects of another version delete nothing (as S3 answers one it does not have); of null, the object', async () => {

@@ -269,6 +269,41 @@ describe('uploads', () => {
     expect(Buffer.from(await got.Body!.transformToByteArray())).toEqual(Buffer.from([7, 7, ...Buffer.from('tail')]));
     expect(got.ContentType).toBe('application/x-test');
 
+    // One part by its number, as S3 serves it (before: 501 NotImplemented, the part sizes were not kept).
+    const second = await overHttp.send(new GetObjectCommand({ Bucket: BUCKET, Key: key, PartNumber: 2 }));
+    expect([second.$metadata.httpStatusCode, second.ContentRange, second.ContentLength, second.PartsCount]).toEqual([
+      206,
+      'bytes 5242880-5242883/5242884',
+      4,
+      2,
+    ]);
+    expect([await second.Body!.transformToString(), second.ETag]).toEqual(['tail', done.ETag]);
+    const head = await overHttp.send(new HeadObjectCommand({ Bucket: BUCKET, Key: key, PartNumber: 1 }));
+    expect([head.$metadata.httpStatusCode, head.ContentLength, head.ContentRange, head.PartsCount]).toEqual([
+      206,
+      5242880,
+      'bytes 0-5242879/5242884',
+      2,
+    ]);
+    const part = (Key: string, PartNumber: number, Range?: string) =>
+      overHttp.send(new GetObjectCommand({ Bucket: BUCKET, Key, PartNumber, Range }));
+    await expect(part(key, 3)).rejects.toMatchObject({
+      name: 'InvalidPartNumber',
+      PartNumberRequested: '3',
+      ActualPartCount: '2',
+      $metadata: { httpStatusCode: 416 },
+    });
+    await expect(part(key, 1, 'bytes=0-1')).rejects.toMatchObject({
+      name: 'InvalidRequest',
+      $metadata: { httpStatusCode: 400 },
+    });
+    await overHttp.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'multi/plain.txt', Body: 'plain' }));
+    expect(await (await part('multi/plain.txt', 1)).Body!.transformToString()).toBe('plain');
+    await expect(part('multi/plain.txt', 2)).rejects.toMatchObject({
+      name: 'InvalidPartNumber',
+      $metadata: { httpStatusCode: 416 },
+    });
+
     const small = await overHttp.send(new CreateMultipartUploadCommand({ Bucket: BUCKET, Key: 'multi/small' }));
     const s1 = await overHttp.send(
       new UploadPartCommand({
@@ -572,6 +607,17 @@ describe('reads, conditions, copies, deletes', () => {
     await expect(overHttp.send(new CreateBucketCommand({ Bucket: 'Bad_Name' }))).rejects.toMatchObject({
       name: 'InvalidBucketName',
     });
+    // With Object Lock, which the embedded S3 has not: refused, not created without it (before: created, 200).
+    await expect(
+      overHttp.send(new CreateBucketCommand({ Bucket: 'locked-bucket', ObjectLockEnabledForBucket: true })),
+    ).rejects.toMatchObject({
+      name: 'NotImplemented',
+      Header: 'x-amz-bucket-object-lock-enabled',
+      $metadata: { httpStatusCode: 501 },
+    });
+    expect((await overHttp.send(new ListBucketsCommand({}))).Buckets?.map((b) => b.Name)).not.toContain(
+      'locked-bucket',
+    );
     await overHttp.send(new HeadBucketCommand({ Bucket: 'second-bucket' }));
     await overHttp.send(new PutObjectCommand({ Bucket: 'second-bucket', Key: 'k', Body: 'x' }));
     await expect(overHttp.send(new DeleteBucketCommand({ Bucket: 'second-bucket' }))).rejects.toMatchObject({
