@@ -720,6 +720,20 @@ async function loggedAttempts(ctx: RecoveryContext, name: string, entries: Journ
   }
 }
 
+/**
+ * Crash recovery stopped at one execution (`cause`: why, a data folder refusing writes for one): the executions it had
+ * not finished stay in the journal, found again at the next start.
+ */
+export class RecoveryFailed extends Error {
+  override name = 'RecoveryFailed';
+  constructor(
+    readonly execution: string,
+    override readonly cause: unknown,
+  ) {
+    super(`crash recovery could not finish execution ${execution}: ${(cause as Error)?.message ?? String(cause)}`);
+  }
+}
+
 /** How many interrupted conversations are finished at once. */
 const PARALLEL = 8;
 
@@ -812,26 +826,36 @@ export async function recoverInterrupted(ctx: RecoveryContext): Promise<Recovere
   const queue = [...interrupted];
   const recovered: RecoveredExecution[] = [];
   const unaccepted: [string, ExecutionInput | null, JournalEntry[]][] = [];
+  const recoverOne = async (name: string, entries: JournalEntry[]) => {
+    const redelivery = redeliveryInput(entries);
+    if (redelivery) {
+      recovered.push(await recoverRedelivery(ctx, name, entries, redelivery, now()));
+      return;
+    }
+    const run = uncertainStart(entries);
+    // The run is named after its conversation: cut too (then recovered on its own), or ended and saved.
+    const runBegun =
+      run !== null &&
+      (interrupted.has(run) || (await ctx.executions.executions(run)).some((e) => e.execution_name === run));
+    const plan = planRecovery(entries, now(), runBegun, await loggedAttempts(ctx, name, entries));
+    if (plan.kind === 'unaccepted') unaccepted.push([name, plan.input, entries]);
+    const finished = await finishPlanned(ctx, name, entries, plan, now());
+    if (finished) recovered.push(finished);
+  };
+  // One execution that cannot be recovered stops the others from being taken up, but every one already under way
+  // finishes first: none is left half done while the gateway stops (the journal keeps the rest for the next start).
+  let failed: RecoveryFailed | undefined;
   const worker = async () => {
-    for (let next = queue.shift(); next; next = queue.shift()) {
-      const [name, entries] = next;
-      const redelivery = redeliveryInput(entries);
-      if (redelivery) {
-        recovered.push(await recoverRedelivery(ctx, name, entries, redelivery, now()));
-        continue;
+    for (let next = queue.shift(); next && !failed; next = queue.shift()) {
+      try {
+        await recoverOne(...next);
+      } catch (error) {
+        failed ??= new RecoveryFailed(next[0], error);
       }
-      const run = uncertainStart(entries);
-      // The run is named after its conversation: cut too (then recovered on its own), or ended and saved.
-      const runBegun =
-        run !== null &&
-        (interrupted.has(run) || (await ctx.executions.executions(run)).some((e) => e.execution_name === run));
-      const plan = planRecovery(entries, now(), runBegun, await loggedAttempts(ctx, name, entries));
-      if (plan.kind === 'unaccepted') unaccepted.push([name, plan.input, entries]);
-      const finished = await finishPlanned(ctx, name, entries, plan, now());
-      if (finished) recovered.push(finished);
     }
   };
   await Promise.all(Array.from({ length: PARALLEL }, worker));
+  if (failed) throw failed;
   // After every resumed conversation settled its own key: a claim still in progress belongs to no live execution, or
   // to a run started again (which settles it when it ends): then only a claim the cut request made itself is freed.
   const running = recovered.some((r) => r.outcome === 'restarted');

@@ -19,7 +19,13 @@ import { DEFAULTS, type Settings, settings } from '../../functions/shared/settin
 import { consoleRoutes } from '../console/index.ts';
 import type { EndedExecution, LocalWorkflow } from '../engine/engine.ts';
 import { ExecutionJournal, type JournaledRun } from '../engine/journal.ts';
-import { type RecoveredExecution, type RecoveryContext, recoverCut, recoverInterrupted } from '../engine/recovery.ts';
+import {
+  type RecoveredExecution,
+  type RecoveryContext,
+  RecoveryFailed,
+  recoverCut,
+  recoverInterrupted,
+} from '../engine/recovery.ts';
 import { LocalRedelivery } from '../engine/redelivery.ts';
 import { type InFlight, RunningExecutions } from '../engine/running.ts';
 import { loadStageHandlers, localWorkflow } from '../engine/workflows.ts';
@@ -338,10 +344,19 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     recovered = await recoverInterrupted(recovery);
     recoveryMs = Math.round(performance.now() - started);
   } catch (error) {
+    if (error instanceof RecoveryFailed) {
+      // The runs it had started again go on to their end (their agent and receiver may be this server) before the
+      // gateway stops: journaled ended, nothing of them is lost or found half done at the next start.
+      const runs = inFlight.size;
+      console.error(
+        `webhook-gateway: ${error.message}; the next start tries it again, with what recovery had not finished${runs > 0 ? `; ${runs} conversation run(s) it had started again are finished first` : ''}`,
+      );
+      while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
+    }
     server.close();
     await s3?.close();
     await dataDirLock.release();
-    throw error;
+    throw error instanceof RecoveryFailed ? error.cause : error;
   }
   options.onRecovery?.(recovered, recoveryMs);
   let finishing: Promise<void> | null = null;
