@@ -34,7 +34,7 @@ import type { IdempotencyStore } from '../../functions/shared/idempotency-store.
 import { recordOf } from '../history/conversations.ts';
 import type { ExecutionStore } from '../store/execution-store.ts';
 import type { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
-import type { ExecutionRecord, HistoryEvent, LocalWorkflow } from './engine.ts';
+import type { ExecutionRecord, HistoryEvent, LocalWorkflow, RunRestart } from './engine.ts';
 import type { ExecutionJournal, JournalEntry, JournaledRun } from './journal.ts';
 import { deliveredBy, deliveredIn, publishGivenUpLocally } from './redelivery.ts';
 
@@ -438,6 +438,8 @@ function recoveredHistory(
     input: begin?.d ?? resumed.input,
     events,
     ...failed,
+    // A run started again, cut again: its history says so as the run's own does when it ends.
+    ...(begin?.c ? { restart: begin.c } : {}),
   };
 }
 
@@ -523,7 +525,7 @@ export interface RecoveryContext {
    * Run the conversation workflow, as a new request's run, with `input` under `name`, journaled by `run` (its `begin`
    * written), not waited for: an asynchronous conversation's run started again (recovery plan `restart`).
    */
-  restart: (name: string, input: unknown, run: JournaledRun) => void;
+  restart: (name: string, input: unknown, run: JournaledRun, restart: RunRestart) => void;
 }
 
 /**
@@ -758,7 +760,15 @@ async function finishPlanned(
   const cause = refused ? { storage_refused: refused.message } : {};
   if (plan.kind === 'restart') {
     // Its `begin` journaled again before this returns (and before its earlier lines go): cut again, it is found.
-    ctx.restart(name, plan.input, ctx.journal.begin(name, plan.input, plan.restarts));
+    // Its history says which restart it is and what cut the run before (which leaves none: they share a name).
+    const restart: RunRestart = {
+      restart: plan.restarts,
+      of: MAX_RESTARTS,
+      earlier_started_at: new Date(entries[0]!.t).toISOString(),
+      earlier_cut_at: new Date(entries.findLast((e) => e.k !== 'refused')!.t).toISOString(),
+      earlier_cut_by: cutBy(entries),
+    };
+    ctx.restart(name, plan.input, ctx.journal.begin(name, plan.input, restart), restart);
     const restarted = { status: 'running', delivery_status: null, restarts: plan.restarts, ...cause };
     return { execution_name: name, conversation_id: plan.conversationId, outcome: 'restarted', ...restarted };
   }
