@@ -11,7 +11,7 @@ import { WEBHOOK_TYPES, type WebhookType } from '../functions/domain/conversatio
 import { unsafeDeliveryUrl } from '../functions/domain/delivery.ts';
 import { parseSchedule } from '../functions/domain/failed-delivery.ts';
 import { bySource } from '../functions/domain/source-identity.ts';
-import { DEFAULTS } from '../functions/shared/settings.ts';
+import { AGENT_FUNCTION, AGENT_FUNCTION_RULE, DEFAULTS } from '../functions/shared/settings.ts';
 import { STACK_NAME } from './template-checks/name-limits.ts';
 
 /**
@@ -227,13 +227,6 @@ const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
 /** An S3 general purpose bucket name (S3's bucket naming rules). */
 const S3_BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
 /**
- * What agentFunctionName may be (docs/deploy.md): a function name, `name:alias` (or version), or a full function
- * ARN; Lambda's naming rules. Anything else would become an invoke permission and a Resource that match no function.
- */
-const AGENT_FUNCTION =
-  /^(arn:aws[a-z-]*:lambda:[a-z]{2}(-[a-z]+)+-\d:\d{12}:function:)?[A-Za-z0-9_-]{1,64}(:[A-Za-z0-9$_-]{1,128})?$/;
-
-/**
  * `{"source": {"rateLimit", "burstLimit", "quotaPerDay"?}}`, as an object (cdk.json) or JSON text (`-c`); sources
  * keyed by their canonical name (functions/domain/source-identity.ts).
  */
@@ -431,9 +424,7 @@ export function resolveConfig(node: Node, overrides: Partial<GatewayConfig> = {}
       `context exportBucketName must be the name of an S3 bucket (3-63 lowercase letters, digits, . and -; not s3:// or an ARN), got ${config.exportBucketName}`,
     );
   if (!AGENT_FUNCTION.test(config.agentFunctionName))
-    throw new ConfigError(
-      `context agentFunctionName must be a Lambda function name (letters, digits, - and _, at most 64), name:alias or a full function ARN, got ${config.agentFunctionName}`,
-    );
+    throw new ConfigError(`context agentFunctionName ${AGENT_FUNCTION_RULE}, got ${config.agentFunctionName}`);
   if (!/^[A-Za-z0-9_]+$/.test(config.stageName))
     throw new ConfigError('context stageName may contain only letters, digits and _');
   if (!STACK_NAME.test(config.stackName)) {

@@ -77,13 +77,16 @@ export const DEFAULT_RETRY_SCHEDULE_MS: readonly number[] = [
 
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 };
 
-/** Parse "5s,5m,30m,2h,5h,10h,10h" (units ms, s, m, h; a bare number is ms). */
+/** Parse "5s,5m,30m,2h,5h,10h,10h" (units ms, s, m, h; a bare number is ms; each wait at least 1 ms). */
 export function parseSchedule(text: string | undefined): readonly number[] {
   if (text === undefined || text.trim() === '') return DEFAULT_RETRY_SCHEDULE_MS;
   return text.split(',').map((part) => {
     const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(part);
     if (!m) throw new Error(`REDELIVERY_SCHEDULE: "${part.trim()}" is not a duration (use e.g. 5s, 5m, 2h)`);
-    return Math.round(Number(m[1]) * UNIT_MS[m[2] ?? 'ms']!);
+    const ms = Math.round(Number(m[1]) * UNIT_MS[m[2] ?? 'ms']!);
+    // A wait of 0 would redeliver to a failing receiver again at once, each attempt spent without waiting.
+    if (ms < 1) throw new Error(`REDELIVERY_SCHEDULE: "${part.trim()}" is no wait (each wait is at least 1ms)`);
+    return ms;
   });
 }
 

@@ -63,6 +63,15 @@ export const flag = v.pipe(
   v.picklist(['true', 'false'], 'must be true or false'),
   v.transform((s) => s === 'true'),
 );
+/**
+ * What the agent may be named (MANAGER_AGENT_FUNCTION_NAME, context agentFunctionName; docs/deploy.md): a function
+ * name, `name:alias` (or version), or a full function ARN; Lambda's naming rules. Anything else matches no function:
+ * every agent call would fail (and on AWS, its invoke permission and Resource would name nothing).
+ */
+export const AGENT_FUNCTION =
+  /^(arn:aws[a-z-]*:lambda:[a-z]{2}(-[a-z]+)+-\d:\d{12}:function:)?[A-Za-z0-9_-]{1,64}(:[A-Za-z0-9$_-]{1,128})?$/;
+export const AGENT_FUNCTION_RULE =
+  'must be a Lambda function name (letters, digits, - and _, at most 64), name:alias or a full function ARN';
 const schedule = v.pipe(
   v.string(),
   v.rawTransform(({ dataset, addIssue, NEVER }) => {
@@ -101,7 +110,10 @@ export function readEnv<const TEntries extends v.ObjectEntries>(
 const HandlerEnv = v.object({
   CONVERSATION_EXPORT_S3_BUCKET: v.optional(v.string()),
   ENABLE_CONVERSATION_EXPORT: v.optional(flag, 'true'),
-  MANAGER_AGENT_FUNCTION_NAME: v.optional(v.string(), DEFAULTS.agentFunctionName),
+  MANAGER_AGENT_FUNCTION_NAME: v.optional(
+    v.pipe(v.string(), v.regex(AGENT_FUNCTION, AGENT_FUNCTION_RULE)),
+    DEFAULTS.agentFunctionName,
+  ),
   MANAGER_AGENT_TIMEOUT_MS: v.optional(positiveInteger, String(DEFAULTS.agentTimeoutMs)),
   ASYNC_AGENT_TIMEOUT_MS: v.optional(positiveInteger, String(DEFAULTS.asyncAgentTimeoutMs)),
   DEAL_ANALYSIS_WEBHOOK_URL: v.optional(v.string()),

@@ -20,7 +20,7 @@ import {
   type UnreadableReceiver,
 } from '../history/endpoints.ts';
 import { conversationFigures, formatFigures } from '../history/figures.ts';
-import { timeline } from '../history/timeline.ts';
+import { restartLine, timeline } from '../history/timeline.ts';
 import type { EnvelopeHead } from '../store/failed-delivery-store.ts';
 import { type ConsolePage, type ConsoleRow, type ExportDocumentView, redeliveryUnderWay } from './data.ts';
 import { html, type SafeHtml } from './html.ts';
@@ -340,6 +340,7 @@ function executionSection(execution: ExecutionRecord, index: number): SafeHtml {
   return html`<section class="execution" data-name="${execution.execution_name}" data-machine="${execution.state_machine}">
   <h3>${EXECUTION_TITLES[execution.state_machine] ?? 'Conversation'} execution <code>${execution.execution_name}</code> ${badge(execution.status)} <small>${execution.started_at}</small></h3>
   ${execution.error ? html`<p class="err">${execution.error}: ${preview(execution.cause ?? '', 300)}</p>` : ''}
+  ${execution.restart ? html`<p class="note restart">${restartLine(execution.restart)}</p>` : ''}
   <div class="diagram">${workflowSvg(rows, `arrow-${index}`)}</div>
   <table class="timeline">
     <thead><tr><th>state</th><th class="num">start</th><th class="num">duration</th><th class="num">retries</th><th>result</th></tr></thead>

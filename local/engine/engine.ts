@@ -52,6 +52,19 @@ export interface ExecutionRecord {
   /** On AWS (read back from the Express log group): the execution's ARN and its page in the Step Functions console. */
   execution_arn?: string;
   console_url?: string;
+  /** Locally, a run that crash recovery started again (local/engine/recovery.ts): which restart, what cut the last. */
+  restart?: RunRestart;
+}
+
+/** A run started again: the run before it left no history of its own (its run and this one share a name). */
+export interface RunRestart {
+  /** This restart's number, from 1, and how many there may be. */
+  restart: number;
+  of: number;
+  /** When the run before it began, when its last step was journaled, and what cut it. */
+  earlier_started_at: string;
+  earlier_cut_at: string;
+  earlier_cut_by: string;
 }
 
 /** An execution that ended: what a run gives, and what every saved history holds. */

@@ -2,7 +2,7 @@ import { closeSync, mkdirSync, openSync, unlinkSync, writeSync } from 'node:fs';
 import { mkdir, readdir, readFile, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { OWNER_DIR, OWNER_FILE } from '../../functions/shared/local-files.ts';
-import type { TaskObserver } from './engine.ts';
+import type { RunRestart, TaskObserver } from './engine.ts';
 
 /**
  * The execution journal: a write-ahead log of the local conversation workflow, so that a crash (kill -9, power cut
@@ -35,6 +35,8 @@ export interface JournalEntry {
   d?: unknown;
   /** begin of a run that recovery started again (recovery.ts): how many times it has been, this one included. */
   r?: number;
+  /** begin of a run that recovery started again: which restart, and what cut the run before (its history says so). */
+  c?: RunRestart;
 }
 
 /** Tests only (LOCAL_TEST_HOLDS, docs/development.md): called when an execution stops at a `[hold:…]` marker. */
@@ -181,15 +183,15 @@ export class ExecutionJournal {
     for (const file of this.leftoverFiles.splice(0)) await unlink(file).catch(() => undefined);
   }
 
-  /** Start journaling a new execution (`restarts`: one that recovery starts again, recovery.ts). */
-  begin(execution: string, input: unknown, restarts?: number): JournaledRun {
+  /** Start journaling a new execution (`restart`: one that recovery starts again, recovery.ts). */
+  begin(execution: string, input: unknown, restart?: RunRestart): JournaledRun {
     const body = (input as { body?: unknown } | null)?.body;
     const markers = this.holds && typeof body === 'string' && body.includes('[hold:') ? body : null;
     const cutAt = this.refusedAt.get(execution);
     this.refusedAt.delete(execution);
     const t = cutAt === undefined ? Date.now() : Math.max(Date.now(), cutAt + 1);
     const first: JournalEntry = { e: execution, t, k: 'begin', d: input };
-    return this.run(execution, restarts ? { ...first, r: restarts } : first, markers);
+    return this.run(execution, restart ? { ...first, r: restart.restart, c: restart } : first, markers);
   }
 
   /** Journal the resumed part of an interrupted execution (recovery), under its own name. */

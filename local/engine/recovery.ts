@@ -34,7 +34,7 @@ import type { IdempotencyStore } from '../../functions/shared/idempotency-store.
 import { recordOf } from '../history/conversations.ts';
 import type { ExecutionStore } from '../store/execution-store.ts';
 import type { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
-import type { ExecutionRecord, HistoryEvent, LocalWorkflow } from './engine.ts';
+import type { ExecutionRecord, HistoryEvent, LocalWorkflow, RunRestart } from './engine.ts';
 import type { ExecutionJournal, JournalEntry, JournaledRun } from './journal.ts';
 import { deliveredBy, deliveredIn, publishGivenUpLocally } from './redelivery.ts';
 
@@ -438,6 +438,8 @@ function recoveredHistory(
     input: begin?.d ?? resumed.input,
     events,
     ...failed,
+    // A run started again, cut again: its history says so as the run's own does when it ends.
+    ...(begin?.c ? { restart: begin.c } : {}),
   };
 }
 
@@ -523,7 +525,7 @@ export interface RecoveryContext {
    * Run the conversation workflow, as a new request's run, with `input` under `name`, journaled by `run` (its `begin`
    * written), not waited for: an asynchronous conversation's run started again (recovery plan `restart`).
    */
-  restart: (name: string, input: unknown, run: JournaledRun) => void;
+  restart: (name: string, input: unknown, run: JournaledRun, restart: RunRestart) => void;
 }
 
 /**
@@ -720,6 +722,20 @@ async function loggedAttempts(ctx: RecoveryContext, name: string, entries: Journ
   }
 }
 
+/**
+ * Crash recovery stopped at one execution (`cause`: why, a data folder refusing writes for one): the executions it had
+ * not finished stay in the journal, found again at the next start.
+ */
+export class RecoveryFailed extends Error {
+  override name = 'RecoveryFailed';
+  constructor(
+    readonly execution: string,
+    override readonly cause: unknown,
+  ) {
+    super(`crash recovery could not finish execution ${execution}: ${(cause as Error)?.message ?? String(cause)}`);
+  }
+}
+
 /** How many interrupted conversations are finished at once. */
 const PARALLEL = 8;
 
@@ -744,7 +760,15 @@ async function finishPlanned(
   const cause = refused ? { storage_refused: refused.message } : {};
   if (plan.kind === 'restart') {
     // Its `begin` journaled again before this returns (and before its earlier lines go): cut again, it is found.
-    ctx.restart(name, plan.input, ctx.journal.begin(name, plan.input, plan.restarts));
+    // Its history says which restart it is and what cut the run before (which leaves none: they share a name).
+    const restart: RunRestart = {
+      restart: plan.restarts,
+      of: MAX_RESTARTS,
+      earlier_started_at: new Date(entries[0]!.t).toISOString(),
+      earlier_cut_at: new Date(entries.findLast((e) => e.k !== 'refused')!.t).toISOString(),
+      earlier_cut_by: cutBy(entries),
+    };
+    ctx.restart(name, plan.input, ctx.journal.begin(name, plan.input, restart), restart);
     const restarted = { status: 'running', delivery_status: null, restarts: plan.restarts, ...cause };
     return { execution_name: name, conversation_id: plan.conversationId, outcome: 'restarted', ...restarted };
   }
@@ -812,26 +836,36 @@ export async function recoverInterrupted(ctx: RecoveryContext): Promise<Recovere
   const queue = [...interrupted];
   const recovered: RecoveredExecution[] = [];
   const unaccepted: [string, ExecutionInput | null, JournalEntry[]][] = [];
+  const recoverOne = async (name: string, entries: JournalEntry[]) => {
+    const redelivery = redeliveryInput(entries);
+    if (redelivery) {
+      recovered.push(await recoverRedelivery(ctx, name, entries, redelivery, now()));
+      return;
+    }
+    const run = uncertainStart(entries);
+    // The run is named after its conversation: cut too (then recovered on its own), or ended and saved.
+    const runBegun =
+      run !== null &&
+      (interrupted.has(run) || (await ctx.executions.executions(run)).some((e) => e.execution_name === run));
+    const plan = planRecovery(entries, now(), runBegun, await loggedAttempts(ctx, name, entries));
+    if (plan.kind === 'unaccepted') unaccepted.push([name, plan.input, entries]);
+    const finished = await finishPlanned(ctx, name, entries, plan, now());
+    if (finished) recovered.push(finished);
+  };
+  // One execution that cannot be recovered stops the others from being taken up, but every one already under way
+  // finishes first: none is left half done while the gateway stops (the journal keeps the rest for the next start).
+  let failed: RecoveryFailed | undefined;
   const worker = async () => {
-    for (let next = queue.shift(); next; next = queue.shift()) {
-      const [name, entries] = next;
-      const redelivery = redeliveryInput(entries);
-      if (redelivery) {
-        recovered.push(await recoverRedelivery(ctx, name, entries, redelivery, now()));
-        continue;
+    for (let next = queue.shift(); next && !failed; next = queue.shift()) {
+      try {
+        await recoverOne(...next);
+      } catch (error) {
+        failed ??= new RecoveryFailed(next[0], error);
       }
-      const run = uncertainStart(entries);
-      // The run is named after its conversation: cut too (then recovered on its own), or ended and saved.
-      const runBegun =
-        run !== null &&
-        (interrupted.has(run) || (await ctx.executions.executions(run)).some((e) => e.execution_name === run));
-      const plan = planRecovery(entries, now(), runBegun, await loggedAttempts(ctx, name, entries));
-      if (plan.kind === 'unaccepted') unaccepted.push([name, plan.input, entries]);
-      const finished = await finishPlanned(ctx, name, entries, plan, now());
-      if (finished) recovered.push(finished);
     }
   };
   await Promise.all(Array.from({ length: PARALLEL }, worker));
+  if (failed) throw failed;
   // After every resumed conversation settled its own key: a claim still in progress belongs to no live execution, or
   // to a run started again (which settles it when it ends): then only a claim the cut request made itself is freed.
   const running = recovered.some((r) => r.outcome === 'restarted');

@@ -1,4 +1,4 @@
-import type { ExecutionRecord, HistoryEvent } from '../engine/engine.ts';
+import type { ExecutionRecord, HistoryEvent, RunRestart } from '../engine/engine.ts';
 
 /** One row of a conversation's timeline: a state as the execution history shows it. */
 export interface TimelineRow {
@@ -65,6 +65,11 @@ export function timeline(record: ExecutionRecord): TimelineRow[] {
   return rows.map(({ enteredAt: _enteredAt, ...row }) => row);
 }
 
+/** What a run started again says of itself (`conversations show`, the console's conversation page). */
+export function restartLine(restart: RunRestart): string {
+  return `restart ${restart.restart} of ${restart.of}: the run before it (started ${restart.earlier_started_at}) was cut at ${restart.earlier_cut_at}: ${restart.earlier_cut_by}`;
+}
+
 export function formatTimeline(record: ExecutionRecord): string {
   const rows = timeline(record);
   const lines = [
@@ -72,6 +77,7 @@ export function formatTimeline(record: ExecutionRecord): string {
       (record.error ? ` — ${record.error}` : ''),
     `  ${'state'.padEnd(26)} ${'start'.padEnd(12)} ${'duration'.padStart(9)} ${'retries'.padStart(7)}  result`,
   ];
+  if (record.restart) lines.push(`  ${restartLine(record.restart)}`);
   const t0 = Date.parse(record.started_at);
   for (const row of rows) {
     const offset = `+${Date.parse(row.started_at) - t0} ms`;

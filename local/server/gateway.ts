@@ -17,9 +17,15 @@ import { UnreadableFileError } from '../../functions/shared/local-files.ts';
 import { endpointGate } from '../../functions/shared/redelivery.ts';
 import { DEFAULTS, type Settings, settings } from '../../functions/shared/settings.ts';
 import { consoleRoutes } from '../console/index.ts';
-import type { EndedExecution, LocalWorkflow } from '../engine/engine.ts';
+import type { EndedExecution, LocalWorkflow, RunRestart } from '../engine/engine.ts';
 import { ExecutionJournal, type JournaledRun } from '../engine/journal.ts';
-import { type RecoveredExecution, type RecoveryContext, recoverCut, recoverInterrupted } from '../engine/recovery.ts';
+import {
+  type RecoveredExecution,
+  type RecoveryContext,
+  RecoveryFailed,
+  recoverCut,
+  recoverInterrupted,
+} from '../engine/recovery.ts';
 import { LocalRedelivery } from '../engine/redelivery.ts';
 import { type InFlight, RunningExecutions } from '../engine/running.ts';
 import { loadStageHandlers, localWorkflow } from '../engine/workflows.ts';
@@ -333,15 +339,24 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
       uncleanStop: dataDirLock.stale,
       attempts: attemptLog(),
       // Started before the gateway takes requests, not waited for; close() waits for it as for any run.
-      restart: (name, input, run) => runAlone(input, name, run),
+      restart: (name, input, run, restart) => runAlone(input, name, run, restart),
     };
     recovered = await recoverInterrupted(recovery);
     recoveryMs = Math.round(performance.now() - started);
   } catch (error) {
+    if (error instanceof RecoveryFailed) {
+      // The runs it had started again go on to their end (their agent and receiver may be this server) before the
+      // gateway stops: journaled ended, nothing of them is lost or found half done at the next start.
+      const runs = inFlight.size;
+      console.error(
+        `webhook-gateway: ${error.message}; the next start tries it again, with what recovery had not finished${runs > 0 ? `; ${runs} conversation run(s) it had started again are finished first` : ''}`,
+      );
+      while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
+    }
     server.close();
     await s3?.close();
     await dataDirLock.release();
-    throw error;
+    throw error instanceof RecoveryFailed ? error.cause : error;
   }
   options.onRecovery?.(recovered, recoveryMs);
   let finishing: Promise<void> | null = null;
@@ -396,9 +411,12 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     input: unknown,
     name: string,
     run = journal.begin(name, input),
+    restart?: RunRestart,
   ): Promise<EndedExecution> {
     const shown = runningExecutions.begin(name, target.name, input);
-    const ran = target.run(input, name, { observer: run, onEvent: shown.onEvent });
+    const ran = target
+      .run(input, name, { observer: run, onEvent: shown.onEvent })
+      .then((record) => (restart ? { ...record, restart } : record));
     const running = ran.then(async (record) => {
       const conversationId = conversationIdOf(record);
       // Cut by the data folder (a step it could not journal did not run): finished once the folder takes writes
@@ -492,10 +510,10 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     runAlone(params.Input, params.Name);
     return { ExecutionArn: `${params.StateMachineArn}:${params.Name}`, StartDate: new Date().toISOString() };
   }
-  /** A conversation run nobody waits for (its caller has its 202); `run`: its journal, begun by recovery. */
-  function runAlone(input: unknown, name: string, run?: JournaledRun) {
+  /** A conversation run nobody waits for (its caller has its 202); `run`, `restart`: recovery started it again. */
+  function runAlone(input: unknown, name: string, run?: JournaledRun, restart?: RunRestart) {
     const started = performance.now();
-    execute(workflow, input, name, run).then(
+    execute(workflow, input, name, run, restart).then(
       (record) => options.onExecution?.(asyncRunSummary(record, performance.now() - started)),
       (error: Error) => console.error(`webhook-gateway: conversation ${name} failed: ${error.stack ?? error.message}`),
     );

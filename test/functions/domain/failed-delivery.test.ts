@@ -64,8 +64,9 @@ describe('the Svix schedule', () => {
   });
 
   it('parses bare milliseconds and rejects nonsense with the offending part', () => {
-    expect(parseSchedule('0, 250, 1.5s')).toEqual([0, 250, 1500]);
+    expect(parseSchedule('1, 250, 1.5s')).toEqual([1, 250, 1500]);
     expect(() => parseSchedule('5s,soon')).toThrow(/"soon" is not a duration/);
+    expect(() => parseSchedule('0.4ms')).toThrow(/"0.4ms" is no wait/);
   });
 });
 

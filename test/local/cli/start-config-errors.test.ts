@@ -28,6 +28,13 @@ describe('start refuses bad configuration before it listens', () => {
       /RATE_LIMITS\.crm: rateLimit and burstLimit must be positive/,
     ],
     [{ REDELIVERY_SCHEDULE: '5s,later' }, /REDELIVERY_SCHEDULE: "later" is not a duration/],
+    // Before, it started: each wait of 0 spent an automatic attempt at the very next sweep, without waiting.
+    [{ REDELIVERY_SCHEDULE: '5s,0s' }, /^REDELIVERY_SCHEDULE: "0s" is no wait \(each wait is at least 1ms\)$/],
+    // Before, it started, and on AWS every agent call would have failed on a name no Lambda function can have.
+    [
+      { MANAGER_AGENT_FUNCTION_NAME: 'my agent!' },
+      /^MANAGER_AGENT_FUNCTION_NAME must be a Lambda function name \(letters, digits, - and _, at most 64\), name:alias or a full function ARN, got "my agent!"$/,
+    ],
     [{ INBOUND_WEBHOOK_SECRETS: '{"crm": "secret"}' }, /INBOUND_WEBHOOK_SECRETS\.crm\[0\]: secrets must be "whsec_"/],
     [{ GENERAL_WEBHOOK_URL: 'http://crm.example.com/hook' }, /GENERAL_WEBHOOK_URL: delivery URL must use https/],
     [

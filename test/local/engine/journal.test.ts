@@ -168,12 +168,19 @@ describe('the execution journal', () => {
     await expect(cut.exit('InvokeManagerAgent', { Payload: {} })).rejects.toThrow(/ENOSPC/);
     diskFull.on = false;
     // Started again once the folder takes writes (its begin journaled first), then the cut run handed over.
-    const again = journal.begin('conv-r', input(1), 1);
+    const restart = {
+      restart: 1,
+      of: 3,
+      earlier_started_at: new Date().toISOString(),
+      earlier_cut_at: new Date().toISOString(),
+      earlier_cut_by: 'the data folder',
+    };
+    const again = journal.begin('conv-r', input(1), restart);
     cut.handOver();
     const read = async () => (await (await ExecutionJournal.open(dir)).interrupted()).get('conv-r');
     // Killed now: the new run alone, without the cut run's lines or its refusal note (an `end` of the cut run, as
     // before, would have read as the new run's: a second cut lost it).
-    expect((await read())!.map((e) => [e.k, e.s ?? '', e.r])).toEqual([['begin', '', 1]]);
+    expect((await read())!.map((e) => [e.k, e.s ?? '', e.r, e.c])).toEqual([['begin', '', 1, restart]]);
     again.enter('InvokeManagerAgent', undefined);
     expect((await read())!.map((e) => [e.k, e.s ?? ''])).toEqual([
       ['begin', ''],

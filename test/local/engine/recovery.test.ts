@@ -543,8 +543,18 @@ describe('an asynchronous conversation: the accept execution and the run, each c
 
     // Its run cut again and again: after MAX_RESTARTS, closed as interrupted, the status saying why.
     await crashed();
-    const [closed] = await recover([{ ...cut[0]!, r: MAX_RESTARTS }, ...cut.slice(1)]);
+    const restart = {
+      restart: MAX_RESTARTS,
+      of: MAX_RESTARTS,
+      earlier_started_at: new Date(cut[0]!.t).toISOString(),
+      earlier_cut_at: new Date(cut.at(-1)!.t).toISOString(),
+      earlier_cut_by: 'the local gateway stopped (crash or kill)',
+    };
+    const [closed] = await recover([{ ...cut[0]!, r: MAX_RESTARTS, c: restart }, ...cut.slice(1)]);
     expect(closed).toMatchObject({ conversation_id: id, outcome: 'interrupted', restarts: MAX_RESTARTS });
+    // Its history, rebuilt from the journal, says which restart was cut and what cut the run before it.
+    const histories = await world.gateway.executions.executions(id);
+    expect(histories.find((h) => h.execution_name === id && h.status !== 'SUCCEEDED')?.restart).toEqual(restart);
     expect(recoveryFields(closed!)[1]).toContain(`not started again: its run was started again ${MAX_RESTARTS} times`);
     expect(world.agent.invocations).toHaveLength(0);
     const failed = await statusOf();

@@ -1,7 +1,8 @@
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import type { RecoveredExecution } from '../../../local/engine/recovery.ts';
+import { MAX_RESTARTS, type RecoveredExecution } from '../../../local/engine/recovery.ts';
+import { formatTimeline } from '../../../local/history/timeline.ts';
 import type { RequestSummary } from '../../../local/server/config.ts';
 import { runMain } from '../../support/cli.ts';
 import { folderOf, journalEntries, startWorld, type TestWorld } from '../../support/gateway.ts';
@@ -572,6 +573,19 @@ describe('a data folder that fails while the gateway runs', () => {
     expect(entries.filter((e) => e.k === 'begin').map((e) => e.r)).toEqual([undefined, 1]);
     expect(entries.filter((e) => e.k === 'end')).toHaveLength(1);
     expect(entries.at(-1)?.k).toBe('end');
+    // The cut run left no history of its own (the run started again has its name): the run's says what happened.
+    // Before, `conversations show` and the console listed the run as if it had run once.
+    const runs = (await world.gateway.executions.executions(id)).filter((e) => e.execution_name === id);
+    expect(runs).toHaveLength(1);
+    expect(runs[0]!.restart).toMatchObject({
+      restart: 1,
+      of: MAX_RESTARTS,
+      earlier_cut_by: expect.stringContaining("the local gateway's data folder refused a write (ENOSPC"),
+    });
+    const said = `restart 1 of ${MAX_RESTARTS}: the run before it (started ${runs[0]!.restart!.earlier_started_at}) was cut at`;
+    expect(formatTimeline(runs[0]!)).toContain(`\n  ${said}`);
+    const page = await (await fetch(`${world.gateway.url}/console/conversations/${id}`)).text();
+    expect(page).toContain(`<p class="note restart">${said}`);
   });
 
   it('a handler that cannot write the folder (the Idempotency-Key claim): 503 STORAGE_UNAVAILABLE, then the retry runs once', async () => {
