@@ -539,6 +539,28 @@ describe("each function's bundle, split in chunks", () => {
       }
     });
 
+    it("loads the scheduler's S3 chunk from its folder and PUTs with it (a given-up delivery's export)", async () => {
+      const dir = dirOf('redelivery-scheduler');
+      const chunk = JSON.stringify(pathToFileURL(path.join(dir, firstUseChunk(dir, FIRST_USE_SDK_MODULES.s3)!)).href);
+      const settings = JSON.stringify({
+        endpoint,
+        forcePathStyle: true,
+        region: 'eu-west-1',
+        credentials: { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'secret' },
+      });
+      const script = `
+        // Nothing outside the folder supplies the SDK: the chunk is the client.
+        const packageFound = await import('@aws-sdk/client-s3').then(() => true, () => false);
+        const sdk = await import(${chunk});
+        const s3 = new sdk.S3Client(${settings});
+        await s3.send(new sdk.PutObjectCommand({ Bucket: 'exports', Key: 'given-up.json', Body: '{}', ContentType: 'application/json' }));
+        process.stdout.write(JSON.stringify({ packageFound, put: true }));
+        process.exit(0);
+      `;
+      expect(await runIn(dir, script)).toEqual({ packageFound: false, put: true });
+      expect(received.map((r) => r.target)).toContain('S3 PUT /exports/given-up.json?x-id=PutObject');
+    });
+
     it("runs Export's handler whole from its folder: the attempt log read by its DynamoDB module, the four files written by its S3 client", async () => {
       const record = deliveredRecord();
       const env = {
