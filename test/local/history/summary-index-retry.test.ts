@@ -117,6 +117,7 @@ describe('a retry of a failed write still due when the gateway closes', () => {
       disk.full = true;
       // The console's list folds the saved entry into the index: its write fails, a retry is due in 1 s.
       expect((await fetch(`${world.gateway.url}/console`)).status).toBe(200);
+      await clock.scheduled();
       expect(clock.due()).toBe(1);
     } finally {
       await world.close(); // the data folder removed
@@ -135,10 +136,13 @@ const RETRY_WAIT_MAX_MS = 60_000;
 function retryClock() {
   let now = 0;
   const timers = new Set<{ run: () => Promise<void>; at: number }>();
+  let wake: () => void = () => {};
+  let scheduled = new Promise<void>((resolve) => (wake = resolve));
   const retry: WriteRetry = {
     later: (run, ms) => {
       const timer = { run, at: now + ms };
       timers.add(timer);
+      wake();
       return () => timers.delete(timer);
     },
     warn: () => {},
@@ -146,6 +150,11 @@ function retryClock() {
   return {
     retry,
     due: () => timers.size,
+    /** Resolves once a retry has been scheduled (the failed write may end after the answer that caused it). */
+    async scheduled() {
+      await scheduled;
+      scheduled = new Promise<void>((resolve) => (wake = resolve));
+    },
     async advance(ms: number) {
       now += ms;
       for (const timer of [...timers].filter((t) => t.at <= now)) {
