@@ -1,4 +1,6 @@
+import type { Context } from 'aws-lambda';
 import { type LoggedAttempt, loggedRequestHeaders, nextAttemptNumber } from '../domain/attempt-log.ts';
+import { msLeft } from '../domain/budget.ts';
 import type { ConversationRecord, ConversationState, DeliveryAttempt, WebhookType } from '../domain/conversation.ts';
 import {
   attemptBudget,
@@ -24,6 +26,15 @@ import { settings } from '../shared/settings.ts';
 
 export const USER_AGENT = 'revops-webhook-gateway/1.0';
 
+/**
+ * Of a Deliver Lambda's time (infra/constructs/conversation-functions.ts: DELIVERY_TIMEOUT_MS and 5 s), what is kept
+ * after the POST: the attempt log and the receiver's health, written together, and the return. An attempt that would
+ * end later is not started (slow AWS calls before it used the time): killed mid-POST, the task would fail, its
+ * Catch queue the delivery, and the receiver perhaps get it twice. Those writes end LAMBDA_RETURN_MS before the end.
+ */
+const LAMBDA_TAIL_MS = 1_500;
+const LAMBDA_RETURN_MS = 300;
+
 /** Deliver's Parameters in both workflows: the state, the state's retry count, the execution's name. */
 export interface DeliverInput {
   state: ConversationState;
@@ -37,6 +48,8 @@ export interface DeliverInput {
 export interface DeliverDeps {
   /** The clock, and the wait for the receiver's outbound rate. */
   clock: RateClock;
+  /** When this invocation's Lambda times out (ms on `clock`, from its context); undefined: no such limit (locally). */
+  endsAt?: number;
   /** The receivers' run-time state (functions/shared/endpoint-store.ts); null: none configured. */
   store: EndpointStore | null;
   post: typeof postJson;
@@ -51,7 +64,8 @@ export interface DeliverDeps {
  * receiver's health (except a timeout of an attempt the caller's deadline cut short). Success returns the record; failure throws the error the state
  * machine's Retry/Catch match. A record whose answer is still pending (Classify failed) is first recorded and
  * classified here, as Classify would have. With a caller waiting, every AWS call here (the receivers' store, the
- * signing secrets, the attempt log) also ends by deliver_by (docs/deploy.md, "Timeouts").
+ * signing secrets, the attempt log) also ends by deliver_by, and with or without one before this Lambda's timeout
+ * (LAMBDA_TAIL_MS; docs/deploy.md, "Timeouts").
  */
 export const handler = deliverOn(REAL_CLOCK);
 
@@ -60,8 +74,13 @@ export const handler = deliverOn(REAL_CLOCK);
  * Lambda's is the real one; the local gateway's tests inject theirs (GatewayOptions.budgetClock).
  */
 export function deliverOn(clock: RateClock) {
-  return stageHandler('Deliver', (input: DeliverInput) =>
-    deliver(input, { clock, store: endpointStore(), post: postJson }),
+  return stageHandler('Deliver', (input: DeliverInput, context?: Context) =>
+    deliver(input, {
+      clock,
+      store: endpointStore(),
+      post: postJson,
+      ...(context?.getRemainingTimeInMillis ? { endsAt: clock.now() + context.getRemainingTimeInMillis() } : {}),
+    }),
   );
 }
 
@@ -77,7 +96,10 @@ export async function deliver(input: DeliverInput, deps: DeliverDeps): Promise<C
   const config = settings();
   const via = state.redelivery?.via ?? 'workflow';
   const attemptNumber = nextAttemptNumber(record, retryCount);
-  const cut = budgetSignal(deliverBy, now());
+  // Every call before the attempt ends by deliver_by (a caller waiting) and before this Lambda's end, less its tail.
+  const lambdaBy = deps.endsAt === undefined ? null : new Date(deps.endsAt - LAMBDA_TAIL_MS).toISOString();
+  const callsBy = earliest(deliverBy, lambdaBy);
+  const cut = budgetSignal(callsBy, now());
   const read = store ? await readEndpoint(store, type, cut) : null;
   const endpoint = read && 'unreadable' in read ? null : read;
   const deliveryUrls = endpoint?.config.url
@@ -115,7 +137,7 @@ export async function deliver(input: DeliverInput, deps: DeliverDeps): Promise<C
     if (!cut?.aborted) throw error;
     throw await hold(
       'deadline',
-      `no time left for a delivery attempt before ${deliverBy}, when the caller's answer is due (an AWS call was cut at it: ${(error as Error).name}): queued for the redelivery schedule`,
+      `no time left for a delivery attempt before ${callsBy === deliverBy ? `${deliverBy}, when the caller's answer is due` : `${callsBy}, this Deliver Lambda's timeout less ${LAMBDA_TAIL_MS} ms`} (an AWS call was cut at it: ${(error as Error).name}): queued for the redelivery schedule`,
     );
   };
 
@@ -144,7 +166,15 @@ export async function deliver(input: DeliverInput, deps: DeliverDeps): Promise<C
   const signature =
     secrets.length > 0 ? signOutbound(secrets, deliveryId, now(), payload) : { 'webhook-id': deliveryId };
   const headers = { 'user-agent': USER_AGENT, ...signature };
+  const lambdaLeft = Math.floor(msLeft(lambdaBy, now()));
+  if (lambdaLeft < timeoutMs)
+    throw await hold(
+      'deadline',
+      `this Deliver Lambda has ${Math.max(0, lambdaLeft)} ms left before its timeout (less ${LAMBDA_TAIL_MS} ms), not the attempt's ${timeoutMs} ms (its AWS calls were slow): queued for the redelivery schedule rather than cut off mid-POST`,
+    );
   const { attempt, response } = await deps.post(url, payload, headers, attemptNumber, timeoutMs);
+  const writesBy = deps.endsAt === undefined ? null : new Date(deps.endsAt - LAMBDA_RETURN_MS).toISOString();
+  const writesCut = budgetSignal(earliest(deliverBy, writesBy), now());
   attempt.via = via;
   recordTime(METRIC_NAMES.deliveryResponseTime, attempt.duration_ms);
   recordDeliveryAttempt(type, attempt.outcome === 'delivered', attempt.duration_ms);
@@ -158,7 +188,7 @@ export async function deliver(input: DeliverInput, deps: DeliverDeps): Promise<C
     response,
   };
   const [, nowFailing] = await Promise.all([
-    keepInLog(entry, cut),
+    keepInLog(entry, writesCut),
     store && endpoint
       ? recordHealth(
           store,
@@ -166,7 +196,7 @@ export async function deliver(input: DeliverInput, deps: DeliverDeps): Promise<C
           attempt,
           config.breaker,
           { timeoutMs, deliveryTimeoutMs: config.deliveryTimeoutMs },
-          cut,
+          writesCut,
         )
       : null,
   ]);
@@ -257,4 +287,10 @@ async function keepInLog(entry: LoggedAttempt, signal: AbortSignal | undefined):
       error: `${(error as Error).name}: ${(error as Error).message}`,
     });
   }
+}
+
+/** The earlier of two deadlines (ISO times, so they compare as text); null: neither. */
+function earliest(a: string | null, b: string | null): string | null {
+  if (a === null) return b;
+  return b === null || a <= b ? a : b;
 }

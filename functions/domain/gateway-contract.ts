@@ -152,9 +152,11 @@ export const STATUS_POLL_SECONDS = 2;
  * Response headers of a Fail state's answer beyond Content-Type, by its error name: a retry that met its key's
  * conversation still running (409) is told when to ask again for its answer, as a poller of a status is: the agent
  * may take its whole budget, and "retry shortly" alone had callers retry at once, over and over (docs/contract.md).
+ * A conversation not started (503: its run refused, or Lambda throttling Validate) is to be sent again after as long.
  */
 export const FAILURE_HEADERS: Readonly<Record<string, Readonly<Record<string, string>>>> = {
   IdempotencyConflict: { 'retry-after': String(STATUS_POLL_SECONDS) },
+  ConversationNotStarted: { 'retry-after': String(STATUS_POLL_SECONDS) },
 };
 
 /**
