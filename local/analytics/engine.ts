@@ -11,7 +11,7 @@ import {
   ENGINE_TYPES,
   PARTITION_COLUMN,
 } from '../../functions/domain/analytics-table.ts';
-import { OWNER_FILE } from '../../functions/shared/local-files.ts';
+import { OWNER_DIR, OWNER_FILE } from '../../functions/shared/local-files.ts';
 import { isAlive } from '../store/data-dir-lock.ts';
 import { type AnalysisObject, type AnalysisSource, openAnalysisSource } from './sources.ts';
 
@@ -247,7 +247,7 @@ async function refresh(
 }
 
 async function saveCache(connection: DuckDBConnection, file: string): Promise<void> {
-  await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+  await mkdir(path.dirname(file), { recursive: true, mode: OWNER_DIR });
   const temporary = `${file}.${process.pid}.${randomUUID().slice(0, 8)}.tmp`;
   try {
     await connection.run(`COPY ${CACHE_TABLE} TO ${sqlText(temporary)} (FORMAT parquet, ${ROW_GROUPS})`);
@@ -264,15 +264,20 @@ async function saveCache(connection: DuckDBConnection, file: string): Promise<vo
  */
 const ROW_GROUPS = "ROW_GROUP_SIZE_BYTES '8MB'";
 
-/** Where a first build of the cache keeps its batches, in the cache folder; a dead process's folder is removed. */
-async function partsFolder(cacheDir: string): Promise<string | null> {
+/**
+ * The folders of this run in the cache folder, the owner's only (OWNER_DIR): `build-<pid>-*` for the batches of a
+ * cache being built, `spill-<pid>-*` for what DuckDB writes of a query that does not fit in its memory (else `./.tmp`
+ * in the working directory, with the umask's modes). Each goes with the engine; a dead process's are removed here.
+ */
+async function runFolders(cacheDir: string): Promise<{ parts: string; spill: string } | null> {
   try {
-    await mkdir(cacheDir, { recursive: true, mode: 0o700 });
+    await mkdir(cacheDir, { recursive: true, mode: OWNER_DIR });
     for (const name of await readdir(cacheDir)) {
-      const pid = /^build-(\d+)-/.exec(name)?.[1];
+      const pid = /^(?:build|spill)-(\d+)-/.exec(name)?.[1];
       if (pid && !isAlive(Number(pid))) await rm(path.join(cacheDir, name), { recursive: true, force: true });
     }
-    return await mkdtemp(path.join(cacheDir, `build-${process.pid}-`));
+    const parts = await mkdtemp(path.join(cacheDir, `build-${process.pid}-`));
+    return { parts, spill: await mkdtemp(path.join(cacheDir, `spill-${process.pid}-`)) };
   } catch {
     return null; // a folder that cannot be written: the table is built in memory (and the cache not kept)
   }
@@ -304,23 +309,25 @@ export async function openAnalytics(options: {
   memoryLimit?: string;
 }): Promise<AnalyticsEngine> {
   const { DuckDBInstance, StatementType } = await import('@duckdb/node-api');
+  const folders = options.cacheDir ? await runFolders(options.cacheDir) : null;
+  let partsDir = folders?.parts ?? null;
   // Insertion order is not kept (no query relies on it: they sort): DuckDB then bounds a Parquet row group by bytes.
+  // Without a folder of its own, nothing is spilled (a query past the memory limit fails with DuckDB's message).
   const instance: DuckDBInstance = await DuckDBInstance.create(':memory:', {
     threads: '2',
     preserve_insertion_order: 'false',
+    temp_directory: folders?.spill ?? '',
     ...(options.memoryLimit ? { memory_limit: options.memoryLimit } : {}),
   });
   const connection = await instance.connect();
-  let partsDir: string | null = null;
   const close = () => {
     connection.closeSync();
     instance.closeSync();
-    if (partsDir) rmSync(partsDir, { recursive: true, force: true });
+    for (const folder of [partsDir, folders?.spill]) if (folder) rmSync(folder, { recursive: true, force: true });
   };
   try {
     const file = options.cacheDir ? path.join(options.cacheDir, CACHE_FILE) : null;
     const cache = await usableCache(connection, file);
-    if (options.cacheDir) partsDir = await partsFolder(options.cacheDir);
     const { read, changed, built, skipped } = await refresh(
       connection,
       options.source,

@@ -1,4 +1,6 @@
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
@@ -212,6 +214,41 @@ describe('the local conversations table and its cache', () => {
       engine.close();
     }
     expect(await readdir(cacheDir)).toEqual([CACHE_FILE]); // the batches' files are gone
+  });
+
+  it("spills what does not fit in memory to a private folder of the cache's, never to the working directory", async () => {
+    const cacheDir = path.join(dir, 'spill');
+    const m = memorySource();
+    const d = document('2026-11-29T10:00:00.000Z', 'sp1');
+    m.put(d.key, d.text);
+    const engine = await openAnalytics({ source: m.source, cacheDir, memoryLimit: '32MB' });
+    try {
+      // A join of 2 × 60 MB within 32 MB: DuckDB writes what does not fit to temporary files (by default in ./.tmp,
+      // with the umask's modes, left behind by a crash), here in a folder of the cache's, the owner's only.
+      const texts = "SELECT repeat('x', 200) || i AS s FROM range(300000) r(i)";
+      const joined = await engine.query(`SELECT count(*) AS n FROM (${texts}) a JOIN (${texts}) b USING (s)`);
+      expect(joined.rows).toEqual([{ n: 300_000 }]);
+      expect(existsSync(path.join(process.cwd(), '.tmp'))).toBe(false);
+      const spill = (await readdir(cacheDir)).filter((name) => name.startsWith(`spill-${process.pid}-`));
+      expect(spill).toHaveLength(1);
+      expect((await stat(path.join(cacheDir, spill[0]!))).mode & 0o777).toBe(0o700);
+    } finally {
+      engine.close();
+    }
+    expect(await readdir(cacheDir)).toEqual([CACHE_FILE]); // the spill folder is gone with the engine
+  });
+
+  it("removes the folders a crashed run left (its batches, its spill), not a live run's", async () => {
+    const cacheDir = path.join(dir, 'crashed');
+    const dead = spawnSync(process.execPath, ['-e', '']).pid!; // exited: no process has its id
+    const left = [`build-${dead}-a1`, `spill-${dead}-b2`, `spill-${process.pid}-live`];
+    for (const name of left) await mkdir(path.join(cacheDir, name), { recursive: true });
+    await writeFile(path.join(cacheDir, left[1]!, 'duckdb_temp_storage_DEFAULT-0.tmp'), 'rows of a query');
+    const m = memorySource();
+    const d = document('2026-11-29T10:00:00.000Z', 'cr1');
+    m.put(d.key, d.text);
+    expect((await count(m.source, cacheDir)).n).toBe(1);
+    expect((await readdir(cacheDir)).sort()).toEqual([CACHE_FILE, `spill-${process.pid}-live`]);
   });
 
   it("from a day, lists and reads only that day's exports and the later ones, and keeps the earlier days' rows", async () => {
