@@ -208,6 +208,7 @@ async function refresh(
     const part = path.join(partsDir, `part-${parts.length}.parquet`);
     await connection.run(`COPY (${select}) TO ${sqlText(part)} (FORMAT parquet, ${ROW_GROUPS})`);
     parts.push(part);
+    await chmod(part, OWNER_FILE); // DuckDB makes it as the umask says
   };
   if (kept && partsDir) await flush(kept);
   else if (kept) await connection.run(`INSERT INTO ${CACHE_TABLE} ${kept}`);

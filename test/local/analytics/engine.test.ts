@@ -181,11 +181,17 @@ describe('the local conversations table and its cache', () => {
       const d = document('2026-11-29T10:00:00.000Z', suffix);
       m.put(d.key, d.text);
     }
-    const engine = await openAnalytics({ source: m.source, cacheDir });
+    const umask = process.umask(0o022); // the usual one, which leaves files readable by others
+    const engine = await openAnalytics({ source: m.source, cacheDir }).finally(() => process.umask(umask));
     try {
       expect(engine.report.cacheError).toMatch(/could not write/);
       expect((await engine.query('SELECT count(*) AS n FROM conversations')).rows).toEqual([{ n: 2 }]);
       await expect(engine.query("SELECT * FROM read_text('/etc/hostname')")).rejects.toThrow(QueryError);
+      // The batches' Parquet files hold the conversations' text: the owner's only, as every file of the data folder.
+      const build = (await readdir(cacheDir)).find((name) => name.startsWith('build-'))!;
+      const parts = await readdir(path.join(cacheDir, build));
+      expect(parts.length).toBeGreaterThan(0);
+      for (const part of parts) expect((await stat(path.join(cacheDir, build, part))).mode & 0o777).toBe(0o600);
     } finally {
       engine.close();
     }
