@@ -10,6 +10,7 @@ import {
   CONVERSATIONS_TABLE,
   ENGINE_TYPES,
   PARTITION_COLUMN,
+  uniqueColumnNames,
 } from '../../functions/domain/analytics-table.ts';
 import { OWNER_DIR, OWNER_FILE } from '../../functions/shared/local-files.ts';
 import { isAlive } from '../store/data-dir-lock.ts';
@@ -385,13 +386,11 @@ export async function openAnalytics(options: {
           }
           for (const [i, value] of params.entries()) prepared.bindVarchar(i + 1, value);
           const reader = await prepared.runAndReadAll();
-          const names = reader.columnNames();
+          const names = uniqueColumnNames(reader.columnNames());
           const types = reader.columnTypes().map(String);
           return {
             columns: names.map((name, i) => ({ name, type: types[i]! })),
-            rows: reader
-              .getRowObjectsJS()
-              .map((row) => Object.fromEntries(Object.entries(row).map(([k, v]) => [k, jsValue(v)]))),
+            rows: reader.getRowsJS().map((row) => Object.fromEntries(names.map((name, i) => [name, jsValue(row[i])]))),
           };
         } catch (error) {
           if (error instanceof QueryError) throw error;

@@ -6,6 +6,7 @@ import {
   StartQueryExecutionCommand,
   StopQueryExecutionCommand,
 } from '@aws-sdk/client-athena';
+import { uniqueColumnNames } from '../../../functions/domain/analytics-table.ts';
 import type { QueryResult } from '../../analytics/engine.ts';
 import { CliError } from '../shared.ts';
 import { withAftermath } from './errors.ts';
@@ -62,11 +63,11 @@ async function results(client: AthenaClient, id: string, statementType: string |
     const page = await client.send(
       new GetQueryResultsCommand({ QueryExecutionId: id, NextToken: token, MaxResults: 1000 }),
     );
-    if (first)
-      columns = (page.ResultSet?.ResultSetMetadata?.ColumnInfo ?? []).map((c) => ({
-        name: c.Name ?? '',
-        type: c.Type ?? 'varchar',
-      }));
+    if (first) {
+      const info = page.ResultSet?.ResultSetMetadata?.ColumnInfo ?? [];
+      const names = uniqueColumnNames(info.map((c) => c.Name ?? ''));
+      columns = info.map((c, i) => ({ name: names[i]!, type: c.Type ?? 'varchar' }));
+    }
     let pageRows = page.ResultSet?.Rows ?? [];
     // A SELECT's first row repeats the column names.
     if (first && statementType === 'DML') pageRows = pageRows.slice(1);

@@ -322,6 +322,20 @@ describe('what the SQL may do', () => {
   });
 });
 
+describe('what a query answers', () => {
+  it('every column, however it is named', async () => {
+    const engine = await openAnalytics({ source: memorySource().source, cacheDir: null });
+    try {
+      // Two columns of one name (a self-join, the same aggregate twice): each keeps its value, under a name of its own.
+      const same = await engine.query('SELECT 1 AS a, 2 AS a, 3 AS a_1, 4 AS a');
+      expect(same.columns.map((c) => c.name)).toEqual(['a', 'a_2', 'a_1', 'a_3']);
+      expect(same.rows).toEqual([{ a: 1, a_2: 2, a_1: 3, a_3: 4 }]);
+    } finally {
+      engine.close();
+    }
+  });
+});
+
 describe('the two sources agree', () => {
   let s3: EmbeddedS3;
   let client: S3Client;

@@ -100,6 +100,24 @@ describe('runAthenaQuery', () => {
     });
   });
 
+  it('keeps every column of a result that names two alike (a self-join), under a name of its own', async () => {
+    athena.on(StartQueryExecutionCommand).resolves({ QueryExecutionId: 'q-dup' });
+    athena.on(GetQueryExecutionCommand).resolves(execution('SUCCEEDED'));
+    const columns: [string, string][] = [
+      ['status', 'varchar'],
+      ['status', 'varchar'],
+    ];
+    athena.on(GetQueryResultsCommand).resolves(page(columns, [['completed', 'failed']], true));
+    const run = await runAthenaQuery(
+      new AthenaClient({}),
+      TARGET,
+      { sql: 'SELECT a.status, b.status …' },
+      { pollMs: 0 },
+    );
+    expect(run.columns.map((c) => c.name)).toEqual(['status', 'status_1']);
+    expect(run.rows).toEqual([{ status: 'completed', status_1: 'failed' }]);
+  });
+
   it('keeps the first row of a statement that is not a SELECT (it has no header row)', async () => {
     athena.on(StartQueryExecutionCommand).resolves({ QueryExecutionId: 'q-2' });
     athena.on(GetQueryExecutionCommand).resolves(execution('SUCCEEDED', 0, 'UTILITY'));
