@@ -299,6 +299,15 @@ function jsValue(value: DuckDBValue | unknown): unknown {
 }
 
 /**
+ * Types whose JavaScript value reads wrong (a DATE as a midnight timestamp, a TIME as microseconds, an INTERVAL or
+ * BLOB as an object), alone or inside a list or struct: shown as DuckDB writes them (`2026-12-03`, `10:00:00.5`).
+ */
+const isShownAsText = (type: string) =>
+  /\b(DATE|TIME|INTERVAL|BLOB|BIT)\b/.test(type.replaceAll('TIMESTAMP WITH TIME ZONE', 'TIMESTAMP'));
+
+const text = (value: DuckDBValue | undefined) => (value === null || value === undefined ? null : String(value));
+
+/**
  * Open the engine: load the cache, read what is new from `source`, save the cache, lock the database down.
  * `cacheDir` null keeps nothing between runs.
  */
@@ -388,9 +397,15 @@ export async function openAnalytics(options: {
           const reader = await prepared.runAndReadAll();
           const names = uniqueColumnNames(reader.columnNames());
           const types = reader.columnTypes().map(String);
+          const asText = types.map(isShownAsText);
+          const values = asText.includes(true) ? reader.getRows() : null;
           return {
             columns: names.map((name, i) => ({ name, type: types[i]! })),
-            rows: reader.getRowsJS().map((row) => Object.fromEntries(names.map((name, i) => [name, jsValue(row[i])]))),
+            rows: reader
+              .getRowsJS()
+              .map((row, r) =>
+                Object.fromEntries(names.map((name, i) => [name, asText[i] ? text(values![r]![i]) : jsValue(row[i])])),
+              ),
           };
         } catch (error) {
           if (error instanceof QueryError) throw error;

@@ -334,6 +334,21 @@ describe('what a query answers', () => {
       engine.close();
     }
   });
+
+  it('dates, times and intervals as DuckDB writes them, timestamps as ISO 8601 UTC', async () => {
+    const engine = await openAnalytics({ source: memorySource().source, cacheDir: null });
+    try {
+      // `CAST(received_at AS DATE)`, a day to group by, was `2026-12-03T00:00:00.000Z`; a TIME was microseconds.
+      const times = await engine.query(
+        "SELECT DATE '2026-12-03' AS d, TIME '10:00:00.5' AS t, INTERVAL 36 HOUR AS i, TIMESTAMP '2026-12-03 10:00:00' AS ts, [DATE '2026-12-03'] AS l",
+      );
+      expect(times.rows).toEqual([
+        { d: '2026-12-03', t: '10:00:00.5', i: '36:00:00', ts: '2026-12-03T10:00:00.000Z', l: '[2026-12-03]' },
+      ]);
+    } finally {
+      engine.close();
+    }
+  });
 });
 
 describe('the two sources agree', () => {
