@@ -14,7 +14,7 @@ import type { QueryResult, RefreshReport } from '../analytics/engine.ts';
 import { resolveOptions } from '../server/config.ts';
 import { readGatewayRuntime } from '../store/gateway-runtime.ts';
 import { AWS_OPTIONS, awsRequested, CliError, note, out } from './shared.ts';
-import { cell, formatTable } from './table.ts';
+import { cell, formatTable, printable } from './table.ts';
 
 const OPTIONS = {
   ...AWS_OPTIONS,
@@ -155,7 +155,8 @@ async function onDuckDb(sql: string, params: string[], fromDay: string | null): 
   const engine = await openLocalEngine(fromDay);
   try {
     const result = await engine.query(sql, params).catch((error) => {
-      throw error instanceof QueryError ? new CliError(`query failed: ${error.message}`) : error;
+      // DuckDB's message may quote a value of the table, the sender's text: written out, never sent to the terminal.
+      throw error instanceof QueryError ? new CliError(`query failed: ${printable(error.message)}`) : error;
     });
     const read = fromDay ? `the exports from ${fromDay} on` : `${engine.report.rows} exported conversation(s)`;
     note(`${result.rows.length} row(s) · ${read} in ${engine.location}`);

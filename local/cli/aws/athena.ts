@@ -9,6 +9,7 @@ import {
 import { uniqueColumnNames } from '../../../functions/domain/analytics-table.ts';
 import type { QueryResult } from '../../analytics/engine.ts';
 import { CliError } from '../shared.ts';
+import { printable } from '../table.ts';
 import { withAftermath } from './errors.ts';
 
 /**
@@ -132,8 +133,9 @@ export async function runAthenaQuery(
     if (state !== 'SUCCEEDED') {
       const reason =
         execution?.Status?.StateChangeReason ?? execution?.Status?.AthenaError?.ErrorMessage ?? 'no reason given';
-      // One line (the command's error line): Athena's reasons may span several (a parser's caret, a stack of causes).
-      throw new AthenaQueryError(`Athena query ${id} ${state}: ${reason.replace(/\s+/g, ' ').trim()}`);
+      // One line (the command's error line): Athena's reasons may span several (a parser's caret, a stack of causes),
+      // and may quote a value of the table (the sender's text): its control characters written out.
+      throw new AthenaQueryError(`Athena query ${id} ${state}: ${printable(reason.replace(/\s+/g, ' ').trim())}`);
     }
     const result = await results(client, id, execution?.StatementType);
     return {

@@ -142,6 +142,12 @@ describe('conversations query (DuckDB over the local exports)', () => {
       [['SELECT 1', '--json', '--csv'], /^webhook-gateway: --json and --csv: choose one/],
       [['SELECT 1', '--stack', 'X'], /^webhook-gateway: --stack, --region and --profile go with --aws/],
       [['DROP VIEW conversations'], /^webhook-gateway: conversations query only reads .*"DROP" is refused/],
+      // DuckDB's message quotes the value (here made in the SQL; a question or answer is the sender's text): its
+      // escape sequences are written out, not sent to the terminal to clear or retitle it.
+      [
+        ["SELECT CAST(chr(27) || '[2J' || chr(27) || ']0;pwned' || chr(7) AS INTEGER)"],
+        /^webhook-gateway: query failed: Conversion Error: Could not convert string '\\u001b\[2J\\u001b\]0;pwned\\u0007' to INT32/,
+      ],
     ];
     for (const [args, message] of cases) {
       const result = await query(args);

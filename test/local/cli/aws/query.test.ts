@@ -137,6 +137,18 @@ describe('runAthenaQuery', () => {
     );
   });
 
+  it("writes Athena's reason as text: a value it quotes from a conversation cannot drive the terminal", async () => {
+    athena.on(StartQueryExecutionCommand).resolves({ QueryExecutionId: 'q-esc' });
+    athena
+      .on(GetQueryExecutionCommand)
+      .resolves(execution('FAILED', 0, 'DML', "INVALID_CAST_ARGUMENT: Cannot cast '\x1b[2J\x1b]0;pwned\x07' to INT"));
+    await expect(runAthenaQuery(new AthenaClient({}), TARGET, { sql: 'SELECT …' }, { pollMs: 0 })).rejects.toThrow(
+      new AthenaQueryError(
+        "Athena query q-esc FAILED: INVALID_CAST_ARGUMENT: Cannot cast '\\u001b[2J\\u001b]0;pwned\\u0007' to INT",
+      ),
+    );
+  });
+
   it('stops the query in Athena when the caller gives up (Ctrl-C)', async () => {
     athena.on(StartQueryExecutionCommand).resolves({ QueryExecutionId: 'q-4' });
     const abort = new AbortController();
