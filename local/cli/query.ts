@@ -181,7 +181,10 @@ async function onAthena(
 function reportRefresh(report: RefreshReport): void {
   if (report.skipped.length > 0) {
     const first = report.skipped[0]!;
-    note(`skipped ${report.skipped.length} export(s) that are not analysis rows, e.g. ${first.key}: ${first.reason}`);
+    // The key is any S3 client's: its control characters written out, never sent to the terminal.
+    note(
+      `skipped ${report.skipped.length} export(s) that are not analysis rows, e.g. ${printable(first.key)}: ${first.reason}`,
+    );
   }
   if (report.cacheError) note(`(no cache kept: ${report.cacheError})`);
 }

@@ -173,6 +173,25 @@ describe('conversations query (DuckDB over the local exports)', () => {
     expect(rows).toEqual([{ delivery_status: 'delivered', delivery_attempt_count: 2 }]);
   });
 
+  it("names a skipped export's key as text: a key's escape sequences do not reach the terminal", async () => {
+    // Any S3 client may write under conversation-history/ (a shared S3 with AWS_ENDPOINT_URL_S3, a script's PUT).
+    const day = path.join(world.dataDir, 's3', world.gateway.bucket, 'conversation-history', '2025', '01', '03');
+    await mkdir(path.join(day, 'webhook_\u001b]0;pwned\u0007'), { recursive: true });
+    await writeFile(path.join(day, 'webhook_\u001b]0;pwned\u0007', 'analysis.json'), '{"format":"analy');
+    try {
+      const all = await query(['SELECT count(*) AS n FROM conversations', '--json']);
+      expect(all.code, all.stderr).toBe(0);
+      expect(all.stderr).toMatch(
+        /e\.g\. conversation-history\/2025\/01\/03\/webhook_\\u001b\]0;pwned\\u0007\/analysis\.json: /,
+      );
+      expect(all.stderr).not.toMatch(/\u001b|\u0007/);
+    } finally {
+      await rm(path.join(world.dataDir, 's3', world.gateway.bucket, 'conversation-history', '2025'), {
+        recursive: true,
+      });
+    }
+  });
+
   it('a named query lists and reads only the day folders from its since on, however many days the bucket holds', async () => {
     // An export of long ago that cannot be read: a listing of every day meets it (and says so), one from since does not.
     const old = path.join(
