@@ -266,23 +266,37 @@ async function saveCache(connection: DuckDBConnection, file: string): Promise<vo
  */
 const ROW_GROUPS = "ROW_GROUP_SIZE_BYTES '8MB'";
 
+/** The run folders of this process's open engines (a gateway's console may have several open at once). */
+const openFolders = new Set<string>();
+
 /**
  * The folders of this run in the cache folder, the owner's only (OWNER_DIR): `build-<pid>-*` for the batches of a
  * cache being built, `spill-<pid>-*` for what DuckDB writes of a query that does not fit in its memory (else `./.tmp`
- * in the working directory, with the umask's modes). Each goes with the engine; a dead process's are removed here.
+ * in the working directory, with the umask's modes). Each goes with the engine; a dead process's are removed here,
+ * and so are those of a process that had this one's pid (a gateway restarted as pid 1 in a container) and crashed.
  */
 async function runFolders(cacheDir: string): Promise<{ parts: string; spill: string } | null> {
   try {
     await mkdir(cacheDir, { recursive: true, mode: OWNER_DIR });
     for (const name of await readdir(cacheDir)) {
-      const pid = /^(?:build|spill)-(\d+)-/.exec(name)?.[1];
-      if (pid && !isAlive(Number(pid))) await rm(path.join(cacheDir, name), { recursive: true, force: true });
+      const pid = Number(/^(?:build|spill)-(\d+)-/.exec(name)?.[1]);
+      const folder = path.join(cacheDir, name);
+      const left = pid === process.pid ? !openFolders.has(folder) : pid > 0 && !isAlive(pid);
+      if (left) await rm(folder, { recursive: true, force: true });
     }
     const parts = await mkdtemp(path.join(cacheDir, `build-${process.pid}-`));
-    return { parts, spill: await mkdtemp(path.join(cacheDir, `spill-${process.pid}-`)) };
+    const spill = await mkdtemp(path.join(cacheDir, `spill-${process.pid}-`));
+    openFolders.add(parts).add(spill);
+    return { parts, spill };
   } catch {
     return null; // a folder that cannot be written: the table is built in memory (and the cache not kept)
   }
+}
+
+/** Remove a run folder of this process (the engine is closed, or no longer needs it). */
+function removeRunFolder(folder: string): void {
+  openFolders.delete(folder);
+  rmSync(folder, { recursive: true, force: true });
 }
 
 /** DuckDB spellings of the Athena (Trino) functions the named queries use. */
@@ -334,7 +348,7 @@ export async function openAnalytics(options: {
   const close = () => {
     connection.closeSync();
     instance.closeSync();
-    for (const folder of [partsDir, folders?.spill]) if (folder) rmSync(folder, { recursive: true, force: true });
+    for (const folder of [partsDir, folders?.spill]) if (folder) removeRunFolder(folder);
   };
   try {
     const file = options.cacheDir ? path.join(options.cacheDir, CACHE_FILE) : null;
@@ -361,6 +375,7 @@ export async function openAnalytics(options: {
       }
     }
     if (partsDir && rowsFrom !== CACHE_TABLE) {
+      openFolders.delete(partsDir);
       await rm(partsDir, { recursive: true, force: true }); // saved, or not needed (the cache was current)
       partsDir = null;
     }

@@ -244,17 +244,26 @@ describe('the local conversations table and its cache', () => {
     expect(await readdir(cacheDir)).toEqual([CACHE_FILE]); // the spill folder is gone with the engine
   });
 
-  it("removes the folders a crashed run left (its batches, its spill), not a live run's", async () => {
+  it("removes the folders a crashed run left (its batches, its spill), not an open engine's", async () => {
     const cacheDir = path.join(dir, 'crashed');
     const dead = spawnSync(process.execPath, ['-e', '']).pid!; // exited: no process has its id
-    const left = [`build-${dead}-a1`, `spill-${dead}-b2`, `spill-${process.pid}-live`];
-    for (const name of left) await mkdir(path.join(cacheDir, name), { recursive: true });
-    await writeFile(path.join(cacheDir, left[1]!, 'duckdb_temp_storage_DEFAULT-0.tmp'), 'rows of a query');
-    const m = memorySource();
-    const d = document('2026-11-29T10:00:00.000Z', 'cr1');
-    m.put(d.key, d.text);
-    expect((await count(m.source, cacheDir)).n).toBe(1);
-    expect((await readdir(cacheDir)).sort()).toEqual([CACHE_FILE, `spill-${process.pid}-live`]);
+    // A folder of this process's pid that no open engine of it made: a crashed process had the same pid (a gateway
+    // restarted as pid 1 in a container), whose folder would otherwise stay for good.
+    const live = await openAnalytics({ source: memorySource().source, cacheDir });
+    try {
+      const liveFolders = await readdir(cacheDir);
+      const left = [`build-${dead}-a1`, `spill-${dead}-b2`, `build-${process.pid}-crashed`];
+      for (const name of left) await mkdir(path.join(cacheDir, name), { recursive: true });
+      await writeFile(path.join(cacheDir, left[1]!, 'duckdb_temp_storage_DEFAULT-0.tmp'), 'rows of a query');
+      const m = memorySource();
+      const d = document('2026-11-29T10:00:00.000Z', 'cr1');
+      m.put(d.key, d.text);
+      expect((await count(m.source, cacheDir)).n).toBe(1);
+      expect((await readdir(cacheDir)).sort()).toEqual([CACHE_FILE, ...liveFolders].sort()); // the open engine's stay
+    } finally {
+      live.close();
+    }
+    expect(await readdir(cacheDir)).toEqual([CACHE_FILE]);
   });
 
   it("from a day, lists and reads only that day's exports and the later ones, and keeps the earlier days' rows", async () => {
