@@ -142,6 +142,11 @@ describe('conversations query (DuckDB over the local exports)', () => {
       [['SELECT 1', '--json', '--csv'], /^webhook-gateway: --json and --csv: choose one/],
       [['SELECT 1', '--stack', 'X'], /^webhook-gateway: --stack, --region and --profile go with --aws/],
       [['DROP VIEW conversations'], /^webhook-gateway: conversations query only reads .*"DROP" is refused/],
+      // A saved .sql file that starts with a comment (`conversations query "$(cat q.sql)"`) reads as an option.
+      [
+        ['-- types\nSELECT 1'],
+        /^webhook-gateway: unknown option -- types\\nSELECT 1: .*; SQL that starts with "-" \(a -- comment\) goes after --: conversations query -- "<SQL>"$/m,
+      ],
       // DuckDB's message quotes the value (here made in the SQL; a question or answer is the sender's text): its
       // escape sequences are written out, not sent to the terminal to clear or retitle it.
       [
