@@ -248,6 +248,9 @@ async function refresh(
   return { read: staleObjects.length, changed, built: true, skipped };
 }
 
+/** The cache file written aside by saveCache (`conversations.parquet.<pid>.<hex>.tmp`), with the writer's pid. */
+const SAVED_ASIDE = /^conversations\.parquet\.(\d+)\.[0-9a-f]+\.tmp$/;
+
 async function saveCache(connection: DuckDBConnection, file: string): Promise<void> {
   await mkdir(path.dirname(file), { recursive: true, mode: OWNER_DIR });
   const temporary = `${file}.${process.pid}.${randomUUID().slice(0, 8)}.tmp`;
@@ -273,16 +276,19 @@ const openFolders = new Set<string>();
  * The folders of this run in the cache folder, the owner's only (OWNER_DIR): `build-<pid>-*` for the batches of a
  * cache being built, `spill-<pid>-*` for what DuckDB writes of a query that does not fit in its memory (else `./.tmp`
  * in the working directory, with the umask's modes). Each goes with the engine; a dead process's are removed here,
- * and so are those of a process that had this one's pid (a gateway restarted as pid 1 in a container) and crashed.
+ * and so are those of a process that had this one's pid (a gateway restarted as pid 1 in a container) and crashed,
+ * and the cache file a dead process was saving (SAVED_ASIDE: the size of the whole cache).
  */
 async function runFolders(cacheDir: string): Promise<{ parts: string; spill: string } | null> {
   try {
     await mkdir(cacheDir, { recursive: true, mode: OWNER_DIR });
     for (const name of await readdir(cacheDir)) {
-      const pid = Number(/^(?:build|spill)-(\d+)-/.exec(name)?.[1]);
-      const folder = path.join(cacheDir, name);
-      const left = pid === process.pid ? !openFolders.has(folder) : pid > 0 && !isAlive(pid);
-      if (left) await rm(folder, { recursive: true, force: true });
+      const run = /^(?:build|spill)-(\d+)-/.exec(name);
+      const pid = Number((run ?? SAVED_ASIDE.exec(name))?.[1]);
+      const entry = path.join(cacheDir, name);
+      // Of this process's own, only a folder no open engine made: a cache being saved may be another engine's.
+      const left = pid === process.pid ? run !== null && !openFolders.has(entry) : pid > 0 && !isAlive(pid);
+      if (left) await rm(entry, { recursive: true, force: true });
     }
     const parts = await mkdtemp(path.join(cacheDir, `build-${process.pid}-`));
     const spill = await mkdtemp(path.join(cacheDir, `spill-${process.pid}-`));

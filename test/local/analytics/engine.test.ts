@@ -244,7 +244,7 @@ describe('the local conversations table and its cache', () => {
     expect(await readdir(cacheDir)).toEqual([CACHE_FILE]); // the spill folder is gone with the engine
   });
 
-  it("removes the folders a crashed run left (its batches, its spill), not an open engine's", async () => {
+  it("removes what a crashed run left (its batches, its spill, the cache it was saving), not an open engine's", async () => {
     const cacheDir = path.join(dir, 'crashed');
     const dead = spawnSync(process.execPath, ['-e', '']).pid!; // exited: no process has its id
     // A folder of this process's pid that no open engine of it made: a crashed process had the same pid (a gateway
@@ -254,6 +254,8 @@ describe('the local conversations table and its cache', () => {
       const liveFolders = await readdir(cacheDir);
       const left = [`build-${dead}-a1`, `spill-${dead}-b2`, `build-${process.pid}-crashed`];
       for (const name of left) await mkdir(path.join(cacheDir, name), { recursive: true });
+      // The cache a killed `conversations query` was saving: as large as the cache, kept until a gateway's sweep.
+      await writeFile(path.join(cacheDir, `${CACHE_FILE}.${dead}.0a1b2c3d.tmp`), 'half a cache');
       await writeFile(path.join(cacheDir, left[1]!, 'duckdb_temp_storage_DEFAULT-0.tmp'), 'rows of a query');
       const m = memorySource();
       const d = document('2026-11-29T10:00:00.000Z', 'cr1');
