@@ -1,6 +1,6 @@
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { CONVERSATIONS_COLUMNS } from '../../../functions/domain/analytics-table.ts';
 import { NAMED_QUERIES } from '../../../functions/domain/named-queries.ts';
 import { runCli, runMain } from '../../support/cli.ts';
@@ -176,6 +176,36 @@ describe('conversations query (DuckDB over the local exports)', () => {
       ).stdout,
     );
     expect(rows).toEqual([{ delivery_status: 'delivered', delivery_attempt_count: 2 }]);
+  });
+
+  it('writes JSON and CSV a row at a time: a bucket of long answers is more text than one string holds', async () => {
+    // The whole text of 9,000 answers of 60 KB (~550 M characters) was one string: "RangeError: Invalid string length".
+    const sql = `SELECT i, repeat('x', 1000) || '"' AS s FROM range(300) r(i) ORDER BY i`;
+    const { main } = await import('../../../local/cli/main.ts');
+    const written = async (args: string[]) => {
+      const chunks: string[] = [];
+      const stdout = vi.spyOn(process.stdout, 'write').mockImplementation(((chunk: unknown) => {
+        chunks.push(String(chunk));
+        return true;
+      }) as never);
+      const stderr = vi.spyOn(process.stderr, 'write').mockImplementation((() => true) as never);
+      const before = { ...process.env };
+      process.env.LOCAL_DATA_DIR = world.dataDir;
+      delete process.env.AWS_ENDPOINT_URL_S3;
+      try {
+        expect(await main(['conversations', 'query', sql, ...args])).toBe(0);
+      } finally {
+        stdout.mockRestore();
+        stderr.mockRestore();
+        process.env = before;
+      }
+      expect(Math.max(...chunks.map((c) => c.length))).toBeLessThan(2_000);
+      return chunks.join('');
+    };
+    const rows = Array.from({ length: 300 }, (_, i) => ({ i, s: `${'x'.repeat(1000)}"` }));
+    expect(await written(['--json'])).toBe(`${JSON.stringify(rows, null, 2)}\n`);
+    const csv = await written(['--csv']);
+    expect(csv).toBe(`i,s\r\n${rows.map((r) => `${r.i},"${'x'.repeat(1000)}"""\r\n`).join('')}`);
   });
 
   it("names a skipped export's key as text: a key's escape sequences do not reach the terminal", async () => {
