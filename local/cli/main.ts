@@ -21,6 +21,7 @@ import { exposureLines } from './exposure.ts';
 import { conversationsQuery } from './query.ts';
 import { CliError, DEFAULT_STACK_NAME, eventLine, onDataDir, out, shownPath } from './shared.ts';
 import { sign } from './sign.ts';
+import { printable } from './table.ts';
 import { tryRequest } from './try-request.ts';
 
 const USAGE = `Usage: webhook-gateway <command>
@@ -389,8 +390,11 @@ function unknownOption(message: string, words: string[]): string {
   const text =
     words[0] === 'conversations' && words[1] === 'search'
       ? `; text that starts with "-" goes after --: conversations search -- ${option}`
-      : '';
-  return `unknown option ${option}: this command takes ${[...options].join(', ')}${text}`;
+      : words[0] === 'conversations' && words[1] === 'query'
+        ? `; SQL that starts with "-" (a -- comment) goes after --: conversations query -- "<SQL>"`
+        : '';
+  // One line: SQL or text taken for an option may span lines (`$(cat query.sql)`).
+  return `unknown option ${printable(option)}: this command takes ${[...options].join(', ')}${text}`;
 }
 
 /**
