@@ -53,6 +53,9 @@ function post(url: string, body: string, headers: Record<string, string>, timeou
         method: 'POST',
         agent,
         headers: { 'content-type': 'application/json', ...headers, 'content-length': Buffer.byteLength(body) },
+        // Node reads 16 KB of headers by default: a receiver answering 2xx with more would be a network error, and
+        // sent the delivery again on every retry.
+        maxHeaderSize: MAX_RESPONSE_BYTES,
         signal,
       },
       (response) => {
@@ -91,6 +94,7 @@ function post(url: string, body: string, headers: Record<string, string>, timeou
 function networkReason(error: unknown): string {
   const e = error as Error & { code?: string; cause?: { code?: string; message?: string } };
   const cause = e.code ?? e.cause?.code ?? e.cause?.message;
+  if (cause === 'HPE_HEADER_OVERFLOW') return `network error: ${cause} (the answer's headers are over 64 KB)`;
   return cause ? `network error: ${cause}` : `network error: ${e.message}`;
 }
 

@@ -15,6 +15,8 @@ const answers: Record<string, (res: ServerResponse) => void> = {
   '/cut-200': (res) => res.writeHead(200, { 'x-request-id': 'req_9' }).write('{"stored":', () => res.socket?.destroy()),
   '/cut-503': (res) => res.writeHead(503).write('overloaded, ', () => res.socket?.destroy()),
   '/trickle-200': (res) => res.writeHead(200).write('{"stored":'),
+  '/big-headers': (res) => res.writeHead(200, { 'set-cookie': `session=${'c'.repeat(20_000)}` }).end('ok'),
+  '/huge-headers': (res) => res.writeHead(200, { 'set-cookie': `session=${'c'.repeat(70_000)}` }).end('ok'),
   '/huge': (res) => {
     res.writeHead(400);
     res.write('x'.repeat(200_000)); // far more than is read
@@ -105,6 +107,18 @@ describe('postJson (the delivery POST)', () => {
       error: 'HTTP 503 (its body cut short: network error: ECONNRESET): overloaded, ',
     });
     expect(response).toMatchObject({ status: 503, body: 'overloaded, ', body_truncated: true });
+  });
+
+  it('reads a 2xx with 20 KB of headers as delivered (Node reads 16 KB by default), and says why when over 64 KB', async () => {
+    // Before, the 2xx was a network error, HPE_HEADER_OVERFLOW: retried, so the receiver got it again and again.
+    const big = await postJson(`${base}/big-headers`, '{}', {}, 1, 5_000);
+    expect(big.attempt).toMatchObject({ status_code: 200, outcome: 'delivered' });
+    expect(big.response).toMatchObject({ status: 200, body: 'ok' });
+    const huge = await postJson(`${base}/huge-headers`, '{}', {}, 1, 5_000);
+    expect(huge.attempt).toMatchObject({
+      outcome: 'retryable',
+      error: "network error: HPE_HEADER_OVERFLOW (the answer's headers are over 64 KB)",
+    });
   });
 
   it('a URL it cannot POST to is a retryable network error, not a throw', async () => {
