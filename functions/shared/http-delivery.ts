@@ -35,9 +35,10 @@ interface Answer {
 }
 
 /**
- * POST the body; the answer's status, headers and first MAX_RESPONSE_BYTES. Rejects (the message: why) on a network error or
- * a timeout before the status came; after it, the status is the receiver's answer: a body cut short by the timeout or a broken
- * connection is kept as far as it came (`cut` says why), so a 2xx whose body trickles is delivered, not sent again.
+ * POST the body; the answer's status, headers and first MAX_RESPONSE_BYTES. Rejects (the message: why) on a network
+ * error or a timeout before the status came; after it, the status is the receiver's answer: a body cut short by the
+ * timeout or a broken connection is kept as far as it came (`cut` says why), so a 2xx whose body trickles is
+ * delivered, not sent again.
  */
 function post(url: string, body: string, headers: Record<string, string>, timeoutMs: number): Promise<Answer> {
   return new Promise((resolve, reject) => {
