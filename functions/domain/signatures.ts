@@ -130,12 +130,18 @@ export function signOutbound(
 
 /**
  * A type's delivery secrets after an operator's change: a new secret goes first and the one in use stays beside it
- * (both sign: the receivers switch at their pace); `dropPrevious` ends the rotation, keeping the first only.
+ * (both sign: the receivers switch at their pace); `dropPrevious` ends the rotation, keeping the first only. A new
+ * secret during a rotation (two secrets sign) is refused unless it ends it too: it would drop the previous secret,
+ * which the receiver may still verify with (docs/security.md, "Rotating a delivery secret").
  */
 export function rotatedSecrets(current: readonly string[], next: string | undefined, dropPrevious: boolean): string[] {
   let secrets = [...current];
   if (next !== undefined) {
     checkSecret(next, 'the new secret');
+    if (next !== current[0] && current.length > 1 && !dropPrevious)
+      throw new Error(
+        'a rotation is under way (two secrets sign): another --secret would drop the previous one, which the receiver may still verify with. End the rotation first with --drop-previous-secret once the receiver verifies the newer secret (or give --secret with --drop-previous-secret to sign with the new one alone at once)',
+      );
     secrets = next === current[0] ? [...current] : [next, ...current.slice(0, 1)];
   }
   return dropPrevious ? secrets.slice(0, 1) : secrets;

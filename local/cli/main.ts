@@ -38,7 +38,7 @@ const USAGE = `Usage: webhook-gateway <command>
                                         SQL it lists the columns and the named queries)
   conversations list|show|search|query … --aws [--stack NAME] [--region R] [--profile P]
                                         the same on a deployed stack (Athena, export bucket, Express log groups)
-  deliveries list [--state pending|dead|settled|all] [--limit N] [--json]
+  deliveries list [--state pending|dead|settled|all] [--type T] [--limit N] [--json]
   deliveries redrive <conversation_id> [--url URL] [--json]
   deliveries redrive --all [--since ISO] [--type T] [--dry-run [--limit N]] [--url URL] [--json]
                                         deliver what is still owed now (the plan first; --dry-run: only the plan,
