@@ -21,10 +21,18 @@ export type VerifyOutcome = { ok: true; signed: boolean } | { ok: false; reason:
 
 const SIGNATURE_HEADERS = ['webhook-id', 'webhook-timestamp', 'webhook-signature'] as const;
 
-/** A secret as the gateway takes it (INBOUND_WEBHOOK_SECRETS, the delivery secrets): `where` names it in the error. */
+/**
+ * A secret as the gateway takes it (INBOUND_WEBHOOK_SECRETS, the delivery secrets): `where` names it in the error.
+ * Its base64 must decode too: one that does not (`=` inside it, a wrong padding) would make every signature check of
+ * its source (or every signed delivery of its type) fail as a server error rather than stop the start.
+ */
 export function checkSecret(secret: unknown, where: string): string {
-  if (typeof secret !== 'string' || !/^whsec_[A-Za-z0-9+/=]{16,}$/.test(secret)) {
-    throw new Error(`${where}: secrets must be "whsec_" followed by base64 (at least 16 characters)`);
+  const rule = `${where}: secrets must be "whsec_" followed by base64 (at least 16 characters)`;
+  if (typeof secret !== 'string' || !/^whsec_[A-Za-z0-9+/=]{16,}$/.test(secret)) throw new Error(rule);
+  try {
+    new Webhook(secret);
+  } catch {
+    throw new Error(`${rule}: this one's base64 does not decode (an "=" inside it, or a wrong padding)`);
   }
   return secret;
 }

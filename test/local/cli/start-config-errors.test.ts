@@ -36,6 +36,11 @@ describe('start refuses bad configuration before it listens', () => {
       /^MANAGER_AGENT_FUNCTION_NAME must be a Lambda function name \(letters, digits, - and _, at most 64\), name:alias or a full function ARN, got "my agent!"$/,
     ],
     [{ INBOUND_WEBHOOK_SECRETS: '{"crm": "secret"}' }, /INBOUND_WEBHOOK_SECRETS\.crm\[0\]: secrets must be "whsec_"/],
+    // Before, it started, and every signed request of the source got 500 INTERNAL_ERROR (the base64 did not decode).
+    [
+      { INBOUND_WEBHOOK_SECRETS: '{"crm": "whsec_AAAAAAAAAAAAAAA=AAAA"}' },
+      /^INBOUND_WEBHOOK_SECRETS\.crm\[0\]: secrets must be "whsec_" followed by base64 \(at least 16 characters\): this one's base64 does not decode/,
+    ],
     [{ GENERAL_WEBHOOK_URL: 'http://crm.example.com/hook' }, /GENERAL_WEBHOOK_URL: delivery URL must use https/],
     [
       { OUTBOUND_WEBHOOK_QUEUE_URL: 'https://sqs.us-east-1.amazonaws.com/1/q' },
