@@ -20,6 +20,8 @@ export const OPEN_POLICY: InboundPolicy = { secrets: {}, requireSignature: false
 export type VerifyOutcome = { ok: true; signed: boolean } | { ok: false; reason: string };
 
 const SIGNATURE_HEADERS = ['webhook-id', 'webhook-timestamp', 'webhook-signature'] as const;
+/** The headers that hold one value (`webhook-signature` may list several signatures, space-separated). */
+const SIGNED_ONCE = ['webhook-id', 'webhook-timestamp'] as const;
 
 /**
  * A secret as the gateway takes it (INBOUND_WEBHOOK_SECRETS, the delivery secrets): `where` names it in the error.
@@ -84,6 +86,11 @@ export function verifyInbound(
   const missing = SIGNATURE_HEADERS.filter((h) => !headers[h]);
   if (missing.length > 0)
     return { ok: false, reason: `missing ${missing.join(', ')} header${missing.length > 1 ? 's' : ''}` };
+  // A header sent twice reaches the gateway as one, its values joined with ", " (as an Idempotency-Key does,
+  // idempotency.ts): the signature was made over one of them, so none can match; say which header it is.
+  const repeated = SIGNED_ONCE.find((h) => headers[h]!.includes(', '));
+  if (repeated !== undefined)
+    return { ok: false, reason: `${repeated} is sent ${headers[repeated]!.split(', ').length} times: send it once` };
   if (!/^\d{1,12}$/.test(headers['webhook-timestamp']!.trim())) {
     return { ok: false, reason: 'webhook-timestamp must be the signing time in whole seconds since the Unix epoch' };
   }
