@@ -73,6 +73,12 @@ describe('start refuses bad configuration before it listens', () => {
       { CONVERSATION_EXPORT_S3_BUCKET: 'Bad_Bucket' },
       /^CONVERSATION_EXPORT_S3_BUCKET must be an S3 bucket name \(3 to 63 lower-case letters, digits, dots and hyphens\), got "Bad_Bucket"$/,
     ],
+    // Before, it started: a captured signed request replayed a minute later, within its signature's tolerance, ran
+    // again, its key gone (docs/security.md#idempotency-keys).
+    [
+      { IDEMPOTENCY_TTL_SECONDS: '60' },
+      /^IDEMPOTENCY_TTL_SECONDS must be at least 300 \(seconds: a signed request replayed within its signature's 5-minute tolerance must find its key\), got "60"$/,
+    ],
     [{ LOG_LEVEL: 'verbose' }, /LOG_LEVEL must be one of DEBUG, INFO, WARN, ERROR \(any case\), got "verbose"/],
     // Before, each of these started: the flag and the slow agent's wait were ignored, and an endpoint without its
     // scheme failed every conversation (502 Lambda.Unknown).
