@@ -382,7 +382,8 @@ describe("each function's bundle, split in chunks", () => {
       // +0.3 KB: a signed request of a source without a secret logs WEBHOOK_SIGNATURE_UNCHECKED.
       // +1.4 KB (inbound19): 503 STORAGE_UNAVAILABLE when AWS refuses its secrets read or key claim; a whsec_ secret
       // whose base64 does not decode refused; webhook-id/-timestamp sent twice named; IDEMPOTENCY_TTL_SECONDS ≥ 300.
-      validate: 223,
+      // +0.2 KB (inbound19): a UTF-16 body named as one.
+      validate: 224,
       classify: 41,
       // +1.0 KB: a rotation's secrets read again at once when the receiver's item names others (secretsFingerprint).
       // +0.6 KB: a delivery held on an in-workflow retry carries the attempts of its run so far (the attempt log read).
