@@ -62,8 +62,9 @@ function rejection(
 
 /**
  * A request Validate could not take for its service's sake, not the request's: on AWS the inbound secrets or the
- * idempotency table refused or failed a call (`what`). Nothing ran and no key is held: 503 STORAGE_UNAVAILABLE, to be
- * sent again after Retry-After, as the local gateway answers a data folder that refuses a write (docs/contract.md).
+ * idempotency table refused or failed a call (`what`). Nothing ran, and no key is held (unless a claim was written
+ * but its answer lost: a retry then meets 409 until the claim lapses): 503 STORAGE_UNAVAILABLE, to be sent again after
+ * Retry-After, as the local gateway answers a data folder that refuses a write (docs/contract.md).
  */
 export function storageUnavailable(what: string): Rejected {
   return rejection(
