@@ -194,7 +194,10 @@ function compressionOf(rawBody: string): string | null {
  * otherwise be told only "Expected property name or '}' at position 1".
  */
 function isUtf16(rawBody: string): boolean {
-  return /^(?:\ufffd\ufffd)?(?:[\t\n\r\x20-\x7e]\u0000|\u0000[\t\n\r\x20-\x7e])/.test(rawBody);
+  const text = rawBody.startsWith('\ufffd\ufffd') ? rawBody.slice(2) : rawBody;
+  const ascii = (c: number) => c === 0x09 || c === 0x0a || c === 0x0d || (c >= 0x20 && c <= 0x7e);
+  const [first, second] = [text.charCodeAt(0), text.charCodeAt(1)];
+  return (ascii(first) && second === 0) || (first === 0 && ascii(second));
 }
 
 /** The charsets a body may be declared in: JSON is UTF-8 (RFC 8259), and ASCII is UTF-8. */
