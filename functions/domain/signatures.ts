@@ -115,6 +115,12 @@ export function verifyInbound(
   if (reason === 'no signature matches' && rawBody.includes('\ufffd'))
     reason +=
       ' (the body holds U+FFFD: if it was sent with bytes that are not UTF-8, they were read as U+FFFD and no signature over them can match: send UTF-8)';
+  // A signature without its version (a bare base64 or hex HMAC, `sha256=…`) is never compared: say what the form is.
+  else if (
+    reason === 'no signature matches' &&
+    !headers['webhook-signature']!.split(' ').some((s) => s.startsWith('v1,'))
+  )
+    reason += ' (webhook-signature holds no "v1,<base64 HMAC-SHA256>" entry, the only form checked)';
   return { ok: false, reason };
 }
 

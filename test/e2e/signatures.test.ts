@@ -113,10 +113,19 @@ describe('inbound Standard Webhooks verification over the raw body', () => {
       },
       /^Webhook signature rejected: webhook-timestamp is sent 2 times: send it once$/,
     ],
+    // Before, "no signature matches" alone: a sender who left out the version never learnt the form.
     [
       'a signature that is not v1,<base64>',
       () => ({ ...signed(body), 'webhook-signature': 'sha256=abc' }),
-      /no signature matches/,
+      /^Webhook signature rejected: no signature matches \(webhook-signature holds no "v1,<base64 HMAC-SHA256>" entry, the only form checked\)$/,
+    ],
+    [
+      'a signature without its v1, prefix',
+      () => {
+        const headers = signed(body);
+        return { ...headers, 'webhook-signature': headers['webhook-signature']!.slice('v1,'.length) };
+      },
+      /^Webhook signature rejected: no signature matches \(webhook-signature holds no "v1,<base64 HMAC-SHA256>" entry/,
     ],
   ];
   it.each(BAD)(
