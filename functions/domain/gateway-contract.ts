@@ -94,6 +94,11 @@ export const FAILURE_STATUS: Readonly<Record<string, number>> = {
   AgentTimeout: 504,
   /** An accepted asynchronous conversation whose run could not be started (statemachine/accept.asl.json). */
   ConversationNotStarted: 503,
+  /**
+   * On AWS, Validate could not read the inbound secrets or claim the Idempotency-Key (its service throttled or
+   * failing): nothing ran (functions/validate/handler.ts), send it again.
+   */
+  StorageUnavailable: 503,
 };
 export const TIMED_OUT_STATUS = 504;
 
@@ -157,6 +162,7 @@ export const STATUS_POLL_SECONDS = 2;
 export const FAILURE_HEADERS: Readonly<Record<string, Readonly<Record<string, string>>>> = {
   IdempotencyConflict: { 'retry-after': String(STATUS_POLL_SECONDS) },
   ConversationNotStarted: { 'retry-after': String(STATUS_POLL_SECONDS) },
+  StorageUnavailable: { 'retry-after': String(STATUS_POLL_SECONDS) },
 };
 
 /**

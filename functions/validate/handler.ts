@@ -8,6 +8,7 @@ import {
   asClaimedConversation,
   fingerprintOf,
   startConversation,
+  storageUnavailable,
   type ValidateResult,
 } from '../domain/intake.ts';
 import {
@@ -60,7 +61,8 @@ async function validate(
   if ('accepted' in event) return runAccepted(event.accepted);
   const [input, mode]: [ExecutionInput, ResponseMode] = 'accept' in event ? [event.accept, 'async'] : [event, 'sync'];
   const config = settings();
-  const policy = await inboundPolicy();
+  const policy = await unlessAwsRefused(inboundPolicy(), 'the inbound signing secrets could not be read', input);
+  if ('valid' in policy) return policy;
   const result = startConversation(input, {}, policy, mode, config.apiKeySources);
   if (!result.valid) {
     // The reason, never the signature or the body: those stay out of the logs.
@@ -89,16 +91,21 @@ async function validate(
   const pk = key && store ? idempotencyPk(source, key) : null;
   if (pk && store) {
     const fingerprint = fingerprintOf(result.conversation);
-    const claim = await store.claim(
-      pk,
-      {
-        conversationId: result.conversation.conversation_id,
-        requestId: requestIdentity(input),
-        fingerprint,
-        ...(mode === 'async' ? { responseMode: 'async' as const } : {}),
-      },
-      new Date(),
+    const claim = await unlessAwsRefused(
+      store.claim(
+        pk,
+        {
+          conversationId: result.conversation.conversation_id,
+          requestId: requestIdentity(input),
+          fingerprint,
+          ...(mode === 'async' ? { responseMode: 'async' as const } : {}),
+        },
+        new Date(),
+      ),
+      'its Idempotency-Key could not be claimed',
+      input,
     );
+    if ('valid' in claim) return claim;
     if (!claim.claimed) {
       const answer = answerToDuplicate(claim.existing, fingerprint, { mode, sourceSystem: source });
       logger.info('Webhook request reuses an earlier Idempotency-Key', {
@@ -148,6 +155,32 @@ async function validate(
   });
   if (mode === 'sync') logAgentInvoked(started, budget);
   return started;
+}
+
+/**
+ * `call`'s result, or, when an AWS service refused or failed it (an SDK error: it carries `$metadata`; throttled, a
+ * 5xx, access denied), the 503 STORAGE_UNAVAILABLE rejection saying `what` (docs/contract.md#errors): without it the
+ * workflow failed on the error and the caller got 500 INTERNAL_ERROR, where the local gateway answers a data folder
+ * that refuses a write 503. Any other error is thrown, as before.
+ */
+async function unlessAwsRefused<T>(
+  call: Promise<T>,
+  what: string,
+  input: ExecutionInput,
+): Promise<T | ReturnType<typeof storageUnavailable>> {
+  try {
+    return await call;
+  } catch (error) {
+    if (typeof (error as { $metadata?: unknown } | null)?.$metadata !== 'object') throw error;
+    logger.error('Webhook request not taken: answered 503 STORAGE_UNAVAILABLE', {
+      event_type: 'WEBHOOK_REQUEST_REJECTED',
+      code: 'STORAGE_UNAVAILABLE',
+      request_id: input.request_id,
+      reason: what,
+      error,
+    });
+    return storageUnavailable(what);
+  }
 }
 
 /**

@@ -217,6 +217,7 @@ describe('statemachine/conversation.asl.json', () => {
       { Variable: '$.error', StringEquals: 'SignatureError', Next: 'RejectSignature' },
       { Variable: '$.error', StringEquals: 'IdempotencyConflict', Next: 'RejectConcurrentDuplicate' },
       { Variable: '$.error', StringEquals: 'SourceMismatch', Next: 'RejectSourceMismatch' },
+      { Variable: '$.error', StringEquals: 'StorageUnavailable', Next: 'RejectStorageUnavailable' },
       { Variable: '$.valid', BooleanEquals: false, Next: 'RejectRequest' },
     ]);
     expect(definition.States.ReplayFirstResponse).toMatchObject({ Type: 'Succeed', OutputPath: '$.response' });
@@ -238,6 +239,11 @@ describe('statemachine/conversation.asl.json', () => {
     expect(definition.States.RejectSignature).toMatchObject({
       Type: 'Fail',
       Error: 'SignatureError',
+      CausePath: '$.rejection',
+    });
+    expect(definition.States.RejectStorageUnavailable).toMatchObject({
+      Type: 'Fail',
+      Error: 'StorageUnavailable',
       CausePath: '$.rejection',
     });
   });
