@@ -990,8 +990,10 @@ function refuseUnhonouredHeaders(headers: RequestHeaders): void {
   )
     throw new S3Error('AccessControlListNotSupported', 400, 'The bucket does not allow ACLs');
   // Nothing is encrypted with a KMS key here: the object would be stored plain and read by anyone without the key's
-  // grant. SSE-S3 (AES256), what the deployed bucket applies anyway, is taken.
+  // grant. SSE-S3 (AES256), what the deployed bucket applies anyway, is taken; a method S3 does not have is refused.
   const sse = headers['x-amz-server-side-encryption'];
+  if (sse !== undefined && !['AES256', 'aws:kms', 'aws:kms:dsse'].includes(sse))
+    throw invalidArgument('The encryption method specified is not supported', 'x-amz-server-side-encryption', sse);
   if (sse?.startsWith('aws:kms')) throw headerNotImplemented('x-amz-server-side-encryption');
   if (headers['x-amz-server-side-encryption-aws-kms-key-id'] !== undefined)
     throw headerNotImplemented('x-amz-server-side-encryption-aws-kms-key-id');

@@ -544,6 +544,22 @@ describe('what the embedded S3 cannot honour is refused, never stored or read as
     await put({ ServerSideEncryption: 'AES256' });
     expect(await text(Key)).toBe('body');
   });
+  it('an encryption S3 does not have (x-amz-server-side-encryption: AES128): 400 InvalidArgument; nothing stored', async () => {
+    // Before: taken as if it were AES256.
+    const Key = 'sse-unknown/object.txt';
+    await expect(
+      local.client.send(
+        new PutObjectCommand({ Bucket: BUCKET, Key, Body: 'body', ServerSideEncryption: 'AES128' as 'AES256' }),
+      ),
+    ).rejects.toMatchObject({
+      name: 'InvalidArgument',
+      message: 'The encryption method specified is not supported',
+      ArgumentName: 'x-amz-server-side-encryption',
+      ArgumentValue: 'AES128',
+      $metadata: { httpStatusCode: 400 },
+    });
+    expect(await stored()).not.toContain(Key);
+  });
   it('an ACL on a write: 400 AccessControlListNotSupported, as the deployed bucket (ACLs disabled) answers', async () => {
     // Before: stored without the ACL (public-read said, private kept).
     const Key = 'acl/object.txt';
