@@ -8,6 +8,7 @@ import {
   readdir,
   readFile,
   realpath,
+  rename,
   rm,
   rmdir,
   stat,
@@ -22,7 +23,8 @@ import { isAlive } from './data-dir-lock.ts';
 import { type PlaceResult, placeObjectFiles, putObjectFiles } from './file-writer.ts';
 import { mapConcurrently } from './json-files.ts';
 import type { ChecksumAlgorithm } from './s3-checksums.ts';
-import { invalidArgument, noSuchBucket, noSuchUpload, S3Error } from './s3-errors.ts';
+import { invalidArgument, noSuchBucket, noSuchKey, noSuchUpload, S3Error } from './s3-errors.ts';
+import type { Tags } from './s3-tagging.ts';
 
 /**
  * The embedded S3's objects as plain files under one directory (LOCAL_DATA_DIR/s3):
@@ -85,10 +87,12 @@ export interface ObjectInfo {
   parts?: number;
   /** And each one's size, in order (what GetObject's partNumber reads); absent in objects completed before (501). */
   partSizes?: number[];
+  /** Object tags (s3-tagging.ts), given at upload or by PutObjectTagging; kept by a copy unless replaced. */
+  tags?: Tags;
 }
 
 /** What describes an object apart from its bytes (given at upload, kept by a copy unless replaced). */
-export type ObjectAttributes = Pick<ObjectInfo, 'contentType' | 'headers' | 'metadata'>;
+export type ObjectAttributes = Pick<ObjectInfo, 'contentType' | 'headers' | 'metadata' | 'tags'>;
 
 /** A received body: in memory, or in a temporary file of the store (consumed by the write). */
 export type Body = Buffer | { file: string; size: number };
@@ -388,6 +392,32 @@ export class ObjectStore {
       await rm(at.meta, { force: true }); // with the bytes gone (or never there), their metadata goes too
     });
     await this.pruneEmptyDirs(at.dir, this.bucketDir(bucket));
+  }
+
+  /**
+   * Replace an object's tags (none: `undefined`), its bytes and the rest of its metadata unchanged: the metadata file
+   * is written beside and renamed over the old one, under the key's write lock. 404 NoSuchKey when there is none.
+   */
+  async setTags(bucket: string, key: string, tags: Tags | undefined): Promise<ObjectInfo> {
+    await this.assertBucket(bucket);
+    const at = this.locate(bucket, key);
+    if (!(await this.confined(at.dir))) throw noSuchKey(key);
+    return this.exclusive(at.data, async () => {
+      const s = await lstat(at.data, { bigint: true }).catch(() => null);
+      const current = s?.isFile() ? await this.infoOf(at) : null;
+      if (!s || !current) throw noSuchKey(key);
+      const { tags: _, ...info } = current;
+      const tagged: ObjectInfo = tags ? { ...info, tags } : info;
+      const temp = `${this.tempPath()}.meta`;
+      try {
+        await files.writeFile(temp, JSON.stringify({ ...tagged, ino: String(s.ino) }), { mode: OWNER_FILE });
+        await rename(temp, at.meta);
+      } catch (error) {
+        await rm(temp, { force: true });
+        throw error;
+      }
+      return tagged;
+    });
   }
 
   /**
