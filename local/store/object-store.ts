@@ -421,19 +421,21 @@ export class ObjectStore {
   }
 
   /**
-   * A copy of an object opened with get(), with its own time and, when given, new attributes; `condition` is checked
-   * against the object it replaces first, under the key's write lock.
+   * A copy of an object opened with get(): its bytes with its own time and the given attributes (the source's, or
+   * those that replace them: none of the source's kept); `condition` is checked against the object it replaces first,
+   * under the key's write lock.
    */
   async copy(
     source: StoredObject,
     bucket: string,
     key: string,
-    attributes?: ObjectAttributes,
+    attributes: ObjectAttributes,
     condition?: WriteCondition,
   ): Promise<ObjectInfo> {
     await this.assertBucket(bucket);
     const at = this.locate(bucket, key);
-    const info: ObjectInfo = { ...source.info, ...(attributes ?? {}), modified: new Date().toISOString() };
+    const { contentType: _type, headers: _headers, metadata: _metadata, tags: _tags, ...bytes } = source.info;
+    const info: ObjectInfo = { ...bytes, ...attributes, modified: new Date().toISOString() };
     await this.exclusive(at.data, async () => {
       if (condition) condition(await this.infoOf(at));
       const body = source.body();

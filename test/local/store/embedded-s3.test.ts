@@ -435,6 +435,35 @@ describe('reads, conditions, copies, deletes', () => {
     ).rejects.toMatchObject({ name: 'InvalidRequest' });
   });
 
+  it("CopyObject with MetadataDirective REPLACE keeps none of the source's Cache-Control or x-amz-meta-*", async () => {
+    // Before: the copy kept the source's Cache-Control and metadata the request had not given.
+    await overHttp.send(
+      new PutObjectCommand({
+        Bucket: BUCKET,
+        Key: 'read/described.txt',
+        Body: 'body',
+        CacheControl: 'max-age=60',
+        Metadata: { team: 'revops' },
+      }),
+    );
+    await overHttp.send(
+      new CopyObjectCommand({
+        Bucket: BUCKET,
+        Key: 'read/redescribed.txt',
+        CopySource: `${BUCKET}/read/described.txt`,
+        MetadataDirective: 'REPLACE',
+        ContentType: 'text/plain',
+        Metadata: { stage: 'raw' },
+      }),
+    );
+    const copied = await overHttp.send(new HeadObjectCommand({ Bucket: BUCKET, Key: 'read/redescribed.txt' }));
+    expect([copied.ContentType, copied.CacheControl, copied.Metadata]).toEqual([
+      'text/plain',
+      undefined,
+      { stage: 'raw' },
+    ]);
+  });
+
   it('DeleteObjects reports each key; a malformed document is 400 MalformedXML', async () => {
     const out = await overHttp.send(
       new DeleteObjectsCommand({
