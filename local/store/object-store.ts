@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, type Hash, randomBytes } from 'node:crypto';
 import fs, { type BigIntStats, createReadStream } from 'node:fs';
 import {
   type FileHandle,
@@ -434,14 +434,21 @@ export class ObjectStore {
   ): Promise<ObjectInfo> {
     await this.assertBucket(bucket);
     const at = this.locate(bucket, key);
-    const { contentType: _type, headers: _headers, metadata: _metadata, tags: _tags, ...bytes } = source.info;
-    const info: ObjectInfo = { ...bytes, ...attributes, modified: new Date().toISOString() };
-    await this.exclusive(at.data, async () => {
+    const { size, etag, checksum, parts } = source.info;
+    const info: ObjectInfo = {
+      size,
+      etag,
+      ...(checksum ? { checksum } : {}),
+      ...attributes,
+      modified: new Date().toISOString(),
+    };
+    return this.exclusive(at.data, async () => {
       if (condition) condition(await this.infoOf(at));
       const body = source.body();
-      await this.write(at, info, Buffer.isBuffer(body) ? body : [body], key, bucket);
+      // The copy is one object, not a multipart one, as S3 makes it: of a multipart source, its ETag is the bytes' MD5.
+      const md5 = parts ? createHash('md5') : undefined;
+      return this.write(at, info, Buffer.isBuffer(body) ? body : [body], key, bucket, md5);
     });
-    return info;
   }
 
   /**
@@ -750,9 +757,17 @@ export class ObjectStore {
   /**
    * Bytes to a temporary file, metadata (with their inode) to another, then both renamed into place. The file writer's
    * thread does it (file-writer.ts), making the key's folder first when it is not known to exist; a streamed or
-   * multipart body is written here, then placed there.
+   * multipart body is written here, then placed there. With `md5`, the ETag is the bytes' MD5, hashed as they are
+   * written. Returns the metadata written.
    */
-  private async write(at: Location, info: ObjectInfo, source: Source, key?: string, bucket?: string): Promise<void> {
+  private async write(
+    at: Location,
+    info: ObjectInfo,
+    source: Source,
+    key?: string,
+    bucket?: string,
+    md5?: Hash,
+  ): Promise<ObjectInfo> {
     const temp = this.tempPath();
     const objectFiles = { tempData: temp, tempMeta: `${temp}.meta`, data: at.data, meta: at.meta };
     const folder = async (fresh = false) =>
@@ -762,9 +777,11 @@ export class ObjectStore {
     try {
       let result: PlaceResult;
       if (Buffer.isBuffer(source)) {
+        if (md5) info = { ...info, etag: md5.update(source).digest('hex') };
         result = await putObjectFiles(objectFiles, source, JSON.stringify(info), await folder());
       } else {
-        const ino = await writeBytes(objectFiles.tempData, source);
+        const ino = await writeBytes(objectFiles.tempData, source, md5);
+        if (md5) info = { ...info, etag: md5.digest('hex') };
         await files.writeFile(objectFiles.tempMeta, JSON.stringify({ ...info, ino }), { mode: OWNER_FILE });
         result = await placeObjectFiles(objectFiles, await folder());
       }
@@ -785,6 +802,7 @@ export class ObjectStore {
       }
       if (result.stage !== 'done') throw result.error;
       this.rememberDir(at.dir);
+      return info;
     } catch (error) {
       await rm(objectFiles.tempData, { force: true });
       await rm(objectFiles.tempMeta, { force: true });
@@ -921,12 +939,13 @@ const files = {
 };
 
 /** Write the bytes and return the file's inode (what its metadata will name). */
-async function writeBytes(file: string, source: Source): Promise<string> {
+async function writeBytes(file: string, source: Source, md5?: Hash): Promise<string> {
   const fd = await files.open(file, 'w', OWNER_FILE);
   try {
     let position = 0;
     for (const part of Buffer.isBuffer(source) ? [source] : source) {
       if (Buffer.isBuffer(part)) {
+        md5?.update(part);
         if (part.length > 0) await files.write(fd, part, 0, part.length, position);
         position += part.length;
         continue;
@@ -936,6 +955,7 @@ async function writeBytes(file: string, source: Source): Promise<string> {
         ? fs.createReadStream(part.file, { start: part.start, end: part.end })
         : part) {
         const data = chunk as Buffer;
+        md5?.update(data);
         await files.write(fd, data, 0, data.length, position);
         position += data.length;
       }

@@ -340,6 +340,24 @@ describe('uploads', () => {
     ).rejects.toMatchObject({ name: 'EntityTooSmall' });
   });
 
+  it('CopyObject of a multipart object makes one object, as S3 does: the MD5 of its bytes as ETag, no parts', async () => {
+    // Before: the copy kept the source's "<hex>-2" ETag and its parts (part 1 served as the first 5 MiB).
+    const whole = Buffer.concat([Buffer.alloc(5 * 1024 * 1024, 7), Buffer.from('tail')]);
+    const copied = await overHttp.send(
+      new CopyObjectCommand({ Bucket: BUCKET, Key: 'multi/copy.bin', CopySource: `${BUCKET}/multi/big.bin` }),
+    );
+    expect(copied.CopyObjectResult?.ETag).toBe(`"${md5(whole)}"`);
+    const head = await overHttp.send(new HeadObjectCommand({ Bucket: BUCKET, Key: 'multi/copy.bin', PartNumber: 1 }));
+    expect([head.$metadata.httpStatusCode, head.ETag, head.ContentLength, head.PartsCount]).toEqual([
+      200,
+      `"${md5(whole)}"`,
+      whole.length,
+      undefined,
+    ]);
+    const read = await inProcess.send(new GetObjectCommand({ Bucket: BUCKET, Key: 'multi/copy.bin' }));
+    expect(md5(Buffer.from(await read.Body!.transformToByteArray()))).toBe(md5(whole));
+  });
+
   it('a key cannot be both an object and the folder of other keys: 409 KeyConflict, the first one kept', async () => {
     await inProcess.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'conflict/a', Body: 'object a' }));
     await expect(
