@@ -85,7 +85,7 @@ export interface ObjectInfo {
   checksum?: { algorithm: ChecksumAlgorithm; value: string };
   /** After a multipart upload: how many parts. */
   parts?: number;
-  /** And each one's size, in order (what GetObject's partNumber reads); absent in objects completed before (501). */
+  /** And each one's size, in order (what GetObject's partNumber reads); absent in objects completed before. */
   partSizes?: number[];
   /** Object tags (s3-tagging.ts), given at upload or by PutObjectTagging; kept by a copy unless replaced. */
   tags?: Tags;

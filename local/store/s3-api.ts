@@ -250,7 +250,8 @@ function parseRange(header: string | undefined, size: number): { start: number; 
 function partRange(info: ObjectInfo, n: number, range: string | undefined): { start: number; end: number } | null {
   if (range !== undefined)
     throw new S3Error('InvalidRequest', 400, 'Cannot specify both Range header and partNumber query parameter');
-  const sizes = info.parts ? info.partSizes : [info.size];
+  // One completed before part sizes were kept has them still when it has one part: its whole size.
+  const sizes = info.parts ? (info.partSizes ?? (info.parts === 1 ? [info.size] : undefined)) : [info.size];
   if (!sizes) throw notImplemented('partNumber on a multipart object completed before part sizes were kept');
   if (n > sizes.length)
     throw new S3Error('InvalidPartNumber', 416, 'The requested partnumber is not satisfiable', {
