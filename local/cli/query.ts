@@ -55,9 +55,10 @@ function* resultText(result: QueryResult, format: 'json' | 'csv'): Generator<str
     return;
   }
   if (result.rows.length === 0) yield '[]';
-  // Each row as the array's element: its lines indented once more (a JSON text holds no raw line break).
+  // Each row as the array's element: its lines indented once more. Only at "\n": JSON.stringify escapes every line
+  // feed of a value, not U+2028 / U+2029, which a multiline regex's ^ would have indented inside the text.
   for (const [i, row] of result.rows.entries())
-    yield `${i === 0 ? '[\n' : ',\n'}${JSON.stringify(row, null, 2).replace(/^/gm, '  ')}`;
+    yield `${i === 0 ? '[\n' : ',\n'}  ${JSON.stringify(row, null, 2).replaceAll('\n', '\n  ')}`;
   if (result.rows.length > 0) yield '\n]';
   yield '\n';
 }
