@@ -266,6 +266,21 @@ describe('POST /webhook response template (the finished execution → HTTP)', ()
     }
   });
 
+  it('answers 503 STORAGE_UNAVAILABLE with Retry-After when Validate’s stores failed (ValidateStorageUnavailable of both workflows), as locally', () => {
+    for (const file of ['conversation.asl.json', 'accept.asl.json']) {
+      const asl = JSON.parse(readFileSync(path.join(STATEMACHINE_DIR, file), 'utf8'));
+      const { Error: error, Cause: cause } = asl.States.ValidateStorageUnavailable;
+      expect(asl.States.Validate.Catch).toContainEqual(
+        expect.objectContaining({ ErrorEquals: ['StorageUnavailable'], Next: 'ValidateStorageUnavailable' }),
+      );
+      const outcome: ExecutionOutcome = { status: 'FAILED', error, cause };
+      const rendered = render(outcome);
+      expect(rendered).toEqual(httpResultForExecution(outcome)); // what the local gateway answers for it
+      expect(rendered).toMatchObject({ statusCode: 503, headers: { 'retry-after': '2' } });
+      expect(rendered.body).toMatchObject({ success: false, error: { code: 'STORAGE_UNAVAILABLE' } });
+    }
+  });
+
   it('tells a retry that met its key still running (409) when to ask again, as the local gateway does', () => {
     const conflict: ExecutionOutcome = {
       status: 'FAILED',
