@@ -15,7 +15,13 @@ import { settleAnswer, withDeliveryAttempt } from '../domain/lifecycle.ts';
 import { DELIVERY_DEFERRED_EVENT } from '../domain/observability.ts';
 import { signOutbound } from '../domain/signatures.ts';
 import { attemptLog } from '../shared/attempt-log.ts';
-import { budgetSignal } from '../shared/clients/request-limits.ts';
+import {
+  budgetSignal,
+  LAMBDA_RETURN_MS,
+  LAMBDA_TAIL_MS,
+  lambdaDeadline,
+  lambdaEnd,
+} from '../shared/clients/request-limits.ts';
 import { type EndpointStore, endpointStore } from '../shared/endpoint-store.ts';
 import { logEvent, METRIC_NAMES, recordDeliveryAttempt, recordDeliveryQueued, recordTime } from '../shared/events.ts';
 import { postJson } from '../shared/http-delivery.ts';
@@ -25,15 +31,6 @@ import { deliverySecrets } from '../shared/secrets.ts';
 import { settings } from '../shared/settings.ts';
 
 export const USER_AGENT = 'revops-webhook-gateway/1.0';
-
-/**
- * Of a Deliver Lambda's time (infra/constructs/conversation-functions.ts: DELIVERY_TIMEOUT_MS and 5 s), what is kept
- * after the POST: the attempt log and the receiver's health, written together, and the return. An attempt that would
- * end later is not started (slow AWS calls before it used the time): killed mid-POST, the task would fail, its
- * Catch queue the delivery, and the receiver perhaps get it twice. Those writes end LAMBDA_RETURN_MS before the end.
- */
-const LAMBDA_TAIL_MS = 1_500;
-const LAMBDA_RETURN_MS = 300;
 
 /** Deliver's Parameters in both workflows: the state, the state's retry count, the execution's name. */
 export interface DeliverInput {
@@ -79,7 +76,7 @@ export function deliverOn(clock: RateClock) {
       clock,
       store: endpointStore(),
       post: postJson,
-      ...(context?.getRemainingTimeInMillis ? { endsAt: clock.now() + context.getRemainingTimeInMillis() } : {}),
+      ...lambdaEnd(context, clock.now()),
     }),
   );
 }
@@ -96,8 +93,10 @@ export async function deliver(input: DeliverInput, deps: DeliverDeps): Promise<C
   const config = settings();
   const via = state.redelivery?.via ?? 'workflow';
   const attemptNumber = nextAttemptNumber(record, retryCount);
-  // Every call before the attempt ends by deliver_by (a caller waiting) and before this Lambda's end, less its tail.
-  const lambdaBy = deps.endsAt === undefined ? null : new Date(deps.endsAt - LAMBDA_TAIL_MS).toISOString();
+  // Every call before the attempt ends by deliver_by (a caller waiting) and before this Lambda's end, less its tail
+  // (LAMBDA_TAIL_MS); an attempt that would end later is not started: killed mid-POST, the task would fail, its Catch
+  // queue the delivery, and the receiver perhaps get it twice.
+  const lambdaBy = lambdaDeadline(deps.endsAt, LAMBDA_TAIL_MS);
   const callsBy = earliest(deliverBy, lambdaBy);
   const cut = budgetSignal(callsBy, now());
   const read = store ? await readEndpoint(store, type, cut) : null;
@@ -173,7 +172,7 @@ export async function deliver(input: DeliverInput, deps: DeliverDeps): Promise<C
       `this Deliver Lambda has ${Math.max(0, lambdaLeft)} ms left before its timeout (less ${LAMBDA_TAIL_MS} ms), not the attempt's ${timeoutMs} ms (its AWS calls were slow): queued for the redelivery schedule rather than cut off mid-POST`,
     );
   const { attempt, response } = await deps.post(url, payload, headers, attemptNumber, timeoutMs);
-  const writesBy = deps.endsAt === undefined ? null : new Date(deps.endsAt - LAMBDA_RETURN_MS).toISOString();
+  const writesBy = lambdaDeadline(deps.endsAt, LAMBDA_RETURN_MS);
   const writesCut = budgetSignal(earliest(deliverBy, writesBy), now());
   attempt.via = via;
   recordTime(METRIC_NAMES.deliveryResponseTime, attempt.duration_ms);

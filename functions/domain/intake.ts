@@ -24,12 +24,7 @@ import type { AgentThread } from './thread.ts';
  * What Validate hands the workflow's IsRequestValid choice. Every shape carries `valid`, `duplicate` and `error`,
  * so the Choice rules never test a path that is missing.
  */
-export type RejectionError =
-  | 'ValidationError'
-  | 'SignatureError'
-  | 'IdempotencyConflict'
-  | 'SourceMismatch'
-  | 'StorageUnavailable';
+export type RejectionError = 'ValidationError' | 'SignatureError' | 'IdempotencyConflict' | 'SourceMismatch';
 export type ValidateResult =
   | {
       valid: true;
@@ -58,20 +53,6 @@ function rejection(
   extra: Record<string, unknown> = {},
 ): Rejected {
   return { valid: false, duplicate: false, error, code, rejection: JSON.stringify(errorBody(code, message, extra)) };
-}
-
-/**
- * A request Validate could not take for its service's sake, not the request's: on AWS the inbound secrets or the
- * idempotency table refused or failed a call (`what`). Nothing ran, and no key is held (unless a claim was written
- * but its answer lost: a retry then meets 409 until the claim lapses): 503 STORAGE_UNAVAILABLE, to be sent again after
- * Retry-After, as the local gateway answers a data folder that refuses a write (docs/contract.md).
- */
-export function storageUnavailable(what: string): Rejected {
-  return rejection(
-    'StorageUnavailable',
-    'STORAGE_UNAVAILABLE',
-    `The request could not be taken just now (${what}); nothing ran: send it again after Retry-After (the same Idempotency-Key makes that safe)`,
-  );
 }
 
 /** A retried request whose first conversation already answered: that answer, again. */

@@ -257,12 +257,29 @@ describe('POST /webhook response template (the finished execution → HTTP)', ()
     for (const file of ['conversation.asl.json', 'accept.asl.json']) {
       const asl = JSON.parse(readFileSync(path.join(STATEMACHINE_DIR, file), 'utf8'));
       const { Error: error, Cause: cause } = asl.States.ValidateThrottled;
-      expect(asl.States.Validate.Catch).toContainEqual(
-        expect.objectContaining({ ErrorEquals: ['Lambda.TooManyRequestsException'], Next: 'ValidateThrottled' }),
+      // A request's, that is: the conversation workflow exports the run of an accepted conversation instead.
+      const { Next: next } = asl.States.Validate.Catch.find((c: { ErrorEquals: string[] }) =>
+        c.ErrorEquals.includes('Lambda.TooManyRequestsException'),
       );
+      expect(asl.States[next].Type === 'Choice' ? asl.States[next].Default : next).toBe('ValidateThrottled');
       const rendered = render({ status: 'FAILED', error, cause });
       expect(rendered).toMatchObject({ statusCode: 503, headers: { 'retry-after': '2' } });
       expect(rendered.body).toMatchObject({ success: false, error: { code: 'NOT_STARTED' } });
+    }
+  });
+
+  it('answers 503 STORAGE_UNAVAILABLE with Retry-After when Validate’s stores failed (ValidateStorageUnavailable of both workflows), as locally', () => {
+    for (const file of ['conversation.asl.json', 'accept.asl.json']) {
+      const asl = JSON.parse(readFileSync(path.join(STATEMACHINE_DIR, file), 'utf8'));
+      const { Error: error, Cause: cause } = asl.States.ValidateStorageUnavailable;
+      expect(asl.States.Validate.Catch).toContainEqual(
+        expect.objectContaining({ ErrorEquals: ['StorageUnavailable'], Next: 'ValidateStorageUnavailable' }),
+      );
+      const outcome: ExecutionOutcome = { status: 'FAILED', error, cause };
+      const rendered = render(outcome);
+      expect(rendered).toEqual(httpResultForExecution(outcome)); // what the local gateway answers for it
+      expect(rendered).toMatchObject({ statusCode: 503, headers: { 'retry-after': '2' } });
+      expect(rendered.body).toMatchObject({ success: false, error: { code: 'STORAGE_UNAVAILABLE' } });
     }
   });
 

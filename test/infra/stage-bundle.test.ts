@@ -380,9 +380,9 @@ describe("each function's bundle, split in chunks", () => {
       // +0.3 KB: an idempotency claim freed only when it is the cut request's own (releaseInProgress's requestId).
       // +0.3 KB: the status store's adapters write a redelivery's delivery status (StatusDelivery).
       // +0.3 KB: a signed request of a source without a secret logs WEBHOOK_SIGNATURE_UNCHECKED.
-      // +1.4 KB (inbound19): 503 STORAGE_UNAVAILABLE when AWS refuses its secrets read or key claim; a whsec_ secret
-      // whose base64 does not decode refused; webhook-id/-timestamp sent twice named; IDEMPOTENCY_TTL_SECONDS ≥ 300.
-      // +0.2 KB (inbound19): a UTF-16 body named as one.
+      // +0.6 KB (inbound19): a whsec_ secret whose base64 does not decode refused; webhook-id/-timestamp sent twice
+      // named; IDEMPOTENCY_TTL_SECONDS ≥ 300. +0.2 KB (inbound19): a UTF-16 body named as one.
+      // +1.0 KB: its calls end before its own Lambda's timeout, a store's failure answered 503 (StorageUnavailable).
       validate: 224,
       classify: 41,
       // +1.0 KB: a rotation's secrets read again at once when the receiver's item names others (secretsFingerprint).
@@ -391,7 +391,8 @@ describe("each function's bundle, split in chunks", () => {
       // +0.6 KB (inbound19): a whsec_ secret whose base64 does not decode refused; IDEMPOTENCY_TTL_SECONDS ≥ 300.
       deliver: 217,
       // +1.6 KB: a redelivery's delivery status written to a completed status record (docs/contract.md).
-      // +0.5 KB (inbound19): IDEMPOTENCY_TTL_SECONDS ≥ 300 (settings); 503 StorageUnavailable in the contract's map.
+      // +0.5 KB (inbound19): IDEMPOTENCY_TTL_SECONDS ≥ 300 (settings).
+      // +0.2 KB: the thread store's calls take a caller's deadline (Validate's, before its Lambda's timeout).
       export: 324,
       // +0.5 KB: the local status files' adapter (bundled with its store) gained what recovery needs of it.
       // +0.6 KB: it answers 504 TIMEOUT itself before its Lambda timeout (a slow read).

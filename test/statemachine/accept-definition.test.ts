@@ -35,13 +35,7 @@ describe('statemachine/accept.asl.json', () => {
     const refusals = (accept.States.IsRequestValid.Choices as { Next: string }[])
       .map((choice) => choice.Next)
       .filter((next) => next !== 'ReplayFirstResponse');
-    expect(refusals).toEqual([
-      'RejectSignature',
-      'RejectConcurrentDuplicate',
-      'RejectSourceMismatch',
-      'RejectStorageUnavailable',
-      'RejectRequest',
-    ]);
+    expect(refusals).toEqual(['RejectSignature', 'RejectConcurrentDuplicate', 'RejectSourceMismatch', 'RejectRequest']);
     for (const refusal of refusals) expect(accept.States[refusal]).toEqual(conversation.States[refusal]);
     expect(accept.States.ReplayFirstResponse.OutputPath).toBe('$.response');
   });

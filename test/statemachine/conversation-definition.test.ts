@@ -73,6 +73,7 @@ describe('statemachine/conversation.asl.json', () => {
       'Deliver',
       'Export',
       'ExportFailedConversation',
+      'ExportNotStarted',
       'RecordOnlyInLogs',
       'Validate',
     ]);
@@ -217,7 +218,6 @@ describe('statemachine/conversation.asl.json', () => {
       { Variable: '$.error', StringEquals: 'SignatureError', Next: 'RejectSignature' },
       { Variable: '$.error', StringEquals: 'IdempotencyConflict', Next: 'RejectConcurrentDuplicate' },
       { Variable: '$.error', StringEquals: 'SourceMismatch', Next: 'RejectSourceMismatch' },
-      { Variable: '$.error', StringEquals: 'StorageUnavailable', Next: 'RejectStorageUnavailable' },
       { Variable: '$.valid', BooleanEquals: false, Next: 'RejectRequest' },
     ]);
     expect(definition.States.ReplayFirstResponse).toMatchObject({ Type: 'Succeed', OutputPath: '$.response' });
@@ -239,11 +239,6 @@ describe('statemachine/conversation.asl.json', () => {
     expect(definition.States.RejectSignature).toMatchObject({
       Type: 'Fail',
       Error: 'SignatureError',
-      CausePath: '$.rejection',
-    });
-    expect(definition.States.RejectStorageUnavailable).toMatchObject({
-      Type: 'Fail',
-      Error: 'StorageUnavailable',
       CausePath: '$.rejection',
     });
   });

@@ -59,8 +59,8 @@ describe('start refuses bad configuration before it listens', () => {
     [{ RESPONSE_TIMEOUT_MS: '1000' }, /RESPONSE_TIMEOUT_MS must be from 9000 to 300000 \(ms\), got 1000/],
     [{ RESPONSE_TIMEOUT_MS: '400000' }, /RESPONSE_TIMEOUT_MS must be from 9000 to 300000 \(ms\), got 400000/],
     // Before, the message blamed ASYNC_AGENT_TIMEOUT_MS ("at most -399999728000").
-    [{ DELIVERY_TIMEOUT_MS: '99999999999' }, /^DELIVERY_TIMEOUT_MS must be from 100 to 30000 \(ms\), got 99999999999$/],
-    [{ DELIVERY_TIMEOUT_MS: '50' }, /DELIVERY_TIMEOUT_MS must be from 100 to 30000 \(ms\), got 50/],
+    [{ DELIVERY_TIMEOUT_MS: '99999999999' }, /^DELIVERY_TIMEOUT_MS must be from 100 to 24000 \(ms\), got 99999999999$/],
+    [{ DELIVERY_TIMEOUT_MS: '50' }, /DELIVERY_TIMEOUT_MS must be from 100 to 24000 \(ms\), got 50/],
     // Before, it started and, the timer overflowing, swept the redelivery schedule every millisecond.
     [
       { REDELIVERY_POLL_MS: '3000000000' },
