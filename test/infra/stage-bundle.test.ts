@@ -383,7 +383,7 @@ describe("each function's bundle, split in chunks", () => {
       // +0.6 KB (inbound19): a whsec_ secret whose base64 does not decode refused; webhook-id/-timestamp sent twice
       // named; IDEMPOTENCY_TTL_SECONDS ≥ 300. +0.2 KB (inbound19): a UTF-16 body named as one.
       // +1.0 KB: its calls end before its own Lambda's timeout, a store's failure answered 503 (StorageUnavailable).
-      validate: 224,
+      validate: 225,
       classify: 41,
       // +1.0 KB: a rotation's secrets read again at once when the receiver's item names others (secretsFingerprint).
       // +0.6 KB: a delivery held on an in-workflow retry carries the attempts of its run so far (the attempt log read).
