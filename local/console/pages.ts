@@ -453,6 +453,13 @@ function signingCell(v: EndpointView, now: Date): SafeHtml {
     : html`<span class="rotation">${rotation.text}</span>`;
 }
 
+/**
+ * A time of the Endpoints table, which may wrap after its date (`2026-12-03T` / `17:13:04.873Z`) in a laptop's window
+ * (console.css): three of them unbroken pushed each receiver's action out of sight.
+ */
+const wrappedTime = (at: string | null | undefined) =>
+  at ? html`<span class="date">${at.slice(0, 11)}</span>${at.slice(11)}` : '-';
+
 /** The recover form's default: a day ago. */
 const dayBefore = (now: Date) => new Date(now.getTime() - 86_400_000).toISOString();
 
@@ -476,9 +483,9 @@ export function endpointsFragment(views: (EndpointView | UnreadableReceiver)[], 
   </tr>`
       : html`<tr data-type="${v.webhook_type}" data-state="${v.status}">
     <td class="type">${v.webhook_type}</td><td class="state" data-label="state">${badge(v.status)}${stateSinceNote(v, now)}</td><td class="signing" data-label="signing">${signingCell(v, now)}</td><td class="url" data-label="url"><code>${v.url ?? '(none)'}</code>${v.url_source === 'deployed' ? html` <small>deployed</small>` : ''}</td>
-    <td data-label="rate">${v.rate_per_second === null ? '-' : `${v.rate_per_second}/s`}</td><td class="time" data-label="last success">${v.last_success_at ?? '-'}</td>
-    <td class="num" data-label="failure streak">${v.consecutive_failures}</td><td class="time" data-label="failing since">${v.failing_since ?? '-'}</td><td class="num queued" data-label="queued">${v.queued ?? '-'}</td>
-    <td class="err last-error" data-label="last error">${lastErrorCell(v)}${v.last_failure_at ? html` <small class="time">${v.last_failure_at}</small>` : ''}</td>
+    <td data-label="rate">${v.rate_per_second === null ? '-' : `${v.rate_per_second}/s`}</td><td class="time" data-label="last success">${wrappedTime(v.last_success_at)}</td>
+    <td class="num" data-label="failure streak">${v.consecutive_failures}</td><td class="time" data-label="failing since">${wrappedTime(v.failing_since)}</td><td class="num queued" data-label="queued">${v.queued ?? '-'}</td>
+    <td class="err last-error" data-label="last error">${lastErrorCell(v)}${v.last_failure_at ? html` <small class="time">${wrappedTime(v.last_failure_at)}</small>` : ''}</td>
     <td class="action">${v.status === 'paused' || v.status === 'disabled' ? html`<button type="button" data-endpoint-action="resume" data-type="${v.webhook_type}" aria-label="Resume ${v.webhook_type}">Resume</button>` : html`<button type="button" data-endpoint-action="pause" data-type="${v.webhook_type}" aria-label="Pause ${v.webhook_type}">Pause</button>`}</td>
   </tr>`,
   )}</tbody>
