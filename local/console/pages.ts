@@ -1,4 +1,8 @@
-/** Server-rendered pages of the local console. Every piece of data goes through `html` (escaped). */
+/**
+ * Server-rendered pages of the local console. Every piece of data goes through `html` (escaped). Free text (a question,
+ * an answer, a receiver's body) is laid out in its own direction (`dir="auto"`): one in Arabic or Hebrew reads right to
+ * left, its question mark at its end.
+ */
 import { agentTurn, type ConversationRecord, turnText, userQuery } from '../../functions/domain/conversation.ts';
 import {
   type EndpointView,
@@ -135,7 +139,7 @@ export function listFragment(
     (r) => html`<tr data-id="${r.conversation_id}" data-status="${r.status}" data-delivery="${r.delivery_status}">
     <td class="time" title="${r.received_at}">${r.received_at.slice(0, 19).replace('T', ' ')}</td><td class="id">${link(r.conversation_id)}</td><td class="source" title="${r.source_system}/${r.source_process}">${r.source_system}/${r.source_process}</td>
     <td>${r.webhook_type ?? '-'}</td><td>${badge(r.status)}</td><td>${badge(r.delivery_status)}${r.redelivering ? html` <span class="badge b-redelivering" title="redelivery ${r.redelivering} under way">redelivering</span>` : ''}</td><td class="num detail">${r.executions}</td>
-    <td class="num detail">${short(r.agent_ms)}</td><td class="num detail">${short(r.delivery_ms)}</td><td class="num">${short(r.total_time_ms)}</td><td class="thread">${threadLink(r)}</td><td class="query" title="${preview(r.query, 300)}">${preview(r.query)}</td></tr>`,
+    <td class="num detail">${short(r.agent_ms)}</td><td class="num detail">${short(r.delivery_ms)}</td><td class="num">${short(r.total_time_ms)}</td><td class="thread">${threadLink(r)}</td><td class="query" dir="auto" title="${preview(r.query, 300)}">${preview(r.query)}</td></tr>`,
   )}</tbody>
 </table>`;
   const older = new URLSearchParams(params);
@@ -201,8 +205,8 @@ export function threadFragment(
       : html`<ol class="thread">${turns.map(
           ({ row, record }) => html`<li data-id="${row.conversation_id}" data-turn="${row.thread_turn ?? ''}">
   <p class="turn">turn ${row.thread_turn ?? '-'} · ${link(row.conversation_id)} · <span class="time">${row.received_at}</span> · ${badge(row.status)} ${badge(row.delivery_status)}</p>
-  <pre class="text question">${userQuery(record)}</pre>
-  <pre class="text answer">${agentTurn(record) ? turnText(agentTurn(record)) : '(no answer)'}</pre>
+  <pre class="text question" dir="auto">${userQuery(record)}</pre>
+  <pre class="text answer" dir="auto">${agentTurn(record) ? turnText(agentTurn(record)) : '(no answer)'}</pre>
 </li>`,
         )}</ol>`;
   return html`${crumbs()}<section>
@@ -241,8 +245,8 @@ ${requestKeys(record, executions)}
   <dt>delivery id</dt><dd><code>${ctx.delivery_id}</code></dd>
   <dt>timings</dt><dd id="timings">${formatFigures(conversationFigures(record, executions))}</dd>
 </dl>
-<h2>Query</h2><pre class="text">${userQuery(record)}</pre>
-<h2>Answer</h2><pre class="text">${answer ? turnText(answer) : '(no answer)'}</pre>
+<h2>Query</h2><pre class="text" dir="auto">${userQuery(record)}</pre>
+<h2>Answer</h2><pre class="text" dir="auto">${answer ? turnText(answer) : '(no answer)'}</pre>
 ${record.execution.errors.length === 0 ? '' : html`<h2>Errors</h2><ul class="errors">${record.execution.errors.map((e) => html`<li><code>${e.at}</code> ${e.stage}: <b>${e.error}</b> ${e.message}</li>`)}</ul>`}`;
 }
 
@@ -261,7 +265,7 @@ function answerCell(a: ConversationRecord['execution']['delivery_attempts'][numb
   return html`<details class="answer" data-attempt="${a.attempt}"><summary>${preview(r.body, 80) || '(empty body)'}</summary>
   ${a.request ? html`<p><small>sent to</small> <code>${a.request.url}</code>${a.execution_name ? html` <small>by</small> <code>${a.execution_name}</code>` : ''}</p>` : ''}
   <dl class="headers">${Object.entries(r.headers).map(([k, v]) => html`<dt>${k}</dt><dd>${v}</dd>`)}</dl>
-  <pre class="text">${r.body}</pre>${r.body_truncated ? html`<p><small>the first 4 KB of the answer are kept</small></p>` : ''}
+  <pre class="text" dir="auto">${r.body}</pre>${r.body_truncated ? html`<p><small>the first 4 KB of the answer are kept</small></p>` : ''}
 </details>`;
 }
 
