@@ -164,9 +164,12 @@ const withoutCursor = (params: URLSearchParams) => {
 const listHref = (params: URLSearchParams) => (params.size > 0 ? `/console?${params}` : '/console');
 
 /** The list's filters, as `conversations list` takes them (docs/operations.md): a GET form, so the address holds them. */
-function filterForm(params: URLSearchParams): SafeHtml {
+function filterForm(params: URLSearchParams, refused?: string): SafeHtml {
+  // The field refused (listRefusedFragment): marked, described by why, and given the keyboard to mend it.
+  const marked = (name: string) =>
+    name === refused ? html` aria-invalid="true" aria-describedby="filter-error" autofocus` : '';
   const field = (name: string, label: string, hint: string, list?: string) =>
-    html`<label>${label} <input name="${name}" value="${params.get(name) ?? ''}" aria-label="filter by ${label}" placeholder="${hint}" autocomplete="off" spellcheck="false"${list ? html` list="${list}"` : ''}></label>`;
+    html`<label>${label} <input name="${name}" value="${params.get(name) ?? ''}" aria-label="filter by ${label}" placeholder="${hint}" autocomplete="off" spellcheck="false"${list ? html` list="${list}"` : ''}${marked(name)}></label>`;
   return html`<form id="filters" method="get" action="/console" role="search" aria-label="filter conversations">
   ${field('id', 'id', 'conversation id, or part')}
   ${field('key', 'key', 'Idempotency-Key or webhook-id')}
@@ -184,8 +187,10 @@ function filterForm(params: URLSearchParams): SafeHtml {
 
 /** The list page asked for a filter it cannot use: the form, as asked, and why. */
 export function listRefusedFragment(params: URLSearchParams, reason: string): SafeHtml {
+  // The reason names the field first ("since must be …", "status takes …"), as the CLI's message names its flag.
+  const refused = [...params.keys()].find((name) => reason.startsWith(`${name} `));
   return html`<h1>Conversations</h1><section>
-  ${filterForm(params)}
+  ${filterForm(params, refused)}
   <p class="err" id="filter-error" role="alert">${reason}</p>
 </section>`;
 }
