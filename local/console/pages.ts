@@ -47,6 +47,14 @@ const threadLink = (r: { source_system: string; thread_id?: string | null; threa
   r.thread_id
     ? html`<a class="thread" href="${threadPath(r.source_system, r.thread_id)}">${r.thread_id} · ${r.thread_turn ?? '-'}</a>`
     : '-';
+/**
+ * A time in a table that may wrap it, after its date only (`2026-12-03T` / `17:13:04.873Z`, console.css): the browser
+ * cut it after its month, or, kept whole, three of them pushed the Endpoints page's actions out of a laptop's window.
+ */
+const wrappedTime = (at: string | null | undefined) =>
+  at ? html`<span class="date">${at.slice(0, 11)}</span>${at.slice(11)}` : '-';
+/** The failed deliveries' next attempt: its time (wrappedTime), or why there is none. */
+const timeOrLabel = (label: string) => (/^\d{4}-\d\d-\d\dT/.test(label) ? wrappedTime(label) : label);
 const preview = (text: string, max = 90) => {
   const flat = text.replace(/\s+/g, ' ').trim();
   return flat.length > max ? `${flat.slice(0, max)}…` : flat;
@@ -122,7 +130,7 @@ export function listFragment(
     owed.total === 0
       ? ''
       : html`<table><thead><tr><th>conversation</th><th>type</th><th>state</th><th>attempts</th><th>last error</th><th>next attempt</th></tr></thead>
-  <tbody>${open.slice(0, limit).map((e) => html`<tr data-id="${e.conversation_id}"><td>${link(e.conversation_id)}</td><td>${e.webhook_type}</td><td>${badge(e.state)}${e.dead_reason ? html` <small>${e.dead_reason}</small>` : ''}${e.owed === 'export' ? html` <small>export only</small>` : ''}</td><td class="num">${attemptsMade(e)}</td><td class="err">${preview(e.last_error ?? '', 80)}</td><td>${nextAttemptLabel(e, held)}</td></tr>`)}</tbody></table>`
+  <tbody>${open.slice(0, limit).map((e) => html`<tr data-id="${e.conversation_id}"><td>${link(e.conversation_id)}</td><td>${e.webhook_type}</td><td>${badge(e.state)}${e.dead_reason ? html` <small>${e.dead_reason}</small>` : ''}${e.owed === 'export' ? html` <small>export only</small>` : ''}</td><td class="num">${attemptsMade(e)}</td><td class="err">${preview(e.last_error ?? '', 80)}</td><td>${timeOrLabel(nextAttemptLabel(e, held))}</td></tr>`)}</tbody></table>`
   }
   ${owed.total > open.length ? html`<p class="more">Showing the newest ${open.length} of ${owed.total}. <code>npx webhook-gateway deliveries list --limit N</code> lists more; the <a href="/console/endpoints">Endpoints</a> page recovers them by type.</p>` : ''}
 </section>`;
@@ -461,13 +469,6 @@ function signingCell(v: EndpointView, now: Date): SafeHtml {
     ? html`<span class="rotation">two secrets ${sinceSpan(since, now)}: ${rotation.end}</span>`
     : html`<span class="rotation">${rotation.text}</span>`;
 }
-
-/**
- * A time of the Endpoints table, which may wrap after its date (`2026-12-03T` / `17:13:04.873Z`) in a laptop's window
- * (console.css): three of them unbroken pushed each receiver's action out of sight.
- */
-const wrappedTime = (at: string | null | undefined) =>
-  at ? html`<span class="date">${at.slice(0, 11)}</span>${at.slice(11)}` : '-';
 
 /** The recover form's default: a day ago. */
 const dayBefore = (now: Date) => new Date(now.getTime() - 86_400_000).toISOString();
