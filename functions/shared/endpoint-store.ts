@@ -190,6 +190,8 @@ export class DynamoEndpointStore implements EndpointStore {
     remove: string[],
     condition?: { expression: string; values: Record<string, AttributeValue> },
     signal?: AbortSignal,
+    /** Attributes SET only where the item has none yet (`if_not_exists`). */
+    kept: Record<string, AttributeValue> = {},
   ) {
     const { sdk, db } = await dynamoDb(this.client);
     const names: Record<string, string> = {};
@@ -199,6 +201,11 @@ export class DynamoEndpointStore implements EndpointStore {
       values[`:s${i}`] = value;
       return `#s${i} = :s${i}`;
     });
+    for (const [i, [name, value]] of Object.entries(kept).entries()) {
+      names[`#k${i}`] = name;
+      values[`:k${i}`] = value;
+      sets.push(`#k${i} = if_not_exists(#k${i}, :k${i})`);
+    }
     const removes = remove.map((name, i) => {
       names[`#r${i}`] = name;
       return `#r${i}`;
@@ -235,9 +242,11 @@ export class DynamoEndpointStore implements EndpointStore {
       if (change.rate_per_second === null) remove.push('rate_per_second');
       else set.rate_per_second = { N: String(change.rate_per_second) };
     }
-    if (change.paused === true) Object.assign(set, { paused: { BOOL: true }, paused_at: { S: now.toISOString() } });
+    if (change.paused === true) set.paused = { BOOL: true };
     if (change.paused === false) remove.push('paused', 'paused_at');
-    return this.update(type, set, remove);
+    // A pause of a paused receiver keeps since when it is paused (paused_at is there only while it is).
+    const kept = change.paused === true ? { paused_at: { S: now.toISOString() } } : undefined;
+    return this.update(type, set, remove, undefined, undefined, kept);
   }
 
   /** The type's delivery secrets were changed (`endpoints set --secret --aws`): what they are now, by fingerprint. */
@@ -436,7 +445,9 @@ export class FileEndpointStore implements EndpointStore {
       else if (change.url !== undefined) config.url = change.url;
       if (change.rate_per_second === null) delete config.rate_per_second;
       else if (change.rate_per_second !== undefined) config.rate_per_second = change.rate_per_second;
-      if (change.paused === true) Object.assign(config, { paused: true, paused_at: now.toISOString() });
+      // A pause of a paused receiver keeps since when it is paused.
+      if (change.paused === true && !e.config.paused)
+        Object.assign(config, { paused: true, paused_at: now.toISOString() });
       if (change.paused === false) {
         delete config.paused;
         delete config.paused_at;

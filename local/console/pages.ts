@@ -1,4 +1,8 @@
-/** Server-rendered pages of the local console. Every piece of data goes through `html` (escaped). */
+/**
+ * Server-rendered pages of the local console. Every piece of data goes through `html` (escaped). Free text (a question,
+ * an answer, a receiver's body) is laid out in its own direction (`dir="auto"`): one in Arabic or Hebrew reads right to
+ * left, its question mark at its end.
+ */
 import { agentTurn, type ConversationRecord, turnText, userQuery } from '../../functions/domain/conversation.ts';
 import {
   type EndpointView,
@@ -43,6 +47,14 @@ const threadLink = (r: { source_system: string; thread_id?: string | null; threa
   r.thread_id
     ? html`<a class="thread" href="${threadPath(r.source_system, r.thread_id)}">${r.thread_id} · ${r.thread_turn ?? '-'}</a>`
     : '-';
+/**
+ * A time in a table that may wrap it, after its date only (`2026-12-03T` / `17:13:04.873Z`, console.css): the browser
+ * cut it after its month, or, kept whole, three of them pushed the Endpoints page's actions out of a laptop's window.
+ */
+const wrappedTime = (at: string | null | undefined) =>
+  at ? html`<span class="date">${at.slice(0, 11)}</span>${at.slice(11)}` : '-';
+/** The failed deliveries' next attempt: its time (wrappedTime), or why there is none. */
+const timeOrLabel = (label: string) => (/^\d{4}-\d\d-\d\dT/.test(label) ? wrappedTime(label) : label);
 const preview = (text: string, max = 90) => {
   const flat = text.replace(/\s+/g, ' ').trim();
   return flat.length > max ? `${flat.slice(0, max)}…` : flat;
@@ -118,7 +130,7 @@ export function listFragment(
     owed.total === 0
       ? ''
       : html`<table><thead><tr><th>conversation</th><th>type</th><th>state</th><th>attempts</th><th>last error</th><th>next attempt</th></tr></thead>
-  <tbody>${open.slice(0, limit).map((e) => html`<tr data-id="${e.conversation_id}"><td>${link(e.conversation_id)}</td><td>${e.webhook_type}</td><td>${badge(e.state)}${e.dead_reason ? html` <small>${e.dead_reason}</small>` : ''}${e.owed === 'export' ? html` <small>export only</small>` : ''}</td><td class="num">${attemptsMade(e)}</td><td class="err">${preview(e.last_error ?? '', 80)}</td><td>${nextAttemptLabel(e, held)}</td></tr>`)}</tbody></table>`
+  <tbody>${open.slice(0, limit).map((e) => html`<tr data-id="${e.conversation_id}"><td>${link(e.conversation_id)}</td><td>${e.webhook_type}</td><td>${badge(e.state)}${e.dead_reason ? html` <small>${e.dead_reason}</small>` : ''}${e.owed === 'export' ? html` <small>export only</small>` : ''}</td><td class="num">${attemptsMade(e)}</td><td class="err">${preview(e.last_error ?? '', 80)}</td><td>${timeOrLabel(nextAttemptLabel(e, held))}</td></tr>`)}</tbody></table>`
   }
   ${owed.total > open.length ? html`<p class="more">Showing the newest ${open.length} of ${owed.total}. <code>npx webhook-gateway deliveries list --limit N</code> lists more; the <a href="/console/endpoints">Endpoints</a> page recovers them by type.</p>` : ''}
 </section>`;
@@ -135,7 +147,7 @@ export function listFragment(
     (r) => html`<tr data-id="${r.conversation_id}" data-status="${r.status}" data-delivery="${r.delivery_status}">
     <td class="time" title="${r.received_at}">${r.received_at.slice(0, 19).replace('T', ' ')}</td><td class="id">${link(r.conversation_id)}</td><td class="source" title="${r.source_system}/${r.source_process}">${r.source_system}/${r.source_process}</td>
     <td>${r.webhook_type ?? '-'}</td><td>${badge(r.status)}</td><td>${badge(r.delivery_status)}${r.redelivering ? html` <span class="badge b-redelivering" title="redelivery ${r.redelivering} under way">redelivering</span>` : ''}</td><td class="num detail">${r.executions}</td>
-    <td class="num detail">${short(r.agent_ms)}</td><td class="num detail">${short(r.delivery_ms)}</td><td class="num">${short(r.total_time_ms)}</td><td class="thread">${threadLink(r)}</td><td class="query" title="${preview(r.query, 300)}">${preview(r.query)}</td></tr>`,
+    <td class="num detail">${short(r.agent_ms)}</td><td class="num detail">${short(r.delivery_ms)}</td><td class="num">${short(r.total_time_ms)}</td><td class="thread">${threadLink(r)}</td><td class="query" dir="auto" title="${preview(r.query, 300)}">${preview(r.query)}</td></tr>`,
   )}</tbody>
 </table>`;
   const older = new URLSearchParams(params);
@@ -160,9 +172,12 @@ const withoutCursor = (params: URLSearchParams) => {
 const listHref = (params: URLSearchParams) => (params.size > 0 ? `/console?${params}` : '/console');
 
 /** The list's filters, as `conversations list` takes them (docs/operations.md): a GET form, so the address holds them. */
-function filterForm(params: URLSearchParams): SafeHtml {
+function filterForm(params: URLSearchParams, refused?: string): SafeHtml {
+  // The field refused (listRefusedFragment): marked, described by why, and given the keyboard to mend it.
+  const marked = (name: string) =>
+    name === refused ? html` aria-invalid="true" aria-describedby="filter-error" autofocus` : '';
   const field = (name: string, label: string, hint: string, list?: string) =>
-    html`<label>${label} <input name="${name}" value="${params.get(name) ?? ''}" aria-label="filter by ${label}" placeholder="${hint}" autocomplete="off" spellcheck="false"${list ? html` list="${list}"` : ''}></label>`;
+    html`<label>${label} <input name="${name}" value="${params.get(name) ?? ''}" aria-label="filter by ${label}" placeholder="${hint}" autocomplete="off" spellcheck="false"${list ? html` list="${list}"` : ''}${marked(name)}></label>`;
   return html`<form id="filters" method="get" action="/console" role="search" aria-label="filter conversations">
   ${field('id', 'id', 'conversation id, or part')}
   ${field('key', 'key', 'Idempotency-Key or webhook-id')}
@@ -180,8 +195,10 @@ function filterForm(params: URLSearchParams): SafeHtml {
 
 /** The list page asked for a filter it cannot use: the form, as asked, and why. */
 export function listRefusedFragment(params: URLSearchParams, reason: string): SafeHtml {
+  // The reason names the field first ("since must be …", "status takes …"), as the CLI's message names its flag.
+  const refused = [...params.keys()].find((name) => reason.startsWith(`${name} `));
   return html`<h1>Conversations</h1><section>
-  ${filterForm(params)}
+  ${filterForm(params, refused)}
   <p class="err" id="filter-error" role="alert">${reason}</p>
 </section>`;
 }
@@ -201,8 +218,8 @@ export function threadFragment(
       : html`<ol class="thread">${turns.map(
           ({ row, record }) => html`<li data-id="${row.conversation_id}" data-turn="${row.thread_turn ?? ''}">
   <p class="turn">turn ${row.thread_turn ?? '-'} · ${link(row.conversation_id)} · <span class="time">${row.received_at}</span> · ${badge(row.status)} ${badge(row.delivery_status)}</p>
-  <pre class="text question">${userQuery(record)}</pre>
-  <pre class="text answer">${agentTurn(record) ? turnText(agentTurn(record)) : '(no answer)'}</pre>
+  <pre class="text question" dir="auto">${userQuery(record)}</pre>
+  <pre class="text answer" dir="auto">${agentTurn(record) ? turnText(agentTurn(record)) : '(no answer)'}</pre>
 </li>`,
         )}</ol>`;
   return html`${crumbs()}<section>
@@ -241,8 +258,8 @@ ${requestKeys(record, executions)}
   <dt>delivery id</dt><dd><code>${ctx.delivery_id}</code></dd>
   <dt>timings</dt><dd id="timings">${formatFigures(conversationFigures(record, executions))}</dd>
 </dl>
-<h2>Query</h2><pre class="text">${userQuery(record)}</pre>
-<h2>Answer</h2><pre class="text">${answer ? turnText(answer) : '(no answer)'}</pre>
+<h2>Query</h2><pre class="text" dir="auto">${userQuery(record)}</pre>
+<h2>Answer</h2><pre class="text" dir="auto">${answer ? turnText(answer) : '(no answer)'}</pre>
 ${record.execution.errors.length === 0 ? '' : html`<h2>Errors</h2><ul class="errors">${record.execution.errors.map((e) => html`<li><code>${e.at}</code> ${e.stage}: <b>${e.error}</b> ${e.message}</li>`)}</ul>`}`;
 }
 
@@ -261,7 +278,7 @@ function answerCell(a: ConversationRecord['execution']['delivery_attempts'][numb
   return html`<details class="answer" data-attempt="${a.attempt}"><summary>${preview(r.body, 80) || '(empty body)'}</summary>
   ${a.request ? html`<p><small>sent to</small> <code>${a.request.url}</code>${a.execution_name ? html` <small>by</small> <code>${a.execution_name}</code>` : ''}</p>` : ''}
   <dl class="headers">${Object.entries(r.headers).map(([k, v]) => html`<dt>${k}</dt><dd>${v}</dd>`)}</dl>
-  <pre class="text">${r.body}</pre>${r.body_truncated ? html`<p><small>the rest of the answer is not kept (over 4 KB, or cut short)</small></p>` : ''}
+  <pre class="text" dir="auto">${r.body}</pre>${r.body_truncated ? html`<p><small>the rest of the answer is not kept (over 4 KB, or cut short)</small></p>` : ''}
 </details>`;
 }
 
@@ -476,9 +493,9 @@ export function endpointsFragment(views: (EndpointView | UnreadableReceiver)[], 
   </tr>`
       : html`<tr data-type="${v.webhook_type}" data-state="${v.status}">
     <td class="type">${v.webhook_type}</td><td class="state" data-label="state">${badge(v.status)}${stateSinceNote(v, now)}</td><td class="signing" data-label="signing">${signingCell(v, now)}</td><td class="url" data-label="url"><code>${v.url ?? '(none)'}</code>${v.url_source === 'deployed' ? html` <small>deployed</small>` : ''}</td>
-    <td data-label="rate">${v.rate_per_second === null ? '-' : `${v.rate_per_second}/s`}</td><td class="time" data-label="last success">${v.last_success_at ?? '-'}</td>
-    <td class="num" data-label="failure streak">${v.consecutive_failures}</td><td class="time" data-label="failing since">${v.failing_since ?? '-'}</td><td class="num queued" data-label="queued">${v.queued ?? '-'}</td>
-    <td class="err last-error" data-label="last error">${lastErrorCell(v)}${v.last_failure_at ? html` <small class="time">${v.last_failure_at}</small>` : ''}</td>
+    <td data-label="rate">${v.rate_per_second === null ? '-' : `${v.rate_per_second}/s`}</td><td class="time" data-label="last success">${wrappedTime(v.last_success_at)}</td>
+    <td class="num" data-label="failure streak">${v.consecutive_failures}</td><td class="time" data-label="failing since">${wrappedTime(v.failing_since)}</td><td class="num queued" data-label="queued">${v.queued ?? '-'}</td>
+    <td class="err last-error" data-label="last error">${lastErrorCell(v)}${v.last_failure_at ? html` <small class="time">${wrappedTime(v.last_failure_at)}</small>` : ''}</td>
     <td class="action">${v.status === 'paused' || v.status === 'disabled' ? html`<button type="button" data-endpoint-action="resume" data-type="${v.webhook_type}" aria-label="Resume ${v.webhook_type}">Resume</button>` : html`<button type="button" data-endpoint-action="pause" data-type="${v.webhook_type}" aria-label="Pause ${v.webhook_type}">Pause</button>`}</td>
   </tr>`,
   )}</tbody>

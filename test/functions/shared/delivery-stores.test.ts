@@ -336,6 +336,16 @@ describe('endpoint store on DynamoDB', () => {
       expect.arrayContaining(['paused', 'disabled_at', 'failing_since', 'probe_until', 'consecutive_failures']),
     );
   });
+
+  it('a pause of a paused receiver keeps since when it is paused (endpoints pause --aws twice, two tabs)', async () => {
+    dynamo.on(UpdateItemCommand).resolves({ Attributes: {} });
+    await store.configure('deal_analysis', { paused: true }, NOW);
+    const { UpdateExpression, ExpressionAttributeNames, ExpressionAttributeValues } =
+      dynamo.commandCalls(UpdateItemCommand)[0]!.args[0].input;
+    const at = /(#k\d+) = if_not_exists\(\1, (:k\d+)\)/.exec(UpdateExpression!);
+    expect(ExpressionAttributeNames![at![1]!]).toBe('paused_at');
+    expect(ExpressionAttributeValues![at![2]!]).toEqual({ S: NOW.toISOString() });
+  });
 });
 
 describe('endpoint store on files', () => {

@@ -56,6 +56,7 @@ describe('deliveries of a paused receiver', () => {
       ]),
     ).value;
     expect(cells).toContain('<td>held: paused, until resumed</td>');
-    expect(cells).toContain(`<td>${general.next_due_at}</td>`);
+    // Its time, which may wrap after its date.
+    expect(cells.replace(/<\/?span[^>]*>/g, '')).toContain(`<td>${general.next_due_at}</td>`);
   });
 });

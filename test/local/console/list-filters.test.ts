@@ -156,6 +156,14 @@ describe.skipIf(skipBrowser)('the filtered list in Chromium', () => {
     expect(await page.locator('#filter-error').innerText()).toMatch(/^status takes completed, .*got "weird"$/);
     expect(await page.inputValue('#filters input[name="status"]')).toBe('weird');
     expect(await page.inputValue('#filters input[name="type"]')).toBe('general');
+    // The field refused is marked, described by why, and has the keyboard (a screen reader said only "why").
+    const status = page.locator('#filters input[name="status"]');
+    expect(await status.getAttribute('aria-invalid')).toBe('true');
+    expect(await page.locator('#filters input[aria-invalid]').count()).toBe(1);
+    expect(await status.evaluate((el) => el === el.ownerDocument.activeElement)).toBe(true);
+    expect(
+      await status.evaluate((el) => el.ownerDocument.getElementById(el.getAttribute('aria-describedby')!)?.id),
+    ).toBe('filter-error');
     await page.fill('#filters input[name="status"]', 'queued');
     await page.press('#filters input[name="status"]', 'Enter');
     await page.waitForURL(/status=queued/);
