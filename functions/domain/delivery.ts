@@ -300,8 +300,19 @@ export function failedAttemptFromCaught(
   };
 }
 
-/** Parse a Retry-After header (seconds or HTTP date) into milliseconds from `now`. */
+/** A receiver's Retry-After is honoured up to a day (well inside the queue's retention); a longer one reads as that. */
+export const MAX_RETRY_AFTER_MS = 86_400_000;
+
+/**
+ * Parse a Retry-After header (seconds or HTTP date) into milliseconds from `now`, at most MAX_RETRY_AFTER_MS: what is
+ * stored (the attempt's retry_after_ms) and said is the wait the gateway keeps, never the receiver's 20 digits.
+ */
 export function retryAfterMs(header: string | null | undefined, now: Date): number | null {
+  const ms = retryAfterAsSent(header, now);
+  return ms === null ? null : Math.min(ms, MAX_RETRY_AFTER_MS);
+}
+
+function retryAfterAsSent(header: string | null | undefined, now: Date): number | null {
   if (!header) return null;
   const trimmed = header.trim();
   if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
