@@ -3,6 +3,7 @@ import { agentTurn, type ConversationRecord, turnText, userQuery } from '../../f
 import {
   type EndpointView,
   heldState,
+  retryAfterNote,
   rotationNote,
   signingLabel,
   stateSince,
@@ -431,10 +432,13 @@ function lastErrorCell(v: EndpointView): SafeHtml | string {
 
 /**
  * Since when a receiver is paused (the operator's pause) or disabled (the failure that disabled it), as `endpoints
- * list` says it: `since <time> (<age> ago)`; the page's script keeps the age current (data-age-of).
+ * list` says it: `since <time> (<age> ago)`; the page's script keeps the age current (data-age-of). Otherwise, while
+ * its last Retry-After holds its deliveries, until when (retryAfterNote).
  */
 function stateSinceNote(v: EndpointView, now: Date): SafeHtml | string {
   const since = stateSince(v);
+  if (!since && v.retry_after_until)
+    return html` <small class="retry-after">${retryAfterNote(v.webhook_type, v.retry_after_until, now)}</small>`;
   if (!since) return '';
   const what = v.status === 'paused' ? 'when the operator paused it' : 'when the circuit breaker disabled it';
   return html` <small class="time state-since" title="${what}" data-age-of="${since}">since ${timeAgo(since, now.getTime())}</small>`;
