@@ -188,7 +188,9 @@ export function operatorRoutes(ctx: OperatorContext): RouteHandler {
           const id = conversationId(res, match[1]!);
           if (!id) return;
           const result = await explained(await ctx.redelivery.redrive(id));
-          sendJson(res, result.status === 'not_found' ? 404 : 200, result);
+          // Nothing stored to redrive: a 404 in the contract's error shape, as every other refusal (docs/contract.md).
+          if (result.status === 'not_found') return sendJson(res, 404, errorBody('NOT_FOUND', result.error ?? id));
+          sendJson(res, 200, result);
         },
       },
     },

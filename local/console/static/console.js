@@ -261,12 +261,12 @@
   /** POST to an operator route; the JSON answer, or an error. */
   async function post(url) {
     const { response, result } = await call(url, { method: 'POST' });
-    if (!response.ok && response.status !== 404) throw new Error(result.error?.message || `HTTP ${response.status}`);
+    if (!response.ok) throw new Error(result.error?.message || `HTTP ${response.status}`);
     return result;
   }
 
   function outcome(verb, id, result) {
-    const status = result.status || result.error?.code || 'error';
+    const status = result.status || 'error';
     const detail =
       result.status === 'failed'
         ? ` — ${result.error || result.envelope?.last_error || ''}`
@@ -274,11 +274,9 @@
           ? ` — its receiver held it back${result.held_by ? `: ${result.held_by}` : ' (paused, disabled or at its rate: see Endpoints); nothing was attempted'}`
           : result.status === 'skipped'
             ? ` — ${result.error || 'another redelivery of it was running; look again in a moment'}`
-            : result.status === 'not_found'
-              ? ' — no failed delivery of it is stored any more (its file deleted?): nothing was attempted'
-              : result.error
-                ? ` — ${result.error.message || result.error}`
-                : '';
+            : result.error
+              ? ` — ${result.error}`
+              : '';
     say(
       `${verb} of ${id}: ${status}${result.execution_name ? ` (execution ${result.execution_name})` : ''}${detail}`,
       status === 'delivered' || status === 'already_delivered' ? 'ok' : 'bad',

@@ -386,13 +386,18 @@ describe('operator redrive', () => {
     expect(record.conversation.webhook_context.delivery_status).toBe('failed');
   });
 
-  it('an unknown conversation id answers not found', async () => {
-    const res = await fetch(
-      `${world.gateway.url}/local/deliveries/webhook_20250813_103045_testing_phase3valid_nothere/redrive`,
-      { method: 'POST' },
-    );
+  it("an unknown conversation id answers 404 in the contract's error shape (docs/contract.md)", async () => {
+    const id = 'webhook_20250813_103045_testing_phase3valid_nothere';
+    const res = await fetch(`${world.gateway.url}/local/deliveries/${id}/redrive`, { method: 'POST' });
     expect(res.status).toBe(404);
-    expect(((await res.json()) as { status: string }).status).toBe('not_found');
+    // Before: {conversation_id, status: "not_found"}, unlike every other error.
+    expect(await res.json()).toEqual({
+      success: false,
+      error: {
+        code: 'NOT_FOUND',
+        message: `no failed delivery of ${id} is stored (none was owed, or its file was deleted): nothing was attempted`,
+      },
+    });
   });
 });
 
