@@ -140,13 +140,22 @@ export async function endpointsCommand(sub: string, args: string[]): Promise<num
   const { dataDir, store, failedDeliveries } = local();
   const now = new Date();
   const running = await readGatewayRuntime(dataDir);
+  // The file the running gateway signs with (its DELIVERY_SIGNING_SECRETS_FILE), else the one this shell names.
+  const chosen = running?.delivery_secrets_file ?? deliverySecretsFileOf(dataDir) ?? undefined;
+  const rotating = edit !== null && (edit.secret !== undefined || edit.dropPreviousSecret);
+  // Every part of a change is checked before any is written: a secret the edit refuses (a rotation under way) leaves
+  // the URL and rate as they were. A file not there yet has no secret to refuse (it is made below).
+  if (rotating)
+    editedSecrets(
+      type!,
+      (await readDeliverySecrets(chosen ?? deliverySecretsFileOf(dataDir, {})))?.[type!] ?? [],
+      edit,
+    );
   if (sub === 'pause') await store.configure(type!, { paused: true }, now);
   if (sub === 'resume') await store.resume(type!, now);
   if (edit) {
     if (Object.keys(edit.change).length > 0) await store.configure(type!, edit.change, now);
-    if (edit.secret !== undefined || edit.dropPreviousSecret) {
-      // The file the running gateway signs with (its DELIVERY_SIGNING_SECRETS_FILE), else the one this shell names.
-      const chosen = running?.delivery_secrets_file ?? deliverySecretsFileOf(dataDir) ?? undefined;
+    if (rotating) {
       let changed: { file: string; secrets: string[] };
       try {
         changed = await changeLocalDeliverySecrets(

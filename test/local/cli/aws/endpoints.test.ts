@@ -405,8 +405,9 @@ describe('endpoints --aws', () => {
   });
 
   it('set --url --secret whose secret is refused after the URL was written: says the URL change was made, exit 1', async () => {
-    secrets.on(GetSecretValueCommand).rejects(
-      Object.assign(new Error('User: ops is not authorized to perform: secretsmanager:GetSecretValue'), {
+    secrets.on(GetSecretValueCommand).resolves({ SecretString: JSON.stringify({ deal_analysis: OLD_SECRET }) });
+    secrets.on(PutSecretValueCommand).rejects(
+      Object.assign(new Error('User: ops is not authorized to perform: secretsmanager:PutSecretValue'), {
         name: 'AccessDeniedException',
       }),
     );
@@ -414,8 +415,28 @@ describe('endpoints --aws', () => {
     expect(await main(['endpoints', 'set', 'deal_analysis', '--url', url, '--secret', NEW_SECRET, '--aws'])).toBe(1);
     expect(dynamo.commandCalls(UpdateItemCommand)).toHaveLength(1);
     expect(output.stderr).toBe(
-      `webhook-gateway: deal_analysis: the change was made (URL ${url}), but its signing secrets were not changed: access denied: User: ops is not authorized to perform: secretsmanager:GetSecretValue\n`,
+      `webhook-gateway: deal_analysis: the change was made (URL ${url}), but its signing secrets were not changed: access denied: User: ops is not authorized to perform: secretsmanager:PutSecretValue\n`,
     );
+  });
+
+  it('set --url --secret whose secret cannot be read, or is refused (a rotation under way): nothing is written, exit 1', async () => {
+    // Before, the URL was written first, then the secret refused: half the change was made.
+    const url = 'https://crm-new.example.com/hooks/deals';
+    secrets.on(GetSecretValueCommand).rejects(
+      Object.assign(new Error('User: ops is not authorized to perform: secretsmanager:GetSecretValue'), {
+        name: 'AccessDeniedException',
+      }),
+    );
+    expect(await main(['endpoints', 'set', 'deal_analysis', '--url', url, '--secret', NEW_SECRET, '--aws'])).toBe(1);
+    expect(output.stderr).not.toContain('the change was made');
+    secrets.on(GetSecretValueCommand).resolves({
+      SecretString: JSON.stringify({ deal_analysis: [NEW_SECRET, OLD_SECRET], general: GENERAL_SECRET }),
+    });
+    const third = `whsec_${'Z'.repeat(32)}`;
+    expect(await main(['endpoints', 'set', 'deal_analysis', '--url', url, '--secret', third, '--aws'])).toBe(1);
+    expect(output.stderr).toContain('webhook-gateway: deal_analysis: a rotation is under way (two secrets sign)');
+    expect(dynamo.commandCalls(UpdateItemCommand)).toHaveLength(0);
+    expect(secrets.commandCalls(PutSecretValueCommand)).toHaveLength(0);
   });
 
   it('--secret on a stack without the secret output is refused before anything is written', async () => {
