@@ -15,6 +15,7 @@ import { parseSecretsBySource, type SecretsBySource } from '../../../functions/d
 import { DynamoEndpointStore, ENDPOINT_CACHE_TTL_MS } from '../../../functions/shared/endpoint-store.ts';
 import { settings } from '../../../functions/shared/settings.ts';
 import { type EndpointEdit, editedSecrets, printEndpoints } from '../endpoint-table.ts';
+import { sendTestDelivery } from '../endpoint-test.ts';
 import { CliError, note, out } from '../shared.ts';
 import { countSchedule } from './deliveries.ts';
 import { explainAwsError } from './errors.ts';
@@ -129,6 +130,19 @@ export async function awsEndpoints(
   const now = new Date();
   const explain = (error: unknown) => explainAwsError(error, { stack: stackName }).message;
   const secretArn = stack.outputs.deliverySigningSecretsArn;
+  if (sub === 'test') {
+    const [{ config }, { urls }, signing] = await Promise.all([
+      store.get(type!, { consistent: true }),
+      deployedConfig(clients, stack.outputs.deliverFunction),
+      signingSecrets(clients, secretArn ?? null, explain),
+    ]);
+    if (signing.note) note(`${type}: ${signing.note}`);
+    const secrets = signing.secrets && (signing.secrets[type!] ?? []);
+    return sendTestDelivery(type!, config.url ?? urls[type!], secrets, {
+      json: options.json,
+      timeoutMs: settings({}).deliveryTimeoutMs,
+    });
+  }
   const rotating = edit !== null && (edit.secret !== undefined || edit.dropPreviousSecret);
   // Refused before anything is written: half a change is what this must not leave.
   if (rotating && !secretArn) throw new CliError(`stack "${stackName}" has no DeliverySigningSecretsArn output`);
