@@ -19,7 +19,7 @@ import { changeLocalDeliverySecrets, deliverySecretsFileOf, readDeliverySecrets 
 import { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
 import { readGatewayRuntime } from '../store/gateway-runtime.ts';
 import { type EndpointEdit, editedSecrets, printEndpoints } from './endpoint-table.ts';
-import { sendTestDelivery } from './endpoint-test.ts';
+import { printTestDelivery } from './endpoint-test.ts';
 import { AWS_OPTIONS, awsRequested, CliError, gatewayUrl, noMoreThanOne, note, out, shownPath } from './shared.ts';
 
 function webhookTypeArg(value: string | undefined, command: string): WebhookType {
@@ -149,7 +149,7 @@ export async function endpointsCommand(sub: string, args: string[]): Promise<num
   if (sub === 'test') {
     const { config } = await store.get(type!);
     const secrets = await readDeliverySecrets(signingFile);
-    return sendTestDelivery(
+    return printTestDelivery(
       type!,
       config.url ?? (await localDeployedUrls(dataDir))[type!],
       secrets && (secrets[type!] ?? []),

@@ -483,7 +483,7 @@ export function endpointsFragment(views: (EndpointView | UnreadableReceiver)[], 
     <td data-label="rate">${v.rate_per_second === null ? '-' : `${v.rate_per_second}/s`}</td><td class="time" data-label="last success">${v.last_success_at ?? '-'}</td>
     <td class="num" data-label="failure streak">${v.consecutive_failures}</td><td class="time" data-label="failing since">${v.failing_since ?? '-'}</td><td class="num queued" data-label="queued">${v.queued ?? '-'}</td>
     <td class="err last-error" data-label="last error">${lastErrorCell(v)}${v.last_failure_at ? html` <small class="time">${v.last_failure_at}</small>` : ''}</td>
-    <td class="action">${v.status === 'paused' || v.status === 'disabled' ? html`<button type="button" data-endpoint-action="resume" data-type="${v.webhook_type}" aria-label="Resume ${v.webhook_type}">Resume</button>` : html`<button type="button" data-endpoint-action="pause" data-type="${v.webhook_type}" aria-label="Pause ${v.webhook_type}">Pause</button>`}</td>
+    <td class="action">${v.status === 'paused' || v.status === 'disabled' ? html`<button type="button" data-endpoint-action="resume" data-type="${v.webhook_type}" aria-label="Resume ${v.webhook_type}">Resume</button>` : html`<button type="button" data-endpoint-action="pause" data-type="${v.webhook_type}" aria-label="Pause ${v.webhook_type}">Pause</button>`} <button type="button" data-test-delivery="${v.webhook_type}" aria-label="Send a test delivery to ${v.webhook_type}" title="one signed test delivery, marked as a test; not retried, kept nowhere">Send test</button></td>
   </tr>`,
   )}</tbody>
   </table>

@@ -15,7 +15,7 @@ import { parseSecretsBySource, type SecretsBySource } from '../../../functions/d
 import { DynamoEndpointStore, ENDPOINT_CACHE_TTL_MS } from '../../../functions/shared/endpoint-store.ts';
 import { settings } from '../../../functions/shared/settings.ts';
 import { type EndpointEdit, editedSecrets, printEndpoints } from '../endpoint-table.ts';
-import { sendTestDelivery } from '../endpoint-test.ts';
+import { printTestDelivery } from '../endpoint-test.ts';
 import { CliError, note, out } from '../shared.ts';
 import { countSchedule } from './deliveries.ts';
 import { explainAwsError } from './errors.ts';
@@ -138,7 +138,7 @@ export async function awsEndpoints(
     ]);
     if (signing.note) note(`${type}: ${signing.note}`);
     const secrets = signing.secrets && (signing.secrets[type!] ?? []);
-    return sendTestDelivery(type!, config.url ?? urls[type!], secrets, {
+    return printTestDelivery(type!, config.url ?? urls[type!], secrets, {
       json: options.json,
       timeoutMs: settings({}).deliveryTimeoutMs,
     });

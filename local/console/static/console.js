@@ -33,6 +33,7 @@
     const d = el.dataset;
     if (el.id === 'redrive' || el.id === 'resend') return '#redrive, #resend';
     if (d.endpointAction) return `button[data-endpoint-action][data-type="${CSS.escape(d.type)}"]`;
+    if (d.testDelivery) return `button[data-test-delivery="${CSS.escape(d.testDelivery)}"]`;
     if (d.plan) return `button[data-plan="${CSS.escape(d.plan)}"]`;
     if (d.recover) return `button[data-plan="${CSS.escape(d.recover)}"]`;
     // getAttribute: the form's `id` property is its field named id.
@@ -392,12 +393,33 @@
     }
   }
 
+  /** The Endpoints page's Send test: one signed test delivery to the receiver, and what it answered. */
+  async function testDelivery(button) {
+    const type = button.dataset.testDelivery;
+    button.disabled = true;
+    say(`Sending a test delivery to ${type}…`, 'pending');
+    try {
+      const { attempt, response, signing, delivered } = await post(`/local/endpoints/${encodeURIComponent(type)}/test`);
+      const answer = attempt.status_code ? `HTTP ${attempt.status_code}` : attempt.error;
+      const body = response?.body ? ` — ${response.body.slice(0, 200)}` : '';
+      say(
+        `Test delivery to ${type} (${signing}): ${answer} in ${attempt.duration_ms} ms${body}`,
+        delivered ? 'ok' : 'bad',
+      );
+    } catch (error) {
+      say(`Test delivery to ${type} failed: ${error.message}`, 'bad');
+    } finally {
+      button.disabled = false;
+    }
+  }
+
   document.addEventListener('click', async (event) => {
     const target = event.target instanceof Element ? event.target.closest('button') : null;
     if (!target) return;
     if (target.id === 'redrive') await deliveryButton(target, 'Redrive', 'redrive');
     else if (target.id === 'resend') await deliveryButton(target, 'Resend', 'resend');
     else if (target.dataset.endpointAction) await endpointAction(target);
+    else if (target.dataset.testDelivery) await testDelivery(target);
     else if (target.dataset.recover) await recover(target);
     else return; // Plan is a form's submit button: planned on the form's submit, below.
     await refresh(target).catch(() => {});
