@@ -9,6 +9,7 @@ import {
   firstTry,
   holdError,
   planDelivery,
+  USER_AGENT,
 } from '../domain/delivery.ts';
 import type { Gate, HoldReason } from '../domain/endpoints.ts';
 import { settleAnswer, withDeliveryAttempt } from '../domain/lifecycle.ts';
@@ -29,8 +30,6 @@ import { logger, stageHandler } from '../shared/powertools.ts';
 import { admitDelivery, type RateClock, REAL_CLOCK, readEndpoint, recordHealth } from '../shared/receivers.ts';
 import { deliverySecrets } from '../shared/secrets.ts';
 import { settings } from '../shared/settings.ts';
-
-export const USER_AGENT = 'revops-webhook-gateway/1.0';
 
 /** Deliver's Parameters in both workflows: the state, the state's retry count, the execution's name. */
 export interface DeliverInput {

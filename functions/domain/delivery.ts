@@ -32,6 +32,9 @@ export function unsafeDeliveryUrl(url: string): string | null {
   return `delivery URL must use https (plain http only to loopback): ${parsed.protocol}//${parsed.host}`;
 }
 
+/** The User-Agent of every delivery, and of a test delivery. */
+export const USER_AGENT = 'revops-webhook-gateway/1.0';
+
 /** The JSON document POSTed to the receiver. Identical on every attempt of one delivery. */
 export function buildDeliveryPayload(record: ConversationRecord) {
   return {
@@ -46,6 +49,28 @@ export function buildDeliveryPayload(record: ConversationRecord) {
     classification_reason: record.webhook_context.classification_reason,
     metadata: record.metadata.custom,
     created_at: record.metadata.received_at,
+  };
+}
+
+/**
+ * A test delivery (`webhook-gateway endpoints test <type>`, docs/contract.md#test-deliveries): the shape of a
+ * conversation's, marked `"test": true` (and the header `webhook-test: true`), with a sample question and answer. It is
+ * no conversation: its `conversation_id` is null, and nothing keeps it.
+ */
+export function buildTestDeliveryPayload(type: WebhookType, deliveryId: string, now: Date) {
+  return {
+    type: 'conversation.completed',
+    test: true,
+    delivery_id: deliveryId,
+    conversation_id: null,
+    webhook_type: type,
+    source_system: 'webhook-gateway',
+    source_process: 'endpoints_test',
+    query: 'A test delivery: is this receiver reachable, and does it verify the signature?',
+    response: { response: 'This is a test delivery from webhook-gateway endpoints test, not an agent answer.' },
+    classification_reason: 'a test delivery',
+    metadata: {},
+    created_at: now.toISOString(),
   };
 }
 
@@ -300,8 +325,19 @@ export function failedAttemptFromCaught(
   };
 }
 
-/** Parse a Retry-After header (seconds or HTTP date) into milliseconds from `now`. */
+/** A receiver's Retry-After is honoured up to a day (well inside the queue's retention); a longer one reads as that. */
+export const MAX_RETRY_AFTER_MS = 86_400_000;
+
+/**
+ * Parse a Retry-After header (seconds or HTTP date) into milliseconds from `now`, at most MAX_RETRY_AFTER_MS: what is
+ * stored (the attempt's retry_after_ms) and said is the wait the gateway keeps, never the receiver's 20 digits.
+ */
 export function retryAfterMs(header: string | null | undefined, now: Date): number | null {
+  const ms = retryAfterAsSent(header, now);
+  return ms === null ? null : Math.min(ms, MAX_RETRY_AFTER_MS);
+}
+
+function retryAfterAsSent(header: string | null | undefined, now: Date): number | null {
   if (!header) return null;
   const trimmed = header.trim();
   if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;

@@ -1,5 +1,5 @@
 import type { DeliveryAttempt, WebhookType } from './conversation.ts';
-import { timeAgo } from './iso-date.ts';
+import { age, timeAgo } from './iso-date.ts';
 import { secretsFingerprint } from './secrets-fingerprint.ts';
 import type { SecretsBySource } from './signatures.ts';
 
@@ -42,6 +42,11 @@ export interface EndpointHealth {
   probe_until: string | null;
   /** Set when the receiver failed for the policy's disableAfterMs: nothing is attempted until it is resumed. */
   disabled_at: string | null;
+  /**
+   * The receiver's last Retry-After (on a 429 or 503) asked for nothing before this time: every delivery of the type
+   * is held until then (an operator's redrive or resend too; a resume forgets it).
+   */
+  retry_after_until: string | null;
 }
 
 export interface Endpoint {
@@ -58,6 +63,7 @@ export const NEW_HEALTH: EndpointHealth = {
   last_error: null,
   probe_until: null,
   disabled_at: null,
+  retry_after_until: null,
 };
 
 /** The circuit breaker's settings (ENDPOINT_FAILURE_THRESHOLD, ENDPOINT_DISABLE_AFTER_DAYS). */
@@ -87,13 +93,13 @@ export function endpointStatus(endpoint: Pick<Endpoint, 'config' | 'health'>, po
  * Why no attempt is made now; the delivery waits in the failed-delivery store until the receiver may be tried.
  * `unreadable`: the local store's file of the receiver is damaged, so whether it is paused (or where it is) is unknown.
  */
-export type HoldReason = 'paused' | 'disabled' | 'failing' | 'rate_limited' | 'deadline' | 'unreadable';
+export type HoldReason = 'paused' | 'disabled' | 'failing' | 'rate_limited' | 'retry_after' | 'deadline' | 'unreadable';
 
 /**
  * What Deliver may do with a receiver: attempt; probe it (it is failing: this attempt must first take the probe lease,
- * and a failure is not retried); or hold the delivery (paused, disabled, or failing with a probe under way or just
- * failed). An operator's redrive or resend is an explicit decision and goes through a failing receiver, not through a
- * paused or disabled one.
+ * and a failure is not retried); or hold the delivery (paused, disabled, asked by its Retry-After to wait, or failing
+ * with a probe under way or just failed). An operator's redrive or resend is an explicit decision and goes through a
+ * failing receiver, not through a paused or disabled one, nor one that asked to wait (the receiver said so).
  */
 export type Gate =
   | { action: 'attempt' }
@@ -108,7 +114,15 @@ export function gateDelivery(
 ): Gate {
   const type = endpoint.webhook_type;
   const { health } = endpoint;
-  switch (endpointStatus(endpoint, policy)) {
+  const status = endpointStatus(endpoint, policy);
+  const waitFor = status === 'paused' || status === 'disabled' ? null : retryAfterUntil(health, now);
+  if (waitFor)
+    return {
+      action: 'hold',
+      reason: 'retry_after',
+      message: `${type} asked for nothing before ${waitFor} (Retry-After on its last answer): queued for the redelivery schedule`,
+    };
+  switch (status) {
     case 'paused':
       return {
         action: 'hold',
@@ -135,6 +149,12 @@ export function gateDelivery(
   }
 }
 
+/** Until when the receiver's last Retry-After asks for nothing, while that is after `now`; null otherwise. */
+function retryAfterUntil(health: Pick<EndpointHealth, 'retry_after_until'>, now: Date): string | null {
+  const until = health.retry_after_until;
+  return until && Date.parse(until) > now.getTime() ? until : null;
+}
+
 /** The receiver answered 2xx: healthy again; the streak and any probe lease end. */
 export function afterSuccess(health: EndpointHealth, now: Date): EndpointHealth {
   return {
@@ -148,13 +168,15 @@ export function afterSuccess(health: EndpointHealth, now: Date): EndpointHealth 
 
 /**
  * A failed attempt: the streak grows, the next probe waits PROBE_INTERVAL_MS, and a receiver failing for longer than
- * the policy allows is disabled (`disabledNow`: this failure disabled it, so it is reported once).
+ * the policy allows is disabled (`disabledNow`: this failure disabled it, so it is reported once). An answer with a
+ * Retry-After (`retryAfterMs`, capped where it is read) holds the type until then.
  */
 export function afterFailure(
   health: EndpointHealth,
   error: string,
   now: Date,
   policy: BreakerPolicy,
+  retryAfterMs?: number,
 ): { health: EndpointHealth; disabledNow: boolean } {
   const next: EndpointHealth = {
     ...health,
@@ -163,6 +185,7 @@ export function afterFailure(
     last_failure_at: now.toISOString(),
     last_error: error.slice(0, 300),
     probe_until: new Date(now.getTime() + PROBE_INTERVAL_MS).toISOString(),
+    ...(retryAfterMs ? { retry_after_until: new Date(now.getTime() + retryAfterMs).toISOString() } : {}),
   };
   const disabledNow = shouldDisable(next, now, policy);
   return { health: disabledNow ? { ...next, disabled_at: now.toISOString() } : next, disabledNow };
@@ -199,9 +222,16 @@ export function shouldDisable(health: EndpointHealth, now: Date, policy: Breaker
   return now.getTime() - Date.parse(health.failing_since) >= policy.disableAfterMs;
 }
 
-/** An operator resumed the receiver: no longer disabled, its streak forgotten (its history kept). */
+/** An operator resumed the receiver: not disabled nor held by a Retry-After, its streak forgotten (history kept). */
 export function resumedHealth(health: EndpointHealth): EndpointHealth {
-  return { ...health, consecutive_failures: 0, failing_since: null, probe_until: null, disabled_at: null };
+  return {
+    ...health,
+    consecutive_failures: 0,
+    failing_since: null,
+    probe_until: null,
+    disabled_at: null,
+    retry_after_until: null,
+  };
 }
 
 /**
@@ -246,6 +276,8 @@ export function windowStart(now: Date, windowMs: number): number {
 /** How long a held delivery waits before the schedule looks at it again. */
 export function holdRecheckMs(reason: HoldReason, endpoint: Endpoint | null, now: Date): number {
   if (reason === 'rate_limited') return 1_000;
+  if (reason === 'retry_after' && endpoint?.health.retry_after_until)
+    return Math.max(1_000, Date.parse(endpoint.health.retry_after_until) - now.getTime());
   if (reason === 'failing' && endpoint?.health.probe_until)
     return Math.max(1_000, Date.parse(endpoint.health.probe_until) - now.getTime());
   // Paused, disabled or unreadable: an operator's resume (or mend) may come at any time; on AWS each look costs queue
@@ -278,6 +310,8 @@ export interface EndpointView {
   failing_since: string | null;
   disabled_at: string | null;
   last_error: string | null;
+  /** Until when its last Retry-After asked for nothing (every delivery of the type held); null: none, or it passed. */
+  retry_after_until: string | null;
   /** Deliveries of this type waiting in the failed-delivery store; null when the store cannot count them by type. */
   queued: number | null;
   /**
@@ -298,6 +332,7 @@ export function endpointView(
   policy: BreakerPolicy,
   queued: number | null,
   allSecrets: SecretsBySource | null = null,
+  now: Date = new Date(),
 ): EndpointView {
   const { config, health } = endpoint;
   const type = endpoint.webhook_type;
@@ -317,6 +352,7 @@ export function endpointView(
     failing_since: health.failing_since,
     disabled_at: health.disabled_at,
     last_error: health.last_error,
+    retry_after_until: retryAfterUntil(health, now),
     queued,
     signing_secrets: secrets?.length ?? null,
     secrets_changed_at: recorded ? (config.secrets_changed_at ?? null) : null,
@@ -347,6 +383,14 @@ export function rotationNote(
   return { since, text: `two secrets ${when}: ${end}`, end };
 }
 
+/**
+ * "<type> asked for nothing before <time> (in <age>; its Retry-After): the next send is allowed then": a receiver
+ * whose Retry-After holds every delivery of its type, as `endpoints list`, the console and a held redrive say it.
+ */
+export function retryAfterNote(type: WebhookType, until: string, now: Date): string {
+  return `${type} asked for nothing before ${until} (in ${age(now.toISOString(), Date.parse(until))}; its Retry-After): the next send is allowed then`;
+}
+
 /** Since when a paused or disabled receiver is so (its pause, or the failure that disabled it); null otherwise. */
 export function stateSince(v: Pick<EndpointView, 'status' | 'paused_at' | 'disabled_at'>): string | null {
   return v.status === 'paused' ? v.paused_at : v.status === 'disabled' ? v.disabled_at : null;
@@ -370,6 +414,8 @@ export function heldBackReason(v: EndpointView, now: Date): string {
   const type = v.webhook_type;
   if (v.status === 'paused' || v.status === 'disabled')
     return `${heldState(v, now)}: nothing is attempted until it is resumed`;
+  const waitFor = retryAfterUntil(v, now);
+  if (waitFor) return retryAfterNote(type, waitFor, now);
   if (v.rate_per_second !== null) {
     const { windowMs } = rateWindow(v.rate_per_second);
     const next = new Date(windowStart(now, windowMs) + windowMs).toISOString();

@@ -1,6 +1,12 @@
 import { nextAttemptNumber, withoutAttemptDetail } from './attempt-log.ts';
 import type { ConversationRecord, DeliveryAttempt, RedeliveryContext } from './conversation.ts';
-import { deferredStatus, failedAttemptFromCaught, isDeferral, withDeferredAttempts } from './delivery.ts';
+import {
+  deferredStatus,
+  failedAttemptFromCaught,
+  isDeferral,
+  MAX_RETRY_AFTER_MS,
+  withDeferredAttempts,
+} from './delivery.ts';
 import {
   closingTime,
   completeConversation,
@@ -138,10 +144,8 @@ export function readEnvelope(value: unknown): FailedDeliveryEnvelope | null {
   return v.state === 'delivered' ? { ...v, state: 'settled' } : (v as FailedDeliveryEnvelope);
 }
 
-/** A receiver's Retry-After is honoured up to a day (well inside the queue's retention). */
-const MAX_RETRY_AFTER_MS = 86_400_000;
-
 function dueAt(now: Date, delayMs: number, attempt: DeliveryAttempt | undefined): string {
+  // Capped where it is read (retryAfterMs); an attempt stored before that is capped here.
   const retryAfter = Math.min(attempt?.retry_after_ms ?? 0, MAX_RETRY_AFTER_MS);
   return new Date(now.getTime() + Math.max(delayMs, retryAfter)).toISOString();
 }

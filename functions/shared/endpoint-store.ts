@@ -57,13 +57,17 @@ export interface EndpointStore {
   /** Unpause, and forget a disable and the failure streak (the history of successes and failures is kept). */
   resume(type: WebhookType, now: Date): Promise<Endpoint>;
   recordSuccess(type: WebhookType, now: Date, signal?: AbortSignal): Promise<EndpointHealth>;
-  /** `disabledNow`: this failure disabled the receiver (exactly one caller is told). */
+  /**
+   * `disabledNow`: this failure disabled the receiver (exactly one caller is told). `retryAfterMs`: the answer's
+   * Retry-After, which holds every delivery of the type until then (retry_after_until).
+   */
   recordFailure(
     type: WebhookType,
     error: string,
     now: Date,
     policy: BreakerPolicy,
     signal?: AbortSignal,
+    retryAfterMs?: number,
   ): Promise<{ health: EndpointHealth; disabledNow: boolean }>;
   /** Take the probe lease of a failing receiver until `until`; false when another probe holds it. */
   acquireProbe(type: WebhookType, now: Date, until: Date, signal?: AbortSignal): Promise<boolean>;
@@ -94,7 +98,15 @@ class EndpointsUnreadable extends Error {
 
 type Item = Record<string, AttributeValue>;
 const endpointKey = (type: WebhookType): Item => ({ pk: { S: `endpoint#${type}` }, sk: { S: 'endpoint' } });
-const HEALTH_TEXT = ['failing_since', 'last_success_at', 'last_failure_at', 'last_error', 'probe_until', 'disabled_at'];
+const HEALTH_TEXT = [
+  'failing_since',
+  'last_success_at',
+  'last_failure_at',
+  'last_error',
+  'probe_until',
+  'disabled_at',
+  'retry_after_until',
+];
 
 function endpointFromItem(type: WebhookType, item: Item | undefined): Endpoint {
   const text = (name: string) => item?.[name]?.S ?? null;
@@ -262,6 +274,7 @@ export class DynamoEndpointStore implements EndpointStore {
       'failing_since',
       'probe_until',
       'disabled_at',
+      'retry_after_until',
     ]);
   }
 
@@ -282,22 +295,26 @@ export class DynamoEndpointStore implements EndpointStore {
     now: Date,
     policy: BreakerPolicy,
     signal?: AbortSignal,
+    retryAfterMs?: number,
   ): Promise<{ health: EndpointHealth; disabledNow: boolean }> {
     // The same transition as afterFailure, as one atomic expression: concurrent failures all count.
-    const expected = afterFailure(NEW_HEALTH, error, now, policy).health;
+    const expected = afterFailure(NEW_HEALTH, error, now, policy, retryAfterMs).health;
+    const waitUntil = expected.retry_after_until;
     const { sdk, db } = await dynamoDb(this.client);
     const out = await db.send(
       new sdk.UpdateItemCommand({
         TableName: this.table,
         Key: endpointKey(type),
         UpdateExpression:
-          'SET consecutive_failures = if_not_exists(consecutive_failures, :zero) + :one, failing_since = if_not_exists(failing_since, :now), last_failure_at = :now, last_error = :error, probe_until = :probe',
+          'SET consecutive_failures = if_not_exists(consecutive_failures, :zero) + :one, failing_since = if_not_exists(failing_since, :now), last_failure_at = :now, last_error = :error, probe_until = :probe' +
+          (waitUntil ? ', retry_after_until = :wait' : ''),
         ExpressionAttributeValues: {
           ':zero': { N: '0' },
           ':one': { N: '1' },
           ':now': { S: now.toISOString() },
           ':error': { S: expected.last_error ?? '' },
           ':probe': { S: expected.probe_until! },
+          ...(waitUntil ? { ':wait': { S: waitUntil } } : {}),
         },
         ReturnValues: 'ALL_NEW',
       }),
@@ -475,10 +492,17 @@ export class FileEndpointStore implements EndpointStore {
     return (await this.change(type, (e) => ({ ...e, health: afterSuccess(e.health, now) }))).health;
   }
 
-  async recordFailure(type: WebhookType, error: string, now: Date, policy: BreakerPolicy) {
+  async recordFailure(
+    type: WebhookType,
+    error: string,
+    now: Date,
+    policy: BreakerPolicy,
+    _signal?: AbortSignal,
+    retryAfterMs?: number,
+  ) {
     let disabledNow = false;
     const updated = await this.change(type, (e) => {
-      const next = afterFailure(e.health, error, now, policy);
+      const next = afterFailure(e.health, error, now, policy, retryAfterMs);
       disabledNow = next.disabledNow;
       return { ...e, health: next.health };
     });

@@ -168,6 +168,7 @@ export async function recordHealth(
       now,
       policy,
       signal,
+      attempt.retry_after_ms,
     );
     const { failing, report } = healthReport(before, health, disabledNow, policy);
     if (report === 'disabled')

@@ -130,7 +130,7 @@ export async function withHeldReason(
   if (result.status !== 'held' || !type || !WEBHOOK_TYPES.includes(type as WebhookType)) return result;
   const endpoint = await store.get(type as WebhookType).catch(() => null);
   if (!endpoint) return result;
-  const reason = heldBackReason(endpointView(endpoint, null, policy, null), now);
+  const reason = heldBackReason(endpointView(endpoint, null, policy, null, null, now), now);
   if (result.envelope?.state === 'pending') return { ...result, held_by: reason };
   const what = result.envelope ? 'a dead-lettered delivery' : 'a resend';
   return { ...result, held_by: `${reason}; ${what} is not tried again by itself: run this again then` };

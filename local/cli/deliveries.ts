@@ -98,8 +98,16 @@ export async function deliveriesList(args: string[]): Promise<number> {
   return 0;
 }
 
-/** POST to the running gateway's operator endpoint; a refusal (4xx but 404) is the command's error. */
-async function callGateway<T>(url: string, pathname: string, what: string): Promise<T> {
+/**
+ * POST to the running gateway's operator endpoint; a refusal is the command's error, but a 404 when `notFound` makes
+ * it a result (a redrive of a delivery no longer stored is one line of an --all, not its end).
+ */
+async function callGateway<T>(
+  url: string,
+  pathname: string,
+  what: string,
+  notFound?: (message: string) => T,
+): Promise<T> {
   let response: Response;
   try {
     response = await fetch(`${url}${pathname}`, { method: 'POST' });
@@ -120,14 +128,19 @@ async function callGateway<T>(url: string, pathname: string, what: string): Prom
   }
   if (response.status >= 400) {
     const error = (body as { error?: { message?: string } }).error;
-    if (response.status !== 404 || error)
-      throw new CliError(`the gateway refused the ${what}: ${error?.message ?? response.status}`);
+    if (response.status === 404 && notFound) return notFound(error?.message ?? `HTTP 404 for the ${what}`);
+    throw new CliError(`the gateway refused the ${what}: ${error?.message ?? response.status}`);
   }
   return body as T;
 }
 
 function redriveOne(url: string, id: string): Promise<RedeliveryResult> {
-  return callGateway<RedeliveryResult>(url, `/local/deliveries/${encodeURIComponent(id)}/redrive`, `redrive of ${id}`);
+  return callGateway<RedeliveryResult>(
+    url,
+    `/local/deliveries/${encodeURIComponent(id)}/redrive`,
+    `redrive of ${id}`,
+    (error) => ({ conversation_id: id, status: 'not_found', error }),
+  );
 }
 
 export async function deliveriesRedrive(args: string[]): Promise<number> {

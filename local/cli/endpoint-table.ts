@@ -1,6 +1,12 @@
 /** The receivers as `endpoints` prints them, locally and with --aws (local/cli/endpoints.ts, aws/endpoints.ts). */
 import type { WebhookType } from '../../functions/domain/conversation.ts';
-import { type EndpointView, rotationNote, signingLabel, stateSince } from '../../functions/domain/endpoints.ts';
+import {
+  type EndpointView,
+  retryAfterNote,
+  rotationNote,
+  signingLabel,
+  stateSince,
+} from '../../functions/domain/endpoints.ts';
 import { timeAgo } from '../../functions/domain/iso-date.ts';
 import { rotatedSecrets } from '../../functions/domain/signatures.ts';
 import type { EndpointChange } from '../../functions/shared/endpoint-store.ts';
@@ -32,7 +38,8 @@ export function editedSecrets(type: WebhookType, current: readonly string[], edi
 }
 
 /**
- * The table (with how each receiver's deliveries are signed, and a line per rotation under way) and its footer, or
+ * The table (with how each receiver's deliveries are signed, and a line per rotation under way and per receiver its
+ * Retry-After holds) and its footer, or
  * with --json the views alone on stdout and the footer on stderr (as `deliveries list
  * --aws --json` says its counts): what was not counted or not shown is still said.
  */
@@ -59,11 +66,13 @@ export function printEndpoints(views: EndpointView[], json: boolean, footer?: st
       ]),
     ),
   );
-  // A rotation under way: since when, and what ends it (an operator easily forgets the old secret).
+  // A rotation under way: since when, and what ends it (an operator easily forgets the old secret); a receiver whose
+  // Retry-After holds its type: until when.
   const now = new Date();
   for (const v of views) {
     const rotation = rotationNote(v, now);
     if (rotation) out(`${v.webhook_type}: ${rotation.text}`);
+    if (v.retry_after_until) out(retryAfterNote(v.webhook_type, v.retry_after_until, now));
   }
   if (footer) out(footer);
 }

@@ -19,6 +19,7 @@ import { changeLocalDeliverySecrets, deliverySecretsFileOf, readDeliverySecrets 
 import { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
 import { readGatewayRuntime } from '../store/gateway-runtime.ts';
 import { type EndpointEdit, editedSecrets, printEndpoints } from './endpoint-table.ts';
+import { printTestDelivery } from './endpoint-test.ts';
 import { AWS_OPTIONS, awsRequested, CliError, gatewayUrl, noMoreThanOne, note, out, shownPath } from './shared.ts';
 
 function webhookTypeArg(value: string | undefined, command: string): WebhookType {
@@ -109,7 +110,7 @@ async function localBreaker(dataDir: string): Promise<BreakerPolicy> {
   return running?.breaker && running.pid !== process.pid ? running.breaker : settings().breaker;
 }
 
-/** `sub`: list, set, pause or resume (main.ts answers any other as it answers an unknown subcommand of a group). */
+/** `sub`: list, set, pause, resume or test (main.ts answers any other as an unknown subcommand of a group). */
 export async function endpointsCommand(sub: string, args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
@@ -140,13 +141,40 @@ export async function endpointsCommand(sub: string, args: string[]): Promise<num
   const { dataDir, store, failedDeliveries } = local();
   const now = new Date();
   const running = await readGatewayRuntime(dataDir);
+  // The secrets the running gateway signs with (none known here when it signs with DELIVERY_SIGNING_SECRETS).
+  const signingFile =
+    running && running.delivery_secrets_file !== undefined
+      ? running.delivery_secrets_file
+      : deliverySecretsFileOf(dataDir);
+  if (sub === 'test') {
+    const { config } = await store.get(type!);
+    const secrets = await readDeliverySecrets(signingFile);
+    return printTestDelivery(
+      type!,
+      config.url ?? (await localDeployedUrls(dataDir))[type!],
+      secrets && (secrets[type!] ?? []),
+      {
+        json: values.json ?? false,
+        timeoutMs: settings().deliveryTimeoutMs,
+      },
+    );
+  }
+  // The file the running gateway signs with (its DELIVERY_SIGNING_SECRETS_FILE), else the one this shell names.
+  const chosen = running?.delivery_secrets_file ?? deliverySecretsFileOf(dataDir) ?? undefined;
+  const rotating = edit !== null && (edit.secret !== undefined || edit.dropPreviousSecret);
+  // Every part of a change is checked before any is written: a secret the edit refuses (a rotation under way) leaves
+  // the URL and rate as they were. A file not there yet has no secret to refuse (it is made below).
+  if (rotating)
+    editedSecrets(
+      type!,
+      (await readDeliverySecrets(chosen ?? deliverySecretsFileOf(dataDir, {})))?.[type!] ?? [],
+      edit,
+    );
   if (sub === 'pause') await store.configure(type!, { paused: true }, now);
   if (sub === 'resume') await store.resume(type!, now);
   if (edit) {
     if (Object.keys(edit.change).length > 0) await store.configure(type!, edit.change, now);
-    if (edit.secret !== undefined || edit.dropPreviousSecret) {
-      // The file the running gateway signs with (its DELIVERY_SIGNING_SECRETS_FILE), else the one this shell names.
-      const chosen = running?.delivery_secrets_file ?? deliverySecretsFileOf(dataDir) ?? undefined;
+    if (rotating) {
       let changed: { file: string; secrets: string[] };
       try {
         changed = await changeLocalDeliverySecrets(
@@ -195,12 +223,7 @@ export async function endpointsCommand(sub: string, args: string[]): Promise<num
     (await failedDeliveries.summaries()).summaries,
     await localDeployedUrls(dataDir),
     await localBreaker(dataDir),
-    // The secrets the running gateway signs with (none known here when it signs with DELIVERY_SIGNING_SECRETS).
-    await readDeliverySecrets(
-      running && running.delivery_secrets_file !== undefined
-        ? running.delivery_secrets_file
-        : deliverySecretsFileOf(dataDir),
-    ),
+    await readDeliverySecrets(signingFile),
   );
   const shown = rows.filter((r) => !type || r.webhook_type === type);
   const damaged = shown.filter((r): r is UnreadableReceiver => 'unreadable' in r);

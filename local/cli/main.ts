@@ -54,7 +54,9 @@ const USAGE = `Usage: webhook-gateway <command>
   endpoints pause <type> [--json] | resume <type> [--json]
                                         change a receiver at run time (no restart, no deploy); --json: the
                                         receiver after the change
-  endpoints list|set|pause|resume … --aws [--stack NAME] [--region R] [--profile P]
+  endpoints test <type> [--json]        POST one signed test delivery ("test": true) to the receiver and print its
+                                        answer; no conversation, not retried, kept nowhere
+  endpoints list|set|pause|resume|test … --aws [--stack NAME] [--region R] [--profile P]
                                         the same on a deployed stack (its deliveries table and signing secret)
   sign --secret whsec_… (--data JSON | --file PATH | --status CONVERSATION_ID) [--id ID] [--json]
                                         Standard Webhooks headers for one request (as curl -H arguments); the
@@ -436,7 +438,7 @@ function refuseRepeatedFlags(flags: string[]): void {
 const SUBCOMMANDS: Record<string, string> = {
   conversations: 'list, show, search or query',
   deliveries: 'list, redrive or resend',
-  endpoints: 'list, set, pause or resume',
+  endpoints: 'list, set, pause, resume or test',
 };
 
 export async function main(argv: string[]): Promise<number> {
@@ -465,7 +467,7 @@ export async function main(argv: string[]): Promise<number> {
     if (command === 'deliveries' && sub === 'list') return await deliveriesList(rest);
     if (command === 'deliveries' && sub === 'redrive') return await deliveriesRedrive(rest);
     if (command === 'deliveries' && sub === 'resend') return await deliveriesResend(rest);
-    if (command === 'endpoints' && ['list', 'set', 'pause', 'resume'].includes(sub ?? ''))
+    if (command === 'endpoints' && ['list', 'set', 'pause', 'resume', 'test'].includes(sub ?? ''))
       return await endpointsCommand(sub!, rest);
     if (command === 'sign') return await sign(argv.slice(1));
     if (command === undefined || command === 'help' || command === '--help' || command === '-h') {

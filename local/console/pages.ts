@@ -7,6 +7,7 @@ import { agentTurn, type ConversationRecord, turnText, userQuery } from '../../f
 import {
   type EndpointView,
   heldState,
+  retryAfterNote,
   rotationNote,
   signingLabel,
   stateSince,
@@ -448,10 +449,13 @@ function lastErrorCell(v: EndpointView): SafeHtml | string {
 
 /**
  * Since when a receiver is paused (the operator's pause) or disabled (the failure that disabled it), as `endpoints
- * list` says it: `since <time> (<age> ago)`; the page's script keeps the age current (data-age-of).
+ * list` says it: `since <time> (<age> ago)`; the page's script keeps the age current (data-age-of). Otherwise, while
+ * its last Retry-After holds its deliveries, until when (retryAfterNote).
  */
 function stateSinceNote(v: EndpointView, now: Date): SafeHtml | string {
   const since = stateSince(v);
+  if (!since && v.retry_after_until)
+    return html` <small class="retry-after">${retryAfterNote(v.webhook_type, v.retry_after_until, now)}</small>`;
   if (!since) return '';
   const what = v.status === 'paused' ? 'when the operator paused it' : 'when the circuit breaker disabled it';
   return html` <small class="time state-since" title="${what}" data-age-of="${since}">since ${timeAgo(since, now.getTime())}</small>`;
@@ -496,7 +500,7 @@ export function endpointsFragment(views: (EndpointView | UnreadableReceiver)[], 
     <td data-label="rate">${v.rate_per_second === null ? '-' : `${v.rate_per_second}/s`}</td><td class="time" data-label="last success">${wrappedTime(v.last_success_at)}</td>
     <td class="num" data-label="failure streak">${v.consecutive_failures}</td><td class="time" data-label="failing since">${wrappedTime(v.failing_since)}</td><td class="num queued" data-label="queued">${v.queued ?? '-'}</td>
     <td class="err last-error" data-label="last error">${lastErrorCell(v)}${v.last_failure_at ? html` <small class="time">${wrappedTime(v.last_failure_at)}</small>` : ''}</td>
-    <td class="action">${v.status === 'paused' || v.status === 'disabled' ? html`<button type="button" data-endpoint-action="resume" data-type="${v.webhook_type}" aria-label="Resume ${v.webhook_type}">Resume</button>` : html`<button type="button" data-endpoint-action="pause" data-type="${v.webhook_type}" aria-label="Pause ${v.webhook_type}">Pause</button>`}</td>
+    <td class="action">${v.status === 'paused' || v.status === 'disabled' ? html`<button type="button" data-endpoint-action="resume" data-type="${v.webhook_type}" aria-label="Resume ${v.webhook_type}">Resume</button>` : html`<button type="button" data-endpoint-action="pause" data-type="${v.webhook_type}" aria-label="Pause ${v.webhook_type}">Pause</button>`} <button type="button" data-test-delivery="${v.webhook_type}" aria-label="Send a test delivery to ${v.webhook_type}" title="one signed test delivery, marked as a test; not retried, kept nowhere">Send test</button></td>
   </tr>`,
   )}</tbody>
   </table>

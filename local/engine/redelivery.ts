@@ -271,7 +271,12 @@ export class LocalRedelivery {
       // A run the data folder cut may have delivered it: nothing is sent until that run is finished (as runDue).
       if (!(await this.cutFinished())) return cutUnfinished(conversationId);
       const item = await this.store.hold(conversationId);
-      if (!item) return { conversation_id: conversationId, status: 'not_found' };
+      if (!item)
+        return {
+          conversation_id: conversationId,
+          status: 'not_found',
+          error: `no failed delivery of ${conversationId} is stored (none was owed, or its file was deleted): nothing was attempted`,
+        };
       if (item.envelope.state === 'settled') {
         await this.store.leave(item);
         return { conversation_id: conversationId, status: 'already_delivered', envelope: item.envelope };

@@ -8,6 +8,8 @@ import { isoInstant } from '../../functions/domain/named-queries.ts';
 import type { SecretsBySource } from '../../functions/domain/signatures.ts';
 import type { EndpointStore } from '../../functions/shared/endpoint-store.ts';
 import { type RedeliveryResult, withHeldReason } from '../../functions/shared/redelivery.ts';
+import { settings } from '../../functions/shared/settings.ts';
+import { sendTestDelivery, testDeliveryTarget } from '../../functions/shared/test-delivery.ts';
 import { cutUnfinished, type LocalRedelivery } from '../engine/redelivery.ts';
 import { webhookTypeNamed } from '../history/conversation-filters.ts';
 import { latestRecord } from '../history/conversations.ts';
@@ -188,7 +190,9 @@ export function operatorRoutes(ctx: OperatorContext): RouteHandler {
           const id = conversationId(res, match[1]!);
           if (!id) return;
           const result = await explained(await ctx.redelivery.redrive(id));
-          sendJson(res, result.status === 'not_found' ? 404 : 200, result);
+          // Nothing stored to redrive: a 404 in the contract's error shape, as every other refusal (docs/contract.md).
+          if (result.status === 'not_found') return sendJson(res, 404, errorBody('NOT_FOUND', result.error ?? id));
+          sendJson(res, 200, result);
         },
       },
     },
@@ -217,6 +221,21 @@ export function operatorRoutes(ctx: OperatorContext): RouteHandler {
     {
       path: new RegExp(`^/local/endpoints/${typePath}/resume$`, 'i'),
       methods: { POST: endpointAction((type) => ctx.endpoints.resume(type, new Date())) },
+    },
+    {
+      // One signed test delivery to the receiver, sent now and kept nowhere (docs/contract.md#test-deliveries).
+      path: new RegExp(`^/local/endpoints/${typePath}/test$`, 'i'),
+      methods: {
+        POST: async (req, res, match) => {
+          if (refusedQuery(req, res, [])) return;
+          const type = match[1]!.toLowerCase() as WebhookType;
+          const target = testDeliveryTarget(type, (await ctx.endpoints.get(type)).config.url ?? ctx.deployedUrls[type]);
+          if ('refused' in target) return badRequest(res, target.refused);
+          const secrets = await ctx.signingSecrets();
+          const timeoutMs = settings().deliveryTimeoutMs;
+          sendJson(res, 200, await sendTestDelivery(type, target.url, secrets && (secrets[type] ?? []), timeoutMs));
+        },
+      },
     },
   ]);
   return operatorOnly(async (req, res) => {

@@ -15,6 +15,7 @@ import { parseSecretsBySource, type SecretsBySource } from '../../../functions/d
 import { DynamoEndpointStore, ENDPOINT_CACHE_TTL_MS } from '../../../functions/shared/endpoint-store.ts';
 import { settings } from '../../../functions/shared/settings.ts';
 import { type EndpointEdit, editedSecrets, printEndpoints } from '../endpoint-table.ts';
+import { printTestDelivery } from '../endpoint-test.ts';
 import { CliError, note, out } from '../shared.ts';
 import { countSchedule } from './deliveries.ts';
 import { explainAwsError } from './errors.ts';
@@ -78,14 +79,25 @@ async function signingSecrets(
   }
 }
 
-/** Put the type's new secrets into the stack's delivery secret (the whole map, as Secrets Manager replaces it). */
-async function changeSecrets(clients: AwsClients, secretArn: string, type: WebhookType, edit: EndpointEdit) {
+/**
+ * The stack's delivery secret as it is (`text`) and the type's secrets after `edit` (`next`): read, and the edit
+ * refused (a rotation under way), before anything of the change is written.
+ */
+async function plannedSecrets(clients: AwsClients, secretArn: string, type: WebhookType, edit: EndpointEdit) {
   const text = await secretText(clients, secretArn);
   const all = parseSecretsBySource(text, 'the DeliverySigningSecrets secret');
-  const next = editedSecrets(type, all[type] ?? [], edit);
+  return { text, next: editedSecrets(type, all[type] ?? [], edit) };
+}
+
+/** Put the type's new secrets into the stack's delivery secret (the whole map, as Secrets Manager replaces it). */
+async function putSecrets(
+  clients: AwsClients,
+  secretArn: string,
+  type: WebhookType,
+  { text, next }: { text: string; next: string[] },
+) {
   const map = { ...(JSON.parse(text) as Record<string, unknown>), [type]: next.length === 1 ? next[0] : next };
   await clients.secrets.send(new PutSecretValueCommand({ SecretId: secretArn, SecretString: JSON.stringify(map) }));
-  return next;
 }
 
 /** What a change of the table did, in words (for a line that must say it was made), or null when it made none. */
@@ -118,9 +130,24 @@ export async function awsEndpoints(
   const now = new Date();
   const explain = (error: unknown) => explainAwsError(error, { stack: stackName }).message;
   const secretArn = stack.outputs.deliverySigningSecretsArn;
+  if (sub === 'test') {
+    const [{ config }, { urls }, signing] = await Promise.all([
+      store.get(type!, { consistent: true }),
+      deployedConfig(clients, stack.outputs.deliverFunction),
+      signingSecrets(clients, secretArn ?? null, explain),
+    ]);
+    if (signing.note) note(`${type}: ${signing.note}`);
+    const secrets = signing.secrets && (signing.secrets[type!] ?? []);
+    return printTestDelivery(type!, config.url ?? urls[type!], secrets, {
+      json: options.json,
+      timeoutMs: settings({}).deliveryTimeoutMs,
+    });
+  }
   const rotating = edit !== null && (edit.secret !== undefined || edit.dropPreviousSecret);
   // Refused before anything is written: half a change is what this must not leave.
   if (rotating && !secretArn) throw new CliError(`stack "${stackName}" has no DeliverySigningSecretsArn output`);
+  // So is a secret the edit refuses (a rotation under way), or that cannot be read: the URL and rate stay as they were.
+  const planned = rotating ? await plannedSecrets(clients, secretArn!, type!, edit) : null;
   // The table's answer to a change is the item after it (ALL_NEW): what the Delivers will read, shown without a
   // second read that could fail after the change was made.
   let changed: Endpoint | null = null;
@@ -128,10 +155,10 @@ export async function awsEndpoints(
   if (sub === 'resume') changed = await store.resume(type!, now);
   if (edit && Object.keys(edit.change).length > 0) changed = await store.configure(type!, edit.change, now);
   let secrets: SecretsBySource | null = null;
-  if (rotating) {
-    let next: string[];
+  if (planned) {
+    const { next } = planned;
     try {
-      next = await changeSecrets(clients, secretArn!, type!, edit);
+      await putSecrets(clients, secretArn!, type!, planned);
     } catch (error) {
       if (!changed) throw error;
       throw new CliError(

@@ -33,6 +33,7 @@
     const d = el.dataset;
     if (el.id === 'redrive' || el.id === 'resend') return '#redrive, #resend';
     if (d.endpointAction) return `button[data-endpoint-action][data-type="${CSS.escape(d.type)}"]`;
+    if (d.testDelivery) return `button[data-test-delivery="${CSS.escape(d.testDelivery)}"]`;
     if (d.plan) return `button[data-plan="${CSS.escape(d.plan)}"]`;
     if (d.recover) return `button[data-plan="${CSS.escape(d.recover)}"]`;
     // getAttribute: the form's `id` property is its field named id.
@@ -261,12 +262,12 @@
   /** POST to an operator route; the JSON answer, or an error. */
   async function post(url) {
     const { response, result } = await call(url, { method: 'POST' });
-    if (!response.ok && response.status !== 404) throw new Error(result.error?.message || `HTTP ${response.status}`);
+    if (!response.ok) throw new Error(result.error?.message || `HTTP ${response.status}`);
     return result;
   }
 
   function outcome(verb, id, result) {
-    const status = result.status || result.error?.code || 'error';
+    const status = result.status || 'error';
     const detail =
       result.status === 'failed'
         ? ` — ${result.error || result.envelope?.last_error || ''}`
@@ -274,11 +275,9 @@
           ? ` — its receiver held it back${result.held_by ? `: ${result.held_by}` : ' (paused, disabled or at its rate: see Endpoints); nothing was attempted'}`
           : result.status === 'skipped'
             ? ` — ${result.error || 'another redelivery of it was running; look again in a moment'}`
-            : result.status === 'not_found'
-              ? ' — no failed delivery of it is stored any more (its file deleted?): nothing was attempted'
-              : result.error
-                ? ` — ${result.error.message || result.error}`
-                : '';
+            : result.error
+              ? ` — ${result.error}`
+              : '';
     say(
       `${verb} of ${id}: ${status}${result.execution_name ? ` (execution ${result.execution_name})` : ''}${detail}`,
       status === 'delivered' || status === 'already_delivered' ? 'ok' : 'bad',
@@ -394,12 +393,33 @@
     }
   }
 
+  /** The Endpoints page's Send test: one signed test delivery to the receiver, and what it answered. */
+  async function testDelivery(button) {
+    const type = button.dataset.testDelivery;
+    button.disabled = true;
+    say(`Sending a test delivery to ${type}…`, 'pending');
+    try {
+      const { attempt, response, signing, delivered } = await post(`/local/endpoints/${encodeURIComponent(type)}/test`);
+      const answer = attempt.status_code ? `HTTP ${attempt.status_code}` : attempt.error;
+      const body = response?.body ? ` — ${response.body.slice(0, 200)}` : '';
+      say(
+        `Test delivery to ${type} (${signing}): ${answer} in ${attempt.duration_ms} ms${body}`,
+        delivered ? 'ok' : 'bad',
+      );
+    } catch (error) {
+      say(`Test delivery to ${type} failed: ${error.message}`, 'bad');
+    } finally {
+      button.disabled = false;
+    }
+  }
+
   document.addEventListener('click', async (event) => {
     const target = event.target instanceof Element ? event.target.closest('button') : null;
     if (!target) return;
     if (target.id === 'redrive') await deliveryButton(target, 'Redrive', 'redrive');
     else if (target.id === 'resend') await deliveryButton(target, 'Resend', 'resend');
     else if (target.dataset.endpointAction) await endpointAction(target);
+    else if (target.dataset.testDelivery) await testDelivery(target);
     else if (target.dataset.recover) await recover(target);
     else return; // Plan is a form's submit button: planned on the form's submit, below.
     await refresh(target).catch(() => {});

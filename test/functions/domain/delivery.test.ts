@@ -197,6 +197,17 @@ describe('retryAfterMs', () => {
     expect(retryAfterMs('Wed Aug 13 10:32:00 2025', NOW)).toBe(60_000);
   });
 
+  it('caps a wait longer than a day at a day, as it is stored and said (not 1e+23 s)', () => {
+    // Before, 20 digits were kept as ~1e26 ms and the deferral said "wait 1e+23 s"; the schedule alone capped it.
+    const huge = retryAfterMs('99999999999999999999', NOW);
+    expect(huge).toBe(86_400_000);
+    expect(retryAfterMs('Fri, 13 Aug 2125 10:31:30 GMT', NOW)).toBe(86_400_000);
+    expect(retryAfterMs('86399', NOW)).toBe(86_399_000);
+    const slowDown = attempt({ status_code: 429, error: 'HTTP 429', retry_after_ms: huge! });
+    const out = failedAttemptOutcome(slowDown, TARGET, { deliverBy: null, timeoutMs: 5_000 }, NOW);
+    expect(JSON.parse(out.error.message).message).toContain('the receiver asked to wait 86400 s (Retry-After)');
+  });
+
   it('never returns a negative delay for a date in the past', () => {
     expect(retryAfterMs('Wed, 13 Aug 2025 10:00:00 GMT', NOW)).toBe(0);
   });

@@ -296,6 +296,23 @@ describe('endpoint store on DynamoDB', () => {
     expect((await store.recordFailure('deal_analysis', 'HTTP 503', NOW, POLICY)).disabledNow).toBe(false);
   });
 
+  it("a failure's Retry-After is set on the item with the count (every Lambda holds the type), read back, forgotten by resume", async () => {
+    const until = new Date(NOW.getTime() + 30_000).toISOString();
+    dynamo.on(UpdateItemCommand).resolves({
+      Attributes: { consecutive_failures: { N: '1' }, retry_after_until: { S: until } },
+    });
+    const result = await store.recordFailure('deal_analysis', 'HTTP 429', NOW, POLICY, undefined, 30_000);
+    expect(result.health.retry_after_until).toBe(until);
+    await store.recordFailure('deal_analysis', 'HTTP 503', NOW, POLICY);
+    await store.resume('deal_analysis', NOW);
+    const [slowDown, plain, resume] = dynamo.commandCalls(UpdateItemCommand).map((c) => c.args[0].input);
+    expect(slowDown!.UpdateExpression).toContain('retry_after_until = :wait');
+    expect(slowDown!.ExpressionAttributeValues![':wait']).toEqual({ S: until });
+    // A failure without one leaves the time the last one asked for.
+    expect(plain!.UpdateExpression).not.toContain('retry_after_until');
+    expect(Object.values(resume!.ExpressionAttributeNames!)).toContain('retry_after_until');
+  });
+
   it('a probe lease is a conditional write: only one Deliver gets it', async () => {
     dynamo.on(UpdateItemCommand).resolvesOnce({ Attributes: {} }).rejectsOnce(conditionFailed());
     const until = new Date(NOW.getTime() + 8_000);

@@ -6,7 +6,10 @@ import type { DeliveryAttempt } from '../../../functions/domain/conversation.ts'
 import {
   type BreakerPolicy,
   type Endpoint,
+  endpointView,
   healthReport,
+  heldBackReason,
+  holdRecheckMs,
   NEW_HEALTH,
   rateWaitLimitMs,
   rateWaitMs,
@@ -146,6 +149,47 @@ describe('admitDelivery and takeRate (a file store, an injected clock)', () => {
       reason: 'failing',
       message: 'lead_analysis is failing and another delivery is probing it: queued for the redelivery schedule',
     });
+  });
+});
+
+describe("a receiver's Retry-After holds its type", () => {
+  it('a 429 asking for 30 s holds every delivery of the type (new, scheduled, redriven) until then; a resume forgets it', async () => {
+    // Before, it held only the delivery it answered: the schedule sent three others a second later.
+    const store = freshStore();
+    const slowDown: DeliveryAttempt = {
+      ...attempt('retryable'),
+      status_code: 429,
+      error: 'HTTP 429',
+      retry_after_ms: 30_000,
+    };
+    const FULL = { timeoutMs: 3_000, deliveryTimeoutMs: 3_000 };
+    await recordHealth(store, await store.get('deal_analysis'), slowDown, POLICY, FULL);
+    const until = new Date(T0 + 20 + 30_000).toISOString();
+    const endpoint = await store.get('deal_analysis');
+    expect(endpoint.health.retry_after_until).toBe(until);
+    const admit = (via: 'workflow' | 'schedule' | 'redrive', at: number, e = endpoint) =>
+      admitDelivery(store, e, { via, policy: POLICY, timeoutMs: 1_000, deliverBy: null, clock: fakeClock(at) });
+    for (const via of ['workflow', 'schedule', 'redrive'] as const)
+      expect(await admit(via, T0 + 1_000)).toEqual({
+        action: 'hold',
+        reason: 'retry_after',
+        message: `deal_analysis asked for nothing before ${until} (Retry-After on its last answer): queued for the redelivery schedule`,
+      });
+    expect(holdRecheckMs('retry_after', endpoint, new Date(T0 + 1_000))).toBe(29_020);
+    // Another type is not held; the type is not held once the time passed.
+    expect(await admit('workflow', T0 + 1_000, await store.get('general'))).toEqual({ action: 'attempt' });
+    expect(await admit('workflow', T0 + 30_020)).toEqual({ action: 'attempt' });
+    // What a held redrive says, and the receiver as the command line shows it.
+    const view = endpointView(endpoint, null, POLICY, null, null, new Date(T0 + 1_000));
+    expect(view.retry_after_until).toBe(until);
+    expect(heldBackReason(view, new Date(T0 + 1_000))).toBe(
+      `deal_analysis asked for nothing before ${until} (in 29s; its Retry-After): the next send is allowed then`,
+    );
+    expect(endpointView(endpoint, null, POLICY, null, null, new Date(T0 + 40_000)).retry_after_until).toBeNull();
+    // A failure without one leaves it; a resume forgets it.
+    await recordHealth(store, endpoint, attempt('retryable', T0 + 2_000), POLICY, FULL);
+    expect((await store.get('deal_analysis')).health.retry_after_until).toBe(until);
+    expect((await store.resume('deal_analysis', new Date(T0 + 3_000))).health.retry_after_until).toBeNull();
   });
 });
 

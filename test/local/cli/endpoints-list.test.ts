@@ -208,3 +208,33 @@ describe('endpoints list beside a damaged gateway.json', () => {
     }
   });
 });
+
+describe('endpoints list with a receiver whose Retry-After holds its type', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-endpoints-retry-after-'));
+    const store = new FileEndpointStore(path.join(dir, 'deliveries'));
+    const policy = { failureThreshold: 5, disableAfterMs: 0 };
+    await store.recordFailure('lead_analysis', 'HTTP 429', new Date(), policy, undefined, 600_000);
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('says until when nothing is sent to it (retry_after_until in --json); a resume forgets it', async () => {
+    const result = await runMain(['endpoints', 'list'], { LOCAL_DATA_DIR: dir, GATEWAY_URL: undefined });
+    expect(result.code, result.stderr).toBe(0);
+    // Before: "healthy" alone, while the receiver had asked for nothing for 10 minutes.
+    expect(result.stdout).toMatch(
+      /^lead_analysis asked for nothing before \d{4}-\d\d-\d\dT\S+Z \(in 10m; its Retry-After\): the next send is allowed then$/m,
+    );
+    const listed = await runMain(['endpoints', 'list', '--json'], { LOCAL_DATA_DIR: dir, GATEWAY_URL: undefined });
+    const lead = JSON.parse(listed.stdout).find((v: { webhook_type: string }) => v.webhook_type === 'lead_analysis');
+    expect(lead.retry_after_until).toMatch(/^\d{4}-\d\d-\d\dT\S+Z$/);
+    const resumed = await runMain(['endpoints', 'resume', 'lead_analysis', '--json'], {
+      LOCAL_DATA_DIR: dir,
+      GATEWAY_URL: undefined,
+    });
+    expect(JSON.parse(resumed.stdout)).toMatchObject([{ webhook_type: 'lead_analysis', retry_after_until: null }]);
+  });
+});

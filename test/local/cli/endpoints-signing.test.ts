@@ -84,6 +84,20 @@ describe('endpoints set --secret, then endpoints list', () => {
       'webhook-gateway: deal_analysis: a rotation is under way (two secrets sign): another --secret would drop the previous one, which the receiver may still verify with. End the rotation first with --drop-previous-secret once the receiver verifies the newer secret (or give --secret with --drop-previous-secret to sign with the new one alone at once)\n',
     );
     expect(await readFile(file, 'utf8')).toBe(rotating);
+    // With a URL beside it, neither is made (before, the URL was changed, then the secret refused).
+    const both = await run(
+      'set',
+      'deal_analysis',
+      '--url',
+      'https://crm-new.example.com/hooks',
+      '--secret',
+      NEW.replace('MDEy', 'OTk5'),
+    );
+    expect(both.code).toBe(1);
+    expect(both.stderr).toContain('webhook-gateway: deal_analysis: a rotation is under way (two secrets sign)');
+    expect(both.stderr).not.toContain('the change was made');
+    expect((await run('list')).stdout).not.toContain('crm-new.example.com');
+    expect(await readFile(file, 'utf8')).toBe(rotating);
 
     // The same secret again changes nothing; with --drop-previous-secret the new one signs alone at once.
     expect((await run('set', 'deal_analysis', '--secret', NEW)).code).toBe(0);

@@ -5,6 +5,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CliError, gatewayUrl } from '../../../local/cli/shared.ts';
+import { LocalFailedDeliveryStore } from '../../../local/store/failed-delivery-store.ts';
+import { pendingEnvelope } from '../../support/aws-fixtures.ts';
 import { runMain } from '../../support/cli.ts';
 
 /** Where `deliveries redrive`/`resend` find the running gateway: --url, GATEWAY_URL, gateway.json, or PORT. */
@@ -60,6 +62,28 @@ describe('the gateway URL of the CLI', () => {
       );
     } finally {
       other.close();
+    }
+  });
+
+  it("a delivery the gateway no longer holds (its 404 in the contract's error shape) is one result of a redrive, not its end", async () => {
+    const envelope = pendingEnvelope('gone404');
+    const id = envelope.conversation_id;
+    await new LocalFailedDeliveryStore(dataDir).put(envelope);
+    const message = `no failed delivery of ${id} is stored (none was owed, or its file was deleted): nothing was attempted`;
+    const gateway = createServer((_req, res) => {
+      res.writeHead(404, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ success: false, error: { code: 'NOT_FOUND', message } }));
+    });
+    await new Promise<void>((r) => gateway.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(gateway.address() as AddressInfo).port}`;
+    try {
+      const result = await runMain(['deliveries', 'redrive', id, '--url', url], { LOCAL_DATA_DIR: dataDir });
+      // Before, the gateway's 404 had no error and was read as this result; in the contract's shape it must be still.
+      expect(result.code, result.stderr).toBe(0);
+      expect(result.stdout).toContain(`[1/1] ${id} → not_found: ${message}`);
+      expect(result.stdout).toContain('redrove 1: 1 not found');
+    } finally {
+      gateway.close();
     }
   });
 });

@@ -31,11 +31,11 @@ describe('help for one command', () => {
 
     // Each endpoints command says how to run it on a deployed stack, as the conversations and deliveries ones do, and
     // that it takes --json (each prints the receivers, or the one changed, as JSON with it, locally and with --aws).
-    for (const sub of ['list', 'set', 'pause', 'resume']) {
+    for (const sub of ['list', 'set', 'pause', 'resume', 'test']) {
       const help = await runMain(['endpoints', sub, '--help']);
       expect(help.stdout.split('\n')[1], sub).toContain('[--json]');
       expect(help.stdout, sub).toContain(
-        'endpoints list|set|pause|resume … --aws [--stack NAME] [--region R] [--profile P]',
+        'endpoints list|set|pause|resume|test … --aws [--stack NAME] [--region R] [--profile P]',
       );
     }
   });
@@ -58,9 +58,9 @@ describe('help for one command', () => {
       const endpoints = await runMain(args);
       expect(endpoints.code).toBe(2);
       expect(endpoints.stderr).toMatch(
-        /^webhook-gateway: endpoints takes list, set, pause or resume(; got "pasue")?\n\nUsage:\n/,
+        /^webhook-gateway: endpoints takes list, set, pause, resume or test(; got "pasue")?\n\nUsage:\n/,
       );
-      expect(endpoints.stderr).toContain('  endpoints list|set|pause|resume … --aws');
+      expect(endpoints.stderr).toContain('  endpoints list|set|pause|resume|test … --aws');
       expect(endpoints.stderr).not.toContain('deliveries list');
     }
 

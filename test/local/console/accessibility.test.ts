@@ -48,9 +48,13 @@ describe.skipIf(skipBrowser)('console accessibility in Chromium', () => {
     const buttons = names.filter((n) => n.startsWith('button: '));
     expect(buttons).toEqual([
       'button: Pause deal_analysis',
+      'button: Send a test delivery to deal_analysis',
       'button: Pause data_analysis',
+      'button: Send a test delivery to data_analysis',
       'button: Pause lead_analysis',
+      'button: Send a test delivery to lead_analysis',
       'button: Pause general',
+      'button: Send a test delivery to general',
       'button: Plan deal_analysis',
       'button: Plan data_analysis',
       'button: Plan lead_analysis',
@@ -95,7 +99,9 @@ describe.skipIf(skipBrowser)('console accessibility in Chromium', () => {
     await page.keyboard.press('Enter');
     await page.getByRole('button', { name: 'Pause lead_analysis', exact: true }).waitFor();
     await expect.poll(focused).toBe('Pause lead_analysis');
-    // Tab goes on from there: to the next receiver's button.
+    // Tab goes on from there: to its Send test, then to the next receiver's button.
+    await page.keyboard.press('Tab');
+    expect(await focused()).toBe('Send a test delivery to lead_analysis');
     await page.keyboard.press('Tab');
     expect(await focused()).toBe('Pause general');
   });

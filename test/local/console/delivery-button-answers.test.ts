@@ -68,10 +68,12 @@ describe.skipIf(skipBrowser)("a conversation page's Redrive and Resend, whatever
       ],
       [
         'not found (its failed-delivery file deleted meanwhile)',
-        (route) => route.fulfill({ status: 404, json: { conversation_id: id, status: 'not_found' } }),
-        new RegExp(
-          `^Redrive of ${id}: not_found — no failed delivery of it is stored any more \\(its file deleted\\?\\): nothing was attempted$`,
-        ),
+        (route) =>
+          route.fulfill({
+            status: 404,
+            json: { success: false, error: { code: 'NOT_FOUND', message: `no failed delivery of ${id} is stored` } },
+          }),
+        new RegExp(`^Redrive of ${id} failed: no failed delivery of ${id} is stored$`),
       ],
       [
         'a 4xx',

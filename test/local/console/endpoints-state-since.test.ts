@@ -20,6 +20,15 @@ beforeAll(async () => {
   for (const ago of [2 * DAY, DAY])
     await store.recordFailure('data_analysis', 'HTTP 503', new Date(Date.now() - ago), policy);
   await store.configure('general', { paused: true }, new Date(Date.now() - 3 * 3_600_000));
+  // A 429 asking for 10 minutes: every delivery of the type waits until then.
+  await store.recordFailure(
+    'lead_analysis',
+    'HTTP 429',
+    new Date(),
+    { ...policy, failureThreshold: 5 },
+    undefined,
+    600_000,
+  );
 });
 afterAll(async () => {
   await world?.close();
@@ -37,5 +46,12 @@ describe('the Endpoints page of a disabled and a paused receiver', () => {
     expect(state('data_analysis')).toEqual(['disabled', expect.stringMatching(/^disabled since \S+Z \(24h ago\)$/)]);
     expect(state('general')).toEqual(['paused', expect.stringMatching(/^paused since \S+Z \(3h ago\)$/)]);
     expect(state('deal_analysis')).toEqual(['healthy', 'healthy']);
+    // Before: "healthy" alone, while the receiver's Retry-After held every delivery of its type.
+    expect(state('lead_analysis')).toEqual([
+      'healthy',
+      expect.stringMatching(
+        /^healthy lead_analysis asked for nothing before \S+Z \(in 10m; its Retry-After\): the next send is allowed then$/,
+      ),
+    ]);
   });
 });

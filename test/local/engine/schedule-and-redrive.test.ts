@@ -2,6 +2,7 @@ import { mkdtemp, readdir, readFile, rename, rm, truncate, writeFile } from 'nod
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { FileEndpointStore } from '../../../functions/shared/endpoint-store.ts';
 import { type Redeliver, runSchedule } from '../../../functions/shared/redelivery.ts';
 import { LocalFailedDeliveryStore } from '../../../local/store/failed-delivery-store.ts';
 import { pendingEnvelope, T0 } from '../../support/aws-fixtures.ts';
@@ -205,6 +206,17 @@ describe('automatic redelivery on the schedule', () => {
     const wait = Date.parse(envelope.next_due_at!) - Date.now();
     expect(wait).toBeGreaterThan(7_100_000);
     expect(wait).toBeLessThanOrEqual(7_200_000);
+    // Its word holds the whole type: the next conversation is queued without an attempt, and the schedule sends
+    // nothing either (before, both went to the receiver that had asked for two hours).
+    const next = await world.post(SEED_REQUEST);
+    expect((next.body as { tracking: { delivery_status: string } }).tracking.delivery_status).toBe('queued');
+    await makeDue(body.conversation_id);
+    await world.gateway.redelivery.runDue();
+    expect(world.receiver.received).toHaveLength(0);
+    // What the operator does to send anyway (and what lets the next tests deliver).
+    await new FileEndpointStore(path.join(world.dataDir, 'deliveries')).resume('deal_analysis', new Date());
+    for (const e of await world.gateway.failedDeliveries.list())
+      await world.gateway.failedDeliveries.put({ ...e, state: 'settled', next_due_at: null });
   });
 
   it.each([410, 400])(
@@ -374,13 +386,18 @@ describe('operator redrive', () => {
     expect(record.conversation.webhook_context.delivery_status).toBe('failed');
   });
 
-  it('an unknown conversation id answers not found', async () => {
-    const res = await fetch(
-      `${world.gateway.url}/local/deliveries/webhook_20250813_103045_testing_phase3valid_nothere/redrive`,
-      { method: 'POST' },
-    );
+  it("an unknown conversation id answers 404 in the contract's error shape (docs/contract.md)", async () => {
+    const id = 'webhook_20250813_103045_testing_phase3valid_nothere';
+    const res = await fetch(`${world.gateway.url}/local/deliveries/${id}/redrive`, { method: 'POST' });
     expect(res.status).toBe(404);
-    expect(((await res.json()) as { status: string }).status).toBe('not_found');
+    // Before: {conversation_id, status: "not_found"}, unlike every other error.
+    expect(await res.json()).toEqual({
+      success: false,
+      error: {
+        code: 'NOT_FOUND',
+        message: `no failed delivery of ${id} is stored (none was owed, or its file was deleted): nothing was attempted`,
+      },
+    });
   });
 });
 

@@ -1,5 +1,5 @@
 import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
-import { BatchGetItemCommand, DynamoDBClient, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { BatchGetItemCommand, DynamoDBClient, GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { GetFunctionConfigurationCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { GetObjectCommand, NoSuchKey, S3Client } from '@aws-sdk/client-s3';
 import { GetSecretValueCommand, PutSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
@@ -17,10 +17,12 @@ import {
   withFailure,
 } from '../../../../functions/domain/lifecycle.ts';
 import { secretsFingerprint } from '../../../../functions/domain/secrets-fingerprint.ts';
+import { signOutbound } from '../../../../functions/domain/signatures.ts';
 import { main } from '../../../../local/cli/main.ts';
 import { describedStack, QUEUE_URL, STATE_MACHINE_ARN, succeeded } from '../../../support/aws-fixtures.ts';
 import { captureOutput } from '../../../support/cli.ts';
 import { startedRecord } from '../../../support/fixtures.ts';
+import { startReceiver } from '../../../support/servers.ts';
 
 /**
  * `endpoints list | set | pause | resume --aws` and `deliveries resend <id> --aws`, run as the user runs them (main)
@@ -405,8 +407,9 @@ describe('endpoints --aws', () => {
   });
 
   it('set --url --secret whose secret is refused after the URL was written: says the URL change was made, exit 1', async () => {
-    secrets.on(GetSecretValueCommand).rejects(
-      Object.assign(new Error('User: ops is not authorized to perform: secretsmanager:GetSecretValue'), {
+    secrets.on(GetSecretValueCommand).resolves({ SecretString: JSON.stringify({ deal_analysis: OLD_SECRET }) });
+    secrets.on(PutSecretValueCommand).rejects(
+      Object.assign(new Error('User: ops is not authorized to perform: secretsmanager:PutSecretValue'), {
         name: 'AccessDeniedException',
       }),
     );
@@ -414,8 +417,51 @@ describe('endpoints --aws', () => {
     expect(await main(['endpoints', 'set', 'deal_analysis', '--url', url, '--secret', NEW_SECRET, '--aws'])).toBe(1);
     expect(dynamo.commandCalls(UpdateItemCommand)).toHaveLength(1);
     expect(output.stderr).toBe(
-      `webhook-gateway: deal_analysis: the change was made (URL ${url}), but its signing secrets were not changed: access denied: User: ops is not authorized to perform: secretsmanager:GetSecretValue\n`,
+      `webhook-gateway: deal_analysis: the change was made (URL ${url}), but its signing secrets were not changed: access denied: User: ops is not authorized to perform: secretsmanager:PutSecretValue\n`,
     );
+  });
+
+  it('set --url --secret whose secret cannot be read, or is refused (a rotation under way): nothing is written, exit 1', async () => {
+    // Before, the URL was written first, then the secret refused: half the change was made.
+    const url = 'https://crm-new.example.com/hooks/deals';
+    secrets.on(GetSecretValueCommand).rejects(
+      Object.assign(new Error('User: ops is not authorized to perform: secretsmanager:GetSecretValue'), {
+        name: 'AccessDeniedException',
+      }),
+    );
+    expect(await main(['endpoints', 'set', 'deal_analysis', '--url', url, '--secret', NEW_SECRET, '--aws'])).toBe(1);
+    expect(output.stderr).not.toContain('the change was made');
+    secrets.on(GetSecretValueCommand).resolves({
+      SecretString: JSON.stringify({ deal_analysis: [NEW_SECRET, OLD_SECRET], general: GENERAL_SECRET }),
+    });
+    const third = `whsec_${'Z'.repeat(32)}`;
+    expect(await main(['endpoints', 'set', 'deal_analysis', '--url', url, '--secret', third, '--aws'])).toBe(1);
+    expect(output.stderr).toContain('webhook-gateway: deal_analysis: a rotation is under way (two secrets sign)');
+    expect(dynamo.commandCalls(UpdateItemCommand)).toHaveLength(0);
+    expect(secrets.commandCalls(PutSecretValueCommand)).toHaveLength(0);
+  });
+
+  it('endpoints test --aws: a signed test delivery to the receiver the Delivers use, its answer printed; nothing written', async () => {
+    const receiver = await startReceiver();
+    const url = receiver.urlFor('deals');
+    dynamo.on(GetItemCommand).resolves({ Item: { url: { S: url } } });
+    secrets.on(GetSecretValueCommand).resolves({ SecretString: JSON.stringify({ deal_analysis: OLD_SECRET }) });
+    try {
+      expect(await main(['endpoints', 'test', 'deal_analysis', '--aws']), output.stderr).toBe(0);
+    } finally {
+      await receiver.close();
+    }
+    expect(receiver.received).toHaveLength(1);
+    const { headers, body: payload } = receiver.received[0]!;
+    const body = JSON.stringify(payload);
+    expect(payload).toMatchObject({ test: true, webhook_type: 'deal_analysis', conversation_id: null });
+    const at = new Date(Number(headers['webhook-timestamp']) * 1000);
+    expect(headers['webhook-signature']).toBe(
+      signOutbound(OLD_SECRET, payload.delivery_id as string, at, body)['webhook-signature'],
+    );
+    expect(output.stdout).toContain(`to ${url} (signed with one secret) → HTTP 200 in `);
+    expect(dynamo.commandCalls(UpdateItemCommand)).toHaveLength(0);
+    expect(secrets.commandCalls(PutSecretValueCommand)).toHaveLength(0);
   });
 
   it('--secret on a stack without the secret output is refused before anything is written', async () => {
