@@ -1,0 +1,168 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import type { Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { crashTestEnv, killIfRunning, runCli, startCli } from '../support/cli.ts';
+import { type KillAt, killAtEnv } from '../support/kill-at.ts';
+import { closeJsonServers, serveJson } from '../support/servers.ts';
+
+/**
+ * kill -9 of the gateway at named file calls of an operator's flow (docs/operations.md, "After a crash"), as
+ * test/e2e/crash-points.test.ts does for a conversation: the real gateway (a child process) runs with
+ * test/support/kill-at.cjs preloaded while `deliveries redrive` or `deliveries resend` (the real command, another
+ * process) asks it to deliver; it dies at the n-th rename or append of a path of its data folder. The command must say
+ * truthfully that the gateway stopped under it (not that none runs), the restart must print what it recovered, and the
+ * delivery must end as the docs say: nothing lost, nothing sent again that the operator did not ask for.
+ */
+const START_MS = 60_000;
+
+const servers: Server[] = [];
+const tempDirs: string[] = [];
+const gateways: Awaited<ReturnType<typeof startCli>>[] = [];
+afterAll(async () => {
+  for (const gateway of gateways) await killIfRunning(gateway);
+  closeJsonServers(servers);
+  for (const dir of tempDirs) await rm(dir, { recursive: true, force: true });
+});
+
+/** What the receiver was sent, and how it answers: 400 to a conversation's first delivery when `refuseFirst`. */
+const received: { webhookId: string; status: number }[] = [];
+let refuseFirst = false;
+
+let started: { agentUrl: string; receiverUrl: string } | undefined;
+async function peers(): Promise<{ agentUrl: string; receiverUrl: string }> {
+  started ??= {
+    agentUrl: await serveJson(servers, async () => [200, { response: 'The answer' }]),
+    receiverUrl: await serveJson(servers, async (req) => {
+      const status = refuseFirst && received.length === 0 ? 400 : 200;
+      received.push({ webhookId: String(req.headers['webhook-id']), status });
+      return [status, status === 200 ? { ok: true } : { error: 'rejected' }];
+    }),
+  };
+  return started;
+}
+
+interface Point extends KillAt {
+  name: string;
+  command: 'redrive' | 'resend';
+  /** What the restart's `recovered` line says of the cut run. */
+  recovered: string;
+  /** The envelope's state once recovered: still dead (redrive it again), or settled (delivered). */
+  after: 'dead' | 'settled';
+}
+
+/**
+ * The paths of the one conversation's delivery: its first delivery is the first attempt logged (and, refused for
+ * good, the envelope's first write); the operator's is the second. The first append is made twice (its folder made
+ * in between), so the operator's attempt is the third append begun.
+ */
+const ATTEMPTS = 'deliveries/attempts/[^/]+\\.jsonl$';
+const ENVELOPE = 'failed-deliveries/webhook_[^/]+\\.json$';
+const CUT = 'cut during its attempt, shown as interrupted';
+const FINISHED = 'finished: completed, delivery delivered';
+
+const POINTS: Point[] = [
+  {
+    name: 'the receiver answered, the attempt not logged',
+    command: 'redrive',
+    op: 'append',
+    path: ATTEMPTS,
+    n: 3,
+    when: 'before',
+    recovered: `${CUT}, its envelope as it was: completed, delivery failed; its envelope is dead (permanent), never tried again by the schedule: deliveries redrive <id> tries it`,
+    after: 'dead',
+  },
+  {
+    name: 'the attempt logged',
+    command: 'redrive',
+    op: 'append',
+    path: ATTEMPTS,
+    n: 2,
+    when: 'after',
+    recovered: FINISHED,
+    after: 'settled',
+  },
+  {
+    name: 'the envelope before it is settled',
+    command: 'redrive',
+    op: 'rename',
+    path: ENVELOPE,
+    n: 2,
+    when: 'before',
+    recovered: FINISHED,
+    after: 'settled',
+  },
+  {
+    name: 'the receiver answered, the attempt not logged',
+    command: 'resend',
+    op: 'append',
+    path: ATTEMPTS,
+    n: 3,
+    when: 'before',
+    recovered: `${CUT}: completed, delivery delivered; not repeated: deliveries resend <id> sends it again if the receiver did not get it`,
+    after: 'settled',
+  },
+  {
+    name: 'the attempt logged',
+    command: 'resend',
+    op: 'append',
+    path: ATTEMPTS,
+    n: 2,
+    when: 'after',
+    recovered: FINISHED,
+    after: 'settled',
+  },
+];
+
+describe("kill -9 during an operator's redrive or resend, then a restart on the same data", () => {
+  for (const point of POINTS)
+    it(`${point.command}, ${point.name}: the command says the gateway stopped under it, the restart what it recovered`, async () => {
+      received.length = 0;
+      refuseFirst = point.command === 'redrive';
+      const { agentUrl, receiverUrl } = await peers();
+      const dataDir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-operator-crash-'));
+      tempDirs.push(dataDir);
+      const env = crashTestEnv(dataDir, agentUrl, receiverUrl);
+      const cliEnv = { LOCAL_DATA_DIR: dataDir, NO_COLOR: '1' };
+      const killed = await startCli({ ...env, ...(await killAtEnv(dataDir, point, tempDirs)) }, START_MS);
+      gateways.push(killed);
+      const exited = new Promise((resolve) => killed.child.once('exit', (_c, s) => resolve(s)));
+      // A delivered conversation (to resend), or one refused for good (dead, to redrive).
+      const res = await fetch(`${killed.url}/webhook`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ query: 'operator crash', source_system: 'operator_crash', source_process: 'kill9' }),
+      });
+      expect(res.status).toBe(200);
+      const { conversation_id: id } = (await res.json()) as { conversation_id: string };
+
+      const cut = await runCli(['deliveries', point.command, id], cliEnv);
+      expect(await exited, killed.output()).toBe('SIGKILL');
+      expect(received.map((r) => r.webhookId)).toEqual([received[0]!.webhookId, received[0]!.webhookId]);
+      // Not "the gateway is not running: start it": it took the request, and the delivery may have been made.
+      expect(cut.code, cut.stderr).toBe(1);
+      expect(cut.stderr).toContain(
+        `stopped before it answered the ${point.command} of ${id}: it may have reached the receiver`,
+      );
+      expect(cut.stderr).toContain(`its "recovered" line says what became of the ${point.command}`);
+
+      const restarted = await startCli(env, START_MS);
+      gateways.push(restarted);
+      const recovered = restarted.output().match(/ recovered {2}.*/g) ?? [];
+      expect(recovered, restarted.output()).toHaveLength(1);
+      expect(recovered[0]).toContain(`${point.command} ${id}-redelivery-`);
+      expect(recovered[0]).toContain(point.recovered.replace('<id>', id));
+      const listed = await runCli(['deliveries', 'list', '--state', 'all', '--json'], cliEnv);
+      const envelopes = JSON.parse(listed.stdout) as { conversation_id: string; state: string }[];
+      expect(envelopes.map((e) => e.state)).toEqual(point.command === 'redrive' ? [point.after] : []);
+      // Nothing sent again by itself; what the command says is safe to run again is.
+      expect(received).toHaveLength(2);
+      if (point.after === 'dead') {
+        const again = await runCli(['deliveries', 'redrive', id], cliEnv);
+        expect(again.code, again.stderr).toBe(0);
+        expect(received.map((r) => r.webhookId)).toEqual(Array(3).fill(received[0]!.webhookId));
+      }
+      await killIfRunning(restarted);
+    }, 60_000);
+});
