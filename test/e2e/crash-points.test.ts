@@ -1,4 +1,3 @@
-import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -8,7 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { MAX_RESTARTS } from '../../local/engine/recovery.ts';
 import { crashTestEnv, killIfRunning, runMain, startCli, until } from '../support/cli.ts';
 import { journalEntries } from '../support/gateway.ts';
-import { type KillAt, killAtEnv } from '../support/kill-at.ts';
+import { type KillAt, killAtEnv, startUntilKilled } from '../support/kill-at.ts';
 import { closeJsonServers, serveJson } from '../support/servers.ts';
 
 /**
@@ -336,26 +335,6 @@ describe('kill -9 at named file calls, then a restart on the same data', () => {
     }, 120_000);
 });
 
-/**
- * A start whose kill-at hook kills it (during its recovery, or once it listens): its output, its exit signal. The
- * gateway killed before it printed its URL rejects startCli's promise, whose error carries the output.
- */
-async function startUntilKilled(env: Record<string, string | undefined>) {
-  let child: ChildProcess | undefined;
-  const started = startCli(env, START_MS, (c) => {
-    child = c;
-  }).then(
-    (gateway) => {
-      gateways.push(gateway);
-      return gateway;
-    },
-    (error: Error) => error,
-  );
-  const signal = await new Promise<NodeJS.Signals | null>((resolve) => child!.once('exit', (_c, s) => resolve(s)));
-  const result = await started;
-  return { signal, output: result instanceof Error ? result.message : result.output() };
-}
-
 describe('an asynchronous conversation whose run is killed at every start', () => {
   it(`is started again ${MAX_RESTARTS} times, then closed as interrupted, its status saying so`, async () => {
     deliveries.length = 0;
@@ -386,7 +365,11 @@ describe('an asynchronous conversation whose run is killed at every start', () =
     // Each start runs it again, killed at the same point of the new run: its segment's reserve, its begin, Validate's
     // two lines and the agent's call; the sixth write is the answer.
     for (let restart = 1; restart <= MAX_RESTARTS; restart++) {
-      const killed = await startUntilKilled({ ...env, ...(await killAtEnv(dataDir, { ...answer, n: 6 }, dataDirs)) });
+      const killed = await startUntilKilled(
+        { ...env, ...(await killAtEnv(dataDir, { ...answer, n: 6 }, dataDirs)) },
+        START_MS,
+        gateways,
+      );
       expect(killed.signal, killed.output).toBe('SIGKILL');
       expect(killed.output).toContain(`${id}  asynchronous, cut before its agent's answer was recorded`);
       expect(killed.output).toContain(`started again (restart ${restart} of ${MAX_RESTARTS})`);

@@ -1,10 +1,13 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { crashTestEnv, killIfRunning, runCli, startCli } from '../support/cli.ts';
-import { type KillAt, killAtEnv } from '../support/kill-at.ts';
+import { SummaryIndex } from '../../local/history/summary-index.ts';
+import { ExecutionStore } from '../../local/store/execution-store.ts';
+import { crashTestEnv, killIfRunning, runCli, startCli, until } from '../support/cli.ts';
+import { saveDeliveredHistory } from '../support/history-reads.ts';
+import { type KillAt, killAtEnv, startUntilKilled } from '../support/kill-at.ts';
 import { closeJsonServers, serveJson } from '../support/servers.ts';
 
 /**
@@ -165,4 +168,40 @@ describe("kill -9 during an operator's redrive or resend, then a restart on the 
       }
       await killIfRunning(restarted);
     }, 60_000);
+});
+
+describe('kill -9 during the retention sweep, then a restart on the same data', () => {
+  it('between the histories removed and their summary entries dropped: the next start drops them', async () => {
+    const { agentUrl, receiverUrl } = await peers();
+    const dataDir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-retention-crash-'));
+    tempDirs.push(dataDir);
+    // Two conversations saved as the gateway saves them, their entries folded into the index: one past the retention.
+    const store: ExecutionStore = new ExecutionStore(dataDir, {
+      onSaved: (id, file, record) => SummaryIndex.of(store).recordSaved(id, file, record),
+    });
+    const old = await saveDeliveredHistory(store, '2026-02-01T10:00:00.000Z', 'old', 'run-old');
+    const recent = await saveDeliveredHistory(store, new Date().toISOString(), 'recent', 'run-recent');
+    await SummaryIndex.of(store).forgetRemoved();
+    const summaries = async () => {
+      const dir = path.join(dataDir, 'summaries');
+      const names = (await readdir(dir)).filter((n) => n.startsWith('conversations'));
+      return (await Promise.all(names.map((n) => readFile(path.join(dir, n), 'utf8')))).join('\n');
+    };
+    expect(await summaries()).toContain(old);
+
+    // The start's sweep removes the old history, and is killed as the index is written without it.
+    const env = crashTestEnv(dataDir, agentUrl, receiverUrl);
+    const at: KillAt = { op: 'rename', path: 'summaries/conversations\\.json$', n: 1, when: 'before' };
+    const killed = await startUntilKilled({ ...env, ...(await killAtEnv(dataDir, at, tempDirs)) }, START_MS, gateways);
+    expect(killed.signal, killed.output).toBe('SIGKILL');
+    expect(await readdir(path.join(dataDir, 'executions'))).toEqual([recent]);
+    expect(await summaries()).toContain(old);
+
+    // The next start's sweep finds no history to remove, and drops their entries all the same.
+    const restarted = await startCli(env, START_MS);
+    gateways.push(restarted);
+    await until('the start sweep to drop the removed entries', async () => !(await summaries()).includes(old), 15_000);
+    expect(await summaries()).toContain(recent);
+    await killIfRunning(restarted);
+  }, 60_000);
 });

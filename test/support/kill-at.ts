@@ -1,6 +1,8 @@
+import type { ChildProcess } from 'node:child_process';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { startCli } from './cli.ts';
 
 const KILL_AT = path.join(import.meta.dirname, 'kill-at.cjs');
 
@@ -27,4 +29,29 @@ export async function killAtEnv(dataDir: string, at: KillAt, tempDirs: string[])
     KILL_AT_WHEN: at.when,
     KILL_AT_COUNTER: path.join(counter, 'count'),
   };
+}
+
+/**
+ * A start whose kill-at hook kills it (during its recovery, or once it listens): its output, its exit signal. The
+ * gateway killed before it printed its URL rejects startCli's promise, whose error carries the output; one that
+ * started is pushed to `gateways` (for the test to kill if it still runs).
+ */
+export async function startUntilKilled(
+  env: Record<string, string | undefined>,
+  startMs: number,
+  gateways: Awaited<ReturnType<typeof startCli>>[],
+) {
+  let child: ChildProcess | undefined;
+  const started = startCli(env, startMs, (c) => {
+    child = c;
+  }).then(
+    (gateway) => {
+      gateways.push(gateway);
+      return gateway;
+    },
+    (error: Error) => error,
+  );
+  const signal = await new Promise<NodeJS.Signals | null>((resolve) => child!.once('exit', (_c, s) => resolve(s)));
+  const result = await started;
+  return { signal, output: result instanceof Error ? result.message : result.output() };
 }
