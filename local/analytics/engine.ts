@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { existsSync, rmSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
@@ -246,15 +245,22 @@ async function refresh(
   return { read: staleObjects.length, changed, built: true, skipped };
 }
 
+/**
+ * The cache written aside in a folder of its own (mkdtemp: owner-only), named as partsFolder's, then renamed into
+ * place. DuckDB makes the file as the umask says: written beside the cache, one a process killed before the chmod left
+ * was every conversation's row readable by others until the sweep removed it a day later; in that folder, nobody else
+ * reads it, and the next open removes it.
+ */
 async function saveCache(connection: DuckDBConnection, file: string): Promise<void> {
   await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
-  const temporary = `${file}.${process.pid}.${randomUUID().slice(0, 8)}.tmp`;
+  const aside = await mkdtemp(path.join(path.dirname(file), `build-${process.pid}-`));
+  const temporary = path.join(aside, path.basename(file));
   try {
     await connection.run(`COPY ${CACHE_TABLE} TO ${sqlText(temporary)} (FORMAT parquet, ${ROW_GROUPS})`);
-    await chmod(temporary, OWNER_FILE); // DuckDB makes it as the umask says; renamed, it keeps its mode
+    await chmod(temporary, OWNER_FILE); // renamed, it keeps its mode
     await rename(temporary, file);
   } finally {
-    await rm(temporary, { force: true });
+    await rm(aside, { recursive: true, force: true });
   }
 }
 

@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -203,5 +203,137 @@ describe('kill -9 during the retention sweep, then a restart on the same data', 
     await until('the start sweep to drop the removed entries', async () => !(await summaries()).includes(old), 15_000);
     expect(await summaries()).toContain(recent);
     await killIfRunning(restarted);
+  }, 60_000);
+});
+
+/** A receiver's changes: `endpoints set | pause` (the command killed at its file calls), then run again whole. */
+interface EndpointPoint extends KillAt {
+  name: string;
+  args: string[];
+  /** What `endpoints list --json` shows of the receiver once the command ran whole. */
+  after: Record<string, unknown>;
+}
+
+const NEW_SECRET = `whsec_${Buffer.from('a new secret of the receiver').toString('base64')}`;
+const SECRETS = 'delivery-signing-secrets\\.json$';
+const RECEIVER = 'deliveries/endpoints/deal_analysis\\.json$';
+const SET_URL_AND_SECRET = ['--url', 'http://127.0.0.1:9/new', '--secret', NEW_SECRET];
+const ENDPOINT_POINTS: EndpointPoint[] = [
+  {
+    name: 'the URL changed, the secrets file not yet placed',
+    args: SET_URL_AND_SECRET,
+    op: 'rename',
+    path: SECRETS,
+    n: 1,
+    when: 'before',
+    after: { url: 'http://127.0.0.1:9/new', signing_secrets: 2 },
+  },
+  {
+    name: 'the secrets placed, their time not recorded on the receiver',
+    args: SET_URL_AND_SECRET,
+    op: 'rename',
+    path: SECRETS,
+    n: 1,
+    when: 'after',
+    after: { url: 'http://127.0.0.1:9/new', signing_secrets: 2 },
+  },
+  {
+    name: 'the previous secret dropped, the time not recorded',
+    args: ['--drop-previous-secret'],
+    op: 'rename',
+    path: SECRETS,
+    n: 1,
+    when: 'after',
+    after: { signing_secrets: 1 },
+  },
+  {
+    name: 'a pause before the receiver is written',
+    args: ['pause'],
+    op: 'rename',
+    path: RECEIVER,
+    n: 1,
+    when: 'before',
+    after: { status: 'paused' },
+  },
+];
+
+describe("kill -9 during an operator's endpoints set or pause, then the command run again", () => {
+  for (const point of ENDPOINT_POINTS)
+    it(`${point.name}: run again, it ends as run once, its files owner-only and whole`, async () => {
+      const dataDir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-endpoints-crash-'));
+      tempDirs.push(dataDir);
+      const cliEnv = { LOCAL_DATA_DIR: dataDir, NO_COLOR: '1' };
+      // A rotation under way (two secrets), for the drop; a first --secret otherwise.
+      if (point.args[0] === '--drop-previous-secret')
+        expect((await runCli(['endpoints', 'set', 'deal_analysis', '--secret', NEW_SECRET], cliEnv)).code).toBe(0);
+      const command =
+        point.args[0] === 'pause'
+          ? ['endpoints', 'pause', 'deal_analysis']
+          : ['endpoints', 'set', 'deal_analysis', ...point.args];
+      const cut = await runCli(command, { ...cliEnv, ...(await killAtEnv(dataDir, point, tempDirs)) });
+      expect(cut.code, cut.stderr).toBeNull();
+      const again = await runCli([...command, '--json'], cliEnv);
+      expect(again.code, again.stderr).toBe(0);
+      const [receiver] = JSON.parse(again.stdout) as Record<string, unknown>[];
+      expect(receiver).toMatchObject(point.after);
+      if (point.args.includes('--secret') || point.args.includes('--drop-previous-secret'))
+        expect(receiver!.secrets_changed_at).toEqual(expect.any(String));
+      // Every file of the receiver and the secrets owner-only; what the kill left aside is a .tmp only the sweep removes.
+      const files = [
+        ...(await readdir(dataDir)).map((n) => path.join(dataDir, n)),
+        ...(await readdir(path.join(dataDir, 'deliveries', 'endpoints'))).map((n) =>
+          path.join(dataDir, 'deliveries', 'endpoints', n),
+        ),
+      ];
+      for (const file of files) {
+        const s = await stat(file);
+        expect([file, (s.mode & 0o777).toString(8)]).toEqual([file, s.isDirectory() ? '700' : '600']);
+      }
+    }, 60_000);
+});
+
+describe('kill -9 while `conversations query` saves its cache', () => {
+  it('leaves no copy of the conversations readable by others, and the next query runs', async () => {
+    received.length = 0;
+    refuseFirst = false;
+    const { agentUrl, receiverUrl } = await peers();
+    const dataDir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-query-crash-'));
+    tempDirs.push(dataDir);
+    const gateway = await startCli(crashTestEnv(dataDir, agentUrl, receiverUrl), START_MS);
+    gateways.push(gateway);
+    const res = await fetch(`${gateway.url}/webhook`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ query: 'a question of its own', source_system: 'query_crash', source_process: 'kill9' }),
+    });
+    expect(res.status).toBe(200);
+    await killIfRunning(gateway);
+
+    // Killed once the cache is written aside, before it is made owner-only and renamed into place.
+    const cliEnv = { LOCAL_DATA_DIR: dataDir, NO_COLOR: '1' };
+    const sql = 'select count(*) as n from conversations';
+    const at: KillAt = { op: 'chmod', path: 'analytics/', n: 1, when: 'before' };
+    const cut = await runCli(['conversations', 'query', sql], {
+      ...cliEnv,
+      ...(await killAtEnv(dataDir, at, tempDirs)),
+    });
+    expect(cut.code, cut.stderr).toBeNull();
+    const analytics = path.join(dataDir, 'analytics');
+    const modes = async () =>
+      Promise.all(
+        (await readdir(analytics)).map(async (n) => {
+          const s = await stat(path.join(analytics, n));
+          return `${s.isDirectory() ? 'folder' : 'file'} ${(s.mode & 0o777).toString(8)}`;
+        }),
+      );
+    // What it left aside (the build's batches, the cache written aside) is in owner-only folders of its own: nobody
+    // else can read a conversation's row.
+    expect(new Set(await modes())).toEqual(new Set(['folder 700']));
+
+    const again = await runCli(['conversations', 'query', sql, '--json'], cliEnv);
+    expect(again.code, again.stderr).toBe(0);
+    expect(JSON.parse(again.stdout)).toEqual([{ n: 1 }]);
+    // The next query removed what the killed one left, and kept its cache owner-only.
+    expect(await modes()).toEqual(['file 600']);
   }, 60_000);
 });

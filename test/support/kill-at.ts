@@ -8,7 +8,7 @@ const KILL_AT = path.join(import.meta.dirname, 'kill-at.cjs');
 
 /** Where test/support/kill-at.cjs kills: the KILL_AT_ settings, `path` under the data folder. */
 export interface KillAt {
-  op: 'rename' | 'link' | 'append' | 'write';
+  op: 'rename' | 'link' | 'append' | 'write' | 'chmod';
   path: string;
   n: number;
   when: 'before' | 'after';
