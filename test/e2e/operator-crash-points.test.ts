@@ -11,12 +11,12 @@ import { type KillAt, killAtEnv, startUntilKilled } from '../support/kill-at.ts'
 import { closeJsonServers, serveJson } from '../support/servers.ts';
 
 /**
- * kill -9 of the gateway at named file calls of an operator's flow (docs/operations.md, "After a crash"), as
- * test/e2e/crash-points.test.ts does for a conversation: the real gateway (a child process) runs with
- * test/support/kill-at.cjs preloaded while `deliveries redrive` or `deliveries resend` (the real command, another
- * process) asks it to deliver; it dies at the n-th rename or append of a path of its data folder. The command must say
- * truthfully that the gateway stopped under it (not that none runs), the restart must print what it recovered, and the
- * delivery must end as the docs say: nothing lost, nothing sent again that the operator did not ask for.
+ * kill -9 at named file calls of the operator's flows (docs/operations.md, "After a crash"), as
+ * test/e2e/crash-points.test.ts does for a conversation, with test/support/kill-at.cjs preloaded: the gateway while
+ * `deliveries redrive` or `resend` (the real command, another process) asks it to deliver, and during the retention
+ * sweep at its start; the command itself in `endpoints set`, `endpoints pause` and `conversations query` (its cache). The
+ * command must say truthfully what happened (or be safe to run again), the restart must print what it recovered, no
+ * file may be left readable by others, and nothing may be lost or sent again that the operator did not ask for.
  */
 const START_MS = 60_000;
 
