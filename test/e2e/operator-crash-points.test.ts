@@ -14,9 +14,10 @@ import { closeJsonServers, serveJson } from '../support/servers.ts';
  * kill -9 at named file calls of the operator's flows (docs/operations.md, "After a crash"), as
  * test/e2e/crash-points.test.ts does for a conversation, with test/support/kill-at.cjs preloaded: the gateway while
  * `deliveries redrive` or `resend` (the real command, another process) asks it to deliver, and during the retention
- * sweep at its start; the command itself in `endpoints set`, `endpoints pause` and `conversations query` (its cache). The
- * command must say truthfully what happened (or be safe to run again), the restart must print what it recovered, no
- * file may be left readable by others, and nothing may be lost or sent again that the operator did not ask for.
+ * sweep at its start; the command itself in `endpoints set`, `endpoints pause`, `conversations query` (its cache) and
+ * `conversations list` (its fold of the summary index). The command must say truthfully what happened (or be safe to
+ * run again), the restart must print what it recovered, no file may be left readable by others, and nothing may be
+ * lost or sent again that the operator did not ask for.
  */
 const START_MS = 60_000;
 
@@ -335,5 +336,40 @@ describe('kill -9 while `conversations query` saves its cache', () => {
     expect(JSON.parse(again.stdout)).toEqual([{ n: 1 }]);
     // The next query removed what the killed one left, and kept its cache owner-only.
     expect(await modes()).toEqual(['file 600']);
+  }, 60_000);
+});
+
+describe('kill -9 while `conversations list` folds the saved summary entries into the index', () => {
+  it('loses no entry: the next listing folds what the killed one moved aside, and removes it', async () => {
+    const dataDir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-fold-crash-'));
+    tempDirs.push(dataDir);
+    // Saved as the gateway saves them: each entry one line of the saved entries' file, none in the index yet.
+    const store: ExecutionStore = new ExecutionStore(dataDir, {
+      onSaved: (id, file, record) => SummaryIndex.of(store).recordSaved(id, file, record),
+    });
+    const ids = [
+      await saveDeliveredHistory(store, '2026-11-30T10:00:00.000Z', 'one', 'run-one'),
+      await saveDeliveredHistory(store, '2026-11-30T11:00:00.000Z', 'two', 'run-two'),
+    ];
+    const summaries = path.join(dataDir, 'summaries');
+    expect(await readdir(summaries)).toEqual(['conversations.saved.jsonl']);
+    const cliEnv = { LOCAL_DATA_DIR: dataDir, NO_COLOR: '1' };
+    const list = ['conversations', 'list', '--json'];
+    // Killed once it moved the saved entries aside, before the index holds them.
+    const at: KillAt = { op: 'rename', path: 'summaries/conversations\\.saved\\.jsonl\\.', n: 1, when: 'after' };
+    const cut = await runCli(list, { ...cliEnv, ...(await killAtEnv(dataDir, at, tempDirs)) });
+    expect(cut.code, cut.stderr).toBeNull();
+    expect((await readdir(summaries)).filter((n) => n.startsWith('conversations.saved.jsonl.'))).toHaveLength(1);
+
+    const again = await runCli(list, cliEnv);
+    expect(again.code, again.stderr).toBe(0);
+    expect((JSON.parse(again.stdout) as { conversation_id: string }[]).map((c) => c.conversation_id).sort()).toEqual(
+      ids.sort(),
+    );
+    const index = JSON.parse(await readFile(path.join(summaries, 'conversations.json'), 'utf8')) as {
+      entries: Record<string, unknown>;
+    };
+    expect(Object.keys(index.entries).sort()).toEqual(ids.sort());
+    expect((await readdir(summaries)).filter((n) => n.startsWith('conversations.saved'))).toEqual([]);
   }, 60_000);
 });
