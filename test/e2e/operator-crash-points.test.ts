@@ -13,11 +13,11 @@ import { closeJsonServers, serveJson } from '../support/servers.ts';
 /**
  * kill -9 at named file calls of the operator's flows (docs/operations.md, "After a crash"), as
  * test/e2e/crash-points.test.ts does for a conversation, with test/support/kill-at.cjs preloaded: the gateway while
- * `deliveries redrive` or `resend` (the real command, another process) asks it to deliver, and during the retention
- * sweep at its start; the command itself in `endpoints set`, `endpoints pause`, `conversations query` (its cache) and
- * `conversations list` (its fold of the summary index). The command must say truthfully what happened (or be safe to
- * run again), the restart must print what it recovered, no file may be left readable by others, and nothing may be
- * lost or sent again that the operator did not ask for.
+ * `deliveries redrive` or `resend` (the real command, another process) asks it to deliver, during the schedule's run
+ * and during the retention sweep at its start; the command itself in `endpoints set`, `endpoints pause`,
+ * `conversations query` (its cache) and `conversations list` (its fold of the summary index). The command must say
+ * truthfully what happened (or be safe to run again), the restart must print what it recovered, no file may be left
+ * readable by others, and nothing may be lost or sent again that the operator did not ask for.
  */
 const START_MS = 60_000;
 
@@ -30,16 +30,20 @@ afterAll(async () => {
   for (const dir of tempDirs) await rm(dir, { recursive: true, force: true });
 });
 
-/** What the receiver was sent, and how it answers: 400 to a conversation's first delivery when `refuseFirst`. */
+/**
+ * What the receiver was sent, and how it answers: 400 to a conversation's first delivery when `refuseFirst`, 503 to
+ * the first `busy` ones.
+ */
 const received: { webhookId: string; status: number }[] = [];
 let refuseFirst = false;
+let busy = 0;
 
 let started: { agentUrl: string; receiverUrl: string } | undefined;
 async function peers(): Promise<{ agentUrl: string; receiverUrl: string }> {
   started ??= {
     agentUrl: await serveJson(servers, async () => [200, { response: 'The answer' }]),
     receiverUrl: await serveJson(servers, async (req) => {
-      const status = refuseFirst && received.length === 0 ? 400 : 200;
+      const status = received.length < busy ? 503 : refuseFirst && received.length === 0 ? 400 : 200;
       received.push({ webhookId: String(req.headers['webhook-id']), status });
       return [status, status === 200 ? { ok: true } : { error: 'rejected' }];
     }),
@@ -123,6 +127,7 @@ describe("kill -9 during an operator's redrive or resend, then a restart on the 
   for (const point of POINTS)
     it(`${point.command}, ${point.name}: the command says the gateway stopped under it, the restart what it recovered`, async () => {
       received.length = 0;
+      busy = 0;
       refuseFirst = point.command === 'redrive';
       const { agentUrl, receiverUrl } = await peers();
       const dataDir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-operator-crash-'));
@@ -296,6 +301,7 @@ describe("kill -9 during an operator's endpoints set or pause, then the command 
 describe('kill -9 while `conversations query` saves its cache', () => {
   it('leaves no copy of the conversations readable by others, and the next query runs', async () => {
     received.length = 0;
+    busy = 0;
     refuseFirst = false;
     const { agentUrl, receiverUrl } = await peers();
     const dataDir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-query-crash-'));
@@ -371,5 +377,42 @@ describe('kill -9 while `conversations list` folds the saved summary entries int
     };
     expect(Object.keys(index.entries).sort()).toEqual(ids.sort());
     expect((await readdir(summaries)).filter((n) => n.startsWith('conversations.saved'))).toEqual([]);
+  }, 60_000);
+});
+
+describe("kill -9 during the redelivery schedule's run, then a restart on the same data", () => {
+  it('its attempt logged: finished as delivered, nothing sent again', async () => {
+    received.length = 0;
+    refuseFirst = false;
+    busy = 4; // the workflow's four attempts: the delivery is queued, and the schedule's run delivers it
+    const { agentUrl, receiverUrl } = await peers();
+    const dataDir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-schedule-crash-'));
+    tempDirs.push(dataDir);
+    const env = crashTestEnv(dataDir, agentUrl, receiverUrl);
+    // The schedule's attempt is the fifth logged.
+    const at: KillAt = { op: 'append', path: ATTEMPTS, n: 5, when: 'after' };
+    const killed = await startCli({ ...env, ...(await killAtEnv(dataDir, at, tempDirs)) }, START_MS);
+    gateways.push(killed);
+    const exited = new Promise((resolve) => killed.child.once('exit', (_c, s) => resolve(s)));
+    const res = await fetch(`${killed.url}/webhook`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ query: 'schedule crash', source_system: 'operator_crash', source_process: 'kill9' }),
+    });
+    expect(res.status).toBe(200);
+    const { conversation_id: id } = (await res.json()) as { conversation_id: string };
+    expect(await exited, killed.output()).toBe('SIGKILL');
+    busy = 0;
+
+    const restarted = await startCli(env, START_MS);
+    gateways.push(restarted);
+    const recovered = restarted.output().match(/ recovered {2}.*/g) ?? [];
+    expect(recovered, restarted.output()).toEqual([expect.stringContaining(`${id}  schedule ${id}-redelivery-`)]);
+    expect(recovered[0]).toContain(FINISHED);
+    const listed = await runCli(['deliveries', 'list', '--state', 'all', '--json'], { LOCAL_DATA_DIR: dataDir });
+    expect((JSON.parse(listed.stdout) as { state: string }[]).map((e) => e.state)).toEqual(['settled']);
+    expect(received.map((r) => r.status)).toEqual([503, 503, 503, 503, 200]);
+    expect(new Set(received.map((r) => r.webhookId)).size).toBe(1);
+    await killIfRunning(restarted);
   }, 60_000);
 });
