@@ -51,6 +51,32 @@ async function peers(): Promise<{ agentUrl: string; receiverUrl: string }> {
   return started;
 }
 
+/**
+ * A gateway on a new data folder (killed at `at` when given) and one synchronous conversation answered 200 by it:
+ * the folder, the gateway's environment (without the hook), the gateway, its exit signal to come, the conversation id.
+ * The receiver's answers are reset: 503 to the first `busyFirst`, 400 to the first when `refused`, else 200.
+ */
+async function conversationOn(at: KillAt | null, { busyFirst = 0, refused = false } = {}) {
+  received.length = 0;
+  busy = busyFirst;
+  refuseFirst = refused;
+  const { agentUrl, receiverUrl } = await peers();
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-operator-crash-'));
+  tempDirs.push(dataDir);
+  const env = crashTestEnv(dataDir, agentUrl, receiverUrl);
+  const gateway = await startCli({ ...env, ...(at ? await killAtEnv(dataDir, at, tempDirs) : {}) }, START_MS);
+  gateways.push(gateway);
+  const exited = new Promise((resolve) => gateway.child.once('exit', (_c, s) => resolve(s)));
+  const res = await fetch(`${gateway.url}/webhook`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ query: 'operator crash', source_system: 'operator_crash', source_process: 'kill9' }),
+  });
+  expect(res.status).toBe(200);
+  const { conversation_id: id } = (await res.json()) as { conversation_id: string };
+  return { dataDir, env, gateway, exited, id };
+}
+
 interface Point extends KillAt {
   name: string;
   command: 'redrive' | 'resend';
@@ -126,28 +152,13 @@ const POINTS: Point[] = [
 describe("kill -9 during an operator's redrive or resend, then a restart on the same data", () => {
   for (const point of POINTS)
     it(`${point.command}, ${point.name}: the command says the gateway stopped under it, the restart what it recovered`, async () => {
-      received.length = 0;
-      busy = 0;
-      refuseFirst = point.command === 'redrive';
-      const { agentUrl, receiverUrl } = await peers();
-      const dataDir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-operator-crash-'));
-      tempDirs.push(dataDir);
-      const env = crashTestEnv(dataDir, agentUrl, receiverUrl);
-      const cliEnv = { LOCAL_DATA_DIR: dataDir, NO_COLOR: '1' };
-      const killed = await startCli({ ...env, ...(await killAtEnv(dataDir, point, tempDirs)) }, START_MS);
-      gateways.push(killed);
-      const exited = new Promise((resolve) => killed.child.once('exit', (_c, s) => resolve(s)));
       // A delivered conversation (to resend), or one refused for good (dead, to redrive).
-      const res = await fetch(`${killed.url}/webhook`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ query: 'operator crash', source_system: 'operator_crash', source_process: 'kill9' }),
-      });
-      expect(res.status).toBe(200);
-      const { conversation_id: id } = (await res.json()) as { conversation_id: string };
+      const refused = point.command === 'redrive';
+      const { dataDir, env, gateway, exited, id } = await conversationOn(point, { refused });
+      const cliEnv = { LOCAL_DATA_DIR: dataDir, NO_COLOR: '1' };
 
       const cut = await runCli(['deliveries', point.command, id], cliEnv);
-      expect(await exited, killed.output()).toBe('SIGKILL');
+      expect(await exited, gateway.output()).toBe('SIGKILL');
       expect(received.map((r) => r.webhookId)).toEqual([received[0]!.webhookId, received[0]!.webhookId]);
       // Not "the gateway is not running: start it": it took the request, and the delivery may have been made.
       expect(cut.code, cut.stderr).toBe(1);
@@ -300,20 +311,7 @@ describe("kill -9 during an operator's endpoints set or pause, then the command 
 
 describe('kill -9 while `conversations query` saves its cache', () => {
   it('leaves no copy of the conversations readable by others, and the next query runs', async () => {
-    received.length = 0;
-    busy = 0;
-    refuseFirst = false;
-    const { agentUrl, receiverUrl } = await peers();
-    const dataDir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-query-crash-'));
-    tempDirs.push(dataDir);
-    const gateway = await startCli(crashTestEnv(dataDir, agentUrl, receiverUrl), START_MS);
-    gateways.push(gateway);
-    const res = await fetch(`${gateway.url}/webhook`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ query: 'a question of its own', source_system: 'query_crash', source_process: 'kill9' }),
-    });
-    expect(res.status).toBe(200);
+    const { dataDir, gateway } = await conversationOn(null);
     await killIfRunning(gateway);
 
     // Killed once the cache is written aside, before it is made owner-only and renamed into place.
@@ -382,26 +380,11 @@ describe('kill -9 while `conversations list` folds the saved summary entries int
 
 describe("kill -9 during the redelivery schedule's run, then a restart on the same data", () => {
   it('its attempt logged: finished as delivered, nothing sent again', async () => {
-    received.length = 0;
-    refuseFirst = false;
-    busy = 4; // the workflow's four attempts: the delivery is queued, and the schedule's run delivers it
-    const { agentUrl, receiverUrl } = await peers();
-    const dataDir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-schedule-crash-'));
-    tempDirs.push(dataDir);
-    const env = crashTestEnv(dataDir, agentUrl, receiverUrl);
-    // The schedule's attempt is the fifth logged.
+    // The workflow's four attempts refused: the delivery is queued, and the schedule's run delivers it, the fifth
+    // attempt logged.
     const at: KillAt = { op: 'append', path: ATTEMPTS, n: 5, when: 'after' };
-    const killed = await startCli({ ...env, ...(await killAtEnv(dataDir, at, tempDirs)) }, START_MS);
-    gateways.push(killed);
-    const exited = new Promise((resolve) => killed.child.once('exit', (_c, s) => resolve(s)));
-    const res = await fetch(`${killed.url}/webhook`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ query: 'schedule crash', source_system: 'operator_crash', source_process: 'kill9' }),
-    });
-    expect(res.status).toBe(200);
-    const { conversation_id: id } = (await res.json()) as { conversation_id: string };
-    expect(await exited, killed.output()).toBe('SIGKILL');
+    const { dataDir, env, gateway, exited, id } = await conversationOn(at, { busyFirst: 4 });
+    expect(await exited, gateway.output()).toBe('SIGKILL');
     busy = 0;
 
     const restarted = await startCli(env, START_MS);
