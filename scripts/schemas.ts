@@ -56,9 +56,11 @@ const ERROR_STATUSES: Record<string, string> = {
     'record: nothing was run); send it again once the operator has mended or deleted it',
   '502': 'AGENT_ERROR: the manager agent failed; error.conversation_id names the conversation, exported as failed',
   '503':
-    'NOT_STARTED (Prefer: respond-async): accepted but its run could not be started, send it again; STARTING, ' +
-    'STOPPING or STORAGE_UNAVAILABLE (local only): the gateway is still starting, is stopping, or cannot write (or ' +
-    'read) its data folder; send it again in a moment (Retry-After)',
+    'NOT_STARTED (Prefer: respond-async): accepted but its run could not be started, send it again; or (on AWS) ' +
+    'Lambda throttled Validate on every try, nothing ran; STARTING or STOPPING (local only): the gateway is still ' +
+    'starting or is stopping; STORAGE_UNAVAILABLE: the gateway cannot write (or read) its data folder, or (on AWS) ' +
+    "Validate's tables or secrets refused it or did not answer in time, nothing started; send it again in a moment " +
+    '(Retry-After)',
   '504': 'TIMEOUT: the manager agent did not answer within its budget',
 };
 

@@ -1,4 +1,6 @@
+import type { Context } from 'aws-lambda';
 import { type LoggedAttempt, loggedRequestHeaders, nextAttemptNumber } from '../domain/attempt-log.ts';
+import { msLeft } from '../domain/budget.ts';
 import type { ConversationRecord, ConversationState, DeliveryAttempt, WebhookType } from '../domain/conversation.ts';
 import {
   attemptBudget,
@@ -13,7 +15,13 @@ import { settleAnswer, withDeliveryAttempt } from '../domain/lifecycle.ts';
 import { DELIVERY_DEFERRED_EVENT } from '../domain/observability.ts';
 import { signOutbound } from '../domain/signatures.ts';
 import { attemptLog } from '../shared/attempt-log.ts';
-import { budgetSignal } from '../shared/clients/request-limits.ts';
+import {
+  budgetSignal,
+  LAMBDA_RETURN_MS,
+  LAMBDA_TAIL_MS,
+  lambdaDeadline,
+  lambdaEnd,
+} from '../shared/clients/request-limits.ts';
 import { type EndpointStore, endpointStore } from '../shared/endpoint-store.ts';
 import { logEvent, METRIC_NAMES, recordDeliveryAttempt, recordDeliveryQueued, recordTime } from '../shared/events.ts';
 import { postJson } from '../shared/http-delivery.ts';
@@ -37,6 +45,8 @@ export interface DeliverInput {
 export interface DeliverDeps {
   /** The clock, and the wait for the receiver's outbound rate. */
   clock: RateClock;
+  /** When this invocation's Lambda times out (ms on `clock`, from its context); undefined: no such limit (locally). */
+  endsAt?: number;
   /** The receivers' run-time state (functions/shared/endpoint-store.ts); null: none configured. */
   store: EndpointStore | null;
   post: typeof postJson;
@@ -51,7 +61,8 @@ export interface DeliverDeps {
  * receiver's health (except a timeout of an attempt the caller's deadline cut short). Success returns the record; failure throws the error the state
  * machine's Retry/Catch match. A record whose answer is still pending (Classify failed) is first recorded and
  * classified here, as Classify would have. With a caller waiting, every AWS call here (the receivers' store, the
- * signing secrets, the attempt log) also ends by deliver_by (docs/deploy.md, "Timeouts").
+ * signing secrets, the attempt log) also ends by deliver_by, and with or without one before this Lambda's timeout
+ * (LAMBDA_TAIL_MS; docs/deploy.md, "Timeouts").
  */
 export const handler = deliverOn(REAL_CLOCK);
 
@@ -60,8 +71,13 @@ export const handler = deliverOn(REAL_CLOCK);
  * Lambda's is the real one; the local gateway's tests inject theirs (GatewayOptions.budgetClock).
  */
 export function deliverOn(clock: RateClock) {
-  return stageHandler('Deliver', (input: DeliverInput) =>
-    deliver(input, { clock, store: endpointStore(), post: postJson }),
+  return stageHandler('Deliver', (input: DeliverInput, context?: Context) =>
+    deliver(input, {
+      clock,
+      store: endpointStore(),
+      post: postJson,
+      ...lambdaEnd(context, clock.now()),
+    }),
   );
 }
 
@@ -77,7 +93,12 @@ export async function deliver(input: DeliverInput, deps: DeliverDeps): Promise<C
   const config = settings();
   const via = state.redelivery?.via ?? 'workflow';
   const attemptNumber = nextAttemptNumber(record, retryCount);
-  const cut = budgetSignal(deliverBy, now());
+  // Every call before the attempt ends by deliver_by (a caller waiting) and before this Lambda's end, less its tail
+  // (LAMBDA_TAIL_MS); an attempt that would end later is not started: killed mid-POST, the task would fail, its Catch
+  // queue the delivery, and the receiver perhaps get it twice.
+  const lambdaBy = lambdaDeadline(deps.endsAt, LAMBDA_TAIL_MS);
+  const callsBy = earliest(deliverBy, lambdaBy);
+  const cut = budgetSignal(callsBy, now());
   const read = store ? await readEndpoint(store, type, cut) : null;
   const endpoint = read && 'unreadable' in read ? null : read;
   const deliveryUrls = endpoint?.config.url
@@ -115,7 +136,7 @@ export async function deliver(input: DeliverInput, deps: DeliverDeps): Promise<C
     if (!cut?.aborted) throw error;
     throw await hold(
       'deadline',
-      `no time left for a delivery attempt before ${deliverBy}, when the caller's answer is due (an AWS call was cut at it: ${(error as Error).name}): queued for the redelivery schedule`,
+      `no time left for a delivery attempt before ${callsBy === deliverBy ? `${deliverBy}, when the caller's answer is due` : `${callsBy}, this Deliver Lambda's timeout less ${LAMBDA_TAIL_MS} ms`} (an AWS call was cut at it: ${(error as Error).name}): queued for the redelivery schedule`,
     );
   };
 
@@ -144,7 +165,15 @@ export async function deliver(input: DeliverInput, deps: DeliverDeps): Promise<C
   const signature =
     secrets.length > 0 ? signOutbound(secrets, deliveryId, now(), payload) : { 'webhook-id': deliveryId };
   const headers = { 'user-agent': USER_AGENT, ...signature };
+  const lambdaLeft = Math.floor(msLeft(lambdaBy, now()));
+  if (lambdaLeft < timeoutMs)
+    throw await hold(
+      'deadline',
+      `this Deliver Lambda has ${Math.max(0, lambdaLeft)} ms left before its timeout (less ${LAMBDA_TAIL_MS} ms), not the attempt's ${timeoutMs} ms (its AWS calls were slow): queued for the redelivery schedule rather than cut off mid-POST`,
+    );
   const { attempt, response } = await deps.post(url, payload, headers, attemptNumber, timeoutMs);
+  const writesBy = lambdaDeadline(deps.endsAt, LAMBDA_RETURN_MS);
+  const writesCut = budgetSignal(earliest(deliverBy, writesBy), now());
   attempt.via = via;
   recordTime(METRIC_NAMES.deliveryResponseTime, attempt.duration_ms);
   recordDeliveryAttempt(type, attempt.outcome === 'delivered', attempt.duration_ms);
@@ -158,7 +187,7 @@ export async function deliver(input: DeliverInput, deps: DeliverDeps): Promise<C
     response,
   };
   const [, nowFailing] = await Promise.all([
-    keepInLog(entry, cut),
+    keepInLog(entry, writesCut),
     store && endpoint
       ? recordHealth(
           store,
@@ -166,7 +195,7 @@ export async function deliver(input: DeliverInput, deps: DeliverDeps): Promise<C
           attempt,
           config.breaker,
           { timeoutMs, deliveryTimeoutMs: config.deliveryTimeoutMs },
-          cut,
+          writesCut,
         )
       : null,
   ]);
@@ -257,4 +286,10 @@ async function keepInLog(entry: LoggedAttempt, signal: AbortSignal | undefined):
       error: `${(error as Error).name}: ${(error as Error).message}`,
     });
   }
+}
+
+/** The earlier of two deadlines (ISO times, so they compare as text); null: neither. */
+function earliest(a: string | null, b: string | null): string | null {
+  if (a === null) return b;
+  return b === null || a <= b ? a : b;
 }

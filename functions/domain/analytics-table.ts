@@ -116,3 +116,23 @@ export const CONVERSATIONS_COLUMNS: readonly AnalysisColumn[] = [...ANALYSIS_COL
 export function conversationsViewSql(): string {
   return `SELECT ${CONVERSATIONS_COLUMNS.map((c) => c.name).join(', ')} FROM ${EXPORT_LINES_TABLE} WHERE format = 'analysis'`;
 }
+
+/**
+ * A query's column names, each its own: a name given twice (a self-join's `a.status, b.status`, the same aggregate
+ * twice), which both engines answer with, is `<name>_<n>` the second time, with the first n no column has, so that
+ * each row, an object by column name, keeps every value.
+ */
+export function uniqueColumnNames(names: readonly string[]): string[] {
+  const taken = new Set(names);
+  const seen = new Set<string>();
+  return names.map((name) => {
+    if (!seen.has(name)) {
+      seen.add(name);
+      return name;
+    }
+    let n = 1;
+    while (taken.has(`${name}_${n}`)) n += 1;
+    taken.add(`${name}_${n}`);
+    return `${name}_${n}`;
+  });
+}

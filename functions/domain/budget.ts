@@ -133,11 +133,13 @@ export function asyncRunEndsBy(startedMs: number, agentSeconds: number, delivery
  */
 export const RESPONSE_TIMEOUT_LIMITS_MS = { min: 9_000, max: EXPRESS_LIMIT_MS } as const;
 /**
- * A delivery attempt: at most 30 s, since a redelivery is one attempt and the export within the redelivery workflow's
- * 60 s (TimeoutSeconds of statemachine/redelivery.asl.json); past it every redelivery to a slow receiver would time
- * out, its POST perhaps landed, and be counted as a failed run.
+ * A delivery attempt: at most 24 s, since a redelivery is one Deliver and one Export within the redelivery workflow's
+ * 60 s (TimeoutSeconds of statemachine/redelivery.asl.json), each at most its Lambda's timeout: Deliver's the attempt's
+ * whole seconds and 5 s (infra/constructs/stage-function.ts, timeoutAround), Export's 30 s; 24 + 5 + 30 = 59 s. Past
+ * it a redelivery to a slow receiver, then a slow export, would time out after its POST landed, be counted a failed
+ * run, and be delivered again.
  */
-export const DELIVERY_TIMEOUT_LIMITS_MS = { min: 100, max: 30_000 } as const;
+export const DELIVERY_TIMEOUT_LIMITS_MS = { min: 100, max: 24_000 } as const;
 /** An agent timeout is whole seconds, at least 1 (the Task's TimeoutSeconds). */
 export const MIN_AGENT_TIMEOUT_MS = 1_000;
 

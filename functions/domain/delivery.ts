@@ -305,8 +305,14 @@ export function retryAfterMs(header: string | null | undefined, now: Date): numb
   if (!header) return null;
   const trimmed = header.trim();
   if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
-  // Otherwise only an HTTP-date (RFC 9110), e.g. "Wed, 21 Oct 2015 07:28:00 GMT".
-  if (!/^[A-Za-z]{3}, \d{2} [A-Za-z]{3} \d{4} \d{2}:\d{2}:\d{2} GMT$/.test(trimmed)) return null;
-  const at = Date.parse(trimmed);
+  // Otherwise only an HTTP-date in one of the three formats RFC 9110 (5.6.7) has a recipient accept:
+  // "Wed, 21 Oct 2015 07:28:00 GMT", the obsolete "Wednesday, 21-Oct-15 07:28:00 GMT" and asctime's
+  // "Wed Oct 21 07:28:00 2015" (GMT, though it does not say so: read as such, not in the local zone).
+  const dated =
+    /^[A-Za-z]{3}, \d{2} [A-Za-z]{3} \d{4} \d{2}:\d{2}:\d{2} GMT$/.test(trimmed) ||
+    /^[A-Za-z]{6,9}, \d{2}-[A-Za-z]{3}-\d{2} \d{2}:\d{2}:\d{2} GMT$/.test(trimmed);
+  const asctime = /^[A-Za-z]{3} [A-Za-z]{3} [ \d]\d \d{2}:\d{2}:\d{2} \d{4}$/.test(trimmed);
+  if (!dated && !asctime) return null;
+  const at = Date.parse(asctime ? `${trimmed} GMT` : trimmed);
   return Number.isNaN(at) ? null : Math.max(0, at - now.getTime());
 }

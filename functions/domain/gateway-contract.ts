@@ -84,6 +84,12 @@ export function integrationTimeoutBody(route: string, timeout = "API Gateway's i
   );
 }
 
+/**
+ * Validate's error when its stores or secrets failed or did not answer in time (functions/validate/handler.ts): both
+ * workflows' ValidateStorageUnavailable fails with it, answered 503 STORAGE_UNAVAILABLE.
+ */
+export const STORAGE_UNAVAILABLE_ERROR = 'StorageUnavailable';
+
 /** The workflow's Fail error names and the HTTP status each becomes. Any other failure is a 500. */
 export const FAILURE_STATUS: Readonly<Record<string, number>> = {
   ValidationError: 400,
@@ -94,6 +100,7 @@ export const FAILURE_STATUS: Readonly<Record<string, number>> = {
   AgentTimeout: 504,
   /** An accepted asynchronous conversation whose run could not be started (statemachine/accept.asl.json). */
   ConversationNotStarted: 503,
+  [STORAGE_UNAVAILABLE_ERROR]: 503,
 };
 export const TIMED_OUT_STATUS = 504;
 
@@ -152,9 +159,13 @@ export const STATUS_POLL_SECONDS = 2;
  * Response headers of a Fail state's answer beyond Content-Type, by its error name: a retry that met its key's
  * conversation still running (409) is told when to ask again for its answer, as a poller of a status is: the agent
  * may take its whole budget, and "retry shortly" alone had callers retry at once, over and over (docs/contract.md).
+ * A conversation not started (503: its run refused, Lambda throttling Validate, or Validate's stores failing) is to be
+ * sent again after as long.
  */
 export const FAILURE_HEADERS: Readonly<Record<string, Readonly<Record<string, string>>>> = {
   IdempotencyConflict: { 'retry-after': String(STATUS_POLL_SECONDS) },
+  ConversationNotStarted: { 'retry-after': String(STATUS_POLL_SECONDS) },
+  [STORAGE_UNAVAILABLE_ERROR]: { 'retry-after': String(STATUS_POLL_SECONDS) },
 };
 
 /**

@@ -7,6 +7,12 @@ import { createHash } from 'node:crypto';
 
 export const DEFAULT_IDEMPOTENCY_TTL_SECONDS = 86_400;
 /**
+ * The shortest a completed key may be kept (IDEMPOTENCY_TTL_SECONDS): the Standard Webhooks tolerance of a signature
+ * (signatures.ts, 5 minutes). A captured signed request replayed within it must find its key and get the first answer
+ * (docs/security.md#idempotency-keys); a key kept less long would let it run again.
+ */
+export const MIN_IDEMPOTENCY_TTL_SECONDS = 300;
+/**
  * A claim that never completes (the execution failed or timed out after Validate) must not block the client's
  * retries for a day, yet it must outlive the longest a conversation can run after its claim, or a retry would start
  * a second conversation while the first still runs and the first's Export would find the key another's. The longest

@@ -187,6 +187,19 @@ function compressionOf(rawBody: string): string | null {
   return null;
 }
 
+/**
+ * Whether a body that is not JSON is UTF-16, as a UTF-8 decoding of it reads it: a NUL beside its first ASCII
+ * character (`{` 00 in UTF-16LE, 00 `{` in UTF-16BE), after its byte order mark if it has one (FF FE or FE FF, two
+ * U+FFFD). No JSON text holds a NUL outside a string. Without a `charset` saying so (foreignCharsetError), it would
+ * otherwise be told only "Expected property name or '}' at position 1".
+ */
+function isUtf16(rawBody: string): boolean {
+  const text = rawBody.startsWith('\ufffd\ufffd') ? rawBody.slice(2) : rawBody;
+  const ascii = (c: number) => c === 0x09 || c === 0x0a || c === 0x0d || (c >= 0x20 && c <= 0x7e);
+  const [first, second] = [text.charCodeAt(0), text.charCodeAt(1)];
+  return (ascii(first) && second === 0) || (first === 0 && ascii(second));
+}
+
 /** The charsets a body may be declared in: JSON is UTF-8 (RFC 8259), and ASCII is UTF-8. */
 const UTF8_CHARSETS = new Set(['utf-8', 'utf8', 'us-ascii', 'ascii']);
 
@@ -245,7 +258,9 @@ export function parseWebhookRequest(rawBody: string): RequestParseResult {
       message: `Request body is not valid JSON: ${
         compressed
           ? `it is ${compressed}-compressed; send it uncompressed (no Content-Encoding is decoded)`
-          : jsonSyntaxError((error as Error).message)
+          : isUtf16(rawBody)
+            ? 'it is UTF-16 (a NUL byte beside each ASCII character); send it as UTF-8 (JSON is UTF-8, RFC 8259)'
+            : jsonSyntaxError((error as Error).message)
       }`,
       details: [],
     };

@@ -20,11 +20,21 @@ export const OPEN_POLICY: InboundPolicy = { secrets: {}, requireSignature: false
 export type VerifyOutcome = { ok: true; signed: boolean } | { ok: false; reason: string };
 
 const SIGNATURE_HEADERS = ['webhook-id', 'webhook-timestamp', 'webhook-signature'] as const;
+/** The headers that hold one value (`webhook-signature` may list several signatures, space-separated). */
+const SIGNED_ONCE = ['webhook-id', 'webhook-timestamp'] as const;
 
-/** A secret as the gateway takes it (INBOUND_WEBHOOK_SECRETS, the delivery secrets): `where` names it in the error. */
+/**
+ * A secret as the gateway takes it (INBOUND_WEBHOOK_SECRETS, the delivery secrets): `where` names it in the error.
+ * Its base64 must decode too: one that does not (`=` inside it, a wrong padding) would make every signature check of
+ * its source (or every signed delivery of its type) fail as a server error rather than stop the start.
+ */
 export function checkSecret(secret: unknown, where: string): string {
-  if (typeof secret !== 'string' || !/^whsec_[A-Za-z0-9+/=]{16,}$/.test(secret)) {
-    throw new Error(`${where}: secrets must be "whsec_" followed by base64 (at least 16 characters)`);
+  const rule = `${where}: secrets must be "whsec_" followed by base64 (at least 16 characters)`;
+  if (typeof secret !== 'string' || !/^whsec_[A-Za-z0-9+/=]{16,}$/.test(secret)) throw new Error(rule);
+  try {
+    new Webhook(secret);
+  } catch {
+    throw new Error(`${rule}: this one's base64 does not decode (an "=" inside it, or a wrong padding)`);
   }
   return secret;
 }
@@ -76,6 +86,11 @@ export function verifyInbound(
   const missing = SIGNATURE_HEADERS.filter((h) => !headers[h]);
   if (missing.length > 0)
     return { ok: false, reason: `missing ${missing.join(', ')} header${missing.length > 1 ? 's' : ''}` };
+  // A header sent twice reaches the gateway as one, its values joined with ", " (as an Idempotency-Key does,
+  // idempotency.ts): the signature was made over one of them, so none can match; say which header it is.
+  const repeated = SIGNED_ONCE.find((h) => headers[h]!.includes(', '));
+  if (repeated !== undefined)
+    return { ok: false, reason: `${repeated} is sent ${headers[repeated]!.split(', ').length} times: send it once` };
   if (!/^\d{1,12}$/.test(headers['webhook-timestamp']!.trim())) {
     return { ok: false, reason: 'webhook-timestamp must be the signing time in whole seconds since the Unix epoch' };
   }
@@ -100,6 +115,12 @@ export function verifyInbound(
   if (reason === 'no signature matches' && rawBody.includes('\ufffd'))
     reason +=
       ' (the body holds U+FFFD: if it was sent with bytes that are not UTF-8, they were read as U+FFFD and no signature over them can match: send UTF-8)';
+  // A signature without its version (a bare base64 or hex HMAC, `sha256=…`) is never compared: say what the form is.
+  else if (
+    reason === 'no signature matches' &&
+    !headers['webhook-signature']!.split(' ').some((s) => s.startsWith('v1,'))
+  )
+    reason += ' (webhook-signature holds no "v1,<base64 HMAC-SHA256>" entry, the only form checked)';
   return { ok: false, reason };
 }
 
@@ -130,12 +151,18 @@ export function signOutbound(
 
 /**
  * A type's delivery secrets after an operator's change: a new secret goes first and the one in use stays beside it
- * (both sign: the receivers switch at their pace); `dropPrevious` ends the rotation, keeping the first only.
+ * (both sign: the receivers switch at their pace); `dropPrevious` ends the rotation, keeping the first only. A new
+ * secret during a rotation (two secrets sign) is refused unless it ends it too: it would drop the previous secret,
+ * which the receiver may still verify with (docs/security.md, "Rotating a delivery secret").
  */
 export function rotatedSecrets(current: readonly string[], next: string | undefined, dropPrevious: boolean): string[] {
   let secrets = [...current];
   if (next !== undefined) {
     checkSecret(next, 'the new secret');
+    if (next !== current[0] && current.length > 1 && !dropPrevious)
+      throw new Error(
+        'a rotation is under way (two secrets sign): another --secret would drop the previous one, which the receiver may still verify with. End the rotation first with --drop-previous-secret once the receiver verifies the newer secret (or give --secret with --drop-previous-secret to sign with the new one alone at once)',
+      );
     secrets = next === current[0] ? [...current] : [next, ...current.slice(0, 1)];
   }
   return dropPrevious ? secrets.slice(0, 1) : secrets;

@@ -17,7 +17,7 @@ import { settings } from './settings.ts';
  */
 export interface ConversationStatusStore {
   /** The conversation was accepted: its record says `running`. */
-  accept(record: ConversationStatusRecord): Promise<void>;
+  accept(record: ConversationStatusRecord, signal?: AbortSignal): Promise<void>;
   /**
    * The conversation ended: record how, once. Only a `running` record changes (a redelivery re-exporting the
    * conversation leaves the first answer as it was); returns whether it did.
@@ -35,7 +35,7 @@ export interface ConversationStatusStore {
 class DynamoStatusStore implements ConversationStatusStore {
   constructor(private readonly table: string) {}
 
-  async accept(record: ConversationStatusRecord): Promise<void> {
+  async accept(record: ConversationStatusRecord, signal?: AbortSignal): Promise<void> {
     const { sdk, db } = await dynamoDb();
     await db.send(
       new sdk.PutItemCommand({
@@ -48,6 +48,7 @@ class DynamoStatusStore implements ConversationStatusStore {
           expires_at: { N: String(record.expires_at) },
         },
       }),
+      { abortSignal: signal },
     );
   }
 

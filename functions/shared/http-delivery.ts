@@ -30,57 +30,72 @@ interface Answer {
   headers: [string, string][];
   retryAfter: string | null;
   bytes: Buffer;
+  /** Why the body stopped before its end (a timeout, a broken connection); null when it was read to its end or cap. */
+  cut: string | null;
 }
 
-/** POST the body; the answer's status, headers and first MAX_RESPONSE_BYTES. Rejects on a network error. */
+/**
+ * POST the body; the answer's status, headers and first MAX_RESPONSE_BYTES. Rejects (the message: why) on a network
+ * error or a timeout before the status came; after it, the status is the receiver's answer: a body cut short by the
+ * timeout or a broken connection is kept as far as it came (`cut` says why), so a 2xx whose body trickles is
+ * delivered, not sent again.
+ */
 function post(url: string, body: string, headers: Record<string, string>, timeoutMs: number): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const target = new URL(url);
     const agent = AGENTS[target.protocol];
-    if (!agent) throw new Error(`unsupported protocol ${target.protocol}`);
+    if (!agent) throw new Error(`network error: unsupported protocol ${target.protocol}`);
+    const signal = AbortSignal.timeout(timeoutMs);
+    const reason = (error: unknown) => (signal.aborted ? timedOutReason(timeoutMs) : networkReason(error));
+    let answerSoFar: ((cut: string) => void) | null = null;
     const request = (target.protocol === 'https:' ? https : http).request(
       target,
       {
         method: 'POST',
         agent,
         headers: { 'content-type': 'application/json', ...headers, 'content-length': Buffer.byteLength(body) },
-        signal: AbortSignal.timeout(timeoutMs),
+        // Node reads 16 KB of headers by default: a receiver answering 2xx with more would be a network error, and
+        // sent the delivery again on every retry.
+        maxHeaderSize: MAX_RESPONSE_BYTES,
+        signal,
       },
       (response) => {
         const chunks: Buffer[] = [];
         let size = 0;
         let capped = false;
-        const answer = () =>
+        const answer = (cut: string | null) =>
           resolve({
             status: response.statusCode ?? 0,
             headers: Object.entries(response.headers).map(([name, value]) => [name, [value ?? ''].flat().join(', ')]),
             retryAfter: [response.headers['retry-after']].flat()[0] ?? null,
             bytes: Buffer.concat(chunks).subarray(0, MAX_RESPONSE_BYTES),
+            cut,
           });
+        answerSoFar = answer;
         response.on('data', (chunk: Buffer) => {
           chunks.push(chunk);
           size += chunk.length;
           if (size >= MAX_RESPONSE_BYTES && !capped) {
             capped = true; // the rest is not read
             response.destroy();
-            answer();
+            answer(null);
           }
         });
-        response.on('end', answer);
+        response.on('end', () => answer(null));
         response.on('error', (error) => {
-          if (!capped) reject(error);
+          if (!capped) answer(reason(error));
         });
       },
     );
-    request.on('error', reject);
+    request.on('error', (error) => (answerSoFar ? answerSoFar(reason(error)) : reject(new Error(reason(error)))));
     request.end(body);
   });
 }
 
-function networkReason(error: unknown, timeoutMs: number): string {
+function networkReason(error: unknown): string {
   const e = error as Error & { code?: string; cause?: { code?: string; message?: string } };
-  if (e.name === 'TimeoutError' || e.name === 'AbortError') return timedOutReason(timeoutMs);
   const cause = e.code ?? e.cause?.code ?? e.cause?.message;
+  if (cause === 'HPE_HEADER_OVERFLOW') return `network error: ${cause} (the answer's headers are over 64 KB)`;
   return cause ? `network error: ${cause}` : `network error: ${e.message}`;
 }
 
@@ -112,7 +127,7 @@ export async function postJson(
   const at = new Date();
   const started = performance.now();
   try {
-    const { status, headers: answered, retryAfter, bytes } = await post(url, body, headers, timeoutMs);
+    const { status, headers: answered, retryAfter, bytes, cut } = await post(url, body, headers, timeoutMs);
     const text = bytes.toString('utf8');
     const outcome = outcomeForStatus(status);
     const attempt: DeliveryAttempt = {
@@ -123,18 +138,22 @@ export async function postJson(
       outcome,
       ...(outcome === 'delivered'
         ? {}
-        : { error: `HTTP ${status}${redirectNote(status, answered, url)}${text ? `: ${text.slice(0, 200)}` : ''}` }),
+        : {
+            error: `HTTP ${status}${redirectNote(status, answered, url)}${cut ? ` (its body cut short: ${cut})` : ''}${text ? `: ${text.slice(0, 200)}` : ''}`,
+          }),
     };
     const retryAfterWait = outcome === 'retryable' ? retryAfterMs(retryAfter, new Date()) : null;
     if (retryAfterWait !== null) attempt.retry_after_ms = retryAfterWait;
-    return { attempt, response: { status, headers: loggedResponseHeaders(answered), ...loggedBody(bytes) } };
+    const logged = loggedBody(bytes);
+    if (cut) logged.body_truncated = true;
+    return { attempt, response: { status, headers: loggedResponseHeaders(answered), ...logged } };
   } catch (error) {
     return {
       attempt: {
         attempt: attemptNumber,
         at: at.toISOString(),
         duration_ms: Math.round(performance.now() - started),
-        error: networkReason(error, timeoutMs),
+        error: (error as Error).message,
         outcome: 'retryable',
       },
       response: null,

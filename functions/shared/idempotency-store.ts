@@ -50,7 +50,7 @@ export type ClaimResult = { claimed: true; conversation_id: string } | { claimed
 export type SettleResult = { settled: true } | { settled: false; heldBy: string | null };
 
 export interface IdempotencyStore {
-  claim(pk: string, claim: Claim, now: Date): Promise<ClaimResult>;
+  claim(pk: string, claim: Claim, now: Date, signal?: AbortSignal): Promise<ClaimResult>;
   /**
    * Keep the answer for 24 h, if the key is still `conversationId`'s claim. `signal`, here and in `release`: the
    * caller's deadline (Export's budgetSignal) ends the DynamoDB call with an AbortError; the files ignore it.
@@ -86,7 +86,7 @@ class DynamoIdempotencyStore implements IdempotencyStore {
    * earlier attempt chose with this attempt's new one), and its conversation goes on. A failed condition without an
    * item (it should always have one) is tried once more.
    */
-  async claim(pk: string, claim: Claim, now: Date): Promise<ClaimResult> {
+  async claim(pk: string, claim: Claim, now: Date, signal?: AbortSignal): Promise<ClaimResult> {
     const { sdk, db } = await dynamoDb();
     const nowS = Math.floor(now.getTime() / 1000);
     for (let attempt = 0; attempt < 2; attempt++) {
@@ -108,6 +108,7 @@ class DynamoIdempotencyStore implements IdempotencyStore {
             ExpressionAttributeValues: { ':now': { N: String(nowS) } },
             ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
           }),
+          { abortSignal: signal },
         );
         return { claimed: true, conversation_id: claim.conversationId };
       } catch (error) {

@@ -116,8 +116,9 @@ export interface RedeliveryResult {
 
 /**
  * A held result with why its receiver held it back (`held_by`: heldBackReason of the receiver read after the run):
- * what `deliveries redrive | resend` (locally through the gateway, and with --aws) and the console's buttons say. Any
- * other result, or a receiver that cannot be read, is returned as it is.
+ * what `deliveries redrive | resend` (locally through the gateway, and with --aws) and the console's buttons say. A
+ * pending delivery is the schedule's again once its receiver takes deliveries; a dead-lettered one or a resend is not,
+ * which it says. Any other result, or a receiver that cannot be read, is returned as it is.
  */
 export async function withHeldReason(
   result: RedeliveryResult,
@@ -129,7 +130,10 @@ export async function withHeldReason(
   if (result.status !== 'held' || !type || !WEBHOOK_TYPES.includes(type as WebhookType)) return result;
   const endpoint = await store.get(type as WebhookType).catch(() => null);
   if (!endpoint) return result;
-  return { ...result, held_by: heldBackReason(endpointView(endpoint, null, policy, null), now) };
+  const reason = heldBackReason(endpointView(endpoint, null, policy, null), now);
+  if (result.envelope?.state === 'pending') return { ...result, held_by: reason };
+  const what = result.envelope ? 'a dead-lettered delivery' : 'a resend';
+  return { ...result, held_by: `${reason}; ${what} is not tried again by itself: run this again then` };
 }
 
 /**

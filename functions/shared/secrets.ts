@@ -89,9 +89,9 @@ async function configured(
   }
 }
 
-export async function inboundPolicy(): Promise<InboundPolicy> {
+export async function inboundPolicy(signal?: AbortSignal): Promise<InboundPolicy> {
   return {
-    secrets: await configured('INBOUND_WEBHOOK_SECRETS'),
+    secrets: await configured('INBOUND_WEBHOOK_SECRETS', signal),
     requireSignature: settings().requireSignedWebhooks,
   };
 }

@@ -9,7 +9,7 @@ import { WEBHOOK_TYPES, type WebhookType } from '../domain/conversation.ts';
 import { DELIVERY_URL_VARIABLES } from '../domain/delivery.ts';
 import { type BreakerPolicy, DEFAULT_DISABLE_AFTER_DAYS, DEFAULT_FAILURE_THRESHOLD } from '../domain/endpoints.ts';
 import { DEFAULT_REDELIVERY_SCHEDULE, parseSchedule } from '../domain/failed-delivery.ts';
-import { DEFAULT_IDEMPOTENCY_TTL_SECONDS } from '../domain/idempotency.ts';
+import { DEFAULT_IDEMPOTENCY_TTL_SECONDS, MIN_IDEMPOTENCY_TTL_SECONDS } from '../domain/idempotency.ts';
 import { parseApiKeySources } from '../domain/source-identity.ts';
 
 export const DEFAULTS = {
@@ -124,7 +124,16 @@ const HandlerEnv = v.object({
   RESPONSE_TIMEOUT_MS: v.optional(positiveInteger, String(DEFAULTS.responseTimeoutMs)),
   REDELIVERY_SCHEDULE: v.optional(schedule, DEFAULTS.redeliverySchedule),
   REQUIRE_SIGNED_WEBHOOKS: v.optional(flag, 'false'),
-  IDEMPOTENCY_TTL_SECONDS: v.optional(positiveInteger, String(DEFAULTS.idempotencyTtlSeconds)),
+  IDEMPOTENCY_TTL_SECONDS: v.optional(
+    v.pipe(
+      positiveInteger,
+      v.minValue(
+        MIN_IDEMPOTENCY_TTL_SECONDS,
+        `must be at least ${MIN_IDEMPOTENCY_TTL_SECONDS} (seconds: a signed request replayed within its signature's 5-minute tolerance must find its key)`,
+      ),
+    ),
+    String(DEFAULTS.idempotencyTtlSeconds),
+  ),
   IDEMPOTENCY_TABLE_NAME: v.optional(v.string()),
   IDEMPOTENCY_DIR: v.optional(v.string()),
   STATUS_TABLE_NAME: v.optional(v.string()),

@@ -45,7 +45,13 @@ export interface ThreadStore {
    * thread's last claim (its Validate retried, or its write retried by the SDK) gets that turn again, not a new one
    * (turnClaimedBySameRequest).
    */
-  claimTurn(sourceSystem: string, threadId: string, requestId: string, now: Date): Promise<number>;
+  claimTurn(
+    sourceSystem: string,
+    threadId: string,
+    requestId: string,
+    now: Date,
+    signal?: AbortSignal,
+  ): Promise<number>;
   /**
    * Keep an answered turn until THREAD_TTL_DAYS after its `answered_at` (again: the same turn overwrites itself, as
    * a re-export does, and keeps its expiry). `now` stands in for an unreadable `answered_at`.
@@ -54,6 +60,7 @@ export interface ThreadStore {
   /**
    * The answered turns before `beforeTurn` not yet expired at `now`, newest first, of the newest `limit`; and how many
    * of those the store holds but could not give (locally: a damaged file), which the agent is told were left out.
+   * `signal`, here and in claimTurn: Validate's, which ends the DynamoDB calls before its Lambda's timeout.
    */
   earlierTurns(
     sourceSystem: string,
@@ -61,6 +68,7 @@ export interface ThreadStore {
     beforeTurn: number,
     now: Date,
     limit?: number,
+    signal?: AbortSignal,
   ): Promise<EarlierTurns>;
 }
 
@@ -123,7 +131,13 @@ export class DynamoThreadStore implements ThreadStore {
    * of two first turns at once, one puts 1 and the other, refused, goes back to the ADD and gets 2 (a refused put
    * whose item 0 is this request's own turn 1, its retried write, gets 1).
    */
-  async claimTurn(sourceSystem: string, threadId: string, requestId: string, now: Date): Promise<number> {
+  async claimTurn(
+    sourceSystem: string,
+    threadId: string,
+    requestId: string,
+    now: Date,
+    signal?: AbortSignal,
+  ): Promise<number> {
     if (!requestId) throw new Error('a turn is claimed for a request: requestId is empty');
     const { sdk, db } = await dynamoDb();
     const key = { thread: { S: threadKey(sourceSystem, threadId) }, turn: { N: '0' } };
@@ -143,6 +157,7 @@ export class DynamoThreadStore implements ThreadStore {
             ReturnValues: 'UPDATED_NEW',
             ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
           }),
+          { abortSignal: signal },
         );
         return Number(out.Attributes?.last_turn?.N);
       } catch (error) {
@@ -158,6 +173,7 @@ export class DynamoThreadStore implements ThreadStore {
             ExpressionAttributeValues: at,
             ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
           }),
+          { abortSignal: signal },
         );
         return 1;
       } catch (error) {
@@ -199,6 +215,7 @@ export class DynamoThreadStore implements ThreadStore {
     beforeTurn: number,
     now: Date,
     limit = MAX_THREAD_HISTORY_TURNS,
+    signal?: AbortSignal,
   ): Promise<EarlierTurns> {
     if (beforeTurn <= 1 || limit < 1) return { turns: [], unreadable: 0 };
     const { sdk, db } = await dynamoDb();
@@ -225,6 +242,7 @@ export class DynamoThreadStore implements ThreadStore {
           ConsistentRead: true,
           ExclusiveStartKey: start,
         }),
+        { abortSignal: signal },
       );
       turns.push(...(out.Items ?? []).map((item) => JSON.parse(item.body?.S ?? '{}') as ThreadTurn));
       start = out.LastEvaluatedKey;

@@ -1,7 +1,8 @@
+import type { Context } from 'aws-lambda';
 import { asyncBudget, type Budget, syncBudget } from '../domain/budget.ts';
 import type { ConversationRecord, ResponseMode } from '../domain/conversation.ts';
 import { runningStatus } from '../domain/conversation-status.ts';
-import type { ExecutionInput } from '../domain/gateway-contract.ts';
+import { type ExecutionInput, STORAGE_UNAVAILABLE_ERROR } from '../domain/gateway-contract.ts';
 import { idempotencyPk, requestIdentity } from '../domain/idempotency.ts';
 import {
   answerToDuplicate,
@@ -16,6 +17,13 @@ import {
   THREAD_HISTORY_UNAVAILABLE_EVENT,
 } from '../domain/observability.ts';
 import { type AgentThread, agentThread, threadSessionId } from '../domain/thread.ts';
+import {
+  budgetSignal,
+  LAMBDA_RETURN_MS,
+  LAMBDA_TAIL_MS,
+  lambdaDeadline,
+  lambdaEnd,
+} from '../shared/clients/request-limits.ts';
 import { conversationStatusStore } from '../shared/conversation-status-store.ts';
 import { logEvent, METRIC_NAMES, recordSize } from '../shared/events.ts';
 import { idempotencyStore, settleKey } from '../shared/idempotency-store.ts';
@@ -48,19 +56,30 @@ export const handler = validateOn(Date.now);
 export function validateOn(now: () => number) {
   return stageHandler(
     'Validate',
-    (event: ValidateInput): Promise<ValidateResult | { freed: boolean }> =>
-      'unstarted' in event ? freeUnstartedKey(event.unstarted.conversation) : validate(event, now),
+    (event: ValidateInput, context?: Context): Promise<ValidateResult | { freed: boolean }> =>
+      'unstarted' in event
+        ? freeUnstartedKey(event.unstarted.conversation)
+        : validate(event, now, lambdaEnd(context, Date.now()).endsAt),
   );
 }
 
+/**
+ * `endsAt`: when this Lambda times out (Date.now() ms; lambdaEnd). Its AWS calls end LAMBDA_TAIL_MS before it and the
+ * key's release after a failed one LAMBDA_RETURN_MS before it, so that a stalled store or secret is answered 503
+ * STORAGE_UNAVAILABLE with the key freed (storageUnavailable), not killed by the timeout with the key still claimed.
+ */
 async function validate(
   event: Exclude<ValidateInput, { unstarted: unknown }>,
   now: () => number,
+  endsAt: number | undefined,
 ): Promise<ValidateResult> {
   if ('accepted' in event) return runAccepted(event.accepted);
   const [input, mode]: [ExecutionInput, ResponseMode] = 'accept' in event ? [event.accept, 'async'] : [event, 'sync'];
   const config = settings();
-  const policy = await inboundPolicy();
+  const cut = budgetSignal(lambdaDeadline(endsAt, LAMBDA_TAIL_MS), new Date());
+  const policy = await inboundPolicy(cut).catch((error: unknown) => {
+    throw storageUnavailable(error, input.request_id);
+  });
   const result = startConversation(input, {}, policy, mode, config.apiKeySources);
   if (!result.valid) {
     // The reason, never the signature or the body: those stay out of the logs.
@@ -87,18 +106,35 @@ async function validate(
   }
   const store = key ? idempotencyStore() : null;
   const pk = key && store ? idempotencyPk(source, key) : null;
+  // Not started after all: a retry with the same key must start afresh, not find this conversation. A claim that
+  // failed may have been written (a cut call, a lost answer): the release is conditional on this conversation's id.
+  const freeKey = async (conversationId: string, error: unknown): Promise<never> => {
+    const keyCut = budgetSignal(lambdaDeadline(endsAt, LAMBDA_RETURN_MS), new Date());
+    // A release the store refused too: the failure is the first one's; the key is held until its claim lapses.
+    const unfreed =
+      pk && store
+        ? await settleKey(store, pk, conversationId, null, new Date(), keyCut).then(
+            () => undefined,
+            (settleError: Error) => `${settleError.name}: ${settleError.message}`,
+          )
+        : undefined;
+    throw storageUnavailable(error, input.request_id, unfreed);
+  };
   if (pk && store) {
     const fingerprint = fingerprintOf(result.conversation);
-    const claim = await store.claim(
-      pk,
-      {
-        conversationId: result.conversation.conversation_id,
-        requestId: requestIdentity(input),
-        fingerprint,
-        ...(mode === 'async' ? { responseMode: 'async' as const } : {}),
-      },
-      new Date(),
-    );
+    const claim = await store
+      .claim(
+        pk,
+        {
+          conversationId: result.conversation.conversation_id,
+          requestId: requestIdentity(input),
+          fingerprint,
+          ...(mode === 'async' ? { responseMode: 'async' as const } : {}),
+        },
+        new Date(),
+        cut,
+      )
+      .catch((error: unknown) => freeKey(result.conversation.conversation_id, error));
     if (!claim.claimed) {
       const answer = answerToDuplicate(claim.existing, fingerprint, { mode, sourceSystem: source });
       logger.info('Webhook request reuses an earlier Idempotency-Key', {
@@ -119,22 +155,20 @@ async function validate(
   try {
     // The turn is taken now, so a thread's conversations are numbered in the order they arrived; for this request,
     // so that a retried attempt of this task gets the turn an earlier attempt took, not the next one.
-    const conversation = await withThreadTurn(record, requestIdentity(input));
+    const conversation = await withThreadTurn(record, requestIdentity(input), cut);
     if (mode === 'async') {
       budget = asyncBudget(config);
       const statuses = conversationStatusStore();
       if (!statuses) throw new Error('no status store: set STATUS_TABLE_NAME or STATUS_DIR');
-      await statuses.accept(runningStatus(record.conversation_id, source, new Date()));
+      await statuses.accept(runningStatus(record.conversation_id, source, new Date()), cut);
       started = { ...accepted, conversation, budget, thread: null };
     } else {
-      const thread = await agentThreadOf(conversation);
+      const thread = await agentThreadOf(conversation, cut);
       budget = syncBudget(config, input.received_at, new Date(now()));
       started = { ...accepted, conversation, budget, thread };
     }
   } catch (error) {
-    // Not started after all: a retry with the same key must start afresh, not find this conversation.
-    if (pk && store) await settleKey(store, pk, record.conversation_id, null, new Date());
-    throw error;
+    return freeKey(record.conversation_id, error);
   }
   recordSize(METRIC_NAMES.requestSize, record.metadata.request_size_bytes);
   logEvent('WEBHOOK_REQUEST_RECEIVED', started.conversation, {
@@ -196,18 +230,22 @@ async function runAccepted(accepted: Accepted): Promise<ValidateResult> {
  * The record with its turn in its thread (unchanged outside a thread), claimed for the request `requestId`
  * (requestIdentity): every attempt of this Validate task for one request gets the same turn (ThreadStore.claimTurn).
  */
-async function withThreadTurn(record: ConversationRecord, requestId: string): Promise<ConversationRecord> {
+async function withThreadTurn(
+  record: ConversationRecord,
+  requestId: string,
+  signal: AbortSignal | undefined,
+): Promise<ConversationRecord> {
   const threadId = record.metadata.thread_id;
   if (!threadId) return record;
-  const turn = await threadStore().claimTurn(record.metadata.source_system, threadId, requestId, new Date());
+  const turn = await threadStore().claimTurn(record.metadata.source_system, threadId, requestId, new Date(), signal);
   return { ...record, metadata: { ...record.metadata, thread_turn: turn } };
 }
 
 /** What the agent is given of the conversation's thread: its earlier turns within the bounds; null outside one. */
-async function agentThreadOf(record: ConversationRecord): Promise<AgentThread | null> {
+async function agentThreadOf(record: ConversationRecord, signal?: AbortSignal): Promise<AgentThread | null> {
   const { thread_id: threadId, thread_turn: turn, source_system: source } = record.metadata;
   if (!threadId || !turn) return null;
-  const { turns, unreadable } = await threadStore().earlierTurns(source, threadId, turn, new Date());
+  const { turns, unreadable } = await threadStore().earlierTurns(source, threadId, turn, new Date(), undefined, signal);
   const ref = { thread_id: threadId, session_id: threadSessionId(source, threadId), turn };
   return agentThread(ref, turns, undefined, unreadable);
 }
@@ -223,4 +261,24 @@ function logAgentInvoked(started: Accepted, budget: Budget): void {
     function_name: settings().agentFunctionName,
     agent_timeout_seconds: budget.agent_seconds,
   });
+}
+
+/**
+ * A failed AWS call of Validate (a store or secret that refused it after the SDK's tries, or did not answer before
+ * this Lambda's deadline: an SDK error, or an AbortError or TimeoutError) as StorageUnavailable, which both workflows
+ * answer 503 STORAGE_UNAVAILABLE with Retry-After (statemachine/*.asl.json, ValidateStorageUnavailable), as the local
+ * gateway answers its data folder refusing (docs/contract.md#errors). Any other error is returned as it is (a 500).
+ * `unfreed`: why the key's release failed too (it stays claimed until the claim lapses).
+ */
+function storageUnavailable(error: unknown, requestId: string, unfreed?: string): unknown {
+  const { name, message, $metadata } = error as { name?: string; message?: string; $metadata?: unknown };
+  if ($metadata === undefined && name !== 'AbortError' && name !== 'TimeoutError') return error;
+  logger.error('Validate could not use its stores or secrets: answered 503 STORAGE_UNAVAILABLE, nothing started', {
+    event_type: 'WEBHOOK_REQUEST_REJECTED',
+    code: 'STORAGE_UNAVAILABLE',
+    request_id: requestId,
+    error: `${name}: ${message}`,
+    ...(unfreed ? { key_release_error: unfreed } : {}),
+  });
+  return Object.assign(new Error(`${name}: ${message}`), { name: STORAGE_UNAVAILABLE_ERROR });
 }

@@ -27,7 +27,7 @@ export const SEED_QUERIES = {
 } as const;
 
 export interface SavedQueriesProps {
-  /** Where the WEBHOOK_* lines land: the five stage functions' log groups. */
+  /** Where the WEBHOOK_* lines land: the four stage functions' log groups (validate, classify, deliver, export). */
   readonly logGroups: ILogGroup[];
 }
 

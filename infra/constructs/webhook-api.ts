@@ -156,7 +156,7 @@ export class WebhookApi extends Construct {
       methodResponses: WEBHOOK_STATUS_CODES.map((status) =>
         jsonMethodResponse(
           status,
-          status === 202 ? ACCEPTED_HEADERS : status === 429 || status === 409 ? ['Retry-After'] : [],
+          status === 202 ? ACCEPTED_HEADERS : status === 429 || status === 409 || status === 503 ? ['Retry-After'] : [],
         ),
       ),
       apiKeyRequired: props.apiKeyRequired,

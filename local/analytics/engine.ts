@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { existsSync, rmSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
@@ -9,8 +10,9 @@ import {
   CONVERSATIONS_TABLE,
   ENGINE_TYPES,
   PARTITION_COLUMN,
+  uniqueColumnNames,
 } from '../../functions/domain/analytics-table.ts';
-import { OWNER_FILE } from '../../functions/shared/local-files.ts';
+import { OWNER_DIR, OWNER_FILE } from '../../functions/shared/local-files.ts';
 import { isAlive } from '../store/data-dir-lock.ts';
 import { type AnalysisObject, type AnalysisSource, openAnalysisSource } from './sources.ts';
 
@@ -207,6 +209,7 @@ async function refresh(
     const part = path.join(partsDir, `part-${parts.length}.parquet`);
     await connection.run(`COPY (${select}) TO ${sqlText(part)} (FORMAT parquet, ${ROW_GROUPS})`);
     parts.push(part);
+    await chmod(part, OWNER_FILE); // DuckDB makes it as the umask says
   };
   if (kept && partsDir) await flush(kept);
   else if (kept) await connection.run(`INSERT INTO ${CACHE_TABLE} ${kept}`);
@@ -245,22 +248,25 @@ async function refresh(
   return { read: staleObjects.length, changed, built: true, skipped };
 }
 
+/** The cache file written aside by saveCache (`conversations.parquet.<pid>.<hex>.tmp`), with the writer's pid. */
+const SAVED_ASIDE = /^conversations\.parquet\.(\d+)\.[0-9a-f]+\.tmp$/;
+
 /**
- * The cache written aside in a folder of its own (mkdtemp: owner-only), named as partsFolder's, then renamed into
- * place. DuckDB makes the file as the umask says: written beside the cache, one a process killed before the chmod left
- * was every conversation's row readable by others until the sweep removed it a day later; in that folder, nobody else
- * reads it, and the next open removes it.
+ * The cache written aside, then renamed into place: in `aside`, a run folder of this engine (owner-only, runFolders),
+ * since DuckDB makes the file as the umask says: one written beside the cache by a process killed before the chmod
+ * was every conversation's row readable by others until the next run removed it. Without one, beside the cache.
  */
-async function saveCache(connection: DuckDBConnection, file: string): Promise<void> {
-  await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
-  const aside = await mkdtemp(path.join(path.dirname(file), `build-${process.pid}-`));
-  const temporary = path.join(aside, path.basename(file));
+async function saveCache(connection: DuckDBConnection, file: string, aside: string | null): Promise<void> {
+  await mkdir(path.dirname(file), { recursive: true, mode: OWNER_DIR });
+  const temporary = aside
+    ? path.join(aside, `${path.basename(file)}.tmp`)
+    : `${file}.${process.pid}.${randomUUID().slice(0, 8)}.tmp`;
   try {
     await connection.run(`COPY ${CACHE_TABLE} TO ${sqlText(temporary)} (FORMAT parquet, ${ROW_GROUPS})`);
-    await chmod(temporary, OWNER_FILE); // renamed, it keeps its mode
+    await chmod(temporary, OWNER_FILE); // DuckDB makes it as the umask says; renamed, it keeps its mode
     await rename(temporary, file);
   } finally {
-    await rm(aside, { recursive: true, force: true });
+    await rm(temporary, { force: true });
   }
 }
 
@@ -270,18 +276,40 @@ async function saveCache(connection: DuckDBConnection, file: string): Promise<vo
  */
 const ROW_GROUPS = "ROW_GROUP_SIZE_BYTES '8MB'";
 
-/** Where a first build of the cache keeps its batches, in the cache folder; a dead process's folder is removed. */
-async function partsFolder(cacheDir: string): Promise<string | null> {
+/** The run folders of this process's open engines (a gateway's console may have several open at once). */
+const openFolders = new Set<string>();
+
+/**
+ * The folders of this run in the cache folder, the owner's only (OWNER_DIR): `build-<pid>-*` for the batches of a
+ * cache being built, `spill-<pid>-*` for what DuckDB writes of a query that does not fit in its memory (else `./.tmp`
+ * in the working directory, with the umask's modes). Each goes with the engine; a dead process's are removed here,
+ * and so are those of a process that had this one's pid (a gateway restarted as pid 1 in a container) and crashed,
+ * and the cache file a dead process was saving (SAVED_ASIDE: the size of the whole cache).
+ */
+async function runFolders(cacheDir: string): Promise<{ parts: string; spill: string } | null> {
   try {
-    await mkdir(cacheDir, { recursive: true, mode: 0o700 });
+    await mkdir(cacheDir, { recursive: true, mode: OWNER_DIR });
     for (const name of await readdir(cacheDir)) {
-      const pid = /^build-(\d+)-/.exec(name)?.[1];
-      if (pid && !isAlive(Number(pid))) await rm(path.join(cacheDir, name), { recursive: true, force: true });
+      const run = /^(?:build|spill)-(\d+)-/.exec(name);
+      const pid = Number((run ?? SAVED_ASIDE.exec(name))?.[1]);
+      const entry = path.join(cacheDir, name);
+      // Of this process's own, only a folder no open engine made: a cache being saved may be another engine's.
+      const left = pid === process.pid ? run !== null && !openFolders.has(entry) : pid > 0 && !isAlive(pid);
+      if (left) await rm(entry, { recursive: true, force: true });
     }
-    return await mkdtemp(path.join(cacheDir, `build-${process.pid}-`));
+    const parts = await mkdtemp(path.join(cacheDir, `build-${process.pid}-`));
+    const spill = await mkdtemp(path.join(cacheDir, `spill-${process.pid}-`));
+    openFolders.add(parts).add(spill);
+    return { parts, spill };
   } catch {
     return null; // a folder that cannot be written: the table is built in memory (and the cache not kept)
   }
+}
+
+/** Remove a run folder of this process (the engine is closed, or no longer needs it). */
+function removeRunFolder(folder: string): void {
+  openFolders.delete(folder);
+  rmSync(folder, { recursive: true, force: true });
 }
 
 /** DuckDB spellings of the Athena (Trino) functions the named queries use. */
@@ -298,6 +326,15 @@ function jsValue(value: DuckDBValue | unknown): unknown {
 }
 
 /**
+ * Types whose JavaScript value reads wrong (a DATE as a midnight timestamp, a TIME as microseconds, an INTERVAL or
+ * BLOB as an object), alone or inside a list or struct: shown as DuckDB writes them (`2026-12-03`, `10:00:00.5`).
+ */
+const isShownAsText = (type: string) =>
+  /\b(DATE|TIME|INTERVAL|BLOB|BIT)\b/.test(type.replaceAll('TIMESTAMP WITH TIME ZONE', 'TIMESTAMP'));
+
+const text = (value: DuckDBValue | undefined) => (value === null || value === undefined ? null : String(value));
+
+/**
  * Open the engine: load the cache, read what is new from `source`, save the cache, lock the database down.
  * `cacheDir` null keeps nothing between runs.
  */
@@ -310,23 +347,25 @@ export async function openAnalytics(options: {
   memoryLimit?: string;
 }): Promise<AnalyticsEngine> {
   const { DuckDBInstance, StatementType } = await import('@duckdb/node-api');
+  const folders = options.cacheDir ? await runFolders(options.cacheDir) : null;
+  let partsDir = folders?.parts ?? null;
   // Insertion order is not kept (no query relies on it: they sort): DuckDB then bounds a Parquet row group by bytes.
+  // Without a folder of its own, nothing is spilled (a query past the memory limit fails with DuckDB's message).
   const instance: DuckDBInstance = await DuckDBInstance.create(':memory:', {
     threads: '2',
     preserve_insertion_order: 'false',
+    temp_directory: folders?.spill ?? '',
     ...(options.memoryLimit ? { memory_limit: options.memoryLimit } : {}),
   });
   const connection = await instance.connect();
-  let partsDir: string | null = null;
   const close = () => {
     connection.closeSync();
     instance.closeSync();
-    if (partsDir) rmSync(partsDir, { recursive: true, force: true });
+    for (const folder of [partsDir, folders?.spill]) if (folder) removeRunFolder(folder);
   };
   try {
     const file = options.cacheDir ? path.join(options.cacheDir, CACHE_FILE) : null;
     const cache = await usableCache(connection, file);
-    if (options.cacheDir) partsDir = await partsFolder(options.cacheDir);
     const { read, changed, built, skipped } = await refresh(
       connection,
       options.source,
@@ -340,7 +379,7 @@ export async function openAnalytics(options: {
     let readable: string | null = built ? null : cache;
     if (changed && file) {
       try {
-        await saveCache(connection, file);
+        await saveCache(connection, file, folders?.spill ?? null);
         await connection.run(`DROP ${partsDir ? 'VIEW' : 'TABLE'} ${CACHE_TABLE}`);
         rowsFrom = `read_parquet(${sqlText(file)})`;
         readable = file;
@@ -349,6 +388,7 @@ export async function openAnalytics(options: {
       }
     }
     if (partsDir && rowsFrom !== CACHE_TABLE) {
+      openFolders.delete(partsDir);
       await rm(partsDir, { recursive: true, force: true }); // saved, or not needed (the cache was current)
       partsDir = null;
     }
@@ -383,13 +423,17 @@ export async function openAnalytics(options: {
           }
           for (const [i, value] of params.entries()) prepared.bindVarchar(i + 1, value);
           const reader = await prepared.runAndReadAll();
-          const names = reader.columnNames();
+          const names = uniqueColumnNames(reader.columnNames());
           const types = reader.columnTypes().map(String);
+          const asText = types.map(isShownAsText);
+          const values = asText.includes(true) ? reader.getRows() : null;
           return {
             columns: names.map((name, i) => ({ name, type: types[i]! })),
             rows: reader
-              .getRowObjectsJS()
-              .map((row) => Object.fromEntries(Object.entries(row).map(([k, v]) => [k, jsValue(v)]))),
+              .getRowsJS()
+              .map((row, r) =>
+                Object.fromEntries(names.map((name, i) => [name, asText[i] ? text(values![r]![i]) : jsValue(row[i])])),
+              ),
           };
         } catch (error) {
           if (error instanceof QueryError) throw error;

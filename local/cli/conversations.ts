@@ -458,7 +458,7 @@ function printConversation(
       );
       if (a.response)
         out(
-          `             answered ${a.response.status}${a.response.headers['content-type'] ? ` (${a.response.headers['content-type']})` : ''}: ${oneLine(a.response.body, 140) || '(empty body)'}${a.response.body_truncated ? ' [first 4 KB kept]' : ''}`,
+          `             answered ${a.response.status}${a.response.headers['content-type'] ? ` (${a.response.headers['content-type']})` : ''}: ${oneLine(a.response.body, 140) || '(empty body)'}${a.response.body_truncated ? ' [the rest not kept]' : ''}`,
         );
       else if (a.error) out(`             ${oneLine(a.error, 140)}`);
     }

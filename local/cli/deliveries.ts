@@ -47,10 +47,16 @@ export async function localHeldReceivers(dataDir: string): Promise<HeldReceivers
 export async function deliveriesList(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
-    options: { json: { type: 'boolean' }, state: { type: 'string' }, limit: { type: 'string' }, ...AWS_OPTIONS },
+    options: {
+      json: { type: 'boolean' },
+      state: { type: 'string' },
+      type: { type: 'string' },
+      limit: { type: 'string' },
+      ...AWS_OPTIONS,
+    },
   });
   if (awsRequested(values)) {
-    for (const flag of ['state', 'limit'] as const)
+    for (const flag of ['state', 'type', 'limit'] as const)
       if (values[flag] !== undefined)
         throw new CliError(
           `--${flag} is for the local store; with --aws the list shows the dead-letter queue and counts the pending ones`,
@@ -62,12 +68,13 @@ export async function deliveriesList(args: string[]): Promise<number> {
   const wanted = values.state ?? 'pending,dead';
   const states = envelopeStates(wanted);
   if (!states) throw new CliError(`--state takes pending, dead, settled or all; got "${wanted}"`);
+  const type = parseWebhookType(values.type);
   const limit = limitOf(values.limit, 50);
   const { dataDir } = resolveOptions();
   const store = new LocalFailedDeliveryStore(dataDir);
   // The newest `limit` (as `conversations list`), chosen by the summary index: only those envelopes are read (every
   // envelope was read to show 50: 7.2 s at 54,000), and the rest are only counted.
-  const found = await store.newest({ limit, states });
+  const found = await store.newest({ limit, states, type });
   for (const { file, reason } of found.unreadable)
     note(
       `webhook-gateway: ${reason}: left out of this list and of the redelivery schedule (${path.basename(file, '.json')})`,
@@ -81,7 +88,7 @@ export async function deliveriesList(args: string[]): Promise<number> {
     // "No pending or dead deliveries", "No dead, pending or settled …"; every state asked: "No deliveries".
     const named = [...new Set(states)];
     const which = named.length === 3 ? '' : `${named.join(', ').replace(/, (\w+)$/, ' or $1')} `;
-    out(`No ${which}deliveries in ${store.dir}.`);
+    out(`No ${which}${type ? `${type} ` : ''}deliveries in ${store.dir}.`);
     return 0;
   }
   // A delivery owed to a paused or disabled receiver is not tried until it is resumed: said so, not shown overdue.

@@ -1,8 +1,10 @@
 /** The receivers as `endpoints` prints them, locally and with --aws (local/cli/endpoints.ts, aws/endpoints.ts). */
+import type { WebhookType } from '../../functions/domain/conversation.ts';
 import { type EndpointView, rotationNote, signingLabel, stateSince } from '../../functions/domain/endpoints.ts';
 import { timeAgo } from '../../functions/domain/iso-date.ts';
+import { rotatedSecrets } from '../../functions/domain/signatures.ts';
 import type { EndpointChange } from '../../functions/shared/endpoint-store.ts';
-import { note, out } from './shared.ts';
+import { CliError, note, out } from './shared.ts';
 import { cell, formatTable } from './table.ts';
 
 /** What `set` changes: the store's part and the secrets' part. */
@@ -18,6 +20,15 @@ const when = (iso: string | null) => (iso ? timeAgo(iso) : '-');
 function stateOf(v: EndpointView): string {
   const since = stateSince(v);
   return since ? `${v.status} since ${when(since)}` : v.status;
+}
+
+/** The type's delivery secrets after `edit` (rotatedSecrets); its refusal (a rotation under way) is the command's. */
+export function editedSecrets(type: WebhookType, current: readonly string[], edit: EndpointEdit): string[] {
+  try {
+    return rotatedSecrets(current, edit.secret, edit.dropPreviousSecret);
+  } catch (error) {
+    throw new CliError(`${type}: ${(error as Error).message}`);
+  }
 }
 
 /**

@@ -18,7 +18,7 @@ import { resolveOptions } from '../server/config.ts';
 import { changeLocalDeliverySecrets, deliverySecretsFileOf, readDeliverySecrets } from '../store/delivery-secrets.ts';
 import { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
 import { readGatewayRuntime } from '../store/gateway-runtime.ts';
-import { type EndpointEdit, printEndpoints } from './endpoint-table.ts';
+import { type EndpointEdit, editedSecrets, printEndpoints } from './endpoint-table.ts';
 import { AWS_OPTIONS, awsRequested, CliError, gatewayUrl, noMoreThanOne, note, out, shownPath } from './shared.ts';
 
 function webhookTypeArg(value: string | undefined, command: string): WebhookType {
@@ -152,7 +152,7 @@ export async function endpointsCommand(sub: string, args: string[]): Promise<num
         changed = await changeLocalDeliverySecrets(
           dataDir,
           type!,
-          (current) => rotatedSecrets(current, edit.secret, edit.dropPreviousSecret),
+          (current) => editedSecrets(type!, current, edit),
           chosen,
         );
       } catch (error) {

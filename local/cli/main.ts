@@ -21,6 +21,7 @@ import { exposureLines } from './exposure.ts';
 import { conversationsQuery } from './query.ts';
 import { CliError, DEFAULT_STACK_NAME, eventLine, onDataDir, out, shownPath } from './shared.ts';
 import { sign } from './sign.ts';
+import { printable } from './table.ts';
 import { tryRequest } from './try-request.ts';
 
 const USAGE = `Usage: webhook-gateway <command>
@@ -37,7 +38,7 @@ const USAGE = `Usage: webhook-gateway <command>
                                         SQL it lists the columns and the named queries)
   conversations list|show|search|query … --aws [--stack NAME] [--region R] [--profile P]
                                         the same on a deployed stack (Athena, export bucket, Express log groups)
-  deliveries list [--state pending|dead|settled|all] [--limit N] [--json]
+  deliveries list [--state pending|dead|settled|all] [--type T] [--limit N] [--json]
   deliveries redrive <conversation_id> [--url URL] [--json]
   deliveries redrive --all [--since ISO] [--type T] [--dry-run [--limit N]] [--url URL] [--json]
                                         deliver what is still owed now (the plan first; --dry-run: only the plan,
@@ -389,8 +390,11 @@ function unknownOption(message: string, words: string[]): string {
   const text =
     words[0] === 'conversations' && words[1] === 'search'
       ? `; text that starts with "-" goes after --: conversations search -- ${option}`
-      : '';
-  return `unknown option ${option}: this command takes ${[...options].join(', ')}${text}`;
+      : words[0] === 'conversations' && words[1] === 'query'
+        ? `; SQL that starts with "-" (a -- comment) goes after --: conversations query -- "<SQL>"`
+        : '';
+  // One line: SQL or text taken for an option may span lines (`$(cat query.sql)`).
+  return `unknown option ${printable(option)}: this command takes ${[...options].join(', ')}${text}`;
 }
 
 /**

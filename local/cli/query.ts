@@ -1,4 +1,5 @@
 /** `webhook-gateway conversations query`: SQL over every exported conversation, on DuckDB here or Athena (--aws). */
+import { once } from 'node:events';
 import { parseArgs } from 'node:util';
 import { CONVERSATIONS_COLUMNS, CONVERSATIONS_TABLE } from '../../functions/domain/analytics-table.ts';
 import {
@@ -14,7 +15,7 @@ import type { QueryResult, RefreshReport } from '../analytics/engine.ts';
 import { resolveOptions } from '../server/config.ts';
 import { readGatewayRuntime } from '../store/gateway-runtime.ts';
 import { AWS_OPTIONS, awsRequested, CliError, note, out } from './shared.ts';
-import { cell, formatTable } from './table.ts';
+import { cell, formatTable, printable } from './table.ts';
 
 const OPTIONS = {
   ...AWS_OPTIONS,
@@ -41,16 +42,35 @@ function csvField(value: unknown): string {
   return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
 }
 
-/** CSV as RFC 4180 writes it: the header and every row each end with CRLF, the last one too. */
-function csvText(names: string[], rows: QueryResult['rows']): string {
-  return [names, ...rows.map((r) => names.map((n) => r[n]))].map((r) => `${r.map(csvField).join(',')}\r\n`).join('');
+/**
+ * A result as JSON (the text of `JSON.stringify(rows, null, 2)`, one object per row) or CSV (RFC 4180: the header and
+ * every row each end with CRLF, the last one too), a row at a time: the whole text of a bucket of long answers is more
+ * than a JavaScript string can hold (~512 M characters: 9,000 answers of 60 KB).
+ */
+function* resultText(result: QueryResult, format: 'json' | 'csv'): Generator<string> {
+  const names = result.columns.map((c) => c.name);
+  if (format === 'csv') {
+    for (const row of [names, ...result.rows.map((r) => names.map((n) => r[n]))])
+      yield `${row.map(csvField).join(',')}\r\n`;
+    return;
+  }
+  if (result.rows.length === 0) yield '[]';
+  // Each row as the array's element: its lines indented once more. Only at "\n": JSON.stringify escapes every line
+  // feed of a value, not U+2028 / U+2029, which a multiline regex's ^ would have indented inside the text.
+  for (const [i, row] of result.rows.entries())
+    yield `${i === 0 ? '[\n' : ',\n'}  ${JSON.stringify(row, null, 2).replaceAll('\n', '\n  ')}`;
+  if (result.rows.length > 0) yield '\n]';
+  yield '\n';
 }
 
-/** A result as a padded table (long texts cut to one line), JSON (one object per row) or CSV (RFC 4180). */
-function formatResult(result: QueryResult, format: 'table' | 'json' | 'csv'): string {
+/** Each chunk to stdout, waiting while a slow reader (a pipe, a file on a slow disk) catches up. */
+async function writeOut(chunks: Iterable<string>): Promise<void> {
+  for (const chunk of chunks) if (!process.stdout.write(chunk)) await once(process.stdout, 'drain');
+}
+
+/** A result as a padded table (long texts cut to one line). */
+function tableText(result: QueryResult): string {
   const names = result.columns.map((c) => c.name);
-  if (format === 'json') return JSON.stringify(result.rows, null, 2);
-  if (format === 'csv') return csvText(names, result.rows);
   return formatTable(
     names,
     result.rows.map((r) => names.map((n) => cellOf(r[n]))),
@@ -124,9 +144,8 @@ export async function conversationsQuery(args: string[]): Promise<number> {
   // up to date here, however many days the bucket holds.
   const fromDay = values.named !== undefined ? params[0]!.slice(0, 10).replaceAll('-', '/') : null;
   const result = aws ? await onAthena(values, sql, params) : await onDuckDb(sql, params, fromDay);
-  if (format === 'csv') process.stdout.write(formatResult(result, format));
-  else if (format === 'json' || result.rows.length > 0) out(formatResult(result, format));
-  else out('(no rows)');
+  if (format !== 'table') await writeOut(resultText(result, format));
+  else out(result.rows.length > 0 ? tableText(result) : '(no rows)');
   return 0;
 }
 
@@ -155,7 +174,8 @@ async function onDuckDb(sql: string, params: string[], fromDay: string | null): 
   const engine = await openLocalEngine(fromDay);
   try {
     const result = await engine.query(sql, params).catch((error) => {
-      throw error instanceof QueryError ? new CliError(`query failed: ${error.message}`) : error;
+      // DuckDB's message may quote a value of the table, the sender's text: written out, never sent to the terminal.
+      throw error instanceof QueryError ? new CliError(`query failed: ${printable(error.message)}`) : error;
     });
     const read = fromDay ? `the exports from ${fromDay} on` : `${engine.report.rows} exported conversation(s)`;
     note(`${result.rows.length} row(s) · ${read} in ${engine.location}`);
@@ -180,7 +200,10 @@ async function onAthena(
 function reportRefresh(report: RefreshReport): void {
   if (report.skipped.length > 0) {
     const first = report.skipped[0]!;
-    note(`skipped ${report.skipped.length} export(s) that are not analysis rows, e.g. ${first.key}: ${first.reason}`);
+    // The key is any S3 client's: its control characters written out, never sent to the terminal.
+    note(
+      `skipped ${report.skipped.length} export(s) that are not analysis rows, e.g. ${printable(first.key)}: ${first.reason}`,
+    );
   }
   if (report.cacheError) note(`(no cache kept: ${report.cacheError})`);
 }

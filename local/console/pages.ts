@@ -261,7 +261,7 @@ function answerCell(a: ConversationRecord['execution']['delivery_attempts'][numb
   return html`<details class="answer" data-attempt="${a.attempt}"><summary>${preview(r.body, 80) || '(empty body)'}</summary>
   ${a.request ? html`<p><small>sent to</small> <code>${a.request.url}</code>${a.execution_name ? html` <small>by</small> <code>${a.execution_name}</code>` : ''}</p>` : ''}
   <dl class="headers">${Object.entries(r.headers).map(([k, v]) => html`<dt>${k}</dt><dd>${v}</dd>`)}</dl>
-  <pre class="text">${r.body}</pre>${r.body_truncated ? html`<p><small>the first 4 KB of the answer are kept</small></p>` : ''}
+  <pre class="text">${r.body}</pre>${r.body_truncated ? html`<p><small>the rest of the answer is not kept (over 4 KB, or cut short)</small></p>` : ''}
 </details>`;
 }
 

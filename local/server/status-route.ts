@@ -37,8 +37,10 @@ export async function handleConversationStatus(
     const refused = gatewayErrorResult('INVALID_API_KEY');
     return sendJson(res, refused.statusCode, refused.body, NO_STORE);
   }
-  const query = new URL(req.url ?? '/', 'http://local').searchParams;
-  const claimed = query.get('source_system');
+  // A parameter given twice counts as its last, as API Gateway's proxy event passes it (queryStringParameters): the
+  // source charged is the one the handler reads.
+  const query = Object.fromEntries(new URL(req.url ?? '/', 'http://local').searchParams);
+  const claimed = query.source_system;
   const source = apiKey.source ?? (claimed ? canonicalSource(claimed) : null);
   const limited = source === null ? ({ allowed: true } as const) : limiter.take(source);
   if (!limited.allowed) {
@@ -54,7 +56,7 @@ export async function handleConversationStatus(
   }
   const event: StatusHttpEvent = {
     pathParameters: { conversation_id: decoded(conversationId) },
-    queryStringParameters: Object.fromEntries(query),
+    queryStringParameters: query,
     headers: Object.fromEntries(
       Object.entries(req.headers).map(([name, value]) => [name, Array.isArray(value) ? value.join(', ') : value]),
     ),

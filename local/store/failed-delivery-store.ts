@@ -7,6 +7,7 @@
  */
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
+import type { WebhookType } from '../../functions/domain/conversation.ts';
 import { isConversationId } from '../../functions/domain/conversation-id.ts';
 import { NamedError } from '../../functions/domain/errors.ts';
 import {
@@ -314,17 +315,19 @@ export class LocalFailedDeliveryStore implements FailedDeliveryStore {
   }
 
   /**
-   * The newest `limit` envelopes in `states`, newest first, and how many there are in all: chosen by their summaries,
-   * so only the envelopes returned are read whole.
+   * The newest `limit` envelopes in `states` (of one webhook type if given), newest first, and how many there are in
+   * all: chosen by their summaries, so only the envelopes returned are read whole.
    */
-  async newest(options: { limit: number; states: readonly EnvelopeState[] }): Promise<{
+  async newest(options: { limit: number; states: readonly EnvelopeState[]; type?: WebhookType | null }): Promise<{
     envelopes: FailedDeliveryEnvelope[];
     total: number;
     unreadable: { file: string; reason: string }[];
   }> {
     const { summaries, unreadable, refused } = await this.summaries();
     if (refused.length > 0) throw refused[0];
-    const matching = summaries.filter((e) => options.states.includes(e.state)).sort(newestFirst);
+    const matching = summaries
+      .filter((e) => options.states.includes(e.state) && (!options.type || e.webhook_type === options.type))
+      .sort(newestFirst);
     const envelopes = await this.read(matching.slice(0, options.limit).map((e) => e.conversation_id));
     return {
       envelopes,

@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, type Hash, randomBytes } from 'node:crypto';
 import fs, { type BigIntStats, createReadStream } from 'node:fs';
 import {
   type FileHandle,
@@ -8,6 +8,7 @@ import {
   readdir,
   readFile,
   realpath,
+  rename,
   rm,
   rmdir,
   stat,
@@ -22,7 +23,8 @@ import { isAlive } from './data-dir-lock.ts';
 import { type PlaceResult, placeObjectFiles, putObjectFiles } from './file-writer.ts';
 import { mapConcurrently } from './json-files.ts';
 import type { ChecksumAlgorithm } from './s3-checksums.ts';
-import { invalidArgument, noSuchBucket, noSuchUpload, S3Error } from './s3-errors.ts';
+import { invalidArgument, noSuchBucket, noSuchKey, noSuchUpload, S3Error } from './s3-errors.ts';
+import type { Tags } from './s3-tagging.ts';
 
 /**
  * The embedded S3's objects as plain files under one directory (LOCAL_DATA_DIR/s3):
@@ -83,12 +85,14 @@ export interface ObjectInfo {
   checksum?: { algorithm: ChecksumAlgorithm; value: string };
   /** After a multipart upload: how many parts. */
   parts?: number;
-  /** And each one's size, in order (what GetObject's partNumber reads); absent in objects completed before (501). */
+  /** And each one's size, in order (what GetObject's partNumber reads); absent in objects completed before. */
   partSizes?: number[];
+  /** Object tags (s3-tagging.ts), given at upload or by PutObjectTagging; kept by a copy unless replaced. */
+  tags?: Tags;
 }
 
 /** What describes an object apart from its bytes (given at upload, kept by a copy unless replaced). */
-export type ObjectAttributes = Pick<ObjectInfo, 'contentType' | 'headers' | 'metadata'>;
+export type ObjectAttributes = Pick<ObjectInfo, 'contentType' | 'headers' | 'metadata' | 'tags'>;
 
 /** A received body: in memory, or in a temporary file of the store (consumed by the write). */
 export type Body = Buffer | { file: string; size: number };
@@ -391,25 +395,60 @@ export class ObjectStore {
   }
 
   /**
-   * A copy of an object opened with get(), with its own time and, when given, new attributes; `condition` is checked
-   * against the object it replaces first, under the key's write lock.
+   * Replace an object's tags (none: `undefined`), its bytes and the rest of its metadata unchanged: the metadata file
+   * is written beside and renamed over the old one, under the key's write lock. 404 NoSuchKey when there is none.
+   */
+  async setTags(bucket: string, key: string, tags: Tags | undefined): Promise<ObjectInfo> {
+    await this.assertBucket(bucket);
+    const at = this.locate(bucket, key);
+    if (!(await this.confined(at.dir))) throw noSuchKey(key);
+    return this.exclusive(at.data, async () => {
+      const s = await lstat(at.data, { bigint: true }).catch(() => null);
+      const current = s?.isFile() ? await this.infoOf(at) : null;
+      if (!s || !current) throw noSuchKey(key);
+      const { tags: _, ...info } = current;
+      const tagged: ObjectInfo = tags ? { ...info, tags } : info;
+      const temp = `${this.tempPath()}.meta`;
+      try {
+        await files.writeFile(temp, JSON.stringify({ ...tagged, ino: String(s.ino) }), { mode: OWNER_FILE });
+        await rename(temp, at.meta);
+      } catch (error) {
+        await rm(temp, { force: true });
+        throw error;
+      }
+      return tagged;
+    });
+  }
+
+  /**
+   * A copy of an object opened with get(): its bytes with its own time and the given attributes (the source's, or
+   * those that replace them: none of the source's kept); `condition` is checked against the object it replaces first,
+   * under the key's write lock.
    */
   async copy(
     source: StoredObject,
     bucket: string,
     key: string,
-    attributes?: ObjectAttributes,
+    attributes: ObjectAttributes,
     condition?: WriteCondition,
   ): Promise<ObjectInfo> {
     await this.assertBucket(bucket);
     const at = this.locate(bucket, key);
-    const info: ObjectInfo = { ...source.info, ...(attributes ?? {}), modified: new Date().toISOString() };
-    await this.exclusive(at.data, async () => {
+    const { size, etag, checksum, parts } = source.info;
+    const info: ObjectInfo = {
+      size,
+      etag,
+      ...(checksum ? { checksum } : {}),
+      ...attributes,
+      modified: new Date().toISOString(),
+    };
+    return this.exclusive(at.data, async () => {
       if (condition) condition(await this.infoOf(at));
       const body = source.body();
-      await this.write(at, info, Buffer.isBuffer(body) ? body : [body], key, bucket);
+      // The copy is one object, not a multipart one, as S3 makes it: of a multipart source, its ETag is the bytes' MD5.
+      const md5 = parts ? createHash('md5') : undefined;
+      return this.write(at, info, Buffer.isBuffer(body) ? body : [body], key, bucket, md5);
     });
-    return info;
   }
 
   /**
@@ -718,9 +757,17 @@ export class ObjectStore {
   /**
    * Bytes to a temporary file, metadata (with their inode) to another, then both renamed into place. The file writer's
    * thread does it (file-writer.ts), making the key's folder first when it is not known to exist; a streamed or
-   * multipart body is written here, then placed there.
+   * multipart body is written here, then placed there. With `md5`, the ETag is the bytes' MD5, hashed as they are
+   * written. Returns the metadata written.
    */
-  private async write(at: Location, info: ObjectInfo, source: Source, key?: string, bucket?: string): Promise<void> {
+  private async write(
+    at: Location,
+    info: ObjectInfo,
+    source: Source,
+    key?: string,
+    bucket?: string,
+    md5?: Hash,
+  ): Promise<ObjectInfo> {
     const temp = this.tempPath();
     const objectFiles = { tempData: temp, tempMeta: `${temp}.meta`, data: at.data, meta: at.meta };
     const folder = async (fresh = false) =>
@@ -730,9 +777,11 @@ export class ObjectStore {
     try {
       let result: PlaceResult;
       if (Buffer.isBuffer(source)) {
+        if (md5) info = { ...info, etag: md5.update(source).digest('hex') };
         result = await putObjectFiles(objectFiles, source, JSON.stringify(info), await folder());
       } else {
-        const ino = await writeBytes(objectFiles.tempData, source);
+        const ino = await writeBytes(objectFiles.tempData, source, md5);
+        if (md5) info = { ...info, etag: md5.digest('hex') };
         await files.writeFile(objectFiles.tempMeta, JSON.stringify({ ...info, ino }), { mode: OWNER_FILE });
         result = await placeObjectFiles(objectFiles, await folder());
       }
@@ -753,6 +802,7 @@ export class ObjectStore {
       }
       if (result.stage !== 'done') throw result.error;
       this.rememberDir(at.dir);
+      return info;
     } catch (error) {
       await rm(objectFiles.tempData, { force: true });
       await rm(objectFiles.tempMeta, { force: true });
@@ -889,12 +939,13 @@ const files = {
 };
 
 /** Write the bytes and return the file's inode (what its metadata will name). */
-async function writeBytes(file: string, source: Source): Promise<string> {
+async function writeBytes(file: string, source: Source, md5?: Hash): Promise<string> {
   const fd = await files.open(file, 'w', OWNER_FILE);
   try {
     let position = 0;
     for (const part of Buffer.isBuffer(source) ? [source] : source) {
       if (Buffer.isBuffer(part)) {
+        md5?.update(part);
         if (part.length > 0) await files.write(fd, part, 0, part.length, position);
         position += part.length;
         continue;
@@ -904,6 +955,7 @@ async function writeBytes(file: string, source: Source): Promise<string> {
         ? fs.createReadStream(part.file, { start: part.start, end: part.end })
         : part) {
         const data = chunk as Buffer;
+        md5?.update(data);
         await files.write(fd, data, 0, data.length, position);
         position += data.length;
       }

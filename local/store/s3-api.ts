@@ -30,16 +30,18 @@ import {
   receiveBody,
   receiveDocument,
 } from './s3-request-body.ts';
+import { tagSetXml, tagsFromHeader, tagsFromXml } from './s3-tagging.ts';
 import { childrenNamed, childText, element, parseXml, xmlDocument } from './s3-xml.ts';
 
 /**
  * The S3 REST API subset the AWS SDKs and the AWS CLI use, over an ObjectStore: buckets (list, create, head, delete,
  * location), ListObjectsV2 and ListObjects (prefix, delimiter, StartAfter, continuation tokens, markers, MaxKeys,
  * EncodingType=url), Get (Range, partNumber, conditions, response-* overrides) / Head / Put (plain or aws-chunked,
- * checksums) / Copy / Delete / DeleteObjects, multipart uploads (ListMultipartUploads paged by key and upload-id
- * markers), and ListObjectVersions of the unversioned bucket (each object its one version, null). Path-style requests
- * (`/bucket/key`); the HTTP server maps `<bucket>.localhost` hosts onto them. Signatures are not checked: any
- * credentials work, as they did with the emulator this replaces (a presigned URL's time is: refuseExpiredPresignedUrl).
+ * checksums) / Copy / Delete / DeleteObjects, object tags (s3-tagging.ts), multipart uploads (ListMultipartUploads paged
+ * by key and upload-id markers), and ListObjectVersions of the unversioned bucket (each object its one version,
+ * null). Path-style requests (`/bucket/key`); the HTTP server maps `<bucket>.localhost` hosts onto them. Signatures are
+ * not checked: any credentials work, as they did with the emulator this replaces (a presigned URL's time is:
+ * refuseExpiredPresignedUrl).
  * What is not implemented answers 501 NotImplemented; a header it cannot honour is refused too, never ignored
  * (refuseUnhonouredHeaders).
  *
@@ -165,6 +167,12 @@ function attributesFrom(headers: RequestHeaders): ObjectAttributes {
   };
 }
 
+/** What a write stores: its attributes (above) and the tags of its x-amz-tagging header. */
+function writeAttributes(headers: RequestHeaders): ObjectAttributes {
+  const tags = tagsFromHeader(headers['x-amz-tagging']);
+  return { ...attributesFrom(headers), ...(tags ? { tags } : {}) };
+}
+
 function objectHeaders(info: ObjectInfo, checksumMode: boolean): Record<string, string> {
   const headers: Record<string, string> = {
     'content-type': info.contentType,
@@ -174,6 +182,7 @@ function objectHeaders(info: ObjectInfo, checksumMode: boolean): Record<string, 
     ...info.headers,
   };
   for (const [name, value] of Object.entries(info.metadata ?? {})) headers[`x-amz-meta-${name}`] = headerValue(value);
+  if (info.tags) headers['x-amz-tagging-count'] = String(Object.keys(info.tags).length);
   if (checksumMode && info.checksum) {
     headers[checksumHeader(info.checksum.algorithm)] = info.checksum.value;
     headers['x-amz-checksum-type'] = 'FULL_OBJECT';
@@ -241,7 +250,8 @@ function parseRange(header: string | undefined, size: number): { start: number; 
 function partRange(info: ObjectInfo, n: number, range: string | undefined): { start: number; end: number } | null {
   if (range !== undefined)
     throw new S3Error('InvalidRequest', 400, 'Cannot specify both Range header and partNumber query parameter');
-  const sizes = info.parts ? info.partSizes : [info.size];
+  // One completed before part sizes were kept has them still when it has one part: its whole size.
+  const sizes = info.parts ? (info.partSizes ?? (info.parts === 1 ? [info.size] : undefined)) : [info.size];
   if (!sizes) throw notImplemented('partNumber on a multipart object completed before part sizes were kept');
   if (n > sizes.length)
     throw new S3Error('InvalidPartNumber', 416, 'The requested partnumber is not satisfiable', {
@@ -618,12 +628,7 @@ export class S3Api {
       if (method !== 'DELETE') throw noSuchVersion(key, versionId);
       return { status: 204, headers: { 'x-amz-version-id': versionId } };
     }
-    if (query.has('tagging')) {
-      if (method !== 'GET') throw notImplemented('?tagging');
-      const object = await this.getObject(bucket, key, true);
-      await object.close();
-      return xmlResponse('Tagging', '<TagSet></TagSet>');
-    }
+    if (query.has('tagging')) return this.objectTagging(request, bucket, key);
     switch (method) {
       case 'GET':
         if (query.has('uploadId')) return this.listParts(bucket, key, query);
@@ -650,6 +655,27 @@ export class S3Api {
         throw notImplemented('POST on an object');
     }
     throw methodNotAllowed(method, 'OBJECT');
+  }
+
+  /** GetObjectTagging, PutObjectTagging (the tags replaced) and DeleteObjectTagging (none left). */
+  private async objectTagging(request: S3Request, bucket: string, key: string): Promise<S3Response> {
+    switch (request.method) {
+      case 'GET': {
+        const object = await this.getObject(bucket, key, true);
+        await object.close();
+        return xmlResponse('Tagging', tagSetXml(object.info.tags));
+      }
+      case 'PUT': {
+        await this.store.assertBucket(bucket);
+        const document = parseXml(await receiveDocument(request.body, request.headers, () => this.store.tempPath()));
+        await this.store.setTags(bucket, key, tagsFromXml(document));
+        return { status: 200, headers: {} };
+      }
+      case 'DELETE':
+        await this.store.setTags(bucket, key, undefined);
+        return { status: 204, headers: {} };
+    }
+    throw methodNotAllowed(request.method, 'OBJECT');
   }
 
   private async getObject(bucket: string, key: string, headOnly: boolean): Promise<StoredObject> {
@@ -701,7 +727,7 @@ export class S3Api {
     // An append (directory buckets only) would otherwise replace the object with the appended bytes.
     if (headers['x-amz-write-offset-bytes'] !== undefined) throw headerNotImplemented('x-amz-write-offset-bytes');
     const condition = writeCondition(key, headers);
-    const attributes = attributesFrom(headers);
+    const attributes = writeAttributes(headers);
     const received = await this.receive(request);
     const info: ObjectInfo = {
       size: received.size,
@@ -757,9 +783,12 @@ export class S3Api {
     const condition = writeCondition(key, headers); // on the destination, as a PutObject's
     const source = await this.openCopySource(headers);
     const directive = (headers['x-amz-metadata-directive'] ?? 'COPY').toUpperCase();
+    const tagging = (headers['x-amz-tagging-directive'] ?? 'COPY').toUpperCase();
     try {
       if (directive !== 'COPY' && directive !== 'REPLACE')
         throw invalidArgument('Unknown metadata directive.', 'x-amz-metadata-directive', directive);
+      if (tagging !== 'COPY' && tagging !== 'REPLACE')
+        throw invalidArgument('Unknown tagging directive.', 'x-amz-tagging-directive', tagging);
       if (source.bucket === bucket && source.key === key && directive === 'COPY') {
         throw new S3Error(
           'InvalidRequest',
@@ -767,11 +796,13 @@ export class S3Api {
           "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
         );
       }
+      const { contentType, headers: stored, metadata, tags } = source.object.info;
+      const attributes = directive === 'REPLACE' ? attributesFrom(headers) : { contentType, headers: stored, metadata };
       const info = await this.store.copy(
         source.object,
         bucket,
         key,
-        directive === 'REPLACE' ? attributesFrom(headers) : undefined,
+        { ...attributes, tags: tagging === 'REPLACE' ? tagsFromHeader(headers['x-amz-tagging']) : tags },
         condition,
       );
       const checksum = info.checksum ? element(`Checksum${info.checksum.algorithm}`, info.checksum.value) : '';
@@ -803,7 +834,7 @@ export class S3Api {
     const uploadId = await this.store.createUpload({
       bucket,
       key,
-      attributes: attributesFrom(request.headers),
+      attributes: writeAttributes(request.headers),
       ...(algorithm ? { checksumAlgorithm: algorithm } : {}),
     });
     const response = xmlResponse(
@@ -971,9 +1002,6 @@ function refuseUnhonouredHeaders(headers: RequestHeaders): void {
       });
     throw headerNotImplemented('x-amz-storage-class');
   }
-  // Tags are not kept (GetObjectTagging answers none, PutObjectTagging 501): an object stored without the tags asked
-  // for would not be what the client meant (a lifecycle rule or a policy matching them, on S3).
-  if (headers['x-amz-tagging'] !== undefined) throw headerNotImplemented('x-amz-tagging');
   // There is no website endpoint to redirect, and the location is not kept to be read back.
   if (headers['x-amz-website-redirect-location'] !== undefined)
     throw headerNotImplemented('x-amz-website-redirect-location');
@@ -990,8 +1018,10 @@ function refuseUnhonouredHeaders(headers: RequestHeaders): void {
   )
     throw new S3Error('AccessControlListNotSupported', 400, 'The bucket does not allow ACLs');
   // Nothing is encrypted with a KMS key here: the object would be stored plain and read by anyone without the key's
-  // grant. SSE-S3 (AES256), what the deployed bucket applies anyway, is taken.
+  // grant. SSE-S3 (AES256), what the deployed bucket applies anyway, is taken; a method S3 does not have is refused.
   const sse = headers['x-amz-server-side-encryption'];
+  if (sse !== undefined && !['AES256', 'aws:kms', 'aws:kms:dsse'].includes(sse))
+    throw invalidArgument('The encryption method specified is not supported', 'x-amz-server-side-encryption', sse);
   if (sse?.startsWith('aws:kms')) throw headerNotImplemented('x-amz-server-side-encryption');
   if (headers['x-amz-server-side-encryption-aws-kms-key-id'] !== undefined)
     throw headerNotImplemented('x-amz-server-side-encryption-aws-kms-key-id');

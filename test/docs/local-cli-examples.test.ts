@@ -47,6 +47,11 @@ function argv(line: string): string[] {
     .replace(/<conversation_id>|<id>|\bX\b/g, owed ? ids.dead : ids.delivered)
     .replace('<webhook-id>', 'msg_2Zq8')
     .replace('"SELECT …"', '"SELECT conversation_id FROM conversations"')
+    // A file of SQL that starts with a comment, as `$(cat query.sql)` passes it.
+    .replace(
+      '"$(cat query.sql)"',
+      '"-- conversations per status\nSELECT status, count(*) AS n FROM conversations GROUP BY status"',
+    )
     .replace('whsec_…', 'whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=')
     .replace('https://crm.example.com/hooks/deal', world.receiver.urlFor('deal_analysis'));
   return [...command.matchAll(/"([^"]*)"|(\S+)/g)].map((m) => m[1] ?? m[2]!);

@@ -317,7 +317,7 @@ describe('kill -9 while `conversations query` saves its cache', () => {
     // Killed once the cache is written aside, before it is made owner-only and renamed into place.
     const cliEnv = { LOCAL_DATA_DIR: dataDir, NO_COLOR: '1' };
     const sql = 'select count(*) as n from conversations';
-    const at: KillAt = { op: 'chmod', path: 'analytics/', n: 1, when: 'before' };
+    const at: KillAt = { op: 'chmod', path: 'analytics/(.*/)?conversations\\.parquet\\.', n: 1, when: 'before' };
     const cut = await runCli(['conversations', 'query', sql], {
       ...cliEnv,
       ...(await killAtEnv(dataDir, at, tempDirs)),

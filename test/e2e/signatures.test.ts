@@ -95,10 +95,37 @@ describe('inbound Standard Webhooks verification over the raw body', () => {
       () => ({ ...signed(body), 'webhook-timestamp': '2025-08-13T10:30:45Z' }),
       /whole seconds since the Unix epoch/,
     ],
+    // Before, "no signature matches" and "must be the signing time in whole seconds": the header sent twice reaches
+    // the gateway as one, its values joined with ", ", which named neither the header nor what was wrong.
+    [
+      'webhook-id sent twice',
+      () => {
+        const headers = signed(body);
+        return { ...headers, 'webhook-id': `${headers['webhook-id']}, ${headers['webhook-id']}` };
+      },
+      /^Webhook signature rejected: webhook-id is sent 2 times: send it once$/,
+    ],
+    [
+      'webhook-timestamp sent twice',
+      () => {
+        const headers = signed(body);
+        return { ...headers, 'webhook-timestamp': `${headers['webhook-timestamp']}, ${headers['webhook-timestamp']}` };
+      },
+      /^Webhook signature rejected: webhook-timestamp is sent 2 times: send it once$/,
+    ],
+    // Before, "no signature matches" alone: a sender who left out the version never learnt the form.
     [
       'a signature that is not v1,<base64>',
       () => ({ ...signed(body), 'webhook-signature': 'sha256=abc' }),
-      /no signature matches/,
+      /^Webhook signature rejected: no signature matches \(webhook-signature holds no "v1,<base64 HMAC-SHA256>" entry, the only form checked\)$/,
+    ],
+    [
+      'a signature without its v1, prefix',
+      () => {
+        const headers = signed(body);
+        return { ...headers, 'webhook-signature': headers['webhook-signature']!.slice('v1,'.length) };
+      },
+      /^Webhook signature rejected: no signature matches \(webhook-signature holds no "v1,<base64 HMAC-SHA256>" entry/,
     ],
   ];
   it.each(BAD)(

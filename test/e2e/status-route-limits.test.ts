@@ -104,4 +104,17 @@ describe('GET /conversations/{id} without API keys (local only): the named sourc
     for (let i = 0; i < 4; i++) expect((await fetch(url, { headers: signedRead(OPEN_SECRET, id) })).status).toBe(200);
     expect((await fetch(url, { headers: signedRead(OPEN_SECRET, id) })).status).toBe(429);
   });
+
+  it('source_system given twice charges the source that is read (the last, as API Gateway passes it), not the first', async () => {
+    // Before, the first was charged and the last read: reads "as" an unsigned source (404, no refund) used up a
+    // signed source's quota without its secret.
+    world = await startWorld({
+      INBOUND_WEBHOOK_SECRETS: JSON.stringify({ open_source: OPEN_SECRET }),
+      RATE_LIMITS: JSON.stringify({ open_source: LIMIT }),
+    });
+    const { id, url } = await started(world, 'open_source', OPEN_SECRET); // 1 of 5
+    const twice = `${world.gateway.url}/conversations/${id}?source_system=open_source&source_system=unsigned_source`;
+    for (let i = 0; i < 6; i++) expect((await fetch(twice)).status).toBe(404);
+    for (let i = 0; i < 4; i++) expect((await fetch(url, { headers: signedRead(OPEN_SECRET, id) })).status).toBe(200);
+  });
 });

@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   type ExecutionInput,
@@ -21,6 +23,7 @@ import {
   startFailedResponseTemplate,
   startSyncExecutionRequestTemplate,
 } from '../../infra/api-templates.ts';
+import { STATEMACHINE_DIR } from '../../local/paths.ts';
 import { escapeJavaScript, type RequestContext, renderRequest, renderResponse } from './support/velocity.ts';
 
 const ARN = 'arn:aws:states:eu-west-1:123456789012:stateMachine:Conversation';
@@ -249,6 +252,36 @@ describe('POST /webhook response template (the finished execution → HTTP)', ()
       expect(render(outcome).statusCode).toBe(status);
     });
   }
+
+  it('answers 503 NOT_STARTED with Retry-After when Lambda throttled Validate (ValidateThrottled of both workflows)', () => {
+    for (const file of ['conversation.asl.json', 'accept.asl.json']) {
+      const asl = JSON.parse(readFileSync(path.join(STATEMACHINE_DIR, file), 'utf8'));
+      const { Error: error, Cause: cause } = asl.States.ValidateThrottled;
+      // A request's, that is: the conversation workflow exports the run of an accepted conversation instead.
+      const { Next: next } = asl.States.Validate.Catch.find((c: { ErrorEquals: string[] }) =>
+        c.ErrorEquals.includes('Lambda.TooManyRequestsException'),
+      );
+      expect(asl.States[next].Type === 'Choice' ? asl.States[next].Default : next).toBe('ValidateThrottled');
+      const rendered = render({ status: 'FAILED', error, cause });
+      expect(rendered).toMatchObject({ statusCode: 503, headers: { 'retry-after': '2' } });
+      expect(rendered.body).toMatchObject({ success: false, error: { code: 'NOT_STARTED' } });
+    }
+  });
+
+  it('answers 503 STORAGE_UNAVAILABLE with Retry-After when Validate’s stores failed (ValidateStorageUnavailable of both workflows), as locally', () => {
+    for (const file of ['conversation.asl.json', 'accept.asl.json']) {
+      const asl = JSON.parse(readFileSync(path.join(STATEMACHINE_DIR, file), 'utf8'));
+      const { Error: error, Cause: cause } = asl.States.ValidateStorageUnavailable;
+      expect(asl.States.Validate.Catch).toContainEqual(
+        expect.objectContaining({ ErrorEquals: ['StorageUnavailable'], Next: 'ValidateStorageUnavailable' }),
+      );
+      const outcome: ExecutionOutcome = { status: 'FAILED', error, cause };
+      const rendered = render(outcome);
+      expect(rendered).toEqual(httpResultForExecution(outcome)); // what the local gateway answers for it
+      expect(rendered).toMatchObject({ statusCode: 503, headers: { 'retry-after': '2' } });
+      expect(rendered.body).toMatchObject({ success: false, error: { code: 'STORAGE_UNAVAILABLE' } });
+    }
+  });
 
   it('tells a retry that met its key still running (409) when to ask again, as the local gateway does', () => {
     const conflict: ExecutionOutcome = {

@@ -123,6 +123,8 @@ describe('API: POST /webhook → StartSyncExecution', () => {
           .ResponseParameters ?? {},
       );
     expect(headersOf(429)).toEqual(['method.response.header.Content-Type', 'method.response.header.Retry-After']);
+    // StorageUnavailable's (functions/domain/gateway-contract.ts, FAILURE_HEADERS).
+    expect(headersOf(503)).toEqual(['method.response.header.Content-Type', 'method.response.header.Retry-After']);
     expect(headersOf(202)).toEqual([
       'method.response.header.Content-Type',
       'method.response.header.Location',

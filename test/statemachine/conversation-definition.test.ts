@@ -73,6 +73,7 @@ describe('statemachine/conversation.asl.json', () => {
       'Deliver',
       'Export',
       'ExportFailedConversation',
+      'ExportNotStarted',
       'RecordOnlyInLogs',
       'Validate',
     ]);

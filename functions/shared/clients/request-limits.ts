@@ -1,3 +1,4 @@
+import type { Context } from 'aws-lambda';
 import { msLeft } from '../../domain/budget.ts';
 
 /**
@@ -78,4 +79,23 @@ export function budgetSignal(deadline: string | null | undefined, now: Date, res
   if (left === Number.POSITIVE_INFINITY) return undefined;
   if (left >= 1) return AbortSignal.timeout(Math.floor(left));
   return AbortSignal.abort(new DOMException(`the budget's deadline ${deadline} has passed`, 'TimeoutError'));
+}
+
+/**
+ * A stage Lambda's own timeout bounds its calls too, a caller waiting or not: killed mid-call (Sandbox.Timedout), the
+ * task fails without what it would have done on a failure (Deliver: queue the delivery; Validate: free the key and
+ * answer 503). Its calls end LAMBDA_TAIL_MS before it, which keeps room for the one write that follows a cut one and
+ * the return; that write ends LAMBDA_RETURN_MS before it.
+ */
+export const LAMBDA_TAIL_MS = 1_500;
+export const LAMBDA_RETURN_MS = 300;
+
+/** When this invocation times out (ms on the clock `now` read), from its context; none outside Lambda (locally). */
+export function lambdaEnd(context: Context | undefined, now: number): { endsAt?: number } {
+  return context?.getRemainingTimeInMillis ? { endsAt: now + context.getRemainingTimeInMillis() } : {};
+}
+
+/** The deadline (an ISO time, for budgetSignal) `reserveMs` before `endsAt` (lambdaEnd); null: no such limit. */
+export function lambdaDeadline(endsAt: number | undefined, reserveMs: number): string | null {
+  return endsAt === undefined ? null : new Date(endsAt - reserveMs).toISOString();
 }

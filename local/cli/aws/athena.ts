@@ -6,8 +6,10 @@ import {
   StartQueryExecutionCommand,
   StopQueryExecutionCommand,
 } from '@aws-sdk/client-athena';
+import { uniqueColumnNames } from '../../../functions/domain/analytics-table.ts';
 import type { QueryResult } from '../../analytics/engine.ts';
 import { CliError } from '../shared.ts';
+import { printable } from '../table.ts';
 import { withAftermath } from './errors.ts';
 
 /**
@@ -62,11 +64,11 @@ async function results(client: AthenaClient, id: string, statementType: string |
     const page = await client.send(
       new GetQueryResultsCommand({ QueryExecutionId: id, NextToken: token, MaxResults: 1000 }),
     );
-    if (first)
-      columns = (page.ResultSet?.ResultSetMetadata?.ColumnInfo ?? []).map((c) => ({
-        name: c.Name ?? '',
-        type: c.Type ?? 'varchar',
-      }));
+    if (first) {
+      const info = page.ResultSet?.ResultSetMetadata?.ColumnInfo ?? [];
+      const names = uniqueColumnNames(info.map((c) => c.Name ?? ''));
+      columns = info.map((c, i) => ({ name: names[i]!, type: c.Type ?? 'varchar' }));
+    }
     let pageRows = page.ResultSet?.Rows ?? [];
     // A SELECT's first row repeats the column names.
     if (first && statementType === 'DML') pageRows = pageRows.slice(1);
@@ -131,8 +133,9 @@ export async function runAthenaQuery(
     if (state !== 'SUCCEEDED') {
       const reason =
         execution?.Status?.StateChangeReason ?? execution?.Status?.AthenaError?.ErrorMessage ?? 'no reason given';
-      // One line (the command's error line): Athena's reasons may span several (a parser's caret, a stack of causes).
-      throw new AthenaQueryError(`Athena query ${id} ${state}: ${reason.replace(/\s+/g, ' ').trim()}`);
+      // One line (the command's error line): Athena's reasons may span several (a parser's caret, a stack of causes),
+      // and may quote a value of the table (the sender's text): its control characters written out.
+      throw new AthenaQueryError(`Athena query ${id} ${state}: ${printable(reason.replace(/\s+/g, ' ').trim())}`);
     }
     const result = await results(client, id, execution?.StatementType);
     return {

@@ -11,10 +11,10 @@ import { WEBHOOK_TYPES, type WebhookType } from '../../../functions/domain/conve
 import { DELIVERY_URL_VARIABLES } from '../../../functions/domain/delivery.ts';
 import { type Endpoint, endpointView } from '../../../functions/domain/endpoints.ts';
 import { secretsFingerprint } from '../../../functions/domain/secrets-fingerprint.ts';
-import { parseSecretsBySource, rotatedSecrets, type SecretsBySource } from '../../../functions/domain/signatures.ts';
+import { parseSecretsBySource, type SecretsBySource } from '../../../functions/domain/signatures.ts';
 import { DynamoEndpointStore, ENDPOINT_CACHE_TTL_MS } from '../../../functions/shared/endpoint-store.ts';
 import { settings } from '../../../functions/shared/settings.ts';
-import { type EndpointEdit, printEndpoints } from '../endpoint-table.ts';
+import { type EndpointEdit, editedSecrets, printEndpoints } from '../endpoint-table.ts';
 import { CliError, note, out } from '../shared.ts';
 import { countSchedule } from './deliveries.ts';
 import { explainAwsError } from './errors.ts';
@@ -82,7 +82,7 @@ async function signingSecrets(
 async function changeSecrets(clients: AwsClients, secretArn: string, type: WebhookType, edit: EndpointEdit) {
   const text = await secretText(clients, secretArn);
   const all = parseSecretsBySource(text, 'the DeliverySigningSecrets secret');
-  const next = rotatedSecrets(all[type] ?? [], edit.secret, edit.dropPreviousSecret);
+  const next = editedSecrets(type, all[type] ?? [], edit);
   const map = { ...(JSON.parse(text) as Record<string, unknown>), [type]: next.length === 1 ? next[0] : next };
   await clients.secrets.send(new PutSecretValueCommand({ SecretId: secretArn, SecretString: JSON.stringify(map) }));
   return next;

@@ -176,3 +176,72 @@ describe('Deliver with a caller waiting, against AWS endpoints that never answer
     expect(aws.requests.map((r) => r.target)).toEqual(['secretsmanager.GetSecretValue']);
   });
 });
+
+/**
+ * Deliver with nobody waiting (an asynchronous conversation, a redelivery: no deliver_by) still ends before its own
+ * Lambda's timeout (DELIVERY_TIMEOUT_MS + 5 s): its AWS calls each stop only at the clients' limits (≈ 6.2 s), so two
+ * slow ones before the POST used to leave it killed mid-POST — the task failed, its Catch queued the delivery, and the
+ * receiver could get it twice — and slow writes after a delivered POST failed the task the same way.
+ */
+describe('Deliver with nobody waiting, near its Lambda’s timeout', () => {
+  /** An asynchronous conversation's state (no deadlines); Deliver's Lambda ends `lambdaLeftMs` after it was made. */
+  async function runAsync(deps: Pick<DeliverDeps, 'store'>, lambdaLeftMs: number) {
+    const state = dueSoon();
+    state.budget = { agent_seconds: 120, deliver_by: null, answer_by: null };
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<{ still: true }>((resolve) => {
+      timer = setTimeout(() => resolve({ still: true }), BOUND_MS);
+    });
+    const endsAt = madeAt + lambdaLeftMs;
+    const outcome = deliver({ state, execution_name: 'e1' }, { clock: standingClock, post, endsAt, ...deps }).then(
+      (output) => ({ output }),
+      (error: Error) => ({ error, hold: JSON.parse(error.message) as Record<string, unknown> }),
+    );
+    const result = await Promise.race([outcome, bound]);
+    clearTimeout(timer);
+    return result as { output?: ConversationState; error?: Error; hold?: Record<string, unknown>; still?: true };
+  }
+
+  it('a signing-secret read that stalls is cut before the Lambda ends: no attempt, queued (deadline)', async () => {
+    process.env.DELIVERY_SIGNING_SECRETS_ARN = 'arn:aws:secretsmanager:us-east-1:123456789012:secret:delivery';
+    const ran = await runAsync({ store: null }, 2_000);
+
+    expect(ran.still, 'still waiting for Secrets Manager past the Lambda’s timeout').toBeUndefined();
+    expect(posts).toBe(0);
+    expect(ran.error?.name).toBe('DeliveryDeferredError');
+    expect(ran.hold).toMatchObject({ hold: 'deadline', status: 'queued', target: TARGET });
+    expect(String(ran.hold?.message)).toMatch(/this Deliver Lambda's timeout less 1500 ms \(an AWS call was cut at it/);
+  });
+
+  it('too little of the Lambda left for a whole attempt: no POST, queued rather than cut off mid-POST', async () => {
+    const ran = await runAsync({ store: null }, 4_000); // 2.5 s left for the POST, whose timeout is 3 s
+
+    expect(posts).toBe(0);
+    expect(ran.error?.name).toBe('DeliveryDeferredError');
+    expect(ran.hold).toMatchObject({ hold: 'deadline', status: 'queued', target: TARGET });
+    expect(String(ran.hold?.message)).toMatch(
+      /has 2500 ms left .* not the attempt's 3000 ms .*rather than cut off mid-POST$/,
+    );
+  });
+
+  it('a delivered answer is returned before the Lambda ends although its writes after the POST stall', async () => {
+    process.env.DELIVERIES_TABLE_NAME = 'deliveries';
+    process.env.DELIVERY_TIMEOUT_MS = '1000';
+    try {
+      const ran = await runAsync({ store: silentStore({}) }, 2_700);
+
+      expect(ran.still, 'still waiting for DynamoDB past the Lambda’s timeout').toBeUndefined();
+      expect(ran.error).toBeUndefined();
+      expect(posts).toBe(1);
+      expect(ran.output?.conversation.webhook_context.delivery_status).toBe('delivered');
+      expect(logs.lines.filter((l) => l.level === 'WARN').map((l) => [l.message, l.error])).toEqual(
+        expect.arrayContaining([
+          ['The delivery attempt could not be written to the attempt log', expect.stringMatching(/^AbortError/)],
+          ["The receiver's health could not be recorded", expect.stringMatching(/^AbortError/)],
+        ]),
+      );
+    } finally {
+      delete process.env.DELIVERY_TIMEOUT_MS;
+    }
+  });
+});

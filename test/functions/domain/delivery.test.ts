@@ -191,6 +191,12 @@ describe('retryAfterMs', () => {
     expect(retryAfterMs(new Date(NOW.getTime() + 90_000).toUTCString(), NOW)).toBe(90_000);
   });
 
+  it("reads the obsolete HTTP-date formats a recipient must accept too (RFC 850's, asctime's, in GMT)", () => {
+    // Before, both were no Retry-After at all: the workflow's quick retries came back sooner than the receiver said.
+    expect(retryAfterMs('Wednesday, 13-Aug-25 10:31:30 GMT', NOW)).toBe(30_000);
+    expect(retryAfterMs('Wed Aug 13 10:32:00 2025', NOW)).toBe(60_000);
+  });
+
   it('never returns a negative delay for a date in the past', () => {
     expect(retryAfterMs('Wed, 13 Aug 2025 10:00:00 GMT', NOW)).toBe(0);
   });

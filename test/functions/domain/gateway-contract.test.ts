@@ -254,11 +254,12 @@ describe('Prefer: respond-async (RFC 7240) and the 202', () => {
     });
   });
 
-  it('a start that failed (ConversationNotStarted) is 503 with its body', () => {
+  it('a start that failed (ConversationNotStarted) is 503 with its body and when to send it again', () => {
     const cause = JSON.stringify(errorBody('NOT_STARTED', 'could not be started', { conversation_id: 'x' }));
     expect(httpResultForExecution({ status: 'FAILED', error: 'ConversationNotStarted', cause })).toEqual({
       statusCode: 503,
       body: JSON.parse(cause),
+      headers: { 'retry-after': '2' },
     });
   });
 });

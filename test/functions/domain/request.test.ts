@@ -361,6 +361,21 @@ describe('parseWebhookRequest: body shape', () => {
     );
   });
 
+  // Before: "Expected property name or '}' in JSON at position 1", which did not say the body was UTF-16.
+  it.each([
+    ['UTF-16LE', Buffer.from(JSON.stringify(SEED_REQUEST), 'utf16le')],
+    ['UTF-16BE', Buffer.from(JSON.stringify(SEED_REQUEST), 'utf16le').swap16()],
+    ['UTF-16LE with its byte order mark', Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(' {}', 'utf16le')])],
+    [
+      'UTF-16BE with its byte order mark',
+      Buffer.concat([Buffer.from([0xfe, 0xff]), Buffer.from('{}', 'utf16le').swap16()]),
+    ],
+  ])('says a %s body is UTF-16 (as it reaches the gateway: decoded as UTF-8)', (_label, bytes) => {
+    expect(failed(parseWebhookRequest(bytes.toString('utf8'))).message).toBe(
+      'Request body is not valid JSON: it is UTF-16 (a NUL byte beside each ASCII character); send it as UTF-8 (JSON is UTF-8, RFC 8259)',
+    );
+  });
+
   it('refuses a body declared in another charset only when bytes of it were lost (read as U+FFFD)', () => {
     const latin1 = Buffer.from('{"query":"Café"}', 'latin1').toString('utf8');
     expect(foreignCharsetError('application/json; charset=ISO-8859-1', latin1)).toBe(

@@ -11,6 +11,12 @@ const answers: Record<string, (res: ServerResponse) => void> = {
   '/ok': (res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}'),
   '/moved': (res) => res.writeHead(302, { location: '/ok' }).end(),
   '/busy': (res) => res.writeHead(503, { 'retry-after': '7' }).end('try later'),
+  // The status and the start of the body come, then the connection breaks (or the body never ends).
+  '/cut-200': (res) => res.writeHead(200, { 'x-request-id': 'req_9' }).write('{"stored":', () => res.socket?.destroy()),
+  '/cut-503': (res) => res.writeHead(503).write('overloaded, ', () => res.socket?.destroy()),
+  '/trickle-200': (res) => res.writeHead(200).write('{"stored":'),
+  '/big-headers': (res) => res.writeHead(200, { 'set-cookie': `session=${'c'.repeat(20_000)}` }).end('ok'),
+  '/huge-headers': (res) => res.writeHead(200, { 'set-cookie': `session=${'c'.repeat(70_000)}` }).end('ok'),
   '/huge': (res) => {
     res.writeHead(400);
     res.write('x'.repeat(200_000)); // far more than is read
@@ -73,6 +79,46 @@ describe('postJson (the delivery POST)', () => {
     const { attempt } = await postJson(`${base}/huge`, '{}', {}, 1, 5_000);
     expect(attempt).toMatchObject({ status_code: 400, outcome: 'permanent' });
     expect(attempt.error).toBe(`HTTP 400: ${'x'.repeat(200)}`);
+  });
+
+  it('a body cut short after a 2xx status is delivered: the status is the answer, kept with the body so far', async () => {
+    // Before, the broken connection was a network error (retryable, response null): the receiver that answered 200
+    // was sent the delivery again on every retry and the schedule, and the attempt log lost its 200.
+    const before = received.length;
+    const { attempt, response } = await postJson(`${base}/cut-200`, '{}', {}, 1, 5_000);
+    expect(attempt).toMatchObject({ status_code: 200, outcome: 'delivered' });
+    expect(attempt.error).toBeUndefined();
+    expect(response).toMatchObject({ status: 200, headers: { 'x-request-id': 'req_9' }, body: '{"stored":' });
+    expect(response?.body_truncated).toBe(true);
+    expect(received.length - before).toBe(1);
+  });
+
+  it('a 2xx whose body does not end before the timeout is delivered, not timed out', async () => {
+    const { attempt, response } = await postJson(`${base}/trickle-200`, '{}', {}, 1, 300);
+    expect(attempt).toMatchObject({ status_code: 200, outcome: 'delivered' });
+    expect(response).toMatchObject({ status: 200, body: '{"stored":', body_truncated: true });
+  });
+
+  it('a failure status whose body is cut short keeps the status, and its error says why the body ends', async () => {
+    const { attempt, response } = await postJson(`${base}/cut-503`, '{}', {}, 1, 5_000);
+    expect(attempt).toMatchObject({
+      status_code: 503,
+      outcome: 'retryable',
+      error: 'HTTP 503 (its body cut short: network error: ECONNRESET): overloaded, ',
+    });
+    expect(response).toMatchObject({ status: 503, body: 'overloaded, ', body_truncated: true });
+  });
+
+  it('reads a 2xx with 20 KB of headers as delivered (Node reads 16 KB by default), and says why when over 64 KB', async () => {
+    // Before, the 2xx was a network error, HPE_HEADER_OVERFLOW: retried, so the receiver got it again and again.
+    const big = await postJson(`${base}/big-headers`, '{}', {}, 1, 5_000);
+    expect(big.attempt).toMatchObject({ status_code: 200, outcome: 'delivered' });
+    expect(big.response).toMatchObject({ status: 200, body: 'ok' });
+    const huge = await postJson(`${base}/huge-headers`, '{}', {}, 1, 5_000);
+    expect(huge.attempt).toMatchObject({
+      outcome: 'retryable',
+      error: "network error: HPE_HEADER_OVERFLOW (the answer's headers are over 64 KB)",
+    });
   });
 
   it('a URL it cannot POST to is a retryable network error, not a throw', async () => {

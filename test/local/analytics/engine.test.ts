@@ -1,4 +1,6 @@
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
@@ -179,11 +181,17 @@ describe('the local conversations table and its cache', () => {
       const d = document('2026-11-29T10:00:00.000Z', suffix);
       m.put(d.key, d.text);
     }
-    const engine = await openAnalytics({ source: m.source, cacheDir });
+    const umask = process.umask(0o022); // the usual one, which leaves files readable by others
+    const engine = await openAnalytics({ source: m.source, cacheDir }).finally(() => process.umask(umask));
     try {
       expect(engine.report.cacheError).toMatch(/could not write/);
       expect((await engine.query('SELECT count(*) AS n FROM conversations')).rows).toEqual([{ n: 2 }]);
       await expect(engine.query("SELECT * FROM read_text('/etc/hostname')")).rejects.toThrow(QueryError);
+      // The batches' Parquet files hold the conversations' text: the owner's only, as every file of the data folder.
+      const build = (await readdir(cacheDir)).find((name) => name.startsWith('build-'))!;
+      const parts = await readdir(path.join(cacheDir, build));
+      expect(parts.length).toBeGreaterThan(0);
+      for (const part of parts) expect((await stat(path.join(cacheDir, build, part))).mode & 0o777).toBe(0o600);
     } finally {
       engine.close();
     }
@@ -212,6 +220,52 @@ describe('the local conversations table and its cache', () => {
       engine.close();
     }
     expect(await readdir(cacheDir)).toEqual([CACHE_FILE]); // the batches' files are gone
+  });
+
+  it("spills what does not fit in memory to a private folder of the cache's, never to the working directory", async () => {
+    const cacheDir = path.join(dir, 'spill');
+    const m = memorySource();
+    const d = document('2026-11-29T10:00:00.000Z', 'sp1');
+    m.put(d.key, d.text);
+    const engine = await openAnalytics({ source: m.source, cacheDir, memoryLimit: '32MB' });
+    try {
+      // A join of 2 × 60 MB within 32 MB: DuckDB writes what does not fit to temporary files (by default in ./.tmp,
+      // with the umask's modes, left behind by a crash), here in a folder of the cache's, the owner's only.
+      const texts = "SELECT repeat('x', 200) || i AS s FROM range(300000) r(i)";
+      const joined = await engine.query(`SELECT count(*) AS n FROM (${texts}) a JOIN (${texts}) b USING (s)`);
+      expect(joined.rows).toEqual([{ n: 300_000 }]);
+      expect(existsSync(path.join(process.cwd(), '.tmp'))).toBe(false);
+      const spill = (await readdir(cacheDir)).filter((name) => name.startsWith(`spill-${process.pid}-`));
+      expect(spill).toHaveLength(1);
+      expect((await stat(path.join(cacheDir, spill[0]!))).mode & 0o777).toBe(0o700);
+    } finally {
+      engine.close();
+    }
+    expect(await readdir(cacheDir)).toEqual([CACHE_FILE]); // the spill folder is gone with the engine
+  });
+
+  it("removes what a crashed run left (its batches, its spill, the cache it was saving), not an open engine's", async () => {
+    const cacheDir = path.join(dir, 'crashed');
+    const dead = spawnSync(process.execPath, ['-e', '']).pid!; // exited: no process has its id
+    // A folder of this process's pid that no open engine of it made: a crashed process had the same pid (a gateway
+    // restarted as pid 1 in a container), whose folder would otherwise stay for good.
+    const live = await openAnalytics({ source: memorySource().source, cacheDir });
+    try {
+      const liveFolders = await readdir(cacheDir);
+      const left = [`build-${dead}-a1`, `spill-${dead}-b2`, `build-${process.pid}-crashed`];
+      for (const name of left) await mkdir(path.join(cacheDir, name), { recursive: true });
+      // The cache a killed `conversations query` was saving: as large as the cache, kept until a gateway's sweep.
+      await writeFile(path.join(cacheDir, `${CACHE_FILE}.${dead}.0a1b2c3d.tmp`), 'half a cache');
+      await writeFile(path.join(cacheDir, left[1]!, 'duckdb_temp_storage_DEFAULT-0.tmp'), 'rows of a query');
+      const m = memorySource();
+      const d = document('2026-11-29T10:00:00.000Z', 'cr1');
+      m.put(d.key, d.text);
+      expect((await count(m.source, cacheDir)).n).toBe(1);
+      expect((await readdir(cacheDir)).sort()).toEqual([CACHE_FILE, ...liveFolders].sort()); // the open engine's stay
+    } finally {
+      live.close();
+    }
+    expect(await readdir(cacheDir)).toEqual([CACHE_FILE]);
   });
 
   it("from a day, lists and reads only that day's exports and the later ones, and keeps the earlier days' rows", async () => {
@@ -273,6 +327,35 @@ describe('what the SQL may do', () => {
         /has 1 \? placeholder\(s\), and only a named query gives them values/,
       );
       await expect(engine.query('SELECT ? AS x', ['a', 'b'])).rejects.toThrow(/1 parameter\(s\) \(\?\) but 2 value/);
+    } finally {
+      engine.close();
+    }
+  });
+});
+
+describe('what a query answers', () => {
+  it('every column, however it is named', async () => {
+    const engine = await openAnalytics({ source: memorySource().source, cacheDir: null });
+    try {
+      // Two columns of one name (a self-join, the same aggregate twice): each keeps its value, under a name of its own.
+      const same = await engine.query('SELECT 1 AS a, 2 AS a, 3 AS a_1, 4 AS a');
+      expect(same.columns.map((c) => c.name)).toEqual(['a', 'a_2', 'a_1', 'a_3']);
+      expect(same.rows).toEqual([{ a: 1, a_2: 2, a_1: 3, a_3: 4 }]);
+    } finally {
+      engine.close();
+    }
+  });
+
+  it('dates, times and intervals as DuckDB writes them, timestamps as ISO 8601 UTC', async () => {
+    const engine = await openAnalytics({ source: memorySource().source, cacheDir: null });
+    try {
+      // `CAST(received_at AS DATE)`, a day to group by, was `2026-12-03T00:00:00.000Z`; a TIME was microseconds.
+      const times = await engine.query(
+        "SELECT DATE '2026-12-03' AS d, TIME '10:00:00.5' AS t, INTERVAL 36 HOUR AS i, TIMESTAMP '2026-12-03 10:00:00' AS ts, [DATE '2026-12-03'] AS l",
+      );
+      expect(times.rows).toEqual([
+        { d: '2026-12-03', t: '10:00:00.5', i: '36:00:00', ts: '2026-12-03T10:00:00.000Z', l: '[2026-12-03]' },
+      ]);
     } finally {
       engine.close();
     }

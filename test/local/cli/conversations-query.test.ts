@@ -1,6 +1,6 @@
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { CONVERSATIONS_COLUMNS } from '../../../functions/domain/analytics-table.ts';
 import { NAMED_QUERIES } from '../../../functions/domain/named-queries.ts';
 import { runCli, runMain } from '../../support/cli.ts';
@@ -142,6 +142,17 @@ describe('conversations query (DuckDB over the local exports)', () => {
       [['SELECT 1', '--json', '--csv'], /^webhook-gateway: --json and --csv: choose one/],
       [['SELECT 1', '--stack', 'X'], /^webhook-gateway: --stack, --region and --profile go with --aws/],
       [['DROP VIEW conversations'], /^webhook-gateway: conversations query only reads .*"DROP" is refused/],
+      // A saved .sql file that starts with a comment (`conversations query "$(cat q.sql)"`) reads as an option.
+      [
+        ['-- types\nSELECT 1'],
+        /^webhook-gateway: unknown option -- types\\nSELECT 1: .*; SQL that starts with "-" \(a -- comment\) goes after --: conversations query -- "<SQL>"$/m,
+      ],
+      // DuckDB's message quotes the value (here made in the SQL; a question or answer is the sender's text): its
+      // escape sequences are written out, not sent to the terminal to clear or retitle it.
+      [
+        ["SELECT CAST(chr(27) || '[2J' || chr(27) || ']0;pwned' || chr(7) AS INTEGER)"],
+        /^webhook-gateway: query failed: Conversion Error: Could not convert string '\\u001b\[2J\\u001b\]0;pwned\\u0007' to INT32/,
+      ],
     ];
     for (const [args, message] of cases) {
       const result = await query(args);
@@ -165,6 +176,55 @@ describe('conversations query (DuckDB over the local exports)', () => {
       ).stdout,
     );
     expect(rows).toEqual([{ delivery_status: 'delivered', delivery_attempt_count: 2 }]);
+  });
+
+  it('writes JSON and CSV a row at a time: a bucket of long answers is more text than one string holds', async () => {
+    // The whole text of 9,000 answers of 60 KB (~550 M characters) was one string: "RangeError: Invalid string length".
+    const sql = `SELECT i, repeat('x', 1000) || '"' AS s FROM range(300) r(i) ORDER BY i`;
+    const { main } = await import('../../../local/cli/main.ts');
+    const written = async (args: string[]) => {
+      const chunks: string[] = [];
+      const stdout = vi.spyOn(process.stdout, 'write').mockImplementation(((chunk: unknown) => {
+        chunks.push(String(chunk));
+        return true;
+      }) as never);
+      const stderr = vi.spyOn(process.stderr, 'write').mockImplementation((() => true) as never);
+      const before = { ...process.env };
+      process.env.LOCAL_DATA_DIR = world.dataDir;
+      delete process.env.AWS_ENDPOINT_URL_S3;
+      try {
+        expect(await main(['conversations', 'query', sql, ...args])).toBe(0);
+      } finally {
+        stdout.mockRestore();
+        stderr.mockRestore();
+        process.env = before;
+      }
+      expect(Math.max(...chunks.map((c) => c.length))).toBeLessThan(2_000);
+      return chunks.join('');
+    };
+    const rows = Array.from({ length: 300 }, (_, i) => ({ i, s: `${'x'.repeat(1000)}"` }));
+    expect(await written(['--json'])).toBe(`${JSON.stringify(rows, null, 2)}\n`);
+    const csv = await written(['--csv']);
+    expect(csv).toBe(`i,s\r\n${rows.map((r) => `${r.i},"${'x'.repeat(1000)}"""\r\n`).join('')}`);
+  });
+
+  it("names a skipped export's key as text: a key's escape sequences do not reach the terminal", async () => {
+    // Any S3 client may write under conversation-history/ (a shared S3 with AWS_ENDPOINT_URL_S3, a script's PUT).
+    const day = path.join(world.dataDir, 's3', world.gateway.bucket, 'conversation-history', '2025', '01', '03');
+    await mkdir(path.join(day, 'webhook_\u001b]0;pwned\u0007'), { recursive: true });
+    await writeFile(path.join(day, 'webhook_\u001b]0;pwned\u0007', 'analysis.json'), '{"format":"analy');
+    try {
+      const all = await query(['SELECT count(*) AS n FROM conversations', '--json']);
+      expect(all.code, all.stderr).toBe(0);
+      expect(all.stderr).toMatch(
+        /e\.g\. conversation-history\/2025\/01\/03\/webhook_\\u001b\]0;pwned\\u0007\/analysis\.json: /,
+      );
+      expect([...all.stderr].filter((c) => c === '\u001b' || c === '\u0007')).toEqual([]);
+    } finally {
+      await rm(path.join(world.dataDir, 's3', world.gateway.bucket, 'conversation-history', '2025'), {
+        recursive: true,
+      });
+    }
   });
 
   it('a named query lists and reads only the day folders from its since on, however many days the bucket holds', async () => {

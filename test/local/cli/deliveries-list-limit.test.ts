@@ -109,3 +109,39 @@ describe('deliveries redrive --all --dry-run --limit', () => {
     expect(refused.stderr).toContain('--limit bounds what a --dry-run shows');
   });
 });
+
+/**
+ * `deliveries list --type T`: one receiver's deliveries (its backlog while it is down), as `deliveries redrive --all
+ * --type` plans them. Before, the list took no --type: the newest 50 of every type were shown mixed.
+ */
+describe('deliveries list --type', () => {
+  it("shows only that type's deliveries, counts only those, and names the type when there are none", async () => {
+    const typed = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-deliveries-type-'));
+    try {
+      const store = new LocalFailedDeliveryStore(typed);
+      const deal = pendingEnvelope('typ001', T0);
+      const general = pendingEnvelope('typ002', new Date(T0.getTime() + 1000), { webhook_type: 'general' });
+      await store.put(deal);
+      await store.put(general);
+      const list = (...args: string[]) => runMain(['deliveries', 'list', ...args], { LOCAL_DATA_DIR: typed });
+
+      const generalOnly = await list('--type', 'General', '--limit', '1');
+      expect(generalOnly.code, generalOnly.stderr).toBe(0);
+      expect(idsIn(generalOnly.stdout)).toEqual([general.conversation_id]);
+      expect(generalOnly.stdout).not.toContain('not shown');
+      const json = JSON.parse((await list('--type', 'deal_analysis', '--json')).stdout);
+      expect(json.map((e: { conversation_id: string }) => e.conversation_id)).toEqual([deal.conversation_id]);
+      expect((await list('--type', 'lead_analysis')).stdout).toMatch(
+        /^No pending or dead lead_analysis deliveries in /,
+      );
+
+      const refused = await list('--type', 'deals');
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toContain(
+        '--type takes one of deal_analysis, data_analysis, lead_analysis, general; got "deals"',
+      );
+    } finally {
+      await rm(typed, { recursive: true, force: true });
+    }
+  });
+});

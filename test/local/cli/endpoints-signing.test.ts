@@ -59,14 +59,38 @@ describe('endpoints set --secret, then endpoints list', () => {
       secrets_changed_at: expect.stringMatching(new RegExp(`^${ISO}$`)),
     });
 
-    // A second --secret is no first one: nothing is said of the gateway's secret.
-    const again = await run('set', 'deal_analysis', '--secret', NEW.replace('MDEy', 'OTk5'));
-    expect(again.stdout).toContain('signed with two secrets (the new one first): both');
-
     expect((await run('set', 'deal_analysis', '--drop-previous-secret')).code).toBe(0);
     const after = await run('list');
     expect(after.stdout).toMatch(/^deal_analysis\s+healthy\s+one secret\s/m);
     expect(after.stdout).not.toContain('two secrets');
+
+    // A second rotation is no first one: nothing is said of the gateway's secret.
+    const again = await run('set', 'deal_analysis', '--secret', NEW.replace('MDEy', 'OTk5'));
+    expect(again.stdout).toContain('signed with two secrets (the new one first): both');
+  });
+
+  it('refuses a new --secret while a rotation is under way: it would drop the secret the receiver may verify with', async () => {
+    // Before, a second --secret before --drop-previous-secret kept the two newest and dropped the one the receiver
+    // still verified with: every delivery failed its signature check from then on.
+    const file = path.join(dataDir, 'delivery-signing-secrets.json');
+    const original = JSON.parse(await readFile(file, 'utf8')).deal_analysis;
+    expect((await run('set', 'deal_analysis', '--secret', NEW)).code).toBe(0);
+    const rotating = await readFile(file, 'utf8');
+    expect(JSON.parse(rotating).deal_analysis).toEqual([NEW, original]);
+
+    const refused = await run('set', 'deal_analysis', '--secret', NEW.replace('MDEy', 'OTk5'));
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toBe(
+      'webhook-gateway: deal_analysis: a rotation is under way (two secrets sign): another --secret would drop the previous one, which the receiver may still verify with. End the rotation first with --drop-previous-secret once the receiver verifies the newer secret (or give --secret with --drop-previous-secret to sign with the new one alone at once)\n',
+    );
+    expect(await readFile(file, 'utf8')).toBe(rotating);
+
+    // The same secret again changes nothing; with --drop-previous-secret the new one signs alone at once.
+    expect((await run('set', 'deal_analysis', '--secret', NEW)).code).toBe(0);
+    expect(JSON.parse(await readFile(file, 'utf8')).deal_analysis).toEqual([NEW, original]);
+    const NEWER = NEW.replace('MDEy', 'OTk5');
+    expect((await run('set', 'deal_analysis', '--secret', NEWER, '--drop-previous-secret')).code).toBe(0);
+    expect([JSON.parse(await readFile(file, 'utf8')).deal_analysis].flat()).toEqual([NEWER]);
   });
 
   it('says the time of a rotation it did not record is not known, without making one up', async () => {

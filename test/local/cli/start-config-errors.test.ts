@@ -36,6 +36,11 @@ describe('start refuses bad configuration before it listens', () => {
       /^MANAGER_AGENT_FUNCTION_NAME must be a Lambda function name \(letters, digits, - and _, at most 64\), name:alias or a full function ARN, got "my agent!"$/,
     ],
     [{ INBOUND_WEBHOOK_SECRETS: '{"crm": "secret"}' }, /INBOUND_WEBHOOK_SECRETS\.crm\[0\]: secrets must be "whsec_"/],
+    // Before, it started, and every signed request of the source got 500 INTERNAL_ERROR (the base64 did not decode).
+    [
+      { INBOUND_WEBHOOK_SECRETS: '{"crm": "whsec_AAAAAAAAAAAAAAA=AAAA"}' },
+      /^INBOUND_WEBHOOK_SECRETS\.crm\[0\]: secrets must be "whsec_" followed by base64 \(at least 16 characters\): this one's base64 does not decode/,
+    ],
     [{ GENERAL_WEBHOOK_URL: 'http://crm.example.com/hook' }, /GENERAL_WEBHOOK_URL: delivery URL must use https/],
     [
       { OUTBOUND_WEBHOOK_QUEUE_URL: 'https://sqs.us-east-1.amazonaws.com/1/q' },
@@ -54,8 +59,8 @@ describe('start refuses bad configuration before it listens', () => {
     [{ RESPONSE_TIMEOUT_MS: '1000' }, /RESPONSE_TIMEOUT_MS must be from 9000 to 300000 \(ms\), got 1000/],
     [{ RESPONSE_TIMEOUT_MS: '400000' }, /RESPONSE_TIMEOUT_MS must be from 9000 to 300000 \(ms\), got 400000/],
     // Before, the message blamed ASYNC_AGENT_TIMEOUT_MS ("at most -399999728000").
-    [{ DELIVERY_TIMEOUT_MS: '99999999999' }, /^DELIVERY_TIMEOUT_MS must be from 100 to 30000 \(ms\), got 99999999999$/],
-    [{ DELIVERY_TIMEOUT_MS: '50' }, /DELIVERY_TIMEOUT_MS must be from 100 to 30000 \(ms\), got 50/],
+    [{ DELIVERY_TIMEOUT_MS: '99999999999' }, /^DELIVERY_TIMEOUT_MS must be from 100 to 24000 \(ms\), got 99999999999$/],
+    [{ DELIVERY_TIMEOUT_MS: '50' }, /DELIVERY_TIMEOUT_MS must be from 100 to 24000 \(ms\), got 50/],
     // Before, it started and, the timer overflowing, swept the redelivery schedule every millisecond.
     [
       { REDELIVERY_POLL_MS: '3000000000' },
@@ -67,6 +72,12 @@ describe('start refuses bad configuration before it listens', () => {
     [
       { CONVERSATION_EXPORT_S3_BUCKET: 'Bad_Bucket' },
       /^CONVERSATION_EXPORT_S3_BUCKET must be an S3 bucket name \(3 to 63 lower-case letters, digits, dots and hyphens\), got "Bad_Bucket"$/,
+    ],
+    // Before, it started: a captured signed request replayed a minute later, within its signature's tolerance, ran
+    // again, its key gone (docs/security.md#idempotency-keys).
+    [
+      { IDEMPOTENCY_TTL_SECONDS: '60' },
+      /^IDEMPOTENCY_TTL_SECONDS must be at least 300 \(seconds: a signed request replayed within its signature's 5-minute tolerance must find its key\), got "60"$/,
     ],
     [{ LOG_LEVEL: 'verbose' }, /LOG_LEVEL must be one of DEBUG, INFO, WARN, ERROR \(any case\), got "verbose"/],
     // Before, each of these started: the flag and the slow agent's wait were ignored, and an endpoint without its

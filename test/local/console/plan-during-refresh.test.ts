@@ -52,7 +52,8 @@ describe.skipIf(skipBrowser)('a recover planned while the Endpoints page is refr
     await holdPlans();
     await page.locator('button[data-plan="general"]').click();
     expect((await rawGet(`${world.gateway.url}/local/endpoints/general/resume`, {}, 'POST')).status).toBe(200);
-    await polls.advance(6, async () => (await general.getAttribute('data-state')) !== 'paused');
+    // The page refreshes at most every 5 s (its clock): the resume may be shown 5 to 6 polls after the pause was.
+    await polls.advance(10, async () => (await general.getAttribute('data-state')) !== 'paused');
     expect(await general.getAttribute('data-state')).toBe('healthy');
     release();
     await page.locator('#flash:has-text("Plan for general")').waitFor();

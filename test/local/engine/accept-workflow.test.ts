@@ -119,3 +119,93 @@ describe('the accept workflow when neither the start nor the export works', () =
     expect(JSON.parse(await readFile(keyFile, 'utf8'))).toMatchObject({ status: 'in_progress' });
   });
 });
+
+/**
+ * Lambda throttling Validate on every try (Lambda.TooManyRequestsException: the account's concurrency used up, as a
+ * new account's quota of 10 soon is): on AWS the execution failed with that error and the caller got 500
+ * INTERNAL_ERROR, which says "a bug" and not "send it again". Both workflows now answer 503 NOT_STARTED with
+ * Retry-After (statemachine/*.asl.json, ValidateThrottled); nothing ran, so nothing is exported or held.
+ */
+describe('both workflows when Lambda throttles Validate', () => {
+  for (const name of ['conversation', 'accept'] as const) {
+    it(`the ${name} workflow answers 503 NOT_STARTED with Retry-After after Validate's retries`, async () => {
+      const handlers = await loadStageHandlers();
+      let tries = 0;
+      const send = (params: unknown) => world.gateway.failedDeliveries.sendMessage(params as never);
+      const validate = async () => {
+        tries += 1;
+        throw Object.assign(new Error('Rate Exceeded.'), { name: 'Lambda.TooManyRequestsException' });
+      };
+      const workflow = localWorkflow(name, { ...handlers, validate }, send, NO_WAIT);
+      const execution = await workflow.run(
+        {
+          body: JSON.stringify(SEED_REQUEST),
+          headers: { 'content-type': 'application/json', 'idempotency-key': `throttled-${randomUUID()}` },
+          request_id: randomUUID(),
+          source_ip: '127.0.0.1',
+          received_at: new Date().toISOString(),
+        },
+        `throttled-${name}`,
+      );
+      expect(tries).toBe(3); // the first try and the state's two retries
+      expect(execution).toMatchObject({ status: 'FAILED', error: 'ConversationNotStarted' });
+      const http = httpResultForExecution({ status: execution.status, error: execution.error, cause: execution.cause });
+      expect(http).toMatchObject({ statusCode: 503, headers: { 'retry-after': '2' } });
+      const { error } = http.body as { error: { code: string; message: string } };
+      expect(error.code).toBe('NOT_STARTED');
+      expect(error.message).toMatch(/concurrency is used up\); send it again after Retry-After$/);
+      expect(world.agent.invocations).toHaveLength(0);
+    });
+  }
+});
+
+/**
+ * An accepted conversation (202 given, its status `running`) whose run Lambda throttled at Validate on every try: the
+ * run used to end in ValidateThrottled, nothing exported, its key held, its status `running` until it read failed 7
+ * minutes after it was accepted. It is now exported as failed, not started (statemachine/conversation.asl.json,
+ * ExportNotStarted): its status failed with NOT_STARTED at once, its key freed.
+ */
+describe('the run of an accepted conversation when Lambda throttles its Validate', () => {
+  it('is exported as not started: status failed (NOT_STARTED), key freed, no agent call', async () => {
+    const handlers = await loadStageHandlers();
+    const send = (params: unknown) => world.gateway.failedDeliveries.sendMessage(params as never);
+    let run: unknown;
+    const accept = localWorkflow('accept', handlers, send, NO_WAIT, undefined, async (params) => {
+      run = (params as { Input: unknown }).Input;
+      return {};
+    });
+    const key = `throttled-run-${randomUUID()}`;
+    const accepted = await accept.run(
+      {
+        body: JSON.stringify(SEED_REQUEST),
+        headers: { 'content-type': 'application/json', 'idempotency-key': key },
+        request_id: randomUUID(),
+        source_ip: '127.0.0.1',
+        received_at: new Date().toISOString(),
+      },
+      'throttled-run-accept',
+    );
+    expect(accepted.status).toBe('SUCCEEDED');
+    const id = (run as { accepted: { conversation: { conversation_id: string } } }).accepted.conversation
+      .conversation_id;
+
+    const validate = async () => {
+      throw Object.assign(new Error('Rate Exceeded.'), { name: 'Lambda.TooManyRequestsException' });
+    };
+    const conversation = localWorkflow('conversation', { ...handlers, validate }, send, NO_WAIT);
+    const execution = await conversation.run(run, id);
+
+    expect(execution).toMatchObject({ status: 'FAILED', error: 'ConversationNotStarted' });
+    const record = await world.getJson(`${folderOf(id)}conversation.json`);
+    expect(record.conversation.execution).toMatchObject({
+      status: 'failed',
+      errors: [expect.objectContaining({ error: 'Lambda.TooManyRequestsException' })],
+    });
+    const status = JSON.parse(await readFile(path.join(world.dataDir, 'status', `${id}.json`), 'utf8'));
+    expect(status).toMatchObject({ status: 'failed' });
+    expect(JSON.parse(status.body)).toMatchObject({ error: { code: 'NOT_STARTED', conversation_id: id } });
+    const keyFile = path.join(world.dataDir, 'idempotency', `${idempotencyPk('testing_system', key)}.json`);
+    await expect(readFile(keyFile)).rejects.toThrow(/ENOENT/);
+    expect(world.agent.invocations).toHaveLength(0);
+  });
+});

@@ -114,6 +114,9 @@ describe('a retry of a failed write still due when the gateway closes', () => {
     const world = await startWorld({}, { summaryIndexRetry: clock.retry });
     try {
       expect((await world.post(SEED_REQUEST)).status).toBe(200);
+      // Its history saved and its index line appended (they may end after the answer, on a loaded machine): else the
+      // console could find nothing new to write, and no retry would ever be scheduled.
+      await world.gateway.idle();
       disk.full = true;
       // The console's list folds the saved entry into the index: its write fails, a retry is due in 1 s.
       expect((await fetch(`${world.gateway.url}/console`)).status).toBe(200);

@@ -236,8 +236,8 @@ describe.skipIf(skipCli)('the AWS CLI against the embedded S3', { timeout: 180_0
     expect(sha(await readFile(path.join(dir, 'part2.bin')))).toBe(sha(big.subarray(8 * 1024 * 1024)));
   });
 
-  it('what the embedded S3 cannot honour (SSE-C, a storage class, tags, an Object Lock) fails the command; nothing stored', async () => {
-    // Before: each upload succeeded, stored plain, STANDARD, untagged and unlocked.
+  it('what the embedded S3 cannot honour (SSE-C, a storage class, an Object Lock) fails the command; nothing stored', async () => {
+    // Before: each upload succeeded, stored plain, STANDARD and unlocked.
     await writeFile(path.join(dir, 'small.txt'), 'small');
     const cp = (...options: string[]) =>
       aws('s3', 'cp', path.join(dir, 'small.txt'), `s3://${BUCKET}/refused/small.txt`, ...options);
@@ -245,7 +245,6 @@ describe.skipIf(skipCli)('the AWS CLI against the embedded S3', { timeout: 180_0
       aws('s3api', 'put-object', '--bucket', BUCKET, '--key', 'refused/small.txt', ...options);
     await expect(cp('--sse-c', 'AES256', '--sse-c-key', 'k'.repeat(32))).rejects.toThrow(/NotImplemented/);
     await expect(cp('--storage-class', 'GLACIER')).rejects.toThrow(/NotImplemented/);
-    await expect(put('--tagging', 'team=revops')).rejects.toThrow(/NotImplemented/);
     await expect(put('--object-lock-legal-hold-status', 'ON')).rejects.toThrow(
       /InvalidRequest.*Bucket is missing Object Lock Configuration/,
     );
@@ -253,6 +252,19 @@ describe.skipIf(skipCli)('the AWS CLI against the embedded S3', { timeout: 180_0
       aws('s3api', 'head-object', '--bucket', BUCKET, '--key', 'uploads/big.bin', '--version-id', 'garbage'),
     ).rejects.toThrow(/\(400\)/);
     expect((await aws('s3', 'ls', `s3://${BUCKET}/refused/`).catch(() => '')).trim()).toBe('');
+  });
+
+  it('s3api keeps the tags of put-object --tagging and put-object-tagging; delete-object-tagging removes them', async () => {
+    // Before: put-object --tagging and put-object-tagging failed (501), get-object-tagging answered none.
+    const object = ['--bucket', BUCKET, '--key', 'tagged/small.txt'];
+    const tagSet = async () => JSON.parse(await aws('s3api', 'get-object-tagging', ...object)).TagSet;
+    await writeFile(path.join(dir, 'small.txt'), 'small');
+    await aws('s3api', 'put-object', ...object, '--body', path.join(dir, 'small.txt'), '--tagging', 'team=revops');
+    expect(await tagSet()).toEqual([{ Key: 'team', Value: 'revops' }]);
+    await aws('s3api', 'put-object-tagging', ...object, '--tagging', 'TagSet=[{Key=stage,Value=raw}]');
+    expect(await tagSet()).toEqual([{ Key: 'stage', Value: 'raw' }]);
+    await aws('s3api', 'delete-object-tagging', ...object);
+    expect(await tagSet()).toEqual([]);
   });
 
   it('aws s3 rm --recursive empties the prefix', async () => {

@@ -3,12 +3,14 @@ import { connect } from 'node:net';
 import path from 'node:path';
 import {
   AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
   CopyObjectCommand,
   CreateMultipartUploadCommand,
   DeleteBucketMetadataTableConfigurationCommand,
   DeleteObjectAnnotationCommand,
   DeleteObjectCommand,
   DeleteObjectsCommand,
+  DeleteObjectTaggingCommand,
   GetObjectCommand,
   GetObjectTaggingCommand,
   HeadObjectCommand,
@@ -19,6 +21,7 @@ import {
   PutObjectCommand,
   PutObjectTaggingCommand,
   RenameObjectCommand,
+  UploadPartCommand,
 } from '@aws-sdk/client-s3';
 import { describe, expect, it } from 'vitest';
 import { useEmbeddedS3 } from '../../support/embedded-s3.ts';
@@ -486,37 +489,6 @@ describe('what the embedded S3 cannot honour is refused, never stored or read as
     ).rejects.toMatchObject(missing);
     expect(await stored()).not.toContain(Key);
   });
-  it('tags on a write (x-amz-tagging): 501 naming the header, as PutObjectTagging is; nothing stored untagged', async () => {
-    // Before: stored without its tags, and GetObjectTagging then answered none.
-    const Key = 'tagging/object.txt';
-    await expect(
-      local.client.send(new PutObjectCommand({ Bucket: BUCKET, Key, Body: 'body', Tagging: 'team=revops' })),
-    ).rejects.toMatchObject(refused('x-amz-tagging'));
-    await expect(
-      local.client.send(new CreateMultipartUploadCommand({ Bucket: BUCKET, Key, Tagging: 'team=revops' })),
-    ).rejects.toMatchObject(refused('x-amz-tagging'));
-    expect(await stored()).not.toContain(Key);
-    await local.client.send(new PutObjectCommand({ Bucket: BUCKET, Key, Body: 'body' }));
-    await expect(
-      local.client.send(
-        new CopyObjectCommand({
-          Bucket: BUCKET,
-          Key: 'tagging/copy.txt',
-          CopySource: `${BUCKET}/${Key}`,
-          TaggingDirective: 'REPLACE',
-          Tagging: 'team=revops',
-        }),
-      ),
-    ).rejects.toMatchObject(refused('x-amz-tagging'));
-    await expect(
-      local.client.send(
-        new PutObjectTaggingCommand({ Bucket: BUCKET, Key, Tagging: { TagSet: [{ Key: 'a', Value: 'b' }] } }),
-      ),
-    ).rejects.toMatchObject({ name: 'NotImplemented', $metadata: { httpStatusCode: 501 } });
-    expect((await local.client.send(new GetObjectTaggingCommand({ Bucket: BUCKET, Key }))).TagSet).toEqual([]);
-    expect(await stored()).not.toContain('tagging/copy.txt');
-  });
-
   it('a website redirect (x-amz-website-redirect-location): 501 naming the header; nothing stored without it', async () => {
     // Before: stored without it; HeadObject then gave no WebsiteRedirectLocation.
     const Key = 'redirect/page.html';
@@ -543,6 +515,22 @@ describe('what the embedded S3 cannot honour is refused, never stored or read as
     expect(await stored()).not.toContain(Key);
     await put({ ServerSideEncryption: 'AES256' });
     expect(await text(Key)).toBe('body');
+  });
+  it('an encryption S3 does not have (x-amz-server-side-encryption: AES128): 400 InvalidArgument; nothing stored', async () => {
+    // Before: taken as if it were AES256.
+    const Key = 'sse-unknown/object.txt';
+    await expect(
+      local.client.send(
+        new PutObjectCommand({ Bucket: BUCKET, Key, Body: 'body', ServerSideEncryption: 'AES128' as 'AES256' }),
+      ),
+    ).rejects.toMatchObject({
+      name: 'InvalidArgument',
+      message: 'The encryption method specified is not supported',
+      ArgumentName: 'x-amz-server-side-encryption',
+      ArgumentValue: 'AES128',
+      $metadata: { httpStatusCode: 400 },
+    });
+    expect(await stored()).not.toContain(Key);
   });
   it('an ACL on a write: 400 AccessControlListNotSupported, as the deployed bucket (ACLs disabled) answers', async () => {
     // Before: stored without the ACL (public-read said, private kept).
@@ -773,5 +761,146 @@ describe('presigned URLs: their signature is not checked, their time is, as S3 c
     expect(await tooLong.text()).toMatch(
       /<Code>AuthorizationQueryParametersError<\/Code><Message>X-Amz-Expires must be less than a week/,
     );
+  });
+});
+
+describe('object tags are kept as S3 keeps them (before: refused with 501, GetObjectTagging answered none)', () => {
+  const tagsOf = async (Key: string) =>
+    (await local.client.send(new GetObjectTaggingCommand({ Bucket: BUCKET, Key }))).TagSet;
+  const tagCount = async (Key: string) =>
+    (await local.client.send(new GetObjectCommand({ Bucket: BUCKET, Key }))).TagCount;
+
+  it('on a write, a multipart upload and a copy (kept, or replaced with x-amz-tagging-directive: REPLACE)', async () => {
+    const Key = 'tags/object.txt';
+    await local.client.send(
+      new PutObjectCommand({
+        Bucket: BUCKET,
+        Key,
+        Body: 'body',
+        Tagging: 'team=rev%20ops&stage=raw+1&empty=&__proto__=x',
+      }),
+    );
+    expect(await tagsOf(Key)).toEqual([
+      { Key: 'team', Value: 'rev ops' },
+      { Key: 'stage', Value: 'raw 1' },
+      { Key: 'empty', Value: '' },
+      { Key: '__proto__', Value: 'x' },
+    ]);
+    expect(await tagCount(Key)).toBe(4);
+
+    const upload = await local.client.send(
+      new CreateMultipartUploadCommand({ Bucket: BUCKET, Key: 'tags/multipart.bin', Tagging: 'team=revops' }),
+    );
+    const part = await local.client.send(
+      new UploadPartCommand({
+        Bucket: BUCKET,
+        Key: 'tags/multipart.bin',
+        UploadId: upload.UploadId,
+        PartNumber: 1,
+        Body: 'part',
+      }),
+    );
+    await local.client.send(
+      new CompleteMultipartUploadCommand({
+        Bucket: BUCKET,
+        Key: 'tags/multipart.bin',
+        UploadId: upload.UploadId,
+        MultipartUpload: { Parts: [{ PartNumber: 1, ETag: part.ETag }] },
+      }),
+    );
+    expect(await tagsOf('tags/multipart.bin')).toEqual([{ Key: 'team', Value: 'revops' }]);
+
+    const copy = (Key: string, input: object = {}) =>
+      local.client.send(
+        new CopyObjectCommand({ Bucket: BUCKET, Key, CopySource: `${BUCKET}/tags/object.txt`, ...input }),
+      );
+    await copy('tags/copy.txt');
+    expect(await tagsOf('tags/copy.txt')).toHaveLength(4);
+    await copy('tags/replaced.txt', { TaggingDirective: 'REPLACE', Tagging: 'owner=me' });
+    expect(await tagsOf('tags/replaced.txt')).toEqual([{ Key: 'owner', Value: 'me' }]);
+    await copy('tags/untagged.txt', { TaggingDirective: 'REPLACE' });
+    expect(await tagsOf('tags/untagged.txt')).toEqual([]);
+    expect(await tagCount('tags/untagged.txt')).toBeUndefined();
+    await expect(copy('tags/bad.txt', { TaggingDirective: 'MERGE' })).rejects.toMatchObject({
+      name: 'InvalidArgument',
+      $metadata: { httpStatusCode: 400 },
+    });
+  });
+
+  it('PutObjectTagging replaces them and DeleteObjectTagging removes them; the bytes, ETag and time stay', async () => {
+    const Key = 'tags/retagged.txt';
+    await local.client.send(new PutObjectCommand({ Bucket: BUCKET, Key, Body: 'body', Tagging: 'a=1' }));
+    const before = await local.client.send(new HeadObjectCommand({ Bucket: BUCKET, Key }));
+    await local.client.send(
+      new PutObjectTaggingCommand({ Bucket: BUCKET, Key, Tagging: { TagSet: [{ Key: 'b', Value: '2' }] } }),
+    );
+    expect(await tagsOf(Key)).toEqual([{ Key: 'b', Value: '2' }]);
+    const after = await local.client.send(new HeadObjectCommand({ Bucket: BUCKET, Key }));
+    expect([after.ETag, after.LastModified, after.ContentLength]).toEqual([
+      before.ETag,
+      before.LastModified,
+      before.ContentLength,
+    ]);
+    expect(await text(Key)).toBe('body');
+    await local.client.send(new DeleteObjectTaggingCommand({ Bucket: BUCKET, Key }));
+    expect(await tagsOf(Key)).toEqual([]);
+    expect(await text(Key)).toBe('body');
+    await expect(
+      local.client.send(
+        new PutObjectTaggingCommand({
+          Bucket: BUCKET,
+          Key: 'tags/none',
+          Tagging: { TagSet: [{ Key: 'a', Value: '1' }] },
+        }),
+      ),
+    ).rejects.toMatchObject({ name: 'NoSuchKey', $metadata: { httpStatusCode: 404 } });
+    await expect(
+      local.client.send(new DeleteObjectTaggingCommand({ Bucket: BUCKET, Key: 'tags/none' })),
+    ).rejects.toMatchObject({ name: 'NoSuchKey', $metadata: { httpStatusCode: 404 } });
+    expect(await stored()).not.toContain(path.join('tags', 'none'));
+  });
+
+  it('tags S3 refuses get its 400 (too many, too long, aws:, repeated, bad characters); nothing stored or changed', async () => {
+    const Key = 'tags/refused.txt';
+    const put = (Tagging: string) =>
+      local.client.send(new PutObjectCommand({ Bucket: BUCKET, Key, Body: 'body', Tagging }));
+    const many = Array.from({ length: 11 }, (_, i) => `k${i}=v`).join('&');
+    await expect(put(many)).rejects.toMatchObject({
+      name: 'BadRequest',
+      message: 'Object tags cannot be greater than 10',
+      $metadata: { httpStatusCode: 400 },
+    });
+    const invalidTag = (message: string) => ({ name: 'InvalidTag', message, $metadata: { httpStatusCode: 400 } });
+    await expect(put(`${'k'.repeat(129)}=v`)).rejects.toMatchObject(
+      invalidTag('The TagKey you have provided is too long, max 128'),
+    );
+    await expect(put(`k=${'v'.repeat(257)}`)).rejects.toMatchObject(
+      invalidTag('The TagValue you have provided is too long, max 256'),
+    );
+    await expect(put('aws:owner=me')).rejects.toMatchObject(invalidTag('Your TagKey cannot be prefixed with aws:'));
+    await expect(put('k=a%3Cb')).rejects.toMatchObject(invalidTag('The TagValue you have provided is invalid'));
+    await expect(put('k=1&k=2')).rejects.toMatchObject({
+      name: 'InvalidArgument',
+      ArgumentName: 'x-amz-tagging',
+      $metadata: { httpStatusCode: 400 },
+    });
+    expect(await stored()).not.toContain(path.join('tags', 'refused.txt'));
+
+    await local.client.send(new PutObjectCommand({ Bucket: BUCKET, Key, Body: 'body', Tagging: 'a=1' }));
+    await expect(
+      local.client.send(
+        new PutObjectTaggingCommand({
+          Bucket: BUCKET,
+          Key,
+          Tagging: {
+            TagSet: [
+              { Key: 'k', Value: '1' },
+              { Key: 'k', Value: '2' },
+            ],
+          },
+        }),
+      ),
+    ).rejects.toMatchObject(invalidTag('Cannot provide multiple Tags with the same key'));
+    expect(await tagsOf(Key)).toEqual([{ Key: 'a', Value: '1' }]);
   });
 });

@@ -340,6 +340,53 @@ describe('uploads', () => {
     ).rejects.toMatchObject({ name: 'EntityTooSmall' });
   });
 
+  it('CopyObject of a multipart object makes one object, as S3 does: the MD5 of its bytes as ETag, no parts', async () => {
+    // Before: the copy kept the source's "<hex>-2" ETag and its parts (part 1 served as the first 5 MiB).
+    const whole = Buffer.concat([Buffer.alloc(5 * 1024 * 1024, 7), Buffer.from('tail')]);
+    const copied = await overHttp.send(
+      new CopyObjectCommand({ Bucket: BUCKET, Key: 'multi/copy.bin', CopySource: `${BUCKET}/multi/big.bin` }),
+    );
+    expect(copied.CopyObjectResult?.ETag).toBe(`"${md5(whole)}"`);
+    const head = await overHttp.send(new HeadObjectCommand({ Bucket: BUCKET, Key: 'multi/copy.bin', PartNumber: 1 }));
+    expect([head.$metadata.httpStatusCode, head.ETag, head.ContentLength, head.PartsCount]).toEqual([
+      200,
+      `"${md5(whole)}"`,
+      whole.length,
+      undefined,
+    ]);
+    const read = await inProcess.send(new GetObjectCommand({ Bucket: BUCKET, Key: 'multi/copy.bin' }));
+    expect(md5(Buffer.from(await read.Body!.transformToByteArray()))).toBe(md5(whole));
+  });
+
+  it('partNumber on a multipart object completed before part sizes were kept: served for one part, else 501', async () => {
+    // Before: 501 NotImplemented for one part too, though its one part is the whole object.
+    const complete = async (Key: string, bodies: Buffer[]) => {
+      const { UploadId } = await overHttp.send(new CreateMultipartUploadCommand({ Bucket: BUCKET, Key }));
+      const Parts = [];
+      for (const [i, Body] of bodies.entries()) {
+        const { ETag } = await overHttp.send(
+          new UploadPartCommand({ Bucket: BUCKET, Key, UploadId, PartNumber: i + 1, Body }),
+        );
+        Parts.push({ PartNumber: i + 1, ETag });
+      }
+      await overHttp.send(
+        new CompleteMultipartUploadCommand({ Bucket: BUCKET, Key, UploadId, MultipartUpload: { Parts } }),
+      );
+      // As an earlier version stored it: the same metadata without the part sizes.
+      const meta = path.join(dir, BUCKET, 'legacy', `.${Key.slice('legacy/'.length)}.meta.json`);
+      const { partSizes: _, ...info } = JSON.parse(await readFile(meta, 'utf8'));
+      await writeFile(meta, JSON.stringify(info));
+    };
+    await complete('legacy/one.bin', [Buffer.from('only part')]);
+    const one = await overHttp.send(new GetObjectCommand({ Bucket: BUCKET, Key: 'legacy/one.bin', PartNumber: 1 }));
+    expect([one.$metadata.httpStatusCode, one.ContentRange, one.PartsCount]).toEqual([206, 'bytes 0-8/9', 1]);
+    expect(await one.Body!.transformToString()).toBe('only part');
+    await complete('legacy/two.bin', [Buffer.alloc(5 * 1024 * 1024, 1), Buffer.from('tail')]);
+    await expect(
+      overHttp.send(new GetObjectCommand({ Bucket: BUCKET, Key: 'legacy/two.bin', PartNumber: 2 })),
+    ).rejects.toMatchObject({ name: 'NotImplemented', $metadata: { httpStatusCode: 501 } });
+  });
+
   it('a key cannot be both an object and the folder of other keys: 409 KeyConflict, the first one kept', async () => {
     await inProcess.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'conflict/a', Body: 'object a' }));
     await expect(
@@ -433,6 +480,35 @@ describe('reads, conditions, copies, deletes', () => {
         new CopyObjectCommand({ Bucket: BUCKET, Key: 'read/copy.txt', CopySource: `${BUCKET}/read/copy.txt` }),
       ),
     ).rejects.toMatchObject({ name: 'InvalidRequest' });
+  });
+
+  it("CopyObject with MetadataDirective REPLACE keeps none of the source's Cache-Control or x-amz-meta-*", async () => {
+    // Before: the copy kept the source's Cache-Control and metadata the request had not given.
+    await overHttp.send(
+      new PutObjectCommand({
+        Bucket: BUCKET,
+        Key: 'read/described.txt',
+        Body: 'body',
+        CacheControl: 'max-age=60',
+        Metadata: { team: 'revops' },
+      }),
+    );
+    await overHttp.send(
+      new CopyObjectCommand({
+        Bucket: BUCKET,
+        Key: 'read/redescribed.txt',
+        CopySource: `${BUCKET}/read/described.txt`,
+        MetadataDirective: 'REPLACE',
+        ContentType: 'text/plain',
+        Metadata: { stage: 'raw' },
+      }),
+    );
+    const copied = await overHttp.send(new HeadObjectCommand({ Bucket: BUCKET, Key: 'read/redescribed.txt' }));
+    expect([copied.ContentType, copied.CacheControl, copied.Metadata]).toEqual([
+      'text/plain',
+      undefined,
+      { stage: 'raw' },
+    ]);
   });
 
   it('DeleteObjects reports each key; a malformed document is 400 MalformedXML', async () => {

@@ -322,7 +322,7 @@ describe('deliveries redrive --aws', () => {
     // Before: "(paused, disabled or at its rate: webhook-gateway endpoints list)", which one left to look up.
     expect(lines[0]).toMatch(
       new RegExp(
-        `^\\[1/1\\] ${target.conversation_id} → held \\(execution .*\\): its receiver held it back: deal_analysis is disabled since 2025-08-13T10:00:00.000Z \\(\\d+d ago\\): nothing is attempted until it is resumed$`,
+        `^\\[1/1\\] ${target.conversation_id} → held \\(execution .*\\): its receiver held it back: deal_analysis is disabled since 2025-08-13T10:00:00.000Z \\(\\d+d ago\\): nothing is attempted until it is resumed; a dead-lettered delivery is not tried again by itself: run this again then$`,
       ),
     );
     expect(dynamoMock.commandCalls(GetItemCommand)[0]!.args[0].input).toMatchObject({

@@ -315,6 +315,19 @@ describe('endpoints --aws', () => {
     expect(JSON.parse(puts[1]!.SecretString!)).toEqual({ deal_analysis: NEW_SECRET, general: GENERAL_SECRET });
   });
 
+  it('--secret during a rotation is refused before the secret is written: it would drop the one the receiver may verify with', async () => {
+    secrets.on(GetSecretValueCommand).resolves({
+      SecretString: JSON.stringify({ deal_analysis: [NEW_SECRET, OLD_SECRET], general: GENERAL_SECRET }),
+    });
+    const third = `whsec_${'Z'.repeat(32)}`;
+    expect(await main(['endpoints', 'set', 'deal_analysis', '--secret', third, '--aws'])).toBe(1);
+    expect(output.stderr).toContain(
+      'webhook-gateway: deal_analysis: a rotation is under way (two secrets sign): another --secret would drop the previous one',
+    );
+    expect(secrets.commandCalls(PutSecretValueCommand)).toHaveLength(0);
+    expect(dynamo.commandCalls(UpdateItemCommand)).toHaveLength(0);
+  });
+
   it('--secret whose mark on the receiver is refused: the secret is changed (exit 0), and the Delivers take it within 5 minutes, said why', async () => {
     secrets.on(GetSecretValueCommand).resolves({ SecretString: JSON.stringify({ deal_analysis: OLD_SECRET }) });
     secrets.on(PutSecretValueCommand).resolves({});

@@ -100,6 +100,24 @@ describe('runAthenaQuery', () => {
     });
   });
 
+  it('keeps every column of a result that names two alike (a self-join), under a name of its own', async () => {
+    athena.on(StartQueryExecutionCommand).resolves({ QueryExecutionId: 'q-dup' });
+    athena.on(GetQueryExecutionCommand).resolves(execution('SUCCEEDED'));
+    const columns: [string, string][] = [
+      ['status', 'varchar'],
+      ['status', 'varchar'],
+    ];
+    athena.on(GetQueryResultsCommand).resolves(page(columns, [['completed', 'failed']], true));
+    const run = await runAthenaQuery(
+      new AthenaClient({}),
+      TARGET,
+      { sql: 'SELECT a.status, b.status …' },
+      { pollMs: 0 },
+    );
+    expect(run.columns.map((c) => c.name)).toEqual(['status', 'status_1']);
+    expect(run.rows).toEqual([{ status: 'completed', status_1: 'failed' }]);
+  });
+
   it('keeps the first row of a statement that is not a SELECT (it has no header row)', async () => {
     athena.on(StartQueryExecutionCommand).resolves({ QueryExecutionId: 'q-2' });
     athena.on(GetQueryExecutionCommand).resolves(execution('SUCCEEDED', 0, 'UTILITY'));
@@ -116,6 +134,18 @@ describe('runAthenaQuery', () => {
       .resolves(execution('FAILED', 0, 'DML', "COLUMN_NOT_FOUND: line 1:8: Column 'nope' cannot be resolved"));
     await expect(runAthenaQuery(new AthenaClient({}), TARGET, { sql: 'SELECT nope' }, { pollMs: 0 })).rejects.toThrow(
       new AthenaQueryError("Athena query q-3 FAILED: COLUMN_NOT_FOUND: line 1:8: Column 'nope' cannot be resolved"),
+    );
+  });
+
+  it("writes Athena's reason as text: a value it quotes from a conversation cannot drive the terminal", async () => {
+    athena.on(StartQueryExecutionCommand).resolves({ QueryExecutionId: 'q-esc' });
+    athena
+      .on(GetQueryExecutionCommand)
+      .resolves(execution('FAILED', 0, 'DML', "INVALID_CAST_ARGUMENT: Cannot cast '\x1b[2J\x1b]0;pwned\x07' to INT"));
+    await expect(runAthenaQuery(new AthenaClient({}), TARGET, { sql: 'SELECT …' }, { pollMs: 0 })).rejects.toThrow(
+      new AthenaQueryError(
+        "Athena query q-esc FAILED: INVALID_CAST_ARGUMENT: Cannot cast '\\u001b[2J\\u001b]0;pwned\\u0007' to INT",
+      ),
     );
   });
 
