@@ -251,9 +251,16 @@ async function refresh(
 /** The cache file written aside by saveCache (`conversations.parquet.<pid>.<hex>.tmp`), with the writer's pid. */
 const SAVED_ASIDE = /^conversations\.parquet\.(\d+)\.[0-9a-f]+\.tmp$/;
 
-async function saveCache(connection: DuckDBConnection, file: string): Promise<void> {
+/**
+ * The cache written aside, then renamed into place: in `aside`, a run folder of this engine (owner-only, runFolders),
+ * since DuckDB makes the file as the umask says: one written beside the cache by a process killed before the chmod
+ * was every conversation's row readable by others until the next run removed it. Without one, beside the cache.
+ */
+async function saveCache(connection: DuckDBConnection, file: string, aside: string | null): Promise<void> {
   await mkdir(path.dirname(file), { recursive: true, mode: OWNER_DIR });
-  const temporary = `${file}.${process.pid}.${randomUUID().slice(0, 8)}.tmp`;
+  const temporary = aside
+    ? path.join(aside, `${path.basename(file)}.tmp`)
+    : `${file}.${process.pid}.${randomUUID().slice(0, 8)}.tmp`;
   try {
     await connection.run(`COPY ${CACHE_TABLE} TO ${sqlText(temporary)} (FORMAT parquet, ${ROW_GROUPS})`);
     await chmod(temporary, OWNER_FILE); // DuckDB makes it as the umask says; renamed, it keeps its mode
@@ -372,7 +379,7 @@ export async function openAnalytics(options: {
     let readable: string | null = built ? null : cache;
     if (changed && file) {
       try {
-        await saveCache(connection, file);
+        await saveCache(connection, file, folders?.spill ?? null);
         await connection.run(`DROP ${partsDir ? 'VIEW' : 'TABLE'} ${CACHE_TABLE}`);
         rowsFrom = `read_parquet(${sqlText(file)})`;
         readable = file;

@@ -98,22 +98,33 @@ export async function deliveriesList(args: string[]): Promise<number> {
   return 0;
 }
 
+/** What a gateway cut while it worked on a request says to do, by the operator's command (`afterCut`). */
+type AfterCut = (start: string) => string;
+
 /**
  * POST to the running gateway's operator endpoint; a refusal is the command's error, but a 404 when `notFound` makes
- * it a result (a redrive of a delivery no longer stored is one line of an --all, not its end).
+ * it a result (a redrive of a delivery no longer stored is one line of an --all, not its end). A gateway that took the
+ * request and stopped before it answered (killed, a crash) is no gateway "not running": the delivery may have reached
+ * the receiver, and `afterCut` says what the next start shows and what to run again (docs/operations.md, "After a
+ * crash").
  */
 async function callGateway<T>(
   url: string,
   pathname: string,
   what: string,
+  afterCut: AfterCut,
   notFound?: (message: string) => T,
 ): Promise<T> {
   let response: Response;
+  const start = onDataDir('npm start', resolveOptions().dataDir);
   try {
     response = await fetch(`${url}${pathname}`, { method: 'POST' });
-  } catch {
+  } catch (error) {
+    const code = ((error as Error).cause as NodeJS.ErrnoException | undefined)?.code;
+    if (code === 'UND_ERR_SOCKET' || code === 'ECONNRESET')
+      throw new CliError(`the gateway at ${url} stopped before it answered the ${what}: ${afterCut(start)}`);
     throw new CliError(
-      `the local gateway is not running at ${url}: start it with "${onDataDir('npm start', resolveOptions().dataDir)}" (a ${what} runs the redelivery workflow inside it), or pass --url`,
+      `the local gateway is not running at ${url}: start it with "${start}" (a ${what} runs the redelivery workflow inside it), or pass --url`,
     );
   }
   let body: T | { error?: { message?: string } };
@@ -139,6 +150,8 @@ function redriveOne(url: string, id: string): Promise<RedeliveryResult> {
     url,
     `/local/deliveries/${encodeURIComponent(id)}/redrive`,
     `redrive of ${id}`,
+    (start) =>
+      `it may have reached the receiver. Start it again ("${start}"): its "recovered" line says what became of the redrive, and "deliveries list --state all" whether ${id} is still owed; a redrive of one still owed is safe to run again (the receiver may get it twice, under the same webhook-id)`,
     (error) => ({ conversation_id: id, status: 'not_found', error }),
   );
 }
@@ -317,7 +330,9 @@ export async function deliveriesResend(args: string[]): Promise<number> {
     result = await callGateway<RedeliveryResult>(
       await gatewayUrl(values.url, resolveOptions().dataDir),
       `/local/deliveries/${encodeURIComponent(id)}/resend`,
-      'resend',
+      `resend of ${id}`,
+      (start) =>
+        `it may have reached the receiver. Start it again ("${start}"): its "recovered" line says what became of the resend, and "conversations show ${id}" its attempts; it is not repeated by itself: resend it again only if the receiver did not get it`,
     );
   }
   if (values.json) out(JSON.stringify(result, null, 2));

@@ -445,13 +445,15 @@ export class SummaryIndex {
 
   /**
    * Drop the entries of the conversations whose folders the retention sweep removed, from the index and the saved
-   * entries alike (they hold each one's question: none outlives the retention).
+   * entries alike (they hold each one's question: none outlives the retention). True once the index was written
+   * without them; false when its write failed (it is tried again: `failed`).
    */
-  async forgetRemoved(): Promise<void> {
+  async forgetRemoved(): Promise<boolean> {
     this.folding ??= this.fold().finally(() => {
       this.folding = null;
     });
     await this.folding;
+    return this.unwritten === null;
   }
 
   /**

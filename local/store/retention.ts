@@ -8,7 +8,7 @@ import type { IdempotencyRecord } from '../../functions/domain/idempotency.ts';
 import { withThreadFolder } from '../../functions/shared/local-files.ts';
 import { idTimeMs } from '../history/conversation-filters.ts';
 import { LocalFailedDeliveryStore } from './failed-delivery-store.ts';
-import { listDir, readJson } from './json-files.ts';
+import { listDir, readJson, writeTextAtomic } from './json-files.ts';
 
 /**
  * Local history retention (LOCAL_HISTORY_DAYS, default 30; 0 keeps everything; docs/operations.md, "Local history
@@ -42,9 +42,10 @@ export interface RetentionPaths {
   failedDeliveries?: LocalFailedDeliveryStore;
   /**
    * Told once histories were removed: the conversation summary index drops their entries, which hold each one's
-   * question (local/history/summary-index.ts), so nothing of them outlives the retention.
+   * question (local/history/summary-index.ts), so nothing of them outlives the retention. True once it wrote the index
+   * without them.
    */
-  historiesRemoved?: () => Promise<void>;
+  historiesRemoved?: () => Promise<boolean>;
 }
 
 export interface SweepResult {
@@ -175,6 +176,13 @@ async function deliveryMayBeOwed(envelopeFile: string): Promise<boolean> {
   return stored !== null && readEnvelope(stored)?.state !== 'settled';
 }
 
+/**
+ * Made before the sweep removes a history and removed once the summary index was written without them: a sweep killed
+ * (or whose index write failed) in between leaves it, and the next sweep has the index drop them, though it finds no
+ * history to remove.
+ */
+const FORGET_PENDING = path.join('summaries', 'histories-removed.pending');
+
 export async function sweepLocalHistory(paths: RetentionPaths, days: number, now: Date): Promise<SweepResult> {
   const result: SweepResult = {
     histories: 0,
@@ -199,14 +207,21 @@ export async function sweepLocalHistory(paths: RetentionPaths, days: number, now
       (await listDir(attemptsDir)).map((n) => n.replace(/\.jsonl$/, '')).filter(isConversationId),
     );
     const folders = (await listDir(executionsDir)).filter(isConversationId);
+    const forgetPending = path.join(paths.dataDir, FORGET_PENDING);
+    let forget = paths.historiesRemoved !== undefined && (await mtimeMs(forgetPending)) !== Number.POSITIVE_INFINITY;
     for (const id of new Set([...folders, ...attemptLogs])) {
       if (!(idTimeMs(id) < cutoff)) continue;
       if (await deliveryMayBeOwed(path.join(envelopesDir, `${id}.json`))) continue;
+      if (!forget && paths.historiesRemoved) {
+        // Best effort: a summaries folder that refuses it holds the sweep back no more than it did before.
+        await writeTextAtomic(forgetPending, '').catch(() => undefined);
+        forget = true;
+      }
       await rm(path.join(executionsDir, id), { recursive: true, force: true });
       if (attemptLogs.has(id)) await rm(path.join(attemptsDir, `${id}.jsonl`), { force: true });
       result.histories += 1;
     }
-    if (result.histories > 0) await paths.historiesRemoved?.();
+    if (forget && (await paths.historiesRemoved!())) await rm(forgetPending, { force: true });
     // Chosen by the envelopes' summaries (the store's summary index): only those settled long enough ago are read
     // again, to be sure before they go; every envelope was read at each sweep, at every start among them.
     const { summaries } = await (paths.failedDeliveries ?? new LocalFailedDeliveryStore(paths.dataDir)).summaries();

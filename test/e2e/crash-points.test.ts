@@ -1,4 +1,3 @@
-import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -8,6 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { MAX_RESTARTS } from '../../local/engine/recovery.ts';
 import { crashTestEnv, killIfRunning, runMain, startCli, until } from '../support/cli.ts';
 import { journalEntries } from '../support/gateway.ts';
+import { type KillAt, killAtEnv, startUntilKilled } from '../support/kill-at.ts';
 import { closeJsonServers, serveJson } from '../support/servers.ts';
 
 /**
@@ -26,7 +26,6 @@ import { closeJsonServers, serveJson } from '../support/servers.ts';
  * at every start is started again MAX_RESTARTS times, then closed as interrupted (local/engine/recovery.ts).
  */
 const START_MS = 60_000;
-const KILL_AT = path.join(import.meta.dirname, '..', 'support', 'kill-at.cjs');
 
 /** How the conversation is sent and received. */
 interface Conversation {
@@ -42,14 +41,6 @@ interface Conversation {
   cutInDeliver?: boolean;
   /** A synchronous conversation instead (its 200 is the promise). */
   sync?: boolean;
-}
-
-/** Where kill-at.cjs kills: the KILL_AT_ settings, `path` under the data folder. */
-interface KillAt {
-  op: 'rename' | 'link' | 'append' | 'write';
-  path: string;
-  n: number;
-  when: 'before' | 'after';
 }
 
 interface Point extends Conversation, KillAt {
@@ -149,20 +140,6 @@ function normalized(value: unknown, ids: string[]): unknown {
   return value;
 }
 
-/** The environment that has test/support/kill-at.cjs kill a gateway on `dataDir` at `at` (its own count). */
-async function killAtEnv(dataDir: string, at: KillAt): Promise<Record<string, string>> {
-  const counter = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-kill-count-'));
-  dataDirs.push(counter);
-  return {
-    NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --require ${KILL_AT}`.trim(),
-    KILL_AT_OP: at.op,
-    KILL_AT_PATH: `^${dataDir.replaceAll(/[.*+?^${}()|[\]\\]/g, '\\$&')}/${at.path}`,
-    KILL_AT_N: String(at.n),
-    KILL_AT_WHEN: at.when,
-    KILL_AT_COUNTER: path.join(counter, 'count'),
-  };
-}
-
 /** The journal lines of execution `name` left in the data folder, as `<kind>:<state>`. */
 async function journaled(dataDir: string, name: string): Promise<string[]> {
   const entries = await journalEntries(path.join(dataDir, 'journal'));
@@ -186,7 +163,7 @@ async function run(conversation: Conversation, point?: Point): Promise<Run> {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-crash-points-'));
   dataDirs.push(dataDir);
   const env = crashTestEnv(dataDir, agentUrl, receiverUrl);
-  const hook = point ? await killAtEnv(dataDir, point) : {};
+  const hook = point ? await killAtEnv(dataDir, point, dataDirs) : {};
   const first = await startCli({ ...env, ...hook }, START_MS);
   gateways.push(first);
   const exited = new Promise<NodeJS.Signals | null>((resolve) => first.child.once('exit', (_c, s) => resolve(s)));
@@ -358,26 +335,6 @@ describe('kill -9 at named file calls, then a restart on the same data', () => {
     }, 120_000);
 });
 
-/**
- * A start whose kill-at hook kills it (during its recovery, or once it listens): its output, its exit signal. The
- * gateway killed before it printed its URL rejects startCli's promise, whose error carries the output.
- */
-async function startUntilKilled(env: Record<string, string | undefined>) {
-  let child: ChildProcess | undefined;
-  const started = startCli(env, START_MS, (c) => {
-    child = c;
-  }).then(
-    (gateway) => {
-      gateways.push(gateway);
-      return gateway;
-    },
-    (error: Error) => error,
-  );
-  const signal = await new Promise<NodeJS.Signals | null>((resolve) => child!.once('exit', (_c, s) => resolve(s)));
-  const result = await started;
-  return { signal, output: result instanceof Error ? result.message : result.output() };
-}
-
 describe('an asynchronous conversation whose run is killed at every start', () => {
   it(`is started again ${MAX_RESTARTS} times, then closed as interrupted, its status saying so`, async () => {
     deliveries.length = 0;
@@ -394,7 +351,7 @@ describe('an asynchronous conversation whose run is killed at every start', () =
       accept = resolve;
     });
     const first = await startCli(
-      { ...env, ...(await killAtEnv(dataDir, { ...answer, n: JOURNAL_WRITES_BEFORE_THE_ANSWER + 1 })) },
+      { ...env, ...(await killAtEnv(dataDir, { ...answer, n: JOURNAL_WRITES_BEFORE_THE_ANSWER + 1 }, dataDirs)) },
       START_MS,
     );
     gateways.push(first);
@@ -408,7 +365,11 @@ describe('an asynchronous conversation whose run is killed at every start', () =
     // Each start runs it again, killed at the same point of the new run: its segment's reserve, its begin, Validate's
     // two lines and the agent's call; the sixth write is the answer.
     for (let restart = 1; restart <= MAX_RESTARTS; restart++) {
-      const killed = await startUntilKilled({ ...env, ...(await killAtEnv(dataDir, { ...answer, n: 6 })) });
+      const killed = await startUntilKilled(
+        { ...env, ...(await killAtEnv(dataDir, { ...answer, n: 6 }, dataDirs)) },
+        START_MS,
+        gateways,
+      );
       expect(killed.signal, killed.output).toBe('SIGKILL');
       expect(killed.output).toContain(`${id}  asynchronous, cut before its agent's answer was recorded`);
       expect(killed.output).toContain(`started again (restart ${restart} of ${MAX_RESTARTS})`);

@@ -1,7 +1,7 @@
 // A deterministic crash point for the crash tests (test/e2e/crash-points.test.ts), loaded into the gateway under test
 // with NODE_OPTIONS=--require (in its worker threads too: the embedded S3's file writer). It kills the whole process
-// with SIGKILL at the KILL_AT_N-th file call KILL_AT_OP (rename; link; append: fs.appendFile, the attempt log's lines,
-// or appendFile on a handle opened for appending, the summary index's; write: fs.writeSync to a file opened with
+// with SIGKILL at the KILL_AT_N-th file call KILL_AT_OP (rename; link; chmod; append: fs.appendFile, the attempt log's
+// lines, or appendFile on a handle opened for appending, the summary index's; write: fs.writeSync to a file opened with
 // fs.openSync, the journal's lines and the embedded S3's files written aside) whose destination matches KILL_AT_PATH (a
 // regular expression), KILL_AT_WHEN `before` the call or `after` it succeeded. The count is kept in the file
 // KILL_AT_COUNTER (one byte per call counted), so that every thread counts the same calls. Test code only: the gateway
@@ -46,8 +46,8 @@ if (op && pattern && n && counter) {
       return around(fdPaths.get(fd), () => writeSync.call(this, fd, ...rest));
     };
   } else {
-    const name = { rename: 'rename', link: 'link', append: 'appendFile' }[op];
-    const destination = (args) => (op === 'append' ? args[0] : args[1]);
+    const name = { rename: 'rename', link: 'link', append: 'appendFile', chmod: 'chmod' }[op];
+    const destination = (args) => (op === 'append' || op === 'chmod' ? args[0] : args[1]);
     const sync = fs[`${name}Sync`];
     fs[`${name}Sync`] = function (...args) {
       return around(String(destination(args)), () => sync.apply(this, args));

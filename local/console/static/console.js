@@ -253,7 +253,7 @@
     try {
       response = await fetch(url, { cache: 'no-store', ...init });
     } catch {
-      throw new Error('the gateway did not answer (is npm start still running?)');
+      throw Object.assign(new Error('the gateway did not answer (is npm start still running?)'), { unanswered: true });
     }
     const result = await response.json().catch(() => ({}));
     return { response, result };
@@ -293,7 +293,12 @@
     try {
       outcome(verb, id, await post(`/local/deliveries/${encodeURIComponent(id)}/${path}`));
     } catch (error) {
-      say(`${verb} of ${id} failed: ${error.message}`, 'bad');
+      // The browser cannot tell a gateway stopped before the press from one killed while it delivered (docs/operations.md,
+      // "After a crash"): the delivery may have been made, and its next start says what became of it.
+      const cut = error.unanswered
+        ? `; if it stopped during the ${verb.toLowerCase()}, it may have reached the receiver: once it runs again, its "recovered" line and this page show what became of it`
+        : '';
+      say(`${verb} of ${id} failed: ${error.message}${cut}`, 'bad');
     } finally {
       // Whatever the answer, the button is offered again: the refresh after it shows what the page now offers (Resend
       // once delivered), but may not come (the gateway gone since, a live refresh under way that found no change).

@@ -144,7 +144,7 @@ describe('a gateway and a command writing the summary index of one data folder',
     // is under way when the gateway's sweep removes two old conversations and drops their entries (its fold), which
     // ends before the command writes what it learnt.
     const command = new SummaryIndex(store);
-    let swept: Promise<void> = Promise.resolve();
+    let swept: Promise<unknown> = Promise.resolve();
     const write = command.save.bind(command);
     command.save = async () => {
       await swept;
