@@ -266,6 +266,13 @@
     return result;
   }
 
+  /**
+   * What a press adds when the gateway did not answer it: the browser cannot tell a gateway stopped before the press
+   * from one killed while it worked (docs/operations.md, "After a crash"), so what it may have done (`after`), and
+   * what shows it once the gateway runs again.
+   */
+  const ifCut = (error, during, after) => (error.unanswered ? `; if it stopped during the ${during}, ${after}` : '');
+
   function outcome(verb, id, result) {
     const status = result.status || 'error';
     const detail =
@@ -293,11 +300,11 @@
     try {
       outcome(verb, id, await post(`/local/deliveries/${encodeURIComponent(id)}/${path}`));
     } catch (error) {
-      // The browser cannot tell a gateway stopped before the press from one killed while it delivered (docs/operations.md,
-      // "After a crash"): the delivery may have been made, and its next start says what became of it.
-      const cut = error.unanswered
-        ? `; if it stopped during the ${verb.toLowerCase()}, it may have reached the receiver: once it runs again, its "recovered" line and this page show what became of it`
-        : '';
+      const cut = ifCut(
+        error,
+        verb.toLowerCase(),
+        'it may have reached the receiver: once it runs again, its "recovered" line and this page show what became of it',
+      );
       say(`${verb} of ${id} failed: ${error.message}${cut}`, 'bad');
     } finally {
       // Whatever the answer, the button is offered again: the refresh after it shows what the page now offers (Resend
@@ -380,7 +387,12 @@
       // The plan is used up: not offered again (the refresh keeps a button still offered), until planned again.
       button.hidden = true;
     } catch (error) {
-      say(`Recover ${type} failed: ${error.message}`, 'bad');
+      const cut = ifCut(
+        error,
+        'recover',
+        'some of them may have reached the receiver: once it runs again, its "recovered" line says what became of them, and a new plan what is still owed',
+      );
+      say(`Recover ${type} failed: ${error.message}${cut}`, 'bad');
       button.disabled = false;
     }
   }
@@ -393,7 +405,12 @@
       const view = await post(`/local/endpoints/${encodeURIComponent(type)}/${action}`);
       say(`${type} is ${view.status}`, 'ok');
     } catch (error) {
-      say(`${action} ${type} failed: ${error.message}`, 'bad');
+      const cut = ifCut(
+        error,
+        action,
+        `the ${action} may or may not have been made: once it runs again, this page (or "endpoints list") shows whether ${type} is paused`,
+      );
+      say(`${action} ${type} failed: ${error.message}${cut}`, 'bad');
       button.disabled = false;
     }
   }
