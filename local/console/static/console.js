@@ -338,7 +338,9 @@
         `${result.count} ${type} ${result.count === 1 ? 'delivery' : 'deliveries'} owed ${since ? `since ${since}` : 'at any time'} would be redriven, oldest first${hold && result.count > 0 ? `; but ${hold}: each would be held back, nothing attempted, until it is resumed` : ''}`,
         'pending',
       );
+      // None when the page was replaced meanwhile by one without the form (the console's error page): said all the same.
       const button = confirm();
+      if (!button) return;
       button.dataset.since = since;
       button.dataset.count = String(result.count);
       button.textContent = `Recover ${result.count}`;
@@ -347,8 +349,9 @@
       // A plan made again after a recover (which used its button up) can be recovered again.
       button.disabled = false;
     } catch (error) {
-      confirm().hidden = true;
       say(`Plan for ${type}: ${error.message}`, 'bad');
+      const button = confirm();
+      if (button) button.hidden = true;
     }
   }
 

@@ -1,3 +1,4 @@
+import type { Route } from 'playwright-core';
 import { describe, expect, it } from 'vitest';
 import { CHROMIUM, rawGet, skipBrowser, watchLivePolls } from '../../support/browser.ts';
 import { useConsolePage } from '../../support/console-browser.ts';
@@ -59,5 +60,33 @@ describe.skipIf(skipBrowser)('a recover planned while the Endpoints page is refr
     await page.locator('#flash:has-text("Plan for general")').waitFor();
     expect(await field.getAttribute('aria-invalid')).toBe('true');
     expect(await field.inputValue()).toBe('yesterday');
+  });
+
+  it('a page refreshed meanwhile to one without the form (the error page): the answer is still said', async () => {
+    const { world, page } = opened;
+    await page.goto(`${world.gateway.url}/console/endpoints`);
+    // Before, the failed plan threw on the vanished Recover button and left "Planning…" on the screen.
+    const replacedThen = (answer: (route: Route) => Promise<void>) =>
+      page.route('**/local/deliveries/plan**', async (route) => {
+        await page.locator('#content').evaluate((content) => {
+          content.innerHTML = '<h1>Could not build this page</h1>';
+        });
+        await answer(route);
+      });
+    await page.unroute('**/local/deliveries/plan**');
+    await replacedThen((route) => route.abort('connectionreset'));
+    await page.locator('button[data-plan="deal_analysis"]').click();
+    await expect.poll(() => page.locator('#flash').getAttribute('class')).toBe('bad');
+    expect(await page.locator('#flash').innerText()).toMatch(
+      /^Plan for deal_analysis: the gateway did not answer \(is npm start still running\?\)$/,
+    );
+
+    await page.goto(`${world.gateway.url}/console/endpoints`);
+    await page.unroute('**/local/deliveries/plan**');
+    await replacedThen((route) => route.continue());
+    await page.locator('button[data-plan="deal_analysis"]').click();
+    await page.locator('#flash:has-text("would be redriven")').waitFor();
+    expect(await page.locator('#flash').innerText()).toMatch(/^1 deal_analysis delivery owed .* would be redriven/);
+    await page.unroute('**/local/deliveries/plan**');
   });
 });
