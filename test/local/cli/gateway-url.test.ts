@@ -79,9 +79,14 @@ describe('the gateway URL of the CLI', () => {
     try {
       const result = await runMain(['deliveries', 'redrive', id, '--url', url], { LOCAL_DATA_DIR: dataDir });
       // Before, the gateway's 404 had no error and was read as this result; in the contract's shape it must be still.
-      expect(result.code, result.stderr).toBe(0);
       expect(result.stdout).toContain(`[1/1] ${id} → not_found: ${message}`);
       expect(result.stdout).toContain('redrove 1: 1 not found');
+      // Nothing was redriven of the one asked for: exit 1 (it was 0, as though it had been).
+      expect(result.code, result.stderr).toBe(1);
+      // In an --all it is one no longer owed: the rest done, the command is done.
+      const all = await runMain(['deliveries', 'redrive', '--all', '--url', url], { LOCAL_DATA_DIR: dataDir });
+      expect(all.stdout).toContain(`[1/1] ${id} → not_found: ${message}`);
+      expect(all.code, all.stderr).toBe(0);
     } finally {
       gateway.close();
     }
