@@ -58,7 +58,7 @@ describe('the gateway URL of the CLI', () => {
       const result = await runMain(['deliveries', 'resend', id, '--url', url], { LOCAL_DATA_DIR: dataDir });
       expect(result.code).toBe(1);
       expect(result.stderr).toBe(
-        `webhook-gateway: ${url} answered the resend with HTTP 403 (application/xml), not the local gateway's JSON: is it the gateway's address? Use the URL npm start prints (--url or GATEWAY_URL)\n`,
+        `webhook-gateway: ${url} answered the resend of ${id} with HTTP 403 (application/xml), not the local gateway's JSON: is it the gateway's address? Use the URL npm start prints (--url or GATEWAY_URL)\n`,
       );
     } finally {
       other.close();
