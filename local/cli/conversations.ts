@@ -21,7 +21,7 @@ import {
   parseFilter,
 } from '../history/conversation-filters.ts';
 import { inboundWebhookId, latestRecord } from '../history/conversations.ts';
-import { type HeldReceivers, nextAttemptLabel } from '../history/endpoints.ts';
+import { NO_HOLDS, nextAttemptLabel, type ReceiverHolds } from '../history/endpoints.ts';
 import { conversationFigures, formatFigures } from '../history/figures.ts';
 import { type Listing, type ListingProgress, listConversations } from '../history/listing.ts';
 import { SummaryIndex } from '../history/summary-index.ts';
@@ -32,7 +32,7 @@ import { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
 import { localExportBucket, readGatewayRuntime } from '../store/gateway-runtime.ts';
 import { ObjectStore } from '../store/object-store.ts';
 import { explainAwsError, exportMissingOrDenied } from './aws/errors.ts';
-import { localHeldReceivers } from './deliveries.ts';
+import { localReceiverHolds } from './deliveries.ts';
 import {
   AWS_OPTIONS,
   awsRequested,
@@ -267,7 +267,7 @@ export async function conversationsShow(args: string[]): Promise<number> {
   printConversation(id, record, envelope, executions, values.json ?? false, `s3://${bucket}/${exportFolder(id)}`, {
     exportsOff: off,
     unexported: !off && !(await exported(options.dataDir, bucket, id)),
-    held: envelope?.state === 'pending' ? await localHeldReceivers(options.dataDir) : new Map(),
+    holds: envelope?.state === 'pending' ? await localReceiverHolds(options.dataDir) : undefined,
   });
   return 0;
 }
@@ -422,8 +422,8 @@ function printConversation(
   {
     exportsOff = false,
     unexported = false,
-    held = new Map(),
-  }: { exportsOff?: boolean; unexported?: boolean; held?: HeldReceivers } = {},
+    holds = NO_HOLDS,
+  }: { exportsOff?: boolean; unexported?: boolean; holds?: ReceiverHolds } = {},
 ): void {
   if (json) {
     const delivery_attempts = record?.execution.delivery_attempts ?? [];
@@ -468,7 +468,7 @@ function printConversation(
     if (envelope && envelope.state !== 'settled') {
       const next =
         envelope.state === 'pending'
-          ? `next automatic attempt ${nextAttemptLabel(envelope, held)}`
+          ? `next automatic attempt ${nextAttemptLabel(envelope, holds)}`
           : `dead-lettered (${envelope.dead_reason ?? 'no more automatic attempts'})`;
       out(
         `  ${exportOwed ? 'export    ' : 'redelivery'} ${envelope.state}: ${next}; redrive now with: webhook-gateway deliveries redrive ${id}`,

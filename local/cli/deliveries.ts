@@ -7,7 +7,7 @@ import { FileEndpointStore } from '../../functions/shared/endpoint-store.ts';
 import type { RedeliveryResult } from '../../functions/shared/redelivery.ts';
 import { settings } from '../../functions/shared/settings.ts';
 import { latestRecord } from '../history/conversations.ts';
-import { type HeldReceivers, heldReceivers, nextAttemptLabel } from '../history/endpoints.ts';
+import { NO_HOLDS, nextAttemptLabel, type ReceiverHolds, receiverHolds } from '../history/endpoints.ts';
 import { resolveOptions } from '../server/config.ts';
 import { ExecutionStore } from '../store/execution-store.ts';
 import { envelopeStates, LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
@@ -30,17 +30,17 @@ import {
   stateLabel,
 } from './shared.ts';
 
-/** The receivers of LOCAL_DATA_DIR that hold their deliveries until resumed; none (with a note) when unreadable. */
-export async function localHeldReceivers(dataDir: string): Promise<HeldReceivers> {
+/** What holds the deliveries of LOCAL_DATA_DIR's receivers (receiverHolds); nothing (with a note) when unreadable. */
+export async function localReceiverHolds(dataDir: string): Promise<ReceiverHolds> {
   try {
     const receivers = await new FileEndpointStore(path.join(dataDir, 'deliveries')).list();
-    // Paused and disabled do not depend on the breaker's threshold: any policy judges them alike.
-    return heldReceivers(receivers.map((r) => endpointView(r, null, settings().breaker, null)));
+    // Paused, disabled and a Retry-After do not depend on the breaker's threshold: any policy judges them alike.
+    return receiverHolds(receivers.map((r) => endpointView(r, null, settings().breaker, null)));
   } catch (error) {
     note(
       `webhook-gateway: the receivers' state could not be read (${(error as Error).message}): next attempts as stored`,
     );
-    return new Map();
+    return NO_HOLDS;
   }
 }
 
@@ -91,9 +91,10 @@ export async function deliveriesList(args: string[]): Promise<number> {
     out(`No ${which}${type ? `${type} ` : ''}deliveries in ${store.dir}.`);
     return 0;
   }
-  // A delivery owed to a paused or disabled receiver is not tried until it is resumed: said so, not shown overdue.
-  const held = await localHeldReceivers(dataDir);
-  out(deliveriesTable(shown, stateLabel, (e) => nextAttemptLabel(e, held)));
+  // A delivery owed to a paused or disabled receiver is not tried until it is resumed, one whose receiver asked to wait
+  // not before its Retry-After is over: said so, not shown overdue.
+  const holds = await localReceiverHolds(dataDir);
+  out(deliveriesTable(shown, stateLabel, (e) => nextAttemptLabel(e, holds)));
   if (found.total > shown.length) out(`(${found.total - shown.length} older not shown; use --limit)`);
   return 0;
 }

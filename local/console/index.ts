@@ -20,7 +20,7 @@ import { MAX_THREAD_ID_LENGTH, THREAD_ID_PATTERN } from '../../functions/domain/
 import { UnreadableFileError } from '../../functions/shared/local-files.ts';
 import { type ConversationFilter, FilterError, parseFilter } from '../history/conversation-filters.ts';
 import { latestRecord } from '../history/conversations.ts';
-import { heldReceivers } from '../history/endpoints.ts';
+import { receiverHolds } from '../history/endpoints.ts';
 import { type ListCursor, parseCursor } from '../history/listing.ts';
 import { operatorRefusal } from '../server/loopback.ts';
 import { type Refuse, type RouteHandler, router } from '../server/router.ts';
@@ -227,7 +227,7 @@ function consolePages(ctx: ConsoleContext) {
               openDeliveries(ctx, LIST_LIMIT),
               ctx.endpoints().catch(() => []),
             ]);
-            const body = listFragment(listed, open, LIST_LIMIT, heldReceivers(receivers), query.params);
+            const body = listFragment(listed, open, LIST_LIMIT, receiverHolds(receivers), query.params);
             const filtered = query.params.size > 0 ? `?${query.params}` : '';
             sendPage(req, res, fragment, {
               ...shell,
@@ -449,7 +449,7 @@ async function conversationPage(
     documents,
     bucket: ctx.bucket,
     exportEnabled: ctx.exportEnabled,
-    held: heldReceivers(receivers),
+    holds: receiverHolds(receivers),
     now: ctx.now?.() ?? new Date(),
     damagedHistories: damaged.map(({ file, reason }) =>
       damagedFileMessage(reason.startsWith(file) ? reason : `${file}: ${reason}`),

@@ -20,8 +20,9 @@ import { FILTER_STATUSES, FILTER_TYPES } from '../history/conversation-filters.t
 import { inboundWebhookId } from '../history/conversations.ts';
 import {
   type HeldReceiver,
-  type HeldReceivers,
+  NO_HOLDS,
   nextAttemptLabel,
+  type ReceiverHolds,
   type UnreadableReceiver,
 } from '../history/endpoints.ts';
 import { conversationFigures, formatFigures } from '../history/figures.ts';
@@ -114,7 +115,7 @@ export function listFragment(
   listed: ConsolePage,
   owed: { deliveries: EnvelopeHead[]; total: number; unreadable?: string[] },
   limit: number,
-  held: HeldReceivers = new Map(),
+  holds: ReceiverHolds = NO_HOLDS,
   params: URLSearchParams = new URLSearchParams(),
 ): SafeHtml {
   const { rows, unreadable } = listed;
@@ -131,7 +132,7 @@ export function listFragment(
     owed.total === 0
       ? ''
       : html`<table><thead><tr><th>conversation</th><th>type</th><th>state</th><th>attempts</th><th>last error</th><th>next attempt</th></tr></thead>
-  <tbody>${open.slice(0, limit).map((e) => html`<tr data-id="${e.conversation_id}"><td>${link(e.conversation_id)}</td><td>${e.webhook_type}</td><td>${badge(e.state)}${e.dead_reason ? html` <small>${e.dead_reason}</small>` : ''}${e.owed === 'export' ? html` <small>export only</small>` : ''}</td><td class="num">${attemptsMade(e)}</td><td class="err">${preview(e.last_error ?? '', 80)}</td><td>${timeOrLabel(nextAttemptLabel(e, held))}</td></tr>`)}</tbody></table>`
+  <tbody>${open.slice(0, limit).map((e) => html`<tr data-id="${e.conversation_id}"><td>${link(e.conversation_id)}</td><td>${e.webhook_type}</td><td>${badge(e.state)}${e.dead_reason ? html` <small>${e.dead_reason}</small>` : ''}${e.owed === 'export' ? html` <small>export only</small>` : ''}</td><td class="num">${attemptsMade(e)}</td><td class="err">${preview(e.last_error ?? '', 80)}</td><td>${timeOrLabel(nextAttemptLabel(e, holds))}</td></tr>`)}</tbody></table>`
   }
   ${owed.total > open.length ? html`<p class="more">Showing the newest ${open.length} of ${owed.total}. <code>npx webhook-gateway deliveries list --limit N</code> lists more; the <a href="/console/endpoints">Endpoints</a> page recovers them by type.</p>` : ''}
 </section>`;
@@ -287,7 +288,7 @@ function answerCell(a: ConversationRecord['execution']['delivery_attempts'][numb
  * What Redrive will do: deliver now, unless the receiver is paused or disabled, which holds an operator's redrive as
  * it holds the schedule (docs/operations.md, "Failed deliveries"): nothing is attempted until it is resumed.
  */
-function redriveNote(envelope: FailedDeliveryEnvelope, held: HeldReceivers, now: Date): SafeHtml {
+function redriveNote(envelope: FailedDeliveryEnvelope, { held }: ReceiverHolds, now: Date): SafeHtml {
   const hold = owedBy(envelope) === 'delivery' ? held.get(envelope.webhook_type) : undefined;
   return hold ? heldNote(hold, 'redrive', now) : html`delivers it now through statemachine/redelivery.asl.json`;
 }
@@ -311,7 +312,7 @@ function deliverySection(
   record: ConversationRecord | null,
   envelope: FailedDeliveryEnvelope | null,
   executions: ExecutionRecord[],
-  held: HeldReceivers,
+  holds: ReceiverHolds,
   envelopeUnreadable: string | null,
   now: Date,
 ): SafeHtml {
@@ -321,18 +322,18 @@ function deliverySection(
   const redrivable = envelope !== null && envelope.state !== 'settled';
   const resendable =
     !redrivable && envelopeUnreadable === null && record?.webhook_context.delivery_status === 'delivered';
-  const resendHold = resendable ? held.get(record!.webhook_context.webhook_type ?? '') : undefined;
+  const resendHold = resendable ? holds.held.get(record!.webhook_context.webhook_type ?? '') : undefined;
   const state =
     envelopeUnreadable !== null
       ? html`<p class="err" id="envelope-unreadable">Failed-delivery store: ${envelopeUnreadable}. Its redelivery state is not shown, the schedule and redrives leave it out, and it can be neither redriven nor resent until the file is mended or deleted.</p>`
       : envelope === null
         ? ''
-        : html`<p class="envelope">Failed-delivery store: ${badge(envelope.state)} ${envelope.owed === 'export' ? html`(owes only its export: S3 refused it) ` : ''}${envelope.state === 'pending' ? html`next automatic attempt <code>${nextAttemptLabel(envelope, held)}</code>` : ''}${envelope.dead_reason ? html`dead-lettered (${envelope.dead_reason}): no more automatic attempts` : ''}</p>`;
+        : html`<p class="envelope">Failed-delivery store: ${badge(envelope.state)} ${envelope.owed === 'export' ? html`(owes only its export: S3 refused it) ` : ''}${envelope.state === 'pending' ? html`next automatic attempt <code>${nextAttemptLabel(envelope, holds)}</code>` : ''}${envelope.dead_reason ? html`dead-lettered (${envelope.dead_reason}): no more automatic attempts` : ''}</p>`;
   return html`<section id="delivery">
   <h2>Delivery attempts <span class="count" title="every try, retries in the workflow included">${tries}</span></h2>
   ${tries > attempts.length ? html`<p class="note">${tries - attempts.length} of them were retried by the workflow at once and are counted from the execution history; the table lists the attempts the record keeps.</p>` : ''}
   ${state}
-  ${redrivable ? html`<p><button type="button" id="redrive" data-id="${id}">Redrive</button> <small id="redrive-note">${redriveNote(envelope, held, now)}</small></p>` : ''}
+  ${redrivable ? html`<p><button type="button" id="redrive" data-id="${id}">Redrive</button> <small id="redrive-note">${redriveNote(envelope, holds, now)}</small></p>` : ''}
   ${resendable ? html`<p><button type="button" id="resend" data-id="${id}">Resend</button> <small id="resend-note">${resendHold ? heldNote(resendHold, 'resend', now) : html`delivers it once more under the same webhook-id <code>${record!.webhook_context.delivery_id}</code>`}</small></p>` : ''}
   ${
     attempts.length === 0
@@ -401,8 +402,8 @@ export function conversationFragment(input: {
   documents: ExportDocumentView[];
   bucket: string;
   exportEnabled: boolean;
-  /** The receivers holding their deliveries until resumed. */
-  held?: HeldReceivers;
+  /** What holds the receivers' deliveries: an operator until resumed, a Retry-After until over. */
+  holds?: ReceiverHolds;
   /** The clock of the held receivers' ages. */
   now?: Date;
   /** Each history of the conversation left out as damaged (not JSON, not a history), said with what to do. */
@@ -411,7 +412,7 @@ export function conversationFragment(input: {
   const damaged = input.damagedHistories ?? [];
   return html`${crumbs()}
 ${summary(input.id, input.record, input.executions, damaged.length > 0, input.record ? null : exportedRecord(input.documents))}
-${deliverySection(input.id, input.record, input.envelope, input.executions, input.held ?? new Map(), input.envelopeUnreadable ?? null, input.now ?? new Date())}
+${deliverySection(input.id, input.record, input.envelope, input.executions, input.holds ?? NO_HOLDS, input.envelopeUnreadable ?? null, input.now ?? new Date())}
 <section id="executions"><h2>Timeline <span class="count">${input.executions.length} execution${input.executions.length === 1 ? '' : 's'}</span></h2>
 ${
   input.record?.execution.status !== 'in_progress'

@@ -55,25 +55,43 @@ export type HeldReceiver = Pick<EndpointView, 'webhook_type' | 'paused_at' | 'di
   status: 'paused' | 'disabled';
 };
 
-/** The held receivers, by webhook type. */
-export type HeldReceivers = ReadonlyMap<string, HeldReceiver>;
+/**
+ * What holds each receiver's deliveries, by webhook type: an operator, until it is resumed (`held`: paused, disabled);
+ * or its last Retry-After, until the time it gave (`waits`: only those not over; gateDelivery in
+ * functions/domain/endpoints.ts).
+ */
+export interface ReceiverHolds {
+  held: ReadonlyMap<string, HeldReceiver>;
+  waits: ReadonlyMap<string, string>;
+}
 
-export function heldReceivers(receivers: readonly (EndpointView | UnreadableReceiver)[]): HeldReceivers {
+export const NO_HOLDS: ReceiverHolds = { held: new Map(), waits: new Map() };
+
+export function receiverHolds(receivers: readonly (EndpointView | UnreadableReceiver)[]): ReceiverHolds {
   const held = new Map<string, HeldReceiver>();
-  for (const r of receivers)
-    if ('status' in r && (r.status === 'paused' || r.status === 'disabled'))
-      held.set(r.webhook_type, { ...r, status: r.status });
-  return held;
+  const waits = new Map<string, string>();
+  for (const r of receivers) {
+    if (!('status' in r)) continue;
+    if (r.status === 'paused' || r.status === 'disabled') held.set(r.webhook_type, { ...r, status: r.status });
+    else if (r.retry_after_until) waits.set(r.webhook_type, r.retry_after_until);
+  }
+  return { held, waits };
 }
 
 /**
  * When a listed envelope's next attempt is: its next_due_at, except for a delivery owed to a paused or disabled
- * receiver, which no schedule tries (however overdue next_due_at looks) until an operator resumes it.
+ * receiver, which no schedule tries (however overdue next_due_at looks) until an operator resumes it, and one whose
+ * receiver's Retry-After asked for nothing until after next_due_at, which is tried then.
  */
 export function nextAttemptLabel(
   e: QueueableEnvelope & Pick<FailedDeliveryEnvelope, 'next_due_at'>,
-  held: HeldReceivers,
+  { held, waits }: ReceiverHolds,
 ): string {
-  const hold = e.state === 'pending' && owedBy(e) === 'delivery' ? held.get(e.webhook_type) : undefined;
-  return hold ? `held: ${hold.status}, until resumed` : (e.next_due_at ?? '-');
+  const owed = e.state === 'pending' && owedBy(e) === 'delivery';
+  const hold = owed ? held.get(e.webhook_type) : undefined;
+  if (hold) return `held: ${hold.status}, until resumed`;
+  const wait = owed ? waits.get(e.webhook_type) : undefined;
+  // Both ISO 8601 UTC: compared as text.
+  if (wait && (!e.next_due_at || wait > e.next_due_at)) return `held: Retry-After, until ${wait}`;
+  return e.next_due_at ?? '-';
 }

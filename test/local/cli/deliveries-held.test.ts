@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileEndpointStore } from '../../../functions/shared/endpoint-store.ts';
+import { settings } from '../../../functions/shared/settings.ts';
 import { listFragment } from '../../../local/console/pages.ts';
 import { LocalFailedDeliveryStore } from '../../../local/store/failed-delivery-store.ts';
 import { pendingEnvelope, T0 } from '../../support/aws-fixtures.ts';
@@ -51,12 +52,52 @@ describe('deliveries of a paused receiver', () => {
       { rows: [], next_cursor: null, unreadable: [] },
       { deliveries: [deal, general], total: 2 },
       50,
-      new Map([
-        ['deal_analysis', { webhook_type: 'deal_analysis', status: 'paused', paused_at: null, disabled_at: null }],
-      ]),
+      {
+        held: new Map([
+          ['deal_analysis', { webhook_type: 'deal_analysis', status: 'paused', paused_at: null, disabled_at: null }],
+        ]),
+        waits: new Map(),
+      },
     ).value;
     expect(cells).toContain('<td>held: paused, until resumed</td>');
     // Its time, which may wrap after its date.
     expect(cells.replace(/<\/?span[^>]*>/g, '')).toContain(`<td>${general.next_due_at}</td>`);
+  });
+});
+
+describe("deliveries of a receiver that asked to wait (its answer's Retry-After)", () => {
+  it('deliveries list says held until the time it gave, not the stored due time it will not be tried at', async () => {
+    // Before, the row showed its next_due_at, long past: as though the schedule were about to try it.
+    const now = new Date();
+    const { health } = await endpoints().recordFailure(
+      'general',
+      'HTTP 503',
+      now,
+      settings().breaker,
+      undefined,
+      600_000,
+    );
+    const until = health.retry_after_until!;
+    expect(until > general.next_due_at!).toBe(true);
+    const listed = await runMain(['deliveries', 'list'], { LOCAL_DATA_DIR: dataDir });
+    expect(listed.code, listed.stderr).toBe(0);
+    expect(rowOf(listed.stdout, general.conversation_id)).toMatch(
+      new RegExp(`pending\\s+held: Retry-After, until ${until.replace(/\./g, '\\.')}$`),
+    );
+    // Another type's deliveries keep their time.
+    expect(rowOf(listed.stdout, deal.conversation_id)).toMatch(
+      new RegExp(`pending\\s+${deal.next_due_at!.replace(/\./g, '\\.')}$`),
+    );
+  });
+
+  it("the console's failed-delivery table says the same", () => {
+    const until = '2099-01-01T00:00:00.000Z';
+    const cells = listFragment(
+      { rows: [], next_cursor: null, unreadable: [] },
+      { deliveries: [general], total: 1 },
+      50,
+      { held: new Map(), waits: new Map([['general', until]]) },
+    ).value;
+    expect(cells).toContain(`<td>held: Retry-After, until ${until}</td>`);
   });
 });
