@@ -96,6 +96,8 @@ export class OperatorPolicy extends Construct {
           sid: 'AttemptLogClaimsAndReceivers',
           actions: [
             'dynamodb:Query',
+            // One receiver's item, read by `endpoints test <type> --aws` (the URL its test delivery goes to).
+            'dynamodb:GetItem',
             'dynamodb:BatchGetItem',
             'dynamodb:PutItem',
             'dynamodb:UpdateItem',

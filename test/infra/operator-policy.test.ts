@@ -26,6 +26,7 @@ import { structuredJson } from '../../functions/domain/export-formats.ts';
 import { AWS_STACK_OUTPUTS } from '../../local/cli/aws/stack.ts';
 import { afterAttempt, deadEnvelope, describedStack, sqsMessage, succeeded } from '../support/aws-fixtures.ts';
 import { runMain } from '../support/cli.ts';
+import { startReceiver, type TestReceiver } from '../support/servers.ts';
 import { cfnText, type Json, type Statement, type Synthesized, synthesize } from './support/synth.ts';
 
 /**
@@ -167,6 +168,11 @@ const COMMANDS: { argv: string[]; setup?: () => void }[] = [
   },
   { argv: ['endpoints', 'pause', 'deal_analysis'] },
   { argv: ['endpoints', 'resume', 'deal_analysis'] },
+  {
+    argv: ['endpoints', 'test', 'deal_analysis'],
+    // The receiver the Delivers use is on this machine: the test delivery is POSTed there, never off the machine.
+    setup: () => mocks.dynamodb.on(GetItemCommand).resolves({ Item: { url: { S: receiver.urlFor('deals') } } }),
+  },
 ];
 
 /**
@@ -190,11 +196,16 @@ const FAILURE_PATHS: { argv: string[]; setup: () => void; sends: string }[] = [
 
 let synthesized: Synthesized;
 let template: Template;
-beforeAll(() => {
+let receiver: TestReceiver;
+beforeAll(async () => {
   synthesized = synthesize({ stackName: STACK });
   template = synthesized.template;
+  receiver = await startReceiver();
 });
-afterAll(() => synthesized?.cleanup());
+afterAll(async () => {
+  synthesized?.cleanup();
+  await receiver?.close();
+});
 
 function managedPolicy(prefix: string): Statement[] {
   const [policy] = Object.entries(template.findResources('AWS::IAM::ManagedPolicy')).filter(([id]) =>
