@@ -389,7 +389,8 @@ describe("each function's bundle, split in chunks", () => {
       // +0.6 KB: a delivery held on an in-workflow retry carries the attempts of its run so far (the attempt log read).
       // +0.5 KB: its calls and its attempt end before its own Lambda's timeout (LAMBDA_TAIL_MS), a caller waiting or not.
       // +0.6 KB (inbound19): a whsec_ secret whose base64 does not decode refused; IDEMPOTENCY_TTL_SECONDS ≥ 300.
-      deliver: 217,
+      // +0.3 KB (deliveries19b): a receiver's Retry-After holds its type (retry_after_until); a day's cap where it is read.
+      deliver: 218,
       // +1.6 KB: a redelivery's delivery status written to a completed status record (docs/contract.md).
       // +0.5 KB (inbound19): IDEMPOTENCY_TTL_SECONDS ≥ 300 (settings).
       // +0.2 KB: the thread store's calls take a caller's deadline (Validate's, before its Lambda's timeout).
@@ -408,7 +409,8 @@ describe("each function's bundle, split in chunks", () => {
       // up after its runs kept failing (functions/shared/given-up.ts); the S3 client that writes it is loaded then,
       // on first use (chunks/s3-sdk.mjs: 240 KB), not at every cold start.
       // +0.6 KB: a give-up completes a status still running (status18); settings check the agent's function name.
-      'redelivery-scheduler': 414,
+      // +0.7 KB (deliveries19b): the schedule holds a type whose receiver asked to wait (its Retry-After).
+      'redelivery-scheduler': 415,
     };
     const over: Record<string, string> = {};
     for (const fn of FUNCTION_DIRS) {
