@@ -22,7 +22,9 @@ describe.skipIf(skipBrowser)('a button pressed from the keyboard while the gatew
     await page.keyboard.press('Enter');
     await expect
       .poll(() => page.locator('#flash').innerText())
-      .toBe('pause general failed: the gateway did not answer (is npm start still running?)');
+      .toBe(
+        'pause general failed: the gateway did not answer (is npm start still running?); if it stopped during the pause, the pause may or may not have been made: once it runs again, this page (or "endpoints list") shows whether general is paused',
+      );
     expect(await pause.isEnabled()).toBe(true);
     await expect
       .poll(() => page.evaluate(() => (globalThis as any).document.activeElement?.getAttribute('aria-label') as string))
