@@ -194,6 +194,14 @@ async function start(): Promise<number> {
       throw new CliError(error.message);
     throw error;
   }
+  // Taken from here, before the banner: a Ctrl-C while it prints (it reads the delivery secrets) stops the gateway as
+  // any Ctrl-C does, its conversations finished, rather than by the signal's default (a crash the next start recovers).
+  const stopAsked = new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+    whenOrphanedByNpm(stop);
+  });
   const rel = shownPath;
   out(`webhook-gateway (local) listening on ${gateway.url}`);
   const keys = parseApiKeys(process.env.API_KEYS);
@@ -242,12 +250,7 @@ async function start(): Promise<number> {
   }))
     out(line);
   out(`Then: ${onDataDir('npx webhook-gateway conversations list', options.dataDir)}   ·   Ctrl-C stops everything.`);
-  await new Promise<void>((resolve) => {
-    const stop = () => resolve();
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
-    whenOrphanedByNpm(stop);
-  });
+  await stopAsked;
   out(stoppingLine(gateway.inFlight(), new Date()));
   const now = () => {
     out('stopped at once');
