@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
+import { finished } from 'node:stream/promises';
 import { OWNER_FILE } from '../../functions/shared/local-files.ts';
 import { type Body, IN_MEMORY_BODY_LIMIT } from './object-store.ts';
 import {
@@ -118,6 +119,27 @@ function announcedAlgorithms(headers: RequestHeaders): ChecksumAlgorithm[] {
   return [...out];
 }
 
+/** The temporary file a body past IN_MEMORY_BODY_LIMIT goes on into. */
+interface Spill {
+  file: string;
+  out: WriteStream;
+  /** Rejects with the file's first error (the disk full, the folder gone…): the upload fails with it, 500. */
+  failed: Promise<never>;
+  drained: () => Promise<void>;
+}
+
+/**
+ * A write stream with its error always listened for: an error nobody listens for would end the process (every
+ * upload, the gateway's own exports, with it), and Node reports one even after a deliberate destroy() when a write
+ * was in flight.
+ */
+function openSpill(file: string): Spill {
+  const out = createWriteStream(file, { mode: OWNER_FILE });
+  const failed = new Promise<never>((_, reject) => out.on('error', reject));
+  failed.catch(() => undefined);
+  return { file, out, failed, drained: () => new Promise<void>((resolve) => out.once('drain', () => resolve())) };
+}
+
 export async function receiveBody(
   source: RequestBody,
   headers: RequestHeaders,
@@ -141,7 +163,7 @@ export async function receiveBody(
   const hashers = new Map<ChecksumAlgorithm, Hasher>(algorithms.map((a) => [a, hasher(a)]));
   const chunks: Buffer[] = [];
   let size = 0;
-  let spill: { file: string; out: WriteStream } | null = null;
+  let spill: Spill | null = null;
   const take = async (data: Buffer) => {
     size += data.length;
     if (size > MAX_UPLOAD) throw entityTooLarge(size);
@@ -149,12 +171,11 @@ export async function receiveBody(
     sha256?.update(data);
     for (const h of hashers.values()) h.update(data);
     if (!spill && size > IN_MEMORY_BODY_LIMIT) {
-      const file = tempPath();
-      spill = { file, out: createWriteStream(file, { mode: OWNER_FILE }) };
+      spill = openSpill(tempPath());
       for (const c of chunks.splice(0)) spill.out.write(c);
     }
     if (spill) {
-      if (!spill.out.write(data)) await new Promise<void>((resolve) => spill!.out.once('drain', () => resolve()));
+      if (!spill.out.write(data)) await Promise.race([spill.drained(), spill.failed]);
     } else {
       chunks.push(data);
     }
@@ -164,11 +185,11 @@ export async function receiveBody(
     if (chunked) for await (const data of decodeAwsChunked(source, trailers)) await take(data);
     else if (Buffer.isBuffer(source)) await take(source);
     else for await (const data of source) await take(Buffer.from(data.buffer, data.byteOffset, data.byteLength));
-    const spilled = spill as { file: string; out: WriteStream } | null;
-    if (spilled)
-      await new Promise<void>((resolve, reject) =>
-        spilled.out.end((error?: Error | null) => (error ? reject(error) : resolve())),
-      );
+    const spilled = spill as Spill | null;
+    if (spilled) {
+      spilled.out.end();
+      await finished(spilled.out);
+    }
 
     const received: ReceivedBody = {
       body: spilled ? { file: spilled.file, size } : chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks),
@@ -201,9 +222,12 @@ export async function receiveBody(
     }
     return received;
   } catch (error) {
-    const spilled = spill as { file: string; out: WriteStream } | null;
+    const spilled = spill as Spill | null;
     if (spilled) {
+      // Closed before its file is removed: a write still in flight ends first (Node then reports it as an error of
+      // the destroyed stream, which openSpill listens for).
       spilled.out.destroy();
+      await finished(spilled.out).catch(() => undefined);
       await rm(spilled.file, { force: true });
     }
     // The client went away or was cut off mid-body (too slow: RequestTimeout): its request is incomplete, not a
