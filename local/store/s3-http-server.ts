@@ -6,8 +6,8 @@ import {
   type Server,
   type ServerResponse,
 } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import type { Duplex } from 'node:stream';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
   answerClientErrors,
@@ -86,10 +86,40 @@ function send(response: S3Response, res: ServerResponse, head: boolean): Promise
   } else if (Buffer.isBuffer(body)) {
     res.end(body);
   } else {
+    endedWithConnection(res.req.socket, body);
     return pipeline(body, res).catch(() => {
       res.destroy();
     });
   }
+}
+
+/** The objects' bodies being sent on each connection (at most one listener on it). */
+const sending = new WeakMap<Socket, Set<Readable>>();
+
+/**
+ * A body (an object's open file) destroyed when its connection closes. A pipelined request's answer waits for the one
+ * before it, and Node leaves a waiting answer waiting for good when the client goes away (it destroys the request,
+ * not the answer): the object's file stayed open until garbage collection, the process's descriptors running out
+ * under clients that pipeline and drop.
+ */
+function endedWithConnection(socket: Socket, body: Readable): void {
+  if (socket.destroyed) {
+    body.destroy();
+    return;
+  }
+  let bodies = sending.get(socket);
+  if (!bodies) {
+    const open = new Set<Readable>();
+    sending.set(socket, open);
+    socket.once('close', () => {
+      for (const b of open) b.destroy();
+      open.clear();
+    });
+    bodies = open;
+  }
+  const open = bodies;
+  open.add(body);
+  body.once('close', () => open.delete(body));
 }
 
 /**

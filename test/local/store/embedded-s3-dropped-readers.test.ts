@@ -1,0 +1,73 @@
+import { readdirSync, readlinkSync } from 'node:fs';
+import { connect } from 'node:net';
+import path from 'node:path';
+import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { describe, expect, it } from 'vitest';
+import { useEmbeddedS3 } from '../../support/embedded-s3.ts';
+
+/**
+ * Readers of an export that go away while it is sent: the object's file is closed with the connection, and the
+ * embedded S3 (in the gateway's process under `npm start`) goes on serving. Node's own answer to such a client is
+ * no error: what could be lost is a file left open (descriptors run out for everyone, and Node says it will throw
+ * on a file closed by garbage collection).
+ */
+const BUCKET = 'dropped-readers';
+const local = useEmbeddedS3(BUCKET, { maxAttempts: 1 });
+const KEY = 'conversation-history/2026/12/03/big/conversation.json';
+/** Past the 256 KB read whole: streamed from its open file. */
+const BIG = Buffer.alloc(8 * 1024 * 1024, 'a');
+
+/** The files of the bucket this process has open now. */
+function openObjectFiles(): string[] {
+  const open: string[] = [];
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      const target = readlinkSync(`/proc/self/fd/${fd}`);
+      if (target.startsWith(path.join(local.dir, BUCKET))) open.push(target);
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return open;
+}
+
+/** `text` sent on a connection that reads nothing back and is reset once `until` says so. */
+function sendAndDrop(text: string, until: (received: number) => boolean): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(local.s3.port, '127.0.0.1', () => socket.write(text));
+    let received = 0;
+    socket.on('data', (chunk) => {
+      received += chunk.length;
+      socket.pause(); // a slow reader: the server's writes back up
+      if (until(received)) socket.resetAndDestroy();
+      else setImmediate(() => socket.resume());
+    });
+    socket.on('close', () => resolve());
+    socket.on('error', reject);
+  });
+}
+
+const GET = `GET /${BUCKET}/${KEY} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`;
+
+describe.skipIf(process.platform !== 'linux')('a reader of a large object that goes away', () => {
+  it('pipelined GETs dropped while the first is sent: every file closed, the next reader served', async () => {
+    await local.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: KEY, Body: BIG }));
+    expect(openObjectFiles()).toEqual([]);
+    // The second and third answers wait behind the first (HTTP/1.1 pipelining): each has its file open. Before, Node
+    // left them waiting for good once the client had gone, their files open until garbage collection.
+    await sendAndDrop(GET + GET + GET, (received) => received > 256 * 1024);
+    await expect.poll(openObjectFiles, { timeout: 5_000 }).toEqual([]);
+    const read = await local.client.send(new GetObjectCommand({ Bucket: BUCKET, Key: KEY }));
+    expect((await read.Body!.transformToByteArray()).length).toBe(BIG.length);
+  });
+
+  it('a HEAD, a range read and a GET pipelined, cut off mid-range: every file closed, the object unchanged', async () => {
+    await local.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: KEY, Body: BIG }));
+    const head = `HEAD /${BUCKET}/${KEY} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`;
+    const range = `GET /${BUCKET}/${KEY} HTTP/1.1\r\nHost: 127.0.0.1\r\nRange: bytes=1000-7000000\r\n\r\n`;
+    await sendAndDrop(head + range + GET, (received) => received > 64 * 1024);
+    await expect.poll(openObjectFiles, { timeout: 5_000 }).toEqual([]);
+    const read = await local.client.send(new GetObjectCommand({ Bucket: BUCKET, Key: KEY, Range: 'bytes=0-9' }));
+    expect(await read.Body!.transformToString()).toBe('aaaaaaaaaa');
+  });
+});
