@@ -1,3 +1,4 @@
+import { validateHeaderValue } from 'node:http';
 import { Readable } from 'node:stream';
 import type { S3Api } from './s3-api.ts';
 import { flatHeaders, pathStyle } from './s3-http-server.ts';
@@ -45,6 +46,9 @@ class InProcessS3Transport {
         code: 'ECONNREFUSED',
       });
     if (options?.abortSignal?.aborted) throw Object.assign(new Error('Request aborted'), { name: 'AbortError' });
+    // What Node's HTTP client refuses to send (a value past ISO-8859-1, a line break) is refused here too, as on a
+    // socket (ERR_INVALID_CHAR): stored, it made every later GET of the object over HTTP fail.
+    for (const [name, value] of Object.entries(request.headers)) validateHeaderValue(name, value);
     const query = new URLSearchParams();
     for (const [name, value] of Object.entries(request.query ?? {})) {
       if (Array.isArray(value)) for (const v of value) query.append(name, v);

@@ -132,6 +132,17 @@ const urlEncode = (value: string) => encodeURIComponent(value);
 const etagOf = (info: ObjectInfo) => `"${info.etag}"`;
 const httpDate = (iso: string) => new Date(iso).toUTCString();
 
+/**
+ * A `response-*` override as S3 takes it: a value no HTTP header can carry (a character past ISO-8859-1, a control
+ * character that would end the header) is refused, 400 InvalidArgument naming the parameter, as S3 answers. Before,
+ * Node refused to write the header and the client's connection was dropped without an answer.
+ */
+function overrideValue(parameter: string, value: string): string {
+  if (/[^\t\x20-\x7e\x80-\xff]/.test(value))
+    throw invalidArgument('Header value cannot be represented using ISO-8859-1.', parameter, value);
+  return value;
+}
+
 /** Non-ASCII metadata values go out as RFC 2047 words, as S3 sends them (HTTP header values are Latin-1). */
 const headerValue = (value: string) =>
   /^[\x20-\x7e\t]*$/.test(value) ? value : `=?UTF-8?B?${Buffer.from(value).toString('base64')}?=`;
@@ -702,7 +713,7 @@ export class S3Api {
       if (part) out['x-amz-mp-parts-count'] = String(info.parts);
       for (const name of RESPONSE_OVERRIDES) {
         const value = query.get(`response-${name}`);
-        if (value !== null) out[name] = value;
+        if (value !== null) out[name] = overrideValue(`response-${name}`, value);
       }
       const start = range?.start ?? 0;
       const end = range?.end ?? info.size - 1;

@@ -79,7 +79,13 @@ function send(response: S3Response, res: ServerResponse, head: boolean): Promise
   const { body } = response;
   if (Buffer.isBuffer(body) && response.headers['content-length'] === undefined)
     response.headers['content-length'] = String(body.length);
-  res.writeHead(response.status, { ...response.headers, ...INERT });
+  try {
+    res.writeHead(response.status, { ...response.headers, ...INERT });
+  } catch (error) {
+    // A header Node cannot write (a stored header value past ISO-8859-1): the object's file is closed here.
+    if (body && !Buffer.isBuffer(body)) body.destroy();
+    throw error;
+  }
   if (!body || head) {
     if (body && !Buffer.isBuffer(body)) body.destroy();
     res.end();
@@ -155,6 +161,26 @@ function edgeError(fault: EdgeFault): S3Error {
   }
 }
 
+/**
+ * What the API's answer could not be sent for: said on the gateway's stderr as the API's own internal errors are
+ * (`embedded S3: <method> <path>: <stack>`), and answered 500 InternalError while nothing of the answer has gone out;
+ * after that, the connection is closed (a cut body is all the client can be told). Before, the connection was
+ * dropped with no answer and no line.
+ */
+function answerFailure(req: IncomingMessage, res: ServerResponse, error: Error): void {
+  process.stderr.write(`embedded S3: ${req.method} ${req.url}: ${error.stack ?? error.message}\n`);
+  if (res.headersSent || res.destroyed) {
+    res.destroy();
+    return;
+  }
+  const head = req.method === 'HEAD';
+  send(
+    errorResponse(new S3Error('InternalError', 500, 'We encountered an internal error. Please try again.'), head),
+    res,
+    head,
+  );
+}
+
 /** A request refused before the API sees it: its answer, then the connection closed (its body is not read). */
 function refuseRequest(req: IncomingMessage, res: ServerResponse, error: S3Error): void {
   req.resume();
@@ -221,7 +247,7 @@ export function serveS3Api(
         body: req.headers.expect === undefined ? req : afterContinue(req),
       })
       .then((response) => send(response, res, req.method === 'HEAD'))
-      .catch(() => res.destroy());
+      .catch((error: Error) => answerFailure(req, res, error));
   });
   continueWhenRead(server);
   // An Expect other than 100-continue, which Node would answer with a bare 417: S3's answer to a header it does not
