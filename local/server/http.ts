@@ -42,9 +42,18 @@ export function answerAtTheEdge(
     socket.destroy();
     onRefused(refusalLine(405, 'METHOD_NOT_ALLOWED', message));
   });
-  // (httpAllowHalfOpen: the Node http server's own switch for it, undeclared in its types.)
-  (server as Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
+  answerHalfClosedCallers(server);
   server.on('clientError', clientErrorHandler(limits, onRefused));
+}
+
+/**
+ * A caller that half-closes after its request (FIN, still reading: `printf … | nc`, some proxies and HTTP/1.0
+ * clients) gets its answer, as HTTP/1.1 allows, and the connection is closed after it. By default Node ended the
+ * connection at its FIN and the answer was lost. (httpAllowHalfOpen: the Node http server's own switch for it,
+ * undeclared in its types.)
+ */
+export function answerHalfClosedCallers(server: Server): void {
+  (server as Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
 }
 
 /**

@@ -11,6 +11,7 @@ import type { Duplex, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
   answerClientErrors,
+  answerHalfClosedCallers,
   continueWhenRead,
   type EdgeFault,
   hostRefusal,
@@ -250,6 +251,7 @@ export function serveS3Api(
       .catch((error: Error) => answerFailure(req, res, error));
   });
   continueWhenRead(server);
+  answerHalfClosedCallers(server);
   // An Expect other than 100-continue, which Node would answer with a bare 417: S3's answer to a header it does not
   // honour, in its <Error> document.
   server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) =>

@@ -6,12 +6,12 @@ import { describe, expect, it } from 'vitest';
 import { useEmbeddedS3 } from '../../support/embedded-s3.ts';
 
 /**
- * Readers of an export that go away while it is sent: the object's file is closed with the connection, and the
+ * Clients of the embedded S3 that close their side early. Readers of an export that go away while it is sent: the object's file is closed with the connection, and the
  * embedded S3 (in the gateway's process under `npm start`) goes on serving. Node's own answer to such a client is
  * no error: what could be lost is a file left open (descriptors run out for everyone, and Node says it will throw
  * on a file closed by garbage collection).
  */
-const BUCKET = 'dropped-readers';
+const BUCKET = 'connections';
 const local = useEmbeddedS3(BUCKET, { maxAttempts: 1 });
 const KEY = 'conversation-history/2026/12/03/big/conversation.json';
 /** Past the 256 KB read whole: streamed from its open file. */
@@ -69,5 +69,35 @@ describe.skipIf(process.platform !== 'linux')('a reader of a large object that g
     await expect.poll(openObjectFiles, { timeout: 5_000 }).toEqual([]);
     const read = await local.client.send(new GetObjectCommand({ Bucket: BUCKET, Key: KEY, Range: 'bytes=0-9' }));
     expect(await read.Body!.transformToString()).toBe('aaaaaaaaaa');
+  });
+});
+
+/** `text` sent, then the client's side closed (FIN) while it reads on; everything received until the server closed. */
+function sendAndHalfClose(text: string): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(local.s3.port, '127.0.0.1', () => socket.end(text));
+    const chunks: Buffer[] = [];
+    socket.on('data', (chunk) => chunks.push(chunk));
+    socket.on('close', () => resolve(Buffer.concat(chunks)));
+    socket.on('error', reject);
+  });
+}
+
+describe('a client that closes its side after its request (FIN), still reading', () => {
+  it('gets its answer whole, then the connection is closed: a GET, a large GET, a listing', async () => {
+    await local.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'small.txt', Body: 'hello' }));
+    await local.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: KEY, Body: BIG }));
+    // Before: nothing at all (Node ended the connection at the client's FIN, before the answer was ready).
+    const small = (await sendAndHalfClose(`GET /${BUCKET}/small.txt HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`)).toString();
+    expect(small).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+    expect(small.endsWith('\r\n\r\nhello')).toBe(true);
+    const big = await sendAndHalfClose(GET);
+    expect(big.toString('latin1', 0, 17)).toBe('HTTP/1.1 200 OK\r\n');
+    expect(big.length - big.indexOf('\r\n\r\n') - 4).toBe(BIG.length);
+    const listing = (
+      await sendAndHalfClose(`GET /${BUCKET}?list-type=2 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`)
+    ).toString();
+    expect(listing).toMatch(/^HTTP\/1\.1 200 OK\r\n[\s\S]*<Key>small\.txt<\/Key>[\s\S]*<\/ListBucketResult>$/);
+    await expect.poll(openObjectFiles, { timeout: 5_000 }).toEqual([]);
   });
 });
