@@ -447,7 +447,13 @@ export class ObjectStore {
       const body = source.body();
       // The copy is one object, not a multipart one, as S3 makes it: of a multipart source, its ETag is the bytes' MD5.
       const md5 = parts ? createHash('md5') : undefined;
-      return this.write(at, info, Buffer.isBuffer(body) ? body : [body], key, bucket, md5);
+      try {
+        return await this.write(at, info, Buffer.isBuffer(body) ? body : [body], key, bucket, md5);
+      } finally {
+        // Read to its end it is closed already; a write that failed before reading it (its temporary file refused)
+        // left the source's file open until garbage collection.
+        if (!Buffer.isBuffer(body)) body.destroy();
+      }
     });
   }
 

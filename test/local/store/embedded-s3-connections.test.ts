@@ -1,8 +1,9 @@
 import { readdirSync, readlinkSync } from 'node:fs';
+import { rename, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import path from 'node:path';
-import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
-import { describe, expect, it } from 'vitest';
+import { CopyObjectCommand, GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { useEmbeddedS3 } from '../../support/embedded-s3.ts';
 
 /**
@@ -16,6 +17,22 @@ const local = useEmbeddedS3(BUCKET, { maxAttempts: 1 });
 const KEY = 'conversation-history/2026/12/03/big/conversation.json';
 /** Past the 256 KB read whole: streamed from its open file. */
 const BIG = Buffer.alloc(8 * 1024 * 1024, 'a');
+
+/**
+ * What Node says when garbage collection closes a file left open (`Closing file descriptor N on garbage collection`):
+ * a file these tests find closed must have been closed by the embedded S3, not by the collector.
+ */
+const collected: string[] = [];
+const onWarning = (warning: Error) => {
+  if (/on garbage collection/.test(warning.message)) collected.push(warning.message);
+};
+beforeAll(() => {
+  process.on('warning', onWarning);
+});
+afterAll(() => {
+  process.off('warning', onWarning);
+  expect(collected).toEqual([]);
+});
 
 /** The files of the bucket this process has open now. */
 function openObjectFiles(): string[] {
@@ -99,5 +116,38 @@ describe('a client that closes its side after its request (FIN), still reading',
     ).toString();
     expect(listing).toMatch(/^HTTP\/1\.1 200 OK\r\n[\s\S]*<Key>small\.txt<\/Key>[\s\S]*<\/ListBucketResult>$/);
     await expect.poll(openObjectFiles, { timeout: 5_000 }).toEqual([]);
+  });
+});
+
+describe('a copy the disk refuses', () => {
+  it('its temporary file cannot be made (s3/.tmp is a file): 500 InternalError, the source file closed, the copy absent', async () => {
+    await local.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: KEY, Body: BIG }));
+    const tmp = path.join(local.dir, '.tmp');
+    await rename(tmp, `${tmp}.aside`);
+    await writeFile(tmp, 'not a folder');
+    const stderr = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      await expect(
+        local.client.send(
+          new CopyObjectCommand({
+            Bucket: BUCKET,
+            Key: 'copy.json',
+            CopySource: `${BUCKET}/${encodeURIComponent(KEY)}`,
+          }),
+        ),
+      ).rejects.toMatchObject({ name: 'InternalError', $metadata: { httpStatusCode: 500 } });
+      expect(String(stderr.mock.calls.at(-1)?.[0])).toMatch(
+        /^embedded S3: PUT \/connections\/copy\.json: Error: ENOTDIR/,
+      );
+    } finally {
+      stderr.mockRestore();
+      await rm(tmp);
+      await rename(`${tmp}.aside`, tmp);
+    }
+    // Before, the source's file stayed open until garbage collection.
+    await expect.poll(openObjectFiles, { timeout: 5_000 }).toEqual([]);
+    await expect(local.client.send(new GetObjectCommand({ Bucket: BUCKET, Key: 'copy.json' }))).rejects.toMatchObject({
+      name: 'NoSuchKey',
+    });
   });
 });
