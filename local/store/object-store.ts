@@ -603,11 +603,19 @@ export class ObjectStore {
     }
   }
 
-  async listParts(uploadId: string): Promise<PartInfo[]> {
+  /**
+   * The upload's parts in order: those after part `after`, at most `max` (a page of ListParts reads the metadata of
+   * its own parts only: before, every part's, 10,000 at most, for each page).
+   */
+  async listParts(uploadId: string, after = 0, max = Number.POSITIVE_INFINITY): Promise<PartInfo[]> {
     await this.getUpload(uploadId);
-    const numbers = (await readdir(this.uploadDir(uploadId))).filter((name) => /^\d+$/.test(name)).map(Number);
+    const numbers = (await readdir(this.uploadDir(uploadId)))
+      .filter((name) => /^\d+$/.test(name))
+      .map(Number)
+      .filter((n) => n > after);
     const parts: PartInfo[] = [];
     for (const partNumber of numbers.sort((a, b) => a - b)) {
+      if (parts.length >= max) break;
       const part = await this.read(this.partLocation(uploadId, partNumber), true);
       await part?.close();
       if (part)

@@ -923,7 +923,7 @@ export class S3Api {
     const uploadId = this.uploadOf(query, bucket, key, await this.store.getUpload(query.get('uploadId')!));
     const marker = Number(query.get('part-number-marker') ?? 0) || 0;
     const maxParts = parseMaxKeys(query.get('max-parts'), 'max-parts');
-    const all = (await this.store.listParts(uploadId)).filter((p) => p.partNumber > marker);
+    const all = await this.store.listParts(uploadId, marker, maxParts + 1);
     const parts = all.slice(0, maxParts);
     const truncated = all.length > parts.length;
     const items = parts
