@@ -611,6 +611,7 @@ export class S3Api {
 
   private async objectRequest(request: S3Request, bucket: string, key: string): Promise<S3Response> {
     const { method, query } = request;
+    if (method === 'GET' || method === 'HEAD') refuseEncryptionOnRead(request.headers);
     refuseUnhonouredHeaders(request.headers);
     const versionId = query.get('versionId');
     if (
@@ -1025,6 +1026,17 @@ function refuseUnhonouredHeaders(headers: RequestHeaders): void {
   if (sse?.startsWith('aws:kms')) throw headerNotImplemented('x-amz-server-side-encryption');
   if (headers['x-amz-server-side-encryption-aws-kms-key-id'] !== undefined)
     throw headerNotImplemented('x-amz-server-side-encryption-aws-kms-key-id');
+}
+
+/**
+ * A read names no server-side encryption: S3 decrypts SSE-S3 and SSE-KMS objects by itself and answers a GET or HEAD
+ * that sends x-amz-server-side-encryption (or the KMS key id) 400 (the API reference, GetObject); so does this one.
+ */
+function refuseEncryptionOnRead(headers: RequestHeaders): void {
+  for (const name of ['x-amz-server-side-encryption', 'x-amz-server-side-encryption-aws-kms-key-id']) {
+    const value = headers[name];
+    if (value !== undefined) throw invalidArgument(`${name} header is not supported for this operation.`, name, value);
+  }
 }
 
 /**
