@@ -4,6 +4,7 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FolderIndex } from '../../../local/store/folder-index.ts';
 import { type ListOptions, type ObjectInfo, ObjectStore } from '../../../local/store/object-store.ts';
+import { byBytes, type ListedItem, listingModel } from '../../support/s3-listing-model.ts';
 
 /**
  * Listings of large folders, which the store keeps in memory between pages (local/store/folder-index.ts): every page
@@ -16,21 +17,10 @@ const FLAT = Array.from({ length: 2_400 }, (_, i) => `flat/k-${String(i * 7).pad
 const AWKWARD = ['flat/k-00070 x', 'flat/k-00070.', 'flat/ä', 'flat/😀', 'flat/\uE000', 'flat/k%41', 'flat/.hidden'];
 const NESTED = ['flat/sub-a/1', 'flat/sub-a/2', 'flat/sub-b/x/y', 'flat/k-0/deep', 'other/z', 'a', 'flatter'];
 
-const byBytes = (a: string, b: string) => Buffer.compare(Buffer.from(a), Buffer.from(b));
-type Item = { key: string } | { prefix: string };
+type Item = ListedItem;
 
 function model(keys: Iterable<string>, { prefix, delimiter, after, maxKeys }: ListOptions) {
-  const items: Item[] = [];
-  let last: string | undefined;
-  for (const key of [...keys].sort(byBytes)) {
-    if (!key.startsWith(prefix)) continue;
-    const at = delimiter ? key.indexOf(delimiter, prefix.length) : -1;
-    if (at >= 0) {
-      const common = key.slice(0, at + delimiter.length);
-      if (common !== last && byBytes(common, after) > 0) items.push({ prefix: common });
-      last = common;
-    } else if (byBytes(key, after) > 0) items.push({ key });
-  }
+  const items = listingModel(keys, prefix, delimiter, after);
   return { items: items.slice(0, maxKeys), truncated: items.length > maxKeys };
 }
 
@@ -65,6 +55,15 @@ async function storeWith(keys: string[], folders?: FolderIndex) {
   for (let i = 0; i < keys.length; i += 50)
     await Promise.all(keys.slice(i, i + 50).map((key) => store.put(BUCKET, key, info(1), Buffer.from('x'))));
   return store;
+}
+
+/** 1,200 keys in `flat/`, the folder last changed an hour ago, and a clock a minute ahead: its reads are not racy. */
+async function quietFolder() {
+  const later = Date.now() + 60_000;
+  const store = await storeWith(FLAT.slice(0, 1_200), new FolderIndex(0, () => later));
+  const folder = path.join(root, BUCKET, 'flat');
+  await utimes(folder, new Date(0), new Date(Date.now() - 3_600_000));
+  return { store, folder };
 }
 
 describe('a listing of a folder of thousands of keys', () => {
@@ -151,10 +150,7 @@ describe('a listing of a folder of thousands of keys', () => {
   });
 
   it('a folder read long after its last change is kept; a change by hand is seen by its time', async () => {
-    const later = Date.now() + 60_000;
-    const store = await storeWith(FLAT.slice(0, 1_200), new FolderIndex(0, () => later));
-    const folder = path.join(root, BUCKET, 'flat');
-    await utimes(folder, new Date(0), new Date(Date.now() - 3_600_000)); // last changed an hour ago
+    const { store, folder } = await quietFolder();
     const options = { prefix: 'flat/', delimiter: '', after: 'flat/k-08300', maxKeys: 10 };
     await page(store, options);
     await writeFile(path.join(folder, 'k-08300-by-hand'), 'copied in');
@@ -164,10 +160,7 @@ describe('a listing of a folder of thousands of keys', () => {
   });
 
   it("lists the store's own writes and deletes at once, though the folder's time may not show them", async () => {
-    const later = Date.now() + 60_000;
-    const store = await storeWith(FLAT.slice(0, 1_200), new FolderIndex(0, () => later));
-    const folder = path.join(root, BUCKET, 'flat');
-    await utimes(folder, new Date(0), new Date(Date.now() - 3_600_000)); // last changed an hour ago
+    const { store, folder } = await quietFolder();
     const options = { prefix: 'flat/', delimiter: '/', after: 'flat/k-08300', maxKeys: 3 };
     await page(store, options);
     const time = await stat(folder);
