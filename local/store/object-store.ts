@@ -20,7 +20,8 @@ import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { OWNER_DIR, OWNER_FILE } from '../../functions/shared/local-files.ts';
 import { isAlive } from './data-dir-lock.ts';
-import { type PlaceResult, placeObjectFiles, putObjectFiles } from './file-writer.ts';
+import { describeListed, type PlaceResult, placeObjectFiles, putObjectFiles } from './file-writer.ts';
+import { compareKeys, decodeSegment, type FolderEntry, FolderIndex, lowerBound, pastPrefix } from './folder-index.ts';
 import { mapConcurrently } from './json-files.ts';
 import type { ChecksumAlgorithm } from './s3-checksums.ts';
 import { invalidArgument, noSuchBucket, noSuchKey, noSuchUpload, S3Error } from './s3-errors.ts';
@@ -45,13 +46,18 @@ import type { Tags } from './s3-tagging.ts';
  * A write replaces the metadata, then the bytes, each with a rename, one writer per key at a time: a reader never
  * sees half of either. Each metadata file names the inode of its bytes; should a crash fall between the two renames,
  * readers see that they do not match and describe the bytes from the file itself. Nothing is cached between calls
- * beyond which directories exist, so another process may read the same directory.
+ * beyond which directories exist and, for listings, the key order of folders of 1,000 entries or more (folder-index.ts:
+ * told of this store's changes, and checked against the folder's time for anyone else's, so a file put there by hand
+ * is listed); all of it in memory, read again from the files after a restart. Another process may read the same
+ * directory.
  *
  * Nothing outside the root is ever served, listed, written or deleted: a symbolic link under it (to /etc/passwd, to
  * another folder) is no object and no folder of keys. Reads open the bytes without following a link and check that
  * the key's folder is where its path says (no link on the way); writes and deletes through such a folder are refused
  * with 403 AccessDenied; listings walk real folders only. The root itself may be a link (a data folder on another disk).
  */
+export { compareKeys, decodeSegment };
+
 const MULTIPART_DIR = '.multipart';
 const TEMP_DIR = '.tmp';
 /** Bodies up to this size are kept in memory on their way to the file; beyond, received into a temporary file. */
@@ -152,26 +158,6 @@ export function encodeSegment(segment: string): string {
   return name;
 }
 
-export function decodeSegment(name: string): string {
-  return name === '%'
-    ? ''
-    : name.replace(/%([0-9A-F]{2})/g, (_, h: string) => String.fromCharCode(Number.parseInt(h, 16)));
-}
-
-/** S3's key order: UTF-8 bytes, i.e. code points (UTF-16 units differ only around surrogates). */
-export function compareKeys(a: string, b: string): number {
-  const n = Math.min(a.length, b.length);
-  for (let i = 0; i < n; i++) {
-    const x = a.charCodeAt(i);
-    const y = b.charCodeAt(i);
-    if (x !== y) {
-      if (x >= 0xd800 && y >= 0xd800 && x <= 0xdfff !== y <= 0xdfff) return x <= 0xdfff ? 1 : -1;
-      return x - y;
-    }
-  }
-  return a.length - b.length;
-}
-
 const errorCode = (error: unknown) => (error as NodeJS.ErrnoException).code ?? '';
 const isMissing = (error: unknown) => ['ENOENT', 'ENOTDIR'].includes(errorCode(error));
 const metaName = (name: string) => `.${name}.meta.json`;
@@ -199,14 +185,6 @@ interface Location {
   meta: string;
 }
 
-interface Entry {
-  segment: string;
-  dir: boolean;
-  path: string;
-  /** The segment as it sorts among its siblings: a directory holds keys that continue with `/`. */
-  order: string;
-}
-
 type Source = Buffer | (Readable | { file: string; start: number; end: number })[];
 
 export class ObjectStore {
@@ -216,7 +194,14 @@ export class ObjectStore {
   private readonly writing = new Map<string, Promise<unknown>>();
   private tempCounter = 0;
 
-  constructor(readonly root: string) {}
+  /**
+   * `folders`: each folder's entries in key order for listings, those of large folders kept between them
+   * (folder-index.ts); told of every change made here.
+   */
+  constructor(
+    readonly root: string,
+    private readonly folders = new FolderIndex(),
+  ) {}
 
   /**
    * Create the directories; drop temporary files an interrupted process left behind: at once when the process that
@@ -318,6 +303,7 @@ export class ObjectStore {
     for (const upload of await this.listUploads(bucket))
       await rm(this.uploadDir(upload.id), { recursive: true, force: true });
     this.knownBuckets.delete(bucket);
+    this.folders.forget(this.bucketDir(bucket));
     for (const dir of this.knownDirs) if (dir.startsWith(this.bucketDir(bucket) + path.sep)) this.knownDirs.delete(dir);
     await rm(this.bucketDir(bucket), { recursive: true, force: true });
   }
@@ -383,6 +369,7 @@ export class ObjectStore {
       if (condition) condition(await this.infoOf(at));
       try {
         await unlink(at.data);
+        this.folders.removed(at.dir, path.basename(at.data));
       } catch (error) {
         const code = errorCode(error);
         const folder = code === 'EISDIR' || (code === 'EPERM' && (await stat(at.data)).isDirectory());
@@ -481,41 +468,61 @@ export class ObjectStore {
       found.push(item);
       return false;
     };
-    /** A key or folder holding the delimiter after the prefix lists as its common prefix, once. */
-    const rollUp = (keyOrFolder: string): 'none' | 'skip' | 'stop' => {
+    /** The common prefix a key or folder lists as (it holds the delimiter after the prefix), else null. */
+    const commonOf = (keyOrFolder: string): string | null => {
       const at = delimiter ? keyOrFolder.indexOf(delimiter, prefix.length) : -1;
-      if (at < 0) return 'none';
-      const common = keyOrFolder.slice(0, at + delimiter.length);
-      if (common === lastPrefix || (after && compareKeys(common, after) <= 0)) return 'skip';
-      lastPrefix = common;
-      return add({ prefix: common }) ? 'stop' : 'skip';
+      return at < 0 ? null : keyOrFolder.slice(0, at + delimiter.length);
     };
+    /** Whether a common prefix is still to list on this page (not the last one listed, and after the start). */
+    const unlisted = (common: string) => common !== lastPrefix && !(after && compareKeys(common, after) <= 0);
+    /** The first key this listing can return (the prefix, or the key it starts after). */
+    const from = compareKeys(after, prefix) >= 0 ? after : prefix;
     const visit = async (dir: string, base: string): Promise<boolean> => {
-      for (const entry of await this.entries(dir)) {
+      const entries = await this.folders.entries(dir);
+      // Straight to the first entry that can hold a key of the page (a folder whose keys include it sorts before it).
+      let i = 0;
+      if (from.startsWith(base)) {
+        const start = from.slice(base.length);
+        i = lowerBound(entries, start);
+        if (i > 0 && entries[i - 1]!.dir && start.startsWith(entries[i - 1]!.order)) i -= 1;
+      } else if (compareKeys(from, base) > 0) return false;
+      for (; i < entries.length; i++) {
+        const entry = entries[i]!;
+        const name = base + entry.order; // a folder's ends with `/`
         if (entry.dir) {
-          const folder = `${base}${entry.segment}/`;
-          if (!folder.startsWith(prefix) && !prefix.startsWith(folder)) {
-            if (compareKeys(folder, prefix) > 0) return true;
+          if (!name.startsWith(prefix) && !prefix.startsWith(name)) {
+            if (compareKeys(name, prefix) > 0) return true;
             continue;
           }
-          if (after && compareKeys(folder, after) < 0 && !after.startsWith(folder)) continue;
-          if (delimiter && folder.startsWith(prefix) && folder.includes(delimiter, prefix.length)) {
+          if (after && compareKeys(name, after) < 0 && !after.startsWith(name)) continue;
+          const common = name.startsWith(prefix) ? commonOf(name) : null;
+          if (common !== null) {
             // Every key below rolls up into the same common prefix: listed once, if the folder holds an object.
-            if ((await this.holdsObjects(entry.path)) && rollUp(folder) === 'stop') return true;
+            if (unlisted(common)) {
+              if (!(await this.holdsObjects(path.join(dir, entry.name)))) continue;
+              if (add({ prefix: common })) return true;
+              lastPrefix = common;
+            }
+            i = skipRolledUp(entries, i, common, base);
             continue;
           }
-          if (await visit(entry.path, folder)) return true;
+          if (await visit(path.join(dir, entry.name), name)) return true;
         } else {
-          const key = base + entry.segment;
-          if (!key.startsWith(prefix)) {
-            if (compareKeys(key, prefix) > 0) return true;
+          if (!name.startsWith(prefix)) {
+            if (compareKeys(name, prefix) > 0) return true;
             continue;
           }
-          if (after && compareKeys(key, after) <= 0) continue;
-          const rolled = rollUp(key);
-          if (rolled === 'stop') return true;
-          if (rolled === 'skip') continue;
-          if (add({ key, file: entry.path })) return true;
+          if (after && compareKeys(name, after) <= 0) continue;
+          const common = commonOf(name);
+          if (common === null) {
+            if (add({ key: name, file: path.join(dir, entry.name) })) return true;
+            continue;
+          }
+          if (unlisted(common)) {
+            if (add({ prefix: common })) return true;
+            lastPrefix = common;
+          }
+          i = skipRolledUp(entries, i, common, base);
         }
       }
       return false;
@@ -532,14 +539,23 @@ export class ObjectStore {
     }
     if (!withInfo) return found.filter((f) => 'key' in f);
 
-    const infos = await mapConcurrently(found, 32, async (item) =>
-      'key' in item ? this.infoOf(locationOf(item.file)) : null,
+    const objects = found.flatMap((item) => ('key' in item ? [locationOf(item.file)] : []));
+    const described = await describeListed(objects);
+    const infos = await mapConcurrently(
+      objects.map((at, i) => ({ at, file: described[i] })),
+      32,
+      // Bytes without metadata that names them (written by hand, or a crash between two renames): described here.
+      async ({ at, file }) => (file ? (storedInfo(file.metaText, file) ?? this.infoOf(at)) : null),
     );
     const page: ListPage = { objects: [], prefixes: [], truncated };
-    found.forEach((item, i) => {
+    let object = 0;
+    for (const item of found) {
       if ('prefix' in item) page.prefixes.push(item.prefix);
-      else if (infos[i]) page.objects.push({ key: item.key, info: infos[i]! }); // null: deleted meanwhile
-    });
+      else {
+        const info = infos[object++];
+        if (info) page.objects.push({ key: item.key, info }); // null: deleted meanwhile
+      }
+    }
     const lastItem = found.at(-1);
     if (lastItem) page.last = 'key' in lastItem ? lastItem.key : lastItem.prefix;
     return page;
@@ -596,11 +612,19 @@ export class ObjectStore {
     }
   }
 
-  async listParts(uploadId: string): Promise<PartInfo[]> {
+  /**
+   * The upload's parts in order: those after part `after`, at most `max` (a page of ListParts reads the metadata of
+   * its own parts only: before, every part's, 10,000 at most, for each page).
+   */
+  async listParts(uploadId: string, after = 0, max = Number.POSITIVE_INFINITY): Promise<PartInfo[]> {
     await this.getUpload(uploadId);
-    const numbers = (await readdir(this.uploadDir(uploadId))).filter((name) => /^\d+$/.test(name)).map(Number);
+    const numbers = (await readdir(this.uploadDir(uploadId)))
+      .filter((name) => /^\d+$/.test(name))
+      .map(Number)
+      .filter((n) => n > after);
     const parts: PartInfo[] = [];
     for (const partNumber of numbers.sort((a, b) => a - b)) {
+      if (parts.length >= max) break;
       const part = await this.read(this.partLocation(uploadId, partNumber), true);
       await part?.close();
       if (part)
@@ -808,11 +832,22 @@ export class ObjectStore {
       }
       if (result.stage !== 'done') throw result.error;
       this.rememberDir(at.dir);
+      if (bucket) this.listed(bucket, at);
       return info;
     } catch (error) {
       await rm(objectFiles.tempData, { force: true });
       await rm(objectFiles.tempMeta, { force: true });
       throw error;
+    }
+  }
+
+  /** Tell the listings' folder index of an object written: it, and every folder on its way (the writer made them). */
+  private listed(bucket: string, at: Location): void {
+    const names = path.relative(this.bucketDir(bucket), at.data).split(path.sep);
+    let dir = this.bucketDir(bucket);
+    for (const [i, name] of names.entries()) {
+      this.folders.added(dir, name, i < names.length - 1);
+      dir = path.join(dir, name);
     }
   }
 
@@ -830,6 +865,8 @@ export class ObjectStore {
         return; // not empty (or already gone)
       }
       this.knownDirs.delete(dir);
+      this.folders.removed(path.dirname(dir), path.basename(dir));
+      this.folders.forget(dir);
       dir = path.dirname(dir);
     }
   }
@@ -896,34 +933,23 @@ export class ObjectStore {
     }
   }
 
-  /** A directory's objects and folders in key order (our `.`-files left out). */
-  private async entries(dir: string): Promise<Entry[]> {
-    let dirents: import('node:fs').Dirent[];
-    try {
-      dirents = await readdir(dir, { withFileTypes: true });
-    } catch (error) {
-      if (isMissing(error)) return [];
-      throw error;
-    }
-    const entries: Entry[] = [];
-    for (const d of dirents) {
-      if (d.name.startsWith('.')) continue;
-      const segment = decodeSegment(d.name);
-      if (d.isDirectory()) entries.push({ segment, dir: true, path: path.join(dir, d.name), order: `${segment}/` });
-      else if (d.isFile()) entries.push({ segment, dir: false, path: path.join(dir, d.name), order: segment });
-    }
-    return entries.sort((a, b) => compareKeys(a.order, b.order));
-  }
-
   private async holdsObjects(dir: string): Promise<boolean> {
-    const entries = await this.entries(dir);
+    const entries = await this.folders.entries(dir);
     if (entries.some((e) => !e.dir)) return true;
-    for (const e of entries) if (await this.holdsObjects(e.path)) return true;
+    for (const e of entries) if (await this.holdsObjects(path.join(dir, e.name))) return true;
     return false;
   }
 }
 
-/** Write the bytes and return the file's inode (what its metadata will name). */
+/**
+ * The last entry of a folder's (from the `i`th) whose keys all roll up into `common`, a common prefix just listed or
+ * listed before: a listing goes on after it, never reading the keys it rolls up one by one.
+ */
+function skipRolledUp(entries: FolderEntry[], i: number, common: string, base: string): number {
+  if (common.length <= base.length) return entries.length - 1;
+  return Math.max(i, pastPrefix(entries, common.slice(base.length)) - 1);
+}
+
 /**
  * The write path's file calls: Node's callback API, promisified. Per object written (bytes, metadata, two renames)
  * they cost the event loop about a third less than fs.promises, whose FileHandle and promise machinery weigh more
@@ -973,7 +999,7 @@ async function writeBytes(file: string, source: Source, md5?: Hash): Promise<str
 }
 
 /** The stored description of an object's bytes, when it names them (same inode, same size); else null. */
-function storedInfo(metaText: string | null, s: BigIntStats): ObjectInfo | null {
+function storedInfo(metaText: string | null, s: { ino: bigint | string; size: bigint | number }): ObjectInfo | null {
   if (!metaText) return null;
   try {
     const { ino, ...info } = JSON.parse(metaText) as ObjectInfo & { ino?: string };

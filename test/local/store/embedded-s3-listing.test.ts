@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type EmbeddedS3, startEmbeddedS3 } from '../../../local/store/embedded-s3.ts';
 import { inProcessS3 } from '../../../local/store/in-process-s3-transport.ts';
 import { listAllKeys } from '../../support/gateway.ts';
+import { byBytes, type ListedItem, listingModel } from '../../support/s3-listing-model.ts';
 
 /**
  * Listings page exactly as S3's do, through the SDK over HTTP and through the in-process transport: every page of
@@ -51,27 +52,9 @@ const LEAVES = [
 ];
 const KEYS = FOLDERS.flatMap((folder) => LEAVES.map((leaf) => folder + leaf));
 
-/** S3's order: UTF-8 bytes. */
-const byBytes = (a: string, b: string) => Buffer.compare(Buffer.from(a), Buffer.from(b));
+type Item = ListedItem;
 
-type Item = { key: string } | { prefix: string };
-
-function model(prefix: string, delimiter: string, after: string): Item[] {
-  const items: Item[] = [];
-  let lastPrefix: string | undefined;
-  for (const key of [...KEYS].sort(byBytes)) {
-    if (!key.startsWith(prefix)) continue;
-    const at = delimiter ? key.indexOf(delimiter, prefix.length) : -1;
-    if (at >= 0) {
-      const common = key.slice(0, at + delimiter.length);
-      if (common !== lastPrefix && byBytes(common, after) > 0) items.push({ prefix: common });
-      lastPrefix = common;
-    } else if (byBytes(key, after) > 0) {
-      items.push({ key });
-    }
-  }
-  return items;
-}
+const model = (prefix: string, delimiter: string, after: string) => listingModel(KEYS, prefix, delimiter, after);
 
 /** Contents and CommonPrefixes of one page, merged back into key order. */
 function itemsOf(

@@ -1,14 +1,14 @@
-import { ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
+import { ListMultipartUploadsCommand, ListPartsCommand } from '@aws-sdk/client-s3';
 import { expect, it, vi } from 'vitest';
 import { inProcessS3 } from '../../../local/store/in-process-s3-transport.ts';
 import { useEmbeddedS3 } from '../../support/embedded-s3.ts';
 
-/** Every upload.json the embedded store reads (the file that names an upload's bucket and key). */
+/** Every upload.json the embedded store reads (the file that names an upload's bucket and key), and part metadata. */
 const uploadReads = vi.hoisted(() => [] as string[]);
 vi.mock(import('node:fs/promises'), async (original) => {
   const actual = await original();
   const readFile = ((file: unknown, ...rest: unknown[]) => {
-    if (typeof file === 'string' && file.endsWith('upload.json')) uploadReads.push(file);
+    if (typeof file === 'string' && /(upload|\.\d+\.meta)\.json$/.test(file)) uploadReads.push(file);
     return (actual.readFile as (...args: unknown[]) => unknown)(file, ...rest);
   }) as typeof actual.readFile;
   return { ...actual, readFile, default: { ...actual, readFile } };
@@ -27,7 +27,7 @@ it('a page of ListMultipartUploads reads only the uploads begun since the last l
   uploadReads.length = 0;
   const first = await page();
   expect(first.Uploads?.map((u) => u.Key)).toEqual(Array.from({ length: 10 }, (_, i) => `u/0${i}`));
-  expect(uploadReads).toHaveLength(40); // the first listing learns each upload's key once
+  expect(uploadReads.filter((f) => f.endsWith('upload.json'))).toHaveLength(40); // the first listing learns each upload's key once
 
   uploadReads.length = 0;
   const second = await page(first.NextKeyMarker);
@@ -42,4 +42,30 @@ it('a page of ListMultipartUploads reads only the uploads begun since the last l
   const again = await page();
   expect(uploadReads).toHaveLength(1);
   expect(again.Uploads?.map((u) => u.Key)).toEqual(['u/00b', ...Array.from({ length: 9 }, (_, i) => `u/0${i + 1}`)]);
+});
+
+it("a page of ListParts reads the metadata of its own parts only, not of every part of the upload's", async () => {
+  const { s3, client } = local;
+  const uploadId = await s3.store.createUpload({
+    bucket: BUCKET,
+    key: 'parts',
+    attributes: { contentType: 'application/octet-stream' },
+  });
+  const modified = new Date().toISOString();
+  for (let partNumber = 1; partNumber <= 30; partNumber++)
+    await s3.store.putPart(uploadId, { partNumber, size: 1, etag: '0'.repeat(32), modified }, Buffer.from('x'));
+  uploadReads.length = 0;
+  const page = await client.send(
+    new ListPartsCommand({ Bucket: BUCKET, Key: 'parts', UploadId: uploadId, MaxParts: 10, PartNumberMarker: '10' }),
+  );
+  expect(page.Parts?.map((p) => p.PartNumber)).toEqual(Array.from({ length: 10 }, (_, i) => 11 + i));
+  expect(page.IsTruncated).toBe(true);
+  expect(page.NextPartNumberMarker).toBe('20');
+  // The page's 10, and the 11th that tells it is truncated (before: all 30).
+  expect(uploadReads.filter((file) => /\.\d+\.meta\.json$/.test(file))).toHaveLength(11);
+  const last = await client.send(
+    new ListPartsCommand({ Bucket: BUCKET, Key: 'parts', UploadId: uploadId, MaxParts: 10, PartNumberMarker: '20' }),
+  );
+  expect(last.Parts?.map((p) => p.PartNumber)).toEqual(Array.from({ length: 10 }, (_, i) => 21 + i));
+  expect(last.IsTruncated).toBe(false);
 });

@@ -1,0 +1,241 @@
+import { readdir, stat } from 'node:fs/promises';
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import { readFolder } from './file-writer.ts';
+
+/**
+ * A folder's objects and subfolders in S3's key order, for listings (object-store.ts): read with readdir and sorted,
+ * or, for a folder of many, kept in memory between listings, so a page of a folder of 100,000 keys finds its first key
+ * by binary search instead of reading and sorting the folder again (which took 2 s a page and held the event loop
+ * for most of it; docs/performance.md, the embedded S3 paragraph).
+ *
+ * What is kept stays true three ways. The store reports each change it makes (added, removed) and the kept list is
+ * replaced by a changed copy (a listing half-way through the old one goes on reading it). Any other change (a file
+ * copied in by hand, another process) changes the folder's time: each use compares it (one stat) and reads the folder
+ * again when it differs and no change of the store's explains it. A folder read while its time is within RACY_MS of the
+ * clock is read again at its next use (a change in the same tick of the file system's clock would leave its time as
+ * it was). Nothing is written to disk: a start reads each folder again at its first listing.
+ */
+export interface FolderEntry {
+  /** The file or folder's name as stored (encodeSegment). */
+  name: string;
+  dir: boolean;
+  /** The segment as it sorts among its siblings: a folder holds keys that continue with `/`. */
+  order: string;
+}
+
+interface KeptFolder {
+  ino: bigint;
+  /**
+   * The folder's time when read (in milliseconds: its clock ticks in milliseconds or more, and a change within the
+   * same one is what RACY_MS guards against); null after a change of the store's: the next use takes the time it then
+   * has.
+   */
+  mtime: bigint | null;
+  racy: boolean;
+  entries: FolderEntry[];
+}
+
+type Change = { name: string; dir: boolean } | { name: string; removed: true };
+
+/** Folders with this many objects and subfolders or more are kept between listings. */
+const KEEP_FROM = 1_000;
+/** Entries kept in all (a few hundred bytes each): past it, the folders kept longest are dropped. */
+const KEEP_AT_MOST = 2_000_000;
+/** How close to the clock a folder's time makes it "racy" (file systems' clocks tick in up to 1 to 2 s). */
+const RACY_MS = 2_000;
+/** Entries made at a time from a folder the file thread read: the event loop runs between. */
+const YIELD_EVERY = 10_000;
+/** A folder this large on disk (a few thousand entries) is read by the file thread. */
+const LARGE_FOLDER_BYTES = 64n * 1024n;
+
+const isMissing = (error: unknown) => ['ENOENT', 'ENOTDIR'].includes((error as NodeJS.ErrnoException).code ?? '');
+
+export class FolderIndex {
+  private readonly kept = new Map<string, KeptFolder>();
+  private readonly reading = new Map<string, { done: Promise<FolderEntry[]>; changes: Change[] }>();
+  private keptEntries = 0;
+
+  constructor(
+    private readonly keepFrom = KEEP_FROM,
+    private readonly clock: () => number = Date.now,
+  ) {}
+
+  /** The folder's entries in key order (the store's `.`-files left out); none when it is not there. */
+  async entries(dir: string): Promise<FolderEntry[]> {
+    const kept = this.kept.get(dir);
+    if (kept) {
+      const s = await stat(dir, { bigint: true }).catch((error: unknown) => {
+        if (isMissing(error)) return null;
+        throw error;
+      });
+      if (s?.ino === kept.ino && kept.mtime === null) {
+        kept.mtime = s.mtimeMs;
+        return kept.entries;
+      }
+      if (s?.ino === kept.ino && s.mtimeMs === kept.mtime && !kept.racy) return kept.entries;
+      this.drop(dir);
+      if (!s) return [];
+    }
+    const reading = this.reading.get(dir);
+    if (reading) return reading.done;
+    const changes: Change[] = [];
+    const done = this.read(dir, changes).finally(() => this.reading.delete(dir));
+    this.reading.set(dir, { done, changes });
+    return done;
+  }
+
+  /** The store made (or wrote) `name` in `dir`. */
+  added(dir: string, name: string, isDir: boolean): void {
+    this.change(dir, { name, dir: isDir });
+  }
+
+  /** The store removed `name` from `dir`. */
+  removed(dir: string, name: string): void {
+    this.change(dir, { name, removed: true });
+  }
+
+  /** Forget the folders at and under `dir` (a bucket deleted). */
+  forget(dir: string): void {
+    for (const kept of [...this.kept.keys()]) if (kept === dir || kept.startsWith(`${dir}/`)) this.drop(kept);
+  }
+
+  private change(dir: string, change: Change): void {
+    this.reading.get(dir)?.changes.push(change);
+    const kept = this.kept.get(dir);
+    if (!kept) return;
+    const entries = applyChange(kept.entries, change);
+    this.keptEntries += entries.length - kept.entries.length;
+    kept.entries = entries;
+    kept.mtime = null;
+    kept.racy = false;
+  }
+
+  private drop(dir: string): void {
+    const kept = this.kept.get(dir);
+    if (!kept) return;
+    this.keptEntries -= kept.entries.length;
+    this.kept.delete(dir);
+  }
+
+  private async read(dir: string, changes: Change[]): Promise<FolderEntry[]> {
+    const before = await stat(dir, { bigint: true }).catch((error: unknown) => {
+      if (isMissing(error)) return null;
+      throw error;
+    });
+    if (!before?.isDirectory()) return [];
+    const readAt = this.clock();
+    let entries: FolderEntry[] = [];
+    try {
+      // A small folder here; a large one (by its size on disk) read and sorted by the file thread (file-writer.ts).
+      if (before.size < LARGE_FOLDER_BYTES) {
+        for (const d of await readdir(dir, { withFileTypes: true })) push(entries, d.name, d);
+        sortByOrder(entries);
+      } else {
+        const read = await readFolder(dir);
+        entries = new Array(read.length);
+        for (let i = 0; i < read.length; i++) {
+          if (i % YIELD_EVERY === YIELD_EVERY - 1) await nextTurn(); // other requests run between
+          const { name, dir } = read[i]!;
+          const segment = decodeSegment(name);
+          entries[i] = { name, dir, order: dir ? `${segment}/` : segment };
+        }
+      }
+    } catch (error) {
+      if (isMissing(error)) return [];
+      throw error;
+    }
+    for (const change of changes) entries = applyChange(entries, change);
+    if (entries.length >= this.keepFrom) {
+      this.kept.set(dir, {
+        ino: before.ino,
+        mtime: changes.length > 0 ? null : before.mtimeMs,
+        racy: changes.length === 0 && Number(before.mtimeMs) > readAt - RACY_MS,
+        entries,
+      });
+      this.keptEntries += entries.length;
+      for (const [other] of this.kept) {
+        if (this.keptEntries <= KEEP_AT_MOST) break;
+        if (other !== dir) this.drop(other);
+      }
+    }
+    return entries;
+  }
+}
+
+function push(entries: FolderEntry[], name: string, d: { isDirectory(): boolean; isFile(): boolean }): void {
+  if (name.startsWith('.')) return; // the store's metadata, temporary and multipart files
+  const segment = decodeSegment(name);
+  if (d.isDirectory()) entries.push({ name, dir: true, order: `${segment}/` });
+  else if (d.isFile()) entries.push({ name, dir: false, order: segment });
+}
+
+/** S3's key order: UTF-8 bytes, i.e. code points (UTF-16 units differ only around surrogates). */
+export function compareKeys(a: string, b: string): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const x = a.charCodeAt(i);
+    const y = b.charCodeAt(i);
+    if (x !== y) {
+      if (x >= 0xd800 && y >= 0xd800 && x <= 0xdfff !== y <= 0xdfff) return x <= 0xdfff ? 1 : -1;
+      return x - y;
+    }
+  }
+  return a.length - b.length;
+}
+
+/** A file name back to its key segment (the inverse of object-store.ts's encodeSegment). */
+export function decodeSegment(name: string): string {
+  if (!name.includes('%')) return name;
+  return name === '%'
+    ? ''
+    : name.replace(/%([0-9A-F]{2})/g, (_, h: string) => String.fromCharCode(Number.parseInt(h, 16)));
+}
+
+const SURROGATE = /[\ud800-\udfff]/;
+
+/** In key order; JavaScript's own string order where it is the same (no surrogates), which is several times faster. */
+function sortByOrder(entries: FolderEntry[]): void {
+  if (entries.some((e) => SURROGATE.test(e.order))) entries.sort((a, b) => compareKeys(a.order, b.order));
+  else entries.sort((a, b) => (a.order < b.order ? -1 : a.order > b.order ? 1 : 0));
+}
+
+/** The first entry whose order is `order` or after it. */
+export function lowerBound(entries: FolderEntry[], order: string): number {
+  let lo = 0;
+  let hi = entries.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (compareKeys(entries[mid]!.order, order) < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** The first entry after every one whose order begins with `start`. */
+export function pastPrefix(entries: FolderEntry[], start: string): number {
+  let lo = lowerBound(entries, start);
+  let hi = entries.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (entries[mid]!.order.startsWith(start)) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** A copy with the change made (a listing reading the list before goes on with it unchanged). */
+function applyChange(entries: FolderEntry[], change: Change): FolderEntry[] {
+  const segment = decodeSegment(change.name);
+  const at = (order: string) => {
+    const i = lowerBound(entries, order);
+    return entries[i]?.order === order && entries[i]!.name === change.name ? i : -1;
+  };
+  if ('removed' in change) {
+    const i = Math.max(at(segment), at(`${segment}/`));
+    return i < 0 ? entries : [...entries.slice(0, i), ...entries.slice(i + 1)];
+  }
+  const order = change.dir ? `${segment}/` : segment;
+  if (at(order) >= 0) return entries;
+  const i = lowerBound(entries, order);
+  return [...entries.slice(0, i), { name: change.name, dir: change.dir, order }, ...entries.slice(i)];
+}
