@@ -522,6 +522,11 @@ export interface RecoveryContext {
   uncleanStop?: boolean;
   now?: () => Date;
   /**
+   * Whether the operator asked the gateway to stop (Ctrl-C, SIGTERM) while it recovers: no execution is taken up after
+   * that, those under way finish, and the rest stay in the journal for the next start (RecoveryStopped).
+   */
+  stopped?: () => boolean;
+  /**
    * Run the conversation workflow, as a new request's run, with `input` under `name`, journaled by `run` (its `begin`
    * written), not waited for: an asynchronous conversation's run started again (recovery plan `restart`).
    */
@@ -736,6 +741,20 @@ export class RecoveryFailed extends Error {
   }
 }
 
+/**
+ * Crash recovery stopped by the operator (Ctrl-C) before it took up every interrupted execution: those it took up
+ * finished, and the `left` others stay in the journal, recovered at the next start.
+ */
+export class RecoveryStopped extends Error {
+  override name = 'RecoveryStopped';
+  constructor(
+    readonly left: number,
+    readonly recovered: RecoveredExecution[],
+  ) {
+    super(`crash recovery stopped with ${left} interrupted execution(s) left for the next start`);
+  }
+}
+
 /** How many interrupted conversations are finished at once. */
 const PARALLEL = 8;
 
@@ -855,8 +874,14 @@ export async function recoverInterrupted(ctx: RecoveryContext): Promise<Recovere
   // One execution that cannot be recovered stops the others from being taken up, but every one already under way
   // finishes first: none is left half done while the gateway stops (the journal keeps the rest for the next start).
   let failed: RecoveryFailed | undefined;
+  // A stop asked (Ctrl-C) is looked at before each is taken up: before, the signal's default ended the process in the
+  // middle of every one under way, a crash the next start recovered again.
   const worker = async () => {
     for (let next = queue.shift(); next && !failed; next = queue.shift()) {
+      if (ctx.stopped?.()) {
+        queue.unshift(next);
+        return;
+      }
       try {
         await recoverOne(...next);
       } catch (error) {
@@ -866,6 +891,8 @@ export async function recoverInterrupted(ctx: RecoveryContext): Promise<Recovere
   };
   await Promise.all(Array.from({ length: PARALLEL }, worker));
   if (failed) throw failed;
+  // The unaccepted ones taken up are freed at the next start with the rest (their journal lines are kept).
+  if (queue.length > 0) throw new RecoveryStopped(queue.length + unaccepted.length, recovered);
   // After every resumed conversation settled its own key: a claim still in progress belongs to no live execution, or
   // to a run started again (which settles it when it ends): then only a claim the cut request made itself is freed.
   const running = recovered.some((r) => r.outcome === 'restarted');

@@ -23,6 +23,7 @@ import {
   type RecoveredExecution,
   type RecoveryContext,
   RecoveryFailed,
+  RecoveryStopped,
   recoverCut,
   recoverInterrupted,
 } from '../engine/recovery.ts';
@@ -317,10 +318,11 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   /** Each execution under way as its history so far, shown by the console until its history is saved. */
   const runningExecutions = new RunningExecutions();
   const inFlight = new Set<Promise<unknown>>();
+  let started = performance.now();
   try {
     // What a crash of the previous process left in flight ends now, before any request (or redelivery) is taken.
     journal = await ExecutionJournal.open(path.join(options.dataDir, 'journal'), { holds: options.onTestHold });
-    const started = performance.now();
+    started = performance.now();
     // Loaded only now, like the stage handlers: its module imports the Powertools set-up, which reads
     // POWERTOOLS_TRACE_ENABLED once, at import — before the local defaults were set it would load the X-Ray SDK,
     // whose async hook slows every promise of the process (docs/performance.md §2).
@@ -337,6 +339,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
       idempotency: idempotencyStore(),
       statuses: localStatusStore(),
       uncleanStop: dataDirLock.stale,
+      stopped: options.stopRequested,
       attempts: attemptLog(),
       // Started before the gateway takes requests, not waited for; close() waits for it as for any run.
       restart: (name, input, run, restart) => runAlone(input, name, run, restart),
@@ -351,6 +354,11 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
       console.error(
         `webhook-gateway: ${error.message}; the next start tries it again, with what recovery had not finished${runs > 0 ? `; ${runs} conversation run(s) it had started again are finished first` : ''}`,
       );
+      while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
+    }
+    // Stopped by the operator: the runs it had started again finish too, as a Ctrl-C lets a running gateway's finish.
+    if (error instanceof RecoveryStopped) {
+      options.onRecovery?.(error.recovered, Math.round(performance.now() - started));
       while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
     }
     server.close();

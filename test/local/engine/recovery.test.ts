@@ -15,6 +15,7 @@ import {
   planRecovery,
   planRedeliveryRecovery,
   type RecoveryPlan,
+  RecoveryStopped,
   recoverInterrupted,
 } from '../../../local/engine/recovery.ts';
 import { LocalRedelivery } from '../../../local/engine/redelivery.ts';
@@ -448,6 +449,53 @@ describe('a crash during recovery', () => {
       state: first.state,
       interrupted: false,
     });
+  });
+});
+
+describe('a stop asked while recovery runs (Ctrl-C at start)', () => {
+  it('takes up no other execution: those left stay in the journal, and the next start recovers them', async () => {
+    const cutAt = (entries: JournalEntry[]) =>
+      entries.slice(0, entries.findIndex((e) => point(e) === 'out:Classify') + 1);
+    const runs = [(await journaledRun({})).entries, (await journaledRun({})).entries].map(cutAt);
+    for (const entries of runs) await forgetHistory(entries[0]!.e);
+    const dir = await mkdtemp(path.join(tmpdir(), 'journal-'));
+    try {
+      const lines = runs.flat().map((e) => JSON.stringify(e));
+      await writeFile(path.join(dir, '000000000000001-1.jsonl'), `${lines.join('\n')}\n`);
+      const context = {
+        workflow,
+        redeliveryWorkflow,
+        acceptWorkflow,
+        failedDeliveries: world.gateway.failedDeliveries,
+        executions: world.gateway.executions,
+        idempotency: idempotencyStore(),
+        statuses: localStatusStore(),
+        attempts: attemptLog(),
+        restart: () => undefined,
+      };
+      // Ctrl-C once the first execution was taken up: it finishes, the second is not begun.
+      let looks = 0;
+      const journal = await ExecutionJournal.open(dir);
+      const stopped = await recoverInterrupted({ ...context, journal, stopped: () => looks++ > 0 }).catch(
+        (error: unknown) => error,
+      );
+      journal.close();
+      expect(stopped).toBeInstanceOf(RecoveryStopped);
+      expect(stopped).toMatchObject({
+        left: 1,
+        recovered: [{ execution_name: runs[0]![0]!.e, outcome: 'interrupted' }],
+      });
+      expect((await journalEntries(dir)).some((e) => e.e === runs[1]![0]!.e)).toBe(true);
+
+      const next = await ExecutionJournal.open(dir);
+      const recovered = await recoverInterrupted({ ...context, journal: next });
+      next.close();
+      // The second alone: the first is not recovered twice.
+      expect(recovered.map((r) => r.execution_name)).toEqual([runs[1]![0]!.e]);
+      expect(await readdir(dir)).toEqual([]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 
