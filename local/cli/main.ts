@@ -345,6 +345,11 @@ export function recoveryFields(r: RecoveredExecution, now = new Date()): string[
       `${r.redelivery} ${r.execution_name} ${how}${cutBy(r)}: ${r.status}, delivery ${r.delivery_status}${owedAfter(r, now)}`,
     ];
   }
+  if (r.outcome === 'set_aside' && r.set_aside)
+    return [
+      r.conversation_id ?? `(execution ${r.execution_name})`,
+      `set aside, its recovery failed (${r.set_aside.why}): its journal lines are in ${shownPath(r.set_aside.file)}; move that file into ${shownPath(path.dirname(path.dirname(r.set_aside.file)))} to retry at the next start, or delete it to drop it`,
+    ];
   if (r.outcome === 'restarted')
     return [
       r.conversation_id ?? '',

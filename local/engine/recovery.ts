@@ -455,7 +455,9 @@ export interface RecoveredExecution {
    * (`failed_when_finished`); a scheduled one's failed run counted; restarted: an asynchronous conversation's run,
    * cut before its agent's answer was journaled, started again.
    */
-  outcome: 'resumed' | 'interrupted' | 'not_accepted' | 'failed' | 'restarted';
+  outcome: 'resumed' | 'interrupted' | 'not_accepted' | 'failed' | 'restarted' | 'set_aside';
+  /** set_aside: why its replay failed, and the file its journal lines were moved to (RecoveryContext.setAside). */
+  set_aside?: { why: string; file: string };
   /** restarted: which restart this is (1 to MAX_RESTARTS); interrupted: MAX_RESTARTS, when they were used up. */
   restarts?: number;
   failed_when_finished?: true;
@@ -526,6 +528,14 @@ export interface RecoveryContext {
    * that, those under way finish, and the rest stay in the journal for the next start (RecoveryStopped).
    */
   stopped?: () => boolean;
+  /**
+   * An execution whose recovery threw (its journal lines damaged, a workflow it names removed: a replay that throws
+   * at every start) set aside: its lines kept in a file of their own, out of the journal, for the operator to retry or
+   * drop (docs/operations.md, "After a crash"). Returns that file, or null when the failure may pass (a data folder
+   * refusing writes): then recovery fails, and the next start tries it again. Before, one such execution failed every
+   * start, and the gateway never served again.
+   */
+  setAside?: (name: string, entries: JournalEntry[], error: unknown) => Promise<string | null>;
   /**
    * Run the conversation workflow, as a new request's run, with `input` under `name`, journaled by `run` (its `begin`
    * written), not waited for: an asynchronous conversation's run started again (recovery plan `restart`).
@@ -885,7 +895,22 @@ export async function recoverInterrupted(ctx: RecoveryContext): Promise<Recovere
       try {
         await recoverOne(...next);
       } catch (error) {
-        failed ??= new RecoveryFailed(next[0], error);
+        const [name, entries] = next;
+        const file = await ctx.setAside?.(name, entries, error).catch(() => null);
+        if (!file) {
+          failed ??= new RecoveryFailed(name, error);
+          continue;
+        }
+        // Ended in the journal: the lines its failed replay wrote there are not found again at the next start.
+        ctx.journal.resume(name, 'SetAside').end();
+        recovered.push({
+          execution_name: name,
+          conversation_id: journaledConversationId(entries),
+          outcome: 'set_aside',
+          status: null,
+          delivery_status: null,
+          set_aside: { why: (error as Error)?.message ?? String(error), file },
+        });
       }
     }
   };

@@ -499,6 +499,85 @@ describe('a stop asked while recovery runs (Ctrl-C at start)', () => {
   });
 });
 
+describe('an interrupted execution whose recovery always throws (a damaged journal line, a removed workflow)', () => {
+  it('is set aside with why, the others recovered: the start goes on; without a place to set it, the start fails as before', async () => {
+    const cutAt = (entries: JournalEntry[]) =>
+      entries.slice(0, entries.findIndex((e) => point(e) === 'out:Classify') + 1);
+    const runs = [(await journaledRun({})).entries, (await journaledRun({})).entries].map(cutAt);
+    for (const entries of runs) await forgetHistory(entries[0]!.e);
+    const broken = runs[0]![0]!.e;
+    // Its replay throws, whenever it is tried.
+    const throwing = Object.create(workflow, {
+      run: {
+        value: (state: unknown, name: string, options: never) => {
+          if (name === broken) throw new TypeError("Cannot read properties of undefined (reading 'Payload')");
+          return workflow.run(state, name, options);
+        },
+      },
+    }) as LocalWorkflow;
+    const dir = await mkdtemp(path.join(tmpdir(), 'journal-'));
+    try {
+      const lines = runs.flat().map((e) => JSON.stringify(e));
+      await writeFile(path.join(dir, '000000000000001-1.jsonl'), `${lines.join('\n')}\n`);
+      const context = {
+        workflow: throwing,
+        redeliveryWorkflow,
+        acceptWorkflow,
+        failedDeliveries: world.gateway.failedDeliveries,
+        executions: world.gateway.executions,
+        idempotency: idempotencyStore(),
+        statuses: localStatusStore(),
+        attempts: attemptLog(),
+        restart: () => undefined,
+      };
+      // Before (and still without a place to set it aside): every start failed on it, the gateway never served.
+      const first = await ExecutionJournal.open(dir);
+      await expect(recoverInterrupted({ ...context, journal: first })).rejects.toThrow(
+        `crash recovery could not finish execution ${broken}`,
+      );
+      first.close();
+
+      const setAside: { name: string; entries: JournalEntry[] }[] = [];
+      const journal = await ExecutionJournal.open(dir);
+      const recovered = await recoverInterrupted({
+        ...context,
+        journal,
+        setAside: async (name, entries) => {
+          setAside.push({ name, entries });
+          return `/set-aside/${name}.jsonl`;
+        },
+      });
+      journal.close();
+      // The other was recovered by the failed start already (the failure let those under way finish).
+      expect(recovered).toEqual([
+        expect.objectContaining({
+          execution_name: broken,
+          conversation_id: expect.stringMatching(/^webhook_/),
+          outcome: 'set_aside',
+          set_aside: {
+            why: "Cannot read properties of undefined (reading 'Payload')",
+            file: `/set-aside/${broken}.jsonl`,
+          },
+        }),
+      ]);
+      // Its journal lines as they were, for the operator to retry; nothing of it is found again at the next start.
+      // Its `recovered` line names it, says why, and where its lines are: retried or dropped by moving that file.
+      expect(recoveryFields(recovered[0]!)).toEqual([
+        recovered[0]!.conversation_id,
+        `set aside, its recovery failed (Cannot read properties of undefined (reading 'Payload')): its journal lines are in /set-aside/${broken}.jsonl; move that file into / to retry at the next start, or delete it to drop it`,
+      ]);
+      // (then the `resume` line the failed start's try wrote)
+      expect(setAside.map((s) => s.name)).toEqual([broken]);
+      expect(setAside[0]!.entries.slice(0, runs[0]!.length)).toEqual(runs[0]);
+      const next = await ExecutionJournal.open(dir);
+      expect([...(await next.interrupted()).keys()]).toEqual([]);
+      next.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('an asynchronous conversation: the accept execution and the run, each cut after each line', () => {
   async function asyncRun(key: string) {
     const res = await world.post(SEED_REQUEST, { prefer: 'respond-async', 'idempotency-key': key });
