@@ -19,6 +19,20 @@ afterAll(async () => {
   for (const dir of tempDirs) await rm(dir, { recursive: true, force: true });
 });
 
+/** `webhook-gateway start` with `env` run to its end: its exit code and signal, and all it printed. */
+async function startToTheEnd(env: Record<string, string | undefined>) {
+  const child = spawn(process.execPath, [BIN, 'start'], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  killOnExit(child, false);
+  let output = '';
+  child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+  const [code, signal] = await once(child, 'close');
+  return { code, signal, output };
+}
+
 /**
  * A Ctrl-C while `webhook-gateway start` prints its banner (the gateway already serving; the banner reads the delivery
  * secrets) ended the process by the signal's default, a crash the next start had to recover: its handler was taken
@@ -27,21 +41,12 @@ afterAll(async () => {
 describe('Ctrl-C as the start prints its banner', () => {
   it('stops the gateway gracefully: the stopping line, exit 0, not killed by SIGINT', async () => {
     root = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-ctrl-c-'));
-    const child = spawn(process.execPath, [BIN, 'start'], {
-      env: {
-        ...process.env,
-        ...NEW_USER_START_ENV,
-        LOCAL_DATA_DIR: path.join(root, '.data'),
-        NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --require ${SIGINT_AT_LINE}`,
-        SIGINT_AT_LINE: '^webhook-gateway \\(local\\) listening on ',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
+    const { code, signal, output } = await startToTheEnd({
+      ...NEW_USER_START_ENV,
+      LOCAL_DATA_DIR: path.join(root, '.data'),
+      NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --require ${SIGINT_AT_LINE}`,
+      SIGINT_AT_LINE: '^webhook-gateway \\(local\\) listening on ',
     });
-    killOnExit(child, false);
-    let output = '';
-    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
-    const [code, signal] = await once(child, 'close');
     expect({ code, signal }, output).toEqual({ code: 0, signal: null });
     expect(output).toContain('stopping: no conversation in flight…');
   });
@@ -77,23 +82,14 @@ describe('Ctrl-C while the start recovers what a crash cut', () => {
     expect((await readdir(path.join(dataDir, 'journal'))).length).toBeGreaterThan(0);
 
     // Ctrl-C at the restart's first journal line: recovery's, before the gateway serves.
-    const child = spawn(process.execPath, [BIN, 'start'], {
-      env: {
-        ...process.env,
-        ...env,
-        ...(await killAtEnv(
-          dataDir,
-          { op: 'write', path: 'journal/', n: 1, when: 'before', signal: 'SIGINT' },
-          tempDirs,
-        )),
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
+    const { code, signal, output } = await startToTheEnd({
+      ...env,
+      ...(await killAtEnv(
+        dataDir,
+        { op: 'write', path: 'journal/', n: 1, when: 'before', signal: 'SIGINT' },
+        tempDirs,
+      )),
     });
-    killOnExit(child, false);
-    let output = '';
-    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
-    const [code, signal] = await once(child, 'close');
     expect({ code, signal }, output).toEqual({ code: 0, signal: null });
     expect(output).toContain('stopping: the start first finishes what it has under way');
     expect(output).not.toContain('listening on');

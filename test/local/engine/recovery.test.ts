@@ -14,6 +14,7 @@ import {
   MAX_RESTARTS,
   planRecovery,
   planRedeliveryRecovery,
+  type RecoveryContext,
   type RecoveryPlan,
   RecoveryStopped,
   recoverInterrupted,
@@ -76,6 +77,21 @@ async function forgetHistory(name: string) {
       if (file.endsWith(`_${name}.json`)) await rm(path.join(dir, id, file));
 }
 
+/** What recovery works with, as the gateway gives it (its journal apart): the world's stores, these workflows. */
+function recoveryContext(restart: RecoveryContext['restart'] = () => undefined, conversations = workflow) {
+  return {
+    workflow: conversations,
+    redeliveryWorkflow,
+    acceptWorkflow,
+    failedDeliveries: world.gateway.failedDeliveries,
+    executions: world.gateway.executions,
+    idempotency: idempotencyStore(),
+    statuses: localStatusStore(),
+    attempts: attemptLog(),
+    restart,
+  };
+}
+
 /** Recover one cut journal for real, in a journal directory of its own (its execution's history not saved). */
 async function recover(entries: JournalEntry[], options: { historySaved?: boolean } = {}) {
   const dir = await mkdtemp(path.join(tmpdir(), 'journal-'));
@@ -93,18 +109,7 @@ async function recover(entries: JournalEntry[], options: { historySaved?: boolea
   try {
     await writeFile(path.join(dir, '000000000000001-1.jsonl'), `${entries.map((e) => JSON.stringify(e)).join('\n')}\n`);
     const journal = await ExecutionJournal.open(dir);
-    const recovered = await recoverInterrupted({
-      journal,
-      workflow,
-      redeliveryWorkflow,
-      acceptWorkflow,
-      failedDeliveries: world.gateway.failedDeliveries,
-      executions: world.gateway.executions,
-      idempotency: idempotencyStore(),
-      statuses: localStatusStore(),
-      attempts: attemptLog(),
-      restart,
-    });
+    const recovered = await recoverInterrupted({ ...recoveryContext(restart), journal });
     await Promise.all(restarted);
     journal.close();
     expect(await readdir(dir)).toEqual([]); // nothing left to recover
@@ -452,27 +457,23 @@ describe('a crash during recovery', () => {
   });
 });
 
+/** Two conversations cut after Classify (their histories not saved), journaled in a new folder: their lines, the folder. */
+async function twoCutRuns() {
+  const cutAt = (entries: JournalEntry[]) =>
+    entries.slice(0, entries.findIndex((e) => point(e) === 'out:Classify') + 1);
+  const runs = [(await journaledRun({})).entries, (await journaledRun({})).entries].map(cutAt);
+  for (const entries of runs) await forgetHistory(entries[0]!.e);
+  const dir = await mkdtemp(path.join(tmpdir(), 'journal-'));
+  const lines = runs.flat().map((e) => JSON.stringify(e));
+  await writeFile(path.join(dir, '000000000000001-1.jsonl'), `${lines.join('\n')}\n`);
+  return { runs, dir };
+}
+
 describe('a stop asked while recovery runs (Ctrl-C at start)', () => {
   it('takes up no other execution: those left stay in the journal, and the next start recovers them', async () => {
-    const cutAt = (entries: JournalEntry[]) =>
-      entries.slice(0, entries.findIndex((e) => point(e) === 'out:Classify') + 1);
-    const runs = [(await journaledRun({})).entries, (await journaledRun({})).entries].map(cutAt);
-    for (const entries of runs) await forgetHistory(entries[0]!.e);
-    const dir = await mkdtemp(path.join(tmpdir(), 'journal-'));
+    const { runs, dir } = await twoCutRuns();
     try {
-      const lines = runs.flat().map((e) => JSON.stringify(e));
-      await writeFile(path.join(dir, '000000000000001-1.jsonl'), `${lines.join('\n')}\n`);
-      const context = {
-        workflow,
-        redeliveryWorkflow,
-        acceptWorkflow,
-        failedDeliveries: world.gateway.failedDeliveries,
-        executions: world.gateway.executions,
-        idempotency: idempotencyStore(),
-        statuses: localStatusStore(),
-        attempts: attemptLog(),
-        restart: () => undefined,
-      };
+      const context = recoveryContext();
       // Ctrl-C once the first execution was taken up: it finishes, the second is not begun.
       let looks = 0;
       const journal = await ExecutionJournal.open(dir);
@@ -501,10 +502,7 @@ describe('a stop asked while recovery runs (Ctrl-C at start)', () => {
 
 describe('an interrupted execution whose recovery always throws (a damaged journal line, a removed workflow)', () => {
   it('is set aside with why, the others recovered: the start goes on; without a place to set it, the start fails as before', async () => {
-    const cutAt = (entries: JournalEntry[]) =>
-      entries.slice(0, entries.findIndex((e) => point(e) === 'out:Classify') + 1);
-    const runs = [(await journaledRun({})).entries, (await journaledRun({})).entries].map(cutAt);
-    for (const entries of runs) await forgetHistory(entries[0]!.e);
+    const { runs, dir } = await twoCutRuns();
     const broken = runs[0]![0]!.e;
     // Its replay throws, whenever it is tried.
     const throwing = Object.create(workflow, {
@@ -515,21 +513,8 @@ describe('an interrupted execution whose recovery always throws (a damaged journ
         },
       },
     }) as LocalWorkflow;
-    const dir = await mkdtemp(path.join(tmpdir(), 'journal-'));
     try {
-      const lines = runs.flat().map((e) => JSON.stringify(e));
-      await writeFile(path.join(dir, '000000000000001-1.jsonl'), `${lines.join('\n')}\n`);
-      const context = {
-        workflow: throwing,
-        redeliveryWorkflow,
-        acceptWorkflow,
-        failedDeliveries: world.gateway.failedDeliveries,
-        executions: world.gateway.executions,
-        idempotency: idempotencyStore(),
-        statuses: localStatusStore(),
-        attempts: attemptLog(),
-        restart: () => undefined,
-      };
+      const context = recoveryContext(undefined, throwing);
       // Before (and still without a place to set it aside): every start failed on it, the gateway never served.
       const first = await ExecutionJournal.open(dir);
       await expect(recoverInterrupted({ ...context, journal: first })).rejects.toThrow(
