@@ -18,6 +18,7 @@ import { resolveOptions } from '../server/config.ts';
 import { changeLocalDeliverySecrets, deliverySecretsFileOf, readDeliverySecrets } from '../store/delivery-secrets.ts';
 import { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
 import { readGatewayRuntime } from '../store/gateway-runtime.ts';
+import { removeCopiesOfGoneWriters } from '../store/json-files.ts';
 import { type EndpointEdit, editedSecrets, printEndpoints } from './endpoint-table.ts';
 import { printTestDelivery } from './endpoint-test.ts';
 import { AWS_OPTIONS, awsRequested, CliError, gatewayUrl, noMoreThanOne, note, out, shownPath } from './shared.ts';
@@ -139,6 +140,9 @@ export async function endpointsCommand(sub: string, args: string[]): Promise<num
     );
   }
   const { dataDir, store, failedDeliveries } = local();
+  // What an `endpoints set | pause | resume` killed in the middle left aside (a copy of the receiver's settings) goes
+  // at the next one, not a day later at a gateway's start (docs/operations.md, "Local history retention").
+  if (sub !== 'list' && sub !== 'test') await removeCopiesOfGoneWriters(store.dir);
   const now = new Date();
   const running = await readGatewayRuntime(dataDir);
   // The secrets the running gateway signs with (none known here when it signs with DELIVERY_SIGNING_SECRETS).

@@ -5,7 +5,7 @@ import { MAX_FAILED_RUNS } from '../../functions/domain/failed-delivery.ts';
 import { parseInboundSecrets, parseSecretsBySource } from '../../functions/domain/signatures.ts';
 import { UnreadableFileError } from '../../functions/shared/local-files.ts';
 import { SettingsError } from '../../functions/shared/settings.ts';
-import { MAX_RESTARTS, type RecoveredExecution } from '../engine/recovery.ts';
+import { MAX_RESTARTS, type RecoveredExecution, RecoveryStopped } from '../engine/recovery.ts';
 import type { InFlight } from '../engine/running.ts';
 import { parseApiKeys } from '../server/api-keys.ts';
 import { type GatewayOptions, resolveOptions } from '../server/config.ts';
@@ -148,10 +148,36 @@ async function start(): Promise<number> {
       `PORT and LOCAL_S3_PORT are both ${options.port}: the gateway and its embedded S3 each need a port of their own; set one of them to another (0 picks a free one)`,
     );
   const logFile = divertHandlerLogs(options.dataDir);
-  let gateway: RunningGateway;
+  // Taken before the start: a Ctrl-C while it recovers what the last stop cut (or prints its banner) stops it as any
+  // Ctrl-C does, the executions under way finished, rather than by the signal's default (a crash the next start
+  // recovers again). Recovery takes up no other (the next start does); a second Ctrl-C stops at once.
+  let stopping = false;
+  let gateway: RunningGateway | undefined;
+  const stopAsked = new Promise<void>((resolve) => {
+    const stop = () => {
+      stopping = true;
+      resolve();
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+    whenOrphanedByNpm(stop);
+  });
+  const now = () => {
+    out('stopped at once');
+    process.exit(130);
+  };
+  void stopAsked.then(() => {
+    process.once('SIGINT', now);
+    process.once('SIGTERM', now);
+    if (!gateway)
+      out(
+        'stopping: the start first finishes what it has under way (the interrupted executions it is recovering; the next start recovers the others); Ctrl-C again stops at once…',
+      );
+  });
   try {
     gateway = await startGateway({
       ...options,
+      stopRequested: () => stopping,
       onRedelivery: (r) => {
         const next = r.envelope?.state === 'pending' ? ` (next ${r.envelope.next_due_at})` : '';
         out(eventLine(new Date().toISOString(), 'redelivery', r.conversation_id, `${r.status}${next}`));
@@ -181,6 +207,10 @@ async function start(): Promise<number> {
         ),
     });
   } catch (error) {
+    if (error instanceof RecoveryStopped) {
+      out(`stopped: ${error.left} interrupted execution(s) left for the next start to recover`);
+      return 0;
+    }
     const e = error as NodeJS.ErrnoException & { port?: number };
     if (error instanceof DataDirInUseError || error instanceof SettingsError) throw new CliError(error.message);
     if (e.code === 'EADDRINUSE') {
@@ -194,14 +224,12 @@ async function start(): Promise<number> {
       throw new CliError(error.message);
     throw error;
   }
-  // Taken from here, before the banner: a Ctrl-C while it prints (it reads the delivery secrets) stops the gateway as
-  // any Ctrl-C does, its conversations finished, rather than by the signal's default (a crash the next start recovers).
-  const stopAsked = new Promise<void>((resolve) => {
-    const stop = () => resolve();
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
-    whenOrphanedByNpm(stop);
-  });
+  if (stopping) {
+    // Asked while it started: no banner for a gateway that stops.
+    await gateway.close();
+    out('stopped');
+    return 0;
+  }
   const rel = shownPath;
   out(`webhook-gateway (local) listening on ${gateway.url}`);
   const keys = parseApiKeys(process.env.API_KEYS);
@@ -252,12 +280,6 @@ async function start(): Promise<number> {
   out(`Then: ${onDataDir('npx webhook-gateway conversations list', options.dataDir)}   ·   Ctrl-C stops everything.`);
   await stopAsked;
   out(stoppingLine(gateway.inFlight(), new Date()));
-  const now = () => {
-    out('stopped at once');
-    process.exit(130);
-  };
-  process.once('SIGINT', now);
-  process.once('SIGTERM', now);
   await gateway.close();
   return 0;
 }
@@ -323,6 +345,11 @@ export function recoveryFields(r: RecoveredExecution, now = new Date()): string[
       `${r.redelivery} ${r.execution_name} ${how}${cutBy(r)}: ${r.status}, delivery ${r.delivery_status}${owedAfter(r, now)}`,
     ];
   }
+  if (r.outcome === 'set_aside' && r.set_aside)
+    return [
+      r.conversation_id ?? `(execution ${r.execution_name})`,
+      `set aside, its recovery failed (${r.set_aside.why}): its journal lines are in ${shownPath(r.set_aside.file)}; move that file into ${shownPath(path.dirname(path.dirname(r.set_aside.file)))} to retry at the next start, or delete it to drop it`,
+    ];
   if (r.outcome === 'restarted')
     return [
       r.conversation_id ?? '',

@@ -455,7 +455,9 @@ export interface RecoveredExecution {
    * (`failed_when_finished`); a scheduled one's failed run counted; restarted: an asynchronous conversation's run,
    * cut before its agent's answer was journaled, started again.
    */
-  outcome: 'resumed' | 'interrupted' | 'not_accepted' | 'failed' | 'restarted';
+  outcome: 'resumed' | 'interrupted' | 'not_accepted' | 'failed' | 'restarted' | 'set_aside';
+  /** set_aside: why its replay failed, and the file its journal lines were moved to (RecoveryContext.setAside). */
+  set_aside?: { why: string; file: string };
   /** restarted: which restart this is (1 to MAX_RESTARTS); interrupted: MAX_RESTARTS, when they were used up. */
   restarts?: number;
   failed_when_finished?: true;
@@ -521,6 +523,19 @@ export interface RecoveryContext {
    */
   uncleanStop?: boolean;
   now?: () => Date;
+  /**
+   * Whether the operator asked the gateway to stop (Ctrl-C, SIGTERM) while it recovers: no execution is taken up after
+   * that, those under way finish, and the rest stay in the journal for the next start (RecoveryStopped).
+   */
+  stopped?: () => boolean;
+  /**
+   * An execution whose recovery threw (its journal lines damaged, a workflow it names removed: a replay that throws
+   * at every start) set aside: its lines kept in a file of their own, out of the journal, for the operator to retry or
+   * drop (docs/operations.md, "After a crash"). Returns that file, or null when the failure may pass (a data folder
+   * refusing writes): then recovery fails, and the next start tries it again. Before, one such execution failed every
+   * start, and the gateway never served again.
+   */
+  setAside?: (name: string, entries: JournalEntry[], error: unknown) => Promise<string | null>;
   /**
    * Run the conversation workflow, as a new request's run, with `input` under `name`, journaled by `run` (its `begin`
    * written), not waited for: an asynchronous conversation's run started again (recovery plan `restart`).
@@ -736,6 +751,20 @@ export class RecoveryFailed extends Error {
   }
 }
 
+/**
+ * Crash recovery stopped by the operator (Ctrl-C) before it took up every interrupted execution: those it took up
+ * finished, and the `left` others stay in the journal, recovered at the next start.
+ */
+export class RecoveryStopped extends Error {
+  override name = 'RecoveryStopped';
+  constructor(
+    readonly left: number,
+    readonly recovered: RecoveredExecution[],
+  ) {
+    super(`crash recovery stopped with ${left} interrupted execution(s) left for the next start`);
+  }
+}
+
 /** How many interrupted conversations are finished at once. */
 const PARALLEL = 8;
 
@@ -855,17 +884,40 @@ export async function recoverInterrupted(ctx: RecoveryContext): Promise<Recovere
   // One execution that cannot be recovered stops the others from being taken up, but every one already under way
   // finishes first: none is left half done while the gateway stops (the journal keeps the rest for the next start).
   let failed: RecoveryFailed | undefined;
+  // A stop asked (Ctrl-C) is looked at before each is taken up: before, the signal's default ended the process in the
+  // middle of every one under way, a crash the next start recovered again.
   const worker = async () => {
     for (let next = queue.shift(); next && !failed; next = queue.shift()) {
+      if (ctx.stopped?.()) {
+        queue.unshift(next);
+        return;
+      }
       try {
         await recoverOne(...next);
       } catch (error) {
-        failed ??= new RecoveryFailed(next[0], error);
+        const [name, entries] = next;
+        const file = await ctx.setAside?.(name, entries, error).catch(() => null);
+        if (!file) {
+          failed ??= new RecoveryFailed(name, error);
+          continue;
+        }
+        // Ended in the journal: the lines its failed replay wrote there are not found again at the next start.
+        ctx.journal.resume(name, 'SetAside').end();
+        recovered.push({
+          execution_name: name,
+          conversation_id: journaledConversationId(entries),
+          outcome: 'set_aside',
+          status: null,
+          delivery_status: null,
+          set_aside: { why: (error as Error)?.message ?? String(error), file },
+        });
       }
     }
   };
   await Promise.all(Array.from({ length: PARALLEL }, worker));
   if (failed) throw failed;
+  // The unaccepted ones taken up are freed at the next start with the rest (their journal lines are kept).
+  if (queue.length > 0) throw new RecoveryStopped(queue.length + unaccepted.length, recovered);
   // After every resumed conversation settled its own key: a claim still in progress belongs to no live execution, or
   // to a run started again (which settles it when it ends): then only a claim the cut request made itself is freed.
   const running = recovered.some((r) => r.outcome === 'restarted');

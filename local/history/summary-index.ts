@@ -31,7 +31,7 @@ import { appendLineNamed, oneAtATime, withFileLock } from '../../functions/share
 import type { ExecutionRecord } from '../engine/engine.ts';
 import { isAlive } from '../store/data-dir-lock.ts';
 import type { ExecutionStore } from '../store/execution-store.ts';
-import { listDir, readJson, writeTextAtomic } from '../store/json-files.ts';
+import { listDir, readJson, removeCopiesOfGoneWriters, writeTextAtomic } from '../store/json-files.ts';
 import type { FilterableConversation } from './conversation-filters.ts';
 import { type ConversationSummary, summarize } from './conversations.ts';
 
@@ -256,6 +256,8 @@ export class SummaryIndex {
   private retryDue: (() => void) | null = null;
   /** Set by close(): the gateway stopped, nothing more is written (its data folder may be gone). */
   private closed = false;
+  /** Whether a write of this process looked for the copies of the index a killed writer left aside (save). */
+  private asideSwept = false;
 
   /** `retry`: a failed write is tried again (the running gateway's); without, the next listing's write tries again. */
   constructor(
@@ -551,6 +553,14 @@ export class SummaryIndex {
     // Its lock is made in the index's folder (owner-only, as the data folder: docs/security.md).
     await mkdir(path.dirname(this.file), { recursive: true, mode: 0o700 }).catch(() => {});
     const failure = await withFileLock(this.file, async () => {
+      // The first write of this process removes the copy a killed one left aside (`conversations list` killed as it
+      // wrote the index: every conversation's question), not a gateway's start a day later. Not the saved entries a
+      // killed fold moved aside: those are folded (takeSaved), then removed.
+      if (!this.asideSwept) {
+        this.asideSwept = true;
+        const name = path.basename(this.file);
+        await removeCopiesOfGoneWriters(path.dirname(this.file), [name, `${name}.lock`]);
+      }
       if ((await fileStamp(this.file)) !== index.of) index = await merged();
       await writeTextAtomic(this.file, index.text);
       this.seen = await fileStamp(this.file);

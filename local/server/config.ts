@@ -72,6 +72,11 @@ export interface GatewayOptions {
    */
   onRecovery?: (recovered: RecoveredExecution[], durationMs: number, when?: 'running') => void;
   /**
+   * Whether the operator asked to stop (Ctrl-C) while the gateway starts: crash recovery takes up no other execution,
+   * and the start ends with RecoveryStopped when some were left (local/engine/recovery.ts).
+   */
+  stopRequested?: () => boolean;
+  /**
    * Tests only: honour `[hold:before:<State>]` / `[hold:after:<State>]` markers in a request body, holding that
    * execution there until the process is killed (the chaos test). Env LOCAL_TEST_HOLDS=true (docs/development.md).
    */
@@ -178,6 +183,7 @@ export function resolveOptions(
     redeliveryPollMs: options.redeliveryPollMs ?? local.REDELIVERY_POLL_MS,
     onRedelivery: options.onRedelivery,
     onRecovery: options.onRecovery,
+    stopRequested: options.stopRequested,
     historyDays: options.historyDays ?? local.LOCAL_HISTORY_DAYS,
     headersTimeoutMs: options.headersTimeoutMs ?? HEADERS_TIMEOUT_MS,
     requestTimeoutMs: options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS,

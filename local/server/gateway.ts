@@ -13,7 +13,7 @@ import { parseSecretsBySource } from '../../functions/domain/signatures.ts';
 import { attemptLog } from '../../functions/shared/attempt-log.ts';
 import { injectClientSettings } from '../../functions/shared/clients/injected-settings.ts';
 import { endpointStore, FileEndpointStore } from '../../functions/shared/endpoint-store.ts';
-import { UnreadableFileError } from '../../functions/shared/local-files.ts';
+import { UnreadableFileError, writeFileAtomic } from '../../functions/shared/local-files.ts';
 import { endpointGate } from '../../functions/shared/redelivery.ts';
 import { DEFAULTS, type Settings, settings } from '../../functions/shared/settings.ts';
 import { consoleRoutes } from '../console/index.ts';
@@ -23,6 +23,7 @@ import {
   type RecoveredExecution,
   type RecoveryContext,
   RecoveryFailed,
+  RecoveryStopped,
   recoverCut,
   recoverInterrupted,
 } from '../engine/recovery.ts';
@@ -40,6 +41,7 @@ import { conversationIdOf, ExecutionStore } from '../store/execution-store.ts';
 import { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
 import { removeGatewayRuntime, writeGatewayRuntime } from '../store/gateway-runtime.ts';
 import { IN_PROCESS_S3_CLIENT_SETTINGS } from '../store/in-process-s3-transport.ts';
+import { listDir } from '../store/json-files.ts';
 import { sweepLocalHistory } from '../store/retention.ts';
 import { parseApiKeys } from './api-keys.ts';
 import {
@@ -114,6 +116,9 @@ function listen(server: Server, port: number, host: string): Promise<number> {
     });
   });
 }
+
+/** Where the interrupted executions whose recovery failed are set aside, in the journal's folder (recovery.ts). */
+const SET_ASIDE_DIR = 'set-aside';
 
 /** How often the running gateway sweeps its local history (store/retention.ts); it also sweeps at start. */
 const SWEEP_EVERY_MS = 3_600_000;
@@ -317,10 +322,11 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   /** Each execution under way as its history so far, shown by the console until its history is saved. */
   const runningExecutions = new RunningExecutions();
   const inFlight = new Set<Promise<unknown>>();
+  let started = performance.now();
   try {
     // What a crash of the previous process left in flight ends now, before any request (or redelivery) is taken.
     journal = await ExecutionJournal.open(path.join(options.dataDir, 'journal'), { holds: options.onTestHold });
-    const started = performance.now();
+    started = performance.now();
     // Loaded only now, like the stage handlers: its module imports the Powertools set-up, which reads
     // POWERTOOLS_TRACE_ENABLED once, at import — before the local defaults were set it would load the X-Ray SDK,
     // whose async hook slows every promise of the process (docs/performance.md §2).
@@ -337,11 +343,27 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
       idempotency: idempotencyStore(),
       statuses: localStatusStore(),
       uncleanStop: dataDirLock.stale,
+      stopped: options.stopRequested,
+      setAside: async (name, entries, error) => {
+        // A data folder refusing writes passes: the start fails as before, and the next one tries it again.
+        if (storageFailureOf(error)) return null;
+        const file = path.join(journal.dir, SET_ASIDE_DIR, `${name}.jsonl`);
+        await writeFileAtomic(file, `${entries.map((e) => JSON.stringify(e)).join('\n')}\n`);
+        const why = (error as Error)?.stack ?? String(error);
+        await writeFileAtomic(`${file}.why.txt`, `${new Date().toISOString()} ${why}\n`);
+        return file;
+      },
       attempts: attemptLog(),
       // Started before the gateway takes requests, not waited for; close() waits for it as for any run.
       restart: (name, input, run, restart) => runAlone(input, name, run, restart),
     };
     recovered = await recoverInterrupted(recovery);
+    // Said at every start while some are set aside: each was a conversation the operator has to retry or drop.
+    const setAside = (await listDir(path.join(journal.dir, SET_ASIDE_DIR))).filter((n) => n.endsWith('.jsonl'));
+    if (setAside.length > 0)
+      console.warn(
+        `webhook-gateway: ${setAside.length} interrupted execution(s) set aside, their recovery failed: ${path.join(journal.dir, SET_ASIDE_DIR)} (move one into ${journal.dir} to retry it at the next start, or delete it; docs/operations.md, "After a crash")`,
+      );
     recoveryMs = Math.round(performance.now() - started);
   } catch (error) {
     if (error instanceof RecoveryFailed) {
@@ -351,6 +373,11 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
       console.error(
         `webhook-gateway: ${error.message}; the next start tries it again, with what recovery had not finished${runs > 0 ? `; ${runs} conversation run(s) it had started again are finished first` : ''}`,
       );
+      while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
+    }
+    // Stopped by the operator: the runs it had started again finish too, as a Ctrl-C lets a running gateway's finish.
+    if (error instanceof RecoveryStopped) {
+      options.onRecovery?.(error.recovered, Math.round(performance.now() - started));
       while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
     }
     server.close();

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
 import { parseSecretsBySource, type SecretsBySource } from '../../functions/domain/signatures.ts';
 import { createExclusive, withFileLock } from '../../functions/shared/local-files.ts';
-import { readJson, writeJsonAtomic } from './json-files.ts';
+import { readJson, removeCopiesOfGoneWriters, writeJsonAtomic } from './json-files.ts';
 
 /**
  * Local deliveries are signed like AWS ones. When DELIVERY_SIGNING_SECRETS is not set, one `whsec_` secret per
@@ -36,6 +36,10 @@ export async function localDeliverySecrets(
   chosen?: string,
 ): Promise<{ json: string; file: string; fixedMode: string | null }> {
   const file = chosen ?? deliverySecretsFile(dataDir);
+  // What a start or an `endpoints set --secret` killed in the middle of writing the file left aside (a copy of every
+  // secret) goes now, wherever the file lives: the retention sweep looks only in the data folder, a day later.
+  const name = path.basename(file);
+  await removeCopiesOfGoneWriters(path.dirname(file), [name, `${name}.lock`]);
   let secrets = await readJson<Record<string, string | string[]>>(file);
   let fixedMode: string | null = null;
   if (!secrets && file !== deliverySecretsFile(dataDir))

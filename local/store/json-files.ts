@@ -1,5 +1,7 @@
-import { readdir } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
+import path from 'node:path';
 import { readJsonFile, writeFileAtomic } from '../../functions/shared/local-files.ts';
+import { isAlive } from './data-dir-lock.ts';
 
 /** Write a file atomically (temp file + rename); `mode` applies from the first byte; a missing directory is created. */
 export const writeTextAtomic = writeFileAtomic;
@@ -32,4 +34,28 @@ export async function mapConcurrently<T, R>(items: T[], limit: number, fn: (item
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
   return results;
+}
+
+/** A copy written aside (writeFileAtomic, createExclusive): `<name>.<pid>.<hex>.tmp`, its name and writer captured. */
+const WRITTEN_ASIDE = /^(.+)\.(\d+)\.[0-9a-f]{8,}\.tmp$/;
+
+/**
+ * Remove what a process killed in the middle of a write (kill -9, Ctrl-C twice, a power cut) left aside in `dir`: the
+ * copies `<name>.<pid>.<hex>.tmp` of the files `names` (every file when not given) whose writer is gone. Never renamed
+ * into place, each held a copy of what was written (a delivery secret, the conversations' questions) until the
+ * retention sweep removed it a day later, or for good outside the data folder (DELIVERY_SIGNING_SECRETS_FILE). A write
+ * under way of a live process (this one among them) is kept, and so is one whose pid a live process has now (the
+ * sweep's day takes it). Returns how many were removed (docs/operations.md, "Local history retention").
+ */
+export async function removeCopiesOfGoneWriters(dir: string, names?: readonly string[]): Promise<number> {
+  let removed = 0;
+  // A folder that cannot be listed holds nothing this could remove.
+  for (const entry of await listDir(dir).catch(() => [])) {
+    const aside = WRITTEN_ASIDE.exec(entry);
+    const pid = Number(aside?.[2]);
+    if (!aside || (names && !names.includes(aside[1]!)) || pid === process.pid || isAlive(pid)) continue;
+    await rm(path.join(dir, entry), { force: true }).catch(() => undefined);
+    removed += 1;
+  }
+  return removed;
 }

@@ -8,7 +8,7 @@ import type { IdempotencyRecord } from '../../functions/domain/idempotency.ts';
 import { withThreadFolder } from '../../functions/shared/local-files.ts';
 import { idTimeMs } from '../history/conversation-filters.ts';
 import { LocalFailedDeliveryStore } from './failed-delivery-store.ts';
-import { listDir, readJson, writeTextAtomic } from './json-files.ts';
+import { listDir, readJson, removeCopiesOfGoneWriters, writeTextAtomic } from './json-files.ts';
 
 /**
  * Local history retention (LOCAL_HISTORY_DAYS, default 30; 0 keeps everything; docs/operations.md, "Local history
@@ -135,10 +135,11 @@ const WRITTEN_ASIDE = /\.\d+\.[0-9a-f]+\.tmp$/;
 /**
  * Files a crash (kill -9, a power cut) cut while they were written aside: renamed into place within moments when
  * the write goes on, so a day-old one never will be. Each holds a copy of what was being written (a status with its
- * answer, an envelope with its conversation), which would otherwise outlive every retention.
+ * answer, an envelope with its conversation), which would otherwise outlive every retention. Those whose writer is
+ * gone (named by its pid) go at once, at this start, not a day later: of the files `names` only, when given.
  */
-async function removeCutWrites(dir: string, now: number): Promise<number> {
-  let removed = 0;
+async function removeCutWrites(dir: string, now: number, names?: readonly string[]): Promise<number> {
+  let removed = await removeCopiesOfGoneWriters(dir, names);
   for (const name of (await listDir(dir)).filter((n) => WRITTEN_ASIDE.test(n))) {
     const file = path.join(dir, name);
     if ((await mtimeMs(file)) < now - DAY_MS) {
@@ -251,11 +252,17 @@ export async function sweepLocalHistory(paths: RetentionPaths, days: number, now
       await nextTurn();
     }
   }
+  // The summary index's (local/history/summary-index.ts): its saved entries that a killed fold moved aside are not
+  // a cut write but entries still to fold (the next listing or fold takes them, then removes them).
+  await removeCutWrites(path.join(paths.dataDir, 'summaries'), t, [
+    'conversations.json',
+    'conversations.json.lock',
+    path.basename(FORGET_PENDING),
+  ]);
   for (const dir of [
     paths.dataDir,
     path.join(paths.dataDir, 'failed-deliveries'),
     path.join(paths.dataDir, 'deliveries', 'endpoints'),
-    path.join(paths.dataDir, 'summaries'), // local/history/summary-index.ts
     // The SQL table's cache (local/analytics/engine.ts), written aside as `<file>.<pid>.<hex>.tmp` too: one a killed
     // gateway or a `conversations query` stopped with Ctrl-C left (megabytes: every conversation's row) stayed for
     // good.

@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -302,7 +302,8 @@ describe("kill -9 during an operator's endpoints set or pause, then the command 
       expect(receiver).toMatchObject(point.after);
       if (point.args.includes('--secret') || point.args.includes('--drop-previous-secret'))
         expect(receiver!.secrets_changed_at).toEqual(expect.any(String));
-      // Every file of the receiver and the secrets owner-only; what the kill left aside is a .tmp only the sweep removes.
+      // Every file of the receiver and the secrets owner-only; what the kill left aside (a copy of the secrets or of
+      // the receiver) was removed by the command run again: before, it stayed until the start's sweep a day later.
       const files = [
         ...(await readdir(dataDir)).map((n) => path.join(dataDir, n)),
         ...(await readdir(path.join(dataDir, 'deliveries', 'endpoints'))).map((n) =>
@@ -313,7 +314,28 @@ describe("kill -9 during an operator's endpoints set or pause, then the command 
         const s = await stat(file);
         expect([file, (s.mode & 0o777).toString(8)]).toEqual([file, s.isDirectory() ? '700' : '600']);
       }
+      expect(files.filter((file) => file.endsWith('.tmp'))).toEqual([]);
     }, 60_000);
+
+  it('the secrets in a file outside the data folder (DELIVERY_SIGNING_SECRETS_FILE): run again, nothing is left aside', async () => {
+    const dataDir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-endpoints-crash-'));
+    const secretsDir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-secrets-'));
+    tempDirs.push(dataDir, secretsDir);
+    const secretsFile = path.join(secretsDir, 'secrets.json');
+    await writeFile(secretsFile, `${JSON.stringify({ deal_analysis: NEW_SECRET })}\n`, { mode: 0o600 });
+    const cliEnv = { LOCAL_DATA_DIR: dataDir, NO_COLOR: '1', DELIVERY_SIGNING_SECRETS_FILE: secretsFile };
+    const command = ['endpoints', 'set', 'deal_analysis', '--secret', NEW_SECRET.replace('a', 'b')];
+    const at: KillAt = { op: 'rename', path: 'secrets\\.json$', n: 1, when: 'before' };
+    const cut = await runCli(command, { ...cliEnv, ...(await killAtEnv(secretsDir, at, tempDirs)) });
+    expect(cut.code, cut.stderr).toBeNull();
+    // The copy of every secret it was writing, left beside the user's file: no retention sweep ever looks there.
+    expect((await readdir(secretsDir)).filter((n) => n.endsWith('.tmp'))).toHaveLength(1);
+
+    const again = await runCli([...command, '--json'], cliEnv);
+    expect(again.code, again.stderr).toBe(0);
+    expect(JSON.parse(again.stdout)[0]).toMatchObject({ signing_secrets: 2 });
+    expect(await readdir(secretsDir)).toEqual(['secrets.json']);
+  }, 60_000);
 });
 
 describe('kill -9 while `conversations query` saves its cache', () => {
@@ -382,6 +404,33 @@ describe('kill -9 while `conversations list` folds the saved summary entries int
     };
     expect(Object.keys(index.entries).sort()).toEqual(ids.sort());
     expect((await readdir(summaries)).filter((n) => n.startsWith('conversations.saved'))).toEqual([]);
+  }, 60_000);
+
+  it('killed as it writes the index: the next listing removes the copy it left aside (every question listed)', async () => {
+    const dataDir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-index-crash-'));
+    tempDirs.push(dataDir);
+    const store = new ExecutionStore(dataDir);
+    const ids = [await saveDeliveredHistory(store, '2026-11-30T10:00:00.000Z', 'one', 'run-one')];
+    // Saved a minute ago: the index keeps an entry once its folder has not changed for a second (summary-index.ts).
+    const folder = path.join(dataDir, 'executions', ids[0]!);
+    const aMinuteAgo = new Date(Date.now() - 60_000);
+    for (const name of await readdir(folder)) await utimes(path.join(folder, name), aMinuteAgo, aMinuteAgo);
+    await utimes(folder, aMinuteAgo, aMinuteAgo);
+    const summaries = path.join(dataDir, 'summaries');
+    const cliEnv = { LOCAL_DATA_DIR: dataDir, NO_COLOR: '1' };
+    const list = ['conversations', 'list', '--json'];
+    // Killed once the index is written aside, before it is renamed into place.
+    const at: KillAt = { op: 'rename', path: 'summaries/conversations\\.json$', n: 1, when: 'before' };
+    const cut = await runCli(list, { ...cliEnv, ...(await killAtEnv(dataDir, at, tempDirs)) });
+    expect(cut.code, cut.stderr).toBeNull();
+    const leftAside = (await readdir(summaries)).filter((n) => n.endsWith('.tmp'));
+    expect(leftAside).toEqual([expect.stringMatching(/^conversations\.json\.\d+\.[0-9a-f]+\.tmp$/)]);
+
+    const again = await runCli(list, cliEnv);
+    expect(again.code, again.stderr).toBe(0);
+    expect((JSON.parse(again.stdout) as { conversation_id: string }[]).map((c) => c.conversation_id)).toEqual(ids);
+    // Before, the copy (every conversation's question) stayed until a gateway's start sweep a day later.
+    expect((await readdir(summaries)).filter((n) => n.endsWith('.tmp'))).toEqual([]);
   }, 60_000);
 });
 

@@ -14,13 +14,15 @@ const {
   KILL_AT_N: n,
   KILL_AT_WHEN: when,
   KILL_AT_COUNTER: counter,
+  KILL_AT_SIGNAL: signal = 'SIGKILL',
 } = process.env;
 if (op && pattern && n && counter) {
   const matches = new RegExp(pattern);
   const appendFileSync = fs.appendFileSync;
   const statSync = fs.statSync;
   const fdPaths = new Map();
-  const die = () => process.kill(process.pid, 'SIGKILL');
+  // KILL_AT_SIGNAL=SIGINT stands for a Ctrl-C at that point instead (the call goes on; the handler runs after it).
+  const die = () => process.kill(process.pid, signal);
   /** Whether this call is the one to kill at: counted only when its path matches. */
   const hit = (file) => {
     if (typeof file !== 'string' || !matches.test(file)) return false;

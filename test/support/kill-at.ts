@@ -12,6 +12,8 @@ export interface KillAt {
   path: string;
   n: number;
   when: 'before' | 'after';
+  /** The signal sent there: SIGKILL unless said (SIGINT: a Ctrl-C at that point). */
+  signal?: 'SIGKILL' | 'SIGINT';
 }
 
 /**
@@ -28,6 +30,7 @@ export async function killAtEnv(dataDir: string, at: KillAt, tempDirs: string[])
     KILL_AT_N: String(at.n),
     KILL_AT_WHEN: at.when,
     KILL_AT_COUNTER: path.join(counter, 'count'),
+    KILL_AT_SIGNAL: at.signal ?? 'SIGKILL',
   };
 }
 

@@ -14,7 +14,9 @@ import {
   MAX_RESTARTS,
   planRecovery,
   planRedeliveryRecovery,
+  type RecoveryContext,
   type RecoveryPlan,
+  RecoveryStopped,
   recoverInterrupted,
 } from '../../../local/engine/recovery.ts';
 import { LocalRedelivery } from '../../../local/engine/redelivery.ts';
@@ -75,6 +77,21 @@ async function forgetHistory(name: string) {
       if (file.endsWith(`_${name}.json`)) await rm(path.join(dir, id, file));
 }
 
+/** What recovery works with, as the gateway gives it (its journal apart): the world's stores, these workflows. */
+function recoveryContext(restart: RecoveryContext['restart'] = () => undefined, conversations = workflow) {
+  return {
+    workflow: conversations,
+    redeliveryWorkflow,
+    acceptWorkflow,
+    failedDeliveries: world.gateway.failedDeliveries,
+    executions: world.gateway.executions,
+    idempotency: idempotencyStore(),
+    statuses: localStatusStore(),
+    attempts: attemptLog(),
+    restart,
+  };
+}
+
 /** Recover one cut journal for real, in a journal directory of its own (its execution's history not saved). */
 async function recover(entries: JournalEntry[], options: { historySaved?: boolean } = {}) {
   const dir = await mkdtemp(path.join(tmpdir(), 'journal-'));
@@ -92,18 +109,7 @@ async function recover(entries: JournalEntry[], options: { historySaved?: boolea
   try {
     await writeFile(path.join(dir, '000000000000001-1.jsonl'), `${entries.map((e) => JSON.stringify(e)).join('\n')}\n`);
     const journal = await ExecutionJournal.open(dir);
-    const recovered = await recoverInterrupted({
-      journal,
-      workflow,
-      redeliveryWorkflow,
-      acceptWorkflow,
-      failedDeliveries: world.gateway.failedDeliveries,
-      executions: world.gateway.executions,
-      idempotency: idempotencyStore(),
-      statuses: localStatusStore(),
-      attempts: attemptLog(),
-      restart,
-    });
+    const recovered = await recoverInterrupted({ ...recoveryContext(restart), journal });
     await Promise.all(restarted);
     journal.close();
     expect(await readdir(dir)).toEqual([]); // nothing left to recover
@@ -448,6 +454,112 @@ describe('a crash during recovery', () => {
       state: first.state,
       interrupted: false,
     });
+  });
+});
+
+/** Two conversations cut after Classify (their histories not saved), journaled in a new folder: their lines, the folder. */
+async function twoCutRuns() {
+  const cutAt = (entries: JournalEntry[]) =>
+    entries.slice(0, entries.findIndex((e) => point(e) === 'out:Classify') + 1);
+  const runs = [(await journaledRun({})).entries, (await journaledRun({})).entries].map(cutAt);
+  for (const entries of runs) await forgetHistory(entries[0]!.e);
+  const dir = await mkdtemp(path.join(tmpdir(), 'journal-'));
+  const lines = runs.flat().map((e) => JSON.stringify(e));
+  await writeFile(path.join(dir, '000000000000001-1.jsonl'), `${lines.join('\n')}\n`);
+  return { runs, dir };
+}
+
+describe('a stop asked while recovery runs (Ctrl-C at start)', () => {
+  it('takes up no other execution: those left stay in the journal, and the next start recovers them', async () => {
+    const { runs, dir } = await twoCutRuns();
+    try {
+      const context = recoveryContext();
+      // Ctrl-C once the first execution was taken up: it finishes, the second is not begun.
+      let looks = 0;
+      const journal = await ExecutionJournal.open(dir);
+      const stopped = await recoverInterrupted({ ...context, journal, stopped: () => looks++ > 0 }).catch(
+        (error: unknown) => error,
+      );
+      journal.close();
+      expect(stopped).toBeInstanceOf(RecoveryStopped);
+      expect(stopped).toMatchObject({
+        left: 1,
+        recovered: [{ execution_name: runs[0]![0]!.e, outcome: 'interrupted' }],
+      });
+      expect((await journalEntries(dir)).some((e) => e.e === runs[1]![0]!.e)).toBe(true);
+
+      const next = await ExecutionJournal.open(dir);
+      const recovered = await recoverInterrupted({ ...context, journal: next });
+      next.close();
+      // The second alone: the first is not recovered twice.
+      expect(recovered.map((r) => r.execution_name)).toEqual([runs[1]![0]!.e]);
+      expect(await readdir(dir)).toEqual([]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('an interrupted execution whose recovery always throws (a damaged journal line, a removed workflow)', () => {
+  it('is set aside with why, the others recovered: the start goes on; without a place to set it, the start fails as before', async () => {
+    const { runs, dir } = await twoCutRuns();
+    const broken = runs[0]![0]!.e;
+    // Its replay throws, whenever it is tried.
+    const throwing = Object.create(workflow, {
+      run: {
+        value: (state: unknown, name: string, options: never) => {
+          if (name === broken) throw new TypeError("Cannot read properties of undefined (reading 'Payload')");
+          return workflow.run(state, name, options);
+        },
+      },
+    }) as LocalWorkflow;
+    try {
+      const context = recoveryContext(undefined, throwing);
+      // Before (and still without a place to set it aside): every start failed on it, the gateway never served.
+      const first = await ExecutionJournal.open(dir);
+      await expect(recoverInterrupted({ ...context, journal: first })).rejects.toThrow(
+        `crash recovery could not finish execution ${broken}`,
+      );
+      first.close();
+
+      const setAside: { name: string; entries: JournalEntry[] }[] = [];
+      const journal = await ExecutionJournal.open(dir);
+      const recovered = await recoverInterrupted({
+        ...context,
+        journal,
+        setAside: async (name, entries) => {
+          setAside.push({ name, entries });
+          return `/set-aside/${name}.jsonl`;
+        },
+      });
+      journal.close();
+      // The other was recovered by the failed start already (the failure let those under way finish).
+      expect(recovered).toEqual([
+        expect.objectContaining({
+          execution_name: broken,
+          conversation_id: expect.stringMatching(/^webhook_/),
+          outcome: 'set_aside',
+          set_aside: {
+            why: "Cannot read properties of undefined (reading 'Payload')",
+            file: `/set-aside/${broken}.jsonl`,
+          },
+        }),
+      ]);
+      // Its journal lines as they were, for the operator to retry; nothing of it is found again at the next start.
+      // Its `recovered` line names it, says why, and where its lines are: retried or dropped by moving that file.
+      expect(recoveryFields(recovered[0]!)).toEqual([
+        recovered[0]!.conversation_id,
+        `set aside, its recovery failed (Cannot read properties of undefined (reading 'Payload')): its journal lines are in /set-aside/${broken}.jsonl; move that file into / to retry at the next start, or delete it to drop it`,
+      ]);
+      // (then the `resume` line the failed start's try wrote)
+      expect(setAside.map((s) => s.name)).toEqual([broken]);
+      expect(setAside[0]!.entries.slice(0, runs[0]!.length)).toEqual(runs[0]);
+      const next = await ExecutionJournal.open(dir);
+      expect([...(await next.interrupted()).keys()]).toEqual([]);
+      next.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 

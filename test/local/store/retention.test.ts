@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -11,6 +12,9 @@ const DAY = 86_400_000;
 const OLD_ID = 'webhook_20260201_100000_testing_phase3valid_old0000001';
 const OWED_ID = 'webhook_20260201_100000_testing_phase3valid_owed000001';
 const NEW_ID = 'webhook_20260330_100000_testing_phase3valid_new0000001';
+
+/** The pid of a process that ended: the writer a kill cut. */
+const GONE_PID = spawnSync(process.execPath, ['-e', '']).pid;
 
 let dataDir: string;
 beforeEach(async () => {
@@ -126,7 +130,7 @@ describe('the local history sweep', () => {
     expect((await stat(path.join(dataDir, 'threads/crm/long-thread'))).mtimeMs).toBe(at(1).getTime());
   });
 
-  it('removes the files kill -9 cut while they were written aside (a day old), whatever the retention', async () => {
+  it('removes the files kill -9 cut while they were written aside (a day old, or their writer gone), whatever the retention', async () => {
     const at = (days: number) => new Date(NOW.getTime() - days * DAY);
     // As writeFileAtomic names them: `<file>.<pid>.<hex>.tmp`, each a copy of what was being written.
     const cut = [
@@ -138,10 +142,18 @@ describe('the local history sweep', () => {
       'summaries/conversations.json.4242.0a1b2c3d4e5f.tmp',
       'analytics/conversations.parquet.4242.0a1b2c3d.tmp', // local/analytics/engine.ts (before: kept for good)
     ];
+    // A live writer's (this process: it may still rename it), and a gone writer's, a minute old.
+    const live = (file: string) => file.replace('.4242.', `.${process.pid}.`);
+    const gone = (file: string) => file.replace('.4242.', `.${GONE_PID}.`);
     for (const file of cut) {
       await put(file, '{"conversation_id":', at(2));
-      await put(file.replace('.4242.', '.4343.'), '{"conversation_id":', at(0.5)); // may still be renamed
+      await put(live(file), '{"conversation_id":', at(0.5));
+      await put(gone(file), '{"conversation_id":', at(1 / 1440));
     }
+    // The saved entries a killed fold of the summary index moved aside are no cut write: still to fold (the next
+    // listing folds them), they stay until a day old.
+    const toFold = `summaries/conversations.saved.jsonl.${GONE_PID}.0a1b2c3d4e5f.tmp`;
+    await put(toFold, '{"id":', at(1 / 1440));
     await put('threads/crm/used-thread/2.json', {}, at(1));
     await utimes(path.join(dataDir, 'threads/crm/used-thread'), at(1), at(1));
 
@@ -159,8 +171,11 @@ describe('the local history sweep', () => {
     for (const file of cut) {
       const [dir, name] = [path.dirname(file), path.basename(file)];
       expect(await ls(dir), file).not.toContain(name);
-      expect(await ls(dir), file).toContain(name.replace('.4242.', '.4343.'));
+      expect(await ls(dir), file).toContain(path.basename(live(file)));
+      // Before: kept a day whoever wrote it (a delivery secret, every question of the index).
+      expect(await ls(dir), file).not.toContain(path.basename(gone(file)));
     }
+    expect(await ls('summaries')).toContain(path.basename(toFold));
     // The thread's last use is still the day before: removing the cut write did not make it look used now.
     expect((await stat(path.join(dataDir, 'threads/crm/used-thread'))).mtimeMs).toBe(at(1).getTime());
   });
