@@ -58,9 +58,9 @@ const ERROR_STATUSES: Record<string, string> = {
   '503':
     'NOT_STARTED (Prefer: respond-async): accepted but its run could not be started, send it again; or (on AWS) ' +
     'Lambda throttled Validate on every try, nothing ran; STARTING or STOPPING (local only): the gateway is still ' +
-    'starting or is stopping; STORAGE_UNAVAILABLE: the gateway cannot write (or read) its data folder, or (on AWS) ' +
-    "Validate's tables or secrets refused it or did not answer in time, nothing started; send it again in a moment " +
-    '(Retry-After)',
+    'starting or is stopping; STORAGE_UNAVAILABLE: the gateway cannot write (or read) its data folder (Retry-After: ' +
+    "30, its operator's to mend), or (on AWS) Validate's tables or secrets refused it or did not answer in time " +
+    '(Retry-After: 2), nothing started; send it again after Retry-After',
   '504': 'TIMEOUT: the manager agent did not answer within its budget',
 };
 
