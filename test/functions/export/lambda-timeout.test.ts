@@ -6,6 +6,7 @@ import { LAMBDA_RETURN_MS, LAMBDA_TAIL_MS } from '../../../functions/shared/clie
 import { deliveredRecord, SEED_REQUEST, startedRecord } from '../../support/fixtures.ts';
 import { captureJsonLines } from '../../support/log-capture.ts';
 import { type SilentEndpoint, startSilentEndpoint } from '../../support/servers.ts';
+import { settledWithin } from '../../support/settled-within.ts';
 
 /**
  * Export with nobody waiting (an asynchronous conversation, a redelivery: no answer_by) against an S3 and a DynamoDB
@@ -65,19 +66,7 @@ const state = (): ConversationState => ({
 /** The Lambda's context, `ms` before its timeout. */
 const lambdaWith = (ms: number) => ({ getRemainingTimeInMillis: () => ms }) as Context;
 
-async function settled(run: Promise<unknown>) {
-  let timer: NodeJS.Timeout | undefined;
-  const bound = new Promise<{ still: true }>((resolve) => {
-    timer = setTimeout(() => resolve({ still: true }), BOUND_MS);
-  });
-  const outcome = run.then(
-    (output) => ({ output }),
-    (error: Error) => ({ error }),
-  );
-  const result = await Promise.race([outcome, bound]);
-  clearTimeout(timer);
-  return result as { output?: unknown; error?: Error; still?: true };
-}
+const settled = (run: Promise<unknown>) => settledWithin(run, BOUND_MS);
 
 describe('Export with nobody waiting, before its own Lambda’s timeout', () => {
   it('an S3 that does not answer fails the run with an ExportError naming the cut, not the Lambda’s timeout', async () => {
