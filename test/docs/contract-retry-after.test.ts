@@ -16,15 +16,13 @@ const row = CONTRACT.split('\n').find((line) => /^\| 503 +\| `STORAGE_UNAVAILABL
 describe('docs/contract.md: Retry-After of 503 STORAGE_UNAVAILABLE', () => {
   it('names the local Retry-After and why it is longer', () => {
     expect(row).toContain(`locally, the gateway could not write its data folder`);
-    expect(row).toContain(
-      `(\`Retry-After: ${STORAGE_RETRY_AFTER_SECONDS}\`: a folder that refuses waits for its operator`,
-    );
+    expect(row).toContain(`(\`Retry-After: ${STORAGE_RETRY_AFTER_SECONDS}\`, its operator's to mend;`);
   });
 
   it('names the AWS Retry-After, the one the response templates set', () => {
     const aws = FAILURE_HEADERS[STORAGE_UNAVAILABLE_ERROR]?.['retry-after'];
     expect(aws).toBeDefined();
-    expect(row).toContain(`the key freed, \`Retry-After: ${aws}\` (a throttled or stalled AWS call passes in seconds`);
+    expect(row).toContain(`the key freed, \`Retry-After: ${aws}\` (such a refusal passes in seconds)`);
     expect(Number(aws)).toBeLessThan(STORAGE_RETRY_AFTER_SECONDS);
   });
 });
