@@ -58,10 +58,13 @@ const ERROR_STATUSES: Record<string, string> = {
   '503':
     'NOT_STARTED (Prefer: respond-async): accepted but its run could not be started, send it again; or (on AWS) ' +
     'Lambda throttled Validate on every try, nothing ran; STARTING or STOPPING (local only): the gateway is still ' +
-    'starting or is stopping; STORAGE_UNAVAILABLE: the gateway cannot write (or read) its data folder, or (on AWS) ' +
-    "Validate's tables or secrets refused it or did not answer in time, nothing started; send it again in a moment " +
-    '(Retry-After)',
-  '504': 'TIMEOUT: the manager agent did not answer within its budget',
+    'starting or is stopping; STORAGE_UNAVAILABLE: the gateway cannot write (or read) its data folder (Retry-After: ' +
+    "30, its operator's to mend), or (on AWS) Validate's tables or secrets refused it or did not answer in time " +
+    '(Retry-After: 2), nothing started; send it again after Retry-After',
+  '504':
+    'TIMEOUT: the manager agent did not answer within its budget (error.conversation_id); or, without a ' +
+    "conversation id, with Retry-After and Cache-Control, the gateway's own integration timeout: the conversation " +
+    'goes on, and the same Idempotency-Key sent again gets 409 while it runs, then its answer',
 };
 
 /**
@@ -91,6 +94,7 @@ const WEBHOOK_HEADERS: Record<string, string[]> = {
   '409': ['Retry-After'],
   '429': ['Retry-After', 'Cache-Control'],
   '503': ['Retry-After'],
+  '504': ['Retry-After', 'Cache-Control'],
 };
 
 /** The errors of GET /conversations/{id} (docs/contract.md#get-conversationsid), each with Cache-Control. */

@@ -18,6 +18,7 @@ import { signOutbound } from '../domain/signatures.ts';
 import { attemptLog } from '../shared/attempt-log.ts';
 import {
   budgetSignal,
+  earliest,
   LAMBDA_RETURN_MS,
   LAMBDA_TAIL_MS,
   lambdaDeadline,
@@ -285,10 +286,4 @@ async function keepInLog(entry: LoggedAttempt, signal: AbortSignal | undefined):
       error: `${(error as Error).name}: ${(error as Error).message}`,
     });
   }
-}
-
-/** The earlier of two deadlines (ISO times, so they compare as text); null: neither. */
-function earliest(a: string | null, b: string | null): string | null {
-  if (a === null) return b;
-  return b === null || a <= b ? a : b;
 }

@@ -43,7 +43,11 @@ export const SYNC_RESERVES = {
    * before it.
    */
   queue: 1_500,
-  /** Classify, between the agent's answer and the first delivery attempt. */
+  /**
+   * Classify, between the agent's answer and the first delivery attempt. Its bound is its state's TimeoutSeconds, 2 s
+   * (statemachine/conversation.asl.json): a slower one takes the second beyond this from the delivery's time (its
+   * attempts end by deliver_by whatever), and at worst still ends by answer_by − fallback (test/infra/timeout-chain).
+   */
   classify: 1_000,
   /**
    * InvokeManagerAgent's Retry: a throttled agent (Lambda.TooManyRequestsException, answered at once) is tried again

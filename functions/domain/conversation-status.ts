@@ -3,6 +3,7 @@ import { isConversationId } from './conversation-id.ts';
 import {
   errorBody,
   type HttpResult,
+  INTEGRATION_TIMEOUT_HEADERS,
   NO_STORE,
   STATUS_POLL_SECONDS,
   STATUS_ROUTE_PREFIX,
@@ -223,7 +224,7 @@ export function statusTimeoutResult(): HttpResult {
       'TIMEOUT',
       'GET /conversations/{conversation_id} did not answer in time (a read it needs was slow): the status may be asked again in a moment',
     ),
-    headers: { ...NO_STORE },
+    headers: { ...NO_STORE, ...INTEGRATION_TIMEOUT_HEADERS },
   };
 }
 

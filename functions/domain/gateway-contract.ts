@@ -73,14 +73,16 @@ export function errorBody(code: ErrorCode | string, message: string, extra: Reco
  * The gateway's own 504 when its integration timeout passes before the workflow answered: API Gateway's
  * INTEGRATION_TIMEOUT response (infra/api-templates.ts, `route` its `$context` names) and, locally, POST /webhook at
  * RESPONSE_TIMEOUT_MS (local/server/webhook-route.ts). No conversation id: the gateway does not know it; the
- * conversation goes on (docs/contract.md, "Errors"). Answered with Cache-Control: no-store.
+ * conversation goes on, and the same Idempotency-Key sent again finds it (docs/contract.md, "Errors"). Answered with
+ * Cache-Control: no-store and Retry-After (INTEGRATION_TIMEOUT_HEADERS).
  */
 export function integrationTimeoutBody(route: string, timeout = "API Gateway's integration timeout"): ErrorBody {
   return errorBody(
     'TIMEOUT',
     `${route} did not answer within ${timeout}. ` +
-      'A conversation (POST /webhook) goes on, and its record is exported when it completes; ' +
-      'a status (GET /conversations/{conversation_id}) may be asked again in a moment',
+      'A conversation (POST /webhook) goes on, and its record is exported when it completes: sent again after ' +
+      'Retry-After with the same Idempotency-Key, it is answered 409 while it runs, then with its answer and ' +
+      'conversation id; a status (GET /conversations/{conversation_id}) may be asked again in a moment',
   );
 }
 
@@ -154,6 +156,12 @@ function statusPath(conversationId: string, sourceSystem: string): string {
 
 /** Seconds a poller of a conversation's status is asked to wait (Retry-After), on the 202 and while it runs. */
 export const STATUS_POLL_SECONDS = 2;
+
+/**
+ * The headers of the gateway's own 504 beyond Content-Type and Cache-Control (integrationTimeoutBody): when to send
+ * it again, as a 409 of the same key says while the conversation runs.
+ */
+export const INTEGRATION_TIMEOUT_HEADERS = { 'retry-after': String(STATUS_POLL_SECONDS) } as const;
 
 /**
  * Response headers of a Fail state's answer beyond Content-Type, by its error name: a retry that met its key's

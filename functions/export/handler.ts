@@ -1,4 +1,5 @@
 import { PutObjectCommand } from '@aws-sdk/client-s3';
+import type { Context } from 'aws-lambda';
 import { withAttemptLog } from '../domain/attempt-log.ts';
 import { msLeft, SYNC_RESERVES } from '../domain/budget.ts';
 import type { ConversationRecord, ConversationState } from '../domain/conversation.ts';
@@ -17,7 +18,15 @@ import {
 import { parseTaskError } from '../domain/task-error.ts';
 import { threadTurnOf } from '../domain/thread.ts';
 import { attemptLog } from '../shared/attempt-log.ts';
-import { budgetSignal } from '../shared/clients/request-limits.ts';
+import {
+  budgetSignal,
+  deadlineBefore,
+  earliest,
+  LAMBDA_RETURN_MS,
+  LAMBDA_TAIL_MS,
+  lambdaDeadline,
+  lambdaEnd,
+} from '../shared/clients/request-limits.ts';
 import { s3 } from '../shared/clients/s3.ts';
 import { conversationStatusStore } from '../shared/conversation-status-store.ts';
 import { logEvent, METRIC_NAMES, recordTime } from '../shared/events.ts';
@@ -55,7 +64,10 @@ const AFTER_LOG_READ_MS = 2 * MIN_EXPORT_MS;
  * that cannot be done by then fails with ExportDeadlineError (not retried) instead of making the caller wait. The
  * DynamoDB calls are cut by the same budget (docs/deploy.md, "Timeouts"): the attempt-log read before S3 leaves the
  * PUTs their time, the idempotency key and the thread turn after it end by answer_by (in the closing run, before
- * QueueFailedExport's reserve); a cut one is logged and the caller answered.
+ * QueueFailedExport's reserve); a cut one is logged and the caller answered. With a caller waiting or not, every call
+ * also ends before this Lambda's timeout (the S3 work LAMBDA_TAIL_MS before it, the writes after it LAMBDA_RETURN_MS
+ * before it): an S3 too slow fails the run with ExportError naming that cut (retried once, then CloseWithoutExport and
+ * QueueFailedExport), never with the Lambda's timeout.
  *
  * When S3 stayed unwritable through the state's retries, its Catch runs this handler once more with
  * `export_error` set: the record is closed and answered without S3, and the output keeps `export_error` so that
@@ -70,10 +82,17 @@ export const handler = exportOn(Date.now);
  * the real one; the local gateway's tests inject theirs (GatewayOptions.budgetClock).
  */
 export function exportOn(clock: () => number) {
-  return stageHandler('Export', (input: ExportInput) => exportConversation(input, clock));
+  return stageHandler('Export', (input: ExportInput, context?: Context) =>
+    exportConversation(input, clock, lambdaEnd(context, clock()).endsAt),
+  );
 }
 
-async function exportConversation({ state, execution_name }: ExportInput, clock: () => number): Promise<ExportOutput> {
+/** `endsAt`: when this Lambda times out (ms on `clock`, lambdaEnd); undefined: no such limit (locally). */
+async function exportConversation(
+  { state, execution_name }: ExportInput,
+  clock: () => number,
+  endsAt: number | undefined,
+): Promise<ExportOutput> {
   if (state.export_queue_error) return logUnsaved(state);
   const now = new Date(clock());
   const { record, answered } = closeConversation(state, execution_name, now);
@@ -93,14 +112,22 @@ async function exportConversation({ state, execution_name }: ExportInput, clock:
       executionName: execution_name,
     };
     const answerBy = state.budget?.answer_by ?? null;
-    const logRead = budgetSignal(answerBy, new Date(clock()), SYNC_RESERVES.fallback + AFTER_LOG_READ_MS);
+    // The S3 work ends by the caller's deadline less the S3-refused path's reserve, and before this Lambda's timeout
+    // less its tail, whichever comes first.
+    const byAnswer = deadlineBefore(answerBy, SYNC_RESERVES.fallback);
+    const lambdaBy = lambdaDeadline(endsAt, LAMBDA_TAIL_MS);
+    const s3By = earliest(byAnswer, lambdaBy);
+    const cutByLambda = s3By !== null && s3By === lambdaBy && s3By !== byAnswer;
+    const logRead = budgetSignal(s3By, new Date(clock()), AFTER_LOG_READ_MS);
     const documents = exportDocuments(await withLoggedAttempts(record, logRead), now.toISOString(), origin);
-    const timeLeft = () => msLeft(answerBy, new Date(clock())) - SYNC_RESERVES.fallback;
+    const timeLeft = () => msLeft(s3By, new Date(clock()));
     const where = `s3://${bucket}/${exportFolder(record.conversation_id)}`;
+    const lambdaCut = `${LAMBDA_TAIL_MS} ms before this Export Lambda's timeout (${lambdaBy})`;
     if (timeLeft() < MIN_EXPORT_MS) {
+      if (cutByLambda) throw new ExportError(`no time left to write ${where} ${lambdaCut}`);
       throw new ExportDeadlineError(`no time left to write ${where} before the caller's answer is due (${answerBy})`);
     }
-    const abortSignal = budgetSignal(answerBy, new Date(clock()), SYNC_RESERVES.fallback);
+    const abortSignal = budgetSignal(s3By, new Date(clock()));
     const writeStarted = Date.now();
     try {
       await Promise.all(
@@ -112,9 +139,15 @@ async function exportConversation({ state, execution_name }: ExportInput, clock:
         ),
       );
     } catch (error) {
-      const reason = `writing ${where} failed: ${(error as Error).name}: ${(error as Error).message}`;
-      // A retry must still fit before the answer is due; if it cannot, go to the S3-refused path at once.
-      if (timeLeft() < EXPORT_RETRY_WAIT_MS + MIN_EXPORT_MS) throw new ExportDeadlineError(reason);
+      const cause = `${(error as Error).name}: ${(error as Error).message}`;
+      const reason =
+        cutByLambda && abortSignal?.aborted
+          ? `writing ${where} did not end ${lambdaCut}, cut: ${cause}`
+          : `writing ${where} failed: ${cause}`;
+      // A retry (another invocation) must still fit before the answer is due; if it cannot, go to the S3-refused
+      // path at once.
+      const answerLeft = msLeft(byAnswer, new Date(clock()));
+      if (answerLeft < EXPORT_RETRY_WAIT_MS + MIN_EXPORT_MS) throw new ExportDeadlineError(reason);
       throw new ExportError(reason);
     }
     written = {
@@ -156,8 +189,10 @@ async function exportConversation({ state, execution_name }: ExportInput, clock:
   }
 
   const response = answered ? successBody(record) : null;
-  // The answer is due at answer_by; the closing run's record is still to be queued after it (QueueFailedExport).
-  const cut = budgetSignal(state.budget?.answer_by, new Date(clock()), deferred ? SYNC_RESERVES.queue : 0);
+  // The answer is due at answer_by; the closing run's record is still to be queued after it (QueueFailedExport). And
+  // whoever waits, the writes end before this Lambda's timeout, less the return.
+  const answerDue = deadlineBefore(state.budget?.answer_by ?? null, deferred ? SYNC_RESERVES.queue : 0);
+  const cut = budgetSignal(earliest(answerDue, lambdaDeadline(endsAt, LAMBDA_RETURN_MS)), new Date(clock()));
   const key = record.metadata.idempotency_key;
   const store = key && !state.redelivery ? idempotencyStore() : null;
   if (key && store) {
@@ -168,7 +203,7 @@ async function exportConversation({ state, execution_name }: ExportInput, clock:
   const answer = response ? { response } : agentFailure(record, state.budget?.agent_seconds);
   await keepThreadTurn(record, now, cut);
   if (record.metadata.response_mode === 'async')
-    await finishStatus(record, answer, now, state.redelivery !== undefined);
+    await finishStatus(record, answer, now, state.redelivery !== undefined, cut);
   return deferred ? { conversation: record, export_error: deferred, ...answer } : { conversation: record, ...answer };
 }
 
@@ -183,20 +218,26 @@ async function finishStatus(
   answer: { response: unknown } | { failure_cause: string },
   now: Date,
   redelivery: boolean,
+  signal: AbortSignal | undefined,
 ): Promise<void> {
   const statuses = conversationStatusStore();
   if (!statuses) return;
-  const finished = await statuses.finish(record.conversation_id, {
-    status: 'response' in answer ? 'completed' : 'failed',
-    body: 'response' in answer ? JSON.stringify(answer.response) : answer.failure_cause,
-    completed_at: record.execution.completed_at ?? now.toISOString(),
-  });
+  const finished = await statuses.finish(
+    record.conversation_id,
+    {
+      status: 'response' in answer ? 'completed' : 'failed',
+      body: 'response' in answer ? JSON.stringify(answer.response) : answer.failure_cause,
+      completed_at: record.execution.completed_at ?? now.toISOString(),
+    },
+    signal,
+  );
   if (finished || !redelivery || !('response' in answer)) return;
   const at = record.execution.delivery_attempts.at(-1)?.at ?? now.toISOString();
   await statuses.redelivered(
     record.conversation_id,
     { delivery_status: record.webhook_context.delivery_status, at },
     now,
+    signal,
   );
 }
 

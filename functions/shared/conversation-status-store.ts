@@ -22,13 +22,13 @@ export interface ConversationStatusStore {
    * The conversation ended: record how, once. Only a `running` record changes (a redelivery re-exporting the
    * conversation leaves the first answer as it was); returns whether it did.
    */
-  finish(conversationId: string, outcome: StatusOutcome): Promise<boolean>;
+  finish(conversationId: string, outcome: StatusOutcome, signal?: AbortSignal): Promise<boolean>;
   /**
    * A redelivery re-exported the conversation: a `completed` record, not expired, now shows its delivery status
    * (never over `delivered`, never an older report over a newer: deliveryMayChange). A record that does not exist
    * (a synchronous conversation, an expired status) is not created; returns whether it changed.
    */
-  redelivered(conversationId: string, delivery: StatusDelivery, now: Date): Promise<boolean>;
+  redelivered(conversationId: string, delivery: StatusDelivery, now: Date, signal?: AbortSignal): Promise<boolean>;
   get(conversationId: string): Promise<ConversationStatusRecord | null>;
 }
 
@@ -52,8 +52,8 @@ class DynamoStatusStore implements ConversationStatusStore {
     );
   }
 
-  finish(conversationId: string, outcome: StatusOutcome): Promise<boolean> {
-    return this.updateIf(conversationId, {
+  finish(conversationId: string, outcome: StatusOutcome, signal?: AbortSignal): Promise<boolean> {
+    return this.updateIf(conversationId, signal, {
       UpdateExpression: 'SET #s = :status, #b = :body, completed_at = :at',
       ConditionExpression: '#s = :running',
       ExpressionAttributeNames: { '#s': 'status', '#b': 'body' },
@@ -66,8 +66,8 @@ class DynamoStatusStore implements ConversationStatusStore {
     });
   }
 
-  redelivered(conversationId: string, delivery: StatusDelivery, now: Date): Promise<boolean> {
-    return this.updateIf(conversationId, {
+  redelivered(conversationId: string, delivery: StatusDelivery, now: Date, signal?: AbortSignal): Promise<boolean> {
+    return this.updateIf(conversationId, signal, {
       UpdateExpression: 'SET #d = :delivery, #du = :at',
       // deliveryMayChange, and a completed unexpired record: the write never creates an item.
       ConditionExpression:
@@ -86,6 +86,7 @@ class DynamoStatusStore implements ConversationStatusStore {
   /** One conditional UpdateItem of the conversation's record: whether its condition held (and it was written). */
   private async updateIf(
     conversationId: string,
+    signal: AbortSignal | undefined,
     update: Pick<
       UpdateItemCommandInput,
       'UpdateExpression' | 'ConditionExpression' | 'ExpressionAttributeNames' | 'ExpressionAttributeValues'
@@ -99,6 +100,7 @@ class DynamoStatusStore implements ConversationStatusStore {
           Key: { conversation_id: { S: conversationId } },
           ...update,
         }),
+        { abortSignal: signal },
       );
       return true;
     } catch (error) {

@@ -131,17 +131,19 @@ class DynamoIdempotencyStore implements IdempotencyStore {
     signal?: AbortSignal,
   ): Promise<SettleResult> {
     const { sdk, db } = await dynamoDb();
-    return settledUnlessHeld(
-      db.send(
+    try {
+      await db.send(
         new sdk.UpdateItemCommand({
           TableName: this.table,
           Key: { pk: { S: pk } },
           UpdateExpression: 'SET #s = :completed, #r = :response, expires_at = :expires',
-          // Never on another request's claim, nor on a key gone (an update would write it back without its claim).
-          ConditionExpression: 'conversation_id = :cid',
+          // Never on another request's claim, nor on a key gone (an update would write it back without its claim),
+          // nor over the answer already kept (firstAnswerKept).
+          ConditionExpression: 'conversation_id = :cid AND #s = :in_progress',
           ExpressionAttributeNames: { '#s': 'status', '#r': 'response' },
           ExpressionAttributeValues: {
             ':completed': { S: 'completed' },
+            ':in_progress': { S: 'in_progress' },
             ':response': { S: JSON.stringify(response) },
             ':expires': { N: String(expiresAt(now, ttl())) },
             ':cid': { S: conversationId },
@@ -149,8 +151,15 @@ class DynamoIdempotencyStore implements IdempotencyStore {
           ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
         }),
         { abortSignal: signal },
-      ),
-    );
+      );
+      return { settled: true };
+    } catch (error) {
+      const item = conditionFailedItem(error);
+      const held = { conversation_id: item?.conversation_id?.S ?? null, status: item?.status?.S };
+      return firstAnswerKept(held, conversationId)
+        ? { settled: true }
+        : { settled: false, heldBy: held.conversation_id };
+    }
   }
 
   async release(pk: string, conversationId: string, signal?: AbortSignal): Promise<SettleResult> {
@@ -190,6 +199,16 @@ class DynamoIdempotencyStore implements IdempotencyStore {
       throw error;
     }
   }
+}
+
+/**
+ * The key already keeps this conversation's answer: a second run of it (an asynchronous start is at-least-once on
+ * AWS: Step Functions may run the same conversation twice, docs/deploy.md) or a second Export of one run (its
+ * CloseWithoutExport after Export completed the key). The first answer stays, as the status record keeps its first
+ * end: a retry with the key is answered what the first run answered, never one answer, then another.
+ */
+function firstAnswerKept(held: { conversation_id: string | null; status?: string }, conversationId: string): boolean {
+  return held.conversation_id === conversationId && held.status === 'completed';
 }
 
 /**
@@ -326,15 +345,21 @@ class FileIdempotencyStore implements IdempotencyStore {
     throw new Error('could not claim the idempotency key');
   }
 
-  /** As the DynamoDB adapter: only the conversation's own claim is completed; a key gone is not written back. */
+  /**
+   * As the DynamoDB adapter: only the conversation's own claim is completed, once (firstAnswerKept); a key gone is not
+   * written back.
+   */
   async complete(pk: string, conversationId: string, response: unknown, now: Date): Promise<SettleResult> {
     const existing = this.current(pk);
+    if (existing && firstAnswerKept(existing, conversationId)) return { settled: true };
     if (existing?.conversation_id !== conversationId)
       return { settled: false, heldBy: existing?.conversation_id ?? null };
     const completed = { ...existing, status: 'completed' as const, response: JSON.stringify(response) };
     return this.writeAside({ ...completed, expires_at: expiresAt(now, ttl()) }, (aside, file): SettleResult => {
-      const holder = this.current(pk)?.conversation_id ?? null; // still this conversation's claim, as it is renamed over
-      if (holder !== conversationId) return { settled: false, heldBy: holder };
+      const holder = this.current(pk); // still this conversation's claim, as it is renamed over
+      if (holder && firstAnswerKept(holder, conversationId)) return { settled: true };
+      if (holder?.conversation_id !== conversationId)
+        return { settled: false, heldBy: holder?.conversation_id ?? null };
       renameSync(aside, file);
       return { settled: true };
     });

@@ -20,6 +20,7 @@ import { LogGroup, type RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { IStateMachine } from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import {
+  INTEGRATION_TIMEOUT_HEADERS,
   JSON_CONTENT_TYPE,
   NO_STORE,
   NO_STORE_GATEWAY_ERRORS,
@@ -327,7 +328,10 @@ export class WebhookApi extends Construct {
       type: ResponseType.INTEGRATION_TIMEOUT,
       statusCode: String(TIMED_OUT_STATUS),
       templates: { [JSON_TYPE]: INTEGRATION_TIMEOUT_TEMPLATE },
-      responseHeaders: UNCACHED_GATEWAY_RESPONSE_HEADERS,
+      responseHeaders: {
+        ...UNCACHED_GATEWAY_RESPONSE_HEADERS,
+        'Retry-After': `'${INTEGRATION_TIMEOUT_HEADERS['retry-after']}'`,
+      },
     });
     // Every other response API Gateway gives itself (missing permissions of its role, a WAF block, an integration
     // failure…) falls to one of these two. These three, and the timeout above, may answer GET /conversations/{id}

@@ -84,6 +84,12 @@ export function storageFailureBefore(
 
 const REFUSED = { read: 'read', write: 'write', open: 'open a file of' } as const;
 
+/**
+ * Retry-After of a request the data folder refused (docs/contract.md#errors): longer than on AWS (2 s, FAILURE_HEADERS
+ * of functions/domain/gateway-contract.ts), on purpose. There a refusal is a throttled or stalled store call that passes
+ * in seconds; here a full disk, a quota, a read-only mount or a permission waits for the operator, and callers
+ * retrying every 2 s until then would only add to the console's lines.
+ */
 export const STORAGE_RETRY_AFTER_SECONDS = 30;
 
 /** The 503 answer: what failed (a read or a write), never a path of the data folder (the operator's line names it). */

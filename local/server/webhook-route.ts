@@ -6,6 +6,7 @@ import {
   errorBody,
   gatewayErrorResult,
   httpResultForExecution,
+  INTEGRATION_TIMEOUT_HEADERS,
   integrationTimeoutBody,
   MAX_BODY_BYTES,
   MAX_EXECUTION_INPUT_BYTES,
@@ -281,7 +282,7 @@ export async function handleWebhook(
         res,
         TIMED_OUT_STATUS,
         integrationTimeoutBody('POST /webhook', 'the integration timeout (RESPONSE_TIMEOUT_MS)'),
-        { ...headers, ...NO_STORE, ...ending(left) },
+        { ...headers, ...NO_STORE, ...INTEGRATION_TIMEOUT_HEADERS, ...ending(left) },
       );
     const cutAt = performance.now();
     ctx.onExecution?.({

@@ -63,6 +63,9 @@ describe('a synchronous answer later than RESPONSE_TIMEOUT_MS', () => {
         error: { code: 'TIMEOUT', message: expect.stringMatching(/^POST \/webhook did not answer within /) },
       });
       expect(cut.body.error.message).toContain('its record is exported when it completes');
+      // Before: no Retry-After, nor a word of how to get the answer. Now when, and how: the same key.
+      expect(cut.body.error.message).toContain('sent again after Retry-After with the same Idempotency-Key');
+      expect(cut.headers.get('retry-after')).toBe('2');
       expect(cut.headers.get('content-type')).toBe('application/json; charset=utf-8');
       expect(cut.headers.get('cache-control')).toBe('no-store');
       expect(lines.at(-1)).toMatchObject({ http_status: 504, conversation_id: expect.stringMatching(/^webhook_/) });
@@ -123,6 +126,7 @@ describe('GET /conversations/{id} not read in time', () => {
         },
       });
       expect(late.headers.get('cache-control')).toBe('no-store');
+      expect(late.headers.get('retry-after')).toBe('2');
       expect(late.headers.get('content-type')).toBe('application/json; charset=utf-8');
     } finally {
       statusReadTooSlow = false;

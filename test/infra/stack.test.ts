@@ -251,8 +251,10 @@ describe('API: GET /health, gateway responses, stage', () => {
     expect(status.error.message).toContain('may be asked again');
     expect(status.error.message).not.toMatch(/^The conversation did not finish/);
     expect(rendered('POST', '/webhook').error.message).toMatch(
-      /^POST \/webhook did not answer within .*its record is exported when it completes/,
+      /^POST \/webhook did not answer within .*its record is exported when it completes: sent again after Retry-After with the same Idempotency-Key, it is answered 409 while it runs, then with its answer and conversation id/,
     );
+    // When to send it again (before: none), as the 409 that retry meets says.
+    expect(timeout!.Properties.ResponseParameters['gatewayresponse.header.Retry-After']).toBe("'2'");
   });
 
   it('the answers API Gateway may give GET /conversations/{id} when its Lambda fails or is slow are no-store too', () => {

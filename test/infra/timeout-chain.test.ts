@@ -1,8 +1,14 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DELIVERY_TIMEOUT_LIMITS_MS, maxSyncAgentTimeoutMs } from '../../functions/domain/budget.ts';
+import {
+  DELIVERY_TIMEOUT_LIMITS_MS,
+  maxSyncAgentTimeoutMs,
+  SYNC_RESERVES,
+  syncBudget,
+} from '../../functions/domain/budget.ts';
 import { STATUS_FUNCTION_TIMEOUT_MS } from '../../functions/domain/conversation-status.ts';
+import { LAMBDA_TAIL_MS } from '../../functions/shared/clients/request-limits.ts';
 import { START_SYNC_EXECUTION_TIMEOUT_MS } from '../../functions/shared/clients/sfn.ts';
 import type { GatewayConfig } from '../../infra/config.ts';
 import { STATEMACHINE_DIR } from '../../local/paths.ts';
@@ -36,8 +42,33 @@ afterAll(() => {
 
 type Resource = { Type: string; Properties: Record<string, Json> };
 const resourcesOf = (synth: Synthesized) => synth.template.toJSON().Resources as Record<string, Resource>;
-const timeoutSeconds = (file: string) =>
-  (JSON.parse(readFileSync(path.join(STATEMACHINE_DIR, file), 'utf8')) as { TimeoutSeconds: number }).TimeoutSeconds;
+interface Retrier {
+  ErrorEquals: string[];
+  IntervalSeconds: number;
+  MaxAttempts: number;
+  BackoffRate: number;
+  MaxDelaySeconds?: number;
+}
+type AslState = { TimeoutSeconds?: number; TimeoutSecondsPath?: string; Retry?: Retrier[] };
+const definition = (file: string) =>
+  JSON.parse(readFileSync(path.join(STATEMACHINE_DIR, file), 'utf8')) as {
+    TimeoutSeconds: number;
+    States: Record<string, AslState>;
+  };
+const timeoutSeconds = (file: string) => definition(file).TimeoutSeconds;
+const CONVERSATION = definition('conversation.asl.json').States;
+
+/** The longest a state waits between its tries of `error`, all its Retry allows added up, ms (no jitter: the most). */
+function retryWaitsMs(state: AslState, error: string): number {
+  const retrier = state.Retry?.find((r) => r.ErrorEquals.includes(error) || r.ErrorEquals.includes('States.ALL'));
+  if (!retrier) return 0;
+  let total = 0;
+  for (let i = 0; i < retrier.MaxAttempts; i++) {
+    const wait = retrier.IntervalSeconds * retrier.BackoffRate ** i;
+    total += Math.min(wait, retrier.MaxDelaySeconds ?? wait) * 1000;
+  }
+  return total;
+}
 
 /** A function's logical id: a stage (`Functions<Stage>`) or the redelivery scheduler. */
 const idOf = (synth: Synthesized, name: string) =>
@@ -73,6 +104,43 @@ describe.each([
     expect(Number(validate.MANAGER_AGENT_TIMEOUT_MS)).toBeLessThanOrEqual(maxSyncAgentTimeoutMs(apiTimeoutMs));
     // No synchronous execution outlives the Express limit, the conversation workflow's own TimeoutSeconds.
     expect(apiTimeoutMs).toBeLessThanOrEqual(timeoutSeconds('conversation.asl.json') * 1000);
+  });
+
+  it('the synchronous chain, written down: the latest Classify ends leaves Export and the S3-refused path their reserve', () => {
+    // From the request's arrival (ms). Validate succeeds at the latest when its calls are cut (its Lambda's timeout
+    // less LAMBDA_TAIL_MS: after that only its own work, no AWS call); cut, it answers 503 itself then.
+    const synth = stacks[name];
+    const validate = environment(synth, 'Validate');
+    const settings = {
+      responseTimeoutMs: Number(validate.RESPONSE_TIMEOUT_MS),
+      agentTimeoutMs: Number(validate.MANAGER_AGENT_TIMEOUT_MS),
+    };
+    const arrival = Date.parse('2026-12-03T12:00:00.000Z');
+    const validateLatest = lambdaTimeoutMs(synth, 'Validate') - LAMBDA_TAIL_MS;
+    const agent = CONVERSATION.InvokeManagerAgent!;
+    expect(agent.TimeoutSecondsPath).toBe('$.budget.agent_seconds');
+    // The agent's throttled tries (answered at once) wait what the budget reserves for them.
+    expect(retryWaitsMs(agent, 'Lambda.TooManyRequestsException')).toBe(SYNC_RESERVES.agentRetryWaits);
+    // Classify is bounded by its state's TimeoutSeconds (a slower one is left to Deliver: its Catch), else by its
+    // Lambda's 10 s, which the chain cannot hold.
+    const classifyTimeout = CONVERSATION.Classify!.TimeoutSeconds;
+    const classifyMs = classifyTimeout ? classifyTimeout * 1000 : lambdaTimeoutMs(synth, 'Classify');
+    let latestClassifyEnd = 0;
+    let answerBy = 0;
+    for (let validated = 0; validated <= validateLatest; validated += 50) {
+      const budget = syncBudget(settings, new Date(arrival).toISOString(), new Date(arrival + validated));
+      answerBy = Date.parse(budget.answer_by!) - arrival;
+      const agentEnd = validated + budget.agent_seconds * 1000 + SYNC_RESERVES.agentRetryWaits;
+      latestClassifyEnd = Math.max(latestClassifyEnd, agentEnd + classifyMs);
+    }
+    // Then Deliver (attempts end by deliver_by, or none: queued), Export's S3 work (ends by answer_by − fallback, or
+    // ExportDeadlineError at once), and the S3-refused path within the fallback: its closing run's calls, then
+    // QueueFailedExport, one SQS send and its Retry within the queue's reserve.
+    expect(latestClassifyEnd).toBeLessThanOrEqual(answerBy - SYNC_RESERVES.fallback);
+    expect(retryWaitsMs(CONVERSATION.QueueFailedExport!, 'States.ALL')).toBeLessThan(SYNC_RESERVES.queue);
+    expect(SYNC_RESERVES.queue).toBeLessThan(SYNC_RESERVES.fallback);
+    // answer_by leaves API Gateway its margin: the workflow's own answer, with its conversation id, comes first.
+    expect(answerBy + SYNC_RESERVES.margin).toBe(apiTimeoutMs);
   });
 
   it('the status route’s Lambda times out before API Gateway gives up on it, so its own 504 is the answer', () => {

@@ -16,7 +16,7 @@ type Values = Record<string, AttributeValue> | undefined;
 /**
  * DynamoDB tables on a mocked client, so that a handler runs against what a table would hold: PutItem, GetItem,
  * DeleteItem and UpdateItem (SET of values, then REMOVE) on items keyed by one attribute each, with the condition expressions the
- * stores write — terms joined by OR, each `attribute_not_exists(a)`, `a = :v` or `a <= :v` (`#names` resolved) —
+ * stores write — terms joined by AND, those by OR, each `attribute_not_exists(a)`, `a = :v` or `a <= :v` (`#names` resolved) —
  * and ReturnValuesOnConditionCheckFailure honoured. Any other expression throws: a store that starts writing one
  * needs it added here, never a test that passes on an expression the fake ignored.
  */
@@ -94,16 +94,18 @@ function attribute(name: string, names: Names): string {
 }
 
 function holds(expression: string, item: Item | undefined, names: Names, values: Values): boolean {
-  return expression.split(' OR ').some((term) => {
-    const absent = /^attribute_not_exists\(([#\w]+)\)$/.exec(term.trim());
-    if (absent) return item === undefined || !(attribute(absent[1]!, names) in item);
-    const compare = /^([#\w]+) (=|<=) (:\w+)$/.exec(term.trim());
-    if (!compare) throw new Error(`fake tables: unsupported condition ${term}`);
-    const actual = item?.[attribute(compare[1]!, names)];
-    const wanted = values?.[compare[3]!];
-    if (!actual || !wanted) return false;
-    return compare[2] === '='
-      ? JSON.stringify(actual) === JSON.stringify(wanted)
-      : Number(actual.N) <= Number(wanted.N);
-  });
+  return expression.split(' OR ').some((alternative) =>
+    alternative.split(' AND ').every((term) => {
+      const absent = /^attribute_not_exists\(([#\w]+)\)$/.exec(term.trim());
+      if (absent) return item === undefined || !(attribute(absent[1]!, names) in item);
+      const compare = /^([#\w]+) (=|<=) (:\w+)$/.exec(term.trim());
+      if (!compare) throw new Error(`fake tables: unsupported condition ${term}`);
+      const actual = item?.[attribute(compare[1]!, names)];
+      const wanted = values?.[compare[3]!];
+      if (!actual || !wanted) return false;
+      return compare[2] === '='
+        ? JSON.stringify(actual) === JSON.stringify(wanted)
+        : Number(actual.N) <= Number(wanted.N);
+    }),
+  );
 }

@@ -99,3 +99,16 @@ export function lambdaEnd(context: Context | undefined, now: number): { endsAt?:
 export function lambdaDeadline(endsAt: number | undefined, reserveMs: number): string | null {
   return endsAt === undefined ? null : new Date(endsAt - reserveMs).toISOString();
 }
+
+/** The earlier of two deadlines (ISO times, so they compare as text); null: neither. */
+export function earliest(a: string | null, b: string | null): string | null {
+  if (a === null) return b;
+  return b === null || a <= b ? a : b;
+}
+
+/** The deadline `ms` before `deadline` (an ISO time); null: none. */
+export function deadlineBefore(deadline: string | null, ms: number): string | null {
+  if (!deadline) return null;
+  const at = Date.parse(deadline);
+  return Number.isNaN(at) ? null : new Date(at - ms).toISOString();
+}

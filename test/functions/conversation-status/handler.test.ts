@@ -76,7 +76,8 @@ describe('GET /conversations/{id}: a read too slow for the function, or failed',
     await vi.advanceTimersByTimeAsync(100);
     expect(answer).toEqual({
       statusCode: 504,
-      headers: { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' },
+      // When to ask again, as API Gateway's own timeout says.
+      headers: { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', 'retry-after': '2' },
       body: JSON.stringify({
         success: false,
         error: {

@@ -6,6 +6,7 @@ import type { ExportInput, ExportOutput } from '../../../functions/export/handle
 import { deliveredRecord, SEED_REQUEST, startedRecord } from '../../support/fixtures.ts';
 import { captureJsonLines } from '../../support/log-capture.ts';
 import { type S3Stub, type SilentEndpoint, startS3Stub, startSilentEndpoint } from '../../support/servers.ts';
+import { settledWithin } from '../../support/settled-within.ts';
 
 /**
  * Export with a caller waiting (docs/deploy.md, "Timeouts"): its AWS calls end by the conversation's budget, not
@@ -88,19 +89,7 @@ function dueIn(answerInMs: number, extra: Partial<ConversationState> = {}): Conv
 }
 
 /** How the run ended; one still running after BOUND_MS is not waited for. */
-async function settled(run: Promise<ExportOutput>) {
-  let timer: NodeJS.Timeout | undefined;
-  const bound = new Promise<{ still: true }>((resolve) => {
-    timer = setTimeout(() => resolve({ still: true }), BOUND_MS);
-  });
-  const outcome = run.then(
-    (output) => ({ output }),
-    (error: Error) => ({ error }),
-  );
-  const result = await Promise.race([outcome, bound]);
-  clearTimeout(timer);
-  return result as { output?: ExportOutput; error?: Error; still?: true };
-}
+const settled = (run: Promise<ExportOutput>) => settledWithin(run, BOUND_MS);
 
 describe('Export with a caller waiting, against a DynamoDB that never answers', () => {
   it('cuts the attempt-log read so that S3 keeps its time: the export is written (short attempts), the PUTs given the time to answer_by − 2 s', async () => {

@@ -4,6 +4,7 @@ import { idempotencyPk } from '../../../functions/domain/idempotency.ts';
 import { withAgentAnswer } from '../../../functions/domain/lifecycle.ts';
 import { IDEMPOTENCY_KEY_LOST_EVENT } from '../../../functions/domain/observability.ts';
 import { handler } from '../../../functions/export/handler.ts';
+import { conversationStatusStore } from '../../../functions/shared/conversation-status-store.ts';
 import { SEED_REQUEST, startedRecord } from '../../support/fixtures.ts';
 import { IDEMPOTENCY_ADAPTERS, type StoreWorld } from '../../support/idempotency-stores.ts';
 import { captureJsonLines } from '../../support/log-capture.ts';
@@ -79,6 +80,39 @@ describe.each(Object.keys(IDEMPOTENCY_ADAPTERS) as (keyof typeof IDEMPOTENCY_ADA
         conversation_id: 'webhook_20250813_103500_testing_phase3valid_other00001',
       });
       expect(lost()).toEqual([expect.objectContaining({ action: 'release', reason: 'claimed_by_another' })]);
+    });
+
+    it('a second run of the same conversation (an asynchronous start is at-least-once on AWS) leaves the first answer: key and status agree', async () => {
+      await claim(ID, 'req-1');
+      const statuses = conversationStatusStore()!;
+      const asyncRecord = (text: string) => {
+        const record = withAgentAnswer(started, { response: text }, 5, new Date());
+        return { ...record, metadata: { ...record.metadata, response_mode: 'async' as const } };
+      };
+      await statuses.accept({
+        conversation_id: ID,
+        source_system: 'testing_system',
+        status: 'running',
+        accepted_at: new Date().toISOString(),
+        expires_at: Math.floor(Date.now() / 1000) + 3600,
+      });
+      const first = await handler({
+        state: { conversation: asyncRecord('First run.') } as ConversationState,
+        execution_name: ID,
+      });
+      const second = await handler({
+        state: { conversation: asyncRecord('Second run.') } as ConversationState,
+        execution_name: ID,
+      });
+      expect(second.response).toMatchObject({ success: true, conversation_id: ID });
+      // Before: the second run's answer replaced the first in the key (a retry got "Second run."), while the status
+      // kept its first end ("First run."). Now both keep the first, and nothing is reported lost.
+      const key = await world.key(PK);
+      expect(key).toMatchObject({ status: 'completed', conversation_id: ID });
+      expect(JSON.parse(key!.response!)).toEqual(first.response);
+      expect(JSON.stringify(first.response)).toContain('First run.');
+      expect((await statuses.get(ID))?.body).toContain('First run.');
+      expect(lost()).toEqual([]);
     });
 
     it('a key gone (expired) is not written back without its claim', async () => {

@@ -311,6 +311,15 @@ describe('endpoint store on DynamoDB', () => {
     // A failure without one leaves the time the last one asked for.
     expect(plain!.UpdateExpression).not.toContain('retry_after_until');
     expect(Object.values(resume!.ExpressionAttributeNames!)).toContain('retry_after_until');
+    // A later answer's time replaces it whatever it is, a shorter one too (no condition, no max): the last one wins.
+    expect(slowDown!.ConditionExpression).toBeUndefined();
+  });
+
+  it('a success leaves a Retry-After in place (only the streak and the probe are cleared), as the files do', async () => {
+    dynamo.on(UpdateItemCommand).resolves({ Attributes: {} });
+    await store.recordSuccess('deal_analysis', NOW);
+    const [success] = dynamo.commandCalls(UpdateItemCommand).map((c) => c.args[0].input);
+    expect(JSON.stringify(success)).not.toContain('retry_after_until');
   });
 
   it('a probe lease is a conditional write: only one Deliver gets it', async () => {
@@ -378,6 +387,20 @@ describe('endpoint store on files', () => {
     expect(error).toBeInstanceOf(UnreadableFileError);
     expect((error as UnreadableFileError).file).toBe(store.file('lead_analysis'));
     await expect(store.list()).rejects.toThrow(/lead_analysis\.json is not a receiver's state/);
+  });
+
+  it('its last Retry-After sets the time, a shorter one too, as on DynamoDB; a failure without one and a success keep it', async () => {
+    // docs/operations.md, Receivers: "Its last such answer sets the time". The DynamoDB adapter SETs the answer's time
+    // unconditionally and a success REMOVEs only failing_since and probe_until (above, and recordSuccess).
+    const store = new FileEndpointStore(path.join(dir, 'retry-after-last'));
+    const at = (s: number) => new Date(NOW.getTime() + s * 1000);
+    await store.recordFailure('general', 'HTTP 503', NOW, POLICY, undefined, 3_600_000);
+    expect((await store.get('general')).health.retry_after_until).toBe(at(3600).toISOString());
+    await store.recordFailure('general', 'HTTP 429', at(10), POLICY, undefined, 5_000);
+    expect((await store.get('general')).health.retry_after_until).toBe(at(15).toISOString());
+    await store.recordFailure('general', 'HTTP 500', at(11), POLICY);
+    await store.recordSuccess('general', at(12));
+    expect((await store.get('general')).health.retry_after_until).toBe(at(15).toISOString());
   });
 
   it('concurrent failures from two processes’ worth of stores all count; the breaker disables once', async () => {

@@ -170,9 +170,11 @@ describe('DynamoDB idempotency store (IDEMPOTENCY_TABLE_NAME)', () => {
     expect(await idempotencyStore()!.complete(PK, 'webhook_x', answer, NOW)).toEqual({ settled: true });
     expect(dynamo.commandCalls(UpdateItemCommand)[0]!.args[0].input).toMatchObject({
       Key: { pk: { S: PK } },
-      ConditionExpression: 'conversation_id = :cid',
+      // Once: never over the answer already kept (a second run of the conversation).
+      ConditionExpression: 'conversation_id = :cid AND #s = :in_progress',
       ExpressionAttributeValues: {
         ':completed': { S: 'completed' },
+        ':in_progress': { S: 'in_progress' },
         ':response': { S: '{"success":true,"conversation_id":"webhook_x"}' },
         ':expires': { N: String(NOW.getTime() / 1000 + 86_400) },
         ':cid': { S: 'webhook_x' },

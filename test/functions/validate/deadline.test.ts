@@ -4,6 +4,7 @@ import type { Context } from 'aws-lambda';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { executionInput, SEED_REQUEST } from '../../support/fixtures.ts';
 import { captureJsonLines } from '../../support/log-capture.ts';
+import { settledWithin } from '../../support/settled-within.ts';
 
 /**
  * Validate against DynamoDB and Secrets Manager that stall or refuse (docs/deploy.md, "Timeouts"). Its Lambda has
@@ -63,17 +64,7 @@ async function run() {
     headers: { 'content-type': 'application/json', 'idempotency-key': `stalled-${Date.now()}` },
   });
   const context = { getRemainingTimeInMillis: () => LAMBDA_LEFT_MS } as Context;
-  let timer: NodeJS.Timeout | undefined;
-  const bound = new Promise<{ still: true }>((resolve) => {
-    timer = setTimeout(() => resolve({ still: true }), BOUND_MS);
-  });
-  const outcome = handler(input, context).then(
-    (output) => ({ output }),
-    (error: Error) => ({ error }),
-  );
-  const result = await Promise.race([outcome, bound]);
-  clearTimeout(timer);
-  return result as { output?: unknown; error?: Error; still?: true };
+  return settledWithin<unknown>(handler(input, context), BOUND_MS);
 }
 
 describe('Validate near its Lambda’s timeout', () => {
