@@ -18,8 +18,19 @@
    */
   let shown = content.innerHTML;
 
+  /**
+   * Text with its control characters written out (`\u0000`, `\u001b`, a bidirectional override `\u202e`), as the
+   * server writes them into the page (printable in functions/domain/unicode.ts): a receiver's answer or an error quoted
+   * in a message is the sender's text.
+   */
+  const CONTROL =
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is what it is for
+    /\r(?!\n)|[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+  const printable = (text) =>
+    String(text).replace(CONTROL, (c) => (c === '\r' ? '\\r' : `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`));
+
   function say(text, kind) {
-    flash.textContent = text;
+    flash.textContent = printable(text);
     flash.className = kind || '';
   }
 
@@ -170,7 +181,7 @@
     const className = `live ${kind}`;
     if (live.className !== className) live.className = className;
     if (live.textContent !== text) live.textContent = text;
-    if (live.title !== title) live.title = title;
+    if (live.title !== printable(title)) live.title = printable(title);
   }
 
   /** How long ago, in one short unit, as the server says it (functions/domain/iso-date.ts, `age`). */
@@ -189,6 +200,12 @@
   function ageTimes() {
     for (const el of content.querySelectorAll('[data-age-of]')) {
       const text = `since ${el.dataset.ageOf} (${age(el.dataset.ageOf)} ago)`;
+      if (el.textContent !== text) el.textContent = text;
+    }
+    // A receiver's Retry-After (`in <age>`): how long it still holds its deliveries, or that its time is over.
+    for (const el of content.querySelectorAll('[data-age-until]')) {
+      const left = Date.parse(el.dataset.ageUntil) - Date.now();
+      const text = left > 0 ? `in ${age(new Date(Date.now() - left).toISOString())}` : 'over now: reload';
       if (el.textContent !== text) el.textContent = text;
     }
   }
