@@ -210,6 +210,15 @@
     }
   }
 
+  /** The header while the browser's own network is cut (its offline): the gateway may well be running. */
+  function showBrowserOffline() {
+    showLive(
+      'offline',
+      'browser offline',
+      `this browser is offline (its network is cut) since ${unreachableSince}: the page shows what it had then, and asks again once it is back`,
+    );
+  }
+
   async function poll() {
     ageTimes();
     try {
@@ -252,14 +261,42 @@
       misses++;
       // Stopped or restarting: the page keeps what it showed, and says since when that is.
       unreachableSince = unreachableSince || new Date().toTimeString().slice(0, 8);
-      showLive(
-        'offline',
-        'gateway not reachable',
-        `the gateway did not answer since ${unreachableSince}: the page shows what it had then`,
-      );
+      // The browser's own network cut (offline): the gateway may be running; said so, not as a stopped gateway.
+      if (navigator.onLine === false) showBrowserOffline();
+      else
+        showLive(
+          'offline',
+          'gateway not reachable',
+          `the gateway did not answer since ${unreachableSince}: the page shows what it had then`,
+        );
     }
-    setTimeout(poll, misses === 0 ? POLL_MS : Math.min(MAX_UNREACHABLE_WAIT_MS, POLL_MS * 2 ** (misses - 1)));
+    polling = false;
+    schedule(misses === 0 ? POLL_MS : Math.min(MAX_UNREACHABLE_WAIT_MS, POLL_MS * 2 ** (misses - 1)));
   }
+
+  /** The next poll's timer, and whether a poll is under way. */
+  let pollTimer = null;
+  let polling = false;
+  function schedule(ms) {
+    clearTimeout(pollTimer);
+    pollTimer = setTimeout(() => {
+      polling = true;
+      poll();
+    }, ms);
+  }
+
+  // The browser's network back (after its offline): asked at once, not after the wait the misses meanwhile grew to
+  // (up to 30 s of a page still saying it is offline).
+  window.addEventListener('online', () => {
+    misses = 0;
+    if (!polling) schedule(0);
+  });
+  // Cut: said at once.
+  window.addEventListener('offline', () => {
+    if (!live?.classList.contains('ok')) return;
+    unreachableSince = new Date().toTimeString().slice(0, 8);
+    showBrowserOffline();
+  });
 
   /**
    * A request to the gateway's operator routes (loopback, Host and Origin checked there): the response and its JSON
@@ -270,6 +307,11 @@
     try {
       response = await fetch(url, { cache: 'no-store', ...init });
     } catch {
+      if (navigator.onLine === false)
+        throw Object.assign(new Error('this browser is offline (its network is cut): the gateway did not answer'), {
+          unanswered: true,
+          offline: true,
+        });
       throw Object.assign(new Error('the gateway did not answer (is npm start still running?)'), { unanswered: true });
     }
     const result = await response.json().catch(() => ({}));
@@ -288,7 +330,12 @@
    * from one killed while it worked (docs/operations.md, "After a crash"), so what it may have done (`after`), and
    * what shows it once the gateway runs again.
    */
-  const ifCut = (error, during, after) => (error.unanswered ? `; if it stopped during the ${during}, ${after}` : '');
+  const ifCut = (error, during, after) =>
+    error.offline
+      ? `; whether the ${during} was made, this page shows once the browser is back online`
+      : error.unanswered
+        ? `; if it stopped during the ${during}, ${after}`
+        : '';
 
   function outcome(verb, id, result) {
     const status = result.status || 'error';
@@ -482,7 +529,9 @@
       await getWithin('/console/api/version', POLL_ANSWER_MS);
     } catch {
       say(
-        'Not filtered: the gateway did not answer (is npm start still running?); press Filter again once it is',
+        navigator.onLine === false
+          ? 'Not filtered: this browser is offline (its network is cut); press Filter again once it is back'
+          : 'Not filtered: the gateway did not answer (is npm start still running?); press Filter again once it is',
         'bad',
       );
       return;
@@ -524,5 +573,5 @@
     if (button) plan(button);
   });
 
-  setTimeout(poll, POLL_MS);
+  schedule(POLL_MS);
 })();
