@@ -43,3 +43,20 @@ export function wellFormedJson(json: string): string {
   if (!json.includes('\\ud')) return json;
   return json.replace(/(?<!\\)((?:\\\\)*)\\ud[89a-f][0-9a-f]{2}/g, '$1\uFFFD');
 }
+
+// biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is what it is for
+const CONTROL = /\r(?!\n)|[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+const LAYOUT = /[\t\n]|\r\n?/g;
+const ESCAPES: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t', '\r\n': '\\r\\n' };
+const escaped = (c: string) => ESCAPES[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
+
+/**
+ * Text as a terminal or a page shows it literally: every control character (NUL, ESC of an ANSI or OSC sequence, CR,
+ * BEL, C1), the Unicode line separators and the bidirectional overrides written as `\n`, `\r`, `\t` or `\uXXXX`. A
+ * question, an answer or a receiver's body is the sender's text: printed raw, it could recolour, retitle or rewrite the
+ * operator's screen, or (a NUL, which a browser drops) go unseen. `layout`: tabs and line breaks (`\n`, `\r\n`) are
+ * kept as the page lays them out (a receiver's body, in lines); a lone CR is still written out.
+ */
+export function printable(text: string, layout = false): string {
+  return layout ? text.replace(CONTROL, escaped) : text.replace(CONTROL, escaped).replace(LAYOUT, escaped);
+}

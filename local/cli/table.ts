@@ -1,16 +1,7 @@
-// biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is what it is for
-const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
-const ESCAPES: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
+import { printable } from '../../functions/domain/unicode.ts';
 
-/**
- * Text as a terminal shows it literally: every control character (ESC of an ANSI or OSC sequence, CR, BEL, C1), the
- * Unicode line separators and the bidirectional overrides written as `\n`, `\r`, `\t` or `\uXXXX`. A question, an
- * answer or a receiver's body is the sender's text: printed raw, it could recolour, retitle or rewrite the
- * operator's screen.
- */
-export function printable(text: string): string {
-  return text.replace(CONTROL, (c) => ESCAPES[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
-}
+/** Text as a terminal shows it literally (every control character written out): functions/domain/unicode.ts. */
+export { printable };
 
 /**
  * A long text (an error, a receiver's answer, a question) on one line: white space runs as one space (none at either

@@ -2,7 +2,7 @@ import { CONVERSATIONS_TABLE } from '../../functions/domain/analytics-table.ts';
 import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
 import { bindNamedQuery, namedQuery, normalizeSince, SINCE_CONDITION } from '../../functions/domain/named-queries.ts';
 import type { AnalyticsEngine } from '../analytics/engine.ts';
-import { html, type SafeHtml } from './html.ts';
+import { caption, html, type SafeHtml } from './html.ts';
 
 /**
  * The console's Analytics page: conversations per hour by type, delivery success, and agent / total time
@@ -234,7 +234,7 @@ function hourTable(view: AnalyticsView, byHour: Map<string, Map<string, number>>
         ],
   );
   return html`<details class="per-hour" data-keep="per-hour"><summary>Per hour, as a table</summary>
-  <div class="scroll"><table><thead><tr><th scope="col">hour (UTC)</th>${TYPES.map((type) => html`<th scope="col" class="num">${type}</th>`)}<th scope="col" class="num">total</th></tr></thead>
+  <div class="scroll"><table>${caption('Conversations per hour by type (UTC), the hours that had one')}<thead><tr><th scope="col">hour (UTC)</th>${TYPES.map((type) => html`<th scope="col" class="num">${type}</th>`)}<th scope="col" class="num">total</th></tr></thead>
   <tbody>${rows}</tbody></table></div></details>`;
 }
 
@@ -268,7 +268,7 @@ function deliveryChart(view: AnalyticsView): SafeHtml {
     const summary = shown.map(({ label, n }) => `${n} ${label}`).join(', ');
     const typeAttempted = attemptedOf(type);
     const rate = percent(count(type, 'delivered'), typeAttempted);
-    return html`<tr data-type="${type}" data-rate="${rate}"><th>${type}</th><td class="bar"><svg class="stack" role="img" aria-label="${type}: ${summary}" width="100%" height="18">${parts}</svg></td><td class="num">${rate}</td><td class="num">${count(type, 'delivered')} / ${typeAttempted}</td></tr>`;
+    return html`<tr data-type="${type}" data-rate="${rate}"><th scope="row">${type}</th><td class="bar"><svg class="stack" role="img" aria-label="${type}: ${summary}" width="100%" height="18">${parts}</svg></td><td class="num">${rate}</td><td class="num">${count(type, 'delivered')} / ${typeAttempted}</td></tr>`;
   });
   // Beside "N of M": the attempted ones still owed, then those outside M and why.
   const besides = SEGMENTS.filter((s) => s.status !== 'delivered' && count(null, s.status) > 0).map(
@@ -278,7 +278,7 @@ function deliveryChart(view: AnalyticsView): SafeHtml {
   return html`<figure class="chart" id="chart-delivery" data-rate="${percent(delivered, attempted)}">
   <figcaption>Delivery success <small>(delivered of attempted: delivered, retrying or failed; last 24 hours)</small></figcaption>
   <p class="big"><b>${percent(delivered, attempted)}</b> delivered <small>${delivered} of ${attempted}${besides}</small></p>
-  <table class="rates"><tbody>${rows}</tbody></table>
+  <table class="rates">${caption('Delivery success per webhook type: delivered of attempted')}<tbody>${rows}</tbody></table>
   <ul class="legend">${SEGMENTS.map(({ status, label, note }) => html`<li data-status="${status}"><span class="swatch s-${status}"></span>${label}${note ? `: ${note}` : ''} <b>${count(null, status)}</b></li>`)}</ul>
 </figure>`;
 }
@@ -291,11 +291,11 @@ function latencyChart(view: AnalyticsView): SafeHtml {
   const top = niceMax(Math.max(1, ...values.map((v) => v.ms ?? 0)));
   const rows = values.map(
     (v) =>
-      html`<tr data-series="${v.what}" data-p="${v.p}" data-ms="${v.ms ?? ''}"><th>${v.what} p${v.p}</th><td class="bar"><svg class="stack" role="img" aria-label="${v.what} p${v.p}" width="100%" height="14"><rect class="seg l-${v.what}" x="0" y="0" width="${(((v.ms ?? 0) / top) * 100).toFixed(2)}%" height="14"><title>${v.what} time p${v.p}: ${v.ms ?? '–'} ms</title></rect></svg></td><td class="num">${v.ms === null ? '–' : `${v.ms} ms`}</td></tr>`,
+      html`<tr data-series="${v.what}" data-p="${v.p}" data-ms="${v.ms ?? ''}"><th scope="row">${v.what} p${v.p}</th><td class="bar"><svg class="stack" role="img" aria-label="${v.what} p${v.p}" width="100%" height="14"><rect class="seg l-${v.what}" x="0" y="0" width="${(((v.ms ?? 0) / top) * 100).toFixed(2)}%" height="14"><title>${v.what} time p${v.p}: ${v.ms ?? '–'} ms</title></rect></svg></td><td class="num">${v.ms === null ? '–' : `${v.ms} ms`}</td></tr>`,
   );
   return html`<figure class="chart" id="chart-latency">
   <figcaption>Agent and total time <small>(p50, p90, p99 of ${l?.conversations ?? 0} conversations, last 24 hours)</small></figcaption>
-  <table class="rates"><tbody>${rows}</tbody></table>
+  <table class="rates">${caption('Agent and total time, p50, p90 and p99')}<tbody>${rows}</tbody></table>
 </figure>`;
 }
 

@@ -17,7 +17,7 @@ import {
 } from '../history/conversation-filters.ts';
 import { type ConversationSummary, latestRecord, summarize } from '../history/conversations.ts';
 import type { UnreadableReceiver } from '../history/endpoints.ts';
-import { conversationFigures } from '../history/figures.ts';
+import { conversationFigures, type LaterDelivery } from '../history/figures.ts';
 import { cursorOf, isAfter, type ListCursor, listConversations } from '../history/listing.ts';
 import { SummaryIndex } from '../history/summary-index.ts';
 import { conversationIdOf, type ExecutionStore, redactedHistory } from '../store/execution-store.ts';
@@ -62,7 +62,10 @@ export interface ConsoleContext {
 
 export interface ConsoleRow extends ConversationSummary {
   agent_ms: number | null;
+  /** The time its own run spent delivering (a part of total_time_ms; local/history/figures.ts). */
   delivery_ms: number | null;
+  /** Each redelivery after its run that sent something (schedule, redrive, resend): when, and its own time. */
+  later_deliveries: LaterDelivery[];
   attempts: number;
   /** The redelivery run under way for it (the schedule's, a redrive or a resend), by its execution name, or null. */
   redelivering: string | null;
@@ -158,6 +161,7 @@ export async function listedConversations(
       ...summary,
       agent_ms: figures.agent_ms,
       delivery_ms: figures.delivery_ms,
+      later_deliveries: figures.later,
       attempts: figures.tries,
       redelivering: redeliveryUnderWay(executions),
     });
@@ -219,6 +223,7 @@ export async function threadConversations(
         ...summary,
         agent_ms: record.execution.timings.agent_ms,
         delivery_ms: record.execution.timings.delivery_ms,
+        later_deliveries: [],
         attempts: record.execution.delivery_attempts.length,
         redelivering: null,
       },
@@ -234,7 +239,10 @@ export async function threadConversations(
     const summary = summarize(id, executions);
     if (!record || !summary) continue;
     if (record.metadata.thread_id !== threadId || record.metadata.source_system !== sourceSystem) continue;
-    turns.push({ row: { ...summary, agent_ms: null, delivery_ms: null, attempts: 0, redelivering: null }, record });
+    turns.push({
+      row: { ...summary, agent_ms: null, delivery_ms: null, later_deliveries: [], attempts: 0, redelivering: null },
+      record,
+    });
   }
   return turns.sort((a, b) => (a.row.thread_turn ?? 0) - (b.row.thread_turn ?? 0));
 }

@@ -7,14 +7,13 @@ import { agentTurn, type ConversationRecord, turnText, userQuery } from '../../f
 import {
   type EndpointView,
   heldState,
-  retryAfterNote,
   rotationNote,
   signingLabel,
   stateSince,
 } from '../../functions/domain/endpoints.ts';
 import { recordFromExport } from '../../functions/domain/export-formats.ts';
 import { attemptsMade, type FailedDeliveryEnvelope, owedBy } from '../../functions/domain/failed-delivery.ts';
-import { timeAgo } from '../../functions/domain/iso-date.ts';
+import { age, timeAgo } from '../../functions/domain/iso-date.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
 import { FILTER_STATUSES, FILTER_TYPES } from '../history/conversation-filters.ts';
 import { inboundWebhookId } from '../history/conversations.ts';
@@ -25,11 +24,17 @@ import {
   type ReceiverHolds,
   type UnreadableReceiver,
 } from '../history/endpoints.ts';
-import { conversationFigures, formatFigures } from '../history/figures.ts';
+import {
+  type ConversationFigures,
+  conversationFigures,
+  formatLater,
+  formatRunFigures,
+  type LaterDelivery,
+} from '../history/figures.ts';
 import { restartLine, timeline } from '../history/timeline.ts';
 import type { EnvelopeHead } from '../store/failed-delivery-store.ts';
 import { type ConsolePage, type ConsoleRow, type ExportDocumentView, redeliveryUnderWay } from './data.ts';
-import { html, type SafeHtml } from './html.ts';
+import { caption, html, type SafeHtml } from './html.ts';
 import { stateClass, workflowSvg } from './workflow-svg.ts';
 
 const token = (value: string | null | undefined) =>
@@ -41,6 +46,11 @@ const ms = (value: number | null | undefined) => (value === null || value === un
 /** A duration as the list shows it: ms up to 10 s, then seconds with one decimal. */
 const short = (value: number | null | undefined) =>
   value === null || value === undefined ? '-' : value < 10_000 ? `${value} ms` : `${(value / 1000).toFixed(1)} s`;
+/** A row's redeliveries after its run (`+1 later`), each with when it ran and its own time, on demand. */
+const laterNote = (later: LaterDelivery[]) =>
+  later.length === 0
+    ? ''
+    : html` <small class="later" title="${later.map(formatLater).join('\n')}">+${later.length} later</small>`;
 const link = (id: string) => html`<a href="/console/conversations/${encodeURIComponent(id)}">${id}</a>`;
 /** The console page of a source's thread (a thread belongs to its source). */
 export const threadPath = (sourceSystem: string, threadId: string) =>
@@ -131,7 +141,7 @@ export function listFragment(
   ${
     owed.total === 0
       ? ''
-      : html`<table><thead><tr><th>conversation</th><th>type</th><th>state</th><th>attempts</th><th>last error</th><th>next attempt</th></tr></thead>
+      : html`<table>${caption(`Failed deliveries still owed, newest first: ${Math.min(open.length, limit)} of ${owed.total}`)}<thead><tr><th scope="col">conversation</th><th scope="col">type</th><th scope="col">state</th><th scope="col">attempts</th><th scope="col">last error</th><th scope="col">next attempt</th></tr></thead>
   <tbody>${open.slice(0, limit).map((e) => html`<tr data-id="${e.conversation_id}"><td>${link(e.conversation_id)}</td><td>${e.webhook_type}</td><td>${badge(e.state)}${e.dead_reason ? html` <small>${e.dead_reason}</small>` : ''}${e.owed === 'export' ? html` <small>export only</small>` : ''}</td><td class="num">${attemptsMade(e)}</td><td class="err">${preview(e.last_error ?? '', 80)}</td><td>${timeOrLabel(nextAttemptLabel(e, holds))}</td></tr>`)}</tbody></table>`
   }
   ${owed.total > open.length ? html`<p class="more">Showing the newest ${open.length} of ${owed.total}. <code>npx webhook-gateway deliveries list --limit N</code> lists more; the <a href="/console/endpoints">Endpoints</a> page recovers them by type.</p>` : ''}
@@ -143,13 +153,13 @@ export function listFragment(
         : filtered || params.has('cursor')
           ? html`<p class="empty">No conversations match${params.has('cursor') ? ' after this point' : ''}. <a href="/console">Show all</a>.</p>`
           : html`<p class="empty">No conversations yet. POST one to <code>/webhook</code>; it appears here within a second.</p>`
-      : html`<table id="conversations">
-  <thead><tr><th title="the time the gateway received the request, in UTC">received (UTC)</th><th>conversation</th><th>source</th><th>type</th><th>status</th><th>delivery</th><th class="num detail">runs</th><th class="num detail">agent</th><th class="num detail">delivery</th><th class="num">total</th><th>thread · turn</th><th>query</th></tr></thead>
+      : html`<table id="conversations">${caption(`${filtered ? 'Conversations matching the filters' : 'Recent conversations'}, ${params.has('thread') ? 'in turn order' : 'newest first'}`)}
+  <thead><tr><th scope="col" title="the time the gateway received the request, in UTC">received (UTC)</th><th scope="col">conversation</th><th scope="col">source</th><th scope="col">type</th><th scope="col">status</th><th scope="col">delivery</th><th scope="col" class="num detail">runs</th><th scope="col" class="num detail">agent</th><th scope="col" class="num detail" title="the time its own run spent delivering, a part of total; a redelivery after it (+N later) took its own time, at its own time">delivery</th><th scope="col" class="num">total</th><th scope="col">thread · turn</th><th scope="col">query</th></tr></thead>
   <tbody>${rows.map(
     (r) => html`<tr data-id="${r.conversation_id}" data-status="${r.status}" data-delivery="${r.delivery_status}">
     <td class="time" title="${r.received_at}">${r.received_at.slice(0, 19).replace('T', ' ')}</td><td class="id">${link(r.conversation_id)}</td><td class="source" title="${r.source_system}/${r.source_process}">${r.source_system}/${r.source_process}</td>
     <td>${r.webhook_type ?? '-'}</td><td>${badge(r.status)}</td><td>${badge(r.delivery_status)}${r.redelivering ? html` <span class="badge b-redelivering" title="redelivery ${r.redelivering} under way">redelivering</span>` : ''}</td><td class="num detail">${r.executions}</td>
-    <td class="num detail">${short(r.agent_ms)}</td><td class="num detail">${short(r.delivery_ms)}</td><td class="num">${short(r.total_time_ms)}</td><td class="thread">${threadLink(r)}</td><td class="query" dir="auto" title="${preview(r.query, 300)}">${preview(r.query)}</td></tr>`,
+    <td class="num detail">${short(r.agent_ms)}</td><td class="num detail">${short(r.delivery_ms)}${laterNote(r.later_deliveries)}</td><td class="num">${short(r.total_time_ms)}</td><td class="thread">${threadLink(r)}</td><td class="query" dir="auto" title="${preview(r.query, 300)}">${preview(r.query)}</td></tr>`,
   )}</tbody>
 </table>`;
   const older = new URLSearchParams(params);
@@ -258,11 +268,19 @@ function summary(
   <dt>delivery</dt><dd id="delivery-status" data-status="${ctx.delivery_status}">${badge(ctx.delivery_status)} <small>${ctx.delivery_target ?? ''}</small></dd>
 ${requestKeys(record, executions)}
   <dt>delivery id</dt><dd><code>${ctx.delivery_id}</code></dd>
-  <dt>timings</dt><dd id="timings">${formatFigures(conversationFigures(record, executions))}</dd>
+  ${timings(conversationFigures(record, executions))}
 </dl>
 <h2>Query</h2><pre class="text" dir="auto">${userQuery(record)}</pre>
 <h2>Answer</h2><pre class="text" dir="auto">${answer ? turnText(answer) : '(no answer)'}</pre>
 ${record.execution.errors.length === 0 ? '' : html`<h2>Errors</h2><ul class="errors">${record.execution.errors.map((e) => html`<li><code>${e.at}</code> ${e.stage}: <b>${e.error}</b> ${e.message}</li>`)}</ul>`}`;
+}
+
+/**
+ * The run's times (its delivery a part of its total), then each redelivery after it on a line of its own, with when it
+ * ran and its own time: hours later, added to the run's, it read as a delivery longer than the whole conversation.
+ */
+function timings(f: ConversationFigures): SafeHtml {
+  return html`<dt>timings</dt><dd id="timings">${formatRunFigures(f)}</dd>${f.later.length === 0 ? '' : html`<dt>redelivered</dt><dd id="later-deliveries"><ul class="later">${f.later.map((l) => html`<li>${formatLater(l)}</li>`)}</ul></dd>`}`;
 }
 
 /** The Idempotency-Key (or webhook-id) the gateway keyed the request on, and the inbound webhook-id it carried. */
@@ -288,9 +306,45 @@ function answerCell(a: ConversationRecord['execution']['delivery_attempts'][numb
  * What Redrive will do: deliver now, unless the receiver is paused or disabled, which holds an operator's redrive as
  * it holds the schedule (docs/operations.md, "Failed deliveries"): nothing is attempted until it is resumed.
  */
-function redriveNote(envelope: FailedDeliveryEnvelope, { held }: ReceiverHolds, now: Date): SafeHtml {
-  const hold = owedBy(envelope) === 'delivery' ? held.get(envelope.webhook_type) : undefined;
-  return hold ? heldNote(hold, 'redrive', now) : html`delivers it now through statemachine/redelivery.asl.json`;
+function redriveNote(envelope: FailedDeliveryEnvelope, holds: ReceiverHolds, now: Date): SafeHtml {
+  const owed = owedBy(envelope) === 'delivery';
+  const hold = owed ? holds.held.get(envelope.webhook_type) : undefined;
+  if (hold) return heldNote(hold, 'redrive', now);
+  const until = owed ? holds.waits.get(envelope.webhook_type) : undefined;
+  if (until) return waitNote(envelope.webhook_type, until, 'redrive', now);
+  return html`delivers it now through statemachine/redelivery.asl.json`;
+}
+
+/** `in <age>` until a receiver's Retry-After is over, kept current by the page's script (data-age-until). */
+const untilSpan = (until: string, now: Date) =>
+  html`<span data-age-until="${until}">in ${age(now.toISOString(), Date.parse(until))}</span>`;
+
+/**
+ * "<type> asked for nothing before <time> (in <age>; its Retry-After)", as retryAfterNote (functions/domain/endpoints.ts)
+ * says it, the age kept current: a page left open an hour said "in 59m".
+ */
+const retryAfterSpan = (type: string, until: string, now: Date) =>
+  html`${type} asked for nothing before ${until} (${untilSpan(until, now)}; its Retry-After)`;
+
+/**
+ * Why a redrive or a resend now attempts nothing: the receiver's Retry-After holds it back too, until its time. A
+ * redrive's is explained beside the delivery's state (retryAfterHold); a resend's, here.
+ */
+function waitNote(type: string, until: string, what: 'redrive' | 'resend', now: Date): SafeHtml {
+  const why =
+    what === 'redrive'
+      ? html`<a href="#retry-after-hold">why, and what to do</a>`
+      : html`sure it takes deliveries again sooner? <code>npx webhook-gateway endpoints resume ${type}</code> forgets it`;
+  return html`a ${what} is held back too, nothing attempted, until ${until} (${untilSpan(until, now)}; ${type}'s Retry-After: ${why})`;
+}
+
+/**
+ * A delivery its receiver's Retry-After holds (docs/operations.md, "Retry-After"): that it is held, until when and
+ * why, and what the operator can do. Before, the page said only `held: Retry-After, until <time>`, and offered Redrive
+ * as "delivers it now", which the receiver's hold then held back too.
+ */
+function retryAfterHold(type: string, until: string, dead: boolean, now: Date): SafeHtml {
+  return html`<p class="note" id="retry-after-hold"><b>Held by its receiver:</b> ${retryAfterSpan(type, until, now)}. It answered 429 or 503 with a <code>Retry-After</code>: nothing of its type is sent before then, this delivery included, and a redrive or resend before then is held back too. ${dead ? 'Dead-lettered, it is not tried again by itself: redrive it once that time is over.' : 'The schedule tries it then by itself: nothing to do.'} Sure that ${type} takes deliveries again sooner? <code>npx webhook-gateway endpoints resume ${type}</code> forgets its Retry-After (<a href="/console/endpoints">Endpoints</a> shows it in ${type}'s state), then Redrive.</p>`;
 }
 
 /** `since <time> (<age> ago)`, the age kept current by the page's script (data-age-of). */
@@ -323,6 +377,13 @@ function deliverySection(
   const resendable =
     !redrivable && envelopeUnreadable === null && record?.webhook_context.delivery_status === 'delivered';
   const resendHold = resendable ? holds.held.get(record!.webhook_context.webhook_type ?? '') : undefined;
+  // What a Retry-After of its receiver holds: a delivery still owed, or a resend of one delivered.
+  const heldType =
+    (redrivable && owedBy(envelope) === 'delivery') || resendable
+      ? (envelope?.webhook_type ?? record?.webhook_context.webhook_type ?? null)
+      : null;
+  const waitUntil = heldType && !holds.held.has(heldType) ? holds.waits.get(heldType) : undefined;
+  const retryAfter = heldType && waitUntil ? { type: heldType, until: waitUntil } : null;
   const state =
     envelopeUnreadable !== null
       ? html`<p class="err" id="envelope-unreadable">Failed-delivery store: ${envelopeUnreadable}. Its redelivery state is not shown, the schedule and redrives leave it out, and it can be neither redriven nor resent until the file is mended or deleted.</p>`
@@ -333,14 +394,15 @@ function deliverySection(
   <h2>Delivery attempts <span class="count" title="every try, retries in the workflow included">${tries}</span></h2>
   ${tries > attempts.length ? html`<p class="note">${tries - attempts.length} of them were retried by the workflow at once and are counted from the execution history; the table lists the attempts the record keeps.</p>` : ''}
   ${state}
+  ${retryAfter && redrivable ? retryAfterHold(retryAfter.type, retryAfter.until, envelope.state === 'dead', now) : ''}
   ${redrivable ? html`<p><button type="button" id="redrive" data-id="${id}">Redrive</button> <small id="redrive-note">${redriveNote(envelope, holds, now)}</small></p>` : ''}
-  ${resendable ? html`<p><button type="button" id="resend" data-id="${id}">Resend</button> <small id="resend-note">${resendHold ? heldNote(resendHold, 'resend', now) : html`delivers it once more under the same webhook-id <code>${record!.webhook_context.delivery_id}</code>`}</small></p>` : ''}
+  ${resendable ? html`<p><button type="button" id="resend" data-id="${id}">Resend</button> <small id="resend-note">${resendHold ? heldNote(resendHold, 'resend', now) : retryAfter ? waitNote(retryAfter.type, retryAfter.until, 'resend', now) : html`delivers it once more under the same webhook-id <code>${record!.webhook_context.delivery_id}</code>`}</small></p>` : ''}
   ${
     attempts.length === 0
       ? html`<p class="empty">${record ? 'No delivery attempted.' : 'No record of it is read here: its export documents below have its delivery attempts.'}</p>`
-      : html`<table id="attempts">
-  <thead><tr><th class="num">#</th><th>at</th><th>via</th><th>outcome</th><th class="num">HTTP</th><th class="num">duration</th><th>the receiver's answer</th></tr></thead>
-  <tbody>${attempts.map((a) => html`<tr class="o-${token(a.outcome)}" data-attempt="${a.attempt}"><td class="num">${a.attempt}</td><td class="time">${a.at}</td><td>${a.via ?? 'workflow'}</td><td>${badge(a.outcome)}</td><td class="num">${a.status_code ?? '-'}</td><td class="num">${ms(a.duration_ms)}</td><td class="answer">${answerCell(a)}</td></tr>`)}</tbody>
+      : html`<table id="attempts" class="cards">${caption(`Delivery attempts of ${id}, oldest first`)}
+  <thead><tr><th scope="col" class="num">#</th><th scope="col">at</th><th scope="col">via</th><th scope="col">outcome</th><th scope="col" class="num">HTTP</th><th scope="col" class="num">duration</th><th scope="col">the receiver's answer</th></tr></thead>
+  <tbody>${attempts.map((a) => html`<tr class="o-${token(a.outcome)}" data-attempt="${a.attempt}"><td class="num" data-label="#">${a.attempt}</td><td class="time" data-label="at">${a.at}</td><td data-label="via">${a.via ?? 'workflow'}</td><td>${badge(a.outcome)}</td><td class="num" data-label="HTTP">${a.status_code ?? '-'}</td><td class="num" data-label="duration">${ms(a.duration_ms)}</td><td class="answer wide">${answerCell(a)}</td></tr>`)}</tbody>
   </table>`
   }
 </section>`;
@@ -361,9 +423,9 @@ function executionSection(execution: ExecutionRecord, index: number): SafeHtml {
   ${execution.error ? html`<p class="err">${execution.error}: ${preview(execution.cause ?? '', 300)}</p>` : ''}
   ${execution.restart ? html`<p class="note restart">${restartLine(execution.restart)}</p>` : ''}
   <div class="diagram">${workflowSvg(rows, `arrow-${index}`)}</div>
-  <table class="timeline">
-    <thead><tr><th>state</th><th class="num">start</th><th class="num">duration</th><th class="num">retries</th><th>result</th></tr></thead>
-    <tbody>${rows.map((r) => html`<tr class="${stateClass(r)}" data-state="${r.state}"><td>${r.state}</td><td class="num">+${Date.parse(r.started_at) - t0} ms</td><td class="num">${ms(r.duration_ms)}</td><td class="num">${r.retries}</td><td>${badge(r.status)} <span class="err">${r.error ?? ''}</span></td></tr>`)}</tbody>
+  <table class="timeline cards">${caption(html`States of execution ${execution.execution_name}, in the order entered`)}
+    <thead><tr><th scope="col">state</th><th scope="col" class="num">start</th><th scope="col" class="num">duration</th><th scope="col" class="num">retries</th><th scope="col">result</th></tr></thead>
+    <tbody>${rows.map((r) => html`<tr class="${stateClass(r)}" data-state="${r.state}"><td>${r.state}</td><td class="num" data-label="start">+${Date.parse(r.started_at) - t0} ms</td><td class="num" data-label="duration">${ms(r.duration_ms)}</td><td class="num" data-label="retries">${r.retries}</td><td class="wide">${badge(r.status)} <span class="err">${r.error ?? ''}</span></td></tr>`)}</tbody>
   </table>
 </section>`;
 }
@@ -456,7 +518,7 @@ function lastErrorCell(v: EndpointView): SafeHtml | string {
 function stateSinceNote(v: EndpointView, now: Date): SafeHtml | string {
   const since = stateSince(v);
   if (!since && v.retry_after_until)
-    return html` <small class="retry-after">${retryAfterNote(v.webhook_type, v.retry_after_until, now)}</small>`;
+    return html` <small class="retry-after">${retryAfterSpan(v.webhook_type, v.retry_after_until, now)}: the next send is allowed then</small>`;
   if (!since) return '';
   const what = v.status === 'paused' ? 'when the operator paused it' : 'when the circuit breaker disabled it';
   return html` <small class="time state-since" title="${what}" data-age-of="${since}">since ${timeAgo(since, now.getTime())}</small>`;
@@ -486,8 +548,8 @@ export function endpointsFragment(views: (EndpointView | UnreadableReceiver)[], 
   return html`<section id="endpoints">
   <h1>Endpoints <span class="count">${views.length}</span></h1>
   <p><small>Each webhook type's receiver. Changes apply from the next delivery (also: <code>npx webhook-gateway endpoints set &lt;type&gt; --url … --rate …</code>).</small></p>
-  <table>
-  <thead><tr><th>type</th><th>state</th><th title="how its deliveries are signed: one secret, or two while a rotation is under way">signing</th><th>url</th><th>rate</th><th title="written at most every 10 s (one write, not one per delivery): a receiver taking deliveries may have had a later one">last success</th><th class="num">failure streak</th><th>failing since</th><th class="num" title="deliveries still owed to it: waiting for the schedule, or dead-lettered (no more automatic attempts); Recover below redrives both">queued</th><th>last error</th><th>action</th></tr></thead>
+  <table>${caption("Receivers, one per webhook type, with each one's state and actions")}
+  <thead><tr><th scope="col">type</th><th scope="col">state</th><th scope="col" title="how its deliveries are signed: one secret, or two while a rotation is under way">signing</th><th scope="col">url</th><th scope="col">rate</th><th scope="col" title="written at most every 10 s (one write, not one per delivery): a receiver taking deliveries may have had a later one">last success</th><th scope="col" class="num">failure streak</th><th scope="col">failing since</th><th scope="col" class="num" title="deliveries still owed to it: waiting for the schedule, or dead-lettered (no more automatic attempts); Recover below redrives both">queued</th><th scope="col">last error</th><th scope="col">action</th></tr></thead>
   <tbody>${views.map((v) =>
     // A damaged file (docs/operations.md, "After a crash"): the file and what to do, in its row; its state is
     // unknown, so both actions are offered (each refuses with the same message until the file is mended).
@@ -509,7 +571,7 @@ export function endpointsFragment(views: (EndpointView | UnreadableReceiver)[], 
 <section id="recover">
   <h2>Recover failed deliveries</h2>
   <p><small>Redrive every delivery still owed to a receiver since a time (oldest first). Plan shows how many first; nothing runs until you confirm.</small></p>
-  <table><thead><tr><th>type</th><th>since (ISO 8601)</th><th>plan</th><th>recover</th></tr></thead>
+  <table>${caption('Recover the failed deliveries of each webhook type since a time')}<thead><tr><th scope="col">type</th><th scope="col">since (ISO 8601)</th><th scope="col">plan</th><th scope="col">recover</th></tr></thead>
   <tbody>${views.map(
     // A form per type (a form cannot hold a table row: the field and Plan name it), so Enter in the field plans.
     (v) => html`<tr data-type="${v.webhook_type}"><td class="type">${v.webhook_type}</td>

@@ -3,8 +3,10 @@
  * attempt per Deliver run that returned (a try the workflow's Retry repeated threw, so its record was not kept) and
  * the last attempt's duration; the execution histories have every try. So: tries counts every POST (each Deliver
  * entry and each of its retries, in every execution; a Deliver that ended in a deferral without an attempt of its own,
- * a held receiver or the caller's deadline, sent nothing that time), delivery is the time spent in Deliver (retry
- * waits included; not in a Deliver that sent nothing at all),
+ * a held receiver or the caller's deadline, sent nothing that time), delivery is the time spent in Deliver by the
+ * conversation's own run (retry waits included; not in a Deliver that sent nothing at all), a part of total, and each
+ * redelivery after it (the schedule's, a redrive, a resend: minutes or days later, outside total) is one of `later`,
+ * with when it ran and its own delivery time,
  * total is the record's (received → closed, what the caller gets as processing_time_ms) and run the span of the
  * conversation workflow's execution (not an asynchronous start's accept execution), the end of its timeline (the
  * export's own writes come after total).
@@ -14,13 +16,27 @@ import { isDeferral } from '../../functions/domain/delivery.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
 import { timeline } from './timeline.ts';
 
-export interface ConversationFigures {
-  agent_ms: number | null;
+/** A redelivery that sent something: when its run started, what ran it, its time in Deliver and its tries. */
+export interface LaterDelivery {
+  at: string;
+  via: string;
   delivery_ms: number | null;
   tries: number;
+}
+
+export interface ConversationFigures {
+  agent_ms: number | null;
+  /** The time the conversation's own run spent delivering (a part of total_ms), or null when it sent nothing. */
+  delivery_ms: number | null;
+  /** Every try, the redeliveries' included. */
+  tries: number;
+  /** The tries of the conversation's own run (its retries included), and its retries in the workflow. */
+  run_tries: number;
   retries: number;
   total_ms: number | null;
   run_ms: number | null;
+  /** The redeliveries after the run that sent something, oldest first (their times are not part of total_ms). */
+  later: LaterDelivery[];
 }
 
 /**
@@ -41,40 +57,85 @@ function deliverDeferrals(record: ExecutionRecord): boolean[] {
   return deferred;
 }
 
-export function conversationFigures(record: ConversationRecord, executions: ExecutionRecord[]): ConversationFigures {
-  const rows = executions.flatMap((e) => {
-    const deferred = deliverDeferrals(e);
-    return timeline(e)
-      .filter((row) => row.state === 'Deliver')
-      .map((row, i) => ({ row, sent: row.retries + (deferred[i] ? 0 : 1) }));
-  });
+/** What each execution's Deliver entries sent: the entries that sent something, and how many POSTs in all. */
+function deliverSent(execution: ExecutionRecord) {
+  const deferred = deliverDeferrals(execution);
+  const rows = timeline(execution)
+    .filter((row) => row.state === 'Deliver')
+    .map((row, i) => ({ row, sent: row.retries + (deferred[i] ? 0 : 1) }));
   // A Deliver that sent nothing (held, or no time left) is neither a try nor delivery time.
-  const deliver = rows.filter((r) => r.sent > 0).map((r) => r.row);
-  const retries = deliver.reduce((n, row) => n + row.retries, 0);
-  const sent = rows.reduce((n, r) => n + r.sent, 0);
+  const sending = rows.filter((r) => r.sent > 0).map((r) => r.row);
+  return {
+    ms: sending.length > 0 ? sending.reduce((n, row) => n + (row.duration_ms ?? 0), 0) : null,
+    retries: sending.reduce((n, row) => n + row.retries, 0),
+    tries: rows.reduce((n, r) => n + r.sent, 0),
+  };
+}
+
+/** What ran a redelivery execution (its input says: schedule, redrive or resend). */
+function viaOf(execution: ExecutionRecord): string {
+  const via = (execution.input as { redelivery?: { via?: unknown } } | null)?.redelivery?.via;
+  return typeof via === 'string' ? via : 'redelivery';
+}
+
+const sum = (values: (number | null)[]) =>
+  values.some((v) => v !== null) ? values.reduce<number>((n, v) => n + (v ?? 0), 0) : null;
+
+export function conversationFigures(record: ConversationRecord, executions: ExecutionRecord[]): ConversationFigures {
+  const own = executions.filter((e) => e.state_machine !== 'redelivery').map(deliverSent);
+  const later = executions
+    .filter((e) => e.state_machine === 'redelivery')
+    .map((e) => ({ at: e.started_at, via: viaOf(e), ...deliverSent(e) }))
+    .filter((e) => e.tries > 0);
+  const attempts = record.execution.delivery_attempts;
+  // Without a history (aged out, or run elsewhere): the record's attempts, each redelivery's its own.
+  const keptLater = attempts.filter((a) => a.via !== undefined && a.via !== 'workflow');
+  const runTries = own.reduce((n, e) => n + e.tries, 0);
+  const sent = runTries + later.reduce((n, e) => n + e.tries, 0);
   // The conversation workflow's run: an asynchronous conversation's accept execution comes first and lasts milliseconds.
   const first = executions.find((e) => e.state_machine === 'conversation') ?? executions[0];
   const stopped = first ? Date.parse(first.stopped_at) : Number.NaN;
   return {
     agent_ms: record.execution.timings.agent_ms,
     delivery_ms:
-      deliver.length > 0
-        ? deliver.reduce((n, row) => n + (row.duration_ms ?? 0), 0)
-        : record.execution.timings.delivery_ms,
-    tries: Math.max(record.execution.delivery_attempts.length, sent),
-    retries,
+      executions.length > 0
+        ? sum(own.map((e) => e.ms))
+        : (attempts.filter((a) => !keptLater.includes(a)).at(-1)?.duration_ms ?? null),
+    tries: Math.max(attempts.length, sent),
+    run_tries: executions.length > 0 ? runTries : attempts.length - keptLater.length,
+    retries: own.reduce((n, e) => n + e.retries, 0),
     total_ms: record.execution.timings.total_ms,
     run_ms: first && Number.isFinite(stopped) ? stopped - Date.parse(first.started_at) : null,
+    later:
+      executions.length > 0
+        ? later.map(({ at, via, ms, tries }) => ({ at, via, delivery_ms: ms, tries }))
+        : keptLater.map((a) => ({ at: a.at, via: a.via!, delivery_ms: a.duration_ms, tries: 1 })),
   };
 }
 
 const ms = (value: number | null) => (value === null ? '-' : `${value} ms`);
 
-/** One line: `agent 12 ms · delivery 3012 ms (4 tries, 3 retries) · total 87 ms · run 147 ms`. */
+const tries = (n: number) => `${n} ${n === 1 ? 'try' : 'tries'}`;
+
+/** How each redelivery went: `redrive at <time>: delivery 43 ms (1 try)`. */
+export const formatLater = (l: LaterDelivery) =>
+  `${l.via} at ${l.at}: delivery ${ms(l.delivery_ms)} (${tries(l.tries)})`;
+
+/** The run's own figures: `agent 12 ms · delivery 3012 ms (4 tries, 3 retries) · total 87 ms · run 147 ms`. */
+export function formatRunFigures(f: ConversationFigures): string {
+  const run =
+    f.run_tries === 0
+      ? f.later.length > 0
+        ? ' (none in its run)'
+        : ' (not attempted)'
+      : ` (${tries(f.run_tries)}${f.retries > 0 ? `, ${f.retries} ${f.retries === 1 ? 'retry' : 'retries'} in the workflow` : ''})`;
+  return `agent ${ms(f.agent_ms)} · delivery ${ms(f.delivery_ms)}${run} · total ${ms(f.total_ms)} · run ${ms(f.run_ms)}`;
+}
+
+/**
+ * One line: the run's figures (formatRunFigures), then each redelivery (`· then redrive at <time>: delivery 43 ms (1
+ * try)`): a redelivery's time is its own, never added to the run's.
+ */
 export function formatFigures(f: ConversationFigures): string {
-  const tries =
-    f.tries === 0
-      ? ' (not attempted)'
-      : ` (${f.tries} ${f.tries === 1 ? 'try' : 'tries'}${f.retries > 0 ? `, ${f.retries} ${f.retries === 1 ? 'retry' : 'retries'} in the workflow` : ''})`;
-  return `agent ${ms(f.agent_ms)} · delivery ${ms(f.delivery_ms)}${tries} · total ${ms(f.total_ms)} · run ${ms(f.run_ms)}`;
+  return `${formatRunFigures(f)}${f.later.map((l) => ` · then ${formatLater(l)}`).join('')}`;
 }

@@ -18,8 +18,19 @@
    */
   let shown = content.innerHTML;
 
+  /**
+   * Text with its control characters written out (`\u0000`, `\u001b`, a bidirectional override `\u202e`), as the
+   * server writes them into the page (printable in functions/domain/unicode.ts): a receiver's answer or an error quoted
+   * in a message is the sender's text.
+   */
+  const CONTROL =
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is what it is for
+    /\r(?!\n)|[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+  const printable = (text) =>
+    String(text).replace(CONTROL, (c) => (c === '\r' ? '\\r' : `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`));
+
   function say(text, kind) {
-    flash.textContent = text;
+    flash.textContent = printable(text);
     flash.className = kind || '';
   }
 
@@ -170,7 +181,7 @@
     const className = `live ${kind}`;
     if (live.className !== className) live.className = className;
     if (live.textContent !== text) live.textContent = text;
-    if (live.title !== title) live.title = title;
+    if (live.title !== printable(title)) live.title = printable(title);
   }
 
   /** How long ago, in one short unit, as the server says it (functions/domain/iso-date.ts, `age`). */
@@ -191,6 +202,21 @@
       const text = `since ${el.dataset.ageOf} (${age(el.dataset.ageOf)} ago)`;
       if (el.textContent !== text) el.textContent = text;
     }
+    // A receiver's Retry-After (`in <age>`): how long it still holds its deliveries, or that its time is over.
+    for (const el of content.querySelectorAll('[data-age-until]')) {
+      const left = Date.parse(el.dataset.ageUntil) - Date.now();
+      const text = left > 0 ? `in ${age(new Date(Date.now() - left).toISOString())}` : 'over now: reload';
+      if (el.textContent !== text) el.textContent = text;
+    }
+  }
+
+  /** The header while the browser's own network is cut (its offline): the gateway may well be running. */
+  function showBrowserOffline() {
+    showLive(
+      'offline',
+      'browser offline',
+      `this browser is offline (its network is cut) since ${unreachableSince}: the page shows what it had then, and asks again once it is back`,
+    );
   }
 
   async function poll() {
@@ -235,14 +261,42 @@
       misses++;
       // Stopped or restarting: the page keeps what it showed, and says since when that is.
       unreachableSince = unreachableSince || new Date().toTimeString().slice(0, 8);
-      showLive(
-        'offline',
-        'gateway not reachable',
-        `the gateway did not answer since ${unreachableSince}: the page shows what it had then`,
-      );
+      // The browser's own network cut (offline): the gateway may be running; said so, not as a stopped gateway.
+      if (navigator.onLine === false) showBrowserOffline();
+      else
+        showLive(
+          'offline',
+          'gateway not reachable',
+          `the gateway did not answer since ${unreachableSince}: the page shows what it had then`,
+        );
     }
-    setTimeout(poll, misses === 0 ? POLL_MS : Math.min(MAX_UNREACHABLE_WAIT_MS, POLL_MS * 2 ** (misses - 1)));
+    polling = false;
+    schedule(misses === 0 ? POLL_MS : Math.min(MAX_UNREACHABLE_WAIT_MS, POLL_MS * 2 ** (misses - 1)));
   }
+
+  /** The next poll's timer, and whether a poll is under way. */
+  let pollTimer = null;
+  let polling = false;
+  function schedule(ms) {
+    clearTimeout(pollTimer);
+    pollTimer = setTimeout(() => {
+      polling = true;
+      poll();
+    }, ms);
+  }
+
+  // The browser's network back (after its offline): asked at once, not after the wait the misses meanwhile grew to
+  // (up to 30 s of a page still saying it is offline).
+  window.addEventListener('online', () => {
+    misses = 0;
+    if (!polling) schedule(0);
+  });
+  // Cut: said at once.
+  window.addEventListener('offline', () => {
+    if (!live?.classList.contains('ok')) return;
+    unreachableSince = new Date().toTimeString().slice(0, 8);
+    showBrowserOffline();
+  });
 
   /**
    * A request to the gateway's operator routes (loopback, Host and Origin checked there): the response and its JSON
@@ -253,6 +307,11 @@
     try {
       response = await fetch(url, { cache: 'no-store', ...init });
     } catch {
+      if (navigator.onLine === false)
+        throw Object.assign(new Error('this browser is offline (its network is cut): the gateway did not answer'), {
+          unanswered: true,
+          offline: true,
+        });
       throw Object.assign(new Error('the gateway did not answer (is npm start still running?)'), { unanswered: true });
     }
     const result = await response.json().catch(() => ({}));
@@ -271,7 +330,12 @@
    * from one killed while it worked (docs/operations.md, "After a crash"), so what it may have done (`after`), and
    * what shows it once the gateway runs again.
    */
-  const ifCut = (error, during, after) => (error.unanswered ? `; if it stopped during the ${during}, ${after}` : '');
+  const ifCut = (error, during, after) =>
+    error.offline
+      ? `; whether the ${during} was made, this page shows once the browser is back online`
+      : error.unanswered
+        ? `; if it stopped during the ${during}, ${after}`
+        : '';
 
   function outcome(verb, id, result) {
     const status = result.status || 'error';
@@ -465,7 +529,9 @@
       await getWithin('/console/api/version', POLL_ANSWER_MS);
     } catch {
       say(
-        'Not filtered: the gateway did not answer (is npm start still running?); press Filter again once it is',
+        navigator.onLine === false
+          ? 'Not filtered: this browser is offline (its network is cut); press Filter again once it is back'
+          : 'Not filtered: the gateway did not answer (is npm start still running?); press Filter again once it is',
         'bad',
       );
       return;
@@ -507,5 +573,5 @@
     if (button) plan(button);
   });
 
-  setTimeout(poll, POLL_MS);
+  schedule(POLL_MS);
 })();

@@ -101,9 +101,10 @@ describe.skipIf(skipBrowser)('delivery operations in Chromium', () => {
     // The page refreshed with the new attempt: the answer the reader had opened is still open, the others closed.
     expect(await rows.nth(0).locator('details.answer').getAttribute('open')).not.toBeNull();
     expect(await rows.nth(1).locator('details.answer').getAttribute('open')).toBeNull();
-    expect(await page.locator('#flash').innerText()).toMatch(
-      new RegExp(`Resend of ${ids.delivered}: delivered \\(execution ${ids.delivered}-redelivery-3-`),
-    );
+    // The live refresh may show the new attempt before the button's own answer is in (a loaded machine): waited for.
+    await expect
+      .poll(() => page.locator('#flash').innerText())
+      .toMatch(new RegExp(`Resend of ${ids.delivered}: delivered \\(execution ${ids.delivered}-redelivery-3-`));
     expect(await rows.nth(2).innerText()).toMatch(/^3\s+\S+\s+resend\s+delivered\s+200\s+\d+ ms\s+again, thanks$/);
     const webhookIds = new Set(world.receiver.received.map((r) => r.headers['webhook-id']));
     expect(webhookIds.size).toBe(1);

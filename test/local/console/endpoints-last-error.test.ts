@@ -54,7 +54,7 @@ describe("the Endpoints page's last error", () => {
     const page = await rawGet(`${world.gateway.url}/console/endpoints`);
     const row = /<tr data-type="deal_analysis" data-state="healthy">(.*?)<\/tr>/s.exec(page.body)![1]!;
     expect(/<td class="num queued"[^>]*>(\d+)<\/td>/.exec(row)?.[1]).toBe('1');
-    expect(/<th class="num" title="([^"]*)">queued<\/th>/.exec(page.body)?.[1]).toBe(
+    expect(/<th scope="col" class="num" title="([^"]*)">queued<\/th>/.exec(page.body)?.[1]).toBe(
       'deliveries still owed to it: waiting for the schedule, or dead-lettered (no more automatic attempts); Recover below redrives both',
     );
   });
@@ -62,7 +62,7 @@ describe("the Endpoints page's last error", () => {
   it('says that its last success is written at most every 10 s', async () => {
     // It said nothing: a receiver taking a delivery every second showed a last success up to 10 s old as the last.
     const page = await rawGet(`${world.gateway.url}/console/endpoints`);
-    expect(/<th title="([^"]*)">last success<\/th>/.exec(page.body)?.[1]).toBe(
+    expect(/<th scope="col" title="([^"]*)">last success<\/th>/.exec(page.body)?.[1]).toBe(
       'written at most every 10 s (one write, not one per delivery): a receiver taking deliveries may have had a later one',
     );
   });

@@ -62,9 +62,11 @@ describe('a conversation’s figures, the same in show and the console', () => {
       agent_ms: 20,
       delivery_ms: 3_030,
       tries: 4,
+      run_tries: 4,
       retries: 3,
       total_ms: 3_087,
       run_ms: 3_147,
+      later: [],
     });
     expect(formatFigures(figures)).toBe(
       'agent 20 ms · delivery 3030 ms (4 tries, 3 retries in the workflow) · total 3087 ms · run 3147 ms',
@@ -110,9 +112,19 @@ describe('a conversation’s figures, the same in show and the console', () => {
     expect(formatFigures(conversationFigures(record, [queued]))).toBe(
       'agent - · delivery - (not attempted) · total - · run 20 ms',
     );
-    // Then the schedule delivered it: one try, its time only.
-    const scheduled = run('req-1-redelivery-1', [], 20);
-    expect(conversationFigures(closedRecord(), [queued, scheduled])).toMatchObject({ tries: 1, delivery_ms: 3 });
+    // Then the schedule delivered it: one try, its time only, not the run's.
+    const scheduled = {
+      ...run('req-1-redelivery-1', [], 20),
+      state_machine: 'redelivery',
+      started_at: at(3_600_000),
+      input: { redelivery: { via: 'schedule' } },
+    };
+    expect(conversationFigures(closedRecord(), [queued, scheduled])).toMatchObject({
+      tries: 1,
+      run_tries: 0,
+      delivery_ms: null,
+      later: [{ at: at(3_600_000), via: 'schedule', delivery_ms: 3, tries: 1 }],
+    });
     // A try that failed, retried, then ran out of time: two POSTs (the deferral carries the second's attempt).
     const retried = run(
       'req-2',
@@ -131,6 +143,45 @@ describe('a conversation’s figures, the same in show and the console', () => {
       20,
     );
     expect(conversationFigures(record, [retried])).toMatchObject({ tries: 2, retries: 1, delivery_ms: 2 });
+  });
+
+  it('keeps a redrive hours later apart: its own time and when, never added to the run’s delivery (a part of total)', () => {
+    const history = execution(
+      [
+        [10, 'StateEntered', 'Deliver'],
+        [1_000, 'StateRetried', 'Deliver'],
+        [2_000, 'StateExited', 'Deliver'],
+      ],
+      2_100,
+    );
+    const redrive: ExecutionRecord = {
+      ...execution([], 0),
+      execution_name: 'req-1-redelivery-1-abc',
+      state_machine: 'redelivery',
+      started_at: at(3 * 3_600_000),
+      stopped_at: at(3 * 3_600_000 + 1_500),
+      input: { redelivery: { via: 'redrive' } },
+      events: [
+        { type: 'StateEntered', timestamp: T0 + 3 * 3_600_000 + 1, state: 'Deliver' },
+        { type: 'StateExited', timestamp: T0 + 3 * 3_600_000 + 1_201, state: 'Deliver' },
+      ],
+    };
+    const figures = conversationFigures(closedRecord(), [history, redrive]);
+    expect(figures).toMatchObject({ delivery_ms: 1_990, tries: 3, run_tries: 2, retries: 1, total_ms: 3_087 });
+    expect(figures.delivery_ms!).toBeLessThanOrEqual(figures.total_ms!);
+    expect(formatFigures(figures)).toBe(
+      `agent 20 ms · delivery 1990 ms (2 tries, 1 retry in the workflow) · total 3087 ms · run 2100 ms · then redrive at ${at(3 * 3_600_000)}: delivery 1200 ms (1 try)`,
+    );
+    // Its history aged out: the record's attempts say which were the run's and which a redelivery's, and when.
+    const record = closedRecord();
+    const attempts = [
+      { ...record.execution.delivery_attempts[0]!, outcome: 'retryable' as const, duration_ms: 900 },
+      { ...record.execution.delivery_attempts[0]!, attempt: 2, at: at(3 * 3_600_000), via: 'redrive' as const },
+    ];
+    const kept = { ...record, execution: { ...record.execution, delivery_attempts: attempts } };
+    expect(formatFigures(conversationFigures(kept, []))).toBe(
+      `agent 20 ms · delivery 900 ms (1 try) · total 3087 ms · run - · then redrive at ${at(3 * 3_600_000)}: delivery 39 ms (1 try)`,
+    );
   });
 
   it('run is the conversation workflow’s execution, not the accept execution of an asynchronous start', () => {
