@@ -66,7 +66,9 @@ describe('crash recovery that fails at one execution', () => {
     const spy = vi.spyOn(ExecutionStore.prototype, 'save').mockImplementation(function (this: ExecutionStore, id, r) {
       if (id !== syncId) return save.call(this, id, r);
       saveFailed();
-      return Promise.reject(new Error('the history disk is gone'));
+      // A data folder refusing writes: the start fails, and the next one tries it again (an execution whose replay
+      // throws anything else is set aside instead, test/local/engine/recovery.test.ts).
+      return Promise.reject(Object.assign(new Error('the history disk is gone'), { code: 'ENOSPC', syscall: 'write' }));
     });
     let agentCalled = () => {};
     const calledAgent = new Promise<void>((resolve) => {
