@@ -36,22 +36,40 @@ function cellOf(value: unknown): string | number | null {
   return cell(typeof value === 'string' ? value : JSON.stringify(value), WIDE);
 }
 
-function csvField(value: unknown): string {
+/**
+ * Column types a spreadsheet may read as they are: numbers, booleans, dates and times, in DuckDB's spelling and
+ * Athena's (`DECIMAL(18,3)`, `timestamp`). A `-5` of one is a number, never a formula.
+ */
+const NOT_TEXT =
+  /^(tinyint|smallint|integer|int|bigint|hugeint|utinyint|usmallint|uinteger|ubigint|uhugeint|float|real|double|decimal|boolean|date|time|timestamp|interval)\b/i;
+
+/** What starts a formula a spreadsheet opening the CSV would run (docs/operations.md, "SQL over every conversation"). */
+const FORMULA_START = /^[=+\-@\t\r]/;
+
+/**
+ * One CSV field. A text cell (a column of any other type, or the header's name) that starts as a formula gets a
+ * leading `'` inside its quotes, so that a spreadsheet shows the sender's `=HYPERLINK(…)` rather than running it
+ * (CSV injection); `--json` keeps the text as it is.
+ */
+function csvField(value: unknown, type: string | null): string {
   if (value === null || value === undefined) return '';
   const text = typeof value === 'string' ? value : typeof value === 'number' ? String(value) : JSON.stringify(value);
+  if (typeof value === 'string' && !(type !== null && NOT_TEXT.test(type)) && FORMULA_START.test(text))
+    return `"'${text.replaceAll('"', '""')}"`;
   return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
 }
 
 /**
  * A result as JSON (the text of `JSON.stringify(rows, null, 2)`, one object per row) or CSV (RFC 4180: the header and
- * every row each end with CRLF, the last one too), a row at a time: the whole text of a bucket of long answers is more
- * than a JavaScript string can hold (~512 M characters: 9,000 answers of 60 KB).
+ * every row each end with CRLF, the last one too; a text cell that starts as a formula neutralised: csvField), a row at
+ * a time: the whole text of a bucket of long answers is more than a JavaScript string can hold (~512 M characters:
+ * 9,000 answers of 60 KB).
  */
 function* resultText(result: QueryResult, format: 'json' | 'csv'): Generator<string> {
   const names = result.columns.map((c) => c.name);
   if (format === 'csv') {
-    for (const row of [names, ...result.rows.map((r) => names.map((n) => r[n]))])
-      yield `${row.map(csvField).join(',')}\r\n`;
+    yield `${names.map((name) => csvField(name, null)).join(',')}\r\n`;
+    for (const row of result.rows) yield `${result.columns.map((c) => csvField(row[c.name], c.type)).join(',')}\r\n`;
     return;
   }
   if (result.rows.length === 0) yield '[]';

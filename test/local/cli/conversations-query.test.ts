@@ -260,4 +260,35 @@ describe('conversations query (DuckDB over the local exports)', () => {
       });
     }
   });
+
+  it('--csv neutralises a text cell a spreadsheet would run as a formula; numbers, dates and --json stay as they are', async () => {
+    // A sender controls the question: before, `=HYPERLINK("http://x","y")` was written as is, and a spreadsheet opening
+    // the file ran it (CSV injection).
+    const questions = ['=HYPERLINK("http://x","y")', '-2+3', '@SUM(1)', '+1', 'Hello = world'];
+    const ids: string[] = [];
+    for (const q of questions) {
+      const res = await world.post({ ...SEED_REQUEST, query: q, source_system: 'csv_check' });
+      expect(res.status, JSON.stringify(res.body)).toBe(200);
+      ids.push(res.body.conversation_id);
+    }
+    const sql = `SELECT query, -5 AS n, -1.5 AS x, DATE '2026-12-03' AS day, INTERVAL '-5 days' AS ago, '=1' AS "=header", chr(9) || 'tab' AS t, chr(13) || 'cr' AS r FROM conversations WHERE source_system = 'csv_check' ORDER BY received_at`;
+    const csv = await runCli(['conversations', 'query', sql, '--csv'], env);
+    expect(csv.code, csv.stderr).toBe(0);
+    const lines = csv.stdout.split('\r\n');
+    expect(lines[0]).toBe(`query,n,x,day,ago,"'=header",t,r`);
+    const numbersAndDates = `,-5,-1.5,2026-12-03,-5 days,"'=1","'\ttab","'\rcr"`;
+    expect(lines.slice(1)).toEqual([
+      `"'=HYPERLINK(""http://x"",""y"")"${numbersAndDates}`,
+      `"'-2+3"${numbersAndDates}`,
+      `"'@SUM(1)"${numbersAndDates}`,
+      `"'+1"${numbersAndDates}`,
+      `Hello = world${numbersAndDates}`,
+      '',
+    ]);
+    // --json keeps the sender's text as it is.
+    const json = await runCli(['conversations', 'query', sql, '--json'], env);
+    expect(JSON.parse(json.stdout).map((r: { query: string; n: number }) => [r.query, r.n])).toEqual(
+      questions.map((q) => [q, -5]),
+    );
+  });
 });

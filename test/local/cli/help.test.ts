@@ -20,6 +20,13 @@ describe('help for one command', () => {
     expect(group.code).toBe(0);
     for (const sub of ['list', 'show', 'search', 'query']) expect(group.stdout).toContain(`  conversations ${sub}`);
 
+    // --csv neutralises what a spreadsheet would run (CSV injection), and --json gives the raw text: before, --help said
+    // neither, and a user opening the CSV could not know a cell starting with = had been changed.
+    const queryHelp = await runMain(['conversations', 'query', '--help']);
+    expect(queryHelp.stdout.replace(/\s+/g, ' ')).toContain(
+      "--csv: a text cell that starts with = + - @, a tab or CR gets a leading ' so that a spreadsheet does not run it (numbers, dates as they are); --json: raw",
+    );
+
     const helpEndpoints = await runMain(['help', 'endpoints']);
     expect(helpEndpoints.code).toBe(0);
     expect(helpEndpoints.stdout).toContain('  endpoints pause <type> [--json] | resume <type> [--json]');
