@@ -223,6 +223,35 @@ describe('conversations query --aws', () => {
     expect(result.stderr).toMatch(/2 row\(s\) · 12 MB scanned · Athena query q-9/);
   });
 
+  it("--csv neutralises a sender's formula in Athena's text columns, not its numbers, dates or timestamps", async () => {
+    athena.on(GetQueryResultsCommand).resolves(
+      page(
+        [
+          ['query', 'varchar'],
+          ['n', 'bigint'],
+          ['x', 'decimal(10,2)'],
+          ['day', 'date'],
+          ['at', 'timestamp(3)'],
+        ],
+        [
+          ['=HYPERLINK("http://x","y")', '-5', '-1.50', '2026-12-03', '2026-12-03 10:00:00.000'],
+          ['-2+3', '-9223372036854775808', '-0.25', '2026-12-04', '2026-12-04 10:00:00.000'],
+        ],
+        true,
+      ),
+    );
+    const result = await runMain(['conversations', 'query', 'SELECT …', '--aws', '--csv']);
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toBe(
+      [
+        'query,n,x,day,at',
+        `"'=HYPERLINK(""http://x"",""y"")",-5,-1.5,2026-12-03,2026-12-03 10:00:00.000`,
+        `"'-2+3",-9223372036854775808,-0.25,2026-12-04,2026-12-04 10:00:00.000`,
+        '',
+      ].join('\r\n'),
+    );
+  });
+
   it('runs a named query with its parameters as literals', async () => {
     const result = await runMain([
       'conversations',
