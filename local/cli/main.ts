@@ -7,6 +7,7 @@ import { UnreadableFileError } from '../../functions/shared/local-files.ts';
 import { SettingsError } from '../../functions/shared/settings.ts';
 import { MAX_RESTARTS, type RecoveredExecution, RecoveryStopped } from '../engine/recovery.ts';
 import type { InFlight } from '../engine/running.ts';
+import { FILTER_STATUSES, FILTER_TYPES } from '../history/conversation-filters.ts';
 import { parseApiKeys } from '../server/api-keys.ts';
 import { type GatewayOptions, resolveOptions } from '../server/config.ts';
 import type { RunningGateway } from '../server/gateway.ts';
@@ -23,6 +24,19 @@ import { CliError, DEFAULT_STACK_NAME, eventLine, onDataDir, out, shownPath } fr
 import { sign } from './sign.ts';
 import { printable } from './table.ts';
 import { tryRequest } from './try-request.ts';
+
+/** `text` as lines of at most `width` characters, cut at spaces. */
+function wrapped(text: string, width = 118): string {
+  const lines: string[] = [];
+  for (const word of text.split(' '))
+    if (lines.length > 0 && lines.at(-1)!.length + 1 + word.length <= width) lines[lines.length - 1] += ` ${word}`;
+    else lines.push(word);
+  return lines.join('\n');
+}
+
+/** What the filter flags take: in the usage, and at the end of a command's --help when its lines show a filter. */
+const FILTERS_TEXT = `Filters take one value or a comma-separated list: --source system or system/process, --type ${FILTER_TYPES.join(', ')}, --status ${FILTER_STATUSES.join(', ')} (a conversation's status or its delivery's); --key takes the Idempotency-Key or webhook-id a source sent (exact; --aws needs --source too).`;
+const FILTERS = wrapped(FILTERS_TEXT);
 
 const USAGE = `Usage: webhook-gateway <command>
 
@@ -65,11 +79,7 @@ const USAGE = `Usage: webhook-gateway <command>
                                         secret may come from WEBHOOK_SECRET instead of --secret
   help
 
-Filters take one value or a comma-separated list: --source system or system/process, --type deal_analysis,
-data_analysis, lead_analysis, general or none, --status completed, failed, delivered, retrying, ... (conversation or
-delivery status); --key takes the Idempotency-Key or webhook-id a source sent (exact; --aws needs --source too). search
-and query run SQL on the exported analysis.json records: DuckDB over LOCAL_DATA_DIR (or the S3 of AWS_ENDPOINT_URL_S3)
-here, Athena with --aws. The running gateway also serves a web console at /console.
+${wrapped(`${FILTERS_TEXT} search and query run SQL on the exported analysis.json records: DuckDB over LOCAL_DATA_DIR (or the S3 of AWS_ENDPOINT_URL_S3) here, Athena with --aws. The running gateway also serves a web console at /console.`)}
 
 --aws acts on a deployed stack (default ${DEFAULT_STACK_NAME}) through the AWS SDK: the credentials of --profile P
 (a profile of ~/.aws/config or ~/.aws/credentials; else AWS_PROFILE, else AWS_ACCESS_KEY_ID…), in --region R (else
@@ -413,6 +423,12 @@ function helpFor(words: string[]): string {
   return USAGE;
 }
 
+/** A command's --help: its usage lines, then what the filters take when they show one (`[--status S]`). */
+function commandHelp(words: string[]): string {
+  const usage = helpFor(words);
+  return usage !== USAGE && /\[--(source|type|status|key) [A-Z]\]/.test(usage) ? `${usage}\n\n${FILTERS}` : usage;
+}
+
 /**
  * node:util's "Unknown option '--statu'. To specify a positional argument starting with a '-', place it … after '--'"
  * reads a mistyped flag as text: name the options the command takes instead, from its usage lines (`words` as for
@@ -482,11 +498,11 @@ export async function main(argv: string[]): Promise<number> {
     command !== '-h' &&
     (flags.includes('--help') || flags.includes('-h'))
   ) {
-    out(helpFor(flags.filter((a) => !a.startsWith('-'))));
+    out(commandHelp(flags.filter((a) => !a.startsWith('-'))));
     return 0;
   }
   if (command === 'help' && sub !== undefined) {
-    out(helpFor(argv.slice(1)));
+    out(commandHelp(argv.slice(1)));
     return 0;
   }
   try {

@@ -27,6 +27,21 @@ describe('help for one command', () => {
       "--csv: a text cell that starts with = + - @, a tab or CR gets a leading ' so that a spreadsheet does not run it (numbers, dates as they are); --json: raw",
     );
 
+    // A command with filters says what they take, every status named: before, `conversations list --help` showed
+    // `[--status S]` alone, and the full usage "completed, failed, delivered, retrying, ...".
+    for (const words of [
+      ['conversations', 'list'],
+      ['conversations', 'search'],
+      ['deliveries', 'list'],
+    ]) {
+      const help = (await runMain([...words, '--help'])).stdout.replace(/\s+/g, ' ');
+      expect(help, words.join(' ')).toContain('Filters take one value or a comma-separated list: --source system');
+      expect(help).toContain(
+        '--status completed, failed, interrupted, in_progress, timed_out, aborted, delivered, queued, retrying, pending, not_attempted',
+      );
+    }
+    expect((await runMain(['sign', '--help'])).stdout).not.toContain('Filters');
+
     const helpEndpoints = await runMain(['help', 'endpoints']);
     expect(helpEndpoints.code).toBe(0);
     expect(helpEndpoints.stdout).toContain('  endpoints pause <type> [--json] | resume <type> [--json]');
