@@ -40,7 +40,8 @@ const FILTERS = wrapped(FILTERS_TEXT);
 
 const USAGE = `Usage: webhook-gateway <command>
 
-  start                                 run the gateway locally (PORT, default 3000)
+  start                                 run the gateway locally (PORT, default 3000; LOCAL_S3_PORT 4569, HOST,
+                                        LOCAL_DATA_DIR and every other variable: docs/configuration.md)
   conversations list [--source S] [--type T] [--status S] [--since ISO] [--until ISO] [--id ID] [--thread T] [--key K] [--limit N] [--json]
   conversations show <conversation_id> [--json]
   conversations show --key K [--source S] [--json]

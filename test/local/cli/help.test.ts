@@ -42,6 +42,11 @@ describe('help for one command', () => {
     }
     expect((await runMain(['sign', '--help'])).stdout).not.toContain('Filters');
 
+    // Where the start's settings are: before, `start --help` named PORT alone.
+    expect((await runMain(['start', '--help'])).stdout.replace(/\s+/g, ' ')).toContain(
+      'LOCAL_S3_PORT 4569, HOST, LOCAL_DATA_DIR and every other variable: docs/configuration.md',
+    );
+
     const helpEndpoints = await runMain(['help', 'endpoints']);
     expect(helpEndpoints.code).toBe(0);
     expect(helpEndpoints.stdout).toContain('  endpoints pause <type> [--json] | resume <type> [--json]');
