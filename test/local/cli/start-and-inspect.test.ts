@@ -305,6 +305,27 @@ describe('webhook-gateway start / conversations', () => {
     expect(JSON.parse(run.stdout)).toMatchObject({ success: true, status: 'running' });
   });
 
+  // docs/operations.md "Processing performance" reads the handlers' log with jq: its field names are the log's.
+  it.skipIf(!HAS_JQ && !process.env.CI)(
+    "the Runbook's jq over the handlers' log counts each type's conversations",
+    async () => {
+      const runbook = await readFile(path.join(PROJECT_ROOT, 'docs', 'operations.md'), 'utf8');
+      const command =
+        /^(jq -s 'map\(select\(\.event_type == "WEBHOOK_CONVERSATION_COMPLETED"\)\)[\s\S]*?handlers\.jsonl)$/m.exec(
+          runbook,
+        )![1]!;
+      const run = await runCommand('bash', ['-e', '-c', command.replace('.data/', `${dataDir}/`)]);
+      expect(run.stderr).toBe('');
+      const rows = JSON.parse(run.stdout) as { type: string; count: number; avg_ms: number; max_ms: number }[];
+      expect(rows.map((r) => r.type).sort()).toEqual(['data_analysis', 'deal_analysis', 'general', 'lead_analysis']);
+      for (const row of rows) {
+        expect(row.count, row.type).toBeGreaterThan(0);
+        expect(row.avg_ms, row.type).toBeGreaterThan(0);
+        expect(row.avg_ms, row.type).toBeLessThanOrEqual(row.max_ms);
+      }
+    },
+  );
+
   it('Ctrl-C stops the gateway and its embedded S3', async () => {
     // 'close', not 'exit': the process's last output (the next test reads it) may still be on its way at 'exit'.
     const exited = new Promise<number | null>((r) => gateway.child.once('close', r));
