@@ -51,7 +51,7 @@ const USAGE = `Usage: webhook-gateway <command>
   conversations query --named NAME [--param name=value]… [--json | --csv]
                                         SQL over every exported conversation (table conversations; without
                                         SQL it lists the columns and the named queries); --csv: a text cell
-                                        that starts with = + - @, a tab or CR gets a leading ' so that a
+                                        that starts with = + - @, a tab, CR or NUL gets a leading ' so that a
                                         spreadsheet does not run it (numbers, dates as they are); --json: raw
   conversations list|show|search|query … --aws [--stack NAME] [--region R] [--profile P]
                                         the same on a deployed stack (Athena, export bucket, Express log groups)

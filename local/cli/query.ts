@@ -43,8 +43,11 @@ function cellOf(value: unknown): string | number | null {
 const NOT_TEXT =
   /^(tinyint|smallint|integer|int|bigint|hugeint|utinyint|usmallint|uinteger|ubigint|uhugeint|float|real|double|decimal|boolean|date|time|timestamp|interval)\b/i;
 
-/** What starts a formula a spreadsheet opening the CSV would run (docs/operations.md, "SQL over every conversation"). */
-const FORMULA_START = /^[=+\-@\t\r]/;
+/**
+ * What starts a formula a spreadsheet opening the CSV would run, and a NUL, which some drop to read what follows
+ * (docs/operations.md, "SQL over every conversation").
+ */
+const FORMULA_START = /^[=+\-@\t\r\0]/;
 
 /**
  * One CSV field. A text cell (a column of any other type, or the header's name) that starts as a formula gets a

@@ -271,12 +271,12 @@ describe('conversations query (DuckDB over the local exports)', () => {
       expect(res.status, JSON.stringify(res.body)).toBe(200);
       ids.push(res.body.conversation_id);
     }
-    const sql = `SELECT query, -5 AS n, -1.5 AS x, DATE '2026-12-03' AS day, INTERVAL '-5 days' AS ago, '=1' AS "=header", chr(9) || 'tab' AS t, chr(13) || 'cr' AS r FROM conversations WHERE source_system = 'csv_check' ORDER BY received_at`;
+    const sql = `SELECT query, -5 AS n, -1.5 AS x, DATE '2026-12-03' AS day, INTERVAL '-5 days' AS ago, '=1' AS "=header", chr(9) || 'tab' AS t, chr(13) || 'cr' AS r, chr(0) || '=1' AS z FROM conversations WHERE source_system = 'csv_check' ORDER BY received_at`;
     const csv = await runCli(['conversations', 'query', sql, '--csv'], env);
     expect(csv.code, csv.stderr).toBe(0);
     const lines = csv.stdout.split('\r\n');
-    expect(lines[0]).toBe(`query,n,x,day,ago,"'=header",t,r`);
-    const numbersAndDates = `,-5,-1.5,2026-12-03,-5 days,"'=1","'\ttab","'\rcr"`;
+    expect(lines[0]).toBe(`query,n,x,day,ago,"'=header",t,r,z`);
+    const numbersAndDates = `,-5,-1.5,2026-12-03,-5 days,"'=1","'\ttab","'\rcr","'\u0000=1"`;
     expect(lines.slice(1)).toEqual([
       `"'=HYPERLINK(""http://x"",""y"")"${numbersAndDates}`,
       `"'-2+3"${numbersAndDates}`,

@@ -24,7 +24,7 @@ describe('help for one command', () => {
     // neither, and a user opening the CSV could not know a cell starting with = had been changed.
     const queryHelp = await runMain(['conversations', 'query', '--help']);
     expect(queryHelp.stdout.replace(/\s+/g, ' ')).toContain(
-      "--csv: a text cell that starts with = + - @, a tab or CR gets a leading ' so that a spreadsheet does not run it (numbers, dates as they are); --json: raw",
+      "--csv: a text cell that starts with = + - @, a tab, CR or NUL gets a leading ' so that a spreadsheet does not run it (numbers, dates as they are); --json: raw",
     );
 
     // A command with filters says what they take, every status named: before, `conversations list --help` showed
