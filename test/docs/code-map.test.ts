@@ -17,11 +17,14 @@ function mappedFolders(): Set<string> {
   return new Set(rows.flatMap((row) => [...row.matchAll(/`([a-z][\w./-]*\/)`/g)].map((m) => m[1]!)));
 }
 
-/** Every folder under the mapped roots, as `local/cli/aws/` (hidden ones aside). */
+/** Folders .gitignore keeps out of the repository, wherever a run leaves them. */
+const NOT_CODE = new Set(['node_modules', 'cdk.out', 'coverage']);
+
+/** Every folder under the mapped roots, as `local/cli/aws/` (hidden and ignored ones aside). */
 function folders(): string[] {
   return MAPPED_ROOTS.flatMap((root) =>
     readdirSync(path.join(PROJECT_ROOT, root), { recursive: true, encoding: 'utf8' })
-      .filter((entry) => !entry.split(path.sep).some((part) => part.startsWith('.')))
+      .filter((entry) => !entry.split(path.sep).some((part) => part.startsWith('.') || NOT_CODE.has(part)))
       .filter((entry) => statSync(path.join(PROJECT_ROOT, root, entry)).isDirectory())
       .map((entry) => `${root}/${entry.split(path.sep).join('/')}/`),
   );
