@@ -424,10 +424,13 @@ function helpFor(words: string[]): string {
   return USAGE;
 }
 
-/** A command's --help: its usage lines, then what the filters take when they show one (`[--status S]`). */
+/**
+ * A command's --help: its usage lines, then what the filters take when they are the conversation filters
+ * (`[--source S] [--type T] [--status S]`; `deliveries list` takes --type alone, with values its own error names).
+ */
 function commandHelp(words: string[]): string {
   const usage = helpFor(words);
-  return usage !== USAGE && /\[--(source|type|status|key) [A-Z]\]/.test(usage) ? `${usage}\n\n${FILTERS}` : usage;
+  return usage !== USAGE && /\[--status S\]/.test(usage) ? `${usage}\n\n${FILTERS}` : usage;
 }
 
 /**
