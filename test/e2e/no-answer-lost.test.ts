@@ -11,6 +11,8 @@ import { captureJsonLines } from '../support/log-capture.ts';
  */
 let world: TestWorld;
 let classifyFails = false;
+/** Classify hangs: the engine ends it at its state's TimeoutSeconds (2 s) with States.Timeout, as Step Functions does. */
+let classifyHangs = false;
 beforeAll(async () => {
   const { handler: classify } = await import('../../functions/classify/handler.ts');
   world = await startWorld(
@@ -19,6 +21,7 @@ beforeAll(async () => {
       // A Classify Lambda that crashes (as Step Functions reports an unhandled error: its errorType).
       stageOverrides: {
         classify: async (input) => {
+          if (classifyHangs) return new Promise(() => {});
           if (!classifyFails) return classify(input as never);
           throw Object.assign(new Error('Runtime exited with error: signal: killed'), { name: 'Runtime.ExitError' });
         },
@@ -36,6 +39,7 @@ beforeEach(() => {
   world.receiver.reset();
   world.agent.reset();
   classifyFails = false;
+  classifyHangs = false;
   process.env.CONVERSATION_EXPORT_S3_BUCKET = world.gateway.bucket;
   send ??= realSend();
   world.gateway.failedDeliveries.sendMessage = send;
@@ -177,6 +181,46 @@ describe('no answer lost after the agent answered', () => {
       }),
     ]);
     expect(record).not.toHaveProperty('pending_answer');
+  });
+
+  it('Classify timing out on an empty answer: 502 AGENT_ERROR as Classify would answer, nothing delivered, exported as failed', async () => {
+    // Before: Deliver recorded the answer unchecked, the receiver got an empty analysis and the caller 200.
+    world.agent.behave(() => ({ payload: { response: '  ' } }));
+    classifyHangs = true;
+    const res = await world.post(SEED_REQUEST);
+    expect(res.status).toBe(502);
+    expect(res.body.error).toMatchObject({
+      code: 'AGENT_ERROR',
+      message: 'The manager agent failed: AgentAnswerRejected: the manager agent returned an empty answer',
+    });
+    expect(world.receiver.received).toHaveLength(0);
+    const id = res.body.error.conversation_id as string;
+    expect(await statePath(id)).toEqual([
+      'Validate',
+      'IsRequestValid',
+      'InvokeManagerAgent',
+      'Classify',
+      'Deliver',
+      'ExportFailedConversation',
+      'AgentFailed',
+    ]);
+    const record = (await world.getJson(`${folderOf(id)}conversation.json`)).conversation;
+    expect(record.execution.status).toBe('failed');
+    expect(record.webhook_context.delivery_status).toBe('not_attempted');
+    expect(record.execution.errors).toEqual([
+      expect.objectContaining({ stage: 'InvokeManagerAgent', error: 'AgentAnswerRejected' }),
+      expect.objectContaining({ stage: 'Classify', error: 'States.Timeout' }),
+    ]);
+  });
+
+  it('Classify timing out on a good answer: 200 with it, classified and delivered by Deliver', async () => {
+    world.agent.behave(() => ({ payload: ANSWER }));
+    classifyHangs = true;
+    const res = await world.post(SEED_REQUEST);
+    expect(res.status).toBe(200);
+    expect(res.body.response).toEqual(ANSWER);
+    expect(res.body.tracking).toMatchObject({ webhook_type: 'deal_analysis', delivery_status: 'delivered' });
+    expect(world.receiver.received).toHaveLength(1);
   });
 
   it('Classify failing and the receiver down: the queued envelope still carries the answer, and its redelivery delivers it', async () => {

@@ -186,7 +186,9 @@ describe('statemachine/conversation.asl.json', () => {
     // Deliver stops retrying itself when the caller's deadline leaves no room for the longest wait (MAX_RETRY_WAIT_MS).
     expect(retrier.MaxDelaySeconds * 1000).toBe(MAX_RETRY_WAIT_MS);
     expect(retrier.ErrorEquals).not.toContain('DeliveryDeferredError');
+    // After a failed Classify, Deliver refuses an answer Classify would have: exported as failed (502), not delivered.
     expect(deliver.Catch).toEqual([
+      { ErrorEquals: ['AgentAnswerRejected'], ResultPath: '$.agent_error', Next: 'ExportFailedConversation' },
       { ErrorEquals: ['States.ALL'], ResultPath: '$.delivery_error', Next: 'DeliveryFailed' },
     ]);
     expect(definition.States.QueueFailedDelivery).toMatchObject({
