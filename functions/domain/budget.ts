@@ -35,12 +35,13 @@ export const SYNC_RESERVES = {
   margin: 1_000,
   /** After the last delivery attempt: Export, and when S3 refuses, closing and queueing the record. */
   tail: 3_000,
-  /** Of the tail, what the S3-refused path needs (the Export Lambda again, then one SQS send and its retry). */
+  /** Of the tail, what the S3-refused path needs (the Export Lambda again, then one SQS send of at most 1 s). */
   fallback: 2_000,
   /**
-   * Of the fallback, what QueueFailedExport needs after the closing run (CloseWithoutExport): one SQS send and, when
-   * SQS refuses it, its Retry 1 s later (statemachine/conversation.asl.json). The closing run's store calls end
-   * before it.
+   * Of the fallback, what QueueFailedExport needs after the closing run (CloseWithoutExport): one SQS send, at most
+   * its TimeoutSeconds, 1 s, not retried (statemachine/conversation.asl.json). The closing run's store calls end
+   * before it. QueueFailedDelivery is bounded the same (1 s): the slow-agent path fits it with QueueFailedExport after it in
+   * the fallback (test/infra/timeout-chain.test.ts).
    */
   queue: 1_500,
   /**

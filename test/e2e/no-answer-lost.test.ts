@@ -117,6 +117,25 @@ describe('no answer lost after the agent answered', () => {
     expect(after.execution.delivery_attempts.at(-1)).toMatchObject({ via: 'resend' });
   });
 
+  it('SQS hanging (the receiver refused): QueueFailedDelivery gives up after its 1 s; 200 with the answer, the record exported with the delivery failed', async () => {
+    // Before: no TimeoutSeconds, so a send that never answered held the caller until the workflow's own limit.
+    world.agent.behave(() => ({ payload: ANSWER }));
+    world.receiver.reply(410);
+    let sends = 0;
+    world.gateway.failedDeliveries.sendMessage = () => {
+      sends += 1;
+      return new Promise(() => {});
+    };
+    const res = await world.post(SEED_REQUEST);
+    expect(res.status).toBe(200);
+    expect(res.body.response).toEqual(ANSWER);
+    expect(res.body.tracking.delivery_status).toBe('failed');
+    expect(sends).toBe(1); // not retried: a send that timed out may have landed
+    const id = res.body.conversation_id as string;
+    const record = (await world.getJson(`${folderOf(id)}conversation.json`)).conversation;
+    expect(record.execution.errors.at(-1)).toMatchObject({ stage: 'QueueFailedDelivery', error: 'States.Timeout' });
+  });
+
   it('S3 down: 200 with the answer, the closed record queued as an export-only envelope', async () => {
     world.agent.behave(() => ({ payload: ANSWER }));
     s3Down();

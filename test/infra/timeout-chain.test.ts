@@ -61,13 +61,29 @@ const CONVERSATION = definition('conversation.asl.json').States;
 /** The longest a state waits between its tries of `error`, all its Retry allows added up, ms (no jitter: the most). */
 function retryWaitsMs(state: AslState, error: string): number {
   const retrier = state.Retry?.find((r) => r.ErrorEquals.includes(error) || r.ErrorEquals.includes('States.ALL'));
-  if (!retrier) return 0;
+  return retrier ? retrierWaitsMs(retrier) : 0;
+}
+
+/** All a retrier's waits added up, ms: each IntervalSeconds × BackoffRate^n, cut at MaxDelaySeconds (FULL jitter waits less). */
+function retrierWaitsMs(retrier: Retrier): number {
   let total = 0;
   for (let i = 0; i < retrier.MaxAttempts; i++) {
     const wait = retrier.IntervalSeconds * retrier.BackoffRate ** i;
     total += Math.min(wait, retrier.MaxDelaySeconds ?? wait) * 1000;
   }
   return total;
+}
+
+/**
+ * The longest an SQS state of the conversation workflow takes (ms): each try bounded by its TimeoutSeconds (past it,
+ * States.Timeout: the ASL's TimeoutSeconds applies to each try), each retry adding its wait. A state without
+ * TimeoutSeconds waits for SQS as long as the workflow lets it: Infinity.
+ */
+function sendWorstMs(name: string): number {
+  const state = CONVERSATION[name]!;
+  if (!state.TimeoutSeconds) return Number.POSITIVE_INFINITY;
+  const tries = 1 + (state.Retry ?? []).reduce((sum, r) => sum + r.MaxAttempts, 0);
+  return tries * state.TimeoutSeconds * 1000 + (state.Retry ?? []).reduce((sum, r) => sum + retrierWaitsMs(r), 0);
 }
 
 /** A function's logical id: a stage (`Functions<Stage>`) or the redelivery scheduler. */
@@ -137,8 +153,17 @@ describe.each([
     // ExportDeadlineError at once), and the S3-refused path within the fallback: its closing run's calls, then
     // QueueFailedExport, one SQS send and its Retry within the queue's reserve.
     expect(latestClassifyEnd).toBeLessThanOrEqual(answerBy - SYNC_RESERVES.fallback);
-    expect(retryWaitsMs(CONVERSATION.QueueFailedExport!, 'States.ALL')).toBeLessThan(SYNC_RESERVES.queue);
+    // The S3-refused path: the closing run's calls end by answer_by − 1.5 s (LAMBDA_TAIL_MS), then one send.
+    expect(LAMBDA_TAIL_MS).toBeLessThanOrEqual(SYNC_RESERVES.queue);
+    expect(sendWorstMs('QueueFailedExport')).toBeLessThanOrEqual(SYNC_RESERVES.queue);
     expect(SYNC_RESERVES.queue).toBeLessThan(SYNC_RESERVES.fallback);
+    // The slow-agent path: Classify ends past deliver_by, so Deliver queues the delivery without an attempt, at once
+    // (DeliveryDeferredError), and Export, past its deadline, fails at once into CloseWithoutExport; the sends in
+    // between are what takes time: QueueFailedDelivery, and when it fails, QueueFailedExport. Each bounded by its
+    // TimeoutSeconds, neither retried: before, no TimeoutSeconds (a hung send held the caller to the workflow's own
+    // 300 s) and one retry each (up to 2 × hang + 1 s).
+    const sendsAfterClassify = sendWorstMs('QueueFailedDelivery') + sendWorstMs('QueueFailedExport');
+    expect(latestClassifyEnd + sendsAfterClassify).toBeLessThanOrEqual(answerBy);
     // answer_by leaves API Gateway its margin: the workflow's own answer, with its conversation id, comes first.
     expect(answerBy + SYNC_RESERVES.margin).toBe(apiTimeoutMs);
   });
@@ -185,5 +210,24 @@ describe.each([
     const synth = stacks[name];
     expect(START_SYNC_EXECUTION_TIMEOUT_MS).toBeGreaterThan(timeoutSeconds('redelivery.asl.json') * 1000);
     expect(lambdaTimeoutMs(synth, 'RedeliveryScheduler')).toBeGreaterThan(START_SYNC_EXECUTION_TIMEOUT_MS);
+  });
+});
+
+describe('the conversation workflow after the agent', () => {
+  it('Lambda refusing to run a state after the agent: Classify’s is free, each later state’s retries are written down', () => {
+    // Classify has no Retry: one Lambda would not run goes to its Catch (Deliver does its work), costing no time.
+    expect(CONVERSATION.Classify!.Retry).toBeUndefined();
+    // The states after it on the slow-agent and S3-refused paths retry Lambda's service errors and throttling
+    // (Lambda.ServiceException, …: the function did not run, so each try is answered at once) after up to 1 s, then
+    // 2 s. Those waits are not in the budget (docs/deploy.md, "Timeouts": a caller they delay past
+    // apiIntegrationTimeoutMs gets API Gateway's 504, the conversation still ends, exported or queued).
+    const lambdaStates = ['Deliver', 'Export', 'CloseWithoutExport', 'RecordOnlyInLogs'];
+    const perState = lambdaStates.map((state) => retryWaitsMs(CONVERSATION[state]!, 'Lambda.ServiceException'));
+    expect(perState).toEqual([3_000, 3_000, 3_000, 3_000]);
+    // What the budget leaves them on the slow-agent path (Classify at its latest, QueueFailedDelivery hanging): none
+    // of them fits in full before answer_by, and only one of 1 s would.
+    const slack = SYNC_RESERVES.fallback - sendWorstMs('QueueFailedDelivery');
+    expect(slack).toBe(1_000);
+    expect(Math.min(...perState)).toBeGreaterThan(slack + SYNC_RESERVES.margin);
   });
 });
