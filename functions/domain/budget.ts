@@ -57,6 +57,18 @@ export const SYNC_RESERVES = {
   agentRetryWaits: 3_000,
 } as const;
 
+/**
+ * The shortest response timeout whose synchronous chain holds, ms: a Validate that succeeds at the latest
+ * (`validateEndsByMs` after the request arrived: its Lambda's timeout less the tail it keeps), the shortest agent
+ * budget (MIN_AGENT_TIMEOUT_MS: syncBudget never gives less) with its throttling retries, Classify at its bound
+ * (`classifyMs`: its state's TimeoutSeconds), then the fallback and the margin (test/infra/timeout-chain.test.ts
+ * walks the same chain on the synthesized template).
+ */
+export function minSyncResponseTimeoutMs(validateEndsByMs: number, classifyMs: number): number {
+  const r = SYNC_RESERVES;
+  return validateEndsByMs + MIN_AGENT_TIMEOUT_MS + r.agentRetryWaits + classifyMs + r.fallback + r.margin;
+}
+
 /** The largest agent timeout a synchronous call can honour with this response timeout, ms (whole seconds). */
 export function maxSyncAgentTimeoutMs(responseTimeoutMs: number): number {
   const r = SYNC_RESERVES;

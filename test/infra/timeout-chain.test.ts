@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  type BudgetSettings,
   DELIVERY_TIMEOUT_LIMITS_MS,
   maxSyncAgentTimeoutMs,
   SYNC_RESERVES,
@@ -10,7 +11,7 @@ import {
 import { STATUS_FUNCTION_TIMEOUT_MS } from '../../functions/domain/conversation-status.ts';
 import { LAMBDA_TAIL_MS } from '../../functions/shared/clients/request-limits.ts';
 import { START_SYNC_EXECUTION_TIMEOUT_MS } from '../../functions/shared/clients/sfn.ts';
-import type { GatewayConfig } from '../../infra/config.ts';
+import { type GatewayConfig, minIntegrationTimeoutMs, VALIDATE_FUNCTION_TIMEOUT_MS } from '../../infra/config.ts';
 import { STATEMACHINE_DIR } from '../../local/paths.ts';
 import {
   DELIVERY_URL_CONTEXT,
@@ -31,10 +32,17 @@ const RAISED: Partial<GatewayConfig> = {
   agentTimeoutMs: 50_000,
   deliveryTimeoutMs: DELIVERY_TIMEOUT_LIMITS_MS.max,
 };
-const stacks: Record<'default' | 'raised', Synthesized> = {} as never;
+/** The shortest integration timeout the synth takes (17.5 s), with the longest agent timeout it allows then. */
+const MINIMUM_MS = minIntegrationTimeoutMs();
+const MINIMUM: Partial<GatewayConfig> = {
+  apiIntegrationTimeoutMs: MINIMUM_MS,
+  agentTimeoutMs: maxSyncAgentTimeoutMs(MINIMUM_MS),
+};
+const stacks: Record<'default' | 'raised' | 'minimum', Synthesized> = {} as never;
 beforeAll(() => {
   stacks.default = synthesize({ context: DELIVERY_URL_CONTEXT });
   stacks.raised = synthesize({ context: DELIVERY_URL_CONTEXT, config: RAISED });
+  stacks.minimum = synthesize({ context: DELIVERY_URL_CONTEXT, config: MINIMUM });
 });
 afterAll(() => {
   for (const synth of Object.values(stacks)) synth?.cleanup();
@@ -86,6 +94,23 @@ function sendWorstMs(name: string): number {
   return tries * state.TimeoutSeconds * 1000 + (state.Retry ?? []).reduce((sum, r) => sum + retrierWaitsMs(r), 0);
 }
 
+/**
+ * The latest Classify ends and when the answer is due (ms from the request's arrival), for a Validate that succeeds
+ * at any moment up to `validateLatest` (every 50 ms), each given the budget syncBudget decides then.
+ */
+function classifyChain(settings: BudgetSettings, validateLatest: number, classifyMs: number) {
+  const arrival = Date.parse('2026-12-03T12:00:00.000Z');
+  let latestClassifyEnd = 0;
+  let answerBy = 0;
+  for (let validated = 0; validated <= validateLatest; validated += 50) {
+    const budget = syncBudget(settings, new Date(arrival).toISOString(), new Date(arrival + validated));
+    answerBy = Date.parse(budget.answer_by!) - arrival;
+    const agentEnd = validated + budget.agent_seconds * 1000 + SYNC_RESERVES.agentRetryWaits;
+    latestClassifyEnd = Math.max(latestClassifyEnd, agentEnd + classifyMs);
+  }
+  return { latestClassifyEnd, answerBy };
+}
+
 /** A function's logical id: a stage (`Functions<Stage>`) or the redelivery scheduler. */
 const idOf = (synth: Synthesized, name: string) =>
   name === 'RedeliveryScheduler'
@@ -111,6 +136,7 @@ function integrationTimeoutMs(synth: Synthesized, httpMethod: string, action: st
 describe.each([
   ['default', 29_000],
   ['raised', 60_000],
+  ['minimum', MINIMUM_MS],
 ] as const)('the %s stack', (name, apiTimeoutMs) => {
   it('API Gateway waits for POST /webhook exactly what Validate budgets the conversation with', () => {
     const synth = stacks[name];
@@ -131,7 +157,6 @@ describe.each([
       responseTimeoutMs: Number(validate.RESPONSE_TIMEOUT_MS),
       agentTimeoutMs: Number(validate.MANAGER_AGENT_TIMEOUT_MS),
     };
-    const arrival = Date.parse('2026-12-03T12:00:00.000Z');
     const validateLatest = lambdaTimeoutMs(synth, 'Validate') - LAMBDA_TAIL_MS;
     const agent = CONVERSATION.InvokeManagerAgent!;
     expect(agent.TimeoutSecondsPath).toBe('$.budget.agent_seconds');
@@ -141,14 +166,7 @@ describe.each([
     // Lambda's 10 s, which the chain cannot hold.
     const classifyTimeout = CONVERSATION.Classify!.TimeoutSeconds;
     const classifyMs = classifyTimeout ? classifyTimeout * 1000 : lambdaTimeoutMs(synth, 'Classify');
-    let latestClassifyEnd = 0;
-    let answerBy = 0;
-    for (let validated = 0; validated <= validateLatest; validated += 50) {
-      const budget = syncBudget(settings, new Date(arrival).toISOString(), new Date(arrival + validated));
-      answerBy = Date.parse(budget.answer_by!) - arrival;
-      const agentEnd = validated + budget.agent_seconds * 1000 + SYNC_RESERVES.agentRetryWaits;
-      latestClassifyEnd = Math.max(latestClassifyEnd, agentEnd + classifyMs);
-    }
+    const { latestClassifyEnd, answerBy } = classifyChain(settings, validateLatest, classifyMs);
     // Then Deliver (attempts end by deliver_by, or none: queued), Export's S3 work (ends by answer_by − fallback, or
     // ExportDeadlineError at once), and the S3-refused path within the fallback: its closing run's calls, then
     // QueueFailedExport, one SQS send and its Retry within the queue's reserve.
@@ -229,5 +247,22 @@ describe('the conversation workflow after the agent', () => {
     const slack = SYNC_RESERVES.fallback - sendWorstMs('QueueFailedDelivery');
     expect(slack).toBe(1_000);
     expect(Math.min(...perState)).toBeGreaterThan(slack + SYNC_RESERVES.margin);
+  });
+});
+
+describe('the shortest apiIntegrationTimeoutMs the synth takes', () => {
+  it('is where the chain holds exactly, from the template’s figures: 1 ms less and Classify would end too late', () => {
+    // Before: 9000 was taken, where a Validate ending at 8.5 s, the agent's 1 s and its retries, then Classify, ran past
+    // API Gateway's timeout. Now the synth refuses less than this (test/infra/config.test.ts).
+    expect(MINIMUM_MS).toBe(17_500);
+    const validateLatest = VALIDATE_FUNCTION_TIMEOUT_MS - LAMBDA_TAIL_MS;
+    const classifyMs = CONVERSATION.Classify!.TimeoutSeconds! * 1000;
+    const chain = (responseTimeoutMs: number) => {
+      const settings = { responseTimeoutMs, agentTimeoutMs: maxSyncAgentTimeoutMs(responseTimeoutMs) };
+      const { latestClassifyEnd, answerBy } = classifyChain(settings, validateLatest, classifyMs);
+      return answerBy - SYNC_RESERVES.fallback - latestClassifyEnd;
+    };
+    expect(chain(MINIMUM_MS)).toBe(0);
+    expect(chain(MINIMUM_MS - 1)).toBeLessThan(0);
   });
 });
