@@ -180,27 +180,39 @@ describe('no answer lost after the agent answered', () => {
     expect(await world.gateway.failedDeliveries.get(id)).toBeNull();
   });
 
-  it('Classify failing: 200 with the answer, classified and delivered by Deliver, exported with the Classify error', async () => {
-    world.agent.behave(() => ({ payload: ANSWER }));
-    classifyFails = true;
-    const res = await world.post(SEED_REQUEST);
-    expect(res.status).toBe(200);
-    expect(res.body.response).toEqual(ANSWER);
-    expect(res.body.tracking).toMatchObject({ webhook_type: 'deal_analysis', delivery_status: 'delivered' });
-    expect(world.receiver.received).toHaveLength(1);
-    const id = res.body.conversation_id as string;
-    const record = (await world.getJson(`${folderOf(id)}conversation.json`)).conversation;
-    expect(record.conversation.turns.at(-1).data).toEqual(ANSWER);
-    expect(record.execution.timings.agent_ms).toBeGreaterThanOrEqual(0);
-    expect(record.execution.errors).toEqual([
-      expect.objectContaining({
-        stage: 'Classify',
-        error: 'Runtime.ExitError',
-        message: expect.stringMatching(/signal: killed/),
-      }),
-    ]);
-    expect(record).not.toHaveProperty('pending_answer');
-  });
+  it.each([
+    [
+      'failing',
+      () => {
+        classifyFails = true;
+      },
+      { error: 'Runtime.ExitError', message: expect.stringMatching(/signal: killed/) },
+    ],
+    [
+      'timing out (its TimeoutSeconds, 2 s)',
+      () => {
+        classifyHangs = true;
+      },
+      { error: 'States.Timeout' },
+    ],
+  ])(
+    'Classify %s: 200 with the answer, classified and delivered by Deliver, exported with the Classify error',
+    async (_how, fault, classifyError) => {
+      world.agent.behave(() => ({ payload: ANSWER }));
+      fault();
+      const res = await world.post(SEED_REQUEST);
+      expect(res.status).toBe(200);
+      expect(res.body.response).toEqual(ANSWER);
+      expect(res.body.tracking).toMatchObject({ webhook_type: 'deal_analysis', delivery_status: 'delivered' });
+      expect(world.receiver.received).toHaveLength(1);
+      const id = res.body.conversation_id as string;
+      const record = (await world.getJson(`${folderOf(id)}conversation.json`)).conversation;
+      expect(record.conversation.turns.at(-1).data).toEqual(ANSWER);
+      expect(record.execution.timings.agent_ms).toBeGreaterThanOrEqual(0);
+      expect(record.execution.errors).toEqual([expect.objectContaining({ stage: 'Classify', ...classifyError })]);
+      expect(record).not.toHaveProperty('pending_answer');
+    },
+  );
 
   it('Classify timing out on an empty answer: 502 AGENT_ERROR as Classify would answer, nothing delivered, exported as failed', async () => {
     // Before: Deliver recorded the answer unchecked, the receiver got an empty analysis and the caller 200.
@@ -230,16 +242,6 @@ describe('no answer lost after the agent answered', () => {
       expect.objectContaining({ stage: 'InvokeManagerAgent', error: 'AgentAnswerRejected' }),
       expect.objectContaining({ stage: 'Classify', error: 'States.Timeout' }),
     ]);
-  });
-
-  it('Classify timing out on a good answer: 200 with it, classified and delivered by Deliver', async () => {
-    world.agent.behave(() => ({ payload: ANSWER }));
-    classifyHangs = true;
-    const res = await world.post(SEED_REQUEST);
-    expect(res.status).toBe(200);
-    expect(res.body.response).toEqual(ANSWER);
-    expect(res.body.tracking).toMatchObject({ webhook_type: 'deal_analysis', delivery_status: 'delivered' });
-    expect(world.receiver.received).toHaveLength(1);
   });
 
   it('Classify failing and the receiver down: the queued envelope still carries the answer, and its redelivery delivers it', async () => {
