@@ -1,3 +1,6 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { Node } from 'constructs';
 import {
@@ -5,12 +8,14 @@ import {
   MIN_AGENT_TIMEOUT_MS,
   maxAsyncAgentTimeoutMs,
   maxSyncAgentTimeoutMs,
+  minSyncResponseTimeoutMs,
   RESPONSE_TIMEOUT_LIMITS_MS,
 } from '../functions/domain/budget.ts';
 import { WEBHOOK_TYPES, type WebhookType } from '../functions/domain/conversation.ts';
 import { unsafeDeliveryUrl } from '../functions/domain/delivery.ts';
 import { parseSchedule } from '../functions/domain/failed-delivery.ts';
 import { bySource } from '../functions/domain/source-identity.ts';
+import { LAMBDA_TAIL_MS } from '../functions/shared/clients/request-limits.ts';
 import { AGENT_FUNCTION, AGENT_FUNCTION_RULE, DEFAULTS } from '../functions/shared/settings.ts';
 import { STACK_NAME } from './template-checks/name-limits.ts';
 
@@ -190,6 +195,32 @@ export {
 const MIN_INTEGRATION_TIMEOUT_MS = RESPONSE_TIMEOUT_LIMITS_MS.min;
 const MAX_INTEGRATION_TIMEOUT_MS = RESPONSE_TIMEOUT_LIMITS_MS.max;
 export const MAX_DELIVERY_TIMEOUT_MS = DELIVERY_TIMEOUT_LIMITS_MS.max;
+
+/** The Validate Lambda's timeout (infra/constructs/conversation-functions.ts), ms. */
+export const VALIDATE_FUNCTION_TIMEOUT_MS = 10_000;
+/** The conversation workflow's one ASL definition, shared with the local engine (infra/constructs/conversation-workflow.ts). */
+export const CONVERSATION_DEFINITION_FILE = path.resolve(
+  path.dirname(fileURLToPath(import.meta.url)),
+  '..',
+  'statemachine',
+  'conversation.asl.json',
+);
+
+/**
+ * The shortest apiIntegrationTimeoutMs the synchronous chain holds in, ms, from the template's own figures: the
+ * Validate Lambda's timeout less the tail its calls keep (LAMBDA_TAIL_MS), and Classify's TimeoutSeconds as the
+ * definition says (docs/deploy.md, "Timeouts"). Below it a request Validate passed late gets the agent's 1 s and still
+ * runs past API Gateway's timeout: its own 504, without a conversation id.
+ */
+export function minIntegrationTimeoutMs(): number {
+  const definition = JSON.parse(readFileSync(CONVERSATION_DEFINITION_FILE, 'utf8')) as {
+    States: { Classify: { TimeoutSeconds: number } };
+  };
+  return minSyncResponseTimeoutMs(
+    VALIDATE_FUNCTION_TIMEOUT_MS - LAMBDA_TAIL_MS,
+    definition.States.Classify.TimeoutSeconds * 1000,
+  );
+}
 
 const VALID_RETENTION_DAYS = new Set(Object.values(RetentionDays).filter((v): v is number => typeof v === 'number'));
 const LOG_LEVELS = ['DEBUG', 'INFO', 'WARN', 'ERROR'] as const;
@@ -433,6 +464,14 @@ export function resolveConfig(node: Node, overrides: Partial<GatewayConfig> = {}
     );
   }
   if (config.createApiGatewayCloudWatchRole) config.apiLogging = true;
+  const minIntegrationMs = minIntegrationTimeoutMs();
+  if (config.apiIntegrationTimeoutMs < minIntegrationMs) {
+    throw new ConfigError(
+      `context apiIntegrationTimeoutMs (${config.apiIntegrationTimeoutMs}) is shorter than the synchronous chain needs: ` +
+        `use at least ${minIntegrationMs} (Validate's Lambda timeout less its ${LAMBDA_TAIL_MS} ms tail, a 1 s agent and its throttling retries, ` +
+        `Classify's TimeoutSeconds, then the reserves of the S3-refused path and API Gateway's margin; docs/deploy.md, "Timeouts")`,
+    );
+  }
   const maxAgentMs = maxSyncAgentTimeoutMs(config.apiIntegrationTimeoutMs);
   if (config.agentTimeoutMs > maxAgentMs) {
     throw new ConfigError(

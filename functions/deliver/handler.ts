@@ -12,7 +12,8 @@ import {
   USER_AGENT,
 } from '../domain/delivery.ts';
 import type { Gate, HoldReason } from '../domain/endpoints.ts';
-import { settleAnswer, withDeliveryAttempt } from '../domain/lifecycle.ts';
+import { AgentAnswerRejected } from '../domain/errors.ts';
+import { pendingAnswerProblem, settleAnswer, withDeliveryAttempt } from '../domain/lifecycle.ts';
 import { DELIVERY_DEFERRED_EVENT } from '../domain/observability.ts';
 import { signOutbound } from '../domain/signatures.ts';
 import { attemptLog } from '../shared/attempt-log.ts';
@@ -87,6 +88,9 @@ export async function deliver(input: DeliverInput, deps: DeliverDeps): Promise<C
   const { clock, store } = deps;
   const now = () => new Date(clock.now());
   const retryCount = input.retry_count ?? 0;
+  // Classify failed or timed out: the answer is checked here as it would have been (ExportFailedConversation).
+  const problem = pendingAnswerProblem(state, now());
+  if (problem) throw new AgentAnswerRejected(problem);
   const record = settleAnswer(state.conversation, now());
   const type: WebhookType = record.webhook_context.webhook_type ?? 'general';
   const deliverBy = state.budget?.deliver_by ?? null;

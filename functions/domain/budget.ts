@@ -35,12 +35,13 @@ export const SYNC_RESERVES = {
   margin: 1_000,
   /** After the last delivery attempt: Export, and when S3 refuses, closing and queueing the record. */
   tail: 3_000,
-  /** Of the tail, what the S3-refused path needs (the Export Lambda again, then one SQS send and its retry). */
+  /** Of the tail, what the S3-refused path needs (the Export Lambda again, then one SQS send of at most 1 s). */
   fallback: 2_000,
   /**
-   * Of the fallback, what QueueFailedExport needs after the closing run (CloseWithoutExport): one SQS send and, when
-   * SQS refuses it, its Retry 1 s later (statemachine/conversation.asl.json). The closing run's store calls end
-   * before it.
+   * Of the fallback, what QueueFailedExport needs after the closing run (CloseWithoutExport): one SQS send, at most
+   * its TimeoutSeconds, 1 s, not retried (statemachine/conversation.asl.json). The closing run's store calls end
+   * before it. QueueFailedDelivery is bounded the same (1 s): the slow-agent path fits it with QueueFailedExport after it in
+   * the fallback (test/infra/timeout-chain.test.ts).
    */
   queue: 1_500,
   /**
@@ -55,6 +56,18 @@ export const SYNC_RESERVES = {
    */
   agentRetryWaits: 3_000,
 } as const;
+
+/**
+ * The shortest response timeout whose synchronous chain holds, ms: a Validate that succeeds at the latest
+ * (`validateEndsByMs` after the request arrived: its Lambda's timeout less the tail it keeps), the shortest agent
+ * budget (MIN_AGENT_TIMEOUT_MS: syncBudget never gives less) with its throttling retries, Classify at its bound
+ * (`classifyMs`: its state's TimeoutSeconds), then the fallback and the margin (test/infra/timeout-chain.test.ts
+ * walks the same chain on the synthesized template).
+ */
+export function minSyncResponseTimeoutMs(validateEndsByMs: number, classifyMs: number): number {
+  const r = SYNC_RESERVES;
+  return validateEndsByMs + MIN_AGENT_TIMEOUT_MS + r.agentRetryWaits + classifyMs + r.fallback + r.margin;
+}
 
 /** The largest agent timeout a synchronous call can honour with this response timeout, ms (whole seconds). */
 export function maxSyncAgentTimeoutMs(responseTimeoutMs: number): number {

@@ -1,4 +1,4 @@
-import { MAX_AGENT_ANSWER_DEPTH, nestedDeeperThan } from './agent-contract.ts';
+import { answerProblem, MAX_AGENT_ANSWER_DEPTH, nestedDeeperThan } from './agent-contract.ts';
 import { classify } from './classifier.ts';
 import {
   agentResponse,
@@ -52,6 +52,20 @@ export function withPendingAnswer(record: ConversationRecord, answeredAt: Date):
     ? pending.answer
     : wellFormedValue(pending.answer).value;
   return withAgentAnswer(rest, answer, agentMs, answeredAt);
+}
+
+/**
+ * Why the conversation cannot carry the answer still pending on `state` (null when it can, or none is pending): the
+ * check Classify makes (answerProblem), for Deliver when Classify failed or timed out, so that an answer Classify would
+ * have refused (empty, too deep, too large) is refused there too (AgentAnswerRejected: 502, exported as failed), never
+ * delivered nor answered 200 (statemachine/conversation.asl.json, Deliver's Catch).
+ */
+export function pendingAnswerProblem(state: ConversationState, now: Date): string | null {
+  const pending = state.conversation.pending_answer;
+  if (!pending) return null;
+  // What the later states carry: no thread history (Classify drops it), the answer recorded as the assistant turn.
+  const { thread: _, ...carried } = state;
+  return answerProblem(pending.answer, withPendingAnswer(state.conversation, now), carried);
 }
 
 /**

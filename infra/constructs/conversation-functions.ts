@@ -10,7 +10,7 @@ import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
 import { STATUS_FUNCTION_TIMEOUT_MS } from '../../functions/domain/conversation-status.ts';
 import { DELIVERY_URL_VARIABLES } from '../../functions/domain/delivery.ts';
 import { EXPORT_PREFIX } from '../../functions/domain/export-formats.ts';
-import { type GatewayConfig, ssmParameterName } from '../config.ts';
+import { type GatewayConfig, ssmParameterName, VALIDATE_FUNCTION_TIMEOUT_MS } from '../config.ts';
 import { bucketObjectsFinding } from '../nag-findings.ts';
 import { StageFunction, timeoutAround } from './stage-function.ts';
 
@@ -56,7 +56,7 @@ export class ConversationFunctions extends Construct {
       ...common,
       stage: 'validate',
       description: 'Validate: parse and check the webhook request, build the conversation id and record',
-      timeout: Duration.seconds(10),
+      timeout: Duration.millis(VALIDATE_FUNCTION_TIMEOUT_MS),
       environment: {
         INBOUND_WEBHOOK_SECRETS_ARN: props.inboundSecrets.secretArn,
         REQUIRE_SIGNED_WEBHOOKS: String(config.requireSignedWebhooks),

@@ -1,16 +1,15 @@
-import path from 'node:path';
 import { Aws } from 'aws-cdk-lib';
 import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import type { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { IQueue } from 'aws-cdk-lib/aws-sqs';
 import type { StateMachine } from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
+import { CONVERSATION_DEFINITION_FILE } from '../config.ts';
 import { agentFunctionArn, type ConversationFunctions } from './conversation-functions.ts';
 import { expressStateMachine } from './express-state-machine.ts';
-import { PROJECT_ROOT } from './stage-function.ts';
 
 /** The one ASL definition, shared with the local engine. */
-export const DEFINITION_FILE = path.join(PROJECT_ROOT, 'statemachine', 'conversation.asl.json');
+export const DEFINITION_FILE = CONVERSATION_DEFINITION_FILE;
 
 export interface ConversationWorkflowProps {
   readonly functions: ConversationFunctions;

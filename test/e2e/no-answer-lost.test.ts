@@ -11,6 +11,8 @@ import { captureJsonLines } from '../support/log-capture.ts';
  */
 let world: TestWorld;
 let classifyFails = false;
+/** Classify hangs: the engine ends it at its state's TimeoutSeconds (2 s) with States.Timeout, as Step Functions does. */
+let classifyHangs = false;
 beforeAll(async () => {
   const { handler: classify } = await import('../../functions/classify/handler.ts');
   world = await startWorld(
@@ -19,6 +21,7 @@ beforeAll(async () => {
       // A Classify Lambda that crashes (as Step Functions reports an unhandled error: its errorType).
       stageOverrides: {
         classify: async (input) => {
+          if (classifyHangs) return new Promise(() => {});
           if (!classifyFails) return classify(input as never);
           throw Object.assign(new Error('Runtime exited with error: signal: killed'), { name: 'Runtime.ExitError' });
         },
@@ -36,6 +39,7 @@ beforeEach(() => {
   world.receiver.reset();
   world.agent.reset();
   classifyFails = false;
+  classifyHangs = false;
   process.env.CONVERSATION_EXPORT_S3_BUCKET = world.gateway.bucket;
   send ??= realSend();
   world.gateway.failedDeliveries.sendMessage = send;
@@ -113,6 +117,25 @@ describe('no answer lost after the agent answered', () => {
     expect(after.execution.delivery_attempts.at(-1)).toMatchObject({ via: 'resend' });
   });
 
+  it('SQS hanging (the receiver refused): QueueFailedDelivery gives up after its 1 s; 200 with the answer, the record exported with the delivery failed', async () => {
+    // Before: no TimeoutSeconds, so a send that never answered held the caller until the workflow's own limit.
+    world.agent.behave(() => ({ payload: ANSWER }));
+    world.receiver.reply(410);
+    let sends = 0;
+    world.gateway.failedDeliveries.sendMessage = () => {
+      sends += 1;
+      return new Promise(() => {});
+    };
+    const res = await world.post(SEED_REQUEST);
+    expect(res.status).toBe(200);
+    expect(res.body.response).toEqual(ANSWER);
+    expect(res.body.tracking.delivery_status).toBe('failed');
+    expect(sends).toBe(1); // not retried: a send that timed out may have landed
+    const id = res.body.conversation_id as string;
+    const record = (await world.getJson(`${folderOf(id)}conversation.json`)).conversation;
+    expect(record.execution.errors.at(-1)).toMatchObject({ stage: 'QueueFailedDelivery', error: 'States.Timeout' });
+  });
+
   it('S3 down: 200 with the answer, the closed record queued as an export-only envelope', async () => {
     world.agent.behave(() => ({ payload: ANSWER }));
     s3Down();
@@ -157,26 +180,68 @@ describe('no answer lost after the agent answered', () => {
     expect(await world.gateway.failedDeliveries.get(id)).toBeNull();
   });
 
-  it('Classify failing: 200 with the answer, classified and delivered by Deliver, exported with the Classify error', async () => {
-    world.agent.behave(() => ({ payload: ANSWER }));
-    classifyFails = true;
+  it.each([
+    [
+      'failing',
+      () => {
+        classifyFails = true;
+      },
+      { error: 'Runtime.ExitError', message: expect.stringMatching(/signal: killed/) },
+    ],
+    [
+      'timing out (its TimeoutSeconds, 2 s)',
+      () => {
+        classifyHangs = true;
+      },
+      { error: 'States.Timeout' },
+    ],
+  ])(
+    'Classify %s: 200 with the answer, classified and delivered by Deliver, exported with the Classify error',
+    async (_how, fault, classifyError) => {
+      world.agent.behave(() => ({ payload: ANSWER }));
+      fault();
+      const res = await world.post(SEED_REQUEST);
+      expect(res.status).toBe(200);
+      expect(res.body.response).toEqual(ANSWER);
+      expect(res.body.tracking).toMatchObject({ webhook_type: 'deal_analysis', delivery_status: 'delivered' });
+      expect(world.receiver.received).toHaveLength(1);
+      const id = res.body.conversation_id as string;
+      const record = (await world.getJson(`${folderOf(id)}conversation.json`)).conversation;
+      expect(record.conversation.turns.at(-1).data).toEqual(ANSWER);
+      expect(record.execution.timings.agent_ms).toBeGreaterThanOrEqual(0);
+      expect(record.execution.errors).toEqual([expect.objectContaining({ stage: 'Classify', ...classifyError })]);
+      expect(record).not.toHaveProperty('pending_answer');
+    },
+  );
+
+  it('Classify timing out on an empty answer: 502 AGENT_ERROR as Classify would answer, nothing delivered, exported as failed', async () => {
+    // Before: Deliver recorded the answer unchecked, the receiver got an empty analysis and the caller 200.
+    world.agent.behave(() => ({ payload: { response: '  ' } }));
+    classifyHangs = true;
     const res = await world.post(SEED_REQUEST);
-    expect(res.status).toBe(200);
-    expect(res.body.response).toEqual(ANSWER);
-    expect(res.body.tracking).toMatchObject({ webhook_type: 'deal_analysis', delivery_status: 'delivered' });
-    expect(world.receiver.received).toHaveLength(1);
-    const id = res.body.conversation_id as string;
-    const record = (await world.getJson(`${folderOf(id)}conversation.json`)).conversation;
-    expect(record.conversation.turns.at(-1).data).toEqual(ANSWER);
-    expect(record.execution.timings.agent_ms).toBeGreaterThanOrEqual(0);
-    expect(record.execution.errors).toEqual([
-      expect.objectContaining({
-        stage: 'Classify',
-        error: 'Runtime.ExitError',
-        message: expect.stringMatching(/signal: killed/),
-      }),
+    expect(res.status).toBe(502);
+    expect(res.body.error).toMatchObject({
+      code: 'AGENT_ERROR',
+      message: 'The manager agent failed: AgentAnswerRejected: the manager agent returned an empty answer',
+    });
+    expect(world.receiver.received).toHaveLength(0);
+    const id = res.body.error.conversation_id as string;
+    expect(await statePath(id)).toEqual([
+      'Validate',
+      'IsRequestValid',
+      'InvokeManagerAgent',
+      'Classify',
+      'Deliver',
+      'ExportFailedConversation',
+      'AgentFailed',
     ]);
-    expect(record).not.toHaveProperty('pending_answer');
+    const record = (await world.getJson(`${folderOf(id)}conversation.json`)).conversation;
+    expect(record.execution.status).toBe('failed');
+    expect(record.webhook_context.delivery_status).toBe('not_attempted');
+    expect(record.execution.errors).toEqual([
+      expect.objectContaining({ stage: 'InvokeManagerAgent', error: 'AgentAnswerRejected' }),
+      expect.objectContaining({ stage: 'Classify', error: 'States.Timeout' }),
+    ]);
   });
 
   it('Classify failing and the receiver down: the queued envelope still carries the answer, and its redelivery delivers it', async () => {

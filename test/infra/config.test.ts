@@ -207,6 +207,15 @@ describe('resolveConfig', () => {
     );
   });
 
+  it('refuses an integration timeout the synchronous chain cannot hold, saying the smallest that works', () => {
+    // Validate's 10 s less 1.5 s, a 1 s agent, 3 s of throttling retries, Classify's 2 s, 2 s fallback, 1 s margin.
+    expect(resolve({ apiIntegrationTimeoutMs: 17_500, agentTimeoutMs: 9_000 }).apiIntegrationTimeoutMs).toBe(17_500);
+    expect(() => resolve({ apiIntegrationTimeoutMs: 17_499, agentTimeoutMs: 9_000 })).toThrow(
+      /context apiIntegrationTimeoutMs \(17499\) is shorter than the synchronous chain needs: use at least 17500 /,
+    );
+    expect(() => resolve({ apiIntegrationTimeoutMs: 9_000, agentTimeoutMs: 1_000 })).toThrow(/use at least 17500/);
+  });
+
   it('refuses an agent timeout that does not fit in the API integration timeout, naming both settings', () => {
     // 29 s - 1 s margin - 3 s after the deliveries - 1 s Classify - 3 s of throttling retries = 21 s.
     expect(resolve({ agentTimeoutMs: 21_000 }).agentTimeoutMs).toBe(21_000);

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  type BudgetSettings,
   DELIVERY_TIMEOUT_LIMITS_MS,
   maxSyncAgentTimeoutMs,
   SYNC_RESERVES,
@@ -10,7 +11,7 @@ import {
 import { STATUS_FUNCTION_TIMEOUT_MS } from '../../functions/domain/conversation-status.ts';
 import { LAMBDA_TAIL_MS } from '../../functions/shared/clients/request-limits.ts';
 import { START_SYNC_EXECUTION_TIMEOUT_MS } from '../../functions/shared/clients/sfn.ts';
-import type { GatewayConfig } from '../../infra/config.ts';
+import { type GatewayConfig, minIntegrationTimeoutMs, VALIDATE_FUNCTION_TIMEOUT_MS } from '../../infra/config.ts';
 import { STATEMACHINE_DIR } from '../../local/paths.ts';
 import {
   DELIVERY_URL_CONTEXT,
@@ -31,10 +32,17 @@ const RAISED: Partial<GatewayConfig> = {
   agentTimeoutMs: 50_000,
   deliveryTimeoutMs: DELIVERY_TIMEOUT_LIMITS_MS.max,
 };
-const stacks: Record<'default' | 'raised', Synthesized> = {} as never;
+/** The shortest integration timeout the synth takes (17.5 s), with the longest agent timeout it allows then. */
+const MINIMUM_MS = minIntegrationTimeoutMs();
+const MINIMUM: Partial<GatewayConfig> = {
+  apiIntegrationTimeoutMs: MINIMUM_MS,
+  agentTimeoutMs: maxSyncAgentTimeoutMs(MINIMUM_MS),
+};
+const stacks: Record<'default' | 'raised' | 'minimum', Synthesized> = {} as never;
 beforeAll(() => {
   stacks.default = synthesize({ context: DELIVERY_URL_CONTEXT });
   stacks.raised = synthesize({ context: DELIVERY_URL_CONTEXT, config: RAISED });
+  stacks.minimum = synthesize({ context: DELIVERY_URL_CONTEXT, config: MINIMUM });
 });
 afterAll(() => {
   for (const synth of Object.values(stacks)) synth?.cleanup();
@@ -61,13 +69,46 @@ const CONVERSATION = definition('conversation.asl.json').States;
 /** The longest a state waits between its tries of `error`, all its Retry allows added up, ms (no jitter: the most). */
 function retryWaitsMs(state: AslState, error: string): number {
   const retrier = state.Retry?.find((r) => r.ErrorEquals.includes(error) || r.ErrorEquals.includes('States.ALL'));
-  if (!retrier) return 0;
+  return retrier ? retrierWaitsMs(retrier) : 0;
+}
+
+/** All a retrier's waits added up, ms: each IntervalSeconds × BackoffRate^n, cut at MaxDelaySeconds (FULL jitter waits less). */
+function retrierWaitsMs(retrier: Retrier): number {
   let total = 0;
   for (let i = 0; i < retrier.MaxAttempts; i++) {
     const wait = retrier.IntervalSeconds * retrier.BackoffRate ** i;
     total += Math.min(wait, retrier.MaxDelaySeconds ?? wait) * 1000;
   }
   return total;
+}
+
+/**
+ * The longest an SQS state of the conversation workflow takes (ms): each try bounded by its TimeoutSeconds (past it,
+ * States.Timeout: the ASL's TimeoutSeconds applies to each try), each retry adding its wait. A state without
+ * TimeoutSeconds waits for SQS as long as the workflow lets it: Infinity.
+ */
+function sendWorstMs(name: string): number {
+  const state = CONVERSATION[name]!;
+  if (!state.TimeoutSeconds) return Number.POSITIVE_INFINITY;
+  const tries = 1 + (state.Retry ?? []).reduce((sum, r) => sum + r.MaxAttempts, 0);
+  return tries * state.TimeoutSeconds * 1000 + (state.Retry ?? []).reduce((sum, r) => sum + retrierWaitsMs(r), 0);
+}
+
+/**
+ * The latest Classify ends and when the answer is due (ms from the request's arrival), for a Validate that succeeds
+ * at any moment up to `validateLatest` (every 50 ms), each given the budget syncBudget decides then.
+ */
+function classifyChain(settings: BudgetSettings, validateLatest: number, classifyMs: number) {
+  const arrival = Date.parse('2026-12-03T12:00:00.000Z');
+  let latestClassifyEnd = 0;
+  let answerBy = 0;
+  for (let validated = 0; validated <= validateLatest; validated += 50) {
+    const budget = syncBudget(settings, new Date(arrival).toISOString(), new Date(arrival + validated));
+    answerBy = Date.parse(budget.answer_by!) - arrival;
+    const agentEnd = validated + budget.agent_seconds * 1000 + SYNC_RESERVES.agentRetryWaits;
+    latestClassifyEnd = Math.max(latestClassifyEnd, agentEnd + classifyMs);
+  }
+  return { latestClassifyEnd, answerBy };
 }
 
 /** A function's logical id: a stage (`Functions<Stage>`) or the redelivery scheduler. */
@@ -95,6 +136,7 @@ function integrationTimeoutMs(synth: Synthesized, httpMethod: string, action: st
 describe.each([
   ['default', 29_000],
   ['raised', 60_000],
+  ['minimum', MINIMUM_MS],
 ] as const)('the %s stack', (name, apiTimeoutMs) => {
   it('API Gateway waits for POST /webhook exactly what Validate budgets the conversation with', () => {
     const synth = stacks[name];
@@ -115,7 +157,6 @@ describe.each([
       responseTimeoutMs: Number(validate.RESPONSE_TIMEOUT_MS),
       agentTimeoutMs: Number(validate.MANAGER_AGENT_TIMEOUT_MS),
     };
-    const arrival = Date.parse('2026-12-03T12:00:00.000Z');
     const validateLatest = lambdaTimeoutMs(synth, 'Validate') - LAMBDA_TAIL_MS;
     const agent = CONVERSATION.InvokeManagerAgent!;
     expect(agent.TimeoutSecondsPath).toBe('$.budget.agent_seconds');
@@ -125,20 +166,22 @@ describe.each([
     // Lambda's 10 s, which the chain cannot hold.
     const classifyTimeout = CONVERSATION.Classify!.TimeoutSeconds;
     const classifyMs = classifyTimeout ? classifyTimeout * 1000 : lambdaTimeoutMs(synth, 'Classify');
-    let latestClassifyEnd = 0;
-    let answerBy = 0;
-    for (let validated = 0; validated <= validateLatest; validated += 50) {
-      const budget = syncBudget(settings, new Date(arrival).toISOString(), new Date(arrival + validated));
-      answerBy = Date.parse(budget.answer_by!) - arrival;
-      const agentEnd = validated + budget.agent_seconds * 1000 + SYNC_RESERVES.agentRetryWaits;
-      latestClassifyEnd = Math.max(latestClassifyEnd, agentEnd + classifyMs);
-    }
+    const { latestClassifyEnd, answerBy } = classifyChain(settings, validateLatest, classifyMs);
     // Then Deliver (attempts end by deliver_by, or none: queued), Export's S3 work (ends by answer_by − fallback, or
     // ExportDeadlineError at once), and the S3-refused path within the fallback: its closing run's calls, then
     // QueueFailedExport, one SQS send and its Retry within the queue's reserve.
     expect(latestClassifyEnd).toBeLessThanOrEqual(answerBy - SYNC_RESERVES.fallback);
-    expect(retryWaitsMs(CONVERSATION.QueueFailedExport!, 'States.ALL')).toBeLessThan(SYNC_RESERVES.queue);
+    // The S3-refused path: the closing run's calls end by answer_by − 1.5 s (LAMBDA_TAIL_MS), then one send.
+    expect(LAMBDA_TAIL_MS).toBeLessThanOrEqual(SYNC_RESERVES.queue);
+    expect(sendWorstMs('QueueFailedExport')).toBeLessThanOrEqual(SYNC_RESERVES.queue);
     expect(SYNC_RESERVES.queue).toBeLessThan(SYNC_RESERVES.fallback);
+    // The slow-agent path: Classify ends past deliver_by, so Deliver queues the delivery without an attempt, at once
+    // (DeliveryDeferredError), and Export, past its deadline, fails at once into CloseWithoutExport; the sends in
+    // between are what takes time: QueueFailedDelivery, and when it fails, QueueFailedExport. Each bounded by its
+    // TimeoutSeconds, neither retried: before, no TimeoutSeconds (a hung send held the caller to the workflow's own
+    // 300 s) and one retry each (up to 2 × hang + 1 s).
+    const sendsAfterClassify = sendWorstMs('QueueFailedDelivery') + sendWorstMs('QueueFailedExport');
+    expect(latestClassifyEnd + sendsAfterClassify).toBeLessThanOrEqual(answerBy);
     // answer_by leaves API Gateway its margin: the workflow's own answer, with its conversation id, comes first.
     expect(answerBy + SYNC_RESERVES.margin).toBe(apiTimeoutMs);
   });
@@ -185,5 +228,41 @@ describe.each([
     const synth = stacks[name];
     expect(START_SYNC_EXECUTION_TIMEOUT_MS).toBeGreaterThan(timeoutSeconds('redelivery.asl.json') * 1000);
     expect(lambdaTimeoutMs(synth, 'RedeliveryScheduler')).toBeGreaterThan(START_SYNC_EXECUTION_TIMEOUT_MS);
+  });
+});
+
+describe('the conversation workflow after the agent', () => {
+  it('Lambda refusing to run a state after the agent: Classify’s is free, each later state’s retries are written down', () => {
+    // Classify has no Retry: one Lambda would not run goes to its Catch (Deliver does its work), costing no time.
+    expect(CONVERSATION.Classify!.Retry).toBeUndefined();
+    // The states after it on the slow-agent and S3-refused paths retry Lambda's service errors and throttling
+    // (Lambda.ServiceException, …: the function did not run, so each try is answered at once) after up to 1 s, then
+    // 2 s. Those waits are not in the budget (docs/deploy.md, "Timeouts": a caller they delay past
+    // apiIntegrationTimeoutMs gets API Gateway's 504, the conversation still ends, exported or queued).
+    const lambdaStates = ['Deliver', 'Export', 'CloseWithoutExport', 'RecordOnlyInLogs'];
+    const perState = lambdaStates.map((state) => retryWaitsMs(CONVERSATION[state]!, 'Lambda.ServiceException'));
+    expect(perState).toEqual([3_000, 3_000, 3_000, 3_000]);
+    // What the budget leaves them on the slow-agent path (Classify at its latest, QueueFailedDelivery hanging): none
+    // of them fits in full before answer_by, and only one of 1 s would.
+    const slack = SYNC_RESERVES.fallback - sendWorstMs('QueueFailedDelivery');
+    expect(slack).toBe(1_000);
+    expect(Math.min(...perState)).toBeGreaterThan(slack + SYNC_RESERVES.margin);
+  });
+});
+
+describe('the shortest apiIntegrationTimeoutMs the synth takes', () => {
+  it('is where the chain holds exactly, from the template’s figures: 1 ms less and Classify would end too late', () => {
+    // Before: 9000 was taken, where a Validate ending at 8.5 s, the agent's 1 s and its retries, then Classify, ran past
+    // API Gateway's timeout. Now the synth refuses less than this (test/infra/config.test.ts).
+    expect(MINIMUM_MS).toBe(17_500);
+    const validateLatest = VALIDATE_FUNCTION_TIMEOUT_MS - LAMBDA_TAIL_MS;
+    const classifyMs = CONVERSATION.Classify!.TimeoutSeconds! * 1000;
+    const chain = (responseTimeoutMs: number) => {
+      const settings = { responseTimeoutMs, agentTimeoutMs: maxSyncAgentTimeoutMs(responseTimeoutMs) };
+      const { latestClassifyEnd, answerBy } = classifyChain(settings, validateLatest, classifyMs);
+      return answerBy - SYNC_RESERVES.fallback - latestClassifyEnd;
+    };
+    expect(chain(MINIMUM_MS)).toBe(0);
+    expect(chain(MINIMUM_MS - 1)).toBeLessThan(0);
   });
 });

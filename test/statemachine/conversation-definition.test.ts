@@ -63,12 +63,13 @@ describe('statemachine/conversation.asl.json', () => {
     return waits;
   };
 
-  it('every Lambda task retries the Lambda service refusals briefly (1 s, then 2 s at most, full jitter)', () => {
+  it('every Lambda task but Classify retries the Lambda service refusals briefly (1 s, then 2 s at most, full jitter)', () => {
+    // Classify's refusal goes to its Catch at once: Deliver does its work (test/infra/timeout-chain.test.ts).
+    expect(definition.States.Classify.Retry).toBeUndefined();
     const lambdaTasks = Object.entries<any>(definition.States).filter(
-      ([, s]) => s.Type === 'Task' && s.Resource.startsWith('arn:aws:lambda:'),
+      ([n, s]) => s.Type === 'Task' && s.Resource.startsWith('arn:aws:lambda:') && n !== 'Classify',
     );
     expect(lambdaTasks.map(([n]) => n).sort()).toEqual([
-      'Classify',
       'CloseWithoutExport',
       'Deliver',
       'Export',
@@ -119,12 +120,12 @@ describe('statemachine/conversation.asl.json', () => {
 
   it('the budget reserves are the definition numbers: agent retries and the S3-refused path fit their reserves', () => {
     expect(retryWaits(definition.States.InvokeManagerAgent.Retry[0]) * 1000).toBe(SYNC_RESERVES.agentRetryWaits);
-    // After Export gives up (answer_by - fallback): CloseWithoutExport, QueueFailedExport with one 1 s retry wait.
-    const queueRetry = definition.States.QueueFailedExport.Retry[0];
-    expect(retryWaits(queueRetry) * 1000).toBeLessThan(SYNC_RESERVES.fallback);
-    // Of that, QueueFailedExport keeps its own reserve (its retry wait between two sends): the closing run's store
-    // calls end before it.
-    expect(retryWaits(queueRetry) * 1000).toBeLessThan(SYNC_RESERVES.queue);
+    // After Export gives up (answer_by - fallback): CloseWithoutExport, then QueueFailedExport, one send bounded by
+    // its TimeoutSeconds and not retried, within its own reserve (the closing run's store calls end before it).
+    for (const name of ['QueueFailedDelivery', 'QueueFailedExport']) {
+      expect(definition.States[name].Retry, name).toBeUndefined();
+      expect(definition.States[name].TimeoutSeconds * 1000, name).toBeLessThanOrEqual(SYNC_RESERVES.queue);
+    }
     expect(SYNC_RESERVES.queue).toBeLessThan(SYNC_RESERVES.fallback);
     // Export retries S3 once, 1 s later (the handler only asks for it when the retry still fits).
     expect(definition.States.Export.Retry.find((r: any) => r.ErrorEquals.includes('ExportError'))).toMatchObject({
@@ -186,7 +187,9 @@ describe('statemachine/conversation.asl.json', () => {
     // Deliver stops retrying itself when the caller's deadline leaves no room for the longest wait (MAX_RETRY_WAIT_MS).
     expect(retrier.MaxDelaySeconds * 1000).toBe(MAX_RETRY_WAIT_MS);
     expect(retrier.ErrorEquals).not.toContain('DeliveryDeferredError');
+    // After a failed Classify, Deliver refuses an answer Classify would have: exported as failed (502), not delivered.
     expect(deliver.Catch).toEqual([
+      { ErrorEquals: ['AgentAnswerRejected'], ResultPath: '$.agent_error', Next: 'ExportFailedConversation' },
       { ErrorEquals: ['States.ALL'], ResultPath: '$.delivery_error', Next: 'DeliveryFailed' },
     ]);
     expect(definition.States.QueueFailedDelivery).toMatchObject({

@@ -15,13 +15,10 @@ import { startAgent, startReceiver, type TestAgent, type TestReceiver } from './
 export const NO_WAIT = {
   Validate: 0,
   InvokeManagerAgent: 0,
-  Classify: 0,
   Deliver: 0,
-  QueueFailedDelivery: 0,
   Export: 0,
   ExportFailedConversation: 0,
   CloseWithoutExport: 0,
-  QueueFailedExport: 0,
   RecordOnlyInLogs: 0,
 };
 

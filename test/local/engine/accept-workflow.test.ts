@@ -160,6 +160,33 @@ describe('both workflows when Lambda throttles Validate', () => {
 });
 
 /**
+ * The accept workflow run for SEED_REQUEST with `key`, its StartExecution caught: the run's input (what Step
+ * Functions would start the conversation workflow with) and its conversation id, with the stage handlers.
+ */
+async function acceptedRun(key: string, name: string) {
+  const handlers = await loadStageHandlers();
+  const send = (params: unknown) => world.gateway.failedDeliveries.sendMessage(params as never);
+  let run: unknown;
+  const accept = localWorkflow('accept', handlers, send, NO_WAIT, undefined, async (params) => {
+    run = (params as { Input: unknown }).Input;
+    return {};
+  });
+  const accepted = await accept.run(
+    {
+      body: JSON.stringify(SEED_REQUEST),
+      headers: { 'content-type': 'application/json', 'idempotency-key': key },
+      request_id: randomUUID(),
+      source_ip: '127.0.0.1',
+      received_at: new Date().toISOString(),
+    },
+    name,
+  );
+  expect(accepted.status).toBe('SUCCEEDED');
+  const id = (run as { accepted: { conversation: { conversation_id: string } } }).accepted.conversation.conversation_id;
+  return { handlers, send, run, id };
+}
+
+/**
  * An accepted conversation (202 given, its status `running`) whose run Lambda throttled at Validate on every try: the
  * run used to end in ValidateThrottled, nothing exported, its key held, its status `running` until it read failed 7
  * minutes after it was accepted. It is now exported as failed, not started (statemachine/conversation.asl.json,
@@ -167,27 +194,8 @@ describe('both workflows when Lambda throttles Validate', () => {
  */
 describe('the run of an accepted conversation when Lambda throttles its Validate', () => {
   it('is exported as not started: status failed (NOT_STARTED), key freed, no agent call', async () => {
-    const handlers = await loadStageHandlers();
-    const send = (params: unknown) => world.gateway.failedDeliveries.sendMessage(params as never);
-    let run: unknown;
-    const accept = localWorkflow('accept', handlers, send, NO_WAIT, undefined, async (params) => {
-      run = (params as { Input: unknown }).Input;
-      return {};
-    });
     const key = `throttled-run-${randomUUID()}`;
-    const accepted = await accept.run(
-      {
-        body: JSON.stringify(SEED_REQUEST),
-        headers: { 'content-type': 'application/json', 'idempotency-key': key },
-        request_id: randomUUID(),
-        source_ip: '127.0.0.1',
-        received_at: new Date().toISOString(),
-      },
-      'throttled-run-accept',
-    );
-    expect(accepted.status).toBe('SUCCEEDED');
-    const id = (run as { accepted: { conversation: { conversation_id: string } } }).accepted.conversation
-      .conversation_id;
+    const { handlers, send, run, id } = await acceptedRun(key, 'throttled-run-accept');
 
     const validate = async () => {
       throw Object.assign(new Error('Rate Exceeded.'), { name: 'Lambda.TooManyRequestsException' });
@@ -207,5 +215,35 @@ describe('the run of an accepted conversation when Lambda throttles its Validate
     const keyFile = path.join(world.dataDir, 'idempotency', `${idempotencyPk('testing_system', key)}.json`);
     await expect(readFile(keyFile)).rejects.toThrow(/ENOENT/);
     expect(world.agent.invocations).toHaveLength(0);
+  });
+});
+
+/**
+ * An asynchronous Express execution runs at least once (docs/deploy.md, "Started at least once"): one accepted
+ * conversation may run twice, the same input under the same name. The contract promises deliveries at least once
+ * (docs/contract.md#deliveries): the second run invokes the agent and delivers again, under the same webhook-id, so
+ * the receiver can tell it is the same delivery.
+ */
+describe('two runs of one accepted conversation (Express runs an asynchronous start at least once)', () => {
+  it('both deliver, under one webhook-id and delivery_id: the receiver deduplicates on it', async () => {
+    world.agent.reset();
+    world.receiver.reset();
+    const { handlers, send, run, id } = await acceptedRun(`twice-${randomUUID()}`, 'run-twice-accept');
+
+    const conversation = localWorkflow('conversation', handlers, send, NO_WAIT);
+    const first = await conversation.run(run, id);
+    const second = await conversation.run(run, id);
+
+    expect([first.status, second.status]).toEqual(['SUCCEEDED', 'SUCCEEDED']);
+    expect(world.agent.invocations).toHaveLength(2);
+    const deliveries = world.receiver.received;
+    expect(deliveries).toHaveLength(2);
+    const ids = deliveries.map((d) => d.headers['webhook-id']);
+    const bodyIds = deliveries.map((d) => (d.body as { delivery_id: string }).delivery_id);
+    expect(ids[0]).toMatch(/^[0-9a-f-]{36}$/);
+    expect(new Set([...ids, ...bodyIds])).toEqual(new Set([ids[0]]));
+    // One conversation: one record, at the same keys, whichever run wrote last.
+    const record = await world.getJson(`${folderOf(id)}conversation.json`);
+    expect(record.conversation.webhook_context).toMatchObject({ delivery_id: ids[0], delivery_status: 'delivered' });
   });
 });
