@@ -16,7 +16,7 @@ import { attemptsMade, type FailedDeliveryEnvelope, owedBy } from '../../functio
 import { age, timeAgo } from '../../functions/domain/iso-date.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
 import { FILTER_STATUSES, FILTER_TYPES } from '../history/conversation-filters.ts';
-import { inboundWebhookId } from '../history/conversations.ts';
+import { inboundWebhookId, recoveredAfterStop } from '../history/conversations.ts';
 import {
   type HeldReceiver,
   NO_HOLDS,
@@ -42,6 +42,14 @@ const token = (value: string | null | undefined) =>
     .toLowerCase()
     .replace(/[^a-z0-9_]/g, '');
 const badge = (value: string | null | undefined) => html`<span class="badge b-${token(value)}">${value ?? '-'}</span>`;
+/**
+ * A conversation's status, and before it `interrupted →` when a stop of the gateway cut it and the next start's
+ * recovery finished it (docs/operations.md, "After a crash"): what `conversations list --status interrupted` lists.
+ */
+const statusBadge = (status: string, recovered: boolean | undefined) =>
+  recovered && status !== 'interrupted'
+    ? html`<span class="recovered" title="a stop of the gateway (crash, kill) cut it; the next start's recovery finished it">${badge('interrupted')} → </span>${badge(status)}`
+    : badge(status);
 const ms = (value: number | null | undefined) => (value === null || value === undefined ? '-' : `${value} ms`);
 /** A duration as the list shows it: ms up to 10 s, then seconds with one decimal. */
 const short = (value: number | null | undefined) =>
@@ -156,9 +164,11 @@ export function listFragment(
       : html`<table id="conversations">${caption(`${filtered ? 'Conversations matching the filters' : 'Recent conversations'}, ${params.has('thread') ? 'in turn order' : 'newest first'}`)}
   <thead><tr><th scope="col" title="the time the gateway received the request, in UTC">received (UTC)</th><th scope="col">conversation</th><th scope="col">source</th><th scope="col">type</th><th scope="col">status</th><th scope="col">delivery</th><th scope="col" class="num detail">runs</th><th scope="col" class="num detail">agent</th><th scope="col" class="num detail" title="the time its own run spent delivering, a part of total; a redelivery after it (+N later) took its own time, at its own time">delivery</th><th scope="col" class="num">total</th><th scope="col">thread · turn</th><th scope="col">query</th></tr></thead>
   <tbody>${rows.map(
-    (r) => html`<tr data-id="${r.conversation_id}" data-status="${r.status}" data-delivery="${r.delivery_status}">
+    (
+      r,
+    ) => html`<tr data-id="${r.conversation_id}" data-status="${r.status}" data-delivery="${r.delivery_status}"${r.recovered ? html` data-recovered="true"` : ''}>
     <td class="time" title="${r.received_at}">${r.received_at.slice(0, 19).replace('T', ' ')}</td><td class="id">${link(r.conversation_id)}</td><td class="source" title="${r.source_system}/${r.source_process}">${r.source_system}/${r.source_process}</td>
-    <td>${r.webhook_type ?? '-'}</td><td>${badge(r.status)}</td><td>${badge(r.delivery_status)}${r.redelivering ? html` <span class="badge b-redelivering" title="redelivery ${r.redelivering} under way">redelivering</span>` : ''}</td><td class="num detail">${r.executions}</td>
+    <td>${r.webhook_type ?? '-'}</td><td>${statusBadge(r.status, r.recovered)}</td><td>${badge(r.delivery_status)}${r.redelivering ? html` <span class="badge b-redelivering" title="redelivery ${r.redelivering} under way">redelivering</span>` : ''}</td><td class="num detail">${r.executions}</td>
     <td class="num detail">${short(r.agent_ms)}</td><td class="num detail">${short(r.delivery_ms)}${laterNote(r.later_deliveries)}</td><td class="num">${short(r.total_time_ms)}</td><td class="thread">${threadLink(r)}</td><td class="query" dir="auto" title="${preview(r.query, 300)}">${preview(r.query)}</td></tr>`,
   )}</tbody>
 </table>`;
@@ -229,7 +239,7 @@ export function threadFragment(
       ? html`<p class="empty">No conversation of ${sourceSystem} is in thread ${threadId} (yet).</p>`
       : html`<ol class="thread">${turns.map(
           ({ row, record }) => html`<li data-id="${row.conversation_id}" data-turn="${row.thread_turn ?? ''}">
-  <p class="turn">turn ${row.thread_turn ?? '-'} · ${link(row.conversation_id)} · <span class="time">${row.received_at}</span> · ${badge(row.status)} ${badge(row.delivery_status)}</p>
+  <p class="turn">turn ${row.thread_turn ?? '-'} · ${link(row.conversation_id)} · <span class="time">${row.received_at}</span> · ${statusBadge(row.status, row.recovered)} ${badge(row.delivery_status)}</p>
   <pre class="text question" dir="auto">${userQuery(record)}</pre>
   <pre class="text answer" dir="auto">${agentTurn(record) ? turnText(agentTurn(record)) : '(no answer)'}</pre>
 </li>`,
@@ -263,7 +273,7 @@ function summary(
   <dt>source</dt><dd>${record.metadata.source_system} / ${record.metadata.source_process}</dd>
   <dt>received</dt><dd>${record.metadata.received_at}</dd>
   ${record.metadata.thread_id ? html`<dt>thread</dt><dd id="thread">${threadLink(record.metadata)} <small>turn ${record.metadata.thread_turn ?? '-'}</small></dd>` : ''}
-  <dt>status</dt><dd id="conversation-status">${badge(record.execution.status)}</dd>
+  <dt>status</dt><dd id="conversation-status"${recoveredAfterStop(executions) ? html` data-recovered="true"` : ''}>${statusBadge(record.execution.status, recoveredAfterStop(executions))}</dd>
   <dt>type</dt><dd>${ctx.webhook_type ?? '-'} <small>${ctx.classification_reason ?? 'not classified'}</small></dd>
   <dt>delivery</dt><dd id="delivery-status" data-status="${ctx.delivery_status}">${badge(ctx.delivery_status)} <small>${ctx.delivery_target ?? ''}</small></dd>
 ${requestKeys(record, executions)}
