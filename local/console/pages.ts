@@ -354,7 +354,7 @@ function waitNote(type: string, until: string, what: 'redrive' | 'resend', now: 
  * as "delivers it now", which the receiver's hold then held back too.
  */
 function retryAfterHold(type: string, until: string, dead: boolean, now: Date): SafeHtml {
-  return html`<p class="note" id="retry-after-hold"><b>Held by its receiver:</b> ${retryAfterSpan(type, until, now)}. It answered 429 or 503 with a <code>Retry-After</code>: nothing of its type is sent before then, this delivery included, and a redrive or resend before then is held back too. ${dead ? 'Dead-lettered, it is not tried again by itself: redrive it once that time is over.' : 'The schedule tries it then by itself: nothing to do.'} Sure that ${type} takes deliveries again sooner? <code>npx webhook-gateway endpoints resume ${type}</code> forgets its Retry-After (<a href="/console/endpoints">Endpoints</a> shows it in ${type}'s state), then Redrive.</p>`;
+  return html`<p class="note" id="retry-after-hold"><b>Held by its receiver:</b> ${retryAfterSpan(type, until, now)}. It answered 429 or 503 with a <code>Retry-After</code>: nothing of its type is sent before then, this delivery included, and a redrive or resend before then is held back too. ${dead ? 'Dead-lettered, it is not tried again by itself: redrive it once that time is over.' : 'The schedule tries it then by itself: nothing to do.'} Sure that ${type} takes deliveries again sooner? Its Resume now on <a href="/console/endpoints">Endpoints</a> (or <code>npx webhook-gateway endpoints resume ${type}</code>) forgets its Retry-After, then Redrive.</p>`;
 }
 
 /** `since <time> (<age> ago)`, the age kept current by the page's script (data-age-of). */
@@ -547,6 +547,16 @@ function signingCell(v: EndpointView, now: Date): SafeHtml {
     : html`<span class="rotation">${rotation.text}</span>`;
 }
 
+/**
+ * While the receiver's Retry-After holds its deliveries (an active receiver; a paused or disabled one has Resume): a
+ * Resume that forgets it now, as `endpoints resume <type>` does (docs/operations.md, "Retry-After"). Its title says what
+ * that means: the receiver asked for nothing before then, so only when the operator knows it takes deliveries again.
+ */
+function releaseButton(v: EndpointView, now: Date): SafeHtml | string {
+  if (!v.retry_after_until || Date.parse(v.retry_after_until) <= now.getTime()) return '';
+  return html` <button type="button" data-endpoint-action="resume" data-releases="retry-after" data-type="${v.webhook_type}" aria-label="Resume ${v.webhook_type} now, forgetting its Retry-After" title="${v.webhook_type} asked for nothing before ${v.retry_after_until}: Resume forgets that, so its queued deliveries go out when the schedule finds them due and a redrive or resend is sent at once. Only when you know it takes deliveries again: another 429 or 503 holds them again.">Resume now</button>`;
+}
+
 /** The recover form's default: a day ago. */
 const dayBefore = (now: Date) => new Date(now.getTime() - 86_400_000).toISOString();
 
@@ -573,7 +583,7 @@ export function endpointsFragment(views: (EndpointView | UnreadableReceiver)[], 
     <td data-label="rate">${v.rate_per_second === null ? '-' : `${v.rate_per_second}/s`}</td><td class="time" data-label="last success">${wrappedTime(v.last_success_at)}</td>
     <td class="num" data-label="failure streak">${v.consecutive_failures}</td><td class="time" data-label="failing since">${wrappedTime(v.failing_since)}</td><td class="num queued" data-label="queued">${v.queued ?? '-'}</td>
     <td class="err last-error" data-label="last error">${lastErrorCell(v)}${v.last_failure_at ? html` <small class="time">${wrappedTime(v.last_failure_at)}</small>` : ''}</td>
-    <td class="action">${v.status === 'paused' || v.status === 'disabled' ? html`<button type="button" data-endpoint-action="resume" data-type="${v.webhook_type}" aria-label="Resume ${v.webhook_type}">Resume</button>` : html`<button type="button" data-endpoint-action="pause" data-type="${v.webhook_type}" aria-label="Pause ${v.webhook_type}">Pause</button>`} <button type="button" data-test-delivery="${v.webhook_type}" aria-label="Send a test delivery to ${v.webhook_type}" title="one signed test delivery, marked as a test; not retried, kept nowhere">Send test</button></td>
+    <td class="action">${v.status === 'paused' || v.status === 'disabled' ? html`<button type="button" data-endpoint-action="resume" data-type="${v.webhook_type}" aria-label="Resume ${v.webhook_type}">Resume</button>` : html`<button type="button" data-endpoint-action="pause" data-type="${v.webhook_type}" aria-label="Pause ${v.webhook_type}">Pause</button>${releaseButton(v, now)}`} <button type="button" data-test-delivery="${v.webhook_type}" aria-label="Send a test delivery to ${v.webhook_type}" title="one signed test delivery, marked as a test; not retried, kept nowhere">Send test</button></td>
   </tr>`,
   )}</tbody>
   </table>
