@@ -14,12 +14,11 @@ import { closeJsonServers, serveJson } from '../support/servers.ts';
  */
 const START_MS = 60_000;
 const servers: Server[] = [];
-let dataDir: string;
-let gateway: Awaited<ReturnType<typeof startCli>> | null = null;
+const started: { dataDir?: string; gateway?: Awaited<ReturnType<typeof startCli>> } = {};
 afterAll(async () => {
-  await killIfRunning(gateway);
+  await killIfRunning(started.gateway ?? null);
   closeJsonServers(servers);
-  if (dataDir) await rm(dataDir, { recursive: true, force: true });
+  if (started.dataDir) await rm(started.dataDir, { recursive: true, force: true });
 });
 
 const post = (url: string, query: string) =>
@@ -44,10 +43,11 @@ describe('conversations a kill -9 cut, listed after the restart', () => {
       { response: `Answer to: ${String((JSON.parse(text || '{}') as { query?: unknown }).query)}` },
     ]);
     const receiverUrl = await serveJson(servers, async () => [200, { ok: true }]);
-    dataDir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-recovered-list-'));
+    const dataDir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-recovered-list-'));
+    started.dataDir = dataDir;
     const env = crashTestEnv(dataDir, agentUrl, receiverUrl);
-    gateway = await startCli({ ...env, LOCAL_TEST_HOLDS: 'true' }, START_MS);
-    const first = gateway;
+    const first = await startCli({ ...env, LOCAL_TEST_HOLDS: 'true' }, START_MS);
+    started.gateway = first;
     expect((await post(first.url, 'answered before the kill')).status).toBe(200);
     const cut = [
       post(first.url, 'cut once delivered [hold:before:Export]'),
@@ -64,7 +64,8 @@ describe('conversations a kill -9 cut, listed after the restart', () => {
     await exited;
     expect(await Promise.all(cut)).toEqual(['cut', 'cut']);
 
-    gateway = await startCli(env, START_MS);
+    const gateway = await startCli(env, START_MS);
+    started.gateway = gateway;
     const cliEnv = { LOCAL_DATA_DIR: dataDir };
     const listed = await runCli(['conversations', 'list', '--status', 'interrupted', '--json'], cliEnv);
     expect(listed.code, listed.stderr).toBe(0);
