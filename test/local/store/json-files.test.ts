@@ -96,6 +96,18 @@ describe('removeCopiesOfGoneWriters', () => {
     },
   );
 
+  it('keeps a copy of another host tag whatever its pid says, and names it (without unshare too)', async () => {
+    const other = writerHost() === '00000000' ? '11111111' : '00000000';
+    const gone = `doc.json.${GONE}.${other}0a1b2c3d4e5f.tmp`;
+    const goneHere = `doc.json.${GONE}.${writerHost()}0a1b2c3d4e5f.tmp`;
+    for (const name of [gone, goneHere]) await writeTextAtomic(path.join(dir, name), '{}');
+    const warned: string[] = [];
+    expect(await removeCopiesOfGoneWriters(dir, ['doc.json'], (line) => warned.push(line))).toBe(1);
+    expect(await readdir(dir)).toEqual([gone]);
+    expect(warned).toEqual([expect.stringContaining(`kept 1 cut write(s) of a process on another host`)]);
+    expect(warned[0]).toContain(path.join(dir, gone));
+  });
+
   it('names the copy it writes aside with its pid and its host tag', async () => {
     let sawAside: (name: string) => void = () => {};
     const aside = new Promise<string>((resolve) => {
