@@ -61,6 +61,9 @@ export const SINCE_CONDITION = `day >= replace(substr(?, 1, 10), '-', '/') AND r
 /** `2026-11-29T12:37:13.503Z` → `2026-11-29T12:35:00Z`: the 5-minute bin (Logs Insights' `bin(5m)`), as text. */
 const BIN_5M = `concat(substr(completed_at, 1, 15), CASE WHEN substr(completed_at, 16, 1) < '5' THEN '0' ELSE '5' END, ':00Z')`;
 
+/** The start of a CASE that keeps a value only of a conversation with both an agent time and a total time. */
+const BOTH_TIMES = 'CASE WHEN agent_processing_time_ms IS NOT NULL AND total_time_ms IS NOT NULL';
+
 export const NAMED_QUERIES: readonly NamedQuery[] = [
   {
     id: 'conversations-by-source',
@@ -127,15 +130,19 @@ ORDER BY 1, 2`,
   {
     id: 'latency-percentiles',
     title: 'Agent and Total Time Percentiles',
-    description: "p50, p90 and p99 of the agent's time and of the end-to-end time (the console's latency chart).",
+    description:
+      "p50, p90 and p99 of the agent's time and of the end-to-end time, all of the same rows: the conversations that have both times (conversations_with_both_times of conversations; the console's latency chart).",
     params: [SINCE, SINCE],
+    // Every percentile is of the rows with both times (the others are null in the CASE, and aggregates skip nulls in
+    // both engines): an agent p99 over more rows than the total p99 could exceed it (docs/operations.md).
     sql: `SELECT count(*) AS conversations,
-  approx_percentile(agent_processing_time_ms, 0.5) AS agent_p50_ms,
-  approx_percentile(agent_processing_time_ms, 0.9) AS agent_p90_ms,
-  approx_percentile(agent_processing_time_ms, 0.99) AS agent_p99_ms,
-  approx_percentile(total_time_ms, 0.5) AS total_p50_ms,
-  approx_percentile(total_time_ms, 0.9) AS total_p90_ms,
-  approx_percentile(total_time_ms, 0.99) AS total_p99_ms
+  count(${BOTH_TIMES} THEN 1 END) AS conversations_with_both_times,
+  approx_percentile(${BOTH_TIMES} THEN agent_processing_time_ms END, 0.5) AS agent_p50_ms,
+  approx_percentile(${BOTH_TIMES} THEN agent_processing_time_ms END, 0.9) AS agent_p90_ms,
+  approx_percentile(${BOTH_TIMES} THEN agent_processing_time_ms END, 0.99) AS agent_p99_ms,
+  approx_percentile(${BOTH_TIMES} THEN total_time_ms END, 0.5) AS total_p50_ms,
+  approx_percentile(${BOTH_TIMES} THEN total_time_ms END, 0.9) AS total_p90_ms,
+  approx_percentile(${BOTH_TIMES} THEN total_time_ms END, 0.99) AS total_p99_ms
 FROM ${CONVERSATIONS_TABLE}
 WHERE ${SINCE_CONDITION}`,
   },

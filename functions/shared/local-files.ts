@@ -1,6 +1,7 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import { type FileHandle, link, mkdir, open, readFile, rm, stat, utimes } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 
@@ -80,13 +81,50 @@ export async function readJsonFile<T>(file: string): Promise<T | null> {
 }
 
 /**
+ * Which pid namespace of which machine, since which boot, this process's pid is of: 8 hex digits of the host name,
+ * the boot id and the pid namespace (`/proc/self/ns/pid`). Written beside the pid in the name of a copy written aside,
+ * so that a sweep run in another container sharing the data folder (its pids another namespace's), on another machine
+ * (a shared mount), or after a reboot, does not take that pid for one of its own (local/store/json-files.ts).
+ */
+export function writerHost(): string {
+  hostTag ??= createHash('sha256')
+    .update([hostname(), readOr('/proc/sys/kernel/random/boot_id'), linkOr('/proc/self/ns/pid')].join('\n'))
+    .digest('hex')
+    .slice(0, HOST_TAG_LENGTH);
+  return hostTag;
+}
+
+/** The length of writerHost() at the front of the hex part of a copy written aside: `<file>.<pid>.<host><random>.tmp`. */
+export const HOST_TAG_LENGTH = 8;
+let hostTag: string | undefined;
+const readOr = (file: string) => {
+  try {
+    return fs.readFileSync(file, 'utf8').trim();
+  } catch {
+    return '';
+  }
+};
+const linkOr = (file: string) => {
+  try {
+    return fs.readlinkSync(file);
+  } catch {
+    return '';
+  }
+};
+
+/** Where `file` is written before it is renamed (or linked) into place: `<file>.<pid>.<host><random>.tmp`. */
+function asideOf(file: string): string {
+  return `${file}.${process.pid}.${writerHost()}${randomBytes(6).toString('hex')}.tmp`;
+}
+
+/**
  * Written whole to a temporary file of its own (two writes of one file at once never share one), then renamed over
  * it: a crash or a reader never sees half a document. `mode` (owner only unless said: OWNER_FILE) applies from the
  * first byte. The directory is created only when the write finds it missing (once per folder, not a mkdir per write).
  * The one atomic write of the local stores (local/store/json-files.ts too).
  */
 export async function writeFileAtomic(file: string, text: string, mode = OWNER_FILE): Promise<void> {
-  const tmp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+  const tmp = asideOf(file);
   const options = { mode };
   try {
     try {
@@ -190,7 +228,7 @@ async function endsCut(handle: FileHandle, file: string): Promise<boolean> {
  * (withFileLock, local/store/data-dir-lock.ts) are made with it.
  */
 export async function createExclusive(file: string, text: string, mode: number): Promise<boolean> {
-  const aside = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+  const aside = asideOf(file);
   try {
     await writeFile(aside, text, { mode });
     return await link(aside, file).then(

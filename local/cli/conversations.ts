@@ -19,8 +19,9 @@ import {
   idTimeMs,
   isEmptyFilter,
   parseFilter,
+  statusLabel,
 } from '../history/conversation-filters.ts';
-import { inboundWebhookId, latestRecord } from '../history/conversations.ts';
+import { inboundWebhookId, latestRecord, recoveredAfterStop } from '../history/conversations.ts';
 import { NO_HOLDS, nextAttemptLabel, type ReceiverHolds } from '../history/endpoints.ts';
 import { conversationFigures, formatFigures } from '../history/figures.ts';
 import { type Listing, type ListingProgress, listConversations } from '../history/listing.ts';
@@ -194,7 +195,7 @@ function listTable(rows: ListRow[], filter: ConversationFilter): string {
         r.received_at,
         sourceOf(r),
         r.webhook_type,
-        r.status,
+        statusLabel(r),
         r.delivery_status,
         cell(r.query, 60),
       ]),
@@ -206,7 +207,7 @@ function listTable(rows: ListRow[], filter: ConversationFilter): string {
       s.received_at,
       sourceOf(s),
       s.webhook_type,
-      s.status,
+      statusLabel(s),
       s.delivery_status,
       s.total_time_ms,
     ]),
@@ -427,7 +428,14 @@ function printConversation(
 ): void {
   if (json) {
     const delivery_attempts = record?.execution.delivery_attempts ?? [];
-    out(JSON.stringify({ conversation: record, delivery_attempts, failed_delivery: envelope, executions }, null, 2));
+    const recovered = recoveredAfterStop(executions);
+    out(
+      JSON.stringify(
+        { conversation: record, recovered, delivery_attempts, failed_delivery: envelope, executions },
+        null,
+        2,
+      ),
+    );
     return;
   }
   const oneLine = (text: string, max: number) => printable(cell(text, max));
@@ -450,7 +458,11 @@ function printConversation(
     out(`  query      ${oneLine(userQuery(record), 160)}`);
     if (answer) out(`  answer     ${oneLine(turnText(answer), 160)}`);
     out(`  type       ${ctx.webhook_type ?? '-'}   (${ctx.classification_reason ?? 'not classified'})`);
-    out(`  status     ${record.execution.status}   delivery ${ctx.delivery_status}   delivery_id ${ctx.delivery_id}`);
+    out(
+      `  status     ${statusLabel({ status: record.execution.status, recovered: recoveredAfterStop(executions) })}   delivery ${ctx.delivery_status}   delivery_id ${ctx.delivery_id}`,
+    );
+    if (recoveredAfterStop(executions))
+      out(`             a stop of the gateway cut it; the next start's recovery finished it (executions below)`);
     out(`  time       ${formatFigures(conversationFigures(record, executions))}`);
     for (const a of record.execution.delivery_attempts) {
       out(

@@ -175,7 +175,15 @@ export async function endpointsCommand(sub: string, args: string[]): Promise<num
       edit,
     );
   if (sub === 'pause') await store.configure(type!, { paused: true }, now);
-  if (sub === 'resume') await store.resume(type!, now);
+  if (sub === 'resume') {
+    // A receiver held only by its Retry-After: what a resume releases, said (docs/operations.md, "Retry-After").
+    const heldUntil = (await store.get(type!).catch(() => null))?.health.retry_after_until ?? null;
+    await store.resume(type!, now);
+    if (heldUntil && Date.parse(heldUntil) > now.getTime())
+      (values.json ? note : out)(
+        `${type}: its Retry-After (nothing before ${heldUntil}) is forgotten: its queued deliveries go out when the schedule finds them due, a redrive or resend is sent at once; another 429 or 503 with a Retry-After holds them again`,
+      );
+  }
   if (edit) {
     if (Object.keys(edit.change).length > 0) await store.configure(type!, edit.change, now);
     if (rotating) {

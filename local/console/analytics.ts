@@ -29,7 +29,11 @@ export interface InterruptedRow {
   conversations: number;
 }
 
-export type Latency = Record<'conversations' | `${'agent' | 'total'}_p${50 | 90 | 99}_ms`, number | null>;
+/** `conversations` in the window; every percentile is of `conversations_with_both_times` of them (named-queries.ts). */
+export type Latency = Record<
+  'conversations' | 'conversations_with_both_times' | `${'agent' | 'total'}_p${50 | 90 | 99}_ms`,
+  number | null
+>;
 
 export interface AnalyticsView {
   /** Where the window starts (ISO): 24 hours before now. */
@@ -294,7 +298,7 @@ function latencyChart(view: AnalyticsView): SafeHtml {
       html`<tr data-series="${v.what}" data-p="${v.p}" data-ms="${v.ms ?? ''}"><th scope="row">${v.what} p${v.p}</th><td class="bar"><svg class="stack" role="img" aria-label="${v.what} p${v.p}" width="100%" height="14"><rect class="seg l-${v.what}" x="0" y="0" width="${(((v.ms ?? 0) / top) * 100).toFixed(2)}%" height="14"><title>${v.what} time p${v.p}: ${v.ms ?? '–'} ms</title></rect></svg></td><td class="num">${v.ms === null ? '–' : `${v.ms} ms`}</td></tr>`,
   );
   return html`<figure class="chart" id="chart-latency">
-  <figcaption>Agent and total time <small>(p50, p90, p99 of ${l?.conversations ?? 0} conversations, last 24 hours)</small></figcaption>
+  <figcaption>Agent and total time <small>(p50, p90, p99 of the ${l?.conversations_with_both_times ?? 0} of ${l?.conversations ?? 0} conversations with both times, last 24 hours)</small></figcaption>
   <table class="rates">${caption('Agent and total time, p50, p90 and p99')}<tbody>${rows}</tbody></table>
 </figure>`;
 }

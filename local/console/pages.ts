@@ -16,7 +16,7 @@ import { attemptsMade, type FailedDeliveryEnvelope, owedBy } from '../../functio
 import { age, timeAgo } from '../../functions/domain/iso-date.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
 import { FILTER_STATUSES, FILTER_TYPES } from '../history/conversation-filters.ts';
-import { inboundWebhookId } from '../history/conversations.ts';
+import { inboundWebhookId, recoveredAfterStop } from '../history/conversations.ts';
 import {
   type HeldReceiver,
   NO_HOLDS,
@@ -42,6 +42,14 @@ const token = (value: string | null | undefined) =>
     .toLowerCase()
     .replace(/[^a-z0-9_]/g, '');
 const badge = (value: string | null | undefined) => html`<span class="badge b-${token(value)}">${value ?? '-'}</span>`;
+/**
+ * A conversation's status, and before it `interrupted →` when a stop of the gateway cut it and the next start's
+ * recovery finished it (docs/operations.md, "After a crash"): what `conversations list --status interrupted` lists.
+ */
+const statusBadge = (status: string, recovered: boolean | undefined) =>
+  recovered && status !== 'interrupted'
+    ? html`<span class="recovered" title="a stop of the gateway (crash, kill) cut it; the next start's recovery finished it">${badge('interrupted')} → </span>${badge(status)}`
+    : badge(status);
 const ms = (value: number | null | undefined) => (value === null || value === undefined ? '-' : `${value} ms`);
 /** A duration as the list shows it: ms up to 10 s, then seconds with one decimal. */
 const short = (value: number | null | undefined) =>
@@ -156,9 +164,11 @@ export function listFragment(
       : html`<table id="conversations">${caption(`${filtered ? 'Conversations matching the filters' : 'Recent conversations'}, ${params.has('thread') ? 'in turn order' : 'newest first'}`)}
   <thead><tr><th scope="col" title="the time the gateway received the request, in UTC">received (UTC)</th><th scope="col">conversation</th><th scope="col">source</th><th scope="col">type</th><th scope="col">status</th><th scope="col">delivery</th><th scope="col" class="num detail">runs</th><th scope="col" class="num detail">agent</th><th scope="col" class="num detail" title="the time its own run spent delivering, a part of total; a redelivery after it (+N later) took its own time, at its own time">delivery</th><th scope="col" class="num">total</th><th scope="col">thread · turn</th><th scope="col">query</th></tr></thead>
   <tbody>${rows.map(
-    (r) => html`<tr data-id="${r.conversation_id}" data-status="${r.status}" data-delivery="${r.delivery_status}">
+    (
+      r,
+    ) => html`<tr data-id="${r.conversation_id}" data-status="${r.status}" data-delivery="${r.delivery_status}"${r.recovered ? html` data-recovered="true"` : ''}>
     <td class="time" title="${r.received_at}">${r.received_at.slice(0, 19).replace('T', ' ')}</td><td class="id">${link(r.conversation_id)}</td><td class="source" title="${r.source_system}/${r.source_process}">${r.source_system}/${r.source_process}</td>
-    <td>${r.webhook_type ?? '-'}</td><td>${badge(r.status)}</td><td>${badge(r.delivery_status)}${r.redelivering ? html` <span class="badge b-redelivering" title="redelivery ${r.redelivering} under way">redelivering</span>` : ''}</td><td class="num detail">${r.executions}</td>
+    <td>${r.webhook_type ?? '-'}</td><td>${statusBadge(r.status, r.recovered)}</td><td>${badge(r.delivery_status)}${r.redelivering ? html` <span class="badge b-redelivering" title="redelivery ${r.redelivering} under way">redelivering</span>` : ''}</td><td class="num detail">${r.executions}</td>
     <td class="num detail">${short(r.agent_ms)}</td><td class="num detail">${short(r.delivery_ms)}${laterNote(r.later_deliveries)}</td><td class="num">${short(r.total_time_ms)}</td><td class="thread">${threadLink(r)}</td><td class="query" dir="auto" title="${preview(r.query, 300)}">${preview(r.query)}</td></tr>`,
   )}</tbody>
 </table>`;
@@ -229,7 +239,7 @@ export function threadFragment(
       ? html`<p class="empty">No conversation of ${sourceSystem} is in thread ${threadId} (yet).</p>`
       : html`<ol class="thread">${turns.map(
           ({ row, record }) => html`<li data-id="${row.conversation_id}" data-turn="${row.thread_turn ?? ''}">
-  <p class="turn">turn ${row.thread_turn ?? '-'} · ${link(row.conversation_id)} · <span class="time">${row.received_at}</span> · ${badge(row.status)} ${badge(row.delivery_status)}</p>
+  <p class="turn">turn ${row.thread_turn ?? '-'} · ${link(row.conversation_id)} · <span class="time">${row.received_at}</span> · ${statusBadge(row.status, row.recovered)} ${badge(row.delivery_status)}</p>
   <pre class="text question" dir="auto">${userQuery(record)}</pre>
   <pre class="text answer" dir="auto">${agentTurn(record) ? turnText(agentTurn(record)) : '(no answer)'}</pre>
 </li>`,
@@ -263,7 +273,7 @@ function summary(
   <dt>source</dt><dd>${record.metadata.source_system} / ${record.metadata.source_process}</dd>
   <dt>received</dt><dd>${record.metadata.received_at}</dd>
   ${record.metadata.thread_id ? html`<dt>thread</dt><dd id="thread">${threadLink(record.metadata)} <small>turn ${record.metadata.thread_turn ?? '-'}</small></dd>` : ''}
-  <dt>status</dt><dd id="conversation-status">${badge(record.execution.status)}</dd>
+  <dt>status</dt><dd id="conversation-status"${recoveredAfterStop(executions) ? html` data-recovered="true"` : ''}>${statusBadge(record.execution.status, recoveredAfterStop(executions))}</dd>
   <dt>type</dt><dd>${ctx.webhook_type ?? '-'} <small>${ctx.classification_reason ?? 'not classified'}</small></dd>
   <dt>delivery</dt><dd id="delivery-status" data-status="${ctx.delivery_status}">${badge(ctx.delivery_status)} <small>${ctx.delivery_target ?? ''}</small></dd>
 ${requestKeys(record, executions)}
@@ -344,7 +354,7 @@ function waitNote(type: string, until: string, what: 'redrive' | 'resend', now: 
  * as "delivers it now", which the receiver's hold then held back too.
  */
 function retryAfterHold(type: string, until: string, dead: boolean, now: Date): SafeHtml {
-  return html`<p class="note" id="retry-after-hold"><b>Held by its receiver:</b> ${retryAfterSpan(type, until, now)}. It answered 429 or 503 with a <code>Retry-After</code>: nothing of its type is sent before then, this delivery included, and a redrive or resend before then is held back too. ${dead ? 'Dead-lettered, it is not tried again by itself: redrive it once that time is over.' : 'The schedule tries it then by itself: nothing to do.'} Sure that ${type} takes deliveries again sooner? <code>npx webhook-gateway endpoints resume ${type}</code> forgets its Retry-After (<a href="/console/endpoints">Endpoints</a> shows it in ${type}'s state), then Redrive.</p>`;
+  return html`<p class="note" id="retry-after-hold"><b>Held by its receiver:</b> ${retryAfterSpan(type, until, now)}. It answered 429 or 503 with a <code>Retry-After</code>: nothing of its type is sent before then, this delivery included, and a redrive or resend before then is held back too. ${dead ? 'Dead-lettered, it is not tried again by itself: redrive it once that time is over.' : 'The schedule tries it then by itself: nothing to do.'} Sure that ${type} takes deliveries again sooner? Its Resume now on <a href="/console/endpoints">Endpoints</a> (or <code>npx webhook-gateway endpoints resume ${type}</code>) forgets its Retry-After, then Redrive.</p>`;
 }
 
 /** `since <time> (<age> ago)`, the age kept current by the page's script (data-age-of). */
@@ -537,6 +547,16 @@ function signingCell(v: EndpointView, now: Date): SafeHtml {
     : html`<span class="rotation">${rotation.text}</span>`;
 }
 
+/**
+ * While the receiver's Retry-After holds its deliveries (an active receiver; a paused or disabled one has Resume): a
+ * Resume that forgets it now, as `endpoints resume <type>` does (docs/operations.md, "Retry-After"). Its title says what
+ * that means: the receiver asked for nothing before then, so only when the operator knows it takes deliveries again.
+ */
+function releaseButton(v: EndpointView, now: Date): SafeHtml | string {
+  if (!v.retry_after_until || Date.parse(v.retry_after_until) <= now.getTime()) return '';
+  return html` <button type="button" data-endpoint-action="resume" data-releases="retry-after" data-type="${v.webhook_type}" aria-label="Resume ${v.webhook_type} now, forgetting its Retry-After" title="${v.webhook_type} asked for nothing before ${v.retry_after_until}: Resume forgets that, so its queued deliveries go out when the schedule finds them due and a redrive or resend is sent at once. Only when you know it takes deliveries again: another 429 or 503 holds them again.">Resume now</button>`;
+}
+
 /** The recover form's default: a day ago. */
 const dayBefore = (now: Date) => new Date(now.getTime() - 86_400_000).toISOString();
 
@@ -563,7 +583,7 @@ export function endpointsFragment(views: (EndpointView | UnreadableReceiver)[], 
     <td data-label="rate">${v.rate_per_second === null ? '-' : `${v.rate_per_second}/s`}</td><td class="time" data-label="last success">${wrappedTime(v.last_success_at)}</td>
     <td class="num" data-label="failure streak">${v.consecutive_failures}</td><td class="time" data-label="failing since">${wrappedTime(v.failing_since)}</td><td class="num queued" data-label="queued">${v.queued ?? '-'}</td>
     <td class="err last-error" data-label="last error">${lastErrorCell(v)}${v.last_failure_at ? html` <small class="time">${wrappedTime(v.last_failure_at)}</small>` : ''}</td>
-    <td class="action">${v.status === 'paused' || v.status === 'disabled' ? html`<button type="button" data-endpoint-action="resume" data-type="${v.webhook_type}" aria-label="Resume ${v.webhook_type}">Resume</button>` : html`<button type="button" data-endpoint-action="pause" data-type="${v.webhook_type}" aria-label="Pause ${v.webhook_type}">Pause</button>`} <button type="button" data-test-delivery="${v.webhook_type}" aria-label="Send a test delivery to ${v.webhook_type}" title="one signed test delivery, marked as a test; not retried, kept nowhere">Send test</button></td>
+    <td class="action">${v.status === 'paused' || v.status === 'disabled' ? html`<button type="button" data-endpoint-action="resume" data-type="${v.webhook_type}" aria-label="Resume ${v.webhook_type}">Resume</button>` : html`<button type="button" data-endpoint-action="pause" data-type="${v.webhook_type}" aria-label="Pause ${v.webhook_type}">Pause</button>${releaseButton(v, now)}`} <button type="button" data-test-delivery="${v.webhook_type}" aria-label="Send a test delivery to ${v.webhook_type}" title="one signed test delivery, marked as a test; not retried, kept nowhere">Send test</button></td>
   </tr>`,
   )}</tbody>
   </table>

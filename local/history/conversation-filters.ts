@@ -55,6 +55,17 @@ export interface FilterableConversation {
    */
   idempotency_key?: string | null;
   webhook_id?: string | null;
+  /**
+   * A stop of the gateway (a crash, kill -9, a data folder refusing writes) cut one of its executions, and the next
+   * start's recovery finished it (local/engine/recovery.ts): closed `interrupted`, or resumed or started again to its
+   * end, its status then its final one. `--status interrupted` lists both (docs/operations.md, "After a crash").
+   */
+  recovered?: boolean;
+}
+
+/** The status as a list shows it: `interrupted → completed` for a conversation a stop cut and recovery finished. */
+export function statusLabel(row: Pick<FilterableConversation, 'status' | 'recovered'>): string {
+  return row.recovered && row.status !== 'interrupted' ? `interrupted → ${row.status}` : row.status;
 }
 
 const CONVERSATION_STATUSES = ['completed', 'failed', 'interrupted', 'in_progress', 'timed_out', 'aborted'] as const;
@@ -198,7 +209,11 @@ export function matchesFilter(row: FilterableConversation, filter: ConversationF
     if (!filter.sources.some((s) => s === system || s === full)) return false;
   }
   if (filter.types.length > 0 && !filter.types.includes(row.webhook_type ?? 'none')) return false;
-  if (filter.statuses.length > 0 && !filter.statuses.some((s) => s === row.status || s === row.delivery_status))
+  const interrupted = (s: string) => s === 'interrupted' && row.recovered === true;
+  if (
+    filter.statuses.length > 0 &&
+    !filter.statuses.some((s) => s === row.status || s === row.delivery_status || interrupted(s))
+  )
     return false;
   if (filter.since !== null && !(Date.parse(row.received_at) >= filter.since)) return false;
   if (filter.until !== null && !(Date.parse(row.received_at) < filter.until)) return false;

@@ -1,5 +1,6 @@
 import { type ConversationRecord, userQuery, withTurnTexts } from '../../functions/domain/conversation.ts';
 import { KEY_PATTERN } from '../../functions/domain/idempotency.ts';
+import { INTERRUPTED_ERROR } from '../../functions/domain/lifecycle.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
 import type { FilterableConversation } from './conversation-filters.ts';
 
@@ -29,6 +30,7 @@ export interface ConversationSummary extends FilterableConversation {
   total_time_ms: number | null;
   executions: number;
   query: string;
+  recovered: boolean;
 }
 
 /**
@@ -101,5 +103,19 @@ export function summarize(conversationId: string, executions: ExecutionRecord[])
     thread_turn: record.metadata.thread_turn ?? null,
     idempotency_key: record.metadata.idempotency_key ?? null,
     webhook_id: inboundWebhookId(executions),
+    recovered: recoveredAfterStop(executions),
   };
+}
+
+/**
+ * Whether a stop of the gateway cut one of the conversation's executions and the next start's recovery finished it
+ * (local/engine/recovery.ts): resumed (its history has ExecutionResumed), started again (`restart`), or closed with the
+ * cut state marked GatewayInterrupted.
+ */
+export function recoveredAfterStop(executions: readonly ExecutionRecord[]): boolean {
+  return executions.some(
+    (execution) =>
+      execution.restart !== undefined ||
+      execution.events.some((e) => e.type === 'ExecutionResumed' || e.error === INTERRUPTED_ERROR),
+  );
 }

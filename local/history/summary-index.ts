@@ -84,6 +84,7 @@ function filterFields(row: FilterableConversation): FilterableConversation {
     delivery_status: row.delivery_status,
     thread_id: row.thread_id ?? null,
     thread_turn: row.thread_turn ?? null,
+    recovered: row.recovered ?? false,
     ...(row.webhook_id !== undefined && { idempotency_key: row.idempotency_key ?? null, webhook_id: row.webhook_id }),
   };
 }
@@ -119,13 +120,15 @@ function summaryOf(entry: Entry): ConversationSummary | undefined {
     thread_turn: row.thread_turn ?? null,
     idempotency_key: row.idempotency_key ?? null,
     webhook_id: row.webhook_id,
+    recovered: row.recovered ?? false,
   };
 }
 
 /** What the index answers of one conversation: its filter fields, its whole list row when known, else its histories. */
 type Lookup = { row: FilterableConversation | null; summary?: ConversationSummary; executions?: ExecutionRecord[] };
 
-const VERSION = 2;
+/** 3: entries say whether a stop cut the conversation and recovery finished it (`recovered`); older ones are read again. */
+const VERSION = 3;
 /** The saved entries' file is folded into the index by the gateway itself once it is this large. */
 const FOLD_SAVED_AT_BYTES = 8 * 1024 * 1024;
 /** The saved entries a fold moved aside (fold), named by the process that did. */

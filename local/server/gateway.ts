@@ -13,7 +13,7 @@ import { parseSecretsBySource } from '../../functions/domain/signatures.ts';
 import { attemptLog } from '../../functions/shared/attempt-log.ts';
 import { injectClientSettings } from '../../functions/shared/clients/injected-settings.ts';
 import { endpointStore, FileEndpointStore } from '../../functions/shared/endpoint-store.ts';
-import { UnreadableFileError, writeFileAtomic } from '../../functions/shared/local-files.ts';
+import { UnreadableFileError } from '../../functions/shared/local-files.ts';
 import { endpointGate } from '../../functions/shared/redelivery.ts';
 import { DEFAULTS, type Settings, settings } from '../../functions/shared/settings.ts';
 import { consoleRoutes } from '../console/index.ts';
@@ -29,6 +29,7 @@ import {
 } from '../engine/recovery.ts';
 import { LocalRedelivery } from '../engine/redelivery.ts';
 import { type InFlight, RunningExecutions } from '../engine/running.ts';
+import { setAsideExecution, setAsideWarning, stillSetAside } from '../engine/set-aside.ts';
 import { loadStageHandlers, localWorkflow } from '../engine/workflows.ts';
 import { receiverRows } from '../history/endpoints.ts';
 import { SummaryIndex } from '../history/summary-index.ts';
@@ -41,7 +42,6 @@ import { conversationIdOf, ExecutionStore } from '../store/execution-store.ts';
 import { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
 import { removeGatewayRuntime, writeGatewayRuntime } from '../store/gateway-runtime.ts';
 import { IN_PROCESS_S3_CLIENT_SETTINGS } from '../store/in-process-s3-transport.ts';
-import { listDir } from '../store/json-files.ts';
 import { sweepLocalHistory } from '../store/retention.ts';
 import { parseApiKeys } from './api-keys.ts';
 import {
@@ -116,9 +116,6 @@ function listen(server: Server, port: number, host: string): Promise<number> {
     });
   });
 }
-
-/** Where the interrupted executions whose recovery failed are set aside, in the journal's folder (recovery.ts). */
-const SET_ASIDE_DIR = 'set-aside';
 
 /** How often the running gateway sweeps its local history (store/retention.ts); it also sweeps at start. */
 const SWEEP_EVERY_MS = 3_600_000;
@@ -347,11 +344,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
       setAside: async (name, entries, error) => {
         // A data folder refusing writes passes: the start fails as before, and the next one tries it again.
         if (storageFailureOf(error)) return null;
-        const file = path.join(journal.dir, SET_ASIDE_DIR, `${name}.jsonl`);
-        await writeFileAtomic(file, `${entries.map((e) => JSON.stringify(e)).join('\n')}\n`);
-        const why = (error as Error)?.stack ?? String(error);
-        await writeFileAtomic(`${file}.why.txt`, `${new Date().toISOString()} ${why}\n`);
-        return file;
+        return setAsideExecution(journal.dir, name, entries, error, new Date());
       },
       attempts: attemptLog(),
       // Started before the gateway takes requests, not waited for; close() waits for it as for any run.
@@ -359,11 +352,8 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     };
     recovered = await recoverInterrupted(recovery);
     // Said at every start while some are set aside: each was a conversation the operator has to retry or drop.
-    const setAside = (await listDir(path.join(journal.dir, SET_ASIDE_DIR))).filter((n) => n.endsWith('.jsonl'));
-    if (setAside.length > 0)
-      console.warn(
-        `webhook-gateway: ${setAside.length} interrupted execution(s) set aside, their recovery failed: ${path.join(journal.dir, SET_ASIDE_DIR)} (move one into ${journal.dir} to retry it at the next start, or delete it; docs/operations.md, "After a crash")`,
-      );
+    const setAside = setAsideWarning(journal.dir, await stillSetAside(journal.dir));
+    if (setAside) console.warn(setAside);
     recoveryMs = Math.round(performance.now() - started);
   } catch (error) {
     if (error instanceof RecoveryFailed) {

@@ -1,6 +1,6 @@
 import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { readJsonFile, writeFileAtomic } from '../../functions/shared/local-files.ts';
+import { HOST_TAG_LENGTH, readJsonFile, writeFileAtomic, writerHost } from '../../functions/shared/local-files.ts';
 import { isAlive } from './data-dir-lock.ts';
 
 /** Write a file atomically (temp file + rename); `mode` applies from the first byte; a missing directory is created. */
@@ -36,8 +36,15 @@ export async function mapConcurrently<T, R>(items: T[], limit: number, fn: (item
   return results;
 }
 
-/** A copy written aside (writeFileAtomic, createExclusive): `<name>.<pid>.<hex>.tmp`, its name and writer captured. */
-const WRITTEN_ASIDE = /^(.+)\.(\d+)\.[0-9a-f]{8,}\.tmp$/;
+/**
+ * A copy written aside (writeFileAtomic, createExclusive): `<name>.<pid>.<hex>.tmp`, its name, writer and hex captured;
+ * the hex begins with the writer's host (writerHost) when it is HOST_TAG_LENGTH + 12 digits long (12 without one: a
+ * copy of a version before it).
+ */
+const WRITTEN_ASIDE = /^(.+)\.(\d+)\.([0-9a-f]{8,})\.tmp$/;
+
+/** The copies kept because their writer's pid is of another host or pid namespace, already named by this process. */
+const named = new Set<string>();
 
 /**
  * Remove what a process killed in the middle of a write (kill -9, Ctrl-C twice, a power cut) left aside in `dir`: the
@@ -45,17 +52,37 @@ const WRITTEN_ASIDE = /^(.+)\.(\d+)\.[0-9a-f]{8,}\.tmp$/;
  * into place, each held a copy of what was written (a delivery secret, the conversations' questions) until the
  * retention sweep removed it a day later, or for good outside the data folder (DELIVERY_SIGNING_SECRETS_FILE). A write
  * under way of a live process (this one among them) is kept, and so is one whose pid a live process has now (the
- * sweep's day takes it). Returns how many were removed (docs/operations.md, "Local history retention").
+ * sweep's day takes it). So is one written on another host, in another pid namespace (a container sharing the data
+ * folder) or before a reboot (its host tag not this process's): its pid says nothing here, alive or gone. It is named
+ * once on stderr (`warn`), and the retention sweep takes it after a day. Returns how many were removed
+ * (docs/operations.md, "Local history retention").
  */
-export async function removeCopiesOfGoneWriters(dir: string, names?: readonly string[]): Promise<number> {
+export async function removeCopiesOfGoneWriters(
+  dir: string,
+  names?: readonly string[],
+  warn: (line: string) => void = console.warn,
+): Promise<number> {
   let removed = 0;
+  const unknown: string[] = [];
   // A folder that cannot be listed holds nothing this could remove.
   for (const entry of await listDir(dir).catch(() => [])) {
     const aside = WRITTEN_ASIDE.exec(entry);
-    const pid = Number(aside?.[2]);
-    if (!aside || (names && !names.includes(aside[1]!)) || pid === process.pid || isAlive(pid)) continue;
+    if (!aside || (names && !names.includes(aside[1]!))) continue;
+    const hex = aside[3]!;
+    if (hex.length === HOST_TAG_LENGTH + 12 && hex.slice(0, HOST_TAG_LENGTH) !== writerHost()) {
+      const file = path.join(dir, entry);
+      if (!named.has(file)) unknown.push(file);
+      named.add(file);
+      continue;
+    }
+    const pid = Number(aside[2]);
+    if (pid === process.pid || isAlive(pid)) continue;
     await rm(path.join(dir, entry), { force: true }).catch(() => undefined);
     removed += 1;
   }
+  if (unknown.length > 0)
+    warn(
+      `webhook-gateway: kept ${unknown.length} cut write(s) of a process on another host, in another pid namespace (a container sharing the data folder) or before a reboot, whose pid cannot be checked from here: ${unknown.join(', ')} (remove one once its writer is gone; in the data folder the retention sweep removes it after a day; docs/operations.md, "Local history retention")`,
+    );
   return removed;
 }

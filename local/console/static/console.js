@@ -470,7 +470,12 @@
     say(`${action === 'pause' ? 'Pausing' : 'Resuming'} ${type}…`, 'pending');
     try {
       const view = await post(`/local/endpoints/${encodeURIComponent(type)}/${action}`);
-      say(`${type} is ${view.status}`, 'ok');
+      // A Resume of a receiver held by its Retry-After (docs/operations.md, "Retry-After"): what it released.
+      const released =
+        button.dataset.releases === 'retry-after'
+          ? ': its Retry-After is forgotten; its queued deliveries go out when the schedule finds them due, a redrive or resend at once'
+          : '';
+      say(`${type} is ${view.status}${released}`, 'ok');
     } catch (error) {
       const cut = ifCut(
         error,

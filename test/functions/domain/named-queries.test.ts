@@ -184,22 +184,25 @@ describe('the named queries on DuckDB', () => {
     ]);
   });
 
-  it('latency-percentiles: p50/p90/p99 of the agent and of the whole (values that occurred); nulls when empty', async () => {
+  it('latency-percentiles: p50/p90/p99 of the agent and of the whole, of the same rows (both times); nulls when empty', async () => {
+    // Conversation 5 (the agent failed) has a total time and no agent time: it is counted, not in the percentiles.
     expect(await run('latency-percentiles')).toEqual([
       {
         conversations: 6,
+        conversations_with_both_times: 5,
         agent_p50_ms: 200,
         agent_p90_ms: 400,
         agent_p99_ms: 400,
         total_p50_ms: 300,
-        total_p90_ms: 900,
-        total_p99_ms: 900,
+        total_p90_ms: 500,
+        total_p99_ms: 500,
       },
     ]);
     const empty = await run('latency-percentiles', { since: '2027-01-01' });
     expect(empty).toEqual([
       {
         conversations: 0,
+        conversations_with_both_times: 0,
         agent_p50_ms: null,
         agent_p90_ms: null,
         agent_p99_ms: null,
@@ -208,6 +211,42 @@ describe('the named queries on DuckDB', () => {
         total_p99_ms: null,
       },
     ]);
+  });
+
+  it('latency-percentiles: no agent percentile exceeds the total one when fast failures have only a total time', async () => {
+    // Two answered conversations, and three the agent refused at once (a total time of 20 ms, no agent time): over
+    // different rows the total p50 would be 20 ms, below the agent's 300.
+    const rows = [
+      row(1, { received_at: '2026-11-29T10:00:00.000Z', total_time_ms: 500, agent_processing_time_ms: 400 }),
+      row(2, { received_at: '2026-11-29T10:01:00.000Z', total_time_ms: 350, agent_processing_time_ms: 300 }),
+      ...[3, 4, 5].map((n) =>
+        row(n, {
+          received_at: `2026-11-29T10:0${n}:00.000Z`,
+          total_time_ms: 20,
+          status: 'failed',
+          delivery_status: 'not_attempted',
+        }),
+      ),
+    ];
+    const own = await openAnalytics({ source: memorySource(rows), cacheDir: null });
+    try {
+      const query = namedQuery('latency-percentiles')!;
+      const [result] = (await own.query(query.sql, bindNamedQuery(query, {}, new Date('2026-11-29T00:00:00Z')))).rows;
+      expect(result).toEqual({
+        conversations: 5,
+        conversations_with_both_times: 2,
+        agent_p50_ms: 300,
+        agent_p90_ms: 400,
+        agent_p99_ms: 400,
+        total_p50_ms: 350,
+        total_p90_ms: 500,
+        total_p99_ms: 500,
+      });
+      for (const p of [50, 90, 99])
+        expect(Number(result![`agent_p${p}_ms`])).toBeLessThanOrEqual(Number(result![`total_p${p}_ms`]));
+    } finally {
+      await own.close();
+    }
   });
 
   it('since: a date or a date-time with its zone; the folder date and the time both bound the rows', async () => {

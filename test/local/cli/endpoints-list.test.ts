@@ -236,5 +236,15 @@ describe('endpoints list with a receiver whose Retry-After holds its type', () =
       GATEWAY_URL: undefined,
     });
     expect(JSON.parse(resumed.stdout)).toMatchObject([{ webhook_type: 'lead_analysis', retry_after_until: null }]);
+    // What the resume released, said (on stderr with --json); before, nothing said the hold was gone.
+    expect(resumed.stderr).toMatch(
+      /^lead_analysis: its Retry-After \(nothing before \S+Z\) is forgotten: its queued deliveries go out when the schedule finds them due, a redrive or resend is sent at once; another 429 or 503 with a Retry-After holds them again$/m,
+    );
+    // Resumed again, with nothing held: nothing of the kind is said.
+    const again = await runMain(['endpoints', 'resume', 'lead_analysis'], {
+      LOCAL_DATA_DIR: dir,
+      GATEWAY_URL: undefined,
+    });
+    expect(again.stdout).not.toContain('Retry-After');
   });
 });

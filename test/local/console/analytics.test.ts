@@ -178,6 +178,7 @@ describe('the window of the last 24 hours', () => {
     ]);
     expect(view.hourly.every((r) => view.hours.includes(r.hour))).toBe(true);
     expect(view.latency?.conversations).toBe(3);
+    expect(view.latency?.conversations_with_both_times).toBe(3);
     expect(view.delivery.reduce((n, r) => n + r.conversations, 0)).toBe(3);
   });
 
@@ -290,6 +291,11 @@ describe.skipIf(skipBrowser)('the Analytics page in Chromium', () => {
     expect(ms[0]).toBeLessThanOrEqual(ms[1]!);
     expect(ms[1]).toBeLessThanOrEqual(ms[2]!);
     expect(ms[3]).toBeLessThanOrEqual(ms[5]!);
+    // Every percentile is of the same rows, and the caption says which.
+    for (const i of [0, 1, 2]) expect(ms[i]).toBeLessThanOrEqual(ms[i + 3]!);
+    expect(await page.locator('#chart-latency figcaption').textContent()).toMatch(
+      /p50, p90, p99 of the \d+ of \d+ conversations with both times/,
+    );
   });
 
   it('updates when a conversation arrives, and never leaves the gateway', async () => {

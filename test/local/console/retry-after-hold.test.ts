@@ -36,7 +36,7 @@ describe.skipIf(skipBrowser)('a delivery held by its receiver’s Retry-After, i
     const until = await hold.locator('[data-age-until]').getAttribute('data-age-until');
     expect(until).toMatch(/^\d{4}-\d\d-\d\dT[\d:.]+Z$/);
     expect(await hold.innerText()).toBe(
-      `Held by its receiver: deal_analysis asked for nothing before ${until} (in 60m; its Retry-After). It answered 429 or 503 with a Retry-After: nothing of its type is sent before then, this delivery included, and a redrive or resend before then is held back too. The schedule tries it then by itself: nothing to do. Sure that deal_analysis takes deliveries again sooner? npx webhook-gateway endpoints resume deal_analysis forgets its Retry-After (Endpoints shows it in deal_analysis's state), then Redrive.`,
+      `Held by its receiver: deal_analysis asked for nothing before ${until} (in 60m; its Retry-After). It answered 429 or 503 with a Retry-After: nothing of its type is sent before then, this delivery included, and a redrive or resend before then is held back too. The schedule tries it then by itself: nothing to do. Sure that deal_analysis takes deliveries again sooner? Its Resume now on Endpoints (or npx webhook-gateway endpoints resume deal_analysis) forgets its Retry-After, then Redrive.`,
     );
     const note = page.locator('#redrive-note');
     expect(await note.innerText()).toBe(
@@ -51,5 +51,37 @@ describe.skipIf(skipBrowser)('a delivery held by its receiver’s Retry-After, i
     await note.getByRole('link', { name: 'why, and what to do' }).focus();
     await page.keyboard.press('Enter');
     expect(new URL(page.url()).hash).toBe('#retry-after-hold');
+  });
+
+  it('Endpoints offers Resume now for the held receiver, says what it means, and releases the hold', async () => {
+    const { world, page } = opened;
+    await page.clock.resume(); // the first test paused the page's clock: its live updates run again
+    await page.goto(`${world.gateway.url}/console/endpoints`);
+    const row = page.locator('#endpoints tr[data-type="deal_analysis"]');
+    // Before: an active receiver held by its Retry-After had only Pause (and Send test): no way to release it here.
+    const release = row.getByRole('button', { name: 'Resume deal_analysis now, forgetting its Retry-After' });
+    expect(await release.getAttribute('title')).toMatch(
+      /^deal_analysis asked for nothing before \S+Z: Resume forgets that, so its queued deliveries go out when the schedule finds them due and a redrive or resend is sent at once\. Only when you know it takes deliveries again/,
+    );
+    // A receiver not held has none.
+    expect(await page.locator('#endpoints tr[data-type="general"] button[data-releases]').count()).toBe(0);
+    world.receiver.reset();
+    await release.click();
+    await expect
+      .poll(() => page.locator('#flash').textContent(), { timeout: 15_000 })
+      .toContain(
+        'deal_analysis is healthy: its Retry-After is forgotten; its queued deliveries go out when the schedule finds them due, a redrive or resend at once',
+      );
+    await expect.poll(() => row.locator('.retry-after').count(), { timeout: 15_000 }).toBe(0);
+    expect(await row.locator('button[data-releases]').count()).toBe(0);
+    const rows = (await (await fetch(`${world.gateway.url}/local/endpoints`)).json()) as {
+      webhook_type: string;
+      retry_after_until: string | null;
+    }[];
+    expect(rows.find((e) => e.webhook_type === 'deal_analysis')?.retry_after_until).toBeNull();
+
+    // Its conversation's page no longer says it is held.
+    await page.goto(`${world.gateway.url}/console/conversations/${id}`);
+    expect(await page.locator('#retry-after-hold').count()).toBe(0);
   });
 });

@@ -6,7 +6,9 @@ import {
   matchesFilter,
   mayMatch,
   parseFilter,
+  statusLabel,
 } from '../../../local/history/conversation-filters.ts';
+import { recoveredAfterStop } from '../../../local/history/conversations.ts';
 import { hitOfRow, searchSql, snippetAround } from '../../../local/history/export-search.ts';
 
 /** The pure parts behind `conversations list/search` filters and matching (the CLI tests run the real bin). */
@@ -21,6 +23,44 @@ const row = {
 };
 
 describe('conversation filters', () => {
+  it('--status interrupted: a conversation a stop cut, closed interrupted or finished by recovery (interrupted → …)', () => {
+    const interrupted = parseFilter({ status: 'interrupted' });
+    expect(matchesFilter({ ...row, recovered: true }, interrupted)).toBe(true);
+    expect(matchesFilter({ ...row, recovered: false }, interrupted)).toBe(false);
+    expect(matchesFilter({ ...row, status: 'interrupted', recovered: true }, interrupted)).toBe(true);
+    // Its final status still matches as before.
+    expect(matchesFilter({ ...row, recovered: true }, parseFilter({ status: 'completed' }))).toBe(true);
+    expect(statusLabel({ status: 'completed', recovered: true })).toBe('interrupted → completed');
+    expect(statusLabel({ status: 'interrupted', recovered: true })).toBe('interrupted');
+    expect(statusLabel({ status: 'completed', recovered: false })).toBe('completed');
+  });
+
+  it("recovered: an execution recovery resumed, started again, or closed with the cut state's GatewayInterrupted", () => {
+    const execution = {
+      execution_name: 'x',
+      state_machine: 'conversation',
+      status: 'SUCCEEDED' as const,
+      started_at: '2026-12-03T10:00:00.000Z',
+      stopped_at: '2026-12-03T10:00:01.000Z',
+      input: {},
+      events: [{ type: 'ExecutionStarted', timestamp: 0 }],
+    };
+    const restart = { restart: 1, of: 3, earlier_started_at: '', earlier_cut_at: '', earlier_cut_by: '' };
+    expect(recoveredAfterStop([execution])).toBe(false);
+    expect(recoveredAfterStop([execution, { ...execution, restart }])).toBe(true);
+    expect(
+      recoveredAfterStop([{ ...execution, events: [...execution.events, { type: 'ExecutionResumed', timestamp: 1 }] }]),
+    ).toBe(true);
+    expect(
+      recoveredAfterStop([
+        {
+          ...execution,
+          events: [...execution.events, { type: 'StateFailed', timestamp: 1, error: 'GatewayInterrupted' }],
+        },
+      ]),
+    ).toBe(true);
+  });
+
   it('parses comma lists case-insensitively and matches conversation or delivery status', () => {
     const f = parseFilter({ source: 'CRM_System, other/x', type: 'deal_analysis,general', status: 'retrying' });
     expect(f).toEqual({
