@@ -21,7 +21,15 @@ import { promisify } from 'node:util';
 import { OWNER_DIR, OWNER_FILE } from '../../functions/shared/local-files.ts';
 import { isAlive } from './data-dir-lock.ts';
 import { describeListed, type PlaceResult, placeObjectFiles, putObjectFiles } from './file-writer.ts';
-import { compareKeys, decodeSegment, type FolderEntry, FolderIndex, lowerBound, pastPrefix } from './folder-index.ts';
+import {
+  compareKeys,
+  decodeSegment,
+  type FolderEntry,
+  FolderIndex,
+  lowerBound,
+  pastPrefix,
+  stillAt,
+} from './folder-index.ts';
 import { mapConcurrently } from './json-files.ts';
 import type { ChecksumAlgorithm } from './s3-checksums.ts';
 import { invalidArgument, noSuchBucket, noSuchKey, noSuchUpload, S3Error } from './s3-errors.ts';
@@ -499,7 +507,9 @@ export class ObjectStore {
           if (common !== null) {
             // Every key below rolls up into the same common prefix: listed once, if the folder holds an object.
             if (unlisted(common)) {
-              if (!(await this.holdsObjects(path.join(dir, entry.name)))) continue;
+              const holds = await this.holdsObjects(path.join(dir, entry.name));
+              i = stillAt(entries, i, entry); // a kept folder's list may have changed meanwhile
+              if (!holds) continue;
               if (add({ prefix: common })) return true;
               lastPrefix = common;
             }
@@ -507,6 +517,7 @@ export class ObjectStore {
             continue;
           }
           if (await visit(path.join(dir, entry.name), name)) return true;
+          i = stillAt(entries, i, entry);
         } else {
           if (!name.startsWith(prefix)) {
             if (compareKeys(name, prefix) > 0) return true;
@@ -936,7 +947,11 @@ export class ObjectStore {
   private async holdsObjects(dir: string): Promise<boolean> {
     const entries = await this.folders.entries(dir);
     if (entries.some((e) => !e.dir)) return true;
-    for (const e of entries) if (await this.holdsObjects(path.join(dir, e.name))) return true;
+    for (let i = 0; i < entries.length; i++) {
+      const entry = entries[i]!;
+      if (await this.holdsObjects(path.join(dir, entry.name))) return true;
+      i = stillAt(entries, i, entry); // a kept folder's list may have changed meanwhile
+    }
     return false;
   }
 }

@@ -1,0 +1,133 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { type FolderEntry, FolderIndex } from '../../../local/store/folder-index.ts';
+import { type ObjectInfo, ObjectStore } from '../../../local/store/object-store.ts';
+import { S3Api } from '../../../local/store/s3-api.ts';
+import { type S3HttpServer, serveS3Api } from '../../../local/store/s3-http-server.ts';
+import { type ListedItem, listingModel } from '../../support/s3-listing-model.ts';
+
+/**
+ * The embedded S3's kept folders (local/store/folder-index.ts) through its real HTTP endpoint and the AWS SDK, every
+ * page compared with the listing model: a listing under way while the folder it reads changes (the kept list is
+ * changed in place). Time is the index's injected clock; the pause is a gate in the index, never a sleep.
+ */
+const BUCKET = 'big-folder-http';
+
+/** A folder index that holds the first read of one folder until the test opens the gate. */
+class GatedFolders extends FolderIndex {
+  private gate: { dir: string; reached: () => void; open: Promise<void> } | undefined;
+
+  /** Hold the next read of `dir`: `reached` resolves when a listing is held there; `open()` lets it go on. */
+  hold(dir: string) {
+    let reached!: () => void;
+    let open!: () => void;
+    const held = new Promise<void>((resolve) => {
+      reached = resolve;
+    });
+    this.gate = { dir, reached, open: new Promise<void>((resolve) => (open = resolve)) };
+    return { reached: held, open };
+  }
+
+  override async entries(dir: string): Promise<FolderEntry[]> {
+    const gate = this.gate;
+    if (gate?.dir === dir) {
+      this.gate = undefined;
+      gate.reached();
+      await gate.open;
+    }
+    return super.entries(dir);
+  }
+}
+
+const info: ObjectInfo = { size: 1, etag: '0'.repeat(32), modified: new Date(0).toISOString(), contentType: 'x/y' };
+
+let root: string;
+let store: ObjectStore;
+let folders: GatedFolders;
+let http: S3HttpServer;
+let client: S3Client;
+
+beforeEach(async () => {
+  root = await mkdtemp(path.join(tmpdir(), 'big-folder-http-'));
+  folders = new GatedFolders(0); // every folder kept, as one of 1,000 entries or more is
+  store = new ObjectStore(root, folders);
+  await store.open();
+  await store.createBucket(BUCKET);
+  http = await serveS3Api(new S3Api(store), {
+    host: '127.0.0.1',
+    port: 0,
+    headersTimeoutMs: 60_000,
+    requestTimeoutMs: 300_000,
+  });
+  client = new S3Client({
+    region: 'us-east-1',
+    endpoint: `http://127.0.0.1:${http.port}`,
+    forcePathStyle: true,
+    credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+  });
+});
+afterEach(async () => {
+  client.destroy();
+  await http.close();
+  await rm(root, { recursive: true, force: true });
+});
+
+const put = (key: string) => store.put(BUCKET, key, info, Buffer.from('x'));
+
+async function listed(prefix: string, delimiter: string, maxKeys = 1000): Promise<ListedItem[]> {
+  const page = await client.send(
+    new ListObjectsV2Command({ Bucket: BUCKET, Prefix: prefix, Delimiter: delimiter || undefined, MaxKeys: maxKeys }),
+  );
+  return [
+    ...(page.Contents ?? []).map((o) => ({ key: o.Key! })),
+    ...(page.CommonPrefixes ?? []).map((p) => ({ prefix: p.Prefix! })),
+  ].sort((a, b) => Buffer.compare(Buffer.from(nameOf(a)), Buffer.from(nameOf(b))));
+}
+const nameOf = (item: ListedItem) => ('key' in item ? item.key : item.prefix);
+
+describe('a kept folder changed while a listing reads it', () => {
+  it.each([
+    ['rolled up by a delimiter', '/'],
+    ['walked into', ''],
+  ])('lists each key once and skips none, a subfolder %s', async (_, delimiter) => {
+    const keys = new Set(Array.from({ length: 300 }, (_, i) => `flat/k-${String(i).padStart(5, '0')}`));
+    keys.add('flat/k-00150-sub/x');
+    for (const key of keys) await put(key);
+    // Held where it reads the subfolder: keys written and deleted before its place and after it meanwhile.
+    const gate = folders.hold(path.join(root, BUCKET, 'flat', 'k-00150-sub'));
+    const listing = listed('flat/', delimiter);
+    await gate.reached;
+    const before = new Set(keys);
+    const added = ['flat/k-00010a', 'flat/k-00020a', 'flat/k-00200a'];
+    const deleted = ['flat/k-00030', 'flat/k-00040', 'flat/k-00050', 'flat/k-00151', 'flat/k-00250'];
+    for (const key of added) {
+      await put(key);
+      keys.add(key);
+    }
+    for (const key of deleted) {
+      await store.delete(BUCKET, key);
+      keys.delete(key);
+    }
+    gate.open();
+    const got = await listing;
+    // Up to its place as the folder was (less the keys deleted since: the page reads each key's metadata last), after
+    // it as the folder is.
+    const at = delimiter ? 'flat/k-00150-sub/' : 'flat/k-00150-sub/x';
+    const upTo = listingModel(before, 'flat/', delimiter, '').filter(
+      (i) => nameOf(i) <= at && !deleted.includes(nameOf(i)),
+    );
+    expect(got).toEqual([...upTo, ...listingModel(keys, 'flat/', delimiter, at)]);
+    expect(got.map(nameOf)).toContain('flat/k-00200a');
+    expect(got.map(nameOf)).not.toContain('flat/k-00151');
+    expect(await listed('flat/', delimiter)).toEqual(listingModel(keys, 'flat/', delimiter, ''));
+    // A key written into the kept folder changes its list in place (before: a copy of all of it per key).
+    const list = await folders.entries(path.join(root, BUCKET, 'flat'));
+    await put('flat/k-00100b');
+    expect(await folders.entries(path.join(root, BUCKET, 'flat'))).toBe(list);
+    const at100 = list.findIndex((e) => e.name === 'k-00100');
+    expect(list.map((e) => e.name).slice(at100, at100 + 3)).toEqual(['k-00100', 'k-00100b', 'k-00101']);
+  });
+});
