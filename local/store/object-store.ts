@@ -34,6 +34,7 @@ import { mapConcurrently } from './json-files.ts';
 import type { ChecksumAlgorithm } from './s3-checksums.ts';
 import { invalidArgument, noSuchBucket, noSuchKey, noSuchUpload, S3Error } from './s3-errors.ts';
 import type { Tags } from './s3-tagging.ts';
+import { UploadIndex, type UploadPageOptions } from './upload-index.ts';
 
 /**
  * The embedded S3's objects as plain files under one directory (LOCAL_DATA_DIR/s3):
@@ -64,7 +65,7 @@ import type { Tags } from './s3-tagging.ts';
  * the key's folder is where its path says (no link on the way); writes and deletes through such a folder are refused
  * with 403 AccessDenied; listings walk real folders only. The root itself may be a link (a data folder on another disk).
  */
-export { compareKeys, decodeSegment };
+export { decodeSegment };
 
 const MULTIPART_DIR = '.multipart';
 const TEMP_DIR = '.tmp';
@@ -143,6 +144,9 @@ export interface UploadInfo {
   checksumAlgorithm?: ChecksumAlgorithm;
 }
 
+/** An upload in progress as ListMultipartUploads lists it. */
+export type ListedUpload = UploadInfo & { id: string };
+
 export interface PartInfo {
   partNumber: number;
   size: number;
@@ -198,7 +202,7 @@ type Source = Buffer | (Readable | { file: string; start: number; end: number })
 export class ObjectStore {
   private readonly knownDirs = new Set<string>();
   private readonly knownBuckets = new Set<string>();
-  private readonly uploadHeads = new Map<string, UploadInfo>();
+  private readonly uploadHeads = new UploadIndex<ListedUpload>();
   private readonly writing = new Map<string, Promise<unknown>>();
   private tempCounter = 0;
 
@@ -651,24 +655,27 @@ export class ObjectStore {
   }
 
   /**
-   * The bucket's uploads in listing order. Each upload's upload.json is read once (it is written once, as the upload
-   * begins) and kept by id while its folder is there: a listing reads the folder names, and the files of the uploads
-   * begun since the last one only, so each page of ListMultipartUploads costs no file reads of the uploads it skips.
+   * The bucket's uploads in listing order, all of them, or one page of ListMultipartUploads (upload-index.ts: kept in
+   * order, so a page reads its own uploads only). Each upload's upload.json is read once (it is written once, as the
+   * upload begins) and kept by id while its folder is there: a listing reads the folder names, and the files of the
+   * uploads begun since the last one only, so each page of ListMultipartUploads costs no file reads of the uploads it
+   * skips.
    */
-  async listUploads(bucket: string): Promise<(UploadInfo & { id: string })[]> {
+  async listUploads(bucket: string): Promise<ListedUpload[]>;
+  async listUploads(bucket: string, page: UploadPageOptions): Promise<{ uploads: ListedUpload[]; truncated: boolean }>;
+  async listUploads(
+    bucket: string,
+    page?: UploadPageOptions,
+  ): Promise<ListedUpload[] | { uploads: ListedUpload[]; truncated: boolean }> {
     const names = new Set(await readdir(path.join(this.root, MULTIPART_DIR)).catch(() => [] as string[]));
-    for (const id of this.uploadHeads.keys()) if (!names.has(id)) this.uploadHeads.delete(id);
+    for (const id of [...this.uploadHeads.ids()]) if (!names.has(id)) this.uploadHeads.remove(id);
     const unread = [...names].filter((id) => /^[0-9a-f]{32}$/.test(id) && !this.uploadHeads.has(id));
     await mapConcurrently(unread, 32, async (id) => {
       // One being written (or cut by a crash as it began) is read again by the next listing.
       const upload = await this.getUpload(id).catch(() => null);
-      if (upload) this.uploadHeads.set(id, upload);
+      if (upload) this.uploadHeads.add({ id, ...upload });
     });
-    const uploads: (UploadInfo & { id: string })[] = [];
-    for (const [id, upload] of this.uploadHeads) if (upload.bucket === bucket) uploads.push({ id, ...upload });
-    return uploads.sort(
-      (a, b) => compareKeys(a.key, b.key) || a.initiated.localeCompare(b.initiated) || compareKeys(a.id, b.id),
-    );
+    return page ? this.uploadHeads.page(bucket, page) : this.uploadHeads.ofBucket(bucket);
   }
 
   /** Assemble the listed parts (ascending, each but the last ≥ 5 MiB, ETags as uploaded) into the object. */

@@ -1,7 +1,6 @@
 import type { Readable } from 'node:stream';
 import {
   assertPartNumber,
-  compareKeys,
   type ListPage,
   type ObjectAttributes,
   type ObjectInfo,
@@ -591,20 +590,12 @@ export class S3Api {
     // last one of a truncated page.
     const keyMarker = query.get('key-marker') ?? '';
     const uploadIdMarker = keyMarker ? (query.get('upload-id-marker') ?? '') : '';
-    let all = (await this.store.listUploads(bucket)).filter((u) => u.key.startsWith(prefix));
-    if (keyMarker) {
-      const markerAt = uploadIdMarker ? all.findIndex((u) => u.key === keyMarker && u.id === uploadIdMarker) : -1;
-      all =
-        markerAt >= 0
-          ? all.slice(markerAt + 1)
-          : all.filter(
-              (u) =>
-                compareKeys(u.key, keyMarker) > 0 ||
-                (uploadIdMarker !== '' && u.key === keyMarker && u.id > uploadIdMarker),
-            );
-    }
-    const uploads = all.slice(0, maxUploads);
-    const truncated = all.length > uploads.length;
+    const { uploads, truncated } = await this.store.listUploads(bucket, {
+      prefix,
+      keyMarker,
+      uploadIdMarker,
+      maxUploads,
+    });
     const last = uploads.at(-1);
     const items = uploads
       .map(

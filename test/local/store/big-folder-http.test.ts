@@ -1,18 +1,19 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ListMultipartUploadsCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { type FolderEntry, FolderIndex } from '../../../local/store/folder-index.ts';
 import { type ObjectInfo, ObjectStore } from '../../../local/store/object-store.ts';
 import { S3Api } from '../../../local/store/s3-api.ts';
 import { type S3HttpServer, serveS3Api } from '../../../local/store/s3-http-server.ts';
-import { type ListedItem, listingModel } from '../../support/s3-listing-model.ts';
+import { byBytes, type ListedItem, listingModel } from '../../support/s3-listing-model.ts';
 
 /**
  * The embedded S3's kept folders (local/store/folder-index.ts) through its real HTTP endpoint and the AWS SDK, every
  * page compared with the listing model: a listing under way while the folder it reads changes (the kept list is
- * changed in place). Time is the index's injected clock; the pause is a gate in the index, never a sleep.
+ * changed in place); pages of ListMultipartUploads (kept in order: a page reads its own uploads, sorts nothing). Time is
+ * the index's injected clock; the pause is a gate in the index, never a sleep.
  */
 const BUCKET = 'big-folder-http';
 
@@ -129,5 +130,100 @@ describe('a kept folder changed while a listing reads it', () => {
     expect(await folders.entries(path.join(root, BUCKET, 'flat'))).toBe(list);
     const at100 = list.findIndex((e) => e.name === 'k-00100');
     expect(list.map((e) => e.name).slice(at100, at100 + 3)).toEqual(['k-00100', 'k-00100b', 'k-00101']);
+  });
+});
+
+type Upload = { key: string; id: string; initiated: string };
+
+/** What S3 lists of `uploads`, naively: sorted by key, then the time each began, filtered, after the markers. */
+function uploadsModel(uploads: Upload[], prefix: string, keyMarker: string, uploadIdMarker: string): Upload[] {
+  const sorted = uploads
+    .filter((u) => u.key.startsWith(prefix))
+    .sort(
+      (a, b) =>
+        byBytes(a.key, b.key) ||
+        (a.initiated < b.initiated ? -1 : a.initiated > b.initiated ? 1 : 0) ||
+        byBytes(a.id, b.id),
+    );
+  if (!keyMarker) return sorted;
+  const at = uploadIdMarker ? sorted.findIndex((u) => u.key === keyMarker && u.id === uploadIdMarker) : -1;
+  if (at >= 0) return sorted.slice(at + 1);
+  return sorted.filter(
+    (u) => byBytes(u.key, keyMarker) > 0 || (uploadIdMarker !== '' && u.key === keyMarker && u.id > uploadIdMarker),
+  );
+}
+
+describe('ListMultipartUploads', () => {
+  it('pages exactly as the model, markers and prefixes, uploads begun and aborted between pages', async () => {
+    const uploads: Upload[] = [];
+    const begin = async (key: string) => {
+      const id = await store.createUpload({ bucket: BUCKET, key, attributes: { contentType: 'x/y' } });
+      uploads.push({ key, id, initiated: (await store.getUpload(id)).initiated });
+    };
+    for (let i = 0; i < 60; i++) await begin(`u/${String((i * 37) % 50).padStart(2, '0')}`); // some keys twice
+    for (const key of ['v/ä', 'v/😀', 'v/\uE000', 'w']) await begin(key);
+    const page = async (prefix: string, KeyMarker: string, UploadIdMarker: string, MaxUploads: number) => {
+      const got = await client.send(
+        new ListMultipartUploadsCommand({
+          Bucket: BUCKET,
+          Prefix: prefix || undefined,
+          KeyMarker: KeyMarker || undefined,
+          UploadIdMarker: UploadIdMarker || undefined,
+          MaxUploads,
+        }),
+      );
+      return {
+        uploads: (got.Uploads ?? []).map((u) => ({ key: u.Key!, id: u.UploadId! })),
+        truncated: got.IsTruncated === true,
+        next: [got.NextKeyMarker ?? '', got.NextUploadIdMarker ?? ''] as const,
+      };
+    };
+    const want = (prefix: string, keyMarker: string, uploadIdMarker: string) =>
+      uploadsModel(uploads, prefix, keyMarker, uploadIdMarker).map(({ key, id }) => ({ key, id }));
+    for (const prefix of ['', 'u/', 'u/1', 'v/', 'zz']) {
+      for (const max of [1, 7, 1000]) {
+        let [keyMarker, uploadIdMarker] = ['', ''];
+        for (let round = 0; ; round++) {
+          const got = await page(prefix, keyMarker, uploadIdMarker, max);
+          const all = want(prefix, keyMarker, uploadIdMarker);
+          expect(got.uploads, `${prefix} ${keyMarker} ${uploadIdMarker} ${max}`).toEqual(all.slice(0, max));
+          expect(got.truncated).toBe(all.length > max);
+          if (!got.truncated) break;
+          [keyMarker, uploadIdMarker] = got.next;
+          if (round % 3 === 1) {
+            // Between pages: one begun after the place (listed later), one before it (not), the next one aborted.
+            await begin(`${keyMarker}-later`);
+            await begin('a-before');
+            const next = want(prefix, keyMarker, uploadIdMarker)[0];
+            if (next) {
+              await store.abortUpload(next.id);
+              uploads.splice(
+                uploads.findIndex((u) => u.id === next.id),
+                1,
+              );
+            }
+          }
+        }
+      }
+    }
+    // A key marker alone, and an upload-id marker that is none of the key's uploads (those of the key after it by id).
+    const key = uploads.find((u) => uploads.filter((v) => v.key === u.key).length > 1)!.key;
+    const twice = want('u/', '', '').filter((u) => u.key === key);
+    for (const marker of ['', '0', twice[0]!.id, twice[1]!.id, 'f'.repeat(32)]) {
+      expect((await page('u/', key, marker, 5)).uploads).toEqual(want('u/', key, marker).slice(0, 5));
+    }
+    // A page sorts none of the uploads (before: all of them, for each page).
+    const sort = Array.prototype.sort;
+    const sorted: number[] = [];
+    const spy = vi.spyOn(Array.prototype, 'sort').mockImplementation(function (this: unknown[], compare) {
+      sorted.push(this.length);
+      return sort.call(this, compare);
+    });
+    try {
+      await page('u/', 'u/20', '', 5);
+    } finally {
+      spy.mockRestore();
+    }
+    expect(sorted.filter((n) => n >= 50)).toEqual([]);
   });
 });
