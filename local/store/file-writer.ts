@@ -117,18 +117,37 @@ function compare(a, b) {
   }
   return a.length - b.length;
 }
+// The folder's census (folderSum of folder-index.ts): how many objects and subfolders, and two sums of their names'
+// hashes, which any name added, removed or renamed changes.
+function hashInto(sum, name, dir) {
+  let a = 0x811c9dc5, b = 0x9747b28c;
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    a = Math.imul(a ^ c, 0x01000193);
+    b = Math.imul(b ^ c, 0x5bd1e995) ^ (b >>> 15);
+  }
+  if (dir) { a = Math.imul(a ^ 0x2f, 0x01000193); b = Math.imul(b ^ 0x2f, 0x5bd1e995) ^ (b >>> 15); }
+  sum.a = (sum.a + (a >>> 0)) >>> 0;
+  sum.b = (sum.b + (b >>> 0)) >>> 0;
+}
 function folder(m) {
   let dirents;
   try { dirents = fs.readdirSync(m.dir, { withFileTypes: true }); } catch (error) { return { stage: 'dir', error: failure(error) }; }
   const entries = [];
+  const sum = { count: 0, a: 0, b: 0 };
   for (const d of dirents) {
     if (d.name.startsWith('.')) continue;
+    const dir = d.isDirectory();
+    if (!dir && !d.isFile()) continue;
+    sum.count++;
+    hashInto(sum, d.name, dir);
+    if (m.census) continue;
     const order = decode(d.name);
-    if (d.isDirectory()) entries.push({ name: d.name, order: order + '/', dir: '1' });
-    else if (d.isFile()) entries.push({ name: d.name, order, dir: '0' });
+    entries.push(dir ? { name: d.name, order: order + '/', dir: '1' } : { name: d.name, order, dir: '0' });
   }
+  if (m.census) return { stage: 'done', sum };
   entries.sort((a, b) => compare(a.order, b.order));
-  return { stage: 'done', names: entries.map((e) => e.name).join('\\n'), dirs: entries.map((e) => e.dir).join('') };
+  return { stage: 'done', names: entries.map((e) => e.name).join('\\n'), dirs: entries.map((e) => e.dir).join(''), sum };
 }
 parentPort.on('message', (m) => {
   let answer;
@@ -188,6 +207,7 @@ interface Answer {
   described?: (DescribedFile | { error: Record<string, unknown> } | null)[];
   names?: string;
   dirs?: string;
+  sum?: FolderSum;
 }
 
 interface Pending {
@@ -248,12 +268,31 @@ async function send(message: Record<string, unknown>): Promise<PlaceResult> {
  * the store's `.`-files left out: read and sorted by the thread, for a folder of thousands of entries, where reading
  * and sorting 100,000 on the event loop held it for ~300 ms. The system's error is thrown (ENOENT: no folder).
  */
-export async function readFolder(dir: string): Promise<{ name: string; dir: boolean }[]> {
+export async function readFolder(dir: string): Promise<{ entries: { name: string; dir: boolean }[]; sum: FolderSum }> {
   const answer = await ask({ op: 'folder', dir });
   if (answer.error) throw systemError(answer.error);
-  if (!answer.names) return [];
+  const sum = answer.sum!;
+  if (!answer.names) return { entries: [], sum };
   // File names hold no newline: the store writes control characters %XX (object-store.ts, encodeSegment).
-  return answer.names.split('\n').map((name, i) => ({ name, dir: answer.dirs![i] === '1' }));
+  return { entries: answer.names.split('\n').map((name, i) => ({ name, dir: answer.dirs![i] === '1' })), sum };
+}
+
+/**
+ * How many objects and subfolders a folder holds, and the sums of their names' hashes (folder-index.ts, folderSum):
+ * read by the thread, names neither sorted nor sent, so checking a kept folder of 100,000 entries against its files
+ * costs the event loop one message. The system's error is thrown.
+ */
+export async function censusOfFolder(dir: string): Promise<FolderSum> {
+  const answer = await ask({ op: 'folder', dir, census: true });
+  if (answer.error) throw systemError(answer.error);
+  return answer.sum!;
+}
+
+/** A folder's census: its entries (objects and subfolders) and two sums of their names' hashes, each mod 2^32. */
+export interface FolderSum {
+  count: number;
+  a: number;
+  b: number;
 }
 
 /** An object's bytes' file as a listing sees it: its inode and size, and the text of its metadata file (if any). */

@@ -1,7 +1,7 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { ListMultipartUploadsCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { ListMultipartUploadsCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { type FolderEntry, FolderIndex } from '../../../local/store/folder-index.ts';
 import { type ObjectInfo, ObjectStore } from '../../../local/store/object-store.ts';
@@ -12,7 +12,7 @@ import { byBytes, type ListedItem, listingModel } from '../../support/s3-listing
 /**
  * The embedded S3's kept folders (local/store/folder-index.ts) through its real HTTP endpoint and the AWS SDK, every
  * page compared with the listing model: a listing under way while the folder it reads changes (the kept list is
- * changed in place); pages of ListMultipartUploads (kept in order: a page reads its own uploads, sorts nothing). Time is
+ * changed in place); a change by a second writer that the folder's time cannot show; pages of ListMultipartUploads (kept in order: a page reads its own uploads, sorts nothing). Time is
  * the index's injected clock; the pause is a gate in the index, never a sleep.
  */
 const BUCKET = 'big-folder-http';
@@ -50,10 +50,13 @@ let store: ObjectStore;
 let folders: GatedFolders;
 let http: S3HttpServer;
 let client: S3Client;
+/** The folder index's clock (the real one when undefined). */
+let now: number | undefined;
 
 beforeEach(async () => {
   root = await mkdtemp(path.join(tmpdir(), 'big-folder-http-'));
-  folders = new GatedFolders(0); // every folder kept, as one of 1,000 entries or more is
+  now = undefined;
+  folders = new GatedFolders(0, () => now ?? Date.now()); // every folder kept, as one of 1,000 entries or more is
   store = new ObjectStore(root, folders);
   await store.open();
   await store.createBucket(BUCKET);
@@ -130,6 +133,51 @@ describe('a kept folder changed while a listing reads it', () => {
     expect(await folders.entries(path.join(root, BUCKET, 'flat'))).toBe(list);
     const at100 = list.findIndex((e) => e.name === 'k-00100');
     expect(list.map((e) => e.name).slice(at100, at100 + 3)).toEqual(['k-00100', 'k-00100b', 'k-00101']);
+  });
+});
+
+describe('a kept folder changed by a second writer', () => {
+  it("lists a key another process wrote after one of the store's, though the folder's time shows the store's only", async () => {
+    const keys = new Set(Array.from({ length: 300 }, (_, i) => `flat/k-${String(i).padStart(5, '0')}`));
+    for (const key of keys) await put(key);
+    const folder = path.join(root, BUCKET, 'flat');
+    await utimes(folder, new Date(0), new Date(Date.now() - 3_600_000));
+    now = Date.now() + 60_000; // the folder last changed long before: its time alone tells of any change
+    expect(await listed('flat/', '/')).toEqual(listingModel(keys, 'flat/', '/', ''));
+    // Each round: a PUT through the endpoint, then a second writer's change in the same tick of the folder's clock (its
+    // time left as the PUT left it): a key written, then one renamed (as many entries as before).
+    const byHand: (() => Promise<{ added: string; removed?: string }>)[] = [
+      async () => {
+        await writeFile(path.join(folder, 'k-00100-other'), 'by another process');
+        return { added: 'flat/k-00100-other' };
+      },
+      async () => {
+        await rename(path.join(folder, 'k-00200'), path.join(folder, 'k-00200-renamed'));
+        return { added: 'flat/k-00200-renamed', removed: 'flat/k-00200' };
+      },
+    ];
+    for (const [round, change] of byHand.entries()) {
+      const key = `flat/k-0005${round}-put`;
+      await client.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: 'x' }));
+      keys.add(key);
+      const time = await stat(folder);
+      const { added, removed } = await change();
+      await utimes(folder, time.atime, time.mtime);
+      keys.add(added);
+      if (removed) keys.delete(removed);
+      expect(await listed('flat/', '/'), `round ${round}`).toEqual(listingModel(keys, 'flat/', '/', ''));
+    }
+    // The census (the file thread's hashes of the names) agrees with the list's (the event loop's), awkward names too:
+    // after the store's own writes, the kept list is found true and kept, not read again.
+    for (const key of ['flat/ä', 'flat/😀', 'flat/\uE000', 'flat/k%41', 'flat/.hidden', 'flat/x ', 'flat/sub/y']) {
+      await put(key);
+      keys.add(key);
+    }
+    const list = await folders.entries(folder);
+    await client.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'flat/last', Body: 'x' }));
+    keys.add('flat/last');
+    expect(await listed('flat/', '')).toEqual(listingModel(keys, 'flat/', '', ''));
+    expect(await folders.entries(folder)).toBe(list);
   });
 });
 
