@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
 import { OWNER_FILE } from '../../functions/shared/local-files.ts';
+import type { ChecksumAlgorithm } from './s3-checksums.ts';
 
 /**
  * The gateway's per-conversation file writes (the embedded S3's objects, the execution history), done by one worker
@@ -93,18 +94,45 @@ function writeText(m) {
   }
   return { stage: 'done' };
 }
-// What a listing needs of each object (describeListed): its bytes' file (none, or no file: null) and its metadata.
+// What a listing needs of each object (describeListed): its bytes' file (none, or no file: 'x'), and from its metadata
+// file, when that names those bytes (the same inode and size: 'o'), their size, ETag, time and checksum; else 'b' (the
+// bytes are described from themselves). The metadata is read into one buffer (open, read, close: no stat) and parsed
+// here, and only those fields go back, in flat lists, where the event loop parsed each file's whole text before.
+const metaBuffer = Buffer.allocUnsafe(64 * 1024);
+function readMeta(file) {
+  let fd;
+  try { fd = fs.openSync(file, 'r'); } catch { return null; }
+  try {
+    let n = 0;
+    for (;;) {
+      const read = fs.readSync(fd, metaBuffer, n, metaBuffer.length - n, n);
+      if (read === 0) return metaBuffer.toString('utf8', 0, n);
+      n += read;
+      if (n === metaBuffer.length) return fs.readFileSync(file, 'utf8'); // larger than any the store writes
+    }
+  } catch { return null; } finally { fs.closeSync(fd); }
+}
 function describe(m) {
-  return { stage: 'done', described: m.files.map(([data, meta]) => {
+  const out = { stage: 'done', states: '', sizes: [], etags: [], modified: [], checksums: [], errors: {} };
+  for (const [i, [data, meta]] of m.files.entries()) {
     let s;
     try { s = fs.lstatSync(data, { bigint: true }); } catch (error) {
-      return error.code === 'ENOENT' || error.code === 'ENOTDIR' ? null : { error: failure(error) };
+      if (error.code === 'ENOENT' || error.code === 'ENOTDIR') out.states += 'x';
+      else { out.states += 'e'; out.errors[i] = failure(error); }
+      continue;
     }
-    if (!s.isFile()) return null;
-    let metaText = null;
-    try { metaText = fs.readFileSync(meta, 'utf8'); } catch {}
-    return { ino: String(s.ino), size: Number(s.size), metaText };
-  }) };
+    if (!s.isFile()) { out.states += 'x'; continue; }
+    let info = null;
+    const text = readMeta(meta);
+    try { info = text === null ? null : JSON.parse(text); } catch {}
+    if (!info || info.ino !== String(s.ino) || info.size !== Number(s.size)) { out.states += 'b'; continue; }
+    out.states += 'o';
+    out.sizes.push(info.size);
+    out.etags.push(info.etag);
+    out.modified.push(info.modified);
+    out.checksums.push(info.checksum ? info.checksum.algorithm + ' ' + info.checksum.value : '');
+  }
+  return out;
 }
 // A folder's objects and subfolders for a listing (readFolder): names and kinds, in S3's key order (compareKeys and
 // decodeSegment of folder-index.ts), the store's .-files left out.
@@ -204,7 +232,12 @@ interface Answer {
   id: number;
   stage: PlaceResult['stage'];
   error?: Record<string, unknown>;
-  described?: (DescribedFile | { error: Record<string, unknown> } | null)[];
+  states?: string;
+  sizes?: number[];
+  etags?: string[];
+  modified?: string[];
+  checksums?: string[];
+  errors?: Record<number, Record<string, unknown>>;
   names?: string;
   dirs?: string;
   sum?: FolderSum;
@@ -295,24 +328,47 @@ export interface FolderSum {
   b: number;
 }
 
-/** An object's bytes' file as a listing sees it: its inode and size, and the text of its metadata file (if any). */
-export interface DescribedFile {
-  ino: string;
+/** What a listing shows of an object (ListObjects, ListObjectVersions). */
+export interface ListedInfo {
   size: number;
-  metaText: string | null;
+  etag: string;
+  modified: string;
+  checksum?: { algorithm: ChecksumAlgorithm; value: string };
 }
 
 /**
- * For a page of a listing: each object's bytes' file (null when gone, or not a file) and its metadata's text, read by
- * the thread with synchronous calls (a page of 1,000 objects in one message each way, where 2,000 calls through
- * the thread pool took the event loop ~200 ms). The system's error for a file is thrown.
+ * For a page of a listing: what it shows of each object, from its metadata when that names its bytes' file; `bytes`
+ * when it does not (none, or unreadable, or of other bytes: written by hand, or a crash between two renames), to be
+ * described from the bytes; null when the bytes' file is gone or no file. Read and parsed by the thread with
+ * synchronous calls (a page of 1,000 objects in one message each way, where 2,000 calls through the thread pool took
+ * the event loop ~200 ms, and each metadata file's text parsed here ~1 ms more). The system's error for a file is
+ * thrown.
  */
-export async function describeListed(files: { data: string; meta: string }[]): Promise<(DescribedFile | null)[]> {
+export async function describeListed(
+  files: { data: string; meta: string }[],
+): Promise<(ListedInfo | 'bytes' | null)[]> {
   const answer = await ask({ op: 'describe', files: files.map((f) => [f.data, f.meta]) });
-  return (answer.described ?? []).map((d) => {
-    if (d && 'error' in d) throw systemError(d.error);
-    return d;
-  });
+  const out: (ListedInfo | 'bytes' | null)[] = [];
+  let o = 0;
+  for (const [i, state] of [...(answer.states ?? '')].entries()) {
+    if (state === 'e') throw systemError(answer.errors![i]!);
+    if (state === 'x') out.push(null);
+    else if (state === 'b') out.push('bytes');
+    else {
+      const checksum = answer.checksums![o]!;
+      const at = checksum.indexOf(' ');
+      out.push({
+        size: answer.sizes![o]!,
+        etag: answer.etags![o]!,
+        modified: answer.modified![o]!,
+        ...(checksum
+          ? { checksum: { algorithm: checksum.slice(0, at) as ChecksumAlgorithm, value: checksum.slice(at + 1) } }
+          : {}),
+      });
+      o++;
+    }
+  }
+  return out;
 }
 
 /**

@@ -20,7 +20,7 @@ import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { OWNER_DIR, OWNER_FILE } from '../../functions/shared/local-files.ts';
 import { isAlive } from './data-dir-lock.ts';
-import { describeListed, type PlaceResult, placeObjectFiles, putObjectFiles } from './file-writer.ts';
+import { describeListed, type ListedInfo, type PlaceResult, placeObjectFiles, putObjectFiles } from './file-writer.ts';
 import {
   compareKeys,
   decodeSegment,
@@ -129,7 +129,7 @@ export interface ListOptions {
 }
 
 export interface ListPage {
-  objects: { key: string; info: ObjectInfo }[];
+  objects: { key: string; info: ListedInfo }[];
   prefixes: string[];
   truncated: boolean;
   /** The last key or common prefix of the page: where the next page starts. */
@@ -555,20 +555,19 @@ export class ObjectStore {
     if (!withInfo) return found.filter((f) => 'key' in f);
 
     const objects = found.flatMap((item) => ('key' in item ? [locationOf(item.file)] : []));
-    const described = await describeListed(objects);
-    const infos = await mapConcurrently(
-      objects.map((at, i) => ({ at, file: described[i] })),
-      32,
-      // Bytes without metadata that names them (written by hand, or a crash between two renames): described here.
-      async ({ at, file }) => (file ? (storedInfo(file.metaText, file) ?? this.infoOf(at)) : null),
-    );
+    const infos: (ListedInfo | 'bytes' | null)[] = await describeListed(objects);
+    // Bytes without metadata that names them (written by hand, or a crash between two renames): described here.
+    const unnamed = infos.flatMap((info, i) => (info === 'bytes' ? [i] : []));
+    await mapConcurrently(unnamed, 32, async (i) => {
+      infos[i] = await this.infoOf(objects[i]!);
+    });
     const page: ListPage = { objects: [], prefixes: [], truncated };
     let object = 0;
     for (const item of found) {
       if ('prefix' in item) page.prefixes.push(item.prefix);
       else {
         const info = infos[object++];
-        if (info) page.objects.push({ key: item.key, info }); // null: deleted meanwhile
+        if (info && info !== 'bytes') page.objects.push({ key: item.key, info }); // null: deleted meanwhile
       }
     }
     const lastItem = found.at(-1);

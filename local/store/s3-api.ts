@@ -128,7 +128,7 @@ export function isValidBucketName(name: string): boolean {
 /** EncodingType=url as S3 applies it (the AWS CLI decodes with unquote_plus, the SDKs leave it to the caller). */
 const urlEncode = (value: string) => encodeURIComponent(value);
 
-const etagOf = (info: ObjectInfo) => `"${info.etag}"`;
+const etagOf = (info: Pick<ObjectInfo, 'etag'>) => `"${info.etag}"`;
 const httpDate = (iso: string) => new Date(iso).toUTCString();
 
 /**

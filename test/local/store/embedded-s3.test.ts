@@ -171,6 +171,12 @@ describe('uploads', () => {
     );
     expect(sent).toMatch(/^[A-Za-z0-9+/]+=*$/);
     expect(head[`Checksum${algorithm}`]).toBe(sent);
+    // A listing names it too (read from the object's metadata by the file thread: file-writer.ts, describeListed).
+    const listed = await overHttp.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: `sum/${algorithm}` }));
+    const second = (d: Date | undefined) => Math.floor(d!.getTime() / 1000); // HEAD's is an HTTP date, to the second
+    expect(listed.Contents?.map((o) => [o.Key, o.ChecksumAlgorithm, o.Size, o.ETag, second(o.LastModified)])).toEqual([
+      [`sum/${algorithm}`, [algorithm], 16, head.ETag, second(head.LastModified)],
+    ]);
   });
 
   it('refuses a body that does not match its checksum or Content-MD5 (400 BadDigest) and stores nothing', async () => {
