@@ -16,7 +16,9 @@ import { censusOfFolder, type FolderSum, readFolder } from './file-writer.ts';
  * file thread takes the folder's census (file-writer.ts: how many entries, and two sums of their names' hashes,
  * kept with the list and updated by each change of the store's) and the folder is read again only when it differs.
  * Before, a change by another process between two of the store's, or in the same tick as one, stayed unlisted until
- * the next change by anyone else. Nothing is written to disk: a start reads each folder again at its first listing.
+ * the next change by anyone else. A folder the store keeps changing (exports written into it) has its census taken
+ * at most every RACY_MS, so another process's change shows within that time. Nothing is written to disk: a start
+ * reads each folder again at its first listing.
  */
 export interface FolderEntry {
   /** The file or folder's name as stored (encodeSegment). */
@@ -42,6 +44,8 @@ interface KeptFolder {
   /** Its census as the list stands (folderSum). */
   sum: FolderSum;
   entries: FolderEntry[];
+  /** The clock when it was last read or its census taken. */
+  checkedAt: number;
   /** A census under way. */
   checking?: Promise<boolean>;
 }
@@ -84,6 +88,9 @@ export class FolderIndex {
       const s = await statOrNull(dir);
       if (s?.ino === kept.ino) {
         if (s.mtimeMs === kept.mtime && !kept.racy && !kept.changed) return kept.entries;
+        // Changed by the store since: a census at most every RACY_MS (one of 100,000 entries takes the file thread,
+        // which writes the exports too, ~100 ms; a folder that exports are written into changes all the time).
+        if (kept.changed && now - kept.checkedAt < RACY_MS) return kept.entries;
         kept.checking ??= this.check(dir, kept, s.mtimeMs, now).finally(() => {
           kept.checking = undefined;
         });
@@ -127,6 +134,7 @@ export class FolderIndex {
       throw error;
     });
     if (!census || this.kept.get(dir) !== kept) return false;
+    kept.checkedAt = now;
     if (kept.changes !== changes) return true;
     if (census.count !== kept.entries.length || census.a !== kept.sum.a || census.b !== kept.sum.b) return false;
     kept.mtime = mtime;
@@ -187,6 +195,7 @@ export class FolderIndex {
         racy: Number(before.mtimeMs) > readAt - RACY_MS,
         changed: changes.length > 0,
         changes: 0,
+        checkedAt: readAt,
         sum,
         entries,
       });
