@@ -56,8 +56,8 @@ import { UploadIndex, type UploadPageOptions } from './upload-index.ts';
  * sees half of either. Each metadata file names the inode of its bytes; should a crash fall between the two renames,
  * readers see that they do not match and describe the bytes from the file itself. Nothing is cached between calls
  * beyond which directories exist and, for listings, the key order of folders of 1,000 entries or more (folder-index.ts:
- * told of this store's changes, and checked against the folder's time for anyone else's, so a file put there by hand
- * is listed); all of it in memory, read again from the files after a restart. Another process may read the same
+ * told of this store's changes, and checked against the folder's time, or its census where the time cannot tell, for
+ * anyone else's, so a file put there by hand is listed); all of it in memory, read again from the files after a restart. Another process may read the same
  * directory.
  *
  * Nothing outside the root is ever served, listed, written or deleted: a symbolic link under it (to /etc/passwd, to
