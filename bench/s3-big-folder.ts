@@ -14,7 +14,7 @@ import { mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance as perf } from 'node:perf_hooks';
 import { startEmbeddedS3 } from '../local/store/embedded-s3.ts';
 
 const BUCKET = 'big-folder-bench';
@@ -57,12 +57,14 @@ try {
     delay.enable();
     const t = performance.now();
     const cpu = process.cpuUsage();
+    const loop = perf.eventLoopUtilization();
     const page = await list(query);
     const ms = performance.now() - t;
     const { user, system } = process.cpuUsage(cpu);
+    const { active } = perf.eventLoopUtilization(loop);
     delay.disable();
     console.log(
-      `${label.padEnd(58)} ${ms.toFixed(1).padStart(8)} ms, CPU ${((user + system) / 1000).toFixed(1).padStart(7)} ms, longest stall ${(delay.max / 1e6).toFixed(1).padStart(6)} ms (${page.keys.length} keys, ${page.prefixes} prefixes)`,
+      `${label.padEnd(58)} ${ms.toFixed(1).padStart(8)} ms, CPU ${((user + system) / 1000).toFixed(1).padStart(7)} ms (event loop ${active.toFixed(1).padStart(6)} ms), longest stall ${(delay.max / 1e6).toFixed(1).padStart(6)} ms (${page.keys.length} keys, ${page.prefixes} prefixes)`,
     );
     return page;
   };
@@ -78,6 +80,7 @@ try {
     delay.enable();
     const t = performance.now();
     const cpu = process.cpuUsage();
+    const loop = perf.eventLoopUtilization();
     let token: string | undefined;
     let listed = 0;
     let pages = 0;
@@ -90,8 +93,9 @@ try {
     delay.disable();
     const ms = performance.now() - t;
     const { user, system } = process.cpuUsage(cpu);
+    const { active } = perf.eventLoopUtilization(loop);
     console.log(
-      `every page by continuation token: ${listed} keys in ${pages} pages, ${Math.round(ms)} ms (${(ms / pages).toFixed(1)} ms, CPU ${((user + system) / 1000 / pages).toFixed(1)} ms a page), longest stall ${(delay.max / 1e6).toFixed(1)} ms`,
+      `every page by continuation token: ${listed} keys in ${pages} pages, ${Math.round(ms)} ms (${(ms / pages).toFixed(1)} ms, CPU ${((user + system) / 1000 / pages).toFixed(1)} ms a page, of it the event loop ${(active / pages).toFixed(1)} ms), longest stall ${(delay.max / 1e6).toFixed(1)} ms`,
     );
     if (listed !== keys) throw new Error(`listed ${listed} keys of ${keys}`);
   } finally {

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
 import { OWNER_FILE } from '../../functions/shared/local-files.ts';
+import type { ChecksumAlgorithm } from './s3-checksums.ts';
 
 /**
  * The gateway's per-conversation file writes (the embedded S3's objects, the execution history), done by one worker
@@ -93,18 +94,45 @@ function writeText(m) {
   }
   return { stage: 'done' };
 }
-// What a listing needs of each object (describeListed): its bytes' file (none, or no file: null) and its metadata.
+// What a listing needs of each object (describeListed): its bytes' file (none, or no file: 'x'), and from its metadata
+// file, when that names those bytes (the same inode and size: 'o'), their size, ETag, time and checksum; else 'b' (the
+// bytes are described from themselves). The metadata is read into one buffer (open, read, close: no stat) and parsed
+// here, and only those fields go back, in flat lists, where the event loop parsed each file's whole text before.
+const metaBuffer = Buffer.allocUnsafe(64 * 1024);
+function readMeta(file) {
+  let fd;
+  try { fd = fs.openSync(file, 'r'); } catch { return null; }
+  try {
+    let n = 0;
+    for (;;) {
+      const read = fs.readSync(fd, metaBuffer, n, metaBuffer.length - n, n);
+      if (read === 0) return metaBuffer.toString('utf8', 0, n);
+      n += read;
+      if (n === metaBuffer.length) return fs.readFileSync(file, 'utf8'); // larger than any the store writes
+    }
+  } catch { return null; } finally { fs.closeSync(fd); }
+}
 function describe(m) {
-  return { stage: 'done', described: m.files.map(([data, meta]) => {
+  const out = { stage: 'done', states: '', sizes: [], etags: [], modified: [], checksums: [], errors: {} };
+  for (const [i, [data, meta]] of m.files.entries()) {
     let s;
     try { s = fs.lstatSync(data, { bigint: true }); } catch (error) {
-      return error.code === 'ENOENT' || error.code === 'ENOTDIR' ? null : { error: failure(error) };
+      if (error.code === 'ENOENT' || error.code === 'ENOTDIR') out.states += 'x';
+      else { out.states += 'e'; out.errors[i] = failure(error); }
+      continue;
     }
-    if (!s.isFile()) return null;
-    let metaText = null;
-    try { metaText = fs.readFileSync(meta, 'utf8'); } catch {}
-    return { ino: String(s.ino), size: Number(s.size), metaText };
-  }) };
+    if (!s.isFile()) { out.states += 'x'; continue; }
+    let info = null;
+    const text = readMeta(meta);
+    try { info = text === null ? null : JSON.parse(text); } catch {}
+    if (!info || info.ino !== String(s.ino) || info.size !== Number(s.size)) { out.states += 'b'; continue; }
+    out.states += 'o';
+    out.sizes.push(info.size);
+    out.etags.push(info.etag);
+    out.modified.push(info.modified);
+    out.checksums.push(info.checksum ? info.checksum.algorithm + ' ' + info.checksum.value : '');
+  }
+  return out;
 }
 // A folder's objects and subfolders for a listing (readFolder): names and kinds, in S3's key order (compareKeys and
 // decodeSegment of folder-index.ts), the store's .-files left out.
@@ -117,18 +145,37 @@ function compare(a, b) {
   }
   return a.length - b.length;
 }
+// The folder's census (folderSum of folder-index.ts): how many objects and subfolders, and two sums of their names'
+// hashes, which any name added, removed or renamed changes.
+function hashInto(sum, name, dir) {
+  let a = 0x811c9dc5, b = 0x9747b28c;
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    a = Math.imul(a ^ c, 0x01000193);
+    b = Math.imul(b ^ c, 0x5bd1e995) ^ (b >>> 15);
+  }
+  if (dir) { a = Math.imul(a ^ 0x2f, 0x01000193); b = Math.imul(b ^ 0x2f, 0x5bd1e995) ^ (b >>> 15); }
+  sum.a = (sum.a + (a >>> 0)) >>> 0;
+  sum.b = (sum.b + (b >>> 0)) >>> 0;
+}
 function folder(m) {
   let dirents;
   try { dirents = fs.readdirSync(m.dir, { withFileTypes: true }); } catch (error) { return { stage: 'dir', error: failure(error) }; }
   const entries = [];
+  const sum = { count: 0, a: 0, b: 0 };
   for (const d of dirents) {
     if (d.name.startsWith('.')) continue;
+    const dir = d.isDirectory();
+    if (!dir && !d.isFile()) continue;
+    sum.count++;
+    hashInto(sum, d.name, dir);
+    if (m.census) continue;
     const order = decode(d.name);
-    if (d.isDirectory()) entries.push({ name: d.name, order: order + '/', dir: '1' });
-    else if (d.isFile()) entries.push({ name: d.name, order, dir: '0' });
+    entries.push(dir ? { name: d.name, order: order + '/', dir: '1' } : { name: d.name, order, dir: '0' });
   }
+  if (m.census) return { stage: 'done', sum };
   entries.sort((a, b) => compare(a.order, b.order));
-  return { stage: 'done', names: entries.map((e) => e.name).join('\\n'), dirs: entries.map((e) => e.dir).join('') };
+  return { stage: 'done', names: entries.map((e) => e.name).join('\\n'), dirs: entries.map((e) => e.dir).join(''), sum };
 }
 parentPort.on('message', (m) => {
   let answer;
@@ -185,9 +232,15 @@ interface Answer {
   id: number;
   stage: PlaceResult['stage'];
   error?: Record<string, unknown>;
-  described?: (DescribedFile | { error: Record<string, unknown> } | null)[];
+  states?: string;
+  sizes?: number[];
+  etags?: string[];
+  modified?: string[];
+  checksums?: string[];
+  errors?: Record<number, Record<string, unknown>>;
   names?: string;
   dirs?: string;
+  sum?: FolderSum;
 }
 
 interface Pending {
@@ -248,32 +301,74 @@ async function send(message: Record<string, unknown>): Promise<PlaceResult> {
  * the store's `.`-files left out: read and sorted by the thread, for a folder of thousands of entries, where reading
  * and sorting 100,000 on the event loop held it for ~300 ms. The system's error is thrown (ENOENT: no folder).
  */
-export async function readFolder(dir: string): Promise<{ name: string; dir: boolean }[]> {
+export async function readFolder(dir: string): Promise<{ entries: { name: string; dir: boolean }[]; sum: FolderSum }> {
   const answer = await ask({ op: 'folder', dir });
   if (answer.error) throw systemError(answer.error);
-  if (!answer.names) return [];
+  const sum = answer.sum!;
+  if (!answer.names) return { entries: [], sum };
   // File names hold no newline: the store writes control characters %XX (object-store.ts, encodeSegment).
-  return answer.names.split('\n').map((name, i) => ({ name, dir: answer.dirs![i] === '1' }));
-}
-
-/** An object's bytes' file as a listing sees it: its inode and size, and the text of its metadata file (if any). */
-export interface DescribedFile {
-  ino: string;
-  size: number;
-  metaText: string | null;
+  return { entries: answer.names.split('\n').map((name, i) => ({ name, dir: answer.dirs![i] === '1' })), sum };
 }
 
 /**
- * For a page of a listing: each object's bytes' file (null when gone, or not a file) and its metadata's text, read by
- * the thread with synchronous calls (a page of 1,000 objects in one message each way, where 2,000 calls through
- * the thread pool took the event loop ~200 ms). The system's error for a file is thrown.
+ * How many objects and subfolders a folder holds, and the sums of their names' hashes (folder-index.ts, folderSum):
+ * read by the thread, names neither sorted nor sent, so checking a kept folder of 100,000 entries against its files
+ * costs the event loop one message. The system's error is thrown.
  */
-export async function describeListed(files: { data: string; meta: string }[]): Promise<(DescribedFile | null)[]> {
+export async function censusOfFolder(dir: string): Promise<FolderSum> {
+  const answer = await ask({ op: 'folder', dir, census: true });
+  if (answer.error) throw systemError(answer.error);
+  return answer.sum!;
+}
+
+/** A folder's census: its entries (objects and subfolders) and two sums of their names' hashes, each mod 2^32. */
+export interface FolderSum {
+  count: number;
+  a: number;
+  b: number;
+}
+
+/** What a listing shows of an object (ListObjects, ListObjectVersions). */
+export interface ListedInfo {
+  size: number;
+  etag: string;
+  modified: string;
+  checksum?: { algorithm: ChecksumAlgorithm; value: string };
+}
+
+/**
+ * For a page of a listing: what it shows of each object, from its metadata when that names its bytes' file; `bytes`
+ * when it does not (none, or unreadable, or of other bytes: written by hand, or a crash between two renames), to be
+ * described from the bytes; null when the bytes' file is gone or no file. Read and parsed by the thread with
+ * synchronous calls (a page of 1,000 objects in one message each way, where 2,000 calls through the thread pool took
+ * the event loop ~200 ms, and each metadata file's text parsed here ~1 ms more). The system's error for a file is
+ * thrown.
+ */
+export async function describeListed(
+  files: { data: string; meta: string }[],
+): Promise<(ListedInfo | 'bytes' | null)[]> {
   const answer = await ask({ op: 'describe', files: files.map((f) => [f.data, f.meta]) });
-  return (answer.described ?? []).map((d) => {
-    if (d && 'error' in d) throw systemError(d.error);
-    return d;
-  });
+  const out: (ListedInfo | 'bytes' | null)[] = [];
+  let o = 0;
+  for (const [i, state] of [...(answer.states ?? '')].entries()) {
+    if (state === 'e') throw systemError(answer.errors![i]!);
+    if (state === 'x') out.push(null);
+    else if (state === 'b') out.push('bytes');
+    else {
+      const checksum = answer.checksums![o]!;
+      const at = checksum.indexOf(' ');
+      out.push({
+        size: answer.sizes![o]!,
+        etag: answer.etags![o]!,
+        modified: answer.modified![o]!,
+        ...(checksum
+          ? { checksum: { algorithm: checksum.slice(0, at) as ChecksumAlgorithm, value: checksum.slice(at + 1) } }
+          : {}),
+      });
+      o++;
+    }
+  }
+  return out;
 }
 
 /**

@@ -1,6 +1,6 @@
 import { readdir, stat } from 'node:fs/promises';
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { readFolder } from './file-writer.ts';
+import { censusOfFolder, type FolderSum, readFolder } from './file-writer.ts';
 
 /**
  * A folder's objects and subfolders in S3's key order, for listings (object-store.ts): read with readdir and sorted,
@@ -9,11 +9,16 @@ import { readFolder } from './file-writer.ts';
  * for most of it; docs/performance.md, the embedded S3 paragraph).
  *
  * What is kept stays true three ways. The store reports each change it makes (added, removed) and the kept list is
- * replaced by a changed copy (a listing half-way through the old one goes on reading it). Any other change (a file
- * copied in by hand, another process) changes the folder's time: each use compares it (one stat) and reads the folder
- * again when it differs and no change of the store's explains it. A folder read while its time is within RACY_MS of the
- * clock is read again at its next use (a change in the same tick of the file system's clock would leave its time as
- * it was). Nothing is written to disk: a start reads each folder again at its first listing.
+ * changed in place (a listing half-way through it finds its place again after each pause: stillAt). Any other change
+ * (a file copied in by hand, another process) changes the folder's time: each use compares it (one stat). When the
+ * time cannot tell (the store changed the folder since, which changed its time too; or the folder was last checked
+ * within RACY_MS of its time, and a change in the same tick of the file system's clock would leave it as it was), the
+ * file thread takes the folder's census (file-writer.ts: how many entries, and two sums of their names' hashes,
+ * kept with the list and updated by each change of the store's) and the folder is read again only when it differs.
+ * Before, a change by another process between two of the store's, or in the same tick as one, stayed unlisted until
+ * the next change by anyone else. A folder the store keeps changing (exports written into it) has its census taken
+ * at most every RACY_MS, so another process's change shows within that time. Nothing is written to disk: a start
+ * reads each folder again at its first listing.
  */
 export interface FolderEntry {
   /** The file or folder's name as stored (encodeSegment). */
@@ -26,13 +31,23 @@ export interface FolderEntry {
 interface KeptFolder {
   ino: bigint;
   /**
-   * The folder's time when read (in milliseconds: its clock ticks in milliseconds or more, and a change within the
-   * same one is what RACY_MS guards against); null after a change of the store's: the next use takes the time it then
-   * has.
+   * The folder's time when its list was last found true (in milliseconds: its clock ticks in milliseconds or more,
+   * and a change within the same one is what `racy` guards against).
    */
-  mtime: bigint | null;
+  mtime: bigint;
+  /** Its time was within RACY_MS of the clock then: a change since may have left it as it was. */
   racy: boolean;
+  /** The store changed it since: its time changed with it and tells nothing of anyone else's change. */
+  changed: boolean;
+  /** The store's changes made to it in all (a census under way when one is made can tell nothing). */
+  changes: number;
+  /** Its census as the list stands (folderSum). */
+  sum: FolderSum;
   entries: FolderEntry[];
+  /** The clock when it was last read or its census taken. */
+  checkedAt: number;
+  /** A census under way. */
+  checking?: Promise<boolean>;
 }
 
 type Change = { name: string; dir: boolean } | { name: string; removed: true };
@@ -49,6 +64,11 @@ const YIELD_EVERY = 10_000;
 const LARGE_FOLDER_BYTES = 64n * 1024n;
 
 const isMissing = (error: unknown) => ['ENOENT', 'ENOTDIR'].includes((error as NodeJS.ErrnoException).code ?? '');
+const statOrNull = (dir: string) =>
+  stat(dir, { bigint: true }).catch((error: unknown) => {
+    if (isMissing(error)) return null;
+    throw error;
+  });
 
 export class FolderIndex {
   private readonly kept = new Map<string, KeptFolder>();
@@ -64,16 +84,19 @@ export class FolderIndex {
   async entries(dir: string): Promise<FolderEntry[]> {
     const kept = this.kept.get(dir);
     if (kept) {
-      const s = await stat(dir, { bigint: true }).catch((error: unknown) => {
-        if (isMissing(error)) return null;
-        throw error;
-      });
-      if (s?.ino === kept.ino && kept.mtime === null) {
-        kept.mtime = s.mtimeMs;
-        return kept.entries;
+      const now = this.clock();
+      const s = await statOrNull(dir);
+      if (s?.ino === kept.ino) {
+        if (s.mtimeMs === kept.mtime && !kept.racy && !kept.changed) return kept.entries;
+        // Changed by the store since: a census at most every RACY_MS (one of 100,000 entries takes the file thread,
+        // which writes the exports too, ~100 ms; a folder that exports are written into changes all the time).
+        if (kept.changed && now - kept.checkedAt < RACY_MS) return kept.entries;
+        kept.checking ??= this.check(dir, kept, s.mtimeMs, now).finally(() => {
+          kept.checking = undefined;
+        });
+        if (await kept.checking) return kept.entries;
       }
-      if (s?.ino === kept.ino && s.mtimeMs === kept.mtime && !kept.racy) return kept.entries;
-      this.drop(dir);
+      if (this.kept.get(dir) === kept) this.drop(dir);
       if (!s) return [];
     }
     const reading = this.reading.get(dir);
@@ -99,15 +122,34 @@ export class FolderIndex {
     for (const kept of [...this.kept.keys()]) if (kept === dir || kept.startsWith(`${dir}/`)) this.drop(kept);
   }
 
+  /**
+   * Whether the kept list is still the folder's, by the folder's census (the file thread's), which `mtime` (its time
+   * at `now`, taken before) then stands for: true too when the store changed it meanwhile (the census tells nothing
+   * then; the next use takes another).
+   */
+  private async check(dir: string, kept: KeptFolder, mtime: bigint, now: number): Promise<boolean> {
+    const changes = kept.changes;
+    const census = await censusOfFolder(dir).catch((error: unknown) => {
+      if (isMissing(error)) return null;
+      throw error;
+    });
+    if (!census || this.kept.get(dir) !== kept) return false;
+    kept.checkedAt = now;
+    if (kept.changes !== changes) return true;
+    if (census.count !== kept.entries.length || census.a !== kept.sum.a || census.b !== kept.sum.b) return false;
+    kept.mtime = mtime;
+    kept.racy = Number(mtime) > now - RACY_MS;
+    kept.changed = false;
+    return true;
+  }
+
   private change(dir: string, change: Change): void {
     this.reading.get(dir)?.changes.push(change);
     const kept = this.kept.get(dir);
     if (!kept) return;
-    const entries = applyChange(kept.entries, change);
-    this.keptEntries += entries.length - kept.entries.length;
-    kept.entries = entries;
-    kept.mtime = null;
-    kept.racy = false;
+    this.keptEntries += applyChange(kept.entries, change, kept.sum);
+    kept.changed = true;
+    kept.changes += 1;
   }
 
   private drop(dir: string): void {
@@ -118,24 +160,25 @@ export class FolderIndex {
   }
 
   private async read(dir: string, changes: Change[]): Promise<FolderEntry[]> {
-    const before = await stat(dir, { bigint: true }).catch((error: unknown) => {
-      if (isMissing(error)) return null;
-      throw error;
-    });
-    if (!before?.isDirectory()) return [];
     const readAt = this.clock();
+    const before = await statOrNull(dir);
+    if (!before?.isDirectory()) return [];
     let entries: FolderEntry[] = [];
+    let sum: FolderSum;
     try {
       // A small folder here; a large one (by its size on disk) read and sorted by the file thread (file-writer.ts).
       if (before.size < LARGE_FOLDER_BYTES) {
         for (const d of await readdir(dir, { withFileTypes: true })) push(entries, d.name, d);
         sortByOrder(entries);
+        sum = { count: 0, a: 0, b: 0 };
+        for (const e of entries) addToSum(sum, e.name, e.dir, 1);
       } else {
         const read = await readFolder(dir);
-        entries = new Array(read.length);
-        for (let i = 0; i < read.length; i++) {
+        sum = read.sum;
+        entries = new Array(read.entries.length);
+        for (let i = 0; i < read.entries.length; i++) {
           if (i % YIELD_EVERY === YIELD_EVERY - 1) await nextTurn(); // other requests run between
-          const { name, dir } = read[i]!;
+          const { name, dir } = read.entries[i]!;
           const segment = decodeSegment(name);
           entries[i] = { name, dir, order: dir ? `${segment}/` : segment };
         }
@@ -144,12 +187,16 @@ export class FolderIndex {
       if (isMissing(error)) return [];
       throw error;
     }
-    for (const change of changes) entries = applyChange(entries, change);
+    for (const change of changes) applyChange(entries, change, sum);
     if (entries.length >= this.keepFrom) {
       this.kept.set(dir, {
         ino: before.ino,
-        mtime: changes.length > 0 ? null : before.mtimeMs,
-        racy: changes.length === 0 && Number(before.mtimeMs) > readAt - RACY_MS,
+        mtime: before.mtimeMs,
+        racy: Number(before.mtimeMs) > readAt - RACY_MS,
+        changed: changes.length > 0,
+        changes: 0,
+        checkedAt: readAt,
+        sum,
         entries,
       });
       this.keptEntries += entries.length;
@@ -160,6 +207,27 @@ export class FolderIndex {
     }
     return entries;
   }
+}
+
+/**
+ * Add (`sign` 1) or take away (-1) an entry's hashes in a folder's census: the same two hashes of its stored name as
+ * the file thread's (file-writer.ts, hashInto), summed mod 2^32, so no order of changes matters.
+ */
+function addToSum(sum: FolderSum, name: string, dir: boolean, sign: 1 | -1): void {
+  let a = 0x811c9dc5;
+  let b = 0x9747b28c;
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    a = Math.imul(a ^ c, 0x01000193);
+    b = Math.imul(b ^ c, 0x5bd1e995) ^ (b >>> 15);
+  }
+  if (dir) {
+    a = Math.imul(a ^ 0x2f, 0x01000193);
+    b = Math.imul(b ^ 0x2f, 0x5bd1e995) ^ (b >>> 15);
+  }
+  sum.count += sign;
+  sum.a = (sum.a + sign * (a >>> 0)) >>> 0;
+  sum.b = (sum.b + sign * (b >>> 0)) >>> 0;
 }
 
 function push(entries: FolderEntry[], name: string, d: { isDirectory(): boolean; isFile(): boolean }): void {
@@ -223,8 +291,13 @@ export function pastPrefix(entries: FolderEntry[], start: string): number {
   return lo;
 }
 
-/** A copy with the change made (a listing reading the list before goes on with it unchanged). */
-function applyChange(entries: FolderEntry[], change: Change): FolderEntry[] {
+/**
+ * Make the change in the list itself: found by binary search, spliced in or out (a move of the entries after it, no
+ * copy: before, each key written into a folder of 100,000 copied its list, 0.3 to 1 ms of the event loop per export).
+ * A listing reading the list meanwhile finds its place again after each pause (stillAt). Returns the entries added
+ * (1), removed (-1) or neither (0).
+ */
+function applyChange(entries: FolderEntry[], change: Change, sum: FolderSum): number {
   const segment = decodeSegment(change.name);
   const at = (order: string) => {
     const i = lowerBound(entries, order);
@@ -232,10 +305,26 @@ function applyChange(entries: FolderEntry[], change: Change): FolderEntry[] {
   };
   if ('removed' in change) {
     const i = Math.max(at(segment), at(`${segment}/`));
-    return i < 0 ? entries : [...entries.slice(0, i), ...entries.slice(i + 1)];
+    if (i < 0) return 0;
+    addToSum(sum, change.name, entries[i]!.dir, -1);
+    entries.splice(i, 1);
+    return -1;
   }
   const order = change.dir ? `${segment}/` : segment;
-  if (at(order) >= 0) return entries;
-  const i = lowerBound(entries, order);
-  return [...entries.slice(0, i), { name: change.name, dir: change.dir, order }, ...entries.slice(i)];
+  if (at(order) >= 0) return 0;
+  entries.splice(lowerBound(entries, order), 0, { name: change.name, dir: change.dir, order });
+  addToSum(sum, change.name, change.dir, 1);
+  return 1;
+}
+
+/**
+ * Where a walk of a folder's entries stands after a pause in which the list may have changed (folder-index.ts changes
+ * a kept folder's list in place): the index of `entry` (the one it was at, `i` before the pause), or of the entry
+ * before the first one after it when it was removed; the walk goes on with the next. So it neither repeats nor skips
+ * an entry, and lists those added after its place.
+ */
+export function stillAt(entries: FolderEntry[], i: number, entry: FolderEntry): number {
+  if (entries[i] === entry) return i;
+  const j = lowerBound(entries, entry.order);
+  return entries[j]?.order === entry.order ? j : j - 1;
 }

@@ -20,12 +20,21 @@ import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { OWNER_DIR, OWNER_FILE } from '../../functions/shared/local-files.ts';
 import { isAlive } from './data-dir-lock.ts';
-import { describeListed, type PlaceResult, placeObjectFiles, putObjectFiles } from './file-writer.ts';
-import { compareKeys, decodeSegment, type FolderEntry, FolderIndex, lowerBound, pastPrefix } from './folder-index.ts';
+import { describeListed, type ListedInfo, type PlaceResult, placeObjectFiles, putObjectFiles } from './file-writer.ts';
+import {
+  compareKeys,
+  decodeSegment,
+  type FolderEntry,
+  FolderIndex,
+  lowerBound,
+  pastPrefix,
+  stillAt,
+} from './folder-index.ts';
 import { mapConcurrently } from './json-files.ts';
 import type { ChecksumAlgorithm } from './s3-checksums.ts';
 import { invalidArgument, noSuchBucket, noSuchKey, noSuchUpload, S3Error } from './s3-errors.ts';
 import type { Tags } from './s3-tagging.ts';
+import { UploadIndex, type UploadPageOptions } from './upload-index.ts';
 
 /**
  * The embedded S3's objects as plain files under one directory (LOCAL_DATA_DIR/s3):
@@ -47,8 +56,8 @@ import type { Tags } from './s3-tagging.ts';
  * sees half of either. Each metadata file names the inode of its bytes; should a crash fall between the two renames,
  * readers see that they do not match and describe the bytes from the file itself. Nothing is cached between calls
  * beyond which directories exist and, for listings, the key order of folders of 1,000 entries or more (folder-index.ts:
- * told of this store's changes, and checked against the folder's time for anyone else's, so a file put there by hand
- * is listed); all of it in memory, read again from the files after a restart. Another process may read the same
+ * told of this store's changes, and checked against the folder's time, or its census where the time cannot tell, for
+ * anyone else's, so a file put there by hand is listed); all of it in memory, read again from the files after a restart. Another process may read the same
  * directory.
  *
  * Nothing outside the root is ever served, listed, written or deleted: a symbolic link under it (to /etc/passwd, to
@@ -56,7 +65,7 @@ import type { Tags } from './s3-tagging.ts';
  * the key's folder is where its path says (no link on the way); writes and deletes through such a folder are refused
  * with 403 AccessDenied; listings walk real folders only. The root itself may be a link (a data folder on another disk).
  */
-export { compareKeys, decodeSegment };
+export { decodeSegment };
 
 const MULTIPART_DIR = '.multipart';
 const TEMP_DIR = '.tmp';
@@ -120,7 +129,7 @@ export interface ListOptions {
 }
 
 export interface ListPage {
-  objects: { key: string; info: ObjectInfo }[];
+  objects: { key: string; info: ListedInfo }[];
   prefixes: string[];
   truncated: boolean;
   /** The last key or common prefix of the page: where the next page starts. */
@@ -134,6 +143,9 @@ export interface UploadInfo {
   attributes: ObjectAttributes;
   checksumAlgorithm?: ChecksumAlgorithm;
 }
+
+/** An upload in progress as ListMultipartUploads lists it. */
+export type ListedUpload = UploadInfo & { id: string };
 
 export interface PartInfo {
   partNumber: number;
@@ -190,7 +202,7 @@ type Source = Buffer | (Readable | { file: string; start: number; end: number })
 export class ObjectStore {
   private readonly knownDirs = new Set<string>();
   private readonly knownBuckets = new Set<string>();
-  private readonly uploadHeads = new Map<string, UploadInfo>();
+  private readonly uploadHeads = new UploadIndex<ListedUpload>();
   private readonly writing = new Map<string, Promise<unknown>>();
   private tempCounter = 0;
 
@@ -499,7 +511,9 @@ export class ObjectStore {
           if (common !== null) {
             // Every key below rolls up into the same common prefix: listed once, if the folder holds an object.
             if (unlisted(common)) {
-              if (!(await this.holdsObjects(path.join(dir, entry.name)))) continue;
+              const holds = await this.holdsObjects(path.join(dir, entry.name));
+              i = stillAt(entries, i, entry); // a kept folder's list may have changed meanwhile
+              if (!holds) continue;
               if (add({ prefix: common })) return true;
               lastPrefix = common;
             }
@@ -507,6 +521,7 @@ export class ObjectStore {
             continue;
           }
           if (await visit(path.join(dir, entry.name), name)) return true;
+          i = stillAt(entries, i, entry);
         } else {
           if (!name.startsWith(prefix)) {
             if (compareKeys(name, prefix) > 0) return true;
@@ -540,20 +555,19 @@ export class ObjectStore {
     if (!withInfo) return found.filter((f) => 'key' in f);
 
     const objects = found.flatMap((item) => ('key' in item ? [locationOf(item.file)] : []));
-    const described = await describeListed(objects);
-    const infos = await mapConcurrently(
-      objects.map((at, i) => ({ at, file: described[i] })),
-      32,
-      // Bytes without metadata that names them (written by hand, or a crash between two renames): described here.
-      async ({ at, file }) => (file ? (storedInfo(file.metaText, file) ?? this.infoOf(at)) : null),
-    );
+    const infos: (ListedInfo | 'bytes' | null)[] = await describeListed(objects);
+    // Bytes without metadata that names them (written by hand, or a crash between two renames): described here.
+    const unnamed = infos.flatMap((info, i) => (info === 'bytes' ? [i] : []));
+    await mapConcurrently(unnamed, 32, async (i) => {
+      infos[i] = await this.infoOf(objects[i]!);
+    });
     const page: ListPage = { objects: [], prefixes: [], truncated };
     let object = 0;
     for (const item of found) {
       if ('prefix' in item) page.prefixes.push(item.prefix);
       else {
         const info = infos[object++];
-        if (info) page.objects.push({ key: item.key, info }); // null: deleted meanwhile
+        if (info && info !== 'bytes') page.objects.push({ key: item.key, info }); // null: deleted meanwhile
       }
     }
     const lastItem = found.at(-1);
@@ -640,24 +654,27 @@ export class ObjectStore {
   }
 
   /**
-   * The bucket's uploads in listing order. Each upload's upload.json is read once (it is written once, as the upload
-   * begins) and kept by id while its folder is there: a listing reads the folder names, and the files of the uploads
-   * begun since the last one only, so each page of ListMultipartUploads costs no file reads of the uploads it skips.
+   * The bucket's uploads in listing order, all of them, or one page of ListMultipartUploads (upload-index.ts: kept in
+   * order, so a page reads its own uploads only). Each upload's upload.json is read once (it is written once, as the
+   * upload begins) and kept by id while its folder is there: a listing reads the folder names, and the files of the
+   * uploads begun since the last one only, so each page of ListMultipartUploads costs no file reads of the uploads it
+   * skips.
    */
-  async listUploads(bucket: string): Promise<(UploadInfo & { id: string })[]> {
+  async listUploads(bucket: string): Promise<ListedUpload[]>;
+  async listUploads(bucket: string, page: UploadPageOptions): Promise<{ uploads: ListedUpload[]; truncated: boolean }>;
+  async listUploads(
+    bucket: string,
+    page?: UploadPageOptions,
+  ): Promise<ListedUpload[] | { uploads: ListedUpload[]; truncated: boolean }> {
     const names = new Set(await readdir(path.join(this.root, MULTIPART_DIR)).catch(() => [] as string[]));
-    for (const id of this.uploadHeads.keys()) if (!names.has(id)) this.uploadHeads.delete(id);
+    for (const id of [...this.uploadHeads.ids()]) if (!names.has(id)) this.uploadHeads.remove(id);
     const unread = [...names].filter((id) => /^[0-9a-f]{32}$/.test(id) && !this.uploadHeads.has(id));
     await mapConcurrently(unread, 32, async (id) => {
       // One being written (or cut by a crash as it began) is read again by the next listing.
       const upload = await this.getUpload(id).catch(() => null);
-      if (upload) this.uploadHeads.set(id, upload);
+      if (upload) this.uploadHeads.add({ id, ...upload });
     });
-    const uploads: (UploadInfo & { id: string })[] = [];
-    for (const [id, upload] of this.uploadHeads) if (upload.bucket === bucket) uploads.push({ id, ...upload });
-    return uploads.sort(
-      (a, b) => compareKeys(a.key, b.key) || a.initiated.localeCompare(b.initiated) || compareKeys(a.id, b.id),
-    );
+    return page ? this.uploadHeads.page(bucket, page) : this.uploadHeads.ofBucket(bucket);
   }
 
   /** Assemble the listed parts (ascending, each but the last ≥ 5 MiB, ETags as uploaded) into the object. */
@@ -936,7 +953,11 @@ export class ObjectStore {
   private async holdsObjects(dir: string): Promise<boolean> {
     const entries = await this.folders.entries(dir);
     if (entries.some((e) => !e.dir)) return true;
-    for (const e of entries) if (await this.holdsObjects(path.join(dir, e.name))) return true;
+    for (let i = 0; i < entries.length; i++) {
+      const entry = entries[i]!;
+      if (await this.holdsObjects(path.join(dir, entry.name))) return true;
+      i = stillAt(entries, i, entry); // a kept folder's list may have changed meanwhile
+    }
     return false;
   }
 }

@@ -1,7 +1,6 @@
 import type { Readable } from 'node:stream';
 import {
   assertPartNumber,
-  compareKeys,
   type ListPage,
   type ObjectAttributes,
   type ObjectInfo,
@@ -129,7 +128,7 @@ export function isValidBucketName(name: string): boolean {
 /** EncodingType=url as S3 applies it (the AWS CLI decodes with unquote_plus, the SDKs leave it to the caller). */
 const urlEncode = (value: string) => encodeURIComponent(value);
 
-const etagOf = (info: ObjectInfo) => `"${info.etag}"`;
+const etagOf = (info: Pick<ObjectInfo, 'etag'>) => `"${info.etag}"`;
 const httpDate = (iso: string) => new Date(iso).toUTCString();
 
 /**
@@ -261,15 +260,17 @@ function parseRange(header: string | undefined, size: number): { start: number; 
 function partRange(info: ObjectInfo, n: number, range: string | undefined): { start: number; end: number } | null {
   if (range !== undefined)
     throw new S3Error('InvalidRequest', 400, 'Cannot specify both Range header and partNumber query parameter');
-  // One completed before part sizes were kept has them still when it has one part: its whole size.
-  const sizes = info.parts ? (info.partSizes ?? (info.parts === 1 ? [info.size] : undefined)) : [info.size];
-  if (!sizes) throw notImplemented('partNumber on a multipart object completed before part sizes were kept');
+  // One completed before part sizes were kept has them still when it has one part: its whole size. Of one of more
+  // parts, their sizes are unknown: it is served as an object not uploaded in parts (part 1 the whole object, no parts
+  // count, which S3 returns for multipart objects only), so a client reading it by parts reads it whole, in one.
+  const byParts = info.parts !== undefined && (info.partSizes !== undefined || info.parts === 1);
+  const sizes = byParts ? (info.partSizes ?? [info.size]) : [info.size];
   if (n > sizes.length)
     throw new S3Error('InvalidPartNumber', 416, 'The requested partnumber is not satisfiable', {
       PartNumberRequested: String(n),
       ActualPartCount: String(sizes.length),
     });
-  if (!info.parts) return null;
+  if (!byParts) return null;
   const start = sizes.slice(0, n - 1).reduce((sum, size) => sum + size, 0);
   return { start, end: start + sizes[n - 1]! - 1 };
 }
@@ -589,20 +590,12 @@ export class S3Api {
     // last one of a truncated page.
     const keyMarker = query.get('key-marker') ?? '';
     const uploadIdMarker = keyMarker ? (query.get('upload-id-marker') ?? '') : '';
-    let all = (await this.store.listUploads(bucket)).filter((u) => u.key.startsWith(prefix));
-    if (keyMarker) {
-      const markerAt = uploadIdMarker ? all.findIndex((u) => u.key === keyMarker && u.id === uploadIdMarker) : -1;
-      all =
-        markerAt >= 0
-          ? all.slice(markerAt + 1)
-          : all.filter(
-              (u) =>
-                compareKeys(u.key, keyMarker) > 0 ||
-                (uploadIdMarker !== '' && u.key === keyMarker && u.id > uploadIdMarker),
-            );
-    }
-    const uploads = all.slice(0, maxUploads);
-    const truncated = all.length > uploads.length;
+    const { uploads, truncated } = await this.store.listUploads(bucket, {
+      prefix,
+      keyMarker,
+      uploadIdMarker,
+      maxUploads,
+    });
     const last = uploads.at(-1);
     const items = uploads
       .map(
