@@ -18,6 +18,16 @@ const { parentPort } = require('node:worker_threads');
 const fs = require('node:fs');
 const path = require('node:path');
 const failure = (error) => ({ message: error.message, code: error.code, errno: error.errno, syscall: error.syscall, path: error.path });
+// An object's metadata, read as readDataFile does (functions/shared/local-files.ts): never waiting on a FIFO (it held
+// this one thread, and every write with it), not through a link, a regular file of at most 1 MB; else none.
+const META_FLAGS = fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0) | (fs.constants.O_NOFOLLOW ?? 0);
+function readMeta(file) {
+  const fd = fs.openSync(file, META_FLAGS);
+  try {
+    const s = fs.fstatSync(fd);
+    return s.isFile() && s.size <= 1048576 ? fs.readFileSync(fd, 'utf8') : null;
+  } finally { fs.closeSync(fd); }
+}
 // Folders this thread made or found real (not links), each at most 10,000; a write that found its folder gone asks
 // again with \`fresh\`.
 const known = new Set();
@@ -102,7 +112,7 @@ function describe(m) {
     }
     if (!s.isFile()) return null;
     let metaText = null;
-    try { metaText = fs.readFileSync(meta, 'utf8'); } catch {}
+    try { metaText = readMeta(meta); } catch {}
     return { ino: String(s.ino), size: Number(s.size), metaText };
   }) };
 }

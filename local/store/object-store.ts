@@ -6,7 +6,6 @@ import {
   mkdir,
   open,
   readdir,
-  readFile,
   realpath,
   rename,
   rm,
@@ -18,7 +17,7 @@ import {
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
-import { OWNER_DIR, OWNER_FILE } from '../../functions/shared/local-files.ts';
+import { OWNER_DIR, OWNER_FILE, openFlags, readDataText } from '../../functions/shared/local-files.ts';
 import { isAlive } from './data-dir-lock.ts';
 import { describeListed, type PlaceResult, placeObjectFiles, putObjectFiles } from './file-writer.ts';
 import { compareKeys, decodeSegment, type FolderEntry, FolderIndex, lowerBound, pastPrefix } from './folder-index.ts';
@@ -186,6 +185,10 @@ interface Location {
 }
 
 type Source = Buffer | (Readable | { file: string; start: number; end: number })[];
+
+/** An object's metadata file: small, a regular file only (a FIFO or a link to /dev/zero is none: local-files.ts). */
+const META_READ = { maxBytes: 1024 * 1024 };
+const readMeta = (file: string) => readDataText(file, META_READ).catch(() => null);
 
 export class ObjectStore {
   private readonly knownDirs = new Set<string>();
@@ -586,7 +589,9 @@ export class ObjectStore {
 
   async getUpload(uploadId: string): Promise<UploadInfo> {
     try {
-      return JSON.parse(await readFile(path.join(this.uploadDir(uploadId), 'upload.json'), 'utf8')) as UploadInfo;
+      const text = await readDataText(path.join(this.uploadDir(uploadId), 'upload.json'), META_READ);
+      if (text === null) throw noSuchUpload(uploadId);
+      return JSON.parse(text) as UploadInfo;
     } catch (error) {
       if (isMissing(error) || error instanceof SyntaxError) throw noSuchUpload(uploadId);
       throw error;
@@ -778,7 +783,7 @@ export class ObjectStore {
         if (isMissing(error)) return null;
         throw error;
       }),
-      readFile(at.meta, 'utf8').catch(() => null),
+      readMeta(at.meta),
     ]);
     if (!s?.isFile()) return null; // a folder of other keys, or a link (listings walk real folders only)
     return storedInfo(metaText, s) ?? describe(createReadStream(at.data), s);
@@ -876,7 +881,7 @@ export class ObjectStore {
     let handle: FileHandle;
     try {
       // A link is no object: not followed (ELOOP), and its folder must be reached without one.
-      handle = await open(at.data, fs.constants.O_RDONLY | (fs.constants.O_NOFOLLOW ?? 0));
+      handle = await open(at.data, openFlags()); // a FIFO is not waited on: it is no object (below)
     } catch (error) {
       if (isMissing(error) || errorCode(error) === 'ELOOP') return null;
       throw error;
@@ -886,10 +891,7 @@ export class ObjectStore {
       return null;
     }
     try {
-      const [s, metaText] = await Promise.all([
-        handle.stat({ bigint: true }),
-        readFile(at.meta, 'utf8').catch(() => null),
-      ]);
+      const [s, metaText] = await Promise.all([handle.stat({ bigint: true }), readMeta(at.meta)]);
       if (!s.isFile()) {
         await handle.close();
         return null; // a folder of other keys
