@@ -97,18 +97,24 @@ const REFUSED = { read: 'read', write: 'write', open: 'open a file of' } as cons
  */
 export const STORAGE_RETRY_AFTER_SECONDS = 30;
 
+/** What the data folder refused, said to a client: `cannot write its data folder (ENOSPC: …)`, never a path. */
+export const storageRefusal = (failure: StorageFailure) =>
+  `cannot ${REFUSED[failure.operation]} its data folder (${failure.code}: ${WHY[failure.code]})`;
+
 /** The 503 answer: what failed (a read or a write), never a path of the data folder (the operator's line names it). */
 export function storageUnavailableBody(failure: StorageFailure) {
-  return errorBody(
-    'STORAGE_UNAVAILABLE',
-    `the local gateway cannot ${REFUSED[failure.operation]} its data folder (${failure.code}: ${WHY[failure.code]}): send it again once it can`,
-  );
+  return errorBody('STORAGE_UNAVAILABLE', `the local gateway ${storageRefusal(failure)}: send it again once it can`);
 }
 
 /** The operator's line: the folder and the system's message (naming the file), no stack. */
-export function storageFailureLine(dataDir: string, failure: StorageFailure, what: string): string {
+export function storageFailureLine(
+  dataDir: string,
+  failure: StorageFailure,
+  what: string,
+  answered = 'STORAGE_UNAVAILABLE',
+): string {
   const refused = failure.operation === 'open' ? 'an open' : `a ${failure.operation}`;
-  return `webhook-gateway: ${what}: the data folder ${dataDir} refused ${refused} (${failure.message}); answered 503 STORAGE_UNAVAILABLE until it takes it again`;
+  return `webhook-gateway: ${what}: the data folder ${dataDir} refused ${refused} (${failure.message}); answered 503 ${answered} until it takes it again`;
 }
 
 /**
