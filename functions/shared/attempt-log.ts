@@ -5,13 +5,12 @@
  * - DELIVERIES_DIR: one JSON Lines file per conversation under `attempts/` (local; swept with the local history).
  * - neither: no log (the record keeps its short attempts, as before).
  */
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { LoggedAttempt } from '../domain/attempt-log.ts';
 import { isConversationId } from '../domain/conversation-id.ts';
 import { dynamoDb } from './clients/dynamodb.ts';
-import { appendLine } from './local-files.ts';
+import { appendLine, readDataText } from './local-files.ts';
 import { settings } from './settings.ts';
 
 /**
@@ -122,13 +121,9 @@ export class FileAttemptLog implements AttemptLog {
   }
 
   async list(conversationId: string): Promise<LoggedAttempt[]> {
-    let text: string;
-    try {
-      text = await readFile(this.file(conversationId), 'utf8');
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
-      throw error;
-    }
+    // Capped, a regular file only (a link to /dev/zero was read until the process died): local-files.ts.
+    const text = await readDataText(this.file(conversationId));
+    if (text === null) return [];
     // A line cut by a crash is skipped; the record still has that attempt in short.
     return text
       .split('\n')

@@ -10,7 +10,7 @@
  *   command line both write it); the rate is counted in memory (locally only the gateway delivers).
  * - neither: every receiver is healthy, unpaused, unlimited, at its configured URL.
  */
-import { lstat, mkdir } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type {
@@ -420,15 +420,8 @@ export class FileEndpointStore implements EndpointStore {
         ? error
         : new UnreadableFileError(file, error.message, 'readable');
     });
-    // A link whose file is gone is there all the same: what it held is unknown, never a fresh receiver.
-    if (
-      stored === null &&
-      (await lstat(file).then(
-        (l) => l.isSymbolicLink(),
-        () => false,
-      ))
-    )
-      throw new UnreadableFileError(file, 'a link to a file that is not there', 'readable');
+    // A link (to a file that is gone, to /dev/zero) is refused as one (readJsonFile): what it held is unknown, never a
+    // fresh receiver.
     if (stored !== null && !(isObject(stored) && isObject(stored.config) && isObject(stored.health)))
       throw new UnreadableFileError(file, 'no config and health objects', "a receiver's state");
     return {

@@ -5,7 +5,7 @@
  * - neither: idempotency is off.
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync, renameSync, rmSync } from 'node:fs';
+import { renameSync, rmSync } from 'node:fs';
 import { link, mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
@@ -19,7 +19,7 @@ import {
 } from '../domain/idempotency.ts';
 import { IDEMPOTENCY_KEY_LOST_EVENT } from '../domain/observability.ts';
 import { conditionFailed, dynamoDb } from './clients/dynamodb.ts';
-import { readRefused, UnreadableFileError } from './local-files.ts';
+import { readDataFileSync, UnreadableFileError } from './local-files.ts';
 import { logger } from './powertools.ts';
 import { settings } from './settings.ts';
 
@@ -272,11 +272,14 @@ class FileIdempotencyStore implements IdempotencyStore {
     const file = this.file(pk);
     let value: unknown;
     try {
-      value = JSON.parse(readFileSync(file, 'utf8'));
+      // Capped, and only a regular file (a link to /dev/zero was read until the process died): local-files.ts.
+      const bytes = readDataFileSync(file);
+      if (bytes === null) return null;
+      value = JSON.parse(bytes.toString('utf8'));
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      if (error instanceof UnreadableFileError) return { damaged: error };
       if (error instanceof SyntaxError) return { damaged: new UnreadableFileError(file, error.message) };
-      throw readRefused(error as NodeJS.ErrnoException, file);
+      throw error;
     }
     const wrong = notIdempotencyRecord(value);
     return wrong === null ? (value as IdempotencyRecord) : { damaged: new UnreadableFileError(file, wrong, RECORD) };

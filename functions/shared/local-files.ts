@@ -49,7 +49,7 @@ export class UnreadableFileError extends SyntaxError {
  * says `open`, or (EISDIR) names no file at all. Code and system call kept, so the gateway tells a refused read from a
  * refused write (local/server/storage-failure.ts).
  */
-export function readRefused(error: NodeJS.ErrnoException, file: string): NodeJS.ErrnoException {
+function readRefused(error: NodeJS.ErrnoException, file: string): NodeJS.ErrnoException {
   if (typeof error.code !== 'string') return error;
   const why = error.message.slice(error.message.indexOf(': ') + 2).split(', ')[0];
   return Object.assign(new Error(`${error.code}: ${why}, read '${file}'`), {
@@ -60,15 +60,176 @@ export function readRefused(error: NodeJS.ErrnoException, file: string): NodeJS.
   });
 }
 
-/** A JSON file's value, or null when there is none; one that is not JSON (or a bare null) is an UnreadableFileError. */
-export async function readJsonFile<T>(file: string): Promise<T | null> {
-  let text: string;
+/**
+ * The most the stores read of one of their files: far above any record they write (a conversation's state is at most
+ * 256 KB, an execution history a few MB), far below what would stall the process (a string of 512 MB is a RangeError).
+ */
+const MAX_RECORD_FILE_BYTES = 32 * 1024 * 1024;
+
+export interface DataFileRead {
+  /** Above this many bytes the file is refused (MAX_RECORD_FILE_BYTES unless said). */
+  maxBytes?: number;
+  /**
+   * Whether a symbolic link is read through: only for a file an operator may keep anywhere (the delivery secrets
+   * file). The stores write their own files whole and rename them into place, never as a link: one found there was put
+   * by hand (`ln -sf /dev/zero …`), and is refused.
+   */
+  followLinks?: boolean;
+}
+
+/**
+ * A delivery secrets file may be a link (kept elsewhere, mounted by a secrets manager: DELIVERY_SIGNING_SECRETS_FILE):
+ * followed, unlike the data folder's own files, and read only when it leads to a regular file of at most 1 MB.
+ */
+export const SECRETS_READ: DataFileRead = { followLinks: true, maxBytes: 1024 * 1024 };
+
+const O_NOFOLLOW = fs.constants.O_NOFOLLOW ?? 0;
+// A FIFO opened for reading without it waits for a writer, holding one of libuv's four threads: four such opens
+// stalled every file operation of the gateway.
+const O_NONBLOCK = fs.constants.O_NONBLOCK ?? 0;
+/** How readDataFile opens a file: never waiting on a FIFO, never through a link unless `followLinks`. */
+export const openFlags = (followLinks?: boolean) => fs.constants.O_RDONLY | O_NONBLOCK | (followLinks ? 0 : O_NOFOLLOW);
+
+/** What a file that is not a regular one is, said to its operator. */
+function kindOf(s: fs.Stats): string {
+  if (s.isCharacterDevice()) return 'a character device (such as /dev/zero, /dev/full or /dev/urandom)';
+  if (s.isBlockDevice()) return 'a block device';
+  if (s.isFIFO()) return 'a FIFO (a named pipe)';
+  if (s.isSocket()) return 'a socket';
+  return 'not a regular file';
+}
+
+const MB = 1024 * 1024;
+const sized = (bytes: number) => (bytes % MB === 0 ? `${bytes / MB} MB` : `${bytes} bytes`);
+
+/**
+ * What the open handle `fd` of `file` is refused for, as the error its reader throws, or null when it is a regular file
+ * of at most `maxBytes`: a folder is Node's EISDIR as a read of it (the stores' messages for a folder where a file
+ * should be: local/store/damaged-files.ts), anything else not a regular file (a device, a FIFO, a socket) or too large
+ * an UnreadableFileError naming it, so it is told as a damaged file is (docs/operations.md, "After a crash").
+ */
+function refusal(file: string, s: fs.Stats, maxBytes: number): Error | null {
+  if (s.isDirectory())
+    return Object.assign(new Error(`EISDIR: illegal operation on a directory, read '${file}'`), {
+      code: 'EISDIR',
+      errno: -21,
+      syscall: 'read',
+      path: file,
+    });
+  if (!s.isFile()) return new UnreadableFileError(file, `it is ${kindOf(s)}`, 'a regular file');
+  if (s.size > maxBytes) return tooLarge(file, s.size, maxBytes);
+  return null;
+}
+
+const tooLarge = (file: string, size: number, maxBytes: number) =>
+  new UnreadableFileError(file, `it holds ${size} bytes or more`, `a file of at most ${sized(maxBytes)}`);
+
+/** Open's refusal of a link (O_NOFOLLOW: ELOOP), said as such; any other error as a refused read (readRefused). */
+function openRefused(error: NodeJS.ErrnoException, file: string): Error {
+  if (error.code === 'ELOOP')
+    return new UnreadableFileError(file, 'it is a symbolic link, which the gateway never makes', 'a regular file');
+  return readRefused(error, file);
+}
+
+const fsOpen = promisify(fs.open);
+const fsFstat = promisify(fs.fstat);
+const fsRead = promisify(fs.read);
+const fsClose = promisify(fs.close);
+
+/**
+ * The bytes of a file of the data folder, or null when there is none: opened without waiting (a FIFO), not through a
+ * link (unless `followLinks`), and read only when the open handle is a regular file of at most `maxBytes` (one fstat
+ * of it, no second look: what is checked is what is read), and never past that, should it grow meanwhile. Before, a
+ * link to /dev/zero was read until the process died (a RangeError after 512 MB), and a FIFO until a writer came. The
+ * one reader of the local stores, the commands and the console.
+ */
+export async function readDataFile(file: string, options: DataFileRead = {}): Promise<Buffer | null> {
+  const maxBytes = options.maxBytes ?? MAX_RECORD_FILE_BYTES;
+  let fd: number;
   try {
-    text = await readFile(file, 'utf8');
+    fd = await fsOpen(file, openFlags(options.followLinks));
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw readRefused(error as NodeJS.ErrnoException, file);
+    throw openRefused(error as NodeJS.ErrnoException, file);
   }
+  try {
+    const s = await fsFstat(fd);
+    const refused = refusal(file, s, maxBytes);
+    if (refused) throw refused;
+    return await readAll(file, s.size, maxBytes, async (buffer, at) => {
+      return (await fsRead(fd, buffer, at, buffer.length - at, null)).bytesRead;
+    });
+  } catch (error) {
+    throw error instanceof UnreadableFileError ? error : readRefused(error as NodeJS.ErrnoException, file);
+  } finally {
+    await fsClose(fd).catch(() => undefined);
+  }
+}
+
+/** readDataFile, synchronously (the idempotency store's claims: functions/shared/idempotency-store.ts). */
+export function readDataFileSync(file: string, options: DataFileRead = {}): Buffer | null {
+  const maxBytes = options.maxBytes ?? MAX_RECORD_FILE_BYTES;
+  let fd: number;
+  try {
+    fd = fs.openSync(file, openFlags(options.followLinks));
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw openRefused(error as NodeJS.ErrnoException, file);
+  }
+  try {
+    const s = fs.fstatSync(fd);
+    const refused = refusal(file, s, maxBytes);
+    if (refused) throw refused;
+    let buffer: Buffer = Buffer.allocUnsafe(Math.min(s.size, maxBytes) + 1);
+    let length = 0;
+    for (;;) {
+      const n = fs.readSync(fd, buffer, length, buffer.length - length, null);
+      if (n === 0) return buffer.subarray(0, length);
+      length += n;
+      if (length > maxBytes) throw tooLarge(file, length, maxBytes);
+      if (length === buffer.length) buffer = grown(buffer, maxBytes);
+    }
+  } catch (error) {
+    throw error instanceof UnreadableFileError ? error : readRefused(error as NodeJS.ErrnoException, file);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** A buffer twice as large (at most one byte more than `maxBytes`: enough to tell a file too large), `buffer` in it. */
+function grown(buffer: Buffer, maxBytes: number): Buffer {
+  const next = Buffer.allocUnsafe(Math.min(buffer.length * 2, maxBytes + 1));
+  buffer.copy(next);
+  return next;
+}
+
+/** Read until the end, `size` (the fstat's) bytes expected; refused past `maxBytes` (it grew meanwhile). */
+async function readAll(
+  file: string,
+  size: number,
+  maxBytes: number,
+  read: (buffer: Buffer, at: number) => Promise<number>,
+): Promise<Buffer> {
+  let buffer: Buffer = Buffer.allocUnsafe(Math.min(size, maxBytes) + 1);
+  let length = 0;
+  for (;;) {
+    const n = await read(buffer, length);
+    if (n === 0) return buffer.subarray(0, length);
+    length += n;
+    if (length > maxBytes) throw tooLarge(file, length, maxBytes);
+    if (length === buffer.length) buffer = grown(buffer, maxBytes);
+  }
+}
+
+/** readDataFile as UTF-8 text. */
+export async function readDataText(file: string, options?: DataFileRead): Promise<string | null> {
+  return (await readDataFile(file, options))?.toString('utf8') ?? null;
+}
+
+/** A JSON file's value, or null when there is none; one that is not JSON (or a bare null) is an UnreadableFileError. */
+export async function readJsonFile<T>(file: string, options?: DataFileRead): Promise<T | null> {
+  const text = await readDataText(file, options);
+  if (text === null) return null;
   let value: unknown;
   try {
     value = JSON.parse(text);

@@ -6,7 +6,7 @@
  * - otherwise `INBOUND_WEBHOOK_SECRETS` / `DELIVERY_SIGNING_SECRETS`: the JSON itself (local).
  * Both JSON: {"<source_system or webhook_type>": "whsec_…" | ["whsec_new…", "whsec_old…"]}.
  */
-import { readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { DELIVERY_SECRETS_FILE_ERROR, NamedError } from '../domain/errors.ts';
 import { secretsFingerprint } from '../domain/secrets-fingerprint.ts';
@@ -17,6 +17,7 @@ import {
   type SecretsBySource,
 } from '../domain/signatures.ts';
 import { limitedClientSettings } from './clients/request-limits.ts';
+import { readDataText, SECRETS_READ } from './local-files.ts';
 import { tracer } from './powertools.ts';
 import { settings } from './settings.ts';
 
@@ -54,7 +55,10 @@ async function fileString(file: string): Promise<string> {
   const stamp = `${s.mtimeNs}:${s.ctimeNs}:${s.size}:${s.ino}`;
   const hit = files.get(file);
   if (hit?.stamp === stamp && hit.settled) return hit.value;
-  const value = await readFile(file, 'utf8');
+  // A device, a FIFO or a folder in its place is refused by this stat, at no cost to a delivery; what is read is checked
+  // again on the open handle, capped (local-files.ts).
+  if (!s.isFile()) throw new Error(s.isDirectory() ? 'a folder, not a file' : 'not a regular file');
+  const value = (await readDataText(file, SECRETS_READ)) ?? '';
   const changedAt = Math.max(Number(s.mtimeMs), Number(s.ctimeMs));
   files.set(file, { stamp, settled: changedAt < readAt - SETTLED_AFTER_MS, value });
   return value;

@@ -1,4 +1,4 @@
-import { mkdir, readdir, readFile, rm, stat, utimes } from 'node:fs/promises';
+import { mkdir, readdir, rm, stat, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import { THREAD_TURN_UNREADABLE_EVENT } from '../domain/observability.ts';
@@ -13,6 +13,7 @@ import {
 import { conditionFailed, dynamoDb } from './clients/dynamodb.ts';
 import {
   createExclusive,
+  readDataText,
   readJsonFile,
   UnreadableFileError,
   withThreadFolder,
@@ -251,6 +252,9 @@ export class DynamoThreadStore implements ThreadStore {
   }
 }
 
+/** A turn's claim file: the request id that claimed it, read capped (a link to /dev/zero is refused: local-files.ts). */
+const readClaim = (file: string): Promise<string | null> => readDataText(file, { maxBytes: 64 * 1024 });
+
 export class FileThreadStore implements ThreadStore {
   constructor(
     private readonly dir: string,
@@ -286,7 +290,7 @@ export class FileThreadStore implements ThreadStore {
       while (
         claimed.length > 0 &&
         !names.includes(`${claimed[0]}.json`) &&
-        (await readFile(path.join(folder, `${claimed[0]}.claim`), 'utf8').catch(() => null)) === ''
+        (await readClaim(path.join(folder, `${claimed[0]}.claim`)).catch(() => null)) === ''
       )
         await rm(path.join(folder, `${claimed.shift()}.claim`), { force: true });
       let last = claimed[0] ?? 0;
@@ -296,7 +300,7 @@ export class FileThreadStore implements ThreadStore {
           // The thread went unused for THREAD_TTL_DAYS: it starts again at turn 1, as an expired item 0 on AWS.
           for (const turn of claimed) await rm(path.join(folder, `${turn}.claim`), { force: true });
           last = 0;
-        } else if (turnClaimedBySameRequest(await readFile(file, 'utf8'), requestId)) {
+        } else if (turnClaimedBySameRequest((await readClaim(file)) ?? '', requestId)) {
           return last;
         }
       }

@@ -106,14 +106,17 @@ function storageRefusal(error: unknown): string | null {
   const file = (error as NodeJS.ErrnoException).path;
   const inDataDir = dataDir !== null && (file === undefined || !path.relative(dataDir, file).startsWith('..'));
   const where = inDataDir ? `the data folder ${dataDir}` : file ? path.dirname(file) : 'the file system';
-  const refused = failure.operation === 'read' ? 'read' : 'write';
+  const outOfFds = failure.code === 'EMFILE' || failure.code === 'ENFILE';
+  const refused = outOfFds ? 'open' : failure.operation === 'read' ? 'read' : 'write';
   const fix =
     failure.code === 'ENOSPC' || failure.code === 'EDQUOT'
       ? 'free some space on its disk'
       : failure.code === 'EROFS'
         ? 'mount its file system read-write'
-        : `let this user ${refused} it (its owner and permissions)`;
-  return `${where} refused a ${refused} (${failure.message}): ${fix}, then run the command again`;
+        : outOfFds
+          ? `the ${failure.code === 'EMFILE' ? 'process' : 'system'} is out of file descriptors: raise the limit (ulimit -n) or close what holds them`
+          : `let this user ${refused} it (its owner and permissions)`;
+  return `${where} refused ${outOfFds ? 'an' : 'a'} ${refused} (${failure.message}): ${fix}, then run the command again`;
 }
 
 /**

@@ -1,7 +1,7 @@
 import { closeSync, mkdirSync, openSync, unlinkSync, writeSync } from 'node:fs';
-import { mkdir, readdir, readFile, unlink } from 'node:fs/promises';
+import { mkdir, readdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { OWNER_DIR, OWNER_FILE } from '../../functions/shared/local-files.ts';
+import { OWNER_DIR, OWNER_FILE, readDataText } from '../../functions/shared/local-files.ts';
 import type { RunRestart, TaskObserver } from './engine.ts';
 
 /**
@@ -101,7 +101,9 @@ async function readEntries(files: readonly string[], only?: string): Promise<Map
   const byExecution = new Map<string, JournalEntry[]>();
   const refused = new Map<string, JournalEntry>();
   for (const file of files) {
-    for (const line of (await readFile(file, 'utf8')).split('\n')) {
+    // Capped, a regular file only (a link to /dev/zero was read until the process died): local-files.ts.
+    const text = (await readDataText(file, { maxBytes: 2 * MAX_SEGMENT_BYTES })) ?? '';
+    for (const line of text.split('\n')) {
       let entry: JournalEntry;
       try {
         entry = JSON.parse(line) as JournalEntry;

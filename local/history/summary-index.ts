@@ -27,7 +27,7 @@ import type { Stats } from 'node:fs';
 import { mkdir, open, rename, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { maskSecrets } from '../../functions/domain/secret-masking.ts';
-import { appendLineNamed, oneAtATime, withFileLock } from '../../functions/shared/local-files.ts';
+import { appendLineNamed, oneAtATime, openFlags, withFileLock } from '../../functions/shared/local-files.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
 import { isAlive } from '../store/data-dir-lock.ts';
 import type { ExecutionStore } from '../store/execution-store.ts';
@@ -154,9 +154,17 @@ function isBetter(theirs: Entry, mine: Entry | undefined): boolean {
   return t !== m ? t > m : knows(theirs) > knows(mine);
 }
 
+/**
+ * The most of an index file read (each is rebuilt when it cannot be read, as a damaged one is): a
+ * conversation's entry is a few KB; a string of 512 MB is a RangeError.
+ */
+const MAX_INDEX_BYTES = 256 * 1024 * 1024;
+
 /** The entries of the index file; a missing or damaged one, or one of another version, holds none. */
 async function readStored(file: string): Promise<Record<string, Entry>> {
-  const stored = await readJson<{ version?: unknown; entries?: Record<string, Entry> }>(file).catch(() => null);
+  const stored = await readJson<{ version?: unknown; entries?: Record<string, Entry> }>(file, {
+    maxBytes: MAX_INDEX_BYTES,
+  }).catch(() => null);
   return stored?.version === VERSION && stored.entries ? stored.entries : {};
 }
 
@@ -176,10 +184,12 @@ interface SavedRead {
 
 /** A saved entries' file (null: none), past the bytes `before` read of it when it is the same file (its inode). */
 async function readSaved(file: string, before: SavedRead | null = null): Promise<SavedRead | null> {
-  const handle = await open(file, 'r').catch(() => null);
+  // Not a regular file of at most MAX_INDEX_BYTES (a FIFO, a link to /dev/zero): none, as a damaged one is.
+  const handle = await open(file, openFlags()).catch(() => null);
   if (!handle) return null;
   try {
-    const { ino } = await handle.stat();
+    const { ino, size } = await handle.stat().then((s) => (s.isFile() ? s : { ino: 0, size: Infinity }));
+    if (size > MAX_INDEX_BYTES) return null;
     const bytes = await handle.readFile();
     const from = before?.ino === ino && before.size <= bytes.length ? before.size : 0;
     return { ino, size: bytes.length, text: bytes.subarray(from).toString('utf8') };

@@ -52,7 +52,15 @@ import {
   resolveOptions,
   withDefaults,
 } from './config.ts';
-import { answerAtTheEdge, BodyTooLargeError, hostRefusal, readBody, refuseBeforeRoutes, sendJson } from './http.ts';
+import {
+  answerAtTheEdge,
+  BodyTooLargeError,
+  hostRefusal,
+  keepServingAfterErrors,
+  readBody,
+  refuseBeforeRoutes,
+  sendJson,
+} from './http.ts';
 import { isLoopbackAddress, loopbackOnly, operatorOnly, operatorRefusal } from './loopback.ts';
 import { operatorRoutes } from './operator-routes.ts';
 import { parseRateLimits, RateLimiter } from './rate-limiter.ts';
@@ -112,7 +120,9 @@ function listen(server: Server, port: number, host: string): Promise<number> {
     server.once('error', reject);
     server.listen(port, host, () => {
       server.off('error', reject);
-      resolve((server.address() as AddressInfo).port);
+      const listening = (server.address() as AddressInfo).port;
+      keepServingAfterErrors(server, `the gateway at ${host}:${listening}`);
+      resolve(listening);
     });
   });
 }

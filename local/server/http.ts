@@ -277,3 +277,31 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
     });
   });
 }
+
+/**
+ * A listening server's errors after it listens: a connection it could not accept (`accept`: EMFILE when the process
+ * is out of file descriptors, ENFILE, ECONNABORTED), which Node emits on the server, and which, unlistened, ended the
+ * process with every conversation in flight (the embedded S3's was silent). The server goes on listening: the client
+ * whose connection was dropped retries, and the next accepted one is served. One line says so (`name` says which
+ * server), once until a connection is accepted again, not once per dropped connection, with what to do.
+ */
+export function keepServingAfterErrors(
+  server: Server,
+  name: string,
+  print: (line: string) => void = (line) => console.error(line),
+): void {
+  let told = false;
+  server.on('connection', () => {
+    told = false;
+  });
+  server.on('error', (error: NodeJS.ErrnoException) => {
+    if (told) return;
+    told = true;
+    const fds = error.code === 'EMFILE' || error.code === 'ENFILE';
+    print(
+      `webhook-gateway: ${name} could not ${error.syscall === 'accept' ? 'accept a connection' : 'serve'} (${error.message}); it goes on serving${
+        fds ? ': the process is out of file descriptors, raise its limit (ulimit -n) or close what holds them' : ''
+      }`,
+    );
+  });
+}

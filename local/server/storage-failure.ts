@@ -3,11 +3,11 @@ import { damagedFileKind, damagedFileMessage, fileOfUnreadable, wrongKindInCause
 
 /**
  * The local gateway's data folder refusing a write, or a read (docs/contract.md#errors, `STORAGE_UNAVAILABLE`): full,
- * over its quota, read-only or no longer the owner's. Not a bug of the gateway and not the request's fault: the
+ * over its quota, read-only or no longer the owner's, or the process out of file descriptors (EMFILE, ENFILE). Not a bug of the gateway and not the request's fault: the
  * request is answered 503 (to be sent again once the folder takes it; an `Idempotency-Key` makes that safe), saying
  * which it refused, and the operator is told which file and why, in one line.
  */
-const STORAGE_CODES = ['ENOSPC', 'EDQUOT', 'EROFS', 'EACCES', 'EPERM'] as const;
+const STORAGE_CODES = ['ENOSPC', 'EDQUOT', 'EROFS', 'EACCES', 'EPERM', 'EMFILE', 'ENFILE'] as const;
 
 const WHY: Record<(typeof STORAGE_CODES)[number], string> = {
   ENOSPC: 'no space left on its device',
@@ -15,6 +15,9 @@ const WHY: Record<(typeof STORAGE_CODES)[number], string> = {
   EROFS: 'on a read-only file system',
   EACCES: 'permission denied',
   EPERM: 'operation not permitted',
+  // Out of file descriptors (`ulimit -n`, or the whole system's): no file of the folder can be opened until some close.
+  EMFILE: 'too many open files in the gateway process',
+  ENFILE: 'too many open files on this system',
 };
 
 export interface StorageFailure {
@@ -32,11 +35,13 @@ function isStorageCode(code: unknown): code is StorageFailure['code'] {
 const READS = new Set(['read', 'scandir', 'opendir', 'stat', 'lstat', 'readlink', 'access', 'realpath']);
 
 /**
- * What was refused: a full disk, a quota or a read-only file system only ever refuse writes; a permission, by the
+ * What was refused: a full disk, a quota or a read-only file system only ever refuse writes; too many open files, an
+ * open; a permission, by the
  * system call. An `open` says neither (the stores' reads name theirs `read`: functions/shared/local-files.ts,
  * readRefused), so it is told as such rather than called a write.
  */
 function operationOf(code: StorageFailure['code'], syscall: string | undefined): StorageFailure['operation'] {
+  if (code === 'EMFILE' || code === 'ENFILE') return 'open';
   if (code !== 'EACCES' && code !== 'EPERM') return 'write';
   if (syscall === undefined || syscall === 'open') return 'open';
   return READS.has(syscall) ? 'read' : 'write';
@@ -92,18 +97,24 @@ const REFUSED = { read: 'read', write: 'write', open: 'open a file of' } as cons
  */
 export const STORAGE_RETRY_AFTER_SECONDS = 30;
 
+/** What the data folder refused, said to a client: `cannot write its data folder (ENOSPC: …)`, never a path. */
+export const storageRefusal = (failure: StorageFailure) =>
+  `cannot ${REFUSED[failure.operation]} its data folder (${failure.code}: ${WHY[failure.code]})`;
+
 /** The 503 answer: what failed (a read or a write), never a path of the data folder (the operator's line names it). */
 export function storageUnavailableBody(failure: StorageFailure) {
-  return errorBody(
-    'STORAGE_UNAVAILABLE',
-    `the local gateway cannot ${REFUSED[failure.operation]} its data folder (${failure.code}: ${WHY[failure.code]}): send it again once it can`,
-  );
+  return errorBody('STORAGE_UNAVAILABLE', `the local gateway ${storageRefusal(failure)}: send it again once it can`);
 }
 
 /** The operator's line: the folder and the system's message (naming the file), no stack. */
-export function storageFailureLine(dataDir: string, failure: StorageFailure, what: string): string {
+export function storageFailureLine(
+  dataDir: string,
+  failure: StorageFailure,
+  what: string,
+  answered = 'STORAGE_UNAVAILABLE',
+): string {
   const refused = failure.operation === 'open' ? 'an open' : `a ${failure.operation}`;
-  return `webhook-gateway: ${what}: the data folder ${dataDir} refused ${refused} (${failure.message}); answered 503 STORAGE_UNAVAILABLE until it takes it again`;
+  return `webhook-gateway: ${what}: the data folder ${dataDir} refused ${refused} (${failure.message}); answered 503 ${answered} until it takes it again`;
 }
 
 /**

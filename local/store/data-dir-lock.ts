@@ -6,7 +6,7 @@
  */
 import { readFile, rmdir, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { createExclusive, removeStaleLock } from '../../functions/shared/local-files.ts';
+import { createExclusive, readDataText, removeStaleLock } from '../../functions/shared/local-files.ts';
 
 export class DataDirInUseError extends Error {}
 
@@ -92,11 +92,7 @@ async function notAGateway(holder: number, file: string, text: string): Promise<
 }
 
 /** The pid file's text, or null when it is gone. */
-const textOf = (file: string) =>
-  readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) => {
-    if (error.code === 'ENOENT') return null;
-    throw error;
-  });
+const textOf = (file: string) => readDataText(file, { maxBytes: 64 * 1024 });
 
 /**
  * `tookOver`: the line to print when the file named a live process that is no gateway (notAGateway), taken over.

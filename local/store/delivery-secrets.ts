@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, readFile, stat } from 'node:fs/promises';
+import { chmod, mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
 import { parseSecretsBySource, type SecretsBySource } from '../../functions/domain/signatures.ts';
-import { createExclusive, withFileLock } from '../../functions/shared/local-files.ts';
+import { createExclusive, readDataText, SECRETS_READ, withFileLock } from '../../functions/shared/local-files.ts';
 import { readJson, removeCopiesOfGoneWriters, writeJsonAtomic } from './json-files.ts';
 
 /**
@@ -40,7 +40,7 @@ export async function localDeliverySecrets(
   // secret) goes now, wherever the file lives: the retention sweep looks only in the data folder, a day later.
   const name = path.basename(file);
   await removeCopiesOfGoneWriters(path.dirname(file), [name, `${name}.lock`]);
-  let secrets = await readJson<Record<string, string | string[]>>(file);
+  let secrets = await readJson<Record<string, string | string[]>>(file, SECRETS_READ);
   let fixedMode: string | null = null;
   if (!secrets && file !== deliverySecretsFile(dataDir))
     throw new Error(
@@ -78,7 +78,7 @@ export async function changeLocalDeliverySecrets(
   // A read-modify-write under the file's lock (functions/shared/local-files.ts, as the receivers' files are changed):
   // two `endpoints set --secret` at once each change their own type, and neither write loses the other's.
   return withFileLock(file, async () => {
-    const all = (await readJson<Record<string, string | string[]>>(file)) ?? {};
+    const all = (await readJson<Record<string, string | string[]>>(file, SECRETS_READ)) ?? {};
     const current = all[type];
     const secrets = change(current === undefined ? [] : Array.isArray(current) ? current : [current]);
     await writeJsonAtomic(file, { ...all, [type]: secrets.length === 1 ? secrets[0] : secrets }, SECRET_FILE_MODE);
@@ -94,7 +94,7 @@ export async function changeLocalDeliverySecrets(
 export async function readDeliverySecrets(file: string | null): Promise<SecretsBySource | null> {
   if (!file) return null;
   try {
-    return parseSecretsBySource(await readFile(file, 'utf8'), 'it');
+    return parseSecretsBySource((await readDataText(file, SECRETS_READ)) ?? '', 'it');
   } catch {
     return null;
   }

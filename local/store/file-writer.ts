@@ -98,17 +98,21 @@ function writeText(m) {
 // file, when that names those bytes (the same inode and size: 'o'), their size, ETag, time and checksum; else 'b' (the
 // bytes are described from themselves). The metadata is read into one buffer (open, read, close: no stat) and parsed
 // here, and only those fields go back, in flat lists, where the event loop parsed each file's whole text before.
+// As readDataFile reads (functions/shared/local-files.ts): never waiting on a FIFO (it held this one thread, and every
+// write with it), not through a link, and no more than 64 KB (more than any metadata the store writes: such a file,
+// a device's endless bytes among them, is none, and the bytes are described from themselves).
+const META_FLAGS = fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0) | (fs.constants.O_NOFOLLOW ?? 0);
 const metaBuffer = Buffer.allocUnsafe(64 * 1024);
 function readMeta(file) {
   let fd;
-  try { fd = fs.openSync(file, 'r'); } catch { return null; }
+  try { fd = fs.openSync(file, META_FLAGS); } catch { return null; }
   try {
     let n = 0;
     for (;;) {
-      const read = fs.readSync(fd, metaBuffer, n, metaBuffer.length - n, n);
+      const read = fs.readSync(fd, metaBuffer, n, metaBuffer.length - n, null);
       if (read === 0) return metaBuffer.toString('utf8', 0, n);
       n += read;
-      if (n === metaBuffer.length) return fs.readFileSync(file, 'utf8'); // larger than any the store writes
+      if (n === metaBuffer.length) return null;
     }
   } catch { return null; } finally { fs.closeSync(fd); }
 }

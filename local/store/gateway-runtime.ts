@@ -3,10 +3,11 @@
  * once the gateway is up and removed when it stops. A command run without PORT or LOCAL_S3_PORT (another shell,
  * another directory) finds the gateway through it; one left by a killed gateway is ignored (its process is gone).
  */
-import { readFile, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { WebhookType } from '../../functions/domain/conversation.ts';
 import type { BreakerPolicy } from '../../functions/domain/endpoints.ts';
+import { readDataText } from '../../functions/shared/local-files.ts';
 import { DEFAULTS, settings } from '../../functions/shared/settings.ts';
 import { isAlive } from './data-dir-lock.ts';
 import { writeJsonAtomic } from './json-files.ts';
@@ -59,9 +60,10 @@ export async function readGatewayRuntime(dataDir: string): Promise<GatewayRuntim
   const file = fileOf(dataDir);
   let text: string;
   try {
-    text = await readFile(file, 'utf8');
+    const read = await readDataText(file, { maxBytes: 64 * 1024 });
+    if (read === null) return null;
+    text = read;
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
     return damaged(file, (error as Error).message, '');
   }
   let runtime: GatewayRuntime | null;

@@ -6,7 +6,6 @@ import {
   mkdir,
   open,
   readdir,
-  readFile,
   realpath,
   rename,
   rm,
@@ -18,7 +17,7 @@ import {
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
-import { OWNER_DIR, OWNER_FILE } from '../../functions/shared/local-files.ts';
+import { OWNER_DIR, OWNER_FILE, openFlags, readDataText } from '../../functions/shared/local-files.ts';
 import { isAlive } from './data-dir-lock.ts';
 import { describeListed, type ListedInfo, type PlaceResult, placeObjectFiles, putObjectFiles } from './file-writer.ts';
 import {
@@ -198,6 +197,10 @@ interface Location {
 }
 
 type Source = Buffer | (Readable | { file: string; start: number; end: number })[];
+
+/** An object's metadata file: small, a regular file only (a FIFO or a link to /dev/zero is none: local-files.ts). */
+const META_READ = { maxBytes: 1024 * 1024 };
+const readMeta = (file: string) => readDataText(file, META_READ).catch(() => null);
 
 export class ObjectStore {
   private readonly knownDirs = new Set<string>();
@@ -600,7 +603,9 @@ export class ObjectStore {
 
   async getUpload(uploadId: string): Promise<UploadInfo> {
     try {
-      return JSON.parse(await readFile(path.join(this.uploadDir(uploadId), 'upload.json'), 'utf8')) as UploadInfo;
+      const text = await readDataText(path.join(this.uploadDir(uploadId), 'upload.json'), META_READ);
+      if (text === null) throw noSuchUpload(uploadId);
+      return JSON.parse(text) as UploadInfo;
     } catch (error) {
       if (isMissing(error) || error instanceof SyntaxError) throw noSuchUpload(uploadId);
       throw error;
@@ -795,7 +800,7 @@ export class ObjectStore {
         if (isMissing(error)) return null;
         throw error;
       }),
-      readFile(at.meta, 'utf8').catch(() => null),
+      readMeta(at.meta),
     ]);
     if (!s?.isFile()) return null; // a folder of other keys, or a link (listings walk real folders only)
     return storedInfo(metaText, s) ?? describe(createReadStream(at.data), s);
@@ -893,7 +898,7 @@ export class ObjectStore {
     let handle: FileHandle;
     try {
       // A link is no object: not followed (ELOOP), and its folder must be reached without one.
-      handle = await open(at.data, fs.constants.O_RDONLY | (fs.constants.O_NOFOLLOW ?? 0));
+      handle = await open(at.data, openFlags()); // a FIFO is not waited on: it is no object (below)
     } catch (error) {
       if (isMissing(error) || errorCode(error) === 'ELOOP') return null;
       throw error;
@@ -903,10 +908,7 @@ export class ObjectStore {
       return null;
     }
     try {
-      const [s, metaText] = await Promise.all([
-        handle.stat({ bigint: true }),
-        readFile(at.meta, 'utf8').catch(() => null),
-      ]);
+      const [s, metaText] = await Promise.all([handle.stat({ bigint: true }), readMeta(at.meta)]);
       if (!s.isFile()) {
         await handle.close();
         return null; // a folder of other keys

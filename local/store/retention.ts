@@ -1,11 +1,11 @@
-import { createReadStream, readFileSync, unlinkSync } from 'node:fs';
-import { rename, rm, stat, utimes } from 'node:fs/promises';
+import { unlinkSync } from 'node:fs';
+import { open, rename, rm, stat, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { isConversationId } from '../../functions/domain/conversation-id.ts';
 import { type FailedDeliveryEnvelope, readEnvelope } from '../../functions/domain/failed-delivery.ts';
 import type { IdempotencyRecord } from '../../functions/domain/idempotency.ts';
-import { withThreadFolder } from '../../functions/shared/local-files.ts';
+import { openFlags, readDataFileSync, withThreadFolder } from '../../functions/shared/local-files.ts';
 import { idTimeMs } from '../history/conversation-filters.ts';
 import { LocalFailedDeliveryStore } from './failed-delivery-store.ts';
 import { listDir, readJson, removeCopiesOfGoneWriters, writeTextAtomic } from './json-files.ts';
@@ -66,15 +66,21 @@ const DAY_MS = 86_400_000;
 const isMissing = (error: unknown) => (error as NodeJS.ErrnoException).code === 'ENOENT';
 
 async function firstLineTime(file: string): Promise<number | null> {
-  const stream = createReadStream(file, { start: 0, end: 65_535, encoding: 'utf8' });
+  // Not through a link, never waiting on a FIFO, and only a regular file's (local-files.ts): one that is not has no
+  // first line, and its age decides.
+  const handle = await open(file, openFlags()).catch((error: NodeJS.ErrnoException) => {
+    if (isMissing(error) || error.code === 'ELOOP') return null;
+    throw error;
+  });
+  if (!handle) return null;
   let text = '';
   try {
-    for await (const chunk of stream) text += chunk;
-  } catch (error) {
-    if (isMissing(error)) return null;
-    throw error;
+    if (!(await handle.stat()).isFile()) return null;
+    const bytes = Buffer.alloc(65_536);
+    const { bytesRead } = await handle.read(bytes, 0, bytes.length, 0);
+    text = bytes.subarray(0, bytesRead).toString('utf8');
   } finally {
-    stream.destroy();
+    await handle.close();
   }
   // The first line that has a time: one a full disk cut (the writers then end it and go on: log-sink.ts, appendLine)
   // or an empty one is passed over. Taken as the file's age, its time of last change never let a file still written
@@ -153,7 +159,10 @@ async function removeCutWrites(dir: string, now: number, names?: readonly string
 /** An idempotency key or a status record (both carry `expires_at`, epoch seconds) removed if it expired. */
 function expiredRecordRemoved(file: string, now: number): boolean {
   try {
-    const record = JSON.parse(readFileSync(file, 'utf8')) as Pick<IdempotencyRecord, 'expires_at'>;
+    const record = JSON.parse(readDataFileSync(file)?.toString('utf8') ?? 'null') as Pick<
+      IdempotencyRecord,
+      'expires_at'
+    >;
     if (!(record.expires_at * 1000 <= now)) return false;
     unlinkSync(file);
     return true;

@@ -1,5 +1,11 @@
 import type { Readable } from 'node:stream';
 import {
+  type StorageFailure,
+  storageFailureLine,
+  storageFailureOf,
+  storageRefusal,
+} from '../server/storage-failure.ts';
+import {
   assertPartNumber,
   type ListPage,
   type ObjectAttributes,
@@ -384,6 +390,16 @@ export function errorResponse(e: S3Error, head: boolean, requestId = newRequestI
   };
 }
 
+/**
+ * The data folder refusing the request (full, over its quota, read-only, its permissions, the process out of file
+ * descriptors: local/server/storage-failure.ts): 503 ServiceUnavailable, as S3 answers when it cannot serve for now
+ * and as the gateway answers its own callers (STORAGE_UNAVAILABLE), not 500 InternalError, which says the embedded S3
+ * failed: the SDKs and the AWS CLI retry both, and the message says what to mend. No Retry-After, as S3 sends none:
+ * the SDK would wait on it (5 s at most) before each retry, holding the gateway's Export that long.
+ */
+const serviceUnavailable = (failure: StorageFailure) =>
+  new S3Error('ServiceUnavailable', 503, `The embedded S3 ${storageRefusal(failure)}: please try again once it can.`);
+
 export class S3Api {
   constructor(readonly store: ObjectStore) {}
 
@@ -393,12 +409,20 @@ export class S3Api {
     try {
       response = await this.route(request);
     } catch (error) {
-      if (!(error instanceof S3Error))
+      const refused = error instanceof S3Error ? null : storageFailureOf(error);
+      // One line, no stack: the folder and the system's message (naming the file), as the gateway's own lines say it.
+      if (refused)
+        process.stderr.write(
+          `${storageFailureLine(this.store.root, refused, `embedded S3 ${request.method} ${request.path}`, 'ServiceUnavailable')}\n`,
+        );
+      else if (!(error instanceof S3Error))
         process.stderr.write(`embedded S3: ${request.method} ${request.path}: ${(error as Error).stack}\n`);
       const e =
         error instanceof S3Error
           ? error
-          : new S3Error('InternalError', 500, `We encountered an internal error: ${(error as Error).message}`);
+          : refused
+            ? serviceUnavailable(refused)
+            : new S3Error('InternalError', 500, `We encountered an internal error: ${(error as Error).message}`);
       response = errorResponse(e, request.method === 'HEAD', requestId);
     }
     response.headers['x-amz-request-id'] = requestId;

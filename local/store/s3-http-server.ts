@@ -15,6 +15,7 @@ import {
   continueWhenRead,
   type EdgeFault,
   hostRefusal,
+  keepServingAfterErrors,
   sendContinue,
   writeAnswer,
 } from '../server/http.ts';
@@ -269,7 +270,7 @@ export function serveS3Api(
     server.once('error', (error: NodeJS.ErrnoException) => reject(Object.assign(error, { port: options.port })));
     server.listen(options.port, options.host, () => {
       server.removeAllListeners('error');
-      server.on('error', () => undefined);
+      keepServingAfterErrors(server, `the embedded S3 at ${options.host}:${(server.address() as AddressInfo).port}`);
       resolve({
         server,
         port: (server.address() as AddressInfo).port,

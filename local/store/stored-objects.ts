@@ -1,6 +1,7 @@
-import { type Dirent, readdirSync, readFileSync, statSync } from 'node:fs';
+import { type Dirent, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
+import { readDataFileSync } from '../../functions/shared/local-files.ts';
 import { decodeSegment, encodeSegment, ObjectStore } from './object-store.ts';
 import { migrateS3rverLayout } from './s3rver-migration.ts';
 
@@ -93,10 +94,6 @@ export async function listStoredObjects(
 
 /** One stored object's text, or null when it is gone. */
 export function readStoredObject(object: StoredObjectFile): string | null {
-  try {
-    return readFileSync(object.file, 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw error;
-  }
+  // Capped, a regular file only: a FIFO or a link to /dev/zero in the bucket's folder is refused, naming it.
+  return readDataFileSync(object.file)?.toString('utf8') ?? null;
 }

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -62,6 +63,32 @@ describe('a damaged idempotency record: never a second conversation', () => {
       // Still refused: the gateway never takes a damaged record for a free key.
       expect((await world.post(SEED_REQUEST, { 'idempotency-key': k })).status).toBe(500);
       expect(world.agent.invocations).toHaveLength(1);
+    },
+  );
+});
+
+describe('a key file that is no file: never read without end, never a second conversation', () => {
+  it.each([
+    ['a link to /dev/zero', (file: string) => symlink('/dev/zero', file)],
+    ['a link to /dev/urandom', (file: string) => symlink('/dev/urandom', file)],
+    ['a FIFO', async (file: string) => void expect(spawnSync('mkfifo', [file]).status).toBe(0)],
+  ])(
+    'the key file %s: a retry is refused 500 STATE_UNREADABLE at once, and the operator line names the file and what to do',
+    async (_what, replace) => {
+      const k = key();
+      expect((await world.post(SEED_REQUEST, { 'idempotency-key': k })).status).toBe(200);
+      await rm(keyFile(k));
+      await replace(keyFile(k));
+      operatorLog.length = 0;
+      // Before: a link to a device was read until the gateway died (a RangeError after 512 MB), a FIFO until a writer came.
+      const retry = await world.post(SEED_REQUEST, { 'idempotency-key': k });
+      expect(retry.status).toBe(500);
+      expect(retry.body.error.code).toBe('STATE_UNREADABLE');
+      expect(retry.body.error.message).toContain('Idempotency-Key');
+      expect(world.agent.invocations).toHaveLength(1);
+      expect(operatorLog[0]!.detail).toContain(`${keyFile(k)} is not a regular file`);
+      expect(operatorLog[0]!.detail).toContain('delete it');
+      await rm(keyFile(k));
     },
   );
 });
@@ -149,7 +176,14 @@ describe('a damaged status record: GET /conversations/{id} says so, never 404', 
 describe('a damaged receiver file: nothing is delivered while what it held is unknown (it may be a pause)', () => {
   const deliveries = () => new FileEndpointStore(path.join(world.dataDir, 'deliveries'));
 
-  it.each([...DAMAGED, ['a folder', null] as [string, null], ['a link to a missing file', 'link'] as [string, string]])(
+  it.each([
+    ...DAMAGED,
+    ['a folder', null] as [string, null],
+    ['a link to a missing file', 'link'] as [string, string],
+    // Before: read without end on every delivery (a RangeError after 512 MB), or, a FIFO, waited on for a writer.
+    ['a link to /dev/zero', '/dev/zero'] as [string, string],
+    ['a FIFO', 'fifo'] as [string, string],
+  ])(
     'deal_analysis paused, then its file %s: no POST, queued naming the file; deleted, a redrive delivers it',
     async (_what, damaged) => {
       const store = deliveries();
@@ -158,9 +192,12 @@ describe('a damaged receiver file: nothing is delivered while what it held is un
       if (damaged === null) {
         await rm(file);
         await mkdir(file);
-      } else if (damaged === 'link') {
+      } else if (damaged === 'link' || damaged === '/dev/zero') {
         await rm(file);
-        await symlink(path.join(world.dataDir, 'moved-away.json'), file);
+        await symlink(damaged === 'link' ? path.join(world.dataDir, 'moved-away.json') : damaged, file);
+      } else if (damaged === 'fifo') {
+        await rm(file);
+        expect(spawnSync('mkfifo', [file]).status).toBe(0);
       } else await writeFile(file, damaged);
 
       const res = await world.post(SEED_REQUEST);
@@ -186,14 +223,50 @@ describe('a damaged receiver file: nothing is delivered while what it held is un
   );
 });
 
+describe('a receiver file replaced by a link to a device: the commands refuse it at once, naming it', () => {
+  it.each(['/dev/full', '/dev/zero'])(
+    'a link to %s: endpoints pause refuses with the file and what to do, exit 1; endpoints list names it, lists the others',
+    async (device) => {
+      const file = new FileEndpointStore(path.join(world.dataDir, 'deliveries')).file('lead_analysis');
+      await rm(file, { force: true });
+      await symlink(device, file);
+      try {
+        const env = { LOCAL_DATA_DIR: world.dataDir, NO_COLOR: '1' };
+        // Before: "RangeError: Invalid string length" after reading 512 MB.
+        const paused = await runMain(['endpoints', 'pause', 'lead_analysis'], env);
+        expect(paused.code).toBe(1);
+        expect(paused.stderr).toContain(
+          `${file} is not a regular file (it is a symbolic link, which the gateway never makes)`,
+        );
+        expect(paused.stderr).toContain('delete it to start that receiver afresh');
+        const listed = await runMain(['endpoints', 'list'], env);
+        expect(listed.code).toBe(1);
+        expect(listed.stdout).toContain('deal_analysis');
+        expect(listed.stderr).toContain(`${file} is not a regular file`);
+      } finally {
+        await rm(file, { force: true });
+      }
+    },
+  );
+});
+
 describe('the delivery secrets file damaged while the gateway runs: nothing goes unsigned, and the error names the file', () => {
-  it.each(DAMAGED)(
+  it.each([
+    ...DAMAGED,
+    ['a link to /dev/zero', '/dev/zero'] as [string, string],
+    ['a FIFO', 'fifo'] as [string, string],
+  ])(
     'the file %s: the delivery fails naming the file and what to do; restored, a redrive delivers it',
     async (_what, damaged) => {
       const file = path.join(world.dataDir, 'delivery-signing-secrets.json');
       const good = await readFile(file, 'utf8');
       try {
-        await writeFile(file, damaged);
+        if (damaged === '/dev/zero' || damaged === 'fifo') {
+          // Before: the link read without end at each delivery; a FIFO waited on for a writer.
+          await rm(file);
+          if (damaged === 'fifo') expect(spawnSync('mkfifo', [file]).status).toBe(0);
+          else await symlink(damaged, file);
+        } else await writeFile(file, damaged);
         const res = await world.post(SEED_REQUEST);
         expect(res.status).toBe(200);
         expect(world.receiver.received).toHaveLength(0);
@@ -207,12 +280,14 @@ describe('the delivery secrets file damaged while the gateway runs: nothing goes
           .stdout;
         expect(shown).toContain(`the delivery secrets file ${file} cannot be used`);
 
-        await writeFile(file, good);
+        await rm(file);
+        await writeFile(file, good, { mode: 0o600 });
         expect((await world.gateway.redelivery.redrive(id)).status).toBe('delivered');
         expect(world.receiver.received).toHaveLength(1);
         expect(world.receiver.received[0]!.headers['webhook-signature']).toMatch(/^v1,/);
       } finally {
-        await writeFile(file, good);
+        await rm(file, { force: true });
+        await writeFile(file, good, { mode: 0o600 });
       }
     },
   );

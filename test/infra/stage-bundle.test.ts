@@ -383,25 +383,33 @@ describe("each function's bundle, split in chunks", () => {
       // +0.6 KB (inbound19): a whsec_ secret whose base64 does not decode refused; webhook-id/-timestamp sent twice
       // named; IDEMPOTENCY_TTL_SECONDS ≥ 300. +0.2 KB (inbound19): a UTF-16 body named as one.
       // +1.0 KB: its calls end before its own Lambda's timeout, a store's failure answered 503 (StorageUnavailable).
-      validate: 225,
+      // +1.7 KB (fsedge21): the local files' one reader (functions/shared/local-files.ts readDataFile: a regular file
+      // only, never a link or a FIFO, capped), in each store's local adapter bundled with it.
+      validate: 227,
       classify: 41,
       // +1.0 KB: a rotation's secrets read again at once when the receiver's item names others (secretsFingerprint).
       // +0.6 KB: a delivery held on an in-workflow retry carries the attempts of its run so far (the attempt log read).
       // +0.5 KB: its calls and its attempt end before its own Lambda's timeout (LAMBDA_TAIL_MS), a caller waiting or not.
       // +0.6 KB (inbound19): a whsec_ secret whose base64 does not decode refused; IDEMPOTENCY_TTL_SECONDS ≥ 300.
       // +0.3 KB (deliveries19b): a receiver's Retry-After holds its type (retry_after_until); a day's cap where it is read.
-      deliver: 218,
+      // +0.5 KB (fsedge21): the local files' one reader (functions/shared/local-files.ts readDataFile: a regular file
+      // only, never a link or a FIFO, capped), in each store's local adapter bundled with it.
+      deliver: 219,
       // +1.6 KB: a redelivery's delivery status written to a completed status record (docs/contract.md).
       // +0.5 KB (inbound19): IDEMPOTENCY_TTL_SECONDS ≥ 300 (settings).
       // +0.2 KB: the thread store's calls take a caller's deadline (Validate's, before its Lambda's timeout).
       // +0.4 KB (aws20): its calls end before its own Lambda's timeout, a caller waiting or not (a slow S3 named).
-      export: 325,
+      // +1.6 KB (fsedge21): the local files' one reader (functions/shared/local-files.ts readDataFile: a regular file
+      // only, never a link or a FIFO, capped), in each store's local adapter bundled with it.
+      export: 327,
       // +0.5 KB: the local status files' adapter (bundled with its store) gained what recovery needs of it.
       // +0.6 KB: it answers 504 TIMEOUT itself before its Lambda timeout (a slow read).
       // +0.4 KB: it answers 503 STORAGE_UNAVAILABLE itself when its read fails (not API Gateway's bare 502).
       // +0.4 KB: its store's adapters write a redelivery's delivery status, and it shows it.
       // +0.8 KB (inbound19): the signature checks' (a secret's base64, a header sent twice) and the settings' rule.
-      'conversation-status': 72,
+      // +1.5 KB (fsedge21): the local files' one reader (functions/shared/local-files.ts readDataFile: a regular file
+      // only, never a link or a FIFO, capped), in each store's local adapter bundled with it.
+      'conversation-status': 74,
       // +0.7 KB: the schedule holds a damaged local receiver file's deliveries and skips a held type unread.
       // +0.6 KB: a stale lock of a local receiver file is removed by one process at a time (removeStaleLock).
       // +1.9 KB: its claim on a conversation's redelivery (one in flight at a time; no SDK module more, the DynamoDB
@@ -411,7 +419,9 @@ describe("each function's bundle, split in chunks", () => {
       // on first use (chunks/s3-sdk.mjs: 240 KB), not at every cold start.
       // +0.6 KB: a give-up completes a status still running (status18); settings check the agent's function name.
       // +0.7 KB (deliveries19b): the schedule holds a type whose receiver asked to wait (its Retry-After).
-      'redelivery-scheduler': 415,
+      // +1.1 KB (fsedge21): the local files' one reader (functions/shared/local-files.ts readDataFile: a regular file
+      // only, never a link or a FIFO, capped), in each store's local adapter bundled with it.
+      'redelivery-scheduler': 417,
     };
     const over: Record<string, string> = {};
     for (const fn of FUNCTION_DIRS) {

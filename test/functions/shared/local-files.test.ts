@@ -1,11 +1,14 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import {
   appendLine,
   createExclusive,
+  readDataFile,
+  readDataFileSync,
+  readJsonFile,
   removeStaleLock,
   withFileLock,
   writeFileAtomic,
@@ -51,6 +54,78 @@ beforeEach(async () => {
 afterEach(async () => {
   beforeLink.hook = null;
   await rm(dir, { recursive: true, force: true });
+});
+
+describe('readDataFile: a regular file of the data folder, capped; nothing else is read', () => {
+  /** What each reader says of `file`: its bytes as text, or its error's name, code and message. */
+  const outcomes = async (file: string, maxBytes?: number) => {
+    const said = (error: unknown) => {
+      const e = error as NodeJS.ErrnoException;
+      return `${e.name} ${e.code ?? ''} ${e.message}`;
+    };
+    const read = await readDataFile(file, { maxBytes }).then((b) => b?.toString('utf8') ?? null, said);
+    let sync: string | null;
+    try {
+      sync = readDataFileSync(file, { maxBytes })?.toString('utf8') ?? null;
+    } catch (error) {
+      sync = said(error);
+    }
+    return { read, sync };
+  };
+
+  it('reads a regular file whole, and none when there is none', async () => {
+    await writeFile(path.join(dir, 'a.json'), '{"a":1}');
+    expect(await outcomes(path.join(dir, 'a.json'))).toEqual({ read: '{"a":1}', sync: '{"a":1}' });
+    expect(await outcomes(path.join(dir, 'missing.json'))).toEqual({ read: null, sync: null });
+  });
+
+  it.each([
+    ['/dev/zero', 'a character device'],
+    ['/dev/full', 'a character device'],
+    ['/dev/urandom', 'a character device'],
+  ])(
+    'a link to %s: refused as a link at once, naming the file (before: read until a RangeError at 512 MB)',
+    async (device) => {
+      const file = path.join(dir, 'endpoint.json');
+      await symlink(device, file);
+      const { read, sync } = await outcomes(file);
+      expect(read).toBe(sync);
+      expect(read).toBe(
+        `UnreadableFileError  ${file} is not a regular file (it is a symbolic link, which the gateway never makes)`,
+      );
+      // Followed where a link is expected (the delivery secrets file): refused as what it leads to.
+      await expect(readDataFile(file, { followLinks: true })).rejects.toThrow(
+        `${file} is not a regular file (it is a character device (such as /dev/zero, /dev/full or /dev/urandom))`,
+      );
+    },
+  );
+
+  it('a FIFO: refused at once, not waited on for a writer', async () => {
+    const file = path.join(dir, 'claim.json');
+    expect(spawnSync('mkfifo', [file]).status).toBe(0);
+    const { read, sync } = await outcomes(file);
+    expect(read).toBe(`UnreadableFileError  ${file} is not a regular file (it is a FIFO (a named pipe))`);
+    expect(sync).toBe(read);
+  });
+
+  it('a folder: EISDIR as a read of that file (what the stores say of a folder where a file should be)', async () => {
+    const file = path.join(dir, 'status.json');
+    await mkdir(file);
+    const { read, sync } = await outcomes(file);
+    expect(read).toBe(`Error EISDIR EISDIR: illegal operation on a directory, read '${file}'`);
+    expect(sync).toBe(read);
+  });
+
+  it('a file larger than its cap: refused, saying its size and the cap; readJsonFile passes the refusal on', async () => {
+    const file = path.join(dir, 'big.json');
+    await writeFile(file, 'x'.repeat(3 * 1024 * 1024));
+    const { read, sync } = await outcomes(file, 2 * 1024 * 1024);
+    expect(read).toBe(
+      `UnreadableFileError  ${file} is not a file of at most 2 MB (it holds ${3 * 1024 * 1024} bytes or more)`,
+    );
+    expect(sync).toBe(read);
+    await expect(readJsonFile(file, { maxBytes: 1024 })).rejects.toThrow(`${file} is not a file of at most 1024 bytes`);
+  });
 });
 
 describe('appendLine', () => {

@@ -10,11 +10,17 @@ import { deliverySecrets } from '../../../functions/shared/secrets.ts';
  * the second before it was read is read again until it has settled. The clock is the test's (only Date is faked); the
  * file's times are set with utimes, so nothing depends on the file system's tick.
  */
-vi.mock('node:fs/promises', async (original) => {
-  const real = await original<typeof import('node:fs/promises')>();
-  return { ...real, readFile: vi.fn(real.readFile) };
+/** The file's opens for a read (functions/shared/local-files.ts, readDataFile): one per read. */
+const opened: string[] = [];
+vi.mock('node:fs', async (original) => {
+  const real = await original<typeof import('node:fs')>();
+  const open = ((file: string, ...rest: unknown[]) => {
+    opened.push(String(file));
+    return (real.open as (...args: unknown[]) => void)(file, ...rest);
+  }) as typeof real.open;
+  return { ...real, open, default: { ...real, open } };
 });
-const reads = () => vi.mocked(fs.readFile).mock.calls.filter(([file]) => file === secretsFile).length;
+const reads = () => opened.filter((file) => file === secretsFile).length;
 
 const A = 'whsec_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa';
 const B = 'whsec_bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb';

@@ -22,7 +22,9 @@ const writeFile = fs.writeFile;
 fs.writeFile = function (file, ...rest) {
   if (!String(file).startsWith(process.env.FULL_DISK_UNDER)) return writeFile.call(this, file, ...rest);
   const done = rest.pop();
-  process.nextTick(done, Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28, syscall: 'write' }));
+  process.nextTick(done, process.env.FULL_DISK_CODE === 'EMFILE'
+    ? Object.assign(new Error("EMFILE: too many open files, open '" + file + "'"), { code: 'EMFILE', errno: -24, syscall: 'open', path: String(file) })
+    : Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28, syscall: 'write' }));
 };
 `,
   );
@@ -46,6 +48,21 @@ describe('a data folder on a full disk', () => {
     // Before: 'webhook-gateway: Error: ENOSPC: no space left on device, write', naming no folder.
     expect(result.stderr).toBe(
       `webhook-gateway: the data folder ${dataDir} refused a write (ENOSPC: no space left on device, write): free some space on its disk, then run the command again\n`,
+    );
+  });
+
+  it('out of file descriptors (EMFILE): endpoints pause says the open was refused and what to do, not to fix permissions', async () => {
+    const dataDir = path.join(root, 'data-fds');
+    const result = await runCli(['endpoints', 'pause', 'general'], {
+      ...onFullDisk(dataDir),
+      FULL_DISK_CODE: 'EMFILE',
+    });
+    expect(result.code).toBe(1);
+    // Before: 'webhook-gateway: Error: EMFILE: too many open files, open …', nothing said of what to do.
+    expect(result.stderr).toMatch(
+      new RegExp(
+        `^webhook-gateway: the data folder ${dataDir} refused an open \\(EMFILE: too many open files, open '${dataDir}/[^']+'\\): the process is out of file descriptors: raise the limit \\(ulimit -n\\) or close what holds them, then run the command again\n$`,
+      ),
     );
   });
 

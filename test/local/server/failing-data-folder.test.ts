@@ -21,6 +21,8 @@ const full = {
   afterAgentCall: false,
   /** The failed-delivery store's envelope files (its put). */
   envelopes: false,
+  /** The process out of file descriptors when Validate opens its Idempotency-Key claim (EMFILE, or ENFILE). */
+  tooManyOpen: null as 'EMFILE' | 'ENFILE' | null,
 };
 const noSpace = (syscall: string, file = '') =>
   Object.assign(new Error(`ENOSPC: no space left on device, ${syscall}${file ? ` '${file}'` : ''}`), {
@@ -33,6 +35,14 @@ vi.mock('node:fs', async (importOriginal) => {
   const fs = await importOriginal<typeof import('node:fs')>();
   const journalFds = new Set<number>();
   const openSync = ((file: string, ...rest: never[]) => {
+    // A store's file its owner may no longer read (chmod 000 by another user; root reads it anyway, so the refusal is
+    // made here): Node's error, as the open of functions/shared/local-files.ts (readDataFileSync) gives it.
+    if (full.idempotencyRead && String(file).includes(`${path.sep}idempotency${path.sep}`))
+      throw Object.assign(new Error(`EACCES: permission denied, open '${file}'`), {
+        code: 'EACCES',
+        syscall: 'open',
+        path: String(file),
+      });
     const journal = String(file).includes(`${path.sep}journal${path.sep}`);
     if (journal && full.journal) throw noSpace('open', String(file));
     const fd = (fs.openSync as (...args: unknown[]) => number)(file, ...rest);
@@ -57,18 +67,7 @@ vi.mock('node:fs', async (importOriginal) => {
     journalFds.delete(fd);
     fs.closeSync(fd);
   };
-  // A store's file its owner may no longer read (chmod 000 by another user; root reads it anyway, so the refusal is
-  // made here): Node's error, as readFileSync gives it.
-  const readFileSync = ((file: string, ...rest: never[]) => {
-    if (full.idempotencyRead && String(file).includes(`${path.sep}idempotency${path.sep}`))
-      throw Object.assign(new Error(`EACCES: permission denied, open '${file}'`), {
-        code: 'EACCES',
-        syscall: 'open',
-        path: String(file),
-      });
-    return (fs.readFileSync as (...args: unknown[]) => unknown)(file, ...rest);
-  }) as typeof fs.readFileSync;
-  const mocked = { openSync, writeSync, closeSync, readFileSync };
+  const mocked = { openSync, writeSync, closeSync };
   return { ...fs, ...mocked, default: { ...fs, ...mocked } };
 });
 
@@ -89,6 +88,11 @@ beforeAll(async () => {
         // Validate's claim of an Idempotency-Key is a file of the data folder: a full disk refuses it.
         validate: async (input) => {
           if (full.validate) throw noSpace('write');
+          if (full.tooManyOpen)
+            throw Object.assign(
+              new Error(`${full.tooManyOpen}: too many open files, open '${path.join(world.dataDir, 'idempotency')}'`),
+              { code: full.tooManyOpen, syscall: 'open' },
+            );
           return validate(input as never);
         },
         // The disk fills up once the agent has answered: nothing after Classify can be journaled.
@@ -130,6 +134,7 @@ beforeEach(() => {
   full.afterRedeliveryBegin = false;
   full.afterAgentCall = false;
   full.envelopes = false;
+  full.tooManyOpen = null;
   exportFails = false;
   operatorLog.length = 0;
   recoveredLog.length = 0;
@@ -600,6 +605,34 @@ describe('a data folder that fails while the gateway runs', () => {
     const replay = await world.post(request, { 'idempotency-key': 'disk-full-2' });
     expect(replay.body.conversation_id).toBe(again.body.conversation_id);
   });
+
+  it.each([
+    ['EMFILE', 'too many open files in the gateway process'],
+    ['ENFILE', 'too many open files on this system'],
+  ] as const)(
+    'out of file descriptors (%s) when Validate opens a file: 503 STORAGE_UNAVAILABLE with Retry-After, nothing run; then the retry runs once',
+    async (code, why) => {
+      full.tooManyOpen = code;
+      operatorLog.length = 0;
+      const calls = world.agent.invocations.length;
+      const refused = await world.post(request, { 'idempotency-key': `fds-${code}` });
+      // Before: 500 INTERNAL_ERROR, as a bug of the gateway.
+      expect(refused.status).toBe(503);
+      expect(refused.headers.get('retry-after')).toBe('30');
+      expect(refused.body.error).toEqual({
+        code: 'STORAGE_UNAVAILABLE',
+        message: `the local gateway cannot open a file of its data folder (${code}: ${why}): send it again once it can`,
+      });
+      expect(operatorLog[0]!.detail).toContain(`(${code}: too many open files, open '${world.dataDir}`);
+      expect(world.agent.invocations).toHaveLength(calls);
+      full.tooManyOpen = null;
+      const again = await world.post(request, { 'idempotency-key': `fds-${code}` });
+      expect(again.status).toBe(200);
+      expect(world.agent.invocations).toHaveLength(calls + 1);
+      const replay = await world.post(request, { 'idempotency-key': `fds-${code}` });
+      expect(replay.body.conversation_id).toBe(again.body.conversation_id);
+    },
+  );
 
   it('a store file the gateway may not read (the Idempotency-Key record): 503 saying it cannot read, the operator line names the file; served again once readable', async () => {
     const first = await world.post(request, { 'idempotency-key': 'unreadable-1' });

@@ -8,16 +8,18 @@ import { SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.
  * folder refuses to read the status file (EACCES, made through this seam: root reads a chmod 000 file anyway).
  */
 const refuse = { statusRead: false };
-vi.mock('node:fs/promises', async (importOriginal) => {
-  const fs = await importOriginal<typeof import('node:fs/promises')>();
-  const readFile = ((file: string, ...rest: never[]) => {
-    if (refuse.statusRead && String(file).includes(`${path.sep}status${path.sep}`))
-      return Promise.reject(
-        Object.assign(new Error(`EACCES: permission denied, open '${file}'`), { code: 'EACCES', syscall: 'open' }),
-      );
-    return (fs.readFile as (...args: unknown[]) => Promise<unknown>)(file, ...rest);
-  }) as typeof fs.readFile;
-  return { ...fs, readFile, default: { ...fs, readFile } };
+// The open of functions/shared/local-files.ts (readDataFile), as Node's callback API gives its error.
+vi.mock('node:fs', async (importOriginal) => {
+  const fs = await importOriginal<typeof import('node:fs')>();
+  const open = ((file: string, ...rest: unknown[]) => {
+    if (refuse.statusRead && String(file).includes(`${path.sep}status${path.sep}`)) {
+      const done = rest.pop() as (error: Error) => void;
+      done(Object.assign(new Error(`EACCES: permission denied, open '${file}'`), { code: 'EACCES', syscall: 'open' }));
+      return;
+    }
+    return (fs.open as (...args: unknown[]) => void)(file, ...rest);
+  }) as typeof fs.open;
+  return { ...fs, open, default: { ...fs, open } };
 });
 
 let world: TestWorld;

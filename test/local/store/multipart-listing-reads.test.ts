@@ -5,13 +5,14 @@ import { useEmbeddedS3 } from '../../support/embedded-s3.ts';
 
 /** Every upload.json the embedded store reads (the file that names an upload's bucket and key), and part metadata. */
 const uploadReads = vi.hoisted(() => [] as string[]);
-vi.mock(import('node:fs/promises'), async (original) => {
+// Each read opens its file (functions/shared/local-files.ts readDataFile, Node's callback API).
+vi.mock(import('node:fs'), async (original) => {
   const actual = await original();
-  const readFile = ((file: unknown, ...rest: unknown[]) => {
+  const open = ((file: unknown, ...rest: unknown[]) => {
     if (typeof file === 'string' && /(upload|\.\d+\.meta)\.json$/.test(file)) uploadReads.push(file);
-    return (actual.readFile as (...args: unknown[]) => unknown)(file, ...rest);
-  }) as typeof actual.readFile;
-  return { ...actual, readFile, default: { ...actual, readFile } };
+    return (actual.open as (...args: unknown[]) => unknown)(file, ...rest);
+  }) as typeof actual.open;
+  return { ...actual, open, default: { ...actual, open } };
 });
 
 const BUCKET = 'uploads-test';
