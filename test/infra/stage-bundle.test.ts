@@ -385,7 +385,8 @@ describe("each function's bundle, split in chunks", () => {
       // +1.0 KB: its calls end before its own Lambda's timeout, a store's failure answered 503 (StorageUnavailable).
       // +1.7 KB (fsedge21): the local files' one reader (functions/shared/local-files.ts readDataFile: a regular file
       // only, never a link or a FIFO, capped), in each store's local adapter bundled with it.
-      validate: 227,
+      // +0.3 KB (ops21): the host tag of a copy written aside (writerHost), beside its pid.
+      validate: 228,
       classify: 41,
       // +1.0 KB: a rotation's secrets read again at once when the receiver's item names others (secretsFingerprint).
       // +0.6 KB: a delivery held on an in-workflow retry carries the attempts of its run so far (the attempt log read).
@@ -394,7 +395,9 @@ describe("each function's bundle, split in chunks", () => {
       // +0.3 KB (deliveries19b): a receiver's Retry-After holds its type (retry_after_until); a day's cap where it is read.
       // +0.5 KB (fsedge21): the local files' one reader (functions/shared/local-files.ts readDataFile: a regular file
       // only, never a link or a FIFO, capped), in each store's local adapter bundled with it.
-      deliver: 219,
+      // +0.7 KB (bounds21, ops21): after a failed Classify the pending answer checked as Classify would
+      // (pendingAnswerProblem); the host tag of a copy written aside (writerHost).
+      deliver: 220,
       // +1.6 KB: a redelivery's delivery status written to a completed status record (docs/contract.md).
       // +0.5 KB (inbound19): IDEMPOTENCY_TTL_SECONDS ≥ 300 (settings).
       // +0.2 KB: the thread store's calls take a caller's deadline (Validate's, before its Lambda's timeout).
