@@ -242,14 +242,15 @@ export async function readJsonFile<T>(file: string, options?: DataFileRead): Pro
 }
 
 /**
- * Which pid namespace of which machine, since which boot, this process's pid is of: 8 hex digits of the host name,
- * the boot id and the pid namespace (`/proc/self/ns/pid`). Written beside the pid in the name of a copy written aside,
- * so that a sweep run in another container sharing the data folder (its pids another namespace's), on another machine
- * (a shared mount), or after a reboot, does not take that pid for one of its own (local/store/json-files.ts).
+ * Which pid namespace of which machine this process's pid is of: 8 hex digits of the host name and the pid namespace
+ * (`/proc/self/ns/pid`). Written beside the pid in the name of a copy written aside, so that a sweep run in another
+ * container sharing the data folder (its pids another namespace's) or on another machine (a shared mount) does not
+ * take that pid for one of its own (local/store/json-files.ts). Not the boot id: after a reboot (a power cut) every
+ * writer of before is gone, and its copies are removed by their pid as before.
  */
 export function writerHost(): string {
   hostTag ??= createHash('sha256')
-    .update([hostname(), readOr('/proc/sys/kernel/random/boot_id'), linkOr('/proc/self/ns/pid')].join('\n'))
+    .update([hostname(), linkOr('/proc/self/ns/pid')].join('\n'))
     .digest('hex')
     .slice(0, HOST_TAG_LENGTH);
   return hostTag;
@@ -258,13 +259,6 @@ export function writerHost(): string {
 /** The length of writerHost() at the front of the hex part of a copy written aside: `<file>.<pid>.<host><random>.tmp`. */
 export const HOST_TAG_LENGTH = 8;
 let hostTag: string | undefined;
-const readOr = (file: string) => {
-  try {
-    return fs.readFileSync(file, 'utf8').trim();
-  } catch {
-    return '';
-  }
-};
 const linkOr = (file: string) => {
   try {
     return fs.readlinkSync(file);

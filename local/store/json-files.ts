@@ -53,7 +53,7 @@ const named = new Set<string>();
  * retention sweep removed it a day later, or for good outside the data folder (DELIVERY_SIGNING_SECRETS_FILE). A write
  * under way of a live process (this one among them) is kept, and so is one whose pid a live process has now (the
  * sweep's day takes it). So is one written on another host, in another pid namespace (a container sharing the data
- * folder) or before a reboot (its host tag not this process's): its pid says nothing here, alive or gone. It is named
+ * folder; its host tag not this process's): its pid says nothing here, alive or gone. It is named
  * once on stderr (`warn`), and the retention sweep takes it after a day. Returns how many were removed
  * (docs/operations.md, "Local history retention").
  */
@@ -82,7 +82,7 @@ export async function removeCopiesOfGoneWriters(
   }
   if (unknown.length > 0)
     warn(
-      `webhook-gateway: kept ${unknown.length} cut write(s) of a process on another host, in another pid namespace (a container sharing the data folder) or before a reboot, whose pid cannot be checked from here: ${unknown.join(', ')} (remove one once its writer is gone; in the data folder the retention sweep removes it after a day; docs/operations.md, "Local history retention")`,
+      `webhook-gateway: kept ${unknown.length} cut write(s) of a process on another host or in another pid namespace (a container sharing the data folder), whose pid cannot be checked from here: ${unknown.join(', ')} (remove one once its writer is gone; in the data folder the retention sweep removes it after a day; docs/operations.md, "Local history retention")`,
     );
   return removed;
 }

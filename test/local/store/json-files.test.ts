@@ -86,7 +86,7 @@ describe('removeCopiesOfGoneWriters', () => {
       expect((await readdir(dir)).sort()).toEqual([files.container, files.containerInit, files.mine].sort());
       expect(warned).toHaveLength(1);
       expect(warned[0]).toMatch(
-        /^webhook-gateway: kept 2 cut write\(s\) of a process on another host, in another pid namespace/,
+        /^webhook-gateway: kept 2 cut write\(s\) of a process on another host or in another pid namespace/,
       );
       expect(warned[0]).toContain(path.join(dir, files.container));
       expect(warned[0]).toContain(path.join(dir, files.containerInit));
