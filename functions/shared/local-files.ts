@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import { type FileHandle, link, mkdir, open, readFile, rm, stat, utimes } from 'node:fs/promises';
+import { type FileHandle, link, mkdir, open, rm, stat, utimes } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -37,7 +37,7 @@ export class UnreadableFileError extends SyntaxError {
   override name = 'UnreadableFileError';
   constructor(
     readonly file: string,
-    reason: string,
+    readonly reason: string,
     what = 'valid JSON',
   ) {
     super(`${file} is not ${what} (${reason})`);
@@ -412,7 +412,7 @@ export async function createExclusive(file: string, text: string, mode: number):
 export async function removeStaleLock(file: string, seen: string, olderThanMs?: number): Promise<boolean> {
   const claim = `${file}.${seen.replace(/\D/g, '').slice(0, 12) || '0'}.0.tmp`;
   if (!(await createExclusive(claim, String(process.pid), 0o600))) {
-    const holder = await readFile(claim, 'utf8').catch(() => null);
+    const holder = await lockText(claim);
     if (holder === null) return false; // gone meanwhile: look again
     const age = await stat(claim).then(
       (s) => Date.now() - s.mtimeMs,
@@ -426,10 +426,33 @@ export async function removeStaleLock(file: string, seen: string, olderThanMs?: 
     // Judged stale by its age alone (`olderThanMs`: its holder alive), it is judged again under the claim: a holder
     // stuck for a while that touched its lock since the look is at work again, and keeps it (the caller looks again).
     if (olderThanMs !== undefined && !(await olderThan(file, olderThanMs))) return false;
-    if ((await readFile(file, 'utf8').catch(() => null)) === seen) await rm(file, { force: true });
+    if ((await lockText(file).catch(() => null)) === seen) await rm(file, { force: true });
     return true;
   } finally {
     await rm(claim, { force: true });
+  }
+}
+
+/**
+ * The text of a lock or of a claim on one (at most a process id and a tag), or null when there is none or it cannot be
+ * read now (a refused read: not known to be stale). Read as every file of the data folder is (readDataText): before, a
+ * FIFO there was read until a writer came (holding one of libuv's four file threads, and every change of that file
+ * for good), a link to /dev/zero until the process died. Anything but a regular file of at most 1 KB there was not
+ * made by the gateway (createExclusive makes each whole): an UnreadableFileError naming it and what to do, at once,
+ * not a wait of GIVE_UP_MS for a holder that is not there (docs/operations.md, "After a crash").
+ */
+async function lockText(file: string): Promise<string | null> {
+  try {
+    return await readDataText(file, { maxBytes: 1024 });
+  } catch (error) {
+    const why =
+      error instanceof UnreadableFileError
+        ? error.reason
+        : (error as NodeJS.ErrnoException).code === 'EISDIR'
+          ? 'it is a folder'
+          : null;
+    if (why === null) return null;
+    throw new UnreadableFileError(file, `${why}; remove it, then try again`, 'a lock the gateway made');
   }
 }
 
@@ -493,7 +516,7 @@ async function acquire(lock: string): Promise<string> {
       (s) => Date.now() - s.mtimeMs,
       () => 0,
     );
-    const text = await readFile(lock, 'utf8').catch(() => null);
+    const text = await lockText(lock);
     const gone = text !== null && holderGone(text);
     if (text !== null && (gone || age > STALE_MS) && (await removeStaleLock(lock, text, gone ? undefined : STALE_MS)))
       continue;
@@ -512,7 +535,8 @@ async function acquire(lock: string): Promise<string> {
  */
 async function release(lock: string, mine: string): Promise<void> {
   const started = Date.now();
-  while (!(await removeStaleLock(lock, mine))) {
+  // A claim on it that is no claim (lockText): the lock is left to age, the change made stands (the next take names it).
+  while (!(await removeStaleLock(lock, mine).catch(() => true))) {
     // Another process is taking it over (it found it stale): it removes it, or finds it changed. Once GIVE_UP_MS has
     // passed, it is left: it names a live process, so it goes once STALE_MS old (at once for this process).
     if (Date.now() - started > GIVE_UP_MS) return;
@@ -526,7 +550,7 @@ async function release(lock: string, mine: string): Promise<void> {
  */
 async function touch(lock: string, mine: string): Promise<void> {
   const now = new Date();
-  if ((await readFile(lock, 'utf8').catch(() => null)) === mine) await utimes(lock, now, now).catch(() => undefined);
+  if ((await lockText(lock).catch(() => null)) === mine) await utimes(lock, now, now).catch(() => undefined);
 }
 
 export function withFileLock<T>(file: string, fn: () => Promise<T>): Promise<T> {
