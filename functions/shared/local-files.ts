@@ -91,13 +91,20 @@ const O_NONBLOCK = fs.constants.O_NONBLOCK ?? 0;
 export const openFlags = (followLinks?: boolean) => fs.constants.O_RDONLY | O_NONBLOCK | (followLinks ? 0 : O_NOFOLLOW);
 
 /** What a file that is not a regular one is, said to its operator. */
-function kindOf(s: fs.Stats): string {
+function kindOf(s: fs.Stats | fs.BigIntStats): string {
   if (s.isCharacterDevice()) return 'a character device (such as /dev/zero, /dev/full or /dev/urandom)';
   if (s.isBlockDevice()) return 'a block device';
   if (s.isFIFO()) return 'a FIFO (a named pipe)';
   if (s.isSocket()) return 'a socket';
   return 'not a regular file';
 }
+
+/**
+ * Why a file that should be a regular one is not, and what to do, one wording for a folder and for anything else in its
+ * place (a FIFO, a device, a socket): `it is a FIFO (a named pipe), not a regular file; remove it`.
+ */
+export const notRegularFile = (s: fs.Stats | fs.BigIntStats) =>
+  `it is ${s.isDirectory() ? 'a folder' : kindOf(s)}, not a regular file; remove it`;
 
 const MB = 1024 * 1024;
 const sized = (bytes: number) => (bytes % MB === 0 ? `${bytes / MB} MB` : `${bytes} bytes`);
