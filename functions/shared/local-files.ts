@@ -448,7 +448,7 @@ export async function removeStaleLock(file: string, seen: string, olderThanMs?: 
  * made by the gateway (createExclusive makes each whole): an UnreadableFileError naming it and what to do, at once,
  * not a wait of GIVE_UP_MS for a holder that is not there (docs/operations.md, "After a crash").
  */
-async function lockText(file: string): Promise<string | null> {
+export async function lockText(file: string): Promise<string | null> {
   try {
     return await readDataText(file, { maxBytes: 1024 });
   } catch (error) {
