@@ -543,7 +543,11 @@ async function acquire(lock: string): Promise<string> {
 async function release(lock: string, mine: string): Promise<void> {
   const started = Date.now();
   // A claim on it that is no claim (lockText): the lock is left to age, the change made stands (the next take names it).
-  while (!(await removeStaleLock(lock, mine).catch(() => true))) {
+  const noClaim = (error: unknown) => {
+    if (error instanceof UnreadableFileError) return true;
+    throw error;
+  };
+  while (!(await removeStaleLock(lock, mine).catch(noClaim))) {
     // Another process is taking it over (it found it stale): it removes it, or finds it changed. Once GIVE_UP_MS has
     // passed, it is left: it names a live process, so it goes once STALE_MS old (at once for this process).
     if (Date.now() - started > GIVE_UP_MS) return;

@@ -373,6 +373,20 @@ describe('withFileLock', () => {
     );
   }, 3_000);
 
+  it('a FIFO put where the claim of its release goes: the change made stands, the lock is left to age', async () => {
+    const file = path.join(dir, 'conversations.json');
+    const lock = `${file}.lock`;
+    let claim = '';
+    // Before: the release read the FIFO until a writer came: the change, done, never returned.
+    const result = await withFileLock(file, async () => {
+      claim = `${lock}.${(await readFile(lock, 'utf8')).replace(/\D/g, '').slice(0, 12)}.0.tmp`;
+      expect(spawnSync('mkfifo', [claim]).status).toBe(0);
+      return 'changed';
+    });
+    expect(result).toBe('changed');
+    expect((await readdir(dir)).sort()).toEqual([path.basename(lock), path.basename(claim)].sort());
+  }, 3_000);
+
   it('several processes finding a stale lock at once: one takes it over at a time, never two', async () => {
     const file = path.join(dir, 'lead_analysis.json');
     const gone = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
