@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import { type FileHandle, link, mkdir, open, readFile, rm, stat, utimes } from 'node:fs/promises';
+import { type FileHandle, link, mkdir, open, rm, stat, utimes } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -37,7 +37,7 @@ export class UnreadableFileError extends SyntaxError {
   override name = 'UnreadableFileError';
   constructor(
     readonly file: string,
-    reason: string,
+    readonly reason: string,
     what = 'valid JSON',
   ) {
     super(`${file} is not ${what} (${reason})`);
@@ -91,13 +91,20 @@ const O_NONBLOCK = fs.constants.O_NONBLOCK ?? 0;
 export const openFlags = (followLinks?: boolean) => fs.constants.O_RDONLY | O_NONBLOCK | (followLinks ? 0 : O_NOFOLLOW);
 
 /** What a file that is not a regular one is, said to its operator. */
-function kindOf(s: fs.Stats): string {
+function kindOf(s: fs.Stats | fs.BigIntStats): string {
   if (s.isCharacterDevice()) return 'a character device (such as /dev/zero, /dev/full or /dev/urandom)';
   if (s.isBlockDevice()) return 'a block device';
   if (s.isFIFO()) return 'a FIFO (a named pipe)';
   if (s.isSocket()) return 'a socket';
   return 'not a regular file';
 }
+
+/**
+ * Why a file that should be a regular one is not, and what to do, one wording for a folder and for anything else in its
+ * place (a FIFO, a device, a socket): `it is a FIFO (a named pipe), not a regular file; remove it`.
+ */
+export const notRegularFile = (s: fs.Stats | fs.BigIntStats) =>
+  `it is ${s.isDirectory() ? 'a folder' : kindOf(s)}, not a regular file; remove it`;
 
 const MB = 1024 * 1024;
 const sized = (bytes: number) => (bytes % MB === 0 ? `${bytes / MB} MB` : `${bytes} bytes`);
@@ -412,7 +419,7 @@ export async function createExclusive(file: string, text: string, mode: number):
 export async function removeStaleLock(file: string, seen: string, olderThanMs?: number): Promise<boolean> {
   const claim = `${file}.${seen.replace(/\D/g, '').slice(0, 12) || '0'}.0.tmp`;
   if (!(await createExclusive(claim, String(process.pid), 0o600))) {
-    const holder = await readFile(claim, 'utf8').catch(() => null);
+    const holder = await lockText(claim);
     if (holder === null) return false; // gone meanwhile: look again
     const age = await stat(claim).then(
       (s) => Date.now() - s.mtimeMs,
@@ -426,10 +433,33 @@ export async function removeStaleLock(file: string, seen: string, olderThanMs?: 
     // Judged stale by its age alone (`olderThanMs`: its holder alive), it is judged again under the claim: a holder
     // stuck for a while that touched its lock since the look is at work again, and keeps it (the caller looks again).
     if (olderThanMs !== undefined && !(await olderThan(file, olderThanMs))) return false;
-    if ((await readFile(file, 'utf8').catch(() => null)) === seen) await rm(file, { force: true });
+    if ((await lockText(file).catch(() => null)) === seen) await rm(file, { force: true });
     return true;
   } finally {
     await rm(claim, { force: true });
+  }
+}
+
+/**
+ * The text of a lock or of a claim on one (at most a process id and a tag), or null when there is none or it cannot be
+ * read now (a refused read: not known to be stale). Read as every file of the data folder is (readDataText): before, a
+ * FIFO there was read until a writer came (holding one of libuv's four file threads, and every change of that file
+ * for good), a link to /dev/zero until the process died. Anything but a regular file of at most 1 KB there was not
+ * made by the gateway (createExclusive makes each whole): an UnreadableFileError naming it and what to do, at once,
+ * not a wait of GIVE_UP_MS for a holder that is not there (docs/operations.md, "After a crash").
+ */
+export async function lockText(file: string): Promise<string | null> {
+  try {
+    return await readDataText(file, { maxBytes: 1024 });
+  } catch (error) {
+    const why =
+      error instanceof UnreadableFileError
+        ? error.reason
+        : (error as NodeJS.ErrnoException).code === 'EISDIR'
+          ? 'it is a folder'
+          : null;
+    if (why === null) return null;
+    throw new UnreadableFileError(file, `${why}; remove it, then try again`, 'a lock the gateway made');
   }
 }
 
@@ -493,7 +523,7 @@ async function acquire(lock: string): Promise<string> {
       (s) => Date.now() - s.mtimeMs,
       () => 0,
     );
-    const text = await readFile(lock, 'utf8').catch(() => null);
+    const text = await lockText(lock);
     const gone = text !== null && holderGone(text);
     if (text !== null && (gone || age > STALE_MS) && (await removeStaleLock(lock, text, gone ? undefined : STALE_MS)))
       continue;
@@ -512,7 +542,12 @@ async function acquire(lock: string): Promise<string> {
  */
 async function release(lock: string, mine: string): Promise<void> {
   const started = Date.now();
-  while (!(await removeStaleLock(lock, mine))) {
+  // A claim on it that is no claim (lockText): the lock is left to age, the change made stands (the next take names it).
+  const noClaim = (error: unknown) => {
+    if (error instanceof UnreadableFileError) return true;
+    throw error;
+  };
+  while (!(await removeStaleLock(lock, mine).catch(noClaim))) {
     // Another process is taking it over (it found it stale): it removes it, or finds it changed. Once GIVE_UP_MS has
     // passed, it is left: it names a live process, so it goes once STALE_MS old (at once for this process).
     if (Date.now() - started > GIVE_UP_MS) return;
@@ -526,7 +561,7 @@ async function release(lock: string, mine: string): Promise<void> {
  */
 async function touch(lock: string, mine: string): Promise<void> {
   const now = new Date();
-  if ((await readFile(lock, 'utf8').catch(() => null)) === mine) await utimes(lock, now, now).catch(() => undefined);
+  if ((await lockText(lock).catch(() => null)) === mine) await utimes(lock, now, now).catch(() => undefined);
 }
 
 export function withFileLock<T>(file: string, fn: () => Promise<T>): Promise<T> {

@@ -17,7 +17,7 @@ import {
   type SecretsBySource,
 } from '../domain/signatures.ts';
 import { limitedClientSettings } from './clients/request-limits.ts';
-import { readDataText, SECRETS_READ } from './local-files.ts';
+import { notRegularFile, readDataText, SECRETS_READ } from './local-files.ts';
 import { tracer } from './powertools.ts';
 import { settings } from './settings.ts';
 
@@ -57,7 +57,7 @@ async function fileString(file: string): Promise<string> {
   if (hit?.stamp === stamp && hit.settled) return hit.value;
   // A device, a FIFO or a folder in its place is refused by this stat, at no cost to a delivery; what is read is checked
   // again on the open handle, capped (local-files.ts).
-  if (!s.isFile()) throw new Error(s.isDirectory() ? 'a folder, not a file' : 'not a regular file');
+  if (!s.isFile()) throw new Error(notRegularFile(s));
   const value = (await readDataText(file, SECRETS_READ)) ?? '';
   const changedAt = Math.max(Number(s.mtimeMs), Number(s.ctimeMs));
   files.set(file, { stamp, settled: changedAt < readAt - SETTLED_AFTER_MS, value });

@@ -1,6 +1,6 @@
-import { readFile, unlink } from 'node:fs/promises';
+import { unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { writeFileAtomic } from '../../functions/shared/local-files.ts';
+import { readDataText, UnreadableFileError, writeFileAtomic } from '../../functions/shared/local-files.ts';
 import { listDir } from '../store/json-files.ts';
 import type { JournalEntry } from './journal.ts';
 
@@ -50,9 +50,10 @@ export async function stillSetAside(journalDir: string): Promise<SetAsideExecuti
   for (const name of [...names].filter((n) => n.endsWith('.jsonl')).sort()) {
     const file = path.join(dir, name);
     const why = names.has(`${name}${WHY}`)
-      ? await readFile(`${file}${WHY}`, 'utf8').then(
-          (text) => text.split('\n')[0] ?? null,
-          () => null,
+      ? // Read as every file of the data folder is: a FIFO there kept the start waiting for good; now it says so.
+        await readDataText(`${file}${WHY}`, { maxBytes: 1024 * 1024 }).then(
+          (text) => text?.split('\n')[0] ?? null,
+          (error: unknown) => (error instanceof UnreadableFileError ? error.message : null),
         )
       : null;
     kept.push({ execution: name.slice(0, -'.jsonl'.length), file, why });

@@ -23,8 +23,15 @@ export function fileOfUnreadable(message: string): string | null {
   return at > 0 ? message.slice(0, at) : null;
 }
 
+/**
+ * A lock (`<file>.lock`) or a claim on one (`<file>.lock.<digits>.0.tmp`): it holds no state, and its message says
+ * what to do (functions/shared/local-files.ts, lockText): removing it forgets nothing.
+ */
+const isLock = (file: string) => /\.lock(\.\d+\.0\.tmp)?$/.test(file);
+
 /** The kind of state a damaged file held, by its folder (`idempotency`, `status`, `endpoints`…), or null. */
 export function damagedFileKind(file: string): string | null {
+  if (isLock(file)) return null;
   const folder = path.basename(path.dirname(file));
   return Object.hasOwn(ADVICE, folder) ? folder : null;
 }
@@ -32,6 +39,7 @@ export function damagedFileKind(file: string): string | null {
 /** The error's message (it names the file) and what to do about that file. */
 export function damagedFileMessage(message: string): string {
   const file = fileOfUnreadable(message);
+  if (file !== null && isLock(file)) return message;
   const kind = file === null ? null : damagedFileKind(file);
   return `${message}: ${kind === null ? 'mend it or delete it (docs/operations.md, "After a crash")' : ADVICE[kind]}`;
 }

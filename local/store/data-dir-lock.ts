@@ -135,7 +135,8 @@ export async function lockDataDir(
     tookOver,
     stale,
     async release() {
-      if ((await readFile(file, 'utf8').catch(() => '')) === mine) await unlink(file).catch(() => undefined);
+      // Read as every file of the data folder is (textOf): a FIFO put in its place meanwhile kept the stop waiting.
+      if ((await textOf(file).catch(() => null)) === mine) await unlink(file).catch(() => undefined);
     },
   };
 }

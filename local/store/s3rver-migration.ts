@@ -1,8 +1,17 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { readdir, readFile, rmdir, stat, unlink } from 'node:fs/promises';
+import { lstat, readdir, rmdir, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { createExclusive, oneAtATime, removeStaleLock, writeFileAtomic } from '../../functions/shared/local-files.ts';
+import {
+  createExclusive,
+  lockText,
+  oneAtATime,
+  readDataFile,
+  readDataText,
+  removeStaleLock,
+  UnreadableFileError,
+  writeFileAtomic,
+} from '../../functions/shared/local-files.ts';
 import { isAlive } from './data-dir-lock.ts';
 import { IN_MEMORY_BODY_LIMIT, type ObjectInfo, type ObjectStore, STORED_HEADERS } from './object-store.ts';
 
@@ -29,19 +38,53 @@ async function exists(file: string): Promise<boolean> {
   );
 }
 
-async function moveObject(store: ObjectStore, bucket: string, key: string, file: string): Promise<boolean> {
+/**
+ * A file of the old layout that is no regular file s3rver wrote (a FIFO, a link to a device: put there by hand), said
+ * at the start: nothing is read from it (read, a FIFO waited for a writer for good, a link to /dev/zero filled memory),
+ * and the migration goes on with the rest (docs/operations.md, "After a crash").
+ */
+function skipped(error: UnreadableFileError, what: string): void {
+  console.warn(`webhook-gateway: ${error.message}: not read by the move of the s3rver layout; ${what}`);
+}
+
+/** A metadata or md5 file s3rver kept beside an object, or null when there is none or it is no regular file. */
+async function besideText(file: string, key: string): Promise<string | null> {
+  return readDataText(file, { maxBytes: 1024 * 1024 }).catch((error: unknown) => {
+    if (!(error instanceof UnreadableFileError)) return null; // unreadable: the object is moved without it, as before
+    skipped(error, `the object ${key} was moved without it (no content type, no metadata)`);
+    return null;
+  });
+}
+
+async function moveObject(
+  store: ObjectStore,
+  bucket: string,
+  key: string,
+  file: string,
+  left: Set<string>,
+): Promise<boolean> {
   const base = file.slice(0, -S3RVER_OBJECT.length);
   const metadataFile = `${base}._S3rver_metadata.json`;
   const md5File = `${file}.md5`;
-  const s = await stat(file).catch((error: NodeJS.ErrnoException) => {
+  const s = await lstat(file).catch((error: NodeJS.ErrnoException) => {
     if (error.code === 'ENOENT') return null; // moved meanwhile (an earlier version's migration running beside)
     throw error;
   });
   if (s === null) return false;
-  const stored = JSON.parse(await readFile(metadataFile, 'utf8').catch(() => '{}')) as Record<string, string>;
   const small = s.size <= IN_MEMORY_BODY_LIMIT;
-  const bytes = small ? await readFile(file) : null;
-  let etag = (await readFile(md5File, 'utf8').catch(() => '')).trim().replace(/"/g, '');
+  let bytes: Buffer | null = null;
+  try {
+    // Not a regular file (lstat: a link is not followed): refused by the one reader, unread, left where it is.
+    bytes = !s.isFile() || small ? await readDataFile(file, { maxBytes: IN_MEMORY_BODY_LIMIT }) : null;
+  } catch (error) {
+    if (!(error instanceof UnreadableFileError)) throw error;
+    skipped(error, 'left where it is, no object moved from it: remove it');
+    for (const old of [file, metadataFile, md5File]) left.add(old);
+    return false;
+  }
+  if (small && bytes === null) return false; // moved meanwhile
+  const stored = JSON.parse((await besideText(metadataFile, key)) ?? '{}') as Record<string, string>;
+  let etag = ((await besideText(md5File, key)) ?? '').trim().replace(/"/g, '');
   if (!/^[0-9a-f]{32}$/.test(etag)) {
     const hash = createHash('md5');
     if (bytes) hash.update(bytes);
@@ -78,7 +121,8 @@ export async function migrateS3rverLayout(store: ObjectStore): Promise<number> {
     for (;;) {
       if (await exists(marker)) return 0;
       if (await createExclusive(lock, mine, 0o600)) break;
-      const text = await readFile(lock, 'utf8').catch(() => null);
+      // One that is no lock the gateway made (a FIFO, a device link) stops the start, naming it (lockText).
+      const text = await lockText(lock);
       if (text === null) continue; // released meanwhile
       const holder = Number.parseInt(text, 10);
       // Held by a live process: it is migrating (for as long as that takes). Gone, or this process's id (a process
@@ -92,13 +136,15 @@ export async function migrateS3rverLayout(store: ObjectStore): Promise<number> {
     try {
       return (await exists(marker)) ? 0 : await migrate(store, marker);
     } finally {
-      if ((await readFile(lock, 'utf8').catch(() => null)) === mine) await unlink(lock).catch(() => undefined);
+      if ((await lockText(lock).catch(() => null)) === mine) await unlink(lock).catch(() => undefined);
     }
   });
 }
 
 async function migrate(store: ObjectStore, marker: string): Promise<number> {
   let moved = 0;
+  /** The files of objects not moved (no regular file: moveObject), kept where they are for their operator to see. */
+  const left = new Set<string>();
   const walk = async (bucket: string, dir: string, segments: string[]): Promise<void> => {
     for (const entry of await readdir(dir, { withFileTypes: true })) {
       const file = path.join(dir, entry.name);
@@ -107,12 +153,13 @@ async function migrate(store: ObjectStore, marker: string): Promise<number> {
         await rmdir(file).catch(() => undefined); // emptied by the move (or still holding objects: kept)
       } else if (entry.name.endsWith(S3RVER_OBJECT)) {
         const key = [...segments, entry.name.slice(0, -S3RVER_OBJECT.length)].join('/');
-        if (await moveObject(store, bucket, key, file)) moved += 1;
+        if (await moveObject(store, bucket, key, file, left)) moved += 1;
       }
     }
     // What s3rver kept beside objects (bucket configurations, metadata of objects already moved).
     for (const name of await readdir(dir))
-      if (name.includes('._S3rver_')) await unlink(path.join(dir, name)).catch(() => undefined);
+      if (name.includes('._S3rver_') && !left.has(path.join(dir, name)))
+        await unlink(path.join(dir, name)).catch(() => undefined);
   };
   for (const entry of await readdir(store.root, { withFileTypes: true })) {
     if (entry.isDirectory() && !entry.name.startsWith('.'))

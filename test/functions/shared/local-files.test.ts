@@ -300,6 +300,93 @@ describe('withFileLock', () => {
     expect(await readdir(dir)).toEqual([]);
   });
 
+  it('a lock a live process holds past GIVE_UP_MS: the change is refused, naming the lock (the clock moved, never waited on)', async () => {
+    const file = path.join(dir, 'general.json');
+    const lock = `${file}.lock`;
+    // A live holder (this test's parent) whose lock stays fresh: each try finds it held, and the clock moves on 1 s.
+    await writeFile(lock, `${process.ppid}.0a0b0c0d`);
+    let tries = 0;
+    beforeLink.hook = async (target) => {
+      if (target !== lock) return;
+      tries += 1;
+      vi.setSystemTime(Date.now() + 1_000);
+      const now = new Date();
+      await utimes(lock, now, now);
+    };
+    await expect(withTimeStill(() => withFileLock(file, async () => 'changed'))).rejects.toThrow(
+      `${lock} is held by another process for more than 5000 ms`,
+    );
+    expect(tries).toBe(6); // given up after 5 s, not before
+    expect((await readdir(dir)).sort()).toEqual(['general.json.lock']); // the holder's lock left, nothing aside
+  });
+
+  it.each([
+    [
+      'a FIFO',
+      async (lock: string) => void expect(spawnSync('mkfifo', [lock]).status).toBe(0),
+      'it is a FIFO (a named pipe)',
+    ],
+    [
+      'a link to /dev/zero',
+      (lock: string) => symlink('/dev/zero', lock),
+      'it is a symbolic link, which the gateway never makes',
+    ],
+    ['a folder', (lock: string) => mkdir(lock), 'it is a folder'],
+    ['a file of 2 KB', (lock: string) => writeFile(lock, '1'.repeat(2048)), 'it holds 2048 bytes or more'],
+  ])(
+    '%s where the lock should be: the change is refused at once, naming the lock and what to do',
+    async (_, put, why) => {
+      const file = path.join(dir, 'conversations.json');
+      const lock = `${file}.lock`;
+      await put(lock);
+      let changed = false;
+      // Before: a FIFO was read until a writer came (the change hung for good, holding one of libuv's file threads), a
+      // link to /dev/zero until memory ran out; the rest waited 5 s for a holder that is not there (with the clock still,
+      // for ever: the test times out).
+      await expect(
+        withTimeStill(() =>
+          withFileLock(file, async () => {
+            changed = true;
+          }),
+        ),
+      ).rejects.toThrow(`${lock} is not a lock the gateway made (${why}; remove it, then try again)`);
+      expect(changed).toBe(false);
+      await rm(lock, { recursive: true });
+      await withFileLock(file, async () => {
+        changed = true;
+      });
+      expect(changed).toBe(true);
+      expect(await readdir(dir)).toEqual([]);
+    },
+    3_000,
+  );
+
+  it('a FIFO where a claim on a stale lock should be: the takeover is refused at once, naming the claim', async () => {
+    const file = path.join(dir, 'conversations.json');
+    const lock = `${file}.lock`;
+    await writeFile(lock, '');
+    const claim = `${lock}.0.0.tmp`;
+    expect(spawnSync('mkfifo', [claim]).status).toBe(0);
+    // Before: the claim was read until a writer came: the takeover, and every change of the file, hung for good.
+    await expect(withTimeStill(() => withFileLock(file, async () => 'changed'))).rejects.toThrow(
+      `${claim} is not a lock the gateway made (it is a FIFO (a named pipe); remove it, then try again)`,
+    );
+  }, 3_000);
+
+  it('a FIFO put where the claim of its release goes: the change made stands, the lock is left to age', async () => {
+    const file = path.join(dir, 'conversations.json');
+    const lock = `${file}.lock`;
+    let claim = '';
+    // Before: the release read the FIFO until a writer came: the change, done, never returned.
+    const result = await withFileLock(file, async () => {
+      claim = `${lock}.${(await readFile(lock, 'utf8')).replace(/\D/g, '').slice(0, 12)}.0.tmp`;
+      expect(spawnSync('mkfifo', [claim]).status).toBe(0);
+      return 'changed';
+    });
+    expect(result).toBe('changed');
+    expect((await readdir(dir)).sort()).toEqual([path.basename(lock), path.basename(claim)].sort());
+  }, 3_000);
+
   it('several processes finding a stale lock at once: one takes it over at a time, never two', async () => {
     const file = path.join(dir, 'lead_analysis.json');
     const gone = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });

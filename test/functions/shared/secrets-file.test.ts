@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -72,5 +73,21 @@ describe('DELIVERY_SIGNING_SECRETS_FILE', () => {
     expect(await deliverySecrets('general')).toEqual([A]);
     expect(await deliverySecrets('general')).toEqual([A]);
     expect(reads() - before).toBe(1);
+  });
+
+  it.each([
+    ['a FIFO', () => void expect(spawnSync('mkfifo', [secretsFile]).status).toBe(0), 'a FIFO (a named pipe)'],
+    ['a folder', () => fs.mkdir(secretsFile), 'a folder'],
+  ])('%s at its path: one wording, naming the file, what it is and what to do', async (_, put, what) => {
+    await fs.rm(secretsFile, { force: true });
+    await put();
+    try {
+      // Before: a FIFO said "not a regular file", a folder "a folder, not a file".
+      await expect(deliverySecrets('general')).rejects.toThrow(
+        `the delivery secrets file ${secretsFile} cannot be used (it is ${what}, not a regular file; remove it): restore it`,
+      );
+    } finally {
+      await fs.rm(secretsFile, { recursive: true, force: true });
+    }
   });
 });

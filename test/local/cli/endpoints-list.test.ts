@@ -1,4 +1,5 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -190,6 +191,29 @@ describe('endpoints list with a receiver file that is not JSON (a hand edit, a f
       expect.objectContaining({ webhook_type: 'lead_analysis', status: 'paused' }),
     ]);
   });
+});
+
+describe('endpoints pause with a FIFO where its lock should be', () => {
+  it('refused at once, naming the lock and what to do (removing it forgets nothing); the others work', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-endpoints-lock-'));
+    try {
+      await mkdir(path.join(dir, 'deliveries', 'endpoints'), { recursive: true });
+      const lock = path.join(dir, 'deliveries', 'endpoints', 'general.json.lock');
+      expect(spawnSync('mkfifo', [lock]).status).toBe(0);
+      const env = { LOCAL_DATA_DIR: dir, GATEWAY_URL: undefined };
+      // Before: the pause read the lock until a writer came (it hung for good, and so did every later change).
+      const paused = await runMain(['endpoints', 'pause', 'general'], env);
+      expect(paused.code).toBe(1);
+      expect(paused.stderr).toBe(
+        `webhook-gateway: ${lock} is not a lock the gateway made (it is a FIFO (a named pipe); remove it, then try again)\n`,
+      );
+      expect((await runMain(['endpoints', 'pause', 'lead_analysis'], env)).code).toBe(0);
+      await rm(lock);
+      expect((await runMain(['endpoints', 'pause', 'general'], env)).code).toBe(0);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 15_000);
 });
 
 describe('endpoints list beside a damaged gateway.json', () => {

@@ -114,6 +114,15 @@ describe('one gateway per LOCAL_DATA_DIR', () => {
     await again.release();
   });
 
+  it('a FIFO put in place of the pid file while the gateway ran: the stop is not kept waiting, and leaves it', async () => {
+    const lock = await lockDataDir(dir);
+    await rm(pidFile());
+    expect(spawnSync('mkfifo', [pidFile()]).status).toBe(0);
+    // Before: the release read it until a writer came: the stop hung for good.
+    await lock.release();
+    expect((await stat(pidFile())).isFIFO()).toBe(true);
+  }, 3_000);
+
   it('several starts at once on a folder a killed gateway left: exactly one takes it over, the others are refused', async () => {
     const dead = spawnSync(process.execPath, ['-e', '0']).pid!;
     await writeFile(pidFile(), String(dead));

@@ -1,9 +1,10 @@
-import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { spawn, spawnSync } from 'node:child_process';
+import { lstat, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ObjectStore } from '../../../local/store/object-store.ts';
+import { migrateS3rverLayout } from '../../../local/store/s3rver-migration.ts';
 
 const BUCKET = 'revops-conversations';
 const OBJECTS = 150;
@@ -71,4 +72,64 @@ describe('the s3rver layout migration', () => {
     });
     expect((await readdir(root)).filter((name) => name.startsWith('.layout'))).toEqual(['.layout.json']);
   }, 30_000);
+
+  it('a FIFO or a link to a device in the old layout: not read, left where it is and named at the start; the rest moved', async () => {
+    const folder = path.join(root, BUCKET, 'conversation-history', '2026', '11', '29');
+    await mkdir(folder, { recursive: true });
+    const object = (name: string) => path.join(folder, `${name}._S3rver_object`);
+    const metadata = (name: string) => path.join(folder, `${name}._S3rver_metadata.json`);
+    await writeFile(object('kept.json'), '{"kept":true}');
+    await writeFile(metadata('kept.json'), JSON.stringify({ 'content-type': 'application/json' }));
+    expect(spawnSync('mkfifo', [object('fifo.json')]).status).toBe(0);
+    await symlink('/dev/zero', object('zero.json'));
+    await writeFile(metadata('zero.json'), '{}');
+    await writeFile(object('piped-metadata.json'), '{"n":2}');
+    expect(spawnSync('mkfifo', [metadata('piped-metadata.json')]).status).toBe(0);
+    const warned: string[] = [];
+    const warn = vi.spyOn(console, 'warn').mockImplementation((line: string) => void warned.push(line));
+    try {
+      const store = new ObjectStore(root);
+      await store.open();
+      // Before: the FIFO was read until a writer came (the start hung for good), the link until memory ran out.
+      expect(await migrateS3rverLayout(store)).toBe(2);
+      const key = (name: string) => `conversation-history/2026/11/29/${name}`;
+      expect((await store.get(BUCKET, key('kept.json')))?.info.contentType).toBe('application/json');
+      expect((await store.get(BUCKET, key('piped-metadata.json')))?.info.contentType).toBe('binary/octet-stream');
+      expect(await store.get(BUCKET, key('fifo.json'), true)).toBeNull();
+      expect(await store.get(BUCKET, key('zero.json'), true)).toBeNull();
+      expect(warned.sort()).toEqual(
+        [
+          `webhook-gateway: ${object('fifo.json')} is not a regular file (it is a FIFO (a named pipe)): not read by the move of the s3rver layout; left where it is, no object moved from it: remove it`,
+          `webhook-gateway: ${object('zero.json')} is not a regular file (it is a symbolic link, which the gateway never makes): not read by the move of the s3rver layout; left where it is, no object moved from it: remove it`,
+          `webhook-gateway: ${metadata('piped-metadata.json')} is not a regular file (it is a FIFO (a named pipe)): not read by the move of the s3rver layout; the object ${key('piped-metadata.json')} was moved without it (no content type, no metadata)`,
+        ].sort(),
+      );
+      // Left for their operator to see (the metadata of the link's object with it); the rest of s3rver's files gone.
+      expect((await readdir(folder)).filter((name) => name.includes('._S3rver_')).sort()).toEqual(
+        [
+          'fifo.json._S3rver_object',
+
+          'zero.json._S3rver_metadata.json',
+          'zero.json._S3rver_object',
+        ].sort(),
+      );
+      expect((await lstat(object('zero.json'))).isSymbolicLink()).toBe(true);
+    } finally {
+      warn.mockRestore();
+    }
+  }, 5_000);
+
+  it('a FIFO where the migration’s lock should be: the start stops at once, naming it and what to do', async () => {
+    await s3rverLayout();
+    const lock = path.join(root, '.layout.json.lock');
+    expect(spawnSync('mkfifo', [lock]).status).toBe(0);
+    const store = new ObjectStore(root);
+    await store.open();
+    // Before: the lock was read until a writer came: the start hung for good.
+    await expect(migrateS3rverLayout(store)).rejects.toThrow(
+      `${lock} is not a lock the gateway made (it is a FIFO (a named pipe); remove it, then try again)`,
+    );
+    await rm(lock);
+    expect(await migrateS3rverLayout(store)).toBe(OBJECTS);
+  }, 10_000);
 });
