@@ -49,7 +49,7 @@ export type EndpointChange = {
  * A receiver after a change of configuration; `new_url`: the change gave it another URL, so the old URL's health was
  * forgotten (docs/operations.md#receivers).
  */
-export type ConfiguredEndpoint = Endpoint & { new_url?: true };
+export type Reconfigured = Endpoint & { new_url?: true };
 
 export type TokenResult = { ok: true } | { ok: false; retryInMs: number };
 
@@ -66,7 +66,7 @@ export interface EndpointStore {
    * `deployedUrl` (the one delivered to while none is configured) makes setting it, or clearing a URL equal to it, the
    * same URL too (changesUrl).
    */
-  configure(type: WebhookType, change: EndpointChange, now: Date, deployedUrl?: string): Promise<ConfiguredEndpoint>;
+  configure(type: WebhookType, change: EndpointChange, now: Date, deployedUrl?: string): Promise<Reconfigured>;
   /** Unpause, and forget a disable and the failure streak (the history of successes and failures is kept). */
   resume(type: WebhookType, now: Date): Promise<Endpoint>;
   recordSuccess(type: WebhookType, now: Date, signal?: AbortSignal): Promise<EndpointHealth>;
@@ -278,12 +278,7 @@ export class DynamoEndpointStore implements EndpointStore {
     return this.remember(type, out.Attributes);
   }
 
-  async configure(
-    type: WebhookType,
-    change: EndpointChange,
-    now: Date,
-    deployedUrl?: string,
-  ): Promise<ConfiguredEndpoint> {
+  async configure(type: WebhookType, change: EndpointChange, now: Date, deployedUrl?: string): Promise<Reconfigured> {
     const set: Record<string, AttributeValue> = { updated_at: { S: now.toISOString() } };
     const remove: string[] = [];
     if (change.url !== undefined) {
@@ -506,12 +501,7 @@ export class FileEndpointStore implements EndpointStore {
     return Promise.all(WEBHOOK_TYPES.map((type) => this.read(type)));
   }
 
-  async configure(
-    type: WebhookType,
-    change: EndpointChange,
-    now: Date,
-    deployedUrl?: string,
-  ): Promise<ConfiguredEndpoint> {
+  async configure(type: WebhookType, change: EndpointChange, now: Date, deployedUrl?: string): Promise<Reconfigured> {
     let newUrl = false;
     const changed = await this.change(type, (e) => {
       newUrl = changesUrl(e.config, change.url, deployedUrl);
