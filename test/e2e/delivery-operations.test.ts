@@ -229,6 +229,9 @@ describe('endpoints set --url: a new URL is a new receiver (docs/operations.md#r
       "deal_analysis: a new URL is a new receiver: it starts healthy (the previous URL's failure streak, circuit breaker and Retry-After hold do not carry over)",
     );
     expect(await dealEndpoint()).toMatchObject({ status: 'healthy', consecutive_failures: 0, last_error: null });
+    // What the console's Endpoints page shows (its GET /local/endpoints): healthy too.
+    const rows = (await (await fetch(`${world.gateway.url}/local/endpoints`)).json()) as { webhook_type: string }[];
+    expect(rows.find((r) => r.webhook_type === 'deal_analysis')).toMatchObject({ status: 'healthy' });
     const next = await world.post(SEED_REQUEST);
     expect(next.body.tracking.delivery_status).toBe('delivered');
     expect(world.receiver.received.map((r) => r.path)).toEqual(['/moved/deal']);
