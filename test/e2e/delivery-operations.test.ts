@@ -247,6 +247,18 @@ describe('endpoints set --url: a new URL is a new receiver (docs/operations.md#r
     const held = await world.post(SEED_REQUEST);
     expect(held.body.tracking.delivery_status).toBe('queued');
     expect(world.receiver.received).toHaveLength(0);
+    // With --json, stdout stays one JSON document: the line is on stderr.
+    const json = await cli([
+      'endpoints',
+      'set',
+      'deal_analysis',
+      '--url',
+      `${world.receiver.url}/again/deal`,
+      '--json',
+    ]);
+    expect(json.code, json.stderr).toBe(0);
+    expect(JSON.parse(json.stdout)).toEqual(expect.any(Array));
+    expect(json.stderr).toContain('deal_analysis: a new URL is a new receiver');
   });
 });
 
