@@ -104,11 +104,25 @@ export function statusSigningPayload(conversationId: string): string {
   return `GET ${STATUS_ROUTE_PREFIX}${conversationId}`;
 }
 
-const notFound = (conversationId: string): HttpResult => ({
+/** No record of this source with that id (or its status expired): the same answer for another source's id. */
+const notFound = (conversationId: string, source: string): HttpResult => ({
   statusCode: 404,
   body: errorBody(
     'NOT_FOUND',
-    `No asynchronous conversation ${conversationId} of this source_system (statuses are kept ${STATUS_TTL_SECONDS / 86_400} days; the export keeps the record)`,
+    `No asynchronous conversation ${conversationId} of source_system ${source} (statuses are kept ${STATUS_TTL_SECONDS / 86_400} days; the export keeps the record)`,
+  ),
+});
+
+/**
+ * An id of no conversation id's form: no conversation of any source has it, so the answer says what is wrong with the
+ * id, and names no source_system (one may not have been sent: it is looked at only after the id). The id is quoted
+ * cut to 80 characters, as the logs keep it.
+ */
+const notAConversationId = (conversationId: string): HttpResult => ({
+  statusCode: 404,
+  body: errorBody(
+    'NOT_FOUND',
+    `No conversation ${JSON.stringify(conversationId.slice(0, 80))}: not a conversation id of this gateway (webhook_<YYYYMMDD>_<HHMMSS>_<source>_<process>_<suffix>, as POST /webhook answered it)`,
   ),
 });
 
@@ -125,7 +139,8 @@ export function authorizeStatusRequest(
   policy: InboundPolicy,
   apiKeySources: Record<string, string> = {},
 ): StatusAuthorization {
-  if (!isConversationId(request.conversation_id)) return { ok: false, result: notFound(request.conversation_id) };
+  if (!isConversationId(request.conversation_id))
+    return { ok: false, result: notAConversationId(request.conversation_id) };
   const claimed = request.source_system;
   if (!claimed || claimed.length > MAX_SOURCE_NAME_LENGTH || !SOURCE_NAME_PATTERN.test(claimed)) {
     const message = claimed
@@ -167,7 +182,7 @@ export function statusResult(
 ): HttpResult {
   const noStore = { ...NO_STORE };
   if (!record || record.source_system !== source || record.expires_at <= Math.floor(now.getTime() / 1000))
-    return { ...notFound(conversationId), headers: noStore };
+    return { ...notFound(conversationId, source), headers: noStore };
   if (record.status === 'running' || record.body === undefined) {
     const lostAt = Date.parse(record.accepted_at) + RUN_LOST_AFTER_SECONDS * 1000;
     if (now.getTime() >= lostAt)

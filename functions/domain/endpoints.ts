@@ -235,6 +235,31 @@ export function resumedHealth(health: EndpointHealth): EndpointHealth {
 }
 
 /**
+ * Whether a change of configuration points the type at another receiver (docs/operations.md#receivers): a URL other
+ * than the one it is delivered to now (the configured one, else `deployedUrl`), or clearing the configured one for a
+ * deployed URL that is another. The same URL set again is no new receiver. `deployedUrl` unknown: compared with the
+ * configured URL only.
+ */
+export function changesUrl(config: EndpointConfig, url: string | null | undefined, deployedUrl?: string): boolean {
+  if (url === undefined) return false;
+  const before = config.url ?? deployedUrl;
+  const after = url ?? deployedUrl;
+  return before === undefined || after === undefined ? config.url !== (url ?? undefined) : before !== after;
+}
+
+/**
+ * What `endpoints set --url` (locally and with --aws) says when the URL changed: the health of the old URL (its
+ * failure streak, breaker, Retry-After hold, last success and error) was forgotten, and an operator's pause kept.
+ */
+export function newUrlNote(endpoint: Pick<Endpoint, 'webhook_type' | 'config'>): string {
+  const type = endpoint.webhook_type;
+  const paused = endpoint.config.paused
+    ? `; it stays paused, as paused (since ${endpoint.config.paused_at ?? 'an operator paused it'}): endpoints resume ${type} delivers to it`
+    : '';
+  return `${type}: a new URL is a new receiver: it starts healthy (the previous URL's failure streak, circuit breaker and Retry-After hold do not carry over)${paused}`;
+}
+
+/**
  * The outbound rate as fixed windows counted across every Deliver: `limit` attempts per `windowMs` (a rate under 1/s
  * gets one attempt per 1/rate seconds). A window may start right after a full one, so a burst reaches at most twice
  * the limit across a window edge.

@@ -24,6 +24,7 @@ import {
   afterFailure,
   afterSuccess,
   type BreakerPolicy,
+  changesUrl,
   type Endpoint,
   type EndpointConfig,
   type EndpointHealth,
@@ -44,6 +45,12 @@ export type EndpointChange = {
   paused?: boolean;
 };
 
+/**
+ * A receiver after a change of configuration; `new_url`: the change gave it another URL, so the old URL's health was
+ * forgotten (docs/operations.md#receivers).
+ */
+export type Reconfigured = Endpoint & { new_url?: true };
+
 export type TokenResult = { ok: true } | { ok: false; retryInMs: number };
 
 /**
@@ -53,7 +60,13 @@ export type TokenResult = { ok: true } | { ok: false; retryInMs: number };
 export interface EndpointStore {
   get(type: WebhookType, options?: { consistent?: boolean; signal?: AbortSignal | undefined }): Promise<Endpoint>;
   list(): Promise<Endpoint[]>;
-  configure(type: WebhookType, change: EndpointChange, now: Date): Promise<Endpoint>;
+  /**
+   * A URL other than the one configured (or clearing it) is a new receiver: its health starts new (NEW_HEALTH: no
+   * streak, breaker, probe lease or Retry-After hold of the old URL), its pause is kept. The same URL changes no health;
+   * `deployedUrl` (the one delivered to while none is configured) makes setting it, or clearing a URL equal to it, the
+   * same URL too (changesUrl).
+   */
+  configure(type: WebhookType, change: EndpointChange, now: Date, deployedUrl?: string): Promise<Reconfigured>;
   /** Unpause, and forget a disable and the failure streak (the history of successes and failures is kept). */
   resume(type: WebhookType, now: Date): Promise<Endpoint>;
   recordSuccess(type: WebhookType, now: Date, signal?: AbortSignal): Promise<EndpointHealth>;
@@ -121,6 +134,24 @@ function endpointFromItem(type: WebhookType, item: Item | undefined): Endpoint {
   const health = { ...NEW_HEALTH, consecutive_failures: Number(item?.consecutive_failures?.N ?? 0) };
   for (const name of HEALTH_TEXT) (health as Record<string, unknown>)[name] = text(name);
   return { webhook_type: type, config, health };
+}
+
+/**
+ * The condition under which setting `url` (null: clearing it) gives the item another receiver (changesUrl, as one
+ * expression on the item as it is when written): its URL, else the deployed one, is another than the one after.
+ */
+function newUrlCondition(url: string | null, deployedUrl: string | undefined) {
+  const names = { '#url': 'url' };
+  const values: Record<string, AttributeValue> = {};
+  let expression: string;
+  if (url === null)
+    expression = deployedUrl === undefined ? 'attribute_exists(#url)' : 'attribute_exists(#url) AND #url <> :deployed';
+  // Setting the deployed URL where none is configured delivers where it did.
+  else if (url === deployedUrl) expression = 'attribute_exists(#url) AND #url <> :url';
+  else expression = 'attribute_not_exists(#url) OR #url <> :url';
+  if (url !== null) values[':url'] = { S: url };
+  if (url === null && deployedUrl !== undefined) values[':deployed'] = { S: deployedUrl };
+  return { expression, values, names };
 }
 
 export class DynamoEndpointStore implements EndpointStore {
@@ -200,7 +231,11 @@ export class DynamoEndpointStore implements EndpointStore {
     type: WebhookType,
     set: Record<string, AttributeValue>,
     remove: string[],
-    condition?: { expression: string; values: Record<string, AttributeValue> },
+    condition?: {
+      expression: string;
+      values: Record<string, AttributeValue>;
+      names?: Record<string, string>;
+    },
     signal?: AbortSignal,
     /** Attributes SET only where the item has none yet (`if_not_exists`). */
     kept: Record<string, AttributeValue> = {},
@@ -233,7 +268,7 @@ export class DynamoEndpointStore implements EndpointStore {
         TableName: this.table,
         Key: endpointKey(type),
         UpdateExpression: expression,
-        ExpressionAttributeNames: names,
+        ExpressionAttributeNames: { ...names, ...condition?.names },
         ExpressionAttributeValues: { ...values, ...condition?.values },
         ...(condition ? { ConditionExpression: condition.expression } : {}),
         ReturnValues: 'ALL_NEW',
@@ -243,7 +278,7 @@ export class DynamoEndpointStore implements EndpointStore {
     return this.remember(type, out.Attributes);
   }
 
-  configure(type: WebhookType, change: EndpointChange, now: Date): Promise<Endpoint> {
+  async configure(type: WebhookType, change: EndpointChange, now: Date, deployedUrl?: string): Promise<Reconfigured> {
     const set: Record<string, AttributeValue> = { updated_at: { S: now.toISOString() } };
     const remove: string[] = [];
     if (change.url !== undefined) {
@@ -258,7 +293,25 @@ export class DynamoEndpointStore implements EndpointStore {
     if (change.paused === false) remove.push('paused', 'paused_at');
     // A pause of a paused receiver keeps since when it is paused (paused_at is there only while it is).
     const kept = change.paused === true ? { paused_at: { S: now.toISOString() } } : undefined;
-    return this.update(type, set, remove, undefined, undefined, kept);
+    if (change.url === undefined) return this.update(type, set, remove, undefined, undefined, kept);
+    // Another URL is a new receiver: in the same UpdateItem, the old URL's health goes, on the condition that the
+    // item's URL is another (read in the write: two operators setting it at once reset it once). The same URL again
+    // fails the condition and is written without touching the health.
+    const newUrl = newUrlCondition(change.url, deployedUrl);
+    try {
+      const reset = await this.update(
+        type,
+        { ...set, consecutive_failures: { N: '0' } },
+        [...remove, ...HEALTH_TEXT],
+        newUrl,
+        undefined,
+        kept,
+      );
+      return { ...reset, new_url: true };
+    } catch (e) {
+      if (!conditionFailed(e)) throw e;
+      return this.update(type, set, remove, undefined, undefined, kept);
+    }
   }
 
   /** The type's delivery secrets were changed (`endpoints set --secret --aws`): what they are now, by fingerprint. */
@@ -448,8 +501,10 @@ export class FileEndpointStore implements EndpointStore {
     return Promise.all(WEBHOOK_TYPES.map((type) => this.read(type)));
   }
 
-  configure(type: WebhookType, change: EndpointChange, now: Date): Promise<Endpoint> {
-    return this.change(type, (e) => {
+  async configure(type: WebhookType, change: EndpointChange, now: Date, deployedUrl?: string): Promise<Reconfigured> {
+    let newUrl = false;
+    const changed = await this.change(type, (e) => {
+      newUrl = changesUrl(e.config, change.url, deployedUrl);
       const config: EndpointConfig = { ...e.config, updated_at: now.toISOString() };
       if (change.url === null) delete config.url;
       else if (change.url !== undefined) config.url = change.url;
@@ -462,8 +517,10 @@ export class FileEndpointStore implements EndpointStore {
         delete config.paused;
         delete config.paused_at;
       }
-      return { ...e, config };
+      // Another URL is a new receiver: the old URL's health is not its own; a pause is the operator's, kept.
+      return { ...e, config, health: newUrl ? NEW_HEALTH : e.health };
     });
+    return newUrl ? { ...changed, new_url: true } : changed;
   }
 
   /** `endpoints set --secret | --drop-previous-secret` changed the type's secrets (to these) now. */

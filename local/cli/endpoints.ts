@@ -7,7 +7,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { WEBHOOK_TYPES, type WebhookType } from '../../functions/domain/conversation.ts';
 import { unsafeDeliveryUrl } from '../../functions/domain/delivery.ts';
-import { type BreakerPolicy, type EndpointView, parseRate } from '../../functions/domain/endpoints.ts';
+import { type BreakerPolicy, type EndpointView, newUrlNote, parseRate } from '../../functions/domain/endpoints.ts';
 import { secretsFingerprint } from '../../functions/domain/secrets-fingerprint.ts';
 import { rotatedSecrets } from '../../functions/domain/signatures.ts';
 import { type EndpointChange, FileEndpointStore } from '../../functions/shared/endpoint-store.ts';
@@ -185,7 +185,12 @@ export async function endpointsCommand(sub: string, args: string[]): Promise<num
       );
   }
   if (edit) {
-    if (Object.keys(edit.change).length > 0) await store.configure(type!, edit.change, now);
+    if (Object.keys(edit.change).length > 0) {
+      const deployed = edit.change.url !== undefined ? (await localDeployedUrls(dataDir))[type!] : undefined;
+      const configured = await store.configure(type!, edit.change, now, deployed);
+      // On stderr with --json, so stdout stays one JSON document.
+      if (configured.new_url) (values.json ? note : out)(newUrlNote(configured));
+    }
     if (rotating) {
       let changed: { file: string; secrets: string[] };
       try {

@@ -200,6 +200,68 @@ describe('the circuit breaker: a failing receiver stops holding callers up', () 
   });
 });
 
+describe('endpoints set --url: a new URL is a new receiver (docs/operations.md#receivers)', () => {
+  it('the old URL’s failure streak does not carry over: the new URL is healthy and delivered to at once; the same URL again keeps the streak', async () => {
+    process.env.ENDPOINT_FAILURE_THRESHOLD = '2';
+    world.receiver.reply(500, 500, 500, 500, 500, 500, 500, 500);
+    const failed = await world.post(SEED_REQUEST);
+    expect(failed.body.tracking.delivery_status).toBe('retrying');
+    expect(await dealEndpoint()).toMatchObject({ status: 'failing' });
+    // The same URL set again is the same receiver: still failing.
+    await cli(['endpoints', 'set', 'deal_analysis', '--url', `${world.receiver.url}/hooks/deal_analysis`]);
+    const again = await cli([
+      'endpoints',
+      'set',
+      'deal_analysis',
+      '--url',
+      `${world.receiver.url}/hooks/deal_analysis`,
+    ]);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stdout).not.toContain('a new URL is a new receiver');
+    const kept = await dealEndpoint();
+    expect(kept).toMatchObject({ status: 'failing' });
+    expect(kept.consecutive_failures).toBeGreaterThanOrEqual(2);
+    // A new URL, answering 200 at once: healthy before its first delivery, which is attempted, not queued.
+    world.receiver.reset();
+    const moved = await cli(['endpoints', 'set', 'deal_analysis', '--url', `${world.receiver.url}/moved/deal`]);
+    expect(moved.code, moved.stderr).toBe(0);
+    expect(moved.stdout).toContain(
+      "deal_analysis: a new URL is a new receiver: it starts healthy (the previous URL's failure streak, circuit breaker and Retry-After hold do not carry over)",
+    );
+    expect(await dealEndpoint()).toMatchObject({ status: 'healthy', consecutive_failures: 0, last_error: null });
+    // What the console's Endpoints page shows (its GET /local/endpoints): healthy too.
+    const rows = (await (await fetch(`${world.gateway.url}/local/endpoints`)).json()) as { webhook_type: string }[];
+    expect(rows.find((r) => r.webhook_type === 'deal_analysis')).toMatchObject({ status: 'healthy' });
+    const next = await world.post(SEED_REQUEST);
+    expect(next.body.tracking.delivery_status).toBe('delivered');
+    expect(world.receiver.received.map((r) => r.path)).toEqual(['/moved/deal']);
+  });
+
+  it('an operator’s pause carries over to the new URL, and the command says so', async () => {
+    expect((await cli(['endpoints', 'pause', 'deal_analysis'])).code).toBe(0);
+    const moved = await cli(['endpoints', 'set', 'deal_analysis', '--url', `${world.receiver.url}/moved/deal`]);
+    expect(moved.stdout).toMatch(
+      /it stays paused, as paused \(since .+\): endpoints resume deal_analysis delivers to it/,
+    );
+    expect(await dealEndpoint()).toMatchObject({ status: 'paused' });
+    const held = await world.post(SEED_REQUEST);
+    expect(held.body.tracking.delivery_status).toBe('queued');
+    expect(world.receiver.received).toHaveLength(0);
+    // With --json, stdout stays one JSON document: the line is on stderr.
+    const json = await cli([
+      'endpoints',
+      'set',
+      'deal_analysis',
+      '--url',
+      `${world.receiver.url}/again/deal`,
+      '--json',
+    ]);
+    expect(json.code, json.stderr).toBe(0);
+    expect(JSON.parse(json.stdout)).toEqual(expect.any(Array));
+    expect(json.stderr).toContain('deal_analysis: a new URL is a new receiver');
+  });
+});
+
 describe('a receiver failing for ENDPOINT_DISABLE_AFTER_DAYS is disabled: kept, reported once, resumable', () => {
   it('the failure past D days disables it; later deliveries are held without an attempt; resume and a redrive deliver them', async () => {
     process.env.ENDPOINT_FAILURE_THRESHOLD = '2';

@@ -397,7 +397,9 @@ describe("each function's bundle, split in chunks", () => {
       // only, never a link or a FIFO, capped), in each store's local adapter bundled with it.
       // +0.7 KB (bounds21, ops21): after a failed Classify the pending answer checked as Classify would
       // (pendingAnswerProblem); the host tag of a copy written aside (writerHost).
-      deliver: 220,
+      // +0.4 KB (receiverurl21): a new URL is a new receiver (the endpoint store's configure forgets the old URL's
+      // health, on DynamoDB in one conditional UpdateItem), in the store bundled with Deliver.
+      deliver: 221,
       // +1.6 KB: a redelivery's delivery status written to a completed status record (docs/contract.md).
       // +0.5 KB (inbound19): IDEMPOTENCY_TTL_SECONDS ≥ 300 (settings).
       // +0.2 KB: the thread store's calls take a caller's deadline (Validate's, before its Lambda's timeout).
@@ -412,7 +414,8 @@ describe("each function's bundle, split in chunks", () => {
       // +0.8 KB (inbound19): the signature checks' (a secret's base64, a header sent twice) and the settings' rule.
       // +1.5 KB (fsedge21): the local files' one reader (functions/shared/local-files.ts readDataFile: a regular file
       // only, never a link or a FIFO, capped), in each store's local adapter bundled with it.
-      'conversation-status': 74,
+      // +0.2 KB (receiverurl21): an id of no conversation id's form answered as such (notAConversationId).
+      'conversation-status': 75,
       // +0.7 KB: the schedule holds a damaged local receiver file's deliveries and skips a held type unread.
       // +0.6 KB: a stale lock of a local receiver file is removed by one process at a time (removeStaleLock).
       // +1.9 KB: its claim on a conversation's redelivery (one in flight at a time; no SDK module more, the DynamoDB
@@ -424,7 +427,8 @@ describe("each function's bundle, split in chunks", () => {
       // +0.7 KB (deliveries19b): the schedule holds a type whose receiver asked to wait (its Retry-After).
       // +1.1 KB (fsedge21): the local files' one reader (functions/shared/local-files.ts readDataFile: a regular file
       // only, never a link or a FIFO, capped), in each store's local adapter bundled with it.
-      'redelivery-scheduler': 417,
+      // +0.4 KB (receiverurl21): a new URL is a new receiver (the endpoint store's configure), bundled with its store.
+      'redelivery-scheduler': 418,
     };
     const over: Record<string, string> = {};
     for (const fn of FUNCTION_DIRS) {

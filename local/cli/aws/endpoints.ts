@@ -9,7 +9,7 @@ import { GetFunctionConfigurationCommand } from '@aws-sdk/client-lambda';
 import { GetSecretValueCommand, PutSecretValueCommand } from '@aws-sdk/client-secrets-manager';
 import { WEBHOOK_TYPES, type WebhookType } from '../../../functions/domain/conversation.ts';
 import { DELIVERY_URL_VARIABLES } from '../../../functions/domain/delivery.ts';
-import { type Endpoint, endpointView } from '../../../functions/domain/endpoints.ts';
+import { type Endpoint, endpointView, newUrlNote } from '../../../functions/domain/endpoints.ts';
 import { secretsFingerprint } from '../../../functions/domain/secrets-fingerprint.ts';
 import { parseSecretsBySource, type SecretsBySource } from '../../../functions/domain/signatures.ts';
 import { DynamoEndpointStore, ENDPOINT_CACHE_TTL_MS } from '../../../functions/shared/endpoint-store.ts';
@@ -153,7 +153,16 @@ export async function awsEndpoints(
   let changed: Endpoint | null = null;
   if (sub === 'pause') changed = await store.configure(type!, { paused: true }, now);
   if (sub === 'resume') changed = await store.resume(type!, now);
-  if (edit && Object.keys(edit.change).length > 0) changed = await store.configure(type!, edit.change, now);
+  // A new URL is a new receiver (docs/operations.md#receivers): the deployed one, read first, is the one delivered to
+  // while none is set, so setting it there is the same receiver.
+  const deployedFirst =
+    edit?.change.url !== undefined ? await deployedConfig(clients, stack.outputs.deliverFunction) : null;
+  if (edit && Object.keys(edit.change).length > 0) {
+    const configured = await store.configure(type!, edit.change, now, deployedFirst?.urls[type!] ?? undefined);
+    changed = configured;
+    // On stderr with --json, so stdout stays one JSON document.
+    if (configured.new_url) (options.json ? note : out)(newUrlNote(configured));
+  }
   let secrets: SecretsBySource | null = null;
   if (planned) {
     const { next } = planned;
@@ -208,7 +217,7 @@ export async function awsEndpoints(
     return 0;
   }
   const [{ urls, policy, note: deployedNote }, pending, signing] = await Promise.all([
-    deployedConfig(clients, stack.outputs.deliverFunction),
+    deployedFirst ?? deployedConfig(clients, stack.outputs.deliverFunction),
     sub === 'list' ? pendingTotal(clients, stack.outputs.failedDeliveryQueueUrl) : Promise.resolve(null),
     secrets ? { secrets, note: null } : signingSecrets(clients, secretArn ?? null, explain),
   ]);

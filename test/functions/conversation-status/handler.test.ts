@@ -35,6 +35,15 @@ describe('GET /conversations/{id}: every answer is no-store', () => {
     // As the local gateway's routes answer JSON (local/server/http.ts): the status route is the same on AWS and here.
     expect(answer.headers['content-type']).toBe('application/json; charset=utf-8');
   });
+
+  it('an id of no conversation id’s form without source_system: 404 saying so, naming no source_system', async () => {
+    const answer = await handler(event('nope', null));
+    expect(answer.statusCode).toBe(404);
+    const { error } = JSON.parse(answer.body) as { error: { code: string; message: string } };
+    expect(error.code).toBe('NOT_FOUND');
+    expect(error.message).toContain('"nope": not a conversation id of this gateway');
+    expect(error.message).not.toContain('source_system');
+  });
 });
 
 /**

@@ -38,11 +38,12 @@ describe('who may read a status', () => {
       result: { statusCode: 404, body: { error: { code: 'NOT_FOUND' } } },
     });
     // docs/contract.md: an id of no conversation's shape is 404 before source_system is looked at.
-    expect(authorizeStatusRequest(request({ conversation_id: 'abc', source_system: null }), OPEN_POLICY)).toMatchObject(
-      {
-        result: { statusCode: 404 },
-      },
-    );
+    // Saying what is wrong with the id, naming no source_system (none was sent).
+    const notAnId = authorizeStatusRequest(request({ conversation_id: 'abc', source_system: null }), OPEN_POLICY);
+    expect(notAnId).toMatchObject({ result: { statusCode: 404, body: { error: { code: 'NOT_FOUND' } } } });
+    const message = (notAnId as { result: { body: { error: { message: string } } } }).result.body.error.message;
+    expect(message).toMatch(/^No conversation "abc": not a conversation id of this gateway/);
+    expect(message).not.toContain('source_system');
   });
 
   it('a source with a secret signs `GET /conversations/<id>`: a signature over anything else is refused', () => {
@@ -135,8 +136,13 @@ describe('what a status answers', () => {
     const none = statusResult(null, ID, 'testing_system', NOW);
     const later = new Date(NOW.getTime() + (STATUS_TTL_SECONDS + 60) * 1000);
     const expired = statusResult(running, ID, 'testing_system', later);
-    expect(other).toEqual(none);
+    // What other_system hears of testing_system's id is what it hears of an id that does not exist.
+    expect(other).toEqual(statusResult(null, ID, 'other_system', NOW));
     expect(expired).toEqual(none);
     expect(none.statusCode).toBe(404);
+    // The source named is the caller's own, never another's.
+    expect((none.body as { error: { message: string } }).error.message).toContain(
+      `No asynchronous conversation ${ID} of source_system testing_system`,
+    );
   });
 });

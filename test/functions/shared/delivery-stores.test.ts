@@ -13,7 +13,7 @@ import {
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { LoggedAttempt } from '../../../functions/domain/attempt-log.ts';
-import type { BreakerPolicy } from '../../../functions/domain/endpoints.ts';
+import { type BreakerPolicy, NEW_HEALTH } from '../../../functions/domain/endpoints.ts';
 import { attemptLog, DynamoAttemptLog, FileAttemptLog } from '../../../functions/shared/attempt-log.ts';
 import {
   DynamoEndpointStore,
@@ -357,10 +357,72 @@ describe('endpoint store on DynamoDB', () => {
     expect(Object.values(configure!.ExpressionAttributeNames!)).toEqual(
       expect.arrayContaining(['url', 'paused', 'paused_at', 'rate_per_second', 'updated_at']),
     );
-    expect(configure!.UpdateExpression).toMatch(/^SET .* REMOVE #r0$/);
+    expect(configure!.UpdateExpression).toMatch(/^SET .* REMOVE #r0/);
     expect(Object.values(resume!.ExpressionAttributeNames!)).toEqual(
       expect.arrayContaining(['paused', 'disabled_at', 'failing_since', 'probe_until', 'consecutive_failures']),
     );
+  });
+
+  it('a new URL is a new receiver: one conditional UpdateItem forgets the old URL’s health and keeps the pause', async () => {
+    dynamo.on(UpdateItemCommand).resolves({
+      Attributes: { url: { S: 'https://new.example/hook' }, paused: { BOOL: true }, consecutive_failures: { N: '0' } },
+    });
+    const configured = await store.configure('deal_analysis', { url: 'https://new.example/hook' }, NOW);
+    expect(configured).toMatchObject({ new_url: true, config: { paused: true }, health: { consecutive_failures: 0 } });
+    const calls = dynamo.commandCalls(UpdateItemCommand).map((c) => c.args[0].input);
+    expect(calls).toHaveLength(1);
+    const [input] = calls;
+    expect(input!.ConditionExpression).toBe('attribute_not_exists(#url) OR #url <> :url');
+    expect(input!.ExpressionAttributeNames!['#url']).toBe('url');
+    expect(input!.ExpressionAttributeValues![':url']).toEqual({ S: 'https://new.example/hook' });
+    const removed = /REMOVE (.*)$/
+      .exec(input!.UpdateExpression!)![1]!
+      .split(', ')
+      .map((name) => input!.ExpressionAttributeNames![name]);
+    expect(removed).toEqual(
+      expect.arrayContaining([
+        'failing_since',
+        'probe_until',
+        'disabled_at',
+        'retry_after_until',
+        'last_error',
+        'last_success_at',
+        'last_failure_at',
+      ]),
+    );
+    // The operator's pause is not the URL's: kept.
+    expect(removed).not.toContain('paused');
+    expect(removed).not.toContain('paused_at');
+    expect(Object.values(input!.ExpressionAttributeNames!)).toContain('consecutive_failures');
+  });
+
+  it('the same URL again fails the condition: written without touching the health; the deployed URL where none is set too', async () => {
+    dynamo
+      .on(UpdateItemCommand)
+      .rejectsOnce(conditionFailed())
+      .resolves({ Attributes: { url: { S: 'https://same.example/hook' }, consecutive_failures: { N: '7' } } });
+    const configured = await store.configure('deal_analysis', { url: 'https://same.example/hook' }, NOW);
+    expect(configured.new_url).toBeUndefined();
+    expect(configured.health.consecutive_failures).toBe(7);
+    const [tried, written] = dynamo.commandCalls(UpdateItemCommand).map((c) => c.args[0].input);
+    expect(tried!.ConditionExpression).toBeDefined();
+    expect(written!.ConditionExpression).toBeUndefined();
+    expect(Object.values(written!.ExpressionAttributeNames!)).not.toContain('failing_since');
+    expect(Object.values(written!.ExpressionAttributeNames!)).not.toContain('consecutive_failures');
+    // The deployed URL set where none is configured, or a configured one cleared back to a deployed one that is the
+    // same: the receiver changes only if the item's URL is another.
+    dynamo.reset();
+    dynamo.on(UpdateItemCommand).resolves({ Attributes: {} });
+    const deployed = 'https://deployed.example/hook';
+    await store.configure('deal_analysis', { url: deployed }, NOW, deployed);
+    await store.configure('deal_analysis', { url: null }, NOW, deployed);
+    await store.configure('deal_analysis', { url: null }, NOW);
+    const conditions = dynamo.commandCalls(UpdateItemCommand).map((c) => c.args[0].input.ConditionExpression);
+    expect(conditions).toEqual([
+      'attribute_exists(#url) AND #url <> :url',
+      'attribute_exists(#url) AND #url <> :deployed',
+      'attribute_exists(#url)',
+    ]);
   });
 
   it('a pause of a paused receiver keeps since when it is paused (endpoints pause --aws twice, two tabs)', async () => {
@@ -441,6 +503,32 @@ describe('endpoint store on files', () => {
     await cli.configure('lead_analysis', { url: null }, NOW);
     const resumed = await cli.resume('lead_analysis', NOW);
     expect(resumed.config).toEqual({ rate_per_second: 2, updated_at: NOW.toISOString() });
+  });
+
+  it('a new URL forgets the old URL’s streak, breaker and Retry-After, keeps the pause; the same URL, or the deployed one where none is set, keeps them', async () => {
+    const store = new FileEndpointStore(path.join(dir, 'new-url'));
+    const deployed = 'https://deployed.example/hook';
+    const failing = async () => {
+      for (let i = 0; i < 3; i++)
+        await store.recordFailure('general', 'HTTP 503', new Date(NOW.getTime() + i * 1000), POLICY, undefined, 60_000);
+      return (await store.get('general')).health;
+    };
+    const old = await failing();
+    expect(old).toMatchObject({ consecutive_failures: 3, failing_since: NOW.toISOString() });
+    expect(old.retry_after_until).not.toBeNull();
+    // The deployed URL where none is configured: where it delivered already.
+    const same = await store.configure('general', { url: deployed }, NOW, deployed);
+    expect(same.new_url).toBeUndefined();
+    expect(same.health).toEqual(old);
+    expect((await store.configure('general', { url: deployed }, NOW, deployed)).health).toEqual(old);
+    await store.configure('general', { paused: true }, NOW);
+    const moved = await store.configure('general', { url: 'https://new.example/hook' }, NOW, deployed);
+    expect(moved).toMatchObject({ new_url: true, config: { url: 'https://new.example/hook', paused: true } });
+    expect((await store.get('general')).health).toEqual(NEW_HEALTH);
+    // Cleared back to the deployed URL: another receiver again.
+    await failing();
+    expect((await store.configure('general', { url: null }, NOW, deployed)).new_url).toBe(true);
+    expect((await store.get('general')).health.consecutive_failures).toBe(0);
   });
 
   it('one probe at a time; the rate counted per window in the gateway process', async () => {

@@ -1,5 +1,11 @@
 import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
-import { BatchGetItemCommand, DynamoDBClient, GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import {
+  BatchGetItemCommand,
+  ConditionalCheckFailedException,
+  DynamoDBClient,
+  GetItemCommand,
+  UpdateItemCommand,
+} from '@aws-sdk/client-dynamodb';
 import { GetFunctionConfigurationCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { GetObjectCommand, NoSuchKey, S3Client } from '@aws-sdk/client-s3';
 import { GetSecretValueCommand, PutSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
@@ -233,8 +239,68 @@ describe('endpoints --aws', () => {
   it('set --rate none and --url default clear them (back to unlimited and the deployed URL)', async () => {
     expect(await main(['endpoints', 'set', 'deal_analysis', '--url', 'default', '--rate', 'none', '--aws'])).toBe(0);
     const update = dynamo.commandCalls(UpdateItemCommand)[0]!.args[0].input;
-    expect(update.UpdateExpression).toMatch(/REMOVE #r0, #r1$/);
+    expect(update.UpdateExpression).toMatch(/REMOVE #r0, #r1\b/);
     expect(Object.values(update.ExpressionAttributeNames!)).toEqual(expect.arrayContaining(['url', 'rate_per_second']));
+  });
+
+  it('set --url with another URL: a new receiver, the old URL’s streak forgotten in the same conditional UpdateItem, said', async () => {
+    dynamo.on(UpdateItemCommand).resolves({
+      Attributes: {
+        url: { S: 'https://crm-moved.example.com/hooks/deals' },
+        paused: { BOOL: true },
+        paused_at: { S: '2026-11-29T12:00:00.000Z' },
+        consecutive_failures: { N: '0' },
+      },
+    });
+    expect(
+      await main(['endpoints', 'set', 'deal_analysis', '--url', 'https://crm-moved.example.com/hooks/deals', '--aws']),
+    ).toBe(0);
+    const updates = dynamo.commandCalls(UpdateItemCommand).map((c) => c.args[0].input);
+    expect(updates).toHaveLength(1);
+    expect(updates[0]!.ConditionExpression).toBe('attribute_not_exists(#url) OR #url <> :url');
+    expect(Object.values(updates[0]!.ExpressionAttributeNames!)).toEqual(
+      expect.arrayContaining(['failing_since', 'disabled_at', 'retry_after_until', 'probe_until']),
+    );
+    expect(output.stdout).toContain(
+      "deal_analysis: a new URL is a new receiver: it starts healthy (the previous URL's failure streak, circuit breaker and Retry-After hold do not carry over); it stays paused, as paused (since 2026-11-29T12:00:00.000Z): endpoints resume deal_analysis delivers to it",
+    );
+    expect(rows(output.stdout).deal_analysis).toMatch(/paused/);
+  });
+
+  it('set --url with the URL it has, or the deployed one where none is set: the same receiver, its streak kept, nothing said', async () => {
+    const failing = {
+      url: { S: 'https://crm-new.example.com/hooks/deals' },
+      consecutive_failures: { N: '3' },
+      failing_since: { S: '2026-11-29T12:00:00.000Z' },
+    };
+    dynamo
+      .on(UpdateItemCommand)
+      .rejectsOnce(new ConditionalCheckFailedException({ message: 'The conditional request failed', $metadata: {} }))
+      .resolves({ Attributes: failing });
+    const code = await main([
+      'endpoints',
+      'set',
+      'deal_analysis',
+      '--url',
+      'https://crm-new.example.com/hooks/deals',
+      '--aws',
+    ]);
+    expect(output.stderr).toBe('');
+    expect(code).toBe(0);
+    expect(output.stdout).not.toContain('a new URL');
+    expect(rows(output.stdout).deal_analysis).toMatch(/failing/);
+    const [tried, written] = dynamo.commandCalls(UpdateItemCommand).map((c) => c.args[0].input);
+    expect(tried!.ConditionExpression).toBeDefined();
+    expect(written!.ConditionExpression).toBeUndefined();
+    // The Deliver function's URL, read before the write: setting it where none is configured is no new receiver.
+    dynamo.resetHistory();
+    expect(await main(['endpoints', 'set', 'general', '--url', 'https://crm.example.com/hooks/general', '--aws'])).toBe(
+      0,
+    );
+    expect(dynamo.commandCalls(UpdateItemCommand)[0]!.args[0].input.ConditionExpression).toBe(
+      'attribute_exists(#url) AND #url <> :url',
+    );
+    expect(lambda.commandCalls(GetFunctionConfigurationCommand)).toHaveLength(2);
   });
 
   it('pause and resume: the pause is set; resume clears the pause, the disable and the streak', async () => {
