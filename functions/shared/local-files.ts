@@ -1,9 +1,9 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import { type FileHandle, link, mkdir, open, rm, stat, utimes } from 'node:fs/promises';
-import { hostname } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { asideTag, stampedWriter, type WriterState, writerStamp, writerState } from './writers.ts';
 
 // Node's callback API, promisified: for small files it costs the event loop less than fs.promises (local/store/object-store.ts).
 const writeFile = promisify(fs.writeFile) as (file: string, data: string, options?: { mode: number }) => Promise<void>;
@@ -249,34 +249,12 @@ export async function readJsonFile<T>(file: string, options?: DataFileRead): Pro
 }
 
 /**
- * Which pid namespace of which machine this process's pid is of: 8 hex digits of the host name and the pid namespace
- * (`/proc/self/ns/pid`). Written beside the pid in the name of a copy written aside, so that a sweep run in another
- * container sharing the data folder (its pids another namespace's) or on another machine (a shared mount) does not
- * take that pid for one of its own (local/store/json-files.ts). Not the boot id: after a reboot (a power cut) every
- * writer of before is gone, and its copies are removed by their pid as before.
+ * Where `file` is written before it is renamed (or linked) into place: `<file>.<pid>.<host><random>.tmp`, its writer's
+ * host tag beside its pid, so that a sweep run in another container sharing the data folder (its pids another
+ * namespace's) does not take that pid for one of its own (functions/shared/writers.ts, local/store/json-files.ts).
  */
-export function writerHost(): string {
-  hostTag ??= createHash('sha256')
-    .update([hostname(), linkOr('/proc/self/ns/pid')].join('\n'))
-    .digest('hex')
-    .slice(0, HOST_TAG_LENGTH);
-  return hostTag;
-}
-
-/** The length of writerHost() at the front of the hex part of a copy written aside: `<file>.<pid>.<host><random>.tmp`. */
-export const HOST_TAG_LENGTH = 8;
-let hostTag: string | undefined;
-const linkOr = (file: string) => {
-  try {
-    return fs.readlinkSync(file);
-  } catch {
-    return '';
-  }
-};
-
-/** Where `file` is written before it is renamed (or linked) into place: `<file>.<pid>.<host><random>.tmp`. */
 function asideOf(file: string): string {
-  return `${file}.${process.pid}.${writerHost()}${randomBytes(6).toString('hex')}.tmp`;
+  return `${file}.${asideTag()}${randomBytes(6).toString('hex')}.tmp`;
 }
 
 /**
@@ -418,7 +396,7 @@ export async function createExclusive(file: string, text: string, mode: number):
  */
 export async function removeStaleLock(file: string, seen: string, olderThanMs?: number): Promise<boolean> {
   const claim = `${file}.${seen.replace(/\D/g, '').slice(0, 12) || '0'}.0.tmp`;
-  if (!(await createExclusive(claim, String(process.pid), 0o600))) {
+  if (!(await createExclusive(claim, writerStamp(), 0o600))) {
     const holder = await lockText(claim);
     if (holder === null) return false; // gone meanwhile: look again
     const age = await stat(claim).then(
@@ -426,7 +404,7 @@ export async function removeStaleLock(file: string, seen: string, olderThanMs?: 
       () => 0,
     );
     // A claim left by a killed process (or stuck past STALE_MS) goes as a stale lock does; then look again.
-    if (age > STALE_MS || holderGone(holder)) await removeStaleLock(claim, holder);
+    if (age > STALE_MS || holderGone(holderState(holder, age))) await removeStaleLock(claim, holder);
     return false;
   }
   try {
@@ -479,11 +457,15 @@ export async function writeJsonFileAtomic(file: string, value: unknown): Promise
 /**
  * A read-modify-write of a local file that several processes may change (the running gateway and the command line):
  * one holder at a time within the process (a promise chain per file) and across processes (a `<file>.lock` created
- * exclusively, holding its process id and a tag of its own from the moment it exists: createExclusive). A lock left
- * by a killed process is taken over: at once when the process it names is gone (a gateway restarted after kill -9
- * does not wait on its own predecessor) or it names none (empty: made by an earlier version, killed before it wrote
- * its id), else once older than STALE_MS. A live holder keeps its lock fresh (its mtime touched every FRESH_MS while
- * `fn` runs: a slow disk, a long read-modify-write), so only a dead or hung holder's lock ever gets that old.
+ * exclusively, holding its process id, host tag and a tag of its own from the moment it exists: createExclusive). A
+ * lock left by a killed process is taken over: at once when the process it names is gone (a gateway restarted after
+ * kill -9 does not wait on its own predecessor) or it names none (empty: made by an earlier version, killed before it
+ * wrote its id), else once older than STALE_MS. A live holder keeps its lock fresh (its mtime touched every FRESH_MS
+ * while `fn` runs: a slow disk, a long read-modify-write), so only a dead or hung holder's lock ever gets that old. A
+ * lock taken in another pid namespace (a gateway in a container, the commands on the host: its host tag not this
+ * process's) is judged by that age alone: its pid says nothing here (docs/operations.md, "Processes in other
+ * containers"); before, a live holder there whose pid was free here lost its lock at once, and two processes changed
+ * the file at once.
  */
 const STALE_MS = 10_000;
 const FRESH_MS = STALE_MS / 3;
@@ -493,29 +475,32 @@ const GIVE_UP_MS = 5_000;
 const chains = new Map<string, Promise<unknown>>();
 
 /**
- * The lock's text holds a process that is gone (or this one, which holds no lock outside its chain: an earlier
- * process that had its id), or none: a lock is never empty while held (createExclusive). Unreadable (null), or not a
- * process id: not known to be gone.
+ * What became of the process a lock's text names (functions/shared/writers.ts: by its pid when it was taken in this pid
+ * namespace or by an earlier version, by the lock's `ageMs` when in another). A lock is never empty while held
+ * (createExclusive): an empty one's holder is gone. Unreadable, or no process id: not known to be gone ('fresh': judged
+ * by its age alone).
  */
-function holderGone(text: string | null): boolean {
-  if (text === '') return true;
-  const holder = Number.parseInt(text ?? '', 10);
-  if (!(holder > 0)) return false;
-  if (holder === process.pid) return true;
-  try {
-    process.kill(holder, 0);
-    return false;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'ESRCH';
-  }
+function holderState(text: string, ageMs: number): WriterState {
+  if (text === '') return 'gone';
+  const holder = stampedWriter(text);
+  if (!holder || !(holder.pid > 0)) return 'fresh';
+  return writerState(holder, { ms: ageMs, staleMs: STALE_MS });
 }
 
 /**
- * Take the lock; its text is this holder's own: the process id (holderGone reads it), then a random tag, so that a
- * takeover judged on an earlier holder's lock (its text read then) never removes a later one of the same process.
+ * Gone by its pid (or this process, which holds no lock outside its chain: an earlier process that had its id), at
+ * once; one of another pid namespace is judged by its age alone, as any lock older than STALE_MS is (re-judged under
+ * the claim: removeStaleLock's `olderThanMs`, since its holder may touch it meanwhile).
+ */
+const holderGone = (state: WriterState) => state === 'gone' || state === 'this process';
+
+/**
+ * Take the lock; its text is this holder's own: `<pid>@<host>` (holderState reads it; an earlier version's parseInt
+ * reads the pid), then a random tag, so that a takeover judged on an earlier holder's lock (its text read then) never
+ * removes a later one of the same process.
  */
 async function acquire(lock: string): Promise<string> {
-  const mine = `${process.pid}.${randomBytes(4).toString('hex')}`;
+  const mine = `${writerStamp()}.${randomBytes(4).toString('hex')}`;
   const started = Date.now();
   for (;;) {
     if (await createExclusive(lock, mine, 0o600)) return mine;
@@ -524,7 +509,7 @@ async function acquire(lock: string): Promise<string> {
       () => 0,
     );
     const text = await lockText(lock);
-    const gone = text !== null && holderGone(text);
+    const gone = text !== null && holderGone(holderState(text, age));
     if (text !== null && (gone || age > STALE_MS) && (await removeStaleLock(lock, text, gone ? undefined : STALE_MS)))
       continue;
     if (Date.now() - started > GIVE_UP_MS)
@@ -556,12 +541,40 @@ async function release(lock: string, mine: string): Promise<void> {
 }
 
 /**
- * The lock's mtime set to now, only while it is still this holder's (it holds the text this holder wrote): one taken
- * over meanwhile is another holder's to keep. Best effort: a touch that fails leaves the lock to age.
+ * A lock's heartbeat: `file`'s mtime set to now every `everyMs`, only while it is still this holder's (it holds the
+ * text `mine`): one taken over meanwhile is another holder's to keep, and `lost` is told once, with its text. Best
+ * effort: a touch that fails leaves the lock to age. One touch at a time; `stop` waits for the one under way.
  */
-async function touch(lock: string, mine: string): Promise<void> {
-  const now = new Date();
-  if ((await lockText(lock).catch(() => null)) === mine) await utimes(lock, now, now).catch(() => undefined);
+export function keepTouched(
+  file: string,
+  mine: string,
+  everyMs: number,
+  lost?: (text: string) => void,
+): { stop(): Promise<void> } {
+  let touching: Promise<void> | null = null;
+  let told = false;
+  const touch = async () => {
+    const text = await lockText(file).catch(() => null);
+    if (text === mine) {
+      const now = new Date();
+      await utimes(file, now, now).catch(() => undefined);
+    } else if (text !== null && lost && !told) {
+      told = true;
+      lost(text);
+    }
+  };
+  const timer = setInterval(() => {
+    touching ??= touch().finally(() => {
+      touching = null;
+    });
+  }, everyMs);
+  timer.unref();
+  return {
+    async stop() {
+      clearInterval(timer);
+      await touching;
+    },
+  };
 }
 
 export function withFileLock<T>(file: string, fn: () => Promise<T>): Promise<T> {
@@ -569,19 +582,12 @@ export function withFileLock<T>(file: string, fn: () => Promise<T>): Promise<T> 
   return oneAtATime(file, async () => {
     const mine = await acquire(lock);
     // Before: a holder still working after STALE_MS (a slow disk) had its lock taken over, and two processes changed
-    // the file at once. Nothing is touched by a hold shorter than FRESH_MS (the delivery path's); one touch at a time.
-    let touching: Promise<void> | null = null;
-    const fresh = setInterval(() => {
-      touching ??= touch(lock, mine).finally(() => {
-        touching = null;
-      });
-    }, FRESH_MS);
-    fresh.unref();
+    // the file at once. Nothing is touched by a hold shorter than FRESH_MS (the delivery path's).
+    const fresh = keepTouched(lock, mine, FRESH_MS);
     try {
       return await fn();
     } finally {
-      clearInterval(fresh);
-      await touching;
+      await fresh.stop();
       await release(lock, mine);
     }
   });

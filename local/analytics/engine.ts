@@ -1,6 +1,6 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync, rmSync } from 'node:fs';
-import { chmod, mkdir, mkdtemp, readdir, rename, rm } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { DuckDBConnection, DuckDBInstance, DuckDBValue } from '@duckdb/node-api';
@@ -13,7 +13,7 @@ import {
   uniqueColumnNames,
 } from '../../functions/domain/analytics-table.ts';
 import { OWNER_DIR, OWNER_FILE } from '../../functions/shared/local-files.ts';
-import { isAlive } from '../store/data-dir-lock.ts';
+import { asideTag, asideWriter, writerStamp, writerState } from '../../functions/shared/writers.ts';
 import { type AnalysisObject, type AnalysisSource, openAnalysisSource } from './sources.ts';
 
 /**
@@ -248,8 +248,12 @@ async function refresh(
   return { read: staleObjects.length, changed, built: true, skipped };
 }
 
-/** The cache file written aside by saveCache (`conversations.parquet.<pid>.<hex>.tmp`), with the writer's pid. */
-const SAVED_ASIDE = /^conversations\.parquet\.(\d+)\.[0-9a-f]+\.tmp$/;
+/** The cache file written aside by saveCache (`conversations.parquet.<pid>.<hex>.tmp`), with the writer's pid and hex. */
+const SAVED_ASIDE = /^conversations\.parquet\.(\d+)\.([0-9a-f]+)\.tmp$/;
+/** A run folder (`build-<pid>@<host>-*`, `spill-…`; `build-<pid>-*` of an earlier version), with its pid and host. */
+const RUN_FOLDER = /^(?:build|spill)-(\d+)(?:@([0-9a-f]{8}))?-/;
+/** What a run of another pid namespace left is its own until this old (a container sharing the data folder). */
+const FOREIGN_RUN_KEPT_MS = 86_400_000;
 
 /**
  * The cache written aside, then renamed into place: in `aside`, a run folder of this engine (owner-only, runFolders),
@@ -260,7 +264,7 @@ async function saveCache(connection: DuckDBConnection, file: string, aside: stri
   await mkdir(path.dirname(file), { recursive: true, mode: OWNER_DIR });
   const temporary = aside
     ? path.join(aside, `${path.basename(file)}.tmp`)
-    : `${file}.${process.pid}.${randomUUID().slice(0, 8)}.tmp`;
+    : `${file}.${asideTag()}${randomBytes(6).toString('hex')}.tmp`;
   try {
     await connection.run(`COPY ${CACHE_TABLE} TO ${sqlText(temporary)} (FORMAT parquet, ${ROW_GROUPS})`);
     await chmod(temporary, OWNER_FILE); // DuckDB makes it as the umask says; renamed, it keeps its mode
@@ -280,25 +284,38 @@ const ROW_GROUPS = "ROW_GROUP_SIZE_BYTES '8MB'";
 const openFolders = new Set<string>();
 
 /**
- * The folders of this run in the cache folder, the owner's only (OWNER_DIR): `build-<pid>-*` for the batches of a
- * cache being built, `spill-<pid>-*` for what DuckDB writes of a query that does not fit in its memory (else `./.tmp`
- * in the working directory, with the umask's modes). Each goes with the engine; a dead process's are removed here,
- * and so are those of a process that had this one's pid (a gateway restarted as pid 1 in a container) and crashed,
- * and the cache file a dead process was saving (SAVED_ASIDE: the size of the whole cache).
+ * The folders of this run in the cache folder, the owner's only (OWNER_DIR): `build-<pid>@<host>-*` for the batches
+ * of a cache being built, `spill-<pid>@<host>-*` for what DuckDB writes of a query that does not fit in its memory
+ * (else `./.tmp` in the working directory, with the umask's modes). Each goes with the engine; a dead process's are
+ * removed here, and so is the cache file a dead process was saving (SAVED_ASIDE: the size of the whole cache). Those
+ * of another pid namespace (a container sharing the data folder, or this container before its restart: its host tag
+ * not this process's, its pid saying nothing here) go once a day old (functions/shared/writers.ts).
  */
 async function runFolders(cacheDir: string): Promise<{ parts: string; spill: string } | null> {
   try {
     await mkdir(cacheDir, { recursive: true, mode: OWNER_DIR });
     for (const name of await readdir(cacheDir)) {
-      const run = /^(?:build|spill)-(\d+)-/.exec(name);
-      const pid = Number((run ?? SAVED_ASIDE.exec(name))?.[1]);
+      const run = RUN_FOLDER.exec(name);
+      const saved = run ? null : SAVED_ASIDE.exec(name);
+      const writer = run ? { pid: Number(run[1]), host: run[2] ?? null } : saved && asideWriter(saved[1]!, saved[2]!);
+      if (!writer || !(writer.pid > 0)) continue;
       const entry = path.join(cacheDir, name);
+      // One rule for every writer's pid (functions/shared/writers.ts): another pid namespace's by its age alone.
+      let state = writerState(writer);
+      if (state === 'fresh') {
+        const written = await stat(entry).catch(() => null);
+        state = writerState(
+          writer,
+          written ? { ms: Date.now() - written.mtimeMs, staleMs: FOREIGN_RUN_KEPT_MS } : undefined,
+        );
+      }
       // Of this process's own, only a folder no open engine made: a cache being saved may be another engine's.
-      const left = pid === process.pid ? run !== null && !openFolders.has(entry) : pid > 0 && !isAlive(pid);
+      const left =
+        state === 'this process' ? run !== null && !openFolders.has(entry) : state === 'gone' || state === 'stale';
       if (left) await rm(entry, { recursive: true, force: true });
     }
-    const parts = await mkdtemp(path.join(cacheDir, `build-${process.pid}-`));
-    const spill = await mkdtemp(path.join(cacheDir, `spill-${process.pid}-`));
+    const parts = await mkdtemp(path.join(cacheDir, `build-${writerStamp()}-`));
+    const spill = await mkdtemp(path.join(cacheDir, `spill-${writerStamp()}-`));
     openFolders.add(parts).add(spill);
     return { parts, spill };
   } catch {

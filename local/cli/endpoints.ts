@@ -12,6 +12,7 @@ import { secretsFingerprint } from '../../functions/domain/secrets-fingerprint.t
 import { rotatedSecrets } from '../../functions/domain/signatures.ts';
 import { type EndpointChange, FileEndpointStore } from '../../functions/shared/endpoint-store.ts';
 import { settings } from '../../functions/shared/settings.ts';
+import { writerState } from '../../functions/shared/writers.ts';
 import { webhookTypeNamed } from '../history/conversation-filters.ts';
 import { receiverRows, type UnreadableReceiver } from '../history/endpoints.ts';
 import { resolveOptions } from '../server/config.ts';
@@ -108,7 +109,8 @@ async function localDeployedUrls(dataDir: string): Promise<Record<WebhookType, s
  */
 async function localBreaker(dataDir: string): Promise<BreakerPolicy> {
   const running = await readGatewayRuntime(dataDir);
-  return running?.breaker && running.pid !== process.pid ? running.breaker : settings().breaker;
+  const itself = running && writerState({ pid: running.pid, host: running.host ?? null }) === 'this process';
+  return running?.breaker && !itself ? running.breaker : settings().breaker;
 }
 
 /** `sub`: list, set, pause, resume or test (main.ts answers any other as an unknown subcommand of a group). */

@@ -28,8 +28,8 @@ import { mkdir, open, rename, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { maskSecrets } from '../../functions/domain/secret-masking.ts';
 import { appendLineNamed, oneAtATime, openFlags, withFileLock } from '../../functions/shared/local-files.ts';
+import { asideTag, asideWriter, writerState } from '../../functions/shared/writers.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
-import { isAlive } from '../store/data-dir-lock.ts';
 import type { ExecutionStore } from '../store/execution-store.ts';
 import { listDir, readJson, removeCopiesOfGoneWriters, writeTextAtomic } from '../store/json-files.ts';
 import type { FilterableConversation } from './conversation-filters.ts';
@@ -131,8 +131,10 @@ type Lookup = { row: FilterableConversation | null; summary?: ConversationSummar
 const VERSION = 3;
 /** The saved entries' file is folded into the index by the gateway itself once it is this large. */
 const FOLD_SAVED_AT_BYTES = 8 * 1024 * 1024;
-/** The saved entries a fold moved aside (fold), named by the process that did. */
-const SAVED_ASIDE = /^conversations\.saved\.jsonl\.(\d+)\.[0-9a-f]+\.tmp$/;
+/** The saved entries a fold moved aside (fold), named by the process that did (its pid, then its host tag). */
+const SAVED_ASIDE = /^conversations\.saved\.jsonl\.(\d+)\.([0-9a-f]+)\.tmp$/;
+/** Saved entries another pid namespace's process moved aside are its own until this old (no save takes that long). */
+const SAVED_ASIDE_STALE_MS = 3_600_000;
 
 /** The folder's time an entry's stamp holds (`<inode>:<mtimeNs>`), in nanoseconds; -1 for none. */
 function stampTime(entry: Entry): bigint {
@@ -473,17 +475,29 @@ export class SummaryIndex {
 
   /**
    * The saved entries' files that a write moved aside and did not remove: this process's own (a write that failed,
-   * or is under way), and those of a process that is gone (killed in the middle). A live process's are its own.
+   * or is under way), and those of a process that is gone (killed in the middle). A live process's are its own; so
+   * are those of another pid namespace's process (a container sharing the data folder) until an hour old
+   * (functions/shared/writers.ts).
    */
   private async movedAside(): Promise<string[]> {
     const dir = path.dirname(this.savedFile);
+    const taken: string[] = [];
     // A folder the index may not list (its permissions changed) holds none it can read: the listing goes on.
-    return (await listDir(dir).catch(() => []))
-      .filter((name) => {
-        const pid = Number(SAVED_ASIDE.exec(name)?.[1]);
-        return pid > 0 && (pid === process.pid || !isAlive(pid));
-      })
-      .map((name) => path.join(dir, name));
+    for (const name of await listDir(dir).catch(() => [])) {
+      const aside = SAVED_ASIDE.exec(name);
+      if (!aside || !(Number(aside[1]) > 0)) continue;
+      const file = path.join(dir, name);
+      const writer = asideWriter(aside[1]!, aside[2]!);
+      let state = writerState(writer);
+      if (state === 'fresh') {
+        const written = await stat(file).catch(() => null);
+        // Moved aside when its ctime says (a rename changes it; its mtime is its last line's).
+        const age = written ? { ms: Date.now() - written.ctimeMs, staleMs: SAVED_ASIDE_STALE_MS } : undefined;
+        state = writerState(writer, age);
+      }
+      if (state === 'this process' || state === 'gone' || state === 'stale') taken.push(file);
+    }
+    return taken;
   }
 
   /**
@@ -492,7 +506,7 @@ export class SummaryIndex {
    * read: a line the gateway wrote into the file after it was moved, it writes again (appendLineNamed).
    */
   private async takeSaved(entries: Map<string, Entry>): Promise<string[]> {
-    const aside = `${this.savedFile}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+    const aside = `${this.savedFile}.${asideTag()}${randomBytes(6).toString('hex')}.tmp`;
     if (
       await rename(this.savedFile, aside).then(
         () => true,

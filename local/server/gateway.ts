@@ -149,7 +149,10 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   // Local state holds requests, answers and secrets: the data folder is its owner's alone (made so, or put back so).
   const dataDirWarning = dataDirModeWarning(options.dataDir, await ownerOnlyDataDir(options.dataDir));
   if (dataDirWarning) console.warn(dataDirWarning);
-  const dataDirLock = await lockDataDir(options.dataDir);
+  const dataDirLock = await lockDataDir(options.dataDir, {
+    notice: (line) => console.warn(`webhook-gateway: ${line}`),
+    onLost: (line) => console.error(`webhook-gateway: ${line}`),
+  });
   if (dataDirLock.tookOver) console.warn(`webhook-gateway: ${dataDirLock.tookOver}`);
   // Each history's summary index entry is written as it is saved: a first filtered listing reads no history for it.
   // Off the caller's path (a folder listing and an append): a history whose entry is not written yet (or never, after

@@ -2,22 +2,26 @@
  * One gateway per LOCAL_DATA_DIR: two would recover each other's conversations in flight from the journal and
  * redeliver each other's envelopes. The running gateway holds `<dataDir>/gateway.pid`, which names it from the moment
  * it exists (createExclusive); a start that finds it held by a live process is refused, one left by a killed gateway
- * takes it over at once (the journal then recovers what it left).
+ * takes it over at once (the journal then recovers what it left). The folder may be shared across pid namespaces (a
+ * gateway in a container, another container on the same volume, the container restarted): the file names its
+ * gateway's host tag too, and the running gateway refreshes its mtime every FRESH_MS, so a start in another namespace
+ * judges it by that age alone (functions/shared/writers.ts; docs/operations.md, "Processes in other containers").
  */
 import { readFile, rmdir, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { createExclusive, readDataText, removeStaleLock } from '../../functions/shared/local-files.ts';
+import { createExclusive, keepTouched, readDataText, removeStaleLock } from '../../functions/shared/local-files.ts';
+import { stampedWriter, writerStamp, writerState } from '../../functions/shared/writers.ts';
 
 export class DataDirInUseError extends Error {}
 
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM'; // alive, someone else's
-  }
-}
+/**
+ * The running gateway touches its pid file this often; a file of another pid namespace's gateway not touched for
+ * STALE_MS is one whose gateway is gone (killed, its container stopped or restarted), taken over.
+ */
+const FRESH_MS = 10_000;
+const STALE_MS = 30_000;
+/** How often a start looks again at a fresh file of another namespace's gateway, to see it touched or stale. */
+const WATCH_MS = 1_000;
 
 const WAIT_MS = 20;
 
@@ -94,49 +98,121 @@ async function notAGateway(holder: number, file: string, text: string): Promise<
 /** The pid file's text, or null when it is gone. */
 const textOf = (file: string) => readDataText(file, { maxBytes: 64 * 1024 });
 
+const mtimeOf = (file: string) =>
+  stat(file).then(
+    (s) => s.mtimeMs,
+    () => null,
+  );
+
+/** How a start waits before it looks again (injectable: tests move a fake clock instead). */
+export interface DataDirLockOptions {
+  wait?: (ms: number) => Promise<void>;
+  /** Told once when the start waits on a file of another namespace's gateway to be touched or go stale. */
+  notice?: (line: string) => void;
+  /** Told once when the file this gateway holds was taken over by another (this one stood still past STALE_MS). */
+  onLost?: (line: string) => void;
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
 /**
- * `tookOver`: the line to print when the file named a live process that is no gateway (notAGateway), taken over.
- * `stale`: a file left by an earlier gateway was taken over (it did not stop cleanly: killed, or the machine lost
- * power), so a crash's leftovers may lie anywhere in the folder (recovery.ts).
+ * `tookOver`: the line to print when the file named a live process that is no gateway (notAGateway), or a gateway of
+ * another pid namespace that stopped refreshing it, taken over. `stale`: a file left by an earlier gateway was taken
+ * over (it did not stop cleanly: killed, or the machine lost power), so a crash's leftovers may lie anywhere in the
+ * folder (recovery.ts).
  */
 export async function lockDataDir(
   dataDir: string,
+  options: DataDirLockOptions = {},
 ): Promise<{ release(): Promise<void>; tookOver: string | null; stale: boolean }> {
+  const wait = options.wait ?? sleep;
   const file = path.join(dataDir, 'gateway.pid');
-  // The pid, then when this process started (clock ticks after boot, where /proc has it): a later holder of the same
-  // pid is known for another process by it (notAGateway).
+  // `<pid>@<host>`, then when this process started (clock ticks after boot, where /proc has it): a later holder of the
+  // same pid is known for another process by it (notAGateway); one of another namespace by its host.
   const ticks = await startTicks('self');
-  const mine = ticks === null ? String(process.pid) : `${process.pid} ${ticks}`;
+  const mine = ticks === null ? writerStamp() : `${writerStamp()} ${ticks}`;
   let tookOver: string | null = null;
   let stale = false;
+  /** A fresh file of another namespace's gateway, as first seen: its text and mtime (watched for a touch). */
+  const watched = { text: '', mtimeMs: 0 };
   for (;;) {
     if (await createExclusive(file, mine, 0o600)) break;
-    const text = await textOf(file);
-    if (text === null) continue; // gone meanwhile
-    const holder = Number.parseInt(text, 10);
-    const other =
-      holder > 0 && holder !== process.pid && isAlive(holder) ? await notAGateway(holder, file, text) : null;
+    const [text, mtimeMs] = await Promise.all([textOf(file), mtimeOf(file)]);
+    if (text === null || mtimeMs === null) continue; // gone meanwhile
+    const writer = stampedWriter(text);
+    const holder = writer?.pid ?? 0;
+    const state = writer && holder > 0 ? writerState(writer, { ms: Date.now() - mtimeMs, staleMs: STALE_MS }) : 'gone';
+    if (state === 'fresh') {
+      // Another pid namespace's gateway (its pid says nothing here): running while it touches the file.
+      const elsewhere = `pid ${holder} of another pid namespace or host (a container sharing this folder)`;
+      if (watched.text === text && watched.mtimeMs !== mtimeMs)
+        throw new DataDirInUseError(
+          `another gateway (${elsewhere}) is using ${dataDir}: it keeps ${file} fresh; stop it, or give this one its own LOCAL_DATA_DIR`,
+        );
+      if (watched.text !== text) {
+        Object.assign(watched, { text, mtimeMs });
+        options.notice?.(
+          `${file} names ${elsewhere}, refreshed ${Math.max(0, Math.round((Date.now() - mtimeMs) / 1000))} s ago: waiting until it is refreshed (that gateway runs: this start is refused) or ${STALE_MS / 1000} s old (it is gone: taken over)`,
+        );
+      }
+      await wait(WATCH_MS);
+      continue;
+    }
+    if (state === 'stale')
+      tookOver = `${file} named pid ${holder} of another pid namespace or host, not refreshed for ${Math.round((Date.now() - mtimeMs) / 1000)} s: its gateway is gone (killed, or its container stopped or restarted): taking over ${dataDir}`;
+    const other = state === 'alive' ? await notAGateway(holder, file, text) : null;
     if (other !== null)
       tookOver = `${file} named pid ${holder}, which is now ${other}, not a gateway: taking over ${dataDir}`;
-    else if (holder > 0 && holder !== process.pid && isAlive(holder))
+    else if (state === 'alive')
       throw new DataDirInUseError(
         `another gateway (pid ${holder}) is using ${dataDir}: stop it, or give this one its own LOCAL_DATA_DIR (if no gateway runs, delete ${file})`,
       );
-    // Dead, or no pid at all (empty: an earlier version's start killed between creating the file and writing its
-    // pid; this one never leaves it empty): taken over at once, by one start of several at once (removeStaleLock
+    // Dead, stale, or no pid at all (empty: an earlier version's start killed between creating the file and writing
+    // its pid; this one never leaves it empty): taken over at once, by one start of several at once (removeStaleLock
     // removes it only as it was read; whoever then creates it first holds the folder, and the others find that live
     // holder). A start killed in the middle of its takeover keeps no other waiting: its claim names a dead process.
-    if (await removeStaleLock(file, text)) stale = true;
-    else await new Promise((resolve) => setTimeout(resolve, WAIT_MS));
+    if (await removeStaleLock(file, text, state === 'stale' ? STALE_MS : undefined)) stale = true;
+    else await wait(WAIT_MS);
   }
   // An earlier version took over with a folder beside the file: one a start killed in the middle left goes now.
   await rmdir(`${file}.takeover`).catch(() => undefined);
+  const fresh = keepFresh(file, mine, dataDir, options.onLost);
   return {
     tookOver,
     stale,
     async release() {
+      await fresh.stop();
       // Read as every file of the data folder is (textOf): a FIFO put in its place meanwhile kept the stop waiting.
       if ((await textOf(file).catch(() => null)) === mine) await unlink(file).catch(() => undefined);
     },
   };
+}
+
+/**
+ * The pid file touched every FRESH_MS while this gateway holds it (its text still `mine`), so a start in another pid
+ * namespace knows it runs. Found another's (this gateway stood still past STALE_MS: a paused container, a stopped
+ * process, and another namespace's start took the folder over), `onLost` is told once and nothing is touched.
+ */
+const keepFresh = (file: string, mine: string, dataDir: string, onLost?: (line: string) => void) =>
+  keepTouched(file, mine, FRESH_MS, (text) =>
+    onLost?.(
+      `${file} now names another gateway (${text.split(' ')[0]}): it took ${dataDir} over while this one stood still for more than ${STALE_MS / 1000} s; stop this gateway`,
+    ),
+  );
+
+/**
+ * Whether the gateway `writer` (of gateway.json: local/store/gateway-runtime.ts) of another pid namespace runs: it
+ * holds `<dataDir>/gateway.pid` and keeps it fresh (touched within STALE_MS).
+ */
+export async function holdsDataDir(dataDir: string, writer: { pid: number; host: string }): Promise<boolean> {
+  const file = path.join(dataDir, 'gateway.pid');
+  const [text, mtimeMs] = await Promise.all([textOf(file).catch(() => null), mtimeOf(file)]);
+  const holder = text === null ? null : stampedWriter(text);
+  return (
+    holder !== null &&
+    holder.pid === writer.pid &&
+    holder.host === writer.host &&
+    mtimeMs !== null &&
+    writerState(holder, { ms: Date.now() - mtimeMs, staleMs: STALE_MS }) === 'fresh'
+  );
 }

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { isConversationId } from '../../functions/domain/conversation-id.ts';
 import { maskSecrets } from '../../functions/domain/secret-masking.ts';
 import { UnreadableFileError } from '../../functions/shared/local-files.ts';
+import { asideWriter, writerState } from '../../functions/shared/writers.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
 import { writeTextAtomicInThread } from './file-writer.ts';
 import { listDir, mapConcurrently, readJson } from './json-files.ts';
@@ -137,8 +138,8 @@ export class ExecutionStore {
     const folder = path.join(this.dir, conversationId);
     let removed = 0;
     for (const name of await listDir(folder)) {
-      const pid = CUT_WRITE.exec(name)?.[1];
-      if (pid === undefined || Number(pid) === process.pid) continue;
+      const cut = CUT_WRITE.exec(name);
+      if (!cut || writtenHere(cut)) continue;
       await rm(path.join(folder, name), { force: true });
       removed += 1;
     }
@@ -159,10 +160,10 @@ export class ExecutionStore {
       const folder = path.join(this.dir, id);
       let n = 0;
       for (const name of await listDir(folder).catch(() => [])) {
-        const pid = CUT_WRITE.exec(name)?.[1];
-        if (pid === undefined) continue;
+        const cut = CUT_WRITE.exec(name);
+        if (!cut) continue;
         const file = path.join(folder, name);
-        if (Number(pid) === process.pid) {
+        if (writtenHere(cut)) {
           // This gateway's own write under way, unless it was written before this gateway started.
           const written = await stat(file).catch(() => null);
           if (!written || written.mtimeMs >= startedAt) continue;
@@ -180,8 +181,16 @@ export class ExecutionStore {
   }
 }
 
-/** A history written aside (writeTextAtomicInThread): `<history>.json.<pid>.<hex>.tmp`, the writer's pid captured. */
-const CUT_WRITE = /\.json\.(\d+)\.[0-9a-f]+\.tmp$/;
+/** A history written aside (writeTextAtomicInThread): `<history>.json.<pid>.<hex>.tmp`, the writer's pid and hex. */
+const CUT_WRITE = /\.json\.(\d+)\.([0-9a-f]+)\.tmp$/;
+
+/**
+ * Whether this process wrote it (its pid, and its host tag when it has one: functions/shared/writers.ts). Any other
+ * writer's is a cut write, whatever its pid namespace: only the gateway holding the data folder writes histories
+ * (local/store/data-dir-lock.ts). Before the tag, a container's gateway restarted as the same pid 1 took its
+ * predecessor's for its own, judged only by their time.
+ */
+const writtenHere = (cut: RegExpExecArray) => writerState(asideWriter(cut[1]!, cut[2]!)) === 'this process';
 
 /**
  * The history a file holds (null when there is none); one that is not a history (JSON of another shape: edited by

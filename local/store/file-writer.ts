@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
 import { OWNER_FILE } from '../../functions/shared/local-files.ts';
+import { asideTag } from '../../functions/shared/writers.ts';
 import type { ChecksumAlgorithm } from './s3-checksums.ts';
 
 /**
@@ -408,7 +409,7 @@ export function startFileWriter(): void {
  * which is thrown as the system gave it.
  */
 export async function writeTextAtomicInThread(file: string, text: string, mode = OWNER_FILE): Promise<void> {
-  const tmp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+  const tmp = `${file}.${asideTag()}${randomBytes(6).toString('hex')}.tmp`;
   const result = await send({ op: 'text', tmp, file, text, mode });
   if (result.stage !== 'done') throw 'error' in result ? result.error : new Error(`could not write ${file}`);
 }

@@ -1,7 +1,8 @@
 /**
  * Where the running gateway can be reached, for the CLI (docs/operations.md): `<dataDir>/gateway.json`, written
  * once the gateway is up and removed when it stops. A command run without PORT or LOCAL_S3_PORT (another shell,
- * another directory) finds the gateway through it; one left by a killed gateway is ignored (its process is gone).
+ * another directory) finds the gateway through it; one left by a killed gateway is ignored (its process is gone; in
+ * another pid namespace, its gateway.pid no longer kept fresh: local/store/data-dir-lock.ts).
  */
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
@@ -9,11 +10,18 @@ import type { WebhookType } from '../../functions/domain/conversation.ts';
 import type { BreakerPolicy } from '../../functions/domain/endpoints.ts';
 import { readDataText } from '../../functions/shared/local-files.ts';
 import { DEFAULTS, settings } from '../../functions/shared/settings.ts';
-import { isAlive } from './data-dir-lock.ts';
+import { writerHost, writerState } from '../../functions/shared/writers.ts';
+import { holdsDataDir } from './data-dir-lock.ts';
 import { writeJsonAtomic } from './json-files.ts';
 
 export interface GatewayRuntime {
   pid: number;
+  /**
+   * The host tag of its pid (functions/shared/writers.ts): a command in another pid namespace (on the host, the
+   * gateway in a container) knows it runs by its fresh gateway.pid, not by a pid that says nothing there. Absent in a
+   * file written by an older gateway (judged by its pid alone).
+   */
+  host?: string;
   url: string;
   s3_endpoint: string;
   bucket: string;
@@ -41,7 +49,7 @@ export interface GatewayRuntime {
 const fileOf = (dataDir: string) => path.join(dataDir, 'gateway.json');
 
 export async function writeGatewayRuntime(dataDir: string, runtime: GatewayRuntime): Promise<void> {
-  await writeJsonAtomic(fileOf(dataDir), runtime);
+  await writeJsonAtomic(fileOf(dataDir), { ...runtime, host: writerHost() });
 }
 
 export async function removeGatewayRuntime(dataDir: string): Promise<void> {
@@ -73,7 +81,12 @@ export async function readGatewayRuntime(dataDir: string): Promise<GatewayRuntim
     return damaged(file, `not valid JSON: ${(error as Error).message}`, text);
   }
   if (!Number.isInteger(runtime?.pid)) return damaged(file, 'no process id', text);
-  return runtime && isAlive(runtime.pid) ? runtime : null;
+  if (!runtime) return null;
+  // Its pid checked here when it ran in this pid namespace (or wrote no host); else its gateway.pid's heartbeat.
+  const state = writerState({ pid: runtime.pid, host: runtime.host ?? null });
+  if (state === 'fresh')
+    return (await holdsDataDir(dataDir, { pid: runtime.pid, host: runtime.host! })) ? runtime : null;
+  return state === 'alive' || state === 'this process' ? runtime : null;
 }
 
 function damaged(file: string, reason: string, text: string): null {

@@ -1,7 +1,7 @@
-import { readdir, rm } from 'node:fs/promises';
+import { readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { HOST_TAG_LENGTH, readJsonFile, writeFileAtomic, writerHost } from '../../functions/shared/local-files.ts';
-import { isAlive } from './data-dir-lock.ts';
+import { readJsonFile, writeFileAtomic } from '../../functions/shared/local-files.ts';
+import { asideWriter, writerState } from '../../functions/shared/writers.ts';
 
 /** Write a file atomically (temp file + rename); `mode` applies from the first byte; a missing directory is created. */
 export const writeTextAtomic = writeFileAtomic;
@@ -36,12 +36,11 @@ export async function mapConcurrently<T, R>(items: T[], limit: number, fn: (item
   return results;
 }
 
-/**
- * A copy written aside (writeFileAtomic, createExclusive): `<name>.<pid>.<hex>.tmp`, its name, writer and hex captured;
- * the hex begins with the writer's host (writerHost) when it is HOST_TAG_LENGTH + 12 digits long (12 without one: a
- * copy of a version before it).
- */
+/** A copy written aside (writeFileAtomic, createExclusive): `<name>.<pid>.<hex>.tmp`, its name, writer and hex captured. */
 const WRITTEN_ASIDE = /^(.+)\.(\d+)\.([0-9a-f]{8,})\.tmp$/;
+
+/** How long a copy of a writer in another pid namespace is kept: as long as the retention sweep keeps any (retention.ts). */
+const FOREIGN_KEPT_MS = 86_400_000;
 
 /** The copies kept because their writer's pid is of another host or pid namespace, already named by this process. */
 const named = new Set<string>();
@@ -52,10 +51,10 @@ const named = new Set<string>();
  * into place, each held a copy of what was written (a delivery secret, the conversations' questions) until the
  * retention sweep removed it a day later, or for good outside the data folder (DELIVERY_SIGNING_SECRETS_FILE). A write
  * under way of a live process (this one among them) is kept, and so is one whose pid a live process has now (the
- * sweep's day takes it). So is one written on another host, in another pid namespace (a container sharing the data
- * folder; its host tag not this process's): its pid says nothing here, alive or gone. It is named
- * once on stderr (`warn`), and the retention sweep takes it after a day. Returns how many were removed
- * (docs/operations.md, "Local history retention").
+ * sweep's day takes it). One written on another host, in another pid namespace (a container sharing the data folder,
+ * or this container before its restart; its host tag not this process's) is judged by its age alone
+ * (functions/shared/writers.ts): its pid says nothing here, alive or gone. It is kept a day, named once on stderr
+ * (`warn`), then removed. Returns how many were removed (docs/operations.md, "Local history retention").
  */
 export async function removeCopiesOfGoneWriters(
   dir: string,
@@ -68,21 +67,26 @@ export async function removeCopiesOfGoneWriters(
   for (const entry of await listDir(dir).catch(() => [])) {
     const aside = WRITTEN_ASIDE.exec(entry);
     if (!aside || (names && !names.includes(aside[1]!))) continue;
-    const hex = aside[3]!;
-    if (hex.length === HOST_TAG_LENGTH + 12 && hex.slice(0, HOST_TAG_LENGTH) !== writerHost()) {
-      const file = path.join(dir, entry);
+    const file = path.join(dir, entry);
+    const writer = asideWriter(aside[2]!, aside[3]!);
+    let state = writerState(writer);
+    if (state === 'fresh') {
+      const written = await stat(file).catch(() => null);
+      if (written === null) continue; // gone meanwhile
+      state = writerState(writer, { ms: Date.now() - written.mtimeMs, staleMs: FOREIGN_KEPT_MS });
+    }
+    if (state === 'fresh') {
       if (!named.has(file)) unknown.push(file);
       named.add(file);
       continue;
     }
-    const pid = Number(aside[2]);
-    if (pid === process.pid || isAlive(pid)) continue;
-    await rm(path.join(dir, entry), { force: true }).catch(() => undefined);
+    if (state === 'this process' || state === 'alive') continue;
+    await rm(file, { force: true }).catch(() => undefined);
     removed += 1;
   }
   if (unknown.length > 0)
     warn(
-      `webhook-gateway: kept ${unknown.length} cut write(s) of a process on another host or in another pid namespace (a container sharing the data folder), whose pid cannot be checked from here: ${unknown.join(', ')} (remove one once its writer is gone; in the data folder the retention sweep removes it after a day; docs/operations.md, "Local history retention")`,
+      `webhook-gateway: kept ${unknown.length} cut write(s) of a process on another host or in another pid namespace (a container sharing the data folder, or this one before its restart), whose pid cannot be checked from here: ${unknown.join(', ')} (removed once a day old; remove one sooner once its writer is gone; docs/operations.md, "Processes in other containers")`,
     );
   return removed;
 }

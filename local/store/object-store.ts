@@ -18,7 +18,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { OWNER_DIR, OWNER_FILE, openFlags, readDataText } from '../../functions/shared/local-files.ts';
-import { isAlive } from './data-dir-lock.ts';
+import { stampedWriter, writerStamp, writerState } from '../../functions/shared/writers.ts';
 import { describeListed, type ListedInfo, type PlaceResult, placeObjectFiles, putObjectFiles } from './file-writer.ts';
 import {
   compareKeys,
@@ -68,6 +68,8 @@ export { decodeSegment };
 
 const MULTIPART_DIR = '.multipart';
 const TEMP_DIR = '.tmp';
+/** How long a temporary file of a live writer (or of another pid namespace's) is kept: none is written that long. */
+const TEMP_KEPT_MS = 3_600_000;
 /** Bodies up to this size are kept in memory on their way to the file; beyond, received into a temporary file. */
 export const IN_MEMORY_BODY_LIMIT = 16 * 1024 * 1024;
 /** Objects up to this size are read whole by a GET. */
@@ -220,21 +222,21 @@ export class ObjectStore {
 
   /**
    * Create the directories; drop temporary files an interrupted process left behind: at once when the process that
-   * wrote one (its name begins with its pid) is gone, else once older than an hour. Before, a gateway restarted
-   * after kill -9 kept its predecessor's half-written objects (copies of exports) until a start an hour later.
+   * wrote one (its name begins with `<pid>@<host>`) is gone, else once older than an hour; one of another pid
+   * namespace (a container sharing the data folder, or this one before its restart) by that age alone
+   * (functions/shared/writers.ts). Before, a gateway restarted after kill -9 kept its predecessor's half-written
+   * objects (copies of exports) until a start an hour later.
    */
   async open(): Promise<void> {
     await mkdir(path.join(this.root, TEMP_DIR), { recursive: true, mode: OWNER_DIR });
-    const cutoff = Date.now() - 3_600_000;
     for (const name of await readdir(path.join(this.root, TEMP_DIR))) {
       const file = path.join(this.root, TEMP_DIR, name);
-      const writer = Number(/^(\d+)-/.exec(name)?.[1] ?? 0);
-      if (writer > 0 && writer !== process.pid && !isAlive(writer)) {
-        await rm(file, { force: true });
-        continue;
-      }
       const s = await stat(file).catch(() => null);
-      if (s && s.mtimeMs < cutoff) await rm(file, { force: true });
+      if (!s) continue;
+      const writer = stampedWriter(name);
+      const age = { ms: Date.now() - s.mtimeMs, staleMs: TEMP_KEPT_MS };
+      const state = writer && writer.pid > 0 ? writerState(writer, age) : 'fresh';
+      if (state === 'gone' || age.ms > TEMP_KEPT_MS) await rm(file, { force: true });
     }
   }
 
@@ -264,7 +266,7 @@ export class ObjectStore {
   }
 
   tempPath(): string {
-    return path.join(this.root, TEMP_DIR, `${process.pid}-${++this.tempCounter}-${randomBytes(3).toString('hex')}`);
+    return path.join(this.root, TEMP_DIR, `${writerStamp()}-${++this.tempCounter}-${randomBytes(3).toString('hex')}`);
   }
 
   // Buckets

@@ -4,6 +4,7 @@ import { lstat, readdir, rmdir, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import {
   createExclusive,
+  keepTouched,
   lockText,
   oneAtATime,
   readDataFile,
@@ -12,7 +13,7 @@ import {
   UnreadableFileError,
   writeFileAtomic,
 } from '../../functions/shared/local-files.ts';
-import { isAlive } from './data-dir-lock.ts';
+import { stampedWriter, writerStamp, writerState } from '../../functions/shared/writers.ts';
 import { IN_MEMORY_BODY_LIMIT, type ObjectInfo, type ObjectStore, STORED_HEADERS } from './object-store.ts';
 
 /**
@@ -24,11 +25,15 @@ import { IN_MEMORY_BODY_LIMIT, type ObjectInfo, type ObjectStore, STORED_HEADERS
  * Two processes may find the old layout at once (`npm start` and a command reading the bucket, stored-objects.ts):
  * each read an object the other had just moved, and either failed on it (its start or command ended with ENOENT) or
  * moved it again without its metadata (its type and metadata lost). One migrates at a time, under
- * `<root>/.layout.json.lock` (its process id; one left by a process that is gone is taken over at once), and each
+ * `<root>/.layout.json.lock` (its process id and host; one left by a process that is gone is taken over at once, one
+ * of another pid namespace once its holder stopped touching it for STALE_MS: functions/shared/writers.ts), and each
  * looks for `.layout.json` again once it holds it: the others find the migration done.
  */
 const LAYOUT_FILE = '.layout.json';
 const WAIT_MS = 20;
+/** The migrating process touches its lock this often; one of another pid namespace untouched for STALE_MS is gone. */
+const FRESH_MS = 10_000;
+const STALE_MS = 30_000;
 const S3RVER_OBJECT = '._S3rver_object';
 
 async function exists(file: string): Promise<boolean> {
@@ -117,25 +122,30 @@ export async function migrateS3rverLayout(store: ObjectStore): Promise<number> {
   // One at a time in this process (the gateway's embedded S3 and its console's listings), then across processes.
   return oneAtATime(marker, async () => {
     const lock = `${marker}.lock`;
-    const mine = String(process.pid);
+    const mine = writerStamp();
     for (;;) {
       if (await exists(marker)) return 0;
       if (await createExclusive(lock, mine, 0o600)) break;
       // One that is no lock the gateway made (a FIFO, a device link) stops the start, naming it (lockText).
-      const text = await lockText(lock);
-      if (text === null) continue; // released meanwhile
-      const holder = Number.parseInt(text, 10);
-      // Held by a live process: it is migrating (for as long as that takes). Gone, or this process's id (a process
-      // before it that had it): taken over at once.
-      if (holder > 0 && holder !== process.pid && isAlive(holder)) {
+      const [text, written] = await Promise.all([lockText(lock), stat(lock).catch(() => null)]);
+      if (text === null || written === null) continue; // released meanwhile
+      const holder = stampedWriter(text);
+      const age = { ms: Date.now() - written.mtimeMs, staleMs: STALE_MS };
+      const state = holder && holder.pid > 0 ? writerState(holder, age) : 'gone';
+      // Held by a live process: it is migrating (for as long as that takes; in another pid namespace, while it
+      // touches its lock). Gone, no pid, or this process's id (a process before it that had it): taken over at once.
+      if (state === 'alive' || state === 'fresh') {
         await new Promise((resolve) => setTimeout(resolve, WAIT_MS));
         continue;
       }
-      if (!(await removeStaleLock(lock, text))) await new Promise((resolve) => setTimeout(resolve, WAIT_MS));
+      const taken = await removeStaleLock(lock, text, state === 'stale' ? STALE_MS : undefined);
+      if (!taken) await new Promise((resolve) => setTimeout(resolve, WAIT_MS));
     }
+    const fresh = keepTouched(lock, mine, FRESH_MS);
     try {
       return (await exists(marker)) ? 0 : await migrate(store, marker);
     } finally {
+      await fresh.stop();
       if ((await lockText(lock).catch(() => null)) === mine) await unlink(lock).catch(() => undefined);
     }
   });

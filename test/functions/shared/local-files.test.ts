@@ -13,6 +13,7 @@ import {
   withFileLock,
   writeFileAtomic,
 } from '../../../functions/shared/local-files.ts';
+import { writerHost } from '../../../functions/shared/writers.ts';
 import { withTimeStill } from '../../support/time.ts';
 
 /** A disk that fills up: the next append puts down its first `diskFull.bytes` bytes, then fails (ENOSPC). */
@@ -200,7 +201,8 @@ describe('withFileLock', () => {
   it('holds its lock under its process id and removes it after; a lock left by a killed process is taken over at once', async () => {
     const file = path.join(dir, 'deal_analysis.json');
     const seen = await withFileLock(file, async () => readFile(`${file}.lock`, 'utf8'));
-    expect(seen).toMatch(new RegExp(`^${process.pid}\\.[0-9a-f]{8}$`)); // its process id, then a tag of its own
+    // Its process id and host tag (functions/shared/writers.ts), then a tag of its own.
+    expect(seen).toMatch(new RegExp(`^${process.pid}@${writerHost()}\\.[0-9a-f]{8}$`));
     expect(await readdir(dir)).toEqual([]);
     // A gateway killed (kill -9) while it changed the file: its lock stays, naming a process that is gone. The next
     // gateway, started at once, does not wait for the lock to age (before: 5 s, then the change was refused).
@@ -215,7 +217,7 @@ describe('withFileLock', () => {
     // Before: an empty lock was "not known to be gone" until 10 s old, and a change waited 5 s, then was refused.
     await writeFile(`${file}.lock`, '');
     expect(await withTimeStill(() => withFileLock(file, async () => readFile(`${file}.lock`, 'utf8')))).toMatch(
-      new RegExp(`^${process.pid}\\.`),
+      new RegExp(`^${process.pid}@`),
     );
     expect(await readdir(dir)).toEqual([]); // nothing left aside
   });
@@ -318,6 +320,60 @@ describe('withFileLock', () => {
     );
     expect(tries).toBe(6); // given up after 5 s, not before
     expect((await readdir(dir)).sort()).toEqual(['general.json.lock']); // the holder's lock left, nothing aside
+  });
+
+  describe('a lock taken in another pid namespace (a container sharing the data folder): judged by its age alone', () => {
+    const GONE = 99_999_999; // above any pid_max: no process of this namespace has it
+    const other = () => (writerHost() === '00000000' ? '11111111' : '00000000');
+    it.each([
+      ['a pid no process here has', () => GONE],
+      ["this process's own pid (a container restarted: pids reused from 1)", () => process.pid],
+      ['a live process here', () => process.ppid],
+    ])('naming %s: not broken while its holder keeps it fresh; taken over once stale', async (_, pid) => {
+      const file = path.join(dir, 'endpoints.json');
+      const lock = `${file}.lock`;
+      const theirs = `${pid()}@${other()}.0a0b0c0d`;
+      await writeFile(lock, theirs);
+      // Its holder, alive in its container, keeps it fresh: each try finds it touched, and the clock moves on 1 s.
+      beforeLink.hook = async (target) => {
+        if (target !== lock) return;
+        vi.setSystemTime(Date.now() + 1_000);
+        const now = new Date();
+        await utimes(lock, now, now);
+      };
+      let changed = false;
+      // Before: a pid not alive here (or this process's) was taken for a holder that is gone: the lock was removed
+      // at once, and two processes changed endpoints.json at once (a lost update).
+      await expect(
+        withTimeStill(() =>
+          withFileLock(file, async () => {
+            changed = true;
+          }),
+        ),
+      ).rejects.toThrow(`${lock} is held by another process for more than 5000 ms`);
+      expect(changed).toBe(false);
+      expect(await readFile(lock, 'utf8')).toBe(theirs);
+      // Its container stopped: nobody touches it any more; once older than STALE_MS (10 s) it is taken over.
+      beforeLink.hook = null;
+      const stoppedAt = new Date(Date.now() - 10_001);
+      await utimes(lock, stoppedAt, stoppedAt);
+      await withTimeStill(() =>
+        withFileLock(file, async () => {
+          changed = true;
+        }),
+      );
+      expect(changed).toBe(true);
+      expect(await readdir(dir)).toEqual([]);
+    });
+
+    it('an old lock text (its pid alone, or pid.tag) is still judged by its pid: a gone holder’s taken over at once', async () => {
+      const file = path.join(dir, 'endpoints.json');
+      for (const text of [String(GONE), `${GONE}.0a0b0c0d`, `${GONE}@${writerHost()}.0a0b0c0d`]) {
+        await writeFile(`${file}.lock`, text);
+        expect(await withTimeStill(() => withFileLock(file, async () => 'changed'))).toBe('changed');
+        expect(await readdir(dir)).toEqual([]);
+      }
+    });
   });
 
   it.each([

@@ -3,7 +3,9 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { writerHost } from '../../../functions/shared/writers.ts';
+import { PROJECT_ROOT } from '../../../local/paths.ts';
 import { DataDirInUseError, lockDataDir } from '../../../local/store/data-dir-lock.ts';
 import { withTimeStill } from '../../support/time.ts';
 
@@ -89,7 +91,10 @@ describe('one gateway per LOCAL_DATA_DIR', () => {
         await writeFile(pidFile(), `${other.pid} ${Number(await startTicks(other.pid!)) + 1}`);
         const lock = await lockDataDir(dir);
         expect(await holder()).toBe(process.pid);
-        expect(await readFile(pidFile(), 'utf8')).toBe(`${process.pid} ${await startTicks(process.pid)}`);
+        // `<pid>@<host> <start ticks>`: its host tag too (functions/shared/writers.ts).
+        expect(await readFile(pidFile(), 'utf8')).toBe(
+          `${process.pid}@${writerHost()} ${await startTicks(process.pid)}`,
+        );
         expect(lock.tookOver).toContain(`named pid ${other.pid}, which is now a process started after the gateway`);
         await lock.release();
         expect(existsSync(pidFile())).toBe(false);
@@ -203,3 +208,159 @@ describe('one gateway per LOCAL_DATA_DIR', () => {
     await lock.release();
   });
 });
+
+describe('a gateway of another pid namespace (a container sharing the folder): judged by its file’s age alone', () => {
+  const GONE = 99_999_999; // above any pid_max: no process of this namespace has it
+  const other = () => (writerHost() === '00000000' ? '11111111' : '00000000');
+  /** The clock moved on `ms` at each wait of the start (never slept on); `also` run first. */
+  const waits = (also?: (n: number) => Promise<void>) => {
+    let n = 0;
+    return async (ms: number) => {
+      await also?.(++n);
+      vi.setSystemTime(Date.now() + ms);
+    };
+  };
+
+  it.each([
+    ['a pid no process here has', () => GONE],
+    ["this start's own pid (a container restarted: pids reused from 1)", () => process.pid],
+    ["this start's parent's pid", () => process.ppid],
+  ])('naming %s, kept fresh by its gateway: the start is refused', async (_, pid) => {
+    const theirs = `${pid()}@${other()} 4242`;
+    await writeFile(pidFile(), theirs);
+    const notices: string[] = [];
+    // Its gateway touches it (every 10 s) while this start watches it.
+    const wait = waits(async (n) => {
+      if (n === 3) await utimes(pidFile(), new Date(Date.now() + 3_000), new Date(Date.now() + 3_000));
+    });
+    // Before: a pid not alive here was a killed gateway's (its own pid or its parent's, no gateway): the folder was
+    // taken over at once, and two gateways recovered and redelivered each other's conversations.
+    const start = withTimeStill(() => lockDataDir(dir, { wait, notice: (line) => notices.push(line) }));
+    await expect(start).rejects.toThrow(DataDirInUseError);
+    await expect(start).rejects.toThrow(
+      `another gateway (pid ${pid()} of another pid namespace or host (a container sharing this folder)) is using ${dir}`,
+    );
+    expect(await readFile(pidFile(), 'utf8')).toBe(theirs);
+    expect(notices).toEqual([
+      expect.stringContaining(`${pidFile()} names pid ${pid()} of another pid namespace or host`),
+    ]);
+    expect(notices[0]).toContain(
+      'waiting until it is refreshed (that gateway runs: this start is refused) or 30 s old',
+    );
+  });
+
+  it('one its gateway stopped refreshing (killed, its container restarted) is taken over once 30 s old', async () => {
+    await writeFile(pidFile(), `${GONE}@${other()} 4242`);
+    const notices: string[] = [];
+    const lock = await withTimeStill(() => lockDataDir(dir, { wait: waits(), notice: (line) => notices.push(line) }));
+    expect(await holder()).toBe(process.pid);
+    expect(Date.now() - (await stat(pidFile())).mtimeMs).toBeLessThan(5_000); // its own, made now
+    expect(lock.stale).toBe(true); // the journal recovers what the killed gateway left
+    expect(lock.tookOver).toContain(`named pid ${GONE} of another pid namespace or host, not refreshed for 3`);
+    expect(notices).toHaveLength(1); // said once, not at every look
+    await lock.release();
+    // Already older than that (the container was restarted long after): taken over at once, nothing waited on.
+    await writeFile(pidFile(), `1@${other()} 4242`);
+    const hourAgo = new Date(Date.now() - 3_600_000);
+    await utimes(pidFile(), hourAgo, hourAgo);
+    const again = await withTimeStill(() =>
+      lockDataDir(dir, {
+        wait: async () => {
+          throw new Error('waited');
+        },
+      }),
+    );
+    expect(again.tookOver).toContain('named pid 1 of another pid namespace or host, not refreshed for 3600 s');
+    await again.release();
+  });
+
+  it('the running gateway keeps its file fresh, and says so once when another took it over; none is left', async () => {
+    vi.useFakeTimers({ toFake: ['Date', 'setInterval', 'clearInterval'] });
+    try {
+      const lost: string[] = [];
+      const lock = await lockDataDir(dir, { onLost: (line) => lost.push(line) });
+      const age = async () => Date.now() - (await stat(pidFile())).mtimeMs;
+      for (let ran = 0; ran < 60_000; ran += 10_000) {
+        await vi.advanceTimersByTimeAsync(10_000);
+        await vi.waitFor(async () => expect(await age()).toBeLessThan(1_000), { interval: 1 });
+      }
+      // This gateway stood still past 30 s (a paused container): another namespace's start took the folder over.
+      await writeFile(pidFile(), `${GONE}@${other()} 4242`);
+      await vi.advanceTimersByTimeAsync(10_000);
+      await vi.waitFor(() => expect(lost).toHaveLength(1), { interval: 1 });
+      expect(lost[0]).toBe(
+        `${pidFile()} now names another gateway (${GONE}@${other()}): it took ${dir} over while this one stood still for more than 30 s; stop this gateway`,
+      );
+      await vi.advanceTimersByTimeAsync(10_000);
+      expect(lost).toHaveLength(1);
+      await lock.release();
+      expect(await readFile(pidFile(), 'utf8')).toBe(`${GONE}@${other()} 4242`); // the other's, left
+      expect(vi.getTimerCount()).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it.skipIf(!canUnshare)(
+    'a real gateway in a pid namespace of its own (pid 1 there) holds the folder: a start here does not take it',
+    async () => {
+      const module = path.resolve('local/store/data-dir-lock.ts');
+      const code = `const { lockDataDir } = await import(${JSON.stringify(module)});
+        await lockDataDir(${JSON.stringify(dir)}); console.log('held', process.pid); setInterval(() => {}, 1000);`;
+      const container = spawn(
+        'unshare',
+        [
+          '-Urpf',
+          '--mount-proc',
+          '--kill-child',
+          process.execPath,
+          '--import',
+          'tsx',
+          '--input-type=module',
+          '-e',
+          code,
+        ],
+        { cwd: PROJECT_ROOT },
+      );
+      try {
+        const said = await new Promise<string>((resolve) => {
+          let out = '';
+          container.stdout.on('data', (d) => {
+            out += d;
+            if (out.includes('\n')) resolve(out.trim());
+          });
+        });
+        expect(said).toBe('held 1');
+        const theirs = await readFile(pidFile(), 'utf8');
+        expect(theirs).toMatch(/^1@[0-9a-f]{8} \d+$/);
+        const notices: string[] = [];
+        let looks = 0;
+        // Before: pid 1 is this start's own ancestor here (init): the folder was taken over at once.
+        await expect(
+          withTimeStill(() =>
+            lockDataDir(dir, {
+              notice: (line) => notices.push(line),
+              wait: async () => {
+                if (++looks === 3) throw new Error('still waiting');
+              },
+            }),
+          ),
+        ).rejects.toThrow('still waiting');
+        expect(await readFile(pidFile(), 'utf8')).toBe(theirs);
+        expect(notices).toEqual([expect.stringContaining('names pid 1 of another pid namespace or host')]);
+      } finally {
+        // SIGKILL: pid 1 of a namespace ignores SIGTERM; --kill-child takes the child with unshare.
+        container.kill('SIGKILL');
+      }
+    },
+    20_000,
+  );
+});
+
+const canUnshare = (() => {
+  try {
+    return spawnSync('unshare', ['-Urpf', '--mount-proc', 'true']).status === 0;
+  } catch {
+    return false;
+  }
+})();

@@ -4,7 +4,7 @@ import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { writerHost } from '../../../functions/shared/local-files.ts';
+import { writerHost } from '../../../functions/shared/writers.ts';
 import { PROJECT_ROOT } from '../../../local/paths.ts';
 import { removeCopiesOfGoneWriters, writeTextAtomic } from '../../../local/store/json-files.ts';
 
@@ -57,7 +57,7 @@ const canUnshare = (() => {
 })();
 
 describe('removeCopiesOfGoneWriters', () => {
-  const TAG_OF = `import { writerHost } from './functions/shared/local-files.ts'; console.log(process.pid, writerHost());`;
+  const TAG_OF = `import { writerHost } from './functions/shared/writers.ts'; console.log(process.pid, writerHost());`;
   const GONE = 99_999_999; // above any pid_max: no process of this namespace has it
 
   it.skipIf(!canUnshare)(

@@ -1,0 +1,85 @@
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import { hostname } from 'node:os';
+
+/**
+ * Who wrote a file of the data folder, and whether that writer is gone: the one rule every judgement of a pid in a
+ * file or a file name follows (docs/operations.md, "Processes in other containers"). The data folder may be shared by
+ * processes in several pid namespaces (a gateway in a container and the commands on the host, two containers on one
+ * volume, a container restarted: same host name, new namespace, pids reused from 1), where a pid says nothing about a
+ * process of another namespace. So each writer names its pid and its host tag (writerHost), and:
+ * - a tag of this process's own (same host, same pid namespace), or none (a file an earlier version wrote): by the
+ *   pid, as before: this process, another live one (EPERM included: someone else's), or gone (ESRCH);
+ * - another tag: by the file's age alone: fresh while at most `staleMs` old (a live writer keeps what it holds fresh,
+ *   or it is kept that long), stale after. Its pid is never looked up here: alive or gone, it is another process's.
+ */
+
+/**
+ * Which pid namespace of which machine this process's pid is of: 8 hex digits of the host name and the pid namespace
+ * (`/proc/self/ns/pid`). Not the boot id: after a reboot (a power cut) every writer of before is gone, and what it left
+ * is judged by its pid as before (the host's own namespace keeps its tag; a container's gets a new one at each start).
+ */
+export function writerHost(): string {
+  hostTag ??= createHash('sha256')
+    .update([hostname(), linkOr('/proc/self/ns/pid')].join('\n'))
+    .digest('hex')
+    .slice(0, HOST_TAG_LENGTH);
+  return hostTag;
+}
+
+/** The length of writerHost(): at the front of the hex part of a copy written aside, `<file>.<pid>.<host><random>.tmp`. */
+const HOST_TAG_LENGTH = 8;
+let hostTag: string | undefined;
+const linkOr = (file: string) => {
+  try {
+    return fs.readlinkSync(file);
+  } catch {
+    return '';
+  }
+};
+
+/** This process as a lock or a pid file names it: `<pid>@<host>` (an earlier version's parseInt still reads the pid). */
+export const writerStamp = () => `${process.pid}@${writerHost()}`;
+
+/** The writer at the front of a lock's or a pid file's text (`<pid>@<host>…`, or `<pid>…` of an earlier version). */
+export function stampedWriter(text: string): { pid: number; host: string | null } | null {
+  const stamp = /^(\d+)(?:@([0-9a-f]{8}))?/.exec(text);
+  return stamp ? { pid: Number(stamp[1]), host: stamp[2] ?? null } : null;
+}
+
+/**
+ * The writer of a copy written aside, `<name>.<pid>.<hex>.tmp`: the hex begins with its host when it is
+ * HOST_TAG_LENGTH + 12 digits long (12 without one: a copy of a version before it).
+ */
+export function asideWriter(pid: string | number, hex: string): { pid: number; host: string | null } {
+  return { pid: Number(pid), host: hex.length === HOST_TAG_LENGTH + 12 ? hex.slice(0, HOST_TAG_LENGTH) : null };
+}
+
+/** The host tag of a copy written aside by this process: `<file>.<pid>.<host><random>.tmp`. */
+export const asideTag = () => `${process.pid}.${writerHost()}`;
+
+/** Whether a process of this pid namespace has this pid (EPERM: alive, someone else's). */
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * What became of a writer (the rule above): 'this process', 'alive' or 'gone' by its pid when its tag is this
+ * process's or it has none; 'fresh' or 'stale' by `age` when its tag is another's (fresh when no age is given: not
+ * known to be gone).
+ */
+export type WriterState = 'this process' | 'alive' | 'gone' | 'fresh' | 'stale';
+
+export function writerState(
+  writer: { pid: number; host: string | null },
+  age?: { ms: number; staleMs: number },
+): WriterState {
+  if (writer.host !== null && writer.host !== writerHost()) return age && age.ms > age.staleMs ? 'stale' : 'fresh';
+  if (writer.pid === process.pid) return 'this process';
+  return pidAlive(writer.pid) ? 'alive' : 'gone';
+}
