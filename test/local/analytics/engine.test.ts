@@ -1,12 +1,13 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { analysisFormat } from '../../../functions/domain/export-formats.ts';
 import { completeConversation, withAgentAnswer, withClassification } from '../../../functions/domain/lifecycle.ts';
+import { writerHost } from '../../../functions/shared/writers.ts';
 import { CACHE_FILE, dayOfKey, openAnalytics, QueryError, READ_BATCH } from '../../../local/analytics/engine.ts';
 import { type AnalysisSource, s3Source, storeDirectorySource } from '../../../local/analytics/sources.ts';
 import { type EmbeddedS3, startEmbeddedS3 } from '../../../local/store/embedded-s3.ts';
@@ -235,7 +236,9 @@ describe('the local conversations table and its cache', () => {
       const joined = await engine.query(`SELECT count(*) AS n FROM (${texts}) a JOIN (${texts}) b USING (s)`);
       expect(joined.rows).toEqual([{ n: 300_000 }]);
       expect(existsSync(path.join(process.cwd(), '.tmp'))).toBe(false);
-      const spill = (await readdir(cacheDir)).filter((name) => name.startsWith(`spill-${process.pid}-`));
+      const spill = (await readdir(cacheDir)).filter((name) =>
+        name.startsWith(`spill-${process.pid}@${writerHost()}-`),
+      );
       expect(spill).toHaveLength(1);
       expect((await stat(path.join(cacheDir, spill[0]!))).mode & 0o777).toBe(0o700);
     } finally {
@@ -266,6 +269,27 @@ describe('the local conversations table and its cache', () => {
       live.close();
     }
     expect(await readdir(cacheDir)).toEqual([CACHE_FILE]);
+  });
+
+  it('keeps what a run of another pid namespace (a container sharing the folder) left until a day old', async () => {
+    const cacheDir = path.join(dir, 'container');
+    const dead = spawnSync(process.execPath, ['-e', '']).pid!;
+    const other = writerHost() === '00000000' ? '11111111' : '00000000';
+    // A container's run under way: its pid is free here, or is this process's (pids from 1 there).
+    const theirs = [`build-${dead}@${other}-a1`, `spill-${process.pid}@${other}-b2`];
+    const saving = `${CACHE_FILE}.${dead}.${other}0a1b2c3d4e5f.tmp`;
+    const old = `build-${dead}@${other}-c3`; // a container's, two days old: its run ended long ago
+    const goneHere = `build-${dead}@${writerHost()}-d4`; // this namespace's, its process gone
+    for (const name of [...theirs, old, goneHere]) await mkdir(path.join(cacheDir, name), { recursive: true });
+    await writeFile(path.join(cacheDir, saving), 'half a cache');
+    const twoDaysAgo = new Date(Date.now() - 2 * 86_400_000);
+    await utimes(path.join(cacheDir, old), twoDaysAgo, twoDaysAgo);
+    const m = memorySource();
+    const d = document('2026-11-29T10:00:00.000Z', 'ns1');
+    m.put(d.key, d.text);
+    // Before: removed as a dead process's (its pid not alive here), or as this process's own crashed one.
+    expect((await count(m.source, cacheDir)).n).toBe(1);
+    expect((await readdir(cacheDir)).sort()).toEqual([CACHE_FILE, ...theirs, saving].sort());
   });
 
   it("from a day, lists and reads only that day's exports and the later ones, and keeps the earlier days' rows", async () => {

@@ -1,8 +1,9 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { writerHost } from '../../../functions/shared/writers.ts';
 import {
   type GatewayRuntime,
   localExportBucket,
@@ -31,9 +32,31 @@ const runtime = (pid: number): GatewayRuntime => ({
 describe('gateway.json: where the gateway of a data directory runs', () => {
   it('is read back while its process lives, and gone once removed', async () => {
     await writeGatewayRuntime(dir, runtime(process.pid));
-    expect(await readGatewayRuntime(dir)).toEqual(runtime(process.pid));
+    expect(await readGatewayRuntime(dir)).toEqual({ ...runtime(process.pid), host: writerHost() });
     await removeGatewayRuntime(dir);
     expect(await readGatewayRuntime(dir)).toBeNull();
+  });
+
+  it('one of a gateway in another pid namespace runs while its gateway.pid names it and is fresh', async () => {
+    const other = writerHost() === '00000000' ? '11111111' : '00000000';
+    const file = path.join(dir, 'gateway.json');
+    const pidFile = path.join(dir, 'gateway.pid');
+    // A gateway in a container: its pid (this process's own, pids from 1 there; or one free here) says nothing here.
+    for (const pid of [process.pid, 99_999_999]) {
+      const theirs = { ...runtime(pid), host: other };
+      await writeFile(file, JSON.stringify(theirs));
+      await writeFile(pidFile, `${pid}@${other} 4242`); // touched every 10 s while it runs
+      // Before: a pid free here read as no gateway running (a command used this shell's PORT), this process's as one.
+      expect(await readGatewayRuntime(dir)).toEqual(theirs);
+      const stoppedAt = new Date(Date.now() - 31_000);
+      await utimes(pidFile, stoppedAt, stoppedAt); // killed, its container stopped: no longer touched
+      expect(await readGatewayRuntime(dir)).toBeNull();
+      await writeFile(pidFile, `${pid}@${writerHost()} 4242`); // a gateway of this namespace holds the folder now
+      expect(await readGatewayRuntime(dir)).toBeNull();
+      await rm(pidFile);
+      expect(await readGatewayRuntime(dir)).toBeNull();
+    }
+    expect(JSON.parse(await readFile(file, 'utf8')).host).toBe(other);
   });
 
   it('one left by a killed gateway is ignored; a damaged one is read as none too, but said once on stderr', async () => {

@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { watch } from 'node:fs';
-import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -106,6 +106,21 @@ describe('removeCopiesOfGoneWriters', () => {
     expect(await readdir(dir)).toEqual([gone]);
     expect(warned).toEqual([expect.stringContaining(`kept 1 cut write(s) of a process on another host`)]);
     expect(warned[0]).toContain(path.join(dir, gone));
+  });
+
+  it('removes a copy of another host tag once a day old (its writer gone long since), without naming it', async () => {
+    const other = writerHost() === '00000000' ? '11111111' : '00000000';
+    const old = `doc.json.${process.pid}.${other}0a1b2c3d4e5f.tmp`; // this container before its restart: pid 1 again
+    const fresh = `doc.json.${process.pid}.${other}0f0e0d0c0b0a.tmp`;
+    for (const name of [old, fresh]) await writeTextAtomic(path.join(dir, name), '{}');
+    const dayAgo = new Date(Date.now() - 86_400_001);
+    await utimes(path.join(dir, old), dayAgo, dayAgo);
+    const warned: string[] = [];
+    // Before: kept for good wherever the retention sweep does not look (DELIVERY_SIGNING_SECRETS_FILE's folder).
+    expect(await removeCopiesOfGoneWriters(dir, ['doc.json'], (line) => warned.push(line))).toBe(1);
+    expect(await readdir(dir)).toEqual([fresh]);
+    expect(warned).toEqual([expect.stringContaining(path.join(dir, fresh))]);
+    expect(warned[0]).not.toContain(old);
   });
 
   it('names the copy it writes aside with its pid and its host tag', async () => {

@@ -1,8 +1,9 @@
 import { spawnSync } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { writerHost } from '../../../functions/shared/writers.ts';
 import { ObjectStore } from '../../../local/store/object-store.ts';
 
 let root: string;
@@ -26,5 +27,24 @@ describe('the embedded S3 store opened after a crash', () => {
     await new ObjectStore(root).open();
     // Before: kept until a start at least an hour later.
     expect((await readdir(temp)).sort()).toEqual([ours, parent].sort());
+  });
+
+  it('judges those of another pid namespace (a container sharing the folder) by their age alone', async () => {
+    const temp = path.join(root, '.tmp');
+    await mkdir(temp, { recursive: true });
+    const other = writerHost() === '00000000' ? '11111111' : '00000000';
+    const GONE = 99_999_999; // above any pid_max: no process of this namespace has it
+    // A container's gateway writing an export now: its pid is not alive here, or is this process's (pids from 1).
+    const containers = [`${GONE}@${other}-7-0a1b2c`, `${process.pid}@${other}-2-0a1b2c`];
+    const goneHere = `${GONE}@${writerHost()}-1-0d0e0f`; // this namespace's, its writer gone
+    const oldContainer = `${GONE}@${other}-9-0a1b2c`; // a container's, two hours old: its writer stopped long ago
+    const mine = path.basename(new ObjectStore(root).tempPath());
+    for (const name of [...containers, goneHere, oldContainer, mine]) await writeFile(path.join(temp, name), '{');
+    const twoHoursAgo = new Date(Date.now() - 7_200_000);
+    await utimes(path.join(temp, oldContainer), twoHoursAgo, twoHoursAgo);
+    await new ObjectStore(root).open();
+    // Before: the container's write under way was removed at once (its pid not alive here).
+    expect((await readdir(temp)).sort()).toEqual([...containers, mine].sort());
+    expect(mine).toMatch(new RegExp(`^${process.pid}@${writerHost()}-1-[0-9a-f]{6}$`));
   });
 });
