@@ -1,7 +1,8 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { writerHost } from '../../../functions/shared/writers.ts';
 import type { ExecutionRecord } from '../../../local/engine/engine.ts';
 import { ExecutionStore } from '../../../local/store/execution-store.ts';
 
@@ -52,5 +53,30 @@ describe('a damaged execution history is left out and named, never a crash of th
     await mkdir(folder);
     expect((await store.executions(ID)).map((r) => r.execution_name)).toEqual(['req-1']);
     expect(unreadable).toEqual([`${folder}: it is a folder, not a file (EISDIR)`]);
+  });
+});
+
+describe('what a crash cut of a history write: this process’s own writes only are kept, whatever the pid namespace', () => {
+  let dataDir: string;
+  beforeEach(async () => {
+    dataDir = await mkdtemp(path.join(tmpdir(), 'executions-'));
+  });
+  afterEach(async () => {
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  it("removes another namespace's write of this process's pid (a container restarted as pid 1), keeps its own", async () => {
+    const store = new ExecutionStore(dataDir);
+    await store.save(ID, RECORD);
+    const folder = path.join(dataDir, 'executions', ID);
+    const history = '20261202T113903000Z_req-2.json';
+    const other = writerHost() === '00000000' ? '11111111' : '00000000';
+    const before = `${history}.${process.pid}.${other}0a1b2c3d4e5f.tmp`; // the gateway of before the restart
+    const mine = `${history}.${process.pid}.${writerHost()}0f0e0d0c0b0a.tmp`; // this gateway's, under way
+    for (const name of [before, mine]) await writeFile(path.join(folder, name), '{"events":');
+    // Before: both were read as this process's own (its pid) and kept until the conversation's folder was swept.
+    expect(await store.removeCutWrites(ID)).toBe(1);
+    expect((await readdir(folder)).filter((name) => name.endsWith('.tmp'))).toEqual([mine]);
+    expect(await store.removeOrphanedCutWrites(new Set())).toBe(0); // its own, written since it started
   });
 });
