@@ -1,8 +1,9 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { lstat, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readdir, readFile, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { writerHost } from '../../../functions/shared/writers.ts';
 import { ObjectStore } from '../../../local/store/object-store.ts';
 import { migrateS3rverLayout } from '../../../local/store/s3rver-migration.ts';
 
@@ -118,6 +119,36 @@ describe('the s3rver layout migration', () => {
       warn.mockRestore();
     }
   }, 5_000);
+
+  it('a lock of another pid namespace (a container migrating the shared folder) is waited on while fresh, taken once stale', async () => {
+    await s3rverLayout();
+    const lock = path.join(root, '.layout.json.lock');
+    const other = writerHost() === '00000000' ? '11111111' : '00000000';
+    // A container's start migrating: its pid there is this process's own (pids from 1), which says nothing here.
+    await writeFile(lock, `${process.pid}@${other}`);
+    vi.useFakeTimers({ toFake: ['Date', 'setTimeout'] });
+    try {
+      const store = new ObjectStore(root);
+      await store.open();
+      const migrated = migrateS3rverLayout(store);
+      // Before: a lock naming this process's pid was taken over at once, and both moved the same objects.
+      await vi.waitFor(() => expect(vi.getTimerCount()).toBe(1), { interval: 1 }); // waiting on it
+      for (let look = 0; look < 3; look++) {
+        await vi.advanceTimersByTimeAsync(20);
+        await vi.waitFor(() => expect(vi.getTimerCount()).toBe(1), { interval: 1 });
+      }
+      expect(await readFile(lock, 'utf8')).toBe(`${process.pid}@${other}`);
+      expect(await readdir(root)).not.toContain('.layout.json');
+      // Its container was killed: nobody touches its lock; once 30 s old it is taken over and the migration runs.
+      const killedAt = new Date(Date.now() - 30_001);
+      await utimes(lock, killedAt, killedAt);
+      await vi.advanceTimersByTimeAsync(20);
+      expect(await migrated).toBe(OBJECTS);
+    } finally {
+      vi.useRealTimers();
+    }
+    expect((await readdir(root)).filter((name) => name.startsWith('.layout'))).toEqual(['.layout.json']);
+  }, 30_000);
 
   it('a FIFO where the migration’s lock should be: the start stops at once, naming it and what to do', async () => {
     await s3rverLayout();
