@@ -399,7 +399,9 @@ describe("each function's bundle, split in chunks", () => {
       // (pendingAnswerProblem); the host tag of a copy written aside (writerHost).
       // +0.4 KB (receiverurl21): a new URL is a new receiver (the endpoint store's configure forgets the old URL's
       // health, on DynamoDB in one conditional UpdateItem), in the store bundled with Deliver.
-      deliver: 221,
+      // +0.2 KB (hostns22): a local lock names its holder's host tag, and one of another pid namespace is judged by
+      // its age alone (functions/shared/writers.ts), in the endpoint store's local adapter bundled with it.
+      deliver: 222,
       // +1.6 KB: a redelivery's delivery status written to a completed status record (docs/contract.md).
       // +0.5 KB (inbound19): IDEMPOTENCY_TTL_SECONDS ≥ 300 (settings).
       // +0.2 KB: the thread store's calls take a caller's deadline (Validate's, before its Lambda's timeout).

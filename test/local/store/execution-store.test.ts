@@ -17,15 +17,15 @@ const RECORD: ExecutionRecord = {
   events: [],
 };
 
-describe('a damaged execution history is left out and named, never a crash of the listing', () => {
-  let dataDir: string;
-  beforeEach(async () => {
-    dataDir = await mkdtemp(path.join(tmpdir(), 'executions-'));
-  });
-  afterEach(async () => {
-    await rm(dataDir, { recursive: true, force: true });
-  });
+let dataDir: string;
+beforeEach(async () => {
+  dataDir = await mkdtemp(path.join(tmpdir(), 'executions-'));
+});
+afterEach(async () => {
+  await rm(dataDir, { recursive: true, force: true });
+});
 
+describe('a damaged execution history is left out and named, never a crash of the listing', () => {
   it.each([
     ['an array', '[]'],
     ['an empty object', '{}'],
@@ -57,14 +57,6 @@ describe('a damaged execution history is left out and named, never a crash of th
 });
 
 describe('what a crash cut of a history write: this process’s own writes only are kept, whatever the pid namespace', () => {
-  let dataDir: string;
-  beforeEach(async () => {
-    dataDir = await mkdtemp(path.join(tmpdir(), 'executions-'));
-  });
-  afterEach(async () => {
-    await rm(dataDir, { recursive: true, force: true });
-  });
-
   it("removes another namespace's write of this process's pid (a container restarted as pid 1), keeps its own", async () => {
     const store = new ExecutionStore(dataDir);
     await store.save(ID, RECORD);
