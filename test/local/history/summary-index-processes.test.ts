@@ -2,7 +2,8 @@ import { rmSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { writerHost } from '../../../functions/shared/writers.ts';
 import { parseFilter } from '../../../local/history/conversation-filters.ts';
 import { listConversations } from '../../../local/history/listing.ts';
 import { SummaryIndex } from '../../../local/history/summary-index.ts';
@@ -134,6 +135,39 @@ describe('a gateway and a command writing the summary index of one data folder',
     expect(await readdir(path.join(dataDir, 'summaries'))).toEqual(['conversations.json']);
     expect(await lookUpKey(`msg_${COUNT + 1}`)).toEqual({ ids: [later], read: 0 });
     await rm(path.join(store.dir, later), { recursive: true, force: true });
+  });
+
+  it("the entries another pid namespace's gateway moved aside are its own until an hour old, then read and removed", async () => {
+    await rm(path.join(dataDir, 'summaries'), { recursive: true, force: true });
+    const gateway: ExecutionStore = new ExecutionStore(dataDir, {
+      onSaved: (id, file, record) => SummaryIndex.of(gateway).recordSaved(id, file, record),
+    });
+    const later = await saveHistory(gateway, COUNT + 2);
+    try {
+      // A gateway in a container (its pid there this process's own: pids from 1) moved them aside for its fold.
+      const saved = path.join(dataDir, 'summaries', 'conversations.saved.jsonl');
+      const other = writerHost() === '00000000' ? '11111111' : '00000000';
+      const aside = `${saved}.${process.pid}.${other}0badc0de0bad.tmp`;
+      await rename(saved, aside);
+      // Its fold is under way: the file is left to it, and the history read instead. Before: taken for this process's
+      // own (its pid) and removed while that gateway still folded it.
+      expect(await lookUpKey(`msg_${COUNT + 2}`)).toEqual({ ids: [later], read: COUNT + 1 });
+      expect((await readdir(path.join(dataDir, 'summaries'))).sort()).toEqual(
+        ['conversations.json', path.basename(aside)].sort(),
+      );
+      // An hour later it is still there: that gateway was killed in the middle. Its entries are read, then it goes.
+      await rm(indexFile());
+      vi.useFakeTimers({ toFake: ['Date'] });
+      try {
+        vi.setSystemTime(Date.now() + 3_600_001);
+        expect(await lookUpKey(`msg_${COUNT + 2}`)).toEqual({ ids: [later], read: COUNT });
+      } finally {
+        vi.useRealTimers();
+      }
+      expect(await readdir(path.join(dataDir, 'summaries'))).toEqual(['conversations.json']);
+    } finally {
+      await rm(path.join(store.dir, later), { recursive: true, force: true });
+    }
   });
 
   it('a listing under way while the sweep removes folders lists none of them, nor writes their entries back', async () => {
