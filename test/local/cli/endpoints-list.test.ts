@@ -1,9 +1,10 @@
 import { spawnSync } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileEndpointStore } from '../../../functions/shared/endpoint-store.ts';
+import { writerHost } from '../../../functions/shared/writers.ts';
 import { writeGatewayRuntime } from '../../../local/store/gateway-runtime.ts';
 import { runMain } from '../../support/cli.ts';
 
@@ -100,6 +101,26 @@ describe('endpoints list, run beside a gateway started with its own circuit brea
     expect(listed.code, listed.stderr).toBe(0);
     const general = JSON.parse(listed.stdout).find((v: { webhook_type: string }) => v.webhook_type === 'general');
     expect(general).toMatchObject({ status: 'failing', consecutive_failures: 2 });
+  });
+
+  it("by the threshold of a gateway in a container whose pid there is this command's own here", async () => {
+    const host = writerHost() === '00000000' ? '11111111' : '00000000';
+    const runtime = JSON.parse(await readFile(path.join(other, 'gateway.json'), 'utf8'));
+    await writeFile(path.join(other, 'gateway.json'), JSON.stringify({ ...runtime, pid: process.pid, host }));
+    await writeFile(path.join(other, 'gateway.pid'), `${process.pid}@${host} 4242`); // touched: it runs
+    try {
+      const listed = await runMain(['endpoints', 'list', '--json'], {
+        LOCAL_DATA_DIR: other,
+        GATEWAY_URL: undefined,
+        ENDPOINT_FAILURE_THRESHOLD: undefined,
+      });
+      expect(listed.code, listed.stderr).toBe(0);
+      // Before: its pid read as this very process, whose own settings (5 failures in a row) said healthy.
+      const general = JSON.parse(listed.stdout).find((v: { webhook_type: string }) => v.webhook_type === 'general');
+      expect(general).toMatchObject({ status: 'failing', consecutive_failures: 2 });
+    } finally {
+      await rm(path.join(other, 'gateway.pid'));
+    }
   });
 });
 
