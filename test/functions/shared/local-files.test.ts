@@ -14,6 +14,7 @@ import {
   writeFileAtomic,
 } from '../../../functions/shared/local-files.ts';
 import { writerHost } from '../../../functions/shared/writers.ts';
+import { anotherHost } from '../../support/pid-namespaces.ts';
 import { withTimeStill } from '../../support/time.ts';
 
 /** A disk that fills up: the next append puts down its first `diskFull.bytes` bytes, then fails (ENOSPC). */
@@ -324,7 +325,7 @@ describe('withFileLock', () => {
 
   describe('a lock taken in another pid namespace (a container sharing the data folder): judged by its age alone', () => {
     const GONE = 99_999_999; // above any pid_max: no process of this namespace has it
-    const other = () => (writerHost() === '00000000' ? '11111111' : '00000000');
+    const other = () => anotherHost();
     it.each([
       ['a pid no process here has', () => GONE],
       ["this process's own pid (a container restarted: pids reused from 1)", () => process.pid],

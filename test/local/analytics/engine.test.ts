@@ -13,6 +13,7 @@ import { type AnalysisSource, s3Source, storeDirectorySource } from '../../../lo
 import { type EmbeddedS3, startEmbeddedS3 } from '../../../local/store/embedded-s3.ts';
 import { s3Client } from '../../../local/store/export-bucket.ts';
 import { startedRecord } from '../../support/fixtures.ts';
+import { anotherHost } from '../../support/pid-namespaces.ts';
 
 /** An analysis.json document as Export writes it, for a conversation received at `at`. */
 function document(at: string, suffix: string, query = 'What are the top 5 deals closing this quarter?') {
@@ -274,7 +275,7 @@ describe('the local conversations table and its cache', () => {
   it('keeps what a run of another pid namespace (a container sharing the folder) left until a day old', async () => {
     const cacheDir = path.join(dir, 'container');
     const dead = spawnSync(process.execPath, ['-e', '']).pid!;
-    const other = writerHost() === '00000000' ? '11111111' : '00000000';
+    const other = anotherHost();
     // A container's run under way: its pid is free here, or is this process's (pids from 1 there).
     const theirs = [`build-${dead}@${other}-a1`, `spill-${process.pid}@${other}-b2`];
     const saving = `${CACHE_FILE}.${dead}.${other}0a1b2c3d4e5f.tmp`;

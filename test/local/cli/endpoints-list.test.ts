@@ -4,9 +4,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileEndpointStore } from '../../../functions/shared/endpoint-store.ts';
-import { writerHost } from '../../../functions/shared/writers.ts';
 import { writeGatewayRuntime } from '../../../local/store/gateway-runtime.ts';
 import { runMain } from '../../support/cli.ts';
+import { anotherHost } from '../../support/pid-namespaces.ts';
 
 /**
  * `DEAL_ANALYSIS_WEBHOOK_URL=http://127.0.0.1:59999/down npm start`, then `endpoints list` in another shell (the
@@ -104,7 +104,7 @@ describe('endpoints list, run beside a gateway started with its own circuit brea
   });
 
   it("by the threshold of a gateway in a container whose pid there is this command's own here", async () => {
-    const host = writerHost() === '00000000' ? '11111111' : '00000000';
+    const host = anotherHost();
     const runtime = JSON.parse(await readFile(path.join(other, 'gateway.json'), 'utf8'));
     await writeFile(path.join(other, 'gateway.json'), JSON.stringify({ ...runtime, pid: process.pid, host }));
     await writeFile(path.join(other, 'gateway.pid'), `${process.pid}@${host} 4242`); // touched: it runs

@@ -3,12 +3,12 @@ import { mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promi
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { writerHost } from '../../../functions/shared/writers.ts';
 import { parseFilter } from '../../../local/history/conversation-filters.ts';
 import { listConversations } from '../../../local/history/listing.ts';
 import { SummaryIndex } from '../../../local/history/summary-index.ts';
 import { ExecutionStore } from '../../../local/store/execution-store.ts';
 import { ageHistories, saveKeyedHistory } from '../../support/history-reads.ts';
+import { anotherHost } from '../../support/pid-namespaces.ts';
 
 /**
  * The summary index (`summaries/conversations.json`) has several writers on one data folder: the running gateway (its
@@ -146,7 +146,7 @@ describe('a gateway and a command writing the summary index of one data folder',
     try {
       // A gateway in a container (its pid there this process's own: pids from 1) moved them aside for its fold.
       const saved = path.join(dataDir, 'summaries', 'conversations.saved.jsonl');
-      const other = writerHost() === '00000000' ? '11111111' : '00000000';
+      const other = anotherHost();
       const aside = `${saved}.${process.pid}.${other}0badc0de0bad.tmp`;
       await rename(saved, aside);
       // Its fold is under way: the file is left to it, and the history read instead. Before: taken for this process's

@@ -7,6 +7,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { writerHost } from '../../../functions/shared/writers.ts';
 import { PROJECT_ROOT } from '../../../local/paths.ts';
 import { DataDirInUseError, lockDataDir } from '../../../local/store/data-dir-lock.ts';
+import { anotherHost } from '../../support/pid-namespaces.ts';
 import { withTimeStill } from '../../support/time.ts';
 
 let dir: string;
@@ -211,7 +212,7 @@ describe('one gateway per LOCAL_DATA_DIR', () => {
 
 describe('a gateway of another pid namespace (a container sharing the folder): judged by its file’s age alone', () => {
   const GONE = 99_999_999; // above any pid_max: no process of this namespace has it
-  const other = () => (writerHost() === '00000000' ? '11111111' : '00000000');
+  const other = () => anotherHost();
   /** The clock moved on `ms` at each wait of the start (never slept on); `also` run first. */
   const waits = (also?: (n: number) => Promise<void>) => {
     let n = 0;

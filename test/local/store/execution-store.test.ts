@@ -5,6 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { writerHost } from '../../../functions/shared/writers.ts';
 import type { ExecutionRecord } from '../../../local/engine/engine.ts';
 import { ExecutionStore } from '../../../local/store/execution-store.ts';
+import { anotherHost } from '../../support/pid-namespaces.ts';
 
 const ID = 'webhook_20261202_113902_crm_p_79eec5jp3s';
 const RECORD: ExecutionRecord = {
@@ -62,7 +63,7 @@ describe('what a crash cut of a history write: this process’s own writes only 
     await store.save(ID, RECORD);
     const folder = path.join(dataDir, 'executions', ID);
     const history = '20261202T113903000Z_req-2.json';
-    const other = writerHost() === '00000000' ? '11111111' : '00000000';
+    const other = anotherHost();
     const before = `${history}.${process.pid}.${other}0a1b2c3d4e5f.tmp`; // the gateway of before the restart
     const mine = `${history}.${process.pid}.${writerHost()}0f0e0d0c0b0a.tmp`; // this gateway's, under way
     for (const name of [before, mine]) await writeFile(path.join(folder, name), '{"events":');

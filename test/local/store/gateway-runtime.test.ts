@@ -11,6 +11,7 @@ import {
   removeGatewayRuntime,
   writeGatewayRuntime,
 } from '../../../local/store/gateway-runtime.ts';
+import { anotherHost } from '../../support/pid-namespaces.ts';
 
 let dir: string;
 beforeEach(async () => {
@@ -38,7 +39,7 @@ describe('gateway.json: where the gateway of a data directory runs', () => {
   });
 
   it('one of a gateway in another pid namespace runs while its gateway.pid names it and is fresh', async () => {
-    const other = writerHost() === '00000000' ? '11111111' : '00000000';
+    const other = anotherHost();
     const file = path.join(dir, 'gateway.json');
     const pidFile = path.join(dir, 'gateway.pid');
     // A gateway in a container: its pid (this process's own, pids from 1 there; or one free here) says nothing here.

@@ -7,6 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { writerHost } from '../../../functions/shared/writers.ts';
 import { PROJECT_ROOT } from '../../../local/paths.ts';
 import { removeCopiesOfGoneWriters, writeTextAtomic } from '../../../local/store/json-files.ts';
+import { anotherHost } from '../../support/pid-namespaces.ts';
 
 let dir: string;
 beforeEach(async () => {
@@ -97,7 +98,7 @@ describe('removeCopiesOfGoneWriters', () => {
   );
 
   it('keeps a copy of another host tag whatever its pid says, and names it (without unshare too)', async () => {
-    const other = writerHost() === '00000000' ? '11111111' : '00000000';
+    const other = anotherHost();
     const gone = `doc.json.${GONE}.${other}0a1b2c3d4e5f.tmp`;
     const goneHere = `doc.json.${GONE}.${writerHost()}0a1b2c3d4e5f.tmp`;
     for (const name of [gone, goneHere]) await writeTextAtomic(path.join(dir, name), '{}');
@@ -109,7 +110,7 @@ describe('removeCopiesOfGoneWriters', () => {
   });
 
   it('removes a copy of another host tag once a day old (its writer gone long since), without naming it', async () => {
-    const other = writerHost() === '00000000' ? '11111111' : '00000000';
+    const other = anotherHost();
     const old = `doc.json.${process.pid}.${other}0a1b2c3d4e5f.tmp`; // this container before its restart: pid 1 again
     const fresh = `doc.json.${process.pid}.${other}0f0e0d0c0b0a.tmp`;
     for (const name of [old, fresh]) await writeTextAtomic(path.join(dir, name), '{}');

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { writerHost } from '../../../functions/shared/writers.ts';
 import { ObjectStore } from '../../../local/store/object-store.ts';
+import { anotherHost } from '../../support/pid-namespaces.ts';
 
 let root: string;
 beforeEach(async () => {
@@ -32,7 +33,7 @@ describe('the embedded S3 store opened after a crash', () => {
   it('judges those of another pid namespace (a container sharing the folder) by their age alone', async () => {
     const temp = path.join(root, '.tmp');
     await mkdir(temp, { recursive: true });
-    const other = writerHost() === '00000000' ? '11111111' : '00000000';
+    const other = anotherHost();
     const GONE = 99_999_999; // above any pid_max: no process of this namespace has it
     // A container's gateway writing an export now: its pid is not alive here, or is this process's (pids from 1).
     const containers = [`${GONE}@${other}-7-0a1b2c`, `${process.pid}@${other}-2-0a1b2c`];

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { writerHost } from '../../../functions/shared/writers.ts';
 import { startGateway } from '../../../local/server/gateway.ts';
 import { folderOf, NO_WAIT, SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
+import { anotherHost } from '../../support/pid-namespaces.ts';
 
 let world: TestWorld;
 beforeAll(async () => {
@@ -45,7 +46,7 @@ describe('a container restarted after its gateway was killed (a new pid namespac
     const s3Port = Number(new URL(world.gateway.s3Endpoint).port);
     await world.gateway.close();
     const dir = world.dataDir;
-    const before = writerHost() === '00000000' ? '11111111' : '00000000'; // the container's tag before the restart
+    const before = anotherHost(); // the container's tag before the restart
     const pid = process.pid; // the same pid: pid 1 in both runs of the container
     // What its gateway, killed 40 s ago, left: its pid file (touched every 10 s, last 40 s ago), a lock it held, a
     // status written aside, half an export in the embedded S3, a run folder of `conversations query`.

@@ -3,9 +3,9 @@ import { lstat, mkdir, mkdtemp, readdir, readFile, rm, symlink, utimes, writeFil
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { writerHost } from '../../../functions/shared/writers.ts';
 import { ObjectStore } from '../../../local/store/object-store.ts';
 import { migrateS3rverLayout } from '../../../local/store/s3rver-migration.ts';
+import { anotherHost } from '../../support/pid-namespaces.ts';
 
 const BUCKET = 'revops-conversations';
 const OBJECTS = 150;
@@ -123,7 +123,7 @@ describe('the s3rver layout migration', () => {
   it('a lock of another pid namespace (a container migrating the shared folder) is waited on while fresh, taken once stale', async () => {
     await s3rverLayout();
     const lock = path.join(root, '.layout.json.lock');
-    const other = writerHost() === '00000000' ? '11111111' : '00000000';
+    const other = anotherHost();
     // A container's start migrating: its pid there is this process's own (pids from 1), which says nothing here.
     await writeFile(lock, `${process.pid}@${other}`);
     vi.useFakeTimers({ toFake: ['Date', 'setTimeout'] });
