@@ -104,8 +104,8 @@ const mtimeOf = (file: string) =>
     () => null,
   );
 
-/** How a start waits before it looks again (injectable: tests move a fake clock instead). */
 export interface DataDirLockOptions {
+  /** How a start waits before it looks again (a timer unless said: tests move a fake clock instead). */
   wait?: (ms: number) => Promise<void>;
   /** Told once when the start waits on a file of another namespace's gateway to be touched or go stale. */
   notice?: (line: string) => void;
