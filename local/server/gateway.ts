@@ -65,7 +65,7 @@ import { isLoopbackAddress, loopbackOnly, operatorOnly, operatorRefusal } from '
 import { operatorRoutes } from './operator-routes.ts';
 import { parseRateLimits, RateLimiter } from './rate-limiter.ts';
 import { DeliveryReceiver } from './receiver.ts';
-import { type RouteHandler, router } from './router.ts';
+import { type Route, type RouteHandler, router } from './router.ts';
 import { handleSampleAgentInvoke } from './sample-agent.ts';
 import { handleConversationStatus } from './status-route.ts';
 import {
@@ -292,6 +292,38 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   }
   // What the user set, with the local defaults where they set nothing.
   const config = settings({ ...process.env, ...handlerEnv });
+  /**
+   * The sample agent and the built-in receiver: peers of the handlers that happen to share this server's port. They
+   * answer from here on, while the start still recovers (its 503 STARTING is for callers): a conversation run that
+   * recovery starts again calls them before the gateway takes requests (docs/operations.md, "After a crash"). Before,
+   * such a run got 503 from its own sample agent and ended failed with AGENT_ERROR, its caller holding a 202.
+   */
+  const helperRoutes: Route[] = [
+    {
+      path: /^\/2015-03-31\/functions\/([^/]+)\/invocations$/,
+      guard: (handler) => operatorOnly(handler),
+      methods: {
+        POST: (req, res, m) => handleSampleAgentInvoke(m[1]!, config.agentFunctionName, req, res),
+      },
+    },
+    {
+      path: /^\/local\/receiver\/([A-Za-z0-9_-]+)$/,
+      guard: (handler) => operatorOnly(handler),
+      methods: {
+        POST: async (req, res, m) => {
+          if (unknownReceiver(m[1]!, res)) return;
+          const raw = (await readBody(req, 1024 * 1024)).toString('utf8');
+          await receiver.record(m[1]!, req.headers, raw);
+          sendJson(res, 200, { received: true });
+        },
+        GET: async (_req, res, m) => {
+          if (!unknownReceiver(m[1]!, res)) sendJson(res, 200, receiver.byType(m[1]!));
+        },
+      },
+    },
+  ];
+  const starting = route;
+  route = router([...helperRoutes, { path: /^/, mount: async (req, res) => starting(req, res) }]);
   const s3Endpoint = handlerEnv.AWS_ENDPOINT_URL_S3!;
   const bucket = config.exportBucket!;
   /** The SQL engine over this gateway's exports, for the console's Analytics page (DuckDB is loaded on first use). */
@@ -628,28 +660,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
           ),
         },
       },
-      {
-        path: /^\/2015-03-31\/functions\/([^/]+)\/invocations$/,
-        guard: (handler) => operatorOnly(handler),
-        methods: {
-          POST: (req, res, m) => handleSampleAgentInvoke(m[1]!, config.agentFunctionName, req, res),
-        },
-      },
-      {
-        path: /^\/local\/receiver\/([A-Za-z0-9_-]+)$/,
-        guard: (handler) => operatorOnly(handler),
-        methods: {
-          POST: async (req, res, m) => {
-            if (unknownReceiver(m[1]!, res)) return;
-            const raw = (await readBody(req, 1024 * 1024)).toString('utf8');
-            await receiver.record(m[1]!, req.headers, raw);
-            sendJson(res, 200, { received: true });
-          },
-          GET: async (_req, res, m) => {
-            if (!unknownReceiver(m[1]!, res)) sendJson(res, 200, receiver.byType(m[1]!));
-          },
-        },
-      },
+      ...helperRoutes,
       { path: /^\/local\/(deliveries|endpoints)(\/.*)?$/, mount: operator },
       {
         path: /^\/console(\/.*)?$/,

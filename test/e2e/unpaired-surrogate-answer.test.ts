@@ -100,3 +100,32 @@ describe('an agent answer holding an unpaired surrogate', () => {
     expect(JSON.parse(bodies['analysis.json']!).last_error).toMatch(/bad text \uFFFD$/);
   });
 });
+
+/**
+ * Numbers JavaScript reads as doubles (docs/contract.md#the-manager-agent, "Numbers"): an integer past 2^53 - 1 is
+ * answered, delivered and exported rounded, one past a double's range as null. The docs called U+FFFD the one change
+ * the gateway makes to an answer; an agent returning a 64-bit id as a number lost its last digits without a word.
+ */
+describe('an agent answer with numbers a double cannot hold', () => {
+  it('is answered, delivered and exported with them rounded (past 2^53 - 1) or null (past a double)', async () => {
+    world.agent.behave(() => ({
+      payload: null,
+      raw: '{"response":"Top deals","deal_id":9007199254740993,"as_text":"9007199254740993","huge":1e400,"ok":1.5e300}',
+    }));
+    const res = await world.post(SEED_REQUEST);
+    expect(res.status).toBe(200);
+    const expected = {
+      response: 'Top deals',
+      deal_id: 9007199254740992,
+      as_text: '9007199254740993',
+      huge: null,
+      ok: 1.5e300,
+    };
+    expect(res.body.response).toEqual(expected);
+    expect(world.receiver.received).toHaveLength(1);
+    expect(world.receiver.received[0]!.body).toMatchObject({ response: expected });
+    const id = res.body.conversation_id as string;
+    const record = JSON.parse(await world.getText(`${folderOf(id)}conversation.json`)).conversation;
+    expect(record.conversation.turns[1]).toMatchObject({ data: expected });
+  });
+});
