@@ -1,4 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
+import { appendFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -17,6 +18,8 @@ import { withTimeStill } from '../../support/time.ts';
 
 /** A disk that fills up: the next append puts down its first `diskFull.bytes` bytes, then fails (ENOSPC). */
 const diskFull = { on: false, bytes: 0 };
+/** The read calls made (fs.read, fs.readSync); `before`, when set, runs before each (a writer acting meanwhile). */
+const readCalls: { n: number; before: (() => void) | null } = { n: 0, before: null };
 vi.mock('node:fs', async (importOriginal) => {
   const fs = await importOriginal<typeof import('node:fs')>();
   const appendFile = ((file: string, data: string, ...rest: unknown[]) => {
@@ -33,7 +36,21 @@ vi.mock('node:fs', async (importOriginal) => {
     fs.writeFileSync(file, data.slice(0, diskFull.bytes));
     done(Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' }));
   }) as typeof fs.writeFile;
-  return { ...fs, appendFile, writeFile, default: { ...fs, appendFile, writeFile } };
+  // Counted: the read calls a file's read takes (readDataFile's and readDataFileSync's).
+  const read = Object.assign((...args: unknown[]) => {
+    readCalls.n += 1;
+    readCalls.before?.();
+    return (fs.read as (...a: unknown[]) => void)(...args);
+  }, fs.read); // with its promisify marks: promisify(fs.read) resolves { bytesRead, buffer }
+  for (const mark of Object.getOwnPropertySymbols(fs.read))
+    Object.defineProperty(read, mark, { value: (fs.read as unknown as Record<symbol, unknown>)[mark] });
+  const readSync = ((...args: Parameters<typeof fs.readSync>) => {
+    readCalls.n += 1;
+    readCalls.before?.();
+    return fs.readSync(...args);
+  }) as typeof fs.readSync;
+  const changed = { appendFile, writeFile, read, readSync };
+  return { ...fs, ...changed, default: { ...fs, ...changed } };
 });
 
 /** Called before each hard link a lock is made with (createExclusive): the moment another process may act. */
@@ -77,6 +94,39 @@ describe('readDataFile: a regular file of the data folder, capped; nothing else 
     await writeFile(path.join(dir, 'a.json'), '{"a":1}');
     expect(await outcomes(path.join(dir, 'a.json'))).toEqual({ read: '{"a":1}', sync: '{"a":1}' });
     expect(await outcomes(path.join(dir, 'missing.json'))).toEqual({ read: null, sync: null });
+  });
+
+  it('a file that did not grow is read in one read call, not a second one to find its end (each conversation reads two)', async () => {
+    for (const text of ['{"a":1}', '', 'x'.repeat(70_000)]) {
+      await writeFile(path.join(dir, 'a.json'), text);
+      readCalls.n = 0;
+      expect(await outcomes(path.join(dir, 'a.json'))).toEqual({ read: text, sync: text });
+      expect(readCalls.n).toBe(2); // one for readDataFile, one for readDataFileSync
+    }
+  });
+
+  it('a file that grows after its fstat is read to its end as it is then; past its cap, refused', async () => {
+    const file = path.join(dir, 'a.log');
+    const grows = (by: string) => () => {
+      if (readCalls.n === 1) appendFileSync(file, by); // before the first read, after the fstat
+    };
+    try {
+      for (const by of ['b', 'b'.repeat(5_000)]) {
+        await writeFile(file, 'a');
+        readCalls.n = 0;
+        readCalls.before = grows(by);
+        expect((await readDataFile(file))?.toString()).toBe(`a${by}`);
+        await writeFile(file, 'a');
+        readCalls.n = 0;
+        expect(readDataFileSync(file)?.toString()).toBe(`a${by}`);
+      }
+      await writeFile(file, 'a');
+      readCalls.n = 0;
+      readCalls.before = grows('b'.repeat(100));
+      await expect(readDataFile(file, { maxBytes: 50 })).rejects.toThrow(`${file} is not a file of at most`);
+    } finally {
+      readCalls.before = null;
+    }
   });
 
   it.each([
