@@ -239,9 +239,16 @@ export async function readDataText(file: string, options?: DataFileRead): Promis
   return (await readDataFile(file, options))?.toString('utf8') ?? null;
 }
 
-/** A JSON file's value, or null when there is none; one that is not JSON (or a bare null) is an UnreadableFileError. */
-export async function readJsonFile<T>(file: string, options?: DataFileRead): Promise<T | null> {
-  const text = await readDataText(file, options);
+/**
+ * A JSON file's value, or null when there is none; one that is not JSON (or a bare null) is an UnreadableFileError.
+ * `read`: how its text is read (readDataTextKept of kept-files.ts for a file read at every use).
+ */
+export async function readJsonFile<T>(
+  file: string,
+  options?: DataFileRead,
+  read: typeof readDataText = readDataText,
+): Promise<T | null> {
+  const text = await read(file, options);
   if (text === null) return null;
   let value: unknown;
   try {

@@ -1,9 +1,10 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { appendFileSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { readDataTextKept } from '../../../functions/shared/kept-files.ts';
 import {
   appendLine,
   createExclusive,
@@ -175,6 +176,69 @@ describe('readDataFile: a regular file of the data folder, capped; nothing else 
     );
     expect(sync).toBe(read);
     await expect(readJsonFile(file, { maxBytes: 1024 })).rejects.toThrow(`${file} is not a file of at most 1024 bytes`);
+  });
+});
+
+describe('readDataTextKept: a file read at every use, kept while it stays the same file', () => {
+  /** Read 5 s later on the clock (faked): its last change is then older than a second. */
+  const readLater = async (file: string, options?: { followLinks?: boolean }) => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    vi.setSystemTime(Date.now() + 5_000);
+    try {
+      return await readDataTextKept(file, options);
+    } finally {
+      vi.useRealTimers();
+    }
+  };
+
+  it('an unchanged file is read once (then one lstat a use); a file changed in any way is read again', async () => {
+    const file = path.join(dir, 'deal_analysis.json');
+    await writeFile(file, '{"v":1}');
+    expect(await readLater(file)).toBe('{"v":1}');
+    readCalls.n = 0;
+    expect(await readLater(file)).toBe('{"v":1}');
+    expect(await readLater(file)).toBe('{"v":1}');
+    expect(readCalls.n).toBe(0);
+    // Replaced (as the stores write: another file renamed into place), then rewritten in place to the same size with
+    // its times put back.
+    await writeFile(`${file}.tmp`, '{"v":2}');
+    await rename(`${file}.tmp`, file);
+    expect(await readLater(file)).toBe('{"v":2}');
+    const { atime, mtime } = await stat(file);
+    await writeFile(file, '{"v":3}');
+    await utimes(file, atime, mtime);
+    expect(await readLater(file)).toBe('{"v":3}');
+    expect(await readLater(file)).toBe('{"v":3}');
+    expect(readCalls.n).toBe(2);
+  });
+
+  it('a file changed within the last second is read at each use, until a read finds it older', async () => {
+    const file = path.join(dir, 'deal_analysis.json');
+    await writeFile(file, '{"v":1}');
+    expect(await readDataTextKept(file)).toBe('{"v":1}');
+    readCalls.n = 0;
+    expect(await readDataTextKept(file)).toBe('{"v":1}');
+    expect(readCalls.n).toBe(1);
+  });
+
+  it('a link or a FIFO put in its place is refused as readDataFile refuses it; a file that is gone is none', async () => {
+    const file = path.join(dir, 'deal_analysis.json');
+    await writeFile(file, '{"v":1}');
+    await writeFile(path.join(dir, 'other.json'), '{"v":1}');
+    expect(await readLater(file)).toBe('{"v":1}');
+    await rm(file);
+    await symlink(path.join(dir, 'other.json'), file);
+    await expect(readLater(file)).rejects.toThrow(
+      `${file} is not a regular file (it is a symbolic link, which the gateway never makes)`,
+    );
+    await rm(file);
+    expect(spawnSync('mkfifo', [file]).status).toBe(0);
+    await expect(readLater(file)).rejects.toThrow(`${file} is not a regular file (it is a FIFO`);
+    await rm(file);
+    expect(await readLater(file)).toBeNull();
+    // Followed where links are (the delivery secrets file): what it leads to is read.
+    await symlink(path.join(dir, 'other.json'), file);
+    expect(await readLater(file, { followLinks: true })).toBe('{"v":1}');
   });
 });
 
