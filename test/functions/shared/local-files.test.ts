@@ -213,12 +213,15 @@ describe('readDataTextKept: a file read at every use, kept while it stays the sa
   });
 
   it('a file changed within the last second is read at each use, until a read finds it older', async () => {
-    const file = path.join(dir, 'deal_analysis.json');
-    await writeFile(file, '{"v":1}');
-    expect(await readDataTextKept(file)).toBe('{"v":1}');
-    readCalls.n = 0;
-    expect(await readDataTextKept(file)).toBe('{"v":1}');
-    expect(readCalls.n).toBe(1);
+    const file = path.join(dir, 'thread.json');
+    await writeFile(file, '[]');
+    const reads = [];
+    for (const read of [readDataTextKept, readDataTextKept, readLater, readLater, readDataTextKept]) {
+      readCalls.n = 0;
+      expect(await read(file)).toBe('[]');
+      reads.push(readCalls.n);
+    }
+    expect(reads).toEqual([1, 1, 1, 0, 0]);
   });
 
   it('a link or a FIFO put in its place is refused as readDataFile refuses it; a file that is gone is none', async () => {
