@@ -35,6 +35,7 @@ import {
   windowStart,
 } from '../domain/endpoints.ts';
 import { conditionFailed, dynamoDb } from './clients/dynamodb.ts';
+import { readDataTextKept } from './kept-files.ts';
 import { readJsonFile, UnreadableFileError, withFileLock, writeJsonFileAtomic } from './local-files.ts';
 import { settings } from './settings.ts';
 
@@ -468,11 +469,14 @@ export class FileEndpointStore implements EndpointStore {
   private async read(type: WebhookType): Promise<Endpoint> {
     const file = this.file(type);
     // One the system will not read (a folder in its place, its permissions) is no fresh receiver either.
-    const stored = await readJsonFile<EndpointFile>(file).catch((error: NodeJS.ErrnoException) => {
-      throw error instanceof UnreadableFileError || typeof error.code !== 'string'
-        ? error
-        : new UnreadableFileError(file, error.message, 'readable');
-    });
+    // Kept between deliveries while the file is unchanged (one lstat a delivery, kept-files.ts).
+    const stored = await readJsonFile<EndpointFile>(file, {}, readDataTextKept).catch(
+      (error: NodeJS.ErrnoException) => {
+        throw error instanceof UnreadableFileError || typeof error.code !== 'string'
+          ? error
+          : new UnreadableFileError(file, error.message, 'readable');
+      },
+    );
     // A link (to a file that is gone, to /dev/zero) is refused as one (readJsonFile): what it held is unknown, never a
     // fresh receiver.
     if (stored !== null && !(isObject(stored) && isObject(stored.config) && isObject(stored.health)))

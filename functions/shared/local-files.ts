@@ -190,9 +190,10 @@ export function readDataFileSync(file: string, options: DataFileRead = {}): Buff
     let buffer: Buffer = Buffer.allocUnsafe(Math.min(s.size, maxBytes) + 1);
     let length = 0;
     for (;;) {
-      const n = fs.readSync(fd, buffer, length, buffer.length - length, null);
-      if (n === 0) return buffer.subarray(0, length);
+      const wanted = buffer.length - length;
+      const n = fs.readSync(fd, buffer, length, wanted, null);
       length += n;
+      if (n < wanted) return buffer.subarray(0, length); // the end (readAll)
       if (length > maxBytes) throw tooLarge(file, length, maxBytes);
       if (length === buffer.length) buffer = grown(buffer, maxBytes);
     }
@@ -210,7 +211,11 @@ function grown(buffer: Buffer, maxBytes: number): Buffer {
   return next;
 }
 
-/** Read until the end, `size` (the fstat's) bytes expected; refused past `maxBytes` (it grew meanwhile). */
+/**
+ * Read until the end, `size` (the fstat's) bytes expected; refused past `maxBytes` (it grew meanwhile). The handle is a
+ * regular file (refusal), whose read returns fewer bytes than asked only at its end: a file that did not grow is read
+ * in one call (the buffer holds a byte more than it), not in two, the second one returning 0 (docs/performance.md).
+ */
 async function readAll(
   file: string,
   size: number,
@@ -220,9 +225,10 @@ async function readAll(
   let buffer: Buffer = Buffer.allocUnsafe(Math.min(size, maxBytes) + 1);
   let length = 0;
   for (;;) {
+    const wanted = buffer.length - length;
     const n = await read(buffer, length);
-    if (n === 0) return buffer.subarray(0, length);
     length += n;
+    if (n < wanted) return buffer.subarray(0, length);
     if (length > maxBytes) throw tooLarge(file, length, maxBytes);
     if (length === buffer.length) buffer = grown(buffer, maxBytes);
   }
@@ -233,9 +239,16 @@ export async function readDataText(file: string, options?: DataFileRead): Promis
   return (await readDataFile(file, options))?.toString('utf8') ?? null;
 }
 
-/** A JSON file's value, or null when there is none; one that is not JSON (or a bare null) is an UnreadableFileError. */
-export async function readJsonFile<T>(file: string, options?: DataFileRead): Promise<T | null> {
-  const text = await readDataText(file, options);
+/**
+ * A JSON file's value, or null when there is none; one that is not JSON (or a bare null) is an UnreadableFileError.
+ * `read`: how its text is read (readDataTextKept of kept-files.ts for a file read at every use).
+ */
+export async function readJsonFile<T>(
+  file: string,
+  options?: DataFileRead,
+  read: typeof readDataText = readDataText,
+): Promise<T | null> {
+  const text = await read(file, options);
   if (text === null) return null;
   let value: unknown;
   try {

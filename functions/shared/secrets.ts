@@ -6,7 +6,6 @@
  * - otherwise `INBOUND_WEBHOOK_SECRETS` / `DELIVERY_SIGNING_SECRETS`: the JSON itself (local).
  * Both JSON: {"<source_system or webhook_type>": "whsec_…" | ["whsec_new…", "whsec_old…"]}.
  */
-import { stat } from 'node:fs/promises';
 import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { DELIVERY_SECRETS_FILE_ERROR, NamedError } from '../domain/errors.ts';
 import { secretsFingerprint } from '../domain/secrets-fingerprint.ts';
@@ -17,7 +16,8 @@ import {
   type SecretsBySource,
 } from '../domain/signatures.ts';
 import { limitedClientSettings } from './clients/request-limits.ts';
-import { notRegularFile, readDataText, SECRETS_READ } from './local-files.ts';
+import { readDataTextKept } from './kept-files.ts';
+import { SECRETS_READ } from './local-files.ts';
 import { tracer } from './powertools.ts';
 import { settings } from './settings.ts';
 
@@ -40,28 +40,12 @@ async function secretString(arn: string, signal?: AbortSignal): Promise<string> 
 const parsed = new Map<string, { json: string | undefined; secrets: SecretsBySource }>();
 
 /**
- * A file's times are coarse (a clock tick, up to a second on some file systems): one edited in place again within the
- * same tick, to the same size, keeps its stamp. A file changed within this long before it was read is therefore read
- * again at each use until a read finds it older (as the failed-delivery store's summaries do); once settled, each use
- * costs one `stat`.
+ * A secrets file (locally, `endpoints set --secret` rewrites it): read again whenever it changed; while it has not, a
+ * use costs one `stat` (kept-files.ts). A device, a FIFO or a folder in its place is refused by that stat, at no cost
+ * to a delivery; what is read is checked again on the open handle, capped (local-files.ts).
  */
-const SETTLED_AFTER_MS = 1_000;
-
-/** A secrets file (locally, `endpoints set --secret` rewrites it): read again whenever it changed. */
-const files = new Map<string, { stamp: string; settled: boolean; value: string }>();
 async function fileString(file: string): Promise<string> {
-  const readAt = Date.now();
-  const s = await stat(file, { bigint: true });
-  const stamp = `${s.mtimeNs}:${s.ctimeNs}:${s.size}:${s.ino}`;
-  const hit = files.get(file);
-  if (hit?.stamp === stamp && hit.settled) return hit.value;
-  // A device, a FIFO or a folder in its place is refused by this stat, at no cost to a delivery; what is read is checked
-  // again on the open handle, capped (local-files.ts).
-  if (!s.isFile()) throw new Error(notRegularFile(s));
-  const value = (await readDataText(file, SECRETS_READ)) ?? '';
-  const changedAt = Math.max(Number(s.mtimeMs), Number(s.ctimeMs));
-  files.set(file, { stamp, settled: changedAt < readAt - SETTLED_AFTER_MS, value });
-  return value;
+  return (await readDataTextKept(file, { ...SECRETS_READ, statRefuses: true })) ?? '';
 }
 
 async function configured(

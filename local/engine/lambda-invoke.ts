@@ -2,6 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { pipeline, Transform } from 'node:stream';
 import { InvokeCommand, type InvokeCommandOutput, LambdaClient } from '@aws-sdk/client-lambda';
 import { nestedDeeperThan, TOO_DEEP_ANSWER } from '../../functions/domain/agent-contract.ts';
+import { cachedSignalSends } from './signal-sends.ts';
 
 /**
  * The local engine's side of Step Functions' optimized Lambda integration (`arn:aws:states:::lambda:invoke`): a real
@@ -137,8 +138,8 @@ const clients = new Map<string | undefined, LambdaClient>();
  * One client per agent endpoint, created on first use (after the gateway has set the endpoint), keyed by
  * AWS_ENDPOINT_URL_LAMBDA as it is at each invoke: the SDK reads the variable once, when the client is made, so a
  * second gateway started in the same process (a test's second world) invoked the first one's agent. No SDK retries:
- * Retry is the state's. An invoke without a timeout reuses the middleware stack resolved for the first
- * (cacheMiddleware; the SDK resolves it again for a call given options, as an abort signal): so the answer's headers
+ * Retry is the state's. Every invoke, its timeout's abort signal given or not, reuses the middleware stack resolved
+ * for the first (cacheMiddleware, signal-sends.ts): so the answer's headers
  * are taken by a middleware of the client's, which writes them onto each call's own output, never by one added to a
  * command, which the cached stack would keep with the first command's closure. No socket pool
  * limit: Step Functions invokes each conversation's agent on its own, bounded only by the agent's Lambda concurrency
@@ -166,6 +167,7 @@ function lambda(): LambdaClient {
       },
       { step: 'initialize', name: 'captureInvokeHeaders' },
     );
+    cachedSignalSends(client); // an invoke given its timeout's signal served by the cached stack too
     clients.set(endpoint, client);
   }
   return client;

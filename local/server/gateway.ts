@@ -30,6 +30,7 @@ import {
 import { LocalRedelivery } from '../engine/redelivery.ts';
 import { type InFlight, RunningExecutions } from '../engine/running.ts';
 import { setAsideExecution, setAsideWarning, stillSetAside } from '../engine/set-aside.ts';
+import { cachedSignalSends } from '../engine/signal-sends.ts';
 import { loadStageHandlers, localWorkflow } from '../engine/workflows.ts';
 import { receiverRows } from '../history/endpoints.ts';
 import { SummaryIndex } from '../history/summary-index.ts';
@@ -253,7 +254,10 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
         requestTimeoutMs: options.requestTimeoutMs,
       });
       // The handlers' S3 client reaches the embedded S3 in this process: no sockets (the same store, the same rules).
+      // Built now, with that transport; Export's PutObjects, each given its deadline's abort signal, are served by the
+      // middleware stack it resolved once (local/engine/signal-sends.ts; the Lambda bundle is unchanged).
       injectClientSettings('s3', IN_PROCESS_S3_CLIENT_SETTINGS);
+      cachedSignalSends((await import('../../functions/shared/clients/s3.ts')).s3);
     }
     const defaults = localEnvironmentDefaults(url, s3?.endpoint ?? null);
     if (process.env.AWS_PROFILE) {

@@ -1,8 +1,10 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
+import { appendFileSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { readDataTextKept } from '../../../functions/shared/kept-files.ts';
 import {
   appendLine,
   createExclusive,
@@ -19,6 +21,8 @@ import { withTimeStill } from '../../support/time.ts';
 
 /** A disk that fills up: the next append puts down its first `diskFull.bytes` bytes, then fails (ENOSPC). */
 const diskFull = { on: false, bytes: 0 };
+/** The read calls made (fs.read, fs.readSync); `before`, when set, runs before each (a writer acting meanwhile). */
+const readCalls: { n: number; before: (() => void) | null } = { n: 0, before: null };
 vi.mock('node:fs', async (importOriginal) => {
   const fs = await importOriginal<typeof import('node:fs')>();
   const appendFile = ((file: string, data: string, ...rest: unknown[]) => {
@@ -35,7 +39,21 @@ vi.mock('node:fs', async (importOriginal) => {
     fs.writeFileSync(file, data.slice(0, diskFull.bytes));
     done(Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' }));
   }) as typeof fs.writeFile;
-  return { ...fs, appendFile, writeFile, default: { ...fs, appendFile, writeFile } };
+  // Counted: the read calls a file's read takes (readDataFile's and readDataFileSync's).
+  const read = Object.assign((...args: unknown[]) => {
+    readCalls.n += 1;
+    readCalls.before?.();
+    return (fs.read as (...a: unknown[]) => void)(...args);
+  }, fs.read); // with its promisify marks: promisify(fs.read) resolves { bytesRead, buffer }
+  for (const mark of Object.getOwnPropertySymbols(fs.read))
+    Object.defineProperty(read, mark, { value: (fs.read as unknown as Record<symbol, unknown>)[mark] });
+  const readSync = ((...args: Parameters<typeof fs.readSync>) => {
+    readCalls.n += 1;
+    readCalls.before?.();
+    return fs.readSync(...args);
+  }) as typeof fs.readSync;
+  const changed = { appendFile, writeFile, read, readSync };
+  return { ...fs, ...changed, default: { ...fs, ...changed } };
 });
 
 /** Called before each hard link a lock is made with (createExclusive): the moment another process may act. */
@@ -79,6 +97,39 @@ describe('readDataFile: a regular file of the data folder, capped; nothing else 
     await writeFile(path.join(dir, 'a.json'), '{"a":1}');
     expect(await outcomes(path.join(dir, 'a.json'))).toEqual({ read: '{"a":1}', sync: '{"a":1}' });
     expect(await outcomes(path.join(dir, 'missing.json'))).toEqual({ read: null, sync: null });
+  });
+
+  it('a file that did not grow is read in one read call, not a second one to find its end (each conversation reads two)', async () => {
+    for (const text of ['{"a":1}', '', 'x'.repeat(70_000)]) {
+      await writeFile(path.join(dir, 'a.json'), text);
+      readCalls.n = 0;
+      expect(await outcomes(path.join(dir, 'a.json'))).toEqual({ read: text, sync: text });
+      expect(readCalls.n).toBe(2); // one for readDataFile, one for readDataFileSync
+    }
+  });
+
+  it('a file that grows after its fstat is read to its end as it is then; past its cap, refused', async () => {
+    const file = path.join(dir, 'a.log');
+    const grows = (by: string) => () => {
+      if (readCalls.n === 1) appendFileSync(file, by); // before the first read, after the fstat
+    };
+    try {
+      for (const by of ['b', 'b'.repeat(5_000)]) {
+        await writeFile(file, 'a');
+        readCalls.n = 0;
+        readCalls.before = grows(by);
+        expect((await readDataFile(file))?.toString()).toBe(`a${by}`);
+        await writeFile(file, 'a');
+        readCalls.n = 0;
+        expect(readDataFileSync(file)?.toString()).toBe(`a${by}`);
+      }
+      await writeFile(file, 'a');
+      readCalls.n = 0;
+      readCalls.before = grows('b'.repeat(100));
+      await expect(readDataFile(file, { maxBytes: 50 })).rejects.toThrow(`${file} is not a file of at most`);
+    } finally {
+      readCalls.before = null;
+    }
   });
 
   it.each([
@@ -127,6 +178,72 @@ describe('readDataFile: a regular file of the data folder, capped; nothing else 
     );
     expect(sync).toBe(read);
     await expect(readJsonFile(file, { maxBytes: 1024 })).rejects.toThrow(`${file} is not a file of at most 1024 bytes`);
+  });
+});
+
+describe('readDataTextKept: a file read at every use, kept while it stays the same file', () => {
+  /** Read 5 s later on the clock (faked): its last change is then older than a second. */
+  const readLater = async (file: string, options?: { followLinks?: boolean }) => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    vi.setSystemTime(Date.now() + 5_000);
+    try {
+      return await readDataTextKept(file, options);
+    } finally {
+      vi.useRealTimers();
+    }
+  };
+
+  it('an unchanged file is read once (then one lstat a use); a file changed in any way is read again', async () => {
+    const file = path.join(dir, 'deal_analysis.json');
+    await writeFile(file, '{"v":1}');
+    expect(await readLater(file)).toBe('{"v":1}');
+    readCalls.n = 0;
+    expect(await readLater(file)).toBe('{"v":1}');
+    expect(await readLater(file)).toBe('{"v":1}');
+    expect(readCalls.n).toBe(0);
+    // Replaced (as the stores write: another file renamed into place), then rewritten in place to the same size with
+    // its times put back.
+    await writeFile(`${file}.tmp`, '{"v":2}');
+    await rename(`${file}.tmp`, file);
+    expect(await readLater(file)).toBe('{"v":2}');
+    const { atime, mtime } = await stat(file);
+    await writeFile(file, '{"v":3}');
+    await utimes(file, atime, mtime);
+    expect(await readLater(file)).toBe('{"v":3}');
+    expect(await readLater(file)).toBe('{"v":3}');
+    expect(readCalls.n).toBe(2);
+  });
+
+  it('a file changed within the last second is read at each use, until a read finds it older', async () => {
+    const file = path.join(dir, 'thread.json');
+    await writeFile(file, '[]');
+    const reads = [];
+    for (const read of [readDataTextKept, readDataTextKept, readLater, readLater, readDataTextKept]) {
+      readCalls.n = 0;
+      expect(await read(file)).toBe('[]');
+      reads.push(readCalls.n);
+    }
+    expect(reads).toEqual([1, 1, 1, 0, 0]);
+  });
+
+  it('a link or a FIFO put in its place is refused as readDataFile refuses it; a file that is gone is none', async () => {
+    const file = path.join(dir, 'deal_analysis.json');
+    await writeFile(file, '{"v":1}');
+    await writeFile(path.join(dir, 'other.json'), '{"v":1}');
+    expect(await readLater(file)).toBe('{"v":1}');
+    await rm(file);
+    await symlink(path.join(dir, 'other.json'), file);
+    await expect(readLater(file)).rejects.toThrow(
+      `${file} is not a regular file (it is a symbolic link, which the gateway never makes)`,
+    );
+    await rm(file);
+    expect(spawnSync('mkfifo', [file]).status).toBe(0);
+    await expect(readLater(file)).rejects.toThrow(`${file} is not a regular file (it is a FIFO`);
+    await rm(file);
+    expect(await readLater(file)).toBeNull();
+    // Followed where links are (the delivery secrets file): what it leads to is read.
+    await symlink(path.join(dir, 'other.json'), file);
+    expect(await readLater(file, { followLinks: true })).toBe('{"v":1}');
   });
 });
 
