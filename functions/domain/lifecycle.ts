@@ -68,6 +68,11 @@ export function pendingAnswerProblem(state: ConversationState, now: Date): strin
   return answerProblem(pending.answer, withPendingAnswer(state.conversation, now), carried);
 }
 
+/** The failure an answer refused after a failed Classify is recorded with, as Classify's refusal is (its error name). */
+function answerRejection(problem: string): TaskFailure {
+  return { error: 'AgentAnswerRejected', message: problem, payload: null };
+}
+
 /**
  * What Classify does, for a stage that runs after it failed: the pending answer recorded, and the record
  * classified if it is not yet. A record that already went through Classify is returned as is.
@@ -213,14 +218,22 @@ export function closeConversation(
 ): { record: ConversationRecord; agentFailed: boolean; answered: boolean } {
   // A failed delivery closes it when it failed (DeliveryFailed), as its failed-delivery envelope does.
   const now = closingTime(state.delivery_failed?.at, at);
-  const agentFailed = state.agent_error !== undefined || state.start_error !== undefined;
+  // An answer still pending that Classify would have refused (Classify failed, then Lambda did not run Deliver, which
+  // checks it too) is refused here as well: the conversation failed, as if Classify had refused it.
+  const refused = state.agent_error || state.start_error ? null : pendingAnswerProblem(state, now);
+  const agentFailed = state.agent_error !== undefined || state.start_error !== undefined || refused !== null;
   let record: ConversationRecord;
   if (agentFailed) {
     // An answer refused by Classify is not kept: the conversation failed.
     const { pending_answer: _, ...unanswered } = state.conversation;
     record = state.start_error
       ? withFailure(unanswered, NOT_STARTED_STAGE, parseTaskError(state.start_error), now)
-      : withFailure(unanswered, 'InvokeManagerAgent', parseTaskError(state.agent_error), now);
+      : withFailure(
+          unanswered,
+          'InvokeManagerAgent',
+          refused ? answerRejection(refused) : parseTaskError(state.agent_error),
+          now,
+        );
   } else {
     record = settleAnswer(state.conversation, now);
   }
@@ -228,7 +241,10 @@ export function closeConversation(
   // No answer to deliver: the agent failed, or the conversation was interrupted before it answered.
   const answered = !agentFailed && agentTurn(record) !== undefined;
   if (!answered) record = withDeliveryStatus(record, 'not_attempted');
-  if (state.delivery_error && isDeferral(state.delivery_error)) {
+  if (agentFailed && state.delivery_error) {
+    // Nothing was delivered (there was no answer to deliver): why Deliver failed is kept, not an attempt.
+    record = withFailure(record, 'Deliver', parseTaskError(state.delivery_error), now);
+  } else if (state.delivery_error && isDeferral(state.delivery_error)) {
     // No attempt was made (the caller's deadline, or the receiver is held): nothing to record but the attempts of the
     // state's earlier tries, if any, and that the schedule will deliver it. A redelivery that was held leaves the
     // status as it was.
@@ -250,7 +266,7 @@ export function closeConversation(
     record = withDeliveryAttempt(record, attempt, target, status);
     record = withFailure(record, 'Deliver', parseTaskError(state.delivery_error), now);
   }
-  if (state.delivery_error && state.delivery_queue_error) {
+  if (!agentFailed && state.delivery_error && state.delivery_queue_error) {
     // The failed-delivery queue refused the envelope: no automatic attempt follows. Export logs it (alarm
     // DeliveriesUnqueued); `deliveries resend` delivers it (deliveryNeverQueued).
     record = withDeliveryStatus(record, 'failed');

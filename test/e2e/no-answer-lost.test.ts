@@ -13,17 +13,26 @@ let world: TestWorld;
 let classifyFails = false;
 /** Classify hangs: the engine ends it at its state's TimeoutSeconds (2 s) with States.Timeout, as Step Functions does. */
 let classifyHangs = false;
+/** Lambda refuses to run Deliver (throttled: the account's concurrency used up); counts the refusals. */
+let deliverThrottled = false;
+let deliverRefusals = 0;
 beforeAll(async () => {
   const { handler: classify } = await import('../../functions/classify/handler.ts');
+  const { handler: deliver } = await import('../../functions/deliver/handler.ts');
   world = await startWorld(
     {},
     {
-      // A Classify Lambda that crashes (as Step Functions reports an unhandled error: its errorType).
       stageOverrides: {
+        // A Classify Lambda that crashes (as Step Functions reports an unhandled error: its errorType).
         classify: async (input) => {
           if (classifyHangs) return new Promise(() => {});
           if (!classifyFails) return classify(input as never);
           throw Object.assign(new Error('Runtime exited with error: signal: killed'), { name: 'Runtime.ExitError' });
+        },
+        deliver: async (input, context) => {
+          if (!deliverThrottled) return deliver(input as never, context as never);
+          deliverRefusals += 1;
+          throw Object.assign(new Error('Rate Exceeded.'), { name: 'Lambda.TooManyRequestsException' });
         },
       },
     },
@@ -40,6 +49,8 @@ beforeEach(() => {
   world.agent.reset();
   classifyFails = false;
   classifyHangs = false;
+  deliverThrottled = false;
+  deliverRefusals = 0;
   process.env.CONVERSATION_EXPORT_S3_BUCKET = world.gateway.bucket;
   send ??= realSend();
   world.gateway.failedDeliveries.sendMessage = send;
@@ -242,6 +253,68 @@ describe('no answer lost after the agent answered', () => {
       expect.objectContaining({ stage: 'InvokeManagerAgent', error: 'AgentAnswerRejected' }),
       expect.objectContaining({ stage: 'Classify', error: 'States.Timeout' }),
     ]);
+  });
+
+  it('Classify failing, then Lambda refusing to run Deliver, on an empty answer: 502 AGENT_ERROR, exported as failed, nothing owed', async () => {
+    // Before: Deliver, which checks the answer after a failed Classify, never ran, and Export recorded the empty answer
+    // unchecked: 200 with it, the record completed, and its queued delivery would have sent it to the receiver.
+    world.agent.behave(() => ({ payload: { response: '  ' } }));
+    classifyFails = true;
+    deliverThrottled = true;
+    const res = await world.post(SEED_REQUEST);
+    expect(res.status).toBe(502);
+    expect(res.body.error).toMatchObject({
+      code: 'AGENT_ERROR',
+      message: 'The manager agent failed: AgentAnswerRejected: the manager agent returned an empty answer',
+    });
+    const id = res.body.error.conversation_id as string;
+    // Not retried: a throttled Deliver goes to its Catch at once (docs/deploy.md, Timeouts).
+    expect(deliverRefusals).toBe(1);
+    expect(await statePath(id)).toEqual([
+      'Validate',
+      'IsRequestValid',
+      'InvokeManagerAgent',
+      'Classify',
+      'Deliver',
+      'DeliveryFailed',
+      'QueueFailedDelivery',
+      'Export',
+      'ExportFailedConversation',
+      'AgentFailed',
+    ]);
+    const record = (await world.getJson(`${folderOf(id)}conversation.json`)).conversation;
+    expect(record.execution.status).toBe('failed');
+    expect(record.webhook_context.delivery_status).toBe('not_attempted');
+    expect(record.conversation.turns.map((t: { role: string }) => t.role)).toEqual(['user']);
+    expect(record).not.toHaveProperty('pending_answer');
+    expect(record.execution.delivery_attempts).toEqual([]);
+    expect(record.execution.errors).toEqual([
+      expect.objectContaining({ stage: 'InvokeManagerAgent', error: 'AgentAnswerRejected' }),
+      expect.objectContaining({ stage: 'Classify', error: 'Runtime.ExitError' }),
+      expect.objectContaining({ stage: 'Deliver', error: 'Lambda.TooManyRequestsException' }),
+    ]);
+    // The delivery QueueFailedDelivery queued owes nothing: no redelivery sends the empty answer.
+    const envelope = await world.gateway.failedDeliveries.get(id);
+    expect(envelope).toMatchObject({ state: 'settled', next_due_at: null });
+    expect(envelope!.conversation.execution.status).toBe('failed');
+    deliverThrottled = false;
+    expect((await world.gateway.redelivery.redrive(id)).status).not.toBe('delivered');
+    expect(world.receiver.received).toHaveLength(0);
+  });
+
+  it('Classify failing, then Lambda refusing to run Deliver, on a good answer: 200 with it, the delivery queued and redelivered', async () => {
+    world.agent.behave(() => ({ payload: ANSWER }));
+    classifyFails = true;
+    deliverThrottled = true;
+    const res = await world.post(SEED_REQUEST);
+    expect(res.status).toBe(200);
+    expect(res.body.response).toEqual(ANSWER);
+    expect(res.body.tracking.delivery_status).toBe('retrying');
+    const id = res.body.conversation_id as string;
+    expect(deliverRefusals).toBe(1);
+    deliverThrottled = false;
+    expect((await world.gateway.redelivery.redrive(id)).status).toBe('delivered');
+    expect((world.receiver.received[0]!.body as { response: unknown }).response).toEqual(ANSWER);
   });
 
   it('Classify failing and the receiver down: the queued envelope still carries the answer, and its redelivery delivers it', async () => {
