@@ -16,6 +16,10 @@ let classifyHangs = false;
 /** Lambda refuses to run Deliver (throttled: the account's concurrency used up); counts the refusals. */
 let deliverThrottled = false;
 let deliverRefusals = 0;
+/** How many of the next Export invocations (Export, CloseWithoutExport, …: one function) Lambda refuses to run. */
+let exportRefusals = 0;
+let exportInvocations = 0;
+const throttle = () => Object.assign(new Error('Rate Exceeded.'), { name: 'Lambda.TooManyRequestsException' });
 beforeAll(async () => {
   const { handler: classify } = await import('../../functions/classify/handler.ts');
   const { handler: deliver } = await import('../../functions/deliver/handler.ts');
@@ -32,7 +36,15 @@ beforeAll(async () => {
         deliver: async (input, context) => {
           if (!deliverThrottled) return deliver(input as never, context as never);
           deliverRefusals += 1;
-          throw Object.assign(new Error('Rate Exceeded.'), { name: 'Lambda.TooManyRequestsException' });
+          throw throttle();
+        },
+        export: async (input, context) => {
+          exportInvocations += 1;
+          // Imported once the gateway has given the S3 client its settings (it is built as the module loads).
+          const { handler: exportStage } = await import('../../functions/export/handler.ts');
+          if (exportRefusals === 0) return exportStage(input as never, context as never);
+          exportRefusals -= 1;
+          throw throttle();
         },
       },
     },
@@ -51,6 +63,8 @@ beforeEach(() => {
   classifyHangs = false;
   deliverThrottled = false;
   deliverRefusals = 0;
+  exportRefusals = 0;
+  exportInvocations = 0;
   process.env.CONVERSATION_EXPORT_S3_BUCKET = world.gateway.bucket;
   send ??= realSend();
   world.gateway.failedDeliveries.sendMessage = send;
@@ -315,6 +329,67 @@ describe('no answer lost after the agent answered', () => {
     deliverThrottled = false;
     expect((await world.gateway.redelivery.redrive(id)).status).toBe('delivered');
     expect((world.receiver.received[0]!.body as { response: unknown }).response).toEqual(ANSWER);
+  });
+
+  it('Lambda refusing to run Export: not retried, CloseWithoutExport (its next invocation) answers 200 and queues the export', async () => {
+    // Before: Export was retried after up to 1 s, then 2 s, on top of whatever the agent took (docs/deploy.md, Timeouts).
+    world.agent.behave(() => ({ payload: ANSWER }));
+    exportRefusals = 1;
+    const res = await world.post(SEED_REQUEST);
+    expect(res.status).toBe(200);
+    expect(res.body.response).toEqual(ANSWER);
+    const id = res.body.conversation_id as string;
+    expect(exportInvocations).toBe(2);
+    expect((await statePath(id)).slice(-6)).toEqual([
+      'Export',
+      'CloseWithoutExport',
+      'IsRedeliveryQueued',
+      'QueueFailedExport',
+      'AnswerWithoutExport',
+      'Completed',
+    ]);
+    expect(await world.gateway.failedDeliveries.get(id)).toMatchObject({ owed: 'export', state: 'pending' });
+  });
+
+  it('Lambda refusing Export and then CloseWithoutExport: 500 INTERNAL_ERROR (ConversationUnanswered) at once, the record queued', async () => {
+    world.agent.behave(() => ({ payload: ANSWER }));
+    exportRefusals = 2;
+    const query = 'Top deals closing this quarter? (the closing run refused too)';
+    const res = await world.post({ ...SEED_REQUEST, query });
+    expect(res.status).toBe(500);
+    expect(res.body.error).toMatchObject({ code: 'INTERNAL_ERROR', workflow_error: 'ConversationUnanswered' });
+    expect(exportInvocations).toBe(2);
+    const envelope = (await world.gateway.failedDeliveries.list()).find(
+      (e) => e.conversation.conversation.turns[0]!.content === query,
+    )!;
+    expect(envelope).toMatchObject({ owed: 'export', state: 'pending' });
+    expect(envelope.conversation.conversation.turns.at(-1)!.data).toEqual(ANSWER);
+  });
+
+  it('Classify failing, Lambda refusing Deliver and Export, on an empty answer: the closing run refuses it (502), nothing owed but the export', async () => {
+    world.agent.behave(() => ({ payload: { response: '  ' } }));
+    classifyFails = true;
+    deliverThrottled = true;
+    exportRefusals = 1;
+    const res = await world.post(SEED_REQUEST);
+    expect(res.status).toBe(502);
+    expect(res.body.error).toMatchObject({
+      code: 'AGENT_ERROR',
+      message: 'The manager agent failed: AgentAnswerRejected: the manager agent returned an empty answer',
+    });
+    const id = res.body.error.conversation_id as string;
+    expect((await statePath(id)).slice(-5)).toEqual([
+      'CloseWithoutExport',
+      'IsRedeliveryQueued',
+      'QueueFailedExport',
+      'AnswerWithoutExport',
+      'AgentFailed',
+    ]);
+    // The export owed is the failed record; the delivery QueueFailedDelivery queued was settled when it was read.
+    const envelope = (await world.gateway.failedDeliveries.get(id))!;
+    expect(envelope.conversation.execution.status).toBe('failed');
+    expect(envelope.conversation.conversation.turns).toHaveLength(1);
+    expect(world.receiver.received).toHaveLength(0);
   });
 
   it('Classify failing and the receiver down: the queued envelope still carries the answer, and its redelivery delivers it', async () => {
