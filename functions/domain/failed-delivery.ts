@@ -8,7 +8,6 @@ import {
   withDeferredAttempts,
 } from './delivery.ts';
 import {
-  closeConversation,
   closingTime,
   completeConversation,
   withDeliveryAttempt,
@@ -184,8 +183,6 @@ export function envelopeFromQueuedMessage(
   schedule: readonly number[] = DEFAULT_RETRY_SCHEDULE_MS,
 ): FailedDeliveryEnvelope {
   const record = message.conversation;
-  const refused = envelopeOfRefusedAnswer(message, now);
-  if (refused) return refused;
   if (isDeferral(message.delivery_error)) return envelopeForDeferral(message, now, schedule);
   // Closed when the delivery failed (DeliveryFailed), as the workflow's Export closes its own copy (closeConversation):
   // a redelivery re-exports this record, which keeps what the first export had (its close, the Deliver failure).
@@ -217,24 +214,6 @@ export function envelopeFromQueuedMessage(
     last_error: attempt.error ?? null,
     ...(dead ? { dead_reason: permanent ? ('permanent' as const) : ('exhausted' as const) } : {}),
   };
-}
-
-/**
- * A delivery queued with its answer still pending (Classify failed, then Lambda did not run Deliver) that Classify
- * would have refused: nothing is owed. The conversation workflow's Export refused it and exported the conversation as
- * failed (502 to the caller); the envelope keeps that record, settled, and no redelivery sends the answer. Null for
- * any other message.
- */
-function envelopeOfRefusedAnswer(message: QueuedFailedDelivery, now: Date): FailedDeliveryEnvelope | null {
-  if (!message.conversation.pending_answer) return null;
-  const state = {
-    conversation: message.conversation,
-    delivery_error: message.delivery_error,
-    ...(message.closed_at ? { delivery_failed: { at: message.closed_at } } : {}),
-  };
-  const { record, agentFailed } = closeConversation(state, message.execution_name ?? null, now);
-  if (!agentFailed) return null;
-  return { ...newEnvelope(record, now), target: null, state: 'settled', next_due_at: null, last_error: null };
 }
 
 /**
@@ -405,7 +384,8 @@ function applyAttempt(
     last_error: attempt?.outcome === 'delivered' ? envelope.last_error : (attempt?.error ?? envelope.last_error),
   };
   // Its Deliver refused the answer (one Classify would have refused) and its Export wrote the conversation as failed:
-  // there is nothing to deliver (envelopeOfRefusedAnswer settles such a message when it is queued).
+  // there is nothing to deliver (its envelope was queued before its Export refused the answer: Classify had failed, then
+  // Lambda did not run Deliver, docs/contract.md).
   if (record.execution.status === 'failed' && record.webhook_context.delivery_status === 'not_attempted')
     return { ...base, state: 'settled', next_due_at: null };
   if (heldBack(envelope, record)) {

@@ -68,11 +68,6 @@ export function pendingAnswerProblem(state: ConversationState, now: Date): strin
   return answerProblem(pending.answer, withPendingAnswer(state.conversation, now), carried);
 }
 
-/** The failure an answer refused after a failed Classify is recorded with, as Classify's refusal is (its error name). */
-function answerRejection(problem: string): TaskFailure {
-  return { error: 'AgentAnswerRejected', message: problem, payload: null };
-}
-
 /**
  * What Classify does, for a stage that runs after it failed: the pending answer recorded, and the record
  * classified if it is not yet. A record that already went through Classify is returned as is.
@@ -215,7 +210,7 @@ export function closeConversation(
   state: ConversationState,
   executionName: string | null,
   at: Date,
-): { record: ConversationRecord; agentFailed: boolean; answered: boolean } {
+): { record: ConversationRecord; agentFailed: boolean; answered: boolean; refused: string | null } {
   // A failed delivery closes it when it failed (DeliveryFailed), as its failed-delivery envelope does.
   const now = closingTime(state.delivery_failed?.at, at);
   // An answer still pending that Classify would have refused (Classify failed, then Lambda did not run Deliver, which
@@ -231,7 +226,10 @@ export function closeConversation(
       : withFailure(
           unanswered,
           'InvokeManagerAgent',
-          refused ? answerRejection(refused) : parseTaskError(state.agent_error),
+          // Recorded as Classify's refusal is (its error name).
+          refused
+            ? { error: 'AgentAnswerRejected', message: refused, payload: null }
+            : parseTaskError(state.agent_error),
           now,
         );
   } else {
@@ -272,7 +270,7 @@ export function closeConversation(
     record = withDeliveryStatus(record, 'failed');
     record = withFailure(record, 'QueueFailedDelivery', parseTaskError(state.delivery_queue_error), now);
   }
-  return { record: completeConversation(record, agentFailed, executionName, now), agentFailed, answered };
+  return { record: completeConversation(record, agentFailed, executionName, now), agentFailed, answered, refused };
 }
 
 /**

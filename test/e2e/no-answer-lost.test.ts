@@ -269,7 +269,7 @@ describe('no answer lost after the agent answered', () => {
     ]);
   });
 
-  it('Classify failing, then Lambda refusing to run Deliver, on an empty answer: 502 AGENT_ERROR, exported as failed, nothing owed', async () => {
+  it('Classify failing, then Lambda refusing to run Deliver, on an empty answer: 502 AGENT_ERROR, exported as failed, never delivered', async () => {
     // Before: Deliver, which checks the answer after a failed Classify, never ran, and Export recorded the empty answer
     // unchecked: 200 with it, the record completed, and its queued delivery would have sent it to the receiver.
     world.agent.behave(() => ({ payload: { response: '  ' } }));
@@ -307,13 +307,15 @@ describe('no answer lost after the agent answered', () => {
       expect.objectContaining({ stage: 'Classify', error: 'Runtime.ExitError' }),
       expect.objectContaining({ stage: 'Deliver', error: 'Lambda.TooManyRequestsException' }),
     ]);
-    // The delivery QueueFailedDelivery queued owes nothing: no redelivery sends the empty answer.
-    const envelope = await world.gateway.failedDeliveries.get(id);
-    expect(envelope).toMatchObject({ state: 'settled', next_due_at: null });
-    expect(envelope!.conversation.execution.status).toBe('failed');
+    // The delivery QueueFailedDelivery queued before Export refused the answer: its first redelivery's Deliver refuses
+    // it too, and the envelope is settled (before: read as held back and run again every minute); nothing is sent.
     deliverThrottled = false;
-    expect((await world.gateway.redelivery.redrive(id)).status).not.toBe('delivered');
+    await world.gateway.redelivery.redrive(id);
+    expect(await world.gateway.failedDeliveries.get(id)).toMatchObject({ state: 'settled', next_due_at: null });
     expect(world.receiver.received).toHaveLength(0);
+    const after = (await world.getJson(`${folderOf(id)}conversation.json`)).conversation;
+    expect(after.execution.status).toBe('failed');
+    expect(after.conversation.turns).toHaveLength(1);
   });
 
   it('Classify failing, then Lambda refusing to run Deliver, on a good answer: 200 with it, the delivery queued and redelivered', async () => {
