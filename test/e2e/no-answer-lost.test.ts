@@ -96,6 +96,11 @@ async function postCapturingLogs(body: unknown) {
 }
 
 const ANSWER = { response: 'Top deals closing this quarter: Acme Corp renewal ($120,000, 80%).' };
+/** What the caller gets when an empty answer is refused (by Classify, Deliver or Export). */
+const EMPTY_ANSWER_REFUSED = {
+  code: 'AGENT_ERROR',
+  message: 'The manager agent failed: AgentAnswerRejected: the manager agent returned an empty answer',
+};
 
 describe('no answer lost after the agent answered', () => {
   it('SQS down (the receiver refused, the queue too): 200 with the answer, the record exported with the delivery failed, logged to be resent; a resend delivers it', async () => {
@@ -245,10 +250,7 @@ describe('no answer lost after the agent answered', () => {
     classifyHangs = true;
     const res = await world.post(SEED_REQUEST);
     expect(res.status).toBe(502);
-    expect(res.body.error).toMatchObject({
-      code: 'AGENT_ERROR',
-      message: 'The manager agent failed: AgentAnswerRejected: the manager agent returned an empty answer',
-    });
+    expect(res.body.error).toMatchObject(EMPTY_ANSWER_REFUSED);
     expect(world.receiver.received).toHaveLength(0);
     const id = res.body.error.conversation_id as string;
     expect(await statePath(id)).toEqual([
@@ -277,10 +279,7 @@ describe('no answer lost after the agent answered', () => {
     deliverThrottled = true;
     const res = await world.post(SEED_REQUEST);
     expect(res.status).toBe(502);
-    expect(res.body.error).toMatchObject({
-      code: 'AGENT_ERROR',
-      message: 'The manager agent failed: AgentAnswerRejected: the manager agent returned an empty answer',
-    });
+    expect(res.body.error).toMatchObject(EMPTY_ANSWER_REFUSED);
     const id = res.body.error.conversation_id as string;
     // Not retried: a throttled Deliver goes to its Catch at once (docs/deploy.md, Timeouts).
     expect(deliverRefusals).toBe(1);
@@ -375,10 +374,7 @@ describe('no answer lost after the agent answered', () => {
     exportRefusals = 1;
     const res = await world.post(SEED_REQUEST);
     expect(res.status).toBe(502);
-    expect(res.body.error).toMatchObject({
-      code: 'AGENT_ERROR',
-      message: 'The manager agent failed: AgentAnswerRejected: the manager agent returned an empty answer',
-    });
+    expect(res.body.error).toMatchObject(EMPTY_ANSWER_REFUSED);
     const id = res.body.error.conversation_id as string;
     expect((await statePath(id)).slice(-5)).toEqual([
       'CloseWithoutExport',
