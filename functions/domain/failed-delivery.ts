@@ -383,6 +383,11 @@ function applyAttempt(
     updated_at: now.toISOString(),
     last_error: attempt?.outcome === 'delivered' ? envelope.last_error : (attempt?.error ?? envelope.last_error),
   };
+  // Its Deliver refused the answer (one Classify would have refused) and its Export wrote the conversation as failed:
+  // there is nothing to deliver (its envelope was queued before its Export refused the answer: Classify had failed, then
+  // Lambda did not run Deliver, docs/contract.md).
+  if (record.execution.status === 'failed' && record.webhook_context.delivery_status === 'not_attempted')
+    return { ...base, state: 'settled', next_due_at: null };
   if (heldBack(envelope, record)) {
     // No attempt was made (the receiver is paused, disabled, failing with a probe under way, or at its rate): no
     // slot of the schedule is used, and the schedule looks again shortly.

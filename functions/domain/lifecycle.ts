@@ -210,17 +210,28 @@ export function closeConversation(
   state: ConversationState,
   executionName: string | null,
   at: Date,
-): { record: ConversationRecord; agentFailed: boolean; answered: boolean } {
+): { record: ConversationRecord; agentFailed: boolean; answered: boolean; refused: string | null } {
   // A failed delivery closes it when it failed (DeliveryFailed), as its failed-delivery envelope does.
   const now = closingTime(state.delivery_failed?.at, at);
-  const agentFailed = state.agent_error !== undefined || state.start_error !== undefined;
+  // An answer still pending that Classify would have refused (Classify failed, then Lambda did not run Deliver, which
+  // checks it too) is refused here as well: the conversation failed, as if Classify had refused it.
+  const refused = state.agent_error || state.start_error ? null : pendingAnswerProblem(state, now);
+  const agentFailed = state.agent_error !== undefined || state.start_error !== undefined || refused !== null;
   let record: ConversationRecord;
   if (agentFailed) {
     // An answer refused by Classify is not kept: the conversation failed.
     const { pending_answer: _, ...unanswered } = state.conversation;
     record = state.start_error
       ? withFailure(unanswered, NOT_STARTED_STAGE, parseTaskError(state.start_error), now)
-      : withFailure(unanswered, 'InvokeManagerAgent', parseTaskError(state.agent_error), now);
+      : withFailure(
+          unanswered,
+          'InvokeManagerAgent',
+          // Recorded as Classify's refusal is (its error name).
+          refused
+            ? { error: 'AgentAnswerRejected', message: refused, payload: null }
+            : parseTaskError(state.agent_error),
+          now,
+        );
   } else {
     record = settleAnswer(state.conversation, now);
   }
@@ -228,7 +239,10 @@ export function closeConversation(
   // No answer to deliver: the agent failed, or the conversation was interrupted before it answered.
   const answered = !agentFailed && agentTurn(record) !== undefined;
   if (!answered) record = withDeliveryStatus(record, 'not_attempted');
-  if (state.delivery_error && isDeferral(state.delivery_error)) {
+  if (agentFailed && state.delivery_error) {
+    // Nothing was delivered (there was no answer to deliver): why Deliver failed is kept, not an attempt.
+    record = withFailure(record, 'Deliver', parseTaskError(state.delivery_error), now);
+  } else if (state.delivery_error && isDeferral(state.delivery_error)) {
     // No attempt was made (the caller's deadline, or the receiver is held): nothing to record but the attempts of the
     // state's earlier tries, if any, and that the schedule will deliver it. A redelivery that was held leaves the
     // status as it was.
@@ -250,13 +264,13 @@ export function closeConversation(
     record = withDeliveryAttempt(record, attempt, target, status);
     record = withFailure(record, 'Deliver', parseTaskError(state.delivery_error), now);
   }
-  if (state.delivery_error && state.delivery_queue_error) {
+  if (!agentFailed && state.delivery_error && state.delivery_queue_error) {
     // The failed-delivery queue refused the envelope: no automatic attempt follows. Export logs it (alarm
     // DeliveriesUnqueued); `deliveries resend` delivers it (deliveryNeverQueued).
     record = withDeliveryStatus(record, 'failed');
     record = withFailure(record, 'QueueFailedDelivery', parseTaskError(state.delivery_queue_error), now);
   }
-  return { record: completeConversation(record, agentFailed, executionName, now), agentFailed, answered };
+  return { record: completeConversation(record, agentFailed, executionName, now), agentFailed, answered, refused };
 }
 
 /**

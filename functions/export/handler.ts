@@ -3,7 +3,7 @@ import type { Context } from 'aws-lambda';
 import { withAttemptLog } from '../domain/attempt-log.ts';
 import { msLeft, SYNC_RESERVES } from '../domain/budget.ts';
 import type { ConversationRecord, ConversationState } from '../domain/conversation.ts';
-import { ExportDeadlineError, ExportError } from '../domain/errors.ts';
+import { ExportDeadlineError, ExportError, NamedError } from '../domain/errors.ts';
 import { exportDocuments, exportFolder } from '../domain/export-formats.ts';
 import { idempotencyPk } from '../domain/idempotency.ts';
 import { agentFailure, closeConversation, successBody } from '../domain/lifecycle.ts';
@@ -95,8 +95,13 @@ async function exportConversation(
 ): Promise<ExportOutput> {
   if (state.export_queue_error) return logUnsaved(state);
   const now = new Date(clock());
-  const { record, answered } = closeConversation(state, execution_name, now);
+  const { record, answered, refused } = closeConversation(state, execution_name, now);
   const deferred = state.export_error;
+  // Classify failed and Lambda did not run Deliver, so the answer was still pending, unchecked: one Classify would have
+  // refused is refused here, before anything is written (AgentAnswerRejected → ExportFailedConversation: 502, exported
+  // as failed), never answered 200 nor exported as completed. The closing run (export_error) and a redelivery's Export
+  // close it as failed (closeConversation) and answer so.
+  if (refused && !deferred && !state.redelivery) throw new NamedError('AgentAnswerRejected', refused);
 
   let written: { location: string; files: number; s3WriteMs: number } | null = null;
   const { exportEnabled, exportBucket: bucket } = settings();

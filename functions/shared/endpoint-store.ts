@@ -137,22 +137,39 @@ function endpointFromItem(type: WebhookType, item: Item | undefined): Endpoint {
   return { webhook_type: type, config, health };
 }
 
+/** The placeholders an UpdateItem gave the attributes it sets or removes (`#s0`, `:s0`, `#r0`, …). */
+interface Placeholders {
+  name(attribute: string): string | undefined;
+  value(attribute: string): string | undefined;
+}
+
+/** A ConditionExpression on an UpdateItem, written with that UpdateItem's own placeholders, and any more it needs. */
+interface Condition {
+  expression: string;
+  values?: Record<string, AttributeValue>;
+}
+
 /**
  * The condition under which setting `url` (null: clearing it) gives the item another receiver (changesUrl, as one
- * expression on the item as it is when written): its URL, else the deployed one, is another than the one after.
+ * expression on the item as it is when written): its URL, else the deployed one, is another than the one after. It
+ * names `url` and the new URL with the placeholders the update SETs (or REMOVEs) it with: DynamoDB takes one
+ * ExpressionAttributeNames and one ExpressionAttributeValues per request, for the update and the condition alike.
  */
 function newUrlCondition(url: string | null, deployedUrl: string | undefined) {
-  const names = { '#url': 'url' };
-  const values: Record<string, AttributeValue> = {};
-  let expression: string;
-  if (url === null)
-    expression = deployedUrl === undefined ? 'attribute_exists(#url)' : 'attribute_exists(#url) AND #url <> :deployed';
-  // Setting the deployed URL where none is configured delivers where it did.
-  else if (url === deployedUrl) expression = 'attribute_exists(#url) AND #url <> :url';
-  else expression = 'attribute_not_exists(#url) OR #url <> :url';
-  if (url !== null) values[':url'] = { S: url };
-  if (url === null && deployedUrl !== undefined) values[':deployed'] = { S: deployedUrl };
-  return { expression, values, names };
+  return (p: Placeholders): Condition => {
+    const name = p.name('url')!;
+    if (url === null)
+      return deployedUrl === undefined
+        ? { expression: `attribute_exists(${name})` }
+        : {
+            expression: `attribute_exists(${name}) AND ${name} <> :deployed`,
+            values: { ':deployed': { S: deployedUrl } },
+          };
+    const value = p.value('url')!;
+    // Setting the deployed URL where none is configured delivers where it did.
+    if (url === deployedUrl) return { expression: `attribute_exists(${name}) AND ${name} <> ${value}` };
+    return { expression: `attribute_not_exists(${name}) OR ${name} <> ${value}` };
+  };
 }
 
 export class DynamoEndpointStore implements EndpointStore {
@@ -232,11 +249,7 @@ export class DynamoEndpointStore implements EndpointStore {
     type: WebhookType,
     set: Record<string, AttributeValue>,
     remove: string[],
-    condition?: {
-      expression: string;
-      values: Record<string, AttributeValue>;
-      names?: Record<string, string>;
-    },
+    condition?: Condition | ((placeholders: Placeholders) => Condition),
     signal?: AbortSignal,
     /** Attributes SET only where the item has none yet (`if_not_exists`). */
     kept: Record<string, AttributeValue> = {},
@@ -264,14 +277,26 @@ export class DynamoEndpointStore implements EndpointStore {
     ]
       .filter(Boolean)
       .join(' ');
+    // The condition names what this update SETs (`#sN = :sN`) or REMOVEs (`#rN`) with the same placeholders.
+    const setAt = (attribute: string) => Object.keys(set).indexOf(attribute);
+    const placeholders: Placeholders = {
+      name: (attribute) =>
+        setAt(attribute) >= 0
+          ? `#s${setAt(attribute)}`
+          : remove.includes(attribute)
+            ? `#r${remove.indexOf(attribute)}`
+            : undefined,
+      value: (attribute) => (setAt(attribute) >= 0 ? `:s${setAt(attribute)}` : undefined),
+    };
+    const written = typeof condition === 'function' ? condition(placeholders) : condition;
     const out = await db.send(
       new sdk.UpdateItemCommand({
         TableName: this.table,
         Key: endpointKey(type),
         UpdateExpression: expression,
-        ExpressionAttributeNames: { ...names, ...condition?.names },
-        ExpressionAttributeValues: { ...values, ...condition?.values },
-        ...(condition ? { ConditionExpression: condition.expression } : {}),
+        ExpressionAttributeNames: names,
+        ExpressionAttributeValues: { ...values, ...written?.values },
+        ...(written ? { ConditionExpression: written.expression } : {}),
         ReturnValues: 'ALL_NEW',
       }),
       { abortSignal: signal },
@@ -381,7 +406,7 @@ export class DynamoEndpointStore implements EndpointStore {
         type,
         { disabled_at: { S: now.toISOString() } },
         [],
-        { expression: 'attribute_not_exists(disabled_at)', values: {} },
+        { expression: 'attribute_not_exists(disabled_at)' },
         signal,
       );
       return { health: disabled.health, disabledNow: true };

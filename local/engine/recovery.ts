@@ -19,6 +19,7 @@ import { idempotencyKeyOf, idempotencyPk, requestIdentity } from '../../function
 import type { ValidateResult } from '../../functions/domain/intake.ts';
 import {
   INTERRUPTED_ERROR,
+  pendingAnswerProblem,
   settleAnswer,
   withClassification,
   withDeliveryAttempt,
@@ -249,20 +250,25 @@ export function planRecovery(
   const answered = lastOf(entries, 'out', 'Classify')?.d as ConversationState | undefined;
   // InvokeManagerAgent's own result is the Lambda integration's output: its answer, not yet on the record.
   const agentOut = lastOf(entries, 'out', 'InvokeManagerAgent');
-  const answeredRecord =
-    answered?.conversation ??
-    (agentOut
-      ? settleAnswer(
-          {
-            ...validated.conversation,
-            pending_answer: {
-              answer: (agentOut.d as { Payload?: unknown } | undefined)?.Payload ?? null,
-              invoked_at: new Date(lastOf(entries, 'in', 'InvokeManagerAgent')?.t ?? agentOut.t).toISOString(),
-            },
+  const pending: ConversationRecord | undefined =
+    agentOut && !answered
+      ? {
+          ...validated.conversation,
+          pending_answer: {
+            answer: (agentOut.d as { Payload?: unknown } | undefined)?.Payload ?? null,
+            invoked_at: new Date(lastOf(entries, 'in', 'InvokeManagerAgent')?.t ?? agentOut.t).toISOString(),
           },
-          new Date(agentOut.t),
-        )
-      : undefined);
+        }
+      : undefined;
+  // Cut before Classify checked the answer: one it would have refused is refused here, as Classify would have
+  // (AgentAnswerRejected: exported as failed), never recorded, queued nor delivered unchecked.
+  const refused = pending ? pendingAnswerProblem({ conversation: pending }, new Date(agentOut!.t)) : null;
+  if (refused)
+    return resume('ExportFailedConversation', {
+      conversation: validated.conversation,
+      agent_error: { Error: 'AgentAnswerRejected', Cause: refused },
+    });
+  const answeredRecord = answered?.conversation ?? (pending ? settleAnswer(pending, new Date(agentOut!.t)) : undefined);
   if (answeredRecord) {
     const classified = answeredRecord.webhook_context.webhook_type
       ? answeredRecord

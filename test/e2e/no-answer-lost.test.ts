@@ -13,17 +13,38 @@ let world: TestWorld;
 let classifyFails = false;
 /** Classify hangs: the engine ends it at its state's TimeoutSeconds (2 s) with States.Timeout, as Step Functions does. */
 let classifyHangs = false;
+/** Lambda refuses to run Deliver (throttled: the account's concurrency used up); counts the refusals. */
+let deliverThrottled = false;
+let deliverRefusals = 0;
+/** How many of the next Export invocations (Export, CloseWithoutExport, …: one function) Lambda refuses to run. */
+let exportRefusals = 0;
+let exportInvocations = 0;
+const throttle = () => Object.assign(new Error('Rate Exceeded.'), { name: 'Lambda.TooManyRequestsException' });
 beforeAll(async () => {
   const { handler: classify } = await import('../../functions/classify/handler.ts');
+  const { handler: deliver } = await import('../../functions/deliver/handler.ts');
   world = await startWorld(
     {},
     {
-      // A Classify Lambda that crashes (as Step Functions reports an unhandled error: its errorType).
       stageOverrides: {
+        // A Classify Lambda that crashes (as Step Functions reports an unhandled error: its errorType).
         classify: async (input) => {
           if (classifyHangs) return new Promise(() => {});
           if (!classifyFails) return classify(input as never);
           throw Object.assign(new Error('Runtime exited with error: signal: killed'), { name: 'Runtime.ExitError' });
+        },
+        deliver: async (input, context) => {
+          if (!deliverThrottled) return deliver(input as never, context as never);
+          deliverRefusals += 1;
+          throw throttle();
+        },
+        export: async (input, context) => {
+          exportInvocations += 1;
+          // Imported once the gateway has given the S3 client its settings (it is built as the module loads).
+          const { handler: exportStage } = await import('../../functions/export/handler.ts');
+          if (exportRefusals === 0) return exportStage(input as never, context as never);
+          exportRefusals -= 1;
+          throw throttle();
         },
       },
     },
@@ -40,6 +61,10 @@ beforeEach(() => {
   world.agent.reset();
   classifyFails = false;
   classifyHangs = false;
+  deliverThrottled = false;
+  deliverRefusals = 0;
+  exportRefusals = 0;
+  exportInvocations = 0;
   process.env.CONVERSATION_EXPORT_S3_BUCKET = world.gateway.bucket;
   send ??= realSend();
   world.gateway.failedDeliveries.sendMessage = send;
@@ -71,6 +96,11 @@ async function postCapturingLogs(body: unknown) {
 }
 
 const ANSWER = { response: 'Top deals closing this quarter: Acme Corp renewal ($120,000, 80%).' };
+/** What the caller gets when an empty answer is refused (by Classify, Deliver or Export). */
+const EMPTY_ANSWER_REFUSED = {
+  code: 'AGENT_ERROR',
+  message: 'The manager agent failed: AgentAnswerRejected: the manager agent returned an empty answer',
+};
 
 describe('no answer lost after the agent answered', () => {
   it('SQS down (the receiver refused, the queue too): 200 with the answer, the record exported with the delivery failed, logged to be resent; a resend delivers it', async () => {
@@ -220,10 +250,7 @@ describe('no answer lost after the agent answered', () => {
     classifyHangs = true;
     const res = await world.post(SEED_REQUEST);
     expect(res.status).toBe(502);
-    expect(res.body.error).toMatchObject({
-      code: 'AGENT_ERROR',
-      message: 'The manager agent failed: AgentAnswerRejected: the manager agent returned an empty answer',
-    });
+    expect(res.body.error).toMatchObject(EMPTY_ANSWER_REFUSED);
     expect(world.receiver.received).toHaveLength(0);
     const id = res.body.error.conversation_id as string;
     expect(await statePath(id)).toEqual([
@@ -242,6 +269,125 @@ describe('no answer lost after the agent answered', () => {
       expect.objectContaining({ stage: 'InvokeManagerAgent', error: 'AgentAnswerRejected' }),
       expect.objectContaining({ stage: 'Classify', error: 'States.Timeout' }),
     ]);
+  });
+
+  it('Classify failing, then Lambda refusing to run Deliver, on an empty answer: 502 AGENT_ERROR, exported as failed, never delivered', async () => {
+    // Before: Deliver, which checks the answer after a failed Classify, never ran, and Export recorded the empty answer
+    // unchecked: 200 with it, the record completed, and its queued delivery would have sent it to the receiver.
+    world.agent.behave(() => ({ payload: { response: '  ' } }));
+    classifyFails = true;
+    deliverThrottled = true;
+    const res = await world.post(SEED_REQUEST);
+    expect(res.status).toBe(502);
+    expect(res.body.error).toMatchObject(EMPTY_ANSWER_REFUSED);
+    const id = res.body.error.conversation_id as string;
+    // Not retried: a throttled Deliver goes to its Catch at once (docs/deploy.md, Timeouts).
+    expect(deliverRefusals).toBe(1);
+    expect(await statePath(id)).toEqual([
+      'Validate',
+      'IsRequestValid',
+      'InvokeManagerAgent',
+      'Classify',
+      'Deliver',
+      'DeliveryFailed',
+      'QueueFailedDelivery',
+      'Export',
+      'ExportFailedConversation',
+      'AgentFailed',
+    ]);
+    const record = (await world.getJson(`${folderOf(id)}conversation.json`)).conversation;
+    expect(record.execution.status).toBe('failed');
+    expect(record.webhook_context.delivery_status).toBe('not_attempted');
+    expect(record.conversation.turns.map((t: { role: string }) => t.role)).toEqual(['user']);
+    expect(record).not.toHaveProperty('pending_answer');
+    expect(record.execution.delivery_attempts).toEqual([]);
+    expect(record.execution.errors).toEqual([
+      expect.objectContaining({ stage: 'InvokeManagerAgent', error: 'AgentAnswerRejected' }),
+      expect.objectContaining({ stage: 'Classify', error: 'Runtime.ExitError' }),
+      expect.objectContaining({ stage: 'Deliver', error: 'Lambda.TooManyRequestsException' }),
+    ]);
+    // The delivery QueueFailedDelivery queued before Export refused the answer: its first redelivery's Deliver refuses
+    // it too, and the envelope is settled (before: read as held back and run again every minute); nothing is sent.
+    deliverThrottled = false;
+    await world.gateway.redelivery.redrive(id);
+    expect(await world.gateway.failedDeliveries.get(id)).toMatchObject({ state: 'settled', next_due_at: null });
+    expect(world.receiver.received).toHaveLength(0);
+    const after = (await world.getJson(`${folderOf(id)}conversation.json`)).conversation;
+    expect(after.execution.status).toBe('failed');
+    expect(after.conversation.turns).toHaveLength(1);
+  });
+
+  it('Classify failing, then Lambda refusing to run Deliver, on a good answer: 200 with it, the delivery queued and redelivered', async () => {
+    world.agent.behave(() => ({ payload: ANSWER }));
+    classifyFails = true;
+    deliverThrottled = true;
+    const res = await world.post(SEED_REQUEST);
+    expect(res.status).toBe(200);
+    expect(res.body.response).toEqual(ANSWER);
+    expect(res.body.tracking.delivery_status).toBe('retrying');
+    const id = res.body.conversation_id as string;
+    expect(deliverRefusals).toBe(1);
+    deliverThrottled = false;
+    expect((await world.gateway.redelivery.redrive(id)).status).toBe('delivered');
+    expect((world.receiver.received[0]!.body as { response: unknown }).response).toEqual(ANSWER);
+  });
+
+  it('Lambda refusing to run Export: not retried, CloseWithoutExport (its next invocation) answers 200 and queues the export', async () => {
+    // Before: Export was retried after up to 1 s, then 2 s, on top of whatever the agent took (docs/deploy.md, Timeouts).
+    world.agent.behave(() => ({ payload: ANSWER }));
+    exportRefusals = 1;
+    const res = await world.post(SEED_REQUEST);
+    expect(res.status).toBe(200);
+    expect(res.body.response).toEqual(ANSWER);
+    const id = res.body.conversation_id as string;
+    expect(exportInvocations).toBe(2);
+    expect((await statePath(id)).slice(-6)).toEqual([
+      'Export',
+      'CloseWithoutExport',
+      'IsRedeliveryQueued',
+      'QueueFailedExport',
+      'AnswerWithoutExport',
+      'Completed',
+    ]);
+    expect(await world.gateway.failedDeliveries.get(id)).toMatchObject({ owed: 'export', state: 'pending' });
+  });
+
+  it('Lambda refusing Export and then CloseWithoutExport: 500 INTERNAL_ERROR (ConversationUnanswered) at once, the record queued', async () => {
+    world.agent.behave(() => ({ payload: ANSWER }));
+    exportRefusals = 2;
+    const query = 'Top deals closing this quarter? (the closing run refused too)';
+    const res = await world.post({ ...SEED_REQUEST, query });
+    expect(res.status).toBe(500);
+    expect(res.body.error).toMatchObject({ code: 'INTERNAL_ERROR', workflow_error: 'ConversationUnanswered' });
+    expect(exportInvocations).toBe(2);
+    const envelope = (await world.gateway.failedDeliveries.list()).find(
+      (e) => e.conversation.conversation.turns[0]!.content === query,
+    )!;
+    expect(envelope).toMatchObject({ owed: 'export', state: 'pending' });
+    expect(envelope.conversation.conversation.turns.at(-1)!.data).toEqual(ANSWER);
+  });
+
+  it('Classify failing, Lambda refusing Deliver and Export, on an empty answer: the closing run refuses it (502), nothing owed but the export', async () => {
+    world.agent.behave(() => ({ payload: { response: '  ' } }));
+    classifyFails = true;
+    deliverThrottled = true;
+    exportRefusals = 1;
+    const res = await world.post(SEED_REQUEST);
+    expect(res.status).toBe(502);
+    expect(res.body.error).toMatchObject(EMPTY_ANSWER_REFUSED);
+    const id = res.body.error.conversation_id as string;
+    expect((await statePath(id)).slice(-5)).toEqual([
+      'CloseWithoutExport',
+      'IsRedeliveryQueued',
+      'QueueFailedExport',
+      'AnswerWithoutExport',
+      'AgentFailed',
+    ]);
+    // The export owed is the failed record; the delivery QueueFailedDelivery queued was settled when it was read.
+    const envelope = (await world.gateway.failedDeliveries.get(id))!;
+    expect(envelope.conversation.execution.status).toBe('failed');
+    expect(envelope.conversation.conversation.turns).toHaveLength(1);
+    expect(world.receiver.received).toHaveLength(0);
   });
 
   it('Classify failing and the receiver down: the queued envelope still carries the answer, and its redelivery delivers it', async () => {

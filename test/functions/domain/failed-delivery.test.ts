@@ -136,6 +136,38 @@ describe('envelopeFromQueuedMessage', () => {
   });
 });
 
+describe('a delivery queued with its answer still pending (Classify failed, then Lambda did not run Deliver)', () => {
+  /** The envelope QueueFailedDelivery sends then: the record as Classify left it, the answer unrecorded. */
+  const throttled = (answer: unknown) => ({
+    kind: 'failed_delivery' as const,
+    conversation: {
+      ...startedRecord(),
+      pending_answer: { answer, invoked_at: new Date(NOW.getTime() - 2_000).toISOString() },
+    },
+    delivery_error: { Error: 'Lambda.TooManyRequestsException', Cause: 'Rate Exceeded.' },
+    execution_name: 'exec-1',
+  });
+
+  it('pending for the first slot, the answer still to be checked and recorded by the redelivery’s Deliver', () => {
+    for (const answer of [{ response: 'deals' }, { response: ' ' }]) {
+      const env = envelopeFromQueuedMessage(throttled(answer), NOW);
+      expect(env).toMatchObject({ state: 'pending' });
+      expect(env.conversation.pending_answer?.answer).toEqual(answer);
+    }
+  });
+
+  it('a redelivery whose Deliver refused the answer (its Export wrote the conversation failed) settles the envelope', () => {
+    const env = envelopeFromQueuedMessage(queued(attempt('retryable')), NOW);
+    const failed = {
+      ...env.conversation,
+      execution: { ...env.conversation.execution, status: 'failed' as const },
+      webhook_context: { ...env.conversation.webhook_context, delivery_status: 'not_attempted' as const },
+    };
+    // Before: read as held back (no attempt made), and looked at again every minute for ever.
+    expect(applyRedelivery(env, failed, 'schedule', NOW)).toMatchObject({ state: 'settled', next_due_at: null });
+  });
+});
+
 describe("a deferred delivery (no attempt was made within the caller's deadline)", () => {
   it('waits for the first slot with no attempt, its target known, and is delivered as attempt 1', () => {
     const record = withClassification(withAgentAnswer(startedRecord(), { response: 'deals' }, 5, NOW));

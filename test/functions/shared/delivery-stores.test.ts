@@ -372,9 +372,20 @@ describe('endpoint store on DynamoDB', () => {
     const calls = dynamo.commandCalls(UpdateItemCommand).map((c) => c.args[0].input);
     expect(calls).toHaveLength(1);
     const [input] = calls;
-    expect(input!.ConditionExpression).toBe('attribute_not_exists(#url) OR #url <> :url');
-    expect(input!.ExpressionAttributeNames!['#url']).toBe('url');
-    expect(input!.ExpressionAttributeValues![':url']).toEqual({ S: 'https://new.example/hook' });
+    // One placeholder names `url` and one holds the new URL, in the SET and the condition alike: DynamoDB takes one
+    // ExpressionAttributeNames and ExpressionAttributeValues per request for both expressions. Before, the condition
+    // had its own two (#url, :url) beside the SET's, holding the same name and value.
+    const nameOf = (attribute: string) =>
+      Object.entries(input!.ExpressionAttributeNames!).filter(([, n]) => n === attribute);
+    const urlValues = Object.entries(input!.ExpressionAttributeValues!).filter(
+      ([, v]) => v.S === 'https://new.example/hook',
+    );
+    expect(nameOf('url')).toHaveLength(1);
+    expect(urlValues).toHaveLength(1);
+    const [[name]] = nameOf('url') as [[string, string]];
+    const [[value]] = urlValues as [[string, unknown]];
+    expect(input!.ConditionExpression).toBe(`attribute_not_exists(${name}) OR ${name} <> ${value}`);
+    expect(input!.UpdateExpression).toContain(`${name} = ${value}`);
     const removed = /REMOVE (.*)$/
       .exec(input!.UpdateExpression!)![1]!
       .split(', ')
@@ -417,12 +428,21 @@ describe('endpoint store on DynamoDB', () => {
     await store.configure('deal_analysis', { url: deployed }, NOW, deployed);
     await store.configure('deal_analysis', { url: null }, NOW, deployed);
     await store.configure('deal_analysis', { url: null }, NOW);
-    const conditions = dynamo.commandCalls(UpdateItemCommand).map((c) => c.args[0].input.ConditionExpression);
+    const inputs = dynamo.commandCalls(UpdateItemCommand).map((c) => c.args[0].input);
+    // Each in the update's own placeholders: `url` SET (#sN = :sN) or REMOVEd (#rN); the deployed URL its own value.
+    const conditions = inputs.map((input) =>
+      input
+        .ConditionExpression!.replace(/#[sr]\d+/g, (p) => `#${input.ExpressionAttributeNames![p]}`)
+        .replace(/:s\d+/g, (p) => `:${input.ExpressionAttributeValues![p]!.S === deployed ? 'deployed-url' : 'other'}`),
+    );
     expect(conditions).toEqual([
-      'attribute_exists(#url) AND #url <> :url',
+      'attribute_exists(#url) AND #url <> :deployed-url',
       'attribute_exists(#url) AND #url <> :deployed',
       'attribute_exists(#url)',
     ]);
+    expect(inputs[1]!.ExpressionAttributeValues![':deployed']).toEqual({ S: deployed });
+    for (const input of inputs)
+      expect(Object.values(input.ExpressionAttributeNames!).filter((n) => n === 'url')).toHaveLength(1);
   });
 
   it('a pause of a paused receiver keeps since when it is paused (endpoints pause --aws twice, two tabs)', async () => {

@@ -408,6 +408,27 @@ describe('the other endings, cut after each journal line', () => {
     expect(await keyStatus('agent-down')).toBeNull();
   });
 
+  it('an answer Classify refuses, cut before Classify: refused at recovery too, exported as failed, nothing queued', async () => {
+    // Before: recorded unchecked as the assistant turn, closed as interrupted and queued for delivery, so the
+    // redelivery schedule would have sent the receiver an empty analysis.
+    world.agent.behave(() => ({ payload: { response: '  ' } }));
+    const { entries } = await journaledRun({ 'idempotency-key': 'empty-answer-cut' });
+    const points = entries.map(point);
+    const cut = entries.slice(0, points.indexOf('out:InvokeManagerAgent') + 1);
+    expect(planRecovery(cut, new Date())).toMatchObject({
+      startAt: 'ExportFailedConversation',
+      state: { agent_error: { Error: 'AgentAnswerRejected', Cause: 'the manager agent returned an empty answer' } },
+    });
+    const [recovered] = await recover(cut);
+    expect(recovered).toMatchObject({ outcome: 'resumed', status: 'failed', delivery_status: 'not_attempted' });
+    const id = recovered!.conversation_id!;
+    const record = (await world.getJson(`${folderOf(id)}conversation.json`)).conversation;
+    expect(record.conversation.turns).toHaveLength(1);
+    expect(record.execution.errors.at(-1)).toMatchObject({ stage: 'InvokeManagerAgent', error: 'AgentAnswerRejected' });
+    expect(await world.gateway.failedDeliveries.get(id)).toBeNull();
+    expect(world.receiver.received).toHaveLength(0);
+  });
+
   it('S3 refusing the export: each step of CloseWithoutExport → QueueFailedExport resumes where it was', async () => {
     process.env.CONVERSATION_EXPORT_S3_BUCKET = 'bucket-that-does-not-exist';
     let run: Awaited<ReturnType<typeof journaledRun>>;

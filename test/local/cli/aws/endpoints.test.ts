@@ -5,6 +5,7 @@ import {
   DynamoDBClient,
   GetItemCommand,
   UpdateItemCommand,
+  type UpdateItemCommandInput,
 } from '@aws-sdk/client-dynamodb';
 import { GetFunctionConfigurationCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { GetObjectCommand, NoSuchKey, S3Client } from '@aws-sdk/client-s3';
@@ -105,6 +106,13 @@ function rows(text: string): Record<string, string> {
       .filter((line) => /^(deal_analysis|data_analysis|lead_analysis|general)\s/.test(line))
       .map((line) => [line.split(/\s+/)[0]!, line]),
   );
+}
+
+/** An UpdateItem's condition with its placeholders read: `#url`, and each value as its quoted string. */
+function conditionOf(input: UpdateItemCommandInput): string {
+  return input
+    .ConditionExpression!.replace(/#\w+/g, (p) => `#${input.ExpressionAttributeNames![p]}`)
+    .replace(/:\w+/g, (p) => `'${input.ExpressionAttributeValues![p]!.S}'`);
 }
 
 describe('endpoints --aws', () => {
@@ -257,7 +265,9 @@ describe('endpoints --aws', () => {
     ).toBe(0);
     const updates = dynamo.commandCalls(UpdateItemCommand).map((c) => c.args[0].input);
     expect(updates).toHaveLength(1);
-    expect(updates[0]!.ConditionExpression).toBe('attribute_not_exists(#url) OR #url <> :url');
+    expect(conditionOf(updates[0]!)).toBe(
+      "attribute_not_exists(#url) OR #url <> 'https://crm-moved.example.com/hooks/deals'",
+    );
     expect(Object.values(updates[0]!.ExpressionAttributeNames!)).toEqual(
       expect.arrayContaining(['failing_since', 'disabled_at', 'retry_after_until', 'probe_until']),
     );
@@ -297,8 +307,8 @@ describe('endpoints --aws', () => {
     expect(await main(['endpoints', 'set', 'general', '--url', 'https://crm.example.com/hooks/general', '--aws'])).toBe(
       0,
     );
-    expect(dynamo.commandCalls(UpdateItemCommand)[0]!.args[0].input.ConditionExpression).toBe(
-      'attribute_exists(#url) AND #url <> :url',
+    expect(conditionOf(dynamo.commandCalls(UpdateItemCommand)[0]!.args[0].input)).toBe(
+      "attribute_exists(#url) AND #url <> 'https://crm.example.com/hooks/general'",
     );
     expect(lambda.commandCalls(GetFunctionConfigurationCommand)).toHaveLength(2);
   });
