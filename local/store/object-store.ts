@@ -1,5 +1,5 @@
 import { createHash, type Hash, randomBytes } from 'node:crypto';
-import fs, { type BigIntStats, createReadStream } from 'node:fs';
+import fs, { type BigIntStats } from 'node:fs';
 import {
   type FileHandle,
   lstat,
@@ -15,7 +15,7 @@ import {
   writeFile,
 } from 'node:fs/promises';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { OWNER_DIR, OWNER_FILE, openFlags, readDataText } from '../../functions/shared/local-files.ts';
 import { isAlive } from './data-dir-lock.ts';
@@ -344,12 +344,16 @@ export class ObjectStore {
     return this.locate(bucket, key).data;
   }
 
-  /** Store an object; `condition` is checked against the current one first, under the key's write lock. */
+  /**
+   * Store an object; `condition` is checked against the current one first, under the key's write lock. A body in a
+   * file is removed after; one given as a stream (read from a handle its caller opened: s3rver-migration.ts) is read
+   * to its end.
+   */
   async put(
     bucket: string,
     key: string,
     info: ObjectInfo,
-    body: Body,
+    body: Body | Readable,
     condition?: WriteCondition,
   ): Promise<ObjectInfo> {
     await this.assertBucket(bucket);
@@ -357,16 +361,12 @@ export class ObjectStore {
     try {
       await this.exclusive(at.data, async () => {
         if (condition) condition(await this.infoOf(at));
-        await this.write(
-          at,
-          info,
-          Buffer.isBuffer(body) ? body : [{ file: body.file, start: 0, end: body.size - 1 }],
-          key,
-          bucket,
-        );
+        const source =
+          Buffer.isBuffer(body) || body instanceof Readable ? body : { file: body.file, start: 0, end: body.size - 1 };
+        await this.write(at, info, Buffer.isBuffer(source) ? source : [source], key, bucket);
       });
     } finally {
-      if (!Buffer.isBuffer(body)) await rm(body.file, { force: true });
+      if (!Buffer.isBuffer(body) && !(body instanceof Readable)) await rm(body.file, { force: true });
     }
     return info;
   }
@@ -803,7 +803,32 @@ export class ObjectStore {
       readMeta(at.meta),
     ]);
     if (!s?.isFile()) return null; // a folder of other keys, or a link (listings walk real folders only)
-    return storedInfo(metaText, s) ?? describe(createReadStream(at.data), s);
+    return storedInfo(metaText, s) ?? this.describeFile(at.data);
+  }
+
+  /**
+   * Bytes without metadata that names them, described from themselves: opened once as the data folder's one reader
+   * opens (readDataFile, functions/shared/local-files.ts: no link followed, no FIFO waited on), and described from that
+   * handle's fstat and bytes, at most its size. Before, the file found a regular one by lstat was opened again by its
+   * path: swapped meanwhile for a link, a FIFO or a device, its target was hashed, or the read waited for a writer.
+   * Null when it is gone or no regular file by then.
+   */
+  private async describeFile(file: string): Promise<ObjectInfo | null> {
+    let handle: FileHandle;
+    try {
+      handle = await open(file, openFlags());
+    } catch (error) {
+      if (isMissing(error) || errorCode(error) === 'ELOOP') return null;
+      throw error;
+    }
+    try {
+      const s = await handle.stat({ bigint: true });
+      if (!s.isFile()) return null;
+      const size = Number(s.size);
+      return await describe(size ? handle.createReadStream({ start: 0, end: size - 1, autoClose: false }) : [], s);
+    } finally {
+      await handle.close();
+    }
   }
 
   /**
@@ -1033,7 +1058,7 @@ function storedInfo(metaText: string | null, s: { ino: bigint | string; size: bi
 }
 
 /** Bytes without metadata (written by hand, or a crash between the two renames): their MD5, size and time. */
-async function describe(bytes: Readable, s: BigIntStats): Promise<ObjectInfo> {
+async function describe(bytes: AsyncIterable<unknown> | Iterable<unknown>, s: BigIntStats): Promise<ObjectInfo> {
   const hash = createHash('md5');
   for await (const chunk of bytes) hash.update(chunk as Buffer);
   return {
