@@ -206,6 +206,12 @@ export class ObjectStore {
   private readonly knownDirs = new Set<string>();
   private readonly knownBuckets = new Set<string>();
   private readonly uploadHeads = new UploadIndex<ListedUpload>();
+  /**
+   * The upload folders' list (folder-index.ts) the heads were last made true to, and the uploads then unreadable (being
+   * begun by another process): a listing reads the folder's names again only when that list was read again.
+   */
+  private uploadsSeen: FolderEntry[] | null = null;
+  private readonly uploadsUnread = new Set<string>();
   private readonly writing = new Map<string, Promise<unknown>>();
   private tempCounter = 0;
 
@@ -315,8 +321,7 @@ export class ObjectStore {
     if (await this.holdsObjects(this.bucketDir(bucket))) {
       throw new S3Error('BucketNotEmpty', 409, 'The bucket you tried to delete is not empty', { BucketName: bucket });
     }
-    for (const upload of await this.listUploads(bucket))
-      await rm(this.uploadDir(upload.id), { recursive: true, force: true });
+    for (const upload of await this.listUploads(bucket)) await this.removeUpload(upload.id);
     this.knownBuckets.delete(bucket);
     this.folders.forget(this.bucketDir(bucket));
     for (const dir of this.knownDirs) if (dir.startsWith(this.bucketDir(bucket) + path.sep)) this.knownDirs.delete(dir);
@@ -595,9 +600,10 @@ export class ObjectStore {
     const uploadId = randomBytes(16).toString('hex');
     const dir = this.uploadDir(uploadId);
     await mkdir(dir, { recursive: true, mode: OWNER_DIR });
-    await writeFile(path.join(dir, 'upload.json'), JSON.stringify({ ...upload, initiated: new Date().toISOString() }), {
-      mode: OWNER_FILE,
-    });
+    const begun: UploadInfo = { ...upload, initiated: new Date().toISOString() };
+    await writeFile(path.join(dir, 'upload.json'), JSON.stringify(begun), { mode: OWNER_FILE });
+    this.folders.added(path.dirname(dir), uploadId, true);
+    this.uploadHeads.add({ id: uploadId, ...begun });
     return uploadId;
   }
 
@@ -661,9 +667,11 @@ export class ObjectStore {
   /**
    * The bucket's uploads in listing order, all of them, or one page of ListMultipartUploads (upload-index.ts: kept in
    * order, so a page reads its own uploads only). Each upload's upload.json is read once (it is written once, as the
-   * upload begins) and kept by id while its folder is there: a listing reads the folder names, and the files of the
-   * uploads begun since the last one only, so each page of ListMultipartUploads costs no file reads of the uploads it
-   * skips.
+   * upload begins) and kept by id while its folder is there. The upload folders' names are kept too (folder-index.ts,
+   * told of each upload this store begins or removes, which it puts in its place itself): a page reads them again
+   * only when that list was read again (another process began or removed one: the folder's time, or its census, says
+   * so), and then reads the files of the uploads it did not know only. Before, each page read every upload folder's
+   * name and compared them all with those kept.
    */
   async listUploads(bucket: string): Promise<ListedUpload[]>;
   async listUploads(bucket: string, page: UploadPageOptions): Promise<{ uploads: ListedUpload[]; truncated: boolean }>;
@@ -671,15 +679,30 @@ export class ObjectStore {
     bucket: string,
     page?: UploadPageOptions,
   ): Promise<ListedUpload[] | { uploads: ListedUpload[]; truncated: boolean }> {
-    const names = new Set(await readdir(path.join(this.root, MULTIPART_DIR)).catch(() => [] as string[]));
-    for (const id of [...this.uploadHeads.ids()]) if (!names.has(id)) this.uploadHeads.remove(id);
-    const unread = [...names].filter((id) => /^[0-9a-f]{32}$/.test(id) && !this.uploadHeads.has(id));
+    const entries = await this.folders.entries(path.join(this.root, MULTIPART_DIR));
+    let unread: string[] = [...this.uploadsUnread];
+    if (entries !== this.uploadsSeen) {
+      const names = new Set(entries.map((e) => e.name));
+      for (const id of [...this.uploadHeads.ids()]) if (!names.has(id)) this.uploadHeads.remove(id);
+      unread = [...names].filter((id) => /^[0-9a-f]{32}$/.test(id) && !this.uploadHeads.has(id));
+      this.uploadsSeen = entries;
+    }
+    this.uploadsUnread.clear();
     await mapConcurrently(unread, 32, async (id) => {
       // One being written (or cut by a crash as it began) is read again by the next listing.
       const upload = await this.getUpload(id).catch(() => null);
       if (upload) this.uploadHeads.add({ id, ...upload });
+      else this.uploadsUnread.add(id);
     });
     return page ? this.uploadHeads.page(bucket, page) : this.uploadHeads.ofBucket(bucket);
+  }
+
+  /** Remove an upload's folder, and the upload from the kept lists. */
+  private async removeUpload(uploadId: string): Promise<void> {
+    await rm(this.uploadDir(uploadId), { recursive: true, force: true });
+    this.folders.removed(path.join(this.root, MULTIPART_DIR), uploadId);
+    this.uploadHeads.remove(uploadId);
+    this.uploadsUnread.delete(uploadId);
   }
 
   /** Assemble the listed parts (ascending, each but the last ≥ 5 MiB, ETags as uploaded) into the object. */
@@ -746,7 +769,7 @@ export class ObjectStore {
       await this.getUpload(uploadId);
       if (condition) condition(await this.infoOf(at));
       await this.write(at, info, ranges, upload.key, upload.bucket);
-      await rm(this.uploadDir(uploadId), { recursive: true, force: true });
+      await this.removeUpload(uploadId);
     });
     return { upload, info };
   }
@@ -765,7 +788,7 @@ export class ObjectStore {
         async () => (await stat(this.uploadDir(id)).catch(() => null))?.mtimeMs ?? Number.POSITIVE_INFINITY,
       );
       if (!(begun < cutoff.getTime())) continue;
-      await rm(this.uploadDir(id), { recursive: true, force: true });
+      await this.removeUpload(id);
       aborted += 1;
     }
     return aborted;
@@ -775,7 +798,7 @@ export class ObjectStore {
     const upload = await this.getUpload(uploadId);
     await this.exclusive(this.locate(upload.bucket, upload.key).data, async () => {
       await this.getUpload(uploadId);
-      await rm(this.uploadDir(uploadId), { recursive: true, force: true });
+      await this.removeUpload(uploadId);
     });
   }
 
