@@ -19,7 +19,14 @@ import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { OWNER_DIR, OWNER_FILE, openFlags, readDataText } from '../../functions/shared/local-files.ts';
 import { isAlive } from './data-dir-lock.ts';
-import { describeListed, type ListedInfo, type PlaceResult, placeObjectFiles, putObjectFiles } from './file-writer.ts';
+import {
+  describeListed,
+  type FolderTimes,
+  type ListedInfo,
+  type PlaceResult,
+  placeObjectFiles,
+  putObjectFiles,
+} from './file-writer.ts';
 import {
   compareKeys,
   decodeSegment,
@@ -902,7 +909,7 @@ export class ObjectStore {
       }
       if (result.stage !== 'done') throw result.error;
       this.rememberDir(at.dir);
-      if (bucket) this.listed(bucket, at);
+      if (bucket) this.listed(bucket, at, result.times);
       return info;
     } catch (error) {
       await rm(objectFiles.tempData, { force: true });
@@ -911,12 +918,20 @@ export class ObjectStore {
     }
   }
 
-  /** Tell the listings' folder index of an object written: it, and every folder on its way (the writer made them). */
-  private listed(bucket: string, at: Location): void {
+  /**
+   * Tell the listings' folder index of an object written: it, and every folder on its way (the writer made them), with
+   * the times of the folders the writer changed (file-writer.ts, FolderTimes).
+   */
+  private listed(bucket: string, at: Location, times: FolderTimes[] = []): void {
     const names = path.relative(this.bucketDir(bucket), at.data).split(path.sep);
     let dir = this.bucketDir(bucket);
     for (const [i, name] of names.entries()) {
-      this.folders.added(dir, name, i < names.length - 1);
+      this.folders.added(
+        dir,
+        name,
+        i < names.length - 1,
+        times.find((t) => t[0] === dir),
+      );
       dir = path.join(dir, name);
     }
   }
