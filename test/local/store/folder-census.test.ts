@@ -71,6 +71,24 @@ describe('a kept folder the store keeps writing into, listed meanwhile', () => {
     expect(census.taken).toBe(1);
   });
 
+  it('a folder of conversation folders, each export making one: no census for those either', async () => {
+    const folders = async () =>
+      (await store.list(BUCKET, { prefix: 'day/', delimiter: '/', after: '', maxKeys: 1000 })).prefixes;
+    for (let i = 0; i < 20; i++)
+      await store.put(BUCKET, `day/c-${String(i).padStart(3, '0')}/a.json`, info(1), Buffer.from('x'));
+    offset = -5_000;
+    expect(await folders()).toHaveLength(20);
+    offset = 0;
+    census.taken = 0;
+    for (let i = 20; i < 30; i++) {
+      // Each conversation's folder made by the file thread (in the kept folder), then more documents written into it.
+      for (const doc of ['a.json', 'b.json'])
+        await store.put(BUCKET, `day/c-${String(i).padStart(3, '0')}/${doc}`, info(1), Buffer.from('x'));
+      expect(await folders()).toHaveLength(i + 1);
+    }
+    expect(census.taken).toBe(0);
+  });
+
   it('a file put there by hand between two of the store’s writes shows at the next listing', async () => {
     offset = -5_000;
     expect(await keys()).toHaveLength(20);
