@@ -24,6 +24,13 @@ import { receiverHolds } from '../history/endpoints.ts';
 import { type ListCursor, parseCursor } from '../history/listing.ts';
 import { operatorRefusal } from '../server/loopback.ts';
 import { type Refuse, type RouteHandler, router } from '../server/router.ts';
+import {
+  STORAGE_RETRY_AFTER_SECONDS,
+  type StorageFailure,
+  storageFailureLine,
+  storageFailureOf,
+  storageRefusal,
+} from '../server/storage-failure.ts';
 import { damagedFileMessage, wrongKindMessage } from '../store/damaged-files.ts';
 import {
   type ConsoleContext,
@@ -161,6 +168,18 @@ function listQuery(req: IncomingMessage, extra: readonly string[]): ListQuery | 
     throw error;
   }
 }
+
+/** What the operator does about a data folder that refuses the console's reads (storage-failure.ts's codes). */
+const STORAGE_FIX: Record<StorageFailure['code'], string> = {
+  EMFILE:
+    'The gateway process is out of file descriptors: close what holds them, or start it again with a higher limit (ulimit -n 1024)',
+  ENFILE: 'This system is out of file descriptors: close what holds them',
+  ENOSPC: 'Free some space on its disk',
+  EDQUOT: 'Free some of its disk quota',
+  EROFS: 'Mount its file system read-write',
+  EACCES: "Let the gateway's user read and write it (its owner and permissions)",
+  EPERM: "Let the gateway's user read and write it (its owner and permissions)",
+};
 
 /** 404 and 400 (an address that does not decode): the console's own page; 405: a line of text. */
 const refuse: Refuse = (req, res, status, message, headers) => {
@@ -480,6 +499,20 @@ export function consoleRoutes(ctx: ConsoleContext): RouteHandler {
       // the JSON routes and a client gone away keep the gateway's own answer (500 INTERNAL_ERROR, or none).
       const pathname = new URL(req.url ?? '/console', 'http://local').pathname;
       if (res.headersSent || req.socket.destroyed || pathname.startsWith('/console/api/')) throw error;
+      // The data folder refusing a read or an open (out of file descriptors, permissions, a full disk): 503 with
+      // Retry-After, as the gateway answers its API (local/server/storage-failure.ts), what it was and what to do.
+      const storage = storageFailureOf(error);
+      if (storage) {
+        const what = `${req.method} ${JSON.stringify(req.url)} failed`;
+        console.error(storageFailureLine(path.dirname(ctx.executions.dir), storage, what));
+        const body = errorFragment(
+          `This page could not be built: the local gateway ${storageRefusal(storage)}. ${STORAGE_FIX[storage.code]}; the page is shown again once it can.`,
+        );
+        const shell = { title: 'Error', version: '', versionSrc: '', fragmentSrc: '', body };
+        return send(req, res, 503, 'text/html; charset=utf-8', isFragment(req) ? body.value : page(shell), {
+          'retry-after': String(STORAGE_RETRY_AFTER_SECONDS),
+        });
+      }
       // A file of the data folder that is damaged or of the wrong kind is no bug: the file and what to do, no stack.
       const known = error instanceof UnreadableFileError ? damagedFileMessage(error.message) : wrongKindMessage(error);
       const message = known ?? (error instanceof Error ? error.message : String(error));

@@ -24,6 +24,15 @@ const failure = (error) => ({ message: error.message, code: error.code, errno: e
 // again with \`fresh\`.
 const known = new Set();
 const remember = (dir) => { if (known.size > 10000) known.clear(); known.add(dir); };
+// A folder's time (ns) just before and just after this thread changed it (FolderTimes: a listing's kept folder trusts
+// its time again when nothing else changed it between); none when it could not be read.
+const timeOf = (dir) => { try { return String(fs.statSync(dir, { bigint: true }).mtimeNs); } catch { return ''; } };
+function changing(times, dir, change) {
+  const before = timeOf(dir);
+  change();
+  const after = timeOf(dir);
+  if (before && after) times.push([dir, before, after]);
+}
 // The check ObjectStore.confined makes: the folder, or its nearest ancestor that exists, is where its path says.
 function confined(m) {
   for (let at = m.dir; ; at = path.dirname(at)) {
@@ -40,11 +49,11 @@ function confined(m) {
 // Files 0600 and folders 0700, whatever the umask (OWNER_FILE, OWNER_DIR: functions/shared/local-files.ts).
 // Make a key's folder. Under a folder known to be real, a new folder made here is real too: one mkdir, and an
 // existing one is checked not to be a link (or an object in the way).
-function makeFolder(m) {
+function makeFolder(m, times) {
   if (m.fresh) known.clear();
   if (known.has(m.dir)) return true;
   if (known.has(path.dirname(m.dir))) {
-    try { fs.mkdirSync(m.dir, 0o700); } catch (error) {
+    try { changing(times, path.dirname(m.dir), () => fs.mkdirSync(m.dir, 0o700)); } catch (error) {
       if (error.code !== 'EEXIST') throw error;
       const s = fs.lstatSync(m.dir);
       if (s.isSymbolicLink()) return false;
@@ -73,10 +82,14 @@ function writeTemp(m) {
     throw error;
   }
 }
-function place(m) {
+function place(m, times) {
+  const dir = path.dirname(m.data);
+  const before = timeOf(dir);
   try { fs.renameSync(m.tempMeta, m.meta); } catch (error) { return { stage: 'meta', error: failure(error) }; }
   try { fs.renameSync(m.tempData, m.data); } catch (error) { return { stage: 'data', error: failure(error) }; }
-  return { stage: 'done' };
+  const after = timeOf(dir);
+  if (before && after) times.push([dir, before, after]);
+  return { stage: 'done', times };
 }
 // A text file written whole aside, then renamed over the file (writeFileAtomic's contract, functions/shared/local-files.ts).
 function writeText(m) {
@@ -184,12 +197,13 @@ function folder(m) {
 }
 parentPort.on('message', (m) => {
   let answer;
+  const times = [];
   if (m.op === 'text') answer = writeText(m);
   else if (m.op === 'describe') answer = describe(m);
   else if (m.op === 'folder') answer = folder(m);
   else if (m.dir) {
     try {
-      if (!makeFolder(m)) answer = { stage: 'link' };
+      if (!makeFolder(m, times)) answer = { stage: 'link' };
     } catch (error) {
       answer = { stage: 'dir', error: failure(error) };
     }
@@ -197,7 +211,7 @@ parentPort.on('message', (m) => {
   if (!answer) {
     try {
       if (m.op === 'put') writeTemp(m);
-      answer = place(m);
+      answer = place(m, times);
     } catch (error) {
       answer = { stage: 'temp', error: failure(error) };
     }
@@ -211,9 +225,16 @@ parentPort.on('message', (m) => {
  * step that failed with the system's error: making the folder, writing the temporary files, renaming either.
  */
 export type PlaceResult =
-  | { stage: 'done' }
+  | { stage: 'done'; times?: FolderTimes[] }
   | { stage: 'link' }
   | { stage: 'dir' | 'temp' | 'meta' | 'data' | 'text'; error: NodeJS.ErrnoException };
+
+/**
+ * A folder the thread changed (a folder made in it, an object renamed into it) and its time (mtimeNs) just before and
+ * just after: folder-index.ts trusts a kept folder's time again when each change of the store's began at the time the
+ * one before left (nothing else changed it between).
+ */
+export type FolderTimes = [dir: string, before: string, after: string];
 
 /** A key's folder to make first (with its parents), once checked to be under `root` without a link on the way. */
 export interface KeyFolder {
@@ -246,6 +267,7 @@ interface Answer {
   names?: string;
   dirs?: string;
   sum?: FolderSum;
+  times?: FolderTimes[];
 }
 
 interface Pending {
@@ -296,8 +318,9 @@ function ask(message: Record<string, unknown>): Promise<Answer> {
 
 async function send(message: Record<string, unknown>): Promise<PlaceResult> {
   const answer = await ask(message);
-  return answer.error
-    ? { stage: answer.stage as 'temp', error: systemError(answer.error) }
+  if (answer.error) return { stage: answer.stage as 'temp', error: systemError(answer.error) };
+  return answer.stage === 'done' && answer.times?.length
+    ? { stage: 'done', times: answer.times }
     : ({ stage: answer.stage } as PlaceResult);
 }
 

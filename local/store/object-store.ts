@@ -1,5 +1,5 @@
 import { createHash, type Hash, randomBytes } from 'node:crypto';
-import fs, { type BigIntStats, createReadStream } from 'node:fs';
+import fs, { type BigIntStats } from 'node:fs';
 import {
   type FileHandle,
   lstat,
@@ -15,11 +15,18 @@ import {
   writeFile,
 } from 'node:fs/promises';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { OWNER_DIR, OWNER_FILE, openFlags, readDataText } from '../../functions/shared/local-files.ts';
 import { stampedWriter, writerStamp, writerState } from '../../functions/shared/writers.ts';
-import { describeListed, type ListedInfo, type PlaceResult, placeObjectFiles, putObjectFiles } from './file-writer.ts';
+import {
+  describeListed,
+  type FolderTimes,
+  type ListedInfo,
+  type PlaceResult,
+  placeObjectFiles,
+  putObjectFiles,
+} from './file-writer.ts';
 import {
   compareKeys,
   decodeSegment,
@@ -208,6 +215,12 @@ export class ObjectStore {
   private readonly knownDirs = new Set<string>();
   private readonly knownBuckets = new Set<string>();
   private readonly uploadHeads = new UploadIndex<ListedUpload>();
+  /**
+   * The upload folders' list (folder-index.ts) the heads were last made true to, and the uploads then unreadable (being
+   * begun by another process): a listing reads the folder's names again only when that list was read again.
+   */
+  private uploadsSeen: FolderEntry[] | null = null;
+  private readonly uploadsUnread = new Set<string>();
   private readonly writing = new Map<string, Promise<unknown>>();
   private tempCounter = 0;
 
@@ -317,8 +330,7 @@ export class ObjectStore {
     if (await this.holdsObjects(this.bucketDir(bucket))) {
       throw new S3Error('BucketNotEmpty', 409, 'The bucket you tried to delete is not empty', { BucketName: bucket });
     }
-    for (const upload of await this.listUploads(bucket))
-      await rm(this.uploadDir(upload.id), { recursive: true, force: true });
+    for (const upload of await this.listUploads(bucket)) await this.removeUpload(upload.id);
     this.knownBuckets.delete(bucket);
     this.folders.forget(this.bucketDir(bucket));
     for (const dir of this.knownDirs) if (dir.startsWith(this.bucketDir(bucket) + path.sep)) this.knownDirs.delete(dir);
@@ -346,12 +358,16 @@ export class ObjectStore {
     return this.locate(bucket, key).data;
   }
 
-  /** Store an object; `condition` is checked against the current one first, under the key's write lock. */
+  /**
+   * Store an object; `condition` is checked against the current one first, under the key's write lock. A body in a
+   * file is removed after; one given as a stream (read from a handle its caller opened: s3rver-migration.ts) is read
+   * to its end.
+   */
   async put(
     bucket: string,
     key: string,
     info: ObjectInfo,
-    body: Body,
+    body: Body | Readable,
     condition?: WriteCondition,
   ): Promise<ObjectInfo> {
     await this.assertBucket(bucket);
@@ -359,16 +375,12 @@ export class ObjectStore {
     try {
       await this.exclusive(at.data, async () => {
         if (condition) condition(await this.infoOf(at));
-        await this.write(
-          at,
-          info,
-          Buffer.isBuffer(body) ? body : [{ file: body.file, start: 0, end: body.size - 1 }],
-          key,
-          bucket,
-        );
+        const source =
+          Buffer.isBuffer(body) || body instanceof Readable ? body : { file: body.file, start: 0, end: body.size - 1 };
+        await this.write(at, info, Buffer.isBuffer(source) ? source : [source], key, bucket);
       });
     } finally {
-      if (!Buffer.isBuffer(body)) await rm(body.file, { force: true });
+      if (!Buffer.isBuffer(body) && !(body instanceof Readable)) await rm(body.file, { force: true });
     }
     return info;
   }
@@ -597,9 +609,10 @@ export class ObjectStore {
     const uploadId = randomBytes(16).toString('hex');
     const dir = this.uploadDir(uploadId);
     await mkdir(dir, { recursive: true, mode: OWNER_DIR });
-    await writeFile(path.join(dir, 'upload.json'), JSON.stringify({ ...upload, initiated: new Date().toISOString() }), {
-      mode: OWNER_FILE,
-    });
+    const begun: UploadInfo = { ...upload, initiated: new Date().toISOString() };
+    await writeFile(path.join(dir, 'upload.json'), JSON.stringify(begun), { mode: OWNER_FILE });
+    this.folders.added(path.dirname(dir), uploadId, true);
+    this.uploadHeads.add({ id: uploadId, ...begun });
     return uploadId;
   }
 
@@ -663,9 +676,11 @@ export class ObjectStore {
   /**
    * The bucket's uploads in listing order, all of them, or one page of ListMultipartUploads (upload-index.ts: kept in
    * order, so a page reads its own uploads only). Each upload's upload.json is read once (it is written once, as the
-   * upload begins) and kept by id while its folder is there: a listing reads the folder names, and the files of the
-   * uploads begun since the last one only, so each page of ListMultipartUploads costs no file reads of the uploads it
-   * skips.
+   * upload begins) and kept by id while its folder is there. The upload folders' names are kept too (folder-index.ts,
+   * told of each upload this store begins or removes, which it puts in its place itself): a page reads them again
+   * only when that list was read again (another process began or removed one: the folder's time, or its census, says
+   * so), and then reads the files of the uploads it did not know only. Before, each page read every upload folder's
+   * name and compared them all with those kept.
    */
   async listUploads(bucket: string): Promise<ListedUpload[]>;
   async listUploads(bucket: string, page: UploadPageOptions): Promise<{ uploads: ListedUpload[]; truncated: boolean }>;
@@ -673,15 +688,30 @@ export class ObjectStore {
     bucket: string,
     page?: UploadPageOptions,
   ): Promise<ListedUpload[] | { uploads: ListedUpload[]; truncated: boolean }> {
-    const names = new Set(await readdir(path.join(this.root, MULTIPART_DIR)).catch(() => [] as string[]));
-    for (const id of [...this.uploadHeads.ids()]) if (!names.has(id)) this.uploadHeads.remove(id);
-    const unread = [...names].filter((id) => /^[0-9a-f]{32}$/.test(id) && !this.uploadHeads.has(id));
+    const entries = await this.folders.entries(path.join(this.root, MULTIPART_DIR));
+    let unread: string[] = [...this.uploadsUnread];
+    if (entries !== this.uploadsSeen) {
+      const names = new Set(entries.map((e) => e.name));
+      for (const id of [...this.uploadHeads.ids()]) if (!names.has(id)) this.uploadHeads.remove(id);
+      unread = [...names].filter((id) => /^[0-9a-f]{32}$/.test(id) && !this.uploadHeads.has(id));
+      this.uploadsSeen = entries;
+    }
+    this.uploadsUnread.clear();
     await mapConcurrently(unread, 32, async (id) => {
       // One being written (or cut by a crash as it began) is read again by the next listing.
       const upload = await this.getUpload(id).catch(() => null);
       if (upload) this.uploadHeads.add({ id, ...upload });
+      else this.uploadsUnread.add(id);
     });
     return page ? this.uploadHeads.page(bucket, page) : this.uploadHeads.ofBucket(bucket);
+  }
+
+  /** Remove an upload's folder, and the upload from the kept lists. */
+  private async removeUpload(uploadId: string): Promise<void> {
+    await rm(this.uploadDir(uploadId), { recursive: true, force: true });
+    this.folders.removed(path.join(this.root, MULTIPART_DIR), uploadId);
+    this.uploadHeads.remove(uploadId);
+    this.uploadsUnread.delete(uploadId);
   }
 
   /** Assemble the listed parts (ascending, each but the last ≥ 5 MiB, ETags as uploaded) into the object. */
@@ -748,7 +778,7 @@ export class ObjectStore {
       await this.getUpload(uploadId);
       if (condition) condition(await this.infoOf(at));
       await this.write(at, info, ranges, upload.key, upload.bucket);
-      await rm(this.uploadDir(uploadId), { recursive: true, force: true });
+      await this.removeUpload(uploadId);
     });
     return { upload, info };
   }
@@ -767,7 +797,7 @@ export class ObjectStore {
         async () => (await stat(this.uploadDir(id)).catch(() => null))?.mtimeMs ?? Number.POSITIVE_INFINITY,
       );
       if (!(begun < cutoff.getTime())) continue;
-      await rm(this.uploadDir(id), { recursive: true, force: true });
+      await this.removeUpload(id);
       aborted += 1;
     }
     return aborted;
@@ -777,7 +807,7 @@ export class ObjectStore {
     const upload = await this.getUpload(uploadId);
     await this.exclusive(this.locate(upload.bucket, upload.key).data, async () => {
       await this.getUpload(uploadId);
-      await rm(this.uploadDir(uploadId), { recursive: true, force: true });
+      await this.removeUpload(uploadId);
     });
   }
 
@@ -805,7 +835,32 @@ export class ObjectStore {
       readMeta(at.meta),
     ]);
     if (!s?.isFile()) return null; // a folder of other keys, or a link (listings walk real folders only)
-    return storedInfo(metaText, s) ?? describe(createReadStream(at.data), s);
+    return storedInfo(metaText, s) ?? this.describeFile(at.data);
+  }
+
+  /**
+   * Bytes without metadata that names them, described from themselves: opened once as the data folder's one reader
+   * opens (readDataFile, functions/shared/local-files.ts: no link followed, no FIFO waited on), and described from that
+   * handle's fstat and bytes, at most its size. Before, the file found a regular one by lstat was opened again by its
+   * path: swapped meanwhile for a link, a FIFO or a device, its target was hashed, or the read waited for a writer.
+   * Null when it is gone or no regular file by then.
+   */
+  private async describeFile(file: string): Promise<ObjectInfo | null> {
+    let handle: FileHandle;
+    try {
+      handle = await open(file, openFlags());
+    } catch (error) {
+      if (isMissing(error) || errorCode(error) === 'ELOOP') return null;
+      throw error;
+    }
+    try {
+      const s = await handle.stat({ bigint: true });
+      if (!s.isFile()) return null;
+      const size = Number(s.size);
+      return await describe(size ? handle.createReadStream({ start: 0, end: size - 1, autoClose: false }) : [], s);
+    } finally {
+      await handle.close();
+    }
   }
 
   /**
@@ -856,7 +911,7 @@ export class ObjectStore {
       }
       if (result.stage !== 'done') throw result.error;
       this.rememberDir(at.dir);
-      if (bucket) this.listed(bucket, at);
+      if (bucket) this.listed(bucket, at, result.times);
       return info;
     } catch (error) {
       await rm(objectFiles.tempData, { force: true });
@@ -865,12 +920,20 @@ export class ObjectStore {
     }
   }
 
-  /** Tell the listings' folder index of an object written: it, and every folder on its way (the writer made them). */
-  private listed(bucket: string, at: Location): void {
+  /**
+   * Tell the listings' folder index of an object written: it, and every folder on its way (the writer made them), with
+   * the times of the folders the writer changed (file-writer.ts, FolderTimes).
+   */
+  private listed(bucket: string, at: Location, times: FolderTimes[] = []): void {
     const names = path.relative(this.bucketDir(bucket), at.data).split(path.sep);
     let dir = this.bucketDir(bucket);
     for (const [i, name] of names.entries()) {
-      this.folders.added(dir, name, i < names.length - 1);
+      this.folders.added(
+        dir,
+        name,
+        i < names.length - 1,
+        times.find((t) => t[0] === dir),
+      );
       dir = path.join(dir, name);
     }
   }
@@ -1035,7 +1098,7 @@ function storedInfo(metaText: string | null, s: { ino: bigint | string; size: bi
 }
 
 /** Bytes without metadata (written by hand, or a crash between the two renames): their MD5, size and time. */
-async function describe(bytes: Readable, s: BigIntStats): Promise<ObjectInfo> {
+async function describe(bytes: AsyncIterable<unknown> | Iterable<unknown>, s: BigIntStats): Promise<ObjectInfo> {
   const hash = createHash('md5');
   for await (const chunk of bytes) hash.update(chunk as Buffer);
   return {

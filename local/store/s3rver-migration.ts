@@ -1,12 +1,14 @@
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { lstat, readdir, rmdir, stat, unlink } from 'node:fs/promises';
+import { type FileHandle, lstat, open, readdir, rmdir, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import {
   createExclusive,
   keepTouched,
   lockText,
+  notRegularFile,
   oneAtATime,
+  openFlags,
   readDataFile,
   readDataText,
   removeStaleLock,
@@ -52,6 +54,34 @@ function skipped(error: UnreadableFileError, what: string): void {
   console.warn(`webhook-gateway: ${error.message}: not read by the move of the s3rver layout; ${what}`);
 }
 
+/**
+ * A large object of the old layout (beyond what is read whole), opened once as the data folder's one reader opens
+ * (readDataFile, functions/shared/local-files.ts: no link followed, no FIFO waited on) and kept open when its fstat
+ * finds a regular file: its MD5 and the moved copy are read from that handle. Null when it is gone. Before, the file
+ * found a regular one by lstat was opened again by its path to be hashed, and again to be copied: swapped meanwhile for
+ * a FIFO, the start waited for a writer for good; for a link, its target was moved in.
+ */
+async function openObject(file: string): Promise<{ handle: FileHandle; size: number; mtime: Date } | null> {
+  let handle: FileHandle;
+  try {
+    handle = await open(file, openFlags());
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return null;
+    if (code === 'ELOOP')
+      throw new UnreadableFileError(file, 'it is a symbolic link, which the gateway never makes', 'a regular file');
+    throw error;
+  }
+  try {
+    const s = await handle.stat();
+    if (!s.isFile()) throw new UnreadableFileError(file, notRegularFile(s).split(', not a')[0]!, 'a regular file');
+    return { handle, size: s.size, mtime: s.mtime };
+  } catch (error) {
+    await handle.close();
+    throw error;
+  }
+}
+
 /** A metadata or md5 file s3rver kept beside an object, or null when there is none or it is no regular file. */
 async function besideText(file: string, key: string): Promise<string | null> {
   return readDataText(file, { maxBytes: 1024 * 1024 }).catch((error: unknown) => {
@@ -76,41 +106,52 @@ async function moveObject(
     throw error;
   });
   if (s === null) return false;
-  const small = s.size <= IN_MEMORY_BODY_LIMIT;
   let bytes: Buffer | null = null;
+  // A large object: opened once, hashed and moved from that handle (openObject).
+  let opened: { handle: FileHandle; size: number; mtime: Date } | null = null;
   try {
     // Not a regular file (lstat: a link is not followed): refused by the one reader, unread, left where it is.
-    bytes = !s.isFile() || small ? await readDataFile(file, { maxBytes: IN_MEMORY_BODY_LIMIT }) : null;
+    if (!s.isFile() || s.size <= IN_MEMORY_BODY_LIMIT)
+      bytes = await readDataFile(file, { maxBytes: IN_MEMORY_BODY_LIMIT });
+    else opened = await openObject(file);
   } catch (error) {
     if (!(error instanceof UnreadableFileError)) throw error;
     skipped(error, 'left where it is, no object moved from it: remove it');
     for (const old of [file, metadataFile, md5File]) left.add(old);
     return false;
   }
-  if (small && bytes === null) return false; // moved meanwhile
-  const stored = JSON.parse((await besideText(metadataFile, key)) ?? '{}') as Record<string, string>;
-  let etag = ((await besideText(md5File, key)) ?? '').trim().replace(/"/g, '');
-  if (!/^[0-9a-f]{32}$/.test(etag)) {
-    const hash = createHash('md5');
-    if (bytes) hash.update(bytes);
-    else for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
-    etag = hash.digest('hex');
+  if (bytes === null && opened === null) return false; // moved meanwhile
+  try {
+    const stored = JSON.parse((await besideText(metadataFile, key)) ?? '{}') as Record<string, string>;
+    let etag = ((await besideText(md5File, key)) ?? '').trim().replace(/"/g, '');
+    const size = opened ? opened.size : s.size;
+    // The bytes of the object as opened, no further than the size its handle had (it may grow meanwhile).
+    const bytesOf = (handle: FileHandle) =>
+      size > 0 ? handle.createReadStream({ start: 0, end: size - 1, autoClose: false }) : Readable.from([]);
+    if (!/^[0-9a-f]{32}$/.test(etag)) {
+      const hash = createHash('md5');
+      if (bytes) hash.update(bytes);
+      else for await (const chunk of bytesOf(opened!.handle)) hash.update(chunk as Buffer);
+      etag = hash.digest('hex');
+    }
+    const headers = Object.fromEntries(STORED_HEADERS.filter((h) => stored[h]).map((h) => [h, stored[h]!]));
+    const metadata = Object.fromEntries(
+      Object.entries(stored)
+        .filter(([k]) => k.startsWith('x-amz-meta-'))
+        .map(([k, v]) => [k.slice(11), v]),
+    );
+    const info: ObjectInfo = {
+      size,
+      etag,
+      modified: (opened ? opened.mtime : s.mtime).toISOString(),
+      contentType: stored['content-type'] || 'binary/octet-stream',
+      ...(Object.keys(headers).length ? { headers } : {}),
+      ...(Object.keys(metadata).length ? { metadata } : {}),
+    };
+    await store.put(bucket, key, info, bytes ?? bytesOf(opened!.handle));
+  } finally {
+    await opened?.handle.close();
   }
-  const headers = Object.fromEntries(STORED_HEADERS.filter((h) => stored[h]).map((h) => [h, stored[h]!]));
-  const metadata = Object.fromEntries(
-    Object.entries(stored)
-      .filter(([k]) => k.startsWith('x-amz-meta-'))
-      .map(([k, v]) => [k.slice(11), v]),
-  );
-  const info: ObjectInfo = {
-    size: s.size,
-    etag,
-    modified: s.mtime.toISOString(),
-    contentType: stored['content-type'] || 'binary/octet-stream',
-    ...(Object.keys(headers).length ? { headers } : {}),
-    ...(Object.keys(metadata).length ? { metadata } : {}),
-  };
-  await store.put(bucket, key, info, bytes ?? { file, size: s.size });
   for (const old of [file, metadataFile, md5File]) await unlink(old).catch(() => undefined);
   return true;
 }

@@ -1,6 +1,7 @@
 import { ListMultipartUploadsCommand, ListPartsCommand } from '@aws-sdk/client-s3';
 import { expect, it, vi } from 'vitest';
 import { inProcessS3 } from '../../../local/store/in-process-s3-transport.ts';
+import { ObjectStore } from '../../../local/store/object-store.ts';
 import { useEmbeddedS3 } from '../../support/embedded-s3.ts';
 
 /** Every upload.json the embedded store reads (the file that names an upload's bucket and key), and part metadata. */
@@ -18,9 +19,11 @@ vi.mock(import('node:fs'), async (original) => {
 const BUCKET = 'uploads-test';
 const local = useEmbeddedS3(BUCKET, { requestHandler: inProcessS3 });
 
-it('a page of ListMultipartUploads reads only the uploads begun since the last listing, not every upload', async () => {
-  const begin = (key: string) =>
-    local.s3.store.createUpload({ bucket: BUCKET, key, attributes: { contentType: 'application/octet-stream' } });
+it('a page of ListMultipartUploads reads only the uploads begun since the last listing by another process, not every upload', async () => {
+  // Begun by another process on the same folder (its own store): this one learns of them from the folder.
+  const other = new ObjectStore(local.s3.store.root);
+  const begin = (key: string, store = other) =>
+    store.createUpload({ bucket: BUCKET, key, attributes: { contentType: 'application/octet-stream' } });
   for (let i = 0; i < 40; i++) await begin(`u/${String(i).padStart(2, '0')}`);
   const page = (KeyMarker?: string) =>
     local.client.send(new ListMultipartUploadsCommand({ Bucket: BUCKET, MaxUploads: 10, KeyMarker }));
@@ -35,14 +38,20 @@ it('a page of ListMultipartUploads reads only the uploads begun since the last l
   expect(second.Uploads?.map((u) => u.Key)).toEqual(Array.from({ length: 10 }, (_, i) => `u/${10 + i}`));
   expect(uploadReads).toEqual([]);
 
-  // One begun and one aborted since: the begun one is read (and listed), the aborted one is no longer listed.
+  // One begun by the other process and one aborted since: the begun one is read (and listed), the aborted one is no
+  // longer listed; one begun by this store is known without a read.
   const aborted = (await page()).Uploads![0]!;
   await local.s3.store.abortUpload(aborted.UploadId!);
   await begin('u/00b');
+  await begin('u/00c', local.s3.store);
   uploadReads.length = 0;
   const again = await page();
   expect(uploadReads).toHaveLength(1);
-  expect(again.Uploads?.map((u) => u.Key)).toEqual(['u/00b', ...Array.from({ length: 9 }, (_, i) => `u/0${i + 1}`)]);
+  expect(again.Uploads?.map((u) => u.Key)).toEqual([
+    'u/00b',
+    'u/00c',
+    ...Array.from({ length: 8 }, (_, i) => `u/0${i + 1}`),
+  ]);
 });
 
 it("a page of ListParts reads the metadata of its own parts only, not of every part of the upload's", async () => {
