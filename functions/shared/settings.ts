@@ -191,14 +191,35 @@ export interface Settings {
   attemptLogRetentionDays: number;
 }
 
-/** The handlers' settings from `env` (the process environment by default). Cheap: read it per invocation. */
+const HANDLER_VARIABLES = Object.keys(HandlerEnv.entries);
+/** The last settings read, and the value each of HANDLER_VARIABLES had then. */
+let last: { values: (string | undefined)[]; read: Settings } | undefined;
+
+/**
+ * The handlers' settings from `env` (the process environment by default). Cheap: read it per invocation. The last
+ * read is kept while every variable it reads has the same value (a comparison, no parse), so a variable the CLI or
+ * a test changes is seen at the next call; the settings given out are frozen, being shared.
+ */
 export function settings(env: Env = process.env): Settings {
+  if (last && HANDLER_VARIABLES.every(sameAsLast, env)) return last.read;
+  const values = HANDLER_VARIABLES.map((name) => env[name]);
+  const read = readSettings(env);
+  last = { values, read };
+  return read;
+}
+
+function sameAsLast(this: Env, name: string, i: number): boolean {
+  return this[name] === last?.values[i];
+}
+
+function readSettings(env: Env): Settings {
   const e = readEnv(HandlerEnv, env);
   const deliveryUrls = {} as Record<WebhookType, string | null>;
   const urls = e as Record<string, unknown>;
   for (const type of WEBHOOK_TYPES)
     deliveryUrls[type] = (urls[DELIVERY_URL_VARIABLES[type]] as string | undefined) ?? null;
-  return {
+  Object.freeze(deliveryUrls);
+  return Object.freeze({
     exportBucket: e.CONVERSATION_EXPORT_S3_BUCKET,
     exportEnabled: e.ENABLE_CONVERSATION_EXPORT,
     agentFunctionName: e.MANAGER_AGENT_FUNCTION_NAME,
@@ -207,7 +228,7 @@ export function settings(env: Env = process.env): Settings {
     deliveryUrls,
     deliveryTimeoutMs: e.DELIVERY_TIMEOUT_MS,
     responseTimeoutMs: e.RESPONSE_TIMEOUT_MS,
-    redeliverySchedule: e.REDELIVERY_SCHEDULE,
+    redeliverySchedule: Object.freeze(e.REDELIVERY_SCHEDULE),
     requireSignedWebhooks: e.REQUIRE_SIGNED_WEBHOOKS,
     idempotencyTtlSeconds: e.IDEMPOTENCY_TTL_SECONDS,
     idempotencyTableName: e.IDEMPOTENCY_TABLE_NAME,
@@ -217,15 +238,15 @@ export function settings(env: Env = process.env): Settings {
     threadTableName: e.THREAD_TABLE_NAME,
     threadDir: e.THREAD_DIR,
     threadTtlDays: e.THREAD_TTL_DAYS,
-    apiKeySources: parseApiKeySources(e.SOURCE_API_KEY_IDS),
+    apiKeySources: Object.freeze(parseApiKeySources(e.SOURCE_API_KEY_IDS)),
     s3ForcePathStyle: e.S3_FORCE_PATH_STYLE,
     deliveriesTableName: e.DELIVERIES_TABLE_NAME,
     deliveriesDir: e.DELIVERIES_DIR,
     deliverySigningSecretsFile: e.DELIVERY_SIGNING_SECRETS_FILE,
-    breaker: {
+    breaker: Object.freeze({
       failureThreshold: e.ENDPOINT_FAILURE_THRESHOLD,
       disableAfterMs: e.ENDPOINT_DISABLE_AFTER_DAYS * 86_400_000,
-    },
+    }),
     attemptLogRetentionDays: e.ATTEMPT_LOG_RETENTION_DAYS,
-  };
+  });
 }

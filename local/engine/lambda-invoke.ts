@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { pipeline, Transform } from 'node:stream';
 import { InvokeCommand, type InvokeCommandOutput, LambdaClient } from '@aws-sdk/client-lambda';
 import { nestedDeeperThan, TOO_DEEP_ANSWER } from '../../functions/domain/agent-contract.ts';
-import { cachedSignalSends } from './signal-sends.ts';
+import { cachedSignalSends } from '../../functions/shared/clients/signal-sends.ts';
 
 /**
  * The local engine's side of Step Functions' optimized Lambda integration (`arn:aws:states:::lambda:invoke`): a real

@@ -12,6 +12,7 @@ import {
 import { parseSecretsBySource } from '../../functions/domain/signatures.ts';
 import { attemptLog } from '../../functions/shared/attempt-log.ts';
 import { injectClientSettings } from '../../functions/shared/clients/injected-settings.ts';
+import { cachedSignalSends } from '../../functions/shared/clients/signal-sends.ts';
 import { endpointStore, FileEndpointStore } from '../../functions/shared/endpoint-store.ts';
 import { UnreadableFileError } from '../../functions/shared/local-files.ts';
 import { endpointGate } from '../../functions/shared/redelivery.ts';
@@ -30,7 +31,6 @@ import {
 import { LocalRedelivery } from '../engine/redelivery.ts';
 import { type InFlight, RunningExecutions } from '../engine/running.ts';
 import { setAsideExecution, setAsideWarning, stillSetAside } from '../engine/set-aside.ts';
-import { cachedSignalSends } from '../engine/signal-sends.ts';
 import { loadStageHandlers, localWorkflow } from '../engine/workflows.ts';
 import { receiverRows } from '../history/endpoints.ts';
 import { SummaryIndex } from '../history/summary-index.ts';
@@ -255,7 +255,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
       });
       // The handlers' S3 client reaches the embedded S3 in this process: no sockets (the same store, the same rules).
       // Built now, with that transport; Export's PutObjects, each given its deadline's abort signal, are served by the
-      // middleware stack it resolved once (local/engine/signal-sends.ts; the Lambda bundle is unchanged).
+      // middleware stack it resolved once (functions/shared/clients/signal-sends.ts).
       injectClientSettings('s3', IN_PROCESS_S3_CLIENT_SETTINGS);
       cachedSignalSends((await import('../../functions/shared/clients/s3.ts')).s3);
     }

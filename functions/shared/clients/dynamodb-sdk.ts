@@ -21,3 +21,4 @@ export {
   /** @public */
   UpdateItemCommand,
 } from '@aws-sdk/client-dynamodb';
+export { cachedSignalSends } from './signal-sends.ts';

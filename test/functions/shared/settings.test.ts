@@ -82,6 +82,33 @@ describe('settings', () => {
     expect(settings({ DATA_ANALYSIS_WEBHOOK_URL: '   ' }).deliveryUrls.data_analysis).toBeNull();
   });
 
+  it('keeps its last read while the variables are unchanged, and sees a variable changed, unset or made bad', () => {
+    const env: Record<string, string | undefined> = { DELIVERY_TIMEOUT_MS: '1500' };
+    const first = settings(env);
+    expect(settings(env)).toBe(first);
+    expect(settings({ ...env })).toBe(first);
+    expect(Object.isFrozen(first) && Object.isFrozen(first.breaker) && Object.isFrozen(first.deliveryUrls)).toBe(true);
+    env.DELIVERY_TIMEOUT_MS = '2500';
+    expect(settings(env).deliveryTimeoutMs).toBe(2500);
+    env.GENERAL_WEBHOOK_URL = 'https://g.example/';
+    expect(settings(env).deliveryUrls.general).toBe('https://g.example/');
+    env.DELIVERY_TIMEOUT_MS = 'soon';
+    expect(() => settings(env)).toThrow('DELIVERY_TIMEOUT_MS must be a positive whole number, got "soon"');
+    expect(() => settings(env)).toThrow(SettingsError);
+    delete env.DELIVERY_TIMEOUT_MS;
+    expect(settings(env).deliveryTimeoutMs).toBe(DEFAULTS.deliveryTimeoutMs);
+    const before = process.env.ENDPOINT_FAILURE_THRESHOLD;
+    try {
+      process.env.ENDPOINT_FAILURE_THRESHOLD = '7';
+      expect(settings().breaker.failureThreshold).toBe(7);
+      process.env.ENDPOINT_FAILURE_THRESHOLD = '8';
+      expect(settings().breaker.failureThreshold).toBe(8);
+    } finally {
+      if (before === undefined) delete process.env.ENDPOINT_FAILURE_THRESHOLD;
+      else process.env.ENDPOINT_FAILURE_THRESHOLD = before;
+    }
+  });
+
   it.each([
     ['MANAGER_AGENT_TIMEOUT_MS', '20s', 'MANAGER_AGENT_TIMEOUT_MS must be a positive whole number, got "20s"'],
     ['DELIVERY_TIMEOUT_MS', '0', 'DELIVERY_TIMEOUT_MS must be a positive whole number, got "0"'],

@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { describe, expect, it, vi } from 'vitest';
-import { cachedSignalSends } from '../../../local/engine/signal-sends.ts';
+import { cachedSignalSends } from '../../../functions/shared/clients/signal-sends.ts';
 import { SEED_REQUEST, startWorld } from '../../support/gateway.ts';
 
 /** A request handler that records the options of each request, and refuses one whose signal has fired (as a socket). */

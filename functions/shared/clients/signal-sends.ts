@@ -2,8 +2,9 @@
  * `client.send(command, { abortSignal })` with the middleware stack the client resolved once per command type. The
  * SDK's Client.send serves its cached stack (cacheMiddleware) only to a send given no options: a send given an abort
  * signal resolved the whole stack again (and dropped the cached ones), ~0.1 ms of CPU for each of Export's PutObjects
- * and the agent's invoke (docs/performance.md). Here (the local gateway's clients: the handlers' S3 client, the
- * engine's Lambda client) a send whose only option is its abort signal goes through the cached stack, and its signal
+ * and the agent's invoke (docs/performance.md). Here (the stores' DynamoDB client, loaded with it on first use by
+ * dynamodb-sdk.ts; the local gateway's clients: the handlers' S3 client, the engine's Lambda client) a send whose only
+ * option is its abort signal goes through the cached stack, and its signal
  * reaches the request handler all the same: on the command (a symbol, which each middleware's copy of its arguments
  * carries on), to the request the stack built (a middleware of its last step), to the handler, which gets it as its
  * `abortSignal` option, as before (test/local/engine/signal-sends.test.ts holds it for Export's PutObject and the
