@@ -1,5 +1,10 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { postJson } from '../../../functions/shared/http-delivery.ts';
 
@@ -125,5 +130,67 @@ describe('postJson (the delivery POST)', () => {
     const { attempt } = await postJson('ftp://127.0.0.1/x', '{}', {}, 1, 5_000);
     expect(attempt).toMatchObject({ outcome: 'retryable', error: expect.stringMatching(/^network error: /) });
     expect(attempt.status_code).toBeUndefined();
+  });
+});
+
+describe('a receiver\'s TLS certificate its operator must fix (docs/contract.md, "Deliveries")', () => {
+  /** A receiver over real HTTPS whose certificate no authority signed: a pair openssl makes for this test. */
+  async function selfSignedReceiver(): Promise<{ url: string; close: () => Promise<void> }> {
+    const dir = mkdtempSync(join(tmpdir(), 'self-signed-'));
+    try {
+      execFileSync(
+        'openssl',
+        [
+          'req',
+          '-x509',
+          '-newkey',
+          'ec',
+          '-pkeyopt',
+          'ec_paramgen_curve:prime256v1',
+          '-nodes',
+          '-days',
+          '1',
+          '-subj',
+          '/CN=127.0.0.1',
+          '-addext',
+          'subjectAltName=IP:127.0.0.1',
+          '-keyout',
+          join(dir, 'key.pem'),
+          '-out',
+          join(dir, 'cert.pem'),
+        ],
+        { stdio: 'ignore' },
+      );
+      const tls = createHttpsServer(
+        { key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) },
+        (_req, res) => res.writeHead(200).end('{"ok":true}'),
+      );
+      await new Promise<void>((r) => tls.listen(0, '127.0.0.1', r));
+      const { port } = tls.address() as AddressInfo;
+      return { url: `https://127.0.0.1:${port}/hook`, close: () => new Promise((r) => tls.close(() => r())) };
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+
+  it('self-signed: permanent, its error naming the problem and the host (before: "network error: DEPTH_ZERO_SELF_SIGNED_CERT", retried)', async () => {
+    const receiver = await selfSignedReceiver();
+    try {
+      const { attempt, response } = await postJson(receiver.url, '{}', {}, 1, 5_000);
+      const host = new URL(receiver.url).host;
+      expect(attempt).toMatchObject({
+        outcome: 'permanent',
+        error: `certificate error: the receiver's TLS certificate for ${host} is self-signed (DEPTH_ZERO_SELF_SIGNED_CERT); its operator must serve a valid one, then redrive the delivery`,
+      });
+      expect(attempt.status_code).toBeUndefined();
+      expect(response).toBeNull();
+    } finally {
+      await receiver.close();
+    }
+  });
+
+  it('a TLS failure that is no certificate (HTTPS to a plain HTTP port) stays a retryable network error', async () => {
+    const { attempt } = await postJson(base.replace('http:', 'https:'), '{}', {}, 1, 5_000);
+    expect(attempt).toMatchObject({ outcome: 'retryable', error: expect.stringMatching(/^network error: /) });
   });
 });
