@@ -302,6 +302,17 @@ describe('an absolute-form target (RFC 9112 §3.2.2: its authority replaces Host
     });
   });
 
+  it('an operator route named so → 403 too (before: Host judged, the failed deliveries listed)', async () => {
+    const answer = await sendRaw(
+      'GET http://evil.example/local/deliveries HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n',
+    );
+    expect(refusal(answer)).toMatchObject({
+      status: 403,
+      code: 'FORBIDDEN',
+      message: expect.stringContaining('"evil.example"'),
+    });
+  });
+
   it('naming this machine, with any Host → answered', async () => {
     const answer = await sendRaw(
       'GET http://127.0.0.1/health HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n',
