@@ -290,27 +290,22 @@ describe('refused before any route: the error shape, the connection closed, a li
 });
 
 describe('an absolute-form target (RFC 9112 §3.2.2: its authority replaces Host)', () => {
-  it('naming another host, with Host: 127.0.0.1 → 403 naming that host (before: Host judged, 200)', async () => {
+  it.each([
+    [
+      '/health',
+      'Host judged, 200',
+      'this gateway listens on loopback and it answers requests addressed to 127.0.0.1, localhost or [::1] only, not to "evil.example" (HOST=0.0.0.0 serves other machines)',
+    ],
+    [
+      '/local/deliveries',
+      'Host judged, the failed deliveries listed',
+      'the operator endpoint answers the local operator only: it answers requests addressed to 127.0.0.1, localhost or [::1] only, not to "evil.example"',
+    ],
+  ])('http://evil.example%s with Host: 127.0.0.1 → 403 naming that host (before: %s)', async (target, _, message) => {
     const answer = await sendRaw(
-      'GET http://evil.example/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n',
+      `GET http://evil.example${target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`,
     );
-    expect(refusal(answer)).toEqual({
-      status: 403,
-      code: 'FORBIDDEN',
-      message:
-        'this gateway listens on loopback and it answers requests addressed to 127.0.0.1, localhost or [::1] only, not to "evil.example" (HOST=0.0.0.0 serves other machines)',
-    });
-  });
-
-  it('an operator route named so → 403 too (before: Host judged, the failed deliveries listed)', async () => {
-    const answer = await sendRaw(
-      'GET http://evil.example/local/deliveries HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n',
-    );
-    expect(refusal(answer)).toMatchObject({
-      status: 403,
-      code: 'FORBIDDEN',
-      message: expect.stringContaining('"evil.example"'),
-    });
+    expect(refusal(answer)).toEqual({ status: 403, code: 'FORBIDDEN', message });
   });
 
   it('naming this machine, with any Host → answered', async () => {
