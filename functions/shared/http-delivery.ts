@@ -46,7 +46,7 @@ function post(url: string, body: string, headers: Record<string, string>, timeou
     const agent = AGENTS[target.protocol];
     if (!agent) throw new Error(`network error: unsupported protocol ${target.protocol}`);
     const signal = AbortSignal.timeout(timeoutMs);
-    const reason = (error: unknown) => (signal.aborted ? timedOutReason(timeoutMs) : networkReason(error));
+    const reason = (error: unknown) => (signal.aborted ? timedOutReason(timeoutMs) : networkReason(error, target.host));
     let answerSoFar: ((cut: string) => void) | null = null;
     const request = (target.protocol === 'https:' ? https : http).request(
       target,
@@ -87,13 +87,51 @@ function post(url: string, body: string, headers: Record<string, string>, timeou
         });
       },
     );
-    request.on('error', (error) => (answerSoFar ? answerSoFar(reason(error)) : reject(new Error(reason(error)))));
+    request.on('error', (error) => {
+      if (answerSoFar) return answerSoFar(reason(error));
+      const certificate = !signal.aborted && certificateProblem(error) !== null;
+      reject(certificate ? new ReceiverCertificateError(reason(error)) : new Error(reason(error)));
+    });
     request.end(body);
   });
 }
 
-function networkReason(error: unknown): string {
-  const e = error as Error & { code?: string; cause?: { code?: string; message?: string } };
+/**
+ * What is wrong with a receiver's certificate, by Node's TLS verification codes, or null when the error is no
+ * certificate's. Its operator fixes it, as a 4xx: sending the delivery again changes nothing, so the attempt is
+ * permanent (docs/contract.md, "Deliveries") and the delivery is redriven once the certificate is fixed.
+ */
+const CERTIFICATE_PROBLEMS: Record<string, string> = {
+  DEPTH_ZERO_SELF_SIGNED_CERT: 'is self-signed',
+  SELF_SIGNED_CERT_IN_CHAIN: 'chains to a self-signed root that no public authority signed',
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+    'cannot be verified: the server sends no chain to a public authority (its intermediates missing?)',
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+    'was issued by an authority this gateway does not trust (or its intermediates are missing)',
+  UNABLE_TO_GET_ISSUER_CERT: 'was issued by an authority this gateway does not trust',
+  CERT_HAS_EXPIRED: 'has expired',
+  CERT_NOT_YET_VALID: 'is not valid yet (its start date is in the future)',
+  CERT_REVOKED: 'has been revoked',
+  CERT_SIGNATURE_FAILURE: 'has a signature that does not verify',
+  ERR_TLS_CERT_ALTNAME_INVALID: 'does not name this host',
+};
+
+function certificateProblem(error: unknown): string | null {
+  const code = (error as { code?: string }).code;
+  return code ? (CERTIFICATE_PROBLEMS[code] ?? null) : null;
+}
+
+/** A delivery refused for its receiver's certificate: permanent, its message what to fix. */
+class ReceiverCertificateError extends Error {}
+
+function networkReason(error: unknown, host: string): string {
+  const e = error as Error & { code?: string; reason?: string; cause?: { code?: string; message?: string } };
+  const problem = certificateProblem(error);
+  if (problem) {
+    // ERR_TLS_CERT_ALTNAME_INVALID's reason names the names the certificate holds.
+    const detail = e.code === 'ERR_TLS_CERT_ALTNAME_INVALID' && e.reason ? `: ${e.reason}` : '';
+    return `certificate error: the receiver's TLS certificate for ${host} ${problem} (${e.code}${detail}); its operator must serve a valid one, then redrive the delivery`;
+  }
   const cause = e.code ?? e.cause?.code ?? e.cause?.message;
   if (cause === 'HPE_HEADER_OVERFLOW') return `network error: ${cause} (the answer's headers are over 64 KB)`;
   return cause ? `network error: ${cause}` : `network error: ${e.message}`;
@@ -154,7 +192,7 @@ export async function postJson(
         at: at.toISOString(),
         duration_ms: Math.round(performance.now() - started),
         error: (error as Error).message,
-        outcome: 'retryable',
+        outcome: error instanceof ReceiverCertificateError ? 'permanent' : 'retryable',
       },
       response: null,
     };

@@ -239,10 +239,18 @@ export class ExecutionJournal {
         throw error;
       }
     };
+    // Held, the execution stands as a kill there would leave it, until the process is killed (tests only): nothing
+    // after the hold goes on or is journaled. A state's TimeoutSeconds runs around its handler, hold included (Classify's
+    // 2 s): before, a hold outlasting it went on to the Catch (Deliver, Export), so a kill on a loaded machine found
+    // the execution past its point, or ended, its caller answered.
+    let held = false;
+    const frozen = () => new Promise<void>(() => {});
     const hold = (point: string): Promise<void> | undefined => {
+      if (held) return frozen();
       if (!markers?.includes(`[hold:${point}]`)) return undefined;
+      held = true;
       this.holds?.(point, execution);
-      return new Promise<void>(() => {}); // held until the process is killed (tests only)
+      return frozen();
     };
     return {
       get refused() {
@@ -256,6 +264,7 @@ export class ExecutionJournal {
         return entries;
       },
       enter: (state, parameters) => {
+        if (held) return frozen();
         line('in', state, parameters);
         return hold(`before:${state}`);
       },
@@ -263,9 +272,11 @@ export class ExecutionJournal {
         await hold(`after:${state}`);
         line('out', state, output);
       },
-      fail: (state, error) => line('err', state, caught(error)),
+      fail: (state, error) => {
+        if (!held) line('err', state, caught(error));
+      },
       end: () => {
-        if (ended) return;
+        if (ended || held) return;
         try {
           this.write(segment, JSON.stringify({ e: execution, t: Date.now(), k: 'end' }));
         } catch {

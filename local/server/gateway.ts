@@ -61,6 +61,7 @@ import {
   readBody,
   refuseBeforeRoutes,
   sendJson,
+  transferCodingRefusal,
 } from './http.ts';
 import { isLoopbackAddress, loopbackOnly, operatorOnly, operatorRefusal } from './loopback.ts';
 import { operatorRoutes } from './operator-routes.ts';
@@ -187,6 +188,8 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     (req, res) => {
       const badHost = hostRefusal(req);
       if (badHost) return refuseBeforeRoutes(req, res, [400, 'BAD_REQUEST', badHost], options.onExecution);
+      const badCoding = transferCodingRefusal(req);
+      if (badCoding) return refuseBeforeRoutes(req, res, [501, 'NOT_IMPLEMENTED', badCoding], options.onExecution);
       route(req, res).catch((error: Error) => {
         // A client that went away or was cut off (408 above) failed its own request: nothing to report or answer.
         // (Not req.destroyed: a request whose body was read is destroyed too, and its client still waits.)

@@ -67,6 +67,17 @@ export function hostRefusal(req: IncomingMessage): string | null {
   return hosts > 1 ? `malformed HTTP request: a request must send one Host header, not ${hosts}` : null;
 }
 
+/**
+ * Why a request's Transfer-Encoding is refused, or null: Node's parser decodes `chunked` and nothing else, so a body in
+ * any other transfer coding (`gzip, chunked`, `identity`) would reach the routes still coded. RFC 9112 §6.1: a server
+ * answers a transfer coding it does not understand with 501.
+ */
+export function transferCodingRefusal(req: IncomingMessage): string | null {
+  const codings = req.headers['transfer-encoding'];
+  if (codings === undefined || /^\s*chunked\s*$/i.test(codings)) return null;
+  return `Transfer-Encoding: ${JSON.stringify(codings.replace(/[^\x20-\x7e]/g, '?').slice(0, 100))} is not supported: only chunked is (send the body as it is, with Content-Length or chunked)`;
+}
+
 /** The connections whose request clientErrorHandler refused: the route reading that request's body adds no line. */
 const refusedConnections = new WeakSet<Duplex>();
 

@@ -14,7 +14,7 @@ const LOOPBACK_HOST = /^(127\.0\.0\.1|localhost|\[::1\])(:\d+)?$/i;
  */
 function loopbackRefusal(req: IncomingMessage): string | null {
   if (!LOOPBACK_ADDRESSES.includes(req.socket.remoteAddress ?? '')) return 'it answers loopback connections only';
-  const host = req.headers.host;
+  const host = addressedTo(req);
   if (host === undefined) return 'the request names no Host (send Host: 127.0.0.1, localhost or [::1])';
   if (!LOOPBACK_HOST.test(host))
     return `it answers requests addressed to 127.0.0.1, localhost or [::1] only, not to ${shown(host)}`;
@@ -22,6 +22,21 @@ function loopbackRefusal(req: IncomingMessage): string | null {
   if (origin !== undefined && !(origin.startsWith('http://') && LOOPBACK_HOST.test(origin.slice('http://'.length))))
     return `it answers pages of this machine only, not a page of ${shown(origin)}`;
   return null;
+}
+
+/**
+ * The host a request is addressed to: its Host header, or — for an absolute-form target (`GET http://example.com/x`,
+ * as a proxy sends it) — the target's authority, which replaces Host (RFC 9112 §3.2.2). Judging Host alone let
+ * `GET http://evil.example/health` with `Host: 127.0.0.1` through. A target that does not parse names no loopback host.
+ */
+function addressedTo(req: IncomingMessage): string | undefined {
+  const target = req.url ?? '';
+  if (!/^https?:\/\//i.test(target)) return req.headers.host;
+  try {
+    return new URL(target).host;
+  } catch {
+    return target.slice(0, 100);
+  }
 }
 
 /** A header value as an answer quotes it: printable ASCII, at most 100 characters. */
@@ -38,7 +53,7 @@ function shown(value: string): string {
  */
 export function operatorRefusal(req: IncomingMessage): string | null {
   if (!LOOPBACK_ADDRESSES.includes(req.socket.remoteAddress ?? '')) return 'it answers loopback connections only';
-  const host = req.headers.host ?? '';
+  const host = addressedTo(req) ?? '';
   if (!LOOPBACK_HOST.test(host))
     return `it answers requests addressed to 127.0.0.1, localhost or [::1] only, not to "${host}"`;
   const origin = req.headers.origin;

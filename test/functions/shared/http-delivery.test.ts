@@ -1,5 +1,10 @@
+import { execFile, execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { postJson } from '../../../functions/shared/http-delivery.ts';
 
@@ -125,5 +130,107 @@ describe('postJson (the delivery POST)', () => {
     const { attempt } = await postJson('ftp://127.0.0.1/x', '{}', {}, 1, 5_000);
     expect(attempt).toMatchObject({ outcome: 'retryable', error: expect.stringMatching(/^network error: /) });
     expect(attempt.status_code).toBeUndefined();
+  });
+});
+
+describe('a receiver\'s TLS certificate its operator must fix (docs/contract.md, "Deliveries")', () => {
+  /** Certificates openssl makes for these tests (EC P-256), in a folder removed after them. */
+  const dir = mkdtempSync(join(tmpdir(), 'receiver-certs-'));
+  const file = (name: string) => join(dir, name);
+  const openssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'ignore' });
+  const EC = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  const servers: Server[] = [];
+  afterAll(async () => {
+    await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** A receiver over real HTTPS serving that certificate (its key: key.pem). */
+  async function receiverWith(cert: string): Promise<string> {
+    const tls = createHttpsServer({ key: readFileSync(file('key.pem')), cert: readFileSync(file(cert)) }, (_req, res) =>
+      res.writeHead(200).end('{"ok":true}'),
+    );
+    servers.push(tls as unknown as Server);
+    await new Promise<void>((r) => tls.listen(0, '127.0.0.1', r));
+    return `https://127.0.0.1:${(tls.address() as AddressInfo).port}/hook`;
+  }
+
+  /** A leaf for key.pem signed by the test authority (ca.pem), `days` valid from now (-1: expired), naming `altName`. */
+  function signedLeaf(name: string, altName: string, days: number) {
+    writeFileSync(file(`${name}.ext`), `subjectAltName=${altName}\n`);
+    openssl(
+      ...['x509', '-req', '-in', file('key.csr'), '-CA', file('ca.pem'), '-CAkey', file('ca.key'), '-CAcreateserial'],
+      ...['-days', String(days), '-extfile', file(`${name}.ext`), '-out', file(`${name}.pem`)],
+    );
+  }
+
+  beforeAll(() => {
+    openssl(
+      'req',
+      '-x509',
+      ...EC,
+      '-days',
+      '1',
+      '-subj',
+      '/CN=Test CA',
+      '-keyout',
+      file('ca.key'),
+      '-out',
+      file('ca.pem'),
+    );
+    openssl('req', ...EC, '-subj', '/CN=receiver', '-keyout', file('key.pem'), '-out', file('key.csr'));
+    openssl(
+      ...['req', '-x509', '-key', file('key.pem'), '-days', '1', '-subj', '/CN=127.0.0.1'],
+      ...['-addext', 'subjectAltName=IP:127.0.0.1', '-out', file('self-signed.pem')],
+    );
+    signedLeaf('wrong-host', 'DNS:other.example', 1);
+    signedLeaf('expired', 'IP:127.0.0.1', -1);
+  });
+
+  it('self-signed: permanent, its error naming the problem and the host (before: "network error: DEPTH_ZERO_SELF_SIGNED_CERT", retried)', async () => {
+    const url = await receiverWith('self-signed.pem');
+    const { attempt, response } = await postJson(url, '{}', {}, 1, 5_000);
+    expect(attempt).toMatchObject({
+      outcome: 'permanent',
+      error: `certificate error: the receiver's TLS certificate for ${new URL(url).host} is self-signed (DEPTH_ZERO_SELF_SIGNED_CERT); its operator must serve a valid one, then redrive the delivery`,
+    });
+    expect(attempt.status_code).toBeUndefined();
+    expect(response).toBeNull();
+  });
+
+  it('from an authority the gateway trusts, but naming another host, or expired: permanent, saying which', async () => {
+    const [wrongHost, expired] = [await receiverWith('wrong-host.pem'), await receiverWith('expired.pem')];
+    // The authority is trusted as NODE_EXTRA_CA_CERTS makes it (read at a process's start): a process of its own.
+    const module = new URL('../../../functions/shared/http-delivery.ts', import.meta.url).pathname;
+    const script = `const { postJson } = await import(${JSON.stringify(module)});
+      for (const url of ${JSON.stringify([wrongHost, expired])})
+        console.log(JSON.stringify((await postJson(url, '{}', {}, 1, 5000)).attempt));`;
+    const output = await new Promise<string>((resolve, reject) =>
+      execFile(
+        process.execPath,
+        ['--import', 'tsx', '--input-type=module', '-e', script],
+        { env: { ...process.env, NODE_EXTRA_CA_CERTS: file('ca.pem') } },
+        (error, stdout) => (error ? reject(error) : resolve(stdout)),
+      ),
+    );
+    const [named, dated] = output
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line));
+    expect(named).toMatchObject({
+      outcome: 'permanent',
+      error: expect.stringMatching(
+        /^certificate error: the receiver's TLS certificate for 127\.0\.0\.1:\d+ does not name this host \(ERR_TLS_CERT_ALTNAME_INVALID: /,
+      ),
+    });
+    expect(dated).toMatchObject({
+      outcome: 'permanent',
+      error: `certificate error: the receiver's TLS certificate for ${new URL(expired).host} has expired (CERT_HAS_EXPIRED); its operator must serve a valid one, then redrive the delivery`,
+    });
+  });
+
+  it('a TLS failure that is no certificate (HTTPS to a plain HTTP port) stays a retryable network error', async () => {
+    const { attempt } = await postJson(base.replace('http:', 'https:'), '{}', {}, 1, 5_000);
+    expect(attempt).toMatchObject({ outcome: 'retryable', error: expect.stringMatching(/^network error: /) });
   });
 });

@@ -192,6 +192,34 @@ describe('the execution journal', () => {
     expect(await readdir(dir)).toEqual([]);
   });
 
+  it('a test hold (LOCAL_TEST_HOLDS) stands as a kill there would leave it: what a state timeout runs next is neither run nor journaled', async () => {
+    const holds: string[] = [];
+    const journal = await ExecutionJournal.open(dir, {
+      holds: (point, execution) => holds.push(`${execution} ${point}`),
+    });
+    const run = journal.begin('conv-h', { body: JSON.stringify({ query: 'chaos [hold:before:Classify]' }) });
+    const settled = (promise: Promise<void> | void) =>
+      Promise.race([Promise.resolve(promise).then(() => 'went on'), new Promise((r) => setImmediate(() => r('held')))]);
+    run.enter('InvokeManagerAgent', undefined);
+    await run.exit('InvokeManagerAgent', { Payload: {} });
+    expect(await settled(run.enter('Classify', undefined))).toBe('held');
+    expect(holds).toEqual(['conv-h before:Classify']);
+    // Classify's TimeoutSeconds (2 s) cut it and its Catch went on: before, Deliver ran and was journaled, and the
+    // execution could end (the chaos test, on a loaded machine: completed/delivered, its caller answered 200).
+    expect(await settled(run.enter('Deliver', undefined))).toBe('held');
+    run.fail('Classify', Object.assign(new Error('timed out'), { name: 'States.Timeout' }));
+    run.end();
+    const entries = (await (await ExecutionJournal.open(dir)).interrupted()).get('conv-h');
+    expect(entries!.map((e) => [e.k, e.s ?? ''])).toEqual([
+      ['begin', ''],
+      ['in', 'InvokeManagerAgent'],
+      ['out', 'InvokeManagerAgent'],
+      ['in', 'Classify'],
+    ]);
+    expect(holds).toHaveLength(1);
+    journal.close();
+  });
+
   it('names the segments in the order written, uniquely, however fast they follow each other', async () => {
     const journal = await ExecutionJournal.open(dir, { maxSegmentBytes: 1 });
     const runs = Array.from({ length: 50 }, (_, n) => journal.begin(`conv-${n}`, input(n)));

@@ -263,6 +263,13 @@ const REFUSED: [string, number, string, string, string][] = [
     'CONNECT is not served here: this gateway is no proxy',
     'CONNECT 127.0.0.1:443 HTTP/1.1\r\nHost: 127.0.0.1:443\r\n\r\n',
   ],
+  ...['gzip, chunked', 'identity'].map((coding): [string, number, string, string, string] => [
+    `Transfer-Encoding: ${coding}, RFC 9112 §6.1 (before: its body taken as plain JSON, 200)`,
+    501,
+    'NOT_IMPLEMENTED',
+    `Transfer-Encoding: "${coding}" is not supported: only chunked is (send the body as it is, with Content-Length or chunked)`,
+    `${POST.replace(/Content-Length: \d+/, `Transfer-Encoding: ${coding}`)}${BODY.length.toString(16)}\r\n${BODY}\r\n0\r\n\r\n`,
+  ]),
   ...['BREW', 'post'].map((method): [string, number, string, string, string] => [
     `an unknown method, ${method} (before: "Invalid method encountered")`,
     400,
@@ -279,6 +286,33 @@ describe('refused before any route: the error shape, the connection closed, a li
       { http_status: status, conversation_id: null, detail: `${code}: ${message}`, duration_ms: 0 },
     ]);
     expect(world.agent.invocations).toHaveLength(0);
+  });
+});
+
+describe('an absolute-form target (RFC 9112 §3.2.2: its authority replaces Host)', () => {
+  it.each([
+    [
+      '/health',
+      'Host judged, 200',
+      'this gateway listens on loopback and it answers requests addressed to 127.0.0.1, localhost or [::1] only, not to "evil.example" (HOST=0.0.0.0 serves other machines)',
+    ],
+    [
+      '/local/deliveries',
+      'Host judged, the failed deliveries listed',
+      'the operator endpoint answers the local operator only: it answers requests addressed to 127.0.0.1, localhost or [::1] only, not to "evil.example"',
+    ],
+  ])('http://evil.example%s with Host: 127.0.0.1 → 403 naming that host (before: %s)', async (target, _, message) => {
+    const answer = await sendRaw(
+      `GET http://evil.example${target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`,
+    );
+    expect(refusal(answer)).toEqual({ status: 403, code: 'FORBIDDEN', message });
+  });
+
+  it('naming this machine, with any Host → answered', async () => {
+    const answer = await sendRaw(
+      'GET http://127.0.0.1/health HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n',
+    );
+    expect(answer).toMatch(/^HTTP\/1\.1 200 /);
   });
 });
 
