@@ -471,6 +471,8 @@ const STALE_MS = 10_000;
 const FRESH_MS = STALE_MS / 3;
 const WAIT_MS = 5;
 const GIVE_UP_MS = 5_000;
+/** How long past STALE_MS a lock of another pid namespace is waited on (it is taken over once stale). */
+const FOREIGN_MARGIN_MS = 1_000;
 
 const chains = new Map<string, Promise<unknown>>();
 
@@ -502,6 +504,8 @@ const holderGone = (state: WriterState) => state === 'gone' || state === 'this p
 async function acquire(lock: string): Promise<string> {
   const mine = `${writerStamp()}.${randomBytes(4).toString('hex')}`;
   const started = Date.now();
+  let giveUpAt = started + GIVE_UP_MS;
+  const foreignSeen = new Set<string>();
   for (;;) {
     if (await createExclusive(lock, mine, 0o600)) return mine;
     const age = await stat(lock).then(
@@ -509,12 +513,36 @@ async function acquire(lock: string): Promise<string> {
       () => 0,
     );
     const text = await lockText(lock);
-    const gone = text !== null && holderGone(holderState(text, age));
+    const state = text === null ? 'fresh' : holderState(text, age);
+    const gone = text !== null && holderGone(state);
     if (text !== null && (gone || age > STALE_MS) && (await removeStaleLock(lock, text, gone ? undefined : STALE_MS)))
       continue;
-    if (Date.now() - started > GIVE_UP_MS)
-      throw new Error(`${lock} is held by another process for more than ${GIVE_UP_MS} ms`);
+    // A holder of another pid namespace is known to be gone only once its lock is stale: the wait for it lasts until
+    // then (from its lock's age when first seen) and FOREIGN_MARGIN_MS more. Before, a container's writer killed while
+    // holding it got every change of the next 10 s refused after 5 s, though its lock was taken over at 10 s.
+    if (text !== null && state === 'fresh' && stampedWriter(text)?.host && !foreignSeen.has(text)) {
+      foreignSeen.add(text);
+      giveUpAt = Math.max(giveUpAt, Date.now() - age + STALE_MS + FOREIGN_MARGIN_MS);
+    }
+    if (Date.now() > giveUpAt) throw new LockHeldError(lock, giveUpAt - started);
     await new Promise((resolve) => setTimeout(resolve, WAIT_MS));
+  }
+}
+
+/**
+ * A change refused: the lock of its file stayed held by a live process (one that keeps it fresh) for `waitedMs`. Nothing
+ * was changed; the change can be made again once that process is done (docs/operations.md, "Processes in other
+ * containers").
+ */
+class LockHeldError extends Error {
+  constructor(
+    readonly lock: string,
+    readonly waitedMs: number,
+  ) {
+    super(
+      `${lock} is held by another process for more than ${Math.round(waitedMs)} ms: nothing was changed; try again in a few seconds (a lock nobody refreshes is taken over once ${STALE_MS / 1000} s old)`,
+    );
+    this.name = 'LockHeldError';
   }
 }
 
