@@ -524,25 +524,13 @@ async function acquire(lock: string): Promise<string> {
       foreignSeen.add(text);
       giveUpAt = Math.max(giveUpAt, Date.now() - age + STALE_MS + FOREIGN_MARGIN_MS);
     }
-    if (Date.now() > giveUpAt) throw new LockHeldError(lock, giveUpAt - started);
+    // Refused: nothing was changed, and the change can be made again (docs/operations.md, "Processes in other
+    // containers").
+    if (Date.now() > giveUpAt)
+      throw new Error(
+        `${lock} is held by another process for more than ${Math.round(giveUpAt - started)} ms: nothing was changed; try again`,
+      );
     await new Promise((resolve) => setTimeout(resolve, WAIT_MS));
-  }
-}
-
-/**
- * A change refused: the lock of its file stayed held by a live process (one that keeps it fresh) for `waitedMs`. Nothing
- * was changed; the change can be made again once that process is done (docs/operations.md, "Processes in other
- * containers").
- */
-class LockHeldError extends Error {
-  constructor(
-    readonly lock: string,
-    readonly waitedMs: number,
-  ) {
-    super(
-      `${lock} is held by another process for more than ${Math.round(waitedMs)} ms: nothing was changed; try again in a few seconds (a lock nobody refreshes is taken over once ${STALE_MS / 1000} s old)`,
-    );
-    this.name = 'LockHeldError';
   }
 }
 
