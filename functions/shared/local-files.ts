@@ -501,12 +501,14 @@ const holderGone = (state: WriterState) => state === 'gone' || state === 'this p
  * reads the pid), then a random tag, so that a takeover judged on an earlier holder's lock (its text read then) never
  * removes a later one of the same process.
  */
-async function acquire(lock: string): Promise<string> {
+async function acquire(lock: string, signal?: AbortSignal): Promise<string> {
   const mine = `${writerStamp()}.${randomBytes(4).toString('hex')}`;
   const started = Date.now();
   let giveUpAt = started + GIVE_UP_MS;
   const foreignSeen = new Set<string>();
   for (;;) {
+    // The caller's deadline (Deliver's: functions/shared/clients/request-limits.ts) ends the wait.
+    signal?.throwIfAborted();
     if (await createExclusive(lock, mine, 0o600)) return mine;
     const age = await stat(lock).then(
       (s) => Date.now() - s.mtimeMs,
@@ -593,10 +595,10 @@ export function keepTouched(
   };
 }
 
-export function withFileLock<T>(file: string, fn: () => Promise<T>): Promise<T> {
+export function withFileLock<T>(file: string, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
   const lock = `${file}.lock`;
   return oneAtATime(file, async () => {
-    const mine = await acquire(lock);
+    const mine = await acquire(lock, signal);
     // Before: a holder still working after STALE_MS (a slow disk) had its lock taken over, and two processes changed
     // the file at once. Nothing is touched by a hold shorter than FRESH_MS (the delivery path's).
     const fresh = keepTouched(lock, mine, FRESH_MS);

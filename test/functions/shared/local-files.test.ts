@@ -385,6 +385,27 @@ describe('withFileLock', () => {
       expect(await readdir(dir)).toEqual([]);
     });
 
+    it('the caller’s deadline (a delivery’s) ends the wait for it: the change is not made, the lock left', async () => {
+      const file = path.join(dir, 'endpoints.json');
+      const lock = `${file}.lock`;
+      const theirs = `${GONE}@${other()}.0a0b0c0d`;
+      await writeFile(lock, theirs);
+      const deadline = new AbortController();
+      let tries = 0;
+      beforeLink.hook = async (target) => {
+        if (target !== lock) return;
+        tries += 1;
+        vi.setSystemTime(Date.now() + 1_000);
+        if (tries === 2) deadline.abort(new Error('the delivery’s deadline passed'));
+      };
+      // Before: the wait went on past the delivery's deadline (its Lambda's budget), up to 11 s.
+      await expect(withTimeStill(() => withFileLock(file, async () => 'changed', deadline.signal))).rejects.toThrow(
+        'the delivery’s deadline passed',
+      );
+      expect(tries).toBe(2);
+      expect(await readFile(lock, 'utf8')).toBe(theirs);
+    });
+
     it('a change refused while a holder of another container keeps its lock fresh says what to do', async () => {
       const file = path.join(dir, 'endpoints.json');
       const lock = `${file}.lock`;
