@@ -513,13 +513,21 @@ export class FileEndpointStore implements EndpointStore {
     };
   }
 
-  private async change(type: WebhookType, fn: (endpoint: Endpoint) => Endpoint): Promise<Endpoint> {
+  private async change(
+    type: WebhookType,
+    fn: (endpoint: Endpoint) => Endpoint,
+    signal?: AbortSignal,
+  ): Promise<Endpoint> {
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
-    return withFileLock(this.file(type), async () => {
-      const next = fn(await this.read(type));
-      await writeJsonFileAtomic(this.file(type), { config: next.config, health: next.health });
-      return next;
-    });
+    return withFileLock(
+      this.file(type),
+      async () => {
+        const next = fn(await this.read(type));
+        await writeJsonFileAtomic(this.file(type), { config: next.config, health: next.health });
+        return next;
+      },
+      signal,
+    );
   }
 
   get(type: WebhookType): Promise<Endpoint> {
@@ -567,8 +575,8 @@ export class FileEndpointStore implements EndpointStore {
     });
   }
 
-  async recordSuccess(type: WebhookType, now: Date): Promise<EndpointHealth> {
-    return (await this.change(type, (e) => ({ ...e, health: afterSuccess(e.health, now) }))).health;
+  async recordSuccess(type: WebhookType, now: Date, signal?: AbortSignal): Promise<EndpointHealth> {
+    return (await this.change(type, (e) => ({ ...e, health: afterSuccess(e.health, now) }), signal)).health;
   }
 
   async recordFailure(
@@ -576,26 +584,34 @@ export class FileEndpointStore implements EndpointStore {
     error: string,
     now: Date,
     policy: BreakerPolicy,
-    _signal?: AbortSignal,
+    signal?: AbortSignal,
     retryAfterMs?: number,
   ) {
     let disabledNow = false;
-    const updated = await this.change(type, (e) => {
-      const next = afterFailure(e.health, error, now, policy, retryAfterMs);
-      disabledNow = next.disabledNow;
-      return { ...e, health: next.health };
-    });
+    const updated = await this.change(
+      type,
+      (e) => {
+        const next = afterFailure(e.health, error, now, policy, retryAfterMs);
+        disabledNow = next.disabledNow;
+        return { ...e, health: next.health };
+      },
+      signal,
+    );
     return { health: updated.health, disabledNow };
   }
 
-  async acquireProbe(type: WebhookType, now: Date, until: Date): Promise<boolean> {
+  async acquireProbe(type: WebhookType, now: Date, until: Date, signal?: AbortSignal): Promise<boolean> {
     let acquired = false;
-    await this.change(type, (e) => {
-      const held = e.health.probe_until !== null && Date.parse(e.health.probe_until) > now.getTime();
-      if (held) return e;
-      acquired = true;
-      return { ...e, health: { ...e.health, probe_until: until.toISOString() } };
-    });
+    await this.change(
+      type,
+      (e) => {
+        const held = e.health.probe_until !== null && Date.parse(e.health.probe_until) > now.getTime();
+        if (held) return e;
+        acquired = true;
+        return { ...e, health: { ...e.health, probe_until: until.toISOString() } };
+      },
+      signal,
+    );
     return acquired;
   }
 

@@ -484,6 +484,8 @@ const STALE_MS = 10_000;
 const FRESH_MS = STALE_MS / 3;
 const WAIT_MS = 5;
 const GIVE_UP_MS = 5_000;
+/** How long past STALE_MS a lock of another pid namespace is waited on (it is taken over once stale). */
+const FOREIGN_MARGIN_MS = 1_000;
 
 const chains = new Map<string, Promise<unknown>>();
 
@@ -512,21 +514,37 @@ const holderGone = (state: WriterState) => state === 'gone' || state === 'this p
  * reads the pid), then a random tag, so that a takeover judged on an earlier holder's lock (its text read then) never
  * removes a later one of the same process.
  */
-async function acquire(lock: string): Promise<string> {
+async function acquire(lock: string, signal?: AbortSignal): Promise<string> {
   const mine = `${writerStamp()}.${randomBytes(4).toString('hex')}`;
   const started = Date.now();
+  let giveUpAt = started + GIVE_UP_MS;
+  const foreignSeen = new Set<string>();
   for (;;) {
+    // The caller's deadline (Deliver's: functions/shared/clients/request-limits.ts) ends the wait.
+    signal?.throwIfAborted();
     if (await createExclusive(lock, mine, 0o600)) return mine;
     const age = await stat(lock).then(
       (s) => Date.now() - s.mtimeMs,
       () => 0,
     );
     const text = await lockText(lock);
-    const gone = text !== null && holderGone(holderState(text, age));
+    const state = text === null ? 'fresh' : holderState(text, age);
+    const gone = text !== null && holderGone(state);
     if (text !== null && (gone || age > STALE_MS) && (await removeStaleLock(lock, text, gone ? undefined : STALE_MS)))
       continue;
-    if (Date.now() - started > GIVE_UP_MS)
-      throw new Error(`${lock} is held by another process for more than ${GIVE_UP_MS} ms`);
+    // A holder of another pid namespace is known to be gone only once its lock is stale: the wait for it lasts until
+    // then (from its lock's age when first seen) and FOREIGN_MARGIN_MS more. Before, a container's writer killed while
+    // holding it got every change of the next 10 s refused after 5 s, though its lock was taken over at 10 s.
+    if (text !== null && state === 'fresh' && stampedWriter(text)?.host && !foreignSeen.has(text)) {
+      foreignSeen.add(text);
+      giveUpAt = Math.max(giveUpAt, Date.now() - age + STALE_MS + FOREIGN_MARGIN_MS);
+    }
+    // Refused: nothing was changed, and the change can be made again (docs/operations.md, "Processes in other
+    // containers").
+    if (Date.now() > giveUpAt)
+      throw new Error(
+        `${lock} is held by another process for more than ${Math.round(giveUpAt - started)} ms: nothing was changed; try again`,
+      );
     await new Promise((resolve) => setTimeout(resolve, WAIT_MS));
   }
 }
@@ -590,10 +608,10 @@ export function keepTouched(
   };
 }
 
-export function withFileLock<T>(file: string, fn: () => Promise<T>): Promise<T> {
+export function withFileLock<T>(file: string, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
   const lock = `${file}.lock`;
   return oneAtATime(file, async () => {
-    const mine = await acquire(lock);
+    const mine = await acquire(lock, signal);
     // Before: a holder still working after STALE_MS (a slow disk) had its lock taken over, and two processes changed
     // the file at once. Nothing is touched by a hold shorter than FRESH_MS (the delivery path's).
     const fresh = keepTouched(lock, mine, FRESH_MS);

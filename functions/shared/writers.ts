@@ -15,16 +15,27 @@ import { hostname } from 'node:os';
  */
 
 /**
- * Which pid namespace of which machine this process's pid is of: 8 hex digits of the host name and the pid namespace
- * (`/proc/self/ns/pid`). Not the boot id: after a reboot (a power cut) every writer of before is gone, and what it left
- * is judged by its pid as before (the host's own namespace keeps its tag; a container's gets a new one at each start).
+ * Which pid namespace of which machine this process's pid is of: 8 hex digits of the host name, the pid namespace
+ * (`/proc/self/ns/pid`) and the machine's id (`/etc/machine-id`, else `/var/lib/dbus/machine-id`; none: the tag of
+ * the host name and namespace alone, as before it was read). The machine id tells apart two machines of one host name
+ * sharing a mount: the host's own pid namespace has the same id on every Linux machine. Not the boot id: after a
+ * reboot (a power cut) every writer of before is gone, and what it left is judged by its pid as before (the host's own
+ * namespace keeps its tag; a container's gets a new one at each start). Read once (docs/operations.md, "Processes in
+ * other containers").
  */
 export function writerHost(): string {
-  hostTag ??= createHash('sha256')
-    .update([hostname(), linkOr('/proc/self/ns/pid')].join('\n'))
-    .digest('hex')
-    .slice(0, HOST_TAG_LENGTH);
+  hostTag ??= hostTagOf(MACHINE_ID_FILES);
   return hostTag;
+}
+
+const MACHINE_ID_FILES = ['/etc/machine-id', '/var/lib/dbus/machine-id'];
+
+/** writerHost() of this process with the machine id read from the first of `machineIdFiles` that holds one. */
+export function hostTagOf(machineIdFiles: readonly string[]): string {
+  const parts = [hostname(), linkOr('/proc/self/ns/pid')];
+  const machineId = machineIdFiles.map(machineIdIn).find((id) => id !== '');
+  if (machineId) parts.push(machineId);
+  return createHash('sha256').update(parts.join('\n')).digest('hex').slice(0, HOST_TAG_LENGTH);
 }
 
 /** The length of writerHost(): at the front of the hex part of a copy written aside, `<file>.<pid>.<host><random>.tmp`. */
@@ -37,6 +48,18 @@ const linkOr = (file: string) => {
     return '';
   }
 };
+
+/** The 32 hex digits of a machine-id file, or '' (none, unreadable, `uninitialized` at a first boot, a FIFO). */
+function machineIdIn(file: string): string {
+  try {
+    // Numeric open flags are taken at run time (Node's types name the string ones only): O_NONBLOCK, a FIFO unwaited.
+    const flag = (fs.constants.O_RDONLY | fs.constants.O_NONBLOCK) as unknown as string;
+    const id = fs.readFileSync(file, { encoding: 'latin1', flag });
+    return /^[0-9a-f]{32}$/.test(id.trim()) ? id.trim() : '';
+  } catch {
+    return '';
+  }
+}
 
 /** This process as a lock or a pid file names it: `<pid>@<host>` (an earlier version's parseInt still reads the pid). */
 export const writerStamp = () => `${process.pid}@${writerHost()}`;

@@ -294,7 +294,13 @@ async function start(): Promise<number> {
   }))
     out(line);
   out(`Then: ${onDataDir('npx webhook-gateway conversations list', options.dataDir)}   ·   Ctrl-C stops everything.`);
-  await stopAsked;
+  const lost = await Promise.race([stopAsked.then(() => null), gateway.dataDirLost]);
+  if (lost !== null) {
+    // Another gateway serves this data folder now: nothing more is written to it. What was in flight stays in its
+    // journal, recovered as after a crash (docs/operations.md, "Processes in other containers").
+    out(`stopped at once: ${lost.replace(/; stop this gateway$/, '')}; what was in flight is left to the journal`);
+    process.exit(1);
+  }
   out(stoppingLine(gateway.inFlight(), new Date()));
   await gateway.close();
   return 0;

@@ -115,6 +115,11 @@ export interface RunningGateway {
   inFlight(): InFlight;
   /** Stop taking requests, let the conversations in flight finish, then stop everything. */
   close(): Promise<void>;
+  /**
+   * Settles with the line saying why once another gateway took this one's data folder over (it stood still for more
+   * than 30 s): new conversations are refused from then on; the process should stop at once.
+   */
+  dataDirLost: Promise<string>;
 }
 
 function listen(server: Server, port: number, host: string): Promise<number> {
@@ -151,9 +156,22 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   // Local state holds requests, answers and secrets: the data folder is its owner's alone (made so, or put back so).
   const dataDirWarning = dataDirModeWarning(options.dataDir, await ownerOnlyDataDir(options.dataDir));
   if (dataDirWarning) console.warn(dataDirWarning);
+  // Another gateway took the data folder over (this one stood still past 30 s: a paused container): from then on no
+  // new conversation is taken (503 STOPPING), close() leaves that gateway's gateway.json, and `dataDirLost` tells the
+  // command to stop at once; what was in flight is left to the journal, recovered as after a crash (docs/operations.md,
+  // "Processes in other containers"). Before, it only printed the line and two gateways served one folder.
+  let lostDataDir: ((line: string) => void) | null = null;
+  const dataDirLost = new Promise<string>((resolve) => {
+    lostDataDir = resolve;
+  });
+  let lost = false;
   const dataDirLock = await lockDataDir(options.dataDir, {
     notice: (line) => console.warn(`webhook-gateway: ${line}`),
-    onLost: (line) => console.error(`webhook-gateway: ${line}`),
+    onLost: (line) => {
+      lost = true;
+      console.error(`webhook-gateway: ${line}`);
+      lostDataDir?.(line);
+    },
   });
   if (dataDirLock.tookOver) console.warn(`webhook-gateway: ${dataDirLock.tookOver}`);
   // Each history's summary index entry is written as it is saved: a first filtered listing reads no history for it.
@@ -628,7 +646,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   const unlessStopping =
     (handler: RouteHandler): RouteHandler =>
     async (req, res, m) => {
-      if (!stopping) return handler(req, res, m);
+      if (!stopping && !lost) return handler(req, res, m);
       req.resume();
       sendJson(res, 503, errorBody('STOPPING', 'the gateway is stopping: send it again once it is back'), {
         'retry-after': '5',
@@ -733,6 +751,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
       while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
       await Promise.allSettled([...indexWrites]);
     },
+    dataDirLost,
     close() {
       if (!server.listening && !closing) return Promise.resolve();
       closing ??= (async () => {
@@ -753,7 +772,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
         summaryIndex.close();
         journal.close();
         await s3?.close();
-        await removeGatewayRuntime(options.dataDir);
+        if (!lost) await removeGatewayRuntime(options.dataDir);
         await dataDirLock.release();
       })();
       return closing;

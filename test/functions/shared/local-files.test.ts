@@ -468,7 +468,7 @@ describe('withFileLock', () => {
             changed = true;
           }),
         ),
-      ).rejects.toThrow(`${lock} is held by another process for more than 5000 ms`);
+      ).rejects.toThrow(`${lock} is held by another process for more than 12000 ms`);
       expect(changed).toBe(false);
       expect(await readFile(lock, 'utf8')).toBe(theirs);
       // Its container stopped: nobody touches it any more; once older than STALE_MS (10 s) it is taken over.
@@ -482,6 +482,60 @@ describe('withFileLock', () => {
       );
       expect(changed).toBe(true);
       expect(await readdir(dir)).toEqual([]);
+    });
+
+    it('its holder killed while holding it: a change made meanwhile waits until the lock is stale, takes it over and is made (not refused after 5 s)', async () => {
+      const file = path.join(dir, 'endpoints.json');
+      const lock = `${file}.lock`;
+      // Just taken by a writer of another container that was then killed: nobody touches it any more.
+      await writeFile(lock, `${GONE}@${other()}.0a0b0c0d`);
+      let tries = 0;
+      beforeLink.hook = async (target) => {
+        if (target !== lock) return;
+        tries += 1;
+        vi.setSystemTime(Date.now() + 1_000);
+      };
+      // Before: refused after 5 s ('held by another process for more than 5000 ms'), though the lock was taken over
+      // at 10 s: a delivery's endpoint state, a secret or a setting changed then was lost.
+      expect(await withTimeStill(() => withFileLock(file, async () => 'changed'))).toBe('changed');
+      expect(tries).toBe(11); // taken over at the look that finds it 11 s old, not refused at 5 s
+      expect(await readdir(dir)).toEqual([]);
+    });
+
+    it('the caller’s deadline (a delivery’s) ends the wait for it: the change is not made, the lock left', async () => {
+      const file = path.join(dir, 'endpoints.json');
+      const lock = `${file}.lock`;
+      const theirs = `${GONE}@${other()}.0a0b0c0d`;
+      await writeFile(lock, theirs);
+      const deadline = new AbortController();
+      let tries = 0;
+      beforeLink.hook = async (target) => {
+        if (target !== lock) return;
+        tries += 1;
+        vi.setSystemTime(Date.now() + 1_000);
+        if (tries === 2) deadline.abort(new Error('the delivery’s deadline passed'));
+      };
+      // Before: the wait went on past the delivery's deadline (its Lambda's budget), up to 11 s.
+      await expect(withTimeStill(() => withFileLock(file, async () => 'changed', deadline.signal))).rejects.toThrow(
+        'the delivery’s deadline passed',
+      );
+      expect(tries).toBe(2);
+      expect(await readFile(lock, 'utf8')).toBe(theirs);
+    });
+
+    it('a change refused while a holder of another container keeps its lock fresh says what to do', async () => {
+      const file = path.join(dir, 'endpoints.json');
+      const lock = `${file}.lock`;
+      await writeFile(lock, `${GONE}@${other()}.0a0b0c0d`);
+      beforeLink.hook = async (target) => {
+        if (target !== lock) return;
+        vi.setSystemTime(Date.now() + 1_000);
+        const now = new Date();
+        await utimes(lock, now, now);
+      };
+      await expect(withTimeStill(() => withFileLock(file, async () => 'changed'))).rejects.toThrow(
+        `${lock} is held by another process for more than 12000 ms: nothing was changed; try again`,
+      );
     });
 
     it('an old lock text (its pid alone, or pid.tag) is still judged by its pid: a gone holder’s taken over at once', async () => {
