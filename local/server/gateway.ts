@@ -275,10 +275,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
         requestTimeoutMs: options.requestTimeoutMs,
       });
       // The handlers' S3 client reaches the embedded S3 in this process: no sockets (the same store, the same rules).
-      // Built now, with that transport; Export's PutObjects, each given its deadline's abort signal, are served by the
-      // middleware stack it resolved once (functions/shared/clients/signal-sends.ts).
       injectClientSettings('s3', IN_PROCESS_S3_CLIENT_SETTINGS);
-      cachedSignalSends((await import('../../functions/shared/clients/s3.ts')).s3);
     }
     const defaults = localEnvironmentDefaults(url, s3?.endpoint ?? null);
     if (process.env.AWS_PROFILE) {
@@ -308,6 +305,10 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     // With local API keys the handlers learn each key's source from them (ids only), whatever else was set.
     if (apiKeys.required) handlerEnv.SOURCE_API_KEY_IDS = apiKeys.sourceApiKeyIds;
     Object.assign(process.env, handlerEnv);
+    // Export's PutObjects to the embedded S3, each given its deadline's abort signal, are served by the middleware stack
+    // its client resolved once (functions/shared/clients/signal-sends.ts). Loaded only now: the client's module imports
+    // the Powertools set-up, which reads POWERTOOLS_TRACE_ENABLED once, at import (see the stores' import below).
+    if (s3) cachedSignalSends((await import('../../functions/shared/clients/s3.ts')).s3);
   } catch (error) {
     // Nothing may be left listening: the command reports the error and its process ends.
     server.close();
