@@ -91,10 +91,12 @@
     refreshing = true;
     try {
       const { response, text } = await getWithin(body.dataset.fragmentSrc, REFRESH_ANSWER_MS);
-      // 404, 500 and 503 are pages of the console too (not found; could not be built, and why; its data folder refused
-      // a read, out of file descriptors among others, and what to do): shown as they come.
-      if (!response.ok && response.status !== 404 && response.status !== 500 && response.status !== 503)
-        throw new Error(`HTTP ${response.status}`);
+      // 404, 500 and an HTML 503 are pages of the console too (not found; could not be built, and why; its data folder
+      // refused a read, out of file descriptors among others, and what to do): shown as they come. The gateway's own
+      // 503 while it starts or stops (JSON: STARTING, STOPPING) is no page: the page stays as it is.
+      const html = /^text\/html/.test(response.headers.get('content-type') ?? '');
+      const consolePage = response.status === 404 || response.status === 500 || (response.status === 503 && html);
+      if (!response.ok && !consolePage) throw new Error(`HTTP ${response.status}`);
       // Nothing it shows changed (a conversation the page does not list, a run's next state): left as it is, what
       // the reader selected or scrolled to too.
       const fresh = document.createElement('template');
