@@ -145,13 +145,16 @@ const clients = new Map<string | undefined, LambdaClient>();
  * limit: Step Functions invokes each conversation's agent on its own, bounded only by the agent's Lambda concurrency
  * (a throttle is Lambda.TooManyRequestsException), while the SDK's default pool of 50 sockets per host made the 51st
  * agent call, a fast one too, wait for one of 50 slow agents to answer, its wait counted against its own
- * agent_seconds.
+ * agent_seconds. A kept connection is closed after 4 s unused, or a second before the endpoint's `Keep-Alive:
+ * timeout=N` says it will close it (Node applies that hint only to an agent with a timeout of its own): without it,
+ * an invoke that took the kept connection as the endpoint closed it (Node's servers close after 5 s) was reset, and
+ * its conversation failed with 502 AGENT_ERROR (Lambda.SdkClientException), an invoke that never reached the agent.
  */
 function lambda(): LambdaClient {
   const endpoint = process.env.AWS_ENDPOINT_URL_LAMBDA;
   let client = clients.get(endpoint);
   if (!client) {
-    const unpooled = { keepAlive: true, maxSockets: Number.POSITIVE_INFINITY };
+    const unpooled = { keepAlive: true, maxSockets: Number.POSITIVE_INFINITY, timeout: 4_000 };
     client = new LambdaClient({
       maxAttempts: 1,
       cacheMiddleware: true,

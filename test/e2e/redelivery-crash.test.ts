@@ -80,8 +80,9 @@ describe('kill -9 during a redelivery (the schedule, a redrive, a resend), then 
           webhook_type: c.type,
         }),
       });
-      expect(res.status, name).toBe(200);
-      ids[name] = ((await res.json()) as { conversation_id: string }).conversation_id;
+      const answer = await res.text();
+      expect(res.status, `${name}: ${answer}\n${first.output()}`).toBe(200);
+      ids[name] = (JSON.parse(answer) as { conversation_id: string }).conversation_id;
     }
     // The schedule takes the first one up by itself; the operator redrives the dead one and resends the delivered one.
     const redrive = fetch(`${first.url}/local/deliveries/${ids.redrive}/redrive`, { method: 'POST' }).catch(
