@@ -1,4 +1,5 @@
-import { createServer, type Socket } from 'node:http';
+import { createServer } from 'node:http';
+import type { Socket } from 'node:net';
 import { expect, it } from 'vitest';
 import { invokeLambdaTask } from '../../../local/engine/lambda-invoke.ts';
 import { useAsLambdaEndpoint } from '../../support/servers.ts';
