@@ -437,4 +437,34 @@ describe('no answer lost after the agent answered', () => {
       await rm(folder, { force: true });
     }
   });
+  it('a redelivery whose Deliver Lambda will not run: not retried (its 60 s), exported with the refusal, tried again at the next slot', async () => {
+    // Before: the redelivery workflow retried it 3 times (after 2, 4 and 8 s), each try up to the Lambda's timeout.
+    world.agent.behave(() => ({ payload: ANSWER }));
+    world.receiver.reply(503, 503, 503, 503);
+    const res = await world.post(SEED_REQUEST);
+    expect(res.body.tracking.delivery_status).toBe('retrying');
+    const id = res.body.conversation_id as string;
+    deliverThrottled = true;
+    const run = await world.gateway.redelivery.redrive(id);
+    expect(deliverRefusals).toBe(1);
+    expect(run).toMatchObject({ status: 'failed' });
+    const [redelivery] = (await world.gateway.executions.executions(id)).filter((e) =>
+      e.execution_name.includes('-redelivery-'),
+    );
+    expect(redelivery!.events.filter((e) => e.type === 'StateEntered').map((e) => e.state)).toEqual([
+      'IsDeliveryOwed',
+      'Deliver',
+      'Export',
+      'Redelivered',
+    ]);
+    const record = (await world.getJson(`${folderOf(id)}conversation.json`)).conversation;
+    expect(record.execution.errors.at(-1)).toMatchObject({
+      stage: 'Deliver',
+      error: 'Lambda.TooManyRequestsException',
+    });
+    expect(await world.gateway.failedDeliveries.get(id)).toMatchObject({ state: 'pending' });
+    world.receiver.reply(200);
+    deliverThrottled = false;
+    expect((await world.gateway.redelivery.redrive(id)).status).toBe('delivered');
+  });
 });
