@@ -351,6 +351,7 @@ describe('the conversation workflow after the agent', () => {
       'IsRedeliveryQueued',
       'QueueFailedExport',
       'RecordOnlyInLogs',
+      'RecordOnlyInHistory',
       'AnswerWithoutExport',
       'ConversationUnanswered',
     ]);
@@ -363,14 +364,15 @@ describe('the conversation workflow after the agent', () => {
 
   it('each state that Lambda may refuse after the agent has a Catch for it, so nothing waits and nothing is lost', () => {
     // Classify's refusal: Deliver does its work; Deliver's: the failed-delivery queue; Export's: CloseWithoutExport;
-    // CloseWithoutExport's: the unclosed record queued (QueueFailedExport); RecordOnlyInLogs': the caller's answer.
+    // CloseWithoutExport's: the unclosed record queued (QueueFailedExport); RecordOnlyInLogs': the caller's answer,
+    // after RecordOnlyInHistory (a Pass state: the event its alarm counts, test/infra/operations.test.ts).
     const caught: Record<string, string> = {
       Classify: 'Deliver',
       Deliver: 'DeliveryFailed',
       Export: 'CloseWithoutExport',
       ExportFailedConversation: 'CloseWithoutExport',
       CloseWithoutExport: 'QueueFailedExport',
-      RecordOnlyInLogs: 'AnswerWithoutExport',
+      RecordOnlyInLogs: 'RecordOnlyInHistory',
     };
     for (const [name, next] of Object.entries(caught)) {
       const state = CONVERSATION[name]!;
