@@ -88,8 +88,8 @@ export const RECORDS_ONLY_IN_HISTORY_METRIC = 'RecordsOnlyInHistory';
 /**
  * CloudWatch Logs filter pattern for the conversation execution log (level ALL): the entry into the Pass state that
  * follows Lambda refusing RecordOnlyInLogs. Express logs each history event as one JSON object; a state's entry is
- * `{"type": "PassStateEntered", "details": {"name": <state>, …}, …}` (the LambdaFunctionFailed event of the refusal
- * names no state, hence the Pass state).
+ * `{"type": "PassStateEntered", "details": {"name": <state>, …}, …}`, logged at level ALL only (the LambdaFunctionFailed
+ * event of the refusal names no state, hence the Pass state).
  */
 export function recordOnlyInHistoryPattern(): string {
   return `{ $.type = "PassStateEntered" && $.details.name = "${RECORD_ONLY_IN_HISTORY_STATE}" }`;

@@ -309,6 +309,10 @@ describe('alarms', () => {
       LogGroupName: { Ref: id('AWS::Logs::LogGroup', 'WorkflowExecutionLogs') },
       MetricTransformations: [{ MetricNamespace: namespace, MetricName: 'RecordsOnlyInHistory', MetricValue: '1' }],
     });
+    // PassStateEntered is logged at level ALL only (the Step Functions guide's "Log levels"), which the workflow keeps.
+    expect(props(id('AWS::StepFunctions::StateMachine', 'WorkflowStateMachine')).LoggingConfiguration).toMatchObject({
+      Level: 'ALL',
+    });
     // The pattern against the execution log's events as Express writes them (bench/support/express-log.ts renders
     // the documented shape): it counts the entry into RecordOnlyInHistory, and no other event of that execution.
     const definition = JSON.parse(readFileSync(path.join(STATEMACHINE_DIR, 'conversation.asl.json'), 'utf8')) as {
