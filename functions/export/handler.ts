@@ -221,7 +221,9 @@ async function exportConversation(
 
 /** What answer_by is, for ExportDeadlineError's message. */
 function dueWhat(state: ConversationState): string {
-  return state.budget?.answer_by ? "the caller's answer is due" : "this redelivery run's end is near";
+  return state.budget?.answer_by
+    ? "the caller's answer is due"
+    : "this redelivery run's deadline, its workflow's TimeoutSeconds less 1 s";
 }
 
 /**
