@@ -9,7 +9,12 @@ import { Duration, Stack } from 'aws-cdk-lib';
 import { Metric } from 'aws-cdk-lib/aws-cloudwatch';
 import type { IConstruct } from 'constructs';
 import { FAILURE_STATUS } from '../functions/domain/gateway-contract.ts';
-import { METRIC_NAMES, STACK_DIMENSION, WEBHOOK_TYPE_DIMENSION } from '../functions/domain/observability.ts';
+import {
+  METRIC_NAMES,
+  RECORD_ONLY_IN_HISTORY_STATE,
+  STACK_DIMENSION,
+  WEBHOOK_TYPE_DIMENSION,
+} from '../functions/domain/observability.ts';
 import { POWERTOOLS_METRICS_NAMESPACE, POWERTOOLS_SERVICE_NAME } from './config.ts';
 
 export { EXPORT_DEFERRED_METRIC, SIGNATURE_REJECTED_METRIC } from '../functions/domain/observability.ts';
@@ -77,6 +82,18 @@ export function logMetricsNamespace(scope: IConstruct): string {
 
 /** Metric (from the Export function's log) of records logged whole because S3 and the queue both refused them. */
 export const RECORDS_ONLY_IN_LOGS_METRIC = 'RecordsOnlyInLogs';
+/** Metric (from the conversation execution log) of records Lambda would not log either: only in the history. */
+export const RECORDS_ONLY_IN_HISTORY_METRIC = 'RecordsOnlyInHistory';
+
+/**
+ * CloudWatch Logs filter pattern for the conversation execution log (level ALL): the entry into the Pass state that
+ * follows Lambda refusing RecordOnlyInLogs. Express logs each history event as one JSON object; a state's entry is
+ * `{"type": "PassStateEntered", "details": {"name": <state>, …}, …}`, logged at level ALL only (the LambdaFunctionFailed
+ * event of the refusal names no state, hence the Pass state).
+ */
+export function recordOnlyInHistoryPattern(): string {
+  return `{ $.type = "PassStateEntered" && $.details.name = "${RECORD_ONLY_IN_HISTORY_STATE}" }`;
+}
 
 /** Metric (from the execution log) of conversation executions that failed for any reason but a client error. */
 export const SERVER_FAILURES_METRIC = 'ConversationServerFailures';

@@ -150,11 +150,29 @@ export function asyncRunEndsBy(startedMs: number, agentSeconds: number, delivery
  */
 export const RESPONSE_TIMEOUT_LIMITS_MS = { min: 9_000, max: EXPRESS_LIMIT_MS } as const;
 /**
- * A delivery attempt: at most 24 s, since a redelivery is one Deliver and one Export within the redelivery workflow's
- * 60 s (TimeoutSeconds of statemachine/redelivery.asl.json), each at most its Lambda's timeout: Deliver's the attempt's
- * whole seconds and 5 s (infra/constructs/stage-function.ts, timeoutAround), Export's 30 s; 24 + 5 + 30 = 59 s. Past
- * it a redelivery to a slow receiver, then a slow export, would time out after its POST landed, be counted a failed
- * run, and be delivered again.
+ * The redelivery workflow's limit, ms: its TimeoutSeconds (statemachine/redelivery.asl.json). Past it a run is
+ * TIMED_OUT, counted a failed run, and its delivery, which may have landed, is made again.
+ */
+export const REDELIVERY_LIMIT_MS = 60_000;
+
+/**
+ * A redelivery has no caller waiting, but its run ends at REDELIVERY_LIMIT_MS: Deliver ends within its Lambda's
+ * timeout (DELIVERY_TIMEOUT_LIMITS_MS), and its Export and the closing run after S3 refused count down to this, from
+ * the run's start (`$$.Execution.StartTime`, Step Functions' clock), as a synchronous conversation's count down to its
+ * answer_by: the S3 work ends SYNC_RESERVES.fallback before it, the closing run's writes SYNC_RESERVES.queue before it,
+ * and the run's own end comes before the workflow's (test/infra/timeout-chain.test.ts walks every path). Null: no start.
+ */
+export function redeliveryAnswerBy(startedAt: string | undefined): string | null {
+  const started = startedAt ? Date.parse(startedAt) : Number.NaN;
+  if (Number.isNaN(started)) return null;
+  return new Date(started + REDELIVERY_LIMIT_MS - SYNC_RESERVES.margin).toISOString();
+}
+
+/**
+ * A delivery attempt: at most 24 s, since a redelivery's Deliver is the attempt's whole seconds and 5 s
+ * (infra/constructs/stage-function.ts, timeoutAround), 29 s, before its Export, whose S3 work must end by
+ * redeliveryAnswerBy − SYNC_RESERVES.fallback, 57 s after the run's start: 28 s are left for it (Export's own Lambda
+ * allows 28.5 s). A longer attempt would leave a slow receiver's redelivery next to no time to export it.
  */
 export const DELIVERY_TIMEOUT_LIMITS_MS = { min: 100, max: 24_000 } as const;
 /** An agent timeout is whole seconds, at least 1 (the Task's TimeoutSeconds). */

@@ -54,6 +54,12 @@ export const EXPORT_DEFERRED_EVENT = 'WEBHOOK_CONVERSATION_EXPORT_DEFERRED';
  */
 export const RECORD_UNSAVED_EVENT = 'WEBHOOK_CONVERSATION_UNSAVED';
 /**
+ * The conversation workflow's Pass state after Lambda refused to run RecordOnlyInLogs: the record is then only in the
+ * execution's history. Its entry is what is counted (a metric filter on the execution log, alarm RecordsOnlyInLogs)
+ * and what the local gateway reports.
+ */
+export const RECORD_ONLY_IN_HISTORY_STATE = 'RecordOnlyInHistory';
+/**
  * Logged by Export when the thread store refused an answered conversation's turn: the conversation is delivered and
  * exported, but later conversations of its thread will not be given that turn.
  */

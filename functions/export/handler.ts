@@ -1,7 +1,7 @@
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import type { Context } from 'aws-lambda';
 import { withAttemptLog } from '../domain/attempt-log.ts';
-import { msLeft, SYNC_RESERVES } from '../domain/budget.ts';
+import { msLeft, redeliveryAnswerBy, SYNC_RESERVES } from '../domain/budget.ts';
 import type { ConversationRecord, ConversationState } from '../domain/conversation.ts';
 import { ExportDeadlineError, ExportError, NamedError } from '../domain/errors.ts';
 import { exportDocuments, exportFolder } from '../domain/export-formats.ts';
@@ -38,6 +38,11 @@ import { threadStore } from '../shared/thread-store.ts';
 export interface ExportInput {
   state: ConversationState;
   execution_name: string;
+  /**
+   * The redelivery workflow's start ($$.Execution.StartTime, statemachine/redelivery.asl.json): with no caller
+   * waiting, its Export and closing run count down to that run's own end instead (redeliveryAnswerBy).
+   */
+  started_at?: string;
 }
 
 /**
@@ -67,7 +72,8 @@ const AFTER_LOG_READ_MS = 2 * MIN_EXPORT_MS;
  * QueueFailedExport's reserve); a cut one is logged and the caller answered. With a caller waiting or not, every call
  * also ends before this Lambda's timeout (the S3 work LAMBDA_TAIL_MS before it, the writes after it LAMBDA_RETURN_MS
  * before it): an S3 too slow fails the run with ExportError naming that cut (retried once, then CloseWithoutExport and
- * QueueFailedExport), never with the Lambda's timeout.
+ * QueueFailedExport), never with the Lambda's timeout. A redelivery's Export and closing run take its run's end as
+ * answer_by (redeliveryAnswerBy of `started_at`), so that every path ends before the workflow's 60 s.
  *
  * When S3 stayed unwritable through the state's retries, its Catch runs this handler once more with
  * `export_error` set: the record is closed and answered without S3, and the output keeps `export_error` so that
@@ -89,7 +95,7 @@ export function exportOn(clock: () => number) {
 
 /** `endsAt`: when this Lambda times out (ms on `clock`, lambdaEnd); undefined: no such limit (locally). */
 async function exportConversation(
-  { state, execution_name }: ExportInput,
+  { state, execution_name, started_at }: ExportInput,
   clock: () => number,
   endsAt: number | undefined,
 ): Promise<ExportOutput> {
@@ -97,6 +103,8 @@ async function exportConversation(
   const now = new Date(clock());
   const { record, answered, refused } = closeConversation(state, execution_name, now);
   const deferred = state.export_error;
+  // The caller's deadline, or in a redelivery its run's (docs/deploy.md, "Timeouts").
+  const answerBy = state.budget?.answer_by ?? (state.redelivery ? redeliveryAnswerBy(started_at) : null);
   // Classify failed and Lambda did not run Deliver, so the answer was still pending, unchecked: one Classify would have
   // refused is refused here, before anything is written (AgentAnswerRejected → ExportFailedConversation: 502, exported
   // as failed), never answered 200 nor exported as completed. The closing run (export_error) and a redelivery's Export
@@ -116,7 +124,6 @@ async function exportConversation(
           : 'Export',
       executionName: execution_name,
     };
-    const answerBy = state.budget?.answer_by ?? null;
     // The S3 work ends by the caller's deadline less the S3-refused path's reserve, and before this Lambda's timeout
     // less its tail, whichever comes first.
     const byAnswer = deadlineBefore(answerBy, SYNC_RESERVES.fallback);
@@ -130,7 +137,7 @@ async function exportConversation(
     const lambdaCut = `${LAMBDA_TAIL_MS} ms before this Export Lambda's timeout (${lambdaBy})`;
     if (timeLeft() < MIN_EXPORT_MS) {
       if (cutByLambda) throw new ExportError(`no time left to write ${where} ${lambdaCut}`);
-      throw new ExportDeadlineError(`no time left to write ${where} before the caller's answer is due (${answerBy})`);
+      throw new ExportDeadlineError(`no time left to write ${where} before ${dueWhat(state)} (${answerBy})`);
     }
     const abortSignal = budgetSignal(s3By, new Date(clock()));
     const writeStarted = Date.now();
@@ -196,7 +203,7 @@ async function exportConversation(
   const response = answered ? successBody(record) : null;
   // The answer is due at answer_by; the closing run's record is still to be queued after it (QueueFailedExport). And
   // whoever waits, the writes end before this Lambda's timeout, less the return.
-  const answerDue = deadlineBefore(state.budget?.answer_by ?? null, deferred ? SYNC_RESERVES.queue : 0);
+  const answerDue = deadlineBefore(answerBy, deferred ? SYNC_RESERVES.queue : 0);
   const cut = budgetSignal(earliest(answerDue, lambdaDeadline(endsAt, LAMBDA_RETURN_MS)), new Date(clock()));
   const key = record.metadata.idempotency_key;
   const store = key && !state.redelivery ? idempotencyStore() : null;
@@ -210,6 +217,13 @@ async function exportConversation(
   if (record.metadata.response_mode === 'async')
     await finishStatus(record, answer, now, state.redelivery !== undefined, cut);
   return deferred ? { conversation: record, export_error: deferred, ...answer } : { conversation: record, ...answer };
+}
+
+/** What answer_by is, for ExportDeadlineError's message. */
+function dueWhat(state: ConversationState): string {
+  return state.budget?.answer_by
+    ? "the caller's answer is due"
+    : "this redelivery run's deadline, its workflow's TimeoutSeconds less 1 s";
 }
 
 /**

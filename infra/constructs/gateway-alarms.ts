@@ -17,6 +17,7 @@ import {
   ENDPOINT_DISABLED_EVENT,
   ENDPOINT_DISABLED_METRIC,
   ENDPOINT_FAILING_METRIC,
+  RECORD_ONLY_IN_HISTORY_STATE,
   RECORD_UNSAVED_EVENT,
 } from '../../functions/domain/observability.ts';
 import {
@@ -28,7 +29,9 @@ import {
   EXPORT_DEFERRED_METRIC,
   logMetricsNamespace,
   METRIC_PERIOD,
+  RECORDS_ONLY_IN_HISTORY_METRIC,
   RECORDS_ONLY_IN_LOGS_METRIC,
+  recordOnlyInHistoryPattern,
   SERVER_FAILURES_METRIC,
   serverFailurePattern,
 } from '../metrics.ts';
@@ -178,12 +181,29 @@ export class GatewayAlarms extends Construct {
       metricName: RECORDS_ONLY_IN_LOGS_METRIC,
       metricValue: '1',
     });
+    // And one per record Lambda would not even log (RecordOnlyInLogs refused): no line is written, so the execution
+    // log's entry into RecordOnlyInHistory counts it; the record is then the input of RecordOnlyInLogs there.
+    const inHistory = new MetricFilter(this, 'RecordsOnlyInHistoryFilter', {
+      logGroup: props.conversationExecutionLog,
+      filterPattern: FilterPattern.literal(recordOnlyInHistoryPattern()),
+      metricNamespace: logMetricsNamespace(this),
+      metricName: RECORDS_ONLY_IN_HISTORY_METRIC,
+      metricValue: '1',
+    });
     this.recordsOnlyInLogs = this.alarm(
       'RecordsOnlyInLogs',
-      unsaved.metric({ statistic: 'Sum', period: METRIC_PERIOD }),
+      new MathExpression({
+        expression: 'FILL(logged, 0) + FILL(inHistory, 0)',
+        usingMetrics: {
+          logged: unsaved.metric({ statistic: 'Sum', period: METRIC_PERIOD }),
+          inHistory: inHistory.metric({ statistic: 'Sum', period: METRIC_PERIOD }),
+        },
+        period: METRIC_PERIOD,
+        label: 'Records only in logs or only in the execution history',
+      }),
       0,
       {
-        description: `${prefix}: conversation records that neither S3 nor the failed-delivery queue took in 5 minutes; each is logged whole as a ${RECORD_UNSAVED_EVENT} line of the Export function's log (docs/operations.md).`,
+        description: `${prefix}: conversation records that neither S3 nor the failed-delivery queue took in 5 minutes; each is logged whole as a ${RECORD_UNSAVED_EVENT} line of the Export function's log, or, when Lambda would not run that either, is only in the conversation execution log (the input of state RecordOnlyInLogs in an execution that entered ${RECORD_ONLY_IN_HISTORY_STATE}; docs/operations.md).`,
       },
     );
 

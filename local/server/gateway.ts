@@ -9,7 +9,9 @@ import {
   NO_STORE,
   STATUS_ROUTE_PREFIX,
 } from '../../functions/domain/gateway-contract.ts';
+import { RECORD_ONLY_IN_HISTORY_STATE } from '../../functions/domain/observability.ts';
 import { parseSecretsBySource } from '../../functions/domain/signatures.ts';
+import { type CaughtError, parseTaskError } from '../../functions/domain/task-error.ts';
 import { attemptLog } from '../../functions/shared/attempt-log.ts';
 import { injectClientSettings } from '../../functions/shared/clients/injected-settings.ts';
 import { cachedSignalSends } from '../../functions/shared/clients/signal-sends.ts';
@@ -18,7 +20,7 @@ import { UnreadableFileError } from '../../functions/shared/local-files.ts';
 import { endpointGate } from '../../functions/shared/redelivery.ts';
 import { DEFAULTS, type Settings, settings } from '../../functions/shared/settings.ts';
 import { consoleRoutes } from '../console/index.ts';
-import type { EndedExecution, LocalWorkflow, RunRestart } from '../engine/engine.ts';
+import type { EndedExecution, ExecutionRecord, LocalWorkflow, RunRestart } from '../engine/engine.ts';
 import { ExecutionJournal, type JournaledRun } from '../engine/journal.ts';
 import {
   type RecoveredExecution,
@@ -507,6 +509,8 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
       .then((record) => (restart ? { ...record, restart } : record));
     const running = ran.then(async (record) => {
       const conversationId = conversationIdOf(record);
+      const onlyInHistory = recordOnlyInHistoryLine(record, conversationId);
+      if (onlyInHistory) console.error(onlyInHistory);
       // Cut by the data folder (a step it could not journal did not run): finished once the folder takes writes
       // again, by finishCut, as the next start would finish it; its history is the one that recovery saves then.
       if (run.refused && record.status !== 'SUCCEEDED') {
@@ -779,4 +783,17 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
       return closing;
     },
   };
+}
+
+/**
+ * What the operator is told when a conversation's record was kept nowhere but in its execution history: S3 and the
+ * failed-delivery store refused it, then the Export function could not log it (state RecordOnlyInHistory). On AWS a
+ * metric filter on the execution log counts it for the RecordsOnlyInLogs alarm (docs/deploy.md); here the gateway
+ * prints it. Null for any other execution.
+ */
+function recordOnlyInHistoryLine(record: ExecutionRecord, conversationId: string | null): string | null {
+  const entered = record.events.find((e) => e.type === 'StateEntered' && e.state === RECORD_ONLY_IN_HISTORY_STATE);
+  if (!entered) return null;
+  const refusal = parseTaskError((entered.input as { log_error?: CaughtError } | undefined)?.log_error);
+  return `webhook-gateway: conversation ${conversationId ?? '(unknown)'}: its record is only in the history of execution ${record.execution_name}: S3 and the failed-delivery store refused it, then the Export function could not log it (${refusal.error}: ${refusal.message}). The record is the input of state RecordOnlyInLogs there (the console's execution page, or .data/executions/); export it by hand once S3 takes it (docs/operations.md)`;
 }

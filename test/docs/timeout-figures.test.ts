@@ -1,7 +1,12 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { maxSyncAgentTimeoutMs, SYNC_RESERVES } from '../../functions/domain/budget.ts';
+import {
+  DELIVERY_TIMEOUT_LIMITS_MS,
+  maxSyncAgentTimeoutMs,
+  REDELIVERY_LIMIT_MS,
+  SYNC_RESERVES,
+} from '../../functions/domain/budget.ts';
 import { LAMBDA_TAIL_MS } from '../../functions/shared/clients/request-limits.ts';
 import { DEFAULT_CONFIG, minIntegrationTimeoutMs, VALIDATE_FUNCTION_TIMEOUT_MS } from '../../infra/config.ts';
 import { PROJECT_ROOT, STATEMACHINE_DIR } from '../../local/paths.ts';
@@ -78,5 +83,20 @@ describe('docs/deploy.md, Timeouts: the figures are the template’s', () => {
     expect(flat(DEPLOY)).toContain(`the agent needs more than ${s(maxAgent)}`);
     expect(CONFIGURATION).toContain(`${maxAgent} at ${API_MS}`);
     expect(CONFIGURATION).toContain(`deliveries end ${s(R.tail + R.margin)} before it`);
+  });
+  it('the redelivery workflow’s paragraph, from its definition and the budget', () => {
+    const redelivery = JSON.parse(readFileSync(path.join(STATEMACHINE_DIR, 'redelivery.asl.json'), 'utf8')) as {
+      TimeoutSeconds: number;
+    };
+    expect(redelivery.TimeoutSeconds * 1000).toBe(REDELIVERY_LIMIT_MS);
+    expect(TIMEOUTS).toContain(`its \`TimeoutSeconds\`, ${s(REDELIVERY_LIMIT_MS)}: past it a run is \`TIMED_OUT\``);
+    const deadline = REDELIVERY_LIMIT_MS - R.margin;
+    expect(TIMEOUTS).toContain(`${s(deadline)} (${s(R.margin)} margin), the S3 work ending ${s(R.fallback)} before it`);
+    expect(TIMEOUTS).toContain(`the closing run's writes ${s(R.queue)} before it`);
+    // The longest Deliver (the attempt's whole seconds and 5 s) and what it leaves Export before its S3 deadline.
+    const deliverMs = DELIVERY_TIMEOUT_LIMITS_MS.max + 5_000;
+    expect(TIMEOUTS).toContain(`8 s by default, ${s(deliverMs)} at most`);
+    expect(TIMEOUTS).toContain(`would leave its Export less than ${s(deadline - R.fallback - deliverMs)} before`);
+    expect(flat(DEPLOY)).toContain(`leaves its Export ${s(deadline - R.fallback - deliverMs)} in its workflow's`);
   });
 });

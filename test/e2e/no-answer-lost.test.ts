@@ -19,6 +19,8 @@ let deliverRefusals = 0;
 /** How many of the next Export invocations (Export, CloseWithoutExport, …: one function) Lambda refuses to run. */
 let exportRefusals = 0;
 let exportInvocations = 0;
+/** Lambda refuses to run RecordOnlyInLogs (the Export function's invocation with export_queue_error). */
+let refuseLogging = false;
 const throttle = () => Object.assign(new Error('Rate Exceeded.'), { name: 'Lambda.TooManyRequestsException' });
 beforeAll(async () => {
   const { handler: classify } = await import('../../functions/classify/handler.ts');
@@ -42,6 +44,8 @@ beforeAll(async () => {
           exportInvocations += 1;
           // Imported once the gateway has given the S3 client its settings (it is built as the module loads).
           const { handler: exportStage } = await import('../../functions/export/handler.ts');
+          if (refuseLogging && (input as { state: { export_queue_error?: unknown } }).state.export_queue_error)
+            throw throttle();
           if (exportRefusals === 0) return exportStage(input as never, context as never);
           exportRefusals -= 1;
           throw throttle();
@@ -65,6 +69,7 @@ beforeEach(() => {
   deliverRefusals = 0;
   exportRefusals = 0;
   exportInvocations = 0;
+  refuseLogging = false;
   process.env.CONVERSATION_EXPORT_S3_BUCKET = world.gateway.bucket;
   send ??= realSend();
   world.gateway.failedDeliveries.sendMessage = send;
@@ -436,5 +441,76 @@ describe('no answer lost after the agent answered', () => {
       printed.mockRestore();
       await rm(folder, { force: true });
     }
+  });
+  it('a redelivery whose Deliver Lambda will not run: not retried (its 60 s), exported with the refusal, tried again at the next slot', async () => {
+    // Before: the redelivery workflow retried it 3 times (after 2, 4 and 8 s), each try up to the Lambda's timeout.
+    world.agent.behave(() => ({ payload: ANSWER }));
+    world.receiver.reply(503, 503, 503, 503);
+    const res = await world.post(SEED_REQUEST);
+    expect(res.body.tracking.delivery_status).toBe('retrying');
+    const id = res.body.conversation_id as string;
+    deliverThrottled = true;
+    const run = await world.gateway.redelivery.redrive(id);
+    expect(deliverRefusals).toBe(1);
+    expect(run).toMatchObject({ status: 'failed' });
+    const [redelivery] = (await world.gateway.executions.executions(id)).filter((e) =>
+      e.execution_name.includes('-redelivery-'),
+    );
+    expect(redelivery!.events.filter((e) => e.type === 'StateEntered').map((e) => e.state)).toEqual([
+      'IsDeliveryOwed',
+      'Deliver',
+      'Export',
+      'Redelivered',
+    ]);
+    const record = (await world.getJson(`${folderOf(id)}conversation.json`)).conversation;
+    expect(record.execution.errors.at(-1)).toMatchObject({
+      stage: 'Deliver',
+      error: 'Lambda.TooManyRequestsException',
+    });
+    expect(await world.gateway.failedDeliveries.get(id)).toMatchObject({ state: 'pending' });
+    world.receiver.reply(200);
+    deliverThrottled = false;
+    expect((await world.gateway.redelivery.redrive(id)).status).toBe('delivered');
+  });
+  it('S3, SQS and then Lambda refusing RecordOnlyInLogs: 200 with the answer; the record only in the execution history, and the gateway says so', async () => {
+    // Before: the only line was WEBHOOK_CONVERSATION_EXPORT_DEFERRED ("queued to be exported later"), though the queue
+    // had refused it; nothing said the record was kept nowhere else (on AWS nothing alarmed either).
+    world.agent.behave(() => ({ payload: ANSWER }));
+    s3Down();
+    queueDown();
+    refuseLogging = true;
+    const printed = vi.spyOn(console, 'error').mockImplementation(() => undefined);
+    let res: Awaited<ReturnType<TestWorld['post']>>;
+    let printedLines: string[];
+    try {
+      res = await world.post(SEED_REQUEST);
+    } finally {
+      printedLines = printed.mock.calls.map((c) => String(c[0]));
+      printed.mockRestore();
+    }
+    expect(res.status).toBe(200);
+    expect(res.body.response).toEqual(ANSWER);
+    const id = res.body.conversation_id as string;
+    expect((await statePath(id)).slice(-5)).toEqual([
+      'QueueFailedExport',
+      'RecordOnlyInLogs',
+      'RecordOnlyInHistory',
+      'AnswerWithoutExport',
+      'Completed',
+    ]);
+    const said = printedLines.filter((line) => line.includes(id));
+    expect(said).toEqual([
+      expect.stringMatching(
+        new RegExp(
+          `^webhook-gateway: conversation ${id}: its record is only in the history of execution .*: S3 and the failed-delivery store refused it, then the Export function could not log it \\(Lambda.TooManyRequestsException: Rate Exceeded.\\)\\. The record is the input of state RecordOnlyInLogs there`,
+        ),
+      ),
+    ]);
+    // And it is there, whole: the input of RecordOnlyInLogs in the saved history.
+    const [execution] = await world.gateway.executions.executions(id);
+    const logged = execution!.events.find((e) => e.type === 'StateEntered' && e.state === 'RecordOnlyInLogs');
+    expect((logged!.input as { conversation: { conversation_id: string } }).conversation.conversation_id).toBe(id);
+    expect(await world.listKeys(folderOf(id))).toEqual([]);
+    expect(await world.gateway.failedDeliveries.get(id)).toBeNull();
   });
 });

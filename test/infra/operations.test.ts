@@ -1,6 +1,8 @@
 import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 import type { Template } from 'aws-cdk-lib/assertions';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { renderExpressLog } from '../../bench/support/express-log.ts';
 import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
 import { FAILURE_STATUS } from '../../functions/domain/gateway-contract.ts';
 import { METRIC_NAMES } from '../../functions/shared/events.ts';
@@ -9,6 +11,7 @@ import { DEFAULT_CONFIG } from '../../infra/config.ts';
 import { SEED_QUERIES } from '../../infra/constructs/saved-queries.ts';
 import { CUSTOM_METRICS, SIGNATURE_REJECTED_METRIC } from '../../infra/metrics.ts';
 import { STACK_OUTPUTS } from '../../infra/webhook-gateway-stack.ts';
+import { STATEMACHINE_DIR } from '../../local/paths.ts';
 import { cfnText, DELIVERY_URL_CONTEXT, type Json, logicalId, type Synthesized, synthesize } from './support/synth.ts';
 
 // Issue 6 with the defaults: dashboard, alarms (no topic), saved queries. The alarm topic and a changed agent bound
@@ -36,6 +39,23 @@ function dashboardMetrics(): Json[][] {
   return body.widgets.flatMap((w) => w.properties.metrics ?? []);
 }
 const stat = (line: Json[]) => (line.at(-1) as { stat?: string }).stat;
+
+/**
+ * A CloudWatch Logs JSON filter pattern of `$.a.b = "value"` terms joined by `&&` (the only form the stack's filters
+ * on execution logs use), applied to one log event.
+ */
+function matchesJsonPattern(pattern: string, event: Record<string, unknown>): boolean {
+  const body = /^\{ (.*) \}$/.exec(pattern)?.[1];
+  if (!body) throw new Error(`not a JSON filter pattern: ${pattern}`);
+  return body.split(' && ').every((term) => {
+    const [, field, value] = /^\$\.([\w.]+) = "([^"]*)"$/.exec(term) ?? [];
+    if (!field) throw new Error(`unsupported term ${term}`);
+    const found = field
+      .split('.')
+      .reduce<unknown>((at, key) => (at as Record<string, unknown> | undefined)?.[key], event);
+    return found === value;
+  });
+}
 
 /** The deployment guide's three queries (docs/deploy.md#monitoring), trailing spaces included. */
 const SEED = [
@@ -271,23 +291,59 @@ describe('alarms', () => {
     }
   });
 
-  it('fire on any record S3 and the failed-delivery queue both refused (logged whole by the Export function)', () => {
-    const filters = Object.values(template.findResources('AWS::Logs::MetricFilter'))
-      .map((f) => f.Properties)
-      .filter((f) => f.MetricTransformations[0].MetricName === 'RecordsOnlyInLogs');
-    expect(filters).toEqual([
+  it('fire on any record S3 and the failed-delivery queue both refused: logged whole by the Export function, or, when Lambda would not run that, only in the execution history', () => {
+    const filterOf = (metric: string) =>
+      Object.values(template.findResources('AWS::Logs::MetricFilter'))
+        .map((f) => f.Properties)
+        .filter((f) => f.MetricTransformations[0].MetricName === metric);
+    const namespace = `${METRICS_NAMESPACE}/${synth.stack.stackName}`;
+    expect(filterOf('RecordsOnlyInLogs')).toEqual([
       expect.objectContaining({
         LogGroupName: { Ref: id('AWS::Logs::LogGroup', 'FunctionsExportLogGroup') },
         FilterPattern: '{ $.event_type = "WEBHOOK_CONVERSATION_UNSAVED" }',
       }),
     ]);
-    expect(alarm('RecordsOnlyInLogs')).toMatchObject({
-      Namespace: `${METRICS_NAMESPACE}/${synth.stack.stackName}`,
-      MetricName: 'RecordsOnlyInLogs',
-      Statistic: 'Sum',
-      Period: 300,
-      Threshold: 0,
+    // Before: nothing counted a record whose RecordOnlyInLogs Lambda refused (it writes no line).
+    const [inHistory] = filterOf('RecordsOnlyInHistory');
+    expect(inHistory).toMatchObject({
+      LogGroupName: { Ref: id('AWS::Logs::LogGroup', 'WorkflowExecutionLogs') },
+      MetricTransformations: [{ MetricNamespace: namespace, MetricName: 'RecordsOnlyInHistory', MetricValue: '1' }],
     });
+    // PassStateEntered is logged at level ALL only (the Step Functions guide's "Log levels"), which the workflow keeps.
+    expect(props(id('AWS::StepFunctions::StateMachine', 'WorkflowStateMachine')).LoggingConfiguration).toMatchObject({
+      Level: 'ALL',
+    });
+    // The pattern against the execution log's events as Express writes them (bench/support/express-log.ts renders
+    // the documented shape): it counts the entry into RecordOnlyInHistory, and no other event of that execution.
+    const definition = JSON.parse(readFileSync(path.join(STATEMACHINE_DIR, 'conversation.asl.json'), 'utf8')) as {
+      States: Record<string, { Type: string; Catch?: { Next: string }[]; Next?: string }>;
+    };
+    expect(definition.States.RecordOnlyInLogs!.Catch!.map((c) => c.Next)).toEqual(['RecordOnlyInHistory']);
+    expect(definition.States.RecordOnlyInHistory).toMatchObject({ Type: 'Pass', Next: 'AnswerWithoutExport' });
+    const states = ['CloseWithoutExport', 'QueueFailedExport', 'RecordOnlyInLogs', 'RecordOnlyInHistory'];
+    const events = states.flatMap((state) => [
+      { type: 'StateEntered', timestamp: 0, state, input: {} },
+      { type: 'StateExited', timestamp: 0, state, output: {} },
+    ]);
+    const lines = renderExpressLog(definition.States, { input: {}, events }, [], true).map(
+      (line) => JSON.parse(line) as Record<string, unknown>,
+    );
+    const matching = lines.filter((event) => matchesJsonPattern(String(inHistory!.FilterPattern), event));
+    expect(matching).toEqual([
+      expect.objectContaining({
+        type: 'PassStateEntered',
+        details: expect.objectContaining({ name: 'RecordOnlyInHistory' }),
+      }),
+    ]);
+
+    const a = alarm('RecordsOnlyInLogs');
+    expect(a).toMatchObject({ Threshold: 0, ComparisonOperator: 'GreaterThanThreshold' });
+    const metrics = a.Metrics as { Id: string; Expression?: string; MetricStat?: { Metric: Json; Stat: string } }[];
+    expect(metrics.find((m) => m.Expression)?.Expression).toBe('FILL(logged, 0) + FILL(inHistory, 0)');
+    expect(metrics.filter((m) => m.MetricStat).map((m) => [m.Id, m.MetricStat!.Metric, m.MetricStat!.Stat])).toEqual([
+      ['logged', { Namespace: namespace, MetricName: 'RecordsOnlyInLogs' }, 'Sum'],
+      ['inHistory', { Namespace: namespace, MetricName: 'RecordsOnlyInHistory' }, 'Sum'],
+    ]);
   });
 
   it.each([

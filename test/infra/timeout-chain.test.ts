@@ -5,6 +5,8 @@ import {
   type BudgetSettings,
   DELIVERY_TIMEOUT_LIMITS_MS,
   maxSyncAgentTimeoutMs,
+  REDELIVERY_LIMIT_MS,
+  redeliveryAnswerBy,
   SYNC_RESERVES,
   syncBudget,
 } from '../../functions/domain/budget.ts';
@@ -137,6 +139,40 @@ function worstPathFrom(name: string): { ms: number; path: string[] } {
   return { ms: stateWorstMs(name) + slowest.ms, path: [name, ...slowest.path] };
 }
 
+const REDELIVERY = definition('redelivery.asl.json').States;
+
+/**
+ * Every way through the redelivery workflow (Next, Catch, Choice), with the latest it ends (ms from the run's start),
+ * each state at its worst: a Lambda task's every try (the first and each retry) runs to its Lambda's timeout, with its
+ * Retry's waits between; one of the Export function that is given the run's start (`started_at` from
+ * `$$.Execution.StartTime`) ends by the run's deadline (redeliveryAnswerBy: its S3 work 2 s, the closing run's writes
+ * 1.5 s before it, and an ExportError is retried only while a try still fits), whichever comes first.
+ */
+function redeliveryPaths(synth: Synthesized, name = 'IsDeliveryOwed', at = 0): { path: string[]; ms: number }[] {
+  const state = REDELIVERY[name] as AslState & { Parameters?: Record<string, string> };
+  let ends = at;
+  if (state.Type === 'Task') {
+    const fn = state.Resource === '${DeliverFunctionArn}' ? 'Deliver' : 'Export';
+    expect(state.Resource, name).toBe(`\${${fn}FunctionArn}`);
+    const tries = 1 + (state.Retry ?? []).reduce((sum, r) => sum + r.MaxAttempts, 0);
+    const waits = (state.Retry ?? []).reduce((sum, r) => sum + retrierWaitsMs(r), 0);
+    ends = at + tries * lambdaTimeoutMs(synth, fn) + waits;
+    const startedAt = state.Parameters?.['started_at.$'];
+    if (fn === 'Export' && startedAt === '$$.Execution.StartTime')
+      ends = Math.min(ends, Date.parse(redeliveryAnswerBy(new Date(0).toISOString())!));
+  }
+  const nexts = [
+    ...(state.Choices ?? []).map((c) => c.Next),
+    state.Default,
+    state.Next,
+    ...(state.Catch ?? []).map((c) => c.Next),
+  ].filter((n, i, all): n is string => n !== undefined && all.indexOf(n) === i);
+  if (nexts.length === 0) return [{ path: [name], ms: ends }];
+  return nexts.flatMap((next) =>
+    redeliveryPaths(synth, next, ends).map((p) => ({ path: [name, ...p.path], ms: p.ms })),
+  );
+}
+
 /**
  * The latest Classify ends and when the answer is due (ms from the request's arrival), for a Validate that succeeds
  * at any moment up to `validateLatest` (every 50 ms), each given the budget syncBudget decides then.
@@ -259,12 +295,30 @@ describe.each([
     expect(lambdaTimeoutMs(synth, 'Deliver') - attemptMs).toBeGreaterThanOrEqual(2_000 + 1_500);
   });
 
-  it('a redelivery’s Deliver Lambda, then its Export Lambda, end within the redelivery workflow', () => {
+  it('every path of the redelivery workflow, worst case from the template, ends before its TimeoutSeconds', () => {
     // Past it, a delivered POST followed by a slow export times out the run: counted failed, and delivered again.
+    // Before: Deliver, Export and CloseWithoutExport retried Lambda's refusals 3 times (after 2, 4 and 8 s), Export
+    // its ExportError twice, and only the Lambdas' timeouts bounded each try: Export alone 197 s, the worst path 461 s
+    // on the raised stack (377 s on the default one), where the run ends at 60 s.
     const synth = stacks[name];
-    expect(lambdaTimeoutMs(synth, 'Deliver') + lambdaTimeoutMs(synth, 'Export')).toBeLessThan(
-      timeoutSeconds('redelivery.asl.json') * 1000,
-    );
+    const limitMs = timeoutSeconds('redelivery.asl.json') * 1000;
+    expect(limitMs).toBe(REDELIVERY_LIMIT_MS);
+    const paths = redeliveryPaths(synth);
+    expect(paths.map((p) => p.path)).toEqual([
+      ['IsDeliveryOwed', 'Export', 'Redelivered'],
+      ['IsDeliveryOwed', 'Export', 'CloseWithoutExport', 'RedeliveredWithoutExport'],
+      ['IsDeliveryOwed', 'Deliver', 'Export', 'Redelivered'],
+      ['IsDeliveryOwed', 'Deliver', 'Export', 'CloseWithoutExport', 'RedeliveredWithoutExport'],
+    ]);
+    for (const { path: states, ms } of paths) expect(ms, states.join(' → ')).toBeLessThan(limitMs);
+    // The slowest: Deliver at its Lambda's timeout, then the Export function's runs up to the run's deadline.
+    const deadline = Date.parse(redeliveryAnswerBy(new Date(0).toISOString())!);
+    expect(Math.max(...paths.map((p) => p.ms))).toBe(deadline);
+    // Without the run's deadline, Export's two tries and CloseWithoutExport would each take their Lambda's 30 s.
+    const deliverMs = lambdaTimeoutMs(synth, 'Deliver');
+    expect(deliverMs + 3 * lambdaTimeoutMs(synth, 'Export') + 1_000).toBeGreaterThan(limitMs);
+    // Deliver alone, at its longest, leaves Export at least 28 s before its S3 deadline (DELIVERY_TIMEOUT_LIMITS_MS).
+    expect(deadline - SYNC_RESERVES.fallback - deliverMs).toBeGreaterThanOrEqual(name === 'raised' ? 28_000 : 49_000);
   });
 
   it('the scheduler’s Lambda outlasts its one StartSyncExecution of the redelivery workflow', () => {
@@ -297,6 +351,7 @@ describe('the conversation workflow after the agent', () => {
       'IsRedeliveryQueued',
       'QueueFailedExport',
       'RecordOnlyInLogs',
+      'RecordOnlyInHistory',
       'AnswerWithoutExport',
       'ConversationUnanswered',
     ]);
@@ -309,14 +364,15 @@ describe('the conversation workflow after the agent', () => {
 
   it('each state that Lambda may refuse after the agent has a Catch for it, so nothing waits and nothing is lost', () => {
     // Classify's refusal: Deliver does its work; Deliver's: the failed-delivery queue; Export's: CloseWithoutExport;
-    // CloseWithoutExport's: the unclosed record queued (QueueFailedExport); RecordOnlyInLogs': the caller's answer.
+    // CloseWithoutExport's: the unclosed record queued (QueueFailedExport); RecordOnlyInLogs': the caller's answer,
+    // after RecordOnlyInHistory (a Pass state: the event its alarm counts, test/infra/operations.test.ts).
     const caught: Record<string, string> = {
       Classify: 'Deliver',
       Deliver: 'DeliveryFailed',
       Export: 'CloseWithoutExport',
       ExportFailedConversation: 'CloseWithoutExport',
       CloseWithoutExport: 'QueueFailedExport',
-      RecordOnlyInLogs: 'AnswerWithoutExport',
+      RecordOnlyInLogs: 'RecordOnlyInHistory',
     };
     for (const [name, next] of Object.entries(caught)) {
       const state = CONVERSATION[name]!;

@@ -1,5 +1,5 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { SYNC_RESERVES } from '../../../functions/domain/budget.ts';
+import { REDELIVERY_LIMIT_MS, SYNC_RESERVES } from '../../../functions/domain/budget.ts';
 import type { ConversationRecord, ConversationState } from '../../../functions/domain/conversation.ts';
 import { IDEMPOTENCY_KEY_LOST_EVENT, THREAD_TURN_UNSAVED_EVENT } from '../../../functions/domain/observability.ts';
 import type { ExportInput, ExportOutput } from '../../../functions/export/handler.ts';
@@ -172,5 +172,64 @@ describe('Export with a caller waiting, against a DynamoDB that never answers', 
     expect(logs.events(started.conversation_id).filter((e) => e.event_type === IDEMPOTENCY_KEY_LOST_EVENT)).toEqual([
       expect.objectContaining({ action: 'release', reason: 'deadline' }),
     ]);
+  });
+});
+
+/**
+ * A redelivery's run started `ago` ms before Export's clock (its state's started_at: $$.Execution.StartTime of
+ * statemachine/redelivery.asl.json); no caller waits, but the run ends at REDELIVERY_LIMIT_MS.
+ */
+function redeliveryStartedAgo(ago: number, extra: Partial<ConversationState> = {}) {
+  madeAt = Date.now();
+  const state: ConversationState = {
+    conversation: delivered(),
+    redelivery: { via: 'schedule', status_if_failed: 'retrying' },
+    ...extra,
+  };
+  return { state, started_at: new Date(madeAt - ago).toISOString() };
+}
+/** How long after a redelivery run's start its Export's S3 work and its closing run's writes must end (ms). */
+const REDELIVERY_S3_BY = REDELIVERY_LIMIT_MS - SYNC_RESERVES.margin - SYNC_RESERVES.fallback;
+const REDELIVERY_CLOSE_BY = REDELIVERY_LIMIT_MS - SYNC_RESERVES.margin - SYNC_RESERVES.queue;
+
+describe('a redelivery’s Export counts down to its run’s end (docs/deploy.md, "Timeouts")', () => {
+  it('with too little left before the run’s S3 deadline, nothing is written: ExportDeadlineError, to CloseWithoutExport', async () => {
+    // Before: a redelivery had no deadline but its Lambda's 30 s, and a Deliver of 29 s then an Export of 30 s (and
+    // its retry, and CloseWithoutExport's) ran past the workflow's 60 s: TIMED_OUT, a failed run, delivered again.
+    const { state, started_at } = redeliveryStartedAgo(REDELIVERY_S3_BY - 200);
+
+    const run = await settled(handler({ state, execution_name: 'r1', started_at }));
+
+    expect(run.error?.name).toBe('ExportDeadlineError');
+    expect(run.error?.message).toMatch(
+      /before this redelivery run's deadline, its workflow's TimeoutSeconds less 1 s \(/,
+    );
+    expect(s3.keys).toEqual([]);
+  });
+
+  it('with time left, the export is written; without started_at (an older definition), as before: no deadline', async () => {
+    for (const started of [true, false]) {
+      s3.keys.length = 0;
+      const { state, started_at } = redeliveryStartedAgo(1_000);
+      const run = await settled(handler({ state, execution_name: 'r2', ...(started ? { started_at } : {}) }));
+      expect(run.error, String(started)).toBeUndefined();
+      expect(s3.keys, String(started)).toHaveLength(4);
+    }
+  });
+
+  it('the closing run’s writes after S3 refused end by the run’s end less 1.5 s: the thread turn is logged unsaved', async () => {
+    process.env.THREAD_TABLE_NAME = 'threads';
+    const { state, started_at } = redeliveryStartedAgo(REDELIVERY_CLOSE_BY - 400, {
+      export_error: { Error: 'ExportDeadlineError', Cause: 'no time left to write s3://exports/…' },
+    });
+
+    const run = await settled(handler({ state, execution_name: 'r3', started_at }));
+
+    expect(run.still, 'still waiting for DynamoDB past the redelivery run’s end').toBeUndefined();
+    expect(run.output).toMatchObject({ export_error: state.export_error });
+    expect(dynamo.requests.map((r) => r.target)).toEqual(['DynamoDB_20120810.PutItem']);
+    expect(
+      logs.events(state.conversation.conversation_id).filter((e) => e.event_type === THREAD_TURN_UNSAVED_EVENT),
+    ).toEqual([expect.objectContaining({ thread_turn: 2, error: expect.stringMatching(/^AbortError/) })]);
   });
 });
