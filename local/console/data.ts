@@ -19,7 +19,7 @@ import { type ConversationSummary, latestRecord, summarize } from '../history/co
 import type { UnreadableReceiver } from '../history/endpoints.ts';
 import { conversationFigures, type LaterDelivery } from '../history/figures.ts';
 import { cursorOf, isAfter, type ListCursor, listConversations } from '../history/listing.ts';
-import { SummaryIndex } from '../history/summary-index.ts';
+import { LISTING_LOCK_WAIT_MS, SummaryIndex } from '../history/summary-index.ts';
 import { conversationIdOf, type ExecutionStore, redactedHistory } from '../store/execution-store.ts';
 import { readText, s3Client } from '../store/export-bucket.ts';
 import type { EnvelopeHead, LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
@@ -230,7 +230,7 @@ export async function threadConversations(
       record,
     });
   }
-  await index.save();
+  await index.save({ until: Date.now() + LISTING_LOCK_WAIT_MS });
   // A turn still running with no saved history yet (its caller waiting for the answer) is a turn of it too.
   for (const id of runningByConversation(ctx).keys()) {
     if (!mayMatch(id, filter) || turns.some((t) => t.row.conversation_id === id)) continue;

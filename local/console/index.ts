@@ -179,6 +179,7 @@ const STORAGE_FIX: Record<StorageFailure['code'], string> = {
   EROFS: 'Mount its file system read-write',
   EACCES: "Let the gateway's user read and write it (its owner and permissions)",
   EPERM: "Let the gateway's user read and write it (its owner and permissions)",
+  EBUSY: 'Nothing was changed: another process (a command, a gateway in another container) holds its lock; try again',
 };
 
 /** 404 and 400 (an address that does not decode): the console's own page; 405: a line of text. */
