@@ -37,6 +37,11 @@ export interface ConsoleContext {
   runningVersion: () => number;
   /** Whether the gateway is stopping (Ctrl-C: its conversations in flight finish, new ones get 503 STOPPING). */
   stopping: () => boolean;
+  /**
+   * Why this gateway no longer serves its data folder (another gateway took it over while it stood still), or null:
+   * each page then says so, and reads nothing.
+   */
+  lost?: () => string | null;
   failedDeliveries: LocalFailedDeliveryStore;
   bucket: string;
   s3Endpoint: string;

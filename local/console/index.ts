@@ -493,6 +493,16 @@ export function consoleRoutes(ctx: ConsoleContext): RouteHandler {
         `The console answers the local operator only (http://127.0.0.1:<port>/console): ${refused}.\n`,
       );
     }
+    // Another gateway took the data folder over: this one stops at once. No Retry-After: it is not coming back; the
+    // folder is the other gateway's (its console shows it).
+    const lost = ctx.lost?.() ?? null;
+    if (lost !== null) {
+      const body = errorFragment(
+        `This gateway no longer serves its data folder: ${lost.replace(/; stop this gateway$/, '')}. It stops at once; what it had in flight is recovered from the journal by the gateway that serves the folder now: open its console.`,
+      );
+      const shell = { title: 'Error', version: '', versionSrc: '', fragmentSrc: '', body };
+      return send(req, res, 503, 'text/html; charset=utf-8', isFragment(req) ? body.value : page(shell));
+    }
     try {
       return await routes(req, res);
     } catch (error) {

@@ -148,6 +148,23 @@ function unknownReceiver(type: string, res: ServerResponse): boolean {
   return true;
 }
 
+/**
+ * A request (any but the console's pages) once another gateway took the data folder over: 503 STOPPING, as a stop
+ * answers (docs/contract.md#errors), saying why; nothing is read or written. This gateway stops at once.
+ */
+function refuseLost(req: IncomingMessage, res: ServerResponse): void {
+  req.resume();
+  sendJson(
+    res,
+    503,
+    errorBody(
+      'STOPPING',
+      'the gateway is stopping: another gateway took its data folder over; send it again once that one serves it',
+    ),
+    { ...NO_STORE, 'retry-after': '5', connection: 'close' },
+  );
+}
+
 /** Start the local gateway: HTTP server, embedded S3, sample agent, built-in receiver, the ASL on the local engine. */
 export async function startGateway(partial: Partial<GatewayOptions> = {}): Promise<RunningGateway> {
   const options = resolveOptions(partial);
@@ -164,11 +181,12 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   const dataDirLost = new Promise<string>((resolve) => {
     lostDataDir = resolve;
   });
-  let lost = false;
+  /** The line that said so, once another gateway took the data folder over; null while this one holds it. */
+  let lost: string | null = null;
   const dataDirLock = await lockDataDir(options.dataDir, {
     notice: (line) => console.warn(`webhook-gateway: ${line}`),
     onLost: (line) => {
-      lost = true;
+      lost = line;
       console.error(`webhook-gateway: ${line}`);
       lostDataDir?.(line);
     },
@@ -204,6 +222,9 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
       requireHostHeader: false,
     },
     (req, res) => {
+      // Another gateway serves the data folder now: nothing is read or written here any more (the console says so on
+      // its own page: consoleRoutes).
+      if (lost !== null && !/^\/console(\/|\?|$)/.test(req.url ?? '')) return refuseLost(req, res);
       const badHost = hostRefusal(req);
       if (badHost) return refuseBeforeRoutes(req, res, [400, 'BAD_REQUEST', badHost], options.onExecution);
       const badCoding = transferCodingRefusal(req);
@@ -485,6 +506,13 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     sweeping = sweeping.then(sweep);
   }, SWEEP_EVERY_MS);
   sweepTimer.unref();
+  // The data folder taken over: what writes to it by itself stops at once (the schedule, the sweep, the index's retry),
+  // whether or not the process then exits (the command does: local/cli/main.ts).
+  void dataDirLost.then(() => {
+    clearInterval(sweepTimer);
+    summaryIndex.close();
+    return redelivery.stop();
+  });
 
   /** Set by close(): new conversations are refused while those in flight finish (unlessStopping). */
   let stopping = false;
@@ -647,7 +675,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   const unlessStopping =
     (handler: RouteHandler): RouteHandler =>
     async (req, res, m) => {
-      if (!stopping && !lost) return handler(req, res, m);
+      if (!stopping && lost === null) return handler(req, res, m);
       req.resume();
       sendJson(res, 503, errorBody('STOPPING', 'the gateway is stopping: send it again once it is back'), {
         'retry-after': '5',
@@ -705,6 +733,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
           running: () => runningExecutions.list(),
           runningVersion: () => runningExecutions.version(),
           stopping: () => stopping,
+          lost: () => lost,
           failedDeliveries,
           bucket,
           s3Endpoint,
@@ -773,7 +802,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
         summaryIndex.close();
         journal.close();
         await s3?.close();
-        if (!lost) await removeGatewayRuntime(options.dataDir);
+        if (lost === null) await removeGatewayRuntime(options.dataDir);
         await dataDirLock.release();
       })();
       return closing;
