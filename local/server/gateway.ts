@@ -197,6 +197,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   // a crash) is found by its name and read (summary-index.ts). close() and idle() wait for those under way.
   const indexWrites = new Set<Promise<void>>();
   const executions: ExecutionStore = new ExecutionStore(options.dataDir, {
+    held: dataDirLock.held,
     onSaved: async (id, file, record) => {
       const write = summaryIndex.recordSaved(id, file, record);
       indexWrites.add(write);
@@ -224,7 +225,8 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     (req, res) => {
       // Another gateway serves the data folder now: nothing is read or written here any more (the console says so on
       // its own page: consoleRoutes).
-      if (lost !== null && !/^\/console(\/|\?|$)/.test(req.url ?? '')) return refuseLost(req, res);
+      // At once after the process stood still: held() looks at gateway.pid then (data-dir-lock.ts).
+      if (!dataDirLock.held() && !/^\/console(\/|\?|$)/.test(req.url ?? '')) return refuseLost(req, res);
       const badHost = hostRefusal(req);
       if (badHost) return refuseBeforeRoutes(req, res, [400, 'BAD_REQUEST', badHost], options.onExecution);
       const badCoding = transferCodingRefusal(req);
@@ -414,7 +416,10 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   let started = performance.now();
   try {
     // What a crash of the previous process left in flight ends now, before any request (or redelivery) is taken.
-    journal = await ExecutionJournal.open(path.join(options.dataDir, 'journal'), { holds: options.onTestHold });
+    journal = await ExecutionJournal.open(path.join(options.dataDir, 'journal'), {
+      holds: options.onTestHold,
+      held: dataDirLock.held,
+    });
     started = performance.now();
     // Loaded only now, like the stage handlers: its module imports the Powertools set-up, which reads
     // POWERTOOLS_TRACE_ENABLED once, at import — before the local defaults were set it would load the X-Ray SDK,
@@ -546,7 +551,8 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
       } catch (error) {
         // The conversation ran to its end (answered, delivered, exported): its caller gets that answer, not a 500 that
         // a source would retry as a second conversation. The journal keeps the execution open, so the next start
-        // rebuilds its history from it (recovery.ts).
+        // rebuilds its history from it (recovery.ts). The folder another gateway's now: said once already (onLost).
+        if (!dataDirLock.held()) return record;
         console.error(
           `webhook-gateway: the history of execution ${name} (conversation ${conversationId}) could not be saved; it is rebuilt from the journal at the next start: ${(error as Error).message}`,
         );
@@ -733,7 +739,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
           running: () => runningExecutions.list(),
           runningVersion: () => runningExecutions.version(),
           stopping: () => stopping,
-          lost: () => lost,
+          lost: () => (dataDirLock.held() ? null : lost),
           failedDeliveries,
           bucket,
           s3Endpoint,
