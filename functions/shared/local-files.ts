@@ -606,26 +606,15 @@ async function release(lock: string, mine: string): Promise<void> {
 
 /**
  * A lock's heartbeat: `file`'s mtime set to now every `everyMs`, only while it is still this holder's (it holds the
- * text `mine`): one taken over meanwhile is another holder's to keep, and `lost` is told once, with its text. Best
- * effort: a touch that fails leaves the lock to age. One touch at a time; `stop` waits for the one under way.
+ * text `mine`): one taken over meanwhile is another holder's to keep. Best effort: a touch that fails leaves the lock
+ * to age. One touch at a time; `stop` waits for the one under way (gateway.pid has its own: data-dir-lock.ts).
  */
-export function keepTouched(
-  file: string,
-  mine: string,
-  everyMs: number,
-  lost?: (text: string) => void,
-): { stop(): Promise<void> } {
+export function keepTouched(file: string, mine: string, everyMs: number): { stop(): Promise<void> } {
   let touching: Promise<void> | null = null;
-  let told = false;
   const touch = async () => {
-    const text = await lockText(file).catch(() => null);
-    if (text === mine) {
-      const now = new Date();
-      await utimes(file, now, now).catch(() => undefined);
-    } else if (text !== null && lost && !told) {
-      told = true;
-      lost(text);
-    }
+    if ((await lockText(file).catch(() => null)) !== mine) return;
+    const now = new Date();
+    await utimes(file, now, now).catch(() => undefined);
   };
   const timer = setInterval(() => {
     touching ??= touch().finally(() => {
