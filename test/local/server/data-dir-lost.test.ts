@@ -14,6 +14,7 @@ import { anotherHost } from '../../support/pid-namespaces.ts';
  * receiver). Now every request is refused, saying why, and nothing is written.
  */
 let world: TestWorld;
+let intervalsBefore = 0;
 const errors: string[] = [];
 const theirs = `1@${anotherHost()} 4242`;
 const pidFile = () => path.join(world.dataDir, 'gateway.pid');
@@ -21,7 +22,9 @@ const pidFile = () => path.join(world.dataDir, 'gateway.pid');
 beforeAll(async () => {
   // gateway.pid is looked at every 10 s (an interval timer): moved on by hand here.
   vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
-  world = await startWorld();
+  // The redelivery schedule on (every second): its timer, the hourly sweep's and gateway.pid's heartbeat.
+  world = await startWorld({ REDELIVERY_POLL_MS: '1000' });
+  intervalsBefore = vi.getTimerCount();
   vi.spyOn(console, 'error').mockImplementation((line: string) => {
     errors.push(line);
   });
@@ -76,6 +79,12 @@ describe('a gateway whose data folder another gateway took over', () => {
     expect(res.status).toBe(503);
     expect(((await res.json()) as { error: { code: string } }).error.code).toBe('STOPPING');
     expect(existsSync(path.join(world.dataDir, 'deliveries', 'endpoints', 'general.json'))).toBe(false);
+  });
+
+  it('stops what writes the folder by itself: the redelivery schedule and the sweep (their timers cleared)', async () => {
+    expect(intervalsBefore).toBe(3);
+    // Before: both went on (a redelivery run, a sweep into the other gateway's folder) until the process exited.
+    await vi.waitFor(() => expect(vi.getTimerCount()).toBe(1), { interval: 1 }); // gateway.pid's own look, left
   });
 
   it('leaves the other gateway’s gateway.pid as it is; nothing more is said', async () => {
