@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { until } from '../../support/cli.ts';
@@ -21,6 +21,19 @@ const errors: string[] = [];
 const theirs = `1@${anotherHost()} 4242`;
 let journalBefore: string[] = [];
 let historiesBefore: string[] = [];
+let filesBefore: string[] = [];
+
+/** Every file of the data folder with its size and time, but gateway.pid (the other gateway's, written by the test). */
+async function files(dataDir: string): Promise<string[]> {
+  const names = (await readdir(dataDir, { recursive: true })).map(String).filter((n) => n !== 'gateway.pid');
+  const stamped = await Promise.all(
+    names.map(async (n) => {
+      const s = await stat(path.join(dataDir, n)).catch(() => null);
+      return s?.isFile() ? `${n} ${s.size} ${s.mtimeMs}` : null;
+    }),
+  );
+  return stamped.filter((n): n is string => n !== null).sort();
+}
 
 async function histories(dataDir: string): Promise<string[]> {
   const dir = path.join(dataDir, 'executions');
@@ -51,6 +64,7 @@ beforeAll(async () => {
   await until('the agent is called', () => world.agent.invocations.length === 1);
   journalBefore = await journalLines(world.dataDir);
   historiesBefore = await histories(world.dataDir); // the accepting run's (the 202), written before it stood still
+  filesBefore = await files(world.dataDir);
   // It stands still 31 s; meanwhile another container's start takes the folder over. Then the agent's answer is in.
   await writeFile(path.join(world.dataDir, 'gateway.pid'), theirs);
   vi.advanceTimersByTime(31_000);
@@ -78,5 +92,7 @@ describe('a gateway woken after another gateway took its data folder over', () =
     expect(await histories(world.dataDir)).toEqual(historiesBefore);
     expect(await world.listKeys()).toEqual([]);
     expect(await readFile(path.join(world.dataDir, 'gateway.pid'), 'utf8')).toBe(theirs);
+    // Nothing else of the folder was written either (a status, a key freed, a receiver's health, an envelope).
+    expect(await files(world.dataDir)).toEqual(filesBefore);
   });
 });
