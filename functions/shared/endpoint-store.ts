@@ -36,7 +36,7 @@ import {
 } from '../domain/endpoints.ts';
 import { conditionFailed, dynamoDb } from './clients/dynamodb.ts';
 import { readDataTextKept } from './kept-files.ts';
-import { readJsonFile, UnreadableFileError, withFileLock, writeJsonFileAtomic } from './local-files.ts';
+import { type LockWait, readJsonFile, UnreadableFileError, withFileLock, writeJsonFileAtomic } from './local-files.ts';
 import { settings } from './settings.ts';
 
 /** A change of configuration: a value sets it, null clears it (back to the deployed default), absent leaves it. */
@@ -67,9 +67,18 @@ export interface EndpointStore {
    * `deployedUrl` (the one delivered to while none is configured) makes setting it, or clearing a URL equal to it, the
    * same URL too (changesUrl).
    */
-  configure(type: WebhookType, change: EndpointChange, now: Date, deployedUrl?: string): Promise<Reconfigured>;
-  /** Unpause, and forget a disable and the failure streak (the history of successes and failures is kept). */
-  resume(type: WebhookType, now: Date): Promise<Endpoint>;
+  configure(
+    type: WebhookType,
+    change: EndpointChange,
+    now: Date,
+    deployedUrl?: string,
+    wait?: LockWait,
+  ): Promise<Reconfigured>;
+  /**
+   * Unpause, and forget a disable and the failure streak (the history of successes and failures is kept). `wait`: how
+   * long the local store waits for the receiver's lock at most (the console's bound), as configure's.
+   */
+  resume(type: WebhookType, now: Date, wait?: LockWait): Promise<Endpoint>;
   recordSuccess(type: WebhookType, now: Date, signal?: AbortSignal): Promise<EndpointHealth>;
   /**
    * `disabledNow`: this failure disabled the receiver (exactly one caller is told). `retryAfterMs`: the answer's
@@ -513,11 +522,7 @@ export class FileEndpointStore implements EndpointStore {
     };
   }
 
-  private async change(
-    type: WebhookType,
-    fn: (endpoint: Endpoint) => Endpoint,
-    signal?: AbortSignal,
-  ): Promise<Endpoint> {
+  private async change(type: WebhookType, fn: (endpoint: Endpoint) => Endpoint, wait?: LockWait): Promise<Endpoint> {
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
     return withFileLock(
       this.file(type),
@@ -526,7 +531,7 @@ export class FileEndpointStore implements EndpointStore {
         await writeJsonFileAtomic(this.file(type), { config: next.config, health: next.health });
         return next;
       },
-      signal,
+      wait,
     );
   }
 
@@ -538,25 +543,35 @@ export class FileEndpointStore implements EndpointStore {
     return Promise.all(WEBHOOK_TYPES.map((type) => this.read(type)));
   }
 
-  async configure(type: WebhookType, change: EndpointChange, now: Date, deployedUrl?: string): Promise<Reconfigured> {
+  async configure(
+    type: WebhookType,
+    change: EndpointChange,
+    now: Date,
+    deployedUrl?: string,
+    wait?: LockWait,
+  ): Promise<Reconfigured> {
     let newUrl = false;
-    const changed = await this.change(type, (e) => {
-      newUrl = changesUrl(e.config, change.url, deployedUrl);
-      const config: EndpointConfig = { ...e.config, updated_at: now.toISOString() };
-      if (change.url === null) delete config.url;
-      else if (change.url !== undefined) config.url = change.url;
-      if (change.rate_per_second === null) delete config.rate_per_second;
-      else if (change.rate_per_second !== undefined) config.rate_per_second = change.rate_per_second;
-      // A pause of a paused receiver keeps since when it is paused.
-      if (change.paused === true && !e.config.paused)
-        Object.assign(config, { paused: true, paused_at: now.toISOString() });
-      if (change.paused === false) {
-        delete config.paused;
-        delete config.paused_at;
-      }
-      // Another URL is a new receiver: the old URL's health is not its own; a pause is the operator's, kept.
-      return { ...e, config, health: newUrl ? NEW_HEALTH : e.health };
-    });
+    const changed = await this.change(
+      type,
+      (e) => {
+        newUrl = changesUrl(e.config, change.url, deployedUrl);
+        const config: EndpointConfig = { ...e.config, updated_at: now.toISOString() };
+        if (change.url === null) delete config.url;
+        else if (change.url !== undefined) config.url = change.url;
+        if (change.rate_per_second === null) delete config.rate_per_second;
+        else if (change.rate_per_second !== undefined) config.rate_per_second = change.rate_per_second;
+        // A pause of a paused receiver keeps since when it is paused.
+        if (change.paused === true && !e.config.paused)
+          Object.assign(config, { paused: true, paused_at: now.toISOString() });
+        if (change.paused === false) {
+          delete config.paused;
+          delete config.paused_at;
+        }
+        // Another URL is a new receiver: the old URL's health is not its own; a pause is the operator's, kept.
+        return { ...e, config, health: newUrl ? NEW_HEALTH : e.health };
+      },
+      wait,
+    );
     return newUrl ? { ...changed, new_url: true } : changed;
   }
 
@@ -568,15 +583,19 @@ export class FileEndpointStore implements EndpointStore {
     }));
   }
 
-  resume(type: WebhookType, now: Date): Promise<Endpoint> {
-    return this.change(type, (e) => {
-      const { paused: _p, paused_at: _a, ...config } = e.config;
-      return { ...e, config: { ...config, updated_at: now.toISOString() }, health: resumedHealth(e.health) };
-    });
+  resume(type: WebhookType, now: Date, wait?: LockWait): Promise<Endpoint> {
+    return this.change(
+      type,
+      (e) => {
+        const { paused: _p, paused_at: _a, ...config } = e.config;
+        return { ...e, config: { ...config, updated_at: now.toISOString() }, health: resumedHealth(e.health) };
+      },
+      wait,
+    );
   }
 
   async recordSuccess(type: WebhookType, now: Date, signal?: AbortSignal): Promise<EndpointHealth> {
-    return (await this.change(type, (e) => ({ ...e, health: afterSuccess(e.health, now) }), signal)).health;
+    return (await this.change(type, (e) => ({ ...e, health: afterSuccess(e.health, now) }), { signal })).health;
   }
 
   async recordFailure(
@@ -595,7 +614,7 @@ export class FileEndpointStore implements EndpointStore {
         disabledNow = next.disabledNow;
         return { ...e, health: next.health };
       },
-      signal,
+      { signal },
     );
     return { health: updated.health, disabledNow };
   }
@@ -610,7 +629,7 @@ export class FileEndpointStore implements EndpointStore {
         acquired = true;
         return { ...e, health: { ...e.health, probe_until: until.toISOString() } };
       },
-      signal,
+      { signal },
     );
     return acquired;
   }

@@ -490,6 +490,41 @@ const FOREIGN_MARGIN_MS = 1_000;
 const chains = new Map<string, Promise<unknown>>();
 
 /**
+ * A change refused because another process held the file's lock all the while its caller would wait: nothing was
+ * changed, and it can be made again. `code` EBUSY, so that whoever answers it says the data folder is busy (503
+ * STORAGE_UNAVAILABLE with Retry-After, the console's 503 page, a command's one line: local/server/storage-failure.ts).
+ */
+export class LockBusyError extends Error {
+  override name = 'LockBusyError';
+  readonly code = 'EBUSY';
+  readonly syscall = 'open';
+  constructor(
+    readonly path: string,
+    waitedMs: number,
+  ) {
+    super(
+      `${path} is held by another process for more than ${Math.round(waitedMs)} ms: nothing was changed; try again`,
+    );
+  }
+}
+
+/** How long a caller waits for a lock, at most: its deadline's abort (a delivery's), or a time (ms, the Date clock). */
+export interface LockWait {
+  /** The caller's deadline (Deliver's: functions/shared/clients/request-limits.ts) ends the wait. */
+  signal?: AbortSignal | undefined;
+  /**
+   * When the caller stops waiting (a console page's, a command's bound): before the 11 s a lock of another pid
+   * namespace may be waited on, never after.
+   */
+  until?: number | undefined;
+  /**
+   * Told once when the wait goes on for a lock of another pid namespace: the lock, its holder's pid there, and how long
+   * it is waited for at most (a command says so on stderr: it is no hang).
+   */
+  notice?: ((lock: string, pid: number, waitMs: number) => void) | undefined;
+}
+
+/**
  * What became of the process a lock's text names (functions/shared/writers.ts: by its pid when it was taken in this pid
  * namespace or by an earlier version, by the lock's `ageMs` when in another). A lock is never empty while held
  * (createExclusive): an empty one's holder is gone. Unreadable, or no process id: not known to be gone ('fresh': judged
@@ -514,14 +549,14 @@ const holderGone = (state: WriterState) => state === 'gone' || state === 'this p
  * reads the pid), then a random tag, so that a takeover judged on an earlier holder's lock (its text read then) never
  * removes a later one of the same process.
  */
-async function acquire(lock: string, signal?: AbortSignal): Promise<string> {
+async function acquire(lock: string, wait: LockWait = {}): Promise<string> {
   const mine = `${writerStamp()}.${randomBytes(4).toString('hex')}`;
   const started = Date.now();
-  let giveUpAt = started + GIVE_UP_MS;
+  const until = wait.until ?? Number.POSITIVE_INFINITY;
+  let giveUpAt = Math.min(started + GIVE_UP_MS, until);
   const foreignSeen = new Set<string>();
   for (;;) {
-    // The caller's deadline (Deliver's: functions/shared/clients/request-limits.ts) ends the wait.
-    signal?.throwIfAborted();
+    wait.signal?.throwIfAborted();
     if (await createExclusive(lock, mine, 0o600)) return mine;
     const age = await stat(lock).then(
       (s) => Date.now() - s.mtimeMs,
@@ -537,14 +572,12 @@ async function acquire(lock: string, signal?: AbortSignal): Promise<string> {
     // holding it got every change of the next 10 s refused after 5 s, though its lock was taken over at 10 s.
     if (text !== null && state === 'fresh' && stampedWriter(text)?.host && !foreignSeen.has(text)) {
       foreignSeen.add(text);
-      giveUpAt = Math.max(giveUpAt, Date.now() - age + STALE_MS + FOREIGN_MARGIN_MS);
+      giveUpAt = Math.min(Math.max(giveUpAt, Date.now() - age + STALE_MS + FOREIGN_MARGIN_MS), until);
+      wait.notice?.(lock, stampedWriter(text)?.pid ?? 0, giveUpAt - Date.now());
     }
     // Refused: nothing was changed, and the change can be made again (docs/operations.md, "Processes in other
     // containers").
-    if (Date.now() > giveUpAt)
-      throw new Error(
-        `${lock} is held by another process for more than ${Math.round(giveUpAt - started)} ms: nothing was changed; try again`,
-      );
+    if (Date.now() > giveUpAt) throw new LockBusyError(lock, giveUpAt - started);
     await new Promise((resolve) => setTimeout(resolve, WAIT_MS));
   }
 }
@@ -573,26 +606,15 @@ async function release(lock: string, mine: string): Promise<void> {
 
 /**
  * A lock's heartbeat: `file`'s mtime set to now every `everyMs`, only while it is still this holder's (it holds the
- * text `mine`): one taken over meanwhile is another holder's to keep, and `lost` is told once, with its text. Best
- * effort: a touch that fails leaves the lock to age. One touch at a time; `stop` waits for the one under way.
+ * text `mine`): one taken over meanwhile is another holder's to keep. Best effort: a touch that fails leaves the lock
+ * to age. One touch at a time; `stop` waits for the one under way (gateway.pid has its own: data-dir-lock.ts).
  */
-export function keepTouched(
-  file: string,
-  mine: string,
-  everyMs: number,
-  lost?: (text: string) => void,
-): { stop(): Promise<void> } {
+export function keepTouched(file: string, mine: string, everyMs: number): { stop(): Promise<void> } {
   let touching: Promise<void> | null = null;
-  let told = false;
   const touch = async () => {
-    const text = await lockText(file).catch(() => null);
-    if (text === mine) {
-      const now = new Date();
-      await utimes(file, now, now).catch(() => undefined);
-    } else if (text !== null && lost && !told) {
-      told = true;
-      lost(text);
-    }
+    if ((await lockText(file).catch(() => null)) !== mine) return;
+    const now = new Date();
+    await utimes(file, now, now).catch(() => undefined);
   };
   const timer = setInterval(() => {
     touching ??= touch().finally(() => {
@@ -608,10 +630,10 @@ export function keepTouched(
   };
 }
 
-export function withFileLock<T>(file: string, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+export function withFileLock<T>(file: string, fn: () => Promise<T>, wait?: LockWait): Promise<T> {
   const lock = `${file}.lock`;
   return oneAtATime(file, async () => {
-    const mine = await acquire(lock, signal);
+    const mine = await acquire(lock, wait);
     // Before: a holder still working after STALE_MS (a slow disk) had its lock taken over, and two processes changed
     // the file at once. Nothing is touched by a hold shorter than FRESH_MS (the delivery path's).
     const fresh = keepTouched(lock, mine, FRESH_MS);

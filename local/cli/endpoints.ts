@@ -11,6 +11,7 @@ import { type BreakerPolicy, type EndpointView, newUrlNote, parseRate } from '..
 import { secretsFingerprint } from '../../functions/domain/secrets-fingerprint.ts';
 import { rotatedSecrets } from '../../functions/domain/signatures.ts';
 import { type EndpointChange, FileEndpointStore } from '../../functions/shared/endpoint-store.ts';
+import type { LockWait } from '../../functions/shared/local-files.ts';
 import { settings } from '../../functions/shared/settings.ts';
 import { writerState } from '../../functions/shared/writers.ts';
 import { webhookTypeNamed } from '../history/conversation-filters.ts';
@@ -176,11 +177,18 @@ export async function endpointsCommand(sub: string, args: string[]): Promise<num
       (await readDeliverySecrets(chosen ?? deliverySecretsFileOf(dataDir, {})))?.[type!] ?? [],
       edit,
     );
-  if (sub === 'pause') await store.configure(type!, { paused: true }, now);
+  // A lock another container's writer holds is waited on up to 11 s (taken over if its writer was killed): said once.
+  const wait: LockWait = {
+    notice: (lock, pid, waitMs) =>
+      note(
+        `webhook-gateway: ${lock} is held by pid ${pid} of another pid namespace or host (a container sharing the folder): waiting up to ${Math.ceil(waitMs / 1000)} s for it (one left by a killed writer is taken over once 10 s old)`,
+      ),
+  };
+  if (sub === 'pause') await store.configure(type!, { paused: true }, now, undefined, wait);
   if (sub === 'resume') {
     // A receiver held only by its Retry-After: what a resume releases, said (docs/operations.md, "Retry-After").
     const heldUntil = (await store.get(type!).catch(() => null))?.health.retry_after_until ?? null;
-    await store.resume(type!, now);
+    await store.resume(type!, now, wait);
     if (heldUntil && Date.parse(heldUntil) > now.getTime())
       (values.json ? note : out)(
         `${type}: its Retry-After (nothing before ${heldUntil}) is forgotten: its queued deliveries go out when the schedule finds them due, a redrive or resend is sent at once; another 429 or 503 with a Retry-After holds them again`,
@@ -189,7 +197,7 @@ export async function endpointsCommand(sub: string, args: string[]): Promise<num
   if (edit) {
     if (Object.keys(edit.change).length > 0) {
       const deployed = edit.change.url !== undefined ? (await localDeployedUrls(dataDir))[type!] : undefined;
-      const configured = await store.configure(type!, edit.change, now, deployed);
+      const configured = await store.configure(type!, edit.change, now, deployed, wait);
       // On stderr with --json, so stdout stays one JSON document.
       if (configured.new_url) (values.json ? note : out)(newUrlNote(configured));
     }
@@ -201,6 +209,7 @@ export async function endpointsCommand(sub: string, args: string[]): Promise<num
           type!,
           (current) => editedSecrets(type!, current, edit),
           chosen,
+          wait,
         );
       } catch (error) {
         const made = receiverChange(edit);

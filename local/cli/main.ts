@@ -3,7 +3,7 @@ import path from 'node:path';
 import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
 import { MAX_FAILED_RUNS } from '../../functions/domain/failed-delivery.ts';
 import { parseInboundSecrets, parseSecretsBySource } from '../../functions/domain/signatures.ts';
-import { UnreadableFileError } from '../../functions/shared/local-files.ts';
+import { LockBusyError, UnreadableFileError } from '../../functions/shared/local-files.ts';
 import { SettingsError } from '../../functions/shared/settings.ts';
 import { MAX_RESTARTS, type RecoveredExecution, RecoveryStopped } from '../engine/recovery.ts';
 import type { InFlight } from '../engine/running.ts';
@@ -545,6 +545,12 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`webhook-gateway: unknown command "${argv.join(' ')}"\n\n${USAGE}\n`);
     return 2;
   } catch (error) {
+    // A lock another process held all the while (a gateway or a command in another container): nothing was changed,
+    // its line says so and to try again; exit code 75 (EX_TEMPFAIL), as a redrive that can be made again.
+    if (error instanceof LockBusyError) {
+      process.stderr.write(`webhook-gateway: ${error.message}\n`);
+      return 75;
+    }
     const e = error as Error & { code?: string };
     const words = flags.filter((a) => !a.startsWith('-'));
     const message =

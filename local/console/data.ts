@@ -19,7 +19,7 @@ import { type ConversationSummary, latestRecord, summarize } from '../history/co
 import type { UnreadableReceiver } from '../history/endpoints.ts';
 import { conversationFigures, type LaterDelivery } from '../history/figures.ts';
 import { cursorOf, isAfter, type ListCursor, listConversations } from '../history/listing.ts';
-import { SummaryIndex } from '../history/summary-index.ts';
+import { LISTING_LOCK_WAIT_MS, SummaryIndex } from '../history/summary-index.ts';
 import { conversationIdOf, type ExecutionStore, redactedHistory } from '../store/execution-store.ts';
 import { readText, s3Client } from '../store/export-bucket.ts';
 import type { EnvelopeHead, LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
@@ -37,6 +37,11 @@ export interface ConsoleContext {
   runningVersion: () => number;
   /** Whether the gateway is stopping (Ctrl-C: its conversations in flight finish, new ones get 503 STOPPING). */
   stopping: () => boolean;
+  /**
+   * Why this gateway no longer serves its data folder (another gateway took it over while it stood still), or null:
+   * each page then says so, and reads nothing.
+   */
+  lost?: () => string | null;
   failedDeliveries: LocalFailedDeliveryStore;
   bucket: string;
   s3Endpoint: string;
@@ -230,7 +235,7 @@ export async function threadConversations(
       record,
     });
   }
-  await index.save();
+  await index.save({ until: Date.now() + LISTING_LOCK_WAIT_MS });
   // A turn still running with no saved history yet (its caller waiting for the answer) is a turn of it too.
   for (const id of runningByConversation(ctx).keys()) {
     if (!mayMatch(id, filter) || turns.some((t) => t.row.conversation_id === id)) continue;

@@ -179,6 +179,7 @@ const STORAGE_FIX: Record<StorageFailure['code'], string> = {
   EROFS: 'Mount its file system read-write',
   EACCES: "Let the gateway's user read and write it (its owner and permissions)",
   EPERM: "Let the gateway's user read and write it (its owner and permissions)",
+  EBUSY: 'Nothing was changed: another process (a command, a gateway in another container) holds its lock; try again',
 };
 
 /** 404 and 400 (an address that does not decode): the console's own page; 405: a line of text. */
@@ -491,6 +492,16 @@ export function consoleRoutes(ctx: ConsoleContext): RouteHandler {
         'text/plain; charset=utf-8',
         `The console answers the local operator only (http://127.0.0.1:<port>/console): ${refused}.\n`,
       );
+    }
+    // Another gateway took the data folder over: this one stops at once. No Retry-After: it is not coming back; the
+    // folder is the other gateway's (its console shows it).
+    const lost = ctx.lost?.() ?? null;
+    if (lost !== null) {
+      const body = errorFragment(
+        `This gateway no longer serves its data folder: ${lost.replace(/; stop this gateway$/, '')}. It stops at once; what it had in flight is recovered from the journal by the gateway that serves the folder now: open its console.`,
+      );
+      const shell = { title: 'Error', version: '', versionSrc: '', fragmentSrc: '', body };
+      return send(req, res, 503, 'text/html; charset=utf-8', isFragment(req) ? body.value : page(shell));
     }
     try {
       return await routes(req, res);

@@ -150,11 +150,16 @@ export class ExecutionJournal {
     private readonly holds: HoldListener | null,
     private readonly maxSegmentBytes: number,
     private readonly restMs: number,
+    /**
+     * Whether the data folder is still this gateway's (local/store/data-dir-lock.ts): a step whose line is refused
+     * because another gateway took the folder over does not run (nothing delivered or exported after a takeover).
+     */
+    private readonly held: (() => boolean) | null,
   ) {}
 
   static async open(
     dir: string,
-    options: { holds?: HoldListener; maxSegmentBytes?: number; restMs?: number } = {},
+    options: { holds?: HoldListener; maxSegmentBytes?: number; restMs?: number; held?: () => boolean } = {},
   ): Promise<ExecutionJournal> {
     await mkdir(dir, { recursive: true, mode: OWNER_DIR });
     const leftovers = (await readdir(dir))
@@ -167,6 +172,7 @@ export class ExecutionJournal {
       options.holds ?? null,
       options.maxSegmentBytes ?? MAX_SEGMENT_BYTES,
       options.restMs ?? REST_MS,
+      options.held ?? null,
     );
   }
 
@@ -408,6 +414,8 @@ export class ExecutionJournal {
    */
   private write(segment: Segment, text: string): void {
     if (this.closed || segment.fd < 0) return;
+    if (this.held && !this.held())
+      throw new Error('another gateway took the data folder over: nothing more is written to it');
     const lines = [...segment.pending, text].filter((line) => line !== '');
     if (lines.length === 0) return;
     const bytes = Buffer.from(`${segment.cut ? '\n' : ''}${lines.join('\n')}\n`);

@@ -16,7 +16,7 @@ import {
   mayMatch,
 } from './conversation-filters.ts';
 import { type ConversationSummary, summarize } from './conversations.ts';
-import type { SummaryIndex } from './summary-index.ts';
+import { LISTING_LOCK_WAIT_MS, type SummaryIndex } from './summary-index.ts';
 
 /** Where a page ended: the last row shown (received_at, conversation_id); the next page is of the rows after it. */
 export interface ListCursor {
@@ -174,6 +174,8 @@ export async function listConversations(
     onProgress?.({ looked: i + 1, candidates: candidates.length, read });
     if (filledAt === null && filter.thread === null && rows.length >= limit) filledAt = idTimeMs(id);
   }
-  await index.save();
+  // Its lock not waited on past LISTING_LOCK_WAIT_MS (another process holds it): the rows are answered, the index is
+  // written later.
+  await index.save({ until: Date.now() + LISTING_LOCK_WAIT_MS });
   return { rows, unread, unreadMatching, damaged };
 }

@@ -27,7 +27,13 @@ import type { Stats } from 'node:fs';
 import { mkdir, open, rename, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { maskSecrets } from '../../functions/domain/secret-masking.ts';
-import { appendLineNamed, oneAtATime, openFlags, withFileLock } from '../../functions/shared/local-files.ts';
+import {
+  appendLineNamed,
+  type LockWait,
+  oneAtATime,
+  openFlags,
+  withFileLock,
+} from '../../functions/shared/local-files.ts';
 import { asideTag, asideWriter, writerState } from '../../functions/shared/writers.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
 import type { ExecutionStore } from '../store/execution-store.ts';
@@ -228,6 +234,13 @@ const indexes = new WeakMap<ExecutionStore, SummaryIndex>();
 /** A write of the index that failed is tried again after this long, then twice as long each time, up to RETRY_MAX_MS. */
 const RETRY_FIRST_MS = 1_000;
 const RETRY_MAX_MS = 60_000;
+
+/**
+ * How long a listing (a console page, `conversations list`) waits for the index's lock at most before it answers: what
+ * it learnt is written later (the running gateway's retry, the next listing), never waited on for the 11 s a lock of
+ * another pid namespace may be (functions/shared/local-files.ts); another process's write holds it a second or two.
+ */
+export const LISTING_LOCK_WAIT_MS = 2_000;
 
 /** How the running gateway's index tries a failed write again, and where it says so. */
 export interface WriteRetry {
@@ -562,9 +575,11 @@ export class SummaryIndex {
    * 54,000 conversations); under it, it is written only if no process wrote the file since that merge, else merged
    * again (and the folders listed again: one the retention sweep removed meanwhile is gone from both writes). An index
    * that cannot be written (a full disk, a read-only folder, a lock held too long) is not kept: the next listing reads
-   * those histories again, and writes it (the running gateway's tries again by itself: failed).
+   * those histories again, and writes it (the running gateway's tries again by itself: failed). `wait`: how long its
+   * lock is waited for at most (a listing's: LISTING_LOCK_WAIT_MS); an index not written then is written later, the
+   * same way.
    */
-  async save(): Promise<void> {
+  async save(wait?: LockWait): Promise<void> {
     if (!this.changed || !this.entries || this.closed) return;
     this.changed = false;
     const entries = await this.entries;
@@ -579,19 +594,23 @@ export class SummaryIndex {
     let index = await merged();
     // Its lock is made in the index's folder (owner-only, as the data folder: docs/security.md).
     await mkdir(path.dirname(this.file), { recursive: true, mode: 0o700 }).catch(() => {});
-    const failure = await withFileLock(this.file, async () => {
-      // The first write of this process removes the copy a killed one left aside (`conversations list` killed as it
-      // wrote the index: every conversation's question), not a gateway's start a day later. Not the saved entries a
-      // killed fold moved aside: those are folded (takeSaved), then removed.
-      if (!this.asideSwept) {
-        this.asideSwept = true;
-        const name = path.basename(this.file);
-        await removeCopiesOfGoneWriters(path.dirname(this.file), [name, `${name}.lock`]);
-      }
-      if ((await fileStamp(this.file)) !== index.of) index = await merged();
-      await writeTextAtomic(this.file, index.text);
-      this.seen = await fileStamp(this.file);
-    }).then(
+    const failure = await withFileLock(
+      this.file,
+      async () => {
+        // The first write of this process removes the copy a killed one left aside (`conversations list` killed as it
+        // wrote the index: every conversation's question), not a gateway's start a day later. Not the saved entries a
+        // killed fold moved aside: those are folded (takeSaved), then removed.
+        if (!this.asideSwept) {
+          this.asideSwept = true;
+          const name = path.basename(this.file);
+          await removeCopiesOfGoneWriters(path.dirname(this.file), [name, `${name}.lock`]);
+        }
+        if ((await fileStamp(this.file)) !== index.of) index = await merged();
+        await writeTextAtomic(this.file, index.text);
+        this.seen = await fileStamp(this.file);
+      },
+      wait,
+    ).then(
       () => null,
       (error: unknown) => (error instanceof Error ? error.message : String(error)),
     );

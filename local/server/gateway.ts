@@ -150,6 +150,23 @@ function unknownReceiver(type: string, res: ServerResponse): boolean {
   return true;
 }
 
+/**
+ * A request (any but the console's pages) once another gateway took the data folder over: 503 STOPPING, as a stop
+ * answers (docs/contract.md#errors), saying why; nothing is read or written. This gateway stops at once.
+ */
+function refuseLost(req: IncomingMessage, res: ServerResponse): void {
+  req.resume();
+  sendJson(
+    res,
+    503,
+    errorBody(
+      'STOPPING',
+      'the gateway is stopping: another gateway took its data folder over; send it again once that one serves it',
+    ),
+    { ...NO_STORE, 'retry-after': '5', connection: 'close' },
+  );
+}
+
 /** Start the local gateway: HTTP server, embedded S3, sample agent, built-in receiver, the ASL on the local engine. */
 export async function startGateway(partial: Partial<GatewayOptions> = {}): Promise<RunningGateway> {
   const options = resolveOptions(partial);
@@ -166,11 +183,12 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   const dataDirLost = new Promise<string>((resolve) => {
     lostDataDir = resolve;
   });
-  let lost = false;
+  /** The line that said so, once another gateway took the data folder over; null while this one holds it. */
+  let lost: string | null = null;
   const dataDirLock = await lockDataDir(options.dataDir, {
     notice: (line) => console.warn(`webhook-gateway: ${line}`),
     onLost: (line) => {
-      lost = true;
+      lost = line;
       console.error(`webhook-gateway: ${line}`);
       lostDataDir?.(line);
     },
@@ -181,6 +199,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   // a crash) is found by its name and read (summary-index.ts). close() and idle() wait for those under way.
   const indexWrites = new Set<Promise<void>>();
   const executions: ExecutionStore = new ExecutionStore(options.dataDir, {
+    held: dataDirLock.held,
     onSaved: async (id, file, record) => {
       const write = summaryIndex.recordSaved(id, file, record);
       indexWrites.add(write);
@@ -206,6 +225,10 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
       requireHostHeader: false,
     },
     (req, res) => {
+      // Another gateway serves the data folder now: nothing is read or written here any more (the console says so on
+      // its own page: consoleRoutes).
+      // At once after the process stood still: held() looks at gateway.pid then (data-dir-lock.ts).
+      if (!dataDirLock.held() && !/^\/console(\/|\?|$)/.test(req.url ?? '')) return refuseLost(req, res);
       const badHost = hostRefusal(req);
       if (badHost) return refuseBeforeRoutes(req, res, [400, 'BAD_REQUEST', badHost], options.onExecution);
       const badCoding = transferCodingRefusal(req);
@@ -395,7 +418,10 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   let started = performance.now();
   try {
     // What a crash of the previous process left in flight ends now, before any request (or redelivery) is taken.
-    journal = await ExecutionJournal.open(path.join(options.dataDir, 'journal'), { holds: options.onTestHold });
+    journal = await ExecutionJournal.open(path.join(options.dataDir, 'journal'), {
+      holds: options.onTestHold,
+      held: dataDirLock.held,
+    });
     started = performance.now();
     // Loaded only now, like the stage handlers: its module imports the Powertools set-up, which reads
     // POWERTOOLS_TRACE_ENABLED once, at import — before the local defaults were set it would load the X-Ray SDK,
@@ -487,6 +513,13 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     sweeping = sweeping.then(sweep);
   }, SWEEP_EVERY_MS);
   sweepTimer.unref();
+  // The data folder taken over: what writes to it by itself stops at once (the schedule, the sweep, the index's retry),
+  // whether or not the process then exits (the command does: local/cli/main.ts).
+  void dataDirLost.then(() => {
+    clearInterval(sweepTimer);
+    summaryIndex.close();
+    return redelivery.stop();
+  });
 
   /** Set by close(): new conversations are refused while those in flight finish (unlessStopping). */
   let stopping = false;
@@ -522,7 +555,8 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
       } catch (error) {
         // The conversation ran to its end (answered, delivered, exported): its caller gets that answer, not a 500 that
         // a source would retry as a second conversation. The journal keeps the execution open, so the next start
-        // rebuilds its history from it (recovery.ts).
+        // rebuilds its history from it (recovery.ts). The folder another gateway's now: said once already (onLost).
+        if (!dataDirLock.held()) return record;
         console.error(
           `webhook-gateway: the history of execution ${name} (conversation ${conversationId}) could not be saved; it is rebuilt from the journal at the next start: ${(error as Error).message}`,
         );
@@ -651,7 +685,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   const unlessStopping =
     (handler: RouteHandler): RouteHandler =>
     async (req, res, m) => {
-      if (!stopping && !lost) return handler(req, res, m);
+      if (!stopping && lost === null) return handler(req, res, m);
       req.resume();
       sendJson(res, 503, errorBody('STOPPING', 'the gateway is stopping: send it again once it is back'), {
         'retry-after': '5',
@@ -709,6 +743,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
           running: () => runningExecutions.list(),
           runningVersion: () => runningExecutions.version(),
           stopping: () => stopping,
+          lost: () => (dataDirLock.held() ? null : lost),
           failedDeliveries,
           bucket,
           s3Endpoint,
@@ -777,7 +812,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
         summaryIndex.close();
         journal.close();
         await s3?.close();
-        if (!lost) await removeGatewayRuntime(options.dataDir);
+        if (lost === null) await removeGatewayRuntime(options.dataDir);
         await dataDirLock.release();
       })();
       return closing;

@@ -35,6 +35,14 @@ export interface OperatorContext {
 const badRequest = (res: ServerResponse, message: string) => sendJson(res, 400, errorBody('VALIDATION_ERROR', message));
 
 /** How many deliveries (or plan rows, or results) an answer holds unless `?limit=` says otherwise, and at most. */
+/**
+ * How long a console button's change of a receiver waits for its lock at most: a local holder's 5 s, never the 11 s a
+ * lock of another pid namespace may be waited on (functions/shared/local-files.ts), which the console's answer is
+ * not kept waiting for.
+ */
+const CONSOLE_LOCK_WAIT_MS = 5_000;
+const consoleLockWait = () => ({ until: Date.now() + CONSOLE_LOCK_WAIT_MS });
+
 const DEFAULT_LIMIT = 50;
 const MAX_LIMIT = 1000;
 
@@ -102,7 +110,9 @@ export function operatorRoutes(ctx: OperatorContext): RouteHandler {
       ctx.breaker,
       await ctx.signingSecrets(),
     );
-  // The receiver changed, as it reads now: another type's damaged file is no failure of this change.
+  // The receiver changed, as it reads now: another type's damaged file is no failure of this change. Its lock held by
+  // another process past CONSOLE_LOCK_WAIT_MS: 503 STORAGE_UNAVAILABLE, nothing changed (LockBusyError: the gateway's
+  // answer to a busy data folder, local/server/storage-failure.ts).
   const endpointAction =
     (act: (type: WebhookType) => Promise<unknown>) =>
     async (req: IncomingMessage, res: ServerResponse, match: RegExpExecArray) => {
@@ -216,11 +226,15 @@ export function operatorRoutes(ctx: OperatorContext): RouteHandler {
     { path: /^\/local\/endpoints$/, methods: { GET: async (_req, res) => sendJson(res, 200, await rows()) } },
     {
       path: new RegExp(`^/local/endpoints/${typePath}/pause$`, 'i'),
-      methods: { POST: endpointAction((type) => ctx.endpoints.configure(type, { paused: true }, new Date())) },
+      methods: {
+        POST: endpointAction((type) =>
+          ctx.endpoints.configure(type, { paused: true }, new Date(), undefined, consoleLockWait()),
+        ),
+      },
     },
     {
       path: new RegExp(`^/local/endpoints/${typePath}/resume$`, 'i'),
-      methods: { POST: endpointAction((type) => ctx.endpoints.resume(type, new Date())) },
+      methods: { POST: endpointAction((type) => ctx.endpoints.resume(type, new Date(), consoleLockWait())) },
     },
     {
       // One signed test delivery to the receiver, sent now and kept nowhere (docs/contract.md#test-deliveries).

@@ -3,11 +3,12 @@ import { damagedFileKind, damagedFileMessage, fileOfUnreadable, wrongKindInCause
 
 /**
  * The local gateway's data folder refusing a write, or a read (docs/contract.md#errors, `STORAGE_UNAVAILABLE`): full,
- * over its quota, read-only or no longer the owner's, or the process out of file descriptors (EMFILE, ENFILE). Not a bug of the gateway and not the request's fault: the
- * request is answered 503 (to be sent again once the folder takes it; an `Idempotency-Key` makes that safe), saying
+ * over its quota, read-only or no longer the owner's, the process out of file descriptors (EMFILE, ENFILE), or a file's
+ * lock held by another process past the request's wait (EBUSY). Not a bug of the gateway and not the request's fault:
+ * the request is answered 503 (to be sent again once the folder takes it; an `Idempotency-Key` makes that safe), saying
  * which it refused, and the operator is told which file and why, in one line.
  */
-const STORAGE_CODES = ['ENOSPC', 'EDQUOT', 'EROFS', 'EACCES', 'EPERM', 'EMFILE', 'ENFILE'] as const;
+const STORAGE_CODES = ['ENOSPC', 'EDQUOT', 'EROFS', 'EACCES', 'EPERM', 'EMFILE', 'ENFILE', 'EBUSY'] as const;
 
 const WHY: Record<(typeof STORAGE_CODES)[number], string> = {
   ENOSPC: 'no space left on its device',
@@ -18,6 +19,9 @@ const WHY: Record<(typeof STORAGE_CODES)[number], string> = {
   // Out of file descriptors (`ulimit -n`, or the whole system's): no file of the folder can be opened until some close.
   EMFILE: 'too many open files in the gateway process',
   ENFILE: 'too many open files on this system',
+  // A lock another process (a command, a gateway in another container) held all the while the request would wait
+  // (functions/shared/local-files.ts, LockBusyError): nothing was changed.
+  EBUSY: 'a file of it is locked by another process',
 };
 
 export interface StorageFailure {

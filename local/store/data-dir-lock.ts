@@ -7,9 +7,15 @@
  * gateway's host tag too, and the running gateway refreshes its mtime every FRESH_MS, so a start in another namespace
  * judges it by that age alone (functions/shared/writers.ts; docs/operations.md, "Processes in other containers").
  */
-import { readFile, rmdir, stat, unlink } from 'node:fs/promises';
+import { utimesSync } from 'node:fs';
+import { readFile, rmdir, stat, unlink, utimes } from 'node:fs/promises';
 import path from 'node:path';
-import { createExclusive, keepTouched, readDataText, removeStaleLock } from '../../functions/shared/local-files.ts';
+import {
+  createExclusive,
+  readDataFileSync,
+  readDataText,
+  removeStaleLock,
+} from '../../functions/shared/local-files.ts';
 import { stampedWriter, writerStamp, writerState } from '../../functions/shared/writers.ts';
 
 export class DataDirInUseError extends Error {}
@@ -124,7 +130,7 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 export async function lockDataDir(
   dataDir: string,
   options: DataDirLockOptions = {},
-): Promise<{ release(): Promise<void>; tookOver: string | null; stale: boolean }> {
+): Promise<{ release(): Promise<void>; held(): boolean; tookOver: string | null; stale: boolean }> {
   const wait = options.wait ?? sleep;
   const file = path.join(dataDir, 'gateway.pid');
   // `<pid>@<host>`, then when this process started (clock ticks after boot, where /proc has it): a later holder of the
@@ -180,6 +186,7 @@ export async function lockDataDir(
   return {
     tookOver,
     stale,
+    held: fresh.held,
     async release() {
       await fresh.stop();
       // Read as every file of the data folder is (textOf): a FIFO put in its place meanwhile kept the stop waiting.
@@ -189,16 +196,76 @@ export async function lockDataDir(
 }
 
 /**
+ * Since the pid file was last found this gateway's, how long it is trusted to be still, without a look: no start takes
+ * it over before it is STALE_MS old, and it was touched then (or within FRESH_MS after).
+ */
+const TRUSTED_MS = STALE_MS - FRESH_MS;
+
+/**
  * The pid file touched every FRESH_MS while this gateway holds it (its text still `mine`), so a start in another pid
  * namespace knows it runs. Found another's (this gateway stood still past STALE_MS: a paused container, a stopped
- * process, and another namespace's start took the folder over), `onLost` is told once and nothing is touched.
+ * process, and another namespace's start took the folder over), or gone (the data folder moved or deleted while it
+ * ran), `onLost` is told once and nothing is touched. `held()` answers at once whether the folder is still this
+ * gateway's, for a write about to be made (the journal's, before each step: local/engine/journal.ts): within
+ * TRUSTED_MS of the last look, yes; after longer (the process stood still: a SIGSTOP, a paused container, woken with
+ * its timers overdue and answers waiting), the file is read then and there, so nothing is written, delivered or
+ * exported after a takeover in the moment before the timer's look would have seen it.
  */
-const keepFresh = (file: string, mine: string, dataDir: string, onLost?: (line: string) => void) =>
-  keepTouched(file, mine, FRESH_MS, (text) =>
-    onLost?.(
-      `${file} now names another gateway (${text.split(' ')[0]}): it took ${dataDir} over while this one stood still for more than ${STALE_MS / 1000} s; stop this gateway`,
-    ),
-  );
+function keepFresh(file: string, mine: string, dataDir: string, onLost?: (line: string) => void) {
+  let confirmedAt = performance.now();
+  let lostLine: string | null = null;
+  /** Whether `text` (the file's, null: gone) is still this gateway's; else it is lost, said once. */
+  const judge = (text: string | null): boolean => {
+    if (text === mine) {
+      confirmedAt = performance.now();
+      return true;
+    }
+    if (lostLine === null) {
+      lostLine =
+        text === null
+          ? `${file} is gone: ${dataDir} was moved or deleted while this gateway ran (or the file removed by hand); stop this gateway`
+          : `${file} now names another gateway (${text.split(' ')[0]}): it took ${dataDir} over while this one stood still for more than ${STALE_MS / 1000} s; stop this gateway`;
+      onLost?.(lostLine);
+    }
+    return false;
+  };
+  let touching: Promise<void> | null = null;
+  const touch = async () => {
+    // Not readable now (a permission, too many open files): not known to be lost; looked at again next time.
+    const text = await textOf(file).catch(() => undefined);
+    if (text === undefined || lostLine !== null || !judge(text)) return;
+    const now = new Date();
+    await utimes(file, now, now).catch(() => undefined);
+  };
+  const timer = setInterval(() => {
+    touching ??= touch().finally(() => {
+      touching = null;
+    });
+  }, FRESH_MS);
+  timer.unref();
+  return {
+    held(): boolean {
+      if (lostLine !== null) return false;
+      if (performance.now() - confirmedAt < TRUSTED_MS) return true;
+      let text: string | null;
+      try {
+        text = readDataFileSync(file, { maxBytes: 64 * 1024 })?.toString('utf8') ?? null;
+      } catch {
+        return true; // not readable now: not known to be lost
+      }
+      if (!judge(text)) return false;
+      try {
+        const now = new Date();
+        utimesSync(file, now, now);
+      } catch {}
+      return true;
+    },
+    async stop() {
+      clearInterval(timer);
+      await touching;
+    },
+  };
+}
 
 /**
  * Whether the gateway `writer` (of gateway.json: local/store/gateway-runtime.ts) of another pid namespace runs: it

@@ -3,7 +3,13 @@ import { chmod, mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
 import { parseSecretsBySource, type SecretsBySource } from '../../functions/domain/signatures.ts';
-import { createExclusive, readDataText, SECRETS_READ, withFileLock } from '../../functions/shared/local-files.ts';
+import {
+  createExclusive,
+  type LockWait,
+  readDataText,
+  SECRETS_READ,
+  withFileLock,
+} from '../../functions/shared/local-files.ts';
 import { readJson, removeCopiesOfGoneWriters, writeJsonAtomic } from './json-files.ts';
 
 /**
@@ -66,24 +72,30 @@ export async function localDeliverySecrets(
 
 /**
  * Change one type's secrets in the local file (`endpoints set <type> --secret`), made first if the gateway never
- * started: the running gateway's Deliver reads the file again when it changes (DELIVERY_SIGNING_SECRETS_FILE).
+ * started: the running gateway's Deliver reads the file again when it changes (DELIVERY_SIGNING_SECRETS_FILE). `wait`:
+ * how its lock is waited for (the command says on stderr when it waits for another container's writer).
  */
 export async function changeLocalDeliverySecrets(
   dataDir: string,
   type: string,
   change: (current: string[]) => string[],
   chosen?: string,
+  wait?: LockWait,
 ): Promise<{ file: string; secrets: string[] }> {
   const { file } = await localDeliverySecrets(dataDir, chosen);
   // A read-modify-write under the file's lock (functions/shared/local-files.ts, as the receivers' files are changed):
   // two `endpoints set --secret` at once each change their own type, and neither write loses the other's.
-  return withFileLock(file, async () => {
-    const all = (await readJson<Record<string, string | string[]>>(file, SECRETS_READ)) ?? {};
-    const current = all[type];
-    const secrets = change(current === undefined ? [] : Array.isArray(current) ? current : [current]);
-    await writeJsonAtomic(file, { ...all, [type]: secrets.length === 1 ? secrets[0] : secrets }, SECRET_FILE_MODE);
-    return { file, secrets };
-  });
+  return withFileLock(
+    file,
+    async () => {
+      const all = (await readJson<Record<string, string | string[]>>(file, SECRETS_READ)) ?? {};
+      const current = all[type];
+      const secrets = change(current === undefined ? [] : Array.isArray(current) ? current : [current]);
+      await writeJsonAtomic(file, { ...all, [type]: secrets.length === 1 ? secrets[0] : secrets }, SECRET_FILE_MODE);
+      return { file, secrets };
+    },
+    wait,
+  );
 }
 
 /**

@@ -20,6 +20,7 @@ export class ExecutionStore {
   private readonly reportsUnreadable: boolean;
   /** Told of each history saved, once it is on disk (the gateway writes its summary index entry: never fails). */
   private readonly onSaved: (conversationId: string, file: string, record: ExecutionRecord) => Promise<void>;
+  private readonly held: () => boolean;
 
   /**
    * `onUnreadable`: told of each history file that cannot be read; it is left out (by default silently). `onSaved`:
@@ -30,12 +31,15 @@ export class ExecutionStore {
     options: {
       onUnreadable?: (file: string, reason: string) => void;
       onSaved?: (conversationId: string, file: string, record: ExecutionRecord) => Promise<void>;
+      /** The running gateway's: whether the data folder is still its own (a history is not written into another's). */
+      held?: () => boolean;
     } = {},
   ) {
     this.dir = path.join(dataDir, 'executions');
     this.onUnreadable = options.onUnreadable ?? (() => {});
     this.reportsUnreadable = options.onUnreadable !== undefined;
     this.onSaved = options.onSaved ?? (async () => {});
+    this.held = options.held ?? (() => true);
   }
 
   /** Serialized once, compact, with inbound signatures redacted. */
@@ -43,6 +47,7 @@ export class ExecutionStore {
     if (!isConversationId(conversationId)) throw new Error(`not a conversation id: ${conversationId}`);
     const stamp = record.started_at.replace(/[-:.]/g, '');
     const file = path.join(this.dir, conversationId, `${stamp}_${record.execution_name}.json`);
+    if (!this.held()) throw new Error('another gateway took the data folder over: nothing more is written to it');
     await writeTextAtomicInThread(file, `${serializeHistory(record)}\n`);
     await this.onSaved(conversationId, file, record);
     return file;

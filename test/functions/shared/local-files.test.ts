@@ -516,9 +516,9 @@ describe('withFileLock', () => {
         if (tries === 2) deadline.abort(new Error('the delivery’s deadline passed'));
       };
       // Before: the wait went on past the delivery's deadline (its Lambda's budget), up to 11 s.
-      await expect(withTimeStill(() => withFileLock(file, async () => 'changed', deadline.signal))).rejects.toThrow(
-        'the delivery’s deadline passed',
-      );
+      await expect(
+        withTimeStill(() => withFileLock(file, async () => 'changed', { signal: deadline.signal })),
+      ).rejects.toThrow('the delivery’s deadline passed');
       expect(tries).toBe(2);
       expect(await readFile(lock, 'utf8')).toBe(theirs);
     });

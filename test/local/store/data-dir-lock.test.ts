@@ -1,6 +1,6 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -297,6 +297,57 @@ describe('a gateway of another pid namespace (a container sharing the folder): j
       await lock.release();
       expect(await readFile(pidFile(), 'utf8')).toBe(`${GONE}@${other()} 4242`); // the other's, left
       expect(vi.getTimerCount()).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('its data folder moved away while it runs: says so once (gateway.pid is gone), and touches nothing', async () => {
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+    try {
+      const lost: string[] = [];
+      const lock = await lockDataDir(dir, { onLost: (line) => lost.push(line) });
+      await rename(dir, `${dir}-moved`);
+      // Before: nothing was said; the gateway went on writing new files where the folder had been.
+      await vi.advanceTimersByTimeAsync(10_000);
+      await vi.waitFor(() => expect(lost).toHaveLength(1), { interval: 1 });
+      expect(lost[0]).toBe(
+        `${pidFile()} is gone: ${dir} was moved or deleted while this gateway ran (or the file removed by hand); stop this gateway`,
+      );
+      expect(lock.held()).toBe(false);
+      await lock.release();
+      expect(existsSync(dir)).toBe(false);
+      await rm(`${dir}-moved`, { recursive: true, force: true });
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('held(): after a stand-still longer than 20 s, gateway.pid is looked at then and there (no timer waited for)', async () => {
+    // Its clock (performance.now) moved on by hand: the stand-still. Its 10 s timer does not run meanwhile.
+    vi.useFakeTimers({ toFake: ['performance'] });
+    try {
+      const lost: string[] = [];
+      const lock = await lockDataDir(dir, { onLost: (line) => lost.push(line) });
+      expect(lock.held()).toBe(true);
+      // Stood still 31 s, the file still its own: held, and touched then (fresh again for a start elsewhere).
+      const old = new Date(Date.now() - 31_000);
+      await utimes(pidFile(), old, old);
+      vi.advanceTimersByTime(31_000);
+      expect(lock.held()).toBe(true);
+      expect(Date.now() - (await stat(pidFile())).mtimeMs).toBeLessThan(5_000);
+      // Another namespace's start took it over: within 20 s of the last look it is trusted, after that looked at.
+      await writeFile(pidFile(), `${GONE}@${other()} 4242`);
+      expect(lock.held()).toBe(true);
+      vi.advanceTimersByTime(21_000);
+      // Before: nothing looked before the timer's next turn; what ran first wrote on.
+      expect(lock.held()).toBe(false);
+      expect(lock.held()).toBe(false);
+      expect(lost).toEqual([
+        `${pidFile()} now names another gateway (${GONE}@${other()}): it took ${dir} over while this one stood still for more than 30 s; stop this gateway`,
+      ]);
+      await lock.release();
+      expect(await readFile(pidFile(), 'utf8')).toBe(`${GONE}@${other()} 4242`);
     } finally {
       vi.useRealTimers();
     }
