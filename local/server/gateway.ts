@@ -179,8 +179,8 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   // a crash) is found by its name and read (summary-index.ts). close() and idle() wait for those under way.
   const indexWrites = new Set<Promise<void>>();
   const executions: ExecutionStore = new ExecutionStore(options.dataDir, {
-    onSaved: async (id, file, record) => {
-      const write = summaryIndex.recordSaved(id, file, record);
+    onSaved: async (id, file, record, folder) => {
+      const write = summaryIndex.recordSaved(id, file, record, folder);
       indexWrites.add(write);
       void write.finally(() => indexWrites.delete(write));
     },

@@ -5,8 +5,11 @@ import { maskSecrets } from '../../functions/domain/secret-masking.ts';
 import { UnreadableFileError } from '../../functions/shared/local-files.ts';
 import { asideWriter, writerState } from '../../functions/shared/writers.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
-import { writeTextAtomicInThread } from './file-writer.ts';
+import { type WrittenFolder, writeTextAtomicInThread } from './file-writer.ts';
 import { listDir, mapConcurrently, readJson } from './json-files.ts';
+
+/** `folder`: the history's folder just after the write, its `.json` names and their stamps (none: it could not be read). */
+type Saved = (conversationId: string, file: string, record: ExecutionRecord, folder?: WrittenFolder) => Promise<void>;
 
 /**
  * The local execution history: every execution's event log, saved under
@@ -19,7 +22,7 @@ export class ExecutionStore {
   private readonly onUnreadable: (file: string, reason: string) => void;
   private readonly reportsUnreadable: boolean;
   /** Told of each history saved, once it is on disk (the gateway writes its summary index entry: never fails). */
-  private readonly onSaved: (conversationId: string, file: string, record: ExecutionRecord) => Promise<void>;
+  private readonly onSaved: Saved;
 
   /**
    * `onUnreadable`: told of each history file that cannot be read; it is left out (by default silently). `onSaved`:
@@ -29,7 +32,7 @@ export class ExecutionStore {
     dataDir: string,
     options: {
       onUnreadable?: (file: string, reason: string) => void;
-      onSaved?: (conversationId: string, file: string, record: ExecutionRecord) => Promise<void>;
+      onSaved?: Saved;
     } = {},
   ) {
     this.dir = path.join(dataDir, 'executions');
@@ -43,8 +46,9 @@ export class ExecutionStore {
     if (!isConversationId(conversationId)) throw new Error(`not a conversation id: ${conversationId}`);
     const stamp = record.started_at.replace(/[-:.]/g, '');
     const file = path.join(this.dir, conversationId, `${stamp}_${record.execution_name}.json`);
-    await writeTextAtomicInThread(file, `${serializeHistory(record)}\n`);
-    await this.onSaved(conversationId, file, record);
+    // Told with its folder as the file thread found it after the write (a listing there: the summary index's entry).
+    const folder = await writeTextAtomicInThread(file, `${serializeHistory(record)}\n`, undefined, '.json');
+    await this.onSaved(conversationId, file, record, folder);
     return file;
   }
 
