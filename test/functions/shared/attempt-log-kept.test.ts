@@ -25,6 +25,8 @@ const { FileAttemptLog } = await import('../../../functions/shared/attempt-log.t
  */
 const entry = (id: string, attempt: number): LoggedAttempt => ({
   conversation_id: id,
+  delivery_id: 'd-1',
+  webhook_type: 'deal_analysis',
   attempt,
   at: `2026-11-29T12:00:0${attempt}.000Z`,
   duration_ms: 40,
