@@ -6,7 +6,7 @@ import { UnreadableFileError } from '../../functions/shared/local-files.ts';
 import { asideWriter, writerState } from '../../functions/shared/writers.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
 import { type WrittenFolder, writeTextAtomicInThread } from './file-writer.ts';
-import { listDir, mapConcurrently, readJson } from './json-files.ts';
+import { listDir, mapConcurrently, readJson, stringifyRedacted } from './json-files.ts';
 
 /** `folder`: the history's folder just after the write, its `.json` names and their stamps (none: it could not be read). */
 type Saved = (conversationId: string, file: string, record: ExecutionRecord, folder?: WrittenFolder) => Promise<void>;
@@ -227,9 +227,7 @@ export function redactedHistory(record: ExecutionRecord): ExecutionRecord {
  * protection policy uses, so the local history shows what the AWS one does.
  */
 function serializeHistory(record: ExecutionRecord): string {
-  return maskSecrets(
-    JSON.stringify(record, (key, value: unknown) => (key === 'webhook-signature' ? '[redacted]' : value)),
-  );
+  return maskSecrets(stringifyRedacted(record));
 }
 
 /** The conversation id an execution worked on: from the first state output (or input) that carries the record. */
