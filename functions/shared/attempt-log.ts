@@ -5,6 +5,8 @@
  * - DELIVERIES_DIR: one JSON Lines file per conversation under `attempts/` (local; swept with the local history).
  * - neither: no log (the record keeps its short attempts, as before).
  */
+import type { BigIntStats } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { LoggedAttempt } from '../domain/attempt-log.ts';
@@ -104,6 +106,17 @@ function parseLine(line: string): LoggedAttempt | null {
   return null;
 }
 
+/**
+ * The attempt files this process appended to last (at most KEPT_FILES), with what each held then and its stamp (inode,
+ * size, modification and change times in ns): Export reads the file Deliver appended to a moment before, and gets
+ * that text for one stat while the stamp is unchanged, where it cost open, fstat, read and close (docs/performance.md,
+ * perf23). Another process's append changes its size; one whose size after this process's append is not what it
+ * knew plus its line is not kept.
+ */
+const appended = new Map<string, { ino: bigint; stamp: string; text: string }>();
+const KEPT_FILES = 256;
+const stampOf = (s: BigIntStats) => `${s.ino}:${s.size}:${s.mtimeNs}:${s.ctimeNs}`;
+
 export class FileAttemptLog implements AttemptLog {
   readonly dir: string;
   constructor(deliveriesDir: string) {
@@ -117,12 +130,24 @@ export class FileAttemptLog implements AttemptLog {
 
   async append(entry: LoggedAttempt): Promise<void> {
     const file = this.file(entry.conversation_id);
-    await appendLine(file, `${JSON.stringify(entry)}\n`, 0o600, 0o700);
+    const line = `${JSON.stringify(entry)}\n`;
+    const before = appended.get(file);
+    appended.delete(file);
+    await appendLine(file, line, 0o600, 0o700);
+    // The file now holds what this process knew it held, and this line, when its size says nothing else came between.
+    const s = await stat(file, { bigint: true }).catch(() => null);
+    const text = `${before?.text ?? ''}${line}`;
+    if (!s?.isFile() || s.size !== BigInt(Buffer.byteLength(text)) || (before && before.ino !== s.ino)) return;
+    if (appended.size >= KEPT_FILES) appended.delete(appended.keys().next().value!);
+    appended.set(file, { ino: s.ino, stamp: stampOf(s), text });
   }
 
   async list(conversationId: string): Promise<LoggedAttempt[]> {
+    const file = this.file(conversationId);
+    const kept = appended.get(file);
+    const now = kept && (await stat(file, { bigint: true }).catch(() => null));
     // Capped, a regular file only (a link to /dev/zero was read until the process died): local-files.ts.
-    const text = await readDataText(this.file(conversationId));
+    const text = now && stampOf(now) === kept.stamp ? kept.text : await readDataText(file);
     if (text === null) return [];
     // A line cut by a crash is skipped; the record still has that attempt in short.
     return text

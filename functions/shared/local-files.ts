@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import { type FileHandle, link, mkdir, open, rm, stat, utimes } from 'node:fs/promises';
+import { link, mkdir, rm, stat, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { asideTag, stampedWriter, type WriterState, writerStamp, writerState } from './writers.ts';
@@ -323,55 +323,6 @@ export async function appendLine(file: string, line: string, mode = OWNER_FILE, 
     throw error;
   }
   cutFiles.delete(file);
-}
-
-/** The files appendLineNamed found ending a line (or empty) when this process first appended to them. */
-const endsChecked = new Set<string>();
-
-/**
- * appendLine, into a file that another process may move aside to read it and remove it (the summary index's saved
- * entries: local/history/summary-index.ts): a line written into the file after it was moved (opened before, written
- * after) is written again, into the file now of that name, until it lands in the file that still has the name (a few
- * times at most: a file system whose names never showed the inode an open gave would fill the disk). A line may thus
- * be in both: its reader takes it twice. A file an earlier process left ending in a line cut short (killed in the
- * middle of a write, a power cut) gets a newline before this process's first line, which it would otherwise continue.
- */
-export async function appendLineNamed(
-  file: string,
-  line: string,
-  mode = OWNER_FILE,
-  dirMode = OWNER_DIR,
-): Promise<void> {
-  for (let tries = 0; tries < 4; tries++) {
-    const handle = await open(file, 'a+', mode).catch(async (error: NodeJS.ErrnoException) => {
-      if (error.code !== 'ENOENT') throw error;
-      await mkdir(path.dirname(file), { recursive: true, mode: dirMode });
-      return open(file, 'a+', mode);
-    });
-    try {
-      const text = cutFiles.has(file) || (await endsCut(handle, file)) ? `\n${line}` : line;
-      await handle.appendFile(text).catch((error: unknown) => {
-        cutFiles.add(file);
-        throw error;
-      });
-      cutFiles.delete(file);
-      // Still open: its inode cannot be reused meanwhile by a file of that name.
-      const [written, named] = await Promise.all([handle.stat(), stat(file).catch(() => null)]);
-      if (named?.ino === written.ino && named.dev === written.dev) return;
-    } finally {
-      await handle.close();
-    }
-  }
-}
-
-/** Whether the file open at `handle` ends in a line cut short, the first time this process appends to `file`. */
-async function endsCut(handle: FileHandle, file: string): Promise<boolean> {
-  if (endsChecked.has(file)) return false;
-  const { size } = await handle.stat();
-  const last = Buffer.alloc(1);
-  const cut = size > 0 && (await handle.read(last, 0, 1, size - 1)).bytesRead === 1 && last[0] !== 0x0a;
-  endsChecked.add(file);
-  return cut;
 }
 
 /**

@@ -1,4 +1,5 @@
 import './polyfill.ts';
+import './jsonpath-answers.ts';
 import { readFileSync } from 'node:fs';
 import { StateMachine } from 'aws-local-stepfunctions';
 import { PAYLOAD_LIMIT_BYTES, TaskFailure } from './lambda-invoke.ts';

@@ -2,6 +2,7 @@ import { closeSync, mkdirSync, openSync, unlinkSync, writeSync } from 'node:fs';
 import { mkdir, readdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { OWNER_DIR, OWNER_FILE, readDataText } from '../../functions/shared/local-files.ts';
+import { stringifyRedacted } from '../store/json-files.ts';
 import type { RunRestart, TaskObserver } from './engine.ts';
 
 /**
@@ -83,8 +84,6 @@ export interface JournaledRun extends TaskObserver {
    */
   handOver(): void;
 }
-
-const redactSignature = (key: string, value: unknown) => (key === 'webhook-signature' ? '[redacted]' : value);
 
 /** Error → what a Catch would hold: `{Error, Cause}` (the local engine's shape). */
 function caught(error: unknown): { Error: string; Cause: string } {
@@ -210,7 +209,7 @@ export class ExecutionJournal {
   private run(execution: string, first: JournalEntry, markers: string | null): JournaledRun {
     const segment = this.segment();
     // Counted once its first line is written: an execution the journal refused never began (its caller is told).
-    this.write(segment, JSON.stringify(first, redactSignature));
+    this.write(segment, stringifyRedacted(first));
     segment.open += 1;
     let ended = false;
     let refused = false;
@@ -224,9 +223,9 @@ export class ExecutionJournal {
       try {
         this.write(
           segment,
-          JSON.stringify(
+          // A state's input may hold the request (the accept workflow's Validate: `{accept: …}`): its signature redacted.
+          stringifyRedacted(
             d === undefined ? { e: execution, t: Date.now(), k, s } : { e: execution, t: Date.now(), k, s, d },
-            redactSignature, // a state's input may hold the request (the accept workflow's Validate: `{accept: …}`)
           ),
         );
       } catch (error) {

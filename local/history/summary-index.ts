@@ -27,16 +27,11 @@ import type { Stats } from 'node:fs';
 import { mkdir, open, rename, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { maskSecrets } from '../../functions/domain/secret-masking.ts';
-import {
-  appendLineNamed,
-  type LockWait,
-  oneAtATime,
-  openFlags,
-  withFileLock,
-} from '../../functions/shared/local-files.ts';
+import { type LockWait, oneAtATime, openFlags, withFileLock } from '../../functions/shared/local-files.ts';
 import { asideTag, asideWriter, writerState } from '../../functions/shared/writers.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
 import type { ExecutionStore } from '../store/execution-store.ts';
+import { appendLineNamed, type WrittenFolder } from '../store/file-writer.ts';
 import { listDir, readJson, removeCopiesOfGoneWriters, writeTextAtomic } from '../store/json-files.ts';
 import type { FilterableConversation } from './conversation-filters.ts';
 import { type ConversationSummary, summarize } from './conversations.ts';
@@ -55,7 +50,10 @@ interface Entry {
   verify?: true;
 }
 
-function filesStamp(names: readonly string[], files: readonly (Stats | null)[]): string {
+function filesStamp(
+  names: readonly string[],
+  files: readonly (Pick<Stats, 'ino' | 'mtimeMs' | 'size'> | null)[],
+): string {
   return createHash('sha256')
     .update(names.map((n, i) => `${n}:${files[i]?.ino}:${files[i]?.mtimeMs}:${files[i]?.size}`).join('|'))
     .digest('base64url')
@@ -226,6 +224,14 @@ function mergeSaved(entries: Map<string, Entry>, text: string | undefined, known
     } catch {}
   }
   return kept;
+}
+
+/** A history's folder as recordSaved wants it (WrittenFolder), read with the event loop's file calls. */
+async function folderNow(dir: string): Promise<WrittenFolder> {
+  const folder = await stat(dir, { bigint: true });
+  const names = (await listDir(dir)).filter((n) => n.endsWith('.json')).sort();
+  const files = await Promise.all(names.map((n) => stat(path.join(dir, n)).catch(() => null)));
+  return { stamp: `${folder.ino}:${folder.mtimeNs}`, names, files };
 }
 
 /** One index per history store in a process: the gateway's saves and its console's lookups share it. */
@@ -425,15 +431,19 @@ export class SummaryIndex {
   /**
    * The entry of a conversation whose history `file` (of `record`) was just saved, appended to the saved entries (the
    * execution store calls it after each save, one conversation's at a time, in order). Its other histories, if any,
-   * are read; this one is not. A failure only leaves the entry out: the next listing reads the histories.
+   * are read; this one is not. A failure only leaves the entry out: the next listing reads the histories. `written`:
+   * the folder as the file thread found it just after the write (local/store/file-writer.ts), else it is read here.
    */
-  async recordSaved(conversationId: string, file: string, record: ExecutionRecord): Promise<void> {
+  async recordSaved(
+    conversationId: string,
+    file: string,
+    record: ExecutionRecord,
+    written?: WrittenFolder,
+  ): Promise<void> {
     if (this.closed) return;
     const dir = path.dirname(file);
     await oneAtATime(`summary-index:${dir}`, async () => {
-      const folder = await stat(dir, { bigint: true });
-      const names = (await listDir(dir)).filter((n) => n.endsWith('.json')).sort();
-      const files = await Promise.all(names.map((n) => stat(path.join(dir, n)).catch(() => null)));
+      const { stamp, names, files } = written ?? (await folderNow(dir));
       const { executions, clean } =
         names.length === 1 && names[0] === path.basename(file)
           ? { executions: [record], clean: true }
@@ -444,7 +454,7 @@ export class SummaryIndex {
         listed?: Listed;
       };
       const entry: Entry = {
-        stamp: `${folder.ino}:${folder.mtimeNs}`,
+        stamp,
         files: names,
         files_stamp: filesStamp(names, files),
         row,
@@ -457,7 +467,7 @@ export class SummaryIndex {
         (await this.entries).set(conversationId, entry);
         this.appended.add(text);
       }
-      await appendLineNamed(this.savedFile, line, 0o600, 0o700);
+      await appendLineNamed(this.savedFile, line, 0o600, 0o700); // by the file thread: one message, no file call here
       // Its size is known from the load, or learnt at this process's first append (a file earlier runs left counts too).
       if (this.savedSizeKnown) this.savedBytes += Buffer.byteLength(line);
       else this.savedBytes = (await stat(this.savedFile).catch(() => null))?.size ?? 0;

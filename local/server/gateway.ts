@@ -200,8 +200,8 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   const indexWrites = new Set<Promise<void>>();
   const executions: ExecutionStore = new ExecutionStore(options.dataDir, {
     held: dataDirLock.held,
-    onSaved: async (id, file, record) => {
-      const write = summaryIndex.recordSaved(id, file, record);
+    onSaved: async (id, file, record, folder) => {
+      const write = summaryIndex.recordSaved(id, file, record, folder);
       indexWrites.add(write);
       void write.finally(() => indexWrites.delete(write));
     },

@@ -5,8 +5,11 @@ import { maskSecrets } from '../../functions/domain/secret-masking.ts';
 import { UnreadableFileError } from '../../functions/shared/local-files.ts';
 import { asideWriter, writerState } from '../../functions/shared/writers.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
-import { writeTextAtomicInThread } from './file-writer.ts';
-import { listDir, mapConcurrently, readJson } from './json-files.ts';
+import { type WrittenFolder, writeTextAtomicInThread } from './file-writer.ts';
+import { listDir, mapConcurrently, readJson, stringifyRedacted } from './json-files.ts';
+
+/** `folder`: the history's folder just after the write, its `.json` names and their stamps (none: it could not be read). */
+type Saved = (conversationId: string, file: string, record: ExecutionRecord, folder?: WrittenFolder) => Promise<void>;
 
 /**
  * The local execution history: every execution's event log, saved under
@@ -19,7 +22,7 @@ export class ExecutionStore {
   private readonly onUnreadable: (file: string, reason: string) => void;
   private readonly reportsUnreadable: boolean;
   /** Told of each history saved, once it is on disk (the gateway writes its summary index entry: never fails). */
-  private readonly onSaved: (conversationId: string, file: string, record: ExecutionRecord) => Promise<void>;
+  private readonly onSaved: Saved;
   private readonly held: () => boolean;
 
   /**
@@ -30,7 +33,7 @@ export class ExecutionStore {
     dataDir: string,
     options: {
       onUnreadable?: (file: string, reason: string) => void;
-      onSaved?: (conversationId: string, file: string, record: ExecutionRecord) => Promise<void>;
+      onSaved?: Saved;
       /** The running gateway's: whether the data folder is still its own (a history is not written into another's). */
       held?: () => boolean;
     } = {},
@@ -48,8 +51,9 @@ export class ExecutionStore {
     const stamp = record.started_at.replace(/[-:.]/g, '');
     const file = path.join(this.dir, conversationId, `${stamp}_${record.execution_name}.json`);
     if (!this.held()) throw new Error('another gateway took the data folder over: nothing more is written to it');
-    await writeTextAtomicInThread(file, `${serializeHistory(record)}\n`);
-    await this.onSaved(conversationId, file, record);
+    // Told with its folder as the file thread found it after the write (a listing there: the summary index's entry).
+    const folder = await writeTextAtomicInThread(file, `${serializeHistory(record)}\n`, undefined, '.json');
+    await this.onSaved(conversationId, file, record, folder);
     return file;
   }
 
@@ -228,9 +232,7 @@ export function redactedHistory(record: ExecutionRecord): ExecutionRecord {
  * protection policy uses, so the local history shows what the AWS one does.
  */
 function serializeHistory(record: ExecutionRecord): string {
-  return maskSecrets(
-    JSON.stringify(record, (key, value: unknown) => (key === 'webhook-signature' ? '[redacted]' : value)),
-  );
+  return maskSecrets(stringifyRedacted(record));
 }
 
 /** The conversation id an execution worked on: from the first state output (or input) that carries the record. */

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
-import { OWNER_FILE } from '../../functions/shared/local-files.ts';
+import { OWNER_DIR, OWNER_FILE } from '../../functions/shared/local-files.ts';
 import { asideTag } from '../../functions/shared/writers.ts';
 import type { ChecksumAlgorithm } from './s3-checksums.ts';
 
@@ -106,6 +106,67 @@ function writeText(m) {
     try { fs.unlinkSync(m.tmp); } catch {}
     return { stage: 'text', error: failure(error) };
   }
+  return m.report ? { stage: 'done', folder: folderState(path.dirname(m.file), m.report) } : { stage: 'done' };
+}
+// The folder a text was just written into (WrittenFolder): its inode and time, the names ending in the suffix asked, in
+// order, and each one's inode, time and size (null: gone meanwhile); none when the folder cannot be read.
+function folderState(dir, suffix) {
+  try {
+    const s = fs.statSync(dir, { bigint: true });
+    const names = fs.readdirSync(dir).filter((n) => n.endsWith(suffix)).sort();
+    const files = names.map((n) => {
+      try { const f = fs.statSync(path.join(dir, n)); return { ino: f.ino, mtimeMs: f.mtimeMs, size: f.size }; } catch { return null; }
+    });
+    return { stamp: s.ino + ':' + s.mtimeNs, names, files };
+  } catch { return undefined; }
+}
+// appendLineNamed (below), here: files whose last append failed (the next begins with a newline), and files this
+// thread found ending a line (or empty) at its first append to them.
+const cutFiles = new Set();
+const endsChecked = new Set();
+function appendNamed(m) {
+  try {
+    for (let tries = 0; tries < 4; tries++) {
+      let fd;
+      try { fd = fs.openSync(m.file, 'a+', m.mode); } catch (error) {
+        if (error.code !== 'ENOENT') throw error;
+        fs.mkdirSync(path.dirname(m.file), { recursive: true, mode: m.dirMode });
+        fd = fs.openSync(m.file, 'a+', m.mode);
+      }
+      if (m.hold && tries === 0) {
+        const gate = new Int32Array(m.hold);
+        Atomics.store(gate, 0, 1);
+        Atomics.notify(gate, 0);
+        Atomics.wait(gate, 0, 1);
+      }
+      try {
+        let cut = cutFiles.has(m.file);
+        if (!cut && !endsChecked.has(m.file)) {
+          const { size } = fs.fstatSync(fd);
+          const last = Buffer.alloc(1);
+          cut = size > 0 && fs.readSync(fd, last, 0, 1, size - 1) === 1 && last[0] !== 0x0a;
+          endsChecked.add(m.file);
+        }
+        const bytes = Buffer.from(cut ? '\\n' + m.line : m.line);
+        try {
+          for (let at = 0; at < bytes.length; ) at += fs.writeSync(fd, bytes, at, bytes.length - at);
+        } catch (error) {
+          cutFiles.add(m.file);
+          throw error;
+        }
+        cutFiles.delete(m.file);
+        // Still open: its inode cannot be reused meanwhile by a file of that name.
+        const written = fs.fstatSync(fd);
+        let named = null;
+        try { named = fs.statSync(m.file); } catch {}
+        if (named && named.ino === written.ino && named.dev === written.dev) break;
+      } finally {
+        fs.closeSync(fd);
+      }
+    }
+  } catch (error) {
+    return { stage: 'text', error: failure(error) };
+  }
   return { stage: 'done' };
 }
 // What a listing needs of each object (describeListed): its bytes' file (none, or no file: 'x'), and from its metadata
@@ -199,6 +260,7 @@ parentPort.on('message', (m) => {
   let answer;
   const times = [];
   if (m.op === 'text') answer = writeText(m);
+  else if (m.op === 'append') answer = appendNamed(m);
   else if (m.op === 'describe') answer = describe(m);
   else if (m.op === 'folder') answer = folder(m);
   else if (m.dir) {
@@ -268,6 +330,7 @@ interface Answer {
   dirs?: string;
   sum?: FolderSum;
   times?: FolderTimes[];
+  folder?: WrittenFolder;
 }
 
 interface Pending {
@@ -431,10 +494,75 @@ export function startFileWriter(): void {
  * beside `file` (its folder made, owner-only, when missing), then renamed over it; nothing is left aside on a failure,
  * which is thrown as the system gave it.
  */
-export async function writeTextAtomicInThread(file: string, text: string, mode = OWNER_FILE): Promise<void> {
+export async function writeTextAtomicInThread(
+  file: string,
+  text: string,
+  mode = OWNER_FILE,
+  report?: string,
+): Promise<WrittenFolder | undefined> {
   const tmp = `${file}.${asideTag()}${randomBytes(6).toString('hex')}.tmp`;
-  const result = await send({ op: 'text', tmp, file, text, mode });
-  if (result.stage !== 'done') throw 'error' in result ? result.error : new Error(`could not write ${file}`);
+  const answer = await ask({ op: 'text', tmp, file, text, mode, report });
+  if (answer.error) throw systemError(answer.error);
+  return answer.folder;
+}
+
+/**
+ * The folder a text was just written into, as the thread found it after the rename (writeTextAtomicInThread's
+ * `report`, the suffix of the names wanted): the folder's inode and time in ns (`<ino>:<mtimeNs>`), those names in
+ * sorted order, and each one's inode, time and size (null: gone meanwhile). The summary index's entry of a saved
+ * history is made of it (local/history/summary-index.ts): three file calls fewer on the event loop per history.
+ */
+export interface WrittenFolder {
+  stamp: string;
+  names: string[];
+  files: ({ ino: number; mtimeMs: number; size: number } | null)[];
+}
+
+/**
+ * One line added to a file that another process may move aside to read it and remove it (the summary index's saved
+ * entries: local/history/summary-index.ts), by the thread (one message where the event loop made five file calls): a
+ * line written into the file after it was moved (opened before, written after) is written again, into the file now
+ * of that name, until it lands in the file that still has the name (a few times at most: a file system whose names
+ * never showed the inode an open gave would fill the disk). A line may thus be in both: its reader takes it twice.
+ * A file an earlier process left ending in a line cut short (killed in the middle of a write, a power cut) gets a
+ * newline before this thread's first line, which it would otherwise continue; so does the line after an append that
+ * failed (a full disk may have written part of it). `mode` applies to a new file, `dirMode` to its folder, made only
+ * when missing. The system's error is thrown.
+ */
+export async function appendLineNamed(
+  file: string,
+  line: string,
+  mode = OWNER_FILE,
+  dirMode = OWNER_DIR,
+): Promise<void> {
+  const hold = heldAppend;
+  heldAppend = undefined;
+  const answer = await ask({ op: 'append', file, line, mode, dirMode, hold });
+  if (answer.error) throw systemError(answer.error);
+}
+
+let heldAppend: SharedArrayBuffer | undefined;
+
+/**
+ * For tests that run something between the open and the write of an append (another process moving the file aside):
+ * the next appendLineNamed's thread stops once the file is open (`opened`) until `go()`.
+ */
+export function holdNextAppend(): { opened: Promise<void>; go: () => void } {
+  const buffer = new SharedArrayBuffer(4);
+  const gate = new Int32Array(buffer);
+  heldAppend = buffer;
+  // Atomics.waitAsync: in Node since 16, not in TypeScript's lib before es2024.
+  const { waitAsync } = Atomics as unknown as {
+    waitAsync: (at: Int32Array, index: number, value: number) => { async: boolean; value: Promise<string> | string };
+  };
+  const waiting = waitAsync(gate, 0, 0);
+  return {
+    opened: waiting.async ? (waiting.value as Promise<string>).then(() => undefined) : Promise.resolve(),
+    go: () => {
+      Atomics.store(gate, 0, 2);
+      Atomics.notify(gate, 0);
+    },
+  };
 }
 
 /**

@@ -10,6 +10,20 @@ export async function writeJsonAtomic(file: string, value: unknown, mode?: numbe
   await writeTextAtomic(file, `${JSON.stringify(value, null, 2)}\n`, mode);
 }
 
+/**
+ * JSON text of `value` with every `webhook-signature` field's value `[redacted]` (an inbound request's signature: the
+ * journal's lines, the execution history). Serialized without a replacer first: V8's fast path, where a replacer
+ * function is a call per key and value (the journal's lines and the history took ~3.7 % of the event loop under load,
+ * docs/performance.md, perf23); only a text that holds such a key is serialized again with it. A JSON text holds
+ * `"webhook-signature":` only as a key: inside a string its quotes would be escaped.
+ */
+export function stringifyRedacted(value: unknown): string {
+  const text = JSON.stringify(value);
+  return text?.includes('"webhook-signature":') ? JSON.stringify(value, redactSignature) : text;
+}
+
+const redactSignature = (key: string, value: unknown) => (key === 'webhook-signature' ? '[redacted]' : value);
+
 /** A JSON file's value, or null when there is none. */
 export const readJson = readJsonFile;
 

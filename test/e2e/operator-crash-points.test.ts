@@ -194,7 +194,7 @@ describe('kill -9 during the retention sweep, then a restart on the same data', 
     tempDirs.push(dataDir);
     // Two conversations saved as the gateway saves them, their entries folded into the index: one past the retention.
     const store: ExecutionStore = new ExecutionStore(dataDir, {
-      onSaved: (id, file, record) => SummaryIndex.of(store).recordSaved(id, file, record),
+      onSaved: (id, file, record, folder) => SummaryIndex.of(store).recordSaved(id, file, record, folder),
     });
     const old = await saveDeliveredHistory(store, '2026-02-01T10:00:00.000Z', 'old', 'run-old');
     const recent = await saveDeliveredHistory(store, new Date().toISOString(), 'recent', 'run-recent');
@@ -378,7 +378,7 @@ describe('kill -9 while `conversations list` folds the saved summary entries int
     tempDirs.push(dataDir);
     // Saved as the gateway saves them: each entry one line of the saved entries' file, none in the index yet.
     const store: ExecutionStore = new ExecutionStore(dataDir, {
-      onSaved: (id, file, record) => SummaryIndex.of(store).recordSaved(id, file, record),
+      onSaved: (id, file, record, folder) => SummaryIndex.of(store).recordSaved(id, file, record, folder),
     });
     const ids = [
       await saveDeliveredHistory(store, '2026-11-30T10:00:00.000Z', 'one', 'run-one'),

@@ -1,11 +1,11 @@
 // A deterministic crash point for the crash tests (test/e2e/crash-points.test.ts), loaded into the gateway under test
 // with NODE_OPTIONS=--require (in its worker threads too: the embedded S3's file writer). It kills the whole process
 // with SIGKILL at the KILL_AT_N-th file call KILL_AT_OP (rename; link; chmod; append: fs.appendFile, the attempt log's
-// lines, or appendFile on a handle opened for appending, the summary index's; write: fs.writeSync to a file opened with
-// fs.openSync, the journal's lines and the embedded S3's files written aside) whose destination matches KILL_AT_PATH (a
-// regular expression), KILL_AT_WHEN `before` the call or `after` it succeeded. The count is kept in the file
-// KILL_AT_COUNTER (one byte per call counted), so that every thread counts the same calls. Test code only: the gateway
-// knows nothing of it.
+// lines, or fs.writeSync to a file fs.openSync opened for appending, the summary index's; write: fs.writeSync to a
+// file opened with fs.openSync, the journal's lines and the embedded S3's files written aside) whose destination
+// matches KILL_AT_PATH (a regular expression), KILL_AT_WHEN `before` the call or `after` it succeeded. The count is
+// kept in the file KILL_AT_COUNTER (one byte per call counted), so that every thread counts the same calls. Test code
+// only: the gateway knows nothing of it.
 const fs = require('node:fs');
 
 const {
@@ -73,19 +73,21 @@ if (op && pattern && n && counter) {
       return result;
     };
     if (op === 'append') {
-      // A line appended through a handle opened for appending (appendLineNamed: the summary index's saved entries).
-      const open = fs.promises.open;
-      fs.promises.open = async function (file, flags, ...rest) {
-        const handle = await open.call(this, file, flags, ...rest);
-        if (typeof flags !== 'string' || !flags.startsWith('a')) return handle;
-        const appendFile = handle.appendFile.bind(handle);
-        handle.appendFile = async (...args) => {
-          if (when !== 'after' && hit(String(file))) die();
-          const result = await appendFile(...args);
-          if (when === 'after' && hit(String(file))) die();
-          return result;
-        };
-        return handle;
+      // A line appended with fs.writeSync to a file fs.openSync opened for appending (appendLineNamed, by the file
+      // writer's thread: the summary index's saved entries).
+      const openSync = fs.openSync;
+      fs.openSync = function (file, flags, ...rest) {
+        const fd = openSync.call(this, file, flags, ...rest);
+        if (typeof flags === 'string' && flags.startsWith('a')) fdPaths.set(fd, String(file));
+        else fdPaths.delete(fd);
+        return fd;
+      };
+      const writeSync = fs.writeSync;
+      fs.writeSync = function (fd, ...rest) {
+        const file = fdPaths.get(fd);
+        return file === undefined
+          ? writeSync.call(this, fd, ...rest)
+          : around(file, () => writeSync.call(this, fd, ...rest));
       };
     }
   }

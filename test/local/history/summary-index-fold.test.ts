@@ -45,7 +45,7 @@ describe("the gateway's fold of the saved entries", () => {
     await mkdir(path.join(dataDir, 'summaries'), { recursive: true });
     await writeFile(savedFile(), `${gone}\n`.repeat(20_000));
     const store: ExecutionStore = new ExecutionStore(dataDir, {
-      onSaved: (id, file, record) => SummaryIndex.of(store).recordSaved(id, file, record),
+      onSaved: (id, file, record, folder) => SummaryIndex.of(store).recordSaved(id, file, record, folder),
     });
     const ids: string[] = [];
     await Promise.all(

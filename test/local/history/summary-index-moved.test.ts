@@ -4,15 +4,16 @@ import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { SummaryIndex } from '../../../local/history/summary-index.ts';
 import { ExecutionStore } from '../../../local/store/execution-store.ts';
+import { holdNextAppend } from '../../../local/store/file-writer.ts';
 import { ageHistories, commandListingReads, saveKeyedHistory } from '../../support/history-reads.ts';
 
 /**
- * Steps of the file system that a test runs something in the middle of: the removal of the saved entries (or of the
- * file they were moved to), and the gateway's append, once it has opened the file and before it writes.
+ * A step of the file system that a test runs something in the middle of: the removal of the saved entries (or of the
+ * file they were moved to). The gateway's append, made by the file thread, is held once it has opened the file and
+ * before it writes (holdNextAppend).
  */
 const between = vi.hoisted(() => ({
   removal: null as (() => Promise<void>) | null,
-  append: null as (() => Promise<void>) | null,
 }));
 vi.mock(import('node:fs/promises'), async (original) => {
   const actual = await original();
@@ -23,14 +24,7 @@ vi.mock(import('node:fs/promises'), async (original) => {
     await step?.();
     return actual.unlink(file, ...rest);
   }) as typeof actual.unlink;
-  const open = (async (file, flags, ...rest) => {
-    const handle = await actual.open(file, flags, ...rest);
-    const step = saved(file) && flags === 'a+' ? between.append : null;
-    between.append = null;
-    await step?.();
-    return handle;
-  }) as typeof actual.open;
-  return { ...actual, unlink, open, default: { ...actual.default, unlink, open } };
+  return { ...actual, unlink, default: { ...actual.default, unlink } };
 });
 
 /**
@@ -66,7 +60,7 @@ beforeAll(async () => {
 beforeEach(async () => {
   await rm(dataDir, { recursive: true, force: true });
   gateway = new ExecutionStore(dataDir, {
-    onSaved: (id, file, record) => SummaryIndex.of(gateway).recordSaved(id, file, record),
+    onSaved: (id, file, record, folder) => SummaryIndex.of(gateway).recordSaved(id, file, record, folder),
   });
 });
 afterAll(async () => {
@@ -94,11 +88,12 @@ describe("the gateway's saved entries, folded by a command while the gateway app
     const first = await saveHistory(gateway);
     await ageHistories(store, [first]);
     // The gateway has opened the file to append the second entry; the command's whole listing runs before it writes.
-    between.append = async () => {
-      await commandListingReads(store);
-    };
-    const second = await saveHistory(gateway);
-    expect(between.append).toBeNull();
+    const held = holdNextAppend();
+    const saving = saveHistory(gateway);
+    await held.opened;
+    await commandListingReads(store);
+    held.go();
+    const second = await saving;
     expect(await idsOnDisk()).toEqual([first, second].sort());
     // Found by its entry: no history read.
     expect(await commandListingReads(store)).toBe(0);
@@ -110,7 +105,7 @@ describe("the gateway's saved entries, folded by a command while the gateway app
     const dir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-index-cut-'));
     try {
       const restarted: ExecutionStore = new ExecutionStore(dir, {
-        onSaved: (id, file, record) => SummaryIndex.of(restarted).recordSaved(id, file, record),
+        onSaved: (id, file, record, folder) => SummaryIndex.of(restarted).recordSaved(id, file, record, folder),
       });
       await mkdir(path.join(dir, 'summaries'));
       // Killed in the middle of a write (or a power cut).

@@ -1,9 +1,9 @@
 import { spawnSync } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { stopFileWriter, writeTextAtomicInThread } from '../../../local/store/file-writer.ts';
+import { appendLineNamed, stopFileWriter, writeTextAtomicInThread } from '../../../local/store/file-writer.ts';
 import { type ObjectInfo, ObjectStore } from '../../../local/store/object-store.ts';
 
 /** The embedded S3's writes go through one writer thread (local/store/file-writer.ts, docs/performance.md). */
@@ -77,5 +77,41 @@ describe('the embedded S3 file writer', () => {
     await mkdir(blocked, { recursive: true });
     await expect(writeTextAtomicInThread(blocked, '{}\n')).rejects.toMatchObject({ code: 'EISDIR', syscall: 'rename' });
     expect(await readdir(path.dirname(blocked))).toEqual(['history.json']);
+  });
+
+  it("tells the folder a history went into as a listing would see it: its stamp, its .json names, each one's stamp", async () => {
+    const dir = path.join(root, 'executions', 'webhook_folder');
+    await mkdir(dir, { recursive: true });
+    await writeFile(path.join(dir, 'b.json'), '{}\n');
+    await writeFile(path.join(dir, 'notes.txt'), 'x');
+    const folder = await writeTextAtomicInThread(path.join(dir, 'a.json'), '{"a":1}\n', 0o600, '.json');
+    const now = await stat(dir, { bigint: true });
+    const files = await Promise.all(['a.json', 'b.json'].map((n) => stat(path.join(dir, n))));
+    expect(folder).toEqual({
+      stamp: `${now.ino}:${now.mtimeNs}`,
+      names: ['a.json', 'b.json'],
+      files: files.map(({ ino, mtimeMs, size }) => ({ ino, mtimeMs, size })),
+    });
+    // Not asked: none.
+    expect(await writeTextAtomicInThread(path.join(dir, 'c.json'), '{}\n')).toBeUndefined();
+  });
+
+  it('appends a line to a file of that name, owner-only, its folder made; after a line cut short, on a line of its own', async () => {
+    const file = path.join(root, 'summaries', 'saved.jsonl');
+    await appendLineNamed(file, '{"a":1}\n');
+    expect(await readFile(file, 'utf8')).toBe('{"a":1}\n');
+    expect((await stat(file)).mode & 0o777).toBe(0o600);
+    expect((await stat(path.dirname(file))).mode & 0o777).toBe(0o700);
+    // A file another process left ending in a cut line, first appended to by this thread.
+    const cut = path.join(root, 'summaries', 'cut.jsonl');
+    await writeFile(cut, '{"a":1}\n{"b":');
+    await appendLineNamed(cut, '{"c":3}\n');
+    await appendLineNamed(cut, '{"d":4}\n');
+    expect(await readFile(cut, 'utf8')).toBe('{"a":1}\n{"b":\n{"c":3}\n{"d":4}\n');
+    // The system's refusal is thrown (a folder where the file should be).
+    await mkdir(path.join(root, 'summaries', 'dir.jsonl'));
+    await expect(appendLineNamed(path.join(root, 'summaries', 'dir.jsonl'), 'x\n')).rejects.toMatchObject({
+      code: 'EISDIR',
+    });
   });
 });

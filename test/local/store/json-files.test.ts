@@ -6,7 +6,7 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { writerHost } from '../../../functions/shared/writers.ts';
 import { PROJECT_ROOT } from '../../../local/paths.ts';
-import { removeCopiesOfGoneWriters, writeTextAtomic } from '../../../local/store/json-files.ts';
+import { removeCopiesOfGoneWriters, stringifyRedacted, writeTextAtomic } from '../../../local/store/json-files.ts';
 import { anotherHost } from '../../support/pid-namespaces.ts';
 
 let dir: string;
@@ -138,5 +138,22 @@ describe('removeCopiesOfGoneWriters', () => {
     } finally {
       watcher.close();
     }
+  });
+});
+
+describe('stringifyRedacted (the journal lines, the execution history)', () => {
+  it('redacts every webhook-signature field at any depth, and is JSON.stringify otherwise', () => {
+    const signed = {
+      accept: { headers: { 'webhook-signature': 'v1,abc=', 'webhook-id': 'm-1' } },
+      list: [{ 'webhook-signature': 'v1,def=' }],
+    };
+    expect(JSON.parse(stringifyRedacted(signed))).toEqual({
+      accept: { headers: { 'webhook-signature': '[redacted]', 'webhook-id': 'm-1' } },
+      list: [{ 'webhook-signature': '[redacted]' }],
+    });
+    // The name inside a string is no field: kept as it is, as JSON.stringify writes it.
+    const quoted = { note: 'a "webhook-signature": header', n: 1, nested: { ok: true } };
+    expect(stringifyRedacted(quoted)).toBe(JSON.stringify(quoted));
+    expect(stringifyRedacted(undefined)).toBeUndefined();
   });
 });

@@ -25,7 +25,7 @@ describe('the sweep and the summary index', () => {
   it('drops the entries of the histories it removed', async () => {
     // As the gateway saves histories: each one's entry appended as it is saved.
     const store: ExecutionStore = new ExecutionStore(dataDir, {
-      onSaved: (id, file, record) => SummaryIndex.of(store).recordSaved(id, file, record),
+      onSaved: (id, file, record, folder) => SummaryIndex.of(store).recordSaved(id, file, record, folder),
     });
     const ids: string[] = [];
     for (const [n, at] of ['2026-02-01T10:00:00.000Z', '2026-03-30T10:00:00.000Z'].entries()) {
