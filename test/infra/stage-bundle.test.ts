@@ -404,7 +404,9 @@ describe("each function's bundle, split in chunks", () => {
       // +0.3 KB (perf22b): settings() keeps its last read while the variables it reads are unchanged (no parse).
       // +1.0 KB (adversary22b, hostns22b): a receiver's bad TLS certificate named in words and its attempt permanent
       // (functions/shared/http-delivery.ts); the local endpoint store's lock wait ends at the delivery's deadline.
-      deliver: 224,
+      // +0.4 KB (perf23, lockwait23): the local attempt log keeps what it appended while its file is unchanged; a
+      // lock wait takes its caller's deadline and says why it waits (functions/shared/local-files.ts withFileLock).
+      deliver: 225,
       // +1.6 KB: a redelivery's delivery status written to a completed status record (docs/contract.md).
       // +0.5 KB (inbound19): IDEMPOTENCY_TTL_SECONDS ≥ 300 (settings).
       // +0.2 KB: the thread store's calls take a caller's deadline (Validate's, before its Lambda's timeout).
@@ -417,7 +419,9 @@ describe("each function's bundle, split in chunks", () => {
       // +0.3 KB (perf22b): settings() keeps its last read while the variables it reads are unchanged (no parse).
       // +0.3 KB (hostns22b): the host tag reads the machine id once (functions/shared/writers.ts machineIdIn): two
       // machines of one host name sharing a mount get two tags.
-      export: 329,
+      // +0.2 KB (perf23, lockwait23, budget23): the attempt log kept as appended; the lock wait's deadline; a
+      // redelivery's Export works to its run's deadline (started_at + 59 s).
+      export: 330,
       // +0.5 KB: the local status files' adapter (bundled with its store) gained what recovery needs of it.
       // +0.6 KB: it answers 504 TIMEOUT itself before its Lambda timeout (a slow read).
       // +0.4 KB: it answers 503 STORAGE_UNAVAILABLE itself when its read fails (not API Gateway's bare 502).
