@@ -542,7 +542,9 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
       .then((record) => (restart ? { ...record, restart } : record));
     const running = ran.then(async (record) => {
       const conversationId = conversationIdOf(record);
-      const onlyInHistory = recordOnlyInHistoryLine(record, conversationId);
+      // Not for a run the data folder cut (a step it could not journal did not run: the run is finished later, here
+      // or by the gateway that took the folder over), whose Export failed for that reason alone.
+      const onlyInHistory = run.refused || lost !== null ? null : recordOnlyInHistoryLine(record, conversationId);
       if (onlyInHistory) console.error(onlyInHistory);
       // Cut by the data folder (a step it could not journal did not run): finished once the folder takes writes
       // again, by finishCut, as the next start would finish it; its history is the one that recovery saves then.
