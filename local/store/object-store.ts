@@ -692,6 +692,16 @@ export class ObjectStore {
     bucket: string,
     page?: UploadPageOptions,
   ): Promise<ListedUpload[] | { uploads: ListedUpload[]; truncated: boolean }> {
+    await this.refreshUploads();
+    return page ? this.uploadHeads.page(bucket, page) : this.uploadHeads.ofBucket(bucket);
+  }
+
+  /**
+   * The kept uploads brought up to date with the multipart folder (listUploads, above): those gone taken out, those
+   * not known read; an upload whose upload.json cannot be read (being written, or cut by a crash) is left in
+   * uploadsUnread, to be read again next time.
+   */
+  private async refreshUploads(): Promise<void> {
     const entries = await this.folders.entries(path.join(this.root, MULTIPART_DIR));
     let unread: string[] = [...this.uploadsUnread];
     if (entries !== this.uploadsSeen) {
@@ -707,7 +717,6 @@ export class ObjectStore {
       if (upload) this.uploadHeads.add({ id, ...upload });
       else this.uploadsUnread.add(id);
     });
-    return page ? this.uploadHeads.page(bucket, page) : this.uploadHeads.ofBucket(bucket);
   }
 
   /** Remove an upload's folder, and the upload from the kept lists. */
@@ -791,20 +800,18 @@ export class ObjectStore {
    * Abort the multipart uploads begun before `cutoff` and never completed, as the AWS bucket's lifecycle rule does
    * after a day (infra/constructs/conversation-export-bucket.ts): their parts would otherwise stay on disk for ever.
    * An upload whose upload.json is unreadable (cut by a crash as it began) goes by its folder's time. Returns how many.
+   * When each began is the kept uploads' (refreshUploads): before, each run (hourly, local/server/gateway.ts) read
+   * every upload's upload.json again.
    */
   async abortUploadsBegunBefore(cutoff: Date): Promise<number> {
-    let aborted = 0;
-    for (const id of await readdir(path.join(this.root, MULTIPART_DIR)).catch(() => [] as string[])) {
-      if (!/^[0-9a-f]{32}$/.test(id)) continue; // not an upload of this store's
-      const begun = await this.getUpload(id).then(
-        (upload) => Date.parse(upload.initiated),
-        async () => (await stat(this.uploadDir(id)).catch(() => null))?.mtimeMs ?? Number.POSITIVE_INFINITY,
-      );
-      if (!(begun < cutoff.getTime())) continue;
-      await this.removeUpload(id);
-      aborted += 1;
+    await this.refreshUploads();
+    const due = [...this.uploadHeads.all()].filter((u) => Date.parse(u.initiated) < cutoff.getTime()).map((u) => u.id);
+    for (const id of [...this.uploadsUnread]) {
+      const folderTime = (await stat(this.uploadDir(id)).catch(() => null))?.mtimeMs ?? Number.POSITIVE_INFINITY;
+      if (folderTime < cutoff.getTime()) due.push(id);
     }
-    return aborted;
+    for (const id of due) await this.removeUpload(id);
+    return due.length;
   }
 
   async abortUpload(uploadId: string): Promise<void> {
