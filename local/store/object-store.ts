@@ -207,11 +207,11 @@ interface Location {
 
 type Source = Buffer | (Readable | { file: string; start: number; end: number })[];
 
-/** An object's metadata file: small, a regular file only (a FIFO or a link to /dev/zero is none: local-files.ts). */
 /** The body of an object read for its info alone (`get(…, headOnly)`): its file is closed already. */
 const headOnlyBody = (): never => {
   throw new Error('an object read for its info alone (headOnly) has no body');
 };
+/** An object's metadata file: small, a regular file only (a FIFO or a link to /dev/zero is none: local-files.ts). */
 const META_READ = { maxBytes: 1024 * 1024 };
 const readMeta = (file: string) => readDataText(file, META_READ).catch(() => null);
 
