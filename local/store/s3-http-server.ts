@@ -17,6 +17,7 @@ import {
   hostRefusal,
   keepServingAfterErrors,
   sendContinue,
+  transferCodingRefusal,
   writeAnswer,
 } from '../server/http.ts';
 import { errorResponse, type S3Api, type S3Response } from './s3-api.ts';
@@ -228,6 +229,15 @@ export function serveS3Api(
       req.resume();
       res.writeHead(403, { 'content-type': 'application/xml', 'content-length': ACCESS_DENIED.length, ...INERT });
       res.end(ACCESS_DENIED);
+      return;
+    }
+    // A transfer coding other than chunked (`gzip, chunked`, `identity`): S3's 501 for a header it does not honour.
+    // Node's parser decodes chunked alone, so the body would reach the API still coded; and a coding that does not end
+    // in chunked makes Node fail the request just after this handler: answered here, synchronously, that answer goes
+    // out rather than Node's 400 (as the gateway's, local/server/gateway.ts). Before, `gzip, chunked` was served
+    // (a GET, a listing) and `identity` answered 400 InvalidRequest "Malformed HTTP request".
+    if (transferCodingRefusal(req)) {
+      refuseRequest(req, res, headerNotImplemented('Transfer-Encoding'));
       return;
     }
     const target = req.url ?? '/';

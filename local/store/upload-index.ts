@@ -40,6 +40,11 @@ export class UploadIndex<T extends UploadHead> {
     return this.byId.keys();
   }
 
+  /** Every upload kept, in no order. */
+  all(): IterableIterator<T> {
+    return this.byId.values();
+  }
+
   add(upload: T): void {
     if (this.byId.has(upload.id)) return;
     this.byId.set(upload.id, upload);

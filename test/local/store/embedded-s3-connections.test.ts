@@ -1,10 +1,10 @@
-import { readdirSync, readlinkSync } from 'node:fs';
 import { rename, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import path from 'node:path';
 import { CopyObjectCommand, GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { useEmbeddedS3 } from '../../support/embedded-s3.ts';
+import { openFilesUnder } from '../../support/open-files.ts';
 
 /**
  * Clients of the embedded S3 that close their side early. Readers of an export that go away while it is sent: the object's file is closed with the connection, and the
@@ -35,18 +35,7 @@ afterAll(() => {
 });
 
 /** The files of the bucket this process has open now. */
-function openObjectFiles(): string[] {
-  const open: string[] = [];
-  for (const fd of readdirSync('/proc/self/fd')) {
-    try {
-      const target = readlinkSync(`/proc/self/fd/${fd}`);
-      if (target.startsWith(path.join(local.dir, BUCKET))) open.push(target);
-    } catch {
-      // closed meanwhile
-    }
-  }
-  return open;
-}
+const openObjectFiles = () => openFilesUnder(path.join(local.dir, BUCKET));
 
 /** `text` sent on a connection that reads nothing back and is reset once `until` says so. */
 function sendAndDrop(text: string, until: (received: number) => boolean): Promise<void> {

@@ -177,6 +177,36 @@ describe('Expect: 100-continue: a request refused by its headers is answered bef
     expect(await stored()).toEqual([]);
   });
 
+  it('a Transfer-Encoding other than chunked: 501 NotImplemented naming the header, as S3 answers; nothing stored', async () => {
+    const awsChunked = `Connection: close\r\nContent-Encoding: aws-chunked\r\nx-amz-content-sha256: STREAMING-UNSIGNED-PAYLOAD-TRAILER\r\nx-amz-decoded-content-length: 5\r\n`;
+    const inHttpChunks = (text: string) => `${text.length.toString(16)}\r\n${text}\r\n0\r\n\r\n`;
+    const put = (key: string, coding: string) =>
+      raw(
+        `PUT /${BUCKET}/${key} HTTP/1.1\r\n${HOST}${awsChunked}Transfer-Encoding: ${coding}\r\n\r\n${inHttpChunks('5\r\nhello\r\n0\r\n\r\n')}`,
+      );
+    const refused = (answer: string) => {
+      expect(answer).toMatch(/^HTTP\/1\.1 501 Not Implemented\r\n/);
+      expect(answer).toMatch(/\r\ncontent-type: application\/xml\r\n/);
+      expect(answer).toMatch(/\r\nconnection: close\r\n/);
+      expect(answer).toMatch(
+        /<Error><Code>NotImplemented<\/Code><Message>A header you provided implies functionality that is not implemented<\/Message><Header>Transfer-Encoding<\/Header>/,
+      );
+    };
+    // Before: stored as if its gzip coding were not there (Node decodes chunked alone), and GET and HEAD served.
+    refused(await put('gzip.txt', 'gzip, chunked'));
+    const get = `GET /${BUCKET}?list-type=2 HTTP/1.1\r\n${HOST}Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n`;
+    refused(await raw(get));
+    const head = await raw(get.replace('GET', 'HEAD'));
+    expect(head).toMatch(/^HTTP\/1\.1 501 Not Implemented\r\n/);
+    expect(head).toMatch(/\r\nx-amz-error-code: NotImplemented\r\n/);
+    // Before: 400 InvalidRequest "Malformed HTTP request: Request has invalid `Transfer-Encoding`" (Node's parser).
+    for (const coding of ['identity', 'foo']) refused(await put(`${coding}.txt`, coding));
+    expect(await stored()).toEqual([]);
+    // chunked alone is the SDKs' aws-chunked upload: stored, decoded.
+    expect(await put('chunked.txt', 'chunked')).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+    expect(await text('chunked.txt')).toBe('hello');
+  });
+
   it('an Expect other than 100-continue: 501 NotImplemented naming the header, as S3 answers one it does not honour', async () => {
     // Node would answer a bare 417 with no document for the SDKs and the AWS CLI to name the error by.
     const put = await raw(

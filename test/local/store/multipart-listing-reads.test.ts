@@ -79,3 +79,25 @@ it("a page of ListParts reads the metadata of its own parts only, not of every p
   expect(last.Parts?.map((p) => p.PartNumber)).toEqual(Array.from({ length: 10 }, (_, i) => 21 + i));
   expect(last.IsTruncated).toBe(false);
 });
+
+it("the hourly abort of day-old uploads reads the upload.json of the uploads it did not know only, not of every one's", async () => {
+  const { store } = local.s3;
+  const other = new ObjectStore(store.root);
+  const ids: string[] = [];
+  for (let i = 0; i < 30; i++)
+    ids.push(await other.createUpload({ bucket: BUCKET, key: `aged/${i}`, attributes: { contentType: 'x/y' } }));
+  const anHourAgo = new Date(Date.now() - 3_600_000);
+  uploadReads.length = 0;
+  expect(await store.abortUploadsBegunBefore(anHourAgo)).toBe(0);
+  // The first run learns when each upload another process began began, once.
+  expect(uploadReads.filter((file) => ids.some((id) => file.includes(id)))).toHaveLength(30);
+  uploadReads.length = 0;
+  expect(await store.abortUploadsBegunBefore(anHourAgo)).toBe(0);
+  expect(uploadReads).toEqual([]); // before: each run read all 30 again
+  // Once past the cutoff, every one is aborted, this store's own too, and none is listed any longer.
+  const listed = await store.listUploads(BUCKET);
+  expect(listed.map((u) => u.id)).toEqual(expect.arrayContaining(ids));
+  expect(await store.abortUploadsBegunBefore(new Date(Date.now() + 60_000))).toBe(listed.length);
+  expect(await store.listUploads(BUCKET)).toEqual([]);
+  expect(await other.listUploads(BUCKET)).toEqual([]);
+});

@@ -245,15 +245,16 @@ describe('the local history sweep', () => {
   });
 
   it('aborts the multipart uploads of the embedded S3 left incomplete for a day, as the bucket lifecycle rule on AWS', async () => {
-    const objects = new ObjectStore(path.join(dataDir, 's3'));
-    await objects.open();
-    await objects.createBucket('exports');
-    const stale = await objects.createUpload({
+    // Begun by another process on the folder: the sweeping store learns when each began from its upload.json.
+    const writer = new ObjectStore(path.join(dataDir, 's3'));
+    await writer.open();
+    await writer.createBucket('exports');
+    const stale = await writer.createUpload({
       bucket: 'exports',
       key: 'big/old.bin',
       attributes: { contentType: 'x' },
     });
-    const fresh = await objects.createUpload({
+    const fresh = await writer.createUpload({
       bucket: 'exports',
       key: 'big/new.bin',
       attributes: { contentType: 'x' },
@@ -276,6 +277,8 @@ describe('the local history sweep', () => {
       JSON.stringify({ ...begun, initiated: new Date(NOW.getTime() - 3_600_000).toISOString() }),
     );
 
+    const objects = new ObjectStore(path.join(dataDir, 's3'));
+    await objects.open();
     const swept = await sweepLocalHistory({ dataDir, idempotencyDir: null, objects }, 0, NOW);
     expect(swept.uploads).toBe(2);
     expect(await ls('s3/.multipart')).toEqual([fresh, 'not-an-upload'].sort());
