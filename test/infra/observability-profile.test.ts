@@ -88,5 +88,6 @@ describe('observabilityProfile', () => {
     } finally {
       named.cleanup();
     }
-  });
+    // A synth with the CloudFormation schema check, inside the test: 39 s on a loaded machine, past the 30 s default.
+  }, 120_000);
 });
