@@ -1,13 +1,16 @@
 import { answerProblem } from '../domain/agent-contract.ts';
-import type { ConversationState } from '../domain/conversation.ts';
+import { fullState, leanState, type WorkflowState } from '../domain/conversation.ts';
 import { AgentAnswerRejected } from '../domain/errors.ts';
 import { withClassification, withPendingAnswer } from '../domain/lifecycle.ts';
 import { wellFormedValue } from '../domain/unicode.ts';
 import { logEvent, METRIC_NAMES, recordSize, recordTime } from '../shared/events.ts';
 import { stageHandler } from '../shared/powertools.ts';
 
+/** The state as Validate left it: with what it told the IsRequestValid choice (functions/domain/intake.ts). */
+type ValidatedState = WorkflowState & { valid?: boolean; duplicate?: boolean; error?: null; signed?: boolean };
+
 export interface ClassifyInput {
-  state: ConversationState;
+  state: WorkflowState;
   /** When the workflow entered Classify (`$$.State.EnteredTime`): the moment the agent's answer arrived. */
   answered_at: string;
 }
@@ -20,9 +23,11 @@ export interface ClassifyInput {
  */
 export const handler = stageHandler(
   'Classify',
-  async ({ state: given, answered_at }: ClassifyInput): Promise<ConversationState> => {
-    // The thread's earlier turns were for the agent: the later states carry only the record's thread_id and turn.
-    const { thread: _, ...state } = given;
+  async ({ state: given, answered_at }: ClassifyInput): Promise<WorkflowState> => {
+    // The thread's earlier turns were for the agent: the later states carry only the record's thread_id and turn. What
+    // Validate told IsRequestValid is not carried further either (every later event of the history would log it).
+    const { thread: _t, valid: _v, duplicate: _d, error: _e, signed: _s, ...rest } = given as ValidatedState;
+    const state = fullState(rest);
     const now = new Date();
     const parsed = new Date(answered_at);
     const answeredAt = Number.isNaN(parsed.getTime()) ? now : parsed;
@@ -48,6 +53,6 @@ export const handler = stageHandler(
       classification_reason: record.webhook_context.classification_reason,
     });
     logEvent('WEBHOOK_OUTBOUND_QUEUED', record, { delivery_id: record.webhook_context.delivery_id });
-    return { ...state, conversation: record };
+    return leanState({ ...state, conversation: record });
   },
 );

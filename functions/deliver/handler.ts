@@ -1,7 +1,14 @@
 import type { Context } from 'aws-lambda';
 import { type LoggedAttempt, loggedRequestHeaders, nextAttemptNumber } from '../domain/attempt-log.ts';
 import { msLeft } from '../domain/budget.ts';
-import type { ConversationRecord, ConversationState, DeliveryAttempt, WebhookType } from '../domain/conversation.ts';
+import {
+  type ConversationRecord,
+  type DeliveryAttempt,
+  fullState,
+  leanState,
+  type WebhookType,
+  type WorkflowState,
+} from '../domain/conversation.ts';
 import {
   attemptBudget,
   buildDeliveryPayload,
@@ -35,7 +42,7 @@ import { settings } from '../shared/settings.ts';
 
 /** Deliver's Parameters in both workflows: the state, the state's retry count, the execution's name. */
 export interface DeliverInput {
-  state: ConversationState;
+  state: WorkflowState;
   /** `$$.State.RetryCount`: how many times this Deliver state was retried (numbers each attempt). */
   retry_count?: number;
   /** `$$.Execution.Name`: kept with each attempt in the attempt log. */
@@ -83,8 +90,8 @@ export function deliverOn(clock: RateClock) {
 }
 
 /** The handler's work, with what it takes from the outside world passed in. */
-export async function deliver(input: DeliverInput, deps: DeliverDeps): Promise<ConversationState> {
-  const { state } = input;
+export async function deliver(input: DeliverInput, deps: DeliverDeps): Promise<WorkflowState> {
+  const state = fullState(input.state);
   const { clock, store } = deps;
   const now = () => new Date(clock.now());
   const retryCount = input.retry_count ?? 0;
@@ -213,7 +220,7 @@ export async function deliver(input: DeliverInput, deps: DeliverDeps): Promise<C
       status_code: attempt.status_code,
       delivery_response_time_ms: attempt.duration_ms,
     });
-    return { ...state, conversation: delivered };
+    return leanState({ ...state, conversation: delivered });
   }
   const failing =
     gate.action === 'probe'

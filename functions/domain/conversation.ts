@@ -181,6 +181,194 @@ export interface ConversationState {
   export_error?: CaughtError;
 }
 
+/** `T` with the keys `K` optional. */
+type Loose<T, K extends keyof T> = Omit<T, K> & Partial<Pick<T, K>>;
+
+/**
+ * The record as the workflow's state carries it (`$.conversation`): every field that holds its default (null, an
+ * empty list, the `webhook` channel, a `sync` response mode, an `in_progress` status) or repeats another
+ * (`metadata.conversation_id`, the sources in `webhook_context`, `started_at`, the question's timestamp) left out by
+ * `leanRecord`, because Express logs the state in full in nearly every event of the execution history
+ * (docs/performance.md §4). Whoever reads a record from the state, the execution history or
+ * a failed-delivery envelope reads it through `fullRecord`; a full record (the previous code's) is a StateRecord too.
+ */
+export interface StateRecord
+  extends Omit<ConversationRecord, 'metadata' | 'webhook_context' | 'conversation' | 'execution'> {
+  metadata: Loose<
+    ConversationRecord['metadata'],
+    'conversation_id' | 'channel' | 'request_timestamp' | 'user_agent' | 'idempotency_key' | 'thread_id' | 'thread_turn'
+  >;
+  webhook_context: Loose<
+    ConversationRecord['webhook_context'],
+    | 'source_system'
+    | 'source_process'
+    | 'webhook_type'
+    | 'requested_webhook_type'
+    | 'classification_reason'
+    | 'delivery_target'
+  >;
+  conversation: { turns: Loose<ConversationTurn, 'timestamp'>[] };
+  execution: Loose<
+    Omit<ConversationRecord['execution'], 'timings'>,
+    'status' | 'started_at' | 'completed_at' | 'delivery_attempts' | 'errors' | 'executions'
+  > & { timings?: Partial<ConversationRecord['execution']['timings']> };
+}
+
+/** The workflow's state as it travels (ConversationState with its record as a StateRecord). */
+export type WorkflowState = Omit<ConversationState, 'conversation'> & { conversation: StateRecord };
+
+type Fill = (whole: StateRecord) => unknown;
+const NULL: Fill = () => null;
+const EMPTY: Fill = () => [];
+const KEEP = undefined;
+
+/**
+ * Each part's keys in the order the record is built (functions/domain/intake.ts; `classified_at` is added last), so
+ * that a filled record serializes byte for byte as the record it was made from (the exports). A key with a Fill is
+ * left out of the state when it holds what the Fill gives; KEEP: never left out.
+ */
+const METADATA: [string, Fill | undefined][] = [
+  ['conversation_id', (r) => r.conversation_id],
+  ['channel', () => 'webhook'],
+  ['source_system', KEEP],
+  ['source_process', KEEP],
+  ['request_timestamp', NULL],
+  ['received_at', KEEP],
+  ['request_id', KEEP],
+  ['source_ip', KEEP],
+  ['user_agent', NULL],
+  ['request_size_bytes', KEEP],
+  ['idempotency_key', NULL],
+  ['custom', KEEP], // InvokeManagerAgent's Parameters read it
+  ['response_mode', () => 'sync'],
+  ['thread_id', NULL],
+  ['thread_turn', NULL],
+];
+const WEBHOOK_CONTEXT: [string, Fill | undefined][] = [
+  ['source_system', (r) => r.metadata.source_system],
+  ['source_process', (r) => r.metadata.source_process],
+  ['webhook_type', NULL],
+  ['requested_webhook_type', NULL],
+  ['classification_reason', NULL],
+  ['delivery_status', KEEP], // the workflow's choices read it
+  ['delivery_id', KEEP],
+  ['delivery_target', NULL],
+  ['classified_at', KEEP],
+];
+const EXECUTION: [string, Fill | undefined][] = [
+  ['status', () => 'in_progress'],
+  ['started_at', (r) => r.metadata.received_at],
+  ['completed_at', NULL],
+  ['timings', () => ({ agent_ms: null, delivery_ms: null, total_ms: null })],
+  ['delivery_attempts', EMPTY],
+  ['errors', EMPTY],
+  ['executions', EMPTY],
+];
+const TIMINGS: [string, Fill | undefined][] = [
+  ['agent_ms', NULL],
+  ['delivery_ms', NULL],
+  ['total_ms', NULL],
+];
+/** The question's timestamp: the request's own, else when it was received (intake.ts). */
+const QUESTION_TURN: [string, Fill | undefined][] = [
+  ['role', KEEP],
+  ['content', KEEP],
+  ['timestamp', (r) => r.metadata.request_timestamp ?? r.metadata.received_at],
+];
+
+/** Equal as JSON (the values here are JSON: strings, numbers, null, plain lists and objects). */
+function sameJson(a: unknown, b: unknown): boolean {
+  return a === b || JSON.stringify(a) === JSON.stringify(b);
+}
+
+function without(part: object, keys: [string, Fill | undefined][], whole: StateRecord): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(part)) {
+    const fill = keys.find(([k]) => k === key)?.[1];
+    if (!fill || !sameJson(value, fill(whole))) out[key] = value;
+  }
+  return out;
+}
+
+function filled(part: object, keys: [string, Fill | undefined][], whole: StateRecord): Record<string, unknown> {
+  const given = part as Record<string, unknown>;
+  if (keys.every(([key, fill]) => !fill || key in given)) return given;
+  const out: Record<string, unknown> = {};
+  for (const [key, fill] of keys) {
+    if (key in given) out[key] = given[key];
+    else if (fill) out[key] = fill(whole);
+  }
+  for (const key of Object.keys(given)) if (!(key in out)) out[key] = given[key];
+  return out;
+}
+
+/** The record as the workflow's state carries it: its defaults and repeated fields left out (StateRecord). */
+export function leanRecord(record: ConversationRecord): StateRecord {
+  const [first, ...later] = record.conversation.turns;
+  const execution = without(record.execution, EXECUTION, record);
+  if ('timings' in execution) execution.timings = without(record.execution.timings, TIMINGS, record);
+  return {
+    ...record,
+    metadata: without(record.metadata, METADATA, record) as StateRecord['metadata'],
+    webhook_context: without(record.webhook_context, WEBHOOK_CONTEXT, record) as StateRecord['webhook_context'],
+    conversation: {
+      ...record.conversation,
+      turns:
+        first?.role === 'user'
+          ? [without(first, QUESTION_TURN, record) as unknown as ConversationTurn, ...later]
+          : record.conversation.turns,
+    },
+    execution: execution as StateRecord['execution'],
+  };
+}
+
+/**
+ * The whole record from the one the state carries (leanRecord), its keys in the order the record is built: what every
+ * reader of a record from the state, an execution history or a failed-delivery envelope works on. A whole record is
+ * returned as it is.
+ */
+export function fullRecord(record: StateRecord): ConversationRecord {
+  const { turns } = record.conversation;
+  const first = turns[0];
+  const question = first?.role === 'user' ? filled(first, QUESTION_TURN, record) : first;
+  const metadata = filled(record.metadata, METADATA, record);
+  const webhookContext = filled(record.webhook_context, WEBHOOK_CONTEXT, record);
+  const given = filled(record.execution, EXECUTION, record);
+  const timings = filled(given.timings as object, TIMINGS, record);
+  const execution = timings === given.timings ? given : { ...given, timings };
+  if (
+    question === first &&
+    metadata === record.metadata &&
+    webhookContext === record.webhook_context &&
+    execution === record.execution
+  )
+    return record as ConversationRecord;
+  return {
+    ...record,
+    metadata: metadata as ConversationRecord['metadata'],
+    webhook_context: webhookContext as ConversationRecord['webhook_context'],
+    conversation: {
+      ...record.conversation,
+      turns: (question === first ? turns : [question, ...turns.slice(1)]) as ConversationTurn[],
+    },
+    execution: execution as ConversationRecord['execution'],
+  };
+}
+
+/** The state with its record as the workflow carries it (what a stage returns). */
+export function leanState<S extends { conversation: ConversationRecord }>(
+  state: S,
+): Omit<S, 'conversation'> & { conversation: StateRecord } {
+  return { ...state, conversation: leanRecord(state.conversation) };
+}
+
+/** The state with its whole record (what a stage works on). */
+export function fullState<S extends { conversation: StateRecord }>(
+  state: S,
+): Omit<S, 'conversation'> & { conversation: ConversationRecord } {
+  return { ...state, conversation: fullRecord(state.conversation) };
+}
+
 /** The question: the user's turn. */
 export function userQuery(record: Pick<ConversationRecord, 'conversation'>): string {
   return record.conversation.turns.find((t) => t.role === 'user')?.content ?? '';

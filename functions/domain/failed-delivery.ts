@@ -1,5 +1,11 @@
 import { nextAttemptNumber, withoutAttemptDetail } from './attempt-log.ts';
-import type { ConversationRecord, DeliveryAttempt, RedeliveryContext } from './conversation.ts';
+import {
+  type ConversationRecord,
+  type DeliveryAttempt,
+  fullRecord,
+  type RedeliveryContext,
+  type StateRecord,
+} from './conversation.ts';
 import {
   deferredStatus,
   failedAttemptFromCaught,
@@ -64,7 +70,8 @@ export interface FailedDeliveryEnvelope {
 /** What the workflow's QueueFailedDelivery state sends (its MessageBody). */
 export interface QueuedFailedDelivery {
   kind: 'failed_delivery';
-  conversation: ConversationRecord;
+  /** As the workflow's state carries it (leanRecord); the envelope keeps it whole (fullRecord). */
+  conversation: StateRecord;
   delivery_error: CaughtError;
   /** When the delivery failed (DeliveryFailed): the record is closed then, as Export closes its own. */
   closed_at?: string;
@@ -99,7 +106,8 @@ export function parseSchedule(text: string | undefined): readonly number[] {
 /** What the workflow's QueueFailedExport state sends: the closed record that S3 would not take. */
 export interface QueuedFailedExport {
   kind: 'failed_export';
-  conversation: ConversationRecord;
+  /** As the workflow's state carries it (leanRecord). */
+  conversation: StateRecord;
   export_error: CaughtError;
   execution_name?: string;
 }
@@ -141,7 +149,9 @@ export function readEnvelope(value: unknown): FailedDeliveryEnvelope | null {
   const v = value as (Omit<FailedDeliveryEnvelope, 'state'> & { state: EnvelopeState | 'delivered' }) | null;
   if (!v || typeof v !== 'object' || v.version !== 1 || typeof v.conversation_id !== 'string' || !v.conversation)
     return null;
-  return v.state === 'delivered' ? { ...v, state: 'settled' } : (v as FailedDeliveryEnvelope);
+  // Whole since it was made from a message (fullRecord); filled all the same, as every record read from a store is.
+  const envelope = { ...v, conversation: fullRecord(v.conversation) };
+  return envelope.state === 'delivered' ? { ...envelope, state: 'settled' } : (envelope as FailedDeliveryEnvelope);
 }
 
 function dueAt(now: Date, delayMs: number, attempt: DeliveryAttempt | undefined): string {
@@ -182,7 +192,7 @@ export function envelopeFromQueuedMessage(
   now: Date,
   schedule: readonly number[] = DEFAULT_RETRY_SCHEDULE_MS,
 ): FailedDeliveryEnvelope {
-  const record = message.conversation;
+  const record = fullRecord(message.conversation);
   if (isDeferral(message.delivery_error)) return envelopeForDeferral(message, now, schedule);
   // Closed when the delivery failed (DeliveryFailed), as the workflow's Export closes its own copy (closeConversation):
   // a redelivery re-exports this record, which keeps what the first export had (its close, the Deliver failure).
@@ -228,7 +238,7 @@ function envelopeForDeferral(
   const failure = parseTaskError(message.delivery_error);
   const conversation = completeConversation(
     withDeliveryStatus(
-      withDeferredAttempts(message.conversation, message.delivery_error),
+      withDeferredAttempts(fullRecord(message.conversation), message.delivery_error),
       deferredStatus(message.delivery_error),
     ),
     false,
@@ -250,7 +260,7 @@ export function envelopeFromQueuedExport(
   now: Date,
   schedule: readonly number[] = DEFAULT_RETRY_SCHEDULE_MS,
 ): FailedDeliveryEnvelope {
-  const record = message.conversation;
+  const record = fullRecord(message.conversation);
   return {
     ...newEnvelope(record, now),
     target: record.webhook_context.delivery_target ?? null,
@@ -292,14 +302,16 @@ export function redeliveryContext(
   return owedBy(envelope) === 'export' ? { ...context, export_only: true } : context;
 }
 
-function isRecord(value: unknown): value is ConversationRecord {
-  const v = value as ConversationRecord | null;
+/** A record, whole or as the workflow's state carries it (leanRecord: its empty lists left out). */
+function isRecord(value: unknown): value is StateRecord {
+  const v = value as StateRecord | null;
   return (
     !!v &&
     typeof v === 'object' &&
     typeof v.conversation_id === 'string' &&
     !!v.webhook_context &&
-    Array.isArray(v.execution?.delivery_attempts)
+    !!v.execution &&
+    typeof v.execution === 'object'
   );
 }
 
@@ -310,10 +322,10 @@ function isRecord(value: unknown): value is ConversationRecord {
 export function readRedeliveryOutput(
   output: unknown,
 ): { record: ConversationRecord; exportError?: CaughtError } | null {
-  if (isRecord(output)) return { record: output };
+  if (isRecord(output)) return { record: fullRecord(output) };
   const o = output as { conversation?: unknown; export_error?: CaughtError } | null;
   if (o && typeof o === 'object' && isRecord(o.conversation) && o.export_error)
-    return { record: o.conversation, exportError: o.export_error };
+    return { record: fullRecord(o.conversation), exportError: o.export_error };
   return null;
 }
 

@@ -2,7 +2,13 @@ import { PutObjectCommand } from '@aws-sdk/client-s3';
 import type { Context } from 'aws-lambda';
 import { withAttemptLog } from '../domain/attempt-log.ts';
 import { msLeft, redeliveryAnswerBy, SYNC_RESERVES } from '../domain/budget.ts';
-import type { ConversationRecord, ConversationState } from '../domain/conversation.ts';
+import {
+  type ConversationRecord,
+  type ConversationState,
+  fullState,
+  leanRecord,
+  type WorkflowState,
+} from '../domain/conversation.ts';
 import { ExportDeadlineError, ExportError, NamedError } from '../domain/errors.ts';
 import { exportDocuments, exportFolder } from '../domain/export-formats.ts';
 import { idempotencyPk } from '../domain/idempotency.ts';
@@ -36,7 +42,7 @@ import { settings } from '../shared/settings.ts';
 import { threadStore } from '../shared/thread-store.ts';
 
 export interface ExportInput {
-  state: ConversationState;
+  state: WorkflowState;
   execution_name: string;
   /**
    * The redelivery workflow's start ($$.Execution.StartTime, statemachine/redelivery.asl.json): with no caller
@@ -50,7 +56,7 @@ export interface ExportInput {
  * answer: the response, or the agent's failure as the AgentFailed state's error and cause. The answer is then in the
  * state three times (the turn's text and data, the response): Classify refused any answer that would not fit so.
  */
-export type ExportOutput = Partial<ConversationState> & {
+export type ExportOutput = Partial<WorkflowState> & {
   response?: unknown;
   failure_error?: string;
   failure_cause?: string;
@@ -95,10 +101,11 @@ export function exportOn(clock: () => number) {
 
 /** `endsAt`: when this Lambda times out (ms on `clock`, lambdaEnd); undefined: no such limit (locally). */
 async function exportConversation(
-  { state, execution_name, started_at }: ExportInput,
+  { state: given, execution_name, started_at }: ExportInput,
   clock: () => number,
   endsAt: number | undefined,
 ): Promise<ExportOutput> {
+  const state = fullState(given);
   if (state.export_queue_error) return logUnsaved(state);
   const now = new Date(clock());
   const { record, answered, refused } = closeConversation(state, execution_name, now);
@@ -216,7 +223,9 @@ async function exportConversation(
   await keepThreadTurn(record, now, cut);
   if (record.metadata.response_mode === 'async')
     await finishStatus(record, answer, now, state.redelivery !== undefined, cut);
-  return deferred ? { conversation: record, export_error: deferred, ...answer } : { conversation: record, ...answer };
+  // The record goes back to the state as the state carries it (leanRecord), for QueueFailedExport's envelope.
+  const conversation = leanRecord(record);
+  return deferred ? { conversation, export_error: deferred, ...answer } : { conversation, ...answer };
 }
 
 /** What answer_by is, for ExportDeadlineError's message. */

@@ -1,6 +1,13 @@
 import type { Context } from 'aws-lambda';
 import { asyncBudget, type Budget, syncBudget } from '../domain/budget.ts';
-import type { ConversationRecord, ResponseMode } from '../domain/conversation.ts';
+import {
+  type ConversationRecord,
+  fullRecord,
+  fullState,
+  leanState,
+  type ResponseMode,
+  type StateRecord,
+} from '../domain/conversation.ts';
 import { runningStatus } from '../domain/conversation-status.ts';
 import { type ExecutionInput, STORAGE_UNAVAILABLE_ERROR } from '../domain/gateway-contract.ts';
 import { idempotencyPk, requestIdentity } from '../domain/idempotency.ts';
@@ -41,9 +48,13 @@ import { threadStore } from '../shared/thread-store.ts';
 export type ValidateInput =
   | ExecutionInput
   | { accept: ExecutionInput }
-  | { accepted: Accepted }
-  | { unstarted: { conversation: ConversationRecord } };
+  | { accepted: Carried<Accepted> }
+  | { unstarted: { conversation: StateRecord } };
 type Accepted = Extract<ValidateResult, { valid: true; duplicate: false }>;
+/** A result as the workflow's state carries it: its record as leanRecord leaves it (functions/domain/conversation.ts). */
+type Carried<T> = T extends { conversation: ConversationRecord }
+  ? Omit<T, 'conversation'> & { conversation: StateRecord }
+  : T;
 
 /** Validate: raw request → conversation record, or a rejection the workflow turns into its Fail state (4xx). */
 export const handler = validateOn(Date.now);
@@ -56,11 +67,16 @@ export const handler = validateOn(Date.now);
 export function validateOn(now: () => number) {
   return stageHandler(
     'Validate',
-    (event: ValidateInput, context?: Context): Promise<ValidateResult | { freed: boolean }> =>
+    (event: ValidateInput, context?: Context): Promise<Carried<ValidateResult> | { freed: boolean }> =>
       'unstarted' in event
-        ? freeUnstartedKey(event.unstarted.conversation)
-        : validate(event, now, lambdaEnd(context, Date.now()).endsAt),
+        ? freeUnstartedKey(fullRecord(event.unstarted.conversation))
+        : validate(event, now, lambdaEnd(context, Date.now()).endsAt).then(carried),
   );
+}
+
+/** The result with its record as the workflow's state carries it (leanRecord). */
+function carried(result: ValidateResult): Carried<ValidateResult> {
+  return 'conversation' in result ? leanState(result) : result;
 }
 
 /**
@@ -204,9 +220,10 @@ async function freeUnstartedKey(record: ConversationRecord): Promise<{ freed: bo
  * for this run and a failure here would end it unexported: a thread store that cannot be read gives the agent the
  * thread without its history (`history_unavailable`), and the event says so.
  */
-async function runAccepted(accepted: Accepted): Promise<ValidateResult> {
-  if (accepted?.valid !== true || accepted.duplicate !== false || !accepted.conversation?.conversation_id)
+async function runAccepted(given: Carried<Accepted>): Promise<ValidateResult> {
+  if (given?.valid !== true || given.duplicate !== false || !given.conversation?.conversation_id)
     throw new Error('Validate: `accepted` is not an accepted conversation');
+  const accepted: Accepted = fullState(given);
   let thread: AgentThread | null;
   try {
     thread = await agentThreadOf(accepted.conversation);

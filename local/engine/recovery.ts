@@ -1,9 +1,10 @@
 import { isDeepStrictEqual } from 'node:util';
-import type {
-  ConversationRecord,
-  ConversationState,
-  DeliveryAttempt,
-  RedeliveryContext,
+import {
+  type ConversationRecord,
+  type ConversationState,
+  type DeliveryAttempt,
+  fullRecord,
+  type RedeliveryContext,
 } from '../../functions/domain/conversation.ts';
 import { conversationIdPrefix } from '../../functions/domain/conversation-id.ts';
 import { failedAttemptFromCaught, interruptedDelivery, isDeferral } from '../../functions/domain/delivery.ts';
@@ -201,7 +202,9 @@ export function planRecovery(
   }
   // Validate's own answer (a rejection, a replayed duplicate) has nothing after it but Choice, Succeed or Fail.
   if (!validated.valid || validated.duplicate) return { kind: 'ended' };
-  const conversationId = validated.conversation.conversation_id;
+  // Journaled as the workflow's state carries it (leanRecord): whole again for the steps below.
+  const validatedRecord = fullRecord(validated.conversation);
+  const conversationId = validatedRecord.conversation_id;
   const begin = entries.find((e) => e.k === 'begin');
   const stage = entries.findLast((e) => TASK_KINDS.has(e.k))?.s ?? 'Validate';
   // A resumed run has no caller waiting: its state keeps no budget (the deadlines have passed).
@@ -253,7 +256,7 @@ export function planRecovery(
   const pending: ConversationRecord | undefined =
     agentOut && !answered
       ? {
-          ...validated.conversation,
+          ...validatedRecord,
           pending_answer: {
             answer: (agentOut.d as { Payload?: unknown } | undefined)?.Payload ?? null,
             invoked_at: new Date(lastOf(entries, 'in', 'InvokeManagerAgent')?.t ?? agentOut.t).toISOString(),
@@ -265,10 +268,14 @@ export function planRecovery(
   const refused = pending ? pendingAnswerProblem({ conversation: pending }, new Date(agentOut!.t)) : null;
   if (refused)
     return resume('ExportFailedConversation', {
-      conversation: validated.conversation,
+      conversation: validatedRecord,
       agent_error: { Error: 'AgentAnswerRejected', Cause: refused },
     });
-  const answeredRecord = answered?.conversation ?? (pending ? settleAnswer(pending, new Date(agentOut!.t)) : undefined);
+  const answeredRecord = answered
+    ? fullRecord(answered.conversation)
+    : pending
+      ? settleAnswer(pending, new Date(agentOut!.t))
+      : undefined;
   if (answeredRecord) {
     const classified = answeredRecord.webhook_context.webhook_type
       ? answeredRecord
@@ -304,7 +311,7 @@ export function planRecovery(
       true,
     );
   }
-  let record: ConversationRecord = validated.conversation;
+  let record: ConversationRecord = validatedRecord;
   const agentError = entries.findLast((e) => e.s === 'InvokeManagerAgent');
   let why = cutBy(entries);
   let gaveUp: number | undefined;
@@ -374,7 +381,7 @@ export function planRedeliveryRecovery(
   if (took && given?.conversation) {
     const { request, response: _r, execution_name: _e, ...attempt } = took;
     // A resend leaves the conversation as it was (delivered); any other run delivered it now.
-    const delivered = withDeliveryAttempt(given.conversation, attempt, request?.url ?? null, 'delivered');
+    const delivered = withDeliveryAttempt(fullRecord(given.conversation), attempt, request?.url ?? null, 'delivered');
     return { kind: 'resume', startAt: 'Export', state: { ...given, conversation: delivered } };
   }
   return { kind: 'interrupted' };

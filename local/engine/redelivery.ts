@@ -6,7 +6,7 @@
  * tried again 1, 2, 4, 8 minutes later, dead after the fifth failure in a row (docs/operations.md, "Failed deliveries").
  */
 import { randomBytes } from 'node:crypto';
-import type { ConversationRecord } from '../../functions/domain/conversation.ts';
+import { type ConversationRecord, fullRecord, type StateRecord } from '../../functions/domain/conversation.ts';
 import {
   type FailedDeliveryEnvelope,
   givenUpRecord,
@@ -185,11 +185,10 @@ export function deliveredBy(execution: Pick<ExecutionRecord, 'events'>): Convers
 
 /** The record a redelivery state holds delivered (Deliver's output, Export's input), or null. */
 export function deliveredIn(state: unknown): ConversationRecord | null {
-  const record = (state as { conversation?: ConversationRecord } | undefined)?.conversation;
-  return record?.webhook_context?.delivery_status === 'delivered' &&
-    record.execution.delivery_attempts.at(-1)?.outcome === 'delivered'
-    ? record
-    : null;
+  const given = (state as { conversation?: StateRecord } | undefined)?.conversation;
+  if (given?.webhook_context?.delivery_status !== 'delivered' || !given.execution) return null;
+  const record = fullRecord(given);
+  return record.execution.delivery_attempts.at(-1)?.outcome === 'delivered' ? record : null;
 }
 
 /**

@@ -1,4 +1,10 @@
-import { type ConversationRecord, userQuery, withTurnTexts } from '../../functions/domain/conversation.ts';
+import {
+  type ConversationRecord,
+  fullRecord,
+  type StateRecord,
+  userQuery,
+  withTurnTexts,
+} from '../../functions/domain/conversation.ts';
 import { KEY_PATTERN } from '../../functions/domain/idempotency.ts';
 import { INTERRUPTED_ERROR } from '../../functions/domain/lifecycle.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
@@ -6,18 +12,16 @@ import type { FilterableConversation } from './conversation-filters.ts';
 
 /**
  * The latest conversation record an execution produced: the last state result, output or input that carries one
- * (Export's output is only the caller's response; its result, the task's own output, has the closed record), with
- * its turns' texts written out as an export has them.
+ * (Export's output is only the caller's response; its result, the task's own output, has the closed record), whole
+ * (fullRecord: the state carries it without its defaults) and with its turns' texts written out as an export has them.
  */
 export function recordOf(execution: ExecutionRecord): ConversationRecord | null {
   for (let i = execution.events.length - 1; i >= 0; i--) {
     const event = execution.events[i]!;
     for (const data of [event.result, event.output, event.input]) {
-      const candidate = data as
-        | { conversation?: ConversationRecord; state?: { conversation?: ConversationRecord } }
-        | undefined;
+      const candidate = data as { conversation?: StateRecord; state?: { conversation?: StateRecord } } | undefined;
       const record = candidate?.conversation ?? candidate?.state?.conversation;
-      if (record?.conversation_id) return withTurnTexts(record);
+      if (record?.conversation_id) return withTurnTexts(fullRecord(record));
     }
   }
   return null;

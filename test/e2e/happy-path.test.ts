@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { recordFromExport } from '../../functions/domain/export-formats.ts';
 import { EVENT_TYPES, METRIC_NAMES } from '../../functions/shared/events.ts';
+import { latestRecord } from '../../local/history/conversations.ts';
 import { inProcessS3 } from '../../local/store/in-process-s3-transport.ts';
 import { runMain } from '../support/cli.ts';
 import { folderOf, SEED_REQUEST, startWorld, type TestWorld } from '../support/gateway.ts';
@@ -234,6 +236,30 @@ describe('a conversation through the local engine, the real handlers, the embedd
       response: res.body,
     });
     expect(executions[0]!.output).toEqual(res.body);
+  });
+
+  it("the history's states carry the record without its defaults; conversation.json and conversations show have it whole", async () => {
+    const res = await world.post(SEED_REQUEST);
+    const id = res.body.conversation_id as string;
+    const [execution] = await world.gateway.executions.executions(id);
+    const deliverIn = execution!.events.find((e) => e.type === 'StateEntered' && e.state === 'Deliver')!.input as {
+      conversation: { metadata: object; webhook_context: object; execution: object };
+    };
+    // Left out of every state (docs/performance.md §4): what repeats another field or holds its default.
+    for (const key of ['conversation_id', 'channel', 'idempotency_key', 'thread_id', 'response_mode'])
+      expect(deliverIn.conversation.metadata).not.toHaveProperty(key);
+    for (const key of ['source_system', 'requested_webhook_type', 'delivery_target'])
+      expect(deliverIn.conversation.webhook_context).not.toHaveProperty(key);
+    for (const key of ['started_at', 'completed_at', 'errors', 'executions'])
+      expect(deliverIn.conversation.execution).not.toHaveProperty(key);
+    expect(deliverIn).not.toHaveProperty('valid');
+    const exported = recordFromExport(JSON.parse(await world.getText(`${folderOf(id)}conversation.json`)))!;
+    expect(exported.metadata).toMatchObject({ conversation_id: id, channel: 'webhook', idempotency_key: null });
+    expect(exported.webhook_context).toMatchObject({ source_system: 'testing_system', requested_webhook_type: null });
+    const shown = latestRecord([execution!])!;
+    expect(shown.metadata).toEqual(exported.metadata);
+    expect(shown.webhook_context).toEqual(exported.webhook_context);
+    expect(shown.execution.started_at).toBe(exported.execution.started_at);
   });
 
   it('ENABLE_CONVERSATION_EXPORT=false still answers but writes nothing', async () => {

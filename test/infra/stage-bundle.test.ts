@@ -386,8 +386,12 @@ describe("each function's bundle, split in chunks", () => {
       // +1.7 KB (fsedge21): the local files' one reader (functions/shared/local-files.ts readDataFile: a regular file
       // only, never a link or a FIFO, capped), in each store's local adapter bundled with it.
       // +0.3 KB (ops21): the host tag of a copy written aside (writerHost), beside its pid.
-      validate: 228,
-      classify: 41,
+      // +~2 KB (slim24): the record as the workflow's state carries it, and read back whole (leanRecord / fullRecord,
+      // functions/domain/conversation.ts; docs/performance.md §4): measured 230.2 KB.
+      validate: 231,
+      // +~2 KB (slim24): the record as the workflow's state carries it, and read back whole (leanRecord / fullRecord,
+      // functions/domain/conversation.ts; docs/performance.md §4): measured 42.8 KB.
+      classify: 43,
       // +1.0 KB: a rotation's secrets read again at once when the receiver's item names others (secretsFingerprint).
       // +0.6 KB: a delivery held on an in-workflow retry carries the attempts of its run so far (the attempt log read).
       // +0.5 KB: its calls and its attempt end before its own Lambda's timeout (LAMBDA_TAIL_MS), a caller waiting or not.
@@ -406,7 +410,9 @@ describe("each function's bundle, split in chunks", () => {
       // (functions/shared/http-delivery.ts); the local endpoint store's lock wait ends at the delivery's deadline.
       // +0.4 KB (perf23, lockwait23): the local attempt log keeps what it appended while its file is unchanged; a
       // lock wait takes its caller's deadline and says why it waits (functions/shared/local-files.ts withFileLock).
-      deliver: 225,
+      // +~2 KB (slim24): the record as the workflow's state carries it, and read back whole (leanRecord / fullRecord,
+      // functions/domain/conversation.ts; docs/performance.md §4): measured 226.4 KB.
+      deliver: 227,
       // +1.6 KB: a redelivery's delivery status written to a completed status record (docs/contract.md).
       // +0.5 KB (inbound19): IDEMPOTENCY_TTL_SECONDS ≥ 300 (settings).
       // +0.2 KB: the thread store's calls take a caller's deadline (Validate's, before its Lambda's timeout).
@@ -421,7 +427,9 @@ describe("each function's bundle, split in chunks", () => {
       // machines of one host name sharing a mount get two tags.
       // +0.2 KB (perf23, lockwait23, budget23): the attempt log kept as appended; the lock wait's deadline; a
       // redelivery's Export works to its run's deadline (started_at + 59 s).
-      export: 330,
+      // +~2 KB (slim24): the record as the workflow's state carries it, and read back whole (leanRecord / fullRecord,
+      // functions/domain/conversation.ts; docs/performance.md §4): measured 331.4 KB.
+      export: 332,
       // +0.5 KB: the local status files' adapter (bundled with its store) gained what recovery needs of it.
       // +0.6 KB: it answers 504 TIMEOUT itself before its Lambda timeout (a slow read).
       // +0.4 KB: it answers 503 STORAGE_UNAVAILABLE itself when its read fails (not API Gateway's bare 502).
@@ -450,7 +458,9 @@ describe("each function's bundle, split in chunks", () => {
       // machines of one host name sharing a mount get two tags.
       // +0.4 KB (perf23): the local attempt log answers a read of what its process appended last from memory while the
       // file's stamp is unchanged (FileAttemptLog, bundled beside the DynamoDB one; Deliver 223.9, Export 329.0 KB).
-      'redelivery-scheduler': 421,
+      // +~2 KB (slim24): the record as the workflow's state carries it, and read back whole (leanRecord / fullRecord,
+      // functions/domain/conversation.ts; docs/performance.md §4) (envelopes read whole): measured 421.9 KB.
+      'redelivery-scheduler': 422,
     };
     const over: Record<string, string> = {};
     for (const fn of FUNCTION_DIRS) {

@@ -34,7 +34,7 @@ export function workflowMessage(
   outcome: 'retryable' | 'permanent' = 'retryable',
   suffix = 'abc123',
   extra: Partial<DeliveryAttempt> = {},
-): QueuedFailedDelivery {
+): QueuedFailedDelivery & { conversation: ConversationRecord } {
   const record = withClassification(
     withAgentAnswer(startedRecord(undefined, { ids: { suffix } }), { response: 'deals' }, 5, T0),
   );

@@ -1,4 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { fullRecord, type StateRecord } from '../../../functions/domain/conversation.ts';
 import type { ExecutionInput } from '../../../functions/domain/gateway-contract.ts';
 import { idempotencyPk } from '../../../functions/domain/idempotency.ts';
 import { handler } from '../../../functions/validate/handler.ts';
@@ -37,10 +38,12 @@ describe.each(Object.keys(IDEMPOTENCY_ADAPTERS) as (keyof typeof IDEMPOTENCY_ADA
         duplicate: false,
         conversation: {
           conversation_id: conversation.conversation_id,
-          metadata: { conversation_id: conversation.conversation_id },
           webhook_context: conversation.webhook_context,
         },
       });
+      // The state leaves metadata.conversation_id out while it repeats conversation_id (leanRecord); read whole, it is.
+      const record = fullRecord((retried as { conversation: StateRecord }).conversation);
+      expect(record.metadata.conversation_id).toBe(conversation.conversation_id);
       expect(await world.key(idempotencyPk('testing_system', 'retried-sync'))).toMatchObject({
         status: 'in_progress',
         conversation_id: conversation.conversation_id,
