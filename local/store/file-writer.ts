@@ -1,7 +1,6 @@
-import { randomBytes } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
 import { OWNER_DIR, OWNER_FILE } from '../../functions/shared/local-files.ts';
-import { asideTag } from '../../functions/shared/writers.ts';
+import { asideName } from '../../functions/shared/writers.ts';
 import type { ChecksumAlgorithm } from './s3-checksums.ts';
 
 /**
@@ -500,7 +499,7 @@ export async function writeTextAtomicInThread(
   mode = OWNER_FILE,
   report?: string,
 ): Promise<WrittenFolder | undefined> {
-  const tmp = `${file}.${asideTag()}${randomBytes(6).toString('hex')}.tmp`;
+  const tmp = asideName(file);
   const answer = await ask({ op: 'text', tmp, file, text, mode, report });
   if (answer.error) throw systemError(answer.error);
   return answer.folder;
