@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import { link, mkdir, rm, stat, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { asideName, stampedWriter, type WriterState, writerStamp, writerState } from './writers.ts';
+import { asideTag, stampedWriter, type WriterState, writerStamp, writerState } from './writers.ts';
 
 // Node's callback API, promisified: for small files it costs the event loop less than fs.promises (local/store/object-store.ts).
 const writeFile = promisify(fs.writeFile) as (file: string, data: string, options?: { mode: number }) => Promise<void>;
@@ -262,13 +262,22 @@ export async function readJsonFile<T>(
 }
 
 /**
+ * Where `file` is written before it is renamed (or linked) into place: `<file>.<pid>.<host><random>.tmp`, its writer's
+ * host tag beside its pid, so that a sweep run in another container sharing the data folder (its pids another
+ * namespace's) does not take that pid for one of its own (functions/shared/writers.ts, local/store/json-files.ts).
+ */
+function asideOf(file: string): string {
+  return `${file}.${asideTag()}${randomBytes(6).toString('hex')}.tmp`;
+}
+
+/**
  * Written whole to a temporary file of its own (two writes of one file at once never share one), then renamed over
  * it: a crash or a reader never sees half a document. `mode` (owner only unless said: OWNER_FILE) applies from the
  * first byte. The directory is created only when the write finds it missing (once per folder, not a mkdir per write).
  * The one atomic write of the local stores (local/store/json-files.ts too).
  */
 export async function writeFileAtomic(file: string, text: string, mode = OWNER_FILE): Promise<void> {
-  const tmp = asideName(file);
+  const tmp = asideOf(file);
   const options = { mode };
   try {
     try {
@@ -323,7 +332,7 @@ export async function appendLine(file: string, line: string, mode = OWNER_FILE, 
  * (withFileLock, local/store/data-dir-lock.ts) are made with it.
  */
 export async function createExclusive(file: string, text: string, mode: number): Promise<boolean> {
-  const aside = asideName(file);
+  const aside = asideOf(file);
   try {
     await writeFile(aside, text, { mode });
     return await link(aside, file).then(

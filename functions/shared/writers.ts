@@ -79,7 +79,7 @@ export function asideWriter(pid: string | number, hex: string): { pid: number; h
 }
 
 /** The host tag of a copy written aside by this process: `<file>.<pid>.<host><random>.tmp`. */
-const asideTag = () => `${process.pid}.${writerHost()}`;
+export const asideTag = () => `${process.pid}.${writerHost()}`;
 
 let drawn: string | undefined;
 let count = 0;
