@@ -86,7 +86,7 @@ function parseEntry(text: string | undefined): LoggedAttempt | null {
   // captured: each Export's read of the log, docs/performance.md §2, perf24).
   if (!text) return null;
   try {
-    const entry = JSON.parse(text ?? '') as LoggedAttempt;
+    const entry = JSON.parse(text) as LoggedAttempt;
     return typeof entry?.at === 'string' && typeof entry.attempt === 'number' ? entry : null;
   } catch {
     return null;

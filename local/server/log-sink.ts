@@ -20,8 +20,9 @@ export function divertHandlerLogs(dataDir: string, now: () => number = Date.now)
   // Opened once and appended to (synchronously), rather than opened and closed again for every line. The lines
   // logged in one run of the code (before it next awaits) go in one write, made in a microtask queued at the first
   // of them: before any continuation that run queued (the next state among them), so a state's lines are in the file
-  // before the next state runs, as when each line was written alone (12 writes a conversation; docs/performance.md §2,
-  // perf24). What is left at the process's exit (process.exit() right after a line) is written then.
+  // before the next state runs, as when each line was written alone (a write each, 12 a conversation before:
+  // docs/performance.md §2, perf24). What is left at the process's exit (process.exit() right after a line) is written
+  // then.
   let fd = openSync(file, 'a', OWNER_FILE);
   const toStderr = process.stderr.write.bind(process.stderr) as (text: string) => boolean;
   // A log line that cannot be written (the disk full) is dropped, said once on stderr: a handler's log call must not
