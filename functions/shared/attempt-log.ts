@@ -82,8 +82,11 @@ export class DynamoAttemptLog implements AttemptLog {
 }
 
 function parseEntry(text: string | undefined): LoggedAttempt | null {
+  // No text (a file's last line, after its newline): none, without JSON.parse's SyntaxError built and caught (its stack
+  // captured: each Export's read of the log, docs/performance.md §2, perf24).
+  if (!text) return null;
   try {
-    const entry = JSON.parse(text ?? '') as LoggedAttempt;
+    const entry = JSON.parse(text) as LoggedAttempt;
     return typeof entry?.at === 'string' && typeof entry.attempt === 'number' ? entry : null;
   } catch {
     return null;

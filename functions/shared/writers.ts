@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import { hostname } from 'node:os';
 
@@ -80,6 +80,30 @@ export function asideWriter(pid: string | number, hex: string): { pid: number; h
 
 /** The host tag of a copy written aside by this process: `<file>.<pid>.<host><random>.tmp`. */
 export const asideTag = () => `${process.pid}.${writerHost()}`;
+
+let drawn: string | undefined;
+let count = 0;
+
+/**
+ * 12 hex digits no other call in this process gives: 6 drawn at random once per process (a later process given the
+ * same pid does not meet a file an earlier one left) and a count of the calls (wrapping at 16,777,216: a file named
+ * by one is renamed or removed long before), without 6 random bytes drawn for each (docs/performance.md §2, perf24).
+ */
+function uniqueInProcess(): string {
+  drawn ??= randomBytes(3).toString('hex');
+  count = (count + 1) % 0x1000000;
+  return `${drawn}${count.toString(16).padStart(6, '0')}`;
+}
+
+/**
+ * Where this process writes `file` before it renames (or links) it into place: `<file>.<pid>.<host><12 hex>.tmp`, its
+ * host tag beside its pid, so that a sweep run in another container sharing the data folder (its pids another
+ * namespace's) does not take that pid for one of its own (local/store/json-files.ts).
+ */
+export const asideName = (file: string): string => `${file}.${asideTag()}${uniqueInProcess()}.tmp`;
+
+/** A temporary file's name of this process (the embedded S3's objects in the making): `<pid>@<host>-<12 hex>`. */
+export const processTempName = (): string => `${writerStamp()}-${uniqueInProcess()}`;
 
 /** Whether a process of this pid namespace has this pid (EPERM: alive, someone else's). */
 function pidAlive(pid: number): boolean {

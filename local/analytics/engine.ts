@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { existsSync, rmSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
@@ -13,7 +12,7 @@ import {
   uniqueColumnNames,
 } from '../../functions/domain/analytics-table.ts';
 import { OWNER_DIR, OWNER_FILE } from '../../functions/shared/local-files.ts';
-import { asideTag, asideWriter, writerStamp, writerState } from '../../functions/shared/writers.ts';
+import { asideName, asideWriter, writerStamp, writerState } from '../../functions/shared/writers.ts';
 import { type AnalysisObject, type AnalysisSource, openAnalysisSource } from './sources.ts';
 
 /**
@@ -262,9 +261,7 @@ const FOREIGN_RUN_KEPT_MS = 86_400_000;
  */
 async function saveCache(connection: DuckDBConnection, file: string, aside: string | null): Promise<void> {
   await mkdir(path.dirname(file), { recursive: true, mode: OWNER_DIR });
-  const temporary = aside
-    ? path.join(aside, `${path.basename(file)}.tmp`)
-    : `${file}.${asideTag()}${randomBytes(6).toString('hex')}.tmp`;
+  const temporary = aside ? path.join(aside, `${path.basename(file)}.tmp`) : asideName(file);
   try {
     await connection.run(`COPY ${CACHE_TABLE} TO ${sqlText(temporary)} (FORMAT parquet, ${ROW_GROUPS})`);
     await chmod(temporary, OWNER_FILE); // DuckDB makes it as the umask says; renamed, it keeps its mode

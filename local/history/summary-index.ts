@@ -22,13 +22,13 @@
  * are those it holds (a listing of the folder, no history read), and is kept as a settled one once they are a second
  * old.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import type { Stats } from 'node:fs';
 import { mkdir, open, rename, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { maskSecrets } from '../../functions/domain/secret-masking.ts';
 import { type LockWait, oneAtATime, openFlags, withFileLock } from '../../functions/shared/local-files.ts';
-import { asideTag, asideWriter, writerState } from '../../functions/shared/writers.ts';
+import { asideName, asideWriter, writerState } from '../../functions/shared/writers.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
 import type { ExecutionStore } from '../store/execution-store.ts';
 import { appendLineNamed, type WrittenFolder } from '../store/file-writer.ts';
@@ -529,7 +529,7 @@ export class SummaryIndex {
    * read: a line the gateway wrote into the file after it was moved, it writes again (appendLineNamed).
    */
   private async takeSaved(entries: Map<string, Entry>): Promise<string[]> {
-    const aside = `${this.savedFile}.${asideTag()}${randomBytes(6).toString('hex')}.tmp`;
+    const aside = asideName(this.savedFile);
     if (
       await rename(this.savedFile, aside).then(
         () => true,

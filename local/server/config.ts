@@ -289,6 +289,9 @@ export function localEnvironmentDefaults(gatewayUrl: string, s3Endpoint: string 
     POWERTOOLS_SERVICE_NAME: 'webhook-gateway',
     POWERTOOLS_METRICS_NAMESPACE: 'RevOps/WebhookGateway',
     POWERTOOLS_TRACE_ENABLED: 'false',
+    // Powertools' default, said: unset, its isDevMode() throws and catches an Error (a stack captured) each time a
+    // Metrics is made, two per delivery (functions/shared/events.ts; docs/performance.md §2, perf24).
+    POWERTOOLS_DEV: 'false',
     S3_FORCE_PATH_STYLE: 'true',
   };
   if (s3Endpoint) defaults.AWS_ENDPOINT_URL_S3 = s3Endpoint;

@@ -1,7 +1,6 @@
-import { randomBytes } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
 import { OWNER_DIR, OWNER_FILE } from '../../functions/shared/local-files.ts';
-import { asideTag } from '../../functions/shared/writers.ts';
+import { asideName } from '../../functions/shared/writers.ts';
 import type { ChecksumAlgorithm } from './s3-checksums.ts';
 
 /**
@@ -92,13 +91,20 @@ function place(m, times) {
   return { stage: 'done', times };
 }
 // A text file written whole aside, then renamed over the file (writeFileAtomic's contract, functions/shared/local-files.ts).
+// Its folder is made first (a history's is new with its conversation: one mkdir, where a first open failed before it),
+// and made again should it go meanwhile.
 function writeText(m) {
+  const dir = path.dirname(m.file);
+  let made = false;
   try {
+    // Its failure (a file in the folder's place) is the write's to tell, as the system gives it.
+    try { made = fs.mkdirSync(dir, { recursive: true, mode: 0o700 }) !== undefined; } catch {}
     try {
       fs.writeFileSync(m.tmp, m.text, { mode: m.mode });
     } catch (error) {
       if (error.code !== 'ENOENT') throw error;
-      fs.mkdirSync(path.dirname(m.file), { recursive: true, mode: 0o700 });
+      made = false;
+      fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
       fs.writeFileSync(m.tmp, m.text, { mode: m.mode });
     }
     fs.renameSync(m.tmp, m.file);
@@ -106,13 +112,21 @@ function writeText(m) {
     try { fs.unlinkSync(m.tmp); } catch {}
     return { stage: 'text', error: failure(error) };
   }
-  return m.report ? { stage: 'done', folder: folderState(path.dirname(m.file), m.report) } : { stage: 'done' };
+  return m.report ? { stage: 'done', folder: folderState(dir, m.report, made && m.file) } : { stage: 'done' };
 }
 // The folder a text was just written into (WrittenFolder): its inode and time, the names ending in the suffix asked, in
-// order, and each one's inode, time and size (null: gone meanwhile); none when the folder cannot be read.
-function folderState(dir, suffix) {
+// order, and each one's inode, time and size (null: gone meanwhile); none when the folder cannot be read. \`alone\`: the
+// text's file, in a folder this call made: only the gateway holding the data folder writes there, by this thread, so
+// the file is all it holds (not read: one system call where a listing took four).
+function folderState(dir, suffix, alone) {
   try {
     const s = fs.statSync(dir, { bigint: true });
+    if (alone) {
+      const name = path.basename(alone);
+      if (!name.endsWith(suffix)) return { stamp: s.ino + ':' + s.mtimeNs, names: [], files: [] };
+      const f = fs.statSync(alone, { throwIfNoEntry: false });
+      if (f) return { stamp: s.ino + ':' + s.mtimeNs, names: [name], files: [{ ino: f.ino, mtimeMs: f.mtimeMs, size: f.size }] };
+    }
     const names = fs.readdirSync(dir).filter((n) => n.endsWith(suffix)).sort();
     const files = names.map((n) => {
       try { const f = fs.statSync(path.join(dir, n)); return { ino: f.ino, mtimeMs: f.mtimeMs, size: f.size }; } catch { return null; }
@@ -500,7 +514,7 @@ export async function writeTextAtomicInThread(
   mode = OWNER_FILE,
   report?: string,
 ): Promise<WrittenFolder | undefined> {
-  const tmp = `${file}.${asideTag()}${randomBytes(6).toString('hex')}.tmp`;
+  const tmp = asideName(file);
   const answer = await ask({ op: 'text', tmp, file, text, mode, report });
   if (answer.error) throw systemError(answer.error);
   return answer.folder;

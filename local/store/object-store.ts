@@ -18,7 +18,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { OWNER_DIR, OWNER_FILE, openFlags, readDataText } from '../../functions/shared/local-files.ts';
-import { stampedWriter, writerStamp, writerState } from '../../functions/shared/writers.ts';
+import { processTempName, stampedWriter, writerState } from '../../functions/shared/writers.ts';
 import {
   describeListed,
   type FolderTimes,
@@ -226,7 +226,6 @@ export class ObjectStore {
   private uploadsSeen: FolderEntry[] | null = null;
   private readonly uploadsUnread = new Set<string>();
   private readonly writing = new Map<string, Promise<unknown>>();
-  private tempCounter = 0;
 
   /**
    * `folders`: each folder's entries in key order for listings, those of large folders kept between them
@@ -283,7 +282,7 @@ export class ObjectStore {
   }
 
   tempPath(): string {
-    return path.join(this.root, TEMP_DIR, `${writerStamp()}-${++this.tempCounter}-${randomBytes(3).toString('hex')}`);
+    return path.join(this.root, TEMP_DIR, processTempName());
   }
 
   // Buckets

@@ -61,6 +61,23 @@ describe('the local attempt log, read back by the process that appended', () => 
     expect(reads.count).toBe(0);
   });
 
+  it('parses each line it holds, and nothing for the empty text after the last newline', async () => {
+    const log = new FileAttemptLog(dir);
+    await log.append(entry(id, 1));
+    await log.append(entry(id, 2));
+    const parse = vi.spyOn(JSON, 'parse');
+    try {
+      expect((await log.list(id)).map((e) => e.attempt)).toEqual([1, 2]);
+      // Before: JSON.parse('') too, its SyntaxError built (a stack captured) and caught, at every list.
+      expect(parse.mock.calls.map(([text]) => text)).toEqual([
+        JSON.stringify(entry(id, 1)),
+        JSON.stringify(entry(id, 2)),
+      ]);
+    } finally {
+      parse.mockRestore();
+    }
+  });
+
   it("reads the file once another process appended to it, or it was removed, or this one's append was not alone", async () => {
     const log = new FileAttemptLog(dir);
     await log.append(entry(id, 1));

@@ -96,6 +96,18 @@ describe('the embedded S3 file writer', () => {
     expect(await writeTextAtomicInThread(path.join(dir, 'c.json'), '{}\n')).toBeUndefined();
   });
 
+  it('tells a folder it made for the history (a new conversation) as holding that history alone', async () => {
+    const file = path.join(root, 'executions', 'webhook_new', 'a.json');
+    const folder = await writeTextAtomicInThread(file, '{"a":1}\n', 0o600, '.json');
+    const now = await stat(path.dirname(file), { bigint: true });
+    const { ino, mtimeMs, size } = await stat(file);
+    expect(folder).toEqual({ stamp: `${now.ino}:${now.mtimeNs}`, names: ['a.json'], files: [{ ino, mtimeMs, size }] });
+    expect(await readdir(path.dirname(file))).toEqual(['a.json']);
+    // Written again into that folder, now there: read as a listing would.
+    await writeFile(path.join(path.dirname(file), 'b.json'), '{}\n');
+    expect((await writeTextAtomicInThread(file, '{"a":2}\n', 0o600, '.json'))?.names).toEqual(['a.json', 'b.json']);
+  });
+
   it('appends a line to a file of that name, owner-only, its folder made; after a line cut short, on a line of its own', async () => {
     const file = path.join(root, 'summaries', 'saved.jsonl');
     await appendLineNamed(file, '{"a":1}\n');

@@ -47,7 +47,7 @@ describe('the embedded S3 store opened after a crash', () => {
     await new ObjectStore(root).open();
     // Before: the container's write under way was removed at once (its pid not alive here).
     expect((await readdir(temp)).sort()).toEqual([...containers, mine].sort());
-    expect(mine).toMatch(new RegExp(`^${process.pid}@${writerHost()}-1-[0-9a-f]{6}$`));
+    expect(mine).toMatch(new RegExp(`^${process.pid}@${writerHost()}-[0-9a-f]{12}$`));
   });
 });
 
