@@ -302,6 +302,10 @@ function filled(part: object, keys: [string, Fill | undefined][], whole: StateRe
   return out;
 }
 
+function isPart(value: unknown): value is object {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
 /** The record as the workflow's state carries it: its defaults and repeated fields left out (StateRecord). */
 export function leanRecord(record: ConversationRecord): StateRecord {
   const [first, ...later] = record.conversation.turns;
@@ -328,13 +332,19 @@ export function leanRecord(record: ConversationRecord): StateRecord {
  * returned as it is.
  */
 export function fullRecord(record: StateRecord): ConversationRecord {
+  // leanRecord keeps every part; a record without one (a damaged or hand-made envelope) is not one of its records and
+  // is returned as it is, for its reader to judge, rather than refused here with a TypeError.
+  if (!isPart(record.metadata) || !isPart(record.webhook_context) || !isPart(record.execution)) {
+    return record as ConversationRecord;
+  }
+  if (!Array.isArray(record.conversation?.turns)) return record as ConversationRecord;
   const { turns } = record.conversation;
   const first = turns[0];
   const question = first?.role === 'user' ? filled(first, QUESTION_TURN, record) : first;
   const metadata = filled(record.metadata, METADATA, record);
   const webhookContext = filled(record.webhook_context, WEBHOOK_CONTEXT, record);
   const given = filled(record.execution, EXECUTION, record);
-  const timings = filled(given.timings as object, TIMINGS, record);
+  const timings = isPart(given.timings) ? filled(given.timings, TIMINGS, record) : given.timings;
   const execution = timings === given.timings ? given : { ...given, timings };
   if (
     question === first &&

@@ -112,6 +112,20 @@ describe('the record in the workflow state (leanRecord) and read back (fullRecor
     expect(fullRecord(record)).toBe(record);
   });
 
+  it('a record missing a part (a damaged or hand-made envelope) is returned as it is, not refused with a TypeError', () => {
+    for (const partial of [
+      { conversation_id: 'c1' },
+      { conversation_id: 'c1', metadata: {}, webhook_context: {}, execution: {} },
+      { conversation_id: 'c1', metadata: {}, webhook_context: {}, execution: {}, conversation: { turns: null } },
+      { conversation_id: 'c1', metadata: null, webhook_context: {}, execution: {}, conversation: { turns: [] } },
+    ]) {
+      expect(fullRecord(partial as never)).toBe(partial);
+    }
+    // The retention sweep and the CLI read envelopes through readEnvelope: such an envelope reads, its record as stored.
+    const envelope = { version: 1, conversation_id: 'c1', conversation: { conversation_id: 'c1' }, state: 'pending' };
+    expect(readEnvelope(envelope)?.conversation).toEqual({ conversation_id: 'c1' });
+  });
+
   it('the state: a stage works on the whole record and returns it lean, the rest of the state as it was', () => {
     const state = { conversation: startedRecord(), budget: { agent_seconds: 5, deliver_by: null, answer_by: null } };
     const lean = leanState(state);
