@@ -567,6 +567,6 @@ export async function main(argv: string[]): Promise<number> {
                 storageRefusal(error) ??
                 `${e.name}: ${e.message}`);
     process.stderr.write(`webhook-gateway: ${message}\n`);
-    return 1;
+    return error instanceof CliError ? error.exitCode : 1;
   }
 }
