@@ -11,7 +11,7 @@ import { type BreakerPolicy, type EndpointView, newUrlNote, parseRate } from '..
 import { secretsFingerprint } from '../../functions/domain/secrets-fingerprint.ts';
 import { rotatedSecrets } from '../../functions/domain/signatures.ts';
 import { type EndpointChange, FileEndpointStore } from '../../functions/shared/endpoint-store.ts';
-import { type LockWait, LockBusyError } from '../../functions/shared/local-files.ts';
+import { LockBusyError, type LockWait } from '../../functions/shared/local-files.ts';
 import { settings } from '../../functions/shared/settings.ts';
 import { writerState } from '../../functions/shared/writers.ts';
 import { webhookTypeNamed } from '../history/conversation-filters.ts';
