@@ -9,7 +9,7 @@ import {
   NO_STORE,
   STATUS_ROUTE_PREFIX,
 } from '../../functions/domain/gateway-contract.ts';
-import { RECORD_ONLY_IN_HISTORY_STATE } from '../../functions/domain/observability.ts';
+import { RECORD_ONLY_IN_HISTORY_STATE, RECORD_ONLY_IN_LOGS_STATE } from '../../functions/domain/observability.ts';
 import { parseSecretsBySource } from '../../functions/domain/signatures.ts';
 import { type CaughtError, parseTaskError } from '../../functions/domain/task-error.ts';
 import { attemptLog } from '../../functions/shared/attempt-log.ts';
@@ -544,8 +544,12 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
       const conversationId = conversationIdOf(record);
       // Not for a run the data folder cut (a step it could not journal did not run: the run is finished later, here
       // or by the gateway that took the folder over), whose Export failed for that reason alone.
-      const onlyInHistory = run.refused || lost !== null ? null : recordOnlyInHistoryLine(record, conversationId);
-      if (onlyInHistory) console.error(onlyInHistory);
+      const onlyIn =
+        run.refused || lost !== null
+          ? null
+          : (recordOnlyInHistoryLine(record, conversationId) ??
+            recordOnlyInLogsLine(record, conversationId, options.dataDir));
+      if (onlyIn) console.error(onlyIn);
       // Cut by the data folder (a step it could not journal did not run): finished once the folder takes writes
       // again, by finishCut, as the next start would finish it; its history is the one that recovery saves then.
       if (run.refused && record.status !== 'SUCCEEDED') {
@@ -820,6 +824,25 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
       return closing;
     },
   };
+}
+
+/**
+ * What the operator is told when S3 and the failed-delivery store refused a conversation's record and the Export
+ * function logged it whole (state RecordOnlyInLogs, not followed by RecordOnlyInHistory): on AWS the RecordsOnlyInLogs
+ * alarm counts its WEBHOOK_CONVERSATION_UNSAVED line (docs/deploy.md); here that line is in the handlers' log, which
+ * nobody watches, so the gateway prints it. Null for any other execution.
+ */
+function recordOnlyInLogsLine(record: ExecutionRecord, conversationId: string | null, dataDir: string): string | null {
+  const entered = record.events.find((e) => e.type === 'StateEntered' && e.state === RECORD_ONLY_IN_LOGS_STATE);
+  if (!entered) return null;
+  const refusal = parseTaskError(
+    (entered.input as { export_queue_error?: CaughtError } | undefined)?.export_queue_error,
+  );
+  const log =
+    process.env.LOCAL_LOG_TO_STDOUT?.toLowerCase() === 'true'
+      ? "the handlers' log lines printed here"
+      : path.join(dataDir, 'logs', 'handlers.jsonl');
+  return `webhook-gateway: conversation ${conversationId ?? '(unknown)'}: its record is only in the handlers' log: S3 refused its export, then the failed-delivery store refused it (${refusal.error}: ${refusal.message}). The record is the \`record\` of its WEBHOOK_CONVERSATION_UNSAVED line in ${log}; export it by hand once S3 takes it (docs/operations.md)`;
 }
 
 /**
