@@ -412,6 +412,11 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   const endpoints = endpointStore()!;
   /** The executions of this process the data folder cut, by name, until finishCut has finished them. */
   const cut = new Map<string, JournaledRun>();
+  /**
+   * The executions of this process that ended but whose history the data folder refused (a full disk): saved by
+   * finishCut once it takes writes again, so that `conversations show` and the console have them without a restart.
+   */
+  const unsaved = new Map<string, { conversationId: string; record: ExecutionRecord; run: JournaledRun }>();
   /** Each execution under way as its history so far, shown by the console until its history is saved. */
   const runningExecutions = new RunningExecutions();
   const inFlight = new Set<Promise<unknown>>();
@@ -563,8 +568,11 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
         // a source would retry as a second conversation. The journal keeps the execution open, so the next start
         // rebuilds its history from it (recovery.ts). The folder another gateway's now: said once already (onLost).
         if (!dataDirLock.held()) return record;
+        // Refused by the folder (a full disk): saved again before the next conversation once it takes writes.
+        const later = storageFailureOf(error) !== null;
+        if (later) unsaved.set(name, { conversationId: conversationId!, record, run });
         console.error(
-          `webhook-gateway: the history of execution ${name} (conversation ${conversationId}) could not be saved; it is rebuilt from the journal at the next start: ${(error as Error).message}`,
+          `webhook-gateway: the history of execution ${name} (conversation ${conversationId}) could not be saved; ${later ? 'it is saved once the data folder takes writes again (before the next conversation), or' : 'it is'} rebuilt from the journal at the next start: ${(error as Error).message}`,
         );
         return record;
       }
@@ -593,11 +601,32 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
    * still refuses waits for a later one (or for the next start).
    */
   function finishCut(): Promise<void> {
-    if (cut.size === 0 || performance.now() - refusedAt < 1_000) return Promise.resolve();
+    if ((cut.size === 0 && unsaved.size === 0) || performance.now() - refusedAt < 1_000) return Promise.resolve();
     if (finishing) return finishing;
     const begun = (other: string) => cut.has(other) || runningExecutions.list().some((r) => r.execution_name === other);
     const done = (async () => {
       const started = performance.now();
+      for (const [name, { conversationId, record, run }] of [...unsaved]) {
+        try {
+          await executions.save(conversationId, record);
+        } catch (error) {
+          if (storageFailureOf(error)) {
+            refusedAt = performance.now(); // still refused: a later request tries again
+            return;
+          }
+          // Left to the journal: the next start rebuilds it (recovery.ts).
+          console.error(
+            `webhook-gateway: the history of execution ${name} (conversation ${conversationId}) could not be saved now either; it is rebuilt from the journal at the next start: ${(error as Error).message}`,
+          );
+          unsaved.delete(name);
+          continue;
+        }
+        unsaved.delete(name);
+        run.end();
+        console.error(
+          `webhook-gateway: the history of execution ${name} (conversation ${conversationId}) is saved now that the data folder takes writes again`,
+        );
+      }
       for (const [name, run] of [...cut]) {
         let finished: RecoveredExecution | null = null;
         try {
@@ -630,7 +659,8 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     return done;
   }
   /** `run` once finishCut is done: at once (no extra turn of the event loop) while nothing is cut. */
-  const afterCut = (run: () => Promise<EndedExecution>) => (cut.size === 0 ? run() : finishCut().then(run));
+  const afterCut = (run: () => Promise<EndedExecution>) =>
+    cut.size === 0 && unsaved.size === 0 ? run() : finishCut().then(run);
   const runConversation = (input: ExecutionInput) => afterCut(() => execute(workflow, input, input.request_id));
   const acceptConversation = (input: ExecutionInput) =>
     afterCut(() => execute(acceptWorkflow, input, input.request_id));
