@@ -303,6 +303,8 @@ async function start(): Promise<number> {
   }
   out(stoppingLine(gateway.inFlight(), new Date()));
   await gateway.close();
+  // Said, as a stop asked during the start says it: the conversations in flight have finished, nothing is left running.
+  out('stopped');
   return 0;
 }
 
