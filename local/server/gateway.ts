@@ -555,6 +555,8 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
           : (recordOnlyInHistoryLine(record, conversationId) ??
             recordOnlyInLogsLine(record, conversationId, options.dataDir));
       if (onlyIn) console.error(onlyIn);
+      const unqueued = run.refused || lost !== null ? null : deliveryUnqueuedLine(record, conversationId);
+      if (unqueued) console.error(unqueued);
       // Cut by the data folder (a step it could not journal did not run): finished once the folder takes writes
       // again, by finishCut, as the next start would finish it; its history is the one that recovery saves then.
       if (run.refused && record.status !== 'SUCCEEDED') {
@@ -854,6 +856,22 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
       return closing;
     },
   };
+}
+
+/**
+ * What the operator is told when a conversation's delivery failed and the failed-delivery store refused it too
+ * (QueueFailedDelivery's Catch): no automatic attempt follows. On AWS the DeliveriesUnqueued alarm counts its
+ * WEBHOOK_DELIVERY_UNQUEUED line (docs/deploy.md); here that line is in the handlers' log, so the gateway prints it.
+ */
+function deliveryUnqueuedLine(record: ExecutionRecord, conversationId: string | null): string | null {
+  const entered = record.events.find(
+    (e) =>
+      e.type === 'StateEntered' &&
+      (e.input as { delivery_queue_error?: CaughtError } | undefined)?.delivery_queue_error,
+  );
+  if (!entered || !conversationId) return null;
+  const refusal = parseTaskError((entered.input as { delivery_queue_error: CaughtError }).delivery_queue_error);
+  return `webhook-gateway: conversation ${conversationId}: its delivery failed and the failed-delivery store refused it (${refusal.error}: ${refusal.message}): no automatic attempt follows; deliver it with: webhook-gateway deliveries resend ${conversationId}`;
 }
 
 /**

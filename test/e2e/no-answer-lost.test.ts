@@ -116,7 +116,16 @@ describe('no answer lost after the agent answered', () => {
     world.agent.behave(() => ({ payload: ANSWER }));
     world.receiver.reply(410);
     queueDown();
-    const { res, capture } = await postCapturingLogs(SEED_REQUEST);
+    const printed = vi.spyOn(console, 'error').mockImplementation(() => undefined);
+    let posted: Awaited<ReturnType<typeof postCapturingLogs>>;
+    let printedLines: string[];
+    try {
+      posted = await postCapturingLogs(SEED_REQUEST);
+    } finally {
+      printedLines = printed.mock.calls.map((c) => String(c[0]));
+      printed.mockRestore();
+    }
+    const { res, capture } = posted;
     expect(res.status).toBe(200);
     expect(res.body.response).toEqual(ANSWER);
     expect(res.body.tracking.delivery_status).toBe('failed');
@@ -146,6 +155,10 @@ describe('no answer lost after the agent answered', () => {
         error: 'SQS.SqsException',
         recover: `deliveries resend ${id}`,
       }),
+    ]);
+    // And the local gateway's operator says so (before: only that line of .data/logs/handlers.jsonl did).
+    expect(printedLines.filter((line) => line.includes(id))).toEqual([
+      `webhook-gateway: conversation ${id}: its delivery failed and the failed-delivery store refused it (SQS.SqsException: Service Unavailable): no automatic attempt follows; deliver it with: webhook-gateway deliveries resend ${id}`,
     ]);
     world.gateway.failedDeliveries.sendMessage = send;
     world.receiver.reply(200);
