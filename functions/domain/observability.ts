@@ -59,6 +59,8 @@ export const RECORD_UNSAVED_EVENT = 'WEBHOOK_CONVERSATION_UNSAVED';
  * and what the local gateway reports.
  */
 export const RECORD_ONLY_IN_HISTORY_STATE = 'RecordOnlyInHistory';
+/** The conversation workflow's state that logs the record whole (RECORD_UNSAVED_EVENT); the local gateway reports it. */
+export const RECORD_ONLY_IN_LOGS_STATE = 'RecordOnlyInLogs';
 /**
  * Logged by Export when the thread store refused an answered conversation's turn: the conversation is delivered and
  * exported, but later conversations of its thread will not be given that turn.

@@ -198,7 +198,7 @@ async function exportConversation(
   }
   if (deferred) {
     const failure = parseTaskError(deferred);
-    logger.error('Conversation export failed; queued to be exported later', {
+    logger.error(deferredExportMessage(state, record), {
       event_type: EXPORT_DEFERRED_EVENT,
       conversation_id: record.conversation_id,
       error: failure.error,
@@ -226,6 +226,20 @@ async function exportConversation(
   // The record goes back to the state as the state carries it (leanRecord), for QueueFailedExport's envelope.
   const conversation = leanRecord(record);
   return deferred ? { conversation, export_error: deferred, ...answer } : { conversation, ...answer };
+}
+
+/**
+ * What WEBHOOK_CONVERSATION_EXPORT_DEFERRED says, true when it is logged (the closing run, CloseWithoutExport): a
+ * redelivery's envelope goes on owing the export; a failed delivery's queued envelope re-exports the record with its
+ * redelivery (IsRedeliveryQueued); otherwise the record is yet to be queued, by QueueFailedExport, which can refuse
+ * it too (then RecordOnlyInLogs logs it whole: WEBHOOK_CONVERSATION_UNSAVED).
+ */
+function deferredExportMessage(state: ConversationState, record: ConversationRecord): string {
+  if (state.redelivery) return 'Conversation export failed; its failed-delivery envelope still owes the export';
+  const status = record.webhook_context.delivery_status;
+  if (!state.delivery_queue_error && (status === 'retrying' || status === 'failed' || status === 'queued'))
+    return "Conversation export failed; its failed delivery's envelope holds the record: its redelivery or redrive exports it";
+  return 'Conversation export failed; the record is queued next (QueueFailedExport): a refusal there is logged as WEBHOOK_CONVERSATION_UNSAVED';
 }
 
 /** What answer_by is, for ExportDeadlineError's message. */

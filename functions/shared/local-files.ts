@@ -449,13 +449,15 @@ export class LockBusyError extends Error {
   override name = 'LockBusyError';
   readonly code = 'EBUSY';
   readonly syscall = 'open';
+  /** What held the change up, without what it means for the caller ("nothing was changed"). */
+  readonly held: string;
   constructor(
     readonly path: string,
     waitedMs: number,
   ) {
-    super(
-      `${path} is held by another process for more than ${Math.round(waitedMs)} ms: nothing was changed; try again`,
-    );
+    const held = `${path} is held by another process for more than ${Math.round(waitedMs)} ms`;
+    super(`${held}: nothing was changed; try again`);
+    this.held = held;
   }
 }
 

@@ -165,7 +165,7 @@ export class GatewayAlarms extends Construct {
     );
 
     this.exportsDeferred = this.alarm('ExportsDeferred', customMetric(this, EXPORT_DEFERRED_METRIC, 'Sum'), 0, {
-      description: `${prefix}: S3 refused conversation exports in 5 minutes; they wait in the failed-delivery queue as export-only envelopes and the redelivery schedule writes them once S3 takes them (docs/deploy.md).`,
+      description: `${prefix}: S3 refused conversation exports in 5 minutes; they wait in the failed-delivery queue as export-only envelopes (or in their failed delivery's) and the redelivery schedule writes them once S3 takes them; one the queue refused too is counted by RecordsOnlyInLogs instead (docs/deploy.md).`,
     });
 
     this.deliveriesUnqueued = this.alarm('DeliveriesUnqueued', customMetric(this, DELIVERY_UNQUEUED_METRIC, 'Sum'), 0, {

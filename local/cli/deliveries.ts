@@ -99,6 +99,14 @@ export async function deliveriesList(args: string[]): Promise<number> {
   return 0;
 }
 
+/**
+ * How long a redrive or resend is waited for: its run ends by the redelivery workflow's 60 s TimeoutSeconds, after at
+ * most one other run of the same envelope (the schedule's: 60 s too) and 11 s for a lock another process keeps
+ * (docs/operations.md). A gateway that has not answered by then is suspended (Ctrl-Z) or hung; before, the command
+ * waited for fetch's own 5 minutes and then said no gateway was running.
+ */
+export const GATEWAY_ANSWER_MS = 150_000;
+
 /** What a gateway cut while it worked on a request says to do, by the operator's command (`afterCut`). */
 type AfterCut = (start: string) => string;
 
@@ -116,10 +124,34 @@ async function callGateway<T>(
   afterCut: AfterCut,
   notFound?: (message: string) => T,
 ): Promise<T> {
-  let response: Response;
   const start = onDataDir('npm start', resolveOptions().dataDir);
+  const waited = new AbortController();
+  const timer = setTimeout(() => waited.abort(), GATEWAY_ANSWER_MS);
   try {
-    response = await fetch(`${url}${pathname}`, { method: 'POST' });
+    return await answerOf<T>(url, pathname, what, waited.signal, start, afterCut, notFound);
+  } catch (error) {
+    if (!waited.signal.aborted) throw error;
+    throw new CliError(
+      `the gateway at ${url} took the ${what} but did not answer within ${GATEWAY_ANSWER_MS / 1000} s (suspended with Ctrl-Z, or hung): ${afterCut(start)}`,
+    );
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** callGateway's request and its answer, cut when `signal` aborts. */
+async function answerOf<T>(
+  url: string,
+  pathname: string,
+  what: string,
+  signal: AbortSignal,
+  start: string,
+  afterCut: AfterCut,
+  notFound?: (message: string) => T,
+): Promise<T> {
+  let response: Response;
+  try {
+    response = await fetch(`${url}${pathname}`, { method: 'POST', signal });
   } catch (error) {
     const code = ((error as Error).cause as NodeJS.ErrnoException | undefined)?.code;
     if (code === 'UND_ERR_SOCKET' || code === 'ECONNRESET')
@@ -131,7 +163,8 @@ async function callGateway<T>(
   let body: T | { error?: { message?: string } };
   try {
     body = (await response.json()) as T | { error?: { message?: string } };
-  } catch {
+  } catch (error) {
+    if (signal.aborted) throw error;
     // Another server on that port (the embedded S3, a dev server): say so rather than "SyntaxError: Unexpected token".
     const type = response.headers.get('content-type') ?? 'no content type';
     throw new CliError(

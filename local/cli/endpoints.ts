@@ -11,7 +11,7 @@ import { type BreakerPolicy, type EndpointView, newUrlNote, parseRate } from '..
 import { secretsFingerprint } from '../../functions/domain/secrets-fingerprint.ts';
 import { rotatedSecrets } from '../../functions/domain/signatures.ts';
 import { type EndpointChange, FileEndpointStore } from '../../functions/shared/endpoint-store.ts';
-import type { LockWait } from '../../functions/shared/local-files.ts';
+import { LockBusyError, type LockWait } from '../../functions/shared/local-files.ts';
 import { settings } from '../../functions/shared/settings.ts';
 import { writerState } from '../../functions/shared/writers.ts';
 import { webhookTypeNamed } from '../history/conversation-filters.ts';
@@ -215,7 +215,13 @@ export async function endpointsCommand(sub: string, args: string[]): Promise<num
         const made = receiverChange(edit);
         if (!made) throw error;
         // The receiver's file was changed above: said, as `--aws` says it, rather than an error that reads as if
-        // nothing was done.
+        // nothing was done. A secrets lock another process kept all the while is exit code 75, as every busy lock:
+        // the same command again makes the rest (its URL and rate are set as they already are).
+        if (error instanceof LockBusyError)
+          throw new CliError(
+            `${type}: the change was made (${made}), but its signing secrets were not changed: ${error.held}; run the same command again to change them`,
+            75,
+          );
         throw new CliError(
           `${type}: the change was made (${made}), but its signing secrets were not changed: ${(error as Error).message}`,
         );

@@ -303,6 +303,8 @@ async function start(): Promise<number> {
   }
   out(stoppingLine(gateway.inFlight(), new Date()));
   await gateway.close();
+  // Said, as a stop asked during the start says it: the conversations in flight have finished, nothing is left running.
+  out('stopped');
   return 0;
 }
 
@@ -567,6 +569,6 @@ export async function main(argv: string[]): Promise<number> {
                 storageRefusal(error) ??
                 `${e.name}: ${e.message}`);
     process.stderr.write(`webhook-gateway: ${message}\n`);
-    return 1;
+    return error instanceof CliError ? error.exitCode : 1;
   }
 }

@@ -15,7 +15,15 @@ import { readGatewayRuntime } from '../store/gateway-runtime.ts';
 import { cell, formatTable, printable } from './table.ts';
 
 /** An error the command line prints as one line (`webhook-gateway: …`), exit code 1, never a stack trace. */
-export class CliError extends Error {}
+export class CliError extends Error {
+  /** The command's exit code: 1, or 75 (EX_TEMPFAIL) when running it again is what to do. */
+  constructor(
+    message: string,
+    readonly exitCode: 1 | 75 = 1,
+  ) {
+    super(message);
+  }
+}
 
 /** A line of the command's result (stdout). */
 export function out(text: string): void {

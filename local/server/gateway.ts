@@ -9,7 +9,7 @@ import {
   NO_STORE,
   STATUS_ROUTE_PREFIX,
 } from '../../functions/domain/gateway-contract.ts';
-import { RECORD_ONLY_IN_HISTORY_STATE } from '../../functions/domain/observability.ts';
+import { RECORD_ONLY_IN_HISTORY_STATE, RECORD_ONLY_IN_LOGS_STATE } from '../../functions/domain/observability.ts';
 import { parseSecretsBySource } from '../../functions/domain/signatures.ts';
 import { type CaughtError, parseTaskError } from '../../functions/domain/task-error.ts';
 import { attemptLog } from '../../functions/shared/attempt-log.ts';
@@ -412,6 +412,11 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   const endpoints = endpointStore()!;
   /** The executions of this process the data folder cut, by name, until finishCut has finished them. */
   const cut = new Map<string, JournaledRun>();
+  /**
+   * The executions of this process that ended but whose history the data folder refused (a full disk): saved by
+   * finishCut once it takes writes again, so that `conversations show` and the console have them without a restart.
+   */
+  const unsaved = new Map<string, { conversationId: string; record: ExecutionRecord; run: JournaledRun }>();
   /** Each execution under way as its history so far, shown by the console until its history is saved. */
   const runningExecutions = new RunningExecutions();
   const inFlight = new Set<Promise<unknown>>();
@@ -544,8 +549,14 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
       const conversationId = conversationIdOf(record);
       // Not for a run the data folder cut (a step it could not journal did not run: the run is finished later, here
       // or by the gateway that took the folder over), whose Export failed for that reason alone.
-      const onlyInHistory = run.refused || lost !== null ? null : recordOnlyInHistoryLine(record, conversationId);
-      if (onlyInHistory) console.error(onlyInHistory);
+      const onlyIn =
+        run.refused || lost !== null
+          ? null
+          : (recordOnlyInHistoryLine(record, conversationId) ??
+            recordOnlyInLogsLine(record, conversationId, options.dataDir));
+      if (onlyIn) console.error(onlyIn);
+      const unqueued = run.refused || lost !== null ? null : deliveryUnqueuedLine(record, conversationId);
+      if (unqueued) console.error(unqueued);
       // Cut by the data folder (a step it could not journal did not run): finished once the folder takes writes
       // again, by finishCut, as the next start would finish it; its history is the one that recovery saves then.
       if (run.refused && record.status !== 'SUCCEEDED') {
@@ -559,8 +570,11 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
         // a source would retry as a second conversation. The journal keeps the execution open, so the next start
         // rebuilds its history from it (recovery.ts). The folder another gateway's now: said once already (onLost).
         if (!dataDirLock.held()) return record;
+        // Refused by the folder (a full disk): saved again before the next conversation once it takes writes.
+        const later = storageFailureOf(error) !== null;
+        if (later) unsaved.set(name, { conversationId: conversationId!, record, run });
         console.error(
-          `webhook-gateway: the history of execution ${name} (conversation ${conversationId}) could not be saved; it is rebuilt from the journal at the next start: ${(error as Error).message}`,
+          `webhook-gateway: the history of execution ${name} (conversation ${conversationId}) could not be saved; ${later ? 'it is saved once the data folder takes writes again (before the next conversation), or' : 'it is'} rebuilt from the journal at the next start: ${(error as Error).message}`,
         );
         return record;
       }
@@ -589,11 +603,32 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
    * still refuses waits for a later one (or for the next start).
    */
   function finishCut(): Promise<void> {
-    if (cut.size === 0 || performance.now() - refusedAt < 1_000) return Promise.resolve();
+    if ((cut.size === 0 && unsaved.size === 0) || performance.now() - refusedAt < 1_000) return Promise.resolve();
     if (finishing) return finishing;
     const begun = (other: string) => cut.has(other) || runningExecutions.list().some((r) => r.execution_name === other);
     const done = (async () => {
       const started = performance.now();
+      for (const [name, { conversationId, record, run }] of [...unsaved]) {
+        try {
+          await executions.save(conversationId, record);
+        } catch (error) {
+          if (storageFailureOf(error)) {
+            refusedAt = performance.now(); // still refused: a later request tries again
+            return;
+          }
+          // Left to the journal: the next start rebuilds it (recovery.ts).
+          console.error(
+            `webhook-gateway: the history of execution ${name} (conversation ${conversationId}) could not be saved now either; it is rebuilt from the journal at the next start: ${(error as Error).message}`,
+          );
+          unsaved.delete(name);
+          continue;
+        }
+        unsaved.delete(name);
+        run.end();
+        console.error(
+          `webhook-gateway: the history of execution ${name} (conversation ${conversationId}) is saved now that the data folder takes writes again`,
+        );
+      }
       for (const [name, run] of [...cut]) {
         let finished: RecoveredExecution | null = null;
         try {
@@ -626,7 +661,8 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     return done;
   }
   /** `run` once finishCut is done: at once (no extra turn of the event loop) while nothing is cut. */
-  const afterCut = (run: () => Promise<EndedExecution>) => (cut.size === 0 ? run() : finishCut().then(run));
+  const afterCut = (run: () => Promise<EndedExecution>) =>
+    cut.size === 0 && unsaved.size === 0 ? run() : finishCut().then(run);
   const runConversation = (input: ExecutionInput) => afterCut(() => execute(workflow, input, input.request_id));
   const acceptConversation = (input: ExecutionInput) =>
     afterCut(() => execute(acceptWorkflow, input, input.request_id));
@@ -820,6 +856,41 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
       return closing;
     },
   };
+}
+
+/**
+ * What the operator is told when a conversation's delivery failed and the failed-delivery store refused it too
+ * (QueueFailedDelivery's Catch): no automatic attempt follows. On AWS the DeliveriesUnqueued alarm counts its
+ * WEBHOOK_DELIVERY_UNQUEUED line (docs/deploy.md); here that line is in the handlers' log, so the gateway prints it.
+ */
+function deliveryUnqueuedLine(record: ExecutionRecord, conversationId: string | null): string | null {
+  const entered = record.events.find(
+    (e) =>
+      e.type === 'StateEntered' &&
+      (e.input as { delivery_queue_error?: CaughtError } | undefined)?.delivery_queue_error,
+  );
+  if (!entered || !conversationId) return null;
+  const refusal = parseTaskError((entered.input as { delivery_queue_error: CaughtError }).delivery_queue_error);
+  return `webhook-gateway: conversation ${conversationId}: its delivery failed and the failed-delivery store refused it (${refusal.error}: ${refusal.message}): no automatic attempt follows; deliver it with: webhook-gateway deliveries resend ${conversationId}`;
+}
+
+/**
+ * What the operator is told when S3 and the failed-delivery store refused a conversation's record and the Export
+ * function logged it whole (state RecordOnlyInLogs, not followed by RecordOnlyInHistory): on AWS the RecordsOnlyInLogs
+ * alarm counts its WEBHOOK_CONVERSATION_UNSAVED line (docs/deploy.md); here that line is in the handlers' log, which
+ * nobody watches, so the gateway prints it. Null for any other execution.
+ */
+function recordOnlyInLogsLine(record: ExecutionRecord, conversationId: string | null, dataDir: string): string | null {
+  const entered = record.events.find((e) => e.type === 'StateEntered' && e.state === RECORD_ONLY_IN_LOGS_STATE);
+  if (!entered) return null;
+  const refusal = parseTaskError(
+    (entered.input as { export_queue_error?: CaughtError } | undefined)?.export_queue_error,
+  );
+  const log =
+    process.env.LOCAL_LOG_TO_STDOUT?.toLowerCase() === 'true'
+      ? "the handlers' log lines printed here"
+      : path.join(dataDir, 'logs', 'handlers.jsonl');
+  return `webhook-gateway: conversation ${conversationId ?? '(unknown)'}: its record is only in the handlers' log: S3 refused its export, then the failed-delivery store refused it (${refusal.error}: ${refusal.message}). The record is the \`record\` of its WEBHOOK_CONVERSATION_UNSAVED line in ${log}; export it by hand once S3 takes it (docs/operations.md)`;
 }
 
 /**

@@ -22,6 +22,7 @@ import {
 } from '../server/http.ts';
 import { errorResponse, type S3Api, type S3Response } from './s3-api.ts';
 import { headerNotImplemented, incompleteBody, methodNotAllowed, S3Error } from './s3-errors.ts';
+import { element, xmlDocument } from './s3-xml.ts';
 
 /**
  * The embedded S3's HTTP endpoint (what `aws --endpoint-url`, the SDKs and the CLI's own commands talk to): the
@@ -43,16 +44,29 @@ const LOOPBACK_HOST = /^(127\.0\.0\.1|localhost|[a-z0-9][a-z0-9.-]*\.localhost|\
  * dev server on http://localhost:9999, the gateway's own) may not post to ?delete or send a DELETE. The AWS CLI and
  * the SDKs send no Origin, and a browser that opens an object sends none either.
  */
-function isLoopbackRequest(req: IncomingMessage): boolean {
+function localRefusal(req: IncomingMessage): string | null {
   const host = req.headers.host ?? '';
-  if (!LOOPBACK_HOST.test(host)) return false;
+  if (!LOOPBACK_HOST.test(host))
+    return `requests addressed to 127.0.0.1, localhost, <bucket>.localhost or [::1], not to ${shown(host)}`;
   const origin = req.headers.origin;
-  return origin === undefined || origin.toLowerCase() === `http://${host}`.toLowerCase();
+  if (origin === undefined || origin.toLowerCase() === `http://${host}`.toLowerCase()) return null;
+  // Said apart: a developer's page of another local server (a dev server) sent it, not a client with a wrong Host.
+  return `from a browser, pages of its own origin (http://${shown(host).slice(1, -1)}) only, not a page of ${shown(origin)}`;
 }
 
-const ACCESS_DENIED = Buffer.from(
-  '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code><Message>The embedded S3 answers local clients only (Host 127.0.0.1, localhost or <bucket>.localhost).</Message></Error>',
-);
+/** A header value as the refusal quotes it: printable ASCII, at most 100 characters, in quotes. */
+function shown(value: string): string {
+  return JSON.stringify(value.replace(/[^\x20-\x7e]/g, '?').slice(0, 100));
+}
+
+/** The 403 of a request that is not a local client's, saying why (its host, or the page that sent it). */
+function accessDenied(why: string): Buffer {
+  return xmlDocument(
+    'Error',
+    element('Code', 'AccessDenied') + element('Message', `The embedded S3 answers local clients only: ${why}.`),
+    false,
+  );
+}
 
 /** `/key` on host `<bucket>.localhost` is `/<bucket>/key`; anything else is already path-style. */
 export function pathStyle(host: string | undefined, path: string): string {
@@ -225,10 +239,12 @@ export function serveS3Api(
       refuseRequest(req, res, new S3Error('InvalidRequest', 400, badHost));
       return;
     }
-    if (!isLoopbackRequest(req)) {
+    const refused = localRefusal(req);
+    if (refused !== null) {
       req.resume();
-      res.writeHead(403, { 'content-type': 'application/xml', 'content-length': ACCESS_DENIED.length, ...INERT });
-      res.end(ACCESS_DENIED);
+      const body = accessDenied(refused);
+      res.writeHead(403, { 'content-type': 'application/xml', 'content-length': body.length, ...INERT });
+      res.end(body);
       return;
     }
     // A transfer coding other than chunked (`gzip, chunked`, `identity`): S3's 501 for a header it does not honour.

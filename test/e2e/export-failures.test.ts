@@ -77,7 +77,14 @@ describe('S3 refuses the export at the end of a conversation', () => {
     expect(envelope.conversation.webhook_context.delivery_status).toBe('delivered');
 
     // Logged and counted once; the completion is logged once, not once per Export retry.
-    expect(capture.events(id).filter((e) => e.event_type === EXPORT_DEFERRED_EVENT)).toHaveLength(1);
+    // Said as it is when logged: the closing run hands the record to QueueFailedExport next (before: "queued to be
+    // exported later", also when the queue then refused it).
+    expect(capture.events(id).filter((e) => e.event_type === EXPORT_DEFERRED_EVENT)).toEqual([
+      expect.objectContaining({
+        message:
+          'Conversation export failed; the record is queued next (QueueFailedExport): a refusal there is logged as WEBHOOK_CONVERSATION_UNSAVED',
+      }),
+    ]);
     expect(capture.events(id).filter((e) => e.event_type === 'WEBHOOK_CONVERSATION_COMPLETED')).toHaveLength(1);
     expect(capture.events(id).filter((e) => e.event_type === 'WEBHOOK_CONVERSATION_EXPORTED')).toHaveLength(0);
     expect(capture.metrics().some((m) => m[EXPORT_DEFERRED_METRIC] === 1)).toBe(true);
@@ -175,10 +182,16 @@ describe('S3 refuses the export at the end of a conversation', () => {
 
   it('failed delivery too → one envelope (the delivery), whose redelivery delivers and exports', async () => {
     world.receiver.reply(503, 503, 503, 503);
-    const { res } = await postWhileS3Refuses();
+    const { res, capture } = await postWhileS3Refuses();
     expect(res.status).toBe(200);
     expect(res.body.tracking.delivery_status).toBe('retrying');
     const id = res.body.conversation_id as string;
+    expect(capture.events(id).filter((e) => e.event_type === EXPORT_DEFERRED_EVENT)).toEqual([
+      expect.objectContaining({
+        message:
+          "Conversation export failed; its failed delivery's envelope holds the record: its redelivery or redrive exports it",
+      }),
+    ]);
     expect(await statePath(id)).toEqual([
       'Validate',
       'IsRequestValid',
@@ -213,9 +226,20 @@ describe('S3 refuses the export at the end of a conversation', () => {
     world.receiver.reset();
 
     process.env.CONVERSATION_EXPORT_S3_BUCKET = 'bucket-that-does-not-exist';
-    const first = await world.gateway.redelivery.redrive(id);
-    process.env.CONVERSATION_EXPORT_S3_BUCKET = world.gateway.bucket;
+    const capture = captureJsonLines();
+    let first: Awaited<ReturnType<typeof world.gateway.redelivery.redrive>>;
+    try {
+      first = await world.gateway.redelivery.redrive(id);
+    } finally {
+      capture.restore();
+      process.env.CONVERSATION_EXPORT_S3_BUCKET = world.gateway.bucket;
+    }
     expect(first.status).toBe('failed');
+    expect(capture.events(id).filter((e) => e.event_type === EXPORT_DEFERRED_EVENT)).toEqual([
+      expect.objectContaining({
+        message: 'Conversation export failed; its failed-delivery envelope still owes the export',
+      }),
+    ]);
     expect(await statePath(id, 1)).toEqual([
       'IsDeliveryOwed',
       'Deliver',

@@ -1,7 +1,11 @@
 import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { DELIVERY_UNQUEUED_EVENT, RECORD_UNSAVED_EVENT } from '../../functions/domain/observability.ts';
+import {
+  DELIVERY_UNQUEUED_EVENT,
+  EXPORT_DEFERRED_EVENT,
+  RECORD_UNSAVED_EVENT,
+} from '../../functions/domain/observability.ts';
 import { folderOf, journalOf, SEED_REQUEST, startWorld, type TestWorld } from '../support/gateway.ts';
 import { captureJsonLines } from '../support/log-capture.ts';
 
@@ -112,7 +116,16 @@ describe('no answer lost after the agent answered', () => {
     world.agent.behave(() => ({ payload: ANSWER }));
     world.receiver.reply(410);
     queueDown();
-    const { res, capture } = await postCapturingLogs(SEED_REQUEST);
+    const printed = vi.spyOn(console, 'error').mockImplementation(() => undefined);
+    let posted: Awaited<ReturnType<typeof postCapturingLogs>>;
+    let printedLines: string[];
+    try {
+      posted = await postCapturingLogs(SEED_REQUEST);
+    } finally {
+      printedLines = printed.mock.calls.map((c) => String(c[0]));
+      printed.mockRestore();
+    }
+    const { res, capture } = posted;
     expect(res.status).toBe(200);
     expect(res.body.response).toEqual(ANSWER);
     expect(res.body.tracking.delivery_status).toBe('failed');
@@ -142,6 +155,10 @@ describe('no answer lost after the agent answered', () => {
         error: 'SQS.SqsException',
         recover: `deliveries resend ${id}`,
       }),
+    ]);
+    // And the local gateway's operator says so (before: only that line of .data/logs/handlers.jsonl did).
+    expect(printedLines.filter((line) => line.includes(id))).toEqual([
+      `webhook-gateway: conversation ${id}: its delivery failed and the failed-delivery store refused it (SQS.SqsException: Service Unavailable): no automatic attempt follows; deliver it with: webhook-gateway deliveries resend ${id}`,
     ]);
     world.gateway.failedDeliveries.sendMessage = send;
     world.receiver.reply(200);
@@ -184,11 +201,20 @@ describe('no answer lost after the agent answered', () => {
     expect(envelope.conversation.conversation.turns.at(-1)!.data).toEqual(ANSWER);
   });
 
-  it('S3 and SQS both down: 200 with the answer and conversation_id; the whole record logged once as WEBHOOK_CONVERSATION_UNSAVED', async () => {
+  it('S3 and SQS both down: 200 with the answer and conversation_id; the whole record logged once as WEBHOOK_CONVERSATION_UNSAVED, and the gateway says so', async () => {
     world.agent.behave(() => ({ payload: ANSWER }));
     s3Down();
     queueDown();
-    const { res, capture } = await postCapturingLogs(SEED_REQUEST);
+    const printed = vi.spyOn(console, 'error').mockImplementation(() => undefined);
+    let posted: Awaited<ReturnType<typeof postCapturingLogs>>;
+    let printedLines: string[];
+    try {
+      posted = await postCapturingLogs(SEED_REQUEST);
+    } finally {
+      printedLines = printed.mock.calls.map((c) => String(c[0]));
+      printed.mockRestore();
+    }
+    const { res, capture } = posted;
     expect(res.status).toBe(200);
     expect(res.body.response).toEqual(ANSWER);
     const id = res.body.conversation_id as string;
@@ -213,6 +239,15 @@ describe('no answer lost after the agent answered', () => {
     expect(unsaved[0]!.record.conversation.turns.at(-1).data).toEqual(ANSWER);
     expect(await world.listKeys(folderOf(id))).toEqual([]);
     expect(await world.gateway.failedDeliveries.get(id)).toBeNull();
+    // Before: the deferred line said "queued to be exported later" though the queue was still to be asked (and then
+    // refused), and the terminal said nothing: the record's only copy was a line of .data/logs/handlers.jsonl.
+    const deferred = capture.events(id).filter((l) => l.event_type === EXPORT_DEFERRED_EVENT);
+    expect(deferred.map((l) => l.message)).toEqual([
+      'Conversation export failed; the record is queued next (QueueFailedExport): a refusal there is logged as WEBHOOK_CONVERSATION_UNSAVED',
+    ]);
+    expect(printedLines.filter((line) => line.includes(id))).toEqual([
+      `webhook-gateway: conversation ${id}: its record is only in the handlers' log: S3 refused its export, then the failed-delivery store refused it (SQS.SqsException: Service Unavailable). The record is the \`record\` of its WEBHOOK_CONVERSATION_UNSAVED line in ${path.join(world.dataDir, 'logs', 'handlers.jsonl')}; export it by hand once S3 takes it (docs/operations.md)`,
+    ]);
   });
 
   it.each([

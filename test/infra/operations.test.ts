@@ -174,7 +174,11 @@ describe('alarms', () => {
   });
 
   it.each([
-    ['ExportsDeferred', 'Webhook.export_deferred', /failed-delivery queue as export-only envelopes/],
+    [
+      'ExportsDeferred',
+      'Webhook.export_deferred',
+      /failed-delivery queue as export-only envelopes.*one the queue refused too is counted by RecordsOnlyInLogs/,
+    ],
     ['DeliveriesUnqueued', 'Webhook.delivery_unqueued', /no automatic attempt follows.*deliveries resend <id> --aws/],
   ])(
     '%s fires on any count of %s (an export S3 refused; a delivery the queue refused), with the service and stack dimensions',

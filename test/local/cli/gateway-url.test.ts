@@ -3,7 +3,8 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { GATEWAY_ANSWER_MS } from '../../../local/cli/deliveries.ts';
 import { CliError, gatewayUrl } from '../../../local/cli/shared.ts';
 import { LocalFailedDeliveryStore } from '../../../local/store/failed-delivery-store.ts';
 import { pendingEnvelope } from '../../support/aws-fixtures.ts';
@@ -62,6 +63,35 @@ describe('the gateway URL of the CLI', () => {
       );
     } finally {
       other.close();
+    }
+  });
+
+  it('a gateway that takes the resend and never answers (suspended with Ctrl-Z, hung) is said so after 150 s, not "not running" after 5 minutes', async () => {
+    let taken = 0;
+    const hung = createServer(() => {
+      taken += 1; // never answered
+    });
+    await new Promise<void>((r) => hung.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(hung.address() as AddressInfo).port}`;
+    const id = 'webhook_20261203_014742_testing_phase3valid_c65swbapsr';
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      const ran = runMain(['deliveries', 'resend', id, '--url', url], { LOCAL_DATA_DIR: dataDir });
+      await vi.waitFor(() => expect(taken).toBe(1), { timeout: 10_000, interval: 20 });
+      await vi.advanceTimersByTimeAsync(GATEWAY_ANSWER_MS - 1);
+      expect(await Promise.race([ran.then(() => 'ended'), Promise.resolve('waiting')])).toBe('waiting');
+      await vi.advanceTimersByTimeAsync(1);
+      const result = await ran;
+      expect(result.code).toBe(1);
+      expect(result.stderr).toMatch(
+        new RegExp(
+          `^webhook-gateway: the gateway at ${url} took the resend of ${id} but did not answer within 150 s \\(suspended with Ctrl-Z, or hung\\): `,
+        ),
+      );
+    } finally {
+      vi.useRealTimers();
+      hung.closeAllConnections();
+      hung.close();
     }
   });
 

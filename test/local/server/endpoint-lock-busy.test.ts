@@ -106,3 +106,39 @@ describe('a change of a receiver whose lock another container’s writer keeps',
     expect(await readFile(lock, 'utf8')).toBe(theirs());
   });
 });
+
+/**
+ * `endpoints set <type> --url … --secret …` writes the URL, then the secrets under the secrets file's lock. When
+ * another container's writer keeps that lock, it said "the change was made (URL …), but its signing secrets were not
+ * changed: … nothing was changed; try again" and ended with exit code 1, unlike every other busy lock (75).
+ */
+describe('a `set --url … --secret` whose secrets file lock another container’s writer keeps', () => {
+  it('says what was made and what was not, and ends with exit code 75: the same command again makes the rest', async () => {
+    const secretsLock = path.join(world.dataDir, 'delivery-signing-secrets.json.lock');
+    const before = await readFile(path.join(world.dataDir, 'delivery-signing-secrets.json'), 'utf8');
+    await writeFile(secretsLock, theirs());
+    const now = new Date();
+    await utimes(secretsLock, now, now);
+    looks.n = 0;
+    looks.lock = secretsLock;
+    const url = 'https://crm.example.com/hooks/general';
+    const secret = `whsec_${Buffer.alloc(32, 7).toString('base64')}`;
+    try {
+      const ran = await withTimeStill(() =>
+        runMain(['endpoints', 'set', 'general', '--url', url, '--secret', secret], { LOCAL_DATA_DIR: world.dataDir }),
+      );
+      expect(ran.code, ran.stderr).toBe(75);
+      expect(ran.stderr.split('\n').at(-2)).toBe(
+        `webhook-gateway: general: the change was made (URL ${url}), but its signing secrets were not changed: ${secretsLock} is held by another process for more than 11500 ms; run the same command again to change them`,
+      );
+      expect(await readFile(path.join(world.dataDir, 'delivery-signing-secrets.json'), 'utf8')).toBe(before);
+      const rows = (await (await fetch(`${world.gateway.url}/local/endpoints`)).json()) as {
+        webhook_type: string;
+        url: string;
+      }[];
+      expect(rows.find((r) => r.webhook_type === 'general')?.url).toBe(url);
+    } finally {
+      await rm(secretsLock, { force: true });
+    }
+  });
+});

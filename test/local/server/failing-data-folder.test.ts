@@ -5,7 +5,7 @@ import { MAX_RESTARTS, type RecoveredExecution } from '../../../local/engine/rec
 import { formatTimeline } from '../../../local/history/timeline.ts';
 import type { RequestSummary } from '../../../local/server/config.ts';
 import { runMain } from '../../support/cli.ts';
-import { folderOf, journalEntries, startWorld, type TestWorld } from '../../support/gateway.ts';
+import { folderOf, journalEntries, journalOf, startWorld, type TestWorld } from '../../support/gateway.ts';
 
 /** Export failing (an error it does not retry): a redelivery run that gets there fails, past CloseWithoutExport. */
 let exportFails = false;
@@ -224,6 +224,48 @@ describe('a data folder that fails while the gateway runs', () => {
     const again = await world.post(request, { 'idempotency-key': 'disk-full-1' });
     expect(again.status).toBe(200);
     expect(again.body.tracking.delivery_status).toBe('delivered');
+  });
+
+  it('a history the full disk refused at the end of a conversation is saved before the next conversation once there is space, not only at the next start', async () => {
+    // Before: `conversations show <id>` said "no conversation <id>" (and the console's list left it out) until the
+    // gateway was started again, though the caller had its answer and the conversation was delivered and exported.
+    const save = world.gateway.executions.save.bind(world.gateway.executions);
+    const refused = vi
+      .spyOn(world.gateway.executions, 'save')
+      .mockImplementationOnce(async () => {
+        throw noSpace('write', path.join(world.dataDir, 'executions'));
+      })
+      .mockImplementation(save);
+    const printed = vi.spyOn(console, 'error').mockImplementation(() => undefined);
+    const cli = (args: string[]) => runMain(args, { LOCAL_DATA_DIR: world.dataDir, GATEWAY_URL: world.gateway.url });
+    try {
+      const first = await world.post(request);
+      expect(first.status).toBe(200);
+      const id = first.body.conversation_id as string;
+      expect(String(printed.mock.calls.at(-1)?.[0])).toMatch(
+        new RegExp(
+          `^webhook-gateway: the history of execution (\\S+) \\(conversation ${id}\\) could not be saved; it is saved once the data folder takes writes again \\(before the next conversation\\), or rebuilt from the journal at the next start: ENOSPC`,
+        ),
+      );
+      const name = /history of execution (\S+)/.exec(String(printed.mock.calls.at(-1)?.[0]))![1]!;
+      expect((await cli(['conversations', 'show', id])).code).toBe(1);
+
+      const next = await world.post(request);
+      expect(next.status).toBe(200);
+      expect(printed).toHaveBeenCalledWith(
+        `webhook-gateway: the history of execution ${name} (conversation ${id}) is saved now that the data folder takes writes again`,
+      );
+      const shown = await cli(['conversations', 'show', id]);
+      expect(shown.code, shown.stderr).toBe(0);
+      expect(shown.stdout).toMatch(new RegExp(`^conversation ${id}\n`));
+      expect(shown.stdout).toMatch(/status {5}completed {3}delivery delivered/);
+      // Ended in the journal: the next start does not rebuild it a second time.
+      expect((await journalOf(world, name)).some((e) => e.k === 'end')).toBe(true);
+      expect(refused).toHaveBeenCalledTimes(3); // the refused save, the one before `next`, next's own
+    } finally {
+      printed.mockRestore();
+      refused.mockRestore();
+    }
   });
 
   it('a disk that fills up once the agent has answered: 503 STORAGE_UNAVAILABLE, not a 500 that hides why', async () => {

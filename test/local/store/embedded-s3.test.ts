@@ -605,6 +605,28 @@ describe('reads, conditions, copies, deletes', () => {
     expect((await text(overHttp, 'read/doc.txt')).body).toBe('0123456789');
   });
 
+  it('says why it refused: the Host it was sent to, or the page that sent it (not "Host …" for a page of a dev server)', async () => {
+    // Before: one message for both, "answers local clients only (Host 127.0.0.1, localhost or <bucket>.localhost)",
+    // which sent the developer of a page on http://localhost:5173 looking at a Host that was right.
+    const url = new URL(s3.endpoint);
+    const refusal = (headers: Record<string, string>) =>
+      new Promise<string>((resolve, reject) => {
+        request({ host: url.hostname, port: url.port, path: `/${BUCKET}/read/doc.txt`, headers }, (res) => {
+          let body = '';
+          res.on('data', (c: Buffer) => (body += c.toString()));
+          res.on('end', () => resolve(`${res.statusCode} ${/<Message>(.*)<\/Message>/.exec(body)?.[1]}`));
+        })
+          .on('error', reject)
+          .end();
+      });
+    expect(await refusal({ host: `127.0.0.1:${url.port}`, origin: 'http://localhost:5173' })).toBe(
+      `403 The embedded S3 answers local clients only: from a browser, pages of its own origin (http://127.0.0.1:${url.port}) only, not a page of &quot;http://localhost:5173&quot;.`,
+    );
+    expect(await refusal({ host: `attacker.example:${url.port}` })).toBe(
+      `403 The embedded S3 answers local clients only: requests addressed to 127.0.0.1, localhost, &lt;bucket&gt;.localhost or [::1], not to &quot;attacker.example:${url.port}&quot;.`,
+    );
+  });
+
   it('a symbolic link under the bucket leads nowhere: not served, listed, written through or deleted through', async () => {
     const outside = await mkdtemp(path.join(tmpdir(), 'embedded-s3-outside-'));
     try {
