@@ -428,8 +428,9 @@ describe("each function's bundle, split in chunks", () => {
       // +0.2 KB (perf23, lockwait23, budget23): the attempt log kept as appended; the lock wait's deadline; a
       // redelivery's Export works to its run's deadline (started_at + 59 s).
       // +~2 KB (slim24): the record as the workflow's state carries it, and read back whole (leanRecord / fullRecord,
-      // functions/domain/conversation.ts; docs/performance.md §4): measured 331.4 KB.
-      export: 332,
+      // functions/domain/conversation.ts; docs/performance.md §4): measured 331.4 KB. +0.7 KB (audit24): the export
+      // deferred line says what is true when it is logged (queued next, in an envelope, or owed by a redelivery).
+      export: 333,
       // +0.5 KB: the local status files' adapter (bundled with its store) gained what recovery needs of it.
       // +0.6 KB: it answers 504 TIMEOUT itself before its Lambda timeout (a slow read).
       // +0.4 KB: it answers 503 STORAGE_UNAVAILABLE itself when its read fails (not API Gateway's bare 502).
