@@ -492,6 +492,12 @@ describe('withFileLock', () => {
       let tries = 0;
       beforeLink.hook = async (target) => {
         if (target !== lock) return;
+        // Taken 0.5 s before the first try, on the test's still clock: its age at each look does not depend on when
+        // writeFile ran (its mtime, in fractions of a ms, could fall after a still clock's whole ms: then 12 tries).
+        if (tries === 0) {
+          const takenAt = new Date(Date.now() - 500);
+          await utimes(lock, takenAt, takenAt);
+        }
         tries += 1;
         vi.setSystemTime(Date.now() + 1_000);
       };
