@@ -104,6 +104,16 @@ async function postCapturingLogs(body: unknown) {
   }
 }
 
+/** postCapturingLogs, with the lines the gateway printed for the operator (console.error) meanwhile. */
+async function postCapturingLogsAndLines(body: unknown) {
+  const printed = vi.spyOn(console, 'error').mockImplementation(() => undefined);
+  try {
+    return { ...(await postCapturingLogs(body)), printedLines: printed.mock.calls.map((c) => String(c[0])) };
+  } finally {
+    printed.mockRestore();
+  }
+}
+
 const ANSWER = { response: 'Top deals closing this quarter: Acme Corp renewal ($120,000, 80%).' };
 /** What the caller gets when an empty answer is refused (by Classify, Deliver or Export). */
 const EMPTY_ANSWER_REFUSED = {
@@ -116,16 +126,7 @@ describe('no answer lost after the agent answered', () => {
     world.agent.behave(() => ({ payload: ANSWER }));
     world.receiver.reply(410);
     queueDown();
-    const printed = vi.spyOn(console, 'error').mockImplementation(() => undefined);
-    let posted: Awaited<ReturnType<typeof postCapturingLogs>>;
-    let printedLines: string[];
-    try {
-      posted = await postCapturingLogs(SEED_REQUEST);
-    } finally {
-      printedLines = printed.mock.calls.map((c) => String(c[0]));
-      printed.mockRestore();
-    }
-    const { res, capture } = posted;
+    const { res, capture, printedLines } = await postCapturingLogsAndLines(SEED_REQUEST);
     expect(res.status).toBe(200);
     expect(res.body.response).toEqual(ANSWER);
     expect(res.body.tracking.delivery_status).toBe('failed');
@@ -205,16 +206,7 @@ describe('no answer lost after the agent answered', () => {
     world.agent.behave(() => ({ payload: ANSWER }));
     s3Down();
     queueDown();
-    const printed = vi.spyOn(console, 'error').mockImplementation(() => undefined);
-    let posted: Awaited<ReturnType<typeof postCapturingLogs>>;
-    let printedLines: string[];
-    try {
-      posted = await postCapturingLogs(SEED_REQUEST);
-    } finally {
-      printedLines = printed.mock.calls.map((c) => String(c[0]));
-      printed.mockRestore();
-    }
-    const { res, capture } = posted;
+    const { res, capture, printedLines } = await postCapturingLogsAndLines(SEED_REQUEST);
     expect(res.status).toBe(200);
     expect(res.body.response).toEqual(ANSWER);
     const id = res.body.conversation_id as string;
