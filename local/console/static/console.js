@@ -11,7 +11,12 @@
   let version = body.dataset.version || '';
   /** What "live" follows on this page, as the server titled it (the Endpoints page: its receivers, not conversations). */
   const liveTitle = live ? live.title : '';
-  let refreshing = false;
+  /**
+   * The refresh under way, or null. A press's refresh asked meanwhile runs after it: the one under way (the live poll's)
+   * may have fetched the page before the press was answered, and would leave the page as it was before the press until
+   * the next change. A live refresh asked meanwhile is dropped (the next poll asks again).
+   */
+  let refreshing = null;
   /**
    * The page's content as the server last rendered it (as the browser writes it out): a fresh fragment the same is not
    * swapped in again (nothing it shows changed).
@@ -86,71 +91,77 @@
    * button's refresh always swaps: the button pressed is put back as the page has it).
    */
   async function refresh(from = document.activeElement, live = false) {
-    if (refreshing || !body.dataset.fragmentSrc) return;
-    const focus = focusTarget(from);
-    refreshing = true;
-    try {
-      const { response, text } = await getWithin(body.dataset.fragmentSrc, REFRESH_ANSWER_MS);
-      // 404, 500 and an HTML 503 are pages of the console too (not found; could not be built, and why; its data folder
-      // refused a read, out of file descriptors among others, and what to do): shown as they come. The gateway's own
-      // 503 while it starts or stops (JSON: STARTING, STOPPING) is no page: the page stays as it is.
-      const html = /^text\/html/.test(response.headers.get('content-type') ?? '');
-      const consolePage = response.status === 404 || response.status === 500 || (response.status === 503 && html);
-      if (!response.ok && !consolePage) throw new Error(`HTTP ${response.status}`);
-      // Nothing it shows changed (a conversation the page does not list, a run's next state): left as it is, what
-      // the reader selected or scrolled to too.
-      const fresh = document.createElement('template');
-      fresh.innerHTML = text;
-      if (live && fresh.innerHTML === shown) return;
-      shown = fresh.innerHTML;
-      // What the reader opened or closed stays so: an export document (by file), a receiver's answer (by attempt), a
-      // receiver's last error (by type), the Analytics page's table per hour (data-keep).
-      const kept = 'details[data-file], details[data-attempt], details[data-receiver-error], details[data-keep]';
-      const keyOf = (d) =>
-        d.dataset.file
-          ? `file:${d.dataset.file}`
-          : d.dataset.attempt
-            ? `attempt:${d.dataset.attempt}`
-            : d.dataset.keep
-              ? `keep:${d.dataset.keep}`
-              : `receiver:${d.dataset.receiverError}`;
-      const was = new Map([...content.querySelectorAll(kept)].map((d) => [keyOf(d), d.open]));
-      // What the operator typed and has not submitted stays too: a recover form's since field (another type's Pause
-      // refreshes the page), the list's filters.
-      const typedKey = (i) => (i.dataset.type ? `since:${i.dataset.type}` : `filter:${i.name}`);
-      const typedFields = 'input[name="since"][data-type], #filters input[name]';
-      const typed = new Map(
-        [...content.querySelectorAll(typedFields)]
-          .filter((i) => i.value !== i.defaultValue)
-          .map((i) => [typedKey(i), { value: i.value, invalid: i.getAttribute('aria-invalid') }]),
-      );
-      // A planned recover stays offered, as planned (a delivery meanwhile refreshes the Endpoints page).
-      const planned = new Map(
-        [...content.querySelectorAll('button[data-recover]')]
-          .filter((b) => !b.hidden)
-          .map((b) => [b.dataset.recover, b]),
-      );
-      content.innerHTML = text;
-      for (const button of content.querySelectorAll('button[data-recover]')) {
-        const was = planned.get(button.dataset.recover);
-        if (!was) continue;
-        button.replaceWith(was);
-      }
-      for (const d of content.querySelectorAll(kept)) {
-        const open = was.get(keyOf(d));
-        if (open !== undefined) d.open = open;
-      }
-      for (const input of content.querySelectorAll(typedFields)) {
-        const entry = typed.get(typedKey(input));
-        if (!entry) continue;
-        input.value = entry.value;
-        if (entry.invalid) input.setAttribute('aria-invalid', entry.invalid);
-      }
-      if (focus) content.querySelector(focus)?.focus();
-      body.dataset.refreshedAt = new Date().toISOString();
-    } finally {
-      refreshing = false;
+    if (!body.dataset.fragmentSrc) return;
+    while (refreshing) {
+      if (live) return;
+      await refreshing.catch(() => {});
     }
+    refreshing = swapFresh(from, live);
+    try {
+      await refreshing;
+    } finally {
+      refreshing = null;
+    }
+  }
+
+  async function swapFresh(from, live) {
+    const focus = focusTarget(from);
+    const { response, text } = await getWithin(body.dataset.fragmentSrc, REFRESH_ANSWER_MS);
+    // 404, 500 and an HTML 503 are pages of the console too (not found; could not be built, and why; its data folder
+    // refused a read, out of file descriptors among others, and what to do): shown as they come. The gateway's own
+    // 503 while it starts or stops (JSON: STARTING, STOPPING) is no page: the page stays as it is.
+    const html = /^text\/html/.test(response.headers.get('content-type') ?? '');
+    const consolePage = response.status === 404 || response.status === 500 || (response.status === 503 && html);
+    if (!response.ok && !consolePage) throw new Error(`HTTP ${response.status}`);
+    // Nothing it shows changed (a conversation the page does not list, a run's next state): left as it is, what
+    // the reader selected or scrolled to too.
+    const fresh = document.createElement('template');
+    fresh.innerHTML = text;
+    if (live && fresh.innerHTML === shown) return;
+    shown = fresh.innerHTML;
+    // What the reader opened or closed stays so: an export document (by file), a receiver's answer (by attempt), a
+    // receiver's last error (by type), the Analytics page's table per hour (data-keep).
+    const kept = 'details[data-file], details[data-attempt], details[data-receiver-error], details[data-keep]';
+    const keyOf = (d) =>
+      d.dataset.file
+        ? `file:${d.dataset.file}`
+        : d.dataset.attempt
+          ? `attempt:${d.dataset.attempt}`
+          : d.dataset.keep
+            ? `keep:${d.dataset.keep}`
+            : `receiver:${d.dataset.receiverError}`;
+    const was = new Map([...content.querySelectorAll(kept)].map((d) => [keyOf(d), d.open]));
+    // What the operator typed and has not submitted stays too: a recover form's since field (another type's Pause
+    // refreshes the page), the list's filters.
+    const typedKey = (i) => (i.dataset.type ? `since:${i.dataset.type}` : `filter:${i.name}`);
+    const typedFields = 'input[name="since"][data-type], #filters input[name]';
+    const typed = new Map(
+      [...content.querySelectorAll(typedFields)]
+        .filter((i) => i.value !== i.defaultValue)
+        .map((i) => [typedKey(i), { value: i.value, invalid: i.getAttribute('aria-invalid') }]),
+    );
+    // A planned recover stays offered, as planned (a delivery meanwhile refreshes the Endpoints page).
+    const planned = new Map(
+      [...content.querySelectorAll('button[data-recover]')].filter((b) => !b.hidden).map((b) => [b.dataset.recover, b]),
+    );
+    content.innerHTML = text;
+    for (const button of content.querySelectorAll('button[data-recover]')) {
+      const was = planned.get(button.dataset.recover);
+      if (!was) continue;
+      button.replaceWith(was);
+    }
+    for (const d of content.querySelectorAll(kept)) {
+      const open = was.get(keyOf(d));
+      if (open !== undefined) d.open = open;
+    }
+    for (const input of content.querySelectorAll(typedFields)) {
+      const entry = typed.get(typedKey(input));
+      if (!entry) continue;
+      input.value = entry.value;
+      if (entry.invalid) input.setAttribute('aria-invalid', entry.invalid);
+    }
+    if (focus) content.querySelector(focus)?.focus();
+    body.dataset.refreshedAt = new Date().toISOString();
   }
 
   /** How often the page asks whether anything changed while the gateway answers, ms. */
