@@ -13,21 +13,11 @@ import { ageHistories, saveKeyedHistory } from '../../support/history-reads.ts';
 import { anotherHost } from '../../support/pid-namespaces.ts';
 import { withTimeStill } from '../../support/time.ts';
 
-/** Each look at the index's lock (the link that would take it): its holder touches it, and the clock moves on 500 ms. */
-const looks = vi.hoisted(() => ({ n: 0, holding: false }));
-vi.mock('node:fs/promises', async (importOriginal) => {
-  const fsp = await importOriginal<typeof import('node:fs/promises')>();
-  const link = async (existing: string, target: string) => {
-    if (looks.holding && String(target).endsWith('conversations.json.lock')) {
-      looks.n += 1;
-      vi.setSystemTime(Date.now() + 500);
-      const now = new Date();
-      await fsp.utimes(target, now, now);
-    }
-    return fsp.link(existing, target);
-  };
-  return { ...fsp, link, default: { ...fsp, link } };
-});
+/** Each look at the index's lock: its holder touches it, the clock moves on 500 ms (test/support/held-lock.ts). */
+const looks = vi.hoisted(() => ({ n: 0, lock: '' }));
+vi.mock('node:fs/promises', async (importOriginal) =>
+  (await import('../../support/held-lock.ts')).withHeldLock(await importOriginal(), looks),
+);
 
 /**
  * The summary index's lock held by a process of another pid namespace (a `conversations list` in a container sharing
@@ -50,7 +40,7 @@ async function plantLock(): Promise<void> {
   const now = new Date();
   await utimes(lockFile(), now, now);
   looks.n = 0;
-  looks.holding = true;
+  looks.lock = lockFile();
 }
 
 beforeAll(async () => {
@@ -60,7 +50,7 @@ beforeAll(async () => {
   await ageHistories(store, ids);
 });
 afterAll(async () => {
-  looks.holding = false;
+  looks.lock = '';
   await rm(dataDir, { recursive: true, force: true });
 });
 
@@ -93,7 +83,7 @@ describe('a listing while another containerâ€™s process holds the summary indexâ
     expect(existsSync(indexFile())).toBe(false);
 
     // Its holder is done: the gateway's retry (off any request) writes what the listing learnt.
-    looks.holding = false;
+    looks.lock = '';
     await unlink(lockFile());
     expect(retries.map((r) => r.ms)).toEqual([1_000]);
     await retries[0]!.retry();
@@ -106,7 +96,7 @@ describe('a listing while another containerâ€™s process holds the summary indexâ
     await rm(indexFile(), { force: true });
     await plantLock();
     const listed = await withTimeStill(() => runMain(['conversations', 'list', '--json'], { LOCAL_DATA_DIR: dataDir }));
-    looks.holding = false;
+    looks.lock = '';
     expect(listed.code, listed.stderr).toBe(0);
     expect((JSON.parse(listed.stdout) as { conversation_id: string }[]).length).toBe(COUNT);
     expect(looks.n).toBe(5);

@@ -6,21 +6,11 @@ import { startWorld, type TestWorld } from '../../support/gateway.ts';
 import { anotherHost } from '../../support/pid-namespaces.ts';
 import { withTimeStill } from '../../support/time.ts';
 
-/** Each look at the receiver's lock (the link that would take it): its holder touches it, the clock moves on 500 ms. */
+/** Each look at the receiver's lock: its holder touches it, the clock moves on 500 ms (test/support/held-lock.ts). */
 const looks = vi.hoisted(() => ({ n: 0, lock: '' }));
-vi.mock('node:fs/promises', async (importOriginal) => {
-  const fsp = await importOriginal<typeof import('node:fs/promises')>();
-  const link = async (existing: string, target: string) => {
-    if (looks.lock !== '' && String(target) === looks.lock) {
-      looks.n += 1;
-      vi.setSystemTime(Date.now() + 500);
-      const now = new Date();
-      await fsp.utimes(target, now, now);
-    }
-    return fsp.link(existing, target);
-  };
-  return { ...fsp, link, default: { ...fsp, link } };
-});
+vi.mock('node:fs/promises', async (importOriginal) =>
+  (await import('../../support/held-lock.ts')).withHeldLock(await importOriginal(), looks),
+);
 
 /**
  * A receiver's lock (`deliveries/endpoints/<type>.json.lock`) held by a writer in another container sharing the data
