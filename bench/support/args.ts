@@ -55,7 +55,7 @@ export function parseCounts<const N extends string>(
 /** A script's one optional count (`npx tsx bench/chaos-kill9.ts [kills=30]`): `parseCounts` of one. */
 export function parseCount(args: string[], fallback: number, name: string): number | 'help' {
   const parsed = parseCounts(args, [{ name, fallback }]);
-  return parsed === 'help' ? 'help' : parsed[name];
+  return parsed === 'help' ? 'help' : parsed[name]!;
 }
 
 /** Run `parse`; on `--help` print the usage and exit 0, on a bad argument say so with the usage and exit 2. */
