@@ -19,9 +19,16 @@ import path from 'node:path';
 import { monitorEventLoopDelay, performance as perf } from 'node:perf_hooks';
 import { startEmbeddedS3 } from '../local/store/embedded-s3.ts';
 import { censusOfFolder } from '../local/store/file-writer.ts';
+import { argsOrExit, parseCounts } from './support/args.ts';
 
 const BUCKET = 'big-folder-bench';
-const keys = Number(process.argv[2] ?? 100_000);
+const ARGS = process.argv.slice(2);
+/** `[keys] census`: the folder's census alone (censusOnly). */
+const CENSUS = ARGS.at(-1) === 'census';
+const { keys } = argsOrExit(
+  () => parseCounts(CENSUS ? ARGS.slice(0, -1) : ARGS, [{ name: 'keys', fallback: 100_000 }]),
+  'usage: node --import tsx bench/s3-big-folder.ts [keys=100000] [census]   (docs/performance.md §2)',
+);
 const nameOf = (n: number) => `obj-${String(n).padStart(7, '0')}.json`;
 
 const dir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-bench-big-folder-'));
@@ -46,7 +53,7 @@ async function censusOnly(): Promise<void> {
     );
   }
 }
-if (process.argv[3] === 'census') {
+if (CENSUS) {
   try {
     await censusOnly();
   } finally {

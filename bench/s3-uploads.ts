@@ -14,10 +14,17 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { monitorEventLoopDelay, performance as perf } from 'node:perf_hooks';
 import { startEmbeddedS3 } from '../local/store/embedded-s3.ts';
+import { argsOrExit, parseCounts } from './support/args.ts';
 
 const BUCKET = 'uploads-bench';
-const uploads = Number(process.argv[2] ?? 10_000);
-const pageSize = Number(process.argv[3] ?? 1_000);
+const { uploads, page: pageSize } = argsOrExit(
+  () =>
+    parseCounts(process.argv.slice(2), [
+      { name: 'uploads', fallback: 10_000 },
+      { name: 'page', fallback: 1_000 },
+    ]),
+  'usage: node --import tsx bench/s3-uploads.ts [uploads=10000] [page=1000]   (docs/performance.md §2)',
+);
 
 const dir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-bench-uploads-'));
 try {

@@ -30,16 +30,32 @@ export function parseBenchArgs(args: string[]): BenchArgs {
 }
 
 /**
- * A script's one optional count (`npx tsx bench/chaos-kill9.ts [kills=30]`): a positive whole number, `fallback`
- * without one, or `help`.
+ * A script's optional counts, in order (`node --import tsx bench/s3-uploads.ts [uploads] [page]`): each a positive
+ * whole number, its fallback when not given; or `help`.
  */
-export function parseCount(args: string[], fallback: number, name: string): number | 'help' {
+export function parseCounts<const N extends string>(
+  args: string[],
+  counts: readonly { name: N; fallback: number }[],
+): Record<N, number> | 'help' {
   if (args.includes('--help') || args.includes('-h')) return 'help';
-  if (args.length > 1) throw new UsageError(`takes at most one argument, ${name}; got ${args.join(' ')}`);
-  if (args.length === 0) return fallback;
-  const [arg] = args as [string];
-  if (!/^[1-9]\d*$/.test(arg)) throw new UsageError(`${name} must be a positive whole number; got "${arg}"`);
-  return Number(arg);
+  if (args.length > counts.length) {
+    const most = counts.length === 1 ? 'one argument' : `${counts.length} arguments`;
+    throw new UsageError(`takes at most ${most}, ${counts.map((c) => c.name).join(' and ')}; got ${args.join(' ')}`);
+  }
+  const parsed = {} as Record<N, number>;
+  counts.forEach(({ name, fallback }, i) => {
+    const arg = args[i];
+    if (arg !== undefined && !/^[1-9]\d*$/.test(arg))
+      throw new UsageError(`${name} must be a positive whole number; got "${arg}"`);
+    parsed[name] = arg === undefined ? fallback : Number(arg);
+  });
+  return parsed;
+}
+
+/** A script's one optional count (`npx tsx bench/chaos-kill9.ts [kills=30]`): `parseCounts` of one. */
+export function parseCount(args: string[], fallback: number, name: string): number | 'help' {
+  const parsed = parseCounts(args, [{ name, fallback }]);
+  return parsed === 'help' ? 'help' : parsed[name]!;
 }
 
 /** Run `parse`; on `--help` print the usage and exit 0, on a bad argument say so with the usage and exit 2. */

@@ -7,12 +7,15 @@ import { sendTestDelivery, testDeliveryTarget } from '../../functions/shared/tes
 import { CliError, out } from './shared.ts';
 import { cell } from './table.ts';
 
-/** Send it to `url` with `secrets` (null: not known here) and print the answer; exit 0 for a 2xx, else 1. */
+/**
+ * Send it to `url` with `secrets` (null: not known here) and print the answer; exit 0 for a 2xx, else 1. `notTaken`:
+ * what to do when it was not taken, where the caller knows better than "fix the receiver".
+ */
 export async function printTestDelivery(
   type: WebhookType,
   url: string | null,
   secrets: readonly string[] | null,
-  options: { json: boolean; timeoutMs: number },
+  options: { json: boolean; timeoutMs: number; notTaken?: string },
 ): Promise<number> {
   const target = testDeliveryTarget(type, url);
   if ('refused' in target) throw new CliError(target.refused);
@@ -30,7 +33,7 @@ export async function printTestDelivery(
   out(
     result.delivered
       ? '  the receiver took it (2xx). Nothing was kept: it is no conversation, and not in the attempt log.'
-      : '  not taken; a test delivery is not retried: fix the receiver and run this again.',
+      : `  not taken; a test delivery is not retried: ${options.notTaken ?? 'fix the receiver'} and run this again.`,
   );
   return result.delivered ? 0 : 1;
 }

@@ -156,15 +156,16 @@ export async function endpointsCommand(sub: string, args: string[]): Promise<num
   if (sub === 'test') {
     const { config } = await store.get(type!);
     const secrets = await readDeliverySecrets(signingFile);
-    return printTestDelivery(
-      type!,
-      config.url ?? (await localDeployedUrls(dataDir))[type!],
-      secrets && (secrets[type!] ?? []),
-      {
-        json: values.json ?? false,
-        timeoutMs: settings().deliveryTimeoutMs,
-      },
-    );
+    const url = config.url ?? (await localDeployedUrls(dataDir))[type!];
+    // The built-in receiver is the gateway's own route: with no gateway on this folder, nothing answers there.
+    const builtIn = !running && url.endsWith(`/local/receiver/${type}`);
+    return printTestDelivery(type!, url, secrets && (secrets[type!] ?? []), {
+      json: values.json ?? false,
+      timeoutMs: settings().deliveryTimeoutMs,
+      ...(builtIn && {
+        notTaken: `its URL is the built-in receiver of a gateway not running on ${dataDir}: start it (npm start)`,
+      }),
+    });
   }
   // The file the running gateway signs with (its DELIVERY_SIGNING_SECRETS_FILE), else the one this shell names.
   const chosen = running?.delivery_secrets_file ?? deliverySecretsFileOf(dataDir) ?? undefined;

@@ -1,5 +1,8 @@
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseBenchArgs, parseCount, UsageError } from '../../bench/support/args.ts';
+import { parseBenchArgs, parseCount, parseCounts, UsageError } from '../../bench/support/args.ts';
+import { PROJECT_ROOT } from '../../local/paths.ts';
+import { runCommand } from '../support/children.ts';
 
 /** `npm run bench -- …`: checked before anything runs, so a typo never starts the 4-minute run. */
 describe('the bench arguments', () => {
@@ -41,5 +44,54 @@ describe('a script count', () => {
         new UsageError(`kills must be a positive whole number; got "${bad}"`),
       );
     expect(() => parseCount(['3', '4'], 30, 'kills')).toThrow(/at most one argument, kills/);
+  });
+});
+
+/**
+ * `node --import tsx bench/s3-uploads.ts 50000 100` and `bench/s3-big-folder.ts <keys> census` (docs/performance.md
+ * §2): before, a count that was no number ran the whole setup, then ended in a stack trace, "listed 0 uploads of NaN".
+ */
+describe('the S3 listing scripts’ counts', () => {
+  it('parseCounts takes each count in order, its fallback when not given', () => {
+    const counts = [
+      { name: 'uploads', fallback: 10_000 },
+      { name: 'page', fallback: 1_000 },
+    ] as const;
+    expect(parseCounts([], counts)).toEqual({ uploads: 10_000, page: 1_000 });
+    expect(parseCounts(['50000'], counts)).toEqual({ uploads: 50_000, page: 1_000 });
+    expect(parseCounts(['50000', '100'], counts)).toEqual({ uploads: 50_000, page: 100 });
+    expect(parseCounts(['50000', '-h'], counts)).toBe('help');
+    expect(() => parseCounts(['50000', 'ten'], counts)).toThrow(
+      new UsageError('page must be a positive whole number; got "ten"'),
+    );
+    expect(() => parseCounts(['1', '2', '3'], counts)).toThrow(
+      new UsageError('takes at most 2 arguments, uploads and page; got 1 2 3'),
+    );
+  });
+
+  const script = (name: string, args: string[]) =>
+    runCommand(process.execPath, ['--import', 'tsx', path.join('bench', name), ...args], { cwd: PROJECT_ROOT });
+
+  it('a script refuses a bad count before it writes anything: one line, the usage, exit 2', async () => {
+    const uploads = await script('s3-uploads.ts', ['ten']);
+    expect(uploads.code).toBe(2);
+    expect(uploads.stderr).toBe(
+      'uploads must be a positive whole number; got "ten"\n\n' +
+        'usage: node --import tsx bench/s3-uploads.ts [uploads=10000] [page=1000]   (docs/performance.md §2)\n',
+    );
+    const census = await script('s3-big-folder.ts', ['0', 'census']);
+    expect(census.code).toBe(2);
+    expect(census.stderr).toMatch(
+      /^keys must be a positive whole number; got "0"\n\nusage: .*\[keys=100000\] \[census\]/,
+    );
+  });
+
+  it('--help prints the usage and runs nothing', async () => {
+    const help = await script('s3-big-folder.ts', ['--help']);
+    expect(help).toEqual({
+      code: 0,
+      stdout: 'usage: node --import tsx bench/s3-big-folder.ts [keys=100000] [census]   (docs/performance.md §2)\n',
+      stderr: '',
+    });
   });
 });

@@ -1,4 +1,5 @@
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -85,6 +86,33 @@ describe('endpoints test <type>', () => {
     const endpoint = await new FileEndpointStore(path.join(dataDir, 'deliveries')).get('deal_analysis');
     expect(endpoint.health.consecutive_failures).toBe(0);
     expect((await readdir(path.join(dataDir, 'deliveries'))).sort()).toEqual(['endpoints']);
+  });
+
+  it('the built-in receiver with no gateway running: says to start the gateway, not to fix the receiver', async () => {
+    // A fresh data folder: no gateway has run on it, its receivers are the built-in ones of PORT, where none listens.
+    const fresh = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-endpoints-test-fresh-'));
+    const probe = createServer().listen(0, '127.0.0.1');
+    await new Promise((resolve) => probe.once('listening', resolve));
+    const port = String((probe.address() as { port: number }).port);
+    await new Promise((resolve) => probe.close(resolve));
+    try {
+      const result = await runMain(['endpoints', 'test', 'general'], {
+        LOCAL_DATA_DIR: fresh,
+        PORT: port,
+        GATEWAY_URL: undefined,
+        GENERAL_WEBHOOK_URL: undefined,
+      });
+      expect(result.code).toBe(1);
+      expect(result.stdout).toContain(
+        `to http://127.0.0.1:${port}/local/receiver/general (unsigned) → network error: ECONNREFUSED in `,
+      );
+      // Its last line: what to do.
+      expect(result.stdout.split('\n').at(-2)).toBe(
+        `  not taken; a test delivery is not retried: its URL is the built-in receiver of a gateway not running on ${fresh}: start it (npm start) and run this again.`,
+      );
+    } finally {
+      await rm(fresh, { recursive: true, force: true });
+    }
   });
 
   it('refuses an unknown type, and a receiver URL Deliver would not use', async () => {
