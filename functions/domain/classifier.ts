@@ -60,7 +60,10 @@ export interface Classification {
   scores: Record<WebhookType, number>;
 }
 
-/** The keywords in a text made into words (lower case, every run of other characters one space, a space each end). */
+/** The text as keywords are looked up in: lower case, every run of other characters one space, a space each end. */
+const asWords = (text: string): string => ` ${text.toLowerCase().replace(/[^a-z0-9]+/g, ' ')} `;
+
+/** The keywords in a text made into words (asWords). */
 function hits(lower: string, words: readonly string[]): string[] {
   return words.filter((w) => lower.includes(` ${w} `));
 }
@@ -69,7 +72,8 @@ export function classify(query: string, answer: string, requested?: WebhookType 
   const scores: Record<WebhookType, number> = { deal_analysis: 0, lead_analysis: 0, data_analysis: 0, general: 0 };
   const evidence: Record<string, string[]> = {};
   // Each text made into words once, not once per type (three times each: docs/performance.md §2, perf25).
-  const [queryWords, answerWords] = [query, answer].map((t) => ` ${t.toLowerCase().replace(/[^a-z0-9]+/g, ' ')} `);
+  const queryWords = asWords(query);
+  const answerWords = asWords(answer);
   for (const type of ORDER) {
     const inQuery = hits(queryWords, KEYWORDS[type]);
     const inAnswer = hits(answerWords, KEYWORDS[type]);
