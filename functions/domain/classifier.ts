@@ -60,17 +60,23 @@ export interface Classification {
   scores: Record<WebhookType, number>;
 }
 
-function hits(text: string, words: readonly string[]): string[] {
-  const lower = ` ${text.toLowerCase().replace(/[^a-z0-9]+/g, ' ')} `;
+/** The text as keywords are looked up in: lower case, every run of other characters one space, a space each end. */
+const asWords = (text: string): string => ` ${text.toLowerCase().replace(/[^a-z0-9]+/g, ' ')} `;
+
+/** The keywords in a text made into words (asWords). */
+function hits(lower: string, words: readonly string[]): string[] {
   return words.filter((w) => lower.includes(` ${w} `));
 }
 
 export function classify(query: string, answer: string, requested?: WebhookType | null): Classification {
   const scores: Record<WebhookType, number> = { deal_analysis: 0, lead_analysis: 0, data_analysis: 0, general: 0 };
   const evidence: Record<string, string[]> = {};
+  // Each text made into words once, not once per type (three times each: docs/performance.md §2, perf25).
+  const queryWords = asWords(query);
+  const answerWords = asWords(answer);
   for (const type of ORDER) {
-    const inQuery = hits(query, KEYWORDS[type]);
-    const inAnswer = hits(answer, KEYWORDS[type]);
+    const inQuery = hits(queryWords, KEYWORDS[type]);
+    const inAnswer = hits(answerWords, KEYWORDS[type]);
     scores[type] = inQuery.length * 2 + inAnswer.length;
     evidence[type] = [...inQuery.map((w) => `query:"${w}"`), ...inAnswer.map((w) => `answer:"${w}"`)];
   }

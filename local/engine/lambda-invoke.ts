@@ -170,6 +170,9 @@ function lambda(): LambdaClient {
       },
       { step: 'initialize', name: 'captureInvokeHeaders' },
     );
+    // Inert here: it adds a trace header only when the caller is itself a Lambda, which the gateway's process is not;
+    // each invoke ran it all the same (its environment reads, docs/performance.md §2, perf25).
+    client.middlewareStack.remove('recursionDetectionMiddleware');
     cachedSignalSends(client); // an invoke given its timeout's signal served by the cached stack too
     clients.set(endpoint, client);
   }

@@ -44,7 +44,7 @@ import { type EmbeddedS3, startEmbeddedS3 } from '../store/embedded-s3.ts';
 import { conversationIdOf, ExecutionStore } from '../store/execution-store.ts';
 import { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
 import { removeGatewayRuntime, writeGatewayRuntime } from '../store/gateway-runtime.ts';
-import { IN_PROCESS_S3_CLIENT_SETTINGS } from '../store/in-process-s3-transport.ts';
+import { IN_PROCESS_S3_CLIENT_SETTINGS, withoutOutboundMiddleware } from '../store/in-process-s3-transport.ts';
 import { sweepLocalHistory } from '../store/retention.ts';
 import { parseApiKeys } from './api-keys.ts';
 import {
@@ -333,7 +333,8 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     // Export's PutObjects to the embedded S3, each given its deadline's abort signal, are served by the middleware stack
     // its client resolved once (functions/shared/clients/signal-sends.ts). Loaded only now: the client's module imports
     // the Powertools set-up, which reads POWERTOOLS_TRACE_ENABLED once, at import (see the stores' import below).
-    if (s3) cachedSignalSends((await import('../../functions/shared/clients/s3.ts')).s3);
+    // And without the middleware that only matters for a request sent out of the process (the same module).
+    if (s3) cachedSignalSends(withoutOutboundMiddleware((await import('../../functions/shared/clients/s3.ts')).s3));
   } catch (error) {
     // Nothing may be left listening: the command reports the error and its process ends.
     server.close();

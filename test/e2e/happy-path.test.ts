@@ -64,6 +64,13 @@ describe('a conversation through the local engine, the real handlers, the embedd
       );
       const summary = await world.getJson(`${folderOf(id)}summary.json`); // world.s3: the SDK over HTTP
       expect(summary).toMatchObject({ conversation_id: id, delivery_status: 'delivered' });
+      // The SDK still checksums each PUT (the embedded S3 keeps the CRC32, as S3 does); what only matters for a request
+      // sent out of the process is left out: no User-Agent (docs/performance.md §2, perf25).
+      for (const [request] of handle.mock.calls) {
+        expect(request.headers['x-amz-checksum-crc32']).toMatch(/^[A-Za-z0-9+/]{6}==$/);
+        expect(request.headers['user-agent']).toBeUndefined();
+        expect(request.headers['x-amz-user-agent']).toBeUndefined();
+      }
     } finally {
       handle.mockRestore();
     }

@@ -390,8 +390,9 @@ describe("each function's bundle, split in chunks", () => {
       // functions/domain/conversation.ts; docs/performance.md §4): measured 230.2 KB.
       validate: 231,
       // +~2 KB (slim24): the record as the workflow's state carries it, and read back whole (leanRecord / fullRecord,
-      // functions/domain/conversation.ts; docs/performance.md §4): measured 42.8 KB.
-      classify: 43,
+      // functions/domain/conversation.ts; docs/performance.md §4): measured 42.8 KB. +14 bytes (perf25): the query and
+      // the answer made into words once each, not once per webhook type (functions/domain/classifier.ts): 43.01 KB.
+      classify: 43.1,
       // +1.0 KB: a rotation's secrets read again at once when the receiver's item names others (secretsFingerprint).
       // +0.6 KB: a delivery held on an in-workflow retry carries the attempts of its run so far (the attempt log read).
       // +0.5 KB: its calls and its attempt end before its own Lambda's timeout (LAMBDA_TAIL_MS), a caller waiting or not.

@@ -5,7 +5,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { postJson } from '../../../functions/shared/http-delivery.ts';
 
 /** A receiver whose answer each test chooses by path; it records what it was sent. */
@@ -20,6 +20,7 @@ const answers: Record<string, (res: ServerResponse) => void> = {
   '/cut-200': (res) => res.writeHead(200, { 'x-request-id': 'req_9' }).write('{"stored":', () => res.socket?.destroy()),
   '/cut-503': (res) => res.writeHead(503).write('overloaded, ', () => res.socket?.destroy()),
   '/trickle-200': (res) => res.writeHead(200).write('{"stored":'),
+  '/silent': () => undefined, // never answers
   '/big-headers': (res) => res.writeHead(200, { 'set-cookie': `session=${'c'.repeat(20_000)}` }).end('ok'),
   '/huge-headers': (res) => res.writeHead(200, { 'set-cookie': `session=${'c'.repeat(70_000)}` }).end('ok'),
   '/huge': (res) => {
@@ -102,6 +103,30 @@ describe('postJson (the delivery POST)', () => {
     const { attempt, response } = await postJson(`${base}/trickle-200`, '{}', {}, 1, 300);
     expect(attempt).toMatchObject({ status_code: 200, outcome: 'delivered' });
     expect(response).toMatchObject({ status: 200, body: '{"stored":', body_truncated: true });
+  });
+
+  it("the attempt's deadline runs while the POST waits, cuts it when reached, and is cleared once the answer came", async () => {
+    // Only the clock's timers are faked: the POSTs go over real sockets. Before, each attempt's deadline was
+    // AbortSignal.timeout's, which nothing could clear: it went off after every delivery, its answer long in
+    // (an abort event and a DOMException each, 3 s after each delivery: docs/performance.md §2, perf25).
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      const answered = await postJson(`${base}/ok`, '{}', {}, 1, 5_000);
+      expect(answered.attempt).toMatchObject({ status_code: 200, outcome: 'delivered' });
+      expect(vi.getTimerCount()).toBe(0);
+      const before = received.length;
+      const waiting = postJson(`${base}/silent`, '{}', {}, 2, 5_000);
+      await vi.waitFor(() => expect(received.length).toBe(before + 1), { interval: 5 });
+      expect(vi.getTimerCount()).toBe(1);
+      await vi.advanceTimersByTimeAsync(5_000);
+      const { attempt, response } = await waiting;
+      expect(attempt).toMatchObject({ attempt: 2, outcome: 'retryable', error: 'timed out after 5000 ms' });
+      expect(attempt.status_code).toBeUndefined();
+      expect(response).toBeNull();
+      expect(vi.getTimerCount()).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('a failure status whose body is cut short keeps the status, and its error says why the body ends', async () => {

@@ -10,7 +10,9 @@ import { useAsLambdaEndpoint } from '../../support/servers.ts';
  * one's headers (local/engine/lambda-invoke.ts).
  */
 let answered = 0;
+let lastHeaders: Record<string, string | string[] | undefined> = {};
 const server = createServer((req, res) => {
+  lastHeaders = req.headers;
   req.resume();
   req.on('end', () => {
     answered += 1;
@@ -41,4 +43,26 @@ it('gives every invoke its own answer headers, with and without a timeout', asyn
     ['answer 3', '3', ['3']],
     ['answer 4', '4', ['4']],
   ]);
+});
+
+it("sends no trace header of a Lambda: the gateway's process is none, whatever its environment says", async () => {
+  // The SDK's recursion detection sends _X_AMZN_TRACE_ID as X-Amzn-Trace-Id when AWS_LAMBDA_FUNCTION_NAME is set, as
+  // inside a Lambda. The engine's client runs without it (each invoke ran it for nothing: docs/performance.md §2).
+  const saved = { name: process.env.AWS_LAMBDA_FUNCTION_NAME, trace: process.env._X_AMZN_TRACE_ID };
+  process.env.AWS_LAMBDA_FUNCTION_NAME = 'some-function';
+  process.env._X_AMZN_TRACE_ID = 'Root=1-5759e988-bd862e3fe1be46a994272793;Parent=557abcec3ee5a047;Sampled=1';
+  try {
+    const out = (await invokeLambdaTask({ FunctionName: 'agent', Payload: { query: 'q' } }, 5_000)) as InvokeResult;
+    expect(out.Payload.response).toMatch(/^answer \d+$/);
+    expect(lastHeaders['x-amzn-trace-id']).toBeUndefined();
+    expect(lastHeaders.authorization).toMatch(/^AWS4-HMAC-SHA256 /); // still signed: the endpoint may be AWS's
+  } finally {
+    for (const [name, value] of [
+      ['AWS_LAMBDA_FUNCTION_NAME', saved.name],
+      ['_X_AMZN_TRACE_ID', saved.trace],
+    ] as const) {
+      if (value === undefined) delete process.env[name];
+      else process.env[name] = value;
+    }
+  }
 });
