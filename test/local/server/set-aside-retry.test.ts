@@ -13,7 +13,7 @@ import { journalOf, NO_WAIT, SEED_REQUEST, startWorld, type TestWorld } from '..
  */
 let world: TestWorld | undefined;
 // Started before the test (the hook's time only catches a hang): the first start in a process imports every stage and
-// validates the workflows, 20 s of the 30 s a test has when three runs of this file ran at once on a loaded machine.
+// validates the workflows, 15-20 s when three runs of this file ran at once at load 15.
 beforeAll(async () => {
   world = await startWorld();
 });
