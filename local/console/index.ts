@@ -221,6 +221,14 @@ const refuse: Refuse = (req, res, status, message, headers) => {
 const isFragment = (req: IncomingMessage) =>
   new URL(req.url ?? '/console', 'http://local').searchParams.get('fragment') === '1';
 
+/**
+ * The version of what a page is about to show, read before what it shows: a change meanwhile is one its live poll
+ * then sees (read beside or after it, the page could take that change as shown and leave it out until the next one).
+ * None for a fragment: the poll that asked for it keeps the version it read.
+ */
+const versionBefore = (req: IncomingMessage, read: () => Promise<string>) =>
+  isFragment(req) ? Promise.resolve('') : read();
+
 function consolePages(ctx: ConsoleContext) {
   return router(
     [
@@ -241,8 +249,8 @@ function consolePages(ctx: ConsoleContext) {
                 fragment ? body.value : page({ ...shell, version: '', versionSrc: '', fragmentSrc: '', body }),
               );
             }
-            const [v, listed, open, receivers] = await Promise.all([
-              version(ctx),
+            const v = await versionBefore(req, () => version(ctx));
+            const [listed, open, receivers] = await Promise.all([
               listedConversations(ctx, query.filter, LIST_LIMIT, query.cursor),
               openDeliveries(ctx, LIST_LIMIT),
               ctx.endpoints().catch(() => []),
@@ -264,10 +272,8 @@ function consolePages(ctx: ConsoleContext) {
         methods: {
           GET: async (req, res) => {
             const { analyticsFragment, analyticsView } = await import('./analytics.ts');
-            const [v, view] = await Promise.all([
-              version(ctx),
-              analyticsView(ctx.analytics, ctx.now?.() ?? new Date()),
-            ]);
+            const v = await versionBefore(req, () => version(ctx));
+            const view = await analyticsView(ctx.analytics, ctx.now?.() ?? new Date());
             sendPage(req, res, isFragment(req), {
               title: 'Analytics',
               current: '/console/analytics',
@@ -320,7 +326,8 @@ function consolePages(ctx: ConsoleContext) {
               return sendHtml(req, res, 404, isFragment(req) ? body.value : page(shell));
             }
             const source = canonicalSource(asked);
-            const [v, turns] = await Promise.all([version(ctx), threadConversations(ctx, source, threadId)]);
+            const v = await versionBefore(req, () => version(ctx));
+            const turns = await threadConversations(ctx, source, threadId);
             sendPage(req, res, isFragment(req), {
               title: `Thread ${threadId}`,
               version: v,
@@ -427,6 +434,7 @@ async function conversationPage(
     liveTitle: 'refreshes when this conversation changes',
     fragmentSrc: `/console/conversations/${encodeURIComponent(id)}?fragment=1`,
   };
+  const v = await versionBefore(req, () => version(ctx, id));
   // A damaged history is named, not taken for a missing one (docs/operations.md, "After a crash").
   const { executions, damaged } = await conversationExecutions(ctx, id);
   // No history kept (not yet written, or swept after LOCAL_HISTORY_DAYS): the export, the archive, may still have it
@@ -447,13 +455,12 @@ async function conversationPage(
         : page({
             ...shell,
             title: isConversationId(id) ? shell.title : 'Not found',
-            version: await version(ctx, id),
+            version: v,
             body,
           }),
     );
   }
-  const [v, stored, documents, logged, receivers] = await Promise.all([
-    version(ctx, id),
+  const [stored, documents, logged, receivers] = await Promise.all([
     storedEnvelope(ctx, id),
     exported ?? exportDocuments(ctx, id),
     ctx.attempts(id).catch(() => []),

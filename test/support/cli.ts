@@ -58,12 +58,13 @@ export function crashTestEnv(
 }
 
 /**
- * Start `webhook-gateway start` and wait until it prints its URL (killed if it has not within `timeoutMs`).
+ * Start `webhook-gateway start` and wait until it prints its URL (killed if it has not within `timeoutMs`: a hang,
+ * not a speed check; a start took 17.5 s at load 12.5, and 20 s failed a dozen crash tests at load 20-40).
  * `onSpawn` gets the process at once (a crash test may kill it while it starts).
  */
 export function startCli(
   env: Record<string, string | undefined>,
-  timeoutMs = 20_000,
+  timeoutMs = 60_000,
   onSpawn?: (child: ChildProcess) => void,
 ): Promise<{ child: ChildProcess; url: string; output: () => string }> {
   return new Promise((resolve, reject) => {

@@ -14,7 +14,8 @@
   /**
    * The refresh under way, or null. A press's refresh asked meanwhile runs after it: the one under way (the live poll's)
    * may have fetched the page before the press was answered, and would leave the page as it was before the press until
-   * the next change. A live refresh asked meanwhile is dropped (the next poll asks again).
+   * the next change. A live refresh asked meanwhile is dropped: the poll keeps the version it had, so that the next poll
+   * asks again (the one under way may have fetched the page before the change the poll saw).
    */
   let refreshing = null;
   /**
@@ -88,12 +89,13 @@
   /**
    * Swaps in the page's fresh fragment; the keyboard stays on `from` (the control pressed, else the focused one).
    * `live`: the poll's refresh, which leaves the page as it is when the fragment is the one it swapped in last (a
-   * button's refresh always swaps: the button pressed is put back as the page has it).
+   * button's refresh always swaps: the button pressed is put back as the page has it). False when a live refresh was
+   * dropped for the one under way.
    */
   async function refresh(from = document.activeElement, live = false) {
-    if (!body.dataset.fragmentSrc) return;
+    if (!body.dataset.fragmentSrc) return true;
     while (refreshing) {
-      if (live) return;
+      if (live) return false;
       await refreshing.catch(() => {});
     }
     refreshing = swapFresh(from, live);
@@ -102,6 +104,7 @@
     } finally {
       refreshing = null;
     }
+    return true;
   }
 
   async function swapFresh(from, live) {
@@ -254,8 +257,12 @@
         } else {
           const changed = answer.version && answer.version !== version;
           // Not yet due: `version` is left as it was, so that the next poll after the wait refreshes it.
-          if (failing || (changed && Date.now() - liveRefreshedAt >= minRefreshMs)) {
-            await refresh(document.activeElement, !failing);
+          // Dropped for a press's refresh under way: `version` too is left as it was (that refresh may have fetched
+          // the page before this change; before, the page showed it only at the next change).
+          if (
+            (failing || (changed && Date.now() - liveRefreshedAt >= minRefreshMs)) &&
+            (await refresh(document.activeElement, !failing))
+          ) {
             version = answer.version;
             failing = false;
             liveRefreshedAt = Date.now();

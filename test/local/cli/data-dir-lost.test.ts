@@ -35,7 +35,8 @@ describe('a gateway whose data folder another gateway took over while it stood s
       },
       60_000,
     );
-    const exited = once(gateway.child, 'exit');
+    // 'close', not 'exit': its last line (stopped at once: …) may still be in the pipe at 'exit'.
+    const exited = once(gateway.child, 'close');
     // It stands still (stopped), and meanwhile another container's start takes the folder over.
     gateway.child.kill('SIGSTOP');
     const theirs = `1@${anotherHost()} 4242`;

@@ -36,7 +36,10 @@ describe('DELIVERY_SIGNING_SECRETS_FILE', () => {
           `signing deliveries with the secrets in \\S*${path.basename(file)} \\(none for data_analysis, lead_analysis: delivered unsigned\\)`,
         ),
       );
-      expect(gateway.output()).toContain(`${file} was readable by others (mode 0644); it is now 0600 (owner only)`);
+      // Said on stderr before the banner (stdout): the two pipes are read in no set order, so it may come after.
+      await expect
+        .poll(() => gateway.output())
+        .toContain(`${file} was readable by others (mode 0644); it is now 0600 (owner only)`);
       expect((await stat(file)).mode & 0o777).toBe(0o600);
       expect(await readdir(dataDir)).not.toContain('delivery-signing-secrets.json');
 

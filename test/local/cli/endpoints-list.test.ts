@@ -231,7 +231,7 @@ describe('endpoints pause with a FIFO where its lock should be', () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
-  }, 15_000);
+  });
 });
 
 describe('endpoints list beside a damaged gateway.json', () => {

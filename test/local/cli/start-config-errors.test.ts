@@ -210,7 +210,7 @@ describe('start refuses bad configuration before it listens', () => {
     } finally {
       await rm(folder, { recursive: true, force: true });
     }
-  }, 20_000);
+  });
 
   it('a bad setting through the real command: one line, exit 1', async () => {
     const result = await runCli(['start'], {

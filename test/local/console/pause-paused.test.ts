@@ -28,8 +28,14 @@ describe.skipIf(skipBrowser)('Pause of a receiver paused meanwhile, in Chromium'
       pausedAt,
     );
     await page.getByRole('button', { name: 'Pause general', exact: true }).click();
+    // The answer, not the Resume button: a live refresh may show the other tab's pause before the press is answered.
+    await expect.poll(() => page.locator('#flash').innerText()).toBe('general is paused');
+    const endpoints = (await (await fetch(`${world.gateway.url}/local/endpoints`)).json()) as {
+      webhook_type: string;
+      paused_at: string | null;
+    }[];
+    expect(endpoints.find((e) => e.webhook_type === 'general')?.paused_at).toBe(pausedAt.toISOString());
     await page.getByRole('button', { name: 'Resume general', exact: true }).waitFor();
-    expect(await page.locator('#flash').innerText()).toBe('general is paused');
     expect(await row.locator('.state-since').innerText()).toBe(`since ${pausedAt.toISOString()} (3h ago)`);
   });
 });

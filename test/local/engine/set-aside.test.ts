@@ -31,5 +31,5 @@ describe('what is still set aside, said at the start', () => {
     expect(setAsideWarning(journalDir, kept)).toContain(
       `exec-b (${why} is not a regular file (it is a FIFO (a named pipe)))`,
     );
-  }, 3_000);
+  });
 });

@@ -1,6 +1,6 @@
 import { access, readdir, rename, rm, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { afterAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { JournalEntry } from '../../../local/engine/journal.ts';
 import { SET_ASIDE_DIR, setAsideExecution } from '../../../local/engine/set-aside.ts';
 import { startGateway } from '../../../local/server/gateway.ts';
@@ -12,6 +12,11 @@ import { journalOf, NO_WAIT, SEED_REQUEST, startWorld, type TestWorld } from '..
  * (its .why.txt goes with it); deleted, it is dropped, and its .why.txt too.
  */
 let world: TestWorld | undefined;
+// Started before the test (the hook's time only catches a hang): the first start in a process imports every stage and
+// validates the workflows, 15-20 s when three runs of this file ran at once at load 15.
+beforeAll(async () => {
+  world = await startWorld();
+});
 afterAll(async () => {
   vi.restoreAllMocks();
   await world?.close();
@@ -25,8 +30,7 @@ const exists = (file: string) =>
 
 describe('a set-aside execution, retried by the operator', () => {
   it('is named at each start while set aside; moved back, it is recovered and its why removed; deleted, dropped', async () => {
-    const started = await startWorld();
-    world = started;
+    const started = world!;
     const sync = await started.post(SEED_REQUEST);
     expect(sync.status).toBe(200);
     const name = sync.headers.get('x-request-id')!;

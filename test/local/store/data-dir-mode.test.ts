@@ -60,7 +60,10 @@ describe("the data folder is its owner's (docs/security.md, Local state is its o
     const gateway = await startCli({ ...NEW_USER_START_ENV, LOCAL_DATA_DIR: dir });
     try {
       expect(await modeOf(dir)).toBe(0o700);
-      expect(gateway.output()).toContain(`${dir} was readable by others (mode 0755); it is now 0700 (owner only)`);
+      // Said on stderr before the banner (stdout): the two pipes are read in no set order, so it may come after.
+      await expect
+        .poll(() => gateway.output())
+        .toContain(`${dir} was readable by others (mode 0755); it is now 0700 (owner only)`);
     } finally {
       const exited = new Promise((r) => gateway.child.once('exit', r));
       gateway.child.kill('SIGINT');

@@ -118,7 +118,7 @@ describe('the s3rver layout migration', () => {
     } finally {
       warn.mockRestore();
     }
-  }, 5_000);
+  });
 
   it('a lock of another pid namespace (a container migrating the shared folder) is waited on while fresh, taken once stale', async () => {
     await s3rverLayout();
@@ -162,5 +162,5 @@ describe('the s3rver layout migration', () => {
     );
     await rm(lock);
     expect(await migrateS3rverLayout(store)).toBe(OBJECTS);
-  }, 10_000);
+  });
 });
