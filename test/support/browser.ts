@@ -152,3 +152,32 @@ export function watchLivePolls(page: Page): LivePolls {
     },
   };
 }
+
+/**
+ * The next fragment of a conversation page the page asks for (a live refresh or a press's) is fetched from the gateway
+ * when asked (the page as it is then), but given to the page only once `answer()` is called; `fetched` settles when it
+ * was fetched. The fragments after it go through. `page.unrouteAll()` ends it.
+ */
+export async function holdNextConversationFragment(page: Page): Promise<{ fetched: Promise<void>; answer(): void }> {
+  let fetched!: () => void;
+  const fragmentFetched = new Promise<void>((resolve) => {
+    fetched = resolve;
+  });
+  let answer!: () => void;
+  const answered = new Promise<void>((resolve) => {
+    answer = resolve;
+  });
+  let first = true;
+  await page.route(
+    (url) => url.pathname.startsWith('/console/conversations/') && url.searchParams.get('fragment') === '1',
+    async (route) => {
+      if (!first) return route.continue();
+      first = false;
+      const response = await route.fetch();
+      fetched();
+      await answered;
+      await route.fulfill({ response });
+    },
+  );
+  return { fetched: fragmentFetched, answer };
+}

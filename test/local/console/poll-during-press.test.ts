@@ -1,6 +1,5 @@
-import type { Route } from 'playwright-core';
 import { describe, expect, it } from 'vitest';
-import { CHROMIUM, rawGet, skipBrowser, watchLivePolls } from '../../support/browser.ts';
+import { CHROMIUM, holdNextConversationFragment, rawGet, skipBrowser, watchLivePolls } from '../../support/browser.ts';
 import { useConsolePage } from '../../support/console-browser.ts';
 import { SEED_REQUEST } from '../../support/gateway.ts';
 
@@ -28,28 +27,9 @@ describe.skipIf(skipBrowser)('a change seen while a press’s refresh is under w
     expect(await rows.count()).toBe(1);
 
     // The press's refresh: its fragment fetched when asked (the Resend's attempt in it), answered when the test lets it.
-    let fetched!: () => void;
-    const fragmentFetched = new Promise<void>((resolve) => {
-      fetched = resolve;
-    });
-    let answer!: () => void;
-    const answered = new Promise<void>((resolve) => {
-      answer = resolve;
-    });
-    let first = true;
-    await page.route(
-      (url) => url.pathname.startsWith('/console/conversations/') && url.searchParams.get('fragment') === '1',
-      async (route: Route) => {
-        if (!first) return route.continue();
-        first = false;
-        const response = await route.fetch();
-        fetched();
-        await answered;
-        await route.fulfill({ response });
-      },
-    );
+    const held = await holdNextConversationFragment(page);
     await page.locator('button#resend').click();
-    await fragmentFetched;
+    await held.fetched;
     expect(await page.locator('#flash').innerText()).toMatch(new RegExp(`^Resend of ${id}: delivered`));
 
     // Meanwhile another Resend (another tab, the CLI): the poll sees it while the press's refresh is under way.
@@ -58,7 +38,7 @@ describe.skipIf(skipBrowser)('a change seen while a press’s refresh is under w
     await page.clock.runFor(1000);
     await (await polled).finished();
     await page.evaluate(() => 0); // the poll's answer handled: its refresh dropped for the press's
-    answer();
+    held.answer();
     await expect.poll(() => rows.count()).toBe(2);
 
     // Before: no poll refreshed the page again, the third attempt left out until the next change.

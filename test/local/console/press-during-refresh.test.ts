@@ -1,6 +1,12 @@
-import type { Page, Route } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CHROMIUM, skipBrowser, useBrowserPage, watchLivePolls } from '../../support/browser.ts';
+import {
+  CHROMIUM,
+  holdNextConversationFragment,
+  skipBrowser,
+  useBrowserPage,
+  watchLivePolls,
+} from '../../support/browser.ts';
 import { deliverHold, SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
 
 /**
@@ -47,40 +53,21 @@ describe.skipIf(skipBrowser)('a press answered while the page is refreshed, in C
     expect(await page.locator('#delivery-status').getAttribute('data-status')).toBe('failed');
 
     // The next fragment is fetched when asked (the page as it is then) but answered only when the test lets it.
-    let fetched!: () => void;
-    const fragmentFetched = new Promise<void>((resolve) => {
-      fetched = resolve;
-    });
-    let answer!: () => void;
-    const answered = new Promise<void>((resolve) => {
-      answer = resolve;
-    });
-    let first = true;
-    await page.route(
-      (url) => url.pathname.startsWith('/console/conversations/') && url.searchParams.get('fragment') === '1',
-      async (route: Route) => {
-        if (!first) return route.continue();
-        first = false;
-        const response = await route.fetch();
-        fetched();
-        await answered;
-        await route.fulfill({ response });
-      },
-    );
+    const fragment = await holdNextConversationFragment(page);
 
     held.holdNext();
     await page.locator('button#redrive').click();
     await held.reached;
     // The poll sees the redelivery under way and fetches the page: the run in Deliver.
     await page.clock.runFor(1000);
-    await fragmentFetched;
+    await fragment.fetched;
     held.letGo();
     await page.locator('#flash:has-text("delivered")').waitFor();
     expect(await page.locator('#flash').innerText()).toMatch(
       new RegExp(`^Redrive of ${id}: delivered \\(execution ${id}-redelivery-2-`),
     );
     expect(world.receiver.received.map((r) => r.body.conversation_id)).toEqual([id]);
-    answer();
+    fragment.answer();
 
     await page.locator('#delivery-status[data-status="delivered"]').waitFor();
     expect(await page.locator('#redelivery-under-way').count()).toBe(0);
