@@ -311,7 +311,7 @@ describe('webhook-gateway start / conversations', () => {
     async () => {
       const runbook = await readFile(path.join(PROJECT_ROOT, 'docs', 'operations.md'), 'utf8');
       const command =
-        /^(jq -s 'map\(select\(\.event_type == "WEBHOOK_CONVERSATION_COMPLETED"\)\)[\s\S]*?handlers\.jsonl)$/m.exec(
+        /^(jq -s 'map\(select\(\.event_type == "WEBHOOK_CONVERSATION_COMPLETED"\)\)[\s\S]*?handlers\*\.jsonl)\s/m.exec(
           runbook,
         )![1]!;
       const run = await runCommand('bash', ['-e', '-c', command.replace('.data/', `${dataDir}/`)]);
