@@ -154,11 +154,15 @@ export function watchLivePolls(page: Page): LivePolls {
 }
 
 /**
- * The next fragment of a conversation page the page asks for (a live refresh or a press's) is fetched from the gateway
- * when asked (the page as it is then), but given to the page only once `answer()` is called; `fetched` settles when it
- * was fetched. The fragments after it go through. `page.unrouteAll()` ends it.
+ * The next fragment of a console page under `pagePath` (a conversation's: `/console/conversations/`) the page asks for
+ * (a live refresh or a press's) is fetched from the gateway when asked (the page as it is then), but given to the page
+ * only once `answer()` is called; `fetched` settles when it was fetched. The fragments after it go through.
+ * `page.unrouteAll()` ends it.
  */
-export async function holdNextConversationFragment(page: Page): Promise<{ fetched: Promise<void>; answer(): void }> {
+export async function holdNextFragment(
+  page: Page,
+  pagePath: string,
+): Promise<{ fetched: Promise<void>; answer(): void }> {
   let fetched!: () => void;
   const fragmentFetched = new Promise<void>((resolve) => {
     fetched = resolve;
@@ -169,7 +173,7 @@ export async function holdNextConversationFragment(page: Page): Promise<{ fetche
   });
   let first = true;
   await page.route(
-    (url) => url.pathname.startsWith('/console/conversations/') && url.searchParams.get('fragment') === '1',
+    (url) => url.pathname.startsWith(pagePath) && url.searchParams.get('fragment') === '1',
     async (route) => {
       if (!first) return route.continue();
       first = false;

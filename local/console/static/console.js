@@ -25,6 +25,34 @@
   let shown = content.innerHTML;
 
   /**
+   * While a mouse button (or a finger) is down on the page, a promise settled once it is up and the click it makes was
+   * handled; else null. A swap meanwhile would replace the button under it: the press ended on another element and
+   * made no click (a Plan pressed as the Endpoints page refreshed for a delivery was lost), so a swap waits for it.
+   */
+  let pressed = null;
+  let released = () => {};
+  addEventListener(
+    'pointerdown',
+    () => {
+      pressed ??= new Promise((resolve) => {
+        released = resolve;
+      });
+    },
+    true,
+  );
+  const pointerUp = () => {
+    if (!pressed) return;
+    pressed = null;
+    // The click comes in the same task as the pointerup, after it: a message is a task of its own (and no timer,
+    // which a page's paused clock would hold).
+    const channel = new MessageChannel();
+    channel.port1.onmessage = released;
+    channel.port2.postMessage(0);
+  };
+  addEventListener('pointerup', pointerUp, true);
+  addEventListener('pointercancel', pointerUp, true);
+
+  /**
    * Text with its control characters written out (`\u0000`, `\u001b`, a bidirectional override `\u202e`), as the
    * server writes them into the page (printable in functions/domain/unicode.ts): a receiver's answer or an error quoted
    * in a message is the sender's text.
@@ -87,7 +115,8 @@
   }
 
   /**
-   * Swaps in the page's fresh fragment; the keyboard stays on `from` (the control pressed, else the focused one).
+   * Swaps in the page's fresh fragment, once no mouse button is held down on it; the keyboard stays where it is then,
+   * else goes back to `from` (the control pressed, which lost it while disabled; else the one focused when asked).
    * `live`: the poll's refresh, which leaves the page as it is when the fragment is the one it swapped in last (a
    * button's refresh always swaps: the button pressed is put back as the page has it). False when a live refresh was
    * dropped for the one under way.
@@ -108,7 +137,6 @@
   }
 
   async function swapFresh(from, live) {
-    const focus = focusTarget(from);
     const { response, text } = await getWithin(body.dataset.fragmentSrc, REFRESH_ANSWER_MS);
     // 404, 500 and an HTML 503 are pages of the console too (not found; could not be built, and why; its data folder
     // refused a read, out of file descriptors among others, and what to do): shown as they come. The gateway's own
@@ -121,7 +149,12 @@
     const fresh = document.createElement('template');
     fresh.innerHTML = text;
     if (live && fresh.innerHTML === shown) return;
+    while (pressed) await pressed;
     shown = fresh.innerHTML;
+    // Where the keyboard is now (the reader may have gone on to a field while the page was fetched), else the control
+    // pressed (disabled while it ran, it lost the keyboard to the page's top).
+    const active = document.activeElement;
+    const focus = focusTarget(active && active !== body ? active : from);
     // What the reader opened or closed stays so: an export document (by file), a receiver's answer (by attempt), a
     // receiver's last error (by type), the Analytics page's table per hour (data-keep).
     const kept = 'details[data-file], details[data-attempt], details[data-receiver-error], details[data-keep]';
@@ -135,14 +168,19 @@
             : `receiver:${d.dataset.receiverError}`;
     const was = new Map([...content.querySelectorAll(kept)].map((d) => [keyOf(d), d.open]));
     // What the operator typed and has not submitted stays too: a recover form's since field (another type's Pause
-    // refreshes the page), the list's filters.
+    // refreshes the page), the list's filters; and the field the keyboard is in, as it is, with its text selected or
+    // its caret where it was (a field selected whole and then cleared kept the page's new text instead).
     const typedKey = (i) => (i.dataset.type ? `since:${i.dataset.type}` : `filter:${i.name}`);
     const typedFields = 'input[name="since"][data-type], #filters input[name]';
     const typed = new Map(
       [...content.querySelectorAll(typedFields)]
-        .filter((i) => i.value !== i.defaultValue)
+        .filter((i) => i.value !== i.defaultValue || i === active)
         .map((i) => [typedKey(i), { value: i.value, invalid: i.getAttribute('aria-invalid') }]),
     );
+    const selection =
+      content.contains(active) && active.matches(typedFields)
+        ? [active.selectionStart, active.selectionEnd, active.selectionDirection]
+        : null;
     // A planned recover stays offered, as planned (a delivery meanwhile refreshes the Endpoints page).
     const planned = new Map(
       [...content.querySelectorAll('button[data-recover]')].filter((b) => !b.hidden).map((b) => [b.dataset.recover, b]),
@@ -163,7 +201,9 @@
       input.value = entry.value;
       if (entry.invalid) input.setAttribute('aria-invalid', entry.invalid);
     }
-    if (focus) content.querySelector(focus)?.focus();
+    const focused = focus ? content.querySelector(focus) : null;
+    focused?.focus();
+    if (selection && focused?.matches(typedFields)) focused.setSelectionRange(...selection);
     body.dataset.refreshedAt = new Date().toISOString();
   }
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CHROMIUM, holdNextConversationFragment, rawGet, skipBrowser, watchLivePolls } from '../../support/browser.ts';
+import { CHROMIUM, holdNextFragment, rawGet, skipBrowser, watchLivePolls } from '../../support/browser.ts';
 import { useConsolePage } from '../../support/console-browser.ts';
 import { SEED_REQUEST } from '../../support/gateway.ts';
 
@@ -27,7 +27,7 @@ describe.skipIf(skipBrowser)('a change seen while a press’s refresh is under w
     expect(await rows.count()).toBe(1);
 
     // The press's refresh: its fragment fetched when asked (the Resend's attempt in it), answered when the test lets it.
-    const held = await holdNextConversationFragment(page);
+    const held = await holdNextFragment(page, '/console/conversations/');
     await page.locator('button#resend').click();
     await held.fetched;
     expect(await page.locator('#flash').innerText()).toMatch(new RegExp(`^Resend of ${id}: delivered`));

@@ -1,12 +1,6 @@
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  CHROMIUM,
-  holdNextConversationFragment,
-  skipBrowser,
-  useBrowserPage,
-  watchLivePolls,
-} from '../../support/browser.ts';
+import { CHROMIUM, holdNextFragment, skipBrowser, useBrowserPage, watchLivePolls } from '../../support/browser.ts';
 import { deliverHold, SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
 
 /**
@@ -53,7 +47,7 @@ describe.skipIf(skipBrowser)('a press answered while the page is refreshed, in C
     expect(await page.locator('#delivery-status').getAttribute('data-status')).toBe('failed');
 
     // The next fragment is fetched when asked (the page as it is then) but answered only when the test lets it.
-    const fragment = await holdNextConversationFragment(page);
+    const fragment = await holdNextFragment(page, '/console/conversations/');
 
     held.holdNext();
     await page.locator('button#redrive').click();
