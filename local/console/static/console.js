@@ -51,6 +51,8 @@
   };
   addEventListener('pointerup', pointerUp, true);
   addEventListener('pointercancel', pointerUp, true);
+  // A window left with the button down (another window brought to the front) may never see it come up.
+  addEventListener('blur', pointerUp);
 
   /**
    * Text with its control characters written out (`\u0000`, `\u001b`, a bidirectional override `\u202e`), as the
