@@ -91,4 +91,18 @@ describe.skipIf(skipBrowser)('the Endpoints page refreshed while the operator ed
     expect(await page.locator('#endpoints tr[data-type="deal_analysis"]').getAttribute('data-state')).toBe('healthy');
     await page.unrouteAll();
   });
+
+  it('a mouse button held down as the window loses focus (its release may never come): the page is refreshed', async () => {
+    const { page } = opened;
+    const refresh = await refreshUnderWay(page, 'pause');
+    await page.mouse.move(5, 5);
+    await page.mouse.down();
+    await refresh.answer();
+    expect(await refresh.swapped()).toBe(false);
+    await page.evaluate("dispatchEvent(new FocusEvent('blur'))");
+    await expect.poll(refresh.swapped).toBe(true);
+    expect(await page.locator('#endpoints tr[data-type="deal_analysis"]').getAttribute('data-state')).toBe('paused');
+    await page.mouse.up();
+    await page.unrouteAll();
+  });
 });
