@@ -20,7 +20,7 @@ import { GATEWAY_TARGET, gatewaySection, printGatewaySummary } from './gateway-r
 import { argsOrExit, BENCH_USAGE, parseBenchArgs } from './support/args.ts';
 import { RESULTS_DIR } from './support/processes.ts';
 import type { RequestSizeName } from './support/requests.ts';
-import { formatTable, verdict } from './support/table.ts';
+import { formatTable, sectionHeader, verdict } from './support/table.ts';
 
 const args = argsOrExit(() => parseBenchArgs(process.argv.slice(2)), BENCH_USAGE);
 const QUICK = args.quick;
@@ -53,6 +53,8 @@ const say = (line: string) => {
   process.stdout.write(`${line}\n`);
 };
 const elapsed = () => `${Math.round((Date.now() - started) / 1000)} s`;
+/** A section's header, with how far into the run it starts. */
+const header = (title: string) => sectionHeader(title, started, Date.now());
 
 function machine() {
   return {
@@ -74,7 +76,7 @@ async function main(): Promise<void> {
   );
 
   // 1. Engine overhead.
-  say(`\n[1/6] engine overhead (LocalWorkflow vs plain chaining, in process) … ${elapsed()}`);
+  say(header(`[1/6] engine overhead (LocalWorkflow vs plain chaining, in process)`));
   const overhead = await measureEngineOverhead(
     { sizes: SIZES, iterations: QUICK ? 200 : 1000, warmup: QUICK ? 50 : 200 },
     say,
@@ -82,7 +84,7 @@ async function main(): Promise<void> {
 
   // 2. Gateway under load.
   say(
-    `\n[2/6] gateway under load (npm start server + autocannon in a second process, ${LOAD_SECONDS} s per level) … ${elapsed()}`,
+    header(`[2/6] gateway under load (npm start server + autocannon in a second process, ${LOAD_SECONDS} s per level)`),
   );
   const gatewayResult = await gatewaySection(
     { levels: GATEWAY_LEVELS, loadSeconds: LOAD_SECONDS, listingObjects: LISTING_OBJECTS },
@@ -92,18 +94,22 @@ async function main(): Promise<void> {
 
   // 3. Bundles.
   say(
-    `\n[3/6] Lambda bundles (built as the stack builds them, infra/stage-bundle.ts; cold init in fresh node processes) … ${elapsed()}`,
+    header(
+      `[3/6] Lambda bundles (built as the stack builds them, infra/stage-bundle.ts; cold init in fresh node processes)`,
+    ),
   );
   const bundles = await measureBundles({ runs: QUICK ? 5 : 15 }, say);
 
   // 4. Cost.
-  say(`\n[4/6] cost per 1 M conversations (template synthesized in a child process) … ${elapsed()}`);
+  say(header(`[4/6] cost per 1 M conversations (template synthesized in a child process)`));
   const cost = await costSection(overhead, say);
   const costs = cost.results;
 
   // SQL over the exports.
   say(
-    `\n[5/6] SQL over the exports (${ANALYTICS_CONVERSATIONS.toLocaleString('en')} conversations on DuckDB; Athena bytes for 1 M) … ${elapsed()}`,
+    header(
+      `[5/6] SQL over the exports (${ANALYTICS_CONVERSATIONS.toLocaleString('en')} conversations on DuckDB; Athena bytes for 1 M)`,
+    ),
   );
   const analytics = await measureAnalytics(ANALYTICS_CONVERSATIONS, say);
 
@@ -329,13 +335,11 @@ async function runSelected(): Promise<void> {
   await mkdir(RESULTS_DIR, { recursive: true });
   const out: Record<string, unknown> = { machine: info };
   if (selected.includes('bundles')) {
-    say(
-      `\n[bundles] built as the stack builds them, infra/stage-bundle.ts; cold init in fresh node processes … ${elapsed()}`,
-    );
+    say(header(`[bundles] built as the stack builds them, infra/stage-bundle.ts; cold init in fresh node processes`));
     out.bundles = await measureBundles({ runs: QUICK ? 5 : 15 }, say);
   }
   if (selected.includes('gateway')) {
-    say(`\n[gateway] npm start server + autocannon in a second process, ${LOAD_SECONDS} s per level … ${elapsed()}`);
+    say(header(`[gateway] npm start server + autocannon in a second process, ${LOAD_SECONDS} s per level`));
     out.gateway = await gatewaySection(
       { levels: GATEWAY_LEVELS, loadSeconds: LOAD_SECONDS, listingObjects: LISTING_OBJECTS },
       say,
@@ -344,7 +348,7 @@ async function runSelected(): Promise<void> {
     printGatewaySummary(out.gateway as Awaited<ReturnType<typeof gatewaySection>>, say);
   }
   if (selected.includes('cost')) {
-    say(`\n[cost] handler times, logs and the execution's events (1 KB, in process) … ${elapsed()}`);
+    say(header(`[cost] handler times, logs and the execution's events (1 KB, in process)`));
     const overhead = await measureEngineOverhead({ sizes: ['1KB'], iterations: 200, warmup: 50 }, say);
     out.cost = await costSection(overhead, say);
   }

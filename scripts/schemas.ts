@@ -49,7 +49,8 @@ const ERROR_STATUSES: Record<string, string> = {
     'IDEMPOTENCY_CONFLICT: the same Idempotency-Key is still being processed; retry after Retry-After to get its answer',
   '413': 'PAYLOAD_TOO_LARGE: the execution input built from the body exceeds 256 KB (a body of 256 KB does)',
   '415': 'UNSUPPORTED_MEDIA_TYPE: Content-Type is not application/json',
-  '429': 'RATE_LIMITED: the source exceeded its rate, burst or daily quota; Retry-After says when to come back',
+  '429':
+    'RATE_LIMITED: the source exceeded its rate, burst or daily quota; Retry-After says when to come back (on AWS a constant: 1 over the rate or burst, 3600 over the daily quota, which resets at 00:00 UTC; locally the seconds until the next request is let through, or until 00:00 UTC)',
   '500':
     'INTERNAL_ERROR: the workflow failed without a Catch (an agent answer over 256 KB), or locally a bug; ' +
     'STATE_UNREADABLE (local only): a file of the data folder the request needs is damaged (a damaged idempotency ' +

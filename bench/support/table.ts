@@ -9,3 +9,13 @@ export function formatTable(headers: string[], rows: (string | number | null | u
 export function verdict(met: boolean | null): string {
   return met === null ? 'n/a' : met ? 'MET' : 'NOT MET';
 }
+
+/**
+ * A section's header line: its title, then how far into the run it starts (`… 19 s into the run`), which says where
+ * the time went. A section that starts with the run (the first: under a second in) gets no figure: it printed
+ * `… 0 s`, which read as a duration the bench had not measured.
+ */
+export function sectionHeader(title: string, runStartedMs: number, nowMs: number): string {
+  const seconds = Math.round((nowMs - runStartedMs) / 1000);
+  return seconds < 1 ? `\n${title}` : `\n${title} … ${seconds} s into the run`;
+}

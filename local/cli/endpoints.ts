@@ -14,7 +14,7 @@ import { type EndpointChange, FileEndpointStore } from '../../functions/shared/e
 import { LockBusyError, type LockWait } from '../../functions/shared/local-files.ts';
 import { settings } from '../../functions/shared/settings.ts';
 import { writerState } from '../../functions/shared/writers.ts';
-import { webhookTypeNamed } from '../history/conversation-filters.ts';
+import { notAWebhookType, webhookTypeNamed } from '../history/conversation-filters.ts';
 import { receiverRows, type UnreadableReceiver } from '../history/endpoints.ts';
 import { resolveOptions } from '../server/config.ts';
 import { changeLocalDeliverySecrets, deliverySecretsFileOf, readDeliverySecrets } from '../store/delivery-secrets.ts';
@@ -28,7 +28,7 @@ import { AWS_OPTIONS, awsRequested, CliError, gatewayUrl, noMoreThanOne, note, o
 function webhookTypeArg(value: string | undefined, command: string): WebhookType {
   if (!value) throw new CliError(`endpoints ${command} needs a webhook type: ${WEBHOOK_TYPES.join(', ')}`);
   const type = webhookTypeNamed(value);
-  if (type === null) throw new CliError(`"${value}" is not a webhook type: ${WEBHOOK_TYPES.join(', ')}`);
+  if (type === null) throw new CliError(notAWebhookType(value));
   return type;
 }
 

@@ -93,6 +93,14 @@ export function webhookTypeNamed(value: string): WebhookType | null {
   return (WEBHOOK_TYPES as readonly string[]).includes(type) ? (type as WebhookType) : null;
 }
 
+/**
+ * Why a value names no webhook type, with the types there are: the same words from `endpoints <command> <type>` and
+ * from the routes `/local/endpoints/<type>/…` (docs/contract.md, "Local operator routes").
+ */
+export function notAWebhookType(value: string): string {
+  return `${quoted(value)} is not a webhook type: ${WEBHOOK_TYPES.join(', ')}`;
+}
+
 /** A bad flag value; the CLI prints its message as one line. */
 export class FilterError extends Error {}
 

@@ -11,7 +11,7 @@ import { type RedeliveryResult, withHeldReason } from '../../functions/shared/re
 import { settings } from '../../functions/shared/settings.ts';
 import { sendTestDelivery, testDeliveryTarget } from '../../functions/shared/test-delivery.ts';
 import { cutUnfinished, type LocalRedelivery } from '../engine/redelivery.ts';
-import { webhookTypeNamed } from '../history/conversation-filters.ts';
+import { notAWebhookType, webhookTypeNamed } from '../history/conversation-filters.ts';
 import { latestRecord } from '../history/conversations.ts';
 import { receiverRows } from '../history/endpoints.ts';
 import type { ExecutionStore } from '../store/execution-store.ts';
@@ -94,6 +94,14 @@ function recoverFilter(req: IncomingMessage): { since: number | null; type: stri
  * buttons call (the endpoints commands write the store's files themselves). The local operator only (operatorOnly).
  */
 export function operatorRoutes(ctx: OperatorContext): RouteHandler {
+  // The type of /local/endpoints/<type>/…, in any case: another word is 400 naming it and the types there are, as
+  // `endpoints <command> <type>` and `?type=` refuse it, not the 404 of a path that is not there (docs/contract.md).
+  const webhookTypeOf = (res: ServerResponse, raw: string): WebhookType | null => {
+    const value = decodeURIComponent(raw);
+    const type = webhookTypeNamed(value);
+    if (type === null) badRequest(res, notAWebhookType(value));
+    return type;
+  };
   const conversationId = (res: ServerResponse, raw: string): string | null => {
     const id = decodeURIComponent(raw);
     if (isConversationId(id)) return id;
@@ -117,7 +125,8 @@ export function operatorRoutes(ctx: OperatorContext): RouteHandler {
     (act: (type: WebhookType) => Promise<unknown>) =>
     async (req: IncomingMessage, res: ServerResponse, match: RegExpExecArray) => {
       if (refusedQuery(req, res, [])) return;
-      const type = match[1]!.toLowerCase() as WebhookType;
+      const type = webhookTypeOf(res, match[1]!);
+      if (!type) return;
       await act(type);
       sendJson(
         res,
@@ -134,7 +143,7 @@ export function operatorRoutes(ctx: OperatorContext): RouteHandler {
   };
   // A held redrive or resend says why: its receiver paused or disabled since when, or at its rate.
   const explained = (result: RedeliveryResult) => withHeldReason(result, ctx.endpoints, ctx.breaker, new Date());
-  const typePath = `(${WEBHOOK_TYPES.join('|')})`;
+  const typePath = '([^/]+)';
   const routes = router([
     {
       // The newest `limit` envelopes in `state` (pending and dead unless asked), and how many more there are: as
@@ -242,7 +251,8 @@ export function operatorRoutes(ctx: OperatorContext): RouteHandler {
       methods: {
         POST: async (req, res, match) => {
           if (refusedQuery(req, res, [])) return;
-          const type = match[1]!.toLowerCase() as WebhookType;
+          const type = webhookTypeOf(res, match[1]!);
+          if (!type) return;
           const target = testDeliveryTarget(type, (await ctx.endpoints.get(type)).config.url ?? ctx.deployedUrls[type]);
           if ('refused' in target) return badRequest(res, target.refused);
           const secrets = await ctx.signingSecrets();

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, describe, expect, it } from 'vitest';
 import { crashTestEnv, killIfRunning, runMain, startCli, until } from '../support/cli.ts';
+import { seedsFrom } from '../support/seeds.ts';
 import { closeJsonServers, serveJson } from '../support/servers.ts';
 
 /**
@@ -28,15 +29,6 @@ import { closeJsonServers, serveJson } from '../support/servers.ts';
  * test of it.
  */
 const START_MS = 60_000;
-
-function seedsFromEnv(): number[] {
-  const text = process.env.CRASH_SWEEP_SEEDS;
-  if (!text) return [1, 2];
-  return text.split(',').flatMap((part) => {
-    const [from, to] = part.split('-').map(Number);
-    return Array.from({ length: (to ?? from!) - from! + 1 }, (_, i) => from! + i);
-  });
-}
 
 /** mulberry32: a small seeded generator, so that a seed names one sweep. */
 function random(seed: number): () => number {
@@ -409,7 +401,7 @@ async function sweep(seed: number) {
 }
 
 describe('randomized kill -9 sweep, then a restart on the same data', () => {
-  for (const seed of seedsFromEnv())
+  for (const seed of seedsFrom('CRASH_SWEEP_SEEDS', process.env.CRASH_SWEEP_SEEDS, [1, 2]))
     it(`seed ${seed}: loses no answered request, delivers each under one webhook-id, settles every key`, async () => {
       await sweep(seed);
     }, 180_000);

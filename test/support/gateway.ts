@@ -2,7 +2,7 @@ import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
-import { expect } from 'vitest';
+import { afterAll, beforeAll, expect } from 'vitest';
 import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
 import { DELIVERY_URL_VARIABLES } from '../../functions/domain/delivery.ts';
 import type { RateClock } from '../../functions/shared/receivers.ts';
@@ -231,7 +231,7 @@ export async function stateEvents(world: TestWorld, conversationId: string, stat
  * A Deliver stage (for startWorld's stageOverrides) that holds the next run, once `holdNext()` was called, in Deliver
  * until `letGo()`: `reached` settles when that run got there. Every other run delivers at once.
  */
-export async function deliverHold() {
+async function deliverHold() {
   const { handler: deliver } = await import('../../functions/deliver/handler.ts');
   let armed = false;
   let reachedDeliver!: () => void;
@@ -256,6 +256,51 @@ export async function deliverHold() {
     },
     reached,
     letGo: () => release(),
+  };
+}
+
+/** A world whose Deliver holds a run when asked (useHeldDeliverWorld): what a test of a redelivery under way uses. */
+export interface HeldDeliverWorld {
+  readonly world: TestWorld;
+  /** `holdNext()`, then `reached` once the next run is in Deliver, held there until `letGo()`. */
+  readonly held: Awaited<ReturnType<typeof deliverHold>>;
+  /**
+   * SEED_REQUEST posted while the receiver refuses it for good (410): dead-lettered at once, for the operator to
+   * redrive. Its conversation id, once the gateway is idle and the receiver's record cleared.
+   */
+  deadLettered(): Promise<string>;
+}
+
+/**
+ * startWorld with a Deliver that holds a run when asked (deliverHold), started before the tests of the file or the
+ * describe it is called in and closed after them, the held run let go first (close() waits for it).
+ */
+export function useHeldDeliverWorld(): HeldDeliverWorld {
+  let world: TestWorld | undefined;
+  let held: Awaited<ReturnType<typeof deliverHold>> | undefined;
+  beforeAll(async () => {
+    held = await deliverHold();
+    world = await startWorld({}, { stageOverrides: { deliver: held.stage } });
+  });
+  afterAll(async () => {
+    held?.letGo();
+    await world?.close();
+  });
+  return {
+    get world() {
+      return world!;
+    },
+    get held() {
+      return held!;
+    },
+    async deadLettered() {
+      world!.receiver.reply(410);
+      const failed = await world!.post(SEED_REQUEST);
+      expect(failed.body, JSON.stringify(failed.body)).toHaveProperty('tracking.delivery_status', 'failed');
+      await world!.gateway.idle();
+      world!.receiver.reset();
+      return failed.body.conversation_id as string;
+    },
   };
 }
 

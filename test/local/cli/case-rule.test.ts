@@ -55,4 +55,22 @@ describe('one case rule', () => {
     expect((await route('/local/endpoints/General/resume', 'POST')).body.status).not.toBe('paused');
     expect((await route('/local/deliveries/plan?type=crm')).status).toBe(400);
   });
+
+  // A word that names no type, in the path of /local/endpoints/<type>/…, was 404 "No route for POST
+  // /local/endpoints/crm/test." (as if the path were mistyped), while `?type=crm` and `endpoints test crm` named the
+  // value and the types. Each now says the same as the CLI, 400 VALIDATION_ERROR (docs/contract.md).
+  it.each(['pause', 'resume', 'test'])(
+    '/local/endpoints/<not a type>/%s: 400 naming it and the types',
+    async (action) => {
+      const refused = await route(`/local/endpoints/crm/${action}`, 'POST');
+      const words = '"crm" is not a webhook type: deal_analysis, data_analysis, lead_analysis, general';
+      expect(refused).toEqual({
+        status: 400,
+        body: { success: false, error: { code: 'VALIDATION_ERROR', message: words } },
+      });
+      expect((await cli(['endpoints', action, 'crm'])).stderr).toContain(words);
+      // Still 404: a path with no such action.
+      expect((await route('/local/endpoints/general/nothing', 'POST')).status).toBe(404);
+    },
+  );
 });

@@ -1,7 +1,7 @@
 import type { Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { CHROMIUM, holdNextFragment, skipBrowser, useBrowserPage, watchLivePolls } from '../../support/browser.ts';
-import { deliverHold, SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
+import { useHeldDeliverWorld } from '../../support/gateway.ts';
 
 /**
  * A Redrive answered while the page's live refresh was under way: that refresh had fetched the page before the
@@ -13,17 +13,8 @@ import { deliverHold, SEED_REQUEST, startWorld, type TestWorld } from '../../sup
 if (skipBrowser) console.warn(`console press-during-refresh browser test SKIPPED: ${CHROMIUM} is missing`);
 
 describe.skipIf(skipBrowser)('a press answered while the page is refreshed, in Chromium', () => {
-  let world: TestWorld;
-  let held: Awaited<ReturnType<typeof deliverHold>>;
+  const setup = useHeldDeliverWorld();
   let page: Page;
-  beforeAll(async () => {
-    held = await deliverHold();
-    world = await startWorld({}, { stageOverrides: { deliver: held.stage } });
-  });
-  afterAll(async () => {
-    held?.letGo();
-    await world?.close();
-  });
   useBrowserPage(
     (opened) => {
       page = opened;
@@ -32,12 +23,8 @@ describe.skipIf(skipBrowser)('a press answered while the page is refreshed, in C
   );
 
   it('shows what the press did once that refresh ended, without waiting for the next poll', async () => {
-    world.receiver.reply(410); // a permanent answer: dead-lettered at once, the operator redrives it
-    const failed = await world.post(SEED_REQUEST);
-    const id: string = failed.body.conversation_id;
-    expect(failed.body.tracking.delivery_status).toBe('failed');
-    await world.gateway.idle();
-    world.receiver.reset();
+    const { world, held } = setup;
+    const id = await setup.deadLettered();
 
     const polls = watchLivePolls(page);
     await page.clock.install();

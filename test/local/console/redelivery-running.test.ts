@@ -1,5 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { deliverHold, SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
+import { describe, expect, it } from 'vitest';
+import { useHeldDeliverWorld } from '../../support/gateway.ts';
 
 /**
  * A redelivery under way (the schedule's, a redrive, a resend) was shown nowhere until its history was saved: the
@@ -7,26 +7,14 @@ import { deliverHold, SEED_REQUEST, startWorld, type TestWorld } from '../../sup
  * its JSON says which run), and the conversation's page names the run and the state it is in, its timeline showing
  * it as far as it went. The run is held in Deliver by the test until it lets it go.
  */
-let world: TestWorld;
-let held: Awaited<ReturnType<typeof deliverHold>>;
-beforeAll(async () => {
-  held = await deliverHold();
-  world = await startWorld({}, { stageOverrides: { deliver: held.stage } });
-});
-afterAll(async () => {
-  held?.letGo();
-  await world?.close();
-});
+const setup = useHeldDeliverWorld();
 
-const get = async (path: string) => (await fetch(`${world.gateway.url}${path}`)).text();
+const get = async (path: string) => (await fetch(`${setup.world.gateway.url}${path}`)).text();
 
 describe('a redelivery under way, in the console', () => {
   it('is shown on the list and on the conversation page while it runs, and no more once it ended', async () => {
-    world.receiver.reply(410); // a permanent answer: dead-lettered at once, the operator redrives it
-    const failed = await world.post(SEED_REQUEST);
-    const id: string = failed.body.conversation_id;
-    expect(failed.body.tracking.delivery_status).toBe('failed');
-    await world.gateway.idle();
+    const { world, held } = setup;
+    const id = await setup.deadLettered();
 
     held.holdNext();
     const redrive = world.gateway.redelivery.redrive(id);

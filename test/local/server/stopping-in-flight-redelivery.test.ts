@@ -1,10 +1,7 @@
-import { afterAll, describe, expect, it } from 'vitest';
-import { deliverHold, SEED_REQUEST, startWorld, type TestWorld } from '../../support/gateway.ts';
+import { describe, expect, it } from 'vitest';
+import { useHeldDeliverWorld } from '../../support/gateway.ts';
 
-let world: TestWorld | undefined;
-afterAll(async () => {
-  await world?.close();
-});
+const setup = useHeldDeliverWorld();
 
 /**
  * Ctrl-C's "stopping: …" line (local/cli/main.ts) counted the conversation executions only: a redelivery under way
@@ -13,18 +10,14 @@ afterAll(async () => {
  */
 describe('what a stop waits for: redeliveries', () => {
   it('counts a redrive under way, which close() waits for too, by its workflow’s 60 s', async () => {
-    const held = await deliverHold();
-    world = await startWorld({}, { stageOverrides: { deliver: held.stage } });
+    const { held, world } = setup;
     const { gateway } = world;
-    world.receiver.reply(410); // a permanent answer: dead-lettered at once, the operator redrives it
-    const failed = await world.post(SEED_REQUEST);
-    expect(failed.body, JSON.stringify(failed.body)).toHaveProperty('tracking.delivery_status', 'failed');
-    await gateway.idle();
+    const id = await setup.deadLettered();
     expect(gateway.inFlight()).toEqual({ count: 0, endsBy: null });
 
     held.holdNext();
     const redriveSent = Date.now();
-    const redrive = gateway.redelivery.redrive(failed.body.conversation_id);
+    const redrive = gateway.redelivery.redrive(id);
     await held.reached;
     const reachedAt = Date.now();
     const inFlight = gateway.inFlight();
