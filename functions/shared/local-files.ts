@@ -297,6 +297,31 @@ export async function writeFileAtomic(file: string, text: string, mode = OWNER_F
   }
 }
 
+/**
+ * writeFileAtomic done at once, in this turn of the event loop (the file written aside, then renamed over it): for a
+ * write that a timer must not overtake. Through libuv's file threads a write is four round trips (open, write, close,
+ * rename), each waiting for a thread and then for this process's turn, which a loaded machine gave out late; a timer
+ * that came due meanwhile ran first (timers run before finished file calls in each turn of the loop). Used where a
+ * state's TimeoutSeconds stands around the write (the local failed-delivery store: QueueFailedDelivery's 1 s).
+ */
+export function writeFileAtomicSync(file: string, text: string, mode = OWNER_FILE): void {
+  const tmp = asideOf(file);
+  try {
+    try {
+      fs.writeFileSync(tmp, text, { mode });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      fs.mkdirSync(path.dirname(file), { recursive: true, mode: OWNER_DIR });
+      fs.writeFileSync(tmp, text, { mode });
+    }
+    fs.renameSync(tmp, file);
+  } catch (error) {
+    // As writeFileAtomic: a write that failed leaves nothing aside.
+    fs.rmSync(tmp, { force: true });
+    throw error;
+  }
+}
+
 /** Files whose last append failed (ENOSPC: a full disk may have put down part of its line). */
 const cutFiles = new Set<string>();
 

@@ -18,7 +18,7 @@ import {
   readEnvelope,
   redriveCandidates,
 } from '../../functions/domain/failed-delivery.ts';
-import { UnreadableFileError } from '../../functions/shared/local-files.ts';
+import { UnreadableFileError, writeFileAtomicSync } from '../../functions/shared/local-files.ts';
 import type { FailedDeliveryStore, HeldEnvelope, TakenBatch } from '../../functions/shared/redelivery.ts';
 import { settings } from '../../functions/shared/settings.ts';
 import { listDir, mapConcurrently, readJson, writeJsonAtomic, writeTextAtomic } from './json-files.ts';
@@ -151,7 +151,13 @@ export class LocalFailedDeliveryStore implements FailedDeliveryStore {
     return path.join(this.dir, `${conversationId}.json`);
   }
 
-  /** The local stand-in for `sqs:sendMessage` in QueueFailedDelivery and QueueFailedExport: receives the resolved Parameters. */
+  /**
+   * The local stand-in for `sqs:sendMessage` in QueueFailedDelivery and QueueFailedExport: receives the resolved
+   * Parameters. The envelope is written at once (writeFileAtomicSync), within the turn of the event loop the state's
+   * 1 s timer cannot come due in: before, a loaded machine gave the write's four file-thread round trips out late, the
+   * state timed out (the delivery answered and exported `failed`, unqueued, `deliveries resend` suggested) and the
+   * envelope was put in place after all, so the schedule delivered it too.
+   */
   async sendMessage(parameters: { QueueUrl?: string; MessageBody?: unknown }): Promise<{ MessageId: string }> {
     const body =
       typeof parameters.MessageBody === 'string' ? JSON.parse(parameters.MessageBody) : parameters.MessageBody;
@@ -159,7 +165,7 @@ export class LocalFailedDeliveryStore implements FailedDeliveryStore {
     if (!envelope)
       throw new Error('sqs:sendMessage: the message body is neither a failed delivery nor a failed export');
     try {
-      await this.put(envelope);
+      writeFileAtomicSync(this.file(envelope.conversation_id), `${JSON.stringify(envelope, null, 2)}\n`);
     } catch (error) {
       // Fail as the SQS integration does when the queue refuses a message, so the workflow's Retry and Catch treat
       // a full or unwritable disk exactly as they treat SQS being down on AWS.

@@ -1,4 +1,4 @@
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { appendFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -16,6 +16,7 @@ import {
   writeFileAtomic,
 } from '../../../functions/shared/local-files.ts';
 import { writerHost } from '../../../functions/shared/writers.ts';
+import { meetInProcesses } from '../../support/meeting.ts';
 import { anotherHost } from '../../support/pid-namespaces.ts';
 import { withTimeStill } from '../../support/time.ts';
 
@@ -626,29 +627,25 @@ describe('withFileLock', () => {
     await writeFile(`${file}.lock`, gone.stdout);
     const log = path.join(dir, 'holders.log');
     const module = path.resolve('functions/shared/local-files.ts');
-    // Each process waits for the same instant, then changes the file under its lock, holding it a moment.
-    const code = `const { appendLine, withFileLock } = await import(${JSON.stringify(module)});
-      const go = Number(process.argv[1]); while (Date.now() < go) {}
+    // All at once (meetInProcesses), each says 'try' in the log, then changes the file under its lock, holding it a
+    // moment.
+    const processes = await meetInProcesses(
+      8,
+      `const { appendLine, withFileLock } = await import(${JSON.stringify(module)});`,
+      `await appendLine(${JSON.stringify(log)}, 'try\\n');
       await withFileLock(${JSON.stringify(file)}, async () => {
         await appendLine(${JSON.stringify(log)}, 'in\\n');
         await new Promise((resolve) => setTimeout(resolve, 50));
         await appendLine(${JSON.stringify(log)}, 'out\\n');
-      });`;
-    const go = Date.now() + 2_500;
-    await Promise.all(
-      Array.from(
-        { length: 8 },
-        () =>
-          new Promise<void>((resolve) => {
-            const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code, String(go)]);
-            child.on('close', () => resolve());
-          }),
-      ),
+      });`,
     );
+    await Promise.all(processes.map((p) => p.closed));
+    const lines = (await readFile(log, 'utf8')).trim().split('\n');
+    // They met: others had begun before the first held the lock (one after another, only the first would find the stale
+    // lock, the others a live holder or none, and the test would pass whatever several takeovers at once did).
+    expect(lines.indexOf('in')).toBeGreaterThan(1);
     // Before: each removed the stale lock with rm, the later ones removing the lock an earlier one had just taken.
-    expect((await readFile(log, 'utf8')).trim().split('\n')).toEqual(
-      Array.from({ length: 8 }, () => ['in', 'out']).flat(),
-    );
+    expect(lines.filter((line) => line !== 'try')).toEqual(Array.from({ length: 8 }, () => ['in', 'out']).flat());
     expect((await readdir(dir)).sort()).toEqual(['holders.log']); // no lock, nothing left aside
   }, 120_000); // 8 processes importing through tsx took over 20 s at load 12: the limit only catches a hang
 });

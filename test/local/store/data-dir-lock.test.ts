@@ -7,6 +7,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { writerHost } from '../../../functions/shared/writers.ts';
 import { PROJECT_ROOT } from '../../../local/paths.ts';
 import { DataDirInUseError, lockDataDir } from '../../../local/store/data-dir-lock.ts';
+import { meetInProcesses } from '../../support/meeting.ts';
 import { anotherHost } from '../../support/pid-namespaces.ts';
 import { withTimeStill } from '../../support/time.ts';
 
@@ -133,42 +134,41 @@ describe('one gateway per LOCAL_DATA_DIR', () => {
     const dead = spawnSync(process.execPath, ['-e', '0']).pid!;
     await writeFile(pidFile(), String(dead));
     const module = path.resolve('local/store/data-dir-lock.ts');
-    // Each start waits for the same instant, then locks: the one that takes the folder holds it, as a running gateway
-    // would, until every start has said how it went (a start a loaded machine runs late must still find it held).
-    const code = `const { lockDataDir } = await import(${JSON.stringify(module)});
-      const go = Number(process.argv[1]); while (Date.now() < go) {}
-      try { await lockDataDir(${JSON.stringify(dir)}); console.log('held'); setInterval(() => {}, 1000); }
-      catch (error) { console.log(error.constructor.name); }`;
-    const go = Date.now() + 2_500;
-    const children = Array.from({ length: 6 }, () =>
-      spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code, String(go)]),
+    const tries = `${dir}.tries`;
+    // All start at once (meetInProcesses), each saying so in `tries` first: the one that takes the folder holds it, as
+    // a running gateway would, until every start has said how it went (a start a loaded machine runs late must still
+    // find it held).
+    const starts = await meetInProcesses(
+      6,
+      `const { lockDataDir } = await import(${JSON.stringify(module)});
+      const { appendFileSync } = await import('node:fs');`,
+      `appendFileSync(${JSON.stringify(tries)}, 'try\\n');
+      try {
+        await lockDataDir(${JSON.stringify(dir)});
+        appendFileSync(${JSON.stringify(tries)}, 'held\\n');
+        console.log('held');
+        setInterval(() => {}, 1000);
+      } catch (error) { console.log(error.constructor.name); }`,
     );
-    const closed = children.map((child) => new Promise((resolve) => child.on('close', resolve)));
-    const outcomes = (
-      await Promise.all(
-        children.map(
-          (child) =>
-            new Promise<string>((resolve) => {
-              let out = '';
-              child.stdout.on('data', (d) => {
-                out += d;
-                if (out.includes('\n')) resolve(out.trim());
-              });
-              child.on('close', () => resolve(out.trim()));
-            }),
-        ),
-      )
-    ).sort();
-    for (const child of children) child.kill();
-    await Promise.all(closed);
-    expect(outcomes).toEqual([
-      'DataDirInUseError',
-      'DataDirInUseError',
-      'DataDirInUseError',
-      'DataDirInUseError',
-      'DataDirInUseError',
-      'held',
-    ]);
+    try {
+      const outcomes = (await Promise.all(starts.map((start) => start.line))).sort();
+      expect(outcomes).toEqual([
+        'DataDirInUseError',
+        'DataDirInUseError',
+        'DataDirInUseError',
+        'DataDirInUseError',
+        'DataDirInUseError',
+        'held',
+      ]);
+      // They met: others had begun before one held the folder (one at a time, all but the first would be refused
+      // without a takeover to contend with, and the test would pass whatever the takeover did).
+      const log = (await readFile(tries, 'utf8')).trim().split('\n');
+      expect(log.indexOf('held')).toBeGreaterThan(1);
+    } finally {
+      for (const start of starts) start.kill();
+      await Promise.all(starts.map((start) => start.closed));
+      await rm(tries, { force: true });
+    }
     expect((await readdir(dir)).sort()).toEqual(['gateway.pid']); // no takeover left behind
   }, 120_000); // 6 processes importing through tsx took over 20 s at load 12: the limit only catches a hang
 

@@ -1,10 +1,11 @@
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { lstat, mkdir, mkdtemp, readdir, readFile, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ObjectStore } from '../../../local/store/object-store.ts';
 import { migrateS3rverLayout } from '../../../local/store/s3rver-migration.ts';
+import { meetInProcesses } from '../../support/meeting.ts';
 import { anotherHost } from '../../support/pid-namespaces.ts';
 
 const BUCKET = 'revops-conversations';
@@ -31,29 +32,31 @@ async function s3rverLayout(): Promise<void> {
   }
 }
 
-/** Each process waits for the same instant, then migrates (as `npm start` and a command on the old folder would). */
-function migrateInProcesses(count: number): Promise<string[]> {
+/**
+ * Several processes that migrate at once (as `npm start` and a command on the old folder would), each saying so in
+ * `tries` first: its outcome, and the log of when each began and ended.
+ */
+async function migrateInProcesses(count: number): Promise<{ outcomes: string[]; log: string[] }> {
   const module = path.resolve('local/store/s3rver-migration.ts');
   const store = path.resolve('local/store/object-store.ts');
-  const code = `const { migrateS3rverLayout } = await import(${JSON.stringify(module)});
-    const { ObjectStore } = await import(${JSON.stringify(store)});
-    const go = Number(process.argv[1]); while (Date.now() < go) {}
-    const store = new ObjectStore(${JSON.stringify(root)});
-    try { await store.open(); console.log('moved ' + await migrateS3rverLayout(store)); }
-    catch (error) { console.log('failed ' + error.message); }`;
-  const go = Date.now() + 2_500;
-  return Promise.all(
-    Array.from(
-      { length: count },
-      () =>
-        new Promise<string>((resolve) => {
-          const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code, String(go)]);
-          let out = '';
-          child.stdout.on('data', (d) => (out += d));
-          child.on('close', () => resolve(out.trim()));
-        }),
-    ),
-  );
+  const tries = `${root}.tries`;
+  try {
+    const processes = await meetInProcesses(
+      count,
+      `const { migrateS3rverLayout } = await import(${JSON.stringify(module)});
+      const { ObjectStore } = await import(${JSON.stringify(store)});
+      const { appendFileSync } = await import('node:fs');`,
+      `appendFileSync(${JSON.stringify(tries)}, 'try\\n');
+      const store = new ObjectStore(${JSON.stringify(root)});
+      try { await store.open(); console.log('moved ' + await migrateS3rverLayout(store)); }
+      catch (error) { console.log('failed ' + error.message); }
+      appendFileSync(${JSON.stringify(tries)}, 'done\\n');`,
+    );
+    const outcomes = await Promise.all(processes.map((p) => p.closed));
+    return { outcomes, log: (await readFile(tries, 'utf8')).trim().split('\n') };
+  } finally {
+    await rm(tries, { force: true });
+  }
 }
 
 describe('the s3rver layout migration', () => {
@@ -61,8 +64,11 @@ describe('the s3rver layout migration', () => {
     // Before: the processes moved the same objects at once; some failed (ENOENT: one the other had just moved) and
     // others moved an object again without its metadata (its content type became binary/octet-stream).
     await s3rverLayout();
-    const outcomes = (await migrateInProcesses(3)).sort();
-    expect(outcomes).toEqual(['moved 0', 'moved 0', `moved ${OBJECTS}`]);
+    const { outcomes, log } = await migrateInProcesses(3);
+    expect(outcomes.sort()).toEqual(['moved 0', 'moved 0', `moved ${OBJECTS}`]);
+    // They met: all had begun before the first was done (one after another, the later ones would only find the
+    // migration done, and the test would pass whatever a migration under way did to them).
+    expect(log.slice(0, 3)).toEqual(['try', 'try', 'try']);
     const store = new ObjectStore(root);
     for (let n = 0; n < OBJECTS; n++) {
       const got = await store.get(BUCKET, `conversation-history/2026/11/29/webhook_${n}/conversation.json`, true);
@@ -72,7 +78,7 @@ describe('the s3rver layout migration', () => {
       moved_from_s3rver: OBJECTS,
     });
     expect((await readdir(root)).filter((name) => name.startsWith('.layout'))).toEqual(['.layout.json']);
-  }, 30_000);
+  }, 120_000); // 3 processes importing through tsx, as the other tests of several processes: the limit only catches a hang
 
   it('a FIFO or a link to a device in the old layout: not read, left where it is and named at the start; the rest moved', async () => {
     const folder = path.join(root, BUCKET, 'conversation-history', '2026', '11', '29');
