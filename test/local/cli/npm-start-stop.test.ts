@@ -65,5 +65,5 @@ describe('npm start, its npm process stopped with SIGTERM', () => {
     npm.kill('SIGTERM');
     await until('the gateway stopping', () => !alive(gatewayPid), 20_000);
     expect(existsSync(path.join(dataDir, 'gateway.pid'))).toBe(false);
-  }, 30_000);
+  });
 });
