@@ -48,8 +48,9 @@ describe('a script count', () => {
 });
 
 /**
- * `node --import tsx bench/s3-uploads.ts 50000 100` and `bench/s3-big-folder.ts <keys> census` (docs/performance.md
- * §2): before, a count that was no number ran the whole setup, then ended in a stack trace, "listed 0 uploads of NaN".
+ * `node --import tsx bench/s3-uploads.ts 50000 100` and `bench/s3-big-folder.ts <keys> census`
+ * (docs/performance.md §2): before, a count that was no number ran the whole setup, then ended in a stack trace,
+ * "listed 0 uploads of NaN".
  */
 describe('the S3 listing scripts’ counts', () => {
   it('parseCounts takes each count in order, its fallback when not given', () => {
