@@ -18,10 +18,17 @@ import {
   readEnvelope,
   redriveCandidates,
 } from '../../functions/domain/failed-delivery.ts';
-import { UnreadableFileError, writeFileAtomicSync } from '../../functions/shared/local-files.ts';
+import { UnreadableFileError } from '../../functions/shared/local-files.ts';
 import type { FailedDeliveryStore, HeldEnvelope, TakenBatch } from '../../functions/shared/redelivery.ts';
 import { settings } from '../../functions/shared/settings.ts';
-import { listDir, mapConcurrently, readJson, writeJsonAtomic, writeTextAtomic } from './json-files.ts';
+import {
+  listDir,
+  mapConcurrently,
+  readJson,
+  writeJsonAtomic,
+  writeJsonAtomicSync,
+  writeTextAtomic,
+} from './json-files.ts';
 
 /** The error name Step Functions' sqs:sendMessage integration reports when SQS refuses a message. */
 export const SQS_REFUSED = 'SQS.AmazonSQSException';
@@ -153,7 +160,7 @@ export class LocalFailedDeliveryStore implements FailedDeliveryStore {
 
   /**
    * The local stand-in for `sqs:sendMessage` in QueueFailedDelivery and QueueFailedExport: receives the resolved
-   * Parameters. The envelope is written at once (writeFileAtomicSync), within the turn of the event loop the state's
+   * Parameters. The envelope is written at once (writeJsonAtomicSync), within the turn of the event loop the state's
    * 1 s timer cannot come due in: before, a loaded machine gave the write's four file-thread round trips out late, the
    * state timed out (the delivery answered and exported `failed`, unqueued, `deliveries resend` suggested) and the
    * envelope was put in place after all, so the schedule delivered it too.
@@ -165,7 +172,7 @@ export class LocalFailedDeliveryStore implements FailedDeliveryStore {
     if (!envelope)
       throw new Error('sqs:sendMessage: the message body is neither a failed delivery nor a failed export');
     try {
-      writeFileAtomicSync(this.file(envelope.conversation_id), `${JSON.stringify(envelope, null, 2)}\n`);
+      writeJsonAtomicSync(this.file(envelope.conversation_id), envelope);
     } catch (error) {
       // Fail as the SQS integration does when the queue refuses a message, so the workflow's Retry and Catch treat
       // a full or unwritable disk exactly as they treat SQS being down on AWS.

@@ -1,14 +1,22 @@
 import { readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { readJsonFile, writeFileAtomic } from '../../functions/shared/local-files.ts';
+import { readJsonFile, writeFileAtomic, writeFileAtomicSync } from '../../functions/shared/local-files.ts';
 import { asideWriter, writerState } from '../../functions/shared/writers.ts';
 
 /** Write a file atomically (temp file + rename); `mode` applies from the first byte; a missing directory is created. */
 export const writeTextAtomic = writeFileAtomic;
 
 export async function writeJsonAtomic(file: string, value: unknown, mode?: number): Promise<void> {
-  await writeTextAtomic(file, `${JSON.stringify(value, null, 2)}\n`, mode);
+  await writeTextAtomic(file, jsonFileText(value), mode);
 }
+
+/** writeJsonAtomic at once, in this turn of the event loop (writeFileAtomicSync: for a write a timer must not overtake). */
+export function writeJsonAtomicSync(file: string, value: unknown): void {
+  writeFileAtomicSync(file, jsonFileText(value));
+}
+
+/** A JSON file's text: indented, with a final newline. */
+const jsonFileText = (value: unknown) => `${JSON.stringify(value, null, 2)}\n`;
 
 /**
  * JSON text of `value` with every `webhook-signature` field's value `[redacted]` (an inbound request's signature: the
