@@ -150,6 +150,25 @@ export function isDeferral(caught: CaughtError | undefined): boolean {
 }
 
 /**
+ * The errors Step Functions raises when Lambda would not run a function (it was throttled, or the Lambda service or
+ * the call to it failed): the list of the Validate state's Retry in statemachine/conversation.asl.json, which AWS
+ * advises retrying. Any other error of the Deliver state is Deliver's own (DeliveryRetryableError, …) or a run of it
+ * that ended badly (Lambda.Unknown, States.Timeout), which may have sent the POST.
+ */
+export const LAMBDA_REFUSALS: readonly string[] = [
+  'Lambda.ServiceException',
+  'Lambda.AWSLambdaException',
+  'Lambda.SdkClientException',
+  'Lambda.ClientExecutionTimeoutException',
+  'Lambda.TooManyRequestsException',
+];
+
+/** Whether an error name is Lambda's refusal to run the function (LAMBDA_REFUSALS): Deliver made no attempt. */
+export function isLambdaRefusal(error: string | undefined): boolean {
+  return error !== undefined && LAMBDA_REFUSALS.includes(error);
+}
+
+/**
  * The delivery status a deferral leaves (no attempt by this Deliver): `queued` when Deliver said nothing was attempted
  * for the conversation yet (a receiver held by its circuit breaker, a pause, its rate or the caller's deadline),
  * `retrying` otherwise (earlier attempts failed; deferrals that say nothing, like a crash recovery's).

@@ -2,6 +2,7 @@ import { nextAttemptNumber, withoutAttemptDetail } from './attempt-log.ts';
 import {
   type ConversationRecord,
   type DeliveryAttempt,
+  type ExecutionError,
   fullRecord,
   type RedeliveryContext,
   type StateRecord,
@@ -10,6 +11,7 @@ import {
   deferredStatus,
   failedAttemptFromCaught,
   isDeferral,
+  isLambdaRefusal,
   MAX_RETRY_AFTER_MS,
   withDeferredAttempts,
 } from './delivery.ts';
@@ -330,8 +332,11 @@ export function readRedeliveryOutput(
 }
 
 /**
- * A SUCCEEDED redelivery execution's output folded into its envelope (what both adapters store), or why the output
- * cannot be used.
+ * A SUCCEEDED redelivery execution's output folded into its envelope (what both adapters store), or why the run
+ * counts as one that did not succeed: its output cannot be used, or Lambda did not run its Deliver (deliverRefused).
+ * A refused run of the schedule comes with its envelope as a failed run (withFailedRun: no slot used, back in a
+ * minute, dead after MAX_FAILED_RUNS in a row), carrying the record its Export wrote (the refusal noted, no attempt);
+ * an operator's changes nothing, as any of its runs that did not succeed.
  */
 export function settleRedelivery(
   envelope: FailedDeliveryEnvelope,
@@ -339,9 +344,18 @@ export function settleRedelivery(
   via: RedeliveryContext['via'],
   now: Date,
   schedule: readonly number[] = DEFAULT_RETRY_SCHEDULE_MS,
-): { ok: true; record: ConversationRecord; updated: FailedDeliveryEnvelope } | { ok: false; error: string } {
+):
+  | { ok: true; record: ConversationRecord; updated: FailedDeliveryEnvelope }
+  | { ok: false; error: string; updated?: FailedDeliveryEnvelope } {
   const read = readRedeliveryOutput(output);
   if (!read) return { ok: false, error: 'SUCCEEDED without a conversation record as output' };
+  const refusal = deliverRefused(envelope, read.record);
+  if (refusal) {
+    const error = `Lambda did not run Deliver (${refusal.error}: ${refusal.message}); no attempt was made`;
+    if (via !== 'schedule') return { ok: false, error };
+    const noted = { ...envelope, conversation: read.record, attempts: read.record.execution.delivery_attempts };
+    return { ok: false, error, updated: withFailedRun(noted, error, now) };
+  }
   return {
     ok: true,
     record: read.record,
@@ -439,8 +453,9 @@ const FAILED_RUN_WAIT_MS = 60_000;
 
 /**
  * A redelivery run of the schedule that did not succeed (the execution FAILED or TIMED_OUT, its output was unusable,
- * or Step Functions could not start it): no slot of the schedule is used and nothing was recorded, so the envelope
- * comes back shortly, later after each failure; the MAX_FAILED_RUNS-th failure in a row makes it dead (runs_failed).
+ * Step Functions could not start it, or Lambda would not run its Deliver: deliverRefused): no slot of the schedule is
+ * used and no attempt was recorded, so the envelope comes back shortly, later after each failure; the
+ * MAX_FAILED_RUNS-th failure in a row makes it dead (runs_failed).
  */
 export function withFailedRun(envelope: FailedDeliveryEnvelope, error: string, now: Date): FailedDeliveryEnvelope {
   const failedRuns = (envelope.failed_runs ?? 0) + 1;
@@ -605,6 +620,20 @@ export function redriveCandidates<E extends Pick<FailedDeliveryEnvelope, 'state'
         (!filter.type || e.webhook_type === filter.type),
     )
     .sort((a, b) => a.created_at.localeCompare(b.created_at));
+}
+
+/**
+ * Lambda's refusal to run a redelivery's Deliver (LAMBDA_REFUSALS), as the run's Export noted it: the record's last
+ * error, new in this run, with no attempt added (closeConversation records none); null for any other run. The
+ * receiver was sent nothing, so the run uses no slot of the schedule and never dead-letters the envelope on its own:
+ * it counts as a failed run (settleRedelivery), whose count bounds a Lambda that refuses for ever.
+ */
+function deliverRefused(envelope: FailedDeliveryEnvelope, record: ConversationRecord): ExecutionError | null {
+  if (owedBy(envelope) !== 'delivery' || record.webhook_context.delivery_status === 'delivered') return null;
+  if (record.execution.delivery_attempts.length !== envelope.attempts.length) return null;
+  if (record.execution.errors.length <= envelope.conversation.execution.errors.length) return null;
+  const last = record.execution.errors.at(-1);
+  return last?.stage === 'Deliver' && isLambdaRefusal(last.error) ? last : null;
 }
 
 /** When the schedule looks again at a redelivery whose receiver was held back. */

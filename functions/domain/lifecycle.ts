@@ -12,7 +12,13 @@ import {
   turnText,
   userQuery,
 } from './conversation.ts';
-import { deferredStatus, failedAttemptFromCaught, isDeferral, withDeferredAttempts } from './delivery.ts';
+import {
+  deferredStatus,
+  failedAttemptFromCaught,
+  isDeferral,
+  isLambdaRefusal,
+  withDeferredAttempts,
+} from './delivery.ts';
 import { errorBody } from './gateway-contract.ts';
 import { parseTaskError, type TaskFailure } from './task-error.ts';
 import { wellFormedText, wellFormedValue } from './unicode.ts';
@@ -204,7 +210,8 @@ export function closingTime(failedAt: string | undefined, now: Date): Date {
 
 /**
  * Export's view of how the conversation ended: the agent's failure (nothing delivered), a failed delivery (the
- * attempt the Catch stored, `retrying` while the schedule will try again, `failed` when it will not), or success.
+ * attempt the Catch stored, `retrying` while the schedule will try again, `failed` when it will not), or success. A
+ * redelivery whose Deliver Lambda would not run records no attempt: the refusal only, in its errors.
  */
 export function closeConversation(
   state: ConversationState,
@@ -248,6 +255,11 @@ export function closeConversation(
     // status as it was.
     record = withDeferredAttempts(record, state.delivery_error);
     if (!state.redelivery) record = withDeliveryStatus(record, deferredStatus(state.delivery_error));
+  } else if (state.delivery_error && state.redelivery && isLambdaRefusal(state.delivery_error.Error)) {
+    // Lambda did not run the redelivery's Deliver (throttled, its service failing): no attempt was made, so none is
+    // recorded and the delivery status stays as it was; the refusal is noted in the errors, and the schedule counts the
+    // run as a failed one, using no slot (failed-delivery.ts, deliverRefused).
+    record = withFailure(record, 'Deliver', parseTaskError(state.delivery_error), now);
   } else if (state.delivery_error) {
     const { attempt, target } = failedAttemptFromCaught(
       state.delivery_error,

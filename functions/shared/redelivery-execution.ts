@@ -68,6 +68,14 @@ async function runRedelivery(
     output = undefined;
   }
   const settled = settleRedelivery(envelope, output, via, (options.now ?? (() => new Date()))(), schedule);
-  if (!settled.ok) return { ok: false, execution_name: name, status, error: settled.error };
+  // A run whose Deliver Lambda would not run comes with its envelope as a failed run of the schedule (settleRedelivery).
+  if (!settled.ok)
+    return {
+      ok: false,
+      execution_name: name,
+      status,
+      error: settled.error,
+      ...(settled.updated ? { updated: settled.updated } : {}),
+    };
   return { ok: true, execution_name: name, record: settled.record, updated: settled.updated };
 }

@@ -114,16 +114,23 @@ async function redeliverOnce(
         error: `${execution.error}: ${execution.cause ?? ''}`,
       }
     : !settled.ok
-      ? { ok: false, execution_name: name, status: execution.status, error: settled.error }
+      ? {
+          ok: false,
+          execution_name: name,
+          status: execution.status,
+          error: settled.error,
+          ...(settled.updated ? { updated: settled.updated } : {}),
+        }
       : { ok: true, execution_name: name, record: settled.record, updated: settled.updated };
   // A run that delivered and then failed (in Export: its time ran out, the Lambda failed past CloseWithoutExport)
   // owes only the export now, or the next run would deliver it again. A scheduled run that did not succeed is a
-  // failed run of its envelope. Either is the run's `updated`, which redeliverHeld stores as it is.
+  // failed run of its envelope (one whose Deliver Lambda would not run comes so, settleRedelivery). Either is the run's
+  // `updated`, which redeliverHeld stores as it is.
   const delivered = !ran.ok && via !== 'resend' ? deliveredBy(execution) : null;
   const failed = delivered
     ? withUnexportedDelivery(envelope, delivered, ran.ok ? '' : ran.error, new Date())
     : !ran.ok && via === 'schedule'
-      ? withFailedRun(envelope, ran.error, new Date())
+      ? (ran.updated ?? withFailedRun(envelope, ran.error, new Date()))
       : null;
   const givenUp = failed && givenUpRecord(failed);
   try {

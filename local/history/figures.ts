@@ -3,7 +3,7 @@
  * attempt per Deliver run that returned (a try the workflow's Retry repeated threw, so its record was not kept) and
  * the last attempt's duration; the execution histories have every try. So: tries counts every POST (each Deliver
  * entry and each of its retries, in every execution; a Deliver that ended in a deferral without an attempt of its own,
- * a held receiver or the caller's deadline, sent nothing that time), delivery is the time spent in Deliver by the
+ * a held receiver or the caller's deadline, or that Lambda would not run, sent nothing that time), delivery is the time spent in Deliver by the
  * conversation's own run (retry waits included; not in a Deliver that sent nothing at all), a part of total, and each
  * redelivery after it (the schedule's, a redrive, a resend: minutes or days later, outside total) is one of `later`,
  * with when it ran and its own delivery time,
@@ -12,7 +12,7 @@
  * export's own writes come after total).
  */
 import type { ConversationRecord } from '../../functions/domain/conversation.ts';
-import { isDeferral } from '../../functions/domain/delivery.ts';
+import { isDeferral, isLambdaRefusal } from '../../functions/domain/delivery.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
 import { timeline } from './timeline.ts';
 
@@ -41,8 +41,8 @@ export interface ConversationFigures {
 
 /**
  * Whether each Deliver entry of an execution, in order, ended in a deferral without an attempt of its own (its last
- * failure is a DeliveryDeferredError that carries no attempt: functions/domain/delivery.ts isDeferral): that pass
- * sent nothing; only its retries, if any, did.
+ * failure is a DeliveryDeferredError that carries no attempt: functions/domain/delivery.ts isDeferral) or in Lambda's
+ * refusal to run it (isLambdaRefusal): that pass sent nothing; only its retries, if any, did.
  */
 function deliverDeferrals(record: ExecutionRecord): boolean[] {
   const deferred: boolean[] = [];
@@ -51,7 +51,8 @@ function deliverDeferrals(record: ExecutionRecord): boolean[] {
     if (event.type === 'StateEntered') deferred.push(false);
     else if (event.type === 'StateFailed' && deferred.length > 0) {
       const cause = typeof event.cause === 'string' ? event.cause : JSON.stringify(event.cause ?? '');
-      deferred[deferred.length - 1] = isDeferral({ Error: event.error ?? '', Cause: cause });
+      deferred[deferred.length - 1] =
+        isDeferral({ Error: event.error ?? '', Cause: cause }) || isLambdaRefusal(event.error);
     }
   }
   return deferred;

@@ -6,6 +6,7 @@ import {
   EXPORT_DEFERRED_EVENT,
   RECORD_UNSAVED_EVENT,
 } from '../../functions/domain/observability.ts';
+import { runMain } from '../support/cli.ts';
 import { folderOf, journalOf, SEED_REQUEST, startWorld, type TestWorld } from '../support/gateway.ts';
 import { captureJsonLines } from '../support/log-capture.ts';
 
@@ -469,17 +470,24 @@ describe('no answer lost after the agent answered', () => {
       await rm(folder, { force: true });
     }
   });
-  it('a redelivery whose Deliver Lambda will not run: not retried (its 60 s), exported with the refusal, tried again at the next slot', async () => {
+  it('a redelivery whose Deliver Lambda will not run: not retried (its 60 s), exported with the refusal, no attempt, tried again', async () => {
     // Before: the redelivery workflow retried it 3 times (after 2, 4 and 8 s), each try up to the Lambda's timeout.
     world.agent.behave(() => ({ payload: ANSWER }));
     world.receiver.reply(503, 503, 503, 503);
     const res = await world.post(SEED_REQUEST);
     expect(res.body.tracking.delivery_status).toBe('retrying');
     const id = res.body.conversation_id as string;
+    const before = (await world.gateway.failedDeliveries.get(id))!;
+    const tries = (await world.getJson(`${folderOf(id)}conversation.json`)).conversation.execution.delivery_attempts;
     deliverThrottled = true;
     const run = await world.gateway.redelivery.redrive(id);
     expect(deliverRefusals).toBe(1);
-    expect(run).toMatchObject({ status: 'failed' });
+    // An operator's run that did not succeed (before: `failed`, with a 0 ms attempt the receiver never got).
+    expect(run).toMatchObject({
+      status: 'error',
+      error: 'Lambda did not run Deliver (Lambda.TooManyRequestsException: Rate Exceeded.); no attempt was made',
+    });
+    expect(await world.gateway.failedDeliveries.get(id)).toEqual(before);
     const [redelivery] = (await world.gateway.executions.executions(id)).filter((e) =>
       e.execution_name.includes('-redelivery-'),
     );
@@ -494,10 +502,87 @@ describe('no answer lost after the agent answered', () => {
       stage: 'Deliver',
       error: 'Lambda.TooManyRequestsException',
     });
-    expect(await world.gateway.failedDeliveries.get(id)).toMatchObject({ state: 'pending' });
+    expect(record.execution.delivery_attempts).toEqual(tries);
+    expect(record.webhook_context.delivery_status).toBe('retrying');
     world.receiver.reply(200);
     deliverThrottled = false;
     expect((await world.gateway.redelivery.redrive(id)).status).toBe('delivered');
+  });
+
+  it('Lambda refusing to run Deliver on the last slot: no slot used, no attempt, back in a minute; for ever: given up after five runs', async () => {
+    // Before: the run appended a 0 ms attempt, exported the delivery `failed` and dead-lettered the envelope
+    // (exhausted), though the receiver was sent nothing in that run.
+    world.agent.behave(() => ({ payload: ANSWER }));
+    world.receiver.reply(503, 503, 503, 503);
+    const res = await world.post(SEED_REQUEST);
+    const id = res.body.conversation_id as string;
+    const queued = (await world.gateway.failedDeliveries.get(id))!;
+    const exported = async () => (await world.getJson(`${folderOf(id)}conversation.json`)).conversation;
+    // The four tries of the conversation workflow, from the attempt log (the envelope keeps the last one).
+    const tries = (await exported()).execution.delivery_attempts;
+    expect(tries).toHaveLength(4);
+    const lastSlot = world.gateway.failedDeliveries.schedule.length - 1;
+    const due = () => new Date(Date.now() - 1).toISOString();
+    await world.gateway.failedDeliveries.put({ ...queued, scheduled_attempts: lastSlot, next_due_at: due() });
+    world.receiver.reset();
+    deliverThrottled = true;
+
+    const [first] = (await world.gateway.redelivery.runDue()).filter((r) => r.conversation_id === id);
+    expect(deliverRefusals).toBe(1);
+    expect(first).toMatchObject({
+      status: 'error',
+      error: 'Lambda did not run Deliver (Lambda.TooManyRequestsException: Rate Exceeded.); no attempt was made',
+    });
+    const waiting = (await world.gateway.failedDeliveries.get(id))!;
+    expect(waiting).toMatchObject({ state: 'pending', scheduled_attempts: lastSlot, failed_runs: 1 });
+    expect(Date.parse(waiting.next_due_at!) - Date.now()).toBeGreaterThan(50_000);
+    expect(waiting.attempts).toEqual(queued.attempts);
+    const record = await exported();
+    expect(record.webhook_context.delivery_status).toBe('retrying');
+    expect(record.execution.delivery_attempts).toEqual(tries);
+    expect(record.execution.errors.at(-1)).toMatchObject({
+      stage: 'Deliver',
+      error: 'Lambda.TooManyRequestsException',
+    });
+
+    // Lambda refusing for ever: the fifth refused run in a row gives the delivery up (runs_failed), as five failed
+    // runs do, written where users read it: delivery `failed`, still without an attempt of those runs.
+    for (let run = 2; run <= 5; run += 1) {
+      await world.gateway.failedDeliveries.put({
+        ...(await world.gateway.failedDeliveries.get(id))!,
+        next_due_at: due(),
+      });
+      await world.gateway.redelivery.runDue();
+    }
+    expect(deliverRefusals).toBe(5);
+    expect(world.receiver.received).toHaveLength(0);
+    const dead = (await world.gateway.failedDeliveries.get(id))!;
+    expect(dead).toMatchObject({
+      state: 'dead',
+      dead_reason: 'runs_failed',
+      failed_runs: 5,
+      scheduled_attempts: lastSlot,
+    });
+    expect(dead.attempts).toEqual(queued.attempts);
+    const given = await exported();
+    expect(given.webhook_context.delivery_status).toBe('failed');
+    expect(given.execution.delivery_attempts).toEqual(tries);
+    expect(given.execution.errors.at(-1)).toMatchObject({
+      stage: 'RedeliverySchedule',
+      error: 'RedeliveryRunsFailed',
+      message: expect.stringContaining('(the last: Lambda did not run Deliver (Lambda.TooManyRequestsException'),
+    });
+    const cli = (args: string[]) => runMain(args, { LOCAL_DATA_DIR: world.dataDir, GATEWAY_URL: world.gateway.url });
+    // What the operator sees: the four tries of the conversation's run only, each refusal in the errors, and why the
+    // schedule gave up (before: `· then schedule at …: delivery 0 ms (1 try)` for each refused run).
+    const line = (await cli(['deliveries', 'list'])).stdout.split('\n').find((l) => l.startsWith(id));
+    expect(line).toMatch(/deal_analysis\s+4\s+redelivery run failed: Lambda did not run Deliv.*dead \(runs_failed\)/);
+    const shown = (await cli(['conversations', 'show', id])).stdout;
+    expect(shown).toMatch(/delivery failed/);
+    expect(shown).toMatch(/\(4 tries, 3 retries in the workflow\) · total \d+ ms · run \d+ ms\n/);
+    expect(shown).not.toMatch(/then schedule/);
+    expect(shown.match(/error {6}\S+ {2}Deliver: Lambda.TooManyRequestsException: Rate Exceeded\./g)).toHaveLength(5);
+    expect(shown).toMatch(/RedeliverySchedule: RedeliveryRunsFailed: no more automatic attempts: 5 redelivery runs/);
   });
   it('S3, SQS and then Lambda refusing RecordOnlyInLogs: 200 with the answer; the record only in the execution history, and the gateway says so', async () => {
     // Before: the only line was WEBHOOK_CONVERSATION_EXPORT_DEFERRED ("queued to be exported later"), though the queue

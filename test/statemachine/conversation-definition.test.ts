@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { SYNC_RESERVES } from '../../functions/domain/budget.ts';
-import { MAX_RETRY_WAIT_MS } from '../../functions/domain/delivery.ts';
+import { LAMBDA_REFUSALS, MAX_RETRY_WAIT_MS } from '../../functions/domain/delivery.ts';
 import { loadDefinition } from '../../local/engine/engine.ts';
 import { STATEMACHINE_DIR } from '../../local/paths.ts';
 import { aslValidator } from '../support/asl-validator.ts';
@@ -19,13 +19,8 @@ const SUBSTITUTIONS = {
   Partition: 'aws',
 };
 const definition = loadDefinition(FILE, SUBSTITUTIONS) as any;
-const LAMBDA_SERVICE_ERRORS = [
-  'Lambda.ServiceException',
-  'Lambda.AWSLambdaException',
-  'Lambda.SdkClientException',
-  'Lambda.ClientExecutionTimeoutException',
-  'Lambda.TooManyRequestsException',
-];
+/** Lambda's refusals to run a function: the list the domain reads a redelivery's Deliver refusal by, too. */
+const LAMBDA_SERVICE_ERRORS = LAMBDA_REFUSALS;
 
 describe('statemachine/conversation.asl.json', () => {
   it('passes asl-validator (paths and ARNs checked)', () => {

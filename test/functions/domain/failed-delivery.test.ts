@@ -9,6 +9,7 @@ import {
   envelopeFromMessage,
   envelopeFromQueuedExport,
   envelopeFromQueuedMessage,
+  givenUpRecord,
   isDue,
   MAX_FAILED_RUNS,
   owedBy,
@@ -17,6 +18,7 @@ import {
   readRedeliveryOutput,
   redeliveryContext,
   redeliveryExecutionName,
+  settleRedelivery,
   withFailedRun,
 } from '../../../functions/domain/failed-delivery.ts';
 import {
@@ -317,6 +319,101 @@ describe('withFailedRun (a redelivery run of the schedule that failed or could n
     const next = applyRedelivery(env, record, 'schedule', NOW);
     expect(next.failed_runs).toBeUndefined();
     expect(next).toMatchObject({ state: 'pending', scheduled_attempts: 1 });
+  });
+});
+
+describe('a redelivery run whose Deliver Lambda would not run (throttled, its service failing)', () => {
+  const pending = () => envelopeFromQueuedMessage(queued(attempt('retryable')), NOW);
+  const later = new Date(NOW.getTime() + 10_000);
+  const refusal = { Error: 'Lambda.TooManyRequestsException', Cause: 'Rate Exceeded.' };
+  /** The record the run's Export writes: its Deliver's Catch put Lambda's error in delivery_error. */
+  const exported = (env: ReturnType<typeof pending>, via: 'schedule' | 'redrive', caught = refusal) =>
+    closeConversation(
+      { conversation: env.conversation, redelivery: redeliveryContext(env, via), delivery_error: caught },
+      `${env.conversation_id}-redelivery-2-abc`,
+      later,
+    ).record;
+
+  it('on the last slot: no attempt recorded, still retrying, the refusal noted; no slot used, back in a minute', () => {
+    // Before: exported with a 0 ms attempt and `failed`, and the envelope dead (exhausted), the receiver sent nothing.
+    const env = { ...pending(), scheduled_attempts: DEFAULT_RETRY_SCHEDULE_MS.length - 1 };
+    const record = exported(env, 'schedule');
+    expect(record.execution.delivery_attempts).toEqual(env.attempts);
+    expect(record.webhook_context.delivery_status).toBe('retrying');
+    expect(record.execution.errors.at(-1)).toMatchObject({
+      stage: 'Deliver',
+      error: 'Lambda.TooManyRequestsException',
+      message: 'Rate Exceeded.',
+    });
+    const run = settleRedelivery(env, record, 'schedule', later);
+    expect(run).toMatchObject({
+      ok: false,
+      error: 'Lambda did not run Deliver (Lambda.TooManyRequestsException: Rate Exceeded.); no attempt was made',
+    });
+    if (run.ok) throw new Error('settled');
+    expect(run.updated).toMatchObject({
+      state: 'pending',
+      scheduled_attempts: DEFAULT_RETRY_SCHEDULE_MS.length - 1,
+      failed_runs: 1,
+      next_due_at: new Date(later.getTime() + 60_000).toISOString(),
+      last_error: `redelivery run failed: ${run.error}`,
+    });
+    expect(run.updated!.attempts).toEqual(env.attempts);
+    // Carrying the record as exported, so the next export keeps the refusal noted.
+    expect(run.updated!.conversation).toEqual(record);
+  });
+
+  it('refusing for ever: the fifth run in a row gives it up (runs_failed), the record failed with no attempt added', () => {
+    let env = pending();
+    const attempts = env.attempts;
+    const waits: number[] = [];
+    for (let run = 1; run <= MAX_FAILED_RUNS; run += 1) {
+      const settled = settleRedelivery(env, exported(env, 'schedule'), 'schedule', later);
+      if (settled.ok || !settled.updated) throw new Error(`run ${run} was not counted as a failed run`);
+      env = settled.updated;
+      if (env.next_due_at) waits.push((Date.parse(env.next_due_at) - later.getTime()) / 60_000);
+    }
+    expect(waits).toEqual([1, 2, 4, 8]);
+    expect(env).toMatchObject({ state: 'dead', dead_reason: 'runs_failed', failed_runs: 5, scheduled_attempts: 0 });
+    const given = givenUpRecord(env)!;
+    expect(given.webhook_context.delivery_status).toBe('failed');
+    expect(given.execution.delivery_attempts).toEqual(attempts);
+    expect(given.execution.errors.filter((e) => e.error === 'Lambda.TooManyRequestsException')).toHaveLength(5);
+    expect(given.execution.errors.at(-1)).toMatchObject({
+      stage: 'RedeliverySchedule',
+      error: 'RedeliveryRunsFailed',
+      message: expect.stringContaining('5 redelivery runs in a row failed (the last: Lambda did not run Deliver'),
+    });
+  });
+
+  it("an operator's redrive refused changes nothing (a run that did not succeed); a run that attempts counts again", () => {
+    const env = pending();
+    expect(settleRedelivery(env, exported(env, 'redrive'), 'redrive', later)).toEqual({
+      ok: false,
+      error: 'Lambda did not run Deliver (Lambda.TooManyRequestsException: Rate Exceeded.); no attempt was made',
+    });
+    const refused = settleRedelivery(env, exported(env, 'schedule'), 'schedule', later);
+    if (refused.ok) throw new Error('settled');
+    const record = withDeliveryAttempt(
+      refused.updated!.conversation,
+      { ...attempt('retryable'), attempt: env.attempts.length + 1 },
+      TARGET,
+      'retrying',
+    );
+    const next = applyRedelivery(refused.updated!, record, 'schedule', later);
+    expect(next).toMatchObject({ state: 'pending', scheduled_attempts: 1 });
+    expect(next.failed_runs).toBeUndefined();
+  });
+
+  it('a Deliver that ran and failed (Lambda.Unknown: it may have sent the POST) is an attempt, as before', () => {
+    const env = { ...pending(), scheduled_attempts: DEFAULT_RETRY_SCHEDULE_MS.length - 1 };
+    const crashed = { Error: 'Lambda.Unknown', Cause: 'The cause could not be determined' };
+    const record = exported(env, 'schedule', crashed);
+    expect(record.execution.delivery_attempts).toHaveLength(env.attempts.length + 1);
+    expect(settleRedelivery(env, record, 'schedule', later)).toMatchObject({
+      ok: true,
+      updated: { state: 'dead', dead_reason: 'exhausted' },
+    });
   });
 });
 

@@ -609,6 +609,34 @@ describe('closeConversation (what Export records)', () => {
       expect(record.execution.errors.at(-1)).toMatchObject({ stage: 'Deliver', error: name });
     },
   );
+
+  it.each([
+    [{ via: 'schedule', status_if_failed: 'failed' }, 'retrying', 'retrying'],
+    [{ via: 'redrive', status_if_failed: 'failed' }, 'failed', 'failed'],
+    [{ via: 'resend', status_if_failed: 'failed' }, 'delivered', 'delivered'],
+  ] as const)(
+    'a redelivery (%j) whose Deliver Lambda would not run: no attempt, the status as it was (%s → %s), the refusal noted',
+    (redelivery, before, after) => {
+      // Before: a 0 ms attempt the receiver never got, and `failed` on the schedule's last slot.
+      const earlier = {
+        attempt: 1,
+        at: at.toISOString(),
+        duration_ms: 3,
+        outcome: 'retryable',
+        status_code: 503,
+      } as const;
+      const conversation = withDeliveryAttempt(answered(), earlier, 'https://x.example/h', before);
+      const delivery_error = { Error: 'Lambda.ServiceException', Cause: 'Service unavailable' };
+      const { record } = closeConversation({ conversation, delivery_error, redelivery }, 'exec-1-redelivery-2', at);
+      expect(record.webhook_context.delivery_status).toBe(after);
+      expect(record.execution.delivery_attempts).toEqual([earlier]);
+      expect(record.execution.errors.at(-1)).toMatchObject({
+        stage: 'Deliver',
+        error: 'Lambda.ServiceException',
+        message: 'Service unavailable',
+      });
+    },
+  );
 });
 
 describe('asClaimedConversation (a retried Validate whose first attempt claimed the key)', () => {

@@ -20,6 +20,7 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ConversationRecord } from '../../../functions/domain/conversation.ts';
 import { DEFAULT_RETRY_SCHEDULE_MS, type FailedDeliveryEnvelope } from '../../../functions/domain/failed-delivery.ts';
+import { closeConversation } from '../../../functions/domain/lifecycle.ts';
 import { handler } from '../../../functions/redelivery-scheduler/handler.ts';
 import { DynamoAttemptLog } from '../../../functions/shared/attempt-log.ts';
 import {
@@ -333,6 +334,62 @@ describe('everything else', () => {
     ]);
     expect(logs.find((l) => l.level === 'warn')).toMatchObject({
       message: 'Redelivery run did not succeed, again; no more automatic attempts',
+    });
+  });
+
+  /** A redelivery run whose Deliver Lambda would not run: its Export records what its Catch put in delivery_error. */
+  const refusedRun = (input: { input?: string; name?: string }) => {
+    const { conversation, redelivery } = JSON.parse(input.input!);
+    const delivery_error = { Error: 'Lambda.TooManyRequestsException', Cause: 'Rate Exceeded.' };
+    return succeeded(closeConversation({ conversation, redelivery, delivery_error }, input.name!, NOW).record);
+  };
+
+  it('Lambda refusing to run Deliver on the last slot: re-sent with a failed run counted, back in a minute; no slot used, no attempt', async () => {
+    // Before: a 0 ms attempt appended, exported `failed`, and the envelope dead-lettered (exhausted), the receiver
+    // never sent a request of that run.
+    const envelope = pendingEnvelope(undefined, T0, { scheduled_attempts: 1 });
+    queueHolds([sqsMessage(envelope)]);
+    sfnMock.on(StartSyncExecutionCommand).callsFake(refusedRun);
+    expect(await run({}, [5_000, 60_000])).toMatchObject({ redelivered: 1, failed_executions: 1, dead_lettered: 0 });
+    const [again] = sent();
+    expect(again).toMatchObject({
+      url: QUEUE_URL,
+      delay: 60,
+      envelope: {
+        state: 'pending',
+        scheduled_attempts: 1,
+        failed_runs: 1,
+        next_due_at: new Date(NOW.getTime() + 60_000).toISOString(),
+        last_error:
+          'redelivery run failed: Lambda did not run Deliver (Lambda.TooManyRequestsException: Rate Exceeded.); no attempt was made',
+      },
+    });
+    expect(again!.envelope.attempts).toEqual(envelope.attempts);
+    expect(again!.envelope.conversation.webhook_context.delivery_status).toBe('retrying');
+    expect(again!.envelope.conversation.execution.errors.at(-1)).toMatchObject({
+      stage: 'Deliver',
+      error: 'Lambda.TooManyRequestsException',
+    });
+    expect(logs.find((l) => l.level === 'warn')).toMatchObject({
+      message: 'Redelivery run did not succeed; the envelope comes back later',
+    });
+  });
+
+  it('Lambda refusing to run Deliver run after run: the fifth in a row → the dead-letter queue (runs_failed), given up', async () => {
+    const envelope = pendingEnvelope(undefined, T0, { failed_runs: 4 });
+    queueHolds([sqsMessage(envelope)]);
+    sfnMock.on(StartSyncExecutionCommand).callsFake(refusedRun);
+    expect(await run()).toMatchObject({ failed_executions: 1, dead_lettered: 0 });
+    const [dead] = sent();
+    expect(dead).toMatchObject({
+      url: DLQ_URL,
+      envelope: { state: 'dead', dead_reason: 'runs_failed', failed_runs: 5, scheduled_attempts: 0 },
+    });
+    expect(dead!.envelope.attempts).toEqual(envelope.attempts);
+    expect(dead!.envelope.conversation.webhook_context.delivery_status).toBe('failed');
+    expect(dead!.envelope.conversation.execution.errors.at(-1)).toMatchObject({
+      stage: 'RedeliverySchedule',
+      error: 'RedeliveryRunsFailed',
     });
   });
 

@@ -145,6 +145,37 @@ describe('a conversation’s figures, the same in show and the console', () => {
     expect(conversationFigures(record, [retried])).toMatchObject({ tries: 2, retries: 1, delivery_ms: 2 });
   });
 
+  it('does not count a redelivery whose Deliver Lambda would not run as a try: it sent nothing', () => {
+    // Before: `· then schedule at …: delivery 0 ms (1 try)` for each refused run, a POST the receiver never got.
+    const refused = {
+      ...execution([], 20),
+      execution_name: 'req-1-redelivery-2-abc',
+      state_machine: 'redelivery',
+      started_at: at(3_600_000),
+      input: { redelivery: { via: 'schedule' } },
+      events: [
+        { type: 'StateEntered', timestamp: T0 + 10, state: 'Deliver' },
+        {
+          type: 'StateFailed',
+          timestamp: T0 + 10,
+          state: 'Deliver',
+          error: 'Lambda.TooManyRequestsException',
+          cause: 'Rate Exceeded.',
+        },
+        { type: 'StateCaught', timestamp: T0 + 10, state: 'Deliver' },
+        { type: 'StateExited', timestamp: T0 + 10, state: 'Deliver' },
+      ],
+    };
+    const own = execution(
+      [
+        [10, 'StateEntered', 'Deliver'],
+        [3_040, 'StateExited', 'Deliver'],
+      ],
+      3_147,
+    );
+    expect(conversationFigures(closedRecord(), [own, refused])).toMatchObject({ tries: 1, later: [] });
+  });
+
   it('keeps a redrive hours later apart: its own time and when, never added to the run’s delivery (a part of total)', () => {
     const history = execution(
       [
