@@ -112,6 +112,11 @@ export interface RedeliveryResult {
   error?: string;
   /** held: why, as its receiver reads right after (heldBackReason); absent when it could not be read. */
   held_by?: string;
+  /**
+   * error, but its execution ended (SUCCEEDED: Lambda would not run its Deliver, or its output could not be used):
+   * nothing of it is in flight.
+   */
+  ended?: true;
 }
 
 /**
@@ -171,6 +176,7 @@ export async function redeliverHeld<H extends HeldEnvelope>(
       envelope: item.envelope,
     };
   }
+  const ended = !run.ok && run.status === 'SUCCEEDED' ? { ended: true as const } : {};
   if (!run.ok && (run.updated || via === 'schedule')) {
     const updated = run.updated ?? withFailedRun(item.envelope, run.error, now());
     await store.store(item, updated, now());
@@ -180,11 +186,12 @@ export async function redeliverHeld<H extends HeldEnvelope>(
       execution_name: run.execution_name,
       error: run.error,
       envelope: updated,
+      ...ended,
     };
   }
   if (!run.ok) {
     await store.leave(item);
-    return { conversation_id: id, status: 'error', execution_name: run.execution_name, error: run.error };
+    return { conversation_id: id, status: 'error', execution_name: run.execution_name, error: run.error, ...ended };
   }
   await store.store(item, run.updated, now());
   return {
@@ -502,8 +509,9 @@ export async function runSchedule<H extends HeldEnvelope>(
     }
     if (!took) summary.redelivered += 1;
     const result = await redeliverHeld(storing, owing, redeliver, 'schedule', now);
-    // The run ended (SUCCEEDED): nothing of it is in flight. Otherwise its Deliver may still be: the claim ends by itself.
-    if (result.status !== 'error') await release();
+    // The run ended (SUCCEEDED, a refused Deliver's too: ended): nothing of it is in flight. Otherwise its Deliver may
+    // still be: the claim ends by itself.
+    if (result.status !== 'error' || result.ended) await release();
     options.onResult?.(result);
     if (result.status === 'error') {
       const failed = result.envelope!;

@@ -643,7 +643,9 @@ describe('copies of one envelope in the queue (SQS delivers at least once; a run
     expect(await run(withClaims())).toMatchObject({ in_flight_elsewhere: 1, redelivered: 0 });
     expect(sent()).toEqual([{ url: QUEUE_URL, delay: 30, envelope }]);
     const later = new Date(leaseUntil);
-    expect(await run({ ...withClaims(), now: () => later })).toMatchObject({ redelivered: 1, delivered: 1 });
+    const second = await run({ ...withClaims(), now: () => later });
+    console.log(second);
+    expect(second).toMatchObject({ redelivered: 1, delivered: 1 });
     expect(sfnMock.commandCalls(StartSyncExecutionCommand)).toHaveLength(1);
   });
 
@@ -658,6 +660,33 @@ describe('copies of one envelope in the queue (SQS delivers at least once; a run
       N: String(NOW.getTime() + REDELIVERY_CLAIM_MS),
     });
     expect(REDELIVERY_CLAIM_MS).toBe(180_000);
+  });
+
+  it('a run whose Deliver Lambda would not run ended (SUCCEEDED): its claim is released, so the next run a minute later tries again', async () => {
+    // Before: kept for REDELIVERY_CLAIM_MS as if the run might be under way, so the envelope due a minute later waited
+    // for it (in_flight_elsewhere) until 3 minutes had passed.
+    const table = dynamoTables(dynamoMock, { deliveries: 'pk' }).items('deliveries');
+    const envelope = pendingEnvelope();
+    attemptLogHolds(() => []);
+    sfnMock.on(StartSyncExecutionCommand).callsFake((input: { input: string; name: string }) => {
+      const { conversation, redelivery } = JSON.parse(input.input);
+      const delivery_error = { Error: 'Lambda.ServiceException', Cause: 'Service unavailable' };
+      return succeeded(closeConversation({ conversation, redelivery, delivery_error }, input.name, NOW).record);
+    });
+    // The queue: what each run receives, the message each run sent back for the next.
+    const inbox = [sqsMessage(envelope)];
+    sqsMock.on(ReceiveMessageCommand).callsFake(() => ({ Messages: inbox.splice(0) }));
+    expect(await run(withClaims())).toMatchObject({ failed_executions: 1 });
+    expect(table.size).toBe(0);
+    const [again] = sent();
+    expect(again).toMatchObject({ delay: 60, envelope: { failed_runs: 1 } });
+    inbox.push(sqsMessage(again!.envelope));
+    const later = new Date(NOW.getTime() + 60_000);
+    expect(await run({ ...withClaims(), now: () => later })).toMatchObject({
+      failed_executions: 1,
+      in_flight_elsewhere: 0,
+    });
+    expect(sfnMock.commandCalls(StartSyncExecutionCommand)).toHaveLength(2);
   });
 
   it('a claim that cannot be written leaves the envelope as it was taken: nothing sent', async () => {
