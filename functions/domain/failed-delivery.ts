@@ -629,7 +629,9 @@ export function redriveCandidates<E extends Pick<FailedDeliveryEnvelope, 'state'
  * it counts as a failed run (settleRedelivery), whose count bounds a Lambda that refuses for ever.
  */
 function deliverRefused(envelope: FailedDeliveryEnvelope, record: ConversationRecord): ExecutionError | null {
-  if (owedBy(envelope) !== 'delivery' || record.webhook_context.delivery_status === 'delivered') return null;
+  // Delivered, or nothing to deliver any more (its Export refused the answer still pending: applyAttempt settles it).
+  const status = record.webhook_context.delivery_status;
+  if (owedBy(envelope) !== 'delivery' || status === 'delivered' || status === 'not_attempted') return null;
   if (record.execution.delivery_attempts.length !== envelope.attempts.length) return null;
   if (record.execution.errors.length <= envelope.conversation.execution.errors.length) return null;
   const last = record.execution.errors.at(-1);

@@ -168,6 +168,27 @@ describe('a delivery queued with its answer still pending (Classify failed, then
     // Before: read as held back (no attempt made), and looked at again every minute for ever.
     expect(applyRedelivery(env, failed, 'schedule', NOW)).toMatchObject({ state: 'settled', next_due_at: null });
   });
+
+  it('its redelivery with Lambda refusing Deliver: an answer the Export refuses settles it; a good one waits a minute', () => {
+    const refusal = { Error: 'Lambda.TooManyRequestsException', Cause: 'Rate Exceeded.' };
+    const rerun = (answer: unknown) => {
+      const env = envelopeFromQueuedMessage(throttled(answer), NOW);
+      const state = {
+        conversation: env.conversation,
+        redelivery: redeliveryContext(env, 'schedule'),
+        delivery_error: refusal,
+      };
+      return settleRedelivery(env, closeConversation(state, 'exec-1-redelivery-1', NOW).record, 'schedule', NOW);
+    };
+    // Nothing to deliver (the conversation failed): settled, not a failed run coming back for ever.
+    expect(rerun({ response: ' ' })).toMatchObject({ ok: true, updated: { state: 'settled', next_due_at: null } });
+    // The answer is recorded now; the delivery still owed, in a minute (a failed run, no slot).
+    const good = rerun({ response: 'deals' });
+    if (good.ok) throw new Error('settled');
+    expect(good.updated).toMatchObject({ state: 'pending', failed_runs: 1, scheduled_attempts: 0 });
+    expect(good.updated!.conversation.pending_answer).toBeUndefined();
+    expect(good.updated!.conversation.conversation.turns.map((t) => t.role)).toEqual(['user', 'assistant']);
+  });
 });
 
 describe("a deferred delivery (no attempt was made within the caller's deadline)", () => {
