@@ -451,8 +451,10 @@ async function redriveGroup(
       detail: `: ${message}; ${refused ? 'nothing was started' : 'its execution may have started'}: ${when}`,
     };
   }
-  // Its execution ended (SUCCEEDED): nothing of it is in flight. Otherwise its Deliver may still be: the claim ends by itself.
+  // Its execution ended (SUCCEEDED, a refused Deliver's too: ended): nothing of it is in flight. Otherwise its Deliver
+  // may still be: the claim ends by itself.
   if (result.status !== 'error') await Promise.all([dropStale(), release()]);
+  else if (result.ended) await release();
   if (took && result.status === 'delivered')
     return { ...result, status: 'already_delivered', detail: alreadyDeliveredDetail(id, took, true) };
   return heldReason(clients, stack.deliveriesTable, result);

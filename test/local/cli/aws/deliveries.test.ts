@@ -19,6 +19,7 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
 import { exportKey, structuredJson } from '../../../../functions/domain/export-formats.ts';
 import type { FailedDeliveryEnvelope } from '../../../../functions/domain/failed-delivery.ts';
+import { closeConversation } from '../../../../functions/domain/lifecycle.ts';
 import { DynamoRedeliveryClaims, REDELIVERY_CLAIM_MS } from '../../../../functions/shared/redelivery-claim.ts';
 import { awsDeliveriesList, awsDeliveriesRedrive } from '../../../../local/cli/aws/deliveries.ts';
 import { AWS_STACK_OUTPUTS, createAwsClients, withAws } from '../../../../local/cli/aws/stack.ts';
@@ -805,6 +806,29 @@ describe('deliveries redrive --aws', () => {
       expect(await awsDeliveriesRedrive(clients(), { stack: STACK, id: envelope.conversation_id }, out)).toBe(1);
       const leaseUntil = Number(table.get(claimKey(envelope))?.lease_until?.N);
       expect(leaseUntil - Date.now()).toBeGreaterThan(REDELIVERY_CLAIM_MS - 60_000);
+    });
+
+    it('a run whose Deliver Lambda would not run ended (SUCCEEDED): nothing changed, visible again, the claim ends at once', async () => {
+      // Before: the claim was kept 3 minutes as if the execution might still run, so a redrive run again meanwhile
+      // was skipped.
+      const table = dynamoTables(dynamoMock, { [TABLE]: 'pk' }).items(TABLE);
+      const envelope = deadEnvelope();
+      const message = sqsMessage(envelope);
+      deadLetters(message);
+      sfnMock.on(StartSyncExecutionCommand).callsFake((input: { input: string; name: string }) => {
+        const { conversation, redelivery } = JSON.parse(input.input);
+        const delivery_error = { Error: 'Lambda.TooManyRequestsException', Cause: 'Rate Exceeded.' };
+        return succeeded(
+          closeConversation({ conversation, redelivery, delivery_error }, input.name, new Date()).record,
+        );
+      });
+      expect(await awsDeliveriesRedrive(clients(), { stack: STACK, id: envelope.conversation_id }, out)).toBe(1);
+      expect(changes()).toEqual([]);
+      expect(released()).toEqual([message.ReceiptHandle]);
+      expect(lines[0]).toMatch(
+        /→ error \(execution .*\): Lambda did not run Deliver \(Lambda.TooManyRequestsException: Rate Exceeded.\); no attempt was made$/,
+      );
+      expect(table.size).toBe(0);
     });
 
     it('Step Functions refused to start it (nothing ran): the claim ends at once', async () => {
