@@ -196,6 +196,7 @@ export function envelopeFromQueuedMessage(
 ): FailedDeliveryEnvelope {
   const record = fullRecord(message.conversation);
   if (isDeferral(message.delivery_error)) return envelopeForDeferral(message, now, schedule);
+  if (isLambdaRefusal(message.delivery_error.Error)) return envelopeForRefusal(message, now, schedule);
   // Closed when the delivery failed (DeliveryFailed), as the workflow's Export closes its own copy (closeConversation):
   // a redelivery re-exports this record, which keeps what the first export had (its close, the Deliver failure).
   const closedAt = closingTime(message.closed_at, now);
@@ -253,6 +254,33 @@ function envelopeForDeferral(
     state: 'pending',
     next_due_at: dueIn(now, schedule[0] ?? 0),
     last_error: `deferred: ${failure.message}`,
+  };
+}
+
+/**
+ * Lambda did not run Deliver (LAMBDA_REFUSALS): no attempt was made by it, so none is recorded (the attempt log keeps
+ * any its earlier tries made, which the export shows); the record closed as the workflow's Export closes it, the
+ * refusal in its errors and the delivery `retrying`, waiting for the first slot.
+ */
+function envelopeForRefusal(
+  message: QueuedFailedDelivery,
+  now: Date,
+  schedule: readonly number[],
+): FailedDeliveryEnvelope {
+  const closedAt = closingTime(message.closed_at, now);
+  const failure = parseTaskError(message.delivery_error);
+  const conversation = completeConversation(
+    withFailure(withDeliveryStatus(fullRecord(message.conversation), 'retrying'), 'Deliver', failure, closedAt),
+    false,
+    message.execution_name ?? null,
+    closedAt,
+  );
+  return {
+    ...newEnvelope(conversation, now),
+    target: conversation.webhook_context.delivery_target ?? null,
+    state: 'pending',
+    next_due_at: dueIn(now, schedule[0] ?? 0),
+    last_error: `Lambda did not run Deliver (${failure.error}: ${failure.message}); no attempt was made`,
   };
 }
 

@@ -211,7 +211,7 @@ export function closingTime(failedAt: string | undefined, now: Date): Date {
 /**
  * Export's view of how the conversation ended: the agent's failure (nothing delivered), a failed delivery (the
  * attempt the Catch stored, `retrying` while the schedule will try again, `failed` when it will not), or success. A
- * redelivery whose Deliver Lambda would not run records no attempt: the refusal only, in its errors.
+ * Deliver that Lambda would not run records no attempt: the refusal only, in the errors.
  */
 export function closeConversation(
   state: ConversationState,
@@ -255,11 +255,13 @@ export function closeConversation(
     // status as it was.
     record = withDeferredAttempts(record, state.delivery_error);
     if (!state.redelivery) record = withDeliveryStatus(record, deferredStatus(state.delivery_error));
-  } else if (state.delivery_error && state.redelivery && isLambdaRefusal(state.delivery_error.Error)) {
-    // Lambda did not run the redelivery's Deliver (throttled, its service failing): no attempt was made, so none is
-    // recorded and the delivery status stays as it was; the refusal is noted in the errors, and the schedule counts the
-    // run as a failed one, using no slot (failed-delivery.ts, deliverRefused).
+  } else if (state.delivery_error && isLambdaRefusal(state.delivery_error.Error)) {
+    // Lambda did not run Deliver (throttled, its service failing): no attempt was made, so none is recorded; the refusal
+    // is noted in the errors. The conversation's delivery is queued (`retrying`, as its envelope says:
+    // envelopeFromQueuedMessage); a redelivery's status stays as it was, and the schedule counts its run as a failed
+    // one, using no slot (failed-delivery.ts, deliverRefused).
     record = withFailure(record, 'Deliver', parseTaskError(state.delivery_error), now);
+    if (!state.redelivery) record = withDeliveryStatus(record, 'retrying');
   } else if (state.delivery_error) {
     const { attempt, target } = failedAttemptFromCaught(
       state.delivery_error,

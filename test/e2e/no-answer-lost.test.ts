@@ -470,6 +470,32 @@ describe('no answer lost after the agent answered', () => {
       await rm(folder, { force: true });
     }
   });
+  it('Lambda refusing to run Deliver in the conversation: 200 retrying, exported and queued with no attempt; its redelivery is attempt 1', async () => {
+    // Before: the export and the envelope had a 0 ms attempt 1 the receiver never got, and the redelivery was attempt 2.
+    world.agent.behave(() => ({ payload: ANSWER }));
+    deliverThrottled = true;
+    const res = await world.post(SEED_REQUEST);
+    expect(res.status).toBe(200);
+    expect(res.body.tracking.delivery_status).toBe('retrying');
+    const id = res.body.conversation_id as string;
+    const record = (await world.getJson(`${folderOf(id)}conversation.json`)).conversation;
+    expect(record.execution.delivery_attempts).toEqual([]);
+    expect(record.execution.errors.at(-1)).toMatchObject({
+      stage: 'Deliver',
+      error: 'Lambda.TooManyRequestsException',
+    });
+    expect(await world.gateway.failedDeliveries.get(id)).toMatchObject({
+      state: 'pending',
+      attempts: [],
+      last_error: 'Lambda did not run Deliver (Lambda.TooManyRequestsException: Rate Exceeded.); no attempt was made',
+    });
+    deliverThrottled = false;
+    expect((await world.gateway.redelivery.redrive(id)).status).toBe('delivered');
+    expect(world.receiver.received).toHaveLength(1);
+    const after = (await world.getJson(`${folderOf(id)}conversation.json`)).conversation;
+    expect(after.execution.delivery_attempts.map((a: { attempt: number }) => a.attempt)).toEqual([1]);
+  });
+
   it('a redelivery whose Deliver Lambda will not run: not retried (its 60 s), exported with the refusal, no attempt, tried again', async () => {
     // Before: the redelivery workflow retried it 3 times (after 2, 4 and 8 s), each try up to the Lambda's timeout.
     world.agent.behave(() => ({ payload: ANSWER }));

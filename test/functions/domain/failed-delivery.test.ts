@@ -191,6 +191,38 @@ describe('a delivery queued with its answer still pending (Classify failed, then
   });
 });
 
+describe('a delivery Lambda would not run Deliver for in the conversation workflow (throttled, its service failing)', () => {
+  const refusal = { Error: 'Lambda.ServiceException', Cause: 'Service unavailable' };
+  const message = () => ({ ...queued(attempt('retryable')), delivery_error: refusal });
+
+  it('waits for the first slot with no attempt (none was made), retrying, the refusal in the errors, as Export records it', () => {
+    // Before: a 0 ms attempt 1 the receiver never got, in the envelope and the export.
+    const env = envelopeFromQueuedMessage(message(), NOW);
+    expect(env).toMatchObject({
+      state: 'pending',
+      scheduled_attempts: 0,
+      attempts: [],
+      next_due_at: new Date(NOW.getTime() + 5_000).toISOString(),
+      last_error: 'Lambda did not run Deliver (Lambda.ServiceException: Service unavailable); no attempt was made',
+    });
+    expect(env.conversation.webhook_context.delivery_status).toBe('retrying');
+    expect(env.conversation.execution.errors.at(-1)).toMatchObject({
+      stage: 'Deliver',
+      error: 'Lambda.ServiceException',
+    });
+    const { record } = closeConversation(
+      { conversation: message().conversation, delivery_error: refusal },
+      'exec-1',
+      NOW,
+    );
+    expect(record.webhook_context.delivery_status).toBe('retrying');
+    expect(record.execution.delivery_attempts).toEqual([]);
+    expect(record.execution.errors).toEqual(env.conversation.execution.errors);
+    // Its first redelivery is attempt 1.
+    expect(nextAttemptNumber(env.conversation)).toBe(1);
+  });
+});
+
 describe("a deferred delivery (no attempt was made within the caller's deadline)", () => {
   it('waits for the first slot with no attempt, its target known, and is delivered as attempt 1', () => {
     const record = withClassification(withAgentAnswer(startedRecord(), { response: 'deals' }, 5, NOW));
