@@ -20,7 +20,7 @@ import { deliveriesList, deliveriesRedrive, deliveriesResend } from './deliverie
 import { endpointsCommand } from './endpoints.ts';
 import { exposureLines } from './exposure.ts';
 import { conversationsQuery } from './query.ts';
-import { CliError, DEFAULT_STACK_NAME, eventLine, onDataDir, out, shownPath } from './shared.ts';
+import { CliError, DEFAULT_STACK_NAME, eventLine, onDataDir, out, redeliveryEventDetail, shownPath } from './shared.ts';
 import { sign } from './sign.ts';
 import { printable } from './table.ts';
 import { tryRequest } from './try-request.ts';
@@ -194,10 +194,8 @@ async function start(): Promise<number> {
     gateway = await startGateway({
       ...options,
       stopRequested: () => stopping,
-      onRedelivery: (r) => {
-        const next = r.envelope?.state === 'pending' ? ` (next ${r.envelope.next_due_at})` : '';
-        out(eventLine(new Date().toISOString(), 'redelivery', r.conversation_id, `${r.status}${next}`));
-      },
+      onRedelivery: (r) =>
+        out(eventLine(new Date().toISOString(), 'redelivery', r.conversation_id, redeliveryEventDetail(r))),
       onSweep: (swept) =>
         out(
           eventLine(

@@ -176,6 +176,15 @@ export function resultDetail(result: RedeliveryResult): string {
   return result.error ? `: ${result.error}` : '';
 }
 
+/**
+ * What the running gateway prints for one redelivery of its schedule: how it ended, why (resultDetail: the error of a
+ * run that did not succeed, a refused Deliver's too; the receiver's answer) and, still pending, when it comes back.
+ */
+export function redeliveryEventDetail(result: RedeliveryResult): string {
+  const next = result.envelope?.state === 'pending' ? ` (next ${result.envelope.next_due_at})` : '';
+  return `${result.status}${resultDetail(result)}${next}`;
+}
+
 const REDRIVE_SKIPPED_EXIT_CODE = 75;
 
 /**
