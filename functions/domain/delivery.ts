@@ -153,7 +153,9 @@ export function isDeferral(caught: CaughtError | undefined): boolean {
  * The errors Step Functions raises when Lambda would not run a function (it was throttled, or the Lambda service or
  * the call to it failed): the list of the Validate state's Retry in statemachine/conversation.asl.json, which AWS
  * advises retrying. Any other error of the Deliver state is Deliver's own (DeliveryRetryableError, …) or a run of it
- * that ended badly (Lambda.Unknown, States.Timeout), which may have sent the POST.
+ * that ended badly (Lambda.Unknown, States.Timeout), which may have sent the POST. Rarely one of these comes after
+ * the function ran (a service error after it, a client timeout): what its POST did is then in the attempt log, which
+ * the export and the schedule read (a delivered one is not sent again), not in the state.
  */
 export const LAMBDA_REFUSALS: readonly string[] = [
   'Lambda.ServiceException',

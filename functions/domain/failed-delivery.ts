@@ -653,8 +653,10 @@ export function redriveCandidates<E extends Pick<FailedDeliveryEnvelope, 'state'
 /**
  * Lambda's refusal to run a redelivery's Deliver (LAMBDA_REFUSALS), as the run's Export noted it: the record's last
  * error, new in this run, with no attempt added (closeConversation records none); null for any other run. The
- * receiver was sent nothing, so the run uses no slot of the schedule and never dead-letters the envelope on its own:
- * it counts as a failed run (settleRedelivery), whose count bounds a Lambda that refuses for ever.
+ * receiver was sent nothing (rarely, Lambda failed the invocation after Deliver ran: its attempt is then in the attempt
+ * log, which the next run reads, as after a failed run), so the run uses no slot of the schedule and never dead-letters
+ * the envelope on its own: it counts as a failed run (settleRedelivery), whose count bounds a Lambda that refuses for
+ * ever.
  */
 function deliverRefused(envelope: FailedDeliveryEnvelope, record: ConversationRecord): ExecutionError | null {
   // Delivered, or nothing to deliver any more (its Export refused the answer still pending: applyAttempt settles it).

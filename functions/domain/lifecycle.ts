@@ -256,8 +256,8 @@ export function closeConversation(
     record = withDeferredAttempts(record, state.delivery_error);
     if (!state.redelivery) record = withDeliveryStatus(record, deferredStatus(state.delivery_error));
   } else if (state.delivery_error && isLambdaRefusal(state.delivery_error.Error)) {
-    // Lambda did not run Deliver (throttled, its service failing): no attempt was made, so none is recorded; the refusal
-    // is noted in the errors. The conversation's delivery is queued (`retrying`, as its envelope says:
+    // Lambda did not run Deliver (throttled, its service failing): no attempt was made, so none is recorded; the
+    // refusal is noted in the errors. The conversation's delivery is queued (`retrying`, as its envelope says:
     // envelopeFromQueuedMessage); a redelivery's status stays as it was, and the schedule counts its run as a failed
     // one, using no slot (failed-delivery.ts, deliverRefused).
     record = withFailure(record, 'Deliver', parseTaskError(state.delivery_error), now);

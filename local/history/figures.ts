@@ -3,10 +3,10 @@
  * attempt per Deliver run that returned (a try the workflow's Retry repeated threw, so its record was not kept) and
  * the last attempt's duration; the execution histories have every try. So: tries counts every POST (each Deliver
  * entry and each of its retries, in every execution; a Deliver that ended in a deferral without an attempt of its own,
- * a held receiver or the caller's deadline, or that Lambda would not run, sent nothing that time), delivery is the time spent in Deliver by the
- * conversation's own run (retry waits included; not in a Deliver that sent nothing at all), a part of total, and each
- * redelivery after it (the schedule's, a redrive, a resend: minutes or days later, outside total) is one of `later`,
- * with when it ran and its own delivery time,
+ * a held receiver or the caller's deadline, or that Lambda would not run, sent nothing that time), delivery is the
+ * time spent in Deliver by the conversation's own run (retry waits included; not in a Deliver that sent nothing at
+ * all), a part of total, and each redelivery after it (the schedule's, a redrive, a resend: minutes or days later,
+ * outside total) is one of `later`, with when it ran and its own delivery time,
  * total is the record's (received → closed, what the caller gets as processing_time_ms) and run the span of the
  * conversation workflow's execution (not an asynchronous start's accept execution), the end of its timeline (the
  * export's own writes come after total).
