@@ -44,6 +44,16 @@ async function seed(counts: { due: number; notDue: number; settled: number }) {
     await store.put(pendingEnvelope(suffix(), T0, { state: 'settled', next_due_at: null }));
 }
 
+/**
+ * Every stored envelope made an hour old, as a store's files are between runs: the store reads a file changed within a
+ * second of a look again once it is a second old (file times are coarse), so two runs right after the writes would
+ * read them again whenever they straddled that second (a loaded machine).
+ */
+async function settleFiles() {
+  const hourAgo = new Date(Date.now() - 3_600_000);
+  for (const name of await readdir(store.dir)) await utimes(path.join(store.dir, name), hourAgo, hourAgo);
+}
+
 async function run(redelivered: string[] = []) {
   return runSchedule(
     store,
@@ -74,6 +84,7 @@ describe('the local failed-delivery store under the schedule', () => {
     for (let i = 0; i < 20; i++) await store.put(pendingEnvelope(`held${i}`, T0, { next_due_at: due }));
     for (let i = 0; i < 3; i++)
       await store.put(pendingEnvelope(`free${i}`, T0, { next_due_at: due, webhook_type: 'general' }));
+    await settleFiles();
     const policy = { failureThreshold: 5, disableAfterMs: 0 };
     const gated = (redelivered: string[]) =>
       runSchedule(
@@ -109,10 +120,7 @@ describe('the local failed-delivery store under the schedule', () => {
 
   it('a run with nothing new due reads no envelope: unchanged files are known by their stat', async () => {
     await seed({ due: 0, notDue: 40, settled: 60 });
-    // Settled, as a store's files are between runs: one changed within a second of a look is read again once a second
-    // old (file times are coarse), and on a loaded machine the two runs straddled that second (6 files read again).
-    const hourAgo = new Date(Date.now() - 3_600_000);
-    for (const name of await readdir(store.dir)) await utimes(path.join(store.dir, name), hourAgo, hourAgo);
+    await settleFiles(); // on a loaded machine the two runs straddled that second (6 files read again)
     await run();
     vi.mocked(readJson).mockClear();
     const summary = await run();
