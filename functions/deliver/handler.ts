@@ -103,13 +103,15 @@ export async function deliver(input: DeliverInput, deps: DeliverDeps): Promise<W
   const deliverBy = state.budget?.deliver_by ?? null;
   const config = settings();
   const via = state.redelivery?.via ?? 'workflow';
-  const attemptNumber = nextAttemptNumber(record, retryCount);
   // Every call before the attempt ends by deliver_by (a caller waiting) and before this Lambda's end, less its tail
   // (LAMBDA_TAIL_MS); an attempt that would end later is not started: killed mid-POST, the task would fail, its Catch
   // queue the delivery, and the receiver perhaps get it twice.
   const lambdaBy = lambdaDeadline(deps.endsAt, LAMBDA_TAIL_MS);
   const callsBy = earliest(deliverBy, lambdaBy);
   const cut = budgetSignal(callsBy, now());
+  const attemptNumber = state.redelivery
+    ? await redeliveryAttemptNumber(record, retryCount, cut)
+    : nextAttemptNumber(record, retryCount);
   const read = store ? await readEndpoint(store, type, cut) : null;
   const endpoint = read && 'unreadable' in read ? null : read;
   const deliveryUrls = endpoint?.config.url
@@ -245,6 +247,36 @@ export async function deliver(input: DeliverInput, deps: DeliverDeps): Promise<W
     delivery_response_time_ms: attempt.duration_ms,
   });
   throw failed.error;
+}
+
+/**
+ * A redelivery's attempt number: after every attempt of this delivery, the record's and the attempt log's. The record
+ * a redelivery carries may not know all the log has: tries of the conversation's Deliver before Lambda refused a
+ * retry (the refusal's envelope has none of them), or an attempt of a Deliver that Lambda failed after it ran (in the
+ * log, not in the state). Numbered from the record alone, the redelivery would repeat one of those numbers. Only
+ * redeliveries read the log here: the conversation workflow's first try has no earlier attempt, and its retries are
+ * numbered by the state's RetryCount. A log that cannot be read numbers it from the record, as before.
+ */
+async function redeliveryAttemptNumber(
+  record: ConversationRecord,
+  retryCount: number,
+  signal: AbortSignal | undefined,
+): Promise<number> {
+  const fromRecord = nextAttemptNumber(record, retryCount);
+  try {
+    const logged = (await attemptLog()?.list(record.conversation_id, signal)) ?? [];
+    const last = logged.reduce(
+      (max, a) => (a.conversation_id === record.conversation_id ? Math.max(max, a.attempt) : max),
+      0,
+    );
+    return Math.max(fromRecord, last + 1 + Math.max(0, retryCount));
+  } catch (error) {
+    logger.warn('The attempt log could not be read: the redelivery is numbered from its record alone', {
+      conversation_id: record.conversation_id,
+      error: `${(error as Error).name}: ${(error as Error).message}`,
+    });
+    return fromRecord;
+  }
 }
 
 /**

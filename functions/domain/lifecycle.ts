@@ -1,4 +1,5 @@
 import { answerProblem, MAX_AGENT_ANSWER_DEPTH, nestedDeeperThan } from './agent-contract.ts';
+import { nextAttemptNumber } from './attempt-log.ts';
 import { classify } from './classifier.ts';
 import {
   agentResponse,
@@ -263,11 +264,10 @@ export function closeConversation(
     record = withFailure(record, 'Deliver', parseTaskError(state.delivery_error), now);
     if (!state.redelivery) record = withDeliveryStatus(record, 'retrying');
   } else if (state.delivery_error) {
-    const { attempt, target } = failedAttemptFromCaught(
-      state.delivery_error,
-      record.execution.delivery_attempts.length + 1,
-      now,
-    );
+    // A Deliver that ran and ended badly (Lambda.Unknown, States.Timeout: it may have POSTed) carries no attempt: it
+    // is recorded numbered after the record's last, as Deliver numbered it (not after how many the record has: an
+    // envelope of a workflow's retries carries only the last one, attempt 4, and `2` would repeat a logged number).
+    const { attempt, target } = failedAttemptFromCaught(state.delivery_error, nextAttemptNumber(record), now);
     // A failed resend leaves the conversation delivered: it was, and the attempt log shows the resend's answer.
     const status =
       state.redelivery?.via === 'resend'

@@ -1,7 +1,8 @@
 /**
  * The delivery attempt log (functions/domain/attempt-log.ts): one port, two adapters chosen by configuration.
  * - DELIVERIES_TABLE_NAME: DynamoDB (AWS). One item per attempt under `conversation#<id>`, sorted by its start, with
- *   a TTL (ATTEMPT_LOG_RETENTION_DAYS): a PutItem per attempt (Deliver), one consistent Query per export (Export).
+ *   a TTL (ATTEMPT_LOG_RETENTION_DAYS): a PutItem per attempt (Deliver), one consistent Query per export (Export)
+ *   and per redelivery's Deliver (its attempt numbered after the log's last; none on the conversation's first try).
  * - DELIVERIES_DIR: one JSON Lines file per conversation under `attempts/` (local; swept with the local history).
  * - neither: no log (the record keeps its short attempts, as before).
  */

@@ -1,11 +1,13 @@
 import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { attemptsMade } from '../../functions/domain/failed-delivery.ts';
 import {
   DELIVERY_UNQUEUED_EVENT,
   EXPORT_DEFERRED_EVENT,
   RECORD_UNSAVED_EVENT,
 } from '../../functions/domain/observability.ts';
+import { FileAttemptLog } from '../../functions/shared/attempt-log.ts';
 import { runMain } from '../support/cli.ts';
 import { folderOf, journalOf, SEED_REQUEST, startWorld, type TestWorld } from '../support/gateway.ts';
 import { captureJsonLines } from '../support/log-capture.ts';
@@ -21,6 +23,11 @@ let classifyHangs = false;
 /** Lambda refuses to run Deliver (throttled: the account's concurrency used up); counts the refusals. */
 let deliverThrottled = false;
 let deliverRefusals = 0;
+/** Lambda refuses to run Deliver from its n-th invocation on (null: never); counts them all. */
+let deliverThrottledFrom: number | null = null;
+let deliverInvocations = 0;
+/** Lambda fails Deliver's next invocations after the function ran (its POST made, its attempt logged). */
+let deliverFailsAfterRun = 0;
 /** How many of the next Export invocations (Export, CloseWithoutExport, …: one function) Lambda refuses to run. */
 let exportRefusals = 0;
 let exportInvocations = 0;
@@ -41,9 +48,17 @@ beforeAll(async () => {
           throw Object.assign(new Error('Runtime exited with error: signal: killed'), { name: 'Runtime.ExitError' });
         },
         deliver: async (input, context) => {
-          if (!deliverThrottled) return deliver(input as never, context as never);
-          deliverRefusals += 1;
-          throw throttle();
+          deliverInvocations += 1;
+          const throttled =
+            deliverThrottled || (deliverThrottledFrom !== null && deliverInvocations >= deliverThrottledFrom);
+          if (throttled) {
+            deliverRefusals += 1;
+            throw throttle();
+          }
+          if (deliverFailsAfterRun === 0) return deliver(input as never, context as never);
+          deliverFailsAfterRun -= 1;
+          await deliver(input as never, context as never).catch(() => undefined);
+          throw Object.assign(new Error('Internal error.'), { name: 'Lambda.ServiceException' });
         },
         export: async (input, context) => {
           exportInvocations += 1;
@@ -72,6 +87,9 @@ beforeEach(() => {
   classifyHangs = false;
   deliverThrottled = false;
   deliverRefusals = 0;
+  deliverThrottledFrom = null;
+  deliverInvocations = 0;
+  deliverFailsAfterRun = 0;
   exportRefusals = 0;
   exportInvocations = 0;
   refuseLogging = false;
@@ -113,6 +131,20 @@ async function postCapturingLogsAndLines(body: unknown) {
   } finally {
     printed.mockRestore();
   }
+}
+
+/** The delivery's attempt numbers as the export, the attempt log, the envelope and `conversations show` give them. */
+async function expectAttempts(id: string, numbers: number[]): Promise<void> {
+  const numbered = (attempts: { attempt: number }[]) => attempts.map((a) => a.attempt);
+  const exported = (await world.getJson(`${folderOf(id)}conversation.json`)).conversation;
+  expect(numbered(exported.execution.delivery_attempts)).toEqual(numbers);
+  const logged = await new FileAttemptLog(path.join(world.dataDir, 'deliveries')).list(id);
+  expect(numbered(logged)).toEqual(numbers);
+  const envelope = (await world.gateway.failedDeliveries.get(id))!;
+  expect(attemptsMade(envelope)).toBe(numbers.at(-1));
+  const cli = (args: string[]) => runMain(args, { LOCAL_DATA_DIR: world.dataDir, GATEWAY_URL: world.gateway.url });
+  const shown = JSON.parse((await cli(['conversations', 'show', id, '--json'])).stdout);
+  expect(numbered(shown.delivery_attempts)).toEqual(numbers);
 }
 
 const ANSWER = { response: 'Top deals closing this quarter: Acme Corp renewal ($120,000, 80%).' };
@@ -494,6 +526,36 @@ describe('no answer lost after the agent answered', () => {
     expect(world.receiver.received).toHaveLength(1);
     const after = (await world.getJson(`${folderOf(id)}conversation.json`)).conversation;
     expect(after.execution.delivery_attempts.map((a: { attempt: number }) => a.attempt)).toEqual([1]);
+  });
+
+  it("Lambda refusing Deliver's retry in the conversation: the redelivery is attempt 2, after the try only the log knows", async () => {
+    // Before: the envelope had no attempt, so the redelivery was attempt 1 again: two attempt 1 in the export.
+    world.agent.behave(() => ({ payload: ANSWER }));
+    world.receiver.reply(503, 200);
+    deliverThrottledFrom = 2;
+    const res = await world.post(SEED_REQUEST);
+    expect(res.body.tracking.delivery_status).toBe('retrying');
+    const id = res.body.conversation_id as string;
+    expect(deliverRefusals).toBe(1);
+    expect(await world.gateway.failedDeliveries.get(id)).toMatchObject({ state: 'pending', attempts: [] });
+    deliverThrottledFrom = null;
+    expect((await world.gateway.redelivery.redrive(id)).status).toBe('delivered');
+    expect(world.receiver.received).toHaveLength(2);
+    await expectAttempts(id, [1, 2]);
+  });
+
+  it('Lambda failing Deliver after it ran (its attempt logged): the redelivery is attempt 2', async () => {
+    // Before: the attempt was in the log, not in the envelope, and the redelivery was attempt 1 again.
+    world.agent.behave(() => ({ payload: ANSWER }));
+    world.receiver.reply(503, 200);
+    deliverFailsAfterRun = 1;
+    const res = await world.post(SEED_REQUEST);
+    expect(res.body.tracking.delivery_status).toBe('retrying');
+    const id = res.body.conversation_id as string;
+    expect(world.receiver.received).toHaveLength(1);
+    expect((await world.gateway.redelivery.redrive(id)).status).toBe('delivered');
+    expect(world.receiver.received).toHaveLength(2);
+    await expectAttempts(id, [1, 2]);
   });
 
   it('a redelivery whose Deliver Lambda will not run: not retried (its 60 s), exported with the refusal, no attempt, tried again', async () => {

@@ -64,6 +64,8 @@ function slowReceiver(clock: ReturnType<typeof fakeClock>, takesMs: number) {
   return { post, posts };
 }
 
+/** The attempt log's table when DELIVERIES_TABLE_NAME is set (one mock for the file: a second would not take). */
+const dynamo = mockClient(DynamoDBClient);
 let dir: string;
 let n = 0;
 let deliveriesDir: string;
@@ -198,7 +200,6 @@ describe("a timeout and the receiver's failure streak", () => {
 });
 
 describe('Deliver held on a retry of its state (the attempt log on DynamoDB)', () => {
-  const dynamo = mockClient(DynamoDBClient);
   afterEach(() => {
     dynamo.reset();
     delete process.env.DELIVERIES_TABLE_NAME;
@@ -239,6 +240,93 @@ describe('Deliver held on a retry of its state (the attempt log on DynamoDB)', (
     // Before: no attempts, so the envelope said `0 attempts` and the redelivery was numbered 1 again.
     expect(failed.payload.attempts).toEqual([1, 2].map((n) => ({ ...JSON.parse(tried(n).entry.S), ...SHORT })));
     expect(dynamo.commandCalls(QueryCommand)[0]!.args[0].input).toMatchObject({ TableName: 'deliveries' });
+  });
+});
+
+describe("a redelivery's attempt number (the attempt log on DynamoDB)", () => {
+  beforeEach(() => {
+    delete process.env.DELIVERIES_DIR;
+    process.env.DELIVERIES_TABLE_NAME = 'deliveries';
+  });
+  afterEach(() => {
+    dynamo.reset();
+    delete process.env.DELIVERIES_TABLE_NAME;
+  });
+  /** An attempt of the conversation as the log keeps it (a 503). */
+  const logged = (state: ConversationState, attempt: number) => ({
+    entry: {
+      S: JSON.stringify({
+        attempt,
+        at: new Date(T0 - 60_000 + attempt * 1_000).toISOString(),
+        duration_ms: 40,
+        outcome: 'retryable',
+        status_code: 503,
+        error: 'HTTP 503',
+        via: 'workflow',
+        conversation_id: state.conversation.conversation_id,
+        delivery_id: state.conversation.webhook_context.delivery_id,
+        webhook_type: 'deal_analysis',
+        execution_name: 'e1',
+        request: { url: TARGET, headers: {} },
+        response: { status: 503, headers: {}, body: 'nope', body_truncated: false },
+      }),
+    },
+  });
+  /** The number Deliver gave the attempt it made, and the state it returned. */
+  async function numbered(state: ConversationState) {
+    const clock = fakeClock();
+    const numbers: number[] = [];
+    const receiver = slowReceiver(clock, 100);
+    const post: DeliverDeps['post'] = (url, body, headers, attemptNumber, timeoutMs) => {
+      numbers.push(attemptNumber);
+      return receiver.post(url, body, headers, attemptNumber, timeoutMs);
+    };
+    const out = await deliver({ state, retry_count: 0, execution_name: 'r1' }, { clock, store: null, post });
+    return { numbers, attempts: out.conversation?.execution.delivery_attempts };
+  }
+  const redelivery = (): ConversationState => ({
+    conversation: record(),
+    redelivery: { via: 'schedule', status_if_failed: 'retrying' },
+  });
+
+  it("after tries the record does not know (Lambda refused the workflow's retry): numbered after the log's last", async () => {
+    // The refusal's envelope carries no attempt; the log has the conversation's two tries.
+    const state = redelivery();
+    dynamo.on(QueryCommand).resolves({ Items: [logged(state, 1), logged(state, 2)] });
+    const { numbers, attempts } = await numbered(state);
+    // Before: attempt 1 again, beside the log's attempt 1.
+    expect(numbers).toEqual([3]);
+    expect(attempts?.map((a) => a.attempt)).toEqual([3]);
+    expect(dynamo.commandCalls(QueryCommand)[0]!.args[0].input).toMatchObject({ TableName: 'deliveries' });
+  });
+
+  it('the record knowing more than the log (a log write that failed): numbered after the record', async () => {
+    const base = redelivery();
+    const tried: DeliveryAttempt = {
+      attempt: 4,
+      at: new Date(T0 - 1_000).toISOString(),
+      duration_ms: 40,
+      outcome: 'retryable',
+      status_code: 503,
+    };
+    const state = {
+      ...base,
+      conversation: { ...base.conversation, execution: { ...base.conversation.execution, delivery_attempts: [tried] } },
+    };
+    dynamo.on(QueryCommand).resolves({ Items: [logged(state, 1)] });
+    expect((await numbered(state)).numbers).toEqual([5]);
+  });
+
+  it('a log that cannot be read: numbered from the record, as before, and the delivery still made', async () => {
+    const state = redelivery();
+    dynamo.on(QueryCommand).rejects(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }));
+    expect((await numbered(state)).numbers).toEqual([1]);
+  });
+
+  it("the conversation workflow's first try reads no log (the happy path): attempt 1", async () => {
+    const { numbers } = await numbered(stateDueAt(null));
+    expect(numbers).toEqual([1]);
+    expect(dynamo.commandCalls(QueryCommand)).toHaveLength(0);
   });
 });
 

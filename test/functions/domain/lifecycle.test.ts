@@ -610,6 +610,26 @@ describe('closeConversation (what Export records)', () => {
     },
   );
 
+  it.each(['Lambda.Unknown', 'States.Timeout'])(
+    'a redelivery whose Deliver ran and ended badly (%s, no attempt carried): numbered after the last attempt',
+    (name) => {
+      // The envelope of the workflow's four tries carries only the last: attempt 4. Before: numbered 2 (one more than
+      // the record has), a number the attempt log already has for the second try.
+      const last = {
+        attempt: 4,
+        at: at.toISOString(),
+        duration_ms: 3,
+        outcome: 'retryable',
+        status_code: 503,
+      } as const;
+      const conversation = withDeliveryAttempt(answered(), last, 'https://x.example/h', 'retrying');
+      const delivery_error = { Error: name, Cause: 'The cause could not be determined' };
+      const redelivery = { via: 'schedule', status_if_failed: 'retrying' } as const;
+      const { record } = closeConversation({ conversation, delivery_error, redelivery }, 'exec-1-redelivery-5', at);
+      expect(record.execution.delivery_attempts.map((a) => a.attempt)).toEqual([4, 5]);
+    },
+  );
+
   it.each([
     [{ via: 'schedule', status_if_failed: 'failed' }, 'retrying', 'retrying'],
     [{ via: 'redrive', status_if_failed: 'failed' }, 'failed', 'failed'],
