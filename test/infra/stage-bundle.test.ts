@@ -413,7 +413,9 @@ describe("each function's bundle, split in chunks", () => {
       // lock wait takes its caller's deadline and says why it waits (functions/shared/local-files.ts withFileLock).
       // +~2 KB (slim24): the record as the workflow's state carries it, and read back whole (leanRecord / fullRecord,
       // functions/domain/conversation.ts; docs/performance.md §4): measured 226.4 KB.
-      deliver: 227,
+      // +0.9 KB (redeliver27, attempts27): a Deliver Lambda refused records no attempt (LAMBDA_REFUSALS); a
+      // redelivery's attempt numbered after the attempt log's last (redeliveryAttemptNumber): measured 227.3 KB.
+      deliver: 228,
       // +1.6 KB: a redelivery's delivery status written to a completed status record (docs/contract.md).
       // +0.5 KB (inbound19): IDEMPOTENCY_TTL_SECONDS ≥ 300 (settings).
       // +0.2 KB: the thread store's calls take a caller's deadline (Validate's, before its Lambda's timeout).
@@ -463,7 +465,9 @@ describe("each function's bundle, split in chunks", () => {
       // +~2 KB (slim24): the record as the workflow's state carries it, and read back whole (leanRecord / fullRecord,
       // functions/domain/conversation.ts; docs/performance.md §4) (envelopes read whole): measured 421.9 KB; with
       // perf24's one Metrics kept per webhook type (functions/shared/powertools.ts) 422.0 KB.
-      'redelivery-scheduler': 423,
+      // +1.5 KB (redeliver27): a run whose Deliver Lambda would not run is a failed run, no slot used (settleRedelivery,
+      // deliverRefused; the queued envelope of a refusal, envelopeForRefusal): measured 423.5 KB.
+      'redelivery-scheduler': 424,
     };
     const over: Record<string, string> = {};
     for (const fn of FUNCTION_DIRS) {
