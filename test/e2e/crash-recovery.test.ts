@@ -56,8 +56,12 @@ for (let i = 0; i < 10; i++) add('[receiver:hold]', i % 2 === 0); // waiting on 
 const inFlight = requests.slice(firstInFlight);
 const heldPoints = requests.filter((r) => r.point).length;
 
-/** A start (and recovery) on a machine shared with other test files can be slow: bounded, but generously. */
-const START_MS = 60_000;
+/**
+ * A start (and recovery) on a machine shared with other test files can be slow: bounded, but generously. The restart
+ * recovers 50 conversations before it listens: 55.7 s at load 19 (its recovery 22.5 s; the first start 29 s), and past
+ * 60 s in a loaded run of test/e2e (load 12-22: 'did not start'). The limits only catch a hang.
+ */
+const START_MS = 120_000;
 
 const body = (r: Request) => JSON.stringify({ query: r.query, source_system: 'chaos_test', source_process: 'kill9' });
 
@@ -246,5 +250,6 @@ describe('kill -9 with conversations in flight, then a restart on the same data'
     second.child.kill('SIGINT');
     await stopped;
     expect(await readdir(path.join(dataDir, 'journal'))).toEqual([]);
-  }, 180_000);
+    // The whole test took 129 s at load 17-20, its restart 55.7 s of it: a restart near START_MS would pass 180 s.
+  }, 240_000);
 });

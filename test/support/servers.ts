@@ -1,5 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { afterAll, beforeAll } from 'vitest';
 
 /** Real HTTP test peers on port 0: a programmable receiver of deliveries and a programmable manager agent. */
@@ -271,6 +271,30 @@ export async function startAgent(): Promise<TestAgent> {
  * (`AWS_ENDPOINT_URL_<SERVICE>`, or its `endpoint`) and each try waits for the client's request limit
  * (functions/shared/clients/request-limits.ts), or for the call's abort signal. `requests` counts what arrived.
  */
+/**
+ * Waits until no connection to `server` is open, counted from this call on: a call cut by its deadline has its socket
+ * destroyed, and the server reads what reached it before the close, so once every socket is closed each request a
+ * cut call sent is among those the server saw. In the same process as the client, a request written just before the
+ * cut is read only at the event loop's next look at the sockets, which a test asserting at once had not yet given
+ * it on a loaded machine (and the next test found the request among its own).
+ */
+export function trackConnections(server: Server): { allClosed(): Promise<void> } {
+  const open = new Set<Socket>();
+  let waiting: (() => void)[] = [];
+  server.on('connection', (socket: Socket) => {
+    open.add(socket);
+    socket.once('close', () => {
+      open.delete(socket);
+      if (open.size > 0) return;
+      for (const resolve of waiting) resolve();
+      waiting = [];
+    });
+  });
+  return {
+    allClosed: () => (open.size === 0 ? Promise.resolve() : new Promise<void>((resolve) => waiting.push(resolve))),
+  };
+}
+
 export interface SilentEndpoint extends TestServer {
   requests: { method: string; path: string; target: string | undefined }[];
 }

@@ -289,5 +289,7 @@ describe("the test support's listAllKeys", () => {
     } finally {
       for (const key of keys) await s3.store.delete(BUCKET, key);
     }
-  });
+    // 1,001 PUTs and deletes, one at a time: 34 s in a loaded run of test/local/store at load 11-13, past the default
+    // 60 s at load 14-21. The limit only catches a hang.
+  }, 180_000);
 });
