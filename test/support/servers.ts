@@ -267,11 +267,6 @@ export async function startAgent(): Promise<TestAgent> {
 }
 
 /**
- * A stalled AWS endpoint: it accepts each connection, reads the request and never answers. Point a client at it
- * (`AWS_ENDPOINT_URL_<SERVICE>`, or its `endpoint`) and each try waits for the client's request limit
- * (functions/shared/clients/request-limits.ts), or for the call's abort signal. `requests` counts what arrived.
- */
-/**
  * Waits until no connection to `server` is open, counted from this call on: a call cut by its deadline has its socket
  * destroyed, and the server reads what reached it before the close, so once every socket is closed each request a
  * cut call sent is among those the server saw. In the same process as the client, a request written just before the
@@ -295,6 +290,11 @@ export function trackConnections(server: Server): { allClosed(): Promise<void> }
   };
 }
 
+/**
+ * A stalled AWS endpoint: it accepts each connection, reads the request and never answers. Point a client at it
+ * (`AWS_ENDPOINT_URL_<SERVICE>`, or its `endpoint`) and each try waits for the client's request limit
+ * (functions/shared/clients/request-limits.ts), or for the call's abort signal. `requests` counts what arrived.
+ */
 export interface SilentEndpoint extends TestServer {
   requests: { method: string; path: string; target: string | undefined }[];
 }
