@@ -262,21 +262,9 @@ async function redeliveryAttemptNumber(
   retryCount: number,
   signal: AbortSignal | undefined,
 ): Promise<number> {
-  const fromRecord = nextAttemptNumber(record, retryCount);
-  try {
-    const logged = (await attemptLog()?.list(record.conversation_id, signal)) ?? [];
-    const last = logged.reduce(
-      (max, a) => (a.conversation_id === record.conversation_id ? Math.max(max, a.attempt) : max),
-      0,
-    );
-    return Math.max(fromRecord, last + 1 + Math.max(0, retryCount));
-  } catch (error) {
-    logger.warn('The attempt log could not be read: the redelivery is numbered from its record alone', {
-      conversation_id: record.conversation_id,
-      error: `${(error as Error).name}: ${(error as Error).message}`,
-    });
-    return fromRecord;
-  }
+  const logged = await loggedAttempts(record, signal, 'the redelivery is numbered from its record alone');
+  const last = logged.reduce((max, a) => Math.max(max, a.attempt), 0);
+  return Math.max(nextAttemptNumber(record, retryCount), last + 1 + Math.max(0, retryCount));
 }
 
 /**
@@ -289,23 +277,36 @@ async function attemptsOfThisRun(
   signal: AbortSignal | undefined,
 ): Promise<DeliveryAttempt[]> {
   const first = nextAttemptNumber(record);
+  const logged = await loggedAttempts(record, signal, 'the delivery is queued without its earlier attempts');
+  return logged
+    .filter((a) => a.attempt >= first && a.attempt < next)
+    .map(
+      ({
+        conversation_id: _c,
+        delivery_id: _d,
+        webhook_type: _w,
+        request: _q,
+        response: _r,
+        execution_name: _e,
+        ...short
+      }) => short,
+    );
+}
+
+/**
+ * The attempt log's entries of this conversation; a log that cannot be read gives none, with a warning saying what
+ * that costs (`unread`).
+ */
+async function loggedAttempts(
+  record: ConversationRecord,
+  signal: AbortSignal | undefined,
+  unread: string,
+): Promise<LoggedAttempt[]> {
   try {
     const logged = (await attemptLog()?.list(record.conversation_id, signal)) ?? [];
-    return logged
-      .filter((a) => a.conversation_id === record.conversation_id && a.attempt >= first && a.attempt < next)
-      .map(
-        ({
-          conversation_id: _c,
-          delivery_id: _d,
-          webhook_type: _w,
-          request: _q,
-          response: _r,
-          execution_name: _e,
-          ...short
-        }) => short,
-      );
+    return logged.filter((a) => a.conversation_id === record.conversation_id);
   } catch (error) {
-    logger.warn('The attempt log could not be read: the delivery is queued without its earlier attempts', {
+    logger.warn(`The attempt log could not be read: ${unread}`, {
       conversation_id: record.conversation_id,
       error: `${(error as Error).name}: ${(error as Error).message}`,
     });
