@@ -293,10 +293,12 @@ export function trackConnections(server: Server): { allClosed(): Promise<void> }
 /**
  * A stalled AWS endpoint: it accepts each connection, reads the request and never answers. Point a client at it
  * (`AWS_ENDPOINT_URL_<SERVICE>`, or its `endpoint`) and each try waits for the client's request limit
- * (functions/shared/clients/request-limits.ts), or for the call's abort signal. `requests` counts what arrived.
+ * (functions/shared/clients/request-limits.ts), or for the call's abort signal. `requests` counts what arrived;
+ * `allClosed()` (trackConnections) waits until every call cut so far has been read, before a test asserts on them.
  */
 export interface SilentEndpoint extends TestServer {
   requests: { method: string; path: string; target: string | undefined }[];
+  allClosed(): Promise<void>;
 }
 
 export async function startSilentEndpoint(): Promise<SilentEndpoint> {
@@ -310,7 +312,8 @@ export async function startSilentEndpoint(): Promise<SilentEndpoint> {
     });
     req.resume();
   });
-  return { url: `http://127.0.0.1:${port}`, port, requests, close: closer(server) };
+  const { allClosed } = trackConnections(server);
+  return { url: `http://127.0.0.1:${port}`, port, requests, allClosed, close: closer(server) };
 }
 
 /** An S3 endpoint (path-style) that takes every PUT at once: `keys` are the objects written, `bucket/key`. */

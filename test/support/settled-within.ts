@@ -16,3 +16,15 @@ export async function settledWithin<T>(run: Promise<T>, boundMs: number) {
   clearTimeout(timer);
   return result as { output?: T; error?: Error; still?: true };
 }
+
+/**
+ * settledWithin, then, for a run that ended, the stalled endpoint's connections waited for (trackConnections): each
+ * call the run's deadline cut has been read by the endpoint, so a test asserts on every request the run sent (in the
+ * same process, a request written just before the cut is read only at the event loop's next look at the sockets,
+ * which a loaded machine had not given it when a test asserted at once, and the next test found it among its own).
+ */
+export async function settledAndRead<T>(run: Promise<T>, boundMs: number, endpoint: { allClosed(): Promise<void> }) {
+  const result = await settledWithin(run, boundMs);
+  if (!result.still) await settledWithin(endpoint.allClosed(), boundMs);
+  return result;
+}

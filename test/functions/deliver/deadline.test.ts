@@ -12,6 +12,7 @@ import type { RateClock } from '../../../functions/shared/receivers.ts';
 import { startedRecord } from '../../support/fixtures.ts';
 import { captureJsonLines } from '../../support/log-capture.ts';
 import { type SilentEndpoint, startSilentEndpoint } from '../../support/servers.ts';
+import { settledAndRead } from '../../support/settled-within.ts';
 
 /**
  * Deliver with a caller waiting (docs/deploy.md, "Timeouts"): its AWS calls — the receivers' store, the outbound
@@ -110,20 +111,17 @@ function silentStore(endpoint?: Partial<Endpoint['config']>) {
   return store;
 }
 
-/** How the run ended; one still running after BOUND_MS is not waited for. */
+/**
+ * How Deliver ended (a DeliveryDeferredError's hold parsed), once the stalled endpoint has read what it sent; one still
+ * running after BOUND_MS is not waited for.
+ */
+async function settled<T>(run: Promise<T>) {
+  const result = await settledAndRead(run, BOUND_MS, aws);
+  return { ...result, hold: result.error && (JSON.parse(result.error.message) as Record<string, unknown>) };
+}
+
 async function run(deps: Pick<DeliverDeps, 'store'>, clock = standingClock) {
-  const state = dueSoon();
-  let timer: NodeJS.Timeout | undefined;
-  const bound = new Promise<{ still: true }>((resolve) => {
-    timer = setTimeout(() => resolve({ still: true }), BOUND_MS);
-  });
-  const outcome = deliver({ state, execution_name: 'e1' }, { clock, post, ...deps }).then(
-    (output) => ({ output }),
-    (error: Error) => ({ error, hold: JSON.parse(error.message) as Record<string, unknown> }),
-  );
-  const result = await Promise.race([outcome, bound]);
-  clearTimeout(timer);
-  return result as { output?: ConversationState; error?: Error; hold?: Record<string, unknown>; still?: true };
+  return settled(deliver({ state: dueSoon(), execution_name: 'e1' }, { clock, post, ...deps }));
 }
 
 describe('Deliver with a caller waiting, against AWS endpoints that never answer', () => {
@@ -194,18 +192,8 @@ describe('Deliver with nobody waiting, near its Lambda’s timeout', () => {
   async function runAsync(deps: Pick<DeliverDeps, 'store'>, lambdaLeftMs: number) {
     const state = dueSoon();
     state.budget = { agent_seconds: 120, deliver_by: null, answer_by: null };
-    let timer: NodeJS.Timeout | undefined;
-    const bound = new Promise<{ still: true }>((resolve) => {
-      timer = setTimeout(() => resolve({ still: true }), BOUND_MS);
-    });
     const endsAt = madeAt + lambdaLeftMs;
-    const outcome = deliver({ state, execution_name: 'e1' }, { clock: standingClock, post, endsAt, ...deps }).then(
-      (output) => ({ output }),
-      (error: Error) => ({ error, hold: JSON.parse(error.message) as Record<string, unknown> }),
-    );
-    const result = await Promise.race([outcome, bound]);
-    clearTimeout(timer);
-    return result as { output?: ConversationState; error?: Error; hold?: Record<string, unknown>; still?: true };
+    return settled(deliver({ state, execution_name: 'e1' }, { clock: standingClock, post, endsAt, ...deps }));
   }
 
   it('a signing-secret read that stalls is cut before the Lambda ends: no attempt, queued (deadline)', async () => {

@@ -6,7 +6,7 @@ import type { ExportInput, ExportOutput } from '../../../functions/export/handle
 import { deliveredRecord, SEED_REQUEST, startedRecord } from '../../support/fixtures.ts';
 import { captureJsonLines } from '../../support/log-capture.ts';
 import { type S3Stub, type SilentEndpoint, startS3Stub, startSilentEndpoint } from '../../support/servers.ts';
-import { settledWithin } from '../../support/settled-within.ts';
+import { settledAndRead } from '../../support/settled-within.ts';
 
 /**
  * Export with a caller waiting (docs/deploy.md, "Timeouts"): its AWS calls end by the conversation's budget, not
@@ -88,8 +88,8 @@ function dueIn(answerInMs: number, extra: Partial<ConversationState> = {}): Conv
   };
 }
 
-/** How the run ended; one still running after BOUND_MS is not waited for. */
-const settled = (run: Promise<ExportOutput>) => settledWithin(run, BOUND_MS);
+/** How the run ended, and what it sent DynamoDB; one still running after BOUND_MS is not waited for. */
+const settled = (run: Promise<ExportOutput>) => settledAndRead(run, BOUND_MS, dynamo);
 
 describe('Export with a caller waiting, against a DynamoDB that never answers', () => {
   it('cuts the attempt-log read so that S3 keeps its time: the export is written (short attempts), the PUTs given the time to answer_by − 2 s', async () => {

@@ -6,7 +6,7 @@ import { LAMBDA_RETURN_MS, LAMBDA_TAIL_MS } from '../../../functions/shared/clie
 import { deliveredRecord, SEED_REQUEST, startedRecord } from '../../support/fixtures.ts';
 import { captureJsonLines } from '../../support/log-capture.ts';
 import { type SilentEndpoint, startSilentEndpoint } from '../../support/servers.ts';
-import { settledWithin } from '../../support/settled-within.ts';
+import { settledAndRead } from '../../support/settled-within.ts';
 
 /**
  * Export with nobody waiting (an asynchronous conversation, a redelivery: no answer_by) against an S3 and a DynamoDB
@@ -67,7 +67,8 @@ const state = (): ConversationState => ({
 /** The Lambda's context, `ms` before its timeout. */
 const lambdaWith = (ms: number) => ({ getRemainingTimeInMillis: () => ms }) as Context;
 
-const settled = (run: Promise<unknown>) => settledWithin(run, BOUND_MS);
+/** How the run ended, and what it sent the stalled endpoint. */
+const settled = (run: Promise<unknown>) => settledAndRead(run, BOUND_MS, silent);
 
 describe('Export with nobody waiting, before its own Lambda’s timeout', () => {
   it('an S3 that does not answer fails the run with an ExportError naming the cut, not the Lambda’s timeout', async () => {
