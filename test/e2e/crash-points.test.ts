@@ -3,7 +3,7 @@ import type { Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { MAX_RESTARTS } from '../../local/engine/recovery.ts';
 import { crashTestEnv, killIfRunning, runMain, startCli, until } from '../support/cli.ts';
 import { journalEntries } from '../support/gateway.ts';
@@ -56,38 +56,48 @@ interface Point extends Conversation, KillAt {
 const servers: Server[] = [];
 const dataDirs: string[] = [];
 const gateways: Awaited<ReturnType<typeof startCli>>[] = [];
-afterAll(async () => {
+// A test that timed out leaves its gateway running: stopped before the next test starts its own.
+afterEach(async () => {
   for (const gateway of gateways) await killIfRunning(gateway);
+});
+afterAll(async () => {
   closeJsonServers(servers);
   for (const dir of dataDirs) await rm(dir, { recursive: true, force: true });
 });
 
 const QUERY = 'What are the top deals this quarter?';
-let refusals = 0;
-/**
- * The agent answers once the caller has its 202 (or the gateway died before it): where the run is at each point is
- * then the same in every run, whatever the machine's load.
- */
-let accepted: Promise<void> = Promise.resolve();
-const deliveries: { webhookId: string; status: number }[] = [];
-let agentCalls = 0;
 
-let started: { agentUrl: string; receiverUrl: string } | undefined;
-async function peers(): Promise<{ agentUrl: string; receiverUrl: string }> {
-  if (started) return started;
-  const agentUrl = await serveJson(servers, async (_req, text) => {
-    agentCalls += 1;
-    await accepted;
+/**
+ * One run's agent and receiver, with their own counts: a run that timed out keeps its gateway until afterAll, and its
+ * deliveries, had the receiver been shared, would have been counted as the next run's.
+ */
+interface Peers {
+  agentUrl: string;
+  receiverUrl: string;
+  /** What the receiver was sent; it answers 503 to the first `refusals`. */
+  deliveries: { webhookId: string; status: number }[];
+  agentCalls: number;
+  /**
+   * The agent answers once this resolves: once the caller has its 202 (or the gateway died before it), so that where
+   * the run is at each point is the same in every run, whatever the machine's load.
+   */
+  accepted: Promise<void>;
+}
+
+async function startPeers(refusals: number): Promise<Peers> {
+  const peers: Peers = { agentUrl: '', receiverUrl: '', deliveries: [], agentCalls: 0, accepted: Promise.resolve() };
+  peers.agentUrl = await serveJson(servers, async (_req, text) => {
+    peers.agentCalls += 1;
+    await peers.accepted;
     const query = String((JSON.parse(text || '{}') as { query?: unknown }).query ?? '');
     return [200, { response: `Answer to: ${query}`, deals: [{ name: 'Acme', amount: 1 }] }];
   });
-  const receiverUrl = await serveJson(servers, async (req) => {
-    const status = deliveries.length < refusals ? 503 : 200;
-    deliveries.push({ webhookId: String(req.headers['webhook-id']), status });
+  peers.receiverUrl = await serveJson(servers, async (req) => {
+    const status = peers.deliveries.length < refusals ? 503 : 200;
+    peers.deliveries.push({ webhookId: String(req.headers['webhook-id']), status });
     return [status, status === 200 ? { ok: true } : { error: 'busy' }];
   });
-  started = { agentUrl, receiverUrl };
-  return started;
+  return peers;
 }
 
 function post(url: string, key: string, sync = false) {
@@ -119,7 +129,7 @@ async function exportsOf(endpoint: string, id: string): Promise<Record<string, u
   }
 }
 
-/** Times, ids and durations made placeholders: what is left is what a crash must not change. */
+/** Times, ids (and the run's receiver URL) and durations made placeholders: what is left is what a crash must not change. */
 function normalized(value: unknown, ids: string[]): unknown {
   if (typeof value === 'string') {
     let text = value;
@@ -152,6 +162,8 @@ async function journaled(dataDir: string, name: string): Promise<string[]> {
 
 interface Run {
   id: string;
+  /** Its receiver's URL (each run has its own: startPeers), with the id what differs between two runs' exports. */
+  receiverUrl: string;
   /** The run's last journal line at the kill (Point.journaledLast). */
   journaledLast?: string;
   exports: Record<string, unknown>;
@@ -161,9 +173,8 @@ interface Run {
 }
 
 async function run(conversation: Conversation, point?: Point): Promise<Run> {
-  deliveries.length = 0;
-  refusals = conversation.refused ? 4 : 0;
-  const { agentUrl, receiverUrl } = await peers();
+  const peers = await startPeers(conversation.refused ? 4 : 0);
+  const { agentUrl, receiverUrl } = peers;
   const dataDir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-crash-points-'));
   dataDirs.push(dataDir);
   const env = crashTestEnv(dataDir, agentUrl, receiverUrl);
@@ -175,7 +186,7 @@ async function run(conversation: Conversation, point?: Point): Promise<Run> {
   let id: string;
   let accept = () => {};
   // A synchronous caller has its answer only once the agent's is in.
-  accepted = conversation.sync
+  peers.accepted = conversation.sync
     ? Promise.resolve()
     : new Promise((resolve) => {
         accept = resolve;
@@ -229,9 +240,10 @@ async function run(conversation: Conversation, point?: Point): Promise<Run> {
   await killIfRunning(gateway);
   return {
     id,
+    receiverUrl,
     journaledLast,
     exports,
-    webhookIds: deliveries.filter((d) => d.status === 200).map((d) => d.webhookId),
+    webhookIds: peers.deliveries.filter((d) => d.status === 200).map((d) => d.webhookId),
     killed,
     output: `${first.output()}\n---\n${gateway.output()}`,
   };
@@ -321,8 +333,9 @@ describe('kill -9 at named file calls, then a restart on the same data', () => {
       expect(new Set(crashed.webhookIds).size, crashed.output).toBe(1);
       // Delivered once, but where the receiver may have taken the attempt the kill cut (then sent again).
       if (!point.cutInDeliver) expect(crashed.webhookIds, crashed.output).toHaveLength(1);
-      const exports = normalized(crashed.exports, [crashed.id]);
-      if (!point.cutInDeliver) expect(exports, crashed.output).toEqual(normalized(base.exports, [base.id]));
+      const exports = normalized(crashed.exports, [crashed.id, crashed.receiverUrl]);
+      if (!point.cutInDeliver)
+        expect(exports, crashed.output).toEqual(normalized(base.exports, [base.id, base.receiverUrl]));
       else {
         const { conversation } = crashed.exports['conversation.json'] as { conversation: Record<string, any> };
         expect(conversation.execution.status).toBe('interrupted');
@@ -344,17 +357,15 @@ describe('kill -9 at named file calls, then a restart on the same data', () => {
 
 describe('an asynchronous conversation whose run is killed at every start', () => {
   it(`is started again ${MAX_RESTARTS} times, then closed as interrupted, its status saying so`, async () => {
-    deliveries.length = 0;
-    refusals = 0;
-    agentCalls = 0;
-    const { agentUrl, receiverUrl } = await peers();
+    const peers = await startPeers(0);
+    const { agentUrl, receiverUrl } = peers;
     const dataDir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-crash-loop-'));
     dataDirs.push(dataDir);
     const env = crashTestEnv(dataDir, agentUrl, receiverUrl);
     // Killed before the agent's answer is journaled, as in POINTS: the first time once the caller has its 202.
     const answer = { op: 'write', path: 'journal/', when: 'before' } as const;
     let accept = () => {};
-    accepted = new Promise((resolve) => {
+    peers.accepted = new Promise((resolve) => {
       accept = resolve;
     });
     const first = await startCli(
@@ -382,7 +393,7 @@ describe('an asynchronous conversation whose run is killed at every start', () =
       expect(killed.output).toContain(`started again (restart ${restart} of ${MAX_RESTARTS})`);
       expect((await journaled(dataDir, id)).at(-1), killed.output).toBe('in:InvokeManagerAgent');
     }
-    expect(agentCalls).toBe(1 + MAX_RESTARTS);
+    expect(peers.agentCalls).toBe(1 + MAX_RESTARTS);
     const last = await startCli(env, START_MS);
     gateways.push(last);
     // Not started again: its operator line says why, and the caller polling its status is told.
@@ -395,8 +406,8 @@ describe('an asynchronous conversation whose run is killed at every start', () =
     };
     expect(status, last.output()).toMatchObject({ status: 'failed', error: { code: 'INTERRUPTED' } });
     expect(status.error!.message).toContain(`its run had been started again ${MAX_RESTARTS} times`);
-    expect(agentCalls).toBe(1 + MAX_RESTARTS);
-    expect(deliveries).toEqual([]);
+    expect(peers.agentCalls).toBe(1 + MAX_RESTARTS);
+    expect(peers.deliveries).toEqual([]);
     await killIfRunning(last);
   }, 180_000);
 });
