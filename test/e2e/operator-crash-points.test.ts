@@ -2,7 +2,7 @@ import { mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs
 import type { Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { SummaryIndex } from '../../local/history/summary-index.ts';
 import { ExecutionStore } from '../../local/store/execution-store.ts';
 import { crashTestEnv, killIfRunning, runCli, startCli, until } from '../support/cli.ts';
@@ -27,43 +27,39 @@ const START_MS = 60_000;
 const servers: Server[] = [];
 const tempDirs: string[] = [];
 const gateways: Awaited<ReturnType<typeof startCli>>[] = [];
-afterAll(async () => {
+// A test that timed out leaves its gateway running: stopped before the next test starts its own.
+afterEach(async () => {
   for (const gateway of gateways) await killIfRunning(gateway);
+});
+afterAll(async () => {
   closeJsonServers(servers);
   for (const dir of tempDirs) await rm(dir, { recursive: true, force: true });
 });
 
 /**
- * What the receiver was sent, and how it answers: 400 to a conversation's first delivery when `refuseFirst`, 503 to
- * the first `busy` ones.
+ * One conversation's agent and receiver, with `received`, what the receiver was sent: it answers 503 to the first
+ * `busyFirst` deliveries, 400 to the first when `refused`, else 200. Each conversation has its own: a test that timed
+ * out keeps its gateway until afterAll, and its deliveries, had the receiver been shared, would have been the next
+ * test's.
  */
-const received: { webhookId: string; status: number }[] = [];
-let refuseFirst = false;
-let busy = 0;
-
-let started: { agentUrl: string; receiverUrl: string } | undefined;
-async function peers(): Promise<{ agentUrl: string; receiverUrl: string }> {
-  started ??= {
-    agentUrl: await serveJson(servers, async () => [200, { response: 'The answer' }]),
-    receiverUrl: await serveJson(servers, async (req) => {
-      const status = received.length < busy ? 503 : refuseFirst && received.length === 0 ? 400 : 200;
-      received.push({ webhookId: String(req.headers['webhook-id']), status });
-      return [status, status === 200 ? { ok: true } : { error: 'rejected' }];
-    }),
-  };
-  return started;
+async function startPeers({ busyFirst = 0, refused = false } = {}) {
+  const received: { webhookId: string; status: number }[] = [];
+  const agentUrl = await serveJson(servers, async () => [200, { response: 'The answer' }]);
+  const receiverUrl = await serveJson(servers, async (req) => {
+    const status = received.length < busyFirst ? 503 : refused && received.length === 0 ? 400 : 200;
+    received.push({ webhookId: String(req.headers['webhook-id']), status });
+    return [status, status === 200 ? { ok: true } : { error: 'rejected' }];
+  });
+  return { agentUrl, receiverUrl, received };
 }
 
 /**
  * A gateway on a new data folder (killed at `at` when given) and one synchronous conversation answered 200 by it:
- * the folder, the gateway's environment (without the hook), the gateway, its exit signal to come, the conversation id.
- * The receiver's answers are reset: 503 to the first `busyFirst`, 400 to the first when `refused`, else 200.
+ * the folder, the gateway's environment (without the hook), the gateway, its exit signal to come, the conversation id,
+ * what its receiver was sent (startPeers, answering as the options say).
  */
-async function conversationOn(at: KillAt | null, { busyFirst = 0, refused = false } = {}) {
-  received.length = 0;
-  busy = busyFirst;
-  refuseFirst = refused;
-  const { agentUrl, receiverUrl } = await peers();
+async function conversationOn(at: KillAt | null, answers: Parameters<typeof startPeers>[0] = {}) {
+  const { agentUrl, receiverUrl, received } = await startPeers(answers);
   const dataDir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-operator-crash-'));
   tempDirs.push(dataDir);
   const env = crashTestEnv(dataDir, agentUrl, receiverUrl);
@@ -77,7 +73,7 @@ async function conversationOn(at: KillAt | null, { busyFirst = 0, refused = fals
   });
   expect(res.status).toBe(200);
   const { conversation_id: id } = (await res.json()) as { conversation_id: string };
-  return { dataDir, env, gateway, exited, id };
+  return { dataDir, env, gateway, exited, id, received };
 }
 
 interface Point extends KillAt {
@@ -157,7 +153,7 @@ describe("kill -9 during an operator's redrive or resend, then a restart on the 
     it(`${point.command}, ${point.name}: the command says the gateway stopped under it, the restart what it recovered`, async () => {
       // A delivered conversation (to resend), or one refused for good (dead, to redrive).
       const refused = point.command === 'redrive';
-      const { dataDir, env, gateway, exited, id } = await conversationOn(point, { refused });
+      const { dataDir, env, gateway, exited, id, received } = await conversationOn(point, { refused });
       const cliEnv = { LOCAL_DATA_DIR: dataDir, NO_COLOR: '1' };
 
       const cut = await runCli(['deliveries', point.command, id], cliEnv);
@@ -192,7 +188,7 @@ describe("kill -9 during an operator's redrive or resend, then a restart on the 
 
 describe('kill -9 during the retention sweep, then a restart on the same data', () => {
   it('between the histories removed and their summary entries dropped: the next start drops them', async () => {
-    const { agentUrl, receiverUrl } = await peers();
+    const { agentUrl, receiverUrl } = await startPeers();
     const dataDir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-retention-crash-'));
     tempDirs.push(dataDir);
     // Two conversations saved as the gateway saves them, their entries folded into the index: one past the retention.
@@ -442,9 +438,8 @@ describe("kill -9 during the redelivery schedule's run, then a restart on the sa
     // The workflow's four attempts refused: the delivery is queued, and the schedule's run delivers it, the fifth
     // attempt logged.
     const at: KillAt = { op: 'append', path: ATTEMPTS, n: 5, when: 'after' };
-    const { dataDir, env, gateway, exited, id } = await conversationOn(at, { busyFirst: 4 });
+    const { dataDir, env, gateway, exited, id, received } = await conversationOn(at, { busyFirst: 4 });
     expect(await exited, gateway.output()).toBe('SIGKILL');
-    busy = 0;
 
     const restarted = await startCli(env, START_MS);
     gateways.push(restarted);
