@@ -421,15 +421,15 @@ export function settleRedelivery(
   schedule: readonly number[] = DEFAULT_RETRY_SCHEDULE_MS,
 ):
   | { ok: true; record: ConversationRecord; updated: FailedDeliveryEnvelope }
-  | { ok: false; error: string; updated?: FailedDeliveryEnvelope } {
+  | { ok: false; error: string; updated?: FailedDeliveryEnvelope; refused?: true } {
   const read = readRedeliveryOutput(output);
   if (!read) return { ok: false, error: 'SUCCEEDED without a conversation record as output' };
   const refusal = deliverRefused(envelope, read.record);
   if (refusal) {
     const error = `Lambda did not run Deliver (${refusal.error}: ${refusal.message}); no attempt was made`;
-    if (via !== 'schedule') return { ok: false, error };
+    if (via !== 'schedule') return { ok: false, error, refused: true };
     const noted = { ...envelope, conversation: read.record, attempts: read.record.execution.delivery_attempts };
-    return { ok: false, error, updated: withFailedRun(noted, error, now) };
+    return { ok: false, error, updated: withFailedRun(noted, error, now), refused: true };
   }
   return {
     ok: true,

@@ -93,6 +93,11 @@ export type RedeliveryRun =
       /** The envelope as a run that delivered before it failed left it (owing only the export): stored as it is. */
       updated?: FailedDeliveryEnvelope;
       /**
+       * The execution SUCCEEDED, but Lambda would not run its Deliver (settleRedelivery): the receiver was sent nothing.
+       * A failed run of its envelope all the same; the schedule counts it as `refused_runs`, not `failed_executions`.
+       */
+      refused?: true;
+      /**
        * Cut short, to be finished later (the local gateway's data folder refused a write: local/engine/redelivery.ts),
        * not a failed run: its envelope is left as it was, not written again.
        */
@@ -118,6 +123,8 @@ export interface RedeliveryResult {
    * nothing of it is in flight.
    */
   ended?: true;
+  /** error: Lambda would not run its Deliver (RedeliveryRun's `refused`). */
+  refused?: true;
 }
 
 /**
@@ -178,6 +185,7 @@ export async function redeliverHeld<H extends HeldEnvelope>(
     };
   }
   const ended = !run.ok && run.status === 'SUCCEEDED' ? { ended: true as const } : {};
+  const refused = !run.ok && run.refused ? { refused: true as const } : {};
   if (!run.ok && (run.updated || via === 'schedule')) {
     const updated = run.updated ?? withFailedRun(item.envelope, run.error, now());
     await store.store(item, updated, now());
@@ -188,11 +196,19 @@ export async function redeliverHeld<H extends HeldEnvelope>(
       error: run.error,
       envelope: updated,
       ...ended,
+      ...refused,
     };
   }
   if (!run.ok) {
     await store.leave(item);
-    return { conversation_id: id, status: 'error', execution_name: run.execution_name, error: run.error, ...ended };
+    return {
+      conversation_id: id,
+      status: 'error',
+      execution_name: run.execution_name,
+      error: run.error,
+      ...ended,
+      ...refused,
+    };
   }
   await store.store(item, run.updated, now());
   return {
@@ -347,8 +363,18 @@ export interface ScheduleSummary {
   waiting: number;
   /** Due, but their receiver is paused, disabled or failing: they wait without using a slot of the schedule. */
   held: number;
-  /** Redelivery runs that failed or could not be started: each back in a few minutes, or dead after MAX_FAILED_RUNS. */
+  /**
+   * Redelivery runs whose execution failed or timed out, could not be started, or SUCCEEDED with an output it could not
+   * use: each back in a few minutes, or dead after MAX_FAILED_RUNS.
+   */
   failed_executions: number;
+  /**
+   * Redelivery runs whose execution SUCCEEDED but whose Deliver Lambda would not run (throttled,
+   * Lambda.ServiceException: LAMBDA_REFUSALS): nothing was sent; failed runs of their envelopes all the same (back in a
+   * few minutes, dead after MAX_FAILED_RUNS), counted apart since no execution failed (the RedeliveryExecutionsFailed
+   * alarm counts those).
+   */
+  refused_runs: number;
   /** Envelopes the store could not act on (an SQS error): left as they were taken. */
   errors: number;
   unreadable: number;
@@ -370,6 +396,7 @@ type Outcome =
   | 'waiting'
   | 'held'
   | 'failed_executions'
+  | 'refused_runs'
   | 'errors'
   | 'duplicates'
   | 'already_delivered'
@@ -398,6 +425,7 @@ export async function runSchedule<H extends HeldEnvelope>(
     waiting: 0,
     held: 0,
     failed_executions: 0,
+    refused_runs: 0,
     errors: 0,
     unreadable: 0,
     duplicates: 0,
@@ -545,7 +573,7 @@ export async function runSchedule<H extends HeldEnvelope>(
           ...fields,
           next_due_at: failed.next_due_at,
         });
-      return 'failed_executions';
+      return result.refused ? 'refused_runs' : 'failed_executions';
     }
     const updated = result.envelope!;
     const fields = {

@@ -123,6 +123,7 @@ async function redeliverOnce(
           status: execution.status,
           error: settled.error,
           ...(settled.updated ? { updated: settled.updated } : {}),
+          ...(settled.refused ? { refused: true as const } : {}),
         }
       : { ok: true, execution_name: name, record: settled.record, updated: settled.updated };
   // A run that delivered and then failed (in Export: its time ran out, the Lambda failed past CloseWithoutExport)

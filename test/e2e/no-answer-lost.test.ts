@@ -577,11 +577,11 @@ describe('no answer lost after the agent answered', () => {
       await world.gateway.failedDeliveries.put({ ...envelope, next_due_at: new Date(Date.now() - 1).toISOString() });
     };
     // The schedule's run: its Deliver POSTs attempt 2 (the receiver answers 503, the log keeps it), then Lambda fails
-    // the invocation. The run is named after the try only the log had.
+    // the invocation. The run is named after the try only the log had, and counts as refused.
     await due();
     deliverFailsAfterRun = 1;
     const [refused] = (await world.gateway.redelivery.runDue()).filter((r) => r.conversation_id === id);
-    expect(refused).toMatchObject({ status: 'error' });
+    expect(refused).toMatchObject({ status: 'error', refused: true });
     expect(refused!.execution_name).toMatch(new RegExp(`^${id}-redelivery-2-`));
     expect(world.receiver.received).toHaveLength(2);
     const behind = (await world.gateway.failedDeliveries.get(id))!;

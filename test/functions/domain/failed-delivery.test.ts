@@ -445,6 +445,7 @@ describe('a redelivery run whose Deliver Lambda would not run (throttled, its se
     expect(settleRedelivery(env, exported(env, 'redrive'), 'redrive', later)).toEqual({
       ok: false,
       error: 'Lambda did not run Deliver (Lambda.TooManyRequestsException: Rate Exceeded.); no attempt was made',
+      refused: true,
     });
     const refused = settleRedelivery(env, exported(env, 'schedule'), 'schedule', later);
     if (refused.ok) throw new Error('settled');

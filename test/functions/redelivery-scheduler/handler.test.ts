@@ -350,7 +350,12 @@ describe('everything else', () => {
     const envelope = pendingEnvelope(undefined, T0, { scheduled_attempts: 1 });
     queueHolds([sqsMessage(envelope)]);
     sfnMock.on(StartSyncExecutionCommand).callsFake(refusedRun);
-    expect(await run({}, [5_000, 60_000])).toMatchObject({ redelivered: 1, failed_executions: 1, dead_lettered: 0 });
+    expect(await run({}, [5_000, 60_000])).toMatchObject({
+      redelivered: 1,
+      refused_runs: 1,
+      failed_executions: 0,
+      dead_lettered: 0,
+    });
     const [again] = sent();
     expect(again).toMatchObject({
       url: QUEUE_URL,
@@ -379,7 +384,7 @@ describe('everything else', () => {
     const envelope = pendingEnvelope(undefined, T0, { failed_runs: 4 });
     queueHolds([sqsMessage(envelope)]);
     sfnMock.on(StartSyncExecutionCommand).callsFake(refusedRun);
-    expect(await run()).toMatchObject({ failed_executions: 1, dead_lettered: 0 });
+    expect(await run()).toMatchObject({ refused_runs: 1, failed_executions: 0, dead_lettered: 0 });
     const [dead] = sent();
     expect(dead).toMatchObject({
       url: DLQ_URL,
@@ -673,14 +678,14 @@ describe('copies of one envelope in the queue (SQS delivers at least once; a run
     // The queue: what each run receives, the message each run sent back for the next.
     const inbox = [sqsMessage(envelope)];
     sqsMock.on(ReceiveMessageCommand).callsFake(() => ({ Messages: inbox.splice(0) }));
-    expect(await run(withClaims())).toMatchObject({ failed_executions: 1 });
+    expect(await run(withClaims())).toMatchObject({ refused_runs: 1 });
     expect(table.size).toBe(0);
     const [again] = sent();
     expect(again).toMatchObject({ delay: 60, envelope: { failed_runs: 1 } });
     inbox.push(sqsMessage(again!.envelope));
     const later = new Date(NOW.getTime() + 60_000);
     expect(await run({ ...withClaims(), now: () => later })).toMatchObject({
-      failed_executions: 1,
+      refused_runs: 1,
       in_flight_elsewhere: 0,
     });
     expect(sfnMock.commandCalls(StartSyncExecutionCommand)).toHaveLength(2);
@@ -1241,6 +1246,34 @@ describe('the Lambda handler', () => {
     expect(back!.envelope.attempts.map((a) => a.attempt)).toEqual([1, 2, 3]);
     // One read of the log for the envelope, as before (whether a copy delivered it meanwhile is the same read).
     expect(dynamoMock.commandCalls(QueryCommand)).toHaveLength(1);
+  });
+
+  it('a run whose Deliver Lambda would not run counts as refused, not as a failed execution; its envelope keeps the logged tries', async () => {
+    // Before: counted in failed_executions, which the RedeliveryExecutionsFailed alarm (Step Functions' failed and
+    // timed-out executions) never sees: the execution SUCCEEDED.
+    const { envelope } = behindTheLog();
+    sfnMock.on(StartSyncExecutionCommand).callsFake(({ input, name }: { input: string; name: string }) => {
+      const { conversation, redelivery } = JSON.parse(input);
+      const delivery_error = { Error: 'Lambda.TooManyRequestsException', Cause: 'Rate Exceeded.' };
+      return succeeded(closeConversation({ conversation, redelivery, delivery_error }, name, NOW).record);
+    });
+    const capture = captureJsonLines();
+    try {
+      expect(await handler({}, context(190_000))).toMatchObject({
+        redelivered: 1,
+        refused_runs: 1,
+        failed_executions: 0,
+      });
+    } finally {
+      capture.restore();
+    }
+    expect(capture.lines.find((l) => l.message === 'Redelivery sweep finished')).toMatchObject({
+      summary: { refused_runs: 1, failed_executions: 0 },
+    });
+    expect(started()[0]!.name).toMatch(new RegExp(`^${envelope.conversation_id}-redelivery-3-`));
+    const [back] = sent();
+    expect(back!.envelope).toMatchObject({ state: 'pending', failed_runs: 1 });
+    expect(back!.envelope.attempts.map((a) => a.attempt)).toEqual([1, 2]);
   });
 
   it('an attempt log that cannot be read: the run is named from the envelope, as before, with a warning', async () => {
