@@ -1,4 +1,4 @@
-import { nextAttemptNumber, withoutAttemptDetail } from './attempt-log.ts';
+import { type LoggedAttempt, nextAttemptNumber, withoutAttemptDetail } from './attempt-log.ts';
 import {
   type ConversationRecord,
   type DeliveryAttempt,
@@ -128,6 +128,53 @@ function isQueuedFailedExport(value: unknown): value is QueuedFailedExport {
  */
 export function attemptsMade(envelope: Pick<FailedDeliveryEnvelope, 'attempts'>): number {
   return envelope.attempts.reduce((made, a) => Math.max(made, a.attempt), envelope.attempts.length);
+}
+
+/**
+ * The envelope with the attempts of its conversation that the attempt log has and it lacks (by number), in the order
+ * they were made, as the record's short attempts (withoutAttemptDetail), in `attempts` and in its record alike: the
+ * tries before Lambda refused a retry of the workflow's Deliver, and one whose Deliver Lambda failed after it ran, are
+ * only in the log (docs/operations.md, "Failed deliveries"). What the schedule and the redrives name a run after
+ * (redeliveryExecutionName), and what the lists count. None missing: the envelope itself.
+ */
+export function withLoggedAttempts<E extends Pick<FailedDeliveryEnvelope, 'conversation_id' | 'attempts'>>(
+  envelope: E & { conversation?: ConversationRecord },
+  logged: readonly (DeliveryAttempt &
+    Partial<Pick<LoggedAttempt, 'conversation_id' | 'delivery_id' | 'webhook_type'>>)[],
+): E {
+  const own = logged.filter((a) => a.conversation_id === undefined || a.conversation_id === envelope.conversation_id);
+  const merged = (attempts: readonly DeliveryAttempt[]): DeliveryAttempt[] | null => {
+    const missing = own.filter((a) => !attempts.some((known) => known.attempt === a.attempt));
+    if (missing.length === 0) return null;
+    const short = missing.map(
+      ({
+        conversation_id: _c,
+        delivery_id: _d,
+        webhook_type: _w,
+        request: _q,
+        response: _r,
+        execution_name: _e,
+        ...a
+      }): DeliveryAttempt => a,
+    );
+    return [...attempts, ...short].sort((a, b) => a.at.localeCompare(b.at) || a.attempt - b.attempt);
+  };
+  const attempts = merged(envelope.attempts);
+  const conversation = envelope.conversation;
+  const recordAttempts = conversation && merged(conversation.execution.delivery_attempts);
+  if (!attempts && !recordAttempts) return envelope;
+  return {
+    ...envelope,
+    ...(attempts ? { attempts } : {}),
+    ...(conversation && recordAttempts
+      ? {
+          conversation: {
+            ...conversation,
+            execution: { ...conversation.execution, delivery_attempts: recordAttempts },
+          },
+        }
+      : {}),
+  };
 }
 
 /** What an envelope owes (older envelopes have no `owed`: a delivery). */
@@ -374,15 +421,15 @@ export function settleRedelivery(
   schedule: readonly number[] = DEFAULT_RETRY_SCHEDULE_MS,
 ):
   | { ok: true; record: ConversationRecord; updated: FailedDeliveryEnvelope }
-  | { ok: false; error: string; updated?: FailedDeliveryEnvelope } {
+  | { ok: false; error: string; updated?: FailedDeliveryEnvelope; refused?: true } {
   const read = readRedeliveryOutput(output);
   if (!read) return { ok: false, error: 'SUCCEEDED without a conversation record as output' };
   const refusal = deliverRefused(envelope, read.record);
   if (refusal) {
     const error = `Lambda did not run Deliver (${refusal.error}: ${refusal.message}); no attempt was made`;
-    if (via !== 'schedule') return { ok: false, error };
+    if (via !== 'schedule') return { ok: false, error, refused: true };
     const noted = { ...envelope, conversation: read.record, attempts: read.record.execution.delivery_attempts };
-    return { ok: false, error, updated: withFailedRun(noted, error, now) };
+    return { ok: false, error, updated: withFailedRun(noted, error, now), refused: true };
   }
   return {
     ok: true,

@@ -72,13 +72,9 @@ export const handler = stageHandler(
         publishGivenUp,
         // One redelivery of a conversation in flight at a time, whatever copies of its envelope overlapping runs took.
         ...(claims ? { claim: (envelope, now) => claims.claim(envelope.conversation_id, now) } : {}),
-        // One consistent Query per envelope about to be redelivered: one already delivered is only exported, delivered.
-        ...(attempts
-          ? {
-              delivered: async (envelope) =>
-                (await attempts.list(envelope.conversation_id)).find((a) => a.outcome === 'delivered') ?? null,
-            }
-          : {}),
+        // One consistent Query per envelope about to be redelivered: the tries its envelope lacks are counted before its
+        // run is named, and one already delivered is only exported, delivered.
+        ...(attempts ? { logged: (envelope) => attempts.list(envelope.conversation_id) } : {}),
       },
     );
   },

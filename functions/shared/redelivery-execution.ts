@@ -76,6 +76,7 @@ async function runRedelivery(
       status,
       error: settled.error,
       ...(settled.updated ? { updated: settled.updated } : {}),
+      ...(settled.refused ? { refused: true as const } : {}),
     };
   return { ok: true, execution_name: name, record: settled.record, updated: settled.updated };
 }

@@ -29,6 +29,7 @@ import {
   owedBy,
   resendEnvelope,
   withFailedRun,
+  withLoggedAttempts,
   withLoggedDelivery,
 } from '../domain/failed-delivery.ts';
 import { type EndpointStore, receiverFileUnreadable } from './endpoint-store.ts';
@@ -92,6 +93,11 @@ export type RedeliveryRun =
       /** The envelope as a run that delivered before it failed left it (owing only the export): stored as it is. */
       updated?: FailedDeliveryEnvelope;
       /**
+       * The execution SUCCEEDED, but Lambda would not run its Deliver (settleRedelivery): the receiver was sent nothing.
+       * A failed run of its envelope all the same; the schedule counts it as `refused_runs`, not `failed_executions`.
+       */
+      refused?: true;
+      /**
        * Cut short, to be finished later (the local gateway's data folder refused a write: local/engine/redelivery.ts),
        * not a failed run: its envelope is left as it was, not written again.
        */
@@ -117,6 +123,8 @@ export interface RedeliveryResult {
    * nothing of it is in flight.
    */
   ended?: true;
+  /** error: Lambda would not run its Deliver (RedeliveryRun's `refused`). */
+  refused?: true;
 }
 
 /**
@@ -177,6 +185,7 @@ export async function redeliverHeld<H extends HeldEnvelope>(
     };
   }
   const ended = !run.ok && run.status === 'SUCCEEDED' ? { ended: true as const } : {};
+  const refused = !run.ok && run.refused ? { refused: true as const } : {};
   if (!run.ok && (run.updated || via === 'schedule')) {
     const updated = run.updated ?? withFailedRun(item.envelope, run.error, now());
     await store.store(item, updated, now());
@@ -187,11 +196,19 @@ export async function redeliverHeld<H extends HeldEnvelope>(
       error: run.error,
       envelope: updated,
       ...ended,
+      ...refused,
     };
   }
   if (!run.ok) {
     await store.leave(item);
-    return { conversation_id: id, status: 'error', execution_name: run.execution_name, error: run.error, ...ended };
+    return {
+      conversation_id: id,
+      status: 'error',
+      execution_name: run.execution_name,
+      error: run.error,
+      ...ended,
+      ...refused,
+    };
   }
   await store.store(item, run.updated, now());
   return {
@@ -306,11 +323,14 @@ export interface ScheduleOptions {
   /** Holds back the envelopes whose receiver may not be tried now (endpointGate); none: every due one is tried. */
   gate?: ScheduleGate;
   /**
-   * The conversation's delivered attempt, or null: read once for each envelope about to be redelivered (the attempt
-   * log on AWS, where the queue may hold several copies of one envelope). A copy whose conversation was delivered
-   * meanwhile is not sent again: its run only exports the record delivered. None: every due envelope is redelivered.
+   * The conversation's attempts in the attempt log: read once for each envelope about to be redelivered (a DynamoDB
+   * Query on AWS, where the queue may hold several copies of one envelope; the conversation's file locally). Those its
+   * envelope lacks are merged into it before its run is named (withLoggedAttempts: the tries before Lambda refused a
+   * retry of Deliver, or one whose Deliver Lambda failed after it ran), so the run's name and the envelope it leaves
+   * count them. A copy whose conversation was delivered meanwhile is not sent again: its run only exports the record
+   * delivered. None: every due envelope is redelivered as it is.
    */
-  delivered?: (envelope: FailedDeliveryEnvelope) => Promise<DeliveryAttempt | null>;
+  logged?: (envelope: FailedDeliveryEnvelope) => Promise<readonly DeliveryAttempt[]>;
   /**
    * Claim the conversation's redelivery before anything is read or sent (on AWS, functions/shared/redelivery-claim.ts):
    * refused while another run's claim holds, and that copy then waits until it ends. Released once the redelivery
@@ -343,8 +363,18 @@ export interface ScheduleSummary {
   waiting: number;
   /** Due, but their receiver is paused, disabled or failing: they wait without using a slot of the schedule. */
   held: number;
-  /** Redelivery runs that failed or could not be started: each back in a few minutes, or dead after MAX_FAILED_RUNS. */
+  /**
+   * Redelivery runs whose execution failed or timed out, could not be started, or SUCCEEDED with an output it could not
+   * use: each back in a few minutes, or dead after MAX_FAILED_RUNS.
+   */
   failed_executions: number;
+  /**
+   * Redelivery runs whose execution SUCCEEDED but whose Deliver Lambda would not run (throttled,
+   * Lambda.ServiceException: LAMBDA_REFUSALS): nothing was sent; failed runs of their envelopes all the same (back in a
+   * few minutes, dead after MAX_FAILED_RUNS), counted apart since no execution failed (the RedeliveryExecutionsFailed
+   * alarm counts those).
+   */
+  refused_runs: number;
   /** Envelopes the store could not act on (an SQS error): left as they were taken. */
   errors: number;
   unreadable: number;
@@ -366,6 +396,7 @@ type Outcome =
   | 'waiting'
   | 'held'
   | 'failed_executions'
+  | 'refused_runs'
   | 'errors'
   | 'duplicates'
   | 'already_delivered'
@@ -394,6 +425,7 @@ export async function runSchedule<H extends HeldEnvelope>(
     waiting: 0,
     held: 0,
     failed_executions: 0,
+    refused_runs: 0,
     errors: 0,
     unreadable: 0,
     duplicates: 0,
@@ -404,24 +436,21 @@ export async function runSchedule<H extends HeldEnvelope>(
   const seen = new Set<string>();
 
   /**
-   * The attempt that delivered this envelope's conversation meanwhile, or null: another copy delivered it (SQS delivers
-   * a message at least once, and a copy outlives a run that delivered but could not delete it), or a Deliver whose
-   * result never reached its workflow did. The receiver is then not sent the delivery again. A log that cannot be
-   * read, or that lacks the attempt (Deliver stopped between the POST and its write), redelivers it: at least once,
-   * under the same webhook-id the receiver dedupes on (docs/operations.md, "Failed deliveries").
+   * The attempt log's attempts of this envelope's conversation; none when it cannot be read (the envelope is then
+   * redelivered with its own attempts, as before), with a warning.
    */
-  async function deliveredMeanwhile(
+  async function loggedAttempts(
     envelope: FailedDeliveryEnvelope,
-    delivered: NonNullable<ScheduleOptions['delivered']>,
-  ): Promise<DeliveryAttempt | null> {
+    logged: NonNullable<ScheduleOptions['logged']>,
+  ): Promise<readonly DeliveryAttempt[]> {
     try {
-      return await delivered(envelope);
+      return await logged(envelope);
     } catch (error) {
       log.warn('Could not read whether the conversation was delivered meanwhile; redelivered', {
         conversation_id: envelope.conversation_id,
         error: `${(error as Error).name}: ${(error as Error).message}`,
       });
-      return null;
+      return [];
     }
   }
 
@@ -488,13 +517,26 @@ export async function runSchedule<H extends HeldEnvelope>(
         }),
       );
     };
-    const took =
-      options.delivered && owedBy(envelope) === 'delivery'
-        ? await deliveredMeanwhile(envelope, options.delivered)
-        : null;
+    const logged =
+      options.logged && owedBy(envelope) === 'delivery' ? await loggedAttempts(envelope, options.logged) : [];
+    // The attempt that delivered this envelope's conversation meanwhile, if any: another copy delivered it (SQS delivers
+    // a message at least once, and a copy outlives a run that delivered but could not delete it), or a Deliver whose
+    // result never reached its workflow did. The receiver is then not sent the delivery again. A log that cannot be
+    // read, or that lacks the attempt (Deliver stopped between the POST and its write), redelivers it: at least once,
+    // under the same webhook-id the receiver dedupes on (docs/operations.md, "Failed deliveries").
+    const took = logged.find((a) => a.outcome === 'delivered') ?? null;
+    // The tries only the log has are counted before the run is named after the attempt it makes (the one its Deliver
+    // numbers after the log's last): the delivered one is added by withLoggedDelivery.
+    const counted = withLoggedAttempts(
+      envelope,
+      logged.filter((a) => a.attempt !== took?.attempt),
+    );
     // Delivered meanwhile: nothing is sent again, but the export may still say retrying, so this copy's run only
     // exports the record with the delivered attempt (withLoggedDelivery).
-    const owing = took ? { ...item, envelope: withLoggedDelivery(envelope, took, now()) } : item;
+    const owing =
+      took || counted !== envelope
+        ? { ...item, envelope: took ? withLoggedDelivery(counted, took, now()) : counted }
+        : item;
     if (took)
       log.info('Already delivered (the attempt log has it); nothing sent again, the record is exported delivered', {
         conversation_id: id,
@@ -531,7 +573,7 @@ export async function runSchedule<H extends HeldEnvelope>(
           ...fields,
           next_due_at: failed.next_due_at,
         });
-      return 'failed_executions';
+      return result.refused ? 'refused_runs' : 'failed_executions';
     }
     const updated = result.envelope!;
     const fields = {

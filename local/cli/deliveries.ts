@@ -3,11 +3,13 @@ import { parseArgs } from 'node:util';
 import { isConversationId } from '../../functions/domain/conversation-id.ts';
 import { endpointView } from '../../functions/domain/endpoints.ts';
 import { type FailedDeliveryEnvelope, owedBy, resendRefusal } from '../../functions/domain/failed-delivery.ts';
+import { FileAttemptLog } from '../../functions/shared/attempt-log.ts';
 import { FileEndpointStore } from '../../functions/shared/endpoint-store.ts';
 import type { RedeliveryResult } from '../../functions/shared/redelivery.ts';
 import { settings } from '../../functions/shared/settings.ts';
 import { latestRecord } from '../history/conversations.ts';
 import { NO_HOLDS, nextAttemptLabel, type ReceiverHolds, receiverHolds } from '../history/endpoints.ts';
+import { withLoggedCounts } from '../history/logged-counts.ts';
 import { resolveOptions } from '../server/config.ts';
 import { ExecutionStore } from '../store/execution-store.ts';
 import { envelopeStates, LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
@@ -21,6 +23,7 @@ import {
   limitOf,
   noMoreThanOne,
   note,
+  noteUnreadLogs,
   onDataDir,
   out,
   parseSince,
@@ -79,7 +82,12 @@ export async function deliveriesList(args: string[]): Promise<number> {
     note(
       `webhook-gateway: ${reason}: left out of this list and of the redelivery schedule (${path.basename(file, '.json')})`,
     );
-  const shown = found.envelopes;
+  // Counted with the tries only the attempt log has (one file read per envelope shown): what the next redelivery
+  // numbers its attempt after.
+  const log = new FileAttemptLog(path.join(dataDir, 'deliveries'));
+  const counted = await withLoggedCounts(found.envelopes, (id) => log.list(id));
+  noteUnreadLogs(counted.unread);
+  const shown = counted.envelopes;
   if (values.json) {
     out(JSON.stringify(shown, null, 2));
     return 0;

@@ -166,6 +166,18 @@ export function deliveriesTable(
   );
 }
 
+/**
+ * One line on stderr for the listed deliveries whose attempt log could not be read (withLoggedCounts): their attempts
+ * are what their envelopes carry, which may lack tries only the log has.
+ */
+export function noteUnreadLogs(unread: readonly { conversation_id: string; error: string }[]): void {
+  if (unread.length === 0) return;
+  const [first] = unread;
+  note(
+    `webhook-gateway: the attempt log of ${unread.length === 1 ? first!.conversation_id : `${unread.length} deliveries (${first!.conversation_id}, …)`} could not be read (${first!.error}): ${unread.length === 1 ? 'its attempts are those its envelope carries' : 'their attempts are those their envelopes carry'}, without any try only the log has`,
+  );
+}
+
 /** Why a redelivery did not deliver, for its progress line (local and --aws). */
 export function resultDetail(result: RedeliveryResult): string {
   if (result.status === 'failed') return `: ${result.error ?? result.envelope?.last_error ?? ''}`;

@@ -19,6 +19,7 @@ import { type ConversationSummary, latestRecord, summarize } from '../history/co
 import type { UnreadableReceiver } from '../history/endpoints.ts';
 import { conversationFigures, type LaterDelivery } from '../history/figures.ts';
 import { cursorOf, isAfter, type ListCursor, listConversations } from '../history/listing.ts';
+import { withLoggedCounts } from '../history/logged-counts.ts';
 import { LISTING_LOCK_WAIT_MS, SummaryIndex } from '../history/summary-index.ts';
 import { conversationIdOf, type ExecutionStore, redactedHistory } from '../store/execution-store.ts';
 import { readText, s3Client } from '../store/export-bucket.ts';
@@ -262,8 +263,10 @@ export async function openDeliveries(
   limit: number,
 ): Promise<{ deliveries: EnvelopeHead[]; total: number; unreadable: string[] }> {
   const { heads, total, unreadable } = await ctx.failedDeliveries.newestHeads({ limit, states: ['pending', 'dead'] });
+  // Counted with the tries only the attempt log has, as `deliveries list` (a log that cannot be read: the envelope's).
+  const { envelopes } = await withLoggedCounts(heads, ctx.attempts);
   // A damaged envelope may be owed: its conversation is named (its page names the file), not left out in silence.
-  return { deliveries: heads, total, unreadable: unreadable.map((u) => path.basename(u.file, '.json')).sort() };
+  return { deliveries: envelopes, total, unreadable: unreadable.map((u) => path.basename(u.file, '.json')).sort() };
 }
 
 async function stamp(file: string): Promise<string> {

@@ -6,14 +6,17 @@
  * tried again 1, 2, 4, 8 minutes later, dead after the fifth failure in a row (docs/operations.md, "Failed deliveries").
  */
 import { randomBytes } from 'node:crypto';
+import type { LoggedAttempt } from '../../functions/domain/attempt-log.ts';
 import { type ConversationRecord, fullRecord, type StateRecord } from '../../functions/domain/conversation.ts';
 import {
   type FailedDeliveryEnvelope,
   givenUpRecord,
+  owedBy,
   redeliveryContext,
   redeliveryExecutionName,
   settleRedelivery,
   withFailedRun,
+  withLoggedAttempts,
   withUnexportedDelivery,
 } from '../../functions/domain/failed-delivery.ts';
 import {
@@ -120,6 +123,7 @@ async function redeliverOnce(
           status: execution.status,
           error: settled.error,
           ...(settled.updated ? { updated: settled.updated } : {}),
+          ...(settled.refused ? { refused: true as const } : {}),
         }
       : { ok: true, execution_name: name, record: settled.record, updated: settled.updated };
   // A run that delivered and then failed (in Export: its time ran out, the Lambda failed past CloseWithoutExport)
@@ -244,7 +248,9 @@ export class LocalRedelivery {
 
   /**
    * `gate`: made for each run of the schedule (endpointGate: it reads each receiver once per run); none: every due
-   * envelope is redelivered.
+   * envelope is redelivered. `logged`: a conversation's attempts in the attempt log (local/server/gateway.ts: its file
+   * under deliveries/attempts/), read once before each redelivery of an owed delivery, of the schedule or a redrive:
+   * the tries its envelope lacks are counted before its run is named (withLoggedAttempts); none: as the envelope has them.
    */
   constructor(
     private readonly store: LocalFailedDeliveryStore,
@@ -254,6 +260,7 @@ export class LocalRedelivery {
     private readonly gate?: () => ScheduleGate | undefined,
     running?: RunningExecutions,
     private readonly cut?: CutRuns,
+    private readonly logged?: (conversationId: string) => Promise<readonly LoggedAttempt[]>,
   ) {
     this.redeliver = localRedeliver(store, workflow, executions, journal, running, cut);
   }
@@ -287,7 +294,18 @@ export class LocalRedelivery {
         await this.store.leave(item);
         return { conversation_id: conversationId, status: 'already_delivered', envelope: item.envelope };
       }
-      return redeliverHeld(this.store, item, this.redeliver, 'redrive', () => new Date());
+      // The tries only the attempt log has, counted before the run is named after its attempt (as the schedule does). A
+      // log that cannot be read: the envelope as it is (its Deliver still numbers the attempt after the log's last).
+      const logged =
+        this.logged && owedBy(item.envelope) === 'delivery' ? await this.logged(conversationId).catch(() => []) : [];
+      const counted = withLoggedAttempts(item.envelope, logged);
+      return redeliverHeld(
+        this.store,
+        counted === item.envelope ? item : { ...item, envelope: counted },
+        this.redeliver,
+        'redrive',
+        () => new Date(),
+      );
     })();
     this.redrives.add(run);
     return run.finally(() => this.redrives.delete(run));
@@ -309,6 +327,9 @@ export class LocalRedelivery {
         log: LOCAL_LOG,
         onResult: (result) => results.push(result),
         gate: this.gate?.(),
+        ...(this.logged
+          ? { logged: (envelope: FailedDeliveryEnvelope) => this.logged!(envelope.conversation_id) }
+          : {}),
         stopped: () => this.sweepStopped,
       });
       return results;

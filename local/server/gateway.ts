@@ -492,6 +492,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     () => endpointGate(endpoints, config.breaker),
     runningExecutions,
     { add: (name, run) => cut.set(name, run), finish: () => finishCut().then(() => cut.size === 0) },
+    async (id) => (await attemptLog()?.list(id)) ?? [],
   );
   redelivery.start(options.redeliveryPollMs, options.onRedelivery);
   const retention = {
@@ -711,6 +712,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     // How each receiver's deliveries are signed: counted from the file it signs with (none known when the secrets are
     // DELIVERY_SIGNING_SECRETS).
     signingSecrets: () => readDeliverySecrets(deliverySecretsFile),
+    attempts: async (id) => (await attemptLog()?.list(id)) ?? [],
   });
   // On a loopback-only listener every legitimate caller is on this machine and names it so: a rebound DNS name is a
   // page on another origin (DNS rebinding), refused even on the public routes. The helper routes (sample agent,

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { LoggedAttempt } from '../../functions/domain/attempt-log.ts';
 import { WEBHOOK_TYPES, type WebhookType } from '../../functions/domain/conversation.ts';
 import { isConversationId } from '../../functions/domain/conversation-id.ts';
 import type { BreakerPolicy } from '../../functions/domain/endpoints.ts';
@@ -14,6 +15,7 @@ import { cutUnfinished, type LocalRedelivery } from '../engine/redelivery.ts';
 import { notAWebhookType, webhookTypeNamed } from '../history/conversation-filters.ts';
 import { latestRecord } from '../history/conversations.ts';
 import { receiverRows } from '../history/endpoints.ts';
+import { withLoggedCounts } from '../history/logged-counts.ts';
 import type { ExecutionStore } from '../store/execution-store.ts';
 import { type EnvelopeSummary, envelopeStates, type LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
 import { sendJson } from './http.ts';
@@ -30,6 +32,8 @@ export interface OperatorContext {
   breaker: BreakerPolicy;
   /** The delivery secrets the gateway signs with, by type (counted, never shown); null when not known here. */
   signingSecrets: () => Promise<SecretsBySource | null>;
+  /** A conversation's attempts in the attempt log (GET /local/deliveries counts the tries only the log has). */
+  attempts: (conversationId: string) => Promise<readonly LoggedAttempt[]>;
 }
 
 const badRequest = (res: ServerResponse, message: string) => sendJson(res, 400, errorBody('VALIDATION_ERROR', message));
@@ -157,7 +161,9 @@ export function operatorRoutes(ctx: OperatorContext): RouteHandler {
           const wanted = new URL(req.url ?? '/', 'http://local').searchParams.get('state') || 'pending,dead';
           const states = envelopeStates(wanted);
           if (!states) return badRequest(res, `state takes pending, dead, settled or all, got "${wanted}"`);
-          const { envelopes, total } = await ctx.failedDeliveries.newest({ limit, states });
+          const { envelopes: newest, total } = await ctx.failedDeliveries.newest({ limit, states });
+          // As `deliveries list`: with the tries only the attempt log has (a log that cannot be read: the envelope's).
+          const { envelopes } = await withLoggedCounts(newest, ctx.attempts);
           sendJson(res, 200, { deliveries: envelopes, total, not_shown: total - envelopes.length });
         },
       },

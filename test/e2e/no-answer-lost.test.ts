@@ -1,7 +1,7 @@
 import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { attemptsMade } from '../../functions/domain/failed-delivery.ts';
+import { attemptsMade, type FailedDeliveryEnvelope } from '../../functions/domain/failed-delivery.ts';
 import {
   DELIVERY_UNQUEUED_EVENT,
   EXPORT_DEFERRED_EVENT,
@@ -553,9 +553,63 @@ describe('no answer lost after the agent answered', () => {
     expect(res.body.tracking.delivery_status).toBe('retrying');
     const id = res.body.conversation_id as string;
     expect(world.receiver.received).toHaveLength(1);
-    expect((await world.gateway.redelivery.redrive(id)).status).toBe('delivered');
+    const redriven = await world.gateway.redelivery.redrive(id);
+    expect(redriven.status).toBe('delivered');
+    // Named after the attempt its Deliver records, the try only the log had counted (before: `-redelivery-1-`).
+    expect(redriven.execution_name).toMatch(new RegExp(`^${id}-redelivery-2-`));
     expect(world.receiver.received).toHaveLength(2);
     await expectAttempts(id, [1, 2]);
+  });
+
+  it("an envelope behind the attempt log (Lambda refused Deliver's retry, then failed a scheduled run's Deliver after it ran): listed with every logged try, and the next run is named and numbered after them", async () => {
+    // Before: `deliveries list` (and the console's table, GET /local/deliveries) counted what the envelope carried, and
+    // each run was named from it: `-redelivery-1-` for attempt 2, `-redelivery-2-` for attempt 3.
+    world.agent.behave(() => ({ payload: ANSWER }));
+    world.receiver.reply(503, 503, 200);
+    deliverThrottledFrom = 2;
+    const res = await world.post(SEED_REQUEST);
+    expect(res.body.tracking.delivery_status).toBe('retrying');
+    const id = res.body.conversation_id as string;
+    expect(deliverRefusals).toBe(1);
+    deliverThrottledFrom = null;
+    const due = async () => {
+      const envelope = (await world.gateway.failedDeliveries.get(id))!;
+      await world.gateway.failedDeliveries.put({ ...envelope, next_due_at: new Date(Date.now() - 1).toISOString() });
+    };
+    // The schedule's run: its Deliver POSTs attempt 2 (the receiver answers 503, the log keeps it), then Lambda fails
+    // the invocation. The run is named after the try only the log had, and counts as refused.
+    await due();
+    deliverFailsAfterRun = 1;
+    const [refused] = (await world.gateway.redelivery.runDue()).filter((r) => r.conversation_id === id);
+    expect(refused).toMatchObject({ status: 'error', refused: true });
+    expect(refused!.execution_name).toMatch(new RegExp(`^${id}-redelivery-2-`));
+    expect(world.receiver.received).toHaveLength(2);
+    const behind = (await world.gateway.failedDeliveries.get(id))!;
+    expect(behind).toMatchObject({ state: 'pending', failed_runs: 1 });
+    expect(behind.attempts.map((a) => a.attempt)).toEqual([1]);
+
+    // Before the next run: every list counts the 2 attempts the log has.
+    const cli = (args: string[]) => runMain(args, { LOCAL_DATA_DIR: world.dataDir, GATEWAY_URL: world.gateway.url });
+    const listed = JSON.parse((await cli(['deliveries', 'list', '--json'])).stdout) as FailedDeliveryEnvelope[];
+    expect(listed.find((e) => e.conversation_id === id)!.attempts.map((a) => a.attempt)).toEqual([1, 2]);
+    const line = (await cli(['deliveries', 'list'])).stdout.split('\n').find((l) => l.startsWith(id));
+    expect(line).toMatch(/deal_analysis\s+2\s+redelivery run failed: Lambda did not run Deliv/);
+    const routed = (await (await fetch(`${world.gateway.url}/local/deliveries`)).json()) as {
+      deliveries: FailedDeliveryEnvelope[];
+    };
+    expect(routed.deliveries.find((e) => e.conversation_id === id)!.attempts).toHaveLength(2);
+    const shown = (await (await fetch(`${world.gateway.url}/console/api/conversations`)).json()) as {
+      failed_deliveries: FailedDeliveryEnvelope[];
+    };
+    expect(shown.failed_deliveries.find((e) => e.conversation_id === id)!.attempts).toHaveLength(2);
+
+    // The next run: named after the log's last attempt, as its Deliver numbers it.
+    await due();
+    const [next] = (await world.gateway.redelivery.runDue()).filter((r) => r.conversation_id === id);
+    expect(next).toMatchObject({ status: 'delivered' });
+    expect(next!.execution_name).toMatch(new RegExp(`^${id}-redelivery-3-`));
+    expect(world.receiver.received).toHaveLength(3);
+    await expectAttempts(id, [1, 2, 3]);
   });
 
   it('a redelivery whose Deliver Lambda will not run: not retried (its 60 s), exported with the refusal, no attempt, tried again', async () => {
@@ -624,7 +678,9 @@ describe('no answer lost after the agent answered', () => {
     const waiting = (await world.gateway.failedDeliveries.get(id))!;
     expect(waiting).toMatchObject({ state: 'pending', scheduled_attempts: lastSlot, failed_runs: 1 });
     expect(Date.parse(waiting.next_due_at!) - Date.now()).toBeGreaterThan(50_000);
-    expect(waiting.attempts).toEqual(queued.attempts);
+    // No attempt of the refused run: the workflow's four tries, the three the envelope lacked counted from the log.
+    expect(queued.attempts.map((a) => a.attempt)).toEqual([4]);
+    expect(waiting.attempts.map((a) => a.attempt)).toEqual([1, 2, 3, 4]);
     const record = await exported();
     expect(record.webhook_context.delivery_status).toBe('retrying');
     expect(record.execution.delivery_attempts).toEqual(tries);
@@ -651,7 +707,7 @@ describe('no answer lost after the agent answered', () => {
       failed_runs: 5,
       scheduled_attempts: lastSlot,
     });
-    expect(dead.attempts).toEqual(queued.attempts);
+    expect(dead.attempts.map((a) => a.attempt)).toEqual([1, 2, 3, 4]);
     const given = await exported();
     expect(given.webhook_context.delivery_status).toBe('failed');
     expect(given.execution.delivery_attempts).toEqual(tries);

@@ -17,6 +17,7 @@ import {
   type FailedDeliveryEnvelope,
   owedBy,
   resendRefusal,
+  withLoggedAttempts,
   withLoggedDelivery,
 } from '../../../functions/domain/failed-delivery.ts';
 import { DynamoAttemptLog } from '../../../functions/shared/attempt-log.ts';
@@ -31,11 +32,13 @@ import { type RedeliveryResult, redeliverHeld, resend, withHeldReason } from '..
 import { DynamoRedeliveryClaims, type RedeliveryClaim } from '../../../functions/shared/redelivery-claim.ts';
 import { stepFunctionsRedeliver } from '../../../functions/shared/redelivery-execution.ts';
 import { settings } from '../../../functions/shared/settings.ts';
+import { withLoggedCounts } from '../../history/logged-counts.ts';
 import {
   attemptsLabel,
   CliError,
   deliveriesTable,
   note,
+  noteUnreadLogs,
   parseSince,
   redriveExitCode,
   resultDetail,
@@ -78,6 +81,8 @@ async function readDeliveryStack(clients: AwsClients, name: string): Promise<Del
  */
 interface DeliveredCheck {
   delivered: DeliveryAttempt | null;
+  /** The conversation's attempts in the attempt log (none when it could not be read). */
+  logged: readonly DeliveryAttempt[];
   /** Whether the export says delivered too; otherwise the attempt log told it, and the export may say retrying. */
   exported: boolean;
   /** What could not be read (an AWS error, an output the stack lacks); empty when both were read. */
@@ -93,13 +98,14 @@ interface DeliveredCheck {
  * redelivery rewrites (docs/operations.md#failed-deliveries). Either one with a delivered attempt is enough.
  */
 async function deliveredSince(clients: AwsClients, stack: DeliveryStack, id: string): Promise<DeliveredCheck> {
-  const check: DeliveredCheck = { delivered: null, exported: false, unchecked: [] };
+  const check: DeliveredCheck = { delivered: null, logged: [], exported: false, unchecked: [] };
   const failed = (error: unknown, call: string) =>
     check.unchecked.push(`${(error as Error).name ?? 'Error'} on ${call}: ${(error as Error).message}`);
   if (stack.deliveriesTable) {
     try {
       const log = new DynamoAttemptLog(stack.deliveriesTable, settings().attemptLogRetentionDays, clients.dynamodb);
-      check.delivered = (await log.list(id)).find((a) => a.outcome === 'delivered') ?? null;
+      check.logged = await log.list(id);
+      check.delivered = check.logged.find((a) => a.outcome === 'delivered') ?? null;
       if (check.delivered) return check;
     } catch (error) {
       failed(error, 'dynamodb:Query');
@@ -234,9 +240,17 @@ export async function awsDeliveriesList(
   const scan = await scanDeadLetters(queue, PEEK_HOLD_SECONDS, options.limit);
   await releaseRead(queue, [...scan.items, ...scan.unreadable], scan);
   const pendingLine = await scheduleLine(clients, stack.queueUrl);
-  const envelopes = scan.items
+  const listed = scan.items
     .map((m) => asDeadLettered(m.envelope))
     .sort((a, b) => b.created_at.localeCompare(a.created_at));
+  // Counted with the tries only the attempt log has (one dynamodb:Query per dead letter listed, after they are visible
+  // again): what a redrive numbers its attempt after. A stack without the table: as the envelopes carry them.
+  const log = stack.deliveriesTable
+    ? new DynamoAttemptLog(stack.deliveriesTable, settings().attemptLogRetentionDays, clients.dynamodb)
+    : null;
+  const counted = log ? await withLoggedCounts(listed, (id) => log.list(id)) : { envelopes: listed, unread: [] };
+  noteUnreadLogs(counted.unread);
+  const envelopes = counted.envelopes;
   // --json: the envelopes, as the local `deliveries list --json` prints them (one shape for scripts run on both);
   // what is counted rather than listed goes to stderr, as its lines.
   const say = options.json ? note : out;
@@ -411,6 +425,11 @@ async function redriveGroup(
       await release();
       return { conversation_id: id, status: 'already_delivered', detail: alreadyDeliveredDetail(id, check.delivered) };
     }
+    // The tries only the attempt log has are counted before the run is named after its attempt (as the schedule does).
+    envelope = withLoggedAttempts(
+      envelope,
+      check.logged.filter((a) => a.attempt !== check.delivered?.attempt),
+    );
     if (check.delivered) {
       took = check.delivered;
       envelope = withLoggedDelivery(envelope, took, new Date());

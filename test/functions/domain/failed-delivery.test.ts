@@ -20,6 +20,7 @@ import {
   redeliveryExecutionName,
   settleRedelivery,
   withFailedRun,
+  withLoggedAttempts,
 } from '../../../functions/domain/failed-delivery.ts';
 import {
   closeConversation,
@@ -444,6 +445,7 @@ describe('a redelivery run whose Deliver Lambda would not run (throttled, its se
     expect(settleRedelivery(env, exported(env, 'redrive'), 'redrive', later)).toEqual({
       ok: false,
       error: 'Lambda did not run Deliver (Lambda.TooManyRequestsException: Rate Exceeded.); no attempt was made',
+      refused: true,
     });
     const refused = settleRedelivery(env, exported(env, 'schedule'), 'schedule', later);
     if (refused.ok) throw new Error('settled');
@@ -604,6 +606,38 @@ describe('isDue and execution names', () => {
     const name = redeliveryExecutionName(env, 'a1b2c3');
     expect(name).toBe(`${env.conversation_id}-redelivery-2-a1b2c3`);
     expect(name.length).toBeLessThanOrEqual(80);
+  });
+});
+
+describe('withLoggedAttempts (the tries only the attempt log has)', () => {
+  const at = (ms: number) => new Date(NOW.getTime() + ms).toISOString();
+  const logged = (env: { conversation_id: string; delivery_id: string }, a: DeliveryAttempt) => ({
+    ...a,
+    conversation_id: env.conversation_id,
+    delivery_id: env.delivery_id,
+    webhook_type: 'deal_analysis',
+    request: { url: TARGET, headers: {} },
+    response: { status: 503, headers: {}, body: 'busy', body_truncated: false },
+  });
+
+  it('adds those the envelope lacks, short, in order, to its attempts and its record: its run is named after them', () => {
+    const env = envelopeFromQueuedMessage(queued(attempt('retryable', { attempt: 1, at: at(0) })), NOW);
+    const second = attempt('retryable', { attempt: 2, at: at(1_000) });
+    const counted = withLoggedAttempts(env, [logged(env, env.attempts[0]!), logged(env, second)]);
+    expect(counted.attempts).toEqual([env.attempts[0], second]);
+    expect(counted.conversation.execution.delivery_attempts).toEqual([env.attempts[0], second]);
+    expect(attemptsMade(counted)).toBe(2);
+    expect(redeliveryExecutionName(counted, 'a1b2c3')).toBe(`${env.conversation_id}-redelivery-3-a1b2c3`);
+    // The envelope's own attempt is kept as it is, never replaced by the log's.
+    expect(counted.attempts[0]).toBe(env.attempts[0]);
+  });
+
+  it("none missing, or another conversation's: the envelope itself", () => {
+    const env = envelopeFromQueuedMessage(queued(attempt('retryable', { attempt: 1, at: at(0) })), NOW);
+    expect(withLoggedAttempts(env, [])).toBe(env);
+    expect(withLoggedAttempts(env, [logged(env, env.attempts[0]!)])).toBe(env);
+    const other = { ...logged(env, attempt('retryable', { attempt: 2, at: at(1) })), conversation_id: 'webhook_other' };
+    expect(withLoggedAttempts(env, [other])).toBe(env);
   });
 });
 

@@ -20,7 +20,7 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ConversationRecord } from '../../../functions/domain/conversation.ts';
 import { DEFAULT_RETRY_SCHEDULE_MS, type FailedDeliveryEnvelope } from '../../../functions/domain/failed-delivery.ts';
-import { closeConversation } from '../../../functions/domain/lifecycle.ts';
+import { closeConversation, withDeliveryAttempt } from '../../../functions/domain/lifecycle.ts';
 import { handler } from '../../../functions/redelivery-scheduler/handler.ts';
 import { DynamoAttemptLog } from '../../../functions/shared/attempt-log.ts';
 import {
@@ -350,7 +350,12 @@ describe('everything else', () => {
     const envelope = pendingEnvelope(undefined, T0, { scheduled_attempts: 1 });
     queueHolds([sqsMessage(envelope)]);
     sfnMock.on(StartSyncExecutionCommand).callsFake(refusedRun);
-    expect(await run({}, [5_000, 60_000])).toMatchObject({ redelivered: 1, failed_executions: 1, dead_lettered: 0 });
+    expect(await run({}, [5_000, 60_000])).toMatchObject({
+      redelivered: 1,
+      refused_runs: 1,
+      failed_executions: 0,
+      dead_lettered: 0,
+    });
     const [again] = sent();
     expect(again).toMatchObject({
       url: QUEUE_URL,
@@ -379,7 +384,7 @@ describe('everything else', () => {
     const envelope = pendingEnvelope(undefined, T0, { failed_runs: 4 });
     queueHolds([sqsMessage(envelope)]);
     sfnMock.on(StartSyncExecutionCommand).callsFake(refusedRun);
-    expect(await run()).toMatchObject({ failed_executions: 1, dead_lettered: 0 });
+    expect(await run()).toMatchObject({ refused_runs: 1, failed_executions: 0, dead_lettered: 0 });
     const [dead] = sent();
     expect(dead).toMatchObject({
       url: DLQ_URL,
@@ -472,10 +477,7 @@ describe('copies of one envelope in the queue (SQS delivers at least once; a run
   }
   const withLog = (): Partial<ScheduleOptions> => {
     const attemptLog = new DynamoAttemptLog('deliveries', 90, new DynamoDBClient({}));
-    return {
-      delivered: async (envelope) =>
-        (await attemptLog.list(envelope.conversation_id)).find((a) => a.outcome === 'delivered') ?? null,
-    };
+    return { logged: (envelope) => attemptLog.list(envelope.conversation_id) };
   };
 
   /** The redelivery workflow: Deliver logs its attempt before Export; an export-only run writes the record it is given. */
@@ -676,14 +678,14 @@ describe('copies of one envelope in the queue (SQS delivers at least once; a run
     // The queue: what each run receives, the message each run sent back for the next.
     const inbox = [sqsMessage(envelope)];
     sqsMock.on(ReceiveMessageCommand).callsFake(() => ({ Messages: inbox.splice(0) }));
-    expect(await run(withClaims())).toMatchObject({ failed_executions: 1 });
+    expect(await run(withClaims())).toMatchObject({ refused_runs: 1 });
     expect(table.size).toBe(0);
     const [again] = sent();
     expect(again).toMatchObject({ delay: 60, envelope: { failed_runs: 1 } });
     inbox.push(sqsMessage(again!.envelope));
     const later = new Date(NOW.getTime() + 60_000);
     expect(await run({ ...withClaims(), now: () => later })).toMatchObject({
-      failed_executions: 1,
+      refused_runs: 1,
       in_flight_elsewhere: 0,
     });
     expect(sfnMock.commandCalls(StartSyncExecutionCommand)).toHaveLength(2);
@@ -1172,6 +1174,127 @@ describe('the Lambda handler', () => {
     expect(delivery!.ExpressionAttributeValues).toMatchObject({
       ':delivery': { S: 'delivered' },
       ':at': { S: delivered.at },
+    });
+  });
+
+  /**
+   * The scheduler's stores configured, and the queue holding an envelope due now with 1 attempt, while the attempt log
+   * has 2: the workflow's second try reached the receiver, then Lambda refused Deliver's next retry (or failed it
+   * after it ran), so the envelope never had it.
+   */
+  function behindTheLog(): { envelope: FailedDeliveryEnvelope; logged: Record<string, unknown>[] } {
+    Object.assign(process.env, {
+      FAILED_DELIVERY_QUEUE_URL: QUEUE_URL,
+      FAILED_DELIVERY_DLQ_URL: DLQ_URL,
+      REDELIVERY_STATE_MACHINE_ARN: STATE_MACHINE_ARN,
+      DELIVERIES_TABLE_NAME: 'deliveries-table',
+    });
+    const envelope = pendingEnvelope(undefined, new Date(Date.now() - 60_000));
+    expect(envelope.attempts.map((a) => a.attempt)).toEqual([1]);
+    const first = envelope.attempts[0]!;
+    const second = { ...first, attempt: 2, at: new Date(Date.parse(first.at) + 1_000).toISOString() };
+    const logged = [first, second].map((a) => ({
+      ...a,
+      conversation_id: envelope.conversation_id,
+      delivery_id: envelope.delivery_id,
+      webhook_type: envelope.webhook_type,
+      request: { url: 'https://crm.example.com/hooks/deals', headers: {} },
+      response: { status: 503, headers: {}, body: 'busy', body_truncated: false },
+    }));
+    dynamoMock.on(QueryCommand).callsFake(() => ({
+      Items: logged.map((entry) => ({
+        pk: { S: `conversation#${entry.conversation_id}` },
+        sk: { S: `attempt#${entry.at}#${String(entry.attempt).padStart(6, '0')}` },
+        entry: { S: JSON.stringify(entry) },
+      })),
+    }));
+    queueHolds([sqsMessage(envelope)]);
+    return { envelope, logged };
+  }
+  const started = () =>
+    sfnMock.commandCalls(StartSyncExecutionCommand).map((c) => ({
+      name: c.args[0].input.name!,
+      conversation: (JSON.parse(c.args[0].input.input!) as { conversation: ConversationRecord }).conversation,
+    }));
+
+  it("an envelope behind the attempt log (Lambda refused Deliver's retry after a try it made): its run is named after the log's last attempt, and its envelope counts every logged try", async () => {
+    // Before: named `-redelivery-2-` from the envelope's one attempt, while its Deliver records attempt 3 (numbered after
+    // the log's last), and the envelope it left counted 2 attempts where 3 were made.
+    const { envelope } = behindTheLog();
+    // Deliver numbers the attempt after the log's last (functions/deliver/handler.ts, redeliveryAttemptNumber): 3.
+    sfnMock.on(StartSyncExecutionCommand).callsFake(({ input }: { input: string }) => {
+      const { conversation } = JSON.parse(input) as { conversation: ConversationRecord };
+      const third = { ...conversation.execution.delivery_attempts[0]!, attempt: 3, at: NOW.toISOString() };
+      return succeeded(withDeliveryAttempt(conversation, third, null, 'retrying'));
+    });
+    const capture = captureJsonLines();
+    try {
+      expect(await handler({}, context(190_000))).toMatchObject({
+        redelivered: 1,
+        rescheduled: 1,
+        failed_executions: 0,
+      });
+    } finally {
+      capture.restore();
+    }
+    const [run] = started();
+    expect(run!.name).toMatch(new RegExp(`^${envelope.conversation_id}-redelivery-3-[0-9a-f]{6}$`));
+    // The workflow's record carries the logged tries, short (the log keeps what the receiver answered).
+    expect(run!.conversation.execution.delivery_attempts.map((a) => a.attempt)).toEqual([1, 2]);
+    expect(run!.conversation.execution.delivery_attempts[1]).not.toHaveProperty('response');
+    const [back] = sent();
+    expect(back!.envelope.attempts.map((a) => a.attempt)).toEqual([1, 2, 3]);
+    // One read of the log for the envelope, as before (whether a copy delivered it meanwhile is the same read).
+    expect(dynamoMock.commandCalls(QueryCommand)).toHaveLength(1);
+  });
+
+  it('a run whose Deliver Lambda would not run counts as refused, not as a failed execution; its envelope keeps the logged tries', async () => {
+    // Before: counted in failed_executions, which the RedeliveryExecutionsFailed alarm (Step Functions' failed and
+    // timed-out executions) never sees: the execution SUCCEEDED.
+    const { envelope } = behindTheLog();
+    sfnMock.on(StartSyncExecutionCommand).callsFake(({ input, name }: { input: string; name: string }) => {
+      const { conversation, redelivery } = JSON.parse(input);
+      const delivery_error = { Error: 'Lambda.TooManyRequestsException', Cause: 'Rate Exceeded.' };
+      return succeeded(closeConversation({ conversation, redelivery, delivery_error }, name, NOW).record);
+    });
+    const capture = captureJsonLines();
+    try {
+      expect(await handler({}, context(190_000))).toMatchObject({
+        redelivered: 1,
+        refused_runs: 1,
+        failed_executions: 0,
+      });
+    } finally {
+      capture.restore();
+    }
+    expect(capture.lines.find((l) => l.message === 'Redelivery sweep finished')).toMatchObject({
+      summary: { refused_runs: 1, failed_executions: 0 },
+    });
+    expect(started()[0]!.name).toMatch(new RegExp(`^${envelope.conversation_id}-redelivery-3-`));
+    const [back] = sent();
+    expect(back!.envelope).toMatchObject({ state: 'pending', failed_runs: 1 });
+    expect(back!.envelope.attempts.map((a) => a.attempt)).toEqual([1, 2]);
+  });
+
+  it('an attempt log that cannot be read: the run is named from the envelope, as before, with a warning', async () => {
+    behindTheLog();
+    dynamoMock.on(QueryCommand).rejects(Object.assign(new Error('denied'), { name: 'AccessDeniedException' }));
+    sfnMock.on(StartSyncExecutionCommand).callsFake(({ input }: { input: string }) => {
+      const { conversation } = JSON.parse(input) as { conversation: ConversationRecord };
+      const next = { ...conversation.execution.delivery_attempts[0]!, attempt: 3, at: NOW.toISOString() };
+      return succeeded(withDeliveryAttempt(conversation, next, null, 'retrying'));
+    });
+    const capture = captureJsonLines();
+    try {
+      expect(await handler({}, context(190_000))).toMatchObject({ redelivered: 1, rescheduled: 1 });
+    } finally {
+      capture.restore();
+    }
+    expect(started()[0]!.name).toContain('-redelivery-2-');
+    expect(started()[0]!.conversation.execution.delivery_attempts.map((a) => a.attempt)).toEqual([1]);
+    expect(capture.lines.find((l) => l.level === 'WARN' && l.message.startsWith('Could not read'))).toMatchObject({
+      message: 'Could not read whether the conversation was delivered meanwhile; redelivered',
+      error: 'AccessDeniedException: denied',
     });
   });
 

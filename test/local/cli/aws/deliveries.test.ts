@@ -111,7 +111,51 @@ const released = () =>
     .commandCalls(ChangeMessageVisibilityBatchCommand)
     .flatMap((c) => c.args[0].input.Entries!.map((e) => e.ReceiptHandle));
 
+/**
+ * The attempt log's items of a conversation whose envelope carries attempt 1 while the log has 1 and 2 (Lambda refused
+ * a retry of the workflow's Deliver, or failed it after it ran): a second try the envelope never had.
+ */
+function loggedTries(envelope: FailedDeliveryEnvelope) {
+  const first = envelope.attempts[0]!;
+  const second = { ...first, attempt: 2, at: new Date(Date.parse(first.at) + 1_000).toISOString() };
+  return [first, second].map((a) => ({
+    pk: { S: `conversation#${envelope.conversation_id}` },
+    sk: { S: `attempt#${a.at}#${String(a.attempt).padStart(6, '0')}` },
+    entry: { S: JSON.stringify({ ...a, conversation_id: envelope.conversation_id, response: null }) },
+  }));
+}
+
 describe('deliveries list --aws', () => {
+  it('counts the tries only the attempt log has (a Query per dead letter listed); one whose log cannot be read as its envelope carries it, said on stderr', async () => {
+    // Before: the envelope's count (1), until a redrive.
+    const behind = deadEnvelope('aaa111');
+    const unread = deadEnvelope('bbb222');
+    deadLetters(sqsMessage(behind), sqsMessage(unread));
+    dynamoMock
+      .on(QueryCommand, { ExpressionAttributeValues: { ':pk': { S: `conversation#${behind.conversation_id}` } } })
+      .resolves({ Items: loggedTries(behind) });
+    dynamoMock
+      .on(QueryCommand, { ExpressionAttributeValues: { ':pk': { S: `conversation#${unread.conversation_id}` } } })
+      .rejects(Object.assign(new Error('no'), { name: 'AccessDeniedException' }));
+    const run = await runMain(['deliveries', 'list', '--aws', '--json']);
+    expect(run.code).toBe(0);
+    const rows = JSON.parse(run.stdout) as FailedDeliveryEnvelope[];
+    const attemptsOf = (id: string) => rows.find((e) => e.conversation_id === id)!.attempts.map((a) => a.attempt);
+    expect(attemptsOf(behind.conversation_id)).toEqual([1, 2]);
+    expect(attemptsOf(unread.conversation_id)).toEqual([1]);
+    expect(run.stderr).toContain(
+      `the attempt log of ${unread.conversation_id} could not be read (AccessDeniedException: no): its attempts are those its envelope carries`,
+    );
+  });
+
+  it('…and the table counts them so', async () => {
+    const behind = deadEnvelope('aaa111');
+    deadLetters(sqsMessage(behind));
+    dynamoMock.on(QueryCommand).resolves({ Items: loggedTries(behind) });
+    await awsDeliveriesList(clients(), { stack: STACK }, out);
+    expect(lines.join('\n')).toMatch(/webhook_\S+_aaa111\s+deal_analysis\s+2\s+HTTP 410/);
+  });
+
   it("peeks at the dead-letter queue (then makes it visible again) and counts the schedule's queue", async () => {
     const a = sqsMessage(deadEnvelope('aaa111'));
     const b = sqsMessage(pendingEnvelope('bbb222'), { receiveCount: 6 });
@@ -304,6 +348,19 @@ describe('deliveries redrive --aws', () => {
         `^\\[1/1\\] ${target.conversation_id} → delivered \\(execution ${target.conversation_id}-redelivery-2-`,
       ),
     );
+    expect(lines.at(-1)).toBe('redrove 1: 1 delivered');
+  });
+
+  it("a dead letter behind the attempt log: its run is named after the log's last attempt, its record carries the logged tries", async () => {
+    // Before: `-redelivery-2-` from the envelope's one attempt, while its Deliver records attempt 3.
+    const target = deadEnvelope('aaa111');
+    deadLetters(sqsMessage(target));
+    dynamoMock.on(QueryCommand).resolves({ Items: loggedTries(target) });
+    sfnMock.on(StartSyncExecutionCommand).resolves(succeeded(afterAttempt(target, 'delivered', { attempt: 3 })));
+    expect(await awsDeliveriesRedrive(clients(), { stack: STACK, id: target.conversation_id }, out)).toBe(0);
+    expect(startCalls()[0]!.name).toMatch(new RegExp(`^${target.conversation_id}-redelivery-3-[0-9a-f]{6}$`));
+    const started = JSON.parse(startCalls()[0]!.input!);
+    expect(started.conversation.execution.delivery_attempts.map((a: { attempt: number }) => a.attempt)).toEqual([1, 2]);
     expect(lines.at(-1)).toBe('redrove 1: 1 delivered');
   });
 
