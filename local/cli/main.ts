@@ -149,7 +149,13 @@ function dataDirNotAFolder(error: unknown): string | null {
   }
 }
 
-async function start(): Promise<number> {
+async function start(args: string[]): Promise<number> {
+  // Before, each was ignored: `start --port 4000` (or `npm start -- --port 4000`) started on PORT, 3000 by default,
+  // as if it had been taken. The gateway's settings are environment variables only.
+  if (args.length > 0)
+    throw new CliError(
+      `start takes no arguments, got "${printable(args.join(' '))}": its settings are environment variables, e.g. PORT=4000 npx webhook-gateway start (every variable: docs/configuration.md)`,
+    );
   const { startGateway } = await import('../server/gateway.ts');
   const { divertHandlerLogs } = await import('../server/log-sink.ts');
   let options: GatewayOptions;
@@ -520,7 +526,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   try {
     refuseRepeatedFlags(flags);
-    if (command === 'start') return await start();
+    if (command === 'start') return await start(argv.slice(1));
     if (command === 'conversations' && sub === 'list') return await conversationsList(rest);
     if (command === 'conversations' && sub === 'show') return await conversationsShow(rest);
     if (command === 'conversations' && sub === 'search') return await conversationsSearch(rest);

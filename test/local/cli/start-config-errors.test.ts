@@ -174,6 +174,19 @@ describe('start refuses bad configuration before it listens', () => {
     );
   });
 
+  // Before, each was ignored and the gateway started on PORT (3000 by default), as if `--port 4000` had been taken.
+  it.each([[['--port', '4000']], [['--port=4000']], [['4000']]])(
+    'start %j: refused, naming the environment variables, exit 1, nothing started',
+    async (args) => {
+      const result = await runMain(['start', ...args], { PORT: '0', LOCAL_S3_PORT: '0', LOCAL_DATA_DIR: dataDir });
+      expect(result.code).toBe(1);
+      expect(result.stdout).toBe('');
+      expect(result.stderr).toBe(
+        `webhook-gateway: start takes no arguments, got "${args.join(' ')}": its settings are environment variables, e.g. PORT=4000 npx webhook-gateway start (every variable: docs/configuration.md)\n`,
+      );
+    },
+  );
+
   it('PORT and LOCAL_S3_PORT the same: one line saying so, not "already in use: stop the other process"', async () => {
     const probe = createServer();
     await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
