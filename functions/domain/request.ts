@@ -67,12 +67,27 @@ function hasOverflowingNumber(value: unknown): boolean {
   return false;
 }
 
+/**
+ * Whitespace JavaScript's trim keeps (U+0085 NEL, which Unicode counts as whitespace), control characters, and the
+ * characters that show nothing (zero-width spaces and joiners, U+FEFF, U+2060, bidirectional marks: Unicode's
+ * Default_Ignorable_Code_Point): a query of only these asks nothing, yet ran a whole conversation with the agent.
+ */
+const INVISIBLE = /[\p{White_Space}\p{Cc}\p{Default_Ignorable_Code_Point}]/gu;
+
+function hasVisibleCharacter(query: string): boolean {
+  return query.replace(INVISIBLE, '').length > 0;
+}
+
 export const WebhookRequestSchema = v.strictObject(
   {
     query: v.pipe(
       v.string('query must be a string'),
       v.trim(),
       v.minLength(1, 'query is required and must not be blank'),
+      v.check(
+        hasVisibleCharacter,
+        'query is blank: it holds only whitespace, control or invisible characters (such as U+0085, U+200B, U+FEFF)',
+      ),
       v.check((q) => !hasUnpairedSurrogate(q), `query ${UNPAIRED_SURROGATE}`),
       // Counted as JavaScript counts a string, in UTF-16 code units: a character outside the Basic Multilingual Plane (an
       // emoji) counts 2, so the question stays within 60 KB of UTF-8 (docs/contract.md#the-manager-agent).

@@ -122,6 +122,28 @@ describe('parseWebhookRequest: query', () => {
     ]);
   });
 
+  // Before, each ran a whole conversation: JavaScript's trim keeps U+0085 (Unicode whitespace), control characters and
+  // the characters that show nothing, and the agent was asked an empty question.
+  it.each(['\u0085', '\u200b', '\u200b\u200c\u200d\u2060\ufeff', '\u0001\u0002', '\u180e', ' \u200e\u00ad\u0000 '])(
+    'rejects a query of only invisible characters %j',
+    (query) => {
+      expect(details({ ...MINIMAL, query })).toEqual([
+        {
+          field: 'query',
+          message:
+            'query is blank: it holds only whitespace, control or invisible characters (such as U+0085, U+200B, U+FEFF)',
+        },
+      ]);
+    },
+  );
+
+  it.each(['a\u200b', '\u200b📈', '\u0085¿?', 'עסקאות\u200f', '\u00a0x'])(
+    'takes a query with a visible character %j',
+    (query) => {
+      expect(ok(parse({ ...MINIMAL, query })).query).toBe(query.trim());
+    },
+  );
+
   it('rejects a missing query with a per-field detail that says it is required', () => {
     const { query: _omitted, ...rest } = MINIMAL;
     const d = details(rest);
