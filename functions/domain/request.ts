@@ -260,6 +260,9 @@ function inexactInteger(rawBody: string, metadata: unknown): string | null {
   return null;
 }
 
+/** The smallest body the gateway takes, as an empty body's error shows it. */
+const EXAMPLE_BODY = '{"query": "…", "source_system": "…", "source_process": "…"}';
+
 /** Parse the raw body exactly as received. Pure: no I/O, no logging. */
 export function parseWebhookRequest(rawBody: string): RequestParseResult {
   let json: unknown;
@@ -273,9 +276,12 @@ export function parseWebhookRequest(rawBody: string): RequestParseResult {
       message: `Request body is not valid JSON: ${
         compressed
           ? `it is ${compressed}-compressed; send it uncompressed (no Content-Encoding is decoded)`
-          : isUtf16(rawBody)
-            ? 'it is UTF-16 (a NUL byte beside each ASCII character); send it as UTF-8 (JSON is UTF-8, RFC 8259)'
-            : jsonSyntaxError((error as Error).message)
+          : rawBody.trim() === ''
+            ? // Before: V8's "Unexpected end of JSON input", which names no fix (`curl -X POST …/webhook` with no -d).
+              `it is empty${rawBody === '' ? '' : ' (only whitespace)'}; send a JSON object: ${EXAMPLE_BODY}`
+            : isUtf16(rawBody)
+              ? 'it is UTF-16 (a NUL byte beside each ASCII character); send it as UTF-8 (JSON is UTF-8, RFC 8259)'
+              : jsonSyntaxError((error as Error).message)
       }`,
       details: [],
     };

@@ -357,6 +357,18 @@ describe('parseWebhookRequest: body shape', () => {
     expect(result.details).toEqual([]);
   });
 
+  // Before: "Unexpected end of JSON input" (V8's words), which named no fix for `curl -X POST …/webhook` without -d.
+  it.each([
+    ['', 'it is empty'],
+    [' \r\n\t', 'it is empty (only whitespace)'],
+  ])('says an empty body %j is empty and what to send', (raw, says) => {
+    const result = failed(parseWebhookRequest(raw));
+    expect(result.code).toBe('INVALID_JSON');
+    expect(result.message).toBe(
+      `Request body is not valid JSON: ${says}; send a JSON object: {"query": "…", "source_system": "…", "source_process": "…"}`,
+    );
+  });
+
   it('says a gzip-compressed body is one (as it reaches the gateway: decoded as UTF-8, no Content-Encoding undone)', () => {
     const raw = gzipSync(JSON.stringify(SEED_REQUEST)).toString('utf8');
     const result = failed(parseWebhookRequest(raw));
