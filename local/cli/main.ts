@@ -564,7 +564,7 @@ export async function main(argv: string[]): Promise<number> {
         ? unknownOption(e.message, words)
         : e.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE'
           ? optionValueMessage(e.message, flags, words)
-          : error instanceof CliError || e.code?.startsWith('ERR_PARSE_ARGS_')
+          : error instanceof CliError || error instanceof SettingsError || e.code?.startsWith('ERR_PARSE_ARGS_')
             ? e.message
             : error instanceof UnreadableFileError
               ? damagedFileMessage(error.message)

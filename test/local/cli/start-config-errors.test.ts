@@ -237,6 +237,26 @@ describe('start refuses bad configuration before it listens', () => {
     expect(result.stderr.trim().split('\n')).toHaveLength(1);
   });
 
+  // Before, the commands other than start printed the error's class too: 'webhook-gateway: SettingsError: PORT must …'.
+  it.each([
+    [['conversations', 'list'], { PORT: 'abc' }, 'PORT must be a port number (0-65535), got "abc"'],
+    [
+      ['conversations', 'query', 'SELECT 1'],
+      { LOCAL_S3_PORT: '-1' },
+      'LOCAL_S3_PORT must be a port number (0-65535), got "-1"',
+    ],
+    [
+      ['endpoints', 'list'],
+      { REDELIVERY_SCHEDULE: 'bad' },
+      'REDELIVERY_SCHEDULE: "bad" is not a duration (use e.g. 5s, 5m, 2h)',
+    ],
+  ])('%j with a bad setting: its message alone, exit 1', async (args, env, message) => {
+    const result = await runMain(args, { LOCAL_DATA_DIR: dataDir, ...env });
+    expect(result.code).toBe(1);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toBe(`webhook-gateway: ${message}\n`);
+  });
+
   it("a handler setting's message is the whole line, as the local runtime's are (before: 'SettingsError: …')", async () => {
     const result = await runCli(['start'], {
       PORT: '0',
