@@ -9,15 +9,30 @@ export const MAX_QUERY_LENGTH = 20_000;
 export const MAX_METADATA_BYTES = 16_384;
 const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
 
+/**
+ * The rule of a name (source_system, source_process, thread_id) and where the given one breaks it. Before, it said
+ * "only letters", and a name with a letter outside ASCII (`büro`, `café`) was refused without saying which or why.
+ */
+function nameRule(field: string): (issue: { input: unknown }) => string {
+  const rule = `${field} may contain only ASCII letters (A-Z, a-z), digits, '_', '-' and '.', starting with a letter or digit`;
+  return ({ input }) => {
+    if (typeof input !== 'string' || input === '') return rule;
+    const chars = [...input];
+    const at = /^[A-Za-z0-9]$/.test(chars[0]!) ? chars.findIndex((c) => !/^[A-Za-z0-9_.-]$/.test(c)) : 0;
+    if (at < 0) return rule;
+    const c = chars[at]!;
+    const code = `U+${c.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;
+    const shown = /^[\x21-\x7e]$/.test(c) ? `'${c}'` : /^[\p{L}\p{N}\p{S}\p{P}]$/u.test(c) ? `'${c}' (${code})` : code;
+    return `${rule}: ${at === 0 ? 'it starts with' : `character ${at + 1} is`} ${shown}`;
+  };
+}
+
 const systemName = (field: string) =>
   v.pipe(
     v.string(`${field} must be a string`),
     v.minLength(1, `${field} is required`),
     v.maxLength(MAX_SOURCE_NAME_LENGTH, `${field} must be at most ${MAX_SOURCE_NAME_LENGTH} characters`),
-    v.regex(
-      SOURCE_NAME_PATTERN,
-      `${field} may contain only letters, digits, '_', '-' and '.', starting with a letter or digit`,
-    ),
+    v.regex(SOURCE_NAME_PATTERN, nameRule(field)),
   );
 
 const MAX_METADATA_DEPTH = 20;
@@ -115,10 +130,7 @@ export const WebhookRequestSchema = v.strictObject(
         v.string('thread_id must be a string'),
         v.minLength(1, 'thread_id must not be empty'),
         v.maxLength(MAX_THREAD_ID_LENGTH, `thread_id must be at most ${MAX_THREAD_ID_LENGTH} characters`),
-        v.regex(
-          THREAD_ID_PATTERN,
-          "thread_id may contain only letters, digits, '_', '-' and '.', starting with a letter or digit",
-        ),
+        v.regex(THREAD_ID_PATTERN, nameRule('thread_id')),
       ),
     ),
     webhook_type: v.optional(v.picklist(WEBHOOK_TYPES, `webhook_type must be one of ${WEBHOOK_TYPES.join(', ')}`)),

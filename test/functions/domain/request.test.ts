@@ -212,9 +212,46 @@ describe.each(['source_system', 'source_process'] as const)('parseWebhookRequest
       const d = details({ ...MINIMAL, [field]: value });
       expect(d).toHaveLength(1);
       expect(d[0]!.field).toBe(field);
-      expect(d[0]!.message).toMatch(/may contain only letters, digits/);
+      expect(d[0]!.message).toMatch(/may contain only ASCII letters \(A-Z, a-z\), digits/);
     },
   );
+
+  // Before: "may contain only letters, digits, …", and `büro` (whose ü is a letter) was refused without saying why.
+  it.each([
+    ['büro', "character 2 is 'ü' (U+00FC)"],
+    ['café', "character 4 is 'é' (U+00E9)"],
+    ['has space', 'character 4 is U+0020'],
+    ['_leading', "it starts with '_'"],
+    ['a/b', "character 2 is '/'"],
+    ['crm\u200bsync', 'character 4 is U+200B'],
+    ['😀crm', "it starts with '😀' (U+1F600)"],
+  ])('says which character of %j breaks the rule', (value, says) => {
+    expect(details({ ...MINIMAL, [field]: value })).toEqual([
+      {
+        field,
+        message: `${field} may contain only ASCII letters (A-Z, a-z), digits, '_', '-' and '.', starting with a letter or digit: ${says}`,
+      },
+    ]);
+  });
+});
+
+describe('parseWebhookRequest: thread_id', () => {
+  it('takes a thread id of ASCII letters, digits, _ - .', () => {
+    expect(ok(parse({ ...MINIMAL, thread_id: 'Q3-review_2026.a' })).thread_id).toBe('Q3-review_2026.a');
+  });
+
+  it.each([
+    ['q3 review', 'character 3 is U+0020'],
+    ['revisión', "character 7 is 'ó' (U+00F3)"],
+    ['-q3', "it starts with '-'"],
+  ])('refuses %j, saying which character breaks the rule', (thread_id, says) => {
+    expect(details({ ...MINIMAL, thread_id })).toEqual([
+      {
+        field: 'thread_id',
+        message: `thread_id may contain only ASCII letters (A-Z, a-z), digits, '_', '-' and '.', starting with a letter or digit: ${says}`,
+      },
+    ]);
+  });
 });
 
 describe('parseWebhookRequest: timestamp and webhook_type', () => {
