@@ -502,6 +502,18 @@ function refuseRepeatedFlags(flags: string[]): void {
   }
 }
 
+/**
+ * Help asked for a command there is none of (`help bogus`, `bogus --help`): said as the command alone is said, on
+ * stderr with the usage, exit 2 (before: the whole usage on stdout, exit 0, as if the command existed). Null for a
+ * command the usage names (or none).
+ */
+function unknownCommand(word: string | undefined): number | null {
+  if (word === undefined || ['start', 'conversations', 'deliveries', 'endpoints', 'sign', 'help'].includes(word))
+    return null;
+  process.stderr.write(`webhook-gateway: unknown command "${printable(word)}"\n\n${USAGE}\n`);
+  return 2;
+}
+
 const SUBCOMMANDS: Record<string, string> = {
   conversations: 'list, show, search or query',
   deliveries: 'list, redrive or resend',
@@ -517,10 +529,15 @@ export async function main(argv: string[]): Promise<number> {
     command !== '-h' &&
     (flags.includes('--help') || flags.includes('-h'))
   ) {
-    out(commandHelp(flags.filter((a) => !a.startsWith('-'))));
+    const words = flags.filter((a) => !a.startsWith('-'));
+    const unknown = unknownCommand(words[0]);
+    if (unknown !== null) return unknown;
+    out(commandHelp(words));
     return 0;
   }
   if (command === 'help' && sub !== undefined) {
+    const unknown = unknownCommand(argv.slice(1).find((a) => !a.startsWith('-')));
+    if (unknown !== null) return unknown;
     out(commandHelp(argv.slice(1)));
     return 0;
   }
