@@ -9,15 +9,30 @@ export const MAX_QUERY_LENGTH = 20_000;
 export const MAX_METADATA_BYTES = 16_384;
 const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
 
+/**
+ * The rule of a name (source_system, source_process, thread_id) and where the given one breaks it. Before, it said
+ * "only letters", and a name with a letter outside ASCII (`büro`, `café`) was refused without saying which or why.
+ */
+function nameRule(field: string): (issue: { input: unknown }) => string {
+  const rule = `${field} may contain only ASCII letters (A-Z, a-z), digits, '_', '-' and '.', starting with a letter or digit`;
+  return ({ input }) => {
+    if (typeof input !== 'string' || input === '') return rule;
+    const chars = [...input];
+    const at = /^[A-Za-z0-9]$/.test(chars[0]!) ? chars.findIndex((c) => !/^[A-Za-z0-9_.-]$/.test(c)) : 0;
+    if (at < 0) return rule;
+    const c = chars[at]!;
+    const code = `U+${c.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;
+    const shown = /^[\x21-\x7e]$/.test(c) ? `'${c}'` : /^[\p{L}\p{N}\p{S}\p{P}]$/u.test(c) ? `'${c}' (${code})` : code;
+    return `${rule}: ${at === 0 ? 'it starts with' : `character ${at + 1} is`} ${shown}`;
+  };
+}
+
 const systemName = (field: string) =>
   v.pipe(
     v.string(`${field} must be a string`),
     v.minLength(1, `${field} is required`),
     v.maxLength(MAX_SOURCE_NAME_LENGTH, `${field} must be at most ${MAX_SOURCE_NAME_LENGTH} characters`),
-    v.regex(
-      SOURCE_NAME_PATTERN,
-      `${field} may contain only letters, digits, '_', '-' and '.', starting with a letter or digit`,
-    ),
+    v.regex(SOURCE_NAME_PATTERN, nameRule(field)),
   );
 
 const MAX_METADATA_DEPTH = 20;
@@ -67,12 +82,27 @@ function hasOverflowingNumber(value: unknown): boolean {
   return false;
 }
 
+/**
+ * Whitespace JavaScript's trim keeps (U+0085 NEL, which Unicode counts as whitespace), control characters, and the
+ * characters that show nothing (zero-width spaces and joiners, U+FEFF, U+2060, bidirectional marks: Unicode's
+ * Default_Ignorable_Code_Point): a query of only these asks nothing, yet ran a whole conversation with the agent.
+ */
+const INVISIBLE = /[\p{White_Space}\p{Cc}\p{Default_Ignorable_Code_Point}]/gu;
+
+function hasVisibleCharacter(query: string): boolean {
+  return query.replace(INVISIBLE, '').length > 0;
+}
+
 export const WebhookRequestSchema = v.strictObject(
   {
     query: v.pipe(
       v.string('query must be a string'),
       v.trim(),
       v.minLength(1, 'query is required and must not be blank'),
+      v.check(
+        hasVisibleCharacter,
+        'query is blank: it holds only whitespace, control or invisible characters (such as U+0085, U+200B, U+FEFF)',
+      ),
       v.check((q) => !hasUnpairedSurrogate(q), `query ${UNPAIRED_SURROGATE}`),
       // Counted as JavaScript counts a string, in UTF-16 code units: a character outside the Basic Multilingual Plane (an
       // emoji) counts 2, so the question stays within 60 KB of UTF-8 (docs/contract.md#the-manager-agent).
@@ -100,10 +130,7 @@ export const WebhookRequestSchema = v.strictObject(
         v.string('thread_id must be a string'),
         v.minLength(1, 'thread_id must not be empty'),
         v.maxLength(MAX_THREAD_ID_LENGTH, `thread_id must be at most ${MAX_THREAD_ID_LENGTH} characters`),
-        v.regex(
-          THREAD_ID_PATTERN,
-          "thread_id may contain only letters, digits, '_', '-' and '.', starting with a letter or digit",
-        ),
+        v.regex(THREAD_ID_PATTERN, nameRule('thread_id')),
       ),
     ),
     webhook_type: v.optional(v.picklist(WEBHOOK_TYPES, `webhook_type must be one of ${WEBHOOK_TYPES.join(', ')}`)),
@@ -245,6 +272,9 @@ function inexactInteger(rawBody: string, metadata: unknown): string | null {
   return null;
 }
 
+/** The smallest body the gateway takes, as an empty body's error shows it. */
+const EXAMPLE_BODY = '{"query": "…", "source_system": "…", "source_process": "…"}';
+
 /** Parse the raw body exactly as received. Pure: no I/O, no logging. */
 export function parseWebhookRequest(rawBody: string): RequestParseResult {
   let json: unknown;
@@ -258,9 +288,12 @@ export function parseWebhookRequest(rawBody: string): RequestParseResult {
       message: `Request body is not valid JSON: ${
         compressed
           ? `it is ${compressed}-compressed; send it uncompressed (no Content-Encoding is decoded)`
-          : isUtf16(rawBody)
-            ? 'it is UTF-16 (a NUL byte beside each ASCII character); send it as UTF-8 (JSON is UTF-8, RFC 8259)'
-            : jsonSyntaxError((error as Error).message)
+          : rawBody.trim() === ''
+            ? // Before: V8's "Unexpected end of JSON input", which names no fix (`curl -X POST …/webhook` with no -d).
+              `it is empty${rawBody === '' ? '' : ' (only whitespace)'}; send a JSON object: ${EXAMPLE_BODY}`
+            : isUtf16(rawBody)
+              ? 'it is UTF-16 (a NUL byte beside each ASCII character); send it as UTF-8 (JSON is UTF-8, RFC 8259)'
+              : jsonSyntaxError((error as Error).message)
       }`,
       details: [],
     };

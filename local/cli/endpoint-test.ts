@@ -5,7 +5,7 @@
 import type { WebhookType } from '../../functions/domain/conversation.ts';
 import { sendTestDelivery, testDeliveryTarget } from '../../functions/shared/test-delivery.ts';
 import { CliError, out } from './shared.ts';
-import { cell } from './table.ts';
+import { cell, printable } from './table.ts';
 
 /**
  * Send it to `url` with `secrets` (null: not known here) and print the answer; exit 0 for a 2xx, else 1. `notTaken`:
@@ -29,7 +29,8 @@ export async function printTestDelivery(
   out(
     `${type}: test delivery ${result.delivery_id} to ${result.url} (${result.signing}) → ${answer} in ${attempt.duration_ms} ms`,
   );
-  if (response?.body) out(`  its answer: ${cell(response.body, 300)}`);
+  // The receiver's text, as `conversations show` prints it: raw, an escape sequence in it would reach the terminal.
+  if (response?.body) out(`  its answer: ${printable(cell(response.body, 300))}`);
   out(
     result.delivered
       ? '  the receiver took it (2xx). Nothing was kept: it is no conversation, and not in the attempt log.'

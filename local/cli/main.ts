@@ -149,7 +149,13 @@ function dataDirNotAFolder(error: unknown): string | null {
   }
 }
 
-async function start(): Promise<number> {
+async function start(args: string[]): Promise<number> {
+  // Before, each was ignored: `start --port 4000` (or `npm start -- --port 4000`) started on PORT, 3000 by default,
+  // as if it had been taken. The gateway's settings are environment variables only.
+  if (args.length > 0)
+    throw new CliError(
+      `start takes no arguments, got "${printable(args.join(' '))}": its settings are environment variables, e.g. PORT=4000 npx webhook-gateway start (every variable: docs/configuration.md)`,
+    );
   const { startGateway } = await import('../server/gateway.ts');
   const { divertHandlerLogs } = await import('../server/log-sink.ts');
   let options: GatewayOptions;
@@ -496,6 +502,18 @@ function refuseRepeatedFlags(flags: string[]): void {
   }
 }
 
+/**
+ * Help asked for a command there is none of (`help bogus`, `bogus --help`): said as the command alone is said, on
+ * stderr with the usage, exit 2 (before: the whole usage on stdout, exit 0, as if the command existed). Null for a
+ * command the usage names (or none).
+ */
+function unknownCommand(word: string | undefined): number | null {
+  if (word === undefined || ['start', 'conversations', 'deliveries', 'endpoints', 'sign', 'help'].includes(word))
+    return null;
+  process.stderr.write(`webhook-gateway: unknown command "${printable(word)}"\n\n${USAGE}\n`);
+  return 2;
+}
+
 const SUBCOMMANDS: Record<string, string> = {
   conversations: 'list, show, search or query',
   deliveries: 'list, redrive or resend',
@@ -511,16 +529,21 @@ export async function main(argv: string[]): Promise<number> {
     command !== '-h' &&
     (flags.includes('--help') || flags.includes('-h'))
   ) {
-    out(commandHelp(flags.filter((a) => !a.startsWith('-'))));
+    const words = flags.filter((a) => !a.startsWith('-'));
+    const unknown = unknownCommand(words[0]);
+    if (unknown !== null) return unknown;
+    out(commandHelp(words));
     return 0;
   }
   if (command === 'help' && sub !== undefined) {
+    const unknown = unknownCommand(argv.slice(1).find((a) => !a.startsWith('-')));
+    if (unknown !== null) return unknown;
     out(commandHelp(argv.slice(1)));
     return 0;
   }
   try {
     refuseRepeatedFlags(flags);
-    if (command === 'start') return await start();
+    if (command === 'start') return await start(argv.slice(1));
     if (command === 'conversations' && sub === 'list') return await conversationsList(rest);
     if (command === 'conversations' && sub === 'show') return await conversationsShow(rest);
     if (command === 'conversations' && sub === 'search') return await conversationsSearch(rest);
@@ -558,7 +581,7 @@ export async function main(argv: string[]): Promise<number> {
         ? unknownOption(e.message, words)
         : e.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE'
           ? optionValueMessage(e.message, flags, words)
-          : error instanceof CliError || e.code?.startsWith('ERR_PARSE_ARGS_')
+          : error instanceof CliError || error instanceof SettingsError || e.code?.startsWith('ERR_PARSE_ARGS_')
             ? e.message
             : error instanceof UnreadableFileError
               ? damagedFileMessage(error.message)

@@ -178,14 +178,17 @@ export function noteUnreadLogs(unread: readonly { conversation_id: string; error
   );
 }
 
-/** Why a redelivery did not deliver, for its progress line (local and --aws). */
+/**
+ * Why a redelivery did not deliver, for its progress line (local and --aws), printable: the error carries the
+ * receiver's answer (`HTTP 410: <its body>`), whose escape sequences would otherwise reach the operator's terminal.
+ */
 export function resultDetail(result: RedeliveryResult): string {
-  if (result.status === 'failed') return `: ${result.error ?? result.envelope?.last_error ?? ''}`;
+  if (result.status === 'failed') return `: ${printable(result.error ?? result.envelope?.last_error ?? '')}`;
   if (result.status === 'held')
     return result.held_by
-      ? `: its receiver held it back: ${result.held_by}`
+      ? `: its receiver held it back: ${printable(result.held_by)}`
       : ': its receiver held it back (paused, disabled or at its rate: webhook-gateway endpoints list)';
-  return result.error ? `: ${result.error}` : '';
+  return result.error ? `: ${printable(result.error)}` : '';
 }
 
 /**

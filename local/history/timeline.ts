@@ -1,3 +1,4 @@
+import { printable } from '../../functions/domain/unicode.ts';
 import type { ExecutionRecord, HistoryEvent, RunRestart } from '../engine/engine.ts';
 
 /** One row of a conversation's timeline: a state as the execution history shows it. */
@@ -70,11 +71,15 @@ export function restartLine(restart: RunRestart): string {
   return `restart ${restart.restart} of ${restart.of}: the run before it (started ${restart.earlier_started_at}) was cut at ${restart.earlier_cut_at}: ${restart.earlier_cut_by}`;
 }
 
+/**
+ * An execution as `conversations show` prints it. Its errors are printable: a Deliver's carries the receiver's answer
+ * (`HTTP 410: <its body>`), an agent failure the agent's message, either of which could hold escape sequences.
+ */
 export function formatTimeline(record: ExecutionRecord): string {
   const rows = timeline(record);
   const lines = [
     `execution ${record.execution_name} (${record.state_machine}) ${record.status} at ${record.started_at}` +
-      (record.error ? ` — ${record.error}` : ''),
+      (record.error ? ` — ${printable(record.error)}` : ''),
     `  ${'state'.padEnd(26)} ${'start'.padEnd(12)} ${'duration'.padStart(9)} ${'retries'.padStart(7)}  result`,
   ];
   if (record.restart) lines.push(`  ${restartLine(record.restart)}`);
@@ -82,7 +87,7 @@ export function formatTimeline(record: ExecutionRecord): string {
   for (const row of rows) {
     const offset = `+${Date.parse(row.started_at) - t0} ms`;
     const duration = row.duration_ms === null ? '-' : `${row.duration_ms} ms`;
-    const result = row.error ? `${row.status}: ${row.error.slice(0, 160)}` : row.status;
+    const result = row.error ? `${row.status}: ${printable(row.error.slice(0, 160))}` : row.status;
     lines.push(
       `  ${row.state.padEnd(26)} ${offset.padEnd(12)} ${duration.padStart(9)} ${String(row.retries).padStart(7)}  ${result}`,
     );

@@ -122,6 +122,28 @@ describe('parseWebhookRequest: query', () => {
     ]);
   });
 
+  // Before, each ran a whole conversation: JavaScript's trim keeps U+0085 (Unicode whitespace), control characters and
+  // the characters that show nothing, and the agent was asked an empty question.
+  it.each(['\u0085', '\u200b', '\u200b\u200c\u200d\u2060\ufeff', '\u0001\u0002', '\u180e', ' \u200e\u00ad\u0000 '])(
+    'rejects a query of only invisible characters %j',
+    (query) => {
+      expect(details({ ...MINIMAL, query })).toEqual([
+        {
+          field: 'query',
+          message:
+            'query is blank: it holds only whitespace, control or invisible characters (such as U+0085, U+200B, U+FEFF)',
+        },
+      ]);
+    },
+  );
+
+  it.each(['a\u200b', '\u200b📈', '\u0085¿?', 'עסקאות\u200f', '\u00a0x'])(
+    'takes a query with a visible character %j',
+    (query) => {
+      expect(ok(parse({ ...MINIMAL, query })).query).toBe(query.trim());
+    },
+  );
+
   it('rejects a missing query with a per-field detail that says it is required', () => {
     const { query: _omitted, ...rest } = MINIMAL;
     const d = details(rest);
@@ -190,9 +212,46 @@ describe.each(['source_system', 'source_process'] as const)('parseWebhookRequest
       const d = details({ ...MINIMAL, [field]: value });
       expect(d).toHaveLength(1);
       expect(d[0]!.field).toBe(field);
-      expect(d[0]!.message).toMatch(/may contain only letters, digits/);
+      expect(d[0]!.message).toMatch(/may contain only ASCII letters \(A-Z, a-z\), digits/);
     },
   );
+
+  // Before: "may contain only letters, digits, …", and `büro` (whose ü is a letter) was refused without saying why.
+  it.each([
+    ['büro', "character 2 is 'ü' (U+00FC)"],
+    ['café', "character 4 is 'é' (U+00E9)"],
+    ['has space', 'character 4 is U+0020'],
+    ['_leading', "it starts with '_'"],
+    ['a/b', "character 2 is '/'"],
+    ['crm\u200bsync', 'character 4 is U+200B'],
+    ['😀crm', "it starts with '😀' (U+1F600)"],
+  ])('says which character of %j breaks the rule', (value, says) => {
+    expect(details({ ...MINIMAL, [field]: value })).toEqual([
+      {
+        field,
+        message: `${field} may contain only ASCII letters (A-Z, a-z), digits, '_', '-' and '.', starting with a letter or digit: ${says}`,
+      },
+    ]);
+  });
+});
+
+describe('parseWebhookRequest: thread_id', () => {
+  it('takes a thread id of ASCII letters, digits, _ - .', () => {
+    expect(ok(parse({ ...MINIMAL, thread_id: 'Q3-review_2026.a' })).thread_id).toBe('Q3-review_2026.a');
+  });
+
+  it.each([
+    ['q3 review', 'character 3 is U+0020'],
+    ['revisión', "character 7 is 'ó' (U+00F3)"],
+    ['-q3', "it starts with '-'"],
+  ])('refuses %j, saying which character breaks the rule', (thread_id, says) => {
+    expect(details({ ...MINIMAL, thread_id })).toEqual([
+      {
+        field: 'thread_id',
+        message: `thread_id may contain only ASCII letters (A-Z, a-z), digits, '_', '-' and '.', starting with a letter or digit: ${says}`,
+      },
+    ]);
+  });
 });
 
 describe('parseWebhookRequest: timestamp and webhook_type', () => {
@@ -333,6 +392,18 @@ describe('parseWebhookRequest: body shape', () => {
     expect(result.code).toBe('INVALID_JSON');
     expect(result.message).toMatch(/^Request body is not valid JSON: /);
     expect(result.details).toEqual([]);
+  });
+
+  // Before: "Unexpected end of JSON input" (V8's words), which named no fix for `curl -X POST …/webhook` without -d.
+  it.each([
+    ['', 'it is empty'],
+    [' \r\n\t', 'it is empty (only whitespace)'],
+  ])('says an empty body %j is empty and what to send', (raw, says) => {
+    const result = failed(parseWebhookRequest(raw));
+    expect(result.code).toBe('INVALID_JSON');
+    expect(result.message).toBe(
+      `Request body is not valid JSON: ${says}; send a JSON object: {"query": "…", "source_system": "…", "source_process": "…"}`,
+    );
   });
 
   it('says a gzip-compressed body is one (as it reaches the gateway: decoded as UTF-8, no Content-Encoding undone)', () => {

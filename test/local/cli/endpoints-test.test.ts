@@ -88,6 +88,16 @@ describe('endpoints test <type>', () => {
     expect((await readdir(path.join(dataDir, 'deliveries'))).sort()).toEqual(['endpoints']);
   });
 
+  // Before, printed raw: a receiver's `\u001b[31m` recoloured the operator's terminal, a `\u001b]0;…\u0007` retitled it.
+  it("a receiver's answer with control characters is printed as conversations show prints it, escaped", async () => {
+    receiver.reset();
+    receiver.reply({ status: 410, body: '<b>\u001b[31mGone\u001b]0;owned\u0007</b>' });
+    const result = await run('deal_analysis');
+    expect(result.code).toBe(1);
+    expect(result.stdout).toContain('\n  its answer: <b>\\u001b[31mGone\\u001b]0;owned\\u0007</b>\n');
+    for (const raw of ['\u001b', '\u0007', '\r']) expect(result.stdout).not.toContain(raw);
+  });
+
   it('the built-in receiver with no gateway running: says to start the gateway, not to fix the receiver', async () => {
     // A fresh data folder: no gateway has run on it, its receivers are the built-in ones of PORT, where none listens.
     const fresh = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-endpoints-test-fresh-'));

@@ -68,6 +68,17 @@ describe('help for one command', () => {
     }
   });
 
+  // Before, each printed the whole usage on stdout and exited 0, as if the command existed.
+  it.each([[['help', 'bogus']], [['bogus', '--help']], [['bogus', 'list', '-h']]])(
+    '%j: an unknown command, said on stderr with the usage, exit 2 (as "bogus" alone)',
+    async (args) => {
+      const result = await runMain(args);
+      expect(result.code).toBe(2);
+      expect(result.stdout).toBe('');
+      expect(result.stderr).toMatch(/^webhook-gateway: unknown command "bogus"\n\nUsage: webhook-gateway <command>\n/);
+    },
+  );
+
   it('a command group without a known subcommand names its subcommands and shows only their lines', async () => {
     const bare = await runMain(['conversations']);
     expect(bare.code).toBe(2);

@@ -174,6 +174,19 @@ describe('start refuses bad configuration before it listens', () => {
     );
   });
 
+  // Before, each was ignored and the gateway started on PORT (3000 by default), as if `--port 4000` had been taken.
+  it.each([[['--port', '4000']], [['--port=4000']], [['4000']]])(
+    'start %j: refused, naming the environment variables, exit 1, nothing started',
+    async (args) => {
+      const result = await runMain(['start', ...args], { PORT: '0', LOCAL_S3_PORT: '0', LOCAL_DATA_DIR: dataDir });
+      expect(result.code).toBe(1);
+      expect(result.stdout).toBe('');
+      expect(result.stderr).toBe(
+        `webhook-gateway: start takes no arguments, got "${args.join(' ')}": its settings are environment variables, e.g. PORT=4000 npx webhook-gateway start (every variable: docs/configuration.md)\n`,
+      );
+    },
+  );
+
   it('PORT and LOCAL_S3_PORT the same: one line saying so, not "already in use: stop the other process"', async () => {
     const probe = createServer();
     await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
@@ -222,6 +235,26 @@ describe('start refuses bad configuration before it listens', () => {
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(/^webhook-gateway: RATE_LIMITS must be JSON/);
     expect(result.stderr.trim().split('\n')).toHaveLength(1);
+  });
+
+  // Before, the commands other than start printed the error's class too: 'webhook-gateway: SettingsError: PORT must …'.
+  it.each([
+    [['conversations', 'list'], { PORT: 'abc' }, 'PORT must be a port number (0-65535), got "abc"'],
+    [
+      ['conversations', 'query', 'SELECT 1'],
+      { LOCAL_S3_PORT: '-1' },
+      'LOCAL_S3_PORT must be a port number (0-65535), got "-1"',
+    ],
+    [
+      ['endpoints', 'list'],
+      { REDELIVERY_SCHEDULE: 'bad' },
+      'REDELIVERY_SCHEDULE: "bad" is not a duration (use e.g. 5s, 5m, 2h)',
+    ],
+  ])('%j with a bad setting: its message alone, exit 1', async (args, env, message) => {
+    const result = await runMain(args, { LOCAL_DATA_DIR: dataDir, ...env });
+    expect(result.code).toBe(1);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toBe(`webhook-gateway: ${message}\n`);
   });
 
   it("a handler setting's message is the whole line, as the local runtime's are (before: 'SettingsError: …')", async () => {
