@@ -387,8 +387,9 @@ describe("each function's bundle, split in chunks", () => {
       // only, never a link or a FIFO, capped), in each store's local adapter bundled with it.
       // +0.3 KB (ops21): the host tag of a copy written aside (writerHost), beside its pid.
       // +~2 KB (slim24): the record as the workflow's state carries it, and read back whole (leanRecord / fullRecord,
-      // functions/domain/conversation.ts; docs/performance.md §4): measured 230.2 KB.
-      validate: 231,
+      // functions/domain/conversation.ts; docs/performance.md §4): measured 230.2 KB. +0.9 KB (audit28): a query of only
+      // invisible characters refused as blank, an empty body and a non-ASCII letter in a name said as such: 231.1 KB.
+      validate: 232,
       // +~2 KB (slim24): the record as the workflow's state carries it, and read back whole (leanRecord / fullRecord,
       // functions/domain/conversation.ts; docs/performance.md §4): measured 42.8 KB. +14 bytes (perf25): the query and
       // the answer made into words once each, not once per webhook type (functions/domain/classifier.ts): 43.01 KB.
