@@ -1,5 +1,5 @@
 import type { Context } from 'aws-lambda';
-import { type LoggedAttempt, loggedRequestHeaders, nextAttemptNumber } from '../domain/attempt-log.ts';
+import { type LoggedAttempt, loggedRequestHeaders, nextAttemptNumber, shortAttempt } from '../domain/attempt-log.ts';
 import { msLeft } from '../domain/budget.ts';
 import {
   type ConversationRecord,
@@ -278,19 +278,7 @@ async function attemptsOfThisRun(
 ): Promise<DeliveryAttempt[]> {
   const first = nextAttemptNumber(record);
   const logged = await loggedAttempts(record, signal, 'the delivery is queued without its earlier attempts');
-  return logged
-    .filter((a) => a.attempt >= first && a.attempt < next)
-    .map(
-      ({
-        conversation_id: _c,
-        delivery_id: _d,
-        webhook_type: _w,
-        request: _q,
-        response: _r,
-        execution_name: _e,
-        ...short
-      }) => short,
-    );
+  return logged.filter((a) => a.attempt >= first && a.attempt < next).map(shortAttempt);
 }
 
 /**

@@ -108,8 +108,25 @@ export function nextAttemptNumber(record: ConversationRecord, retryCount = 0): n
 
 /** The record as the workflow's state carries it: each attempt without the log's detail (request, response). */
 export function withoutAttemptDetail(record: ConversationRecord): ConversationRecord {
-  const attempts = record.execution.delivery_attempts.map(
-    ({ request: _q, response: _r, execution_name: _e, ...short }) => short,
-  );
+  const attempts = record.execution.delivery_attempts.map(shortAttempt);
   return { ...record, execution: { ...record.execution, delivery_attempts: attempts } };
+}
+
+/**
+ * An attempt as a record's short attempts keep it: without its request, response and run (withoutAttemptDetail), nor,
+ * for an attempt log entry, the keys the log files it under.
+ */
+export function shortAttempt(
+  attempt: DeliveryAttempt & Partial<Pick<LoggedAttempt, 'conversation_id' | 'delivery_id' | 'webhook_type'>>,
+): DeliveryAttempt {
+  const {
+    conversation_id: _c,
+    delivery_id: _d,
+    webhook_type: _w,
+    request: _q,
+    response: _r,
+    execution_name: _e,
+    ...short
+  } = attempt;
+  return short;
 }

@@ -1,4 +1,4 @@
-import { type LoggedAttempt, nextAttemptNumber, withoutAttemptDetail } from './attempt-log.ts';
+import { type LoggedAttempt, nextAttemptNumber, shortAttempt, withoutAttemptDetail } from './attempt-log.ts';
 import {
   type ConversationRecord,
   type DeliveryAttempt,
@@ -146,18 +146,9 @@ export function withLoggedAttempts<E extends Pick<FailedDeliveryEnvelope, 'conve
   const merged = (attempts: readonly DeliveryAttempt[]): DeliveryAttempt[] | null => {
     const missing = own.filter((a) => !attempts.some((known) => known.attempt === a.attempt));
     if (missing.length === 0) return null;
-    const short = missing.map(
-      ({
-        conversation_id: _c,
-        delivery_id: _d,
-        webhook_type: _w,
-        request: _q,
-        response: _r,
-        execution_name: _e,
-        ...a
-      }): DeliveryAttempt => a,
+    return [...attempts, ...missing.map(shortAttempt)].sort(
+      (a, b) => a.at.localeCompare(b.at) || a.attempt - b.attempt,
     );
-    return [...attempts, ...short].sort((a, b) => a.at.localeCompare(b.at) || a.attempt - b.attempt);
   };
   const attempts = merged(envelope.attempts);
   const conversation = envelope.conversation;
