@@ -602,6 +602,18 @@ describe('no answer lost after the agent answered', () => {
       failed_deliveries: FailedDeliveryEnvelope[];
     };
     expect(shown.failed_deliveries.find((e) => e.conversation_id === id)!.attempts).toHaveLength(2);
+    // And every redrive plan says the same count (before: the envelope's 1): `deliveries redrive --all --dry-run`, its
+    // --json, and GET /local/deliveries/plan (the console's recover plan), whose rows came from the summary index.
+    const dryRun = await cli(['deliveries', 'redrive', '--all', '--dry-run', '--limit', '1000']);
+    expect(dryRun.stdout.split('\n').find((l) => l.includes(id))).toMatch(/\s2 attempts$/);
+    const planned = JSON.parse(
+      (await cli(['deliveries', 'redrive', '--all', '--dry-run', '--json', '--limit', '1000'])).stdout,
+    ) as FailedDeliveryEnvelope[];
+    expect(attemptsMade(planned.find((e) => e.conversation_id === id)!)).toBe(2);
+    const plan = (await (await fetch(`${world.gateway.url}/local/deliveries/plan?limit=1000`)).json()) as {
+      deliveries: { conversation_id: string; attempts: number }[];
+    };
+    expect(plan.deliveries.find((e) => e.conversation_id === id)!.attempts).toBe(2);
 
     // The next run: named after the log's last attempt, as its Deliver numbers it.
     await due();

@@ -445,6 +445,44 @@ describe('deliveries redrive --aws', () => {
     expect(released()).toHaveLength(2);
   });
 
+  it('--dry-run counts the tries only the attempt log has, as `deliveries list --aws` (one Query per delivery planned, after they are visible again); one whose log cannot be read as its envelope carries it, said on stderr', async () => {
+    // Before: the envelope's count (1 attempt), while the list said 2 and the redrive numbers attempt 3.
+    const behind = deadEnvelope('aaa111');
+    const unread = deadEnvelope('bbb222');
+    deadLetters(sqsMessage(behind), sqsMessage(unread));
+    dynamoMock
+      .on(QueryCommand, { ExpressionAttributeValues: { ':pk': { S: `conversation#${behind.conversation_id}` } } })
+      .resolves({ Items: loggedTries(behind) });
+    dynamoMock
+      .on(QueryCommand, { ExpressionAttributeValues: { ':pk': { S: `conversation#${unread.conversation_id}` } } })
+      .rejects(Object.assign(new Error('no'), { name: 'AccessDeniedException' }));
+    const plan = await runMain(['deliveries', 'redrive', '--all', '--dry-run', '--aws', '--region', 'us-east-1']);
+    expect(plan.code).toBe(0);
+    expect(plan.stdout.split('\n').slice(1, 3)).toEqual([
+      expect.stringMatching(/_aaa111 {2}deal_analysis {2}dead \(permanent\) {2}2 attempts$/),
+      expect.stringMatching(/_bbb222 {2}deal_analysis {2}dead \(permanent\) {2}1 attempt$/),
+    ]);
+    expect(plan.stderr).toContain(
+      `the attempt log of ${unread.conversation_id} could not be read (AccessDeniedException: no): its attempts are those its envelope carries`,
+    );
+    sqsMock.reset();
+    deadLetters(sqsMessage(behind), sqsMessage(unread));
+    const json = await runMain([
+      'deliveries',
+      'redrive',
+      '--all',
+      '--dry-run',
+      '--aws',
+      '--json',
+      '--region',
+      'us-east-1',
+    ]);
+    const rows = JSON.parse(json.stdout) as FailedDeliveryEnvelope[];
+    expect(rows.map((e) => e.attempts.map((a) => a.attempt))).toEqual([[1, 2], [1]]);
+    expect(startCalls()).toEqual([]);
+    expect(changes()).toEqual([]);
+  });
+
   it('--all goes oldest first, as locally, whatever order the queue gives: the plan, and the redrives', async () => {
     const [older, old, newest] = [
       deadEnvelope('ccc333', new Date('2026-11-27T08:00:00Z')),
