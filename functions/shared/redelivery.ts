@@ -285,15 +285,24 @@ export function endpointGate(store: EndpointStore, policy: BreakerPolicy): Sched
 
 /**
  * Resend a delivered conversation (an operator's decision): one more attempt through the redelivery workflow, under
- * the same delivery id, appended to the record and re-exported. Nothing is stored: no delivery is owed.
+ * the same delivery id, appended to the record and re-exported. Nothing is stored: no delivery is owed. `logged`: the
+ * conversation's attempts in the attempt log; those the record lacks (an earlier resend's or redelivery's attempt
+ * whose Deliver Lambda failed after it ran) are counted into it before its run is named (withLoggedAttempts), as the
+ * schedule and the redrives do, so that the name says the attempt number its Deliver records after the log's last.
  */
-export async function resend(record: ConversationRecord, redeliver: Redeliver, now: Date): Promise<RedeliveryResult> {
-  const envelope = resendEnvelope(record, now);
+export async function resend(
+  record: ConversationRecord,
+  redeliver: Redeliver,
+  now: Date,
+  logged: readonly DeliveryAttempt[] = [],
+): Promise<RedeliveryResult> {
+  const envelope = withLoggedAttempts(resendEnvelope(record, now), logged);
   const run = await redeliver(envelope, 'resend');
   const id = record.conversation_id;
   if (!run.ok) return { conversation_id: id, status: 'error', execution_name: run.execution_name, error: run.error };
   const attempts = run.record.execution.delivery_attempts;
-  const attempt = attempts.length > record.execution.delivery_attempts.length ? attempts.at(-1) : undefined;
+  const attempt =
+    attempts.length > envelope.conversation.execution.delivery_attempts.length ? attempts.at(-1) : undefined;
   return {
     conversation_id: id,
     status: !attempt ? 'held' : attempt.outcome === 'delivered' ? 'delivered' : 'failed',

@@ -624,6 +624,32 @@ describe('no answer lost after the agent answered', () => {
     await expectAttempts(id, [1, 2, 3]);
   });
 
+  it('a resend after one whose Deliver Lambda failed after it ran (its attempt only in the log): named after the attempt its Deliver records', async () => {
+    // Before: the second resend was named from the record, which lacked the first resend's attempt: `-redelivery-3-`
+    // for attempt 4.
+    world.agent.behave(() => ({ payload: ANSWER }));
+    const res = await world.post(SEED_REQUEST);
+    expect(res.body.tracking.delivery_status).toBe('delivered');
+    const id = res.body.conversation_id as string;
+    const resendIt = async () =>
+      (await (await fetch(`${world.gateway.url}/local/deliveries/${id}/resend`, { method: 'POST' })).json()) as {
+        status: string;
+        execution_name?: string;
+      };
+    deliverFailsAfterRun = 1;
+    const first = await resendIt();
+    expect(first.execution_name).toMatch(new RegExp(`^${id}-redelivery-2-`));
+    expect(world.receiver.received).toHaveLength(2);
+    const logged = await new FileAttemptLog(path.join(world.dataDir, 'deliveries')).list(id);
+    expect(logged.map((a) => a.attempt)).toEqual([1, 2]);
+    const second = await resendIt();
+    expect(second.status).toBe('delivered');
+    expect(world.receiver.received).toHaveLength(3);
+    const numbers = (await new FileAttemptLog(path.join(world.dataDir, 'deliveries')).list(id)).map((a) => a.attempt);
+    expect(numbers).toEqual([1, 2, 3]);
+    expect(second.execution_name).toMatch(new RegExp(`^${id}-redelivery-3-`));
+  });
+
   it('a redelivery whose Deliver Lambda will not run: not retried (its 60 s), exported with the refusal, no attempt, tried again', async () => {
     // Before: the redelivery workflow retried it 3 times (after 2, 4 and 8 s), each try up to the Lambda's timeout.
     world.agent.behave(() => ({ payload: ANSWER }));

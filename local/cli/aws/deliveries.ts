@@ -686,9 +686,15 @@ export async function awsDeliveriesResend(
       ? null
       : `${id} is not delivered (${record.webhook_context.delivery_status}): redrive it instead (deliveries redrive ${id} --aws)`);
   if (refused) throw new CliError(refused);
+  // The tries only the attempt log has (an attempt whose Deliver Lambda failed after it ran, the export not rewritten
+  // since), counted before the run is named, as the redrives do: one dynamodb:Query; one that fails: none (as before).
+  const table = stack.outputs.deliveriesTable;
+  const logged = table
+    ? await new DynamoAttemptLog(table, settings().attemptLogRetentionDays, clients.dynamodb).list(id).catch(() => [])
+    : [];
   return heldReason(
     clients,
-    stack.outputs.deliveriesTable,
-    await resend(record, stepFunctionsRedeliver(clients.sfn, stateMachine), new Date()),
+    table,
+    await resend(record, stepFunctionsRedeliver(clients.sfn, stateMachine), new Date(), logged),
   );
 }

@@ -21,7 +21,7 @@ import { exportKey, structuredJson } from '../../../../functions/domain/export-f
 import type { FailedDeliveryEnvelope } from '../../../../functions/domain/failed-delivery.ts';
 import { closeConversation } from '../../../../functions/domain/lifecycle.ts';
 import { DynamoRedeliveryClaims, REDELIVERY_CLAIM_MS } from '../../../../functions/shared/redelivery-claim.ts';
-import { awsDeliveriesList, awsDeliveriesRedrive } from '../../../../local/cli/aws/deliveries.ts';
+import { awsDeliveriesList, awsDeliveriesRedrive, awsDeliveriesResend } from '../../../../local/cli/aws/deliveries.ts';
 import { AWS_STACK_OUTPUTS, createAwsClients, withAws } from '../../../../local/cli/aws/stack.ts';
 import { deliveriesList, deliveriesRedrive } from '../../../../local/cli/deliveries.ts';
 import { main } from '../../../../local/cli/main.ts';
@@ -1063,5 +1063,40 @@ describe('deliveries redrive --json, local and --aws: stdout is one JSON array',
     const help = await runMain(['deliveries', 'redrive', '--help']);
     expect(help.stdout).toContain('deliveries redrive <conversation_id> [--url URL] [--json]');
     expect(help.stdout).toContain('--json: the results, or the plan');
+  });
+});
+
+describe('deliveries resend --aws', () => {
+  it('counts the tries only the attempt log has before its run is named: an export behind the log is resent as -redelivery-<the attempt its Deliver records>-', async () => {
+    // Before: named from the export's attempts (`-redelivery-2-`), while its Deliver numbers attempt 3 after the log's
+    // last (a resend whose Deliver Lambda failed after it ran and whose Export did not rewrite conversation.json: the
+    // export merges the log whenever it is written, so only an export that failed or was refused leaves it behind).
+    const envelope = deadEnvelope('aaa111');
+    const delivered = afterAttempt(envelope, 'delivered', { attempt: 1 });
+    const exported = {
+      ...delivered,
+      execution: { ...delivered.execution, delivery_attempts: [delivered.execution.delivery_attempts.at(-1)!] },
+    };
+    s3Mock
+      .on(GetObjectCommand, { Bucket: BUCKET, Key: exportKey(envelope.conversation_id, 'conversation.json') })
+      .resolves({
+        Body: { transformToString: async () => JSON.stringify(structuredJson(exported, T0.toISOString())) } as never,
+      });
+    const [first] = exported.execution.delivery_attempts;
+    const second = { ...first!, attempt: 2, at: new Date(Date.parse(first!.at) + 1_000).toISOString(), via: 'resend' };
+    dynamoMock.on(QueryCommand).resolves({
+      Items: [first!, second].map((a) => ({
+        pk: { S: `conversation#${envelope.conversation_id}` },
+        sk: { S: `attempt#${a.at}#${String(a.attempt).padStart(6, '0')}` },
+        entry: { S: JSON.stringify({ ...a, conversation_id: envelope.conversation_id, response: null }) },
+      })),
+    });
+    const third = { ...first!, attempt: 3, at: new Date(Date.parse(first!.at) + 2_000).toISOString(), via: 'resend' };
+    const resent = { ...exported, execution: { ...exported.execution, delivery_attempts: [first!, second, third] } };
+    sfnMock.on(StartSyncExecutionCommand).resolves(succeeded(resent as typeof exported));
+    const result = await awsDeliveriesResend(clients(), STACK, envelope.conversation_id);
+    expect(result.status).toBe('delivered');
+    const [started] = sfnMock.commandCalls(StartSyncExecutionCommand).map((c) => c.args[0].input);
+    expect(started!.name).toMatch(new RegExp(`^${envelope.conversation_id}-redelivery-3-[0-9a-f]{6}$`));
   });
 });
