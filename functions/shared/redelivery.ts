@@ -12,6 +12,7 @@ import {
   WEBHOOK_TYPES,
   type WebhookType,
 } from '../domain/conversation.ts';
+import { isLambdaRefusal } from '../domain/delivery.ts';
 import {
   type BreakerPolicy,
   type Endpoint,
@@ -303,6 +304,20 @@ export async function resend(
   const attempts = run.record.execution.delivery_attempts;
   const attempt =
     attempts.length > envelope.conversation.execution.delivery_attempts.length ? attempts.at(-1) : undefined;
+  // No attempt recorded and Lambda would not run its Deliver (or failed it after it ran, its attempt then only in the
+  // log), as the run's Export noted it: an error of the resend, not a receiver holding it back.
+  const errors = run.record.execution.errors;
+  const failure = errors.length > envelope.conversation.execution.errors.length ? errors.at(-1) : undefined;
+  if (!attempt && failure?.stage === 'Deliver' && isLambdaRefusal(failure.error))
+    return {
+      conversation_id: id,
+      status: 'error',
+      execution_name: run.execution_name,
+      record: run.record,
+      error: `Lambda did not run Deliver (${failure.error}: ${failure.message}); no attempt was made, unless Lambda failed it after it ran: its attempt is then in the attempt log (conversations show ${id})`,
+      ended: true,
+      refused: true,
+    };
   return {
     conversation_id: id,
     status: !attempt ? 'held' : attempt.outcome === 'delivered' ? 'delivered' : 'failed',

@@ -635,10 +635,16 @@ describe('no answer lost after the agent answered', () => {
       (await (await fetch(`${world.gateway.url}/local/deliveries/${id}/resend`, { method: 'POST' })).json()) as {
         status: string;
         execution_name?: string;
+        error?: string;
       };
     deliverFailsAfterRun = 1;
     const first = await resendIt();
     expect(first.execution_name).toMatch(new RegExp(`^${id}-redelivery-2-`));
+    // Said as an error of the resend (before: `held`, "deal_analysis is healthy now (it was paused, …)").
+    expect(first).toMatchObject({
+      status: 'error',
+      error: `Lambda did not run Deliver (Lambda.ServiceException: Internal error.); no attempt was made, unless Lambda failed it after it ran: its attempt is then in the attempt log (conversations show ${id})`,
+    });
     expect(world.receiver.received).toHaveLength(2);
     const logged = await new FileAttemptLog(path.join(world.dataDir, 'deliveries')).list(id);
     expect(logged.map((a) => a.attempt)).toEqual([1, 2]);
