@@ -12,6 +12,7 @@ import {
   WEBHOOK_TYPES,
   type WebhookType,
 } from '../domain/conversation.ts';
+import { isLambdaRefusal } from '../domain/delivery.ts';
 import {
   type BreakerPolicy,
   type Endpoint,
@@ -285,15 +286,38 @@ export function endpointGate(store: EndpointStore, policy: BreakerPolicy): Sched
 
 /**
  * Resend a delivered conversation (an operator's decision): one more attempt through the redelivery workflow, under
- * the same delivery id, appended to the record and re-exported. Nothing is stored: no delivery is owed.
+ * the same delivery id, appended to the record and re-exported. Nothing is stored: no delivery is owed. `logged`: the
+ * conversation's attempts in the attempt log; those the record lacks (an earlier resend's or redelivery's attempt
+ * whose Deliver Lambda failed after it ran) are counted into it before its run is named (withLoggedAttempts), as the
+ * schedule and the redrives do, so that the name says the attempt number its Deliver records after the log's last.
  */
-export async function resend(record: ConversationRecord, redeliver: Redeliver, now: Date): Promise<RedeliveryResult> {
-  const envelope = resendEnvelope(record, now);
+export async function resend(
+  record: ConversationRecord,
+  redeliver: Redeliver,
+  now: Date,
+  logged: readonly DeliveryAttempt[] = [],
+): Promise<RedeliveryResult> {
+  const envelope = withLoggedAttempts(resendEnvelope(record, now), logged);
   const run = await redeliver(envelope, 'resend');
   const id = record.conversation_id;
   if (!run.ok) return { conversation_id: id, status: 'error', execution_name: run.execution_name, error: run.error };
   const attempts = run.record.execution.delivery_attempts;
-  const attempt = attempts.length > record.execution.delivery_attempts.length ? attempts.at(-1) : undefined;
+  const attempt =
+    attempts.length > envelope.conversation.execution.delivery_attempts.length ? attempts.at(-1) : undefined;
+  // No attempt recorded and Lambda would not run its Deliver (or failed it after it ran, its attempt then only in the
+  // log), as the run's Export noted it: an error of the resend, not a receiver holding it back.
+  const errors = run.record.execution.errors;
+  const failure = errors.length > envelope.conversation.execution.errors.length ? errors.at(-1) : undefined;
+  if (!attempt && failure?.stage === 'Deliver' && isLambdaRefusal(failure.error))
+    return {
+      conversation_id: id,
+      status: 'error',
+      execution_name: run.execution_name,
+      record: run.record,
+      error: `Lambda did not run Deliver (${failure.error}: ${failure.message}); no attempt was made, unless Lambda failed it after it ran: its attempt is then in the attempt log (conversations show ${id})`,
+      ended: true,
+      refused: true,
+    };
   return {
     conversation_id: id,
     status: !attempt ? 'held' : attempt.outcome === 'delivered' ? 'delivered' : 'failed',

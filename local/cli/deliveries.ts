@@ -266,7 +266,12 @@ export async function deliveriesRedrive(args: string[]): Promise<number> {
     candidates = await store.plan({ since: parseSince(values.since), type });
   }
   if (values['dry-run']) {
-    const shown = await store.read(candidates.slice(0, limit).map((e) => e.conversation_id));
+    const read = await store.read(candidates.slice(0, limit).map((e) => e.conversation_id));
+    // Counted as `deliveries list` counts them: with the tries only the attempt log has (one file read per delivery
+    // shown, none per delivery planned), what the redrive numbers its attempt after.
+    const counted = await withLoggedCounts(read, (id) => new FileAttemptLog(path.join(dataDir, 'deliveries')).list(id));
+    noteUnreadLogs(counted.unread);
+    const shown = counted.envelopes;
     const more = candidates.length - shown.length;
     // With --json, stdout is one JSON document: the plan's envelopes (the first `limit`), or the results.
     if (values.json) {

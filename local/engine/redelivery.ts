@@ -272,7 +272,13 @@ export class LocalRedelivery {
   resend(record: ConversationRecord): Promise<RedeliveryResult> {
     const run = (async (): Promise<RedeliveryResult> =>
       (await this.cutFinished())
-        ? resend(record, this.redeliver, new Date())
+        ? // The tries only the attempt log has, counted before the run is named (a log that cannot be read: none).
+          resend(
+            record,
+            this.redeliver,
+            new Date(),
+            this.logged ? await this.logged(record.conversation_id).catch(() => []) : [],
+          )
         : cutUnfinished(record.conversation_id))();
     this.redrives.add(run);
     return run.finally(() => this.redrives.delete(run));

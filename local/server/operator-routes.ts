@@ -3,7 +3,7 @@ import type { LoggedAttempt } from '../../functions/domain/attempt-log.ts';
 import { WEBHOOK_TYPES, type WebhookType } from '../../functions/domain/conversation.ts';
 import { isConversationId } from '../../functions/domain/conversation-id.ts';
 import type { BreakerPolicy } from '../../functions/domain/endpoints.ts';
-import { resendRefusal } from '../../functions/domain/failed-delivery.ts';
+import { attemptsMade, resendRefusal } from '../../functions/domain/failed-delivery.ts';
 import { errorBody } from '../../functions/domain/gateway-contract.ts';
 import { isoInstant } from '../../functions/domain/named-queries.ts';
 import type { SecretsBySource } from '../../functions/domain/signatures.ts';
@@ -179,7 +179,7 @@ export function operatorRoutes(ctx: OperatorContext): RouteHandler {
           if (typeof limit === 'string') return badRequest(res, limit);
           await receiverReadable(filter.type);
           const planned = await ctx.failedDeliveries.plan(filter);
-          const shown = planned.slice(0, limit).map(planRow);
+          const shown = await plannedRows(ctx, planned.slice(0, limit));
           sendJson(res, 200, { count: planned.length, deliveries: shown, not_shown: planned.length - shown.length });
         },
       },
@@ -274,12 +274,22 @@ export function operatorRoutes(ctx: OperatorContext): RouteHandler {
   }, 'the operator endpoint');
 }
 
-function planRow(e: EnvelopeSummary) {
-  return {
+/**
+ * A plan's rows, its attempts counted as GET /local/deliveries and `deliveries list` count them: the envelopes shown
+ * (only those, not every one planned) read whole, with the tries only the attempt log has (withLoggedCounts), the last
+ * attempt's number (attemptsMade). One gone or unreadable meanwhile, or whose log cannot be read: as its summary or
+ * envelope has it.
+ */
+async function plannedRows(ctx: OperatorContext, shown: readonly EnvelopeSummary[]) {
+  // A plan is not refused for an envelope that cannot be read now: its rows say their summaries' counts then.
+  const read = await ctx.failedDeliveries.read(shown.map((e) => e.conversation_id)).catch(() => []);
+  const { envelopes } = await withLoggedCounts(read, ctx.attempts);
+  const made = new Map(envelopes.map((e) => [e.conversation_id, attemptsMade(e)]));
+  return shown.map((e) => ({
     conversation_id: e.conversation_id,
     webhook_type: e.webhook_type,
     state: e.state,
-    attempts: e.attempt_count,
+    attempts: made.get(e.conversation_id) ?? e.attempt_count,
     created_at: e.created_at,
-  };
+  }));
 }

@@ -602,6 +602,18 @@ describe('no answer lost after the agent answered', () => {
       failed_deliveries: FailedDeliveryEnvelope[];
     };
     expect(shown.failed_deliveries.find((e) => e.conversation_id === id)!.attempts).toHaveLength(2);
+    // And every redrive plan says the same count (before: the envelope's 1): `deliveries redrive --all --dry-run`, its
+    // --json, and GET /local/deliveries/plan (the console's recover plan), whose rows came from the summary index.
+    const dryRun = await cli(['deliveries', 'redrive', '--all', '--dry-run', '--limit', '1000']);
+    expect(dryRun.stdout.split('\n').find((l) => l.includes(id))).toMatch(/\s2 attempts$/);
+    const planned = JSON.parse(
+      (await cli(['deliveries', 'redrive', '--all', '--dry-run', '--json', '--limit', '1000'])).stdout,
+    ) as FailedDeliveryEnvelope[];
+    expect(attemptsMade(planned.find((e) => e.conversation_id === id)!)).toBe(2);
+    const plan = (await (await fetch(`${world.gateway.url}/local/deliveries/plan?limit=1000`)).json()) as {
+      deliveries: { conversation_id: string; attempts: number }[];
+    };
+    expect(plan.deliveries.find((e) => e.conversation_id === id)!.attempts).toBe(2);
 
     // The next run: named after the log's last attempt, as its Deliver numbers it.
     await due();
@@ -610,6 +622,38 @@ describe('no answer lost after the agent answered', () => {
     expect(next!.execution_name).toMatch(new RegExp(`^${id}-redelivery-3-`));
     expect(world.receiver.received).toHaveLength(3);
     await expectAttempts(id, [1, 2, 3]);
+  });
+
+  it('a resend after one whose Deliver Lambda failed after it ran (its attempt only in the log): named after the attempt its Deliver records', async () => {
+    // Before: the second resend was named from the record, which lacked the first resend's attempt: `-redelivery-3-`
+    // for attempt 4.
+    world.agent.behave(() => ({ payload: ANSWER }));
+    const res = await world.post(SEED_REQUEST);
+    expect(res.body.tracking.delivery_status).toBe('delivered');
+    const id = res.body.conversation_id as string;
+    const resendIt = async () =>
+      (await (await fetch(`${world.gateway.url}/local/deliveries/${id}/resend`, { method: 'POST' })).json()) as {
+        status: string;
+        execution_name?: string;
+        error?: string;
+      };
+    deliverFailsAfterRun = 1;
+    const first = await resendIt();
+    expect(first.execution_name).toMatch(new RegExp(`^${id}-redelivery-2-`));
+    // Said as an error of the resend (before: `held`, "deal_analysis is healthy now (it was paused, …)").
+    expect(first).toMatchObject({
+      status: 'error',
+      error: `Lambda did not run Deliver (Lambda.ServiceException: Internal error.); no attempt was made, unless Lambda failed it after it ran: its attempt is then in the attempt log (conversations show ${id})`,
+    });
+    expect(world.receiver.received).toHaveLength(2);
+    const logged = await new FileAttemptLog(path.join(world.dataDir, 'deliveries')).list(id);
+    expect(logged.map((a) => a.attempt)).toEqual([1, 2]);
+    const second = await resendIt();
+    expect(second.status).toBe('delivered');
+    expect(world.receiver.received).toHaveLength(3);
+    const numbers = (await new FileAttemptLog(path.join(world.dataDir, 'deliveries')).list(id)).map((a) => a.attempt);
+    expect(numbers).toEqual([1, 2, 3]);
+    expect(second.execution_name).toMatch(new RegExp(`^${id}-redelivery-3-`));
   });
 
   it('a redelivery whose Deliver Lambda will not run: not retried (its 60 s), exported with the refusal, no attempt, tried again', async () => {

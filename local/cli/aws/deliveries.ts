@@ -548,23 +548,23 @@ export async function awsDeliveriesRedrive(
     );
   if (options.dryRun) {
     await releaseRead(queue, matching, scan);
+    // Counted as `deliveries list --aws` counts them: with the tries only the attempt log has (one dynamodb:Query per
+    // delivery planned, after they are visible again), what the redrive numbers its attempt after.
+    const log = stack.deliveriesTable
+      ? new DynamoAttemptLog(stack.deliveriesTable, settings().attemptLogRetentionDays, clients.dynamodb)
+      : null;
+    const planned = groups.map(([m]) => asDeadLettered(m!.envelope));
+    const counted = log ? await withLoggedCounts(planned, (id) => log.list(id)) : { envelopes: planned, unread: [] };
+    noteUnreadLogs(counted.unread);
     if (options.json) {
-      out(
-        JSON.stringify(
-          groups.map(([m]) => asDeadLettered(m!.envelope)),
-          null,
-          2,
-        ),
-      );
+      out(JSON.stringify(counted.envelopes, null, 2));
       return 0;
     }
     out(
       `dry run: would redrive ${groups.length} deliver${groups.length === 1 ? 'y' : 'ies'} from stack ${stack.name}; nothing was changed`,
     );
-    for (const [m] of groups)
-      out(
-        `  ${m!.envelope.conversation_id}  ${m!.envelope.webhook_type}  ${stateLabel(asDeadLettered(m!.envelope))}  ${attemptsLabel(m!.envelope)}`,
-      );
+    for (const e of counted.envelopes)
+      out(`  ${e.conversation_id}  ${e.webhook_type}  ${stateLabel(e)}  ${attemptsLabel(e)}`);
     return 0;
   }
   if (groups.length === 0) {
@@ -686,9 +686,15 @@ export async function awsDeliveriesResend(
       ? null
       : `${id} is not delivered (${record.webhook_context.delivery_status}): redrive it instead (deliveries redrive ${id} --aws)`);
   if (refused) throw new CliError(refused);
+  // The tries only the attempt log has (an attempt whose Deliver Lambda failed after it ran, the export not rewritten
+  // since), counted before the run is named, as the redrives do: one dynamodb:Query; one that fails: none (as before).
+  const table = stack.outputs.deliveriesTable;
+  const logged = table
+    ? await new DynamoAttemptLog(table, settings().attemptLogRetentionDays, clients.dynamodb).list(id).catch(() => [])
+    : [];
   return heldReason(
     clients,
-    stack.outputs.deliveriesTable,
-    await resend(record, stepFunctionsRedeliver(clients.sfn, stateMachine), new Date()),
+    table,
+    await resend(record, stepFunctionsRedeliver(clients.sfn, stateMachine), new Date(), logged),
   );
 }

@@ -21,7 +21,7 @@ import { exportKey, structuredJson } from '../../../../functions/domain/export-f
 import type { FailedDeliveryEnvelope } from '../../../../functions/domain/failed-delivery.ts';
 import { closeConversation } from '../../../../functions/domain/lifecycle.ts';
 import { DynamoRedeliveryClaims, REDELIVERY_CLAIM_MS } from '../../../../functions/shared/redelivery-claim.ts';
-import { awsDeliveriesList, awsDeliveriesRedrive } from '../../../../local/cli/aws/deliveries.ts';
+import { awsDeliveriesList, awsDeliveriesRedrive, awsDeliveriesResend } from '../../../../local/cli/aws/deliveries.ts';
 import { AWS_STACK_OUTPUTS, createAwsClients, withAws } from '../../../../local/cli/aws/stack.ts';
 import { deliveriesList, deliveriesRedrive } from '../../../../local/cli/deliveries.ts';
 import { main } from '../../../../local/cli/main.ts';
@@ -443,6 +443,44 @@ describe('deliveries redrive --aws', () => {
     expect(startCalls()).toEqual([]);
     expect(changes()).toEqual([]);
     expect(released()).toHaveLength(2);
+  });
+
+  it('--dry-run counts the tries only the attempt log has, as `deliveries list --aws` (one Query per delivery planned, after they are visible again); one whose log cannot be read as its envelope carries it, said on stderr', async () => {
+    // Before: the envelope's count (1 attempt), while the list said 2 and the redrive numbers attempt 3.
+    const behind = deadEnvelope('aaa111');
+    const unread = deadEnvelope('bbb222');
+    deadLetters(sqsMessage(behind), sqsMessage(unread));
+    dynamoMock
+      .on(QueryCommand, { ExpressionAttributeValues: { ':pk': { S: `conversation#${behind.conversation_id}` } } })
+      .resolves({ Items: loggedTries(behind) });
+    dynamoMock
+      .on(QueryCommand, { ExpressionAttributeValues: { ':pk': { S: `conversation#${unread.conversation_id}` } } })
+      .rejects(Object.assign(new Error('no'), { name: 'AccessDeniedException' }));
+    const plan = await runMain(['deliveries', 'redrive', '--all', '--dry-run', '--aws', '--region', 'us-east-1']);
+    expect(plan.code).toBe(0);
+    expect(plan.stdout.split('\n').slice(1, 3)).toEqual([
+      expect.stringMatching(/_aaa111 {2}deal_analysis {2}dead \(permanent\) {2}2 attempts$/),
+      expect.stringMatching(/_bbb222 {2}deal_analysis {2}dead \(permanent\) {2}1 attempt$/),
+    ]);
+    expect(plan.stderr).toContain(
+      `the attempt log of ${unread.conversation_id} could not be read (AccessDeniedException: no): its attempts are those its envelope carries`,
+    );
+    sqsMock.reset();
+    deadLetters(sqsMessage(behind), sqsMessage(unread));
+    const json = await runMain([
+      'deliveries',
+      'redrive',
+      '--all',
+      '--dry-run',
+      '--aws',
+      '--json',
+      '--region',
+      'us-east-1',
+    ]);
+    const rows = JSON.parse(json.stdout) as FailedDeliveryEnvelope[];
+    expect(rows.map((e) => e.attempts.map((a) => a.attempt))).toEqual([[1, 2], [1]]);
+    expect(startCalls()).toEqual([]);
+    expect(changes()).toEqual([]);
   });
 
   it('--all goes oldest first, as locally, whatever order the queue gives: the plan, and the redrives', async () => {
@@ -1025,5 +1063,40 @@ describe('deliveries redrive --json, local and --aws: stdout is one JSON array',
     const help = await runMain(['deliveries', 'redrive', '--help']);
     expect(help.stdout).toContain('deliveries redrive <conversation_id> [--url URL] [--json]');
     expect(help.stdout).toContain('--json: the results, or the plan');
+  });
+});
+
+describe('deliveries resend --aws', () => {
+  it('counts the tries only the attempt log has before its run is named: an export behind the log is resent as -redelivery-<the attempt its Deliver records>-', async () => {
+    // Before: named from the export's attempts (`-redelivery-2-`), while its Deliver numbers attempt 3 after the log's
+    // last (a resend whose Deliver Lambda failed after it ran and whose Export did not rewrite conversation.json: the
+    // export merges the log whenever it is written, so only an export that failed or was refused leaves it behind).
+    const envelope = deadEnvelope('aaa111');
+    const delivered = afterAttempt(envelope, 'delivered', { attempt: 1 });
+    const exported = {
+      ...delivered,
+      execution: { ...delivered.execution, delivery_attempts: [delivered.execution.delivery_attempts.at(-1)!] },
+    };
+    s3Mock
+      .on(GetObjectCommand, { Bucket: BUCKET, Key: exportKey(envelope.conversation_id, 'conversation.json') })
+      .resolves({
+        Body: { transformToString: async () => JSON.stringify(structuredJson(exported, T0.toISOString())) } as never,
+      });
+    const [first] = exported.execution.delivery_attempts;
+    const second = { ...first!, attempt: 2, at: new Date(Date.parse(first!.at) + 1_000).toISOString(), via: 'resend' };
+    dynamoMock.on(QueryCommand).resolves({
+      Items: [first!, second].map((a) => ({
+        pk: { S: `conversation#${envelope.conversation_id}` },
+        sk: { S: `attempt#${a.at}#${String(a.attempt).padStart(6, '0')}` },
+        entry: { S: JSON.stringify({ ...a, conversation_id: envelope.conversation_id, response: null }) },
+      })),
+    });
+    const third = { ...first!, attempt: 3, at: new Date(Date.parse(first!.at) + 2_000).toISOString(), via: 'resend' };
+    const resent = { ...exported, execution: { ...exported.execution, delivery_attempts: [first!, second, third] } };
+    sfnMock.on(StartSyncExecutionCommand).resolves(succeeded(resent as typeof exported));
+    const result = await awsDeliveriesResend(clients(), STACK, envelope.conversation_id);
+    expect(result.status).toBe('delivered');
+    const [started] = sfnMock.commandCalls(StartSyncExecutionCommand).map((c) => c.args[0].input);
+    expect(started!.name).toMatch(new RegExp(`^${envelope.conversation_id}-redelivery-3-[0-9a-f]{6}$`));
   });
 });
