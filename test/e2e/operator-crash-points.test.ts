@@ -38,19 +38,27 @@ afterAll(async () => {
 
 /**
  * One conversation's agent and receiver, with `received`, what the receiver was sent: it answers 503 to the first
- * `busyFirst` deliveries, 400 to the first when `refused`, else 200. Each conversation has its own: a test that timed
- * out keeps its gateway until afterAll, and its deliveries, had the receiver been shared, would have been the next
- * test's.
+ * `busyFirst` deliveries (the workflow's attempts), 400 to the first when `refused`, else 200. A delivery after the
+ * busy ones (the schedule's, 100 ms after the envelope is queued) is answered only once `answered()` is called, when
+ * the conversation's caller has its answer: at load 10 the schedule's attempt came, and a kill at it, before the
+ * gateway had answered the caller. Each conversation has its own: a test that timed out keeps its gateway until
+ * afterAll, and its deliveries, had the receiver been shared, would have been the next test's.
  */
 async function startPeers({ busyFirst = 0, refused = false } = {}) {
   const received: { webhookId: string; status: number }[] = [];
+  let answered = () => {};
+  const callerAnswered = new Promise<void>((resolve) => {
+    answered = resolve;
+  });
   const agentUrl = await serveJson(servers, async () => [200, { response: 'The answer' }]);
   const receiverUrl = await serveJson(servers, async (req) => {
-    const status = received.length < busyFirst ? 503 : refused && received.length === 0 ? 400 : 200;
+    const n = received.length;
+    const status = n < busyFirst ? 503 : refused && n === 0 ? 400 : 200;
+    if (busyFirst > 0 && n >= busyFirst) await callerAnswered;
     received.push({ webhookId: String(req.headers['webhook-id']), status });
     return [status, status === 200 ? { ok: true } : { error: 'rejected' }];
   });
-  return { agentUrl, receiverUrl, received };
+  return { agentUrl, receiverUrl, received, answered };
 }
 
 /**
@@ -59,7 +67,7 @@ async function startPeers({ busyFirst = 0, refused = false } = {}) {
  * what its receiver was sent (startPeers, answering as the options say).
  */
 async function conversationOn(at: KillAt | null, answers: Parameters<typeof startPeers>[0] = {}) {
-  const { agentUrl, receiverUrl, received } = await startPeers(answers);
+  const { agentUrl, receiverUrl, received, answered } = await startPeers(answers);
   const dataDir = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-operator-crash-'));
   tempDirs.push(dataDir);
   const env = crashTestEnv(dataDir, agentUrl, receiverUrl);
@@ -70,7 +78,7 @@ async function conversationOn(at: KillAt | null, answers: Parameters<typeof star
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ query: 'operator crash', source_system: 'operator_crash', source_process: 'kill9' }),
-  });
+  }).finally(answered);
   expect(res.status).toBe(200);
   const { conversation_id: id } = (await res.json()) as { conversation_id: string };
   return { dataDir, env, gateway, exited, id, received };
