@@ -174,6 +174,26 @@ describe('start refuses bad configuration before it listens', () => {
     );
   });
 
+  // Before, Node's recursive mkdir looped for ever (thousands of mkdir a second): /proc/x's mkdir says ENOENT while
+  // /proc is there. Run as a child: in this process the loop would block the test's own timeout.
+  it.skipIf(process.platform !== 'linux')(
+    'LOCAL_DATA_DIR that cannot be made (/proc/x): one line naming it and why, exit 1, for start and a command',
+    async () => {
+      const line =
+        'webhook-gateway: the data folder /proc/x (LOCAL_DATA_DIR) cannot be made: /proc takes no new folders (ENOENT); set LOCAL_DATA_DIR to a folder this user can write (made if missing)\n';
+      for (const args of [['start'], ['conversations', 'query', 'select 1'], ['endpoints', 'list']]) {
+        const result = await runCli(args, { PORT: '0', LOCAL_S3_PORT: '0', LOCAL_DATA_DIR: '/proc/x' });
+        expect({ args, code: result.code, stdout: result.stdout, stderr: result.stderr }).toEqual({
+          args,
+          code: 1,
+          stdout: '',
+          stderr: line,
+        });
+      }
+    },
+    30_000,
+  );
+
   // Before, each was ignored and the gateway started on PORT (3000 by default), as if `--port 4000` had been taken.
   it.each([[['--port', '4000']], [['--port=4000']], [['4000']]])(
     'start %j: refused, naming the environment variables, exit 1, nothing started',
