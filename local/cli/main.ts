@@ -1,4 +1,4 @@
-import { statSync } from 'node:fs';
+import { accessSync, constants, statSync } from 'node:fs';
 import path from 'node:path';
 import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
 import { MAX_FAILED_RUNS } from '../../functions/domain/failed-delivery.ts';
@@ -156,7 +156,7 @@ function dataDirNotAFolder(error: unknown): string | null {
  * not write, on a read-only file system) is said in one line naming it and why, where Node's recursive mkdir looped
  * for ever on `/proc/x` (local/store/data-dir-mode.ts, makeDataDir). Settings this command refuses are its own to say.
  */
-function prepareDataDir(): void {
+function prepareDataDir(writes: boolean): void {
   let dataDir: string;
   try {
     dataDir = resolveOptions().dataDir;
@@ -165,8 +165,18 @@ function prepareDataDir(): void {
   }
   try {
     makeDataDir(dataDir);
+    // The gateway writes there from its first step: a folder it cannot write (read-only, another user's) failed as
+    // "Error: ENOENT: no such file or directory, mkdir '<folder>/logs'" (Node's recursive mkdir on EROFS).
+    if (writes) accessSync(dataDir, constants.W_OK | constants.X_OK);
   } catch (error) {
     const e = error as NodeJS.ErrnoException;
+    if (e.syscall === 'access') {
+      const why =
+        e.code === 'EROFS' ? 'is on a read-only file system (EROFS)' : `does not let this user write it (${e.code})`;
+      throw new CliError(
+        `the data folder ${dataDir} (LOCAL_DATA_DIR) ${why}: the gateway keeps its state there; set LOCAL_DATA_DIR to a folder this user can write (made if missing)`,
+      );
+    }
     const folder = e.path ? path.dirname(e.path) : path.dirname(dataDir);
     const why =
       e.code === 'EACCES' || e.code === 'EPERM'
@@ -580,7 +590,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     refuseRepeatedFlags(flags);
     if (['start', 'conversations', 'deliveries', 'endpoints'].includes(command ?? '') && !flags.includes('--aws'))
-      prepareDataDir();
+      prepareDataDir(command === 'start');
     if (command === 'start') return await start(argv.slice(1));
     if (command === 'conversations' && sub === 'list') return await conversationsList(rest);
     if (command === 'conversations' && sub === 'show') return await conversationsShow(rest);
