@@ -345,6 +345,11 @@ export interface EndpointView {
    */
   signing_secrets: number | null;
   /**
+   * Locally, before the first start on the data folder: no secrets file yet, and the start makes one secret per type
+   * (docs/security.md, "Signed deliveries"); signing_secrets is then null, not the 0 of a type delivered unsigned.
+   */
+  signing_at_first_start?: true;
+  /**
    * Since when they are these secrets (`endpoints set --secret` or `--drop-previous-secret` changed them then); null
    * when not known: written by hand, or by a version that did not record it.
    */
@@ -385,8 +390,9 @@ export function endpointView(
 }
 
 /** How a receiver's deliveries are signed, in a word or two (never the secrets): the CLI's column, the console's. */
-export function signingLabel(v: Pick<EndpointView, 'signing_secrets'>): string {
+export function signingLabel(v: Pick<EndpointView, 'signing_secrets' | 'signing_at_first_start'>): string {
   const n = v.signing_secrets;
+  if (v.signing_at_first_start) return 'at first start';
   return n === null ? 'not known here' : n === 0 ? 'unsigned' : n === 1 ? 'one secret' : `${n} secrets`;
 }
 

@@ -248,7 +248,7 @@ export const GATEWAY_ERRORS = {
   UNSUPPORTED_MEDIA_TYPE: { statusCode: 415, message: 'Content-Type must be application/json' },
   PAYLOAD_TOO_LARGE: {
     statusCode: 413,
-    message: `Request too large: the body and headers must fit in ${MAX_EXECUTION_INPUT_BYTES} bytes, the Step Functions input limit`,
+    message: `Request too large: the body and headers must fit in ${MAX_EXECUTION_INPUT_BYTES} bytes, the Step Functions input limit, counted as the escaped JSON string the body becomes there (each newline, tab, quote or backslash takes 2 bytes)`,
   },
   INVALID_API_KEY: { statusCode: 403, message: 'Forbidden: a missing or unknown x-api-key' },
   RATE_LIMITED: { statusCode: 429, message: 'Too many requests from this source: retry after the time in Retry-After' },

@@ -2,28 +2,25 @@
 import * as v from 'valibot';
 import { WEBHOOK_TYPES } from './conversation.ts';
 import { isCalendarDate, normalisedTimestamp } from './iso-date.ts';
-import { canonicalSource, MAX_SOURCE_NAME_LENGTH, SOURCE_NAME_PATTERN } from './source-identity.ts';
+import {
+  canonicalSource,
+  MAX_SOURCE_NAME_LENGTH,
+  NAME_CHARACTERS,
+  nameBreak,
+  SOURCE_NAME_PATTERN,
+} from './source-identity.ts';
 import { MAX_THREAD_ID_LENGTH, THREAD_ID_PATTERN } from './thread.ts';
 
 export const MAX_QUERY_LENGTH = 20_000;
 export const MAX_METADATA_BYTES = 16_384;
 const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
 
-/**
- * The rule of a name (source_system, source_process, thread_id) and where the given one breaks it. Before, it said
- * "only letters", and a name with a letter outside ASCII (`büro`, `café`) was refused without saying which or why.
- */
+/** The rule of a name (source_system, source_process, thread_id) and where the given one breaks it. */
 function nameRule(field: string): (issue: { input: unknown }) => string {
-  const rule = `${field} may contain only ASCII letters (A-Z, a-z), digits, '_', '-' and '.', starting with a letter or digit`;
+  const rule = `${field} may contain only ${NAME_CHARACTERS}`;
   return ({ input }) => {
-    if (typeof input !== 'string' || input === '') return rule;
-    const chars = [...input];
-    const at = /^[A-Za-z0-9]$/.test(chars[0]!) ? chars.findIndex((c) => !/^[A-Za-z0-9_.-]$/.test(c)) : 0;
-    if (at < 0) return rule;
-    const c = chars[at]!;
-    const code = `U+${c.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;
-    const shown = /^[\x21-\x7e]$/.test(c) ? `'${c}'` : /^[\p{L}\p{N}\p{S}\p{P}]$/u.test(c) ? `'${c}' (${code})` : code;
-    return `${rule}: ${at === 0 ? 'it starts with' : `character ${at + 1} is`} ${shown}`;
+    const where = typeof input === 'string' ? nameBreak(input) : null;
+    return where === null ? rule : `${rule}: ${where}`;
   };
 }
 

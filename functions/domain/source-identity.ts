@@ -8,6 +8,27 @@
 export const SOURCE_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 export const MAX_SOURCE_NAME_LENGTH = 64;
 
+/**
+ * The characters of a name a request gives (source_system, source_process, thread_id), as every message about one says
+ * it: "letters" alone read as any letter, and `büro` or `café` were refused without saying which or why.
+ */
+export const NAME_CHARACTERS = "ASCII letters (A-Z, a-z), digits, '_', '-' and '.', starting with a letter or digit";
+
+/**
+ * Where a name breaks NAME_CHARACTERS: "it starts with '_'", "character 2 is 'ü' (U+00FC)" (a character that shows
+ * nothing by its code alone); null when its characters are right (or it is empty).
+ */
+export function nameBreak(name: string): string | null {
+  const chars = [...name];
+  if (chars.length === 0) return null;
+  const at = /^[A-Za-z0-9]$/.test(chars[0]!) ? chars.findIndex((c) => !/^[A-Za-z0-9_.-]$/.test(c)) : 0;
+  if (at < 0) return null;
+  const c = chars[at]!;
+  const code = `U+${c.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;
+  const shown = /^[\x21-\x7e]$/.test(c) ? `'${c}'` : /^[\p{L}\p{N}\p{S}\p{P}]$/u.test(c) ? `'${c}' (${code})` : code;
+  return `${at === 0 ? 'it starts with' : `character ${at + 1} is`} ${shown}`;
+}
+
 export function canonicalSource(name: string): string {
   return name.toLowerCase().replace(/[._-]+/g, '_');
 }

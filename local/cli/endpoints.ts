@@ -17,7 +17,12 @@ import { writerState } from '../../functions/shared/writers.ts';
 import { notAWebhookType, webhookTypeNamed } from '../history/conversation-filters.ts';
 import { receiverRows, type UnreadableReceiver } from '../history/endpoints.ts';
 import { resolveOptions } from '../server/config.ts';
-import { changeLocalDeliverySecrets, deliverySecretsFileOf, readDeliverySecrets } from '../store/delivery-secrets.ts';
+import {
+  changeLocalDeliverySecrets,
+  deliverySecretsFileOf,
+  readDeliverySecrets,
+  secretsMadeAtFirstStart,
+} from '../store/delivery-secrets.ts';
 import { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
 import { readGatewayRuntime } from '../store/gateway-runtime.ts';
 import { removeCopiesOfGoneWriters } from '../store/json-files.ts';
@@ -253,12 +258,20 @@ export async function endpointsCommand(sub: string, args: string[]): Promise<num
   // The queued counts from the envelopes' summaries (their summary index): no envelope is read whole. A receiver whose
   // file is damaged is left out and named on stderr (exit 1), as `deliveries list` names a damaged envelope: the
   // others are listed all the same (docs/operations.md, "After a crash").
-  const rows = await receiverRows(
-    store,
-    (await failedDeliveries.summaries()).summaries,
-    await localDeployedUrls(dataDir),
-    await localBreaker(dataDir),
-    await readDeliverySecrets(signingFile),
+  // Before the first start, the secrets file is not there: each type was shown `unsigned`, which its start then signs.
+  const atFirstStart = !running && (await secretsMadeAtFirstStart(dataDir, signingFile));
+  const rows = (
+    await receiverRows(
+      store,
+      (
+        await failedDeliveries.summaries()
+      ).summaries,
+      await localDeployedUrls(dataDir),
+      await localBreaker(dataDir),
+      await readDeliverySecrets(signingFile),
+    )
+  ).map((r) =>
+    atFirstStart && !('unreadable' in r) ? { ...r, signing_secrets: null, signing_at_first_start: true as const } : r,
   );
   const shown = rows.filter((r) => !type || r.webhook_type === type);
   const damaged = shown.filter((r): r is UnreadableReceiver => 'unreadable' in r);
@@ -266,7 +279,9 @@ export async function endpointsCommand(sub: string, args: string[]): Promise<num
     shown.filter((r): r is EndpointView => !('unreadable' in r)),
     values.json ?? false,
     sub === 'list' || values.json
-      ? undefined
+      ? atFirstStart
+        ? `No gateway has started on this data folder yet: its first start makes one signing secret per type in ${shownPath(signingFile!)}.`
+        : undefined
       : running
         ? 'The running gateway uses this from its next delivery on (no restart).'
         : 'No gateway runs on this data folder: the next one started on it uses this.',

@@ -1,4 +1,4 @@
-import { statSync } from 'node:fs';
+import { accessSync, constants, statSync } from 'node:fs';
 import path from 'node:path';
 import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
 import { MAX_FAILED_RUNS } from '../../functions/domain/failed-delivery.ts';
@@ -14,6 +14,7 @@ import type { RunningGateway } from '../server/gateway.ts';
 import { storageFailureOf } from '../server/storage-failure.ts';
 import { damagedFileMessage, wrongKindMessage } from '../store/damaged-files.ts';
 import { DataDirInUseError } from '../store/data-dir-lock.ts';
+import { makeDataDir } from '../store/data-dir-mode.ts';
 import { readDeliverySecrets } from '../store/delivery-secrets.ts';
 import { conversationsList, conversationsSearch, conversationsShow } from './conversations.ts';
 import { deliveriesList, deliveriesRedrive, deliveriesResend } from './deliveries.ts';
@@ -146,6 +147,51 @@ function dataDirNotAFolder(error: unknown): string | null {
       return `the data folder ${dataDir} (LOCAL_DATA_DIR) ${where}, not a folder: set LOCAL_DATA_DIR to a folder (made if missing)${entry === dataDir ? ', or move that file aside' : ''}`;
     }
     if (entry === path.dirname(entry)) return null;
+  }
+}
+
+/**
+ * A local command's data folder (LOCAL_DATA_DIR, or the default `.data`), made if missing before the command runs
+ * (docs/configuration.md, "The local runtime"): one that cannot be (`/proc/x`, under a file, in a folder this user may
+ * not write, on a read-only file system) is said in one line naming it and why, where Node's recursive mkdir looped
+ * for ever on `/proc/x` (local/store/data-dir-mode.ts, makeDataDir). Settings this command refuses are its own to say.
+ */
+function prepareDataDir(writes: boolean): void {
+  let dataDir: string;
+  try {
+    dataDir = resolveOptions().dataDir;
+  } catch {
+    return;
+  }
+  try {
+    makeDataDir(dataDir);
+    // The gateway writes there from its first step: a folder it cannot write (read-only, another user's) failed as
+    // "Error: ENOENT: no such file or directory, mkdir '<folder>/logs'" (Node's recursive mkdir on EROFS).
+    if (writes) accessSync(dataDir, constants.W_OK | constants.X_OK);
+  } catch (error) {
+    const e = error as NodeJS.ErrnoException;
+    if (e.syscall === 'access') {
+      const why =
+        e.code === 'EROFS' ? 'is on a read-only file system (EROFS)' : `does not let this user write it (${e.code})`;
+      throw new CliError(
+        `the data folder ${dataDir} (LOCAL_DATA_DIR) ${why}: the gateway keeps its state there; set LOCAL_DATA_DIR to a folder this user can write (made if missing)`,
+      );
+    }
+    const folder = e.path ? path.dirname(e.path) : path.dirname(dataDir);
+    const why =
+      e.code === 'EACCES' || e.code === 'EPERM'
+        ? `${folder} does not let this user make folders in it (${e.code})`
+        : e.code === 'EROFS'
+          ? `${folder} is on a read-only file system (EROFS)`
+          : e.code === 'ENOSPC' || e.code === 'EDQUOT'
+            ? `the disk of ${folder} is full (${e.code})`
+            : e.code === 'ENOENT'
+              ? `${folder} takes no new folders (ENOENT)`
+              : `${folder} refused it (${e.message})`;
+    throw new CliError(
+      dataDirNotAFolder(error) ??
+        `the data folder ${dataDir} (LOCAL_DATA_DIR) cannot be made: ${why}; set LOCAL_DATA_DIR to a folder this user can write (made if missing)`,
+    );
   }
 }
 
@@ -543,6 +589,8 @@ export async function main(argv: string[]): Promise<number> {
   }
   try {
     refuseRepeatedFlags(flags);
+    if (['start', 'conversations', 'deliveries', 'endpoints'].includes(command ?? '') && !flags.includes('--aws'))
+      prepareDataDir(command === 'start');
     if (command === 'start') return await start(argv.slice(1));
     if (command === 'conversations' && sub === 'list') return await conversationsList(rest);
     if (command === 'conversations' && sub === 'show') return await conversationsShow(rest);

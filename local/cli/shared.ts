@@ -126,12 +126,19 @@ export function attemptsLabel(e: Pick<FailedDeliveryEnvelope, 'attempts'>): stri
   return `${made} attempt${made === 1 ? '' : 's'}`;
 }
 
-/** `--limit N` of a listing (a positive whole number), or `fallback` when not given. */
+/**
+ * The most rows a `--limit` asks for: every conversation of a large folder (docs/operations.md lists 14,377 with
+ * `--limit 100000`), not a number past what a search's SQL LIMIT takes (99999999999999999999 failed in DuckDB as
+ * "Conversion Error: Type INT128 …").
+ */
+const MAX_CLI_LIMIT = 1_000_000;
+
+/** `--limit N` of a listing (a whole number from 1 to MAX_CLI_LIMIT), or `fallback` when not given. */
 export function limitOf(value: string | undefined, fallback: number): number {
   if (value === undefined) return fallback;
   const limit = Number(value);
-  if (!/^\d+$/.test(value) || !Number.isInteger(limit) || limit < 1)
-    throw new CliError(`--limit must be a positive whole number, got "${value}"`);
+  if (!/^\d+$/.test(value) || !Number.isInteger(limit) || limit < 1 || limit > MAX_CLI_LIMIT)
+    throw new CliError(`--limit must be a whole number from 1 to ${MAX_CLI_LIMIT}, got "${value}"`);
   return limit;
 }
 

@@ -290,7 +290,7 @@ ${record.execution.errors.length === 0 ? '' : html`<h2>Errors</h2><ul class="err
  * ran and its own time: hours later, added to the run's, it read as a delivery longer than the whole conversation.
  */
 function timings(f: ConversationFigures): SafeHtml {
-  return html`<dt>timings</dt><dd id="timings">${formatRunFigures(f)}</dd>${f.later.length === 0 ? '' : html`<dt>redelivered</dt><dd id="later-deliveries"><ul class="later">${f.later.map((l) => html`<li>${formatLater(l)}</li>`)}</ul></dd>`}`;
+  return html`<dt>timings</dt><dd id="timings">${formatRunFigures(f)}</dd>${f.later.length === 0 ? '' : html`<dt>redeliveries</dt><dd id="later-deliveries"><ul class="later">${f.later.map((l) => html`<li>${formatLater(l)}</li>`)}</ul></dd>`}`;
 }
 
 /** The Idempotency-Key (or webhook-id) the gateway keyed the request on, and the inbound webhook-id it carried. */

@@ -12,7 +12,8 @@ import { isoInstant } from '../../functions/domain/named-queries.ts';
 import {
   canonicalSource,
   MAX_SOURCE_NAME_LENGTH,
-  SOURCE_NAME_PATTERN,
+  NAME_CHARACTERS,
+  nameBreak,
 } from '../../functions/domain/source-identity.ts';
 import { MAX_THREAD_ID_LENGTH, THREAD_ID_PATTERN } from '../../functions/domain/thread.ts';
 
@@ -143,6 +144,25 @@ function instant(flag: string, value: string | undefined): number | null {
   return t;
 }
 
+/**
+ * Where a --source value breaks the rule a request's source_system and source_process follow (the API's wording:
+ * functions/domain/source-identity.ts, nameBreak); null when it keeps it.
+ */
+function sourceFilterBreak(value: string): string | null {
+  const parts = value.split('/');
+  if (parts.length > 2) return "it has more than one '/'";
+  for (const [i, part] of parts.entries()) {
+    const field = i === 0 ? 'source_system' : 'source_process';
+    const where = parts.length === 1 ? '' : `its ${field}: `;
+    if (part === '') return `its ${field} is empty`;
+    if (part.length > MAX_SOURCE_NAME_LENGTH)
+      return `${where}${part.length - MAX_SOURCE_NAME_LENGTH} characters too many`;
+    const wrong = nameBreak(part);
+    if (wrong !== null) return `${where}${wrong}`;
+  }
+  return null;
+}
+
 export function parseFilter(flags: FilterFlags): ConversationFilter {
   // An empty value (`--status=`, `--type ,`) is refused as a wrong one is: taken as no filter, it listed everything.
   const types = list(flags.type);
@@ -159,10 +179,10 @@ export function parseFilter(flags: FilterFlags): ConversationFilter {
     throw new FilterError('--source needs a source system (or system/process)');
   // A value no request could have sent (a space, a third part) would match nothing: say so rather than list nothing.
   for (const s of list(flags.source)) {
-    const parts = s.split('/');
-    if (parts.length > 2 || parts.some((p) => p.length > MAX_SOURCE_NAME_LENGTH || !SOURCE_NAME_PATTERN.test(p)))
+    const wrong = sourceFilterBreak(s);
+    if (wrong !== null)
       throw new FilterError(
-        `--source takes a source_system or source_system/source_process (letters, digits, '_', '-', '.', starting with a letter or digit, at most ${MAX_SOURCE_NAME_LENGTH} each; or a comma-separated list); got ${quoted(s)}`,
+        `--source takes a source_system or source_system/source_process (or a comma-separated list), each of ${NAME_CHARACTERS}, at most ${MAX_SOURCE_NAME_LENGTH} characters; got ${quoted(s)}: ${wrong}`,
       );
   }
   const since = instant('since', flags.since);
@@ -177,7 +197,7 @@ export function parseFilter(flags: FilterFlags): ConversationFilter {
   const thread = flags.thread ?? null;
   if (thread !== null && (thread.length > MAX_THREAD_ID_LENGTH || !THREAD_ID_PATTERN.test(thread)))
     throw new FilterError(
-      `--thread takes a thread_id (letters, digits, '_', '-', '.', at most ${MAX_THREAD_ID_LENGTH}); got ${quoted(thread)}`,
+      `--thread takes a thread_id of ${NAME_CHARACTERS}, at most ${MAX_THREAD_ID_LENGTH} characters; got ${quoted(thread)}: ${nameBreak(thread) ?? `${thread.length - MAX_THREAD_ID_LENGTH} characters too many`}`,
     );
   const key = flags.key?.trim() ?? null;
   if (key !== null && !KEY_PATTERN.test(key))

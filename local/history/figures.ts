@@ -13,15 +13,20 @@
  */
 import type { ConversationRecord } from '../../functions/domain/conversation.ts';
 import { isDeferral, isLambdaRefusal } from '../../functions/domain/delivery.ts';
+import { printable } from '../../functions/domain/unicode.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
 import { timeline } from './timeline.ts';
 
-/** A redelivery that sent something: when its run started, what ran it, its time in Deliver and its tries. */
+/**
+ * A redelivery that sent something (or is still running): when its run started, what ran it, its time in Deliver, its
+ * tries, and what it did: `delivered`, `failed: HTTP 503`, `refused by Lambda (…)`, `still running`.
+ */
 export interface LaterDelivery {
   at: string;
   via: string;
   delivery_ms: number | null;
   tries: number;
+  result: string;
 }
 
 export interface ConversationFigures {
@@ -35,7 +40,7 @@ export interface ConversationFigures {
   retries: number;
   total_ms: number | null;
   run_ms: number | null;
-  /** The redeliveries after the run that sent something, oldest first (their times are not part of total_ms). */
+  /** The redeliveries after the run that sent something or still run, oldest first (their times are not part of total_ms). */
   later: LaterDelivery[];
 }
 
@@ -79,16 +84,43 @@ function viaOf(execution: ExecutionRecord): string {
   return typeof via === 'string' ? via : 'redelivery';
 }
 
+type Attempt = ConversationRecord['execution']['delivery_attempts'][number];
+
+/** How an attempt the record keeps ended: `delivered`, or `failed: HTTP 503` (its error when no answer came). */
+function attemptResult(a: Attempt | undefined): string | null {
+  if (a === undefined) return null;
+  if (a.outcome === 'delivered') return 'delivered';
+  return `failed: ${a.status_code !== undefined ? `HTTP ${a.status_code}` : printable((a.error ?? a.outcome).slice(0, 100))}`;
+}
+
+/**
+ * What a redelivery run did, by its last Deliver (and the attempt it made, named by its execution): before, the
+ * console called each one "redelivered", a failed one too.
+ */
+function laterResult(execution: ExecutionRecord, attempts: Attempt[]): string {
+  const deliver = timeline(execution)
+    .filter((row) => row.state === 'Deliver')
+    .at(-1);
+  if (execution.status === 'RUNNING' || deliver?.status === 'running') return 'still running';
+  if (deliver?.status === 'succeeded') return 'delivered';
+  const errorName = deliver?.error?.split(':')[0];
+  if (isLambdaRefusal(errorName)) return `refused by Lambda (${errorName})`;
+  const attempt = attemptResult(attempts.filter((a) => a.execution_name === execution.execution_name).at(-1));
+  if (attempt !== null) return attempt;
+  const error = deliver?.error ?? execution.error;
+  return `failed${error ? `: ${printable(error.slice(0, 100))}` : ''}`;
+}
+
 const sum = (values: (number | null)[]) =>
   values.some((v) => v !== null) ? values.reduce<number>((n, v) => n + (v ?? 0), 0) : null;
 
 export function conversationFigures(record: ConversationRecord, executions: ExecutionRecord[]): ConversationFigures {
   const own = executions.filter((e) => e.state_machine !== 'redelivery').map(deliverSent);
+  const attempts = record.execution.delivery_attempts;
   const later = executions
     .filter((e) => e.state_machine === 'redelivery')
-    .map((e) => ({ at: e.started_at, via: viaOf(e), ...deliverSent(e) }))
-    .filter((e) => e.tries > 0);
-  const attempts = record.execution.delivery_attempts;
+    .map((e) => ({ at: e.started_at, via: viaOf(e), ...deliverSent(e), result: laterResult(e, attempts) }))
+    .filter((e) => e.tries > 0 || e.result === 'still running');
   // Without a history (aged out, or run elsewhere): the record's attempts, each redelivery's its own.
   const keptLater = attempts.filter((a) => a.via !== undefined && a.via !== 'workflow');
   const runTries = own.reduce((n, e) => n + e.tries, 0);
@@ -109,8 +141,14 @@ export function conversationFigures(record: ConversationRecord, executions: Exec
     run_ms: first && Number.isFinite(stopped) ? stopped - Date.parse(first.started_at) : null,
     later:
       executions.length > 0
-        ? later.map(({ at, via, ms, tries }) => ({ at, via, delivery_ms: ms, tries }))
-        : keptLater.map((a) => ({ at: a.at, via: a.via!, delivery_ms: a.duration_ms, tries: 1 })),
+        ? later.map(({ at, via, ms, tries, result }) => ({ at, via, delivery_ms: ms, tries, result }))
+        : keptLater.map((a) => ({
+            at: a.at,
+            via: a.via!,
+            delivery_ms: a.duration_ms,
+            tries: 1,
+            result: attemptResult(a)!,
+          })),
   };
 }
 
@@ -118,9 +156,14 @@ const ms = (value: number | null) => (value === null ? '-' : `${value} ms`);
 
 const tries = (n: number) => `${n} ${n === 1 ? 'try' : 'tries'}`;
 
-/** How each redelivery went: `redrive at <time>: delivery 43 ms (1 try)`. */
+/**
+ * How each redelivery went: `redrive at <time>: delivered, delivery 43 ms (1 try)`, `schedule at <time>: failed: HTTP
+ * 503, delivery 40 ms (1 try)`, `resend at <time>: still running`.
+ */
 export const formatLater = (l: LaterDelivery) =>
-  `${l.via} at ${l.at}: delivery ${ms(l.delivery_ms)} (${tries(l.tries)})`;
+  l.result === 'still running'
+    ? `${l.via} at ${l.at}: still running`
+    : `${l.via} at ${l.at}: ${l.result}, delivery ${ms(l.delivery_ms)} (${tries(l.tries)})`;
 
 /** The run's own figures: `agent 12 ms · delivery 3012 ms (4 tries, 3 retries) · total 87 ms · run 147 ms`. */
 export function formatRunFigures(f: ConversationFigures): string {

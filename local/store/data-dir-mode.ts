@@ -1,4 +1,6 @@
-import { chmod, mkdir, stat } from 'node:fs/promises';
+import { mkdirSync, statSync } from 'node:fs';
+import { chmod, stat } from 'node:fs/promises';
+import path from 'node:path';
 
 /**
  * Local state is its owner's (docs/security.md): the data folder holds requests, answers, keys and secrets, and the
@@ -16,7 +18,7 @@ export type DataDirMode =
 const OWNER_ONLY = 0o700;
 
 export async function ownerOnlyDataDir(dir: string): Promise<DataDirMode> {
-  await mkdir(dir, { recursive: true, mode: OWNER_ONLY });
+  makeDataDir(dir);
   const info = await stat(dir);
   const mode = (info.mode & 0o7777).toString(8).padStart(4, '0');
   if ((info.mode & 0o077) === 0) return { state: 'private' };
@@ -34,4 +36,36 @@ export function dataDirModeWarning(dir: string, result: DataDirMode): string | n
   if (result.state === 'shared')
     return `webhook-gateway: ${dir} is open to other users (mode ${result.mode}) and is not yours to close: its conversations, answers and keys can be read by them; set LOCAL_DATA_DIR to a folder of your own`;
   return null;
+}
+
+/**
+ * The data folder made (0700) if missing, each missing folder above it too, one mkdir each: Node's recursive mkdir
+ * loops for ever where a folder's mkdir says ENOENT while the folder above it is there (`LOCAL_DATA_DIR=/proc/x`:
+ * thousands of mkdir a second, no end). Here that, a file in the way, a folder this user cannot write or a read-only
+ * file system is one error (the system's, on the folder that refused), for the command to say.
+ */
+export function makeDataDir(dir: string): void {
+  try {
+    mkdirSync(dir, OWNER_ONLY);
+    return;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST' && isFolder(dir)) return;
+    if (code !== 'ENOENT' || path.dirname(dir) === dir) throw error;
+  }
+  makeDataDir(path.dirname(dir));
+  try {
+    mkdirSync(dir, OWNER_ONLY);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST' && isFolder(dir)) return;
+    throw error;
+  }
+}
+
+function isFolder(dir: string): boolean {
+  try {
+    return statSync(dir).isDirectory();
+  } catch {
+    return false;
+  }
 }

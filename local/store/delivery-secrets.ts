@@ -99,6 +99,18 @@ export async function changeLocalDeliverySecrets(
 }
 
 /**
+ * Whether `file` is the data folder's secrets file and is not there yet: the first start makes it, one secret per type
+ * (localDeliverySecrets), so a listing says that rather than `unsigned`. A file the user named is never made.
+ */
+export async function secretsMadeAtFirstStart(dataDir: string, file: string | null): Promise<boolean> {
+  if (file !== deliverySecretsFile(dataDir)) return false;
+  return stat(file).then(
+    () => false,
+    (error: NodeJS.ErrnoException) => error.code === 'ENOENT',
+  );
+}
+
+/**
  * The secrets of a delivery secrets file by type, to count them (`endpoints list`, the console's Endpoints page),
  * never making one: null without a file (secrets in DELIVERY_SIGNING_SECRETS) or when it is not there or cannot be
  * used (the gateway's start and each delivery say why).

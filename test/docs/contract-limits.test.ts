@@ -41,6 +41,17 @@ describe('docs/contract.md: the body size limit', () => {
     expect(res.body).toMatchObject({ success: false, error: { code: 'PAYLOAD_TOO_LARGE' } });
   });
 
+  // Before, "the body and headers must fit in 262144 bytes" for a body of 140 KB, with nothing saying why it did not.
+  it('a body under 256 KB that escaping grows over it is refused, the message saying the body counts escaped', async () => {
+    expect(CONTRACT).toContain('so 140 KB of newlines is over');
+    const json = JSON.stringify(SEED_REQUEST);
+    const res = await world.post(`{${'\n'.repeat(140 * 1024)}${json.slice(1)}`);
+    expect(res.status).toBe(413);
+    expect(res.body.error.message).toBe(
+      `Request too large: the body and headers must fit in ${MAX_EXECUTION_INPUT_BYTES} bytes, the Step Functions input limit, counted as the escaped JSON string the body becomes there (each newline, tab, quote or backslash takes 2 bytes)`,
+    );
+  });
+
   it('a body of the size the page says is taken runs', async () => {
     const [, kb] = /one of (\d+) KB with the usual headers is taken/.exec(prose) ?? [];
     expect(kb).toBeDefined();

@@ -49,10 +49,17 @@ describe('deliveries list --limit', () => {
     expect(JSON.parse(fifty.stdout)).toHaveLength(50);
   });
 
-  it('refuses a limit that is not a positive whole number', async () => {
-    const refused = await runMain(['deliveries', 'list', '--limit', '0'], { LOCAL_DATA_DIR: dataDir });
-    expect(refused.code).not.toBe(0);
-    expect(refused.stderr).toContain('--limit must be a positive whole number, got "0"');
+  // Before, 99999999999999999999 was taken (and a search's SQL failed on it as "Conversion Error: Type INT128 …").
+  it.each([
+    [['deliveries', 'list'], '0'],
+    [['deliveries', 'list'], '1000001'],
+    [['conversations', 'list'], '99999999999999999999'],
+    [['conversations', 'search', 'x'], '99999999999999999999'],
+    [['deliveries', 'redrive', '--all', '--dry-run'], '99999999999999999999'],
+  ])('%j refuses --limit %s, naming the range', async (command, value) => {
+    const refused = await runMain([...command, '--limit', value], { LOCAL_DATA_DIR: dataDir });
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toBe(`webhook-gateway: --limit must be a whole number from 1 to 1000000, got "${value}"\n`);
   });
 });
 

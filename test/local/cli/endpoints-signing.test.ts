@@ -128,4 +128,29 @@ describe('endpoints set --secret, then endpoints list', () => {
     const listed = await runMain(['endpoints', 'list'], { ...env(), DELIVERY_SIGNING_SECRETS: `{"general":"${NEW}"}` });
     expect(listed.stdout).toMatch(/^general\s+healthy\s+not known here\s/m);
   });
+
+  // Before: every type `unsigned` (signing_secrets 0), though the first start makes one secret per type.
+  it('before the first start, says the first start makes the secrets, not unsigned, and makes none itself', async () => {
+    const fresh = await mkdtemp(path.join(tmpdir(), 'webhook-gateway-signing-fresh-'));
+    try {
+      const file = path.join(fresh, 'delivery-signing-secrets.json');
+      const listed = await runMain(['endpoints', 'list'], { ...env(), LOCAL_DATA_DIR: fresh });
+      expect(listed.code, listed.stderr).toBe(0);
+      expect(listed.stdout).toMatch(/^general\s+healthy\s+at first start\s/m);
+      expect(listed.stdout).not.toContain('unsigned');
+      expect(listed.stdout).toContain(
+        `No gateway has started on this data folder yet: its first start makes one signing secret per type in ${file}.\n`,
+      );
+      const json = await runMain(['endpoints', 'list', '--json'], { ...env(), LOCAL_DATA_DIR: fresh });
+      expect(JSON.parse(json.stdout)[0]).toMatchObject({ signing_secrets: null, signing_at_first_start: true });
+      await expect(readFile(file)).rejects.toMatchObject({ code: 'ENOENT' });
+      // Once made (as the first start does), the count is the file's.
+      await localDeliverySecrets(fresh);
+      const after = await runMain(['endpoints', 'list'], { ...env(), LOCAL_DATA_DIR: fresh });
+      expect(after.stdout).toMatch(/^general\s+healthy\s+one secret\s/m);
+      expect(after.stdout).not.toContain('first start');
+    } finally {
+      await rm(fresh, { recursive: true, force: true });
+    }
+  });
 });

@@ -1,11 +1,16 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PROJECT_ROOT } from '../../../local/paths.ts';
 import { checkEnvironment, handlerLogLevel, resolveOptions } from '../../../local/server/config.ts';
+import { runCommand } from '../../support/children.ts';
 import { runCli, runMain } from '../../support/cli.ts';
 import { startWorld } from '../../support/gateway.ts';
+
+const BIN = path.join(PROJECT_ROOT, 'bin', 'webhook-gateway.mjs');
 
 /** `webhook-gateway start` with a bad setting or a busy port: one clear line, exit 1, nothing left running. */
 let dataDir: string;
@@ -173,6 +178,64 @@ describe('start refuses bad configuration before it listens', () => {
       `webhook-gateway: the data folder ${under} (LOCAL_DATA_DIR) lies under ${file}, a file, not a folder: set LOCAL_DATA_DIR to a folder (made if missing)\n`,
     );
   });
+
+  // Before, Node's recursive mkdir looped for ever (thousands of mkdir a second): /proc/x's mkdir says ENOENT while
+  // /proc is there. Run as a child: in this process the loop would block the test's own timeout.
+  it.skipIf(process.platform !== 'linux')(
+    'LOCAL_DATA_DIR that cannot be made (/proc/x): one line naming it and why, exit 1, for start and a command',
+    async () => {
+      const line =
+        'webhook-gateway: the data folder /proc/x (LOCAL_DATA_DIR) cannot be made: /proc takes no new folders (ENOENT); set LOCAL_DATA_DIR to a folder this user can write (made if missing)\n';
+      for (const args of [['start'], ['conversations', 'query', 'select 1'], ['endpoints', 'list']]) {
+        const result = await runCli(args, { PORT: '0', LOCAL_S3_PORT: '0', LOCAL_DATA_DIR: '/proc/x' });
+        expect({ args, code: result.code, stdout: result.stdout, stderr: result.stderr }).toEqual({
+          args,
+          code: 1,
+          stdout: '',
+          stderr: line,
+        });
+      }
+    },
+    30_000,
+  );
+
+  // Before: "Error: ENOENT: no such file or directory, mkdir '<folder>/logs'" (Node's recursive mkdir on EROFS). A
+  // read-only file system is a tmpfs mounted read-only in a mount namespace of the command's own (root on Linux only).
+  const canMountReadOnly =
+    process.platform === 'linux' &&
+    process.getuid?.() === 0 &&
+    spawnSync('unshare', ['-m', 'true'], { stdio: 'ignore' }).status === 0;
+  it.skipIf(!canMountReadOnly)(
+    'a data folder on a read-only file system: start says so in one line, exit 1; a listing still reads it',
+    async () => {
+      const mount = path.join(dataDir, 'read-only');
+      await mkdir(mount, { recursive: true });
+      const inside = (command: string) =>
+        runCommand(
+          'unshare',
+          [
+            '-m',
+            'sh',
+            '-c',
+            `mount -t tmpfs -o ro tmpfs "$1" && exec "$2" "$3" ${command}`,
+            'sh',
+            mount,
+            process.execPath,
+            BIN,
+          ],
+          { env: { ...process.env, PORT: '0', LOCAL_S3_PORT: '0', LOCAL_DATA_DIR: mount } },
+        );
+      const started = await inside('start');
+      expect({ code: started.code, stderr: started.stderr }).toEqual({
+        code: 1,
+        stderr: `webhook-gateway: the data folder ${mount} (LOCAL_DATA_DIR) is on a read-only file system (EROFS): the gateway keeps its state there; set LOCAL_DATA_DIR to a folder this user can write (made if missing)\n`,
+      });
+      const listed = await inside('conversations list');
+      expect(listed.code, listed.stderr).toBe(0);
+      expect(listed.stdout).toMatch(/^No conversations yet in /);
+    },
+    30_000,
+  );
 
   // Before, each was ignored and the gateway started on PORT (3000 by default), as if `--port 4000` had been taken.
   it.each([[['--port', '4000']], [['--port=4000']], [['4000']]])(

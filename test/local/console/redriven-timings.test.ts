@@ -34,7 +34,7 @@ describe.skipIf(skipBrowser)('a redriven delivery’s time, in Chromium', () => 
     expect(row.delivery_ms).toBeLessThanOrEqual(row.total_time_ms);
     const redriveRun = (await world.gateway.executions.executions(id)).find((e) => e.state_machine === 'redelivery')!;
     expect(row.later_deliveries).toEqual([
-      { at: redriveRun.started_at, via: 'redrive', delivery_ms: expect.any(Number), tries: 1 },
+      { at: redriveRun.started_at, via: 'redrive', delivery_ms: expect.any(Number), tries: 1, result: 'delivered' },
     ]);
 
     await page.goto(`${world.gateway.url}/console/conversations/${id}`);
@@ -42,7 +42,9 @@ describe.skipIf(skipBrowser)('a redriven delivery’s time, in Chromium', () => 
       /^agent \d+ ms · delivery \d+ ms \(4 tries, 3 retries in the workflow\) · total \d+ ms · run \d+ ms$/,
     );
     expect(await page.locator('#later-deliveries li').allInnerTexts()).toEqual([
-      expect.stringMatching(new RegExp(`^redrive at ${redriveRun.started_at}: delivery \\d+ ms \\(1 try\\)$`)),
+      expect.stringMatching(
+        new RegExp(`^redrive at ${redriveRun.started_at}: delivered, delivery \\d+ ms \\(1 try\\)$`),
+      ),
     ]);
 
     // The list's delivery column (a wide window shows it): the run's time, and the redrive marked beside it.
@@ -50,6 +52,6 @@ describe.skipIf(skipBrowser)('a redriven delivery’s time, in Chromium', () => 
     await page.goto(`${world.gateway.url}/console`);
     const later = page.locator(`#conversations tr[data-id="${id}"] small.later`);
     expect(await later.innerText()).toBe('+1 later');
-    expect(await later.getAttribute('title')).toMatch(/^redrive at \S+: delivery \d+ ms \(1 try\)$/);
+    expect(await later.getAttribute('title')).toMatch(/^redrive at \S+: delivered, delivery \d+ ms \(1 try\)$/);
   });
 });

@@ -173,6 +173,20 @@ describe('conversation filters', () => {
     expect(() => parseFilter({ source: 'crm/sync/extra' })).toThrow(/--source takes/);
     expect(() => parseFilter({ source: 'crm_system,/sync' })).toThrow(/got "\/sync"/);
     expect(() => parseFilter({ source: 'x'.repeat(65) })).toThrow(/at most 64/);
+    // As the API says it (functions/domain/source-identity.ts): ASCII letters, and which character breaks the rule.
+    // Before: "(letters, digits, …)", and `büro` (whose ü is a letter) was refused without saying why.
+    const rule = "ASCII letters (A-Z, a-z), digits, '_', '-' and '.', starting with a letter or digit";
+    expect(() => parseFilter({ source: 'büro' })).toThrow(
+      `--source takes a source_system or source_system/source_process (or a comma-separated list), each of ${rule}, at most 64 characters; got "büro": character 2 is 'ü' (U+00FC)`,
+    );
+    expect(() => parseFilter({ source: 'crm/caf_é' })).toThrow(
+      /got "crm\/caf_é": its source_process: character 5 is 'é' \(U\+00E9\)$/,
+    );
+    expect(() => parseFilter({ source: 'a/b/c' })).toThrow(/got "a\/b\/c": it has more than one '\/'$/);
+    expect(() => parseFilter({ source: '_crm' })).toThrow(/got "_crm": it starts with '_'$/);
+    expect(() => parseFilter({ thread: 't€' })).toThrow(
+      `--thread takes a thread_id of ${rule}, at most 128 characters; got "t€": character 2 is '€' (U+20AC)`,
+    );
     // A page of pasted text is quoted by its start and its length (before: whole, thousands of characters on the
     // console's page and in the terminal); a short value whole, as typed.
     for (const flag of ['source', 'id', 'key', 'status', 'type', 'since', 'thread'] as const) {
@@ -183,7 +197,8 @@ describe('conversation filters', () => {
           return e as Error;
         }
       })();
-      expect(error?.message, flag).toMatch(new RegExp(`got "${'ü'.repeat(60)}…" \\(9060 characters\\)$`));
+      // --source and --thread then say which character breaks their rule.
+      expect(error?.message, flag).toMatch(new RegExp(`got "${'ü'.repeat(60)}…" \\(9060 characters\\)(: [^"]*)?$`));
       expect(error?.message.length, flag).toBeLessThan(400);
     }
     expect(() => parseFilter({ id: 'ü'.repeat(80) })).toThrow(`got "${'ü'.repeat(80)}"`);

@@ -123,7 +123,7 @@ describe('a conversation’s figures, the same in show and the console', () => {
       tries: 1,
       run_tries: 0,
       delivery_ms: null,
-      later: [{ at: at(3_600_000), via: 'schedule', delivery_ms: 3, tries: 1 }],
+      later: [{ at: at(3_600_000), via: 'schedule', delivery_ms: 3, tries: 1, result: 'delivered' }],
     });
     // A try that failed, retried, then ran out of time: two POSTs (the deferral carries the second's attempt).
     const retried = run(
@@ -201,7 +201,7 @@ describe('a conversation’s figures, the same in show and the console', () => {
     expect(figures).toMatchObject({ delivery_ms: 1_990, tries: 3, run_tries: 2, retries: 1, total_ms: 3_087 });
     expect(figures.delivery_ms!).toBeLessThanOrEqual(figures.total_ms!);
     expect(formatFigures(figures)).toBe(
-      `agent 20 ms · delivery 1990 ms (2 tries, 1 retry in the workflow) · total 3087 ms · run 2100 ms · then redrive at ${at(3 * 3_600_000)}: delivery 1200 ms (1 try)`,
+      `agent 20 ms · delivery 1990 ms (2 tries, 1 retry in the workflow) · total 3087 ms · run 2100 ms · then redrive at ${at(3 * 3_600_000)}: delivered, delivery 1200 ms (1 try)`,
     );
     // Its history aged out: the record's attempts say which were the run's and which a redelivery's, and when.
     const record = closedRecord();
@@ -211,7 +211,69 @@ describe('a conversation’s figures, the same in show and the console', () => {
     ];
     const kept = { ...record, execution: { ...record.execution, delivery_attempts: attempts } };
     expect(formatFigures(conversationFigures(kept, []))).toBe(
-      `agent 20 ms · delivery 900 ms (1 try) · total 3087 ms · run - · then redrive at ${at(3 * 3_600_000)}: delivery 39 ms (1 try)`,
+      `agent 20 ms · delivery 900 ms (1 try) · total 3087 ms · run - · then redrive at ${at(3 * 3_600_000)}: delivered, delivery 39 ms (1 try)`,
+    );
+  });
+
+  // Before, each was "redrive at …: delivery 40 ms (1 try)" (the console headed them "redelivered"), a failed one too.
+  it('says what each redelivery did: delivered, failed with its status, refused by Lambda, still running', () => {
+    const own = execution(
+      [
+        [10, 'StateEntered', 'Deliver'],
+        [3_040, 'StateExited', 'Deliver'],
+      ],
+      3_147,
+    );
+    const redelivery = (name: string, via: string, events: HistoryEvent[], status = 'SUCCEEDED'): ExecutionRecord => ({
+      ...execution([], 0),
+      execution_name: name,
+      state_machine: 'redelivery',
+      status: status as ExecutionRecord['status'],
+      started_at: at(3_600_000),
+      stopped_at: at(3_600_100),
+      input: { redelivery: { via } },
+      events,
+    });
+    const entered = { type: 'StateEntered', timestamp: T0 + 3_600_001, state: 'Deliver' };
+    const failedWith = (error: string, cause: string) => [
+      entered,
+      { type: 'StateFailed', timestamp: T0 + 3_600_041, state: 'Deliver', error, cause },
+      { type: 'StateCaught', timestamp: T0 + 3_600_041, state: 'Deliver' },
+    ];
+    const failed = redelivery('req-1-redelivery-1-a', 'schedule', failedWith('DeliveryRetryableError', 'HTTP 503'));
+    const refusedOnRetry = redelivery('req-1-redelivery-2-b', 'redrive', [
+      entered,
+      { type: 'StateRetried', timestamp: T0 + 3_600_021, state: 'Deliver' },
+      ...failedWith('Lambda.TooManyRequestsException', 'Rate Exceeded.').slice(1),
+    ]);
+    const running = redelivery('req-1-redelivery-3-c', 'resend', [entered], 'RUNNING');
+    const record = closedRecord();
+    const kept = {
+      ...record,
+      execution: {
+        ...record.execution,
+        delivery_attempts: [
+          ...record.execution.delivery_attempts,
+          {
+            attempt: 2,
+            at: at(3_600_002),
+            outcome: 'retryable',
+            status_code: 503,
+            duration_ms: 40,
+            via: 'schedule',
+            execution_name: 'req-1-redelivery-1-a',
+          } as never,
+        ],
+      },
+    };
+    const figures = conversationFigures(kept, [own, failed, refusedOnRetry, running]);
+    expect(figures.later.map((l) => l.result)).toEqual([
+      'failed: HTTP 503',
+      'refused by Lambda (Lambda.TooManyRequestsException)',
+      'still running',
+    ]);
+    expect(formatFigures(figures)).toBe(
+      `agent 20 ms · delivery 3030 ms (1 try) · total 3087 ms · run 3147 ms · then schedule at ${at(3_600_000)}: failed: HTTP 503, delivery 40 ms (1 try) · then redrive at ${at(3_600_000)}: refused by Lambda (Lambda.TooManyRequestsException), delivery 40 ms (1 try) · then resend at ${at(3_600_000)}: still running`,
     );
   });
 
