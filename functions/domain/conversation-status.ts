@@ -11,7 +11,7 @@ import {
 } from './gateway-contract.ts';
 import { IN_PROGRESS_TTL_SECONDS } from './idempotency.ts';
 import { type InboundPolicy, verifyInbound } from './signatures.ts';
-import { apiKeyMismatch, canonicalSource, MAX_SOURCE_NAME_LENGTH, SOURCE_NAME_PATTERN } from './source-identity.ts';
+import { apiKeyMismatch, canonicalSource, SOURCE_NAME_RULE, sourceNameProblem } from './source-identity.ts';
 
 /**
  * The status of a conversation started with `Prefer: respond-async` (docs/contract.md#get-conversationsid): one small
@@ -142,9 +142,10 @@ export function authorizeStatusRequest(
   if (!isConversationId(request.conversation_id))
     return { ok: false, result: notAConversationId(request.conversation_id) };
   const claimed = request.source_system;
-  if (!claimed || claimed.length > MAX_SOURCE_NAME_LENGTH || !SOURCE_NAME_PATTERN.test(claimed)) {
+  const problem = claimed ? sourceNameProblem(claimed) : null;
+  if (!claimed || problem !== null) {
     const message = claimed
-      ? 'source_system must be a source name: letters, digits, _ - ., at most 64 characters'
+      ? `source_system must be a source name (${SOURCE_NAME_RULE}): ${problem}`
       : 'source_system is required: the source that started the conversation';
     return {
       ok: false,

@@ -1,6 +1,6 @@
 import { CONVERSATIONS_TABLE } from './analytics-table.ts';
 import { isCalendarDate } from './iso-date.ts';
-import { canonicalSource, MAX_SOURCE_NAME_LENGTH, SOURCE_NAME_PATTERN } from './source-identity.ts';
+import { canonicalSource, SOURCE_NAME_RULE, sourceNameProblem } from './source-identity.ts';
 
 /**
  * The saved SQL queries over the `conversations` table: the three Logs Insights questions of docs/deploy.md,
@@ -229,9 +229,10 @@ export function bindNamedQuery(
     if (param.name !== 'source_system') return value;
     // A name no request could have sent would only find nothing: refused, as the --source filters refuse it.
     const source = value.trim();
-    if (source.length > MAX_SOURCE_NAME_LENGTH || !SOURCE_NAME_PATTERN.test(source))
+    const problem = sourceNameProblem(source);
+    if (problem !== null)
       throw new QueryParamError(
-        `${query.id}: source_system takes a source_system name (letters, digits, '_', '-', '.', starting with a letter or digit, at most ${MAX_SOURCE_NAME_LENGTH}); got "${value}"`,
+        `${query.id}: source_system takes a source_system name (${SOURCE_NAME_RULE}); got "${value}": ${problem}`,
       );
     return canonicalSource(source);
   });

@@ -29,6 +29,16 @@ export function nameBreak(name: string): string | null {
   return `${at === 0 ? 'it starts with' : `character ${at + 1} is`} ${shown}`;
 }
 
+/** What keeps `name` from being a source name, in a message's words (nameBreak, or its length); null if it is one. */
+export function sourceNameProblem(name: string): string | null {
+  if (name === '') return 'it is empty';
+  if (name.length > MAX_SOURCE_NAME_LENGTH) return `it has ${name.length} characters`;
+  return nameBreak(name);
+}
+
+/** The rule of a source name, as the messages about one say it. */
+export const SOURCE_NAME_RULE = `${NAME_CHARACTERS}, at most ${MAX_SOURCE_NAME_LENGTH} characters`;
+
 export function canonicalSource(name: string): string {
   return name.toLowerCase().replace(/[._-]+/g, '_');
 }
@@ -42,10 +52,9 @@ export function bySource<T>(entries: Record<string, T>, setting: string): Record
   const out: Record<string, T> = {};
   const spelled: Record<string, string> = {};
   for (const [name, value] of Object.entries(entries)) {
-    if (!SOURCE_NAME_PATTERN.test(name) || name.length > MAX_SOURCE_NAME_LENGTH)
-      throw new Error(
-        `${setting}: "${name}" is not a source_system name (letters, digits, _ - ., starting with a letter or digit, at most ${MAX_SOURCE_NAME_LENGTH})`,
-      );
+    const problem = sourceNameProblem(name);
+    if (problem !== null)
+      throw new Error(`${setting}: "${name}" is not a source_system name (${SOURCE_NAME_RULE}): ${problem}`);
     const id = canonicalSource(name);
     if (Object.hasOwn(spelled, id))
       throw new Error(

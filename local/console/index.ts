@@ -13,8 +13,10 @@ import { isConversationId } from '../../functions/domain/conversation-id.ts';
 import type { FailedDeliveryEnvelope } from '../../functions/domain/failed-delivery.ts';
 import {
   canonicalSource,
-  MAX_SOURCE_NAME_LENGTH,
-  SOURCE_NAME_PATTERN,
+  NAME_CHARACTERS,
+  nameBreak,
+  SOURCE_NAME_RULE,
+  sourceNameProblem,
 } from '../../functions/domain/source-identity.ts';
 import { MAX_THREAD_ID_LENGTH, THREAD_ID_PATTERN } from '../../functions/domain/thread.ts';
 import { UnreadableFileError } from '../../functions/shared/local-files.ts';
@@ -397,10 +399,11 @@ function consolePages(ctx: ConsoleContext) {
 
 /** Why a thread page's source or thread id names no thread the webhook could have taken, or null. */
 function threadRefusal(source: string, threadId: string): string | null {
-  if (source.length > MAX_SOURCE_NAME_LENGTH || !SOURCE_NAME_PATTERN.test(source))
-    return `"${source}" is not a source system (letters, digits, '_', '-' and '.', starting with a letter or digit, at most ${MAX_SOURCE_NAME_LENGTH}): no thread is of it.`;
+  const sourceProblem = sourceNameProblem(source);
+  if (sourceProblem !== null)
+    return `"${source}" is not a source system (${SOURCE_NAME_RULE}): ${sourceProblem}; no thread is of it.`;
   if (threadId.length > MAX_THREAD_ID_LENGTH || !THREAD_ID_PATTERN.test(threadId))
-    return `"${threadId}" is not a thread id (letters, digits, '_', '-' and '.', starting with a letter or digit, at most ${MAX_THREAD_ID_LENGTH}): no conversation is in it.`;
+    return `"${threadId}" is not a thread id (${NAME_CHARACTERS}, at most ${MAX_THREAD_ID_LENGTH} characters): ${nameBreak(threadId) ?? `it has ${threadId.length} characters`}; no conversation is in it.`;
   return null;
 }
 

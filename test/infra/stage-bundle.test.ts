@@ -443,7 +443,8 @@ describe("each function's bundle, split in chunks", () => {
       // +1.5 KB (fsedge21): the local files' one reader (functions/shared/local-files.ts readDataFile: a regular file
       // only, never a link or a FIFO, capped), in each store's local adapter bundled with it.
       // +0.2 KB (receiverurl21): an id of no conversation id's form answered as such (notAConversationId).
-      'conversation-status': 75,
+      // +0.5 KB (words28): a source_system of the wrong characters told which, in a request's words (nameBreak): 75.5 KB.
+      'conversation-status': 76,
       // +0.7 KB: the schedule holds a damaged local receiver file's deliveries and skips a held type unread.
       // +0.6 KB: a stale lock of a local receiver file is removed by one process at a time (removeStaleLock).
       // +1.9 KB: its claim on a conversation's redelivery (one in flight at a time; no SDK module more, the DynamoDB

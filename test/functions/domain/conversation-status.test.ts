@@ -34,6 +34,24 @@ describe('who may read a status', () => {
     expect(authorizeStatusRequest(request({ source_system: '../etc' }), OPEN_POLICY)).toMatchObject({
       result: { statusCode: 400 },
     });
+    // Said in the words of a request's own error: ASCII letters, and which character breaks the rule.
+    expect(authorizeStatusRequest(request({ source_system: 'büro' }), OPEN_POLICY)).toMatchObject({
+      result: {
+        statusCode: 400,
+        body: {
+          error: {
+            details: [
+              {
+                field: 'source_system',
+                message: expect.stringMatching(
+                  /ASCII letters .*at most 64 characters\): character 2 is 'ü' \(U\+00FC\)$/,
+                ),
+              },
+            ],
+          },
+        },
+      },
+    });
     expect(authorizeStatusRequest(request({ conversation_id: '../../x' }), OPEN_POLICY)).toMatchObject({
       result: { statusCode: 404, body: { error: { code: 'NOT_FOUND' } } },
     });

@@ -286,8 +286,9 @@ describe('binding parameters', () => {
     const bySource = namedQuery('conversations-by-source')!;
     for (const bad of ['your system', 'crm/sync', '_crm', 'x'.repeat(65)])
       expect(() => bindNamedQuery(bySource, { source_system: bad }, NOW), bad).toThrow(
-        /^conversations-by-source: source_system takes a source_system name/,
+        /^conversations-by-source: source_system takes a source_system name \(ASCII letters/,
       );
+    expect(() => bindNamedQuery(bySource, { source_system: 'x'.repeat(65) }, NOW)).toThrow(/: it has 65 characters$/);
   });
 });
 

