@@ -80,14 +80,16 @@ function hasOverflowingNumber(value: unknown): boolean {
 }
 
 /**
- * Whitespace JavaScript's trim keeps (U+0085 NEL, which Unicode counts as whitespace), control characters, and the
- * characters that show nothing (zero-width spaces and joiners, U+FEFF, U+2060, bidirectional marks: Unicode's
- * Default_Ignorable_Code_Point): a query of only these asks nothing, yet ran a whole conversation with the agent.
+ * A character that shows: none of the whitespace JavaScript's trim keeps (U+0085 NEL, which Unicode counts as
+ * whitespace), the control characters, and the characters that show nothing (zero-width spaces and joiners, U+FEFF,
+ * U+2060, bidirectional marks: Unicode's Default_Ignorable_Code_Point). A query of only those asks nothing, yet ran a
+ * whole conversation with the agent.
  */
-const INVISIBLE = /[\p{White_Space}\p{Cc}\p{Default_Ignorable_Code_Point}]/gu;
+const VISIBLE = /[^\p{White_Space}\p{Cc}\p{Default_Ignorable_Code_Point}]/u;
 
+/** Found at the query's first visible character (its first, mostly), with no copy of the query made. */
 function hasVisibleCharacter(query: string): boolean {
-  return query.replace(INVISIBLE, '').length > 0;
+  return VISIBLE.test(query);
 }
 
 export const WebhookRequestSchema = v.strictObject(

@@ -260,12 +260,11 @@ export async function endpointsCommand(sub: string, args: string[]): Promise<num
   // others are listed all the same (docs/operations.md, "After a crash").
   // Before the first start, the secrets file is not there: each type was shown `unsigned`, which its start then signs.
   const atFirstStart = !running && (await secretsMadeAtFirstStart(dataDir, signingFile));
+  const { summaries } = await failedDeliveries.summaries();
   const rows = (
     await receiverRows(
       store,
-      (
-        await failedDeliveries.summaries()
-      ).summaries,
+      summaries,
       await localDeployedUrls(dataDir),
       await localBreaker(dataDir),
       await readDeliverySecrets(signingFile),

@@ -195,13 +195,18 @@ function prepareDataDir(writes: boolean): void {
   }
 }
 
-async function start(args: string[]): Promise<number> {
-  // Before, each was ignored: `start --port 4000` (or `npm start -- --port 4000`) started on PORT, 3000 by default,
-  // as if it had been taken. The gateway's settings are environment variables only.
+/**
+ * `start` takes no arguments. Before, each was ignored: `start --port 4000` (or `npm start -- --port 4000`) started on
+ * PORT, 3000 by default, as if it had been taken. The gateway's settings are environment variables only.
+ */
+function refuseStartArguments(args: string[]): void {
   if (args.length > 0)
     throw new CliError(
       `start takes no arguments, got "${printable(args.join(' '))}": its settings are environment variables, e.g. PORT=4000 npx webhook-gateway start (every variable: docs/configuration.md)`,
     );
+}
+
+async function start(): Promise<number> {
   const { startGateway } = await import('../server/gateway.ts');
   const { divertHandlerLogs } = await import('../server/log-sink.ts');
   let options: GatewayOptions;
@@ -589,9 +594,11 @@ export async function main(argv: string[]): Promise<number> {
   }
   try {
     refuseRepeatedFlags(flags);
+    // Refused before its data folder is made.
+    if (command === 'start') refuseStartArguments(argv.slice(1));
     if (['start', 'conversations', 'deliveries', 'endpoints'].includes(command ?? '') && !flags.includes('--aws'))
       prepareDataDir(command === 'start');
-    if (command === 'start') return await start(argv.slice(1));
+    if (command === 'start') return await start();
     if (command === 'conversations' && sub === 'list') return await conversationsList(rest);
     if (command === 'conversations' && sub === 'show') return await conversationsShow(rest);
     if (command === 'conversations' && sub === 'search') return await conversationsSearch(rest);

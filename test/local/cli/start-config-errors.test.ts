@@ -1,4 +1,5 @@
 import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -239,9 +240,11 @@ describe('start refuses bad configuration before it listens', () => {
 
   // Before, each was ignored and the gateway started on PORT (3000 by default), as if `--port 4000` had been taken.
   it.each([[['--port', '4000']], [['--port=4000']], [['4000']]])(
-    'start %j: refused, naming the environment variables, exit 1, nothing started',
+    'start %j: refused, naming the environment variables, exit 1, nothing started, no data folder made',
     async (args) => {
-      const result = await runMain(['start', ...args], { PORT: '0', LOCAL_S3_PORT: '0', LOCAL_DATA_DIR: dataDir });
+      const notMade = path.join(dataDir, 'not-made');
+      const result = await runMain(['start', ...args], { PORT: '0', LOCAL_S3_PORT: '0', LOCAL_DATA_DIR: notMade });
+      expect(existsSync(notMade)).toBe(false);
       expect(result.code).toBe(1);
       expect(result.stdout).toBe('');
       expect(result.stderr).toBe(
