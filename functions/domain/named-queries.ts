@@ -69,7 +69,7 @@ export const NAMED_QUERIES: readonly NamedQuery[] = [
     id: 'conversations-by-source',
     title: 'Find All Conversations for a Source System',
     description:
-      "Every conversation of one source system, newest first (the deployment guide's first Logs Insights query).",
+      'Every conversation of one source system, newest first (the first saved Logs Insights query, docs/deploy.md#monitoring).',
     params: [SINCE, SINCE, SOURCE],
     sql: `SELECT received_at, conversation_id, source_system, source_process, webhook_type, status, delivery_status, total_time_ms
 FROM ${CONVERSATIONS_TABLE}

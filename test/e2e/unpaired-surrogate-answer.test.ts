@@ -9,7 +9,7 @@ import { captureJsonLines } from '../support/log-capture.ts';
 /**
  * An agent whose JSON holds an unpaired surrogate escape (`\ud800`), which no UTF-8 text can hold: the gateway writes
  * U+FFFD in its place, in the caller's answer, the delivery and every export alike, and every export stays JSON
- * that jq (the deployment guide's reader of conversation.json) takes (docs/contract.md#the-manager-agent).
+ * that jq (docs/operations.md's reader of conversation.json) takes (docs/contract.md#the-manager-agent).
  */
 let world: TestWorld;
 

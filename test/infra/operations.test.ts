@@ -57,7 +57,7 @@ function matchesJsonPattern(pattern: string, event: Record<string, unknown>): bo
   });
 }
 
-/** The deployment guide's three queries (docs/deploy.md#monitoring), trailing spaces included. */
+/** The three saved Logs Insights queries (docs/deploy.md#monitoring), trailing spaces included. */
 const SEED = [
   'fields @timestamp, conversation_id, webhook_metadata.source_system\n| filter event_type = "WEBHOOK_CONVERSATION_COMPLETED"\n| filter webhook_metadata.source_system = "your_system"\n| sort @timestamp desc',
   'fields @timestamp, conversation_id, total_time_ms\n| filter event_type = "WEBHOOK_CONVERSATION_COMPLETED"\n| stats avg(total_time_ms), max(total_time_ms), min(total_time_ms) by bin(5m)',

@@ -125,18 +125,27 @@ function loggedTries(envelope: FailedDeliveryEnvelope) {
   }));
 }
 
+/**
+ * Two dead letters: `behind`, whose attempt log has tries its envelope lacks (loggedTries), and `unread`, whose log's
+ * Query is denied.
+ */
+function behindAndUnread() {
+  const behind = deadEnvelope('aaa111');
+  const unread = deadEnvelope('bbb222');
+  deadLetters(sqsMessage(behind), sqsMessage(unread));
+  dynamoMock
+    .on(QueryCommand, { ExpressionAttributeValues: { ':pk': { S: `conversation#${behind.conversation_id}` } } })
+    .resolves({ Items: loggedTries(behind) });
+  dynamoMock
+    .on(QueryCommand, { ExpressionAttributeValues: { ':pk': { S: `conversation#${unread.conversation_id}` } } })
+    .rejects(Object.assign(new Error('no'), { name: 'AccessDeniedException' }));
+  return { behind, unread };
+}
+
 describe('deliveries list --aws', () => {
   it('counts the tries only the attempt log has (a Query per dead letter listed); one whose log cannot be read as its envelope carries it, said on stderr', async () => {
     // Before: the envelope's count (1), until a redrive.
-    const behind = deadEnvelope('aaa111');
-    const unread = deadEnvelope('bbb222');
-    deadLetters(sqsMessage(behind), sqsMessage(unread));
-    dynamoMock
-      .on(QueryCommand, { ExpressionAttributeValues: { ':pk': { S: `conversation#${behind.conversation_id}` } } })
-      .resolves({ Items: loggedTries(behind) });
-    dynamoMock
-      .on(QueryCommand, { ExpressionAttributeValues: { ':pk': { S: `conversation#${unread.conversation_id}` } } })
-      .rejects(Object.assign(new Error('no'), { name: 'AccessDeniedException' }));
+    const { behind, unread } = behindAndUnread();
     const run = await runMain(['deliveries', 'list', '--aws', '--json']);
     expect(run.code).toBe(0);
     const rows = JSON.parse(run.stdout) as FailedDeliveryEnvelope[];
@@ -447,15 +456,7 @@ describe('deliveries redrive --aws', () => {
 
   it('--dry-run counts the tries only the attempt log has, as `deliveries list --aws` (one Query per delivery planned, after they are visible again); one whose log cannot be read as its envelope carries it, said on stderr', async () => {
     // Before: the envelope's count (1 attempt), while the list said 2 and the redrive numbers attempt 3.
-    const behind = deadEnvelope('aaa111');
-    const unread = deadEnvelope('bbb222');
-    deadLetters(sqsMessage(behind), sqsMessage(unread));
-    dynamoMock
-      .on(QueryCommand, { ExpressionAttributeValues: { ':pk': { S: `conversation#${behind.conversation_id}` } } })
-      .resolves({ Items: loggedTries(behind) });
-    dynamoMock
-      .on(QueryCommand, { ExpressionAttributeValues: { ':pk': { S: `conversation#${unread.conversation_id}` } } })
-      .rejects(Object.assign(new Error('no'), { name: 'AccessDeniedException' }));
+    const { behind, unread } = behindAndUnread();
     const plan = await runMain(['deliveries', 'redrive', '--all', '--dry-run', '--aws', '--region', 'us-east-1']);
     expect(plan.code).toBe(0);
     expect(plan.stdout.split('\n').slice(1, 3)).toEqual([
