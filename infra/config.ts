@@ -50,6 +50,12 @@ export interface GatewayConfig {
   deliveryTimeoutMs: number;
   /** Name of an existing bucket to export into; empty: the stack creates one. */
   exportBucketName: string;
+  /**
+   * ARN of the customer-managed KMS key that existing bucket encrypts with by default (SSE-KMS); empty: none (SSE-S3,
+   * or the AWS-managed `aws/s3` key, which need no grant). Whatever writes the exports may then GenerateDataKey with
+   * it, whatever reads them Decrypt (S3's calls only). Only with exportBucketName.
+   */
+  exportBucketKmsKeyArn: string;
   /** ENABLE_CONVERSATION_EXPORT. */
   enableConversationExport: boolean;
   /** Days after which exports of 128 KB or more move to S3 Standard-IA (new bucket only); 0: never. */
@@ -159,6 +165,7 @@ export const DEFAULT_CONFIG: GatewayConfig = {
   deliveryUrls: { deal_analysis: '', data_analysis: '', lead_analysis: '', general: '' },
   deliveryTimeoutMs: DEFAULTS.deliveryTimeoutMs,
   exportBucketName: '',
+  exportBucketKmsKeyArn: '',
   enableConversationExport: true,
   exportTransitionDays: 90,
   exportExpirationDays: 0,
@@ -354,6 +361,7 @@ export function resolveConfig(node: Node, overrides: Partial<GatewayConfig> = {}
       MAX_DELIVERY_TIMEOUT_MS,
     ),
     exportBucketName: text('exportBucketName', get('exportBucketName'), d.exportBucketName),
+    exportBucketKmsKeyArn: text('exportBucketKmsKeyArn', get('exportBucketKmsKeyArn'), d.exportBucketKmsKeyArn),
     enableConversationExport: flag(
       'enableConversationExport',
       get('enableConversationExport'),
@@ -454,6 +462,8 @@ export function resolveConfig(node: Node, overrides: Partial<GatewayConfig> = {}
     throw new ConfigError(
       `context exportBucketName must be the name of an S3 bucket (3-63 lowercase letters, digits, . and -; not s3:// or an ARN), got ${config.exportBucketName}`,
     );
+  const keyProblem = kmsKeyArnProblem(config);
+  if (keyProblem) throw new ConfigError(`context exportBucketKmsKeyArn ${keyProblem}`);
   if (!AGENT_FUNCTION.test(config.agentFunctionName))
     throw new ConfigError(`context agentFunctionName ${AGENT_FUNCTION_RULE}, got ${config.agentFunctionName}`);
   if (!/^[A-Za-z0-9_]+$/.test(config.stageName))
@@ -486,6 +496,26 @@ export function resolveConfig(node: Node, overrides: Partial<GatewayConfig> = {}
     );
   }
   return config;
+}
+
+/**
+ * A KMS key's ARN (`arn:<partition>:kms:<region>:<account>:key/<key id>`: a key id, or a multi-Region key's `mrk-…`).
+ * An IAM policy grants the use of a key only by its ARN: a statement naming an alias applies to the alias, not to
+ * the key behind it (AWS KMS developer guide, "Use aliases to control access to KMS keys").
+ */
+const KMS_KEY_ARN =
+  /^arn:aws(-[a-z]+)*:kms:[a-z]{2}(-[a-z]+)+-\d:\d{12}:key\/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32})$/;
+
+/** Why exportBucketKmsKeyArn cannot be used as given, or null (also when it is not set). */
+function kmsKeyArnProblem(config: GatewayConfig): string | null {
+  const arn = config.exportBucketKmsKeyArn;
+  if (!arn) return null;
+  if (!config.exportBucketName)
+    return 'is the key of an existing bucket (exportBucketName): the bucket the stack creates is encrypted with SSE-S3, no key';
+  if (/^arn:[^:]+:kms:[^:]*:[^:]*:alias\//.test(arn) || arn.startsWith('alias/'))
+    return `must be the key's ARN, not an alias (an IAM policy naming an alias does not grant the use of its key: aws kms describe-key --key-id ${arn} --query KeyMetadata.Arn), got ${arn}`;
+  if (!KMS_KEY_ARN.test(arn)) return `must be a KMS key ARN (arn:aws:kms:<region>:<account>:key/<key id>), got ${arn}`;
+  return null;
 }
 
 /** Every context key this stack reads: the fields of GatewayConfig, the delivery URLs under their own keys. */

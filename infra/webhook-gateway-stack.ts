@@ -176,6 +176,7 @@ export class WebhookGatewayStack extends Stack {
       deliveriesTable: this.deliveries.table,
       deliveriesVariables: deliveriesVariables(config, this.deliveries.table),
       exportBucket: this.storage.bucket,
+      exportKeyArn: config.exportBucketKmsKeyArn || undefined,
       enableConversationExport: config.enableConversationExport,
       statusTable: this.asyncTables.status,
       logRetention,
@@ -232,6 +233,7 @@ export class WebhookGatewayStack extends Stack {
     this.queries = new SavedQueries(this, 'Queries', { logGroups: this.functions.all.map((fn) => fn.stageLogGroup) });
     this.analytics = new ConversationAnalytics(this, 'Analytics', {
       exportBucket: this.storage.bucket,
+      exportKeyArn: config.exportBucketKmsKeyArn || undefined,
       databaseName: analyticsDatabaseName(this.stackName),
       databaseId: analyticsDatabaseId(this.stackName),
       workGroupName: analyticsWorkGroupName(this.stackName),
@@ -244,6 +246,7 @@ export class WebhookGatewayStack extends Stack {
       failedDeliveryQueue: this.queues.queue,
       redeliveryStateMachine: this.redelivery.stateMachine,
       exportBucket: this.storage.bucket,
+      exportKeyArn: config.exportBucketKmsKeyArn || undefined,
       executionLogGroups: [this.workflow.logGroup, this.redelivery.logGroup, this.accept.logGroup],
       deliveriesTable: this.deliveries.table,
       idempotencyTable: this.idempotency.table,

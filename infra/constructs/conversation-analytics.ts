@@ -17,10 +17,13 @@ import {
 import { EXPORT_PREFIX } from '../../functions/domain/export-formats.ts';
 import { NAMED_QUERIES } from '../../functions/domain/named-queries.ts';
 import { bucketObjectsFinding } from '../nag-findings.ts';
+import { exportKeyStatement } from './conversation-export-bucket.ts';
 
 export interface ConversationAnalyticsProps {
   /** The export bucket (conversation-history/YYYY/MM/DD/<conversation_id>/analysis.json). */
   readonly exportBucket: IBucket;
+  /** The customer-managed key an existing export bucket encrypts with (context exportBucketKmsKeyArn), if any. */
+  readonly exportKeyArn?: string;
   /** Glue database name: lowercase letters, digits and underscores. */
   readonly databaseName: string;
   /** Construct id of the database (analyticsDatabaseId); `Database` by default. */
@@ -336,6 +339,8 @@ export class ConversationAnalytics extends Construct {
         actions: ['s3:ListBucket', 's3:ListBucketMultipartUploads'],
         resources: [this.resultsBucket.bucketArn],
       }),
+      // Athena reads the exports with the caller's permissions: under a customer-managed key, S3 decrypts them with it.
+      ...[exportKeyStatement(props.exportKeyArn, 'read')].filter((s) => s !== undefined),
     ];
   }
 }

@@ -1,4 +1,5 @@
 import { Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
+import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import {
   BlockPublicAccess,
   Bucket,
@@ -10,6 +11,22 @@ import {
 } from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import { EXPORT_PREFIX } from '../../functions/domain/export-formats.ts';
+
+/**
+ * What S3 asks of a principal that writes (`kms:GenerateDataKey`) or reads (`kms:Decrypt`) an object of a bucket
+ * whose default encryption is a customer-managed KMS key (context exportBucketKmsKeyArn): the key, used through S3
+ * only (`kms:ViaService`, any region: the bucket may be in another one). Without it every PUT of the exports fails
+ * AccessDenied, the AWS-managed `aws/s3` key needing no grant (Amazon S3 user guide, "Using server-side encryption
+ * with AWS KMS keys (SSE-KMS)"). None without a key.
+ */
+export function exportKeyStatement(keyArn: string | undefined, use: 'write' | 'read'): PolicyStatement | undefined {
+  if (!keyArn) return undefined;
+  return new PolicyStatement({
+    actions: [use === 'write' ? 'kms:GenerateDataKey' : 'kms:Decrypt'],
+    resources: [keyArn],
+    conditions: { StringLike: { 'kms:ViaService': 's3.*.amazonaws.com' } },
+  });
+}
 
 export interface ConversationExportBucketProps {
   /** Export into this existing bucket instead of creating one (its settings are left as they are). */

@@ -12,6 +12,7 @@ import { DELIVERY_URL_VARIABLES } from '../../functions/domain/delivery.ts';
 import { EXPORT_PREFIX } from '../../functions/domain/export-formats.ts';
 import { type GatewayConfig, ssmParameterName, VALIDATE_FUNCTION_TIMEOUT_MS } from '../config.ts';
 import { bucketObjectsFinding } from '../nag-findings.ts';
+import { exportKeyStatement } from './conversation-export-bucket.ts';
 import { StageFunction, timeoutAround } from './stage-function.ts';
 
 export interface ConversationFunctionsProps {
@@ -133,6 +134,9 @@ export class ConversationFunctions extends Construct {
         resources: [props.exportBucket.arnForObjects(`${EXPORT_PREFIX}/*`)],
       }),
     );
+    // An existing bucket encrypting with a customer-managed key: each PUT needs a data key of it.
+    const exportKey = exportKeyStatement(config.exportBucketKmsKeyArn, 'write');
+    if (exportKey) this.export.addToRolePolicy(exportKey);
     this.status = this.statusFunction(props, common);
     if (this.export.role) {
       Validations.of(this.export.role).acknowledge({

@@ -10,12 +10,15 @@ import type { IStateMachine } from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import { EXPORT_PREFIX } from '../../functions/domain/export-formats.ts';
 import { bucketObjectsFinding } from '../nag-findings.ts';
+import { exportKeyStatement } from './conversation-export-bucket.ts';
 
 export interface OperatorPolicyProps {
   readonly deadLetterQueue: IQueue;
   readonly failedDeliveryQueue: IQueue;
   readonly redeliveryStateMachine: IStateMachine;
   readonly exportBucket: IBucket;
+  /** The customer-managed key an existing export bucket encrypts with (context exportBucketKmsKeyArn), if any. */
+  readonly exportKeyArn?: string;
   /** The Express workflows' execution log groups (`conversations show --aws` reads them with Logs Insights). */
   readonly executionLogGroups: readonly ILogGroup[];
   readonly deliveriesTable: ITable;
@@ -122,6 +125,10 @@ export class OperatorPolicy extends Construct {
         }),
       ],
     });
+    // conversations show and deliveries resend read conversation.json: under a customer-managed key, S3 decrypts
+    // it with the caller's permission.
+    const exportKey = exportKeyStatement(props.exportKeyArn, 'read');
+    if (exportKey) this.policy.addStatements(exportKey);
     Validations.of(this.policy).acknowledge(
       {
         id: 'AwsSolutions-IAM5[Resource::*]',

@@ -10,6 +10,7 @@ import type { IStateMachine } from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import { EXPORT_PREFIX } from '../../functions/domain/export-formats.ts';
 import { bucketObjectsFinding } from '../nag-findings.ts';
+import { exportKeyStatement } from './conversation-export-bucket.ts';
 import { StageFunction } from './stage-function.ts';
 
 /**
@@ -41,6 +42,8 @@ export interface RedeliverySchedulerProps {
    * by the scheduler itself (functions/shared/given-up.ts), as no run reached Export.
    */
   readonly exportBucket: IBucket;
+  /** The customer-managed key an existing export bucket encrypts with (context exportBucketKmsKeyArn), if any. */
+  readonly exportKeyArn?: string;
   readonly enableConversationExport: boolean;
   readonly statusTable: ITable;
   /** Reserved concurrency (context redeliverySchedulerConcurrency); 0 or absent: none. */
@@ -142,6 +145,8 @@ export class RedeliveryScheduler extends Construct {
         resources: [props.exportBucket.arnForObjects(`${EXPORT_PREFIX}/*`)],
       }),
     );
+    const exportKey = exportKeyStatement(props.exportKeyArn, 'write');
+    if (exportKey) fn.addToRolePolicy(exportKey);
     fn.addToRolePolicy(
       new PolicyStatement({ actions: ['dynamodb:UpdateItem'], resources: [props.statusTable.tableArn] }),
     );

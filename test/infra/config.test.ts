@@ -293,11 +293,36 @@ describe('resolveConfig', () => {
     expect(() => resolve({ requireSignedWebhooks: 'yes' })).toThrow(/requireSignedWebhooks/);
   });
 
+  it("takes the existing bucket's KMS key by its ARN only, and only with that bucket", () => {
+    const withBucket = { exportBucketName: 'my-exports' };
+    expect(resolve({ ...withBucket, exportBucketKmsKeyArn: EXPORT_KEY }).exportBucketKmsKeyArn).toBe(EXPORT_KEY);
+    const multiRegion = 'arn:aws-us-gov:kms:us-gov-west-1:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab';
+    expect(resolve({ ...withBucket, exportBucketKmsKeyArn: multiRegion }).exportBucketKmsKeyArn).toBe(multiRegion);
+    expect(resolve({}).exportBucketKmsKeyArn).toBe('');
+    // An IAM statement naming an alias applies to the alias, not to its key: the grant would not work.
+    for (const alias of ['arn:aws:kms:eu-west-1:111122223333:alias/exports', 'alias/exports']) {
+      expect(() => resolve({ ...withBucket, exportBucketKmsKeyArn: alias })).toThrow(
+        /^context exportBucketKmsKeyArn must be the key's ARN, not an alias .*aws kms describe-key --key-id /,
+      );
+    }
+    for (const bad of ['1234abcd-12ab-34cd-56ef-1234567890ab', 'arn:aws:kms:eu-west-1:1111:key/x', 'aws:kms']) {
+      expect(() => resolve({ ...withBucket, exportBucketKmsKeyArn: bad })).toThrow(
+        /^context exportBucketKmsKeyArn must be a KMS key ARN/,
+      );
+    }
+    expect(() => resolve({ exportBucketKmsKeyArn: EXPORT_KEY })).toThrow(
+      /^context exportBucketKmsKeyArn is the key of an existing bucket \(exportBucketName\)/,
+    );
+  });
+
   it('reads ssm: delivery URLs as parameter names', () => {
     expect(ssmParameterName('ssm:/revops/webhooks/deal')).toBe('/revops/webhooks/deal');
     expect(ssmParameterName('https://x.example.com')).toBeNull();
   });
 });
+
+/** The customer-managed key of the existing export bucket (SSE-KMS by default). */
+const EXPORT_KEY = 'arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab';
 
 // One synthesis with every setting changed from its default (no bundling: only the template is checked).
 let synth: Synthesized;
@@ -313,6 +338,7 @@ beforeAll(() => {
       leadAnalysisWebhookUrl: 'https://receiver.example.com/lead',
       generalWebhookUrl: 'https://receiver.example.com/general',
       exportBucketName: 'existing-conversation-archive',
+      exportBucketKmsKeyArn: EXPORT_KEY,
       enableConversationExport: 'false',
       logRetentionDays: '90',
       logLevel: 'WARN',
@@ -359,6 +385,42 @@ describe('a stack configured through context', () => {
     expect(reads.flatMap((s) => resourcesOf(s.statement).map((r) => cfnText(r)))).toContain(
       'arn:{Ref:AWS::Partition}:s3:::existing-conversation-archive/conversation-history/*',
     );
+  });
+
+  it("lets whatever writes the existing bucket's exports make data keys of its KMS key, and whatever reads them decrypt, through S3 only", () => {
+    // S3 encrypts each PUT with a data key it asks KMS for with the writer's permission, and decrypts each GET with
+    // the reader's (Amazon S3 user guide, "Using server-side encryption with AWS KMS keys (SSE-KMS)"): without the
+    // grant, every export of a bucket whose default encryption is this key fails AccessDenied.
+    const statements = allPolicyStatements(template).filter((s) => s.statement.Effect === 'Allow');
+    const onExports = (action: string) =>
+      statements.filter(
+        (s) =>
+          actionsOf(s.statement).includes(action) &&
+          resourcesOf(s.statement).some((r) => cfnText(r).includes(':::existing-conversation-archive/')),
+      );
+    const keyGrant = (action: string) =>
+      statements.filter((s) => actionsOf(s.statement).includes(action) && resourcesOf(s.statement)[0] === EXPORT_KEY);
+    const throughS3 = { StringLike: { 'kms:ViaService': 's3.*.amazonaws.com' } };
+    for (const grant of [...keyGrant('kms:GenerateDataKey'), ...keyGrant('kms:Decrypt')]) {
+      expect(resourcesOf(grant.statement)).toEqual([EXPORT_KEY]);
+      expect(grant.statement.Condition).toEqual(throughS3);
+    }
+    // The writers are roles (Export, and the redelivery scheduler writing a given-up delivery's export).
+    const writers = onExports('s3:PutObject').flatMap((s) => s.roles);
+    expect(writers).toHaveLength(2);
+    expect(
+      keyGrant('kms:GenerateDataKey')
+        .flatMap((s) => s.roles)
+        .sort(),
+    ).toEqual([...writers].sort());
+    // The readers are the managed policies for people: the operators' (conversations show, deliveries resend) and
+    // the analytics query policy (Athena reads the exports as the caller).
+    const readers = onExports('s3:GetObject').map((s) => s.holder);
+    expect(readers).toEqual([expect.stringMatching(/^AnalyticsQueryPolicy/), expect.stringMatching(/^OperatorPolicy/)]);
+    expect(keyGrant('kms:Decrypt').map((s) => s.holder)).toEqual(readers);
+    // Nothing else may use the key.
+    const onKey = statements.filter((s) => resourcesOf(s.statement).some((r) => cfnText(r).includes(':kms:')));
+    expect(onKey).toHaveLength(writers.length + readers.length);
   });
 
   it('invokes the agent given by ARN (an alias), and only it', () => {
