@@ -1,6 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import {
+  BatchGetItemCommand,
   ConditionalCheckFailedException,
   DeleteItemCommand,
   DynamoDBClient,
@@ -11,21 +12,25 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import { S3Client } from '@aws-sdk/client-s3';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { SFNClient, StartSyncExecutionCommand } from '@aws-sdk/client-sfn';
+import { ReceiveMessageCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import type { Template } from 'aws-cdk-lib/assertions';
+import type { Context } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { ConversationState } from '../../functions/domain/conversation.ts';
 import { withAgentAnswer } from '../../functions/domain/lifecycle.ts';
+import { afterAttempt, pendingEnvelope, sqsMessage, succeeded } from '../support/aws-fixtures.ts';
 import { executionInput, SEED_REQUEST, startedRecord } from '../support/fixtures.ts';
 import {
   actionsOf,
   allPolicyStatements,
   DELIVERY_URL_CONTEXT,
   functionId,
-  functionRoleId,
   type Json,
   logicalId,
   resourcesOf,
+  type Statement,
   type Synthesized,
   synthesize,
 } from './support/synth.ts';
@@ -45,7 +50,11 @@ let receiverUrl: string;
 const dynamo = mockClient(DynamoDBClient);
 const s3 = mockClient(S3Client);
 const secrets = mockClient(SecretsManagerClient);
-const clients = { dynamodb: dynamo, s3, secretsmanager: secrets };
+const sqs = mockClient(SQSClient);
+const sfn = mockClient(SFNClient);
+const clients = { dynamodb: dynamo, s3, secretsmanager: secrets, sqs, states: sfn };
+/** Batch commands are authorized as their single-message action (SQS API reference). */
+const BATCH_ACTIONS: Record<string, string> = { 'sqs:ChangeMessageVisibilityBatch': 'sqs:ChangeMessageVisibility' };
 const ENV_BEFORE = { ...process.env };
 
 beforeAll(async () => {
@@ -78,25 +87,49 @@ function resolved(value: Json): string {
   return JSON.stringify(value);
 }
 
+/** A stage's function (`Functions<Stage>`), or the redelivery scheduler's. */
+const lambdaId = (stage: string) =>
+  stage === 'RedeliveryScheduler'
+    ? logicalId(template, 'AWS::Lambda::Function', 'RedeliverySchedulerFunction')
+    : functionId(template, stage);
+
 /** Set the function's environment as the template has it (its webhook URLs pointed at a local receiver). */
 function useEnvironment(stage: string): void {
-  const variables = (
-    resources[functionId(template, stage)]!.Properties.Environment as { Variables: Record<string, Json> }
-  ).Variables;
+  const variables = (resources[lambdaId(stage)]!.Properties.Environment as { Variables: Record<string, Json> })
+    .Variables;
   for (const [name, value] of Object.entries(variables)) process.env[name] = resolved(value);
   for (const name of Object.keys(variables).filter((n) => n.endsWith('_WEBHOOK_URL'))) process.env[name] = receiverUrl;
   process.env.POWERTOOLS_TRACE_ENABLED = 'false';
 }
 
+interface Call {
+  action: string;
+  resource: string;
+  /** The partition key of the item a DynamoDB write names (`dynamodb:LeadingKeys`). */
+  leadingKey?: string;
+}
+
 /** Every command the mocked clients were sent, as its IAM action and the resource it names. */
-function callsMade(): { action: string; resource: string }[] {
+function callsMade(): Call[] {
   return Object.entries(clients).flatMap(([service, mock]) =>
     mock.calls().map((call) => {
       const command = call.args[0] as unknown as { constructor: { name: string }; input: Record<string, unknown> };
       const input = command.input;
+      const action = `${service}:${command.constructor.name.replace(/Command$/, '')}`;
+      const batchTable = input.RequestItems ? Object.keys(input.RequestItems as object)[0] : undefined;
+      const item = (input.Key ?? input.Item) as { pk?: { S?: string } } | undefined;
       return {
-        action: `${service}:${command.constructor.name.replace(/Command$/, '')}`,
-        resource: String(input.TableName ?? input.Bucket ?? input.SecretId ?? '?'),
+        action: BATCH_ACTIONS[action] ?? action,
+        resource: String(
+          input.TableName ??
+            batchTable ??
+            input.Bucket ??
+            input.SecretId ??
+            input.QueueUrl ??
+            input.stateMachineArn ??
+            '?',
+        ),
+        ...(item?.pk?.S ? { leadingKey: item.pk.S } : {}),
       };
     }),
   );
@@ -104,9 +137,19 @@ function callsMade(): { action: string; resource: string }[] {
 
 const glob = (pattern: string) => new RegExp(`^${pattern.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*')}$`);
 
-/** The calls the stage's role does not allow: no Allow statement with the action on a resource naming its id. */
-function refused(stage: string, calls: { action: string; resource: string }[]) {
-  const role = functionRoleId(template, stage);
+/** A statement's `dynamodb:LeadingKeys` condition holds for the call (none: it holds). */
+function leadingKeysAllow(statement: Statement, call: Call): boolean {
+  const patterns = statement.Condition?.['ForAllValues:StringLike']?.['dynamodb:LeadingKeys'] as string[] | undefined;
+  if (!patterns) return true;
+  return call.leadingKey !== undefined && patterns.some((pattern) => glob(pattern).test(call.leadingKey!));
+}
+
+/**
+ * The calls the stage's role does not allow: no Allow statement with the action on a resource naming its id (and,
+ * where the statement limits the items by their partition key, on such an item).
+ */
+function refused(stage: string, calls: Call[]) {
+  const role = String((resources[lambdaId(stage)]!.Properties.Role as { 'Fn::GetAtt': string[] })['Fn::GetAtt'][0]);
   const statements = allPolicyStatements(template)
     .filter((s) => s.roles.includes(role) && s.statement.Effect === 'Allow')
     .map((s) => s.statement);
@@ -115,7 +158,8 @@ function refused(stage: string, calls: { action: string; resource: string }[]) {
       !statements.some(
         (s) =>
           actionsOf(s).some((action) => glob(action).test(call.action)) &&
-          resourcesOf(s).some((r) => r === '*' || JSON.stringify(r).includes(`"${call.resource}"`)),
+          resourcesOf(s).some((r) => r === '*' || JSON.stringify(r).includes(`"${call.resource}"`)) &&
+          leadingKeysAllow(s, call),
       ),
   );
 }
@@ -202,9 +246,80 @@ describe('every AWS call a stage makes is allowed by its role (the synthesized t
     expect(refused('Deliver', calls)).toEqual([]);
   });
 
+  it('the redelivery scheduler: the receivers, a due envelope claimed, its attempt log read and its run started, another given up (its export and status), the queues worked', async () => {
+    useEnvironment('RedeliveryScheduler');
+    storesAnswer();
+    dynamo.on(BatchGetItemCommand).resolves({ Responses: {} });
+    sqs.on(SendMessageCommand).resolves({ MessageId: 'new' });
+    const due = pendingEnvelope('perm001', new Date(Date.now() - 60_000));
+    // Its fifth failed run in a row: the scheduler writes its export and its status itself, then dead-letters it.
+    const last = pendingEnvelope('perm002', new Date(Date.now() - 60_000), { failed_runs: 4 });
+    const givenUp = {
+      ...last,
+      conversation: { ...last.conversation, metadata: { ...last.conversation.metadata, response_mode: 'async' } },
+    };
+    sqs
+      .on(ReceiveMessageCommand)
+      .resolvesOnce({ Messages: [sqsMessage(due), sqsMessage(givenUp)] })
+      .resolves({});
+    // The due one is delivered (its claim released), the other's run fails.
+    sfn
+      .on(StartSyncExecutionCommand)
+      .callsFake((input: { name: string }) =>
+        input.name.startsWith(due.conversation_id)
+          ? succeeded(afterAttempt(due, 'delivered'))
+          : { status: 'FAILED', error: 'States.Runtime', cause: 'boom' },
+      );
+    const { handler } = await import('../../functions/redelivery-scheduler/handler.ts');
+    const context = { awsRequestId: 'perm-5', getRemainingTimeInMillis: () => 290_000 } as unknown as Context;
+    expect(await handler({}, context)).toMatchObject({ failed_executions: 1 });
+    const calls = callsMade();
+    expect(calls.map((c) => c.action)).toEqual(
+      expect.arrayContaining([
+        'dynamodb:BatchGetItem',
+        'dynamodb:PutItem',
+        'dynamodb:Query',
+        'dynamodb:DeleteItem',
+        'dynamodb:UpdateItem',
+        's3:PutObject',
+        'sqs:ReceiveMessage',
+        'sqs:SendMessage',
+        'sqs:DeleteMessage',
+        'states:StartSyncExecution',
+      ]),
+    );
+    // The given-up envelope goes to the dead-letter queue; the messages both came in are deleted.
+    expect(calls.filter((c) => c.action === 'sqs:SendMessage').map((c) => c.resource)).toEqual([
+      process.env.FAILED_DELIVERY_DLQ_URL,
+    ]);
+    expect(refused('RedeliveryScheduler', calls)).toEqual([]);
+  });
+
+  it("the status route: the inbound secrets and the conversation's status", async () => {
+    useEnvironment('ConversationStatus');
+    storesAnswer();
+    const { handler } = await import('../../functions/conversation-status/handler.ts');
+    const record = startedRecord(REQUEST);
+    const answer = await handler({
+      pathParameters: { conversation_id: record.conversation_id },
+      queryStringParameters: { source_system: record.webhook_context.source_system },
+      headers: {},
+    });
+    expect(answer.statusCode).toBe(404);
+    const calls = callsMade();
+    // Its inbound secrets may come from the process's cache (Validate above read the same secret).
+    expect(calls.map((c) => c.action)).toContain('dynamodb:GetItem');
+    expect(refused('ConversationStatus', calls)).toEqual([]);
+  });
+
   it('the check itself refuses what a role lacks', () => {
     expect(refused('Classify', [{ action: 'dynamodb:DeleteItem', resource: 'AnyTable' }])).toHaveLength(1);
     const table = logicalId(template, 'AWS::DynamoDB::Table', 'Idempotency');
     expect(refused('Deliver', [{ action: 'dynamodb:PutItem', resource: table }])).toHaveLength(1);
+    // The scheduler writes only its redelivery claims in the deliveries table, never a receiver's item.
+    const deliveries = logicalId(template, 'AWS::DynamoDB::Table', 'DeliveriesTable');
+    const write = { action: 'dynamodb:PutItem', resource: deliveries };
+    expect(refused('RedeliveryScheduler', [{ ...write, leadingKey: 'conversation#webhook_1' }])).toEqual([]);
+    expect(refused('RedeliveryScheduler', [{ ...write, leadingKey: 'endpoint#deal_analysis' }])).toHaveLength(1);
   });
 });
