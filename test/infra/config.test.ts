@@ -528,6 +528,33 @@ describe('a stack configured through context', () => {
     expect(Object.keys(template.findResources('AWS::ApiGateway::UsagePlanKey'))).toHaveLength(2);
   });
 
+  it('creates the keys, the plans and their links one after the other: API Gateway takes one CreateUsagePlanKey at a time per account and region', () => {
+    // CloudFormation creates what does not depend on something else at once; API Gateway refuses a second
+    // CreateUsagePlanKey while one runs (409 "concurrent modification": the stack rolls back) and takes 5 CreateApiKey
+    // a second per account (Amazon API Gateway quotas). So each source's key, plan and link wait for the previous
+    // source's (infra/constructs/source-rate-limits.ts).
+    const all = template.toJSON().Resources as Record<
+      string,
+      { Properties: Record<string, Json>; DependsOn?: string[] }
+    >;
+    const direct = (id: string): string[] => [
+      ...(all[id]!.DependsOn ?? []),
+      ...[...JSON.stringify(all[id]!.Properties).matchAll(/"(?:Ref|Fn::GetAtt)":\[?"([A-Za-z0-9]+)"/g)].map(
+        (m) => m[1]!,
+      ),
+    ];
+    const upstream = (id: string, seen = new Set<string>()): Set<string> => {
+      for (const dep of direct(id)) if (!seen.has(dep) && dep in all) upstream(dep, seen.add(dep));
+      return seen;
+    };
+    for (const type of ['AWS::ApiGateway::ApiKey', 'AWS::ApiGateway::UsagePlan', 'AWS::ApiGateway::UsagePlanKey']) {
+      const ids = Object.keys(template.findResources(type));
+      expect(ids, type).toHaveLength(2);
+      const [a, b] = ids as [string, string];
+      expect(upstream(a).has(b) || upstream(b).has(a), `${type}: ${a} and ${b} one after the other`).toBe(true);
+    }
+  });
+
   it("outputs each source's API key id (never its value)", () => {
     const keyId = (source: string) =>
       logicalId(template, 'AWS::ApiGateway::ApiKey', `RateLimits${source.replace(/[^A-Za-z0-9]/g, '')}Key`);
