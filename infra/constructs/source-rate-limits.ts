@@ -61,9 +61,9 @@ export class SourceRateLimits extends Construct {
         link: plan.node.children.find((child) => child instanceof CfnUsagePlanKey) as CfnUsagePlanKey,
       };
       if (previous) {
-        current.key.addDependency(previous.key);
-        current.plan.addDependency(previous.plan);
-        current.link.addDependency(previous.link);
+        current.key.addResourceDependency(previous.key);
+        current.plan.addResourceDependency(previous.plan);
+        current.link.addResourceDependency(previous.link);
       }
       previous = current;
       this.apiKeys[source] = key;
