@@ -15,7 +15,8 @@ import { EXPORT_PREFIX } from '../../functions/domain/export-formats.ts';
 /**
  * What S3 asks of a principal that writes (`kms:GenerateDataKey`) or reads (`kms:Decrypt`) an object of a bucket
  * whose default encryption is a customer-managed KMS key (context exportBucketKmsKeyArn): the key, used through S3
- * only (`kms:ViaService`, any region: the bucket may be in another one). Without it every PUT of the exports fails
+ * only (`kms:ViaService`, S3's endpoint in any region, the bucket may be in another one, `.amazonaws.com.cn` in the
+ * China partition cdk.json targets too). Without it every PUT of the exports fails
  * AccessDenied, the AWS-managed `aws/s3` key needing no grant (Amazon S3 user guide, "Using server-side encryption
  * with AWS KMS keys (SSE-KMS)"). None without a key.
  */
@@ -24,7 +25,7 @@ export function exportKeyStatement(keyArn: string | undefined, use: 'write' | 'r
   return new PolicyStatement({
     actions: [use === 'write' ? 'kms:GenerateDataKey' : 'kms:Decrypt'],
     resources: [keyArn],
-    conditions: { StringLike: { 'kms:ViaService': 's3.*.amazonaws.com' } },
+    conditions: { StringLike: { 'kms:ViaService': ['s3.*.amazonaws.com', 's3.*.amazonaws.com.cn'] } },
   });
 }
 

@@ -400,7 +400,7 @@ describe('a stack configured through context', () => {
       );
     const keyGrant = (action: string) =>
       statements.filter((s) => actionsOf(s.statement).includes(action) && resourcesOf(s.statement)[0] === EXPORT_KEY);
-    const throughS3 = { StringLike: { 'kms:ViaService': 's3.*.amazonaws.com' } };
+    const throughS3 = { StringLike: { 'kms:ViaService': ['s3.*.amazonaws.com', 's3.*.amazonaws.com.cn'] } };
     for (const grant of [...keyGrant('kms:GenerateDataKey'), ...keyGrant('kms:Decrypt')]) {
       expect(resourcesOf(grant.statement)).toEqual([EXPORT_KEY]);
       expect(grant.statement.Condition).toEqual(throughS3);
