@@ -28,8 +28,8 @@ export interface SourceRateLimitsProps {
  * The keys are created one after the other, and so are the plans and the links between them (UsagePlanKey): each
  * waits for the previous source's. CloudFormation would otherwise create them all at once, and API Gateway takes one
  * CreateUsagePlanKey at a time per account and region ("Unable to complete operation due to concurrent
- * modification", 409: the stack rolls back; serverless/serverless#12065 met it with 18 keys) and at most 5
- * CreateApiKey requests a second per account (Amazon API Gateway quotas): a stack of a few sources could fail there.
+ * modification", 409: the stack rolls back) and at most 5 CreateApiKey requests a second per account (Amazon API
+ * Gateway quotas): a stack of a few sources could fail there.
  * (A key cannot wait for a link: the functions name the keys, the stage the functions, the plans the stage.)
  */
 export class SourceRateLimits extends Construct {
