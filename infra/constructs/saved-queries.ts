@@ -32,7 +32,7 @@ export interface SavedQueriesProps {
 }
 
 /**
- * The guide's queries saved as Logs Insights query definitions (docs/deploy.md#monitoring) (CloudWatch → Logs Insights → Saved queries, in the
+ * The three queries of docs/deploy.md#monitoring saved as Logs Insights query definitions (CloudWatch → Logs Insights → Saved queries, in the
  * folder named after the stack), preselecting the stage functions' log groups.
  */
 export class SavedQueries extends Construct {

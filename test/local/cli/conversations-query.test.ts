@@ -65,7 +65,7 @@ describe('conversations query (DuckDB over the local exports)', () => {
     );
   });
 
-  it("answers the guide's three questions with the named queries", async () => {
+  it('answers the three saved Logs Insights questions (docs/deploy.md#monitoring) with the named queries', async () => {
     const bySource = await query(['--named', 'conversations-by-source', '--param', 'source_system=crm', '--json']);
     expect(bySource.code, bySource.stderr).toBe(0);
     expect(JSON.parse(bySource.stdout).map((r: { conversation_id: string }) => r.conversation_id)).toEqual(
