@@ -291,4 +291,37 @@ describe('conversations query (DuckDB over the local exports)', () => {
       questions.map((q) => [q, -5]),
     );
   });
+  it("--csv and --json on a terminal write a text's control characters out; to a file or a pipe, exactly", async () => {
+    // A sender controls the question: an ESC or OSC sequence (recolour, retitle, set the clipboard), a C1 CSI, a
+    // bidirectional override. The table wrote them out; --csv sent them to the terminal raw.
+    const question = 'metrics \u001b[31mred\u001b[0m \u001b]0;pwned\u0007 \u009b2J \u202eevil\nnext line\tcell';
+    const res = await world.post({ ...SEED_REQUEST, query: question, source_system: 'tty_check' });
+    expect(res.status, JSON.stringify(res.body)).toBe(200);
+    const sql = "SELECT query FROM conversations WHERE source_system = 'tty_check'";
+    const onTerminal = async (args: string[]) => {
+      const tty = Object.getOwnPropertyDescriptor(process.stdout, 'isTTY');
+      Object.defineProperty(process.stdout, 'isTTY', { value: true, configurable: true });
+      try {
+        return await query([sql, ...args]);
+      } finally {
+        if (tty) Object.defineProperty(process.stdout, 'isTTY', tty);
+        else delete (process.stdout as { isTTY?: boolean }).isTTY;
+      }
+    };
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: what must not reach the terminal
+    const raw = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
+    const csv = await onTerminal(['--csv']);
+    expect(csv.code, csv.stderr).toBe(0);
+    expect(csv.stdout).not.toMatch(raw);
+    expect(csv.stdout).toBe(
+      'query\r\n"metrics \\u001b[31mred\\u001b[0m \\u001b]0;pwned\\u0007 \\u009b2J \\u202eevil\nnext line\tcell"\r\n',
+    );
+    const json = await onTerminal(['--json']);
+    expect(json.code, json.stderr).toBe(0);
+    expect(json.stdout).not.toMatch(raw);
+    expect(JSON.parse(json.stdout)).toEqual([{ query: question }]);
+    // Redirected, the CSV holds the sender's text byte for byte.
+    const file = await query([sql, '--csv']);
+    expect(file.stdout).toBe(`query\r\n"${question}"\r\n`);
+  });
 });
