@@ -324,4 +324,18 @@ describe('conversations query (DuckDB over the local exports)', () => {
     const file = await query([sql, '--csv']);
     expect(file.stdout).toBe(`query\r\n"${question}"\r\n`);
   });
+  it('--json gives a DECIMAL a double cannot hold digit for digit as its text, as a BIGINT past 2^53', async () => {
+    // Before, 12345678901234567890.123 was printed as the number 12345678901234567000 in all three formats.
+    const sql =
+      'SELECT 12345678901234567890.123::DECIMAL(38,3) AS big, 1.10 AS small, 123456789012345.67::DECIMAL(18,2) AS edge, NULL::DECIMAL(10,2) AS none, 9007199254740993::BIGINT AS id';
+    const json = await query([sql, '--json']);
+    expect(json.code, json.stderr).toBe(0);
+    expect(JSON.parse(json.stdout)).toEqual([
+      { big: '12345678901234567890.123', small: 1.1, edge: 123456789012345.67, none: null, id: '9007199254740993' },
+    ]);
+    const csv = await query([sql, '--csv']);
+    expect(csv.stdout).toBe(
+      'big,small,edge,none,id\r\n12345678901234567890.123,1.1,123456789012345.67,,9007199254740993\r\n',
+    );
+  });
 });
