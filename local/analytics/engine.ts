@@ -332,6 +332,9 @@ const MACROS = ['CREATE MACRO approx_percentile(x, p) AS quantile_disc(x, p)'];
 
 function jsValue(value: DuckDBValue | unknown): unknown {
   if (typeof value === 'bigint') return Number.isSafeInteger(Number(value)) ? Number(value) : value.toString();
+  // NaN and the infinities as text (`NaN`, `Infinity`), as Athena's results give them: JSON has no such number, and
+  // JSON.stringify would write null, a value the query did not answer.
+  if (typeof value === 'number' && !Number.isFinite(value)) return String(value);
   if (value instanceof Date) return value.toISOString();
   if (Array.isArray(value)) return value.map(jsValue);
   if (value && typeof value === 'object' && value.constructor === Object) {

@@ -338,4 +338,12 @@ describe('conversations query (DuckDB over the local exports)', () => {
       'big,small,edge,none,id\r\n12345678901234567890.123,1.1,123456789012345.67,,9007199254740993\r\n',
     );
   });
+  it('--json gives NaN and the infinities as text, as Athena does, not null', async () => {
+    // Before, JSON.stringify wrote NaN as null, which a query answers for a missing value.
+    const sql = "SELECT 'nan'::DOUBLE AS n, 'inf'::DOUBLE AS i, '-inf'::DOUBLE AS m, NULL::DOUBLE AS z";
+    const json = await query([sql, '--json']);
+    expect(json.code, json.stderr).toBe(0);
+    expect(JSON.parse(json.stdout)).toEqual([{ n: 'NaN', i: 'Infinity', m: '-Infinity', z: null }]);
+    expect((await query([sql, '--csv'])).stdout).toBe('n,i,m,z\r\nNaN,Infinity,-Infinity,\r\n');
+  });
 });
