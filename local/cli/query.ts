@@ -162,6 +162,16 @@ export async function conversationsQuery(args: string[]): Promise<number> {
     throw new CliError('--param goes with --named');
   }
   if (!sql) {
+    // An argument that is empty (`"$(cat query.sql)"` of a missing file, an unset variable) or a --json / --csv asked
+    // for is a script expecting rows: the description on stdout with exit 0 would read as its result.
+    if (positionals.length > 0)
+      throw new CliError(
+        'the SQL is empty (an argument with nothing in it: a variable or a file that gave nothing?); conversations query alone lists the columns and the named queries',
+      );
+    if (format !== 'table')
+      throw new CliError(
+        `--${format} needs SQL or --named NAME; conversations query alone lists the columns and the named queries`,
+      );
     out(describeTable());
     return 0;
   }

@@ -140,6 +140,10 @@ describe('conversations query (DuckDB over the local exports)', () => {
         /^webhook-gateway: --param since is given twice \("2026-11-28" and "2026-11-29"\): give it once$/m,
       ],
       [['SELECT 1', '--json', '--csv'], /^webhook-gateway: --json and --csv: choose one/],
+      // Before: the table's description on stdout and exit 0, which `query "$(cat missing.sql)" --csv > out.csv` kept.
+      [[''], /^webhook-gateway: the SQL is empty \(an argument with nothing in it/],
+      [['  \n', '--csv'], /^webhook-gateway: the SQL is empty/],
+      [['--json'], /^webhook-gateway: --json needs SQL or --named NAME; conversations query alone lists the columns/],
       [['SELECT 1', '--stack', 'X'], /^webhook-gateway: --stack, --region and --profile go with --aws/],
       [['DROP VIEW conversations'], /^webhook-gateway: conversations query only reads .*"DROP" is refused/],
       // A saved .sql file that starts with a comment (`conversations query "$(cat q.sql)"`) reads as an option.
