@@ -176,6 +176,7 @@ export async function conversationsQuery(args: string[]): Promise<number> {
     return 0;
   }
   const changes = nonReadingStatement(sql);
+  if (changes === '') throw new CliError('the SQL holds only comments: there is no statement to run');
   if (changes !== null)
     throw new CliError(
       `conversations query only reads (SELECT, WITH, VALUES, SHOW, DESCRIBE, EXPLAIN): "${changes}" is refused`,

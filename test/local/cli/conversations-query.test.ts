@@ -144,6 +144,8 @@ describe('conversations query (DuckDB over the local exports)', () => {
       [[''], /^webhook-gateway: the SQL is empty \(an argument with nothing in it/],
       [['  \n', '--csv'], /^webhook-gateway: the SQL is empty/],
       [['--json'], /^webhook-gateway: --json needs SQL or --named NAME; conversations query alone lists the columns/],
+      // Before: 'conversations query only reads (SELECT, …): "" is refused'.
+      [['--', '-- only a comment\n/* and another */'], /^webhook-gateway: the SQL holds only comments: there is no/],
       [['SELECT 1', '--stack', 'X'], /^webhook-gateway: --stack, --region and --profile go with --aws/],
       [['DROP VIEW conversations'], /^webhook-gateway: conversations query only reads .*"DROP" is refused/],
       // A saved .sql file that starts with a comment (`conversations query "$(cat q.sql)"`) reads as an option.
