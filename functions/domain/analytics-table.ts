@@ -136,3 +136,19 @@ export function uniqueColumnNames(names: readonly string[]): string[] {
     return `${name}_${n}`;
   });
 }
+
+/**
+ * A DECIMAL's text (`12.50`, `-0.001`, as either engine writes it) as a number when a double holds every digit it
+ * has, else the text itself: `12345678901234567890.123` read as a number would be 12345678901234567000, as a BIGINT
+ * past 2^53 would be rounded (which both engines' results give as text too).
+ */
+export function decimalValue(text: string): number | string {
+  const parts = /^[-+]?(\d*)(?:\.(\d*))?$/.exec(text);
+  const n = Number(text);
+  if (!parts || !Number.isFinite(n)) return text;
+  const significant = (digits: string) => digits.replace(/^0+/, '').replace(/0+$/, '');
+  const digits = significant(`${parts[1]}${parts[2] ?? ''}`);
+  if (digits.length <= 15) return n; // every decimal of 15 digits or fewer survives a double
+  const kept = significant(Math.abs(n).toPrecision(digits.length).replace(/e.*$/, '').replace('.', ''));
+  return kept === digits ? n : text;
+}

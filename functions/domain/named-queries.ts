@@ -15,6 +15,8 @@ import { canonicalSource, SOURCE_NAME_RULE, sourceNameProblem } from './source-i
 export interface QueryParam {
   name: 'since' | 'source_system' | 'text';
   description: string;
+  /** A value as Athena's editor takes it (a SQL string literal): what its named query's description shows. */
+  example: string;
 }
 
 export interface NamedQuery {
@@ -48,11 +50,17 @@ export const SHARED_FUNCTIONS = [
 const SINCE: QueryParam = {
   name: 'since',
   description: 'ISO 8601 date or date-time (UTC); rows received at or after it',
+  example: "'2026-11-28'",
 };
-const SOURCE: QueryParam = { name: 'source_system', description: 'the source_system to list' };
+const SOURCE: QueryParam = {
+  name: 'source_system',
+  description: 'the source_system to list',
+  example: "'your_system'",
+};
 const TEXT: QueryParam = {
   name: 'text',
   description: 'text to find, case-insensitively, in the question or the answer',
+  example: "'renewal'",
 };
 
 /** The date-range condition every query starts with: the folders to read, then the rows (`since` bound twice). */
@@ -81,7 +89,7 @@ ORDER BY received_at DESC, conversation_id DESC`,
     id: 'processing-time-5m',
     title: 'Track Processing Performance',
     description:
-      "Count, average, maximum and minimum end-to-end time per 5 minutes of completion (the guide's second query).",
+      'Count, average, maximum and minimum end-to-end time per 5 minutes of completion (the second saved Logs Insights query, docs/deploy.md#monitoring).',
     params: [SINCE, SINCE],
     sql: `SELECT ${BIN_5M} AS bin_5m,
   count(*) AS conversations,
@@ -96,7 +104,8 @@ ORDER BY 1`,
   {
     id: 'delivery-success',
     title: 'Monitor Delivery Success Rates',
-    description: "Conversations per delivery status and webhook type (the guide's third query).",
+    description:
+      'Conversations per delivery status and webhook type (the third saved Logs Insights query, docs/deploy.md#monitoring).',
     params: [SINCE, SINCE],
     sql: `SELECT delivery_status, coalesce(webhook_type, 'none') AS webhook_type, count(*) AS conversations
 FROM ${CONVERSATIONS_TABLE}
@@ -147,6 +156,23 @@ FROM ${CONVERSATIONS_TABLE}
 WHERE ${SINCE_CONDITION}`,
   },
 ];
+
+/**
+ * The description of a query saved as an Athena named query: what it answers, then how to fill its `?` values in
+ * Athena's editor, which asks for each in order and reads it as SQL: a value not in single quotes is an expression
+ * there (`2026-11-28` is the number 1987, `your_system` a column), and `since` comes twice (SINCE_CONDITION). The
+ * command line fills them itself (docs/operations.md, "SQL over every conversation").
+ */
+export function athenaDescription(query: NamedQuery): string {
+  const values = query.params.map((p) => `${p.name} ${p.example}`).join(', ');
+  const since = query.params.some((p) => p.name === 'since')
+    ? " since is a UTC date, or a date-time as the exports write it ('2026-11-28T12:00:00.000Z')."
+    : '';
+  const source = query.params.some((p) => p.name === 'source_system')
+    ? ' source_system as exported: lowercase, with _ for . and -.'
+    : '';
+  return `${query.description} Athena's editor asks for ${query.params.length} values, in this order, each in single quotes: ${values}.${since}${source}`;
+}
 
 export function namedQuery(id: string): NamedQuery | undefined {
   return NAMED_QUERIES.find((q) => q.id === id);

@@ -15,7 +15,7 @@ import {
   PARTITION_COLUMN,
 } from '../../functions/domain/analytics-table.ts';
 import { EXPORT_PREFIX } from '../../functions/domain/export-formats.ts';
-import { NAMED_QUERIES } from '../../functions/domain/named-queries.ts';
+import { athenaDescription, NAMED_QUERIES } from '../../functions/domain/named-queries.ts';
 import { bucketObjectsFinding } from '../nag-findings.ts';
 import { exportKeyStatement } from './conversation-export-bucket.ts';
 
@@ -231,7 +231,7 @@ export class ConversationAnalytics extends Construct {
     this.namedQueries = NAMED_QUERIES.map((query) => {
       const named = new CfnNamedQuery(this, `Query-${query.id}`, {
         name: query.title,
-        description: `${query.description} Parameters: ${query.params.map((p) => p.name).join(', ')}.`.slice(0, 1024),
+        description: athenaDescription(query),
         database: databaseName,
         workGroup: this.workGroup.ref,
         queryString: query.sql,

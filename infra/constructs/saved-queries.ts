@@ -32,8 +32,8 @@ export interface SavedQueriesProps {
 }
 
 /**
- * The guide's queries saved as Logs Insights query definitions (docs/deploy.md#monitoring) (CloudWatch → Logs Insights → Saved queries, in the
- * folder named after the stack), preselecting the stage functions' log groups.
+ * The three queries of docs/deploy.md#monitoring saved as Logs Insights query definitions (CloudWatch → Logs Insights →
+ * Saved queries, in the folder named after the stack), preselecting the stage functions' log groups.
  */
 export class SavedQueries extends Construct {
   readonly definitions: CfnQueryDefinition[];

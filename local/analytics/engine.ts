@@ -7,6 +7,7 @@ import {
   ANALYSIS_COLUMNS,
   CONVERSATIONS_COLUMNS,
   CONVERSATIONS_TABLE,
+  decimalValue,
   ENGINE_TYPES,
   PARTITION_COLUMN,
   uniqueColumnNames,
@@ -331,6 +332,9 @@ const MACROS = ['CREATE MACRO approx_percentile(x, p) AS quantile_disc(x, p)'];
 
 function jsValue(value: DuckDBValue | unknown): unknown {
   if (typeof value === 'bigint') return Number.isSafeInteger(Number(value)) ? Number(value) : value.toString();
+  // NaN and the infinities as text (`NaN`, `Infinity`), as Athena's results give them: JSON has no such number, and
+  // JSON.stringify would write null, a value the query did not answer.
+  if (typeof value === 'number' && !Number.isFinite(value)) return String(value);
   if (value instanceof Date) return value.toISOString();
   if (Array.isArray(value)) return value.map(jsValue);
   if (value && typeof value === 'object' && value.constructor === Object) {
@@ -440,14 +444,19 @@ export async function openAnalytics(options: {
           const names = uniqueColumnNames(reader.columnNames());
           const types = reader.columnTypes().map(String);
           const asText = types.map(isShownAsText);
-          const values = asText.includes(true) ? reader.getRows() : null;
+          // A DECIMAL from its exact text: the JavaScript value is a double, which rounds one of more than 15 digits.
+          const decimal = types.map((type) => /^DECIMAL\b/.test(type));
+          const values = asText.includes(true) || decimal.includes(true) ? reader.getRows() : null;
+          const cellOf = (row: unknown[], r: number, i: number) => {
+            if (asText[i]) return text(values![r]![i]);
+            if (decimal[i]) return values![r]![i] === null ? null : decimalValue(String(values![r]![i]));
+            return jsValue(row[i]);
+          };
           return {
             columns: names.map((name, i) => ({ name, type: types[i]! })),
             rows: reader
               .getRowsJS()
-              .map((row, r) =>
-                Object.fromEntries(names.map((name, i) => [name, asText[i] ? text(values![r]![i]) : jsValue(row[i])])),
-              ),
+              .map((row, r) => Object.fromEntries(names.map((name, i) => [name, cellOf(row, r, i)]))),
           };
         } catch (error) {
           if (error instanceof QueryError) throw error;

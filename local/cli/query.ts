@@ -52,12 +52,15 @@ const FORMULA_START = /^[=+\-@\t\r\0]/;
 /**
  * One CSV field. A text cell (a column of any other type, or the header's name) that starts as a formula gets a
  * leading `'` inside its quotes, so that a spreadsheet shows the sender's `=HYPERLINK(…)` rather than running it
- * (CSV injection); `--json` keeps the text as it is.
+ * (CSV injection); `--json` keeps the text as it is. On a `terminal` (stdout not redirected) a text's control
+ * characters are written out (`\u001b`), as the table writes them: a sender's ESC or OSC sequence would otherwise
+ * recolour, retitle or rewrite the screen; its tabs and line breaks stay. A file or a pipe gets the text exactly.
  */
-function csvField(value: unknown, type: string | null): string {
+function csvField(value: unknown, type: string | null, terminal: boolean): string {
   if (value === null || value === undefined) return '';
-  const text = typeof value === 'string' ? value : typeof value === 'number' ? String(value) : JSON.stringify(value);
-  if (typeof value === 'string' && !(type !== null && NOT_TEXT.test(type)) && FORMULA_START.test(text))
+  const raw = typeof value === 'string' ? value : typeof value === 'number' ? String(value) : JSON.stringify(value);
+  const text = terminal && typeof value === 'string' ? printable(raw, true) : raw;
+  if (typeof value === 'string' && !(type !== null && NOT_TEXT.test(type)) && FORMULA_START.test(raw))
     return `"'${text.replaceAll('"', '""')}"`;
   return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
 }
@@ -66,20 +69,26 @@ function csvField(value: unknown, type: string | null): string {
  * A result as JSON (the text of `JSON.stringify(rows, null, 2)`, one object per row) or CSV (RFC 4180: the header and
  * every row each end with CRLF, the last one too; a text cell that starts as a formula neutralised: csvField), a row at
  * a time: the whole text of a bucket of long answers is more than a JavaScript string can hold (~512 M characters:
- * 9,000 answers of 60 KB).
+ * 9,000 answers of 60 KB). On a `terminal`, no control character of a text reaches the screen raw (csvField).
  */
-function* resultText(result: QueryResult, format: 'json' | 'csv'): Generator<string> {
+function* resultText(result: QueryResult, format: 'json' | 'csv', terminal: boolean): Generator<string> {
   const names = result.columns.map((c) => c.name);
   if (format === 'csv') {
-    yield `${names.map((name) => csvField(name, null)).join(',')}\r\n`;
-    for (const row of result.rows) yield `${result.columns.map((c) => csvField(row[c.name], c.type)).join(',')}\r\n`;
+    yield `${names.map((name) => csvField(name, null, terminal)).join(',')}\r\n`;
+    for (const row of result.rows)
+      yield `${result.columns.map((c) => csvField(row[c.name], c.type, terminal)).join(',')}\r\n`;
     return;
   }
   if (result.rows.length === 0) yield '[]';
   // Each row as the array's element: its lines indented once more. Only at "\n": JSON.stringify escapes every line
   // feed of a value, not U+2028 / U+2029, which a multiline regex's ^ would have indented inside the text.
-  for (const [i, row] of result.rows.entries())
-    yield `${i === 0 ? '[\n' : ',\n'}  ${JSON.stringify(row, null, 2).replaceAll('\n', '\n  ')}`;
+  // On a terminal, what JSON.stringify leaves raw in a text (C1 controls such as U+009B, a CSI to some terminals, line
+  // separators, bidirectional overrides) is written as its \uXXXX escape: the same JSON value, nothing for the screen
+  // to act on.
+  for (const [i, row] of result.rows.entries()) {
+    const json = JSON.stringify(row, null, 2);
+    yield `${i === 0 ? '[\n' : ',\n'}  ${(terminal ? printable(json, true) : json).replaceAll('\n', '\n  ')}`;
+  }
   if (result.rows.length > 0) yield '\n]';
   yield '\n';
 }
@@ -153,10 +162,21 @@ export async function conversationsQuery(args: string[]): Promise<number> {
     throw new CliError('--param goes with --named');
   }
   if (!sql) {
+    // An argument that is empty (`"$(cat query.sql)"` of a missing file, an unset variable) or a --json / --csv asked
+    // for is a script expecting rows: the description on stdout with exit 0 would read as its result.
+    if (positionals.length > 0)
+      throw new CliError(
+        'the SQL is empty (an argument with nothing in it: a variable or a file that gave nothing?); conversations query alone lists the columns and the named queries',
+      );
+    if (format !== 'table')
+      throw new CliError(
+        `--${format} needs SQL or --named NAME; conversations query alone lists the columns and the named queries`,
+      );
     out(describeTable());
     return 0;
   }
   const changes = nonReadingStatement(sql);
+  if (changes === '') throw new CliError('the SQL holds only comments: there is no statement to run');
   if (changes !== null)
     throw new CliError(
       `conversations query only reads (SELECT, WITH, VALUES, SHOW, DESCRIBE, EXPLAIN): "${changes}" is refused`,
@@ -165,7 +185,7 @@ export async function conversationsQuery(args: string[]): Promise<number> {
   // up to date here, however many days the bucket holds.
   const fromDay = values.named !== undefined ? params[0]!.slice(0, 10).replaceAll('-', '/') : null;
   const result = aws ? await onAthena(values, sql, params) : await onDuckDb(sql, params, fromDay);
-  if (format !== 'table') await writeOut(resultText(result, format));
+  if (format !== 'table') await writeOut(resultText(result, format, process.stdout.isTTY === true));
   else out(result.rows.length > 0 ? tableText(result) : '(no rows)');
   return 0;
 }

@@ -6,7 +6,7 @@ import {
   StartQueryExecutionCommand,
   StopQueryExecutionCommand,
 } from '@aws-sdk/client-athena';
-import { uniqueColumnNames } from '../../../functions/domain/analytics-table.ts';
+import { decimalValue, uniqueColumnNames } from '../../../functions/domain/analytics-table.ts';
 import type { QueryResult } from '../../analytics/engine.ts';
 import { CliError } from '../shared.ts';
 import { printable } from '../table.ts';
@@ -42,11 +42,12 @@ export function athenaLiteral(value: string): string {
   return `'${value.replaceAll("'", "''")}'`;
 }
 
-const NUMERIC = new Set(['tinyint', 'smallint', 'integer', 'int', 'bigint', 'double', 'real', 'float', 'decimal']);
+const NUMERIC = new Set(['tinyint', 'smallint', 'integer', 'int', 'bigint', 'double', 'real', 'float']);
 
 function typed(value: string | undefined, type: string): unknown {
   if (value === undefined) return null;
   const base = type.toLowerCase().replace(/\(.*$/, '');
+  if (base === 'decimal') return decimalValue(value);
   if (NUMERIC.has(base)) {
     const n = Number(value);
     return Number.isFinite(n) && (base !== 'bigint' || Number.isSafeInteger(n)) ? n : value;

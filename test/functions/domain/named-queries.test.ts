@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ANALYSIS_COLUMNS, type AnalysisColumnName } from '../../../functions/domain/analytics-table.ts';
 import {
+  athenaDescription,
   bindNamedQuery,
   NAMED_QUERIES,
   namedQuery,
@@ -117,7 +118,7 @@ async function run(id: string, values: Record<string, string> = {}) {
 }
 
 describe('the named queries on DuckDB', () => {
-  it("conversations-by-source: one source system, newest first (the guide's first question)", async () => {
+  it('conversations-by-source: one source system, newest first (the first saved Logs Insights question)', async () => {
     const rows = await run('conversations-by-source', { source_system: 'crm' });
     expect(rows.map((r) => r.conversation_id)).toEqual([6, 5, 4, 2, 1].map((n) => ROWS[n - 1]!.conversation_id));
     expect(rows[0]).toEqual({
@@ -262,6 +263,29 @@ describe('the named queries on DuckDB', () => {
     expect(() => normalizeSince('2026-02-31')).toThrow(QueryParamError); // not 2026-03-03
     expect(() => normalizeSince('2026-00-10')).toThrow(QueryParamError);
   });
+});
+
+describe("Athena's editor", () => {
+  // Athena's editor asks for a saved query's ? values one after the other and takes each as SQL (a string must be in
+  // single quotes: `2026-11-28` would be the number 1987, `your_system` a column). The description of each saved query
+  // says what to type; typed as it says, in its order, the query answers as the command line's own values make it.
+  it.each(NAMED_QUERIES.map((q) => [q.id, q]))(
+    '%s: its description says what to type for each ?',
+    async (_id, query) => {
+      const description = athenaDescription(query);
+      expect(description.length).toBeLessThanOrEqual(1024); // CreateNamedQuery's limit
+      const typed = /in this order, each in single quotes: (.*?)\.(?: |$)/.exec(description)?.[1] ?? '';
+      const literals = [...typed.matchAll(/(\w+) ('(?:[^']|'')*')/g)].map((m) => ({ name: m[1]!, literal: m[2]! }));
+      expect(literals.map((l) => l.name)).toEqual(query.params.map((p) => p.name));
+      let i = 0;
+      const asTyped = query.sql.replaceAll('?', () => literals[i++]!.literal);
+      const values = Object.fromEntries(literals.map((l) => [l.name, l.literal.slice(1, -1).replaceAll("''", "'")]));
+      const rows = (await engine.query(asTyped)).rows;
+      expect(rows).toEqual(await run(query.id, values));
+      // Rows to compare, but for the example source, which none of ROWS has.
+      if (query.id !== 'conversations-by-source') expect(rows.length).toBeGreaterThan(0);
+    },
+  );
 });
 
 describe('binding parameters', () => {

@@ -65,7 +65,7 @@ describe('conversations query (DuckDB over the local exports)', () => {
     );
   });
 
-  it("answers the guide's three questions with the named queries", async () => {
+  it('answers the three saved Logs Insights questions (docs/deploy.md#monitoring) with the named queries', async () => {
     const bySource = await query(['--named', 'conversations-by-source', '--param', 'source_system=crm', '--json']);
     expect(bySource.code, bySource.stderr).toBe(0);
     expect(JSON.parse(bySource.stdout).map((r: { conversation_id: string }) => r.conversation_id)).toEqual(
@@ -140,6 +140,12 @@ describe('conversations query (DuckDB over the local exports)', () => {
         /^webhook-gateway: --param since is given twice \("2026-11-28" and "2026-11-29"\): give it once$/m,
       ],
       [['SELECT 1', '--json', '--csv'], /^webhook-gateway: --json and --csv: choose one/],
+      // Before: the table's description on stdout and exit 0, which `query "$(cat missing.sql)" --csv > out.csv` kept.
+      [[''], /^webhook-gateway: the SQL is empty \(an argument with nothing in it/],
+      [['  \n', '--csv'], /^webhook-gateway: the SQL is empty/],
+      [['--json'], /^webhook-gateway: --json needs SQL or --named NAME; conversations query alone lists the columns/],
+      // Before: 'conversations query only reads (SELECT, …): "" is refused'.
+      [['--', '-- only a comment\n/* and another */'], /^webhook-gateway: the SQL holds only comments: there is no/],
       [['SELECT 1', '--stack', 'X'], /^webhook-gateway: --stack, --region and --profile go with --aws/],
       [['DROP VIEW conversations'], /^webhook-gateway: conversations query only reads .*"DROP" is refused/],
       // A saved .sql file that starts with a comment (`conversations query "$(cat q.sql)"`) reads as an option.
@@ -290,5 +296,60 @@ describe('conversations query (DuckDB over the local exports)', () => {
     expect(JSON.parse(json.stdout).map((r: { query: string; n: number }) => [r.query, r.n])).toEqual(
       questions.map((q) => [q, -5]),
     );
+  });
+  it("--csv and --json on a terminal write a text's control characters out; to a file or a pipe, exactly", async () => {
+    // A sender controls the question: an ESC or OSC sequence (recolour, retitle, set the clipboard), a C1 CSI, a
+    // bidirectional override. The table wrote them out; --csv sent them to the terminal raw.
+    const question = 'metrics \u001b[31mred\u001b[0m \u001b]0;pwned\u0007 \u009b2J \u202eevil\nnext line\tcell';
+    const res = await world.post({ ...SEED_REQUEST, query: question, source_system: 'tty_check' });
+    expect(res.status, JSON.stringify(res.body)).toBe(200);
+    const sql = "SELECT query FROM conversations WHERE source_system = 'tty_check'";
+    const onTerminal = async (args: string[]) => {
+      const tty = Object.getOwnPropertyDescriptor(process.stdout, 'isTTY');
+      Object.defineProperty(process.stdout, 'isTTY', { value: true, configurable: true });
+      try {
+        return await query([sql, ...args]);
+      } finally {
+        if (tty) Object.defineProperty(process.stdout, 'isTTY', tty);
+        else delete (process.stdout as { isTTY?: boolean }).isTTY;
+      }
+    };
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: what must not reach the terminal
+    const raw = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
+    const csv = await onTerminal(['--csv']);
+    expect(csv.code, csv.stderr).toBe(0);
+    expect(csv.stdout).not.toMatch(raw);
+    expect(csv.stdout).toBe(
+      'query\r\n"metrics \\u001b[31mred\\u001b[0m \\u001b]0;pwned\\u0007 \\u009b2J \\u202eevil\nnext line\tcell"\r\n',
+    );
+    const json = await onTerminal(['--json']);
+    expect(json.code, json.stderr).toBe(0);
+    expect(json.stdout).not.toMatch(raw);
+    expect(JSON.parse(json.stdout)).toEqual([{ query: question }]);
+    // Redirected, the CSV holds the sender's text byte for byte.
+    const file = await query([sql, '--csv']);
+    expect(file.stdout).toBe(`query\r\n"${question}"\r\n`);
+  });
+  it('--json gives a DECIMAL a double cannot hold digit for digit as its text, as a BIGINT past 2^53', async () => {
+    // Before, 12345678901234567890.123 was printed as the number 12345678901234567000 in all three formats.
+    const sql =
+      'SELECT 12345678901234567890.123::DECIMAL(38,3) AS big, 1.10 AS small, 123456789012345.67::DECIMAL(18,2) AS edge, NULL::DECIMAL(10,2) AS none, 9007199254740993::BIGINT AS id';
+    const json = await query([sql, '--json']);
+    expect(json.code, json.stderr).toBe(0);
+    expect(JSON.parse(json.stdout)).toEqual([
+      { big: '12345678901234567890.123', small: 1.1, edge: 123456789012345.67, none: null, id: '9007199254740993' },
+    ]);
+    const csv = await query([sql, '--csv']);
+    expect(csv.stdout).toBe(
+      'big,small,edge,none,id\r\n12345678901234567890.123,1.1,123456789012345.67,,9007199254740993\r\n',
+    );
+  });
+  it('--json gives NaN and the infinities as text, as Athena does, not null', async () => {
+    // Before, JSON.stringify wrote NaN as null, which a query answers for a missing value.
+    const sql = "SELECT 'nan'::DOUBLE AS n, 'inf'::DOUBLE AS i, '-inf'::DOUBLE AS m, NULL::DOUBLE AS z";
+    const json = await query([sql, '--json']);
+    expect(json.code, json.stderr).toBe(0);
+    expect(JSON.parse(json.stdout)).toEqual([{ n: 'NaN', i: 'Infinity', m: '-Infinity', z: null }]);
+    expect((await query([sql, '--csv'])).stdout).toBe('n,i,m,z\r\nNaN,Infinity,-Infinity,\r\n');
   });
 });

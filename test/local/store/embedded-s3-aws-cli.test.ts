@@ -161,7 +161,7 @@ describe.skipIf(skipCli)('the AWS CLI against the embedded S3', { timeout: 180_0
     });
   });
 
-  it("a day's conversation.json files, as docs/operations.md downloads them (the guide's wildcard answers 404)", async () => {
+  it("a day's conversation.json files, as docs/operations.md downloads them (a wildcard in the key answers 404)", async () => {
     const day = 'conversation-history/2026/11/29/';
     const ids = ['webhook_20261129_101500_crm_sync_a1', 'webhook_20261129_231000_crm_sync_b2'];
     for (const id of ids)

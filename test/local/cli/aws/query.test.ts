@@ -252,6 +252,25 @@ describe('conversations query --aws', () => {
     );
   });
 
+  it('--json gives a DECIMAL a double cannot hold digit for digit as its text, as a BIGINT past 2^53', async () => {
+    athena.on(GetQueryResultsCommand).resolves(
+      page(
+        [
+          ['big', 'decimal(38,3)'],
+          ['small', 'decimal(3,2)'],
+          ['id', 'bigint'],
+        ],
+        [['12345678901234567890.123', '1.10', '9007199254740993']],
+        true,
+      ),
+    );
+    const result = await runMain(['conversations', 'query', 'SELECT …', '--aws', '--json']);
+    expect(result.code, result.stderr).toBe(0);
+    expect(JSON.parse(result.stdout)).toEqual([
+      { big: '12345678901234567890.123', small: 1.1, id: '9007199254740993' },
+    ]);
+  });
+
   it('runs a named query with its parameters as literals', async () => {
     const result = await runMain([
       'conversations',
