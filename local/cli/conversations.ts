@@ -44,6 +44,7 @@ import {
   note,
   onDataDir,
   out,
+  outJson,
   progress,
 } from './shared.ts';
 import { cell, formatTable, printable } from './table.ts';
@@ -164,7 +165,7 @@ export async function conversationsList(args: string[]): Promise<number> {
   summaries.sort(compareRows(filter));
   const shown = summaries.slice(0, limit);
   if (values.json) {
-    out(JSON.stringify(shown, null, 2));
+    outJson(shown);
     return 0;
   }
   if (shown.length === 0) {
@@ -429,13 +430,7 @@ function printConversation(
   if (json) {
     const delivery_attempts = record?.execution.delivery_attempts ?? [];
     const recovered = recoveredAfterStop(executions);
-    out(
-      JSON.stringify(
-        { conversation: record, recovered, delivery_attempts, failed_delivery: envelope, executions },
-        null,
-        2,
-      ),
-    );
+    outJson({ conversation: record, recovered, delivery_attempts, failed_delivery: envelope, executions });
     return;
   }
   const oneLine = (text: string, max: number) => printable(cell(text, max));
@@ -565,7 +560,7 @@ export async function conversationsSearch(args: string[], mode: { listing?: bool
           webhook_id: null,
         }))
       : shown;
-    out(JSON.stringify(rows, null, 2));
+    outJson(rows);
     return 0;
   }
   if (shown.length === 0) {

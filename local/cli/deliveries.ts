@@ -26,6 +26,7 @@ import {
   noteUnreadLogs,
   onDataDir,
   out,
+  outJson,
   parseSince,
   parseWebhookType,
   redriveExitCode,
@@ -89,7 +90,7 @@ export async function deliveriesList(args: string[]): Promise<number> {
   noteUnreadLogs(counted.unread);
   const shown = counted.envelopes;
   if (values.json) {
-    out(JSON.stringify(shown, null, 2));
+    outJson(shown);
     return 0;
   }
   if (found.total === 0) {
@@ -275,7 +276,7 @@ export async function deliveriesRedrive(args: string[]): Promise<number> {
     const more = candidates.length - shown.length;
     // With --json, stdout is one JSON document: the plan's envelopes (the first `limit`), or the results.
     if (values.json) {
-      out(JSON.stringify(shown, null, 2));
+      outJson(shown);
       if (more > 0) note(`(${more} more planned, not shown; use --limit)`);
       return 0;
     }
@@ -306,7 +307,7 @@ export async function deliveriesRedrive(args: string[]): Promise<number> {
       `[${i + 1}/${candidates.length}] ${e.conversation_id} → ${shown}${result.execution_name ? ` (execution ${result.execution_name})` : ''}${resultDetail(result)}`,
     );
   }
-  if (values.json) out(JSON.stringify(results, null, 2));
+  if (values.json) outJson(results);
   else
     out(
       `redrove ${candidates.length}: ${Object.entries(counts)
@@ -354,7 +355,7 @@ async function nothingOwed(id: string, dataDir: string, json: boolean): Promise<
 /** `redrive <id> --json` of a conversation nothing is owed for: the result a redrive of it gives (as --aws prints it). */
 function alreadyDelivered(id: string): number {
   const result: RedeliveryResult = { conversation_id: id, status: 'already_delivered' };
-  out(JSON.stringify([result], null, 2));
+  outJson([result]);
   return 0;
 }
 
@@ -385,7 +386,7 @@ export async function deliveriesResend(args: string[]): Promise<number> {
         `it may have reached the receiver. Start it again ("${start}"): its "recovered" line says what became of the resend, and "conversations show ${id}" its attempts; it is not repeated by itself: resend it again only if the receiver did not get it`,
     );
   }
-  if (values.json) out(JSON.stringify(result, null, 2));
+  if (values.json) outJson(result);
   else {
     const attempt = result.record?.execution.delivery_attempts.at(-1);
     out(

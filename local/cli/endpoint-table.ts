@@ -10,7 +10,7 @@ import {
 import { timeAgo } from '../../functions/domain/iso-date.ts';
 import { rotatedSecrets } from '../../functions/domain/signatures.ts';
 import type { EndpointChange } from '../../functions/shared/endpoint-store.ts';
-import { CliError, note, out } from './shared.ts';
+import { CliError, note, out, outJson } from './shared.ts';
 import { cell, formatTable } from './table.ts';
 
 /** What `set` changes: the store's part and the secrets' part. */
@@ -45,7 +45,7 @@ export function editedSecrets(type: WebhookType, current: readonly string[], edi
  */
 export function printEndpoints(views: EndpointView[], json: boolean, footer?: string): void {
   if (json) {
-    out(JSON.stringify(views, null, 2));
+    outJson(views);
     if (footer) note(footer);
     return;
   }

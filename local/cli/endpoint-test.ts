@@ -4,7 +4,7 @@
  */
 import type { WebhookType } from '../../functions/domain/conversation.ts';
 import { sendTestDelivery, testDeliveryTarget } from '../../functions/shared/test-delivery.ts';
-import { CliError, out } from './shared.ts';
+import { CliError, out, outJson } from './shared.ts';
 import { cell, printable } from './table.ts';
 
 /**
@@ -22,7 +22,7 @@ export async function printTestDelivery(
   const result = await sendTestDelivery(type, target.url, secrets, options.timeoutMs);
   const { attempt, response } = result;
   if (options.json) {
-    out(JSON.stringify(result, null, 2));
+    outJson(result);
     return result.delivered ? 0 : 1;
   }
   const answer = attempt.status_code ? `HTTP ${attempt.status_code}` : (attempt.error ?? 'no answer');

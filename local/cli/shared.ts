@@ -31,9 +31,16 @@ export function out(text: string): void {
 }
 
 /**
- * One line of the running gateway's operator log: its fields joined by two spaces, every control character (and the
- * Unicode line separators) escaped, so nothing a request carries can break a line or forge another.
+ * A command's `--json` result (stdout), indented by two. On a terminal (stdout not redirected), what JSON.stringify
+ * leaves raw in a text (C1 controls such as U+009B, a CSI to some terminals; the line separators; the bidirectional
+ * overrides) is written as its `\uXXXX` escape: the same JSON value, nothing a sender's question or a receiver's answer
+ * can make the operator's screen act on. A file or a pipe gets the text exactly.
  */
+export function outJson(value: unknown): void {
+  const json = JSON.stringify(value, null, 2);
+  out(process.stdout.isTTY === true ? printable(json, true) : json);
+}
+
 /**
  * A path as the user should read it: relative to the current folder when it lies under it (`.data/s3`), else
  * absolute (`/tmp/gateway-data`, not `../../../tmp/gateway-data`).
@@ -44,6 +51,10 @@ export function shownPath(file: string): string {
   return relative.startsWith('..') || path.isAbsolute(relative) ? path.resolve(file) : relative;
 }
 
+/**
+ * One line of the running gateway's operator log: its fields joined by two spaces, every control character (and the
+ * Unicode line separators) escaped, so nothing a request carries can break a line or forge another.
+ */
 export function eventLine(...fields: (string | number)[]): string {
   return fields.map((f) => printable(String(f))).join('  ');
 }
