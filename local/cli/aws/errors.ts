@@ -1,4 +1,4 @@
-import { CliError } from '../shared.ts';
+import { CliError, DEFAULT_STACK_NAME } from '../shared.ts';
 
 const NETWORK_CODES = new Set([
   'ENOTFOUND',
@@ -101,6 +101,31 @@ export function withAftermath(error: unknown, aftermath: string): unknown {
   return error;
 }
 
+/** Where the operators' policies are attached, and which one a command needs (docs/deploy.md). */
+const POLICIES_DOC = 'docs/deploy.md#after-the-first-deploy';
+
+/**
+ * What an access denied means for the operator, after AWS's own words (which name the action): the policy of the
+ * stack that grants it (docs/deploy.md's `OperatorPolicyArn`, or `AnalyticsQueryPolicyArn` for Athena and Glue).
+ * `cloudformation:DescribeStacks`, every command's first call, is granted on the stack's own ARN only, so a --stack
+ * or --region that names no such stack is refused, not "does not exist", to a role holding only that policy. An
+ * explicit deny (a service control policy, a permissions boundary) no policy attached overrides.
+ */
+function deniedBecause(message: string, stack: string, region: string): string {
+  if (/explicit deny/i.test(message))
+    return `: an explicit deny refuses it, which no policy of the stack overrides: ask the account's administrators`;
+  const named = /perform:\s*([\w-]+:\w+)/i.exec(message)?.[1];
+  const action = named?.toLowerCase();
+  if (action === 'cloudformation:describestacks')
+    return `: the stack's OperatorPolicyArn policy allows it on its own stack only: is stack "${stack}" (${stack === DEFAULT_STACK_NAME ? 'the default; --stack NAME for another' : '--stack'}) deployed in ${region} (--region R for another)? If it is, these credentials lack that policy (${POLICIES_DOC})`;
+  if (action?.startsWith('kms:'))
+    return `: the key that encrypts the export bucket must allow ${named} to these credentials, which the stack's policies cannot grant (${POLICIES_DOC})`;
+  if (action?.startsWith('athena:') || action?.startsWith('glue:'))
+    return `: these credentials need the stack's AnalyticsQueryPolicyArn policy (${POLICIES_DOC})`;
+  if (action) return `: these credentials need the stack's OperatorPolicyArn policy (${POLICIES_DOC})`;
+  return `: these credentials need the stack's OperatorPolicyArn policy, and AnalyticsQueryPolicyArn for conversations list | search | query (${POLICIES_DOC})`;
+}
+
 /**
  * An AWS SDK error as one clear line for the command line (`--aws`): missing or rejected credentials, no region,
  * an unknown stack, throttling, an unreachable service. Never a stack trace.
@@ -151,7 +176,8 @@ export function explainAwsError(
   }
   if (BAD_CREDENTIALS.has(name))
     return new CliError(`AWS rejected the credentials (${name}): refresh them and try again`);
-  if (/AccessDenied/.test(name) || /not authorized/i.test(message)) return new CliError(`access denied: ${message}`);
+  if (/AccessDenied/.test(name) || /not authorized/i.test(message))
+    return new CliError(`access denied: ${message}${deniedBecause(message, where.stack, region)}`);
   // Logs Insights' "Account maximum query concurrency limit of [30] reached" is a throttle too.
   if (THROTTLED.has(name) || (name === 'LimitExceededException' && /concurren/i.test(message)))
     return new CliError(

@@ -280,7 +280,7 @@ describe('deliveries list --aws', () => {
       const listed = await runMain(['deliveries', 'list', '--aws']);
       expect(listed.code).toBe(1);
       expect(listed.stderr).toBe(
-        'webhook-gateway: access denied: User: ops is not authorized to perform: sqs:changemessagevisibility (2 dead letters it read stay hidden in the dead-letter queue until 2026-12-01T10:00:30.000Z: "deliveries list --aws" does not show them until then)\n',
+        `webhook-gateway: access denied: User: ops is not authorized to perform: sqs:changemessagevisibility (2 dead letters it read stay hidden in the dead-letter queue until 2026-12-01T10:00:30.000Z: "deliveries list --aws" does not show them until then): these credentials need the stack's OperatorPolicyArn policy (docs/deploy.md#after-the-first-deploy)\n`,
       );
       sqsMock.resetHistory();
       deadLetters(sqsMessage(deadEnvelope('aaa111')), sqsMessage(deadEnvelope('bbb222')));
@@ -651,7 +651,7 @@ describe('deliveries redrive --aws', () => {
     const again = 'nothing was started: it is back in the dead-letter queue now (run the same command again)';
     expect(result.stdout.split('\n').slice(1, 3)).toEqual([
       `[1/2] ${a.conversation_id} → error: cannot reach AWS in eu-west-1 (ECONNREFUSED): check the network, proxy settings and --region [region eu-west-1, no profile]; ${again}`,
-      `[2/2] ${b.conversation_id} → error: access denied: User: arn:aws:iam::1:user/op is not authorized to perform: states:StartSyncExecution [region eu-west-1, no profile]; ${again}`,
+      `[2/2] ${b.conversation_id} → error: access denied: User: arn:aws:iam::1:user/op is not authorized to perform: states:StartSyncExecution: these credentials need the stack's OperatorPolicyArn policy (docs/deploy.md#after-the-first-deploy) [region eu-west-1, no profile]; ${again}`,
     ]);
   });
 
@@ -802,7 +802,7 @@ describe('deliveries redrive --aws', () => {
     expect(startCalls()).toEqual([]);
     expect(lines.slice(1, 3)).toEqual([
       `[1/2] ${a.conversation_id} → skipped: taken by another redrive meanwhile`,
-      `[2/2] ${b.conversation_id} → error: access denied: User: ops is not authorized to perform: sqs:changemessagevisibility`,
+      `[2/2] ${b.conversation_id} → error: access denied: User: ops is not authorized to perform: sqs:changemessagevisibility: these credentials need the stack's OperatorPolicyArn policy (docs/deploy.md#after-the-first-deploy)`,
     ]);
   });
 

@@ -91,6 +91,64 @@ describe('--aws credentials', () => {
   });
 });
 
+describe('--aws access denied: names the policy of the stack that grants the action (docs/deploy.md)', () => {
+  const denied = (action: string, resource: string, name = 'AccessDenied') =>
+    sdkError(
+      name,
+      `User: arn:aws:iam::123456789012:user/ops is not authorized to perform: ${action} on resource: ${resource} because no identity-based policy allows the ${action} action`,
+    );
+  const POLICIES = '(docs/deploy.md#after-the-first-deploy)';
+
+  it('DescribeStacks of a stack the operator policy does not name: asks whether --stack and --region are right', async () => {
+    // The operator policy grants DescribeStacks on its own stack's ARN only: another name or region is refused so,
+    // not "does not exist".
+    const other = 'arn:aws:cloudformation:us-east-1:123456789012:stack/WebhookConversationGateway/*';
+    expect(
+      await refused(denied('cloudformation:DescribeStacks', other), {
+        AWS_REGION: 'us-east-1',
+        AWS_PROFILE: undefined,
+      }),
+    ).toBe(
+      `webhook-gateway: access denied: ${denied('cloudformation:DescribeStacks', other).message}: the stack's OperatorPolicyArn policy allows it on its own stack only: is stack "WebhookConversationGateway" (the default; --stack NAME for another) deployed in us-east-1 (--region R for another)? If it is, these credentials lack that policy ${POLICIES}`,
+    );
+    cfn.on(DescribeStacksCommand).rejects(denied('cloudformation:DescribeStacks', other));
+    const named = await runMain(['deliveries', 'list', '--aws', '--stack', 'Prod', '--region', 'eu-west-1']);
+    expect(named.stderr).toContain(
+      `: is stack "Prod" (--stack) deployed in eu-west-1 (--region R for another)? If it is, these credentials lack that policy ${POLICIES}\n`,
+    );
+  });
+
+  it('an action of the operator policy: names OperatorPolicyArn', async () => {
+    expect(
+      await refused(denied('sqs:receivemessage', 'arn:aws:sqs:eu-west-1:123456789012:dlq', 'AccessDeniedException')),
+    ).toMatch(
+      /sqs:receivemessage action: these credentials need the stack's OperatorPolicyArn policy \(docs\/deploy\.md#after-the-first-deploy\)$/,
+    );
+  });
+
+  it('S3\'s "Access Denied" without an action: names both policies', async () => {
+    expect(await refused(sdkError('AccessDenied', 'Access Denied'))).toBe(
+      `webhook-gateway: access denied: Access Denied: these credentials need the stack's OperatorPolicyArn policy, and AnalyticsQueryPolicyArn for conversations list | search | query ${POLICIES}`,
+    );
+  });
+
+  it('kms:Decrypt of an export bucket of their own: the key must allow it, which no policy of the stack grants', async () => {
+    expect(await refused(denied('kms:Decrypt', 'arn:aws:kms:eu-west-1:123456789012:key/k'))).toMatch(
+      /kms:Decrypt action: the key that encrypts the export bucket must allow kms:Decrypt to these credentials, which the stack's policies cannot grant/,
+    );
+  });
+
+  it('an explicit deny (a service control policy): no policy of the stack helps, and it says so', async () => {
+    const scp = sdkError(
+      'AccessDeniedException',
+      'User: arn:aws:iam::123456789012:user/ops is not authorized to perform: sqs:receivemessage on resource: arn:aws:sqs:eu-west-1:123456789012:dlq with an explicit deny in a service control policy',
+    );
+    expect(await refused(scp)).toMatch(
+      /service control policy: an explicit deny refuses it, which no policy of the stack overrides: ask the account's administrators$/,
+    );
+  });
+});
+
 describe('--aws throttled', () => {
   it.each([
     ['ThrottlingException', 'Rate exceeded'],

@@ -314,6 +314,24 @@ describe('conversations query --aws', () => {
     expect(athena.commandCalls(GetQueryExecutionCommand)).toHaveLength(0);
   });
 
+  it('a role without the analytics policy is told to attach AnalyticsQueryPolicyArn, not only "access denied"', async () => {
+    athena
+      .on(StartQueryExecutionCommand)
+      .rejects(
+        Object.assign(
+          new Error(
+            'User: arn:aws:iam::123456789012:user/ops is not authorized to perform: athena:StartQueryExecution on resource: arn:aws:athena:eu-west-1:123456789012:workgroup/WebhookConversationGateway-analytics because no identity-based policy allows the athena:StartQueryExecution action',
+          ),
+          { name: 'AccessDeniedException' },
+        ),
+      );
+    const result = await runMain(['conversations', 'query', 'SELECT 1', '--aws', '--region', 'eu-west-1']);
+    expect(result.code).toBe(1);
+    expect(result.stderr.trim().split('\n').at(-1)).toMatch(
+      /^webhook-gateway: access denied: User: .* athena:StartQueryExecution action: these credentials need the stack's AnalyticsQueryPolicyArn policy \(docs\/deploy\.md#after-the-first-deploy\)$/,
+    );
+  });
+
   it('a stack deployed before the analytics resources says what is missing, in one line', async () => {
     cfn.on(DescribeStacksCommand).resolves(describedStack({}, 'Old'));
     const result = await runMain(['conversations', 'query', 'SELECT 1', '--aws', '--stack', 'Old']);
