@@ -127,6 +127,34 @@ function deniedBecause(message: string, stack: string, region: string): string {
 }
 
 /**
+ * Which credentials AWS rejected, and what to do about it by its reason: the SDK's chain took them from --profile,
+ * else AWS_PROFILE, else AWS_ACCESS_KEY_ID, else the default profile or the machine's role (docs/operations.md).
+ * An access key AWS does not know is also its answer in an opt-in region the account has not enabled.
+ */
+function rejectedCredentials(name: string, profileOption: string | undefined, region: string): string {
+  const profile = profileOption ?? process.env.AWS_PROFILE;
+  const keys = !profile && Boolean(process.env.AWS_ACCESS_KEY_ID);
+  const which = profile
+    ? `of profile "${profile}" (${profileOption ? '--profile' : 'AWS_PROFILE'})`
+    : keys
+      ? 'of AWS_ACCESS_KEY_ID'
+      : "the SDK found (the default profile, or this machine's role)";
+  let why: string;
+  if (/^ExpiredToken/.test(name))
+    why = `they have expired: ${
+      profile
+        ? `run "aws sso login --profile ${profile}" if it uses SSO, else renew its keys`
+        : keys
+          ? 'set new AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN'
+          : 'renew them'
+    }, then try again`;
+  else if (name === 'InvalidClientTokenId' || name === 'UnrecognizedClientException')
+    why = `AWS knows no such access key (deleted, deactivated, of another partition), or ${region} is an opt-in region the account has not enabled`;
+  else why = "the secret key does not belong to the access key (mistyped?), or this machine's clock is far off";
+  return `AWS rejected the credentials ${which} (${name}): ${why}`;
+}
+
+/**
  * An AWS SDK error as one clear line for the command line (`--aws`): missing or rejected credentials, no region,
  * an unknown stack, throttling, an unreachable service. Never a stack trace.
  */
@@ -174,8 +202,7 @@ export function explainAwsError(
       `stack "${where.stack}" does not exist in ${region}: pass --stack NAME (and --region R) of a deployed webhook gateway`,
     );
   }
-  if (BAD_CREDENTIALS.has(name))
-    return new CliError(`AWS rejected the credentials (${name}): refresh them and try again`);
+  if (BAD_CREDENTIALS.has(name)) return new CliError(rejectedCredentials(name, where.profile, region));
   if (/AccessDenied/.test(name) || /not authorized/i.test(message))
     return new CliError(`access denied: ${message}${deniedBecause(message, where.stack, region)}`);
   // Logs Insights' "Account maximum query concurrency limit of [30] reached" is a throttle too.

@@ -84,9 +84,41 @@ describe('--aws credentials', () => {
     ).toMatch(/is it in \/etc\/aws\/config \(AWS_CONFIG_FILE\) or ~\/\.aws\/credentials\?/);
   });
 
-  it('expired session credentials (ExpiredToken) are rejected credentials', async () => {
-    expect(await refused(sdkError('ExpiredToken', 'The security token included in the request is expired'))).toBe(
-      'webhook-gateway: AWS rejected the credentials (ExpiredToken): refresh them and try again',
+  it('expired session credentials (ExpiredToken): which ones, and how to renew them', async () => {
+    const expired = sdkError('ExpiredToken', 'The security token included in the request is expired');
+    expect(await refused(expired, { AWS_PROFILE: undefined, AWS_ACCESS_KEY_ID: 'AKIAEXAMPLE' })).toBe(
+      'webhook-gateway: AWS rejected the credentials of AWS_ACCESS_KEY_ID (ExpiredToken): they have expired: set new AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN, then try again',
+    );
+    expect(
+      await refused(sdkError('ExpiredTokenException', 'The security token included in the request is expired'), {
+        AWS_PROFILE: 'prod',
+      }),
+    ).toBe(
+      'webhook-gateway: AWS rejected the credentials of profile "prod" (AWS_PROFILE) (ExpiredTokenException): they have expired: run "aws sso login --profile prod" if it uses SSO, else renew its keys, then try again',
+    );
+  });
+
+  it('an access key AWS does not know (InvalidClientTokenId, UnrecognizedClientException): also a region not enabled', async () => {
+    for (const name of ['InvalidClientTokenId', 'UnrecognizedClientException'])
+      expect(
+        await refused(sdkError(name, 'The security token included in the request is invalid.'), {
+          AWS_PROFILE: undefined,
+          AWS_ACCESS_KEY_ID: undefined,
+          AWS_REGION: 'me-south-1',
+        }),
+      ).toBe(
+        `webhook-gateway: AWS rejected the credentials the SDK found (the default profile, or this machine's role) (${name}): AWS knows no such access key (deleted, deactivated, of another partition), or me-south-1 is an opt-in region the account has not enabled`,
+      );
+  });
+
+  it('a secret key that does not match (SignatureDoesNotMatch): mistyped, or the clock', async () => {
+    expect(
+      await refused(sdkError('SignatureDoesNotMatch', 'The request signature we calculated does not match'), {
+        AWS_PROFILE: undefined,
+        AWS_ACCESS_KEY_ID: 'AKIAEXAMPLE',
+      }),
+    ).toBe(
+      "webhook-gateway: AWS rejected the credentials of AWS_ACCESS_KEY_ID (SignatureDoesNotMatch): the secret key does not belong to the access key (mistyped?), or this machine's clock is far off",
     );
   });
 });
