@@ -175,7 +175,9 @@ async function releaseRead(
   try {
     await queue.release(items);
   } catch (error) {
-    throw withAftermath(error, hiddenUntil(items.length, scan));
+    // A batch that changed some of them: only those it did not stay hidden.
+    const hidden = (error as { stillHidden?: number }).stillHidden ?? items.length;
+    throw withAftermath(error, hiddenUntil(hidden, scan));
   }
 }
 

@@ -294,6 +294,33 @@ describe('deliveries list --aws', () => {
     }
   });
 
+  it('a release SQS answers with failed entries: says how many stay hidden, not a list as if all were shown again', async () => {
+    vi.useFakeTimers({ now: new Date('2026-12-01T10:00:00Z'), toFake: ['Date'] });
+    try {
+      deadLetters(
+        sqsMessage(deadEnvelope('aaa111')),
+        sqsMessage(deadEnvelope('bbb222')),
+        sqsMessage(deadEnvelope('ccc333')),
+      );
+      // A batch answers 200 with the entries it did not change; one whose receipt handle is stale was received since.
+      sqsMock.on(ChangeMessageVisibilityBatchCommand).resolves({
+        Successful: [{ Id: '0' }],
+        Failed: [
+          { Id: '1', Code: 'InternalError', SenderFault: false, Message: 'We encountered an internal error.' },
+          { Id: '2', Code: 'ReceiptHandleIsInvalid', SenderFault: true, Message: 'The receipt handle has expired.' },
+        ],
+      });
+      const listed = await runMain(['deliveries', 'list', '--aws']);
+      expect(listed.code).toBe(1);
+      expect(listed.stdout).toBe('');
+      expect(listed.stderr).toBe(
+        'webhook-gateway: AWS error (InternalError): SQS did not make 1 of 3 messages visible again (InternalError: We encountered an internal error.) (1 dead letter it read stays hidden in the dead-letter queue until 2026-12-01T10:00:30.000Z: "deliveries list --aws" does not show it until then)\n',
+      );
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   it('a receive refused after others were read: those are shown again, not left hidden', async () => {
     const first = sqsMessage(deadEnvelope('aaa111'));
     sqsMock
