@@ -199,7 +199,7 @@ export function explainAwsError(
   }
   if (name === 'ValidationError' && /does not exist/i.test(message)) {
     return new CliError(
-      `stack "${where.stack}" does not exist in ${region}: pass --stack NAME (and --region R) of a deployed webhook gateway`,
+      `stack "${where.stack}"${where.stack === DEFAULT_STACK_NAME ? ' (the default)' : ''} does not exist in ${region}: pass --stack NAME (and --region R) of a deployed webhook gateway, NAME being the context key stackName it was deployed with (cdk.json or -c stackName=…: docs/deploy.md)`,
     );
   }
   if (BAD_CREDENTIALS.has(name)) return new CliError(rejectedCredentials(name, where.profile, region));

@@ -1015,7 +1015,7 @@ describe('the command line around --aws', () => {
     try {
       expect(await main(['deliveries', 'list', '--aws', '--stack', 'Nope', '--region', 'eu-west-1'])).toBe(1);
       expect(stderr.mock.calls.map((c) => String(c[0]))).toEqual([
-        'webhook-gateway: stack "Nope" does not exist in eu-west-1: pass --stack NAME (and --region R) of a deployed webhook gateway\n',
+        'webhook-gateway: stack "Nope" does not exist in eu-west-1: pass --stack NAME (and --region R) of a deployed webhook gateway, NAME being the context key stackName it was deployed with (cdk.json or -c stackName=…: docs/deploy.md)\n',
       ]);
     } finally {
       stderr.mockRestore();

@@ -195,7 +195,7 @@ describe('--profile P', () => {
     const result = await runMain([...args, '--profile', 'ops'], env());
     expect(result.code).toBe(1);
     expect(result.stderr.trim().split('\n').at(-1)).toBe(
-      `webhook-gateway: stack "WebhookConversationGateway" does not exist in ${region}: pass --stack NAME (and --region R) of a deployed webhook gateway`,
+      `webhook-gateway: stack "WebhookConversationGateway" (the default) does not exist in ${region}: pass --stack NAME (and --region R) of a deployed webhook gateway, NAME being the context key stackName it was deployed with (cdk.json or -c stackName=…: docs/deploy.md)`,
     );
   });
 
