@@ -807,6 +807,33 @@ describe('deliveries redrive --aws', () => {
     }
   });
 
+  it('the network going after a run delivered (its DeleteMessage refused): said delivered and not removed, not "nothing was started"', async () => {
+    const [a, b, c] = [deadEnvelope('aaa111'), deadEnvelope('bbb222'), deadEnvelope('ccc333')];
+    const [ma, mb, mc] = [a, b, c].map((e) => sqsMessage(e)) as [Message, Message, Message];
+    deadLetters(ma, mb, mc);
+    sfnMock
+      .on(StartSyncExecutionCommand)
+      .resolvesOnce(succeeded(afterAttempt(a, 'delivered')))
+      .resolvesOnce(succeeded(afterAttempt(b, 'delivered')))
+      .resolvesOnce(succeeded(afterAttempt(c, 'retryable')));
+    sqsMock.on(DeleteMessageCommand).resolves({});
+    sqsMock
+      .on(DeleteMessageCommand, { ReceiptHandle: mb.ReceiptHandle })
+      .rejects(Object.assign(new Error('connect ECONNREFUSED 10.0.0.1:443'), { code: 'ECONNREFUSED' }));
+    expect(await awsDeliveriesRedrive(clients(), { stack: STACK, all: true }, out)).toBe(1);
+    expect(startCalls()).toHaveLength(3);
+    expect(lines[1]).toMatch(/^\[1\/3\] \S+_aaa111 → delivered \(execution /);
+    expect(lines[2]).toMatch(
+      new RegExp(
+        `^\\[2/3\\] ${b.conversation_id} → error \\(execution ${b.conversation_id}-redelivery-2-[0-9a-f]{6}\\): it was delivered, but its dead letter could not be removed \\(cannot reach AWS in .* \\(ECONNREFUSED\\).*\\); it is back in the dead-letter queue as it was: run the same command again: it says it was delivered and removes it, sending nothing$`,
+      ),
+    );
+    expect(lines[2]).not.toContain('nothing was started');
+    // Its execution ended: visible again at once for that re-run, not hidden as a run that may be under way.
+    expect(released()).toContain(mb.ReceiptHandle);
+    expect(lines[3]).toMatch(/^\[3\/3\] \S+_ccc333 → failed \(execution /);
+  });
+
   /** Two dead letters, the first received by someone else since (SQS refuses its hold: MessageNotInflight). */
   function twoTheFirstTaken() {
     const [a, b] = [deadEnvelope('aaa111'), deadEnvelope('bbb222')];
