@@ -293,6 +293,24 @@ describe('conversations query --aws', () => {
     expect(cancelled.stdout).toBe('');
   });
 
+  it('a query Athena failed for a permission (Glue, the exports): its reason, then the policy that grants it', async () => {
+    athena
+      .on(GetQueryExecutionCommand)
+      .resolves(
+        execution(
+          'FAILED',
+          0,
+          'DML',
+          'Permission denied on S3 path: s3://prod-exports/analysis/2026/12/01. User: arn:aws:sts::123456789012:assumed-role/ops/me is not authorized to perform: s3:GetObject',
+        ),
+      );
+    const failed = await runMain(['conversations', 'query', 'SELECT 1', '--aws']);
+    expect(failed.code).toBe(1);
+    expect(failed.stderr.trim().split('\n').at(-1)).toBe(
+      "webhook-gateway: Athena query q-9 FAILED: Permission denied on S3 path: s3://prod-exports/analysis/2026/12/01. User: arn:aws:sts::123456789012:assumed-role/ops/me is not authorized to perform: s3:GetObject: these credentials need the stack's AnalyticsQueryPolicyArn policy (docs/deploy.md#after-the-first-deploy), and kms:Decrypt on the key of an export bucket of your own encrypted with one",
+    );
+  });
+
   it('a workgroup that does not exist (deleted by hand): said so, with the output and context key that name it', async () => {
     athena.on(StartQueryExecutionCommand).rejects(
       Object.assign(new Error('WorkGroup WebhookConversationGateway-analytics is not found.'), {
