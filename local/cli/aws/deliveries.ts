@@ -513,9 +513,11 @@ async function ranButNotStored(
     .then(() => null)
     .catch((released: Error) => `${released.name} on sqs:ChangeMessageVisibilityBatch`);
   const message = await explain(error);
-  const delivered = storing.updated.state === 'settled';
+  // Settled, or delivered before its export failed (the envelope then owes only the export).
+  const delivered =
+    storing.updated.state === 'settled' || storing.updated.attempts.some((a) => a.outcome === 'delivered');
   const ran = delivered
-    ? 'it was delivered, but its dead letter could not be removed'
+    ? `it was delivered, but its dead letter could not be ${storing.updated.state === 'settled' ? 'removed' : 'updated (it owes only its export now)'}`
     : 'its redelivery ran and did not deliver, but its dead letter could not be updated with that attempt';
   const where = shown
     ? `it stays hidden in the dead-letter queue up to ${REDRIVE_HOLD_SECONDS / 60} minutes (${shown})`

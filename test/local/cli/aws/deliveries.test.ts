@@ -834,6 +834,23 @@ describe('deliveries redrive --aws', () => {
     expect(lines[3]).toMatch(/^\[3\/3\] \S+_ccc333 → failed \(execution /);
   });
 
+  it('…and one delivered whose export S3 refused (it owes only its export) whose dead letter could not be updated: said delivered too', async () => {
+    const a = deadEnvelope('aaa111');
+    const ma = sqsMessage(a);
+    deadLetters(ma);
+    sfnMock.on(StartSyncExecutionCommand).resolves({
+      ...succeeded(afterAttempt(a, 'delivered')),
+      output: JSON.stringify({ conversation: afterAttempt(a, 'delivered'), export_error: 'ExportError: S3 down' }),
+    });
+    sqsMock
+      .on(SendMessageCommand)
+      .rejects(Object.assign(new Error('connect ECONNREFUSED 10.0.0.1:443'), { code: 'ECONNREFUSED' }));
+    expect(await awsDeliveriesRedrive(clients(), { stack: STACK, id: a.conversation_id }, out)).toBe(1);
+    expect(lines[0]).toMatch(
+      /→ error \(execution .*\): it was delivered, but its dead letter could not be updated \(it owes only its export now\) \(/,
+    );
+  });
+
   /** Two dead letters, the first received by someone else since (SQS refuses its hold: MessageNotInflight). */
   function twoTheFirstTaken() {
     const [a, b] = [deadEnvelope('aaa111'), deadEnvelope('bbb222')];
