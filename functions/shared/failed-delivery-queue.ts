@@ -133,6 +133,12 @@ function planWait(envelope: FailedDeliveryEnvelope, now: Date, until?: Date): Wa
   return { delaySeconds: Math.min(MAX_DELAY_SECONDS, wait) };
 }
 
+/** A batch entry's codes for a receipt handle of an earlier receive: the message was received again since, or deleted. */
+const staleReceipt = (f: { Code?: string | undefined; Message?: string | undefined }) =>
+  f.Code === 'ReceiptHandleIsInvalid' ||
+  f.Code === 'MessageNotInflight' ||
+  (f.Code === 'InvalidParameterValue' && /receipt ?handle/i.test(f.Message ?? ''));
+
 export class SqsFailedDeliveryQueue implements FailedDeliveryStore<QueuedEnvelope> {
   constructor(
     readonly client: SQSClient,
@@ -239,9 +245,10 @@ export class SqsFailedDeliveryQueue implements FailedDeliveryStore<QueuedEnvelop
   ): Promise<void> {
     const byQueue = new Map<string, typeof items>();
     for (const item of items) byQueue.set(item.queueUrl, [...(byQueue.get(item.queueUrl) ?? []), item]);
+    const failed: { Code?: string | undefined; Message?: string | undefined }[] = [];
     for (const [queueUrl, list] of byQueue) {
       for (let i = 0; i < list.length; i += 10) {
-        await this.client.send(
+        const answer = await this.client.send(
           new ChangeMessageVisibilityBatchCommand({
             QueueUrl: queueUrl,
             Entries: list.slice(i, i + 10).map((m, j) => ({
@@ -251,8 +258,18 @@ export class SqsFailedDeliveryQueue implements FailedDeliveryStore<QueuedEnvelop
             })),
           }),
         );
+        // A batch answers 200 with the entries it did not change: those stay hidden. A receipt handle SQS no longer
+        // honours is a message received again (or deleted) since, which is not this command's to show.
+        failed.push(...(answer?.Failed ?? []).filter((f) => !staleReceipt(f)));
       }
     }
+    if (failed.length > 0)
+      throw Object.assign(
+        new Error(
+          `SQS did not make ${failed.length} of ${items.length} message${items.length === 1 ? '' : 's'} visible again (${failed[0]!.Code}: ${failed[0]!.Message ?? 'no reason given'})`,
+        ),
+        { name: failed[0]!.Code ?? 'Error', stillHidden: failed.length },
+      );
   }
 }
 

@@ -136,7 +136,14 @@ export async function runAthenaQuery(
         execution?.Status?.StateChangeReason ?? execution?.Status?.AthenaError?.ErrorMessage ?? 'no reason given';
       // One line (the command's error line): Athena's reasons may span several (a parser's caret, a stack of causes),
       // and may quote a value of the table (the sender's text): its control characters written out.
-      throw new AthenaQueryError(`Athena query ${id} ${state}: ${printable(reason.replace(/\s+/g, ' ').trim())}`);
+      // A query refused for what the role may not read or write (Glue's table, the exports, the results) fails so:
+      // AWS's words, then which policy of the stack grants it (docs/deploy.md), as an access denied of a call is told.
+      const denied = /not authorized|permission denied|access denied|insufficient permissions/i.test(reason)
+        ? `: these credentials need the stack's AnalyticsQueryPolicyArn policy (docs/deploy.md#after-the-first-deploy), and kms:Decrypt on the key of an export bucket of your own encrypted with one`
+        : '';
+      throw new AthenaQueryError(
+        `Athena query ${id} ${state}: ${printable(reason.replace(/\s+/g, ' ').trim())}${denied}`,
+      );
     }
     const result = await results(client, id, execution?.StatementType);
     return {

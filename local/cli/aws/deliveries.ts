@@ -175,7 +175,9 @@ async function releaseRead(
   try {
     await queue.release(items);
   } catch (error) {
-    throw withAftermath(error, hiddenUntil(items.length, scan));
+    // A batch that changed some of them: only those it did not stay hidden.
+    const hidden = (error as { stillHidden?: number }).stillHidden ?? items.length;
+    throw withAftermath(error, hiddenUntil(hidden, scan));
   }
 }
 
@@ -435,18 +437,29 @@ async function redriveGroup(
       envelope = withLoggedDelivery(envelope, took, new Date());
     } else if (check.unchecked.length > 0) onUnchecked(id, check.unchecked);
   }
-  // The dead-letter queue as the store: settled → deleted, otherwise back into it with the new attempt.
+  // The dead-letter queue as the store: settled → deleted, otherwise back into it with the new attempt. What its run
+  // left to store is kept: an error storing it comes after the run, which has ended (see ranButNotStored).
+  let storing: { updated: FailedDeliveryEnvelope; execution?: string | undefined } | null = null;
   const deadLetters = {
-    store: (item: QueuedEnvelope, updated: FailedDeliveryEnvelope) =>
-      updated.state === 'settled' ? queue.delete(item) : queue.replace(item, updated, stack.deadLetterQueueUrl),
+    store: (item: QueuedEnvelope, updated: FailedDeliveryEnvelope) => {
+      storing = { updated, execution: lastRun?.execution_name };
+      return updated.state === 'settled' ? queue.delete(item) : queue.replace(item, updated, stack.deadLetterQueueUrl);
+    },
     leave: () => queue.release(group),
   };
-  const redeliver = stepFunctionsRedeliver(clients.sfn, stack.redeliveryStateMachineArn!, { schedule: queue.schedule });
+  const startRun = stepFunctionsRedeliver(clients.sfn, stack.redeliveryStateMachineArn!, { schedule: queue.schedule });
+  let lastRun: { execution_name?: string | undefined } | null = null;
+  const redeliver: typeof startRun = async (...args) => {
+    const run = await startRun(...args);
+    lastRun = run;
+    return run;
+  };
   const held = { ...primary, envelope };
   let result: RedeliveryResult;
   try {
     result = await redeliverHeld(deadLetters, held, redeliver, 'redrive', () => new Date());
   } catch (error) {
+    if (storing) return ranButNotStored(queue, group, storing, error, release, explain);
     // The run gave no answer. Step Functions refused to start it (throttled past the retries, access denied…):
     // nothing ran, so its messages, copies too, are visible again at once, not hidden for REDRIVE_HOLD_SECONDS.
     // Otherwise its execution may have started: they stay hidden until it has surely ended, so that no redrive
@@ -477,6 +490,48 @@ async function redriveGroup(
   if (took && result.status === 'delivered')
     return { ...result, status: 'already_delivered', detail: alreadyDeliveredDetail(id, took, true) };
   return heldReason(clients, stack.deliveriesTable, result);
+}
+
+/**
+ * A run that ended (delivered, or its attempt failed) whose dead letter could not then be removed or updated with it
+ * (the network went, SQS refused): said as what was done and what was not, not as a start refused ("nothing was
+ * started"). Its execution has ended, so the claim ends and its messages are visible again at once: the same command
+ * run again reads the attempt log, says a delivered one was delivered and removes it, sending nothing.
+ */
+async function ranButNotStored(
+  queue: SqsFailedDeliveryQueue,
+  group: QueuedEnvelope[],
+  storing: { updated: FailedDeliveryEnvelope; execution?: string | undefined },
+  error: unknown,
+  endClaim: () => Promise<void>,
+  explain: (error: unknown) => Promise<string>,
+): Promise<GroupResult> {
+  const id = storing.updated.conversation_id;
+  await endClaim();
+  const shown = await queue
+    .release(group)
+    .then(() => null)
+    .catch((released: Error) => `${released.name} on sqs:ChangeMessageVisibilityBatch`);
+  const message = await explain(error);
+  // Settled, or delivered before its export failed (the envelope then owes only the export).
+  const delivered =
+    storing.updated.state === 'settled' || storing.updated.attempts.some((a) => a.outcome === 'delivered');
+  const ran = delivered
+    ? `it was delivered, but its dead letter could not be ${storing.updated.state === 'settled' ? 'removed' : 'updated (it owes only its export now)'}`
+    : 'its redelivery ran and did not deliver, but its dead letter could not be updated with that attempt';
+  const where = shown
+    ? `it stays hidden in the dead-letter queue up to ${REDRIVE_HOLD_SECONDS / 60} minutes (${shown})`
+    : 'it is back in the dead-letter queue as it was';
+  const again = delivered
+    ? 'run the same command again: it says it was delivered and removes it, sending nothing'
+    : 'run the same command again to try it again';
+  return {
+    conversation_id: id,
+    status: 'error',
+    ...(storing.execution ? { execution_name: storing.execution } : {}),
+    error: `${ran}: ${message}`,
+    detail: `: ${ran} (${message}); ${where}: ${again}`,
+  };
 }
 
 /** A held redrive or resend with why (withHeldReason), read from the stack's receivers, as the local gateway says it. */

@@ -1,4 +1,4 @@
-import { CliError } from '../shared.ts';
+import { CliError, DEFAULT_STACK_NAME } from '../shared.ts';
 
 const NETWORK_CODES = new Set([
   'ENOTFOUND',
@@ -101,6 +101,59 @@ export function withAftermath(error: unknown, aftermath: string): unknown {
   return error;
 }
 
+/** Where the operators' policies are attached, and which one a command needs (docs/deploy.md). */
+const POLICIES_DOC = 'docs/deploy.md#after-the-first-deploy';
+
+/**
+ * What an access denied means for the operator, after AWS's own words (which name the action): the policy of the
+ * stack that grants it (docs/deploy.md's `OperatorPolicyArn`, or `AnalyticsQueryPolicyArn` for Athena and Glue).
+ * `cloudformation:DescribeStacks`, every command's first call, is granted on the stack's own ARN only, so a --stack
+ * or --region that names no such stack is refused, not "does not exist", to a role holding only that policy. An
+ * explicit deny (a service control policy, a permissions boundary) no policy attached overrides.
+ */
+function deniedBecause(message: string, stack: string, region: string): string {
+  if (/explicit deny/i.test(message))
+    return `: an explicit deny refuses it, which no policy of the stack overrides: ask the account's administrators`;
+  const named = /perform:\s*([\w-]+:\w+)/i.exec(message)?.[1];
+  const action = named?.toLowerCase();
+  if (action === 'cloudformation:describestacks')
+    return `: the stack's OperatorPolicyArn policy allows it on its own stack only: is stack "${stack}" (${stack === DEFAULT_STACK_NAME ? 'the default; --stack NAME for another' : '--stack'}) deployed in ${region} (--region R for another)? If it is, these credentials lack that policy (${POLICIES_DOC})`;
+  if (action?.startsWith('kms:'))
+    return `: the key that encrypts the export bucket must allow ${named} to these credentials, which the stack's policies cannot grant (${POLICIES_DOC})`;
+  if (action?.startsWith('athena:') || action?.startsWith('glue:'))
+    return `: these credentials need the stack's AnalyticsQueryPolicyArn policy (${POLICIES_DOC})`;
+  if (action) return `: these credentials need the stack's OperatorPolicyArn policy (${POLICIES_DOC})`;
+  return `: these credentials need the stack's OperatorPolicyArn policy, and AnalyticsQueryPolicyArn for conversations list | search | query (${POLICIES_DOC})`;
+}
+
+/**
+ * Which credentials AWS rejected, and what to do about it by its reason: the SDK's chain took them from --profile,
+ * else AWS_PROFILE, else AWS_ACCESS_KEY_ID, else the default profile or the machine's role (docs/operations.md).
+ * An access key AWS does not know is also its answer in an opt-in region the account has not enabled.
+ */
+function rejectedCredentials(name: string, profileOption: string | undefined, region: string): string {
+  const profile = profileOption ?? process.env.AWS_PROFILE;
+  const keys = !profile && Boolean(process.env.AWS_ACCESS_KEY_ID);
+  const which = profile
+    ? `of profile "${profile}" (${profileOption ? '--profile' : 'AWS_PROFILE'})`
+    : keys
+      ? 'of AWS_ACCESS_KEY_ID'
+      : "the SDK found (the default profile, or this machine's role)";
+  let why: string;
+  if (/^ExpiredToken/.test(name))
+    why = `they have expired: ${
+      profile
+        ? `run "aws sso login --profile ${profile}" if it uses SSO, else renew its keys`
+        : keys
+          ? 'set new AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN'
+          : 'renew them'
+    }, then try again`;
+  else if (name === 'InvalidClientTokenId' || name === 'UnrecognizedClientException')
+    why = `AWS knows no such access key (deleted, deactivated, of another partition), or ${region} is an opt-in region the account has not enabled`;
+  else why = "the secret key does not belong to the access key (mistyped?), or this machine's clock is far off";
+  return `AWS rejected the credentials ${which} (${name}): ${why}`;
+}
+
 /**
  * An AWS SDK error as one clear line for the command line (`--aws`): missing or rejected credentials, no region,
  * an unknown stack, throttling, an unreachable service. Never a stack trace.
@@ -146,12 +199,12 @@ export function explainAwsError(
   }
   if (name === 'ValidationError' && /does not exist/i.test(message)) {
     return new CliError(
-      `stack "${where.stack}" does not exist in ${region}: pass --stack NAME (and --region R) of a deployed webhook gateway`,
+      `stack "${where.stack}"${where.stack === DEFAULT_STACK_NAME ? ' (the default)' : ''} does not exist in ${region}: pass --stack NAME (and --region R) of a deployed webhook gateway, NAME being the context key stackName it was deployed with (cdk.json or -c stackName=…: docs/deploy.md)`,
     );
   }
-  if (BAD_CREDENTIALS.has(name))
-    return new CliError(`AWS rejected the credentials (${name}): refresh them and try again`);
-  if (/AccessDenied/.test(name) || /not authorized/i.test(message)) return new CliError(`access denied: ${message}`);
+  if (BAD_CREDENTIALS.has(name)) return new CliError(rejectedCredentials(name, where.profile, region));
+  if (/AccessDenied/.test(name) || /not authorized/i.test(message))
+    return new CliError(`access denied: ${message}${deniedBecause(message, where.stack, region)}`);
   // Logs Insights' "Account maximum query concurrency limit of [30] reached" is a throttle too.
   if (THROTTLED.has(name) || (name === 'LimitExceededException' && /concurren/i.test(message)))
     return new CliError(

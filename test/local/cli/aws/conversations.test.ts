@@ -399,7 +399,7 @@ describe('conversations --aws', () => {
     expect(output.stdout).toContain(`conversation ${ID}`);
     expect(output.stdout).toContain(`s3://prod-exports/${FOLDER}`);
     expect(output.stderr).toContain(
-      `webhook-gateway: the execution history of ${ID} could not be read (access denied: User: arn:aws:iam::123456789012:user/ops is not authorized to perform: logs:StartQuery); the export above is the system of record\n`,
+      `webhook-gateway: the execution history of ${ID} could not be read (access denied: User: arn:aws:iam::123456789012:user/ops is not authorized to perform: logs:StartQuery: these credentials need the stack's OperatorPolicyArn policy (docs/deploy.md#after-the-first-deploy)); the export above is the system of record\n`,
     );
     output.restore();
     output = captureOutput();

@@ -280,7 +280,7 @@ describe('deliveries list --aws', () => {
       const listed = await runMain(['deliveries', 'list', '--aws']);
       expect(listed.code).toBe(1);
       expect(listed.stderr).toBe(
-        'webhook-gateway: access denied: User: ops is not authorized to perform: sqs:changemessagevisibility (2 dead letters it read stay hidden in the dead-letter queue until 2026-12-01T10:00:30.000Z: "deliveries list --aws" does not show them until then)\n',
+        `webhook-gateway: access denied: User: ops is not authorized to perform: sqs:changemessagevisibility (2 dead letters it read stay hidden in the dead-letter queue until 2026-12-01T10:00:30.000Z: "deliveries list --aws" does not show them until then): these credentials need the stack's OperatorPolicyArn policy (docs/deploy.md#after-the-first-deploy)\n`,
       );
       sqsMock.resetHistory();
       deadLetters(sqsMessage(deadEnvelope('aaa111')), sqsMessage(deadEnvelope('bbb222')));
@@ -288,6 +288,33 @@ describe('deliveries list --aws', () => {
       expect(redriven.code).toBe(1);
       expect(redriven.stderr).toContain(
         '(2 dead letters it read stay hidden in the dead-letter queue until 2026-12-01T10:15:00.000Z: "deliveries list --aws" does not show them until then)',
+      );
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('a release SQS answers with failed entries: says how many stay hidden, not a list as if all were shown again', async () => {
+    vi.useFakeTimers({ now: new Date('2026-12-01T10:00:00Z'), toFake: ['Date'] });
+    try {
+      deadLetters(
+        sqsMessage(deadEnvelope('aaa111')),
+        sqsMessage(deadEnvelope('bbb222')),
+        sqsMessage(deadEnvelope('ccc333')),
+      );
+      // A batch answers 200 with the entries it did not change; one whose receipt handle is stale was received since.
+      sqsMock.on(ChangeMessageVisibilityBatchCommand).resolves({
+        Successful: [{ Id: '0' }],
+        Failed: [
+          { Id: '1', Code: 'InternalError', SenderFault: false, Message: 'We encountered an internal error.' },
+          { Id: '2', Code: 'ReceiptHandleIsInvalid', SenderFault: true, Message: 'The receipt handle has expired.' },
+        ],
+      });
+      const listed = await runMain(['deliveries', 'list', '--aws']);
+      expect(listed.code).toBe(1);
+      expect(listed.stdout).toBe('');
+      expect(listed.stderr).toBe(
+        'webhook-gateway: AWS error (InternalError): SQS did not make 1 of 3 messages visible again (InternalError: We encountered an internal error.) (1 dead letter it read stays hidden in the dead-letter queue until 2026-12-01T10:00:30.000Z: "deliveries list --aws" does not show it until then)\n',
       );
     } finally {
       vi.useRealTimers();
@@ -651,7 +678,7 @@ describe('deliveries redrive --aws', () => {
     const again = 'nothing was started: it is back in the dead-letter queue now (run the same command again)';
     expect(result.stdout.split('\n').slice(1, 3)).toEqual([
       `[1/2] ${a.conversation_id} → error: cannot reach AWS in eu-west-1 (ECONNREFUSED): check the network, proxy settings and --region [region eu-west-1, no profile]; ${again}`,
-      `[2/2] ${b.conversation_id} → error: access denied: User: arn:aws:iam::1:user/op is not authorized to perform: states:StartSyncExecution [region eu-west-1, no profile]; ${again}`,
+      `[2/2] ${b.conversation_id} → error: access denied: User: arn:aws:iam::1:user/op is not authorized to perform: states:StartSyncExecution: these credentials need the stack's OperatorPolicyArn policy (docs/deploy.md#after-the-first-deploy) [region eu-west-1, no profile]; ${again}`,
     ]);
   });
 
@@ -780,6 +807,50 @@ describe('deliveries redrive --aws', () => {
     }
   });
 
+  it('the network going after a run delivered (its DeleteMessage refused): said delivered and not removed, not "nothing was started"', async () => {
+    const [a, b, c] = [deadEnvelope('aaa111'), deadEnvelope('bbb222'), deadEnvelope('ccc333')];
+    const [ma, mb, mc] = [a, b, c].map((e) => sqsMessage(e)) as [Message, Message, Message];
+    deadLetters(ma, mb, mc);
+    sfnMock
+      .on(StartSyncExecutionCommand)
+      .resolvesOnce(succeeded(afterAttempt(a, 'delivered')))
+      .resolvesOnce(succeeded(afterAttempt(b, 'delivered')))
+      .resolvesOnce(succeeded(afterAttempt(c, 'retryable')));
+    sqsMock.on(DeleteMessageCommand).resolves({});
+    sqsMock
+      .on(DeleteMessageCommand, { ReceiptHandle: mb.ReceiptHandle })
+      .rejects(Object.assign(new Error('connect ECONNREFUSED 10.0.0.1:443'), { code: 'ECONNREFUSED' }));
+    expect(await awsDeliveriesRedrive(clients(), { stack: STACK, all: true }, out)).toBe(1);
+    expect(startCalls()).toHaveLength(3);
+    expect(lines[1]).toMatch(/^\[1\/3\] \S+_aaa111 → delivered \(execution /);
+    expect(lines[2]).toMatch(
+      new RegExp(
+        `^\\[2/3\\] ${b.conversation_id} → error \\(execution ${b.conversation_id}-redelivery-2-[0-9a-f]{6}\\): it was delivered, but its dead letter could not be removed \\(cannot reach AWS in .* \\(ECONNREFUSED\\).*\\); it is back in the dead-letter queue as it was: run the same command again: it says it was delivered and removes it, sending nothing$`,
+      ),
+    );
+    expect(lines[2]).not.toContain('nothing was started');
+    // Its execution ended: visible again at once for that re-run, not hidden as a run that may be under way.
+    expect(released()).toContain(mb.ReceiptHandle);
+    expect(lines[3]).toMatch(/^\[3\/3\] \S+_ccc333 → failed \(execution /);
+  });
+
+  it('…and one delivered whose export S3 refused (it owes only its export) whose dead letter could not be updated: said delivered too', async () => {
+    const a = deadEnvelope('aaa111');
+    const ma = sqsMessage(a);
+    deadLetters(ma);
+    sfnMock.on(StartSyncExecutionCommand).resolves({
+      ...succeeded(afterAttempt(a, 'delivered')),
+      output: JSON.stringify({ conversation: afterAttempt(a, 'delivered'), export_error: 'ExportError: S3 down' }),
+    });
+    sqsMock
+      .on(SendMessageCommand)
+      .rejects(Object.assign(new Error('connect ECONNREFUSED 10.0.0.1:443'), { code: 'ECONNREFUSED' }));
+    expect(await awsDeliveriesRedrive(clients(), { stack: STACK, id: a.conversation_id }, out)).toBe(1);
+    expect(lines[0]).toMatch(
+      /→ error \(execution .*\): it was delivered, but its dead letter could not be updated \(it owes only its export now\) \(/,
+    );
+  });
+
   /** Two dead letters, the first received by someone else since (SQS refuses its hold: MessageNotInflight). */
   function twoTheFirstTaken() {
     const [a, b] = [deadEnvelope('aaa111'), deadEnvelope('bbb222')];
@@ -802,7 +873,7 @@ describe('deliveries redrive --aws', () => {
     expect(startCalls()).toEqual([]);
     expect(lines.slice(1, 3)).toEqual([
       `[1/2] ${a.conversation_id} → skipped: taken by another redrive meanwhile`,
-      `[2/2] ${b.conversation_id} → error: access denied: User: ops is not authorized to perform: sqs:changemessagevisibility`,
+      `[2/2] ${b.conversation_id} → error: access denied: User: ops is not authorized to perform: sqs:changemessagevisibility: these credentials need the stack's OperatorPolicyArn policy (docs/deploy.md#after-the-first-deploy)`,
     ]);
   });
 
@@ -988,7 +1059,7 @@ describe('the command line around --aws', () => {
     try {
       expect(await main(['deliveries', 'list', '--aws', '--stack', 'Nope', '--region', 'eu-west-1'])).toBe(1);
       expect(stderr.mock.calls.map((c) => String(c[0]))).toEqual([
-        'webhook-gateway: stack "Nope" does not exist in eu-west-1: pass --stack NAME (and --region R) of a deployed webhook gateway\n',
+        'webhook-gateway: stack "Nope" does not exist in eu-west-1: pass --stack NAME (and --region R) of a deployed webhook gateway, NAME being the context key stackName it was deployed with (cdk.json or -c stackName=…: docs/deploy.md)\n',
       ]);
     } finally {
       stderr.mockRestore();

@@ -182,7 +182,9 @@ describe('endpoints --aws', () => {
     );
     expect(await main(['endpoints', 'list', '--aws'])).toBe(0);
     expect(rows(output.stdout).general).toMatch(/^general\s+healthy\s+not known here\s/);
-    expect(output.stdout).toMatch(/^signing not shown \(access denied: .*secretsmanager:GetSecretValue\)$/m);
+    expect(output.stdout).toMatch(
+      /^signing not shown \(access denied: .*secretsmanager:GetSecretValue: these credentials need the stack's OperatorPolicyArn policy \(docs\/deploy\.md#after-the-first-deploy\)\)$/m,
+    );
   });
 
   it('list --json: the views, nothing else on stdout', async () => {
@@ -417,7 +419,7 @@ describe('endpoints --aws', () => {
     expect(await main(['endpoints', 'set', 'deal_analysis', '--secret', NEW_SECRET, '--aws'])).toBe(0);
     expect(secrets.commandCalls(PutSecretValueCommand)).toHaveLength(1);
     expect(output.stdout).toContain(
-      'deal_analysis deliveries are signed with two secrets (the new one first): the Deliver functions sign with them within 5 minutes (their cache of the secret: telling them at once failed, access denied: User: ops is not authorized to perform: dynamodb:UpdateItem)',
+      "deal_analysis deliveries are signed with two secrets (the new one first): the Deliver functions sign with them within 5 minutes (their cache of the secret: telling them at once failed, access denied: User: ops is not authorized to perform: dynamodb:UpdateItem: these credentials need the stack's OperatorPolicyArn policy (docs/deploy.md#after-the-first-deploy))",
     );
   });
 
@@ -474,11 +476,12 @@ describe('endpoints --aws', () => {
       change_made: true,
       change: 'new signing secret',
       read_back: 'failed',
-      error: 'access denied: User: ops is not authorized to perform: dynamodb:BatchGetItem',
+      error:
+        "access denied: User: ops is not authorized to perform: dynamodb:BatchGetItem: these credentials need the stack's OperatorPolicyArn policy (docs/deploy.md#after-the-first-deploy)",
       see: 'webhook-gateway endpoints list --aws',
     });
     expect(output.stderr).toContain(
-      'webhook-gateway: deal_analysis: the change was made (new signing secret), but reading the receiver back failed (access denied: User: ops is not authorized to perform: dynamodb:BatchGetItem); see it with: webhook-gateway endpoints list --aws\n',
+      "webhook-gateway: deal_analysis: the change was made (new signing secret), but reading the receiver back failed (access denied: User: ops is not authorized to perform: dynamodb:BatchGetItem: these credentials need the stack's OperatorPolicyArn policy (docs/deploy.md#after-the-first-deploy)); see it with: webhook-gateway endpoints list --aws\n",
     );
   });
 
@@ -493,7 +496,7 @@ describe('endpoints --aws', () => {
     expect(await main(['endpoints', 'set', 'deal_analysis', '--url', url, '--secret', NEW_SECRET, '--aws'])).toBe(1);
     expect(dynamo.commandCalls(UpdateItemCommand)).toHaveLength(1);
     expect(output.stderr).toBe(
-      `webhook-gateway: deal_analysis: the change was made (URL ${url}), but its signing secrets were not changed: access denied: User: ops is not authorized to perform: secretsmanager:PutSecretValue\n`,
+      `webhook-gateway: deal_analysis: the change was made (URL ${url}), but its signing secrets were not changed: access denied: User: ops is not authorized to perform: secretsmanager:PutSecretValue: these credentials need the stack's OperatorPolicyArn policy (docs/deploy.md#after-the-first-deploy)\n`,
     );
   });
 

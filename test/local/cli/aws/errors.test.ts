@@ -84,9 +84,99 @@ describe('--aws credentials', () => {
     ).toMatch(/is it in \/etc\/aws\/config \(AWS_CONFIG_FILE\) or ~\/\.aws\/credentials\?/);
   });
 
-  it('expired session credentials (ExpiredToken) are rejected credentials', async () => {
-    expect(await refused(sdkError('ExpiredToken', 'The security token included in the request is expired'))).toBe(
-      'webhook-gateway: AWS rejected the credentials (ExpiredToken): refresh them and try again',
+  it('expired session credentials (ExpiredToken): which ones, and how to renew them', async () => {
+    const expired = sdkError('ExpiredToken', 'The security token included in the request is expired');
+    expect(await refused(expired, { AWS_PROFILE: undefined, AWS_ACCESS_KEY_ID: 'AKIAEXAMPLE' })).toBe(
+      'webhook-gateway: AWS rejected the credentials of AWS_ACCESS_KEY_ID (ExpiredToken): they have expired: set new AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN, then try again',
+    );
+    expect(
+      await refused(sdkError('ExpiredTokenException', 'The security token included in the request is expired'), {
+        AWS_PROFILE: 'prod',
+      }),
+    ).toBe(
+      'webhook-gateway: AWS rejected the credentials of profile "prod" (AWS_PROFILE) (ExpiredTokenException): they have expired: run "aws sso login --profile prod" if it uses SSO, else renew its keys, then try again',
+    );
+  });
+
+  it('an access key AWS does not know (InvalidClientTokenId, UnrecognizedClientException): also a region not enabled', async () => {
+    for (const name of ['InvalidClientTokenId', 'UnrecognizedClientException'])
+      expect(
+        await refused(sdkError(name, 'The security token included in the request is invalid.'), {
+          AWS_PROFILE: undefined,
+          AWS_ACCESS_KEY_ID: undefined,
+          AWS_REGION: 'me-south-1',
+        }),
+      ).toBe(
+        `webhook-gateway: AWS rejected the credentials the SDK found (the default profile, or this machine's role) (${name}): AWS knows no such access key (deleted, deactivated, of another partition), or me-south-1 is an opt-in region the account has not enabled`,
+      );
+  });
+
+  it('a secret key that does not match (SignatureDoesNotMatch): mistyped, or the clock', async () => {
+    expect(
+      await refused(sdkError('SignatureDoesNotMatch', 'The request signature we calculated does not match'), {
+        AWS_PROFILE: undefined,
+        AWS_ACCESS_KEY_ID: 'AKIAEXAMPLE',
+      }),
+    ).toBe(
+      "webhook-gateway: AWS rejected the credentials of AWS_ACCESS_KEY_ID (SignatureDoesNotMatch): the secret key does not belong to the access key (mistyped?), or this machine's clock is far off",
+    );
+  });
+});
+
+describe('--aws access denied: names the policy of the stack that grants the action (docs/deploy.md)', () => {
+  const denied = (action: string, resource: string, name = 'AccessDenied') =>
+    sdkError(
+      name,
+      `User: arn:aws:iam::123456789012:user/ops is not authorized to perform: ${action} on resource: ${resource} because no identity-based policy allows the ${action} action`,
+    );
+  const POLICIES = '(docs/deploy.md#after-the-first-deploy)';
+
+  it('DescribeStacks of a stack the operator policy does not name: asks whether --stack and --region are right', async () => {
+    // The operator policy grants DescribeStacks on its own stack's ARN only: another name or region is refused so,
+    // not "does not exist".
+    const other = 'arn:aws:cloudformation:us-east-1:123456789012:stack/WebhookConversationGateway/*';
+    expect(
+      await refused(denied('cloudformation:DescribeStacks', other), {
+        AWS_REGION: 'us-east-1',
+        AWS_PROFILE: undefined,
+      }),
+    ).toBe(
+      `webhook-gateway: access denied: ${denied('cloudformation:DescribeStacks', other).message}: the stack's OperatorPolicyArn policy allows it on its own stack only: is stack "WebhookConversationGateway" (the default; --stack NAME for another) deployed in us-east-1 (--region R for another)? If it is, these credentials lack that policy ${POLICIES}`,
+    );
+    cfn.on(DescribeStacksCommand).rejects(denied('cloudformation:DescribeStacks', other));
+    const named = await runMain(['deliveries', 'list', '--aws', '--stack', 'Prod', '--region', 'eu-west-1']);
+    expect(named.stderr).toContain(
+      `: is stack "Prod" (--stack) deployed in eu-west-1 (--region R for another)? If it is, these credentials lack that policy ${POLICIES}\n`,
+    );
+  });
+
+  it('an action of the operator policy: names OperatorPolicyArn', async () => {
+    expect(
+      await refused(denied('sqs:receivemessage', 'arn:aws:sqs:eu-west-1:123456789012:dlq', 'AccessDeniedException')),
+    ).toMatch(
+      /sqs:receivemessage action: these credentials need the stack's OperatorPolicyArn policy \(docs\/deploy\.md#after-the-first-deploy\)$/,
+    );
+  });
+
+  it('S3\'s "Access Denied" without an action: names both policies', async () => {
+    expect(await refused(sdkError('AccessDenied', 'Access Denied'))).toBe(
+      `webhook-gateway: access denied: Access Denied: these credentials need the stack's OperatorPolicyArn policy, and AnalyticsQueryPolicyArn for conversations list | search | query ${POLICIES}`,
+    );
+  });
+
+  it('kms:Decrypt of an export bucket of their own: the key must allow it, which no policy of the stack grants', async () => {
+    expect(await refused(denied('kms:Decrypt', 'arn:aws:kms:eu-west-1:123456789012:key/k'))).toMatch(
+      /kms:Decrypt action: the key that encrypts the export bucket must allow kms:Decrypt to these credentials, which the stack's policies cannot grant/,
+    );
+  });
+
+  it('an explicit deny (a service control policy): no policy of the stack helps, and it says so', async () => {
+    const scp = sdkError(
+      'AccessDeniedException',
+      'User: arn:aws:iam::123456789012:user/ops is not authorized to perform: sqs:receivemessage on resource: arn:aws:sqs:eu-west-1:123456789012:dlq with an explicit deny in a service control policy',
+    );
+    expect(await refused(scp)).toMatch(
+      /service control policy: an explicit deny refuses it, which no policy of the stack overrides: ask the account's administrators$/,
     );
   });
 });

@@ -172,7 +172,7 @@ describe('--profile P', () => {
     expect(seen).toMatchObject({ dynamodb: 'AKIAOPSPROFILE @ eu-west-1', s3: 'AKIAOPSPROFILE @ eu-west-1' });
     expect(result.stderr).toBe('');
     expect(result.stdout.split('\n')[0]).toBe(
-      `[1/1] ${envelope.conversation_id} → error: AWS rejected the credentials (ExpiredToken): refresh them and try again [region eu-west-1, profile "ops"]; nothing was started: it is back in the dead-letter queue now (run the same command again)`,
+      `[1/1] ${envelope.conversation_id} → error: AWS rejected the credentials of profile "ops" (--profile) (ExpiredToken): they have expired: run "aws sso login --profile ops" if it uses SSO, else renew its keys, then try again [region eu-west-1, profile "ops"]; nothing was started: it is back in the dead-letter queue now (run the same command again)`,
     );
   });
 
@@ -195,7 +195,7 @@ describe('--profile P', () => {
     const result = await runMain([...args, '--profile', 'ops'], env());
     expect(result.code).toBe(1);
     expect(result.stderr.trim().split('\n').at(-1)).toBe(
-      `webhook-gateway: stack "WebhookConversationGateway" does not exist in ${region}: pass --stack NAME (and --region R) of a deployed webhook gateway`,
+      `webhook-gateway: stack "WebhookConversationGateway" (the default) does not exist in ${region}: pass --stack NAME (and --region R) of a deployed webhook gateway, NAME being the context key stackName it was deployed with (cdk.json or -c stackName=…: docs/deploy.md)`,
     );
   });
 

@@ -312,6 +312,24 @@ describe('conversations query --aws', () => {
     expect(cancelled.stdout).toBe('');
   });
 
+  it('a query Athena failed for a permission (Glue, the exports): its reason, then the policy that grants it', async () => {
+    athena
+      .on(GetQueryExecutionCommand)
+      .resolves(
+        execution(
+          'FAILED',
+          0,
+          'DML',
+          'Permission denied on S3 path: s3://prod-exports/analysis/2026/12/01. User: arn:aws:sts::123456789012:assumed-role/ops/me is not authorized to perform: s3:GetObject',
+        ),
+      );
+    const failed = await runMain(['conversations', 'query', 'SELECT 1', '--aws']);
+    expect(failed.code).toBe(1);
+    expect(failed.stderr.trim().split('\n').at(-1)).toBe(
+      "webhook-gateway: Athena query q-9 FAILED: Permission denied on S3 path: s3://prod-exports/analysis/2026/12/01. User: arn:aws:sts::123456789012:assumed-role/ops/me is not authorized to perform: s3:GetObject: these credentials need the stack's AnalyticsQueryPolicyArn policy (docs/deploy.md#after-the-first-deploy), and kms:Decrypt on the key of an export bucket of your own encrypted with one",
+    );
+  });
+
   it('a workgroup that does not exist (deleted by hand): said so, with the output and context key that name it', async () => {
     athena.on(StartQueryExecutionCommand).rejects(
       Object.assign(new Error('WorkGroup WebhookConversationGateway-analytics is not found.'), {
@@ -331,6 +349,24 @@ describe('conversations query --aws', () => {
       );
     }
     expect(athena.commandCalls(GetQueryExecutionCommand)).toHaveLength(0);
+  });
+
+  it('a role without the analytics policy is told to attach AnalyticsQueryPolicyArn, not only "access denied"', async () => {
+    athena
+      .on(StartQueryExecutionCommand)
+      .rejects(
+        Object.assign(
+          new Error(
+            'User: arn:aws:iam::123456789012:user/ops is not authorized to perform: athena:StartQueryExecution on resource: arn:aws:athena:eu-west-1:123456789012:workgroup/WebhookConversationGateway-analytics because no identity-based policy allows the athena:StartQueryExecution action',
+          ),
+          { name: 'AccessDeniedException' },
+        ),
+      );
+    const result = await runMain(['conversations', 'query', 'SELECT 1', '--aws', '--region', 'eu-west-1']);
+    expect(result.code).toBe(1);
+    expect(result.stderr.trim().split('\n').at(-1)).toMatch(
+      /^webhook-gateway: access denied: User: .* athena:StartQueryExecution action: these credentials need the stack's AnalyticsQueryPolicyArn policy \(docs\/deploy\.md#after-the-first-deploy\)$/,
+    );
   });
 
   it('a stack deployed before the analytics resources says what is missing, in one line', async () => {
