@@ -37,8 +37,13 @@ export function out(text: string): void {
  * can make the operator's screen act on. A file or a pipe gets the text exactly.
  */
 export function outJson(value: unknown): void {
+  out(jsonText(value));
+}
+
+/** The text outJson writes, for a command that writes through its own `out`. */
+export function jsonText(value: unknown): string {
   const json = JSON.stringify(value, null, 2);
-  out(process.stdout.isTTY === true ? printable(json, true) : json);
+  return process.stdout.isTTY === true ? printable(json, true) : json;
 }
 
 /**

@@ -37,6 +37,7 @@ import {
   attemptsLabel,
   CliError,
   deliveriesTable,
+  jsonText,
   note,
   noteUnreadLogs,
   parseSince,
@@ -256,7 +257,7 @@ export async function awsDeliveriesList(
   // --json: the envelopes, as the local `deliveries list --json` prints them (one shape for scripts run on both);
   // what is counted rather than listed goes to stderr, as its lines.
   const say = options.json ? note : out;
-  if (options.json) out(JSON.stringify(envelopes, null, 2));
+  if (options.json) out(jsonText(envelopes));
   else if (envelopes.length === 0) out(`No dead-lettered deliveries in stack ${stack.name}.`);
   else out(deliveriesTable(envelopes, stateLabel, () => '-'));
   if (scan.truncated) say(`(stopped after ${options.limit ?? SCAN_LIMIT} messages; there are more)`);
@@ -583,7 +584,7 @@ export async function awsDeliveriesRedrive(
     // else is an error that says where it may be.
     const check = await deliveredSince(clients, stack, id);
     if (check.delivered) {
-      if (options.json) out(JSON.stringify([{ conversation_id: id, status: 'already_delivered' }], null, 2));
+      if (options.json) out(jsonText([{ conversation_id: id, status: 'already_delivered' }]));
       else
         out(
           `${id} was already delivered${alreadyDeliveredDetail(id, check.delivered).replace(/^: delivered meanwhile/, '')}`,
@@ -612,7 +613,7 @@ export async function awsDeliveriesRedrive(
     const counted = log ? await withLoggedCounts(planned, (id) => log.list(id)) : { envelopes: planned, unread: [] };
     noteUnreadLogs(counted.unread);
     if (options.json) {
-      out(JSON.stringify(counted.envelopes, null, 2));
+      out(jsonText(counted.envelopes));
       return 0;
     }
     out(
@@ -690,7 +691,7 @@ export async function awsDeliveriesRedrive(
         )
       : null;
   for (const result of results) counts[result.status] = (counts[result.status] ?? 0) + 1;
-  if (options.json) out(JSON.stringify(results, null, 2));
+  if (options.json) out(jsonText(results));
   else
     out(
       `redrove ${done}${left.length > 0 ? ` of ${groups.length}` : ''}: ${Object.entries(counts)

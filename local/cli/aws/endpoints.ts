@@ -16,7 +16,7 @@ import { DynamoEndpointStore, ENDPOINT_CACHE_TTL_MS } from '../../../functions/s
 import { settings } from '../../../functions/shared/settings.ts';
 import { type EndpointEdit, editedSecrets, printEndpoints } from '../endpoint-table.ts';
 import { printTestDelivery } from '../endpoint-test.ts';
-import { CliError, note, out } from '../shared.ts';
+import { CliError, jsonText, note, out } from '../shared.ts';
 import { countSchedule } from './deliveries.ts';
 import { explainAwsError } from './errors.ts';
 import { type AwsClients, readStack, requireOutput } from './stack.ts';
@@ -207,11 +207,14 @@ export async function awsEndpoints(
     );
     if (options.json) {
       out(
-        JSON.stringify(
-          { webhook_type: type, change_made: true, change, read_back: 'failed', error: explain(error), see: seeIt },
-          null,
-          2,
-        ),
+        jsonText({
+          webhook_type: type,
+          change_made: true,
+          change,
+          read_back: 'failed',
+          error: explain(error),
+          see: seeIt,
+        }),
       );
     }
     return 0;
