@@ -258,7 +258,7 @@ async function start(): Promise<number> {
           eventLine(
             new Date().toISOString(),
             'retention',
-            `older than LOCAL_HISTORY_DAYS=${options.historyDays}: ${swept.histories} conversation histories, ${swept.envelopes} settled envelopes, ${swept.logFiles} log files removed; ${swept.keys} expired idempotency keys, ${swept.statuses} expired statuses, ${swept.threads} unused threads, ${swept.threadTurns} expired thread turns, ${swept.uploads} incomplete multipart uploads`,
+            `older than LOCAL_HISTORY_DAYS=${options.historyDays}: ${swept.histories} conversation histories, ${swept.envelopes} settled envelopes, ${swept.logFiles} log files removed; ${swept.keys} expired idempotency keys, ${swept.statuses} expired statuses, ${swept.threads} unused threads, ${swept.threadTurns} expired thread turns, ${swept.uploads} incomplete multipart uploads${swept.damaged.length > 0 ? `; ${swept.damaged.length} damaged idempotency key or status file(s) (no record in them) last written longer ago than such a record lives, removed: ${swept.damaged.join(', ')}` : ''}`,
           ),
         ),
       onRecovery: (recovered, ms, when) => {
