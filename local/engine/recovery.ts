@@ -810,6 +810,18 @@ async function finishPlanned(
       earlier_cut_at: new Date(entries.findLast((e) => e.k !== 'refused')!.t).toISOString(),
       earlier_cut_by: cutBy(entries),
     };
+    // Its key's claim made fresh: it lapsed (7 minutes) if the gateway was down longer, and then the start's sweep
+    // removed it while the run went on, so the run's answer was not kept (WEBHOOK_IDEMPOTENCY_KEY_LOST) and a retry
+    // with the key ran a second conversation, or was not refused as IDEMPOTENCY_KEY_REUSED for another body.
+    const accepted = (plan.input as { accepted?: { conversation?: ConversationRecord } } | null)?.accepted
+      ?.conversation;
+    const key = accepted?.metadata?.idempotency_key;
+    if (key && ctx.idempotency?.renewInProgress)
+      await ctx.idempotency.renewInProgress(
+        idempotencyPk(accepted.metadata.source_system, key),
+        plan.conversationId,
+        now,
+      );
     ctx.restart(name, plan.input, ctx.journal.begin(name, plan.input, restart), restart);
     const restarted = { status: 'running', delivery_status: null, restarts: plan.restarts, ...cause };
     return { execution_name: name, conversation_id: plan.conversationId, outcome: 'restarted', ...restarted };
