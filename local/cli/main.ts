@@ -429,6 +429,11 @@ export function recoveryFields(r: RecoveredExecution, now = new Date()): string[
       r.conversation_id ?? `(execution ${r.execution_name})`,
       `set aside, its recovery failed (${r.set_aside.why}): its journal lines are in ${shownPath(r.set_aside.file)}; move that file into ${shownPath(path.dirname(path.dirname(r.set_aside.file)))} to retry at the next start, or delete it to drop it`,
     ];
+  if (r.outcome === 'restarted' && r.journal_lost)
+    return [
+      r.conversation_id ?? '',
+      `asynchronous, its run's journal lines lost (the journal cut: a power cut or a disk fault) though its accept had started it: started again (restart ${r.restarts} of ${MAX_RESTARTS}), its agent called again`,
+    ];
   if (r.outcome === 'restarted')
     return [
       r.conversation_id ?? '',

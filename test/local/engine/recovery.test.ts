@@ -737,6 +737,36 @@ describe('an asynchronous conversation: the accept execution and the run, each c
     expect(retry.body.conversation_id).toBe(id);
   });
 
+  it('a run whose journal lines were lost (the segment cut), its accept ended: started again from the accept’s history, delivered, its status completed', async () => {
+    const key = 'async-journal-lost';
+    const { id, accept } = await asyncRun(key);
+    const pk = idempotencyPk('testing_system', key);
+    const deliveryId = world.receiver.received.at(-1)!.headers['webhook-id'];
+    const statusFile = path.join(world.dataDir, 'status', `${id}.json`);
+    const status = JSON.parse(await readFile(statusFile, 'utf8'));
+    // What a power cut left: the accept's history saved and its lines up to its end, nothing of the run (its
+    // lines lost with the segment, no history), the key claimed and the status running.
+    await forgetHistory(id);
+    await idempotencyStore()!.release(pk, id);
+    await idempotencyStore()!.claim(
+      pk,
+      { conversationId: id, requestId: 'run-lost', responseMode: 'async' },
+      new Date(),
+    );
+    await writeFile(statusFile, JSON.stringify({ ...status, status: 'running', body: undefined }));
+    world.receiver.reset();
+    world.agent.reset();
+    const recovered = await recover(accept, { historySaved: true });
+    // Before: nothing recovered it, no line said so; its status stayed running, nothing was delivered or exported.
+    const restarted = recovered.find((r) => r.conversation_id === id);
+    expect(restarted).toMatchObject({ outcome: 'restarted', restarts: 1, journal_lost: true });
+    expect(recoveryFields(restarted!)[1]).toContain("its run's journal lines lost");
+    expect(world.agent.invocations).toHaveLength(1);
+    expect(world.receiver.received.map((r) => r.headers['webhook-id'])).toEqual([deliveryId]);
+    expect(JSON.parse(await readFile(statusFile, 'utf8'))).toMatchObject({ status: 'completed' });
+    expect(await keyStatus(key)).toBe('completed');
+  });
+
   it('an accept cut before its run began: exported as interrupted, its status failed, its key freed', async () => {
     const key = 'async-cut';
     const { id, accept } = await asyncRun(key);
