@@ -36,6 +36,7 @@ import type { IdempotencyStore } from '../../functions/shared/idempotency-store.
 import { recordOf } from '../history/conversations.ts';
 import type { ExecutionStore } from '../store/execution-store.ts';
 import type { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
+import { mapConcurrently } from '../store/json-files.ts';
 import type { ExecutionRecord, HistoryEvent, LocalWorkflow, RunRestart } from './engine.ts';
 import type { ExecutionJournal, JournalEntry, JournaledRun } from './journal.ts';
 import { deliveredBy, deliveredIn, publishGivenUpLocally } from './redelivery.ts';
@@ -894,10 +895,16 @@ async function restartLostRuns(
 ): Promise<RecoveredExecution[]> {
   if (!ctx.statuses) return [];
   const restarted: RecoveredExecution[] = [];
-  for (const id of await ctx.statuses.idsStartingWith('')) {
-    if (journaled.has(id)) continue; // its run's lines are there: recovered as they say
-    const status = await ctx.statuses.get(id).catch(() => null); // a damaged one is the operator's (docs)
-    if (status?.status !== 'running') continue;
+  const statuses = ctx.statuses;
+  // Read 32 at a time: one at a time, 20,000 statuses (a week of asynchronous conversations) took 4 to 7 s more at
+  // an unclean start on a busy machine.
+  const ids = (await statuses.idsStartingWith('')).filter((id) => !journaled.has(id)); // journaled: recovered above
+  const running = await mapConcurrently(ids, 32, async (id) =>
+    // A damaged one is the operator's (docs/operations.md, "After a crash").
+    (await statuses.get(id).catch(() => null))?.status === 'running' ? id : null,
+  );
+  for (const id of running) {
+    if (id === null) continue;
     const histories = await ctx.executions.executions(id);
     if (histories.some((h) => h.execution_name === id)) continue; // its run ended (saved)
     const accept = histories.find((h) => h.state_machine === 'accept' && h.status === 'SUCCEEDED');
