@@ -71,6 +71,12 @@ export interface IdempotencyStore {
    * that request's claim, for a gateway still running other executions (an execution the data folder cut).
    */
   releaseInProgress(pk: string, requestId?: string): Promise<boolean>;
+  /**
+   * Local only (none on AWS, where nothing starts a run again): the in-progress claim of `conversationId` made fresh
+   * (IN_PROGRESS_TTL_SECONDS from `now`) as the local gateway's recovery starts its run again, even when it lapsed
+   * while the gateway was down: the run then settles it as it ends. Returns whether it was this conversation's claim.
+   */
+  renewInProgress?(pk: string, conversationId: string, now: Date): Promise<boolean>;
 }
 
 const ttl = () => settings().idempotencyTtlSeconds;
@@ -375,6 +381,19 @@ class FileIdempotencyStore implements IdempotencyStore {
     if (existing.conversation_id !== conversationId) return { settled: false, heldBy: existing.conversation_id };
     rmSync(this.file(pk), { force: true });
     return { settled: true };
+  }
+
+  async renewInProgress(pk: string, conversationId: string, now: Date): Promise<boolean> {
+    const mine = (record: IdempotencyRecord | null) =>
+      record?.status === 'in_progress' && record.conversation_id === conversationId;
+    const existing = this.current(pk);
+    if (!existing || !mine(existing)) return false;
+    const renewed = { ...existing, expires_at: expiresAt(now, IN_PROGRESS_TTL_SECONDS) };
+    return this.writeAside(renewed, (aside, file) => {
+      if (!mine(this.current(pk))) return false; // settled or claimed meanwhile: left as it is
+      renameSync(aside, file);
+      return true;
+    });
   }
 
   async releaseInProgress(pk: string, requestId?: string): Promise<boolean> {

@@ -251,10 +251,18 @@ export async function conversationsShow(args: string[]): Promise<number> {
       `conversation ${id} has no readable execution history: ${damaged.map((d) => historyProblem(d.file, d.reason)).join('; ')}: mend or move aside ${damaged.length === 1 ? 'that file' : 'those files'} (docs/operations.md, "After a crash"); its export, if any, still has it: conversations search ${id}`,
     );
   for (const { file, reason } of damaged) skippedHistory(file, reason);
-  if (executions.length === 0)
+  if (executions.length === 0) {
+    // Its history gone (the retention sweep removes a conversation's history after LOCAL_HISTORY_DAYS, never its
+    // export): before, it was "no conversation", as for an id never seen, while the bucket had it whole.
+    const bucket = await localExportBucket(options.dataDir);
+    if (await exported(options.dataDir, bucket, id))
+      throw new CliError(
+        `conversation ${id} has no execution history in ${store.dir} (removed by the retention sweep after LOCAL_HISTORY_DAYS, or deleted), but its export is in s3://${bucket}/${exportFolder(id)}: "webhook-gateway conversations search ${id}" shows it (docs/operations.md, "Local history retention")`,
+      );
     throw new CliError(
       `no conversation ${id} in ${store.dir} (run "webhook-gateway conversations list" to see the known ones)`,
     );
+  }
   const latest = latestRecord(executions);
   // Every attempt with what the receiver answered, from the attempt log (the record keeps them in short).
   const logged = await new FileAttemptLog(path.join(options.dataDir, 'deliveries')).list(id);

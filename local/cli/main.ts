@@ -258,7 +258,7 @@ async function start(): Promise<number> {
           eventLine(
             new Date().toISOString(),
             'retention',
-            `older than LOCAL_HISTORY_DAYS=${options.historyDays}: ${swept.histories} conversation histories, ${swept.envelopes} settled envelopes, ${swept.logFiles} log files removed; ${swept.keys} expired idempotency keys, ${swept.statuses} expired statuses, ${swept.threads} unused threads, ${swept.threadTurns} expired thread turns, ${swept.uploads} incomplete multipart uploads`,
+            `older than LOCAL_HISTORY_DAYS=${options.historyDays}: ${swept.histories} conversation histories, ${swept.envelopes} settled envelopes, ${swept.logFiles} log files removed; ${swept.keys} expired idempotency keys, ${swept.statuses} expired statuses, ${swept.threads} unused threads, ${swept.threadTurns} expired thread turns, ${swept.uploads} incomplete multipart uploads${swept.damaged.length > 0 ? `; ${swept.damaged.length} damaged idempotency key or status file(s) (no record in them) last written longer ago than such a record lives, removed: ${swept.damaged.join(', ')}` : ''}`,
           ),
         ),
       onRecovery: (recovered, ms, when) => {
@@ -428,6 +428,11 @@ export function recoveryFields(r: RecoveredExecution, now = new Date()): string[
     return [
       r.conversation_id ?? `(execution ${r.execution_name})`,
       `set aside, its recovery failed (${r.set_aside.why}): its journal lines are in ${shownPath(r.set_aside.file)}; move that file into ${shownPath(path.dirname(path.dirname(r.set_aside.file)))} to retry at the next start, or delete it to drop it`,
+    ];
+  if (r.outcome === 'restarted' && r.journal_lost)
+    return [
+      r.conversation_id ?? '',
+      `asynchronous, its run's journal lines lost (the journal cut: a power cut or a disk fault) though its accept had started it: started again (restart ${r.restarts} of ${MAX_RESTARTS}), its agent called again`,
     ];
   if (r.outcome === 'restarted')
     return [

@@ -36,6 +36,7 @@ import type { IdempotencyStore } from '../../functions/shared/idempotency-store.
 import { recordOf } from '../history/conversations.ts';
 import type { ExecutionStore } from '../store/execution-store.ts';
 import type { LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
+import { mapConcurrently } from '../store/json-files.ts';
 import type { ExecutionRecord, HistoryEvent, LocalWorkflow, RunRestart } from './engine.ts';
 import type { ExecutionJournal, JournalEntry, JournaledRun } from './journal.ts';
 import { deliveredBy, deliveredIn, publishGivenUpLocally } from './redelivery.ts';
@@ -480,6 +481,11 @@ export interface RecoveredExecution {
   /** not_accepted: whether an in-progress claim on its Idempotency-Key was freed. */
   key_freed?: boolean;
   /**
+   * restarted: the run left no journal line (its segment cut by a power cut or a disk fault), though its accept's
+   * saved history shows it started and its status still says running (restartLostRuns).
+   */
+  journal_lost?: true;
+  /**
    * not_accepted, asynchronous: the conversation id its Validate had written a `running` status for before the crash
    * (its caller never got it); that status was removed.
    */
@@ -810,7 +816,7 @@ async function finishPlanned(
       earlier_cut_at: new Date(entries.findLast((e) => e.k !== 'refused')!.t).toISOString(),
       earlier_cut_by: cutBy(entries),
     };
-    ctx.restart(name, plan.input, ctx.journal.begin(name, plan.input, restart), restart);
+    await startAgain(ctx, name, plan.input, restart, now);
     const restarted = { status: 'running', delivery_status: null, restarts: plan.restarts, ...cause };
     return { execution_name: name, conversation_id: plan.conversationId, outcome: 'restarted', ...restarted };
   }
@@ -858,6 +864,71 @@ async function freeUnaccepted(
     key_freed: freed,
     ...(removed ? { status_removed: removed } : {}),
   };
+}
+
+/**
+ * Start an asynchronous conversation's run again (RecoveryContext.restart), its `begin` journaled before this returns.
+ * Its key's claim is made fresh first: it lapsed (7 minutes) if the gateway was down longer, and then the start's sweep
+ * removed it while the run went on, so the run's answer was not kept (WEBHOOK_IDEMPOTENCY_KEY_LOST) and a retry with
+ * the key ran a second conversation, or was not refused as IDEMPOTENCY_KEY_REUSED for another body.
+ */
+async function startAgain(ctx: RecoveryContext, name: string, input: unknown, restart: RunRestart, now: Date) {
+  const accepted = (input as { accepted?: { conversation?: ConversationRecord } } | null)?.accepted?.conversation;
+  const key = accepted?.metadata?.idempotency_key;
+  if (key && ctx.idempotency?.renewInProgress)
+    await ctx.idempotency.renewInProgress(idempotencyPk(accepted.metadata.source_system, key), name, now);
+  ctx.restart(name, input, ctx.journal.begin(name, input, restart), restart);
+}
+
+/**
+ * The asynchronous runs the journal lost, started again: after an unclean stop, a conversation whose status still
+ * says running, whose accept's saved history shows it started the run, and whose run left no journal line and no
+ * history — its lines lost with the segment (a power cut, a disk fault, a file system without ordered writes). Its
+ * caller had its 202. Before, nothing looked for it: no `recovered` line, the agent never called, nothing delivered
+ * or exported, its status `running` (then INTERNAL_ERROR), and `conversations show` said it was still running.
+ * Started from what the accept started it with, as a run cut before its agent's answer is.
+ */
+async function restartLostRuns(
+  ctx: RecoveryContext,
+  journaled: ReadonlySet<string>,
+  now: Date,
+): Promise<RecoveredExecution[]> {
+  if (!ctx.statuses) return [];
+  const restarted: RecoveredExecution[] = [];
+  const statuses = ctx.statuses;
+  // Read 32 at a time: one at a time, 20,000 statuses (a week of asynchronous conversations) took 4 to 7 s more at
+  // an unclean start on a busy machine.
+  const ids = (await statuses.idsStartingWith('')).filter((id) => !journaled.has(id)); // journaled: recovered above
+  const running = await mapConcurrently(ids, 32, async (id) =>
+    // A damaged one is the operator's (docs/operations.md, "After a crash").
+    (await statuses.get(id).catch(() => null))?.status === 'running' ? id : null,
+  );
+  for (const id of running) {
+    if (id === null) continue;
+    const histories = await ctx.executions.executions(id);
+    if (histories.some((h) => h.execution_name === id)) continue; // its run ended (saved)
+    const accept = histories.find((h) => h.state_machine === 'accept' && h.status === 'SUCCEEDED');
+    const started = accept?.events.find((e) => e.type === 'StateEntered' && e.state === 'StartConversation');
+    if (!accept || !started) continue;
+    const restart: RunRestart = {
+      restart: 1,
+      of: MAX_RESTARTS,
+      earlier_started_at: accept.stopped_at ?? accept.started_at,
+      earlier_cut_at: accept.stopped_at ?? accept.started_at,
+      earlier_cut_by: 'its journal lines were lost (the journal cut by a power cut or a disk fault)',
+    };
+    await startAgain(ctx, id, { accepted: started.input }, restart, now);
+    restarted.push({
+      execution_name: id,
+      conversation_id: id,
+      outcome: 'restarted',
+      status: 'running',
+      delivery_status: null,
+      restarts: 1,
+      journal_lost: true,
+    });
+  }
+  return restarted;
 }
 
 /** Finish every execution the journal shows interrupted; then forget the old journal. */
@@ -933,6 +1004,10 @@ export async function recoverInterrupted(ctx: RecoveryContext): Promise<Recovere
   if (queue.length > 0) throw new RecoveryStopped(queue.length + unaccepted.length, recovered);
   // After every resumed conversation settled its own key: a claim still in progress belongs to no live execution, or
   // to a run started again (which settles it when it ends): then only a claim the cut request made itself is freed.
+  if (ctx.journal.leftoverFiles.length > 0 || ctx.uncleanStop) {
+    // A run the journal still has (the execution named after its conversation) was recovered above.
+    recovered.push(...(await restartLostRuns(ctx, new Set(interrupted.keys()), now())));
+  }
   const running = recovered.some((r) => r.outcome === 'restarted');
   for (const [name, input, entries] of unaccepted)
     recovered.push(await freeUnaccepted(ctx, name, input, entries, running));

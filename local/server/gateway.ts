@@ -498,6 +498,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   const retention = {
     dataDir: options.dataDir,
     idempotencyDir: config.idempotencyDir ?? null,
+    idempotencyTtlSeconds: config.idempotencyTtlSeconds,
     statusDir: config.statusDir ?? null,
     threadDir: config.threadDir ?? null,
     threadTtlDays: config.threadTtlDays,
@@ -508,7 +509,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   const sweep = async () => {
     try {
       const swept = await sweepLocalHistory(retention, options.historyDays, new Date());
-      if (Object.values(swept).some((n) => n > 0)) options.onSweep?.(swept);
+      if (Object.values(swept).some((n) => (Array.isArray(n) ? n.length > 0 : n > 0))) options.onSweep?.(swept);
     } catch (error) {
       console.error(
         `webhook-gateway: the local history sweep failed: ${wrongKindMessage(error) ?? (error as Error).message}`,

@@ -1,11 +1,13 @@
-import { unlinkSync } from 'node:fs';
+import { statSync, unlinkSync } from 'node:fs';
 import { open, rename, rm, stat, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { isConversationId } from '../../functions/domain/conversation-id.ts';
+import { STATUS_TTL_SECONDS } from '../../functions/domain/conversation-status.ts';
 import { type FailedDeliveryEnvelope, readEnvelope } from '../../functions/domain/failed-delivery.ts';
-import type { IdempotencyRecord } from '../../functions/domain/idempotency.ts';
+import { type IdempotencyRecord, IN_PROGRESS_TTL_SECONDS } from '../../functions/domain/idempotency.ts';
 import { openFlags, readDataFileSync, withThreadFolder } from '../../functions/shared/local-files.ts';
+import { DEFAULTS } from '../../functions/shared/settings.ts';
 import { idTimeMs } from '../history/conversation-filters.ts';
 import { LocalFailedDeliveryStore } from './failed-delivery-store.ts';
 import { listDir, readJson, removeCopiesOfGoneWriters, writeTextAtomic } from './json-files.ts';
@@ -22,6 +24,7 @@ import { listDir, readJson, removeCopiesOfGoneWriters, writeTextAtomic } from '.
  *   conversations past theirs (7 days: GET /conversations/{id} answers 404 for them anyway), the threads unused
  *   for THREAD_TTL_DAYS (the folder's time is pushed forward by every turn) and the turns answered longer ago than
  *   that (the file's time: DynamoDB's TTL on each item on AWS);
+ *   a key's or status's file that holds no record (damaged) once last written longer ago than such a record lives;
  * - the handlers' log and the built-in receiver's files: each is moved aside to `<name>.<first day>.jsonl` once its
  *   first line is a day old (the writers go on in a fresh file, nothing is lost), and the moved files go when their
  *   last line is older than the retention.
@@ -32,6 +35,8 @@ import { listDir, readJson, removeCopiesOfGoneWriters, writeTextAtomic } from '.
 export interface RetentionPaths {
   dataDir: string;
   idempotencyDir: string | null;
+  /** IDEMPOTENCY_TTL_SECONDS (default 24 h): how long after its last write a damaged key's file is removed. */
+  idempotencyTtlSeconds?: number;
   statusDir?: string | null;
   /** THREAD_DIR and THREAD_TTL_DAYS (functions/shared/thread-store.ts). */
   threadDir?: string | null;
@@ -58,6 +63,11 @@ export interface SweepResult {
   threadTurns: number;
   logFiles: number;
   uploads: number;
+  /**
+   * Idempotency keys and status records that held no record (damaged: cut, emptied, not JSON) and were last written
+   * longer ago than such a record lives, removed: their files, so that the sweep's line names them.
+   */
+  damaged: string[];
 }
 
 export const DEFAULT_HISTORY_DAYS = 30;
@@ -156,18 +166,39 @@ async function removeCutWrites(dir: string, now: number, names?: readonly string
   return removed;
 }
 
-/** An idempotency key or a status record (both carry `expires_at`, epoch seconds) removed if it expired. */
-function expiredRecordRemoved(file: string, now: number): boolean {
+/**
+ * An idempotency key or a status record (both carry `expires_at`, epoch seconds): `expired` (removed) once past it;
+ * `damaged` (removed) when the file holds no such record (cut by a crash mid-write on a file system without atomic
+ * rename, emptied, not JSON, no `expires_at`) and was last written longer ago than `lifetimeS`: whatever it held had
+ * expired by then, since a record expires at most that long after its last write. Before, such a file was kept for
+ * good, so the key's every retry was answered 500 STATE_UNREADABLE (the status route 500, not 404) long after the
+ * key would have expired. null: kept (not expired, damaged but recent, being written, gone, or no regular file).
+ */
+function sweptRecord(file: string, now: number, lifetimeS: number): 'expired' | 'damaged' | null {
+  let text: string | null;
   try {
-    const record = JSON.parse(readDataFileSync(file)?.toString('utf8') ?? 'null') as Pick<
-      IdempotencyRecord,
-      'expires_at'
-    >;
-    if (!(record.expires_at * 1000 <= now)) return false;
-    unlinkSync(file);
-    return true;
+    text = readDataFileSync(file)?.toString('utf8') ?? null;
   } catch {
-    return false; // being written, or already gone
+    return null; // no regular file, or refused: each read of it names it
+  }
+  if (text === null) return null; // already gone
+  let expiresAt: unknown;
+  try {
+    expiresAt = (JSON.parse(text) as Partial<Pick<IdempotencyRecord, 'expires_at'>> | null)?.expires_at;
+  } catch {
+    expiresAt = undefined;
+  }
+  try {
+    if (typeof expiresAt === 'number' && Number.isFinite(expiresAt)) {
+      if (!(expiresAt * 1000 <= now)) return null;
+      unlinkSync(file);
+      return 'expired';
+    }
+    if (!(statSync(file).mtimeMs + lifetimeS * 1000 <= now)) return null;
+    unlinkSync(file);
+    return 'damaged';
+  } catch {
+    return null; // gone meanwhile
   }
 }
 
@@ -203,6 +234,7 @@ export async function sweepLocalHistory(paths: RetentionPaths, days: number, now
     threadTurns: 0,
     logFiles: 0,
     uploads: 0,
+    damaged: [],
   };
   const t = now.getTime();
   if (days > 0) {
@@ -254,7 +286,15 @@ export async function sweepLocalHistory(paths: RetentionPaths, days: number, now
     for (const name of await listDir(paths.idempotencyDir)) {
       const file = path.join(paths.idempotencyDir, name);
       // Read and delete in one synchronous step: no claim of this process can slip in between and be deleted.
-      if (/^[0-9a-f]{64}\.json$/.test(name) && expiredRecordRemoved(file, t)) result.keys += 1;
+      if (/^[0-9a-f]{64}\.json$/.test(name)) {
+        const swept = sweptRecord(
+          file,
+          t,
+          Math.max(paths.idempotencyTtlSeconds ?? DEFAULTS.idempotencyTtlSeconds, IN_PROGRESS_TTL_SECONDS),
+        );
+        if (swept === 'expired') result.keys += 1;
+        if (swept === 'damaged') result.damaged.push(file);
+      }
       // A record being written aside is linked or renamed into place within moments: a day-old one was cut by a crash.
       if (/^[0-9a-f]{64}\.json\.[0-9a-f]+\.tmp$/.test(name) && (await mtimeMs(file)) < t - DAY_MS)
         await rm(file, { force: true });
@@ -281,7 +321,10 @@ export async function sweepLocalHistory(paths: RetentionPaths, days: number, now
     await removeCutWrites(dir, t);
   if (paths.statusDir) {
     for (const name of (await listDir(paths.statusDir)).filter((n) => isConversationId(n.replace(/\.json$/, '')))) {
-      if (expiredRecordRemoved(path.join(paths.statusDir, name), t)) result.statuses += 1;
+      const file = path.join(paths.statusDir, name);
+      const swept = sweptRecord(file, t, STATUS_TTL_SECONDS);
+      if (swept === 'expired') result.statuses += 1;
+      if (swept === 'damaged') result.damaged.push(file);
       await nextTurn();
     }
   }

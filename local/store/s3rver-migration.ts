@@ -28,7 +28,8 @@ import { IN_MEMORY_BODY_LIMIT, type ObjectInfo, type ObjectStore, STORED_HEADERS
  * each read an object the other had just moved, and either failed on it (its start or command ended with ENOENT) or
  * moved it again without its metadata (its type and metadata lost). One migrates at a time, under
  * `<root>/.layout.json.lock` (its process id and host; one left by a process that is gone is taken over at once, one
- * of another pid namespace once its holder stopped touching it for STALE_MS: functions/shared/writers.ts), and each
+ * of another pid namespace, or naming a live pid of this one (reused), once its holder stopped touching it for
+ * STALE_MS: functions/shared/writers.ts), and each
  * looks for `.layout.json` again once it holds it: the others find the migration done.
  */
 const LAYOUT_FILE = '.layout.json';
@@ -172,7 +173,11 @@ export async function migrateS3rverLayout(store: ObjectStore): Promise<number> {
       if (text === null || written === null) continue; // released meanwhile
       const holder = stampedWriter(text);
       const age = { ms: Date.now() - written.mtimeMs, staleMs: STALE_MS };
-      const state = holder && holder.pid > 0 ? writerState(holder, age) : 'gone';
+      const judged = holder && holder.pid > 0 ? writerState(holder, age) : 'gone';
+      // A migrating holder touches its lock every FRESH_MS: one of this namespace untouched for STALE_MS whose pid is
+      // alive is another process that got a killed migrator's pid (a restart reuses pids). Before, it was waited on
+      // for good: every command reading the bucket, and the start, hung.
+      const state = judged === 'alive' && age.ms > STALE_MS ? 'stale' : judged;
       // Held by a live process: it is migrating (for as long as that takes; in another pid namespace, while it
       // touches its lock). Gone, no pid, or this process's id (a process before it that had it): taken over at once.
       if (state === 'alive' || state === 'fresh') {

@@ -107,3 +107,22 @@ describe('a conversation whose history cannot be read', () => {
     ]);
   });
 });
+
+describe('a conversation whose history is gone but whose export is kept', () => {
+  it('show says the history is gone and where the export is, not "no conversation" (the retention sweep keeps exports)', async () => {
+    const id = 'webhook_20261018_100000_testing_phase3valid_swept00001';
+    const folder = path.join(dataDir, 's3', 'revops-conversations', 'conversation-history', '2026', '10', '18', id);
+    await mkdir(folder, { recursive: true });
+    await writeFile(path.join(folder, 'conversation.json'), JSON.stringify({ conversation_id: id }));
+    const show = await cli('conversations', 'show', id);
+    expect(show.code).toBe(1);
+    // Before: `no conversation <id> in <folder>/executions (run "webhook-gateway conversations list" …)`, as for an
+    // id never seen, while the bucket had the conversation whole.
+    expect(show.stderr).toContain(
+      `conversation ${id} has no execution history in ${path.join(dataDir, 'executions')} (removed by the retention sweep after LOCAL_HISTORY_DAYS, or deleted), but its export is in s3://revops-conversations/conversation-history/2026/10/18/${id}/: "webhook-gateway conversations search ${id}" shows it`,
+    );
+    const never = await cli('conversations', 'show', 'webhook_20261018_100000_testing_phase3valid_never00001');
+    expect(never.code).toBe(1);
+    expect(never.stderr).toContain('no conversation webhook_20261018_100000_testing_phase3valid_never00001 in');
+  });
+});

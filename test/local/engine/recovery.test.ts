@@ -22,6 +22,7 @@ import {
 import { LocalRedelivery } from '../../../local/engine/redelivery.ts';
 import { loadStageHandlers, localWorkflow } from '../../../local/engine/workflows.ts';
 import { LocalFailedDeliveryStore } from '../../../local/store/failed-delivery-store.ts';
+import { sweepLocalHistory } from '../../../local/store/retention.ts';
 import { runMain } from '../../support/cli.ts';
 import {
   folderOf,
@@ -93,7 +94,10 @@ function recoveryContext(restart: RecoveryContext['restart'] = () => undefined, 
 }
 
 /** Recover one cut journal for real, in a journal directory of its own (its execution's history not saved). */
-async function recover(entries: JournalEntry[], options: { historySaved?: boolean } = {}) {
+async function recover(
+  entries: JournalEntry[],
+  options: { historySaved?: boolean; beforeRestartedRun?: () => Promise<unknown> } = {},
+) {
   const dir = await mkdtemp(path.join(tmpdir(), 'journal-'));
   if (!options.historySaved) await forgetHistory(entries[0]!.e);
   // A run started again (an asynchronous conversation's, named after it) runs as the gateway runs it: its history
@@ -101,7 +105,10 @@ async function recover(entries: JournalEntry[], options: { historySaved?: boolea
   const restarted: Promise<void>[] = [];
   const restart = (name: string, input: unknown, run: JournaledRun) =>
     restarted.push(
-      workflow.run(input, name, { observer: run }).then(async (record) => {
+      (async () => {
+        await options.beforeRestartedRun?.();
+        return workflow.run(input, name, { observer: run });
+      })().then(async (record) => {
         await world.gateway.executions.save(name, record);
         run.end();
       }),
@@ -697,6 +704,67 @@ describe('an asynchronous conversation: the accept execution and the run, each c
       message: expect.stringContaining(`its run had been started again ${MAX_RESTARTS} times`),
     });
     expect(await keyStatus(key)).toBeNull();
+  });
+
+  it('a run started again after its key claim lapsed (the gateway down more than 7 minutes): the claim is the run’s again, the start’s sweep leaves it, and a retry gets that conversation', async () => {
+    const key = 'async-restart-lapsed';
+    const { id, run } = await asyncRun(key);
+    const cut = run.slice(0, run.findIndex((e) => point(e) === 'in:InvokeManagerAgent') + 1);
+    const pk = idempotencyPk('testing_system', key);
+    const statusFile = path.join(world.dataDir, 'status', `${id}.json`);
+    const status = JSON.parse(await readFile(statusFile, 'utf8'));
+    // What the crash left, 10 minutes ago: the key claimed (its 7 minutes lapsed since), the status running.
+    await idempotencyStore()!.release(pk, id);
+    await idempotencyStore()!.claim(
+      pk,
+      { conversationId: id, requestId: 'run-cut', responseMode: 'async' },
+      new Date(Date.now() - 600_000),
+    );
+    await writeFile(statusFile, JSON.stringify({ ...status, status: 'running', body: undefined }));
+    // The start's sweep runs beside the run started again, before it ends.
+    const sweep = () =>
+      sweepLocalHistory(
+        { dataDir: world.dataDir, idempotencyDir: path.join(world.dataDir, 'idempotency') },
+        0,
+        new Date(),
+      );
+    const [restarted] = await recover(cut, { beforeRestartedRun: sweep });
+    expect(restarted).toMatchObject({ conversation_id: id, outcome: 'restarted' });
+    // Before: the sweep removed the lapsed claim, the run's answer was not kept (WEBHOOK_IDEMPOTENCY_KEY_LOST), and
+    // the client's retry with the key ran a second conversation.
+    expect(await keyStatus(key)).toBe('completed');
+    const retry = await world.post(SEED_REQUEST, { prefer: 'respond-async', 'idempotency-key': key });
+    expect(retry.body.conversation_id).toBe(id);
+  });
+
+  it('a run whose journal lines were lost (the segment cut), its accept ended: started again from the accept’s history, delivered, its status completed', async () => {
+    const key = 'async-journal-lost';
+    const { id, accept } = await asyncRun(key);
+    const pk = idempotencyPk('testing_system', key);
+    const deliveryId = world.receiver.received.at(-1)!.headers['webhook-id'];
+    const statusFile = path.join(world.dataDir, 'status', `${id}.json`);
+    const status = JSON.parse(await readFile(statusFile, 'utf8'));
+    // What a power cut left: the accept's history saved and its lines up to its end, nothing of the run (its
+    // lines lost with the segment, no history), the key claimed and the status running.
+    await forgetHistory(id);
+    await idempotencyStore()!.release(pk, id);
+    await idempotencyStore()!.claim(
+      pk,
+      { conversationId: id, requestId: 'run-lost', responseMode: 'async' },
+      new Date(),
+    );
+    await writeFile(statusFile, JSON.stringify({ ...status, status: 'running', body: undefined }));
+    world.receiver.reset();
+    world.agent.reset();
+    const recovered = await recover(accept, { historySaved: true });
+    // Before: nothing recovered it, no line said so; its status stayed running, nothing was delivered or exported.
+    const restarted = recovered.find((r) => r.conversation_id === id);
+    expect(restarted).toMatchObject({ outcome: 'restarted', restarts: 1, journal_lost: true });
+    expect(recoveryFields(restarted!)[1]).toContain("its run's journal lines lost");
+    expect(world.agent.invocations).toHaveLength(1);
+    expect(world.receiver.received.map((r) => r.headers['webhook-id'])).toEqual([deliveryId]);
+    expect(JSON.parse(await readFile(statusFile, 'utf8'))).toMatchObject({ status: 'completed' });
+    expect(await keyStatus(key)).toBe('completed');
   });
 
   it('an accept cut before its run began: exported as interrupted, its status failed, its key freed', async () => {

@@ -69,11 +69,48 @@ describe('the local history sweep', () => {
       threadTurns: 0,
       logFiles: 0,
       uploads: 0,
+      damaged: [],
     });
     expect(await ls('status')).toEqual([`${NEW_ID}.json`]);
     expect(await ls('executions')).toEqual([OWED_ID, NEW_ID].sort());
     expect(await ls('failed-deliveries')).toEqual([`${OWED_ID}.json`, `${NEW_ID}.json`].sort());
     expect(await ls('idempotency')).toEqual([`${'b'.repeat(64)}.json`, `${'d'.repeat(64)}.json.0a1b2c3d4e5f.tmp`]);
+  });
+
+  it('removes a damaged idempotency key or status (cut, emptied, no record) once last written longer ago than such a record lives, naming it; keeps a recent one', async () => {
+    const key = (c: string) => `idempotency/${c.repeat(64)}.json`;
+    const old = new Date(NOW.getTime() - 25 * 3_600_000); // past the 24 h a key lives after its last write
+    const recent = new Date(NOW.getTime() - 23 * 3_600_000);
+    await put(key('a'), '{"pk":"a","status":"comp', old); // cut by a crash mid-write (no atomic rename)
+    await put(key('b'), '', old); // emptied
+    await put(key('c'), { pk: 'c', status: 'completed' }, old); // no expires_at
+    await put(key('d'), '{"pk":"d","status":"comp', recent); // may still be the key's: its 500 names it
+    await put(`status/${OLD_ID}.json`, '{"conversation_id":', new Date(NOW.getTime() - 8 * DAY)); // past 7 days
+    await put(`status/${NEW_ID}.json`, '{"conversation_id":', new Date(NOW.getTime() - 6 * DAY));
+
+    const swept = await sweepLocalHistory(
+      { dataDir, idempotencyDir: path.join(dataDir, 'idempotency'), statusDir: path.join(dataDir, 'status') },
+      30,
+      NOW,
+    );
+    // Before: each was kept for good (its expiry unreadable), and a retry with that key answered 500 STATE_UNREADABLE
+    // every time, days after the key would have expired; nothing named the file until the key came again.
+    expect(swept.damaged.sort()).toEqual(
+      [key('a'), key('b'), key('c'), `status/${OLD_ID}.json`].map((f) => path.join(dataDir, f)).sort(),
+    );
+    expect(swept.keys).toBe(0);
+    expect(swept.statuses).toBe(0);
+    expect(await ls('idempotency')).toEqual([`${'d'.repeat(64)}.json`]);
+    expect(await ls('status')).toEqual([`${NEW_ID}.json`]);
+    // IDEMPOTENCY_TTL_SECONDS longer than the damaged file's age: kept.
+    await put(key('e'), '', old);
+    const longer = await sweepLocalHistory(
+      { dataDir, idempotencyDir: path.join(dataDir, 'idempotency'), idempotencyTtlSeconds: 2 * 86_400 },
+      30,
+      NOW,
+    );
+    expect(longer.damaged).toEqual([]);
+    expect(await ls('idempotency')).toEqual([`${'d'.repeat(64)}.json`, `${'e'.repeat(64)}.json`]);
   });
 
   it("removes a conversation's delivery attempt log with its history; keeps it while recent or owed", async () => {

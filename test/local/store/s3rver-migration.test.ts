@@ -3,6 +3,7 @@ import { lstat, mkdir, mkdtemp, readdir, readFile, rm, symlink, utimes, writeFil
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { writerHost } from '../../../functions/shared/writers.ts';
 import { ObjectStore } from '../../../local/store/object-store.ts';
 import { migrateS3rverLayout } from '../../../local/store/s3rver-migration.ts';
 import { meetInProcesses } from '../../support/meeting.ts';
@@ -155,6 +156,20 @@ describe('the s3rver layout migration', () => {
     }
     expect((await readdir(root)).filter((name) => name.startsWith('.layout'))).toEqual(['.layout.json']);
   }, 30_000);
+
+  it('a lock of this pid namespace naming a live process, untouched for 30 s (a killed migrator’s pid reused): taken over', async () => {
+    await s3rverLayout();
+    const lock = path.join(root, '.layout.json.lock');
+    // pid 1 is alive here: the reused pid of a migrator killed a minute ago (its holder touched it every 10 s).
+    await writeFile(lock, `1@${writerHost()}.ab12`);
+    const minuteAgo = new Date(Date.now() - 60_000);
+    await utimes(lock, minuteAgo, minuteAgo);
+    const store = new ObjectStore(root);
+    await store.open();
+    // Before: waited on for good (the start and every command reading the bucket hung).
+    expect(await migrateS3rverLayout(store)).toBe(OBJECTS);
+    expect(await readdir(root)).toContain('.layout.json');
+  });
 
   it('a FIFO where the migration’s lock should be: the start stops at once, naming it and what to do', async () => {
     await s3rverLayout();
