@@ -945,9 +945,14 @@ export async function recoverInterrupted(ctx: RecoveryContext): Promise<Recovere
   }
   // After a crash, the cut writes the journal does not point at go too (its lines lost with a power cut, the journal
   // removed by hand): before, they stayed until the retention sweep removed their conversation.
-  if (ctx.journal.leftoverFiles.length > 0 || ctx.uncleanStop) await ctx.executions.removeOrphanedCutWrites(journaled);
-  const queue = [...interrupted];
+  const unclean = ctx.journal.leftoverFiles.length > 0 || ctx.uncleanStop;
+  if (unclean) await ctx.executions.removeOrphanedCutWrites(journaled);
   const recovered: RecoveredExecution[] = [];
+  // The runs the journal lost, before the journaled ones are taken up (a run the journal still has, the execution
+  // named after its conversation, is recovered below): looking through every status after them gave the runs started
+  // again time to go on before the start said what it recovered (a crash then left no line saying so).
+  if (unclean) recovered.push(...(await restartLostRuns(ctx, new Set(interrupted.keys()), now())));
+  const queue = [...interrupted];
   const unaccepted: [string, ExecutionInput | null, JournalEntry[]][] = [];
   const recoverOne = async (name: string, entries: JournalEntry[]) => {
     const redelivery = redeliveryInput(entries);
@@ -1004,10 +1009,6 @@ export async function recoverInterrupted(ctx: RecoveryContext): Promise<Recovere
   if (queue.length > 0) throw new RecoveryStopped(queue.length + unaccepted.length, recovered);
   // After every resumed conversation settled its own key: a claim still in progress belongs to no live execution, or
   // to a run started again (which settles it when it ends): then only a claim the cut request made itself is freed.
-  if (ctx.journal.leftoverFiles.length > 0 || ctx.uncleanStop) {
-    // A run the journal still has (the execution named after its conversation) was recovered above.
-    recovered.push(...(await restartLostRuns(ctx, new Set(interrupted.keys()), now())));
-  }
   const running = recovered.some((r) => r.outcome === 'restarted');
   for (const [name, input, entries] of unaccepted)
     recovered.push(await freeUnaccepted(ctx, name, input, entries, running));
