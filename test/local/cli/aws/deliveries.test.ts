@@ -294,6 +294,24 @@ describe('deliveries list --aws', () => {
     }
   });
 
+  it('a release the network cut: the line says AWS could not be reached, and still how many dead letters stay hidden', async () => {
+    vi.useFakeTimers({ now: new Date('2026-12-01T10:00:00Z'), toFake: ['Date'] });
+    try {
+      deadLetters(sqsMessage(deadEnvelope('aaa111')), sqsMessage(deadEnvelope('bbb222')));
+      sqsMock
+        .on(ChangeMessageVisibilityBatchCommand)
+        .rejects(Object.assign(new Error('socket hang up'), { name: 'TimeoutError' }));
+      const listed = await runMain(['deliveries', 'list', '--aws']);
+      expect(listed.code).toBe(1);
+      // Before: the first sentence alone, as if nothing were left hidden.
+      expect(listed.stderr).toBe(
+        'webhook-gateway: cannot reach AWS in us-east-1 (TimeoutError): check the network, proxy settings and --region (2 dead letters it read stay hidden in the dead-letter queue until 2026-12-01T10:00:30.000Z: "deliveries list --aws" does not show them until then)\n',
+      );
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   it('a release SQS answers with failed entries: says how many stay hidden, not a list as if all were shown again', async () => {
     vi.useFakeTimers({ now: new Date('2026-12-01T10:00:00Z'), toFake: ['Date'] });
     try {
