@@ -15,6 +15,7 @@
  */
 import {
   ChangeMessageVisibilityBatchCommand,
+  type ChangeMessageVisibilityBatchCommandOutput,
   ChangeMessageVisibilityCommand,
   DeleteMessageCommand,
   type Message,
@@ -246,18 +247,31 @@ export class SqsFailedDeliveryQueue implements FailedDeliveryStore<QueuedEnvelop
     const byQueue = new Map<string, typeof items>();
     for (const item of items) byQueue.set(item.queueUrl, [...(byQueue.get(item.queueUrl) ?? []), item]);
     const failed: { Code?: string | undefined; Message?: string | undefined }[] = [];
+    /** Messages of the batches SQS answered (changed, or listed in `Failed`). */
+    let answered = 0;
     for (const [queueUrl, list] of byQueue) {
       for (let i = 0; i < list.length; i += 10) {
-        const answer = await this.client.send(
-          new ChangeMessageVisibilityBatchCommand({
-            QueueUrl: queueUrl,
-            Entries: list.slice(i, i + 10).map((m, j) => ({
-              Id: String(i + j),
-              ReceiptHandle: m.receiptHandle,
-              VisibilityTimeout: visibilitySeconds,
-            })),
-          }),
-        );
+        const entries = list.slice(i, i + 10);
+        let answer: ChangeMessageVisibilityBatchCommandOutput | undefined;
+        try {
+          answer = await this.client.send(
+            new ChangeMessageVisibilityBatchCommand({
+              QueueUrl: queueUrl,
+              Entries: entries.map((m, j) => ({
+                Id: String(i + j),
+                ReceiptHandle: m.receiptHandle,
+                VisibilityTimeout: visibilitySeconds,
+              })),
+            }),
+          );
+        } catch (error) {
+          // Refused part-way (the network, a throttle past the retries): the batches answered before were changed,
+          // all but their failed entries; this one and the rest stay hidden.
+          if (error && typeof error === 'object')
+            Object.assign(error, { stillHidden: failed.length + items.length - answered });
+          throw error;
+        }
+        answered += entries.length;
         // A batch answers 200 with the entries it did not change: those stay hidden. A receipt handle SQS no longer
         // honours is a message received again (or deleted) since, which is not this command's to show.
         failed.push(...(answer?.Failed ?? []).filter((f) => !staleReceipt(f)));

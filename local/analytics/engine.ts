@@ -72,13 +72,27 @@ export function dayOfKey(key: string): string | null {
 
 type Row = (string | number | null)[];
 
+/**
+ * A document written this recently may still be being written (an S3 client's upload, a copy by hand): one older
+ * that is not JSON was cut for good (a crash as it was written, a full disk) or edited, as the other listings of the
+ * data folder tell a file being written from a damaged one by its age (local/store/failed-delivery-store.ts).
+ */
+const BEING_WRITTEN_MS = 5_000;
+
+/** Why a document that is not JSON is no row: being written (recent, or its time unknown), else damaged. */
+function notJson(object: AnalysisObject, now: number): string {
+  if (object.modified === undefined || now - object.modified < BEING_WRITTEN_MS) return 'not JSON (being written?)';
+  const where = object.file ? `${object.file} ` : '';
+  return `damaged: ${where}is cut short or not JSON, unchanged since ${new Date(object.modified).toISOString()} (a crash or a full disk as it was written, or an edit), not being written: put it back from a copy, or delete it (the conversation is then not in the table; \`conversations show <id>\` still has it; docs/operations.md, "SQL over every conversation")`;
+}
+
 /** One analysis.json document as a row of the cache table, or why it cannot be one. */
-function rowOfDocument(text: string, object: AnalysisObject): Row | string {
+function rowOfDocument(text: string, object: AnalysisObject, now: number): Row | string {
   let doc: unknown;
   try {
     doc = JSON.parse(text);
   } catch {
-    return 'not JSON (being written?)';
+    return notJson(object, now);
   }
   if (!doc || typeof doc !== 'object' || Array.isArray(doc)) return 'not a JSON object';
   const values = doc as Record<string, unknown>;
@@ -185,7 +199,11 @@ async function refresh(
   const stale = await connection.runAndReadAll(
     `SELECT l.k, l.v FROM _listed l LEFT JOIN ${cached} c ON c.${KEY} = l.k WHERE c.${VERSION} IS DISTINCT FROM l.v`,
   );
-  const staleObjects: AnalysisObject[] = stale.getRows().map((r) => ({ key: String(r[0]), version: String(r[1]) }));
+  // As listed: with when each was written and its file, for the note on one that is no row.
+  const listedByKey = new Map(listed.map((o) => [o.key, o]));
+  const staleObjects: AnalysisObject[] = stale
+    .getRows()
+    .map((r) => listedByKey.get(String(r[0])) ?? { key: String(r[0]), version: String(r[1]) });
   const gone = await connection.runAndReadAll(
     `SELECT count(*) FROM ${cached} c WHERE c.${KEY} NOT IN (SELECT k FROM _listed)`,
   );
@@ -219,10 +237,11 @@ async function refresh(
     const batch = staleObjects.slice(start, start + READ_BATCH);
     const texts = await source.read(batch);
     const rows: Row[] = [];
+    const now = Date.now();
     batch.forEach((object, i) => {
       const text = texts[i];
       if (text === null || text === undefined) return; // deleted since the listing
-      const row = rowOfDocument(text, object);
+      const row = rowOfDocument(text, object, now);
       if (typeof row === 'string') skipped.push({ key: object.key, reason: row });
       else rows.push(row);
     });

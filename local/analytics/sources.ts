@@ -14,6 +14,11 @@ import { listStoredObjects, readStoredObject, type StoredObjectFile } from '../s
 export interface AnalysisObject {
   key: string;
   version: string;
+  /** When it was last written (epoch ms), when the source says: a document that is not JSON is told as being written only
+   * within moments of that (engine.ts). */
+  modified?: number;
+  /** The file holding it (the embedded store's), named to the operator when it is damaged. */
+  file?: string;
 }
 
 export interface AnalysisSource {
@@ -49,7 +54,7 @@ export function storeDirectorySource(dataDir: string, bucket: string): AnalysisS
           ).flat()
         : await listStoredObjects(directory, bucket, `${EXPORT_PREFIX}/`, ANALYSIS_FILE, 4);
       files = new Map(objects.map((o) => [o.key, o]));
-      return objects.map(({ key, version }) => ({ key, version }));
+      return objects.map(({ key, version, modified, file }) => ({ key, version, modified, file }));
     },
     async read(objects) {
       return objects.map((o) => {
@@ -93,7 +98,11 @@ export function s3Source(bucket: ExportBucket): AnalysisSource {
         );
         for (const o of page.Contents ?? []) {
           if (o.Key?.endsWith(`/${ANALYSIS_FILE}`))
-            objects.push({ key: o.Key, version: `${o.ETag ?? ''}:${o.LastModified?.getTime() ?? ''}` });
+            objects.push({
+              key: o.Key,
+              version: `${o.ETag ?? ''}:${o.LastModified?.getTime() ?? ''}`,
+              modified: o.LastModified?.getTime(),
+            });
         }
         token = page.IsTruncated ? page.NextContinuationToken : undefined;
       } while (token);

@@ -91,34 +91,70 @@ function caught(error: unknown): { Error: string; Cause: string } {
   return { Error: typeof e?.name === 'string' ? e.name : 'Error', Cause: String(e?.message ?? error) };
 }
 
+const KINDS: ReadonlySet<string> = new Set<JournalKind>(['begin', 'resume', 'in', 'out', 'err', 'end', 'refused']);
+
+/** A line written whole by `write` or `reserveNote`: an object naming its execution, with its time and kind. */
+const isEntry = (value: unknown): value is JournalEntry => {
+  const entry = value as JournalEntry | null;
+  return typeof entry?.e === 'string' && typeof entry.t === 'number' && KINDS.has(entry.k);
+};
+
+/** The execution a line cut short names, when it got that far (`{"e":"<name>"…`). */
+const cutExecution = (line: string) => /^\{"e":("(?:[^"\\]|\\.)*")/.exec(line)?.[1];
+
 /**
  * The entries of the segments `files` by execution (of `only`, when given), in the order written, each execution's
  * first `refused` note after its other entries. An execution begun again under the same name (a run that recovery
  * started again, recovery.ts) is its last `begin` and what follows: the lines of the runs before it are left.
+ * `damaged`: by segment, how many lines before its last one were no entry (not JSON, NULs, another shape: edited by
+ * hand, a disk fault), skipped; neither a reserve's spaces nor a line a full disk cut (its execution or segment noted
+ * `refused`) counts, nor a last line, which a crash may cut as it is written.
  */
-async function readEntries(files: readonly string[], only?: string): Promise<Map<string, JournalEntry[]>> {
+async function readEntries(
+  files: readonly string[],
+  only?: string,
+): Promise<{ byExecution: Map<string, JournalEntry[]>; damaged: Map<string, number> }> {
   const byExecution = new Map<string, JournalEntry[]>();
   const refused = new Map<string, JournalEntry>();
+  const unreadable: { file: string; execution: string | undefined }[] = [];
+  /** The segments holding a `refused` note: a full disk reached them. */
+  const refusing = new Set<string>();
   for (const file of files) {
     // Capped, a regular file only (a link to /dev/zero was read until the process died): local-files.ts.
     const text = (await readDataText(file, { maxBytes: 2 * MAX_SEGMENT_BYTES })) ?? '';
-    for (const line of text.split('\n')) {
-      let entry: JournalEntry;
+    const lines = text.split('\n');
+    let last = lines.length - 1;
+    while (last > 0 && lines[last]?.trim() === '') last--;
+    lines.forEach((line, at) => {
+      let entry: unknown;
       try {
-        entry = JSON.parse(line) as JournalEntry;
+        entry = JSON.parse(line);
       } catch {
-        continue; // empty, a reserve's spaces, or the last line cut by the crash: that step had not reached the kernel
+        entry = undefined; // empty, a reserve's spaces, or a line cut short
       }
-      if (typeof entry?.e !== 'string' || (only !== undefined && entry.e !== only)) continue;
+      if (!isEntry(entry)) {
+        if (at < last && line.trim() !== '') {
+          let execution: string | undefined;
+          try {
+            execution = JSON.parse(cutExecution(line) ?? 'null') ?? undefined;
+          } catch {
+            execution = undefined;
+          }
+          unreadable.push({ file, execution });
+        }
+        return;
+      }
+      if (entry.k === 'refused') refusing.add(file);
+      if (only !== undefined && entry.e !== only) return;
       if (entry.k === 'refused') {
         if (!refused.has(entry.e)) refused.set(entry.e, entry);
-        continue;
+        return;
       }
       if (entry.k === 'begin') byExecution.delete(entry.e);
       const entries = byExecution.get(entry.e) ?? [];
       entries.push(entry);
       byExecution.set(entry.e, entries);
-    }
+    });
   }
   for (const [name, entries] of byExecution) {
     const note = refused.get(name);
@@ -126,7 +162,13 @@ async function readEntries(files: readonly string[], only?: string): Promise<Map
     // run's.
     if (note && (entries[0]?.k !== 'begin' || note.t >= entries[0].t)) entries.push(note);
   }
-  return byExecution;
+  const damaged = new Map<string, number>();
+  for (const { file, execution } of unreadable) {
+    // A line a full disk cut (the next one begins on a line of its own): its execution, or its segment, noted so.
+    if (execution !== undefined && (refused.has(execution) || refusing.has(file))) continue;
+    damaged.set(file, (damaged.get(file) ?? 0) + 1);
+  }
+  return { byExecution, damaged };
 }
 
 export class ExecutionJournal {
@@ -180,7 +222,13 @@ export class ExecutionJournal {
    * `refused` note of its lines, if any (one from a segment's reserve, or written after its other lines).
    */
   async interrupted(): Promise<Map<string, JournalEntry[]>> {
-    const byExecution = await readEntries(this.leftoverFiles);
+    const { byExecution, damaged } = await readEntries(this.leftoverFiles);
+    // Said at the start, as the other damaged files of the data folder are (local/store/damaged-files.ts): before,
+    // they were skipped without a word, and an execution whose line was among them was recovered short of it.
+    for (const [file, count] of damaged)
+      console.error(
+        `webhook-gateway: the journal segment ${file} has ${count} damaged line(s) between its others (not JSON, or not a journal entry: edited by hand, a disk fault), skipped: the executions in it are recovered from its other lines, and one whose line was among them may be recovered short of that step (docs/operations.md, "After a crash")`,
+      );
     for (const [name, entries] of byExecution) if (entries.some((e) => e.k === 'end')) byExecution.delete(name);
     return byExecution;
   }
@@ -262,7 +310,7 @@ export class ExecutionJournal {
         return refused;
       },
       entries: async () => {
-        const entries = (await readEntries([segment.file], execution)).get(execution) ?? [];
+        const entries = (await readEntries([segment.file], execution)).byExecution.get(execution) ?? [];
         // Its note is on the disk once the folder took it (or in the reserve); else it is still pending, here.
         const note = segment.pending.find((line) => (JSON.parse(line) as JournalEntry).e === execution);
         if (note && !entries.some((e) => e.k === 'refused')) entries.push(JSON.parse(note) as JournalEntry);

@@ -19,6 +19,8 @@ export interface StoredObjectFile {
   version: string;
   /** The file holding the object's bytes. */
   file: string;
+  /** Its mtime (epoch ms). */
+  modified: number;
 }
 
 /** Folders and files a walk takes in one go before it lets other work run. */
@@ -47,7 +49,7 @@ export async function listStoredObjects(
   const add = (file: string, key: string) => {
     try {
       const s = statSync(file);
-      if (s.isFile()) out.push({ key, version: `${s.ino}:${s.mtimeMs}:${s.size}`, file });
+      if (s.isFile()) out.push({ key, version: `${s.ino}:${s.mtimeMs}:${s.size}`, file, modified: s.mtimeMs });
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       if (code !== 'ENOENT' && code !== 'ENOTDIR') throw error; // gone meanwhile, or not there

@@ -158,6 +158,13 @@ interface Scan {
   startedAt: number;
 }
 
+/**
+ * How many of `count` messages a failed release left hidden: SQS's count when the release knows it (a batch answered
+ * with failed entries, or a later batch refused after earlier ones changed), else all of them.
+ */
+const stillHiddenOf = (error: unknown, count: number) =>
+  Math.min(count, (error as { stillHidden?: number } | null)?.stillHidden ?? count);
+
 /** What stays hidden, and until when, when making read messages visible again failed. */
 function hiddenUntil(count: number, scan: Pick<Scan, 'holdSeconds' | 'startedAt'>): string {
   const until = new Date(scan.startedAt + scan.holdSeconds * 1000).toISOString();
@@ -177,8 +184,7 @@ async function releaseRead(
     await queue.release(items);
   } catch (error) {
     // A batch that changed some of them: only those it did not stay hidden.
-    const hidden = (error as { stillHidden?: number }).stillHidden ?? items.length;
-    throw withAftermath(error, hiddenUntil(hidden, scan));
+    throw withAftermath(error, hiddenUntil(stillHiddenOf(error, items.length), scan));
   }
 }
 
@@ -201,13 +207,14 @@ async function scanDeadLetters(queue: SqsFailedDeliveryQueue, holdSeconds: numbe
     } catch (error) {
       // A later receive refused (throttled past the retries, the network): what the earlier ones hid is shown again.
       const read = [...scan.items, ...scan.unreadable];
-      const shown =
-        read.length === 0 ||
-        (await queue.release(read).then(
-          () => true,
-          () => false,
-        ));
-      throw shown ? error : withAftermath(error, hiddenUntil(read.length, scan));
+      const hidden =
+        read.length === 0
+          ? 0
+          : await queue.release(read).then(
+              () => 0,
+              (failed: unknown) => stillHiddenOf(failed, read.length),
+            );
+      throw hidden === 0 ? error : withAftermath(error, hiddenUntil(hidden, scan));
     }
     const fresh = [...batch.envelopes, ...batch.unreadable].filter((m) => !seen.has(m.messageId));
     if (fresh.length === 0) return scan;
@@ -571,11 +578,14 @@ export async function awsDeliveriesRedrive(
   const matching = scan.items.filter((m) => wanted(m.envelope));
   const others = [...scan.items.filter((m) => !matching.includes(m)), ...scan.unreadable];
   await queue.release(others).catch(async (error) => {
+    // Of those outside the filter, only the ones SQS did not change stay hidden (before: all of them were counted).
     // The ones this command would redrive are hidden as well: shown again if SQS lets it, else counted too.
-    const hidden = await queue.release(matching).then(
-      () => others.length,
-      () => others.length + matching.length,
-    );
+    const hidden =
+      stillHiddenOf(error, others.length) +
+      (await queue.release(matching).then(
+        () => 0,
+        (failed: unknown) => stillHiddenOf(failed, matching.length),
+      ));
     throw withAftermath(error, hiddenUntil(hidden, scan));
   });
   const groups = byConversation(matching);

@@ -97,7 +97,12 @@ export function exportMissingOrDenied(error: unknown): string | null {
  * message, so the user reads both on the one line.
  */
 export function withAftermath(error: unknown, aftermath: string): unknown {
-  if (error instanceof Error) error.message = `${error.message} (${aftermath})`;
+  if (error instanceof Error) {
+    error.message = `${error.message} (${aftermath})`;
+    // Kept apart too: explainAwsError's line for a network error (or rejected credentials…) does not quote the message.
+    const before = (error as { aftermaths?: string[] }).aftermaths ?? [];
+    Object.assign(error, { aftermaths: [...before, aftermath] });
+  }
   return error;
 }
 
@@ -159,6 +164,20 @@ function rejectedCredentials(name: string, profileOption: string | undefined, re
  * an unknown stack, throttling, an unreachable service. Never a stack trace.
  */
 export function explainAwsError(
+  error: unknown,
+  where: { stack: string; region?: string | undefined; profile?: string | undefined },
+): CliError {
+  const explained = explainOnly(error, where);
+  // What the failure left behind (dead letters still hidden, and until when), said whatever the line is: before, a
+  // network error's "cannot reach AWS" dropped it.
+  const aftermaths = (error as { aftermaths?: unknown } | null)?.aftermaths;
+  for (const aftermath of Array.isArray(aftermaths) ? aftermaths : [])
+    if (typeof aftermath === 'string' && !explained.message.includes(aftermath))
+      explained.message = `${explained.message} (${aftermath})`;
+  return explained;
+}
+
+function explainOnly(
   error: unknown,
   where: { stack: string; region?: string | undefined; profile?: string | undefined },
 ): CliError {

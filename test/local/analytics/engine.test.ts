@@ -469,4 +469,24 @@ describe('the two sources agree', () => {
     expect(fromDay.map(dayOfKey)).not.toContain('2019/12/31');
     expect(listings).toEqual(['conversation-history/2020/01/01/']);
   });
+
+  it('an analysis.json cut for good (days old) is said to be damaged, naming its file; only a fresh one may be being written', async () => {
+    const old = 'conversation-history/2026/12/01/webhook_cut_old/analysis.json';
+    const fresh = 'conversation-history/2026/12/01/webhook_cut_new/analysis.json';
+    for (const key of [old, fresh])
+      await client.send(new PutObjectCommand({ Bucket: 'analytics-test', Key: key, Body: '{"format":"analy' }));
+    const source = storeDirectorySource(dataDir(), 'analytics-test');
+    const oldFile = (await source.list('2026/12/01')).find((o) => o.key === old)!.file!;
+    // A crash cut it three days ago: nothing has written it since.
+    const threeDaysAgo = new Date(Math.floor(Date.now() / 1000 - 3 * 24 * 3600) * 1000);
+    await utimes(oldFile, threeDaysAgo, threeDaysAgo);
+    const engine = await openAnalytics({ source, cacheDir: null });
+    const skipped = new Map(engine.report.skipped.map((s) => [s.key, s.reason]));
+    engine.close();
+    // Before: both 'not JSON (being written?)', the one cut for good read again and again as if it would be complete.
+    expect(skipped.get(fresh)).toBe('not JSON (being written?)');
+    expect(skipped.get(old)).toBe(
+      `damaged: ${oldFile} is cut short or not JSON, unchanged since ${threeDaysAgo.toISOString()} (a crash or a full disk as it was written, or an edit), not being written: put it back from a copy, or delete it (the conversation is then not in the table; \`conversations show <id>\` still has it; docs/operations.md, "SQL over every conversation")`,
+    );
+  });
 });

@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, onTestFinished, vi } from 'vitest';
@@ -157,6 +157,53 @@ describe('the execution journal', () => {
     journal.close();
   });
 
+  it('lines damaged between good ones (not JSON, NULs, another shape) are skipped and said in one line at the start; a cut last line is not', async () => {
+    const journal = await ExecutionJournal.open(dir);
+    const a = journal.begin('conv-a', input(1));
+    a.enter('InvokeManagerAgent', undefined);
+    const b = journal.begin('conv-b', input(2));
+    b.enter('Validate', undefined);
+    await a.exit('InvokeManagerAgent', { Payload: { answer: 'yes' } });
+    // The process dies; then the segment is damaged between its lines (a hand edit, a disk fault), and its last line cut.
+    const [name] = await readdir(dir);
+    const file = path.join(dir, name!);
+    const lines = (await readFile(file, 'utf8')).split('\n');
+    const good = lines.filter((l) => l.trim() !== '');
+    const damagedText = [
+      lines[0], // the reserve's spaces
+      good[0],
+      '{"e":"conv-a","t":1,"k":"in"', // cut, its execution noted refused nowhere
+      good[1],
+      '\u0000'.repeat(40),
+      good[2],
+      '{"x":1}',
+      good[3],
+      good[4],
+      '{"e":"conv-b","t":2,"k":"out","s":"Vali', // the last line, cut by the crash
+    ].join('\n');
+    await writeFile(file, damagedText);
+    const printed = vi.spyOn(console, 'error').mockImplementation(() => undefined);
+    onTestFinished(() => printed.mockRestore());
+    const interrupted = await (await ExecutionJournal.open(dir)).interrupted();
+    // Recovery comes out of the good lines as it would have without the damage.
+    expect(interrupted.get('conv-a')!.map((e) => [e.k, e.s ?? ''])).toEqual([
+      ['begin', ''],
+      ['in', 'InvokeManagerAgent'],
+      ['out', 'InvokeManagerAgent'],
+    ]);
+    expect(interrupted.get('conv-b')!.map((e) => [e.k, e.s ?? ''])).toEqual([
+      ['begin', ''],
+      ['in', 'Validate'],
+    ]);
+    // Before: nothing said. One line, naming the segment and how many lines were skipped (not the cut last one).
+    expect(printed.mock.calls.map((c) => String(c[0]))).toEqual([
+      expect.stringContaining(`webhook-gateway: the journal segment ${file} has 3 damaged line(s) between its others`),
+    ]);
+    a.end();
+    b.end();
+    journal.close();
+  });
+
   it('a run started again under the same name (recovery.ts) is read from its last begin; the run it replaced ends nothing', async () => {
     // One millisecond for all of it, as a fast machine gives: the cut run's note must still not be read as the new run's.
     const clock = vi.spyOn(Date, 'now').mockReturnValue(Date.UTC(2026, 11, 3, 12));
@@ -290,8 +337,12 @@ describe('the execution journal', () => {
     // Space again: the next conversation's lines are whole, and a crash now leaves exactly it to recover.
     const after = journal.begin('conv-after', input(3));
     after.enter('Validate', undefined);
+    const printed = vi.spyOn(console, 'error').mockImplementation(() => undefined);
+    onTestFinished(() => printed.mockRestore());
     const next = await ExecutionJournal.open(dir);
     const interrupted = await next.interrupted();
+    // The line the full disk cut is no damage to tell of: its segment noted the refusal.
+    expect(printed).not.toHaveBeenCalled();
     expect([...interrupted.keys()]).toEqual(['conv-before', 'conv-after']); // conv-before's end was refused
     expect(interrupted.get('conv-after')!.map((e) => e.k)).toEqual(['begin', 'in']);
     // Once it ends, nothing runs: the refused conversation holds no segment open, so the journal empties at rest.

@@ -294,6 +294,24 @@ describe('deliveries list --aws', () => {
     }
   });
 
+  it('a release the network cut: the line says AWS could not be reached, and still how many dead letters stay hidden', async () => {
+    vi.useFakeTimers({ now: new Date('2026-12-01T10:00:00Z'), toFake: ['Date'] });
+    try {
+      deadLetters(sqsMessage(deadEnvelope('aaa111')), sqsMessage(deadEnvelope('bbb222')));
+      sqsMock
+        .on(ChangeMessageVisibilityBatchCommand)
+        .rejects(Object.assign(new Error('socket hang up'), { name: 'TimeoutError' }));
+      const listed = await runMain(['deliveries', 'list', '--aws']);
+      expect(listed.code).toBe(1);
+      // Before: the first sentence alone, as if nothing were left hidden.
+      expect(listed.stderr).toBe(
+        'webhook-gateway: cannot reach AWS in us-east-1 (TimeoutError): check the network, proxy settings and --region (2 dead letters it read stay hidden in the dead-letter queue until 2026-12-01T10:00:30.000Z: "deliveries list --aws" does not show them until then)\n',
+      );
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   it('a release SQS answers with failed entries: says how many stay hidden, not a list as if all were shown again', async () => {
     vi.useFakeTimers({ now: new Date('2026-12-01T10:00:00Z'), toFake: ['Date'] });
     try {
@@ -316,6 +334,54 @@ describe('deliveries list --aws', () => {
       expect(listed.stderr).toBe(
         'webhook-gateway: AWS error (InternalError): SQS did not make 1 of 3 messages visible again (InternalError: We encountered an internal error.) (1 dead letter it read stays hidden in the dead-letter queue until 2026-12-01T10:00:30.000Z: "deliveries list --aws" does not show it until then)\n',
       );
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('redrive with a filter: when freeing the dead letters outside it fails part-way, counts those still hidden, not all of them', async () => {
+    vi.useFakeTimers({ now: new Date('2026-12-01T10:00:00Z'), toFake: ['Date'] });
+    try {
+      const target = deadEnvelope('aaa111');
+      // SQS answers the batch of the two outside the filter with one failed entry; the one to redrive is shown again.
+      deadLetters(sqsMessage(target), sqsMessage(deadEnvelope('bbb222')), sqsMessage(deadEnvelope('ccc333')));
+      sqsMock
+        .on(ChangeMessageVisibilityBatchCommand)
+        .resolvesOnce({
+          Successful: [{ Id: '0' }],
+          Failed: [
+            { Id: '1', Code: 'InternalError', SenderFault: false, Message: 'We encountered an internal error.' },
+          ],
+        })
+        .resolves({ Successful: [{ Id: '0' }] });
+      const one = await runMain(['deliveries', 'redrive', target.conversation_id, '--aws']);
+      expect(one.code).toBe(1);
+      // Before: "2 dead letters it read stay hidden", though SQS had shown one of them again.
+      expect(one.stderr).toContain(
+        '(1 dead letter it read stays hidden in the dead-letter queue until 2026-12-01T10:15:00.000Z: "deliveries list --aws" does not show it until then)',
+      );
+      // Eleven outside the filter: SQS changes the first batch of ten, then refuses the second (throttled past retries).
+      sqsMock.reset();
+      stackWith({
+        FailedDeliveryQueueUrl: QUEUE_URL,
+        FailedDeliveryDeadLetterQueueUrl: DLQ_URL,
+        RedeliveryStateMachineArn: STATE_MACHINE_ARN,
+        DeliveriesTableName: TABLE,
+        ExportBucketName: BUCKET,
+      });
+      deadLetters(
+        sqsMessage(target),
+        ...Array.from({ length: 11 }, (_, i) => sqsMessage(deadEnvelope(`b${String(i).padStart(5, '0')}`))),
+      );
+      sqsMock
+        .on(ChangeMessageVisibilityBatchCommand)
+        .resolvesOnce({ Successful: Array.from({ length: 10 }, (_, i) => ({ Id: String(i) })) })
+        .rejectsOnce(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }))
+        .resolves({ Successful: [{ Id: '0' }] });
+      const eleven = await runMain(['deliveries', 'redrive', target.conversation_id, '--aws']);
+      expect(eleven.code).toBe(1);
+      // Before: "11 dead letters it read stay hidden".
+      expect(eleven.stderr).toContain('(1 dead letter it read stays hidden in the dead-letter queue until');
     } finally {
       vi.useRealTimers();
     }
