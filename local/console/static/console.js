@@ -155,8 +155,10 @@
     shown = fresh.innerHTML;
     // Where the keyboard is now (the reader may have gone on to a field while the page was fetched), else the control
     // pressed (disabled while it ran, it lost the keyboard to the page's top).
+    // The page's main counts as its top: a press on the button while it was disabled (a double click's second) gave
+    // the keyboard to the main, its nearest focusable ancestor.
     const active = document.activeElement;
-    const focus = focusTarget(active && active !== body ? active : from);
+    const focus = focusTarget(active && active !== body && active !== content ? active : from);
     // What the reader opened or closed stays so: an export document (by file), a receiver's answer (by attempt), a
     // receiver's last error (by type), the Analytics page's table per hour (data-keep).
     const kept = 'details[data-file], details[data-attempt], details[data-receiver-error], details[data-keep]';
@@ -573,6 +575,10 @@
   document.addEventListener('click', async (event) => {
     const target = event.target instanceof Element ? event.target.closest('button') : null;
     if (!target) return;
+    // The second click of a double click (a keyboard's Enter is click 0, a single click 1) acts on nothing: the first
+    // one's answer moved the page under the pointer (its message line appeared, a row grew), so it would land on
+    // another receiver's or another delivery's button and run that too.
+    if (event.detail > 1) return;
     if (target.id === 'redrive') await deliveryButton(target, 'Redrive', 'redrive');
     else if (target.id === 'resend') await deliveryButton(target, 'Resend', 'resend');
     else if (target.dataset.endpointAction) await endpointAction(target);
@@ -582,7 +588,7 @@
     await refresh(target).catch(() => {});
     // Disabled while it ran, the button lost the keyboard to the page's top; a refresh that did not come (the gateway
     // gone) did not put it back: the keyboard stays where it was.
-    if (target.isConnected && document.activeElement === body) target.focus();
+    if (target.isConnected && (document.activeElement === body || document.activeElement === content)) target.focus();
   });
 
   /** The longest list address the filters are sent in, well under the gateway's 16 KB for a request's line and headers. */
