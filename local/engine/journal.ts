@@ -22,7 +22,9 @@ import type { RunRestart, TaskObserver } from './engine.ts';
  * reserve, and again once the folder takes writes, so that the next start tells that, not a crash, from what cut
  * the execution.
  */
-export type JournalKind = 'begin' | 'resume' | 'in' | 'out' | 'err' | 'end' | 'refused';
+/** Every kind of line the journal writes: a line of another kind is no entry (readEntries). */
+const JOURNAL_KINDS = ['begin', 'resume', 'in', 'out', 'err', 'end', 'refused'] as const;
+export type JournalKind = (typeof JOURNAL_KINDS)[number];
 
 export interface JournalEntry {
   /** Execution name. */
@@ -91,7 +93,7 @@ function caught(error: unknown): { Error: string; Cause: string } {
   return { Error: typeof e?.name === 'string' ? e.name : 'Error', Cause: String(e?.message ?? error) };
 }
 
-const KINDS: ReadonlySet<string> = new Set<JournalKind>(['begin', 'resume', 'in', 'out', 'err', 'end', 'refused']);
+const KINDS: ReadonlySet<string> = new Set<JournalKind>(JOURNAL_KINDS);
 
 /** A line written whole by `write` or `reserveNote`: an object naming its execution, with its time and kind. */
 const isEntry = (value: unknown): value is JournalEntry => {
