@@ -77,6 +77,15 @@ function deadLetters(...messages: Message[]) {
   receive.resolves({});
 }
 
+/** The outputs of the stack the tests read (set before each; a test may set others). */
+const STACK_OUTPUTS = {
+  FailedDeliveryQueueUrl: QUEUE_URL,
+  FailedDeliveryDeadLetterQueueUrl: DLQ_URL,
+  RedeliveryStateMachineArn: STATE_MACHINE_ARN,
+  DeliveriesTableName: TABLE,
+  ExportBucketName: BUCKET,
+};
+
 beforeEach(() => {
   cfnMock.reset();
   sqsMock.reset();
@@ -84,13 +93,7 @@ beforeEach(() => {
   dynamoMock.reset();
   s3Mock.reset();
   lines = [];
-  stackWith({
-    FailedDeliveryQueueUrl: QUEUE_URL,
-    FailedDeliveryDeadLetterQueueUrl: DLQ_URL,
-    RedeliveryStateMachineArn: STATE_MACHINE_ARN,
-    DeliveriesTableName: TABLE,
-    ExportBucketName: BUCKET,
-  });
+  stackWith(STACK_OUTPUTS);
   // What a redrive reads first: no attempt logged since, no export yet (each test says otherwise).
   dynamoMock.on(QueryCommand).resolves({ Items: [] });
   s3Mock.on(GetObjectCommand).rejects(new NoSuchKey({ message: 'The specified key does not exist.', $metadata: {} }));
@@ -140,6 +143,16 @@ function behindAndUnread() {
     .on(QueryCommand, { ExpressionAttributeValues: { ':pk': { S: `conversation#${unread.conversation_id}` } } })
     .rejects(Object.assign(new Error('no'), { name: 'AccessDeniedException' }));
   return { behind, unread };
+}
+
+/** Runs `body` with the clock (Date only) at 2026-12-01T10:00:00Z: the dead letters a command leaves hidden say until when. */
+async function atTen(body: () => Promise<void>): Promise<void> {
+  vi.useFakeTimers({ now: new Date('2026-12-01T10:00:00Z'), toFake: ['Date'] });
+  try {
+    await body();
+  } finally {
+    vi.useRealTimers();
+  }
 }
 
 describe('deliveries list --aws', () => {
@@ -268,9 +281,8 @@ describe('deliveries list --aws', () => {
     );
   });
 
-  it('a role without sqs:ChangeMessageVisibility: the error says the dead letters read stay hidden, and until when', async () => {
-    vi.useFakeTimers({ now: new Date('2026-12-01T10:00:00Z'), toFake: ['Date'] });
-    try {
+  it('a role without sqs:ChangeMessageVisibility: the error says the dead letters read stay hidden, and until when', () =>
+    atTen(async () => {
       deadLetters(sqsMessage(deadEnvelope('aaa111')), sqsMessage(deadEnvelope('bbb222')));
       sqsMock.on(ChangeMessageVisibilityBatchCommand).rejects(
         Object.assign(new Error('User: ops is not authorized to perform: sqs:changemessagevisibility'), {
@@ -289,14 +301,10 @@ describe('deliveries list --aws', () => {
       expect(redriven.stderr).toContain(
         '(2 dead letters it read stay hidden in the dead-letter queue until 2026-12-01T10:15:00.000Z: "deliveries list --aws" does not show them until then)',
       );
-    } finally {
-      vi.useRealTimers();
-    }
-  });
+    }));
 
-  it('a release the network cut: the line says AWS could not be reached, and still how many dead letters stay hidden', async () => {
-    vi.useFakeTimers({ now: new Date('2026-12-01T10:00:00Z'), toFake: ['Date'] });
-    try {
+  it('a release the network cut: the line says AWS could not be reached, and still how many dead letters stay hidden', () =>
+    atTen(async () => {
       deadLetters(sqsMessage(deadEnvelope('aaa111')), sqsMessage(deadEnvelope('bbb222')));
       sqsMock
         .on(ChangeMessageVisibilityBatchCommand)
@@ -307,14 +315,10 @@ describe('deliveries list --aws', () => {
       expect(listed.stderr).toBe(
         'webhook-gateway: cannot reach AWS in us-east-1 (TimeoutError): check the network, proxy settings and --region (2 dead letters it read stay hidden in the dead-letter queue until 2026-12-01T10:00:30.000Z: "deliveries list --aws" does not show them until then)\n',
       );
-    } finally {
-      vi.useRealTimers();
-    }
-  });
+    }));
 
-  it('a release SQS answers with failed entries: says how many stay hidden, not a list as if all were shown again', async () => {
-    vi.useFakeTimers({ now: new Date('2026-12-01T10:00:00Z'), toFake: ['Date'] });
-    try {
+  it('a release SQS answers with failed entries: says how many stay hidden, not a list as if all were shown again', () =>
+    atTen(async () => {
       deadLetters(
         sqsMessage(deadEnvelope('aaa111')),
         sqsMessage(deadEnvelope('bbb222')),
@@ -334,14 +338,10 @@ describe('deliveries list --aws', () => {
       expect(listed.stderr).toBe(
         'webhook-gateway: AWS error (InternalError): SQS did not make 1 of 3 messages visible again (InternalError: We encountered an internal error.) (1 dead letter it read stays hidden in the dead-letter queue until 2026-12-01T10:00:30.000Z: "deliveries list --aws" does not show it until then)\n',
       );
-    } finally {
-      vi.useRealTimers();
-    }
-  });
+    }));
 
-  it('redrive with a filter: when freeing the dead letters outside it fails part-way, counts those still hidden, not all of them', async () => {
-    vi.useFakeTimers({ now: new Date('2026-12-01T10:00:00Z'), toFake: ['Date'] });
-    try {
+  it('redrive with a filter: when freeing the dead letters outside it fails part-way, counts those still hidden, not all of them', () =>
+    atTen(async () => {
       const target = deadEnvelope('aaa111');
       // SQS answers the batch of the two outside the filter with one failed entry; the one to redrive is shown again.
       deadLetters(sqsMessage(target), sqsMessage(deadEnvelope('bbb222')), sqsMessage(deadEnvelope('ccc333')));
@@ -362,13 +362,7 @@ describe('deliveries list --aws', () => {
       );
       // Eleven outside the filter: SQS changes the first batch of ten, then refuses the second (throttled past retries).
       sqsMock.reset();
-      stackWith({
-        FailedDeliveryQueueUrl: QUEUE_URL,
-        FailedDeliveryDeadLetterQueueUrl: DLQ_URL,
-        RedeliveryStateMachineArn: STATE_MACHINE_ARN,
-        DeliveriesTableName: TABLE,
-        ExportBucketName: BUCKET,
-      });
+      stackWith(STACK_OUTPUTS);
       deadLetters(
         sqsMessage(target),
         ...Array.from({ length: 11 }, (_, i) => sqsMessage(deadEnvelope(`b${String(i).padStart(5, '0')}`))),
@@ -382,10 +376,7 @@ describe('deliveries list --aws', () => {
       expect(eleven.code).toBe(1);
       // Before: "11 dead letters it read stay hidden".
       expect(eleven.stderr).toContain('(1 dead letter it read stays hidden in the dead-letter queue until');
-    } finally {
-      vi.useRealTimers();
-    }
-  });
+    }));
 
   it('a receive refused after others were read: those are shown again, not left hidden', async () => {
     const first = sqsMessage(deadEnvelope('aaa111'));
