@@ -202,7 +202,7 @@ describe('named queries', () => {
     }
   });
 
-  it('answers the three Logs Insights questions of the original guide under their titles', () => {
+  it('answers the three saved Logs Insights questions (docs/deploy.md#monitoring) under their titles', () => {
     const titles = of('AWS::Athena::NamedQuery').map(([, r]) => r.Properties.Name);
     expect(titles).toEqual(
       expect.arrayContaining([

@@ -441,7 +441,7 @@ describe('saved Logs Insights queries', () => {
   const definitions = () =>
     Object.values(template.findResources('AWS::Logs::QueryDefinition')).map((q) => q.Properties);
 
-  it('are the original guide\'s three queries, verbatim ("your_system" left as the placeholder)', () => {
+  it('are the three queries of docs/deploy.md#monitoring, verbatim ("your_system" left as the placeholder)', () => {
     expect(definitions().map((q) => q.QueryString)).toEqual(SEED);
     expect(Object.values(SEED_QUERIES)).toEqual(SEED);
     expect(SEED[0]).toContain('"your_system"');
