@@ -102,12 +102,17 @@ export const ACCEPT_SERVER_FAILURES_METRIC = 'AcceptServerFailures';
 
 /**
  * CloudWatch Logs filter pattern for the execution log of the conversation or the accept workflow (both end a
- * request the contract refuses in a Fail state): an ExecutionFailed event whose error is not one of CLIENT_ERRORS.
+ * request the contract refuses in a Fail state): an ExecutionFailed event whose error is not one of CLIENT_ERRORS,
+ * or that carries no error at all. The lean profile logs without execution data (includeExecutionData false), and
+ * AWS documents that flag only as "data is excluded", not whether an event's `details.error` stays: the event type
+ * is all that is sure to be there. Without the NOT EXISTS / IS NULL terms such an event compares no field and
+ * matches nothing, so the alarm would stay OK through any failure; with them, a log without errors counts every
+ * failed execution, client errors included (docs/deploy.md, Monitoring: the alarm is loud, never silent).
  */
 export function serverFailurePattern(): string {
   const exclusions = CLIENT_ERRORS.map((error) => {
     if (!/^[A-Za-z0-9_.]+$/.test(error)) throw new Error(`unexpected error name ${error}`);
-    return ` && $.details.error != "${error}"`;
-  }).join('');
-  return `{ $.type = "ExecutionFailed"${exclusions} }`;
+    return `$.details.error != "${error}"`;
+  }).join(' && ');
+  return `{ $.type = "ExecutionFailed" && ($.details.error NOT EXISTS || $.details.error IS NULL || (${exclusions})) }`;
 }

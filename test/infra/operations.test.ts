@@ -41,20 +41,57 @@ function dashboardMetrics(): Json[][] {
 const stat = (line: Json[]) => (line.at(-1) as { stat?: string }).stat;
 
 /**
- * A CloudWatch Logs JSON filter pattern of `$.a.b = "value"` terms joined by `&&` (the only form the stack's filters
- * on execution logs use), applied to one log event.
+ * A CloudWatch Logs JSON filter pattern, in the forms the stack's filters on execution logs use (`$.a.b = "value"`,
+ * `!=`, `NOT EXISTS`, `IS NULL`, `&&`, `||` and parentheses), applied to one log event. A comparison with a field
+ * the event lacks (or holds null) matches neither `=` nor `!=`: the guide does not say otherwise, so a filter that
+ * must see such events has to ask for them (NOT EXISTS, IS NULL).
  */
 function matchesJsonPattern(pattern: string, event: Record<string, unknown>): boolean {
   const body = /^\{ (.*) \}$/.exec(pattern)?.[1];
   if (!body) throw new Error(`not a JSON filter pattern: ${pattern}`);
-  return body.split(' && ').every((term) => {
-    const [, field, value] = /^\$\.([\w.]+) = "([^"]*)"$/.exec(term) ?? [];
-    if (!field) throw new Error(`unsupported term ${term}`);
-    const found = field
+  const tokens = body.match(/"[^"]*"|\$\.[\w.]+|&&|\|\||!=|=|\(|\)|NOT EXISTS|IS NULL|\S+/g) ?? [];
+  let at = 0;
+  const field = (selector: string) =>
+    selector
+      .slice(2)
       .split('.')
-      .reduce<unknown>((at, key) => (at as Record<string, unknown> | undefined)?.[key], event);
-    return found === value;
-  });
+      .reduce<unknown>((value, key) => (value as Record<string, unknown> | null | undefined)?.[key], event);
+  const term = (): boolean => {
+    const token = tokens[at++];
+    if (token === '(') {
+      const value = or();
+      if (tokens[at++] !== ')') throw new Error(`unbalanced ( in ${pattern}`);
+      return value;
+    }
+    if (!token?.startsWith('$.')) throw new Error(`unsupported term at ${token} in ${pattern}`);
+    const found = field(token);
+    const operator = tokens[at++];
+    if (operator === 'NOT EXISTS') return found === undefined;
+    if (operator === 'IS NULL') return found === null;
+    const literal = /^"([^"]*)"$/.exec(tokens[at++] ?? '')?.[1];
+    if (literal === undefined || (operator !== '=' && operator !== '!=')) throw new Error(`unsupported ${pattern}`);
+    if (typeof found !== 'string') return false;
+    return operator === '=' ? found === literal : found !== literal;
+  };
+  const and = (): boolean => {
+    let value = term();
+    while (tokens[at] === '&&') {
+      at++;
+      value = term() && value;
+    }
+    return value;
+  };
+  const or = (): boolean => {
+    let value = and();
+    while (tokens[at] === '||') {
+      at++;
+      value = and() || value;
+    }
+    return value;
+  };
+  const value = or();
+  if (at !== tokens.length) throw new Error(`unparsed ${tokens.slice(at).join(' ')} in ${pattern}`);
+  return value;
 }
 
 /** The three saved Logs Insights queries (docs/deploy.md#monitoring), trailing spaces included. */
@@ -378,6 +415,19 @@ describe('alarms', () => {
     expect(pattern).not.toContain('AgentError');
     // The accept workflow's own 5xx (the run could not be started) pages.
     expect(pattern).not.toContain('ConversationNotStarted');
+    const failed = (details: Record<string, unknown>) => ({ id: '9', type: 'ExecutionFailed', details });
+    const counted = (details: Record<string, unknown>) => matchesJsonPattern(pattern, failed(details));
+    for (const error of clientErrors) expect(counted({ error, cause: '{}' })).toBe(false);
+    for (const error of ['AgentError', 'ConversationNotStarted', 'States.Timeout', 'States.DataLimitExceeded'])
+      expect(counted({ error, cause: '' })).toBe(true);
+    expect(matchesJsonPattern(pattern, { id: '8', type: 'FailStateEntered', details: { name: 'AgentFailed' } })).toBe(
+      false,
+    );
+    // The lean profile logs without execution data, and AWS does not document whether an ExecutionFailed event keeps
+    // its error then: one without (or with a null one) is counted, a failure the alarm cannot tell from a client
+    // error, rather than matching no term and leaving the alarm OK through every failure (docs/deploy.md).
+    expect(counted({})).toBe(true);
+    expect(counted({ error: null, cause: null })).toBe(true);
 
     const a = alarm(name);
     expect(a).toMatchObject({ Threshold: 0, EvaluationPeriods: 1 });
