@@ -18,8 +18,10 @@ import type { ExecutionRecord } from '../engine/engine.ts';
 import { timeline } from './timeline.ts';
 
 /**
- * A redelivery that sent something (or is still running): when its run started, what ran it, its time in Deliver, its
- * tries, and what it did: `delivered`, `failed: HTTP 503`, `refused by Lambda (…)`, `still running`.
+ * A redelivery that sent something, is still running, or that Lambda refused to run (it sent nothing, 0 tries: its
+ * conversation still waits, and an operator reading the conversation sees that run and why): when its run started,
+ * what ran it, its time in Deliver, its tries, and what it did: `delivered`, `failed: HTTP 503`, `refused by Lambda
+ * (…)`, `still running`.
  */
 export interface LaterDelivery {
   at: string;
@@ -40,7 +42,10 @@ export interface ConversationFigures {
   retries: number;
   total_ms: number | null;
   run_ms: number | null;
-  /** The redeliveries after the run that sent something or still run, oldest first (their times are not part of total_ms). */
+  /**
+   * The redeliveries after the run that sent something, still run or that Lambda refused, oldest first (their times
+   * are not part of total_ms).
+   */
   later: LaterDelivery[];
 }
 
@@ -93,6 +98,8 @@ function attemptResult(a: Attempt | undefined): string | null {
   return `failed: ${a.status_code !== undefined ? `HTTP ${a.status_code}` : printable((a.error ?? a.outcome).slice(0, 100))}`;
 }
 
+const REFUSED = 'refused by Lambda ';
+
 /**
  * What a redelivery run did, by its last Deliver (and the attempt it made, named by its execution): before, the
  * console called each one "redelivered", a failed one too.
@@ -104,7 +111,7 @@ function laterResult(execution: ExecutionRecord, attempts: Attempt[]): string {
   if (execution.status === 'RUNNING' || deliver?.status === 'running') return 'still running';
   if (deliver?.status === 'succeeded') return 'delivered';
   const errorName = deliver?.error?.split(':')[0];
-  if (isLambdaRefusal(errorName)) return `refused by Lambda (${errorName})`;
+  if (isLambdaRefusal(errorName)) return `${REFUSED}(${errorName})`;
   const attempt = attemptResult(attempts.filter((a) => a.execution_name === execution.execution_name).at(-1));
   if (attempt !== null) return attempt;
   const error = deliver?.error ?? execution.error;
@@ -120,7 +127,7 @@ export function conversationFigures(record: ConversationRecord, executions: Exec
   const later = executions
     .filter((e) => e.state_machine === 'redelivery')
     .map((e) => ({ at: e.started_at, via: viaOf(e), ...deliverSent(e), result: laterResult(e, attempts) }))
-    .filter((e) => e.tries > 0 || e.result === 'still running');
+    .filter((e) => e.tries > 0 || e.result === 'still running' || e.result.startsWith(REFUSED));
   // Without a history (aged out, or run elsewhere): the record's attempts, each redelivery's its own.
   const keptLater = attempts.filter((a) => a.via !== undefined && a.via !== 'workflow');
   const runTries = own.reduce((n, e) => n + e.tries, 0);
@@ -158,12 +165,15 @@ const tries = (n: number) => `${n} ${n === 1 ? 'try' : 'tries'}`;
 
 /**
  * How each redelivery went: `redrive at <time>: delivered, delivery 43 ms (1 try)`, `schedule at <time>: failed: HTTP
- * 503, delivery 40 ms (1 try)`, `resend at <time>: still running`.
+ * 503, delivery 40 ms (1 try)`, `resend at <time>: still running`, `schedule at <time>: refused by Lambda (…), nothing
+ * sent`.
  */
 export const formatLater = (l: LaterDelivery) =>
   l.result === 'still running'
     ? `${l.via} at ${l.at}: still running`
-    : `${l.via} at ${l.at}: ${l.result}, delivery ${ms(l.delivery_ms)} (${tries(l.tries)})`;
+    : l.tries === 0
+      ? `${l.via} at ${l.at}: ${l.result}, nothing sent`
+      : `${l.via} at ${l.at}: ${l.result}, delivery ${ms(l.delivery_ms)} (${tries(l.tries)})`;
 
 /** The run's own figures: `agent 12 ms · delivery 3012 ms (4 tries, 3 retries) · total 87 ms · run 147 ms`. */
 export function formatRunFigures(f: ConversationFigures): string {

@@ -761,14 +761,17 @@ describe('no answer lost after the agent answered', () => {
       message: expect.stringContaining('(the last: Lambda did not run Deliver (Lambda.TooManyRequestsException'),
     });
     const cli = (args: string[]) => runMain(args, { LOCAL_DATA_DIR: world.dataDir, GATEWAY_URL: world.gateway.url });
-    // What the operator sees: the four tries of the conversation's run only, each refusal in the errors, and why the
-    // schedule gave up (before: `· then schedule at …: delivery 0 ms (1 try)` for each refused run).
+    // What the operator sees: the four tries of the conversation's run, each refused run after it as one that sent
+    // nothing (before: `· then schedule at …: delivery 0 ms (1 try)` for each, a try the receiver never got; then
+    // none at all, as if no run had come since), each refusal in the errors, and why the schedule gave up.
     const line = (await cli(['deliveries', 'list'])).stdout.split('\n').find((l) => l.startsWith(id));
     expect(line).toMatch(/deal_analysis\s+4\s+redelivery run failed: Lambda did not run Deliv.*dead \(runs_failed\)/);
     const shown = (await cli(['conversations', 'show', id])).stdout;
     expect(shown).toMatch(/delivery failed/);
-    expect(shown).toMatch(/\(4 tries, 3 retries in the workflow\) · total \d+ ms · run \d+ ms\n/);
-    expect(shown).not.toMatch(/then schedule/);
+    expect(shown).toMatch(/\(4 tries, 3 retries in the workflow\) · total \d+ ms · run \d+ ms · then schedule/);
+    expect(
+      shown.match(/ · then schedule at \S+: refused by Lambda \(Lambda\.TooManyRequestsException\), nothing sent/g),
+    ).toHaveLength(5);
     expect(shown.match(/error {6}\S+ {2}Deliver: Lambda.TooManyRequestsException: Rate Exceeded\./g)).toHaveLength(5);
     expect(shown).toMatch(/RedeliverySchedule: RedeliveryRunsFailed: no more automatic attempts: 5 redelivery runs/);
   });

@@ -173,7 +173,22 @@ describe('a conversation’s figures, the same in show and the console', () => {
       ],
       3_147,
     );
-    expect(conversationFigures(closedRecord(), [own, refused])).toMatchObject({ tries: 1, later: [] });
+    const figures = conversationFigures(closedRecord(), [own, refused]);
+    expect(figures).toMatchObject({
+      tries: 1,
+      later: [
+        {
+          at: at(3_600_000),
+          via: 'schedule',
+          delivery_ms: null,
+          tries: 0,
+          result: 'refused by Lambda (Lambda.TooManyRequestsException)',
+        },
+      ],
+    });
+    expect(formatFigures(figures)).toBe(
+      `agent 20 ms · delivery 3030 ms (1 try) · total 3087 ms · run 3147 ms · then schedule at ${at(3_600_000)}: refused by Lambda (Lambda.TooManyRequestsException), nothing sent`,
+    );
   });
 
   it('keeps a redrive hours later apart: its own time and when, never added to the run’s delivery (a part of total)', () => {
@@ -247,6 +262,13 @@ describe('a conversation’s figures, the same in show and the console', () => {
       ...failedWith('Lambda.TooManyRequestsException', 'Rate Exceeded.').slice(1),
     ]);
     const running = redelivery('req-1-redelivery-3-c', 'resend', [entered], 'RUNNING');
+    // Lambda would not run its Deliver at all: it sent nothing, and before it was left out of these lines (only the
+    // errors line said it), so the conversation read as if no redelivery had run since the one before.
+    const refused = redelivery(
+      'req-1-redelivery-4-d',
+      'schedule',
+      failedWith('Lambda.TooManyRequestsException', 'Rate Exceeded.'),
+    );
     const record = closedRecord();
     const kept = {
       ...record,
@@ -266,14 +288,16 @@ describe('a conversation’s figures, the same in show and the console', () => {
         ],
       },
     };
-    const figures = conversationFigures(kept, [own, failed, refusedOnRetry, running]);
+    const figures = conversationFigures(kept, [own, failed, refusedOnRetry, running, refused]);
     expect(figures.later.map((l) => l.result)).toEqual([
       'failed: HTTP 503',
       'refused by Lambda (Lambda.TooManyRequestsException)',
       'still running',
+      'refused by Lambda (Lambda.TooManyRequestsException)',
     ]);
+    expect(figures.later.at(-1)).toMatchObject({ via: 'schedule', tries: 0, delivery_ms: null });
     expect(formatFigures(figures)).toBe(
-      `agent 20 ms · delivery 3030 ms (1 try) · total 3087 ms · run 3147 ms · then schedule at ${at(3_600_000)}: failed: HTTP 503, delivery 40 ms (1 try) · then redrive at ${at(3_600_000)}: refused by Lambda (Lambda.TooManyRequestsException), delivery 40 ms (1 try) · then resend at ${at(3_600_000)}: still running`,
+      `agent 20 ms · delivery 3030 ms (1 try) · total 3087 ms · run 3147 ms · then schedule at ${at(3_600_000)}: failed: HTTP 503, delivery 40 ms (1 try) · then redrive at ${at(3_600_000)}: refused by Lambda (Lambda.TooManyRequestsException), delivery 40 ms (1 try) · then resend at ${at(3_600_000)}: still running · then schedule at ${at(3_600_000)}: refused by Lambda (Lambda.TooManyRequestsException), nothing sent`,
     );
   });
 
