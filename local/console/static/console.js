@@ -447,6 +447,24 @@
   const recoverQuery = (type, since) =>
     `type=${encodeURIComponent(type)}${since ? `&since=${encodeURIComponent(since)}` : ''}`;
 
+  /** How many of a plan's conversations its message names (the rest: the CLI's dry run lists them). */
+  const PLAN_SHOWN = 5;
+
+  /**
+   * Which conversations a plan would redrive, as the operator decides whether to: `: <id> (dead, 5 tries), <id>
+   * (pending, 1 try) and 3 more (…--dry-run lists them all)`; before, the plan said only how many.
+   */
+  function plannedList(type, since, result) {
+    const rows = result.deliveries || [];
+    if (rows.length === 0) return '';
+    const named = rows.map(
+      (d) => `${d.conversation_id} (${d.state}, ${d.attempts} ${d.attempts === 1 ? 'try' : 'tries'})`,
+    );
+    const more = result.count - rows.length;
+    const dryRun = `npx webhook-gateway deliveries redrive --all --type ${type}${since ? ` --since ${since}` : ''} --dry-run --limit ${result.count}`;
+    return `: ${named.join(', ')}${more > 0 ? ` and ${more} more (${dryRun} lists them all)` : ''}`;
+  }
+
   async function plan(button) {
     const type = button.dataset.plan;
     const since = sinceOf(type);
@@ -456,7 +474,9 @@
     // A slow gateway: the press is seen at once, not only once the count comes.
     say(`Planning ${type}: counting the deliveries owed ${since ? `since ${since}` : 'at any time'}…`, 'pending');
     try {
-      const { response, result } = await call(`/local/deliveries/plan?${recoverQuery(type, since)}`);
+      const { response, result } = await call(
+        `/local/deliveries/plan?${recoverQuery(type, since)}&limit=${PLAN_SHOWN}`,
+      );
       // A since the gateway refuses: the field is marked (its text kept as typed), the message says why.
       if (response.status === 400) field()?.setAttribute('aria-invalid', 'true');
       if (!response.ok) throw new Error(result.error?.message || `HTTP ${response.status}`);
@@ -464,7 +484,7 @@
       // A paused or disabled receiver holds an operator's redrive too (docs/operations.md): said before it is run.
       const hold = heldBy(type);
       say(
-        `${result.count} ${type} ${result.count === 1 ? 'delivery' : 'deliveries'} owed ${since ? `since ${since}` : 'at any time'} would be redriven, oldest first${hold && result.count > 0 ? `; but ${hold}: each would be held back, nothing attempted, until it is resumed` : ''}`,
+        `${result.count} ${type} ${result.count === 1 ? 'delivery' : 'deliveries'} owed ${since ? `since ${since}` : 'at any time'} would be redriven, oldest first${plannedList(type, since, result)}${hold && result.count > 0 ? `; but ${hold}: each would be held back, nothing attempted, until it is resumed` : ''}`,
         'pending',
       );
       // None when the page was replaced meanwhile by one without the form (the console's error page): said all the same.

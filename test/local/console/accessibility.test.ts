@@ -79,14 +79,16 @@ describe.skipIf(skipBrowser)('console accessibility in Chromium', () => {
     await page.getByRole('button', { name: 'Plan general', exact: true }).click();
     await page.getByRole('button', { name: 'Recover 1 general', exact: true }).waitFor();
     expect(await page.locator('#flash').innerText()).toMatch(
-      /^1 general delivery owed since \S+ would be redriven, oldest first$/,
+      /^1 general delivery owed since \S+ would be redriven, oldest first: webhook_\S+ \(pending, 0 tries\)$/,
     );
     // With no since: owed at any time (not "since ever").
     await page.getByRole('textbox', { name: 'since, for general', exact: true }).fill('');
     await page.getByRole('button', { name: 'Plan general', exact: true }).click();
     await expect
       .poll(() => page.locator('#flash').innerText())
-      .toBe('1 general delivery owed at any time would be redriven, oldest first');
+      .toMatch(
+        /^1 general delivery owed at any time would be redriven, oldest first: webhook_\S+ \(pending, 0 tries\)$/,
+      );
   });
 
   it('keyboard: Enter on Pause keeps the focus on that receiver’s button (now Resume) as the page refreshes', async () => {
