@@ -208,6 +208,20 @@ export async function handleWebhook(
     const refused = gatewayErrorResult('INVALID_API_KEY');
     return refuse(refused.statusCode, refused.body, NO_STORE);
   }
+  // Content-Type is a singleton field (RFC 9110 §8.3): given twice, Node keeps the first and drops the other, and
+  // which one API Gateway reads to pick its request template is not documented. A request that names two media types
+  // (or the same twice) is refused rather than read as one of them: the client sends it once (docs/contract.md).
+  const contentTypes = req.headersDistinct['content-type'] ?? [];
+  if (contentTypes.length > 1) {
+    req.resume();
+    return refuse(
+      415,
+      errorBody(
+        'UNSUPPORTED_MEDIA_TYPE',
+        `Content-Type must be given once, as application/json; got it ${contentTypes.length} times: ${contentTypes.map((t) => `"${t}"`).join(', ')}`,
+      ),
+    );
+  }
   // No Content-Type reads as JSON, as API Gateway reads it (its default media type is application/json); any other
   // type has no request template there: 415.
   const contentType = String(req.headers['content-type'] ?? '');

@@ -219,6 +219,27 @@ describe('Expect: 100-continue (RFC 9110 §10.1.1)', () => {
   });
 });
 
+describe('Content-Type given twice', () => {
+  // Before: Node kept the first and dropped the other, so application/json then text/plain was taken as JSON (and
+  // text/plain then application/json refused as text/plain); API Gateway does not document which one it reads.
+  it.each([
+    ['application/json', 'text/plain'],
+    ['text/plain', 'application/json'],
+    ['application/json', 'application/json'],
+  ])('%s and %s: 415, naming both, nothing run', async (first, second) => {
+    const answer = await sendRaw(
+      `POST /webhook HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: ${first}\r\nContent-Type: ${second}\r\nContent-Length: ${Buffer.byteLength(BODY)}\r\nConnection: close\r\n\r\n${BODY}`,
+    );
+    expect(refusal(answer)).toMatchObject({
+      status: 415,
+      code: 'UNSUPPORTED_MEDIA_TYPE',
+      message: `Content-Type must be given once, as application/json; got it 2 times: "${first}", "${second}"`,
+    });
+    expect(world.agent.invocations).toHaveLength(0);
+    expect(operatorLog).toEqual([expect.objectContaining({ http_status: 415 })]);
+  });
+});
+
 /** Requests refused before any route: [what, status, code, message, the bytes sent]; before, a bare answer or none. */
 const REFUSED: [string, number, string, string, string][] = [
   [
