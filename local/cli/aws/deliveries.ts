@@ -153,6 +153,11 @@ interface Scan {
   items: QueuedEnvelope[];
   unreadable: UnreadableMessage[];
   truncated: boolean;
+  /**
+   * Why the read ended before the queue was read through (not the limit): the hold on what it had read could not be
+   * extended, or lapsed, so those messages showed again and what lay behind them was not reached; else null.
+   */
+  stopped: string | null;
   /** How long what was read stays hidden unless released, and from when (for the words of a release that failed). */
   holdSeconds: number;
   startedAt: number;
@@ -188,14 +193,32 @@ async function releaseRead(
   }
 }
 
-/** Read the dead-letter queue, each message once, holding what was read invisible for `holdSeconds`. */
+/**
+ * Read the dead-letter queue, each message once, holding what was read invisible for `holdSeconds`. A read longer than
+ * that (a big queue, a slow network) extends the hold of everything read so far once half of it has passed: else the
+ * first messages showed again, the next receive returned only those, and the read ended there as if the queue had no
+ * more, listing or redriving part of it without a word. A hold it cannot extend, or one that lapsed all the same,
+ * ends the read with `stopped` saying why.
+ */
 async function scanDeadLetters(queue: SqsFailedDeliveryQueue, holdSeconds: number, limit = SCAN_LIMIT): Promise<Scan> {
-  const scan: Scan = { items: [], unreadable: [], truncated: false, holdSeconds, startedAt: Date.now() };
+  const scan: Scan = { items: [], unreadable: [], truncated: false, stopped: null, holdSeconds, startedAt: Date.now() };
   const seen = new Set<string>();
   for (;;) {
     if (seen.size >= limit) {
       scan.truncated = true;
       return scan;
+    }
+    const held = [...scan.items, ...scan.unreadable];
+    if (held.length > 0 && Date.now() - scan.startedAt >= (holdSeconds * 1000) / 2) {
+      const renewedAt = Date.now();
+      try {
+        await queue.release(held, holdSeconds);
+      } catch (error) {
+        const { name, message } = error as Error;
+        scan.stopped = `the ${holdSeconds} s hold on the messages it had read could not be extended (${name}: ${message})`;
+        return scan;
+      }
+      scan.startedAt = renewedAt;
     }
     let batch: Awaited<ReturnType<SqsFailedDeliveryQueue['receive']>>;
     try {
@@ -217,7 +240,10 @@ async function scanDeadLetters(queue: SqsFailedDeliveryQueue, holdSeconds: numbe
       throw hidden === 0 ? error : withAftermath(error, hiddenUntil(hidden, scan));
     }
     const fresh = [...batch.envelopes, ...batch.unreadable].filter((m) => !seen.has(m.messageId));
-    if (fresh.length === 0) return scan;
+    if (fresh.length === 0) {
+      if (batch.count > 0) scan.stopped = `messages it had read showed again (their ${holdSeconds} s hold lapsed)`;
+      return scan;
+    }
     for (const m of fresh) seen.add(m.messageId);
     scan.items.push(...batch.envelopes.filter((m) => fresh.includes(m)));
     scan.unreadable.push(...batch.unreadable.filter((m) => fresh.includes(m)));
@@ -268,6 +294,10 @@ export async function awsDeliveriesList(
   else if (envelopes.length === 0) out(`No dead-lettered deliveries in stack ${stack.name}.`);
   else out(deliveriesTable(envelopes, stateLabel, () => '-'));
   if (scan.truncated) say(`(stopped after ${options.limit ?? SCAN_LIMIT} messages; there are more)`);
+  if (scan.stopped)
+    say(
+      `(stopped after ${scan.items.length + scan.unreadable.length} messages: ${scan.stopped}; there may be more: run it again)`,
+    );
   if (scan.unreadable.length > 0)
     say(
       `${scan.unreadable.length} unreadable message(s) in the dead-letter queue (not failed deliveries): see ${stack.deadLetterQueueUrl}`,
@@ -611,6 +641,10 @@ export async function awsDeliveriesRedrive(
   if (scan.truncated)
     (options.json ? note : out)(
       `(read the first ${options.limit ?? SCAN_LIMIT} dead-letter messages only; run again for the rest)`,
+    );
+  if (scan.stopped)
+    (options.json ? note : out)(
+      `(read the first ${scan.items.length + scan.unreadable.length} dead-letter messages only: ${scan.stopped}; run again for the rest)`,
     );
   if (options.dryRun) {
     await releaseRead(queue, matching, scan);

@@ -155,7 +155,82 @@ async function atTen(body: () => Promise<void>): Promise<void> {
   }
 }
 
+/**
+ * A dead-letter queue of `count` messages that behaves as SQS does about visibility: a receive returns up to 10 visible
+ * messages, each with a new receipt handle, hidden for its VisibilityTimeout; a ChangeMessageVisibilityBatch with a
+ * message's latest handle sets when it shows again. Each receive takes `receiveSeconds` of the (fake) clock: a slow
+ * network, or a queue big enough that reading it takes longer than a listing's 30 s hold.
+ */
+function queueModel(count: number, receiveSeconds: number, options: { refuseHold?: Error } = {}) {
+  const messages = Array.from({ length: count }, (_, i) => {
+    const m = sqsMessage(deadEnvelope(`d${String(i).padStart(5, '0')}`));
+    return { id: m.MessageId!, body: m.Body!, attributes: m.Attributes, handle: '', visibleAt: 0 };
+  });
+  let receipts = 0;
+  sqsMock.on(ReceiveMessageCommand, { QueueUrl: DLQ_URL }).callsFake((input: { VisibilityTimeout?: number }) => {
+    vi.setSystemTime(Date.now() + receiveSeconds * 1000);
+    const now = Date.now();
+    const batch = messages.filter((m) => m.visibleAt <= now).slice(0, 10);
+    for (const m of batch) {
+      m.handle = `rh-${m.id}-${++receipts}`;
+      m.visibleAt = now + (input.VisibilityTimeout ?? 30) * 1000;
+    }
+    return {
+      Messages: batch.map((m) => ({
+        MessageId: m.id,
+        ReceiptHandle: m.handle,
+        Body: m.body,
+        Attributes: m.attributes,
+      })),
+    };
+  });
+  sqsMock
+    .on(ChangeMessageVisibilityBatchCommand)
+    .callsFake((input: { Entries: { Id: string; ReceiptHandle: string; VisibilityTimeout: number }[] }) => {
+      if (options.refuseHold && input.Entries.some((e) => e.VisibilityTimeout > 0)) throw options.refuseHold;
+      const failed: { Id: string; Code: string; SenderFault: boolean; Message: string }[] = [];
+      for (const e of input.Entries) {
+        const m = messages.find((x) => x.handle === e.ReceiptHandle);
+        if (m) m.visibleAt = Date.now() + e.VisibilityTimeout * 1000;
+        else failed.push({ Id: e.Id, Code: 'ReceiptHandleIsInvalid', SenderFault: true, Message: 'stale handle' });
+      }
+      return {
+        Successful: input.Entries.filter((e) => !failed.some((f) => f.Id === e.Id)).map((e) => ({ Id: e.Id })),
+        Failed: failed,
+      };
+    });
+  return messages;
+}
+
 describe('deliveries list --aws', () => {
+  it('reads a queue that takes longer than its 30 s hold through to the end: the hold of what it read is extended as it goes', () =>
+    atTen(async () => {
+      // 50 dead letters at 12 s a receive: before, the first ten showed again at 30 s, the fourth receive returned
+      // only those, and the listing ended with 30 rows as if the queue had no more, without a word.
+      const messages = queueModel(50, 12);
+      const run = await runMain(['deliveries', 'list', '--aws', '--json']);
+      expect(run.code).toBe(0);
+      const rows = JSON.parse(run.stdout) as FailedDeliveryEnvelope[];
+      expect(rows).toHaveLength(50);
+      expect(run.stderr).not.toContain('stopped after');
+      // Everything read is visible again once the listing is done.
+      expect(messages.every((m) => m.visibleAt <= Date.now())).toBe(true);
+    }));
+
+  it('…and says it stopped early when the hold cannot be extended, with why and what to do', () =>
+    atTen(async () => {
+      // Extending the hold (VisibilityTimeout 30) is refused; making them visible again (0) works.
+      const messages = queueModel(50, 12, {
+        refuseHold: Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }),
+      });
+      const run = await runMain(['deliveries', 'list', '--aws']);
+      expect(run.code).toBe(0);
+      expect(run.stdout).toContain(
+        '(stopped after 20 messages: the 30 s hold on the messages it had read could not be extended (ThrottlingException: Rate exceeded); there may be more: run it again)',
+      );
+      expect(messages.every((m) => m.visibleAt <= Date.now())).toBe(true);
+    }));
+
   it('counts the tries only the attempt log has (a Query per dead letter listed); one whose log cannot be read as its envelope carries it, said on stderr', async () => {
     // Before: the envelope's count (1), until a redrive.
     const { behind, unread } = behindAndUnread();
