@@ -207,7 +207,13 @@ export function nonReadingStatement(sql: string): string | null {
 /** A parameter value that cannot be used; the CLI prints the message. */
 export class QueryParamError extends Error {}
 
-const ISO_DATE_OR_TIME = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2}))?$/i;
+/**
+ * An ISO 8601 date or date-time with its zone, as a pattern that reads the same as a JavaScript RegExp (flag u) and as
+ * an HTML `pattern` attribute (flag v: `-` escaped in its class, the T and Z of either case written out): the console's
+ * recover form checks its since with it before it asks the gateway, which checks it again.
+ */
+export const ISO_DATE_OR_TIME_PATTERN = String.raw`\d{4}-\d{2}-\d{2}([Tt]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+\-]\d{2}:?\d{2}))?`;
+const ISO_DATE_OR_TIME = new RegExp(`^(?:${ISO_DATE_OR_TIME_PATTERN})$`, 'u');
 
 /**
  * An ISO 8601 date (midnight UTC) or date-time with its zone as epoch milliseconds; NaN for anything else. A date-time

@@ -14,6 +14,7 @@ import {
 import { recordFromExport } from '../../functions/domain/export-formats.ts';
 import { attemptsMade, type FailedDeliveryEnvelope, owedBy } from '../../functions/domain/failed-delivery.ts';
 import { age, timeAgo } from '../../functions/domain/iso-date.ts';
+import { ISO_DATE_OR_TIME_PATTERN } from '../../functions/domain/named-queries.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
 import { FILTER_STATUSES, FILTER_TYPES } from '../history/conversation-filters.ts';
 import { inboundWebhookId, recoveredAfterStop } from '../history/conversations.ts';
@@ -595,7 +596,7 @@ export function endpointsFragment(views: (EndpointView | UnreadableReceiver)[], 
   <tbody>${views.map(
     // A form per type (a form cannot hold a table row: the field and Plan name it), so Enter in the field plans.
     (v) => html`<tr data-type="${v.webhook_type}"><td class="type">${v.webhook_type}</td>
-    <td class="since"><form id="recover-${v.webhook_type}" data-plan-form="${v.webhook_type}"></form><input type="text" size="26" name="since" form="recover-${v.webhook_type}" data-type="${v.webhook_type}" value="${dayBefore(now)}" aria-label="since, for ${v.webhook_type}"></td>
+    <td class="since"><form id="recover-${v.webhook_type}" data-plan-form="${v.webhook_type}" novalidate></form><input type="text" size="26" name="since" form="recover-${v.webhook_type}" data-type="${v.webhook_type}" value="${dayBefore(now)}" pattern="${ISO_DATE_OR_TIME_PATTERN}" aria-label="since, for ${v.webhook_type}"></td>
     <td><button type="submit" form="recover-${v.webhook_type}" data-plan="${v.webhook_type}" aria-label="Plan ${v.webhook_type}">Plan</button></td>
     <td><button type="button" data-recover="${v.webhook_type}" aria-label="Recover ${v.webhook_type}" hidden>Recover</button></td></tr>`,
   )}</tbody></table>

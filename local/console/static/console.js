@@ -471,6 +471,19 @@
     // Looked up once the answer is in: a live refresh meanwhile replaced the page's form and its buttons.
     const confirm = () => content.querySelector(`button[data-recover="${type}"]`);
     const field = () => content.querySelector(`input[name="since"][data-type="${type}"]`);
+    // A since that is no ISO 8601 date or date-time with a zone is said here, by the pattern the server put on the
+    // field (the one it checks with), not sent: its 400 was logged by the browser as a resource that failed to load.
+    const pattern = field()?.getAttribute('pattern');
+    if (since && pattern && !new RegExp(`^(?:${pattern})$`, 'u').test(since)) {
+      field()?.setAttribute('aria-invalid', 'true');
+      say(
+        `Plan for ${type}: since must be an ISO 8601 date or date-time with a zone (e.g. 2026-11-29 or 2026-11-29T08:00:00Z), got "${since}"`,
+        'bad',
+      );
+      const button = confirm();
+      if (button) button.hidden = true;
+      return;
+    }
     // A slow gateway: the press is seen at once, not only once the count comes.
     say(`Planning ${type}: counting the deliveries owed ${since ? `since ${since}` : 'at any time'}…`, 'pending');
     try {

@@ -189,9 +189,29 @@ describe.skipIf(skipBrowser)('console recover form from the keyboard, in Chromiu
       ),
     ).toEqual(['Plan']);
 
+    // A since that is no date is said by the page, not sent: before, its 400 had Chromium log "Failed to load
+    // resource" on the console, as if the console were broken.
+    const asked: string[] = [];
+    const logged: string[] = [];
+    const onRequest = (r: { url: () => string }) => {
+      if (r.url().includes('/local/deliveries/plan')) asked.push(r.url());
+    };
+    const onConsole = (m: { type: () => string; text: () => string }) => {
+      if (m.type() === 'error') logged.push(m.text());
+    };
+    page.on('request', onRequest);
+    page.on('console', onConsole);
     await since.fill('last tuesday');
     await since.press('Enter');
-    await expect.poll(() => page.locator('#flash').innerText()).toMatch(/^Plan for lead_analysis: .*since/);
+    await expect
+      .poll(() => page.locator('#flash').innerText())
+      .toBe(
+        'Plan for lead_analysis: since must be an ISO 8601 date or date-time with a zone (e.g. 2026-11-29 or 2026-11-29T08:00:00Z), got "last tuesday"',
+      );
+    page.off('request', onRequest);
+    page.off('console', onConsole);
+    expect(asked).toEqual([]);
+    expect(logged).toEqual([]);
     expect(await page.locator('#flash').getAttribute('class')).toBe('bad');
     expect(await since.inputValue()).toBe('last tuesday');
     expect(await since.getAttribute('aria-invalid')).toBe('true');

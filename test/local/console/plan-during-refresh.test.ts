@@ -47,9 +47,10 @@ describe.skipIf(skipBrowser)('a recover planned while the Endpoints page is refr
     expect(await confirm.isVisible()).toBe(true);
     expect(await confirm.innerText()).toBe('Recover 1');
 
-    // A since the gateway refuses, answered after a refresh: the field on the page is marked.
+    // A since the gateway refuses (a day that never was: the page checks the form, the gateway the calendar too),
+    // answered after a refresh: the field on the page is marked, the gateway's message said.
     const field = page.locator('input[name="since"][data-type="general"]');
-    await field.fill('yesterday');
+    await field.fill('2026-02-31');
     await holdPlans();
     await page.locator('button[data-plan="general"]').click();
     expect((await rawGet(`${world.gateway.url}/local/endpoints/general/resume`, {}, 'POST')).status).toBe(200);
@@ -58,8 +59,11 @@ describe.skipIf(skipBrowser)('a recover planned while the Endpoints page is refr
     expect(await general.getAttribute('data-state')).toBe('healthy');
     release();
     await page.locator('#flash:has-text("Plan for general")').waitFor();
+    expect(await page.locator('#flash').innerText()).toBe(
+      'Plan for general: since must be an ISO 8601 date or date-time with a zone (e.g. 2026-11-29 or 2026-11-29T08:00:00Z), got "2026-02-31"',
+    );
     expect(await field.getAttribute('aria-invalid')).toBe('true');
-    expect(await field.inputValue()).toBe('yesterday');
+    expect(await field.inputValue()).toBe('2026-02-31');
   });
 
   it('a page refreshed meanwhile to one without the form (the error page): the answer is still said', async () => {
