@@ -462,6 +462,8 @@ const WAIT_MS = 5;
 const GIVE_UP_MS = 5_000;
 /** How long past STALE_MS a lock of another pid namespace is waited on (it is taken over once stale). */
 const FOREIGN_MARGIN_MS = 1_000;
+/** How long past FRESH_MS a live holder may leave its lock untouched (a busy machine) before it is judged not to hold it. */
+const UNTOUCHED_MARGIN_MS = 1_000;
 
 const chains = new Map<string, Promise<unknown>>();
 
@@ -496,10 +498,12 @@ export interface LockWait {
    */
   until?: number | undefined;
   /**
-   * Told once when the wait goes on for a lock of another pid namespace: the lock, its holder's pid there, and how long
-   * it is waited for at most (a command says so on stderr: it is no hang).
+   * Told once when the wait goes on past GIVE_UP_MS for a lock of another pid namespace (`foreign`), or for one that
+   * names a live process here which has not touched it as a holder does (`untouched`: a pid reused after a restart):
+   * the lock, its holder's pid, how long it is waited for at most, and which (a command says so on stderr: it is no
+   * hang).
    */
-  notice?: ((lock: string, pid: number, waitMs: number) => void) | undefined;
+  notice?: ((lock: string, pid: number, waitMs: number, kind: 'foreign' | 'untouched') => void) | undefined;
 }
 
 /**
@@ -533,6 +537,7 @@ async function acquire(lock: string, wait: LockWait = {}): Promise<string> {
   const until = wait.until ?? Number.POSITIVE_INFINITY;
   let giveUpAt = Math.min(started + GIVE_UP_MS, until);
   const foreignSeen = new Set<string>();
+  const untouchedSeen = new Set<string>();
   for (;;) {
     wait.signal?.throwIfAborted();
     if (await createExclusive(lock, mine, 0o600)) return mine;
@@ -551,7 +556,17 @@ async function acquire(lock: string, wait: LockWait = {}): Promise<string> {
     if (text !== null && state === 'fresh' && stampedWriter(text)?.host && !foreignSeen.has(text)) {
       foreignSeen.add(text);
       giveUpAt = Math.min(Math.max(giveUpAt, Date.now() - age + STALE_MS + FOREIGN_MARGIN_MS), until);
-      wait.notice?.(lock, stampedWriter(text)?.pid ?? 0, giveUpAt - Date.now());
+      wait.notice?.(lock, stampedWriter(text)?.pid ?? 0, giveUpAt - Date.now(), 'foreign');
+    }
+    // A lock of this pid namespace naming a live process that has not touched it for longer than a holder lets pass
+    // (FRESH_MS, and a margin for a busy machine): its pid is most likely another process's now (pid 1 after a
+    // container's restart, a pid reused after a crash), and the lock is taken over once stale. Waited for until then
+    // as a foreign one is; before, the change was refused after GIVE_UP_MS with "try again", and again each time
+    // until the lock was 10 s old.
+    if (text !== null && state === 'alive' && age > FRESH_MS + UNTOUCHED_MARGIN_MS && !untouchedSeen.has(text)) {
+      untouchedSeen.add(text);
+      giveUpAt = Math.min(Math.max(giveUpAt, Date.now() - age + STALE_MS + FOREIGN_MARGIN_MS), until);
+      wait.notice?.(lock, stampedWriter(text)?.pid ?? 0, giveUpAt - Date.now(), 'untouched');
     }
     // Refused: nothing was changed, and the change can be made again (docs/operations.md, "Processes in other
     // containers").

@@ -183,11 +183,14 @@ export async function endpointsCommand(sub: string, args: string[]): Promise<num
       (await readDeliverySecrets(chosen ?? deliverySecretsFileOf(dataDir, {})))?.[type!] ?? [],
       edit,
     );
-  // A lock another container's writer holds is waited on up to 11 s (taken over if its writer was killed): said once.
+  // A lock another container's writer holds, or one naming a live process here that does not keep it (a pid reused
+  // after a restart), is waited on up to 11 s (taken over if its writer was killed): said once.
   const wait: LockWait = {
-    notice: (lock, pid, waitMs) =>
+    notice: (lock, pid, waitMs, kind) =>
       note(
-        `webhook-gateway: ${lock} is held by pid ${pid} of another pid namespace or host (a container sharing the folder): waiting up to ${Math.ceil(waitMs / 1000)} s for it (one left by a killed writer is taken over once 10 s old)`,
+        kind === 'foreign'
+          ? `webhook-gateway: ${lock} is held by pid ${pid} of another pid namespace or host (a container sharing the folder): waiting up to ${Math.ceil(waitMs / 1000)} s for it (one left by a killed writer is taken over once 10 s old)`
+          : `webhook-gateway: ${lock} names pid ${pid}, which runs but does not keep the lock fresh as its holder would (its pid reused after a crash or a restart): waiting up to ${Math.ceil(waitMs / 1000)} s, until it is 10 s old and taken over`,
       ),
   };
   if (sub === 'pause') await store.configure(type!, { paused: true }, now, undefined, wait);

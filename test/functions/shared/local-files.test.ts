@@ -441,6 +441,36 @@ describe('withFileLock', () => {
     expect((await readdir(dir)).sort()).toEqual(['general.json.lock']); // the holder's lock left, nothing aside
   });
 
+  it('a lock naming a live process here that does not touch it (its pid reused after a restart): waited on until it is 10 s old, then taken over', async () => {
+    const file = path.join(dir, 'general.json');
+    const lock = `${file}.lock`;
+    // A killed holder's lock whose pid a live process now has (this test's parent): nobody touches it; each try
+    // moves the clock 1 s.
+    await writeFile(lock, `${process.ppid}.0a0b0c0d`);
+    const takenAt = new Date();
+    await utimes(lock, takenAt, takenAt);
+    let tries = 0;
+    beforeLink.hook = async (target) => {
+      if (target !== lock) return;
+      tries += 1;
+      vi.setSystemTime(Date.now() + 1_000);
+    };
+    const notices: [number, number, string][] = [];
+    // Before: refused after 5 s ("try again"), and so again on each try until the lock was 10 s old.
+    await expect(
+      withTimeStill(() =>
+        withFileLock(file, async () => 'changed', {
+          notice: (_lock, pid, waitMs, kind) => notices.push([pid, waitMs, kind]),
+        }),
+      ),
+    ).resolves.toBe('changed');
+    expect(notices).toEqual([[process.ppid, expect.any(Number), 'untouched']]);
+    expect(notices[0]![1]).toBeLessThanOrEqual(11_000 - 4_000);
+    expect(tries).toBeGreaterThanOrEqual(10);
+    expect(tries).toBeLessThanOrEqual(12);
+    expect(await readdir(dir)).toEqual([]);
+  });
+
   describe('a lock taken in another pid namespace (a container sharing the data folder): judged by its age alone', () => {
     const GONE = 99_999_999; // above any pid_max: no process of this namespace has it
     const other = () => anotherHost();

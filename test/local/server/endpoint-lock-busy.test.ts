@@ -7,7 +7,7 @@ import { anotherHost } from '../../support/pid-namespaces.ts';
 import { withTimeStill } from '../../support/time.ts';
 
 /** Each look at the receiver's lock: its holder touches it, the clock moves on 500 ms (test/support/held-lock.ts). */
-const looks = vi.hoisted(() => ({ n: 0, lock: '' }));
+const looks = vi.hoisted(() => ({ n: 0, lock: '', touched: true }));
 vi.mock('node:fs/promises', async (importOriginal) =>
   (await import('../../support/held-lock.ts')).withHeldLock(await importOriginal(), looks),
 );
@@ -35,6 +35,7 @@ afterAll(async () => {
 });
 afterEach(async () => {
   looks.lock = '';
+  looks.touched = true;
   vi.restoreAllMocks();
   await rm(lock, { force: true });
 });
@@ -94,6 +95,42 @@ describe('a change of a receiver whose lock another container’s writer keeps',
       ].join('\n'),
     );
     expect(await readFile(lock, 'utf8')).toBe(theirs());
+  });
+});
+
+/**
+ * A receiver's lock left by a killed writer of this pid namespace whose pid another process has now (pid 1 after a
+ * restart): nobody touches it, but its pid runs. `endpoints pause` gave up after 5 s with exit code 75 and "try
+ * again", and so again on each try until the lock was 10 s old. Now it waits until then, says why, and makes the change.
+ */
+describe('a change of a receiver whose lock names a live process that does not keep it', () => {
+  it('`endpoints pause`: says why it waits, takes the lock over once 10 s old, and pauses', async () => {
+    const stale = `${process.ppid}.0a0b0c0d`;
+    await writeFile(lock, stale);
+    const now = new Date();
+    await utimes(lock, now, now);
+    looks.n = 0;
+    looks.lock = lock;
+    looks.touched = false;
+    try {
+      const ran = await withTimeStill(() =>
+        runMain(['endpoints', 'pause', 'general'], { LOCAL_DATA_DIR: world.dataDir }),
+      );
+      expect(ran.code, ran.stderr).toBe(0);
+      expect(ran.stderr).toMatch(
+        new RegExp(
+          `^webhook-gateway: ${lock.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} names pid ${process.ppid}, which runs but does not keep the lock fresh as its holder would \\(its pid reused after a crash or a restart\\): waiting up to \\d+ s, until it is 10 s old and taken over\n`,
+        ),
+      );
+      const rows = (await (await fetch(`${world.gateway.url}/local/endpoints`)).json()) as {
+        webhook_type: string;
+        status: string;
+      }[];
+      expect(rows.find((r) => r.webhook_type === 'general')?.status).toBe('paused');
+    } finally {
+      looks.lock = '';
+      expect((await fetch(`${world.gateway.url}/local/endpoints/general/resume`, { method: 'POST' })).status).toBe(200);
+    }
   });
 });
 
