@@ -657,12 +657,16 @@ describe('withFileLock', () => {
     await writeFile(`${file}.lock`, gone.stdout);
     const log = path.join(dir, 'holders.log');
     const module = path.resolve('functions/shared/local-files.ts');
-    // All at once (meetInProcesses), each says 'try' in the log, then changes the file under its lock, holding it a
-    // moment.
+    // All at once (meetInProcesses), each says 'try' in the log and waits until all eight have, then changes the file
+    // under its lock, holding it a moment. Without that wait, at load 8 on 2 cores the first process scheduled took the
+    // lock and wrote 'in' before the others had said 'try' (the meeting below failed, the lock code not at fault).
     const processes = await meetInProcesses(
       8,
-      `const { appendLine, withFileLock } = await import(${JSON.stringify(module)});`,
+      `const { appendLine, withFileLock } = await import(${JSON.stringify(module)});
+      const { readFile } = await import('node:fs/promises');`,
       `await appendLine(${JSON.stringify(log)}, 'try\\n');
+      const tries = async () => (await readFile(${JSON.stringify(log)}, 'utf8')).split('\\n').filter((l) => l === 'try').length;
+      while ((await tries()) < 8) await new Promise((resolve) => setTimeout(resolve, 5));
       await withFileLock(${JSON.stringify(file)}, async () => {
         await appendLine(${JSON.stringify(log)}, 'in\\n');
         await new Promise((resolve) => setTimeout(resolve, 50));
