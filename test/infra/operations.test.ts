@@ -349,7 +349,7 @@ describe('alarms', () => {
       LogGroupName: { Ref: id('AWS::Logs::LogGroup', 'WorkflowExecutionLogs') },
       MetricTransformations: [{ MetricNamespace: namespace, MetricName: 'RecordsOnlyInHistory', MetricValue: '1' }],
     });
-    // PassStateEntered is logged at level ALL only (the Step Functions guide's "Log levels"), which the workflow keeps.
+    // PassStateEntered is an event of level ALL only; the workflow logs at that level.
     expect(props(id('AWS::StepFunctions::StateMachine', 'WorkflowStateMachine')).LoggingConfiguration).toMatchObject({
       Level: 'ALL',
     });
