@@ -12,13 +12,13 @@ import { settings } from '../../functions/shared/settings.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
 import {
   type ConversationFilter,
-  compareRows,
   type FilterableConversation,
   FilterError,
   type FilterFlags,
   idTimeMs,
   isEmptyFilter,
   parseFilter,
+  sortRows,
   statusLabel,
 } from '../history/conversation-filters.ts';
 import { inboundWebhookId, latestRecord, recoveredAfterStop } from '../history/conversations.ts';
@@ -162,7 +162,7 @@ export async function conversationsList(args: string[]): Promise<number> {
   if (awsRequested(values)) return conversationsSearch(args, { listing: true });
   const store = new ExecutionStore(resolveOptions().dataDir, { onUnreadable: skippedHistory });
   const { rows: summaries, unread, unreadMatching } = await listWithProgress(store, filter, limit);
-  summaries.sort(compareRows(filter));
+  sortRows(summaries, filter);
   const shown = summaries.slice(0, limit);
   if (values.json) {
     outJson(shown);
@@ -290,7 +290,7 @@ export async function conversationsShow(args: string[]): Promise<number> {
 async function conversationOfKey(filter: ConversationFilter): Promise<string> {
   const store = new ExecutionStore(resolveOptions().dataDir, { onUnreadable: skippedHistory });
   const { rows } = await listWithProgress(store, filter, 50);
-  rows.sort(compareRows(filter));
+  sortRows(rows, filter);
   const [newest, ...others] = rows;
   if (!newest)
     throw new CliError(

@@ -10,10 +10,11 @@ import type { AnalyticsEngine } from '../analytics/engine.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
 import {
   type ConversationFilter,
-  compareRows,
+  type FilterableConversation,
   idTimeMs,
   matchesFilter,
   mayMatch,
+  sortRows,
 } from '../history/conversation-filters.ts';
 import { type ConversationSummary, latestRecord, summarize } from '../history/conversations.ts';
 import type { UnreadableReceiver } from '../history/endpoints.ts';
@@ -155,7 +156,7 @@ export async function listedConversations(
     const summary = summarize(id, runs);
     if (summary && matchesFilter(summary, filter) && isAfter(summary, cursor)) candidates.push(summary);
   }
-  candidates.sort(compareRows(filter));
+  sortRows(candidates, filter);
   const rows: ConsoleRow[] = [];
   for (const { conversation_id: id } of candidates.slice(0, limit)) {
     const { executions } = await conversationExecutions(ctx, id);
@@ -231,27 +232,37 @@ export async function threadConversations(
     threadId,
   );
   const looked = await mapConcurrently(candidates, 32, (id) => index.rowOf(id));
-  type Found = { id: string; turn: number; executions?: ExecutionRecord[]; running?: true };
+  type Found = { row: FilterableConversation; executions?: ExecutionRecord[]; running?: true };
   const found: Found[] = [];
-  for (const [i, id] of candidates.entries()) {
-    const known = looked[i]!;
+  for (const known of looked) {
     if (!known.row || !matchesFilter(known.row, filter)) continue;
-    found.push({ id, turn: known.row.thread_turn ?? 0, executions: known.executions });
+    found.push({ row: known.row, executions: known.executions });
   }
   await index.save({ until: Date.now() + LISTING_LOCK_WAIT_MS });
   // A turn still running with no saved history yet (its caller waiting for the answer) is a turn of it too.
-  const listed = new Set(found.map((f) => f.id));
+  const listed = new Set(found.map((f) => f.row.conversation_id));
   for (const id of runningByConversation(ctx).keys()) {
     if (!mayMatch(id, filter) || listed.has(id)) continue;
     const { executions } = await conversationExecutions(ctx, id);
     const record = latestRecord(executions);
-    if (record?.metadata.thread_id !== threadId || record.metadata.source_system !== sourceSystem) continue;
-    found.push({ id, turn: record.metadata.thread_turn ?? 0, executions, running: true });
+    const summary = summarize(id, executions);
+    if (record?.metadata.thread_id !== threadId || record.metadata.source_system !== sourceSystem || !summary) continue;
+    found.push({ row: summary, executions, running: true });
   }
-  found.sort((a, b) => a.turn - b.turn);
+  // In turn order, each life of a thread started again after the one before (sortRows); the newest `limit` shown.
+  const order = sortRows(
+    found.map((f) => f.row),
+    filter,
+  );
+  const at = new Map(order.map((row, i) => [row.conversation_id, i]));
+  found.sort((a, b) => at.get(a.row.conversation_id)! - at.get(b.row.conversation_id)!);
   const shown = found.slice(Math.max(0, found.length - Math.max(0, limit)));
   const turns: ThreadTurns['turns'] = [];
-  for (const { id, executions: known, running } of shown) {
+  for (const {
+    row: { conversation_id: id },
+    executions: known,
+    running,
+  } of shown) {
     const executions = known ?? (await ctx.executions.executions(id));
     const record = latestRecord(executions);
     if (record?.metadata.thread_id !== threadId || record.metadata.source_system !== sourceSystem) continue;

@@ -17,8 +17,8 @@ const TURNS = 12;
 let dataDir: string;
 const byTurn = new Map<number, string>();
 
-async function saveTurn(store: ExecutionStore, n: number, threadId: string, turn: number): Promise<string> {
-  const at = new Date(Date.UTC(2026, 10, 29, 10, Math.floor(n / 60), n % 60)).toISOString();
+async function saveTurn(store: ExecutionStore, n: number, threadId: string, turn: number, day = 29): Promise<string> {
+  const at = new Date(Date.UTC(2026, 10, day, 10, Math.floor(n / 60), n % 60)).toISOString();
   const started = startedRecord(
     { ...SEED_REQUEST, query: `question of turn ${turn}`, thread_id: threadId },
     { input: { received_at: at }, ids: { suffix: `long${n}` } },
@@ -48,6 +48,13 @@ beforeAll(async () => {
     ids.push(id);
   }
   ids.push(await saveTurn(store, TURNS, 'other', 1));
+  // A thread of six turns, unused for longer than THREAD_TTL_DAYS, then started again at turn 1 (two turns since).
+  for (let turn = 1; turn <= 6; turn++) ids.push(await saveTurn(store, 20 + turn, 'again', turn, 1));
+  for (let turn = 1; turn <= 2; turn++) {
+    const id = await saveTurn(store, 30 + turn, 'again', turn, 29);
+    byTurn.set(100 + turn, id);
+    ids.push(id);
+  }
   await ageHistories(store, ids);
   await commandListingReads(store); // the summary index filled, as a `conversations list` does
 });
@@ -74,6 +81,20 @@ describe("the console's thread page of a long thread", () => {
     expect(page).toContain('the 7 earlier ones are not shown here');
     expect(page).toContain(`conversations list --thread long --source ${SEED_REQUEST.source_system} --limit 12`);
     expect(page.match(/<li data-id=/g)).toHaveLength(5);
+  });
+
+  it('a thread started again at turn 1: its new life is the newest, after the earlier one', async () => {
+    const gateway = new ExecutionStore(dataDir);
+    const ctx = { executions: gateway, running: () => [] } as unknown as ConsoleContext;
+    const shown = await threadConversations(ctx, SEED_REQUEST.source_system, 'again', 3);
+    // Before: by turn number alone, turns 4, 5 and 6 of the forgotten life, the two new turns left out.
+    expect(shown.turns.map((t) => `${t.row.received_at.slice(5, 10)} turn ${t.row.thread_turn}`)).toEqual([
+      '11-01 turn 6',
+      '11-29 turn 1',
+      '11-29 turn 2',
+    ]);
+    expect(shown.turns.slice(1).map((t) => t.record.conversation_id)).toEqual([byTurn.get(101), byTurn.get(102)]);
+    expect(shown.earlier).toBe(5);
   });
 
   it('a thread within the bound is shown whole, with no line about earlier turns', async () => {
