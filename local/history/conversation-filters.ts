@@ -231,7 +231,11 @@ const THREAD_FORGOTTEN_AFTER_MS = 86_400_000;
 function threadLives(rows: readonly FilterableConversation[]): Map<string, number> {
   const lives = new Map<string, number>();
   const bySource = new Map<string, FilterableConversation[]>();
-  for (const row of rows) bySource.set(row.source_system, [...(bySource.get(row.source_system) ?? []), row]);
+  for (const row of rows) {
+    const thread = bySource.get(row.source_system);
+    if (thread) thread.push(row);
+    else bySource.set(row.source_system, [row]);
+  }
   for (const thread of bySource.values()) {
     thread.sort(
       (a, b) => a.received_at.localeCompare(b.received_at) || a.conversation_id.localeCompare(b.conversation_id),
