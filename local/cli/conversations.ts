@@ -553,6 +553,9 @@ export async function conversationsSearch(args: string[], mode: { listing?: bool
   }
   const matches = Number(rows[0]?.matches ?? 0);
   const shown = rows.map((r) => hitOfRow(r, text));
+  // A thread in turn order as the local listing shows it: SQL orders by turn alone, so a thread started again after
+  // THREAD_TTL_DAYS (--since that far back) came interleaved with its earlier life (sortRows).
+  if (mode.listing && filter.thread !== null) sortRows(shown, filter);
   note(
     mode.listing
       ? `${matches} exported conversations in ${where}`
