@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import { errorBody } from '../../functions/domain/gateway-contract.ts';
+import { errorBody, NO_STORE } from '../../functions/domain/gateway-contract.ts';
 import { sendJson } from './http.ts';
 import type { RouteHandler } from './router.ts';
 
@@ -85,6 +85,7 @@ export function loopbackOnly(handler: RouteHandler): RouteHandler {
       res,
       403,
       errorBody('FORBIDDEN', `this gateway listens on loopback and ${refused} (HOST=0.0.0.0 serves other machines)`),
+      NO_STORE, // GET /conversations/{id} answers no-store always (docs/contract.md), its refusals too
     );
   };
 }
